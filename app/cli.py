@@ -1,0 +1,167 @@
+"""Command line: ``python main.py [FOLDER]`` opens the GUI; subcommands run headless.
+
+Heavy imports (torch, Qt, SQLAlchemy) happen inside the handlers so ``--help`` and
+``--version`` answer at once and a missing optional piece only breaks the command that needs it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+from app import __version__
+from app.paths import default_database_url
+
+FAMILIES = ("classifier", "segmenter", "anomaly")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "export", "worker", "db")
+# Each family's train/evaluate CLI lives beside its training code; these modules import no
+# torch at module level (``add_*_arguments`` must stay cheap).
+FAMILY_CLI = {f: f"inference.training.{f}_cli" for f in FAMILIES}
+
+log = logging.getLogger("station")
+
+
+class CommandError(Exception):
+    """A failure to report as one clear line (exit status 2), not a traceback."""
+
+
+def _family_cli(family: str):
+    try:
+        return importlib.import_module(FAMILY_CLI[family])
+    except ModuleNotFoundError as exc:
+        if exc.name == FAMILY_CLI[family]:
+            return None
+        raise
+
+
+def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
+    def run(_: argparse.Namespace) -> int:
+        print(f"error: {what} is not built yet in this version ({__version__}).", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _common(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    # SUPPRESS on subcommands so `main.py --db URL prelabel X` keeps the top-level value.
+    parser.add_argument("--db", metavar="URL", default=default,
+                        help="database URL (default: SQLite in the user data folder; "
+                             "postgresql+psycopg://user:pass@host/db for a shared server)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug messages")
+
+
+def _handler(module: str, func: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return _not_built(f"'{args.command}'")(args)
+            raise
+        return getattr(mod, func)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="main.py",
+        description="Inspection review station. With no command, opens the GUI on FOLDER "
+                    "(or on the bundled demo project when no folder is given).",
+    )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common(top, default=None)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="open the review station (the default command)")
+    p.add_argument("folder", nargs="?", help="image folder to open (default: the bundled demo project)")
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.gui", "run"))
+
+    p = sub.add_parser("prelabel", help="pre-label a folder with the active models (headless)")
+    p.add_argument("folder")
+    p.add_argument("--families", default="classifier,segmenter,anomaly",
+                   help="comma-separated families to run (default: all three)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--report", metavar="FILE", help="write a JSON report here")
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.prelabel", "run"))
+
+    p = sub.add_parser("worker", help="run a standing worker that claims jobs from the database")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--once", action="store_true", help="exit when no job is left")
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.worker", "run"))
+
+    p = sub.add_parser("export", help="export reviewed labels as a dataset")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--folder", help="only images of this indexed folder")
+    p.add_argument("--format", default="all",
+                   help="imagefolder, masks, coco, mvtec, csv, or 'all' (comma-separated)")
+    p.add_argument("--split", default=None, help="train/val/test fractions, e.g. 0.7,0.2,0.1")
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.export", "run"))
+
+    for verb in ("train", "evaluate"):
+        p = sub.add_parser(verb, help=f"{verb} a model family ({', '.join(FAMILIES)})")
+        fam = p.add_subparsers(dest="family", metavar="FAMILY", required=True)
+        for family in FAMILIES:
+            fp = fam.add_parser(family, help=f"{verb} the {family}")
+            _common(fp)
+            mod = _family_cli(family)
+            if mod is None:
+                fp.add_argument("rest", nargs=argparse.REMAINDER)
+                fp.set_defaults(func=_not_built(f"'{verb} {family}'"))
+            else:
+                getattr(mod, f"add_{verb}_arguments")(fp)
+                fp.set_defaults(func=getattr(mod, f"run_{verb}"))
+
+    p = sub.add_parser("db", help="database maintenance")
+    dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = dbsub.add_parser("upgrade", help="migrate the database to this version's schema")
+    _common(up)
+    up.set_defaults(func=_handler("app.commands.db", "upgrade"))
+    cur = dbsub.add_parser("current", help="print the database's schema revision")
+    _common(cur)
+    cur.set_defaults(func=_handler("app.commands.db", "current"))
+    return top
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    """``main.py FOLDER`` and ``main.py --db URL`` mean the gui command."""
+    if any(a in ("-h", "--help", "--version") for a in argv[:1]):
+        return argv
+    first_positional, skip = None, False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--db":
+            skip = True
+        elif not a.startswith("-"):
+            first_positional = a
+            break
+    if first_positional is None or first_positional not in COMMANDS:
+        return ["gui", *argv]
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_normalise_argv(argv))
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "db", None) is None:
+        args.db = default_database_url()
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Handlers of the command-line subcommands (composition of services per command)."""

@@ -1,0 +1,129 @@
+"""Model directories: ``model.safetensors`` + ``config.json`` + ``card.json``.
+
+Never pickle: a checkpoint a user hands us is data, not code. Every failure (missing file,
+corrupt tensors, a tensor missing or of the wrong shape, an unknown model) is raised as a
+``CheckpointError`` whose message says what is wrong with which file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .models import registry
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "card.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A model directory that cannot be loaded, with the reason."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    name: str
+    family: str
+    config: Any
+    card: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_model(directory: str | os.PathLike, name: str, model: nn.Module, config: Any, card: dict | None = None) -> Path:
+    """Write a model directory atomically file by file (a crash leaves the old files or the new)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"model": name, "format": str(FORMAT_VERSION)})
+    os.replace(tmp, out / WEIGHTS)
+    meta = {"format": FORMAT_VERSION, "model": name, "family": registry.spec(name).family, "config": _config_dict(config)}
+    _atomic_write_text(out / CONFIG, json.dumps(meta, indent=2, sort_keys=True))
+    if card is not None:
+        _atomic_write_text(out / CARD, json.dumps(card, indent=2, sort_keys=True, default=str))
+    return out
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_state(model: nn.Module, weights: Path) -> None:
+    """Load tensors into ``model`` strictly, naming every missing, unexpected or mis-shaped one."""
+    try:
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights}: missing") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} (model expects {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected[:8])}{' …' if len(unexpected) > 8 else ''}")
+    if wrong:
+        problems.append(f"wrong shapes: {'; '.join(wrong[:8])}")
+    if problems:
+        raise CheckpointError(f"{weights}: does not match its config: " + " | ".join(problems))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{weights}: non-finite values in {', '.join(bad[:8])}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> LoadedModel:
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: model directory not found")
+    meta = read_json(d / CONFIG)
+    name = meta.get("model")
+    if not isinstance(name, str):
+        raise CheckpointError(f"{d / CONFIG}: no 'model' name")
+    if int(meta.get("format", 1)) > FORMAT_VERSION:
+        raise CheckpointError(f"{d}: written by a newer version of this application (format {meta['format']})")
+    try:
+        config = registry.config_from_dict(name, meta.get("config", {}))
+        model = registry.build(name, config)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{d / CONFIG}: {exc}") from None
+    load_state(model, d / WEIGHTS)
+    model.to(map_location).eval()
+    card = read_json(d / CARD) if (d / CARD).exists() else {}
+    return LoadedModel(model=model, name=name, family=registry.spec(name).family, config=config, card=card, path=d)

@@ -1,0 +1,111 @@
+"""Reading part images of any common kind into one normalised form.
+
+Stations receive 8- and 16-bit, gray, RGB and RGBA images in PNG, JPEG, BMP and TIFF. Every
+model and every view goes through ``read_image`` so that a file that loads in one place loads
+everywhere, and one that fails says why (``ImageReadError``) instead of crashing a batch.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+MAX_PIXELS = 200_000_000  # ~14k x 14k: beyond this a station runs out of memory, not patience
+MAX_FILE_BYTES = 1 << 30
+
+# Decompression-bomb guard for OpenCV's own decoders.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+
+class ImageReadError(Exception):
+    """An image that cannot be used, with a reason a person can act on."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_raw(path: str | os.PathLike) -> np.ndarray:
+    """Decode a file as stored: (h, w) or (h, w, c) in BGR(A) order, uint8 or uint16 (or float)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot access file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ImageReadError(path, f"file too large ({size / 2**20:.0f} MiB)")
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as exc:
+        raise ImageReadError(path, f"not a decodable image ({str(exc).strip().splitlines()[-1]})") from None
+    if img is None or img.size == 0:
+        raise ImageReadError(path, "not a decodable image (corrupt or unsupported format)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:
+        raise ImageReadError(path, f"image too large ({img.shape[1]}x{img.shape[0]} pixels)")
+    return img
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """Scale any integer depth to float32 in [0, 1]; floats are clipped to [0, 1]."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    if np.issubdtype(img.dtype, np.integer):
+        info = np.iinfo(img.dtype)
+        return ((img.astype(np.float64) - info.min) / (info.max - info.min)).astype(np.float32)
+    out = img.astype(np.float32)
+    return np.clip(np.nan_to_num(out), 0.0, 1.0)
+
+
+def convert_channels(img: np.ndarray, mode: str) -> np.ndarray:
+    """BGR(A)/gray -> 'gray' (h, w) or 'rgb' (h, w, 3). Alpha is dropped, not composited."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if mode == "gray":
+        if img.ndim == 2:
+            return img
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if mode == "rgb":
+        if img.ndim == 2:
+            return np.repeat(img[:, :, None], 3, axis=2)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    raise ValueError(f"unknown channel mode {mode!r} (use 'gray' or 'rgb')")
+
+
+def read_image(path: str | os.PathLike, mode: str = "rgb") -> np.ndarray:
+    """Read an image as float32 in [0, 1]: (h, w) for 'gray', (h, w, 3) for 'rgb'."""
+    return to_float(convert_channels(read_raw(path), mode))
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a binary mask: any non-zero pixel is foreground. Returns bool (h, w)."""
+    img = read_raw(path)
+    if img.ndim == 3:
+        img = img[:, :, :3].max(axis=2)
+    return img > 0
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float [0, 1] or 16-bit -> uint8 for display and thumbnails."""
+    if img.dtype == np.uint8:
+        return img
+    return (np.clip(to_float(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -1,0 +1,90 @@
+"""Build models by name from a config dataclass (or its JSON dict).
+
+Each model module registers itself with ``@register(name, family, ConfigCls)``. Checkpoints
+store the name and the config dict, so loading never needs pickle or the original code path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+FAMILIES = ("classifier", "segmenter", "anomaly")
+# Modules that register models; imported lazily so `import inference` stays cheap.
+MODEL_MODULES = (
+    "inference.models.memory_mamba",
+    "inference.models.mim_istd",
+    "inference.models.pattern_anomaly",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    config_cls: type
+    model_cls: type[nn.Module]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, family: str, config_cls: type) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}")
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        _REGISTRY[name] = ModelSpec(name, family, config_cls, cls)
+        return cls
+
+    return deco
+
+
+def _load_all() -> None:
+    for mod in MODEL_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:  # a real missing dependency, not a model not written yet
+                raise
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY)) or 'none'}") from None
+
+
+def available() -> list[ModelSpec]:
+    _load_all()
+    return sorted(_REGISTRY.values(), key=lambda s: s.name)
+
+
+def config_from_dict(name: str, values: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass, rejecting unknown keys (a typo must not pass silently)."""
+    cls = spec(name).config_cls
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"config for {name!r} has unknown fields: {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for key, val in values.items():
+        # JSON turns tuples into lists; give tuples back where the default is a tuple.
+        default = fields[key].default
+        kwargs[key] = tuple(val) if isinstance(val, list) and isinstance(default, tuple) else val
+    return cls(**kwargs)
+
+
+def build(name: str, config: Any = None) -> nn.Module:
+    s = spec(name)
+    if config is None:
+        config = s.config_cls()
+    elif isinstance(config, dict):
+        config = config_from_dict(name, config)
+    return s.model_cls(config)

@@ -1,0 +1,53 @@
+"""Step-by-step selective scan: the slow, obviously correct definition every backend is tested against.
+
+Iterates over ``unbind``-ed time slices rather than indexing ``x[:, :, t]`` so that autograd's
+backward stays O(L) (indexing allocates a full-size gradient at every step).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def expand_groups(x: torch.Tensor, d: int) -> torch.Tensor:
+    """(b, n, L) or (b, g, n, L) -> (b, d, n, L), channel i using group i // (d // g)."""
+    if x.dim() == 3:
+        return x.unsqueeze(1).expand(x.shape[0], d, x.shape[1], x.shape[2])
+    b, g, n, L = x.shape
+    return x.repeat_interleave(d // g, dim=1)
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    dtype_in = u.dtype
+    work = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u = u.to(work)
+    delta = delta.to(work)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(work)[None, :, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    b, d, L = u.shape
+    Bx = expand_groups(B.to(work), d)
+    Cx = expand_groups(C.to(work), d)
+    A = A.to(work)
+    h = u.new_zeros(b, d, A.shape[1])
+    ys = []
+    for dt_t, u_t, B_t, C_t in zip(delta.unbind(-1), u.unbind(-1), Bx.unbind(-1), Cx.unbind(-1)):
+        h = torch.exp(dt_t[..., None] * A) * h + (dt_t * u_t)[..., None] * B_t
+        ys.append((h * C_t).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.to(work)[None, :, None]
+    if z is not None:
+        y = y * F.silu(z.to(work))
+    return y.to(dtype_in)
