@@ -1,0 +1,1 @@
+"""Datasets, losses, training loops and metrics for the three families."""

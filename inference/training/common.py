@@ -1,0 +1,122 @@
+"""Pieces every training loop shares: seeding, devices, schedules, splits, progress, resumable state.
+
+Resume files are written and read by this code only (``torch.load(weights_only=True)``, which
+refuses arbitrary objects); the model a user receives is the safetensors directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> None:
+    """Cap intra-op threads (both torch and the numba scan kernel)."""
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ["NUMBA_NUM_THREADS"] = str(threads)
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except Exception:  # numba absent or already initialised with fewer threads
+            pass
+
+
+def warmup_linear_decay(total_steps: int, warmup_frac: float = 0.05, floor: float = 0.0):
+    """LambdaLR factor: linear warm-up, then linear decay to ``floor`` (the MemoryMamba paper's schedule)."""
+    warm = max(1, int(total_steps * warmup_frac))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        rest = max(1, total_steps - warm)
+        return max(floor, 1.0 - (step - warm) / rest * (1.0 - floor))
+
+    return factor
+
+
+def warmup_cosine(total_steps: int, warmup_frac: float = 0.05, floor: float = 0.01):
+    warm = max(1, int(total_steps * warmup_frac))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
+
+
+def stable_hash(text: str, seed: int = 0) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{text}".encode()).digest()[:8], "big")
+
+
+def deterministic_split(keys: Sequence[str], val_frac: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split by hash rank: the same names always land on the same side, whatever the file order."""
+    ranked = sorted(keys, key=lambda k: stable_hash(k, seed))
+    n_val = int(round(len(ranked) * val_frac))
+    if len(ranked) > 1:
+        n_val = min(max(n_val, 1), len(ranked) - 1)
+    val = set(ranked[:n_val])
+    return [k for k in keys if k not in val], [k for k in keys if k in val]
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Progress:
+    """A tqdm bar with an ETA that also works when stdout is not a terminal (logs, CI)."""
+
+    def __init__(self, total: int, desc: str, disable: bool = False) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, mininterval=1.0)
+        self.start = time.monotonic()
+
+    def update(self, n: int = 1, **postfix: Any) -> None:
+        if postfix:
+            self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()}, refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
