@@ -76,7 +76,7 @@ def _state_dir(out: Path) -> Path:
     return out / "training"
 
 
-def evaluate_arrays(model: MemoryMamba, data: Preloaded, num_classes: int, device: torch.device, batch_size: int = 64) -> np.ndarray:
+def evaluate_arrays(model: MemoryMamba, data: Preloaded, device: torch.device, batch_size: int = 64) -> np.ndarray:
     """Predicted class per preloaded image (eval mode, no augmentation)."""
     model.eval()
     preds = []
@@ -88,7 +88,7 @@ def evaluate_arrays(model: MemoryMamba, data: Preloaded, num_classes: int, devic
 
 
 def _report(model: MemoryMamba, data: Preloaded, classes: list[str], device: torch.device) -> dict[str, Any]:
-    pred = evaluate_arrays(model, data, len(classes), device)
+    pred = evaluate_arrays(model, data, device)
     return classification_report(confusion_matrix(data.labels, pred, len(classes)), classes)
 
 
@@ -202,8 +202,7 @@ def train_classifier(opts: TrainOptions) -> Path:
         history.append(record)
         with open(state_dir / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
-        if not opts.quiet:
-            progress.bar.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        progress.bar.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         save_training_state(
             state_path,
             {
