@@ -13,10 +13,10 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from app.services.export_formats import CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter
 from app.services.export_instances import CocoWriter, YoloWriter, category_names
@@ -30,6 +30,9 @@ from app.services.export_items import (
     unique_file_names,
 )
 from app.services.export_split import SplitSpec, assign_splits, counts
+
+if TYPE_CHECKING:
+    from database import Database
 
 FORMATS = ("imagefolder", "masks", "coco", "mvtec", "yolo", "csv")
 ALL_FORMATS = ("imagefolder", "masks", "coco", "mvtec", "csv")  # 'all': YOLO is asked for by name
@@ -197,13 +200,38 @@ def move_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def export_database(db: Database, out: str | os.PathLike, options: ExportOptions = ExportOptions(),
+                    folder: str | int | None = None, progress: ProgressFn | None = None,
+                    cancel: CancelFn | None = None) -> ExportResult:
+    """Export the current labels of reviewed images (of one folder: id, path or name; or all)."""
+    from database import DatabaseError
+
+    from app.services.export_source import FolderNotFound, class_order, items_from_database, resolve_folder
+
+    try:
+        chosen = resolve_folder(db, folder)
+        items, skipped = items_from_database(db, chosen.id if chosen else None)
+        if not options.class_order:
+            options = replace(options, class_order=class_order(db))
+    except FolderNotFound as exc:
+        raise ExportError(str(exc)) from None
+    except DatabaseError as exc:
+        raise ExportError(f"cannot read the labels: {exc}") from exc
+    return export_items(items, out, options, progress, cancel, skipped=skipped)
+
+
 def export_items(items: Sequence[ExportItem], out: str | os.PathLike, options: ExportOptions = ExportOptions(),
-                 progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> ExportResult:
-    """Write every exportable item to ``out`` in the chosen formats; see docs/export.md."""
+                 progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                 skipped: Sequence[str] = ()) -> ExportResult:
+    """Write every exportable item to ``out`` in the chosen formats; see docs/export.md.
+
+    ``skipped`` carries reasons found before (images the database knows are missing) into the
+    result and the manifest.
+    """
     out = Path(out).expanduser().absolute()
     if not options.formats:
         raise ExportError("no export format chosen")
-    skipped: list[str] = []
+    skipped = list(skipped)
     usable = []
     for item in items:
         if item.review_state not in EXPORTED_STATES:
