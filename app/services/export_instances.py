@@ -18,7 +18,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from app.services.export_formats import FormatWriter, write_bytes
-from app.services.export_items import LoadedItem, components
+from app.services.export_items import Component, LoadedItem, components
 
 TARGET_CATEGORY = "target"
 
@@ -37,14 +37,33 @@ def category_names(class_order: Sequence[str], masked_classes: Iterable[str | No
     return names
 
 
+def component_rle(comp: Component, height: int, width: int) -> dict[str, Any]:
+    """COCO RLE of one component in the full image, built from its crop's pixels.
+
+    COCO counts run column-major over the whole image, alternating background and foreground
+    runs, starting with background; pycocotools compresses them into the standard string.
+    """
+    xs, ys = np.nonzero(comp.crop.T)  # column-major order of the crop = of the image
+    flat = (xs + comp.x) * height + (ys + comp.y)
+    breaks = np.flatnonzero(np.diff(flat) != 1) + 1
+    starts = flat[np.r_[0, breaks]]
+    ends = flat[np.r_[breaks - 1, len(flat) - 1]] + 1
+    counts = np.empty(2 * len(starts) + 1, dtype=np.int64)
+    counts[0::2] = np.r_[starts, height * width] - np.r_[0, ends]
+    counts[1::2] = ends - starts
+    if counts[-1] == 0:  # ends on the last pixel: pycocotools' own encoder writes no empty run
+        counts = counts[:-1]
+    return mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+
+
 def rle_instances(mask: np.ndarray) -> list[dict[str, Any]]:
     """One COCO RLE (compressed counts as str), area and bbox per connected component."""
-    n, labels = components(mask)
+    h, w = mask.shape
     out = []
-    for k in range(1, n + 1):
-        rle = mask_utils.encode(np.asfortranarray(labels == k, dtype=np.uint8))
+    for comp in components(mask):
+        rle = component_rle(comp, h, w)
         out.append({
-            "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+            "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
             "area": int(mask_utils.area(rle)),
             "bbox": [float(v) for v in mask_utils.toBbox(rle)],
         })
@@ -101,17 +120,16 @@ def yolo_polygons(mask: np.ndarray) -> list[np.ndarray]:
     same truncation lands on its first and last pixels: no small target is dropped.
     """
     h, w = mask.shape
-    n, labels = components(mask)
     polys = []
-    for k in range(1, n + 1):
-        comp = (labels == k).astype(np.uint8)
-        contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for comp in components(mask):
+        crop = comp.crop.astype(np.uint8)
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(comp.x, comp.y))
         contour = max(contours, key=len).reshape(-1, 2).astype(np.float64)
         if len(contour) >= 3 and cv2.contourArea(contour.astype(np.float32)) > 0:
             pts = contour + 0.5
         else:
-            x, y, bw, bh = cv2.boundingRect(comp)
-            x0, y0, x1, y1 = x + 0.25, y + 0.25, x + bw - 0.25, y + bh - 0.25
+            bh, bw = crop.shape
+            x0, y0, x1, y1 = comp.x + 0.25, comp.y + 0.25, comp.x + bw - 0.25, comp.y + bh - 0.25
             pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
         polys.append(np.clip(pts / (w, h), 0.0, 1.0))
     return polys

@@ -138,10 +138,23 @@ def encode_mask(mask: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def components(mask: np.ndarray) -> tuple[int, np.ndarray]:
-    """8-connected components (the small-target metrics' convention): (count, label image)."""
-    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    return n - 1, labels
+@dataclass(frozen=True)
+class Component:
+    """One 8-connected component (the small-target metrics' convention) as a crop of its box."""
+
+    crop: np.ndarray  # bool (h, w): this component's pixels inside its bounding box
+    x: int
+    y: int
+
+
+def components(mask: np.ndarray) -> list[Component]:
+    """Work per bounding box, so a mask with many specks costs its pixels, not specks x image."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    out = []
+    for k in range(1, n):
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        out.append(Component(labels[y:y + h, x:x + w] == k, x, y))
+    return out
 
 
 def load(planned: PlannedItem) -> LoadedItem:
@@ -152,5 +165,5 @@ def load(planned: PlannedItem) -> LoadedItem:
         region = decode_mask(item.anomaly_mask_png, "anomaly region", item)
     if mask is not None and region is not None and mask.shape != region.shape:
         raise ItemSkipped(f"{item.display_path}: mask and anomaly region differ in size")
-    count = components(mask)[0] if mask is not None else None
+    count = len(components(mask)) if mask is not None else None
     return LoadedItem(planned, mask, region, count)

@@ -187,3 +187,24 @@ def test_parse_formats() -> None:
     assert parse_formats("all,yolo") == EVERY
     with pytest.raises(Exception, match="unknown export format 'voc'"):
         parse_formats("coco,voc")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_component_rle_matches_pycocotools_full_image_encoding(seed: int) -> None:
+    from app.services.export_instances import component_rle
+    from app.services.export_items import components
+
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(5, 40, size=2)
+    mask = rng.random((h, w)) < 0.3
+    mask[0, :] = mask[:, -1] = seed % 2 == 0  # components touching the image border
+    comps = components(mask)
+    assert len(comps) == cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+    total = np.zeros((h, w), bool)
+    for comp in comps:
+        full = np.zeros((h, w), np.uint8)
+        full[comp.y:comp.y + comp.crop.shape[0], comp.x:comp.x + comp.crop.shape[1]] = comp.crop
+        reference = mask_utils.encode(np.asfortranarray(full))
+        assert component_rle(comp, int(h), int(w))["counts"] == reference["counts"]
+        total |= full.astype(bool)
+    np.testing.assert_array_equal(total, mask)
