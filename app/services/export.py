@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     from database import Database
 
 FORMATS = ("imagefolder", "masks", "coco", "mvtec", "yolo", "csv")
+FORMAT_TITLES = {  # for choosers (the GUI's export dialog); details in docs/export.md
+    "imagefolder": "ImageFolder: one folder per class",
+    "masks": "PNG masks (0/255) with image and split lists",
+    "coco": "COCO JSON, RLE instance masks",
+    "mvtec": "MVTec AD layout from anomaly verdicts",
+    "yolo": "YOLO segmentation polygons",
+    "csv": "CSV summary of every exported image",
+}
 ALL_FORMATS = ("imagefolder", "masks", "coco", "mvtec", "csv")  # 'all': YOLO is asked for by name
 MVTEC_DEFAULT_HOLDOUT = SplitSpec(0.8, 0.0, 0.2)  # MVTec needs good test images even without a split
 MANIFEST = "export.json"
@@ -286,7 +294,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
             progress(done, total)
     if not exported:
         raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
-    per_format = {w.name or "csv": w.finish() for w in writers}
+    per_format = {w.name: w.finish() for w in writers}
     split_counts = counts(p.split for p in exported) if options.split else None
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

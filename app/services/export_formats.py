@@ -155,11 +155,11 @@ CSV_COLUMNS = ("path", "folder", "rel_path", "file_name", "split", "state", "cla
 class CsvWriter(FormatWriter):
     """``summary.csv`` at the top of the export: one row per exported image, in export order."""
 
-    name = ""
+    name = "csv"
 
     def __init__(self, out: Path) -> None:
         super().__init__(out)
-        self.path = out / "summary.csv"
+        self.path = out / "summary.csv"  # beside the formats' folders, not in one
         self.rows: list[dict[str, Any]] = []
 
     def add(self, it: LoadedItem) -> None:

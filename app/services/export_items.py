@@ -107,7 +107,8 @@ def unique_file_names(items: list[ExportItem]) -> list[str]:
     for item, name in zip(items, names):
         p = PurePosixPath(name)
         if stems[p.stem.lower()] > 1:
-            digest = hashlib.sha256(item.display_path.encode("utf-8")).hexdigest()[:8]
+            # The source path, not folder/rel_path: two indexed folders may share a name.
+            digest = hashlib.sha256(str(item.source).encode("utf-8")).hexdigest()[:8]
             name = f"{p.stem}-{digest}{p.suffix}"
         out.append(name)
     return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from app.services.export import ALL_FORMATS, ExportOptions, export_items, parse_formats
+from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportOptions, export_items, parse_formats
 from app.services.export_split import SplitSpec
 from tests.services.export_fixtures import H, W, make_items, one_line, region, two_blobs
 
@@ -178,11 +178,17 @@ def test_sub_folder_collisions_get_distinct_stems(tmp_path: Path, items) -> None
     stems = sorted(p.stem for p in (out / "masks/masks").iterdir())
     assert len(stems) == 4 and len({s.lower() for s in stems}) == 4
     assert "lot2__a" in stems and "lot1__f" in stems
+    # Two indexed folders with the same name (different roots) still give two files.
+    other_root = replace(items["a"], source=write_image(tmp_path / "elsewhere/lot1/a", 11))
+    out2 = tmp_path / "out2"
+    export_items([items["a"], other_root], out2, ExportOptions(formats=("masks",)))
+    assert len(list((out2 / "masks/masks").iterdir())) == 2
     assert sorted(s[:7] for s in stems if s.lower().startswith("lot1__a-")) == ["lot1__A", "lot1__a"]
 
 
 def test_parse_formats() -> None:
     assert parse_formats("all") == ALL_FORMATS
+    assert set(FORMAT_TITLES) == set(FORMATS) == set(EVERY)
     assert parse_formats("csv, coco,csv") == ("coco", "csv")
     assert parse_formats("all,yolo") == EVERY
     with pytest.raises(Exception, match="unknown export format 'voc'"):
