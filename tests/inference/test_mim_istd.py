@@ -88,21 +88,21 @@ def test_every_parameter_gets_a_gradient():
 def test_loss_falls_on_a_tiny_overfit():
     model = tiny()
     torch.manual_seed(1)
-    x = torch.randn(2, 1, 32, 32)
-    target = torch.zeros(2, 1, 32, 32)
+    x = torch.randn(1, 1, 32, 32)
+    target = torch.zeros(1, 1, 32, 32)
     target[0, 0, 10:13, 20:22] = 1
-    target[1, 0, 4:6, 5:8] = 1
+    target[0, 0, 24:26, 5:8] = 1
     x = x + 3 * target
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     losses = []
-    for _ in range(25):
+    for _ in range(10):
         loss = segmentation_loss(model(x), target)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     assert np.isfinite(losses).all()
-    assert losses[-1] < 0.6 * losses[0]
+    assert losses[-1] < 0.7 * losses[0]
 
 
 def test_standardise_makes_8_and_16_bit_frames_alike():
