@@ -139,3 +139,15 @@ def test_commands_fail_with_one_line_on_bad_input(tmp_path, capsys):
     assert main(["evaluate", "segmenter", "--data", str(root), "--model", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "safetensors" in err
+
+
+def test_rgb_input_turns_gray_as_the_reader_does(tmp_path):
+    from inference.imageio import read_image
+    from inference.training.segmenter_data import to_channels
+
+    rgb = (np.random.default_rng(4).random((9, 11, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "c.png"), rgb[:, :, ::-1])  # stored as BGR, so read back as this RGB
+    gray = read_image(tmp_path / "c.png", "gray")
+    via_rgb = to_channels(read_image(tmp_path / "c.png", "rgb"), 1)[0]
+    assert np.abs(gray - via_rgb).max() < 1.5 / 255
+    assert to_channels(gray, 3).shape == (3, 9, 11)
