@@ -41,7 +41,8 @@ from inference.training.segmenter_metrics import SegmentationMeter
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
+# Soft-Dice training saturates the sigmoid, so the useful thresholds crowd near 1.
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05)) + (0.95, 0.97, 0.98, 0.99)
 HELD_OUT_FRACTION = 0.1
 
 
@@ -203,14 +204,16 @@ def train(opts: TrainOptions) -> Path:
         })
 
     final = out / "final"
+    chosen, epoch_used, thr, metrics = model, len(history), 0.5, None
     if held and best["epoch"] > 0:
         # The best held-out epoch is the shipped model (selection never looks at val).
         from inference.checkpoints import load_model
 
-        chosen = load_model(out / "best").model
-        thr, epoch_used, metrics = best["threshold"], best["epoch"], best["metrics"]
-    else:
-        chosen, thr, epoch_used, metrics = model, 0.5, len(history), None
+        chosen, epoch_used = load_model(out / "best").model.to(device), best["epoch"]
+    if held:  # the threshold is picked for the shipped weights, on the held-out frames
+        scores = score_probabilities(predict_probabilities(chosen, [f.image for f in held], device, standardised=True), held)
+        thr = pick_threshold(scores)
+        metrics = scores[thr]
     card = {**card_base, "threshold": thr, "epoch": epoch_used, "held_out_metrics": metrics,
             "licence": "Weights learnt from the data named under 'data': its licence and citation apply. "
                        "Architecture after MiM-ISTD (Chen et al., 2024).",
