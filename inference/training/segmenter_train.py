@@ -210,11 +210,16 @@ def train(opts: TrainOptions) -> Path:
         from inference.checkpoints import load_model
 
         chosen, epoch_used = load_model(out / "best").model.to(device), best["epoch"]
-    if held:  # the threshold is picked for the shipped weights, on the held-out frames
-        scores = score_probabilities(predict_probabilities(chosen, [f.image for f in held], device, standardised=True), held)
-        thr = pick_threshold(scores)
-        metrics = scores[thr]
-    card = {**card_base, "threshold": thr, "epoch": epoch_used, "held_out_metrics": metrics,
+    flips = False
+    if held:  # threshold and test-time flips are picked for the shipped weights, on the held-out frames
+        best_iou = -1.0
+        for use_flips in (False, True):
+            probs = predict_probabilities(chosen, [f.image for f in held], device, standardised=True, flips=use_flips)
+            scores = score_probabilities(probs, held)
+            t = pick_threshold(scores)
+            if (scores[t]["iou"] or 0.0) > best_iou:
+                best_iou, thr, metrics, flips = scores[t]["iou"] or 0.0, t, scores[t], use_flips
+    card = {**card_base, "threshold": thr, "test_time_flips": flips, "epoch": epoch_used, "held_out_metrics": metrics,
             "licence": "Weights learnt from the data named under 'data': its licence and citation apply. "
                        "Architecture after MiM-ISTD (Chen et al., 2024).",
             "history": history}

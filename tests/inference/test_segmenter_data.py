@@ -151,3 +151,17 @@ def test_rgb_input_turns_gray_as_the_reader_does(tmp_path):
     via_rgb = to_channels(read_image(tmp_path / "c.png", "rgb"), 1)[0]
     assert np.abs(gray - via_rgb).max() < 1.5 / 255
     assert to_channels(gray, 3).shape == (3, 9, 11)
+
+
+def test_test_time_flips_average_the_four_flipped_runs():
+    loaded = tiny_loaded()
+    image = np.random.default_rng(5).random((32, 48), dtype=np.float32)  # a stride multiple: no padding
+    plain = segmentation.predict_probabilities(loaded.model, [image])[0]
+    flipped = segmentation.predict_probabilities(loaded.model, [image[::-1, ::-1].copy()])[0][::-1, ::-1]
+    both = segmentation.predict_probabilities(loaded.model, [image], flips=True)[0]
+    assert both.shape == plain.shape and not np.allclose(plain, flipped)
+    # the flip average is equivariant: a frame turned by 180 degrees gets the turned map
+    turned = segmentation.predict_probabilities(loaded.model, [image[::-1, ::-1].copy()], flips=True)[0][::-1, ::-1]
+    assert np.allclose(both, turned, atol=1e-5)
+    loaded.card["test_time_flips"] = True
+    assert segmentation.predict_masks(loaded, [image])[0].probability.shape == (32, 48)
