@@ -52,6 +52,7 @@ class TrainOptions:
     out: str
     preset: str = "cpu"
     inner: str | None = None  # override the preset's inner block ("conv" = the ablation)
+    init: str | None = None  # start from this model directory's weights (fine-tuning, retraining)
     epochs: int = 60
     batch_size: int = 8
     crop: int = 128
@@ -135,6 +136,13 @@ def train(opts: TrainOptions) -> Path:
     sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed)
 
     model = MiMISTD(cfg).to(device)
+    if opts.init and not (opts.resume and (out / STATE).is_file()):
+        from inference.checkpoints import load_model
+
+        start = load_model(opts.init)
+        if start.name != NAME or start.config != cfg:
+            raise ValueError(f"{opts.init}: its model ({start.name}, {start.config}) is not the one asked for ({cfg})")
+        model.load_state_dict(start.model.state_dict())
     optim = _optimizer(model, opts)
     steps_per_epoch = max(1, math.ceil(len(fit) / opts.batch_size))
     total = steps_per_epoch * opts.epochs

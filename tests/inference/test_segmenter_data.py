@@ -120,6 +120,9 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     rc = main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
                "--epochs", "2", "--batch-size", "2", "--crop", "32", "--quiet", "--resume", "--threads", "1"])
     assert rc == 0 and len((out / "log.jsonl").read_text().splitlines()) == 2
+    rc = main(["train", "segmenter", "--data", str(root), "--out", str(tmp_path / "tuned"), "--preset", "test_tiny",
+               "--init", str(out / "final"), "--epochs", "1", "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1"])
+    assert rc == 0 and (tmp_path / "tuned" / "final" / "model.safetensors").is_file()
     report = tmp_path / "r.json"
     rc = main(["evaluate", "segmenter", "--data", str(root), "--model", str(out / "final"), "--json", str(report)])
     assert rc == 0
@@ -132,6 +135,9 @@ def test_commands_fail_with_one_line_on_bad_input(tmp_path, capsys):
     assert main(["train", "segmenter", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "data folder not found" in capsys.readouterr().err
     root = write_tree(tmp_path / "d", n=4)
+    assert main(["train", "segmenter", "--data", str(root), "--out", str(tmp_path / "o"), "--preset", "test_tiny",
+                 "--init", str(tmp_path / "no_model"), "--quiet"]) == 2
+    assert "model directory not found" in capsys.readouterr().err
     broken = tmp_path / "broken"
     model = MiMISTD(preset("test_tiny"))
     save_model(broken, NAME, model, model.config)
