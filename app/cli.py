@@ -100,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--folder", help="only images of this indexed folder")
     p.add_argument("--format", default="all",
-                   help="imagefolder, masks, coco, mvtec, csv, or 'all' (comma-separated)")
+                   help="imagefolder, masks, coco, mvtec, yolo, csv, or 'all' (all but yolo; comma-separated)")
     p.add_argument("--split", default=None, help="train/val/test fractions, e.g. 0.7,0.2,0.1")
+    p.add_argument("--seed", type=int, default=0, help="seed of the hashed split (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
     _common(p)
     p.set_defaults(func=_handler("app.commands.export", "run"))
 

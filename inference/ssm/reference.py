@@ -17,6 +17,28 @@ def expand_groups(x: torch.Tensor, d: int) -> torch.Tensor:
     return x.repeat_interleave(d // g, dim=1)
 
 
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64 (gradcheck); everything else (half, bf16, float32) runs in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def prepare_delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, softplus: bool, work: torch.dtype) -> torch.Tensor:
+    """delta (+ bias per channel) (-> softplus), as every backend does before the recurrence."""
+    delta = delta.to(work)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(work)[None, :, None]
+    return F.softplus(delta) if softplus else delta
+
+
+def skip_and_gate(y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
+    """y + D*u, then * silu(z): the elementwise tail after the recurrence (y and u in the work dtype)."""
+    if D is not None:
+        y = y + u * D.to(y.dtype)[None, :, None]
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y
+
+
 def selective_scan_reference(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -29,13 +51,9 @@ def selective_scan_reference(
     delta_softplus: bool = False,
 ) -> torch.Tensor:
     dtype_in = u.dtype
-    work = torch.float64 if u.dtype == torch.float64 else torch.float32
+    work = work_dtype(dtype_in)
     u = u.to(work)
-    delta = delta.to(work)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(work)[None, :, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    delta = prepare_delta(delta, delta_bias, delta_softplus, work)
     b, d, L = u.shape
     Bx = expand_groups(B.to(work), d)
     Cx = expand_groups(C.to(work), d)
@@ -45,9 +63,4 @@ def selective_scan_reference(
     for dt_t, u_t, B_t, C_t in zip(delta.unbind(-1), u.unbind(-1), Bx.unbind(-1), Cx.unbind(-1)):
         h = torch.exp(dt_t[..., None] * A) * h + (dt_t * u_t)[..., None] * B_t
         ys.append((h * C_t).sum(-1))
-    y = torch.stack(ys, dim=-1)
-    if D is not None:
-        y = y + u * D.to(work)[None, :, None]
-    if z is not None:
-        y = y * F.silu(z.to(work))
-    return y.to(dtype_in)
+    return skip_and_gate(torch.stack(ys, dim=-1), u, D, z).to(dtype_in)

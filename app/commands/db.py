@@ -1,0 +1,46 @@
+"""``main.py db upgrade|current``: schema maintenance from the command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from database import DatabaseError, open_database
+from database.migrate import head_revision
+
+
+def _fail(exc: DatabaseError) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def upgrade(args: argparse.Namespace) -> int:
+    """Migrate the database at ``--db`` to this version's schema (creating it if needed)."""
+    try:
+        db = open_database(args.db, migrate=True)
+        try:
+            print(f"{db.url}: schema at revision {db.revision()} (head)")
+        finally:
+            db.close()
+    except DatabaseError as exc:
+        return _fail(exc)
+    return 0
+
+
+def current(args: argparse.Namespace) -> int:
+    """Print the schema revision without changing anything."""
+    try:
+        db = open_database(args.db, migrate=False)
+        try:
+            rev, head = db.revision(), head_revision()
+        finally:
+            db.close()
+    except DatabaseError as exc:
+        return _fail(exc)
+    if rev is None:
+        state = "empty: 'db upgrade' (or starting the station) creates the schema"
+    elif rev == head:
+        state = "up to date"
+    else:
+        state = f"older than this version's {head}: run 'db upgrade'"
+    print(f"{db.url}: revision {rev or '(none)'} ({state})")
+    return 0

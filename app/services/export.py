@@ -1,0 +1,309 @@
+"""Dataset export: reviewed labels out to the layouts training tools read (Qt-free use case).
+
+The export is written into a hidden sibling folder and renamed into place only when every file
+is written, so a failure, a full disk or a cancel never leaves a half-written dataset where a
+training run could pick it up; the database is only read. Which images go out and where is a
+pure function of the labels (sorted names, hashed split), so two exports of the same labels are
+the same dataset.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from app.services.export_formats import CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter
+from app.services.export_instances import CocoWriter, YoloWriter, category_names
+from app.services.export_items import (
+    ANOMALY_NORMAL,
+    EXPORTED_STATES,
+    ExportItem,
+    ItemSkipped,
+    PlannedItem,
+    load,
+    unique_file_names,
+)
+from app.services.export_split import SplitSpec, assign_splits, counts
+
+if TYPE_CHECKING:
+    from database import Database
+
+FORMATS = ("imagefolder", "masks", "coco", "mvtec", "yolo", "csv")
+FORMAT_TITLES = {  # for choosers (the GUI's export dialog); details in docs/export.md
+    "imagefolder": "ImageFolder: one folder per class",
+    "masks": "PNG masks (0/255) with image and split lists",
+    "coco": "COCO JSON, RLE instance masks",
+    "mvtec": "MVTec AD layout from anomaly verdicts",
+    "yolo": "YOLO segmentation polygons",
+    "csv": "CSV summary of every exported image",
+}
+ALL_FORMATS = ("imagefolder", "masks", "coco", "mvtec", "csv")  # 'all': YOLO is asked for by name
+MVTEC_DEFAULT_HOLDOUT = SplitSpec(0.8, 0.0, 0.2)  # MVTec needs good test images even without a split
+MANIFEST = "export.json"
+SPACE_MARGIN_BYTES = 16 << 20
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+class ExportError(Exception):
+    """An export that cannot be made, with a reason a person can act on; nothing was written."""
+
+
+class ExportCancelled(ExportError):
+    """The user cancelled; the partial output was removed."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    formats: tuple[str, ...] = ALL_FORMATS
+    split: SplitSpec | None = None
+    overwrite: bool = False  # replace a previous export (a folder holding export.json) in one swap
+    class_order: tuple[str, ...] = ()  # the classifier's classes, in index order (COCO/YOLO ids)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    exported: int
+    skipped: tuple[str, ...]
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    split_counts: dict[str, int] | None = None
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"exported {self.exported} image(s) to {self.out}"]
+        if self.split_counts:
+            lines.append("split: " + ", ".join(f"{k} {v}" for k, v in self.split_counts.items()))
+        for name, info in self.formats.items():
+            lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} image(s):")
+            lines += [f"  {reason}" for reason in self.skipped[:20]]
+            if len(self.skipped) > 20:
+                lines.append(f"  ... and {len(self.skipped) - 20} more (see {MANIFEST})")
+        return lines
+
+
+def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
+    """'all', 'coco,masks', or an iterable of names -> the canonical, de-duplicated tuple."""
+    names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names:
+        raise ExportError("no export format given")
+    chosen: set[str] = set()
+    for n in names:
+        if n == "all":
+            chosen.update(ALL_FORMATS)
+        elif n in FORMATS:
+            chosen.add(n)
+        else:
+            raise ExportError(f"unknown export format {n!r} (choose from {', '.join(FORMATS)} or all)")
+    return tuple(f for f in FORMATS if f in chosen)
+
+
+def plan(items: Sequence[ExportItem], options: ExportOptions) -> tuple[list[PlannedItem], dict[str, str]]:
+    """Names and split parts for every item, plus the train/test side of MVTec's good images."""
+    ordered = sorted(items, key=lambda i: (i.folder, i.rel_path, str(i.source)))
+    names = unique_file_names(ordered)
+    by_name = dict(zip(names, ordered))
+    parts: dict[str, str] = {}
+    if options.split is not None:
+        parts = assign_splits({n: i.rel_path for n, i in by_name.items()},
+                              {n: stratum(i) for n, i in by_name.items()}, options.split)
+    planned = [PlannedItem(item, parts.get(name), name) for name, item in by_name.items()]
+    normal = {p.file_name: p.item for p in planned if p.item.anomaly_verdict == ANOMALY_NORMAL}
+    if options.split is not None:
+        mvtec_parts = {n: parts[n] for n in normal}
+    else:
+        mvtec_parts = assign_splits({n: i.rel_path for n, i in normal.items()},
+                                    {n: i.folder for n, i in normal.items()}, MVTEC_DEFAULT_HOLDOUT)
+    return planned, mvtec_parts
+
+
+def stratum(item: ExportItem) -> str:
+    if item.class_name:
+        return f"class:{item.class_name}"
+    if item.anomaly_verdict:
+        return f"verdict:{item.anomaly_verdict}"
+    return ""
+
+
+def make_writers(tmp: Path, options: ExportOptions, planned: Sequence[PlannedItem],
+                 mvtec_parts: dict[str, str]) -> list[FormatWriter]:
+    parts = options.split.used if options.split else ()
+    categories = category_names(options.class_order, (p.item.class_name for p in planned if p.item.mask_png))
+    factories: dict[str, Callable[[], FormatWriter]] = {
+        "imagefolder": lambda: ImageFolderWriter(tmp),
+        "masks": lambda: MaskWriter(tmp, parts),
+        "coco": lambda: CocoWriter(tmp, categories),
+        "mvtec": lambda: MvtecWriter(tmp, mvtec_parts),
+        "yolo": lambda: YoloWriter(tmp, categories, parts),
+        "csv": lambda: CsvWriter(tmp),
+    }
+    return [factories[f]() for f in options.formats]
+
+
+def estimated_bytes(planned: Sequence[PlannedItem], formats: Sequence[str]) -> int:
+    """Image bytes the chosen formats will copy (masks and JSON are small next to them)."""
+    total = 0
+    for p in planned:
+        size = p.item.source.stat().st_size
+        copies = sum((
+            "imagefolder" in formats and bool(p.item.class_name),
+            "mvtec" in formats and bool(p.item.anomaly_verdict),
+            sum(f in formats for f in ("masks", "coco", "yolo")) * (p.item.mask_png is not None),
+        ))
+        total += size * copies + len(p.item.mask_png or b"") + len(p.item.anomaly_mask_png or b"")
+    return total
+
+
+def os_error_message(exc: OSError, out: Path) -> str:
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return f"the destination is full: no space left to write the export to {out}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write to {out}: the destination is read-only or not writable ({exc.strerror})"
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"cannot write the export to {out}: {exc.strerror or exc}{where}"
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} is not empty: choose a new or empty folder (or overwrite a previous export)")
+        if not (out / MANIFEST).is_file():
+            raise ExportError(f"{out} is not empty and holds no {MANIFEST}: only a previous export is overwritten")
+
+
+def make_temp_dir(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        raise ExportError(os_error_message(exc, out.parent)) from None
+
+
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished export onto ``out``; a replaced export is deleted only once the new one is there."""
+    old = None
+    if out.is_dir() and any(out.iterdir()):
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / "previous")
+    elif out.is_dir():
+        out.rmdir()
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old / "previous", out)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_database(db: Database, out: str | os.PathLike, options: ExportOptions = ExportOptions(),
+                    folder: str | int | None = None, progress: ProgressFn | None = None,
+                    cancel: CancelFn | None = None) -> ExportResult:
+    """Export the current labels of reviewed images (of one folder: id, path or name; or all)."""
+    from database import DatabaseError
+
+    from app.services.export_source import FolderNotFound, class_order, items_from_database, resolve_folder
+
+    try:
+        chosen = resolve_folder(db, folder)
+        items, skipped = items_from_database(db, chosen.id if chosen else None)
+        if not options.class_order:
+            options = replace(options, class_order=class_order(db))
+    except FolderNotFound as exc:
+        raise ExportError(str(exc)) from None
+    except DatabaseError as exc:
+        raise ExportError(f"cannot read the labels: {exc}") from exc
+    return export_items(items, out, options, progress, cancel, skipped=skipped)
+
+
+def export_items(items: Sequence[ExportItem], out: str | os.PathLike, options: ExportOptions = ExportOptions(),
+                 progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                 skipped: Sequence[str] = ()) -> ExportResult:
+    """Write every exportable item to ``out`` in the chosen formats; see docs/export.md.
+
+    ``skipped`` carries reasons found before (images the database knows are missing) into the
+    result and the manifest.
+    """
+    out = Path(out).expanduser().absolute()
+    if not options.formats:
+        raise ExportError("no export format chosen")
+    skipped = list(skipped)
+    usable = []
+    for item in items:
+        if item.review_state not in EXPORTED_STATES:
+            continue
+        if not item.source.is_file() or not os.access(item.source, os.R_OK):
+            skipped.append(f"{item.display_path}: image file missing or unreadable ({item.source})")
+            continue
+        usable.append(item)
+    if not usable:
+        raise ExportError("nothing to export: no accepted or corrected image with a readable file"
+                          + (f" ({len(skipped)} skipped)" if skipped else ""))
+    check_destination(out, options.overwrite)
+    planned, mvtec_parts = plan(usable, options)
+    need = estimated_bytes(planned, options.formats) + SPACE_MARGIN_BYTES
+    free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
+    if need > free:
+        raise ExportError(f"the destination is full: the export needs about {need / 2**20:.0f} MiB "
+                          f"and {out.parent} has {free / 2**20:.0f} MiB free")
+
+    tmp = make_temp_dir(out)
+    try:
+        result = write_all(tmp, out, planned, mvtec_parts, options, skipped, progress, cancel)
+        move_into_place(tmp, out)
+        return result
+    except OSError as exc:
+        raise ExportError(os_error_message(exc, out)) from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts: dict[str, str],
+              options: ExportOptions, skipped: list[str], progress: ProgressFn | None,
+              cancel: CancelFn | None) -> ExportResult:
+    writers = make_writers(tmp, options, planned, mvtec_parts)
+    total = len(planned)
+    if progress:
+        progress(0, total)
+    exported: list[PlannedItem] = []
+    for done, p in enumerate(planned, start=1):
+        if cancel is not None and cancel():
+            raise ExportCancelled("export cancelled; nothing was written")
+        try:
+            loaded = load(p)
+        except ItemSkipped as exc:
+            skipped.append(str(exc))
+        else:
+            for w in writers:
+                w.add(loaded)
+            exported.append(p)
+        if progress:
+            progress(done, total)
+    if not exported:
+        raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
+    per_format = {w.name: w.finish() for w in writers}
+    split_counts = counts(p.split for p in exported) if options.split else None
+    manifest = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "formats": list(options.formats),
+        "split": None if options.split is None else {**options.split.fractions, "seed": options.split.seed},
+        "split_counts": split_counts,
+        "exported": len(exported),
+        "per_format": per_format,
+        "skipped": skipped,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts)

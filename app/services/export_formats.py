@@ -1,0 +1,188 @@
+"""Writers for the folder-based dataset layouts: ImageFolder, images + masks, MVTec AD, CSV summary.
+
+Each writer gets every loaded item once (``add``) and writes what its format holds of it, then
+``finish`` writes the index files and returns counts for the export summary. Images are copied
+byte for byte (never re-encoded): a dataset must hold exactly the pixels that were reviewed.
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from app.services.export_items import ANOMALY_ANOMALOUS, ANOMALY_NORMAL, LoadedItem, encode_mask, safe_name
+
+NORMAL_CLASS_NAMES = frozenset({"good", "ok", "normal", "free", "none", "no_defect"})
+
+
+class FormatWriter:
+    """Base: a sub-folder of the export named after the format, and byte-exact copies into it."""
+
+    name = ""
+
+    def __init__(self, out: Path) -> None:
+        self.root = out / self.name
+        self.images = 0
+
+    def copy_image(self, it: LoadedItem, folder: Path, file_name: str | None = None) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        dst = folder / (file_name or it.planned.file_name)
+        shutil.copyfile(it.item.source, dst)
+        self.images += 1
+        return dst
+
+    def part_dir(self, base: Path, it: LoadedItem) -> Path:
+        return base / it.planned.split if it.planned.split else base
+
+    def add(self, it: LoadedItem) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> dict[str, Any]:
+        return {"images": self.images}
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+class ImageFolderWriter(FormatWriter):
+    """``imagefolder/[part/]<class>/<file>``: torchvision's ImageFolder reads it as is."""
+
+    name = "imagefolder"
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(out)
+        self.per_class: dict[str, int] = {}
+
+    def add(self, it: LoadedItem) -> None:
+        cls = it.item.class_name
+        if not cls:
+            return
+        self.copy_image(it, self.part_dir(self.root, it) / safe_name(cls))
+        self.per_class[cls] = self.per_class.get(cls, 0) + 1
+
+    def finish(self) -> dict[str, Any]:
+        return {"images": self.images, "classes": dict(sorted(self.per_class.items()))}
+
+
+class MaskWriter(FormatWriter):
+    """``masks/images/<file>`` + ``masks/masks/<stem>.png`` (0/255) + ``<part>.txt`` stem lists.
+
+    The same layout as the SIRST copy the segmenter trains on; an empty mask (an image reviewed as
+    holding no target) is a label too and is written.
+    """
+
+    name = "masks"
+
+    def __init__(self, out: Path, parts: tuple[str, ...]) -> None:
+        super().__init__(out)
+        self.parts = parts
+        self.stems: dict[str, list[str]] = {p: [] for p in parts}
+        self.targets = 0
+
+    def add(self, it: LoadedItem) -> None:
+        if it.mask is None:
+            return
+        self.copy_image(it, self.root / "images")
+        write_bytes(self.root / "masks" / f"{it.planned.stem}.png", encode_mask(it.mask))
+        self.targets += it.target_count or 0
+        if it.planned.split:
+            self.stems[it.planned.split].append(it.planned.stem)
+
+    def finish(self) -> dict[str, Any]:
+        if self.images:
+            for part in self.parts:
+                lines = "".join(f"{s}\n" for s in sorted(self.stems[part]))
+                write_bytes(self.root / f"{part}.txt", lines.encode("utf-8"))
+        return {"images": self.images, "targets": self.targets}
+
+
+def defect_type(class_name: str | None) -> str:
+    """MVTec sub-folder for an anomalous image: its defect class, unless that names a good part."""
+    if class_name and class_name.strip().lower() not in NORMAL_CLASS_NAMES:
+        return safe_name(class_name)
+    return ANOMALY_ANOMALOUS
+
+
+class MvtecWriter(FormatWriter):
+    """``mvtec/<category>/{train/good, test/good, test/<defect>, ground_truth/<defect>}``.
+
+    The category is the image's folder. Normal images in the train part go to ``train/good``, the
+    others to ``test/good`` (``normal_parts`` says which, for exports without a split); anomalous
+    images always go to ``test/<defect>``, with ``ground_truth/<defect>/<stem>_mask.png`` when a
+    region was drawn.
+    """
+
+    name = "mvtec"
+
+    def __init__(self, out: Path, normal_parts: Mapping[str, str]) -> None:
+        super().__init__(out)
+        self.normal_parts = normal_parts
+        self.counts: dict[str, int] = {}
+        self.without_region = 0
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def add(self, it: LoadedItem) -> None:
+        verdict = it.item.anomaly_verdict
+        base = self.root / safe_name(it.item.folder)
+        if verdict == ANOMALY_NORMAL:
+            part = "train" if self.normal_parts[it.planned.file_name] == "train" else "test"
+            self.copy_image(it, base / part / "good")
+            self._count(f"{part}/good")
+        elif verdict == ANOMALY_ANOMALOUS:
+            kind = defect_type(it.item.class_name)
+            self.copy_image(it, base / "test" / kind)
+            self._count(f"test/{kind}")
+            if it.anomaly_mask is not None:
+                write_bytes(base / "ground_truth" / kind / f"{it.planned.stem}_mask.png",
+                            encode_mask(it.anomaly_mask))
+            else:
+                self.without_region += 1
+
+    def finish(self) -> dict[str, Any]:
+        return {"images": self.images, "folders": dict(sorted(self.counts.items())),
+                "anomalous_without_region": self.without_region}
+
+
+CSV_COLUMNS = ("path", "folder", "rel_path", "file_name", "split", "state", "class", "anomaly_verdict",
+               "anomaly_region_pixels", "target_count", "reviewer", "reviewed_at")
+
+
+class CsvWriter(FormatWriter):
+    """``summary.csv`` at the top of the export: one row per exported image, in export order."""
+
+    name = "csv"
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(out)
+        self.path = out / "summary.csv"  # beside the formats' folders, not in one
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, it: LoadedItem) -> None:
+        item = it.item
+        self.rows.append({
+            "path": str(item.source),
+            "folder": item.folder,
+            "rel_path": item.rel_path,
+            "file_name": it.planned.file_name,
+            "split": it.planned.split or "",
+            "state": item.review_state,
+            "class": item.class_name or "",
+            "anomaly_verdict": item.anomaly_verdict or "",
+            "anomaly_region_pixels": "" if it.anomaly_mask is None else int(it.anomaly_mask.sum()),
+            "target_count": "" if it.target_count is None else it.target_count,
+            "reviewer": item.reviewer or "",
+            "reviewed_at": item.reviewed_at.isoformat() if item.reviewed_at else "",
+        })
+
+    def finish(self) -> dict[str, Any]:
+        with self.path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return {"rows": len(self.rows)}
+

@@ -1,0 +1,176 @@
+"""Instance formats: COCO JSON with RLE masks and YOLO segmentation polygons.
+
+A mask label is one binary image; detection-style tools want instances, so each 8-connected
+component becomes one instance (the convention the small-target metrics count targets by). The
+instance's category is the image's class when it has one (a crack mask on a "crack" image), else
+``target``. COCO segmentations are RLE (``iscrowd`` 0) encoded by pycocotools, the reference
+implementation every COCO reader decodes with, so a mask round-trips pixel for pixel.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from app.services.export_formats import FormatWriter, write_bytes
+from app.services.export_items import Component, LoadedItem, components
+
+TARGET_CATEGORY = "target"
+
+
+def instance_category(class_name: str | None) -> str:
+    return class_name or TARGET_CATEGORY
+
+
+def category_names(class_order: Sequence[str], masked_classes: Iterable[str | None]) -> list[str]:
+    """Known classes in their model order, then other classes seen, then ``target`` if needed."""
+    names = list(dict.fromkeys(class_order))
+    seen = {instance_category(c) for c in masked_classes}
+    names += sorted(seen - set(names) - {TARGET_CATEGORY})
+    if TARGET_CATEGORY in seen and TARGET_CATEGORY not in names:
+        names.append(TARGET_CATEGORY)
+    return names
+
+
+def component_rle(comp: Component, height: int, width: int) -> dict[str, Any]:
+    """COCO RLE of one component in the full image, built from its crop's pixels.
+
+    COCO counts run column-major over the whole image, alternating background and foreground
+    runs, starting with background; pycocotools compresses them into the standard string.
+    """
+    xs, ys = np.nonzero(comp.crop.T)  # column-major order of the crop = of the image
+    flat = (xs + comp.x) * height + (ys + comp.y)
+    breaks = np.flatnonzero(np.diff(flat) != 1) + 1
+    starts = flat[np.r_[0, breaks]]
+    ends = flat[np.r_[breaks - 1, len(flat) - 1]] + 1
+    counts = np.empty(2 * len(starts) + 1, dtype=np.int64)
+    counts[0::2] = np.r_[starts, height * width] - np.r_[0, ends]
+    counts[1::2] = ends - starts
+    if counts[-1] == 0:  # ends on the last pixel: pycocotools' own encoder writes no empty run
+        counts = counts[:-1]
+    return mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+
+
+def rle_instances(mask: np.ndarray) -> list[dict[str, Any]]:
+    """One COCO RLE (compressed counts as str), area and bbox per connected component."""
+    h, w = mask.shape
+    out = []
+    for comp in components(mask):
+        rle = component_rle(comp, h, w)
+        out.append({
+            "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
+            "area": int(mask_utils.area(rle)),
+            "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+        })
+    return out
+
+
+class CocoWriter(FormatWriter):
+    """``coco/images/[part/]<file>`` and ``coco/annotations/instances[_<part>].json``."""
+
+    name = "coco"
+
+    def __init__(self, out: Path, categories: Sequence[str]) -> None:
+        super().__init__(out)
+        self.category_ids = {name: i + 1 for i, name in enumerate(categories)}
+        self.categories = [{"id": i, "name": n, "supercategory": "defect"} for n, i in self.category_ids.items()]
+        self.docs: dict[str | None, dict[str, list]] = {}
+        self.next_image_id = 1
+        self.next_ann_id = 1
+
+    def add(self, it: LoadedItem) -> None:
+        if it.mask is None:
+            return
+        self.copy_image(it, self.part_dir(self.root / "images", it))
+        doc = self.docs.setdefault(it.planned.split, {"images": [], "annotations": []})
+        h, w = it.mask.shape
+        image_id = self.next_image_id
+        self.next_image_id += 1
+        doc["images"].append({"id": image_id, "file_name": it.planned.file_name, "width": w, "height": h,
+                              "source": it.item.display_path, "class": it.item.class_name})
+        category = self.category_ids[instance_category(it.item.class_name)]
+        for inst in rle_instances(it.mask):
+            doc["annotations"].append({"id": self.next_ann_id, "image_id": image_id, "category_id": category,
+                                       "iscrowd": 0, **inst})
+            self.next_ann_id += 1
+
+    def finish(self) -> dict[str, Any]:
+        info = {"description": "Inspection review station export (reviewed labels)",
+                "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        annotations = 0
+        for part, doc in sorted(self.docs.items(), key=lambda kv: kv[0] or ""):
+            name = f"instances_{part}.json" if part else "instances.json"
+            body = {"info": info, "licenses": [], "categories": self.categories, **doc}
+            write_bytes(self.root / "annotations" / name, json.dumps(body, indent=1).encode("utf-8"))
+            annotations += len(doc["annotations"])
+        return {"images": self.images, "annotations": annotations}
+
+
+def yolo_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """Per component, an (n >= 3, 2) polygon in [0, 1] image coordinates (x, y).
+
+    Outlines run through pixel centres, so scaling back by (w, h) and truncating to integers
+    (what YOLO loaders do before ``cv2.fillPoly``) redraws the component's pixels. A component too
+    thin for a polygon (a dot, a one-pixel line) gets its bounding box, inset a quarter pixel so the
+    same truncation lands on its first and last pixels: no small target is dropped.
+    """
+    h, w = mask.shape
+    polys = []
+    for comp in components(mask):
+        crop = comp.crop.astype(np.uint8)
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(comp.x, comp.y))
+        contour = max(contours, key=len).reshape(-1, 2).astype(np.float64)
+        if len(contour) >= 3 and cv2.contourArea(contour.astype(np.float32)) > 0:
+            pts = contour + 0.5
+        else:
+            bh, bw = crop.shape
+            x0, y0, x1, y1 = comp.x + 0.25, comp.y + 0.25, comp.x + bw - 0.25, comp.y + bh - 0.25
+            pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+        polys.append(np.clip(pts / (w, h), 0.0, 1.0))
+    return polys
+
+
+class YoloWriter(FormatWriter):
+    """``yolo/images/[part/]<file>``, ``yolo/labels/[part/]<stem>.txt`` and ``yolo/data.yaml``."""
+
+    name = "yolo"
+
+    def __init__(self, out: Path, categories: Sequence[str], parts: tuple[str, ...]) -> None:
+        super().__init__(out)
+        self.categories = list(categories)
+        self.index = {name: i for i, name in enumerate(categories)}
+        self.parts = parts
+        self.instances = 0
+
+    def add(self, it: LoadedItem) -> None:
+        if it.mask is None:
+            return
+        self.copy_image(it, self.part_dir(self.root / "images", it))
+        cls = self.index[instance_category(it.item.class_name)]
+        lines = []
+        for poly in yolo_polygons(it.mask):
+            lines.append(" ".join([str(cls), *(f"{v:.6f}" for v in poly.reshape(-1))]))
+        self.instances += len(lines)
+        text = "".join(f"{line}\n" for line in lines)
+        write_bytes(self.part_dir(self.root / "labels", it) / f"{it.planned.stem}.txt", text.encode("utf-8"))
+
+    def finish(self) -> dict[str, Any]:
+        if not self.images:
+            return {"images": 0, "instances": 0}
+        lines = ["# Ultralytics segmentation dataset written by the inspection review station", "path: ."]
+        if self.parts:
+            val = "val" if "val" in self.parts else self.parts[-1]
+            lines += [f"train: images/{self.parts[0]}", f"val: images/{val}"]
+            if "test" in self.parts:
+                lines.append("test: images/test")
+        else:
+            lines += ["train: images", "val: images"]
+        lines.append("names:")
+        lines += [f"  {i}: {json.dumps(name)}" for i, name in enumerate(self.categories)]
+        write_bytes(self.root / "data.yaml", ("\n".join(lines) + "\n").encode("utf-8"))
+        return {"images": self.images, "instances": self.instances}

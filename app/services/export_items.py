@@ -1,0 +1,170 @@
+"""What an export works on: one frozen record per reviewed image, independent of the database.
+
+The format writers only ever see these records, so they can be tested (and reused by a job
+running in another process) without a session, and the database query that builds them is the
+one place that knows how a current label is stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+
+ANOMALY_NORMAL = "normal"
+ANOMALY_ANOMALOUS = "anomalous"
+EXPORTED_STATES = frozenset({"accepted", "corrected"})
+
+
+class ItemSkipped(Exception):
+    """An image whose label or file cannot be exported; the export goes on without it."""
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One reviewed image with its current label (masks as the lossless PNG bytes stored)."""
+
+    source: Path  # the image file on disk, copied byte for byte
+    rel_path: str  # folder-relative, '/'-separated: names the files and seeds the split
+    folder: str  # the indexed folder's name (MVTec category, CSV column)
+    review_state: str  # 'accepted' or 'corrected'
+    class_name: str | None = None
+    mask_png: bytes | None = None  # segmentation label: non-zero pixels are target
+    anomaly_verdict: str | None = None  # 'normal' or 'anomalous'
+    anomaly_mask_png: bytes | None = None  # the anomalous region, when one was drawn
+    reviewer: str | None = None
+    reviewed_at: datetime | None = None
+    width: int | None = None  # as indexed; a mask of another size is refused
+    height: int | None = None
+    image_id: int | None = None
+
+    @property
+    def display_path(self) -> str:
+        return f"{self.folder}/{self.rel_path}"
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """An item with its place in the dataset: the split part and a collision-free file name."""
+
+    item: ExportItem
+    split: str | None
+    file_name: str  # e.g. 'lot3__part_17.png' (original extension kept)
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.file_name).stem
+
+
+@dataclass(frozen=True)
+class LoadedItem:
+    """A planned item with its masks decoded once, shared by every format writer."""
+
+    planned: PlannedItem
+    mask: np.ndarray | None  # bool (h, w)
+    anomaly_mask: np.ndarray | None  # bool (h, w)
+    target_count: int | None  # connected components of ``mask``
+
+    @property
+    def item(self) -> ExportItem:
+        return self.planned.item
+
+
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+
+
+def safe_name(text: str, fallback: str = "unnamed") -> str:
+    """A single path component that every common filesystem accepts (class and category folders)."""
+    cleaned = _UNSAFE.sub("_", text).strip().rstrip(".")
+    return cleaned if cleaned and cleaned not in (".", "..") else fallback
+
+
+def flat_name(item: ExportItem, with_folder: bool) -> str:
+    """Flatten sub-folders into the file name so every format can use one flat directory."""
+    parts = [p for p in PurePosixPath(item.rel_path.replace("\\", "/")).parts if p not in ("", ".", "..")]
+    if with_folder:
+        parts.insert(0, item.folder)
+    return "__".join(safe_name(p) for p in parts) or "image"
+
+
+def unique_file_names(items: list[ExportItem]) -> list[str]:
+    """Flat names whose stems are unique even case-insensitively (masks are named by stem).
+
+    Colliding names get a short hash of their full path, so the outcome does not depend on the
+    order the items come in.
+    """
+    with_folder = len({i.folder for i in items}) > 1
+    names = [flat_name(i, with_folder) for i in items]
+    stems: dict[str, int] = {}
+    for n in names:
+        key = PurePosixPath(n).stem.lower()
+        stems[key] = stems.get(key, 0) + 1
+    out = []
+    for item, name in zip(items, names):
+        p = PurePosixPath(name)
+        if stems[p.stem.lower()] > 1:
+            # The source path, not folder/rel_path: two indexed folders may share a name.
+            digest = hashlib.sha256(str(item.source).encode("utf-8")).hexdigest()[:8]
+            name = f"{p.stem}-{digest}{p.suffix}"
+        out.append(name)
+    return out
+
+
+def decode_mask(png: bytes, what: str, item: ExportItem) -> np.ndarray:
+    """PNG bytes -> bool (h, w); any non-zero channel is foreground."""
+    try:
+        img = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        raise ItemSkipped(f"{item.display_path}: stored {what} is not a readable PNG")
+    mask = img.max(axis=2) > 0 if img.ndim == 3 else img > 0
+    if item.width and item.height and mask.shape != (item.height, item.width):
+        raise ItemSkipped(
+            f"{item.display_path}: {what} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+            f"{item.width}x{item.height}"
+        )
+    return mask
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """bool/0-1 (h, w) -> 8-bit PNG with 0 and 255 (the value standard loaders threshold)."""
+    ok, buf = cv2.imencode(".png", np.where(mask > 0, 255, 0).astype(np.uint8))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+@dataclass(frozen=True)
+class Component:
+    """One 8-connected component (the small-target metrics' convention) as a crop of its box."""
+
+    crop: np.ndarray  # bool (h, w): this component's pixels inside its bounding box
+    x: int
+    y: int
+
+
+def components(mask: np.ndarray) -> list[Component]:
+    """Work per bounding box, so a mask with many specks costs its pixels, not specks x image."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    out = []
+    for k in range(1, n):
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        out.append(Component(labels[y:y + h, x:x + w] == k, x, y))
+    return out
+
+
+def load(planned: PlannedItem) -> LoadedItem:
+    item = planned.item
+    mask = decode_mask(item.mask_png, "mask", item) if item.mask_png is not None else None
+    region = None
+    if item.anomaly_mask_png is not None:
+        region = decode_mask(item.anomaly_mask_png, "anomaly region", item)
+    if mask is not None and region is not None and mask.shape != region.shape:
+        raise ItemSkipped(f"{item.display_path}: mask and anomaly region differ in size")
+    count = len(components(mask)) if mask is not None else None
+    return LoadedItem(planned, mask, region, count)

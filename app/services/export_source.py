@@ -1,0 +1,91 @@
+"""Where an export's items come from: the current labels of reviewed images in the database.
+
+The one place that knows how a current label is stored (the newest revision, its review state,
+the prediction it confirmed); everything after this works on frozen ``ExportItem`` records and
+only reads, so an export can never change a label.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.services.export_items import ExportItem
+
+if TYPE_CHECKING:
+    from database import Database, FolderInfo, LabelRevisionInfo, PredictionInfo
+
+CLASSIFIER_TASK = "classifier"
+
+
+class FolderNotFound(LookupError):
+    pass
+
+
+def resolve_folder(db: Database, folder: str | int | None) -> FolderInfo | None:
+    """A folder by id, absolute path or name (``--folder`` accepts any); None means every folder."""
+    if folder is None or folder == "":
+        return None
+    folders = db.folders.list()
+    text = str(folder)
+    for f in folders:
+        if text.isdigit() and f.id == int(text):
+            return f
+    wanted = str(Path(text).expanduser().resolve()) if not text.isdigit() else None
+    for f in folders:
+        if wanted is not None and str(Path(f.root_path).resolve()) == wanted:
+            return f
+    named = [f for f in folders if f.name == text]
+    if len(named) == 1:
+        return named[0]
+    known = ", ".join(f"{f.id}: {f.name} ({f.root_path})" for f in folders) or "none indexed yet"
+    raise FolderNotFound(f"no indexed folder {text!r} (known folders: {known})")
+
+
+def confirms_prediction_only(label: LabelRevisionInfo) -> bool:
+    """An ``accepted`` revision saved without label fields stands for the prediction it confirmed."""
+    return (label.review_state.value == "accepted" and label.from_prediction_id is not None
+            and all(v is None for v in (label.class_name, label.mask_png, label.anomaly_verdict)))
+
+
+def prediction_label(label: LabelRevisionInfo, predictions: list[PredictionInfo]) -> dict[str, object]:
+    pred = next((p for p in predictions if p.id == label.from_prediction_id), None)
+    return {} if pred is None else {"class_name": pred.predicted_class, "mask_png": pred.mask_png}
+
+
+def items_from_database(db: Database, folder_id: int | None = None) -> tuple[list[ExportItem], list[str]]:
+    """Exportable items (accepted or corrected, current revision) and why others were left out."""
+    labels = db.labels.current_labels(folder_id)
+    images = {i.id: i for i in db.images.get_many([lab.image_id for lab in labels])}
+    folders = {f.id: f for f in db.folders.list()}
+    items: list[ExportItem] = []
+    skipped: list[str] = []
+    for lab in labels:
+        img = images.get(lab.image_id)
+        if img is None:
+            continue
+        folder = folders[img.folder_id]
+        if img.missing:
+            skipped.append(f"{folder.name}/{img.rel_path}: image file missing since the last indexing")
+            continue
+        fields = {"class_name": lab.class_name, "mask_png": lab.mask_png}
+        if confirms_prediction_only(lab):
+            fields.update(prediction_label(lab, db.predictions.for_image(img.id)))
+        items.append(ExportItem(
+            source=Path(folder.root_path) / img.rel_path,
+            rel_path=img.rel_path,
+            folder=folder.name,
+            review_state=lab.review_state.value,
+            anomaly_verdict=lab.anomaly_verdict.value if lab.anomaly_verdict else None,
+            anomaly_mask_png=lab.anomaly_mask_png,
+            reviewer=lab.author,
+            reviewed_at=lab.created_at,
+            width=img.width,
+            height=img.height,
+            image_id=img.id,
+            **fields,
+        ))
+    return items, skipped
+
+
+def class_order(db: Database) -> tuple[str, ...]:
+    return tuple(db.classes.names(CLASSIFIER_TASK))

@@ -1,0 +1,51 @@
+"""Class names per task (family): their order is the model's output index."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select
+
+from database.convert import to_dto
+from database.dto import ClassInfo
+from database.errors import ConflictError
+from database.models import TaskClass
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+
+class ClassRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def list(self, task: str) -> list[ClassInfo]:
+        with self.db.session() as s:
+            rows = s.scalars(select(TaskClass).where(TaskClass.task == task).order_by(TaskClass.index))
+            return [to_dto(r, ClassInfo) for r in rows]
+
+    def names(self, task: str) -> list[str]:
+        return [c.name for c in self.list(task)]
+
+    def set(self, task: str, names: Sequence[str]) -> list[ClassInfo]:
+        """Replace the task's classes by ``names`` in this order (labels keep their names)."""
+        if len(set(names)) != len(names):
+            raise ConflictError(f"class names for '{task}' must be unique: {list(names)}.")
+        with self.db.session(write=True) as s:
+            s.execute(delete(TaskClass).where(TaskClass.task == task))
+            s.flush()
+            rows = [TaskClass(task=task, name=n, index=i) for i, n in enumerate(names)]
+            s.add_all(rows)
+            s.flush()
+            return [to_dto(r, ClassInfo) for r in rows]
+
+    def add(self, task: str, name: str) -> ClassInfo:
+        """Append a class at the next index; an existing name is returned unchanged."""
+        with self.db.session(write=True) as s:
+            row = s.scalar(select(TaskClass).where(TaskClass.task == task, TaskClass.name == name))
+            if row is None:
+                nxt = s.scalar(select(func.coalesce(func.max(TaskClass.index) + 1, 0)).where(TaskClass.task == task))
+                row = TaskClass(task=task, name=name, index=int(nxt))
+                s.add(row)
+                s.flush()
+            return to_dto(row, ClassInfo)

@@ -1,0 +1,255 @@
+"""Frozen data objects the repositories return (and a few they take).
+
+They are plain data, safe to pass between threads and processes; no ORM row ever leaves
+``database/``. JSON columns come back as fresh dicts/tuples owned by the caller.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from database.states import AnomalyVerdict, ItemStatus, JobStatus, ReviewState
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInfo:
+    id: int
+    root_path: str
+    name: str
+    added_at: datetime
+    indexed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file seen by the indexer, relative to its folder's root (forward slashes)."""
+
+    rel_path: str
+    size_bytes: int
+    mtime_ns: int
+    content_hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexResult:
+    added_ids: tuple[int, ...]
+    changed_ids: tuple[int, ...]  # content changed: their predictions were dropped
+    unchanged: int
+    missing: int                  # rows whose file is gone (kept, with their labels)
+    restored: int                 # rows whose file came back
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    id: int
+    folder_id: int
+    rel_path: str
+    content_hash: str | None
+    size_bytes: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    review_state: ReviewState
+    flagged: bool
+    priority: float
+    missing: bool
+    error: str | None
+    added_at: datetime
+    updated_at: datetime
+
+
+SortKey = Literal["rel_path", "priority", "updated_at", "confidence", "anomaly_score", "id"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageQuery:
+    """Filters and order of the review queue / gallery.
+
+    ``model_version_id`` selects whose prediction ``predicted_class``, the score bounds and the
+    score sorts refer to; images without such a prediction sort last.
+    """
+
+    folder_id: int | None = None
+    states: tuple[ReviewState, ...] = ()
+    flagged: bool | None = None
+    include_missing: bool = False
+    path_contains: str | None = None
+    model_version_id: int | None = None
+    predicted_class: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    min_anomaly_score: float | None = None
+    max_anomaly_score: float | None = None
+    has_error: bool | None = None
+    sort: SortKey = "rel_path"
+    descending: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClassInfo:
+    id: int
+    task: str
+    name: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersionInfo:
+    id: int
+    family: str
+    name: str
+    checkpoint_path: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    card: dict[str, Any]
+    active: bool
+    bundled: bool
+    parent_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionIn:
+    """What a worker stores for one image and model version (replaces an earlier one)."""
+
+    image_id: int
+    model_version_id: int
+    class_scores: dict[str, float] | None = None
+    predicted_class: str | None = None
+    confidence: float | None = None
+    mask_png: bytes | None = None
+    mask_ref: str | None = None
+    target_count: int | None = None
+    anomaly_score: float | None = None
+    anomaly_map_ref: str | None = None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionInfo:
+    id: int
+    image_id: int
+    model_version_id: int
+    class_scores: dict[str, float] | None
+    predicted_class: str | None
+    confidence: float | None
+    mask_png: bytes | None
+    mask_ref: str | None
+    target_count: int | None
+    anomaly_score: float | None
+    anomaly_map_ref: str | None
+    flags: tuple[str, ...]
+    created_at: datetime
+
+
+class _Unchanged:
+    """Marker: keep this field as the previous revision had it."""
+
+    _instance: _Unchanged | None = None
+
+    def __new__(cls) -> _Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNCHANGED: Any = _Unchanged()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelChange:
+    """An edit of an image's label. Fields left ``UNCHANGED`` carry over from the current
+    revision; ``None`` clears a field. Each revision stores the whole resulting label."""
+
+    review_state: ReviewState
+    class_name: str | None = UNCHANGED
+    mask_png: bytes | None = UNCHANGED
+    anomaly_verdict: AnomalyVerdict | None = UNCHANGED
+    anomaly_mask_png: bytes | None = UNCHANGED
+    from_prediction_id: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRevisionInfo:
+    id: int
+    image_id: int
+    revision: int
+    author: str
+    created_at: datetime
+    changed: tuple[str, ...]  # what differs from the previous revision: class, mask, verdict, anomaly_mask, state
+    class_name: str | None
+    mask_png: bytes | None
+    anomaly_verdict: AnomalyVerdict | None
+    anomaly_mask_png: bytes | None
+    review_state: ReviewState
+    from_prediction_id: int | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    id: int
+    kind: str
+    status: JobStatus
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    priority: int
+    progress_done: int
+    progress_failed: int
+    progress_total: int
+    message: str | None
+    error: str | None
+    claimed_by: str | None
+    attempts: int
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    has_items: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+@dataclass(frozen=True, slots=True)
+class JobItemInfo:
+    id: int
+    job_id: int
+    image_id: int | None
+    status: ItemStatus
+    claimed_by: str | None
+    claimed_at: datetime | None
+    attempts: int
+    error: str | None
+    image_path: str | None = None  # folder root joined with the image's relative path
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedBatch:
+    job: JobInfo
+    items: tuple[JobItemInfo, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    current_job_id: int | None

@@ -1,0 +1,268 @@
+"""Opening a database: URL checks, SQLite pragmas, migration at start-up, session scopes.
+
+``open_database`` is the only way the rest of the station gets at storage. It fails with one
+``DatabaseError`` sentence instead of a driver trace, migrates an older schema to head, and
+refuses (without writing a byte) a schema made by a newer version of the application.
+
+A ``Database`` holds a connection pool: create one per process (a worker process opens its own
+from the URL; never hand one across a fork).
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from database import migrate as mig
+from database.errors import DatabaseError, SchemaTooNewError, describe, translate, where
+
+if TYPE_CHECKING:
+    from database.classes import ClassRepository
+    from database.images import FolderRepository, ImageRepository
+    from database.jobs import JobRepository
+    from database.labels import LabelRepository
+    from database.model_versions import ModelVersionRepository
+    from database.predictions import PredictionRepository
+
+SUPPORTED = ("sqlite", "postgresql")
+EXAMPLES = "sqlite:///path/to/station.sqlite or postgresql+psycopg://user:password@host/dbname"
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError):
+        raise DatabaseError(f"'{url}' is not a database URL; expected e.g. {EXAMPLES}.") from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise DatabaseError(f"'{parsed.get_backend_name()}' databases are not supported; use {EXAMPLES}.")
+    return parsed
+
+
+def _sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory / URI-style databases."""
+    if not url.database or url.database == ":memory:" or url.query.get("uri"):
+        return None
+    return Path(url.database)
+
+
+def _prepare_sqlite_file(url: URL, busy_timeout_s: float) -> None:
+    """Create the parent folder, and check an existing file before any pragma can change it."""
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    if path.is_dir():
+        raise DatabaseError(f"{where(url)} is a folder, not a database file.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the folder {path.parent} for the database ({exc.strerror}).") from None
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    # A plain connection without pragmas: reading the header and the revision writes nothing.
+    try:
+        raw = sqlite3.connect(str(path), timeout=busy_timeout_s)
+        try:
+            tables = {r[0] for r in raw.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+            revision = raw.execute(f"SELECT version_num FROM {mig.VERSION_TABLE}").fetchone() \
+                if mig.VERSION_TABLE in tables else None
+        finally:
+            raw.close()
+    except sqlite3.Error as exc:
+        raise DatabaseError(describe(exc, url)) from None
+    if revision is not None:
+        _check_known(revision[0], url)
+    elif tables - {mig.VERSION_TABLE}:
+        raise _foreign(url)
+
+
+def _foreign(url: URL) -> DatabaseError:
+    return DatabaseError(f"{where(url)} holds tables of another application; choose an empty database.")
+
+
+def _check_known(revision: str | None, url: URL) -> None:
+    if revision is not None and revision not in mig.known_revisions():
+        raise SchemaTooNewError(
+            f"{where(url)} was created by a newer version of the application (schema revision "
+            f"{revision}); refusing to modify it. Update the station or choose another database."
+        )
+
+
+def _create_engine(url: URL, *, busy_timeout_s: float, connect_timeout_s: float,
+                   foreign_keys: bool = True, pooled: bool = True) -> Engine:
+    kwargs: dict = {} if pooled else {"poolclass": NullPool}
+    try:
+        if url.get_backend_name() == "sqlite":
+            engine = create_engine(url, connect_args={"timeout": busy_timeout_s}, **kwargs)
+            _install_sqlite_hooks(engine, busy_timeout_s, foreign_keys)
+        else:
+            engine = create_engine(url, pool_pre_ping=True,
+                                   connect_args={"connect_timeout": max(1, int(connect_timeout_s))}, **kwargs)
+    except sa_exc.NoSuchModuleError:
+        raise DatabaseError(f"no driver for '{url.drivername}' is installed; for PostgreSQL install "
+                            f"psycopg and use postgresql+psycopg://….") from None
+    except (sa_exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise DatabaseError(f"cannot use the database URL for {where(url)}: {exc}.") from None
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, busy_timeout_s: float, foreign_keys: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:
+        # Transactions are begun explicitly below, so pysqlite must not begin its own.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        # Writers take the write lock up front: two writers then queue on busy_timeout instead
+        # of one failing with "database is locked" when it upgrades a read lock mid-transaction.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+class Database:
+    """An open, migrated database: session scopes plus the repositories built on them."""
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self.engine = engine
+        self.sa_url = url
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write = sessionmaker(engine.execution_options(write=True), expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        return self.sa_url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """One transaction: committed on leaving, rolled back on an exception.
+
+        ``write=True`` takes SQLite's write lock at BEGIN; use it for every writing transaction.
+        Driver errors leave as ``DatabaseError`` with one sentence.
+        """
+        factory = self._write if write else self._read
+        try:
+            with factory.begin() as s:
+                yield s
+        except sa_exc.DBAPIError as exc:
+            raise translate(exc, self.sa_url) from exc
+
+    def revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return mig.current_revision(conn)
+        except sa_exc.DBAPIError as exc:
+            raise translate(exc, self.sa_url) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # Repositories: Qt-free, each method one transaction, results are frozen DTOs.
+    @cached_property
+    def folders(self) -> FolderRepository:
+        from database.images import FolderRepository
+        return FolderRepository(self)
+
+    @cached_property
+    def images(self) -> ImageRepository:
+        from database.images import ImageRepository
+        return ImageRepository(self)
+
+    @cached_property
+    def classes(self) -> ClassRepository:
+        from database.classes import ClassRepository
+        return ClassRepository(self)
+
+    @cached_property
+    def model_versions(self) -> ModelVersionRepository:
+        from database.model_versions import ModelVersionRepository
+        return ModelVersionRepository(self)
+
+    @cached_property
+    def predictions(self) -> PredictionRepository:
+        from database.predictions import PredictionRepository
+        return PredictionRepository(self)
+
+    @cached_property
+    def labels(self) -> LabelRepository:
+        from database.labels import LabelRepository
+        return LabelRepository(self)
+
+    @cached_property
+    def jobs(self) -> JobRepository:
+        from database.jobs import JobRepository
+        return JobRepository(self)
+
+
+def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout_s: float) -> None:
+    if url.get_backend_name() != "sqlite" or _sqlite_path(url) is None:
+        with engine.begin() as conn:
+            mig.upgrade(conn)
+        return
+    # SQLite batch migrations copy tables; foreign keys must be off meanwhile (a pragma that
+    # only takes effect outside a transaction), and are verified once the copy is done.
+    mengine = _create_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s,
+                             foreign_keys=False, pooled=False)
+    try:
+        with mengine.execution_options(write=True).begin() as conn:
+            mig.upgrade(conn)
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise DatabaseError(f"migrating {where(url)} would break {len(broken)} references; "
+                                    f"it was left as it was.")
+    finally:
+        mengine.dispose()
+
+
+def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.0,
+                  connect_timeout_s: float = 5.0) -> Database:
+    """Open the database at ``url``; with ``migrate`` bring its schema to this version's head.
+
+    Raises ``DatabaseError`` (one sentence) for a bad URL, an unreachable server, a file that is
+    not a database, a locked or read-only file, or a schema from a newer application version
+    (``SchemaTooNewError``, nothing written).
+    """
+    sa_url = _parse(url)
+    if sa_url.get_backend_name() == "sqlite":
+        _prepare_sqlite_file(sa_url, busy_timeout_s)
+    engine = _create_engine(sa_url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
+    try:
+        with engine.connect() as conn:
+            revision = mig.current_revision(conn)
+            foreign = revision is None and mig.has_user_tables(conn)
+        _check_known(revision, sa_url)
+        if foreign:
+            raise _foreign(sa_url)
+        if migrate and revision != mig.head_revision():
+            engine.dispose()  # the migration must be the only connection on SQLite
+            _migrate(sa_url, engine, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
+    except DatabaseError:
+        engine.dispose()
+        raise
+    except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:
+        engine.dispose()
+        raise translate(exc, sa_url) from None
+    return Database(engine, sa_url)

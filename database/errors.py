@@ -1,0 +1,74 @@
+"""One clear sentence for each way a database can fail to open or to answer.
+
+Driver exceptions carry multi-line, driver-specific text; the station shows users (and the CLI
+prints) a single sentence that says what is wrong and where, so these translate them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+
+
+class DatabaseError(Exception):
+    """The database cannot be used as asked; ``str()`` is one sentence meant for the user."""
+
+
+class ConflictError(DatabaseError):
+    """A write collided with existing data (a duplicate name, a row that vanished)."""
+
+
+class SchemaTooNewError(DatabaseError):
+    """The database was migrated by a newer version of the application."""
+
+
+def where(url: URL) -> str:
+    """The database's location for messages, never with the password."""
+    if url.get_backend_name() == "sqlite":
+        return f"the database file {url.database}" if url.database else "the in-memory database"
+    host = url.host or "localhost"
+    port = f":{url.port}" if url.port else ""
+    return f"the database '{url.database}' on {host}{port}"
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0].strip() if text else type(orig).__name__
+
+
+def describe(exc: BaseException, url: URL) -> str:
+    """Translate a driver or SQLAlchemy error about ``url`` into one sentence."""
+    msg = _first_line(exc)
+    low = msg.lower()
+    place = where(url)
+    if isinstance(exc, sa_exc.IntegrityError):
+        return f"the change conflicts with data already in {place} ({msg})."
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if "locked" in low or "busy" in low:
+            return f"{place} is locked by another program; close it there or try again."
+        if "not a database" in low or "malformed" in low or "disk image" in low:
+            return f"{place} is not a database or is damaged ({msg})."
+        if "readonly" in low or "read-only" in low:
+            return f"{place} is read-only; the station needs to write to it."
+        if "unable to open" in low:
+            if path.is_dir():
+                return f"{place} is a folder, not a database file."
+            return f"cannot open {place} ({msg})."
+        return f"{place} cannot be used: {msg}."
+    if "password authentication failed" in low or "authentication failed" in low:
+        return f"{place} refused the login for user '{url.username}'; check the user name and password."
+    if "does not exist" in low and "database" in low:
+        return f"{place} does not exist on that server; create it first."
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and any(
+        k in low for k in ("connection", "connect", "resolve", "translate host", "timeout", "timed out")
+    ):
+        return f"cannot reach {place}: {msg}."
+    return f"{place} cannot be used: {msg}."
+
+
+def translate(exc: BaseException, url: URL) -> DatabaseError:
+    cls = ConflictError if isinstance(exc, sa_exc.IntegrityError) else DatabaseError
+    return cls(describe(exc, url))

@@ -1,0 +1,249 @@
+"""Folders and their images: incremental indexing and the review queue's queries."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import PurePath
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Select, and_, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from database.convert import to_dto
+from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
+from database.errors import ConflictError
+from database.models import Folder, Image, Prediction, utcnow
+from database.states import ReviewState
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+_CHUNK = 500  # rows per IN (...) list: below SQLite's and PostgreSQL's parameter limits
+
+
+def image_dto(row: Image) -> ImageInfo:
+    return to_dto(row, ImageInfo, review_state=ReviewState(row.review_state))
+
+
+def chunks(seq: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(seq), size):
+        yield seq[start:start + size]
+
+
+class FolderRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, root_path: str, name: str | None = None) -> FolderInfo:
+        """Register a folder (by its absolute path); registering it again returns the same row."""
+        with self.db.session(write=True) as s:
+            row = s.scalar(select(Folder).where(Folder.root_path == root_path))
+            if row is None:
+                row = Folder(root_path=root_path, name=name or PurePath(root_path).name or root_path)
+                s.add(row)
+                s.flush()
+            return to_dto(row, FolderInfo)
+
+    def get(self, folder_id: int) -> FolderInfo | None:
+        with self.db.session() as s:
+            row = s.get(Folder, folder_id)
+            return None if row is None else to_dto(row, FolderInfo)
+
+    def by_path(self, root_path: str) -> FolderInfo | None:
+        with self.db.session() as s:
+            row = s.scalar(select(Folder).where(Folder.root_path == root_path))
+            return None if row is None else to_dto(row, FolderInfo)
+
+    def list(self) -> list[FolderInfo]:
+        with self.db.session() as s:
+            return [to_dto(r, FolderInfo) for r in s.scalars(select(Folder).order_by(Folder.id))]
+
+    def remove(self, folder_id: int) -> None:
+        """Forget a folder with its images, predictions and labels (an explicit user action)."""
+        with self.db.session(write=True) as s:
+            s.execute(delete(Folder).where(Folder.id == folder_id))
+
+
+class ImageRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def sync(self, folder_id: int, entries: Iterable[FileEntry], *, complete: bool = True) -> IndexResult:
+        """Bring the folder's rows in line with a scan, in one transaction.
+
+        New paths are inserted in bulk; a path whose size, mtime or hash changed is updated
+        and its predictions dropped (they described other pixels); labels are always kept.
+        With ``complete`` the scan covered the whole folder, so rows it did not see are
+        marked missing (never deleted).
+        """
+        entries = list(entries)
+        now = utcnow()
+        with self.db.session(write=True) as s:
+            if s.get(Folder, folder_id) is None:
+                raise ConflictError(f"folder {folder_id} is not registered.")
+            existing = {
+                r.rel_path: r
+                for r in s.execute(select(Image.id, Image.rel_path, Image.size_bytes, Image.mtime_ns,
+                                          Image.content_hash, Image.missing).where(Image.folder_id == folder_id))
+            }
+            inserts, updates, changed, restored, unchanged = [], [], [], 0, 0
+            seen: set[str] = set()
+            for e in entries:
+                if e.rel_path in seen:
+                    continue
+                seen.add(e.rel_path)
+                old = existing.get(e.rel_path)
+                values = dict(size_bytes=e.size_bytes, mtime_ns=e.mtime_ns, content_hash=e.content_hash,
+                              width=e.width, height=e.height, error=e.error, missing=False, updated_at=now)
+                if old is None:
+                    inserts.append(dict(folder_id=folder_id, rel_path=e.rel_path, added_at=now,
+                                        review_state=ReviewState.UNREVIEWED.value, flagged=False,
+                                        priority=0.0, **values))
+                    continue
+                same = (old.size_bytes == e.size_bytes and old.mtime_ns == e.mtime_ns
+                        and (e.content_hash is None or old.content_hash in (None, e.content_hash)))
+                if same and not old.missing:
+                    unchanged += 1
+                    continue
+                if same:
+                    restored += 1
+                    updates.append({"id": old.id, "missing": False, "updated_at": now})
+                    continue
+                if old.missing:
+                    restored += 1
+                updates.append({"id": old.id, **values})
+                if e.content_hash is None or old.content_hash != e.content_hash:
+                    changed.append(old.id)
+            if updates:
+                s.execute(update(Image), updates)
+            for part in chunks(changed):
+                s.execute(delete(Prediction).where(Prediction.image_id.in_(part)))
+            gone = [r.id for p, r in existing.items() if complete and p not in seen and not r.missing]
+            for part in chunks(gone):
+                s.execute(update(Image).where(Image.id.in_(part)).values(missing=True, updated_at=now))
+            added: list[int] = []
+            if inserts:
+                s.execute(Image.__table__.insert(), inserts)
+                paths = {d["rel_path"] for d in inserts}
+                added = sorted(i for i, p in s.execute(select(Image.id, Image.rel_path)
+                                                       .where(Image.folder_id == folder_id)) if p in paths)
+            s.execute(update(Folder).where(Folder.id == folder_id).values(indexed_at=now))
+            return IndexResult(added_ids=tuple(added), changed_ids=tuple(sorted(changed)),
+                               unchanged=unchanged, missing=len(gone), restored=restored)
+
+    def get(self, image_id: int) -> ImageInfo | None:
+        with self.db.session() as s:
+            row = s.get(Image, image_id)
+            return None if row is None else image_dto(row)
+
+    def get_many(self, image_ids: Sequence[int]) -> list[ImageInfo]:
+        """The images with these ids, in the order asked (unknown ids are left out)."""
+        with self.db.session() as s:
+            rows: dict[int, Image] = {}
+            for part in chunks(list(image_ids)):
+                rows.update((r.id, r) for r in s.scalars(select(Image).where(Image.id.in_(part))))
+            return [image_dto(rows[i]) for i in image_ids if i in rows]
+
+    def by_path(self, folder_id: int, rel_path: str) -> ImageInfo | None:
+        with self.db.session() as s:
+            row = s.scalar(select(Image).where(Image.folder_id == folder_id, Image.rel_path == rel_path))
+            return None if row is None else image_dto(row)
+
+    def path_of(self, image_id: int) -> str | None:
+        """Absolute path of the image's file (folder root + relative path)."""
+        with self.db.session() as s:
+            row = s.execute(select(Folder.root_path, Image.rel_path)
+                            .join(Folder, Folder.id == Image.folder_id).where(Image.id == image_id)).first()
+            return None if row is None else join_path(row[0], row[1])
+
+    def _filtered(self, stmt: Select, q: ImageQuery) -> Select:
+        conds = []
+        if q.folder_id is not None:
+            conds.append(Image.folder_id == q.folder_id)
+        if q.states:
+            conds.append(Image.review_state.in_([ReviewState(x).value for x in q.states]))
+        if q.flagged is not None:
+            conds.append(Image.flagged.is_(q.flagged))
+        if not q.include_missing:
+            conds.append(Image.missing.is_(False))
+        if q.has_error is not None:
+            conds.append(Image.error.is_not(None) if q.has_error else Image.error.is_(None))
+        if q.path_contains:
+            conds.append(Image.rel_path.contains(q.path_contains, autoescape=True))
+        needs_prediction = any(v is not None for v in (q.predicted_class, q.min_confidence, q.max_confidence,
+                                                        q.min_anomaly_score, q.max_anomaly_score))
+        if q.model_version_id is not None:
+            stmt = stmt.outerjoin(Prediction, and_(Prediction.image_id == Image.id,
+                                                   Prediction.model_version_id == q.model_version_id))
+            if q.predicted_class is not None:
+                conds.append(Prediction.predicted_class == q.predicted_class)
+            if q.min_confidence is not None:
+                conds.append(Prediction.confidence >= q.min_confidence)
+            if q.max_confidence is not None:
+                conds.append(Prediction.confidence <= q.max_confidence)
+            if q.min_anomaly_score is not None:
+                conds.append(Prediction.anomaly_score >= q.min_anomaly_score)
+            if q.max_anomaly_score is not None:
+                conds.append(Prediction.anomaly_score <= q.max_anomaly_score)
+        elif needs_prediction or q.sort in ("confidence", "anomaly_score"):
+            raise ValueError("prediction filters and score sorts need model_version_id")
+        return stmt.where(*conds)
+
+    def query(self, q: ImageQuery = ImageQuery()) -> list[ImageInfo]:
+        """One page of the review queue: filtered, sorted (ties broken by id), limited."""
+        stmt = self._filtered(select(Image), q)
+        if q.sort in ("confidence", "anomaly_score"):
+            col = getattr(Prediction, q.sort)
+        else:
+            col = getattr(Image, q.sort)
+        order = col.desc() if q.descending else col.asc()
+        stmt = stmt.order_by(order.nulls_last(), Image.id.desc() if q.descending else Image.id.asc())
+        if q.offset:
+            stmt = stmt.offset(q.offset)
+        if q.limit is not None:
+            stmt = stmt.limit(q.limit)
+        with self.db.session() as s:
+            return [image_dto(r) for r in s.scalars(stmt)]
+
+    def count(self, q: ImageQuery = ImageQuery()) -> int:
+        stmt = self._filtered(select(func.count(Image.id)).select_from(Image), replace(q, sort="id"))
+        with self.db.session() as s:
+            return int(s.scalar(stmt) or 0)
+
+    def state_counts(self, folder_id: int | None = None, include_missing: bool = False) -> dict[ReviewState, int]:
+        """Images per review state (every state present, zero included)."""
+        stmt = select(Image.review_state, func.count(Image.id)).group_by(Image.review_state)
+        if folder_id is not None:
+            stmt = stmt.where(Image.folder_id == folder_id)
+        if not include_missing:
+            stmt = stmt.where(Image.missing.is_(False))
+        counts = {state: 0 for state in ReviewState}
+        with self.db.session() as s:
+            for state, n in s.execute(stmt):
+                counts[ReviewState(state)] = int(n)
+        return counts
+
+    def set_flagged(self, image_ids: Sequence[int], flagged: bool) -> None:
+        with self.db.session(write=True) as s:
+            for part in chunks(list(image_ids)):
+                s.execute(update(Image).where(Image.id.in_(part)).values(flagged=flagged, updated_at=utcnow()))
+
+    def set_priorities(self, priorities: dict[int, float]) -> None:
+        """Review-queue priorities (e.g. uncertainty or anomaly score), by image id."""
+        if not priorities:
+            return
+        with self.db.session(write=True) as s:
+            s.execute(update(Image), [{"id": i, "priority": float(p)} for i, p in priorities.items()])
+
+    def set_error(self, image_id: int, error: str | None) -> None:
+        """Record why a file cannot be read (None clears it)."""
+        with self.db.session(write=True) as s:
+            s.execute(update(Image).where(Image.id == image_id).values(error=error, updated_at=utcnow()))
+
+
+def join_path(root: str, rel_path: str) -> str:
+    return str(PurePath(root) / PurePath(rel_path))
+
+
+def set_review_state(s: Session, image_id: int, state: ReviewState) -> None:
+    s.execute(update(Image).where(Image.id == image_id).values(review_state=state.value, updated_at=utcnow()))

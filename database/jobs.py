@@ -1,0 +1,398 @@
+"""Jobs and their items, claimed by worker processes.
+
+A job with images (prelabel) is split into one item per image so several workers can share it:
+``claim_items`` hands each worker a batch nobody else holds (``SELECT … FOR UPDATE SKIP LOCKED``
+on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``). Items a worker holds stay
+``running`` until it completes, fails or releases them; if its heartbeat goes stale they are
+requeued, so a crash loses at most the batch in flight. Jobs without items (train, export) are
+claimed whole with ``claim_job``.
+
+Every transaction that touches both locks item rows before the job row, so PostgreSQL never
+sees two of them waiting on each other.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from database.convert import to_dto
+from database.dto import ClaimedBatch, JobInfo, JobItemInfo, PredictionIn, WorkerInfo
+from database.errors import ConflictError
+from database.images import chunks, join_path
+from database.models import Folder, Image, Job, JobItem, Worker, utcnow
+from database.predictions import upsert_predictions
+from database.states import ItemStatus, JobStatus
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+QUEUED, RUNNING = ItemStatus.QUEUED.value, ItemStatus.RUNNING.value
+OPEN_JOB = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def new_worker_id() -> str:
+    """A name unique to this process: host, pid and a random suffix (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def job_dto(row: Job) -> JobInfo:
+    return to_dto(row, JobInfo, status=JobStatus(row.status))
+
+
+def item_dto(row: JobItem, image_path: str | None = None) -> JobItemInfo:
+    return to_dto(row, JobItemInfo, status=ItemStatus(row.status), image_path=image_path)
+
+
+def _touch_worker(s: Session, worker_id: str, job_id: int | None = None) -> Worker:
+    now = utcnow()
+    w = s.get(Worker, worker_id)
+    if w is None:
+        host, _, rest = worker_id.partition(":")
+        pid = rest.partition(":")[0]
+        w = Worker(id=worker_id, host=host or socket.gethostname(), pid=int(pid) if pid.isdigit() else 0,
+                   started_at=now, heartbeat_at=now, current_job_id=job_id)
+        s.add(w)
+    else:
+        w.heartbeat_at = now
+        if job_id is not None:
+            w.current_job_id = job_id
+    s.flush()
+    return w
+
+
+def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
+    """Add to the job's counters and finish it once no item is queued or running.
+
+    The UPDATE takes the job row's lock before counting, so of two workers finishing the last
+    items concurrently the second one sees the first one's commit and closes the job.
+    """
+    s.execute(update(Job).where(Job.id == job_id).values(
+        progress_done=Job.progress_done + done, progress_failed=Job.progress_failed + failed,
+        heartbeat_at=utcnow()))
+    open_items = s.scalar(select(func.count(JobItem.id)).where(JobItem.job_id == job_id,
+                                                               JobItem.status.in_((QUEUED, RUNNING))))
+    if open_items:
+        return
+    job = s.get(Job, job_id)
+    s.refresh(job)
+    if job.status not in OPEN_JOB:
+        return
+    job.finished_at = utcnow()
+    job.claimed_by = None
+    if job.cancel_requested:
+        job.status = JobStatus.CANCELLED.value
+    elif job.progress_total and job.progress_failed >= job.progress_total:
+        job.status = JobStatus.FAILED.value
+        first = s.scalar(select(JobItem.error).where(JobItem.job_id == job_id, JobItem.error.is_not(None))
+                         .order_by(JobItem.id).limit(1))
+        job.error = f"every image failed; first error: {first}"
+    else:
+        job.status = JobStatus.DONE.value
+        if job.progress_failed:
+            job.error = f"{job.progress_failed} of {job.progress_total} images failed"
+    s.flush()
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- creating and reading -------------------------------------------------------------
+    def create(self, kind: str, params: Mapping[str, Any] | None = None, image_ids: Sequence[int] | None = None,
+               priority: int = 0) -> JobInfo:
+        """Queue a job; with ``image_ids`` it gets one item per image (duplicates dropped)."""
+        ids = list(dict.fromkeys(image_ids)) if image_ids is not None else None
+        with self.db.session(write=True) as s:
+            job = Job(kind=kind, params=dict(params or {}), priority=priority, has_items=ids is not None,
+                      progress_total=len(ids) if ids is not None else 0, status=JobStatus.QUEUED.value)
+            s.add(job)
+            s.flush()
+            if ids:
+                s.execute(JobItem.__table__.insert(),
+                          [{"job_id": job.id, "image_id": i, "status": QUEUED, "attempts": 0} for i in ids])
+            if ids is not None and not ids:
+                job.status, job.finished_at = JobStatus.DONE.value, utcnow()
+            s.flush()
+            return job_dto(job)
+
+    def get(self, job_id: int) -> JobInfo | None:
+        with self.db.session() as s:
+            row = s.get(Job, job_id)
+            return None if row is None else job_dto(row)
+
+    def list(self, statuses: Iterable[JobStatus] | None = None, kind: str | None = None,
+             limit: int = 100) -> list[JobInfo]:
+        """Newest first."""
+        stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+        if statuses is not None:
+            stmt = stmt.where(Job.status.in_([JobStatus(x).value for x in statuses]))
+        if kind is not None:
+            stmt = stmt.where(Job.kind == kind)
+        with self.db.session() as s:
+            return [job_dto(r) for r in s.scalars(stmt)]
+
+    def items(self, job_id: int, status: ItemStatus | None = None) -> list[JobItemInfo]:
+        stmt = select(JobItem).where(JobItem.job_id == job_id).order_by(JobItem.id)
+        if status is not None:
+            stmt = stmt.where(JobItem.status == ItemStatus(status).value)
+        with self.db.session() as s:
+            return [item_dto(r) for r in s.scalars(stmt)]
+
+    def item_counts(self, job_id: int) -> dict[ItemStatus, int]:
+        counts = {st: 0 for st in ItemStatus}
+        with self.db.session() as s:
+            for st, n in s.execute(select(JobItem.status, func.count(JobItem.id))
+                                   .where(JobItem.job_id == job_id).group_by(JobItem.status)):
+                counts[ItemStatus(st)] = int(n)
+        return counts
+
+    # --- workers ---------------------------------------------------------------------------
+    def register_worker(self, worker_id: str) -> WorkerInfo:
+        with self.db.session(write=True) as s:
+            return to_dto(_touch_worker(s, worker_id), WorkerInfo)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self.db.session() as s:
+            return [to_dto(w, WorkerInfo) for w in s.scalars(select(Worker).order_by(Worker.started_at))]
+
+    def heartbeat(self, worker_id: str) -> frozenset[int]:
+        """Prove the worker alive; returns the ids of jobs it works on whose cancel was requested."""
+        with self.db.session(write=True) as s:
+            _touch_worker(s, worker_id)
+            held = set(s.scalars(select(JobItem.job_id).where(JobItem.claimed_by == worker_id,
+                                                              JobItem.status == RUNNING).distinct()))
+            held |= set(s.scalars(select(Job.id).where(Job.claimed_by == worker_id, Job.status == RUNNING)))
+            if held:
+                s.execute(update(Job).where(Job.id.in_(held)).values(heartbeat_at=utcnow()))
+            return frozenset(s.scalars(select(Job.id).where(Job.id.in_(held), Job.cancel_requested.is_(True)))) \
+                if held else frozenset()
+
+    def unregister_worker(self, worker_id: str) -> int:
+        """A worker leaving cleanly: its unfinished items go back to the queue. Returns how many."""
+        with self.db.session(write=True) as s:
+            rows = s.scalars(select(JobItem).where(JobItem.claimed_by == worker_id, JobItem.status == RUNNING)
+                             .with_for_update()).all()
+            n = self._release(s, rows)
+            s.execute(update(Job).where(Job.claimed_by == worker_id, Job.status == RUNNING)
+                      .values(status=JobStatus.QUEUED.value, claimed_by=None))
+            w = s.get(Worker, worker_id)
+            if w is not None:
+                s.delete(w)
+            return n
+
+    # --- item jobs ---------------------------------------------------------------------------
+    def claim_items(self, worker_id: str, limit: int, kinds: Iterable[str] | None = None) -> ClaimedBatch | None:
+        """Atomically take up to ``limit`` queued items of the most urgent open job.
+
+        Two workers never receive the same item. Returns None when no item is waiting.
+        """
+        kinds = list(kinds) if kinds is not None else None
+        with self.db.session(write=True) as s:
+            stmt = (select(Job.id).where(Job.has_items.is_(True), Job.status.in_(OPEN_JOB),
+                                         Job.cancel_requested.is_(False),
+                                         exists().where(JobItem.job_id == Job.id, JobItem.status == QUEUED))
+                    .order_by(Job.priority.desc(), Job.id).limit(8))
+            if kinds is not None:
+                stmt = stmt.where(Job.kind.in_(kinds))
+            for job_id in s.scalars(stmt).all():
+                ids = s.scalars(select(JobItem.id).where(JobItem.job_id == job_id, JobItem.status == QUEUED)
+                                .order_by(JobItem.id).limit(limit).with_for_update(skip_locked=True)).all()
+                if not ids:
+                    continue  # another worker holds all of this job's remaining items
+                now = utcnow()
+                s.execute(update(JobItem).where(JobItem.id.in_(ids)).values(
+                    status=RUNNING, claimed_by=worker_id, claimed_at=now, attempts=JobItem.attempts + 1))
+                s.execute(update(Job).where(Job.id == job_id).values(
+                    status=JobStatus.RUNNING.value, heartbeat_at=now,
+                    started_at=func.coalesce(Job.started_at, now)))
+                _touch_worker(s, worker_id, job_id)
+                rows = s.execute(select(JobItem, Folder.root_path, Image.rel_path)
+                                 .outerjoin(Image, Image.id == JobItem.image_id)
+                                 .outerjoin(Folder, Folder.id == Image.folder_id)
+                                 .where(JobItem.id.in_(ids)).order_by(JobItem.id)).all()
+                items = tuple(item_dto(it, join_path(root, rel) if root is not None else None)
+                              for it, root, rel in rows)
+                job = s.get(Job, job_id)
+                s.refresh(job)
+                return ClaimedBatch(job=job_dto(job), items=items)
+            return None
+
+    def _held(self, s: Session, worker_id: str, item_ids: Sequence[int]) -> list[JobItem]:
+        rows: list[JobItem] = []
+        for part in chunks(sorted(set(item_ids))):
+            rows += s.scalars(select(JobItem).where(JobItem.id.in_(part), JobItem.claimed_by == worker_id,
+                                                    JobItem.status == RUNNING)
+                              .order_by(JobItem.id).with_for_update()).all()
+        return rows
+
+    def complete_items(self, worker_id: str, item_ids: Sequence[int],
+                       predictions: Sequence[PredictionIn] = ()) -> int:
+        """Mark items done and store their predictions in the same transaction.
+
+        Items this worker no longer holds (requeued after a stale heartbeat) are skipped, as are
+        their predictions; returns how many items were completed.
+        """
+        with self.db.session(write=True) as s:
+            rows = self._held(s, worker_id, item_ids)
+            images = {r.image_id for r in rows}
+            upsert_predictions(s, [p for p in predictions if p.image_id in images])
+            now = utcnow()
+            per_job: dict[int, int] = {}
+            for r in rows:
+                r.status, r.finished_at, r.error = ItemStatus.DONE.value, now, None
+                per_job[r.job_id] = per_job.get(r.job_id, 0) + 1
+            s.flush()
+            for job_id, n in sorted(per_job.items()):
+                _settle(s, job_id, done=n)
+            _touch_worker(s, worker_id)
+            return len(rows)
+
+    def fail_items(self, worker_id: str, errors: Mapping[int, str]) -> int:
+        """Mark items failed with their reasons (e.g. an unreadable image); not retried."""
+        with self.db.session(write=True) as s:
+            rows = self._held(s, worker_id, list(errors))
+            now = utcnow()
+            per_job: dict[int, int] = {}
+            for r in rows:
+                r.status, r.finished_at, r.error = ItemStatus.FAILED.value, now, errors[r.id]
+                per_job[r.job_id] = per_job.get(r.job_id, 0) + 1
+            s.flush()
+            for job_id, n in sorted(per_job.items()):
+                _settle(s, job_id, failed=n)
+            return len(rows)
+
+    def release_items(self, worker_id: str, item_ids: Sequence[int]) -> int:
+        """Give back unprocessed items: requeued, or cancelled if their job's cancel was asked."""
+        with self.db.session(write=True) as s:
+            return self._release(s, self._held(s, worker_id, item_ids))
+
+    def _release(self, s: Session, rows: Sequence[JobItem]) -> int:
+        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({r.job_id for r in rows})))} if rows else {}
+        for r in rows:
+            cancel = jobs[r.job_id].cancel_requested
+            r.status = ItemStatus.CANCELLED.value if cancel else QUEUED
+            r.claimed_by, r.claimed_at = None, None
+            if not cancel:
+                r.attempts = max(0, r.attempts - 1)  # giving back is not a failed attempt
+        s.flush()
+        for job_id in sorted(jobs):
+            _settle(s, job_id)
+        return len(rows)
+
+    # --- whole jobs (train, export) ------------------------------------------------------------
+    def claim_job(self, worker_id: str, kinds: Iterable[str]) -> JobInfo | None:
+        """Take the most urgent queued job without items whose kind is in ``kinds``."""
+        with self.db.session(write=True) as s:
+            row = s.scalars(select(Job).where(Job.has_items.is_(False), Job.status == JobStatus.QUEUED.value,
+                                              Job.cancel_requested.is_(False), Job.kind.in_(list(kinds)))
+                            .order_by(Job.priority.desc(), Job.id).limit(1)
+                            .with_for_update(skip_locked=True)).first()
+            if row is None:
+                return None
+            now = utcnow()
+            row.status, row.claimed_by, row.heartbeat_at = JobStatus.RUNNING.value, worker_id, now
+            row.started_at = row.started_at or now
+            row.attempts += 1
+            _touch_worker(s, worker_id, row.id)
+            s.flush()
+            return job_dto(row)
+
+    def set_progress(self, job_id: int, done: int, total: int | None = None, message: str | None = None) -> None:
+        values: dict[str, Any] = {"progress_done": done, "heartbeat_at": utcnow()}
+        if total is not None:
+            values["progress_total"] = total
+        if message is not None:
+            values["message"] = message
+        with self.db.session(write=True) as s:
+            s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+    def finish_job(self, job_id: int, worker_id: str, result: Mapping[str, Any] | None = None,
+                   cancelled: bool = False) -> bool:
+        """Close a claimed whole job as done (or cancelled). False if the worker no longer holds it."""
+        status = JobStatus.CANCELLED if cancelled else JobStatus.DONE
+        return self._close(job_id, worker_id, status, result=dict(result) if result is not None else None)
+
+    def fail_job(self, job_id: int, worker_id: str, error: str) -> bool:
+        return self._close(job_id, worker_id, JobStatus.FAILED, error=error)
+
+    def _close(self, job_id: int, worker_id: str, status: JobStatus, **values: Any) -> bool:
+        with self.db.session(write=True) as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.claimed_by == worker_id,
+                                              Job.status == RUNNING)
+                            .values(status=status.value, finished_at=utcnow(), claimed_by=None, **values))
+            return res.rowcount == 1
+
+    # --- cancel and recovery -----------------------------------------------------------------
+    def request_cancel(self, job_id: int) -> JobInfo:
+        """Stop a job: queued items are cancelled now; running ones end when their worker reports
+        (``heartbeat`` tells it). A job nobody is working on is cancelled at once."""
+        with self.db.session(write=True) as s:
+            s.execute(update(JobItem).where(JobItem.job_id == job_id, JobItem.status == QUEUED)
+                      .values(status=ItemStatus.CANCELLED.value, finished_at=utcnow()))
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise ConflictError(f"job {job_id} does not exist.")
+            if job.status in OPEN_JOB:
+                job.cancel_requested = True
+                s.flush()
+                if job.has_items:
+                    _settle(s, job_id)
+                elif job.status == JobStatus.QUEUED.value:
+                    job.status, job.finished_at = JobStatus.CANCELLED.value, utcnow()
+                s.flush()
+            s.refresh(job)
+            return job_dto(job)
+
+    def requeue_stale(self, timeout_s: float = 60.0, max_attempts: int = 3) -> int:
+        """Recover work of workers whose heartbeat is older than ``timeout_s`` (crashed or hung).
+
+        Their items go back to the queue, or fail after ``max_attempts`` claims (an image that
+        crashes every worker must not loop forever); whole jobs likewise. Returns how many
+        items and jobs were recovered.
+        """
+        cutoff = utcnow() - timedelta(seconds=timeout_s)
+        with self.db.session(write=True) as s:
+            stale = set(s.scalars(select(Worker.id).where(Worker.heartbeat_at < cutoff)))
+            known = select(Worker.id)
+            rows = s.scalars(select(JobItem).where(
+                JobItem.status == RUNNING,
+                JobItem.claimed_by.in_(stale) | (JobItem.claimed_by.not_in(known) & (JobItem.claimed_at < cutoff)))
+                .order_by(JobItem.id).with_for_update(skip_locked=True)).all()
+            failed: dict[int, int] = {}
+            for r in rows:
+                if r.attempts >= max_attempts:
+                    r.status, r.finished_at = ItemStatus.FAILED.value, utcnow()
+                    r.error = f"the worker stopped responding {r.attempts} times while processing it"
+                    failed[r.job_id] = failed.get(r.job_id, 0) + 1
+                else:
+                    r.status = QUEUED
+                r.claimed_by, r.claimed_at = None, None
+            s.flush()
+            for job_id in sorted({r.job_id for r in rows}):
+                _settle(s, job_id, failed=failed.get(job_id, 0))
+            jobs = s.scalars(select(Job).where(
+                Job.has_items.is_(False), Job.status == RUNNING,
+                Job.claimed_by.in_(stale) | (Job.claimed_by.not_in(known) & (Job.heartbeat_at < cutoff)))
+                .with_for_update(skip_locked=True)).all()
+            for j in jobs:
+                j.claimed_by = None
+                if j.cancel_requested:
+                    j.status, j.finished_at = JobStatus.CANCELLED.value, utcnow()
+                elif j.attempts >= max_attempts:
+                    j.status, j.finished_at = JobStatus.FAILED.value, utcnow()
+                    j.error = f"the worker stopped responding {j.attempts} times while running it"
+                else:
+                    j.status = JobStatus.QUEUED.value
+            for wid in stale:
+                w = s.get(Worker, wid)
+                if w is not None:
+                    s.delete(w)
+            s.flush()
+            return len(rows) + len(jobs)

@@ -1,0 +1,136 @@
+"""Label revisions: every save appends one; the newest is the image's label; none is ever removed.
+
+Appending also sets the image's review state in the same transaction, so the gallery's state
+filter and the label history can never disagree.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from database.convert import to_dto
+from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo
+from database.errors import ConflictError
+from database.images import chunks, set_review_state
+from database.models import Image, LabelRevision, Prediction
+from database.states import AnomalyVerdict, ReviewState
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+LABEL_FIELDS = ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png")
+# Names recorded in a revision's ``changed`` list (short: all of them fit the column).
+CHANGE_NAMES = {"class_name": "class", "mask_png": "mask", "anomaly_verdict": "verdict",
+                "anomaly_mask_png": "anomaly_mask", "review_state": "state"}
+
+
+def revision_dto(row: LabelRevision) -> LabelRevisionInfo:
+    return to_dto(row, LabelRevisionInfo,
+                  changed=tuple(x for x in row.changed.split(",") if x),
+                  review_state=ReviewState(row.review_state),
+                  anomaly_verdict=AnomalyVerdict(row.anomaly_verdict) if row.anomaly_verdict else None)
+
+
+def _latest(s: Session, image_id: int) -> LabelRevision | None:
+    return s.scalar(select(LabelRevision).where(LabelRevision.image_id == image_id)
+                    .order_by(LabelRevision.revision.desc()).limit(1))
+
+
+def _append(s: Session, image_id: int, author: str, label: dict[str, Any], state: ReviewState,
+            from_prediction_id: int | None, note: str | None) -> LabelRevision:
+    # Locks the image row on PostgreSQL so two saves of one image get consecutive numbers.
+    if s.get(Image, image_id, with_for_update=True) is None:
+        raise ConflictError(f"image {image_id} does not exist.")
+    if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
+        raise ConflictError(f"prediction {from_prediction_id} does not exist.")
+    prev = _latest(s, image_id)
+    before = {f: getattr(prev, f) if prev else None for f in LABEL_FIELDS}
+    before["review_state"] = prev.review_state if prev else ReviewState.UNREVIEWED.value
+    after = {**label, "review_state": state.value}
+    changed = [CHANGE_NAMES[f] for f in (*LABEL_FIELDS, "review_state") if after[f] != before[f]]
+    row = LabelRevision(image_id=image_id, revision=(prev.revision + 1) if prev else 1, author=author,
+                        changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, **after)
+    s.add(row)
+    s.flush()
+    set_review_state(s, image_id, state)
+    return row
+
+
+class LabelRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def append(self, image_id: int, change: LabelChange, author: str) -> LabelRevisionInfo:
+        """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state."""
+        verdict = change.anomaly_verdict
+        if verdict is not UNCHANGED and verdict is not None:
+            verdict = AnomalyVerdict(verdict)
+        with self.db.session(write=True) as s:
+            prev = _latest(s, image_id)
+            label = {}
+            for f in LABEL_FIELDS:
+                value = verdict if f == "anomaly_verdict" else getattr(change, f)
+                label[f] = (getattr(prev, f) if prev else None) if value is UNCHANGED else value
+            if label["anomaly_verdict"] is not None:
+                label["anomaly_verdict"] = AnomalyVerdict(label["anomaly_verdict"]).value
+            row = _append(s, image_id, author, label, ReviewState(change.review_state),
+                          change.from_prediction_id, change.note)
+            return revision_dto(row)
+
+    def revert(self, image_id: int, to_revision: int, author: str) -> LabelRevisionInfo:
+        """Undo: append a copy of an earlier revision (0 means "no label, unreviewed")."""
+        with self.db.session(write=True) as s:
+            if to_revision == 0:
+                label = {f: None for f in LABEL_FIELDS}
+                state, pred = ReviewState.UNREVIEWED, None
+            else:
+                old = s.scalar(select(LabelRevision).where(LabelRevision.image_id == image_id,
+                                                           LabelRevision.revision == to_revision))
+                if old is None:
+                    raise ConflictError(f"image {image_id} has no label revision {to_revision}.")
+                label = {f: getattr(old, f) for f in LABEL_FIELDS}
+                state, pred = ReviewState(old.review_state), old.from_prediction_id
+            return revision_dto(_append(s, image_id, author, label, state, pred,
+                                        f"reverted to revision {to_revision}"))
+
+    def current(self, image_id: int) -> LabelRevisionInfo | None:
+        with self.db.session() as s:
+            row = _latest(s, image_id)
+            return None if row is None else revision_dto(row)
+
+    def history(self, image_id: int) -> list[LabelRevisionInfo]:
+        """All revisions, oldest first."""
+        with self.db.session() as s:
+            rows = s.scalars(select(LabelRevision).where(LabelRevision.image_id == image_id)
+                             .order_by(LabelRevision.revision))
+            return [revision_dto(r) for r in rows]
+
+    def current_many(self, image_ids: Sequence[int]) -> dict[int, LabelRevisionInfo]:
+        out: dict[int, LabelRevisionInfo] = {}
+        with self.db.session() as s:
+            for part in chunks(list(image_ids)):
+                newest = (select(LabelRevision.image_id, func.max(LabelRevision.revision).label("rev"))
+                          .where(LabelRevision.image_id.in_(part)).group_by(LabelRevision.image_id).subquery())
+                rows = s.scalars(select(LabelRevision).join(
+                    newest, (LabelRevision.image_id == newest.c.image_id) & (LabelRevision.revision == newest.c.rev)))
+                out.update((r.image_id, revision_dto(r)) for r in rows)
+        return out
+
+    def current_labels(self, folder_id: int | None = None,
+                       states: Sequence[ReviewState] = (ReviewState.ACCEPTED, ReviewState.CORRECTED),
+                       ) -> list[LabelRevisionInfo]:
+        """Current labels of images in these review states (export and retraining read these)."""
+        newest = (select(LabelRevision.image_id, func.max(LabelRevision.revision).label("rev"))
+                  .group_by(LabelRevision.image_id).subquery())
+        stmt = (select(LabelRevision)
+                .join(newest, (LabelRevision.image_id == newest.c.image_id) & (LabelRevision.revision == newest.c.rev))
+                .join(Image, Image.id == LabelRevision.image_id)
+                .where(LabelRevision.review_state.in_([ReviewState(x).value for x in states]))
+                .order_by(LabelRevision.image_id))
+        if folder_id is not None:
+            stmt = stmt.where(Image.folder_id == folder_id)
+        with self.db.session() as s:
+            return [revision_dto(r) for r in s.scalars(stmt)]

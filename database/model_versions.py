@@ -1,0 +1,88 @@
+"""Model versions per family, with exactly the active one the worker should use."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from database.convert import to_dto
+from database.dto import ModelVersionInfo
+from database.errors import ConflictError
+from database.models import ModelVersion
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+
+def _dto(row: ModelVersion) -> ModelVersionInfo:
+    return to_dto(row, ModelVersionInfo)
+
+
+class ModelVersionRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def register(self, family: str, name: str, checkpoint_path: str, *, config: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None,
+                 bundled: bool = False, parent_id: int | None = None, activate: bool = False) -> ModelVersionInfo:
+        """Add a version; (family, name) must be new. ``activate`` also makes it the active one."""
+        with self.db.session(write=True) as s:
+            if s.scalar(select(ModelVersion.id).where(ModelVersion.family == family, ModelVersion.name == name)):
+                raise ConflictError(f"a {family} model named '{name}' is already registered.")
+            row = ModelVersion(family=family, name=name, checkpoint_path=checkpoint_path, config=config or {},
+                               metrics=metrics or {}, card=card or {}, bundled=bundled, parent_id=parent_id)
+            s.add(row)
+            s.flush()
+            if activate:
+                _activate(s, row)
+            return _dto(row)
+
+    def get(self, version_id: int) -> ModelVersionInfo | None:
+        with self.db.session() as s:
+            row = s.get(ModelVersion, version_id)
+            return None if row is None else _dto(row)
+
+    def by_name(self, family: str, name: str) -> ModelVersionInfo | None:
+        with self.db.session() as s:
+            row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.name == name))
+            return None if row is None else _dto(row)
+
+    def list(self, family: str | None = None) -> list[ModelVersionInfo]:
+        stmt = select(ModelVersion).order_by(ModelVersion.family, ModelVersion.created_at, ModelVersion.id)
+        if family is not None:
+            stmt = stmt.where(ModelVersion.family == family)
+        with self.db.session() as s:
+            return [_dto(r) for r in s.scalars(stmt)]
+
+    def active(self, family: str) -> ModelVersionInfo | None:
+        with self.db.session() as s:
+            row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.active.is_(True)))
+            return None if row is None else _dto(row)
+
+    def activate(self, version_id: int) -> ModelVersionInfo:
+        """Make this version its family's active one (the previous one is deactivated)."""
+        with self.db.session(write=True) as s:
+            row = s.get(ModelVersion, version_id, with_for_update=True)
+            if row is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            _activate(s, row)
+            return _dto(row)
+
+    def update_metrics(self, version_id: int, metrics: dict[str, Any]) -> ModelVersionInfo:
+        """Merge ``metrics`` into the version's metrics (e.g. after evaluating on new labels)."""
+        with self.db.session(write=True) as s:
+            row = s.get(ModelVersion, version_id)
+            if row is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            row.metrics = {**row.metrics, **metrics}
+            s.flush()
+            return _dto(row)
+
+
+def _activate(s, row: ModelVersion) -> None:
+    # Deactivate first: the partial unique index allows one active row per family at any time.
+    s.execute(update(ModelVersion).where(ModelVersion.family == row.family, ModelVersion.id != row.id,
+                                         ModelVersion.active.is_(True)).values(active=False))
+    s.flush()
+    row.active = True
+    s.flush()

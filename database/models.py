@@ -1,0 +1,240 @@
+"""ORM schema: the tables every other part of the station reads and writes through repositories.
+
+Nothing outside ``database/`` sees these classes; repositories translate rows into frozen DTOs so
+a session's lifetime never leaks into the GUI thread or a worker process.
+
+Statuses are stored as short strings guarded by CHECK constraints (rather than native enums)
+so the same migration runs on SQLite and PostgreSQL and adding a state later is a plain
+constraint change.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from database.states import ItemStatus, JobStatus, ReviewState
+from database.types import UTCDateTime
+
+# Deterministic constraint names: migrations on SQLite (batch mode) need them to alter tables.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _in(column: str, values: type) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON(none_as_null=True), list[Any]: JSON(none_as_null=True),
+                           datetime: UTCDateTime()}
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    root_path: Mapped[str] = mapped_column(String(4096), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    indexed_at: Mapped[datetime | None]
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("folder_id", "rel_path", name="uq_images_folder_rel_path"),
+        CheckConstraint(_in("review_state", ReviewState), name="review_state"),
+        Index("ix_images_folder_state", "folder_id", "review_state"),
+        Index("ix_images_content_hash", "content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    rel_path: Mapped[str] = mapped_column(String(4096))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.UNREVIEWED.value,
+                                              server_default=ReviewState.UNREVIEWED.value)
+    flagged: Mapped[bool] = mapped_column(default=False, server_default=false())
+    priority: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    missing: Mapped[bool] = mapped_column(default=False, server_default=false())
+    error: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaskClass(Base):
+    __tablename__ = "classes"
+    __table_args__ = (
+        UniqueConstraint("task", "name", name="uq_classes_task_name"),
+        UniqueConstraint("task", "index", name="uq_classes_task_index"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    index: Mapped[int]
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("family", "name", name="uq_model_versions_family_name"),
+        # At most one active version per family, enforced by the database itself.
+        Index("uq_model_versions_active_family", "family", unique=True,
+              sqlite_where=text("active"), postgresql_where=text("active")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    family: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    checkpoint_path: Mapped[str] = mapped_column(String(4096))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(default=False, server_default=false())
+    bundled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("image_id", "model_version_id", name="uq_predictions_image_model"),
+        Index("ix_predictions_model_version", "model_version_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    class_scores: Mapped[dict[str, Any] | None]
+    predicted_class: Mapped[str | None] = mapped_column(String(255))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    mask_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    mask_ref: Mapped[str | None] = mapped_column(String(4096))
+    target_count: Mapped[int | None]
+    anomaly_score: Mapped[float | None] = mapped_column(Float)
+    anomaly_map_ref: Mapped[str | None] = mapped_column(String(4096))
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelRevision(Base):
+    """One saved state of an image's label; rows are only ever added (history is the audit trail)."""
+
+    __tablename__ = "label_revisions"
+    __table_args__ = (
+        UniqueConstraint("image_id", "revision", name="uq_label_revisions_image_revision"),
+        CheckConstraint(_in("review_state", ReviewState), name="review_state"),
+        CheckConstraint("anomaly_verdict IS NULL OR anomaly_verdict IN ('normal', 'anomalous')",
+                        name="anomaly_verdict"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    revision: Mapped[int]
+    author: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed: Mapped[str] = mapped_column(String(64))
+    class_name: Mapped[str | None] = mapped_column(String(255))
+    mask_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    anomaly_verdict: Mapped[str | None] = mapped_column(String(16))
+    anomaly_mask_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    review_state: Mapped[str] = mapped_column(String(16))
+    from_prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JobStatus), name="status"),
+        Index("ix_jobs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]
+    priority: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    progress_done: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    progress_failed: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    progress_total: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    message: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    heartbeat_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    has_items: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class JobItem(Base):
+    """One image of a job: the unit several workers split a job by."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (
+        CheckConstraint(_in("status", ItemStatus), name="status"),
+        Index("ix_job_items_job_status", "job_id", "status"),
+        Index("ix_job_items_claimed_by", "claimed_by"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.QUEUED.value)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+
+
+class Worker(Base):
+    """A worker process's liveness: items it holds are requeued when its heartbeat goes stale."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))

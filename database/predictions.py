@@ -1,0 +1,92 @@
+"""Predictions: one row per (image, model version), replaced when the model runs again."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from database.convert import to_dto
+from database.dto import PredictionIn, PredictionInfo
+from database.images import chunks
+from database.models import Prediction, utcnow
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+_COLUMNS = ("class_scores", "predicted_class", "confidence", "mask_png", "mask_ref", "target_count",
+            "anomaly_score", "anomaly_map_ref")
+
+
+def prediction_dto(row: Prediction) -> PredictionInfo:
+    return to_dto(row, PredictionInfo, flags=tuple(row.flags or ()))
+
+
+def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> None:
+    """Insert or replace, inside the caller's transaction (so a worker can commit predictions
+    together with marking its job items done)."""
+    latest = {(p.image_id, p.model_version_id): p for p in preds}
+    if not latest:
+        return
+    keys = list(latest)
+    existing: dict[tuple[int, int], int] = {}
+    for part in chunks(keys, 400):
+        cond = or_(*(and_(Prediction.image_id == i, Prediction.model_version_id == m) for i, m in part))
+        existing.update(((i, m), pid) for pid, i, m in
+                        s.execute(select(Prediction.id, Prediction.image_id, Prediction.model_version_id).where(cond)))
+    now = utcnow()
+
+    def values(p: PredictionIn) -> dict:
+        d = {c: getattr(p, c) for c in _COLUMNS}
+        d["class_scores"] = dict(p.class_scores) if p.class_scores is not None else None
+        d["flags"] = list(p.flags)
+        d["created_at"] = now
+        return d
+
+    updates = [{"id": existing[k], **values(p)} for k, p in latest.items() if k in existing]
+    inserts = [{"image_id": k[0], "model_version_id": k[1], **values(p)} for k, p in latest.items()
+               if k not in existing]
+    if updates:
+        s.execute(update(Prediction), updates)  # ORM bulk update by primary key
+    if inserts:
+        s.execute(Prediction.__table__.insert(), inserts)
+
+
+class PredictionRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def upsert_many(self, preds: Sequence[PredictionIn]) -> None:
+        with self.db.session(write=True) as s:
+            upsert_predictions(s, preds)
+
+    def get(self, image_id: int, model_version_id: int) -> PredictionInfo | None:
+        with self.db.session() as s:
+            row = s.scalar(select(Prediction).where(Prediction.image_id == image_id,
+                                                    Prediction.model_version_id == model_version_id))
+            return None if row is None else prediction_dto(row)
+
+    def for_image(self, image_id: int) -> list[PredictionInfo]:
+        with self.db.session() as s:
+            rows = s.scalars(select(Prediction).where(Prediction.image_id == image_id).order_by(Prediction.id))
+            return [prediction_dto(r) for r in rows]
+
+    def for_images(self, image_ids: Sequence[int], model_version_id: int) -> dict[int, PredictionInfo]:
+        """The version's predictions for a page of images, keyed by image id."""
+        out: dict[int, PredictionInfo] = {}
+        with self.db.session() as s:
+            for part in chunks(list(image_ids)):
+                for r in s.scalars(select(Prediction).where(Prediction.model_version_id == model_version_id,
+                                                            Prediction.image_id.in_(part))):
+                    out[r.image_id] = prediction_dto(r)
+        return out
+
+    def image_ids_with(self, model_version_id: int) -> set[int]:
+        """Images this version has already predicted (a resumed job skips them)."""
+        with self.db.session() as s:
+            return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id)))
+
+    def delete_for_model_version(self, model_version_id: int) -> None:
+        with self.db.session(write=True) as s:
+            s.execute(delete(Prediction).where(Prediction.model_version_id == model_version_id))

@@ -1,0 +1,184 @@
+"""Databases that cannot be used give one clear sentence and are never damaged."""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from database import DatabaseError, SchemaTooNewError, open_database
+from database import migrate as mig
+
+
+def _one_sentence(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg and "Traceback" not in msg and msg.endswith(".")
+    return msg
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_corrupt_file_is_reported_and_left_alone(tmp_path: Path) -> None:
+    bad = tmp_path / "station.sqlite"
+    bad.write_bytes(b"this is not a database, just some text " * 200)
+    before = _digest(bad)
+    with pytest.raises(DatabaseError) as exc:
+        open_database(f"sqlite:///{bad}")
+    assert "is not a database or is damaged" in _one_sentence(exc)
+    assert str(bad) in str(exc.value)
+    assert _digest(bad) == before
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(DatabaseError) as exc:
+        open_database(f"sqlite:///{tmp_path / 'dir.sqlite'}")
+    assert "is a folder, not a database file" in _one_sentence(exc)
+
+
+def test_missing_parent_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "station.sqlite"
+    open_database(f"sqlite:///{path}").close()
+    assert path.is_file()
+
+
+def test_parent_that_is_a_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("x")
+    with pytest.raises(DatabaseError) as exc:
+        open_database(f"sqlite:///{tmp_path / 'blocker' / 'station.sqlite'}")
+    assert "cannot create the folder" in _one_sentence(exc)
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("not a url", "is not a database URL"),
+    ("mysql://u@h/db", "'mysql' databases are not supported"),
+    ("postgresql+nosuchdriver://u@h/db", "no driver for 'postgresql+nosuchdriver'"),
+])
+def test_bad_urls(url: str, expected: str) -> None:
+    with pytest.raises(DatabaseError) as exc:
+        open_database(url)
+    assert expected in _one_sentence(exc)
+
+
+def test_unreachable_postgres_server() -> None:
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    with pytest.raises(DatabaseError) as exc:
+        open_database("postgresql+psycopg://someone:secret@127.0.0.1:1/station", connect_timeout_s=2)
+    msg = _one_sentence(exc)
+    assert msg.startswith("cannot reach the database 'station' on 127.0.0.1:1")
+    assert "secret" not in msg
+
+
+def _stamp_newer(path: Path) -> None:
+    open_database(f"sqlite:///{path}").close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = 'ffff_from_the_future'")
+    con.commit()
+    con.close()
+
+
+def test_newer_schema_is_refused_and_file_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "station.sqlite"
+    _stamp_newer(path)
+    before = _digest(path)
+    for migrate in (True, False):
+        with pytest.raises(SchemaTooNewError) as exc:
+            open_database(f"sqlite:///{path}", migrate=migrate)
+        msg = _one_sentence(exc)
+        assert "created by a newer version of the application" in msg and "refusing to modify it" in msg
+        assert "ffff_from_the_future" in msg
+    assert _digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["station.sqlite"]
+
+
+@pytest.mark.postgres
+def test_newer_schema_is_refused_on_postgres(pg_url: str) -> None:
+    open_database(pg_url).close()
+    engine = create_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(text("UPDATE alembic_version SET version_num = 'ffff_from_the_future'"))
+    with pytest.raises(SchemaTooNewError):
+        open_database(pg_url)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "ffff_from_the_future"
+        assert c.execute(text("SELECT count(*) FROM folders")).scalar() == 0
+    engine.dispose()
+
+
+def test_database_of_another_application_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    con.commit()
+    con.close()
+    before = _digest(path)
+    with pytest.raises(DatabaseError) as exc:
+        open_database(f"sqlite:///{path}")
+    assert "holds tables of another application" in _one_sentence(exc)
+    assert _digest(path) == before
+
+
+def test_locked_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "station.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")  # a rollback-journal database, exclusively locked below
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DatabaseError) as exc:
+            open_database(f"sqlite:///{path}", busy_timeout_s=0.2)
+        assert "is locked by another program" in _one_sentence(exc)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_write_waits_for_a_short_lock_instead_of_failing(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}", busy_timeout_s=5)
+    holder = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, lambda: holder.execute("ROLLBACK")).start()
+    try:
+        assert db.folders.add("/parts").name == "parts"  # waited for the lock, then wrote
+    finally:
+        db.close()
+        holder.close()
+
+
+def test_lock_held_too_long_during_a_write_is_one_sentence(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}", busy_timeout_s=0.2)
+    holder = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseError) as exc:
+            db.folders.add("/parts")
+        assert "is locked by another program" in _one_sentence(exc)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        db.close()
+    assert open_database(f"sqlite:///{tmp_path / 's.sqlite'}").folders.list() == []
+
+
+def test_read_only_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite"
+    sqlite3.connect(path).close()  # an empty database the station would need to migrate
+    with pytest.raises(DatabaseError) as exc:
+        open_database(f"sqlite:///file:{path}?mode=ro&uri=true")
+    assert "is read-only" in _one_sentence(exc)
+
+
+def test_sqlite_connections_have_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}", busy_timeout_s=3)
+    try:
+        with db.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 3000
+        assert db.revision() == mig.head_revision()
+    finally:
+        db.close()

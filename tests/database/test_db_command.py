@@ -1,0 +1,39 @@
+"""``main.py db upgrade|current``: one line of output, ``error: …`` and status 2 on bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from database.migrate import head_revision
+
+
+def test_current_then_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    assert main(["db", "current", "--db", url]) == 0
+    assert "revision (none) (empty" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--db", url]) == 0
+    assert f"revision {head_revision()} (head)" in capsys.readouterr().out
+    assert main(["--db", url, "db", "current"]) == 0
+    assert "(up to date)" in capsys.readouterr().out
+
+
+def test_default_database_lives_in_the_data_folder(_private_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert (_private_home / "station.sqlite").is_file()
+
+
+@pytest.mark.parametrize("command", ["upgrade", "current"])
+def test_corrupt_file_gives_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"\x00garbage" * 100)
+    assert main(["db", command, "--db", f"sqlite:///{bad}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "is not a database or is damaged" in err[0]
+
+
+def test_unreachable_server_gives_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade", "--db", "postgresql+psycopg://u:pw@127.0.0.1:1/station"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot reach the database 'station' on 127.0.0.1:1")

@@ -1,0 +1,214 @@
+"""Jobs: claiming, progress, cancel, stale-worker recovery, and concurrent workers never sharing an item."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from database import (
+    Database,
+    FileEntry,
+    ItemStatus,
+    JobStatus,
+    PredictionIn,
+    new_worker_id,
+    open_database,
+)
+from database.models import Worker, utcnow
+
+
+def _images(db: Database, n: int) -> list[int]:
+    folder = db.folders.add("/data/parts")
+    return list(db.images.sync(folder.id, [FileEntry(f"{i}.png", 1, i) for i in range(n)]).added_ids)
+
+
+def test_item_job_lifecycle_with_predictions(db: Database) -> None:
+    ids = _images(db, 5)
+    mv = db.model_versions.register("classifier", "v1", "/c")
+    job = db.jobs.create("prelabel", {"families": ["classifier"]}, ids + ids[:1])
+    assert (job.status, job.progress_total, job.has_items) == (JobStatus.QUEUED, 5, True)
+    w = new_worker_id()
+    batch = db.jobs.claim_items(w, 3)
+    assert batch.job.id == job.id and batch.job.status is JobStatus.RUNNING and batch.job.started_at
+    assert [i.image_id for i in batch.items] == ids[:3]
+    assert batch.items[0].image_path == "/data/parts/0.png" and batch.items[0].attempts == 1
+    preds = [PredictionIn(i.image_id, mv.id, predicted_class="ok") for i in batch.items]
+    assert db.jobs.complete_items(w, [i.id for i in batch.items[:2]], preds) == 2
+    assert db.predictions.image_ids_with(mv.id) == set(ids[:2])  # the third is not completed yet
+    assert db.jobs.fail_items(w, {batch.items[2].id: "cannot decode"}) == 1
+    assert db.jobs.get(job.id).progress_done == 2 and db.jobs.get(job.id).progress_failed == 1
+
+    rest = db.jobs.claim_items(w, 10)
+    assert len(rest.items) == 2
+    assert db.jobs.claim_items(w, 10) is None
+    db.jobs.complete_items(w, [i.id for i in rest.items])
+    done = db.jobs.get(job.id)
+    assert done.status is JobStatus.DONE and done.finished and done.error == "1 of 5 images failed"
+    assert db.jobs.item_counts(job.id)[ItemStatus.DONE] == 4
+    assert db.jobs.items(job.id, ItemStatus.FAILED)[0].error == "cannot decode"
+    assert [j.id for j in db.jobs.list([JobStatus.DONE])] == [job.id]
+
+
+def test_claims_follow_priority_and_kind(db: Database) -> None:
+    ids = _images(db, 4)
+    low = db.jobs.create("prelabel", {}, ids[:2])
+    high = db.jobs.create("prelabel", {}, ids[2:], priority=5)
+    other = db.jobs.create("index", {}, ids[:1])
+    w = new_worker_id()
+    assert db.jobs.claim_items(w, 10, kinds=["prelabel"]).job.id == high.id
+    assert db.jobs.claim_items(w, 10, kinds=["prelabel"]).job.id == low.id
+    assert db.jobs.claim_items(w, 10, kinds=["prelabel"]) is None
+    assert db.jobs.claim_items(w, 10).job.id == other.id
+
+
+def test_all_items_failing_fails_the_job_and_empty_job_is_done(db: Database) -> None:
+    ids = _images(db, 2)
+    job = db.jobs.create("prelabel", {}, ids)
+    w = new_worker_id()
+    items = db.jobs.claim_items(w, 5).items
+    db.jobs.fail_items(w, {i.id: f"bad {i.image_id}" for i in items})
+    failed = db.jobs.get(job.id)
+    assert failed.status is JobStatus.FAILED and "bad" in failed.error
+    assert db.jobs.create("prelabel", {}, []).status is JobStatus.DONE
+
+
+def test_cancel_queued_and_running_jobs(db: Database) -> None:
+    ids = _images(db, 6)
+    queued = db.jobs.create("prelabel", {}, ids[:2])
+    assert db.jobs.request_cancel(queued.id).status is JobStatus.CANCELLED
+    running = db.jobs.create("prelabel", {}, ids)
+    w = new_worker_id()
+    batch = db.jobs.claim_items(w, 2)
+    assert db.jobs.heartbeat(w) == frozenset()
+    after = db.jobs.request_cancel(running.id)
+    assert after.status is JobStatus.RUNNING and after.cancel_requested
+    assert db.jobs.heartbeat(w) == {running.id}               # the worker learns of it
+    assert db.jobs.claim_items(w, 10) is None                 # nothing more is handed out
+    assert db.jobs.release_items(w, [i.id for i in batch.items]) == 2
+    final = db.jobs.get(running.id)
+    assert final.status is JobStatus.CANCELLED and final.finished_at is not None
+    assert db.jobs.item_counts(running.id)[ItemStatus.CANCELLED] == 6
+
+
+def test_release_requeues_without_counting_an_attempt(db: Database) -> None:
+    ids = _images(db, 2)
+    db.jobs.create("prelabel", {}, ids)
+    w1, w2 = new_worker_id(), new_worker_id()
+    first = db.jobs.claim_items(w1, 2)
+    assert db.jobs.release_items(w1, [i.id for i in first.items]) == 2
+    again = db.jobs.claim_items(w2, 2)
+    assert [i.id for i in again.items] == [i.id for i in first.items] and again.items[0].attempts == 1
+    assert db.jobs.complete_items(w1, [i.id for i in first.items]) == 0  # w1 no longer holds them
+
+
+def _age_worker(db: Database, worker_id: str, seconds: float) -> None:
+    with db.session(write=True) as s:
+        s.execute(update(Worker).where(Worker.id == worker_id)
+                  .values(heartbeat_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_crashed_worker_loses_only_its_batch(db: Database) -> None:
+    ids = _images(db, 4)
+    job = db.jobs.create("prelabel", {}, ids)
+    crashed, alive = new_worker_id(), new_worker_id()
+    lost = db.jobs.claim_items(crashed, 2)
+    kept = db.jobs.claim_items(alive, 1)
+    assert db.jobs.requeue_stale(timeout_s=60) == 0          # nobody is stale yet
+    _age_worker(db, crashed, 120)
+    assert db.jobs.requeue_stale(timeout_s=60) == 2
+    assert {w.id for w in db.jobs.workers()} == {alive}
+    resumed = db.jobs.claim_items(alive, 10)
+    never_claimed = {i.id for i in db.jobs.items(job.id)} - {i.id for i in lost.items + kept.items}
+    assert {i.id for i in resumed.items} == {i.id for i in lost.items} | never_claimed
+    assert kept.items[0].id not in {i.id for i in resumed.items}
+    db.jobs.complete_items(alive, [i.id for i in kept.items + resumed.items])
+    assert db.jobs.get(job.id).status is JobStatus.DONE
+    assert db.jobs.complete_items(crashed, [i.id for i in lost.items]) == 0  # late report is ignored
+
+
+def test_item_that_keeps_killing_workers_is_failed(db: Database) -> None:
+    ids = _images(db, 1)
+    job = db.jobs.create("prelabel", {}, ids)
+    for _ in range(2):
+        w = new_worker_id()
+        assert db.jobs.claim_items(w, 1) is not None
+        _age_worker(db, w, 120)
+        db.jobs.requeue_stale(timeout_s=60, max_attempts=2)
+    item = db.jobs.items(job.id)[0]
+    assert item.status is ItemStatus.FAILED and "stopped responding 2 times" in item.error
+    assert db.jobs.get(job.id).status is JobStatus.FAILED
+
+
+def test_whole_jobs_claim_progress_finish_and_recover(db: Database) -> None:
+    train = db.jobs.create("train", {"family": "classifier"})
+    assert not train.has_items
+    w = new_worker_id()
+    assert db.jobs.claim_job(w, ["export"]) is None
+    got = db.jobs.claim_job(w, ["train"])
+    assert got.id == train.id and got.status is JobStatus.RUNNING and got.claimed_by == w
+    assert db.jobs.claim_job(new_worker_id(), ["train"]) is None
+    db.jobs.set_progress(train.id, 3, 10, "epoch 3/10")
+    j = db.jobs.get(train.id)
+    assert (j.progress_done, j.progress_total, j.message) == (3, 10, "epoch 3/10")
+    _age_worker(db, w, 120)
+    assert db.jobs.requeue_stale(timeout_s=60) == 1
+    assert db.jobs.get(train.id).status is JobStatus.QUEUED
+    w2 = new_worker_id()
+    assert db.jobs.claim_job(w2, ["train"]).attempts == 2
+    assert not db.jobs.finish_job(train.id, w, {"model_version_id": 1})  # the old worker lost it
+    assert db.jobs.finish_job(train.id, w2, {"model_version_id": 1})
+    assert db.jobs.get(train.id).result == {"model_version_id": 1}
+    exp = db.jobs.create("export", {})
+    db.jobs.claim_job(w2, ["export"])
+    assert db.jobs.fail_job(exp.id, w2, "disk full")
+    assert db.jobs.get(exp.id).status is JobStatus.FAILED and db.jobs.get(exp.id).error == "disk full"
+    queued = db.jobs.create("export", {})
+    assert db.jobs.request_cancel(queued.id).status is JobStatus.CANCELLED
+
+
+def test_unregister_gives_items_back(db: Database) -> None:
+    ids = _images(db, 3)
+    job = db.jobs.create("prelabel", {}, ids)
+    w = new_worker_id()
+    db.jobs.register_worker(w)
+    db.jobs.claim_items(w, 2)
+    assert db.jobs.unregister_worker(w) == 2
+    assert db.jobs.item_counts(job.id)[ItemStatus.QUEUED] == 3
+    assert db.jobs.workers() == []
+
+
+def _claim_all(url: str, batch: int) -> list[int]:
+    db = open_database(url, migrate=False)
+    w, got = new_worker_id(), []
+    try:
+        while (b := db.jobs.claim_items(w, batch)) is not None:
+            got += [i.image_id for i in b.items]
+            db.jobs.complete_items(w, [i.id for i in b.items])
+    finally:
+        db.close()
+    return got
+
+
+def test_concurrent_threads_never_share_an_item(db: Database, url: str) -> None:
+    ids = _images(db, 120)
+    job = db.jobs.create("prelabel", {}, ids)
+    results: list[list[int]] = [[] for _ in range(3)]
+    threads = [threading.Thread(target=lambda k=k: results[k].extend(_claim_all(url, 4))) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    claimed = [i for r in results for i in r]
+    assert sorted(claimed) == sorted(ids)  # every image exactly once
+    assert db.jobs.get(job.id).status is JobStatus.DONE and db.jobs.get(job.id).progress_done == 120
+
+
+def test_concurrent_processes_never_share_an_item(db: Database, url: str) -> None:
+    ids = _images(db, 60)
+    db.jobs.create("prelabel", {}, ids)
+    with mp.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_claim_all, [(url, 3), (url, 3)])
+    assert sorted(results[0] + results[1]) == sorted(ids)

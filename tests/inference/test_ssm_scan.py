@@ -1,0 +1,153 @@
+"""Selective-scan backends against the step-by-step reference: values, gradients, bad input."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from inference.ssm import BACKENDS, active_backend, selective_scan
+from inference.ssm.scan import _LOGGED
+
+CPU_BACKENDS = [name for name in BACKENDS if name != "reference" and name != "cuda"]
+
+
+def make_inputs(b, d, n, L, groups=None, dtype=torch.float32, seed=0, delta_scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    bc_shape = (b, n, L) if groups is None else (b, groups, n, L)
+    return dict(
+        u=torch.randn(b, d, L, generator=g, dtype=dtype),
+        delta=torch.randn(b, d, L, generator=g, dtype=dtype) * delta_scale,
+        A=-torch.rand(d, n, generator=g, dtype=dtype) * 2 - 0.1,
+        B=torch.randn(*bc_shape, generator=g, dtype=dtype),
+        C=torch.randn(*bc_shape, generator=g, dtype=dtype),
+        D=torch.randn(d, generator=g, dtype=dtype),
+        z=torch.randn(b, d, L, generator=g, dtype=dtype),
+        delta_bias=torch.randn(d, generator=g, dtype=dtype) * 0.5,
+    )
+
+
+def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((a.double() - ref.double()).abs().max() / ref.double().abs().max().clamp_min(1e-30)).item()
+
+
+CASES = [
+    # (b, d, n, L, groups, use_D, use_z, use_bias)
+    (2, 8, 16, 37, None, True, True, True),
+    (1, 4, 4, 1, None, False, False, False),
+    (2, 6, 3, 50, 2, True, False, True),
+    (1, 12, 16, 33, 4, False, True, False),
+    (3, 4, 5, 17, 4, True, True, False),
+]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("softplus", [True, False])
+def test_forward_matches_reference(backend, case, softplus):
+    b, d, n, L, groups, use_D, use_z, use_bias = case
+    x = make_inputs(b, d, n, L, groups)
+    if not softplus:
+        x["delta"] = x["delta"].abs()  # without softplus a negative delta would grow the state
+    kw = dict(D=x["D"] if use_D else None, z=x["z"] if use_z else None,
+              delta_bias=x["delta_bias"].abs() if use_bias else None, delta_softplus=softplus)
+    args = [x[k] for k in ("u", "delta", "A", "B", "C")]
+    ref = selective_scan(*[a.double() for a in args], **{k: (v.double() if torch.is_tensor(v) else v) for k, v in kw.items()}, backend="reference")
+    out = selective_scan(*args, **kw, backend=backend)
+    assert out.dtype == torch.float32 and out.shape == (b, d, L)
+    assert rel_err(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_long_sequence_and_large_delta_stay_exact(backend):
+    """Large delta drives exp(delta*A) to underflow; nothing may overflow or turn NaN."""
+    x = make_inputs(1, 4, 8, 3000, groups=2, delta_scale=30.0)
+    x["A"] = x["A"] * 20
+    args = [x[k] for k in ("u", "delta", "A", "B", "C")]
+    ref = selective_scan(*[a.double() for a in args], delta_softplus=True, backend="reference")
+    out = selective_scan(*args, delta_softplus=True, backend=backend)
+    assert torch.isfinite(out).all()
+    assert rel_err(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_half_precision_is_upcast(backend):
+    x = make_inputs(1, 4, 4, 9)
+    args = [x[k].to(torch.bfloat16) for k in ("u", "delta", "A", "B", "C")]
+    out = selective_scan(*args, delta_softplus=True, backend=backend)
+    ref = selective_scan(*[a.double() for a in args], delta_softplus=True, backend="reference")
+    assert out.dtype == torch.bfloat16
+    assert rel_err(out, ref) < 1e-2
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("groups", [None, 2])
+def test_gradcheck_float64(backend, groups):
+    x = make_inputs(2, 4, 3, 7, groups, dtype=torch.float64)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    inputs = [x[k].clone().requires_grad_(True) for k in names]
+
+    def fn(u, delta, A, B, C, D, z, delta_bias):
+        return selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=True, backend=backend)
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_float32_gradients_match_reference(backend):
+    x = make_inputs(2, 8, 16, 40, groups=4)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+
+    def grads(dtype, backend_name):
+        ins = [x[k].detach().to(dtype).clone().requires_grad_(True) for k in names]
+        y = selective_scan(*ins[:5], D=ins[5], z=ins[6], delta_bias=ins[7], delta_softplus=True, backend=backend_name)
+        w = torch.linspace(-1, 1, y.numel(), dtype=dtype).view_as(y)
+        (y * w).sum().backward()
+        return [i.grad for i in ins]
+
+    for name, g, r in zip(names, grads(torch.float32, backend), grads(torch.float64, "reference")):
+        assert rel_err(g, r) < 1e-4, name
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("where", ["u", "delta", "B", "C", "z", "A"])
+def test_nan_input_raises(backend, where):
+    x = make_inputs(1, 4, 4, 11, groups=2)
+    x[where] = x[where].clone()
+    x[where].view(-1)[5] = float("nan")
+    with pytest.raises(ValueError, match=f"non-finite.*{where}"):
+        selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], z=x["z"], delta_softplus=True, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(delta=torch.zeros(1, 4, 10)), "delta"),
+        (dict(A=torch.zeros(5, 4)), "A must be"),
+        (dict(B=torch.zeros(1, 3, 4, 11)), "do not split into 3 groups"),
+        (dict(C=torch.zeros(1, 4, 12)), "C must be"),
+        (dict(u=torch.zeros(4, 11)), "u must be"),
+        (dict(D=torch.zeros(3)), "D must be"),
+        (dict(z=torch.zeros(1, 4, 3)), "z"),
+    ],
+)
+def test_bad_shapes_raise_clear_errors(change, message):
+    x = make_inputs(1, 4, 4, 11)
+    x.pop("delta_bias")
+    x.update(change)
+    with pytest.raises(ValueError, match=message):
+        selective_scan(**x)
+
+
+def test_unknown_backend_raises():
+    x = make_inputs(1, 4, 4, 3)
+    with pytest.raises(ValueError, match="unknown backend"):
+        selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], backend="nope")
+
+
+def test_default_cpu_backend_is_fast_and_logged_once(caplog):
+    _LOGGED.discard("cpu")
+    with caplog.at_level(logging.INFO, logger="inference.ssm.scan"):
+        assert active_backend("cpu") == "numba"
+        assert active_backend(torch.device("cpu")) == "numba"
+    assert sum("uses the 'numba' backend" in r.getMessage() for r in caplog.records) == 1

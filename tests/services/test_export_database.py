@@ -1,0 +1,118 @@
+"""Export from a real (SQLite) database: current revisions, review-state filter, CLI, labels untouched."""
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from app.services.export import ExportError, ExportOptions, export_database
+from app.services.export_items import encode_mask
+from app.services.export_split import SplitSpec
+from database import FileEntry, LabelChange, PredictionIn, ReviewState, open_database
+from tests.services.export_fixtures import H, W, region, two_blobs, write_image
+
+EVERY = ("imagefolder", "masks", "coco", "mvtec", "yolo", "csv")
+
+
+@pytest.fixture
+def station(tmp_path: Path):
+    """A folder of six images with label histories, indexed in a fresh SQLite database."""
+    root = tmp_path / "lot1"
+    for i, name in enumerate(("a", "b", "c", "d", "r", "u")):
+        write_image(root / name, i)
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    db = open_database(url)
+    folder = db.folders.add(str(root))
+    db.images.sync(folder.id, [FileEntry(f"{n}.png", (root / f"{n}.png").stat().st_size, 0, width=W, height=H)
+                               for n in ("a", "b", "c", "d", "r", "u")])
+    ids = {Path(i.rel_path).stem: i.id for i in db.images.query()}
+    mv = db.model_versions.register("segmenter", "seg-v1", "/nowhere")
+    db.predictions.upsert_many([PredictionIn(ids["d"], mv.id, predicted_class="crack",
+                                             mask_png=encode_mask(two_blobs()))])
+    pred_d = db.predictions.get(ids["d"], mv.id)
+    # a: first labelled good, then corrected to crack with a mask and an anomalous region.
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, class_name="crack",
+                                           mask_png=encode_mask(two_blobs()), anomaly_verdict="anomalous",
+                                           anomaly_mask_png=encode_mask(region())), "bob")
+    db.labels.append(ids["b"], LabelChange(ReviewState.ACCEPTED, class_name="good", anomaly_verdict="normal"), "ann")
+    # c: was accepted, then rejected as unusable: the newest revision wins, so it is left out.
+    db.labels.append(ids["c"], LabelChange(ReviewState.ACCEPTED, class_name="crack"), "ann")
+    db.labels.append(ids["c"], LabelChange(ReviewState.REJECTED), "bob")
+    # d: accepted by pointing at the prediction only: the prediction is the label.
+    db.labels.append(ids["d"], LabelChange(ReviewState.ACCEPTED, from_prediction_id=pred_d.id), "cy")
+    db.labels.append(ids["r"], LabelChange(ReviewState.REJECTED, class_name="crack"), "ann")
+    yield db, url, root, ids
+    db.close()
+
+
+def label_fingerprint(db, ids) -> str:
+    h = hashlib.sha256()
+    for image_id in sorted(ids.values()):
+        for r in db.labels.history(image_id):
+            h.update(repr((r.revision, r.author, r.class_name, r.mask_png, r.anomaly_verdict, r.review_state)).encode())
+        h.update(db.images.get(image_id).review_state.value.encode())
+    return h.hexdigest()
+
+
+def test_exports_current_labels_of_reviewed_images_only(tmp_path: Path, station) -> None:
+    db, _url, root, ids = station
+    before = label_fingerprint(db, ids)
+    db.classes.set("classifier", ["good", "crack"])
+    out = tmp_path / "out"
+    result = export_database(db, out, ExportOptions(formats=EVERY))
+    assert result.exported == 3 and result.skipped == ()
+
+    assert {str(p.relative_to(out / "imagefolder")) for p in (out / "imagefolder").rglob("*.png")} == {
+        "crack/a.png", "good/b.png", "crack/d.png"}
+    assert (out / "imagefolder/crack/a.png").read_bytes() == (root / "a.png").read_bytes()
+    for stem in ("a", "d"):
+        m = cv2.imread(str(out / f"masks/masks/{stem}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(m > 0, two_blobs())
+    assert not (out / "masks/masks/b.png").exists()
+    gt = cv2.imread(str(out / "mvtec/lot1/ground_truth/crack/a_mask.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(gt > 0, region())
+
+    with (out / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        rows = {r["rel_path"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"a.png", "b.png", "d.png"}
+    assert (rows["a.png"]["class"], rows["a.png"]["reviewer"], rows["a.png"]["state"]) == ("crack", "bob", "corrected")
+    assert (rows["d.png"]["class"], rows["d.png"]["reviewer"], rows["d.png"]["target_count"]) == ("crack", "cy", "2")
+    assert rows["b.png"]["anomaly_verdict"] == "normal"
+    assert label_fingerprint(db, ids) == before
+
+
+def test_folder_filter_and_missing_files(tmp_path: Path, station) -> None:
+    db, _url, root, ids = station
+    with pytest.raises(ExportError, match="no indexed folder 'elsewhere'"):
+        export_database(db, tmp_path / "x", folder="elsewhere")
+    (root / "b.png").unlink()
+    result = export_database(db, tmp_path / "out", ExportOptions(formats=("csv",)), folder=str(root))
+    assert result.exported == 2
+    assert any("b.png: image file missing" in s for s in result.skipped)
+    assert export_database(db, tmp_path / "out2", ExportOptions(formats=("csv",)), folder="lot1").exported == 2
+
+
+def test_cli_export(tmp_path: Path, station, capsys) -> None:
+    db, url, _root, ids = station
+    before = label_fingerprint(db, ids)
+    out = tmp_path / "cli_out"
+    code = cli_main(["export", "--out", str(out), "--db", url, "--format", "all,yolo", "--split", "0.5,0.5"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "exported 3 image(s)" in captured.out and "split: train 2, val 1, test 0" in captured.out
+    assert (out / "export.json").is_file() and (out / "yolo/data.yaml").is_file()
+    assert SplitSpec.parse("0.5,0.5").used == ("train", "val")
+
+    code = cli_main(["export", "--out", str(out), "--db", url])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.startswith("error: ") and "not empty" in captured.err
+    assert cli_main(["export", "--out", str(out), "--db", url, "--overwrite", "--format", "csv"]) == 0
+    assert cli_main(["export", "--out", str(tmp_path / "o3"), "--db", url, "--format", "voc"]) == 2
+    assert "unknown export format 'voc'" in capsys.readouterr().err
+    assert label_fingerprint(db, ids) == before

@@ -1,0 +1,216 @@
+"""Every export format holds exactly the reviewed labels (no database: ExportItems built by hand)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportOptions, export_items, parse_formats
+from app.services.export_split import SplitSpec
+from tests.services.export_fixtures import H, W, make_items, one_line, region, two_blobs
+
+EVERY = ("imagefolder", "masks", "coco", "mvtec", "yolo", "csv")
+
+
+@pytest.fixture
+def items(tmp_path: Path):
+    return make_items(tmp_path / "src")
+
+
+def read_png(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert img is not None, path
+    return img
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)).replace("\\", "/") for p in root.rglob("*") if p.is_file()}
+
+
+def test_all_formats_without_split(tmp_path: Path, items) -> None:
+    out = tmp_path / "out"
+    result = export_items(list(items.values()), out, ExportOptions(formats=EVERY))
+    assert result.exported == 4 and result.skipped == ()
+    assert result.split_counts is None
+
+    # ImageFolder: class -> folder, byte-identical copies, no unreviewed/rejected image.
+    imagefolder = files_under(out / "imagefolder")
+    assert imagefolder == {"crack/a.png", "crack/sub__c.jpg", "good/b.png"}
+    assert (out / "imagefolder/crack/a.png").read_bytes() == items["a"].source.read_bytes()
+    assert (out / "imagefolder/crack/sub__c.jpg").read_bytes() == items["c"].source.read_bytes()
+
+    # Masks: every image with a mask label (an empty mask too), 0/255 and pixel-equal.
+    assert files_under(out / "masks") == {"images/a.png", "images/b.png", "images/f.png",
+                                          "masks/a.png", "masks/b.png", "masks/f.png"}
+    for stem, expected in (("a", two_blobs()), ("b", np.zeros((H, W), bool)), ("f", one_line())):
+        m = read_png(out / "masks/masks" / f"{stem}.png")
+        assert m.dtype == np.uint8 and m.shape == (H, W)
+        assert set(np.unique(m)) <= {0, 255}
+        np.testing.assert_array_equal(m > 0, expected)
+
+    # MVTec: normal -> train/test good by the default hold-out, anomalous -> test/<defect class>.
+    mv = files_under(out / "mvtec/lot1")
+    assert "test/crack/a.png" in mv and "test/crack/sub__c.jpg" in mv
+    assert ("train/good/b.png" in mv) != ("test/good/b.png" in mv)
+    assert {p for p in mv if p.startswith("ground_truth")} == {"ground_truth/crack/a_mask.png"}
+    np.testing.assert_array_equal(read_png(out / "mvtec/lot1/ground_truth/crack/a_mask.png") > 0, region())
+    assert result.formats["mvtec"]["anomalous_without_region"] == 1
+
+    # CSV: one row per exported image with its label.
+    with (out / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        rows = {r["rel_path"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"a.png", "b.png", "sub/c.jpg", "f.png"}
+    assert rows["a.png"]["class"] == "crack" and rows["a.png"]["target_count"] == "2"
+    assert rows["a.png"]["anomaly_verdict"] == "anomalous" and rows["a.png"]["state"] == "corrected"
+    assert rows["a.png"]["anomaly_region_pixels"] == str(int(region().sum()))
+    assert rows["b.png"]["target_count"] == "0" and rows["b.png"]["state"] == "accepted"
+    assert rows["sub/c.jpg"]["target_count"] == "" and rows["f.png"]["class"] == ""
+    assert rows["f.png"]["reviewer"] == "ann" and rows["f.png"]["reviewed_at"].startswith("2026-11-20T09:30")
+
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["exported"] == 4 and manifest["formats"] == list(EVERY)
+    assert not list(tmp_path.glob(".out.*")), "temporary folder left behind"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+def test_coco_rle_decodes_back_to_the_mask(tmp_path: Path, items) -> None:
+    out = tmp_path / "out"
+    export_items(list(items.values()), out, ExportOptions(formats=("coco",), class_order=("good", "crack")))
+    doc = json.loads((out / "coco/annotations/instances.json").read_text())
+    cats = {c["name"]: c["id"] for c in doc["categories"]}
+    assert cats == {"good": 1, "crack": 2, "target": 3}
+    images = {i["file_name"]: i for i in doc["images"]}
+    assert set(images) == {"a.png", "b.png", "f.png"}
+    for name, expected, category in (("a.png", two_blobs(), "crack"), ("b.png", np.zeros((H, W), bool), "good"),
+                                     ("f.png", one_line(), "target")):
+        img = images[name]
+        assert (img["width"], img["height"]) == (W, H)
+        anns = [a for a in doc["annotations"] if a["image_id"] == img["id"]]
+        n_expected = cv2.connectedComponents(expected.astype(np.uint8), connectivity=8)[0] - 1
+        assert len(anns) == n_expected
+        union = np.zeros((H, W), bool)
+        for a in anns:
+            assert a["iscrowd"] == 0 and a["category_id"] == cats[category]
+            rle = {"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}
+            m = mask_utils.decode(rle).astype(bool)
+            assert a["area"] == m.sum()
+            ys, xs = np.nonzero(m)
+            assert a["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+            assert not (union & m).any()
+            union |= m
+        np.testing.assert_array_equal(union, expected)
+        assert (out / "coco/images" / name).read_bytes() == items[name[0]].source.read_bytes()
+    assert len({a["id"] for a in doc["annotations"]}) == len(doc["annotations"])
+
+
+def test_yolo_polygons_cover_each_target(tmp_path: Path, items) -> None:
+    out = tmp_path / "out"
+    export_items(list(items.values()), out, ExportOptions(formats=("yolo",)))
+    data = (out / "yolo/data.yaml").read_text()
+    assert "names:" in data and '0: "crack"' in data and '2: "target"' in data
+    lines = (out / "yolo/labels/a.txt").read_text().splitlines()
+    assert len(lines) == 2 and all(line.split()[0] == "0" for line in lines)
+    assert (out / "yolo/labels/b.txt").read_text() == ""  # reviewed as holding no target
+    line = (out / "yolo/labels/f.txt").read_text().splitlines()
+    assert len(line) == 1 and line[0].split()[0] == "2"
+    for stem, expected in (("a", two_blobs()), ("f", one_line())):
+        n, labels = cv2.connectedComponents(expected.astype(np.uint8), connectivity=8)
+        covered = set()
+        for text in (out / f"yolo/labels/{stem}.txt").read_text().splitlines():
+            vals = np.array(text.split()[1:], dtype=np.float64).reshape(-1, 2)
+            assert len(vals) >= 3 and ((vals >= 0) & (vals <= 1)).all()
+            # Redrawn as YOLO loaders do (scale, truncate, fillPoly), each polygon is its target's
+            # pixels exactly, or for a target too thin for an outline, its bounding box.
+            drawn = np.zeros((H, W), np.uint8)
+            cv2.fillPoly(drawn, [(vals * (W, H)).astype(np.int32)], 1)
+            hit = set(np.unique(labels[drawn > 0])) - {0}
+            assert len(hit) == 1
+            k = hit.pop()
+            comp = labels == k
+            x, y, bw, bh = cv2.boundingRect(comp.astype(np.uint8))
+            box = np.zeros((H, W), bool)
+            box[y:y + bh, x:x + bw] = True
+            assert (drawn[comp] > 0).all() and not (drawn.astype(bool) & ~box).any()
+            if comp.sum() > 4:
+                np.testing.assert_array_equal(drawn.astype(bool), comp)
+            covered.add(k)
+        assert covered == set(range(1, n))
+
+
+def test_split_layouts_and_lists(tmp_path: Path, items) -> None:
+    out = tmp_path / "out"
+    spec = SplitSpec(0.5, 0.25, 0.25)
+    result = export_items(list(items.values()), out, ExportOptions(formats=EVERY, split=spec))
+    assert sum(result.split_counts.values()) == 4
+    with (out / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        part = {r["file_name"]: r["split"] for r in csv.DictReader(fh)}
+    for name, p in part.items():
+        if name in ("a.png", "b.png", "sub__c.jpg"):
+            cls = "good" if name == "b.png" else "crack"
+            assert (out / "imagefolder" / p / cls / name).is_file()
+    listed = {}
+    for p in ("train", "val", "test"):
+        for stem in (out / f"masks/{p}.txt").read_text().split():
+            listed[stem] = p
+    assert listed == {Path(n).stem: part[n] for n in ("a.png", "b.png", "f.png")}
+    coco_files = {p.name for p in (out / "coco/annotations").iterdir()}
+    assert coco_files == {f"instances_{part[n]}.json" for n in ("a.png", "b.png", "f.png")}
+    assert (out / f"yolo/labels/{part['f.png']}/f.txt").is_file()
+    mv_good = "train" if part["b.png"] == "train" else "test"
+    assert (out / f"mvtec/lot1/{mv_good}/good/b.png").is_file()
+
+
+def test_sub_folder_collisions_get_distinct_stems(tmp_path: Path, items) -> None:
+    from dataclasses import replace
+
+    from tests.services.export_fixtures import write_image
+
+    twin_src = write_image(tmp_path / "src/lot2/a", 9)
+    twin = replace(items["a"], source=twin_src, folder="lot2", rel_path="a.png")
+    a_upper = replace(items["f"], source=write_image(tmp_path / "src/lot1/A", 10), rel_path="A.png")
+    out = tmp_path / "out"
+    export_items([items["a"], twin, items["f"], a_upper], out, ExportOptions(formats=("masks",)))
+    stems = sorted(p.stem for p in (out / "masks/masks").iterdir())
+    assert len(stems) == 4 and len({s.lower() for s in stems}) == 4
+    assert "lot2__a" in stems and "lot1__f" in stems
+    # Two indexed folders with the same name (different roots) still give two files.
+    other_root = replace(items["a"], source=write_image(tmp_path / "elsewhere/lot1/a", 11))
+    out2 = tmp_path / "out2"
+    export_items([items["a"], other_root], out2, ExportOptions(formats=("masks",)))
+    assert len(list((out2 / "masks/masks").iterdir())) == 2
+    assert sorted(s[:7] for s in stems if s.lower().startswith("lot1__a-")) == ["lot1__A", "lot1__a"]
+
+
+def test_parse_formats() -> None:
+    assert parse_formats("all") == ALL_FORMATS
+    assert set(FORMAT_TITLES) == set(FORMATS) == set(EVERY)
+    assert parse_formats("csv, coco,csv") == ("coco", "csv")
+    assert parse_formats("all,yolo") == EVERY
+    with pytest.raises(Exception, match="unknown export format 'voc'"):
+        parse_formats("coco,voc")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_component_rle_matches_pycocotools_full_image_encoding(seed: int) -> None:
+    from app.services.export_instances import component_rle
+    from app.services.export_items import components
+
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(5, 40, size=2)
+    mask = rng.random((h, w)) < 0.3
+    mask[0, :] = mask[:, -1] = seed % 2 == 0  # components touching the image border
+    comps = components(mask)
+    assert len(comps) == cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+    total = np.zeros((h, w), bool)
+    for comp in comps:
+        full = np.zeros((h, w), np.uint8)
+        full[comp.y:comp.y + comp.crop.shape[0], comp.x:comp.x + comp.crop.shape[1]] = comp.crop
+        reference = mask_utils.encode(np.asfortranarray(full))
+        assert component_rle(comp, int(h), int(w))["counts"] == reference["counts"]
+        total |= full.astype(bool)
+    np.testing.assert_array_equal(total, mask)

@@ -1,0 +1,146 @@
+"""A failed, cancelled or refused export leaves no half-written dataset and loses nothing."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.services import export as export_mod
+from app.services import export_formats
+from app.services.export import ExportCancelled, ExportError, ExportOptions, export_items
+from app.services.export_split import SplitSpec
+from tests.services.export_fixtures import make_items
+
+
+@pytest.fixture
+def items(tmp_path: Path):
+    return make_items(tmp_path / "src")
+
+
+def source_bytes(items) -> dict[str, bytes]:
+    return {k: i.source.read_bytes() for k, i in items.items()}
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_destination(tmp_path: Path, items) -> None:
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        with pytest.raises(ExportError, match="read-only or not writable"):
+            export_items(list(items.values()), parent / "out")
+        assert list(parent.iterdir()) == []
+    finally:
+        parent.chmod(0o755)
+
+
+def test_unwritable_destination_is_a_clear_error(tmp_path: Path, items, monkeypatch) -> None:
+    before = source_bytes(items)
+
+    def refuse(*_a, **_k):
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(export_mod.tempfile, "mkdtemp", refuse)
+    with pytest.raises(ExportError, match="read-only or not writable"):
+        export_items(list(items.values()), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert source_bytes(items) == before
+
+
+def test_destination_under_a_file(tmp_path: Path, items) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(ExportError):
+        export_items(list(items.values()), blocker / "out")
+    with pytest.raises(ExportError, match="not a folder"):
+        export_items(list(items.values()), blocker)
+    assert blocker.read_text() == "x"
+
+
+def test_disk_full_mid_export_removes_the_partial_folder(tmp_path: Path, items, monkeypatch) -> None:
+    before = source_bytes(items)
+    calls = []
+    real_copy = shutil.copyfile
+
+    def copy_then_fill(src, dst, *a, **k):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(export_formats.shutil, "copyfile", copy_then_fill)
+    with pytest.raises(ExportError, match="destination is full"):
+        export_items(list(items.values()), tmp_path / "out", ExportOptions(split=SplitSpec(0.5, 0.5, 0.0)))
+    assert len(calls) == 3
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+    assert source_bytes(items) == before
+
+
+def test_too_little_free_space_is_refused_before_writing(tmp_path: Path, items, monkeypatch) -> None:
+    monkeypatch.setattr(export_mod.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(ExportError, match=r"destination is full: the export needs about \d+ MiB"):
+        export_items(list(items.values()), tmp_path / "out")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_cancel_leaves_nothing(tmp_path: Path, items) -> None:
+    seen = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+
+    with pytest.raises(ExportCancelled):
+        export_items(list(items.values()), tmp_path / "out", progress=progress, cancel=lambda: len(seen) > 2)
+    assert seen == [(0, 4), (1, 4), (2, 4)]
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_progress_reaches_total(tmp_path: Path, items) -> None:
+    seen = []
+    export_items(list(items.values()), tmp_path / "out", progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 4) for i in range(5)]
+
+
+def test_existing_folder_rules(tmp_path: Path, items) -> None:
+    out = tmp_path / "out"
+    out.mkdir()  # an empty folder is fine
+    export_items(list(items.values()), out, ExportOptions(formats=("csv",)))
+    first = (out / "summary.csv").read_bytes()
+    with pytest.raises(ExportError, match="not empty"):
+        export_items(list(items.values()), out, ExportOptions(formats=("imagefolder",)))
+    assert (out / "summary.csv").read_bytes() == first and not (out / "imagefolder").exists()
+    # Overwrite swaps a previous export for the new one...
+    export_items(list(items.values()), out, ExportOptions(formats=("imagefolder",), overwrite=True))
+    assert (out / "imagefolder").is_dir() and not (out / "summary.csv").exists()
+    assert leftovers(tmp_path) == []
+    # ...but never a folder that is not an export (someone's images).
+    with pytest.raises(ExportError, match="only a previous export is overwritten"):
+        export_items(list(items.values()), tmp_path / "src", ExportOptions(overwrite=True))
+    assert items["a"].source.is_file()
+
+
+def test_only_reviewed_images_and_clear_error_when_none(tmp_path: Path, items) -> None:
+    with pytest.raises(ExportError, match="nothing to export"):
+        export_items([items["rejected"], items["unreviewed"]], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_and_bad_mask_are_skipped_with_reasons(tmp_path: Path, items) -> None:
+    from dataclasses import replace
+
+    gone = replace(items["f"], source=tmp_path / "src/lot1/gone.png", rel_path="gone.png")
+    broken = replace(items["b"], mask_png=b"not a png")
+    wrong_size = replace(items["a"], width=99)
+    result = export_items([gone, broken, wrong_size, items["c"]], tmp_path / "out")
+    assert result.exported == 1
+    reasons = "\n".join(result.skipped)
+    assert "gone.png: image file missing" in reasons
+    assert "b.png: stored mask is not a readable PNG" in reasons
+    assert "a.png: mask is 32x24 but the image is 99x24" in reasons
