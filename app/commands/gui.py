@@ -28,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.gui.settings_store import load_settings
-    from app.services.review import ReviewService
     from app.services.station import StationError, open_station
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except StationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    window = build_window(ReviewService(db, settings.review()), settings, url, interactive=True)
+    window = build_window(db, settings, url, interactive=True)
     window.show()
     open_initial_folder(window, folder)
     code = app.exec()
@@ -52,17 +51,25 @@ def run(args: argparse.Namespace) -> int:
     return int(code)
 
 
-def build_window(review, settings, url: str, interactive: bool = True):
-    """The main window with every optional part that is available in this build."""
+def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = True,
+                 model_dirs: dict[str, str] | None = None, worker_args=()):
+    """The main window on ``db`` with every optional part that is available in this build."""
+    from PySide6.QtWidgets import QApplication
+
     from app.gui.context import StationContext
     from app.gui.extensions import default_extensions
     from app.gui.main_window import MainWindow
     from app.gui.theme import apply_theme
-    from PySide6.QtWidgets import QApplication
+    from app.services.review import ReviewService
 
     apply_theme(QApplication.instance(), settings.theme)
+    review = ReviewService(db, settings.review())
     ctx = StationContext(review=review, settings=settings, db_url=url, interactive=interactive,
                          extensions=default_extensions())
+    if jobs:
+        from app.services.review_jobs import ReviewJobs
+        ctx.jobs = ReviewJobs(db, url, settings.device, model_dirs=model_dirs, worker_args=worker_args)
+    ctx.export_db = db
     window = MainWindow(ctx)
     try:
         recovered = review.recover()

@@ -18,6 +18,8 @@ class StationContext:
     review: ReviewService
     settings: StationSettings
     db_url: str = ""
+    jobs: Any = None                  # app.services.review_jobs.ReviewJobs, or None (no pre-labelling)
+    export_db: Any = None             # the database handle the export service reads (opaque here)
     interactive: bool = True          # False in tests/screenshots: no modal message boxes
     extensions: list[Callable[[Any], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)

@@ -89,7 +89,10 @@ class LabelPanel(QWidget):
         hl = QVBoxLayout(hist)
         self.history = QListWidget()
         self.history.setObjectName("history")
+        self.history.setMinimumHeight(90)
         self.history.setMaximumHeight(160)
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
         hl.addWidget(self.history)
         lay.addWidget(hist)
         lay.addStretch(1)
@@ -170,8 +173,7 @@ class LabelPanel(QWidget):
         for r in reversed(revisions):
             when = r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
             what = r.class_name or "—"
-            item = QListWidgetItem(state_icon(r.review_state),
-                                   f"#{r.revision} {when} {r.author}: {r.changed} ({what})")
-            item.setToolTip(f"state {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "
+            item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed} → {what}")
+            item.setToolTip(f"{when} by {r.author}\nstate {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "
                             f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}")
             self.history.addItem(item)

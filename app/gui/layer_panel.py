@@ -8,8 +8,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QGroupBox, QHB
 
 from app.services.display import COLORMAPS
 
-LAYER_TITLES = {"heatmap": "Anomaly heatmap", "prediction": "Predicted mask",
-                "mask": "Defect mask (label)", "region": "Anomaly region (label)"}
+LAYER_TITLES = {"heatmap": "Heatmap", "prediction": "Predicted mask",
+                "mask": "Defect mask", "region": "Anomaly region"}
 DEFAULT_OPACITY = {"heatmap": 50, "prediction": 45, "mask": 55, "region": 45}
 
 
@@ -61,8 +61,8 @@ class LayerPanel(QWidget):
             sl.setValue(DEFAULT_OPACITY[name])
             sl.setToolTip("opacity")
             sl.valueChanged.connect(lambda v, n=name: self.opacity_changed.emit(n, v / 100.0))
-            ll.addWidget(cb, 2 * row, 0, 1, 2)
-            ll.addWidget(sl, 2 * row + 1, 0, 1, 2)
+            ll.addWidget(cb, row, 0)
+            ll.addWidget(sl, row, 1)
             self.checks[name], self.sliders[name] = cb, sl
         cm = QHBoxLayout()
         cm.addWidget(QLabel("Colour map"))
@@ -70,11 +70,11 @@ class LayerPanel(QWidget):
         self.colormap.addItems(list(COLORMAPS))
         self.colormap.currentTextChanged.connect(self.colormap_changed)
         cm.addWidget(self.colormap, 1)
-        ll.addLayout(cm, 2 * len(LAYER_TITLES), 0, 1, 2)
+        ll.addLayout(cm, len(LAYER_TITLES), 0, 1, 2)
         compare = QToolButton()
         compare.setDefaultAction(actions["compare"])
         compare.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        ll.addWidget(compare, 2 * len(LAYER_TITLES) + 1, 0, 1, 2)
+        ll.addWidget(compare, len(LAYER_TITLES) + 1, 0, 1, 2)
         lay.addWidget(layers)
         lay.addStretch(1)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea,
+                               QVBoxLayout, QWidget)
 
 from app.gui.actions import build_actions
 from app.gui.context import StationContext
@@ -41,7 +41,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
         self.actions = build_actions(self, self.review.undo_stack)
-        self.thumbs = ThumbnailCache(size=132, parent=self)
+        self.thumbs = ThumbnailCache(size=120, parent=self)
         self.gallery_model = GalleryModel(self)
         self.gallery = GalleryView(self.gallery_model, self.thumbs)
         self.queue_panel = QueuePanel()
@@ -77,7 +77,11 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.gallery, 1)
         self.folders_dock = self._dock("Folders", "foldersDock", self.folders, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.queue_dock = self._dock("Review queue", "queueDock", queue, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.label_dock = self._dock("Label", "labelDock", self.label_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        scroll = QScrollArea()
+        scroll.setWidget(self.label_panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.label_dock = self._dock("Label", "labelDock", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self.layer_dock = self._dock("Layers and tools", "layersDock", self.layer_panel,
                                      Qt.DockWidgetArea.RightDockWidgetArea)
         self._sized = False
@@ -86,8 +90,12 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._sized:  # dock sizes only stick once the window has its own size
             self._sized = True
-            self.resizeDocks([self.folders_dock, self.queue_dock], [90, 700], Qt.Orientation.Vertical)
-            self.resizeDocks([self.queue_dock, self.label_dock], [3 * 144 + 36, 310], Qt.Orientation.Horizontal)
+            QTimer.singleShot(0, self._size_docks)
+
+    def _size_docks(self) -> None:
+        self.resizeDocks([self.folders_dock, self.queue_dock], [90, 700], Qt.Orientation.Vertical)
+        self.resizeDocks([self.queue_dock, self.label_dock], [3 * 132 + 40, 320], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.label_dock, self.layer_dock], [620, 260], Qt.Orientation.Vertical)
 
     def _build_menus(self) -> None:
         menus = {m: self.menuBar().addMenu(f"&{m}") for m in MENUS}

@@ -12,9 +12,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout
 from app.gui.style import state_icon
 from app.services.review_types import REVIEW_STATES, QueueFilter
 
-SORTS = {"name": "Name", "uncertainty": "Uncertainty (least confident first)",
-         "anomaly": "Anomaly score (highest first)", "confidence": "Confidence",
-         "targets": "Target count", "state": "Review state"}
+SORTS = {"name": "name", "uncertainty": "uncertainty (least confident first)",
+         "anomaly": "anomaly score (highest first)", "confidence": "confidence",
+         "targets": "target count", "state": "review state"}
 DEFAULT_DESC: dict[str, bool] = {}  # each sort already puts what needs attention first
 
 
@@ -29,32 +29,53 @@ class QueuePanel(QWidget):
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search file names (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
-        grid.addWidget(self.search, 0, 0, 1, 2)
+        self.flagged = QCheckBox("flagged")
+        self.flagged.setToolTip("Only flagged images")
+        self.flagged.toggled.connect(self._changed)
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.flagged)
+        grid.addLayout(top, 0, 0)
 
         states = QHBoxLayout()
+        states.setSpacing(2)
         self.state_buttons: dict[str, QToolButton] = {}
         for s in REVIEW_STATES:
             b = QToolButton()
             b.setCheckable(True)
             b.setIcon(state_icon(s))
             b.setText(s)
-            b.setToolTip(f"Show only {s} images (combine several)")
+            b.setToolTip(f"Show only {s} images (combine several; none checked = all)")
             b.setToolButtonStyle(b.toolButtonStyle().ToolButtonTextBesideIcon)
             b.toggled.connect(self._changed)
             states.addWidget(b)
             self.state_buttons[s] = b
-        self.flagged = QCheckBox("flagged")
-        self.flagged.toggled.connect(self._changed)
-        states.addWidget(self.flagged)
         states.addStretch(1)
-        grid.addLayout(states, 1, 0, 1, 2)
+        grid.addLayout(states, 1, 0)
 
         row = QHBoxLayout()
         self.class_combo = QComboBox()
         self.class_combo.addItem("any class", None)
+        self.class_combo.setToolTip("Predicted or labelled class")
         self.class_combo.currentIndexChanged.connect(self._changed)
-        row.addWidget(self.class_combo)
-        row.addWidget(QLabel("score"))
+        row.addWidget(self.class_combo, 1)
+        self.sort = QComboBox()
+        for k, t in SORTS.items():
+            self.sort.addItem(f"sort: {t}", k)
+        self.sort.currentIndexChanged.connect(self._sort_changed)
+        row.addWidget(self.sort, 2)
+        self.desc = QToolButton()
+        self.desc.setCheckable(True)
+        self.desc.setText("⇅")
+        self.desc.setToolTip("Reverse the order")
+        self.desc.toggled.connect(self._changed)
+        row.addWidget(self.desc)
+        grid.addLayout(row, 2, 0)
+
+        score = QHBoxLayout()
+        self.score_filter = QCheckBox("anomaly score from")
+        self.score_filter.setToolTip("Filter by anomaly score range")
+        self.score_filter.toggled.connect(self._changed)
         self.smin = QDoubleSpinBox()
         self.smax = QDoubleSpinBox()
         for sp, v in ((self.smin, 0.0), (self.smax, 1.0)):
@@ -63,26 +84,11 @@ class QueuePanel(QWidget):
             sp.setSingleStep(0.05)
             sp.setValue(v)
             sp.valueChanged.connect(self._changed)
-        self.score_filter = QCheckBox()
-        self.score_filter.setToolTip("Filter by anomaly score range")
-        self.score_filter.toggled.connect(self._changed)
-        row.addWidget(self.score_filter)
-        row.addWidget(self.smin)
-        row.addWidget(QLabel("–"))
-        row.addWidget(self.smax)
-        row.addWidget(QLabel("sort"))
-        self.sort = QComboBox()
-        for k, t in SORTS.items():
-            self.sort.addItem(t, k)
-        self.sort.currentIndexChanged.connect(self._sort_changed)
-        row.addWidget(self.sort, 1)
-        self.desc = QToolButton()
-        self.desc.setCheckable(True)
-        self.desc.setText("↓")
-        self.desc.setToolTip("Reverse the order")
-        self.desc.toggled.connect(self._changed)
-        row.addWidget(self.desc)
-        grid.addLayout(row, 2, 0, 1, 2)
+        score.addWidget(self.score_filter)
+        score.addWidget(self.smin, 1)
+        score.addWidget(QLabel("to"))
+        score.addWidget(self.smax, 1)
+        grid.addLayout(score, 3, 0)
 
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)

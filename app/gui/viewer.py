@@ -9,7 +9,7 @@ the whole numpy mask: the controller turns it into one undoable, autosaved revis
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (QFrame, QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsPixmapItem,
                                QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView, QSplitter, QVBoxLayout,
@@ -360,6 +360,7 @@ class ViewerPane(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.original)
         split.addWidget(self.viewer)
+        self.split = split
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
@@ -372,7 +373,10 @@ class ViewerPane(QWidget):
 
     def set_side_by_side(self, on: bool) -> None:
         self.original.setVisible(on)
-        self.viewer.fit()
+        if on:
+            half = max(1, self.split.width() // 2)
+            self.split.setSizes([half, half])
+        QTimer.singleShot(0, self.viewer.fit)  # after the splitter has laid the views out
 
     def side_by_side(self) -> bool:
         return self.original.isVisible()

@@ -94,7 +94,7 @@ def colorize_heatmap(heat: np.ndarray, colormap: str = "jet", vmin: float | None
     bgr = cv2.applyColorMap(u8, COLORMAPS.get(colormap, cv2.COLORMAP_JET))
     rgba = np.empty((*u8.shape, 4), np.uint8)
     rgba[..., :3] = bgr[..., ::-1]
-    rgba[..., 3] = np.clip(norm * 1.6, 0.15, 1.0) * 255
+    rgba[..., 3] = np.clip(norm * 1.6, 0.0, 1.0) * 255
     return np.ascontiguousarray(rgba)
 
 

@@ -98,13 +98,26 @@ class ReviewService:
         return list(self._classes)
 
     def anomaly_threshold(self) -> float:
+        """Image-level threshold: the reviewer's, else the anomaly model card's, else 0.5."""
         if self.settings.anomaly_threshold is not None:
             return float(self.settings.anomaly_threshold)
+        return self._card_threshold("image")
+
+    def region_threshold(self) -> float:
+        """Pixel-level threshold turning a heatmap into a region (the card's "pixel" one if any)."""
+        if self.settings.anomaly_threshold is not None:
+            return float(self.settings.anomaly_threshold)
+        return self._card_threshold("pixel")
+
+    def _card_threshold(self, level: str) -> float:
         mv = self.db.model_versions.active("anomaly")
         card = (mv.card if mv else None) or {}
         for source in (card, card.get("metrics", {}) or {}, (mv.metrics if mv else None) or {}):
-            if isinstance(source, dict) and isinstance(source.get("threshold"), (int, float)):
-                return float(source["threshold"])
+            thr = source.get("threshold") if isinstance(source, dict) else None
+            if isinstance(thr, dict):  # {"image": t, "pixel": t'}
+                thr = thr.get(level, thr.get("image"))
+            if isinstance(thr, (int, float)):
+                return float(thr)
         return DEFAULT_ANOMALY_THRESHOLD
 
     def _artifact_store(self):
@@ -295,7 +308,7 @@ class ReviewService:
         if p.anomaly_score is not None:
             verdict = "anomalous" if p.anomalous else "normal"
             if p.anomalous and p.heatmap is not None:
-                region = p.heatmap >= self.anomaly_threshold()
+                region = p.heatmap >= self.region_threshold()
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
         return LabelState(class_name=p.predicted_class or current.class_name,
