@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget)
 
 from app.gui.style import icon
@@ -60,7 +60,8 @@ class JobRow(QWidget):
 
 
 class JobsController(QObject):
-    """Submits jobs, polls their progress, refreshes the window when predictions land."""
+    """Submits jobs and follows them through the worker helper's ``JobMonitor`` (reads off-thread);
+    refreshes the window while predictions land and when a job ends."""
 
     progress = Signal(object)   # JobProgress
     finished = Signal(object)   # JobProgress
@@ -71,13 +72,17 @@ class JobsController(QObject):
 
     def __init__(self, jobs, window, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        from app.gui.job_monitor import JobMonitor
         self.jobs = jobs
         self.window = window
-        self.active: set[int] = set()
-        self._timer = QTimer(self)
-        self._timer.setInterval(self.POLL_MS)
-        self._timer.timeout.connect(self.poll)
+        self.monitor = JobMonitor(jobs.status, interval_ms=self.POLL_MS, parent=self)
+        self.monitor.progress.connect(self._on_progress)
+        self.monitor.finished.connect(self._on_finished)
         self._last_refresh = 0.0
+
+    @property
+    def active(self) -> frozenset[int]:
+        return self.monitor.watched
 
     def _submit(self, make, title: str) -> int | None:
         try:
@@ -85,10 +90,8 @@ class JobsController(QObject):
         except Exception as exc:
             self.failed.emit(f"Cannot pre-label: {exc}")
             return None
-        self.active.add(job_id)
         self.window.jobs_panel.add_job(job_id, title)
-        self._timer.start()
-        self.poll()
+        self.monitor.watch(job_id)
         return job_id
 
     def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> int | None:
@@ -109,43 +112,39 @@ class JobsController(QObject):
         except Exception as exc:
             self.failed.emit(f"Cannot cancel job {job_id}: {exc}")
 
-    def poll(self) -> None:
-        done_any = False
-        for job_id in sorted(self.active):
-            try:
-                p = self.jobs.status(job_id)
-            except Exception as exc:  # a busy database: try again on the next tick
-                log.debug("job %s status: %s", job_id, exc)
-                continue
-            self.progress.emit(p)
-            if p.finished:
-                self.active.discard(job_id)
-                self.finished.emit(p)
-                done_any = True
-        if self.active and not self.jobs.worker_alive():
+    def _on_progress(self, p) -> None:
+        self.progress.emit(p)
+        if not self.jobs.worker_alive():
             try:
                 self.jobs.ensure_worker()
             except Exception as exc:
                 self.failed.emit(f"The worker process could not be started: {exc}")
         now = time.monotonic()
-        if done_any or (self.active and now - self._last_refresh > self.REFRESH_S):
+        if now - self._last_refresh > self.REFRESH_S:
             self._last_refresh = now
             self.window.refresh_models()
-        if not self.active:
-            self._timer.stop()
+
+    def _on_finished(self, p) -> None:
+        self.finished.emit(p)
+        self._last_refresh = time.monotonic()
+        self.window.refresh_models()
 
     def wait(self, timeout_s: float = 60.0) -> bool:
-        """Block (processing events) until every job finished; for tests and scripts."""
+        """Process events until every job finished; for tests and scripts."""
         from PySide6.QtCore import QCoreApplication
         end = time.monotonic() + timeout_s
         while self.active and time.monotonic() < end:
             QCoreApplication.processEvents()
-            time.sleep(0.05)
-            self.poll()
+            time.sleep(0.02)
         return not self.active
+
+    def close(self) -> None:
+        self.monitor.close()
 
 
 class JobsPanel(QWidget):
+    cancel_requested = Signal(int)
+
     def __init__(self, actions, parent=None) -> None:
         super().__init__(parent)
         lay = QVBoxLayout(self)
@@ -167,6 +166,7 @@ class JobsPanel(QWidget):
 
     def add_job(self, job_id: int, title: str) -> JobRow:
         row = JobRow(job_id, f"#{job_id} {title}")
+        row.cancel_requested.connect(self.cancel_requested)
         self.rows[job_id] = row
         self.rows_box.insertWidget(0, row)
         while len(self.rows) > 5:  # keep the dock short: the five newest jobs
@@ -204,3 +204,6 @@ def install(window) -> None:
     window.actions["prelabel_new"].triggered.connect(lambda: ctl.prelabel_folder(only_new=True))
     window.actions["prelabel_selection"].triggered.connect(ctl.prelabel_selection)
     window.ctx.closers.append(jobs.stop_worker)
+    window.ctx.closers.append(ctl.close)
+    for row_owner in (window.jobs_panel,):
+        row_owner.cancel_requested.connect(ctl.cancel)

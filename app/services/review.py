@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,10 +54,6 @@ class ReviewSettings:
             return "inspector"
 
 
-def _ordered_ids(items: Iterable[QueueItem]) -> list[int]:
-    return [it.image_id for it in items]
-
-
 class ReviewService:
     def __init__(self, db: "Database", settings: ReviewSettings | None = None,
                  artifacts: Any | None = None) -> None:
@@ -65,7 +61,6 @@ class ReviewService:
         self.settings = settings or ReviewSettings()
         self._artifacts = artifacts
         self._classes: list[str] | None = None
-        self._roots: dict[int, str] = {}
         self._versions: dict[int, Any] = {}
 
     # -- settings and models --------------------------------------------------------------
@@ -130,7 +125,6 @@ class ReviewService:
     def folders(self) -> list[FolderInfo]:
         out = []
         for f in self.db.folders.list():
-            self._roots[f.id] = f.root_path
             n = sum(self.db.images.state_counts(f.id).values())
             out.append(FolderInfo(f.id, f.name, f.root_path, n))
         return out
@@ -143,7 +137,6 @@ class ReviewService:
         except FolderIndexError as exc:
             raise ReviewError(str(exc)) from None
         f = self.db.folders.get(report.folder_id)
-        self._roots[f.id] = f.root_path
         return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
 
     def folder_by_path(self, path: str | Path) -> FolderInfo | None:
@@ -152,23 +145,14 @@ class ReviewService:
             return None
         return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
 
-    def _root(self, folder_id: int) -> str:
-        root = self._roots.get(folder_id)
-        if root is None:
-            f = self.db.folders.get(folder_id)
-            root = f.root_path if f else ""
-            self._roots[folder_id] = root
-        return root
-
     # -- queue ----------------------------------------------------------------------------
     def queue(self, flt: QueueFilter = QueueFilter()) -> list[QueueItem]:
         """The images matching ``flt``, in its order (badges merged from every active model)."""
         from database.dto import ImageQuery
         from database.states import ReviewState
         q = ImageQuery(folder_id=flt.folder_id, states=tuple(ReviewState(s) for s in sorted(flt.states)),
-                       flagged=True if flt.flagged_only else None,
-                       path_contains=flt.text or None, sort="rel_path")
-        items = self._items(self.db.images.query(q))
+                       flagged=True if flt.flagged_only else None, path_contains=flt.text or None)
+        items = self._rows(q)
         if flt.class_name:
             items = [it for it in items if flt.class_name in (it.label_class, it.predicted_class)]
         if flt.score_min is not None or flt.score_max is not None:
@@ -178,35 +162,29 @@ class ReviewService:
         return sort_items(items, flt.sort, flt.descending)
 
     def item(self, image_id: int) -> QueueItem:
-        images = self.db.images.get_many([image_id])
-        if not images:
+        im = self.db.images.get(image_id)
+        if im is None:
             raise ReviewError(f"image {image_id} is no longer in the database")
-        return self._items(images)[0]
+        from database.dto import ImageQuery
+        rows = [it for it in self._rows(ImageQuery(folder_id=im.folder_id, path_contains=im.rel_path,
+                                                   include_missing=True)) if it.image_id == image_id]
+        if not rows:
+            raise ReviewError(f"image {image_id} is no longer in the database")
+        return rows[0]
 
-    def _items(self, images: list) -> list[QueueItem]:
-        ids = [im.id for im in images]
-        preds = {fam: self.db.predictions.for_images(ids, mv.id) for fam, mv in self.active_versions().items()}
-        labels = self.db.labels.current_many(ids) if ids else {}
-        out = []
-        for im in images:
-            c = preds.get("classifier", {}).get(im.id)
-            s = preds.get("segmenter", {}).get(im.id)
-            a = preds.get("anomaly", {}).get(im.id)
-            lab = labels.get(im.id)
-            root = self._root(im.folder_id)
-            out.append(QueueItem(
-                image_id=im.id, folder_id=im.folder_id, rel_path=im.rel_path,
-                path=str(Path(root) / im.rel_path), review_state=str(im.review_state.value),
-                flagged=im.flagged,
-                predicted_class=c.predicted_class if c else None,
-                confidence=c.confidence if c else None,
-                anomaly_score=a.anomaly_score if a else None,
-                target_count=s.target_count if s else None,
-                label_class=lab.class_name if lab else None,
-                error=("file is missing" if im.missing else im.error),
-                has_prediction=bool(c or s or a),
-            ))
-        return out
+    def _rows(self, q) -> list[QueueItem]:
+        from database.review_queue import queue_rows
+        mv = self.active_versions()
+        ids = {f: (mv[f].id if f in mv else None) for f in FAMILIES}
+        return [QueueItem(
+            image_id=r.image_id, folder_id=r.folder_id, rel_path=r.rel_path,
+            path=str(Path(r.root_path) / r.rel_path), review_state=r.review_state, flagged=bool(r.flagged),
+            predicted_class=r.predicted_class, confidence=r.confidence, anomaly_score=r.anomaly_score,
+            target_count=r.target_count, label_class=r.label_class,
+            error="file is missing" if r.missing else r.error,
+            has_prediction=any(v is not None for v in (r.predicted_class, r.confidence, r.target_count,
+                                                       r.anomaly_score)),
+        ) for r in queue_rows(self.db, q, ids["classifier"], ids["segmenter"], ids["anomaly"])]
 
     def counts(self, folder_id: int | None = None) -> dict[str, int]:
         raw = self.db.images.state_counts(folder_id)
