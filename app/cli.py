@@ -157,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not getattr(args, "verbose", False):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if getattr(args, "db", None) is None:
         args.db = default_database_url()
     try:

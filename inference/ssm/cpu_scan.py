@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .cpu_kernels import scan_backward, scan_forward
-from .reference import prepare_delta, skip_and_gate, work_dtype
+from .reference import backend_from_recurrence
 
 # Numba's parallel region must not be entered from two Python threads at once with every
 # threading layer (workqueue aborts), and set_num_threads is per caller: serialise the calls.
@@ -74,25 +74,12 @@ class _NumbaScan(torch.autograd.Function):
         return du, ddelta, dA, dB, dC
 
 
-def selective_scan_numba(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-) -> torch.Tensor:
-    """CPU tensors only; same contract as ``selective_scan`` (shapes already checked there)."""
+def _numba_recurrence(u, delta, A, B, C) -> torch.Tensor:
     if u.device.type != "cpu":
         raise ValueError(f"the 'numba' scan backend runs on CPU tensors, got {u.device}")
-    dtype_in = u.dtype
-    work = work_dtype(dtype_in)
-    u_w, A_w = u.to(work), A.to(work)
-    delta_w = prepare_delta(delta, delta_bias, delta_softplus, work)
-    B_w = (B if B.dim() == 4 else B.unsqueeze(1)).to(work)
-    C_w = (C if C.dim() == 4 else C.unsqueeze(1)).to(work)
-    y = _NumbaScan.apply(u_w, delta_w, A_w, B_w, C_w)
-    return skip_and_gate(y, u_w, D, z).to(dtype_in)
+    return _NumbaScan.apply(u, delta, A, B, C)
+
+
+selective_scan_numba = backend_from_recurrence(
+    _numba_recurrence, "CPU tensors only; same contract as ``selective_scan`` (shapes already checked there)."
+)

@@ -5,6 +5,8 @@ backward stays O(L) (indexing allocates a full-size gradient at every step).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +39,29 @@ def skip_and_gate(y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: t
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y
+
+
+Recurrence = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def backend_from_recurrence(recurrence: Recurrence, doc: str) -> Callable[..., torch.Tensor]:
+    """A backend with ``selective_scan``'s signature around ``recurrence(u, delta, A, B, C)``.
+
+    The recurrence gets work-dtype tensors with delta already biased/softplus-ed and B, C always
+    grouped (b, g, n, L); the wrapper adds the D skip and z gate and casts back to u's dtype.
+    """
+
+    def backend(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+        work = work_dtype(u.dtype)
+        u_w = u.to(work)
+        delta_w = prepare_delta(delta, delta_bias, delta_softplus, work)
+        B_w = (B if B.dim() == 4 else B.unsqueeze(1)).to(work)
+        C_w = (C if C.dim() == 4 else C.unsqueeze(1)).to(work)
+        y = recurrence(u_w, delta_w, A.to(work), B_w, C_w)
+        return skip_and_gate(y, u_w, D, z).to(u.dtype)
+
+    backend.__doc__ = doc
+    return backend
 
 
 def selective_scan_reference(

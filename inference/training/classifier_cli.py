@@ -1,0 +1,107 @@
+"""``python main.py train classifier …`` and ``evaluate classifier …`` (wired by app/cli.py).
+
+No torch at module level: building the argument parser must stay instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+PRESETS = ("test_tiny", "cpu", "paper")
+ABLATIONS = ("full", "no_coarse", "no_fine", "no_fusion", "no_memory", "l1", "l2")
+
+log = logging.getLogger(__name__)
+
+
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="ImageFolder tree: train/<class>/*, val/<class>/* (or class folders, split 80/20)")
+    p.add_argument("--out", required=True, type=Path, help="model directory to write (resume state under OUT/training/)")
+    p.add_argument("--preset", default="cpu", choices=PRESETS, help="model size (default: cpu)")
+    p.add_argument("--ablation", default="full", choices=ABLATIONS, help="switch memory parts off (default: full model)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: the preset's)")
+    p.add_argument("--balance", default="auto", choices=("auto", "on", "off"), help="class-balanced sampling (auto: when imbalanced)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/training/state.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and the scan kernel)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="class-folder tree, or a split tree (its test/, else val/)")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled classifier)")
+    p.add_argument("--json", type=Path, default=None, help="write the metrics here as JSON")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=None)
+
+
+def _command_line() -> str:
+    argv = sys.argv[1:] if Path(sys.argv[0]).name == "main.py" else sys.argv
+    return "python main.py " + shlex.join(argv) if Path(sys.argv[0]).name == "main.py" else shlex.join(argv)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from inference.training.classifier_data import DataTreeError
+    from inference.training.classifier_train import TrainOptions, train_classifier
+
+    if args.epochs < 1 or args.batch_size < 2:
+        return _error("--epochs must be >= 1 and --batch-size >= 2")
+    opts = TrainOptions(
+        data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
+        balance=args.balance, resume=args.resume, seed=args.seed, device=args.device, threads=args.threads,
+        quiet=args.quiet, command=_command_line(),
+    )
+    try:
+        out = train_classifier(opts)
+    except (DataTreeError, ValueError, RuntimeError, FloatingPointError) as exc:
+        return _error(str(exc))
+    print(f"model written to {out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from inference.bundled import bundled_model_dir
+    from inference.checkpoints import CheckpointError, load_model
+    from inference.training.classifier_data import DataTreeError
+    from inference.training.classifier_evaluate import evaluate_model
+    from inference.training.classifier_metrics import format_report
+    from inference.training.common import pick_device, set_threads
+
+    set_threads(args.threads)
+    model_dir = args.model or bundled_model_dir("classifier")
+    try:
+        device = pick_device(args.device)
+        loaded = load_model(model_dir, map_location=device)
+    except (CheckpointError, RuntimeError) as exc:
+        return _error(str(exc))
+    if loaded.family != "classifier":
+        return _error(f"{model_dir}: a {loaded.family} model, not a classifier")
+    try:
+        ev = evaluate_model(loaded, args.data)
+    except DataTreeError as exc:
+        return _error(str(exc))
+    for f in ev.failures:
+        print(f"warning: skipped unreadable image {f}", file=sys.stderr)
+    if ev.report["count"] == 0:
+        return _error(f"{ev.source}: no readable images")
+    print(f"model {model_dir}\ndata  {ev.source}\n")
+    print(format_report(ev.report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": str(model_dir), **ev.report}, indent=2), encoding="utf-8")
+        print(f"\nmetrics written to {args.json}")
+    return 0

@@ -1,0 +1,193 @@
+"""Image-folder classification data: finding the split, preloading, and texture augmentation.
+
+Data sets here are small (about a thousand images), so every image is decoded once, resized
+to the model's input size with the same function inference uses (``classifier_predict``), and
+kept as one uint8 array; an epoch then costs only augmentation and the model.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inference.imageio import ImageReadError, is_image_file, read_image
+from inference.training.common import deterministic_split
+
+from inference.classifier_predict import resize_to_model_input
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class DataTreeError(ValueError):
+    """A data folder that is not a usable class-folder tree, with the reason."""
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    label: str
+
+
+@dataclass
+class Split:
+    train: list[Item]
+    val: list[Item]
+    classes: list[str]
+    description: str
+
+
+@dataclass
+class Preloaded:
+    images: np.ndarray  # (n, c, s, s) uint8
+    labels: np.ndarray  # (n,) int64 indices into the class list
+    paths: list[Path]
+    failures: list[str] = field(default_factory=list)
+
+
+def class_folders(root: Path) -> dict[str, list[Path]]:
+    """{class name: sorted image files} for every non-hidden sub-folder holding images."""
+    if not root.is_dir():
+        raise DataTreeError(f"{root}: not a folder")
+    found: dict[str, list[Path]] = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in sub.rglob("*") if p.is_file() and is_image_file(p))
+        if files:
+            found[sub.name] = files
+    return found
+
+
+def _items(folders: dict[str, list[Path]]) -> list[Item]:
+    return [Item(p, name) for name, files in folders.items() for p in files]
+
+
+def is_split_tree(root: Path) -> bool:
+    return root.is_dir() and (root / "train").is_dir() and any((root / s).is_dir() for s in ("val", "test"))
+
+
+def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
+    """train/ + val/ (or test/) when present; otherwise a deterministic per-class split."""
+    root = Path(root)
+    if is_split_tree(root):
+        train = class_folders(root / "train")
+        held_name = "val" if (root / "val").is_dir() else "test"
+        held = class_folders(root / held_name)
+        if not train:
+            raise DataTreeError(f"{root / 'train'}: no class folders with images")
+        unknown = sorted(set(held) - set(train))
+        if unknown:
+            raise DataTreeError(f"{root / held_name}: classes not in train/: {', '.join(unknown)}")
+        classes = sorted(train)
+        return Split(_items(train), _items(held), classes, f"{root}: train/ and {held_name}/")
+    folders = class_folders(root)
+    if len(folders) < 2:
+        raise DataTreeError(
+            f"{root}: expected class folders (root/<class>/*.png) or a train/ + val/ tree; found {len(folders)} class folder(s)"
+        )
+    train: list[Item] = []
+    val: list[Item] = []
+    for name, files in folders.items():
+        keys = [str(p.relative_to(root)) for p in files]
+        tr, va = deterministic_split(keys, val_frac=val_frac, seed=seed)
+        train += [Item(root / k, name) for k in tr]
+        val += [Item(root / k, name) for k in va]
+    return Split(train, val, sorted(folders), f"{root}: deterministic per-class split, val {val_frac:.0%}, seed {seed}")
+
+
+def evaluation_items(root: Path) -> tuple[list[Item], str]:
+    """The images to evaluate: a split tree's test/ (else val/), or every image of a class tree."""
+    root = Path(root)
+    for name in ("test", "val"):
+        if (root / "train").is_dir() and (root / name).is_dir():
+            folders = class_folders(root / name)
+            if folders:
+                return _items(folders), f"{root / name}"
+    folders = class_folders(root)
+    if not folders:
+        raise DataTreeError(f"{root}: no class folders with images (expected root/<class>/*.png, or test/ or val/ of a split tree)")
+    if set(folders) <= set(SPLIT_NAMES):
+        raise DataTreeError(f"{root}: looks like a split tree without a test/ or val/ class-folder tree")
+    return _items(folders), str(root)
+
+
+def preload(items: list[Item], classes: list[str], size: int, mode: str, progress: bool = False) -> Preloaded:
+    """Decode and resize every image once; unreadable files are listed in ``failures``."""
+    index = {c: i for i, c in enumerate(classes)}
+    chans = 1 if mode == "gray" else 3
+    images = np.empty((len(items), chans, size, size), dtype=np.uint8)
+    labels: list[int] = []
+    paths: list[Path] = []
+    failures: list[str] = []
+    it = items
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(items, desc="loading", mininterval=1.0)
+    n = 0
+    for item in it:
+        try:
+            img = read_image(item.path, mode)
+        except ImageReadError as exc:
+            failures.append(str(exc))
+            continue
+        arr = resize_to_model_input(img, size, chans)
+        images[n] = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        labels.append(index[item.label])
+        paths.append(item.path)
+        n += 1
+    for f in failures:
+        log.warning("skipped unreadable image %s", f)
+    return Preloaded(images[:n], np.asarray(labels, dtype=np.int64), paths, failures)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Surface textures have no canonical orientation: flips and 90° turns are label-preserving."""
+
+    flips: bool = True
+    rot90: bool = True
+    min_scale: float = 0.75  # random crop side as a fraction of the image (then resized back)
+    brightness: float = 0.08
+    contrast: float = 0.15
+
+
+def augment_batch(x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """(b, c, s, s) floats in [0, 1] -> augmented, same shape. One affine grid_sample does
+    crop + flips + 90° rotation together (exact pixel centres when the scale is 1)."""
+    b = x.shape[0]
+    scale = aug.min_scale + (1.0 - aug.min_scale) * torch.rand(b, generator=gen)
+    k = torch.randint(0, 4 if aug.rot90 else 1, (b,), generator=gen)
+    angle = k.float() * (math.pi / 2)
+    cos, sin = torch.cos(angle).round(), torch.sin(angle).round()
+    fx = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0) if aug.flips else torch.ones(b)
+    fy = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0) if aug.flips else torch.ones(b)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = cos * fx * scale
+    theta[:, 0, 1] = -sin * fy * scale
+    theta[:, 1, 0] = sin * fx * scale
+    theta[:, 1, 1] = cos * fy * scale
+    room = 1.0 - scale
+    theta[:, 0, 2] = (torch.rand(b, generator=gen) * 2 - 1) * room
+    theta[:, 1, 2] = (torch.rand(b, generator=gen) * 2 - 1) * room
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if aug.contrast or aug.brightness:
+        c = 1.0 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * aug.contrast
+        br = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * aug.brightness
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = ((out - mean) * c.to(out) + mean + br.to(out)).clamp(0.0, 1.0)
+    return out
+
+
+def balanced_sample_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> np.ndarray:
+    """Per-sample draw probabilities ∝ count(class)^-power: 1 gives every class an equal share,
+    0.5 (default) a compromise that does not replay a 20-image class thirty times an epoch."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = np.maximum(counts[labels], 1.0) ** (-power)
+    return w / w.sum()

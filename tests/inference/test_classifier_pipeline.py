@@ -1,0 +1,186 @@
+"""Classifier data trees, augmentation, prediction on awkward images, and the train/evaluate CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from inference.checkpoints import load_model, save_model
+from inference.classifier_predict import predict_images, resize_to_model_input
+from inference.models.memory_mamba import MemoryMamba, preset
+from inference.training.classifier_data import (
+    AugmentConfig,
+    DataTreeError,
+    augment_batch,
+    balanced_sample_weights,
+    evaluation_items,
+    preload,
+    training_split,
+)
+from inference.training.classifier_evaluate import evaluate_model
+
+CLASSES = ("dots", "stripes")
+
+
+def _texture(kind: str, rng: np.random.Generator, size: int = 40) -> np.ndarray:
+    img = rng.integers(90, 110, (size, size)).astype(np.uint8)
+    if kind == "stripes":
+        img[:, ::4] = 220
+    else:
+        img[::6, ::6] = 20
+    return img
+
+
+def _write_tree(root: Path, per_class: int = 6, split: bool = True, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for c in CLASSES:
+        for i in range(per_class):
+            sub = (root / ("train" if i < per_class - 2 else "val") / c) if split else root / c
+            sub.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(sub / f"{c}_{i}.png"), _texture(c, rng))
+    return root
+
+
+def test_split_tree_and_flat_tree(tmp_path):
+    s = training_split(_write_tree(tmp_path / "a"))
+    assert s.classes == list(CLASSES) and len(s.train) == 8 and len(s.val) == 4
+    flat = training_split(_write_tree(tmp_path / "b", split=False))
+    assert len(flat.train) + len(flat.val) == 12 and {i.label for i in flat.val} == set(CLASSES)
+    again = training_split(tmp_path / "b")
+    assert [i.path for i in again.val] == [i.path for i in flat.val]  # deterministic
+
+
+def test_bad_trees_are_clear_errors(tmp_path):
+    with pytest.raises(DataTreeError, match="not a folder"):
+        training_split(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataTreeError, match="class folders"):
+        training_split(tmp_path / "empty")
+    with pytest.raises(DataTreeError, match="no class folders"):
+        evaluation_items(tmp_path / "empty")
+
+
+def test_evaluation_items_prefers_test_then_val(tmp_path):
+    root = _write_tree(tmp_path / "t")
+    items, source = evaluation_items(root)
+    assert source.endswith("val") and len(items) == 4
+    items, _ = evaluation_items(root / "train")
+    assert len(items) == 8
+
+
+def test_preload_reports_unreadable_files(tmp_path):
+    root = _write_tree(tmp_path / "t")
+    (root / "val" / "dots" / "broken.png").write_bytes(b"not a png")
+    items, _ = evaluation_items(root)
+    pre = preload(items, list(CLASSES), 16, "gray")
+    assert pre.images.shape == (4, 1, 16, 16) and pre.images.dtype == np.uint8
+    assert len(pre.failures) == 1 and "broken.png" in pre.failures[0]
+
+
+def test_augment_identity_parts_and_range():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 12, 12)
+    none = AugmentConfig(flips=False, rot90=False, min_scale=1.0, brightness=0.0, contrast=0.0)
+    assert torch.allclose(augment_batch(x, none, gen), x, atol=1e-5)
+    rot = AugmentConfig(flips=False, rot90=True, min_scale=1.0, brightness=0.0, contrast=0.0)
+    y = augment_batch(x, rot, gen)
+    for xi, yi in zip(x, y):  # each output is an exact 90° turn of its input
+        assert any(torch.allclose(torch.rot90(xi, k, (1, 2)), yi, atol=1e-5) for k in range(4))
+    z = augment_batch(x, AugmentConfig(), gen)
+    assert z.shape == x.shape and z.min() >= 0 and z.max() <= 1
+
+
+def test_balanced_weights():
+    w = balanced_sample_weights(np.array([0] * 9 + [1]), 2, power=1.0)
+    assert w[:9].sum() == pytest.approx(0.5) and w[9] == pytest.approx(0.5)
+
+
+def _tiny_loaded(tmp_path):
+    torch.manual_seed(0)
+    model = MemoryMamba(preset("test_tiny", num_classes=2))
+    save_model(tmp_path / "model", "memory_mamba", model, model.cfg, {"classes": list(CLASSES)})
+    return load_model(tmp_path / "model")
+
+
+def test_predict_any_depth_channels_and_size(tmp_path):
+    loaded = _tiny_loaded(tmp_path)
+    rng = np.random.default_rng(0)
+    imgs = [
+        rng.random((40, 40), dtype=np.float32),  # gray
+        rng.random((33, 57, 3), dtype=np.float32),  # RGB, odd size
+        rng.random((20, 25, 4), dtype=np.float32),  # RGBA, smaller than the input
+        rng.random((300, 7, 1), dtype=np.float32),  # extreme aspect, 1 channel
+    ]
+    preds = predict_images(loaded, imgs, batch_size=3)
+    assert len(preds) == 4
+    for p in preds:
+        assert p.scores.shape == (2,) and p.scores.sum() == pytest.approx(1.0, abs=1e-5)
+        assert p.label == CLASSES[p.index] and p.confidence == pytest.approx(p.scores.max())
+    with pytest.raises(ValueError, match="expected an image"):
+        resize_to_model_input(np.zeros((4, 4, 5)), 8, 1)
+
+
+def test_files_of_every_kind_classify(tmp_path):
+    from inference.imageio import read_image
+
+    loaded = _tiny_loaded(tmp_path)
+    base = (np.random.default_rng(1).random((45, 61)) * 255).astype(np.uint8)
+    files = {
+        "gray8.png": base,
+        "rgb.png": np.dstack([base, base // 2, 255 - base]),
+        "rgba.png": np.dstack([base, base, base, np.full_like(base, 128)]),
+        "gray16.tif": base.astype(np.uint16) * 257,
+        "odd.bmp": base[:13, :7],
+    }
+    paths = []
+    for name, arr in files.items():
+        cv2.imwrite(str(tmp_path / name), arr)
+        paths.append(tmp_path / name)
+    preds = predict_images(loaded, [read_image(p, loaded.config.color_mode) for p in paths])
+    assert len(preds) == len(files) and all(np.isfinite(p.scores).all() for p in preds)
+
+
+def test_evaluate_unknown_class_is_a_clear_error(tmp_path):
+    loaded = _tiny_loaded(tmp_path)
+    root = _write_tree(tmp_path / "t")
+    (root / "val" / "rust").mkdir()
+    cv2.imwrite(str(root / "val" / "rust" / "r.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DataTreeError, match="rust.*unknown to the model"):
+        evaluate_model(loaded, root)
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    root = _write_tree(tmp_path / "t", per_class=8)
+    (root / "train" / "dots" / "corrupt.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "run"
+    args = ["train", "classifier", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
+            "--epochs", "2", "--batch-size", "4", "--threads", "1", "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["classes"] == list(CLASSES) and card["input_size"] == [32, 32]
+    assert "corrupt.png" in " ".join(card["data"]["unreadable"])
+    assert {"accuracy", "f1"} <= set(card["metrics"]["val"])
+    history = (out / "training" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2
+    # resuming a finished run trains no more epochs and rewrites the same model
+    assert main(args + ["--resume"]) == 0
+    assert len((out / "training" / "history.jsonl").read_text().splitlines()) == 2
+
+    js = tmp_path / "eval.json"
+    assert main(["evaluate", "classifier", "--data", str(root), "--model", str(out), "--json", str(js), "--device", "cpu"]) == 0
+    report = json.loads(js.read_text())
+    assert {"accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"} <= set(report)
+    assert report["count"] == 4
+    assert "confusion matrix" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["evaluate", "classifier", "--data", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["train", "classifier", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--preset", "test_tiny"]) == 2
+    assert "not a folder" in capsys.readouterr().err
