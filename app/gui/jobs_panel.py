@@ -184,9 +184,16 @@ class JobsPanel(QWidget):
 def install(window) -> None:
     """Add the jobs dock and wire the pre-label actions (needs ``ctx.jobs``)."""
     jobs = getattr(window.ctx, "jobs", None)
-    if jobs is None:
+    reason = "no worker configured" if jobs is None else None
+    try:
+        import app.gui.job_monitor  # noqa: F401  (the worker's Qt adapter)
+        import app.services.prelabel  # noqa: F401
+    except ImportError as exc:
+        reason = f"pre-labelling is not in this build ({exc})"
+    if reason is not None:
         for key in ("prelabel_folder", "prelabel_selection", "prelabel_new"):
             window.actions[key].setEnabled(False)
+            window.actions[key].setToolTip(f"{window.actions[key].toolTip()} — {reason}")
         return
     from PySide6.QtWidgets import QDockWidget
     window.jobs_panel = JobsPanel(window.actions)

@@ -123,9 +123,9 @@ class LabelPanel(QWidget):
             self.title.setText("No image")
             return
         it = detail.item
-        size = f"{detail.width}×{detail.height}" if detail.width else "size unknown"
+        size = f" · {detail.width}×{detail.height}" if detail.width else ""
         err = f"<br><span style='color:#d14343'>Cannot load: {it.error}</span>" if it.error else ""
-        self.title.setText(f"<b>{it.name}</b><br><span>{it.rel_path} · {size}</span>{err}")
+        self.title.setText(f"<b>{it.name}</b><br><span>{it.rel_path}{size}</span>{err}")
         p = detail.prediction
         if p is None:
             self.pred_class.setText("not pre-labelled yet")
