@@ -44,6 +44,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for pre-labelling")
+    ap.add_argument("--tiny-models", action="store_true",
+                    help="pre-label with freshly initialised test_tiny models instead of the bundled ones "
+                         "(for a checkout without bundled checkpoints; predictions are then meaningless)")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     home = Path(tempfile.mkdtemp(prefix="station-shots-"))
@@ -57,12 +60,18 @@ def main() -> int:
     from app.commands.gui import DEMO, build_window
     from app.gui.export_dialog import open_export_dialog
     from app.gui.settings_store import StationSettings
-    from app.gui.theme import apply_theme
     from app.services.station import open_station
 
     app = QApplication([])
     url = f"sqlite:///{(home / 'station.sqlite').as_posix()}"
     db = open_station(url)
+    if args.tiny_models:
+        import json
+
+        from tests.tiny_models import save_tiny_models
+        for family, path in save_tiny_models(home / "models").items():
+            card = json.loads((path / "card.json").read_text())
+            db.model_versions.register(family, f"{family}-tiny", str(path), card=card, activate=True)
     window = build_window(db, StationSettings(reviewer="A. Inspector", theme="light"), url, interactive=False)
     window.resize(1600, 960)
     window.show()
@@ -110,12 +119,12 @@ def main() -> int:
     if steel is not None:
         window.queue.select(steel.image_id)
         settle(app, window)
-    apply_theme(app, "dark")
+    window.apply_theme("dark")
     window.actions["compare"].setChecked(True)
     settle(app, window)
     window.grab().save(str(out / "main_window_dark_side_by_side.png"))
     window.actions["compare"].setChecked(False)
-    apply_theme(app, "light")
+    window.apply_theme("light")
 
     dlg = open_export_dialog(window)
     dlg.out.setText(str(home / "export" / "dataset"))

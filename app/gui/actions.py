@@ -49,3 +49,10 @@ def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None) -> dict
     for t in ("target_mask", "target_region"):
         targets.addAction(actions[t])
     return actions
+
+
+def retint(actions: dict[str, QAction]) -> None:
+    """Recreate the actions' icons in the current theme's colours (after a theme change)."""
+    for s in SHORTCUTS:
+        if s.icon and s.id in actions:
+            actions[s.id].setIcon(icon(s.icon))

@@ -34,6 +34,12 @@ class StationContext:
         jobs = getattr(window, "jobs", None)
         if self.settings.demo_prelabelled or jobs is None:
             return
+        try:
+            if not jobs.jobs.available_families():
+                window.statusBar().showMessage("No model is installed yet: the demo stays unlabelled.", 10000)
+                return
+        except Exception:
+            return
         if jobs.prelabel_folder(folder_id):
             from dataclasses import replace
 

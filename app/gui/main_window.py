@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea,
                                QVBoxLayout, QWidget)
 
-from app.gui.actions import build_actions
+from app.gui.actions import build_actions, retint
 from app.gui.context import StationContext
 from app.gui.folder_browser import FolderBrowser
 from app.gui.gallery_model import GalleryModel
@@ -24,6 +24,7 @@ from app.gui.review_controller import ReviewController
 from app.gui.settings_store import window_state
 from app.gui.shortcuts import SHORTCUTS
 from app.gui.status_bar import StationStatusBar
+from app.gui.theme import apply_theme
 from app.gui.thumbnails import ThumbnailCache
 from app.gui.viewer import ViewerPane
 from app.gui.viewer_controller import ViewerController
@@ -251,6 +252,10 @@ class MainWindow(QMainWindow):
         self.queue_panel.set_classes(classes)
         self.gallery.delegate.anomaly_threshold = self._threshold()
         self.queue_panel.set_folder(folder_id)
+
+    def apply_theme(self, name: str) -> None:
+        apply_theme(QApplication.instance(), name)
+        retint(self.actions)
 
     def refresh_models(self) -> None:
         """After a pre-label run: classes, thresholds, badges and the open image are new."""

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QWidget)
 
 from app.gui.settings_store import DEVICES, StationSettings, save_settings
-from app.gui.theme import THEMES, apply_theme
+from app.gui.theme import THEMES
 
 
 class SettingsDialog(QDialog):
@@ -78,7 +78,7 @@ def apply_settings(window, new: StationSettings) -> None:
     save_settings(new)
     window.ctx.settings = new
     window.ctx.review.update_settings(new.review())
-    apply_theme(QApplication.instance(), new.theme)
+    window.apply_theme(new.theme)
     window.refresh_models()
 
 

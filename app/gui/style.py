@@ -23,10 +23,20 @@ ANOMALY_COLOR = QColor("#e8590c")
 FLAG_COLOR = QColor("#f2c14e")
 
 
+_ICON_COLOR = {"color": "#2b2d31", "disabled": "#a0a4aa"}
+
+
+def set_icon_colors(color: str, disabled: str) -> None:
+    """Theme-dependent tint of monochrome icons (dark on light, light on dark)."""
+    _ICON_COLOR.update(color=color, disabled=disabled)
+
+
 def icon(name: str, color: str | QColor | None = None) -> QIcon:
     """A qtawesome icon; falls back to an empty icon if the font lacks the name."""
     try:
-        return qta.icon(name, color=color) if color is not None else qta.icon(name)
+        if color is not None:
+            return qta.icon(name, color=color)
+        return qta.icon(name, color=_ICON_COLOR["color"], color_disabled=_ICON_COLOR["disabled"])
     except Exception:
         return QIcon()
 

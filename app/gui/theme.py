@@ -4,6 +4,8 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
+from app.gui.style import set_icon_colors
+
 THEMES = ("light", "dark")
 
 _DARK = {
@@ -46,6 +48,7 @@ def apply_theme(app: QApplication, name: str) -> str:
         pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#6b6f76"))
         pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#6b6f76"))
     app.setPalette(pal)
+    set_icon_colors("#e6e6e6", "#6b6f76") if name == "dark" else set_icon_colors("#2b2d31", "#a0a4aa")
     app.setStyleSheet(_STYLE)
     app.setProperty("station_theme", name)
     return name

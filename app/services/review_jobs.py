@@ -32,10 +32,24 @@ class ReviewJobs:
         self.worker_args = tuple(worker_args)
         self._worker: WorkerHandle | None = None
 
+    def available_families(self) -> list[str]:
+        """Families with a model to run: given explicitly, active in the database, or bundled."""
+        from app.services.prelabel import FAMILIES
+        from inference.bundled import bundled_model_dir
+        out = []
+        for fam in FAMILIES:
+            if ((self.model_dirs and fam in self.model_dirs) or self.db.model_versions.active(fam) is not None
+                    or (bundled_model_dir(fam) / "config.json").is_file()):
+                out.append(fam)
+        return out
+
     def _submit(self, **kw) -> int:
         from app.services.prelabel import PrelabelError, submit_prelabel
+        families = self.available_families()
+        if not families:
+            raise JobsError("no model is available: no active model version and no bundled checkpoint")
         try:
-            job_id = submit_prelabel(self.db, model_dirs=self.model_dirs, **kw)
+            job_id = submit_prelabel(self.db, model_dirs=self.model_dirs, families=families, **kw)
         except PrelabelError as exc:
             raise JobsError(str(exc)) from None
         self.ensure_worker()
