@@ -107,6 +107,9 @@ def main() -> int:
         yy, xx = np.ogrid[:h, :w]
         region[(yy - h * 0.55) ** 2 + (xx - w * 0.45) ** 2 < (min(w, h) * 0.12) ** 2] = True
         r.set_region(region)
+        mask = np.zeros((h, w), bool)
+        mask[int(h * 0.2):int(h * 0.24), int(w * 0.15):int(w * 0.7)] = True  # a scratch-like stroke
+        r.set_mask(mask)
     classes = window.ctx.review.classes()
     if classes:
         r.set_class(classes[min(1, len(classes) - 1)])

@@ -201,6 +201,8 @@ def install(window) -> None:
     dock.setObjectName("jobsDock")
     dock.setWidget(window.jobs_panel)
     window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+    window.resizeDocks([dock], [120], Qt.Orientation.Vertical)
+    window.jobs_dock = dock
     window.menus["View"].addAction(dock.toggleViewAction())
     ctl = JobsController(jobs, window, window)
     window.jobs = ctl

@@ -37,6 +37,7 @@ class LabelPanel(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.state = QLabel()
         self.state.setObjectName("reviewState")
+        self.state.setWordWrap(True)
         lay.addWidget(self.title)
         lay.addWidget(self.state)
 
@@ -54,6 +55,7 @@ class LabelPanel(QWidget):
         self.pred_models = QLabel("")
         self.pred_models.setWordWrap(True)
         self.pred_models.setObjectName("muted")
+        form.setVerticalSpacing(2)
         form.addRow("Class", self.pred_class)
         form.addRow("", self.pred_scores)
         form.addRow("Targets", self.pred_targets)
@@ -82,6 +84,7 @@ class LabelPanel(QWidget):
         row.addWidget(_action_button(actions["verdict_anomalous"]), 0, 1)
         self.region_info = QLabel("")
         self.region_info.setObjectName("muted")
+        self.region_info.setWordWrap(True)
         row.addWidget(self.region_info, 1, 0, 1, 2)
         lay.addWidget(anomaly)
 

@@ -85,6 +85,9 @@ class MainWindow(QMainWindow):
         self.label_dock = self._dock("Label", "labelDock", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self.layer_dock = self._dock("Layers and tools", "layersDock", self.layer_panel,
                                      Qt.DockWidgetArea.RightDockWidgetArea)
+        # Side docks run the full height; jobs (added later) sit under the viewer only.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self._sized = False
 
     def showEvent(self, event) -> None:
@@ -96,7 +99,9 @@ class MainWindow(QMainWindow):
     def _size_docks(self) -> None:
         self.resizeDocks([self.folders_dock, self.queue_dock], [90, 700], Qt.Orientation.Vertical)
         self.resizeDocks([self.queue_dock, self.label_dock], [3 * 132 + 40, 320], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.label_dock, self.layer_dock], [620, 260], Qt.Orientation.Vertical)
+        self.resizeDocks([self.label_dock, self.layer_dock], [560, 330], Qt.Orientation.Vertical)
+        if getattr(self, "jobs_dock", None) is not None:
+            self.resizeDocks([self.jobs_dock], [110], Qt.Orientation.Vertical)
 
     def _build_menus(self) -> None:
         menus = {m: self.menuBar().addMenu(f"&{m}") for m in MENUS}

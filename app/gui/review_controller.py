@@ -36,6 +36,7 @@ class ReviewController(QObject):
         self.undo_stack = QUndoStack(self)
         self.detail: ImageDetail | None = None
         self.label: LabelState | None = None
+        self.image_size: tuple[int, int] | None = None  # (w, h) once the viewer decoded the pixels
         self._pending: dict[int, tuple[LabelState, str]] = {}
         self._retry = QTimer(self)
         self._retry.setInterval(self.RETRY_MS)
@@ -63,6 +64,8 @@ class ReviewController(QObject):
             return
         pending = self._pending.get(image_id)
         label = pending[0] if pending else detail.label
+        if self.detail is None or self.detail.item.image_id != image_id:
+            self.image_size = None
         self.detail = detail
         self.label = label
         self.image_loaded.emit(detail)
@@ -123,7 +126,7 @@ class ReviewController(QObject):
     def accept(self) -> None:
         if self.detail is None or self.label is None:
             return
-        after = self.service.accepted_label(self.detail, self.label)
+        after = self.service.accepted_label(self.detail, self.label, self.image_size)
         if after.same_content(self.label):
             self.message.emit("Already accepted.")
             return

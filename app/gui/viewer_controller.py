@@ -48,6 +48,8 @@ class ViewerController(QObject):
         self.pane.show_image(rgb, message)
         self._shown_id = image_id
         self.viewer.editable = rgb is not None
+        if rgb is not None and self.review.image_id == image_id:
+            self.review.image_size = (rgb.shape[1], rgb.shape[0])
         self._apply_prediction()
         if self._label is not None:
             self.viewer.set_label_masks(self._label.mask, self._label.anomaly_region)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.paths import data_dir
-from app.services.display import DisplayError, decode_mask_png, encode_mask_png
+from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
 from app.services.review_types import (FolderInfo, ImageDetail, LabelState, PredictionView, QueueFilter,
                                        QueueItem, RevisionInfo)
 
@@ -274,10 +274,12 @@ class ReviewService:
         rev = self.db.labels.append(image_id, change, self.settings.author)
         return replace(state, revision=rev.revision, author=rev.author, note=rev.note)
 
-    def accepted_label(self, detail: ImageDetail, current: LabelState) -> LabelState:
+    def accepted_label(self, detail: ImageDetail, current: LabelState,
+                       size: tuple[int, int] | None = None) -> LabelState:
         """The label "accept the prediction as is" stands for (not saved here).
 
-        Without any prediction, accepting confirms the current label.
+        ``size`` (width, height) is the image's: a heatmap at model resolution becomes a region
+        at image resolution. Without any prediction, accepting confirms the current label.
         """
         p = detail.prediction
         if p is None:
@@ -286,7 +288,12 @@ class ReviewService:
         if p.anomaly_score is not None:
             verdict = "anomalous" if p.anomalous else "normal"
             if p.anomalous and p.heatmap is not None:
-                region = p.heatmap >= self.region_threshold()
+                heat = p.heatmap
+                if size is None and p.mask is not None:
+                    size = (p.mask.shape[1], p.mask.shape[0])
+                if size is not None:
+                    heat = resize_to(heat.astype(np.float32), *size)
+                region = heat >= self.region_threshold()
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
         return LabelState(class_name=p.predicted_class or current.class_name,

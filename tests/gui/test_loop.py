@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt, QTimer
 
 pytest.importorskip("torch")
 pytest.importorskip("app.services.prelabel")
@@ -64,8 +65,16 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     win = _window(db, url, qtbot)
     fid = win.open_folder(str(folder))
     assert win.gallery_model.rowCount() == 6
+    ticks: list[float] = []
+    heartbeat = QTimer()
+    heartbeat.setInterval(20)
+    heartbeat.timeout.connect(lambda: ticks.append(time.monotonic()))
+    heartbeat.start()
     job = win.jobs.prelabel_folder(fid)
     assert job is not None and win.jobs.wait(180), "pre-labelling did not finish"
+    heartbeat.stop()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert gaps and max(gaps) < 0.5, f"the GUI thread stalled {max(gaps):.2f} s while the worker ran"
     progress = win.jobs.jobs.status(job)
     assert (progress.state, progress.done, progress.failed) == ("done", 6, 0)
     qtbot.waitUntil(lambda: all(it.has_prediction for it in win.gallery_model.items()), timeout=10000)

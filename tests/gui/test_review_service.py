@@ -127,3 +127,9 @@ def test_docs_shortcuts_match_the_application():
     assert doc.read_text(encoding="utf-8") == as_markdown(), "regenerate docs/shortcuts.md from app/gui/shortcuts.py"
     keys = [k for s in SHORTCUTS for k in s.keys]
     assert len(keys) == len(set(keys)), "a key is bound twice"
+
+
+def test_accepted_region_is_at_image_resolution(service, seeded):
+    hot = service.detail(service.queue(QueueFilter(folder_id=seeded.id, sort="anomaly"))[0].image_id)
+    acc = service.accepted_label(hot, hot.label, size=(128, 96))
+    assert acc.anomaly_region.shape == (96, 128)
