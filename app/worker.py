@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from app.services.artifacts import ArtifactStore, artifact_root
-from app.services.flags import ANOMALY, DEFECT, LOW_CONFIDENCE, TARGETS, FlagSettings, flag_result
+from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
 from app.services.prelabel import PRELABEL
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.jobs import new_worker_id
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 log = logging.getLogger("station.worker")
-
-FAMILY_FLAGS = {"classifier": (DEFECT, LOW_CONFIDENCE), "segmenter": (TARGETS,), "anomaly": (ANOMALY,)}
 
 
 @dataclass
@@ -264,7 +262,7 @@ class Worker:
             (flagged if flags.flagged else clear).append(item.image_id)
             priorities[item.image_id] = flags.priority
             for family, vid in versions.items():
-                own = tuple(f for f in flags.reasons if f in FAMILY_FLAGS[family])
+                own = tuple(f for f in flags.reasons if f in FAMILY_REASONS[family])
                 preds.append(self._prediction(family, item.image_id, vid, r, own))
                 self.stats.per_family[family] = self.stats.per_family.get(family, 0) + 1
         # Image-level flags first: if we die before the commit below, the items are redone and

@@ -165,8 +165,7 @@ class InspectionEngine:
                     continue
                 images = [d.views[model.mode] for _, d in good]
                 sizes = [(d.height, d.width) for _, d in good]
-                with self._autocast(f):
-                    per_family[f] = model.predict(images, sizes)
+                per_family[f] = self._predict_family(f, images, sizes)
         out: list[ImageResult] = []
         index = {i: j for j, (i, _) in enumerate(good)}
         for i, (key, path, d) in enumerate(items):
@@ -174,12 +173,38 @@ class InspectionEngine:
                 out.append(ImageResult(key=key, path=path, error=d))
                 continue
             j = index[i]
+            broken = [f"{f} model failed: {r[j]}" for f, r in per_family.items() if isinstance(r[j], Exception)]
+            if broken:
+                out.append(ImageResult(key=key, path=path, height=d.height, width=d.width, error="; ".join(broken)))
+                continue
             out.append(ImageResult(
                 key=key, path=path, height=d.height, width=d.width,
                 classifier=per_family["classifier"][j] if "classifier" in per_family else None,
                 segmenter=per_family["segmenter"][j] if "segmenter" in per_family else None,
                 anomaly=per_family["anomaly"][j] if "anomaly" in per_family else None,
             ))
+        return out
+
+    def _predict_family(self, family: str, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list:
+        """The family's results; if the batch fails (e.g. out of GPU memory), each image alone,
+        so one image the model cannot take costs that image only (its entry is the exception)."""
+        model = self._models[family]
+        try:
+            with self._autocast(family):
+                return model.predict(images, sizes)
+        except (RuntimeError, ValueError) as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(images) == 1:
+                return [exc]
+            log.warning("%s batch of %d failed (%s); retrying image by image", family, len(images), exc)
+        out: list = []
+        for image, size in zip(images, sizes):
+            try:
+                with self._autocast(family):
+                    out.extend(model.predict([image], [size]))
+            except (RuntimeError, ValueError) as exc:
+                out.append(exc)
         return out
 
     def _check(self, families: Sequence[str] | None) -> list[str]:

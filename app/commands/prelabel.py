@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {path}: {reason}", file=sys.stderr)
         print(f"job {job_id} {status.state}: {status.done} images pre-labelled, {status.failed} failed, "
               f"{summary['images_per_second']} images/s", file=sys.stderr)
+        if not status.finished:  # stopped by Ctrl-C / SIGTERM: claims were given back
+            print(f"interrupted: job {job_id} keeps its {status.total - status.done - status.failed} remaining "
+                  f"images queued; `python main.py worker --once --db …` finishes it", file=sys.stderr)
+            return 130
         if status.state == "cancelled":
             return 130
         if status.state == "failed" and status.done == 0 and status.total:

@@ -99,3 +99,39 @@ def test_broken_or_mismatched_model_directories_are_refused(models, tmp_path: Pa
         InspectionEngine({"segmenter": models["classifier"]}, device="cpu")
     with pytest.raises(ValueError, match="unknown families"):
         InspectionEngine({"detector": models["classifier"]}, device="cpu")
+
+
+def test_a_model_error_costs_only_the_image_that_caused_it(models, tmp_path: Path, monkeypatch) -> None:
+    files = _images(tmp_path)
+    with InspectionEngine({"anomaly": models["anomaly"]}, device="cpu") as engine:
+        model = engine.model("anomaly")
+        real = model.predict
+
+        def picky(images, sizes):
+            if any(s == (33, 47) for s in sizes):  # the colour JPEG
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return real(images, sizes)
+
+        monkeypatch.setattr(model, "predict", picky)
+        results = engine.predict_paths([files["gray8"], files["rgb8"], files["gray16"]], batch_size=3)
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error == "anomaly model failed: CUDA out of memory (simulated)"
+    assert (results[1].height, results[1].width) == (33, 47)
+
+
+def test_half_precision_check_measures_each_familys_own_difference(engine) -> None:
+    from inference.engine import HALF_TOLERANCE
+    from inference.results import AnomalyResult, ClassResult, SegmentResult
+
+    a = ClassResult(("free", "crack"), np.array([0.7, 0.3], np.float32), "free", 0.7)
+    b = ClassResult(("free", "crack"), np.array([0.695, 0.305], np.float32), "free", 0.695)
+    assert engine.model("classifier").difference([a], [b]) == pytest.approx(0.005, abs=1e-6)
+    m = np.zeros((10, 100), bool)
+    m2 = m.copy()
+    m2[0, :3] = True
+    assert engine.model("segmenter").difference([SegmentResult(m, 0)], [SegmentResult(m2, 1)]) == 0.003
+    x = np.linspace(0, 2, 16, dtype=np.float32).reshape(4, 4)
+    d = engine.model("anomaly").difference([AnomalyResult(x, 2.0, None)], [AnomalyResult(x + 0.01, 2.01, None)])
+    assert d == pytest.approx(0.005, rel=1e-3) and d <= HALF_TOLERANCE["anomaly"]
+    # on a CPU engine half precision is never used, whatever was asked
+    assert not any(info.half for info in engine.loaded().values())

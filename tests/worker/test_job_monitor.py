@@ -45,8 +45,9 @@ def test_event_loop_keeps_turning_while_the_worker_runs(qtbot, tmp_path: Path, t
         db.close()
     assert finished.args[0].state == "done" and finished.args[0].done == 8
     assert any(0 < p.done < 8 for p in progress) or len(progress) >= 2
-    # The timer kept firing the whole time: no gap near the length of a model batch.
+    # The timer kept firing the whole time. Running the job on this thread would stall it for the
+    # whole job (seconds); 1 s leaves room for a shared, overloaded CI machine's scheduling.
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     span = ticks[-1] - ticks[0]
     assert span > 1.0 and len(ticks) > span / 0.02 * 0.3
-    assert max(gaps) < 0.5, f"the GUI thread stalled for {max(gaps):.2f} s"
+    assert max(gaps) < 1.0, f"the GUI thread stalled for {max(gaps):.2f} s"

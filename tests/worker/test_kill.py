@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from app.services.indexing import index_folder
+from database.states import ItemStatus
 from app.services.prelabel import job_status, start_worker_process, submit_prelabel
 from tests.worker.helpers import good_images, make_db
 
@@ -34,6 +35,8 @@ def test_killed_worker_loses_nothing_and_repeats_nothing(tmp_path: Path, tiny_mo
     os.kill(first.pid, signal.SIGKILL)
     first.process.wait()
     at_kill = job_status(db, job)
+    in_flight = db.jobs.item_counts(job)[ItemStatus.RUNNING]
+    assert in_flight <= 2 * 2, "more than the running batch and the one decoding were held"
     assert at_kill.state == "running" and at_kill.done < N, "the job finished before the kill: nothing tested"
     with db.engine.connect() as c:
         before = dict(c.execute(text("SELECT id, created_at FROM predictions")).all())

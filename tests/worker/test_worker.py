@@ -133,3 +133,22 @@ def _split_between_two_workers(url: str, models, tmp_path: Path) -> None:
     vid = setup.jobs.get(job).params["model_versions"]["anomaly"]
     assert len(setup.predictions.image_ids_with(vid)) == 10
     setup.close()
+
+
+def test_new_thresholds_reflag_stored_predictions_without_models(db, tmp_path: Path) -> None:
+    from app.services.reflag import reflag_folder
+
+    good_images(tmp_path / "imgs", 3)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder, families=["classifier", "anomaly"])
+    _worker(db, tmp_path).run(once=True)
+    calm = FlagSettings(anomaly_threshold=1e9, good_classes=("free", "crack"), min_confidence=0.0)
+    assert reflag_folder(db, folder, calm) == 3
+    images = db.images.query(ImageQuery(folder_id=folder))
+    assert not any(im.flagged for im in images) and all(im.priority < 1 for im in images)
+    strict = FlagSettings(anomaly_threshold=-1.0, good_classes=("free", "crack"), min_confidence=0.0)
+    reflag_folder(db, folder, strict)
+    for im in db.images.query(ImageQuery(folder_id=folder)):
+        assert im.flagged and im.priority >= 1
+        anomaly_rows = [p for p in db.predictions.for_image(im.id) if p.anomaly_score is not None]
+        assert anomaly_rows[0].flags == ("anomaly",) and anomaly_rows[0].anomaly_map_ref
