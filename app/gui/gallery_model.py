@@ -42,6 +42,20 @@ class GalleryModel(QAbstractListModel):
         self._rows = {it.image_id: i for i, it in enumerate(self._items)}
         self.endResetModel()
 
+    def replace_items(self, items: Sequence[QueueItem]) -> bool:
+        """Take a fresh queue; when it holds the same images in the same order, only changed
+        cells repaint (no reset: the scroll position and selection stay). True if it reset."""
+        items = list(items)
+        if [it.image_id for it in items] != [it.image_id for it in self._items]:
+            self.set_items(items)
+            return True
+        for row, (old, new) in enumerate(zip(self._items, items)):
+            if old != new:
+                self._items[row] = new
+                idx = self.index(row)
+                self.dataChanged.emit(idx, idx)
+        return False
+
     def update_item(self, item: QueueItem) -> None:
         row = self._rows.get(item.image_id)
         if row is None:

@@ -122,7 +122,7 @@ class JobsController(QObject):
         now = time.monotonic()
         if now - self._last_refresh > self.REFRESH_S:
             self._last_refresh = now
-            self.window.refresh_models()
+            self.window.refresh_models(background=True)
 
     def _on_finished(self, p) -> None:
         self.finished.emit(p)

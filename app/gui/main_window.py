@@ -249,10 +249,7 @@ class MainWindow(QMainWindow):
 
     def show_folder(self, folder_id: int) -> None:
         self.current_folder = folder_id
-        try:
-            classes = self.ctx.review.classes()
-        except Exception:
-            classes = []
+        classes = self._classes()
         self.label_panel.set_classes(classes)
         self.queue_panel.set_classes(classes)
         self.gallery.delegate.anomaly_threshold = self._threshold()
@@ -262,12 +259,28 @@ class MainWindow(QMainWindow):
         apply_theme(QApplication.instance(), name)
         retint(self.actions)
 
-    def refresh_models(self) -> None:
-        """After a pre-label run: classes, thresholds, badges and the open image are new."""
+    def refresh_models(self, background: bool = False) -> None:
+        """After a pre-label run: classes, thresholds, badges and the open image are new.
+        ``background``: while a job runs, re-read the queue without making the window wait."""
         self.ctx.review.refresh_models()
         if getattr(self, "current_folder", None) is not None:
-            self.show_folder(self.current_folder)
-        self.review.reload()
+            classes = self._classes()
+            self.label_panel.set_classes(classes)
+            self.queue_panel.set_classes(classes)
+            self.gallery.delegate.anomaly_threshold = self._threshold()
+            if background:
+                self.queue.refresh_in_background()
+            else:
+                self.queue.refresh()
+        detail = self.review.detail
+        if not background or (detail is not None and detail.prediction is None):
+            self.review.reload()  # while a job runs, only an image still waiting for its prediction
+
+    def _classes(self) -> list[str]:
+        try:
+            return self.ctx.review.classes()
+        except Exception:
+            return []
 
     def _threshold(self) -> float:
         try:
@@ -308,6 +321,8 @@ class MainWindow(QMainWindow):
         st.setValue("window/state", self.saveState())
         self.ctx.shutdown()
         self.thumbs.shutdown()
+        self.queue.close()
+        self.viewer_ctl.loader.close()
         event.accept()
 
     def focus_gallery_soon(self) -> None:

@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
+from app.gui.thumbnails import DecodePool
 from app.services.review_types import QueueFilter, QueueItem
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ class QueueController(QObject):
     counts_changed = Signal(dict)     # review state -> count for the current folder
     message = Signal(str)
     failed = Signal(str)
+    _read_done = Signal(object, object, str)  # filter, items | None, error (from the reader thread)
 
     def __init__(self, service, model: GalleryModel, view: GalleryView, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -28,6 +30,10 @@ class QueueController(QObject):
         self.model = model
         self.view = view
         self.filter = QueueFilter()
+        self._last_filter: QueueFilter | None = None
+        self._reading = False
+        self._reader = DecodePool(1, 1, "queue-reader")
+        self._read_done.connect(self._on_read)
         view.current_image_changed.connect(self.current_changed)
 
     def set_filter(self, flt: QueueFilter) -> None:
@@ -35,6 +41,7 @@ class QueueController(QObject):
         self.refresh()
 
     def refresh(self, keep: int | None = None) -> None:
+        """Re-read the queue now (a user's filter change: the answer is awaited)."""
         keep = self.current_id() if keep is None else keep
         try:
             items = self.service.queue(self.filter)
@@ -42,11 +49,43 @@ class QueueController(QObject):
             log.exception("queue query failed")
             self.failed.emit(f"Cannot read the review queue: {exc}")
             return
-        self.model.set_items(items)
-        if keep is not None and self.view.select_image(keep):
-            pass
+        self._apply(items, keep, self.filter)
+
+    def refresh_in_background(self) -> None:
+        """Re-read the queue on a helper thread (progress of a job: the window never waits);
+        skipped while the previous read is still running."""
+        if self._reading:
+            return
+        self._reading = True
+        flt = self.filter
+
+        def read() -> None:
+            try:
+                self._read_done.emit(flt, self.service.queue(flt), "")
+            except Exception as exc:
+                self._read_done.emit(flt, None, str(exc))
+        self._reader.submit(read)
+
+    def _on_read(self, flt: QueueFilter, items, error: str) -> None:
+        self._reading = False
+        if error:
+            log.warning("background queue read failed: %s", error)
+            return
+        if flt == self.filter:  # the user changed the filter meanwhile: that answer wins
+            self._apply(items, self.current_id(), flt)
+
+    def _apply(self, items: list[QueueItem], keep: int | None, flt: QueueFilter) -> None:
+        bar = self.view.verticalScrollBar()
+        scroll = bar.value()
+        reset = self.model.replace_items(items)
+        if keep is not None and self.model.row_of(keep) is not None:
+            if reset:
+                self.view.select_image(keep)
+                if flt == self._last_filter:
+                    bar.setValue(scroll)  # same view, new data: stay where the inspector was
         elif items:
             self.view.select_image(items[0].image_id)
+        self._last_filter = flt
         self.update_counts()
 
     def update_counts(self) -> None:
@@ -94,3 +133,6 @@ class QueueController(QObject):
 
     def selected_ids(self) -> list[int]:
         return self.view.selected_ids()
+
+    def close(self) -> None:
+        self._reader.close()

@@ -61,6 +61,15 @@ class ViewerController(QObject):
         self.viewer.set_predicted_mask(None if p is None else p.mask)
 
     def _on_label(self, label: LabelState) -> None:
-        self._label = label
-        if self._shown_id is not None and self._detail is not None and self._shown_id == self._detail.item.image_id:
-            self.viewer.set_label_masks(label.mask, label.anomaly_region)
+        previous, self._label = self._label, label
+        if self._shown_id is None or self._detail is None or self._shown_id != self._detail.item.image_id:
+            return
+        if previous is not None and previous.same_content(label) and self._masks_match(label):
+            return  # nothing to redraw (and a stroke in progress keeps its pixels)
+        self.viewer.set_label_masks(label.mask, label.anomaly_region)
+
+    def _masks_match(self, label: LabelState) -> bool:
+        shown_mask, shown_region = self.viewer.mask.to_bool(), self.viewer.region.to_bool()
+        same = (lambda a, b: (b is None and not a.any()) or (b is not None and a.shape == b.shape
+                                                             and bool((a == b.astype(bool)).all())))
+        return same(shown_mask, label.mask) and same(shown_region, label.anomaly_region)

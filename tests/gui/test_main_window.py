@@ -187,3 +187,27 @@ def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifa
     assert service.recover() == 1  # what the next start does
     assert service.detail(image_id).label.mask.sum() == 6
     db.close()
+
+
+def test_background_refresh_updates_badges_without_resetting_the_gallery(window, service, qtbot):
+    from app.services.review_types import LabelState
+    win = window
+    first = win.review.image_id
+    win.queue.step(2)
+    wait_shown(win, qtbot)
+    current = win.review.image_id
+    resets = []
+    win.gallery_model.modelReset.connect(lambda: resets.append(1))
+    service.save_label(first, LabelState(class_name="elsewhere", review_state="corrected"))  # another program
+    win.queue.refresh_in_background()
+    qtbot.waitUntil(lambda: win.gallery_model.item_at(win.gallery_model.row_of(first)).label_class == "elsewhere")
+    assert resets == [] and win.queue.current_id() == current
+
+
+def test_an_image_without_pixels_cannot_be_painted_and_says_why(window, qtbot):
+    win = window
+    win.viewer.show_image(None, "Cannot show x.png:\nfile not found")
+    assert win.viewer._message.isVisible() and "file not found" in win.viewer._message.text()
+    win.viewer.set_tool("brush")
+    qtbot.mouseClick(win.viewer.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+    assert win.review.label.mask is None
