@@ -23,6 +23,8 @@ ANOMALY = "anomaly"
 TARGETS = "small_targets"
 DEFECT = "defect_class"
 LOW_CONFIDENCE = "low_confidence"
+# Which reasons a family's own prediction row carries (the image carries them all).
+FAMILY_REASONS = {"classifier": (DEFECT, LOW_CONFIDENCE), "segmenter": (TARGETS,), "anomaly": (ANOMALY,)}
 
 
 @dataclass(frozen=True)
