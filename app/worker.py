@@ -30,6 +30,7 @@ from app.services.artifacts import ArtifactStore, artifact_root
 from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
 from app.services.prelabel import PRELABEL
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
+from database.errors import DatabaseError
 from database.jobs import new_worker_id
 from inference.checkpoints import CheckpointError
 from inference.engine import InspectionEngine
@@ -152,9 +153,13 @@ class Worker:
                     on_batch(current[0], results)
         finally:
             self._heartbeat.stop()
-            if pending is not None:
-                self.db.jobs.release_items(self.id, [it.id for it in pending[0].items])
-            self.db.jobs.unregister_worker(self.id)
+            try:
+                if pending is not None:
+                    self.db.jobs.release_items(self.id, [it.id for it in pending[0].items])
+                self.db.jobs.unregister_worker(self.id)
+            except DatabaseError as exc:  # unreachable now: our claims go stale and are requeued
+                log.warning("could not give back claimed images (%s); they are requeued once "
+                            "this worker's heartbeat is stale", exc)
             if self._engine is not None:
                 self._engine.close()
         return self.stats

@@ -8,6 +8,7 @@ the same predictions and flags for it.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,6 +68,15 @@ def flag_settings_path(db_url: str) -> Path:
     return beside_database(db_url, "-" + SETTINGS_FILE) or data_dir() / SETTINGS_FILE
 
 
+def read_card(model_dir: Path) -> dict:
+    """A model directory's card.json (empty when absent or unreadable: the card is informative)."""
+    try:
+        data = json.loads((Path(model_dir) / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersionInfo:
     """The version row for a model directory given explicitly (registered on first use)."""
     directory = directory.resolve()
@@ -76,7 +86,7 @@ def _version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersi
         if Path(v.checkpoint_path).resolve() == directory:
             return v
     name = f"{directory.name} ({directory})"
-    return db.model_versions.register(family, name, str(directory))
+    return db.model_versions.register(family, name, str(directory), card=read_card(directory))
 
 
 def resolve_models(db: "Database", families: Sequence[str],
@@ -102,7 +112,8 @@ def resolve_models(db: "Database", families: Sequence[str],
         if existing is not None:
             out[family] = db.model_versions.activate(existing.id)
         else:
-            out[family] = db.model_versions.register(family, bundled.name, str(bundled), bundled=True, activate=True)
+            out[family] = db.model_versions.register(family, bundled.name, str(bundled), bundled=True,
+                                                     activate=True, card=read_card(bundled))
     return out
 
 

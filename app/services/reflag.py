@@ -6,7 +6,6 @@ database: rebuild each image's result from its rows, flag it, write flags and pr
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
-from app.services.prelabel import FAMILIES
+from app.services.prelabel import FAMILIES, read_card
 from database.dto import ImageQuery, PredictionIn, PredictionInfo
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
 
@@ -32,14 +31,6 @@ def card_threshold(card: Mapping) -> float | None:
     except (KeyError, TypeError, ValueError):
         return None
     return None if math.isnan(value) else value
-
-
-def _card_file(model_dir: Path) -> dict:
-    try:
-        data = json.loads((model_dir / "card.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
@@ -65,7 +56,7 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
         versions = {f: v.id for f in FAMILIES if (v := db.model_versions.active(f)) is not None}
     anomaly_thr = None
     if "anomaly" in versions and (v := db.model_versions.get(versions["anomaly"])) is not None:
-        anomaly_thr = card_threshold(v.card or _card_file(Path(v.checkpoint_path)))
+        anomaly_thr = card_threshold(v.card or read_card(Path(v.checkpoint_path)))
     ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
     per_family = {f: db.predictions.for_images(ids, vid) for f, vid in versions.items()}
     flagged, clear, priorities, rewritten = [], [], {}, []

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.database.conftest import pg_url, sqlite_url  # noqa: F401  (fixtures reused here)
+from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
 from tests.tiny_models import save_tiny_models
 
 

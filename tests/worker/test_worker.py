@@ -18,8 +18,9 @@ from tests.worker.helpers import good_images, make_db
 
 
 @pytest.fixture
-def db(sqlite_url, tiny_models):
-    database = make_db(sqlite_url, tiny_models)
+def db(url, tiny_models):
+    """SQLite, and PostgreSQL too when INSPECTION_TEST_POSTGRES_URL is set."""
+    database = make_db(url, tiny_models)
     yield database
     database.close()
 
