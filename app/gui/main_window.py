@@ -254,6 +254,7 @@ class MainWindow(QMainWindow):
         self.label_panel.set_classes(classes)
         self.queue_panel.set_classes(classes)
         self.gallery.delegate.anomaly_threshold = self._threshold()
+        self.queue_panel.set_score_defaults(self._threshold())
         self.queue_panel.set_folder(folder_id)
 
     def apply_theme(self, name: str) -> None:
@@ -269,6 +270,7 @@ class MainWindow(QMainWindow):
             self.label_panel.set_classes(classes)
             self.queue_panel.set_classes(classes)
             self.gallery.delegate.anomaly_threshold = self._threshold()
+            self.queue_panel.set_score_defaults(self._threshold())
             if background:
                 self.queue.refresh_in_background()
             else:
