@@ -61,6 +61,7 @@ class PatternAnomalyConfig:
     position_features: int = 8
     shifts: int = 2
     smoothing_sigma: float = 2.0
+    normalise_map: bool = True
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
 
@@ -197,6 +198,9 @@ class PatternAnomaly(nn.Module):
         self.comparer = CellEncoder(cfg, cfg.compare_depth)  # Siamese: same weights for both inputs
         self.sim_scale = nn.Parameter(torch.tensor(2.0))
         self.sim_bias = nn.Parameter(torch.tensor(-2.0))
+        # Per-position statistics of the raw map over good images (see fit_map_statistics).
+        self.register_buffer("map_mean", torch.zeros(cfg.image_size, cfg.image_size))
+        self.register_buffer("map_std", torch.ones(cfg.image_size, cfg.image_size))
 
     # ---- geometry -------------------------------------------------------------------------
     def cell_grid(self, x: torch.Tensor, oy: int, ox: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,7 +295,29 @@ class PatternAnomaly(nn.Module):
     # ---- heatmaps -------------------------------------------------------------------------
     @torch.no_grad()
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised images (b, c, s, s) -> anomaly probability maps (b, s, s)."""
+        """Normalised images (b, c, s, s) -> anomaly maps (b, s, s), per-position standardised."""
+        raw = self.raw_anomaly_map(x)
+        if not self.config.normalise_map:
+            return raw
+        return (raw - self.map_mean) / self.map_std
+
+    @torch.no_grad()
+    def fit_map_statistics(self, batches) -> None:
+        """Standardise the map per position with its mean/std over good images.
+
+        Some places of a normal part are simply harder to predict (rims, edges, highlights);
+        dividing by how much the score varies there on good parts removes those systematic
+        false alarms. The std is floored by a tenth of the global std so flat regions do not
+        turn tiny fluctuations into alarms. Textures give near-constant statistics (no effect).
+        """
+        maps = torch.cat([self.raw_anomaly_map(b) for b in batches])
+        std = maps.std(0, unbiased=maps.shape[0] > 1) if maps.shape[0] > 1 else torch.zeros_like(maps[0])
+        self.map_mean.copy_(maps.mean(0))
+        self.map_std.copy_(std + 0.1 * maps.std() + 1e-3)
+
+    @torch.no_grad()
+    def raw_anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly probability maps (b, s, s) before per-position standardisation."""
         cfg = self.config
         b, _, h, w = x.shape
         p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size

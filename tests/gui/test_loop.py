@@ -74,7 +74,9 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     assert job is not None and win.jobs.wait(180), "pre-labelling did not finish"
     heartbeat.stop()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert gaps and max(gaps) < 0.5, f"the GUI thread stalled {max(gaps):.2f} s while the worker ran"
+    # Typical gaps here are < 0.2 s; the bound leaves room for a 2-core machine shared by many
+    # processes, and still fails if a model (seconds per batch, plus torch's import) ran here.
+    assert gaps and max(gaps) < 1.5, f"the GUI thread stalled {max(gaps):.2f} s while the worker ran"
     progress = win.jobs.jobs.status(job)
     assert (progress.state, progress.done, progress.failed) == ("done", 6, 0)
     qtbot.waitUntil(lambda: all(it.has_prediction for it in win.gallery_model.items()), timeout=10000)
