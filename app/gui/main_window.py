@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         r.save_failed.connect(self._warn)
         r.pending_changed.connect(self.status.set_pending)
         self.label_panel.class_chosen.connect(r.set_class)
+        self.label_panel.revision_chosen.connect(r.restore_revision)
         self.folders.folder_chosen.connect(self.show_folder)
         v.cursor_moved.connect(self.status.cursor.setText)
 

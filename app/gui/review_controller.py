@@ -136,6 +136,17 @@ class ReviewController(QObject):
         if self.label is not None:
             self._edit(self.label.with_(review_state="rejected"), "reject image", "reject")
 
+    def restore_revision(self, revision: int) -> None:
+        """Bring an earlier revision back (itself a new, undoable revision)."""
+        if self.detail is None or self.label is None:
+            return
+        try:
+            old = self.service.revision_label(self.detail.item.image_id, revision)
+        except Exception as exc:
+            self.save_failed.emit(f"Cannot read revision {revision}: {exc}")
+            return
+        self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
+
     def clear_label(self) -> None:
         if self.label is not None:
             self._edit(LabelState(), "clear label", "clear")

@@ -301,6 +301,13 @@ class ReviewService:
                           anomaly_verdict=verdict, anomaly_region=region, review_state="accepted",
                           from_prediction_id=from_id)
 
+    def revision_label(self, image_id: int, revision: int) -> LabelState:
+        """An earlier revision's label (to bring it back as a new revision)."""
+        for rev in self.db.labels.history(image_id):
+            if rev.revision == revision:
+                return _label_from_revision(rev)
+        raise ReviewError(f"image {image_id} has no label revision {revision}")
+
     def set_flag(self, image_id: int, flagged: bool) -> QueueItem:
         self.db.images.set_flagged([image_id], flagged)
         return self.item(image_id)

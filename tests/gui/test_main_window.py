@@ -211,3 +211,17 @@ def test_an_image_without_pixels_cannot_be_painted_and_says_why(window, qtbot):
     win.viewer.set_tool("brush")
     qtbot.mouseClick(win.viewer.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
     assert win.review.label.mask is None
+
+
+def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
+    win = window
+    image_id = win.review.image_id
+    win.review.set_class("first")
+    win.review.set_class("second")
+    win.label_panel.revision_chosen.emit(1)
+    assert win.review.label.class_name == "first"
+    hist = service.history(image_id)
+    assert [h.class_name for h in hist] == ["first", "second", "first"] and "restore" in hist[-1].changed
+    assert win.label_panel.history.count() == 3
+    win.review.undo_stack.undo()
+    assert service.detail(image_id).label.class_name == "second"
