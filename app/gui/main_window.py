@@ -151,8 +151,8 @@ class MainWindow(QMainWindow):
         self.folders.folder_chosen.connect(self.show_folder)
         v.cursor_moved.connect(self.status.cursor.setText)
 
-        a["accept"].triggered.connect(lambda: self._decide(r.accept))
-        a["reject"].triggered.connect(lambda: self._decide(r.reject))
+        a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
+        a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
         a["flag"].triggered.connect(r.toggle_flag)
         a["clear_label"].triggered.connect(r.clear_label)
         a["verdict_normal"].triggered.connect(lambda: r.set_verdict("normal"))
@@ -199,7 +199,12 @@ class MainWindow(QMainWindow):
         if key:
             self.actions[key].setChecked(on)
 
-    def _decide(self, decision) -> None:
+    def _decide(self, decision, name: str) -> None:
+        selected = self.queue.selected_ids()
+        if len(selected) > 1:  # a multi-selection in the gallery: decide them all at once
+            self.review.decide_many(selected, name)
+            self.review.reload()
+            return
         before = self.review.image_id
         decision()
         if self.ctx.settings.auto_advance and before is not None and self.review.image_id == before:

@@ -225,3 +225,26 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
     assert win.label_panel.history.count() == 3
     win.review.undo_stack.undo()
     assert service.detail(image_id).label.class_name == "second"
+
+
+def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder, artifacts, qtbot):
+    from PySide6.QtCore import QItemSelectionModel
+    info = service.open_folder(folder)
+    seed_predictions(db, info.id, artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    current = win.review.image_id
+    sel = win.gallery.selectionModel()
+    for row in (1, 2, 3):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    ids = win.queue.selected_ids()
+    assert len(ids) >= 3
+    press(qtbot, win, Qt.Key.Key_A)
+    assert all(service.item(i).review_state == "accepted" for i in ids)
+    assert service.item(ids[-1]).label_class in CLASSES
+    assert win.review.image_id == current  # no jumping around
+    win.review.undo_stack.undo()
+    assert all(service.item(i).review_state == "unreviewed" for i in ids)
+    assert win.review.image_id == current
+    win.close()
