@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a standing worker that claims jobs from the database")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--once", action="store_true", help="exit when no job is left")
+    p.add_argument("--batch-size", type=int, default=8, help="images claimed and run together")
+    p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
+                   help="requeue the work of workers silent this long (default 60)")
     _common(p)
     p.set_defaults(func=_handler("app.commands.worker", "run"))
 
@@ -157,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not getattr(args, "verbose", False):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if getattr(args, "db", None) is None:
         args.db = default_database_url()
     try:
