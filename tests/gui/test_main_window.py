@@ -23,12 +23,18 @@ def test_window_shows_folder_gallery_and_viewer(window, qtbot):
     qtbot.waitUntil(lambda: window.thumbs.pixmap(window.review.image_id, "") is not None)
 
 
-def test_keyboard_review_class_accept_reject_and_navigation(service, db, folder, artifacts, qtbot):
+def _seeded_window(service, db, folder, artifacts, qtbot):
+    """A window on a folder whose images all have predictions of the three families."""
     info = service.open_folder(folder)
     seed_predictions(db, info.id, artifacts)
     win = build_window(service, qtbot)
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
+    return win
+
+
+def test_keyboard_review_class_accept_reject_and_navigation(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
     first = win.review.image_id
     assert win.label_panel.class_group.buttons()[0].text().endswith(CLASSES[0])
     press(qtbot, win, Qt.Key.Key_3)  # class 3
@@ -229,11 +235,7 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
 
 def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder, artifacts, qtbot):
     from PySide6.QtCore import QItemSelectionModel
-    info = service.open_folder(folder)
-    seed_predictions(db, info.id, artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
     current = win.review.image_id
     sel = win.gallery.selectionModel()
     for row in (1, 2, 3):
