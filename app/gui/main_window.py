@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWind
 from app.gui.actions import build_actions, retint
 from app.gui.context import StationContext
 from app.gui.folder_browser import FolderBrowser
+from app.gui.folder_controller import FolderController
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
 from app.gui.help_dialog import ShortcutsDialog
@@ -53,6 +54,7 @@ class MainWindow(QMainWindow):
         self.label_panel = LabelPanel(self.actions)
         self.layer_panel = LayerPanel(self.actions)
         self.folders = FolderBrowser(self.actions["open_folder"])
+        self.folder_ctl = FolderController(ctx.review, self.folders, self)
         self.status = StationStatusBar(self)
         self.setStatusBar(self.status)
         self.setCentralWidget(self.viewer_pane)
@@ -149,6 +151,9 @@ class MainWindow(QMainWindow):
         self.label_panel.class_chosen.connect(r.set_class)
         self.label_panel.revision_chosen.connect(r.restore_revision)
         self.folders.folder_chosen.connect(self.show_folder)
+        self.folder_ctl.opened.connect(lambda info: self.show_folder(info.id))
+        self.folder_ctl.message.connect(self._say)
+        self.folder_ctl.failed.connect(self._warn)
         v.cursor_moved.connect(self.status.cursor.setText)
 
         a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
@@ -230,28 +235,15 @@ class MainWindow(QMainWindow):
     def choose_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a folder of images")
         if path:
-            self.open_folder(path)
+            self.open_folder(path, wait=False)
 
-    def open_folder(self, path: str) -> int | None:
-        self._say(f"Indexing {path} …")
-        QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
-        try:
-            info = self.ctx.review.open_folder(path)
-        except Exception as exc:
-            self._warn(f"Cannot open {path}: {exc}")
-            return None
-        finally:
-            QApplication.restoreOverrideCursor()
-        self.refresh_folders(info.id)
-        self.show_folder(info.id)
-        self._say(f"{info.name}: {info.image_count} images")
-        return info.id
+    def open_folder(self, path: str, wait: bool = True) -> int | None:
+        """Index and show ``path``; ``wait=False`` indexes in the background (the menu, start-up)."""
+        info = self.folder_ctl.open(path, wait)
+        return None if info is None else info.id
 
     def refresh_folders(self, current: int | None = None) -> None:
-        try:
-            self.folders.set_folders(self.ctx.review.folders(), current)
-        except Exception as exc:
-            self._warn(f"Cannot list the folders: {exc}")
+        self.folder_ctl.refresh(current)
 
     def show_folder(self, folder_id: int) -> None:
         self.current_folder = folder_id
@@ -330,6 +322,7 @@ class MainWindow(QMainWindow):
         self.ctx.shutdown()
         self.thumbs.shutdown()
         self.queue.close()
+        self.folder_ctl.close()
         self.viewer_ctl.loader.close()
         event.accept()
 

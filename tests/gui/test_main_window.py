@@ -250,3 +250,16 @@ def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder
     assert all(service.item(i).review_state == "unreviewed" for i in ids)
     assert win.review.image_id == current
     win.close()
+
+
+def test_opening_a_folder_in_the_background_keeps_the_window_working(service, folder, tmp_path, qtbot):
+    win = build_window(service, qtbot)
+    with qtbot.waitSignal(win.folder_ctl.opened, timeout=10000) as sig:
+        assert win.open_folder(str(folder), wait=False) is None  # returns at once
+    assert sig.args[0].image_count == 6 and win.gallery_model.rowCount() == 6
+    messages = []
+    win.folder_ctl.failed.connect(messages.append)
+    with qtbot.waitSignal(win.folder_ctl.failed, timeout=10000):
+        win.open_folder(str(tmp_path / "missing"), wait=False)
+    assert "not found" in messages[-1]
+    win.close()
