@@ -29,6 +29,7 @@ from app.gui.theme import apply_theme
 from app.gui.thumbnails import ThumbnailCache
 from app.gui.viewer import ViewerPane
 from app.gui.viewer_controller import ViewerController
+from app.gui.viewer_wiring import wire_view_actions
 
 MENUS = ("Project", "Review", "Edit", "View", "Navigate", "Help")
 TOOLBAR = ("open_folder", "prelabel_folder", "export", None, "undo", "redo", None, "accept", "reject", "flag",
@@ -171,38 +172,10 @@ class MainWindow(QMainWindow):
         a["focus_filter"].triggered.connect(lambda: (self.queue_panel.search.setFocus(),
                                                      self.queue_panel.search.selectAll()))
 
-        for tool in ("pan", "brush", "eraser", "polygon"):
-            a[f"tool_{tool}"].triggered.connect(lambda _=False, t=tool: v.set_tool(t))
-        v.tool_changed.connect(lambda t: a[f"tool_{t}"].setChecked(True))
-        lp = self.layer_panel
-        a["brush_smaller"].triggered.connect(lambda: lp.brush.setValue(max(1, int(lp.brush.value() / 1.4))))
-        a["brush_larger"].triggered.connect(lambda: lp.brush.setValue(int(lp.brush.value() * 1.4) + 1))
-        lp.brush_radius_changed.connect(v.set_brush_radius)
-        a["target_mask"].triggered.connect(lambda: lp.set_target("mask"))
-        a["target_region"].triggered.connect(lambda: lp.set_target("region"))
-        lp.target_changed.connect(v.set_edit_target)
-        lp.target_changed.connect(lambda t: a[f"target_{t}"].setChecked(True))
-        lp.visibility_changed.connect(v.set_layer_visible)
-        lp.visibility_changed.connect(self._sync_layer_actions)
-        lp.opacity_changed.connect(v.set_layer_opacity)
-        lp.colormap_changed.connect(v.set_colormap)
-        a["toggle_heatmap"].triggered.connect(lambda on: lp.checks["heatmap"].setChecked(on))
-        a["toggle_prediction"].triggered.connect(lambda on: lp.checks["prediction"].setChecked(on))
-        a["toggle_mask"].triggered.connect(lambda on: (lp.checks["mask"].setChecked(on),
-                                                       lp.checks["region"].setChecked(on)))
-        a["compare"].toggled.connect(self.viewer_pane.set_side_by_side)
-        a["fit"].triggered.connect(v.fit)
-        a["one_to_one"].triggered.connect(v.one_to_one)
-        a["zoom_in"].triggered.connect(lambda: v.zoom_by(1.25, anchor_under_mouse=False))
-        a["zoom_out"].triggered.connect(lambda: v.zoom_by(0.8, anchor_under_mouse=False))
+        wire_view_actions(a, self.viewer_pane, self.layer_panel)
         a["open_folder"].triggered.connect(self.choose_folder)
         a["help_shortcuts"].triggered.connect(lambda: ShortcutsDialog(self).exec())
         a["quit"].triggered.connect(self.close)
-
-    def _sync_layer_actions(self, name: str, on: bool) -> None:
-        key = {"heatmap": "toggle_heatmap", "prediction": "toggle_prediction", "mask": "toggle_mask"}.get(name)
-        if key:
-            self.actions[key].setChecked(on)
 
     def _decide(self, decision, name: str) -> None:
         selected = self.queue.selected_ids()
