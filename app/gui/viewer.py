@@ -174,6 +174,7 @@ class ImageViewer(ImageView):
         self.colormap = "jet"
         self._heat: np.ndarray | None = None
         self._heat_range: tuple[float, float] | None = None
+        self.heat_absolute = True
         self._rgb: np.ndarray | None = None
         self._last: QPointF | None = None
         self._poly: list[QPointF] = []
@@ -203,11 +204,16 @@ class ImageViewer(ImageView):
         self._heat_range = heat_range
         self._paint_heat()
 
+    def set_heat_absolute(self, absolute: bool) -> None:
+        """Colour the heatmap on the model's threshold scale (True) or on its own range (False)."""
+        self.heat_absolute = absolute
+        self._paint_heat()
+
     def _paint_heat(self) -> None:
         if self._heat is None:
             self.heatmap.set_rgba(None)
             return
-        lo, hi = self._heat_range if self._heat_range else (None, None)
+        lo, hi = self._heat_range if self._heat_range and self.heat_absolute else (None, None)
         self.heatmap.set_rgba(colorize_heatmap(self._heat, self.colormap, lo, hi))
 
     def set_colormap(self, name: str) -> None:

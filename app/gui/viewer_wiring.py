@@ -30,6 +30,7 @@ def wire_view_actions(a: dict[str, QAction], pane: ViewerPane, lp: LayerPanel) -
     lp.visibility_changed.connect(sync_layer_action)
     lp.opacity_changed.connect(v.set_layer_opacity)
     lp.colormap_changed.connect(v.set_colormap)
+    lp.heat_scale_changed.connect(v.set_heat_absolute)
     a["toggle_heatmap"].triggered.connect(lambda on: lp.checks["heatmap"].setChecked(on))
     a["toggle_prediction"].triggered.connect(lambda on: lp.checks["prediction"].setChecked(on))
     a["toggle_mask"].triggered.connect(lambda on: (lp.checks["mask"].setChecked(on),

@@ -263,3 +263,15 @@ def test_opening_a_folder_in_the_background_keeps_the_window_working(service, fo
         win.open_folder(str(tmp_path / "missing"), wait=False)
     assert "not found" in messages[-1]
     win.close()
+
+
+def test_heatmap_scale_threshold_or_image_range(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    v = win.viewer
+    assert v._heat is not None and v._heat_range is not None
+    absolute = v.heatmap._img.copy()
+    win.layer_panel.heat_scale.setCurrentIndex(1)  # this image's range
+    assert not v.heat_absolute and v.heatmap._img != absolute
+    win.layer_panel.heat_scale.setCurrentIndex(0)
+    assert v.heatmap._img == absolute
+    win.close()
