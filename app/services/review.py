@@ -233,7 +233,9 @@ class ReviewService:
             class_scores=dict(c.class_scores or {}) if c else {},
             mask=mask, target_count=s.target_count if s else None,
             anomaly_score=a.anomaly_score if a else None, heatmap=heat,
+            heat_range=(0.0, 2.0 * self.region_threshold()) if heat is not None else None,
             anomalous=None if a is None or a.anomaly_score is None else a.anomaly_score >= thr,
+            threshold=thr if a is not None else None,
             flags=flags, models={f: active[f].name for f in fam_pred},
         )
 

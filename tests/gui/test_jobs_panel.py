@@ -7,7 +7,7 @@ pytest.importorskip("app.services.prelabel")
 
 from app.gui.jobs_panel import format_eta  # noqa: E402
 from app.services.review_jobs import JobsError, ReviewJobs  # noqa: E402
-from tests.gui.conftest import build_window, wait_shown  # noqa: E402
+from tests.gui.conftest import wait_shown  # noqa: E402
 
 
 class NoWorkerJobs(ReviewJobs):
@@ -20,19 +20,24 @@ class NoWorkerJobs(ReviewJobs):
         return True
 
 
-def _window_with_jobs(service, db, folder, qtbot):
+def _jobs_window(service, db, qtbot):
     from app.gui.context import StationContext
     from app.gui.extensions import default_extensions
     from app.gui.main_window import MainWindow
     from app.gui.settings_store import StationSettings
-    for family in ("classifier", "segmenter", "anomaly"):
-        db.model_versions.register(family, f"{family}-x", "/nowhere", activate=True)
     ctx = StationContext(review=service, settings=StationSettings(), interactive=False,
                          extensions=default_extensions())
     ctx.jobs = NoWorkerJobs(db, "sqlite://")
     win = MainWindow(ctx)
     qtbot.addWidget(win)
     win.show()
+    return win
+
+
+def _window_with_jobs(service, db, folder, qtbot):
+    for family in ("classifier", "segmenter", "anomaly"):
+        db.model_versions.register(family, f"{family}-x", "/nowhere", activate=True)
+    win = _jobs_window(service, db, qtbot)
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
     return win
@@ -68,3 +73,12 @@ def test_eta_format():
     assert format_eta(None) == "ETA …"
     assert format_eta(65) == "ETA 1:05"
     assert format_eta(3725) == "ETA 1:02:05"
+
+
+def test_jobs_left_unfinished_are_followed_on_the_next_start(service, db, folder, qtbot):
+    win = _window_with_jobs(service, db, folder, qtbot)
+    job = win.jobs.prelabel_folder()
+    win.close()
+    win2 = _jobs_window(service, db, qtbot)
+    assert job in win2.jobs_panel.rows and job in win2.jobs.active
+    win2.close()
