@@ -8,12 +8,12 @@ benchmarks/results/scan.json. Timings are medians of --repeats runs after one wa
 the numba JIT (compiled or loaded from its cache) is excluded from them; its first-call time is
 reported on its own.
 
-Peak memory on CPU: the kernel's high-water mark of resident memory (VmHWM, reset through
-/proc/self/clear_refs before each run) minus resident memory before the run, i.e. what the call
-itself touched on top of the inputs. glibc would otherwise keep freed blocks and serve later
-allocations from them unseen, so the script re-executes itself with a fixed mmap threshold
-(large tensors are mapped on allocation and unmapped on free) and calls malloc_trim before each
-measurement (free heap pages go back to the system, so reusing them counts again). On CUDA it is
+Peak memory on CPU: in a fresh child process per (shape, backend, pass), the kernel's
+high-water mark of resident memory (VmHWM, reset through /proc/self/clear_refs) during one call
+minus resident memory before it, i.e. what the call itself touched on top of its inputs. glibc
+would otherwise serve allocations from blocks freed by earlier runs, unseen, so the script runs
+with a fixed mmap threshold (large tensors mapped on allocation, unmapped on free) and calls
+malloc_trim first. On CUDA it is
 torch.cuda.max_memory_allocated over the run.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ SHAPES = [(1, D, N, 3136, G), (1, D, N, 1024, G), (1, D, N, 4096, G), (1, D, N, 
 # L = 16384 with d = 768); above this many elements their backward is skipped.
 MAX_MATERIALISED_BWD = D * N * 4096
 _LIBC = ctypes.CDLL("libc.so.6")
+LOOPS = ("loop-naive", "reference")
 
 
 def naive_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -98,7 +100,11 @@ def _rss_kb(field: str) -> int:
 
 
 def measure(x, backend, backward, repeats, device):
-    """(median ms, peak extra MB) of one call; the first call is a warm-up and also timed."""
+    """(first-call ms, median wall ms, median CPU ms of this process, CUDA peak MB or None).
+
+    The first call is the warm-up. CPU time (all threads) is reported next to wall time because
+    on a shared machine wall time mostly measures the other tenants; ratios use wall time.
+    """
     ctx = torch.enable_grad() if backward else torch.no_grad()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with ctx:
@@ -109,23 +115,42 @@ def measure(x, backend, backward, repeats, device):
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        else:
-            _LIBC.malloc_trim(0)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            base = _rss_kb("VmRSS:") * 1024
-        times = []
+        times, cpu_times = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run_once(x, backend, backward)
             sync()
             times.append((time.perf_counter() - t0) * 1e3)
-        peak = torch.cuda.max_memory_allocated() if device == "cuda" else _rss_kb("VmHWM:") * 1024
-    return first_ms, statistics.median(times), max(0, peak - base) / 2**20
+            cpu_times.append((time.process_time() - c0) * 1e3)
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if device == "cuda" else None
+    return first_ms, statistics.median(times), statistics.median(cpu_times), peak
+
+
+def cpu_peak_child(backend: str, backward: bool, shape: tuple[int, ...]) -> float:
+    """Extra resident MB of one call, in a fresh process: what earlier runs left in the heap
+    (the loops fragment it with thousands of small blocks) would otherwise be reused unseen."""
+    x = make_inputs(*shape, "cpu", backward)
+    ctx = torch.enable_grad() if backward else torch.no_grad()
+    with ctx:
+        if backend not in LOOPS:  # JIT cache load, thread pool start
+            run_once(x, backend, backward)
+        _LIBC.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _rss_kb("VmRSS:")
+        run_once(x, backend, backward)
+        return max(0, _rss_kb("VmHWM:") - base) / 1024
+
+
+def cpu_peak(backend: str, backward: bool, shape: tuple[int, ...], threads: int) -> float:
+    cmd = [sys.executable, __file__, "--threads", str(threads), "--peak-child", backend,
+           "fwd+bwd" if backward else "fwd", *map(str, shape)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def backends_for(device: str) -> list[str]:
-    names = [name for name in BACKENDS if name not in ("reference", "loop-naive")]
+    names = [name for name in BACKENDS if name not in LOOPS]
     if device == "cpu":
         return [n for n in names if n != "cuda"]
     return [n for n in names if n != "numba" and (n != "cuda" or cuda_unavailable_reason() is None)]
@@ -139,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop-repeats", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="only the VMamba stage-1 shape")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--peak-child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.peak_child:
+        backend, kind, *shape = args.peak_child
+        print(cpu_peak_child(backend, kind == "fwd+bwd", tuple(map(int, shape))))
+        return 0
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA GPU")
@@ -162,19 +192,22 @@ def main(argv: list[str] | None = None) -> int:
         input_mb = (2 * b * d * L + 2 * b * g * n * L + d * n + 2 * d) * 4 / 2**20
         entry = dict(shape=dict(b=b, d=d, n=n, L=L, groups=g), inputs_mb=round(input_mb, 2), results={})
         print(f"\n(b={b}, d={d}, n={n}, L={L}, groups={g}); inputs {input_mb:.1f} MB")
-        print(f"{'backend':>10} {'pass':>8} {'first ms':>9} {'ms':>9} {'x loop':>8} {'x naive':>8} {'peak MB':>8} {'peak/in':>8}")
+        print(f"{'backend':>10} {'pass':>8} {'first ms':>9} {'ms':>9} {'cpu ms':>9} {'x loop':>8} {'x naive':>8} {'peak MB':>8} {'peak/in':>8}")
         loop_ms: dict[str, float] = {}
         naive_ms: dict[str, float] = {}
         for backend in ["loop-naive", "reference", *backends_for(device)]:
             for backward in (False, True):
                 kind = "fwd+bwd" if backward else "fwd"
-                materialises = backend in ("loop-naive", "reference", "torch")
+                materialises = backend in (*LOOPS, "torch")
                 if backward and materialises and b * d * L * n > MAX_MATERIALISED_BWD:
                     entry["results"].setdefault(backend, {})[kind] = None
                     continue
                 x = make_inputs(b, d, n, L, g, device, backward)
-                reps = args.loop_repeats if backend in ("reference", "loop-naive") else args.repeats
-                first, ms, peak = measure(x, backend, backward, reps, device)
+                reps = args.loop_repeats if backend in LOOPS else args.repeats
+                first, ms, cpu_ms, peak = measure(x, backend, backward, reps, device)
+                del x
+                if peak is None:
+                    peak = cpu_peak(backend, backward, (b, d, n, L, g), args.threads)
                 if backend == "reference":
                     loop_ms[kind] = ms
                 if backend == "loop-naive":
@@ -182,12 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = loop_ms[kind] / ms if kind in loop_ms else None
                 naive_ratio = naive_ms[kind] / ms if kind in naive_ms else None
                 entry["results"].setdefault(backend, {})[kind] = dict(
-                    first_ms=round(first, 2), ms=round(ms, 2), speedup_vs_loop=ratio and round(ratio, 2),
+                    first_ms=round(first, 2), ms=round(ms, 2), cpu_ms=round(cpu_ms, 2), speedup_vs_loop=ratio and round(ratio, 2),
                     speedup_vs_naive_loop=naive_ratio and round(naive_ratio, 2),
                     peak_mb=round(peak, 2), peak_over_inputs=round(peak / input_mb, 3),
                 )
-                print(f"{backend:>10} {kind:>8} {first:9.1f} {ms:9.1f} {ratio or float('nan'):8.1f} {naive_ratio or float('nan'):8.1f} {peak:8.1f} {peak / input_mb:8.2f}")
-                del x
+                print(f"{backend:>10} {kind:>8} {first:9.1f} {ms:9.1f} {cpu_ms:9.1f} {ratio or float('nan'):8.1f} {naive_ratio or float('nan'):8.1f} {peak:8.1f} {peak / input_mb:8.2f}")
         report["shapes"].append(entry)
     report["machine"]["load_average_end"] = os.getloadavg()
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -40,13 +40,19 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().contiguous().numpy()
 
 
+def _swap_last_two(x: np.ndarray) -> torch.Tensor:
+    """(..., n, L) <-> (..., L, n) as a contiguous copy. numpy, not torch: torch's copy of a
+    transposed tensor with a short inner axis took ~8 ms at (1, 4, 16, 3136), numpy 0.1 ms."""
+    return torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, -1, -2)))
+
+
 class _NumbaScan(torch.autograd.Function):
     """y = scan(u, delta, A, B, C) with B, C as (b, g, n, L); states are never stored."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):  # type: ignore[override]
-        Bt = B.detach().transpose(-1, -2).contiguous()
-        Ct = C.detach().transpose(-1, -2).contiguous()
+        Bt = _swap_last_two(B.detach().numpy())
+        Ct = _swap_last_two(C.detach().numpy())
         u_, delta_, A_ = (x.detach().contiguous() for x in (u, delta, A))
         y = torch.empty_like(u_)
         with _KERNEL_LOCK:
@@ -76,8 +82,8 @@ class _NumbaScan(torch.autograd.Function):
                 du.numpy(), ddelta.numpy(), dA_part, dB_part.numpy(), dC_part.numpy(),
             )
         dA = torch.from_numpy(dA_part.sum(0)).to(A.dtype)
-        dB = dB_part.sum(0).transpose(-1, -2)
-        dC = dC_part.sum(0).transpose(-1, -2)
+        dB = _swap_last_two(dB_part.sum(0).numpy())
+        dC = _swap_last_two(dC_part.sum(0).numpy())
         return du, ddelta, dA, dB, dC
 
 

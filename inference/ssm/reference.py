@@ -27,7 +27,7 @@ def prepare_delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, softplus
 def skip_and_gate(y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
     """y + D*u, then * silu(z): the elementwise tail after the recurrence (y and u in the work dtype)."""
     if D is not None:
-        y = y + u * D.to(y.dtype)[None, :, None]
+        y = torch.addcmul(y, u, D.to(y.dtype)[None, :, None])
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y
