@@ -44,6 +44,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for pre-labelling")
+    ap.add_argument("--model", action="append", default=[], metavar="FAMILY=DIR",
+                    help="use this model directory for a family (repeatable); default: the bundled ones")
     ap.add_argument("--tiny-models", action="store_true",
                     help="pre-label with freshly initialised test_tiny models instead of the bundled ones "
                          "(for a checkout without bundled checkpoints; predictions are then meaningless)")
@@ -65,6 +67,11 @@ def main() -> int:
     app = QApplication([])
     url = f"sqlite:///{(home / 'station.sqlite').as_posix()}"
     db = open_station(url)
+    for spec in args.model:
+        import json
+        family, _, path = spec.partition("=")
+        card = json.loads((Path(path) / "card.json").read_text()) if (Path(path) / "card.json").is_file() else {}
+        db.model_versions.register(family, Path(path).name, str(Path(path).resolve()), card=card, activate=True)
     if args.tiny_models:
         import json
 
@@ -98,7 +105,10 @@ def main() -> int:
     window.queue.select(reject.image_id)
     spin(app, 0.2)
     r.reject()
-    target = pick(window, lambda it: it.rel_path.startswith("tiles/") and it.anomaly_score is not None) or items[0]
+    # An image the models have something to say about: small targets first, else a tile.
+    target = (pick(window, lambda it: it.rel_path.startswith("infrared/") and (it.target_count or 0) > 0)
+              or pick(window, lambda it: it.rel_path.startswith("tiles/") and it.anomaly_score is not None)
+              or items[0])
     window.queue.select(target.image_id)
     settle(app, window)
     w, h = window.viewer.image_size()
@@ -114,6 +124,7 @@ def main() -> int:
     if classes:
         r.set_class(classes[min(1, len(classes) - 1)])
     window.viewer.set_tool("brush")
+    window.layer_panel.sliders["heatmap"].setValue(35)
     window.queue.refresh()
     settle(app, window)
     window.grab().save(str(out / "main_window.png"))

@@ -81,10 +81,15 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     return window
 
 
-def open_initial_folder(window, folder: str | None) -> None:
-    """Open ``folder``, or the demo project (pre-labelled on its first launch)."""
-    target = folder or str(DEMO)
+def open_initial_folder(window, folder: str | None, wait: bool = False) -> None:
+    """Open ``folder``, or the demo project (pre-labelled on its first launch), indexing in the
+    background so the window is up at once."""
+    target = str(Path(folder or DEMO).expanduser().resolve())
     window.refresh_folders()
-    fid = window.open_folder(target)
-    if fid is not None and folder is None:
-        window.ctx.maybe_prelabel_demo(window, fid)
+    if folder is None:
+        def demo_opened(info) -> None:
+            if Path(info.root_path) == Path(target):
+                window.folder_ctl.opened.disconnect(demo_opened)
+                window.ctx.maybe_prelabel_demo(window, info.id)
+        window.folder_ctl.opened.connect(demo_opened)
+    window.open_folder(target, wait=wait)

@@ -41,10 +41,22 @@ def run(args: argparse.Namespace) -> int:
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:
+        hashing: list = []
+
+        def on_index(done: int, total: int, phase: str) -> None:
+            if phase != "hash":
+                return
+            if not hashing:
+                hashing.append(Progress(total, desc="indexing"))
+            hashing[0].update(1)
+
         try:
-            report = index_folder(db, Path(args.folder))
+            report = index_folder(db, Path(args.folder), progress=on_index)
         except FolderIndexError as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            for bar in hashing:
+                bar.close()
         print(f"indexed {report.files} images in {report.root} ({len(report.added)} new, "
               f"{len(report.changed)} changed, {report.missing} missing) in {report.seconds:.1f} s",
               file=sys.stderr)

@@ -93,7 +93,7 @@ class GalleryDelegate(QStyledItemDelegate):
         p.setFont(font)
         if item.anomaly_score is not None:
             hot = item.anomaly_score >= self.anomaly_threshold
-            self._chip(p, f"{item.anomaly_score:.2f}", rect, "tr",
+            self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",
                        ANOMALY_COLOR if hot else QColor(40, 40, 40, 170))
         if item.target_count:
             self._chip(p, f"◎{item.target_count}", rect, "tl", QColor(0, 140, 170, 200))

@@ -102,6 +102,23 @@ class JobsController(QObject):
         title = "new images" if only_new else "folder"
         return self._submit(lambda: self.jobs.prelabel_folder(folder_id, only_new=only_new), f"Pre-label {title}")
 
+    def resume_unfinished(self) -> list[int]:
+        """Follow the jobs an earlier session left unfinished (a worker is started for them)."""
+        try:
+            pending = self.jobs.unfinished()
+        except Exception as exc:
+            log.warning("cannot list unfinished jobs: %s", exc)
+            return []
+        for job_id in pending:
+            self.window.jobs_panel.add_job(job_id, "Pre-label (from an earlier session)")
+            self.monitor.watch(job_id)
+        if pending:
+            try:
+                self.jobs.ensure_worker()
+            except Exception as exc:
+                self.failed.emit(f"The worker process could not be started: {exc}")
+        return pending
+
     def prelabel_selection(self) -> int | None:
         ids = self.window.queue.selected_ids()
         return self._submit(lambda: self.jobs.prelabel_images(ids), f"Pre-label {len(ids)} selected")
@@ -212,6 +229,7 @@ def install(window) -> None:
     window.actions["prelabel_folder"].triggered.connect(lambda: ctl.prelabel_folder())
     window.actions["prelabel_new"].triggered.connect(lambda: ctl.prelabel_folder(only_new=True))
     window.actions["prelabel_selection"].triggered.connect(ctl.prelabel_selection)
+    ctl.resume_unfinished()
     window.ctx.closers.append(jobs.stop_worker)
     window.ctx.closers.append(ctl.close)
     for row_owner in (window.jobs_panel,):

@@ -19,16 +19,17 @@ _MERGE_ID = 4711
 
 class LabelEdit(QUndoCommand):
     def __init__(self, controller: "ReviewController", image_id: int, before: LabelState,
-                 after: LabelState, text: str, changed: str) -> None:
+                 after: LabelState, text: str, changed: str, follow: bool = True) -> None:
         super().__init__(text)
         self.controller = controller
         self.image_id = image_id
         self.before = before
         self.after = after
         self.changed = changed
+        self.follow = follow  # undo brings the image back on screen (not for bulk decisions)
 
     def redo(self) -> None:
-        self.controller.apply_label(self.image_id, self.after, self.changed)
+        self.controller.apply_label(self.image_id, self.after, self.changed, self.follow)
 
     def undo(self) -> None:
-        self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}")
+        self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow)

@@ -24,6 +24,7 @@ def _action_button(action: QAction) -> QToolButton:
 
 class LabelPanel(QWidget):
     class_chosen = Signal(str)
+    revision_chosen = Signal(int)  # double-click in the history: bring that revision back
 
     def __init__(self, actions: dict[str, QAction], parent=None) -> None:
         super().__init__(parent)
@@ -96,6 +97,9 @@ class LabelPanel(QWidget):
         self.history.setMaximumHeight(160)
         self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.history.setToolTip("Double-click a revision to bring it back (as a new revision)")
+        self.history.itemDoubleClicked.connect(
+            lambda it: self.revision_chosen.emit(int(it.data(Qt.ItemDataRole.UserRole))))
         hl.addWidget(self.history)
         lay.addWidget(hist)
         lay.addStretch(1)
@@ -148,9 +152,13 @@ class LabelPanel(QWidget):
             self.anomaly_bar.setValue(0)
         else:
             verdict = "anomalous" if p.anomalous else "normal"
-            self.pred_anomaly.setText(f"{p.anomaly_score:.3f} → {verdict}")
-            self.anomaly_bar.setValue(int(max(0.0, min(1.0, p.anomaly_score)) * 1000))
-        self.pred_models.setText(", ".join(f"{f}: {n}" for f, n in sorted(p.models.items())))
+            thr = f" (threshold {p.threshold:.3g})" if p.threshold is not None else ""
+            self.pred_anomaly.setText(f"<b>{p.anomaly_score:.3g}</b>{thr} → {verdict}")
+            # The bar is half full at the threshold, full at twice the threshold.
+            ratio = p.anomaly_score / (2 * p.threshold) if p.threshold else p.anomaly_score
+            self.anomaly_bar.setValue(int(max(0.0, min(1.0, ratio)) * 1000))
+        flags = f"flagged: {', '.join(f.replace('_', ' ') for f in p.flags)}\n" if p.flags else ""
+        self.pred_models.setText(flags + ", ".join(f"{f}: {n}" for f, n in sorted(p.models.items())))
 
     def show_label(self, label: LabelState | None) -> None:
         label = label or LabelState()
@@ -175,8 +183,9 @@ class LabelPanel(QWidget):
         self.history.clear()
         for r in reversed(revisions):
             when = r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-            what = r.class_name or "—"
-            item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed} → {what}")
+            what = f" · {r.class_name}" if r.class_name else ""
+            item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed}{what}")
+            item.setData(Qt.ItemDataRole.UserRole, r.revision)
             item.setToolTip(f"{when} by {r.author}\nstate {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "
                             f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}")
             self.history.addItem(item)

@@ -17,6 +17,7 @@ class LayerPanel(QWidget):
     visibility_changed = Signal(str, bool)
     opacity_changed = Signal(str, float)
     colormap_changed = Signal(str)
+    heat_scale_changed = Signal(bool)  # True: the model's threshold scale, False: this image's range
     brush_radius_changed = Signal(int)
     target_changed = Signal(str)
 
@@ -70,6 +71,15 @@ class LayerPanel(QWidget):
         self.colormap.addItems(list(COLORMAPS))
         self.colormap.currentTextChanged.connect(self.colormap_changed)
         cm.addWidget(self.colormap, 1)
+        self.heat_scale = QComboBox()
+        self.heat_scale.addItem("scale: model threshold", True)
+        self.heat_scale.addItem("scale: this image's range", False)
+        self.heat_scale.setToolTip("Threshold scale: the pixel threshold sits mid-colour, so good parts stay cool.\n"
+                                   "Image range: stretch this map's own min..max (shows where the model looks "
+                                   "even when everything is over the threshold).")
+        self.heat_scale.currentIndexChanged.connect(lambda _i: self.heat_scale_changed.emit(
+            bool(self.heat_scale.currentData())))
+        cm.addWidget(self.heat_scale, 1)
         ll.addLayout(cm, len(LAYER_TITLES), 0, 1, 2)
         compare = QToolButton()
         compare.setDefaultAction(actions["compare"])

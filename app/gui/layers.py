@@ -49,9 +49,11 @@ class MaskLayer(RasterLayer):
         self.color = QColor(*rgb)
 
     def reset(self, width: int, height: int, mask: np.ndarray | None) -> None:
+        """Show ``mask`` (or nothing); pixels are only allocated for a mask or a first stroke,
+        so a 10k x 10k image without labels costs no 400 MB layer."""
         self.prepareGeometryChange()
-        img = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
-        img.fill(Qt.GlobalColor.transparent)
+        self._size = (width, height)
+        img = QImage()
         if mask is not None and mask.any():
             rgba = np.zeros((height, width, 4), np.uint8)
             rgba[mask.astype(bool)] = (self.color.red(), self.color.green(), self.color.blue(), 255)
@@ -59,11 +61,25 @@ class MaskLayer(RasterLayer):
         self._img = img
         self.update()
 
+    def boundingRect(self) -> QRectF:
+        w, h = getattr(self, "_size", (self._img.width(), self._img.height()))
+        return QRectF(0, 0, w, h)
+
+    def _ensure(self) -> bool:
+        if self._img.isNull():
+            w, h = getattr(self, "_size", (0, 0))
+            if not w or not h:
+                return False
+            self._img = QImage(w, h, QImage.Format.Format_ARGB32_Premultiplied)
+            self._img.fill(Qt.GlobalColor.transparent)
+        return True
+
     def to_bool(self) -> np.ndarray:
         img = self._img
-        h, w = img.height(), img.width()
         if img.isNull():
-            return np.zeros((0, 0), bool)
+            w, h = getattr(self, "_size", (0, 0))
+            return np.zeros((h, w), bool)
+        h, w = img.height(), img.width()
         buf = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes())
         argb = buf.reshape(h, img.bytesPerLine())[:, : w * 4].reshape(h, w, 4)
         return (argb[..., 3] > 0).copy()  # little-endian ARGB32 is stored B, G, R, A
@@ -76,7 +92,7 @@ class MaskLayer(RasterLayer):
         return p
 
     def stroke(self, a: QPointF, b: QPointF, radius: float, erase: bool) -> None:
-        if self._img.isNull():
+        if not self._ensure():
             return
         p = self._painter(erase)
         pen = QPen(self.color, max(1.0, 2 * radius), Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
@@ -92,7 +108,7 @@ class MaskLayer(RasterLayer):
         self.update(QRectF(a, b).normalized().adjusted(-radius - 2, -radius - 2, radius + 2, radius + 2))
 
     def fill_polygon(self, points: list[QPointF], erase: bool) -> None:
-        if self._img.isNull() or len(points) < 3:
+        if len(points) < 3 or not self._ensure():
             return
         p = self._painter(erase)
         p.setPen(Qt.PenStyle.NoPen)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWind
 from app.gui.actions import build_actions, retint
 from app.gui.context import StationContext
 from app.gui.folder_browser import FolderBrowser
+from app.gui.folder_controller import FolderController
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
 from app.gui.help_dialog import ShortcutsDialog
@@ -28,6 +29,7 @@ from app.gui.theme import apply_theme
 from app.gui.thumbnails import ThumbnailCache
 from app.gui.viewer import ViewerPane
 from app.gui.viewer_controller import ViewerController
+from app.gui.viewer_wiring import wire_view_actions
 
 MENUS = ("Project", "Review", "Edit", "View", "Navigate", "Help")
 TOOLBAR = ("open_folder", "prelabel_folder", "export", None, "undo", "redo", None, "accept", "reject", "flag",
@@ -53,6 +55,7 @@ class MainWindow(QMainWindow):
         self.label_panel = LabelPanel(self.actions)
         self.layer_panel = LayerPanel(self.actions)
         self.folders = FolderBrowser(self.actions["open_folder"])
+        self.folder_ctl = FolderController(ctx.review, self.folders, self)
         self.status = StationStatusBar(self)
         self.setStatusBar(self.status)
         self.setCentralWidget(self.viewer_pane)
@@ -147,11 +150,15 @@ class MainWindow(QMainWindow):
         r.save_failed.connect(self._warn)
         r.pending_changed.connect(self.status.set_pending)
         self.label_panel.class_chosen.connect(r.set_class)
+        self.label_panel.revision_chosen.connect(r.restore_revision)
         self.folders.folder_chosen.connect(self.show_folder)
+        self.folder_ctl.opened.connect(lambda info: self.show_folder(info.id))
+        self.folder_ctl.message.connect(self._say)
+        self.folder_ctl.failed.connect(self._warn)
         v.cursor_moved.connect(self.status.cursor.setText)
 
-        a["accept"].triggered.connect(lambda: self._decide(r.accept))
-        a["reject"].triggered.connect(lambda: self._decide(r.reject))
+        a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
+        a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
         a["flag"].triggered.connect(r.toggle_flag)
         a["clear_label"].triggered.connect(r.clear_label)
         a["verdict_normal"].triggered.connect(lambda: r.set_verdict("normal"))
@@ -165,40 +172,17 @@ class MainWindow(QMainWindow):
         a["focus_filter"].triggered.connect(lambda: (self.queue_panel.search.setFocus(),
                                                      self.queue_panel.search.selectAll()))
 
-        for tool in ("pan", "brush", "eraser", "polygon"):
-            a[f"tool_{tool}"].triggered.connect(lambda _=False, t=tool: v.set_tool(t))
-        v.tool_changed.connect(lambda t: a[f"tool_{t}"].setChecked(True))
-        lp = self.layer_panel
-        a["brush_smaller"].triggered.connect(lambda: lp.brush.setValue(max(1, int(lp.brush.value() / 1.4))))
-        a["brush_larger"].triggered.connect(lambda: lp.brush.setValue(int(lp.brush.value() * 1.4) + 1))
-        lp.brush_radius_changed.connect(v.set_brush_radius)
-        a["target_mask"].triggered.connect(lambda: lp.set_target("mask"))
-        a["target_region"].triggered.connect(lambda: lp.set_target("region"))
-        lp.target_changed.connect(v.set_edit_target)
-        lp.target_changed.connect(lambda t: a[f"target_{t}"].setChecked(True))
-        lp.visibility_changed.connect(v.set_layer_visible)
-        lp.visibility_changed.connect(self._sync_layer_actions)
-        lp.opacity_changed.connect(v.set_layer_opacity)
-        lp.colormap_changed.connect(v.set_colormap)
-        a["toggle_heatmap"].triggered.connect(lambda on: lp.checks["heatmap"].setChecked(on))
-        a["toggle_prediction"].triggered.connect(lambda on: lp.checks["prediction"].setChecked(on))
-        a["toggle_mask"].triggered.connect(lambda on: (lp.checks["mask"].setChecked(on),
-                                                       lp.checks["region"].setChecked(on)))
-        a["compare"].toggled.connect(self.viewer_pane.set_side_by_side)
-        a["fit"].triggered.connect(v.fit)
-        a["one_to_one"].triggered.connect(v.one_to_one)
-        a["zoom_in"].triggered.connect(lambda: v.zoom_by(1.25, anchor_under_mouse=False))
-        a["zoom_out"].triggered.connect(lambda: v.zoom_by(0.8, anchor_under_mouse=False))
+        wire_view_actions(a, self.viewer_pane, self.layer_panel)
         a["open_folder"].triggered.connect(self.choose_folder)
         a["help_shortcuts"].triggered.connect(lambda: ShortcutsDialog(self).exec())
         a["quit"].triggered.connect(self.close)
 
-    def _sync_layer_actions(self, name: str, on: bool) -> None:
-        key = {"heatmap": "toggle_heatmap", "prediction": "toggle_prediction", "mask": "toggle_mask"}.get(name)
-        if key:
-            self.actions[key].setChecked(on)
-
-    def _decide(self, decision) -> None:
+    def _decide(self, decision, name: str) -> None:
+        selected = self.queue.selected_ids()
+        if len(selected) > 1:  # a multi-selection in the gallery: decide them all at once
+            self.review.decide_many(selected, name)
+            self.review.reload()
+            return
         before = self.review.image_id
         decision()
         if self.ctx.settings.auto_advance and before is not None and self.review.image_id == before:
@@ -224,28 +208,15 @@ class MainWindow(QMainWindow):
     def choose_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a folder of images")
         if path:
-            self.open_folder(path)
+            self.open_folder(path, wait=False)
 
-    def open_folder(self, path: str) -> int | None:
-        self._say(f"Indexing {path} …")
-        QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
-        try:
-            info = self.ctx.review.open_folder(path)
-        except Exception as exc:
-            self._warn(f"Cannot open {path}: {exc}")
-            return None
-        finally:
-            QApplication.restoreOverrideCursor()
-        self.refresh_folders(info.id)
-        self.show_folder(info.id)
-        self._say(f"{info.name}: {info.image_count} images")
-        return info.id
+    def open_folder(self, path: str, wait: bool = True) -> int | None:
+        """Index and show ``path``; ``wait=False`` indexes in the background (the menu, start-up)."""
+        info = self.folder_ctl.open(path, wait)
+        return None if info is None else info.id
 
     def refresh_folders(self, current: int | None = None) -> None:
-        try:
-            self.folders.set_folders(self.ctx.review.folders(), current)
-        except Exception as exc:
-            self._warn(f"Cannot list the folders: {exc}")
+        self.folder_ctl.refresh(current)
 
     def show_folder(self, folder_id: int) -> None:
         self.current_folder = folder_id
@@ -253,6 +224,7 @@ class MainWindow(QMainWindow):
         self.label_panel.set_classes(classes)
         self.queue_panel.set_classes(classes)
         self.gallery.delegate.anomaly_threshold = self._threshold()
+        self.queue_panel.set_score_defaults(self._threshold())
         self.queue_panel.set_folder(folder_id)
 
     def apply_theme(self, name: str) -> None:
@@ -268,6 +240,7 @@ class MainWindow(QMainWindow):
             self.label_panel.set_classes(classes)
             self.queue_panel.set_classes(classes)
             self.gallery.delegate.anomaly_threshold = self._threshold()
+            self.queue_panel.set_score_defaults(self._threshold())
             if background:
                 self.queue.refresh_in_background()
             else:
@@ -322,6 +295,7 @@ class MainWindow(QMainWindow):
         self.ctx.shutdown()
         self.thumbs.shutdown()
         self.queue.close()
+        self.folder_ctl.close()
         self.viewer_ctl.loader.close()
         event.accept()
 

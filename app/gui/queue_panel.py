@@ -111,6 +111,14 @@ class QueuePanel(QWidget):
         self.class_combo.setCurrentIndex(max(0, i))
         self.class_combo.blockSignals(False)
 
+    def set_score_defaults(self, threshold: float) -> None:
+        """Ticking the score filter shows the images over the anomaly threshold by default."""
+        if not self.score_filter.isChecked():
+            for sp, v in ((self.smin, threshold), (self.smax, 1e6 - 1)):
+                sp.blockSignals(True)
+                sp.setValue(v)
+                sp.blockSignals(False)
+
     def set_counts(self, counts: dict[str, int]) -> None:
         for s, b in self.state_buttons.items():
             b.setText(f"{s} {counts.get(s, 0)}")

@@ -132,9 +132,45 @@ class ReviewController(QObject):
             return
         self._edit(after, "accept prediction", "accept")
 
+    def decide_many(self, image_ids: list[int], decision: str) -> int:
+        """Accept (predictions as they are) or reject several images as one undoable step."""
+        if decision not in ("accept", "reject"):
+            raise ValueError(decision)
+        edits = []
+        for image_id in image_ids:
+            try:
+                detail = self.service.detail(image_id)
+            except Exception as exc:
+                self.save_failed.emit(f"Cannot read image {image_id}: {exc}")
+                continue
+            before = self._pending.get(image_id, (detail.label, ""))[0]
+            after = (self.service.accepted_label(detail, before) if decision == "accept"
+                     else before.with_(review_state="rejected"))
+            if not after.same_content(before):
+                edits.append(LabelEdit(self, image_id, before, after, decision, decision, follow=False))
+        if edits:
+            # A macro (not parent/child commands): the stack owns every command it is pushed.
+            self.undo_stack.beginMacro(f"{decision} {len(edits)} images")
+            for edit in edits:
+                self.undo_stack.push(edit)
+            self.undo_stack.endMacro()
+            self.message.emit(f"{decision.capitalize()}ed {len(edits)} image(s); Ctrl+Z undoes them together.")
+        return len(edits)
+
     def reject(self) -> None:
         if self.label is not None:
             self._edit(self.label.with_(review_state="rejected"), "reject image", "reject")
+
+    def restore_revision(self, revision: int) -> None:
+        """Bring an earlier revision back (itself a new, undoable revision)."""
+        if self.detail is None or self.label is None:
+            return
+        try:
+            old = self.service.revision_label(self.detail.item.image_id, revision)
+        except Exception as exc:
+            self.save_failed.emit(f"Cannot read revision {revision}: {exc}")
+            return
+        self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
 
     def clear_label(self) -> None:
         if self.label is not None:
@@ -153,13 +189,13 @@ class ReviewController(QObject):
         self.message.emit("Flagged." if item.flagged else "Flag removed.")
 
     # -- applying (called by undo commands) ------------------------------------------------
-    def apply_label(self, image_id: int, state: LabelState, changed: str) -> None:
+    def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True) -> None:
         saved = self._save(image_id, state, changed)
         shown = saved if saved is not None else state
         if self.image_id == image_id:
             self.label = shown
             self.label_changed.emit(shown)
-        elif self.image_id is not None:
+        elif self.image_id is not None and follow:
             # Undo of an edit made on another image: bring that image back so the change is seen.
             self.reload(image_id)
 

@@ -19,8 +19,10 @@ class Shortcut:
 
 SHORTCUTS: tuple[Shortcut, ...] = (
     # Review
-    Shortcut("accept", ("A", "Space"), "Accept the prediction as is (and go to the next unreviewed)", "Review", "mdi6.check-bold"),
-    Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export)", "Review", "mdi6.close-thick"),
+    Shortcut("accept", ("A", "Space"), "Accept the prediction as is (and go to the next unreviewed); "
+             "with several images selected in the gallery, accept them all", "Review", "mdi6.check-bold"),
+    Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export); with several selected, "
+             "reject them all", "Review", "mdi6.close-thick"),
     Shortcut("flag", ("F",), "Flag / unflag the image for a second look", "Review", "mdi6.flag"),
     Shortcut("verdict_normal", ("G",), "Anomaly verdict: normal (good part)", "Review", "mdi6.thumb-up"),
     Shortcut("verdict_anomalous", ("D",), "Anomaly verdict: anomalous (defective part)", "Review", "mdi6.alert-octagon"),

@@ -3,16 +3,16 @@
 The gallery asks for a thumbnail every time it paints a cell; a miss queues a decode (newest
 first, so scrolling fast through 10,000 images decodes what is on screen now, not what flew
 past) and the cell repaints when ``ready`` fires. Decoder threads only produce numpy arrays
-(``display.Thumbnail``); the QPixmap is made here, on the GUI thread. Plain Python threads and
-a deque (rather than QRunnables) keep cancelling queued work free of object-ownership traps.
+(``display.Thumbnail``); the QPixmap is made here, on the GUI thread.
 """
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+import itertools
+from collections import OrderedDict
 from typing import Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from app.services.display import Thumbnail, load_thumbnail
@@ -26,57 +26,46 @@ def rgb_to_qimage(rgb) -> QImage:
 
 
 class DecodePool:
-    """A few daemon threads taking jobs newest-first from a bounded deque (drops the oldest)."""
+    """A QThreadPool taking plain callables newest-first; past ``capacity`` waiting jobs the
+    queue is cleared (what is still wanted is asked for again by the next repaint)."""
 
     def __init__(self, threads: int, capacity: int, name: str) -> None:
-        self._jobs: deque[Callable[[], None]] = deque(maxlen=capacity)
-        self._cv = threading.Condition()
-        self._busy = 0
-        self._closed = False
-        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
-                         for i in range(max(1, threads))]
-        for t in self._threads:
-            t.start()
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(max(1, threads))
+        self._pool.setObjectName(name)
+        self._capacity = capacity
+        self._order = itertools.count()
+        self._waiting = 0
+        self._lock = threading.Lock()
 
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._cv:
-            self._jobs.append(job)
-            self._cv.notify()
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``; True when the waiting jobs were dropped to make room."""
+        with self._lock:
+            cleared = self._waiting >= self._capacity
+            if cleared:
+                self._pool.clear()
+                self._waiting = 0
+            self._waiting += 1
 
-    def clear(self) -> list[Callable[[], None]]:
-        with self._cv:
-            dropped = list(self._jobs)
-            self._jobs.clear()
-            return dropped
+        def run() -> None:
+            with self._lock:
+                self._waiting = max(0, self._waiting - 1)
+            job()
+        # Higher priority runs first: the newest request wins.
+        self._pool.start(run, min(next(self._order), 2_000_000_000))
+        return cleared
 
-    def pending(self) -> int:
-        with self._cv:
-            return len(self._jobs) + self._busy
+    def clear(self) -> None:
+        with self._lock:
+            self._pool.clear()
+            self._waiting = 0
 
     def wait_idle(self, timeout_s: float) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._jobs and not self._busy, timeout_s)
+        return self._pool.waitForDone(int(timeout_s * 1000))
 
     def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._jobs.clear()
-            self._cv.notify_all()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                self._cv.wait_for(lambda: self._jobs or self._closed)
-                if self._closed:
-                    return
-                job = self._jobs.pop()  # newest first
-                self._busy += 1
-            try:
-                job()
-            finally:
-                with self._cv:
-                    self._busy -= 1
-                    self._cv.notify_all()
+        self.clear()
+        self._pool.waitForDone(10_000)
 
 
 class ThumbnailCache(QObject):
@@ -105,10 +94,9 @@ class ThumbnailCache(QObject):
             self._pixmaps.move_to_end(image_id)
             return pm
         if image_id not in self._errors and image_id not in self._pending:
+            if self._pool.submit(lambda: self._decode(image_id, path)):
+                self._pending.clear()  # scrolled far: queued decodes were dropped, repaints ask again
             self._pending.add(image_id)
-            self._pool.submit(lambda: self._decode(image_id, path))
-            if len(self._pending) > 2 * self.MAX_PENDING:  # the deque dropped old requests
-                self._pending = {image_id} | {i for i in self._pending if i in self._pixmaps}
         return None
 
     def _decode(self, image_id: int, path: str) -> None:

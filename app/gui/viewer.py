@@ -173,6 +173,8 @@ class ImageViewer(ImageView):
         self.brush_radius = 8.0
         self.colormap = "jet"
         self._heat: np.ndarray | None = None
+        self._heat_range: tuple[float, float] | None = None
+        self.heat_absolute = True
         self._rgb: np.ndarray | None = None
         self._last: QPointF | None = None
         self._poly: list[QPointF] = []
@@ -195,17 +197,28 @@ class ImageViewer(ImageView):
     def image_size(self) -> tuple[int, int]:
         return (0, 0) if self._rgb is None else (self._rgb.shape[1], self._rgb.shape[0])
 
-    def set_heatmap(self, heat: np.ndarray | None, colormap: str | None = None) -> None:
-        if colormap:
-            self.colormap = colormap
+    def set_heatmap(self, heat: np.ndarray | None, heat_range: tuple[float, float] | None = None) -> None:
+        """Show an anomaly map; ``heat_range`` fixes the colour scale (else the map's own range)."""
         w, h = self.image_size()
         self._heat = None if heat is None or not w else resize_to(heat.astype(np.float32), w, h)
-        self.heatmap.set_rgba(None if self._heat is None else colorize_heatmap(self._heat, self.colormap))
+        self._heat_range = heat_range
+        self._paint_heat()
+
+    def set_heat_absolute(self, absolute: bool) -> None:
+        """Colour the heatmap on the model's threshold scale (True) or on its own range (False)."""
+        self.heat_absolute = absolute
+        self._paint_heat()
+
+    def _paint_heat(self) -> None:
+        if self._heat is None:
+            self.heatmap.set_rgba(None)
+            return
+        lo, hi = self._heat_range if self._heat_range and self.heat_absolute else (None, None)
+        self.heatmap.set_rgba(colorize_heatmap(self._heat, self.colormap, lo, hi))
 
     def set_colormap(self, name: str) -> None:
         self.colormap = name
-        if self._heat is not None:
-            self.heatmap.set_rgba(colorize_heatmap(self._heat, name))
+        self._paint_heat()
 
     def set_predicted_mask(self, mask: np.ndarray | None) -> None:
         w, h = self.image_size()

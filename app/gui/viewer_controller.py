@@ -57,7 +57,7 @@ class ViewerController(QObject):
 
     def _apply_prediction(self) -> None:
         p = self._detail.prediction if self._detail else None
-        self.viewer.set_heatmap(None if p is None else p.heatmap)
+        self.viewer.set_heatmap(None if p is None else p.heatmap, None if p is None else p.heat_range)
         self.viewer.set_predicted_mask(None if p is None else p.mask)
 
     def _on_label(self, label: LabelState) -> None:

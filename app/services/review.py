@@ -233,7 +233,9 @@ class ReviewService:
             class_scores=dict(c.class_scores or {}) if c else {},
             mask=mask, target_count=s.target_count if s else None,
             anomaly_score=a.anomaly_score if a else None, heatmap=heat,
+            heat_range=(0.0, 2.0 * self.region_threshold()) if heat is not None else None,
             anomalous=None if a is None or a.anomaly_score is None else a.anomaly_score >= thr,
+            threshold=thr if a is not None else None,
             flags=flags, models={f: active[f].name for f in fam_pred},
         )
 
@@ -300,6 +302,13 @@ class ReviewService:
                           mask=p.mask if p.mask is not None and p.mask.any() else None,
                           anomaly_verdict=verdict, anomaly_region=region, review_state="accepted",
                           from_prediction_id=from_id)
+
+    def revision_label(self, image_id: int, revision: int) -> LabelState:
+        """An earlier revision's label (to bring it back as a new revision)."""
+        for rev in self.db.labels.history(image_id):
+            if rev.revision == revision:
+                return _label_from_revision(rev)
+        raise ReviewError(f"image {image_id} has no label revision {revision}")
 
     def set_flag(self, image_id: int, flagged: bool) -> QueueItem:
         self.db.images.set_flagged([image_id], flagged)

@@ -64,6 +64,13 @@ class ReviewJobs:
             raise JobsError("no image selected")
         return self._submit(image_ids=list(image_ids), only_missing=False)
 
+    def unfinished(self) -> list[int]:
+        """Pre-label jobs still queued or running (left by an earlier session), oldest first."""
+        from app.services.prelabel import PRELABEL
+        from database.states import JobStatus
+        jobs = self.db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=PRELABEL)
+        return sorted(j.id for j in jobs)
+
     def status(self, job_id: int) -> "JobProgress":
         from app.services.prelabel import job_status
         return job_status(self.db, job_id)

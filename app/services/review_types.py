@@ -82,7 +82,9 @@ class PredictionView:
     target_count: int | None = None
     anomaly_score: float | None = None
     heatmap: np.ndarray | None = None
+    heat_range: tuple[float, float] | None = None  # colour-map range: the pixel threshold sits mid-scale
     anomalous: bool | None = None  # anomaly score over the reviewer's threshold
+    threshold: float | None = None  # the image-level threshold the verdict used
     flags: tuple[str, ...] = ()
     models: dict[str, str] = field(default_factory=dict)  # family -> model version name
 

@@ -23,12 +23,18 @@ def test_window_shows_folder_gallery_and_viewer(window, qtbot):
     qtbot.waitUntil(lambda: window.thumbs.pixmap(window.review.image_id, "") is not None)
 
 
-def test_keyboard_review_class_accept_reject_and_navigation(service, db, folder, artifacts, qtbot):
+def _seeded_window(service, db, folder, artifacts, qtbot):
+    """A window on a folder whose images all have predictions of the three families."""
     info = service.open_folder(folder)
     seed_predictions(db, info.id, artifacts)
     win = build_window(service, qtbot)
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
+    return win
+
+
+def test_keyboard_review_class_accept_reject_and_navigation(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
     first = win.review.image_id
     assert win.label_panel.class_group.buttons()[0].text().endswith(CLASSES[0])
     press(qtbot, win, Qt.Key.Key_3)  # class 3
@@ -211,3 +217,61 @@ def test_an_image_without_pixels_cannot_be_painted_and_says_why(window, qtbot):
     win.viewer.set_tool("brush")
     qtbot.mouseClick(win.viewer.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
     assert win.review.label.mask is None
+
+
+def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
+    win = window
+    image_id = win.review.image_id
+    win.review.set_class("first")
+    win.review.set_class("second")
+    win.label_panel.revision_chosen.emit(1)
+    assert win.review.label.class_name == "first"
+    hist = service.history(image_id)
+    assert [h.class_name for h in hist] == ["first", "second", "first"] and "restore" in hist[-1].changed
+    assert win.label_panel.history.count() == 3
+    win.review.undo_stack.undo()
+    assert service.detail(image_id).label.class_name == "second"
+
+
+def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder, artifacts, qtbot):
+    from PySide6.QtCore import QItemSelectionModel
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    current = win.review.image_id
+    sel = win.gallery.selectionModel()
+    for row in (1, 2, 3):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    ids = win.queue.selected_ids()
+    assert len(ids) >= 3
+    press(qtbot, win, Qt.Key.Key_A)
+    assert all(service.item(i).review_state == "accepted" for i in ids)
+    assert service.item(ids[-1]).label_class in CLASSES
+    assert win.review.image_id == current  # no jumping around
+    win.review.undo_stack.undo()
+    assert all(service.item(i).review_state == "unreviewed" for i in ids)
+    assert win.review.image_id == current
+    win.close()
+
+
+def test_opening_a_folder_in_the_background_keeps_the_window_working(service, folder, tmp_path, qtbot):
+    win = build_window(service, qtbot)
+    with qtbot.waitSignal(win.folder_ctl.opened, timeout=10000) as sig:
+        assert win.open_folder(str(folder), wait=False) is None  # returns at once
+    assert sig.args[0].image_count == 6 and win.gallery_model.rowCount() == 6
+    messages = []
+    win.folder_ctl.failed.connect(messages.append)
+    with qtbot.waitSignal(win.folder_ctl.failed, timeout=10000):
+        win.open_folder(str(tmp_path / "missing"), wait=False)
+    assert "not found" in messages[-1]
+    win.close()
+
+
+def test_heatmap_scale_threshold_or_image_range(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    v = win.viewer
+    assert v._heat is not None and v._heat_range is not None
+    absolute = v.heatmap._img.copy()
+    win.layer_panel.heat_scale.setCurrentIndex(1)  # this image's range
+    assert not v.heat_absolute and v.heatmap._img != absolute
+    win.layer_panel.heat_scale.setCurrentIndex(0)
+    assert v.heatmap._img == absolute
+    win.close()
