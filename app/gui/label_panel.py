@@ -160,6 +160,12 @@ class LabelPanel(QWidget):
         flags = f"flagged: {', '.join(f.replace('_', ' ') for f in p.flags)}\n" if p.flags else ""
         self.pred_models.setText(flags + ", ".join(f"{f}: {n}" for f, n in sorted(p.models.items())))
 
+    def show_size(self, width: int, height: int) -> None:
+        """The decoded size, once the viewer has the pixels (the index may not know it)."""
+        text = self.title.text()
+        if width and "×" not in text:
+            self.title.setText(text.replace("</span>", f" · {width}×{height}</span>", 1))
+
     def show_label(self, label: LabelState | None) -> None:
         label = label or LabelState()
         color = STATE_COLORS.get(label.review_state).name()

@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self.folder_ctl.message.connect(self._say)
         self.folder_ctl.failed.connect(self._warn)
         v.cursor_moved.connect(self.status.cursor.setText)
+        self.viewer_ctl.image_shown.connect(lambda _id: self.label_panel.show_size(*v.image_size()))
 
         a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
         a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))

@@ -275,3 +275,7 @@ def test_heatmap_scale_threshold_or_image_range(service, db, folder, artifacts, 
     win.layer_panel.heat_scale.setCurrentIndex(0)
     assert v.heatmap._img == absolute
     win.close()
+
+
+def test_label_panel_shows_the_decoded_size(window):
+    assert "64×64" in window.label_panel.title.text()
