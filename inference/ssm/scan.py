@@ -123,7 +123,9 @@ def selective_scan(
     if name not in BACKENDS:
         raise ValueError(f"selective_scan: unknown backend {name!r}; available: {sorted(BACKENDS)}")
     y = BACKENDS[name](u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
-    if not bool(torch.isfinite(y).all()):
+    # A sum is a NaN/Inf exactly when some element is (or, rarely, when finite values overflow
+    # it): one fast reduction, ~5x cheaper than isfinite().all(); confirm before raising.
+    if not bool(torch.isfinite(y.sum())) and not bool(torch.isfinite(y).all()):
         culprits = _name_non_finite(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
         raise ValueError(f"selective_scan: non-finite output; non-finite values in: {culprits}")
     return y

@@ -31,6 +31,7 @@ from .common import (Progress, deterministic_split, load_training_state, save_tr
 STATE_FILE = "train_state.pt"
 HOLDOUT_FRACTION = 0.15
 THRESHOLD_QUANTILE = 0.99
+MAP_STAT_IMAGES = 96  # good training images used for the per-position map statistics
 
 
 @dataclass
@@ -189,11 +190,15 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         state_path = opts.out / STATE_FILE
         if opts.resume and state_path.is_file():
             st = load_training_state(state_path)
-            model.load_state_dict(st["model"])
+            # Map statistics are recomputed after training, so a state without them still resumes.
+            missing, unexpected = model.load_state_dict(st["model"], strict=False)
+            if unexpected or set(missing) - {"map_mean", "map_std"}:
+                raise RuntimeError(f"{state_path}: does not match this model (missing {missing}, unexpected {unexpected})")
             optim.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
             start_epoch = int(st["epoch"])
             history = list(st.get("history", []))
+            started -= float(st.get("seconds", 0.0))  # the card reports the whole training time
             log(f"resumed from {state_path} at epoch {start_epoch}/{opts.epochs}")
         bar = Progress(total, "train", disable=opts.quiet)
         bar.update(start_epoch * steps_per_epoch)
@@ -217,10 +222,14 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
                 bar.update(1, epoch=epoch + 1, gen=float(losses["gen"]), cmp=float(losses["cmp"]))
             history.append({k: v / steps_per_epoch for k, v in sums.items()} | {"epoch": epoch + 1})
             save_training_state(state_path, {"model": model.state_dict(), "optimizer": optim.state_dict(),
-                                             "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history})
+                                             "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+                                             "seconds": time.monotonic() - started})
         bar.close()
         epochs_done = opts.epochs
     model.eval()
+    if hasattr(model, "fit_map_statistics"):
+        n = min(len(fit), MAP_STAT_IMAGES)
+        model.fit_map_statistics(normalise_batch(model, fit[i:i + 8], device) for i in range(0, n, 8))
     train_seconds = time.monotonic() - started
     threshold = calibrate(model, hold, device)
     log(f"threshold (image score): {threshold['image']:.4f}  [{threshold['method']}]")

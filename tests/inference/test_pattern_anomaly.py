@@ -88,8 +88,7 @@ def test_heatmap_is_aligned_with_the_image():
 
     This pins the geometry: shifted grids, both directions, token placement, crop and smoothing.
     """
-    m = _tiny()
-    m.config = preset("test_tiny", image_size=32, smoothing_sigma=1.0)
+    m = _tiny(image_size=32, smoothing_sigma=1.0)
     t, s = m.config.tokens_per_side, m.config.token_size
 
     def fake_compare(predicted, real, pos):
@@ -137,3 +136,14 @@ def test_pretrained_backbone_loads_matching_tensors(tmp_path):
     save_file({"head.weight": torch.zeros(3, 3)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="no tensor matches"):
         load_pretrained_backbone(m, tmp_path / "other.safetensors")
+
+
+def test_map_statistics_standardise_each_position():
+    m = _tiny()
+    x = torch.randn(4, 3, 24, 24)
+    raw = m.raw_anomaly_map(x)
+    torch.testing.assert_close(m.anomaly_map(x), raw)  # identity before fitting
+    m.fit_map_statistics([x[:2], x[2:]])
+    z = m.anomaly_map(x)
+    assert float(z.mean(0).abs().max()) < 1e-4
+    assert float(m.map_std.min()) > 0

@@ -26,6 +26,8 @@ def test_clean_image_is_not_flagged_and_ranks_by_uncertainty() -> None:
     sure, unsure = flag_result(_result(conf=0.95), s), flag_result(_result(conf=0.7), s)
     assert not sure.flagged and not unsure.flagged
     assert 0 <= sure.priority < unsure.priority < 1
+    near = flag_result(_result(conf=0.99, score=0.45), s)  # anomaly score at 90 % of its threshold
+    assert not near.flagged and near.priority == pytest.approx(0.9)
 
 
 def test_each_rule_flags_with_its_reason() -> None:
