@@ -145,6 +145,7 @@ def train_classifier(opts: TrainOptions) -> Path:
     history: list[dict[str, Any]] = []
     start_epoch = 0
     elapsed_before = 0.0
+    commands = [opts.command]
     cfg_dict = dataclasses.asdict(cfg)
     state_path = state_dir / STATE_FILE
     if opts.resume and state_path.exists():
@@ -161,6 +162,7 @@ def train_classifier(opts: TrainOptions) -> Path:
         for record in history:
             record.setdefault("crop", state.get("crop", "scale"))
         elapsed_before = float(state.get("elapsed", 0.0))
+        commands = json.loads(state.get("commands", "[]")) + [opts.command]
         log.info("resumed from %s at epoch %d", state_path, start_epoch + 1)
 
     aug = AugmentConfig(crop=opts.crop)
@@ -219,6 +221,7 @@ def train_classifier(opts: TrainOptions) -> Path:
                 "history": json.dumps(history),
                 "elapsed": record["seconds"],
                 "crop": opts.crop,
+                "commands": json.dumps(commands),
             },
         )
     progress.close()
@@ -267,6 +270,7 @@ def train_classifier(opts: TrainOptions) -> Path:
             "host": platform.machine(),
         },
         "command": opts.command,
+        "commands": commands,  # every invocation of a resumed run, in order
         "metrics": {"val": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "count")}} if final else {},
         "confusion_matrix_val": final.get("confusion_matrix"),
         "parameters": int(sum(p.numel() for p in model.parameters())),
