@@ -15,6 +15,11 @@ from app import __version__
 from app.paths import default_database_url
 
 FAMILIES = ("classifier", "segmenter", "anomaly")
+FAMILY_TITLES = {
+    "classifier": "the defect classifier (MemoryMamba)",
+    "segmenter": "the small-target segmenter (MiM-ISTD)",
+    "anomaly": "the anomaly detector (pattern generative + contrastive)",
+}
 COMMANDS = ("gui", "prelabel", "train", "evaluate", "export", "worker", "db")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
@@ -93,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a standing worker that claims jobs from the database")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--once", action="store_true", help="exit when no job is left")
+    p.add_argument("--batch-size", type=int, default=8, help="images claimed and run together")
+    p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
+                   help="requeue the work of workers silent this long (default 60)")
     _common(p)
     p.set_defaults(func=_handler("app.commands.worker", "run"))
 
@@ -111,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=f"{verb} a model family ({', '.join(FAMILIES)})")
         fam = p.add_subparsers(dest="family", metavar="FAMILY", required=True)
         for family in FAMILIES:
-            fp = fam.add_parser(family, help=f"{verb} the {family}")
+            fp = fam.add_parser(family, help=f"{verb} {FAMILY_TITLES[family]}")
             _common(fp)
             mod = _family_cli(family)
             if mod is None:
@@ -157,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not getattr(args, "verbose", False):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if getattr(args, "db", None) is None:
         args.db = default_database_url()
     try:

@@ -76,9 +76,9 @@ def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
     s.execute(update(Job).where(Job.id == job_id).values(
         progress_done=Job.progress_done + done, progress_failed=Job.progress_failed + failed,
         heartbeat_at=utcnow()))
-    open_items = s.scalar(select(func.count(JobItem.id)).where(JobItem.job_id == job_id,
-                                                               JobItem.status.in_((QUEUED, RUNNING))))
-    if open_items:
+    open_item = s.scalar(select(JobItem.id).where(JobItem.job_id == job_id, JobItem.status.in_((QUEUED, RUNNING)))
+                         .limit(1))  # existence only: counting would grow with the job
+    if open_item is not None:
         return
     job = s.get(Job, job_id)
     s.refresh(job)
@@ -365,9 +365,13 @@ class JobRepository:
                 JobItem.status == RUNNING,
                 JobItem.claimed_by.in_(stale) | (JobItem.claimed_by.not_in(known) & (JobItem.claimed_at < cutoff)))
                 .order_by(JobItem.id).with_for_update(skip_locked=True)).all()
+            cancelling = set(s.scalars(select(Job.id).where(Job.id.in_({r.job_id for r in rows}),
+                                                            Job.cancel_requested.is_(True)))) if rows else set()
             failed: dict[int, int] = {}
             for r in rows:
-                if r.attempts >= max_attempts:
+                if r.job_id in cancelling:
+                    r.status, r.finished_at = ItemStatus.CANCELLED.value, utcnow()
+                elif r.attempts >= max_attempts:
                     r.status, r.finished_at = ItemStatus.FAILED.value, utcnow()
                     r.error = f"the worker stopped responding {r.attempts} times while processing it"
                     failed[r.job_id] = failed.get(r.job_id, 0) + 1

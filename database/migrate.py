@@ -19,8 +19,6 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
 
 log = logging.getLogger(__name__)
-# Alembic narrates plugin set-up at INFO on every start; the station logs the migrations itself.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

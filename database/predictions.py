@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
@@ -29,12 +29,15 @@ def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> None:
     latest = {(p.image_id, p.model_version_id): p for p in preds}
     if not latest:
         return
-    keys = list(latest)
+    by_version: dict[int, list[int]] = {}
+    for image_id, version_id in latest:
+        by_version.setdefault(version_id, []).append(image_id)
     existing: dict[tuple[int, int], int] = {}
-    for part in chunks(keys, 400):
-        cond = or_(*(and_(Prediction.image_id == i, Prediction.model_version_id == m) for i, m in part))
-        existing.update(((i, m), pid) for pid, i, m in
-                        s.execute(select(Prediction.id, Prediction.image_id, Prediction.model_version_id).where(cond)))
+    for version_id, image_ids in by_version.items():
+        for part in chunks(image_ids):
+            existing.update(((i, version_id), pid) for pid, i in s.execute(
+                select(Prediction.id, Prediction.image_id).where(Prediction.model_version_id == version_id,
+                                                                 Prediction.image_id.in_(part))))
     now = utcnow()
 
     def values(p: PredictionIn) -> dict:

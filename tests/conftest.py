@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# One numba pool size for the whole run, fixed before numba starts: numba re-reads its
+# environment at each compilation and refuses a changed NUMBA_NUM_THREADS once its pool runs,
+# and tests that start worker processes set 1 for those children.
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"

@@ -18,6 +18,7 @@ MODEL_MODULES = (
     "inference.models.memory_mamba",
     "inference.models.mim_istd",
     "inference.models.pattern_anomaly",
+    "inference.models.pixel_gaussian",
 )
 
 

@@ -5,16 +5,10 @@ backward stays O(L) (indexing allocates a full-size gradient at every step).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
-
-
-def expand_groups(x: torch.Tensor, d: int) -> torch.Tensor:
-    """(b, n, L) or (b, g, n, L) -> (b, d, n, L), channel i using group i // (d // g)."""
-    if x.dim() == 3:
-        return x.unsqueeze(1).expand(x.shape[0], d, x.shape[1], x.shape[2])
-    b, g, n, L = x.shape
-    return x.repeat_interleave(d // g, dim=1)
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -33,34 +27,56 @@ def prepare_delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, softplus
 def skip_and_gate(y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
     """y + D*u, then * silu(z): the elementwise tail after the recurrence (y and u in the work dtype)."""
     if D is not None:
-        y = y + u * D.to(y.dtype)[None, :, None]
+        y = torch.addcmul(y, u, D.to(y.dtype)[None, :, None])
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y
 
 
-def selective_scan_reference(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-) -> torch.Tensor:
-    dtype_in = u.dtype
-    work = work_dtype(dtype_in)
-    u = u.to(work)
-    delta = prepare_delta(delta, delta_bias, delta_softplus, work)
+Recurrence = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def backend_from_recurrence(recurrence: Recurrence, doc: str) -> Callable[..., torch.Tensor]:
+    """A backend with ``selective_scan``'s signature around ``recurrence(u, delta, A, B, C)``.
+
+    The recurrence gets work-dtype tensors with delta already biased/softplus-ed and B, C always
+    grouped (b, g, n, L); the wrapper adds the D skip and z gate and casts back to u's dtype.
+    """
+
+    def backend(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+        work = work_dtype(u.dtype)
+        u_w = u.to(work)
+        delta_w = prepare_delta(delta, delta_bias, delta_softplus, work)
+        B_w = (B if B.dim() == 4 else B.unsqueeze(1)).to(work)
+        C_w = (C if C.dim() == 4 else C.unsqueeze(1)).to(work)
+        y = recurrence(u_w, delta_w, A.to(work), B_w, C_w)
+        return skip_and_gate(y, u_w, D, z).to(u.dtype)
+
+    backend.__doc__ = doc
+    return backend
+
+
+def _step_loop(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """The recurrence one time step at a time; B, C grouped (b, g, n, L).
+
+    Series are made time-major first so that every step reads contiguous slices, and channels
+    are viewed as (groups, channels per group) so B_t, C_t broadcast instead of being copied per
+    channel: the loop is a fair baseline for the benchmarks, not a strawman.
+    """
     b, d, L = u.shape
-    Bx = expand_groups(B.to(work), d)
-    Cx = expand_groups(C.to(work), d)
-    A = A.to(work)
-    h = u.new_zeros(b, d, A.shape[1])
+    g, n = B.shape[1], B.shape[2]
+    p = d // g
+    per_step = [x.reshape(b, g, p, L).permute(3, 0, 1, 2).contiguous() for x in (u, delta)]
+    B_steps, C_steps = (x.permute(3, 0, 1, 2).unsqueeze(3).contiguous() for x in (B, C))
+    A = A.view(g, p, n)
+    h = u.new_zeros(b, g, p, n)
     ys = []
-    for dt_t, u_t, B_t, C_t in zip(delta.unbind(-1), u.unbind(-1), Bx.unbind(-1), Cx.unbind(-1)):
+    for u_t, dt_t, B_t, C_t in zip(*(x.unbind(0) for x in (*per_step, B_steps, C_steps))):
         h = torch.exp(dt_t[..., None] * A) * h + (dt_t * u_t)[..., None] * B_t
         ys.append((h * C_t).sum(-1))
-    return skip_and_gate(torch.stack(ys, dim=-1), u, D, z).to(dtype_in)
+    return torch.stack(ys, dim=-1).reshape(b, d, L)
+
+
+selective_scan_reference = backend_from_recurrence(
+    _step_loop, "The definition: a Python loop over time steps; any device, any float dtype."
+)

@@ -2,7 +2,9 @@
 
 Input and output are channels-last ``(b, h, w, c)``. The four scan directions run as one scan
 over ``4 * d_inner`` channels with grouped B/C (one group per direction), so a single backend
-call does all the work.
+call does all the work: on a CPU the numba kernels then spread 4·d_inner channels over the
+threads, and mamba-ssm's kernel takes grouped B/C natively. ``backend`` (None = per-device
+default, see ``inference.ssm.active_backend``) can be set per block, e.g. "reference" in tests.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -32,16 +33,21 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def set_threads(threads: int | None) -> None:
-    """Cap intra-op threads (both torch and the numba scan kernel)."""
-    if threads:
-        torch.set_num_threads(threads)
-        os.environ["NUMBA_NUM_THREADS"] = str(threads)
-        try:
-            import numba
+    """Cap intra-op threads (both torch and the numba scan kernel).
 
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        except Exception:  # numba absent or already initialised with fewer threads
-            pass
+    The scan kernel uses ``min(numba's pool, torch.get_num_threads())`` threads, so capping
+    torch caps both. ``NUMBA_NUM_THREADS`` is only set before numba is imported: numba re-reads
+    its environment at each compilation and refuses a changed value once its pool is running.
+    """
+    if not threads:
+        return
+    torch.set_num_threads(threads)
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(threads)
+        return
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 def warmup_linear_decay(total_steps: int, warmup_frac: float = 0.05, floor: float = 0.0):

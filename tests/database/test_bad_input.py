@@ -182,3 +182,21 @@ def test_sqlite_connections_have_wal_foreign_keys_and_busy_timeout(tmp_path: Pat
         assert db.revision() == mig.head_revision()
     finally:
         db.close()
+
+
+def test_truncated_database_is_reported_not_traced(tmp_path: Path) -> None:
+    from database import FileEntry, ImageQuery
+    path = tmp_path / "station.sqlite"
+    db = open_database(f"sqlite:///{path}")
+    folder = db.folders.add("/parts")
+    db.images.sync(folder.id, [FileEntry(f"{i:05d}/{'x' * 200}.png", 1, i) for i in range(1500)])
+    db.close()
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+    with pytest.raises(DatabaseError) as exc:
+        reopened = open_database(f"sqlite:///{path}")
+        reopened.images.query(ImageQuery())
+    assert "is not a database or is damaged" in _one_sentence(exc)

@@ -129,6 +129,18 @@ def test_crashed_worker_loses_only_its_batch(db: Database) -> None:
     assert db.jobs.complete_items(crashed, [i.id for i in lost.items]) == 0  # late report is ignored
 
 
+def test_crashed_worker_of_a_cancelled_job_lets_the_job_finish(db: Database) -> None:
+    ids = _images(db, 3)
+    job = db.jobs.create("prelabel", {}, ids)
+    w = new_worker_id()
+    db.jobs.claim_items(w, 2)
+    db.jobs.request_cancel(job.id)
+    _age_worker(db, w, 120)
+    assert db.jobs.requeue_stale(timeout_s=60) == 2
+    assert db.jobs.get(job.id).status is JobStatus.CANCELLED
+    assert db.jobs.item_counts(job.id)[ItemStatus.CANCELLED] == 3
+
+
 def test_item_that_keeps_killing_workers_is_failed(db: Database) -> None:
     ids = _images(db, 1)
     job = db.jobs.create("prelabel", {}, ids)

@@ -9,7 +9,7 @@ import torch
 from inference.ssm import BACKENDS, active_backend, selective_scan
 from inference.ssm.scan import _LOGGED
 
-CPU_BACKENDS = [name for name in BACKENDS if name != "reference" and name != "cuda"]
+CPU_BACKENDS = ["numba", "torch"]
 
 
 def make_inputs(b, d, n, L, groups=None, dtype=torch.float32, seed=0, delta_scale=1.0):
@@ -83,7 +83,7 @@ def test_half_precision_is_upcast(backend):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("groups", [None, 2])
 def test_gradcheck_float64(backend, groups):
-    x = make_inputs(2, 4, 3, 7, groups, dtype=torch.float64)
+    x = make_inputs(2, 4, 2, 5, groups, dtype=torch.float64)
     names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
     inputs = [x[k].clone().requires_grad_(True) for k in names]
 

@@ -116,3 +116,41 @@ def test_cli_export(tmp_path: Path, station, capsys) -> None:
     assert cli_main(["export", "--out", str(tmp_path / "o3"), "--db", url, "--format", "voc"]) == 2
     assert "unknown export format 'voc'" in capsys.readouterr().err
     assert label_fingerprint(db, ids) == before
+
+
+def test_export_job_done_cancelled_failed(tmp_path: Path, station) -> None:
+    from app.services.export_job import queue_export, run_export_job
+
+    db, _url, _root, ids = station
+    before = label_fingerprint(db, ids)
+    worker = "w1"
+    db.jobs.register_worker(worker)
+
+    out = tmp_path / "job_out"
+    queued = queue_export(db, out, ExportOptions(formats=("csv", "masks"), split=SplitSpec(0.5, 0.5, 0.0)))
+    job = db.jobs.claim_job(worker, ["export"])
+    assert job is not None and job.id == queued.id
+    assert run_export_job(db, job, worker, report_every_s=0) == "done"
+    done = db.jobs.get(job.id)
+    assert done.status.value == "done" and done.result["exported"] == 3
+    assert (done.progress_done, done.progress_total) == (3, 3)
+    assert done.result["split_counts"] == {"train": 2, "val": 1, "test": 0}
+    assert (out / "masks/train.txt").is_file()
+
+    queue_export(db, tmp_path / "cancelled", ExportOptions())
+    job = db.jobs.claim_job(worker, ["export"])
+    db.jobs.request_cancel(job.id)
+    assert run_export_job(db, job, worker, report_every_s=0) == "cancelled"
+    assert db.jobs.get(job.id).status.value == "cancelled" and not (tmp_path / "cancelled").exists()
+
+    queue_export(db, out, ExportOptions())  # not empty, no overwrite
+    job = db.jobs.claim_job(worker, ["export"])
+    assert run_export_job(db, job, worker) == "failed"
+    failed = db.jobs.get(job.id)
+    assert failed.status.value == "failed" and "not empty" in failed.error
+
+    db.jobs.create("export", {"formats": ["coco"]})  # no destination
+    job = db.jobs.claim_job(worker, ["export"])
+    assert run_export_job(db, job, worker) == "failed"
+    assert "malformed export job parameters" in db.jobs.get(job.id).error
+    assert label_fingerprint(db, ids) == before

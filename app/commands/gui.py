@@ -1,0 +1,95 @@
+"""``python main.py [FOLDER]``: open the database, build the services, show the review station.
+
+With no folder the bundled demo project opens; on its first launch it is pre-labelled in the
+background so a new user sees the whole loop (images → predictions → review) at once.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from app.paths import SAMPLES, default_database_url
+
+log = logging.getLogger("station.gui")
+DEMO = SAMPLES / "demo"
+
+
+def resolve_db_url(args_db: str | None, saved: str) -> str:
+    """An explicit ``--db`` wins, then the URL saved in Settings, then the default file."""
+    default = default_database_url()
+    if args_db and args_db != default:
+        return args_db
+    return saved or args_db or default
+
+
+def run(args: argparse.Namespace) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.settings_store import load_settings
+    from app.services.station import StationError, open_station
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Inspection Review Station")
+    settings = load_settings()
+    url = resolve_db_url(getattr(args, "db", None), settings.database_url)
+    folder = getattr(args, "folder", None)
+    if folder is not None and not Path(folder).is_dir():
+        print(f"error: {folder}: not a folder", file=sys.stderr)
+        return 2
+    try:
+        db = open_station(url)
+    except StationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    window = build_window(db, settings, url, interactive=True)
+    window.show()
+    open_initial_folder(window, folder)
+    code = app.exec()
+    db.close()
+    return int(code)
+
+
+def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = True,
+                 model_dirs: dict[str, str] | None = None, worker_args=()):
+    """The main window on ``db`` with every optional part that is available in this build."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.context import StationContext
+    from app.gui.extensions import default_extensions
+    from app.gui.main_window import MainWindow
+    from app.gui.theme import apply_theme
+    from app.services.review import ReviewService
+
+    apply_theme(QApplication.instance(), settings.theme)
+    review = ReviewService(db, settings.review())
+    ctx = StationContext(review=review, settings=settings, db_url=url, interactive=interactive,
+                         extensions=default_extensions())
+    if jobs:
+        from app.services.review_jobs import ReviewJobs
+        ctx.jobs = ReviewJobs(db, url, settings.device, model_dirs=model_dirs, worker_args=worker_args)
+    ctx.export_db = db
+    window = MainWindow(ctx)
+    try:
+        recovered = review.recover()
+    except Exception as exc:
+        log.warning("could not replay saved labels: %s", exc)
+        recovered = 0
+    if recovered:
+        window.statusBar().showMessage(f"Saved {recovered} label(s) kept from an earlier session.", 10000)
+    return window
+
+
+def open_initial_folder(window, folder: str | None, wait: bool = False) -> None:
+    """Open ``folder``, or the demo project (pre-labelled on its first launch), indexing in the
+    background so the window is up at once."""
+    target = str(Path(folder or DEMO).expanduser().resolve())
+    window.refresh_folders()
+    if folder is None:
+        def demo_opened(info) -> None:
+            if Path(info.root_path) == Path(target):
+                window.folder_ctl.opened.disconnect(demo_opened)
+                window.ctx.maybe_prelabel_demo(window, info.id)
+        window.folder_ctl.opened.connect(demo_opened)
+    window.open_folder(target, wait=wait)

@@ -1,0 +1,58 @@
+"""QActions built from the shortcut table (one action per id, shared by menus and buttons)."""
+from __future__ import annotations
+
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
+from PySide6.QtWidgets import QWidget
+
+from app.gui.shortcuts import SHORTCUTS
+from app.gui.style import icon
+
+CHECKABLE = {"toggle_heatmap", "toggle_prediction", "toggle_mask", "compare",
+             "tool_pan", "tool_brush", "tool_eraser", "tool_polygon", "target_mask", "target_region"}
+SHORT = {
+    "accept": "Accept", "reject": "Reject", "flag": "Flag", "verdict_normal": "Normal",
+    "verdict_anomalous": "Anomalous", "clear_label": "Clear label", "next_unreviewed": "Next unreviewed",
+    "prev_unreviewed": "Previous unreviewed", "next_image": "Next image", "prev_image": "Previous image",
+    "tool_pan": "Pan", "tool_brush": "Brush", "tool_eraser": "Eraser", "tool_polygon": "Polygon",
+    "compare": "Side by side", "prelabel_folder": "Pre-label folder", "prelabel_selection": "Pre-label selection",
+    "prelabel_new": "Pre-label new images", "export": "Export…", "settings": "Settings…",
+    "open_folder": "Open folder…", "help_shortcuts": "Keyboard shortcuts", "fit": "Fit", "one_to_one": "1:1",
+    "toggle_heatmap": "Heatmap", "toggle_prediction": "Predicted mask", "toggle_mask": "Labelled masks",
+    "target_mask": "Edit defect mask", "target_region": "Edit anomaly region", "focus_filter": "Search",
+}
+CHECKED = {"toggle_heatmap", "toggle_prediction", "toggle_mask", "tool_pan", "target_mask"}
+
+
+def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None) -> dict[str, QAction]:
+    """One QAction per shortcut; undo/redo come from ``undo_stack`` (Qt keeps their text current)."""
+    actions: dict[str, QAction] = {}
+    for s in SHORTCUTS:
+        text = SHORT.get(s.id) or (f"Class {s.id[6:]}" if s.id.startswith("class_") else s.text.split(" (")[0])
+        if undo_stack is not None and s.id in ("undo", "redo"):
+            a = (undo_stack.createUndoAction if s.id == "undo" else undo_stack.createRedoAction)(parent, text)
+            a.setIcon(icon(s.icon))
+        else:
+            a = QAction(icon(s.icon) if s.icon else icon("mdi6.label"), text, parent)
+        a.setObjectName(f"action_{s.id}")
+        a.setShortcuts([QKeySequence(k) for k in s.keys])
+        a.setToolTip(f"{s.text}  [{' / '.join(s.keys)}]")
+        a.setStatusTip(s.text)
+        if s.id in CHECKABLE:
+            a.setCheckable(True)
+            a.setChecked(s.id in CHECKED)
+        parent.addAction(a)  # shortcuts work even when the action is in no visible menu
+        actions[s.id] = a
+    tools = QActionGroup(parent)
+    for t in ("tool_pan", "tool_brush", "tool_eraser", "tool_polygon"):
+        tools.addAction(actions[t])
+    targets = QActionGroup(parent)
+    for t in ("target_mask", "target_region"):
+        targets.addAction(actions[t])
+    return actions
+
+
+def retint(actions: dict[str, QAction]) -> None:
+    """Recreate the actions' icons in the current theme's colours (after a theme change)."""
+    for s in SHORTCUTS:
+        if s.icon and s.id in actions:
+            actions[s.id].setIcon(icon(s.icon))

@@ -1,0 +1,56 @@
+"""What the window needs from the rest of the station, built once by the gui command.
+
+The context holds the Qt-free services (review, jobs, export) and the reviewer's settings; the
+window only sees this object, which keeps the composition (which database, which worker) out
+of the widgets and lets tests build a window on a temporary database.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from app.gui.settings_store import StationSettings
+from app.services.review import ReviewService
+
+
+@dataclass
+class StationContext:
+    review: ReviewService
+    settings: StationSettings
+    db_url: str = ""
+    jobs: Any = None                  # app.services.review_jobs.ReviewJobs, or None (no pre-labelling)
+    export_db: Any = None             # the database handle the export service reads (opaque here)
+    interactive: bool = True          # False in tests/screenshots: no modal message boxes
+    extensions: list[Callable[[Any], None]] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def extend_window(self, window) -> None:
+        """Let optional parts (jobs panel, export, settings) add their docks and menu entries."""
+        for ext in self.extensions:
+            ext(window)
+
+    def maybe_prelabel_demo(self, window, folder_id: int) -> None:
+        """First launch on the demo project: pre-label it so the whole loop is visible at once."""
+        jobs = getattr(window, "jobs", None)
+        if self.settings.demo_prelabelled or jobs is None:
+            return
+        try:
+            if not jobs.jobs.available_families():
+                window.statusBar().showMessage("No model is installed yet: the demo stays unlabelled.", 10000)
+                return
+        except Exception:
+            return
+        if jobs.prelabel_folder(folder_id):
+            from dataclasses import replace
+
+            from app.gui.settings_store import save_settings
+            self.settings = replace(self.settings, demo_prelabelled=True)
+            save_settings(self.settings)
+
+    def shutdown(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:
+                pass
+        self.closers.clear()

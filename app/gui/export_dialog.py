@@ -1,0 +1,226 @@
+"""Export the reviewed images (accepted + corrected) as a dataset: formats, split, progress.
+
+The export service writes into a hidden folder and renames it into place only when complete,
+so a read-only destination, a full disk or a cancel leave nothing half-written, and labels are
+only ever read. The export runs on a pool thread; the dialog shows progress and the reason of
+any failure, and stays usable to try another folder.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QGridLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton,
+                               QSpinBox, QVBoxLayout, QWidget)
+
+from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
+from app.services.export_split import SplitSpec
+
+
+class _Relay(QObject):
+    progress = Signal(int, int)
+    done = Signal(object, str)  # ExportResult | None, error
+
+
+class _ExportTask(QRunnable):
+    def __init__(self, relay: _Relay, db, out: str, options: ExportOptions, folder, cancel: threading.Event):
+        super().__init__()
+        self.relay, self.db, self.out, self.options, self.folder, self.cancel = relay, db, out, options, folder, cancel
+
+    def run(self) -> None:
+        try:
+            result = export_database(self.db, self.out, self.options, folder=self.folder,
+                                     progress=lambda d, t: self.relay.progress.emit(d, t),
+                                     cancel=self.cancel.is_set)
+        except ExportError as exc:
+            self.relay.done.emit(None, str(exc))
+        except Exception as exc:  # never lose the dialog to an unexpected error
+            self.relay.done.emit(None, f"{type(exc).__name__}: {exc}")
+        else:
+            self.relay.done.emit(result, "")
+
+
+class ExportDialog(QDialog):
+    finished_export = Signal(object, str)
+
+    def __init__(self, db, folder_id: int | None, folder_name: str | None, counts: dict[str, int],
+                 class_order: tuple[str, ...] = (), parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export reviewed images")
+        self.db, self.folder_id, self.class_order = db, folder_id, class_order
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._cancel = threading.Event()
+        self._relay = _Relay(self)
+        self._relay.progress.connect(self._on_progress)
+        self._relay.done.connect(self._on_done)
+        self.result_value = None
+
+        lay = QVBoxLayout(self)
+        reviewed = counts.get("accepted", 0) + counts.get("corrected", 0)
+        head = QLabel(f"<b>{reviewed}</b> reviewed image(s) (accepted + corrected) in "
+                      f"{folder_name or 'the project'}; rejected and unreviewed images are left out.")
+        head.setWordWrap(True)
+        lay.addWidget(head)
+        form = QFormLayout()
+        row = QWidget()
+        rl = QHBoxLayout(row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.out = QLineEdit()
+        self.out.setPlaceholderText("output folder (created; must not exist unless overwriting)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        rl.addWidget(self.out, 1)
+        rl.addWidget(browse)
+        form.addRow("Output", row)
+        scope = QWidget()
+        sl = QHBoxLayout(scope)
+        sl.setContentsMargins(0, 0, 0, 0)
+        self.scope_folder = QRadioButton(f"this folder ({folder_name})" if folder_name else "this folder")
+        self.scope_all = QRadioButton("every folder")
+        (self.scope_folder if folder_id is not None else self.scope_all).setChecked(True)
+        self.scope_folder.setEnabled(folder_id is not None)
+        sl.addWidget(self.scope_folder)
+        sl.addWidget(self.scope_all)
+        form.addRow("Images", scope)
+        fmt = QWidget()
+        fl = QGridLayout(fmt)
+        fl.setContentsMargins(0, 0, 0, 0)
+        self.formats: dict[str, QCheckBox] = {}
+        for i, name in enumerate(FORMATS):
+            cb = QCheckBox(FORMAT_TITLES.get(name, name))
+            cb.setChecked(name in ALL_FORMATS)
+            cb.setObjectName(f"format_{name}")
+            fl.addWidget(cb, i // 2, i % 2)
+            self.formats[name] = cb
+        form.addRow("Formats", fmt)
+        split = QWidget()
+        spl = QHBoxLayout(split)
+        spl.setContentsMargins(0, 0, 0, 0)
+        self.use_split = QCheckBox("split train/val/test")
+        self.split = QLineEdit("0.7,0.2,0.1")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 1_000_000)
+        self.seed.setPrefix("seed ")
+        spl.addWidget(self.use_split)
+        spl.addWidget(self.split, 1)
+        spl.addWidget(self.seed)
+        form.addRow("Split", split)
+        self.overwrite = QCheckBox("replace an earlier export in that folder")
+        form.addRow("", self.overwrite)
+        lay.addLayout(form)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        lay.addWidget(self.bar)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self.summary = QPlainTextEdit()
+        self.summary.setReadOnly(True)
+        self.summary.setMaximumHeight(140)
+        self.summary.setVisible(False)
+        lay.addWidget(self.summary)
+        self.buttons = QDialogButtonBox()
+        self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.export_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self._cancel_or_close)
+        lay.addWidget(self.buttons)
+        self.resize(620, 420)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Export into")
+        if path:
+            self.out.setText(str(Path(path) / "dataset"))
+
+    def options(self) -> ExportOptions:
+        formats = tuple(n for n, cb in self.formats.items() if cb.isChecked())
+        if not formats:
+            raise ValueError("choose at least one format")
+        split = SplitSpec.parse(self.split.text(), seed=self.seed.value()) if self.use_split.isChecked() else None
+        return ExportOptions(formats=formats, split=split, overwrite=self.overwrite.isChecked(),
+                             class_order=tuple(self.class_order))
+
+    def start(self) -> bool:
+        out = self.out.text().strip()
+        if not out:
+            self._error("Choose an output folder.")
+            return False
+        try:
+            options = self.options()
+        except ValueError as exc:
+            self._error(str(exc))
+            return False
+        self._cancel.clear()
+        self.export_button.setEnabled(False)
+        self.status.setText("Exporting…")
+        self.status.setStyleSheet("")
+        self.summary.setVisible(False)
+        folder = self.folder_id if self.scope_folder.isChecked() else None
+        self._running = True
+        self._pool.start(_ExportTask(self._relay, self.db, out, options, folder, self._cancel))
+        return True
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.bar.setRange(0, max(1, total))
+        self.bar.setValue(done)
+        self.status.setText(f"Exporting… {done}/{total}")
+
+    def _on_done(self, result, error: str) -> None:
+        self._running = False
+        self.export_button.setEnabled(True)
+        self.result_value = result
+        if result is None:
+            self._error(f"Export failed: {error}. Nothing was written; no label was changed.")
+        else:
+            self.bar.setRange(0, 1)
+            self.bar.setValue(1)
+            self.status.setText(f"Done: {result.exported} image(s) exported to {result.out}")
+            self.summary.setPlainText("\n".join(result.summary_lines()))
+            self.summary.setVisible(True)
+            self.cancel_button.setText("Close")
+        self.finished_export.emit(result, error)
+
+    def _error(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #d14343;")
+
+    def _cancel_or_close(self) -> None:
+        if getattr(self, "_running", False):
+            self._cancel.set()
+            self.status.setText("Cancelling…")
+        else:
+            self.reject()
+
+    def wait(self, msecs: int = 30_000) -> bool:
+        """Block until the export finished (tests); its result arrives with the next events."""
+        return self._pool.waitForDone(msecs)
+
+    def done(self, r: int) -> None:  # closing the dialog cancels a running export
+        self._cancel.set()
+        self._pool.waitForDone(30_000)
+        super().done(r)
+
+
+def open_export_dialog(window) -> ExportDialog:
+    folder_id = getattr(window, "current_folder", None)
+    name = None
+    counts: dict[str, int] = {}
+    try:
+        counts = window.ctx.review.counts(folder_id)
+        name = next((f.name for f in window.ctx.review.folders() if f.id == folder_id), None)
+        classes = tuple(window.ctx.review.classes())
+    except Exception:
+        classes = ()
+    dlg = ExportDialog(window.ctx.export_db, folder_id, name, counts, classes, window)
+    return dlg
+
+
+def install(window) -> None:
+    if window.ctx.export_db is None:
+        window.actions["export"].setEnabled(False)
+        return
+    window.actions["export"].triggered.connect(lambda: open_export_dialog(window).exec())

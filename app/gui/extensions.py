@@ -1,0 +1,38 @@
+"""Optional parts of the window (jobs, export, settings), each added by one function.
+
+A part whose service is missing from this build leaves its actions disabled with the reason
+in the tooltip, instead of failing the whole window.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+PARTS = (
+    ("app.gui.settings_dialog", "install", ("settings",)),
+    ("app.gui.jobs_panel", "install", ("prelabel_folder", "prelabel_selection", "prelabel_new")),
+    ("app.gui.export_dialog", "install", ("export",)),
+)
+
+
+def _unavailable(actions: tuple[str, ...], reason: str) -> Callable:
+    def install(window) -> None:
+        for key in actions:
+            a = window.actions[key]
+            a.setEnabled(False)
+            a.setToolTip(f"{a.toolTip()} — not available: {reason}")
+    return install
+
+
+def default_extensions() -> list[Callable]:
+    out = []
+    for module, func, actions in PARTS:
+        try:
+            out.append(getattr(importlib.import_module(module), func))
+        except ImportError as exc:
+            log.warning("%s unavailable: %s", module, exc)
+            out.append(_unavailable(actions, str(exc)))
+    return out

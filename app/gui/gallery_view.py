@@ -1,0 +1,157 @@
+"""The thumbnail grid: a QListView in icon mode with a delegate that draws review badges.
+
+Badges, so an inspector can triage without opening an image: review state (coloured corner
+and ring), predicted class (bottom chip), anomaly score (top-right chip, orange above the
+threshold), target count (top-left), flag. Unloadable images get a placeholder and the reason.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from app.gui.gallery_model import ITEM_ROLE, GalleryModel
+from app.gui.style import ANOMALY_COLOR, FLAG_COLOR, STATE_COLORS, state_icon
+from app.gui.thumbnails import ThumbnailCache
+from app.services.review_types import QueueItem
+
+TEXT_H = 18
+
+
+class GalleryDelegate(QStyledItemDelegate):
+    def __init__(self, cache: ThumbnailCache, parent=None) -> None:
+        super().__init__(parent)
+        self.cache = cache
+        self.anomaly_threshold = 0.5
+        self.cell = QSize(cache.size + 12, cache.size + 12 + TEXT_H)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        return self.cell
+
+    def paint(self, p: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        item: QueueItem = index.data(ITEM_ROLE)
+        if item is None:
+            return
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        r = option.rect.adjusted(3, 3, -3, -3)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        pal = option.palette
+        p.fillRect(r, pal.highlight() if selected else pal.base())
+        state_color = STATE_COLORS.get(item.review_state, QColor("gray"))
+        p.setPen(QPen(state_color, 3 if item.review_state != "unreviewed" else 1))
+        p.drawRect(r.adjusted(1, 1, -1, -1))
+
+        thumb_rect = QRect(r.left() + 3, r.top() + 3, r.width() - 6, r.height() - TEXT_H - 6)
+        pm = self.cache.pixmap(item.image_id, item.path)
+        err = item.error or self.cache.error(item.image_id)
+        if pm is not None:
+            scaled = pm.size().scaled(thumb_rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, scaled.width(), scaled.height())
+            target.moveCenter(thumb_rect.center())
+            p.drawPixmap(target, pm)
+        else:
+            self._placeholder(p, thumb_rect, err)
+
+        self._badges(p, thumb_rect, item)
+        p.setPen(pal.highlightedText().color() if selected else pal.text().color())
+        font = QFont(option.font)
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
+        p.setFont(font)
+        text_rect = QRect(r.left() + 22, r.bottom() - TEXT_H, r.width() - 24, TEXT_H)
+        p.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                   QFontMetrics(font).elidedText(item.name, Qt.TextElideMode.ElideMiddle, text_rect.width()))
+        state_icon(item.review_state).paint(p, QRect(r.left() + 3, r.bottom() - TEXT_H + 1, 16, 16))
+        p.restore()
+
+    def _placeholder(self, p: QPainter, rect: QRect, error: str | None) -> None:
+        p.fillRect(rect, QColor(60, 60, 60, 60))
+        p.setPen(QColor("#c0392b") if error else QColor("#888"))
+        text = f"⚠ cannot load\n{error}" if error else "…"
+        p.drawText(rect.adjusted(4, 4, -4, -4), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
+
+    def _chip(self, p: QPainter, text: str, anchor: QRect, where: str, bg: QColor) -> None:
+        fm = p.fontMetrics()
+        w, h = fm.horizontalAdvance(text) + 8, fm.height() + 2
+        if where == "tl":
+            rect = QRect(anchor.left() + 2, anchor.top() + 2, w, h)
+        elif where == "tr":
+            rect = QRect(anchor.right() - w - 2, anchor.top() + 2, w, h)
+        else:
+            rect = QRect(anchor.left() + 2, anchor.bottom() - h - 2, min(w, anchor.width() - 4), h)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(bg)
+        p.drawRoundedRect(rect, 4, 4)
+        p.setPen(QColor("white"))
+        p.drawText(rect, Qt.AlignmentFlag.AlignCenter,
+                   fm.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() - 4))
+
+    def _badges(self, p: QPainter, rect: QRect, item: QueueItem) -> None:
+        font = p.font()
+        font.setPointSizeF(max(6.5, font.pointSizeF() - 1.5))
+        font.setBold(True)
+        p.setFont(font)
+        if item.anomaly_score is not None:
+            hot = item.anomaly_score >= self.anomaly_threshold
+            self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",
+                       ANOMALY_COLOR if hot else QColor(40, 40, 40, 170))
+        if item.target_count:
+            self._chip(p, f"◎{item.target_count}", rect, "tl", QColor(0, 140, 170, 200))
+        cls = item.label_class or item.predicted_class
+        if cls:
+            conf = "" if item.label_class or item.confidence is None else f" {item.confidence:.0%}"
+            bg = QColor(47, 127, 209, 220) if item.label_class else QColor(30, 30, 30, 180)
+            self._chip(p, f"{cls}{conf}", rect, "bl", bg)
+        if item.flagged:
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(FLAG_COLOR)
+            x, y = rect.right() - 10, rect.bottom() - 12
+            p.drawPolygon([QPoint(x, y), QPoint(x + 8, y + 4), QPoint(x, y + 8)])
+
+
+class GalleryView(QListView):
+    """Icon grid; emits ``current_image_changed`` with the image id under the cursor."""
+
+    current_image_changed = Signal(int)
+
+    def __init__(self, model: GalleryModel, cache: ThumbnailCache, parent=None) -> None:
+        super().__init__(parent)
+        self.setModel(model)
+        self.delegate = GalleryDelegate(cache, self)
+        self.setItemDelegate(self.delegate)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(500)
+        self.setSpacing(2)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setWrapping(True)
+        self.setObjectName("gallery")
+        cache.ready.connect(self._thumb_ready)
+        self.selectionModel().currentChanged.connect(self._current_changed)
+        self._model = model
+
+    def _thumb_ready(self, image_id: int) -> None:
+        row = self._model.row_of(image_id)
+        if row is not None:
+            self.viewport().update(self.visualRect(self._model.index(row)))
+
+    def _current_changed(self, current: QModelIndex, _prev: QModelIndex) -> None:
+        if current.isValid():
+            self.current_image_changed.emit(current.data(ITEM_ROLE).image_id)
+
+    def select_image(self, image_id: int) -> bool:
+        row = self._model.row_of(image_id)
+        if row is None:
+            return False
+        idx = self._model.index(row)
+        if self.currentIndex() != idx:
+            self.setCurrentIndex(idx)
+        self.scrollTo(idx)
+        return True
+
+    def selected_ids(self) -> list[int]:
+        return [i.data(ITEM_ROLE).image_id for i in self.selectionModel().selectedIndexes()]

@@ -1,0 +1,197 @@
+"""The label panel: what the models said, what the label is now, and buttons for each decision.
+
+Buttons reuse the main window's QActions (same shortcut, same enabled state), so clicking and
+typing always do the same thing. Class buttons are numbered like their 1–9 hotkeys.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (QButtonGroup, QFormLayout, QGridLayout, QGroupBox, QLabel, QListWidget,
+                               QListWidgetItem, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget)
+
+from app.gui.style import STATE_COLORS, state_icon
+from app.services.review_types import ImageDetail, LabelState, RevisionInfo
+
+
+def _action_button(action: QAction) -> QToolButton:
+    b = QToolButton()
+    b.setDefaultAction(action)
+    b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    b.setSizePolicy(b.sizePolicy().horizontalPolicy().Expanding, b.sizePolicy().verticalPolicy())
+    return b
+
+
+class LabelPanel(QWidget):
+    class_chosen = Signal(str)
+    revision_chosen = Signal(int)  # double-click in the history: bring that revision back
+
+    def __init__(self, actions: dict[str, QAction], parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("labelPanel")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+
+        self.title = QLabel("No image")
+        self.title.setObjectName("imageTitle")
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.state = QLabel()
+        self.state.setObjectName("reviewState")
+        self.state.setWordWrap(True)
+        lay.addWidget(self.title)
+        lay.addWidget(self.state)
+
+        pred = QGroupBox("Prediction")
+        form = QFormLayout(pred)
+        self.pred_class = QLabel("—")
+        self.pred_scores = QLabel("")
+        self.pred_scores.setWordWrap(True)
+        self.pred_targets = QLabel("—")
+        self.pred_anomaly = QLabel("—")
+        self.anomaly_bar = QProgressBar()
+        self.anomaly_bar.setRange(0, 1000)
+        self.anomaly_bar.setTextVisible(False)
+        self.anomaly_bar.setMaximumHeight(8)
+        self.pred_models = QLabel("")
+        self.pred_models.setWordWrap(True)
+        self.pred_models.setObjectName("muted")
+        form.setVerticalSpacing(2)
+        form.addRow("Class", self.pred_class)
+        form.addRow("", self.pred_scores)
+        form.addRow("Targets", self.pred_targets)
+        form.addRow("Anomaly", self.pred_anomaly)
+        form.addRow("", self.anomaly_bar)
+        form.addRow("", self.pred_models)
+        lay.addWidget(pred)
+
+        review = QGroupBox("Decision")
+        grid = QGridLayout(review)
+        for i, key in enumerate(("accept", "reject", "flag", "clear_label")):
+            grid.addWidget(_action_button(actions[key]), i // 2, i % 2)
+        lay.addWidget(review)
+
+        self.class_box = QGroupBox("Class (1–9)")
+        self.class_grid = QGridLayout(self.class_box)
+        self.class_group = QButtonGroup(self)
+        self.class_group.setExclusive(True)
+        self.class_group.idClicked.connect(self._class_clicked)
+        self._classes: list[str] = []
+        lay.addWidget(self.class_box)
+
+        anomaly = QGroupBox("Anomaly verdict")
+        row = QGridLayout(anomaly)
+        row.addWidget(_action_button(actions["verdict_normal"]), 0, 0)
+        row.addWidget(_action_button(actions["verdict_anomalous"]), 0, 1)
+        self.region_info = QLabel("")
+        self.region_info.setObjectName("muted")
+        self.region_info.setWordWrap(True)
+        row.addWidget(self.region_info, 1, 0, 1, 2)
+        lay.addWidget(anomaly)
+
+        hist = QGroupBox("History")
+        hl = QVBoxLayout(hist)
+        self.history = QListWidget()
+        self.history.setObjectName("history")
+        self.history.setMinimumHeight(90)
+        self.history.setMaximumHeight(160)
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.history.setToolTip("Double-click a revision to bring it back (as a new revision)")
+        self.history.itemDoubleClicked.connect(
+            lambda it: self.revision_chosen.emit(int(it.data(Qt.ItemDataRole.UserRole))))
+        hl.addWidget(self.history)
+        lay.addWidget(hist)
+        lay.addStretch(1)
+
+    # -- content --------------------------------------------------------------------------
+    def set_classes(self, classes: list[str]) -> None:
+        if classes == self._classes:
+            return
+        self._classes = list(classes)
+        for b in self.class_group.buttons():
+            self.class_group.removeButton(b)
+            b.deleteLater()
+        for i, name in enumerate(classes):
+            b = QPushButton(f"{i + 1}  {name}" if i < 9 else name)
+            b.setCheckable(True)
+            b.setObjectName("classButton")
+            self.class_group.addButton(b, i)
+            self.class_grid.addWidget(b, i // 2, i % 2)
+        if not classes:
+            self.class_grid.addWidget(QLabel("No classifier model: no classes yet."), 0, 0)
+
+    def _class_clicked(self, index: int) -> None:
+        if 0 <= index < len(self._classes):
+            self.class_chosen.emit(self._classes[index])
+
+    def show_detail(self, detail: ImageDetail | None) -> None:
+        if detail is None:
+            self.title.setText("No image")
+            return
+        it = detail.item
+        size = f" · {detail.width}×{detail.height}" if detail.width else ""
+        err = f"<br><span style='color:#d14343'>Cannot load: {it.error}</span>" if it.error else ""
+        self.title.setText(f"<b>{it.name}</b><br><span>{it.rel_path}{size}</span>{err}")
+        p = detail.prediction
+        if p is None:
+            self.pred_class.setText("not pre-labelled yet")
+            self.pred_scores.setText("")
+            self.pred_targets.setText("—")
+            self.pred_anomaly.setText("—")
+            self.anomaly_bar.setValue(0)
+            self.pred_models.setText("")
+            return
+        conf = f" ({p.confidence:.1%})" if p.confidence is not None else ""
+        self.pred_class.setText(f"<b>{p.predicted_class}</b>{conf}" if p.predicted_class else "—")
+        top = sorted(p.class_scores.items(), key=lambda kv: -kv[1])[:3]
+        self.pred_scores.setText("  ".join(f"{k} {v:.0%}" for k, v in top))
+        self.pred_targets.setText("—" if p.target_count is None else str(p.target_count))
+        if p.anomaly_score is None:
+            self.pred_anomaly.setText("—")
+            self.anomaly_bar.setValue(0)
+        else:
+            verdict = "anomalous" if p.anomalous else "normal"
+            thr = f" (threshold {p.threshold:.3g})" if p.threshold is not None else ""
+            self.pred_anomaly.setText(f"<b>{p.anomaly_score:.3g}</b>{thr} → {verdict}")
+            # The bar is half full at the threshold, full at twice the threshold.
+            ratio = p.anomaly_score / (2 * p.threshold) if p.threshold else p.anomaly_score
+            self.anomaly_bar.setValue(int(max(0.0, min(1.0, ratio)) * 1000))
+        flags = f"flagged: {', '.join(f.replace('_', ' ') for f in p.flags)}\n" if p.flags else ""
+        self.pred_models.setText(flags + ", ".join(f"{f}: {n}" for f, n in sorted(p.models.items())))
+
+    def show_size(self, width: int, height: int) -> None:
+        """The decoded size, once the viewer has the pixels (the index may not know it)."""
+        text = self.title.text()
+        if width and "×" not in text:
+            self.title.setText(text.replace("</span>", f" · {width}×{height}</span>", 1))
+
+    def show_label(self, label: LabelState | None) -> None:
+        label = label or LabelState()
+        color = STATE_COLORS.get(label.review_state).name()
+        who = f" by {label.author}" if label.author and label.revision else ""
+        rev = f" · revision {label.revision}{who}" if label.revision else ""
+        self.state.setText(f"<span style='color:{color}; font-weight:bold'>{label.review_state.upper()}</span>{rev}")
+        self.state.setToolTip(label.review_state)
+        self.class_box.setTitle(f"Class (1–9): {label.class_name or 'none'}")
+        self.class_group.setExclusive(False)
+        for i, b in enumerate(self.class_group.buttons()):
+            b.setChecked(i < len(self._classes) and self._classes[self.class_group.id(b)] == label.class_name)
+        self.class_group.setExclusive(True)
+        bits = [f"verdict: {label.anomaly_verdict or 'none'}"]
+        if label.anomaly_region is not None:
+            bits.append(f"region: {int(label.anomaly_region.sum())} px")
+        if label.mask is not None:
+            bits.append(f"mask: {int(label.mask.sum())} px")
+        self.region_info.setText(" · ".join(bits))
+
+    def show_history(self, revisions: list[RevisionInfo]) -> None:
+        self.history.clear()
+        for r in reversed(revisions):
+            when = r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            what = f" · {r.class_name}" if r.class_name else ""
+            item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed}{what}")
+            item.setData(Qt.ItemDataRole.UserRole, r.revision)
+            item.setToolTip(f"{when} by {r.author}\nstate {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "
+                            f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}")
+            self.history.addItem(item)

@@ -1,0 +1,308 @@
+"""The main window: docks, menus, toolbar and status bar, wired to the controllers. No logic.
+
+Layout: folders and the review queue (filters + thumbnail gallery) on the left, the viewer in
+the middle, the label panel and the layers/tools on the right, jobs at the bottom.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea,
+                               QVBoxLayout, QWidget)
+
+from app.gui.actions import build_actions, retint
+from app.gui.context import StationContext
+from app.gui.folder_browser import FolderBrowser
+from app.gui.folder_controller import FolderController
+from app.gui.gallery_model import GalleryModel
+from app.gui.gallery_view import GalleryView
+from app.gui.help_dialog import ShortcutsDialog
+from app.gui.label_panel import LabelPanel
+from app.gui.layer_panel import LayerPanel
+from app.gui.queue_controller import QueueController
+from app.gui.queue_panel import QueuePanel
+from app.gui.review_controller import ReviewController
+from app.gui.settings_store import window_state
+from app.gui.shortcuts import SHORTCUTS
+from app.gui.status_bar import StationStatusBar
+from app.gui.theme import apply_theme
+from app.gui.thumbnails import ThumbnailCache
+from app.gui.viewer import ViewerPane
+from app.gui.viewer_controller import ViewerController
+from app.gui.viewer_wiring import wire_view_actions
+
+MENUS = ("Project", "Review", "Edit", "View", "Navigate", "Help")
+TOOLBAR = ("open_folder", "prelabel_folder", "export", None, "undo", "redo", None, "accept", "reject", "flag",
+           None, "prev_unreviewed", "next_unreviewed", None, "tool_pan", "tool_brush", "tool_eraser",
+           "tool_polygon", None, "fit", "one_to_one", "toggle_heatmap", "toggle_prediction", "compare")
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, ctx: StationContext, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setWindowTitle("Inspection Review Station")
+        self.review = ReviewController(ctx.review, self)
+        self.actions = build_actions(self, self.review.undo_stack)
+        self.thumbs = ThumbnailCache(size=120, parent=self)
+        self.gallery_model = GalleryModel(self)
+        self.gallery = GalleryView(self.gallery_model, self.thumbs)
+        self.queue_panel = QueuePanel()
+        self.queue = QueueController(ctx.review, self.gallery_model, self.gallery, self)
+        self.viewer_pane = ViewerPane()
+        self.viewer = self.viewer_pane.viewer
+        self.viewer_ctl = ViewerController(self.viewer_pane, self.review, self)
+        self.label_panel = LabelPanel(self.actions)
+        self.layer_panel = LayerPanel(self.actions)
+        self.folders = FolderBrowser(self.actions["open_folder"])
+        self.folder_ctl = FolderController(ctx.review, self.folders, self)
+        self.status = StationStatusBar(self)
+        self.setStatusBar(self.status)
+        self.setCentralWidget(self.viewer_pane)
+        self._build_docks()
+        self._build_menus()
+        self._wire()
+        self.ctx.extend_window(self)
+        self.resize(1500, 920)
+
+    # -- layout ---------------------------------------------------------------------------
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(name)
+        d.setWidget(widget)
+        self.addDockWidget(area, d)
+        return d
+
+    def _build_docks(self) -> None:
+        queue = QWidget()
+        lay = QVBoxLayout(queue)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.queue_panel)
+        lay.addWidget(self.gallery, 1)
+        self.folders_dock = self._dock("Folders", "foldersDock", self.folders, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.queue_dock = self._dock("Review queue", "queueDock", queue, Qt.DockWidgetArea.LeftDockWidgetArea)
+        scroll = QScrollArea()
+        scroll.setWidget(self.label_panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.label_dock = self._dock("Label", "labelDock", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.layer_dock = self._dock("Layers and tools", "layersDock", self.layer_panel,
+                                     Qt.DockWidgetArea.RightDockWidgetArea)
+        # Side docks run the full height; jobs (added later) sit under the viewer only.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._sized = False
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._sized:  # dock sizes only stick once the window has its own size
+            self._sized = True
+            QTimer.singleShot(0, self._size_docks)
+
+    def _size_docks(self) -> None:
+        self.resizeDocks([self.folders_dock, self.queue_dock], [90, 700], Qt.Orientation.Vertical)
+        self.resizeDocks([self.queue_dock, self.label_dock], [3 * 132 + 40, 320], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.label_dock, self.layer_dock], [560, 330], Qt.Orientation.Vertical)
+        if getattr(self, "jobs_dock", None) is not None:
+            self.resizeDocks([self.jobs_dock], [110], Qt.Orientation.Vertical)
+
+    def _build_menus(self) -> None:
+        menus = {m: self.menuBar().addMenu(f"&{m}") for m in MENUS}
+        groups = {"Review": "Review", "Edit": "Edit", "View": "View", "Navigate": "Navigate",
+                  "Project": "Project", "Help": "Help"}
+        for s in SHORTCUTS:
+            if s.id == "quit":
+                continue
+            menus[groups[s.group]].addAction(self.actions[s.id])
+        menus["Project"].addSeparator()
+        menus["Project"].addAction(self.actions["quit"])
+        view = menus["View"]
+        view.addSeparator()
+        for d in (self.folders_dock, self.queue_dock, self.label_dock, self.layer_dock):
+            view.addAction(d.toggleViewAction())
+        self.menus = menus
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        for key in TOOLBAR:
+            if key is None:
+                tb.addSeparator()
+            else:
+                tb.addAction(self.actions[key])
+        self.toolbar = tb
+
+    # -- wiring ---------------------------------------------------------------------------
+    def _wire(self) -> None:
+        a, r, q, v = self.actions, self.review, self.queue, self.viewer
+        self.queue_panel.filter_changed.connect(q.set_filter)
+        q.current_changed.connect(r.open_image)
+        q.counts_changed.connect(self.status.set_counts)
+        q.counts_changed.connect(self.queue_panel.set_counts)
+        q.message.connect(self._say)
+        q.failed.connect(self._warn)
+        r.item_changed.connect(q.update_item)
+        r.counts_changed.connect(q.update_counts)
+        r.image_loaded.connect(self.label_panel.show_detail)
+        r.image_loaded.connect(lambda d: q.select(d.item.image_id))
+        r.label_changed.connect(self.label_panel.show_label)
+        r.label_changed.connect(lambda _l: self._show_history())
+        r.message.connect(self._say)
+        r.save_failed.connect(self._warn)
+        r.pending_changed.connect(self.status.set_pending)
+        self.label_panel.class_chosen.connect(r.set_class)
+        self.label_panel.revision_chosen.connect(r.restore_revision)
+        self.folders.folder_chosen.connect(self.show_folder)
+        self.folder_ctl.opened.connect(lambda info: self.show_folder(info.id))
+        self.folder_ctl.message.connect(self._say)
+        self.folder_ctl.failed.connect(self._warn)
+        v.cursor_moved.connect(self.status.cursor.setText)
+        self.viewer_ctl.image_shown.connect(lambda _id: self.label_panel.show_size(*v.image_size()))
+
+        a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
+        a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
+        a["flag"].triggered.connect(r.toggle_flag)
+        a["clear_label"].triggered.connect(r.clear_label)
+        a["verdict_normal"].triggered.connect(lambda: r.set_verdict("normal"))
+        a["verdict_anomalous"].triggered.connect(lambda: r.set_verdict("anomalous"))
+        for i in range(1, 10):
+            a[f"class_{i}"].triggered.connect(lambda _=False, k=i - 1: r.set_class_index(k))
+        a["next_unreviewed"].triggered.connect(lambda: q.next_unreviewed(1))
+        a["prev_unreviewed"].triggered.connect(lambda: q.next_unreviewed(-1))
+        a["next_image"].triggered.connect(lambda: q.step(1))
+        a["prev_image"].triggered.connect(lambda: q.step(-1))
+        a["focus_filter"].triggered.connect(lambda: (self.queue_panel.search.setFocus(),
+                                                     self.queue_panel.search.selectAll()))
+
+        wire_view_actions(a, self.viewer_pane, self.layer_panel)
+        a["open_folder"].triggered.connect(self.choose_folder)
+        a["help_shortcuts"].triggered.connect(lambda: ShortcutsDialog(self).exec())
+        a["quit"].triggered.connect(self.close)
+
+    def _decide(self, decision, name: str) -> None:
+        selected = self.queue.selected_ids()
+        if len(selected) > 1:  # a multi-selection in the gallery: decide them all at once
+            self.review.decide_many(selected, name)
+            self.review.reload()
+            return
+        before = self.review.image_id
+        decision()
+        if self.ctx.settings.auto_advance and before is not None and self.review.image_id == before:
+            self.queue.next_unreviewed(1)
+
+    def _show_history(self) -> None:
+        if self.review.image_id is None:
+            return
+        try:
+            self.label_panel.show_history(self.ctx.review.history(self.review.image_id))
+        except Exception:
+            pass  # the history is informative; a failed read must not interrupt reviewing
+
+    def _say(self, text: str) -> None:
+        self.statusBar().showMessage(text, 5000)
+
+    def _warn(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
+        if self.ctx.interactive:
+            QMessageBox.warning(self, "Review station", text)
+
+    # -- folders --------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of images")
+        if path:
+            self.open_folder(path, wait=False)
+
+    def open_folder(self, path: str, wait: bool = True) -> int | None:
+        """Index and show ``path``; ``wait=False`` indexes in the background (the menu, start-up)."""
+        info = self.folder_ctl.open(path, wait)
+        return None if info is None else info.id
+
+    def refresh_folders(self, current: int | None = None) -> None:
+        self.folder_ctl.refresh(current)
+
+    def show_folder(self, folder_id: int) -> None:
+        self.current_folder = folder_id
+        classes = self._classes()
+        self.label_panel.set_classes(classes)
+        self.queue_panel.set_classes(classes)
+        self.gallery.delegate.anomaly_threshold = self._threshold()
+        self.queue_panel.set_score_defaults(self._threshold())
+        self.queue_panel.set_folder(folder_id)
+
+    def apply_theme(self, name: str) -> None:
+        apply_theme(QApplication.instance(), name)
+        retint(self.actions)
+
+    def refresh_models(self, background: bool = False) -> None:
+        """After a pre-label run: classes, thresholds, badges and the open image are new.
+        ``background``: while a job runs, re-read the queue without making the window wait."""
+        self.ctx.review.refresh_models()
+        if getattr(self, "current_folder", None) is not None:
+            classes = self._classes()
+            self.label_panel.set_classes(classes)
+            self.queue_panel.set_classes(classes)
+            self.gallery.delegate.anomaly_threshold = self._threshold()
+            self.queue_panel.set_score_defaults(self._threshold())
+            if background:
+                self.queue.refresh_in_background()
+            else:
+                self.queue.refresh()
+        detail = self.review.detail
+        if not background or (detail is not None and detail.prediction is None):
+            self.review.reload()  # while a job runs, only an image still waiting for its prediction
+
+    def _classes(self) -> list[str]:
+        try:
+            return self.ctx.review.classes()
+        except Exception:
+            return []
+
+    def _threshold(self) -> float:
+        try:
+            return self.ctx.review.anomaly_threshold()
+        except Exception:
+            return 0.5
+
+    # -- lifetime -------------------------------------------------------------------------
+    def restore_layout(self) -> None:
+        st = window_state()
+        geo, state = st.value("window/geometry"), st.value("window/state")
+        if isinstance(geo, QByteArray):
+            self.restoreGeometry(geo)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.review.flush_pending():
+            try:
+                where = self.review.rescue_pending()
+            except Exception as exc:
+                answer = QMessageBox.critical(
+                    self, "Labels not saved",
+                    f"{len(self.review.pending())} label(s) could not be saved nor written to a recovery file "
+                    f"({exc}). Close anyway and lose them?",
+                    QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Discard)
+                if answer != QMessageBox.StandardButton.Discard:
+                    event.ignore()
+                    return
+            else:
+                if self.ctx.interactive:
+                    QMessageBox.information(
+                        self, "Labels kept for later",
+                        f"The database refused {len(self.review.pending())} label(s); they were written to {where} "
+                        "and will be saved the next time the station opens this database.")
+        st = window_state()
+        st.setValue("window/geometry", self.saveGeometry())
+        st.setValue("window/state", self.saveState())
+        self.ctx.shutdown()
+        self.thumbs.shutdown()
+        self.queue.close()
+        self.folder_ctl.close()
+        self.viewer_ctl.loader.close()
+        event.accept()
+
+    def focus_gallery_soon(self) -> None:
+        QTimer.singleShot(0, self.gallery.setFocus)
+
+
+def action_of(window: MainWindow, key: str) -> QAction:
+    return window.actions[key]

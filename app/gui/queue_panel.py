@@ -1,0 +1,160 @@
+"""Review-queue filters: state, flag, class, anomaly-score range, name search, sort order.
+
+Emits a fresh ``QueueFilter`` (plain data) whenever anything changes; the main window asks
+the review service for the matching items. Counts per state are shown on the state buttons.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QToolButton, QWidget)
+
+from app.gui.style import state_icon
+from app.services.review_types import REVIEW_STATES, QueueFilter
+
+SORTS = {"name": "name", "uncertainty": "uncertainty (least confident first)",
+         "anomaly": "anomaly score (highest first)", "confidence": "confidence",
+         "targets": "target count", "state": "review state"}
+DEFAULT_DESC: dict[str, bool] = {}  # each sort already puts what needs attention first
+
+
+class QueuePanel(QWidget):
+    filter_changed = Signal(object)  # QueueFilter
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._folder_id: int | None = None
+        grid = QGridLayout(self)
+        grid.setContentsMargins(4, 2, 4, 2)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search file names (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.flagged = QCheckBox("flagged")
+        self.flagged.setToolTip("Only flagged images")
+        self.flagged.toggled.connect(self._changed)
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.flagged)
+        grid.addLayout(top, 0, 0)
+
+        states = QHBoxLayout()
+        states.setSpacing(2)
+        self.state_buttons: dict[str, QToolButton] = {}
+        for s in REVIEW_STATES:
+            b = QToolButton()
+            b.setCheckable(True)
+            b.setIcon(state_icon(s))
+            b.setText(s)
+            b.setToolTip(f"Show only {s} images (combine several; none checked = all)")
+            b.setToolButtonStyle(b.toolButtonStyle().ToolButtonTextBesideIcon)
+            b.toggled.connect(self._changed)
+            states.addWidget(b)
+            self.state_buttons[s] = b
+        states.addStretch(1)
+        grid.addLayout(states, 1, 0)
+
+        row = QHBoxLayout()
+        self.class_combo = QComboBox()
+        self.class_combo.addItem("any class", None)
+        self.class_combo.setToolTip("Predicted or labelled class")
+        self.class_combo.currentIndexChanged.connect(self._changed)
+        row.addWidget(self.class_combo, 1)
+        self.sort = QComboBox()
+        for k, t in SORTS.items():
+            self.sort.addItem(f"sort: {t}", k)
+        self.sort.currentIndexChanged.connect(self._sort_changed)
+        row.addWidget(self.sort, 2)
+        self.desc = QToolButton()
+        self.desc.setCheckable(True)
+        self.desc.setText("⇅")
+        self.desc.setToolTip("Reverse the order")
+        self.desc.toggled.connect(self._changed)
+        row.addWidget(self.desc)
+        grid.addLayout(row, 2, 0)
+
+        score = QHBoxLayout()
+        self.score_filter = QCheckBox("anomaly score from")
+        self.score_filter.setToolTip("Filter by anomaly score range")
+        self.score_filter.toggled.connect(self._changed)
+        self.smin = QDoubleSpinBox()
+        self.smax = QDoubleSpinBox()
+        for sp, v in ((self.smin, 0.0), (self.smax, 1.0)):
+            sp.setRange(0.0, 1e6)
+            sp.setDecimals(3)
+            sp.setSingleStep(0.05)
+            sp.setValue(v)
+            sp.valueChanged.connect(self._changed)
+        score.addWidget(self.score_filter)
+        score.addWidget(self.smin, 1)
+        score.addWidget(QLabel("to"))
+        score.addWidget(self.smax, 1)
+        grid.addLayout(score, 3, 0)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(200)
+        self._debounce.timeout.connect(self._changed)
+        self.search.textChanged.connect(lambda _t: self._debounce.start())
+
+    def set_folder(self, folder_id: int | None) -> None:
+        self._folder_id = folder_id
+        self._changed()
+
+    def set_classes(self, classes: list[str]) -> None:
+        current = self.class_combo.currentData()
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem("any class", None)
+        for c in classes:
+            self.class_combo.addItem(c, c)
+        i = self.class_combo.findData(current)
+        self.class_combo.setCurrentIndex(max(0, i))
+        self.class_combo.blockSignals(False)
+
+    def set_score_defaults(self, threshold: float) -> None:
+        """Ticking the score filter shows the images over the anomaly threshold by default."""
+        if not self.score_filter.isChecked():
+            for sp, v in ((self.smin, threshold), (self.smax, 1e6 - 1)):
+                sp.blockSignals(True)
+                sp.setValue(v)
+                sp.blockSignals(False)
+
+    def set_counts(self, counts: dict[str, int]) -> None:
+        for s, b in self.state_buttons.items():
+            b.setText(f"{s} {counts.get(s, 0)}")
+
+    def set_sort(self, key: str, descending: bool | None = None) -> None:
+        self.sort.setCurrentIndex(max(0, self.sort.findData(key)))
+        if descending is not None:
+            self.desc.setChecked(descending)
+
+    def set_states(self, states: set[str]) -> None:
+        for s, b in self.state_buttons.items():
+            b.blockSignals(True)
+            b.setChecked(s in states)
+            b.blockSignals(False)
+        self._changed()
+
+    def _sort_changed(self) -> None:
+        key = self.sort.currentData()
+        self.desc.blockSignals(True)
+        self.desc.setChecked(DEFAULT_DESC.get(key, False))
+        self.desc.blockSignals(False)
+        self._changed()
+
+    def current(self) -> QueueFilter:
+        scored = self.score_filter.isChecked()
+        return QueueFilter(
+            folder_id=self._folder_id,
+            states=frozenset(s for s, b in self.state_buttons.items() if b.isChecked()),
+            flagged_only=self.flagged.isChecked(),
+            class_name=self.class_combo.currentData(),
+            score_min=self.smin.value() if scored else None,
+            score_max=self.smax.value() if scored else None,
+            text=self.search.text().strip(),
+            sort=self.sort.currentData() or "name",
+            descending=self.desc.isChecked(),
+        )
+
+    def _changed(self, *_args) -> None:
+        self.filter_changed.emit(self.current())

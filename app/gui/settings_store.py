@@ -1,0 +1,77 @@
+"""The reviewer's settings, kept in an INI file in the station's data folder (QSettings).
+
+The database URL lives here too (it cannot live in the database it points to). Values are
+validated on the way in so a hand-edited file cannot break start-up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from PySide6.QtCore import QSettings
+
+from app.paths import data_dir
+from app.services.review import ReviewSettings
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class StationSettings:
+    reviewer: str = ""
+    anomaly_threshold: float | None = None
+    min_confidence: float = 0.6
+    auto_advance: bool = True
+    device: str = "auto"
+    database_url: str = ""   # empty: the default SQLite file in the data folder
+    theme: str = "light"
+    demo_prelabelled: bool = False
+
+    def review(self) -> ReviewSettings:
+        return ReviewSettings(self.reviewer, self.anomaly_threshold, self.min_confidence, self.auto_advance)
+
+
+def _qsettings() -> QSettings:
+    data_dir().mkdir(parents=True, exist_ok=True)
+    return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def _coerce(name: str, raw, default):
+    if raw is None or raw == "":
+        return default
+    if name == "anomaly_threshold":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            return None
+    if isinstance(default, bool):
+        return str(raw).lower() in ("1", "true", "yes", "on")
+    if isinstance(default, float):
+        try:
+            return min(1.0, max(0.0, float(raw)))
+        except (TypeError, ValueError):
+            return default
+    return str(raw)
+
+
+def load_settings() -> StationSettings:
+    q = _qsettings()
+    base = StationSettings()
+    values = {f.name: _coerce(f.name, q.value(f.name), getattr(base, f.name)) for f in fields(StationSettings)}
+    if values["device"] not in DEVICES:
+        values["device"] = "auto"
+    if values["theme"] not in ("light", "dark"):
+        values["theme"] = "light"
+    return StationSettings(**values)
+
+
+def save_settings(s: StationSettings) -> None:
+    q = _qsettings()
+    for f in fields(StationSettings):
+        v = getattr(s, f.name)
+        q.setValue(f.name, "" if v is None else v)
+    q.sync()
+
+
+def window_state() -> QSettings:
+    """Where the main window keeps its geometry and dock layout."""
+    return _qsettings()

@@ -1,0 +1,88 @@
+"""Every keyboard shortcut in one table: menus, the Help dialog and docs/shortcuts.md read it.
+
+Keyboard-first: an inspector should review a whole folder without touching the mouse except
+to paint. Keys are QKeySequence strings; ``id`` names the action the main window wires.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    id: str
+    keys: tuple[str, ...]
+    text: str
+    group: str
+    icon: str | None = None
+
+
+SHORTCUTS: tuple[Shortcut, ...] = (
+    # Review
+    Shortcut("accept", ("A", "Space"), "Accept the prediction as is (and go to the next unreviewed); "
+             "with several images selected in the gallery, accept them all", "Review", "mdi6.check-bold"),
+    Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export); with several selected, "
+             "reject them all", "Review", "mdi6.close-thick"),
+    Shortcut("flag", ("F",), "Flag / unflag the image for a second look", "Review", "mdi6.flag"),
+    Shortcut("verdict_normal", ("G",), "Anomaly verdict: normal (good part)", "Review", "mdi6.thumb-up"),
+    Shortcut("verdict_anomalous", ("D",), "Anomaly verdict: anomalous (defective part)", "Review", "mdi6.alert-octagon"),
+    Shortcut("clear_label", ("Ctrl+Backspace",), "Clear the label (back to unreviewed)", "Review", "mdi6.eraser-variant"),
+    *(Shortcut(f"class_{i}", (str(i),), f"Set class {i} (as listed in the label panel)", "Review") for i in range(1, 10)),
+    # Navigation
+    Shortcut("next_unreviewed", ("N",), "Next unreviewed image", "Navigate", "mdi6.skip-next"),
+    Shortcut("prev_unreviewed", ("Shift+N",), "Previous unreviewed image", "Navigate", "mdi6.skip-previous"),
+    Shortcut("next_image", ("PgDown", "J"), "Next image in the queue", "Navigate", "mdi6.chevron-right"),
+    Shortcut("prev_image", ("PgUp", "K"), "Previous image in the queue", "Navigate", "mdi6.chevron-left"),
+    Shortcut("focus_filter", ("Ctrl+F",), "Search the queue by file name", "Navigate", "mdi6.magnify"),
+    # Edit
+    Shortcut("undo", ("Ctrl+Z",), "Undo the last label change", "Edit", "mdi6.undo"),
+    Shortcut("redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Redo", "Edit", "mdi6.redo"),
+    Shortcut("tool_pan", ("V", "Esc"), "Pan tool (drag to move; the middle button pans with any tool)", "Edit", "mdi6.hand-back-right"),
+    Shortcut("tool_brush", ("B",), "Brush: paint the mask", "Edit", "mdi6.brush"),
+    Shortcut("tool_eraser", ("E",), "Eraser: erase the mask", "Edit", "mdi6.eraser"),
+    Shortcut("tool_polygon", ("L",), "Polygon: click vertices, double-click/Enter fills (Shift erases)", "Edit", "mdi6.vector-polygon"),
+    Shortcut("brush_smaller", ("[",), "Smaller brush", "Edit", "mdi6.minus-circle-outline"),
+    Shortcut("brush_larger", ("]",), "Larger brush", "Edit", "mdi6.plus-circle-outline"),
+    Shortcut("target_mask", ("M",), "Tools edit the defect mask", "Edit", "mdi6.texture-box"),
+    Shortcut("target_region", ("R",), "Tools edit the anomaly region", "Edit", "mdi6.select-drag"),
+    # View
+    Shortcut("fit", ("Ctrl+0",), "Fit the image to the window", "View", "mdi6.fit-to-screen-outline"),
+    Shortcut("one_to_one", ("Ctrl+1",), "Actual pixels (1:1)", "View", "mdi6.numeric-1-box-outline"),
+    Shortcut("zoom_in", ("+", "="), "Zoom in", "View", "mdi6.magnify-plus-outline"),
+    Shortcut("zoom_out", ("-",), "Zoom out", "View", "mdi6.magnify-minus-outline"),
+    Shortcut("toggle_heatmap", ("H",), "Show / hide the anomaly heatmap", "View", "mdi6.fire"),
+    Shortcut("toggle_prediction", ("T",), "Show / hide the predicted mask", "View", "mdi6.shape-outline"),
+    Shortcut("toggle_mask", ("Shift+M",), "Show / hide the labelled masks", "View", "mdi6.layers-outline"),
+    Shortcut("compare", ("C",), "Side by side: original beside the overlays", "View", "mdi6.compare"),
+    # Project
+    Shortcut("open_folder", ("Ctrl+O",), "Open a folder of images", "Project", "mdi6.folder-open"),
+    Shortcut("prelabel_folder", ("Ctrl+Shift+P",), "Pre-label the current folder", "Project", "mdi6.robot"),
+    Shortcut("prelabel_selection", ("Ctrl+Alt+P",), "Pre-label the selected images", "Project", "mdi6.robot-outline"),
+    Shortcut("prelabel_new", ("Ctrl+P",), "Pre-label what is new (images without predictions)", "Project", "mdi6.robot-happy-outline"),
+    Shortcut("export", ("Ctrl+E",), "Export the reviewed images", "Project", "mdi6.export"),
+    Shortcut("settings", ("Ctrl+,",), "Settings (reviewer, thresholds, device, database, theme)", "Project", "mdi6.cog"),
+    Shortcut("help_shortcuts", ("F1",), "This list of shortcuts", "Help", "mdi6.keyboard"),
+    Shortcut("quit", ("Ctrl+Q",), "Quit (everything is already saved)", "Project", "mdi6.exit-run"),
+)
+
+BY_ID = {s.id: s for s in SHORTCUTS}
+
+
+def as_markdown() -> str:
+    """The table for docs/shortcuts.md (kept in sync by a test)."""
+    out = ["# Keyboard shortcuts", "",
+           "Every change is saved at once as a label revision; undo/redo works across images.",
+           "The same list is in the application under Help → Keyboard shortcuts (F1).", ""]
+    group = None
+    for s in SHORTCUTS:
+        if s.id.startswith("class_") and s.id != "class_1":
+            continue
+        if s.group != group:
+            group = s.group
+            out += ["", f"## {group}", "", "| Keys | Action |", "|---|---|"]
+        keys = " / ".join(f"`{k}`" for k in s.keys)
+        text = s.text
+        if s.id == "class_1":
+            keys, text = "`1` … `9`", "Set the image's class (the n-th class of the label panel)"
+        out.append(f"| {keys} | {text} |")
+    return "\n".join(out) + "\n"

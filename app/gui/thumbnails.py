@@ -1,0 +1,134 @@
+"""Thumbnails decoded off the GUI thread and kept in a bounded cache.
+
+The gallery asks for a thumbnail every time it paints a cell; a miss queues a decode (newest
+first, so scrolling fast through 10,000 images decodes what is on screen now, not what flew
+past) and the cell repaints when ``ready`` fires. Decoder threads only produce numpy arrays
+(``display.Thumbnail``); the QPixmap is made here, on the GUI thread.
+"""
+from __future__ import annotations
+
+import threading
+import itertools
+from collections import OrderedDict
+from typing import Callable
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtGui import QImage, QPixmap
+
+from app.services.display import Thumbnail, load_thumbnail
+
+
+def rgb_to_qimage(rgb) -> QImage:
+    """uint8 (h, w, 3) or (h, w, 4) contiguous array -> a QImage that owns its pixels."""
+    h, w = rgb.shape[:2]
+    fmt = QImage.Format.Format_RGBA8888 if rgb.shape[2] == 4 else QImage.Format.Format_RGB888
+    return QImage(rgb.data, w, h, rgb.strides[0], fmt).copy()
+
+
+class DecodePool:
+    """A QThreadPool taking plain callables newest-first; past ``capacity`` waiting jobs the
+    queue is cleared (what is still wanted is asked for again by the next repaint)."""
+
+    def __init__(self, threads: int, capacity: int, name: str) -> None:
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(max(1, threads))
+        self._pool.setObjectName(name)
+        self._capacity = capacity
+        self._order = itertools.count()
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``; True when the waiting jobs were dropped to make room."""
+        with self._lock:
+            cleared = self._waiting >= self._capacity
+            if cleared:
+                self._pool.clear()
+                self._waiting = 0
+            self._waiting += 1
+
+        def run() -> None:
+            with self._lock:
+                self._waiting = max(0, self._waiting - 1)
+            job()
+        # Higher priority runs first: the newest request wins.
+        self._pool.start(run, min(next(self._order), 2_000_000_000))
+        return cleared
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pool.clear()
+            self._waiting = 0
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        return self._pool.waitForDone(int(timeout_s * 1000))
+
+    def close(self) -> None:
+        self.clear()
+        self._pool.waitForDone(10_000)
+
+
+class ThumbnailCache(QObject):
+    ready = Signal(int)
+    _decoded = Signal(object)
+
+    MAX_PENDING = 256
+
+    def __init__(self, size: int = 160, capacity: int = 3000, threads: int = 2,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.size = size
+        self.capacity = capacity
+        self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
+        self._errors: dict[int, str] = {}
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._pool = DecodePool(threads, self.MAX_PENDING, "thumbnails")
+        self._decoded.connect(self._on_done)
+        self.decoded_count = 0
+
+    def pixmap(self, image_id: int, path: str) -> QPixmap | None:
+        """The cached thumbnail, or None (and a decode is queued unless it already failed)."""
+        pm = self._pixmaps.get(image_id)
+        if pm is not None:
+            self._pixmaps.move_to_end(image_id)
+            return pm
+        if image_id not in self._errors and image_id not in self._pending:
+            if self._pool.submit(lambda: self._decode(image_id, path)):
+                self._pending.clear()  # scrolled far: queued decodes were dropped, repaints ask again
+            self._pending.add(image_id)
+        return None
+
+    def _decode(self, image_id: int, path: str) -> None:
+        self._decoded.emit(load_thumbnail(image_id, path, self.size))  # queued to the GUI thread
+
+    def error(self, image_id: int) -> str | None:
+        return self._errors.get(image_id)
+
+    def invalidate(self, image_id: int | None = None) -> None:
+        if image_id is None:
+            self._pixmaps.clear()
+            self._errors.clear()
+        else:
+            self._pixmaps.pop(image_id, None)
+            self._errors.pop(image_id, None)
+
+    def wait_idle(self, msecs: int = 10_000) -> bool:
+        ok = self._pool.wait_idle(msecs / 1000.0)
+        from PySide6.QtCore import QCoreApplication
+        QCoreApplication.processEvents()  # deliver the decoded thumbnails
+        return ok
+
+    def shutdown(self) -> None:
+        self._pool.close()
+
+    def _on_done(self, thumb: Thumbnail) -> None:
+        self._pending.discard(thumb.image_id)
+        self.decoded_count += 1
+        if thumb.rgb is None:
+            self._errors[thumb.image_id] = thumb.error or "cannot be decoded"
+        else:
+            self._pixmaps[thumb.image_id] = QPixmap.fromImage(rgb_to_qimage(thumb.rgb))
+            while len(self._pixmaps) > self.capacity:
+                self._pixmaps.popitem(last=False)
+        self.ready.emit(thumb.image_id)

@@ -1,0 +1,399 @@
+"""The image viewer: zoom to the cursor, pan, fit, 1:1, overlay layers and the mask tools.
+
+Layers, bottom to top: image, anomaly heatmap, predicted mask, labelled anomaly region,
+labelled defect mask, tool previews. Tools: pan (drag), brush, eraser, polygon (click the
+vertices, double-click or Enter closes, Backspace removes the last vertex, Esc cancels; with
+Shift held, the polygon erases). A finished stroke emits ``mask_edited(target, mask)`` with
+the whole numpy mask: the controller turns it into one undoable, autosaved revision.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QWheelEvent
+from PySide6.QtWidgets import (QFrame, QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsPixmapItem,
+                               QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView, QSplitter, QVBoxLayout,
+                               QWidget)
+
+from app.gui.layers import MaskLayer, RasterLayer
+from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB
+from app.gui.thumbnails import rgb_to_qimage
+from app.services.display import colorize_heatmap, colorize_mask, resize_to
+
+TOOLS = ("pan", "brush", "eraser", "polygon")
+LAYERS = ("heatmap", "prediction", "region", "mask")
+ZOOM_MIN, ZOOM_MAX = 0.02, 64.0
+
+
+class ImageView(QGraphicsView):
+    """A zoomable, pannable view of one scene (shared by the main viewer and the comparison)."""
+
+    view_changed = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setBackgroundBrush(QColor(45, 45, 48))
+        self.image_item = QGraphicsPixmapItem()
+        self.image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.scene().addItem(self.image_item)
+        self._message = QGraphicsSimpleTextItem()
+        self._message.setBrush(QColor("#f0a0a0"))
+        self.scene().addItem(self._message)
+        self._fit_on_resize = True
+        self.horizontalScrollBar().valueChanged.connect(self.view_changed)
+        self.verticalScrollBar().valueChanged.connect(self.view_changed)
+        self._panning: QPointF | None = None
+
+    # -- content --------------------------------------------------------------------------
+    def set_rgb(self, rgb: np.ndarray | None, message: str = "") -> None:
+        if rgb is None:
+            self.image_item.setPixmap(QPixmap())
+            self._message.setText(message)
+            self._message.setVisible(bool(message))
+            self.scene().setSceneRect(QRectF(0, 0, 400, 300))
+        else:
+            self._message.setVisible(False)
+            self.image_item.setPixmap(QPixmap.fromImage(rgb_to_qimage(rgb)))
+            self.scene().setSceneRect(QRectF(0, 0, rgb.shape[1], rgb.shape[0]))
+        self.fit()
+
+    def image_rect(self) -> QRectF:
+        return self.scene().sceneRect()
+
+    # -- navigation -----------------------------------------------------------------------
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def fit(self) -> None:
+        self._fit_on_resize = True
+        self.fitInView(self.image_rect(), Qt.AspectRatioMode.KeepAspectRatio)
+        self.view_changed.emit()
+
+    def one_to_one(self) -> None:
+        self._fit_on_resize = False
+        center = self.mapToScene(self.viewport().rect().center())
+        self.resetTransform()
+        self.centerOn(center)
+        self.view_changed.emit()
+
+    def zoom_by(self, factor: float, anchor_under_mouse: bool = True) -> None:
+        z = self.zoom()
+        factor = max(ZOOM_MIN / z, min(ZOOM_MAX / z, factor))
+        self._fit_on_resize = False
+        old = self.transformationAnchor()
+        if not anchor_under_mouse:
+            self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.scale(factor, factor)
+        self.setTransformationAnchor(old)
+        self.view_changed.emit()
+
+    def copy_view_of(self, other: "ImageView") -> None:
+        self._fit_on_resize = False
+        self.setTransform(other.transform())
+        self.horizontalScrollBar().setValue(other.horizontalScrollBar().value())
+        self.verticalScrollBar().setValue(other.verticalScrollBar().value())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.25 ** steps)
+        event.accept()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._fit_on_resize:
+            self.fitInView(self.image_rect(), Qt.AspectRatioMode.KeepAspectRatio)
+
+    # Middle button pans whatever the tool.
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.MiddleButton:
+            self._panning = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._panning is not None:
+            d = event.position() - self._panning
+            self._panning = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._panning is not None and event.button() == Qt.MouseButton.MiddleButton:
+            self._panning = None
+            self.viewport().unsetCursor()
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+
+class ImageViewer(ImageView):
+    """The working view: overlays and mask tools on top of ``ImageView``."""
+
+    mask_edited = Signal(str, object)   # target ("mask" | "region"), bool ndarray
+    cursor_moved = Signal(str)          # "x, y  value" for the status bar
+    tool_changed = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.heatmap = RasterLayer(1)
+        self.prediction = RasterLayer(2)
+        self.region = MaskLayer(3, REGION_RGB)
+        self.mask = MaskLayer(4, MASK_RGB)
+        self.layers = {"heatmap": self.heatmap, "prediction": self.prediction,
+                       "region": self.region, "mask": self.mask}
+        for item in self.layers.values():
+            self.scene().addItem(item)
+        self.heatmap.setOpacity(0.5)
+        self.prediction.setOpacity(0.45)
+        self.region.setOpacity(0.45)
+        self.mask.setOpacity(0.55)
+        self._poly_item = QGraphicsPathItem()
+        self._poly_item.setZValue(10)
+        self._poly_item.setPen(QPen(QColor("white"), 0, Qt.PenStyle.DashLine))
+        self.scene().addItem(self._poly_item)
+        self._brush_item = QGraphicsEllipseItem()
+        self._brush_item.setZValue(11)
+        self._brush_item.setPen(QPen(QColor("white"), 0))
+        self._brush_item.setVisible(False)
+        self.scene().addItem(self._brush_item)
+        self.tool = "pan"
+        self.edit_target = "mask"
+        self.brush_radius = 8.0
+        self.colormap = "jet"
+        self._heat: np.ndarray | None = None
+        self._heat_range: tuple[float, float] | None = None
+        self.heat_absolute = True
+        self._rgb: np.ndarray | None = None
+        self._last: QPointF | None = None
+        self._poly: list[QPointF] = []
+        self.editable = True
+        self.setMouseTracking(True)
+        self.set_tool("pan")
+
+    # -- content --------------------------------------------------------------------------
+    def show_image(self, rgb: np.ndarray | None, message: str = "") -> None:
+        self._rgb = rgb
+        self.cancel_polygon()
+        self.set_rgb(rgb, message)
+        h, w = (rgb.shape[:2] if rgb is not None else (0, 0))
+        for layer in (self.heatmap, self.prediction):
+            layer.set_rgba(None)
+        self.region.reset(w, h, None)
+        self.mask.reset(w, h, None)
+        self._heat = None
+
+    def image_size(self) -> tuple[int, int]:
+        return (0, 0) if self._rgb is None else (self._rgb.shape[1], self._rgb.shape[0])
+
+    def set_heatmap(self, heat: np.ndarray | None, heat_range: tuple[float, float] | None = None) -> None:
+        """Show an anomaly map; ``heat_range`` fixes the colour scale (else the map's own range)."""
+        w, h = self.image_size()
+        self._heat = None if heat is None or not w else resize_to(heat.astype(np.float32), w, h)
+        self._heat_range = heat_range
+        self._paint_heat()
+
+    def set_heat_absolute(self, absolute: bool) -> None:
+        """Colour the heatmap on the model's threshold scale (True) or on its own range (False)."""
+        self.heat_absolute = absolute
+        self._paint_heat()
+
+    def _paint_heat(self) -> None:
+        if self._heat is None:
+            self.heatmap.set_rgba(None)
+            return
+        lo, hi = self._heat_range if self._heat_range and self.heat_absolute else (None, None)
+        self.heatmap.set_rgba(colorize_heatmap(self._heat, self.colormap, lo, hi))
+
+    def set_colormap(self, name: str) -> None:
+        self.colormap = name
+        self._paint_heat()
+
+    def set_predicted_mask(self, mask: np.ndarray | None) -> None:
+        w, h = self.image_size()
+        if mask is None or not w:
+            self.prediction.set_rgba(None)
+        else:
+            self.prediction.set_rgba(colorize_mask(resize_to(mask.astype(bool), w, h, nearest=True), PRED_MASK_RGB))
+
+    def set_label_masks(self, mask: np.ndarray | None, region: np.ndarray | None) -> None:
+        w, h = self.image_size()
+        fit = (lambda m: None if m is None else resize_to(m.astype(bool), w, h, nearest=True))
+        self.mask.reset(w, h, fit(mask))
+        self.region.reset(w, h, fit(region))
+
+    def set_layer_visible(self, name: str, visible: bool) -> None:
+        self.layers[name].setVisible(visible)
+
+    def set_layer_opacity(self, name: str, opacity: float) -> None:
+        self.layers[name].setOpacity(max(0.0, min(1.0, opacity)))
+
+    # -- tools ----------------------------------------------------------------------------
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(f"unknown tool {tool!r}")
+        self.cancel_polygon()
+        self.tool = tool
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag if tool == "pan"
+                         else QGraphicsView.DragMode.NoDrag)
+        self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if tool == "pan" else Qt.CursorShape.CrossCursor)
+        self._brush_item.setVisible(False)
+        self.tool_changed.emit(tool)
+
+    def set_edit_target(self, target: str) -> None:
+        if target not in ("mask", "region"):
+            raise ValueError(f"unknown edit target {target!r}")
+        self.cancel_polygon()
+        self.edit_target = target
+
+    def set_brush_radius(self, radius: float) -> None:
+        self.brush_radius = max(1.0, min(500.0, float(radius)))
+        self._update_brush_cursor(self._brush_item.rect().center())
+
+    def _target_layer(self) -> MaskLayer:
+        return self.mask if self.edit_target == "mask" else self.region
+
+    def _emit_edit(self) -> None:
+        self.mask_edited.emit(self.edit_target, self._target_layer().to_bool())
+
+    def _inside(self, pos: QPointF) -> bool:
+        return self._rgb is not None and self.image_rect().contains(pos)
+
+    def cancel_polygon(self) -> None:
+        self._poly = []
+        self._poly_item.setPath(QPainterPath())
+
+    def close_polygon(self, erase: bool = False) -> None:
+        if len(self._poly) >= 3:
+            self._target_layer().setVisible(True)
+            self._target_layer().fill_polygon(self._poly, erase)
+            self.cancel_polygon()
+            self._emit_edit()
+        else:
+            self.cancel_polygon()
+
+    def _update_poly_preview(self, hover: QPointF | None = None) -> None:
+        path = QPainterPath()
+        if self._poly:
+            path.moveTo(self._poly[0])
+            for pt in self._poly[1:]:
+                path.lineTo(pt)
+            if hover is not None:
+                path.lineTo(hover)
+        self._poly_item.setPath(path)
+
+    def _update_brush_cursor(self, pos: QPointF) -> None:
+        r = self.brush_radius
+        self._brush_item.setRect(QRectF(pos.x() - r, pos.y() - r, 2 * r, 2 * r))
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        pos = self.mapToScene(event.position().toPoint())
+        if (event.button() == Qt.MouseButton.LeftButton and self.editable and self.tool != "pan"
+                and self._rgb is not None):
+            if self.tool in ("brush", "eraser"):
+                self._target_layer().setVisible(True)
+                self._last = pos
+                self._target_layer().stroke(pos, pos, self.brush_radius, self.tool == "eraser")
+            elif self.tool == "polygon" and self._inside(pos):
+                self._poly.append(pos)
+                self._update_poly_preview()
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        pos = self.mapToScene(event.position().toPoint())
+        if self._rgb is not None and self._inside(pos):
+            x, y = int(pos.x()), int(pos.y())
+            px = self._rgb[y, x]
+            heat = f"  heat {self._heat[y, x]:.3f}" if self._heat is not None else ""
+            self.cursor_moved.emit(f"x {x}, y {y}  rgb {tuple(int(v) for v in px)}{heat}  zoom {self.zoom():.0%}")
+        if self.tool in ("brush", "eraser"):
+            self._brush_item.setVisible(True)
+            self._update_brush_cursor(pos)
+            if self._last is not None and event.buttons() & Qt.MouseButton.LeftButton:
+                self._target_layer().stroke(self._last, pos, self.brush_radius, self.tool == "eraser")
+                self._last = pos
+                event.accept()
+                return
+        elif self.tool == "polygon" and self._poly:
+            self._update_poly_preview(pos)
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self._last is not None:
+            self._last = None
+            self._emit_edit()
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if self.tool == "polygon" and self._poly:
+            self.close_polygon(bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier))
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if self.tool == "polygon" and self._poly:
+            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self.close_polygon(bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier))
+                return
+            if event.key() == Qt.Key.Key_Escape:
+                self.cancel_polygon()
+                return
+            if event.key() == Qt.Key.Key_Backspace:
+                self._poly.pop()
+                self._update_poly_preview()
+                return
+        super().keyPressEvent(event)
+
+
+class ViewerPane(QWidget):
+    """The viewer, optionally beside an overlay-free copy of the image (views kept in step)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.viewer = ImageViewer()
+        self.original = ImageView()
+        self.original.setVisible(False)
+        self.original.setInteractive(False)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.original)
+        split.addWidget(self.viewer)
+        self.split = split
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+        self.viewer.view_changed.connect(self._sync)
+
+    def show_image(self, rgb: np.ndarray | None, message: str = "") -> None:
+        self.viewer.show_image(rgb, message)
+        self.original.set_rgb(rgb, message)
+        self._sync()
+
+    def set_side_by_side(self, on: bool) -> None:
+        self.original.setVisible(on)
+        if on:
+            half = max(1, self.split.width() // 2)
+            self.split.setSizes([half, half])
+        QTimer.singleShot(0, self.viewer.fit)  # after the splitter has laid the views out
+
+    def side_by_side(self) -> bool:
+        return self.original.isVisible()
+
+    def _sync(self) -> None:
+        if self.original.isVisible():
+            self.original.copy_view_of(self.viewer)

@@ -1,0 +1,75 @@
+"""Keeps the viewer in step with the review session: pixels arrive later than the label.
+
+The image is decoded in the background; labels and predictions may change before it arrives,
+so the newest of each is kept and applied once the pixels are there.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from app.gui.image_loader import ImageLoader
+from app.gui.review_controller import ReviewController
+from app.gui.viewer import ViewerPane
+from app.services.review_types import ImageDetail, LabelState
+
+
+class ViewerController(QObject):
+    image_shown = Signal(int)  # image id, once its pixels are on screen
+
+    def __init__(self, pane: ViewerPane, review: ReviewController, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pane = pane
+        self.viewer = pane.viewer
+        self.review = review
+        self.loader = ImageLoader(self)
+        self._detail: ImageDetail | None = None
+        self._shown_id: int | None = None
+        self._label: LabelState | None = None
+        review.image_loaded.connect(self._on_detail)
+        review.label_changed.connect(self._on_label)
+        self.loader.loaded.connect(self._on_pixels)
+        self.viewer.mask_edited.connect(review.mask_edited)
+
+    def _on_detail(self, detail: ImageDetail) -> None:
+        same = self._detail is not None and self._detail.item.image_id == detail.item.image_id
+        self._detail = detail
+        if same and self._shown_id == detail.item.image_id:
+            self._apply_prediction()
+            return
+        self._shown_id = None
+        self.viewer.editable = False
+        self.loader.request(detail.item.image_id, detail.item.path)
+
+    def _on_pixels(self, image_id: int, rgb: np.ndarray | None, error: str) -> None:
+        if self._detail is None or self._detail.item.image_id != image_id:
+            return
+        message = "" if rgb is not None else f"Cannot show {self._detail.item.rel_path}:\n{error}"
+        self.pane.show_image(rgb, message)
+        self._shown_id = image_id
+        self.viewer.editable = rgb is not None
+        if rgb is not None and self.review.image_id == image_id:
+            self.review.image_size = (rgb.shape[1], rgb.shape[0])
+        self._apply_prediction()
+        if self._label is not None:
+            self.viewer.set_label_masks(self._label.mask, self._label.anomaly_region)
+        self.image_shown.emit(image_id)
+
+    def _apply_prediction(self) -> None:
+        p = self._detail.prediction if self._detail else None
+        self.viewer.set_heatmap(None if p is None else p.heatmap, None if p is None else p.heat_range)
+        self.viewer.set_predicted_mask(None if p is None else p.mask)
+
+    def _on_label(self, label: LabelState) -> None:
+        previous, self._label = self._label, label
+        if self._shown_id is None or self._detail is None or self._shown_id != self._detail.item.image_id:
+            return
+        if previous is not None and previous.same_content(label) and self._masks_match(label):
+            return  # nothing to redraw (and a stroke in progress keeps its pixels)
+        self.viewer.set_label_masks(label.mask, label.anomaly_region)
+
+    def _masks_match(self, label: LabelState) -> bool:
+        shown_mask, shown_region = self.viewer.mask.to_bool(), self.viewer.region.to_bool()
+        same = (lambda a, b: (b is None and not a.any()) or (b is not None and a.shape == b.shape
+                                                             and bool((a == b.astype(bool)).all())))
+        return same(shown_mask, label.mask) and same(shown_region, label.anomaly_region)

@@ -1,0 +1,134 @@
+"""Pixels for people: decoding images, masks and heatmaps into 8-bit arrays the GUI can paint.
+
+The GUI may not import ``inference`` (layering rule), yet it must show exactly what the models
+saw, so the decoding goes through ``inference.imageio`` here, in a Qt-free module that the
+thumbnail threads and the viewer share. Every function returns plain numpy arrays (safe to hand
+across threads) or raises ``DisplayError`` with a reason a person can read under a placeholder.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from inference.imageio import ImageReadError, convert_channels, read_raw
+
+COLORMAPS = {
+    "jet": cv2.COLORMAP_JET,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "turbo": cv2.COLORMAP_TURBO,
+    "hot": cv2.COLORMAP_HOT,
+}
+
+
+class DisplayError(Exception):
+    """An image that cannot be shown; ``reason`` goes under the placeholder."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A decoded thumbnail or the reason there is none (crosses from pool threads to the GUI)."""
+
+    image_id: int
+    rgb: np.ndarray | None
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+
+
+def _stretch_to_uint8(img: np.ndarray) -> np.ndarray:
+    """8-bit passes through; deeper images (16-bit infrared) are stretched to their own range.
+
+    A plain /257 leaves most 16-bit sensor images black, which an inspector cannot review.
+    """
+    if img.dtype == np.uint8:
+        return img
+    arr = np.nan_to_num(img.astype(np.float32))
+    lo, hi = float(np.percentile(arr, 0.5)), float(np.percentile(arr, 99.5))
+    if hi <= lo:
+        hi = lo + 1.0
+    return (np.clip((arr - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """The whole image as contiguous uint8 RGB (h, w, 3)."""
+    try:
+        raw = read_raw(path)
+    except ImageReadError as exc:
+        raise DisplayError(exc.reason) from None
+    rgb = convert_channels(_stretch_to_uint8(raw), "rgb")
+    return np.ascontiguousarray(rgb)
+
+
+def load_thumbnail(image_id: int, path: str | os.PathLike, size: int) -> Thumbnail:
+    """A thumbnail whose longer side is ``size``; never raises (errors become the reason)."""
+    try:
+        rgb = load_rgb(path)
+    except DisplayError as exc:
+        return Thumbnail(image_id, None, exc.reason)
+    except Exception as exc:  # a decoder bug must not kill a pool thread silently
+        return Thumbnail(image_id, None, f"cannot decode ({type(exc).__name__}: {exc})")
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                         interpolation=cv2.INTER_AREA)
+    return Thumbnail(image_id, np.ascontiguousarray(rgb), None, w, h)
+
+
+def colorize_heatmap(heat: np.ndarray, colormap: str = "jet", vmin: float | None = None,
+                     vmax: float | None = None) -> np.ndarray:
+    """A float heatmap (h, w) -> RGBA uint8 where alpha follows the heat (cold stays see-through)."""
+    h = np.nan_to_num(heat.astype(np.float32))
+    lo = float(h.min()) if vmin is None else vmin
+    hi = float(h.max()) if vmax is None else vmax
+    norm = np.clip((h - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    u8 = (norm * 255.0 + 0.5).astype(np.uint8)
+    bgr = cv2.applyColorMap(u8, COLORMAPS.get(colormap, cv2.COLORMAP_JET))
+    rgba = np.empty((*u8.shape, 4), np.uint8)
+    rgba[..., :3] = bgr[..., ::-1]
+    rgba[..., 3] = np.clip(norm * 1.6, 0.0, 1.0) * 255
+    return np.ascontiguousarray(rgba)
+
+
+def colorize_mask(mask: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
+    """A boolean mask -> RGBA uint8, ``rgb`` where set, transparent elsewhere."""
+    m = mask.astype(bool)
+    out = np.zeros((*m.shape, 4), np.uint8)
+    out[m] = (*rgb, 255)
+    return out
+
+
+def resize_to(arr: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
+    """Bring a prediction (mask, heatmap) to the image's own size for overlaying."""
+    if arr.shape[1] == width and arr.shape[0] == height:
+        return arr
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    src = arr.astype(np.uint8) if arr.dtype == bool else arr
+    out = cv2.resize(src, (width, height), interpolation=interp)
+    return out.astype(bool) if arr.dtype == bool else out
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """Lossless storage form of a binary mask (0/255 gray PNG)."""
+    ok, buf = cv2.imencode(".png", (mask.astype(bool).astype(np.uint8) * 255))
+    if not ok:
+        raise DisplayError("could not encode the mask as PNG")
+    return buf.tobytes()
+
+
+def decode_mask_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> bool (h, w); any non-zero pixel is foreground."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DisplayError("stored mask is not a readable PNG")
+    if img.ndim == 3:
+        img = img.max(axis=2)
+    return img > 0

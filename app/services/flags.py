@@ -1,0 +1,133 @@
+"""Turning an image's predictions into review flags and a priority (higher = look first).
+
+The inspector's review queue is sorted by priority, so the rules are deliberately simple and
+explainable: each flag names why the image needs a look, and each flag adds a severity in
+[1, 2] (1 when barely over its threshold, up to 2 when far over it). Unflagged images keep a
+priority below 1 from how near they came to a flag (classifier uncertainty, anomaly score over
+its threshold), so even "all fine" images are ordered from most to least doubtful.
+
+Thresholds are per project (``FlagSettings``, stored as JSON in the project's settings) and are
+copied into each pre-label job so every worker flags with the same values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from inference.results import ImageResult
+
+ANOMALY = "anomaly"
+TARGETS = "small_targets"
+DEFECT = "defect_class"
+LOW_CONFIDENCE = "low_confidence"
+# Which reasons a family's own prediction row carries (the image carries them all).
+FAMILY_REASONS = {"classifier": (DEFECT, LOW_CONFIDENCE), "segmenter": (TARGETS,), "anomaly": (ANOMALY,)}
+
+
+@dataclass(frozen=True)
+class FlagSettings:
+    # None: use the anomaly model card's threshold (and if it has none, never flag on anomaly).
+    anomaly_threshold: float | None = None
+    min_targets: int = 1
+    good_classes: tuple[str, ...] = ("free", "good", "ok", "normal", "none")
+    min_confidence: float = 0.6
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "FlagSettings":
+        if not data:
+            return cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown flag settings: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        if "good_classes" in values:
+            values["good_classes"] = tuple(str(c) for c in values["good_classes"])
+        s = cls(**values)
+        if not 0.0 <= s.min_confidence <= 1.0:
+            raise ValueError("min_confidence must be within [0, 1]")
+        if s.min_targets < 1:
+            raise ValueError("min_targets must be at least 1")
+        return s
+
+
+@dataclass(frozen=True)
+class Flags:
+    reasons: tuple[str, ...]
+    priority: float
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.reasons)
+
+
+def _over(value: float, threshold: float) -> float:
+    """Severity in [1, 2]: how far ``value`` exceeds ``threshold`` relative to the threshold."""
+    scale = abs(threshold) if threshold else 1.0
+    return 1.0 + min(1.0, max(0.0, (value - threshold) / scale))
+
+
+def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
+    reasons: list[str] = []
+    priority = 0.0
+    if result.anomaly is not None:
+        thr = settings.anomaly_threshold if settings.anomaly_threshold is not None else result.anomaly.threshold
+        if thr is not None and result.anomaly.score > thr:
+            reasons.append(ANOMALY)
+            priority += _over(result.anomaly.score, thr)
+    if result.segmenter is not None and result.segmenter.target_count >= settings.min_targets:
+        reasons.append(TARGETS)
+        priority += _over(result.segmenter.target_count, settings.min_targets)
+    cls = result.classifier
+    if cls is not None:
+        good = {c.lower() for c in settings.good_classes}
+        if cls.label.lower() not in good:
+            reasons.append(DEFECT)
+            priority += 1.0 + cls.confidence
+        if cls.confidence < settings.min_confidence:
+            reasons.append(LOW_CONFIDENCE)
+            priority += 1.0 + (settings.min_confidence - cls.confidence) / max(settings.min_confidence, 1e-6)
+    if not reasons:
+        priority = _closeness(result, settings)
+    return Flags(tuple(reasons), round(priority, 6))
+
+
+def _closeness(result: ImageResult, settings: FlagSettings) -> float:
+    """Priority < 1 of an unflagged image: how near it came to a flag (classifier uncertainty,
+    anomaly score as a fraction of its threshold), so the "all fine" images are ordered too."""
+    near = 0.0
+    if result.classifier is not None:
+        near = max(near, 1.0 - result.classifier.confidence)
+    if result.anomaly is not None:
+        thr = settings.anomaly_threshold if settings.anomaly_threshold is not None else result.anomaly.threshold
+        if thr is not None and thr > 0:
+            near = max(near, result.anomaly.score / thr)
+    return min(0.999, max(0.0, near))
+
+
+SETTINGS_FILE = "flag_settings.json"
+
+
+def load_flag_settings(path: Path) -> FlagSettings:
+    """Read a project's flag settings; a missing file means the defaults."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return FlagSettings()
+    try:
+        return FlagSettings.from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: invalid flag settings ({exc})") from None
+
+
+def save_flag_settings(path: Path, settings: FlagSettings) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
+    tmp.replace(path)

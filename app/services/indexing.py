@@ -1,0 +1,78 @@
+"""Adding a folder to the station: record every image in it, incrementally.
+
+Re-adding a folder hashes only files that are new or whose size or modification time changed;
+the database keeps rows for files that disappeared (marked missing, labels kept) and drops
+predictions of files whose content changed (``ImageRepository.sync``). Everything is written
+in one transaction at the end, so an interrupted index leaves the previous state intact.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from app.services.file_scan import KnownFile, hash_files, plan_changes, walk_images
+from database.dto import FileEntry, ImageQuery
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+# (done, total, phase) with phase "scan" (total unknown: 0) or "hash".
+ProgressFn = Callable[[int, int, str], None]
+
+
+class FolderIndexError(Exception):
+    """A folder that cannot be indexed (missing, not a folder), with the reason."""
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    folder_id: int
+    root: str
+    files: int          # image files found on disk
+    added: tuple[int, ...]
+    changed: tuple[int, ...]
+    unchanged: int
+    missing: int        # rows whose file has gone
+    unreadable: tuple[str, ...]  # files that vanished or could not be read while hashing
+    seconds: float
+
+
+def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None = None) -> IndexReport:
+    """Register ``folder`` (if new) and bring its image rows up to date with the disk."""
+    start = time.monotonic()
+    root = Path(folder).expanduser().resolve()
+    if not root.exists():
+        raise FolderIndexError(f"{root}: folder not found")
+    if not root.is_dir():
+        raise FolderIndexError(f"{root}: not a folder")
+    info = db.folders.add(str(root))
+    known = {
+        im.rel_path: KnownFile(im.size_bytes, im.mtime_ns, im.content_hash)
+        for im in db.images.query(ImageQuery(folder_id=info.id, include_missing=True, sort="id"))
+    }
+    found = []
+    for n, entry in enumerate(walk_images(root), 1):
+        found.append(entry)
+        if progress is not None and n % 500 == 0:
+            progress(n, 0, "scan")
+    plan = plan_changes(found, known)
+    to_hash = plan.new + plan.changed
+    entries: list[FileEntry] = [FileEntry(e.rel_path, e.size_bytes, e.mtime_ns) for e in plan.unchanged]
+    unreadable: list[str] = []
+    total = len(to_hash)
+    on_done = (lambda done: progress(done, total, "hash")) if progress is not None else None
+    for entry, digest in hash_files(root, to_hash, on_done):
+        if digest is None:
+            unreadable.append(entry.rel_path)
+            entries.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns,
+                                     error="file could not be read while indexing"))
+        else:
+            entries.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns, content_hash=digest))
+    result = db.images.sync(info.id, entries, complete=True)
+    return IndexReport(
+        folder_id=info.id, root=str(root), files=len(found), added=result.added_ids,
+        changed=result.changed_ids, unchanged=result.unchanged, missing=result.missing,
+        unreadable=tuple(unreadable), seconds=time.monotonic() - start,
+    )

@@ -1,0 +1,240 @@
+"""Pre-labelling as the GUI and the CLI see it: submit, watch, cancel, start a worker process.
+
+Qt-free and model-free: this module only writes and reads job rows. Models run in a worker
+process (``python main.py worker``), never in the caller's process, so a GUI that uses this
+API cannot be blocked by a model. A job records the model version of each family it was
+submitted with and the project's flag thresholds, so every worker (on any machine) produces
+the same predictions and flags for it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from app.paths import REPO_ROOT, data_dir
+from app.services.artifacts import beside_database
+from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
+from database.dto import ImageQuery, ModelVersionInfo
+from database.states import ItemStatus
+from inference.bundled import bundled_model_dir
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+PRELABEL = "prelabel"
+FAMILIES = ("classifier", "segmenter", "anomaly")
+
+
+class PrelabelError(Exception):
+    """A pre-label request that cannot be queued, with the reason."""
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A job's state for a progress bar: counts, rate, ETA; plain data for any thread."""
+
+    job_id: int
+    kind: str
+    state: str            # queued | running | done | failed | cancelled
+    done: int
+    failed: int
+    total: int
+    cancel_requested: bool
+    message: str | None
+    error: str | None
+    images_per_second: float | None
+    eta_seconds: float | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    @property
+    def fraction(self) -> float:
+        return (self.done + self.failed) / self.total if self.total else (1.0 if self.finished else 0.0)
+
+
+def flag_settings_path(db_url: str) -> Path:
+    """Project flag thresholds live next to a SQLite file, else in the user data folder."""
+    return beside_database(db_url, "-" + SETTINGS_FILE) or data_dir() / SETTINGS_FILE
+
+
+def read_card(model_dir: Path) -> dict:
+    """A model directory's card.json (empty when absent or unreadable: the card is informative)."""
+    try:
+        data = json.loads((Path(model_dir) / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersionInfo:
+    """The version row for a model directory given explicitly (registered on first use)."""
+    directory = directory.resolve()
+    if not (directory / "config.json").is_file():
+        raise PrelabelError(f"{directory}: not a model directory (no config.json)")
+    for v in db.model_versions.list(family):
+        if Path(v.checkpoint_path).resolve() == directory:
+            return v
+    name = f"{directory.name} ({directory})"
+    return db.model_versions.register(family, name, str(directory), card=read_card(directory))
+
+
+def resolve_models(db: "Database", families: Sequence[str],
+                   model_dirs: Mapping[str, str | os.PathLike] | None = None) -> dict[str, ModelVersionInfo]:
+    """The model version each family will run: an explicit directory, else the active version,
+    else the bundled default (registered and activated on first use)."""
+    out = {}
+    for family in families:
+        if family not in FAMILIES:
+            raise PrelabelError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+        if model_dirs and family in model_dirs:
+            out[family] = _version_for_dir(db, family, Path(model_dirs[family]))
+            continue
+        active = db.model_versions.active(family)
+        if active is not None:
+            out[family] = active
+            continue
+        bundled = bundled_model_dir(family)
+        if not (bundled / "config.json").is_file():
+            raise PrelabelError(f"no {family} model: no active version in the database and no bundled "
+                                f"checkpoint at {bundled}")
+        existing = db.model_versions.by_name(family, bundled.name)
+        if existing is not None:
+            out[family] = db.model_versions.activate(existing.id)
+        else:
+            out[family] = db.model_versions.register(family, bundled.name, str(bundled), bundled=True,
+                                                     activate=True, card=read_card(bundled))
+    return out
+
+
+def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: Sequence[int] | None = None,
+                    families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike] | None = None,
+                    flag_settings: FlagSettings | None = None, only_missing: bool = True,
+                    priority: int = 0) -> int:
+    """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
+
+    With ``only_missing`` images that already have a prediction from every chosen model version
+    are left out, so re-submitting a folder after adding files runs only the new ones.
+    """
+    if (folder_id is None) == (image_ids is None):
+        raise PrelabelError("give either a folder or a list of images")
+    families = [f for f in FAMILIES if f in families]
+    if not families:
+        raise PrelabelError("no model family chosen")
+    versions = resolve_models(db, families, model_dirs)
+    if folder_id is not None:
+        if db.folders.get(folder_id) is None:
+            raise PrelabelError(f"folder {folder_id} is not indexed")
+        ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
+    else:
+        ids = list(dict.fromkeys(image_ids or ()))
+    if only_missing and ids:
+        done = set(ids)
+        for v in versions.values():
+            done &= db.predictions.image_ids_with(v.id)
+        ids = [i for i in ids if i not in done]
+    settings = flag_settings if flag_settings is not None else load_flag_settings(flag_settings_path(db.url))
+    params = {
+        "families": families,
+        "model_versions": {f: v.id for f, v in versions.items()},
+        "flags": settings.to_dict(),
+    }
+    return db.jobs.create(PRELABEL, params, ids, priority=priority).id
+
+
+def job_status(db: "Database", job_id: int) -> JobProgress:
+    job = db.jobs.get(job_id)
+    if job is None:
+        raise PrelabelError(f"job {job_id} does not exist")
+    rate = eta = None
+    processed = job.progress_done + job.progress_failed
+    if job.started_at is not None and processed:
+        end = job.finished_at or datetime.now(timezone.utc)
+        started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
+        end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
+        elapsed = (end - started).total_seconds()
+        if elapsed > 0:
+            rate = processed / elapsed
+            if not job.finished:
+                eta = max(0.0, job.progress_total - processed) / rate
+    return JobProgress(
+        job_id=job.id, kind=job.kind, state=job.status.value, done=job.progress_done,
+        failed=job.progress_failed, total=job.progress_total, cancel_requested=job.cancel_requested,
+        message=job.message, error=job.error, images_per_second=rate, eta_seconds=eta,
+        started_at=job.started_at, finished_at=job.finished_at,
+    )
+
+
+def cancel_job(db: "Database", job_id: int) -> JobProgress:
+    """Ask the job to stop: queued images are dropped now, images in flight finish first."""
+    db.jobs.request_cancel(job_id)
+    return job_status(db, job_id)
+
+
+def failed_images(db: "Database", job_id: int) -> list[tuple[str, str]]:
+    """(path, reason) of every image the job could not pre-label."""
+    out = []
+    for item in db.jobs.items(job_id, status=ItemStatus.FAILED):
+        path = db.images.path_of(item.image_id) if item.image_id is not None else None
+        out.append((path or f"image {item.image_id}", item.error or "unknown error"))
+    return out
+
+
+@dataclass
+class WorkerHandle:
+    """A worker subprocess started by ``start_worker_process``."""
+
+    process: subprocess.Popen
+    log_path: Path | None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Ask the worker to finish its batch and leave (SIGTERM / CTRL_BREAK); kill it if it won't."""
+        if self.alive():
+            if os.name == "nt":
+                self.process.send_signal(signal.CTRL_BREAK_EVENT)
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_worker_process(db_url: str, device: str = "auto", *, once: bool = False, batch_size: int | None = None,
+                         log_path: str | os.PathLike | None = None, extra_args: Sequence[str] = ()) -> WorkerHandle:
+    """Start ``python main.py worker --db URL`` as a separate process (models never load here)."""
+    cmd = [sys.executable, str(REPO_ROOT / "main.py"), "worker", "--db", db_url, "--device", device]
+    if once:
+        cmd.append("--once")
+    if batch_size is not None:
+        cmd += ["--batch-size", str(batch_size)]
+    cmd += list(extra_args)
+    log = Path(log_path) if log_path is not None else None
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL
+    flags = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0
+    try:
+        proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, creationflags=flags)
+    finally:
+        if log is not None:
+            out.close()
+    return WorkerHandle(proc, log)

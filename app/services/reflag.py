@@ -1,0 +1,89 @@
+"""Re-applying changed flag thresholds to stored predictions, without running any model.
+
+A project that changes its thresholds (settings dialog) wants its review queue re-ordered at
+once; the predictions already hold every number the rules read, so this is a pass over the
+database: rebuild each image's result from its rows, flag it, write flags and priorities.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
+from app.services.prelabel import FAMILIES, read_card
+from database.dto import ImageQuery, PredictionIn, PredictionInfo
+from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+_EMPTY = np.zeros((0, 0), np.float32)
+
+
+def card_threshold(card: Mapping) -> float | None:
+    """The anomaly model card's image threshold (``{"threshold": {"image": x}}``), if any."""
+    try:
+        value = float(card["threshold"]["image"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
+                            anomaly_threshold: float | None) -> ImageResult:
+    """The flag rules' view of stored predictions (maps and masks are not needed, so not loaded)."""
+    cls = seg = anom = None
+    if (p := preds.get("classifier")) is not None and p.class_scores:
+        names = tuple(p.class_scores)
+        cls = ClassResult(names, np.array([p.class_scores[n] for n in names], np.float32),
+                          p.predicted_class or "", float(p.confidence or 0.0))
+    if (p := preds.get("segmenter")) is not None and p.target_count is not None:
+        seg = SegmentResult(np.zeros((0, 0), bool), int(p.target_count))
+    if (p := preds.get("anomaly")) is not None and p.anomaly_score is not None:
+        anom = AnomalyResult(_EMPTY, float(p.anomaly_score), anomaly_threshold)
+    return ImageResult(key=image_id, path="", classifier=cls, segmenter=seg, anomaly=anom)
+
+
+def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
+                  versions: Mapping[str, int] | None = None) -> int:
+    """Recompute flags and priorities of a folder's images from the given (default: active)
+    model versions' predictions. Returns how many images were re-flagged."""
+    if versions is None:
+        versions = {f: v.id for f in FAMILIES if (v := db.model_versions.active(f)) is not None}
+    anomaly_thr = None
+    if "anomaly" in versions and (v := db.model_versions.get(versions["anomaly"])) is not None:
+        anomaly_thr = card_threshold(v.card or read_card(Path(v.checkpoint_path)))
+    ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
+    per_family = {f: db.predictions.for_images(ids, vid) for f, vid in versions.items()}
+    flagged, clear, priorities, rewritten = [], [], {}, []
+    for image_id in ids:
+        preds = {f: rows[image_id] for f, rows in per_family.items() if image_id in rows}
+        if not preds:
+            continue
+        flags = flag_result(result_from_predictions(image_id, preds, anomaly_thr), settings)
+        (flagged if flags.flagged else clear).append(image_id)
+        priorities[image_id] = flags.priority
+        for family, p in preds.items():
+            own = tuple(r for r in flags.reasons if r in FAMILY_REASONS[family])
+            if own != p.flags:
+                rewritten.append(_prediction_in(p, own))
+    if flagged:
+        db.images.set_flagged(flagged, True)
+    if clear:
+        db.images.set_flagged(clear, False)
+    db.images.set_priorities(priorities)
+    if rewritten:
+        db.predictions.upsert_many(rewritten)
+    return len(priorities)
+
+
+def _prediction_in(p: PredictionInfo, flags: tuple[str, ...]) -> PredictionIn:
+    base = PredictionIn(p.image_id, p.model_version_id, class_scores=p.class_scores,
+                        predicted_class=p.predicted_class, confidence=p.confidence, mask_png=p.mask_png,
+                        mask_ref=p.mask_ref, target_count=p.target_count, anomaly_score=p.anomaly_score,
+                        anomaly_map_ref=p.anomaly_map_ref)
+    return replace(base, flags=flags)

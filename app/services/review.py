@@ -1,0 +1,409 @@
+"""The review station's use cases, Qt-free: queue, image detail, label revisions, history.
+
+Everything the GUI shows or changes about labels goes through ``ReviewService``; it speaks the
+database repositories' DTOs on one side and the plain records of ``review_types`` on the other
+(numpy masks instead of PNG bytes, one merged prediction instead of one row per model family).
+A failed write raises and leaves the caller's label untouched, so the GUI can keep it and retry.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.paths import data_dir
+from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
+from app.services.review_types import (FolderInfo, ImageDetail, LabelState, PredictionView, QueueFilter,
+                                       QueueItem, RevisionInfo)
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("classifier", "segmenter", "anomaly")
+DEFAULT_ANOMALY_THRESHOLD = 0.5
+
+
+class ReviewError(Exception):
+    """A review action that could not be done, in one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """The reviewer's own choices (persisted by the GUI, passed in here)."""
+
+    reviewer: str = ""
+    anomaly_threshold: float | None = None  # None: the anomaly model card's threshold
+    min_confidence: float = 0.6             # below: a prediction counts as uncertain
+    auto_advance: bool = True               # accept/reject move on to the next unreviewed image
+
+    @property
+    def author(self) -> str:
+        if self.reviewer.strip():
+            return self.reviewer.strip()
+        try:
+            return getpass.getuser()
+        except Exception:
+            return "inspector"
+
+
+class ReviewService:
+    def __init__(self, db: "Database", settings: ReviewSettings | None = None,
+                 artifacts: Any | None = None) -> None:
+        self.db = db
+        self.settings = settings or ReviewSettings()
+        self._artifacts = artifacts
+        self._classes: list[str] | None = None
+        self._versions: dict[int, Any] = {}
+
+    # -- settings and models --------------------------------------------------------------
+    def update_settings(self, settings: ReviewSettings) -> None:
+        self.settings = settings
+
+    def refresh_models(self) -> None:
+        """Forget cached classes/model versions (after a pre-label run or a retraining)."""
+        self._classes = None
+        self._versions.clear()
+
+    def active_versions(self) -> dict[str, Any]:
+        out = {}
+        for fam in FAMILIES:
+            mv = self.db.model_versions.active(fam)
+            if mv is not None:
+                out[fam] = mv
+                self._versions[mv.id] = mv
+        return out
+
+    def classes(self) -> list[str]:
+        """The classifier's class names in hotkey order (1 = first)."""
+        if self._classes is None:
+            names = self.db.classes.names("classifier")
+            if not names:
+                mv = self.db.model_versions.active("classifier")
+                card = (mv.card if mv else None) or {}
+                names = [str(c) for c in card.get("classes", [])]
+            self._classes = names
+        return list(self._classes)
+
+    def anomaly_threshold(self) -> float:
+        """Image-level threshold: the reviewer's, else the anomaly model card's, else 0.5."""
+        if self.settings.anomaly_threshold is not None:
+            return float(self.settings.anomaly_threshold)
+        return self._card_threshold("image")
+
+    def region_threshold(self) -> float:
+        """Pixel-level threshold turning a heatmap into a region (the card's "pixel" one if any)."""
+        if self.settings.anomaly_threshold is not None:
+            return float(self.settings.anomaly_threshold)
+        return self._card_threshold("pixel")
+
+    def _card_threshold(self, level: str) -> float:
+        mv = self.db.model_versions.active("anomaly")
+        card = (mv.card if mv else None) or {}
+        for source in (card, card.get("metrics", {}) or {}, (mv.metrics if mv else None) or {}):
+            thr = source.get("threshold") if isinstance(source, dict) else None
+            if isinstance(thr, dict):  # {"image": t, "pixel": t'}
+                thr = thr.get(level, thr.get("image"))
+            if isinstance(thr, (int, float)):
+                return float(thr)
+        return DEFAULT_ANOMALY_THRESHOLD
+
+    def _artifact_store(self):
+        if self._artifacts is None:
+            from app.services.artifacts import ArtifactStore, artifact_root
+            self._artifacts = ArtifactStore(artifact_root(self.db.url))
+        return self._artifacts
+
+    # -- folders --------------------------------------------------------------------------
+    def folders(self) -> list[FolderInfo]:
+        out = []
+        for f in self.db.folders.list():
+            n = sum(self.db.images.state_counts(f.id).values())
+            out.append(FolderInfo(f.id, f.name, f.root_path, n))
+        return out
+
+    def open_folder(self, path: str | Path, progress=None) -> FolderInfo:
+        """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept."""
+        from app.services.indexing import FolderIndexError, index_folder
+        try:
+            report = index_folder(self.db, path, progress)
+        except FolderIndexError as exc:
+            raise ReviewError(str(exc)) from None
+        f = self.db.folders.get(report.folder_id)
+        return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
+
+    def folder_by_path(self, path: str | Path) -> FolderInfo | None:
+        f = self.db.folders.by_path(str(Path(path).expanduser().resolve()))
+        if f is None:
+            return None
+        return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
+
+    # -- queue ----------------------------------------------------------------------------
+    def queue(self, flt: QueueFilter = QueueFilter()) -> list[QueueItem]:
+        """The images matching ``flt``, in its order (badges merged from every active model)."""
+        from database.dto import ImageQuery
+        from database.states import ReviewState
+        q = ImageQuery(folder_id=flt.folder_id, states=tuple(ReviewState(s) for s in sorted(flt.states)),
+                       flagged=True if flt.flagged_only else None, path_contains=flt.text or None)
+        items = self._rows(q)
+        if flt.class_name:
+            items = [it for it in items if flt.class_name in (it.label_class, it.predicted_class)]
+        if flt.score_min is not None or flt.score_max is not None:
+            lo = -np.inf if flt.score_min is None else flt.score_min
+            hi = np.inf if flt.score_max is None else flt.score_max
+            items = [it for it in items if it.anomaly_score is not None and lo <= it.anomaly_score <= hi]
+        return sort_items(items, flt.sort, flt.descending)
+
+    def item(self, image_id: int) -> QueueItem:
+        im = self.db.images.get(image_id)
+        if im is None:
+            raise ReviewError(f"image {image_id} is no longer in the database")
+        from database.dto import ImageQuery
+        rows = [it for it in self._rows(ImageQuery(folder_id=im.folder_id, path_contains=im.rel_path,
+                                                   include_missing=True)) if it.image_id == image_id]
+        if not rows:
+            raise ReviewError(f"image {image_id} is no longer in the database")
+        return rows[0]
+
+    def _rows(self, q) -> list[QueueItem]:
+        from database.review_queue import queue_rows
+        mv = self.active_versions()
+        ids = {f: (mv[f].id if f in mv else None) for f in FAMILIES}
+        return [QueueItem(
+            image_id=r.image_id, folder_id=r.folder_id, rel_path=r.rel_path,
+            path=str(Path(r.root_path) / r.rel_path), review_state=r.review_state, flagged=bool(r.flagged),
+            predicted_class=r.predicted_class, confidence=r.confidence, anomaly_score=r.anomaly_score,
+            target_count=r.target_count, label_class=r.label_class,
+            error="file is missing" if r.missing else r.error,
+            has_prediction=any(v is not None for v in (r.predicted_class, r.confidence, r.target_count,
+                                                       r.anomaly_score)),
+        ) for r in queue_rows(self.db, q, ids["classifier"], ids["segmenter"], ids["anomaly"])]
+
+    def counts(self, folder_id: int | None = None) -> dict[str, int]:
+        raw = self.db.images.state_counts(folder_id)
+        out = {s: 0 for s in ("unreviewed", "accepted", "corrected", "rejected")}
+        out.update({str(k.value if hasattr(k, "value") else k): v for k, v in raw.items()})
+        return out
+
+    def ids_without_predictions(self, folder_id: int) -> list[int]:
+        """What is new: images none of the active models has seen yet."""
+        from database.dto import ImageQuery
+        ids = [im.id for im in self.db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
+        seen: set[int] | None = None
+        for mv in self.active_versions().values():
+            have = self.db.predictions.image_ids_with(mv.id)
+            seen = have if seen is None else seen & have
+        return ids if seen is None else [i for i in ids if i not in seen]
+
+    # -- one image ------------------------------------------------------------------------
+    def detail(self, image_id: int) -> ImageDetail:
+        item = self.item(image_id)
+        im = self.db.images.get(image_id)
+        return ImageDetail(item, im.width if im else None, im.height if im else None,
+                           self._prediction(image_id), self._label(image_id))
+
+    def _prediction(self, image_id: int) -> PredictionView | None:
+        active = self.active_versions()
+        by_version = {p.model_version_id: p for p in self.db.predictions.for_image(image_id)}
+        fam_pred = {fam: by_version[mv.id] for fam, mv in active.items() if mv.id in by_version}
+        if not fam_pred:
+            return None
+        c, s, a = (fam_pred.get(f) for f in FAMILIES)
+        mask = heat = None
+        if s is not None:
+            mask = self._mask_of(s)
+        if a is not None and a.anomaly_map_ref:
+            try:
+                heat = np.asarray(self._artifact_store().get_map(a.anomaly_map_ref), np.float32)
+            except Exception as exc:  # the cache can be recomputed; a missing map is not fatal
+                log.warning("anomaly map %s unavailable: %s", a.anomaly_map_ref, exc)
+        thr = self.anomaly_threshold()
+        flags = tuple(dict.fromkeys(f for p in fam_pred.values() for f in p.flags))
+        return PredictionView(
+            prediction_ids={f: p.id for f, p in fam_pred.items()},
+            predicted_class=c.predicted_class if c else None,
+            confidence=c.confidence if c else None,
+            class_scores=dict(c.class_scores or {}) if c else {},
+            mask=mask, target_count=s.target_count if s else None,
+            anomaly_score=a.anomaly_score if a else None, heatmap=heat,
+            heat_range=(0.0, 2.0 * self.region_threshold()) if heat is not None else None,
+            anomalous=None if a is None or a.anomaly_score is None else a.anomaly_score >= thr,
+            threshold=thr if a is not None else None,
+            flags=flags, models={f: active[f].name for f in fam_pred},
+        )
+
+    def _mask_of(self, pred) -> np.ndarray | None:
+        data = pred.mask_png
+        if data is None and pred.mask_ref:
+            try:
+                data = self._artifact_store().get_bytes(pred.mask_ref)
+            except Exception as exc:
+                log.warning("mask %s unavailable: %s", pred.mask_ref, exc)
+        if data is None:
+            return None
+        try:
+            return decode_mask_png(data)
+        except DisplayError as exc:
+            log.warning("prediction %s: %s", pred.id, exc.reason)
+            return None
+
+    def _label(self, image_id: int) -> LabelState:
+        rev = self.db.labels.current(image_id)
+        return LabelState() if rev is None else _label_from_revision(rev)
+
+    # -- label changes --------------------------------------------------------------------
+    def save_label(self, image_id: int, state: LabelState, changed: str = "") -> LabelState:
+        """Store ``state`` as the image's newest revision (the whole label, never a diff)."""
+        from database.dto import LabelChange
+        from database.states import ReviewState
+        change = LabelChange(
+            review_state=ReviewState(state.review_state),
+            class_name=state.class_name,
+            mask_png=None if state.mask is None or not state.mask.any() else encode_mask_png(state.mask),
+            anomaly_verdict=state.anomaly_verdict,
+            anomaly_mask_png=(None if state.anomaly_region is None or not state.anomaly_region.any()
+                              else encode_mask_png(state.anomaly_region)),
+            from_prediction_id=state.from_prediction_id,
+            note=changed or None,
+        )
+        rev = self.db.labels.append(image_id, change, self.settings.author)
+        return replace(state, revision=rev.revision, author=rev.author, note=rev.note)
+
+    def accepted_label(self, detail: ImageDetail, current: LabelState,
+                       size: tuple[int, int] | None = None) -> LabelState:
+        """The label "accept the prediction as is" stands for (not saved here).
+
+        ``size`` (width, height) is the image's: a heatmap at model resolution becomes a region
+        at image resolution. Without any prediction, accepting confirms the current label.
+        """
+        p = detail.prediction
+        if p is None:
+            return current.with_(review_state="accepted")
+        verdict = region = None
+        if p.anomaly_score is not None:
+            verdict = "anomalous" if p.anomalous else "normal"
+            if p.anomalous and p.heatmap is not None:
+                heat = p.heatmap
+                if size is None and p.mask is not None:
+                    size = (p.mask.shape[1], p.mask.shape[0])
+                if size is not None:
+                    heat = resize_to(heat.astype(np.float32), *size)
+                region = heat >= self.region_threshold()
+                region = region if region.any() else None
+        from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
+        return LabelState(class_name=p.predicted_class or current.class_name,
+                          mask=p.mask if p.mask is not None and p.mask.any() else None,
+                          anomaly_verdict=verdict, anomaly_region=region, review_state="accepted",
+                          from_prediction_id=from_id)
+
+    def revision_label(self, image_id: int, revision: int) -> LabelState:
+        """An earlier revision's label (to bring it back as a new revision)."""
+        for rev in self.db.labels.history(image_id):
+            if rev.revision == revision:
+                return _label_from_revision(rev)
+        raise ReviewError(f"image {image_id} has no label revision {revision}")
+
+    def set_flag(self, image_id: int, flagged: bool) -> QueueItem:
+        self.db.images.set_flagged([image_id], flagged)
+        return self.item(image_id)
+
+    def history(self, image_id: int) -> list[RevisionInfo]:
+        return [RevisionInfo(r.revision, r.author, r.created_at, r.note or ",".join(r.changed),
+                             str(r.review_state.value), r.class_name,
+                             r.anomaly_verdict.value if r.anomaly_verdict else None,
+                             r.mask_png is not None, r.anomaly_mask_png is not None, r.note)
+                for r in self.db.labels.history(image_id)]
+
+    # -- labels the database refused -------------------------------------------------------
+    def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None) -> str:
+        """Write labels that could not be saved to files, to be replayed by ``recover``."""
+        root = folder or recovery_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for image_id, st in labels.items():
+            base = root / f"{stamp}-image{image_id}"
+            meta = {"image_id": image_id, "class_name": st.class_name, "anomaly_verdict": st.anomaly_verdict,
+                    "review_state": st.review_state, "from_prediction_id": st.from_prediction_id,
+                    "author": self.settings.author, "db": self.db.url}
+            arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
+                      if v is not None}
+            np.savez_compressed(base.with_suffix(".npz"), **arrays)
+            base.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return str(root)
+
+    def recover(self, folder: Path | None = None) -> int:
+        """Save labels left in the recovery folder by an earlier session; returns how many."""
+        root = folder or recovery_dir()
+        done = 0
+        for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                if meta.get("db") != self.db.url:
+                    continue
+                with np.load(meta_path.with_suffix(".npz"), allow_pickle=False) as z:
+                    mask = z["mask"] if "mask" in z else None
+                    region = z["region"] if "region" in z else None
+                st = LabelState(meta.get("class_name"), mask, meta.get("anomaly_verdict"), region,
+                                meta.get("review_state", "corrected"),
+                                from_prediction_id=meta.get("from_prediction_id"))
+                self.save_label(int(meta["image_id"]), st, "recovered after a failed save")
+            except Exception as exc:
+                log.warning("could not replay %s: %s", meta_path, exc)
+                continue
+            meta_path.unlink(missing_ok=True)
+            meta_path.with_suffix(".npz").unlink(missing_ok=True)
+            done += 1
+        return done
+
+
+def recovery_dir() -> Path:
+    return data_dir() / "recovery"
+
+
+def _label_from_revision(rev) -> LabelState:
+    def mask(data: bytes | None) -> np.ndarray | None:
+        if data is None:
+            return None
+        try:
+            return decode_mask_png(data)
+        except DisplayError:
+            return None
+    return LabelState(class_name=rev.class_name, mask=mask(rev.mask_png),
+                      anomaly_verdict=rev.anomaly_verdict.value if rev.anomaly_verdict else None,
+                      anomaly_region=mask(rev.anomaly_mask_png), review_state=str(rev.review_state.value),
+                      revision=rev.revision, author=rev.author, from_prediction_id=rev.from_prediction_id,
+                      note=rev.note)
+
+
+_STATE_ORDER = {"unreviewed": 0, "corrected": 1, "accepted": 2, "rejected": 3}
+
+
+def sort_items(items: list[QueueItem], key: str, reverse: bool = False) -> list[QueueItem]:
+    """Order the queue. Each key's natural order puts what needs attention first:
+    name A→Z, most uncertain first, highest anomaly score first, most targets first;
+    ``reverse`` flips it. Images without the value always go last."""
+    name = lambda it: (it.rel_path.lower(), it.image_id)  # noqa: E731
+    if key == "name":
+        out = sorted(items, key=name)
+        return out[::-1] if reverse else out
+    getters = {
+        "uncertainty": lambda it: None if it.confidence is None else -it.uncertainty,
+        "anomaly": lambda it: None if it.anomaly_score is None else -it.anomaly_score,
+        "confidence": lambda it: it.confidence,
+        "targets": lambda it: None if it.target_count is None else -it.target_count,
+        "state": lambda it: _STATE_ORDER.get(it.review_state, 9),
+    }
+    get = getters.get(key)
+    if get is None:
+        raise ReviewError(f"unknown sort key {key!r}")
+    have = [it for it in items if get(it) is not None]
+    missing = [it for it in items if get(it) is None]
+    have.sort(key=lambda it: (get(it), name(it)), reverse=reverse)
+    return have + sorted(missing, key=name)

@@ -1,0 +1,102 @@
+"""Pre-labelling from the review station: queue jobs, watch them, cancel, keep a worker running.
+
+A thin binding of the worker's ``app.services.prelabel`` to one database, so the GUI holds
+no database handle of its own. Models never run in the GUI's process: the first job starts a
+worker process (``python main.py worker``) that stays until the station closes.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Sequence
+
+from app.paths import data_dir
+
+if TYPE_CHECKING:
+    from app.services.prelabel import JobProgress, WorkerHandle
+    from database.engine import Database
+
+log = logging.getLogger(__name__)
+
+
+class JobsError(Exception):
+    """A pre-label request that could not be queued, in one sentence."""
+
+
+class ReviewJobs:
+    def __init__(self, db: "Database", db_url: str, device: str = "auto",
+                 model_dirs: dict[str, str] | None = None, worker_args: Sequence[str] = ()) -> None:
+        self.db = db
+        self.db_url = db_url
+        self.device = device
+        self.model_dirs = model_dirs
+        self.worker_args = tuple(worker_args)
+        self._worker: WorkerHandle | None = None
+
+    def available_families(self) -> list[str]:
+        """Families with a model to run: given explicitly, active in the database, or bundled."""
+        from app.services.prelabel import FAMILIES
+        from inference.bundled import bundled_model_dir
+        out = []
+        for fam in FAMILIES:
+            if ((self.model_dirs and fam in self.model_dirs) or self.db.model_versions.active(fam) is not None
+                    or (bundled_model_dir(fam) / "config.json").is_file()):
+                out.append(fam)
+        return out
+
+    def _submit(self, **kw) -> int:
+        from app.services.prelabel import PrelabelError, submit_prelabel
+        families = self.available_families()
+        if not families:
+            raise JobsError("no model is available: no active model version and no bundled checkpoint")
+        try:
+            job_id = submit_prelabel(self.db, model_dirs=self.model_dirs, families=families, **kw)
+        except PrelabelError as exc:
+            raise JobsError(str(exc)) from None
+        self.ensure_worker()
+        return job_id
+
+    def prelabel_folder(self, folder_id: int, only_new: bool = False) -> int:
+        """Every image of the folder (or only those the active models have not seen)."""
+        return self._submit(folder_id=folder_id, only_missing=only_new)
+
+    def prelabel_images(self, image_ids: Sequence[int]) -> int:
+        if not image_ids:
+            raise JobsError("no image selected")
+        return self._submit(image_ids=list(image_ids), only_missing=False)
+
+    def unfinished(self) -> list[int]:
+        """Pre-label jobs still queued or running (left by an earlier session), oldest first."""
+        from app.services.prelabel import PRELABEL
+        from database.states import JobStatus
+        jobs = self.db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=PRELABEL)
+        return sorted(j.id for j in jobs)
+
+    def status(self, job_id: int) -> "JobProgress":
+        from app.services.prelabel import job_status
+        return job_status(self.db, job_id)
+
+    def cancel(self, job_id: int) -> "JobProgress":
+        from app.services.prelabel import cancel_job
+        return cancel_job(self.db, job_id)
+
+    def failures(self, job_id: int) -> list[tuple[str, str]]:
+        from app.services.prelabel import failed_images
+        return failed_images(self.db, job_id)
+
+    def ensure_worker(self) -> None:
+        from app.services.prelabel import start_worker_process
+        if self._worker is not None and self._worker.alive():
+            return
+        if self._worker is not None:
+            log.warning("worker process exited with %s; starting a new one", self._worker.process.returncode)
+        data_dir().mkdir(parents=True, exist_ok=True)
+        self._worker = start_worker_process(self.db_url, self.device, log_path=data_dir() / "worker.log",
+                                            extra_args=self.worker_args)
+
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.alive()
+
+    def stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None

@@ -1,0 +1,149 @@
+"""The plain, frozen records the review station's screens work with.
+
+They are what ``ReviewService`` hands out and takes back: no ORM rows and no Qt objects, so the
+GUI can hold them, pass them to pool threads and compare them in undo commands. Masks are numpy
+bool arrays at the image's own size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import numpy as np
+
+REVIEW_STATES = ("unreviewed", "accepted", "corrected", "rejected")
+VERDICTS = ("normal", "anomalous")
+SORT_KEYS = ("name", "uncertainty", "anomaly", "confidence", "targets", "state")
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    id: int
+    name: str
+    root_path: str
+    image_count: int = 0
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One gallery cell: enough to draw badges and to sort/filter without loading pixels."""
+
+    image_id: int
+    folder_id: int
+    rel_path: str
+    path: str
+    review_state: str = "unreviewed"
+    flagged: bool = False
+    predicted_class: str | None = None
+    confidence: float | None = None
+    anomaly_score: float | None = None
+    target_count: int | None = None
+    label_class: str | None = None
+    error: str | None = None
+    has_prediction: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.rel_path.rsplit("/", 1)[-1]
+
+    @property
+    def uncertainty(self) -> float:
+        """1 - confidence: what an inspector should look at first (no prediction = most uncertain)."""
+        return 1.0 if self.confidence is None else 1.0 - float(self.confidence)
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the review queue shows, and in which order."""
+
+    folder_id: int | None = None
+    states: frozenset[str] = frozenset()  # empty = every state
+    flagged_only: bool = False
+    class_name: str | None = None  # predicted or labelled class
+    score_min: float | None = None  # anomaly score range
+    score_max: float | None = None
+    text: str = ""
+    sort: str = "name"
+    descending: bool = False
+
+    def with_(self, **changes) -> "QueueFilter":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class PredictionView:
+    """The merged model output for one image (classifier + segmenter + anomaly families)."""
+
+    prediction_ids: dict[str, int] = field(default_factory=dict)  # family -> prediction id
+    predicted_class: str | None = None
+    confidence: float | None = None
+    class_scores: dict[str, float] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+    target_count: int | None = None
+    anomaly_score: float | None = None
+    heatmap: np.ndarray | None = None
+    heat_range: tuple[float, float] | None = None  # colour-map range: the pixel threshold sits mid-scale
+    anomalous: bool | None = None  # anomaly score over the reviewer's threshold
+    threshold: float | None = None  # the image-level threshold the verdict used
+    flags: tuple[str, ...] = ()
+    models: dict[str, str] = field(default_factory=dict)  # family -> model version name
+
+
+@dataclass(frozen=True, eq=False)
+class LabelState:
+    """The editable label of one image (what a revision stores)."""
+
+    class_name: str | None = None
+    mask: np.ndarray | None = None
+    anomaly_verdict: str | None = None
+    anomaly_region: np.ndarray | None = None
+    review_state: str = "unreviewed"
+    revision: int = 0
+    author: str | None = None
+    from_prediction_id: int | None = None
+    note: str | None = None
+
+    def same_content(self, other: "LabelState") -> bool:
+        """Equal labels (ignoring who/when), used to skip no-op saves."""
+        return (self.class_name == other.class_name
+                and self.anomaly_verdict == other.anomaly_verdict
+                and self.review_state == other.review_state
+                and _same_mask(self.mask, other.mask)
+                and _same_mask(self.anomaly_region, other.anomaly_region))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelState) and self.same_content(other) and self.revision == other.revision
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def with_(self, **changes) -> "LabelState":
+        return replace(self, **changes)
+
+
+def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return (a is None or not a.any()) and (b is None or not b.any())
+    return a.shape == b.shape and bool(np.array_equal(a.astype(bool), b.astype(bool)))
+
+
+@dataclass(frozen=True)
+class ImageDetail:
+    item: QueueItem
+    width: int | None
+    height: int | None
+    prediction: PredictionView | None
+    label: LabelState
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    revision: int
+    author: str
+    created_at: datetime
+    changed: str
+    review_state: str
+    class_name: str | None
+    anomaly_verdict: str | None
+    has_mask: bool
+    has_region: bool
+    note: str | None = None

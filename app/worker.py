@@ -1,0 +1,303 @@
+"""The worker process: claims pre-label job items, runs the engine, writes results as it goes.
+
+Never losing work:
+- items are claimed in batches and each batch's predictions are committed in the same
+  transaction that marks its items done, so a crash loses at most the batches in flight (the
+  one running and the one being decoded); those are requeued and redone;
+- a heartbeat thread keeps the worker's claim alive during long batches; claims of workers
+  whose heartbeat went stale (or, on this host, whose process is gone) are requeued;
+- an image already predicted by a version is never predicted again by it (checked at claim
+  time, and the database's unique (image, model version) constraint backs this up);
+- cancel: the heartbeat reports cancelled jobs; their items not yet run are given back.
+
+Several workers may share one database: claiming is atomic (SKIP LOCKED on PostgreSQL).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
+
+import cv2
+import numpy as np
+
+from app.services.artifacts import ArtifactStore, artifact_root
+from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
+from app.services.prelabel import PRELABEL
+from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
+from database.errors import DatabaseError
+from database.jobs import new_worker_id
+from inference.checkpoints import CheckpointError
+from inference.engine import InspectionEngine
+from inference.results import ImageResult
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+log = logging.getLogger("station.worker")
+
+
+@dataclass
+class WorkerOptions:
+    device: str = "auto"
+    batch_size: int = 8
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 60.0
+    poll_s: float = 1.0
+    max_side: Mapping[str, int] | None = None
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    predicted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    per_family: dict[str, int] = field(default_factory=dict)
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise RuntimeError("PNG encoding of a mask failed")
+    return buf.tobytes()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
+
+
+class _Heartbeat(threading.Thread):
+    """Proves the worker alive every few seconds, even while a long batch runs."""
+
+    def __init__(self, db: "Database", worker_id: str, every_s: float) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.db, self.worker_id, self.every_s = db, worker_id, every_s
+        self.cancelled: frozenset[int] = frozenset()
+        self._stop = threading.Event()
+
+    def beat(self) -> frozenset[int]:
+        self.cancelled = self.db.jobs.heartbeat(self.worker_id)
+        return self.cancelled
+
+    def run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.beat()
+            except Exception as exc:  # a locked or unreachable database: try again next beat
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Worker:
+    def __init__(self, db: "Database", options: WorkerOptions | None = None, worker_id: str | None = None,
+                 artifacts: ArtifactStore | None = None) -> None:
+        self.db = db
+        self.options = options or WorkerOptions()
+        self.id = worker_id or new_worker_id()
+        self.artifacts = artifacts or ArtifactStore(artifact_root(db.url))
+        self.stats = WorkerStats()
+        self._engine: InspectionEngine | None = None
+        self._engine_key: tuple | None = None
+        self._stop = threading.Event()
+        self._heartbeat = _Heartbeat(db, self.id, self.options.heartbeat_s)
+        self._last_recovery = 0.0
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the batch in hand, give back what is claimed, and leave."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT) + ((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()):
+            signal.signal(sig, lambda *_: self.request_stop())
+
+    def run(self, once: bool = False, until: Callable[[], bool] | None = None,
+            on_batch: Callable[[ClaimedBatch, list[ImageResult]], None] | None = None) -> WorkerStats:
+        """Work until stopped; ``once``: until no item is left; ``until``: until it returns True."""
+        self.db.jobs.register_worker(self.id)
+        self._heartbeat.start()
+        pending: tuple[ClaimedBatch, list] | None = None
+        try:
+            while not self._stop.is_set():
+                self._recover()
+                if until is not None and until():
+                    break
+                current = pending or self._claim_and_decode()
+                pending = None
+                if current is None:
+                    if once:
+                        break
+                    self._stop.wait(self.options.poll_s)
+                    continue
+                # Claim and start decoding the next batch while this one runs on the models.
+                if not self._stop.is_set() and not (until is not None and until()):
+                    pending = self._claim_and_decode()
+                results = self._process(*current)
+                if on_batch is not None and results is not None:
+                    on_batch(current[0], results)
+        finally:
+            self._heartbeat.stop()
+            try:
+                if pending is not None:
+                    self.db.jobs.release_items(self.id, [it.id for it in pending[0].items])
+                self.db.jobs.unregister_worker(self.id)
+            except DatabaseError as exc:  # unreachable now: our claims go stale and are requeued
+                log.warning("could not give back claimed images (%s); they are requeued once "
+                            "this worker's heartbeat is stale", exc)
+            if self._engine is not None:
+                self._engine.close()
+        return self.stats
+
+    # -- recovery ------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Requeue work of dead workers: stale heartbeats anywhere, vanished processes on this host."""
+        now = time.monotonic()
+        if now - self._last_recovery < min(self.options.stale_after_s / 2, 10.0):
+            return
+        self._last_recovery = now
+        host = socket.gethostname()
+        for w in self.db.jobs.workers():
+            if w.id != self.id and w.host == host and w.pid and not _pid_alive(w.pid):
+                n = self.db.jobs.unregister_worker(w.id)
+                if n:
+                    log.info("requeued %d items of worker %s (process gone)", n, w.id)
+        n = self.db.jobs.requeue_stale(timeout_s=self.options.stale_after_s)
+        if n:
+            log.info("requeued %d items/jobs of stale workers", n)
+
+    # -- one batch -----------------------------------------------------------------------------
+    def _engine_for(self, versions: Mapping[str, int]) -> InspectionEngine:
+        key = tuple(sorted(versions.items()))
+        if self._engine is None or self._engine_key != key:
+            dirs = {}
+            for family, vid in versions.items():
+                v = self.db.model_versions.get(int(vid))
+                if v is None:
+                    raise CheckpointError(f"model version {vid} ({family}) no longer exists")
+                dirs[family] = v.checkpoint_path
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+            self._engine = InspectionEngine(dirs, device=self.options.device, max_side=self.options.max_side)
+            self._engine_key = key
+            for f, info in self._engine.loaded().items():
+                log.info("loaded %s model %s from %s (half precision: %s)", f, info.name, info.path, info.half)
+        return self._engine
+
+    def _claim_and_decode(self) -> tuple[ClaimedBatch, list] | None:
+        batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL])
+        if batch is None:
+            return None
+        params = batch.job.params
+        versions = {f: int(v) for f, v in params["model_versions"].items()}
+        try:
+            engine = self._engine_for(versions)
+        except (CheckpointError, ValueError, RuntimeError) as exc:
+            # A model that cannot load fails the job's items with the reason (not retried forever).
+            reason = f"model cannot be loaded: {exc}"
+            log.error(reason)
+            self.db.jobs.fail_items(self.id, {it.id: reason for it in batch.items})
+            self.stats.failed += len(batch.items)
+            return None
+        todo, skip = self._split_done(batch.items, versions)
+        if skip:
+            self.db.jobs.complete_items(self.id, [it.id for it in skip])
+            self.stats.skipped += len(skip)
+        missing = {it.id: "image no longer in the database" for it in todo if it.image_path is None}
+        if missing:
+            self.db.jobs.fail_items(self.id, missing)
+            self.stats.failed += len(missing)
+        todo = [it for it in todo if it.image_path is not None]
+        pending = engine.submit_decode([(it, it.image_path) for it in todo], list(versions))
+        return ClaimedBatch(batch.job, tuple(todo)), pending
+
+    def _split_done(self, items: tuple[JobItemInfo, ...], versions: Mapping[str, int]
+                    ) -> tuple[list[JobItemInfo], list[JobItemInfo]]:
+        ids = [it.image_id for it in items if it.image_id is not None]
+        done = set(ids)
+        for vid in versions.values():
+            done &= set(self.db.predictions.for_images(ids, vid))
+        return [it for it in items if it.image_id not in done], [it for it in items if it.image_id in done]
+
+    def _process(self, batch: ClaimedBatch, pending: list) -> list[ImageResult] | None:
+        if not batch.items:
+            return []
+        job = batch.job
+        if job.id in self._heartbeat.beat():
+            self.db.jobs.release_items(self.id, [it.id for it in batch.items])  # cancelled: leave it
+            return None
+        params = job.params
+        versions = {f: int(v) for f, v in params["model_versions"].items()}
+        settings = FlagSettings.from_dict(params.get("flags"))
+        engine = self._engine_for(versions)
+        results = engine.predict_decoded(engine.collect(pending), list(versions))
+        self._store(batch, results, versions, settings)
+        self.stats.batches += 1
+        return results
+
+    def _store(self, batch: ClaimedBatch, results: list[ImageResult], versions: Mapping[str, int],
+               settings: FlagSettings) -> None:
+        preds: list[PredictionIn] = []
+        errors: dict[int, str] = {}
+        flagged: list[int] = []
+        clear: list[int] = []
+        priorities: dict[int, float] = {}
+        for r in results:
+            item: JobItemInfo = r.key  # type: ignore[assignment]
+            if not r.ok:
+                errors[item.id] = r.error or "unreadable image"
+                continue
+            flags = flag_result(r, settings)
+            (flagged if flags.flagged else clear).append(item.image_id)
+            priorities[item.image_id] = flags.priority
+            for family, vid in versions.items():
+                own = tuple(f for f in flags.reasons if f in FAMILY_REASONS[family])
+                preds.append(self._prediction(family, item.image_id, vid, r, own))
+                self.stats.per_family[family] = self.stats.per_family.get(family, 0) + 1
+        # Image-level flags first: if we die before the commit below, the items are redone and
+        # these idempotent writes repeated; the reverse order could leave done items unflagged.
+        if flagged:
+            self.db.images.set_flagged(flagged, True)
+        if clear:
+            self.db.images.set_flagged(clear, False)
+        self.db.images.set_priorities(priorities)
+        for item_id, reason in errors.items():
+            image_id = next(it.image_id for it in batch.items if it.id == item_id)
+            self.db.images.set_error(image_id, reason)
+        if errors:
+            self.db.jobs.fail_items(self.id, errors)
+        ok_items = [r.key.id for r in results if r.ok]  # type: ignore[attr-defined]
+        if ok_items:
+            self.db.jobs.complete_items(self.id, ok_items, preds)
+        self.stats.predicted += len(ok_items)
+        self.stats.failed += len(errors)
+
+    def _prediction(self, family: str, image_id: int, version_id: int, r: ImageResult,
+                    flags: tuple[str, ...]) -> PredictionIn:
+        if family == "classifier" and r.classifier is not None:
+            c = r.classifier
+            return PredictionIn(image_id, version_id, class_scores=c.score_dict(), predicted_class=c.label,
+                                confidence=c.confidence, flags=flags)
+        if family == "segmenter" and r.segmenter is not None:
+            return PredictionIn(image_id, version_id, mask_png=mask_png(r.segmenter.mask),
+                                target_count=r.segmenter.target_count, flags=flags)
+        if family == "anomaly" and r.anomaly is not None:
+            return PredictionIn(image_id, version_id, anomaly_score=r.anomaly.score,
+                                anomaly_map_ref=self.artifacts.put_map(r.anomaly.anomaly_map), flags=flags)
+        raise RuntimeError(f"the engine returned no {family} result for image {image_id}")

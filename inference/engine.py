@@ -1,0 +1,285 @@
+"""InspectionEngine: run the active model of each family over batches of images.
+
+Why it is shaped this way:
+- models are loaded once per engine (a worker keeps one engine for its whole life);
+- decoding is the slow part on a CPU for large images, so a small thread pool decodes (and
+  shrinks) the next batch while the models run on the current one (OpenCV releases the GIL);
+- one unreadable file never aborts a batch: it becomes an ``ImageResult`` with ``error`` set
+  to ``ImageReadError.reason``;
+- on a GPU, half precision (autocast) is used for a family only if a probe batch shows its
+  results within ``HALF_TOLERANCE`` of full precision; otherwise that family stays in float32.
+
+No Qt, no database: the caller maps its own keys (paths, database ids) to results.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from .checkpoints import CheckpointError, load_model
+from .engine_families import FamilyModel, family_model
+from .imageio import ImageReadError, convert_channels, read_raw, to_float
+from .models.registry import FAMILIES
+from .results import ImageResult
+from .training.common import pick_device
+
+log = logging.getLogger(__name__)
+
+# Largest difference half precision may make before a family falls back to float32:
+# class probabilities (absolute), mask pixels that flip (fraction), anomaly map (fraction of range).
+HALF_TOLERANCE = {"classifier": 0.01, "segmenter": 0.001, "anomaly": 0.01}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One image read once, converted into every channel mode the loaded families need."""
+
+    height: int
+    width: int
+    views: Mapping[str, np.ndarray]  # mode -> float32 (h', w') or (h', w', 3), shrunk to <= max side
+
+
+@dataclass(frozen=True)
+class LoadedFamily:
+    family: str
+    name: str
+    path: str
+    half: bool
+
+
+def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return img
+    scale = max_side / max(h, w)
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
+    """Read ``path`` once; for each mode, channel-convert and shrink (still integer) before scaling to float."""
+    raw = read_raw(path)
+    views = {}
+    for mode, max_side in modes.items():
+        try:
+            views[mode] = to_float(_shrink(convert_channels(raw, mode), max_side))
+        except cv2.error as exc:
+            raise ImageReadError(path, f"cannot convert image ({str(exc).strip().splitlines()[-1]})") from None
+    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views)
+
+
+class InspectionEngine:
+    """Loads one model directory per family and predicts batches of image files."""
+
+    def __init__(self, model_dirs: Mapping[str, str | os.PathLike], device: str = "auto",
+                 half: bool | None = None, decode_threads: int = 2,
+                 max_side: Mapping[str, int] | None = None) -> None:
+        """``max_side`` caps, per family, the side of the image handed to its model (larger images
+        are shrunk while decoding; results still come back at the file's size)."""
+        unknown = set(model_dirs) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown families: {', '.join(sorted(unknown))}")
+        if not model_dirs:
+            raise ValueError("no model directory given")
+        self.device = pick_device(device)
+        self._models: dict[str, FamilyModel] = {}
+        self._half: dict[str, bool] = {}
+        for family in (f for f in FAMILIES if f in model_dirs):
+            loaded = load_model(model_dirs[family], map_location=self.device)
+            if loaded.family != family:
+                raise CheckpointError(f"{model_dirs[family]}: holds a {loaded.family} model, not a {family}")
+            self._models[family] = family_model(loaded)
+            if max_side and family in max_side:
+                self._models[family].max_side = int(max_side[family])
+            want_half = self.device.type == "cuda" if half is None else half
+            self._half[family] = bool(want_half and self.device.type == "cuda" and self._half_is_safe(family))
+        self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads), thread_name_prefix="decode")
+
+    # -- information -------------------------------------------------------------------------
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(self._models)
+
+    def loaded(self) -> dict[str, LoadedFamily]:
+        return {f: LoadedFamily(f, m.name, str(m.path), self._half[f]) for f, m in self._models.items()}
+
+    def model(self, family: str) -> FamilyModel:
+        return self._models[family]
+
+    def _modes(self, families: Sequence[str]) -> dict[str, int]:
+        modes: dict[str, int] = {}
+        for f in families:
+            m = self._models[f]
+            modes[m.mode] = max(modes.get(m.mode, 0), m.max_side)
+        return modes
+
+    # -- precision ---------------------------------------------------------------------------
+    def _autocast(self, family: str):
+        if self._half.get(family):
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _half_is_safe(self, family: str) -> bool:
+        """Compare float32 and autocast results on a fixed probe batch (smooth patterns + noise)."""
+        model = self._models[family]
+        rng = np.random.default_rng(0)
+        side = min(model.max_side, 256)
+        yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+        probes = []
+        for k in range(2):
+            base = 0.5 + 0.3 * np.sin(6.28 * (xx * (k + 1) + yy)) + 0.05 * rng.standard_normal((side, side))
+            img = np.clip(base, 0, 1).astype(np.float32)
+            probes.append(img if model.mode == "gray" else np.repeat(img[:, :, None], 3, axis=2))
+        sizes = [(side, side)] * len(probes)
+        with torch.inference_mode():
+            full = model.predict(probes, sizes)
+            with torch.autocast(device_type="cuda", dtype=torch.float16):
+                half = model.predict(probes, sizes)
+        diff = model.difference(full, half)
+        ok = diff <= HALF_TOLERANCE[family]
+        log.info("%s: half precision %s (difference %.4g, tolerance %.4g)", family,
+                 "on" if ok else "off", diff, HALF_TOLERANCE[family])
+        return ok
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict_decoded(self, items: Sequence[tuple[object, str, DecodedImage | str]],
+                        families: Sequence[str] | None = None) -> list[ImageResult]:
+        """Run the models on already decoded images; a ``str`` in place of an image is its read error."""
+        families = self._check(families)
+        good = [(i, d) for i, (_, _, d) in enumerate(items) if isinstance(d, DecodedImage)]
+        per_family: dict[str, list] = {}
+        with torch.inference_mode():
+            for f in families:
+                model = self._models[f]
+                if not good:
+                    per_family[f] = []
+                    continue
+                images = [d.views[model.mode] for _, d in good]
+                sizes = [(d.height, d.width) for _, d in good]
+                per_family[f] = self._predict_family(f, images, sizes)
+        out: list[ImageResult] = []
+        index = {i: j for j, (i, _) in enumerate(good)}
+        for i, (key, path, d) in enumerate(items):
+            if not isinstance(d, DecodedImage):
+                out.append(ImageResult(key=key, path=path, error=d))
+                continue
+            j = index[i]
+            broken = [f"{f} model failed: {r[j]}" for f, r in per_family.items() if isinstance(r[j], Exception)]
+            if broken:
+                out.append(ImageResult(key=key, path=path, height=d.height, width=d.width, error="; ".join(broken)))
+                continue
+            out.append(ImageResult(
+                key=key, path=path, height=d.height, width=d.width,
+                classifier=per_family["classifier"][j] if "classifier" in per_family else None,
+                segmenter=per_family["segmenter"][j] if "segmenter" in per_family else None,
+                anomaly=per_family["anomaly"][j] if "anomaly" in per_family else None,
+            ))
+        return out
+
+    def _predict_family(self, family: str, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list:
+        """The family's results; if the batch fails (e.g. out of GPU memory), each image alone,
+        so one image the model cannot take costs that image only (its entry is the exception)."""
+        model = self._models[family]
+        try:
+            with self._autocast(family):
+                return model.predict(images, sizes)
+        except (RuntimeError, ValueError) as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(images) == 1:
+                return [exc]
+            log.warning("%s batch of %d failed (%s); retrying image by image", family, len(images), exc)
+        out: list = []
+        for image, size in zip(images, sizes):
+            try:
+                with self._autocast(family):
+                    out.extend(model.predict([image], [size]))
+            except (RuntimeError, ValueError) as exc:
+                out.append(exc)
+        return out
+
+    def _check(self, families: Sequence[str] | None) -> list[str]:
+        if families is None:
+            return list(self._models)
+        missing = [f for f in families if f not in self._models]
+        if missing:
+            raise ValueError(f"no model loaded for: {', '.join(missing)}")
+        return [f for f in FAMILIES if f in families]
+
+    def _decode_one(self, path: str, modes: Mapping[str, int]) -> DecodedImage | str:
+        try:
+            return decode(path, modes)
+        except ImageReadError as exc:
+            return exc.reason
+        except MemoryError:
+            return "not enough memory to decode this image"
+
+    def submit_decode(self, batch: Sequence[tuple[object, str]], families: Sequence[str] | None = None
+                      ) -> list[tuple[object, str, Future]]:
+        """Start decoding a batch on the pool; pass the result to ``collect`` later."""
+        modes = self._modes(self._check(families))
+        return [(key, path, self._pool.submit(self._decode_one, path, modes)) for key, path in batch]
+
+    @staticmethod
+    def collect(pending: Sequence[tuple[object, str, Future]]) -> list[tuple[object, str, DecodedImage | str]]:
+        return [(key, path, fut.result()) for key, path, fut in pending]
+
+    def predict_files(self, items: Iterable[tuple[object, str | os.PathLike]], batch_size: int = 8,
+                      families: Sequence[str] | None = None, prefetch: int = 1) -> Iterator[list[ImageResult]]:
+        """Yield one list of results per batch, decoding up to ``prefetch`` batches ahead
+        (``prefetch=0``: decode a batch only after the previous one ran, the serial baseline)."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        it = iter(items)
+        queue: deque[list[tuple[object, str, Future]]] = deque()
+
+        def fill() -> None:
+            while len(queue) < prefetch + 1:
+                batch = []
+                for key, path in it:
+                    batch.append((key, str(path)))
+                    if len(batch) == batch_size:
+                        break
+                if not batch:
+                    return
+                queue.append(self.submit_decode(batch, families))
+
+        fill()
+        while queue:
+            pending = queue.popleft()
+            if prefetch:
+                fill()  # the next batches decode while this one runs on the models
+            results = self.predict_decoded(self.collect(pending), families)
+            if not prefetch:
+                fill()
+            yield results
+
+    def predict_paths(self, paths: Sequence[str | os.PathLike], batch_size: int = 8,
+                      families: Sequence[str] | None = None) -> list[ImageResult]:
+        results: list[ImageResult] = []
+        for batch in self.predict_files(((str(p), p) for p in paths), batch_size, families):
+            results.extend(batch)
+        return results
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "InspectionEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def model_dirs_from(paths: Mapping[str, str | os.PathLike | None]) -> dict[str, Path]:
+    """Drop families without a directory (``None``), keeping the rest as ``Path``."""
+    return {f: Path(p) for f, p in paths.items() if p is not None}

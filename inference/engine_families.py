@@ -1,0 +1,141 @@
+"""One adapter per model family between the engine and that family's own prediction helper.
+
+Each family's helper (written beside its model) owns the model's preprocessing, so the engine
+never duplicates resize/normalise rules; an adapter only says which channel mode and largest
+side the engine's decoder should hand over, and converts the helper's output into the engine's
+result dataclasses. ``difference`` measures how far two result lists disagree, for the
+half-precision check.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from .checkpoints import CheckpointError, LoadedModel
+from .results import AnomalyResult, ClassResult, SegmentResult
+
+# Whole frames up to this side go to the segmenter unshrunk (its helper tiles beyond 1024):
+# small targets are a few pixels wide, so shrinking loses them.
+SEGMENTER_MAX_SIDE = 1024
+
+
+def _helper(module: str, loaded: LoadedModel):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise CheckpointError(f"{loaded.path}: this version has no prediction code for {loaded.family} models") from None
+        raise
+
+
+class FamilyModel:
+    family = ""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.name = loaded.name
+        self.path = Path(loaded.path) if loaded.path else Path()
+        self.mode = "rgb"
+        self.max_side = 512
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.loaded.model.parameters()).device
+
+    def predict(self, images: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> list:
+        raise NotImplementedError
+
+    def difference(self, a: list, b: list) -> float:
+        raise NotImplementedError
+
+
+class ClassifierModel(FamilyModel):
+    family = "classifier"
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded)
+        self._mod = _helper("inference.classifier_predict", loaded)
+        cfg = loaded.config
+        self.mode = "gray" if cfg.in_chans == 1 else "rgb"
+        self.max_side = 2 * int(cfg.img_size)  # the helper area-averages the rest of the way
+
+    def predict(self, images, sizes) -> list[ClassResult]:
+        return [ClassResult(tuple(p.classes), np.asarray(p.scores, np.float32), p.label, float(p.confidence))
+                for p in self._mod.predict_images(self.loaded, list(images))]
+
+    def difference(self, a, b) -> float:
+        return max(float(np.abs(x.scores - y.scores).max()) for x, y in zip(a, b))
+
+
+def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if mask.shape == size:
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+class SegmenterModel(FamilyModel):
+    family = "segmenter"
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded)
+        self._mod = _helper("inference.segmentation", loaded)
+        self.mode = "gray" if loaded.config.in_chans == 1 else "rgb"
+        self.max_side = SEGMENTER_MAX_SIDE
+
+    def predict(self, images, sizes) -> list[SegmentResult]:
+        out = self._mod.predict_masks(self.loaded, list(images))
+        # Targets are counted at the resolution the model saw; the mask is scaled to the file's.
+        return [SegmentResult(_resize_mask(r.mask, size), int(r.count)) for r, size in zip(out, sizes)]
+
+    def difference(self, a, b) -> float:
+        return max(float(np.mean(x.mask != y.mask)) for x, y in zip(a, b))
+
+
+class AnomalyModel(FamilyModel):
+    """Maps are kept at the model's resolution (small to store; the viewer scales them)."""
+
+    family = "anomaly"
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded)
+        self._mod = _helper("inference.anomaly_predict", loaded)
+        self._data = _helper("inference.training.anomaly_data", loaded)
+        cfg = loaded.config
+        self.mode = "gray" if cfg.in_channels == 1 else "rgb"
+        self.max_side = 2 * int(cfg.image_size)
+        thr = self._mod.image_threshold(loaded.card)
+        self.threshold = None if math.isnan(thr) else float(thr)
+
+    def predict(self, images, sizes) -> list[AnomalyResult]:
+        cfg = self.loaded.config
+        batch = np.stack([self._data.to_model_input(img, cfg.image_size, cfg.in_channels) for img in images])
+        maps, scores = self._mod.model_maps(self.loaded.model, batch, self.device)
+        return [AnomalyResult(np.asarray(m, np.float32), float(s), self.threshold) for m, s in zip(maps, scores)]
+
+    def difference(self, a, b) -> float:
+        worst = 0.0
+        for x, y in zip(a, b):
+            span = float(x.anomaly_map.max() - x.anomaly_map.min()) or 1.0
+            worst = max(worst, float(np.abs(x.anomaly_map - y.anomaly_map).max()) / span)
+        return worst
+
+
+ADAPTERS: dict[str, type[FamilyModel]] = {
+    "classifier": ClassifierModel,
+    "segmenter": SegmenterModel,
+    "anomaly": AnomalyModel,
+}
+
+
+def family_model(loaded: LoadedModel) -> FamilyModel:
+    try:
+        return ADAPTERS[loaded.family](loaded)
+    except (AttributeError, TypeError) as exc:  # a config without the fields this adapter reads
+        raise CheckpointError(f"{loaded.path}: unsupported {loaded.family} model {loaded.name!r} ({exc})") from None
+

@@ -1,0 +1,97 @@
+"""Running a trained segmenter on frames of any size: probability map, binary mask, target count.
+
+The worker, ``evaluate`` and training's held-out check all go through ``predict_probabilities``
+so a model is scored exactly the way it is used. Frames are standardised whole, then run whole
+(padded to the network's stride) up to ``MAX_WHOLE_SIDE``; larger frames run as overlapping
+tiles so that memory stays bounded on a station without a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from inference.checkpoints import LoadedModel
+from inference.models.mim_istd import segment_logits
+from inference.training.segmenter_data import standardise_np, to_channels
+
+DEFAULT_THRESHOLD = 0.5  # logit > 0, the field's convention
+MAX_WHOLE_SIDE = 1024
+TILE = 512
+TILE_OVERLAP = 64
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    probability: np.ndarray  # float32 (h, w) in [0, 1]
+    mask: np.ndarray  # bool (h, w)
+    count: int  # 8-connected target components in the mask
+    boxes: tuple[tuple[int, int, int, int], ...]  # (x, y, w, h) per component
+    threshold: float
+
+
+def model_threshold(loaded: LoadedModel) -> float:
+    return float(loaded.card.get("threshold", DEFAULT_THRESHOLD))
+
+
+def _tile_starts(n: int, tile: int, step: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    starts = list(range(0, n - tile, step))
+    return starts + [n - tile]
+
+
+@torch.no_grad()
+def _logits(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """Standardised (c, h, w) -> logits (h, w), tiled beyond MAX_WHOLE_SIDE."""
+    c, h, w = image.shape
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)[None]
+    if max(h, w) <= MAX_WHOLE_SIDE:
+        return segment_logits(model, x)[0, 0].float().cpu().numpy()
+    acc = np.zeros((h, w), np.float32)
+    hits = np.zeros((h, w), np.float32)
+    step = TILE - TILE_OVERLAP
+    for y0 in _tile_starts(h, TILE, step):
+        for x0 in _tile_starts(w, TILE, step):
+            tile = x[:, :, y0:y0 + TILE, x0:x0 + TILE]
+            out = segment_logits(model, tile)[0, 0].float().cpu().numpy()
+            acc[y0:y0 + out.shape[0], x0:x0 + out.shape[1]] += out
+            hits[y0:y0 + out.shape[0], x0:x0 + out.shape[1]] += 1
+    return acc / hits
+
+
+def predict_probabilities(
+    model: torch.nn.Module, images: Sequence[np.ndarray], device: str | torch.device | None = None, standardised: bool = False
+) -> list[np.ndarray]:
+    """Float images ((h, w) or (h, w, c) in [0, 1], or standardised (c, h, w) frames) -> probability maps."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    in_chans = model.config.in_chans
+    try:
+        out = []
+        for img in images:
+            frame = img if standardised else standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans))
+            logits = _logits(model, frame, dev)
+            out.append((1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32))
+        return out
+    finally:
+        model.train(was_training)
+
+
+def binarise(probability: np.ndarray, threshold: float) -> SegmentationResult:
+    mask = probability > threshold
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    boxes = tuple(tuple(int(v) for v in row[:4]) for row in stats[1:])
+    return SegmentationResult(probability, mask, n - 1, boxes, threshold)
+
+
+def predict_masks(
+    loaded: LoadedModel, images: Sequence[np.ndarray], threshold: float | None = None, device: str | torch.device | None = None
+) -> list[SegmentationResult]:
+    """The worker's entry point: float images of any size -> per-image map, mask and target count."""
+    thr = model_threshold(loaded) if threshold is None else float(threshold)
+    return [binarise(p, thr) for p in predict_probabilities(loaded.model, images, device)]

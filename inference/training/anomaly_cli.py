@@ -1,0 +1,137 @@
+"""``python main.py train anomaly`` / ``evaluate anomaly``: argument parsing and run functions.
+
+No torch at module level (the CLI's --help must stay instant); errors in the data tree or the
+model directory print one ``error: …`` line and return 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+ARCHS = ("pattern_anomaly", "pixel_gaussian")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="category folder in MVTec layout (train/good, test/<type>, ground_truth/<type>)")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--arch", default="pattern_anomaly", choices=ARCHS,
+                   help="pattern_anomaly (the model) or pixel_gaussian (the baseline)")
+    p.add_argument("--preset", default="cpu", help="config preset: test_tiny, cpu (default), paper")
+    p.add_argument("--image-size", type=int, help="override the preset's square input size")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="1 = grayscale input, 3 = RGB (default: preset)")
+    p.add_argument("--mixer", choices=("attention", "ss2d"), help="token mixer of the ViT blocks (default: preset)")
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--triples-per-image", type=int, default=48, help="cell triples trained per image and step")
+    p.add_argument("--max-train-images", type=int, default=0, help="use at most this many good images (0 = all)")
+    p.add_argument("--no-flips", action="store_true", help="no flip augmentation (for parts with a handedness)")
+    p.add_argument("--backbone", help="optional pretrained ViT weights (local .safetensors, timm names)")
+    p.add_argument("--data-licence", default="", help="licence note for the card (default: read from a LICENSE file beside the data)")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation after training")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="category folder in MVTec layout")
+    p.add_argument("--model", action="append", help="model directory (repeatable; default: the bundled anomaly model)")
+    p.add_argument("--json", help="write the metrics as JSON here")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0)
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _build_config(args: argparse.Namespace):
+    from ..models import registry
+    from ..models import pattern_anomaly, pixel_gaussian
+
+    presets = pattern_anomaly.PRESETS if args.arch == "pattern_anomaly" else pixel_gaussian.PRESETS
+    if args.preset not in presets:
+        raise ValueError(f"unknown preset {args.preset!r} for {args.arch}; known: {', '.join(presets)}")
+    over = {}
+    if args.image_size:
+        over["image_size"] = args.image_size
+    if args.channels:
+        over["in_channels"] = args.channels
+        base = presets[args.preset]
+        over["mean"] = tuple([float(base.mean[0])] * args.channels)
+        over["std"] = tuple([float(base.std[0])] * args.channels)
+    if args.mixer and args.arch == "pattern_anomaly":
+        over["mixer"] = args.mixer
+    import dataclasses
+
+    registry.spec(args.arch)
+    return dataclasses.replace(presets[args.preset], **over)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..checkpoints import CheckpointError
+    from .anomaly_data import AnomalyDataError
+    from .anomaly_train import TrainOptions, train
+    from .common import pick_device, set_threads
+
+    set_threads(args.threads)
+    try:
+        device = pick_device(args.device)
+        config = _build_config(args)
+        opts = TrainOptions(
+            data=Path(args.data), out=Path(args.out), arch=args.arch, config=config, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=str(device), resume=args.resume,
+            triples_per_image=args.triples_per_image, flips=not args.no_flips,
+            max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
+            backbone=Path(args.backbone) if args.backbone else None, data_licence=args.data_licence,
+            command="python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:]),
+        )
+        card = train(opts)
+    except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
+        return _fail(str(exc))
+    print(f"saved {args.out} (trained {card['training']['seconds']:.0f} s)")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..bundled import bundled_model_dir
+    from ..checkpoints import CheckpointError, load_model
+    from .anomaly_data import AnomalyDataError, scan_category
+    from .anomaly_eval import evaluate_tree, format_table
+    from .common import pick_device, set_threads
+
+    set_threads(args.threads)
+    dirs = args.model or [str(bundled_model_dir("anomaly"))]
+    try:
+        device = pick_device(args.device)
+        tree = scan_category(args.data, need_train=False, need_test=True)
+        results = {}
+        for d in dirs:
+            loaded = load_model(d, map_location=device)
+            if loaded.family != "anomaly":
+                raise ValueError(f"{d}: a {loaded.family} model, not an anomaly model")
+            results[d] = evaluate_tree(loaded.model, tree, device, args.batch_size, progress=True) | {"model": loaded.name}
+    except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
+        return _fail(str(exc))
+    for d, r in results.items():
+        for s in r["skipped"]:
+            print(f"skipped: {s}")
+    print(format_table({f"{r['model']} ({Path(d).name})": r for d, r in results.items()}))
+    if args.json:
+        def clean(v):
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        payload = {d: {k: clean(v) for k, v in r.items()} for d, r in results.items()}
+        if len(payload) == 1:
+            payload = next(iter(payload.values()))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return 0

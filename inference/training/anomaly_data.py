@@ -1,0 +1,195 @@
+"""MVTec-layout category trees, image loading at model resolution, synthetic defects.
+
+Layout: ``CATEGORY/train/good/*``, ``CATEGORY/test/<type>/*`` (``good`` = defect-free),
+``CATEGORY/ground_truth/<type>/<stem>_mask.png``. Real trees are messy, so: symlinked folders
+are followed, any image format/depth/aspect ratio is read (and squashed to the model's square
+input, the map is stretched back), unreadable files are listed and skipped, and defect images
+without a mask still count for the image score but are left out of the pixel metrics (and
+listed).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..imageio import ImageReadError, is_image_file, read_image, read_mask
+
+GOOD = "good"
+MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", "_mask.tif", "_mask.tiff", "_mask.jpg")
+
+
+class AnomalyDataError(ValueError):
+    """A category tree that cannot be used, with what is wrong."""
+
+
+@dataclass(frozen=True)
+class TestImage:
+    path: Path
+    defect_type: str
+    mask_path: Path | None  # None: good image (empty mask) or defect without a mask
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.defect_type != GOOD
+
+
+@dataclass
+class CategoryTree:
+    root: Path
+    train_good: list[Path]
+    test: list[TestImage] = field(default_factory=list)
+    missing_masks: list[Path] = field(default_factory=list)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, _, files in os.walk(folder, followlinks=True):
+        out.extend(Path(dirpath) / f for f in files if is_image_file(f) and not f.startswith("."))
+    return sorted(out)
+
+
+def _find_mask(root: Path, defect_type: str, image: Path) -> Path | None:
+    gt = root / "ground_truth" / defect_type
+    for suffix in MASK_SUFFIXES:
+        cand = gt / (image.stem + suffix)
+        if cand.is_file():
+            return cand
+    return None
+
+
+def scan_category(root: str | os.PathLike, need_train: bool = True, need_test: bool = False) -> CategoryTree:
+    """Index a category folder, raising AnomalyDataError with the reason when it is unusable."""
+    root = Path(root)
+    if not root.exists():
+        raise AnomalyDataError(f"{root}: folder not found")
+    if not root.is_dir():
+        raise AnomalyDataError(f"{root}: not a folder (expected an MVTec category: train/good, test/<type>)")
+    good_dir = root / "train" / GOOD
+    train_good = _images_in(good_dir) if good_dir.is_dir() else []
+    if need_train and not good_dir.is_dir():
+        raise AnomalyDataError(f"{root}: no train/good folder (MVTec layout: train/good/*.png, test/<type>/*.png, "
+                               "ground_truth/<type>/<stem>_mask.png)")
+    if need_train and not train_good:
+        raise AnomalyDataError(f"{good_dir}: no good images to train on")
+    tree = CategoryTree(root=root, train_good=train_good)
+    test_dir = root / "test"
+    if test_dir.is_dir():
+        for sub in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+            for img in _images_in(sub):
+                if sub.name == GOOD:
+                    tree.test.append(TestImage(img, GOOD, None))
+                    continue
+                mask = _find_mask(root, sub.name, img)
+                if mask is None:
+                    tree.missing_masks.append(img)
+                tree.test.append(TestImage(img, sub.name, mask))
+    if need_test:
+        if not tree.test:
+            raise AnomalyDataError(f"{root}: no test images (expected test/good and test/<defect type>)")
+        kinds = {t.is_anomalous for t in tree.test}
+        if kinds != {True, False}:
+            which = "defect" if False in kinds else "good"
+            raise AnomalyDataError(f"{test_dir}: no {which} test images; AUROC needs both good and defect images")
+    return tree
+
+
+def channel_mode(in_channels: int) -> str:
+    return "gray" if in_channels == 1 else "rgb"
+
+
+def to_model_input(image: np.ndarray, size: int, in_channels: int) -> np.ndarray:
+    """Float image (h, w[, c]) in [0, 1] -> (c, size, size) float32 in [0, 1]."""
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if in_channels == 3 and img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif in_channels == 1 and img.ndim == 3:
+        img = img.mean(axis=2)
+    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
+        raise ValueError(f"not an image array: shape {image.shape}")
+    h, w = img.shape[:2]
+    interp = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
+    img = cv2.resize(img, (size, size), interpolation=interp)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    return np.ascontiguousarray(np.clip(img, 0.0, 1.0).transpose(2, 0, 1))
+
+
+def load_images(paths: list[Path], size: int, in_channels: int) -> tuple[np.ndarray, list[Path], list[str]]:
+    """Read and resize; returns (n, c, s, s) float32, the paths read, and the reasons others failed."""
+    arrays, kept, errors = [], [], []
+    for p in paths:
+        try:
+            arrays.append(to_model_input(read_image(p, channel_mode(in_channels)), size, in_channels))
+            kept.append(p)
+        except ImageReadError as exc:
+            errors.append(str(exc))
+    out = np.stack(arrays) if arrays else np.zeros((0, in_channels, size, size), np.float32)
+    return out, kept, errors
+
+
+def read_test_mask(item: TestImage, shape: tuple[int, int]) -> np.ndarray | None:
+    """The ground truth at the image's own size; None when a defect image has no (readable) mask."""
+    if not item.is_anomalous:
+        return np.zeros(shape, bool)
+    if item.mask_path is None:
+        return None
+    mask = read_mask(item.mask_path)
+    if mask.shape != shape:
+        mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return mask
+
+
+# ---- synthetic defects (DRAEM-style) ---------------------------------------------------------
+def _blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth-noise blobs or a thin stroke, covering roughly 0.3-6 % of the image."""
+    if rng.random() < 0.3:
+        m = np.zeros((size, size), np.uint8)
+        pts = rng.integers(0, size, (int(rng.integers(2, 5)), 2))
+        thick = int(rng.integers(1, max(2, size // 40) + 1))
+        cv2.polylines(m, [pts.reshape(-1, 1, 2).astype(np.int32)], False, 1, thickness=thick)
+        return m.astype(bool)
+    res = int(rng.choice([2, 4, 8]))
+    noise = cv2.resize(rng.random((res, res)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    area = rng.uniform(0.003, 0.06)
+    return noise >= np.quantile(noise, 1.0 - area)
+
+
+def synthesize_defects(batch: np.ndarray, rng: np.random.Generator, prob: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Paste synthetic defects into some images of a (b, c, s, s) [0, 1] batch.
+
+    Fillings: a patch of another image moved elsewhere (cut-paste), smooth noise, darkening or
+    brightening, a flat colour; blended with opacity 0.5-1. Returns the images and (b, s, s)
+    bool masks of what was changed.
+    """
+    b, c, s, _ = batch.shape
+    out = batch.copy()
+    masks = np.zeros((b, s, s), bool)
+    for i in range(b):
+        if rng.random() >= prob:
+            continue
+        m = _blob_mask(rng, s)
+        kind = rng.integers(4)
+        if kind == 0:
+            src = batch[rng.integers(b)]
+            fill = np.roll(src, (int(rng.integers(s // 4, 3 * s // 4)), int(rng.integers(s // 4, 3 * s // 4))), axis=(1, 2))
+            fill = fill * rng.uniform(0.6, 1.4, (c, 1, 1))
+        elif kind == 1:
+            res = int(rng.choice([8, 16, 32]))
+            fill = np.stack([cv2.resize(rng.random((res, res)).astype(np.float32), (s, s)) for _ in range(c)])
+        elif kind == 2:
+            fill = batch[i] * rng.uniform(0.2, 0.6) if rng.random() < 0.6 else batch[i] + rng.uniform(0.25, 0.6)
+        else:
+            fill = np.broadcast_to(rng.random((c, 1, 1)), (c, s, s))
+        beta = rng.uniform(0.5, 1.0)
+        w = m[None].astype(np.float32) * beta
+        out[i] = np.clip(batch[i] * (1 - w) + fill * w, 0.0, 1.0)
+        masks[i] = m & (np.abs(out[i] - batch[i]).max(axis=0) > 0.02)
+    return out.astype(np.float32), masks

@@ -1,0 +1,267 @@
+"""Train an anomaly model on a category's good images; calibrate its threshold; write the model dir.
+
+A deterministic 15 % of train/good is held out (never trained on) to calibrate the image
+threshold: the 99th percentile of held-out good scores, i.e. about 1 % false alarms on good
+parts. The pattern model trains generation (predict the clean cell) and comparison (tell real
+from synthetic defects and swapped cells) jointly; the comparison sees the prediction detached
+so it cannot teach the generator to hide defects.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..anomaly_predict import model_maps, normalise_batch
+from ..checkpoints import save_model
+from ..models import registry
+from ..models.pattern_anomaly import PatternAnomaly
+from .anomaly_data import AnomalyDataError, load_images, scan_category, synthesize_defects
+from .anomaly_eval import evaluate_tree
+from .common import (Progress, deterministic_split, load_training_state, save_training_state, seed_everything,
+                     warmup_cosine)
+
+STATE_FILE = "train_state.pt"
+HOLDOUT_FRACTION = 0.15
+THRESHOLD_QUANTILE = 0.99
+MAP_STAT_IMAGES = 96  # good training images used for the per-position map statistics
+
+
+@dataclass
+class TrainOptions:
+    data: Path
+    out: Path
+    arch: str = "pattern_anomaly"
+    config: Any = None
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = False
+    triples_per_image: int = 48
+    defect_prob: float = 0.5
+    swap_prob: float = 0.05
+    generation_weight: float = 1.0
+    flips: bool = True
+    max_train_images: int = 0
+    evaluate: bool = True
+    backbone: Path | None = None
+    data_licence: str = ""
+    command: str = ""
+    quiet: bool = False
+
+
+def _licence_note(root: Path, explicit: str) -> str:
+    if explicit:
+        return explicit
+    for folder in (root, root.parent):
+        for name in ("LICENSE.txt", "license.txt", "LICENSE", "LICENCE.txt"):
+            f = folder / name
+            if f.is_file():
+                text = f.read_text(encoding="utf-8", errors="replace")
+                if "CC BY-NC-SA" in text or "Attribution-NonCommercial-ShareAlike" in text:
+                    return "CC BY-NC-SA 4.0 (non-commercial, share-alike); see " + str(f)
+                return f"see {f}"
+    return "unknown (no licence file found beside the data)"
+
+
+def pattern_step(model: PatternAnomaly, clean: np.ndarray, rng: np.random.Generator, opts: TrainOptions,
+                 device: torch.device) -> dict[str, torch.Tensor]:
+    """One batch: synthetic defects, random grid shift, sampled triples -> losses."""
+    cfg = model.config
+    p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size
+    corrupt, masks = synthesize_defects(clean, rng, opts.defect_prob)
+    xc = normalise_batch(model, clean, device)
+    xa = normalise_batch(model, corrupt, device)
+    m = torch.as_tensor(masks, dtype=torch.float32, device=device)[:, None]
+    oy, ox = (int(v) for v in rng.integers(0, p, 2))
+    cells_a, centres = model.cell_grid(xa, oy, ox)
+    cells_c, _ = model.cell_grid(xc, oy, ox)
+    cells_m, _ = model.cell_grid(m, oy, ox)
+    b, ny, nx = cells_a.shape[:3]
+    tri = model.triples(ny, nx, cfg.bidirectional, device)
+    img = torch.arange(b, device=device).repeat_interleave(len(tri))
+    idx = torch.cat([img[:, None], tri.repeat(b, 1)], dim=1)
+    has = cells_m[idx[:, 0], idx[:, 1], idx[:, 4]].flatten(1).amax(1) > 0
+    k = min(len(idx), opts.triples_per_image * b)
+    weights = (1.0 + 4.0 * has.float()).cpu().numpy()
+    pick = rng.choice(len(idx), size=k, replace=False, p=weights / weights.sum())
+    idx = idx[torch.as_tensor(pick, device=device)]
+    pos = model.position(centres)
+    e1, e2 = model.encode_cells(cells_a, pos)
+    pred = model.generate(e1, e2, pos, idx)
+    real = cells_a[idx[:, 0], idx[:, 1], idx[:, 4]].clone()
+    labels = F.max_pool2d(cells_m[idx[:, 0], idx[:, 1], idx[:, 4]], s)[:, 0]  # (k, t, t)
+    n_swap = int(round(opts.swap_prob * k))
+    if n_swap:
+        rows = torch.as_tensor(rng.choice(k, n_swap, replace=False), device=device)
+        src_b = torch.as_tensor(rng.integers(0, b, n_swap), device=device)
+        src_r = torch.as_tensor(rng.integers(0, ny, n_swap), device=device)
+        shift = torch.as_tensor(rng.integers(1, nx, n_swap), device=device)
+        src_c = (idx[rows, 4] + shift) % nx  # another column: never the target cell itself
+        real[rows] = cells_a[src_b, src_r, src_c]
+        labels[rows] = 1.0
+    logits = model.compare(pred.detach(), real, pos[idx[:, 1], idx[:, 4]])
+    gen = F.mse_loss(pred, cells_c[idx[:, 0], idx[:, 1], idx[:, 4]])
+    cmp = F.binary_cross_entropy_with_logits(logits, labels)
+    return {"loss": opts.generation_weight * gen + cmp, "gen": gen.detach(), "cmp": cmp.detach()}
+
+
+def _augment(batch: np.ndarray, rng: np.random.Generator, flips: bool) -> np.ndarray:
+    if not flips:
+        return batch
+    out = batch.copy()
+    for i in range(len(out)):
+        if rng.random() < 0.5:
+            out[i] = out[i, :, :, ::-1]
+        if rng.random() < 0.5:
+            out[i] = out[i, :, ::-1, :]
+    return out
+
+
+def calibrate(model: torch.nn.Module, holdout: np.ndarray, device: torch.device) -> dict[str, Any]:
+    scores, pixels = [], []
+    for start in range(0, len(holdout), 8):
+        maps, sc = model_maps(model, holdout[start:start + 8], device)
+        scores.extend(sc.tolist())
+        pixels.append(maps.ravel())
+    scores_a = np.array(scores)
+    allpix = np.concatenate(pixels)
+    return {
+        "image": float(np.quantile(scores_a, THRESHOLD_QUANTILE)),
+        "pixel": float(np.quantile(allpix, 0.999)),
+        "method": f"{THRESHOLD_QUANTILE:.0%} quantile of image scores (max of the map) on {len(scores_a)} held-out "
+                  "good images; pixel: 99.9 % quantile of their map values",
+        "holdout_scores": {"min": float(scores_a.min()), "mean": float(scores_a.mean()), "max": float(scores_a.max())},
+    }
+
+
+def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    seed_everything(opts.seed)
+    device = torch.device(opts.device)
+    tree = scan_category(opts.data, need_train=True)
+    config = opts.config if opts.config is not None else registry.spec(opts.arch).config_cls()
+    names = [str(p.relative_to(tree.root)) for p in tree.train_good]
+    fit_names, hold_names = deterministic_split(names, HOLDOUT_FRACTION, seed=opts.seed)
+    if not hold_names:
+        raise AnomalyDataError(f"{tree.root / 'train' / 'good'}: need at least 2 good images "
+                               "(one is held out to calibrate the threshold)")
+    if opts.max_train_images:
+        fit_names = fit_names[: opts.max_train_images]
+    fit, fit_paths, err1 = load_images([tree.root / n for n in fit_names], config.image_size, config.in_channels)
+    hold, hold_paths, err2 = load_images([tree.root / n for n in hold_names], config.image_size, config.in_channels)
+    unreadable = err1 + err2
+    for e in unreadable:
+        log(f"warning: skipped unreadable image {e}")
+    if len(fit) == 0 or len(hold) == 0:
+        raise AnomalyDataError(f"{tree.root}: no readable good images to {'train on' if len(fit) == 0 else 'calibrate with'}")
+    log(f"data: {len(fit)} good images to train, {len(hold)} held out for the threshold, "
+        f"{len(unreadable)} unreadable; input {config.image_size}x{config.image_size}")
+
+    model = registry.build(opts.arch, config).to(device)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    step_times: list[float] = []
+    history: list[dict[str, float]] = []
+    backbone_counts = None
+    if opts.arch == "pixel_gaussian":
+        model.fit(normalise_batch(model, fit, device))
+        epochs_done = 0
+    else:
+        if opts.backbone is not None:
+            from ..models.pattern_anomaly import load_pretrained_backbone
+
+            backbone_counts = load_pretrained_backbone(model, opts.backbone)
+            log(f"pretrained backbone {opts.backbone}: tensors copied {backbone_counts}")
+        steps_per_epoch = math.ceil(len(fit) / opts.batch_size)
+        total = steps_per_epoch * opts.epochs
+        optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(optim, warmup_cosine(total, 0.05))
+        start_epoch = 0
+        state_path = opts.out / STATE_FILE
+        if opts.resume and state_path.is_file():
+            st = load_training_state(state_path)
+            # Map statistics are recomputed after training, so a state without them still resumes.
+            missing, unexpected = model.load_state_dict(st["model"], strict=False)
+            if unexpected or set(missing) - {"map_mean", "map_std"}:
+                raise RuntimeError(f"{state_path}: does not match this model (missing {missing}, unexpected {unexpected})")
+            optim.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            start_epoch = int(st["epoch"])
+            history = list(st.get("history", []))
+            started -= float(st.get("seconds", 0.0))  # the card reports the whole training time
+            log(f"resumed from {state_path} at epoch {start_epoch}/{opts.epochs}")
+        bar = Progress(total, "train", disable=opts.quiet)
+        bar.update(start_epoch * steps_per_epoch)
+        for epoch in range(start_epoch, opts.epochs):
+            rng = np.random.default_rng([opts.seed, epoch])
+            order = rng.permutation(len(fit))
+            model.train()
+            sums = {"loss": 0.0, "gen": 0.0, "cmp": 0.0}
+            for i in range(steps_per_epoch):
+                t0 = time.monotonic()
+                batch = _augment(fit[order[i * opts.batch_size:(i + 1) * opts.batch_size]], rng, opts.flips)
+                losses = pattern_step(model, batch, rng, opts, device)
+                optim.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optim.step()
+                sched.step()
+                step_times.append(time.monotonic() - t0)
+                for k in sums:
+                    sums[k] += float(losses[k].detach())
+                bar.update(1, epoch=epoch + 1, gen=float(losses["gen"]), cmp=float(losses["cmp"]))
+            history.append({k: v / steps_per_epoch for k, v in sums.items()} | {"epoch": epoch + 1})
+            save_training_state(state_path, {"model": model.state_dict(), "optimizer": optim.state_dict(),
+                                             "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+                                             "seconds": time.monotonic() - started})
+        bar.close()
+        epochs_done = opts.epochs
+    model.eval()
+    if hasattr(model, "fit_map_statistics"):
+        n = min(len(fit), MAP_STAT_IMAGES)
+        model.fit_map_statistics(normalise_batch(model, fit[i:i + 8], device) for i in range(0, n, 8))
+    train_seconds = time.monotonic() - started
+    threshold = calibrate(model, hold, device)
+    log(f"threshold (image score): {threshold['image']:.4f}  [{threshold['method']}]")
+    metrics = None
+    if opts.evaluate:
+        tree_t = scan_category(opts.data, need_train=False)
+        if tree_t.test and {t.is_anomalous for t in tree_t.test} == {True, False}:
+            metrics = evaluate_tree(model, tree_t, device, progress=not opts.quiet)
+            log(f"test: image AUROC {metrics['image_auroc']:.4f}  pixel AUROC {metrics['pixel_auroc']:.4f}  "
+                f"PRO {metrics['pro']:.4f}  ({metrics['n_images']} images, {len(metrics['skipped'])} skipped)")
+    card = {
+        "model": opts.arch,
+        "family": "anomaly",
+        "task": "unsupervised anomaly heatmap; trained on good images only",
+        "input": {"size": [config.image_size, config.image_size], "channels": config.in_channels,
+                  "resize": "squash to a square (aspect ratio not kept); the map is stretched back",
+                  "normalisation": {"mean": list(config.mean), "std": list(config.std)}},
+        "output": "anomaly map (per pixel, higher = more anomalous) and image score = max of the map",
+        "threshold": threshold,
+        "data": {"root": str(tree.root), "train_good": len(fit), "holdout_good": len(hold),
+                 "unreadable": unreadable, "licence": _licence_note(tree.root, opts.data_licence)},
+        "training": {"epochs": epochs_done, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
+                     "device": str(device), "threads": torch.get_num_threads(),
+                     "seconds": round(train_seconds, 1),
+                     "seconds_per_step": round(float(np.median(step_times)), 4) if step_times else None,
+                     "triples_per_image": opts.triples_per_image, "defect_prob": opts.defect_prob,
+                     "swap_prob": opts.swap_prob, "flips": opts.flips,
+                     "pretrained_backbone": str(opts.backbone) if opts.backbone else None,
+                     "backbone_tensors": backbone_counts, "history": history[-5:]},
+        "command": opts.command,
+        "metrics": {"test": {k: v for k, v in metrics.items() if k != "skipped"} | {"skipped": len(metrics["skipped"])}}
+        if metrics else {},
+    }
+    save_model(opts.out, opts.arch, model, dataclasses.replace(config) if dataclasses.is_dataclass(config) else config, card)
+    return card

@@ -1,0 +1,85 @@
+"""``python main.py train|evaluate segmenter``: argument wiring only (no torch at import time)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="tree with images/, masks/ (same stems) and optional train.txt/val.txt")
+    p.add_argument("--out", required=True, help="run folder (state, log, best/ and final/ model directories)")
+    p.add_argument("--preset", default="cpu", help="model preset: test_tiny, cpu, paper (default: cpu)")
+    p.add_argument("--inner", choices=("mamba", "conv"), help="inner block (conv = the paper's ablation)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of the stride)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--optimizer", choices=("adamw", "adagrad"), default="adamw",
+                   help="adagrad with --lr 0.05 --weight-decay 4e-4 is the paper's setting")
+    p.add_argument("--bce-weight", type=float, default=0.0, help="add this much BCE to the soft Dice loss")
+    p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="cap CPU threads (use 1 on a shared machine)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="tree with images/ and masks/ (test.txt, else val.txt, else all)")
+    p.add_argument("--model", help="model directory (default: the bundled segmenter)")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), help="override the split to score")
+    p.add_argument("--threshold", type=float, help="override the model card's decision threshold")
+    p.add_argument("--json", metavar="FILE", help="also write the figures here")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int)
+
+
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from inference.training.segmenter_data import SegDataError
+    from inference.training.segmenter_train import TrainOptions, train
+
+    fields = TrainOptions.__dataclass_fields__
+    opts = TrainOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        if opts.crop <= 0:
+            raise ValueError("--crop must be positive")
+        final = train(opts)
+    except (SegDataError, ValueError, KeyError, RuntimeError) as exc:
+        return _error(str(exc).strip("'\""))
+    print(f"model written to {final}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from inference.bundled import bundled_model_dir
+    from inference.checkpoints import CheckpointError, load_model
+    from inference.training.common import pick_device, set_threads
+    from inference.training.segmenter_data import SegDataError
+    from inference.training.segmenter_eval import evaluate_tree, format_table
+
+    set_threads(args.threads)
+    model_dir = Path(args.model) if args.model else bundled_model_dir("segmenter")
+    try:
+        device = pick_device(args.device)
+        loaded = load_model(model_dir, map_location=device)
+        if loaded.family != "segmenter":
+            raise CheckpointError(f"{model_dir}: holds a {loaded.family} model, not a segmenter")
+        result = evaluate_tree(loaded, args.data, args.split, args.threshold, device)
+    except (CheckpointError, SegDataError, ValueError, RuntimeError) as exc:
+        return _error(str(exc))
+    for msg in result["skipped"]:
+        print(f"skipped: {msg}", file=sys.stderr)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return 0

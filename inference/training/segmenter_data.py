@@ -1,0 +1,177 @@
+"""Segmentation data: the images/ + masks/ layout, its splits, and target-biased random crops.
+
+Layout: ``images/<stem>.<ext>`` and ``masks/<stem>.<ext>`` (same stem, any non-zero mask pixel is
+target), optional ``train.txt`` / ``val.txt`` / ``test.txt`` listing stems. Frames are read once,
+standardised over the full frame (as the worker does), and kept in memory: SIRST is a few MB,
+and a CPU cannot afford to decode PNGs every step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inference.imageio import ImageReadError, is_image_file, read_image, read_mask
+from inference.training.common import deterministic_split
+
+
+class SegDataError(ValueError):
+    """A data tree or a frame that cannot be used, with the reason."""
+
+
+@dataclass
+class Frame:
+    stem: str
+    image: np.ndarray  # float32 (c, h, w), standardised over the frame
+    mask: np.ndarray  # bool (h, w)
+
+
+def standardise_np(image: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """numpy twin of ``mim_istd.standardise`` for one (c, h, w) frame."""
+    image = image.astype(np.float32)
+    return (image - image.mean()) / (image.std(ddof=1) + eps) if image.size > 1 else image - image.mean()
+
+
+def to_channels(image: np.ndarray, in_chans: int) -> np.ndarray:
+    """Float (h, w) or (h, w, c) -> (in_chans, h, w): gray by channel mean, or gray repeated."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise SegDataError(f"expected an (h, w) or (h, w, c) image, got shape {image.shape}")
+    image = image[:, :, :3] if image.shape[2] >= 3 else image[:, :, :1]
+    if in_chans == 1:
+        image = image.mean(axis=2, keepdims=True)
+    elif image.shape[2] == 1:
+        image = np.repeat(image, in_chans, axis=2)
+    elif image.shape[2] != in_chans:
+        raise SegDataError(f"cannot turn {image.shape[2]} channels into {in_chans}")
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_file(p)}
+
+
+def _read_split(path: Path) -> list[str]:
+    return [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip() and not s.startswith("#")]
+
+
+@dataclass
+class SegTree:
+    root: Path
+    images: dict[str, Path]
+    masks: dict[str, Path]
+
+    @classmethod
+    def open(cls, root: str | Path) -> "SegTree":
+        r = Path(root)
+        if not r.is_dir():
+            raise SegDataError(f"{r}: data folder not found")
+        images, masks = _index(r / "images"), _index(r / "masks")
+        if not images:
+            raise SegDataError(f"{r}: no images/ folder with images (expected images/<stem>.png and masks/<stem>.png)")
+        if not masks:
+            raise SegDataError(f"{r}: no masks/ folder with masks (expected masks/<stem>.png beside images/)")
+        return cls(r, images, masks)
+
+    def stems(self, split: str) -> list[str]:
+        """Stems of 'train', 'val', 'test' or 'all' (paired frames only).
+
+        With split files, those are used; without, train/val come from a deterministic 80/20
+        hash split of the paired stems and 'test' falls back to 'val'.
+        """
+        paired = [s for s in self.images if s in self.masks]
+        if split == "all":
+            return paired
+        f = self.root / f"{split}.txt"
+        if f.is_file():
+            listed = _read_split(f)
+            missing = [s for s in listed if s not in self.images or s not in self.masks]
+            if missing:
+                raise SegDataError(f"{f}: {len(missing)} stems without image or mask, e.g. {', '.join(missing[:3])}")
+            return listed
+        if split == "test":
+            return self.stems("val")
+        train, val = deterministic_split(paired, 0.2, seed=0)
+        return train if split == "train" else val
+
+    def eval_split(self) -> str:
+        """What ``evaluate`` scores: test.txt, else val.txt, else the whole folder."""
+        for name in ("test", "val"):
+            if (self.root / f"{name}.txt").is_file():
+                return name
+        return "all"
+
+
+def load_pair(image_path: Path, mask_path: Path, in_chans: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read one frame and its mask as (float (c, h, w) raw [0, 1], bool (h, w)); sizes must agree."""
+    image = read_image(image_path, "rgb" if in_chans == 3 else "gray")
+    mask = read_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise SegDataError(
+            f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
+            f"{image.shape[1]}x{image.shape[0]}"
+        )
+    return to_channels(image, in_chans), mask
+
+
+def load_frames(tree: SegTree, stems: list[str], in_chans: int) -> tuple[list[Frame], list[str]]:
+    """Preload frames; unreadable or mismatched ones are returned as messages, not raised."""
+    frames, problems = [], []
+    for stem in stems:
+        try:
+            image, mask = load_pair(tree.images[stem], tree.masks[stem], in_chans)
+        except (ImageReadError, SegDataError) as exc:
+            problems.append(str(exc))
+            continue
+        frames.append(Frame(stem, standardise_np(image), mask))
+    return frames, problems
+
+
+class CropSampler:
+    """Random crops biased to hold a target, with flips and transposes (IR scenes have no 'up')."""
+
+    def __init__(self, frames: list[Frame], size: int, target_prob: float = 0.7, seed: int = 0) -> None:
+        if not frames:
+            raise SegDataError("no training frames")
+        self.frames = frames
+        self.size = size
+        self.target_prob = target_prob
+        self.rng = np.random.default_rng(seed)
+        self.targets = [np.argwhere(f.mask) for f in frames]
+
+    def _crop(self, frame: Frame, fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, rng = self.size, self.rng
+        image, mask = frame.image, frame.mask
+        h, w = mask.shape
+        if h < s or w < s:  # pad small frames by reflection (as inference pads to the stride)
+            ph, pw = max(0, s - h), max(0, s - w)
+            mode = "reflect" if ph < h and pw < w else "edge"
+            image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode=mode)
+            mask = np.pad(mask, ((0, ph), (0, pw)))
+            h, w = mask.shape
+        if len(fg) and rng.random() < self.target_prob:
+            cy, cx = fg[rng.integers(len(fg))]
+            y0 = int(np.clip(cy - rng.integers(s // 8, s - s // 8), 0, h - s))
+            x0 = int(np.clip(cx - rng.integers(s // 8, s - s // 8), 0, w - s))
+        else:
+            y0, x0 = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        img = image[:, y0:y0 + s, x0:x0 + s]
+        msk = mask[y0:y0 + s, x0:x0 + s]
+        if rng.random() < 0.5:
+            img, msk = img[:, :, ::-1], msk[:, ::-1]
+        if rng.random() < 0.5:
+            img, msk = img[:, ::-1, :], msk[::-1, :]
+        if rng.random() < 0.5:
+            img, msk = img.transpose(0, 2, 1), msk.T
+        return img, msk
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.rng.integers(len(self.frames), size=n)
+        pairs = [self._crop(self.frames[i], self.targets[i]) for i in idx]
+        images = np.stack([p[0] for p in pairs]).astype(np.float32)
+        masks = np.stack([p[1] for p in pairs])[:, None].astype(np.float32)
+        return images, masks

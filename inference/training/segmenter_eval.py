@@ -1,0 +1,53 @@
+"""Scoring a segmenter on a data tree: IoU, nIoU, Pd, Fa at the model's threshold."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference.checkpoints import LoadedModel
+from inference.segmentation import model_threshold, predict_probabilities
+from inference.training.segmenter_data import SegTree, load_frames
+from inference.training.segmenter_metrics import SegmentationMeter
+
+
+def evaluate_tree(
+    loaded: LoadedModel, data: str | Path, split: str | None = None, threshold: float | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Score ``loaded`` on ``split`` of the tree (default: test.txt, else val.txt, else all frames)."""
+    tree = SegTree.open(data)
+    split = split or tree.eval_split()
+    stems = tree.stems(split)
+    frames, problems = load_frames(tree, stems, loaded.model.config.in_chans)
+    if not frames:
+        raise ValueError(f"{data}: no usable frames in split {split!r}" + (f" ({problems[0]})" if problems else ""))
+    thr = model_threshold(loaded) if threshold is None else float(threshold)
+    meter = SegmentationMeter()
+    t0 = time.monotonic()
+    # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
+    for f in frames:
+        prob = predict_probabilities(loaded.model, [f.image], device, standardised=True)[0]
+        meter.update(prob > thr, f.mask)
+    result = meter.result()
+    result.update(threshold=thr, split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
+                  model=str(loaded.path) if loaded.path else loaded.name)
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    def num(v: Any, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    rows = [
+        ("IoU", num(result["iou"], ".4f")),
+        ("nIoU", num(result["niou"], ".4f")),
+        ("Pd", num(result["pd"], ".4f") + f"  ({result['detected']}/{result['targets']} targets)"),
+        ("Fa (x1e-6)", num(result["fa"], ".2f")),
+        ("threshold", f"{result['threshold']:.2f}"),
+        ("frames", f"{result['images']} ({result['split']})" + (f", {len(result['skipped'])} skipped" if result["skipped"] else "")),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

@@ -1,0 +1,70 @@
+"""Fixtures for the review station's tests: a temporary database, service and main window."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+
+
+@pytest.fixture
+def db(db_url):
+    from database.engine import open_database
+    database = open_database(db_url)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path):
+    from app.services.artifacts import ArtifactStore
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def service(db, artifacts):
+    from app.services.review import ReviewService, ReviewSettings
+    return ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    from tests.gui.fixtures import make_folder
+    return make_folder(tmp_path / "parts")
+
+
+def build_window(service, qtbot, **settings):
+    from app.gui.context import StationContext
+    from app.gui.extensions import default_extensions
+    from app.gui.main_window import MainWindow
+    from app.gui.settings_store import StationSettings
+
+    ctx = StationContext(review=service, settings=StationSettings(**settings), interactive=False,
+                         extensions=default_extensions())
+    win = MainWindow(ctx)
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+def wait_shown(win, qtbot, image_id: int | None = None, timeout: int = 5000) -> None:
+    """Wait until the viewer shows ``image_id`` (or the current image) with its pixels."""
+    def ready():
+        target = win.review.image_id if image_id is None else image_id
+        assert target is not None and win.viewer_ctl._shown_id == target
+    qtbot.waitUntil(ready, timeout=timeout)
+
+
+@pytest.fixture
+def window(service, folder, qtbot):
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    yield win
+    win.close()

@@ -1,0 +1,109 @@
+"""The export dialog on the export service: formats, split, progress, files match labels, bad folders."""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from app.gui.export_dialog import ExportDialog
+from app.services.review_types import LabelState, QueueFilter
+
+
+@pytest.fixture
+def labelled(service, folder):
+    info = service.open_folder(folder)
+    items = service.queue(QueueFilter(folder_id=info.id))
+    mask = np.zeros((64, 64), bool)
+    mask[10:20, 30:40] = True
+    service.save_label(items[0].image_id, LabelState(class_name="crazing", mask=mask, review_state="corrected"))
+    service.save_label(items[1].image_id, LabelState(class_name="patches", anomaly_verdict="normal",
+                                                     review_state="accepted"))
+    service.save_label(items[2].image_id, LabelState(class_name="patches", review_state="rejected"))
+    return info, items, mask
+
+
+def _dialog(service, db, info, qtbot) -> ExportDialog:
+    dlg = ExportDialog(db, info.id, info.name, service.counts(info.id), ("crazing", "patches"))
+    qtbot.addWidget(dlg)
+    for name, cb in dlg.formats.items():
+        cb.setChecked(name in ("imagefolder", "masks", "csv"))
+    return dlg
+
+
+def test_export_writes_exactly_the_reviewed_labels(service, db, labelled, qtbot, tmp_path):
+    info, items, mask = labelled
+    dlg = _dialog(service, db, info, qtbot)
+    out = tmp_path / "dataset"
+    dlg.out.setText(str(out))
+    with qtbot.waitSignal(dlg.finished_export, timeout=20000) as sig:
+        assert dlg.start()
+    result, error = sig.args
+    assert error == "" and result.exported == 2
+    assert dlg.bar.value() == dlg.bar.maximum() and "2 image(s)" in dlg.status.text()
+    assert sorted(p.name for p in (out / "imagefolder").iterdir()) == ["crazing", "patches"]
+    assert (out / "imagefolder" / "crazing" / items[0].name).read_bytes() == open(items[0].path, "rb").read()
+    assert (out / "imagefolder" / "patches" / items[1].name).exists()
+    assert not any(items[2].name in str(p) for p in out.rglob("*"))  # rejected stays out
+    stem = items[0].name.rsplit(".", 1)[0]
+    exported_mask = cv2.imread(str(out / "masks" / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert np.array_equal(exported_mask, mask)
+    rows = list(csv.DictReader(open(next(out.rglob("*.csv")), newline="")))
+    assert {r["class"] for r in rows} == {"crazing", "patches"} and len(rows) == 2
+
+
+def test_export_with_split_and_progress(service, db, labelled, qtbot, tmp_path):
+    info, *_ = labelled
+    dlg = _dialog(service, db, info, qtbot)
+    dlg.use_split.setChecked(True)
+    dlg.split.setText("0.5,0.5")
+    dlg.out.setText(str(tmp_path / "split"))
+    with qtbot.waitSignal(dlg.finished_export, timeout=20000) as sig:
+        dlg.start()
+    assert sig.args[1] == "" and sum(sig.args[0].split_counts.values()) == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32" or (hasattr(os, "geteuid") and os.geteuid() == 0),
+                    reason="needs a non-root POSIX user for a read-only folder")
+def test_read_only_destination_gives_a_message_and_keeps_labels(service, db, labelled, qtbot, tmp_path):
+    info, items, mask = labelled
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        dlg = _dialog(service, db, info, qtbot)
+        dlg.out.setText(str(ro / "dataset"))
+        with qtbot.waitSignal(dlg.finished_export, timeout=20000) as sig:
+            dlg.start()
+    finally:
+        ro.chmod(0o700)
+    assert sig.args[0] is None and "Export failed" in dlg.status.text()
+    assert np.array_equal(service.detail(items[0].image_id).label.mask, mask)
+
+
+def test_unwritable_destination_gives_a_message_and_keeps_labels(service, db, labelled, qtbot, tmp_path):
+    info, items, mask = labelled
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    dlg = _dialog(service, db, info, qtbot)
+    dlg.out.setText(str(blocker / "dataset"))  # a path below a file cannot be created, even as root
+    with qtbot.waitSignal(dlg.finished_export, timeout=20000) as sig:
+        dlg.start()
+    assert sig.args[0] is None and "Nothing was written" in dlg.status.text()
+    assert service.detail(items[0].image_id).label.class_name == "crazing"
+
+
+def test_bad_split_and_no_format_are_refused_before_starting(service, db, labelled, qtbot, tmp_path):
+    info, *_ = labelled
+    dlg = _dialog(service, db, info, qtbot)
+    dlg.out.setText(str(tmp_path / "x"))
+    dlg.use_split.setChecked(True)
+    dlg.split.setText("0.9,0.9")
+    assert not dlg.start() and "sum" in dlg.status.text()
+    dlg.use_split.setChecked(False)
+    for cb in dlg.formats.values():
+        cb.setChecked(False)
+    assert not dlg.start() and "format" in dlg.status.text()

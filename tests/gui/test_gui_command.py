@@ -1,0 +1,48 @@
+"""``python main.py [FOLDER]`` / ``gui --db URL``: opens a window; a bad database is one line, exit 2."""
+from __future__ import annotations
+
+import argparse
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from app.commands import gui
+from app.gui.main_window import MainWindow
+from app.paths import default_database_url
+
+
+def test_a_database_that_cannot_open_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database at all" * 10)
+    code = gui.run(argparse.Namespace(folder=None, db=f"sqlite:///{bad}"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1 and "not a database" in err
+
+
+def test_missing_folder_is_refused(tmp_path, capsys):
+    code = gui.run(argparse.Namespace(folder=str(tmp_path / "nope"), db=f"sqlite:///{tmp_path}/s.sqlite"))
+    assert code == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_db_url_precedence():
+    default = default_database_url()
+    assert gui.resolve_db_url("sqlite:///explicit.sqlite", "sqlite:///saved.sqlite") == "sqlite:///explicit.sqlite"
+    assert gui.resolve_db_url(default, "sqlite:///saved.sqlite") == "sqlite:///saved.sqlite"
+    assert gui.resolve_db_url(default, "") == default
+
+
+def test_run_opens_the_window_on_a_folder(folder, tmp_path, qtbot):
+    seen = {}
+
+    def close_soon():
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not wins or wins[0].gallery_model.rowCount() == 0:  # indexing runs in the background
+            QTimer.singleShot(100, close_soon)
+            return
+        win = wins[0]
+        seen["rows"] = win.gallery_model.rowCount()
+        seen["title"] = win.windowTitle()
+        win.close()
+    QTimer.singleShot(200, close_soon)
+    code = gui.run(argparse.Namespace(folder=str(folder), db=f"sqlite:///{tmp_path}/station.sqlite"))
+    assert code == 0 and seen == {"rows": 6, "title": "Inspection Review Station"}

@@ -1,0 +1,84 @@
+"""The jobs dock: a queued job shows in a row, cancel stops it, failures are messages."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("app.services.prelabel")
+
+from app.gui.jobs_panel import format_eta  # noqa: E402
+from app.services.review_jobs import JobsError, ReviewJobs  # noqa: E402
+from tests.gui.conftest import wait_shown  # noqa: E402
+
+
+class NoWorkerJobs(ReviewJobs):
+    """The real job service, with the worker process left out: jobs stay queued."""
+
+    def ensure_worker(self) -> None:
+        pass
+
+    def worker_alive(self) -> bool:
+        return True
+
+
+def _jobs_window(service, db, qtbot):
+    from app.gui.context import StationContext
+    from app.gui.extensions import default_extensions
+    from app.gui.main_window import MainWindow
+    from app.gui.settings_store import StationSettings
+    ctx = StationContext(review=service, settings=StationSettings(), interactive=False,
+                         extensions=default_extensions())
+    ctx.jobs = NoWorkerJobs(db, "sqlite://")
+    win = MainWindow(ctx)
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+def _window_with_jobs(service, db, folder, qtbot):
+    for family in ("classifier", "segmenter", "anomaly"):
+        db.model_versions.register(family, f"{family}-x", "/nowhere", activate=True)
+    win = _jobs_window(service, db, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    return win
+
+
+def test_prelabel_selection_queues_a_job_and_cancel_stops_it(service, db, folder, qtbot):
+    win = _window_with_jobs(service, db, folder, qtbot)
+    win.gallery.selectAll()
+    job = win.jobs.prelabel_selection()
+    assert job is not None and job in win.jobs_panel.rows
+    row = win.jobs_panel.rows[job]
+    qtbot.waitUntil(lambda: "queued" in row.info.text() and "0/6" in row.info.text())
+    with qtbot.waitSignal(win.jobs.finished, timeout=10000) as sig:
+        row.cancel.click()
+    assert sig.args[0].state == "cancelled"
+    qtbot.waitUntil(lambda: row.info.text().startswith("cancelled"))
+    assert not row.cancel.isEnabled()
+    win.close()
+
+
+def test_prelabel_without_a_folder_or_selection_is_a_message(service, db, folder, qtbot):
+    win = _window_with_jobs(service, db, folder, qtbot)
+    win.gallery.clearSelection()
+    messages = []
+    win.jobs.failed.connect(messages.append)
+    assert win.jobs.prelabel_selection() is None and "no image selected" in messages[-1]
+    with pytest.raises(JobsError):
+        win.ctx.jobs.prelabel_images([])
+    win.close()
+
+
+def test_eta_format():
+    assert format_eta(None) == "ETA …"
+    assert format_eta(65) == "ETA 1:05"
+    assert format_eta(3725) == "ETA 1:02:05"
+
+
+def test_jobs_left_unfinished_are_followed_on_the_next_start(service, db, folder, qtbot):
+    win = _window_with_jobs(service, db, folder, qtbot)
+    job = win.jobs.prelabel_folder()
+    win.close()
+    win2 = _jobs_window(service, db, qtbot)
+    assert job in win2.jobs_panel.rows and job in win2.jobs.active
+    win2.close()

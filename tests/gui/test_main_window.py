@@ -1,0 +1,281 @@
+"""The main window offscreen: gallery, viewer, keyboard review, mask painting, undo/redo."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt
+
+from tests.gui.conftest import build_window, wait_shown
+from tests.gui.fixtures import CLASSES, make_folder, seed_predictions
+
+
+def press(qtbot, win, key, modifier=Qt.KeyboardModifier.NoModifier):
+    win.activateWindow()
+    win.gallery.setFocus()
+    qtbot.keyClick(win.gallery, key, modifier)
+
+
+def test_window_shows_folder_gallery_and_viewer(window, qtbot):
+    assert window.gallery_model.rowCount() == 6
+    assert window.viewer.image_size() == (64, 64)
+    assert "unreviewed" in window.status.counts.text()
+    assert window.status.counts.property("counts")["unreviewed"] == 6
+    window.thumbs.wait_idle()
+    qtbot.waitUntil(lambda: window.thumbs.pixmap(window.review.image_id, "") is not None)
+
+
+def _seeded_window(service, db, folder, artifacts, qtbot):
+    """A window on a folder whose images all have predictions of the three families."""
+    info = service.open_folder(folder)
+    seed_predictions(db, info.id, artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    return win
+
+
+def test_keyboard_review_class_accept_reject_and_navigation(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    first = win.review.image_id
+    assert win.label_panel.class_group.buttons()[0].text().endswith(CLASSES[0])
+    press(qtbot, win, Qt.Key.Key_3)  # class 3
+    assert win.review.label.class_name == CLASSES[2] and win.review.label.review_state == "corrected"
+    press(qtbot, win, Qt.Key.Key_N)  # next unreviewed
+    wait_shown(win, qtbot)
+    second = win.review.image_id
+    assert second != first
+    press(qtbot, win, Qt.Key.Key_A)  # accept, then auto-advance
+    assert service.item(second).review_state == "accepted"
+    wait_shown(win, qtbot)
+    third = win.review.image_id
+    assert third not in (first, second)
+    press(qtbot, win, Qt.Key.Key_X)  # reject
+    assert service.item(third).review_state == "rejected"
+    assert win.status.counts.property("counts") == {"unreviewed": 3, "accepted": 1, "corrected": 1, "rejected": 1}
+    press(qtbot, win, Qt.Key.Key_F)
+    assert service.item(win.review.image_id).flagged
+    win.close()
+
+
+def _drag(qtbot, viewer, a: QPoint, b: QPoint) -> None:
+    vp = viewer.viewport()
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
+    for t in np.linspace(0, 1, 6)[1:]:
+        p = QPoint(int(a.x() + (b.x() - a.x()) * t), int(a.y() + (b.y() - a.y()) * t))
+        qtbot.mouseMove(vp, p)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
+
+
+def test_brush_eraser_polygon_and_undo_redo(window, service, qtbot):
+    win, v = window, window.viewer
+    image_id = win.review.image_id
+    v.one_to_one()
+    v.centerOn(32, 32)
+    press(qtbot, win, Qt.Key.Key_B)
+    assert v.tool == "brush"
+    v.set_brush_radius(3)
+    a = v.mapFromScene(20, 32)
+    b = v.mapFromScene(44, 32)
+    _drag(qtbot, v, a, b)
+    painted = service.detail(image_id).label.mask
+    assert painted is not None and painted[32, 20:44].all() and not painted[5, 5]
+    press(qtbot, win, Qt.Key.Key_E)
+    _drag(qtbot, v, v.mapFromScene(30, 32), v.mapFromScene(34, 32))
+    erased = service.detail(image_id).label.mask
+    assert not erased[32, 31:33].any() and erased[32, 22]
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(service.detail(image_id).label.mask, painted)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert np.array_equal(service.detail(image_id).label.mask, erased)
+    # polygon on the anomaly region
+    press(qtbot, win, Qt.Key.Key_R)
+    press(qtbot, win, Qt.Key.Key_L)
+    assert v.tool == "polygon" and v.edit_target == "region"
+    vp = v.viewport()
+    for x, y in ((5, 5), (15, 5), (15, 15)):
+        qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(x, y))
+    qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(5, 15))
+    label = service.detail(image_id).label
+    assert label.anomaly_verdict == "anomalous" and label.anomaly_region[8, 10] and not label.anomaly_region[40, 40]
+    assert len(service.history(image_id)) == 5  # paint, erase, undo, redo, region
+    press(qtbot, win, Qt.Key.Key_G)  # normal: clears the region
+    label = service.detail(image_id).label
+    assert label.anomaly_verdict == "normal" and label.anomaly_region is None
+
+
+def test_undo_of_an_edit_on_another_image_goes_back_to_it(window, service, qtbot):
+    win = window
+    first = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_D)  # anomalous verdict
+    press(qtbot, win, Qt.Key.Key_J)  # next image
+    wait_shown(win, qtbot)
+    assert win.review.image_id != first
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert win.review.image_id == first
+    assert service.detail(first).label.anomaly_verdict is None
+
+
+def test_unloadable_image_gets_a_placeholder_and_reason(service, tmp_path, qtbot):
+    folder = make_folder(tmp_path / "bad", n=2, corrupt=True)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    broken = [it for it in win.gallery_model.items() if it.name == "zz_broken.png"][0]
+    win.queue.select(broken.image_id)
+    wait_shown(win, qtbot, broken.image_id)
+    assert win.viewer._message.isVisible() and "not a decodable image" in win.viewer._message.text()
+    assert not win.viewer.editable
+    qtbot.waitUntil(lambda: win.thumbs.error(broken.image_id) is not None)
+    assert "decodable" in win.thumbs.error(broken.image_id)
+    win.close()
+
+
+def test_labels_survive_closing_and_reopening(service, folder, qtbot):
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    image_id = win.review.image_id
+    win.review.set_verdict("anomalous")
+    win.review.set_mask(np.pad(np.ones((4, 4), bool), 30))
+    win.close()
+    win2 = build_window(service, qtbot)
+    win2.open_folder(str(folder))
+    wait_shown(win2, qtbot)
+    assert win2.review.image_id == image_id
+    assert win2.review.label.anomaly_verdict == "anomalous" and win2.review.label.mask.sum() == 16
+    assert win2.viewer.mask.to_bool().sum() == 16
+    win2.close()
+
+
+def _window_on_a_lockable_db(db_url, folder, artifacts, qtbot):
+    """A window on a database with a short busy timeout, and a connection holding its write lock."""
+    import sqlite3
+
+    from database.engine import open_database
+
+    from app.services.review import ReviewService, ReviewSettings
+    db = open_database(db_url, busy_timeout_s=0.2)
+    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+    return db, service, win, blocker
+
+
+def test_locked_database_keeps_the_label_and_saves_it_later(db_url, folder, artifacts, qtbot):
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    try:
+        win.review.set_class("scratches")
+        assert win.review.pending() and win.review.label.class_name == "scratches"
+        assert "not saved" in win.status.pending.text()
+        assert win.review._retry.isActive()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert win.review.flush_pending()
+    assert service.detail(image_id).label.class_name == "scratches"
+    assert win.status.pending.text() == ""
+    win.close()
+    db.close()
+
+
+def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifacts, qtbot, tmp_path):
+    from app.services.review import recovery_dir
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    win.review.set_mask(np.pad(np.ones((2, 3), bool), 10))
+    win.close()
+    blocker.rollback()
+    blocker.close()
+    assert list(recovery_dir().glob("*.json"))
+    assert service.recover() == 1  # what the next start does
+    assert service.detail(image_id).label.mask.sum() == 6
+    db.close()
+
+
+def test_background_refresh_updates_badges_without_resetting_the_gallery(window, service, qtbot):
+    from app.services.review_types import LabelState
+    win = window
+    first = win.review.image_id
+    win.queue.step(2)
+    wait_shown(win, qtbot)
+    current = win.review.image_id
+    resets = []
+    win.gallery_model.modelReset.connect(lambda: resets.append(1))
+    service.save_label(first, LabelState(class_name="elsewhere", review_state="corrected"))  # another program
+    win.queue.refresh_in_background()
+    qtbot.waitUntil(lambda: win.gallery_model.item_at(win.gallery_model.row_of(first)).label_class == "elsewhere")
+    assert resets == [] and win.queue.current_id() == current
+
+
+def test_an_image_without_pixels_cannot_be_painted_and_says_why(window, qtbot):
+    win = window
+    win.viewer.show_image(None, "Cannot show x.png:\nfile not found")
+    assert win.viewer._message.isVisible() and "file not found" in win.viewer._message.text()
+    win.viewer.set_tool("brush")
+    qtbot.mouseClick(win.viewer.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+    assert win.review.label.mask is None
+
+
+def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
+    win = window
+    image_id = win.review.image_id
+    win.review.set_class("first")
+    win.review.set_class("second")
+    win.label_panel.revision_chosen.emit(1)
+    assert win.review.label.class_name == "first"
+    hist = service.history(image_id)
+    assert [h.class_name for h in hist] == ["first", "second", "first"] and "restore" in hist[-1].changed
+    assert win.label_panel.history.count() == 3
+    win.review.undo_stack.undo()
+    assert service.detail(image_id).label.class_name == "second"
+
+
+def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder, artifacts, qtbot):
+    from PySide6.QtCore import QItemSelectionModel
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    current = win.review.image_id
+    sel = win.gallery.selectionModel()
+    for row in (1, 2, 3):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    ids = win.queue.selected_ids()
+    assert len(ids) >= 3
+    press(qtbot, win, Qt.Key.Key_A)
+    assert all(service.item(i).review_state == "accepted" for i in ids)
+    assert service.item(ids[-1]).label_class in CLASSES
+    assert win.review.image_id == current  # no jumping around
+    win.review.undo_stack.undo()
+    assert all(service.item(i).review_state == "unreviewed" for i in ids)
+    assert win.review.image_id == current
+    win.close()
+
+
+def test_opening_a_folder_in_the_background_keeps_the_window_working(service, folder, tmp_path, qtbot):
+    win = build_window(service, qtbot)
+    with qtbot.waitSignal(win.folder_ctl.opened, timeout=10000) as sig:
+        assert win.open_folder(str(folder), wait=False) is None  # returns at once
+    assert sig.args[0].image_count == 6 and win.gallery_model.rowCount() == 6
+    messages = []
+    win.folder_ctl.failed.connect(messages.append)
+    with qtbot.waitSignal(win.folder_ctl.failed, timeout=10000):
+        win.open_folder(str(tmp_path / "missing"), wait=False)
+    assert "not found" in messages[-1]
+    win.close()
+
+
+def test_heatmap_scale_threshold_or_image_range(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    v = win.viewer
+    assert v._heat is not None and v._heat_range is not None
+    absolute = v.heatmap._img.copy()
+    win.layer_panel.heat_scale.setCurrentIndex(1)  # this image's range
+    assert not v.heat_absolute and v.heatmap._img != absolute
+    win.layer_panel.heat_scale.setCurrentIndex(0)
+    assert v.heatmap._img == absolute
+    win.close()
+
+
+def test_label_panel_shows_the_decoded_size(window):
+    assert "64×64" in window.label_panel.title.text()

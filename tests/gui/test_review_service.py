@@ -1,0 +1,135 @@
+"""ReviewService without Qt: queue filters and orders, revisions, accept, flags, recovery."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.services.review import ReviewError, sort_items
+from app.services.review_types import LabelState, QueueFilter, QueueItem
+from tests.gui.fixtures import CLASSES, seed_predictions
+
+
+@pytest.fixture
+def seeded(service, db, folder, artifacts):
+    info = service.open_folder(folder)
+    seed_predictions(db, info.id, artifacts)
+    service.refresh_models()
+    return info
+
+
+def test_open_folder_indexes_images(service, folder):
+    info = service.open_folder(folder)
+    assert info.image_count == 6
+    items = service.queue(QueueFilter(folder_id=info.id))
+    assert [it.name for it in items] == [f"part_{i:02d}.png" for i in range(6)]
+    assert all(it.review_state == "unreviewed" and not it.has_prediction for it in items)
+    assert service.folders()[0].image_count == 6
+
+
+def test_open_missing_folder_is_a_clear_error(service, tmp_path):
+    with pytest.raises(ReviewError, match="not found"):
+        service.open_folder(tmp_path / "nope")
+
+
+def test_queue_merges_predictions_and_sorts(service, seeded):
+    items = service.queue(QueueFilter(folder_id=seeded.id))
+    assert all(it.has_prediction and it.anomaly_score is not None for it in items)
+    by_anomaly = service.queue(QueueFilter(folder_id=seeded.id, sort="anomaly"))
+    scores = [it.anomaly_score for it in by_anomaly]
+    assert scores == sorted(scores, reverse=True)
+    by_unc = service.queue(QueueFilter(folder_id=seeded.id, sort="uncertainty"))
+    confs = [it.confidence for it in by_unc]
+    assert confs == sorted(confs)
+    rev = service.queue(QueueFilter(folder_id=seeded.id, sort="uncertainty", descending=True))
+    assert [it.confidence for it in rev] == sorted(confs, reverse=True)
+    assert service.classes() == list(CLASSES)
+
+
+def test_queue_filters(service, seeded):
+    f = QueueFilter(folder_id=seeded.id)
+    cls = service.queue(f.with_(class_name="inclusion"))
+    assert cls and all(it.predicted_class == "inclusion" for it in cls)
+    rng = service.queue(f.with_(score_min=0.5, score_max=0.9))
+    assert rng and all(0.5 <= it.anomaly_score <= 0.9 for it in rng)
+    assert [it.name for it in service.queue(f.with_(text="part_03"))] == ["part_03.png"]
+    first = service.queue(f)[0]
+    service.set_flag(first.image_id, True)
+    assert [it.image_id for it in service.queue(f.with_(flagged_only=True))] == [first.image_id]
+    service.save_label(first.image_id, LabelState(review_state="rejected"))
+    assert [it.image_id for it in service.queue(f.with_(states=frozenset({"rejected"})))] == [first.image_id]
+    assert service.counts(seeded.id) == {"unreviewed": 5, "accepted": 0, "corrected": 0, "rejected": 1}
+
+
+def test_labels_are_revisions_with_history(service, seeded):
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[0].image_id
+    mask = np.zeros((64, 64), bool)
+    mask[1:5, 2:9] = True
+    s1 = service.save_label(image_id, LabelState(class_name="patches", mask=mask, review_state="corrected"), "paint")
+    s2 = service.save_label(image_id, s1.with_(anomaly_verdict="anomalous", anomaly_region=mask), "region")
+    assert (s1.revision, s2.revision) == (1, 2)
+    label = service.detail(image_id).label
+    assert label.class_name == "patches" and label.anomaly_verdict == "anomalous"
+    assert np.array_equal(label.mask, mask) and np.array_equal(label.anomaly_region, mask)
+    assert label.author == "tester"
+    hist = service.history(image_id)
+    assert [h.revision for h in hist] == [1, 2] and hist[0].has_mask and not hist[0].has_region
+
+
+def test_accepted_label_copies_the_prediction(service, seeded):
+    items = service.queue(QueueFilter(folder_id=seeded.id, sort="anomaly"))
+    hot = service.detail(items[0].image_id)
+    assert hot.prediction.anomalous and hot.prediction.heatmap.shape == (64, 64)
+    acc = service.accepted_label(hot, hot.label)
+    assert acc.review_state == "accepted" and acc.class_name == hot.prediction.predicted_class
+    assert acc.anomaly_verdict == "anomalous" and acc.anomaly_region.sum() == 100
+    assert np.array_equal(acc.mask, hot.prediction.mask)
+    cold = service.detail(items[-1].image_id)
+    assert service.accepted_label(cold, cold.label).anomaly_verdict == "normal"
+    saved = service.save_label(hot.item.image_id, acc, "accept")
+    assert service.item(hot.item.image_id).review_state == "accepted" and saved.revision == 1
+
+
+def test_without_prediction_accept_confirms_the_label(service, folder):
+    info = service.open_folder(folder)
+    d = service.detail(service.queue(QueueFilter(folder_id=info.id))[0].image_id)
+    assert d.prediction is None
+    assert service.accepted_label(d, d.label.with_(class_name="x")).class_name == "x"
+
+
+def test_recovery_round_trip(service, seeded, tmp_path):
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
+    mask = np.eye(64, dtype=bool)
+    where = service.write_recovery({image_id: LabelState(class_name="scratches", mask=mask,
+                                                         review_state="corrected")}, tmp_path / "rec")
+    assert list((tmp_path / "rec").glob("*.json"))
+    assert service.recover(tmp_path / "rec") == 1
+    label = service.detail(image_id).label
+    assert label.class_name == "scratches" and np.array_equal(label.mask, mask)
+    assert not list((tmp_path / "rec").glob("*")), where
+
+
+def test_sort_items_puts_missing_values_last():
+    a = QueueItem(1, 1, "b.png", "/b.png", anomaly_score=0.2)
+    b = QueueItem(2, 1, "a.png", "/a.png")
+    c = QueueItem(3, 1, "c.png", "/c.png", anomaly_score=0.9)
+    assert [i.image_id for i in sort_items([a, b, c], "anomaly")] == [3, 1, 2]
+    assert [i.image_id for i in sort_items([a, b, c], "anomaly", True)] == [1, 3, 2]
+    assert [i.image_id for i in sort_items([a, b, c], "name")] == [2, 1, 3]
+    with pytest.raises(ReviewError):
+        sort_items([a], "bogus")
+
+
+def test_docs_shortcuts_match_the_application():
+    from pathlib import Path
+
+    from app.gui.shortcuts import SHORTCUTS, as_markdown
+    doc = Path(__file__).resolve().parents[2] / "docs" / "shortcuts.md"
+    assert doc.read_text(encoding="utf-8") == as_markdown(), "regenerate docs/shortcuts.md from app/gui/shortcuts.py"
+    keys = [k for s in SHORTCUTS for k in s.keys]
+    assert len(keys) == len(set(keys)), "a key is bound twice"
+
+
+def test_accepted_region_is_at_image_resolution(service, seeded):
+    hot = service.detail(service.queue(QueueFilter(folder_id=seeded.id, sort="anomaly"))[0].image_id)
+    acc = service.accepted_label(hot, hot.label, size=(128, 96))
+    assert acc.anomaly_region.shape == (96, 128)

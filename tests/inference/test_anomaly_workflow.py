@@ -1,0 +1,171 @@
+"""Anomaly data trees, train/evaluate commands, the worker's predict helper, magnetic-tile conversion."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from tests.inference.anomaly_fixtures import one_thread  # noqa: F401  (autouse)
+from inference.anomaly_predict import AnomalyPrediction, predict_images
+from inference.checkpoints import load_model
+from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
+from inference.training.anomaly_data import AnomalyDataError, scan_category, synthesize_defects, to_model_input
+from inference.training.convert_magnetic_tile import convert
+
+
+def _stripes(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return np.clip(0.5 + 0.3 * np.sin(xx * 2 * np.pi / 8) + rng.normal(0, 0.02, (h, w)), 0, 1)
+
+
+def _write(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def make_tree(root: Path) -> Path:
+    """A messy little MVTec-style category: mixed depths/channels/aspect, a symlinked folder,
+    a defect without a mask and a corrupt file."""
+    rng = np.random.default_rng(0)
+    good = root / "cat" / "train" / "good"
+    for i in range(5):
+        _write(good / f"{i:03d}.png", (_stripes(30, 40, rng) * 255).astype(np.uint8))
+    _write(good / "005.png", (_stripes(40, 30, rng) * 65535).astype(np.uint16))  # 16-bit, other aspect
+    rgba = np.dstack([(_stripes(30, 40, rng) * 255).astype(np.uint8)] * 3 + [np.full((30, 40), 255, np.uint8)])
+    _write(good / "006.png", rgba)
+    other = root / "elsewhere"
+    for i in range(2):
+        _write(other / f"x{i}.png", (_stripes(30, 40, rng) * 255).astype(np.uint8))
+    (good / "linked").symlink_to(other, target_is_directory=True)
+    test = root / "cat" / "test"
+    for i in range(2):
+        _write(test / "good" / f"{i:03d}.png", (_stripes(30, 40, rng) * 255).astype(np.uint8))
+    for i in range(3):
+        img = _stripes(30, 40, rng)
+        img[10:16, 12 + 6 * i:18 + 6 * i] = 1.0
+        _write(test / "crack" / f"{i:03d}.png", (img * 255).astype(np.uint8))
+        if i < 2:  # 002 has no mask
+            m = np.zeros((30, 40), np.uint8)
+            m[10:16, 12 + 6 * i:18 + 6 * i] = 255
+            _write(root / "cat" / "ground_truth" / "crack" / f"{i:03d}_mask.png", m)
+    (test / "crack" / "broken.png").write_bytes(b"not a png")
+    return root / "cat"
+
+
+def test_scan_follows_symlinks_and_lists_missing_masks(tmp_path):
+    tree = scan_category(make_tree(tmp_path), need_test=True)
+    assert len(tree.train_good) == 9  # 7 files + 2 through the symlinked folder
+    assert [p.name for p in tree.missing_masks] == ["002.png", "broken.png"]
+    assert sum(t.is_anomalous for t in tree.test) == 4
+
+
+def test_scan_errors_are_clear(tmp_path):
+    with pytest.raises(AnomalyDataError, match="folder not found"):
+        scan_category(tmp_path / "nope")
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(AnomalyDataError, match="not a folder"):
+        scan_category(tmp_path / "file.png")
+    (tmp_path / "cat" / "train" / "good").mkdir(parents=True)
+    with pytest.raises(AnomalyDataError, match="no good images"):
+        scan_category(tmp_path / "cat")
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(AnomalyDataError, match="no train/good"):
+        scan_category(tmp_path / "flat")
+
+
+def test_to_model_input_takes_any_image():
+    for img in [np.zeros((30, 50), np.float32), np.zeros((50, 30, 3), np.float32), np.zeros((20, 20, 4), np.float32)]:
+        assert to_model_input(img, 24, 3).shape == (3, 24, 24)
+        assert to_model_input(img, 24, 1).shape == (1, 24, 24)
+
+
+def test_synthetic_defects_mark_what_changed():
+    rng = np.random.default_rng(1)
+    batch = np.random.default_rng(0).random((6, 3, 32, 32)).astype(np.float32)
+    out, masks = synthesize_defects(batch, rng, prob=1.0)
+    assert out.shape == batch.shape and masks.shape == (6, 32, 32)
+    assert masks.any(axis=(1, 2)).all()
+    changed = np.abs(out - batch).max(axis=1) > 0.02
+    assert not (changed & ~masks).any()  # nothing changed outside the marked region
+
+
+def test_baseline_lights_up_a_planted_defect():
+    rng = np.random.default_rng(0)
+    cfg = PixelGaussianConfig(image_size=32, in_channels=1, mean=(0.5,), std=(0.25,))
+    model = PixelGaussian(cfg)
+    good = np.stack([_stripes(32, 32, rng)[None] for _ in range(20)]).astype(np.float32)
+    model.fit(torch.as_tensor((good - 0.5) / 0.25))
+    bad = _stripes(32, 32, rng)
+    bad[20:24, 5:9] = 0.0
+    amap = model.anomaly_map(torch.as_tensor((bad[None, None] - 0.5) / 0.25, dtype=torch.float32))[0]
+    py, px = np.unravel_index(int(amap.argmax()), amap.shape)
+    assert 19 <= py <= 24 and 4 <= px <= 9
+
+
+def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
+    cat = make_tree(tmp_path)
+    out = tmp_path / "model"
+    rc = main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny",
+               "--epochs", "1", "--batch-size", "4", "--threads", "1", "--seed", "3"])
+    assert rc == 0, capsys.readouterr().err
+    card = json.loads((out / "card.json").read_text())
+    assert card["threshold"]["image"] > 0 and card["data"]["holdout_good"] >= 1
+    assert card["data"]["train_good"] + card["data"]["holdout_good"] == 9
+    assert math.isfinite(card["metrics"]["test"]["image_auroc"])
+
+    rc = main(["evaluate", "anomaly", "--data", str(cat), "--model", str(out), "--json", str(tmp_path / "m.json")])
+    text = capsys.readouterr().out
+    assert rc == 0
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert set(res) >= {"image_auroc", "pixel_auroc", "pro"}
+    assert res["n_images"] == 5 and res["n_pixel_evaluated"] == 4  # broken.png left out, 002 image-only
+    assert "no ground-truth mask" in text and "broken.png" in text
+
+    loaded = load_model(out)
+    imgs = [np.random.default_rng(0).random((45, 70)).astype(np.float32),
+            np.random.default_rng(1).random((20, 33, 3)).astype(np.float32)]
+    preds = predict_images(loaded, imgs)
+    assert [p.anomaly_map.shape for p in preds] == [(45, 70), (20, 33)]
+    assert all(isinstance(p, AnomalyPrediction) and p.anomaly_map.dtype == np.float32 for p in preds)
+    assert all(p.is_anomalous == (p.score > card["threshold"]["image"]) for p in preds)
+
+
+def test_commands_fail_with_one_clear_line(tmp_path, capsys):
+    (tmp_path / "empty" / "train" / "good").mkdir(parents=True)
+    assert main(["train", "anomaly", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no good images to train on" in capsys.readouterr().err
+    cat = make_tree(tmp_path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    assert main(["evaluate", "anomaly", "--data", str(cat), "--model", str(tmp_path / "broken")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["evaluate", "anomaly", "--data", str(tmp_path / "empty"), "--model", str(tmp_path / "broken")]) == 2
+    assert "no test images" in capsys.readouterr().err
+
+
+def test_convert_magnetic_tile(tmp_path):
+    src = tmp_path / "mt"
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("free", "crack"):
+            for i in range(2):
+                img = (_stripes(20, 30, rng) * 255).astype(np.uint8)
+                _write(src / split / cls / f"{cls}{i}.png", img)
+                m = np.zeros((20, 30), np.uint8)
+                if cls == "crack" and i == 0:
+                    m[5:8, 5:9] = 255
+                _write(src / "masks" / split / cls / f"{cls}{i}.png", m)
+    counts = convert(src, tmp_path / "out")
+    assert counts == {"train_good": 2, "test_good": 2, "test_defect": 4, "masks": 2, "no_mask": 2}
+    tree = scan_category(tmp_path / "out", need_test=True)
+    assert len(tree.train_good) == 2 and len(tree.test) == 6
+    assert sorted(p.name for p in tree.missing_masks) == ["train_crack1.png", "val_crack1.png"]  # empty masks dropped
+    with pytest.raises(ValueError, match="no train/free"):
+        convert(tmp_path / "out", tmp_path / "x")

@@ -1,0 +1,141 @@
+"""Segmentation data trees, the predict helper, and the train/evaluate commands end to end (tiny)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from inference import segmentation
+from inference.checkpoints import LoadedModel, save_model
+from inference.models.mim_istd import NAME, MiMISTD, preset
+from inference.training.segmenter_data import CropSampler, SegDataError, SegTree, load_frames, load_pair
+
+
+def write_tree(root: Path, n: int = 6, sizes=((40, 56), (33, 70)), splits: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    stems = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        img = (rng.random((h, w)) * 60).astype(np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        y, x = int(rng.integers(3, h - 4)), int(rng.integers(3, w - 4))
+        mask[y:y + 2, x:x + 3] = 255
+        img[mask > 0] = 250
+        stem = f"f{i}"
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"{stem}.png"), mask)
+        stems.append(stem)
+    if splits:
+        (root / "train.txt").write_text("\n".join(stems[:4]))
+        (root / "val.txt").write_text("\n".join(stems[4:]))
+    return root
+
+
+def test_mask_of_another_size_is_a_clear_error(tmp_path):
+    root = write_tree(tmp_path / "d", n=2)
+    cv2.imwrite(str(root / "masks" / "f0.png"), np.zeros((12, 13), np.uint8))
+    with pytest.raises(SegDataError, match=r"mask is 13x12 but its image f0.png is 56x40"):
+        load_pair(root / "images" / "f0.png", root / "masks" / "f0.png", 1)
+    frames, problems = load_frames(SegTree.open(root), ["f0", "f1"], 1)
+    assert [f.stem for f in frames] == ["f1"] and "mask is 13x12" in problems[0]
+
+
+def test_tree_without_split_files_is_split_deterministically_and_evaluated_whole(tmp_path):
+    root = write_tree(tmp_path / "d", n=10, splits=False)
+    tree = SegTree.open(root)
+    train, val = tree.stems("train"), tree.stems("val")
+    assert sorted(train + val) == sorted(tree.stems("all")) and len(val) == 2
+    assert SegTree.open(root).stems("val") == val
+    assert tree.eval_split() == "all"
+    (root / "val.txt").write_text("f1\n")
+    assert tree.eval_split() == "val"
+    (root / "test.txt").write_text("f2\n")
+    assert tree.eval_split() == "test" and tree.stems("test") == ["f2"]
+
+
+def test_bad_trees_say_what_is_wrong(tmp_path):
+    with pytest.raises(SegDataError, match="not found"):
+        SegTree.open(tmp_path / "nope")
+    (tmp_path / "x" / "images").mkdir(parents=True)
+    with pytest.raises(SegDataError, match="no images/"):
+        SegTree.open(tmp_path / "x")
+
+
+def test_crops_hold_targets_and_pad_small_frames(tmp_path):
+    root = write_tree(tmp_path / "d", n=4)
+    frames, _ = load_frames(SegTree.open(root), ["f0", "f1", "f2", "f3"], 1)
+    sampler = CropSampler(frames, 64, target_prob=1.0, seed=0)
+    images, masks = sampler.batch(6)
+    assert images.shape == (6, 1, 64, 64) and masks.shape == (6, 1, 64, 64)
+    assert (masks.reshape(6, -1).sum(1) > 0).all()
+
+
+def tiny_loaded(threshold: float = 0.5) -> LoadedModel:
+    torch.manual_seed(0)
+    model = MiMISTD(preset("test_tiny")).eval()
+    return LoadedModel(model, NAME, "segmenter", model.config, {"threshold": threshold})
+
+
+@pytest.mark.parametrize("image", [
+    np.random.default_rng(0).random((37, 51), dtype=np.float32),  # gray
+    np.random.default_rng(1).random((20, 90, 3), dtype=np.float32),  # RGB
+    (np.random.default_rng(2).random((25, 25)) * 0.01 + 0.2).astype(np.float32),  # dim 16-bit-like
+])
+def test_predict_masks_gives_image_sized_bool_masks_and_counts(image):
+    res = segmentation.predict_masks(tiny_loaded(threshold=0.0), [image])[0]
+    h, w = image.shape[:2]
+    assert res.mask.shape == (h, w) and res.mask.dtype == bool
+    assert res.probability.shape == (h, w) and res.probability.dtype == np.float32
+    n = cv2.connectedComponentsWithStats(res.mask.astype(np.uint8), connectivity=8)[0] - 1
+    assert res.count == n == len(res.boxes) and res.threshold == 0.0
+
+
+def test_large_frames_run_in_tiles_that_cover_the_frame(monkeypatch):
+    monkeypatch.setattr(segmentation, "MAX_WHOLE_SIDE", 40)
+    monkeypatch.setattr(segmentation, "TILE", 32)
+    monkeypatch.setattr(segmentation, "TILE_OVERLAP", 8)
+    loaded = tiny_loaded()
+    image = np.random.default_rng(3).random((50, 75), dtype=np.float32)
+    prob = segmentation.predict_probabilities(loaded.model, [image])[0]
+    assert prob.shape == (50, 75) and np.isfinite(prob).all()
+    assert segmentation._tile_starts(75, 32, 24) == [0, 24, 43]
+
+
+def test_train_then_evaluate_commands(tmp_path, capsys):
+    root = write_tree(tmp_path / "d", n=8)
+    out = tmp_path / "run"
+    rc = main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
+               "--epochs", "1", "--batch-size", "2", "--crop", "32", "--eval-every", "1", "--quiet", "--threads", "1"])
+    assert rc == 0
+    card = json.loads((out / "final" / "card.json").read_text())
+    assert 0.0 < card["threshold"] < 1.0 and card["input"]["pad_to_multiple_of"] == 16
+    assert (out / "state.pt").is_file() and len((out / "log.jsonl").read_text().splitlines()) == 1
+    rc = main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
+               "--epochs", "2", "--batch-size", "2", "--crop", "32", "--quiet", "--resume", "--threads", "1"])
+    assert rc == 0 and len((out / "log.jsonl").read_text().splitlines()) == 2
+    report = tmp_path / "r.json"
+    rc = main(["evaluate", "segmenter", "--data", str(root), "--model", str(out / "final"), "--json", str(report)])
+    assert rc == 0
+    r = json.loads(report.read_text())
+    assert {"iou", "niou", "pd", "fa", "threshold"} <= set(r) and r["split"] == "val" and r["images"] == 4
+    assert "Fa (x1e-6)" in capsys.readouterr().out
+
+
+def test_commands_fail_with_one_line_on_bad_input(tmp_path, capsys):
+    assert main(["train", "segmenter", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+    root = write_tree(tmp_path / "d", n=4)
+    broken = tmp_path / "broken"
+    model = MiMISTD(preset("test_tiny"))
+    save_model(broken, NAME, model, model.config)
+    (broken / "model.safetensors").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", "segmenter", "--data", str(root), "--model", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "safetensors" in err

@@ -1,0 +1,63 @@
+"""Review flags and priority from predictions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.services.flags import (ANOMALY, DEFECT, LOW_CONFIDENCE, TARGETS, FlagSettings, flag_result,
+                                load_flag_settings, save_flag_settings)
+from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
+
+
+def _result(label="free", conf=0.9, targets=0, score=0.1, thr=0.5) -> ImageResult:
+    scores = np.array([conf, 1 - conf], np.float32)
+    return ImageResult(
+        key=1, path="x.png", height=4, width=4,
+        classifier=ClassResult(("free", "crack") if label == "free" else (label, "free"), scores, label, conf),
+        segmenter=SegmentResult(np.zeros((4, 4), bool), targets),
+        anomaly=AnomalyResult(np.zeros((2, 2), np.float32), score, thr),
+    )
+
+
+def test_clean_image_is_not_flagged_and_ranks_by_uncertainty() -> None:
+    s = FlagSettings()
+    sure, unsure = flag_result(_result(conf=0.95), s), flag_result(_result(conf=0.7), s)
+    assert not sure.flagged and not unsure.flagged
+    assert 0 <= sure.priority < unsure.priority < 1
+    near = flag_result(_result(conf=0.99, score=0.45), s)  # anomaly score at 90 % of its threshold
+    assert not near.flagged and near.priority == pytest.approx(0.9)
+
+
+def test_each_rule_flags_with_its_reason() -> None:
+    s = FlagSettings()
+    assert flag_result(_result(score=0.9), s).reasons == (ANOMALY,)
+    assert flag_result(_result(targets=2), s).reasons == (TARGETS,)
+    assert flag_result(_result(label="crack"), s).reasons == (DEFECT,)
+    assert flag_result(_result(conf=0.4), s).reasons == (LOW_CONFIDENCE,)
+    both = flag_result(_result(score=0.9, targets=3, label="crack", conf=0.5), s)
+    assert set(both.reasons) == {ANOMALY, TARGETS, DEFECT, LOW_CONFIDENCE}
+    assert both.priority > flag_result(_result(score=0.9), s).priority >= 1
+
+
+def test_thresholds_are_configurable() -> None:
+    r = _result(score=0.6, targets=1, label="scratch")
+    assert flag_result(r, FlagSettings(anomaly_threshold=0.7, min_targets=2,
+                                       good_classes=("scratch",))).reasons == ()
+    # no threshold in the card and none configured: never flag on anomaly
+    r2 = _result(score=9.0, thr=None)
+    assert ANOMALY not in flag_result(r2, FlagSettings()).reasons
+
+
+def test_settings_round_trip_and_validation(tmp_path: Path) -> None:
+    path = tmp_path / "flags.json"
+    assert load_flag_settings(path) == FlagSettings()
+    s = FlagSettings(anomaly_threshold=0.3, good_classes=("ok",), min_confidence=0.8)
+    save_flag_settings(path, s)
+    assert load_flag_settings(path) == s
+    with pytest.raises(ValueError, match="unknown flag settings"):
+        FlagSettings.from_dict({"anomaly_treshold": 1})
+    path.write_text('{"min_confidence": 3}')
+    with pytest.raises(ValueError, match="min_confidence"):
+        load_flag_settings(path)

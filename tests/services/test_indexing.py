@@ -1,0 +1,73 @@
+"""Indexing a folder into the database: formats, incremental re-index, missing and changed files."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import app.services.file_scan as file_scan
+from app.services.indexing import FolderIndexError, index_folder
+from database.dto import ImageQuery
+from database.engine import open_database
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    yield database
+    database.close()
+
+
+def _folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "sub").mkdir(parents=True)
+    cv2.imwrite(str(root / "gray.png"), rng.integers(0, 255, (20, 30), dtype=np.uint8))
+    cv2.imwrite(str(root / "colour.jpg"), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    cv2.imwrite(str(root / "sub" / "deep.bmp"), rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    cv2.imwrite(str(root / "sub" / "wide.tiff"), rng.integers(0, 65535, (16, 16), dtype=np.uint16))
+    (root / "readme.txt").write_text("not an image")
+    return root
+
+
+def test_index_records_every_image_with_hash_and_size(db, tmp_path: Path) -> None:
+    root = _folder(tmp_path / "parts")
+    report = index_folder(db, root)
+    assert report.files == 4 and len(report.added) == 4
+    rows = {im.rel_path: im for im in db.images.query(ImageQuery(folder_id=report.folder_id))}
+    assert set(rows) == {"gray.png", "colour.jpg", "sub/deep.bmp", "sub/wide.tiff"}
+    for rel, im in rows.items():
+        assert im.size_bytes == (root / rel).stat().st_size
+        assert im.content_hash == file_scan.hash_file(root / rel)
+
+
+def test_reindex_hashes_only_new_or_changed_files(db, tmp_path: Path, monkeypatch) -> None:
+    root = _folder(tmp_path / "parts")
+    first = index_folder(db, root)
+    hashed: list[str] = []
+    real = file_scan.hash_file
+    monkeypatch.setattr(file_scan, "hash_file", lambda p: hashed.append(Path(p).name) or real(p))
+
+    again = index_folder(db, root)
+    assert hashed == [] and again.added == () and again.unchanged == 4 and again.folder_id == first.folder_id
+
+    cv2.imwrite(str(root / "new.png"), np.zeros((5, 5), np.uint8))
+    (root / "gray.png").write_bytes((root / "gray.png").read_bytes() + b"\0")  # content changed
+    st = (root / "gray.png").stat()
+    os.utime(root / "gray.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    (root / "sub" / "deep.bmp").unlink()
+    third = index_folder(db, root)
+    assert sorted(hashed) == ["gray.png", "new.png"]
+    assert len(third.added) == 1 and len(third.changed) == 1 and third.missing == 1
+    missing = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
+    assert [im.rel_path for im in missing if im.missing] == ["sub/deep.bmp"]
+
+
+def test_bad_folders_are_refused_with_a_reason(db, tmp_path: Path) -> None:
+    with pytest.raises(FolderIndexError, match="not found"):
+        index_folder(db, tmp_path / "nowhere")
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(FolderIndexError, match="not a folder"):
+        index_folder(db, tmp_path / "file.png")

@@ -1,0 +1,80 @@
+"""The Qt-free pre-label API the GUI uses: submit, status with ETA, cancel, worker process handle."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from app.services.indexing import index_folder
+from app.services.prelabel import (PrelabelError, cancel_job, job_status, resolve_models,
+                                   submit_prelabel)
+from database.engine import open_database
+from database.models import utcnow
+from tests.tiny_models import save_tiny_models
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    yield database
+    database.close()
+
+
+def _folder(db, tmp_path: Path, n: int = 3) -> int:
+    (tmp_path / "imgs").mkdir()
+    for i in range(n):
+        (tmp_path / "imgs" / f"{i}.png").write_bytes(b"x" * (i + 1))
+    return index_folder(db, tmp_path / "imgs").folder_id
+
+
+def test_submit_records_versions_and_flag_settings(db, tmp_path: Path, models) -> None:
+    folder = _folder(db, tmp_path)
+    job_id = submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"], model_dirs=models)
+    job = db.jobs.get(job_id)
+    assert job.kind == "prelabel" and job.progress_total == 3
+    assert job.params["families"] == ["classifier", "anomaly"]
+    versions = {f: db.model_versions.get(v) for f, v in job.params["model_versions"].items()}
+    assert Path(versions["anomaly"].checkpoint_path) == models["anomaly"].resolve()
+    assert job.params["flags"]["min_confidence"] == 0.6
+    # the same directory is the same version next time
+    again = submit_prelabel(db, folder_id=folder, families=["anomaly"], model_dirs=models, only_missing=False)
+    assert db.jobs.get(again).params["model_versions"]["anomaly"] == versions["anomaly"].id
+
+
+def test_bad_requests_are_refused_with_a_reason(db, tmp_path: Path, models) -> None:
+    folder = _folder(db, tmp_path)
+    with pytest.raises(PrelabelError, match="either a folder or"):
+        submit_prelabel(db, model_dirs=models)
+    with pytest.raises(PrelabelError, match="no model family"):
+        submit_prelabel(db, folder_id=folder, families=[], model_dirs=models)
+    with pytest.raises(PrelabelError, match="not a model directory"):
+        submit_prelabel(db, folder_id=folder, model_dirs={**models, "segmenter": tmp_path})
+    with pytest.raises(PrelabelError, match="unknown family"):
+        resolve_models(db, ["detector"])
+
+
+def test_status_has_rate_and_eta_and_cancel_stops_the_job(db, tmp_path: Path, models) -> None:
+    folder = _folder(db, tmp_path, n=4)
+    job_id = submit_prelabel(db, folder_id=folder, families=["anomaly"], model_dirs=models)
+    s = job_status(db, job_id)
+    assert (s.state, s.done, s.total, s.fraction, s.eta_seconds) == ("queued", 0, 4, 0.0, None)
+    batch = db.jobs.claim_items("test:1:x", 2)
+    db.jobs.complete_items("test:1:x", [batch.items[0].id])
+    with db.session(write=True) as sess:  # pretend the job started 10 s ago
+        from database.models import Job
+        sess.get(Job, job_id).started_at = utcnow() - timedelta(seconds=10)
+    s = job_status(db, job_id)
+    assert s.state == "running" and s.done == 1 and s.fraction == 0.25
+    assert 0.05 < s.images_per_second < 0.2 and 20 < s.eta_seconds < 40
+    s = cancel_job(db, job_id)
+    assert s.cancel_requested and not s.finished  # one item is still in a worker's hands
+    db.jobs.release_items("test:1:x", [batch.items[1].id])
+    assert job_status(db, job_id).state == "cancelled"
+    with pytest.raises(PrelabelError, match="does not exist"):
+        job_status(db, 999)

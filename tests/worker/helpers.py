@@ -1,0 +1,28 @@
+"""Shared pieces of the worker tests: a database with tiny active models, a folder of images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from database.engine import open_database
+
+
+def make_db(url: str, models: dict[str, Path]):
+    db = open_database(url)
+    for family, path in models.items():
+        if db.model_versions.active(family) is None:
+            db.model_versions.register(family, f"{family}-tiny", str(path), activate=True)
+    return db
+
+
+def good_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"img_{i:03d}.png"
+        assert cv2.imwrite(str(p), rng.integers(0, 255, (size, size), dtype=np.uint8))
+        out.append(p)
+    return out

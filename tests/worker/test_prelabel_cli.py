@@ -1,0 +1,65 @@
+"""End to end: ``python main.py prelabel FOLDER`` on a folder with good and bad files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from database.engine import open_database
+from tests.conftest import ROOT
+from tests.worker.helpers import make_db
+
+
+def _folder(root: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(3)
+    (root / "sub").mkdir(parents=True)
+    good = {
+        "gray": (root / "gray.png", rng.integers(0, 255, (40, 48), dtype=np.uint8)),
+        "colour": (root / "sub" / "colour.jpg", rng.integers(0, 255, (36, 30, 3), dtype=np.uint8)),
+        "bmp": (root / "sub" / "part.bmp", rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)),
+        "tiff16": (root / "deep.tif", rng.integers(0, 65535, (32, 40), dtype=np.uint16)),
+        "large": (root / "large.png", rng.integers(0, 255, (1400, 1200), dtype=np.uint8)),
+    }
+    for path, arr in good.values():
+        assert cv2.imwrite(str(path), arr)
+    (root / "corrupt.png").write_bytes((root / "gray.png").read_bytes()[:60])
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.png").write_text("hello, I am not a picture\n")
+    return {k: v[0] for k, v in good.items()}
+
+
+def test_prelabel_folder_with_bad_files(tmp_path: Path, tiny_models, single_thread_env) -> None:
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    make_db(url, tiny_models).close()
+    good = _folder(tmp_path / "parts")
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "main.py", "prelabel", str(tmp_path / "parts"), "--db", url, "--device", "cpu",
+         "--batch-size", "3", "--report", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["images"] == 8
+    assert data["predicted"] == {"classifier": 5, "segmenter": 5, "anomaly": 5}
+    failed = {Path(f["path"]).name: f["reason"] for f in data["failed"]}
+    assert set(failed) == {"corrupt.png", "empty.jpg", "text.png"}
+    assert "empty file" in failed["empty.jpg"]
+    assert "not a decodable image" in failed["text.png"] and "not a decodable image" in failed["corrupt.png"]
+    assert data["seconds"] > 0 and data["images_per_second"] > 0
+
+    db = open_database(url)
+    try:
+        for path in good.values():
+            rel = path.relative_to(tmp_path / "parts").as_posix()
+            image = next(im for im in db.images.query() if im.rel_path == rel)
+            preds = db.predictions.for_image(image.id)
+            assert len(preds) == 3, rel
+            seg = next(p for p in preds if p.mask_png is not None)
+            mask = cv2.imdecode(np.frombuffer(seg.mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert mask.shape == cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape[:2]
+    finally:
+        db.close()

@@ -1,0 +1,155 @@
+"""The worker in-process: predictions and flags stored per image, resume, cancel, stale claims."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.services.artifacts import ArtifactStore
+from app.services.flags import FlagSettings
+from app.services.indexing import index_folder
+from app.services.prelabel import cancel_job, failed_images, job_status, submit_prelabel
+from app.worker import Worker, WorkerOptions
+from database.dto import ImageQuery
+from tests.worker.helpers import good_images, make_db
+
+
+@pytest.fixture
+def db(url, tiny_models):
+    """SQLite, and PostgreSQL too when INSPECTION_TEST_POSTGRES_URL is set."""
+    database = make_db(url, tiny_models)
+    yield database
+    database.close()
+
+
+def _worker(db, tmp_path: Path, **kw) -> Worker:
+    return Worker(db, WorkerOptions(device="cpu", batch_size=kw.pop("batch_size", 2), poll_s=0.05, **kw),
+                  artifacts=ArtifactStore(tmp_path / "artifacts"))
+
+
+def test_worker_stores_all_three_families_and_flags(db, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 3)
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    job = submit_prelabel(db, folder_id=folder, flag_settings=FlagSettings(min_confidence=0.99))
+    w = _worker(db, tmp_path)
+    stats = w.run(once=True)
+    status = job_status(db, job)
+    assert (status.state, status.done, status.failed, status.total) == ("done", 3, 1, 4)
+    assert stats.per_family == {"classifier": 3, "segmenter": 3, "anomaly": 3}
+    [(path, reason)] = failed_images(db, job)
+    assert path.endswith("broken.png") and "not a decodable image" in reason
+    images = {im.rel_path: im for im in db.images.query(ImageQuery(folder_id=folder))}
+    assert "not a decodable image" in images["broken.png"].error
+    for name in ("img_000.png", "img_001.png", "img_002.png"):
+        preds = {p.model_version_id: p for p in db.predictions.for_image(images[name].id)}
+        assert len(preds) == 3
+        cls = next(p for p in preds.values() if p.predicted_class is not None)
+        assert abs(sum(cls.class_scores.values()) - 1) < 1e-4
+        assert "low_confidence" in cls.flags  # a random tiny model is never 99 % sure
+        seg = next(p for p in preds.values() if p.mask_png is not None)
+        mask = cv2.imdecode(np.frombuffer(seg.mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (32, 32) and seg.target_count >= 0
+        anom = next(p for p in preds.values() if p.anomaly_map_ref is not None)
+        assert w.artifacts.get_map(anom.anomaly_map_ref).ndim == 2
+        assert images[name].flagged and images[name].priority >= 1
+
+
+def test_resubmitting_runs_only_images_without_predictions(db, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 2)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    _worker(db, tmp_path).run(once=True)
+    good_images(tmp_path / "imgs" / "more", 1, seed=5)
+    index_folder(db, tmp_path / "imgs")
+    again = submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    assert job_status(db, again).total == 1
+
+
+def test_cancel_stops_a_job_between_batches(db, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 8)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+    w = _worker(db, tmp_path, batch_size=1)
+    seen = []
+
+    def on_batch(batch, results) -> None:
+        seen.append(len(results))
+        if len(seen) == 1:
+            cancel_job(db, job)
+
+    w.run(once=True, on_batch=on_batch)
+    status = job_status(db, job)
+    assert status.state == "cancelled" and status.done < 8
+    assert sum(seen) == status.done
+
+
+def test_claims_of_a_dead_worker_are_requeued_and_finished(db, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 3)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+    dead = "otherhost:999999:deadbeef"
+    claimed = db.jobs.claim_items(dead, 2)
+    assert len(claimed.items) == 2
+    w = _worker(db, tmp_path, stale_after_s=0.0)
+    w.run(once=True)
+    status = job_status(db, job)
+    assert (status.state, status.done) == ("done", 3)
+
+
+def test_two_workers_split_a_job_without_overlap_sqlite(sqlite_url, tiny_models, tmp_path: Path) -> None:
+    _split_between_two_workers(sqlite_url, tiny_models, tmp_path)
+
+
+@pytest.mark.postgres
+def test_two_workers_split_a_job_without_overlap_postgres(pg_url, tiny_models, tmp_path: Path) -> None:
+    _split_between_two_workers(pg_url, tiny_models, tmp_path)
+
+
+def _split_between_two_workers(url: str, models, tmp_path: Path) -> None:
+    setup = make_db(url, models)
+    good_images(tmp_path / "imgs", 10)
+    job = submit_prelabel(setup, folder_id=index_folder(setup, tmp_path / "imgs").folder_id, families=["anomaly"])
+    done: dict[str, list[int]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def work(name: str) -> None:
+        db = make_db(url, models)
+        try:
+            w = _worker(db, tmp_path)
+            start.wait()
+            w.run(once=True, on_batch=lambda batch, results: done[name].extend(r.key.image_id for r in results))
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in done]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    a, b = set(done["a"]), set(done["b"])
+    assert not a & b and len(done["a"]) + len(done["b"]) == 10 and a and b
+    assert job_status(setup, job).done == 10
+    vid = setup.jobs.get(job).params["model_versions"]["anomaly"]
+    assert len(setup.predictions.image_ids_with(vid)) == 10
+    setup.close()
+
+
+def test_new_thresholds_reflag_stored_predictions_without_models(db, tmp_path: Path) -> None:
+    from app.services.reflag import reflag_folder
+
+    good_images(tmp_path / "imgs", 3)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder, families=["classifier", "anomaly"])
+    _worker(db, tmp_path).run(once=True)
+    calm = FlagSettings(anomaly_threshold=1e9, good_classes=("free", "crack"), min_confidence=0.0)
+    assert reflag_folder(db, folder, calm) == 3
+    images = db.images.query(ImageQuery(folder_id=folder))
+    assert not any(im.flagged for im in images) and all(im.priority < 1 for im in images)
+    strict = FlagSettings(anomaly_threshold=-1.0, good_classes=("free", "crack"), min_confidence=0.0)
+    reflag_folder(db, folder, strict)
+    for im in db.images.query(ImageQuery(folder_id=folder)):
+        assert im.flagged and im.priority >= 1
+        anomaly_rows = [p for p in db.predictions.for_image(im.id) if p.anomaly_score is not None]
+        assert anomaly_rows[0].flags == ("anomaly",) and anomaly_rows[0].anomaly_map_ref
