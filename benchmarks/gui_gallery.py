@@ -130,6 +130,8 @@ def main() -> int:
     print(f"thumbnails decoded: {decoded} of {len(items)} (only pages that were on screen)")
     cache.shutdown()
     db.close()
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

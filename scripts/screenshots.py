@@ -151,6 +151,8 @@ def main() -> int:
     dlg.close()
     window.close()
     db.close()
+    import shutil
+    shutil.rmtree(home, ignore_errors=True)
     for p in sorted(out.glob("*.png")):
         print(p)
     return 0

@@ -29,10 +29,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation", default="full", choices=ABLATIONS, help="switch memory parts off (default: full model)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--img-size", type=int, default=None, help="input size (default: the preset's)")
     p.add_argument("--balance", default="auto", choices=("auto", "on", "off"), help="class-balanced sampling (auto: when imbalanced)")
+    p.add_argument("--crop", default="shift", choices=("shift", "scale"),
+                   help="crop augmentation: whole-pixel shifts (default) or scaled crops resampled back")
     p.add_argument("--resume", action="store_true", help="continue from OUT/training/state.pt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -62,7 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
-        balance=args.balance, resume=args.resume, seed=args.seed, device=args.device, threads=args.threads,
+        balance=args.balance, crop=args.crop, resume=args.resume, seed=args.seed, device=args.device, threads=args.threads,
         quiet=args.quiet, command=_command_line(),
     )
     try:

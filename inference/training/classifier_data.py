@@ -146,22 +146,54 @@ def preload(items: list[Item], classes: list[str], size: int, mode: str, progres
     return Preloaded(images[:n], np.asarray(labels, dtype=np.int64), paths, failures)
 
 
+CROP_MODES = ("shift", "scale")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Surface textures have no canonical orientation: flips and 90° turns are label-preserving."""
+    """Surface textures have no canonical orientation: flips and 90° turns are label-preserving.
+
+    Crops: ``"shift"`` (default) moves the image by whole pixels inside a reflected border, so
+    every training pixel is an original pixel. ``"scale"`` crops 75-100 % and resamples back,
+    which blurs most training images: a model then learns "blurred" as normal and loses
+    accuracy on sharp inference images (seen on NEU: 0.83 on augmented vs 0.57 on plain
+    validation images after 14 epochs). Hence shift is the default.
+    """
 
     flips: bool = True
     rot90: bool = True
-    min_scale: float = 0.75  # random crop side as a fraction of the image (then resized back)
+    crop: str = "shift"
+    max_shift: float = 0.125  # "shift": up to this fraction of the side, each axis
+    min_scale: float = 0.75  # "scale": crop side as a fraction of the image (then resized back)
     brightness: float = 0.08
     contrast: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+
+
+def _shift_crop(x: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    b, _, h, w = x.shape
+    p = min(int(round(fraction * min(h, w))), h - 1, w - 1)
+    if p <= 0:
+        return x
+    padded = F.pad(x, (p, p, p, p), mode="reflect")
+    oy = torch.randint(0, 2 * p + 1, (b,), generator=gen).tolist()
+    ox = torch.randint(0, 2 * p + 1, (b,), generator=gen).tolist()
+    return torch.stack([padded[i, :, oy[i] : oy[i] + h, ox[i] : ox[i] + w] for i in range(b)])
 
 
 def augment_batch(x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """(b, c, s, s) floats in [0, 1] -> augmented, same shape. One affine grid_sample does
-    crop + flips + 90° rotation together (exact pixel centres when the scale is 1)."""
+    flips + 90° rotation (+ the scaled crop in "scale" mode); at scale 1 it lands exactly on
+    pixel centres, so it copies pixels."""
     b = x.shape[0]
-    scale = aug.min_scale + (1.0 - aug.min_scale) * torch.rand(b, generator=gen)
+    if aug.crop == "scale":
+        scale = aug.min_scale + (1.0 - aug.min_scale) * torch.rand(b, generator=gen)
+    else:
+        scale = torch.ones(b)
+        x = _shift_crop(x, aug.max_shift, gen)
     k = torch.randint(0, 4 if aug.rot90 else 1, (b,), generator=gen)
     angle = k.float() * (math.pi / 2)
     cos, sin = torch.cos(angle).round(), torch.sin(angle).round()

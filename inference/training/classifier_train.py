@@ -57,12 +57,13 @@ class TrainOptions:
     ablation: str = "full"
     epochs: int = 60
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_frac: float = 0.05
     img_size: int | None = None
     val_frac: float = 0.2
     balance: str = "auto"  # auto | on | off
+    crop: str = "shift"  # augmentation crop mode (classifier_data.CROP_MODES)
     resume: bool = False
     seed: int = 0
     device: str = "auto"
@@ -144,6 +145,7 @@ def train_classifier(opts: TrainOptions) -> Path:
     history: list[dict[str, Any]] = []
     start_epoch = 0
     elapsed_before = 0.0
+    commands = [opts.command]
     cfg_dict = dataclasses.asdict(cfg)
     state_path = state_dir / STATE_FILE
     if opts.resume and state_path.exists():
@@ -157,10 +159,13 @@ def train_classifier(opts: TrainOptions) -> Path:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"]) + 1
         history = json.loads(state["history"])
+        for record in history:
+            record.setdefault("crop", state.get("crop", "scale"))
         elapsed_before = float(state.get("elapsed", 0.0))
+        commands = json.loads(state.get("commands", "[]")) + [opts.command]
         log.info("resumed from %s at epoch %d", state_path, start_epoch + 1)
 
-    aug = AugmentConfig()
+    aug = AugmentConfig(crop=opts.crop)
     progress = Progress(total=total_steps, desc="train classifier", disable=opts.quiet)
     progress.update(start_epoch * steps_per_epoch)
     t0 = time.monotonic()
@@ -195,6 +200,7 @@ def train_classifier(opts: TrainOptions) -> Path:
             progress.update(1, epoch=epoch + 1, loss=f["total"], lr=scheduler.get_last_lr()[0])
         record: dict[str, Any] = {"epoch": epoch + 1, **{f"loss_{k}": v / steps_per_epoch for k, v in sums.items()}}
         record["train_acc"] = correct / max(1, seen)
+        record["crop"] = opts.crop
         if len(val.labels) and ((epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs):
             rep = _report(model, val, classes, device)
             record.update(val_acc=rep["accuracy"], val_f1=rep["f1"])
@@ -214,6 +220,8 @@ def train_classifier(opts: TrainOptions) -> Path:
                 "config": json.dumps(cfg_dict),
                 "history": json.dumps(history),
                 "elapsed": record["seconds"],
+                "crop": opts.crop,
+                "commands": json.dumps(commands),
             },
         )
     progress.close()
@@ -253,6 +261,7 @@ def train_classifier(opts: TrainOptions) -> Path:
             "weight_decay": opts.weight_decay,
             "schedule": f"linear warm-up {opts.warmup_frac:.0%} then linear decay",
             "augmentation": dataclasses.asdict(aug),
+            "crop_per_epoch": [r.get("crop", opts.crop) for r in history],
             "seed": opts.seed,
             "device": str(device),
             "threads": opts.threads,
@@ -261,6 +270,7 @@ def train_classifier(opts: TrainOptions) -> Path:
             "host": platform.machine(),
         },
         "command": opts.command,
+        "commands": commands,  # every invocation of a resumed run, in order
         "metrics": {"val": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "count")}} if final else {},
         "confusion_matrix_val": final.get("confusion_matrix"),
         "parameters": int(sum(p.numel() for p in model.parameters())),

@@ -85,14 +85,27 @@ def test_preload_reports_unreadable_files(tmp_path):
 def test_augment_identity_parts_and_range():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(6, 1, 12, 12)
-    none = AugmentConfig(flips=False, rot90=False, min_scale=1.0, brightness=0.0, contrast=0.0)
+    none = AugmentConfig(flips=False, rot90=False, max_shift=0.0, brightness=0.0, contrast=0.0)
     assert torch.allclose(augment_batch(x, none, gen), x, atol=1e-5)
-    rot = AugmentConfig(flips=False, rot90=True, min_scale=1.0, brightness=0.0, contrast=0.0)
+    rot = AugmentConfig(flips=False, rot90=True, max_shift=0.0, brightness=0.0, contrast=0.0)
     y = augment_batch(x, rot, gen)
     for xi, yi in zip(x, y):  # each output is an exact 90° turn of its input
         assert any(torch.allclose(torch.rot90(xi, k, (1, 2)), yi, atol=1e-5) for k in range(4))
     z = augment_batch(x, AugmentConfig(), gen)
     assert z.shape == x.shape and z.min() >= 0 and z.max() <= 1
+    scaled = augment_batch(x, AugmentConfig(crop="scale"), gen)
+    assert scaled.shape == x.shape
+
+
+def test_shift_crops_copy_pixels_without_resampling():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (8, 1, 16, 16)).float() / 255
+    y = augment_batch(x, AugmentConfig(brightness=0.0, contrast=0.0), gen)
+    originals = set((x * 255).round().flatten().tolist())
+    assert set((y * 255).round().flatten().tolist()) <= originals
+    assert torch.allclose(y * 255, (y * 255).round(), atol=1e-3)
+    with pytest.raises(ValueError, match="crop"):
+        AugmentConfig(crop="zoom")
 
 
 def test_balanced_weights():

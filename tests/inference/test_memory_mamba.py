@@ -174,3 +174,13 @@ def test_config_validation():
         preset("test_tiny", similarity="dot")
     with pytest.raises(KeyError, match="preset"):
         preset("huge")
+
+
+def test_paper_block_has_no_feed_forward_and_cpu_preset_has_one():
+    assert PRESETS["paper"].mlp_ratio == 0 and PRESETS["test_tiny"].mlp_ratio == 0
+    assert not any(".mlp." in n for n, _ in _tiny().named_parameters())
+    with_mlp = _tiny(mlp_ratio=2.0, stem="conv3")
+    assert any(".mlp." in n for n, _ in with_mlp.named_parameters())
+    y = torch.tensor([0, 1, 2])
+    memory_mamba_loss(with_mlp.forward_with_aux(torch.rand(3, 1, 32, 32)), y, with_mlp.cfg).total.backward()
+    assert all(p.grad is not None for p in with_mlp.parameters())

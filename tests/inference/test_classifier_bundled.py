@@ -1,0 +1,42 @@
+"""The bundled NEU classifier: loads, has a complete card, and classifies the shipped samples.
+
+The demo steel samples are NEU *validation* images (never trained on), so they are a fair
+smoke check of the shipped weights, not a memorisation test.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from inference.bundled import bundled_model_dir
+from inference.checkpoints import load_model
+from inference.classifier_predict import predict_images
+from inference.imageio import read_image
+
+SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples" / "demo" / "steel"
+MAX_BYTES = 15 * 2**20
+
+
+def test_bundled_classifier_loads_with_card():
+    d = bundled_model_dir("classifier")
+    assert sum(f.stat().st_size for f in d.iterdir() if f.is_file()) <= MAX_BYTES
+    loaded = load_model(d)
+    assert loaded.name == "memory_mamba" and loaded.family == "classifier"
+    card = loaded.card
+    assert len(card["classes"]) == loaded.config.num_classes
+    assert card["input_size"] == [loaded.config.img_size] * 2
+    for key in ("normalisation", "data", "command", "metrics", "licence"):
+        assert card.get(key), key
+    assert card["metrics"]["val"]["accuracy"] > 0.9
+
+
+def test_bundled_classifier_on_demo_steel_samples():
+    loaded = load_model(bundled_model_dir("classifier"))
+    files = sorted(SAMPLES.glob("*.png"))
+    assert files, f"no samples in {SAMPLES}"
+    preds = predict_images(loaded, [read_image(f, "rgb") for f in files])  # RGB in, gray model
+    truth = [next(c for c in loaded.card["classes"] if f.stem.startswith(c + "_")) for f in files]
+    correct = sum(p.label == t for p, t in zip(preds, truth))
+    assert correct >= int(0.8 * len(files)), [(f.name, p.label) for f, p in zip(files, preds)]
+    assert all(np.isclose(p.scores.sum(), 1.0, atol=1e-5) for p in preds)
