@@ -37,6 +37,25 @@ def model_threshold(loaded: LoadedModel) -> float:
     return float(loaded.card.get("threshold", DEFAULT_THRESHOLD))
 
 
+def model_flips(loaded: LoadedModel) -> bool:
+    """Whether the card asks for test-time flips (chosen on held-out frames when it was trained)."""
+    return bool(loaded.card.get("test_time_flips", False))
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, flips: bool) -> torch.Tensor:
+    """Logits of one padded-or-not frame; with ``flips``, the mean over the four h/v flips.
+
+    Averaging over flips cancels the scan-order bias of a causal model and most one-off false
+    alarms, at four times the cost.
+    """
+    if not flips:
+        return segment_logits(model, x)
+    acc = segment_logits(model, x)
+    for dims in ((-1,), (-2,), (-2, -1)):
+        acc = acc + segment_logits(model, x.flip(dims)).flip(dims)
+    return acc / 4
+
+
 def _tile_starts(n: int, tile: int, step: int) -> list[int]:
     if n <= tile:
         return [0]
@@ -45,26 +64,27 @@ def _tile_starts(n: int, tile: int, step: int) -> list[int]:
 
 
 @torch.no_grad()
-def _logits(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+def _logits(model: torch.nn.Module, image: np.ndarray, device: torch.device, flips: bool = False) -> np.ndarray:
     """Standardised (c, h, w) -> logits (h, w), tiled beyond MAX_WHOLE_SIDE."""
     c, h, w = image.shape
     x = torch.from_numpy(np.ascontiguousarray(image)).to(device)[None]
     if max(h, w) <= MAX_WHOLE_SIDE:
-        return segment_logits(model, x)[0, 0].float().cpu().numpy()
+        return _run(model, x, flips)[0, 0].float().cpu().numpy()
     acc = np.zeros((h, w), np.float32)
     hits = np.zeros((h, w), np.float32)
     step = TILE - TILE_OVERLAP
     for y0 in _tile_starts(h, TILE, step):
         for x0 in _tile_starts(w, TILE, step):
             tile = x[:, :, y0:y0 + TILE, x0:x0 + TILE]
-            out = segment_logits(model, tile)[0, 0].float().cpu().numpy()
+            out = _run(model, tile, flips)[0, 0].float().cpu().numpy()
             acc[y0:y0 + out.shape[0], x0:x0 + out.shape[1]] += out
             hits[y0:y0 + out.shape[0], x0:x0 + out.shape[1]] += 1
     return acc / hits
 
 
 def predict_probabilities(
-    model: torch.nn.Module, images: Sequence[np.ndarray], device: str | torch.device | None = None, standardised: bool = False
+    model: torch.nn.Module, images: Sequence[np.ndarray], device: str | torch.device | None = None,
+    standardised: bool = False, flips: bool = False,
 ) -> list[np.ndarray]:
     """Float images ((h, w) or (h, w, c) in [0, 1], or standardised (c, h, w) frames) -> probability maps."""
     dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -75,7 +95,7 @@ def predict_probabilities(
         out = []
         for img in images:
             frame = img if standardised else standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans))
-            logits = _logits(model, frame, dev)
+            logits = _logits(model, frame, dev, flips)
             out.append((1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32))
         return out
     finally:
@@ -94,4 +114,4 @@ def predict_masks(
 ) -> list[SegmentationResult]:
     """The worker's entry point: float images of any size -> per-image map, mask and target count."""
     thr = model_threshold(loaded) if threshold is None else float(threshold)
-    return [binarise(p, thr) for p in predict_probabilities(loaded.model, images, device)]
+    return [binarise(p, thr) for p in predict_probabilities(loaded.model, images, device, flips=model_flips(loaded))]

@@ -28,6 +28,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--triples-per-image", type=int, default=48, help="cell triples trained per image and step")
+    p.add_argument("--defect-prob", type=float, default=0.5, help="share of training images given a synthetic defect")
+    p.add_argument("--defect-max-area", type=float, default=0.06, help="largest synthetic defect, as a fraction of the image")
     p.add_argument("--max-train-images", type=int, default=0, help="use at most this many good images (0 = all)")
     p.add_argument("--no-flips", action="store_true", help="no flip augmentation (for parts with a handedness)")
     p.add_argument("--backbone", help="optional pretrained ViT weights (local .safetensors, timm names)")
@@ -90,6 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
             data=Path(args.data), out=Path(args.out), arch=args.arch, config=config, epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=str(device), resume=args.resume,
             triples_per_image=args.triples_per_image, flips=not args.no_flips,
+            defect_prob=args.defect_prob, defect_max_area=args.defect_max_area,
             max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
             backbone=Path(args.backbone) if args.backbone else None, data_licence=args.data_licence,
             command="python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:]),

@@ -148,8 +148,8 @@ def read_test_mask(item: TestImage, shape: tuple[int, int]) -> np.ndarray | None
 
 
 # ---- synthetic defects (DRAEM-style) ---------------------------------------------------------
-def _blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Smooth-noise blobs or a thin stroke, covering roughly 0.3-6 % of the image."""
+def _blob_mask(rng: np.random.Generator, size: int, max_area: float = 0.06) -> np.ndarray:
+    """Smooth-noise blobs or a thin stroke, covering roughly 0.3 % to ``max_area`` of the image."""
     if rng.random() < 0.3:
         m = np.zeros((size, size), np.uint8)
         pts = rng.integers(0, size, (int(rng.integers(2, 5)), 2))
@@ -158,11 +158,12 @@ def _blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
         return m.astype(bool)
     res = int(rng.choice([2, 4, 8]))
     noise = cv2.resize(rng.random((res, res)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-    area = rng.uniform(0.003, 0.06)
+    area = rng.uniform(0.003, max(0.004, max_area))
     return noise >= np.quantile(noise, 1.0 - area)
 
 
-def synthesize_defects(batch: np.ndarray, rng: np.random.Generator, prob: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def synthesize_defects(batch: np.ndarray, rng: np.random.Generator, prob: float = 0.5,
+                       max_area: float = 0.06) -> tuple[np.ndarray, np.ndarray]:
     """Paste synthetic defects into some images of a (b, c, s, s) [0, 1] batch.
 
     Fillings: a patch of another image moved elsewhere (cut-paste), smooth noise, darkening or
@@ -175,7 +176,7 @@ def synthesize_defects(batch: np.ndarray, rng: np.random.Generator, prob: float 
     for i in range(b):
         if rng.random() >= prob:
             continue
-        m = _blob_mask(rng, s)
+        m = _blob_mask(rng, s, max_area)
         kind = rng.integers(4)
         if kind == 0:
             src = batch[rng.integers(b)]

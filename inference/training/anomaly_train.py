@@ -49,6 +49,7 @@ class TrainOptions:
     resume: bool = False
     triples_per_image: int = 48
     defect_prob: float = 0.5
+    defect_max_area: float = 0.06
     swap_prob: float = 0.05
     generation_weight: float = 1.0
     flips: bool = True
@@ -79,7 +80,7 @@ def pattern_step(model: PatternAnomaly, clean: np.ndarray, rng: np.random.Genera
     """One batch: synthetic defects, random grid shift, sampled triples -> losses."""
     cfg = model.config
     p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size
-    corrupt, masks = synthesize_defects(clean, rng, opts.defect_prob)
+    corrupt, masks = synthesize_defects(clean, rng, opts.defect_prob, opts.defect_max_area)
     xc = normalise_batch(model, clean, device)
     xa = normalise_batch(model, corrupt, device)
     m = torch.as_tensor(masks, dtype=torch.float32, device=device)[:, None]
@@ -256,6 +257,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
                      "seconds": round(train_seconds, 1),
                      "seconds_per_step": round(float(np.median(step_times)), 4) if step_times else None,
                      "triples_per_image": opts.triples_per_image, "defect_prob": opts.defect_prob,
+                     "defect_max_area": opts.defect_max_area,
                      "swap_prob": opts.swap_prob, "flips": opts.flips,
                      "pretrained_backbone": str(opts.backbone) if opts.backbone else None,
                      "backbone_tensors": backbone_counts, "history": history[-5:]},

@@ -12,6 +12,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder (state, log, best/ and final/ model directories)")
     p.add_argument("--preset", default="cpu", help="model preset: test_tiny, cpu, paper (default: cpu)")
     p.add_argument("--inner", choices=("mamba", "conv"), help="inner block (conv = the paper's ablation)")
+    p.add_argument("--init", metavar="DIR", help="start from this model directory's weights (same preset)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of the stride)")
@@ -20,6 +21,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=("adamw", "adagrad"), default="adamw",
                    help="adagrad with --lr 0.05 --weight-decay 4e-4 is the paper's setting")
     p.add_argument("--bce-weight", type=float, default=0.0, help="add this much BCE to the soft Dice loss")
+    p.add_argument("--target-prob", type=float, default=0.7, help="share of crops centred near a target")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
@@ -45,6 +47,7 @@ def _error(msg: str) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from inference.checkpoints import CheckpointError
     from inference.training.segmenter_data import SegDataError
     from inference.training.segmenter_train import TrainOptions, train
 
@@ -54,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
         if opts.crop <= 0:
             raise ValueError("--crop must be positive")
         final = train(opts)
-    except (SegDataError, ValueError, KeyError, RuntimeError) as exc:
+    except (CheckpointError, SegDataError, ValueError, KeyError, RuntimeError) as exc:
         return _error(str(exc).strip("'\""))
     print(f"model written to {final}")
     return 0

@@ -16,6 +16,9 @@ from inference.imageio import ImageReadError, is_image_file, read_image, read_ma
 from inference.training.common import deterministic_split
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
 class SegDataError(ValueError):
     """A data tree or a frame that cannot be used, with the reason."""
 
@@ -34,14 +37,14 @@ def standardise_np(image: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 def to_channels(image: np.ndarray, in_chans: int) -> np.ndarray:
-    """Float (h, w) or (h, w, c) -> (in_chans, h, w): gray by channel mean, or gray repeated."""
+    """Float (h, w) or (h, w, c) RGB -> (in_chans, h, w): RGB to gray, or gray repeated to RGB."""
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3:
         raise SegDataError(f"expected an (h, w) or (h, w, c) image, got shape {image.shape}")
     image = image[:, :, :3] if image.shape[2] >= 3 else image[:, :, :1]
-    if in_chans == 1:
-        image = image.mean(axis=2, keepdims=True)
+    if in_chans == 1 and image.shape[2] == 3:  # RGB -> luma with OpenCV's weights, as read_image(..., "gray")
+        image = image @ LUMA[:, None]
     elif image.shape[2] == 1:
         image = np.repeat(image, in_chans, axis=2)
     elif image.shape[2] != in_chans:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from inference.checkpoints import LoadedModel
-from inference.segmentation import model_threshold, predict_probabilities
+from inference.segmentation import model_flips, model_threshold, predict_probabilities
 from inference.training.segmenter_data import SegTree, load_frames
 from inference.training.segmenter_metrics import SegmentationMeter
 
@@ -25,14 +25,15 @@ def evaluate_tree(
     if not frames:
         raise ValueError(f"{data}: no usable frames in split {split!r}" + (f" ({problems[0]})" if problems else ""))
     thr = model_threshold(loaded) if threshold is None else float(threshold)
+    flips = model_flips(loaded)
     meter = SegmentationMeter()
     t0 = time.monotonic()
     # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
     for f in frames:
-        prob = predict_probabilities(loaded.model, [f.image], device, standardised=True)[0]
+        prob = predict_probabilities(loaded.model, [f.image], device, standardised=True, flips=flips)[0]
         meter.update(prob > thr, f.mask)
     result = meter.result()
-    result.update(threshold=thr, split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
+    result.update(threshold=thr, test_time_flips=flips, split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
                   model=str(loaded.path) if loaded.path else loaded.name)
     return result
 

@@ -41,7 +41,8 @@ from inference.training.segmenter_metrics import SegmentationMeter
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
+# Soft-Dice training saturates the sigmoid, so the useful thresholds crowd near 1.
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05)) + (0.95, 0.97, 0.98, 0.99)
 HELD_OUT_FRACTION = 0.1
 
 
@@ -51,6 +52,7 @@ class TrainOptions:
     out: str
     preset: str = "cpu"
     inner: str | None = None  # override the preset's inner block ("conv" = the ablation)
+    init: str | None = None  # start from this model directory's weights (fine-tuning, retraining)
     epochs: int = 60
     batch_size: int = 8
     crop: int = 128
@@ -134,6 +136,13 @@ def train(opts: TrainOptions) -> Path:
     sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed)
 
     model = MiMISTD(cfg).to(device)
+    if opts.init and not (opts.resume and (out / STATE).is_file()):
+        from inference.checkpoints import load_model
+
+        start = load_model(opts.init)
+        if start.name != NAME or start.config != cfg:
+            raise ValueError(f"{opts.init}: its model ({start.name}, {start.config}) is not the one asked for ({cfg})")
+        model.load_state_dict(start.model.state_dict())
     optim = _optimizer(model, opts)
     steps_per_epoch = max(1, math.ceil(len(fit) / opts.batch_size))
     total = steps_per_epoch * opts.epochs
@@ -203,15 +212,22 @@ def train(opts: TrainOptions) -> Path:
         })
 
     final = out / "final"
+    chosen, epoch_used, thr, metrics = model, len(history), 0.5, None
     if held and best["epoch"] > 0:
         # The best held-out epoch is the shipped model (selection never looks at val).
         from inference.checkpoints import load_model
 
-        chosen = load_model(out / "best").model
-        thr, epoch_used, metrics = best["threshold"], best["epoch"], best["metrics"]
-    else:
-        chosen, thr, epoch_used, metrics = model, 0.5, len(history), None
-    card = {**card_base, "threshold": thr, "epoch": epoch_used, "held_out_metrics": metrics,
+        chosen, epoch_used = load_model(out / "best").model.to(device), best["epoch"]
+    flips = False
+    if held:  # threshold and test-time flips are picked for the shipped weights, on the held-out frames
+        best_iou = -1.0
+        for use_flips in (False, True):
+            probs = predict_probabilities(chosen, [f.image for f in held], device, standardised=True, flips=use_flips)
+            scores = score_probabilities(probs, held)
+            t = pick_threshold(scores)
+            if (scores[t]["iou"] or 0.0) > best_iou:
+                best_iou, thr, metrics, flips = scores[t]["iou"] or 0.0, t, scores[t], use_flips
+    card = {**card_base, "threshold": thr, "test_time_flips": flips, "epoch": epoch_used, "held_out_metrics": metrics,
             "licence": "Weights learnt from the data named under 'data': its licence and citation apply. "
                        "Architecture after MiM-ISTD (Chen et al., 2024).",
             "history": history}

@@ -120,6 +120,9 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     rc = main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
                "--epochs", "2", "--batch-size", "2", "--crop", "32", "--quiet", "--resume", "--threads", "1"])
     assert rc == 0 and len((out / "log.jsonl").read_text().splitlines()) == 2
+    rc = main(["train", "segmenter", "--data", str(root), "--out", str(tmp_path / "tuned"), "--preset", "test_tiny",
+               "--init", str(out / "final"), "--epochs", "1", "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1"])
+    assert rc == 0 and (tmp_path / "tuned" / "final" / "model.safetensors").is_file()
     report = tmp_path / "r.json"
     rc = main(["evaluate", "segmenter", "--data", str(root), "--model", str(out / "final"), "--json", str(report)])
     assert rc == 0
@@ -132,6 +135,9 @@ def test_commands_fail_with_one_line_on_bad_input(tmp_path, capsys):
     assert main(["train", "segmenter", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "data folder not found" in capsys.readouterr().err
     root = write_tree(tmp_path / "d", n=4)
+    assert main(["train", "segmenter", "--data", str(root), "--out", str(tmp_path / "o"), "--preset", "test_tiny",
+                 "--init", str(tmp_path / "no_model"), "--quiet"]) == 2
+    assert "model directory not found" in capsys.readouterr().err
     broken = tmp_path / "broken"
     model = MiMISTD(preset("test_tiny"))
     save_model(broken, NAME, model, model.config)
@@ -139,3 +145,29 @@ def test_commands_fail_with_one_line_on_bad_input(tmp_path, capsys):
     assert main(["evaluate", "segmenter", "--data", str(root), "--model", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "safetensors" in err
+
+
+def test_rgb_input_turns_gray_as_the_reader_does(tmp_path):
+    from inference.imageio import read_image
+    from inference.training.segmenter_data import to_channels
+
+    rgb = (np.random.default_rng(4).random((9, 11, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "c.png"), rgb[:, :, ::-1])  # stored as BGR, so read back as this RGB
+    gray = read_image(tmp_path / "c.png", "gray")
+    via_rgb = to_channels(read_image(tmp_path / "c.png", "rgb"), 1)[0]
+    assert np.abs(gray - via_rgb).max() < 1.5 / 255
+    assert to_channels(gray, 3).shape == (3, 9, 11)
+
+
+def test_test_time_flips_average_the_four_flipped_runs():
+    loaded = tiny_loaded()
+    image = np.random.default_rng(5).random((32, 48), dtype=np.float32)  # a stride multiple: no padding
+    plain = segmentation.predict_probabilities(loaded.model, [image])[0]
+    flipped = segmentation.predict_probabilities(loaded.model, [image[::-1, ::-1].copy()])[0][::-1, ::-1]
+    both = segmentation.predict_probabilities(loaded.model, [image], flips=True)[0]
+    assert both.shape == plain.shape and not np.allclose(plain, flipped)
+    # the flip average is equivariant: a frame turned by 180 degrees gets the turned map
+    turned = segmentation.predict_probabilities(loaded.model, [image[::-1, ::-1].copy()], flips=True)[0][::-1, ::-1]
+    assert np.allclose(both, turned, atol=1e-5)
+    loaded.card["test_time_flips"] = True
+    assert segmentation.predict_masks(loaded, [image])[0].probability.shape == (32, 48)

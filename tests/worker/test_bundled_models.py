@@ -8,7 +8,7 @@ import pytest
 
 from inference.bundled import bundled_model_dir
 from inference.engine import InspectionEngine
-from tests.conftest import shared_dataset
+from tests.conftest import ROOT, shared_dataset
 
 
 def _bundled(family: str) -> Path:
@@ -29,3 +29,15 @@ def test_bundled_anomaly_model_scores_defects_above_good_parts() -> None:
     scores = np.array([r.anomaly.score for r in results])
     assert scores[3:].mean() > scores[:3].mean()
     assert results[0].anomaly.threshold is not None
+
+
+def test_bundled_classifier_names_the_steel_samples_defects() -> None:
+    model = _bundled("classifier")
+    samples = sorted((ROOT / "resources" / "samples" / "demo" / "steel").glob("*.png"))
+    if not samples:
+        pytest.skip("no steel sample images")
+    with InspectionEngine({"classifier": model}, device="cpu") as engine:
+        results = engine.predict_paths(samples, batch_size=8)
+    truth = [p.stem.rsplit("_", 1)[0] for p in samples]  # NEU names carry the class
+    right = sum(r.classifier.label == t for r, t in zip(results, truth))
+    assert right / len(samples) >= 0.7, [(t, r.classifier.label) for r, t in zip(results, truth)]
