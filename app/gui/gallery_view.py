@@ -105,7 +105,7 @@ class GalleryDelegate(QStyledItemDelegate):
         if item.flagged:
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(FLAG_COLOR)
-            x, y = rect.right() - 10, rect.bottom() - 12
+            x, y = rect.right() - 10, rect.top() + 24  # under the score chip, clear of the class chip
             p.drawPolygon([QPoint(x, y), QPoint(x + 8, y + 4), QPoint(x, y + 8)])
 
 

@@ -41,3 +41,21 @@ def test_bundled_classifier_names_the_steel_samples_defects() -> None:
     truth = [p.stem.rsplit("_", 1)[0] for p in samples]  # NEU names carry the class
     right = sum(r.classifier.label == t for r, t in zip(results, truth))
     assert right / len(samples) >= 0.7, [(t, r.classifier.label) for r, t in zip(results, truth)]
+
+
+def test_bundled_segmenter_finds_targets_in_the_infrared_samples() -> None:
+    import cv2
+
+    model = _bundled("segmenter")
+    frames = sorted((ROOT / "resources" / "samples" / "demo" / "infrared").glob("*.png"))
+    truth_dir = ROOT / "resources" / "samples" / "ground_truth" / "infrared"
+    if not frames or not truth_dir.is_dir():
+        pytest.skip("no infrared sample images with masks")
+    with InspectionEngine({"segmenter": model}, device="cpu") as engine:
+        results = engine.predict_paths(frames, batch_size=4)
+    found = 0
+    for frame, r in zip(frames, results):
+        truth = cv2.imread(str(truth_dir / frame.name), cv2.IMREAD_GRAYSCALE) > 0
+        assert r.segmenter.mask.shape == truth.shape
+        found += bool((r.segmenter.mask & truth).any())
+    assert found / len(frames) >= 0.6
