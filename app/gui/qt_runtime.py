@@ -15,6 +15,10 @@ def make_none_immortal() -> bool:
     """
     if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
         return False
+    import PySide6
+
+    if tuple(int(x) for x in PySide6.__version__.split(".")[:2]) < (6, 12):
+        return False  # pyproject pins < 6.12 (ADR 0007); this guards a station that upgraded anyway
     import ctypes
     raised = False
     for singleton in (None, True, False):
