@@ -172,12 +172,13 @@ class Worker:
             return
         self._last_recovery = now
         host = socket.gethostname()
-        for w in self.db.jobs.workers():
-            if w.id != self.id and w.host == host and w.pid and not _pid_alive(w.pid):
-                n = self.db.jobs.unregister_worker(w.id)
-                if n:
-                    log.info("requeued %d items of worker %s (process gone)", n, w.id)
-        n = self.db.jobs.requeue_stale(timeout_s=self.options.stale_after_s)
+        # A vanished process crashed: its claims count as attempts, so an image that kills
+        # every worker fails after a few tries instead of looping (unregister would not count).
+        dead = [w.id for w in self.db.jobs.workers()
+                if w.id != self.id and w.host == host and w.pid and not _pid_alive(w.pid)]
+        if dead:
+            log.info("workers %s are gone from this host; recovering their claims", ", ".join(dead))
+        n = self.db.jobs.requeue_stale(timeout_s=self.options.stale_after_s, dead_workers=dead)
         if n:
             log.info("requeued %d items/jobs of stale workers", n)
 

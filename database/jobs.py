@@ -350,8 +350,10 @@ class JobRepository:
             s.refresh(job)
             return job_dto(job)
 
-    def requeue_stale(self, timeout_s: float = 60.0, max_attempts: int = 3) -> int:
-        """Recover work of workers whose heartbeat is older than ``timeout_s`` (crashed or hung).
+    def requeue_stale(self, timeout_s: float = 60.0, max_attempts: int = 3,
+                      dead_workers: Iterable[str] = ()) -> int:
+        """Recover work of workers whose heartbeat is older than ``timeout_s`` (crashed or hung),
+        and of ``dead_workers`` (known dead, e.g. their process is gone from this host).
 
         Their items go back to the queue, or fail after ``max_attempts`` claims (an image that
         crashes every worker must not loop forever); whole jobs likewise. Returns how many
@@ -359,7 +361,7 @@ class JobRepository:
         """
         cutoff = utcnow() - timedelta(seconds=timeout_s)
         with self.db.session(write=True) as s:
-            stale = set(s.scalars(select(Worker.id).where(Worker.heartbeat_at < cutoff)))
+            stale = set(s.scalars(select(Worker.id).where(Worker.heartbeat_at < cutoff))) | set(dead_workers)
             known = select(Worker.id)
             rows = s.scalars(select(JobItem).where(
                 JobItem.status == RUNNING,

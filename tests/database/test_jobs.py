@@ -154,6 +154,21 @@ def test_item_that_keeps_killing_workers_is_failed(db: Database) -> None:
     assert db.jobs.get(job.id).status is JobStatus.FAILED
 
 
+def test_dead_worker_claims_count_as_attempts(db: Database) -> None:
+    """A crashed process on this host is recovered at once (no heartbeat wait), and an image
+    that crashes every worker still fails after max_attempts instead of looping."""
+    ids = _images(db, 1)
+    job = db.jobs.create("prelabel", {}, ids)
+    for attempt in range(2):
+        w = new_worker_id()
+        assert db.jobs.claim_items(w, 1) is not None
+        assert db.jobs.requeue_stale(timeout_s=60, max_attempts=2) == 0  # heartbeat is fresh
+        assert db.jobs.requeue_stale(timeout_s=60, max_attempts=2, dead_workers=[w]) == 1
+        assert w not in {info.id for info in db.jobs.workers()}
+    item = db.jobs.items(job.id)[0]
+    assert item.status is ItemStatus.FAILED and item.attempts == 2
+
+
 def test_whole_jobs_claim_progress_finish_and_recover(db: Database) -> None:
     train = db.jobs.create("train", {"family": "classifier"})
     assert not train.has_items
