@@ -36,6 +36,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", default="shift", choices=("shift", "scale"),
                    help="crop augmentation: whole-pixel shifts (default) or scaled crops resampled back")
     p.add_argument("--resume", action="store_true", help="continue from OUT/training/state.pt")
+    p.add_argument("--init", type=Path, default=None, metavar="DIR",
+                   help="start from this model directory's weights (same preset/ablation/classes); fresh optimizer and schedule")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and the scan kernel)")
@@ -64,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
-        balance=args.balance, crop=args.crop, resume=args.resume, seed=args.seed, device=args.device, threads=args.threads,
+        balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, seed=args.seed, device=args.device, threads=args.threads,
         quiet=args.quiet, command=_command_line(),
     )
     try:

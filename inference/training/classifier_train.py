@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.checkpoints import save_model
+from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models.memory_mamba import MemoryMamba, MemoryMambaConfig, preset
 from inference.training.classifier_data import (
     AugmentConfig,
@@ -65,6 +65,7 @@ class TrainOptions:
     balance: str = "auto"  # auto | on | off
     crop: str = "shift"  # augmentation crop mode (classifier_data.CROP_MODES)
     resume: bool = False
+    init: Path | None = None  # model directory whose weights start this run (fine-tuning)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -104,11 +105,57 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _load_init(init: Path, cfg_dict: dict[str, Any], classes: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and card of the model a fine-tuning run starts from, refused unless it is the same network.
+
+    Same architecture means the same config (preset, ablation, image size, class count) and the same
+    class names in the same order: otherwise the loaded head would silently mean other classes.
+    """
+    try:
+        loaded = load_model(init)
+    except CheckpointError as exc:
+        raise ValueError(f"--init: {exc}") from None
+    if loaded.name != MODEL_NAME:
+        raise ValueError(f"--init {init}: a {loaded.name} model, not {MODEL_NAME}")
+    theirs = json.loads(json.dumps(dataclasses.asdict(loaded.config)))
+    ours = json.loads(json.dumps(cfg_dict))
+    diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: model {theirs.get(k)!r} vs this run {ours.get(k)!r}" for k in diff[:6])
+        preset_hint = f" (it was trained with --preset {loaded.card['preset']})" if "preset" in loaded.card else ""
+        raise ValueError(f"--init {init}: another architecture than this run's preset/ablation{preset_hint}; differs in {shown}")
+    their_classes = loaded.card.get("classes")
+    if their_classes is not None and list(their_classes) != list(classes):
+        raise ValueError(f"--init {init}: trained on classes {their_classes}, this data has {classes}")
+    return loaded.model.state_dict(), loaded.card
+
+
 def _epoch_order(labels: np.ndarray, num_classes: int, balanced: bool, rng: np.random.Generator) -> np.ndarray:
     n = len(labels)
     if balanced:
         return rng.choice(n, size=n, replace=True, p=balanced_sample_weights(labels, num_classes))
     return rng.permutation(n)
+
+
+def _initialisation(init: Path | None, card: dict[str, Any] | None) -> str:
+    if init is None or card is None:
+        return "from scratch (no pretrained weights)"
+    return f"fine-tuned from the model in {init} (fresh optimizer and schedule); its training is under init_model"
+
+
+def _init_record(init: Path | None, card: dict[str, Any]) -> dict[str, Any]:
+    """The earlier phase of a fine-tuned model: where it came from, how it was made, how good it was."""
+    earlier = card.get("training", {})
+    return {
+        "path": str(init),
+        "commands": card.get("commands") or ([card["command"]] if card.get("command") else []),
+        "epochs": earlier.get("epochs"),
+        "lr": earlier.get("lr"),
+        "seconds": earlier.get("seconds"),
+        "initialisation": earlier.get("initialisation"),
+        "metrics": card.get("metrics", {}),
+        **({"init_model": card["init_model"]} if "init_model" in card else {}),
+    }
 
 
 def train_classifier(opts: TrainOptions) -> Path:
@@ -131,8 +178,14 @@ def train_classifier(opts: TrainOptions) -> Path:
         opts.balance == "auto" and counts.max() > IMBALANCE_RATIO * max(1, counts[counts > 0].min())
     )
 
+    cfg_dict = dataclasses.asdict(cfg)
+    init_card: dict[str, Any] | None = None
     seed_everything(opts.seed)
     model = MemoryMamba(cfg).to(device)
+    if opts.init is not None:
+        init_weights, init_card = _load_init(Path(opts.init), cfg_dict, classes)
+        model.load_state_dict(init_weights)
+        log.info("initialised from %s (fresh optimizer and schedule)", opts.init)
     optimizer = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr)
     batch = min(opts.batch_size, len(train.labels))
     steps_per_epoch = max(1, len(train.labels) // batch)  # drop the last partial batch (InfoNCE needs >1)
@@ -146,7 +199,6 @@ def train_classifier(opts: TrainOptions) -> Path:
     start_epoch = 0
     elapsed_before = 0.0
     commands = [opts.command]
-    cfg_dict = dataclasses.asdict(cfg)
     state_path = state_dir / STATE_FILE
     if opts.resume and state_path.exists():
         state = load_training_state(state_path)
@@ -266,11 +318,12 @@ def train_classifier(opts: TrainOptions) -> Path:
             "device": str(device),
             "threads": opts.threads,
             "seconds": history[-1]["seconds"] if history else 0.0,
-            "initialisation": "from scratch (no pretrained weights)",
+            "initialisation": _initialisation(opts.init, init_card),
             "host": platform.machine(),
         },
         "command": opts.command,
         "commands": commands,  # every invocation of a resumed run, in order
+        **({"init_model": _init_record(opts.init, init_card)} if init_card is not None else {}),
         "metrics": {"val": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "count")}} if final else {},
         "confusion_matrix_val": final.get("confusion_matrix"),
         "parameters": int(sum(p.numel() for p in model.parameters())),

@@ -197,3 +197,27 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     assert main(["train", "classifier", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--preset", "test_tiny"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_cli_init_fine_tunes_from_a_model_dir(tmp_path, capsys):
+    root = _write_tree(tmp_path / "t", per_class=8)
+    base = ["train", "classifier", "--data", str(root), "--epochs", "1", "--batch-size", "4",
+            "--threads", "1", "--quiet", "--device", "cpu"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(base + ["--out", str(first), "--preset", "test_tiny"]) == 0
+    # another seed and a vanishing learning rate: the weights can only match the first model's if they were loaded
+    assert main(base + ["--out", str(second), "--preset", "test_tiny", "--init", str(first), "--seed", "1", "--lr", "1e-12"]) == 0
+    a, b = load_model(first).model.state_dict(), load_model(second).model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    card = json.loads((second / "card.json").read_text())
+    assert card["init_model"]["path"] == str(first)
+    assert card["init_model"]["commands"] and "--init" not in card["init_model"]["commands"][0]
+    assert card["training"]["lr"] == 1e-12 and "fine-tuned" in card["training"]["initialisation"]
+
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "third"), "--preset", "cpu", "--init", str(first)]) == 2
+    err = capsys.readouterr().err
+    assert "another architecture" in err and "--preset test_tiny" in err
+    assert not (tmp_path / "third" / "model.safetensors").exists()
+    assert main(base + ["--out", str(tmp_path / "fourth"), "--preset", "test_tiny", "--init", str(tmp_path / "nope")]) == 2
+    assert "--init" in capsys.readouterr().err
