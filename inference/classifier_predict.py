@@ -66,12 +66,48 @@ def model_classes(loaded: LoadedModel) -> tuple[str, ...]:
     return tuple(f"class_{i}" for i in range(n))
 
 
+TTA_MODES = ("none", "flips", "d4")
+
+
+def _views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The test-time views of a (b, c, s, s) batch: identity; + h/v flips; or all 8 of the dihedral group.
+
+    Surface textures have no canonical orientation and the classifier is trained with flips and 90°
+    turns, so every view is a valid picture of the same class; averaging over them removes the
+    scan-order preferences a causal selective scan keeps despite its four directions.
+    """
+    if mode == "none":
+        return [x]
+    if mode == "flips":
+        return [x, x.flip(-1), x.flip(-2), x.flip((-2, -1))]
+    if mode == "d4":
+        turns = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+        return turns + [t.flip(-1) for t in turns]
+    raise ValueError(f"test-time augmentation must be one of {TTA_MODES}, got {mode!r}")
+
+
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, mode: str = "none") -> torch.Tensor:
+    """Mean of the logits over the views of ``mode`` (one batched forward pass)."""
+    views = _views(x, mode)
+    if len(views) == 1:
+        return model(x)
+    out = model(torch.cat(views))
+    return out.view(len(views), x.shape[0], -1).mean(0)
+
+
+def model_tta(loaded: LoadedModel) -> str:
+    """The test-time augmentation the model's card asks for ("none" for cards that predate it)."""
+    mode = str(loaded.card.get("test_time_augmentation", "none"))
+    return mode if mode in TTA_MODES else "none"
+
+
 @torch.no_grad()
-def predict_logits(loaded: LoadedModel, batch: np.ndarray) -> np.ndarray:
-    """(b, chans, s, s) float array -> (b, num_classes) logits."""
+def predict_logits(loaded: LoadedModel, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
+    """(b, chans, s, s) float array -> (b, num_classes) logits; ``tta`` None means the card's choice."""
     model = loaded.model
     device = next(model.parameters()).device
-    return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+    mode = model_tta(loaded) if tta is None else tta
+    return tta_logits(model, torch.from_numpy(batch).to(device), mode).float().cpu().numpy()
 
 
 def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: int = 16) -> list[ClassPrediction]:

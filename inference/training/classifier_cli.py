@@ -38,6 +38,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/training/state.pt")
     p.add_argument("--init", type=Path, default=None, metavar="DIR",
                    help="start from this model directory's weights (same preset/ablation/classes); fresh optimizer and schedule")
+    p.add_argument("--tta", default="d4", choices=("none", "flips", "d4"),
+                   help="test-time augmentation written to the card and used by the application (default: d4, all flips and 90° turns)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and the scan kernel)")
@@ -48,6 +50,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="class-folder tree, or a split tree (its test/, else val/)")
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled classifier)")
     p.add_argument("--json", type=Path, default=None, help="write the metrics here as JSON")
+    p.add_argument("--tta", default=None, choices=("none", "flips", "d4"),
+                   help="test-time augmentation (default: what the model's card says, as the application uses it)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None)
 
@@ -66,7 +70,7 @@ def run_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
-        balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, seed=args.seed, device=args.device, threads=args.threads,
+        balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
         quiet=args.quiet, command=_command_line(),
     )
     try:
@@ -95,14 +99,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if loaded.family != "classifier":
         return _error(f"{model_dir}: a {loaded.family} model, not a classifier")
     try:
-        ev = evaluate_model(loaded, args.data)
+        ev = evaluate_model(loaded, args.data, tta=args.tta)
     except DataTreeError as exc:
         return _error(str(exc))
     for f in ev.failures:
         print(f"warning: skipped unreadable image {f}", file=sys.stderr)
     if ev.report["count"] == 0:
         return _error(f"{ev.source}: no readable images")
-    print(f"model {model_dir}\ndata  {ev.source}\n")
+    print(f"model {model_dir}\ndata  {ev.source}\ntest-time augmentation {ev.report['test_time_augmentation']}\n")
     print(format_report(ev.report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

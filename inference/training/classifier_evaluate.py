@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from inference.checkpoints import LoadedModel
-from inference.classifier_predict import model_classes, predict_logits
+from inference.classifier_predict import model_classes, model_tta, predict_logits
 from inference.training.classifier_data import DataTreeError, evaluation_items, preload
 from inference.training.classifier_metrics import classification_report, confusion_matrix
 
@@ -20,8 +20,11 @@ class Evaluation:
     failures: list[str]
 
 
-def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32) -> Evaluation:
-    """Every image of ``data`` (or its test/ / val/ split) through the model; metrics over its classes."""
+def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32, tta: str | None = None) -> Evaluation:
+    """Every image of ``data`` (or its test/ / val/ split) through the model; metrics over its classes.
+
+    ``tta`` None uses the card's test-time augmentation, as the application does.
+    """
     items, source = evaluation_items(Path(data))
     classes = list(model_classes(loaded))
     unknown = sorted({it.label for it in items} - set(classes))
@@ -32,11 +35,12 @@ def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32) -> Eva
     cfg = loaded.config
     pre = preload(items, classes, cfg.img_size, cfg.color_mode)
     preds = [
-        predict_logits(loaded, pre.images[s : s + batch_size].astype(np.float32) / 255.0).argmax(1)
+        predict_logits(loaded, pre.images[s : s + batch_size].astype(np.float32) / 255.0, tta).argmax(1)
         for s in range(0, len(pre.labels), batch_size)
     ]
     pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
     report = classification_report(confusion_matrix(pre.labels, pred, len(classes)), classes)
     report["data"] = source
+    report["test_time_augmentation"] = model_tta(loaded) if tta is None else tta
     report["unreadable"] = pre.failures
     return Evaluation(report, source, pre.failures)

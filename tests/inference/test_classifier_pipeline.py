@@ -138,6 +138,40 @@ def test_predict_any_depth_channels_and_size(tmp_path):
         resize_to_model_input(np.zeros((4, 4, 5)), 8, 1)
 
 
+def test_tta_views_are_the_eight_symmetries_and_average_logits():
+    from inference.classifier_predict import _views, tta_logits
+
+    x = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
+    views = _views(x, "d4")
+    assert len(views) == 8
+    assert len({tuple(v[0, 0].flatten().tolist()) for v in views}) == 8  # all distinct
+    assert len(_views(x, "flips")) == 4 and _views(x, "none")[0] is x
+    with pytest.raises(ValueError, match="test-time augmentation"):
+        _views(x, "d8")
+
+    class Corner(torch.nn.Module):  # reads the top-left pixel: not invariant, so TTA must change it
+        def forward(self, t):
+            return torch.stack([t[:, 0, 0, 0], -t[:, 0, 0, 0]], 1)
+
+    plain = tta_logits(Corner(), x, "none")
+    d4 = tta_logits(Corner(), x, "d4")
+    corners = torch.stack([x[:, 0, 0, 0], x[:, 0, 0, -1], x[:, 0, -1, 0], x[:, 0, -1, -1]], 1).mean(1)
+    assert torch.allclose(d4[:, 0], corners) and not torch.allclose(plain, d4)
+
+
+def test_card_tta_is_what_prediction_uses(tmp_path):
+    from inference.classifier_predict import model_tta, predict_logits
+
+    loaded = _tiny_loaded(tmp_path)
+    assert model_tta(loaded) == "none"  # cards from before TTA existed
+    batch = np.random.default_rng(3).random((3, 1, 32, 32), dtype=np.float32)
+    plain = predict_logits(loaded, batch)
+    loaded.card["test_time_augmentation"] = "d4"
+    assert model_tta(loaded) == "d4"
+    np.testing.assert_allclose(predict_logits(loaded, batch), predict_logits(loaded, batch, "d4"))
+    assert not np.allclose(predict_logits(loaded, batch), plain)
+
+
 def test_files_of_every_kind_classify(tmp_path):
     from inference.imageio import read_image
 
@@ -177,7 +211,8 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     card = json.loads((out / "card.json").read_text())
     assert card["classes"] == list(CLASSES) and card["input_size"] == [32, 32]
     assert "corrupt.png" in " ".join(card["data"]["unreadable"])
-    assert {"accuracy", "f1"} <= set(card["metrics"]["val"])
+    assert {"accuracy", "f1"} <= set(card["metrics"]["val"]) and card["test_time_augmentation"] == "d4"
+    assert {"accuracy", "f1"} <= set(card["metrics"]["val_without_tta"])
     history = (out / "training" / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
     # resuming a finished run trains no more epochs and rewrites the same model
@@ -188,7 +223,7 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert main(["evaluate", "classifier", "--data", str(root), "--model", str(out), "--json", str(js), "--device", "cpu"]) == 0
     report = json.loads(js.read_text())
     assert {"accuracy", "precision", "recall", "f1", "per_class", "confusion_matrix"} <= set(report)
-    assert report["count"] == 4
+    assert report["count"] == 4 and report["test_time_augmentation"] == "d4"
     assert "confusion matrix" in capsys.readouterr().out
 
 
