@@ -20,8 +20,15 @@ Built from the paper's description (models.md §1). Choices the paper leaves ope
   F' + MLP(LayerNorm(F')) as VMamba's blocks have (the authors build on VMamba-T); 0 is the
   paper's block as printed. From scratch on a CPU budget the feed-forward layer is what makes
   the small preset learn in tens of epochs.
-- Input is float in [0, 1]; the model normalises with the config's mean/std itself so a saved
-  model fully describes its own preprocessing.
+- Input is float in [0, 1]; the model normalises it itself so a saved model fully describes
+  its own preprocessing. ``input_norm="fixed"`` is (x - mean) / std with the config's
+  constants. ``"per_image"`` standardises each image by its own mean and standard deviation:
+  on dark, low-contrast surfaces (magnetic tiles: pixel std about 0.07 of the range, image
+  means spread over 0.2-0.45) the fixed constants leave the texture a fraction of a unit while
+  exposure differences between images (and the brightness augmentation) are as large as the
+  whole texture, and from-scratch training sat at the class prior for 570 steps. Per-image
+  standardisation makes the model exposure- and gain-invariant and puts every image's
+  texture, defects included, on the same unit scale.
 """
 from __future__ import annotations
 
@@ -38,6 +45,12 @@ from inference.models.registry import register
 from inference.ssm import SS2D
 
 SIMILARITIES = ("cosine", "l1", "l2")
+INPUT_NORMS = ("fixed", "per_image")
+# Floor on a per-image standard deviation (input units, range 0-1): a flat image is mapped to
+# zeros instead of having its sensor noise blown up to unit variance.
+MIN_IMAGE_STD = 0.01
+# Initial weight of the LayerNorm on each block's SS2D output (see MemoryMamba._init).
+SCAN_BRANCH_GAIN = 0.1
 STEMS = ("patch", "conv", "conv3")
 
 
@@ -69,13 +82,17 @@ class MemoryMambaConfig:
     contrastive_margin: float = 1.0
     nce_temperature: float = 0.5
     label_smoothing: float = 0.0
-    # Input normalisation applied inside forward (input is float in [0, 1]).
+    # Input normalisation applied inside forward (input is float in [0, 1]): "fixed" uses
+    # mean/std below, "per_image" each image's own mean and std (see the module docstring).
     mean: float = 0.5
     std: float = 0.25
+    input_norm: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         if self.in_chans not in (1, 3):
@@ -265,6 +282,15 @@ class PatchEmbed(nn.Module):
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
 
+def normalise_input(x: torch.Tensor, cfg: MemoryMambaConfig) -> torch.Tensor:
+    """(b, c, H, W) in [0, 1] -> the network's input scale, as ``cfg.input_norm`` says."""
+    if cfg.input_norm == "per_image":
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True, correction=0).clamp_min(MIN_IMAGE_STD)
+        return (x - mean) / std
+    return (x - cfg.mean) / cfg.std
+
+
 @register("memory_mamba", "classifier", MemoryMambaConfig)
 class MemoryMamba(nn.Module):
     def __init__(self, cfg: MemoryMambaConfig | None = None) -> None:
@@ -284,16 +310,28 @@ class MemoryMamba(nn.Module):
             nn.Linear(cfg.head_hidden, cfg.num_classes),
         )
         self.apply(self._init)
+        # The head keeps PyTorch's fan-in initialisation (std 1/sqrt(3 fan_in)): two stacked
+        # std-0.02 layers start with a gain of about 0.003 from pooled features to logits, so
+        # the gradient that reaches the backbone is tiny; with a weak, local class signal
+        # (small defects on magnetic tiles) training then never leaves the class prior.
+        for layer in self.head:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
 
     @staticmethod
     def _init(m: nn.Module) -> None:
         if isinstance(m, MemSSMBlock):
             # The block's two Linears start near identity, so that at initialisation the
-            # block is F + LayerNorm(SS2D(F)): a residual block, trainable from scratch at depth.
+            # block is F + g * LayerNorm(SS2D(F)): a residual block, trainable from scratch at
+            # depth. g (the LayerNorm's weight) starts at SCAN_BRANCH_GAIN, as LayerScale
+            # does: at gain 1 every block adds a unit-variance scan output per location, a
+            # largely image-independent pattern (causal scans depend on position) that drowns
+            # the stem's image-dependent features; with a weak class signal nothing was learnt.
             for lin in (m.linear_in, m.linear_out):
                 with torch.no_grad():
                     lin.weight.copy_(torch.eye(lin.in_features) + 0.02 * torch.randn_like(lin.weight))
                     lin.bias.zero_()
+            nn.init.constant_(m.norm.weight, SCAN_BRANCH_GAIN)
         elif isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
@@ -301,8 +339,7 @@ class MemoryMamba(nn.Module):
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[BlockAux]]:
         """(b, in_chans, H, W) floats in [0, 1] -> pooled features (b, C_last) and per-block aux."""
-        x = (x - self.cfg.mean) / self.cfg.std
-        f = self.patch_embed(x)
+        f = self.patch_embed(normalise_input(x, self.cfg))
         aux: list[BlockAux] = []
         for i, stage in enumerate(self.stages):
             if i > 0:

@@ -32,6 +32,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--img-size", type=int, default=None, help="input size (default: the preset's)")
+    p.add_argument("--input-norm", default=None, choices=("fixed", "per_image"),
+                   help="input normalisation inside the model (default: the preset's, fixed); per_image standardises "
+                        "each image by its own mean and std, for dark or low-contrast surfaces")
     p.add_argument("--balance", default="auto", choices=("auto", "on", "off"), help="class-balanced sampling (auto: when imbalanced)")
     p.add_argument("--crop", default="shift", choices=("shift", "scale"),
                    help="crop augmentation: whole-pixel shifts (default) or scaled crops resampled back")
@@ -70,7 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
-        balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
+        input_norm=args.input_norm, balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
         quiet=args.quiet, command=_command_line(),
     )
     try:

@@ -62,6 +62,7 @@ class TrainOptions:
     weight_decay: float = 0.05
     warmup_frac: float = 0.05
     img_size: int | None = None
+    input_norm: str | None = None  # None: the preset's ("fixed"); "per_image" for low-contrast surfaces
     val_frac: float = 0.2
     balance: str = "auto"  # auto | on | off
     crop: str = "shift"  # augmentation crop mode (classifier_data.CROP_MODES)
@@ -137,6 +138,12 @@ def _load_init(init: Path, cfg_dict: dict[str, Any], classes: list[str]) -> tupl
     return loaded.model.state_dict(), loaded.card
 
 
+def _normalisation_card(cfg: MemoryMambaConfig) -> dict[str, Any]:
+    if cfg.input_norm == "per_image":
+        return {"mode": "per_image", "applied": "inside the model: (x - mean(x)) / max(std(x), 0.01), per image"}
+    return {"mode": "fixed", "mean": cfg.mean, "std": cfg.std, "applied": "inside the model: (x - mean) / std"}
+
+
 def _epoch_order(labels: np.ndarray, num_classes: int, balanced: bool, rng: np.random.Generator) -> np.ndarray:
     n = len(labels)
     if balanced:
@@ -175,6 +182,8 @@ def train_classifier(opts: TrainOptions) -> Path:
     overrides: dict[str, Any] = {"num_classes": len(classes)}
     if opts.img_size:
         overrides["img_size"] = opts.img_size
+    if opts.input_norm:
+        overrides["input_norm"] = opts.input_norm
     cfg: MemoryMambaConfig = preset(opts.preset, opts.ablation, **overrides)
     log.info("data: %s (%d train, %d val, classes %s)", split.description, len(split.train), len(split.val), classes)
 
@@ -298,9 +307,7 @@ def train_classifier(opts: TrainOptions) -> Path:
         "color_mode": cfg.color_mode,
         "normalisation": {
             "input_range": [0.0, 1.0],
-            "mean": cfg.mean,
-            "std": cfg.std,
-            "applied": "inside the model: (x - mean) / std",
+            **_normalisation_card(cfg),
             "resize": "whole image to input_size x input_size (area when shrinking, bilinear when enlarging)",
             "channels": "RGB to gray with BT.601 luma" if cfg.in_chans == 1 else "gray replicated to RGB",
         },

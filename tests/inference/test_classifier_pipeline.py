@@ -256,3 +256,6 @@ def test_cli_init_fine_tunes_from_a_model_dir(tmp_path, capsys):
     assert not (tmp_path / "third" / "model.safetensors").exists()
     assert main(base + ["--out", str(tmp_path / "fourth"), "--preset", "test_tiny", "--init", str(tmp_path / "nope")]) == 2
     assert "--init" in capsys.readouterr().err
+    # --input-norm reaches the model config: a per-image run cannot start from a fixed-norm model
+    assert main(base + ["--out", str(tmp_path / "fifth"), "--preset", "test_tiny", "--init", str(first), "--input-norm", "per_image"]) == 2
+    assert "input_norm: model 'fixed' vs this run 'per_image'" in capsys.readouterr().err
