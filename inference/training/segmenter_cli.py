@@ -22,6 +22,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="adagrad with --lr 0.05 --weight-decay 4e-4 is the paper's setting")
     p.add_argument("--bce-weight", type=float, default=0.0, help="add this much BCE to the soft Dice loss")
     p.add_argument("--target-prob", type=float, default=0.7, help="share of crops centred near a target")
+    p.add_argument("--clutter-prob", type=float, default=0.0,
+                   help="share of crops centred on bright blobs that are not targets (hard negatives)")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")

@@ -65,6 +65,7 @@ class TrainOptions:
     optimizer: str = "adamw"  # or "adagrad" (the paper: lr 0.05, wd 4e-4)
     bce_weight: float = 0.0
     target_prob: float = 0.7
+    clutter_prob: float = 0.0  # share of crops centred on bright non-target blobs (segmenter_data.clutter_points)
     eval_every: int = 5
     seed: int = 0
     device: str = "auto"
@@ -165,7 +166,7 @@ def train(opts: TrainOptions) -> Path:
         log.warning("skipped: %s", msg)
     if not fit:
         raise ValueError(f"{opts.data}: no usable training frames")
-    sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed)
+    sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed, clutter_prob=opts.clutter_prob)
     largest, max_fraction = size_limit(fit)
 
     model = MiMISTD(cfg).to(device)

@@ -210,3 +210,23 @@ def test_recalibration_rewrites_only_the_card(tmp_path):
     theirs = again.model.state_dict()
     assert all(torch.equal(theirs[k], v) for k, v in model.state_dict().items())
     assert again.card["max_target_fraction"] == card["max_target_fraction"]
+
+
+def test_clutter_points_find_bright_blobs_away_from_targets_and_crops_centre_on_them():
+    from inference.training.segmenter_data import Frame, clutter_points
+
+    img = np.zeros((1, 96, 96), np.float32)
+    mask = np.zeros((96, 96), bool)
+    img[0, 20:23, 20:23] = 5.0  # the target
+    mask[20:23, 20:23] = True
+    img[0, 70:73, 60:63] = 4.0  # a lamp: bright, small, not a target
+    img[0, :, 0:30] = 3.0  # a wide bright wall: larger than the top-hat window
+    frame = Frame("f", img, mask)
+    pts = clutter_points(frame, quantile=0.99)
+    assert len(pts) and all(68 <= y <= 74 and 58 <= x <= 64 for y, x in pts), pts
+    sampler = CropSampler([frame], 32, target_prob=0.0, clutter_prob=1.0, seed=0)
+    for _ in range(5):
+        crop, msk = sampler._crop(frame, sampler.targets[0], sampler.clutter[0])
+        assert crop.max() == pytest.approx(4.0) and not msk.any()  # the lamp is in, the target out
+    with pytest.raises(SegDataError, match="add up to more than 1"):
+        CropSampler([frame], 32, target_prob=0.7, clutter_prob=0.5)
