@@ -2,8 +2,10 @@
 
     PYTHONPATH=. python benchmarks/classifier_throughput.py [--model DIR] [--threads 1] [--batch 32]
 
-Figures are printed as ratios against batch 1 measured in the same process (the shared
-machines' absolute speed varies with load); the JSON goes to benchmarks/results/.
+Figures are printed as ratios against batch 1 without test-time augmentation, measured in the
+same process (the shared machines' absolute speed varies with load); each test-time
+augmentation mode (none, flips, d4: the card's default) is timed batched. The JSON goes to
+benchmarks/results/.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def main() -> int:
 
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
-    from inference.classifier_predict import predict_images
+    from inference.classifier_predict import TTA_MODES, model_tta, predict_images
     from inference.training.common import set_threads
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -53,12 +55,19 @@ def main() -> int:
     rng = np.random.default_rng(0)
     images = [rng.random((args.image_size, args.image_size), dtype=np.float32) for _ in range(2 * args.batch)]
 
-    def run(chunk):
-        return predict_images(loaded, chunk, batch_size=len(chunk))
+    card_mode = model_tta(loaded)
+
+    def runner(mode):
+        def run(chunk):
+            loaded.card["test_time_augmentation"] = mode
+            return predict_images(loaded, chunk, batch_size=len(chunk))
+        return run
 
     with torch.inference_mode():
-        one = _rate(run, images, 1, args.seconds)
-        many = _rate(run, images, args.batch, args.seconds)
+        one = _rate(runner("none"), images, 1, args.seconds)
+        many = _rate(runner("none"), images, args.batch, args.seconds)
+        by_mode = {mode: _rate(runner(mode), images, args.batch, args.seconds) for mode in TTA_MODES if mode != "none"}
+    loaded.card["test_time_augmentation"] = card_mode
     result = {
         "model": str(model_dir),
         "config": {"img_size": loaded.config.img_size, "in_chans": loaded.config.in_chans, "depths": list(loaded.config.depths), "embed_dim": loaded.config.embed_dim},
@@ -68,12 +77,17 @@ def main() -> int:
         "images_per_s_batch1": one,
         f"images_per_s_batch{args.batch}": many,
         "batched_over_batch1": many / one,
+        "card_test_time_augmentation": card_mode,
+        **{f"images_per_s_batch{args.batch}_tta_{m}": r for m, r in by_mode.items()},
         "torch": torch.__version__,
         "machine": platform.machine(),
     }
     print(f"model {model_dir} ({result['parameters']:,} parameters, input {loaded.config.img_size}², {args.threads} thread(s))")
     print(f"batch 1          : {one:8.1f} images/s  (baseline)")
     print(f"batch {args.batch:<11d}: {many:8.1f} images/s  ({many / one:.2f}x batch 1)")
+    for m, r in by_mode.items():
+        mark = "  <- the card's choice" if m == card_mode else ""
+        print(f"batch {args.batch}, tta {m:<5s}: {r:8.1f} images/s  ({r / one:.2f}x batch 1, {r / many:.2f}x batched without){mark}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0

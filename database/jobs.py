@@ -67,6 +67,23 @@ def _touch_worker(s: Session, worker_id: str, job_id: int | None = None) -> Work
     return w
 
 
+def _pause_if_idle(s: Session, job_id: int) -> None:
+    """A job whose items were all given back, none running, is waiting for a worker: show it queued.
+
+    Otherwise a worker stopped gracefully leaves its job "running" with nobody on it until
+    another worker claims from it, and the jobs panel's ETA counts down for nothing.
+    """
+    job = s.get(Job, job_id)
+    s.refresh(job)
+    if job.status != JobStatus.RUNNING.value:
+        return
+    running = s.scalar(select(JobItem.id).where(JobItem.job_id == job_id, JobItem.status == RUNNING).limit(1))
+    if running is None:
+        job.status = JobStatus.QUEUED.value
+        job.claimed_by = None
+        s.flush()
+
+
 def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
     """Add to the job's counters and finish it once no item is queued or running.
 
@@ -284,6 +301,7 @@ class JobRepository:
         s.flush()
         for job_id in sorted(jobs):
             _settle(s, job_id)
+            _pause_if_idle(s, job_id)
         return len(rows)
 
     # --- whole jobs (train, export) ------------------------------------------------------------

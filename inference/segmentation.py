@@ -37,6 +37,38 @@ def model_threshold(loaded: LoadedModel) -> float:
     return float(loaded.card.get("threshold", DEFAULT_THRESHOLD))
 
 
+def model_max_fraction(loaded: LoadedModel) -> float | None:
+    """Largest share of a frame one predicted target may cover (the card's ``max_target_fraction``), or None."""
+    v = loaded.card.get("max_target_fraction")
+    return float(v) if v else None
+
+
+def largest_target_fraction(masks: Sequence[np.ndarray]) -> float:
+    """The largest share of its frame any one 8-connected ground-truth target covers (0 with no targets)."""
+    largest = 0.0
+    for m in masks:
+        n, _, stats, _ = cv2.connectedComponentsWithStats(np.asarray(m, dtype=np.uint8), connectivity=8)
+        if n > 1:
+            largest = max(largest, float(stats[1:, cv2.CC_STAT_AREA].max()) / m.size)
+    return largest
+
+
+def drop_large_components(mask: np.ndarray, max_fraction: float | None) -> np.ndarray:
+    """The mask without 8-connected components covering more than ``max_fraction`` of the frame.
+
+    A small-target detector that lights up a whole bright object (a building, a cloud edge) has
+    found clutter, not a target: such a blob is larger than any target it was trained on. The
+    limit comes from the training masks (see ``segmenter_train``), so it is a property of the
+    data the model was taught, not a tuned constant.
+    """
+    if not max_fraction or not mask.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] > max_fraction * mask.size)
+    big = big[big > 0]
+    return mask & ~np.isin(labels, big) if len(big) else mask
+
+
 def model_flips(loaded: LoadedModel) -> bool:
     """Whether the card asks for test-time flips (chosen on held-out frames when it was trained)."""
     return bool(loaded.card.get("test_time_flips", False))
@@ -102,8 +134,8 @@ def predict_probabilities(
         model.train(was_training)
 
 
-def binarise(probability: np.ndarray, threshold: float) -> SegmentationResult:
-    mask = probability > threshold
+def binarise(probability: np.ndarray, threshold: float, max_fraction: float | None = None) -> SegmentationResult:
+    mask = drop_large_components(probability > threshold, max_fraction)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     boxes = tuple(tuple(int(v) for v in row[:4]) for row in stats[1:])
     return SegmentationResult(probability, mask, n - 1, boxes, threshold)
@@ -114,4 +146,5 @@ def predict_masks(
 ) -> list[SegmentationResult]:
     """The worker's entry point: float images of any size -> per-image map, mask and target count."""
     thr = model_threshold(loaded) if threshold is None else float(threshold)
-    return [binarise(p, thr) for p in predict_probabilities(loaded.model, images, device, flips=model_flips(loaded))]
+    limit = model_max_fraction(loaded)
+    return [binarise(p, thr, limit) for p in predict_probabilities(loaded.model, images, device, flips=model_flips(loaded))]

@@ -22,6 +22,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="adagrad with --lr 0.05 --weight-decay 4e-4 is the paper's setting")
     p.add_argument("--bce-weight", type=float, default=0.0, help="add this much BCE to the soft Dice loss")
     p.add_argument("--target-prob", type=float, default=0.7, help="share of crops centred near a target")
+    p.add_argument("--clutter-prob", type=float, default=0.0,
+                   help="share of crops centred on bright blobs that are not targets (hard negatives)")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
@@ -36,6 +38,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory (default: the bundled segmenter)")
     p.add_argument("--split", choices=("train", "val", "test", "all"), help="override the split to score")
     p.add_argument("--threshold", type=float, help="override the model card's decision threshold")
+    p.add_argument("--max-target-fraction", type=float, default=None, metavar="F",
+                   help="drop predicted components larger than F of the frame (default: the card's limit; 0: off)")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
@@ -77,7 +81,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         loaded = load_model(model_dir, map_location=device)
         if loaded.family != "segmenter":
             raise CheckpointError(f"{model_dir}: holds a {loaded.family} model, not a segmenter")
-        result = evaluate_tree(loaded, args.data, args.split, args.threshold, device)
+        result = evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction)
     except (CheckpointError, SegDataError, ValueError, RuntimeError) as exc:
         return _error(str(exc))
     for msg in result["skipped"]:

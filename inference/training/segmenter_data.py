@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from inference.imageio import ImageReadError, is_image_file, read_image, read_mask
@@ -134,19 +135,54 @@ def load_frames(tree: SegTree, stems: list[str], in_chans: int) -> tuple[list[Fr
     return frames, problems
 
 
-class CropSampler:
-    """Random crops biased to hold a target, with flips and transposes (IR scenes have no 'up')."""
+def clutter_points(frame: Frame, kernel: int = 15, quantile: float = 0.999, margin: int = 7) -> np.ndarray:
+    """(n, 2) pixel coordinates of bright small blobs that are not targets: the clutter a small-target
+    detector confuses with targets (lamps, cloud edges, glints).
 
-    def __init__(self, frames: list[Frame], size: int, target_prob: float = 0.7, seed: int = 0) -> None:
+    A white top-hat with a ``kernel``-wide window keeps structures smaller than the window that
+    are brighter than their surround, exactly what a target looks like; its strongest responses
+    (above the ``quantile`` of the frame) that lie more than ``margin`` pixels from any target are
+    the candidates. Computed once per frame from the image alone, no model involved.
+    """
+    img = frame.image[0]
+    tophat = cv2.morphologyEx(img, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)))
+    strong = tophat >= np.quantile(tophat, quantile)
+    strong &= tophat > 0
+    if frame.mask.any():
+        near = cv2.dilate(frame.mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (2 * margin + 1,) * 2)) > 0
+        strong &= ~near
+    return np.argwhere(strong)
+
+
+class CropSampler:
+    """Random crops biased to hold a target, with flips and transposes (IR scenes have no 'up').
+
+    With ``clutter_prob`` > 0, that share of crops is centred on a bright non-target blob
+    (``clutter_points``): most false alarms are such blobs, and uniform crops rarely show them.
+    """
+
+    def __init__(self, frames: list[Frame], size: int, target_prob: float = 0.7, seed: int = 0,
+                 clutter_prob: float = 0.0) -> None:
         if not frames:
             raise SegDataError("no training frames")
+        if target_prob + clutter_prob > 1.0 + 1e-9:
+            raise SegDataError(f"target and clutter crop shares add up to more than 1 ({target_prob} + {clutter_prob})")
         self.frames = frames
         self.size = size
         self.target_prob = target_prob
+        self.clutter_prob = clutter_prob
         self.rng = np.random.default_rng(seed)
         self.targets = [np.argwhere(f.mask) for f in frames]
+        self.clutter = [clutter_points(f) for f in frames] if clutter_prob > 0 else [np.zeros((0, 2), np.int64)] * len(frames)
 
-    def _crop(self, frame: Frame, fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.rng.integers(len(self.frames), size=n)
+        pairs = [self._crop(self.frames[i], self.targets[i], self.clutter[i]) for i in idx]
+        images = np.stack([p[0] for p in pairs]).astype(np.float32)
+        masks = np.stack([p[1] for p in pairs])[:, None].astype(np.float32)
+        return images, masks
+
+    def _crop(self, frame: Frame, fg: np.ndarray, clutter: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         s, rng = self.size, self.rng
         image, mask = frame.image, frame.mask
         h, w = mask.shape
@@ -156,8 +192,14 @@ class CropSampler:
             image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode=mode)
             mask = np.pad(mask, ((0, ph), (0, pw)))
             h, w = mask.shape
-        if len(fg) and rng.random() < self.target_prob:
-            cy, cx = fg[rng.integers(len(fg))]
+        u = rng.random()
+        centre = None
+        if len(fg) and u < self.target_prob:
+            centre = fg[rng.integers(len(fg))]
+        elif clutter is not None and len(clutter) and u >= 1.0 - self.clutter_prob:
+            centre = clutter[rng.integers(len(clutter))]
+        if centre is not None:
+            cy, cx = centre
             y0 = int(np.clip(cy - rng.integers(s // 8, s - s // 8), 0, h - s))
             x0 = int(np.clip(cx - rng.integers(s // 8, s - s // 8), 0, w - s))
         else:
@@ -171,10 +213,3 @@ class CropSampler:
         if rng.random() < 0.5:
             img, msk = img.transpose(0, 2, 1), msk.T
         return img, msk
-
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.rng.integers(len(self.frames), size=n)
-        pairs = [self._crop(self.frames[i], self.targets[i]) for i in idx]
-        images = np.stack([p[0] for p in pairs]).astype(np.float32)
-        masks = np.stack([p[1] for p in pairs])[:, None].astype(np.float32)
-        return images, masks

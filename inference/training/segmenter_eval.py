@@ -8,16 +8,19 @@ from typing import Any
 import torch
 
 from inference.checkpoints import LoadedModel
-from inference.segmentation import model_flips, model_threshold, predict_probabilities
+from inference.segmentation import drop_large_components, model_flips, model_max_fraction, model_threshold, predict_probabilities
 from inference.training.segmenter_data import SegTree, load_frames
 from inference.training.segmenter_metrics import SegmentationMeter
 
 
 def evaluate_tree(
     loaded: LoadedModel, data: str | Path, split: str | None = None, threshold: float | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", max_fraction: float | None = None,
 ) -> dict[str, Any]:
-    """Score ``loaded`` on ``split`` of the tree (default: test.txt, else val.txt, else all frames)."""
+    """Score ``loaded`` on ``split`` of the tree (default: test.txt, else val.txt, else all frames).
+
+    ``max_fraction`` None applies the card's large-component limit, as the application does; 0 turns it off.
+    """
     tree = SegTree.open(data)
     split = split or tree.eval_split()
     stems = tree.stems(split)
@@ -26,14 +29,15 @@ def evaluate_tree(
         raise ValueError(f"{data}: no usable frames in split {split!r}" + (f" ({problems[0]})" if problems else ""))
     thr = model_threshold(loaded) if threshold is None else float(threshold)
     flips = model_flips(loaded)
+    limit = model_max_fraction(loaded) if max_fraction is None else (float(max_fraction) or None)
     meter = SegmentationMeter()
     t0 = time.monotonic()
     # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
     for f in frames:
         prob = predict_probabilities(loaded.model, [f.image], device, standardised=True, flips=flips)[0]
-        meter.update(prob > thr, f.mask)
+        meter.update(drop_large_components(prob > thr, limit), f.mask)
     result = meter.result()
-    result.update(threshold=thr, test_time_flips=flips, split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
+    result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
                   model=str(loaded.path) if loaded.path else loaded.name)
     return result
 
@@ -48,6 +52,7 @@ def format_table(result: dict[str, Any]) -> str:
         ("Pd", num(result["pd"], ".4f") + f"  ({result['detected']}/{result['targets']} targets)"),
         ("Fa (x1e-6)", num(result["fa"], ".2f")),
         ("threshold", f"{result['threshold']:.2f}"),
+        ("size limit", "off" if not result.get("max_target_fraction") else f"components over {result['max_target_fraction']:.4%} of a frame dropped"),
         ("frames", f"{result['images']} ({result['split']})" + (f", {len(result['skipped'])} skipped" if result["skipped"] else "")),
     ]
     width = max(len(r[0]) for r in rows)

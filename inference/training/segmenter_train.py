@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from inference.checkpoints import save_model
 from inference.models.mim_istd import NAME, MiMISTD, MiMISTDConfig, preset
-from inference.segmentation import predict_probabilities
+from inference.segmentation import drop_large_components, largest_target_fraction, predict_probabilities
 from inference.training.common import (
     Progress,
     deterministic_split,
@@ -44,6 +44,10 @@ STATE = "state.pt"
 # Soft-Dice training saturates the sigmoid, so the useful thresholds crowd near 1.
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05)) + (0.95, 0.97, 0.98, 0.99)
 HELD_OUT_FRACTION = 0.1
+# A predicted component larger than this many times the largest training target is clutter (see
+# segmentation.drop_large_components). 2 is set a priori: room for targets somewhat larger than
+# any seen, while a lit-up building or cloud edge (tens of times larger) is still dropped.
+LARGE_COMPONENT_FACTOR = 2.0
 
 
 @dataclass
@@ -61,6 +65,7 @@ class TrainOptions:
     optimizer: str = "adamw"  # or "adagrad" (the paper: lr 0.05, wd 4e-4)
     bce_weight: float = 0.0
     target_prob: float = 0.7
+    clutter_prob: float = 0.0  # share of crops centred on bright non-target blobs (segmenter_data.clutter_points)
     eval_every: int = 5
     seed: int = 0
     device: str = "auto"
@@ -84,12 +89,14 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, bce_weight: fl
     return loss
 
 
-def score_probabilities(probs: list[np.ndarray], frames: list[Frame], thresholds=THRESHOLDS) -> dict[float, dict[str, Any]]:
+def score_probabilities(
+    probs: list[np.ndarray], frames: list[Frame], thresholds=THRESHOLDS, max_fraction: float | None = None
+) -> dict[float, dict[str, Any]]:
     out = {}
     for t in thresholds:
         meter = SegmentationMeter()
         for p, f in zip(probs, frames):
-            meter.update(p > t, f.mask)
+            meter.update(drop_large_components(p > t, max_fraction), f.mask)
         out[float(t)] = meter.result()
     return out
 
@@ -97,6 +104,35 @@ def score_probabilities(probs: list[np.ndarray], frames: list[Frame], thresholds
 def pick_threshold(scores: dict[float, dict[str, Any]]) -> float:
     """Highest IoU; ties go to the threshold nearest 0.5."""
     return max(scores, key=lambda t: ((scores[t]["iou"] or 0.0), -abs(t - 0.5)))
+
+
+def calibrate(
+    model: torch.nn.Module, held: list[Frame], device: torch.device | str, max_fraction: float | None
+) -> tuple[float, bool, dict[str, Any]]:
+    """(threshold, test-time flips, held-out metrics) that give the best held-out IoU for these weights."""
+    best: tuple[float, bool, dict[str, Any]] | None = None
+    for use_flips in (False, True):
+        probs = predict_probabilities(model, [f.image for f in held], device, standardised=True, flips=use_flips)
+        scores = score_probabilities(probs, held, max_fraction=max_fraction)
+        t = pick_threshold(scores)
+        if best is None or (scores[t]["iou"] or 0.0) > (best[2]["iou"] or 0.0):
+            best = (t, use_flips, scores[t])
+    assert best is not None
+    return best
+
+
+def training_frames(tree: SegTree, in_chans: int) -> tuple[list[Frame], list[Frame], list[str]]:
+    """(fit frames, held-out frames, problems): train.txt split deterministically, val.txt untouched."""
+    fit_stems, held_stems = deterministic_split(tree.stems("train"), HELD_OUT_FRACTION, seed=1)
+    fit, problems = load_frames(tree, fit_stems, in_chans)
+    held, more = load_frames(tree, held_stems, in_chans)
+    return fit, held, problems + more
+
+
+def size_limit(fit: list[Frame]) -> tuple[float, float | None]:
+    """(largest fit-frame target share, the large-component limit derived from it or None)."""
+    largest = largest_target_fraction([f.mask for f in fit])
+    return largest, (LARGE_COMPONENT_FACTOR * largest if largest > 0 else None)
 
 
 def _optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
@@ -125,15 +161,13 @@ def train(opts: TrainOptions) -> Path:
     cfg = build_config(opts)
 
     tree = SegTree.open(opts.data)
-    train_stems = tree.stems("train")
-    fit_stems, held_stems = deterministic_split(train_stems, HELD_OUT_FRACTION, seed=1)
-    fit, problems = load_frames(tree, fit_stems, cfg.in_chans)
-    held, more = load_frames(tree, held_stems, cfg.in_chans)
-    for msg in problems + more:
+    fit, held, problems = training_frames(tree, cfg.in_chans)
+    for msg in problems:
         log.warning("skipped: %s", msg)
     if not fit:
         raise ValueError(f"{opts.data}: no usable training frames")
-    sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed)
+    sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed, clutter_prob=opts.clutter_prob)
+    largest, max_fraction = size_limit(fit)
 
     model = MiMISTD(cfg).to(device)
     if opts.init and not (opts.resume and (out / STATE).is_file()):
@@ -166,7 +200,10 @@ def train(opts: TrainOptions) -> Path:
         "input": {"channels": cfg.in_chans, "any_size": True, "pad_to_multiple_of": cfg.stride,
                   "normalisation": "per-frame standardisation (zero mean, unit variance over the whole frame)"},
         "data": {"path": str(Path(opts.data).resolve()), "fit_frames": len(fit), "held_out_frames": len(held),
-                 "skipped": problems + more},
+                 "skipped": problems, "largest_target_fraction": largest},
+        "max_target_fraction": max_fraction,
+        "max_target_fraction_rule": f"{LARGE_COMPONENT_FACTOR:g} x the largest fit-frame target's share of its frame; "
+                                    "larger predicted components are dropped from the mask",
         "training": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("data", "out", "quiet")},
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
@@ -195,7 +232,8 @@ def train(opts: TrainOptions) -> Path:
         entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.monotonic() - t0}
         last = epoch + 1 == opts.epochs or (opts.max_steps is not None and step >= opts.max_steps)
         if held and ((epoch + 1) % opts.eval_every == 0 or last):
-            scores = score_probabilities(predict_probabilities(model, [f.image for f in held], device, standardised=True), held)
+            scores = score_probabilities(predict_probabilities(model, [f.image for f in held], device, standardised=True), held,
+                                         max_fraction=max_fraction)
             thr = pick_threshold(scores)
             entry.update(held_out=scores[thr], threshold=thr)
             if (scores[thr]["iou"] or 0.0) > best["iou"]:
@@ -220,13 +258,7 @@ def train(opts: TrainOptions) -> Path:
         chosen, epoch_used = load_model(out / "best").model.to(device), best["epoch"]
     flips = False
     if held:  # threshold and test-time flips are picked for the shipped weights, on the held-out frames
-        best_iou = -1.0
-        for use_flips in (False, True):
-            probs = predict_probabilities(chosen, [f.image for f in held], device, standardised=True, flips=use_flips)
-            scores = score_probabilities(probs, held)
-            t = pick_threshold(scores)
-            if (scores[t]["iou"] or 0.0) > best_iou:
-                best_iou, thr, metrics, flips = scores[t]["iou"] or 0.0, t, scores[t], use_flips
+        thr, flips, metrics = calibrate(chosen, held, device, max_fraction)
     card = {**card_base, "threshold": thr, "test_time_flips": flips, "epoch": epoch_used, "held_out_metrics": metrics,
             "licence": "Weights learnt from the data named under 'data': its licence and citation apply. "
                        "Architecture after MiM-ISTD (Chen et al., 2024).",

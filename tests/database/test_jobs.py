@@ -98,8 +98,11 @@ def test_release_requeues_without_counting_an_attempt(db: Database) -> None:
     db.jobs.create("prelabel", {}, ids)
     w1, w2 = new_worker_id(), new_worker_id()
     first = db.jobs.claim_items(w1, 2)
+    assert db.jobs.get(first.job.id).status is JobStatus.RUNNING
     assert db.jobs.release_items(w1, [i.id for i in first.items]) == 2
+    assert db.jobs.get(first.job.id).status is JobStatus.QUEUED  # nobody works on it any more
     again = db.jobs.claim_items(w2, 2)
+    assert db.jobs.get(first.job.id).status is JobStatus.RUNNING
     assert [i.id for i in again.items] == [i.id for i in first.items] and again.items[0].attempts == 1
     assert db.jobs.complete_items(w1, [i.id for i in first.items]) == 0  # w1 no longer holds them
 
@@ -239,3 +242,13 @@ def test_concurrent_processes_never_share_an_item(db: Database, url: str) -> Non
     with mp.get_context("spawn").Pool(2) as pool:
         results = pool.starmap(_claim_all, [(url, 3), (url, 3)])
     assert sorted(results[0] + results[1]) == sorted(ids)
+
+
+def test_release_keeps_a_job_running_while_another_worker_holds_items(db: Database) -> None:
+    ids = _images(db, 4)
+    job = db.jobs.create("prelabel", {}, ids)
+    w1, w2 = new_worker_id(), new_worker_id()
+    a = db.jobs.claim_items(w1, 2)
+    db.jobs.claim_items(w2, 2)
+    db.jobs.release_items(w1, [i.id for i in a.items])
+    assert db.jobs.get(job.id).status is JobStatus.RUNNING

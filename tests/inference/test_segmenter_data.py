@@ -116,6 +116,9 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     assert rc == 0
     card = json.loads((out / "final" / "card.json").read_text())
     assert 0.0 < card["threshold"] < 1.0 and card["input"]["pad_to_multiple_of"] == 16
+    # the size limit is twice the largest fit-frame target (a 2x3 box; frames are 40x56 or 33x70)
+    assert card["max_target_fraction"] == pytest.approx(2 * card["data"]["largest_target_fraction"])
+    assert card["data"]["largest_target_fraction"] in (pytest.approx(6 / (40 * 56)), pytest.approx(6 / (33 * 70)))
     assert (out / "state.pt").is_file() and len((out / "log.jsonl").read_text().splitlines()) == 1
     rc = main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
                "--epochs", "2", "--batch-size", "2", "--crop", "32", "--quiet", "--resume", "--threads", "1"])
@@ -128,6 +131,10 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     assert rc == 0
     r = json.loads(report.read_text())
     assert {"iou", "niou", "pd", "fa", "threshold"} <= set(r) and r["split"] == "val" and r["images"] == 4
+    assert r["max_target_fraction"] == pytest.approx(card["max_target_fraction"])
+    assert main(["evaluate", "segmenter", "--data", str(root), "--model", str(out / "final"), "--json", str(report),
+                 "--max-target-fraction", "0"]) == 0
+    assert json.loads(report.read_text())["max_target_fraction"] is None
     assert "Fa (x1e-6)" in capsys.readouterr().out
 
 
@@ -171,3 +178,55 @@ def test_test_time_flips_average_the_four_flipped_runs():
     assert np.allclose(both, turned, atol=1e-5)
     loaded.card["test_time_flips"] = True
     assert segmentation.predict_masks(loaded, [image])[0].probability.shape == (32, 48)
+
+
+def test_large_components_are_dropped_small_ones_kept():
+    mask = np.zeros((100, 100), bool)
+    mask[10:13, 10:13] = True  # 9 px target
+    mask[50:80, 50:80] = True  # 900 px bright object
+    assert segmentation.largest_target_fraction([mask]) == pytest.approx(0.09)
+    kept = segmentation.drop_large_components(mask, 0.01)
+    assert kept[10:13, 10:13].all() and not kept[50:80, 50:80].any()
+    assert segmentation.drop_large_components(mask, None) is mask
+    assert segmentation.drop_large_components(mask, 0.5).sum() == 909
+    result = segmentation.binarise(mask.astype(np.float32), 0.5, 0.01)
+    assert result.count == 1 and result.boxes == ((10, 10, 3, 3),)
+    assert segmentation.largest_target_fraction([np.zeros((5, 5), bool)]) == 0.0
+
+
+def test_recalibration_rewrites_only_the_card(tmp_path):
+    from inference.checkpoints import load_model
+    from inference.training.segmenter_calibrate import recalibrate
+
+    root = write_tree(tmp_path / "d", n=30)
+    (root / "train.txt").write_text("\n".join(f"f{i}" for i in range(26)))
+    torch.manual_seed(0)
+    model = MiMISTD(preset("test_tiny"))
+    save_model(tmp_path / "m", NAME, model, model.config, {"family": "segmenter", "threshold": 0.5})
+    card = recalibrate(tmp_path / "m", root)
+    assert card["max_target_fraction"] > 0 and 0 < card["threshold"] < 1 and card["held_out_metrics"]["images"] >= 1
+    assert card["recalibrations"][0]["before"]["threshold"] == 0.5
+    again = load_model(tmp_path / "m")
+    theirs = again.model.state_dict()
+    assert all(torch.equal(theirs[k], v) for k, v in model.state_dict().items())
+    assert again.card["max_target_fraction"] == card["max_target_fraction"]
+
+
+def test_clutter_points_find_bright_blobs_away_from_targets_and_crops_centre_on_them():
+    from inference.training.segmenter_data import Frame, clutter_points
+
+    img = np.zeros((1, 96, 96), np.float32)
+    mask = np.zeros((96, 96), bool)
+    img[0, 20:23, 20:23] = 5.0  # the target
+    mask[20:23, 20:23] = True
+    img[0, 70:73, 60:63] = 4.0  # a lamp: bright, small, not a target
+    img[0, :, 0:30] = 3.0  # a wide bright wall: larger than the top-hat window
+    frame = Frame("f", img, mask)
+    pts = clutter_points(frame, quantile=0.99)
+    assert len(pts) and all(68 <= y <= 74 and 58 <= x <= 64 for y, x in pts), pts
+    sampler = CropSampler([frame], 32, target_prob=0.0, clutter_prob=1.0, seed=0)
+    for _ in range(5):
+        crop, msk = sampler._crop(frame, sampler.targets[0], sampler.clutter[0])
+        assert crop.max() == pytest.approx(4.0) and not msk.any()  # the lamp is in, the target out
+    with pytest.raises(SegDataError, match="add up to more than 1"):
+        CropSampler([frame], 32, target_prob=0.7, clutter_prob=0.5)
