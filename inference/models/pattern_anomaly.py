@@ -63,14 +63,20 @@ class PatternAnomalyConfig:
     compare_depth: int = 2
     mixer: str = "attention"
     bidirectional: bool = True
+    axes: int = 1
     position_features: int = 8
     shifts: int = 2
     smoothing_sigma: float = 2.0
     normalise_map: bool = True
+    score_margin: int = 0
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.score_margin < self.image_size // 2:
+            raise ValueError(f"score_margin must be in [0, image_size/2), got {self.score_margin}")
+        if self.axes not in (1, 2):
+            raise ValueError(f"axes must be 1 (predict along rows) or 2 (rows and columns), got {self.axes!r}")
         if self.mixer not in MIXERS:
             raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
         if self.patch_size % self.token_size:
@@ -195,7 +201,7 @@ class PatternAnomaly(nn.Module):
         self.encoder1 = CellEncoder(cfg, cfg.encoder_depth)  # reads the far context cell (patch1)
         self.encoder2 = CellEncoder(cfg, cfg.encoder_depth)  # reads the near context cell (patch2)
         self.segment = nn.Parameter(torch.randn(3, d) * 0.02)  # far / near / query token roles
-        self.direction = nn.Parameter(torch.randn(2, d) * 0.02)  # forward / backward
+        self.direction = nn.Parameter(torch.randn(2 * cfg.axes, d) * 0.02)  # forward / backward (per axis)
         self.queries = nn.Parameter(torch.randn(1, t * t, d) * 0.02)
         self.decoder = nn.ModuleList(Block(cfg) for _ in range(cfg.decoder_depth))
         self.decoder_norm = nn.LayerNorm(d)
@@ -232,17 +238,19 @@ class PatternAnomaly(nn.Module):
         return self.pos_proj(feats)
 
     @staticmethod
-    def triples(ny: int, nx: int, bidirectional: bool, device=None) -> torch.Tensor:
+    def triples(ny: int, nx: int, bidirectional: bool, device=None, axis: int = 0) -> torch.Tensor:
         """(k, 5) long rows of (row, far_col, near_col, target_col, direction).
 
         Forward (direction 0): (j, j+1) -> j+2; backward (direction 1): (j+2, j+1) -> j.
+        ``axis`` 1 (columns) runs on the transposed image and offsets the direction by 2, so
+        the decoder knows which way it is predicting.
         """
         rows = []
         for r in range(ny):
             for j in range(nx - 2):
-                rows.append((r, j, j + 1, j + 2, 0))
+                rows.append((r, j, j + 1, j + 2, 2 * axis))
                 if bidirectional:
-                    rows.append((r, j + 2, j + 1, j, 1))
+                    rows.append((r, j + 2, j + 1, j, 2 * axis + 1))
         return torch.tensor(rows, dtype=torch.long, device=device)
 
     # ---- networks -------------------------------------------------------------------------
@@ -277,18 +285,19 @@ class PatternAnomaly(nn.Module):
         return (F.softplus(self.sim_scale) * (1.0 - cos) * 4.0 + self.sim_bias).view(-1, t, t)
 
     def forward(self, x: torch.Tensor, oy: int = 0, ox: int = 0, idx: torch.Tensor | None = None,
-                context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                context: torch.Tensor | None = None, axis: int = 0) -> dict[str, torch.Tensor]:
         """Run generation + comparison on triples ``idx`` (default: all) of the shifted grid.
 
         ``context`` (same shape as x) is what the encoders read when it differs from the
         comparison target, e.g. training reads a corrupted image and predicts its clean cells.
+        ``axis`` 1 means x is the transposed image (prediction down the columns).
         """
         cells, centres = self.cell_grid(x, oy, ox)
         ctx_cells = cells if context is None else self.cell_grid(context, oy, ox)[0]
         b, ny, nx = cells.shape[:3]
         pos = self.position(centres)
         if idx is None:
-            tri = self.triples(ny, nx, self.config.bidirectional, x.device)
+            tri = self.triples(ny, nx, self.config.bidirectional, x.device, axis)
             img = torch.arange(b, device=x.device).repeat_interleave(len(tri))
             idx = torch.cat([img[:, None], tri.repeat(b, 1)], dim=1)
         e1, e2 = self.encode_cells(ctx_cells, pos)
@@ -322,7 +331,19 @@ class PatternAnomaly(nn.Module):
 
     @torch.no_grad()
     def raw_anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Anomaly probability maps (b, s, s) before per-position standardisation."""
+        """Anomaly probability maps (b, s, s) before per-position standardisation.
+
+        With ``axes=2`` the cells are also predicted down the columns (the transposed image)
+        and both maps are averaged: a stripe or band that runs along a row is predictable from
+        its row neighbours but breaks the column's pattern, and vice versa.
+        """
+        maps = [self._axis_map(x, 0)]
+        if self.config.axes == 2:
+            maps.append(self._axis_map(x.transpose(-1, -2), 1).transpose(-1, -2))
+        return gaussian_smooth(sum(maps) / len(maps), self.config.smoothing_sigma)
+
+    def _axis_map(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        """Unsmoothed map of the predictions along the rows of x (both ways, all shifted grids)."""
         cfg = self.config
         b, _, h, w = x.shape
         p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size
@@ -330,7 +351,7 @@ class PatternAnomaly(nn.Module):
         total = x.new_zeros(b, h, w)
         for oy in range(0, p, step):
             for ox in range(0, p, step):
-                out = self(x, oy, ox)
+                out = self(x, oy, ox, axis=axis)
                 ny, nx = (int(v) for v in out["grid"])
                 prob = torch.sigmoid(out["logits"])  # (k, t, t)
                 acc = x.new_zeros(b, ny, nx, t, t)
@@ -341,10 +362,19 @@ class PatternAnomaly(nn.Module):
                 grid = (acc / cnt.clamp(min=1)).permute(0, 1, 3, 2, 4).reshape(b, 1, ny * t, nx * t)
                 full = F.interpolate(grid, scale_factor=s, mode="nearest")[:, 0]
                 total += full[:, oy:oy + h, ox:ox + w]
-        return gaussian_smooth(total / cfg.shifts**2, cfg.smoothing_sigma)
+        return total / cfg.shifts**2
 
     @torch.no_grad()
     def score(self, maps: torch.Tensor) -> torch.Tensor:
+        """Image score: the map's maximum, leaving out ``score_margin`` pixels at each border.
+
+        Parts that are not aligned in the frame (tiles of many aspect ratios, squashed to a
+        square) put their edges at the image border, where the grid's padded cells make the
+        map's maxima on good parts; the map itself still covers the border.
+        """
+        m = self.config.score_margin
+        if m and min(maps.shape[-2:]) > 2 * m:
+            maps = maps[..., m:-m, m:-m]
         return maps.flatten(1).amax(1)
 
 

@@ -24,6 +24,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="override the preset's square input size")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = grayscale input, 3 = RGB (default: preset)")
     p.add_argument("--mixer", choices=("attention", "ss2d"), help="token mixer of the ViT blocks (default: preset)")
+    p.add_argument("--axes", type=int, choices=(1, 2),
+                   help="pattern_anomaly: predict cells along rows (1) or rows and columns (2) (default: preset)")
+    p.add_argument("--patch-size", type=int, help="pattern_anomaly: cell size in input pixels (default: preset)")
+    p.add_argument("--token-size", type=int, help="pattern_anomaly: token size in pixels; a cell is read as (cell/token)^2 tokens")
+    p.add_argument("--shifts", type=int, help="pattern_anomaly: grid offsets per axis in the heatmap (overlapping windows)")
+    p.add_argument("--score-margin", type=int,
+                   help="pattern_anomaly: border pixels (at model resolution) left out of the image score (default: preset)")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -72,6 +79,10 @@ def _build_config(args: argparse.Namespace):
         over["std"] = tuple([float(base.std[0])] * args.channels)
     if args.mixer and args.arch == "pattern_anomaly":
         over["mixer"] = args.mixer
+    if args.arch == "pattern_anomaly":
+        for key in ("axes", "patch_size", "token_size", "shifts", "score_margin"):
+            if getattr(args, key, None) is not None:
+                over[key] = getattr(args, key)
     import dataclasses
 
     registry.spec(args.arch)

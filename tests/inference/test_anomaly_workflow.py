@@ -126,6 +126,7 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
     res = json.loads((tmp_path / "m.json").read_text())
     assert set(res) >= {"image_auroc", "pixel_auroc", "pro"}
     assert res["n_images"] == 5 and res["n_pixel_evaluated"] == 4  # broken.png left out, 002 image-only
+    assert set(res["pixel_auroc_by_type"]) == {t for t in res["mean_score_by_type"] if t != "good"}
     assert "no ground-truth mask" in text and "broken.png" in text
 
     loaded = load_model(out)
@@ -169,3 +170,15 @@ def test_convert_magnetic_tile(tmp_path):
     assert sorted(p.name for p in tree.missing_masks) == ["train_crack1.png", "val_crack1.png"]  # empty masks dropped
     with pytest.raises(ValueError, match="no train/free"):
         convert(tmp_path / "out", tmp_path / "x")
+
+
+def test_pixel_auroc_by_type_pools_each_type_with_the_good_images():
+    from inference.training.anomaly_eval import _pixel_auroc_by_type
+
+    good_mask, defect_mask = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    defect_mask[1:3, 1:3] = True
+    hot = defect_mask.astype(float)  # map hot on the defect: perfect
+    cold = 1.0 - hot  # map hot everywhere but the defect: fully inverted
+    res = _pixel_auroc_by_type([good_mask, defect_mask, defect_mask], [np.full((4, 4), 0.5), hot, cold],
+                               ["good", "scratch", "dent"])
+    assert res == {"dent": 0.0, "scratch": 1.0}

@@ -20,7 +20,8 @@ def _tiny(**kw) -> PatternAnomaly:
     return PatternAnomaly(preset("test_tiny", **kw)).eval()
 
 
-@pytest.mark.parametrize("kw", [{}, {"mixer": "ss2d"}, {"bidirectional": False}, {"in_channels": 1, "mean": (0.5,), "std": (0.25,)}])
+@pytest.mark.parametrize("kw", [{}, {"mixer": "ss2d"}, {"bidirectional": False}, {"axes": 2},
+                                {"in_channels": 1, "mean": (0.5,), "std": (0.25,)}])
 def test_shapes_per_switch(kw):
     m = _tiny(**kw)
     c = m.config
@@ -42,6 +43,18 @@ def test_presets_and_config_validation():
         PatternAnomalyConfig(image_size=32, patch_size=16)
     with pytest.raises(ValueError, match="mixer"):
         PatternAnomalyConfig(mixer="lstm")
+    with pytest.raises(ValueError, match="axes"):
+        PatternAnomalyConfig(axes=3)
+    with pytest.raises(ValueError, match="score_margin"):
+        PatternAnomalyConfig(score_margin=64)
+
+
+def test_score_margin_leaves_the_border_out_of_the_image_score():
+    maps = torch.zeros(2, 24, 24)
+    maps[0, 0, 5] = 9.0  # a border peak
+    maps[1, 12, 12] = 3.0  # an inner peak
+    assert _tiny().score(maps).tolist() == [9.0, 3.0]
+    assert _tiny(score_margin=2).score(maps).tolist() == [0.0, 3.0]
 
 
 def _texture(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -88,13 +101,17 @@ def test_heatmap_is_aligned_with_the_image():
 
     This pins the geometry: shifted grids, both directions, token placement, crop and smoothing.
     """
-    m = _tiny(image_size=32, smoothing_sigma=1.0)
-    t, s = m.config.tokens_per_side, m.config.token_size
+    check_peaks(_tiny(image_size=32, smoothing_sigma=1.0))
 
-    def fake_compare(predicted, real, pos):
-        return torch.nn.functional.avg_pool2d(real.mean(1, keepdim=True), s)[:, 0] * 10.0
 
-    m.compare = fake_compare
+def test_heatmap_is_aligned_with_the_image_along_both_axes():
+    """The column pass runs on the transposed image: its map must be transposed back."""
+    check_peaks(_tiny(image_size=32, smoothing_sigma=1.0, axes=2))
+
+
+def check_peaks(m: PatternAnomaly) -> None:
+    s = m.config.token_size
+    m.compare = lambda predicted, real, pos: torch.nn.functional.avg_pool2d(real.mean(1, keepdim=True), s)[:, 0] * 10.0
     for y, x in [(2, 3), (13, 20), (26, 28)]:
         img = torch.zeros(1, 3, 32, 32)
         img[:, :, y:y + 3, x:x + 3] = 1.0
