@@ -108,7 +108,10 @@ def load_state(model: nn.Module, weights: Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def load_model(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> LoadedModel:
+def load_model(
+    directory: str | os.PathLike, map_location: str | torch.device = "cpu", family: str | None = None
+) -> LoadedModel:
+    """Build and load a model directory; with ``family``, refuse one of another family (CheckpointError)."""
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{d}: model directory not found")
@@ -125,5 +128,8 @@ def load_model(directory: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{d / CONFIG}: {exc}") from None
     load_state(model, d / WEIGHTS)
     model.to(map_location).eval()
+    found = registry.spec(name).family
+    if family is not None and found != family:
+        raise CheckpointError(f"{d}: holds a {found} model, not a {family} model")
     card = read_json(d / CARD) if (d / CARD).exists() else {}
-    return LoadedModel(model=model, name=name, family=registry.spec(name).family, config=config, card=card, path=d)
+    return LoadedModel(model=model, name=name, family=found, config=config, card=card, path=d)

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from .checkpoints import CheckpointError, load_model
+from .checkpoints import load_model
 from .engine_families import FamilyModel, family_model
 from .imageio import ImageReadError, convert_channels, read_raw, to_float
 from .models.registry import FAMILIES
@@ -94,9 +94,7 @@ class InspectionEngine:
         self._models: dict[str, FamilyModel] = {}
         self._half: dict[str, bool] = {}
         for family in (f for f in FAMILIES if f in model_dirs):
-            loaded = load_model(model_dirs[family], map_location=self.device)
-            if loaded.family != family:
-                raise CheckpointError(f"{model_dirs[family]}: holds a {loaded.family} model, not a {family}")
+            loaded = load_model(model_dirs[family], map_location=self.device, family=family)
             self._models[family] = family_model(loaded)
             if max_side and family in max_side:
                 self._models[family].max_side = int(max_side[family])

@@ -129,9 +129,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         tree = scan_category(args.data, need_train=False, need_test=True)
         results = {}
         for d in dirs:
-            loaded = load_model(d, map_location=device)
-            if loaded.family != "anomaly":
-                raise ValueError(f"{d}: a {loaded.family} model, not an anomaly model")
+            loaded = load_model(d, map_location=device, family="anomaly")
             results[d] = evaluate_tree(loaded.model, tree, device, args.batch_size, progress=True) | {"model": loaded.name}
     except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
         return _fail(str(exc))

@@ -96,11 +96,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model_dir = args.model or bundled_model_dir("classifier")
     try:
         device = pick_device(args.device)
-        loaded = load_model(model_dir, map_location=device)
+        loaded = load_model(model_dir, map_location=device, family="classifier")
     except (CheckpointError, RuntimeError) as exc:
         return _error(str(exc))
-    if loaded.family != "classifier":
-        return _error(f"{model_dir}: a {loaded.family} model, not a classifier")
     try:
         ev = evaluate_model(loaded, args.data, tta=args.tta)
     except DataTreeError as exc:

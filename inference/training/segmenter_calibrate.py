@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from inference.checkpoints import load_model, save_model
+from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.training.common import set_threads
-from inference.training.segmenter_data import SegTree
+from inference.training.segmenter_data import SegDataError, SegTree
 from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, calibrate, size_limit, training_frames
 
 
 def recalibrate(model_dir: Path, data: Path, device: str = "cpu") -> dict[str, Any]:
     """Rewrites the card of ``model_dir`` in place (weights untouched); returns the new card."""
-    loaded = load_model(model_dir)
-    if loaded.family != "segmenter":
-        raise ValueError(f"{model_dir}: a {loaded.family} model, not a segmenter")
+    loaded = load_model(model_dir, family="segmenter")
     fit, held, _ = training_frames(SegTree.open(data), loaded.config.in_chans)
     if not held:
         raise ValueError(f"{data}: no held-out frames to calibrate on")
@@ -50,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     set_threads(args.threads)
-    card = recalibrate(args.model, args.data)
+    try:
+        card = recalibrate(args.model, args.data)
+    except (CheckpointError, SegDataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({k: card[k] for k in ("threshold", "test_time_flips", "max_target_fraction", "held_out_metrics")}, indent=2))
     return 0
 

@@ -78,9 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model_dir = Path(args.model) if args.model else bundled_model_dir("segmenter")
     try:
         device = pick_device(args.device)
-        loaded = load_model(model_dir, map_location=device)
-        if loaded.family != "segmenter":
-            raise CheckpointError(f"{model_dir}: holds a {loaded.family} model, not a segmenter")
+        loaded = load_model(model_dir, map_location=device, family="segmenter")
         result = evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction)
     except (CheckpointError, SegDataError, ValueError, RuntimeError) as exc:
         return _error(str(exc))

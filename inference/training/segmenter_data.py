@@ -165,6 +165,8 @@ class CropSampler:
                  clutter_prob: float = 0.0) -> None:
         if not frames:
             raise SegDataError("no training frames")
+        if not (0.0 <= target_prob <= 1.0 and 0.0 <= clutter_prob <= 1.0):
+            raise SegDataError(f"crop shares must lie in [0, 1] (target {target_prob}, clutter {clutter_prob})")
         if target_prob + clutter_prob > 1.0 + 1e-9:
             raise SegDataError(f"target and clutter crop shares add up to more than 1 ({target_prob} + {clutter_prob})")
         self.frames = frames

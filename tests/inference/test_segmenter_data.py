@@ -230,3 +230,25 @@ def test_clutter_points_find_bright_blobs_away_from_targets_and_crops_centre_on_
         assert crop.max() == pytest.approx(4.0) and not msk.any()  # the lamp is in, the target out
     with pytest.raises(SegDataError, match="add up to more than 1"):
         CropSampler([frame], 32, target_prob=0.7, clutter_prob=0.5)
+
+
+def test_recalibration_command_refuses_bad_input_with_one_line(tmp_path, capsys):
+    from inference.models.memory_mamba import MemoryMamba, preset as cls_preset
+    from inference.training.segmenter_calibrate import main as calibrate_main
+
+    root = write_tree(tmp_path / "d", n=6)
+    assert calibrate_main(["--model", str(tmp_path / "missing"), "--data", str(root)]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+    classifier = MemoryMamba(cls_preset("test_tiny", num_classes=2))
+    save_model(tmp_path / "cls", "memory_mamba", classifier, classifier.cfg, {})
+    assert calibrate_main(["--model", str(tmp_path / "cls"), "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a segmenter model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_crop_shares_outside_zero_one_are_refused():
+    from inference.training.segmenter_data import Frame
+
+    frame = Frame("f", np.zeros((1, 40, 40), np.float32), np.zeros((40, 40), bool))
+    with pytest.raises(SegDataError, match=r"must lie in \[0, 1\]"):
+        CropSampler([frame], 32, target_prob=0.5, clutter_prob=-0.1)
