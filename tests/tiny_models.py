@@ -9,6 +9,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from inference.checkpoints import save_model
@@ -39,3 +40,15 @@ def save_tiny_models(root: Path, seed: int = 0) -> dict[str, Path]:
             card = {"threshold": {"image": ANOMALY_THRESHOLD}}
         out[family] = save_model(root / f"{family}-tiny", name, model, cfg, card)
     return out
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared 2-core machine.
+
+    Autouse wherever it is imported: ``from tests.tiny_models import one_thread``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

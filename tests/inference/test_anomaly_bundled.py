@@ -9,7 +9,7 @@ import pytest
 from inference.anomaly_predict import predict_images
 from inference.bundled import bundled_model_dir
 from inference.checkpoints import load_model
-from tests.inference.anomaly_fixtures import one_thread  # noqa: F401  (autouse)
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 
 SIZE_LIMIT = 15 * 2**20
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from app.cli import main
-from tests.inference.anomaly_fixtures import one_thread  # noqa: F401  (autouse)
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 from inference.anomaly_predict import AnomalyPrediction, predict_images
 from inference.checkpoints import load_model
 from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.inference.anomaly_fixtures import one_thread  # noqa: F401  (autouse)
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models import registry
 from inference.models.pattern_anomaly import PRESETS, PatternAnomaly, PatternAnomalyConfig, load_pretrained_backbone, preset
