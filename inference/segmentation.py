@@ -17,6 +17,7 @@ import torch
 from inference.checkpoints import LoadedModel
 from inference.models.mim_istd import segment_logits
 from inference.training.segmenter_data import standardise_np, to_channels
+from inference.training.segmenter_metrics import components
 
 DEFAULT_THRESHOLD = 0.5  # logit > 0, the field's convention
 MAX_WHOLE_SIDE = 1024
@@ -47,9 +48,9 @@ def largest_target_fraction(masks: Sequence[np.ndarray]) -> float:
     """The largest share of its frame any one 8-connected ground-truth target covers (0 with no targets)."""
     largest = 0.0
     for m in masks:
-        n, _, stats, _ = cv2.connectedComponentsWithStats(np.asarray(m, dtype=np.uint8), connectivity=8)
-        if n > 1:
-            largest = max(largest, float(stats[1:, cv2.CC_STAT_AREA].max()) / m.size)
+        areas, _ = components(m)
+        if len(areas):
+            largest = max(largest, float(areas.max()) / m.size)
     return largest
 
 
