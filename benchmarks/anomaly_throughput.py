@@ -23,7 +23,7 @@ import torch
 
 def main() -> None:
     from inference.anomaly_predict import model_maps, normalise_batch
-    from inference.models.pattern_anomaly import PatternAnomaly, preset
+    from inference.models.pattern_anomaly import PatternAnomaly, preset, with_memory_bank
     from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
     from inference.training.anomaly_train import TrainOptions, pattern_step
     from inference.training.common import set_threads
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=25, help="epochs of the default train command")
     ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--bank-size", type=int, default=8192, help="memory-bank rows for the heatmap-with-bank figures")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     set_threads(args.threads)
@@ -64,6 +65,18 @@ def main() -> None:
     t0 = time.perf_counter()
     model_maps(model, batch)
     infer_pattern = (time.perf_counter() - t0) / len(batch)
+    # Heatmap cost with a memory bank (random unit rows: speed does not depend on content),
+    # interleaved with the plain model, median of 3 rounds, as ratios in this process.
+    rows = torch.nn.functional.normalize(torch.randn(args.bank_size, cfg.dim + 2), dim=1)
+    variants = {"none": model} | {f: with_memory_bank(model, rows, bank_fusion=f, bank_k=k)
+                                  for f, k in (("sum", 1), ("bank", 3))}
+    heat = {name: [] for name in variants}
+    for _ in range(3):
+        for name, m in variants.items():
+            t0 = time.perf_counter()
+            model_maps(m, batch)
+            heat[name].append((time.perf_counter() - t0) / len(batch))
+    heat = {name: statistics.median(v) for name, v in heat.items()}
     base = PixelGaussian(PixelGaussianConfig(image_size=cfg.image_size))
     t0 = time.perf_counter()
     base.fit(normalise_batch(base, batch))
@@ -85,6 +98,9 @@ def main() -> None:
         "infer_ms_per_image": round(infer_pattern * 1000, 1), "baseline_infer_ms_per_image": round(infer_base * 1000, 2),
         "infer_ratio_vs_baseline": round(infer_pattern / infer_base, 1), "baseline_fit_s_per_batch": round(fit_base, 4),
         "load_average_1min": round(__import__("os").getloadavg()[0], 2),
+        "bank_rows": args.bank_size,
+        "heatmap_ms_per_image": {name: round(v * 1000, 1) for name, v in heat.items()},
+        "heatmap_ratio_vs_no_bank": {name: round(v / heat["none"], 2) for name, v in heat.items()},
     }
     print(f"train: {step:.3f} s/step of {args.batch_size} images ({args.threads} thread(s)); "
           f"{steps_total} steps for {args.images} good images x {args.epochs} epochs -> "
@@ -92,6 +108,9 @@ def main() -> None:
           f"CPU time {cpu_step:.3f} s/step -> {projected_idle / 60:.1f} min on an idle core")
     print(f"inference: {infer_pattern * 1000:.1f} ms/image (baseline {infer_base * 1000:.2f} ms/image, "
           f"ratio {infer_pattern / infer_base:.0f}x); load average {out['load_average_1min']}")
+    print(f"heatmap with a {args.bank_size}-row memory bank: " + ", ".join(
+        f"{name} {v * 1000:.1f} ms/image ({v / heat['none']:.2f}x)" for name, v in heat.items())
+        + "  [none: prediction map; sum: prediction + bank k=1; bank: bank term alone, k=3]")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 

@@ -32,6 +32,11 @@ Choices the paper leaves open, and ours:
 - ``normalise_map`` standardises the map per position with statistics over good training
   images (``fit_map_statistics``): it removes systematic alarms at hard-to-predict places of
   aligned parts (bottle: image AUROC 0.86 -> 0.98 for the same weights).
+- Optional memory bank (``bank_size`` > 0, built after training by
+  ``inference.training.anomaly_bank``): the Siamese comparer's embeddings of real tokens of
+  good training images; each test token's distance to its nearest bank rows is a second map,
+  standardised like the first and fused with it (``bank_fusion``). It catches large defects
+  whose context is anomalous too, where the prediction follows the context (see memory_bank.py).
 """
 from __future__ import annotations
 
@@ -44,9 +49,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ssm import SS2D
+from .memory_bank import knn_distance, weighted
 from .registry import register
 
 MIXERS = ("attention", "ss2d")
+FUSIONS = ("sum", "max", "bank")
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,20 @@ class PatternAnomalyConfig:
     score_margin: int = 0
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
+    # Memory bank term (0 rows = none): k nearest rows, weight of the token position in the
+    # distance, and fusion with the prediction map: "sum" z + w*zb, "max" max(z, w*zb), "bank" zb.
+    bank_size: int = 0
+    bank_k: int = 1
+    bank_position: float = 0.0
+    bank_weight: float = 1.0
+    bank_fusion: str = "sum"
 
     def __post_init__(self) -> None:
+        if self.bank_size < 0 or (self.bank_size and not 1 <= self.bank_k <= self.bank_size):
+            raise ValueError(f"bank_size must be >= 0 and bank_k in [1, bank_size], got {self.bank_size}, {self.bank_k}")
+        if self.bank_fusion not in FUSIONS or self.bank_weight < 0 or self.bank_position < 0:
+            raise ValueError(f"bank_fusion must be one of {FUSIONS} with bank_weight, bank_position >= 0, got "
+                             f"{self.bank_fusion!r}, {self.bank_weight}, {self.bank_position}")
         if not 0 <= self.score_margin < self.image_size // 2:
             raise ValueError(f"score_margin must be in [0, image_size/2), got {self.score_margin}")
         if self.axes not in (1, 2):
@@ -212,6 +231,11 @@ class PatternAnomaly(nn.Module):
         # Per-position statistics of the raw map over good images (see fit_map_statistics).
         self.register_buffer("map_mean", torch.zeros(cfg.image_size, cfg.image_size))
         self.register_buffer("map_std", torch.ones(cfg.image_size, cfg.image_size))
+        if cfg.bank_size:
+            # Rows [unit feature | y, x] (memory_bank.py) and the bank map's per-position statistics.
+            self.register_buffer("memory_bank", torch.zeros(cfg.bank_size, d + 2))
+            self.register_buffer("bank_map_mean", torch.zeros(cfg.image_size, cfg.image_size))
+            self.register_buffer("bank_map_std", torch.ones(cfg.image_size, cfg.image_size))
 
     # ---- geometry -------------------------------------------------------------------------
     def cell_grid(self, x: torch.Tensor, oy: int, ox: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,11 +333,30 @@ class PatternAnomaly(nn.Module):
     # ---- heatmaps -------------------------------------------------------------------------
     @torch.no_grad()
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised images (b, c, s, s) -> anomaly maps (b, s, s), per-position standardised."""
+        """Normalised images (b, c, s, s) -> anomaly maps (b, s, s), per-position standardised.
+
+        With a memory bank the bank map (standardised the same way) is fused in.
+        """
+        cfg = self.config
+        if cfg.bank_size and cfg.bank_fusion == "bank":
+            return self.bank_map(x)
+        z = self.prediction_map(x)
+        if not cfg.bank_size:
+            return z
+        zb = cfg.bank_weight * self.bank_map(x)
+        return z + zb if cfg.bank_fusion == "sum" else torch.maximum(z, zb)
+
+    @torch.no_grad()
+    def prediction_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The prediction-comparison term alone (per-position standardised when configured)."""
         raw = self.raw_anomaly_map(x)
-        if not self.config.normalise_map:
-            return raw
-        return (raw - self.map_mean) / self.map_std
+        return (raw - self.map_mean) / self.map_std if self.config.normalise_map else raw
+
+    @torch.no_grad()
+    def bank_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The memory-bank term alone (per-position standardised when configured)."""
+        raw = self.raw_bank_map(x)
+        return (raw - self.bank_map_mean) / self.bank_map_std if self.config.normalise_map else raw
 
     @torch.no_grad()
     def fit_map_statistics(self, batches) -> None:
@@ -324,10 +367,70 @@ class PatternAnomaly(nn.Module):
         false alarms. The std is floored by a tenth of the global std so flat regions do not
         turn tiny fluctuations into alarms. Textures give near-constant statistics (no effect).
         """
-        maps = torch.cat([self.raw_anomaly_map(b) for b in batches])
-        std = maps.std(0, unbiased=maps.shape[0] > 1) if maps.shape[0] > 1 else torch.zeros_like(maps[0])
-        self.map_mean.copy_(maps.mean(0))
-        self.map_std.copy_(std + 0.1 * maps.std() + 1e-3)
+        _set_statistics(torch.cat([self.raw_anomaly_map(b) for b in batches]), self.map_mean, self.map_std)
+
+    @torch.no_grad()
+    def fit_bank_statistics(self, batches, bank_ids: torch.Tensor) -> None:
+        """Per-position statistics of the bank map over good images, as for the prediction map.
+
+        ``batches`` yields (images, image ids); ``bank_ids`` names the image each bank row came
+        from, so every image is scored against the bank without its own rows (otherwise the
+        training images would match themselves and the statistics would be those of distance 0).
+        """
+        maps = torch.cat([self.raw_bank_map(x, ids, bank_ids) for x, ids in batches])
+        _set_statistics(maps, self.bank_map_mean, self.bank_map_std)
+
+    @torch.no_grad()
+    def token_features(self, x: torch.Tensor, oy: int = 0, ox: int = 0) -> torch.Tensor:
+        """Bank rows of every real token of a shifted grid: (b, ny, nx, t, t, dim + 2).
+
+        The comparer's token embeddings (unit length: it is trained through a cosine) followed
+        by the token centre (y, x) in image units.
+        """
+        cfg = self.config
+        p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size
+        cells, centres = self.cell_grid(x, oy, ox)
+        b, ny, nx = cells.shape[:3]
+        pos = self.position(centres).unsqueeze(0).expand(b, -1, -1, -1).reshape(b * ny * nx, -1)
+        feats = F.normalize(self.comparer(cells.reshape(b * ny * nx, *cells.shape[3:]), pos), dim=-1)
+        off = (torch.arange(t, device=x.device, dtype=x.dtype) * s + s / 2 - p / 2)
+        h, w = x.shape[-2:]
+        ty = (centres[..., 0, None, None] + off[:, None] / h).expand(ny, nx, t, t)
+        tx = (centres[..., 1, None, None] + off[None, :] / w).expand(ny, nx, t, t)
+        where = torch.stack([ty, tx], dim=-1).expand(b, -1, -1, -1, -1, -1)
+        return torch.cat([feats.view(b, ny, nx, t, t, -1), where], dim=-1)
+
+    @torch.no_grad()
+    def raw_bank_map(self, x: torch.Tensor, image_ids: torch.Tensor | None = None,
+                     bank_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Distance of each real token to its nearest bank rows, as maps (b, s, s) (all shifted grids).
+
+        ``image_ids`` (b,) with ``bank_ids`` leave each image's own rows out (fit_bank_statistics).
+        """
+        cfg = self.config
+        if not cfg.bank_size:
+            raise RuntimeError("this model has no memory bank (bank_size 0)")
+        b, _, h, w = x.shape
+        p, t = cfg.patch_size, cfg.tokens_per_side
+        step = p // cfg.shifts
+        bank = weighted(self.memory_bank, cfg.bank_position)
+        total = x.new_zeros(b, h, w)
+        for oy in range(0, p, step):
+            for ox in range(0, p, step):
+                rows = self.token_features(x, oy, ox)
+                ny, nx = rows.shape[1:3]
+                qids = None if image_ids is None else image_ids.repeat_interleave(ny * nx * t * t)
+                d = knn_distance(weighted(rows.reshape(-1, rows.shape[-1]), cfg.bank_position), bank, cfg.bank_k,
+                                 query_ids=qids, bank_ids=bank_ids)
+                total += self._paste(d.view(b, ny, nx, t, t), oy, ox, h, w)
+        return gaussian_smooth(total / cfg.shifts**2, cfg.smoothing_sigma)
+
+    def _paste(self, tokens: torch.Tensor, oy: int, ox: int, h: int, w: int) -> torch.Tensor:
+        """Per-token values of a shifted grid (b, ny, nx, t, t) -> pixel map (b, h, w) of the image."""
+        b, ny, nx, t = tokens.shape[:4]
+        grid = tokens.permute(0, 1, 3, 2, 4).reshape(b, 1, ny * t, nx * t)
+        full = F.interpolate(grid, scale_factor=self.config.token_size, mode="nearest")[:, 0]
+        return full[:, oy:oy + h, ox:ox + w]
 
     @torch.no_grad()
     def raw_anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -346,7 +449,7 @@ class PatternAnomaly(nn.Module):
         """Unsmoothed map of the predictions along the rows of x (both ways, all shifted grids)."""
         cfg = self.config
         b, _, h, w = x.shape
-        p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size
+        p, t = cfg.patch_size, cfg.tokens_per_side
         step = p // cfg.shifts
         total = x.new_zeros(b, h, w)
         for oy in range(0, p, step):
@@ -359,9 +462,7 @@ class PatternAnomaly(nn.Module):
                 idx = out["idx"]
                 acc.index_put_((idx[:, 0], idx[:, 1], idx[:, 4]), prob, accumulate=True)
                 cnt.index_put_((idx[:, 0], idx[:, 1], idx[:, 4]), torch.ones_like(prob[:, :1, :1]), accumulate=True)
-                grid = (acc / cnt.clamp(min=1)).permute(0, 1, 3, 2, 4).reshape(b, 1, ny * t, nx * t)
-                full = F.interpolate(grid, scale_factor=s, mode="nearest")[:, 0]
-                total += full[:, oy:oy + h, ox:ox + w]
+                total += self._paste(acc / cnt.clamp(min=1), oy, ox, h, w)
         return total / cfg.shifts**2
 
     @torch.no_grad()
@@ -376,6 +477,29 @@ class PatternAnomaly(nn.Module):
         if m and min(maps.shape[-2:]) > 2 * m:
             maps = maps[..., m:-m, m:-m]
         return maps.flatten(1).amax(1)
+
+
+def _set_statistics(maps: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Per-position mean and floored std of good-image maps (n, s, s), written in place."""
+    sd = maps.std(0, unbiased=maps.shape[0] > 1) if maps.shape[0] > 1 else torch.zeros_like(maps[0])
+    mean.copy_(maps.mean(0))
+    std.copy_(sd + 0.1 * maps.std() + 1e-3)
+
+
+def with_memory_bank(model: PatternAnomaly, bank: torch.Tensor, **settings) -> PatternAnomaly:
+    """A copy of ``model`` carrying ``bank`` (rows [unit feature | y, x]) and bank ``settings``
+    (config fields ``bank_k``, ``bank_position``, ``bank_weight``, ``bank_fusion``).
+
+    The bank map statistics start neutral (mean 0, std 1): call ``fit_bank_statistics``.
+    """
+    cfg = replace(model.config, bank_size=len(bank), **settings)
+    out = PatternAnomaly(cfg).to(bank.device)
+    state = {k: v for k, v in model.state_dict().items() if k not in ("memory_bank", "bank_map_mean", "bank_map_std")}
+    missing, unexpected = out.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"memory_bank", "bank_map_mean", "bank_map_std"}:
+        raise RuntimeError(f"model does not match its config (missing {missing}, unexpected {unexpected})")
+    out.memory_bank.copy_(bank)
+    return out.eval()
 
 
 def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -39,6 +39,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--defect-max-area", type=float, default=0.06, help="largest synthetic defect, as a fraction of the image")
     p.add_argument("--max-train-images", type=int, default=0, help="use at most this many good images (0 = all)")
     p.add_argument("--no-flips", action="store_true", help="no flip augmentation (for parts with a handedness)")
+    p.add_argument("--memory-bank", action="store_true",
+                   help="pattern_anomaly: after training, add the memory-bank term (nearest good-token embeddings), "
+                        "fusion chosen on held-out good images with synthetic defects")
     p.add_argument("--backbone", help="optional pretrained ViT weights (local .safetensors, timm names)")
     p.add_argument("--data-licence", default="", help="licence note for the card (default: read from a LICENSE file beside the data)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation after training")
@@ -105,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
             triples_per_image=args.triples_per_image, flips=not args.no_flips,
             defect_prob=args.defect_prob, defect_max_area=args.defect_max_area,
             max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
-            backbone=Path(args.backbone) if args.backbone else None, data_licence=args.data_licence,
+            backbone=Path(args.backbone) if args.backbone else None, memory_bank=args.memory_bank, data_licence=args.data_licence,
             command="python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:]),
         )
         card = train(opts)

@@ -23,6 +23,7 @@ from ..anomaly_predict import model_maps, normalise_batch
 from ..checkpoints import save_model
 from ..models import registry
 from ..models.pattern_anomaly import PatternAnomaly
+from .anomaly_bank import STAT_IMAGES, BankOptions, choose
 from .anomaly_data import AnomalyDataError, load_images, scan_category, synthesize_defects
 from .anomaly_eval import evaluate_tree
 from .common import (Progress, deterministic_split, load_training_state, save_training_state, seed_everything,
@@ -31,7 +32,7 @@ from .common import (Progress, deterministic_split, load_training_state, save_tr
 STATE_FILE = "train_state.pt"
 HOLDOUT_FRACTION = 0.15
 THRESHOLD_QUANTILE = 0.99
-MAP_STAT_IMAGES = 96  # good training images used for the per-position map statistics
+MAP_STAT_IMAGES = STAT_IMAGES  # good training images used for the per-position map statistics
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrainOptions:
     max_train_images: int = 0
     evaluate: bool = True
     backbone: Path | None = None
+    memory_bank: bool = False  # add the memory-bank term after training (anomaly_bank.py)
     data_licence: str = ""
     command: str = ""
     quiet: bool = False
@@ -151,20 +153,23 @@ def calibrate(model: torch.nn.Module, holdout: np.ndarray, device: torch.device)
     }
 
 
-def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    seed_everything(opts.seed)
-    device = torch.device(opts.device)
-    tree = scan_category(opts.data, need_train=True)
-    config = opts.config if opts.config is not None else registry.spec(opts.arch).config_cls()
+def good_split(data: Path, config: Any, seed: int = 0, max_train_images: int = 0,
+               log: Callable[[str], None] = print) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
+    """(tree, fit images, held-out images, unreadable) of train/good, split as training splits it.
+
+    The held-out side is never trained on; a model's later calibration steps (memory bank,
+    threshold) re-create the same split from the seed recorded in its card.
+    """
+    tree = scan_category(data, need_train=True)
     names = [str(p.relative_to(tree.root)) for p in tree.train_good]
-    fit_names, hold_names = deterministic_split(names, HOLDOUT_FRACTION, seed=opts.seed)
+    fit_names, hold_names = deterministic_split(names, HOLDOUT_FRACTION, seed=seed)
     if not hold_names:
         raise AnomalyDataError(f"{tree.root / 'train' / 'good'}: need at least 2 good images "
                                "(one is held out to calibrate the threshold)")
-    if opts.max_train_images:
-        fit_names = fit_names[: opts.max_train_images]
-    fit, fit_paths, err1 = load_images([tree.root / n for n in fit_names], config.image_size, config.in_channels)
-    hold, hold_paths, err2 = load_images([tree.root / n for n in hold_names], config.image_size, config.in_channels)
+    if max_train_images:
+        fit_names = fit_names[:max_train_images]
+    fit, _, err1 = load_images([tree.root / n for n in fit_names], config.image_size, config.in_channels)
+    hold, _, err2 = load_images([tree.root / n for n in hold_names], config.image_size, config.in_channels)
     unreadable = err1 + err2
     for e in unreadable:
         log(f"warning: skipped unreadable image {e}")
@@ -172,6 +177,14 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         raise AnomalyDataError(f"{tree.root}: no readable good images to {'train on' if len(fit) == 0 else 'calibrate with'}")
     log(f"data: {len(fit)} good images to train, {len(hold)} held out for the threshold, "
         f"{len(unreadable)} unreadable; input {config.image_size}x{config.image_size}")
+    return tree, fit, hold, unreadable
+
+
+def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    seed_everything(opts.seed)
+    device = torch.device(opts.device)
+    config = opts.config if opts.config is not None else registry.spec(opts.arch).config_cls()
+    tree, fit, hold, unreadable = good_split(opts.data, config, opts.seed, opts.max_train_images, log)
 
     model = registry.build(opts.arch, config).to(device)
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -236,6 +249,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     if hasattr(model, "fit_map_statistics"):
         n = min(len(fit), MAP_STAT_IMAGES)
         model.fit_map_statistics(normalise_batch(model, fit[i:i + 8], device) for i in range(0, n, 8))
+    bank_info = None
+    if opts.memory_bank and isinstance(model, PatternAnomaly):
+        model, bank_info = choose(model, fit, hold, BankOptions(seed=opts.seed), device, log)
     train_seconds = time.monotonic() - started
     threshold = calibrate(model, hold, device)
     log(f"threshold (image score): {threshold['image']:.4f}  [{threshold['method']}]")
@@ -267,8 +283,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
                      "pretrained_backbone": str(opts.backbone) if opts.backbone else None,
                      "backbone_tensors": backbone_counts, "history": history[-5:]},
         "command": opts.command,
+        **({"memory_bank": bank_info} if bank_info is not None else {}),
         "metrics": {"test": {k: v for k, v in metrics.items() if k != "skipped"} | {"skipped": len(metrics["skipped"])}}
         if metrics else {},
     }
-    save_model(opts.out, opts.arch, model, dataclasses.replace(config) if dataclasses.is_dataclass(config) else config, card)
+    save_model(opts.out, opts.arch, model, model.config if bank_info is not None else
+               (dataclasses.replace(config) if dataclasses.is_dataclass(config) else config), card)
     return card

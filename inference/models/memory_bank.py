@@ -1,0 +1,67 @@
+"""Nearest-neighbour normality memory for the pattern anomaly model (PatchCore-style, no pretraining).
+
+Why: the pattern model predicts a cell from its neighbours, so a large defect whose context is
+anomalous too gets a matching (anomalous) prediction and a low score. Comparing each real token's
+Siamese embedding with a bank of embeddings of good parts does not depend on the context: a
+token unlike every good token is anomalous whatever surrounds it.
+
+Rows of a bank are ``[unit feature (d) | token centre y, x in image units]``; the position
+columns are multiplied by a weight at query time (0 = ignore where a token is, useful for
+unaligned textures; > 0 = compare mostly with the same place of aligned parts).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def weighted(rows: torch.Tensor, position_weight: float) -> torch.Tensor:
+    """Scale the two trailing position columns by ``position_weight`` (a copy)."""
+    out = rows.clone()
+    out[:, -2:] *= position_weight
+    return out
+
+
+def knn_distance(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, chunk: int = 8192,
+                 query_ids: torch.Tensor | None = None, bank_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean Euclidean distance of each query row (n, D) to its ``k`` nearest bank rows (m, D) -> (n,).
+
+    ``query_ids``/``bank_ids`` (long) leave out bank rows taken from the query's own image
+    (leave-one-image-out statistics of the training images that built the bank).
+    """
+    if k < 1 or k > len(bank):
+        raise ValueError(f"k must be in [1, {len(bank)}], got {k}")
+    b2 = (bank * bank).sum(1)
+    out = []
+    for s in range(0, len(queries), chunk):
+        q = queries[s:s + chunk]
+        # |q|^2 is the same along a row, so it is added after the search (one fused matmul here:
+        # the elementwise sums of the textbook form cost twice the matmul on one CPU thread).
+        part = torch.addmm(b2, q, bank.T, alpha=-2.0)
+        if query_ids is not None and bank_ids is not None:
+            part.masked_fill_(query_ids[s:s + chunk, None] == bank_ids[None], float("inf"))
+        near = part.amin(1, keepdim=True) if k == 1 else part.topk(k, dim=1, largest=False).values
+        out.append((near + (q * q).sum(1, keepdim=True)).clamp_min(0).sqrt().mean(1))
+    return torch.cat(out) if out else queries.new_zeros(0)
+
+
+def greedy_coreset(rows: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``size`` rows chosen by greedy k-centre (farthest point first).
+
+    Keeps the rare good tokens (edges, highlights) that a random subsample would drop, so they
+    do not become false alarms; ``size >= len(rows)`` keeps every row.
+    """
+    n = len(rows)
+    if size >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(seed)
+    norms = (rows * rows).sum(1)
+    chosen = torch.empty(size, dtype=torch.long)
+    cur = int(torch.randint(n, (1,), generator=g))
+    min_d = torch.full((n,), float("inf"))
+    for i in range(size):
+        chosen[i] = cur
+        c = rows[cur]
+        d = norms + float(c @ c) - 2.0 * (rows @ c)
+        torch.minimum(min_d, d, out=min_d)
+        cur = int(min_d.argmax())
+    return chosen

@@ -1,0 +1,248 @@
+"""Add a memory-bank normality term to a trained pattern anomaly model (no retraining).
+
+Embeds the real tokens of the model's own good training images with its Siamese comparer (all
+shifted grids), keeps a greedy k-centre coreset of them as the bank, fits the bank map's
+per-position statistics leaving each image's own rows out, chooses the fusion with the
+prediction map on held-out good images plus synthetic defects (never the test split), and
+recalibrates the threshold on the held-out good images. ``train anomaly --memory-bank`` runs
+the same step at the end of training.
+
+    python -m inference.training.anomaly_bank --model DIR --data CATEGORY [--out DIR] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..anomaly_predict import normalise_batch
+from ..models.memory_bank import greedy_coreset, weighted
+from ..models.pattern_anomaly import PatternAnomaly, with_memory_bank
+from .anomaly_data import synthesize_defects
+from .anomaly_metrics import auroc, pixel_auroc
+
+BATCH = 8
+STAT_IMAGES = 96  # as MAP_STAT_IMAGES in anomaly_train (kept here to avoid an import cycle)
+# Validation defects: the training's own synthetic defects at their default size, and large
+# ones (up to 30 % of the image), the case the bank is for.
+VALIDATION_DEFECTS = {"small": 0.06, "large": 0.30}
+IMAGE_AUROC_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class BankOptions:
+    size: int = 8192  # bank rows (8192 x 66 float32 = 2.2 MB in the checkpoint)
+    pool: int = 120_000  # candidate rows (a random subsample of all tokens) the coreset picks from
+    positions: tuple = (0.0, 1.0)  # position weights tried (0 = anywhere, as for textures)
+    ks: tuple = (1, 3)
+    weights: tuple = (0.5, 1.0, 2.0)  # bank weights tried for "sum"; "max" and "bank" use 1
+    seed: int = 0
+
+
+def collect_rows(model: PatternAnomaly, images: np.ndarray, per_image: int, device: torch.device,
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Random ``per_image`` token rows of each image over all shifted grids -> rows, image ids, tokens seen."""
+    cfg = model.config
+    step = cfg.patch_size // cfg.shifts
+    g = torch.Generator().manual_seed(seed)
+    rows, ids, seen = [], [], 0
+    for start in range(0, len(images), BATCH):
+        x = normalise_batch(model, images[start:start + BATCH], device)
+        per_grid = [model.token_features(x, oy, ox).flatten(1, 4) for oy in range(0, cfg.patch_size, step)
+                    for ox in range(0, cfg.patch_size, step)]
+        allr = torch.cat(per_grid, dim=1).cpu()  # (b, tokens, D)
+        seen += allr.shape[0] * allr.shape[1]
+        for i in range(allr.shape[0]):
+            pick = torch.randperm(allr.shape[1], generator=g)[:per_image]
+            rows.append(allr[i, pick])
+            ids.append(torch.full((len(pick),), start + i, dtype=torch.long))
+    return torch.cat(rows), torch.cat(ids), seen
+
+
+def build_bank(model: PatternAnomaly, bank: torch.Tensor, bank_ids: torch.Tensor, fit: np.ndarray, device: torch.device,
+               **settings) -> PatternAnomaly:
+    """``model`` with ``bank`` and ``settings``, and its bank map statistics fitted leaving each image's rows out."""
+    out = with_memory_bank(model, bank.to(device), **settings)
+    n = min(len(fit), STAT_IMAGES)
+    out.fit_bank_statistics(((normalise_batch(out, fit[i:i + BATCH], device), torch.arange(i, min(i + BATCH, n), device=device))
+                             for i in range(0, n, BATCH)), bank_ids.to(device))
+    return out
+
+
+def validation_set(held: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Held-out good images, and the same images with a synthetic defect of each size: name -> (images, masks)."""
+    s = held.shape[-1]
+    out = {"good": (held, np.zeros((len(held), s, s), bool))}
+    for j, (name, area) in enumerate(VALIDATION_DEFECTS.items()):
+        imgs, masks = synthesize_defects(held, np.random.default_rng([seed, 7, j]), 1.0, area)
+        keep = masks.reshape(len(masks), -1).any(1)
+        out[name] = (imgs[keep], masks[keep])
+    return out
+
+
+def _maps(fn: Callable[[torch.Tensor], torch.Tensor], model: PatternAnomaly, images: np.ndarray,
+          device: torch.device) -> torch.Tensor:
+    return torch.cat([fn(normalise_batch(model, images[i:i + BATCH], device)).cpu() for i in range(0, len(images), BATCH)])
+
+
+def _fuse(z: torch.Tensor, zb: torch.Tensor, fusion: str, weight: float) -> torch.Tensor:
+    if fusion == "none":
+        return z
+    if fusion == "bank":
+        return zb
+    return z + weight * zb if fusion == "sum" else torch.maximum(z, weight * zb)
+
+
+def _score_maps(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Validation pixel AUROC per defect size (pooled with the good images) and image AUROC (good vs all)."""
+    good = [m.numpy() for m in maps["good"]]
+    res = {}
+    for name in VALIDATION_DEFECTS:
+        res[f"pixel_{name}"] = pixel_auroc(list(masks["good"]) + list(masks[name]), good + [m.numpy() for m in maps[name]])
+    scores = {k: model.score(v).numpy() for k, v in maps.items()}
+    defect = np.concatenate([scores[k] for k in VALIDATION_DEFECTS])
+    res["image"] = auroc(np.r_[np.zeros(len(scores["good"])), np.ones(len(defect))], np.r_[scores["good"], defect])
+    res["pixel"] = float(np.mean([res[f"pixel_{n}"] for n in VALIDATION_DEFECTS]))
+    return res
+
+
+def choose(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, opts: BankOptions, device: torch.device,
+           log: Callable[[str], None] = print) -> tuple[PatternAnomaly, dict[str, Any]]:
+    """Build banks for each position weight and k, pick the fusion on validation; return the chosen model.
+
+    Rule (fixed before any test figure): highest mean validation pixel AUROC over the two
+    defect sizes, among settings whose validation image AUROC is at most 0.01 below the
+    prediction map's alone. "none" (no bank) competes too, so a bank that does not help is
+    not kept.
+    """
+    t0 = time.monotonic()
+    model = model.eval()
+    per_image = max(1, opts.pool // max(1, len(fit)))
+    rows, ids, seen = collect_rows(model, fit, per_image, device, opts.seed)
+    log(f"bank: {len(rows)} candidate rows from {seen} tokens of {len(fit)} images ({time.monotonic() - t0:.0f} s)")
+    val = validation_set(held, opts.seed)
+    masks = {k: v[1] for k, v in val.items()}
+    zmaps = {k: _maps(model.prediction_map, model, v[0], device) for k, v in val.items()}
+    base = _score_maps(model, zmaps, masks)
+    table = [{"fusion": "none", "position": None, "k": None, "weight": None, **base}]
+    log(f"validation, prediction map alone: pixel {base['pixel']:.4f} (small {base['pixel_small']:.4f}, "
+        f"large {base['pixel_large']:.4f}), image {base['image']:.4f}")
+    best, best_key = None, (base["pixel"], 0)
+    for position in opts.positions:
+        sel = greedy_coreset(weighted(rows, position), opts.size, opts.seed)
+        for k in opts.ks:
+            t1 = time.monotonic()
+            banked = build_bank(model, rows[sel], ids[sel], fit, device, bank_k=min(k, len(sel)), bank_position=position)
+            bmaps = {name: _maps(banked.bank_map, banked, v[0], device) for name, v in val.items()}
+            for fusion, weights in (("bank", (1.0,)), ("sum", opts.weights), ("max", (1.0,))):
+                for w in weights:
+                    fused = {name: _fuse(zmaps[name], bmaps[name], fusion, w) for name in val}
+                    r = _score_maps(model, fused, masks) | {"fusion": fusion, "position": position, "k": k, "weight": w}
+                    table.append(r)
+                    log(f"  position {position:g} k {k} {fusion:>4} w {w:g}: pixel {r['pixel']:.4f} (small "
+                        f"{r['pixel_small']:.4f}, large {r['pixel_large']:.4f}), image {r['image']:.4f}")
+                    if r["image"] >= base["image"] - IMAGE_AUROC_TOLERANCE and (r["pixel"], r["image"]) > best_key:
+                        best_key = (r["pixel"], r["image"])
+                        best = (banked, fusion, w)
+            log(f"  (coreset and statistics for position {position:g}, k {k}: {time.monotonic() - t1:.0f} s)")
+    chosen, pick = model, {"fusion": "none"}
+    if best is not None:
+        banked, fusion, w = best
+        chosen = with_memory_bank(banked, banked.memory_bank, bank_k=banked.config.bank_k,
+                                  bank_position=banked.config.bank_position, bank_fusion=fusion, bank_weight=w)
+        chosen.bank_map_mean.copy_(banked.bank_map_mean)
+        chosen.bank_map_std.copy_(banked.bank_map_std)
+        pick = {"fusion": fusion, "position": banked.config.bank_position, "k": banked.config.bank_k, "weight": w}
+    info = {
+        "chosen": pick,
+        "rows": int(getattr(chosen.config, "bank_size", 0)),
+        "candidates": int(len(rows)), "tokens_seen": int(seen), "images": int(len(fit)),
+        "method": "greedy k-centre coreset of the comparer's unit token embeddings + (y, x) times the position weight, "
+                  "from a random subsample of the real tokens of the fit images (all shifted grids); per-position "
+                  f"statistics of the bank map on {min(len(fit), STAT_IMAGES)} fit images, each without its own rows",
+        "selection_rule": "highest mean validation pixel AUROC (small and large synthetic defects on the held-out good "
+                          f"images), image AUROC at most {IMAGE_AUROC_TOLERANCE} below the prediction map alone",
+        "validation": table,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    log(f"chosen: {pick} ({info['seconds']:.0f} s)")
+    return chosen, info
+
+
+def add_bank(model_dir: Path, data: Path, out: Path | None = None, opts: BankOptions = BankOptions(),
+             device: str = "cpu", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Give the model in ``model_dir`` a memory bank (or keep it without, when validation says so).
+
+    Writes ``out`` (default: in place): weights with the bank, config with its settings, card
+    with the bank's record, the recalibrated threshold, and the previous threshold and test
+    metrics under ``recalibrations`` (the test metrics are those of the model before).
+    """
+    from ..checkpoints import load_model, save_model
+    from .anomaly_train import calibrate, good_split
+
+    loaded = load_model(model_dir, map_location=device, family="anomaly")
+    if not isinstance(loaded.model, PatternAnomaly):
+        raise ValueError(f"{model_dir}: a memory bank needs a pattern_anomaly model, not {loaded.name}")
+    seed = int(loaded.card.get("training", {}).get("seed", 0))
+    _, fit, held, _ = good_split(data, loaded.config, seed, log=log)
+    base = loaded.model
+    if getattr(base.config, "bank_size", 0):  # rebuilding: start from the prediction map alone
+        base = _without_bank(base)
+    model, info = choose(base, fit, held, opts, torch.device(device), log)
+    card = dict(loaded.card)
+    card.setdefault("recalibrations", []).append({
+        "before": {"threshold": card.get("threshold"), "metrics": card.get("metrics"), "memory_bank": card.get("memory_bank")},
+        "command": "python -m inference.training.anomaly_bank " + " ".join(sys.argv[1:]),
+    })
+    card["threshold"] = calibrate(model, held, torch.device(device))
+    card["memory_bank"] = info
+    card["metrics"] = {}
+    log(f"threshold (image score): {card['threshold']['image']:.4f}")
+    save_model(out or model_dir, loaded.name, model, model.config, card)
+    return card
+
+
+def _without_bank(model: PatternAnomaly) -> PatternAnomaly:
+    cfg = dataclasses.replace(model.config, bank_size=0)
+    out = PatternAnomaly(cfg)
+    out.load_state_dict({k: v for k, v in model.state_dict().items()
+                         if k not in ("memory_bank", "bank_map_mean", "bank_map_std")})
+    return out.to(model.map_mean.device).eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..checkpoints import CheckpointError
+    from .anomaly_data import AnomalyDataError
+    from .common import set_threads
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, type=Path, help="trained pattern_anomaly model directory")
+    p.add_argument("--data", required=True, type=Path, help="the category it was trained on (MVTec layout)")
+    p.add_argument("--out", type=Path, help="write the model here (default: in place)")
+    p.add_argument("--bank-size", type=int, default=BankOptions.size, help="bank rows kept by the coreset")
+    p.add_argument("--positions", type=float, nargs="+", default=list(BankOptions.positions),
+                   help="position weights to try (0 = compare with tokens anywhere)")
+    p.add_argument("--ks", type=int, nargs="+", default=list(BankOptions.ks), help="nearest neighbours to try")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    opts = BankOptions(size=args.bank_size, positions=tuple(args.positions), ks=tuple(args.ks))
+    try:
+        card = add_bank(args.model, args.data, args.out, opts)
+    except (CheckpointError, AnomalyDataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"chosen": card["memory_bank"]["chosen"], "threshold": card["threshold"]["image"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
