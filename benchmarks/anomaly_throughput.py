@@ -69,7 +69,7 @@ def main() -> None:
     # interleaved with the plain model, median of 3 rounds, as ratios in this process.
     rows = torch.nn.functional.normalize(torch.randn(args.bank_size, cfg.dim + 2), dim=1)
     variants = {"none": model} | {f: with_memory_bank(model, rows, bank_fusion=f, bank_k=k)
-                                  for f, k in (("sum", 1), ("bank", 3))}
+                                  for f, k in (("sum", 3), ("bank", 3))}
     heat = {name: [] for name in variants}
     for _ in range(3):
         for name, m in variants.items():
@@ -110,7 +110,7 @@ def main() -> None:
           f"ratio {infer_pattern / infer_base:.0f}x); load average {out['load_average_1min']}")
     print(f"heatmap with a {args.bank_size}-row memory bank: " + ", ".join(
         f"{name} {v * 1000:.1f} ms/image ({v / heat['none']:.2f}x)" for name, v in heat.items())
-        + "  [none: prediction map; sum: prediction + bank k=1; bank: bank term alone, k=3]")
+        + "  [none: prediction map; sum: prediction + bank term (k=3, magnetic tile); bank: bank term alone (k=3, bottle)]")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 
