@@ -38,6 +38,7 @@ class LoadedModel:
     config: Any
     card: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    parts: dict[str, "LoadedModel"] = field(default_factory=dict)  # sub-models named by the card's "parts"
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -132,4 +133,26 @@ def load_model(
     if family is not None and found != family:
         raise CheckpointError(f"{d}: holds a {found} model, not a {family} model")
     card = read_json(d / CARD) if (d / CARD).exists() else {}
-    return LoadedModel(model=model, name=name, family=found, config=config, card=card, path=d)
+    return LoadedModel(model=model, name=name, family=found, config=config, card=card, path=d,
+                       parts=_load_parts(d, card, map_location, found))
+
+
+def _load_parts(d: Path, card: dict[str, Any], map_location: str | torch.device, family: str) -> dict[str, LoadedModel]:
+    """The sub-models a card lists under ``parts`` (name -> sub-directory), e.g. a segmenter's verifier.
+
+    A part is loaded like any model directory (same checks, same family), one level deep only, and
+    must live inside its parent so that a card cannot point the loader elsewhere on the disk.
+    """
+    parts = card.get("parts") or {}
+    if not isinstance(parts, dict):
+        raise CheckpointError(f"{d / CARD}: 'parts' must map names to sub-directories")
+    out = {}
+    for part, sub in parts.items():
+        sub_dir = (d / str(sub)).resolve()
+        if not isinstance(sub, str) or d.resolve() not in sub_dir.parents:
+            raise CheckpointError(f"{d / CARD}: part {part!r} must be a sub-directory of the model directory, got {sub!r}")
+        loaded = load_model(sub_dir, map_location, family)
+        if loaded.parts:
+            raise CheckpointError(f"{sub_dir}: a part may not have parts of its own")
+        out[str(part)] = loaded
+    return out

@@ -16,6 +16,7 @@ import torch
 
 from inference.checkpoints import LoadedModel
 from inference.models.mim_istd import segment_logits
+from inference.models.target_verifier import verify
 from inference.training.segmenter_data import standardise_np, to_channels
 from inference.training.segmenter_metrics import components
 
@@ -116,27 +117,79 @@ def _logits(model: torch.nn.Module, image: np.ndarray, device: torch.device, fli
 
 
 def predict_probabilities(
-    model: torch.nn.Module, images: Sequence[np.ndarray], device: str | torch.device | None = None,
+    model: torch.nn.Module | Sequence[torch.nn.Module], images: Sequence[np.ndarray], device: str | torch.device | None = None,
     standardised: bool = False, flips: bool = False,
 ) -> list[np.ndarray]:
-    """Float images ((h, w) or (h, w, c) in [0, 1], or standardised (c, h, w) frames) -> probability maps."""
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    in_chans = model.config.in_chans
+    """Float images ((h, w) or (h, w, c) in [0, 1], or standardised (c, h, w) frames) -> probability maps.
+
+    Given several models (an ensemble, see ``model_members``), the map is the mean of their
+    probabilities: members trained differently rarely share a false alarm, while all of them see
+    a real target.
+    """
+    models = list(model) if isinstance(model, Sequence) else [model]
+    if not models:
+        raise ValueError("no model to run")
+    dev = torch.device(device) if device is not None else next(models[0].parameters()).device
+    in_chans = models[0].config.in_chans
+    if any(m.config.in_chans != in_chans for m in models):
+        raise ValueError("ensemble members disagree on the number of input channels")
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
     try:
         out = []
         for img in images:
             frame = img if standardised else standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans))
-            logits = _logits(model, frame, dev, flips)
-            out.append((1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32))
+            acc = np.zeros(frame.shape[1:], np.float32)
+            for m in models:
+                logits = _logits(m, frame, dev, flips)
+                acc += 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+            out.append((acc / len(models)).astype(np.float32))
         return out
     finally:
-        model.train(was_training)
+        for m, t in zip(models, was_training):
+            m.train(t)
 
 
-def binarise(probability: np.ndarray, threshold: float, max_fraction: float | None = None) -> SegmentationResult:
+def model_members(loaded: LoadedModel) -> list[torch.nn.Module]:
+    """The networks whose mean probability is the model's map: the main one, then the card's ``ensemble`` parts."""
+    names = loaded.card.get("ensemble") or []
+    missing = [n for n in names if n not in loaded.parts]
+    if missing:
+        raise ValueError(f"{loaded.path}: ensemble members {missing} are not among the model's parts")
+    return [loaded.model] + [loaded.parts[n].model for n in names]
+
+
+def frame_plane(frame: np.ndarray) -> np.ndarray:
+    """A standardised (c, h, w) frame as the single plane the target verifier reads."""
+    return frame[0] if frame.shape[0] == 1 else frame.mean(0)
+
+
+def drop_rejected(mask: np.ndarray, plane: np.ndarray, verifier: torch.nn.Module, threshold: float) -> np.ndarray:
+    """The mask without the 8-connected components the target verifier scores below ``threshold``."""
+    n, labels, _, cent = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask
+    scores = verify(verifier, plane, cent[1:, ::-1])
+    rejected = np.flatnonzero(scores < threshold) + 1
+    return mask & ~np.isin(labels, rejected) if len(rejected) else mask
+
+
+def model_verifier(loaded: LoadedModel) -> tuple[torch.nn.Module, float] | None:
+    """(verifier, threshold) when the model directory carries a trained target verifier, else None."""
+    part = loaded.parts.get("verifier")
+    entry = loaded.card.get("verifier") or {}
+    if part is None or "threshold" not in entry:
+        return None
+    return part.model, float(entry["threshold"])
+
+
+def binarise(probability: np.ndarray, threshold: float, max_fraction: float | None = None,
+             plane: np.ndarray | None = None, verifier: tuple[torch.nn.Module, float] | None = None) -> SegmentationResult:
+    """Threshold, drop over-large components, then (with a verifier and the frame's plane) rejected ones."""
     mask = drop_large_components(probability > threshold, max_fraction)
+    if verifier is not None and plane is not None:
+        mask = drop_rejected(mask, plane, *verifier)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     boxes = tuple(tuple(int(v) for v in row[:4]) for row in stats[1:])
     return SegmentationResult(probability, mask, n - 1, boxes, threshold)
@@ -148,4 +201,8 @@ def predict_masks(
     """The worker's entry point: float images of any size -> per-image map, mask and target count."""
     thr = model_threshold(loaded) if threshold is None else float(threshold)
     limit = model_max_fraction(loaded)
-    return [binarise(p, thr, limit) for p in predict_probabilities(loaded.model, images, device, flips=model_flips(loaded))]
+    in_chans = loaded.model.config.in_chans
+    frames = [standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans)) for img in images]
+    probs = predict_probabilities(model_members(loaded), frames, device, standardised=True, flips=model_flips(loaded))
+    verifier = model_verifier(loaded)
+    return [binarise(p, thr, limit, frame_plane(f), verifier) for p, f in zip(probs, frames)]

@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "inference.models.mim_istd",
     "inference.models.pattern_anomaly",
     "inference.models.pixel_gaussian",
+    "inference.models.target_verifier",
 )
 
 

@@ -30,6 +30,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="cap CPU threads (use 1 on a shared machine)")
+    p.add_argument("--verifier", action="store_true",
+                   help="also train the second-stage target verifier that rejects false alarms (segmenter_verifier)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -40,6 +42,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="override the model card's decision threshold")
     p.add_argument("--max-target-fraction", type=float, default=None, metavar="F",
                    help="drop predicted components larger than F of the frame (default: the card's limit; 0: off)")
+    p.add_argument("--no-verifier", action="store_true", help="score without the model's target verifier (if it has one)")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
@@ -79,7 +82,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         device = pick_device(args.device)
         loaded = load_model(model_dir, map_location=device, family="segmenter")
-        result = evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction)
+        result = evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction,
+                               use_verifier=not args.no_verifier)
     except (CheckpointError, SegDataError, ValueError, RuntimeError) as exc:
         return _error(str(exc))
     for msg in result["skipped"]:

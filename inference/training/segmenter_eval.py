@@ -8,18 +8,19 @@ from typing import Any
 import torch
 
 from inference.checkpoints import LoadedModel
-from inference.segmentation import drop_large_components, model_flips, model_max_fraction, model_threshold, predict_probabilities
+from inference.segmentation import binarise, frame_plane, model_flips, model_max_fraction, model_members, model_threshold, model_verifier, predict_probabilities
 from inference.training.segmenter_data import SegTree, load_frames
 from inference.training.segmenter_metrics import SegmentationMeter
 
 
 def evaluate_tree(
     loaded: LoadedModel, data: str | Path, split: str | None = None, threshold: float | None = None,
-    device: torch.device | str = "cpu", max_fraction: float | None = None,
+    device: torch.device | str = "cpu", max_fraction: float | None = None, use_verifier: bool = True,
 ) -> dict[str, Any]:
     """Score ``loaded`` on ``split`` of the tree (default: test.txt, else val.txt, else all frames).
 
     ``max_fraction`` None applies the card's large-component limit, as the application does; 0 turns it off.
+    The model's target verifier, when it has one, runs as in the application unless ``use_verifier`` is False.
     """
     tree = SegTree.open(data)
     split = split or tree.eval_split()
@@ -30,14 +31,16 @@ def evaluate_tree(
     thr = model_threshold(loaded) if threshold is None else float(threshold)
     flips = model_flips(loaded)
     limit = model_max_fraction(loaded) if max_fraction is None else (float(max_fraction) or None)
+    verifier = model_verifier(loaded) if use_verifier else None
+    members = model_members(loaded)
     meter = SegmentationMeter()
     t0 = time.monotonic()
     # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
     for f in frames:
-        prob = predict_probabilities(loaded.model, [f.image], device, standardised=True, flips=flips)[0]
-        meter.update(drop_large_components(prob > thr, limit), f.mask)
+        prob = predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0]
+        meter.update(binarise(prob, thr, limit, frame_plane(f.image), verifier).mask, f.mask)
     result = meter.result()
-    result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
+    result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, verifier=verifier is not None, members=len(members), split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
                   model=str(loaded.path) if loaded.path else loaded.name)
     return result
 

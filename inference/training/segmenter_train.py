@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -72,6 +72,7 @@ class TrainOptions:
     threads: int | None = None
     resume: bool = False
     max_steps: int | None = None  # stop early (smoke runs, time budgets); the schedule stays the same
+    verifier: bool = False  # also train the second-stage target verifier (segmenter_verifier) for the final model
     quiet: bool = False
 
 
@@ -107,9 +108,11 @@ def pick_threshold(scores: dict[float, dict[str, Any]]) -> float:
 
 
 def calibrate(
-    model: torch.nn.Module, held: list[Frame], device: torch.device | str, max_fraction: float | None
+    model: torch.nn.Module | Sequence[torch.nn.Module], held: list[Frame], device: torch.device | str,
+    max_fraction: float | None,
 ) -> tuple[float, bool, dict[str, Any]]:
-    """(threshold, test-time flips, held-out metrics) that give the best held-out IoU for these weights."""
+    """(threshold, test-time flips, held-out metrics) that give the best held-out IoU for these weights
+    (or for the mean map of these ensemble members)."""
     best: tuple[float, bool, dict[str, Any]] | None = None
     for use_flips in (False, True):
         probs = predict_probabilities(model, [f.image for f in held], device, standardised=True, flips=use_flips)
@@ -264,4 +267,8 @@ def train(opts: TrainOptions) -> Path:
                        "Architecture after MiM-ISTD (Chen et al., 2024).",
             "history": history}
     save_model(final, NAME, chosen, cfg, card)
+    if opts.verifier:
+        from inference.training.segmenter_verifier import VerifierOptions, train_verifier
+
+        train_verifier(final, Path(opts.data), VerifierOptions(seed=opts.seed, quiet=opts.quiet), device=str(device))
     return final

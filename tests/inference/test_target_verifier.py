@@ -1,0 +1,163 @@
+"""The segmenter's second stage: views, learning, rejection, storage inside the model directory."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from inference import segmentation
+from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
+from inference.models.mim_istd import NAME as SEG_NAME, MiMISTD, preset
+from inference.models.target_verifier import NAME, TargetVerifier, TargetVerifierConfig, d4, verify, views
+from inference.training.segmenter_verifier import VerifierOptions, fit, train_verifier
+from tests.inference.test_segmenter_data import write_tree
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
+
+SMALL = TargetVerifierConfig(patch=16, context=2, widths=(8, 16))
+
+
+def test_views_are_centred_full_size_and_mirror_at_the_border():
+    frame = np.arange(30 * 40, dtype=np.float32).reshape(30, 40)
+    v = views(frame, np.array([[10.0, 20.0], [0.0, 0.0], [29.0, 39.0]]), SMALL)
+    assert v.shape == (3, 2, 16, 16) and v.dtype == np.float32 and np.isfinite(v).all()
+    assert v[0, 0, 8, 8] == frame[10, 20]  # the centre pixel sits at (patch/2, patch/2)
+    assert np.array_equal(v[0, 0], frame[2:18, 12:28])
+    wide = views(frame, np.array([[15.0, 20.0]]), TargetVerifierConfig(patch=16, context=1, widths=(8,)))
+    assert np.array_equal(wide[0, 0], wide[0, 1])  # context 1: both views are the same window
+    assert views(frame, np.zeros((0, 2)), SMALL).shape == (0, 2, 16, 16)
+
+
+def test_d4_is_the_eight_symmetries_of_the_square():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    outs = {tuple(d4(x, k).flatten().tolist()) for k in range(8)}
+    assert len(outs) == 8 and tuple(x.flatten().tolist()) in outs
+
+
+def test_shapes_and_gradients():
+    model = TargetVerifier(SMALL)
+    x = torch.randn(5, 2, 16, 16, requires_grad=True)
+    out = model(x)
+    assert out.shape == (5,)
+    out.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in model.parameters())
+
+
+def _dot_scene(rng: np.random.Generator, attached: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy 48x48 frame with a bright dot at the centre, alone or at the end of a bright bar."""
+    f = rng.normal(0, 0.3, (48, 48)).astype(np.float32)
+    f[23:25, 23:25] += 4.0
+    if attached:
+        f[24:26, 25:44] += 2.5  # a structure the dot sits on (a lamp on a crane)
+    return f, np.array([[24.0, 24.0]])
+
+
+def test_the_verifier_learns_context_a_lone_dot_from_a_dot_on_a_structure():
+    rng = np.random.default_rng(0)
+    scenes = [_dot_scene(rng, attached=bool(i % 2)) for i in range(80)]
+    x = np.concatenate([views(f, c, SMALL) for f, c in scenes])
+    y = np.array([0.0 if i % 2 else 1.0 for i in range(80)], np.float32)
+    model = fit(x, y, SMALL, VerifierOptions(steps=120, batch_size=32, quiet=True), seed=0)
+    fresh = [_dot_scene(rng, attached=a) for a in (False, True) * 10]
+    scores = np.array([verify(model, f, c)[0] for f, c in fresh])
+    lone, attached = scores[0::2], scores[1::2]
+    assert lone.min() > attached.max(), (lone, attached)
+
+
+def test_fit_refuses_one_class_only():
+    with pytest.raises(ValueError, match="both"):
+        fit(np.zeros((4, 2, 16, 16), np.float32), np.ones(4, np.float32), SMALL, VerifierOptions(steps=1, quiet=True), 0)
+
+
+def _verifier_with_bias(bias: float) -> TargetVerifier:
+    model = TargetVerifier(SMALL)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(bias)
+    return model.eval()
+
+
+def test_rejected_components_leave_the_mask_accepted_ones_stay():
+    mask = np.zeros((30, 30), bool)
+    mask[3:5, 3:5] = mask[20:23, 20:22] = True
+    plane = np.zeros((30, 30), np.float32)
+    assert not segmentation.drop_rejected(mask, plane, _verifier_with_bias(-5.0), 0.5).any()
+    assert np.array_equal(segmentation.drop_rejected(mask, plane, _verifier_with_bias(5.0), 0.5), mask)
+    empty = np.zeros((30, 30), bool)
+    assert not segmentation.drop_rejected(empty, plane, _verifier_with_bias(5.0), 0.5).any()
+
+
+def _segmenter_with_verifier(root: Path, bias: float, threshold: float = 0.5) -> Path:
+    torch.manual_seed(0)
+    seg = MiMISTD(preset("test_tiny"))
+    v = _verifier_with_bias(bias)
+    save_model(root / "verifier", NAME, v, v.config, {})
+    return save_model(root, SEG_NAME, seg, seg.config, {
+        "threshold": 0.0, "parts": {"verifier": "verifier"}, "verifier": {"dir": "verifier", "threshold": threshold}})
+
+
+def test_a_model_directory_carries_its_verifier_and_the_application_applies_it(tmp_path):
+    image = np.random.default_rng(0).random((37, 51), dtype=np.float32)
+    rejecting = load_model(_segmenter_with_verifier(tmp_path / "reject", bias=-5.0), family="segmenter")
+    keeping = load_model(_segmenter_with_verifier(tmp_path / "keep", bias=5.0), family="segmenter")
+    assert isinstance(rejecting.parts["verifier"], LoadedModel) and rejecting.parts["verifier"].name == NAME
+    without = LoadedModel(keeping.model, SEG_NAME, "segmenter", keeping.config, {"threshold": 0.0})
+    base = segmentation.predict_masks(without, [image])[0]
+    assert base.count > 0  # threshold 0 lights up something to verify
+    kept = segmentation.predict_masks(keeping, [image])[0]
+    dropped = segmentation.predict_masks(rejecting, [image])[0]
+    assert np.array_equal(kept.mask, base.mask) and kept.count == base.count
+    assert not dropped.mask.any() and dropped.count == 0 and dropped.boxes == ()
+
+
+def test_broken_or_escaping_parts_are_checkpoint_errors(tmp_path):
+    d = _segmenter_with_verifier(tmp_path / "m", bias=0.0)
+    (d / "verifier" / "model.safetensors").write_bytes(b"not tensors")
+    with pytest.raises(CheckpointError, match="verifier"):
+        load_model(d)
+    d2 = _segmenter_with_verifier(tmp_path / "m2", bias=0.0)
+    card = json.loads((d2 / "card.json").read_text())
+    card["parts"] = {"verifier": "../m"}
+    (d2 / "card.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="sub-directory"):
+        load_model(d2)
+
+
+def test_training_stores_the_verifier_in_the_model_directory_and_evaluate_uses_it(tmp_path, capsys):
+    from app.cli import main
+
+    root = write_tree(tmp_path / "d", n=30)
+    (root / "train.txt").write_text("\n".join(f"f{i}" for i in range(26)))
+    for i in range(30):  # a bright non-target blob in every frame: the clutter the verifier learns to reject
+        img = cv2.imread(str(root / "images" / f"f{i}.png"), cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imread(str(root / "masks" / f"f{i}.png"), cv2.IMREAD_GRAYSCALE)
+        y, x = np.argwhere(mask > 0)[0]
+        by, bx = (y + img.shape[0] // 2) % (img.shape[0] - 3), (x + img.shape[1] // 2) % (img.shape[1] - 3)
+        img[by:by + 2, bx:bx + 2] = 255
+        cv2.imwrite(str(root / "images" / f"f{i}.png"), img)
+    torch.manual_seed(0)
+    seg = MiMISTD(preset("test_tiny"))
+    model_dir = save_model(tmp_path / "m", SEG_NAME, seg, seg.config, {"family": "segmenter", "threshold": 0.5})
+    entry = train_verifier(model_dir, root, VerifierOptions(steps=10, batch_size=16, folds=2, quiet=True), SMALL)
+    assert 0.0 <= entry["threshold"] <= 1.0 and entry["samples"]["targets"] > 0
+    assert {"held_out_with", "held_out_without"} <= set(entry)
+    loaded = load_model(model_dir, family="segmenter")
+    assert loaded.card["verifier"]["threshold"] == entry["threshold"] and "verifier" in loaded.parts
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in seg.state_dict().items())  # weights untouched
+    assert segmentation.model_verifier(loaded) is not None
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "segmenter", "--data", str(root), "--model", str(model_dir), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["verifier"] is True
+    assert main(["evaluate", "segmenter", "--data", str(root), "--model", str(model_dir), "--no-verifier", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["verifier"] is False
+
+
+def test_verifier_command_refuses_bad_input_with_one_line(tmp_path, capsys):
+    from inference.training.segmenter_verifier import main
+
+    assert main(["--model", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+    assert main(["--model", str(tmp_path), "--data", str(tmp_path), "--folds", "1"]) == 2
