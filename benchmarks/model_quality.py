@@ -4,7 +4,8 @@
                                                     [--threads 2] [--json benchmarks/results/model_quality.json]
 
 - classifier: NEU val with each test-time augmentation (none, flips, d4; the card's is marked);
-- segmenter: SIRST val with the card's size limit and without it, and on the held-out tenth of
+- segmenter: SIRST val as shipped (ensemble + verifier), without the verifier, and without the size
+  limit, and on the held-out tenth of
   train.txt the card's four flipped views against all eight views (flips + transposes), the check
   behind not adopting the eight;
 - anomaly: each bundled anomaly model on its category (bottle; magnetic tile converted to the
@@ -76,8 +77,9 @@ def segmenter_figures(sirst: Path) -> dict[str, Any]:
     keys = ("iou", "niou", "pd", "fa", "threshold", "max_target_fraction")
     out: dict[str, Any] = {"model": str(loaded.path)}
     out["val"] = {k: v for k, v in evaluate_tree(loaded, sirst).items() if k in keys}
+    out["val_without_verifier"] = {k: v for k, v in evaluate_tree(loaded, sirst, use_verifier=False).items() if k in keys}
     out["val_without_size_limit"] = {k: v for k, v in evaluate_tree(loaded, sirst, max_fraction=0).items() if k in keys}
-    for name in ("val", "val_without_size_limit"):
+    for name in ("val", "val_without_verifier", "val_without_size_limit"):
         r = out[name]
         print(f"segmenter SIRST {name:<22s}: IoU {r['iou']:.4f}  nIoU {r['niou']:.4f}  Pd {r['pd']:.4f}  Fa {r['fa']:.1f}e-6")
 
@@ -88,7 +90,7 @@ def segmenter_figures(sirst: Path) -> dict[str, Any]:
     try:
         for name, runner in (("card_views", four), ("eight_views", _eight_view_run)):
             segmentation._run = runner
-            probs = segmentation.predict_probabilities(loaded.model, [f.image for f in held], standardised=True,
+            probs = segmentation.predict_probabilities(segmentation.model_members(loaded), [f.image for f in held], standardised=True,
                                                        flips=segmentation.model_flips(loaded))
             scores = score_probabilities(probs, held, max_fraction=limit)
             t = pick_threshold(scores)

@@ -189,7 +189,7 @@ def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = Verifier
     entry["seconds"] = round(time.monotonic() - t0, 1)
     save_model(Path(model_dir) / PART, NAME, verifier, config, {
         "model": NAME, "family": "segmenter", "task": "second stage of the segmenter: accept or reject each predicted component",
-        "threshold": threshold, "trained_for": str(model_dir), "data": str(data),
+        "threshold": threshold, "trained_for": Path(model_dir).name, "data": str(data),
     })
     card = dict(loaded.card)
     card["verifier"] = entry

@@ -8,7 +8,7 @@ import numpy as np
 from inference.bundled import bundled_model_dir
 from inference.checkpoints import load_model
 from inference.imageio import read_image, read_mask
-from inference.segmentation import predict_masks
+from inference.segmentation import model_members, model_verifier, predict_masks
 from inference.training.segmenter_metrics import evaluate_masks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,11 @@ def test_bundled_segmenter_card_and_size():
     assert loaded.family == "segmenter" and loaded.name == "mim_istd"
     assert 0.0 < loaded.card["threshold"] < 1.0
     assert loaded.card["input"]["pad_to_multiple_of"] == loaded.config.stride
-    assert sum(f.stat().st_size for f in d.iterdir()) <= 15 * 2**20
+    assert sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) <= 15 * 2**20  # members and verifier included
+    # The shipped model is an ensemble with a verifier; both load with it and are used.
+    assert len(model_members(loaded)) == 1 + len(loaded.card.get("ensemble", []))
+    if "verifier" in loaded.card:
+        assert model_verifier(loaded) is not None
 
 
 def test_bundled_segmenter_detects_the_sample_targets():
