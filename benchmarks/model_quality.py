@@ -158,6 +158,11 @@ def main() -> int:
         result["anomaly"] = anomaly_figures(args.shared)
     result["seconds"] = round(time.monotonic() - t0, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    if args.json.is_file() and set(families) != set(FAMILIES):  # a partial run updates its families, keeps the others
+        try:
+            result = {**json.loads(args.json.read_text(encoding="utf-8")), **result}
+        except (OSError, json.JSONDecodeError):
+            pass
     args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"written to {args.json} ({result['seconds']} s)")
     return 0

@@ -32,6 +32,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="cap CPU threads (use 1 on a shared machine)")
     p.add_argument("--verifier", action="store_true",
                    help="also train the second-stage target verifier that rejects false alarms (segmenter_verifier)")
+    p.add_argument("--verifier-steps", type=int, default=800, help="optimiser steps per verifier training (default 800)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

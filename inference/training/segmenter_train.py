@@ -73,6 +73,7 @@ class TrainOptions:
     resume: bool = False
     max_steps: int | None = None  # stop early (smoke runs, time budgets); the schedule stays the same
     verifier: bool = False  # also train the second-stage target verifier (segmenter_verifier) for the final model
+    verifier_steps: int = 800
     quiet: bool = False
 
 
@@ -270,5 +271,9 @@ def train(opts: TrainOptions) -> Path:
     if opts.verifier:
         from inference.training.segmenter_verifier import VerifierOptions, train_verifier
 
-        train_verifier(final, Path(opts.data), VerifierOptions(seed=opts.seed, quiet=opts.quiet), device=str(device))
+        try:
+            train_verifier(final, Path(opts.data), VerifierOptions(steps=opts.verifier_steps, seed=opts.seed, quiet=opts.quiet),
+                           device=str(device))
+        except ValueError as exc:  # the segmenter itself is trained and saved; say why it has no verifier
+            log.warning("no target verifier trained: %s", exc)
     return final

@@ -126,10 +126,9 @@ def test_broken_or_escaping_parts_are_checkpoint_errors(tmp_path):
         load_model(d2)
 
 
-def test_training_stores_the_verifier_in_the_model_directory_and_evaluate_uses_it(tmp_path, capsys):
-    from app.cli import main
-
-    root = write_tree(tmp_path / "d", n=30)
+def clutter_tree(root: Path) -> Path:
+    """30 small frames, each with a target and a brighter non-target blob (the clutter to reject)."""
+    write_tree(root, n=30)
     (root / "train.txt").write_text("\n".join(f"f{i}" for i in range(26)))
     for i in range(30):  # a bright non-target blob in every frame: the clutter the verifier learns to reject
         img = cv2.imread(str(root / "images" / f"f{i}.png"), cv2.IMREAD_GRAYSCALE)
@@ -138,6 +137,13 @@ def test_training_stores_the_verifier_in_the_model_directory_and_evaluate_uses_i
         by, bx = (y + img.shape[0] // 2) % (img.shape[0] - 3), (x + img.shape[1] // 2) % (img.shape[1] - 3)
         img[by:by + 2, bx:bx + 2] = 255
         cv2.imwrite(str(root / "images" / f"f{i}.png"), img)
+    return root
+
+
+def test_training_stores_the_verifier_in_the_model_directory_and_evaluate_uses_it(tmp_path, capsys):
+    from app.cli import main
+
+    root = clutter_tree(tmp_path / "d")
     torch.manual_seed(0)
     seg = MiMISTD(preset("test_tiny"))
     model_dir = save_model(tmp_path / "m", SEG_NAME, seg, seg.config, {"family": "segmenter", "threshold": 0.5})
@@ -161,3 +167,14 @@ def test_verifier_command_refuses_bad_input_with_one_line(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error:")
     assert main(["--model", str(tmp_path), "--data", str(tmp_path), "--folds", "1"]) == 2
+
+
+def test_train_segmenter_with_verifier_flag_ends_with_a_verifier(tmp_path):
+    from app.cli import main
+
+    root = clutter_tree(tmp_path / "d")
+    out = tmp_path / "run"
+    assert main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+                 "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1", "--verifier", "--verifier-steps", "5"]) == 0
+    loaded = load_model(out / "final", family="segmenter")
+    assert "verifier" in loaded.parts and loaded.card["verifier"]["options"]["steps"] == 5
