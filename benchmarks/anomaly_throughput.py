@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=25, help="epochs of the default train command")
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--bank-size", type=int, default=8192, help="memory-bank rows for the heatmap-with-bank figures")
+    ap.add_argument("--compare-image-size", type=int, default=0,
+                    help="also time the heatmaps at this input size (same preset otherwise), as ratios to the preset's size")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     set_threads(args.threads)
@@ -68,15 +70,24 @@ def main() -> None:
     # Heatmap cost with a memory bank (random unit rows: speed does not depend on content),
     # interleaved with the plain model, median of 3 rounds, as ratios in this process.
     rows = torch.nn.functional.normalize(torch.randn(args.bank_size, cfg.dim + 2), dim=1)
-    variants = {"none": model} | {f: with_memory_bank(model, rows, bank_fusion=f, bank_k=k)
-                                  for f, k in (("sum", 3), ("bank", 3))}
+
+    def bank_variants(m: PatternAnomaly, images: np.ndarray, tag: str = "") -> dict:
+        return {tag + name: (v, images) for name, v in
+                ({"none": m} | {f: with_memory_bank(m, rows, bank_fusion=f, bank_k=k) for f, k in (("sum", 3), ("bank", 3))}).items()}
+
+    variants = bank_variants(model, batch)
+    size2 = args.compare_image_size
+    if size2:
+        batch2 = rng.random((args.batch_size, cfg.in_channels, size2, size2)).astype(np.float32)
+        variants |= bank_variants(PatternAnomaly(preset(args.preset, image_size=size2)).eval(), batch2, f"{size2}:")
     heat = {name: [] for name in variants}
     for _ in range(3):
-        for name, m in variants.items():
+        for name, (m, images) in variants.items():
             t0 = time.perf_counter()
-            model_maps(m, batch)
-            heat[name].append((time.perf_counter() - t0) / len(batch))
+            model_maps(m, images)
+            heat[name].append((time.perf_counter() - t0) / len(images))
     heat = {name: statistics.median(v) for name, v in heat.items()}
+    size_ratio = {name: round(heat[f"{size2}:{name}"] / heat[name], 2) for name in ("none", "sum", "bank")} if size2 else {}
     base = PixelGaussian(PixelGaussianConfig(image_size=cfg.image_size))
     t0 = time.perf_counter()
     base.fit(normalise_batch(base, batch))
@@ -100,8 +111,10 @@ def main() -> None:
         "load_average_1min": round(__import__("os").getloadavg()[0], 2),
         "bank_rows": args.bank_size,
         "heatmap_ms_per_image": {name: round(v * 1000, 1) for name, v in heat.items()},
-        "heatmap_ratio_vs_no_bank": {name: round(v / heat["none"], 2) for name, v in heat.items()},
+        "heatmap_ratio_vs_no_bank": {name: round(v / heat["none"], 2) for name, v in heat.items() if ":" not in name},
     }
+    if size2:
+        out[f"heatmap_ratio_{size2}_vs_{cfg.image_size}"] = size_ratio
     print(f"train: {step:.3f} s/step of {args.batch_size} images ({args.threads} thread(s)); "
           f"{steps_total} steps for {args.images} good images x {args.epochs} epochs -> "
           f"projected {projected / 60:.1f} min incl. calibration + test at this load; "
@@ -109,8 +122,11 @@ def main() -> None:
     print(f"inference: {infer_pattern * 1000:.1f} ms/image (baseline {infer_base * 1000:.2f} ms/image, "
           f"ratio {infer_pattern / infer_base:.0f}x); load average {out['load_average_1min']}")
     print(f"heatmap with a {args.bank_size}-row memory bank: " + ", ".join(
-        f"{name} {v * 1000:.1f} ms/image ({v / heat['none']:.2f}x)" for name, v in heat.items())
+        f"{name} {v * 1000:.1f} ms/image ({v / heat['none']:.2f}x)" for name, v in heat.items() if ":" not in name)
         + "  [none: prediction map; sum: prediction + bank term (k=3, magnetic tile); bank: bank term alone (k=3, bottle)]")
+    if size2:
+        print(f"heatmap at {size2}² input vs {cfg.image_size}²: " + ", ".join(
+            f"{name} {heat[f'{size2}:{name}'] * 1000:.1f} ms/image ({r:.2f}x)" for name, r in size_ratio.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 
