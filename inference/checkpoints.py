@@ -110,9 +110,11 @@ def load_state(model: nn.Module, weights: Path) -> None:
 
 
 def load_model(
-    directory: str | os.PathLike, map_location: str | torch.device = "cpu", family: str | None = None
+    directory: str | os.PathLike, map_location: str | torch.device = "cpu", family: str | None = None,
+    _as_part: bool = False,
 ) -> LoadedModel:
-    """Build and load a model directory; with ``family``, refuse one of another family (CheckpointError)."""
+    """Build and load a model directory; with ``family``, refuse one of another family (CheckpointError),
+    and one that only works as a part of another model (a segmenter's verifier given as the segmenter)."""
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{d}: model directory not found")
@@ -132,6 +134,8 @@ def load_model(
     found = registry.spec(name).family
     if family is not None and found != family:
         raise CheckpointError(f"{d}: holds a {found} model, not a {family} model")
+    if family is not None and registry.spec(name).part_only and not _as_part:
+        raise CheckpointError(f"{d}: holds a {name}, which is part of a {found} model directory, not a {family} model of its own")
     card = read_json(d / CARD) if (d / CARD).exists() else {}
     return LoadedModel(model=model, name=name, family=found, config=config, card=card, path=d,
                        parts=_load_parts(d, card, map_location, found))
@@ -151,7 +155,7 @@ def _load_parts(d: Path, card: dict[str, Any], map_location: str | torch.device,
         sub_dir = (d / str(sub)).resolve()
         if not isinstance(sub, str) or d.resolve() not in sub_dir.parents:
             raise CheckpointError(f"{d / CARD}: part {part!r} must be a sub-directory of the model directory, got {sub!r}")
-        loaded = load_model(sub_dir, map_location, family)
+        loaded = load_model(sub_dir, map_location, family, _as_part=True)
         if loaded.parts:
             raise CheckpointError(f"{sub_dir}: a part may not have parts of its own")
         out[str(part)] = loaded

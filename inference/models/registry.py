@@ -29,17 +29,18 @@ class ModelSpec:
     family: str
     config_cls: type
     model_cls: type[nn.Module]
+    part_only: bool = False  # only ever loaded as a part of another model directory (a segmenter's verifier)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, family: str, config_cls: type) -> Callable[[type[nn.Module]], type[nn.Module]]:
+def register(name: str, family: str, config_cls: type, part_only: bool = False) -> Callable[[type[nn.Module]], type[nn.Module]]:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}")
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        _REGISTRY[name] = ModelSpec(name, family, config_cls, cls)
+        _REGISTRY[name] = ModelSpec(name, family, config_cls, cls, part_only)
         return cls
 
     return deco

@@ -47,7 +47,7 @@ def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
     return layers + ([nn.MaxPool2d(2)] if pool else [])
 
 
-@register(NAME, "segmenter", TargetVerifierConfig)
+@register(NAME, "segmenter", TargetVerifierConfig, part_only=True)
 class TargetVerifier(nn.Module):
     """(n, 2, patch, patch) views -> (n,) logits that the component is a real target."""
 

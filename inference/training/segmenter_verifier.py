@@ -160,8 +160,6 @@ def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = Verifier
                    config: TargetVerifierConfig = TargetVerifierConfig(), device: str = "cpu") -> dict[str, Any]:
     """Train the verifier of the segmenter in ``model_dir`` and store it there; returns the card's ``verifier`` entry."""
     loaded = load_model(model_dir, family="segmenter")
-    if loaded.name == NAME:
-        raise CheckpointError(f"{model_dir}: holds a verifier, not a segmenter")
     fit_frames, held, _ = training_frames(SegTree.open(data), loaded.config.in_chans)
     if not fit_frames:
         raise ValueError(f"{data}: no usable training frames")

@@ -113,6 +113,13 @@ def test_a_model_directory_carries_its_verifier_and_the_application_applies_it(t
     assert not dropped.mask.any() and dropped.count == 0 and dropped.boxes == ()
 
 
+def test_a_verifier_given_as_the_segmenter_is_refused(tmp_path):
+    d = _segmenter_with_verifier(tmp_path / "m", bias=0.0)
+    with pytest.raises(CheckpointError, match="part of a segmenter"):
+        load_model(d / "verifier", family="segmenter")
+    assert load_model(d, family="segmenter").parts["verifier"].name == NAME
+
+
 def test_broken_or_escaping_parts_are_checkpoint_errors(tmp_path):
     d = _segmenter_with_verifier(tmp_path / "m", bias=0.0)
     (d / "verifier" / "model.safetensors").write_bytes(b"not tensors")
