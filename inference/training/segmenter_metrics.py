@@ -35,21 +35,28 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return stats[1:, cv2.CC_STAT_AREA].astype(np.int64), centroids[1:].astype(np.float64)
 
 
-def match_targets(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int]:
-    """One frame -> (targets, detected targets, pixels of unmatched predicted components)."""
+def matched_components(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """One frame -> (predicted areas, predicted centroids (x, y), which predicted components matched a
+    target, targets, detected targets), matched as Pd counts them."""
     gt_area, gt_cent = components(gt)
     pred_area, pred_cent = components(pred)
-    free = np.ones(len(pred_area), dtype=bool)
+    matched = np.zeros(len(pred_area), dtype=bool)
     detected = 0
     for c in gt_cent:
-        if not free.any():
+        if matched.all():
             break
         dist = np.linalg.norm(pred_cent - c, axis=1)
-        candidates = np.flatnonzero(free & (dist < MATCH_DISTANCE))
+        candidates = np.flatnonzero(~matched & (dist < MATCH_DISTANCE))
         if len(candidates):
-            free[candidates[0]] = False  # first unmatched one in label order, as DNANet
+            matched[candidates[0]] = True  # first unmatched one in label order, as DNANet
             detected += 1
-    return len(gt_area), detected, int(pred_area[free].sum())
+    return pred_area, pred_cent, matched, len(gt_area), detected
+
+
+def match_targets(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int]:
+    """One frame -> (targets, detected targets, pixels of unmatched predicted components)."""
+    pred_area, _, matched, targets, detected = matched_components(pred, gt)
+    return targets, detected, int(pred_area[~matched].sum())
 
 
 @dataclass

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,7 @@ from inference.segmentation import (
 )
 from inference.training.common import Progress, seed_everything, set_threads
 from inference.training.segmenter_data import Frame, SegDataError, SegTree, clutter_points
-from inference.training.segmenter_metrics import MATCH_DISTANCE, SegmentationMeter
+from inference.training.segmenter_metrics import SegmentationMeter, components, matched_components
 from inference.training.segmenter_train import training_frames
 
 PART = "verifier"  # sub-directory of the segmenter's model directory
@@ -58,24 +57,15 @@ class VerifierOptions:
     quiet: bool = False
 
 
-def components_with_match(prob: np.ndarray, gt: np.ndarray, threshold: float, max_fraction: float | None):
-    """(labels, centres (n, 2) as (y, x), matched (n,) bool) of the predicted components, matched as Pd does."""
+def unmatched_centres(prob: np.ndarray, gt: np.ndarray, threshold: float, max_fraction: float | None) -> np.ndarray:
+    """(n, 2) centres as (y, x) of the predicted components that match no target (the false alarms)."""
     mask = drop_large_components(prob > threshold, max_fraction)
-    n, labels, _, cent = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    centres = cent[1:, ::-1].copy()
-    matched = np.zeros(n - 1, bool)
-    _, _, _, gcent = cv2.connectedComponentsWithStats(gt.astype(np.uint8), connectivity=8)
-    for c in gcent[1:, ::-1]:
-        d = np.linalg.norm(centres - c, axis=1)
-        k = np.flatnonzero(~matched & (d < MATCH_DISTANCE))
-        if len(k):
-            matched[k[0]] = True
-    return labels, centres, matched
+    _, centres, matched, _, _ = matched_components(mask, gt)
+    return centres[~matched][:, ::-1].copy()
 
 
 def target_centres(mask: np.ndarray) -> np.ndarray:
-    _, _, _, cent = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    return cent[1:, ::-1].copy()
+    return components(mask)[1][:, ::-1].copy()
 
 
 def clutter_centres(frame: Frame, limit: int = CLUTTER_PER_FRAME) -> np.ndarray:
@@ -93,8 +83,8 @@ def collect(frames: list[Frame], probs: list[np.ndarray], max_fraction: float | 
     xs, ys, idx = [], [], []
     for i, (f, p) in enumerate(zip(frames, probs)):
         plane = frame_plane(f.image)
-        _, centres, matched = components_with_match(p, f.mask, CANDIDATE_THRESHOLD, max_fraction)
-        groups = ((target_centres(f.mask), 1.0), (centres[~matched], 0.0), (clutter_centres(f), 0.0))
+        false = unmatched_centres(p, f.mask, CANDIDATE_THRESHOLD, max_fraction)
+        groups = ((target_centres(f.mask), 1.0), (false, 0.0), (clutter_centres(f), 0.0))
         for c, label in groups:
             if len(c):
                 xs.append(views(plane, c, config))
