@@ -85,6 +85,9 @@ class SegmenterModel(FamilyModel):
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
         self._mod = _helper("inference.segmentation", loaded)
+        # A card naming members or a verifier it does not carry fails here, at load, with CheckpointError.
+        self._mod.model_members(loaded)
+        self._mod.model_verifier(loaded)
         self.mode = "gray" if loaded.config.in_chans == 1 else "rgb"
         self.max_side = SEGMENTER_MAX_SIDE
 

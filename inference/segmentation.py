@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from inference.checkpoints import LoadedModel
+from inference.checkpoints import CheckpointError, LoadedModel
 from inference.models.mim_istd import segment_logits
 from inference.models.target_verifier import verify
 from inference.training.segmenter_data import standardise_np, to_channels
@@ -156,7 +156,7 @@ def model_members(loaded: LoadedModel) -> list[torch.nn.Module]:
     names = loaded.card.get("ensemble") or []
     missing = [n for n in names if n not in loaded.parts]
     if missing:
-        raise ValueError(f"{loaded.path}: ensemble members {missing} are not among the model's parts")
+        raise CheckpointError(f"{loaded.path}: ensemble members {missing} are not among the model's parts")
     return [loaded.model] + [loaded.parts[n].model for n in names]
 
 
@@ -176,11 +176,17 @@ def drop_rejected(mask: np.ndarray, plane: np.ndarray, verifier: torch.nn.Module
 
 
 def model_verifier(loaded: LoadedModel) -> tuple[torch.nn.Module, float] | None:
-    """(verifier, threshold) when the model directory carries a trained target verifier, else None."""
+    """(verifier, threshold) when the model directory carries a trained target verifier, else None.
+
+    A card that names a verifier without its part (or the reverse) is a broken model directory:
+    running without it would silently change what the model detects.
+    """
     part = loaded.parts.get("verifier")
-    entry = loaded.card.get("verifier") or {}
-    if part is None or "threshold" not in entry:
+    entry = loaded.card.get("verifier")
+    if part is None and entry is None:
         return None
+    if part is None or not isinstance(entry, dict) or not isinstance(entry.get("threshold"), (int, float)):
+        raise CheckpointError(f"{loaded.path}: the card's verifier entry and its 'verifier' part do not match")
     return part.model, float(entry["threshold"])
 
 

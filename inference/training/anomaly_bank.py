@@ -30,7 +30,7 @@ from .anomaly_data import synthesize_defects
 from .anomaly_metrics import auroc, pixel_auroc
 
 BATCH = 8
-STAT_IMAGES = 96  # as MAP_STAT_IMAGES in anomaly_train (kept here to avoid an import cycle)
+STAT_IMAGES = 96  # good training images for per-position map statistics (prediction map and bank map alike)
 # Validation defects: the training's own synthetic defects at their default size, and large
 # ones (up to 30 % of the image), the case the bank is for.
 VALIDATION_DEFECTS = {"small": 0.06, "large": 0.30}

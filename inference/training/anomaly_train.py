@@ -32,7 +32,6 @@ from .common import (Progress, deterministic_split, load_training_state, save_tr
 STATE_FILE = "train_state.pt"
 HOLDOUT_FRACTION = 0.15
 THRESHOLD_QUANTILE = 0.99
-MAP_STAT_IMAGES = STAT_IMAGES  # good training images used for the per-position map statistics
 
 
 @dataclass
@@ -247,7 +246,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         epochs_done = opts.epochs
     model.eval()
     if hasattr(model, "fit_map_statistics"):
-        n = min(len(fit), MAP_STAT_IMAGES)
+        n = min(len(fit), STAT_IMAGES)
         model.fit_map_statistics(normalise_batch(model, fit[i:i + 8], device) for i in range(0, n, 8))
     bank_info = None
     if opts.memory_bank and isinstance(model, PatternAnomaly):

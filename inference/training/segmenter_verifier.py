@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
 from inference.models.target_verifier import NAME, TargetVerifier, TargetVerifierConfig, d4, score_views, views
 from inference.segmentation import (
-    drop_large_components, drop_rejected, frame_plane, model_flips, model_max_fraction, model_members, model_threshold,
+    binarise, drop_large_components, frame_plane, model_flips, model_max_fraction, model_members, model_threshold,
     predict_probabilities,
 )
 from inference.training.common import Progress, seed_everything, set_threads
@@ -137,12 +137,11 @@ def out_of_fold_scores(x: np.ndarray, y: np.ndarray, frame_idx: np.ndarray, conf
 
 def held_out_metrics(loaded: LoadedModel, held: list[Frame], probs: list[np.ndarray],
                      verifier: TargetVerifier | None, threshold: float) -> dict[str, Any]:
+    """Held-out metrics at the card's threshold and size limit, with or without ``verifier``."""
     meter = SegmentationMeter()
+    pair = (verifier, threshold) if verifier is not None else None
     for f, p in zip(held, probs):
-        mask = drop_large_components(p > model_threshold(loaded), model_max_fraction(loaded))
-        if verifier is not None:
-            mask = drop_rejected(mask, frame_plane(f.image), verifier, threshold)
-        meter.update(mask, f.mask)
+        meter.update(binarise(p, model_threshold(loaded), model_max_fraction(loaded), frame_plane(f.image), pair).mask, f.mask)
     return meter.result()
 
 

@@ -120,6 +120,15 @@ def test_a_verifier_given_as_the_segmenter_is_refused(tmp_path):
     assert load_model(d, family="segmenter").parts["verifier"].name == NAME
 
 
+def test_a_card_whose_verifier_or_members_are_missing_is_a_checkpoint_error(tmp_path):
+    d = _segmenter_with_verifier(tmp_path / "m", bias=0.0)
+    card = json.loads((d / "card.json").read_text())
+    for broken in ({**card, "parts": {}}, {**card, "ensemble": ["member9"]}):
+        (d / "card.json").write_text(json.dumps(broken))
+        with pytest.raises(CheckpointError, match="verifier|member9"):
+            segmentation.predict_masks(load_model(d, family="segmenter"), [np.zeros((20, 20), np.float32)])
+
+
 def test_broken_or_escaping_parts_are_checkpoint_errors(tmp_path):
     d = _segmenter_with_verifier(tmp_path / "m", bias=0.0)
     (d / "verifier" / "model.safetensors").write_bytes(b"not tensors")
