@@ -147,7 +147,8 @@ def verifier_quantiles(loaded, fit, val, quantiles: list[float]) -> dict[str, An
     out = {}
     for q in quantiles:
         thr = float(np.quantile(oof[y == 1], q))
-        card = {**loaded.card, "verifier": {**loaded.card["verifier"], "threshold": thr}}
+        flat = {k: v for k, v in loaded.card["verifier"].items() if k != "size_rule"}  # rows are flat thresholds
+        card = {**loaded.card, "verifier": {**flat, "threshold": thr}}
         r = evaluate_masks(_masks(dataclasses.replace(loaded, card=card), val)[1], [f.mask for f in val])
         out[f"{q:g}"] = {"threshold": thr, **{k: r[k] for k in ("iou", "niou", "pd", "fa", "detected")}}
     return out

@@ -40,7 +40,8 @@ def evaluate_tree(
         prob = predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0]
         meter.update(binarise(prob, thr, limit, frame_plane(f.image), verifier).mask, f.mask)
     result = meter.result()
-    result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, verifier=verifier is not None, members=len(members), split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
+    result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, verifier=verifier is not None,
+                  verifier_log_odds_per_pixel=getattr(verifier, "log_odds_per_pixel", None), members=len(members), split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
                   model=str(loaded.path) if loaded.path else loaded.name)
     return result
 
@@ -56,6 +57,8 @@ def format_table(result: dict[str, Any]) -> str:
         ("Fa (x1e-6)", num(result["fa"], ".2f")),
         ("threshold", f"{result['threshold']:.2f}"),
         ("size limit", "off" if not result.get("max_target_fraction") else f"components over {result['max_target_fraction']:.4%} of a frame dropped"),
+        ("verifier", "off" if not result.get("verifier") else "flat threshold" if result.get("verifier_log_odds_per_pixel") is None
+         else f"pixel-cost rule, log lambda {result['verifier_log_odds_per_pixel']:.3f}"),
         ("frames", f"{result['images']} ({result['split']})" + (f", {len(result['skipped'])} skipped" if result["skipped"] else "")),
     ]
     width = max(len(r[0]) for r in rows)
