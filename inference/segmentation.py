@@ -194,12 +194,12 @@ def rejected_by(scores: np.ndarray, pixels: np.ndarray, threshold: float, log_od
 
 
 def drop_rejected(mask: np.ndarray, plane: np.ndarray, verifier: torch.nn.Module, threshold: float,
-                  log_odds_per_pixel: float | None = None) -> np.ndarray:
+                  log_odds_per_pixel: float | None = None, probability: np.ndarray | None = None) -> np.ndarray:
     """The mask without the 8-connected components the target verifier rejects (see ``VerifierRule``)."""
     n, labels, stats, cent = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return mask
-    scores = verify(verifier, plane, cent[1:, ::-1])
+    scores = verify(verifier, plane, cent[1:, ::-1], probability)
     rejected = np.flatnonzero(rejected_by(scores, stats[1:, cv2.CC_STAT_AREA], threshold, log_odds_per_pixel)) + 1
     return mask & ~np.isin(labels, rejected) if len(rejected) else mask
 
@@ -234,7 +234,7 @@ def binarise(probability: np.ndarray, threshold: float, max_fraction: float | No
     """Threshold, drop over-large components, then (with a verifier and the frame's plane) rejected ones."""
     mask = drop_large_components(probability > threshold, max_fraction)
     if verifier is not None and plane is not None:
-        mask = drop_rejected(mask, plane, *verifier)
+        mask = drop_rejected(mask, plane, *verifier, probability=probability)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     boxes = tuple(tuple(int(v) for v in row[:4]) for row in stats[1:])
     return SegmentationResult(probability, mask, n - 1, boxes, threshold)

@@ -23,7 +23,7 @@ components that are targets. ``--refit-rule`` fits only that rule for a model th
 verifier: the fold verifiers are trained again with the card's options and seeds (so they are the
 ones that set its threshold), the final verifier's weights are left as they are.
 
-    python -m inference.training.segmenter_verifier --model DIR --data SIRST_DIR [--size-rule | --refit-rule]
+    python -m inference.training.segmenter_verifier --model DIR --data SIRST_DIR [--size-rule | --refit-rule | --flat-rule]
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def collect(frames: list[Frame], probs: list[np.ndarray], max_fraction: float | 
         groups = ((target_centres(f.mask), 1.0), (false, 0.0), (clutter_centres(f), 0.0))
         for c, label in groups:
             if len(c):
-                xs.append(views(plane, c, config))
+                xs.append(views(plane, c, config, p))
                 ys.append(np.full(len(c), label, np.float32))
                 idx.append(np.full(len(c), i))
     if not xs:
@@ -171,14 +171,15 @@ def operating_components(frames: list[Frame], probs: list[np.ndarray], threshold
     return OperatingComponents(*cols)
 
 
-def score_components(comps: OperatingComponents, frames: list[Frame], models: list[TargetVerifier]) -> np.ndarray:
+def score_components(comps: OperatingComponents, frames: list[Frame], probs: list[np.ndarray],
+                     models: list[TargetVerifier]) -> np.ndarray:
     """Scores of ``comps``; with several models (the fold verifiers), frame i is scored by model i % len(models)."""
     out = np.zeros(len(comps.pixels), np.float32)
-    for i, f in enumerate(frames):
+    for i, (f, p) in enumerate(zip(frames, probs)):
         sel = comps.frame == i
         if sel.any():
             model = models[i % len(models)]
-            out[sel] = score_views(model, views(frame_plane(f.image), comps.centres[sel], model.config))
+            out[sel] = score_views(model, views(frame_plane(f.image), comps.centres[sel], model.config, p))
     return out
 
 
@@ -247,7 +248,7 @@ def size_rule_entry(loaded: LoadedModel, st: _Stage, verifier: TargetVerifier, t
     """Fit the pixel-cost rule out of fold on the fit frames; check it on the held-out frames with ``verifier``."""
     thr, limit = model_threshold(loaded), model_max_fraction(loaded)
     comps = operating_components(st.fit_frames, st.fit_probs, thr, limit)
-    scores = score_components(comps, st.fit_frames, st.models)
+    scores = score_components(comps, st.fit_frames, st.fit_probs, st.models)
     log_odds = fit_size_rule(scores, comps.pixels, comps.target, keep_quantile)
     entry: dict[str, Any] = {
         "log_odds_per_pixel": log_odds,
@@ -263,7 +264,7 @@ def size_rule_entry(loaded: LoadedModel, st: _Stage, verifier: TargetVerifier, t
     }
     if st.held:
         hc = operating_components(st.held, st.held_probs, thr, limit)
-        hs = score_components(hc, st.held, [verifier])
+        hs = score_components(hc, st.held, st.held_probs, [verifier])
         entry["held_out_components"] = {
             "targets": int(hc.target.sum()), "non_targets": int((~hc.target).sum()),
             "non_target_pixels": int(hc.pixels[~hc.target].sum()),
@@ -335,6 +336,20 @@ def refit_size_rule(model_dir: Path, data: Path, device: str = "cpu", quiet: boo
     return entry
 
 
+def remove_size_rule(model_dir: Path) -> dict[str, Any]:
+    """Go back to the verifier's flat threshold: the card's ``size_rule`` is removed (kept under ``removed_size_rule``)."""
+    loaded = load_model(model_dir, family="segmenter")
+    if model_verifier(loaded) is None:
+        raise ValueError(f"{model_dir}: the model has no target verifier")
+    entry = dict(loaded.card["verifier"])
+    if "size_rule" in entry:
+        entry["removed_size_rule"] = entry.pop("size_rule")
+    card = dict(loaded.card)
+    card["verifier"] = entry
+    save_model(model_dir, loaded.name, loaded.model, loaded.config, card)
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, type=Path, help="segmenter model directory (the verifier is stored inside)")
@@ -344,11 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-quantile", type=float, default=VerifierOptions.keep_quantile,
                    help="share of out-of-fold targets the threshold may drop (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--map-channel", action="store_true",
+                   help="the verifier also reads the segmenter's probability map around each component")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--size-rule", action="store_true",
                       help="decide by the pixel-cost rule (odds >= lambda * pixels) instead of a flat threshold")
     rule.add_argument("--refit-rule", action="store_true",
                       help="only fit the pixel-cost rule of the model's existing verifier (its weights stay)")
+    rule.add_argument("--flat-rule", action="store_true",
+                      help="only remove the pixel-cost rule from the card: the verifier's flat threshold decides again")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -360,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.refit_rule:
             entry = refit_size_rule(args.model, args.data, quiet=args.quiet)
+        elif args.flat_rule:
+            entry = remove_size_rule(args.model)
         else:
-            entry = train_verifier(args.model, args.data, opts, size_rule=args.size_rule)
+            entry = train_verifier(args.model, args.data, opts, TargetVerifierConfig(map_channel=args.map_channel),
+                                   size_rule=args.size_rule)
     except (CheckpointError, SegDataError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -284,4 +284,42 @@ def test_refit_rule_adds_the_size_rule_without_touching_the_verifier_and_evaluat
     assert {k: v for k, v in after.card["verifier"].items() if k != "size_rule"} == before.card["verifier"]
     out = tmp_path / "r.json"
     assert cli(["evaluate", "segmenter", "--data", str(root), "--model", str(model_dir), "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["verifier"] is True
+    assert json.loads(out.read_text())["verifier_log_odds_per_pixel"] == rule["log_odds_per_pixel"]
+    assert main(["--model", str(model_dir), "--data", str(root), "--flat-rule"]) == 0  # back to the flat threshold
+    flat = load_model(model_dir, family="segmenter")
+    assert segmentation.model_verifier(flat).log_odds_per_pixel is None and flat.card["verifier"]["removed_size_rule"] == rule
+
+
+def test_a_map_channel_verifier_reads_the_probability_map_in_the_same_two_views():
+    frame = np.arange(30 * 40, dtype=np.float32).reshape(30, 40)
+    prob = np.random.default_rng(0).random((30, 40)).astype(np.float32)
+    config = TargetVerifierConfig(patch=16, context=2, widths=(8, 16), map_channel=True)
+    v = views(frame, np.array([[10.0, 20.0]]), config, prob)
+    assert v.shape == (1, 4, 16, 16) and config.in_chans == 4
+    assert np.array_equal(v[0, :2], views(frame, np.array([[10.0, 20.0]]), SMALL)[0])
+    assert np.array_equal(v[0, 2], prob[2:18, 12:28])
+    with pytest.raises(ValueError, match="probability map"):
+        views(frame, np.array([[10.0, 20.0]]), config)
+    model = TargetVerifier(config)
+    assert model(torch.from_numpy(v)).shape == (1,)
+    mask = np.zeros((30, 40), bool)
+    mask[9:12, 19:22] = True
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(-5.0)
+    assert not segmentation.binarise(mask.astype(np.float32), 0.5, None, frame, (model, 0.5)).mask.any()
+
+
+def test_training_a_map_channel_verifier_with_the_size_rule(tmp_path, monkeypatch):
+    from inference.training import segmenter_verifier
+
+    monkeypatch.setattr(segmenter_verifier, "predict_probabilities", _bright_map)
+    root = clutter_tree(tmp_path / "d")
+    seg = MiMISTD(preset("test_tiny"))
+    model_dir = save_model(tmp_path / "m", SEG_NAME, seg, seg.config, {"family": "segmenter", "threshold": 0.5})
+    config = TargetVerifierConfig(patch=16, context=2, widths=(8, 16), map_channel=True)
+    entry = train_verifier(model_dir, root, VerifierOptions(steps=5, batch_size=16, folds=2, quiet=True), config, size_rule=True)
+    loaded = load_model(model_dir, family="segmenter")
+    assert loaded.parts["verifier"].config.map_channel and loaded.card["verifier"]["size_rule"] == entry["size_rule"]
+    assert segmentation.model_verifier(loaded).log_odds_per_pixel == entry["size_rule"]["log_odds_per_pixel"]
+    assert len(segmentation.predict_masks(loaded, [np.random.default_rng(0).random((33, 41), dtype=np.float32)])) == 1
