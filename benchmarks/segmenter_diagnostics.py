@@ -59,7 +59,8 @@ def _masks(loaded, frames) -> tuple[list[np.ndarray], list[np.ndarray]]:
                                       flips=seg.model_flips(loaded))
     verifier = seg.model_verifier(loaded)
     thr, limit = seg.model_threshold(loaded), seg.model_max_fraction(loaded)
-    return probs, [seg.binarise(p, thr, limit, seg.frame_plane(f.image), verifier).mask for p, f in zip(probs, frames)]
+    shrink = seg.model_mask_threshold(loaded)
+    return probs, [seg.binarise(p, thr, limit, seg.frame_plane(f.image), verifier, shrink).mask for p, f in zip(probs, frames)]
 
 
 def false_alarms(loaded, frames) -> dict[str, Any]:

@@ -72,6 +72,33 @@ def drop_large_components(mask: np.ndarray, max_fraction: float | None) -> np.nd
     return mask & ~np.isin(labels, big) if len(big) else mask
 
 
+def model_mask_threshold(loaded: LoadedModel) -> float | None:
+    """The card's ``mask_threshold`` (hysteresis, see ``shrink_components``), or None; a broken value is a CheckpointError."""
+    v = loaded.card.get("mask_threshold")
+    if v is None:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not model_threshold(loaded) <= v < 1:
+        raise CheckpointError(f"{loaded.path}: mask_threshold must be a number from the threshold up to 1, got {v!r}")
+    return float(v)
+
+
+def shrink_components(mask: np.ndarray, probability: np.ndarray, mask_threshold: float | None) -> np.ndarray:
+    """Hysteresis: each component (found at the lower threshold) keeps only its pixels above ``mask_threshold``.
+
+    Fa charges every pixel of a false component and a lower detection threshold finds faint targets,
+    so the component is found low and drawn high. A component without such a pixel stays whole: the
+    shrink never removes a detection.
+    """
+    if mask_threshold is None or not mask.any():
+        return mask
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    strong = mask & (probability > mask_threshold)
+    has_strong = np.zeros(n, bool)
+    has_strong[np.unique(labels[strong])] = True
+    has_strong[0] = False
+    return strong | (mask & ~has_strong[labels])
+
+
 def model_flips(loaded: LoadedModel) -> bool:
     """Whether the card asks for test-time flips (chosen on held-out frames when it was trained)."""
     return bool(loaded.card.get("test_time_flips", False))
@@ -230,11 +257,14 @@ def model_verifier(loaded: LoadedModel) -> VerifierRule | None:
 
 
 def binarise(probability: np.ndarray, threshold: float, max_fraction: float | None = None,
-             plane: np.ndarray | None = None, verifier: VerifierRule | tuple[torch.nn.Module, float] | None = None) -> SegmentationResult:
-    """Threshold, drop over-large components, then (with a verifier and the frame's plane) rejected ones."""
+             plane: np.ndarray | None = None, verifier: VerifierRule | tuple[torch.nn.Module, float] | None = None,
+             mask_threshold: float | None = None) -> SegmentationResult:
+    """Threshold, drop over-large components, then (with a verifier and the frame's plane) rejected ones,
+    then (with ``mask_threshold``) shrink the rest to their stronger pixels."""
     mask = drop_large_components(probability > threshold, max_fraction)
     if verifier is not None and plane is not None:
         mask = drop_rejected(mask, plane, *verifier, probability=probability)
+    mask = shrink_components(mask, probability, mask_threshold)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     boxes = tuple(tuple(int(v) for v in row[:4]) for row in stats[1:])
     return SegmentationResult(probability, mask, n - 1, boxes, threshold)
@@ -249,5 +279,5 @@ def predict_masks(
     in_chans = loaded.model.config.in_chans
     frames = [standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans)) for img in images]
     probs = predict_probabilities(model_members(loaded), frames, device, standardised=True, flips=model_flips(loaded))
-    verifier = model_verifier(loaded)
-    return [binarise(p, thr, limit, frame_plane(f), verifier) for p, f in zip(probs, frames)]
+    verifier, shrink = model_verifier(loaded), model_mask_threshold(loaded)
+    return [binarise(p, thr, limit, frame_plane(f), verifier, shrink) for p, f in zip(probs, frames)]
