@@ -127,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..bundled import bundled_model_dir
-    from ..checkpoints import CheckpointError, load_model, save_model
+    from ..checkpoints import CheckpointError, load_model, save_card
     from .anomaly_data import AnomalyDataError, scan_category
     from .anomaly_eval import evaluate_tree, format_table
     from .common import pick_device, set_threads
@@ -145,7 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 r = results[d]
                 test = {k: v for k, v in r.items() if k not in ("skipped", "model")} | {"skipped": len(r["skipped"])}
                 card = loaded.card | {"metrics": {"test": test | {"data": str(tree.root)}}}
-                save_model(d, loaded.name, loaded.model, loaded.config, card)
+                save_card(d, card)
     except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
         return _fail(str(exc))
     for d, r in results.items():

@@ -13,6 +13,7 @@ held-out good images. ``train anomaly --appearance-stats`` runs the same step af
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -30,13 +31,15 @@ STATS_WEIGHTS = (0.5, 1.0, 2.0)  # weights tried for "sum"; "max" and "stats" (t
 
 
 def choose_stats(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, device: torch.device, seed: int = 0,
-                 log: Callable[[str], None] = print) -> tuple[PatternAnomaly, dict[str, Any]]:
+                 log: Callable[[str], None] = print,
+                 force: tuple[str, float] | None = None) -> tuple[PatternAnomaly, dict[str, Any]]:
     """Fit the statistics term on ``fit``, pick its fusion on validation; return the chosen model.
 
     Rule (fixed before any test figure, as for the memory bank): highest mean validation pixel
     AUROC over the two synthetic defect sizes, among settings whose validation image AUROC is
     at most 0.01 below the prediction map's alone. The current map without the term ("none")
-    competes and wins ties, so a term that does not help is not kept.
+    competes and wins ties, so a term that does not help is not kept. ``force`` (fusion, weight)
+    overrides the choice (ablations), recorded as such.
     """
     t0 = time.monotonic()
     model = with_appearance_stats(model.eval(), stats_fusion="none")
@@ -70,9 +73,14 @@ def choose_stats(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, devic
             if r["image"] >= reference["image"] - IMAGE_AUROC_TOLERANCE and (r["pixel"], r["image"]) > best_key:
                 best_key, best = (r["pixel"], r["image"]), (fusion, w)
     fusion, w = best if best is not None else ("none", 1.0)
+    ruled = {"stats_fusion": fusion, "stats_weight": w}
+    if force is not None:
+        fusion, w = force
+        log(f"rule's choice {ruled}, forced to {fusion} w {w:g}")
     chosen = model if fusion == "none" else with_appearance_stats(statted, stats_fusion=fusion, stats_weight=w)
     info = {
         "chosen": {"stats_fusion": fusion, "stats_weight": w},
+        **({"forced": True, "rule_choice": ruled} if force is not None else {}),
         "fit_images": int(len(fit)),
         "method": "per-position mean/std of blurred colour (sigma "
                   f"{cfg.stats_blur:g}) and local contrast ({cfg.stats_window}x{cfg.stats_window} std) over the fit "
@@ -89,7 +97,7 @@ def choose_stats(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, devic
 
 
 def add_stats(model_dir: Path, data: Path, out: Path | None = None, device: str = "cpu",
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, force: tuple[str, float] | None = None) -> dict[str, Any]:
     """Give the model in ``model_dir`` the statistics term (or keep it without, when validation says so).
 
     Writes ``out`` (default: in place): weights, config with the term's settings, card with its
@@ -103,15 +111,23 @@ def add_stats(model_dir: Path, data: Path, out: Path | None = None, device: str 
         raise ValueError(f"{model_dir}: the statistics term is part of a pattern_anomaly model, not {loaded.name}")
     seed = int(loaded.card.get("training", {}).get("seed", 0))
     _, fit, held, _ = good_split(data, loaded.config, seed, log=log)
-    model, info = choose_stats(loaded.model, fit, held, torch.device(device), seed, log)
+    model, info = choose_stats(loaded.model, fit, held, torch.device(device), seed, log, force)
     card = recalibrated_card(loaded.card, "appearance_stats", info, model, held, torch.device(device),
                              "python -m inference.training.anomaly_stats " + " ".join(sys.argv[1:]), log)
     save_model(out or model_dir, loaded.name, model, model.config, card)
     return card
 
 
+def _force_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fusion", choices=("none", "stats", "sum", "max"),
+                   help="use this fusion instead of the rule's choice (ablations; the card records both)")
+    p.add_argument("--weight", type=float, default=1.0, help="weight of the term with --fusion sum/max")
+
+
 def main(argv: list[str] | None = None) -> int:
-    return step_main(argv, __doc__.split("\n\n")[0], "appearance_stats", lambda a: add_stats(a.model, a.data, a.out))
+    return step_main(argv, __doc__.split("\n\n")[0], "appearance_stats",
+                     lambda a: add_stats(a.model, a.data, a.out, force=(a.fusion, a.weight) if a.fusion else None),
+                     _force_arguments)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,9 @@ def test_train_with_stats_and_add_stats(tmp_path, capsys):
     assert again.card["recalibrations"][-1]["before"]["appearance_stats"] == info
     assert card2["appearance_stats"]["chosen"] == info["chosen"] and again.config == loaded.config
     assert card2["threshold"]["image"] == again.card["threshold"]["image"]
+    forced = add_stats(out, cat, tmp_path / "m3", log=lambda s: None, force=("max", 2.0))["appearance_stats"]
+    assert forced["forced"] and forced["rule_choice"] == info["chosen"]
+    assert load_model(tmp_path / "m3").config.stats_fusion == "max" and load_model(tmp_path / "m3").config.stats_weight == 2.0
     # evaluate --record writes the test figures into the card
     rc = main(["evaluate", "anomaly", "--data", str(cat), "--model", str(tmp_path / "m2"), "--threads", "1", "--record"])
     assert rc == 0, capsys.readouterr().err
@@ -162,3 +165,10 @@ def test_stats_command_reports_a_missing_model(tmp_path, capsys):
     assert stats_main(["--model", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "model directory not found" in err
+
+
+def test_evaluate_table_lists_pixel_auroc_by_type():
+    from inference.training.anomaly_eval import format_table
+
+    row = {"image_auroc": 0.9, "pixel_auroc": 0.8, "pro": 0.7, "n_images": 4, "pixel_auroc_by_type": {"crack": 0.8126}}
+    assert format_table({"m": row}).splitlines()[-1] == "pixel AUROC by type, m: crack 0.813"
