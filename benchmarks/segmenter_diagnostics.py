@@ -16,7 +16,9 @@ Sections (each printed, all written to ``--json``):
 - ``--quantiles``: the verifier's out-of-fold target scores on the fit frames (as its training
   computes them) and val figures of the model's own verifier at those quantiles as threshold;
 - ``--variants``: verifier variants compared out of fold on the fit frames only (AUROC, share of
-  non-targets dropped at the thresholds that keep 99 % and 98 % of targets).
+  non-targets dropped at the thresholds that keep 99 % and 98 % of targets);
+- ``--rule-effect``: for a model whose verifier carries the pixel-cost rule, the components of the
+  held-out and val frames on which the rule and the flat threshold disagree (target or not, pixels, score).
 """
 from __future__ import annotations
 
@@ -57,7 +59,8 @@ def _masks(loaded, frames) -> tuple[list[np.ndarray], list[np.ndarray]]:
                                       flips=seg.model_flips(loaded))
     verifier = seg.model_verifier(loaded)
     thr, limit = seg.model_threshold(loaded), seg.model_max_fraction(loaded)
-    return probs, [seg.binarise(p, thr, limit, seg.frame_plane(f.image), verifier).mask for p, f in zip(probs, frames)]
+    shrink = seg.model_mask_threshold(loaded)
+    return probs, [seg.binarise(p, thr, limit, seg.frame_plane(f.image), verifier, shrink).mask for p, f in zip(probs, frames)]
 
 
 def false_alarms(loaded, frames) -> dict[str, Any]:
@@ -147,7 +150,8 @@ def verifier_quantiles(loaded, fit, val, quantiles: list[float]) -> dict[str, An
     out = {}
     for q in quantiles:
         thr = float(np.quantile(oof[y == 1], q))
-        card = {**loaded.card, "verifier": {**loaded.card["verifier"], "threshold": thr}}
+        flat = {k: v for k, v in loaded.card["verifier"].items() if k != "size_rule"}  # rows are flat thresholds
+        card = {**loaded.card, "verifier": {**flat, "threshold": thr}}
         r = evaluate_masks(_masks(dataclasses.replace(loaded, card=card), val)[1], [f.mask for f in val])
         out[f"{q:g}"] = {"threshold": thr, **{k: r[k] for k in ("iou", "niou", "pd", "fa", "detected")}}
     return out
@@ -182,6 +186,31 @@ def verifier_variants(loaded, fit) -> list[dict[str, Any]]:
     return out
 
 
+def rule_effect(loaded, frames) -> list[dict[str, Any]]:
+    """Components (at the operating threshold, size limit applied) the pixel-cost rule and the flat threshold decide differently."""
+    from inference import segmentation as seg
+    from inference.models.target_verifier import verify
+    from inference.training.segmenter_metrics import matched_components
+
+    rule = seg.model_verifier(loaded)
+    if rule is None or rule.log_odds_per_pixel is None:
+        raise ValueError("the model's verifier has no pixel-cost rule")
+    probs = seg.predict_probabilities(seg.model_members(loaded), [f.image for f in frames], standardised=True,
+                                      flips=seg.model_flips(loaded))
+    rows = []
+    for f, p in zip(frames, probs):
+        mask = seg.drop_large_components(p > seg.model_threshold(loaded), seg.model_max_fraction(loaded))
+        area, cent, matched, _, _ = matched_components(mask, f.mask)
+        if not len(area):
+            continue
+        scores = verify(rule.model, seg.frame_plane(f.image), cent[:, ::-1], p)
+        flat = seg.rejected_by(scores, area, rule.threshold)
+        size = seg.rejected_by(scores, area, rule.threshold, rule.log_odds_per_pixel)
+        rows += [{"frame": f.stem, "target": bool(matched[j]), "pixels": int(area[j]), "score": float(scores[j]),
+                  "removed_by": "size rule" if size[j] else "flat threshold"} for j in np.flatnonzero(flat != size)]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", type=Path, default=Path("../shared"))
@@ -191,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", type=Path, help="another segmenter model directory to bootstrap against")
     ap.add_argument("--quantiles", help="comma-separated out-of-fold target-score quantiles for the verifier threshold")
     ap.add_argument("--variants", action="store_true", help="compare verifier variants out of fold (slow: 12 trainings)")
+    ap.add_argument("--rule-effect", action="store_true", help="where the verifier's pixel-cost rule and its flat threshold disagree")
+    ap.add_argument("--skip-false-alarms", action="store_true", help="skip the false-alarm and coverage sections")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -216,14 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     val, _ = load_frames(tree, tree.stems("val"), loaded.config.in_chans)
     result: dict[str, Any] = {"model": str(loaded.path), "main_only": args.main_only, "threshold": loaded.card.get("threshold")}
 
-    result["false_alarms_val"] = fa = false_alarms(loaded, val)
-    print(f"val false alarms: {fa['false_components']} components, {fa['false_pixels']} pixels in "
-          f"{fa['frames_with_false']} frames; peak >= 0.95: {fa['share_false_peak_ge_0.95']:.0%}; lowest detected "
-          f"target peak {fa['lowest_detected_target_peak']:.2f}; top frames {fa['top_frames'][:4]}")
-    result["coverage"] = cov = coverage(fit, held, val)
-    for name, c in cov.items():
-        print(f"coverage {name:<8s}: best thumbnail correlation with a fit frame, median {c['median']:.2f}, "
-              f"share > 0.95 {c['share_above_0.95']:.2f}, > 0.9 {c['share_above_0.9']:.2f}")
+    if not args.skip_false_alarms:
+        result["false_alarms_val"] = fa = false_alarms(loaded, val)
+        print(f"val false alarms: {fa['false_components']} components, {fa['false_pixels']} pixels in "
+              f"{fa['frames_with_false']} frames; peak >= 0.95: {fa['share_false_peak_ge_0.95']:.0%}; lowest detected "
+              f"target peak {fa['lowest_detected_target_peak']:.2f}; top frames {fa['top_frames'][:4]}")
+        result["coverage"] = cov = coverage(fit, held, val)
+        for name, c in cov.items():
+            print(f"coverage {name:<8s}: best thumbnail correlation with a fit frame, median {c['median']:.2f}, "
+                  f"share > 0.95 {c['share_above_0.95']:.2f}, > 0.9 {c['share_above_0.9']:.2f}")
+    if args.rule_effect:
+        result["rule_effect"] = {}
+        for name, frames in (("held_out", held), ("val", val)):
+            rows = result["rule_effect"][name] = rule_effect(loaded, frames)
+            for r in rows:
+                print(f"rule effect {name:<8s}: {r['frame']:<12s} {'target' if r['target'] else 'false':<6s} "
+                      f"{r['pixels']:4d} px  score {r['score']:.3f}  removed by the {r['removed_by']}")
     if args.compare:
         other = load_model(args.compare, family="segmenter")
         result["bootstrap"] = {}

@@ -88,6 +88,7 @@ class SegmenterModel(FamilyModel):
         # A card naming members or a verifier it does not carry fails here, at load, with CheckpointError.
         self._mod.model_members(loaded)
         self._mod.model_verifier(loaded)
+        self._mod.model_mask_threshold(loaded)
         self.mode = "gray" if loaded.config.in_chans == 1 else "rgb"
         self.max_side = SEGMENTER_MAX_SIDE
 

@@ -7,8 +7,9 @@ tiles so that memory stays bounded on a station without a GPU.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -69,6 +70,33 @@ def drop_large_components(mask: np.ndarray, max_fraction: float | None) -> np.nd
     big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] > max_fraction * mask.size)
     big = big[big > 0]
     return mask & ~np.isin(labels, big) if len(big) else mask
+
+
+def model_mask_threshold(loaded: LoadedModel) -> float | None:
+    """The card's ``mask_threshold`` (hysteresis, see ``shrink_components``), or None; a broken value is a CheckpointError."""
+    v = loaded.card.get("mask_threshold")
+    if v is None:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not model_threshold(loaded) <= v < 1:
+        raise CheckpointError(f"{loaded.path}: mask_threshold must be a number from the threshold up to 1, got {v!r}")
+    return float(v)
+
+
+def shrink_components(mask: np.ndarray, probability: np.ndarray, mask_threshold: float | None) -> np.ndarray:
+    """Hysteresis: each component (found at the lower threshold) keeps only its pixels above ``mask_threshold``.
+
+    Fa charges every pixel of a false component and a lower detection threshold finds faint targets,
+    so the component is found low and drawn high. A component without such a pixel stays whole: the
+    shrink never removes a detection.
+    """
+    if mask_threshold is None or not mask.any():
+        return mask
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    strong = mask & (probability > mask_threshold)
+    has_strong = np.zeros(n, bool)
+    has_strong[np.unique(labels[strong])] = True
+    has_strong[0] = False
+    return strong | (mask & ~has_strong[labels])
 
 
 def model_flips(loaded: LoadedModel) -> bool:
@@ -165,37 +193,78 @@ def frame_plane(frame: np.ndarray) -> np.ndarray:
     return frame[0] if frame.shape[0] == 1 else frame.mean(0)
 
 
-def drop_rejected(mask: np.ndarray, plane: np.ndarray, verifier: torch.nn.Module, threshold: float) -> np.ndarray:
-    """The mask without the 8-connected components the target verifier scores below ``threshold``."""
-    n, labels, _, cent = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+class VerifierRule(NamedTuple):
+    """A target verifier and how its score decides.
+
+    Without ``log_odds_per_pixel`` a component is rejected when its score is below ``threshold``
+    (the rule of session 3's cards). With it, the pixel-cost rule replaces the flat threshold: a
+    component of n pixels is kept iff its odds s / (1 - s) are at least lambda * n, with
+    log lambda = ``log_odds_per_pixel``. Why that form: Fa charges a false component by its pixels
+    while Pd charges a lost target by one, so the expected cost of keeping a component is
+    (1 - s) * c * n against a gain of s; keeping iff the gain is larger is exactly this test, and
+    the constant c (with the verifier's class-balanced prior) collapses into the one parameter lambda.
+    """
+
+    model: torch.nn.Module
+    threshold: float
+    log_odds_per_pixel: float | None = None
+
+
+def rejected_by(scores: np.ndarray, pixels: np.ndarray, threshold: float, log_odds_per_pixel: float | None = None) -> np.ndarray:
+    """Which components (verifier ``scores`` and ``pixels`` per component) the verifier's rule rejects."""
+    scores = np.asarray(scores, np.float64)
+    if log_odds_per_pixel is None:
+        return scores < threshold
+    # odds(s) >= lambda * n  <=>  s >= sigmoid(log lambda + log n): no division, no log of a saturated score
+    bar = 1.0 / (1.0 + np.exp(-(log_odds_per_pixel + np.log(np.maximum(np.asarray(pixels, np.float64), 1.0)))))
+    return scores < bar
+
+
+def drop_rejected(mask: np.ndarray, plane: np.ndarray, verifier: torch.nn.Module, threshold: float,
+                  log_odds_per_pixel: float | None = None, probability: np.ndarray | None = None) -> np.ndarray:
+    """The mask without the 8-connected components the target verifier rejects (see ``VerifierRule``)."""
+    n, labels, stats, cent = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return mask
-    scores = verify(verifier, plane, cent[1:, ::-1])
-    rejected = np.flatnonzero(scores < threshold) + 1
+    scores = verify(verifier, plane, cent[1:, ::-1], probability)
+    rejected = np.flatnonzero(rejected_by(scores, stats[1:, cv2.CC_STAT_AREA], threshold, log_odds_per_pixel)) + 1
     return mask & ~np.isin(labels, rejected) if len(rejected) else mask
 
 
-def model_verifier(loaded: LoadedModel) -> tuple[torch.nn.Module, float] | None:
-    """(verifier, threshold) when the model directory carries a trained target verifier, else None.
+def _real(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    A card that names a verifier without its part (or the reverse) is a broken model directory:
-    running without it would silently change what the model detects.
+
+def model_verifier(loaded: LoadedModel) -> VerifierRule | None:
+    """The model directory's target verifier and its rule, or None when it carries none.
+
+    A card that names a verifier without its part (or the reverse), or whose rule has broken
+    values, is a broken model directory: running without it would silently change what the model
+    detects. The card's optional ``size_rule`` (``log_odds_per_pixel``) switches on the pixel-cost rule.
     """
     part = loaded.parts.get("verifier")
     entry = loaded.card.get("verifier")
     if part is None and entry is None:
         return None
-    if part is None or not isinstance(entry, dict) or not isinstance(entry.get("threshold"), (int, float)):
+    if part is None or not isinstance(entry, dict) or not _real(entry.get("threshold")):
         raise CheckpointError(f"{loaded.path}: the card's verifier entry and its 'verifier' part do not match")
-    return part.model, float(entry["threshold"])
+    if "size_rule" not in entry:
+        return VerifierRule(part.model, float(entry["threshold"]))
+    rule = entry["size_rule"]
+    if not isinstance(rule, dict) or not _real(rule.get("log_odds_per_pixel")):
+        raise CheckpointError(f"{loaded.path}: the verifier's size_rule needs a finite number 'log_odds_per_pixel'")
+    return VerifierRule(part.model, float(entry["threshold"]), float(rule["log_odds_per_pixel"]))
 
 
 def binarise(probability: np.ndarray, threshold: float, max_fraction: float | None = None,
-             plane: np.ndarray | None = None, verifier: tuple[torch.nn.Module, float] | None = None) -> SegmentationResult:
-    """Threshold, drop over-large components, then (with a verifier and the frame's plane) rejected ones."""
+             plane: np.ndarray | None = None, verifier: VerifierRule | tuple[torch.nn.Module, float] | None = None,
+             mask_threshold: float | None = None) -> SegmentationResult:
+    """Threshold, drop over-large components, then (with a verifier and the frame's plane) rejected ones,
+    then (with ``mask_threshold``) shrink the rest to their stronger pixels."""
     mask = drop_large_components(probability > threshold, max_fraction)
     if verifier is not None and plane is not None:
-        mask = drop_rejected(mask, plane, *verifier)
+        mask = drop_rejected(mask, plane, *verifier, probability=probability)
+    mask = shrink_components(mask, probability, mask_threshold)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     boxes = tuple(tuple(int(v) for v in row[:4]) for row in stats[1:])
     return SegmentationResult(probability, mask, n - 1, boxes, threshold)
@@ -210,5 +279,5 @@ def predict_masks(
     in_chans = loaded.model.config.in_chans
     frames = [standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans)) for img in images]
     probs = predict_probabilities(model_members(loaded), frames, device, standardised=True, flips=model_flips(loaded))
-    verifier = model_verifier(loaded)
-    return [binarise(p, thr, limit, frame_plane(f), verifier) for p, f in zip(probs, frames)]
+    verifier, shrink = model_verifier(loaded), model_mask_threshold(loaded)
+    return [binarise(p, thr, limit, frame_plane(f), verifier, shrink) for p, f in zip(probs, frames)]

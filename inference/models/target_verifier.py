@@ -12,6 +12,10 @@ targets (positives) against the segmenter's own false components and bright top-
 (negatives); see ``inference/training/segmenter_verifier.py``.
 
 The score is averaged over the eight flips and quarter turns (an infrared scene has no "up").
+
+With ``map_channel`` the segmenter's probability map is read too, in the same two views (four
+channels): how far and how evenly the segmenter's belief spreads around a component is evidence
+the image views hold only implicitly.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class TargetVerifierConfig:
     patch: int = 40  # side of each view in pixels (even)
     context: int = 2  # the second view covers context x patch pixels, shrunk to patch
     widths: tuple[int, ...] = (12, 32, 64, 64)
+    map_channel: bool = False  # also read the segmenter's probability map (two more channels)
 
     def __post_init__(self) -> None:
         if self.patch < 8 or self.patch % 2:
@@ -41,6 +46,10 @@ class TargetVerifierConfig:
         if not self.widths:
             raise ValueError("widths must not be empty")
 
+    @property
+    def in_chans(self) -> int:
+        return 4 if self.map_channel else 2
+
 
 def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
@@ -49,13 +58,13 @@ def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
 
 @register(NAME, "segmenter", TargetVerifierConfig, part_only=True)
 class TargetVerifier(nn.Module):
-    """(n, 2, patch, patch) views -> (n,) logits that the component is a real target."""
+    """(n, in_chans, patch, patch) views -> (n,) logits that the component is a real target."""
 
     def __init__(self, config: TargetVerifierConfig | None = None) -> None:
         super().__init__()
         self.config = config or TargetVerifierConfig()
         layers: list[nn.Module] = []
-        cin = 2
+        cin = self.config.in_chans
         for i, w in enumerate(self.config.widths):
             layers += _block(cin, w, pool=i < len(self.config.widths) - 1)
             cin = w
@@ -72,15 +81,12 @@ def d4(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.flip(-1) if k >= 4 else x
 
 
-def views(frame: np.ndarray, centres: np.ndarray, config: TargetVerifierConfig) -> np.ndarray:
-    """Standardised (h, w) frame + (n, 2) centres as (y, x) -> (n, 2, patch, patch) float32.
-
-    The frame is mirrored at its borders so a component at the edge gets full views.
-    """
+def _plane_views(plane: np.ndarray, centres: np.ndarray, config: TargetVerifierConfig) -> np.ndarray:
+    """One (h, w) plane + (n, 2) centres as (y, x) -> (n, 2, patch, patch): full resolution and shrunk context."""
     half = config.patch // 2
     big = half * config.context
     pad = big + 2
-    padded = np.pad(np.asarray(frame, np.float32), pad, mode="reflect" if min(frame.shape) > pad else "edge")
+    padded = np.pad(np.asarray(plane, np.float32), pad, mode="reflect" if min(plane.shape) > pad else "edge")
     out = np.empty((len(centres), 2, config.patch, config.patch), np.float32)
     for i, (cy, cx) in enumerate(np.asarray(centres, np.float64).reshape(-1, 2)):
         y, x = int(round(cy)) + pad, int(round(cx)) + pad
@@ -88,6 +94,20 @@ def views(frame: np.ndarray, centres: np.ndarray, config: TargetVerifierConfig) 
         wide = padded[y - big:y + big, x - big:x + big]
         out[i, 1] = wide if config.context == 1 else cv2.resize(wide, (config.patch, config.patch), interpolation=cv2.INTER_AREA)
     return out
+
+
+def views(frame: np.ndarray, centres: np.ndarray, config: TargetVerifierConfig,
+          probability: np.ndarray | None = None) -> np.ndarray:
+    """Standardised (h, w) frame + (n, 2) centres as (y, x) [+ the segmenter's (h, w) map] -> (n, in_chans, patch, patch).
+
+    The planes are mirrored at their borders so a component at the edge gets full views.
+    """
+    out = _plane_views(frame, centres, config)
+    if not config.map_channel:
+        return out
+    if probability is None or np.shape(probability) != np.shape(frame):
+        raise ValueError("this verifier reads the segmenter's probability map: pass one of the frame's size")
+    return np.concatenate([out, _plane_views(probability, centres, config)], axis=1)
 
 
 @torch.no_grad()
@@ -108,6 +128,6 @@ def score_views(model: TargetVerifier, x: np.ndarray, batch: int = 256) -> np.nd
         model.train(was_training)
 
 
-def verify(model: TargetVerifier, frame: np.ndarray, centres: np.ndarray) -> np.ndarray:
+def verify(model: TargetVerifier, frame: np.ndarray, centres: np.ndarray, probability: np.ndarray | None = None) -> np.ndarray:
     """Probability that each component centred at ``centres`` ((n, 2) as (y, x)) of ``frame`` is a target."""
-    return score_views(model, views(frame, centres, model.config))
+    return score_views(model, views(frame, centres, model.config, probability))

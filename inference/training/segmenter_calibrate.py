@@ -10,7 +10,13 @@ copied into ``members/`` of the model directory, the map becomes the mean of all
 probabilities, and threshold and flips are calibrated for that mean. A target verifier trained
 for the old map is removed (train it again with ``segmenter_verifier``).
 
-    python -m inference.training.segmenter_calibrate --model DIR --data SIRST_DIR [--add-member OTHER_DIR]
+``--mask-thresholds 0.7,0.8,...`` does only the hysteresis step instead: components stay found at the
+card's threshold, each is drawn with its pixels above the mask threshold
+(``segmentation.shrink_components``), and the candidate with the lowest held-out Fa is stored as
+``mask_threshold`` among those that keep held-out Pd and lose at most ``IOU_TOLERANCE`` of held-out
+IoU, and only if it lowers Fa at all (otherwise the card is left without one).
+
+    python -m inference.training.segmenter_calibrate --model DIR --data SIRST_DIR [--add-member OTHER_DIR | --mask-thresholds LIST]
 """
 from __future__ import annotations
 
@@ -22,7 +28,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from inference.checkpoints import CheckpointError, load_model, save_model
-from inference.segmentation import model_members
+from inference.segmentation import (
+    binarise, frame_plane, model_flips, model_max_fraction, model_members, model_threshold, model_verifier, predict_probabilities,
+)
+from inference.training.segmenter_metrics import SegmentationMeter
 from inference.training.common import set_threads
 from inference.training.segmenter_data import SegDataError, SegTree
 from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, calibrate, size_limit, training_frames
@@ -62,7 +71,8 @@ def recalibrate(model_dir: Path, data: Path, device: str = "cpu", members: Seque
     largest, limit = size_limit(fit)
     thr, flips, metrics = calibrate(model_members(loaded), held, device, limit)
     card = dict(loaded.card)
-    previous = {k: card.get(k) for k in ("threshold", "test_time_flips", "held_out_metrics", "max_target_fraction")}
+    previous = {k: card.get(k) for k in ("threshold", "test_time_flips", "held_out_metrics", "max_target_fraction", "mask_threshold")}
+    card.pop("mask_threshold", None)  # chosen for the old threshold and map; choose again with --mask-thresholds
     card.update(
         threshold=thr, test_time_flips=flips, held_out_metrics=metrics, max_target_fraction=limit,
         max_target_fraction_rule=f"{LARGE_COMPONENT_FACTOR:g} x the largest fit-frame target's share of its frame; "
@@ -75,16 +85,62 @@ def recalibrate(model_dir: Path, data: Path, device: str = "cpu", members: Seque
     return card
 
 
+IOU_TOLERANCE = 0.005  # held-out IoU the hysteresis may cost (session 3's tolerance for the verifier)
+
+
+def calibrate_mask_threshold(model_dir: Path, data: Path, candidates: Sequence[float], device: str = "cpu") -> dict[str, Any]:
+    """Pick the hysteresis mask threshold on the held-out frames (rule in the module docstring); returns the card entry."""
+    loaded = load_model(model_dir, family="segmenter")
+    thr = model_threshold(loaded)
+    if not candidates or any(not thr < c < 1 for c in candidates):
+        raise ValueError(f"mask thresholds must lie above the threshold {thr:g} and below 1")
+    _, held, _ = training_frames(SegTree.open(data), loaded.config.in_chans)
+    if not held:
+        raise ValueError(f"{data}: no held-out frames to calibrate on")
+    probs = predict_probabilities(model_members(loaded), [f.image for f in held], device, standardised=True, flips=model_flips(loaded))
+    limit, verifier = model_max_fraction(loaded), model_verifier(loaded)
+
+    def score(mask_threshold: float | None) -> dict[str, Any]:
+        meter = SegmentationMeter()
+        for f, p in zip(held, probs):
+            meter.update(binarise(p, thr, limit, frame_plane(f.image), verifier, mask_threshold).mask, f.mask)
+        return meter.result()
+
+    base = score(None)
+    sweep = {f"{c:g}": score(float(c)) for c in candidates}
+    allowed = [c for c in candidates if sweep[f"{c:g}"]["detected"] >= base["detected"]
+               and sweep[f"{c:g}"]["iou"] >= base["iou"] - IOU_TOLERANCE and sweep[f"{c:g}"]["fa"] < base["fa"]]
+    chosen = min(allowed, key=lambda c: (sweep[f"{c:g}"]["fa"], c)) if allowed else None
+    entry = {"chosen": chosen, "held_out_without": base, "held_out_sweep": sweep,
+             "rule": f"lowest held-out Fa among mask thresholds keeping held-out Pd and IoU within {IOU_TOLERANCE:g}; "
+                     "none unless Fa falls"}
+    card = dict(loaded.card)
+    card.pop("mask_threshold", None)
+    if chosen is not None:
+        card["mask_threshold"] = float(chosen)
+    card["mask_threshold_calibration"] = entry
+    save_model(model_dir, loaded.name, loaded.model, loaded.config, card)
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--add-member", type=Path, action="append", default=[], metavar="DIR",
                    help="make an ensemble: copy this trained segmenter into the model and average their maps (repeatable)")
+    p.add_argument("--mask-thresholds", metavar="LIST",
+                   help="only choose the hysteresis mask threshold among these comma-separated values (held-out frames)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     set_threads(args.threads)
     try:
+        if args.mask_thresholds:
+            if args.add_member:
+                raise ValueError("--mask-thresholds and --add-member are separate steps")
+            entry = calibrate_mask_threshold(args.model, args.data, [float(v) for v in args.mask_thresholds.split(",")])
+            print(json.dumps(entry, indent=2))
+            return 0
         card = recalibrate(args.model, args.data, members=args.add_member)
     except (CheckpointError, SegDataError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

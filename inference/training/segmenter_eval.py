@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from inference.checkpoints import LoadedModel
-from inference.segmentation import binarise, frame_plane, model_flips, model_max_fraction, model_members, model_threshold, model_verifier, predict_probabilities
+from inference.segmentation import binarise, frame_plane, model_flips, model_max_fraction, model_mask_threshold, model_members, model_threshold, model_verifier, predict_probabilities
 from inference.training.segmenter_data import SegTree, load_frames
 from inference.training.segmenter_metrics import SegmentationMeter
 
@@ -33,14 +33,16 @@ def evaluate_tree(
     limit = model_max_fraction(loaded) if max_fraction is None else (float(max_fraction) or None)
     verifier = model_verifier(loaded) if use_verifier else None
     members = model_members(loaded)
+    shrink = model_mask_threshold(loaded)
     meter = SegmentationMeter()
     t0 = time.monotonic()
     # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
     for f in frames:
         prob = predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0]
-        meter.update(binarise(prob, thr, limit, frame_plane(f.image), verifier).mask, f.mask)
+        meter.update(binarise(prob, thr, limit, frame_plane(f.image), verifier, shrink).mask, f.mask)
     result = meter.result()
-    result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, verifier=verifier is not None, members=len(members), split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
+    result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, verifier=verifier is not None, mask_threshold=shrink,
+                  verifier_log_odds_per_pixel=getattr(verifier, "log_odds_per_pixel", None), members=len(members), split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
                   model=str(loaded.path) if loaded.path else loaded.name)
     return result
 
@@ -56,6 +58,9 @@ def format_table(result: dict[str, Any]) -> str:
         ("Fa (x1e-6)", num(result["fa"], ".2f")),
         ("threshold", f"{result['threshold']:.2f}"),
         ("size limit", "off" if not result.get("max_target_fraction") else f"components over {result['max_target_fraction']:.4%} of a frame dropped"),
+        ("verifier", "off" if not result.get("verifier") else "flat threshold" if result.get("verifier_log_odds_per_pixel") is None
+         else f"pixel-cost rule, log lambda {result['verifier_log_odds_per_pixel']:.3f}"),
+        ("mask threshold", "off" if result.get("mask_threshold") is None else f"{result['mask_threshold']:.2f} (hysteresis)"),
         ("frames", f"{result['images']} ({result['split']})" + (f", {len(result['skipped'])} skipped" if result["skipped"] else "")),
     ]
     width = max(len(r[0]) for r in rows)

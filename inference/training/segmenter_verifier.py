@@ -14,7 +14,16 @@ a verifier trained on the other folds scores each fold's targets, and the thresh
 be dropped). The final verifier is then trained on all fit frames. The held-out frames and val
 are never used to train or choose it; the held-out metrics with and without it go on the card.
 
-    python -m inference.training.segmenter_verifier --model DIR --data SIRST_DIR
+``--size-rule`` replaces the flat threshold by the pixel-cost rule (``segmentation.VerifierRule``:
+keep a component of n pixels iff its score's odds are at least lambda * n). Its one parameter is fixed
+by the same retention: the fold verifiers score the segmenter's own components at its operating
+threshold on their held-out folds (what the application will see, with the pixel counts Fa will
+charge), and log lambda is the ``keep_quantile`` quantile of logit(score) - log(pixels) over the
+components that are targets. ``--refit-rule`` fits only that rule for a model that already has a
+verifier: the fold verifiers are trained again with the card's options and seeds (so they are the
+ones that set its threshold), the final verifier's weights are left as they are.
+
+    python -m inference.training.segmenter_verifier --model DIR --data SIRST_DIR [--size-rule | --refit-rule | --flat-rule]
 """
 from __future__ import annotations
 
@@ -33,8 +42,8 @@ import torch.nn.functional as F
 from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
 from inference.models.target_verifier import NAME, TargetVerifier, TargetVerifierConfig, d4, score_views, views
 from inference.segmentation import (
-    binarise, drop_large_components, frame_plane, model_flips, model_max_fraction, model_members, model_threshold,
-    predict_probabilities,
+    VerifierRule, binarise, drop_large_components, frame_plane, model_flips, model_mask_threshold, model_max_fraction,
+    model_members, model_threshold, model_verifier, predict_probabilities, rejected_by,
 )
 from inference.training.common import Progress, seed_everything, set_threads
 from inference.training.segmenter_data import Frame, SegDataError, SegTree, clutter_points
@@ -87,7 +96,7 @@ def collect(frames: list[Frame], probs: list[np.ndarray], max_fraction: float | 
         groups = ((target_centres(f.mask), 1.0), (false, 0.0), (clutter_centres(f), 0.0))
         for c, label in groups:
             if len(c):
-                xs.append(views(plane, c, config))
+                xs.append(views(plane, c, config, p))
                 ys.append(np.full(len(c), label, np.float32))
                 idx.append(np.full(len(c), i))
     if not xs:
@@ -123,42 +132,158 @@ def fit(x: np.ndarray, y: np.ndarray, config: TargetVerifierConfig, opts: Verifi
     return model.eval()
 
 
+def fold_verifiers(x: np.ndarray, y: np.ndarray, frame_idx: np.ndarray, config: TargetVerifierConfig,
+                   opts: VerifierOptions) -> list[TargetVerifier]:
+    """One verifier per fold of frames (frame index modulo ``opts.folds``), each trained without its fold."""
+    fold = frame_idx % opts.folds
+    return [fit(x[fold != k], y[fold != k], config, opts, opts.seed + k, desc=f"fold {k + 1}/{opts.folds}")
+            for k in range(opts.folds)]
+
+
 def out_of_fold_scores(x: np.ndarray, y: np.ndarray, frame_idx: np.ndarray, config: TargetVerifierConfig,
-                       opts: VerifierOptions) -> np.ndarray:
+                       opts: VerifierOptions, models: list[TargetVerifier] | None = None) -> np.ndarray:
     """Each sample scored by a verifier that never saw its frame (folds by frame)."""
+    models = models or fold_verifiers(x, y, frame_idx, config, opts)
     fold = frame_idx % opts.folds
     out = np.zeros(len(x), np.float32)
-    for k in range(opts.folds):
-        train, test = fold != k, fold == k
-        model = fit(x[train], y[train], config, opts, opts.seed + k, desc=f"fold {k + 1}/{opts.folds}")
-        out[test] = score_views(model, x[test])
+    for k, model in enumerate(models):
+        out[fold == k] = score_views(model, x[fold == k])
     return out
 
 
+@dataclass(frozen=True)
+class OperatingComponents:
+    """The segmenter's components at its operating threshold (size limit applied), as the verifier meets them."""
+
+    frame: np.ndarray  # (n,) index of the frame
+    centres: np.ndarray  # (n, 2) as (y, x)
+    pixels: np.ndarray  # (n,) pixel count: what Fa charges when the component is false
+    target: np.ndarray  # (n,) bool: matches a ground-truth target as Pd counts it
+
+
+def operating_components(frames: list[Frame], probs: list[np.ndarray], threshold: float,
+                         max_fraction: float | None) -> OperatingComponents:
+    rows: list[tuple[np.ndarray, ...]] = []
+    for i, (f, p) in enumerate(zip(frames, probs)):
+        area, cent, matched, _, _ = matched_components(drop_large_components(p > threshold, max_fraction), f.mask)
+        rows.append((np.full(len(area), i), cent[:, ::-1].reshape(-1, 2), area, matched))
+    cols = [np.concatenate(c) for c in zip(*rows)] if rows else [np.zeros(0, int), np.zeros((0, 2)), np.zeros(0, int), np.zeros(0, bool)]
+    return OperatingComponents(*cols)
+
+
+def score_components(comps: OperatingComponents, frames: list[Frame], probs: list[np.ndarray],
+                     models: list[TargetVerifier]) -> np.ndarray:
+    """Scores of ``comps``; with several models (the fold verifiers), frame i is scored by model i % len(models)."""
+    out = np.zeros(len(comps.pixels), np.float32)
+    for i, (f, p) in enumerate(zip(frames, probs)):
+        sel = comps.frame == i
+        if sel.any():
+            model = models[i % len(models)]
+            out[sel] = score_views(model, views(frame_plane(f.image), comps.centres[sel], model.config, p))
+    return out
+
+
+def fit_size_rule(scores: np.ndarray, pixels: np.ndarray, target: np.ndarray, keep_quantile: float) -> float:
+    """log lambda: the ``keep_quantile`` quantile of logit(score) - log(pixels) over the target components."""
+    if not target.any():
+        raise ValueError("no target component at the operating threshold to fit the size rule on")
+    s = np.clip(np.asarray(scores, np.float64), 1e-12, 1 - 1e-12)
+    margin = np.log(s) - np.log1p(-s) - np.log(np.maximum(pixels, 1))
+    return float(np.quantile(margin[target], keep_quantile))
+
+
+def rule_summary(scores: np.ndarray, comps: OperatingComponents, threshold: float,
+                 log_odds_per_pixel: float | None) -> dict[str, Any]:
+    """What a rule keeps of the targets and drops of the non-target components and of their pixels."""
+    rejected = rejected_by(scores, comps.pixels, threshold, log_odds_per_pixel)
+    t, nt = comps.target, ~comps.target
+    false_pixels = int(comps.pixels[nt].sum())
+    return {
+        "targets_kept": float(np.mean(~rejected[t])) if t.any() else None,
+        "targets_lost": int(rejected[t].sum()),
+        "non_targets_dropped": float(np.mean(rejected[nt])) if nt.any() else None,
+        "non_target_pixels_dropped": float(comps.pixels[nt & rejected].sum() / false_pixels) if false_pixels else None,
+    }
+
+
 def held_out_metrics(loaded: LoadedModel, held: list[Frame], probs: list[np.ndarray],
-                     verifier: TargetVerifier | None, threshold: float) -> dict[str, Any]:
-    """Held-out metrics at the card's threshold and size limit, with or without ``verifier``."""
+                     rule: VerifierRule | None) -> dict[str, Any]:
+    """Held-out metrics at the card's threshold and size limit, with or without the verifier ``rule``."""
     meter = SegmentationMeter()
-    pair = (verifier, threshold) if verifier is not None else None
     for f, p in zip(held, probs):
-        meter.update(binarise(p, model_threshold(loaded), model_max_fraction(loaded), frame_plane(f.image), pair).mask, f.mask)
+        meter.update(binarise(p, model_threshold(loaded), model_max_fraction(loaded), frame_plane(f.image), rule,
+                              model_mask_threshold(loaded)).mask, f.mask)
     return meter.result()
 
 
-def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = VerifierOptions(),
-                   config: TargetVerifierConfig = TargetVerifierConfig(), device: str = "cpu") -> dict[str, Any]:
-    """Train the verifier of the segmenter in ``model_dir`` and store it there; returns the card's ``verifier`` entry."""
-    loaded = load_model(model_dir, family="segmenter")
+@dataclass
+class _Stage:
+    """The fit frames' maps and samples, the fold verifiers and their out-of-fold scores."""
+
+    fit_frames: list[Frame]
+    fit_probs: list[np.ndarray]
+    held: list[Frame]
+    held_probs: list[np.ndarray]
+    x: np.ndarray
+    y: np.ndarray
+    frame_idx: np.ndarray
+    models: list[TargetVerifier]
+    oof: np.ndarray
+
+
+def _stage(loaded: LoadedModel, data: Path, config: TargetVerifierConfig, opts: VerifierOptions, device: str) -> _Stage:
     fit_frames, held, _ = training_frames(SegTree.open(data), loaded.config.in_chans)
     if not fit_frames:
         raise ValueError(f"{data}: no usable training frames")
-    t0 = time.monotonic()
-    flips = model_flips(loaded)
-    fit_probs = predict_probabilities(model_members(loaded), [f.image for f in fit_frames], device, standardised=True, flips=flips)
+    members, flips = model_members(loaded), model_flips(loaded)
+    fit_probs = predict_probabilities(members, [f.image for f in fit_frames], device, standardised=True, flips=flips)
+    held_probs = predict_probabilities(members, [f.image for f in held], device, standardised=True, flips=flips) if held else []
     x, y, frame_idx = collect(fit_frames, fit_probs, model_max_fraction(loaded), config)
-    oof = out_of_fold_scores(x, y, frame_idx, config, opts)
+    models = fold_verifiers(x, y, frame_idx, config, opts)
+    return _Stage(fit_frames, fit_probs, held, held_probs, x, y, frame_idx, models,
+                  out_of_fold_scores(x, y, frame_idx, config, opts, models))
+
+
+def size_rule_entry(loaded: LoadedModel, st: _Stage, verifier: TargetVerifier, threshold: float,
+                    keep_quantile: float) -> dict[str, Any]:
+    """Fit the pixel-cost rule out of fold on the fit frames; check it on the held-out frames with ``verifier``."""
+    thr, limit = model_threshold(loaded), model_max_fraction(loaded)
+    comps = operating_components(st.fit_frames, st.fit_probs, thr, limit)
+    scores = score_components(comps, st.fit_frames, st.fit_probs, st.models)
+    log_odds = fit_size_rule(scores, comps.pixels, comps.target, keep_quantile)
+    entry: dict[str, Any] = {
+        "log_odds_per_pixel": log_odds,
+        "rule": f"a component of n pixels is kept iff the verifier's odds s/(1-s) >= exp({log_odds:.4f}) * n; "
+                f"log lambda is the {keep_quantile:g} quantile of logit(s) - log(n) over out-of-fold target components "
+                f"at the segmenter's threshold {thr:g} (fit frames only); replaces the flat threshold",
+        "out_of_fold": {
+            "components": {"targets": int(comps.target.sum()), "non_targets": int((~comps.target).sum()),
+                           "non_target_pixels": int(comps.pixels[~comps.target].sum())},
+            "size_rule": rule_summary(scores, comps, threshold, log_odds),
+            "flat_threshold": rule_summary(scores, comps, threshold, None),
+        },
+    }
+    if st.held:
+        hc = operating_components(st.held, st.held_probs, thr, limit)
+        hs = score_components(hc, st.held, st.held_probs, [verifier])
+        entry["held_out_components"] = {
+            "targets": int(hc.target.sum()), "non_targets": int((~hc.target).sum()),
+            "non_target_pixels": int(hc.pixels[~hc.target].sum()),
+            "size_rule": rule_summary(hs, hc, threshold, log_odds), "flat_threshold": rule_summary(hs, hc, threshold, None)}
+        entry["held_out_with"] = held_out_metrics(loaded, st.held, st.held_probs, VerifierRule(verifier, threshold, log_odds))
+    return entry
+
+
+def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = VerifierOptions(),
+                   config: TargetVerifierConfig = TargetVerifierConfig(), device: str = "cpu",
+                   size_rule: bool = False) -> dict[str, Any]:
+    """Train the verifier of the segmenter in ``model_dir`` and store it there; returns the card's ``verifier`` entry."""
+    loaded = load_model(model_dir, family="segmenter")
+    t0 = time.monotonic()
+    st = _stage(loaded, data, config, opts, device)
+    y, oof = st.y, st.oof
     threshold = float(np.quantile(oof[y == 1], opts.keep_quantile))
-    verifier = fit(x, y, config, opts, opts.seed + 100, desc="final verifier")
+    verifier = fit(st.x, y, config, opts, opts.seed + 100, desc="final verifier")
     entry: dict[str, Any] = {
         "dir": PART,
         "threshold": threshold,
@@ -169,10 +294,11 @@ def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = Verifier
                         "non_targets_dropped": float(np.mean(oof[y == 0] < threshold))},
         "options": {k: v for k, v in opts.__dict__.items() if k != "quiet"},
     }
-    if held:
-        held_probs = predict_probabilities(model_members(loaded), [f.image for f in held], device, standardised=True, flips=flips)
-        entry["held_out_without"] = held_out_metrics(loaded, held, held_probs, None, threshold)
-        entry["held_out_with"] = held_out_metrics(loaded, held, held_probs, verifier, threshold)
+    if st.held:
+        entry["held_out_without"] = held_out_metrics(loaded, st.held, st.held_probs, None)
+        entry["held_out_with"] = held_out_metrics(loaded, st.held, st.held_probs, VerifierRule(verifier, threshold))
+    if size_rule:
+        entry["size_rule"] = size_rule_entry(loaded, st, verifier, threshold, opts.keep_quantile)
     entry["seconds"] = round(time.monotonic() - t0, 1)
     save_model(Path(model_dir) / PART, NAME, verifier, config, {
         "model": NAME, "family": "segmenter", "task": "second stage of the segmenter: accept or reject each predicted component",
@@ -181,6 +307,46 @@ def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = Verifier
     card = dict(loaded.card)
     card["verifier"] = entry
     card["parts"] = {**card.get("parts", {}), "verifier": PART}
+    save_model(model_dir, loaded.name, loaded.model, loaded.config, card)
+    return entry
+
+
+def refit_size_rule(model_dir: Path, data: Path, device: str = "cpu", quiet: bool = False) -> dict[str, Any]:
+    """Fit (or fit again) only the pixel-cost rule of a model that has a verifier; its weights stay as they are.
+
+    The fold verifiers are retrained with the options and seeds on the card, so on the same machine
+    they are the ones that set the card's threshold (``flat_threshold_recomputed`` says whether).
+    """
+    loaded = load_model(model_dir, family="segmenter")
+    current = model_verifier(loaded)
+    if current is None:
+        raise ValueError(f"{model_dir}: the model has no target verifier to fit a rule for (train one first)")
+    entry = dict(loaded.card["verifier"])
+    saved = {k: v for k, v in (entry.get("options") or {}).items() if k in VerifierOptions.__dataclass_fields__}
+    opts = VerifierOptions(**{**saved, "quiet": quiet})
+    t0 = time.monotonic()
+    st = _stage(loaded, data, current.model.config, opts, device)
+    rule = size_rule_entry(loaded, st, current.model, current.threshold, opts.keep_quantile)
+    rule["flat_threshold_recomputed"] = float(np.quantile(st.oof[st.y == 1], opts.keep_quantile))
+    rule["command"] = "python -m inference.training.segmenter_verifier --refit-rule"
+    rule["seconds"] = round(time.monotonic() - t0, 1)
+    entry["size_rule"] = rule
+    card = dict(loaded.card)
+    card["verifier"] = entry
+    save_model(model_dir, loaded.name, loaded.model, loaded.config, card)
+    return entry
+
+
+def remove_size_rule(model_dir: Path) -> dict[str, Any]:
+    """Go back to the verifier's flat threshold: the card's ``size_rule`` is removed (kept under ``removed_size_rule``)."""
+    loaded = load_model(model_dir, family="segmenter")
+    if model_verifier(loaded) is None:
+        raise ValueError(f"{model_dir}: the model has no target verifier")
+    entry = dict(loaded.card["verifier"])
+    if "size_rule" in entry:
+        entry["removed_size_rule"] = entry.pop("size_rule")
+    card = dict(loaded.card)
+    card["verifier"] = entry
     save_model(model_dir, loaded.name, loaded.model, loaded.config, card)
     return entry
 
@@ -194,6 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-quantile", type=float, default=VerifierOptions.keep_quantile,
                    help="share of out-of-fold targets the threshold may drop (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--map-channel", action="store_true",
+                   help="the verifier also reads the segmenter's probability map around each component")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--size-rule", action="store_true",
+                      help="decide by the pixel-cost rule (odds >= lambda * pixels) instead of a flat threshold")
+    rule.add_argument("--refit-rule", action="store_true",
+                      help="only fit the pixel-cost rule of the model's existing verifier (its weights stay)")
+    rule.add_argument("--flat-rule", action="store_true",
+                      help="only remove the pixel-cost rule from the card: the verifier's flat threshold decides again")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -203,7 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     opts = VerifierOptions(steps=args.steps, folds=args.folds, keep_quantile=args.keep_quantile, seed=args.seed, quiet=args.quiet)
     try:
-        entry = train_verifier(args.model, args.data, opts)
+        if args.refit_rule:
+            entry = refit_size_rule(args.model, args.data, quiet=args.quiet)
+        elif args.flat_rule:
+            entry = remove_size_rule(args.model)
+        else:
+            entry = train_verifier(args.model, args.data, opts, TargetVerifierConfig(map_channel=args.map_channel),
+                                   size_rule=args.size_rule)
     except (CheckpointError, SegDataError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import numpy as np
 from inference.bundled import bundled_model_dir
 from inference.checkpoints import load_model
 from inference.imageio import read_image, read_mask
-from inference.segmentation import model_members, model_verifier, predict_masks
+from inference.segmentation import model_mask_threshold, model_members, model_threshold, model_verifier, predict_masks
 from inference.training.segmenter_metrics import evaluate_masks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +26,8 @@ def test_bundled_segmenter_card_and_size():
     assert len(model_members(loaded)) == 1 + len(loaded.card.get("ensemble", []))
     if "verifier" in loaded.card:
         assert model_verifier(loaded) is not None
+    if "mask_threshold" in loaded.card:  # hysteresis (session 4): drawn stricter than found
+        assert model_mask_threshold(loaded) > model_threshold(loaded)
 
 
 def test_bundled_segmenter_detects_the_sample_targets():

@@ -194,3 +194,132 @@ def test_train_segmenter_with_verifier_flag_ends_with_a_verifier(tmp_path):
                  "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1", "--verifier", "--verifier-steps", "5"]) == 0
     loaded = load_model(out / "final", family="segmenter")
     assert "verifier" in loaded.parts and loaded.card["verifier"]["options"]["steps"] == 5
+
+
+# The pixel-cost rule (issue #5, session 4): keep a component of n pixels iff odds(score) >= lambda * n.
+
+def test_the_size_rule_keeps_a_small_component_and_rejects_a_large_one_scored_higher():
+    scores, pixels = np.array([0.7, 0.8, 0.999]), np.array([2, 200, 200])
+    # lambda = 0.5: the bars are odds 1 (2 px) and 100 (200 px); the odds are 2.3, 4 and 999
+    assert segmentation.rejected_by(scores, pixels, 0.5, float(np.log(0.5))).tolist() == [False, True, False]
+    # no flat threshold does the same: whatever rejects the 0.8 one also rejects the 0.7 one
+    for thr in np.linspace(0, 1, 101):
+        assert segmentation.rejected_by(scores, pixels, thr).tolist() != [False, True, False]
+
+
+def test_drop_rejected_with_the_size_rule_charges_by_pixels():
+    mask = np.zeros((40, 40), bool)
+    mask[3:5, 3:5] = True  # 4 px
+    mask[20:26, 20:25] = True  # 30 px
+    plane = np.zeros((40, 40), np.float32)
+    v = _verifier_with_bias(2.0)  # every component scores sigmoid(2): odds e^2 = 7.4
+    small = np.zeros_like(mask)
+    small[3:5, 3:5] = True
+    assert np.array_equal(segmentation.drop_rejected(mask, plane, v, 0.5, 0.0), small)  # lambda 1: 7.4 >= 4, < 30
+    assert np.array_equal(segmentation.drop_rejected(mask, plane, v, 0.5), mask)  # the flat threshold keeps both
+    rule = segmentation.VerifierRule(v, 0.5, 0.0)
+    assert np.array_equal(segmentation.binarise(mask.astype(np.float32), 0.5, None, plane, rule).mask, small)
+
+
+def test_fit_size_rule_is_the_quantile_of_the_target_margins():
+    from inference.training.segmenter_verifier import OperatingComponents, fit_size_rule, rule_summary
+
+    scores = np.array([0.5, 0.9, 0.99, 0.2, 0.95], np.float32)
+    pixels = np.array([1, 9, 99, 50, 400])
+    target = np.array([True, True, True, False, False])
+    margins = np.log(scores[:3].astype(np.float64) / (1 - scores[:3])) - np.log(pixels[:3])
+    assert fit_size_rule(scores, pixels, target, 0.0) == pytest.approx(margins.min())
+    assert fit_size_rule(scores, pixels, target, 0.5) == pytest.approx(np.median(margins))
+    comps = OperatingComponents(np.zeros(5, int), np.zeros((5, 2)), pixels, target)
+    s = rule_summary(scores, comps, 0.1, fit_size_rule(scores, pixels, target, 0.0))
+    assert s["targets_kept"] == 1.0 and s["targets_lost"] == 0
+    assert s["non_targets_dropped"] == 1.0 and s["non_target_pixels_dropped"] == 1.0  # odds 0.25 < 50 λ, 19 < 400 λ
+    assert rule_summary(scores, comps, 0.1, None)["non_target_pixels_dropped"] == 0.0  # the flat 0.1 keeps both
+    with pytest.raises(ValueError, match="no target"):
+        fit_size_rule(scores, pixels, np.zeros(5, bool), 0.01)
+
+
+def test_cards_without_the_rule_behave_as_before_and_broken_rules_are_checkpoint_errors(tmp_path):
+    d = _segmenter_with_verifier(tmp_path / "m", bias=0.0)
+    rule = segmentation.model_verifier(load_model(d, family="segmenter"))
+    assert rule.log_odds_per_pixel is None and rule.threshold == 0.5
+    card = json.loads((d / "card.json").read_text())
+    for broken in ("x", {}, {"log_odds_per_pixel": "1"}, {"log_odds_per_pixel": True}, {"log_odds_per_pixel": None},
+                   {"log_odds_per_pixel": float("nan")}):
+        (d / "card.json").write_text(json.dumps({**card, "verifier": {**card["verifier"], "size_rule": broken}}))
+        with pytest.raises(CheckpointError, match="size_rule"):
+            segmentation.predict_masks(load_model(d, family="segmenter"), [np.zeros((20, 20), np.float32)])
+    (d / "card.json").write_text(json.dumps({**card, "verifier": {**card["verifier"], "size_rule": {"log_odds_per_pixel": -1.5}}}))
+    assert segmentation.model_verifier(load_model(d, family="segmenter")).log_odds_per_pixel == -1.5
+
+
+def _bright_map(models, images, device=None, standardised=False, flips=False):
+    """A stand-in segmenter for the tiny tree: the bright pixels (targets and clutter blobs) light up."""
+    return [(f[0] > f[0].mean() + 2 * f[0].std()).astype(np.float32) for f in images]
+
+
+def test_refit_rule_adds_the_size_rule_without_touching_the_verifier_and_evaluate_uses_it(tmp_path, capsys, monkeypatch):
+    from app.cli import main as cli
+    from inference.training import segmenter_verifier
+    from inference.training.segmenter_verifier import main
+
+    monkeypatch.setattr(segmenter_verifier, "predict_probabilities", _bright_map)
+
+    root = clutter_tree(tmp_path / "d")
+    torch.manual_seed(0)
+    seg = MiMISTD(preset("test_tiny"))
+    model_dir = save_model(tmp_path / "m", SEG_NAME, seg, seg.config, {"family": "segmenter", "threshold": 0.5})
+    assert main(["--model", str(model_dir), "--data", str(root), "--refit-rule", "--quiet"]) == 2  # no verifier yet
+    assert "no target verifier" in capsys.readouterr().err
+    train_verifier(model_dir, root, VerifierOptions(steps=10, batch_size=16, folds=2, quiet=True), SMALL)
+    before = load_model(model_dir, family="segmenter")
+    weights = {k: v.clone() for k, v in before.parts["verifier"].model.state_dict().items()}
+    assert main(["--model", str(model_dir), "--data", str(root), "--refit-rule", "--quiet", "--threads", "1"]) == 0
+    after = load_model(model_dir, family="segmenter")
+    rule = after.card["verifier"]["size_rule"]
+    assert np.isfinite(rule["log_odds_per_pixel"]) and rule["out_of_fold"]["components"]["targets"] > 0
+    assert rule["flat_threshold_recomputed"] == pytest.approx(before.card["verifier"]["threshold"])  # same folds again
+    assert segmentation.model_verifier(after).log_odds_per_pixel == rule["log_odds_per_pixel"]
+    assert all(torch.equal(after.parts["verifier"].model.state_dict()[k], v) for k, v in weights.items())
+    assert {k: v for k, v in after.card["verifier"].items() if k != "size_rule"} == before.card["verifier"]
+    out = tmp_path / "r.json"
+    assert cli(["evaluate", "segmenter", "--data", str(root), "--model", str(model_dir), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["verifier_log_odds_per_pixel"] == rule["log_odds_per_pixel"]
+    assert main(["--model", str(model_dir), "--data", str(root), "--flat-rule"]) == 0  # back to the flat threshold
+    flat = load_model(model_dir, family="segmenter")
+    assert segmentation.model_verifier(flat).log_odds_per_pixel is None and flat.card["verifier"]["removed_size_rule"] == rule
+
+
+def test_a_map_channel_verifier_reads_the_probability_map_in_the_same_two_views():
+    frame = np.arange(30 * 40, dtype=np.float32).reshape(30, 40)
+    prob = np.random.default_rng(0).random((30, 40)).astype(np.float32)
+    config = TargetVerifierConfig(patch=16, context=2, widths=(8, 16), map_channel=True)
+    v = views(frame, np.array([[10.0, 20.0]]), config, prob)
+    assert v.shape == (1, 4, 16, 16) and config.in_chans == 4
+    assert np.array_equal(v[0, :2], views(frame, np.array([[10.0, 20.0]]), SMALL)[0])
+    assert np.array_equal(v[0, 2], prob[2:18, 12:28])
+    with pytest.raises(ValueError, match="probability map"):
+        views(frame, np.array([[10.0, 20.0]]), config)
+    model = TargetVerifier(config)
+    assert model(torch.from_numpy(v)).shape == (1,)
+    mask = np.zeros((30, 40), bool)
+    mask[9:12, 19:22] = True
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(-5.0)
+    assert not segmentation.binarise(mask.astype(np.float32), 0.5, None, frame, (model, 0.5)).mask.any()
+
+
+def test_training_a_map_channel_verifier_with_the_size_rule(tmp_path, monkeypatch):
+    from inference.training import segmenter_verifier
+
+    monkeypatch.setattr(segmenter_verifier, "predict_probabilities", _bright_map)
+    root = clutter_tree(tmp_path / "d")
+    seg = MiMISTD(preset("test_tiny"))
+    model_dir = save_model(tmp_path / "m", SEG_NAME, seg, seg.config, {"family": "segmenter", "threshold": 0.5})
+    config = TargetVerifierConfig(patch=16, context=2, widths=(8, 16), map_channel=True)
+    entry = train_verifier(model_dir, root, VerifierOptions(steps=5, batch_size=16, folds=2, quiet=True), config, size_rule=True)
+    loaded = load_model(model_dir, family="segmenter")
+    assert loaded.parts["verifier"].config.map_channel and loaded.card["verifier"]["size_rule"] == entry["size_rule"]
+    assert segmentation.model_verifier(loaded).log_odds_per_pixel == entry["size_rule"]["log_odds_per_pixel"]
+    assert len(segmentation.predict_masks(loaded, [np.random.default_rng(0).random((33, 41), dtype=np.float32)])) == 1
