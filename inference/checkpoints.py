@@ -62,8 +62,13 @@ def save_model(directory: str | os.PathLike, name: str, model: nn.Module, config
     meta = {"format": FORMAT_VERSION, "model": name, "family": registry.spec(name).family, "config": _config_dict(config)}
     _atomic_write_text(out / CONFIG, json.dumps(meta, indent=2, sort_keys=True))
     if card is not None:
-        _atomic_write_text(out / CARD, json.dumps(card, indent=2, sort_keys=True, default=str))
+        save_card(out, card)
     return out
+
+
+def save_card(directory: str | os.PathLike, card: dict) -> None:
+    """Rewrite only a model directory's card.json (e.g. test figures recorded after a later step)."""
+    _atomic_write_text(Path(directory) / CARD, json.dumps(card, indent=2, sort_keys=True, default=str))
 
 
 def read_json(path: Path) -> dict[str, Any]:

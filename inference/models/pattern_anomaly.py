@@ -37,6 +37,11 @@ Choices the paper leaves open, and ours:
   good training images; each test token's distance to its nearest bank rows is a second map,
   standardised like the first and fused with it (``bank_fusion``). It catches large defects
   whose context is anomalous too, where the prediction follows the context (see memory_bank.py).
+- Optional appearance-statistics term (``stats_fusion`` other than "none", added after
+  training by ``inference.training.anomaly_stats``): the pixel-Gaussian baseline's per-position
+  statistics of blurred colour and local contrast over the fit images (anomaly_maps.py),
+  standardised like the other terms and fused last. On aligned parts it outlines the whole
+  extent of large structural defects that the learned terms light only in part.
 """
 from __future__ import annotations
 
@@ -49,11 +54,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ssm import SS2D
+from .anomaly_maps import (appearance_deviation, appearance_features, fit_appearance, gaussian_smooth,
+                           leave_one_out_deviation, set_position_statistics)
 from .memory_bank import knn_distance, weighted
 from .registry import register
 
 MIXERS = ("attention", "ss2d")
 FUSIONS = ("sum", "max", "bank")
+STATS_FUSIONS = ("none", "sum", "max", "stats")
+STATS_BUFFERS = ("stats_mean", "stats_std", "stats_map_mean", "stats_map_std")
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,22 @@ class PatternAnomalyConfig:
     bank_position: float = 0.0
     bank_weight: float = 1.0
     bank_fusion: str = "sum"
+    # Appearance-statistics term ("none" = no term): fused with the map above as "sum"
+    # map + w*zs, "max" max(map, w*zs), or "stats" zs alone. Features and std floor as the
+    # pixel-Gaussian baseline's (anomaly_maps.py).
+    stats_fusion: str = "none"
+    stats_weight: float = 1.0
+    stats_blur: float = 1.0
+    stats_window: int = 5
+    stats_floor: float = 0.02
 
     def __post_init__(self) -> None:
+        if self.stats_fusion not in STATS_FUSIONS or self.stats_weight < 0:
+            raise ValueError(f"stats_fusion must be one of {STATS_FUSIONS} with stats_weight >= 0, got "
+                             f"{self.stats_fusion!r}, {self.stats_weight}")
+        if self.stats_window < 1 or self.stats_window % 2 == 0 or self.stats_blur < 0 or self.stats_floor <= 0:
+            raise ValueError(f"stats_window must be odd, stats_blur >= 0 and stats_floor > 0, got "
+                             f"{self.stats_window}, {self.stats_blur}, {self.stats_floor}")
         if self.bank_size < 0 or (self.bank_size and not 1 <= self.bank_k <= self.bank_size):
             raise ValueError(f"bank_size must be >= 0 and bank_k in [1, bank_size], got {self.bank_size}, {self.bank_k}")
         if self.bank_fusion not in FUSIONS or self.bank_weight < 0 or self.bank_position < 0:
@@ -236,6 +259,13 @@ class PatternAnomaly(nn.Module):
             self.register_buffer("memory_bank", torch.zeros(cfg.bank_size, d + 2))
             self.register_buffer("bank_map_mean", torch.zeros(cfg.image_size, cfg.image_size))
             self.register_buffer("bank_map_std", torch.ones(cfg.image_size, cfg.image_size))
+        if cfg.stats_fusion != "none":
+            # Appearance features' per-position mean/std over the fit images, and the stats map's.
+            nf, s = 2 * cfg.in_channels, cfg.image_size
+            self.register_buffer("stats_mean", torch.zeros(nf, s, s))
+            self.register_buffer("stats_std", torch.ones(nf, s, s))
+            self.register_buffer("stats_map_mean", torch.zeros(s, s))
+            self.register_buffer("stats_map_std", torch.ones(s, s))
 
     # ---- geometry -------------------------------------------------------------------------
     def cell_grid(self, x: torch.Tensor, oy: int, ox: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,8 +365,21 @@ class PatternAnomaly(nn.Module):
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images (b, c, s, s) -> anomaly maps (b, s, s), per-position standardised.
 
-        With a memory bank the bank map (standardised the same way) is fused in.
+        With a memory bank the bank map (standardised the same way) is fused in, then the
+        appearance-statistics map when the model carries one.
         """
+        cfg = self.config
+        if cfg.stats_fusion == "stats":
+            return self.stats_map(x)
+        base = self.pattern_map(x)
+        if cfg.stats_fusion == "none":
+            return base
+        zs = cfg.stats_weight * self.stats_map(x)
+        return base + zs if cfg.stats_fusion == "sum" else torch.maximum(base, zs)
+
+    @torch.no_grad()
+    def pattern_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The prediction map, fused with the memory-bank map as configured (no statistics term)."""
         cfg = self.config
         if cfg.bank_size and cfg.bank_fusion == "bank":
             return self.bank_map(x)
@@ -359,6 +402,37 @@ class PatternAnomaly(nn.Module):
         return (raw - self.bank_map_mean) / self.bank_map_std if self.config.normalise_map else raw
 
     @torch.no_grad()
+    def stats_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The appearance-statistics term alone (per-position standardised when configured)."""
+        raw = self.raw_stats_map(x)
+        return (raw - self.stats_map_mean) / self.stats_map_std if self.config.normalise_map else raw
+
+    @torch.no_grad()
+    def raw_stats_map(self, x: torch.Tensor) -> torch.Tensor:
+        """RMS z-score of blurred colour and local contrast against the fit images, smoothed (b, s, s):
+        the pixel-Gaussian baseline's map."""
+        cfg = self.config
+        if cfg.stats_fusion == "none":
+            raise RuntimeError("this model has no appearance-statistics term (stats_fusion 'none')")
+        dev = appearance_deviation(appearance_features(x, cfg.stats_blur, cfg.stats_window), self.stats_mean, self.stats_std)
+        return gaussian_smooth(dev, cfg.smoothing_sigma)
+
+    @torch.no_grad()
+    def fit_stats_statistics(self, images: torch.Tensor, map_images: int) -> None:
+        """Fit the appearance statistics on normalised good images (n, c, s, s), and the stats
+        map's per-position statistics on the first ``map_images`` of them, each scored against
+        the other images' statistics (as the bank map leaves out each image's own rows)."""
+        cfg = self.config
+        if cfg.stats_fusion == "none":
+            raise RuntimeError("this model has no appearance-statistics term (stats_fusion 'none')")
+        feats = appearance_features(images, cfg.stats_blur, cfg.stats_window)
+        mean, std = fit_appearance(feats, cfg.stats_floor)
+        self.stats_mean.copy_(mean)
+        self.stats_std.copy_(std)
+        maps = gaussian_smooth(leave_one_out_deviation(feats, cfg.stats_floor, map_images), cfg.smoothing_sigma)
+        set_position_statistics(maps, self.stats_map_mean, self.stats_map_std)
+
+    @torch.no_grad()
     def fit_map_statistics(self, batches) -> None:
         """Standardise the map per position with its mean/std over good images.
 
@@ -367,7 +441,7 @@ class PatternAnomaly(nn.Module):
         false alarms. The std is floored by a tenth of the global std so flat regions do not
         turn tiny fluctuations into alarms. Textures give near-constant statistics (no effect).
         """
-        _set_statistics(torch.cat([self.raw_anomaly_map(b) for b in batches]), self.map_mean, self.map_std)
+        set_position_statistics(torch.cat([self.raw_anomaly_map(b) for b in batches]), self.map_mean, self.map_std)
 
     @torch.no_grad()
     def fit_bank_statistics(self, batches, bank_ids: torch.Tensor) -> None:
@@ -378,7 +452,7 @@ class PatternAnomaly(nn.Module):
         training images would match themselves and the statistics would be those of distance 0).
         """
         maps = torch.cat([self.raw_bank_map(x, ids, bank_ids) for x, ids in batches])
-        _set_statistics(maps, self.bank_map_mean, self.bank_map_std)
+        set_position_statistics(maps, self.bank_map_mean, self.bank_map_std)
 
     @torch.no_grad()
     def token_features(self, x: torch.Tensor, oy: int = 0, ox: int = 0) -> torch.Tensor:
@@ -479,13 +553,6 @@ class PatternAnomaly(nn.Module):
         return maps.flatten(1).amax(1)
 
 
-def _set_statistics(maps: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> None:
-    """Per-position mean and floored std of good-image maps (n, s, s), written in place."""
-    sd = maps.std(0, unbiased=maps.shape[0] > 1) if maps.shape[0] > 1 else torch.zeros_like(maps[0])
-    mean.copy_(maps.mean(0))
-    std.copy_(sd + 0.1 * maps.std() + 1e-3)
-
-
 def with_memory_bank(model: PatternAnomaly, bank: torch.Tensor, **settings) -> PatternAnomaly:
     """A copy of ``model`` carrying ``bank`` (rows [unit feature | y, x]) and bank ``settings``
     (config fields ``bank_k``, ``bank_position``, ``bank_weight``, ``bank_fusion``).
@@ -502,19 +569,17 @@ def with_memory_bank(model: PatternAnomaly, bank: torch.Tensor, **settings) -> P
     return out.eval()
 
 
-def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (b, h, w) maps with reflect borders."""
-    if sigma <= 0:
-        return maps
-    r = max(1, int(math.ceil(3 * sigma)))
-    r = min(r, min(maps.shape[-2:]) - 1)
-    k = torch.arange(-r, r + 1, dtype=maps.dtype, device=maps.device)
-    k = torch.exp(-0.5 * (k / sigma) ** 2)
-    k = k / k.sum()
-    x = maps[:, None]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
-    return x[:, 0]
+def with_appearance_stats(model: PatternAnomaly, **settings) -> PatternAnomaly:
+    """A copy of ``model`` with the appearance-statistics term (config fields ``stats_fusion``,
+    ``stats_weight``, ...; ``stats_fusion`` "none" drops it). Statistics a copy gains start
+    neutral: call ``fit_stats_statistics``; a copy that keeps the term keeps them."""
+    cfg = replace(model.config, **settings)
+    out = PatternAnomaly(cfg).to(model.map_mean.device)
+    own = out.state_dict()
+    missing, unexpected = out.load_state_dict({k: v for k, v in model.state_dict().items() if k in own}, strict=False)
+    if set(missing) - set(STATS_BUFFERS):
+        raise RuntimeError(f"model does not match its config (missing {missing})")
+    return out.eval()
 
 
 def load_pretrained_backbone(model: PatternAnomaly, path: str | Path) -> dict[str, int]:

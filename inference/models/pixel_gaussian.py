@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .pattern_anomaly import gaussian_smooth
+from .anomaly_maps import appearance_deviation, appearance_features, fit_appearance, gaussian_smooth
 from .registry import register
 
 
@@ -58,26 +57,18 @@ class PixelGaussian(nn.Module):
         self.temperature = nn.Parameter(torch.ones(()))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        b, c, h, w = x.shape
-        blurred = gaussian_smooth(x.reshape(b * c, h, w), cfg.blur_sigma).view(b, c, h, w)
-        k, r = cfg.contrast_window, cfg.contrast_window // 2
-        padded = F.pad(x, (r, r, r, r), mode="reflect")
-        mu = F.avg_pool2d(padded, k, stride=1)
-        var = (F.avg_pool2d(padded * padded, k, stride=1) - mu * mu).clamp(min=0)
-        return torch.cat([blurred, var.sqrt()], dim=1)
+        return appearance_features(x, self.config.blur_sigma, self.config.contrast_window)
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor) -> None:
         """Estimate per-position statistics from normalised good images (n, c, s, s)."""
-        f = self.features(images)
-        self.feat_mean.copy_(f.mean(0))
-        self.feat_std.copy_(f.std(0, unbiased=images.shape[0] > 1).clamp(min=self.config.std_floor))
+        mean, std = fit_appearance(self.features(images), self.config.std_floor)
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std)
 
     @torch.no_grad()
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
-        z = (self.features(x) - self.feat_mean) / self.feat_std
-        m = z.pow(2).mean(1).sqrt() * self.temperature
+        m = appearance_deviation(self.features(x), self.feat_mean, self.feat_std) * self.temperature
         return gaussian_smooth(m, self.config.smoothing_sigma)
 
     @torch.no_grad()

@@ -88,20 +88,21 @@ def validation_set(held: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarra
     return out
 
 
-def _maps(fn: Callable[[torch.Tensor], torch.Tensor], model: PatternAnomaly, images: np.ndarray,
-          device: torch.device) -> torch.Tensor:
+def validation_maps(fn: Callable[[torch.Tensor], torch.Tensor], model: PatternAnomaly, images: np.ndarray,
+                    device: torch.device) -> torch.Tensor:
     return torch.cat([fn(normalise_batch(model, images[i:i + BATCH], device)).cpu() for i in range(0, len(images), BATCH)])
 
 
-def _fuse(z: torch.Tensor, zb: torch.Tensor, fusion: str, weight: float) -> torch.Tensor:
+def fuse(z: torch.Tensor, zb: torch.Tensor, fusion: str, weight: float) -> torch.Tensor:
+    """A map ``z`` with a second term ``zb``: "none" z, "bank"/"stats" zb alone, "sum" z + w*zb, "max"."""
     if fusion == "none":
         return z
-    if fusion == "bank":
+    if fusion in ("bank", "stats"):
         return zb
     return z + weight * zb if fusion == "sum" else torch.maximum(z, weight * zb)
 
 
-def _score_maps(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray]) -> dict[str, float]:
+def score_validation(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray]) -> dict[str, float]:
     """Validation pixel AUROC per defect size (pooled with the good images) and image AUROC (good vs all)."""
     good = [m.numpy() for m in maps["good"]]
     res = {}
@@ -130,8 +131,8 @@ def choose(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, opts: BankO
     log(f"bank: {len(rows)} candidate rows from {seen} tokens of {len(fit)} images ({time.monotonic() - t0:.0f} s)")
     val = validation_set(held, opts.seed)
     masks = {k: v[1] for k, v in val.items()}
-    zmaps = {k: _maps(model.prediction_map, model, v[0], device) for k, v in val.items()}
-    base = _score_maps(model, zmaps, masks)
+    zmaps = {k: validation_maps(model.prediction_map, model, v[0], device) for k, v in val.items()}
+    base = score_validation(model, zmaps, masks)
     table = [{"fusion": "none", "position": None, "k": None, "weight": None, **base}]
     log(f"validation, prediction map alone: pixel {base['pixel']:.4f} (small {base['pixel_small']:.4f}, "
         f"large {base['pixel_large']:.4f}), image {base['image']:.4f}")
@@ -141,11 +142,11 @@ def choose(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, opts: BankO
         for k in opts.ks:
             t1 = time.monotonic()
             banked = build_bank(model, rows[sel], ids[sel], fit, device, bank_k=min(k, len(sel)), bank_position=position)
-            bmaps = {name: _maps(banked.bank_map, banked, v[0], device) for name, v in val.items()}
+            bmaps = {name: validation_maps(banked.bank_map, banked, v[0], device) for name, v in val.items()}
             for fusion, weights in (("bank", (1.0,)), ("sum", opts.weights), ("max", (1.0,))):
                 for w in weights:
-                    fused = {name: _fuse(zmaps[name], bmaps[name], fusion, w) for name in val}
-                    r = _score_maps(model, fused, masks) | {"fusion": fusion, "position": position, "k": k, "weight": w}
+                    fused = {name: fuse(zmaps[name], bmaps[name], fusion, w) for name in val}
+                    r = score_validation(model, fused, masks) | {"fusion": fusion, "position": position, "k": k, "weight": w}
                     table.append(r)
                     log(f"  position {position:g} k {k} {fusion:>4} w {w:g}: pixel {r['pixel']:.4f} (small "
                         f"{r['pixel_small']:.4f}, large {r['pixel_large']:.4f}), image {r['image']:.4f}")
@@ -186,7 +187,7 @@ def add_bank(model_dir: Path, data: Path, out: Path | None = None, opts: BankOpt
     metrics under ``recalibrations`` (the test metrics are those of the model before).
     """
     from ..checkpoints import load_model, save_model
-    from .anomaly_train import calibrate, good_split
+    from .anomaly_train import good_split
 
     loaded = load_model(model_dir, map_location=device, family="anomaly")
     if not isinstance(loaded.model, PatternAnomaly):
@@ -197,16 +198,28 @@ def add_bank(model_dir: Path, data: Path, out: Path | None = None, opts: BankOpt
     if getattr(base.config, "bank_size", 0):  # rebuilding: start from the prediction map alone
         base = _without_bank(base)
     model, info = choose(base, fit, held, opts, torch.device(device), log)
-    card = dict(loaded.card)
+    card = recalibrated_card(loaded.card, "memory_bank", info, model, held, torch.device(device),
+                             "python -m inference.training.anomaly_bank " + " ".join(sys.argv[1:]), log)
+    save_model(out or model_dir, loaded.name, model, model.config, card)
+    return card
+
+
+def recalibrated_card(card: dict[str, Any], key: str, info: dict[str, Any], model: PatternAnomaly, held: np.ndarray,
+                      device: torch.device, command: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """A copy of ``card`` recording a post-training step under ``key``: the previous threshold,
+    test metrics and ``key`` record go under ``recalibrations``, the threshold is recalibrated on
+    the held-out good images, and the test metrics are cleared (they belonged to the model before)."""
+    from .anomaly_train import calibrate
+
+    card = dict(card)
     card.setdefault("recalibrations", []).append({
-        "before": {"threshold": card.get("threshold"), "metrics": card.get("metrics"), "memory_bank": card.get("memory_bank")},
-        "command": "python -m inference.training.anomaly_bank " + " ".join(sys.argv[1:]),
+        "before": {"threshold": card.get("threshold"), "metrics": card.get("metrics"), key: card.get(key)},
+        "command": command,
     })
-    card["threshold"] = calibrate(model, held, torch.device(device))
-    card["memory_bank"] = info
+    card["threshold"] = calibrate(model, held, device)
+    card[key] = info
     card["metrics"] = {}
     log(f"threshold (image score): {card['threshold']['image']:.4f}")
-    save_model(out or model_dir, loaded.name, model, model.config, card)
     return card
 
 
@@ -218,30 +231,44 @@ def _without_bank(model: PatternAnomaly) -> PatternAnomaly:
     return out.to(model.map_mean.device).eval()
 
 
-def main(argv: list[str] | None = None) -> int:
+def step_main(argv: list[str] | None, description: str, key: str, run: Callable[[argparse.Namespace], dict[str, Any]],
+              add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """Command line of a post-training step (this one, anomaly_stats): model, data, output, threads;
+    bad input -> one ``error:`` line and exit status 2; prints the choice recorded under ``key``."""
     from ..checkpoints import CheckpointError
     from .anomaly_data import AnomalyDataError
     from .common import set_threads
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", required=True, type=Path, help="trained pattern_anomaly model directory")
     p.add_argument("--data", required=True, type=Path, help="the category it was trained on (MVTec layout)")
     p.add_argument("--out", type=Path, help="write the model here (default: in place)")
+    if add_arguments is not None:
+        add_arguments(p)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    try:
+        card = run(args)
+    except (CheckpointError, AnomalyDataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"chosen": card[key]["chosen"], "threshold": card["threshold"]["image"]}, indent=2))
+    return 0
+
+
+def _bank_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bank-size", type=int, default=BankOptions.size, help="bank rows kept by the coreset")
     p.add_argument("--positions", type=float, nargs="+", default=list(BankOptions.positions),
                    help="position weights to try (0 = compare with tokens anywhere)")
     p.add_argument("--ks", type=int, nargs="+", default=list(BankOptions.ks), help="nearest neighbours to try")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    set_threads(args.threads)
-    opts = BankOptions(size=args.bank_size, positions=tuple(args.positions), ks=tuple(args.ks))
-    try:
-        card = add_bank(args.model, args.data, args.out, opts)
-    except (CheckpointError, AnomalyDataError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"chosen": card["memory_bank"]["chosen"], "threshold": card["threshold"]["image"]}, indent=2))
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return step_main(argv, __doc__.split("\n\n")[0], "memory_bank",
+                     lambda a: add_bank(a.model, a.data, a.out, BankOptions(size=a.bank_size, positions=tuple(a.positions),
+                                                                            ks=tuple(a.ks))),
+                     _bank_arguments)
 
 
 if __name__ == "__main__":

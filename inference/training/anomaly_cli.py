@@ -42,6 +42,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-bank", action="store_true",
                    help="pattern_anomaly: after training, add the memory-bank term (nearest good-token embeddings), "
                         "fusion chosen on held-out good images with synthetic defects")
+    p.add_argument("--appearance-stats", action="store_true",
+                   help="pattern_anomaly: after training (and the memory bank), add the appearance-statistics term "
+                        "(per-position colour and contrast statistics), fusion chosen the same way")
     p.add_argument("--backbone", help="optional pretrained ViT weights (local .safetensors, timm names)")
     p.add_argument("--data-licence", default="", help="licence note for the card (default: read from a LICENSE file beside the data)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation after training")
@@ -55,6 +58,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="category folder in MVTec layout")
     p.add_argument("--model", action="append", help="model directory (repeatable; default: the bundled anomaly model)")
     p.add_argument("--json", help="write the metrics as JSON here")
+    p.add_argument("--record", action="store_true",
+                   help="also store the figures in each model's card.json (metrics.test), e.g. after a "
+                        "post-training step (memory bank, statistics term) cleared them")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0)
@@ -108,7 +114,8 @@ def run_train(args: argparse.Namespace) -> int:
             triples_per_image=args.triples_per_image, flips=not args.no_flips,
             defect_prob=args.defect_prob, defect_max_area=args.defect_max_area,
             max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
-            backbone=Path(args.backbone) if args.backbone else None, memory_bank=args.memory_bank, data_licence=args.data_licence,
+            backbone=Path(args.backbone) if args.backbone else None, memory_bank=args.memory_bank,
+            appearance_stats=args.appearance_stats, data_licence=args.data_licence,
             command="python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:]),
         )
         card = train(opts)
@@ -120,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..bundled import bundled_model_dir
-    from ..checkpoints import CheckpointError, load_model
+    from ..checkpoints import CheckpointError, load_model, save_card
     from .anomaly_data import AnomalyDataError, scan_category
     from .anomaly_eval import evaluate_tree, format_table
     from .common import pick_device, set_threads
@@ -134,6 +141,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for d in dirs:
             loaded = load_model(d, map_location=device, family="anomaly")
             results[d] = evaluate_tree(loaded.model, tree, device, args.batch_size, progress=True) | {"model": loaded.name}
+            if args.record:
+                r = results[d]
+                test = {k: v for k, v in r.items() if k not in ("skipped", "model")} | {"skipped": len(r["skipped"])}
+                card = loaded.card | {"metrics": {"test": test | {"data": str(tree.root)}}}
+                save_card(d, card)
     except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
         return _fail(str(exc))
     for d, r in results.items():

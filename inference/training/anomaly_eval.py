@@ -99,4 +99,7 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for name, r in rows.items():
         lines.append(f"{name:<28} {r['image_auroc']:>11.4f} {r['pixel_auroc']:>11.4f} {r['pro']:>8.4f} {r['n_images']:>7d}")
+    for name, r in rows.items():
+        if r.get("pixel_auroc_by_type"):
+            lines.append(f"pixel AUROC by type, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["pixel_auroc_by_type"].items()))
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from ..models.pattern_anomaly import PatternAnomaly
 from .anomaly_bank import STAT_IMAGES, BankOptions, choose
 from .anomaly_data import AnomalyDataError, load_images, scan_category, synthesize_defects
 from .anomaly_eval import evaluate_tree
+from .anomaly_stats import choose_stats
 from .common import (Progress, deterministic_split, load_training_state, save_training_state, seed_everything,
                      warmup_cosine)
 
@@ -57,6 +58,7 @@ class TrainOptions:
     evaluate: bool = True
     backbone: Path | None = None
     memory_bank: bool = False  # add the memory-bank term after training (anomaly_bank.py)
+    appearance_stats: bool = False  # then the appearance-statistics term (anomaly_stats.py)
     data_licence: str = ""
     command: str = ""
     quiet: bool = False
@@ -251,6 +253,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     bank_info = None
     if opts.memory_bank and isinstance(model, PatternAnomaly):
         model, bank_info = choose(model, fit, hold, BankOptions(seed=opts.seed), device, log)
+    stats_info = None
+    if opts.appearance_stats and isinstance(model, PatternAnomaly):
+        model, stats_info = choose_stats(model, fit, hold, device, opts.seed, log)
     train_seconds = time.monotonic() - started
     threshold = calibrate(model, hold, device)
     log(f"threshold (image score): {threshold['image']:.4f}  [{threshold['method']}]")
@@ -283,9 +288,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
                      "backbone_tensors": backbone_counts, "history": history[-5:]},
         "command": opts.command,
         **({"memory_bank": bank_info} if bank_info is not None else {}),
+        **({"appearance_stats": stats_info} if stats_info is not None else {}),
         "metrics": {"test": {k: v for k, v in metrics.items() if k != "skipped"} | {"skipped": len(metrics["skipped"])}}
         if metrics else {},
     }
-    save_model(opts.out, opts.arch, model, model.config if bank_info is not None else
+    save_model(opts.out, opts.arch, model, model.config if bank_info is not None or stats_info is not None else
                (dataclasses.replace(config) if dataclasses.is_dataclass(config) else config), card)
     return card

@@ -1,0 +1,174 @@
+"""Appearance-statistics term of the pattern anomaly model: agreement with the baseline,
+leave-one-out statistics, checkpoints, a planted defect, the commands."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
+from app.cli import main
+from inference.checkpoints import CheckpointError, load_model, save_model
+from inference.models.anomaly_maps import appearance_deviation, appearance_features, fit_appearance, leave_one_out_deviation
+from inference.models.pattern_anomaly import PatternAnomaly, preset, with_appearance_stats
+from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
+from inference.training.anomaly_stats import add_stats
+
+
+def _tiny(**kw) -> PatternAnomaly:
+    torch.manual_seed(0)
+    return PatternAnomaly(preset("test_tiny", **kw)).eval()
+
+
+def _parts(n: int, size: int = 24, seed: int = 0) -> torch.Tensor:
+    """Aligned 'parts': a fixed bright disc on a dark background, with mild noise (normalised, 3 channels)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 3) ** 2).float() * 2.0 - 1.0
+    return disc.expand(n, 3, size, size) + 0.1 * torch.randn(n, 3, size, size, generator=g)
+
+
+def _statted(model: PatternAnomaly, good: torch.Tensor, **settings) -> PatternAnomaly:
+    out = with_appearance_stats(model, stats_fusion=settings.pop("stats_fusion", "sum"), **settings)
+    out.fit_stats_statistics(good, 8)
+    return out
+
+
+def test_raw_term_is_the_baseline_map():
+    good, x = _parts(6), _parts(2, seed=3)
+    m = _statted(_tiny(), good)
+    base = PixelGaussian(PixelGaussianConfig(image_size=24))
+    base.fit(good)
+    torch.testing.assert_close(m.raw_stats_map(x), base.anomaly_map(x))
+
+
+def test_leave_one_out_matches_refitting_without_the_image():
+    feats = appearance_features(_parts(5), 1.0, 5)
+    loo = leave_one_out_deviation(feats, 0.02, 3)
+    for i in range(3):
+        mean, std = fit_appearance(torch.cat([feats[:i], feats[i + 1:]]), 0.02)
+        torch.testing.assert_close(loo[i], appearance_deviation(feats[i:i + 1], mean, std)[0], rtol=1e-4, atol=1e-4)
+    assert loo.shape == (3, 24, 24)
+
+
+def test_stats_term_saved_and_loaded_identically(tmp_path):
+    m = _statted(_tiny(), _parts(6), stats_fusion="max", stats_weight=2.0)
+    x = _parts(2, seed=5)
+    save_model(tmp_path / "m", "pattern_anomaly", m, m.config, {})
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config == m.config and loaded.config.stats_fusion == "max"
+    for k in ("stats_mean", "stats_std", "stats_map_mean", "stats_map_std"):
+        torch.testing.assert_close(getattr(loaded.model, k), getattr(m, k), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.model.anomaly_map(x), m.anomaly_map(x), rtol=0, atol=0)
+    torch.testing.assert_close(m.anomaly_map(x), torch.maximum(m.pattern_map(x), 2.0 * m.stats_map(x)))
+    alone = with_appearance_stats(m, stats_fusion="stats")
+    torch.testing.assert_close(alone.anomaly_map(x), m.stats_map(x), rtol=0, atol=0)
+
+
+def test_model_without_stats_is_unchanged(tmp_path):
+    m = _tiny()
+    assert not any(k.startswith("stats_") for k in m.state_dict())
+    x = _parts(2, seed=5)
+    save_model(tmp_path / "m", "pattern_anomaly", m, m.config, {})
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    for key in [k for k in meta["config"] if k.startswith("stats_")]:  # a config written before the term existed
+        del meta["config"][key]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    loaded = load_model(tmp_path / "m")
+    torch.testing.assert_close(loaded.model.anomaly_map(x), m.anomaly_map(x), rtol=0, atol=0)
+    statted = _statted(m, _parts(6))
+    torch.testing.assert_close(statted.pattern_map(x), m.anomaly_map(x), rtol=0, atol=0)
+    dropped = with_appearance_stats(statted, stats_fusion="none")
+    torch.testing.assert_close(dropped.anomaly_map(x), m.anomaly_map(x), rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="no appearance-statistics term"):
+        m.raw_stats_map(x)
+
+
+def test_planted_defect_lights_up_in_place():
+    """A dark notch cut out of the bright disc (a missing piece of an aligned part): the
+    statistics term, alone and fused, peaks on the notch, in the image's own frame."""
+    m = _statted(_tiny(), _parts(12), stats_fusion="sum")
+    bad = _parts(1, seed=9)
+    bad[:, :, 6:11, 13:18] = -1.0
+    for amap in (m.stats_map(bad)[0], with_appearance_stats(m, stats_fusion="stats").anomaly_map(bad)[0]):
+        assert amap.shape == (24, 24)
+        y, x = divmod(int(amap.argmax()), 24)
+        assert 5 <= y <= 11 and 12 <= x <= 18
+        assert float(amap[6:11, 13:18].mean()) > float(m.stats_map(_parts(3, seed=4)).max())
+    fused = m.anomaly_map(bad)
+    assert fused.shape == (1, 24, 24)
+    torch.testing.assert_close(fused, m.pattern_map(bad) + m.stats_map(bad))
+
+
+def test_broken_stats_tensor_is_refused_clearly(tmp_path):
+    m = _statted(_tiny(), _parts(6))
+    save_model(tmp_path / "m", "pattern_anomaly", m, m.config, {})
+    weights = tmp_path / "m" / "model.safetensors"
+    state = load_file(str(weights))
+    save_file(state | {"stats_std": state["stats_std"][:2].contiguous()}, str(weights))
+    with pytest.raises(CheckpointError, match=r"wrong shapes: stats_std \(2, 24, 24\) \(model expects \(6, 24, 24\)\)"):
+        load_model(tmp_path / "m")
+    bad = state["stats_map_mean"].clone()
+    bad[3, 4] = float("inf")
+    save_file(state | {"stats_map_mean": bad}, str(weights))
+    with pytest.raises(CheckpointError, match="non-finite values in stats_map_mean"):
+        load_model(tmp_path / "m")
+    save_file({k: v for k, v in state.items() if k != "stats_mean"}, str(weights))
+    with pytest.raises(CheckpointError, match="missing tensors: stats_mean"):
+        load_model(tmp_path / "m")
+
+
+def test_config_rejects_unknown_fusion():
+    with pytest.raises(ValueError, match="stats_fusion"):
+        preset("test_tiny", stats_fusion="mean")
+    with pytest.raises(ValueError, match="stats_window"):
+        preset("test_tiny", stats_window=4)
+
+
+def test_train_with_stats_and_add_stats(tmp_path, capsys):
+    from tests.inference.test_anomaly_workflow import make_tree
+
+    cat = make_tree(tmp_path)
+    out = tmp_path / "model"
+    rc = main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+               "--batch-size", "4", "--threads", "1", "--appearance-stats", "--no-evaluate"])
+    assert rc == 0, capsys.readouterr().err
+    card = json.loads((out / "card.json").read_text())
+    info = card["appearance_stats"]
+    assert [r["stats_fusion"] for r in info["validation"]] == [None, "none", "stats", "sum", "sum", "sum", "max"]
+    loaded = load_model(out)
+    assert loaded.config.stats_fusion == info["chosen"]["stats_fusion"]
+    assert loaded.config.stats_weight == info["chosen"]["stats_weight"]
+    # The command on an existing model: rebuilt from the map without the term, recorded in the card.
+    card2 = add_stats(out, cat, tmp_path / "m2", log=lambda s: None)
+    again = load_model(tmp_path / "m2")
+    assert again.card["recalibrations"][-1]["before"]["appearance_stats"] == info
+    assert card2["appearance_stats"]["chosen"] == info["chosen"] and again.config == loaded.config
+    assert card2["threshold"]["image"] == again.card["threshold"]["image"]
+    forced = add_stats(out, cat, tmp_path / "m3", log=lambda s: None, force=("max", 2.0))["appearance_stats"]
+    assert forced["forced"] and forced["rule_choice"] == info["chosen"]
+    assert load_model(tmp_path / "m3").config.stats_fusion == "max" and load_model(tmp_path / "m3").config.stats_weight == 2.0
+    # evaluate --record writes the test figures into the card
+    rc = main(["evaluate", "anomaly", "--data", str(cat), "--model", str(tmp_path / "m2"), "--threads", "1", "--record"])
+    assert rc == 0, capsys.readouterr().err
+    rec = load_model(tmp_path / "m2").card["metrics"]["test"]
+    assert 0.0 <= rec["image_auroc"] <= 1.0 and rec["n_images"] == 5
+    assert np.isfinite(rec["pixel_auroc"])
+
+
+def test_stats_command_reports_a_missing_model(tmp_path, capsys):
+    from inference.training.anomaly_stats import main as stats_main
+
+    assert stats_main(["--model", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "model directory not found" in err
+
+
+def test_evaluate_table_lists_pixel_auroc_by_type():
+    from inference.training.anomaly_eval import format_table
+
+    row = {"image_auroc": 0.9, "pixel_auroc": 0.8, "pro": 0.7, "n_images": 4, "pixel_auroc_by_type": {"crack": 0.8126}}
+    assert format_table({"m": row}).splitlines()[-1] == "pixel AUROC by type, m: crack 0.813"
