@@ -23,7 +23,7 @@ import torch
 
 def main() -> None:
     from inference.anomaly_predict import model_maps, normalise_batch
-    from inference.models.pattern_anomaly import PatternAnomaly, preset, with_appearance_stats, with_memory_bank
+    from inference.models.pattern_anomaly import PatternAnomaly, preset, with_terms, with_memory_bank
     from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
     from inference.training.anomaly_train import TrainOptions, pattern_step
     from inference.training.common import set_threads
@@ -80,8 +80,8 @@ def main() -> None:
     def stats_variants(vs: dict) -> dict:
         """The appearance-statistics term added to each map (sum, weight 1), and alone (neutral statistics:
         speed does not depend on their values)."""
-        out = {f"{name}+stats": (with_appearance_stats(m, stats_fusion="sum"), images) for name, (m, images) in vs.items()}
-        return out | {"stats": (with_appearance_stats(vs["none"][0], stats_fusion="stats"), vs["none"][1])}
+        out = {f"{name}+stats": (with_terms(m, stats_fusion="sum"), images) for name, (m, images) in vs.items()}
+        return out | {"stats": (with_terms(vs["none"][0], stats_fusion="stats"), vs["none"][1])}
 
     variants = bank_variants(model, batch)
     if args.stats:

@@ -26,7 +26,7 @@ import torch
 from ..anomaly_predict import normalise_batch
 from ..models.memory_bank import greedy_coreset, weighted
 from ..models.pattern_anomaly import PatternAnomaly, with_memory_bank
-from .anomaly_data import synthesize_defects
+from .anomaly_data import synthesize_bands, synthesize_defects
 from .anomaly_metrics import auroc, pixel_auroc
 
 BATCH = 8
@@ -77,14 +77,19 @@ def build_bank(model: PatternAnomaly, bank: torch.Tensor, bank_ids: torch.Tensor
     return out
 
 
-def validation_set(held: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Held-out good images, and the same images with a synthetic defect of each size: name -> (images, masks)."""
+def validation_set(held: np.ndarray, seed: int = 0, bands: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Held-out good images, and the same images with a synthetic defect of each size: name -> (images, masks);
+    with ``bands`` also "band": the same images with a brightness band along an edge (synthesize_bands)."""
     s = held.shape[-1]
     out = {"good": (held, np.zeros((len(held), s, s), bool))}
     for j, (name, area) in enumerate(VALIDATION_DEFECTS.items()):
         imgs, masks = synthesize_defects(held, np.random.default_rng([seed, 7, j]), 1.0, area)
         keep = masks.reshape(len(masks), -1).any(1)
         out[name] = (imgs[keep], masks[keep])
+    if bands:
+        imgs, masks = synthesize_bands(held, np.random.default_rng([seed, 7, 9]))
+        keep = masks.reshape(len(masks), -1).any(1)
+        out["band"] = (imgs[keep], masks[keep])
     return out
 
 
@@ -94,24 +99,26 @@ def validation_maps(fn: Callable[[torch.Tensor], torch.Tensor], model: PatternAn
 
 
 def fuse(z: torch.Tensor, zb: torch.Tensor, fusion: str, weight: float) -> torch.Tensor:
-    """A map ``z`` with a second term ``zb``: "none" z, "bank"/"stats" zb alone, "sum" z + w*zb, "max"."""
+    """A map ``z`` with a second term ``zb``: "none" z, "bank"/"stats"/"band" zb alone, "sum" z + w*zb, "max"."""
     if fusion == "none":
         return z
-    if fusion in ("bank", "stats"):
+    if fusion in ("bank", "stats", "band"):
         return zb
     return z + weight * zb if fusion == "sum" else torch.maximum(z, weight * zb)
 
 
-def score_validation(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray]) -> dict[str, float]:
-    """Validation pixel AUROC per defect size (pooled with the good images) and image AUROC (good vs all)."""
+def score_validation(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray],
+                     kinds: tuple[str, ...] = tuple(VALIDATION_DEFECTS)) -> dict[str, float]:
+    """Validation pixel AUROC per defect kind (pooled with the good images), their mean, and image
+    AUROC (good vs all defect images of those kinds)."""
     good = [m.numpy() for m in maps["good"]]
     res = {}
-    for name in VALIDATION_DEFECTS:
+    for name in kinds:
         res[f"pixel_{name}"] = pixel_auroc(list(masks["good"]) + list(masks[name]), good + [m.numpy() for m in maps[name]])
     scores = {k: model.score(v).numpy() for k, v in maps.items()}
-    defect = np.concatenate([scores[k] for k in VALIDATION_DEFECTS])
+    defect = np.concatenate([scores[k] for k in kinds])
     res["image"] = auroc(np.r_[np.zeros(len(scores["good"])), np.ones(len(defect))], np.r_[scores["good"], defect])
-    res["pixel"] = float(np.mean([res[f"pixel_{n}"] for n in VALIDATION_DEFECTS]))
+    res["pixel"] = float(np.mean([res[f"pixel_{n}"] for n in kinds]))
     return res
 
 
@@ -231,7 +238,8 @@ def _without_bank(model: PatternAnomaly) -> PatternAnomaly:
     return out.to(model.map_mean.device).eval()
 
 
-def step_main(argv: list[str] | None, description: str, key: str, run: Callable[[argparse.Namespace], dict[str, Any]],
+def step_main(argv: list[str] | None, description: str, key: str | Callable[[argparse.Namespace], str],
+              run: Callable[[argparse.Namespace], dict[str, Any]],
               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """Command line of a post-training step (this one, anomaly_stats): model, data, output, threads;
     bad input -> one ``error:`` line and exit status 2; prints the choice recorded under ``key``."""
@@ -253,7 +261,8 @@ def step_main(argv: list[str] | None, description: str, key: str, run: Callable[
     except (CheckpointError, AnomalyDataError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"chosen": card[key]["chosen"], "threshold": card["threshold"]["image"]}, indent=2))
+    record = card[key(args) if callable(key) else key]
+    print(json.dumps({"chosen": record["chosen"], "threshold": card["threshold"]["image"]}, indent=2))
     return 0
 
 
