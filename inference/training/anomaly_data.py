@@ -196,6 +196,35 @@ def synthesize_defects(batch: np.ndarray, rng: np.random.Generator, prob: float 
     return out.astype(np.float32), masks
 
 
+def synthesize_bands(batch: np.ndarray, rng: np.random.Generator, min_depth: float = 0.08,
+                     max_depth: float = 0.35) -> tuple[np.ndarray, np.ndarray]:
+    """A brightness band along one edge of each image of a (b, c, s, s) [0, 1] batch.
+
+    Models magnetic tile's ``uneven`` defects (broad bands along a tile edge, brighter or
+    darker than the rest, 68 % of that category's defect pixels), which the blob-like defects
+    above do not resemble. The band reaches ``min_depth``-``max_depth`` of the image into it,
+    its inner boundary tilted and wavy; the brightness change (x (1 +- 0.15..0.4)) is strongest
+    at the edge and ramps down inwards to a soft boundary. Returns the images and the (b, s, s)
+    bool masks of what visibly changed.
+    """
+    b, c, s, _ = batch.shape
+    out = batch.copy()
+    masks = np.zeros((b, s, s), bool)
+    t = np.arange(s, dtype=np.float32) / s
+    depth_from_edge = np.arange(s, dtype=np.float32)[:, None]
+    for i in range(b):
+        boundary = s * (rng.uniform(min_depth, max_depth) + rng.uniform(-0.1, 0.1) * (t - 0.5)
+                        + rng.uniform(0.0, 0.03) * np.sin(2 * np.pi * rng.uniform(0.5, 2.5) * t + rng.uniform(0, 2 * np.pi)))
+        boundary = np.maximum(boundary, 2.0)[None, :]
+        inside = np.clip((boundary - depth_from_edge) / 3.0, 0.0, 1.0)  # soft 3-px boundary
+        ramp = 1.0 - rng.uniform(0.2, 0.7) * np.clip(depth_from_edge / boundary, 0.0, 1.0)
+        delta = rng.choice([-1.0, 1.0]) * rng.uniform(0.15, 0.4) * inside * ramp  # band along the top edge
+        delta = np.rot90(delta, k=int(rng.integers(4)))  # any edge
+        out[i] = np.clip(batch[i] * (1.0 + delta[None]), 0.0, 1.0)
+        masks[i] = np.abs(out[i] - batch[i]).max(axis=0) > 0.02
+    return out.astype(np.float32), masks
+
+
 def synthesize_missing(batch: np.ndarray, rng: np.random.Generator, max_area: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
     """Remove a part of each image's structure: a blob region filled in from its surroundings.
 

@@ -104,6 +104,58 @@ def collect(frames: list[Frame], probs: list[np.ndarray], max_fraction: float | 
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(idx)
 
 
+@dataclass(frozen=True)
+class ExtraNegatives:
+    """Non-target centres mined outside this module, per frame stem, added to the verifier's negatives.
+
+    ``segmenter_fold_negatives`` writes them: the false alarms of segmenters trained without the
+    frame, which look like what the shipped segmenter does on unseen frames (it makes few false
+    alarms on the frames it was fitted on). ``pixels`` is what each would cost Fa, for the record.
+    """
+
+    centres: dict[str, np.ndarray]  # stem -> (n, 2) as (y, x)
+    pixels: dict[str, np.ndarray]  # stem -> (n,)
+    source: str
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExtraNegatives":
+        """The JSON of ``segmenter_fold_negatives`` (``negatives``: stem -> [[y, x, pixels, ...], ...])."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            rows = {str(k): np.asarray(v, np.float64).reshape(len(v), -1) if len(v) else np.zeros((0, 3))
+                    for k, v in raw["negatives"].items()}
+            if any(r.shape[1] < 3 for r in rows.values()):
+                raise ValueError("each negative needs [y, x, pixels, ...]")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: not a negatives file ({exc})") from exc
+        return cls({k: r[:, :2].copy() for k, r in rows.items()}, {k: r[:, 2].astype(np.int64) for k, r in rows.items()},
+                   str(raw.get("source", Path(path).name)))
+
+    def summary(self, stems: list[str]) -> dict[str, Any]:
+        """How many of them fall on ``stems`` (the frames used) and their pixels."""
+        used = [s for s in stems if s in self.centres]
+        return {"source": self.source, "frames": sum(len(self.centres[s]) > 0 for s in used),
+                "components": int(sum(len(self.centres[s]) for s in used)),
+                "pixels": int(sum(self.pixels[s].sum() for s in used))}
+
+
+def extra_samples(frames: list[Frame], probs: list[np.ndarray], extra: ExtraNegatives,
+                  config: TargetVerifierConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(views, labels 0, frame index, pixels) of the extra negatives on ``frames`` (indexed as in ``collect``)."""
+    xs, idx, px = [], [], []
+    for i, (f, p) in enumerate(zip(frames, probs)):
+        c = extra.centres.get(f.stem)
+        if c is not None and len(c):
+            xs.append(views(frame_plane(f.image), c, config, p))
+            idx.append(np.full(len(c), i))
+            px.append(extra.pixels[f.stem])
+    if not xs:
+        return (np.zeros((0, config.in_chans, config.patch, config.patch), np.float32), np.zeros(0, np.float32),
+                np.zeros(0, int), np.zeros(0, np.int64))
+    x = np.concatenate(xs)
+    return x, np.zeros(len(x), np.float32), np.concatenate(idx), np.concatenate(px)
+
+
 def fit(x: np.ndarray, y: np.ndarray, config: TargetVerifierConfig, opts: VerifierOptions, seed: int,
         desc: str = "verifier") -> TargetVerifier:
     """Train one verifier: random symmetries and ±2 px shifts, positives weighted up to balance the classes."""
@@ -229,9 +281,12 @@ class _Stage:
     frame_idx: np.ndarray
     models: list[TargetVerifier]
     oof: np.ndarray
+    is_extra: np.ndarray  # which samples are the extra negatives (all False without them)
+    extra_pixels: np.ndarray  # pixels of each extra negative, in sample order
 
 
-def _stage(loaded: LoadedModel, data: Path, config: TargetVerifierConfig, opts: VerifierOptions, device: str) -> _Stage:
+def _stage(loaded: LoadedModel, data: Path, config: TargetVerifierConfig, opts: VerifierOptions, device: str,
+           extra: ExtraNegatives | None = None) -> _Stage:
     fit_frames, held, _ = training_frames(SegTree.open(data), loaded.config.in_chans)
     if not fit_frames:
         raise ValueError(f"{data}: no usable training frames")
@@ -239,9 +294,14 @@ def _stage(loaded: LoadedModel, data: Path, config: TargetVerifierConfig, opts: 
     fit_probs = predict_probabilities(members, [f.image for f in fit_frames], device, standardised=True, flips=flips)
     held_probs = predict_probabilities(members, [f.image for f in held], device, standardised=True, flips=flips) if held else []
     x, y, frame_idx = collect(fit_frames, fit_probs, model_max_fraction(loaded), config)
+    is_extra, ep = np.zeros(len(y), bool), np.zeros(0, np.int64)
+    if extra is not None:
+        ex, ey, ei, ep = extra_samples(fit_frames, fit_probs, extra, config)
+        x, y, frame_idx = np.concatenate([x, ex]), np.concatenate([y, ey]), np.concatenate([frame_idx, ei])
+        is_extra = np.concatenate([is_extra, np.ones(len(ey), bool)])
     models = fold_verifiers(x, y, frame_idx, config, opts)
     return _Stage(fit_frames, fit_probs, held, held_probs, x, y, frame_idx, models,
-                  out_of_fold_scores(x, y, frame_idx, config, opts, models))
+                  out_of_fold_scores(x, y, frame_idx, config, opts, models), is_extra, ep)
 
 
 def size_rule_entry(loaded: LoadedModel, st: _Stage, verifier: TargetVerifier, threshold: float,
@@ -274,13 +334,50 @@ def size_rule_entry(loaded: LoadedModel, st: _Stage, verifier: TargetVerifier, t
     return entry
 
 
+NEGATIVES_NOTE = (f"the segmenter's unmatched components at threshold {CANDIDATE_THRESHOLD:g} on the fit frames "
+                  f"and up to {CLUTTER_PER_FRAME} top-hat clutter blobs per fit frame")
+
+
+def extra_negatives_entry(st: _Stage, extra: ExtraNegatives, config: TargetVerifierConfig, opts: VerifierOptions,
+                          threshold: float) -> dict[str, Any]:
+    """The extra negatives scored out of fold by the fold verifiers trained with them and by ones trained without.
+
+    "without" trains the fold verifiers on the pool without the extras (the same samples, seeds and
+    threshold rule as a verifier that never had them), so the two can be compared on the same
+    negatives, each scored by a verifier that never saw that frame.
+    """
+    base = ~st.is_extra
+    y, oof, ex, px = st.y, st.oof, st.is_extra, st.extra_pixels
+
+    def summary(scores: np.ndarray, thr: float, target_scores: np.ndarray) -> dict[str, Any]:
+        dropped = scores < thr
+        return {"threshold": float(thr), "targets_kept": float(np.mean(target_scores >= thr)),
+                "extra_dropped": int(dropped.sum()), "extra_dropped_share": float(np.mean(dropped)) if len(dropped) else None,
+                "extra_pixels_dropped": int(px[dropped].sum())}
+
+    without_models = fold_verifiers(st.x[base], y[base], st.frame_idx[base], config, opts)
+    without_oof = out_of_fold_scores(st.x[base], y[base], st.frame_idx[base], config, opts, without_models)
+    without_thr = float(np.quantile(without_oof[y[base] == 1], opts.keep_quantile))
+    fold = st.frame_idx[ex] % opts.folds
+    without_extra = np.zeros(int(ex.sum()), np.float32)
+    for k, m in enumerate(without_models):
+        without_extra[fold == k] = score_views(m, st.x[ex][fold == k])
+    return {**extra.summary([f.stem for f in st.fit_frames]),
+            "out_of_fold": {"with": summary(oof[ex], threshold, oof[y == 1]),
+                            "without": summary(without_extra, without_thr, without_oof[y[base] == 1])}}
+
+
 def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = VerifierOptions(),
                    config: TargetVerifierConfig = TargetVerifierConfig(), device: str = "cpu",
-                   size_rule: bool = False) -> dict[str, Any]:
-    """Train the verifier of the segmenter in ``model_dir`` and store it there; returns the card's ``verifier`` entry."""
+                   size_rule: bool = False, extra: ExtraNegatives | None = None) -> dict[str, Any]:
+    """Train the verifier of the segmenter in ``model_dir`` and store it there; returns the card's ``verifier`` entry.
+
+    With ``extra``, those negatives join the pool (same folds by frame, same threshold rule) and the
+    entry records them and how the verifiers with and without them treat them out of fold.
+    """
     loaded = load_model(model_dir, family="segmenter")
     t0 = time.monotonic()
-    st = _stage(loaded, data, config, opts, device)
+    st = _stage(loaded, data, config, opts, device, extra)
     y, oof = st.y, st.oof
     threshold = float(np.quantile(oof[y == 1], opts.keep_quantile))
     verifier = fit(st.x, y, config, opts, opts.seed + 100, desc="final verifier")
@@ -293,7 +390,10 @@ def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = Verifier
         "out_of_fold": {"targets_kept": float(np.mean(oof[y == 1] >= threshold)),
                         "non_targets_dropped": float(np.mean(oof[y == 0] < threshold))},
         "options": {k: v for k, v in opts.__dict__.items() if k != "quiet"},
+        "negatives": NEGATIVES_NOTE,
     }
+    if extra is not None:
+        entry["extra_negatives"] = extra_negatives_entry(st, extra, config, opts, threshold)
     if st.held:
         entry["held_out_without"] = held_out_metrics(loaded, st.held, st.held_probs, None)
         entry["held_out_with"] = held_out_metrics(loaded, st.held, st.held_probs, VerifierRule(verifier, threshold))
@@ -303,6 +403,8 @@ def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = Verifier
     save_model(Path(model_dir) / PART, NAME, verifier, config, {
         "model": NAME, "family": "segmenter", "task": "second stage of the segmenter: accept or reject each predicted component",
         "threshold": threshold, "trained_for": Path(model_dir).name, "data": str(data),
+        "negatives": NEGATIVES_NOTE if extra is None else
+        f"{NEGATIVES_NOTE}; plus {entry['extra_negatives']['components']} extra negatives: {extra.source}",
     })
     card = dict(loaded.card)
     card["verifier"] = entry
@@ -369,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="only fit the pixel-cost rule of the model's existing verifier (its weights stay)")
     rule.add_argument("--flat-rule", action="store_true",
                       help="only remove the pixel-cost rule from the card: the verifier's flat threshold decides again")
+    p.add_argument("--extra-negatives", type=Path, metavar="FILE",
+                   help="more negatives for the pool (the JSON of segmenter_fold_negatives: out-of-fold false alarms)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -383,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.flat_rule:
             entry = remove_size_rule(args.model)
         else:
+            extra = ExtraNegatives.load(args.extra_negatives) if args.extra_negatives else None
             entry = train_verifier(args.model, args.data, opts, TargetVerifierConfig(map_channel=args.map_channel),
-                                   size_rule=args.size_rule)
+                                   size_rule=args.size_rule, extra=extra)
     except (CheckpointError, SegDataError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

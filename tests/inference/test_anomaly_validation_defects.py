@@ -47,3 +47,25 @@ def test_same_seed_same_defects():
     a = synthesize_shifted(batch, np.random.default_rng(5))
     b = synthesize_shifted(batch, np.random.default_rng(5))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_validation_set_adds_kinds_without_changing_the_others():
+    from inference.training.anomaly_bank import validation_set
+
+    held = _rings(3)
+    base = validation_set(held, seed=0)
+    more = validation_set(held, seed=0, extra=("band", "missing", "shifted"))
+    assert set(base) == {"good", "small", "large"}
+    assert set(more) == {"good", "small", "large", "band", "missing", "shifted"}
+    for kind in ("small", "large"):
+        assert np.array_equal(base[kind][0], more[kind][0]) and np.array_equal(base[kind][1], more[kind][1])
+    for kind in ("missing", "shifted"):
+        imgs, masks = more[kind]
+        assert len(imgs) == len(masks) > 0 and masks.any(axis=(1, 2)).all()
+
+
+def test_the_statistics_term_is_chosen_on_structural_kinds_too():
+    from inference.training.anomaly_stats import TERMS
+
+    for term in TERMS.values():
+        assert {"small", "large", "missing", "shifted"} <= set(term.kinds)
