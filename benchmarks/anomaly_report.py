@@ -28,15 +28,18 @@ def eval_rows(path: Path) -> list[str]:
 
 
 def validation_rows(model_dir: Path, key: str) -> list[str]:
+    """A header and one row per validation setting: pixel AUROC per synthetic kind, their mean, image AUROC."""
     card = json.loads((model_dir / "card.json").read_text(encoding="utf-8"))
     info = card[key]
-    rows = []
+    kinds = [k for k in info["validation"][0] if k.startswith("pixel_")]
+    rows = ["| model | setting | " + " | ".join(k.replace("_", " ") for k in kinds) + " | pixel mean | image |",
+            "|---|---|" + "---|" * (len(kinds) + 2)]
     for r in info["validation"]:
         setting = "; ".join(str(v) if k == "map" else f"{k} {v}" for k, v in r.items()
                             if not k.startswith(("pixel", "image")) and v is not None)
-        rows.append(f"| {model_dir.name} | {setting} | {r['pixel_small']:.4f} | {r['pixel_large']:.4f} | "
-                    f"{r['pixel']:.4f} | {r['image']:.4f} |")
-    rows.append(f"| {model_dir.name} | chosen: {info['chosen']} ({info['seconds']:.0f} s) | | | | |")
+        rows.append(f"| {model_dir.name} | {setting} | " + " | ".join(f"{r[k]:.4f}" for k in kinds)
+                    + f" | {r['pixel']:.4f} | {r['image']:.4f} |")
+    rows.append(f"| {model_dir.name} | chosen: {info['chosen']} ({info['seconds']:.0f} s) |" + " |" * (len(kinds) + 2))
     return rows
 
 
@@ -44,10 +47,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--eval", nargs="*", type=Path, default=[])
     ap.add_argument("--validation", nargs="*", type=Path, default=[])
-    ap.add_argument("--key", default="appearance_stats", help="card record holding the validation grid")
+    ap.add_argument("--key", default="appearance_stats",
+                    help="card record holding the validation grid (appearance_stats, edge_band, memory_bank)")
     args = ap.parse_args()
     if args.validation:
-        print("| model | setting | pixel small | pixel large | pixel mean | image |\n|---|---|---|---|---|---|")
         for d in args.validation:
             print("\n".join(validation_rows(d, args.key)))
     if args.eval:

@@ -23,7 +23,7 @@ import torch
 
 def main() -> None:
     from inference.anomaly_predict import model_maps, normalise_batch
-    from inference.models.pattern_anomaly import PatternAnomaly, preset, with_appearance_stats, with_memory_bank
+    from inference.models.pattern_anomaly import PatternAnomaly, preset, with_terms, with_memory_bank
     from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
     from inference.training.anomaly_train import TrainOptions, pattern_step
     from inference.training.common import set_threads
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--compare-image-size", type=int, default=0,
                     help="also time the heatmaps at this input size (same preset otherwise), as ratios to the preset's size")
     ap.add_argument("--stats", action="store_true",
-                    help="also time each heatmap with the appearance-statistics term, and the term alone")
+                    help="also time each heatmap with the appearance-statistics term (and the edge-band term), and each term alone")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     set_threads(args.threads)
@@ -80,8 +80,11 @@ def main() -> None:
     def stats_variants(vs: dict) -> dict:
         """The appearance-statistics term added to each map (sum, weight 1), and alone (neutral statistics:
         speed does not depend on their values)."""
-        out = {f"{name}+stats": (with_appearance_stats(m, stats_fusion="sum"), images) for name, (m, images) in vs.items()}
-        return out | {"stats": (with_appearance_stats(vs["none"][0], stats_fusion="stats"), vs["none"][1])}
+        out = {f"{name}+stats": (with_terms(m, stats_fusion="sum"), images) for name, (m, images) in vs.items()}
+        # magnetic tile's map with the edge-band term on top, and that term alone
+        out["sum+stats+band"] = (with_terms(vs["sum"][0], stats_fusion="sum", band_fusion="sum"), vs["sum"][1])
+        return out | {"stats": (with_terms(vs["none"][0], stats_fusion="stats"), vs["none"][1]),
+                      "band": (with_terms(vs["none"][0], band_fusion="band"), vs["none"][1])}
 
     variants = bank_variants(model, batch)
     if args.stats:
@@ -132,13 +135,17 @@ def main() -> None:
     print(f"inference: {infer_pattern * 1000:.1f} ms/image (baseline {infer_base * 1000:.2f} ms/image, "
           f"ratio {infer_pattern / infer_base:.0f}x); load average {out['load_average_1min']}")
     print(f"heatmap with a {args.bank_size}-row memory bank: " + ", ".join(
-        f"{name} {v * 1000:.1f} ms/image ({v / heat['none']:.2f}x)" for name, v in heat.items() if ":" not in name and "stats" not in name)
+        f"{name} {v * 1000:.1f} ms/image ({v / heat['none']:.2f}x)" for name, v in heat.items() if ":" not in name and "+" not in name and name not in ("stats", "band"))
         + "  [none: prediction map; sum: prediction + bank term (k=3, magnetic tile); bank: bank term alone (k=3, bottle)]")
     if args.stats:
         print("with the appearance-statistics term: " + ", ".join(
             f"{name} {heat[name] * 1000:.1f} ms/image ({heat[name] / heat[name.split('+')[0]]:.3f}x of {name.split('+')[0]})"
             for name in heat if name.endswith("+stats")) + f"; the term alone {heat['stats'] * 1000:.2f} ms/image "
             f"({heat['stats'] / heat['none']:.3f}x the prediction map)")
+        print(f"with the edge-band term: sum+stats+band {heat['sum+stats+band'] * 1000:.1f} ms/image "
+              f"({heat['sum+stats+band'] / heat['sum+stats']:.3f}x of sum+stats); the term alone {heat['band'] * 1000:.2f} "
+              f"ms/image ({heat['band'] / heat['none']:.3f}x the prediction map)")
+        out["heatmap_ratio_band_vs_without"] = round(heat["sum+stats+band"] / heat["sum+stats"], 3)
         out["heatmap_ratio_stats_vs_without"] = {name: round(heat[name] / heat[name.split("+")[0]], 3)
                                                  for name in heat if name.endswith("+stats")}
     if size2:

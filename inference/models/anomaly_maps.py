@@ -86,3 +86,20 @@ def leave_one_out_deviation(features: torch.Tensor, std_floor: float, count: int
         std = var.clamp(min=0).sqrt().clamp(min=std_floor)
         out.append(appearance_deviation(fi[None], mean, std).float())
     return torch.cat(out)
+
+
+def edge_profiles(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (b, f, h, w) -> row profile (b, f, h, 1) and column profile (b, f, w, 1): the
+    features averaged along each row / column, minus the image's median profile value.
+
+    A band along an edge shifts the profile over a run of rows (or columns); taking off the
+    median removes the image's overall brightness, which varies between good parts.
+    """
+    rows, cols = features.mean(3), features.mean(2)
+    return ((rows - rows.median(2, keepdim=True).values)[..., None],
+            (cols - cols.median(2, keepdim=True).values)[..., None])
+
+
+def profile_map(row_dev: torch.Tensor, col_dev: torch.Tensor) -> torch.Tensor:
+    """Per-row (b, h, 1) and per-column (b, w, 1) deviations -> (b, h, w) map, the larger of the two."""
+    return torch.maximum(row_dev, col_dev.transpose(1, 2))

@@ -54,8 +54,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ssm import SS2D
-from .anomaly_maps import (appearance_deviation, appearance_features, fit_appearance, gaussian_smooth,
-                           leave_one_out_deviation, set_position_statistics)
+from .anomaly_maps import (appearance_deviation, appearance_features, edge_profiles, fit_appearance, gaussian_smooth,
+                           leave_one_out_deviation, profile_map, set_position_statistics)
 from .memory_bank import knn_distance, weighted
 from .registry import register
 
@@ -63,6 +63,8 @@ MIXERS = ("attention", "ss2d")
 FUSIONS = ("sum", "max", "bank")
 STATS_FUSIONS = ("none", "sum", "max", "stats")
 STATS_BUFFERS = ("stats_mean", "stats_std", "stats_map_mean", "stats_map_std")
+BAND_FUSIONS = ("none", "sum", "max", "band")
+BAND_BUFFERS = ("band_row_mean", "band_row_std", "band_col_mean", "band_col_std", "band_map_mean", "band_map_std")
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,19 @@ class PatternAnomalyConfig:
     stats_blur: float = 1.0
     stats_window: int = 5
     stats_floor: float = 0.02
+    # Edge-band term ("none" = no term): the same features averaged along rows and columns
+    # (anomaly_maps.edge_profiles), for broad bands along an edge; fused after the statistics
+    # term as "sum", "max" or "band" (alone).
+    band_fusion: str = "none"
+    band_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.stats_fusion not in STATS_FUSIONS or self.stats_weight < 0:
             raise ValueError(f"stats_fusion must be one of {STATS_FUSIONS} with stats_weight >= 0, got "
                              f"{self.stats_fusion!r}, {self.stats_weight}")
+        if self.band_fusion not in BAND_FUSIONS or self.band_weight < 0:
+            raise ValueError(f"band_fusion must be one of {BAND_FUSIONS} with band_weight >= 0, got "
+                             f"{self.band_fusion!r}, {self.band_weight}")
         if self.stats_window < 1 or self.stats_window % 2 == 0 or self.stats_blur < 0 or self.stats_floor <= 0:
             raise ValueError(f"stats_window must be odd, stats_blur >= 0 and stats_floor > 0, got "
                              f"{self.stats_window}, {self.stats_blur}, {self.stats_floor}")
@@ -266,6 +276,14 @@ class PatternAnomaly(nn.Module):
             self.register_buffer("stats_std", torch.ones(nf, s, s))
             self.register_buffer("stats_map_mean", torch.zeros(s, s))
             self.register_buffer("stats_map_std", torch.ones(s, s))
+        if cfg.band_fusion != "none":
+            # Row and column profiles' per-position mean/std over the fit images (f, s, 1), and the band map's.
+            nf, s = 2 * cfg.in_channels, cfg.image_size
+            for name in ("row", "col"):
+                self.register_buffer(f"band_{name}_mean", torch.zeros(nf, s, 1))
+                self.register_buffer(f"band_{name}_std", torch.ones(nf, s, 1))
+            self.register_buffer("band_map_mean", torch.zeros(s, s))
+            self.register_buffer("band_map_std", torch.ones(s, s))
 
     # ---- geometry -------------------------------------------------------------------------
     def cell_grid(self, x: torch.Tensor, oy: int, ox: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -366,16 +384,21 @@ class PatternAnomaly(nn.Module):
         """Normalised images (b, c, s, s) -> anomaly maps (b, s, s), per-position standardised.
 
         With a memory bank the bank map (standardised the same way) is fused in, then the
-        appearance-statistics map when the model carries one.
+        appearance-statistics map and the edge-band map when the model carries them, in that
+        order; a term fused "alone" replaces everything before it.
         """
         cfg = self.config
-        if cfg.stats_fusion == "stats":
-            return self.stats_map(x)
-        base = self.pattern_map(x)
-        if cfg.stats_fusion == "none":
-            return base
-        zs = cfg.stats_weight * self.stats_map(x)
-        return base + zs if cfg.stats_fusion == "sum" else torch.maximum(base, zs)
+        extras = [(f, w, fn) for f, w, fn in ((cfg.stats_fusion, cfg.stats_weight, self.stats_map),
+                                              (cfg.band_fusion, cfg.band_weight, self.band_map)) if f != "none"]
+        alone = [i for i, (f, _, _) in enumerate(extras) if f in ("stats", "band")]
+        if alone:
+            out, extras = extras[alone[-1]][2](x), extras[alone[-1] + 1:]
+        else:
+            out = self.pattern_map(x)
+        for fusion, w, fn in extras:
+            z = w * fn(x)
+            out = out + z if fusion == "sum" else torch.maximum(out, z)
+        return out
 
     @torch.no_grad()
     def pattern_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -431,6 +454,39 @@ class PatternAnomaly(nn.Module):
         self.stats_std.copy_(std)
         maps = gaussian_smooth(leave_one_out_deviation(feats, cfg.stats_floor, map_images), cfg.smoothing_sigma)
         set_position_statistics(maps, self.stats_map_mean, self.stats_map_std)
+
+    @torch.no_grad()
+    def band_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The edge-band term alone (per-position standardised when configured)."""
+        raw = self.raw_band_map(x)
+        return (raw - self.band_map_mean) / self.band_map_std if self.config.normalise_map else raw
+
+    @torch.no_grad()
+    def raw_band_map(self, x: torch.Tensor) -> torch.Tensor:
+        """RMS z-score of each row's and each column's mean features (minus the image's median)
+        against the fit images; a pixel takes the larger of its row's and column's; smoothed (b, s, s)."""
+        cfg = self.config
+        if cfg.band_fusion == "none":
+            raise RuntimeError("this model has no edge-band term (band_fusion 'none')")
+        rows, cols = edge_profiles(appearance_features(x, cfg.stats_blur, cfg.stats_window))
+        dev = profile_map(appearance_deviation(rows, self.band_row_mean, self.band_row_std),
+                          appearance_deviation(cols, self.band_col_mean, self.band_col_std))
+        return gaussian_smooth(dev, cfg.smoothing_sigma)
+
+    @torch.no_grad()
+    def fit_band_statistics(self, images: torch.Tensor, map_images: int) -> None:
+        """As ``fit_stats_statistics``, for the row and column profiles of normalised good images."""
+        cfg = self.config
+        if cfg.band_fusion == "none":
+            raise RuntimeError("this model has no edge-band term (band_fusion 'none')")
+        rows, cols = edge_profiles(appearance_features(images, cfg.stats_blur, cfg.stats_window))
+        for name, prof in (("row", rows), ("col", cols)):
+            mean, std = fit_appearance(prof, cfg.stats_floor)
+            getattr(self, f"band_{name}_mean").copy_(mean)
+            getattr(self, f"band_{name}_std").copy_(std)
+        maps = profile_map(leave_one_out_deviation(rows, cfg.stats_floor, map_images),
+                           leave_one_out_deviation(cols, cfg.stats_floor, map_images))
+        set_position_statistics(gaussian_smooth(maps, cfg.smoothing_sigma), self.band_map_mean, self.band_map_std)
 
     @torch.no_grad()
     def fit_map_statistics(self, batches) -> None:
@@ -569,15 +625,16 @@ def with_memory_bank(model: PatternAnomaly, bank: torch.Tensor, **settings) -> P
     return out.eval()
 
 
-def with_appearance_stats(model: PatternAnomaly, **settings) -> PatternAnomaly:
-    """A copy of ``model`` with the appearance-statistics term (config fields ``stats_fusion``,
-    ``stats_weight``, ...; ``stats_fusion`` "none" drops it). Statistics a copy gains start
-    neutral: call ``fit_stats_statistics``; a copy that keeps the term keeps them."""
+def with_terms(model: PatternAnomaly, **settings) -> PatternAnomaly:
+    """A copy of ``model`` with other settings of the statistics and edge-band terms (config
+    fields ``stats_fusion``, ``stats_weight``, ``band_fusion``, ...; fusion "none" drops a term).
+    Statistics a copy gains start neutral: call ``fit_stats_statistics`` / ``fit_band_statistics``;
+    a copy that keeps a term keeps them."""
     cfg = replace(model.config, **settings)
     out = PatternAnomaly(cfg).to(model.map_mean.device)
     own = out.state_dict()
     missing, unexpected = out.load_state_dict({k: v for k, v in model.state_dict().items() if k in own}, strict=False)
-    if set(missing) - set(STATS_BUFFERS):
+    if set(missing) - set(STATS_BUFFERS) - set(BAND_BUFFERS):
         raise RuntimeError(f"model does not match its config (missing {missing})")
     return out.eval()
 

@@ -26,7 +26,7 @@ import torch
 from ..anomaly_predict import normalise_batch
 from ..models.memory_bank import greedy_coreset, weighted
 from ..models.pattern_anomaly import PatternAnomaly, with_memory_bank
-from .anomaly_data import synthesize_defects
+from .anomaly_data import synthesize_bands, synthesize_defects, synthesize_missing, synthesize_shifted
 from .anomaly_metrics import auroc, pixel_auroc
 
 BATCH = 8
@@ -77,14 +77,30 @@ def build_bank(model: PatternAnomaly, bank: torch.Tensor, bank_ids: torch.Tensor
     return out
 
 
-def validation_set(held: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Held-out good images, and the same images with a synthetic defect of each size: name -> (images, masks)."""
+# Validation-only kinds, unlike anything the training synthesises: a brightness band along an edge
+# (magnetic tile's ``uneven``), and structure removed or displaced (a broken or bent part).
+EXTRA_VALIDATION_KINDS = {"band": synthesize_bands, "missing": synthesize_missing, "shifted": synthesize_shifted}
+STRUCTURAL_KINDS = ("missing", "shifted")
+# One random stream per kind, so adding a kind leaves the others' defects as they were.
+KIND_STREAMS = {"small": 0, "large": 1, "band": 9, "missing": 10, "shifted": 11}
+
+
+def _synthesize(held: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if kind in VALIDATION_DEFECTS:
+        return synthesize_defects(held, rng, 1.0, VALIDATION_DEFECTS[kind])
+    return EXTRA_VALIDATION_KINDS[kind](held, rng)
+
+
+def validation_set(held: np.ndarray, seed: int = 0, extra: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Held-out good images, and the same images with a synthetic defect of each size: name -> (images, masks);
+    each kind named in ``extra`` (see EXTRA_VALIDATION_KINDS) adds the same images with that defect.
+    Images whose defect changed nothing visible are left out of a kind."""
     s = held.shape[-1]
     out = {"good": (held, np.zeros((len(held), s, s), bool))}
-    for j, (name, area) in enumerate(VALIDATION_DEFECTS.items()):
-        imgs, masks = synthesize_defects(held, np.random.default_rng([seed, 7, j]), 1.0, area)
+    for kind in (*VALIDATION_DEFECTS, *extra):
+        imgs, masks = _synthesize(held, kind, np.random.default_rng([seed, 7, KIND_STREAMS[kind]]))
         keep = masks.reshape(len(masks), -1).any(1)
-        out[name] = (imgs[keep], masks[keep])
+        out[kind] = (imgs[keep], masks[keep])
     return out
 
 
@@ -94,24 +110,26 @@ def validation_maps(fn: Callable[[torch.Tensor], torch.Tensor], model: PatternAn
 
 
 def fuse(z: torch.Tensor, zb: torch.Tensor, fusion: str, weight: float) -> torch.Tensor:
-    """A map ``z`` with a second term ``zb``: "none" z, "bank"/"stats" zb alone, "sum" z + w*zb, "max"."""
+    """A map ``z`` with a second term ``zb``: "none" z, "bank"/"stats"/"band" zb alone, "sum" z + w*zb, "max"."""
     if fusion == "none":
         return z
-    if fusion in ("bank", "stats"):
+    if fusion in ("bank", "stats", "band"):
         return zb
     return z + weight * zb if fusion == "sum" else torch.maximum(z, weight * zb)
 
 
-def score_validation(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray]) -> dict[str, float]:
-    """Validation pixel AUROC per defect size (pooled with the good images) and image AUROC (good vs all)."""
+def score_validation(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray],
+                     kinds: tuple[str, ...] = tuple(VALIDATION_DEFECTS)) -> dict[str, float]:
+    """Validation pixel AUROC per defect kind (pooled with the good images), their mean, and image
+    AUROC (good vs all defect images of those kinds)."""
     good = [m.numpy() for m in maps["good"]]
     res = {}
-    for name in VALIDATION_DEFECTS:
+    for name in kinds:
         res[f"pixel_{name}"] = pixel_auroc(list(masks["good"]) + list(masks[name]), good + [m.numpy() for m in maps[name]])
     scores = {k: model.score(v).numpy() for k, v in maps.items()}
-    defect = np.concatenate([scores[k] for k in VALIDATION_DEFECTS])
+    defect = np.concatenate([scores[k] for k in kinds])
     res["image"] = auroc(np.r_[np.zeros(len(scores["good"])), np.ones(len(defect))], np.r_[scores["good"], defect])
-    res["pixel"] = float(np.mean([res[f"pixel_{n}"] for n in VALIDATION_DEFECTS]))
+    res["pixel"] = float(np.mean([res[f"pixel_{n}"] for n in kinds]))
     return res
 
 
@@ -231,7 +249,8 @@ def _without_bank(model: PatternAnomaly) -> PatternAnomaly:
     return out.to(model.map_mean.device).eval()
 
 
-def step_main(argv: list[str] | None, description: str, key: str, run: Callable[[argparse.Namespace], dict[str, Any]],
+def step_main(argv: list[str] | None, description: str, key: str | Callable[[argparse.Namespace], str],
+              run: Callable[[argparse.Namespace], dict[str, Any]],
               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """Command line of a post-training step (this one, anomaly_stats): model, data, output, threads;
     bad input -> one ``error:`` line and exit status 2; prints the choice recorded under ``key``."""
@@ -253,7 +272,8 @@ def step_main(argv: list[str] | None, description: str, key: str, run: Callable[
     except (CheckpointError, AnomalyDataError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"chosen": card[key]["chosen"], "threshold": card["threshold"]["image"]}, indent=2))
+    record = card[key(args) if callable(key) else key]
+    print(json.dumps({"chosen": record["chosen"], "threshold": card["threshold"]["image"]}, indent=2))
     return 0
 
 

@@ -45,6 +45,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--appearance-stats", action="store_true",
                    help="pattern_anomaly: after training (and the memory bank), add the appearance-statistics term "
                         "(per-position colour and contrast statistics), fusion chosen the same way")
+    p.add_argument("--edge-band", action="store_true",
+                   help="pattern_anomaly: then add the edge-band term (row/column profiles of the same features, for "
+                        "bands along an edge), chosen on validation with synthetic bands")
     p.add_argument("--backbone", help="optional pretrained ViT weights (local .safetensors, timm names)")
     p.add_argument("--data-licence", default="", help="licence note for the card (default: read from a LICENSE file beside the data)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation after training")
@@ -115,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
             defect_prob=args.defect_prob, defect_max_area=args.defect_max_area,
             max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
             backbone=Path(args.backbone) if args.backbone else None, memory_bank=args.memory_bank,
-            appearance_stats=args.appearance_stats, data_licence=args.data_licence,
+            appearance_stats=args.appearance_stats, edge_band=args.edge_band, data_licence=args.data_licence,
             command="python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:]),
         )
         card = train(opts)

@@ -194,3 +194,73 @@ def synthesize_defects(batch: np.ndarray, rng: np.random.Generator, prob: float 
         out[i] = np.clip(batch[i] * (1 - w) + fill * w, 0.0, 1.0)
         masks[i] = m & (np.abs(out[i] - batch[i]).max(axis=0) > 0.02)
     return out.astype(np.float32), masks
+
+
+def synthesize_bands(batch: np.ndarray, rng: np.random.Generator, min_depth: float = 0.08,
+                     max_depth: float = 0.35) -> tuple[np.ndarray, np.ndarray]:
+    """A brightness band along one edge of each image of a (b, c, s, s) [0, 1] batch.
+
+    Models magnetic tile's ``uneven`` defects (broad bands along a tile edge, brighter or
+    darker than the rest, 68 % of that category's defect pixels), which the blob-like defects
+    above do not resemble. The band reaches ``min_depth``-``max_depth`` of the image into it,
+    its inner boundary tilted and wavy; the brightness change (x (1 +- 0.15..0.4)) is strongest
+    at the edge and ramps down inwards to a soft boundary. Returns the images and the (b, s, s)
+    bool masks of what visibly changed.
+    """
+    b, c, s, _ = batch.shape
+    out = batch.copy()
+    masks = np.zeros((b, s, s), bool)
+    t = np.arange(s, dtype=np.float32) / s
+    depth_from_edge = np.arange(s, dtype=np.float32)[:, None]
+    for i in range(b):
+        boundary = s * (rng.uniform(min_depth, max_depth) + rng.uniform(-0.1, 0.1) * (t - 0.5)
+                        + rng.uniform(0.0, 0.03) * np.sin(2 * np.pi * rng.uniform(0.5, 2.5) * t + rng.uniform(0, 2 * np.pi)))
+        boundary = np.maximum(boundary, 2.0)[None, :]
+        inside = np.clip((boundary - depth_from_edge) / 3.0, 0.0, 1.0)  # soft 3-px boundary
+        ramp = 1.0 - rng.uniform(0.2, 0.7) * np.clip(depth_from_edge / boundary, 0.0, 1.0)
+        delta = rng.choice([-1.0, 1.0]) * rng.uniform(0.15, 0.4) * inside * ramp  # band along the top edge
+        delta = np.rot90(delta, k=int(rng.integers(4)))  # any edge
+        out[i] = np.clip(batch[i] * (1.0 + delta[None]), 0.0, 1.0)
+        masks[i] = np.abs(out[i] - batch[i]).max(axis=0) > 0.02
+    return out.astype(np.float32), masks
+
+
+def synthesize_missing(batch: np.ndarray, rng: np.random.Generator, max_area: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Remove a part of each image's structure: a blob region filled in from its surroundings.
+
+    Validation only, never training: the training's defects add something (a patch, noise, a
+    colour), so a model can learn to spot additions; a broken-off piece of an aligned part (a
+    missing arc of a bottle's rim) adds nothing and is only visible as structure that should be
+    there. Inpainting (OpenCV's Telea method) fills the region with what its border suggests, so
+    a region over plain background barely changes and counts only where it changed visibly.
+    """
+    b, c, s, _ = batch.shape
+    out = batch.copy()
+    masks = np.zeros((b, s, s), bool)
+    for i in range(b):
+        m = _blob_mask(rng, s, max_area)
+        img8 = np.clip(np.round(batch[i].transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+        filled = cv2.inpaint(img8, m.astype(np.uint8), max(3, s // 32), cv2.INPAINT_TELEA)
+        filled = filled.reshape(s, s, c).transpose(2, 0, 1).astype(np.float32) / 255.0
+        out[i] = np.where(m[None], filled, batch[i])
+        masks[i] = m & (np.abs(out[i] - batch[i]).max(axis=0) > 0.02)
+    return out.astype(np.float32), masks
+
+
+def synthesize_shifted(batch: np.ndarray, rng: np.random.Generator, max_area: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Displace a part of each image's own structure by 4-12 % of the image side.
+
+    Validation only, like ``synthesize_missing``: a bent or misplaced piece shows the part's own
+    appearance in the wrong place, which the training's cut-paste from a far, random offset
+    does not model.
+    """
+    b, c, s, _ = batch.shape
+    out = batch.copy()
+    masks = np.zeros((b, s, s), bool)
+    for i in range(b):
+        m = _blob_mask(rng, s, max_area)
+        shift = (rng.uniform(0.04, 0.12, 2) * s * rng.choice([-1, 1], 2)).astype(int)
+        moved = np.roll(batch[i], tuple(int(v) for v in shift), axis=(1, 2))
+        out[i] = np.where(m[None], moved, batch[i])
+        masks[i] = m & (np.abs(out[i] - batch[i]).max(axis=0) > 0.02)
+    return out.astype(np.float32), masks

@@ -26,7 +26,7 @@ from ..models.pattern_anomaly import PatternAnomaly
 from .anomaly_bank import STAT_IMAGES, BankOptions, choose
 from .anomaly_data import AnomalyDataError, load_images, scan_category, synthesize_defects
 from .anomaly_eval import evaluate_tree
-from .anomaly_stats import choose_stats
+from .anomaly_stats import choose_term
 from .common import (Progress, deterministic_split, load_training_state, save_training_state, seed_everything,
                      warmup_cosine)
 
@@ -59,6 +59,7 @@ class TrainOptions:
     backbone: Path | None = None
     memory_bank: bool = False  # add the memory-bank term after training (anomaly_bank.py)
     appearance_stats: bool = False  # then the appearance-statistics term (anomaly_stats.py)
+    edge_band: bool = False  # then the edge-band term (anomaly_stats.py, term "band")
     data_licence: str = ""
     command: str = ""
     quiet: bool = False
@@ -255,7 +256,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         model, bank_info = choose(model, fit, hold, BankOptions(seed=opts.seed), device, log)
     stats_info = None
     if opts.appearance_stats and isinstance(model, PatternAnomaly):
-        model, stats_info = choose_stats(model, fit, hold, device, opts.seed, log)
+        model, stats_info = choose_term(model, fit, hold, device, opts.seed, log)
+    band_info = None
+    if opts.edge_band and isinstance(model, PatternAnomaly):
+        model, band_info = choose_term(model, fit, hold, device, opts.seed, log, term="band")
     train_seconds = time.monotonic() - started
     threshold = calibrate(model, hold, device)
     log(f"threshold (image score): {threshold['image']:.4f}  [{threshold['method']}]")
@@ -289,9 +293,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         "command": opts.command,
         **({"memory_bank": bank_info} if bank_info is not None else {}),
         **({"appearance_stats": stats_info} if stats_info is not None else {}),
+        **({"edge_band": band_info} if band_info is not None else {}),
         "metrics": {"test": {k: v for k, v in metrics.items() if k != "skipped"} | {"skipped": len(metrics["skipped"])}}
         if metrics else {},
     }
-    save_model(opts.out, opts.arch, model, model.config if bank_info is not None or stats_info is not None else
+    save_model(opts.out, opts.arch, model, model.config if bank_info or stats_info or band_info else
                (dataclasses.replace(config) if dataclasses.is_dataclass(config) else config), card)
     return card
