@@ -21,6 +21,8 @@ import numpy as np
 from inference.training.common import stable_hash
 
 FOLD_SEED = 7
+# A false component this close to a real target may be a piece of it (a split detection): counted, not removed.
+NEAR_TARGET = 10.0
 
 
 def fold_split(stems: Sequence[str], folds: int, seed: int = FOLD_SEED) -> list[list[str]]:
@@ -55,6 +57,16 @@ def write_fold_tree(data: str | Path, train_stems: Sequence[str], out: str | Pat
                 os.symlink(files[s].resolve(), link)
     (out / "train.txt").write_text("".join(f"{s}\n" for s in train_stems), encoding="utf-8")
     return out
+
+
+def near_target(centres_xy: np.ndarray, mask: np.ndarray, distance: float = NEAR_TARGET) -> int:
+    """How many of the (x, y) centres lie within ``distance`` pixels of a ground-truth target's centroid."""
+    from inference.training.segmenter_metrics import components
+
+    gt = components(mask)[1]
+    if not len(gt) or not len(centres_xy):
+        return 0
+    return int((np.linalg.norm(centres_xy[:, None] - gt[None], axis=2).min(1) < distance).sum())
 
 
 def fold_tree_dir(work: Path, k: int) -> Path:
@@ -105,7 +117,7 @@ def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: 
     parts = fold_split(fit_stems(data), folds)
     per_stem: dict[str, list[list[float]]] = {}
     summary = {"components": 0, "pixels": 0, "pixels_after_shrink": 0, "frames_with_negatives": 0,
-               "targets": 0, "detected": 0, "frames": 0}
+               f"within_{NEAR_TARGET:g}px_of_a_target": 0, "targets": 0, "detected": 0, "frames": 0}
     for k, stems in enumerate(parts):
         net = load_model(fold_model_dir(work, k), map_location=device, family="segmenter")
         frames, _problems = load_frames(tree, stems, net.config.in_chans)
@@ -123,6 +135,7 @@ def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: 
             summary["pixels"] += int(area[~matched].sum())
             summary["pixels_after_shrink"] += sum(r[3] for r in rows)
             summary["frames_with_negatives"] += bool(rows)
+            summary[f"within_{NEAR_TARGET:g}px_of_a_target"] += near_target(cent[~matched], f.mask)
             summary["targets"] += targets
             summary["detected"] += detected
             summary["frames"] += 1

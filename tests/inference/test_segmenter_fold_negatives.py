@@ -97,3 +97,12 @@ def test_a_broken_negatives_file_is_a_clear_error(tmp_path):
         ExtraNegatives.load(bad)
     with pytest.raises(ValueError, match="not a negatives file"):
         ExtraNegatives.load(tmp_path / "missing.json")
+
+
+def test_near_target_counts_false_centres_close_to_a_real_target():
+    from inference.training.segmenter_fold_negatives import near_target
+
+    mask = np.zeros((40, 40), bool)
+    mask[10:12, 20:22] = True  # centroid (x, y) = (20.5, 10.5)
+    assert near_target(np.array([[22.0, 12.0], [5.0, 35.0]]), mask) == 1
+    assert near_target(np.zeros((0, 2)), mask) == 0 and near_target(np.array([[1.0, 1.0]]), np.zeros((9, 9), bool)) == 0
