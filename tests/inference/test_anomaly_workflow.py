@@ -116,9 +116,12 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
                "--epochs", "1", "--batch-size", "4", "--threads", "1", "--seed", "3"])
     assert rc == 0, capsys.readouterr().err
     card = json.loads((out / "card.json").read_text())
-    assert card["threshold"]["image"] > 0 and card["data"]["holdout_good"] >= 1
+    # z-scored fused maps can put the threshold below 0; calibrated means finite here
+    assert math.isfinite(card["threshold"]["image"]) and card["data"]["holdout_good"] >= 1
     assert card["data"]["train_good"] + card["data"]["holdout_good"] == 9
     assert math.isfinite(card["metrics"]["test"]["image_auroc"])
+    # the memory bank and the statistics term are on by default; validation decided whether to keep them
+    assert {"memory_bank", "appearance_stats"} <= set(card) and "edge_band" not in card
 
     rc = main(["evaluate", "anomaly", "--data", str(cat), "--model", str(out), "--json", str(tmp_path / "m.json")])
     text = capsys.readouterr().out
@@ -182,3 +185,14 @@ def test_pixel_auroc_by_type_pools_each_type_with_the_good_images():
     res = _pixel_auroc_by_type([good_mask, defect_mask, defect_mask], [np.full((4, 4), 0.5), hot, cold],
                                ["good", "scratch", "dent"])
     assert res == {"dent": 0.0, "scratch": 1.0}
+
+
+def test_train_without_the_post_training_terms(tmp_path, capsys):
+    cat = make_tree(tmp_path)
+    out = tmp_path / "plain"
+    rc = main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+               "--batch-size", "4", "--threads", "1", "--no-memory-bank", "--no-appearance-stats", "--no-evaluate"])
+    assert rc == 0, capsys.readouterr().err
+    card = json.loads((out / "card.json").read_text())
+    assert not {"memory_bank", "appearance_stats"} & set(card)
+    assert load_model(out).config.bank_size == 0
