@@ -103,3 +103,15 @@ def edge_profiles(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def profile_map(row_dev: torch.Tensor, col_dev: torch.Tensor) -> torch.Tensor:
     """Per-row (b, h, 1) and per-column (b, w, 1) deviations -> (b, h, w) map, the larger of the two."""
     return torch.maximum(row_dev, col_dev.transpose(1, 2))
+
+
+ALONE_FUSIONS = ("bank", "stats", "band")  # a term fused "alone" replaces the map before it
+
+
+def fuse_maps(z: torch.Tensor, zb: torch.Tensor, fusion: str, weight: float) -> torch.Tensor:
+    """A map ``z`` with a second term ``zb``: "none" z, "bank"/"stats"/"band" zb alone, "sum" z + w*zb, "max"."""
+    if fusion == "none":
+        return z
+    if fusion in ALONE_FUSIONS:
+        return zb
+    return z + weight * zb if fusion == "sum" else torch.maximum(z, weight * zb)

@@ -54,8 +54,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ssm import SS2D
-from .anomaly_maps import (appearance_deviation, appearance_features, edge_profiles, fit_appearance, gaussian_smooth,
-                           leave_one_out_deviation, profile_map, set_position_statistics)
+from .anomaly_maps import (ALONE_FUSIONS, appearance_deviation, appearance_features, edge_profiles, fit_appearance, fuse_maps,
+                           gaussian_smooth, leave_one_out_deviation, profile_map, set_position_statistics)
 from .memory_bank import knn_distance, weighted
 from .registry import register
 
@@ -390,14 +390,11 @@ class PatternAnomaly(nn.Module):
         cfg = self.config
         extras = [(f, w, fn) for f, w, fn in ((cfg.stats_fusion, cfg.stats_weight, self.stats_map),
                                               (cfg.band_fusion, cfg.band_weight, self.band_map)) if f != "none"]
-        alone = [i for i, (f, _, _) in enumerate(extras) if f in ("stats", "band")]
-        if alone:
-            out, extras = extras[alone[-1]][2](x), extras[alone[-1] + 1:]
-        else:
-            out = self.pattern_map(x)
-        for fusion, w, fn in extras:
-            z = w * fn(x)
-            out = out + z if fusion == "sum" else torch.maximum(out, z)
+        alone = [i for i, (f, _, _) in enumerate(extras) if f in ALONE_FUSIONS]
+        # start from the last term fused alone (nothing before it counts), else from the pattern map
+        out = extras[alone[-1]][2](x) if alone else self.pattern_map(x)
+        for fusion, w, fn in extras[alone[-1] + 1 if alone else 0:]:
+            out = fuse_maps(out, fn(x), fusion, w)
         return out
 
     @torch.no_grad()
@@ -407,28 +404,26 @@ class PatternAnomaly(nn.Module):
         if cfg.bank_size and cfg.bank_fusion == "bank":
             return self.bank_map(x)
         z = self.prediction_map(x)
-        if not cfg.bank_size:
-            return z
-        zb = cfg.bank_weight * self.bank_map(x)
-        return z + zb if cfg.bank_fusion == "sum" else torch.maximum(z, zb)
+        return fuse_maps(z, self.bank_map(x), cfg.bank_fusion, cfg.bank_weight) if cfg.bank_size else z
+
+    def _standardised(self, raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """A term's raw map, per-position standardised with its fitted statistics when configured."""
+        return (raw - mean) / std if self.config.normalise_map else raw
 
     @torch.no_grad()
     def prediction_map(self, x: torch.Tensor) -> torch.Tensor:
         """The prediction-comparison term alone (per-position standardised when configured)."""
-        raw = self.raw_anomaly_map(x)
-        return (raw - self.map_mean) / self.map_std if self.config.normalise_map else raw
+        return self._standardised(self.raw_anomaly_map(x), self.map_mean, self.map_std)
 
     @torch.no_grad()
     def bank_map(self, x: torch.Tensor) -> torch.Tensor:
         """The memory-bank term alone (per-position standardised when configured)."""
-        raw = self.raw_bank_map(x)
-        return (raw - self.bank_map_mean) / self.bank_map_std if self.config.normalise_map else raw
+        return self._standardised(self.raw_bank_map(x), self.bank_map_mean, self.bank_map_std)
 
     @torch.no_grad()
     def stats_map(self, x: torch.Tensor) -> torch.Tensor:
         """The appearance-statistics term alone (per-position standardised when configured)."""
-        raw = self.raw_stats_map(x)
-        return (raw - self.stats_map_mean) / self.stats_map_std if self.config.normalise_map else raw
+        return self._standardised(self.raw_stats_map(x), self.stats_map_mean, self.stats_map_std)
 
     @torch.no_grad()
     def raw_stats_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -458,8 +453,7 @@ class PatternAnomaly(nn.Module):
     @torch.no_grad()
     def band_map(self, x: torch.Tensor) -> torch.Tensor:
         """The edge-band term alone (per-position standardised when configured)."""
-        raw = self.raw_band_map(x)
-        return (raw - self.band_map_mean) / self.band_map_std if self.config.normalise_map else raw
+        return self._standardised(self.raw_band_map(x), self.band_map_mean, self.band_map_std)
 
     @torch.no_grad()
     def raw_band_map(self, x: torch.Tensor) -> torch.Tensor:

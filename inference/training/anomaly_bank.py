@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..anomaly_predict import normalise_batch
+from ..models.anomaly_maps import fuse_maps
 from ..models.memory_bank import greedy_coreset, weighted
 from ..models.pattern_anomaly import PatternAnomaly, with_memory_bank
 from .anomaly_data import synthesize_bands, synthesize_defects, synthesize_missing, synthesize_shifted
@@ -109,15 +110,6 @@ def validation_maps(fn: Callable[[torch.Tensor], torch.Tensor], model: PatternAn
     return torch.cat([fn(normalise_batch(model, images[i:i + BATCH], device)).cpu() for i in range(0, len(images), BATCH)])
 
 
-def fuse(z: torch.Tensor, zb: torch.Tensor, fusion: str, weight: float) -> torch.Tensor:
-    """A map ``z`` with a second term ``zb``: "none" z, "bank"/"stats"/"band" zb alone, "sum" z + w*zb, "max"."""
-    if fusion == "none":
-        return z
-    if fusion in ("bank", "stats", "band"):
-        return zb
-    return z + weight * zb if fusion == "sum" else torch.maximum(z, weight * zb)
-
-
 def score_validation(model: PatternAnomaly, maps: dict[str, torch.Tensor], masks: dict[str, np.ndarray],
                      kinds: tuple[str, ...] = tuple(VALIDATION_DEFECTS)) -> dict[str, float]:
     """Validation pixel AUROC per defect kind (pooled with the good images), their mean, and image
@@ -163,7 +155,7 @@ def choose(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, opts: BankO
             bmaps = {name: validation_maps(banked.bank_map, banked, v[0], device) for name, v in val.items()}
             for fusion, weights in (("bank", (1.0,)), ("sum", opts.weights), ("max", (1.0,))):
                 for w in weights:
-                    fused = {name: fuse(zmaps[name], bmaps[name], fusion, w) for name in val}
+                    fused = {name: fuse_maps(zmaps[name], bmaps[name], fusion, w) for name in val}
                     r = score_validation(model, fused, masks) | {"fusion": fusion, "position": position, "k": k, "weight": w}
                     table.append(r)
                     log(f"  position {position:g} k {k} {fusion:>4} w {w:g}: pixel {r['pixel']:.4f} (small "

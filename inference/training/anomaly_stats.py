@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from ..anomaly_predict import normalise_batch
+from ..models.anomaly_maps import fuse_maps
 from ..models.pattern_anomaly import PatternAnomaly, with_terms
-from .anomaly_bank import (IMAGE_AUROC_TOLERANCE, STAT_IMAGES, VALIDATION_DEFECTS, fuse, recalibrated_card, score_validation, step_main,
+from .anomaly_bank import (IMAGE_AUROC_TOLERANCE, STAT_IMAGES, VALIDATION_DEFECTS, recalibrated_card, score_validation, step_main,
                            validation_maps, validation_set)
 
 TERM_WEIGHTS = (0.5, 1.0, 2.0)  # weights tried for "sum"; "max" and the term alone use 1
@@ -66,10 +67,10 @@ def _term_maps(model: PatternAnomaly, val: dict[str, tuple[np.ndarray, np.ndarra
     current = zpred
     if cfg.bank_size:
         zbank = {k: validation_maps(model.bank_map, model, v[0], device) for k, v in val.items()}
-        current = {k: fuse(zpred[k], zbank[k], cfg.bank_fusion, cfg.bank_weight) for k in val}
+        current = {k: fuse_maps(zpred[k], zbank[k], cfg.bank_fusion, cfg.bank_weight) for k in val}
     if cfg.stats_fusion != "none":
         zstats = {k: validation_maps(model.stats_map, model, v[0], device) for k, v in val.items()}
-        current = {k: fuse(current[k], zstats[k], cfg.stats_fusion, cfg.stats_weight) for k in val}
+        current = {k: fuse_maps(current[k], zstats[k], cfg.stats_fusion, cfg.stats_weight) for k in val}
     return zpred, current
 
 
@@ -109,7 +110,7 @@ def choose_term(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, device
     best, best_key = None, (-1.0, -1.0)
     for fusion, weights in (("none", (1.0,)), (term, (1.0,)), ("sum", TERM_WEIGHTS), ("max", (1.0,))):
         for w in weights:
-            fused = {k: fuse(current[k], zterm[k], fusion, w) for k in val}
+            fused = {k: fuse_maps(current[k], zterm[k], fusion, w) for k in val}
             r = {"map": current_name if fusion == "none" else f"{current_name} with {term}",
                  key_f: fusion, key_w: w} | score_validation(model, fused, masks, spec.kinds)
             table.append(r)
