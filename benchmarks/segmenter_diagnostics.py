@@ -57,10 +57,8 @@ def _masks(loaded, frames) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
     probs = seg.predict_probabilities(seg.model_members(loaded), [f.image for f in frames], standardised=True,
                                       flips=seg.model_flips(loaded))
-    verifier = seg.model_verifier(loaded)
-    thr, limit = seg.model_threshold(loaded), seg.model_max_fraction(loaded)
-    shrink = seg.model_mask_threshold(loaded)
-    return probs, [seg.binarise(p, thr, limit, seg.frame_plane(f.image), verifier, shrink).mask for p, f in zip(probs, frames)]
+    post = seg.model_post_process(loaded)
+    return probs, [post(p, f.image).mask for p, f in zip(probs, frames)]
 
 
 def false_alarms(loaded, frames) -> dict[str, Any]:

@@ -87,8 +87,7 @@ class SegmenterModel(FamilyModel):
         self._mod = _helper("inference.segmentation", loaded)
         # A card naming members or a verifier it does not carry fails here, at load, with CheckpointError.
         self._mod.model_members(loaded)
-        self._mod.model_verifier(loaded)
-        self._mod.model_mask_threshold(loaded)
+        self._mod.model_post_process(loaded)
         self.mode = "gray" if loaded.config.in_chans == 1 else "rgb"
         self.max_side = SEGMENTER_MAX_SIDE
 

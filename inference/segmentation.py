@@ -8,8 +8,8 @@ tiles so that memory stays bounded on a station without a GPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from dataclasses import dataclass, replace
+from typing import Iterable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ from inference.checkpoints import CheckpointError, LoadedModel
 from inference.models.mim_istd import segment_logits
 from inference.models.target_verifier import verify
 from inference.training.segmenter_data import standardise_np, to_channels
-from inference.training.segmenter_metrics import components
+from inference.training.segmenter_metrics import SegmentationMeter, components
 
 DEFAULT_THRESHOLD = 0.5  # logit > 0, the field's convention
 MAX_WHOLE_SIDE = 1024
@@ -270,14 +270,42 @@ def binarise(probability: np.ndarray, threshold: float, max_fraction: float | No
     return SegmentationResult(probability, mask, n - 1, boxes, threshold)
 
 
+@dataclass(frozen=True)
+class PostProcess:
+    """Probability map -> mask, as a model's card configures it (see ``binarise``): what the
+    application, ``evaluate``, the calibrations and the diagnostics all apply."""
+
+    threshold: float
+    max_fraction: float | None = None
+    verifier: VerifierRule | None = None
+    mask_threshold: float | None = None
+
+    def __call__(self, probability: np.ndarray, frame: np.ndarray) -> SegmentationResult:
+        """``probability`` of a standardised (c, h, w) ``frame`` -> its result."""
+        return binarise(probability, self.threshold, self.max_fraction, frame_plane(frame), self.verifier, self.mask_threshold)
+
+
+def model_post_process(loaded: LoadedModel) -> PostProcess:
+    """The card's post-processing; a broken verifier or mask threshold entry is a CheckpointError."""
+    return PostProcess(model_threshold(loaded), model_max_fraction(loaded), model_verifier(loaded), model_mask_threshold(loaded))
+
+
+def score_masks(post: PostProcess, frames: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+    """IoU, nIoU, Pd and Fa of ``post``'s masks over (probability, standardised frame, true mask) triples."""
+    meter = SegmentationMeter()
+    for probability, frame, truth in frames:
+        meter.update(post(probability, frame).mask, truth)
+    return meter.result()
+
+
 def predict_masks(
     loaded: LoadedModel, images: Sequence[np.ndarray], threshold: float | None = None, device: str | torch.device | None = None
 ) -> list[SegmentationResult]:
     """The worker's entry point: float images of any size -> per-image map, mask and target count."""
-    thr = model_threshold(loaded) if threshold is None else float(threshold)
-    limit = model_max_fraction(loaded)
+    post = model_post_process(loaded)
+    if threshold is not None:
+        post = replace(post, threshold=float(threshold))
     in_chans = loaded.model.config.in_chans
     frames = [standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans)) for img in images]
     probs = predict_probabilities(model_members(loaded), frames, device, standardised=True, flips=model_flips(loaded))
-    verifier, shrink = model_verifier(loaded), model_mask_threshold(loaded)
-    return [binarise(p, thr, limit, frame_plane(f), verifier, shrink) for p, f in zip(probs, frames)]
+    return [post(p, f) for p, f in zip(probs, frames)]

@@ -24,14 +24,15 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.segmentation import (
-    binarise, frame_plane, model_flips, model_max_fraction, model_members, model_threshold, model_verifier, predict_probabilities,
+    model_flips, model_members, model_post_process, model_threshold, predict_probabilities,
+    score_masks,
 )
-from inference.training.segmenter_metrics import SegmentationMeter
 from inference.training.common import set_threads
 from inference.training.segmenter_data import SegDataError, SegTree
 from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, calibrate, size_limit, training_frames
@@ -98,13 +99,10 @@ def calibrate_mask_threshold(model_dir: Path, data: Path, candidates: Sequence[f
     if not held:
         raise ValueError(f"{data}: no held-out frames to calibrate on")
     probs = predict_probabilities(model_members(loaded), [f.image for f in held], device, standardised=True, flips=model_flips(loaded))
-    limit, verifier = model_max_fraction(loaded), model_verifier(loaded)
+    post = model_post_process(loaded)
 
     def score(mask_threshold: float | None) -> dict[str, Any]:
-        meter = SegmentationMeter()
-        for f, p in zip(held, probs):
-            meter.update(binarise(p, thr, limit, frame_plane(f.image), verifier, mask_threshold).mask, f.mask)
-        return meter.result()
+        return score_masks(replace(post, mask_threshold=mask_threshold), ((p, f.image, f.mask) for f, p in zip(held, probs)))
 
     base = score(None)
     sweep = {f"{c:g}": score(float(c)) for c in candidates}

@@ -8,9 +8,11 @@ from typing import Any
 import torch
 
 from inference.checkpoints import LoadedModel
-from inference.segmentation import binarise, frame_plane, model_flips, model_max_fraction, model_mask_threshold, model_members, model_threshold, model_verifier, predict_probabilities
+from inference.segmentation import (
+    PostProcess, model_flips, model_mask_threshold, model_max_fraction, model_members, model_threshold, model_verifier,
+    predict_probabilities, score_masks,
+)
 from inference.training.segmenter_data import SegTree, load_frames
-from inference.training.segmenter_metrics import SegmentationMeter
 
 
 def evaluate_tree(
@@ -34,13 +36,11 @@ def evaluate_tree(
     verifier = model_verifier(loaded) if use_verifier else None
     members = model_members(loaded)
     shrink = model_mask_threshold(loaded)
-    meter = SegmentationMeter()
     t0 = time.monotonic()
     # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
-    for f in frames:
-        prob = predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0]
-        meter.update(binarise(prob, thr, limit, frame_plane(f.image), verifier, shrink).mask, f.mask)
-    result = meter.result()
+    result = score_masks(PostProcess(thr, limit, verifier, shrink),
+                         ((predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0], f.image, f.mask)
+                          for f in frames))
     result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, verifier=verifier is not None, mask_threshold=shrink,
                   verifier_log_odds_per_pixel=getattr(verifier, "log_odds_per_pixel", None), members=len(members), split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
                   model=str(loaded.path) if loaded.path else loaded.name)

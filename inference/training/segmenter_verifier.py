@@ -42,12 +42,12 @@ import torch.nn.functional as F
 from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
 from inference.models.target_verifier import NAME, TargetVerifier, TargetVerifierConfig, d4, score_views, views
 from inference.segmentation import (
-    VerifierRule, binarise, drop_large_components, frame_plane, model_flips, model_mask_threshold, model_max_fraction,
-    model_members, model_threshold, model_verifier, predict_probabilities, rejected_by,
+    PostProcess, VerifierRule, drop_large_components, frame_plane, model_flips, model_mask_threshold, model_max_fraction,
+    model_members, model_threshold, model_verifier, predict_probabilities, rejected_by, score_masks,
 )
 from inference.training.common import Progress, seed_everything, set_threads
 from inference.training.segmenter_data import Frame, SegDataError, SegTree, clutter_points
-from inference.training.segmenter_metrics import SegmentationMeter, components, matched_components
+from inference.training.segmenter_metrics import components, matched_components
 from inference.training.segmenter_train import training_frames
 
 PART = "verifier"  # sub-directory of the segmenter's model directory
@@ -261,11 +261,8 @@ def rule_summary(scores: np.ndarray, comps: OperatingComponents, threshold: floa
 def held_out_metrics(loaded: LoadedModel, held: list[Frame], probs: list[np.ndarray],
                      rule: VerifierRule | None) -> dict[str, Any]:
     """Held-out metrics at the card's threshold and size limit, with or without the verifier ``rule``."""
-    meter = SegmentationMeter()
-    for f, p in zip(held, probs):
-        meter.update(binarise(p, model_threshold(loaded), model_max_fraction(loaded), frame_plane(f.image), rule,
-                              model_mask_threshold(loaded)).mask, f.mask)
-    return meter.result()
+    post = PostProcess(model_threshold(loaded), model_max_fraction(loaded), rule, model_mask_threshold(loaded))
+    return score_masks(post, ((p, f.image, f.mask) for f, p in zip(held, probs)))
 
 
 @dataclass
