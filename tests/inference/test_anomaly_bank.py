@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
-from app.cli import main
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models.memory_bank import greedy_coreset, knn_distance
 from inference.models.pattern_anomaly import PatternAnomaly, preset, with_memory_bank
@@ -122,12 +120,11 @@ def test_bank_term_flags_a_large_defect_whose_context_is_altered_too():
 
 
 def test_add_bank_and_train_with_memory_bank(tmp_path, capsys):
-    from tests.inference.test_anomaly_workflow import make_tree
+    from tests.inference.test_anomaly_workflow import make_tree, train_tiny
 
     cat = make_tree(tmp_path)
     out = tmp_path / "model"
-    rc = main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
-               "--batch-size", "4", "--threads", "1", "--memory-bank", "--no-evaluate"])
+    rc = train_tiny(cat, out, "--memory-bank", "--no-evaluate")
     assert rc == 0, capsys.readouterr().err
     card = json.loads((out / "card.json").read_text())
     info = card["memory_bank"]

@@ -30,6 +30,12 @@ def _write(path: Path, img: np.ndarray) -> Path:
     return path
 
 
+def train_tiny(cat: Path, out: Path, *flags: str) -> int:
+    """``python main.py train anomaly`` on ``cat`` with the tiny preset, one epoch on one thread."""
+    return main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+                 "--batch-size", "4", "--threads", "1", *flags])
+
+
 def make_tree(root: Path) -> Path:
     """A messy little MVTec-style category: mixed depths/channels/aspect, a symlinked folder,
     a defect without a mask and a corrupt file."""
@@ -112,8 +118,7 @@ def test_baseline_lights_up_a_planted_defect():
 def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
     cat = make_tree(tmp_path)
     out = tmp_path / "model"
-    rc = main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny",
-               "--epochs", "1", "--batch-size", "4", "--threads", "1", "--seed", "3"])
+    rc = train_tiny(cat, out, "--seed", "3")
     assert rc == 0, capsys.readouterr().err
     card = json.loads((out / "card.json").read_text())
     # z-scored fused maps can put the threshold below 0; calibrated means finite here
@@ -190,8 +195,7 @@ def test_pixel_auroc_by_type_pools_each_type_with_the_good_images():
 def test_train_without_the_post_training_terms(tmp_path, capsys):
     cat = make_tree(tmp_path)
     out = tmp_path / "plain"
-    rc = main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
-               "--batch-size", "4", "--threads", "1", "--no-memory-bank", "--no-appearance-stats", "--no-evaluate"])
+    rc = train_tiny(cat, out, "--no-memory-bank", "--no-appearance-stats", "--no-evaluate")
     assert rc == 0, capsys.readouterr().err
     card = json.loads((out / "card.json").read_text())
     assert not {"memory_bank", "appearance_stats"} & set(card)

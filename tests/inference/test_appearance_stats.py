@@ -129,12 +129,11 @@ def test_config_rejects_unknown_fusion():
 
 
 def test_train_with_stats_and_add_stats(tmp_path, capsys):
-    from tests.inference.test_anomaly_workflow import make_tree
+    from tests.inference.test_anomaly_workflow import make_tree, train_tiny
 
     cat = make_tree(tmp_path)
     out = tmp_path / "model"
-    rc = main(["train", "anomaly", "--data", str(cat), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
-               "--batch-size", "4", "--threads", "1", "--appearance-stats", "--edge-band", "--no-evaluate"])
+    rc = train_tiny(cat, out, "--appearance-stats", "--edge-band", "--no-evaluate")
     assert rc == 0, capsys.readouterr().err
     card = json.loads((out / "card.json").read_text())
     info, band = card["appearance_stats"], card["edge_band"]
