@@ -3,6 +3,10 @@
 Never pickle: a checkpoint a user hands us is data, not code. Every failure (missing file,
 corrupt tensors, a tensor missing or of the wrong shape, an unknown model) is raised as a
 ``CheckpointError`` whose message says what is wrong with which file.
+
+Weights may be stored at a lower precision than the model computes in (``save_model(...,
+storage_dtype=torch.float16)``: half the bytes, for ensembles bundled with the application); they
+are cast back to the model's own dtype when loaded, so a float32 file loads exactly as before.
 """
 from __future__ import annotations
 
@@ -51,15 +55,42 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_model(directory: str | os.PathLike, name: str, model: nn.Module, config: Any, card: dict | None = None) -> Path:
-    """Write a model directory atomically file by file (a crash leaves the old files or the new)."""
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _stored(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Floating tensors cast to the storage ``dtype``; refused (ValueError) where a value would not survive the cast."""
+    if dtype is None:
+        return tensors
+    if dtype not in STORAGE_DTYPES.values():
+        raise ValueError(f"storage dtype must be one of {sorted(STORAGE_DTYPES)}, not {dtype}")
+    out = {}
+    for k, v in tensors.items():
+        if v.is_floating_point() and v.dtype != dtype:
+            cast = v.to(dtype)
+            if not torch.isfinite(cast).all() and torch.isfinite(v).all():
+                raise ValueError(f"tensor {k} overflows {dtype} (largest magnitude {v.abs().max().item():g})")
+            v = cast
+        out[k] = v
+    return out
+
+
+def save_model(directory: str | os.PathLike, name: str, model: nn.Module, config: Any, card: dict | None = None,
+               storage_dtype: torch.dtype | None = None) -> Path:
+    """Write a model directory atomically file by file (a crash leaves the old files or the new).
+
+    ``storage_dtype`` (float16 or bfloat16) stores the floating tensors at that precision; loading
+    casts them back to the model's dtype.
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = _stored({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, storage_dtype)
     tmp = out / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp), metadata={"model": name, "format": str(FORMAT_VERSION)})
     os.replace(tmp, out / WEIGHTS)
     meta = {"format": FORMAT_VERSION, "model": name, "family": registry.spec(name).family, "config": _config_dict(config)}
+    if storage_dtype is not None:
+        meta["storage_dtype"] = str(storage_dtype).removeprefix("torch.")
     _atomic_write_text(out / CONFIG, json.dumps(meta, indent=2, sort_keys=True))
     if card is not None:
         save_card(out, card)
@@ -111,6 +142,9 @@ def load_state(model: nn.Module, weights: Path) -> None:
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{weights}: non-finite values in {', '.join(bad[:8])}")
+    # lower-precision storage (see save_model's storage_dtype) is computed with at the model's own precision
+    state = {k: v.to(expected[k].dtype) if v.is_floating_point() and expected[k].is_floating_point()
+             and v.dtype != expected[k].dtype else v for k, v in state.items()}
     model.load_state_dict(state, strict=True)
 
 

@@ -28,18 +28,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+import torch
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.segmentation import (
-    model_flips, model_members, model_post_process, model_threshold, predict_probabilities,
+    PostProcess, model_flips, model_members, model_post_process, model_threshold, predict_probabilities,
     score_masks,
 )
 from inference.training.common import set_threads
-from inference.training.segmenter_data import SegDataError, SegTree
+from inference.training.segmenter_data import Frame, SegDataError, SegTree
 from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, calibrate, size_limit, training_frames
 
 
-def add_members(model_dir: Path, members: Sequence[Path]) -> None:
-    """Copy each member model directory into ``model_dir/members/`` and list it in the card's ensemble."""
+def add_members(model_dir: Path, members: Sequence[Path], storage_dtype: torch.dtype | None = None) -> None:
+    """Copy each member model directory into ``model_dir/members/`` and list it in the card's ensemble;
+    with ``storage_dtype`` (float16) the members' weights are stored at that precision (loaded as float32)."""
     main = load_model(model_dir, family="segmenter")
     card = dict(main.card)
     parts, ensemble = dict(card.get("parts") or {}), list(card.get("ensemble") or [])
@@ -51,7 +54,10 @@ def add_members(model_dir: Path, members: Sequence[Path]) -> None:
         dest = Path(model_dir) / "members" / str(k)
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(src, dest)
+        if storage_dtype is None:
+            shutil.copytree(src, dest)
+        else:
+            save_model(dest, other.name, other.model, other.config, other.card, storage_dtype=storage_dtype)
         parts[f"member{k}"] = f"members/{k}"
         ensemble.append(f"member{k}")
     if parts.pop("verifier", None) is not None:
@@ -89,6 +95,25 @@ def recalibrate(model_dir: Path, data: Path, device: str = "cpu", members: Seque
 IOU_TOLERANCE = 0.005  # held-out IoU the hysteresis may cost (session 3's tolerance for the verifier)
 
 
+def choose_mask_threshold(post: PostProcess, probs: Sequence[np.ndarray], frames: Sequence[Frame],
+                          candidates: Sequence[float], label: str = "held_out") -> dict[str, Any]:
+    """The mask-threshold rule (module docstring) on given maps of given frames; ``post`` is the card's
+    post-processing without a mask threshold. Returns the record: chosen value (or None), figures without
+    and per candidate (keys ``<label>_without``, ``<label>_sweep``)."""
+    def score(mask_threshold: float | None) -> dict[str, Any]:
+        return score_masks(replace(post, mask_threshold=mask_threshold), ((p, f.image, f.mask) for f, p in zip(frames, probs)))
+
+    base = score(None)
+    sweep = {f"{c:g}": score(float(c)) for c in candidates}
+    allowed = [c for c in candidates if sweep[f"{c:g}"]["detected"] >= base["detected"]
+               and sweep[f"{c:g}"]["iou"] >= base["iou"] - IOU_TOLERANCE and sweep[f"{c:g}"]["fa"] < base["fa"]]
+    chosen = min(allowed, key=lambda c: (sweep[f"{c:g}"]["fa"], c)) if allowed else None
+    where = label.replace("_", "-")
+    return {"chosen": chosen, f"{label}_without": base, f"{label}_sweep": sweep,
+            "rule": f"lowest {where} Fa among mask thresholds keeping {where} Pd and IoU within {IOU_TOLERANCE:g}; "
+                    "none unless Fa falls"}
+
+
 def calibrate_mask_threshold(model_dir: Path, data: Path, candidates: Sequence[float], device: str = "cpu") -> dict[str, Any]:
     """Pick the hysteresis mask threshold on the held-out frames (rule in the module docstring); returns the card entry."""
     loaded = load_model(model_dir, family="segmenter")
@@ -99,23 +124,11 @@ def calibrate_mask_threshold(model_dir: Path, data: Path, candidates: Sequence[f
     if not held:
         raise ValueError(f"{data}: no held-out frames to calibrate on")
     probs = predict_probabilities(model_members(loaded), [f.image for f in held], device, standardised=True, flips=model_flips(loaded))
-    post = model_post_process(loaded)
-
-    def score(mask_threshold: float | None) -> dict[str, Any]:
-        return score_masks(replace(post, mask_threshold=mask_threshold), ((p, f.image, f.mask) for f, p in zip(held, probs)))
-
-    base = score(None)
-    sweep = {f"{c:g}": score(float(c)) for c in candidates}
-    allowed = [c for c in candidates if sweep[f"{c:g}"]["detected"] >= base["detected"]
-               and sweep[f"{c:g}"]["iou"] >= base["iou"] - IOU_TOLERANCE and sweep[f"{c:g}"]["fa"] < base["fa"]]
-    chosen = min(allowed, key=lambda c: (sweep[f"{c:g}"]["fa"], c)) if allowed else None
-    entry = {"chosen": chosen, "held_out_without": base, "held_out_sweep": sweep,
-             "rule": f"lowest held-out Fa among mask thresholds keeping held-out Pd and IoU within {IOU_TOLERANCE:g}; "
-                     "none unless Fa falls"}
+    entry = choose_mask_threshold(model_post_process(loaded), probs, held, candidates)
     card = dict(loaded.card)
     card.pop("mask_threshold", None)
-    if chosen is not None:
-        card["mask_threshold"] = float(chosen)
+    if entry["chosen"] is not None:
+        card["mask_threshold"] = float(entry["chosen"])
     card["mask_threshold_calibration"] = entry
     save_model(model_dir, loaded.name, loaded.model, loaded.config, card)
     return entry

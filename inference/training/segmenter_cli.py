@@ -25,6 +25,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clutter-prob", type=float, default=0.0,
                    help="share of crops centred on bright blobs that are not targets (hard negatives)")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
+    p.add_argument("--held-out-fraction", type=float, default=0.1, metavar="F",
+                   help="share of train.txt held out to pick the epoch, threshold and flips (default 0.1); "
+                        "0 fits every frame and keeps the final weights (threshold 0.5, no flips)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
     p.add_argument("--seed", type=int, default=0)

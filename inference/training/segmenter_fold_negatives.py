@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
 
 from inference.training.common import stable_hash
+
+if TYPE_CHECKING:
+    from inference.training.segmenter_train import TrainOptions
 
 FOLD_SEED = 7
 # A false component this close to a real target may be a piece of it (a split detection): counted, not removed.
@@ -77,24 +80,38 @@ def fold_model_dir(work: Path, k: int) -> Path:
     return work / f"net{k}" / "final"
 
 
+def train_on_other_folds(data: Path, parts: Sequence[Sequence[str]], work: Path,
+                         options: Callable[[int, Path], "TrainOptions"]) -> list[Path]:
+    """Network k is trained, with ``options(k, fold tree)``, on a tree of every fold but k's frames;
+    networks whose ``<out>/final`` already exists are kept (re-running finishes an interrupted series)."""
+    from inference.training.segmenter_train import train
+
+    out = []
+    for k in range(len(parts)):
+        tree = fold_tree_dir(work, k)
+        opts = options(k, tree)
+        final = Path(opts.out) / "final"
+        if not (final / "card.json").is_file():
+            write_fold_tree(data, [s for j, p in enumerate(parts) if j != k for s in p], tree)
+            train(opts)
+        out.append(final)
+    return out
+
+
 def train_fold_networks(reference: Path, data: Path, work: Path, folds: int, epochs: int, seed: int = 0,
                         threads: int | None = 1, quiet: bool = True) -> list[Path]:
     """Network k is trained on every fold but k (same preset and inner block as ``reference``); trained ones are kept."""
     import json
 
-    from inference.training.segmenter_train import TrainOptions, train
+    from inference.training.segmenter_train import TrainOptions
 
     card = json.loads((reference / "card.json").read_text(encoding="utf-8"))
     inner = (card.get("training") or {}).get("inner")
-    parts = fold_split(fit_stems(data), folds)
-    out = []
-    for k in range(folds):
-        if not (fold_model_dir(work, k) / "card.json").is_file():
-            tree = write_fold_tree(data, [s for j, p in enumerate(parts) if j != k for s in p], fold_tree_dir(work, k))
-            train(TrainOptions(data=str(tree), out=str(work / f"net{k}"), preset=card.get("preset", "cpu"), inner=inner,
-                               epochs=epochs, batch_size=8, crop=128, eval_every=5, seed=seed, threads=threads, quiet=quiet))
-        out.append(fold_model_dir(work, k))
-    return out
+    return train_on_other_folds(
+        data, fold_split(fit_stems(data), folds), work,
+        lambda k, tree: TrainOptions(data=str(tree), out=str(work / f"net{k}"), preset=card.get("preset", "cpu"), inner=inner,
+                                     epochs=epochs, batch_size=8, crop=128, eval_every=5, seed=seed, threads=threads,
+                                     quiet=quiet))
 
 
 def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: str = "cpu") -> dict:

@@ -75,6 +75,9 @@ class TrainOptions:
     verifier: bool = False  # also train the second-stage target verifier (segmenter_verifier) for the final model
     verifier_steps: int = 800
     quiet: bool = False
+    # share of train.txt held out to pick the epoch, threshold and flips; 0 fits every frame and keeps the
+    # final weights at threshold 0.5 without flips (cross-validated ensembles choose those out of fold instead)
+    held_out_fraction: float = HELD_OUT_FRACTION
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -114,10 +117,21 @@ def calibrate(
 ) -> tuple[float, bool, dict[str, Any]]:
     """(threshold, test-time flips, held-out metrics) that give the best held-out IoU for these weights
     (or for the mean map of these ensemble members)."""
+    return choose_threshold_and_flips(
+        {use_flips: predict_probabilities(model, [f.image for f in held], device, standardised=True, flips=use_flips)
+         for use_flips in (False, True)},
+        held, max_fraction)
+
+
+def choose_threshold_and_flips(
+    maps: dict[bool, list[np.ndarray]], frames: list[Frame], max_fraction: float | None,
+) -> tuple[float, bool, dict[str, Any]]:
+    """The calibration rule on given maps (``maps[flips]``: one map per frame, without / with test-time
+    flips), wherever they came from: one network's held-out maps or out-of-fold maps of a cross-validation.
+    Best IoU over ``THRESHOLDS`` (``pick_threshold``); flips only if they beat no flips strictly."""
     best: tuple[float, bool, dict[str, Any]] | None = None
     for use_flips in (False, True):
-        probs = predict_probabilities(model, [f.image for f in held], device, standardised=True, flips=use_flips)
-        scores = score_probabilities(probs, held, max_fraction=max_fraction)
+        scores = score_probabilities(maps[use_flips], frames, max_fraction=max_fraction)
         t = pick_threshold(scores)
         if best is None or (scores[t]["iou"] or 0.0) > (best[2]["iou"] or 0.0):
             best = (t, use_flips, scores[t])
@@ -125,9 +139,19 @@ def calibrate(
     return best
 
 
-def training_frames(tree: SegTree, in_chans: int) -> tuple[list[Frame], list[Frame], list[str]]:
-    """(fit frames, held-out frames, problems): train.txt split deterministically, val.txt untouched."""
-    fit_stems, held_stems = deterministic_split(tree.stems("train"), HELD_OUT_FRACTION, seed=1)
+def training_frames(
+    tree: SegTree, in_chans: int, held_out_fraction: float = HELD_OUT_FRACTION
+) -> tuple[list[Frame], list[Frame], list[str]]:
+    """(fit frames, held-out frames, problems): train.txt split deterministically, val.txt untouched.
+
+    ``held_out_fraction`` 0 holds nothing out (deterministic_split alone would always keep one frame back).
+    """
+    if not 0.0 <= held_out_fraction < 1.0:
+        raise ValueError(f"held-out fraction must be in [0, 1), not {held_out_fraction}")
+    if held_out_fraction == 0.0:
+        fit_stems, held_stems = list(tree.stems("train")), []
+    else:
+        fit_stems, held_stems = deterministic_split(tree.stems("train"), held_out_fraction, seed=1)
     fit, problems = load_frames(tree, fit_stems, in_chans)
     held, more = load_frames(tree, held_stems, in_chans)
     return fit, held, problems + more
@@ -165,7 +189,7 @@ def train(opts: TrainOptions) -> Path:
     cfg = build_config(opts)
 
     tree = SegTree.open(opts.data)
-    fit, held, problems = training_frames(tree, cfg.in_chans)
+    fit, held, problems = training_frames(tree, cfg.in_chans, opts.held_out_fraction)
     for msg in problems:
         log.warning("skipped: %s", msg)
     if not fit:

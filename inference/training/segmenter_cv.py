@@ -1,0 +1,239 @@
+"""A cross-validated ("CV-bagged") segmenter ensemble, with its settings chosen on out-of-fold maps.
+
+Sessions 2-4 chose epoch, threshold, flips, mask threshold and members on 34 held-out frames,
+which predicted val badly three times. Here all of train.txt is split into folds by frame
+(``segmenter_fold_negatives.fold_split``); for each fold k one network per kind (by default a
+Mamba one and a convolution one, ``cpu`` preset) is trained on the other folds with nothing held
+out, keeping the final weights of a fixed schedule (no epoch selection). Every train.txt frame is
+then scored by the networks that never saw it (their mean probability, as the ensemble averages
+members), with and without test-time flips, and the project's calibration rules run on those
+out-of-fold maps of all frames (``segmenter_train.choose_threshold_and_flips``, then
+``segmenter_calibrate.choose_mask_threshold``), the size limit derived from all train.txt masks.
+The model is all fold networks as one ensemble with the chosen settings (members stored as
+float16). val.txt is never read here.
+
+    python -m inference.training.segmenter_cv --data SIRST_DIR --work runs/cv --folds 4 --epochs 50 --out MODEL_DIR
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from inference.training.segmenter_fold_negatives import FOLD_SEED, fold_split, train_on_other_folds
+
+MASK_THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95)  # the candidates of session 4's mask-threshold rule
+OOF_FILE = "oof_maps_flips{}.npz"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One network per fold of this kind: inner block and seed base (fold k's network gets ``seed + k``)."""
+
+    inner: str
+    seed: int
+
+
+KINDS = (Kind("mamba", 40), Kind("conv", 50))
+
+
+def cv_parts(data: str | Path, folds: int) -> list[list[str]]:
+    """All of train.txt split into ``folds`` disjoint folds by frame (val.txt is not read)."""
+    from inference.training.segmenter_data import SegTree
+
+    return fold_split(SegTree.open(data).stems("train"), folds, FOLD_SEED)
+
+
+def network_dir(work: Path, kind: Kind, k: int) -> Path:
+    return work / f"{kind.inner}{k}" / "final"
+
+
+def train_cv_networks(data: Path, work: Path, parts: Sequence[Sequence[str]], epochs: int, kinds: Sequence[Kind] = KINDS,
+                      threads: int | None = 1, preset: str = "cpu", quiet: bool = True) -> dict[Kind, list[Path]]:
+    """Per kind, network k on every fold but k: all of those frames fitted, final weights kept (trained ones are reused)."""
+    from inference.training.segmenter_train import TrainOptions
+
+    def options(kind: Kind):
+        return lambda k, tree: TrainOptions(
+            data=str(tree), out=str(network_dir(work, kind, k).parent), preset=preset, inner=kind.inner, epochs=epochs,
+            batch_size=8, crop=128, target_prob=0.5, seed=kind.seed + k, threads=threads, held_out_fraction=0.0, quiet=quiet)
+
+    return {kind: train_on_other_folds(data, parts, work, options(kind)) for kind in kinds}
+
+
+def assigned_maps(assignment: Sequence[tuple[Sequence[torch.nn.Module], Sequence[Any]]], flips: bool,
+                  device: str = "cpu") -> dict[str, np.ndarray]:
+    """Maps of frames by the networks assigned to them: (networks, frames) pairs, each frame scored by the
+    mean of its pair's networks (``predict_probabilities``, exactly as an ensemble's map); keyed by stem."""
+    from inference.segmentation import predict_probabilities
+
+    out: dict[str, np.ndarray] = {}
+    for networks, frames in assignment:
+        for f, p in zip(frames, predict_probabilities(list(networks), [f.image for f in frames], device,
+                                                      standardised=True, flips=flips)):
+            if f.stem in out:
+                raise ValueError(f"frame {f.stem} is assigned twice")
+            out[f.stem] = p
+    return out
+
+
+def out_of_fold_maps(data: Path, work: Path, parts: Sequence[Sequence[str]], kinds: Sequence[Kind] = KINDS,
+                     device: str = "cpu") -> tuple[list[Any], dict[bool, list[np.ndarray]]]:
+    """(all train.txt frames in fold order, maps[flips] per frame): each frame scored by its fold's networks.
+
+    The maps are kept in ``work`` (``oof_maps_flips0.npz`` / ``1``) and reused, so the rules can be rerun cheaply.
+    """
+    from inference.checkpoints import load_model, read_json
+    from inference.training.segmenter_data import SegTree, load_frames
+
+    tree = SegTree.open(data)
+    in_chans = int(read_json(network_dir(work, kinds[0], 0) / "config.json")["config"]["in_chans"])
+    per_fold = [load_frames(tree, list(stems), in_chans)[0] for stems in parts]
+    frames = [f for fold in per_fold for f in fold]
+    maps: dict[bool, list[np.ndarray]] = {}
+    nets: list[list[torch.nn.Module]] = []
+    for flips in (False, True):
+        cache = work / OOF_FILE.format(int(flips))
+        if cache.is_file():
+            with np.load(cache) as stored:
+                if sorted(stored.files) == sorted(f.stem for f in frames):
+                    maps[flips] = [stored[f.stem] for f in frames]
+                    continue
+        nets = nets or [[load_model(network_dir(work, kind, k), map_location=device, family="segmenter").model for kind in kinds]
+                        for k in range(len(parts))]
+        found = assigned_maps(list(zip(nets, per_fold)), flips, device)
+        np.savez(cache, **found)
+        maps[flips] = [found[f.stem] for f in frames]
+    return frames, maps
+
+
+def select(frames: Sequence[Any], maps: dict[bool, list[np.ndarray]], parts: Sequence[Sequence[str]] = (),
+           mask_thresholds: Sequence[float] = MASK_THRESHOLDS) -> dict[str, Any]:
+    """The project's calibration rules on given maps of given frames: size limit from these frames' masks,
+    threshold and flips (best IoU), then the mask threshold among the candidates above the threshold.
+    With ``parts``, the chosen settings' figures per fold too (how much they vary between frame sets)."""
+    from inference.segmentation import PostProcess, score_masks
+    from inference.training.segmenter_calibrate import choose_mask_threshold
+    from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, choose_threshold_and_flips, size_limit
+
+    largest, limit = size_limit(list(frames))
+    thr, flips, at_threshold = choose_threshold_and_flips(maps, list(frames), limit)
+    post = PostProcess(thr, limit)
+    candidates = [c for c in mask_thresholds if thr < c < 1]
+    entry = (choose_mask_threshold(post, maps[flips], frames, candidates, label="out_of_fold") if candidates
+             else {"chosen": None, "note": f"no candidate above the threshold {thr:g}"})
+    chosen = replace(post, mask_threshold=entry["chosen"])
+
+    def figures(keep: set[str] | None = None) -> dict[str, Any]:
+        return score_masks(chosen, ((p, f.image, f.mask) for f, p in zip(frames, maps[flips]) if keep is None or f.stem in keep))
+
+    return {
+        "frames": len(frames), "threshold": thr, "test_time_flips": flips, "largest_target_fraction": largest,
+        "max_target_fraction": limit,
+        "max_target_fraction_rule": f"{LARGE_COMPONENT_FACTOR:g} x the largest train.txt target's share of its frame; "
+                                    "larger predicted components are dropped from the mask",
+        "at_threshold": at_threshold, "mask_threshold": entry["chosen"], "mask_threshold_calibration": entry,
+        "out_of_fold_metrics": figures(), "per_fold": [figures(set(p)) for p in parts],
+    }
+
+
+def build_ensemble(out: Path, networks: Sequence[Path], selection: dict[str, Any], record: dict[str, Any],
+                   storage_dtype: torch.dtype | None = torch.float16) -> Path:
+    """A model directory: ``networks[0]`` as the main network (stored as trained), the others as members
+    (``segmenter_calibrate.add_members``, at ``storage_dtype``), the selection's settings in the card."""
+    import shutil
+
+    from inference.checkpoints import load_model, save_model
+    from inference.training.segmenter_calibrate import add_members
+
+    main = load_model(networks[0], family="segmenter")
+    card = {k: v for k, v in main.card.items() if k not in ("held_out_metrics", "parts", "ensemble", "verifier", "mask_threshold")}
+    card.update({k: selection[k] for k in ("threshold", "test_time_flips", "max_target_fraction", "max_target_fraction_rule")})
+    if selection["mask_threshold"] is not None:
+        card["mask_threshold"] = float(selection["mask_threshold"])
+    card["mask_threshold_calibration"] = selection["mask_threshold_calibration"]
+    card["cross_validation"] = {**record, "selection": {k: v for k, v in selection.items() if k != "mask_threshold_calibration"}}
+    card["data"] = {**record.get("data", {}), "largest_target_fraction": selection["largest_target_fraction"]}
+    card["command"] = record.get("command", card.get("command"))
+    if out.exists():
+        shutil.rmtree(out)
+    save_model(out, main.name, main.model, main.config, card)
+    add_members(out, list(networks[1:]), storage_dtype=storage_dtype)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import time
+
+    from inference.checkpoints import CheckpointError
+    from inference.training.common import set_threads
+    from inference.training.segmenter_data import SegDataError
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, type=Path, help="tree with images/, masks/ and train.txt (val.txt is not read)")
+    p.add_argument("--work", required=True, type=Path, help="folder for fold trees, fold networks, out-of-fold maps, selection.json")
+    p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=50, help="epochs per fold network (trained ones in --work are reused)")
+    p.add_argument("--kinds", default=",".join(f"{k.inner}:{k.seed}" for k in KINDS),
+                   help="network kinds per fold as inner:seed-base, comma-separated (default %(default)s)")
+    p.add_argument("--out", type=Path, help="also write the ensemble of all fold networks here (a model directory)")
+    p.add_argument("--only-kind", metavar="INNER",
+                   help="with --out: only the networks of this inner block, same settings (figures for the record)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    try:
+        kinds = [Kind(inner, int(seed)) for inner, seed in (s.split(":") for s in args.kinds.split(","))]
+    except ValueError:
+        print(f"error: --kinds wants inner:seed pairs, got {args.kinds!r}", file=sys.stderr)
+        return 2
+    if args.folds < 2 or args.epochs < 1 or not kinds:
+        print("error: need --folds >= 2, --epochs >= 1 and at least one kind", file=sys.stderr)
+        return 2
+    set_threads(args.threads)
+    command = " ".join(shlex.quote(a) for a in ["python -m inference.training.segmenter_cv", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        t0 = time.monotonic()
+        parts = cv_parts(args.data, args.folds)
+        networks = train_cv_networks(args.data, args.work, parts, args.epochs, kinds, args.threads)
+        t1 = time.monotonic()
+        frames, maps = out_of_fold_maps(args.data, args.work, parts, kinds, args.device)
+        t2 = time.monotonic()
+        selection = select(frames, maps, parts)
+        selection["seconds"] = {"training": round(t1 - t0, 1), "out_of_fold_maps": round(t2 - t1, 1),
+                                "selection": round(time.monotonic() - t2, 1)}
+        selection["kinds"] = [f"{k.inner}:{k.seed}" for k in kinds]
+        (args.work / "selection.json").write_text(json.dumps(selection, indent=1), encoding="utf-8")
+        print(json.dumps({k: v for k, v in selection.items() if k != "mask_threshold_calibration"}, indent=1))
+        if args.out:
+            chosen = [k for k in kinds if args.only_kind in (None, k.inner)]
+            if not chosen:
+                raise ValueError(f"--only-kind {args.only_kind!r} is none of the kinds")
+            record = {
+                "folds": args.folds, "fold_seed": FOLD_SEED, "epochs": args.epochs,
+                "networks": [{"path": f"{k.inner}{i}", "inner": k.inner, "seed": k.seed + i, "fold_left_out": i,
+                              "fit_frames": sum(len(p) for j, p in enumerate(parts) if j != i)}
+                             for k in chosen for i in range(args.folds)],
+                "data": {"path": str(args.data), "train_frames": len(frames), "fold_frames": [len(p) for p in parts], "held_out_frames": 0},
+                "note": (f"threshold, flips and mask threshold were chosen on out-of-fold maps that average "
+                         f"{len(kinds)} networks per frame (its fold's); this model's map averages all "
+                         f"{len(chosen) * args.folds} fold networks, each fitted on {args.folds - 1}/{args.folds} of train.txt"),
+                "command": command,
+            }
+            build_ensemble(args.out, [networks[k][i] for k in chosen for i in range(args.folds)], selection, record)
+            print(f"model written to {args.out}")
+    except (CheckpointError, SegDataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
