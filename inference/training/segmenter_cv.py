@@ -168,11 +168,28 @@ def build_ensemble(out: Path, networks: Sequence[Path], selection: dict[str, Any
     return out
 
 
+def storage_check(model_dir: Path, networks: Sequence[Path], frames: Sequence[Any], device: str = "cpu") -> dict[str, Any]:
+    """How far the stored ensemble's maps (members at storage precision) are from the fold networks' own
+    float32 maps on ``frames``, and how many mask pixels differ after the card's post-processing."""
+    from inference.checkpoints import load_model
+    from inference.segmentation import model_flips, model_members, model_post_process, predict_probabilities
+
+    loaded = load_model(model_dir, map_location=device, family="segmenter")
+    flips, post = model_flips(loaded), model_post_process(loaded)
+    images = [f.image for f in frames]
+    stored = predict_probabilities(model_members(loaded), images, device, standardised=True, flips=flips)
+    full = predict_probabilities([load_model(n, map_location=device).model for n in networks], images, device,
+                                 standardised=True, flips=flips)
+    return {"frames": len(frames), "max_abs_map_difference": float(max(np.abs(a - b).max() for a, b in zip(stored, full))),
+            "mask_pixels_differing": int(sum((post(a, f.image).mask != post(b, f.image).mask).sum()
+                                             for a, b, f in zip(stored, full, frames)))}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import time
 
-    from inference.checkpoints import CheckpointError
+    from inference.checkpoints import CheckpointError, load_model, save_card
     from inference.training.common import set_threads
     from inference.training.segmenter_data import SegDataError
 
@@ -186,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="also write the ensemble of all fold networks here (a model directory)")
     p.add_argument("--only-kind", metavar="INNER",
                    help="with --out: only the networks of this inner block, same settings (figures for the record)")
+    p.add_argument("--check-frames", type=int, default=16,
+                   help="with --out: train.txt frames on which the float16-stored model is compared with the float32 networks")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -194,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --kinds wants inner:seed pairs, got {args.kinds!r}", file=sys.stderr)
         return 2
-    if args.folds < 2 or args.epochs < 1 or not kinds:
-        print("error: need --folds >= 2, --epochs >= 1 and at least one kind", file=sys.stderr)
+    if args.folds < 2 or args.epochs < 1 or not kinds or args.check_frames < 1:
+        print("error: need --folds >= 2, --epochs >= 1, --check-frames >= 1 and at least one kind", file=sys.stderr)
         return 2
     set_threads(args.threads)
     command = " ".join(shlex.quote(a) for a in ["python -m inference.training.segmenter_cv", *(argv if argv is not None else sys.argv[1:])])
@@ -227,7 +246,15 @@ def main(argv: list[str] | None = None) -> int:
                          f"{len(chosen) * args.folds} fold networks, each fitted on {args.folds - 1}/{args.folds} of train.txt"),
                 "command": command,
             }
-            build_ensemble(args.out, [networks[k][i] for k in chosen for i in range(args.folds)], selection, record)
+            members = [networks[k][i] for k in chosen for i in range(args.folds)]
+            build_ensemble(args.out, members, selection, record)
+            check = storage_check(args.out, members, frames[::max(1, len(frames) // args.check_frames)][:args.check_frames],
+                                  args.device)
+            card = load_model(args.out, family="segmenter").card
+            card["cross_validation"]["storage_check"] = {**check, "note": "members stored as float16, computed as float32; "
+                                                         "maps compared with the fold networks' float32 files on train.txt frames"}
+            save_card(args.out, card)
+            print(json.dumps({"storage_check": check}))
             print(f"model written to {args.out}")
     except (CheckpointError, SegDataError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
