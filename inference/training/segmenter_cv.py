@@ -29,7 +29,7 @@ import torch
 from inference.training.segmenter_fold_negatives import FOLD_SEED, fold_split, train_on_other_folds
 
 MASK_THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95)  # the candidates of session 4's mask-threshold rule
-OOF_FILE = "oof_maps_flips{}.npz"
+OOF_FILE = "oof_fold{}_flips{}.npz"
 
 
 @dataclass(frozen=True)
@@ -83,33 +83,37 @@ def assigned_maps(assignment: Sequence[tuple[Sequence[torch.nn.Module], Sequence
     return out
 
 
+def fold_maps(work: Path, k: int, frames: Sequence[Any], kinds: Sequence[Kind], flips: bool,
+              device: str = "cpu") -> list[np.ndarray]:
+    """Fold k's frames scored by fold k's networks; kept in ``work`` (``oof_fold<k>_flips<0|1>.npz``) and reused."""
+    from inference.checkpoints import load_model
+
+    cache = work / OOF_FILE.format(k, int(flips))
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if sorted(stored.files) == sorted(f.stem for f in frames):
+                return [stored[f.stem] for f in frames]
+    nets = [load_model(network_dir(work, kind, k), map_location=device, family="segmenter").model for kind in kinds]
+    found = assigned_maps([(nets, frames)], flips, device)
+    np.savez(cache, **found)
+    return [found[f.stem] for f in frames]
+
+
 def out_of_fold_maps(data: Path, work: Path, parts: Sequence[Sequence[str]], kinds: Sequence[Kind] = KINDS,
                      device: str = "cpu") -> tuple[list[Any], dict[bool, list[np.ndarray]]]:
     """(all train.txt frames in fold order, maps[flips] per frame): each frame scored by its fold's networks.
 
-    The maps are kept in ``work`` (``oof_maps_flips0.npz`` / ``1``) and reused, so the rules can be rerun cheaply.
+    The maps are kept in ``work`` per fold (``fold_maps``), so the rules can be rerun cheaply.
     """
-    from inference.checkpoints import load_model, read_json
+    from inference.checkpoints import read_json
     from inference.training.segmenter_data import SegTree, load_frames
 
     tree = SegTree.open(data)
     in_chans = int(read_json(network_dir(work, kinds[0], 0) / "config.json")["config"]["in_chans"])
     per_fold = [load_frames(tree, list(stems), in_chans)[0] for stems in parts]
     frames = [f for fold in per_fold for f in fold]
-    maps: dict[bool, list[np.ndarray]] = {}
-    nets: list[list[torch.nn.Module]] = []
-    for flips in (False, True):
-        cache = work / OOF_FILE.format(int(flips))
-        if cache.is_file():
-            with np.load(cache) as stored:
-                if sorted(stored.files) == sorted(f.stem for f in frames):
-                    maps[flips] = [stored[f.stem] for f in frames]
-                    continue
-        nets = nets or [[load_model(network_dir(work, kind, k), map_location=device, family="segmenter").model for kind in kinds]
-                        for k in range(len(parts))]
-        found = assigned_maps(list(zip(nets, per_fold)), flips, device)
-        np.savez(cache, **found)
-        maps[flips] = [found[f.stem] for f in frames]
+    maps = {flips: [p for k, fold in enumerate(per_fold) for p in fold_maps(work, k, fold, kinds, flips, device)]
+            for flips in (False, True)}
     return frames, maps
 
 

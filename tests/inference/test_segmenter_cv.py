@@ -134,12 +134,12 @@ def test_each_frame_is_scored_by_its_own_folds_networks_and_the_maps_are_kept(tm
     want = segmentation.predict_probabilities(pair, [f.image], "cpu", standardised=True, flips=True)[0]
     assert np.array_equal(maps[True][-1], want)
     assert not np.allclose(maps[False][-1], want)
-    assert (work / OOF_FILE.format(1)).is_file()
+    assert all((work / OOF_FILE.format(k, fl)).is_file() for k in (0, 1) for fl in (0, 1))
     for kind in KINDS:  # kept maps are reused: the networks are not needed to read them back
         (network_dir(work, kind, 0) / "model.safetensors").write_bytes(b"gone")
     again = out_of_fold_maps(root, work, parts)[1]
     assert all(np.array_equal(a, b) for fl in (False, True) for a, b in zip(again[fl], maps[fl]))
-    (work / OOF_FILE.format(0)).unlink()
+    (work / OOF_FILE.format(0, 0)).unlink()
     with pytest.raises(CheckpointError):  # a missing map is recomputed, with the networks' usual checks
         out_of_fold_maps(root, work, parts)
     with pytest.raises(ValueError, match="assigned twice"):
