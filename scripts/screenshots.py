@@ -83,12 +83,18 @@ def main() -> int:
     window.resize(1600, 960)
     window.show()
     fid = window.open_folder(str(DEMO))
-    job = window.jobs.prelabel_folder(fid)
-    if job is None or not window.jobs.wait(args.timeout):
+    # As on a first launch: the demo's model routing, then one pre-label job per family set.
+    from app.paths import SAMPLES
+    from app.services.routing import load_routing
+    window.jobs.jobs.adopt_routing(load_routing(SAMPLES / "demo_routing.json"))
+    jobs = window.jobs.prelabel_folder(fid)
+    if not jobs or not window.jobs.wait(args.timeout):
         print("error: pre-labelling the demo project did not finish", file=sys.stderr)
         return 2
-    progress = window.jobs.jobs.status(job)
-    print(f"pre-labelled {progress.done}/{progress.total} images ({progress.failed} failed)")
+    for job in jobs:
+        progress = window.jobs.jobs.status(job)
+        print(f"pre-labelled {progress.done}/{progress.total} images ({progress.failed} failed) "
+              f"with {', '.join(window.jobs.jobs.families_of(job))}")
     window.refresh_models()
     settle(app, window)
 
