@@ -96,10 +96,11 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.monotonic() - start
         failed = [f for j in job_ids for f in failed_images(db, j)]
         folder_ids = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id))}
-        predicted: dict[str, int] = {}
+        with_prediction: dict[str, set[int]] = {}  # per family: this folder's images its version(s) labelled
         for j in job_ids:
             for f, v in db.jobs.get(j).params["model_versions"].items():
-                predicted[f] = predicted.get(f, 0) + len(folder_ids & db.predictions.image_ids_with(int(v)))
+                with_prediction.setdefault(f, set()).update(folder_ids & db.predictions.image_ids_with(int(v)))
+        predicted = {f: len(ids) for f, ids in with_prediction.items()}
         processed = sum(s.done + s.failed for s in final)
         summary = {
             "images": len(folder_ids),
