@@ -83,12 +83,18 @@ def main() -> int:
     window.resize(1600, 960)
     window.show()
     fid = window.open_folder(str(DEMO))
-    job = window.jobs.prelabel_folder(fid)
-    if job is None or not window.jobs.wait(args.timeout):
+    # As on a first launch: the demo's model routing, then one pre-label job per family set.
+    from app.paths import SAMPLES
+    from app.services.routing import load_routing
+    window.jobs.jobs.adopt_routing(load_routing(SAMPLES / "demo_routing.json"))
+    jobs = window.jobs.prelabel_folder(fid)
+    if not jobs or not window.jobs.wait(args.timeout):
         print("error: pre-labelling the demo project did not finish", file=sys.stderr)
         return 2
-    progress = window.jobs.jobs.status(job)
-    print(f"pre-labelled {progress.done}/{progress.total} images ({progress.failed} failed)")
+    for job in jobs:
+        progress = window.jobs.jobs.status(job)
+        print(f"pre-labelled {progress.done}/{progress.total} images ({progress.failed} failed) "
+              f"with {', '.join(window.jobs.jobs.families_of(job))}")
     window.refresh_models()
     settle(app, window)
 
@@ -105,29 +111,39 @@ def main() -> int:
     window.queue.select(reject.image_id)
     spin(app, 0.2)
     r.reject()
-    # An image the models have something to say about: small targets first, else a tile.
-    target = (pick(window, lambda it: it.rel_path.startswith("infrared/") and (it.target_count or 0) > 0)
-              or pick(window, lambda it: it.rel_path.startswith("tiles/") and it.anomaly_score is not None)
-              or items[0])
-    window.queue.select(target.image_id)
+    # The demo routes each subfolder to its own family (resources/samples/demo_routing.json).
+    # A tile with its heatmap: the inspector marks it anomalous and takes the hottest part of
+    # the map as the anomaly region.
+    tiles = [it for it in window.gallery_model.items()
+             if it.rel_path.startswith("tiles/") and it.anomaly_score is not None]
+    tile = max(tiles, key=lambda it: it.anomaly_score) if tiles else items[0]
+    window.queue.select(tile.image_id)
     settle(app, window)
+    pred = window.ctx.review.detail(tile.image_id).prediction
     w, h = window.viewer.image_size()
-    if w:
-        region = np.zeros((h, w), bool)
-        yy, xx = np.ogrid[:h, :w]
-        region[(yy - h * 0.55) ** 2 + (xx - w * 0.45) ** 2 < (min(w, h) * 0.12) ** 2] = True
-        r.set_region(region)
-        mask = np.zeros((h, w), bool)
-        mask[int(h * 0.2):int(h * 0.24), int(w * 0.15):int(w * 0.7)] = True  # a scratch-like stroke
-        r.set_mask(mask)
-    classes = window.ctx.review.classes()
-    if classes:
-        r.set_class(classes[min(1, len(classes) - 1)])
+    if w and pred is not None and pred.heatmap is not None:
+        import cv2
+        heat = cv2.resize(pred.heatmap, (w, h), interpolation=cv2.INTER_LINEAR)
+        r.set_region(heat >= np.quantile(heat, 0.97))
+        r.set_verdict("anomalous")
     window.viewer.set_tool("brush")
-    window.layer_panel.sliders["heatmap"].setValue(35)
+    window.layer_panel.sliders["heatmap"].setValue(45)
     window.queue.refresh()
     settle(app, window)
     window.grab().save(str(out / "main_window.png"))
+
+    # An infrared frame with a detected target: the inspector redraws the target a little larger.
+    target = pick(window, lambda it: it.rel_path.startswith("infrared/") and (it.target_count or 0) > 0)
+    if target is not None:
+        window.queue.select(target.image_id)
+        settle(app, window)
+        pred = window.ctx.review.detail(target.image_id).prediction
+        if pred is not None and pred.mask is not None:
+            import cv2
+            r.set_mask(cv2.dilate(pred.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+        window.queue.refresh()
+        settle(app, window)
+        window.grab().save(str(out / "infrared_target.png"))
 
     steel = pick(window, lambda it: it.rel_path.startswith("steel/") and it.predicted_class is not None)
     if steel is not None:

@@ -25,7 +25,8 @@ def _families(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from app.services.indexing import FolderIndexError, index_folder
-    from app.services.prelabel import PrelabelError, failed_images, job_status, submit_prelabel
+    from app.services.prelabel import (PrelabelError, failed_images, job_status, routing_path,
+                                       submit_routed_prelabel)
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
     from database.engine import open_database
@@ -61,54 +62,75 @@ def run(args: argparse.Namespace) -> int:
               f"{len(report.changed)} changed, {report.missing} missing) in {report.seconds:.1f} s",
               file=sys.stderr)
         try:
-            job_id = submit_prelabel(db, folder_id=report.folder_id, families=families)
+            job_ids = submit_routed_prelabel(db, folder_id=report.folder_id, families=families)
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
-        status = job_status(db, job_id)
-        bar = Progress(status.total, desc="pre-labelling")
+        if not job_ids:
+            print(f"nothing to run: the model routing ({routing_path(db.url)}) gives this folder's images "
+                  f"none of the families {', '.join(families)}", file=sys.stderr)
+        elif len(job_ids) > 1:
+            print("model routing (" + str(routing_path(db.url)) + "): "
+                  + "; ".join(f"job {j}: {', '.join(db.jobs.get(j).params['families'])}" for j in job_ids),
+                  file=sys.stderr)
+
+        def statuses() -> list:
+            return [job_status(db, j) for j in job_ids]
+
+        bar = Progress(sum(s.total for s in statuses()), desc="pre-labelling")
         shown = 0
 
         def on_batch(*_) -> None:
             nonlocal shown
-            s = job_status(db, job_id)
-            bar.update(s.done + s.failed - shown, failed=s.failed)
-            shown = s.done + s.failed
+            now = statuses()
+            processed = sum(s.done + s.failed for s in now)
+            bar.update(processed - shown, failed=sum(s.failed for s in now))
+            shown = processed
 
         worker = Worker(db, WorkerOptions(device=args.device, batch_size=args.batch_size))
         worker.install_signal_handlers()
         try:
-            worker.run(until=lambda: job_status(db, job_id).finished, on_batch=on_batch)
+            worker.run(until=lambda: all(s.finished for s in statuses()), on_batch=on_batch)
         finally:
             bar.close()
-        status = job_status(db, job_id)
+        final = statuses()
         seconds = time.monotonic() - start
-        failed = failed_images(db, job_id)
+        failed = [f for j in job_ids for f in failed_images(db, j)]
         folder_ids = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id))}
-        versions = db.jobs.get(job_id).params["model_versions"]
-        predicted = {f: len(folder_ids & db.predictions.image_ids_with(int(v))) for f, v in versions.items()}
+        with_prediction: dict[str, set[int]] = {}  # per family: this folder's images its version(s) labelled
+        for j in job_ids:
+            for f, v in db.jobs.get(j).params["model_versions"].items():
+                with_prediction.setdefault(f, set()).update(folder_ids & db.predictions.image_ids_with(int(v)))
+        predicted = {f: len(ids) for f, ids in with_prediction.items()}
+        processed = sum(s.done + s.failed for s in final)
         summary = {
             "images": len(folder_ids),
             "predicted": predicted,
             "failed": [{"path": p, "reason": r} for p, r in failed],
             "seconds": round(seconds, 3),
-            "images_per_second": round((status.done + status.failed) / seconds, 3) if seconds > 0 else None,
-            "job": {"id": job_id, "state": status.state, "error": status.error},
+            "images_per_second": round(processed / seconds, 3) if seconds > 0 else None,
+            "jobs": [{"id": s.job_id, "state": s.state, "error": s.error,
+                      "families": db.jobs.get(s.job_id).params["families"]} for s in final],
         }
         if args.report:
             Path(args.report).write_text(json.dumps(summary, indent=2), encoding="utf-8")
         for path, reason in failed:
             print(f"failed: {path}: {reason}", file=sys.stderr)
-        print(f"job {job_id} {status.state}: {status.done} images pre-labelled, {status.failed} failed, "
-              f"{summary['images_per_second']} images/s", file=sys.stderr)
-        if not status.finished:  # stopped by Ctrl-C / SIGTERM: claims were given back
-            print(f"interrupted: job {job_id} keeps its {status.total - status.done - status.failed} remaining "
-                  f"images queued; `python main.py worker --once --db …` finishes it", file=sys.stderr)
-            return 130
-        if status.state == "cancelled":
-            return 130
-        if status.state == "failed" and status.done == 0 and status.total:
-            return 1
-        return 0
+        code = 0
+        for status in final:
+            job_id = status.job_id
+            print(f"job {job_id} {status.state}: {status.done} images pre-labelled, {status.failed} failed",
+                  file=sys.stderr)
+            if not status.finished:  # stopped by Ctrl-C / SIGTERM: claims were given back
+                print(f"interrupted: job {job_id} keeps its {status.total - status.done - status.failed} "
+                      f"remaining images queued; `python main.py worker --once --db …` finishes it",
+                      file=sys.stderr)
+                code = 130
+            elif status.state == "cancelled":
+                code = 130
+            elif status.state == "failed" and status.done == 0 and status.total and code == 0:
+                code = 1
+        print(f"{summary['images_per_second']} images/s", file=sys.stderr)
+        return code
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     finally:

@@ -40,6 +40,16 @@ class StationContext:
                 return
         except Exception:
             return
+        try:
+            from app.paths import SAMPLES
+            from app.services.routing import load_routing
+            # Each demo subfolder is a different line (infrared frames, steel strips, tiles): route
+            # each to the family trained for it, unless the project already has its own rules.
+            if jobs.jobs.adopt_routing(load_routing(SAMPLES / "demo_routing.json")):
+                window.statusBar().showMessage("Demo: each subfolder runs its own model "
+                                               "(Project ▸ Model routing…)", 10000)
+        except Exception as exc:  # the demo still runs every model on every image
+            window.statusBar().showMessage(f"Demo model routing not applied: {exc}", 10000)
         if jobs.prelabel_folder(folder_id):
             from dataclasses import replace
 

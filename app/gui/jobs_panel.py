@@ -84,21 +84,26 @@ class JobsController(QObject):
     def active(self) -> frozenset[int]:
         return self.monitor.watched
 
-    def _submit(self, make, title: str) -> int | None:
+    def _submit(self, make, title: str) -> list[int]:
+        """Queue through ``make`` (-> job ids, one per family set of the project's routing) and follow them."""
         try:
-            job_id = make()
+            job_ids = make()
         except Exception as exc:
             self.failed.emit(f"Cannot pre-label: {exc}")
-            return None
-        self.window.jobs_panel.add_job(job_id, title)
-        self.monitor.watch(job_id)
-        return job_id
+            return []
+        for job_id in job_ids:
+            label = title
+            if len(job_ids) > 1:
+                label = f"{title} · {', '.join(self.jobs.families_of(job_id)) or '?'}"
+            self.window.jobs_panel.add_job(job_id, label)
+            self.monitor.watch(job_id)
+        return job_ids
 
-    def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> int | None:
+    def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> list[int]:
         folder_id = folder_id if folder_id is not None else getattr(self.window, "current_folder", None)
         if folder_id is None:
             self.failed.emit("Open a folder first.")
-            return None
+            return []
         title = "new images" if only_new else "folder"
         return self._submit(lambda: self.jobs.prelabel_folder(folder_id, only_new=only_new), f"Pre-label {title}")
 
@@ -119,7 +124,7 @@ class JobsController(QObject):
                 self.failed.emit(f"The worker process could not be started: {exc}")
         return pending
 
-    def prelabel_selection(self) -> int | None:
+    def prelabel_selection(self) -> list[int]:
         ids = self.window.queue.selected_ids()
         return self._submit(lambda: self.jobs.prelabel_images(ids), f"Pre-label {len(ids)} selected")
 

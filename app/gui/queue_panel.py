@@ -6,6 +6,7 @@ the review service for the matching items. Counts per state are shown on the sta
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QToolButton, QWidget)
 
@@ -16,6 +17,28 @@ SORTS = {"name": "name", "uncertainty": "uncertainty (least confident first)",
          "anomaly": "anomaly score (highest first)", "confidence": "confidence",
          "targets": "target count", "state": "review state"}
 DEFAULT_DESC: dict[str, bool] = {}  # each sort already puts what needs attention first
+# Anomaly scores are standardised distances with no natural ceiling; the top of the range means "none".
+SCORE_CEILING = 1e6
+NO_LIMIT = "no limit"
+
+
+class OpenEndedSpinBox(QDoubleSpinBox):
+    """Upper bound of a range whose top value reads "no limit" (not 1000000.000) and filters nothing."""
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt override)
+        return NO_LIMIT if value >= self.maximum() else super().textFromValue(value)
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 (Qt override)
+        return self.maximum() if text.strip() == NO_LIMIT else super().valueFromText(text)
+
+    def validate(self, text: str, pos: int):  # noqa: D401 (Qt override)
+        if NO_LIMIT.startswith(text.strip()) and text.strip():
+            state = QValidator.Acceptable if text.strip() == NO_LIMIT else QValidator.Intermediate
+            return state, text, pos
+        return super().validate(text, pos)
+
+    def bound(self) -> float | None:
+        return None if self.value() >= self.maximum() else self.value()
 
 
 class QueuePanel(QWidget):
@@ -77,9 +100,9 @@ class QueuePanel(QWidget):
         self.score_filter.setToolTip("Filter by anomaly score range")
         self.score_filter.toggled.connect(self._changed)
         self.smin = QDoubleSpinBox()
-        self.smax = QDoubleSpinBox()
-        for sp, v in ((self.smin, 0.0), (self.smax, 1.0)):
-            sp.setRange(0.0, 1e6)
+        self.smax = OpenEndedSpinBox()
+        for sp, v in ((self.smin, 0.0), (self.smax, SCORE_CEILING)):
+            sp.setRange(0.0, SCORE_CEILING)
             sp.setDecimals(3)
             sp.setSingleStep(0.05)
             sp.setValue(v)
@@ -114,7 +137,7 @@ class QueuePanel(QWidget):
     def set_score_defaults(self, threshold: float) -> None:
         """Ticking the score filter shows the images over the anomaly threshold by default."""
         if not self.score_filter.isChecked():
-            for sp, v in ((self.smin, threshold), (self.smax, 1e6 - 1)):
+            for sp, v in ((self.smin, threshold), (self.smax, SCORE_CEILING)):
                 sp.blockSignals(True)
                 sp.setValue(v)
                 sp.blockSignals(False)
@@ -150,7 +173,7 @@ class QueuePanel(QWidget):
             flagged_only=self.flagged.isChecked(),
             class_name=self.class_combo.currentData(),
             score_min=self.smin.value() if scored else None,
-            score_max=self.smax.value() if scored else None,
+            score_max=self.smax.bound() if scored else None,
             text=self.search.text().strip(),
             sort=self.sort.currentData() or "name",
             descending=self.desc.isChecked(),

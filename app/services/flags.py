@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from app.services.json_files import write_json_atomic
 from inference.results import ImageResult
 
 ANOMALY = "anomaly"
@@ -127,7 +128,4 @@ def load_flag_settings(path: Path) -> FlagSettings:
 
 
 def save_flag_settings(path: Path, settings: FlagSettings) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, settings.to_dict())

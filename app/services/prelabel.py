@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 from app.paths import REPO_ROOT, data_dir
 from app.services.artifacts import beside_database
 from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
+from app.services.routing import FAMILY_ORDER, ROUTING_FILE, Routing, group_by_families, load_routing
 from database.dto import ImageQuery, ModelVersionInfo
 from database.states import ItemStatus
 from inference.bundled import bundled_model_dir
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 PRELABEL = "prelabel"
-FAMILIES = ("classifier", "segmenter", "anomaly")
+FAMILIES = FAMILY_ORDER
 
 
 class PrelabelError(Exception):
@@ -66,6 +67,11 @@ class JobProgress:
 def flag_settings_path(db_url: str) -> Path:
     """Project flag thresholds live next to a SQLite file, else in the user data folder."""
     return beside_database(db_url, "-" + SETTINGS_FILE) or data_dir() / SETTINGS_FILE
+
+
+def routing_path(db_url: str) -> Path:
+    """The project's model routing (which families run on which images), beside its flag thresholds."""
+    return beside_database(db_url, "-" + ROUTING_FILE) or data_dir() / ROUTING_FILE
 
 
 def read_card(model_dir: Path) -> dict:
@@ -150,6 +156,38 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         "flags": settings.to_dict(),
     }
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
+
+
+def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
+                           image_ids: Sequence[int] | None = None, families: Sequence[str] = FAMILIES,
+                           routing: Routing | None = None, **kw) -> list[int]:
+    """Queue pre-labelling with the project's model routing: one job per set of families.
+
+    Without ``routing`` the project's rules are read (``routing_path``). Each image runs only the
+    families its first matching rule names (among ``families``); images with none are skipped.
+    Jobs stay per family set so a worker runs whole batches with one set of models.
+    Returns the job ids (empty when every image was routed to no family).
+    """
+    if (folder_id is None) == (image_ids is None):
+        raise PrelabelError("give either a folder or a list of images")
+    if routing is None:
+        try:
+            routing = load_routing(routing_path(db.url))
+        except ValueError as exc:
+            raise PrelabelError(str(exc)) from None
+    if not routing.rules:
+        return [submit_prelabel(db, folder_id=folder_id, image_ids=image_ids, families=families, **kw)]
+    if folder_id is not None:
+        folder = db.folders.get(folder_id)
+        if folder is None:
+            raise PrelabelError(f"folder {folder_id} is not indexed")
+        images = db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
+    else:
+        images = db.images.get_many(list(dict.fromkeys(image_ids or ())))
+    names = {f.id: f.name for f in db.folders.list()}
+    groups = group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images),
+                               routing, families)
+    return [submit_prelabel(db, image_ids=ids, families=fams, **kw) for fams, ids in groups.items()]
 
 
 def job_status(db: "Database", job_id: int) -> JobProgress:

@@ -13,6 +13,7 @@ from app.paths import data_dir
 
 if TYPE_CHECKING:
     from app.services.prelabel import JobProgress, WorkerHandle
+    from app.services.routing import Routing
     from database.engine import Database
 
 log = logging.getLogger(__name__)
@@ -43,26 +44,60 @@ class ReviewJobs:
                 out.append(fam)
         return out
 
-    def _submit(self, **kw) -> int:
-        from app.services.prelabel import PrelabelError, submit_prelabel
+    def _submit(self, **kw) -> list[int]:
+        from app.services.prelabel import PrelabelError, submit_routed_prelabel
         families = self.available_families()
         if not families:
             raise JobsError("no model is available: no active model version and no bundled checkpoint")
         try:
-            job_id = submit_prelabel(self.db, model_dirs=self.model_dirs, families=families, **kw)
+            job_ids = submit_routed_prelabel(self.db, model_dirs=self.model_dirs, families=families, **kw)
         except PrelabelError as exc:
             raise JobsError(str(exc)) from None
+        if not job_ids:
+            raise JobsError("the project's model routing gives these images no model to run")
         self.ensure_worker()
-        return job_id
+        return job_ids
 
-    def prelabel_folder(self, folder_id: int, only_new: bool = False) -> int:
-        """Every image of the folder (or only those the active models have not seen)."""
+    def prelabel_folder(self, folder_id: int, only_new: bool = False) -> list[int]:
+        """Every image of the folder (or only those the active models have not seen); a job per
+        set of families the project's routing gives."""
         return self._submit(folder_id=folder_id, only_missing=only_new)
 
-    def prelabel_images(self, image_ids: Sequence[int]) -> int:
+    def prelabel_images(self, image_ids: Sequence[int]) -> list[int]:
         if not image_ids:
             raise JobsError("no image selected")
         return self._submit(image_ids=list(image_ids), only_missing=False)
+
+    def families_of(self, job_id: int) -> list[str]:
+        """The families a pre-label job runs (from its recorded parameters)."""
+        job = self.db.jobs.get(job_id)
+        return list(job.params.get("families", [])) if job is not None else []
+
+    def routing(self) -> "Routing":
+        """The project's model routing rules (RoutingError, a ValueError, when the file is broken)."""
+        from app.services.prelabel import routing_path
+        from app.services.routing import load_routing
+        return load_routing(routing_path(self.db.url))
+
+    def adopt_routing(self, routing: "Routing") -> bool:
+        """Use ``routing`` if the project has no rules of its own yet (the demo's first launch);
+        True when saved. A project's own rules, or a broken file, are never replaced."""
+        try:
+            if self.routing().rules:
+                return False
+        except ValueError as exc:
+            log.warning("%s", exc)
+            return False
+        self.save_routing(routing)
+        return True
+
+    def save_routing(self, routing: "Routing") -> None:
+        from app.services.prelabel import routing_path
+        from app.services.routing import save_routing
+        try:
+            save_routing(routing_path(self.db.url), routing)
+        except OSError as exc:
+            raise JobsError(f"cannot save the model routing: {exc.strerror or exc}") from None
 
     def unfinished(self) -> list[int]:
         """Pre-label jobs still queued or running (left by an earlier session), oldest first."""

@@ -46,8 +46,8 @@ def _window_with_jobs(service, db, folder, qtbot):
 def test_prelabel_selection_queues_a_job_and_cancel_stops_it(service, db, folder, qtbot):
     win = _window_with_jobs(service, db, folder, qtbot)
     win.gallery.selectAll()
-    job = win.jobs.prelabel_selection()
-    assert job is not None and job in win.jobs_panel.rows
+    [job] = win.jobs.prelabel_selection()
+    assert job in win.jobs_panel.rows
     row = win.jobs_panel.rows[job]
     qtbot.waitUntil(lambda: "queued" in row.info.text() and "0/6" in row.info.text())
     with qtbot.waitSignal(win.jobs.finished, timeout=10000) as sig:
@@ -63,7 +63,7 @@ def test_prelabel_without_a_folder_or_selection_is_a_message(service, db, folder
     win.gallery.clearSelection()
     messages = []
     win.jobs.failed.connect(messages.append)
-    assert win.jobs.prelabel_selection() is None and "no image selected" in messages[-1]
+    assert win.jobs.prelabel_selection() == [] and "no image selected" in messages[-1]
     with pytest.raises(JobsError):
         win.ctx.jobs.prelabel_images([])
     win.close()
@@ -77,8 +77,28 @@ def test_eta_format():
 
 def test_jobs_left_unfinished_are_followed_on_the_next_start(service, db, folder, qtbot):
     win = _window_with_jobs(service, db, folder, qtbot)
-    job = win.jobs.prelabel_folder()
+    [job] = win.jobs.prelabel_folder()
     win.close()
     win2 = _jobs_window(service, db, qtbot)
     assert job in win2.jobs_panel.rows and job in win2.jobs.active
     win2.close()
+
+
+def test_demo_first_launch_routes_each_subfolder_to_its_own_model(service, db, qtbot):
+    from app.commands.gui import DEMO
+    from app.services.routing import Routing, RoutingRule
+    for family in ("classifier", "segmenter", "anomaly"):
+        db.model_versions.register(family, f"{family}-x", "/nowhere", activate=True)
+    win = _jobs_window(service, db, qtbot)
+    fid = win.open_folder(str(DEMO))
+    win.ctx.maybe_prelabel_demo(win, fid)
+    families = {tuple(win.ctx.jobs.families_of(j)) for j in win.jobs.active}
+    assert families == {("segmenter",), ("classifier",), ("anomaly",)}
+    assert all(" · " in row.title.text() for row in win.jobs_panel.rows.values())
+    assert win.ctx.settings.demo_prelabelled
+    # A project's own rules are never replaced by the demo's.
+    own = Routing((RoutingRule("*", ("anomaly",)),))
+    win.ctx.jobs.save_routing(own)
+    assert not win.ctx.jobs.adopt_routing(Routing((RoutingRule("x/*", ("segmenter",)),)))
+    assert win.ctx.jobs.routing() == own
+    win.close()

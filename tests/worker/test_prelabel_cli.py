@@ -32,17 +32,22 @@ def _folder(root: Path) -> dict[str, Path]:
     return {k: v[0] for k, v in good.items()}
 
 
+def _prelabel(tmp_path: Path, url: str, *options: str) -> dict:
+    """Run the command on ``tmp_path/parts``; its JSON report."""
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "main.py", "prelabel", str(tmp_path / "parts"), "--db", url, "--device", "cpu",
+         *options, "--report", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(report.read_text())
+
+
 def test_prelabel_folder_with_bad_files(tmp_path: Path, tiny_models, single_thread_env) -> None:
     url = f"sqlite:///{tmp_path / 'station.sqlite'}"
     make_db(url, tiny_models).close()
     good = _folder(tmp_path / "parts")
-    report = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "main.py", "prelabel", str(tmp_path / "parts"), "--db", url, "--device", "cpu",
-         "--batch-size", "3", "--report", str(report)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads(report.read_text())
+    data = _prelabel(tmp_path, url, "--batch-size", "3")
     assert data["images"] == 8
     assert data["predicted"] == {"classifier": 5, "segmenter": 5, "anomaly": 5}
     failed = {Path(f["path"]).name: f["reason"] for f in data["failed"]}
@@ -63,3 +68,19 @@ def test_prelabel_folder_with_bad_files(tmp_path: Path, tiny_models, single_thre
             assert mask.shape == cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape[:2]
     finally:
         db.close()
+
+
+def test_prelabel_follows_the_projects_model_routing(tmp_path: Path, tiny_models, single_thread_env) -> None:
+    from app.services.prelabel import routing_path
+    from app.services.routing import Routing, RoutingRule, save_routing
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    make_db(url, tiny_models).close()
+    _folder(tmp_path / "parts")
+    save_routing(routing_path(url), Routing((RoutingRule("sub/*", ("anomaly",)), RoutingRule("*.tif", ()))))
+    data = _prelabel(tmp_path, url, "--families", "classifier,anomaly")
+    assert sorted(j["families"] for j in data["jobs"]) == [["anomaly"], ["classifier", "anomaly"]]
+    assert all(j["state"] == "done" for j in data["jobs"])
+    # sub/ (colour.jpg, part.bmp) anomaly only; deep.tif skipped; gray.png and large.png get both
+    # requested families; the three broken files fail in the job of both
+    assert data["predicted"] == {"classifier": 2, "anomaly": 4}
+    assert len(data["failed"]) == 3

@@ -1,0 +1,116 @@
+"""Which model families pre-label which images: path patterns per project.
+
+Why: a station serves several lines at once (infrared frames, steel strips, tiles), and each
+family was trained on one kind of part; a steel-defect class on an infrared frame or a tile
+model's heatmap on a steel strip is noise an inspector has to look past. A project therefore
+keeps ordered rules "images matching this pattern get these families"; the first matching rule
+wins and an image no rule matches gets every family (so a project without rules behaves as
+before). A pattern is a shell glob (``*``, ``?``, ``[...]``; ``*`` also crosses ``/``) matched,
+case-insensitively, against the image's path inside its folder and against the same path with
+the folder's name in front, so ``infrared/*`` and ``line3/*`` (a whole folder) both work.
+A rule with no family skips its images.
+
+The rules live in a JSON file next to the project's SQLite file (as the flag thresholds do);
+a broken file is reported with its path and never rewritten behind the user's back.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from app.services.json_files import write_json_atomic
+
+ROUTING_FILE = "model_routing.json"
+FAMILY_ORDER = ("classifier", "segmenter", "anomaly")
+
+
+class RoutingError(ValueError):
+    """Rules that cannot be used, with the reason (unknown family, empty pattern, unreadable file)."""
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    pattern: str
+    families: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.pattern.strip():
+            raise RoutingError("a routing rule needs a pattern")
+        unknown = [f for f in self.families if f not in FAMILY_ORDER]
+        if unknown:
+            raise RoutingError(f"unknown family {', '.join(map(repr, unknown))} in the rule for "
+                               f"{self.pattern!r}; choose from {', '.join(FAMILY_ORDER)}")
+        # One canonical order, so equal rules compare equal and jobs group the same way.
+        object.__setattr__(self, "families", tuple(f for f in FAMILY_ORDER if f in self.families))
+
+    def matches(self, rel_path: str, folder_name: str = "") -> bool:
+        pat = self.pattern.strip().replace("\\", "/").lower()
+        path = rel_path.replace("\\", "/").lower()
+        candidates = [path] + ([f"{folder_name.lower()}/{path}"] if folder_name else [])
+        return any(fnmatch.fnmatchcase(c, pat) for c in candidates)
+
+
+@dataclass(frozen=True)
+class Routing:
+    rules: tuple[RoutingRule, ...] = ()
+
+    def families_for(self, rel_path: str, folder_name: str = "",
+                     default: Sequence[str] = FAMILY_ORDER) -> tuple[str, ...]:
+        for rule in self.rules:
+            if rule.matches(rel_path, folder_name):
+                return rule.families
+        return tuple(f for f in FAMILY_ORDER if f in default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rules": [{"pattern": r.pattern, "families": list(r.families)} for r in self.rules]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Routing":
+        if not data:
+            return cls()
+        rules = data.get("rules", []) if isinstance(data, Mapping) else None
+        if not isinstance(rules, list):
+            raise RoutingError("'rules' must be a list")
+        out = []
+        for i, r in enumerate(rules):
+            if not isinstance(r, Mapping) or not isinstance(r.get("pattern"), str) \
+                    or not isinstance(r.get("families", []), list):
+                raise RoutingError(f"rule {i + 1} must have a 'pattern' (text) and 'families' (a list)")
+            out.append(RoutingRule(r["pattern"], tuple(r.get("families", []))))
+        return cls(tuple(out))
+
+
+def group_by_families(images: Iterable[tuple[int, str, str]], routing: Routing,
+                      requested: Sequence[str]) -> dict[tuple[str, ...], list[int]]:
+    """(image id, path in folder, folder name) -> {families to run: image ids}, in first-seen order.
+
+    Families are the image's routed ones that were also requested; images left with none are
+    not in the result (nothing to run on them).
+    """
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for image_id, rel_path, folder_name in images:
+        fams = tuple(f for f in routing.families_for(rel_path, folder_name) if f in requested)
+        if fams:
+            groups.setdefault(fams, []).append(image_id)
+    return groups
+
+
+def load_routing(path: Path) -> Routing:
+    """A project's rules; a missing file means no rules (every family on every image)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Routing()
+    except OSError as exc:
+        raise RoutingError(f"{path}: cannot read the model routing ({exc.strerror or exc})") from None
+    try:
+        return Routing.from_dict(json.loads(text))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise RoutingError(f"{path}: invalid model routing ({exc})") from None
+
+
+def save_routing(path: Path, routing: Routing) -> None:
+    write_json_atomic(path, routing.to_dict())

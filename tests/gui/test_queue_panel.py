@@ -1,0 +1,30 @@
+"""The review queue's anomaly-score range: an open top reads "no limit" and filters nothing."""
+from __future__ import annotations
+
+from app.gui.queue_panel import NO_LIMIT, QueuePanel
+
+
+def test_score_range_is_open_ended_by_default(qtbot):
+    panel = QueuePanel()
+    qtbot.addWidget(panel)
+    panel.set_score_defaults(62.5)
+    assert panel.smax.text() == NO_LIMIT
+    assert panel.current().score_min is None  # filter off: no range at all
+    with qtbot.waitSignal(panel.filter_changed) as sig:
+        panel.score_filter.setChecked(True)
+    flt = sig.args[0]
+    assert flt.score_min == 62.5 and flt.score_max is None
+
+
+def test_typed_upper_bound_filters_and_no_limit_can_be_typed_back(qtbot):
+    panel = QueuePanel()
+    qtbot.addWidget(panel)
+    panel.score_filter.setChecked(True)
+    panel.smax.lineEdit().selectAll()
+    qtbot.keyClicks(panel.smax.lineEdit(), "80")
+    panel.smax.interpretText()
+    assert panel.current().score_max == 80.0
+    panel.smax.lineEdit().selectAll()
+    qtbot.keyClicks(panel.smax.lineEdit(), NO_LIMIT)
+    panel.smax.interpretText()
+    assert panel.smax.text() == NO_LIMIT and panel.current().score_max is None

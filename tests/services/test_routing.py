@@ -1,0 +1,115 @@
+"""Model routing: which families pre-label which images (rules, file, and the jobs it makes)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.paths import SAMPLES
+from app.services.indexing import index_folder
+from app.services.prelabel import PrelabelError, routing_path, submit_routed_prelabel
+from app.services.routing import (Routing, RoutingError, RoutingRule, group_by_families, load_routing,
+                                  save_routing)
+from database.engine import open_database
+from tests.tiny_models import save_tiny_models
+
+ALL = ("classifier", "segmenter", "anomaly")
+
+
+def _routing(*rules: tuple[str, tuple[str, ...]]) -> Routing:
+    return Routing(tuple(RoutingRule(p, f) for p, f in rules))
+
+
+def test_first_matching_rule_wins_and_unmatched_images_get_every_family() -> None:
+    r = _routing(("ir/*", ("segmenter",)), ("*.png", ("anomaly", "classifier")), ("skip/*", ()))
+    assert r.families_for("ir/a.png") == ("segmenter",)
+    assert r.families_for("IR/Deep/B.PNG") == ("segmenter",)       # case-insensitive, * crosses /
+    assert r.families_for("steel\\c.png") == ("classifier", "anomaly")  # Windows separators, canonical order
+    assert r.families_for("skip/x.bmp") == ()                        # nothing ticked: skipped
+    assert r.families_for("other/x.bmp") == ALL
+    assert r.families_for("other/x.bmp", default=("anomaly",)) == ("anomaly",)
+    assert Routing().families_for("a.png") == ALL
+
+
+def test_a_pattern_may_name_the_folder() -> None:
+    r = _routing(("line3/*", ("anomaly",)))
+    assert r.families_for("a/b.png", folder_name="line3") == ("anomaly",)
+    assert r.families_for("a/b.png", folder_name="line4") == ALL
+
+
+def test_bad_rules_are_refused_with_the_reason() -> None:
+    with pytest.raises(RoutingError, match="unknown family 'detector'"):
+        RoutingRule("*", ("detector",))
+    with pytest.raises(RoutingError, match="needs a pattern"):
+        RoutingRule("  ", ("anomaly",))
+    with pytest.raises(RoutingError, match="rule 1"):
+        Routing.from_dict({"rules": [{"families": ["anomaly"]}]})
+    with pytest.raises(RoutingError, match="must be a list"):
+        Routing.from_dict({"rules": "ir/*"})
+
+
+def test_file_round_trip_missing_file_and_broken_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    assert load_routing(path) == Routing()
+    r = _routing(("ir/*", ("segmenter",)))
+    save_routing(path, r)
+    assert load_routing(path) == r
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(RoutingError, match=str(path.name)):
+        load_routing(path)
+    assert path.read_text(encoding="utf-8") == "{not json"  # never rewritten behind the user's back
+
+
+def test_groups_keep_only_requested_families_and_drop_images_with_none() -> None:
+    r = _routing(("ir/*", ("segmenter",)), ("steel/*", ("classifier", "anomaly")))
+    images = [(1, "ir/a.png", "f"), (2, "steel/b.png", "f"), (3, "ir/c.png", "f"), (4, "x.png", "f")]
+    assert group_by_families(images, r, ALL) == {("segmenter",): [1, 3], ("classifier", "anomaly"): [2],
+                                                 ALL: [4]}
+    assert group_by_families(images, r, ("anomaly",)) == {("anomaly",): [2, 4]}
+
+
+def test_the_demo_routing_names_existing_subfolders() -> None:
+    r = load_routing(SAMPLES / "demo_routing.json")
+    subfolders = {p.name for p in (SAMPLES / "demo").iterdir() if p.is_dir()}
+    assert {rule.pattern.split("/")[1] for rule in r.rules} == subfolders
+    assert all(rule.families for rule in r.rules)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def test_routed_submission_makes_one_job_per_family_set(tmp_path: Path, models) -> None:
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    db = open_database(url)
+    try:
+        root = tmp_path / "parts"
+        for rel in ("ir/a.png", "ir/b.png", "steel/c.png", "d.png", "junk/e.png"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(b"x" * len(rel))
+        folder = index_folder(db, root).folder_id
+        by_rel = {im.rel_path: im.id for im in db.images.query()}
+
+        [single] = submit_routed_prelabel(db, folder_id=folder, model_dirs=models, only_missing=False)
+        assert db.jobs.get(single).params["families"] == list(ALL)  # no rules: as before
+
+        save_routing(routing_path(url), _routing(("ir/*", ("segmenter",)), ("parts/steel/*", ("classifier",)),
+                                                 ("junk/*", ())))
+        jobs = submit_routed_prelabel(db, folder_id=folder, model_dirs=models, only_missing=False)
+        got = {tuple(db.jobs.get(j).params["families"]): sorted(i.image_id for i in db.jobs.items(j))
+               for j in jobs}
+        assert got == {("segmenter",): sorted([by_rel["ir/a.png"], by_rel["ir/b.png"]]),
+                       ("classifier",): [by_rel["steel/c.png"]],
+                       ALL: [by_rel["d.png"]]}
+        # a selection is routed the same way
+        [sel] = submit_routed_prelabel(db, image_ids=[by_rel["ir/b.png"]], model_dirs=models, only_missing=False)
+        assert db.jobs.get(sel).params["families"] == ["segmenter"]
+        assert submit_routed_prelabel(db, image_ids=[by_rel["junk/e.png"]], model_dirs=models) == []
+
+        routing_path(url).write_text(json.dumps({"rules": [{"pattern": "*", "families": ["x"]}]}))
+        with pytest.raises(PrelabelError, match="unknown family"):
+            submit_routed_prelabel(db, folder_id=folder, model_dirs=models)
+    finally:
+        db.close()
