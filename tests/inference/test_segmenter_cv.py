@@ -69,7 +69,9 @@ def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
     assert all(v.dtype == model.state_dict()[k].dtype for k, v in b.state_dict().items())
     image = np.random.default_rng(0).random((37, 52), dtype=np.float32)
     pa, pb = (segmentation.predict_probabilities(m, [image], "cpu", flips=True)[0] for m in (a, b))
-    assert np.abs(pa - pb).max() < 2e-3  # the tolerance the bundled fp16 members are held to (see RESULTS.md)
+    # float16 rounding of the weights moves the tiny model's map by < 2e-3 (session 5's 8-network SIRST
+    # ensemble: at most 2.3e-3 on 16 train.txt frames, no mask pixel changed; see RESULTS.md)
+    assert np.abs(pa - pb).max() < 2e-3
     assert not np.array_equal(pa, pb)  # the test would pass trivially if nothing had been rounded
 
 
