@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -35,6 +36,8 @@ from database.jobs import new_worker_id
 from inference.checkpoints import CheckpointError
 from inference.engine import InspectionEngine
 from inference.results import ImageResult
+
+MAX_ENGINES = 3  # see Worker._engines
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -112,8 +115,11 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.artifacts = artifacts or ArtifactStore(artifact_root(db.url))
         self.stats = WorkerStats()
-        self._engine: InspectionEngine | None = None
-        self._engine_key: tuple | None = None
+        # Loaded engines by (family, version) set, least recently used first. Two batches are in
+        # flight at once (one on the models, the next decoding), possibly of different jobs with
+        # different models (model routing makes one job per family set): keeping MAX_ENGINES >= 3
+        # means switching never closes an engine a batch in flight still needs.
+        self._engines: OrderedDict[tuple, InspectionEngine] = OrderedDict()
         self._stop = threading.Event()
         self._heartbeat = _Heartbeat(db, self.id, self.options.heartbeat_s)
         self._last_recovery = 0.0
@@ -160,8 +166,9 @@ class Worker:
             except DatabaseError as exc:  # unreachable now: our claims go stale and are requeued
                 log.warning("could not give back claimed images (%s); they are requeued once "
                             "this worker's heartbeat is stale", exc)
-            if self._engine is not None:
-                self._engine.close()
+            for engine in self._engines.values():
+                engine.close()
+            self._engines.clear()
         return self.stats
 
     # -- recovery ------------------------------------------------------------------------------
@@ -185,21 +192,24 @@ class Worker:
     # -- one batch -----------------------------------------------------------------------------
     def _engine_for(self, versions: Mapping[str, int]) -> InspectionEngine:
         key = tuple(sorted(versions.items()))
-        if self._engine is None or self._engine_key != key:
-            dirs = {}
-            for family, vid in versions.items():
-                v = self.db.model_versions.get(int(vid))
-                if v is None:
-                    raise CheckpointError(f"model version {vid} ({family}) no longer exists")
-                dirs[family] = v.checkpoint_path
-            if self._engine is not None:
-                self._engine.close()
-                self._engine = None
-            self._engine = InspectionEngine(dirs, device=self.options.device, max_side=self.options.max_side)
-            self._engine_key = key
-            for f, info in self._engine.loaded().items():
-                log.info("loaded %s model %s from %s (half precision: %s)", f, info.name, info.path, info.half)
-        return self._engine
+        engine = self._engines.get(key)
+        if engine is not None:
+            self._engines.move_to_end(key)
+            return engine
+        dirs = {}
+        for family, vid in versions.items():
+            v = self.db.model_versions.get(int(vid))
+            if v is None:
+                raise CheckpointError(f"model version {vid} ({family}) no longer exists")
+            dirs[family] = v.checkpoint_path
+        engine = InspectionEngine(dirs, device=self.options.device, max_side=self.options.max_side)
+        self._engines[key] = engine
+        for f, info in engine.loaded().items():
+            log.info("loaded %s model %s from %s (half precision: %s)", f, info.name, info.path, info.half)
+        while len(self._engines) > MAX_ENGINES:
+            _key, oldest = self._engines.popitem(last=False)
+            oldest.close()
+        return engine
 
     def _claim_and_decode(self) -> tuple[ClaimedBatch, list] | None:
         batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL])

@@ -153,3 +153,30 @@ def test_new_thresholds_reflag_stored_predictions_without_models(db, tmp_path: P
         assert im.flagged and im.priority >= 1
         anomaly_rows = [p for p in db.predictions.for_image(im.id) if p.anomaly_score is not None]
         assert anomaly_rows[0].flags == ("anomaly",) and anomaly_rows[0].anomaly_map_ref
+
+
+def test_jobs_with_different_models_back_to_back_lose_no_batch(db, tmp_path: Path, monkeypatch) -> None:
+    """A batch decodes while the one before it runs; when the two belong to jobs with different
+    models (model routing makes one job per family set), loading the second job's models must
+    not close the engine the first batch is still decoding on."""
+    import time
+
+    from inference.engine import InspectionEngine
+    slow = InspectionEngine._decode_one
+
+    def decode_slowly(self, *args, **kw):
+        time.sleep(0.15)  # the next batch is claimed while this one is still decoding
+        return slow(self, *args, **kw)
+
+    monkeypatch.setattr(InspectionEngine, "_decode_one", decode_slowly)
+    good_images(tmp_path / "imgs", 8)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder, sort="id"))]
+    a = submit_prelabel(db, image_ids=ids[:4], families=["classifier"])
+    b = submit_prelabel(db, image_ids=ids[4:], families=["anomaly"])
+    c = submit_prelabel(db, image_ids=ids[:4], families=["segmenter"])
+    # batches of 4 on the engine's 2 decode threads: half of each batch waits in the queue
+    _worker(db, tmp_path, batch_size=4).run(once=True)
+    for job in (a, b, c):
+        s = job_status(db, job)
+        assert (s.state, s.done, s.failed) == ("done", 4, 0)
