@@ -143,6 +143,11 @@ def main() -> int:
             r.set_mask(cv2.dilate(pred.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
         window.queue.refresh()
         settle(app, window)
+        if pred is not None and pred.mask is not None and pred.mask.any():
+            ys, xs = np.nonzero(pred.mask)  # zoomed in on the target, as an inspector checks one
+            window.viewer.zoom_by(3.0, anchor_under_mouse=False)
+            window.viewer.centerOn(float(xs.mean()), float(ys.mean()))
+            spin(app, 0.3)
         window.grab().save(str(out / "infrared_target.png"))
 
     steel = pick(window, lambda it: it.rel_path.startswith("steel/") and it.predicted_class is not None)
