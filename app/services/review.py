@@ -192,16 +192,6 @@ class ReviewService:
         out.update({str(k.value if hasattr(k, "value") else k): v for k, v in raw.items()})
         return out
 
-    def ids_without_predictions(self, folder_id: int) -> list[int]:
-        """What is new: images none of the active models has seen yet."""
-        from database.dto import ImageQuery
-        ids = [im.id for im in self.db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
-        seen: set[int] | None = None
-        for mv in self.active_versions().values():
-            have = self.db.predictions.image_ids_with(mv.id)
-            seen = have if seen is None else seen & have
-        return ids if seen is None else [i for i in ids if i not in seen]
-
     # -- one image ------------------------------------------------------------------------
     def detail(self, image_id: int) -> ImageDetail:
         item = self.item(image_id)
