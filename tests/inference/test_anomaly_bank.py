@@ -120,13 +120,9 @@ def test_bank_term_flags_a_large_defect_whose_context_is_altered_too():
 
 
 def test_add_bank_and_train_with_memory_bank(tmp_path, capsys):
-    from tests.inference.test_anomaly_workflow import make_tree, train_tiny
+    from tests.inference.test_anomaly_workflow import train_tiny_card
 
-    cat = make_tree(tmp_path)
-    out = tmp_path / "model"
-    rc = train_tiny(cat, out, "--memory-bank", "--no-evaluate")
-    assert rc == 0, capsys.readouterr().err
-    card = json.loads((out / "card.json").read_text())
+    cat, out, card = train_tiny_card(tmp_path, capsys, "model", "--memory-bank", "--no-evaluate")
     info = card["memory_bank"]
     assert info["validation"][0]["fusion"] == "none" and len(info["validation"]) == 1 + 2 * 2 * 5
     assert load_model(out).config.bank_size == info["rows"]

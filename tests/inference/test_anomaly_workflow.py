@@ -36,6 +36,14 @@ def train_tiny(cat: Path, out: Path, *flags: str) -> int:
                  "--batch-size", "4", "--threads", "1", *flags])
 
 
+def train_tiny_card(root: Path, capsys, name: str, *flags: str) -> tuple[Path, Path, dict]:
+    """(category, model directory, its card) after ``train_tiny`` on a fresh ``make_tree(root)``."""
+    cat = make_tree(root)
+    out = root / name
+    assert train_tiny(cat, out, *flags) == 0, capsys.readouterr().err
+    return cat, out, json.loads((out / "card.json").read_text())
+
+
 def make_tree(root: Path) -> Path:
     """A messy little MVTec-style category: mixed depths/channels/aspect, a symlinked folder,
     a defect without a mask and a corrupt file."""
@@ -116,11 +124,7 @@ def test_baseline_lights_up_a_planted_defect():
 
 
 def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
-    cat = make_tree(tmp_path)
-    out = tmp_path / "model"
-    rc = train_tiny(cat, out, "--seed", "3")
-    assert rc == 0, capsys.readouterr().err
-    card = json.loads((out / "card.json").read_text())
+    cat, out, card = train_tiny_card(tmp_path, capsys, "model", "--seed", "3")
     # z-scored fused maps can put the threshold below 0; calibrated means finite here
     assert math.isfinite(card["threshold"]["image"]) and card["data"]["holdout_good"] >= 1
     assert card["data"]["train_good"] + card["data"]["holdout_good"] == 9
@@ -193,10 +197,7 @@ def test_pixel_auroc_by_type_pools_each_type_with_the_good_images():
 
 
 def test_train_without_the_post_training_terms(tmp_path, capsys):
-    cat = make_tree(tmp_path)
-    out = tmp_path / "plain"
-    rc = train_tiny(cat, out, "--no-memory-bank", "--no-appearance-stats", "--no-evaluate")
-    assert rc == 0, capsys.readouterr().err
-    card = json.loads((out / "card.json").read_text())
+    _cat, out, card = train_tiny_card(tmp_path, capsys, "plain", "--no-memory-bank", "--no-appearance-stats",
+                                      "--no-evaluate")
     assert not {"memory_bank", "appearance_stats"} & set(card)
     assert load_model(out).config.bank_size == 0

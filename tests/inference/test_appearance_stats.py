@@ -129,13 +129,9 @@ def test_config_rejects_unknown_fusion():
 
 
 def test_train_with_stats_and_add_stats(tmp_path, capsys):
-    from tests.inference.test_anomaly_workflow import make_tree, train_tiny
+    from tests.inference.test_anomaly_workflow import train_tiny_card
 
-    cat = make_tree(tmp_path)
-    out = tmp_path / "model"
-    rc = train_tiny(cat, out, "--appearance-stats", "--edge-band", "--no-evaluate")
-    assert rc == 0, capsys.readouterr().err
-    card = json.loads((out / "card.json").read_text())
+    cat, out, card = train_tiny_card(tmp_path, capsys, "model", "--appearance-stats", "--edge-band", "--no-evaluate")
     info, band = card["appearance_stats"], card["edge_band"]
     assert [r["stats_fusion"] for r in info["validation"]] == [None, "none", "stats", "sum", "sum", "sum", "max"]
     assert [r["band_fusion"] for r in band["validation"]] == [None, "none", "band", "sum", "sum", "sum", "max"]
