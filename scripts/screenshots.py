@@ -56,6 +56,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    import cv2
     import numpy as np
     from PySide6.QtWidgets import QApplication
 
@@ -122,7 +123,6 @@ def main() -> int:
     pred = window.ctx.review.detail(tile.image_id).prediction
     w, h = window.viewer.image_size()
     if w and pred is not None and pred.heatmap is not None:
-        import cv2
         heat = cv2.resize(pred.heatmap, (w, h), interpolation=cv2.INTER_LINEAR)
         r.set_region(heat >= np.quantile(heat, 0.97))
         r.set_verdict("anomalous")
@@ -139,7 +139,6 @@ def main() -> int:
         settle(app, window)
         pred = window.ctx.review.detail(target.image_id).prediction
         if pred is not None and pred.mask is not None:
-            import cv2
             r.set_mask(cv2.dilate(pred.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
         window.queue.refresh()
         settle(app, window)

@@ -65,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
             job_ids = submit_routed_prelabel(db, folder_id=report.folder_id, families=families)
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
+        params = {j: db.jobs.get(j).params for j in job_ids}  # families and model versions of each job
         if not job_ids:
             print(f"nothing to run: the model routing ({routing_path(db.url)}) gives this folder's images "
                   f"none of the families {', '.join(families)}", file=sys.stderr)
         elif len(job_ids) > 1:
             print("model routing (" + str(routing_path(db.url)) + "): "
-                  + "; ".join(f"job {j}: {', '.join(db.jobs.get(j).params['families'])}" for j in job_ids),
+                  + "; ".join(f"job {j}: {', '.join(params[j]['families'])}" for j in job_ids),
                   file=sys.stderr)
 
         def statuses() -> list:
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         folder_ids = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id))}
         with_prediction: dict[str, set[int]] = {}  # per family: this folder's images its version(s) labelled
         for j in job_ids:
-            for f, v in db.jobs.get(j).params["model_versions"].items():
+            for f, v in params[j]["model_versions"].items():
                 with_prediction.setdefault(f, set()).update(folder_ids & db.predictions.image_ids_with(int(v)))
         predicted = {f: len(ids) for f, ids in with_prediction.items()}
         processed = sum(s.done + s.failed for s in final)
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(seconds, 3),
             "images_per_second": round(processed / seconds, 3) if seconds > 0 else None,
             "jobs": [{"id": s.job_id, "state": s.state, "error": s.error,
-                      "families": db.jobs.get(s.job_id).params["families"]} for s in final],
+                      "families": params[s.job_id]["families"]} for s in final],
         }
         if args.report:
             Path(args.report).write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -127,11 +127,13 @@ def install(window) -> None:
 
     def run() -> None:
         dlg = open_routing_dialog(window)
-        if dlg is not None and dlg.exec() == QDialog.DialogCode.Accepted:
+        while dlg is not None and dlg.exec() == QDialog.DialogCode.Accepted:
             try:
                 window.ctx.jobs.save_routing(dlg.routing())
-            except Exception as exc:
+            except Exception as exc:  # e.g. a read-only project folder: warn, keep the edits on screen
                 window._warn(str(exc))
-                return
+                dlg = RoutingDialog(dlg.routing(), window)
+                continue
             window.statusBar().showMessage("Model routing saved: it applies to the next pre-label job.", 8000)
+            return
     action.triggered.connect(run)

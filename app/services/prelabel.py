@@ -178,8 +178,7 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     if not routing.rules:
         return [submit_prelabel(db, folder_id=folder_id, image_ids=image_ids, families=families, **kw)]
     if folder_id is not None:
-        folder = db.folders.get(folder_id)
-        if folder is None:
+        if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
         images = db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
     else:

@@ -73,11 +73,14 @@ class ReviewJobs:
         job = self.db.jobs.get(job_id)
         return list(job.params.get("families", [])) if job is not None else []
 
+    def _routing_file(self):
+        from app.services.prelabel import routing_path
+        return routing_path(self.db.url)
+
     def routing(self) -> "Routing":
         """The project's model routing rules (RoutingError, a ValueError, when the file is broken)."""
-        from app.services.prelabel import routing_path
         from app.services.routing import load_routing
-        return load_routing(routing_path(self.db.url))
+        return load_routing(self._routing_file())
 
     def adopt_routing(self, routing: "Routing") -> bool:
         """Use ``routing`` if the project has no rules of its own yet (the demo's first launch);
@@ -92,10 +95,9 @@ class ReviewJobs:
         return True
 
     def save_routing(self, routing: "Routing") -> None:
-        from app.services.prelabel import routing_path
         from app.services.routing import save_routing
         try:
-            save_routing(routing_path(self.db.url), routing)
+            save_routing(self._routing_file(), routing)
         except OSError as exc:
             raise JobsError(f"cannot save the model routing: {exc.strerror or exc}") from None
 

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.segmentation import (
     PostProcess, model_flips, model_members, model_post_process, model_threshold, predict_probabilities,

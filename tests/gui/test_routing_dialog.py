@@ -31,3 +31,44 @@ def test_an_empty_pattern_keeps_the_dialog_open_with_the_row_named(qtbot):
     dlg.table.item(0, 0).setText("  ")
     dlg._accept()
     assert dlg.result() != dlg.DialogCode.Accepted and "row 1" in dlg.error.text()
+
+
+def test_a_failed_save_reopens_the_dialog_with_the_edits(qtbot, monkeypatch):
+    from PySide6.QtGui import QAction
+    from PySide6.QtWidgets import QDialog, QMainWindow
+
+    from app.gui import routing_dialog
+    from app.services.review_jobs import JobsError
+
+    edited = Routing((RoutingRule("ir/*", ("segmenter",)),))
+    shown: list[Routing] = []
+
+    class Jobs:
+        saved: list[Routing] = []
+
+        def routing(self):
+            return Routing()
+
+        def save_routing(self, routing):
+            if not self.saved:
+                self.saved.append(None)
+                raise JobsError("cannot save the model routing: read-only file system")
+            self.saved.append(routing)
+
+    def exec_(dlg):  # the user edits the first dialog; later ones are accepted as shown
+        if not shown:
+            dlg.add_rule(edited.rules[0])
+        shown.append(dlg.routing())
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(routing_dialog.RoutingDialog, "exec", exec_)
+    win = QMainWindow()
+    qtbot.addWidget(win)
+    warnings: list[str] = []
+    win.ctx = type("Ctx", (), {"jobs": Jobs()})()
+    win.actions = {"model_routing": QAction("Model routing…", win)}
+    win._warn = warnings.append
+    routing_dialog.install(win)
+    win.actions["model_routing"].trigger()
+    assert "read-only" in warnings[0]
+    assert shown == [edited, edited] and Jobs.saved[-1] == edited
