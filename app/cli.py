@@ -20,7 +20,7 @@ FAMILY_TITLES = {
     "segmenter": "the small-target segmenter (MiM-ISTD)",
     "anomaly": "the anomaly detector (pattern generative + contrastive)",
 }
-COMMANDS = ("gui", "prelabel", "train", "evaluate", "export", "worker", "db")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "worker", "db")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = {f: f"inference.training.{f}_cli" for f in FAMILIES}
@@ -128,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
             else:
                 getattr(mod, f"add_{verb}_arguments")(fp)
                 fp.set_defaults(func=getattr(mod, f"run_{verb}"))
+
+    p = sub.add_parser("retrain", help="train a new model version from the reviewed labels in the database")
+    p.add_argument("family", choices=FAMILIES)
+    p.add_argument("--folder", help="only the reviewed images of this indexed folder (id, path or name)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: 15 classifier / 16 segmenter when fine-tuning the active "
+                        "version, 60 / 50 from scratch, 25 anomaly)")
+    p.add_argument("--name", help="the new version's name (default: FAMILY-retrained-DATE-TIME)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for the new model (default: beside the SQLite file, else the user data folder)")
+    p.add_argument("--activate", action="store_true", help="make the new version the active one when it is done")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the training")
+    p.add_argument("--train-args", default="", metavar="ARGS",
+                   help="extra options for `train FAMILY`, quoted as one string; they override the plan's")
+    p.add_argument("--progress-json", action="store_true",
+                   help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.retrain", "run"))
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

@@ -11,8 +11,9 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -99,6 +100,24 @@ def load_training_state(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+ProgressListener = Callable[[str, int, int], None]  # (task, done, total)
+_listeners: list[ProgressListener] = []
+
+
+@contextmanager
+def progress_listener(listener: ProgressListener) -> Iterator[None]:
+    """Also send every training bar's position to ``listener`` while the block runs.
+
+    The station's ``retrain`` command runs a training in its own process and forwards these to
+    the GUI as JSON lines; a quiet bar (no terminal output) still reports.
+    """
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
 class Progress:
     """A tqdm bar with an ETA that also works when stdout is not a terminal (logs, CI)."""
 
@@ -107,11 +126,19 @@ class Progress:
 
         self.bar = tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, mininterval=1.0)
         self.start = time.monotonic()
+        self.done, self.total, self.desc = 0, total, desc
+        self._notify()
 
     def update(self, n: int = 1, **postfix: Any) -> None:
         if postfix:
             self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()}, refresh=False)
         self.bar.update(n)
+        self.done += n
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(_listeners):
+            listener(self.desc, self.done, self.total)
 
     def close(self) -> None:
         self.bar.close()

@@ -236,11 +236,13 @@ def train(opts: TrainOptions) -> Path:
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
     step = start_epoch * steps_per_epoch
+    total_steps = opts.epochs * steps_per_epoch if opts.max_steps is None else min(opts.max_steps, opts.epochs * steps_per_epoch)
+    bar = Progress(total_steps, "train segmenter", disable=opts.quiet)  # one bar and ETA for the whole run
+    bar.update(min(step, total_steps))
     for epoch in range(start_epoch, opts.epochs):
         if opts.max_steps is not None and step >= opts.max_steps:
             break
         model.train()
-        bar = Progress(steps_per_epoch, f"epoch {epoch + 1}/{opts.epochs}", disable=opts.quiet)
         losses, t0 = [], time.monotonic()
         for _ in range(steps_per_epoch):
             images, masks = sampler.batch(opts.batch_size)
@@ -253,10 +255,9 @@ def train(opts: TrainOptions) -> Path:
             sched.step()
             step += 1
             losses.append(loss.item())
-            bar.update(loss=losses[-1], lr=sched.get_last_lr()[0])
+            bar.update(epoch=epoch + 1, loss=losses[-1], lr=sched.get_last_lr()[0])
             if opts.max_steps is not None and step >= opts.max_steps:
                 break
-        bar.close()
         entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.monotonic() - t0}
         last = epoch + 1 == opts.epochs or (opts.max_steps is not None and step >= opts.max_steps)
         if held and ((epoch + 1) % opts.eval_every == 0 or last):
@@ -277,6 +278,7 @@ def train(opts: TrainOptions) -> Path:
             "epoch": epoch + 1, "best": best, "history": json.dumps(history),
         })
 
+    bar.close()
     final = out / "final"
     chosen, epoch_used, thr, metrics = model, len(history), 0.5, None
     if held and best["epoch"] > 0:

@@ -1,0 +1,180 @@
+"""``python main.py retrain FAMILY``: a new model version from the station's reviewed labels.
+
+Runs in its own process (the GUI starts it with ``--progress-json`` and reads one JSON object per
+line from stdout), so a training never blocks the window and a cancel is a SIGTERM: the partial
+model and the exported data are removed and nothing is registered. Only a finished, readable
+model becomes a version, inactive until someone activates it.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from app.cli import CommandError
+from app.services.retraining import finite
+
+CANCELLED_EXIT = 143  # 128 + SIGTERM, as a shell reports a terminated process
+
+
+class Cancelled(BaseException):
+    """SIGTERM arrived: unwind through every ``except Exception`` in the training code."""
+
+
+class Events:
+    """Progress for a person (stderr lines) or for the GUI (JSON lines on the real stdout)."""
+
+    def __init__(self, as_json: bool, out: TextIO) -> None:
+        self.as_json, self.out = as_json, out
+        self.last_progress = 0.0
+        self.first: tuple[float, int] | None = None  # (time, done) when the current task was first seen
+        self.task = ""
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.as_json:
+            self.out.write(json.dumps(finite({"event": event, **fields}), allow_nan=False) + "\n")
+            self.out.flush()
+        elif event in ("stage", "error", "cancelled", "done"):
+            text = fields.get("message") or fields.get("name") or ""
+            print(f"{event}: {text}" if event != "stage" else f"[{fields['stage']}] {text}", file=sys.stderr)
+
+    def progress(self, stage: str, task: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if task != self.task or self.first is None or done < self.first[1]:
+            self.task, self.first = task, (now, done)
+        if done < total and now - self.last_progress < 0.5:
+            return
+        self.last_progress = now
+        t0, d0 = self.first
+        eta = (now - t0) / (done - d0) * (total - done) if done > d0 and now > t0 else None
+        if self.as_json:
+            self.emit("progress", stage=stage, task=task, done=done, total=total,
+                      eta_s=None if eta is None else round(eta, 1))
+
+
+class ErrorTee(io.TextIOBase):
+    """Pass stderr through and remember the training code's last ``error: ...`` line."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner, self.last_error = inner, ""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.startswith("error: "):
+                self.last_error = line[len("error: "):]
+        return self.inner.write(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+def _train(family: str, train_args: list[str]) -> int:
+    """The same code path as ``python main.py train FAMILY ...``, in this process."""
+    from app.cli import _family_cli
+
+    mod = _family_cli(family)
+    parser = argparse.ArgumentParser(prog=f"main.py train {family}")
+    mod.add_train_arguments(parser)
+    try:
+        args = parser.parse_args(train_args)
+    except SystemExit as exc:  # a bad --train-args
+        raise CommandError(f"the training options were refused: {' '.join(train_args)}") from exc
+    saved = sys.argv
+    sys.argv = ["main.py", "train", family, *train_args]  # the card records the equivalent train command
+    try:
+        return int(mod.run_train(args) or 0)
+    finally:
+        sys.argv = saved
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise Cancelled()
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+
+    from app.services.retraining import (RetrainError, models_root, plan_retraining, register_retrained,
+                                         safe_remove_tree, version_name, work_dir)
+    from database import DatabaseError, open_database
+    from inference.training.common import progress_listener
+
+    events = Events(args.progress_json, sys.stdout)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        db = open_database(args.db)
+    except DatabaseError as exc:
+        events.emit("error", message=str(exc))
+        raise CommandError(str(exc)) from None
+    name = args.name or version_name(args.family)
+    root = Path(args.out).expanduser().absolute() if args.out else models_root(db.url)
+    final, work = root / name, work_dir(root, name)
+    made_final = False
+    tee = ErrorTee(sys.stderr)
+    started = time.monotonic()
+
+    def discard() -> None:  # only a model folder this run created, never one that was there before
+        if made_final:
+            shutil.rmtree(final, ignore_errors=True)
+
+    try:
+        if final.exists():
+            raise RetrainError(f"{final} already exists: choose another --name")
+        if db.model_versions.by_name(args.family, name) is not None:
+            raise RetrainError(f"a {args.family} version named {name!r} is already registered")
+        root.mkdir(parents=True, exist_ok=True)
+        safe_remove_tree(work)
+        final.mkdir()
+        made_final = True
+        events.emit("stage", stage="export", message=f"exporting the reviewed {args.family} labels")
+        plan = plan_retraining(db, args.family, work, final, folder=args.folder, epochs=args.epochs,
+                               threads=args.threads, device=args.device, name=name,
+                               extra_args=shlex.split(args.train_args),
+                               progress=lambda d, t: events.progress("export", "export", d, t))
+        for note in plan.notes:
+            print(f"note: {note}", file=sys.stderr)
+        events.emit("stage", stage="train", message=f"{plan.start}; data {dict(plan.data)}",
+                    start=plan.start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
+        listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
+        with progress_listener(listener), contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(tee):
+            rc = _train(args.family, list(plan.train_args))
+        if rc != 0:
+            raise CommandError(tee.last_error or f"training failed (exit status {rc})")
+        if not (plan.model_dir / "config.json").is_file():
+            raise CommandError(f"training finished without writing a model in {plan.model_dir}")
+        events.emit("stage", stage="register", message=f"registering {name}")
+        version = register_retrained(db, plan, time.monotonic() - started)
+        if args.activate:
+            version = db.model_versions.activate(version.id)
+        events.emit("done", version_id=version.id, name=version.name, family=version.family,
+                    path=version.checkpoint_path, metrics=version.metrics, activated=bool(version.active))
+        if not args.progress_json:
+            print(f"new {args.family} version {version.name!r} in {version.checkpoint_path}"
+                  + (" (active)" if version.active else " (not active: activate it in Project ▸ Models…)"))
+        return 0
+    except Cancelled:
+        discard()
+        events.emit("cancelled")
+        print("retraining cancelled; nothing was registered", file=sys.stderr)
+        return CANCELLED_EXIT
+    except (RetrainError, DatabaseError, CommandError) as exc:
+        discard()
+        events.emit("error", message=str(exc))
+        raise CommandError(str(exc)) from None
+    except BaseException as exc:
+        discard()
+        events.emit("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        safe_remove_tree(work)
+        signal.signal(signal.SIGTERM, previous)
+        db.close()
+
+

@@ -1,0 +1,272 @@
+"""Retraining from reviewed labels: which data, which starting point, which command (Qt- and torch-free).
+
+A new model version is made in three steps that the ``retrain`` command (and through it the GUI's
+Models dialog) runs in its own process: the reviewed labels of one family are exported in the
+layout that family's ``train`` command reads (the same export users get, so what trains is what
+they could inspect), the training runs with arguments planned here, and the result is
+registered as a new, inactive version whose parent is the version it started from. Nothing here
+changes a label or the active model; activation stays the inspector's decision.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from app.paths import data_dir
+from app.services.artifacts import beside_database
+from app.services.export import ExportError, ExportOptions, ProgressFn, CancelFn, export_database
+from app.services.json_files import write_json_atomic
+from app.services.prelabel import resolve_models
+
+if TYPE_CHECKING:
+    from database import Database
+    from database.dto import ModelVersionInfo
+
+FAMILY_FORMAT = {"classifier": "imagefolder", "segmenter": "masks", "anomaly": "mvtec"}
+MIN_PER_CLASS = 5          # the classifier's trainer keeps a fifth of each class for validation
+MIN_SEGMENTER_FRAMES = 10  # a tenth is held out to pick epoch, threshold and flips
+MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly threshold
+AUTO_EPOCHS = {("classifier", True): 15, ("classifier", False): 60, ("segmenter", True): 16,
+               ("segmenter", False): 50, ("anomaly", False): 25}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+RECORD = "retraining.json"  # written into the new model directory beside its card
+
+
+class RetrainError(Exception):
+    """Retraining cannot start (too few reviewed labels, unknown folder, unreadable model); nothing changed."""
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    family: str
+    name: str                  # the new version's name
+    data_dir: Path             # the exported training tree the trainer reads
+    out_dir: Path              # where the trainer writes (the model directory, or its parent for the segmenter)
+    train_args: tuple[str, ...]  # arguments of ``python main.py train FAMILY``
+    parent: ModelVersionInfo | None
+    start: str                 # "fine-tuned from ..." / "from scratch: ..."
+    data: Mapping[str, Any] = field(default_factory=dict)  # what the exported data holds
+    notes: tuple[str, ...] = ()  # what was left out and why
+
+    @property
+    def model_dir(self) -> Path:
+        """The trained model directory (the segmenter's trainer writes ``final/`` and ``best/``)."""
+        return self.out_dir / "final" if self.family == "segmenter" else self.out_dir
+
+    def command_line(self) -> str:
+        return "python main.py train " + " ".join(shlex.quote(a) for a in (self.family, *self.train_args))
+
+
+def models_root(db_url: str) -> Path:
+    """Retrained versions live beside a SQLite file (``station-models/``), else in the user data folder."""
+    return beside_database(db_url, "-models") or data_dir() / "models"
+
+
+def version_name(family: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{family}-retrained-{now.strftime('%Y%m%d-%H%M%S')}"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RetrainError(f"{path}: cannot be read ({exc})") from None
+    if not isinstance(data, dict):
+        raise RetrainError(f"{path}: not a JSON object")
+    return data
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
+def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
+                         progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
+    """Export the family's reviewed labels below ``work``; returns the format's folder."""
+    if family not in FAMILY_FORMAT:
+        raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
+    fmt = FAMILY_FORMAT[family]
+    try:
+        result = export_database(db, work / "export", ExportOptions(formats=(fmt,)), folder=folder,
+                                 progress=progress, cancel=cancel)
+    except ExportError as exc:
+        raise RetrainError(f"no training data for the {family}: {exc}") from None
+    root = result.out / fmt
+    if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
+        raise RetrainError(f"no reviewed {family} labels to train on: accept or correct some "
+                           f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'} first")
+    return root
+
+
+def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
+    counts = {d.name: len(_images(d)) for d in sorted(root.iterdir()) if d.is_dir()}
+    notes = []
+    for name, n in counts.items():
+        if n < MIN_PER_CLASS:
+            notes.append(f"class {name!r} left out: {n} reviewed image(s), at least {MIN_PER_CLASS} are needed")
+    kept = {k: v for k, v in counts.items() if v >= MIN_PER_CLASS}
+    if len(kept) < 2:
+        raise RetrainError("the classifier needs at least 2 classes with at least "
+                           f"{MIN_PER_CLASS} reviewed images each; reviewed so far: "
+                           + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    for name in counts.keys() - kept.keys():
+        for p in _images(root / name):
+            p.unlink()
+        (root / name).rmdir()
+    args: list[str] = []
+    start = "from scratch"
+    if parent is not None:
+        pdir = Path(parent.checkpoint_path)
+        card, config = read_json(pdir / "card.json"), read_json(pdir / "config.json").get("config", {})
+        theirs = [str(c) for c in card.get("classes", [])]
+        if theirs == sorted(kept):
+            args += ["--init", str(pdir), "--preset", str(card.get("preset", "cpu")),
+                     "--ablation", str(card.get("ablation", "full")), "--lr", "3e-4"]
+            for key, flag in (("img_size", "--img-size"), ("input_norm", "--input-norm")):
+                if config.get(key) is not None:
+                    args += [flag, str(config[key])]
+            start = f"fine-tuned from {parent.name}"
+        else:
+            start = (f"from scratch: the reviewed classes {sorted(kept)} are not the classes of {parent.name} "
+                     f"({theirs}), so its weights cannot start this run")
+    return args, start, {"classes": kept}, notes
+
+
+def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
+    frames = _images(root / "images")
+    if len(frames) < MIN_SEGMENTER_FRAMES:
+        raise RetrainError(f"the segmenter needs at least {MIN_SEGMENTER_FRAMES} reviewed frames with masks; "
+                           f"there are {len(frames)}")
+    args: list[str] = []
+    start = "from scratch"
+    if parent is not None:
+        pdir = Path(parent.checkpoint_path)
+        card = read_json(pdir / "card.json")
+        inner = card.get("training", {}).get("inner")
+        args += ["--init", str(pdir), "--preset", str(card.get("preset", "cpu")), "--lr", "1e-3", "--target-prob", "0.5"]
+        if inner:
+            args += ["--inner", str(inner)]
+        start = f"fine-tuned from {parent.name} (its main network; ensemble members and verifier are not retrained)"
+    return args, start, {"frames": len(frames)}, []
+
+
+def _anomaly_plan(root: Path) -> tuple[Path, list[str], str, dict[str, Any], list[str]]:
+    categories = sorted(d for d in root.iterdir() if d.is_dir())
+    if len(categories) > 1:
+        raise RetrainError("the reviewed anomaly verdicts span several folders ("
+                           + ", ".join(c.name for c in categories) + "): choose one with --folder "
+                           "(an anomaly model learns one kind of part)")
+    category = categories[0]
+    good = len(_images(category / "train" / "good"))
+    if good < MIN_GOOD_IMAGES:
+        raise RetrainError(f"the anomaly model needs at least {MIN_GOOD_IMAGES} images reviewed as normal for "
+                           f"training; {category.name} has {good} (a fifth of the normal images is kept for testing)")
+    test = category / "test"
+    anomalous = sum(len(_images(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
+    args: list[str] = []
+    notes = []
+    if anomalous == 0 or not _images(test / "good"):
+        args.append("--no-evaluate")
+        notes.append("no test evaluation: AUROC needs both normal and anomalous reviewed images")
+    channels = image_channels(_images(category / "train" / "good"))
+    args += ["--channels", str(channels)]
+    start = f"from scratch on good parts (as every anomaly model is trained), {'gray' if channels == 1 else 'colour'} input"
+    return category, args, start, {"category": category.name, "normal_train": good, "anomalous_test": anomalous}, notes
+
+
+def image_channels(paths: Sequence[Path], sample: int = 8) -> int:
+    """1 when the images are gray (also gray stored as RGB), else 3: the anomaly model's input channels."""
+    import cv2
+
+    for path in paths[:sample]:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is not None and (np.any(img[..., 0] != img[..., 1]) or np.any(img[..., 1] != img[..., 2])):
+            return 3
+    return 1
+
+
+def finite(value: Any) -> Any:
+    """NaN and infinities (an AUROC without both classes) become None: strict JSON and PostgreSQL refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, folder: str | int | None = None,
+                    epochs: int | None = None, threads: int | None = None, device: str = "auto",
+                    extra_args: Sequence[str] = (), name: str | None = None,
+                    progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RetrainPlan:
+    """Export the data, check it is enough, and choose how the new version starts and trains."""
+    parent = resolve_models(db, [family]).get(family) if family in FAMILY_FORMAT else None
+    if parent is not None and not (Path(parent.checkpoint_path) / "config.json").is_file():
+        parent = None
+    root = export_training_data(db, family, work, folder, progress, cancel)
+    if family == "classifier":
+        args, start, data, notes = _classifier_plan(root, parent)
+    elif family == "segmenter":
+        args, start, data, notes = _segmenter_plan(root, parent)
+    else:
+        root, args, start, data, notes = _anomaly_plan(root)
+    fine_tune = "--init" in args
+    n_epochs = epochs if epochs is not None else AUTO_EPOCHS[(family, fine_tune)]
+    if n_epochs < 1:
+        raise RetrainError("--epochs must be at least 1")
+    args = ["--data", str(root), "--out", str(out_dir), "--epochs", str(n_epochs), "--device", device, *args]
+    if threads:
+        args += ["--threads", str(threads)]
+    args += list(extra_args)  # last, so they override the plan's choices (argparse keeps the last value)
+    return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,
+                       train_args=tuple(args), parent=parent, start=start, data=data, notes=tuple(notes))
+
+
+def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures a version list shows: the card's own metrics, else the segmenter's held-out ones."""
+    metrics = card.get("metrics")
+    if isinstance(metrics, dict) and metrics:
+        return finite(metrics)
+    held = card.get("held_out_metrics")
+    return {"held_out": finite(held)} if isinstance(held, dict) else {}
+
+
+def register_retrained(db: Database, plan: RetrainPlan, seconds: float) -> ModelVersionInfo:
+    """Record how the version was made beside its card, then register it (inactive) with its parent."""
+    model_dir = plan.model_dir
+    card = read_json(model_dir / "card.json")
+    record = {
+        "name": plan.name, "family": plan.family, "parent": plan.parent.name if plan.parent else None,
+        "start": plan.start, "data": dict(plan.data), "left_out": list(plan.notes),
+        "command": plan.command_line(), "seconds": round(seconds, 1),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "note": "trained on the station's reviewed (accepted or corrected) labels, exported as for "
+                "`python main.py export`; the export itself is not kept",
+    }
+    write_json_atomic(model_dir / RECORD, record)
+    card = {**card, "retraining": record}
+    write_json_atomic(model_dir / "card.json", card)
+    return db.model_versions.register(plan.family, plan.name, str(model_dir.resolve()), card=card,
+                                      metrics=headline_metrics(card),
+                                      parent_id=plan.parent.id if plan.parent else None)
+
+
+def safe_remove_tree(path: Path) -> None:
+    """Remove a work folder this module made (its name ends in .work), nothing else."""
+    if path.exists() and path.name.endswith(".work"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def work_dir(root: Path, name: str) -> Path:
+    return root / f".{name}.work"
+

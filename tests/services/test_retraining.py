@@ -1,0 +1,238 @@
+"""Retraining from reviewed labels: the plan (data checks, start point) and the ``retrain`` command end to end."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from app.services.export_items import encode_mask
+from app.services.retraining import RetrainError, plan_retraining, version_name
+from database import FileEntry, LabelChange, ReviewState, open_database
+from inference.checkpoints import load_model, save_model
+from inference.models import registry
+from tests.tiny_models import one_thread, tiny_config  # noqa: F401  (one_thread: autouse)
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 32
+
+
+def write_part(path: Path, bright: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 60, (SIZE, SIZE), dtype=np.uint8) + (150 if bright else 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+def target_mask(seed: int) -> np.ndarray:
+    m = np.zeros((SIZE, SIZE), bool)
+    y, x = 4 + seed % 20, 6 + (seed * 7) % 20
+    m[y:y + 3, x:x + 3] = True
+    return m
+
+
+def indexed_parts(tmp_path: Path, folder_name: str, names: list[str]):
+    """Parts named ``good*`` bright, the others dark, indexed in a fresh SQLite database beside them."""
+    root = tmp_path / folder_name
+    for i, n in enumerate(names):
+        write_part(root / f"{n}.png", n.startswith("good"), i)
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    db = open_database(url)
+    folder = db.folders.add(str(root))
+    db.images.sync(folder.id, [FileEntry(f"{n}.png", (root / f"{n}.png").stat().st_size, 0, width=SIZE, height=SIZE)
+                               for n in names])
+    return db, url, {Path(i.rel_path).stem: i.id for i in db.images.query()}
+
+
+@pytest.fixture
+def station(tmp_path: Path):
+    """One indexed folder: 6 'crack' + 6 'good' parts, 2 'scratch'; masks on 12; verdicts on all."""
+    names = [f"crack{i}" for i in range(6)] + [f"good{i}" for i in range(6)] + ["scratch0", "scratch1"]
+    db, url, ids = indexed_parts(tmp_path, "lot1", names)
+    for i, n in enumerate(names):
+        cls = n.rstrip("0123456789")
+        mask = encode_mask(target_mask(i) if cls != "good" else np.zeros((SIZE, SIZE), bool)) if i < 12 else None
+        db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=cls, mask_png=mask,
+                                             anomaly_verdict="normal" if cls == "good" else "anomalous"), "ann")
+    yield db, url, tmp_path
+    db.close()
+
+
+def save_tiny_classifier(path: Path, classes: list[str]) -> Path:
+    cfg = tiny_config("memory_mamba")
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, num_classes=len(classes))
+    return save_model(path, "memory_mamba", registry.build("memory_mamba", cfg), cfg,
+                      {"classes": classes, "preset": "test_tiny", "ablation": "full"})
+
+
+def test_plan_leaves_out_thin_classes_and_fine_tunes_when_the_classes_match(station, tmp_path: Path) -> None:
+    db, _url, _ = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    v = db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
+    assert plan.data == {"classes": {"crack": 6, "good": 6}}
+    assert any("'scratch' left out: 2 reviewed image(s)" in n for n in plan.notes)
+    assert not (plan.data_dir / "scratch").exists()
+    args = list(plan.train_args)
+    assert args[args.index("--init") + 1] == str(active) and args[args.index("--preset") + 1] == "test_tiny"
+    assert args[args.index("--epochs") + 1] == "15" and plan.parent.id == v.id
+    assert plan.start == "fine-tuned from clf-v1"
+
+
+def test_plan_trains_from_scratch_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
+    db, _url, _ = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "dent", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", epochs=3)
+    assert "--init" not in plan.train_args and "from scratch" in plan.start and "'dent'" in plan.start
+    assert plan.train_args[plan.train_args.index("--epochs") + 1] == "3"
+
+
+def test_plan_refuses_too_little_data_with_the_counts(station, tmp_path: Path) -> None:
+    db, _url, _ = station
+    with pytest.raises(RetrainError, match=r"at least 10 images reviewed as normal for training; lot1 has \d"):
+        plan_retraining(db, "anomaly", tmp_path / "a.work", tmp_path / "out")
+    db.folders.add(str(tmp_path / "empty"))
+    with pytest.raises(RetrainError, match="no training data for the segmenter: .*nothing to export"):
+        plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out", folder="empty")
+
+
+def test_segmenter_plan_counts_frames_with_masks(station, tmp_path: Path) -> None:
+    db, _url, _ = station
+    plan = plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out")
+    assert plan.data == {"frames": 12} and plan.model_dir == tmp_path / "out" / "final"
+    assert "--init" in plan.train_args  # the bundled segmenter is registered and fine-tuned
+
+
+def run_retrain(url: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--db", url, "retrain", "classifier",
+                             "--progress-json", "--threads", "1", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def events_of(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_retrain_command_registers_an_inactive_version_with_its_parent(station, tmp_path: Path) -> None:
+    db, url, home = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    parent = db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    proc = run_retrain(url, "--epochs", "2", "--name", "clf-v2", "--train-args", "--batch-size 4 --tta none")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    events = events_of(out)
+    stages = [e["stage"] for e in events if e["event"] == "stage"]
+    assert stages == ["export", "train", "register"]
+    train = [e for e in events if e["event"] == "progress" and e["stage"] == "train"]
+    assert train and train[-1]["done"] == train[-1]["total"] > 0
+    done = events[-1]
+    assert done["event"] == "done" and done["name"] == "clf-v2" and done["activated"] is False
+    new = db.model_versions.get(done["version_id"])
+    assert new.parent_id == parent.id and not new.active and db.model_versions.active("classifier").id == parent.id
+    model_dir = Path(new.checkpoint_path)
+    assert model_dir == (home / "station-models" / "clf-v2").resolve()
+    loaded = load_model(model_dir)
+    assert loaded.card["classes"] == ["crack", "good"]
+    record = loaded.card["retraining"]
+    assert record["parent"] == "clf-v1" and record["start"] == "fine-tuned from clf-v1"
+    assert record["data"] == {"classes": {"crack": 6, "good": 6}} and "scratch" in record["left_out"][0]
+    assert "val" in json.dumps(new.metrics)  # the card's validation figures travel with the version
+    assert not list((home / "station-models").glob(".*.work"))  # the exported data is not kept
+
+
+def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:
+    db, url, home = station
+    proc = run_retrain(url, "--epochs", "1", "--name", "bad", "--train-args", "--preset test_tiny --batch-size 1")
+    out, _err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    error = events_of(out)[-1]
+    assert error["event"] == "error" and "--batch-size >= 2" in error["message"]
+    assert not (home / "station-models" / "bad").exists()
+    assert db.model_versions.by_name("classifier", "bad") is None
+
+
+def test_retrain_cancel_by_sigterm_removes_the_partial_model(station, tmp_path: Path) -> None:
+    db, url, home = station
+    proc = run_retrain(url, "--epochs", "100000", "--name", "slow", "--train-args", "--preset test_tiny --batch-size 4")
+    seen = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(json.loads(line))
+        if seen[-1]["event"] == "progress" and seen[-1]["stage"] == "train" and seen[-1]["done"] > 0:
+            break
+    assert seen and seen[-1]["event"] == "progress", seen
+    proc.send_signal(signal.SIGTERM)
+    out, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert events_of(out)[-1] == {"event": "cancelled"}
+    assert not (home / "station-models" / "slow").exists()
+    assert db.model_versions.by_name("classifier", "slow") is None
+
+
+def test_retrain_refuses_an_existing_name_before_training(station, capsys) -> None:
+    db, url, home = station
+    (home / "station-models" / "taken").mkdir(parents=True)
+    rc = cli_main(["--db", url, "retrain", "classifier", "--name", "taken"])
+    assert rc == 2 and "already exists" in capsys.readouterr().err
+    assert (home / "station-models" / "taken").is_dir()
+
+
+def test_version_names_sort_by_time() -> None:
+    from datetime import datetime, timezone
+
+    assert version_name("segmenter", datetime(2026, 11, 23, 14, 5, 9, tzinfo=timezone.utc)) == \
+        "segmenter-retrained-20261123-140509"
+
+
+@pytest.fixture
+def tiles(tmp_path: Path):
+    """A folder of 16 parts reviewed as normal and 3 as anomalous, without regions."""
+    db, url, ids = indexed_parts(tmp_path, "tiles", [f"good{i}" for i in range(16)] + [f"bad{i}" for i in range(3)])
+    for name, image_id in ids.items():
+        verdict = "normal" if name.startswith("good") else "anomalous"
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, anomaly_verdict=verdict), "ann")
+    yield db, url, tmp_path / "tiles"
+    db.close()
+
+
+def test_anomaly_retraining_picks_gray_input_and_stores_finite_metrics(tiles, tmp_path: Path) -> None:
+    db, url, _root = tiles
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--db", url, "retrain", "anomaly", "--progress-json",
+                           "--epochs", "1", "--threads", "1", "--name", "tiles-v1", "--train-args",
+                           "--preset test_tiny --no-memory-bank --no-appearance-stats"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line, parse_constant=pytest.fail) for line in proc.stdout.splitlines()]  # strict: no NaN
+    train = next(e for e in events if e.get("stage") == "train" and e["event"] == "stage")
+    assert train["data"] == {"category": "tiles", "normal_train": 13, "anomalous_test": 3}
+    assert "--channels 1" in train["command"] and "gray input" in train["start"]
+    done = events[-1]
+    assert done["metrics"]["test"]["pixel_auroc"] is None and done["metrics"]["test"]["image_auroc"] is not None
+    version = db.model_versions.get(done["version_id"])
+    assert version.metrics["test"]["pixel_auroc"] is None
+    assert load_model(version.checkpoint_path).config.in_channels == 1
+
+
+def test_colour_parts_train_a_colour_anomaly_model(tmp_path: Path) -> None:
+    from app.services.retraining import image_channels
+
+    gray, colour = tmp_path / "g.png", tmp_path / "c.png"
+    cv2.imwrite(str(gray), np.dstack([np.full((8, 8), 90, np.uint8)] * 3))
+    cv2.imwrite(str(colour), np.dstack([np.full((8, 8), v, np.uint8) for v in (10, 90, 200)]))
+    assert image_channels([gray]) == 1 and image_channels([gray, colour]) == 3
