@@ -75,23 +75,34 @@ class ErrorTee(io.TextIOBase):
         self.inner.flush()
 
 
-def _train(family: str, train_args: list[str]) -> int:
-    """The same code path as ``python main.py train FAMILY ...``, in this process."""
+def _family_command(verb: str, family: str, argv: list[str]) -> int:
+    """The same code path as ``python main.py VERB FAMILY ...``, in this process."""
     from app.cli import _family_cli
 
     mod = _family_cli(family)
-    parser = argparse.ArgumentParser(prog=f"main.py train {family}")
-    mod.add_train_arguments(parser)
+    parser = argparse.ArgumentParser(prog=f"main.py {verb} {family}")
+    getattr(mod, f"add_{verb}_arguments")(parser)
     try:
-        args = parser.parse_args(train_args)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # a bad --train-args
-        raise CommandError(f"the training options were refused: {' '.join(train_args)}") from exc
+        raise CommandError(f"the {verb} options were refused: {' '.join(argv)}") from exc
     saved = sys.argv
-    sys.argv = ["main.py", "train", family, *train_args]  # the card records the equivalent train command
+    sys.argv = ["main.py", verb, family, *argv]  # the card records the equivalent train command
     try:
-        return int(mod.run_train(args) or 0)
+        return int(getattr(mod, f"run_{verb}")(args) or 0)
     finally:
         sys.argv = saved
+
+
+def _score(family: str, data: Path, model_dir: Path, out_json: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """``evaluate FAMILY`` of one model on the held-out labels; None (and a note) when it cannot be scored."""
+    argv = ["--data", str(data), "--model", str(model_dir), "--json", str(out_json), "--device", args.device]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if _family_command("evaluate", family, argv) != 0 or not out_json.is_file():
+        print(f"note: {model_dir} could not be scored on the held-out labels", file=sys.stderr)
+        return None
+    return json.loads(out_json.read_text(encoding="utf-8"))
 
 
 def _on_sigterm(_signum, _frame) -> None:
@@ -101,7 +112,7 @@ def _on_sigterm(_signum, _frame) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from app.services.retraining import (RetrainError, models_root, plan_retraining, register_retrained,
+    from app.services.retraining import (RetrainError, comparison, comparison_text, models_root, plan_retraining, register_retrained,
                                          safe_remove_tree, version_name, work_dir)
     from database import DatabaseError, open_database
     from inference.training.common import progress_listener
@@ -144,18 +155,28 @@ def run(args: argparse.Namespace) -> int:
                     start=plan.start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
         with progress_listener(listener), contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(tee):
-            rc = _train(args.family, list(plan.train_args))
+            rc = _family_command("train", args.family, list(plan.train_args))
         if rc != 0:
             raise CommandError(tee.last_error or f"training failed (exit status {rc})")
         if not (plan.model_dir / "config.json").is_file():
             raise CommandError(f"training finished without writing a model in {plan.model_dir}")
+        events.emit("stage", stage="compare", message=f"scoring the new version{' and ' + plan.parent.name if plan.comparable else ''} "
+                                                      f"on {plan.data.get('held_out', 0)} held-out reviewed image(s)")
+        with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
+            new_scores = _score(args.family, plan.data_dir, plan.model_dir, work / "new.json", args) \
+                if plan.data.get("held_out") else None
+            parent_scores = _score(args.family, plan.data_dir, Path(plan.parent.checkpoint_path), work / "parent.json", args) \
+                if plan.comparable and new_scores is not None else None
+        compared = comparison(plan, new_scores, parent_scores)
         events.emit("stage", stage="register", message=f"registering {name}")
-        version = register_retrained(db, plan, time.monotonic() - started)
+        version = register_retrained(db, plan, time.monotonic() - started, compared)
         if args.activate:
             version = db.model_versions.activate(version.id)
         events.emit("done", version_id=version.id, name=version.name, family=version.family,
-                    path=version.checkpoint_path, metrics=version.metrics, activated=bool(version.active))
+                    path=version.checkpoint_path, metrics=version.metrics, comparison=compared,
+                    activated=bool(version.active))
         if not args.progress_json:
+            print(comparison_text(compared))
             print(f"new {args.family} version {version.name!r} in {version.checkpoint_path}"
                   + (" (active)" if version.active else " (not active: activate it in Project ▸ Models…)"))
         return 0

@@ -22,7 +22,8 @@ import numpy as np
 
 from app.paths import data_dir
 from app.services.artifacts import beside_database
-from app.services.export import ExportError, ExportOptions, ProgressFn, CancelFn, export_database
+from app.services.export import CancelFn, ExportError, ExportOptions, ProgressFn, export_database
+from app.services.export_split import SplitSpec
 from app.services.json_files import write_json_atomic
 from app.services.prelabel import resolve_models
 
@@ -36,6 +37,8 @@ MIN_SEGMENTER_FRAMES = 10  # a tenth is held out to pick epoch, threshold and fl
 MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly threshold
 AUTO_EPOCHS = {("classifier", True): 15, ("classifier", False): 60, ("segmenter", True): 16,
                ("segmenter", False): 50, ("anomaly", False): 25}
+HELD_OUT_SPLIT = SplitSpec(0.8, 0.2, 0.0)
+HEADLINE = {"classifier": ("accuracy", "f1"), "segmenter": ("iou", "pd", "fa"), "anomaly": ("image_auroc", "pixel_auroc")}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RECORD = "retraining.json"  # written into the new model directory beside its card
 
@@ -55,6 +58,7 @@ class RetrainPlan:
     start: str                 # "fine-tuned from ..." / "from scratch: ..."
     data: Mapping[str, Any] = field(default_factory=dict)  # what the exported data holds
     notes: tuple[str, ...] = ()  # what was left out and why
+    comparable: bool = False   # the parent can be scored on the same held-out labels as the new version
 
     @property
     def model_dir(self) -> Path:
@@ -89,14 +93,22 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
+def _stems(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.is_file() else []
+
+
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
     """Export the family's reviewed labels below ``work``; returns the format's folder."""
     if family not in FAMILY_FORMAT:
         raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
     fmt = FAMILY_FORMAT[family]
+    # The classifier and segmenter get an explicit held-out part, so the new version and the one it
+    # replaces are scored on the same reviewed images the training never saw; the MVTec layout
+    # already keeps a fifth of the normal images (and every anomalous one) for its test split.
+    split = None if family == "anomaly" else HELD_OUT_SPLIT
     try:
-        result = export_database(db, work / "export", ExportOptions(formats=(fmt,)), folder=folder,
+        result = export_database(db, work / "export", ExportOptions(formats=(fmt,), split=split), folder=folder,
                                  progress=progress, cancel=cancel)
     except ExportError as exc:
         raise RetrainError(f"no training data for the {family}: {exc}") from None
@@ -108,7 +120,13 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
 
 
 def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
-    counts = {d.name: len(_images(d)) for d in sorted(root.iterdir()) if d.is_dir()}
+    parts = [d for d in (root / "train", root / "val") if d.is_dir()]
+    counts: dict[str, int] = {}
+    for part in parts:
+        for d in sorted(part.iterdir()):
+            if d.is_dir():
+                counts[d.name] = counts.get(d.name, 0) + len(_images(d))
+    counts = dict(sorted(counts.items()))
     notes = []
     for name, n in counts.items():
         if n < MIN_PER_CLASS:
@@ -119,9 +137,8 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[
                            f"{MIN_PER_CLASS} reviewed images each; reviewed so far: "
                            + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
     for name in counts.keys() - kept.keys():
-        for p in _images(root / name):
-            p.unlink()
-        (root / name).rmdir()
+        for part in parts:
+            shutil.rmtree(part / name, ignore_errors=True)
     args: list[str] = []
     start = "from scratch"
     if parent is not None:
@@ -138,7 +155,8 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[
         else:
             start = (f"from scratch: the reviewed classes {sorted(kept)} are not the classes of {parent.name} "
                      f"({theirs}), so its weights cannot start this run")
-    return args, start, {"classes": kept}, notes
+    held_out = sum(len(_images(d)) for d in (root / "val").glob("*") if d.is_dir())
+    return args, start, {"classes": kept, "held_out": held_out}, notes
 
 
 def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
@@ -156,7 +174,8 @@ def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[s
         if inner:
             args += ["--inner", str(inner)]
         start = f"fine-tuned from {parent.name} (its main network; ensemble members and verifier are not retrained)"
-    return args, start, {"frames": len(frames)}, []
+    held_out = len(_stems(root / "val.txt"))
+    return args, start, {"frames": len(frames), "held_out": held_out}, []
 
 
 def _anomaly_plan(root: Path) -> tuple[Path, list[str], str, dict[str, Any], list[str]]:
@@ -180,7 +199,9 @@ def _anomaly_plan(root: Path) -> tuple[Path, list[str], str, dict[str, Any], lis
     channels = image_channels(_images(category / "train" / "good"))
     args += ["--channels", str(channels)]
     start = f"from scratch on good parts (as every anomaly model is trained), {'gray' if channels == 1 else 'colour'} input"
-    return category, args, start, {"category": category.name, "normal_train": good, "anomalous_test": anomalous}, notes
+    held_out = len(_images(test / "good")) + anomalous
+    data = {"category": category.name, "normal_train": good, "anomalous_test": anomalous, "held_out": held_out}
+    return category, args, start, data, notes
 
 
 def image_channels(paths: Sequence[Path], sample: int = 8) -> int:
@@ -228,8 +249,13 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     if threads:
         args += ["--threads", str(threads)]
     args += list(extra_args)  # last, so they override the plan's choices (argparse keeps the last value)
+    # Scoring the parent needs held-out images it can read: the same classes for the classifier,
+    # normal and anomalous images for the anomaly model's AUROC.
+    comparable = parent is not None and data.get("held_out", 0) > 0 and (
+        fine_tune or family == "anomaly") and not (family == "anomaly" and "--no-evaluate" in args)
     return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,
-                       train_args=tuple(args), parent=parent, start=start, data=data, notes=tuple(notes))
+                       train_args=tuple(args), parent=parent, start=start, data=data, notes=tuple(notes),
+                       comparable=comparable)
 
 
 def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,13 +267,49 @@ def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
     return {"held_out": finite(held)} if isinstance(held, dict) else {}
 
 
-def register_retrained(db: Database, plan: RetrainPlan, seconds: float) -> ModelVersionInfo:
+def headline(family: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The few figures that say which version is better on the held-out labels."""
+    return {k: finite(metrics.get(k)) for k in HEADLINE[family] if k in metrics} if metrics else {}
+
+
+def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Both versions on the same held-out reviewed images (``parent`` None: not comparable, with the reason)."""
+    out: dict[str, Any] = {"held_out_images": plan.data.get("held_out", 0), "new": headline(plan.family, new)}
+    if plan.parent is not None and parent is not None:
+        out["parent"] = headline(plan.family, parent)
+        out["parent_name"] = plan.parent.name
+    elif plan.parent is not None:
+        out["parent_not_scored"] = ("it was trained on other classes" if plan.family == "classifier"
+                                    else "no held-out images it can be scored on")
+    return out
+
+
+def comparison_text(compared: Mapping[str, Any]) -> str:
+    """One line for people: both versions' figures on the held-out reviewed images."""
+    def figures(m: Mapping[str, Any]) -> str:
+        return ", ".join(f"{k.replace('_', ' ')} {v:.3g}" if isinstance(v, (int, float)) else f"{k.replace('_', ' ')} —"
+                         for k, v in m.items()) or "not scored"
+
+    n = compared.get("held_out_images", 0)
+    if not n:
+        return "no held-out reviewed images: the new version was not scored on your labels"
+    text = f"on {n} held-out reviewed image(s): new {figures(compared.get('new', {}))}"
+    if "parent" in compared:
+        text += f"; {compared.get('parent_name', 'previous')} {figures(compared['parent'])}"
+    elif "parent_not_scored" in compared:
+        text += f"; the previous version was not scored ({compared['parent_not_scored']})"
+    return text
+
+
+def register_retrained(db: Database, plan: RetrainPlan, seconds: float,
+                       compared: Mapping[str, Any] | None = None) -> ModelVersionInfo:
     """Record how the version was made beside its card, then register it (inactive) with its parent."""
     model_dir = plan.model_dir
     card = read_json(model_dir / "card.json")
     record = {
         "name": plan.name, "family": plan.family, "parent": plan.parent.name if plan.parent else None,
         "start": plan.start, "data": dict(plan.data), "left_out": list(plan.notes),
+        "held_out_comparison": dict(compared or {}),
         "command": plan.command_line(), "seconds": round(seconds, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": "trained on the station's reviewed (accepted or corrected) labels, exported as for "

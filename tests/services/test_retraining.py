@@ -80,9 +80,11 @@ def test_plan_leaves_out_thin_classes_and_fine_tunes_when_the_classes_match(stat
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
     v = db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
     plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
-    assert plan.data == {"classes": {"crack": 6, "good": 6}}
+    assert plan.data["classes"] == {"crack": 6, "good": 6} and plan.comparable
+    held_out = sum(1 for _ in (plan.data_dir / "val").rglob("*.png"))
+    assert plan.data["held_out"] == held_out > 0 and sum(1 for _ in (plan.data_dir / "train").rglob("*.png")) == 12 - held_out
     assert any("'scratch' left out: 2 reviewed image(s)" in n for n in plan.notes)
-    assert not (plan.data_dir / "scratch").exists()
+    assert not list(plan.data_dir.rglob("scratch*"))
     args = list(plan.train_args)
     assert args[args.index("--init") + 1] == str(active) and args[args.index("--preset") + 1] == "test_tiny"
     assert args[args.index("--epochs") + 1] == "15" and plan.parent.id == v.id
@@ -95,6 +97,7 @@ def test_plan_trains_from_scratch_when_the_active_model_knows_other_classes(stat
     db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
     plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", epochs=3)
     assert "--init" not in plan.train_args and "from scratch" in plan.start and "'dent'" in plan.start
+    assert not plan.comparable  # its head means other classes: it cannot be scored on these labels
     assert plan.train_args[plan.train_args.index("--epochs") + 1] == "3"
 
 
@@ -110,7 +113,9 @@ def test_plan_refuses_too_little_data_with_the_counts(station, tmp_path: Path) -
 def test_segmenter_plan_counts_frames_with_masks(station, tmp_path: Path) -> None:
     db, _url, _ = station
     plan = plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out")
-    assert plan.data == {"frames": 12} and plan.model_dir == tmp_path / "out" / "final"
+    val = (plan.data_dir / "val.txt").read_text().split()
+    assert plan.data == {"frames": 12, "held_out": len(val)} and 0 < len(val) < 12
+    assert plan.model_dir == tmp_path / "out" / "final" and plan.comparable
     assert "--init" in plan.train_args  # the bundled segmenter is registered and fine-tuned
 
 
@@ -134,7 +139,7 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     assert proc.returncode == 0, err
     events = events_of(out)
     stages = [e["stage"] for e in events if e["event"] == "stage"]
-    assert stages == ["export", "train", "register"]
+    assert stages == ["export", "train", "compare", "register"]
     train = [e for e in events if e["event"] == "progress" and e["stage"] == "train"]
     assert train and train[-1]["done"] == train[-1]["total"] > 0
     done = events[-1]
@@ -147,7 +152,10 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     assert loaded.card["classes"] == ["crack", "good"]
     record = loaded.card["retraining"]
     assert record["parent"] == "clf-v1" and record["start"] == "fine-tuned from clf-v1"
-    assert record["data"] == {"classes": {"crack": 6, "good": 6}} and "scratch" in record["left_out"][0]
+    assert record["data"]["classes"] == {"crack": 6, "good": 6} and "scratch" in record["left_out"][0]
+    compared = record["held_out_comparison"]  # both versions scored on the same held-out reviewed images
+    assert compared == done["comparison"] and compared["held_out_images"] == record["data"]["held_out"] > 0
+    assert compared["parent_name"] == "clf-v1" and set(compared["new"]) == set(compared["parent"]) == {"accuracy", "f1"}
     assert "val" in json.dumps(new.metrics)  # the card's validation figures travel with the version
     assert not list((home / "station-models").glob(".*.work"))  # the exported data is not kept
 
@@ -220,10 +228,12 @@ def test_anomaly_retraining_picks_gray_input_and_stores_finite_metrics(tiles, tm
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line, parse_constant=pytest.fail) for line in proc.stdout.splitlines()]  # strict: no NaN
     train = next(e for e in events if e.get("stage") == "train" and e["event"] == "stage")
-    assert train["data"] == {"category": "tiles", "normal_train": 13, "anomalous_test": 3}
+    assert train["data"] == {"category": "tiles", "normal_train": 13, "anomalous_test": 3, "held_out": 6}
     assert "--channels 1" in train["command"] and "gray input" in train["start"]
     done = events[-1]
     assert done["metrics"]["test"]["pixel_auroc"] is None and done["metrics"]["test"]["image_auroc"] is not None
+    assert done["comparison"]["parent_name"] == "anomaly-magnetic_tile"  # the bundled default, on the same 6 images
+    assert done["comparison"]["new"]["pixel_auroc"] is None and "image_auroc" in done["comparison"]["parent"]
     version = db.model_versions.get(done["version_id"])
     assert version.metrics["test"]["pixel_auroc"] is None
     assert load_model(version.checkpoint_path).config.in_channels == 1
@@ -236,3 +246,15 @@ def test_colour_parts_train_a_colour_anomaly_model(tmp_path: Path) -> None:
     cv2.imwrite(str(gray), np.dstack([np.full((8, 8), 90, np.uint8)] * 3))
     cv2.imwrite(str(colour), np.dstack([np.full((8, 8), v, np.uint8) for v in (10, 90, 200)]))
     assert image_channels([gray]) == 1 and image_channels([gray, colour]) == 3
+
+
+def test_comparison_text_names_both_versions() -> None:
+    from app.services.retraining import comparison_text
+
+    both = {"held_out_images": 24, "new": {"accuracy": 0.9583, "f1": 0.95}, "parent": {"accuracy": 0.8333, "f1": None},
+            "parent_name": "classifier-neu"}
+    assert comparison_text(both) == ("on 24 held-out reviewed image(s): new accuracy 0.958, f1 0.95; "
+                                     "classifier-neu accuracy 0.833, f1 —")
+    assert "not scored (it was trained on other classes)" in comparison_text(
+        {"held_out_images": 3, "new": {"accuracy": 1.0}, "parent_not_scored": "it was trained on other classes"})
+    assert comparison_text({"held_out_images": 0, "new": {}}).startswith("no held-out reviewed images")
