@@ -162,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"training finished without writing a model in {plan.model_dir}")
         events.emit("stage", stage="compare", message=f"scoring the new version{' and ' + plan.parent.name if plan.comparable else ''} "
                                                       f"on {plan.data.get('held_out', 0)} held-out reviewed image(s)")
-        with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
+        scoring: Callable[[str, int, int], None] = lambda task, d, t: events.progress("compare", task, d, t)
+        with progress_listener(scoring), contextlib.redirect_stdout(sys.stderr):
             new_scores = _score(args.family, plan.data_dir, plan.model_dir, work / "new.json", args) \
                 if plan.data.get("held_out") else None
             parent_scores = _score(args.family, plan.data_dir, Path(plan.parent.checkpoint_path), work / "parent.json", args) \
