@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="folder for the new model (default: beside the SQLite file, else the user data folder)")
     p.add_argument("--activate", action="store_true", help="make the new version the active one when it is done")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="do not start from the active version's weights (it is still the parent and compared)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the training")
     p.add_argument("--train-args", default="", metavar="ARGS",

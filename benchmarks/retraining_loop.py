@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ def main() -> int:
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=None, help="default: the retrain command's plan")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--retrain-args", default="", help="more options for the retrain command, quoted as one string")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -67,6 +69,7 @@ def main() -> int:
                "--threads", str(args.threads), "--name", "loop"]
         if args.epochs:
             cmd += ["--epochs", str(args.epochs)]
+        cmd += shlex.split(args.retrain_args)
         t0 = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         seconds = time.monotonic() - t0
@@ -84,6 +87,7 @@ def main() -> int:
 
     result = {
         "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "labelled": labelled,
+        "retrain_command": " ".join(cmd[2:]).replace(url, "URL"),
         "plan": {k: plan[k] for k in ("start", "data", "notes", "command")}, "retrain_seconds": round(seconds, 1),
         "held_out_comparison": done["comparison"],
         "independent_val": {k: independent[k] for k in ("accuracy", "f1", "count", "per_class", "confusion_matrix")},

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         events.emit("stage", stage="export", message=f"exporting the reviewed {args.family} labels")
         plan = plan_retraining(db, args.family, work, final, folder=args.folder, epochs=args.epochs,
                                threads=args.threads, device=args.device, name=name,
-                               extra_args=shlex.split(args.train_args),
+                               extra_args=shlex.split(args.train_args), from_scratch=args.from_scratch,
                                progress=lambda d, t: events.progress("export", "export", d, t))
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -35,8 +35,8 @@ FAMILY_FORMAT = {"classifier": "imagefolder", "segmenter": "masks", "anomaly": "
 MIN_PER_CLASS = 5          # the classifier's trainer keeps a fifth of each class for validation
 MIN_SEGMENTER_FRAMES = 10  # a tenth is held out to pick epoch, threshold and flips
 MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly threshold
-AUTO_EPOCHS = {("classifier", True): 15, ("classifier", False): 60, ("segmenter", True): 16,
-               ("segmenter", False): 50, ("anomaly", False): 25}
+AUTO_EPOCHS = {("classifier", "fine-tune"): 15, ("classifier", "transfer"): 30, ("classifier", "scratch"): 60,
+               ("segmenter", "fine-tune"): 16, ("segmenter", "scratch"): 50, ("anomaly", "scratch"): 25}
 HELD_OUT_SPLIT = SplitSpec(0.8, 0.2, 0.0)
 HEADLINE = {"classifier": ("accuracy", "f1"), "segmenter": ("iou", "pd", "fa"), "anomaly": ("image_auroc", "pixel_auroc")}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -145,16 +145,19 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[
         pdir = Path(parent.checkpoint_path)
         card, config = read_json(pdir / "card.json"), read_json(pdir / "config.json").get("config", {})
         theirs = [str(c) for c in card.get("classes", [])]
-        if theirs == sorted(kept):
-            args += ["--init", str(pdir), "--preset", str(card.get("preset", "cpu")),
-                     "--ablation", str(card.get("ablation", "full")), "--lr", "3e-4"]
-            for key, flag in (("img_size", "--img-size"), ("input_norm", "--input-norm")):
-                if config.get(key) is not None:
-                    args += [flag, str(config[key])]
-            start = f"fine-tuned from {parent.name}"
-        else:
-            start = (f"from scratch: the reviewed classes {sorted(kept)} are not the classes of {parent.name} "
-                     f"({theirs}), so its weights cannot start this run")
+        same = theirs == sorted(kept)
+        # Same classes: fine-tune everything gently. Other classes: transfer learning — its
+        # features start the run and only the final class layer is new, so it needs a higher rate.
+        args += ["--init", str(pdir), "--preset", str(card.get("preset", "cpu")),
+                 "--ablation", str(card.get("ablation", "full")), "--lr", "3e-4" if same else "1e-3"]
+        if not same:
+            args += ["--init-head", "new"]
+        for key, flag in (("img_size", "--img-size"), ("input_norm", "--input-norm")):
+            if config.get(key) is not None:
+                args += [flag, str(config[key])]
+        start = (f"fine-tuned from {parent.name}" if same else
+                 f"transferred from {parent.name}: its features, a new class layer for {sorted(kept)} "
+                 f"(it knew {theirs})")
     held_out = sum(len(_images(d)) for d in (root / "val").glob("*") if d.is_dir())
     return args, start, {"classes": kept, "held_out": held_out}, notes
 
@@ -228,21 +231,23 @@ def finite(value: Any) -> Any:
 
 def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, folder: str | int | None = None,
                     epochs: int | None = None, threads: int | None = None, device: str = "auto",
-                    extra_args: Sequence[str] = (), name: str | None = None,
+                    extra_args: Sequence[str] = (), name: str | None = None, from_scratch: bool = False,
                     progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RetrainPlan:
     """Export the data, check it is enough, and choose how the new version starts and trains."""
     parent = resolve_models(db, [family]).get(family) if family in FAMILY_FORMAT else None
     if parent is not None and not (Path(parent.checkpoint_path) / "config.json").is_file():
         parent = None
     root = export_training_data(db, family, work, folder, progress, cancel)
+    start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     if family == "classifier":
-        args, start, data, notes = _classifier_plan(root, parent)
+        args, start, data, notes = _classifier_plan(root, start_from)
     elif family == "segmenter":
-        args, start, data, notes = _segmenter_plan(root, parent)
+        args, start, data, notes = _segmenter_plan(root, start_from)
     else:
         root, args, start, data, notes = _anomaly_plan(root)
     fine_tune = "--init" in args
-    n_epochs = epochs if epochs is not None else AUTO_EPOCHS[(family, fine_tune)]
+    mode = "transfer" if "--init-head" in args else "fine-tune" if fine_tune else "scratch"
+    n_epochs = epochs if epochs is not None else AUTO_EPOCHS[(family, mode)]
     if n_epochs < 1:
         raise RetrainError("--epochs must be at least 1")
     args = ["--data", str(root), "--out", str(out_dir), "--epochs", str(n_epochs), "--device", device, *args]
@@ -251,8 +256,10 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     args += list(extra_args)  # last, so they override the plan's choices (argparse keeps the last value)
     # Scoring the parent needs held-out images it can read: the same classes for the classifier,
     # normal and anomalous images for the anomaly model's AUROC.
-    comparable = parent is not None and data.get("held_out", 0) > 0 and (
-        fine_tune or family == "anomaly") and not (family == "anomaly" and "--no-evaluate" in args)
+    same_classes = family != "classifier" or [str(c) for c in read_json(
+        Path(parent.checkpoint_path) / "card.json").get("classes", [])] == sorted(data["classes"]) if parent else False
+    comparable = parent is not None and data.get("held_out", 0) > 0 and same_classes and not (
+        family == "anomaly" and "--no-evaluate" in args)
     return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,
                        train_args=tuple(args), parent=parent, start=start, data=data, notes=tuple(notes),
                        comparable=comparable)

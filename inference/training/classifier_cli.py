@@ -41,6 +41,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/training/state.pt")
     p.add_argument("--init", type=Path, default=None, metavar="DIR",
                    help="start from this model directory's weights (same preset/ablation/classes); fresh optimizer and schedule")
+    p.add_argument("--init-head", default="keep", choices=("keep", "new"),
+                   help="with --init: keep its class layer (same classes), or start a new one for this data's "
+                        "classes and take all its other weights (transfer learning)")
     p.add_argument("--tta", default="d4", choices=("none", "flips", "d4"),
                    help="test-time augmentation written to the card and used by the application (default: d4, all flips and 90° turns)")
     p.add_argument("--seed", type=int, default=0)
@@ -73,7 +76,7 @@ def run_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
-        input_norm=args.input_norm, balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
+        input_norm=args.input_norm, balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, init_head=args.init_head, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
         quiet=args.quiet, command=_command_line(),
     )
     try:

@@ -68,6 +68,9 @@ class TrainOptions:
     crop: str = "shift"  # augmentation crop mode (classifier_data.CROP_MODES)
     resume: bool = False
     init: Path | None = None  # model directory whose weights start this run (fine-tuning)
+    # "keep": the init model must have this data's classes. "new": transfer learning to other
+    # classes — every weight but the final class layer comes from the init model, which is redrawn.
+    init_head: str = "keep"
     # Test-time augmentation the saved card asks for. "d4" by default: training augments with every
     # flip and 90° turn, so all eight views are in-distribution, and averaging them is fixed here,
     # before any run, not picked on validation figures.
@@ -113,11 +116,17 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _load_init(init: Path, cfg_dict: dict[str, Any], classes: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+HEAD_LAYER = "head.3."  # the last linear layer of the head: the only weights shaped by the class count
+
+
+def _load_init(init: Path, cfg_dict: dict[str, Any], classes: list[str],
+               new_head: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Weights and card of the model a fine-tuning run starts from, refused unless it is the same network.
 
     Same architecture means the same config (preset, ablation, image size, class count) and the same
     class names in the same order: otherwise the loaded head would silently mean other classes.
+    With ``new_head`` the class count and names may differ: the final class layer is left out of
+    the returned weights (the caller keeps its fresh one), everything else must match.
     """
     try:
         loaded = load_model(init)
@@ -127,14 +136,21 @@ def _load_init(init: Path, cfg_dict: dict[str, Any], classes: list[str]) -> tupl
         raise ValueError(f"--init {init}: a {loaded.name} model, not {MODEL_NAME}")
     theirs = json.loads(json.dumps(dataclasses.asdict(loaded.config)))
     ours = json.loads(json.dumps(cfg_dict))
-    diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
+                  and not (new_head and k == "num_classes"))
+    if diff == ["num_classes"]:
+        raise ValueError(f"--init {init}: trained on classes {loaded.card.get('classes')}, this data has {classes} "
+                         "(--init-head new starts a new class layer on its other weights)")
     if diff:
         shown = ", ".join(f"{k}: model {theirs.get(k)!r} vs this run {ours.get(k)!r}" for k in diff[:6])
         preset_hint = f" (it was trained with --preset {loaded.card['preset']})" if "preset" in loaded.card else ""
         raise ValueError(f"--init {init}: another architecture than this run's preset/ablation{preset_hint}; differs in {shown}")
     their_classes = loaded.card.get("classes")
+    if new_head:
+        return {k: v for k, v in loaded.model.state_dict().items() if not k.startswith(HEAD_LAYER)}, loaded.card
     if their_classes is not None and list(their_classes) != list(classes):
-        raise ValueError(f"--init {init}: trained on classes {their_classes}, this data has {classes}")
+        raise ValueError(f"--init {init}: trained on classes {their_classes}, this data has {classes} "
+                         "(--init-head new starts a new class layer on its other weights)")
     return loaded.model.state_dict(), loaded.card
 
 
@@ -151,9 +167,12 @@ def _epoch_order(labels: np.ndarray, num_classes: int, balanced: bool, rng: np.r
     return rng.permutation(n)
 
 
-def _initialisation(init: Path | None, card: dict[str, Any] | None) -> str:
+def _initialisation(init: Path | None, card: dict[str, Any] | None, init_head: str = "keep") -> str:
     if init is None or card is None:
         return "from scratch (no pretrained weights)"
+    if init_head == "new":
+        return (f"transferred from the model in {init}: all its weights but the final class layer, which starts "
+                "afresh for this data's classes (fresh optimizer and schedule); its training is under init_model")
     return f"fine-tuned from the model in {init} (fresh optimizer and schedule); its training is under init_model"
 
 
@@ -201,8 +220,12 @@ def train_classifier(opts: TrainOptions) -> Path:
     seed_everything(opts.seed)
     model = MemoryMamba(cfg).to(device)
     if opts.init is not None:
-        init_weights, init_card = _load_init(Path(opts.init), cfg_dict, classes)
-        model.load_state_dict(init_weights)
+        if opts.init_head not in ("keep", "new"):
+            raise ValueError(f"--init-head must be keep or new, got {opts.init_head!r}")
+        init_weights, init_card = _load_init(Path(opts.init), cfg_dict, classes, new_head=opts.init_head == "new")
+        missing, unexpected = model.load_state_dict(init_weights, strict=False)
+        if unexpected or any(not k.startswith(HEAD_LAYER) for k in missing) or (missing and opts.init_head == "keep"):
+            raise ValueError(f"--init {opts.init}: weights do not fit (missing {missing}, unexpected {unexpected})")
         log.info("initialised from %s (fresh optimizer and schedule)", opts.init)
     optimizer = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr)
     batch = min(opts.batch_size, len(train.labels))
@@ -335,7 +358,7 @@ def train_classifier(opts: TrainOptions) -> Path:
             "device": str(device),
             "threads": opts.threads,
             "seconds": history[-1]["seconds"] if history else 0.0,
-            "initialisation": _initialisation(opts.init, init_card),
+            "initialisation": _initialisation(opts.init, init_card, opts.init_head),
             "host": platform.machine(),
         },
         "command": opts.command,

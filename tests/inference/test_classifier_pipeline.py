@@ -259,3 +259,25 @@ def test_cli_init_fine_tunes_from_a_model_dir(tmp_path, capsys):
     # --input-norm reaches the model config: a per-image run cannot start from a fixed-norm model
     assert main(base + ["--out", str(tmp_path / "fifth"), "--preset", "test_tiny", "--init", str(first), "--input-norm", "per_image"]) == 2
     assert "input_norm: model 'fixed' vs this run 'per_image'" in capsys.readouterr().err
+
+
+def test_cli_init_head_new_transfers_all_but_the_class_layer(tmp_path, capsys):
+    base = ["train", "classifier", "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet", "--device", "cpu",
+            "--preset", "test_tiny"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(base + ["--data", str(_write_tree(tmp_path / "t", per_class=8)), "--out", str(first)]) == 0
+    other = tmp_path / "other"  # three classes, none of them the first model's
+    for c, kind in (("pit", "dots"), ("streak", "stripes"), ("plain", "dots")):
+        for i in range(6):
+            (other / c).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(other / c / f"{c}{i}.png"), _texture(kind, np.random.default_rng(i)))
+    capsys.readouterr()
+    assert main(base + ["--data", str(other), "--out", str(tmp_path / "refused"), "--init", str(first)]) == 2
+    assert "--init-head new" in capsys.readouterr().err  # keeping the head is refused, and the way out is named
+    assert main(base + ["--data", str(other), "--out", str(second), "--init", str(first), "--init-head", "new",
+                        "--lr", "1e-12", "--seed", "1"]) == 0
+    a, b = load_model(first), load_model(second)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert b.card["classes"] == ["pit", "plain", "streak"] and sb["head.3.weight"].shape[0] == 3
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa if not k.startswith("head.3."))
+    assert "transferred" in b.card["training"]["initialisation"]

@@ -91,14 +91,19 @@ def test_plan_leaves_out_thin_classes_and_fine_tunes_when_the_classes_match(stat
     assert plan.start == "fine-tuned from clf-v1"
 
 
-def test_plan_trains_from_scratch_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
+def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
     db, _url, _ = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "dent", "good"])
     db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
-    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", epochs=3)
-    assert "--init" not in plan.train_args and "from scratch" in plan.start and "'dent'" in plan.start
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
+    args = list(plan.train_args)
+    assert args[args.index("--init-head") + 1] == "new" and args[args.index("--lr") + 1] == "1e-3"
+    assert plan.start.startswith("transferred from clf-v1") and "'dent'" in plan.start
+    assert args[args.index("--epochs") + 1] == "30"
     assert not plan.comparable  # its head means other classes: it cannot be scored on these labels
-    assert plan.train_args[plan.train_args.index("--epochs") + 1] == "3"
+    scratch = plan_retraining(db, "classifier", tmp_path / "w2.work", tmp_path / "out2", epochs=3, from_scratch=True)
+    assert "--init" not in scratch.train_args and scratch.start == "from scratch" and scratch.parent.name == "clf-v1"
+    assert scratch.train_args[scratch.train_args.index("--epochs") + 1] == "3"
 
 
 def test_plan_refuses_too_little_data_with_the_counts(station, tmp_path: Path) -> None:
@@ -117,6 +122,8 @@ def test_segmenter_plan_counts_frames_with_masks(station, tmp_path: Path) -> Non
     assert plan.data == {"frames": 12, "held_out": len(val)} and 0 < len(val) < 12
     assert plan.model_dir == tmp_path / "out" / "final" and plan.comparable
     assert "--init" in plan.train_args  # the bundled segmenter is registered and fine-tuned
+    scratch = plan_retraining(db, "segmenter", tmp_path / "s2.work", tmp_path / "out2", from_scratch=True)
+    assert "--init" not in scratch.train_args and scratch.comparable  # the parent is still scored on the same frames
 
 
 def run_retrain(url: str, *extra: str) -> subprocess.Popen:
@@ -162,7 +169,8 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
 
 def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:
     db, url, home = station
-    proc = run_retrain(url, "--epochs", "1", "--name", "bad", "--train-args", "--preset test_tiny --batch-size 1")
+    proc = run_retrain(url, "--epochs", "1", "--name", "bad", "--from-scratch",
+                       "--train-args", "--preset test_tiny --batch-size 1")
     out, _err = proc.communicate(timeout=300)
     assert proc.returncode == 2
     error = events_of(out)[-1]
@@ -173,7 +181,8 @@ def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, t
 
 def test_retrain_cancel_by_sigterm_removes_the_partial_model(station, tmp_path: Path) -> None:
     db, url, home = station
-    proc = run_retrain(url, "--epochs", "100000", "--name", "slow", "--train-args", "--preset test_tiny --batch-size 4")
+    proc = run_retrain(url, "--epochs", "100000", "--name", "slow", "--from-scratch",
+                       "--train-args", "--preset test_tiny --batch-size 4")
     seen = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
