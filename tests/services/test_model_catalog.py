@@ -7,9 +7,7 @@ import struct
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 from app.paths import REPO_ROOT
 from app.services.model_catalog import (ARCHITECTURES, PART_ONLY, ModelCatalog, ModelCatalogError,
@@ -19,6 +17,7 @@ from app.services.retrain_protocol import (RetrainCancelled, RetrainDone, Retrai
                                            RetrainStage, parse_event, retrain_argv)
 from database.engine import open_database
 from inference.bundled import DEFAULT_MODEL, bundled_models
+from tests.services.model_fixtures import make_model_dir
 
 
 @pytest.fixture
@@ -26,18 +25,6 @@ def db(tmp_path: Path):
     database = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
     yield database
     database.close()
-
-
-def make_model_dir(root: Path, family: str = "classifier", arch: str = "memory_mamba",
-                   card: dict | None = None) -> Path:
-    """A small model directory as save_model writes one: config, card, real safetensors weights."""
-    root.mkdir(parents=True)
-    (root / "config.json").write_text(json.dumps({"family": family, "format": 1, "model": arch, "config": {}}))
-    (root / "card.json").write_text(json.dumps(card if card is not None else
-                                               {"family": family, "model": arch,
-                                                "metrics": {"val": {"accuracy": 0.9}}}))
-    save_file({"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)}, str(root / "model.safetensors"))
-    return root
 
 
 def test_a_fresh_database_lists_every_bundled_model_with_each_default_active(db) -> None:
