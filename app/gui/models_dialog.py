@@ -19,7 +19,8 @@ from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
 from app.services.model_catalog import ModelCatalog, ModelRow
-from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
+from app.services.retrain_protocol import (EXIT_INPUT_ERROR, RetrainDone, RetrainProgress, RetrainStage,
+                                           retrain_argv)
 from app.services.routing import FAMILY_ORDER
 
 COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
@@ -245,11 +246,12 @@ class ModelsDialog(QDialog):
     def _on_done(self, ev: RetrainDone) -> None:
         self._idle()
         self.refresh(select=ev.version_id)
+        if self.selected_id() != ev.version_id:   # e.g. the command wrote to another database
+            self._fail(f"Retrained {ev.name}, but version {ev.version_id} is not in this station's database.")
+            return
         if ev.activated:
-            row = next((m for m in self.rows if m.id == ev.version_id), None)
             self._say(f"Retrained {ev.name}; it is now the active {ev.family} model.")
-            if row is not None:
-                self.activated.emit(row)
+            self.activated.emit(self.selected_row())
             return
         self._say(f"Retrained {ev.name} ({ev.family}); it is selected: Make active to pre-label with it.")
         if self.interactive and QMessageBox.question(
@@ -260,7 +262,8 @@ class ModelsDialog(QDialog):
 
     def _on_failed(self, message: str) -> None:
         self._idle()
-        self._fail(f"Retraining failed: {message}")
+        what = "Cannot retrain" if self.runner.exit_code == EXIT_INPUT_ERROR else "Retraining failed"
+        self._fail(f"{what}: {message}")
 
     def _on_cancelled(self) -> None:
         self._idle()

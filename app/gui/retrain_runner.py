@@ -44,6 +44,7 @@ class RetrainRunner(QObject):
         self._error: str | None = None
         self._cancel_requested = False
         self._cancelled_event = False
+        self.exit_code: int | None = None   # of the last run that ended (None: it never started)
 
     @property
     def running(self) -> bool:
@@ -126,6 +127,7 @@ class RetrainRunner(QObject):
             self._proc.kill()
 
     def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self.exit_code = code
         self._read_out()
         self._read_err()
         if self._out.strip():   # a last line without its newline
@@ -143,13 +145,13 @@ class RetrainRunner(QObject):
         else:
             how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"stopped with exit code {code}"
             last = " | ".join(self._stderr)
-            self.failed.emit(f"The retraining {how} without saying why" + (f": {last}" if last else "."))
+            self.failed.emit(f"the process {how} without saying why" + (f": {last}" if last else ""))
 
     def _error_occurred(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and self._proc is not None:
             reason = self._proc.errorString()
             self._end()
-            self.failed.emit(f"The retraining could not start: {reason}")
+            self.failed.emit(f"the process could not start: {reason}")
 
     def _end(self) -> None:
         self._kill_timer.stop()

@@ -11,7 +11,7 @@ import pytest
 from app.gui import models_dialog
 from app.gui.models_dialog import COLUMNS, ModelsDialog
 from app.paths import REPO_ROOT
-from app.services.model_catalog import ModelCatalog
+from app.services.model_catalog import ARCHITECTURES, ModelCatalog
 from app.services.retrain_protocol import retrain_argv
 from tests.services.model_fixtures import make_model_dir
 
@@ -43,7 +43,7 @@ if mode == "crash":
     print("Traceback (most recent call last):\nRuntimeError: out of memory", file=sys.stderr, flush=True)
     sys.exit(1)
 emit(event="stage", stage="train", message="training")
-n = 4 if mode == "ok" else 100000
+n = 4 if mode in ("ok", "activate") else 100000
 for i in range(n):
     emit(event="progress", stage="train", done=i + 1, total=n, eta_s=None if i == 0 else 0.1 * (n - i - 1))
     time.sleep(0.05)
@@ -53,10 +53,10 @@ from database.engine import open_database
 db = open_database(db_url)
 parent = db.model_versions.active(family)
 v = db.model_versions.register(family, family + "-retrained", out_dir, parent_id=parent.id,
-                               metrics={"val": {"accuracy": 0.95}})
+                               metrics={"val": {"accuracy": 0.95}}, activate=mode == "activate")
 db.close()
 sys.stdout.write(json.dumps(dict(event="done", version_id=v.id, name=v.name, family=family, path=out_dir,
-                                 metrics=v.metrics, activated=False)))   # the last line without its newline
+                                 metrics=v.metrics, activated=mode == "activate")))   # the last line without its newline
 '''
 
 
@@ -70,10 +70,11 @@ def fake_retrain(tmp_path: Path, db_url: str):
     """``command(mode)``: a retrain command builder running the fake in that mode."""
     script = tmp_path / "fake_retrain.py"
     script.write_text(f"REPO = {str(REPO_ROOT)!r}\n" + FAKE_RETRAIN)
-    out_dir = make_model_dir(tmp_path / "retrained")
-
     def command(mode: str):
         def argv(family: str, epochs: int | None) -> list[str]:
+            out_dir = tmp_path / f"retrained-{family}"   # what the command writes: a model of that family
+            if not out_dir.exists():
+                make_model_dir(out_dir, family, next(a for a, f in ARCHITECTURES.items() if f == family))
             extra = ["--epochs", str(epochs)] if epochs is not None else []
             return [sys.executable, str(script), mode, str(out_dir), "--db", db_url, "retrain", family,
                     "--progress-json", *extra]
@@ -189,12 +190,30 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     assert db.model_versions.active("classifier").id == new.id
 
 
+@pytest.mark.parametrize("mode", ["activate", "ok"])
+def test_a_new_version_made_active_reaches_the_window(qtbot, db, catalog, fake_retrain, monkeypatch, mode) -> None:
+    """Activated by the command itself, or offered in a question when the dialog is interactive."""
+    dlg = make_dialog(qtbot, catalog, fake_retrain(mode))
+    dlg.interactive = mode == "ok"
+    asked = []
+    monkeypatch.setattr(models_dialog.QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[2]) or models_dialog.QMessageBox.StandardButton.Yes)
+    seen = []
+    dlg.activated.connect(seen.append)
+    dlg.family.setCurrentText("segmenter")
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert [r.name for r in seen] == ["segmenter-retrained"] and seen[0].active
+    assert db.model_versions.active("segmenter").name == "segmenter-retrained"
+    assert dlg.selected_row() == seen[0] and len(asked) == (mode == "ok")
+
+
 def test_retrain_error_event_is_shown_and_nothing_is_added(qtbot, db, catalog, fake_retrain) -> None:
     dlg = make_dialog(qtbot, catalog, fake_retrain("error"))
     before = len(db.model_versions.list())
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
-    assert dlg.error.text() == "Retraining failed: not enough reviewed labels: 3 images, at least 20 needed"
+    assert dlg.error.text() == "Cannot retrain: not enough reviewed labels: 3 images, at least 20 needed"
     assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
 
 
@@ -202,7 +221,8 @@ def test_a_process_that_dies_silently_reports_its_last_stderr_lines(qtbot, catal
     dlg = make_dialog(qtbot, catalog, fake_retrain("crash"))
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
-    assert "exit code 1" in dlg.error.text() and "RuntimeError: out of memory" in dlg.error.text()
+    assert dlg.error.text().startswith("Retraining failed: the process stopped with exit code 1 without saying why")
+    assert "RuntimeError: out of memory" in dlg.error.text()
     assert "UserWarning" in dlg.error.text()
 
 
