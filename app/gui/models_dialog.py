@@ -19,8 +19,7 @@ from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
 from app.services.model_catalog import ModelCatalog, ModelRow
-from app.services.retrain_protocol import (EXIT_INPUT_ERROR, RetrainDone, RetrainProgress, RetrainStage,
-                                           retrain_argv)
+from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
 from app.services.routing import FAMILY_ORDER
 
 COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
@@ -262,8 +261,7 @@ class ModelsDialog(QDialog):
 
     def _on_failed(self, message: str) -> None:
         self._idle()
-        what = "Cannot retrain" if self.runner.exit_code == EXIT_INPUT_ERROR else "Retraining failed"
-        self._fail(f"{what}: {message}")
+        self._fail(f"Retraining failed: {message}")
 
     def _on_cancelled(self) -> None:
         self._idle()

@@ -44,7 +44,6 @@ class RetrainRunner(QObject):
         self._error: str | None = None
         self._cancel_requested = False
         self._cancelled_event = False
-        self.exit_code: int | None = None   # of the last run that ended (None: it never started)
 
     @property
     def running(self) -> bool:
@@ -127,7 +126,6 @@ class RetrainRunner(QObject):
             self._proc.kill()
 
     def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        self.exit_code = code
         self._read_out()
         self._read_err()
         if self._out.strip():   # a last line without its newline

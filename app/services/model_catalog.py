@@ -35,7 +35,7 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 # card metrics shown in the table: key -> short label
 HEADLINES = (("accuracy", "acc"), ("iou", "IoU"), ("pd", "Pd"), ("fa", "Fa"),
              ("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
-SPLITS = ("test", "val", "validation")
+SPLITS = ("test", "held_out", "val", "validation")   # the first with figures is shown
 
 
 class ModelCatalogError(Exception):
@@ -75,7 +75,8 @@ def _headline(block: Mapping[str, Any]) -> str:
 
 def summarize_metrics(metrics: Any) -> str:
     """The headline figures of a card's ``metrics``: flat (with an optional ``split`` text) or
-    under ``test`` / ``val``; held-out test figures win over validation ones."""
+    under ``test`` / ``held_out`` (a retrained segmenter's) / ``val``; test figures win over
+    validation ones."""
     if not isinstance(metrics, Mapping):
         return ""
     text = _headline(metrics)
@@ -86,7 +87,7 @@ def summarize_metrics(metrics: Any) -> str:
     for split in SPLITS:
         block = metrics.get(split)
         if isinstance(block, Mapping) and (text := _headline(block)):
-            return f"{split} {text}"
+            return f"{split.replace('_', '-')} {text}"
     return ""
 
 

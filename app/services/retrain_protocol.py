@@ -15,8 +15,6 @@ from typing import Any, Union
 
 from app.paths import REPO_ROOT
 
-EXIT_INPUT_ERROR = 2      # e.g. not enough reviewed labels to train on
-EXIT_CANCELLED = 143      # 128 + SIGTERM
 
 
 @dataclass(frozen=True)

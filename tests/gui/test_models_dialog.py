@@ -213,7 +213,7 @@ def test_retrain_error_event_is_shown_and_nothing_is_added(qtbot, db, catalog, f
     before = len(db.model_versions.list())
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
-    assert dlg.error.text() == "Cannot retrain: not enough reviewed labels: 3 images, at least 20 needed"
+    assert dlg.error.text() == "Retraining failed: not enough reviewed labels: 3 images, at least 20 needed"
     assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
 
 
@@ -307,3 +307,15 @@ def test_menu_entry_is_disabled_without_a_catalog(qtbot, service) -> None:
     from tests.gui.conftest import build_window
     win = build_window(service, qtbot)
     assert not win.actions["models"].isEnabled() and "not available" in win.actions["models"].toolTip()
+
+
+def test_the_station_retrain_command_refusal_reaches_the_dialog(qtbot, db, db_url, catalog) -> None:
+    """The real ``main.py retrain`` (not the fake): a project with no reviewed label is refused
+    with its reason, and nothing is registered."""
+    dlg = make_dialog(qtbot, catalog, lambda family, epochs: retrain_argv(db_url, family, epochs))
+    before = len(db.model_versions.list())
+    dlg.family.setCurrentText("classifier")
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=120000)
+    assert dlg.error.text().startswith("Retraining failed: no training data for the classifier"), dlg.error.text()
+    assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()

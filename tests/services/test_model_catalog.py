@@ -164,6 +164,7 @@ def test_summaries_tolerate_odd_metrics() -> None:
     assert summarize_metrics({"val": {"accuracy": True, "f1": 0.5}}) == ""
     assert summarize_metrics({"val": {"accuracy": float("nan")}, "test": "x"}) == ""
     assert summarize_metrics({"validation": {"accuracy": 0.5}}) == "validation acc 0.500"
+    assert summarize_metrics({"held_out": {"iou": 0.5, "pd": 0.75}, "val": {"iou": 0.1}}) == "held-out IoU 0.500 · Pd 0.750"
     assert summarize_metrics({"iou": 0.5, "split": "test (held out)"}) == "test IoU 0.500"
 
 
