@@ -22,6 +22,7 @@ from app.services.model_catalog import ModelCatalog, ModelRow
 from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
 from app.services.routing import FAMILY_ORDER
 
+STAGE_CHARS = 140
 COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
 HELP = ("Each family pre-labels with its <b>active</b> version. Make another one active, add a model "
         "folder trained elsewhere, or retrain a family on the labels reviewed in this project "
@@ -110,15 +111,17 @@ class ModelsDialog(QDialog):
 
     def _build_progress(self) -> QWidget:
         box = QWidget()
-        row = QHBoxLayout(box)
-        row.setContentsMargins(0, 0, 0, 0)
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
         self.stage_label = QLabel("")
+        col.addWidget(self.stage_label)
+        row = QHBoxLayout()
+        col.addLayout(row)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.eta = QLabel("")
         self.cancel_button = QPushButton(icon("mdi6.cancel"), "Cancel")
         self.cancel_button.clicked.connect(self.cancel_retrain)
-        row.addWidget(self.stage_label)
         row.addWidget(self.bar, 1)
         row.addWidget(self.eta)
         row.addWidget(self.cancel_button)
@@ -210,7 +213,7 @@ class ModelsDialog(QDialog):
             return False
         self._say("")
         self.error.setText("")
-        self.stage_label.setText(f"Retraining the {family} model…")
+        self._set_stage(f"Retraining the {family} model…")
         self.bar.setRange(0, 0)   # busy until the first progress event
         self.eta.setText("")
         self.cancel_button.setEnabled(True)
@@ -220,16 +223,20 @@ class ModelsDialog(QDialog):
 
     def cancel_retrain(self) -> None:
         if self.runner.running:
-            self.stage_label.setText("Cancelling…")
+            self._set_stage("Cancelling…")
             self.cancel_button.setEnabled(False)
             self.runner.cancel()
 
     # -- retraining events --------------------------------------------------------------
+    def _set_stage(self, text: str) -> None:
+        """The stage line, shortened to keep the progress bar wide; the whole text in the tooltip."""
+        self.stage_label.setText(text if len(text) <= STAGE_CHARS else text[:STAGE_CHARS - 1] + "…")
+        self.stage_label.setToolTip(text)
+
     def _on_stage(self, ev: RetrainStage) -> None:
-        self.stage_label.setText(f"{ev.stage}: {ev.message}" if ev.message else ev.stage)
-        if ev.stage != "train":
-            self.bar.setRange(0, 0)
-            self.eta.setText("")
+        self._set_stage(f"{ev.stage}: {ev.message}" if ev.message else ev.stage)
+        self.bar.setRange(0, 0)   # busy until this stage reports its own progress
+        self.eta.setText("")
 
     def _on_progress(self, ev: RetrainProgress) -> None:
         self.bar.setRange(0, 1000)
