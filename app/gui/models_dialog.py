@@ -1,5 +1,8 @@
 """Project ▸ Models…: the model versions of each family; make one active, add a folder, retrain.
 
+A window beside the main one (not modal), so reviewing goes on while a family retrains; closing
+it, or the station, ends a retraining that still runs.
+
 The versions come from ``app.services.model_catalog`` (Qt-free, no database import here); the
 active version of each family is what the next pre-label job runs. Retraining runs the station's
 ``retrain`` command in a separate process (``RetrainRunner``), so the window never loads a
@@ -332,11 +335,21 @@ def install(window) -> None:
         window.statusBar().showMessage(f"The next pre-label run uses {row.family} model {row.name}.", 10000)
 
     def run() -> None:
-        dlg = ModelsDialog(catalog, command, interactive=window.ctx.interactive, parent=window)
-        dlg.activated.connect(on_activated)
-        try:
-            dlg.exec()
-        finally:
-            dlg.runner.stop()   # done() already ended it; this only guards an unexpected exit
-            dlg.deleteLater()
+        # Not modal: a retraining takes minutes, and the inspector keeps reviewing meanwhile.
+        dlg = getattr(window, "models_dialog", None)
+        if dlg is None:
+            dlg = ModelsDialog(catalog, command, interactive=window.ctx.interactive, parent=window)
+            dlg.activated.connect(on_activated)
+            window.models_dialog = dlg
+        elif not dlg.isVisible():
+            dlg.refresh()
+        dlg.show()
+        dlg.raise_()
+        dlg.activateWindow()
+
+    def stop_retraining() -> None:   # the station closes: no retraining process outlives it
+        dlg = getattr(window, "models_dialog", None)
+        if dlg is not None:
+            dlg.runner.stop()
     action.triggered.connect(run)
+    window.ctx.closers.append(stop_retraining)

@@ -173,12 +173,12 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     dlg.table.selectRow(row_of(dlg, "classifier-neu"))
     dlg.epochs.setValue(7)
     shown = []
-    dlg.runner.stage.connect(lambda _e: shown.append(("stage", dlg.stage_label.text())))
+    dlg.runner.stage.connect(lambda _e: shown.append(("stage", dlg.stage_label.text(), dlg.bar.maximum())))
     dlg.runner.progress.connect(lambda _e: shown.append(("progress", dlg.bar.value(), dlg.eta.text())))
     assert dlg.retrain()
     assert dlg.progress_box.isVisibleTo(dlg) and not dlg.retrain_button.isEnabled()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
-    assert ("stage", "export: exporting reviewed labels; epochs 7") in shown
+    assert ("stage", "export: exporting reviewed labels; epochs 7", 0) in shown   # busy until progress
     progress = [s for s in shown if s[0] == "progress"]
     assert [p[1] for p in progress] == [250, 500, 750, 1000]
     assert progress[0][2] == "1/4 · ETA …" and progress[1][2] == "2/4 · ETA 0:00"
@@ -274,8 +274,8 @@ def test_closing_a_non_interactive_dialog_cancels_the_retraining(qtbot, catalog,
     assert not dlg.isVisible() and not dlg.runner.running and gone(pid)
 
 
-def test_menu_entry_opens_the_dialog_and_activation_reaches_the_status_bar(qtbot, service, db, db_url,
-                                                                          monkeypatch) -> None:
+def test_menu_entry_opens_the_dialog_beside_the_window_and_closing_the_station_ends_a_retraining(
+        qtbot, service, db, db_url, fake_retrain) -> None:
     from app.gui.context import StationContext
     from app.gui.extensions import default_extensions
     from app.gui.main_window import MainWindow
@@ -285,22 +285,27 @@ def test_menu_entry_opens_the_dialog_and_activation_reaches_the_status_bar(qtbot
                          extensions=default_extensions(), models=ModelCatalog(db))
     win = MainWindow(ctx)
     qtbot.addWidget(win)
-    opened = []
-
-    def exec_(dlg):
-        opened.append(dlg)
-        assert dlg.retrain_button.isEnabled()                   # the station's own retrain command
-        assert list(dlg.retrain_command("segmenter", 3)) == retrain_argv(db_url, "segmenter", 3)
-        dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
-        dlg.make_active()
-        return 0
-
-    monkeypatch.setattr(ModelsDialog, "exec", exec_)
+    win.show()
     action = win.actions["models"]
     assert action in win.menus["Project"].actions() and action.shortcut().toString() == "Ctrl+Shift+V"
     action.trigger()
-    assert len(opened) == 1 and db.model_versions.active("anomaly").name == "anomaly-bottle"
+    dlg = win.models_dialog
+    assert dlg.isVisible() and not dlg.isModal()
+    assert list(dlg.retrain_command("segmenter", 3)) == retrain_argv(db_url, "segmenter", 3)   # the station's own
+    dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
+    dlg.activate_button.click()
+    assert db.model_versions.active("anomaly").name == "anomaly-bottle"
     assert "next pre-label run uses anomaly model anomaly-bottle" in win.statusBar().currentMessage()
+    dlg.close()
+    action.trigger()
+    assert win.models_dialog is dlg and dlg.isVisible()
+    dlg.retrain_command = fake_retrain("stubborn")
+    dlg.runner.KILL_AFTER_MS = 300
+    dlg.retrain()
+    qtbot.waitUntil(lambda: dlg.bar.value() > 0, timeout=20000)
+    pid = dlg.runner.pid()
+    win.close()                                                  # the station closes: no orphan process
+    assert not dlg.runner.running and gone(pid)
 
 
 def test_menu_entry_is_disabled_without_a_catalog(qtbot, service) -> None:
