@@ -23,6 +23,7 @@ from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
 from app.services.model_catalog import ModelCatalog, ModelRow
 from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
+from app.services.retraining import comparison_text
 from app.services.routing import FAMILY_ORDER
 
 STAGE_CHARS = 140
@@ -258,14 +259,15 @@ class ModelsDialog(QDialog):
         if self.selected_id() != ev.version_id:   # e.g. the command wrote to another database
             self._fail(f"Retrained {ev.name}, but version {ev.version_id} is not in this station's database.")
             return
+        scores = f" Scored {comparison_text(ev.comparison)}." if ev.comparison else ""
         if ev.activated:
-            self._say(f"Retrained {ev.name}; it is now the active {ev.family} model.")
+            self._say(f"Retrained {ev.name}; it is now the active {ev.family} model.{scores}")
             self.activated.emit(self.selected_row())
             return
-        self._say(f"Retrained {ev.name} ({ev.family}); it is selected: Make active to pre-label with it.")
+        self._say(f"Retrained {ev.name} ({ev.family}); it is selected: Make active to pre-label with it.{scores}")
         if self.interactive and QMessageBox.question(
                 self, "Retraining finished",
-                f"{ev.name} is registered as a new {ev.family} version. Make it active now?",
+                f"{ev.name} is registered as a new {ev.family} version.{scores} Make it active now?",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes:
             self.make_active(ev.version_id)
 

@@ -43,6 +43,7 @@ class RetrainDone:
     path: str
     activated: bool
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)
+    comparison: dict[str, Any] = field(default_factory=dict, compare=False)   # held-out scores, new vs parent
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,11 @@ def parse_event(line: str | bytes) -> RetrainEvent | None:
         version_id = _int(obj.get("version_id"))
         if version_id is None:
             return None
-        metrics = obj.get("metrics")
+        metrics, comparison = obj.get("metrics"), obj.get("comparison")
         return RetrainDone(version_id, str(obj.get("name") or ""), str(obj.get("family") or ""),
                            str(obj.get("path") or ""), bool(obj.get("activated")),
-                           metrics if isinstance(metrics, dict) else {})
+                           metrics if isinstance(metrics, dict) else {},
+                           comparison if isinstance(comparison, dict) else {})
     if kind == "error":
         return RetrainError(str(obj.get("message") or "retraining failed"))
     if kind == "cancelled":

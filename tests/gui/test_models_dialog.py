@@ -56,7 +56,9 @@ v = db.model_versions.register(family, family + "-retrained", out_dir, parent_id
                                metrics={"val": {"accuracy": 0.95}}, activate=mode == "activate")
 db.close()
 sys.stdout.write(json.dumps(dict(event="done", version_id=v.id, name=v.name, family=family, path=out_dir,
-                                 metrics=v.metrics, activated=mode == "activate")))   # the last line without its newline
+                                 metrics=v.metrics, activated=mode == "activate",
+                                 comparison={"held_out_images": 12, "new": {"accuracy": 0.95},
+                                             "parent": {"accuracy": 0.9}, "parent_name": parent.name})))   # the last line without its newline
 '''
 
 
@@ -185,6 +187,7 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     new = dlg.selected_row()
     assert new.name == "classifier-retrained" and new.parent_name == "classifier-neu" and not new.active
     assert new.summary == "val acc 0.950" and "Make active" in dlg.info.text()
+    assert "on 12 held-out reviewed image(s): new accuracy 0.95; classifier-neu accuracy 0.9" in dlg.info.text()
     assert not dlg.progress_box.isVisibleTo(dlg) and dlg.retrain_button.isEnabled()
     dlg.activate_button.click()                                 # offered: one click makes it active
     assert db.model_versions.active("classifier").id == new.id

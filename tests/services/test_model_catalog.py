@@ -189,6 +189,9 @@ def test_retrain_command_and_events() -> None:
     done = parse_event('{"event": "done", "version_id": 7, "name": "n", "family": "classifier", "path": "/p", '
                        '"metrics": {"accuracy": 1}, "activated": false}')
     assert done == RetrainDone(7, "n", "classifier", "/p", False) and done.metrics == {"accuracy": 1}
+    assert done.comparison == {}
+    assert parse_event('{"event": "done", "version_id": 7, "comparison": {"held_out_images": 3}}').comparison == \
+        {"held_out_images": 3}
     assert parse_event('{"event": "error", "message": "not enough reviewed labels"}') == \
         RetrainError("not enough reviewed labels")
     assert parse_event('{"event": "cancelled"}') == RetrainCancelled()
