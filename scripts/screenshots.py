@@ -3,7 +3,7 @@
 Runs the station offscreen on a private copy of its data (temporary database and settings),
 opens the bundled demo project, pre-labels it with the real worker process and the bundled
 models, reviews a few images the way an inspector would (accept, correct a class, paint a mask,
-mark an anomaly), and grabs the main window in both themes plus the export dialog:
+mark an anomaly), and grabs the main window in both themes plus the export and Models dialogs:
 
     QT_QPA_PLATFORM=offscreen python scripts/screenshots.py [--out docs/screenshots]
 """
@@ -62,7 +62,9 @@ def main() -> int:
 
     from app.commands.gui import DEMO, build_window
     from app.gui.export_dialog import open_export_dialog
+    from app.gui.models_dialog import ModelsDialog
     from app.gui.settings_store import StationSettings
+    from app.services.retrain_protocol import retrain_argv
     from app.services.station import open_station
 
     app = QApplication([])
@@ -169,6 +171,14 @@ def main() -> int:
     spin(app, 0.5)
     dlg.grab().save(str(out / "export_dialog.png"))
     dlg.close()
+
+    models = ModelsDialog(window.ctx.models, lambda family, epochs: retrain_argv(url, family, epochs),
+                          interactive=False, parent=window)
+    models.show()
+    models.table.selectRow(0)
+    spin(app, 0.3)
+    models.grab().save(str(out / "models_dialog.png"))
+    models.close()
     window.close()
     db.close()
     import shutil

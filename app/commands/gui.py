@@ -60,6 +60,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.gui.extensions import default_extensions
     from app.gui.main_window import MainWindow
     from app.gui.theme import apply_theme
+    from app.services.model_catalog import ModelCatalog
     from app.services.review import ReviewService
 
     apply_theme(QApplication.instance(), settings.theme)
@@ -70,6 +71,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
         from app.services.review_jobs import ReviewJobs
         ctx.jobs = ReviewJobs(db, url, settings.device, model_dirs=model_dirs, worker_args=worker_args)
     ctx.export_db = db
+    ctx.models = ModelCatalog(db)
     window = MainWindow(ctx)
     try:
         recovered = review.recover()

@@ -1,6 +1,6 @@
 """What the window needs from the rest of the station, built once by the gui command.
 
-The context holds the Qt-free services (review, jobs, export) and the reviewer's settings; the
+The context holds the Qt-free services (review, jobs, export, model versions) and the reviewer's settings; the
 window only sees this object, which keeps the composition (which database, which worker) out
 of the widgets and lets tests build a window on a temporary database.
 """
@@ -20,6 +20,7 @@ class StationContext:
     db_url: str = ""
     jobs: Any = None                  # app.services.review_jobs.ReviewJobs, or None (no pre-labelling)
     export_db: Any = None             # the database handle the export service reads (opaque here)
+    models: Any = None                # app.services.model_catalog.ModelCatalog, or None (no Models dialog)
     interactive: bool = True          # False in tests/screenshots: no modal message boxes
     extensions: list[Callable[[Any], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)

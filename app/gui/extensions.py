@@ -16,6 +16,7 @@ PARTS = (
     ("app.gui.jobs_panel", "install", ("prelabel_folder", "prelabel_selection", "prelabel_new")),
     ("app.gui.export_dialog", "install", ("export",)),
     ("app.gui.routing_dialog", "install", ("model_routing",)),
+    ("app.gui.models_dialog", "install", ("models",)),
 )
 
 

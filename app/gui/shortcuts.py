@@ -60,6 +60,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("prelabel_selection", ("Ctrl+Alt+P",), "Pre-label the selected images", "Project", "mdi6.robot-outline"),
     Shortcut("prelabel_new", ("Ctrl+P",), "Pre-label what is new (images without predictions)", "Project", "mdi6.robot-happy-outline"),
     Shortcut("model_routing", ("Ctrl+Shift+M",), "Model routing: which models pre-label which subfolders", "Project", "mdi6.source-branch"),
+    Shortcut("models", ("Ctrl+Shift+V",), "Model versions: see them, make one active, add a model folder, retrain",
+             "Project", "mdi6.brain"),
     Shortcut("export", ("Ctrl+E",), "Export the reviewed images", "Project", "mdi6.export"),
     Shortcut("settings", ("Ctrl+,",), "Settings (reviewer, thresholds, device, database, theme)", "Project", "mdi6.cog"),
     Shortcut("help_shortcuts", ("F1",), "This list of shortcuts", "Help", "mdi6.keyboard"),

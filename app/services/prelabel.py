@@ -83,7 +83,7 @@ def read_card(model_dir: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersionInfo:
+def version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersionInfo:
     """The version row for a model directory given explicitly (registered on first use)."""
     directory = directory.resolve()
     if not (directory / "config.json").is_file():
@@ -95,6 +95,20 @@ def _version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersi
     return db.model_versions.register(family, name, str(directory), card=read_card(directory))
 
 
+def bundled_version(db: "Database", family: str, name: str | None = None, activate: bool = True) -> ModelVersionInfo:
+    """A bundled model directory's version (the family's default unless ``name``), registered with
+    its card on first use; ``activate`` also makes it the family's active version."""
+    bundled = bundled_model_dir(family, name)
+    if not (bundled / "config.json").is_file():
+        raise PrelabelError(f"no {family} model: no active version in the database and no bundled "
+                            f"checkpoint at {bundled}")
+    existing = db.model_versions.by_name(family, bundled.name)
+    if existing is None:
+        return db.model_versions.register(family, bundled.name, str(bundled), bundled=True,
+                                          activate=activate, card=read_card(bundled))
+    return db.model_versions.activate(existing.id) if activate and not existing.active else existing
+
+
 def resolve_models(db: "Database", families: Sequence[str],
                    model_dirs: Mapping[str, str | os.PathLike] | None = None) -> dict[str, ModelVersionInfo]:
     """The model version each family will run: an explicit directory, else the active version,
@@ -104,22 +118,10 @@ def resolve_models(db: "Database", families: Sequence[str],
         if family not in FAMILIES:
             raise PrelabelError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
         if model_dirs and family in model_dirs:
-            out[family] = _version_for_dir(db, family, Path(model_dirs[family]))
+            out[family] = version_for_dir(db, family, Path(model_dirs[family]))
             continue
         active = db.model_versions.active(family)
-        if active is not None:
-            out[family] = active
-            continue
-        bundled = bundled_model_dir(family)
-        if not (bundled / "config.json").is_file():
-            raise PrelabelError(f"no {family} model: no active version in the database and no bundled "
-                                f"checkpoint at {bundled}")
-        existing = db.model_versions.by_name(family, bundled.name)
-        if existing is not None:
-            out[family] = db.model_versions.activate(existing.id)
-        else:
-            out[family] = db.model_versions.register(family, bundled.name, str(bundled), bundled=True,
-                                                     activate=True, card=read_card(bundled))
+        out[family] = active if active is not None else bundled_version(db, family)
     return out
 
 

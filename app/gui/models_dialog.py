@@ -1,0 +1,357 @@
+"""Project ▸ Models…: the model versions of each family; make one active, add a folder, retrain.
+
+A window beside the main one (not modal), so reviewing goes on while a family retrains; closing
+it, or the station, ends a retraining that still runs.
+
+The versions come from ``app.services.model_catalog`` (Qt-free, no database import here); the
+active version of each family is what the next pre-label job runs. Retraining runs the station's
+``retrain`` command in a separate process (``RetrainRunner``), so the window never loads a
+model; the dialog shows its stage, progress and ETA, and on success selects the new version.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QHeaderView,
+                               QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from app.gui.jobs_panel import format_eta
+from app.gui.retrain_runner import RetrainRunner
+from app.gui.style import STATE_COLORS, icon
+from app.services.model_catalog import ModelCatalog, ModelRow
+from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
+from app.services.retraining import comparison_text
+from app.services.routing import FAMILY_ORDER
+
+STAGE_CHARS = 140
+COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
+HELP = ("Each family pre-labels with its <b>active</b> version. Make another one active, add a model "
+        "folder trained elsewhere, or retrain a family on the labels reviewed in this project "
+        "(a new version; the active one stays until you make the new one active).")
+RetrainCommand = Callable[[str, int | None], Sequence[str]]   # (family, epochs or None) -> argv
+
+
+class ModelsDialog(QDialog):
+    activated = Signal(object)   # ModelRow: the next pre-label run uses it
+
+    def __init__(self, catalog: ModelCatalog, retrain_command: RetrainCommand | None,
+                 interactive: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.catalog = catalog
+        self.retrain_command = retrain_command
+        self.interactive = interactive
+        self.rows: list[ModelRow] = []
+        self.runner = RetrainRunner(self)
+        self.setWindowTitle("Models")
+        self.resize(1060, 440)
+        lay = QVBoxLayout(self)
+        text = QLabel(HELP)
+        text.setWordWrap(True)
+        lay.addWidget(text)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)   # a long path keeps its folder name
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COLUMNS.index("path"), QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        lay.addWidget(self.table, 1)
+        lay.addLayout(self._build_buttons())
+        lay.addWidget(self._build_progress())
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        lay.addWidget(self.info)
+        self.error = QLabel("")
+        self.error.setObjectName("error")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet(f"color: {STATE_COLORS['rejected'].name()}")
+        lay.addWidget(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.runner.stage.connect(self._on_stage)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.succeeded.connect(self._on_done)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+        self.refresh()
+
+    def _build_buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.activate_button = QPushButton(icon("mdi6.check-circle"), "Make active")
+        self.activate_button.clicked.connect(lambda: self.make_active())
+        self.add_button = QPushButton(icon("mdi6.folder-plus"), "Add model folder…")
+        self.add_button.clicked.connect(lambda: self.add_folder())
+        row.addWidget(self.activate_button)
+        row.addWidget(self.add_button)
+        row.addStretch(1)
+        row.addWidget(QLabel("Family"))
+        self.family = QComboBox()
+        self.family.addItems(list(FAMILY_ORDER))
+        self.family.setToolTip("The family a model folder is added to, or retrained")
+        row.addWidget(self.family)
+        row.addWidget(QLabel("Epochs"))
+        self.epochs = QSpinBox()
+        self.epochs.setRange(0, 100000)
+        self.epochs.setSpecialValueText("auto")
+        self.epochs.setToolTip("Training epochs; auto lets the retrain command choose")
+        row.addWidget(self.epochs)
+        self.retrain_button = QPushButton(icon("mdi6.school"), "Retrain from reviewed labels…")
+        self.retrain_button.clicked.connect(lambda: self.retrain())
+        if self.retrain_command is None:
+            self.retrain_button.setEnabled(False)
+            self.retrain_button.setToolTip("Not available: this station has no database URL to give the "
+                                           "retrain command")
+        row.addWidget(self.retrain_button)
+        return row
+
+    def _build_progress(self) -> QWidget:
+        box = QWidget()
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
+        self.stage_label = QLabel("")
+        col.addWidget(self.stage_label)
+        row = QHBoxLayout()
+        col.addLayout(row)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.eta = QLabel("")
+        self.cancel_button = QPushButton(icon("mdi6.cancel"), "Cancel")
+        self.cancel_button.clicked.connect(self.cancel_retrain)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.eta)
+        row.addWidget(self.cancel_button)
+        box.setVisible(False)
+        self.progress_box = box
+        return box
+
+    # -- the table ----------------------------------------------------------------------
+    def refresh(self, select: int | None = None) -> None:
+        """Re-read the versions; keep (or move to ``select``) the selected one."""
+        keep = select if select is not None else self.selected_id()
+        try:
+            self.rows = self.catalog.rows()
+        except Exception as exc:
+            self._fail(f"The model versions cannot be read: {exc}")
+            return
+        self.table.setRowCount(0)
+        for r, m in enumerate(self.rows):
+            self.table.insertRow(r)
+            for c, item in enumerate(_items(m)):
+                self.table.setItem(r, c, item)
+        if keep is not None:
+            self.select(keep)
+        self._selection_changed()
+
+    def select(self, version_id: int) -> bool:
+        for r, m in enumerate(self.rows):
+            if m.id == version_id:
+                self.table.selectRow(r)
+                self.table.scrollToItem(self.table.item(r, 0))
+                return True
+        return False
+
+    def selected_id(self) -> int | None:
+        row = self.selected_row()
+        return row.id if row is not None else None
+
+    def selected_row(self) -> ModelRow | None:
+        rows = {i.row() for i in self.table.selectedIndexes()}
+        return self.rows[min(rows)] if rows and min(rows) < len(self.rows) else None
+
+    def _selection_changed(self) -> None:
+        m = self.selected_row()
+        self.activate_button.setEnabled(m is not None and not m.active and m.exists)
+        if m is not None:
+            self.family.setCurrentText(m.family)
+
+    # -- actions ------------------------------------------------------------------------
+    def make_active(self, version_id: int | None = None) -> ModelRow | None:
+        version_id = version_id if version_id is not None else self.selected_id()
+        if version_id is None:
+            self._fail("Select a model version first.")
+            return None
+        try:
+            row = self.catalog.activate(version_id)
+        except Exception as exc:
+            self._fail(str(exc))
+            return None
+        self.refresh(select=row.id)
+        self._say(f"{row.name} is now the active {row.family} model: the next pre-label run uses it.")
+        self.activated.emit(row)
+        return row
+
+    def add_folder(self) -> ModelRow | None:
+        family = self.family.currentText()
+        path = QFileDialog.getExistingDirectory(self, f"Add a {family} model folder")
+        if not path:
+            return None
+        try:
+            row = self.catalog.add_directory(family, path)
+        except Exception as exc:
+            self._fail(f"{path} was not added: {exc}")
+            return None
+        self.refresh(select=row.id)
+        state = "it is active" if row.active else "Make active to pre-label with it"
+        self._say(f"{row.name} is a {row.family} model version ({state}).")
+        return row
+
+    def retrain(self) -> bool:
+        if self.retrain_command is None or self.runner.running:
+            return False
+        family = self.family.currentText()
+        epochs = self.epochs.value() or None
+        try:
+            argv = self.retrain_command(family, epochs)
+            self.runner.start(argv)
+        except Exception as exc:
+            self._fail(f"The retraining could not start: {exc}")
+            return False
+        self._say("")
+        self.error.setText("")
+        self._set_stage(f"Retraining the {family} model…")
+        self.bar.setRange(0, 0)   # busy until the first progress event
+        self.eta.setText("")
+        self.cancel_button.setEnabled(True)
+        self.progress_box.setVisible(True)
+        self.retrain_button.setEnabled(False)
+        return True
+
+    def cancel_retrain(self) -> None:
+        if self.runner.running:
+            self._set_stage("Cancelling…")
+            self.cancel_button.setEnabled(False)
+            self.runner.cancel()
+
+    # -- retraining events --------------------------------------------------------------
+    def _set_stage(self, text: str) -> None:
+        """The stage line, shortened to keep the progress bar wide; the whole text in the tooltip."""
+        self.stage_label.setText(text if len(text) <= STAGE_CHARS else text[:STAGE_CHARS - 1] + "…")
+        self.stage_label.setToolTip(text)
+
+    def _on_stage(self, ev: RetrainStage) -> None:
+        self._set_stage(f"{ev.stage}: {ev.message}" if ev.message else ev.stage)
+        self.bar.setRange(0, 0)   # busy until this stage reports its own progress
+        self.eta.setText("")
+
+    def _on_progress(self, ev: RetrainProgress) -> None:
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(int(ev.fraction * 1000))
+        self.eta.setText(f"{ev.done}/{ev.total} · {format_eta(ev.eta_s)}")
+
+    def _idle(self) -> None:
+        self.progress_box.setVisible(False)
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(0)
+        self.retrain_button.setEnabled(self.retrain_command is not None)
+
+    def _on_done(self, ev: RetrainDone) -> None:
+        self._idle()
+        self.refresh(select=ev.version_id)
+        if self.selected_id() != ev.version_id:   # e.g. the command wrote to another database
+            self._fail(f"Retrained {ev.name}, but version {ev.version_id} is not in this station's database.")
+            return
+        scores = f" Scored {comparison_text(ev.comparison)}." if ev.comparison else ""
+        if ev.activated:
+            self._say(f"Retrained {ev.name}; it is now the active {ev.family} model.{scores}")
+            self.activated.emit(self.selected_row())
+            return
+        self._say(f"Retrained {ev.name} ({ev.family}); it is selected: Make active to pre-label with it.{scores}")
+        if self.interactive and QMessageBox.question(
+                self, "Retraining finished",
+                f"{ev.name} is registered as a new {ev.family} version.{scores} Make it active now?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes:
+            self.make_active(ev.version_id)
+
+    def _on_failed(self, message: str) -> None:
+        self._idle()
+        self._fail(f"Retraining failed: {message}")
+
+    def _on_cancelled(self) -> None:
+        self._idle()
+        self._say("Retraining cancelled; no version was added.")
+
+    def _say(self, text: str) -> None:
+        self.info.setText(text)
+        if text:
+            self.error.setText("")
+
+    def _fail(self, text: str) -> None:
+        self.error.setText(text)
+
+    # -- closing ------------------------------------------------------------------------
+    def done(self, result: int) -> None:
+        """Closing (Close, Esc, the window's ✕) while retraining asks first, and always ends the process."""
+        if self.runner.running:
+            if self.interactive and QMessageBox.question(
+                    self, "Retraining in progress", "A retraining is running. Cancel it and close?",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
+                return
+            self.runner.stop()
+        super().done(result)
+
+
+def _items(m: ModelRow) -> list[QTableWidgetItem]:
+    created = m.created_at.astimezone().strftime("%Y-%m-%d %H:%M") if m.created_at else ""
+    parent = m.parent_name or ("bundled" if m.bundled else "")
+    path = m.path if m.exists else f"missing: {m.path}"
+    items = [QTableWidgetItem(t) for t in (m.family, m.name, "✓" if m.active else "", m.summary, created,
+                                           parent, path)]
+    items[0].setData(Qt.ItemDataRole.UserRole, m.id)
+    items[2].setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+    if m.active:
+        font = QFont(items[1].font())
+        font.setBold(True)
+        for it in items[:3]:
+            it.setFont(font)
+    if not m.exists:
+        items[-1].setForeground(STATE_COLORS["rejected"])
+        items[-1].setToolTip("The model directory is gone: this version cannot run until it is restored.")
+    else:
+        items[-1].setToolTip(m.path)
+    return items
+
+
+def install(window) -> None:
+    """Project ▸ Models… on the context's model catalog; retraining needs the database URL."""
+    action = window.actions["models"]
+    catalog = getattr(window.ctx, "models", None)
+    if catalog is None:
+        action.setEnabled(False)
+        action.setToolTip(f"{action.toolTip()} — not available: no model catalog configured")
+        return
+    db_url = getattr(window.ctx, "db_url", "")
+    command = (lambda family, epochs: retrain_argv(db_url, family, epochs)) if db_url else None
+
+    def on_activated(row: ModelRow) -> None:
+        if hasattr(window, "refresh_models"):
+            window.refresh_models()   # the review service forgets cached classes and versions
+        window.statusBar().showMessage(f"The next pre-label run uses {row.family} model {row.name}.", 10000)
+
+    def run() -> None:
+        # Not modal: a retraining takes minutes, and the inspector keeps reviewing meanwhile.
+        dlg = getattr(window, "models_dialog", None)
+        if dlg is None:
+            dlg = ModelsDialog(catalog, command, interactive=window.ctx.interactive, parent=window)
+            dlg.activated.connect(on_activated)
+            window.models_dialog = dlg
+        elif not dlg.isVisible():
+            dlg.refresh()
+        dlg.show()
+        dlg.raise_()
+        dlg.activateWindow()
+
+    def stop_retraining() -> None:   # the station closes: no retraining process outlives it
+        dlg = getattr(window, "models_dialog", None)
+        if dlg is not None:
+            dlg.runner.stop()
+    action.triggered.connect(run)
+    window.ctx.closers.append(stop_retraining)

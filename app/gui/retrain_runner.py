@@ -1,0 +1,158 @@
+"""The retraining process as Qt signals: start it, read its JSON-line events, cancel it.
+
+Training runs in its own process (the station's ``retrain`` command, see
+``app.services.retrain_protocol``), never in the GUI's: the window imports no torch and never
+waits on a model. QProcess delivers its output on the GUI thread without blocking it.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Sequence
+
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+
+from app.paths import REPO_ROOT
+from app.services.retrain_protocol import (RetrainCancelled, RetrainDone, RetrainError, RetrainProgress,
+                                           RetrainStage, parse_event)
+
+
+class RetrainRunner(QObject):
+    """One retraining process at a time; every run ends in exactly one of succeeded, failed, cancelled."""
+
+    stage = Signal(object)       # RetrainStage
+    progress = Signal(object)    # RetrainProgress
+    succeeded = Signal(object)   # RetrainDone
+    failed = Signal(str)         # what went wrong, in a sentence (with the last stderr lines if nothing else)
+    cancelled = Signal()
+
+    KILL_AFTER_MS = 5000         # after terminate(): time to save and leave before kill()
+    STDERR_LINES = 6
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._proc: QProcess | None = None
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self._kill)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._out = b""
+        self._err = b""
+        self._stderr: deque[str] = deque(maxlen=self.STDERR_LINES)
+        self._done: RetrainDone | None = None
+        self._error: str | None = None
+        self._cancel_requested = False
+        self._cancelled_event = False
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
+    def pid(self) -> int | None:
+        return int(self._proc.processId()) if self._proc is not None else None
+
+    def start(self, argv: Sequence[str]) -> None:
+        if self.running:
+            raise RuntimeError("a retraining is already running")
+        self._reset()
+        proc = QProcess(self)
+        proc.setProgram(str(argv[0]))
+        proc.setArguments([str(a) for a in argv[1:]])
+        proc.setWorkingDirectory(str(REPO_ROOT))
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")   # each event as soon as it is printed
+        proc.setProcessEnvironment(env)
+        proc.readyReadStandardOutput.connect(self._read_out)
+        proc.readyReadStandardError.connect(self._read_err)
+        proc.finished.connect(self._finished)
+        proc.errorOccurred.connect(self._error_occurred)
+        self._proc = proc
+        proc.start()
+
+    def cancel(self) -> None:
+        """Ask the process to stop (SIGTERM: it saves nothing half-done and exits); kill it if it
+        is still there after KILL_AFTER_MS."""
+        if self._proc is None:
+            return
+        self._cancel_requested = True
+        self._proc.terminate()
+        self._kill_timer.start(self.KILL_AFTER_MS)
+
+    def stop(self) -> None:
+        """Cancel and wait until the process is gone (closing the dialog: no orphan process)."""
+        proc = self._proc
+        if proc is None:
+            return
+        self.cancel()
+        if not proc.waitForFinished(self.KILL_AFTER_MS):
+            proc.kill()
+            proc.waitForFinished(3000)
+
+    # -- process output -----------------------------------------------------------------
+    def _read_out(self) -> None:
+        if self._proc is None:
+            return
+        self._out += bytes(self._proc.readAllStandardOutput())
+        *lines, self._out = self._out.split(b"\n")
+        for line in lines:
+            self._handle(line)
+
+    def _read_err(self) -> None:
+        if self._proc is None:
+            return
+        self._err += bytes(self._proc.readAllStandardError())
+        *lines, self._err = self._err.split(b"\n")
+        for line in lines:
+            text = line.decode("utf-8", errors="replace").strip()
+            if text:
+                self._stderr.append(text)
+
+    def _handle(self, line: bytes) -> None:
+        event = parse_event(line)
+        if isinstance(event, RetrainStage):
+            self.stage.emit(event)
+        elif isinstance(event, RetrainProgress):
+            self.progress.emit(event)
+        elif isinstance(event, RetrainDone):
+            self._done = event
+        elif isinstance(event, RetrainError):
+            self._error = event.message
+        elif isinstance(event, RetrainCancelled):
+            self._cancelled_event = True
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+
+    def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._read_out()
+        self._read_err()
+        if self._out.strip():   # a last line without its newline
+            self._handle(self._out)
+        if self._err.strip():
+            self._stderr.append(self._err.decode("utf-8", errors="replace").strip())
+        self._out = self._err = b""
+        self._end()
+        if self._done is not None:
+            self.succeeded.emit(self._done)
+        elif self._error is not None:
+            self.failed.emit(self._error)
+        elif self._cancel_requested or self._cancelled_event:
+            self.cancelled.emit()
+        else:
+            how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"stopped with exit code {code}"
+            last = " | ".join(self._stderr)
+            self.failed.emit(f"the process {how} without saying why" + (f": {last}" if last else ""))
+
+    def _error_occurred(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart and self._proc is not None:
+            reason = self._proc.errorString()
+            self._end()
+            self.failed.emit(f"the process could not start: {reason}")
+
+    def _end(self) -> None:
+        self._kill_timer.stop()
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.deleteLater()

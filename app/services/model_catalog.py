@@ -1,0 +1,254 @@
+"""The model versions of a station, as Project ▸ Models… shows and changes them.
+
+Qt-free and torch-free: a model directory handed in by an inspector is checked by reading its
+JSON files and the safetensors header only (never unpickled, never loaded), so a broken or
+foreign directory is refused with the reason before any worker tries to run it. Activating a
+version is what makes the next pre-label job use it (``prelabel.resolve_models``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, version_for_dir
+from database.dto import ModelVersionInfo
+from inference.bundled import DEFAULT_MODEL, bundled_models
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+log = logging.getLogger(__name__)
+
+# The architecture named in config.json's "model" -> its family (inference.models.registry's
+# registrations, repeated here so that checking a directory needs no torch; a test keeps them equal).
+ARCHITECTURES = {"memory_mamba": "classifier", "mim_istd": "segmenter",
+                 "pattern_anomaly": "anomaly", "pixel_gaussian": "anomaly"}
+PART_ONLY = {"target_verifier": "segmenter"}   # only loadable as a part of another model directory
+FORMAT_VERSION = 1                             # inference.checkpoints.FORMAT_VERSION
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+# card metrics shown in the table: key -> short label
+HEADLINES = (("accuracy", "acc"), ("iou", "IoU"), ("pd", "Pd"), ("fa", "Fa"),
+             ("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
+SPLITS = ("test", "held_out", "val", "validation")   # the first with figures is shown
+
+
+class ModelCatalogError(Exception):
+    """A model version that cannot be added or activated, with the reason in one sentence."""
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model version as the Models dialog lists it (plain data)."""
+
+    id: int
+    family: str
+    name: str
+    path: str
+    bundled: bool
+    active: bool
+    created_at: datetime
+    parent_name: str | None
+    summary: str          # headline metrics, e.g. "val acc 0.993"; "" when the card has none
+    exists: bool          # the model directory is still on disk
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _headline(block: Mapping[str, Any]) -> str:
+    parts = []
+    for key, label in HEADLINES:
+        v = _number(block.get(key))
+        if v is not None:
+            parts.append(f"{label} {v:.1f}" if abs(v) >= 10 else f"{label} {v:.3f}")
+    return " · ".join(parts)
+
+
+def summarize_metrics(metrics: Any) -> str:
+    """The headline figures of a card's ``metrics``: flat (with an optional ``split`` text) or
+    under ``test`` / ``held_out`` (a retrained segmenter's) / ``val``; test figures win over
+    validation ones."""
+    if not isinstance(metrics, Mapping):
+        return ""
+    text = _headline(metrics)
+    if text:
+        split = metrics.get("split")
+        word = split.split()[0] if isinstance(split, str) and split.strip() else ""
+        return f"{word} {text}" if word in SPLITS else text
+    for split in SPLITS:
+        block = metrics.get(split)
+        if isinstance(block, Mapping) and (text := _headline(block)):
+            return f"{split.replace('_', '-')} {text}"
+    return ""
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelCatalogError(f"{path.name} is missing in {path.parent}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelCatalogError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelCatalogError(f"{path} does not hold a JSON object")
+    return data
+
+
+def check_safetensors(path: Path) -> int:
+    """Read a safetensors file's header (8-byte little-endian length + JSON) without loading any
+    tensor; returns the number of tensors. Every tensor's byte range must lie inside the file."""
+    if not path.is_file():
+        raise ModelCatalogError(f"{path.name} is missing in {path.parent}")
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ModelCatalogError(f"{path} is not a safetensors file (too short)")
+            n = struct.unpack("<Q", head)[0]
+            if n == 0 or n > MAX_HEADER_BYTES or 8 + n > size:
+                raise ModelCatalogError(f"{path} is not a safetensors file (header length {n} does not fit "
+                                        f"a {size}-byte file)")
+            header = json.loads(f.read(n).decode("utf-8"))
+    except OSError as exc:
+        raise ModelCatalogError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelCatalogError(f"{path} is not a safetensors file (its header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise ModelCatalogError(f"{path} is not a safetensors file (its header is not a JSON object)")
+    data = size - 8 - n
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if not tensors:
+        raise ModelCatalogError(f"{path} holds no tensors")
+    for name, t in tensors.items():
+        offsets = t.get("data_offsets") if isinstance(t, dict) else None
+        if (not isinstance(t, dict) or not isinstance(t.get("dtype"), str) or not isinstance(t.get("shape"), list)
+                or not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1] <= data):
+            raise ModelCatalogError(f"{path} is damaged: tensor {name!r} has no valid dtype, shape or byte range")
+    return len(tensors)
+
+
+def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
+    """config.json + model.safetensors of one directory; returns the config."""
+    config = _read_object(directory / "config.json")
+    arch = config.get("model")
+    if not isinstance(arch, str):
+        raise ModelCatalogError(f"{directory / 'config.json'} names no model architecture ('model')")
+    fmt = config.get("format", 1)
+    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+        raise ModelCatalogError(f"{directory} was written by a newer version of the station (format {fmt!r})")
+    if arch in PART_ONLY and not as_part:
+        raise ModelCatalogError(f"{directory} holds a {arch}, which is part of a {PART_ONLY[arch]} model "
+                                "directory, not a model of its own")
+    found = ARCHITECTURES.get(arch) or PART_ONLY.get(arch)
+    if found is None:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ModelCatalogError(f"{directory} holds an unknown model architecture {arch!r} (known: {known})")
+    if found != family or config.get("family", found) != found:
+        raise ModelCatalogError(f"{directory} holds a {found} model ({arch}), not a {family} model")
+    check_safetensors(directory / "model.safetensors")
+    return config
+
+
+def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
+    """Refuse, with the reason, a directory that is not a usable ``family`` model; returns its card.
+
+    Checks what loading would need, without loading: the folder, ``config.json`` and ``card.json``
+    as JSON objects, the architecture's family, the safetensors header, and the card's ``parts``
+    (sub-directories checked the same way).
+    """
+    if family not in FAMILIES:
+        raise ModelCatalogError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    directory = Path(path)
+    if not directory.is_dir():
+        raise ModelCatalogError(f"{directory}: no such folder")
+    _check_one(directory, family, as_part=False)
+    card = _read_object(directory / "card.json")
+    if card.get("family", family) != family:
+        raise ModelCatalogError(f"{directory / 'card.json'} describes a {card['family']} model, not a {family} model")
+    parts = card.get("parts") or {}
+    if not isinstance(parts, dict):
+        raise ModelCatalogError(f"{directory / 'card.json'}: 'parts' must map names to sub-directories")
+    for part, sub in parts.items():
+        sub_dir = (directory / str(sub)).resolve()
+        if not isinstance(sub, str) or directory.resolve() not in sub_dir.parents:
+            raise ModelCatalogError(f"{directory / 'card.json'}: part {part!r} must be a sub-directory, got {sub!r}")
+        if not sub_dir.is_dir():
+            raise ModelCatalogError(f"{directory}: part {part!r} is missing ({sub_dir})")
+        _check_one(sub_dir, family, as_part=True)
+    return card
+
+
+class ModelCatalog:
+    """List, add and activate model versions of one database (the Models dialog's service)."""
+
+    def __init__(self, db: "Database") -> None:
+        self.db = db
+
+    def _ensure_bundled(self) -> None:
+        """Every bundled model has a row; a family without an active version gets its bundled default
+        activated, as the next pre-label run would do (so the table shows what will run)."""
+        for directory in bundled_models():
+            try:
+                family = _read_object(directory / "config.json").get("family")
+                if family not in FAMILIES:
+                    continue
+                first = directory.name == DEFAULT_MODEL[family] and self.db.model_versions.active(family) is None
+                bundled_version(self.db, family, directory.name, activate=first)
+            except (ModelCatalogError, PrelabelError) as exc:   # a damaged bundle must not hide the rest
+                log.warning("bundled model %s not listed: %s", directory, exc)
+
+    def rows(self, family: str | None = None) -> list[ModelRow]:
+        """Every version (of ``family``), families in pre-label order, oldest first within each."""
+        self._ensure_bundled()
+        versions = self.db.model_versions.list()
+        names = {v.id: v.name for v in versions}
+        order = {f: i for i, f in enumerate(FAMILIES)}
+        versions.sort(key=lambda v: (order.get(v.family, len(order)), v.created_at, v.id))
+        return [_row(v, names) for v in versions if family is None or v.family == family]
+
+    def row(self, version_id: int) -> ModelRow:
+        v = self.db.model_versions.get(version_id)
+        if v is None:
+            raise ModelCatalogError(f"model version {version_id} does not exist")
+        parent = self.db.model_versions.get(v.parent_id) if v.parent_id is not None else None
+        return _row(v, {parent.id: parent.name} if parent is not None else {})
+
+    def activate(self, version_id: int) -> ModelRow:
+        """Make the version its family's active one, after checking its directory is still usable."""
+        row = self.row(version_id)
+        try:
+            check_model_dir(row.family, row.path)
+        except ModelCatalogError as exc:
+            raise ModelCatalogError(f"{row.name} cannot be made active: {exc}") from None
+        self.db.model_versions.activate(version_id)
+        return self.row(version_id)
+
+    def add_directory(self, family: str, path: str | Path) -> ModelRow:
+        """Register a model directory (trained elsewhere) as a version of ``family``, not active;
+        a directory already registered returns its row."""
+        check_model_dir(family, path)
+        self._ensure_bundled()   # adding a bundled directory finds its bundled row
+        try:
+            v = version_for_dir(self.db, family, Path(path))
+        except PrelabelError as exc:
+            raise ModelCatalogError(str(exc)) from None
+        return self.row(v.id)
+
+
+def _row(v: ModelVersionInfo, names: Mapping[int, str]) -> ModelRow:
+    summary = summarize_metrics(v.metrics) or summarize_metrics((v.card or {}).get("metrics"))
+    return ModelRow(id=v.id, family=v.family, name=v.name, path=v.checkpoint_path, bundled=v.bundled,
+                    active=v.active, created_at=v.created_at,
+                    parent_name=names.get(v.parent_id) if v.parent_id is not None else None,
+                    summary=summary, exists=Path(v.checkpoint_path).is_dir())

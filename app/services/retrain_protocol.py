@@ -1,0 +1,116 @@
+"""The ``retrain --progress-json`` process as a caller sees it: its command line and its events.
+
+Retraining runs in a separate process (``python main.py --db URL retrain FAMILY --progress-json``)
+so that no caller, above all the GUI, ever imports torch or waits on a training. The process
+prints one JSON object per line on stdout; this module turns each line into a frozen event.
+Anything else it prints (warnings, progress bars of libraries) is not an event and is ignored.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from app.paths import REPO_ROOT
+
+
+
+@dataclass(frozen=True)
+class RetrainStage:
+    stage: str            # export | train | register
+    message: str
+
+
+@dataclass(frozen=True)
+class RetrainProgress:
+    stage: str
+    done: int
+    total: int
+    eta_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RetrainDone:
+    version_id: int
+    name: str
+    family: str
+    path: str
+    activated: bool
+    metrics: dict[str, Any] = field(default_factory=dict, compare=False)
+    comparison: dict[str, Any] = field(default_factory=dict, compare=False)   # held-out scores, new vs parent
+
+
+@dataclass(frozen=True)
+class RetrainError:
+    message: str
+
+
+@dataclass(frozen=True)
+class RetrainCancelled:
+    pass
+
+
+RetrainEvent = Union[RetrainStage, RetrainProgress, RetrainDone, RetrainError, RetrainCancelled]
+
+
+def retrain_argv(db_url: str, family: str, epochs: int | None = None) -> list[str]:
+    """The command that retrains ``family`` on the reviewed labels of ``db_url`` (``epochs``: None
+    lets the command choose)."""
+    argv = [sys.executable, str(REPO_ROOT / "main.py"), "--db", db_url, "retrain", family, "--progress-json"]
+    if epochs is not None:
+        argv += ["--epochs", str(int(epochs))]
+    return argv
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _eta(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def parse_event(line: str | bytes) -> RetrainEvent | None:
+    """The event one stdout line holds; None for a line that is not one (a warning, a blank line,
+    an object of an unknown kind or with missing fields)."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    kind = obj.get("event")
+    if kind == "stage" and isinstance(obj.get("stage"), str):
+        return RetrainStage(obj["stage"], str(obj.get("message") or ""))
+    if kind == "progress":
+        done, total = _int(obj.get("done")), _int(obj.get("total"))
+        if done is None or total is None:
+            return None
+        return RetrainProgress(str(obj.get("stage") or "train"), done, total, _eta(obj.get("eta_s")))
+    if kind == "done":
+        version_id = _int(obj.get("version_id"))
+        if version_id is None:
+            return None
+        metrics, comparison = obj.get("metrics"), obj.get("comparison")
+        return RetrainDone(version_id, str(obj.get("name") or ""), str(obj.get("family") or ""),
+                           str(obj.get("path") or ""), bool(obj.get("activated")),
+                           metrics if isinstance(metrics, dict) else {},
+                           comparison if isinstance(comparison, dict) else {})
+    if kind == "error":
+        return RetrainError(str(obj.get("message") or "retraining failed"))
+    if kind == "cancelled":
+        return RetrainCancelled()
+    return None

@@ -1,0 +1,329 @@
+"""Project ▸ Models…: the versions table, Make active, Add model folder, and retraining through a
+separate process (a fake ``retrain`` command here) with progress, errors, cancel and close."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.gui import models_dialog
+from app.gui.models_dialog import COLUMNS, ModelsDialog
+from app.paths import REPO_ROOT
+from app.services.model_catalog import ARCHITECTURES, ModelCatalog
+from app.services.retrain_protocol import retrain_argv
+from tests.services.model_fixtures import make_model_dir
+
+# A stand-in for ``main.py --db URL retrain FAMILY --progress-json [--epochs N]``: it speaks the
+# same JSON lines, with library chatter mixed in, and registers its version as the real one does.
+FAKE_RETRAIN = r'''
+import json, signal, sys, time
+mode, out_dir, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+db_url, family = args[args.index("--db") + 1], args[args.index("retrain") + 1]
+epochs = args[args.index("--epochs") + 1] if "--epochs" in args else "auto"
+
+def emit(**kw):
+    print(json.dumps(kw), flush=True)
+
+if mode == "cancel":
+    def on_term(*_):
+        emit(event="cancelled")
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, on_term)
+elif mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("some library chatter on stdout", flush=True)
+print("UserWarning: chatter on stderr", file=sys.stderr, flush=True)
+emit(event="stage", stage="export", message=f"exporting reviewed labels; epochs {epochs}")
+if mode == "error":
+    emit(event="error", message="not enough reviewed labels: 3 images, at least 20 needed")
+    sys.exit(2)
+if mode == "crash":
+    print("Traceback (most recent call last):\nRuntimeError: out of memory", file=sys.stderr, flush=True)
+    sys.exit(1)
+emit(event="stage", stage="train", message="training")
+n = 4 if mode in ("ok", "activate") else 100000
+for i in range(n):
+    emit(event="progress", stage="train", done=i + 1, total=n, eta_s=None if i == 0 else 0.1 * (n - i - 1))
+    time.sleep(0.05)
+emit(event="stage", stage="register", message="registering")
+sys.path.insert(0, REPO)
+from database.engine import open_database
+db = open_database(db_url)
+parent = db.model_versions.active(family)
+v = db.model_versions.register(family, family + "-retrained", out_dir, parent_id=parent.id,
+                               metrics={"val": {"accuracy": 0.95}}, activate=mode == "activate")
+db.close()
+sys.stdout.write(json.dumps(dict(event="done", version_id=v.id, name=v.name, family=family, path=out_dir,
+                                 metrics=v.metrics, activated=mode == "activate",
+                                 comparison={"held_out_images": 12, "new": {"accuracy": 0.95},
+                                             "parent": {"accuracy": 0.9}, "parent_name": parent.name})))   # the last line without its newline
+'''
+
+
+@pytest.fixture
+def catalog(db):
+    return ModelCatalog(db)
+
+
+@pytest.fixture
+def fake_retrain(tmp_path: Path, db_url: str):
+    """``command(mode)``: a retrain command builder running the fake in that mode."""
+    script = tmp_path / "fake_retrain.py"
+    script.write_text(f"REPO = {str(REPO_ROOT)!r}\n" + FAKE_RETRAIN)
+    def command(mode: str):
+        def argv(family: str, epochs: int | None) -> list[str]:
+            out_dir = tmp_path / f"retrained-{family}"   # what the command writes: a model of that family
+            if not out_dir.exists():
+                make_model_dir(out_dir, family, next(a for a, f in ARCHITECTURES.items() if f == family))
+            extra = ["--epochs", str(epochs)] if epochs is not None else []
+            return [sys.executable, str(script), mode, str(out_dir), "--db", db_url, "retrain", family,
+                    "--progress-json", *extra]
+        return argv
+    return command
+
+
+def make_dialog(qtbot, catalog, command=None) -> ModelsDialog:
+    dlg = ModelsDialog(catalog, command, interactive=False)
+    qtbot.addWidget(dlg)
+    return dlg
+
+
+def cell(dlg: ModelsDialog, row: int, column: str) -> str:
+    return dlg.table.item(row, COLUMNS.index(column)).text()
+
+
+def row_of(dlg: ModelsDialog, name: str) -> int:
+    return next(r for r in range(dlg.table.rowCount()) if cell(dlg, r, "name") == name)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_table_lists_the_bundled_versions_and_a_missing_directory(qtbot, db, catalog, tmp_path) -> None:
+    catalog.rows()                                              # the bundled ones first (oldest first)
+    db.model_versions.register("classifier", "moved-away", str(tmp_path / "nowhere"))
+    dlg = make_dialog(qtbot, catalog)
+    names = [cell(dlg, r, "name") for r in range(dlg.table.rowCount())]
+    assert names == ["classifier-neu", "moved-away", "segmenter-sirst", "anomaly-bottle", "anomaly-magnetic_tile"]
+    r = row_of(dlg, "classifier-neu")
+    assert cell(dlg, r, "active") == "✓" and cell(dlg, r, "metrics") == "val acc 0.993"
+    assert cell(dlg, r, "parent") == "bundled" and cell(dlg, r, "family") == "classifier"
+    assert cell(dlg, row_of(dlg, "anomaly-bottle"), "active") == ""
+    missing = row_of(dlg, "moved-away")
+    assert cell(dlg, missing, "path").startswith("missing: ")
+    dlg.table.selectRow(missing)
+    assert not dlg.activate_button.isEnabled()              # a version that cannot run
+    dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
+    assert dlg.activate_button.isEnabled() and dlg.family.currentText() == "anomaly"
+    assert not dlg.retrain_button.isEnabled()               # no retrain command given
+
+
+def test_make_active_switches_the_active_version_in_the_database(qtbot, db, catalog) -> None:
+    dlg = make_dialog(qtbot, catalog)
+    seen = []
+    dlg.activated.connect(seen.append)
+    dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
+    dlg.activate_button.click()
+    assert db.model_versions.active("anomaly").name == "anomaly-bottle"
+    assert [r.name for r in seen] == ["anomaly-bottle"]
+    assert cell(dlg, row_of(dlg, "anomaly-bottle"), "active") == "✓"
+    assert cell(dlg, row_of(dlg, "anomaly-magnetic_tile"), "active") == ""
+    assert dlg.selected_row().name == "anomaly-bottle" and "next pre-label run" in dlg.info.text()
+
+
+def test_make_active_refused_keeps_the_table_and_shows_why(qtbot, db, catalog, tmp_path) -> None:
+    broken = make_model_dir(tmp_path / "was-ok")
+    v = db.model_versions.register("classifier", "was-ok", str(broken))
+    dlg = make_dialog(qtbot, catalog)
+    (broken / "model.safetensors").unlink()                  # damaged after the table was read
+    dlg.table.selectRow(row_of(dlg, "was-ok"))
+    dlg.activate_button.click()
+    assert "was-ok cannot be made active" in dlg.error.text() and "model.safetensors is missing" in dlg.error.text()
+    assert db.model_versions.active("classifier").name == "classifier-neu" and not db.model_versions.get(v.id).active
+
+
+def test_add_model_folder_registers_a_valid_one_and_refuses_a_broken_one(qtbot, db, catalog, tmp_path,
+                                                                         monkeypatch) -> None:
+    good = make_model_dir(tmp_path / "seg-line3", "segmenter", "mim_istd")
+    bad = make_model_dir(tmp_path / "seg-bad", "segmenter", "mim_istd")
+    (bad / "card.json").write_text("{oops")
+    chosen = [str(bad), str(good), ""]
+    monkeypatch.setattr(models_dialog.QFileDialog, "getExistingDirectory", lambda *a, **k: chosen.pop(0))
+    dlg = make_dialog(qtbot, catalog)
+    dlg.table.selectRow(row_of(dlg, "segmenter-sirst"))     # the family follows the selected row
+    before = dlg.table.rowCount()
+    dlg.add_button.click()
+    assert "seg-bad was not added" in dlg.error.text() and "card.json is not valid JSON" in dlg.error.text()
+    assert dlg.table.rowCount() == before and len(db.model_versions.list()) == before
+    dlg.add_button.click()
+    row = dlg.selected_row()
+    assert row.family == "segmenter" and Path(row.path) == good.resolve() and not row.active
+    assert dlg.table.rowCount() == before + 1 and dlg.error.text() == ""
+    assert db.model_versions.active("segmenter").name == "segmenter-sirst"
+    assert dlg.add_folder() is None and dlg.table.rowCount() == before + 1   # dialog cancelled: nothing
+
+
+def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog, fake_retrain) -> None:
+    dlg = make_dialog(qtbot, catalog, fake_retrain("ok"))
+    dlg.table.selectRow(row_of(dlg, "classifier-neu"))
+    dlg.epochs.setValue(7)
+    shown = []
+    dlg.runner.stage.connect(lambda _e: shown.append(("stage", dlg.stage_label.text(), dlg.bar.maximum())))
+    dlg.runner.progress.connect(lambda _e: shown.append(("progress", dlg.bar.value(), dlg.eta.text())))
+    assert dlg.retrain()
+    assert dlg.progress_box.isVisibleTo(dlg) and not dlg.retrain_button.isEnabled()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert ("stage", "export: exporting reviewed labels; epochs 7", 0) in shown   # busy until progress
+    progress = [s for s in shown if s[0] == "progress"]
+    assert [p[1] for p in progress] == [250, 500, 750, 1000]
+    assert progress[0][2] == "1/4 · ETA …" and progress[1][2] == "2/4 · ETA 0:00"
+    new = dlg.selected_row()
+    assert new.name == "classifier-retrained" and new.parent_name == "classifier-neu" and not new.active
+    assert new.summary == "val acc 0.950" and "Make active" in dlg.info.text()
+    assert "on 12 held-out reviewed image(s): new accuracy 0.95; classifier-neu accuracy 0.9" in dlg.info.text()
+    assert not dlg.progress_box.isVisibleTo(dlg) and dlg.retrain_button.isEnabled()
+    dlg.activate_button.click()                                 # offered: one click makes it active
+    assert db.model_versions.active("classifier").id == new.id
+
+
+@pytest.mark.parametrize("mode", ["activate", "ok"])
+def test_a_new_version_made_active_reaches_the_window(qtbot, db, catalog, fake_retrain, monkeypatch, mode) -> None:
+    """Activated by the command itself, or offered in a question when the dialog is interactive."""
+    dlg = make_dialog(qtbot, catalog, fake_retrain(mode))
+    dlg.interactive = mode == "ok"
+    asked = []
+    monkeypatch.setattr(models_dialog.QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[2]) or models_dialog.QMessageBox.StandardButton.Yes)
+    seen = []
+    dlg.activated.connect(seen.append)
+    dlg.family.setCurrentText("segmenter")
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert [r.name for r in seen] == ["segmenter-retrained"] and seen[0].active
+    assert db.model_versions.active("segmenter").name == "segmenter-retrained"
+    assert dlg.selected_row() == seen[0] and len(asked) == (mode == "ok")
+
+
+def test_retrain_error_event_is_shown_and_nothing_is_added(qtbot, db, catalog, fake_retrain) -> None:
+    dlg = make_dialog(qtbot, catalog, fake_retrain("error"))
+    before = len(db.model_versions.list())
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert dlg.error.text() == "Retraining failed: not enough reviewed labels: 3 images, at least 20 needed"
+    assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
+
+
+def test_a_process_that_dies_silently_reports_its_last_stderr_lines(qtbot, catalog, fake_retrain) -> None:
+    dlg = make_dialog(qtbot, catalog, fake_retrain("crash"))
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert dlg.error.text().startswith("Retraining failed: the process stopped with exit code 1 without saying why")
+    assert "RuntimeError: out of memory" in dlg.error.text()
+    assert "UserWarning" in dlg.error.text()
+
+
+def test_a_command_that_cannot_start_is_reported(qtbot, catalog, tmp_path) -> None:
+    dlg = make_dialog(qtbot, catalog, lambda family, epochs: [str(tmp_path / "no-such-python")])
+    dlg.retrain()
+    qtbot.waitUntil(lambda: "could not start" in dlg.error.text(), timeout=10000)
+    assert not dlg.runner.running and dlg.retrain_button.isEnabled()
+
+
+@pytest.mark.parametrize("mode", ["cancel", "stubborn"])
+def test_cancel_ends_the_process_and_resets(qtbot, db, catalog, fake_retrain, mode) -> None:
+    dlg = make_dialog(qtbot, catalog, fake_retrain(mode))
+    dlg.runner.KILL_AFTER_MS = 300                              # the stubborn one is killed after this
+    before = len(db.model_versions.list())
+    dlg.retrain()
+    qtbot.waitUntil(lambda: dlg.bar.value() > 0, timeout=20000)
+    pid = dlg.runner.pid()
+    dlg.cancel_button.click()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=10000)
+    assert gone(pid) and "cancelled" in dlg.info.text() and dlg.error.text() == ""
+    assert not dlg.progress_box.isVisibleTo(dlg) and dlg.retrain_button.isEnabled()
+    assert len(db.model_versions.list()) == before
+
+
+def test_closing_while_retraining_asks_then_ends_the_process(qtbot, catalog, fake_retrain, monkeypatch) -> None:
+    dlg = make_dialog(qtbot, catalog, fake_retrain("cancel"))
+    dlg.show()
+    dlg.retrain()
+    qtbot.waitUntil(lambda: dlg.bar.value() > 0, timeout=20000)
+    pid = dlg.runner.pid()
+    dlg.interactive = True
+    answers = [models_dialog.QMessageBox.StandardButton.No, models_dialog.QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(models_dialog.QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    dlg.reject()
+    assert dlg.isVisible() and dlg.runner.running               # "No": keep retraining
+    dlg.reject()
+    assert not dlg.isVisible() and not dlg.runner.running and gone(pid)
+
+
+def test_closing_a_non_interactive_dialog_cancels_the_retraining(qtbot, catalog, fake_retrain) -> None:
+    dlg = make_dialog(qtbot, catalog, fake_retrain("stubborn"))
+    dlg.runner.KILL_AFTER_MS = 300
+    dlg.show()
+    dlg.retrain()
+    qtbot.waitUntil(lambda: dlg.runner.pid() is not None and dlg.bar.value() > 0, timeout=20000)
+    pid = dlg.runner.pid()
+    dlg.close()
+    assert not dlg.isVisible() and not dlg.runner.running and gone(pid)
+
+
+def test_menu_entry_opens_the_dialog_beside_the_window_and_closing_the_station_ends_a_retraining(
+        qtbot, service, db, db_url, fake_retrain) -> None:
+    from app.gui.context import StationContext
+    from app.gui.extensions import default_extensions
+    from app.gui.main_window import MainWindow
+    from app.gui.settings_store import StationSettings
+
+    ctx = StationContext(review=service, settings=StationSettings(), interactive=False, db_url=db_url,
+                         extensions=default_extensions(), models=ModelCatalog(db))
+    win = MainWindow(ctx)
+    qtbot.addWidget(win)
+    win.show()
+    action = win.actions["models"]
+    assert action in win.menus["Project"].actions() and action.shortcut().toString() == "Ctrl+Shift+V"
+    action.trigger()
+    dlg = win.models_dialog
+    assert dlg.isVisible() and not dlg.isModal()
+    assert list(dlg.retrain_command("segmenter", 3)) == retrain_argv(db_url, "segmenter", 3)   # the station's own
+    dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
+    dlg.activate_button.click()
+    assert db.model_versions.active("anomaly").name == "anomaly-bottle"
+    assert "next pre-label run uses anomaly model anomaly-bottle" in win.statusBar().currentMessage()
+    dlg.close()
+    action.trigger()
+    assert win.models_dialog is dlg and dlg.isVisible()
+    dlg.retrain_command = fake_retrain("stubborn")
+    dlg.runner.KILL_AFTER_MS = 300
+    dlg.retrain()
+    qtbot.waitUntil(lambda: dlg.bar.value() > 0, timeout=20000)
+    pid = dlg.runner.pid()
+    win.close()                                                  # the station closes: no orphan process
+    assert not dlg.runner.running and gone(pid)
+
+
+def test_menu_entry_is_disabled_without_a_catalog(qtbot, service) -> None:
+    from tests.gui.conftest import build_window
+    win = build_window(service, qtbot)
+    assert not win.actions["models"].isEnabled() and "not available" in win.actions["models"].toolTip()
+
+
+def test_the_station_retrain_command_refusal_reaches_the_dialog(qtbot, db, db_url, catalog) -> None:
+    """The real ``main.py retrain`` (not the fake): a project with no reviewed label is refused
+    with its reason, and nothing is registered."""
+    dlg = make_dialog(qtbot, catalog, lambda family, epochs: retrain_argv(db_url, family, epochs))
+    before = len(db.model_versions.list())
+    dlg.family.setCurrentText("classifier")
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=120000)
+    assert dlg.error.text().startswith("Retraining failed: no training data for the classifier"), dlg.error.text()
+    assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()

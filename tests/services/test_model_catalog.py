@@ -1,0 +1,200 @@
+"""Project ▸ Models…'s service: list versions (bundled ones on a fresh database), activate,
+add a model directory after checking it without torch, and read the retrain process's events."""
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.paths import REPO_ROOT
+from app.services.model_catalog import (ARCHITECTURES, PART_ONLY, ModelCatalog, ModelCatalogError,
+                                        summarize_metrics)
+from app.services.prelabel import resolve_models
+from app.services.retrain_protocol import (RetrainCancelled, RetrainDone, RetrainError, RetrainProgress,
+                                           RetrainStage, parse_event, retrain_argv)
+from database.engine import open_database
+from inference.bundled import DEFAULT_MODEL, bundled_models
+from tests.services.model_fixtures import make_model_dir
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    yield database
+    database.close()
+
+
+def test_a_fresh_database_lists_every_bundled_model_with_each_default_active(db) -> None:
+    rows = ModelCatalog(db).rows()
+    assert {r.name for r in rows} == {p.name for p in bundled_models()}
+    active = {r.family: r.name for r in rows if r.active}
+    assert active == DEFAULT_MODEL
+    assert all(r.bundled and r.exists and r.parent_name is None for r in rows)
+    assert [r.family for r in rows] == sorted((r.family for r in rows),
+                                              key=["classifier", "segmenter", "anomaly"].index)
+    by_name = {r.name: r for r in rows}
+    assert by_name["classifier-neu"].summary == "val acc 0.993"
+    assert by_name["segmenter-sirst"].summary == "val IoU 0.713 · Pd 0.963 · Fa 41.8"
+    assert by_name["anomaly-magnetic_tile"].summary == "test image AUROC 0.748 · pixel AUROC 0.663"
+    # the same rows as pre-labelling resolves: no second registration
+    assert {f: v.name for f, v in resolve_models(db, list(DEFAULT_MODEL)).items()} == DEFAULT_MODEL
+    assert len(ModelCatalog(db).rows()) == len(rows)
+    assert [r.name for r in ModelCatalog(db).rows("anomaly")] == ["anomaly-bottle", "anomaly-magnetic_tile"]
+
+
+def test_an_active_version_is_kept_and_activate_switches(db, tmp_path: Path) -> None:
+    own = make_model_dir(tmp_path / "mine")
+    mine = db.model_versions.register("classifier", "mine", str(own), activate=True)
+    catalog = ModelCatalog(db)
+    assert [r.name for r in catalog.rows("classifier") if r.active] == ["mine"]   # bundled not forced active
+    neu = next(r for r in catalog.rows("classifier") if r.name == "classifier-neu")
+    row = catalog.activate(neu.id)
+    assert row.active and db.model_versions.active("classifier").id == neu.id
+    assert not db.model_versions.get(mine.id).active
+    assert resolve_models(db, ["classifier"])["classifier"].id == neu.id   # what the next pre-label runs
+
+
+def test_activate_refuses_a_missing_or_broken_directory(db, tmp_path: Path) -> None:
+    gone = db.model_versions.register("classifier", "gone", str(tmp_path / "gone"))
+    catalog = ModelCatalog(db)
+    catalog.rows()
+    with pytest.raises(ModelCatalogError, match="gone cannot be made active: .*no such folder"):
+        catalog.activate(gone.id)
+    with pytest.raises(ModelCatalogError, match="does not exist"):
+        catalog.activate(9999)
+    assert db.model_versions.active("classifier").name == "classifier-neu"
+    assert next(r for r in catalog.rows() if r.name == "gone").exists is False
+
+
+def test_add_directory_registers_a_valid_model_once_with_its_card(db, tmp_path: Path) -> None:
+    d = make_model_dir(tmp_path / "cls-ft")
+    catalog = ModelCatalog(db)
+    row = catalog.add_directory("classifier", d)
+    assert row.family == "classifier" and not row.active and row.exists and row.summary == "val acc 0.900"
+    assert Path(row.path) == d.resolve()
+    assert db.model_versions.get(row.id).card["metrics"] == {"val": {"accuracy": 0.9}}
+    assert catalog.add_directory("classifier", d).id == row.id            # already registered
+    bundled = catalog.add_directory("classifier", REPO_ROOT / "resources" / "models" / "classifier-neu")
+    assert bundled.bundled and bundled.name == "classifier-neu"
+    pixel = catalog.add_directory("anomaly", make_model_dir(tmp_path / "pg", "anomaly", "pixel_gaussian", card={}))
+    assert pixel.family == "anomaly" and pixel.summary == ""
+
+
+def _break(case: str, d: Path) -> None:
+    if case == "no config":
+        (d / "config.json").unlink()
+    elif case == "config not json":
+        (d / "config.json").write_text("{not json")
+    elif case == "config a list":
+        (d / "config.json").write_text("[1, 2]")
+    elif case == "card not json":
+        (d / "card.json").write_text("")
+    elif case == "no card":
+        (d / "card.json").unlink()
+    elif case == "no weights":
+        (d / "model.safetensors").unlink()
+    elif case == "weights truncated":
+        data = (d / "model.safetensors").read_bytes()
+        (d / "model.safetensors").write_bytes(data[:-8])
+    elif case == "weights a pickle":
+        (d / "model.safetensors").write_bytes(b"\x80\x04\x95" + b"\0" * 64)
+    elif case == "header not json":
+        (d / "model.safetensors").write_bytes(struct.pack("<Q", 4) + b"abcd")
+    elif case == "other family":
+        (d / "config.json").write_text(json.dumps({"family": "segmenter", "model": "mim_istd"}))
+    elif case == "verifier alone":
+        (d / "config.json").write_text(json.dumps({"family": "segmenter", "model": "target_verifier"}))
+    elif case == "unknown architecture":
+        (d / "config.json").write_text(json.dumps({"model": "resnet50"}))
+    elif case == "newer format":
+        (d / "config.json").write_text(json.dumps({"model": "memory_mamba", "format": 9}))
+    elif case == "card of other family":
+        (d / "card.json").write_text(json.dumps({"family": "anomaly"}))
+    elif case == "part outside":
+        (d / "card.json").write_text(json.dumps({"parts": {"v": "../elsewhere"}}))
+    elif case == "part missing":
+        (d / "card.json").write_text(json.dumps({"parts": {"v": "verifier"}}))
+
+
+BROKEN = {
+    "no config": "config.json is missing", "config not json": "config.json is not valid JSON",
+    "config a list": "config.json does not hold a JSON object", "card not json": "card.json is not valid JSON",
+    "no card": "card.json is missing", "no weights": "model.safetensors is missing",
+    "weights truncated": "tensor .* byte range", "weights a pickle": "not a safetensors file",
+    "header not json": "header is not JSON", "other family": "holds a segmenter model \\(mim_istd\\), not a classifier",
+    "verifier alone": "part of a segmenter model directory", "unknown architecture": "unknown model architecture 'resnet50'",
+    "newer format": "newer version", "card of other family": "describes a anomaly model",
+    "part outside": "must be a sub-directory", "part missing": "part 'v' is missing",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_add_directory_refuses_a_broken_directory_naming_the_problem(db, tmp_path: Path, case: str) -> None:
+    d = make_model_dir(tmp_path / "m")
+    _break(case, d)
+    before = len(db.model_versions.list())
+    with pytest.raises(ModelCatalogError, match=BROKEN[case]):
+        ModelCatalog(db).add_directory("classifier", d)
+    assert len(db.model_versions.list()) == before
+
+
+def test_add_directory_refuses_no_folder_and_unknown_family(db, tmp_path: Path) -> None:
+    with pytest.raises(ModelCatalogError, match="no such folder"):
+        ModelCatalog(db).add_directory("classifier", tmp_path / "nope")
+    with pytest.raises(ModelCatalogError, match="unknown family 'detector'"):
+        ModelCatalog(db).add_directory("detector", make_model_dir(tmp_path / "m"))
+
+
+def test_retrained_version_shows_its_parent_and_own_metrics(db, tmp_path: Path) -> None:
+    catalog = ModelCatalog(db)
+    parent = next(r for r in catalog.rows("segmenter") if r.bundled)
+    d = make_model_dir(tmp_path / "seg2", "segmenter", "mim_istd")
+    db.model_versions.register("segmenter", "seg-retrained", str(d), parent_id=parent.id,
+                               metrics={"iou": 0.8, "pd": 1.0, "fa": 3.25}, card={"metrics": {"val": {"iou": 0.1}}})
+    row = next(r for r in catalog.rows("segmenter") if r.name == "seg-retrained")
+    assert row.parent_name == "segmenter-sirst" and row.summary == "IoU 0.800 · Pd 1.000 · Fa 3.250"
+    assert catalog.row(row.id) == row
+
+
+def test_summaries_tolerate_odd_metrics() -> None:
+    assert summarize_metrics(None) == ""
+    assert summarize_metrics({"val": {"accuracy": True, "f1": 0.5}}) == ""
+    assert summarize_metrics({"val": {"accuracy": float("nan")}, "test": "x"}) == ""
+    assert summarize_metrics({"validation": {"accuracy": 0.5}}) == "validation acc 0.500"
+    assert summarize_metrics({"held_out": {"iou": 0.5, "pd": 0.75}, "val": {"iou": 0.1}}) == "held-out IoU 0.500 · Pd 0.750"
+    assert summarize_metrics({"iou": 0.5, "split": "test (held out)"}) == "test IoU 0.500"
+
+
+def test_architecture_table_matches_the_model_registry() -> None:
+    from inference.models import registry
+    for name, family in {**ARCHITECTURES, **PART_ONLY}.items():
+        spec = registry.spec(name)
+        assert spec.family == family and spec.part_only == (name in PART_ONLY)
+    assert {s.name for s in registry.available()} == set(ARCHITECTURES) | set(PART_ONLY)
+
+
+def test_retrain_command_and_events() -> None:
+    argv = retrain_argv("sqlite:///x.sqlite", "classifier")
+    assert argv == [sys.executable, str(REPO_ROOT / "main.py"), "--db", "sqlite:///x.sqlite", "retrain",
+                    "classifier", "--progress-json"]
+    assert retrain_argv("u", "anomaly", 5)[-2:] == ["--epochs", "5"]
+    assert parse_event('{"event": "stage", "stage": "export", "message": "exporting"}') == \
+        RetrainStage("export", "exporting")
+    p = parse_event(b'{"event": "progress", "stage": "train", "done": 12, "total": 300, "eta_s": 95.0}\n')
+    assert p == RetrainProgress("train", 12, 300, 95.0) and p.fraction == pytest.approx(0.04)
+    assert parse_event('{"event": "progress", "done": 1, "total": 0, "eta_s": null}').fraction == 0.0
+    done = parse_event('{"event": "done", "version_id": 7, "name": "n", "family": "classifier", "path": "/p", '
+                       '"metrics": {"accuracy": 1}, "activated": false}')
+    assert done == RetrainDone(7, "n", "classifier", "/p", False) and done.metrics == {"accuracy": 1}
+    assert done.comparison == {}
+    assert parse_event('{"event": "done", "version_id": 7, "comparison": {"held_out_images": 3}}').comparison == \
+        {"held_out_images": 3}
+    assert parse_event('{"event": "error", "message": "not enough reviewed labels"}') == \
+        RetrainError("not enough reviewed labels")
+    assert parse_event('{"event": "cancelled"}') == RetrainCancelled()
+    for junk in ("", "UserWarning: something", "{broken", "[1]", '{"event": "mystery"}',
+                 '{"event": "progress", "done": "x", "total": 3}', '{"event": "done"}'):
+        assert parse_event(junk) is None
