@@ -16,10 +16,9 @@ from typing import Any, Union
 from app.paths import REPO_ROOT
 
 
-
 @dataclass(frozen=True)
 class RetrainStage:
-    stage: str            # export | train | register
+    stage: str            # export | train | compare | register
     message: str
 
 
