@@ -4,7 +4,7 @@
         --val ../shared/datasets/magnetic_tile/val --per-class 40 [--epochs N] [--threads 1] [--json FILE]
 
 A fresh station database indexes the ``--train`` class-folder tree as one folder; the first
-``--per-class`` images of each class (sorted names) get a *corrected* label with their true class,
+``--per-class`` images of each class (a seeded random sample) get a *corrected* label with their true class,
 as an inspector's review would leave them. Then ``python main.py retrain classifier`` runs as the
 GUI runs it (its own process, JSON progress) and the new version is scored with ``python main.py
 evaluate classifier`` on the independent ``--val`` tree, which the station never saw. Printed: the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shlex
 import subprocess
 import sys
@@ -29,8 +30,13 @@ from app.services.indexing import index_folder  # noqa: E402
 from database import LabelChange, ReviewState, open_database  # noqa: E402
 
 
-def label_first_per_class(db, per_class: int) -> dict[str, int]:
-    """Corrected labels with the true class (the parent folder's name) for the first N images of each class."""
+def label_sample_per_class(db, per_class: int, seed: int) -> dict[str, int]:
+    """Corrected labels with the true class (the parent folder's name) for N random images of each class.
+
+    Random, not the first N by name: names often encode the capture session (magnetic tile's
+    ``exp1_…``), and an inspector reviews a stream of parts from every session.
+    """
+    rng = random.Random(seed)
     by_class: dict[str, list] = {}
     for image in sorted(db.images.query(), key=lambda i: i.rel_path):
         parts = Path(image.rel_path).parts
@@ -38,7 +44,7 @@ def label_first_per_class(db, per_class: int) -> dict[str, int]:
             by_class.setdefault(parts[0], []).append(image)
     counts = {}
     for name, images in sorted(by_class.items()):
-        for image in images[:per_class]:
+        for image in rng.sample(images, min(per_class, len(images))):
             db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=name), "benchmark")
         counts[name] = min(per_class, len(images))
     return counts
@@ -49,6 +55,7 @@ def main() -> int:
     ap.add_argument("--train", required=True, type=Path, help="class-folder tree the inspector reviews")
     ap.add_argument("--val", required=True, type=Path, help="independent class-folder tree for the final score")
     ap.add_argument("--per-class", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0, help="which images of each class the inspector labels")
     ap.add_argument("--epochs", type=int, default=None, help="default: the retrain command's plan")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retrain-args", default="", help="more options for the retrain command, quoted as one string")
@@ -61,7 +68,7 @@ def main() -> int:
         url = f"sqlite:///{Path(tmp, 'station.sqlite').as_posix()}"
         db = open_database(url)
         report = index_folder(db, args.train)
-        labelled = label_first_per_class(db, args.per_class)
+        labelled = label_sample_per_class(db, args.per_class, args.seed)
         db.close()
         print(f"indexed {len(report.added)} images; labelled {sum(labelled.values())}: {labelled}")
 
@@ -86,7 +93,7 @@ def main() -> int:
         independent = json.loads(scored.read_text(encoding="utf-8"))
 
     result = {
-        "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "labelled": labelled,
+        "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "seed": args.seed, "labelled": labelled,
         "retrain_command": " ".join(cmd[2:]).replace(url, "URL"),
         "plan": {k: plan[k] for k in ("start", "data", "notes", "command")}, "retrain_seconds": round(seconds, 1),
         "held_out_comparison": done["comparison"],

@@ -35,6 +35,13 @@ FAMILY_FORMAT = {"classifier": "imagefolder", "segmenter": "masks", "anomaly": "
 MIN_PER_CLASS = 5          # the classifier's trainer keeps a fifth of each class for validation
 MIN_SEGMENTER_FRAMES = 10  # a tenth is held out to pick epoch, threshold and flips
 MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly threshold
+# A small reviewed set gives few optimizer steps per epoch; the classifier gets at least this many
+# steps (batch 32) so a couple of hundred labels still train (magnetic tile, 175 fitted images,
+# transfer from the NEU model: 30 epochs = 150 steps gave 0.35 on the station's held-out images,
+# 200 epochs = 1000 steps 0.53; benchmarks/RESULTS.md, "Retraining from reviewed labels").
+MIN_CLASSIFIER_STEPS = {"fine-tune": 300, "transfer": 1000, "scratch": 1000}
+MAX_AUTO_EPOCHS = 400
+CLASSIFIER_BATCH = 32
 AUTO_EPOCHS = {("classifier", "fine-tune"): 15, ("classifier", "transfer"): 30, ("classifier", "scratch"): 60,
                ("segmenter", "fine-tune"): 16, ("segmenter", "scratch"): 50, ("anomaly", "scratch"): 25}
 HELD_OUT_SPLIT = SplitSpec(0.8, 0.2, 0.0)
@@ -229,6 +236,16 @@ def finite(value: Any) -> Any:
     return value
 
 
+def auto_epochs(family: str, mode: str, data: Mapping[str, Any]) -> int:
+    """The family's usual epochs, raised for a small classifier set to a minimum number of steps."""
+    epochs = AUTO_EPOCHS[(family, mode)]
+    if family == "classifier":
+        fitted = sum(data["classes"].values()) - data.get("held_out", 0)
+        steps_per_epoch = max(1, fitted // CLASSIFIER_BATCH)
+        epochs = max(epochs, min(MAX_AUTO_EPOCHS, math.ceil(MIN_CLASSIFIER_STEPS[mode] / steps_per_epoch)))
+    return epochs
+
+
 def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, folder: str | int | None = None,
                     epochs: int | None = None, threads: int | None = None, device: str = "auto",
                     extra_args: Sequence[str] = (), name: str | None = None, from_scratch: bool = False,
@@ -247,7 +264,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         root, args, start, data, notes = _anomaly_plan(root)
     fine_tune = "--init" in args
     mode = "transfer" if "--init-head" in args else "fine-tune" if fine_tune else "scratch"
-    n_epochs = epochs if epochs is not None else AUTO_EPOCHS[(family, mode)]
+    n_epochs = epochs if epochs is not None else auto_epochs(family, mode, data)
     if n_epochs < 1:
         raise RetrainError("--epochs must be at least 1")
     args = ["--data", str(root), "--out", str(out_dir), "--epochs", str(n_epochs), "--device", device, *args]

@@ -87,7 +87,7 @@ def test_plan_leaves_out_thin_classes_and_fine_tunes_when_the_classes_match(stat
     assert not list(plan.data_dir.rglob("scratch*"))
     args = list(plan.train_args)
     assert args[args.index("--init") + 1] == str(active) and args[args.index("--preset") + 1] == "test_tiny"
-    assert args[args.index("--epochs") + 1] == "15" and plan.parent.id == v.id
+    assert args[args.index("--epochs") + 1] == "300" and plan.parent.id == v.id  # 1 step/epoch: 300 steps
     assert plan.start == "fine-tuned from clf-v1"
 
 
@@ -99,7 +99,7 @@ def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_p
     args = list(plan.train_args)
     assert args[args.index("--init-head") + 1] == "new" and args[args.index("--lr") + 1] == "1e-3"
     assert plan.start.startswith("transferred from clf-v1") and "'dent'" in plan.start
-    assert args[args.index("--epochs") + 1] == "30"
+    assert args[args.index("--epochs") + 1] == "400"  # 1000 steps wanted, capped
     assert not plan.comparable  # its head means other classes: it cannot be scored on these labels
     scratch = plan_retraining(db, "classifier", tmp_path / "w2.work", tmp_path / "out2", epochs=3, from_scratch=True)
     assert "--init" not in scratch.train_args and scratch.start == "from scratch" and scratch.parent.name == "clf-v1"
@@ -267,3 +267,13 @@ def test_comparison_text_names_both_versions() -> None:
     assert "not scored (it was trained on other classes)" in comparison_text(
         {"held_out_images": 3, "new": {"accuracy": 1.0}, "parent_not_scored": "it was trained on other classes"})
     assert comparison_text({"held_out_images": 0, "new": {}}).startswith("no held-out reviewed images")
+
+
+def test_auto_epochs_give_small_classifier_sets_enough_steps() -> None:
+    from app.services.retraining import auto_epochs
+
+    big = {"classes": {"a": 600, "b": 600}, "held_out": 240}  # 960 fitted: 30 steps per epoch
+    assert auto_epochs("classifier", "fine-tune", big) == 15 and auto_epochs("classifier", "transfer", big) == 34
+    small = {"classes": {c: 40 for c in "abcdef"}, "held_out": 43}  # 197 fitted: 6 steps per epoch
+    assert auto_epochs("classifier", "transfer", small) == 167 and auto_epochs("classifier", "fine-tune", small) == 50
+    assert auto_epochs("segmenter", "fine-tune", {"frames": 12}) == 16 and auto_epochs("anomaly", "scratch", {}) == 25
