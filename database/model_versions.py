@@ -1,6 +1,7 @@
 """Model versions per family, with exactly the active one the worker should use."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -12,6 +13,18 @@ from database.models import ModelVersion
 
 if TYPE_CHECKING:
     from database.engine import Database
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None: PostgreSQL's JSON type refuses them (an AUROC over a test split
+    without defects is NaN in a card), and SQLite would store text no strict JSON reader accepts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _dto(row: ModelVersion) -> ModelVersionInfo:
@@ -29,8 +42,9 @@ class ModelVersionRepository:
         with self.db.session(write=True) as s:
             if s.scalar(select(ModelVersion.id).where(ModelVersion.family == family, ModelVersion.name == name)):
                 raise ConflictError(f"a {family} model named '{name}' is already registered.")
-            row = ModelVersion(family=family, name=name, checkpoint_path=checkpoint_path, config=config or {},
-                               metrics=metrics or {}, card=card or {}, bundled=bundled, parent_id=parent_id)
+            row = ModelVersion(family=family, name=name, checkpoint_path=checkpoint_path, config=json_safe(config or {}),
+                               metrics=json_safe(metrics or {}), card=json_safe(card or {}), bundled=bundled,
+                               parent_id=parent_id)
             s.add(row)
             s.flush()
             if activate:
@@ -74,7 +88,7 @@ class ModelVersionRepository:
             row = s.get(ModelVersion, version_id)
             if row is None:
                 raise ConflictError(f"model version {version_id} does not exist.")
-            row.metrics = {**row.metrics, **metrics}
+            row.metrics = json_safe({**row.metrics, **metrics})
             s.flush()
             return _dto(row)
 

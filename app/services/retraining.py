@@ -26,6 +26,7 @@ from app.services.export import CancelFn, ExportError, ExportOptions, ProgressFn
 from app.services.export_split import SplitSpec
 from app.services.json_files import write_json_atomic
 from app.services.prelabel import resolve_models
+from database.model_versions import json_safe as finite
 
 if TYPE_CHECKING:
     from database import Database
@@ -223,17 +224,6 @@ def image_channels(paths: Sequence[Path], sample: int = 8) -> int:
         if img is not None and (np.any(img[..., 0] != img[..., 1]) or np.any(img[..., 1] != img[..., 2])):
             return 3
     return 1
-
-
-def finite(value: Any) -> Any:
-    """NaN and infinities (an AUROC without both classes) become None: strict JSON and PostgreSQL refuse them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def auto_epochs(family: str, mode: str, data: Mapping[str, Any]) -> int:

@@ -234,3 +234,14 @@ def test_dtos_are_frozen_plain_data(db: Database) -> None:
     v.config["a"].append(2)  # the caller's copy; the stored config is untouched
     assert db.model_versions.get(v.id).config == {"a": [1]}
     assert repr(UNCHANGED) == "UNCHANGED" and not UNCHANGED
+
+
+def test_non_finite_figures_are_stored_as_null(db: Database) -> None:
+    """An AUROC without defect images is NaN in a card: PostgreSQL's JSON refuses NaN, so it is stored as null."""
+    nan, inf = float("nan"), float("inf")
+    v = db.model_versions.register("anomaly", "nan-card", "/m", card={"metrics": {"test": {"pixel_auroc": nan}}},
+                                   metrics={"pro": nan, "by_type": [1.0, inf]}, config={"x": -inf})
+    got = db.model_versions.get(v.id)
+    assert got.card == {"metrics": {"test": {"pixel_auroc": None}}} and got.config == {"x": None}
+    assert got.metrics == {"pro": None, "by_type": [1.0, None]}
+    assert db.model_versions.update_metrics(v.id, {"image_auroc": nan}).metrics["image_auroc"] is None
