@@ -170,11 +170,22 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[
     return args, start, {"classes": kept, "held_out": held_out}, notes
 
 
+def _has_target(mask_png: Path) -> bool:
+    import cv2
+
+    mask = cv2.imread(str(mask_png), cv2.IMREAD_UNCHANGED)
+    return mask is not None and bool(np.any(mask))
+
+
 def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
     frames = _images(root / "images")
     if len(frames) < MIN_SEGMENTER_FRAMES:
         raise RetrainError(f"the segmenter needs at least {MIN_SEGMENTER_FRAMES} reviewed frames with masks; "
                            f"there are {len(frames)}")
+    with_targets = sum(_has_target(m) for m in _images(root / "masks"))
+    if with_targets == 0:
+        raise RetrainError(f"none of the {len(frames)} reviewed masks holds a target: the segmenter cannot "
+                           "learn what a target is from background alone")
     args: list[str] = []
     start = "from scratch"
     if parent is not None:
@@ -186,7 +197,7 @@ def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[s
             args += ["--inner", str(inner)]
         start = f"fine-tuned from {parent.name} (its main network; ensemble members and verifier are not retrained)"
     held_out = len(_stems(root / "val.txt"))
-    return args, start, {"frames": len(frames), "held_out": held_out}, []
+    return args, start, {"frames": len(frames), "with_targets": with_targets, "held_out": held_out}, []
 
 
 def _anomaly_plan(root: Path) -> tuple[Path, list[str], str, dict[str, Any], list[str]]:

@@ -110,6 +110,12 @@ def test_plan_refuses_too_little_data_with_the_counts(station, tmp_path: Path) -
     db, _url, _ = station
     with pytest.raises(RetrainError, match=r"at least 10 images reviewed as normal for training; lot1 has \d"):
         plan_retraining(db, "anomaly", tmp_path / "a.work", tmp_path / "out")
+    for name in ("crack0", "crack1", "crack2", "crack3", "crack4", "crack5"):  # only background masks left
+        image = next(i for i in db.images.query() if Path(i.rel_path).stem == name)
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack",
+                                               mask_png=encode_mask(np.zeros((SIZE, SIZE), bool))), "bob")
+    with pytest.raises(RetrainError, match="none of the 12 reviewed masks holds a target"):
+        plan_retraining(db, "segmenter", tmp_path / "t.work", tmp_path / "out")
     db.folders.add(str(tmp_path / "empty"))
     with pytest.raises(RetrainError, match="no training data for the segmenter: .*nothing to export"):
         plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out", folder="empty")
@@ -119,7 +125,7 @@ def test_segmenter_plan_counts_frames_with_masks(station, tmp_path: Path) -> Non
     db, _url, _ = station
     plan = plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out")
     val = (plan.data_dir / "val.txt").read_text().split()
-    assert plan.data == {"frames": 12, "held_out": len(val)} and 0 < len(val) < 12
+    assert plan.data == {"frames": 12, "with_targets": 6, "held_out": len(val)} and 0 < len(val) < 12
     assert plan.model_dir == tmp_path / "out" / "final" and plan.comparable
     assert "--init" in plan.train_args  # the bundled segmenter is registered and fine-tuned
     scratch = plan_retraining(db, "segmenter", tmp_path / "s2.work", tmp_path / "out2", from_scratch=True)
