@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog
 from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
+from app.services.child_command import ChildCommand
 from app.services.model_catalog import ModelCatalog, ModelRow
 from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
 from app.services.retraining import comparison_text
@@ -31,7 +32,7 @@ COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
 HELP = ("Each family pre-labels with its <b>active</b> version. Make another one active, add a model "
         "folder trained elsewhere, or retrain a family on the labels reviewed in this project "
         "(a new version; the active one stays until you make the new one active).")
-RetrainCommand = Callable[[str, int | None], Sequence[str]]   # (family, epochs or None) -> argv
+RetrainCommand = Callable[[str, int | None], ChildCommand | Sequence[str]]   # (family, epochs or None) -> command
 
 
 class ModelsDialog(QDialog):

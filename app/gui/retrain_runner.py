@@ -12,6 +12,7 @@ from typing import Sequence
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from app.paths import REPO_ROOT
+from app.services.child_command import ChildCommand
 from app.services.retrain_protocol import (RetrainCancelled, RetrainDone, RetrainError, RetrainProgress,
                                            RetrainStage, parse_event)
 
@@ -52,15 +53,19 @@ class RetrainRunner(QObject):
     def pid(self) -> int | None:
         return int(self._proc.processId()) if self._proc is not None else None
 
-    def start(self, argv: Sequence[str]) -> None:
+    def start(self, command: ChildCommand | Sequence[str]) -> None:
+        """Run ``command`` (a station command with its environment, or a plain argv)."""
         if self.running:
             raise RuntimeError("a retraining is already running")
+        argv, extra = (command.argv, command.env) if isinstance(command, ChildCommand) else (tuple(command), {})
         self._reset()
         proc = QProcess(self)
         proc.setProgram(str(argv[0]))
         proc.setArguments([str(a) for a in argv[1:]])
         proc.setWorkingDirectory(str(REPO_ROOT))
         env = QProcessEnvironment.systemEnvironment()
+        for key, value in extra.items():
+            env.insert(key, value)
         env.insert("PYTHONUNBUFFERED", "1")   # each event as soon as it is printed
         proc.setProcessEnvironment(env)
         proc.readyReadStandardOutput.connect(self._read_out)

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from app.paths import REPO_ROOT, data_dir
 from app.services.artifacts import beside_database
+from app.services.child_command import station_command
 from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
 from app.services.routing import FAMILY_ORDER, ROUTING_FILE, Routing, group_by_families, load_routing
 from database.dto import ImageQuery, ModelVersionInfo
@@ -260,8 +260,10 @@ class WorkerHandle:
 
 def start_worker_process(db_url: str, device: str = "auto", *, once: bool = False, batch_size: int | None = None,
                          log_path: str | os.PathLike | None = None, extra_args: Sequence[str] = ()) -> WorkerHandle:
-    """Start ``python main.py worker --db URL`` as a separate process (models never load here)."""
-    cmd = [sys.executable, str(REPO_ROOT / "main.py"), "worker", "--db", db_url, "--device", device]
+    """Start ``python main.py worker`` on ``db_url`` as a separate process (models never load here);
+    the URL goes in the child's environment, not on its command line (it may hold a password)."""
+    child = station_command(db_url, "worker", "--device", device)
+    cmd = list(child.argv)
     if once:
         cmd.append("--once")
     if batch_size is not None:
@@ -272,7 +274,7 @@ def start_worker_process(db_url: str, device: str = "auto", *, once: bool = Fals
     flags = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0
     try:
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, creationflags=flags)
+                                stdin=subprocess.DEVNULL, creationflags=flags, env=child.environment())
     finally:
         if log is not None:
             out.close()

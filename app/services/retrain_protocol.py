@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from app.paths import REPO_ROOT
+from app.services.child_command import ChildCommand, station_command
 
 
 @dataclass(frozen=True)
@@ -58,13 +57,13 @@ class RetrainCancelled:
 RetrainEvent = Union[RetrainStage, RetrainProgress, RetrainDone, RetrainError, RetrainCancelled]
 
 
-def retrain_argv(db_url: str, family: str, epochs: int | None = None) -> list[str]:
+def retrain_argv(db_url: str, family: str, epochs: int | None = None) -> ChildCommand:
     """The command that retrains ``family`` on the reviewed labels of ``db_url`` (``epochs``: None
-    lets the command choose)."""
-    argv = [sys.executable, str(REPO_ROOT / "main.py"), "--db", db_url, "retrain", family, "--progress-json"]
+    lets the command choose); the URL travels in the child's environment."""
+    args = ["retrain", family, "--progress-json"]
     if epochs is not None:
-        argv += ["--epochs", str(int(epochs))]
-    return argv
+        args += ["--epochs", str(int(epochs))]
+    return station_command(db_url, *args)
 
 
 def _int(value: Any) -> int | None:

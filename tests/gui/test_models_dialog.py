@@ -294,7 +294,7 @@ def test_menu_entry_opens_the_dialog_beside_the_window_and_closing_the_station_e
     action.trigger()
     dlg = win.models_dialog
     assert dlg.isVisible() and not dlg.isModal()
-    assert list(dlg.retrain_command("segmenter", 3)) == retrain_argv(db_url, "segmenter", 3)   # the station's own
+    assert dlg.retrain_command("segmenter", 3) == retrain_argv(db_url, "segmenter", 3)   # the station's own
     dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
     dlg.activate_button.click()
     assert db.model_versions.active("anomaly").name == "anomaly-bottle"

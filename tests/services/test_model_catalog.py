@@ -177,10 +177,12 @@ def test_architecture_table_matches_the_model_registry() -> None:
 
 
 def test_retrain_command_and_events() -> None:
-    argv = retrain_argv("sqlite:///x.sqlite", "classifier")
-    assert argv == [sys.executable, str(REPO_ROOT / "main.py"), "--db", "sqlite:///x.sqlite", "retrain",
-                    "classifier", "--progress-json"]
-    assert retrain_argv("u", "anomaly", 5)[-2:] == ["--epochs", "5"]
+    secret = "postgresql+psycopg://inspector:s3cret@dbhost/station"
+    cmd = retrain_argv(secret, "classifier")
+    assert cmd.argv == (sys.executable, str(REPO_ROOT / "main.py"), "retrain", "classifier", "--progress-json")
+    assert cmd.env == {"INSPECTION_STATION_DB": secret} and "s3cret" not in " ".join(cmd.argv)  # not in `ps`
+    assert cmd.environment()["INSPECTION_STATION_DB"] == secret
+    assert retrain_argv("u", "anomaly", 5).argv[-2:] == ("--epochs", "5")
     assert parse_event('{"event": "stage", "stage": "export", "message": "exporting"}') == \
         RetrainStage("export", "exporting")
     p = parse_event(b'{"event": "progress", "stage": "train", "done": 12, "total": 300, "eta_s": 95.0}\n')

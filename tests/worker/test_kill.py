@@ -27,6 +27,7 @@ def test_killed_worker_loses_nothing_and_repeats_nothing(tmp_path: Path, tiny_mo
     good_images(tmp_path / "imgs", N)
     job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=FAMILIES)
     first = start_worker_process(url, "cpu", once=True, batch_size=2, log_path=tmp_path / "w1.log")
+    assert url not in " ".join(first.process.args)  # the URL (maybe with a password) travels in the environment
     deadline = time.monotonic() + 240
     while job_status(db, job).done < 4:
         assert first.alive(), (tmp_path / "w1.log").read_text()[-3000:]
