@@ -1,6 +1,6 @@
 """The ``retrain --progress-json`` process as a caller sees it: its command line and its events.
 
-Retraining runs in a separate process (``python main.py --db URL retrain FAMILY --progress-json``)
+Retraining runs in a separate process (``python main.py retrain FAMILY --progress-json``, the database URL in its environment)
 so that no caller, above all the GUI, ever imports torch or waits on a training. The process
 prints one JSON object per line on stdout; this module turns each line into a frozen event.
 Anything else it prints (warnings, progress bars of libraries) is not an event and is ignored.
