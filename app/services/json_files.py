@@ -1,4 +1,4 @@
-"""Project settings files (flag thresholds, model routing): written whole or not at all.
+"""JSON files of the station (settings, model configs and cards): read as objects, written whole.
 
 Why: a station killed mid-write must not leave a half-written JSON that stops the next
 pre-label job; the text goes to a temporary file that then replaces the old one in one step.
@@ -15,3 +15,20 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
     tmp.replace(path)
+
+
+class JsonFileError(ValueError):
+    """A JSON file that is missing, unreadable or not an object, with the reason in one sentence."""
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; anything else is a ``JsonFileError`` naming the file."""
+    if not path.is_file():
+        raise JsonFileError(f"{path.name} is missing in {path.parent}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise JsonFileError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise JsonFileError(f"{path} does not hold a JSON object")
+    return data

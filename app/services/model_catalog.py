@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from app.services.json_files import JsonFileError, read_json_object
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, version_for_dir
 from database.dto import ModelVersionInfo
 from inference.bundled import DEFAULT_MODEL, bundled_models
@@ -92,15 +93,10 @@ def summarize_metrics(metrics: Any) -> str:
 
 
 def _read_object(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelCatalogError(f"{path.name} is missing in {path.parent}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelCatalogError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ModelCatalogError(f"{path} does not hold a JSON object")
-    return data
+        return read_json_object(path)
+    except JsonFileError as exc:
+        raise ModelCatalogError(str(exc)) from None
 
 
 def check_safetensors(path: Path) -> int:

@@ -8,7 +8,6 @@ the same predictions and flags for it.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from app.paths import REPO_ROOT, data_dir
 from app.services.artifacts import beside_database
 from app.services.child_command import station_command
 from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
+from app.services.json_files import JsonFileError, read_json_object
 from app.services.routing import FAMILY_ORDER, ROUTING_FILE, Routing, group_by_families, load_routing
 from database.dto import ImageQuery, ModelVersionInfo
 from database.states import ItemStatus
@@ -77,10 +77,9 @@ def routing_path(db_url: str) -> Path:
 def read_card(model_dir: Path) -> dict:
     """A model directory's card.json (empty when absent or unreadable: the card is informative)."""
     try:
-        data = json.loads((Path(model_dir) / "card.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json_object(Path(model_dir) / "card.json")
+    except JsonFileError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersionInfo:

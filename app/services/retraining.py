@@ -9,7 +9,6 @@ changes a label or the active model; activation stays the inspector's decision.
 """
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import shutil
@@ -24,9 +23,10 @@ from app.paths import data_dir
 from app.services.artifacts import beside_database
 from app.services.export import CancelFn, ExportError, ExportOptions, ProgressFn, export_database
 from app.services.export_split import SplitSpec
-from app.services.json_files import write_json_atomic
+from app.services.json_files import JsonFileError, read_json_object, write_json_atomic
 from app.services.prelabel import resolve_models
 from database.model_versions import json_safe as finite
+from inference.imageio import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from database import Database
@@ -47,7 +47,6 @@ AUTO_EPOCHS = {("classifier", "fine-tune"): 15, ("classifier", "transfer"): 30, 
                ("segmenter", "fine-tune"): 16, ("segmenter", "scratch"): 50, ("anomaly", "scratch"): 25}
 HELD_OUT_SPLIT = SplitSpec(0.8, 0.2, 0.0)
 HEADLINE = {"classifier": ("accuracy", "f1"), "segmenter": ("iou", "pd", "fa"), "anomaly": ("image_auroc", "pixel_auroc")}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RECORD = "retraining.json"  # written into the new model directory beside its card
 
 
@@ -89,12 +88,9 @@ def version_name(family: str, now: datetime | None = None) -> str:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RetrainError(f"{path}: cannot be read ({exc})") from None
-    if not isinstance(data, dict):
-        raise RetrainError(f"{path}: not a JSON object")
-    return data
+        return read_json_object(path)
+    except JsonFileError as exc:
+        raise RetrainError(str(exc)) from None
 
 
 def _images(folder: Path) -> list[Path]:
