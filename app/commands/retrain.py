@@ -46,6 +46,8 @@ class Events:
             print(f"{event}: {text}" if event != "stage" else f"[{fields['stage']}] {text}", file=sys.stderr)
 
     def progress(self, stage: str, task: str, done: int, total: int) -> None:
+        if not self.as_json:  # a person reads the trainers' own progress bars on stderr
+            return
         now = time.monotonic()
         if task != self.task or self.first is None or done < self.first[1]:
             self.task, self.first = task, (now, done)
@@ -54,9 +56,8 @@ class Events:
         self.last_progress = now
         t0, d0 = self.first
         eta = (now - t0) / (done - d0) * (total - done) if done > d0 and now > t0 else None
-        if self.as_json:
-            self.emit("progress", stage=stage, task=task, done=done, total=total,
-                      eta_s=None if eta is None else round(eta, 1))
+        self.emit("progress", stage=stage, task=task, done=done, total=total,
+                  eta_s=None if eta is None else round(eta, 1))
 
 
 class ErrorTee(io.TextIOBase):
@@ -76,20 +77,17 @@ class ErrorTee(io.TextIOBase):
 
 
 def _family_command(verb: str, family: str, argv: list[str]) -> int:
-    """The same code path as ``python main.py VERB FAMILY ...``, in this process."""
-    from app.cli import _family_cli
+    """``python main.py VERB FAMILY ...`` through the station's own parser, in this process."""
+    from app.cli import build_parser
 
-    mod = _family_cli(family)
-    parser = argparse.ArgumentParser(prog=f"main.py {verb} {family}")
-    getattr(mod, f"add_{verb}_arguments")(parser)
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args([verb, family, *argv])
     except SystemExit as exc:  # a bad --train-args
         raise CommandError(f"the {verb} options were refused: {' '.join(argv)}") from exc
     saved = sys.argv
     sys.argv = ["main.py", verb, family, *argv]  # the card records the equivalent train command
     try:
-        return int(getattr(mod, f"run_{verb}")(args) or 0)
+        return int(args.func(args) or 0)
     finally:
         sys.argv = saved
 
@@ -113,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
 
     from app.services.retraining import (RetrainError, comparison, comparison_text, models_root, plan_retraining, register_retrained,
-                                         safe_remove_tree, version_name, work_dir)
+                                         safe_remove_tree, trainer_scores, version_name, work_dir)
     from database import DatabaseError, open_database
     from inference.training.common import progress_listener
 
@@ -164,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
                                                       f"on {plan.data.get('held_out', 0)} held-out reviewed image(s)")
         scoring: Callable[[str, int, int], None] = lambda task, d, t: events.progress("compare", task, d, t)
         with progress_listener(scoring), contextlib.redirect_stdout(sys.stderr):
-            new_scores = _score(args.family, plan.data_dir, plan.model_dir, work / "new.json", args) \
-                if plan.data.get("held_out") else None
+            new_scores = trainer_scores(plan) or (
+                _score(args.family, plan.data_dir, plan.model_dir, work / "new.json", args) if plan.data.get("held_out") else None)
             parent_scores = _score(args.family, plan.data_dir, Path(plan.parent.checkpoint_path), work / "parent.json", args) \
                 if plan.comparable and new_scores is not None else None
         compared = comparison(plan, new_scores, parent_scores)

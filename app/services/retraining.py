@@ -288,6 +288,19 @@ def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
     return {"held_out": finite(held)} if isinstance(held, dict) else {}
 
 
+# The split of the card's metrics where the trainer already scored the held-out part (the
+# classifier's val/ is the export's val part, the anomaly test/ its MVTec test split); the
+# segmenter's trainer scores only its own share of train.txt, so it is evaluated afterwards.
+TRAINER_SCORED = {"classifier": "val", "anomaly": "test"}
+
+
+def trainer_scores(plan: RetrainPlan) -> dict[str, Any] | None:
+    """The new version's figures on the held-out labels, when its training already computed them."""
+    split = TRAINER_SCORED.get(plan.family)
+    block = read_json(plan.model_dir / "card.json").get("metrics", {}).get(split) if split else None
+    return block if isinstance(block, dict) and block else None
+
+
 def headline(family: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
     """The few figures that say which version is better on the held-out labels."""
     return {k: finite(metrics.get(k)) for k in HEADLINE[family] if k in metrics} if metrics else {}
