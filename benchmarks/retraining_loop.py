@@ -30,11 +30,12 @@ from app.services.indexing import index_folder  # noqa: E402
 from database import LabelChange, ReviewState, open_database  # noqa: E402
 
 
-def label_sample_per_class(db, per_class: int, seed: int) -> dict[str, int]:
+def label_sample_per_class(db, per_class: int, seed: int, first: bool = False) -> dict[str, int]:
     """Corrected labels with the true class (the parent folder's name) for N random images of each class.
 
-    Random, not the first N by name: names often encode the capture session (magnetic tile's
-    ``exp1_…``), and an inspector reviews a stream of parts from every session.
+    Random by default, not the first N by name: names often encode the capture session (magnetic
+    tile's ``exp1_…``), and an inspector reviews a stream of parts from every session. ``first``
+    reproduces the by-name selection of the first runs recorded in RESULTS.md.
     """
     rng = random.Random(seed)
     by_class: dict[str, list] = {}
@@ -44,7 +45,7 @@ def label_sample_per_class(db, per_class: int, seed: int) -> dict[str, int]:
             by_class.setdefault(parts[0], []).append(image)
     counts = {}
     for name, images in sorted(by_class.items()):
-        for image in rng.sample(images, min(per_class, len(images))):
+        for image in images[:per_class] if first else rng.sample(images, min(per_class, len(images))):
             db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=name), "benchmark")
         counts[name] = min(per_class, len(images))
     return counts
@@ -56,6 +57,7 @@ def main() -> int:
     ap.add_argument("--val", required=True, type=Path, help="independent class-folder tree for the final score")
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0, help="which images of each class the inspector labels")
+    ap.add_argument("--first-by-name", action="store_true", help="label the first N of each class by file name instead")
     ap.add_argument("--epochs", type=int, default=None, help="default: the retrain command's plan")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retrain-args", default="", help="more options for the retrain command, quoted as one string")
@@ -68,7 +70,7 @@ def main() -> int:
         url = f"sqlite:///{Path(tmp, 'station.sqlite').as_posix()}"
         db = open_database(url)
         report = index_folder(db, args.train)
-        labelled = label_sample_per_class(db, args.per_class, args.seed)
+        labelled = label_sample_per_class(db, args.per_class, args.seed, args.first_by_name)
         db.close()
         print(f"indexed {len(report.added)} images; labelled {sum(labelled.values())}: {labelled}")
 
@@ -93,7 +95,7 @@ def main() -> int:
         independent = json.loads(scored.read_text(encoding="utf-8"))
 
     result = {
-        "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "seed": args.seed, "labelled": labelled,
+        "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "seed": None if args.first_by_name else args.seed, "labelled": labelled,
         "retrain_command": " ".join(cmd[2:]).replace(url, "URL"),
         "plan": {k: plan[k] for k in ("start", "data", "notes", "command")}, "retrain_seconds": round(seconds, 1),
         "held_out_comparison": done["comparison"],
