@@ -126,7 +126,7 @@ class Progress:
 
         self.bar = tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, mininterval=1.0)
         self.start = time.monotonic()
-        self.done, self.total, self.desc = 0, total, desc
+        self.done, self.total, self.desc = 0, total, desc  # counted here: a disabled tqdm bar keeps n at 0
         self._notify()
 
     def update(self, n: int = 1, **postfix: Any) -> None:
