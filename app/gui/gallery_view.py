@@ -6,7 +6,7 @@ threshold), target count (top-left), flag. Unloadable images get a placeholder a
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
@@ -143,13 +143,20 @@ class GalleryView(QListView):
         if current.isValid():
             self.current_image_changed.emit(current.data(ITEM_ROLE).image_id)
 
-    def select_image(self, image_id: int) -> bool:
+    def select_image(self, image_id: int, alone: bool = False) -> bool:
+        """Make ``image_id`` the current image, selected alone when it was not current yet
+        (or always, with ``alone``); a multi-selection around the current image is kept otherwise.
+
+        ``setCurrentIndex`` would read the keyboard modifiers still held (Ctrl of ``Ctrl+Z``)
+        and toggle the image into the selection, leaving two images selected for the next
+        ``A`` (issue 16); the selection model is told to clear and select instead.
+        """
         row = self._model.row_of(image_id)
         if row is None:
             return False
         idx = self._model.index(row)
-        if self.currentIndex() != idx:
-            self.setCurrentIndex(idx)
+        if alone or self.currentIndex() != idx:
+            self.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.scrollTo(idx)
         return True
 

@@ -28,8 +28,11 @@ class LabelEdit(QUndoCommand):
         self.changed = changed
         self.follow = follow  # undo brings the image back on screen (not for bulk decisions)
 
+        self._pushed = False  # the first redo is the edit itself, later ones are a redo
+
     def redo(self) -> None:
-        self.controller.apply_label(self.image_id, self.after, self.changed, self.follow)
+        self.controller.apply_label(self.image_id, self.after, self.changed, self.follow, replay=self._pushed)
+        self._pushed = True
 
     def undo(self) -> None:
-        self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow)
+        self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow, replay=True)

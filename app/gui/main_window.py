@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         r.counts_changed.connect(q.update_counts)
         r.image_loaded.connect(self.label_panel.show_detail)
         r.image_loaded.connect(lambda d: q.select(d.item.image_id))
+        r.replayed.connect(q.select_alone)  # after undo/redo only the image it changed is selected
         r.label_changed.connect(self.label_panel.show_label)
         r.label_changed.connect(lambda _l: self._show_history())
         r.message.connect(self._say)

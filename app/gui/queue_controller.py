@@ -105,6 +105,10 @@ class QueueController(QObject):
     def select(self, image_id: int) -> bool:
         return self.view.select_image(image_id)
 
+    def select_alone(self, image_id: int) -> bool:
+        """Select ``image_id`` and nothing else (after an undo: the next decision is for it only)."""
+        return self.view.select_image(image_id, alone=True)
+
     def step(self, delta: int) -> bool:
         n = self.model.rowCount()
         if not n:

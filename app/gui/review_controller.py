@@ -27,6 +27,7 @@ class ReviewController(QObject):
     message = Signal(str)              # status bar
     save_failed = Signal(str)          # a reason to show prominently
     pending_changed = Signal(int)      # labels waiting for the database
+    replayed = Signal(int)             # image id whose edit an undo/redo just replayed
 
     RETRY_MS = 3000
 
@@ -130,10 +131,11 @@ class ReviewController(QObject):
         if after.same_content(self.label):
             self.message.emit("Already accepted.")
             return
-        self._edit(after, "accept prediction", "accept")
+        self._edit(after, "accept", "accept")
 
     def decide_many(self, image_ids: list[int], decision: str) -> int:
-        """Accept (predictions as they are) or reject several images as one undoable step."""
+        """Accept (each image's own label, the prediction filling what it lacks) or reject several
+        images as one undoable step."""
         if decision not in ("accept", "reject"):
             raise ValueError(decision)
         edits = []
@@ -189,7 +191,9 @@ class ReviewController(QObject):
         self.message.emit("Flagged." if item.flagged else "Flag removed.")
 
     # -- applying (called by undo commands) ------------------------------------------------
-    def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True) -> None:
+    def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,
+                    replay: bool = False) -> None:
+        """Save ``state`` for ``image_id``; ``replay``: an undo or redo, not the edit itself."""
         saved = self._save(image_id, state, changed)
         shown = saved if saved is not None else state
         if self.image_id == image_id:
@@ -198,6 +202,8 @@ class ReviewController(QObject):
         elif self.image_id is not None and follow:
             # Undo of an edit made on another image: bring that image back so the change is seen.
             self.reload(image_id)
+        if replay and follow:
+            self.replayed.emit(image_id)
 
     def _save(self, image_id: int, state: LabelState, changed: str) -> LabelState | None:
         try:

@@ -19,8 +19,9 @@ class Shortcut:
 
 SHORTCUTS: tuple[Shortcut, ...] = (
     # Review
-    Shortcut("accept", ("A", "Space"), "Accept the prediction as is (and go to the next unreviewed); "
-             "with several images selected in the gallery, accept them all", "Review", "mdi6.check-bold"),
+    Shortcut("accept", ("A", "Space"), "Accept the label on screen: your corrections as they are, the prediction "
+             "for what you did not set (and go to the next unreviewed); with several images selected in the "
+             "gallery, accept each one's own label", "Review", "mdi6.check-bold"),
     Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export); with several selected, "
              "reject them all", "Review", "mdi6.close-thick"),
     Shortcut("flag", ("F",), "Flag / unflag the image for a second look", "Review", "mdi6.flag"),

@@ -268,14 +268,29 @@ class ReviewService:
 
     def accepted_label(self, detail: ImageDetail, current: LabelState,
                        size: tuple[int, int] | None = None) -> LabelState:
-        """The label "accept the prediction as is" stands for (not saved here).
+        """The label Accept saves (not saved here): what is on screen, marked accepted.
 
-        ``size`` (width, height) is the image's: a heatmap at model resolution becomes a region
-        at image resolution. Without any prediction, accepting confirms the current label.
+        Accept must never turn an inspector's correction back into the model's answer (issue 16:
+        ``D``, paint a region, ``A`` used to save the prediction's verdict and no region). So every
+        part the current label holds — class, mask, verdict with its region — is kept as it is,
+        and only a part it lacks is taken from the prediction. Once a label has taken the
+        prediction (``from_prediction_id`` set), an empty part is the inspector's own erasure and
+        stays empty. ``size`` (width, height) is the image's: a heatmap at model resolution
+        becomes a region at image resolution.
         """
-        p = detail.prediction
-        if p is None:
+        if detail.prediction is None or current.from_prediction_id is not None:
             return current.with_(review_state="accepted")
+        model = self._prediction_label(detail.prediction, size)
+        has_verdict = current.anomaly_verdict is not None or current.anomaly_region is not None
+        return current.with_(
+            class_name=current.class_name if current.class_name is not None else model.class_name,
+            mask=current.mask if current.mask is not None else model.mask,
+            anomaly_verdict=current.anomaly_verdict if has_verdict else model.anomaly_verdict,
+            anomaly_region=current.anomaly_region if has_verdict else model.anomaly_region,
+            review_state="accepted", from_prediction_id=model.from_prediction_id)
+
+    def _prediction_label(self, p: PredictionView, size: tuple[int, int] | None) -> LabelState:
+        """The prediction as a label: class, mask, verdict and the heatmap's region over threshold."""
         verdict = region = None
         if p.anomaly_score is not None:
             verdict = "anomalous" if p.anomalous else "normal"
@@ -288,10 +303,9 @@ class ReviewService:
                 region = heat >= self.region_threshold()
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
-        return LabelState(class_name=p.predicted_class or current.class_name,
+        return LabelState(class_name=p.predicted_class,
                           mask=p.mask if p.mask is not None and p.mask.any() else None,
-                          anomaly_verdict=verdict, anomaly_region=region, review_state="accepted",
-                          from_prediction_id=from_id)
+                          anomaly_verdict=verdict, anomaly_region=region, from_prediction_id=from_id)
 
     def revision_label(self, image_id: int, revision: int) -> LabelState:
         """An earlier revision's label (to bring it back as a new revision)."""

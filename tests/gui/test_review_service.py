@@ -133,3 +133,33 @@ def test_accepted_region_is_at_image_resolution(service, seeded):
     hot = service.detail(service.queue(QueueFilter(folder_id=seeded.id, sort="anomaly"))[0].image_id)
     acc = service.accepted_label(hot, hot.label, size=(128, 96))
     assert acc.anomaly_region.shape == (96, 128)
+
+
+def test_accept_keeps_the_inspectors_corrections_and_fills_only_what_is_missing(service, seeded):
+    """Issue 16 item 2: Accept accepts what is on screen, never the model's answer over a human edit."""
+    cold = service.detail(service.queue(QueueFilter(folder_id=seeded.id, sort="anomaly"))[-1].image_id)
+    assert cold.prediction.anomalous is False
+    region = np.zeros((64, 64), bool)
+    region[40:50, 2:12] = True
+    corrected = LabelState(anomaly_verdict="anomalous", anomaly_region=region, review_state="corrected")
+    acc = service.accepted_label(cold, corrected)
+    assert acc.review_state == "accepted"
+    assert acc.anomaly_verdict == "anomalous" and np.array_equal(acc.anomaly_region, region)
+    # parts the inspector did not touch come from the prediction
+    assert acc.class_name == cold.prediction.predicted_class
+    assert np.array_equal(acc.mask, cold.prediction.mask)
+    assert acc.from_prediction_id is not None
+    # a class chosen by hand stays, a verdict of "normal" stays normal without a model region
+    hot = service.detail(service.queue(QueueFilter(folder_id=seeded.id, sort="anomaly"))[0].image_id)
+    other = next(c for c in CLASSES if c != hot.prediction.predicted_class)
+    mine = service.accepted_label(hot, LabelState(class_name=other, anomaly_verdict="normal", review_state="corrected"))
+    assert mine.class_name == other and mine.anomaly_verdict == "normal" and mine.anomaly_region is None
+
+
+def test_accept_after_erasing_an_accepted_mask_keeps_it_erased(service, seeded):
+    d = service.detail(service.queue(QueueFilter(folder_id=seeded.id))[0].image_id)
+    accepted = service.accepted_label(d, d.label)
+    assert accepted.mask is not None
+    erased = accepted.with_(mask=None, review_state="corrected")
+    again = service.accepted_label(d, erased)
+    assert again.mask is None and again.review_state == "accepted" and again.class_name == accepted.class_name

@@ -1,0 +1,77 @@
+"""Issue 16 in the window: Accept keeps corrections, undo leaves an honest selection."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QItemSelectionModel, Qt
+
+from tests.gui.conftest import wait_shown
+from tests.gui.fixtures import CLASSES
+from tests.gui.test_main_window import _drag, _seeded_window, press
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+def test_accept_after_painting_a_region_saves_the_region(service, db, folder, artifacts, qtbot):
+    """D, paint an anomaly region, A: the accepted revision is the inspector's, not the model's."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    v, image_id = win.viewer, win.review.image_id
+    predicted = service.detail(image_id).prediction
+    press(qtbot, win, Qt.Key.Key_D)
+    press(qtbot, win, Qt.Key.Key_R)   # tools edit the anomaly region
+    press(qtbot, win, Qt.Key.Key_B)
+    v.one_to_one()
+    v.centerOn(32, 32)
+    v.set_brush_radius(3)
+    _drag(qtbot, v, v.mapFromScene(10, 50), v.mapFromScene(30, 50))
+    painted = win.review.label.anomaly_region
+    assert painted is not None and painted[50, 12:28].all()
+    press(qtbot, win, Qt.Key.Key_A)
+    saved = service.detail(image_id).label
+    assert saved.review_state == "accepted"
+    assert saved.anomaly_verdict == "anomalous" and np.array_equal(saved.anomaly_region, painted)
+    assert saved.class_name == predicted.predicted_class  # untouched parts: the prediction's
+    assert [h.review_state for h in service.history(image_id)][-1] == "accepted"
+    win.close()
+
+
+def test_bulk_accept_keeps_each_images_own_correction(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    corrected = win.review.image_id
+    predicted = service.detail(corrected).prediction.predicted_class
+    mine = next(c for c in CLASSES if c != predicted)
+    win.review.set_class(mine)
+    sel = win.gallery.selectionModel()
+    for row in (1, 2):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    ids = win.queue.selected_ids()
+    assert corrected in ids and len(ids) == 2
+    press(qtbot, win, Qt.Key.Key_A)
+    other = next(i for i in ids if i != corrected)
+    assert service.detail(corrected).label.class_name == mine
+    assert service.detail(corrected).label.review_state == "accepted"
+    assert service.detail(other).label.class_name == service.detail(other).prediction.predicted_class
+    win.close()
+
+
+def test_undo_and_redo_select_the_changed_image_alone(window, service, qtbot):
+    win = window
+    first = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_D)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    second = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_Z, CTRL)
+    assert win.review.image_id == first
+    assert win.queue.selected_ids() == [first]
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    assert win.review.image_id == second
+    press(qtbot, win, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)  # redo goes back to it too
+    assert win.review.image_id == first and win.queue.selected_ids() == [first]
+    assert service.detail(first).label.anomaly_verdict == "anomalous"
+    press(qtbot, win, Qt.Key.Key_A)  # the next decision is for that image only
+    assert service.item(first).review_state == "accepted"
+    assert service.item(second).review_state == "unreviewed"
+    win.close()
