@@ -18,6 +18,7 @@ SHORT = {
     "prelabel_new": "Pre-label new images", "model_routing": "Model routing…", "models": "Models…", "export": "Export…", "settings": "Settings…",
     "open_folder": "Open folder…", "help_shortcuts": "Keyboard shortcuts", "fit": "Fit", "one_to_one": "1:1",
     "toggle_heatmap": "Heatmap", "toggle_prediction": "Predicted mask", "toggle_mask": "Labelled masks",
+    "next_target": "Next target", "prev_target": "Previous target",
     "target_mask": "Edit defect mask", "target_region": "Edit anomaly region", "focus_filter": "Search",
 }
 CHECKED = {"toggle_heatmap", "toggle_prediction", "toggle_mask", "tool_pan", "target_mask"}

@@ -52,8 +52,12 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("zoom_in", ("+", "="), "Zoom in", "View", "mdi6.magnify-plus-outline"),
     Shortcut("zoom_out", ("-",), "Zoom out", "View", "mdi6.magnify-minus-outline"),
     Shortcut("toggle_heatmap", ("H",), "Show / hide the anomaly heatmap", "View", "mdi6.fire"),
-    Shortcut("toggle_prediction", ("T",), "Show / hide the predicted mask", "View", "mdi6.shape-outline"),
+    Shortcut("toggle_prediction", ("T",), "Show / hide the predicted mask and its target rings", "View",
+             "mdi6.shape-outline"),
     Shortcut("toggle_mask", ("Shift+M",), "Show / hide the labelled masks", "View", "mdi6.layers-outline"),
+    Shortcut("next_target", ("Tab",), "Next predicted target: centre the view on it (target k/n)", "View",
+             "mdi6.target"),
+    Shortcut("prev_target", ("Shift+Tab",), "Previous predicted target", "View", "mdi6.target-variant"),
     Shortcut("compare", ("C",), "Side by side: original beside the overlays", "View", "mdi6.compare"),
     # Project
     Shortcut("open_folder", ("Ctrl+O",), "Open a folder of images", "Project", "mdi6.folder-open"),

@@ -17,8 +17,9 @@ from PySide6.QtWidgets import (QFrame, QGraphicsEllipseItem, QGraphicsPathItem, 
 
 from app.gui.layers import MaskLayer, RasterLayer
 from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB
+from app.gui.target_rings import TargetRings
 from app.gui.thumbnails import rgb_to_qimage
-from app.services.display import colorize_heatmap, colorize_mask, resize_to
+from app.services.display import colorize_heatmap, colorize_mask, resize_to, targets_of
 
 TOOLS = ("pan", "brush", "eraser", "polygon")
 LAYERS = ("heatmap", "prediction", "region", "mask")
@@ -144,6 +145,7 @@ class ImageViewer(ImageView):
     mask_edited = Signal(str, object)   # target ("mask" | "region"), bool ndarray
     cursor_moved = Signal(str)          # "x, y  value" for the status bar
     tool_changed = Signal(str)
+    target_stepped = Signal(int, int)   # which target Tab reached (1-based; 0: none) and how many
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -179,6 +181,7 @@ class ImageViewer(ImageView):
         self._last: QPointF | None = None
         self._poly: list[QPointF] = []
         self.editable = True
+        self.rings = TargetRings()  # predicted targets, ringed at a visible size (drawForeground)
         self.setMouseTracking(True)
         self.set_tool("pan")
 
@@ -193,6 +196,7 @@ class ImageViewer(ImageView):
         self.region.reset(w, h, None)
         self.mask.reset(w, h, None)
         self._heat = None
+        self.rings.set_targets([])
 
     def image_size(self) -> tuple[int, int]:
         return (0, 0) if self._rgb is None else (self._rgb.shape[1], self._rgb.shape[0])
@@ -224,8 +228,31 @@ class ImageViewer(ImageView):
         w, h = self.image_size()
         if mask is None or not w:
             self.prediction.set_rgba(None)
+            self.rings.set_targets([])
         else:
-            self.prediction.set_rgba(colorize_mask(resize_to(mask.astype(bool), w, h, nearest=True), PRED_MASK_RGB))
+            fitted = resize_to(mask.astype(bool), w, h, nearest=True)
+            self.prediction.set_rgba(colorize_mask(fitted, PRED_MASK_RGB))
+            self.rings.set_targets(targets_of(fitted))
+        self.viewport().update()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        super().drawForeground(painter, rect)
+        if self.prediction.isVisible():  # the rings belong to the predicted-mask layer (T)
+            self.rings.paint(painter, self)
+
+    def step_target(self, delta: int) -> None:
+        """Tab / Shift+Tab: centre the view on the next / previous predicted target."""
+        t = self.rings.step(delta)
+        if t is None:
+            self.target_stepped.emit(0, 0)
+            return
+        if self.zoom() < 1.0:  # a target is not found at a fraction of its pixels
+            self._fit_on_resize = False
+            self.resetTransform()
+        self.centerOn(QPointF(t.cx, t.cy))
+        self.viewport().update()
+        self.view_changed.emit()
+        self.target_stepped.emit(self.rings.current + 1, len(self.rings.targets))
 
     def set_label_masks(self, mask: np.ndarray | None, region: np.ndarray | None) -> None:
         w, h = self.image_size()
@@ -235,6 +262,7 @@ class ImageViewer(ImageView):
 
     def set_layer_visible(self, name: str, visible: bool) -> None:
         self.layers[name].setVisible(visible)
+        self.viewport().update()  # the target rings follow the predicted-mask layer
 
     def set_layer_opacity(self, name: str, opacity: float) -> None:
         self.layers[name].setOpacity(max(0.0, min(1.0, opacity)))

@@ -36,6 +36,8 @@ def wire_view_actions(a: dict[str, QAction], pane: ViewerPane, lp: LayerPanel) -
     a["toggle_mask"].triggered.connect(lambda on: (lp.checks["mask"].setChecked(on),
                                                    lp.checks["region"].setChecked(on)))
     a["compare"].toggled.connect(pane.set_side_by_side)
+    a["next_target"].triggered.connect(lambda: v.step_target(1))
+    a["prev_target"].triggered.connect(lambda: v.step_target(-1))
     a["fit"].triggered.connect(v.fit)
     a["one_to_one"].triggered.connect(v.one_to_one)
     a["zoom_in"].triggered.connect(lambda: v.zoom_by(1.25, anchor_under_mouse=False))

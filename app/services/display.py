@@ -132,3 +132,28 @@ def decode_mask_png(data: bytes) -> np.ndarray:
     if img.ndim == 3:
         img = img.max(axis=2)
     return img > 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One predicted target (an 8-connected component of the segmenter's mask), in image pixels.
+
+    A small target is a few pixels of a large frame: the viewer rings it at a size that stays
+    visible at any zoom, and Tab steps through these in reading order.
+    """
+
+    cx: float
+    cy: float
+    radius: float  # half the diagonal of the component's bounding box
+
+
+def targets_of(mask: np.ndarray | None) -> list[Target]:
+    """The mask's components, top to bottom then left to right (the order Tab steps through)."""
+    if mask is None or not mask.any():
+        return []
+    from app.services.export_items import components  # the one component finder (export counts the same)
+    out = []
+    for c in components(mask):
+        h, w = c.crop.shape
+        out.append(Target(c.x + w / 2.0, c.y + h / 2.0, 0.5 * float(np.hypot(w, h))))
+    return sorted(out, key=lambda t: (t.cy, t.cx))
