@@ -1,7 +1,9 @@
 """Help → Keyboard shortcuts: the shortcut table, grouped, searchable by eye."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTableWidget, QTableWidgetItem, QVBoxLayout
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHeaderView, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout)
 
 from app.gui.shortcuts import SHORTCUTS
 
@@ -10,7 +12,7 @@ class ShortcutsDialog(QDialog):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        self.resize(640, 640)
+        self.resize(760, 680)
         rows = [s for s in SHORTCUTS if not s.id.startswith("class_") or s.id == "class_1"]
         table = QTableWidget(len(rows), 3, self)
         table.setObjectName("shortcutTable")
@@ -20,8 +22,16 @@ class ShortcutsDialog(QDialog):
             text = "Set the image's class (n-th class of the label panel)" if s.id == "class_1" else s.text
             for c, v in enumerate((s.group, keys, text)):
                 table.setItem(r, c, QTableWidgetItem(v))
-        table.resizeColumnsToContents()
-        table.horizontalHeader().setStretchLastSection(True)
+        # Sized to contents, the Action column ran 1,200 px wide and was cut at the dialog's edge:
+        # it takes the width that is left and wraps, each row as tall as its wrapped text.
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        table.setWordWrap(True)
+        table.setTextElideMode(Qt.TextElideMode.ElideNone)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.verticalHeader().setVisible(False)
         table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

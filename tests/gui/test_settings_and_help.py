@@ -76,3 +76,20 @@ def test_window_survives_a_theme_switch_and_keeps_working(window, qtbot):
     wait_shown(window, qtbot)
     window.apply_theme("light")
     assert window.viewer.image_size() == (64, 64)
+
+
+def test_help_table_shows_each_action_whole(window, qtbot):
+    """Issue 16 item 8: the Action column wraps its text instead of cutting it."""
+    from PySide6.QtCore import QRect, Qt
+    dlg = ShortcutsDialog(window)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    table = dlg.table
+    width = table.columnWidth(2)
+    assert table.columnViewportPosition(2) + width <= table.viewport().width()  # no horizontal scrolling
+    fm = table.fontMetrics()
+    for r in range(table.rowCount()):
+        text = table.item(r, 2).text()
+        need = fm.boundingRect(QRect(0, 0, width - 8, 10_000), int(Qt.TextFlag.TextWordWrap), text)
+        assert need.height() <= table.rowHeight(r), text
