@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self.folder_ctl.opened.connect(lambda info: self.show_folder(info.id))
         self.folder_ctl.message.connect(self._say)
         self.folder_ctl.failed.connect(self._warn)
+        self.folder_ctl.failed.connect(lambda _m: q.stop_awaiting())
         v.cursor_moved.connect(self.status.cursor.setText)
         v.target_stepped.connect(lambda k, n: self._say(f"Target {k}/{n}" if n else "No predicted target on this image."))
         self.viewer_ctl.image_shown.connect(lambda _id: self.label_panel.show_size(*v.image_size()))
@@ -215,6 +216,8 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, path: str, wait: bool = True) -> int | None:
         """Index and show ``path``; ``wait=False`` indexes in the background (the menu, start-up)."""
+        if not wait and self.gallery_model.rowCount() == 0:
+            self.queue.await_items()  # keys pressed before the images are listed are kept
         info = self.folder_ctl.open(path, wait)
         return None if info is None else info.id
 

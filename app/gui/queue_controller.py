@@ -32,6 +32,8 @@ class QueueController(QObject):
         self.filter = QueueFilter()
         self._last_filter: QueueFilter | None = None
         self._reading = False
+        self._awaiting = False   # a folder is being indexed: its images are not listed yet
+        self._pending_nav = 0    # N / Shift+N pressed meanwhile, done once they are
         self._reader = DecodePool(1, 1, "queue-reader")
         self._read_done.connect(self._on_read)
         view.current_image_changed.connect(self.current_changed)
@@ -86,7 +88,19 @@ class QueueController(QObject):
         elif items:
             self.view.select_image(items[0].image_id)
         self._last_filter = flt
+        if items and self._awaiting:
+            self._awaiting, delta, self._pending_nav = False, self._pending_nav, 0
+            if delta:
+                self._first_unreviewed(delta)
         self.update_counts()
+
+    def await_items(self) -> None:
+        """A folder is being indexed in the background: until its images are listed the gallery
+        is empty, and an ``N`` pressed then is kept instead of going nowhere (issue 16)."""
+        self._awaiting = True
+
+    def stop_awaiting(self) -> None:
+        self._awaiting, self._pending_nav = False, 0
 
     def update_counts(self) -> None:
         try:
@@ -124,6 +138,10 @@ class QueueController(QObject):
         """Move to the next (or previous) unreviewed image in the queue's order, wrapping once."""
         n = self.model.rowCount()
         if not n:
+            if self._awaiting:
+                self._pending_nav = delta
+                self.message.emit("The folder is still being indexed: its first unreviewed image is shown "
+                                  "as soon as it is listed.")
             return False
         idx = self.view.currentIndex()
         start = idx.row() if idx.isValid() else (-1 if delta > 0 else n)
@@ -131,6 +149,17 @@ class QueueController(QObject):
             row = (start + delta * k) % n
             item = self.model.item_at(row)
             if item is not None and item.review_state == "unreviewed" and row != start:
+                return self.view.select_image(item.image_id)
+        self.message.emit("No unreviewed image left in this view.")
+        return False
+
+    def _first_unreviewed(self, delta: int) -> bool:
+        """The first (``delta`` > 0) or last unreviewed image of the queue, the current one included."""
+        n = self.model.rowCount()
+        rows = range(n) if delta > 0 else range(n - 1, -1, -1)
+        for row in rows:
+            item = self.model.item_at(row)
+            if item is not None and item.review_state == "unreviewed":
                 return self.view.select_image(item.image_id)
         self.message.emit("No unreviewed image left in this view.")
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from tests.gui.conftest import wait_shown
+from tests.gui.conftest import build_window, wait_shown
 from tests.gui.fixtures import CLASSES
 from tests.gui.test_main_window import _drag, _seeded_window, press
 
@@ -74,4 +74,25 @@ def test_undo_and_redo_select_the_changed_image_alone(window, service, qtbot):
     press(qtbot, win, Qt.Key.Key_A)  # the next decision is for that image only
     assert service.item(first).review_state == "accepted"
     assert service.item(second).review_state == "unreviewed"
+    win.close()
+
+
+def test_n_pressed_while_the_folder_is_indexed_is_not_lost(service, folder, qtbot):
+    """Issue 16 item 8: the first N after opening a folder went nowhere (the queue was still empty)."""
+    from app.services.review_types import LabelState, QueueFilter
+    info = service.open_folder(folder)
+    first, second = (it.image_id for it in service.queue(QueueFilter(folder_id=info.id))[:2])
+    service.save_label(first, LabelState(class_name="done", review_state="corrected"))
+    win = build_window(service, qtbot)
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow)
+    messages = []
+    win.queue.message.connect(messages.append)
+    with qtbot.waitSignal(win.folder_ctl.opened, timeout=10000):
+        win.open_folder(str(folder), wait=False)
+        assert win.gallery_model.rowCount() == 0
+        press(qtbot, win, Qt.Key.Key_N)
+        assert messages and "indexed" in messages[-1]
+    wait_shown(win, qtbot)
+    assert win.review.image_id == second  # the first unreviewed image, as N asked
     win.close()
