@@ -299,6 +299,7 @@ class MainWindow(QMainWindow):
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
         self.ctx.shutdown()
+        self.review.close()
         self.thumbs.shutdown()
         self.queue.close()
         self.folder_ctl.close()

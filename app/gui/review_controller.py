@@ -4,13 +4,20 @@ Widgets call the intent methods (``set_class``, ``set_mask``, ``accept`` …); e
 ``LabelEdit`` on the undo stack whose redo/undo call ``apply_label``, which saves a revision
 through the review service at once (autosave). A save that fails (locked database, full disk)
 keeps the label in memory, says so, and is retried; nothing an inspector did is dropped.
+
+Opening an image reads its detail (a dozen queries and the heatmap file) on a helper thread, as
+ADR 0005 asks, and the answer comes back as a queued signal; an answer for an image the
+inspector has already left is dropped. An edit must never land on the previous image while the
+next one is on its way, so an intent made then reads the new image's detail at once (the edit's
+own save waits on the database anyway) and drops the background answer.
 """
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
 from app.gui.label_commands import LabelEdit
@@ -28,6 +35,8 @@ class ReviewController(QObject):
     save_failed = Signal(str)          # a reason to show prominently
     pending_changed = Signal(int)      # labels waiting for the database
     replayed = Signal(int)             # image id whose edit an undo/redo just replayed
+    loading = Signal(int)              # image id whose detail is being read (the screen still shows the last)
+    _loaded = Signal(int, int, object, str)  # ticket, image id, ImageDetail | None, error (from the reader)
 
     RETRY_MS = 3000
 
@@ -42,26 +51,79 @@ class ReviewController(QObject):
         self._retry = QTimer(self)
         self._retry.setInterval(self.RETRY_MS)
         self._retry.timeout.connect(self.flush_pending)
+        self._target: int | None = None   # the image the session is on (its detail may be on the way)
+        self._ticket = 0                  # numbers the reads; only the newest one's answer is shown
+        self._reading: int | None = None  # ticket of the read in flight
+        # Two readers: one slow read (a heatmap on a network share) does not hold up the next image.
+        self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="detail-reader")
+        self._loaded.connect(self._on_loaded)
 
     # -- loading --------------------------------------------------------------------------
     @property
     def image_id(self) -> int | None:
-        return None if self.detail is None else self.detail.item.image_id
+        """The image the session is on: the gallery's current one, even before its detail arrives."""
+        return self._target
 
     def open_image(self, image_id: int) -> None:
-        if self.image_id == image_id:
+        if self._target == image_id:
             return
         self.reload(image_id)
 
     def reload(self, image_id: int | None = None) -> None:
-        image_id = self.image_id if image_id is None else image_id
+        """Read ``image_id``'s detail (default: the current image's again) on the reader thread."""
+        image_id = self._target if image_id is None else image_id
         if image_id is None:
             return
+        self._target = image_id
+        self._ticket += 1
+        self._reading = self._ticket
+        self.loading.emit(image_id)
+        self._reader.submit(self._read, self._ticket, image_id)
+
+    def _read(self, ticket: int, image_id: int) -> None:
+        if ticket != self._ticket:
+            return  # already left (a held-down J queues many reads): skip the work
         try:
-            detail = self.service.detail(image_id)
-        except Exception as exc:  # the database went away: say so, keep the session
+            detail, error = self.service.detail(image_id), ""
+        except Exception as exc:  # the database went away: said on the GUI thread
             log.exception("cannot load image %s", image_id)
-            self.save_failed.emit(f"Cannot load image {image_id}: {exc}")
+            detail, error = None, str(exc)
+        self._loaded.emit(ticket, image_id, detail, error)
+
+    @Slot(int, int, object, str)
+    def _on_loaded(self, ticket: int, image_id: int, detail: ImageDetail | None, error: str) -> None:
+        if ticket != self._ticket:
+            return  # the inspector has moved on, or an edit has read the image itself since
+        self._reading = None
+        self._show(image_id, detail, error)
+
+    def _ready(self) -> bool:
+        """Before an edit: the detail on hand is the current image's, newest read included.
+
+        While a read is in flight the screen still shows the previous image, and an edit must
+        not go to it: the read is done here instead (the background answer is dropped)."""
+        if self._target is None:
+            return False
+        loaded = self.detail is not None and self.detail.item.image_id == self._target
+        if loaded and self._reading is None:
+            return self.label is not None
+        self._ticket += 1
+        self._reading = None
+        try:
+            detail, error = self.service.detail(self._target), ""
+        except Exception as exc:
+            log.exception("cannot load image %s", self._target)
+            detail, error = None, str(exc)
+        self._show(self._target, detail, error)
+        return detail is not None
+
+    def _shows(self, image_id: int) -> bool:
+        """True when the label on hand is ``image_id``'s (its detail has arrived)."""
+        return self.detail is not None and self.detail.item.image_id == image_id
+
+    def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
+        if detail is None:  # keep the session; edits stay refused until the image can be read
+            self.save_failed.emit(f"Cannot load image {image_id}: {error}")
             return
         pending = self._pending.get(image_id)
         label = pending[0] if pending else detail.label
@@ -75,10 +137,17 @@ class ReviewController(QObject):
     def clear(self) -> None:
         self.detail = None
         self.label = None
+        self._target = None
+        self._ticket += 1
+        self._reading = None
+
+    def close(self) -> None:
+        self._ticket += 1  # an answer still on its way is dropped
+        self._reader.shutdown(wait=False, cancel_futures=True)
 
     # -- intents (each is one undoable step) ----------------------------------------------
     def _edit(self, after: LabelState, text: str, changed: str) -> None:
-        if self.detail is None or self.label is None:
+        if not self._ready():
             return
         if after.same_content(self.label):
             return
@@ -90,7 +159,7 @@ class ReviewController(QObject):
         return self.label.with_(review_state=state, **changes)
 
     def set_class(self, name: str | None) -> None:
-        if self.label is not None:
+        if self._ready():
             self._edit(self._corrected(class_name=name), f"class → {name}", "class")
 
     def set_class_index(self, index: int) -> None:
@@ -101,11 +170,11 @@ class ReviewController(QObject):
             self.message.emit(f"There is no class {index + 1} (the model knows {len(classes)}).")
 
     def set_mask(self, mask: np.ndarray | None) -> None:
-        if self.label is not None:
+        if self._ready():
             self._edit(self._corrected(mask=_none_if_empty(mask)), "paint mask", "mask")
 
     def set_region(self, region: np.ndarray | None) -> None:
-        if self.label is None:
+        if not self._ready():
             return
         region = _none_if_empty(region)
         changes = {"anomaly_region": region}
@@ -117,7 +186,7 @@ class ReviewController(QObject):
         (self.set_mask if target == "mask" else self.set_region)(mask)
 
     def set_verdict(self, verdict: str | None) -> None:
-        if self.label is None:
+        if not self._ready():
             return
         changes = {"anomaly_verdict": verdict}
         if verdict == "normal":
@@ -125,7 +194,7 @@ class ReviewController(QObject):
         self._edit(self._corrected(**changes), f"verdict → {verdict}", "anomaly_verdict")
 
     def accept(self) -> None:
-        if self.detail is None or self.label is None:
+        if not self._ready():
             return
         after = self.service.accepted_label(self.detail, self.label, self.image_size)
         if after.same_content(self.label):
@@ -160,12 +229,12 @@ class ReviewController(QObject):
         return len(edits)
 
     def reject(self) -> None:
-        if self.label is not None:
+        if self._ready():
             self._edit(self.label.with_(review_state="rejected"), "reject image", "reject")
 
     def restore_revision(self, revision: int) -> None:
         """Bring an earlier revision back (itself a new, undoable revision)."""
-        if self.detail is None or self.label is None:
+        if not self._ready():
             return
         try:
             old = self.service.revision_label(self.detail.item.image_id, revision)
@@ -175,11 +244,11 @@ class ReviewController(QObject):
         self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
 
     def clear_label(self) -> None:
-        if self.label is not None:
+        if self._ready():
             self._edit(LabelState(), "clear label", "clear")
 
     def toggle_flag(self) -> None:
-        if self.detail is None:
+        if not self._ready():
             return
         try:
             item = self.service.set_flag(self.detail.item.image_id, not self.detail.item.flagged)
@@ -194,9 +263,11 @@ class ReviewController(QObject):
     def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,
                     replay: bool = False) -> None:
         """Save ``state`` for ``image_id``; ``replay``: an undo or redo, not the edit itself."""
+        if self._target == image_id:
+            self._ready()  # a read in flight would bring back the label as it was before this save
         saved = self._save(image_id, state, changed)
         shown = saved if saved is not None else state
-        if self.image_id == image_id:
+        if self._shows(image_id):
             self.label = shown
             self.label_changed.emit(shown)
         elif self.image_id is not None and follow:
@@ -239,7 +310,7 @@ class ReviewController(QObject):
             except Exception:
                 continue
             del self._pending[image_id]
-            if self.image_id == image_id:
+            if self._shows(image_id):
                 self.label = saved
             self._after_save(image_id)
             self.message.emit(f"Saved the label of image {image_id} that was waiting.")

@@ -26,10 +26,16 @@ class ViewerController(QObject):
         self._detail: ImageDetail | None = None
         self._shown_id: int | None = None
         self._label: LabelState | None = None
+        review.loading.connect(self._on_loading)
         review.image_loaded.connect(self._on_detail)
         review.label_changed.connect(self._on_label)
         self.loader.loaded.connect(self._on_pixels)
         self.viewer.mask_edited.connect(review.mask_edited)
+
+    def _on_loading(self, image_id: int) -> None:
+        """Another image's detail is on its way: a stroke now would paint on the one it replaces."""
+        if self._shown_id != image_id:
+            self.viewer.editable = False
 
     def _on_detail(self, detail: ImageDetail) -> None:
         same = self._detail is not None and self._detail.item.image_id == detail.item.image_id

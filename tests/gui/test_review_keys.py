@@ -96,3 +96,59 @@ def test_n_pressed_while_the_folder_is_indexed_is_not_lost(service, folder, qtbo
     wait_shown(win, qtbot)
     assert win.review.image_id == second  # the first unreviewed image, as N asked
     win.close()
+
+
+class _HeldDetails:
+    """Wraps ``service.detail``: notes each caller's thread; reader-thread reads of ``hold`` wait."""
+
+    def __init__(self, service, monkeypatch) -> None:
+        import threading
+        self.real = service.detail
+        self.threads: list[str] = []
+        self.hold: set[int] = set()
+        self.gate = threading.Event()
+        monkeypatch.setattr(service, "detail", self)
+
+    def __call__(self, image_id: int):
+        import threading
+        name = threading.current_thread().name
+        self.threads.append(name)
+        if image_id in self.hold and name != "MainThread":
+            self.gate.wait(10)
+        return self.real(image_id)
+
+
+def test_opening_an_image_reads_its_detail_off_the_gui_thread_and_drops_stale_answers(window, service, qtbot,
+                                                                                      monkeypatch):
+    """Issue 16 item 8: reload → detail ran on the GUI thread (ADR 0005 says it must not)."""
+    win = window
+    first = win.review.image_id
+    rows = [win.gallery_model.item_at(r).image_id for r in range(3)]
+    second, third = rows[1], rows[2]
+    held = _HeldDetails(service, monkeypatch)
+    held.hold.add(second)
+    press(qtbot, win, Qt.Key.Key_J)  # returns although reading the second image's detail hangs
+    assert win.review.image_id == second and win.review.detail.item.image_id == first
+    assert held.threads and held.threads[-1] != "MainThread"
+    press(qtbot, win, Qt.Key.Key_J)  # the inspector moves on before the answer
+    wait_shown(win, qtbot, third)
+    held.gate.set()  # the second image's late answer must not bring it back
+    qtbot.wait(300)
+    assert win.review.image_id == third and win.review.detail.item.image_id == third
+    assert win.queue.current_id() == third and win.viewer_ctl._shown_id == third
+
+
+def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, qtbot, monkeypatch):
+    win = window
+    first = win.review.image_id
+    second = win.gallery_model.item_at(1).image_id
+    held = _HeldDetails(service, monkeypatch)
+    held.hold.add(second)
+    press(qtbot, win, Qt.Key.Key_J)
+    assert win.review.detail.item.image_id == first  # still on its way
+    press(qtbot, win, Qt.Key.Key_D)
+    assert service.detail(second).label.anomaly_verdict == "anomalous"
+    assert service.detail(first).label.anomaly_verdict is None
+    held.gate.set()
+    qtbot.wait(300)  # the background answer (read before the edit) is dropped
+    assert win.review.label.anomaly_verdict == "anomalous" and win.review.detail.item.image_id == second
