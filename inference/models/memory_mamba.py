@@ -1,6 +1,6 @@
 """MemoryMamba: a memory-augmented VMamba-style classifier for surface-defect images.
 
-Built from the paper's description (models.md §1). Choices the paper leaves open, and ours:
+Built from the paper's description (docs/design/models.md §1). Choices the paper leaves open, and ours:
 
 - Patch embedding gives H/4 x W/4 x C. ``stem="patch"`` is the paper's non-overlapping 4x4
   projection; ``stem="conv"`` is two overlapping stride-2 3x3 convolutions (VMamba v2's stem),

@@ -1,4 +1,4 @@
-"""Pattern generative + contrastive anomaly detector (models.md §3), trained on good parts only.
+"""Pattern generative + contrastive anomaly detector (docs/design/models.md §3), trained on good parts only.
 
 Idea (paper: "Unsupervised Industrial Anomaly Detection via Pattern Generative and Contrastive
 Networks"): cut the image into a grid of cells; along each row two consecutive cells (patch1,
