@@ -59,26 +59,44 @@ def _append(s: Session, image_id: int, author: str, label: dict[str, Any], state
     return row
 
 
+def _save(s: Session, image_id: int, change: LabelChange, author: str, expected: int | None = None) -> LabelRevision:
+    verdict = change.anomaly_verdict
+    if verdict is not UNCHANGED and verdict is not None:
+        verdict = AnomalyVerdict(verdict)
+    prev = _latest(s, image_id)
+    if expected is not None and (prev.revision if prev else 0) != expected:
+        raise ConflictError(f"image {image_id} got a new label revision meanwhile "
+                            f"({prev.revision if prev else 0}, expected {expected}).")
+    label = {}
+    for f in LABEL_FIELDS:
+        value = verdict if f == "anomaly_verdict" else getattr(change, f)
+        label[f] = (getattr(prev, f) if prev else None) if value is UNCHANGED else value
+    if label["anomaly_verdict"] is not None:
+        label["anomaly_verdict"] = AnomalyVerdict(label["anomaly_verdict"]).value
+    return _append(s, image_id, author, label, ReviewState(change.review_state),
+                   change.from_prediction_id, change.note)
+
+
 class LabelRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def append(self, image_id: int, change: LabelChange, author: str) -> LabelRevisionInfo:
         """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state."""
-        verdict = change.anomaly_verdict
-        if verdict is not UNCHANGED and verdict is not None:
-            verdict = AnomalyVerdict(verdict)
         with self.db.session(write=True) as s:
-            prev = _latest(s, image_id)
-            label = {}
-            for f in LABEL_FIELDS:
-                value = verdict if f == "anomaly_verdict" else getattr(change, f)
-                label[f] = (getattr(prev, f) if prev else None) if value is UNCHANGED else value
-            if label["anomaly_verdict"] is not None:
-                label["anomaly_verdict"] = AnomalyVerdict(label["anomaly_verdict"]).value
-            row = _append(s, image_id, author, label, ReviewState(change.review_state),
-                          change.from_prediction_id, change.note)
-            return revision_dto(row)
+            return revision_dto(_save(s, image_id, change, author))
+
+    def append_many(self, changes: Sequence[tuple[int, LabelChange, int]], author: str) -> int:
+        """Save many edits in ONE transaction (an import): every revision is written, or none.
+
+        Each change carries the revision number its caller saw as current (0: none). When another
+        revision was saved since, the whole batch is refused with ``ConflictError``, so a label a
+        person saved after the preview is never overwritten unseen.
+        """
+        with self.db.session(write=True) as s:
+            for image_id, change, expected in changes:
+                _save(s, image_id, change, author, expected)
+        return len(changes)
 
     def revert(self, image_id: int, to_revision: int, author: str) -> LabelRevisionInfo:
         """Undo: append a copy of an earlier revision (0 means "no label, unreviewed")."""
