@@ -79,7 +79,8 @@ class ImportRecord:
     labelled_at: datetime | None = None  # when the label was made, where the dataset says (else file time)
 
 
-def check_size(path: Path, limit: int = MAX_LABEL_FILE_BYTES) -> int:
+def check_size(path: Path, limit: int | None = None) -> int:
+    limit = MAX_LABEL_FILE_BYTES if limit is None else limit
     try:
         size = path.stat().st_size
     except OSError as exc:
