@@ -56,12 +56,13 @@ class ImageMatcher:
             probe = ExportItem(source=Path(), rel_path=img.rel_path, folder=folder.name, review_state="")
             for name in {flat_name(probe, False), flat_name(probe, True)}:  # exports of several folders prefix it
                 self.by_name.setdefault(name, []).append(img)
+                self.by_stem.setdefault(str(PurePosixPath(name).with_suffix("")), []).append(img)
             if img.content_hash:
                 self.by_hash.setdefault(img.content_hash, []).append(img)
 
     def _one(self, table: dict[str, list[ImageInfo]], key: str) -> ImageInfo | None:
-        found = table.get(key, ())
-        return found[0] if len(found) == 1 else None
+        found = {img.id: img for img in table.get(key, ())}  # a path and an export name may both list one image
+        return next(iter(found.values())) if len(found) == 1 else None
 
     def match(self, rec: ImportRecord) -> Target | None:
         candidates: list[tuple[str, dict[str, list[ImageInfo]], str]] = []

@@ -224,3 +224,16 @@ def test_command_dry_run_then_import(station, capsys) -> None:
     assert "imported 3 label(s)" in capsys.readouterr().out
     assert cli_main(["import", str(tmp / "out"), "--format", "nonsense", "--db", url]) == 2
     assert "unknown import format 'nonsense'" in capsys.readouterr().err
+
+
+def test_masks_without_images_match_by_export_stem(station) -> None:
+    db, root, tmp = station
+    (root / "sub" / "x.png").write_bytes((root / "a.png").read_bytes())  # sub__x is the export's name
+    from app.services.indexing import index_folder
+
+    index_folder(db, root)
+    (tmp / "ds" / "masks").mkdir(parents=True)
+    for stem in ("b", "sub__x"):
+        (tmp / "ds" / "masks" / f"{stem}.png").write_bytes(encode_mask(region()))
+    result = import_labels(db, tmp / "ds", ImportOptions(format="masks"))
+    assert result.preview.unmatched == () and result.written == 2
