@@ -237,3 +237,23 @@ def test_masks_without_images_match_by_export_stem(station) -> None:
         (tmp / "ds" / "masks" / f"{stem}.png").write_bytes(encode_mask(region()))
     result = import_labels(db, tmp / "ds", ImportOptions(format="masks"))
     assert result.preview.unmatched == () and result.written == 2
+
+
+def test_importing_twice_writes_nothing_new(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "good"})
+    assert import_labels(db, src, ImportOptions(format="imagefolder")).written == 2
+    before = fingerprint(db)
+    again = import_labels(db, src, ImportOptions(format="imagefolder"))
+    assert again.written == 0 and again.preview.counts["unchanged"] == 2
+    assert fingerprint(db) == before
+
+
+def test_an_image_labelled_twice_is_refused(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    class_tree(src, root, {"a.png": "good"})
+    preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+    assert any("labelled twice" in e for e in preview.errors)
+    with pytest.raises(LabelImportError):
+        apply_import(db, preview)
