@@ -18,26 +18,33 @@ heavy ones do not belong in the station's environment):
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 NOT_INSTALLED = "not installed"
 
 
-def unusable(exc: Exception) -> str:
-    """A reader that is installed but does not load here (e.g. a CUDA torchvision on a CPU torch)."""
-    return f"reader not usable here: {type(exc).__name__}: {exc}"
+class ReaderMissing(Exception):
+    """The consumer's reader is not installed, or installed but not loadable here."""
+
+
+def load(module: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ReaderMissing(NOT_INSTALLED) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. a CUDA torchvision whose ops do not register on a CPU torch
+        raise ReaderMissing(f"reader not usable here: {type(exc).__name__}: {exc}") from None
 
 
 def check_coco(root: Path) -> str:
-    try:
-        from pycocotools.coco import COCO
-    except ImportError:
-        return NOT_INSTALLED
+    COCO = load("pycocotools.coco").COCO
     files = sorted((root / "annotations").glob("*.json"))
     if not files:
         return "failed: no annotations/*.json"
@@ -63,12 +70,7 @@ def parts_of(root: Path) -> list[Path]:
 
 
 def check_imagefolder(root: Path) -> str:
-    try:
-        from torchvision.datasets import ImageFolder
-    except ImportError:
-        return NOT_INSTALLED
-    except Exception as exc:  # noqa: BLE001 - torchvision's compiled ops fail to register on a mismatched torch
-        return unusable(exc)
+    ImageFolder = load("torchvision.datasets").ImageFolder
     sizes = []
     for part in parts_of(root):
         ds = ImageFolder(str(part))
@@ -93,12 +95,7 @@ def check_masks(root: Path) -> str:
 
 
 def check_yolo(root: Path) -> str:
-    try:
-        from ultralytics.data.utils import check_det_dataset
-    except ImportError:
-        return NOT_INSTALLED
-    except Exception as exc:  # noqa: BLE001
-        return unusable(exc)
+    check_det_dataset = load("ultralytics.data.utils").check_det_dataset
     here = os.getcwd()
     os.chdir(tempfile.gettempdir())  # a user's working directory is not the dataset's
     try:
@@ -113,8 +110,7 @@ def check_yolo(root: Path) -> str:
                 return f"failed: {key} folder {path} does not exist"
             found.append(f"{key} {sum(1 for _ in path.iterdir())}")
     try:
-        from ultralytics.data.dataset import YOLODataset
-
+        YOLODataset = load("ultralytics.data.dataset").YOLODataset
         ds = YOLODataset(img_path=data["train"], data=data, task="segment", augment=False)
         found.append(f"{len(ds.labels)} train labels cached")
     except Exception as exc:  # noqa: BLE001 - report any reader failure as the verdict
@@ -123,12 +119,7 @@ def check_yolo(root: Path) -> str:
 
 
 def check_mvtec(root: Path) -> str:
-    try:
-        import anomalib.data as ad
-    except ImportError:
-        return NOT_INSTALLED
-    except Exception as exc:  # noqa: BLE001
-        return unusable(exc)
+    ad = load("anomalib.data")
     module = getattr(ad, "MVTecAD", None) or getattr(ad, "MVTec")
     done = []
     for category in sorted(p.name for p in root.iterdir() if p.is_dir()):
@@ -175,6 +166,8 @@ def run(exports: dict[str, Path]) -> dict[str, dict[str, str]]:
             else:
                 try:
                     verdict = check(folder)
+                except ReaderMissing as exc:
+                    verdict = str(exc)
                 except Exception as exc:  # noqa: BLE001 - a reader's refusal is the finding
                     verdict = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             results.setdefault(name, {})[fmt] = verdict
