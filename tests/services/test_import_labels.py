@@ -257,3 +257,38 @@ def test_an_image_labelled_twice_is_refused(station) -> None:
     assert any("labelled twice" in e for e in preview.errors)
     with pytest.raises(LabelImportError):
         apply_import(db, preview)
+
+
+def test_mvtec_category_folder_in_place(tmp_path: Path) -> None:
+    """A real MVTec category opened as the station's folder: names repeat across defects (000.png)."""
+    from tests.services.export_fixtures import write_image
+
+    cat = tmp_path / "bottle"
+    for seed, rel in enumerate(("train/good/000", "test/good/000", "test/crack/000", "test/crack/001")):
+        write_image(cat / rel, seed)
+    (cat / "ground_truth/crack").mkdir(parents=True)
+    (cat / "ground_truth/crack/000_mask.png").write_bytes(encode_mask(region()))
+    db = open_station(tmp_path, "mv", cat)
+    try:
+        result = import_labels(db, cat, ImportOptions(format="mvtec"))
+        assert result.preview.unmatched == () and result.written == 4
+        fid = db.folders.list()[0].id
+        lab = {rel: db.labels.current(db.images.by_path(fid, rel).id)
+               for rel in ("train/good/000.png", "test/good/000.png", "test/crack/000.png", "test/crack/001.png")}
+        assert {r: (v.anomaly_verdict.value, v.class_name) for r, v in lab.items()} == {
+            "train/good/000.png": ("normal", None), "test/good/000.png": ("normal", None),
+            "test/crack/000.png": ("anomalous", "crack"), "test/crack/001.png": ("anomalous", "crack")}
+        region_png = lab["test/crack/000.png"].anomaly_mask_png
+        assert (cv2.imdecode(np.frombuffer(region_png, np.uint8), 0) > 0).tolist() == region().tolist()
+        assert lab["test/crack/001.png"].anomaly_mask_png is None
+    finally:
+        db.close()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
+def test_link_leading_outside_the_dataset_is_refused(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    (src / "crack" / "b.png").symlink_to(root / "b.png")
+    with pytest.raises(LabelImportError, match="leads outside the import folder"):
+        import_labels(db, src, ImportOptions(format="imagefolder"))
