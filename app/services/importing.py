@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from app.services.export import FORMATS
-from app.services.export_source import CLASSIFIER_TASK, FolderNotFound, resolve_folder
+from app.services.export_source import (CLASSIFIER_TASK, FolderNotFound, confirms_prediction_only,
+                                        prediction_label, resolve_folder)
 from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Polygons
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
@@ -159,7 +160,7 @@ class Planner:
     """Turns matched records into planned revisions; collects every refusal instead of stopping."""
 
     def __init__(self, db: Database, options: ImportOptions) -> None:
-        self.options = options
+        self.db, self.options = db, options
         self.known_classes = set(db.classes.names(CLASSIFIER_TASK))
         self.errors: list[str] = []
         self.unknown: set[str] = set()
@@ -217,11 +218,19 @@ class Planner:
             anomaly_mask_png=self.sized(rec.anomaly_mask, rec, target),
             note=f"{IMPORTED_NOTE}{rec.label_file}",
         )
+        if current is not None and confirms_prediction_only(current):
+            change = self.keep_confirmed_prediction(change, current)
         before = current.class_name if current else None
         after = before if change.class_name is UNCHANGED else change.class_name
         action = self.action(change, rec, current)
         return PlannedLabel(target.image.id, target.display, str(rec.label_file), action, before, after, change,
                             current.revision if current else 0)
+
+    def keep_confirmed_prediction(self, change: LabelChange, current: LabelRevisionInfo) -> LabelChange:
+        """An accepted prediction is a label too: the parts the dataset does not set keep its values."""
+        confirmed = prediction_label(current, self.db.predictions.for_image(current.image_id))
+        kept = {f: v for f, v in confirmed.items() if getattr(change, f) is UNCHANGED}
+        return replace(change, from_prediction_id=current.from_prediction_id, **kept)
 
     def action(self, change: LabelChange, rec: ImportRecord, current: LabelRevisionInfo | None) -> str:
         if current is None or current.review_state == ReviewState.UNREVIEWED:

@@ -292,3 +292,23 @@ def test_link_leading_outside_the_dataset_is_refused(station) -> None:
     (src / "crack" / "b.png").symlink_to(root / "b.png")
     with pytest.raises(LabelImportError, match="leads outside the import folder"):
         import_labels(db, src, ImportOptions(format="imagefolder"))
+
+
+def test_an_accepted_prediction_keeps_its_class_when_a_mask_is_imported(station) -> None:
+    from database import PredictionIn
+
+    db, root, tmp = station
+    image_id = db.images.by_path(db.folders.list()[0].id, "b.png").id
+    mv = db.model_versions.register("classifier", "clf-v1", "/nowhere")
+    db.predictions.upsert_many([PredictionIn(image_id, mv.id, predicted_class="crack")])
+    pred = db.predictions.get(image_id, mv.id)
+    db.labels.append(image_id, LabelChange(ReviewState.ACCEPTED, from_prediction_id=pred.id), "ann")
+    (tmp / "ds" / "masks").mkdir(parents=True)
+    (tmp / "ds" / "masks" / "b.png").write_bytes(encode_mask(region()))
+    os.utime(tmp / "ds" / "masks" / "b.png", (time.time() + 60,) * 2)
+    assert import_labels(db, tmp / "ds", ImportOptions(format="masks")).written == 1
+    lab = db.labels.current(image_id)
+    assert lab.class_name == "crack" and lab.mask_png == encode_mask(region())
+    out = tmp / "export"
+    export_database(db, out, ExportOptions(formats=("imagefolder",)))
+    assert (out / "imagefolder" / "crack" / "b.png").is_file()
