@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel,
-                               QPlainTextEdit, QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHeaderView,
+                               QLabel, QPlainTextEdit, QTableWidget, QTableWidgetItem, QVBoxLayout)
 
 from app.gui.dialog_rows import path_row, scope_row
-
 from app.services.import_records import LabelImportError
 from app.services.importing import (FORMAT_TITLES, IMPORT_FORMATS, ImportOptions, ImportPreview, apply_import,
                                     plain_preview_rows, preview_import)
@@ -85,7 +84,10 @@ class ImportDialog(QDialog):
         lay.addWidget(self.summary)
         self.changes = QTableWidget(0, 4)
         self.changes.setHorizontalHeaderLabels(["Image", "Action", "Class now", "Class after"])
-        self.changes.horizontalHeader().setStretchLastSection(True)
+        header = self.changes.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         lay.addWidget(self.changes, 1)
         self.status = QLabel("Choose a dataset and its format, then Preview.")
         self.status.setWordWrap(True)
