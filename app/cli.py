@@ -20,7 +20,7 @@ FAMILY_TITLES = {
     "segmenter": "the small-target segmenter (MiM-ISTD)",
     "anomaly": "the anomaly detector (pattern generative + contrastive)",
 }
-COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "worker", "db")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = {f: f"inference.training.{f}_cli" for f in FAMILIES}
@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
     _common(p)
     p.set_defaults(func=_handler("app.commands.export", "run"))
+
+    p = sub.add_parser("import", help="import existing labels (a dataset folder) as label revisions")
+    p.add_argument("source", metavar="FOLDER", help="the dataset (or an export holding several formats)")
+    p.add_argument("--format", required=True,
+                   help="the export's format names, or labelme (checked by the import; see docs/import.md)")
+    p.add_argument("--folder", help="match only images of this indexed folder (id, path or name)")
+    p.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    p.add_argument("--overwrite-newer", action="store_true",
+                   help="also replace labels saved here after the imported ones were made")
+    p.add_argument("--map", action="append", metavar="OLD=NEW", help="rename a dataset class (repeatable)")
+    p.add_argument("--author", help="author of the imported revisions (default: your user name)")
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.import_labels", "run"))
 
     for verb in ("train", "evaluate"):
         p = sub.add_parser(verb, help=f"{verb} a model family ({', '.join(FAMILIES)})")

@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo
 from database.errors import ConflictError
 from database.images import chunks, set_review_state
-from database.models import Image, LabelRevision, Prediction
+from database.models import Image, LabelRevision, Prediction, utcnow
 from database.states import AnomalyVerdict, ReviewState
 
 if TYPE_CHECKING:
@@ -39,6 +39,17 @@ def _latest(s: Session, image_id: int) -> LabelRevision | None:
                     .order_by(LabelRevision.revision.desc()).limit(1))
 
 
+def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str, Any], state: ReviewState,
+                     author: str, from_prediction_id: int | None, note: str | None) -> dict[str, Any]:
+    """The columns of the revision that follows ``prev``, with what changed from it."""
+    before = {f: getattr(prev, f) if prev else None for f in LABEL_FIELDS}
+    before["review_state"] = prev.review_state if prev else ReviewState.UNREVIEWED.value
+    after = {**label, "review_state": state.value}
+    changed = [CHANGE_NAMES[f] for f in (*LABEL_FIELDS, "review_state") if after[f] != before[f]]
+    return dict(image_id=image_id, revision=(prev.revision + 1) if prev else 1, author=author,
+                changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, **after)
+
+
 def _append(s: Session, image_id: int, author: str, label: dict[str, Any], state: ReviewState,
             from_prediction_id: int | None, note: str | None) -> LabelRevision:
     # Locks the image row on PostgreSQL so two saves of one image get consecutive numbers.
@@ -46,17 +57,34 @@ def _append(s: Session, image_id: int, author: str, label: dict[str, Any], state
         raise ConflictError(f"image {image_id} does not exist.")
     if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
         raise ConflictError(f"prediction {from_prediction_id} does not exist.")
-    prev = _latest(s, image_id)
-    before = {f: getattr(prev, f) if prev else None for f in LABEL_FIELDS}
-    before["review_state"] = prev.review_state if prev else ReviewState.UNREVIEWED.value
-    after = {**label, "review_state": state.value}
-    changed = [CHANGE_NAMES[f] for f in (*LABEL_FIELDS, "review_state") if after[f] != before[f]]
-    row = LabelRevision(image_id=image_id, revision=(prev.revision + 1) if prev else 1, author=author,
-                        changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, **after)
+    row = LabelRevision(**_revision_values(image_id, _latest(s, image_id), label, state, author,
+                                           from_prediction_id, note))
     s.add(row)
     s.flush()
     set_review_state(s, image_id, state)
     return row
+
+
+def _resolve(change: LabelChange, prev: LabelRevision | None) -> dict[str, Any]:
+    """The whole label after ``change``: fields left UNCHANGED carry over from ``prev``."""
+    verdict = change.anomaly_verdict
+    if verdict is not UNCHANGED and verdict is not None:
+        verdict = AnomalyVerdict(verdict)
+    label = {}
+    for f in LABEL_FIELDS:
+        value = verdict if f == "anomaly_verdict" else getattr(change, f)
+        label[f] = (getattr(prev, f) if prev else None) if value is UNCHANGED else value
+    if label["anomaly_verdict"] is not None:
+        label["anomaly_verdict"] = AnomalyVerdict(label["anomaly_verdict"]).value
+    return label
+
+
+def _newest(s: Session, image_ids: Sequence[int]) -> dict[int, LabelRevision]:
+    newest = (select(LabelRevision.image_id, func.max(LabelRevision.revision).label("rev"))
+              .where(LabelRevision.image_id.in_(image_ids)).group_by(LabelRevision.image_id).subquery())
+    rows = s.scalars(select(LabelRevision).join(
+        newest, (LabelRevision.image_id == newest.c.image_id) & (LabelRevision.revision == newest.c.rev)))
+    return {r.image_id: r for r in rows}
 
 
 class LabelRepository:
@@ -65,20 +93,49 @@ class LabelRepository:
 
     def append(self, image_id: int, change: LabelChange, author: str) -> LabelRevisionInfo:
         """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state."""
-        verdict = change.anomaly_verdict
-        if verdict is not UNCHANGED and verdict is not None:
-            verdict = AnomalyVerdict(verdict)
         with self.db.session(write=True) as s:
-            prev = _latest(s, image_id)
-            label = {}
-            for f in LABEL_FIELDS:
-                value = verdict if f == "anomaly_verdict" else getattr(change, f)
-                label[f] = (getattr(prev, f) if prev else None) if value is UNCHANGED else value
-            if label["anomaly_verdict"] is not None:
-                label["anomaly_verdict"] = AnomalyVerdict(label["anomaly_verdict"]).value
+            label = _resolve(change, _latest(s, image_id))
             row = _append(s, image_id, author, label, ReviewState(change.review_state),
                           change.from_prediction_id, change.note)
             return revision_dto(row)
+
+    def append_many(self, changes: Sequence[tuple[int, LabelChange, int]], author: str) -> int:
+        """Save many edits in ONE transaction (an import): every revision is written, or none.
+
+        Each change carries the revision number its caller saw as current (0: none). When another
+        revision was saved since, the whole batch is refused with ``ConflictError``, so a label a
+        person saved after the preview is never overwritten unseen.
+        """
+        ids = [image_id for image_id, _, _ in changes]
+        if len(set(ids)) != len(ids):
+            raise ConflictError("a batch of label changes names an image twice.")
+        with self.db.session(write=True) as s:
+            latest: dict[int, LabelRevision] = {}
+            for part in chunks(ids):
+                # Locks the image rows on PostgreSQL, as a single save does.
+                found = set(s.scalars(select(Image.id).where(Image.id.in_(part)).with_for_update()))
+                if len(found) != len(part):
+                    raise ConflictError(f"image {min(set(part) - found)} does not exist.")
+                latest.update(_newest(s, part))
+            rows, by_state = [], {}
+            now = utcnow()
+            for image_id, change, expected in changes:
+                prev = latest.get(image_id)
+                if (prev.revision if prev else 0) != expected:
+                    raise ConflictError(f"image {image_id} got label revision {prev.revision if prev else 0} "
+                                        f"since revision {expected} was read.")
+                if change.from_prediction_id is not None and s.get(Prediction, change.from_prediction_id) is None:
+                    raise ConflictError(f"prediction {change.from_prediction_id} does not exist.")
+                state = ReviewState(change.review_state)
+                rows.append({**_revision_values(image_id, prev, _resolve(change, prev), state, author,
+                                                change.from_prediction_id, change.note), "created_at": now})
+                by_state.setdefault(state, []).append(image_id)
+            if rows:
+                s.execute(insert(LabelRevision), rows)
+            for state, image_ids in by_state.items():
+                for part in chunks(image_ids):
+                    s.execute(update(Image).where(Image.id.in_(part)).values(review_state=state.value, updated_at=now))
+        return len(rows)
 
     def revert(self, image_id: int, to_revision: int, author: str) -> LabelRevisionInfo:
         """Undo: append a copy of an earlier revision (0 means "no label, unreviewed")."""
@@ -112,11 +169,7 @@ class LabelRepository:
         out: dict[int, LabelRevisionInfo] = {}
         with self.db.session() as s:
             for part in chunks(list(image_ids)):
-                newest = (select(LabelRevision.image_id, func.max(LabelRevision.revision).label("rev"))
-                          .where(LabelRevision.image_id.in_(part)).group_by(LabelRevision.image_id).subquery())
-                rows = s.scalars(select(LabelRevision).join(
-                    newest, (LabelRevision.image_id == newest.c.image_id) & (LabelRevision.revision == newest.c.rev)))
-                out.update((r.image_id, revision_dto(r)) for r in rows)
+                out.update((i, revision_dto(r)) for i, r in _newest(s, part).items())
         return out
 
     def current_labels(self, folder_id: int | None = None,

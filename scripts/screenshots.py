@@ -3,7 +3,7 @@
 Runs the station offscreen on a private copy of its data (temporary database and settings),
 opens the bundled demo project, pre-labels it with the real worker process and the bundled
 models, reviews a few images the way an inspector would (accept, correct a class, paint a mask,
-mark an anomaly), and grabs the main window in both themes plus the export and Models dialogs:
+mark an anomaly), and grabs the main window in both themes plus the export, import and Models dialogs:
 
     QT_QPA_PLATFORM=offscreen python scripts/screenshots.py [--out docs/screenshots]
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -62,6 +63,7 @@ def main() -> int:
 
     from app.commands.gui import DEMO, build_window
     from app.gui.export_dialog import open_export_dialog
+    from app.gui.import_dialog import open_import_dialog
     from app.gui.models_dialog import ModelsDialog
     from app.gui.settings_store import StationSettings
     from app.services.retrain_protocol import retrain_argv
@@ -172,6 +174,30 @@ def main() -> int:
     dlg.grab().save(str(out / "export_dialog.png"))
     dlg.close()
 
+    # Import: a class tree from another tool, one of its classes spelt differently, mapped, previewed.
+    incoming = home / "incoming"
+    steel_items = [it for it in window.gallery_model.items() if it.rel_path.startswith("steel/")][:6]
+    for i, it in enumerate(steel_items):
+        cls = ("Scratch", "crazing", "patches")[i % 3]
+        (incoming / cls).mkdir(parents=True, exist_ok=True)
+        shutil.copy(it.path, incoming / cls / Path(it.rel_path).name)
+    imp = open_import_dialog(window)
+    imp.source.setText(str(incoming))
+    imp.format.setCurrentIndex(imp.format.findData("imagefolder"))
+    imp.scope_all.setChecked(True)
+    imp.show()
+    imp.start_preview()
+    imp.wait(60_000)
+    spin(app, 0.3)
+    for r in range(imp.mapping.rowCount()):
+        if imp.mapping.item(r, 0).text() == "Scratch":
+            imp.mapping.cellWidget(r, 1).setCurrentText("scratches")
+    imp.start_preview()
+    imp.wait(60_000)
+    spin(app, 0.5)
+    imp.grab().save(str(out / "import_dialog.png"))
+    imp.close()
+
     models = ModelsDialog(window.ctx.models, lambda family, epochs: retrain_argv(url, family, epochs),
                           interactive=False, parent=window)
     models.show()
@@ -181,7 +207,6 @@ def main() -> int:
     models.close()
     window.close()
     db.close()
-    import shutil
     shutil.rmtree(home, ignore_errors=True)
     for p in sorted(out.glob("*.png")):
         print(p)

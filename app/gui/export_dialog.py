@@ -12,9 +12,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QGridLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton,
+                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
                                QSpinBox, QVBoxLayout, QWidget)
 
+from app.gui.dialog_rows import path_row, scope_row
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
 
@@ -65,25 +66,9 @@ class ExportDialog(QDialog):
         head.setWordWrap(True)
         lay.addWidget(head)
         form = QFormLayout()
-        row = QWidget()
-        rl = QHBoxLayout(row)
-        rl.setContentsMargins(0, 0, 0, 0)
-        self.out = QLineEdit()
-        self.out.setPlaceholderText("output folder (created; must not exist unless overwriting)")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        rl.addWidget(self.out, 1)
-        rl.addWidget(browse)
+        row, self.out = path_row("output folder (created; must not exist unless overwriting)", self._browse)
         form.addRow("Output", row)
-        scope = QWidget()
-        sl = QHBoxLayout(scope)
-        sl.setContentsMargins(0, 0, 0, 0)
-        self.scope_folder = QRadioButton(f"this folder ({folder_name})" if folder_name else "this folder")
-        self.scope_all = QRadioButton("every folder")
-        (self.scope_folder if folder_id is not None else self.scope_all).setChecked(True)
-        self.scope_folder.setEnabled(folder_id is not None)
-        sl.addWidget(self.scope_folder)
-        sl.addWidget(self.scope_all)
+        scope, self.scope_folder, self.scope_all = scope_row(folder_id, folder_name)
         form.addRow("Images", scope)
         fmt = QWidget()
         fl = QGridLayout(fmt)

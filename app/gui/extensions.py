@@ -15,6 +15,7 @@ PARTS = (
     ("app.gui.settings_dialog", "install", ("settings",)),
     ("app.gui.jobs_panel", "install", ("prelabel_folder", "prelabel_selection", "prelabel_new")),
     ("app.gui.export_dialog", "install", ("export",)),
+    ("app.gui.import_dialog", "install", ("import_labels",)),
     ("app.gui.routing_dialog", "install", ("model_routing",)),
     ("app.gui.models_dialog", "install", ("models",)),
 )

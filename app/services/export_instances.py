@@ -162,11 +162,15 @@ class YoloWriter(FormatWriter):
     def finish(self) -> dict[str, Any]:
         if not self.images:
             return {"images": 0, "instances": 0}
-        lines = ["# Ultralytics segmentation dataset written by the inspection review station", "path: ."]
-        if self.parts:
-            val = "val" if "val" in self.parts else self.parts[-1]
-            lines += [f"train: images/{self.parts[0]}", f"val: images/{val}"]
-            if "test" in self.parts:
+        # No ``path`` key: Ultralytics resolves a relative one against its own datasets folder or the
+        # working directory, never the YAML's; without it, the folders are relative to data.yaml.
+        lines = ["# Ultralytics segmentation dataset written by the inspection review station"]
+        made = [p for p in self.parts if (self.root / "images" / p).is_dir()]  # parts that got a masked image
+        if made:
+            train = "train" if "train" in made else made[0]
+            val = next(p for p in ("val", "test", train) if p in made)
+            lines += [f"train: images/{train}", f"val: images/{val}"]
+            if "test" in made and val != "test":
                 lines.append("test: images/test")
         else:
             lines += ["train: images", "val: images"]

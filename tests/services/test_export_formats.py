@@ -214,3 +214,26 @@ def test_component_rle_matches_pycocotools_full_image_encoding(seed: int) -> Non
         assert component_rle(comp, int(h), int(w))["counts"] == reference["counts"]
         total |= full.astype(bool)
     np.testing.assert_array_equal(total, mask)
+
+
+def yaml_entries(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if not line.startswith((" ", "#"))]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines) if v.strip()}
+
+
+@pytest.mark.parametrize("spec, names", [
+    (None, "abcf"), (SplitSpec(0.5, 0.25, 0.25), "abcf"), (SplitSpec(0.9, 0.1, 0.0), "abcf"),
+    (SplitSpec(0.4, 0.3, 0.3), "acf"),  # parts whose images have no mask: no yolo folder for them
+])
+def test_yolo_data_yaml_names_only_folders_the_export_made(tmp_path: Path, items, spec, names) -> None:
+    """Ultralytics resolves a relative ``path`` against its own datasets folder (or the working
+    directory), not the YAML's: so no ``path`` key, and every train/val/test folder must exist."""
+    out = tmp_path / "out"
+    export_items([items[n] for n in names], out, ExportOptions(formats=("yolo",), split=spec))
+    entries = yaml_entries(out / "yolo/data.yaml")
+    assert "path" not in entries
+    assert {"train", "val"} <= set(entries)
+    for key in ("train", "val", "test"):
+        if key in entries:
+            folder = out / "yolo" / entries[key]
+            assert folder.is_dir() and any(folder.iterdir()), (key, entries[key])

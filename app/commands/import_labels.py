@@ -1,0 +1,45 @@
+"""``python main.py import FOLDER --format FORMAT``: bring existing labels in as label revisions, headless."""
+from __future__ import annotations
+
+import argparse
+import getpass
+
+from app.cli import CommandError
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.services.import_records import LabelImportError
+    from app.services.importing import ImportOptions, apply_import, parse_class_map, preview_import
+    from database import DatabaseError, open_database
+
+    try:
+        options = ImportOptions(format=args.format, folder=args.folder, class_map=parse_class_map(args.map or ()),
+                                overwrite_newer=args.overwrite_newer, author=args.author or default_author())
+    except LabelImportError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        db = open_database(args.db)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        preview = preview_import(db, args.source, options)
+        print("\n".join(preview.summary_lines()))
+        if preview.errors:
+            raise CommandError("nothing imported: fix the errors above (or map classes with --map OLD=NEW)")
+        if args.dry_run:
+            print("dry run: nothing written")
+            return 0
+        result = apply_import(db, preview, options.author)
+    except LabelImportError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        db.close()
+    print(f"imported {result.written} label(s)")
+    return 0
+
+
+def default_author() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "import"

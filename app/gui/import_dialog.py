@@ -1,0 +1,237 @@
+"""Project ▸ Import…: bring a dataset's labels in, after a preview of what will change.
+
+Two runs on a pool thread, so the window never waits on files or storage: the preview (read,
+match, plan: the dry run) and then, only when the person presses Import, the one-transaction
+write. Dataset classes the station does not know are listed with a chooser each; changing the
+mapping or any option makes the preview stale, and Import stays disabled until it is run again,
+so what is written is always what was shown.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHeaderView,
+                               QLabel, QPlainTextEdit, QTableWidget, QTableWidgetItem, QVBoxLayout)
+
+from app.gui.dialog_rows import path_row, scope_row
+from app.services.import_records import LabelImportError
+from app.services.importing import (FORMAT_TITLES, IMPORT_FORMATS, ImportOptions, ImportPreview, apply_import,
+                                    plain_preview_rows, preview_import)
+
+PREVIEW_ROWS = 500  # the table shows the first rows; the counts cover every image
+
+
+class _Relay(QObject):
+    done = Signal(str, object, str)  # step ('preview' | 'import'), result or None, error
+
+
+class _Task(QRunnable):
+    def __init__(self, relay: _Relay, step: str, work: Callable[[], Any]) -> None:
+        super().__init__()
+        self.relay, self.step, self.work = relay, step, work
+
+    def run(self) -> None:
+        try:
+            result = self.work()
+        except LabelImportError as exc:
+            self.relay.done.emit(self.step, None, str(exc))
+        except Exception as exc:  # never lose the dialog to an unexpected error
+            self.relay.done.emit(self.step, None, f"{type(exc).__name__}: {exc}")
+        else:
+            self.relay.done.emit(self.step, result, "")
+
+
+class ImportDialog(QDialog):
+    finished_preview = Signal(object, str)  # ImportPreview | None, error
+    finished_import = Signal(object, str)  # ImportResult | None, error
+
+    def __init__(self, db, folder_id: int | None, folder_name: str | None, classes: tuple[str, ...] = (),
+                 author: str = "import", parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Import labels")
+        self.db, self.folder_id, self.classes, self.author = db, folder_id, tuple(classes), author
+        self.preview: ImportPreview | None = None
+        self.result_value = None
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._relay = _Relay(self)
+        self._relay.done.connect(self._on_done)
+
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        row, self.source = path_row("dataset folder (or a COCO .json / CSV file)", self._browse)
+        form.addRow("Dataset", row)
+        self.format = QComboBox()
+        for name in IMPORT_FORMATS:
+            self.format.addItem(FORMAT_TITLES[name], name)
+        form.addRow("Format", self.format)
+        scope, self.scope_folder, self.scope_all = scope_row(folder_id, folder_name)
+        form.addRow("Images", scope)
+        self.overwrite_newer = QCheckBox("also replace labels saved here after the dataset's")
+        form.addRow("", self.overwrite_newer)
+        lay.addLayout(form)
+        self.mapping = QTableWidget(0, 2)
+        self.mapping.setHorizontalHeaderLabels(["Dataset class", "Becomes"])
+        self.mapping.horizontalHeader().setStretchLastSection(True)
+        self.mapping.setMaximumHeight(130)
+        lay.addWidget(QLabel("Class mapping"))
+        lay.addWidget(self.mapping)
+        self.summary = QPlainTextEdit()
+        self.summary.setReadOnly(True)
+        self.summary.setMaximumHeight(120)
+        lay.addWidget(self.summary)
+        self.changes = QTableWidget(0, 4)
+        self.changes.setHorizontalHeaderLabels(["Image", "Action", "Class now", "Class after"])
+        header = self.changes.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        lay.addWidget(self.changes, 1)
+        self.status = QLabel("Choose a dataset and its format, then Preview.")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self.buttons = QDialogButtonBox()
+        self.preview_button = self.buttons.addButton("Preview", QDialogButtonBox.ButtonRole.ActionRole)
+        self.import_button = self.buttons.addButton("Import", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.import_button.setEnabled(False)
+        self.preview_button.clicked.connect(self.start_preview)
+        self.import_button.clicked.connect(self.start_import)
+        self.close_button.clicked.connect(self.reject)
+        lay.addWidget(self.buttons)
+        for signal in (self.source.textChanged, self.format.currentIndexChanged, self.scope_folder.toggled,
+                       self.overwrite_newer.toggled):
+            signal.connect(self._stale)
+        self.resize(760, 620)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Dataset folder")
+        if path:
+            self.source.setText(path)
+
+    def class_map(self) -> dict[str, str]:
+        out = {}
+        for r in range(self.mapping.rowCount()):
+            combo = self.mapping.cellWidget(r, 1)
+            out[self.mapping.item(r, 0).text()] = combo.currentText().strip()
+        return {k: v for k, v in out.items() if v}
+
+    def options(self) -> ImportOptions:
+        folder = self.folder_id if self.scope_folder.isChecked() else None
+        return ImportOptions(format=self.format.currentData(), folder=folder, class_map=self.class_map(),
+                             overwrite_newer=self.overwrite_newer.isChecked(), author=self.author)
+
+    def start_preview(self) -> bool:
+        source = self.source.text().strip()
+        if not source:
+            self._message("Choose a dataset folder.", error=True)
+            return False
+        options, db = self.options(), self.db
+        self._busy("Reading the dataset and matching images…")
+        self._pool.start(_Task(self._relay, "preview", lambda: preview_import(db, Path(source), options)))
+        return True
+
+    def start_import(self) -> bool:
+        if self.preview is None or self.preview.errors:
+            return False
+        preview, db, author = self.preview, self.db, self.author
+        self._busy(f"Importing {len(preview.writes)} label(s)…")
+        self._pool.start(_Task(self._relay, "import", lambda: apply_import(db, preview, author)))
+        return True
+
+    def _busy(self, text: str) -> None:
+        self.preview_button.setEnabled(False)
+        self.import_button.setEnabled(False)
+        self._message(text)
+
+    def _stale(self, *_: object) -> None:
+        if self.preview is not None:
+            self.preview = None
+            self.import_button.setEnabled(False)
+            self._message("Options changed: Preview again before importing.")
+
+    def _on_done(self, step: str, result, error: str) -> None:
+        self.preview_button.setEnabled(True)
+        if step == "preview":
+            self._show_preview(result, error)
+            self.finished_preview.emit(result, error)
+            return
+        self.result_value = result
+        if result is None:
+            self._message(f"Import failed: {error}", error=True)
+        else:
+            self.preview = None
+            self._message(f"Done: imported {result.written} label(s). Each is a new revision (undo keeps working).")
+            self.close_button.setText("Close")
+        self.finished_import.emit(result, error)
+
+    def _show_preview(self, preview: ImportPreview | None, error: str) -> None:
+        self.preview = preview
+        if preview is None:
+            self.summary.setPlainText("")
+            self.changes.setRowCount(0)
+            self._message(f"Cannot import: {error}. Nothing was written.", error=True)
+            return
+        self._fill_mapping(preview.class_map)
+        self.summary.setPlainText("\n".join(preview.summary_lines()))
+        rows = plain_preview_rows(preview)[:PREVIEW_ROWS]
+        self.changes.setRowCount(len(rows))
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                self.changes.setItem(r, c, QTableWidgetItem(value))
+        n = len(preview.writes)
+        if preview.errors:
+            self._message("Cannot import yet: " + preview.errors[0], error=True)
+        elif n == 0:
+            self._message("Nothing to import: every matched label is unchanged or newer here.")
+        else:
+            self._message(f"Import writes {n} label revision(s) in one step; press Import.")
+        self.import_button.setEnabled(not preview.errors and n > 0)
+
+    def _fill_mapping(self, seen: dict[str, str]) -> None:
+        self.mapping.blockSignals(True)
+        self.mapping.setRowCount(len(seen))
+        for r, (name, mapped) in enumerate(sorted(seen.items())):
+            self.mapping.setItem(r, 0, QTableWidgetItem(name))
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.addItems(list(dict.fromkeys((mapped, *self.classes))))
+            combo.setCurrentText(mapped)
+            combo.currentTextChanged.connect(self._stale)
+            self.mapping.setCellWidget(r, 1, combo)
+        self.mapping.blockSignals(False)
+
+    def _message(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #d14343;" if error else "")
+
+    def wait(self, msecs: int = 30_000) -> bool:
+        """Block until the running step finished (tests); its result arrives with the next events."""
+        return self._pool.waitForDone(msecs)
+
+    def done(self, r: int) -> None:  # an import in flight finishes (it is one transaction) before closing
+        self._pool.waitForDone(60_000)
+        super().done(r)
+
+
+def open_import_dialog(window) -> ImportDialog:
+    folder_id = getattr(window, "current_folder", None)
+    name, classes, author = None, (), "import"
+    try:
+        name = next((f.name for f in window.ctx.review.folders() if f.id == folder_id), None)
+        classes = tuple(window.ctx.review.classes())
+        author = window.ctx.review.settings.author
+    except Exception:
+        pass
+    dlg = ImportDialog(window.ctx.export_db, folder_id, name, classes, author, window)
+    dlg.finished_import.connect(lambda result, _error: result is not None and window.queue.refresh_in_background())
+    return dlg
+
+
+def install(window) -> None:
+    if window.ctx.export_db is None:
+        window.actions["import_labels"].setEnabled(False)
+        return
+    window.actions["import_labels"].triggered.connect(lambda: open_import_dialog(window).exec())

@@ -1,0 +1,127 @@
+"""Reading COCO instance files: polygons, uncompressed and compressed RLE, decoded by pycocotools.
+
+Every instance of an image is painted into the image's one mask (the station's label is one
+binary mask per image); an image listed without instances is a reviewed negative (an empty mask).
+The image's class is the ``class`` this station's export writes, else the category covering the
+most pixels; the placeholder category ``target`` names no class. Sizes are bounded before a mask
+is allocated and every file name must stay inside the dataset.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from app.services.export_instances import TARGET_CATEGORY
+from app.services.import_records import (
+    UNCHANGED,
+    ImportRecord,
+    LabelImportError,
+    Mask,
+    check_pixels,
+    dataset_path,
+    inside,
+    read_json_object,
+)
+
+PART_FILE = re.compile(r"^instances_(?P<part>[^.]+)\.json$")
+
+
+def annotation_files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    folder = root / "annotations" if (root / "annotations").is_dir() else root
+    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+    if not files:
+        raise LabelImportError(f"{root}: no COCO annotation file (expected annotations/instances*.json)")
+    return files
+
+
+def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.ndarray:
+    """One annotation's segmentation as a bool (h, w) mask, whatever COCO encoding it uses."""
+    try:
+        if isinstance(seg, list):
+            polys = [p for p in seg if isinstance(p, list)]
+            if len(polys) != len(seg) or any(len(p) < 6 or len(p) % 2 or not all(
+                    isinstance(v, (int, float)) for v in p) for p in polys):
+                raise LabelImportError(f"{where}: a polygon must be a list of at least 3 x, y number pairs")
+            rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+        elif isinstance(seg, dict) and isinstance(seg.get("counts"), (list, str)):
+            if list(seg.get("size", [])) != [height, width]:
+                raise LabelImportError(f"{where}: RLE size {seg.get('size')} differs from the image's "
+                                       f"[{height}, {width}]")
+            if isinstance(seg["counts"], list):
+                if not all(isinstance(v, int) and v >= 0 for v in seg["counts"]) or sum(seg["counts"]) != height * width:
+                    raise LabelImportError(f"{where}: RLE counts do not cover the {width}x{height} image")
+                rle = mask_utils.frPyObjects(seg, height, width)
+            else:
+                rle = {"size": [height, width], "counts": seg["counts"].encode("ascii")}
+        else:
+            raise LabelImportError(f"{where}: segmentation is neither polygons nor RLE")
+        return mask_utils.decode(rle).astype(bool)
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise LabelImportError(f"{where}: unreadable segmentation ({exc})") from None
+
+
+def image_location(doc_file: Path, root: Path, file_name: str) -> Path | None:
+    part = PART_FILE.match(doc_file.name)
+    base = root if root.is_dir() else doc_file.parent
+    candidates = [base / "images" / part["part"] / file_name] if part else []
+    candidates += [base / "images" / file_name, base / file_name]
+    for path in candidates:
+        if path.is_file():
+            return inside(base, path, str(doc_file))
+    return None
+
+
+def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
+    doc = read_json_object(doc_file)
+    images, anns, cats = doc.get("images"), doc.get("annotations", []), doc.get("categories", [])
+    if not isinstance(images, list) or not isinstance(anns, list) or not isinstance(cats, list):
+        raise LabelImportError(f"{doc_file}: not a COCO file ('images', 'annotations' and 'categories' must be lists)")
+    names = {c.get("id"): str(c.get("name")) for c in cats if isinstance(c, dict)}
+    per_image: dict[Any, list[dict]] = {}
+    for a in anns:
+        if not isinstance(a, dict) or "image_id" not in a:
+            raise LabelImportError(f"{doc_file}: an annotation without image_id")
+        if a.get("category_id") not in names:
+            raise LabelImportError(f"{doc_file}: annotation {a.get('id')} has unknown category_id {a.get('category_id')!r}")
+        per_image.setdefault(a["image_id"], []).append(a)
+    records = []
+    for img in images:
+        if not isinstance(img, dict):
+            raise LabelImportError(f"{doc_file}: an image entry is not an object")
+        where = f"{doc_file} (image {img.get('id')!r})"
+        ref = dataset_path(img.get("file_name"), where)
+        width, height = check_pixels(img.get("width"), img.get("height"), where)
+        own = per_image.get(img.get("id"), [])
+        with_seg = [a for a in own if a.get("segmentation")]
+        mask: Any = UNCHANGED
+        area: dict[str, int] = {}
+        if with_seg or not own:
+            painted = np.zeros((height, width), bool)
+            for a in with_seg:
+                m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
+                painted |= m
+                cat = names[a["category_id"]]
+                area[cat] = area.get(cat, 0) + int(m.sum())
+            mask = Mask.of(painted)
+        for a in own:
+            area.setdefault(names[a["category_id"]], 0)
+        if "class" in img:
+            class_name = img["class"] if isinstance(img["class"], str) and img["class"] else UNCHANGED
+        else:
+            best = max(area, key=lambda c: (area[c], c), default=None)
+            class_name = best if best and best != TARGET_CATEGORY else UNCHANGED
+        source = img.get("source")
+        records.append(ImportRecord(label_file=doc_file, image_ref=ref, image_file=image_location(doc_file, root, ref),
+                                    origin=source if isinstance(source, str) else None,
+                                    class_name=class_name, mask=mask))
+    return records
+
+
+def read(root: Path) -> list[ImportRecord]:
+    return [r for f in annotation_files(root) for r in read_document(f, root)]

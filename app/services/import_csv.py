@@ -1,0 +1,79 @@
+"""Reading a label table: this station's ``summary.csv`` or any CSV with an image column and a class.
+
+The station's own columns (``folder``, ``rel_path``, ``class``, ``anomaly_verdict``, ``state``,
+``reviewed_at``) come back as they were written: an empty class or verdict clears it, the review
+state and the review time are kept. Other tables need one image column (``rel_path``,
+``file_name``, ``filename``, ``image`` or ``path``, relative to the station's folder) and a ``class``
+or ``label`` column. The CSV holds no masks: mask columns (``target_count``, region pixels) are
+counts, not labels.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.services.export_items import ANOMALY_ANOMALOUS, ANOMALY_NORMAL
+from app.services.import_records import UNCHANGED, ImportRecord, LabelImportError, dataset_path, read_text
+from database.states import ReviewState
+
+IMAGE_COLUMNS = ("rel_path", "file_name", "filename", "image", "path")
+CLASS_COLUMNS = ("class", "label")
+IMPORTED_STATES = {s.value for s in ReviewState} - {ReviewState.UNREVIEWED.value}
+
+
+def table_file(root: Path) -> Path:
+    if root.is_file():
+        return root
+    if (root / "summary.csv").is_file():
+        return root / "summary.csv"
+    tables = sorted(root.glob("*.csv"))
+    if len(tables) != 1:
+        raise LabelImportError(f"{root}: expected summary.csv or exactly one .csv file "
+                               f"(found {len(tables)})")
+    return tables[0]
+
+
+def cell(row: dict[str, Any], column: str | None) -> Any:
+    """A column's value; an empty cell clears the field; a column the table lacks keeps it."""
+    if column is None:
+        return UNCHANGED
+    value = (row.get(column) or "").strip()
+    return value or None
+
+
+def read(root: Path) -> list[ImportRecord]:
+    path = table_file(root)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    columns = reader.fieldnames or []
+    image_col = next((c for c in IMAGE_COLUMNS if c in columns), None)
+    class_col = next((c for c in CLASS_COLUMNS if c in columns), None)
+    verdict_col = "anomaly_verdict" if "anomaly_verdict" in columns else None
+    if image_col is None or (class_col is None and verdict_col is None):
+        raise LabelImportError(f"{path}: needs an image column ({', '.join(IMAGE_COLUMNS)}) and a "
+                               f"class column ({', '.join(CLASS_COLUMNS)}); found {', '.join(columns) or 'none'}")
+    records = []
+    for n, row in enumerate(reader, start=2):
+        where = f"{path}, line {n}"
+        if None in row:
+            raise LabelImportError(f"{where}: more cells than columns")
+        ref = dataset_path(row.get(image_col), where)
+        verdict = cell(row, verdict_col)
+        if verdict not in (UNCHANGED, None, ANOMALY_NORMAL, ANOMALY_ANOMALOUS):
+            raise LabelImportError(f"{where}: anomaly_verdict must be normal, anomalous or empty (got {verdict!r})")
+        state = (row.get("state") or "").strip() or None
+        if state is not None and state not in IMPORTED_STATES:
+            raise LabelImportError(f"{where}: state must be one of {', '.join(sorted(IMPORTED_STATES))} (got {state!r})")
+        when = None
+        if (row.get("reviewed_at") or "").strip():
+            try:
+                when = datetime.fromisoformat(row["reviewed_at"].strip())
+            except ValueError:
+                raise LabelImportError(f"{where}: reviewed_at {row['reviewed_at']!r} is not an ISO 8601 time") from None
+        folder = (row.get("folder") or "").strip()
+        records.append(ImportRecord(
+            label_file=path, image_ref=ref, origin=f"{folder}/{ref}" if folder and image_col == "rel_path" else None,
+            class_name=cell(row, class_col), anomaly_verdict=verdict, review_state=state, labelled_at=when))
+    return records

@@ -1,0 +1,87 @@
+"""Reading labelme JSON files: one per image, shapes in pixel coordinates, the image beside it.
+
+Polygons, rectangles and circles are filled into the image's one mask; points and lines only
+name a class. The image's class is the label covering the most pixels, or (a classification
+project) the single image-level flag set to true. ``imagePath`` is followed relative to the JSON
+file and must stay inside the import folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from app.services.import_records import (
+    UNCHANGED,
+    ImportRecord,
+    LabelImportError,
+    Mask,
+    check_pixels,
+    dataset_path,
+    files_under,
+    inside,
+    posix_rel,
+    read_json_object,
+)
+
+FILLED = ("polygon", "rectangle", "circle")
+
+
+def paint(shape: dict[str, Any], canvas: np.ndarray, where: str) -> None:
+    kind = shape.get("shape_type") or "polygon"
+    try:
+        pts = np.asarray(shape.get("points"), dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise LabelImportError(f"{where}: shape points must be [x, y] pairs") from None
+    if not np.all(np.isfinite(pts)):
+        raise LabelImportError(f"{where}: shape points must be finite numbers")
+    if kind == "polygon" and len(pts) >= 3:
+        cv2.fillPoly(canvas, [np.round(pts).astype(np.int32).reshape(-1, 1, 2)], 1)
+    elif kind == "rectangle" and len(pts) == 2:
+        (x0, y0), (x1, y1) = np.round(pts).astype(np.int64)
+        cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=-1)
+    elif kind == "circle" and len(pts) == 2:
+        radius = int(round(float(np.hypot(*(pts[1] - pts[0])))))
+        cv2.circle(canvas, (int(round(pts[0][0])), int(round(pts[0][1]))), radius, 1, thickness=-1)
+    else:
+        raise LabelImportError(f"{where}: a {kind} with {len(pts)} point(s) cannot be filled")
+
+
+def read_file(path: Path, root: Path) -> ImportRecord:
+    doc = read_json_object(path)
+    where = str(path)
+    rel = dataset_path(doc.get("imagePath"), where)
+    image = inside(root, path.parent / rel, where)
+    width, height = check_pixels(doc.get("imageWidth"), doc.get("imageHeight"), where)
+    shapes = doc.get("shapes", [])
+    if not isinstance(shapes, list) or not all(isinstance(s, dict) for s in shapes):
+        raise LabelImportError(f"{where}: 'shapes' must be a list of objects")
+    canvas = np.zeros((height, width), np.uint8)
+    area: dict[str, int] = {}
+    for n, shape in enumerate(shapes):
+        label = shape.get("label")
+        if not isinstance(label, str) or not label:
+            raise LabelImportError(f"{where}: shape {n} has no label")
+        before = int(canvas.sum())
+        if (shape.get("shape_type") or "polygon") in FILLED:
+            paint(shape, canvas, f"{where}, shape {n} ({label})")
+        area[label] = area.get(label, 0) + int(canvas.sum()) - before
+    flags = doc.get("flags") or {}
+    set_flags = [k for k, v in flags.items() if v is True] if isinstance(flags, dict) else []
+    if area:
+        class_name: Any = max(area, key=lambda c: (area[c], c))
+    else:
+        class_name = set_flags[0] if len(set_flags) == 1 else UNCHANGED
+    filled = any((s.get("shape_type") or "polygon") in FILLED for s in shapes)
+    mask = Mask.of(canvas > 0) if filled or not (shapes or set_flags) else UNCHANGED
+    return ImportRecord(label_file=path, image_ref=posix_rel(image, root.resolve()),
+                        image_file=image if image.is_file() else None, class_name=class_name, mask=mask)
+
+
+def read(root: Path) -> list[ImportRecord]:
+    files = files_under(root, {".json"})
+    if not files:
+        raise LabelImportError(f"{root}: no labelme .json files")
+    return [read_file(p, root) for p in files]

@@ -1,0 +1,86 @@
+"""Which indexed image a dataset's record is about: by the path the dataset names, else by content.
+
+Datasets name images in many ways: the station's own folder-relative path (labelme, CSV, a tree
+copied as is), a path with extra leading folders (an MVTec category, a split part), or this
+station's export file names (``lot3__part_17.png``). Each record's path is tried from the longest
+suffix to the shortest, against both the relative paths and the export names; a name shared by
+several images never matches. Files renamed beyond recognition are found by their SHA-256, the
+hash the indexer already stored, computed only for records the paths did not place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from app.services.export_items import ExportItem, flat_name
+from app.services.file_scan import hash_file
+from app.services.import_records import ImportRecord
+from database.dto import FolderInfo, ImageInfo
+
+
+@dataclass(frozen=True)
+class Target:
+    """An indexed image a record landed on."""
+
+    image: ImageInfo
+    folder: FolderInfo
+    how: str  # 'path', 'export name', 'stem' or 'content'
+
+    @property
+    def display(self) -> str:
+        return f"{self.folder.name}/{self.image.rel_path}"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder.root_path) / self.image.rel_path
+
+
+def suffixes(ref: str) -> list[str]:
+    parts = PurePosixPath(ref).parts
+    return ["/".join(parts[i:]) for i in range(len(parts))]
+
+
+class ImageMatcher:
+    def __init__(self, images: Iterable[ImageInfo], folders: Iterable[FolderInfo]) -> None:
+        self.folders = {f.id: f for f in folders}
+        self.by_path: dict[str, list[ImageInfo]] = {}
+        self.by_name: dict[str, list[ImageInfo]] = {}
+        self.by_stem: dict[str, list[ImageInfo]] = {}
+        self.by_hash: dict[str, list[ImageInfo]] = {}
+        for img in images:
+            folder = self.folders[img.folder_id]
+            self.by_path.setdefault(img.rel_path, []).append(img)
+            self.by_path.setdefault(f"{folder.name}/{img.rel_path}", []).append(img)
+            self.by_stem.setdefault(str(PurePosixPath(img.rel_path).with_suffix("")), []).append(img)
+            probe = ExportItem(source=Path(), rel_path=img.rel_path, folder=folder.name, review_state="")
+            for name in {flat_name(probe, False), flat_name(probe, True)}:  # exports of several folders prefix it
+                self.by_name.setdefault(name, []).append(img)
+                self.by_stem.setdefault(str(PurePosixPath(name).with_suffix("")), []).append(img)
+            if img.content_hash:
+                self.by_hash.setdefault(img.content_hash, []).append(img)
+
+    def _one(self, table: dict[str, list[ImageInfo]], key: str) -> ImageInfo | None:
+        found = {img.id: img for img in table.get(key, ())}  # a path and an export name may both list one image
+        return next(iter(found.values())) if len(found) == 1 else None
+
+    def match(self, rec: ImportRecord) -> Target | None:
+        candidates: list[tuple[str, dict[str, list[ImageInfo]], str]] = []
+        if rec.origin:
+            candidates.append(("path", self.by_path, rec.origin))
+        for key in suffixes(rec.image_ref):
+            candidates += [("path", self.by_path, key), ("export name", self.by_name, key)]
+        if not PurePosixPath(rec.image_ref).suffix:
+            candidates += [("stem", self.by_stem, key) for key in suffixes(rec.image_ref)]
+        for how, table, key in candidates:
+            img = self._one(table, key)
+            if img is not None:
+                return Target(img, self.folders[img.folder_id], how)
+        if rec.image_file is not None:
+            try:
+                img = self._one(self.by_hash, hash_file(rec.image_file))
+            except OSError:
+                img = None
+            if img is not None:
+                return Target(img, self.folders[img.folder_id], "content")
+        return None

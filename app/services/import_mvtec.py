@@ -1,0 +1,62 @@
+"""Reading MVTec AD trees: ``<category>/{train,test}/good``, ``test/<defect>``, ``ground_truth/<defect>``.
+
+``good`` images are normal (and lose any region); images under ``test/<defect>`` are anomalous with
+the defect as their class (the station's export writes ``anomalous`` when an image had no class:
+that names none) and ``ground_truth/<defect>/<stem>_mask.png`` as their region. The folder may be a
+single category or an export holding several.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.services.export_items import ANOMALY_ANOMALOUS, ANOMALY_NORMAL
+from app.services.import_records import (
+    UNCHANGED,
+    ImportRecord,
+    LabelImportError,
+    files_under,
+    inside,
+    load_mask,
+    posix_rel,
+)
+from inference.imageio import IMAGE_SUFFIXES
+
+GOOD = "good"
+
+
+def categories(root: Path) -> list[Path]:
+    if (root / "test").is_dir() or (root / "train").is_dir():
+        return [root]
+    return [d for d in sorted(root.iterdir()) if d.is_dir() and ((d / "test").is_dir() or (d / "train").is_dir())]
+
+
+def read_category(cat: Path, root: Path) -> list[ImportRecord]:
+    records = []
+    for part in ("train", "test"):
+        if not (cat / part).is_dir():
+            continue
+        for kind_dir in sorted(d for d in (cat / part).iterdir() if d.is_dir() and not d.name.startswith(".")):
+            kind = kind_dir.name
+            if part == "train" and kind != GOOD:
+                raise LabelImportError(f"{kind_dir}: MVTec training images must all be good (train/good)")
+            for path in files_under(kind_dir, IMAGE_SUFFIXES):
+                ref = posix_rel(path, root)
+                if kind == GOOD:
+                    records.append(ImportRecord(label_file=path, image_ref=ref, image_file=path,
+                                                anomaly_verdict=ANOMALY_NORMAL, anomaly_mask=None))
+                    continue
+                gt = cat / "ground_truth" / kind / posix_rel(path.with_name(f"{path.stem}_mask.png"), kind_dir)
+                region: Any = load_mask(inside(root, gt, str(path))) if gt.is_file() else None
+                records.append(ImportRecord(
+                    label_file=gt if gt.is_file() else path, image_ref=ref, image_file=path,
+                    class_name=UNCHANGED if kind == ANOMALY_ANOMALOUS else kind,
+                    anomaly_verdict=ANOMALY_ANOMALOUS, anomaly_mask=region))
+    return records
+
+
+def read(root: Path) -> list[ImportRecord]:
+    records = [r for cat in categories(root) for r in read_category(cat, root)]
+    if not records:
+        raise LabelImportError(f"{root}: no MVTec images (expected <category>/train/good, test/<defect>)")
+    return records

@@ -1,0 +1,166 @@
+"""What an import reader hands on: one record per labelled image, plus the checks every reader shares.
+
+Readers only parse files; they never touch the database. Each record says which image it is about
+(a dataset-relative path, the image file when the dataset holds one, and the station's own
+``folder/rel_path`` when an export of this station names it) and the label parts its format
+holds. Parts a format does not hold stay ``UNCHANGED``, so importing a class tree never clears a
+mask drawn in the station. Everything a reader opens is bounded (file size, mask pixels) and every
+path it follows must stay inside the import folder, so a hostile or broken dataset gives one
+clear ``LabelImportError`` instead of a crash, a huge allocation or a read elsewhere on disk.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import numpy as np
+
+from app.services.export_items import encode_mask
+from database.dto import UNCHANGED
+from inference.imageio import MAX_PIXELS, ImageReadError, read_mask
+
+MAX_LABEL_FILE_BYTES = 512 << 20  # a COCO file of ~100k instances is well below this
+
+
+class LabelImportError(Exception):
+    """An import that cannot be done, with a reason a person can act on; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A decoded binary mask kept as the lossless PNG the database stores (small in memory)."""
+
+    png: bytes
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Mask:
+        return cls(encode_mask(mask), int(mask.shape[1]), int(mask.shape[0]))
+
+
+@dataclass(frozen=True)
+class Polygons:
+    """Outlines to fill at the matched image's size (YOLO's normalised coordinates need it).
+
+    ``scale`` says whether the points are in [0, 1] (multiply by the image size) or in pixels.
+    """
+
+    points: tuple[np.ndarray, ...]  # each (n, 2) float x, y
+    normalised: bool
+
+    def rasterise(self, width: int, height: int) -> Mask:
+        """Scale, truncate to whole pixels and fill: what YOLO loaders do with a label file."""
+        mask = np.zeros((height, width), np.uint8)
+        for pts in self.points:
+            xy = pts * (width, height) if self.normalised else pts
+            cv2.fillPoly(mask, [xy.astype(np.int32).reshape(-1, 1, 2)], 1)
+        return Mask.of(mask > 0)
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    """One image's label as a dataset states it (``UNCHANGED`` parts: the format does not hold them)."""
+
+    label_file: Path  # where the label was read from: provenance "imported from FILE"
+    image_ref: str  # the image's path inside the dataset, '/'-separated, for matching by path
+    image_file: Path | None = None  # the image copy in the dataset, for matching by content hash
+    origin: str | None = None  # 'folder/rel_path' of the source image, where the dataset names it
+    class_name: Any = UNCHANGED  # str, or None to clear
+    mask: Any = UNCHANGED  # Mask, Polygons, or None to clear
+    anomaly_verdict: Any = UNCHANGED  # 'normal' / 'anomalous' / None
+    anomaly_mask: Any = UNCHANGED  # Mask or None
+    review_state: str | None = None  # the station's own CSV says it; other formats: corrected
+    labelled_at: datetime | None = None  # when the label was made, where the dataset says (else file time)
+
+
+def check_size(path: Path, limit: int | None = None) -> int:
+    limit = MAX_LABEL_FILE_BYTES if limit is None else limit
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise LabelImportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size > limit:
+        raise LabelImportError(f"{path}: file too large to import ({size / 2**20:.0f} MiB; "
+                               f"the limit is {limit / 2**20:.0f} MiB)")
+    return size
+
+
+def read_text(path: Path) -> str:
+    check_size(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise LabelImportError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise LabelImportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A bounded JSON file that must hold an object; a clear message names the file and the line."""
+    try:
+        doc = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise LabelImportError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise LabelImportError(f"{path}: expected a JSON object, found {type(doc).__name__}")
+    return doc
+
+
+def load_mask(path: Path) -> Mask:
+    """A mask image file (size-bounded by the image reader): any non-zero pixel is foreground."""
+    try:
+        return Mask.of(read_mask(path))
+    except ImageReadError as exc:
+        raise LabelImportError(f"mask {exc}") from None
+
+
+def check_pixels(width: Any, height: Any, where: str) -> tuple[int, int]:
+    """Image sizes stated in a label file, bounded before anything of that size is allocated."""
+    if not (isinstance(width, int) and isinstance(height, int)) or width <= 0 or height <= 0:
+        raise LabelImportError(f"{where}: image size must be positive whole numbers (got {width!r} x {height!r})")
+    if width * height > MAX_PIXELS:
+        raise LabelImportError(f"{where}: image size {width}x{height} is beyond the {MAX_PIXELS:,} pixel limit")
+    return width, height
+
+
+def dataset_path(name: Any, where: str) -> str:
+    """A path a label file names, normalised to '/'-separated and refused if it leaves the dataset."""
+    if not isinstance(name, str) or not name.strip():
+        raise LabelImportError(f"{where}: missing image path")
+    text = name.replace("\\", "/").strip()
+    pure = PurePosixPath(text)
+    if pure.is_absolute() or (len(text) > 1 and text[1] == ":") or ".." in pure.parts:
+        raise LabelImportError(f"{where}: image path {name!r} is outside the import folder")
+    return "/".join(p for p in pure.parts if p not in ("", "."))
+
+
+def inside(root: Path, path: Path, where: str) -> Path:
+    """``path`` resolved (links followed) and refused unless it lies under ``root``."""
+    real = path.resolve()
+    if real != root.resolve() and root.resolve() not in real.parents:
+        raise LabelImportError(f"{where}: {path} leads outside the import folder {root}")
+    return real
+
+
+def files_under(root: Path, suffixes: frozenset[str] | set[str]) -> list[Path]:
+    """Files with these suffixes below ``root``, sorted, hidden entries and links leaving it skipped."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
+                continue
+            path = Path(dirpath) / name
+            inside(root, path, "import folder")
+            out.append(path)
+    return out
+
+
+def posix_rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()

@@ -1,0 +1,127 @@
+"""Reading YOLO segmentation datasets: ``labels/[part/]<stem>.txt`` beside ``images/[part/]<file>``.
+
+Each line is ``<class> x1 y1 x2 y2 …`` in [0, 1]. The outlines are filled at the matched image's
+size the way YOLO loaders do (scale, truncate, fill), which redraws the station's own export pixel
+for pixel. An empty label file is a reviewed negative. A detection line (``<class> cx cy w h``)
+carries a class but no outline. Class names come from ``data.yaml`` (the two ``names`` forms
+Ultralytics writes, read without a YAML library); without it the index itself is the name, to be
+mapped with ``--map 0=crack``.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.services.export_instances import TARGET_CATEGORY
+from app.services.export_split import SPLIT_NAMES
+from app.services.import_records import (
+    UNCHANGED,
+    ImportRecord,
+    LabelImportError,
+    Polygons,
+    files_under,
+    posix_rel,
+    read_text,
+)
+from inference.imageio import IMAGE_SUFFIXES
+
+MAPPING_LINE = re.compile(r"^\s+(\d+)\s*:\s*(.+?)\s*$")
+LIST_LINE = re.compile(r"^\s*-\s*(.+?)\s*$")
+TOLERANCE = 1e-3  # coordinates a hair outside [0, 1] from rounding are clipped, not refused
+
+
+def scalar(text: str) -> str:
+    text = text.split(" #")[0].strip()
+    if text[:1] in "\"'":
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text.strip("\"'")
+        return str(value)
+    return text
+
+
+def class_names(yaml_file: Path) -> dict[int, str]:
+    """``names`` of a data.yaml: ``{0: a, 1: b}`` from either the mapping or the list form."""
+    lines = read_text(yaml_file).splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("names:"):
+            continue
+        rest = line[len("names:"):].strip()
+        if rest.startswith("["):
+            try:
+                items = ast.literal_eval(rest)
+            except (ValueError, SyntaxError):
+                items = [scalar(x) for x in rest.strip("[]").split(",")]
+            return {k: str(v) for k, v in enumerate(items)}
+        if rest.startswith("{"):
+            try:
+                return {int(k): str(v) for k, v in ast.literal_eval(rest).items()}
+            except (ValueError, SyntaxError, AttributeError):
+                raise LabelImportError(f"{yaml_file}: cannot read the names mapping {rest!r}") from None
+        names: dict[int, str] = {}
+        for nxt in lines[i + 1:]:
+            if m := MAPPING_LINE.match(nxt):
+                names[int(m[1])] = scalar(m[2])
+            elif (m := LIST_LINE.match(nxt)) and nxt.startswith((" ", "-")):
+                names[len(names)] = scalar(m[1])
+            elif nxt.strip() and not nxt.startswith((" ", "\t")):
+                break
+        return names
+    return {}
+
+
+def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None]:
+    classes: Counter[str] = Counter()
+    polys = []
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            cls, values = int(fields[0]), np.array([float(v) for v in fields[1:]], dtype=np.float64)
+        except ValueError:
+            raise LabelImportError(f"{path}, line {n}: expected '<class> x1 y1 x2 y2 …' numbers") from None
+        if cls < 0 or (names and cls not in names):
+            raise LabelImportError(f"{path}, line {n}: class index {cls} is not in data.yaml's names")
+        if len(values) < 4 or len(values) % 2 or not np.all(np.isfinite(values)) \
+                or values.min() < -TOLERANCE or values.max() > 1 + TOLERANCE:
+            raise LabelImportError(f"{path}, line {n}: coordinates must be x, y pairs in [0, 1]")
+        classes[names.get(cls, str(cls))] += 1
+        if len(values) >= 6:
+            polys.append(np.clip(values, 0.0, 1.0).reshape(-1, 2))
+    detection_only = bool(classes) and not polys
+    class_name = classes.most_common(1)[0][0] if classes else UNCHANGED
+    if class_name == TARGET_CATEGORY:  # the export's name for "a target on an image without a class"
+        class_name = UNCHANGED
+    return class_name, None if detection_only else Polygons(tuple(polys), normalised=True)
+
+
+def read(root: Path) -> list[ImportRecord]:
+    labels_dir, images_dir = root / "labels", root / "images"
+    if not labels_dir.is_dir():
+        raise LabelImportError(f"{root}: no labels/ folder (expected a YOLO dataset: images/ and labels/)")
+    yaml_file = next((p for p in (root / "data.yaml", root / "dataset.yaml") if p.is_file()), None)
+    names = class_names(yaml_file) if yaml_file else {}
+    images = {}
+    if images_dir.is_dir():
+        images = {posix_rel(p.with_suffix(""), images_dir): p for p in files_under(images_dir, IMAGE_SUFFIXES)}
+    records = []
+    for path in files_under(labels_dir, {".txt"}):
+        stem_ref = posix_rel(path.with_suffix(""), labels_dir)
+        image = images.get(stem_ref)
+        ref = posix_rel(image, images_dir) if image is not None else stem_ref
+        first, _, rest = ref.partition("/")
+        if rest and first in SPLIT_NAMES:
+            ref = rest
+        class_name, polys = parse_label(path, names)
+        records.append(ImportRecord(label_file=path, image_ref=ref, image_file=image, class_name=class_name,
+                                    mask=polys if polys is not None else UNCHANGED))
+    if not records:
+        raise LabelImportError(f"{labels_dir}: no label files")
+    return records

@@ -1,0 +1,316 @@
+"""Label import: datasets other tools (or this station) wrote, into label revisions (Qt-free use case).
+
+Two steps, so a person sees what will change before anything does: ``preview_import`` reads the
+dataset (one reader module per format), matches every record to an indexed image and says per
+image what the import would do; ``apply_import`` writes the planned revisions in ONE transaction,
+so a failed import writes nothing. Imported labels are ordinary revisions (history kept, undo
+works) whose note says where they came from; a human label newer than the imported one is left
+alone unless the caller asks, and a label saved between preview and import stops the import.
+"""
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from app.services.export import FORMATS
+from app.services.export_source import (CLASSIFIER_TASK, FolderNotFound, confirms_prediction_only,
+                                        prediction_label, resolve_folder)
+from app.services.import_match import ImageMatcher, Target
+from app.services.import_records import ImportRecord, LabelImportError, Polygons
+from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
+from database.states import ReviewState
+from inference.imageio import ImageReadError, read_raw
+
+if TYPE_CHECKING:
+    from database import Database
+
+IMPORT_FORMATS = (*FORMATS, "labelme")
+FORMAT_TITLES = {
+    "imagefolder": "ImageFolder class tree (<class>/<image>)",
+    "masks": "PNG mask folder (masks/ beside images/)",
+    "coco": "COCO JSON (polygons or RLE)",
+    "mvtec": "MVTec AD (train/good, test/<defect>, ground_truth/)",
+    "yolo": "YOLO segmentation (images/, labels/, data.yaml)",
+    "csv": "CSV table (this station's summary.csv)",
+    "labelme": "labelme JSON files",
+}
+READERS = {name: f"app.services.import_{name}" for name in IMPORT_FORMATS}
+IMPORTED_NOTE = "imported from "
+DEFAULT_STATE = ReviewState.CORRECTED  # a label a person made elsewhere, not a confirmed prediction
+
+NEW, OVERWRITE, OVERWRITE_NEWER, SKIPPED_NEWER, UNCHANGED_LABEL = (
+    "new", "overwrite", "overwrite newer", "skipped (newer label here)", "unchanged")
+WRITTEN = (NEW, OVERWRITE, OVERWRITE_NEWER)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    format: str
+    folder: str | int | None = None  # match only images of this indexed folder (id, path or name)
+    class_map: Mapping[str, str] = field(default_factory=dict)  # dataset class -> station class
+    overwrite_newer: bool = False  # replace human labels saved after the imported one was made
+    author: str = "import"
+
+
+@dataclass(frozen=True)
+class PlannedLabel:
+    """What the import does to one image (plain data: the GUI shows these)."""
+
+    image_id: int
+    image: str  # folder/rel_path
+    label_file: str
+    action: str
+    class_before: str | None
+    class_after: str | None
+    change: LabelChange
+    expected_revision: int  # the current revision seen by the preview (0: none)
+
+
+@dataclass(frozen=True)
+class ImportPreview:
+    format: str
+    source: Path
+    records: int
+    planned: tuple[PlannedLabel, ...]
+    unmatched: tuple[str, ...]  # dataset image paths no indexed image matched
+    per_class: dict[str, int]  # station class (after mapping) -> matched images
+    class_map: dict[str, str]  # every dataset class seen -> the station class it becomes
+    errors: tuple[str, ...]  # reasons the import is refused (unknown classes, masks of the wrong size)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = Counter(p.action for p in self.planned)
+        return {"records": self.records, "matched": len(self.planned), "unmatched": len(self.unmatched),
+                "new": found[NEW], "would_overwrite": found[OVERWRITE] + found[OVERWRITE_NEWER],
+                "skipped_newer": found[SKIPPED_NEWER], "unchanged": found[UNCHANGED_LABEL]}
+
+    @property
+    def writes(self) -> list[PlannedLabel]:
+        return [p for p in self.planned if p.action in WRITTEN]
+
+    def summary_lines(self, limit: int = 20) -> list[str]:
+        c = self.counts
+        lines = [f"{self.format} labels in {self.source}: {c['records']} record(s), {c['matched']} matched, "
+                 f"{c['unmatched']} unmatched",
+                 f"  new {c['new']}, would overwrite {c['would_overwrite']}, skipped (newer label here) "
+                 f"{c['skipped_newer']}, unchanged {c['unchanged']}"]
+        if self.per_class:
+            lines.append("  per class: " + ", ".join(f"{k} {v}" for k, v in sorted(self.per_class.items())))
+        renamed = {k: v for k, v in self.class_map.items() if k != v}
+        if renamed:
+            lines.append("  class mapping: " + ", ".join(f"{k} -> {v}" for k, v in sorted(renamed.items())))
+        for title, rows in (("unmatched", self.unmatched), ("error", self.errors)):
+            lines += [f"  {title}: {r}" for r in rows[:limit]]
+            if len(rows) > limit:
+                lines.append(f"  ... and {len(rows) - limit} more {title}")
+        return lines
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    preview: ImportPreview
+    written: int
+
+    def summary_lines(self) -> list[str]:
+        return [*self.preview.summary_lines(), f"imported {self.written} label(s)"]
+
+
+def parse_class_map(pairs: Iterable[str]) -> dict[str, str]:
+    """``["old=new", ...]`` (``--map``) -> {old: new}."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise LabelImportError(f"class mapping {pair!r} must look like OLD=NEW")
+        out[old.strip()] = new.strip()
+    return out
+
+
+def format_root(source: Path, fmt: str) -> Path:
+    """The dataset itself, or the format's folder inside an export holding several formats."""
+    sub = source / fmt
+    return sub if fmt not in ("csv", "labelme") and sub.is_dir() else source
+
+
+def read_records(source: str | Path, fmt: str) -> list[ImportRecord]:
+    if fmt not in READERS:
+        raise LabelImportError(f"unknown import format {fmt!r} (choose from {', '.join(IMPORT_FORMATS)})")
+    path = Path(source).expanduser().absolute()
+    if not path.exists():
+        raise LabelImportError(f"{path}: not found")
+    if not path.is_dir() and fmt not in ("csv", "coco"):
+        raise LabelImportError(f"{path}: the {fmt} format is read from a folder")
+    try:
+        return importlib.import_module(READERS[fmt]).read(format_root(path, fmt))
+    except OSError as exc:
+        raise LabelImportError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
+
+
+def utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+
+
+class Planner:
+    """Turns matched records into planned revisions; collects every refusal instead of stopping."""
+
+    def __init__(self, db: Database, options: ImportOptions) -> None:
+        self.db, self.options = db, options
+        self.known_classes = set(db.classes.names(CLASSIFIER_TASK))
+        self.errors: list[str] = []
+        self.unknown: set[str] = set()
+        self.class_map: dict[str, str] = {}
+        self.file_times: dict[Path, datetime] = {}
+
+    def station_class(self, name: Any) -> Any:
+        if not isinstance(name, str):
+            return name
+        mapped = self.options.class_map.get(name, name)
+        self.class_map[name] = mapped
+        if self.known_classes and mapped not in self.known_classes:
+            self.unknown.add(name)
+        return mapped
+
+    def sized(self, mask: Any, rec: ImportRecord, target: Target) -> Any:
+        """A mask as PNG bytes, refused (noted in errors) unless it has the image's size."""
+        if mask is UNCHANGED or mask is None:
+            return mask
+        size = self.image_size(target)
+        if size is None:
+            return UNCHANGED
+        if isinstance(mask, Polygons):
+            mask = mask.rasterise(*size)
+        if (mask.width, mask.height) != size:
+            self.errors.append(f"{rec.label_file}: mask is {mask.width}x{mask.height} but {target.display} "
+                               f"is {size[0]}x{size[1]}")
+            return UNCHANGED
+        return mask.png
+
+    def image_size(self, target: Target) -> tuple[int, int] | None:
+        img = target.image
+        if img.width and img.height:
+            return img.width, img.height
+        try:
+            raw = read_raw(target.path)
+        except ImageReadError as exc:
+            self.errors.append(f"cannot check a mask against {target.display}: {exc.reason}")
+            return None
+        return int(raw.shape[1]), int(raw.shape[0])
+
+    def labelled_at(self, rec: ImportRecord) -> datetime:
+        if rec.labelled_at is not None:
+            return utc(rec.labelled_at)
+        if rec.label_file not in self.file_times:
+            self.file_times[rec.label_file] = datetime.fromtimestamp(rec.label_file.stat().st_mtime, timezone.utc)
+        return self.file_times[rec.label_file]
+
+    def plan(self, rec: ImportRecord, target: Target, current: LabelRevisionInfo | None) -> PlannedLabel:
+        change = LabelChange(
+            review_state=ReviewState(rec.review_state) if rec.review_state else DEFAULT_STATE,
+            class_name=self.station_class(rec.class_name),
+            mask_png=self.sized(rec.mask, rec, target),
+            anomaly_verdict=rec.anomaly_verdict,
+            anomaly_mask_png=self.sized(rec.anomaly_mask, rec, target),
+            note=f"{IMPORTED_NOTE}{rec.label_file}",
+        )
+        if current is not None and confirms_prediction_only(current):
+            change = self.keep_confirmed_prediction(change, current)
+        before = current.class_name if current else None
+        after = before if change.class_name is UNCHANGED else change.class_name
+        action = self.action(change, rec, current)
+        return PlannedLabel(target.image.id, target.display, str(rec.label_file), action, before, after, change,
+                            current.revision if current else 0)
+
+    def keep_confirmed_prediction(self, change: LabelChange, current: LabelRevisionInfo) -> LabelChange:
+        """An accepted prediction is a label too: the parts the dataset does not set keep its values."""
+        confirmed = prediction_label(current, self.db.predictions.for_image(current.image_id))
+        kept = {f: v for f, v in confirmed.items() if getattr(change, f) is UNCHANGED}
+        return replace(change, from_prediction_id=current.from_prediction_id, **kept)
+
+    def action(self, change: LabelChange, rec: ImportRecord, current: LabelRevisionInfo | None) -> str:
+        if current is None or current.review_state == ReviewState.UNREVIEWED:
+            return NEW
+        same = change.review_state == current.review_state and all(
+            getattr(change, f) is UNCHANGED or getattr(change, f) == getattr(current, f)
+            for f in ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png"))
+        if same:
+            return UNCHANGED_LABEL
+        imported_before = (current.note or "").startswith(IMPORTED_NOTE)
+        if imported_before or utc(current.created_at) <= self.labelled_at(rec):
+            return OVERWRITE
+        return OVERWRITE_NEWER if self.options.overwrite_newer else SKIPPED_NEWER
+
+
+def preview_import(db: Database, source: str | Path, options: ImportOptions,
+                   progress: ProgressFn | None = None) -> ImportPreview:
+    """Read, match and plan without writing: the dry run, and the GUI's preview."""
+    records = read_records(source, options.format)
+    try:
+        chosen = resolve_folder(db, options.folder)
+    except FolderNotFound as exc:
+        raise LabelImportError(str(exc)) from None
+    folders = db.folders.list()
+    images = db.images.query(ImageQuery(folder_id=chosen.id if chosen else None, include_missing=True, sort="id"))
+    if not images:
+        raise LabelImportError("no indexed images to import labels for: open (index) the folder of these images first")
+    matcher = ImageMatcher(images, folders)
+    planner = Planner(db, options)
+    matched: dict[int, tuple[ImportRecord, Target]] = {}
+    unmatched: list[str] = []
+    for n, rec in enumerate(records, 1):
+        target = matcher.match(rec)
+        if target is None:
+            unmatched.append(rec.image_ref)
+        elif target.image.id in matched:
+            planner.errors.append(f"{target.display} is labelled twice: in {matched[target.image.id][0].label_file} "
+                                  f"and in {rec.label_file}")
+        else:
+            matched[target.image.id] = (rec, target)
+        if progress is not None and n % 200 == 0:
+            progress(n, len(records))
+    current = db.labels.current_many(list(matched))
+    planned = [planner.plan(rec, target, current.get(image_id)) for image_id, (rec, target) in matched.items()]
+    if planner.unknown:
+        known = ", ".join(sorted(planner.known_classes))
+        planner.errors.insert(0, f"unknown class(es) {', '.join(sorted(planner.unknown))}: the station's classes are "
+                                 f"{known}; map them with --map OLD=NEW")
+    per_class = Counter(p.class_after for p in planned if p.class_after)
+    if progress is not None:
+        progress(len(records), len(records))
+    return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
+                         tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors))
+
+
+def apply_import(db: Database, preview: ImportPreview, author: str = "import") -> ImportResult:
+    """Write the preview's planned revisions in one transaction; refuse a preview with errors."""
+    from database import ConflictError, DatabaseError
+
+    if preview.errors:
+        raise LabelImportError("nothing imported: " + "; ".join(preview.errors[:5])
+                               + (f" (and {len(preview.errors) - 5} more)" if len(preview.errors) > 5 else ""))
+    writes = preview.writes
+    try:
+        db.labels.append_many([(p.image_id, p.change, p.expected_revision) for p in writes], author)
+    except ConflictError as exc:
+        raise LabelImportError(f"nothing imported: a label changed since the preview ({exc}); preview again") from None
+    except DatabaseError as exc:
+        raise LabelImportError(f"nothing imported: {exc}") from None
+    return ImportResult(preview, len(writes))
+
+
+def import_labels(db: Database, source: str | Path, options: ImportOptions, dry_run: bool = False,
+                  progress: ProgressFn | None = None) -> ImportResult:
+    preview = preview_import(db, source, options, progress)
+    if dry_run:
+        return ImportResult(preview, 0)
+    return apply_import(db, preview, options.author)
+
+
+def plain_preview_rows(preview: ImportPreview) -> Sequence[tuple[str, str, str, str]]:
+    """(image, action, class before, class after) rows for a table view."""
+    return [(p.image, p.action, p.class_before or "", p.class_after or "") for p in preview.planned]

@@ -1,0 +1,82 @@
+"""Project ▸ Import…: the preview runs off the GUI thread, unknown classes are mapped, then Import writes."""
+from __future__ import annotations
+
+import shutil
+
+from app.gui.import_dialog import ImportDialog
+from tests.gui.fixtures import CLASSES
+
+
+def class_tree(folder, dst, labels: dict[str, str]):
+    for name, cls in labels.items():
+        (dst / cls).mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / name, dst / cls / name)
+    return dst
+
+
+def test_preview_map_then_import(service, db, folder, qtbot, tmp_path):
+    db.classes.set("classifier", list(CLASSES))
+    info = service.open_folder(folder)
+    src = class_tree(folder, tmp_path / "dataset", {"part_00.png": "crazing", "part_01.png": "Scratch"})
+    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
+    qtbot.addWidget(dlg)
+    dlg.source.setText(str(src))
+    dlg.format.setCurrentIndex(dlg.format.findData("imagefolder"))
+
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        assert dlg.start_preview()
+    preview, error = sig.args
+    assert error == "" and preview.counts["matched"] == 2 and preview.counts["new"] == 2
+    assert "unknown class(es) Scratch" in dlg.status.text()
+    assert not dlg.import_button.isEnabled()  # nothing is written while a class is unknown
+    assert dlg.mapping.rowCount() == 2 and dlg.changes.rowCount() == 2
+
+    row = next(r for r in range(dlg.mapping.rowCount()) if dlg.mapping.item(r, 0).text() == "Scratch")
+    dlg.mapping.cellWidget(row, 1).setCurrentText("scratches")
+    assert dlg.preview is None and "Preview again" in dlg.status.text()
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        dlg.start_preview()
+    assert sig.args[0].errors == () and dlg.import_button.isEnabled()
+
+    with qtbot.waitSignal(dlg.finished_import, timeout=20000) as sig:
+        assert dlg.start_import()
+    result, error = sig.args
+    assert error == "" and result.written == 2 and "imported 2 label(s)" in dlg.status.text()
+    by_name = {i.rel_path: i.id for i in db.images.query()}
+    assert db.labels.current(by_name["part_01.png"]).class_name == "scratches"
+    assert db.labels.current(by_name["part_00.png"]).author == "tester"
+
+
+def test_bad_dataset_shows_the_reason_and_writes_nothing(service, db, folder, qtbot, tmp_path):
+    info = service.open_folder(folder)
+    bad = tmp_path / "coco.json"
+    bad.write_text("{not json")
+    dlg = ImportDialog(db, info.id, info.name)
+    qtbot.addWidget(dlg)
+    dlg.source.setText(str(bad))
+    dlg.format.setCurrentIndex(dlg.format.findData("coco"))
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        dlg.start_preview()
+    assert sig.args[0] is None and "not valid JSON" in dlg.status.text()
+    assert not dlg.import_button.isEnabled()
+    assert all(db.labels.current(i.id) is None for i in db.images.query())
+
+
+def test_window_has_project_import(qtbot, service, db, folder, monkeypatch):
+    from app.gui import import_dialog
+    from app.gui.context import StationContext
+    from app.gui.extensions import default_extensions
+    from app.gui.main_window import MainWindow
+    from app.gui.settings_store import StationSettings
+
+    win = MainWindow(StationContext(review=service, settings=StationSettings(), interactive=False,
+                                    extensions=default_extensions(), export_db=db))
+    qtbot.addWidget(win)
+    win.open_folder(str(folder))
+    action = win.actions["import_labels"]
+    assert action.isEnabled() and action in win.menus["Project"].actions()
+    opened = []
+    monkeypatch.setattr(import_dialog.ImportDialog, "exec", lambda self: opened.append(self) or 0)
+    action.trigger()
+    assert len(opened) == 1 and opened[0].db is db and opened[0].scope_folder.isChecked()
+    win.close()

@@ -1,0 +1,314 @@
+"""Import behaviour: dry run counts, newer human labels kept, class mapping, bad input writes nothing."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from app.services.export import ExportOptions, export_database
+from app.services.export_items import encode_mask
+from app.services.import_records import LabelImportError
+from app.services.importing import ImportOptions, apply_import, import_labels, preview_import
+from database import LabelChange, ReviewState
+from tests.services.export_fixtures import H, W, region
+from tests.services.import_fixtures import label_station, make_folder, open_station
+
+
+def fingerprint(db) -> list:
+    return [(r.image_id, r.revision, r.class_name, r.mask_png, r.anomaly_verdict, r.review_state)
+            for i in db.images.query() for r in db.labels.history(i.id)]
+
+
+@pytest.fixture
+def station(tmp_path: Path):
+    root = make_folder(tmp_path / "lot1")
+    db = open_station(tmp_path, "station", root)
+    yield db, root, tmp_path
+    db.close()
+
+
+def class_tree(base: Path, root: Path, labels: dict[str, str]) -> Path:
+    for rel, cls in labels.items():
+        dst = base / cls / Path(rel).name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes((root / rel).read_bytes())
+    return base
+
+
+def test_dry_run_counts_and_writes_nothing(station) -> None:
+    db, root, tmp = station
+    ids = {Path(i.rel_path).stem: i.id for i in db.images.query()}
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
+    src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "crack", "d.png": "good"})
+    (src / "good" / "stranger.png").write_bytes(b"not one of ours")
+    os.utime(src / "crack" / "a.png", (time.time() + 3600,) * 2)  # the dataset's label is newer
+    before = fingerprint(db)
+    result = import_labels(db, src, ImportOptions(format="imagefolder"), dry_run=True)
+    assert fingerprint(db) == before and result.written == 0
+    assert result.preview.counts == {"records": 4, "matched": 3, "unmatched": 1, "new": 2, "would_overwrite": 1,
+                                     "skipped_newer": 0, "unchanged": 0}
+    assert result.preview.per_class == {"crack": 2, "good": 1}
+    assert result.preview.unmatched == ("stranger.png",)
+
+
+def test_newer_human_label_is_kept_unless_asked(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    os.utime(src / "crack" / "a.png", (time.time() - 3600,) * 2)  # labelled an hour ago
+    image_id = db.images.by_path(db.folders.list()[0].id, "a.png").id
+    db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")  # now
+    result = import_labels(db, src, ImportOptions(format="imagefolder"))
+    assert result.preview.counts["skipped_newer"] == 1 and result.written == 0
+    assert db.labels.current(image_id).class_name == "good"
+    result = import_labels(db, src, ImportOptions(format="imagefolder", overwrite_newer=True, author="imp"))
+    assert result.written == 1
+    history = db.labels.history(image_id)
+    assert [r.class_name for r in history] == ["good", "crack"]  # the human label stays in the history
+    assert history[-1].author == "imp" and history[-1].note == f"imported from {src / 'crack' / 'a.png'}"
+
+
+def test_unknown_classes_refused_until_mapped(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "Scratch", "b.png": "ok"})
+    before = fingerprint(db)
+    preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+    assert preview.errors and "unknown class(es) Scratch, ok" in preview.errors[0]
+    with pytest.raises(LabelImportError, match="nothing imported"):
+        apply_import(db, preview)
+    assert fingerprint(db) == before
+    result = import_labels(db, src, ImportOptions(format="imagefolder", class_map={"Scratch": "crack", "ok": "good"}))
+    assert result.written == 2 and result.preview.per_class == {"crack": 1, "good": 1}
+    assert result.preview.class_map == {"Scratch": "crack", "ok": "good"}
+
+
+def test_matches_renamed_copies_by_content(station) -> None:
+    db, root, tmp = station
+    src = tmp / "tree" / "crack"
+    src.mkdir(parents=True)
+    (src / "renamed-beyond-recognition.png").write_bytes((root / "e.png").read_bytes())
+    result = import_labels(db, tmp / "tree", ImportOptions(format="imagefolder"))
+    assert result.written == 1
+    assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "e.png").id).class_name == "crack"
+
+
+def test_label_saved_after_the_preview_stops_the_import(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "good"})
+    preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+    b = db.images.by_path(db.folders.list()[0].id, "b.png").id
+    db.labels.append(b, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    before = fingerprint(db)
+    with pytest.raises(LabelImportError, match="changed since the preview"):
+        apply_import(db, preview)
+    assert fingerprint(db) == before
+
+
+def write_json(path: Path, doc) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return path
+
+
+def labelme_doc(image: str, shapes, width=W, height=H) -> dict:
+    return {"version": "5.4.1", "flags": {}, "imagePath": image, "imageWidth": width, "imageHeight": height,
+            "shapes": shapes, "imageData": None}
+
+
+def test_labelme_polygons_and_rectangles(station) -> None:
+    db, root, _ = station
+    write_json(root / "a.json", labelme_doc("a.png", [
+        {"label": "crack", "points": [[2, 2], [9, 2], [9, 6], [2, 6]], "shape_type": "polygon"},
+        {"label": "crack", "points": [[20, 15], [22, 17]], "shape_type": "rectangle"}]))
+    result = import_labels(db, root, ImportOptions(format="labelme"))
+    assert result.written == 1
+    lab = db.labels.current(db.images.by_path(db.folders.list()[0].id, "a.png").id)
+    mask = cv2.imdecode(np.frombuffer(lab.mask_png, np.uint8), cv2.IMREAD_UNCHANGED) > 0
+    assert lab.class_name == "crack" and mask[2:7, 2:10].all() and mask[15:18, 20:23].all()
+    assert mask.sum() == 8 * 5 + 9
+
+
+def coco_doc(file_name: str, segmentation, width=W, height=H) -> dict:
+    return {"images": [{"id": 1, "file_name": file_name, "width": width, "height": height}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": segmentation, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "crack"}]}
+
+
+def test_coco_polygons_and_uncompressed_rle(station) -> None:
+    db, root, tmp = station
+    m = region()
+    counts, flat, value, run = [], m.T.reshape(-1), False, 0
+    for v in flat:
+        if v != value:
+            counts.append(run)
+            value, run = v, 0
+        run += 1
+    counts.append(run)
+    doc = coco_doc("b.png", [[3, 3, 8, 3, 8, 7, 3, 7]])
+    doc["images"].append({"id": 2, "file_name": "d.png", "width": W, "height": H})
+    doc["annotations"].append({"id": 2, "image_id": 2, "category_id": 1, "iscrowd": 1,
+                               "segmentation": {"size": [H, W], "counts": counts}})
+    write_json(tmp / "coco.json", doc)
+    result = import_labels(db, tmp / "coco.json", ImportOptions(format="coco"))
+    assert result.written == 2
+    d = db.labels.current(db.images.by_path(db.folders.list()[0].id, "d.png").id)
+    assert d.class_name == "crack"
+    assert (cv2.imdecode(np.frombuffer(d.mask_png, np.uint8), cv2.IMREAD_UNCHANGED) > 0).tolist() == m.tolist()
+
+
+@pytest.mark.parametrize("fmt, setup, message", [
+    ("coco", lambda r, t: write_json(t / "bad.json", '{"images": [1, 2'), "not valid JSON (line 1"),
+    ("coco", lambda r, t: write_json(t / "bad.json", "[]"), "expected a JSON object"),
+    ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("../../etc/passwd", [])), "outside the import folder"),
+    ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", [[1, 1, 5, 1, 5, 5]], 100000, 100000)),
+     "pixel limit"),
+    ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": [5, 5]})),
+     "do not cover"),
+    ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("/etc/passwd", [])), "outside the import folder"),
+    ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [{"points": []}])), "has no label"),
+    ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\n../x.png,crack\n"), "outside the import folder"),
+    ("csv", lambda r, t: write_json(t / "t.csv", "name,colour\nb.png,red\n"), "needs an image column"),
+    ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class,state\nb.png,crack,maybe\n"), "state must be"),
+    ("yolo", lambda r, t: write_json(t / "labels" / "b.txt", "0 0.1 0.1 0.5 0.1 1.7 0.9\n"), "in [0, 1]"),
+])
+def test_malformed_input_gives_a_clear_message_and_writes_nothing(station, fmt, setup, message) -> None:
+    db, root, tmp = station
+    label_station(db)
+    src = tmp / "bad"
+    src.mkdir()
+    setup(root, src)
+    before = fingerprint(db)
+    with pytest.raises(LabelImportError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        import_labels(db, src, ImportOptions(format=fmt))
+    assert fingerprint(db) == before
+
+
+def test_mask_of_the_wrong_size_refuses_the_whole_import(station) -> None:
+    db, root, tmp = station
+    (tmp / "ds" / "masks").mkdir(parents=True)
+    (tmp / "ds" / "masks" / "b.png").write_bytes(encode_mask(region()))
+    (tmp / "ds" / "masks" / "d.png").write_bytes(encode_mask(np.ones((H + 1, W), bool)))
+    before = fingerprint(db)
+    with pytest.raises(LabelImportError, match=r"d.png: mask is 32x25 but lot1/d.png is 32x24"):
+        import_labels(db, tmp / "ds", ImportOptions(format="masks"))
+    assert fingerprint(db) == before  # b's good mask was not written either
+
+
+def test_huge_label_file_is_refused_before_reading(station, monkeypatch) -> None:
+    import app.services.import_records as records
+
+    db, _, tmp = station
+    write_json(tmp / "big" / "coco.json", coco_doc("b.png", []))
+    monkeypatch.setattr(records, "MAX_LABEL_FILE_BYTES", 16)
+    with pytest.raises(LabelImportError, match="too large to import"):
+        import_labels(db, tmp / "big", ImportOptions(format="coco"))
+
+
+def test_command_dry_run_then_import(station, capsys) -> None:
+    db, root, tmp = station
+    label_station(db)
+    export_database(db, tmp / "out", ExportOptions(formats=("imagefolder",)))
+    fresh = open_station(tmp, "fresh", root)
+    url = fresh.url
+    fresh.close()
+    assert cli_main(["import", str(tmp / "out"), "--format", "imagefolder", "--db", url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 matched" in out and "new 3" in out and "dry run: nothing written" in out
+    assert cli_main(["import", str(tmp / "out"), "--format", "imagefolder", "--db", url,
+                     "--map", "crack=good"]) == 0
+    assert "imported 3 label(s)" in capsys.readouterr().out
+    assert cli_main(["import", str(tmp / "out"), "--format", "nonsense", "--db", url]) == 2
+    assert "unknown import format 'nonsense'" in capsys.readouterr().err
+
+
+def test_masks_without_images_match_by_export_stem(station) -> None:
+    db, root, tmp = station
+    (root / "sub" / "x.png").write_bytes((root / "a.png").read_bytes())  # sub__x is the export's name
+    from app.services.indexing import index_folder
+
+    index_folder(db, root)
+    (tmp / "ds" / "masks").mkdir(parents=True)
+    for stem in ("b", "sub__x"):
+        (tmp / "ds" / "masks" / f"{stem}.png").write_bytes(encode_mask(region()))
+    result = import_labels(db, tmp / "ds", ImportOptions(format="masks"))
+    assert result.preview.unmatched == () and result.written == 2
+
+
+def test_importing_twice_writes_nothing_new(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "good"})
+    assert import_labels(db, src, ImportOptions(format="imagefolder")).written == 2
+    before = fingerprint(db)
+    again = import_labels(db, src, ImportOptions(format="imagefolder"))
+    assert again.written == 0 and again.preview.counts["unchanged"] == 2
+    assert fingerprint(db) == before
+
+
+def test_an_image_labelled_twice_is_refused(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    class_tree(src, root, {"a.png": "good"})
+    preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+    assert any("labelled twice" in e for e in preview.errors)
+    with pytest.raises(LabelImportError):
+        apply_import(db, preview)
+
+
+def test_mvtec_category_folder_in_place(tmp_path: Path) -> None:
+    """A real MVTec category opened as the station's folder: names repeat across defects (000.png)."""
+    from tests.services.export_fixtures import write_image
+
+    cat = tmp_path / "bottle"
+    for seed, rel in enumerate(("train/good/000", "test/good/000", "test/crack/000", "test/crack/001")):
+        write_image(cat / rel, seed)
+    (cat / "ground_truth/crack").mkdir(parents=True)
+    (cat / "ground_truth/crack/000_mask.png").write_bytes(encode_mask(region()))
+    db = open_station(tmp_path, "mv", cat)
+    try:
+        result = import_labels(db, cat, ImportOptions(format="mvtec"))
+        assert result.preview.unmatched == () and result.written == 4
+        fid = db.folders.list()[0].id
+        lab = {rel: db.labels.current(db.images.by_path(fid, rel).id)
+               for rel in ("train/good/000.png", "test/good/000.png", "test/crack/000.png", "test/crack/001.png")}
+        assert {r: (v.anomaly_verdict.value, v.class_name) for r, v in lab.items()} == {
+            "train/good/000.png": ("normal", None), "test/good/000.png": ("normal", None),
+            "test/crack/000.png": ("anomalous", "crack"), "test/crack/001.png": ("anomalous", "crack")}
+        region_png = lab["test/crack/000.png"].anomaly_mask_png
+        assert (cv2.imdecode(np.frombuffer(region_png, np.uint8), 0) > 0).tolist() == region().tolist()
+        assert lab["test/crack/001.png"].anomaly_mask_png is None
+    finally:
+        db.close()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
+def test_link_leading_outside_the_dataset_is_refused(station) -> None:
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    (src / "crack" / "b.png").symlink_to(root / "b.png")
+    with pytest.raises(LabelImportError, match="leads outside the import folder"):
+        import_labels(db, src, ImportOptions(format="imagefolder"))
+
+
+def test_an_accepted_prediction_keeps_its_class_when_a_mask_is_imported(station) -> None:
+    from database import PredictionIn
+
+    db, root, tmp = station
+    image_id = db.images.by_path(db.folders.list()[0].id, "b.png").id
+    mv = db.model_versions.register("classifier", "clf-v1", "/nowhere")
+    db.predictions.upsert_many([PredictionIn(image_id, mv.id, predicted_class="crack")])
+    pred = db.predictions.get(image_id, mv.id)
+    db.labels.append(image_id, LabelChange(ReviewState.ACCEPTED, from_prediction_id=pred.id), "ann")
+    (tmp / "ds" / "masks").mkdir(parents=True)
+    (tmp / "ds" / "masks" / "b.png").write_bytes(encode_mask(region()))
+    os.utime(tmp / "ds" / "masks" / "b.png", (time.time() + 60,) * 2)
+    assert import_labels(db, tmp / "ds", ImportOptions(format="masks")).written == 1
+    lab = db.labels.current(image_id)
+    assert lab.class_name == "crack" and lab.mask_png == encode_mask(region())
+    out = tmp / "export"
+    export_database(db, out, ExportOptions(formats=("imagefolder",)))
+    assert (out / "imagefolder" / "crack" / "b.png").is_file()
