@@ -73,18 +73,14 @@ class ReviewJobs:
         job = self.db.jobs.get(job_id)
         return list(job.params.get("families", [])) if job is not None else []
 
-    def _routing_file(self):
-        from app.services.prelabel import routing_path
-        return routing_path(self.db.url)
-
     def routing(self) -> "Routing":
-        """The project's model routing rules (RoutingError, a ValueError, when the file is broken)."""
-        from app.services.routing import load_routing
-        return load_routing(self._routing_file())
+        """The project's model routing rules (a ValueError when the stored rules are broken)."""
+        from app.services.project_settings import load_project_settings
+        return load_project_settings(self.db).routing
 
     def adopt_routing(self, routing: "Routing") -> bool:
         """Use ``routing`` if the project has no rules of its own yet (the demo's first launch);
-        True when saved. A project's own rules, or a broken file, are never replaced."""
+        True when saved. A project's own rules, or broken ones, are never replaced."""
         try:
             if self.routing().rules:
                 return False
@@ -95,11 +91,12 @@ class ReviewJobs:
         return True
 
     def save_routing(self, routing: "Routing") -> None:
-        from app.services.routing import save_routing
+        from app.services.project_settings import save_routing
+        from database.errors import DatabaseError
         try:
-            save_routing(self._routing_file(), routing)
-        except OSError as exc:
-            raise JobsError(f"cannot save the model routing: {exc.strerror or exc}") from None
+            save_routing(self.db, routing)
+        except DatabaseError as exc:
+            raise JobsError(f"cannot save the model routing: {exc}") from None
 
     def unfinished(self) -> list[int]:
         """Pre-label jobs still queued or running (left by an earlier session), oldest first."""
