@@ -17,6 +17,9 @@ PARTS = (
     ("app.gui.export_dialog", "install", ("export",)),
     ("app.gui.routing_dialog", "install", ("model_routing",)),
     ("app.gui.models_dialog", "install", ("models",)),
+    # after the settings (the project's settings controller) and the jobs dock they extend
+    ("app.gui.auto_prelabel", "install", ()),
+    ("app.gui.routing_notice", "install", ()),
 )
 
 

@@ -23,7 +23,7 @@ from app.services.flags import FlagSettings
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.routing import FAMILY_ORDER, Routing, group_by_families
 from database.dto import ImageQuery, ModelVersionInfo
-from database.states import ItemStatus
+from database.states import ItemStatus, JobStatus
 from inference.bundled import bundled_model_dir
 
 if TYPE_CHECKING:
@@ -117,11 +117,12 @@ def resolve_models(db: "Database", families: Sequence[str],
 def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: Sequence[int] | None = None,
                     families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike] | None = None,
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
-                    priority: int = 0) -> int:
+                    priority: int = 0, skip_empty: bool = False) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
 
     With ``only_missing`` images that already have a prediction from every chosen model version
-    are left out, so re-submitting a folder after adding files runs only the new ones.
+    are left out, so re-submitting a folder after adding files runs only the new ones;
+    ``skip_empty``: no job (None) when that leaves no image (automatic pre-labelling).
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
@@ -140,6 +141,8 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         for v in versions.values():
             done &= db.predictions.image_ids_with(v.id)
         ids = [i for i in ids if i not in done]
+    if skip_empty and not ids:
+        return None
     params: dict = {"families": families, "model_versions": {f: v.id for f, v in versions.items()}}
     if flag_settings is not None:  # an explicit override; otherwise the worker flags with the project's
         params["flags"] = flag_settings.to_dict()
@@ -165,7 +168,8 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
         except ValueError as exc:
             raise PrelabelError(str(exc)) from None
     if not routing.rules:
-        return [submit_prelabel(db, folder_id=folder_id, image_ids=image_ids, families=families, **kw)]
+        job = submit_prelabel(db, folder_id=folder_id, image_ids=image_ids, families=families, **kw)
+        return [] if job is None else [job]
     if folder_id is not None:
         if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
@@ -175,7 +179,18 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     names = {f.id: f.name for f in db.folders.list()}
     groups = group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images),
                                routing, families)
-    return [submit_prelabel(db, image_ids=ids, families=fams, **kw) for fams, ids in groups.items()]
+    jobs = (submit_prelabel(db, image_ids=ids, families=fams, **kw) for fams, ids in groups.items())
+    return [j for j in jobs if j is not None]
+
+
+def images_waiting(db: "Database") -> set[int]:
+    """Images queued or running in an unfinished pre-label job: automatic pre-labelling of a
+    reopened folder must not queue them a second time."""
+    out: set[int] = set()
+    for job in db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=PRELABEL):
+        for status in (ItemStatus.QUEUED, ItemStatus.RUNNING):
+            out.update(it.image_id for it in db.jobs.items(job.id, status=status) if it.image_id is not None)
+    return out
 
 
 def job_status(db: "Database", job_id: int) -> JobProgress:

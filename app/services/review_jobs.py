@@ -63,6 +63,28 @@ class ReviewJobs:
         set of families the project's routing gives."""
         return self._submit(folder_id=folder_id, only_missing=only_new)
 
+    def prelabel_new_images(self, folder_id: int) -> list[int]:
+        """The folder's images no active model has seen yet, routed; no job when there are none.
+        Images already waiting in a job, or that could not be read, are left out (reopening a
+        folder queues nothing twice; a failed image is retried from the Jobs dock, not on
+        every open). Starts no worker: it runs on a helper thread, and the caller's
+        ``ensure_worker`` (GUI thread) keeps one worker process per station."""
+        families = self.available_families()
+        if not families:
+            return []
+        from app.services.prelabel import PrelabelError, images_waiting, submit_routed_prelabel
+        from database.dto import ImageQuery
+        waiting = images_waiting(self.db)
+        ids = [im.id for im in self.db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
+               if im.id not in waiting and not im.error]
+        if not ids:
+            return []
+        try:
+            return submit_routed_prelabel(self.db, image_ids=ids, model_dirs=self.model_dirs, families=families,
+                                          only_missing=True, skip_empty=True)
+        except PrelabelError as exc:
+            raise JobsError(str(exc)) from None
+
     def prelabel_images(self, image_ids: Sequence[int]) -> list[int]:
         if not image_ids:
             raise JobsError("no image selected")
