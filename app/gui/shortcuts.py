@@ -63,7 +63,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("models", ("Ctrl+Shift+V",), "Model versions: see them, make one active, add a model folder, retrain",
              "Project", "mdi6.brain"),
     Shortcut("export", ("Ctrl+E",), "Export the reviewed images", "Project", "mdi6.export"),
-    Shortcut("settings", ("Ctrl+,",), "Settings (reviewer, thresholds, device, database, theme)", "Project", "mdi6.cog"),
+    Shortcut("settings", ("Ctrl+,",), "Settings: yours (reviewer, device, database, theme) and the project's (thresholds, automatic pre-label)", "Project", "mdi6.cog"),
     Shortcut("help_shortcuts", ("F1",), "This list of shortcuts", "Help", "mdi6.keyboard"),
     Shortcut("quit", ("Ctrl+Q",), "Quit (everything is already saved)", "Project", "mdi6.exit-run"),
 )
