@@ -126,7 +126,9 @@ def apply_settings(window, new: StationSettings, project: ProjectSettings | None
 def _follow_project(window, settings: ProjectSettings) -> None:
     """New project settings (saved here or at another station): verdicts and the queue follow."""
     window.ctx.review.update_settings(window.ctx.settings.review(settings.flags))
-    window.refresh_models(background=True)
+    window.refresh_models(background=True)  # the queue's flags and order, read on a helper thread
+    window.gallery.viewport().update()      # score badges are coloured by the threshold
+    window.review.reload()                  # the open image's verdict and flags
 
 
 def install(window) -> None:
