@@ -22,6 +22,7 @@ from app.paths import data_dir
 from app.services.artifacts import beside_database
 from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
 from app.services.routing import ROUTING_FILE, Routing, RoutingError, load_routing
+from database.dto import ImageQuery
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -135,6 +136,10 @@ def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] 
     return db.project_settings.put_missing({k: v for k, v in values.items() if k not in stored}, by=by)
 
 
+MAX_LISTED = 6                   # subfolders named in the Jobs dock's routing line
+TOP_LEVEL = "(top level)"        # images directly in the folder
+
+
 def routing_overview(db: "Database", folder_id: int, routing: Routing, families: list[str]) -> str:
     """One line saying which families run on which subfolders of a folder (for the Jobs dock).
 
@@ -142,25 +147,24 @@ def routing_overview(db: "Database", folder_id: int, routing: Routing, families:
     classifier's verdict on an infrared frame is noise the inspector has to look past. With
     rules, each first-level subfolder lists what its images actually get.
     """
-    from database.dto import ImageQuery
     folder = db.folders.get(folder_id)
     name = folder.name if folder is not None else ""
     per_sub: dict[str, set[tuple[str, ...]]] = {}
     for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id")):
         path = im.rel_path.replace("\\", "/")
-        sub = path.split("/", 1)[0] + "/" if "/" in path else "(top level)"
+        sub = path.split("/", 1)[0] + "/" if "/" in path else TOP_LEVEL
         fams = tuple(f for f in routing.families_for(path, name) if f in families)
         per_sub.setdefault(sub, set()).add(fams)
     subs = sorted(per_sub)
     more = " …" if len(subs) > MAX_LISTED else ""
     if not routing.rules:
-        where = ", ".join(subs[:MAX_LISTED]) + more if subs else "this folder"
+        named = [x for x in subs if x != TOP_LEVEL]
+        where = ", ".join(named[:MAX_LISTED]) + more if named else "this folder"
+        if named and TOP_LEVEL in per_sub:
+            where += " and at its top level"
         return f"No model routing: every family ({', '.join(families) or 'no model'}) runs on every image in {where}."
     parts = []
     for sub in subs[:MAX_LISTED]:
         choices = sorted(per_sub[sub], key=len, reverse=True)
         parts.append(f"{sub} → " + " or ".join(", ".join(c) or "nothing" for c in choices))
     return "Model routing: " + ("; ".join(parts) or "no image yet") + more
-
-
-MAX_LISTED = 6

@@ -94,7 +94,7 @@ def test_routing_overview_names_the_subfolders_and_what_runs_there(db, tmp_path:
     fams = ["classifier", "segmenter", "anomaly"]
     text = routing_overview(db, folder, Routing(), fams)
     assert text == ("No model routing: every family (classifier, segmenter, anomaly) runs on every image in "
-                    "(top level), infrared/, steel/.")
+                    "infrared/, steel/ and at its top level.")
     routed = Routing((RoutingRule("infrared/*", ("segmenter",)), RoutingRule("steel/*", ("classifier",))))
     assert routing_overview(db, folder, routed, fams) == (
         "Model routing: (top level) → classifier, segmenter, anomaly; infrared/ → segmenter; steel/ → classifier")
