@@ -30,6 +30,7 @@ import numpy as np
 from app.services.artifacts import ArtifactStore, artifact_root
 from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
 from app.services.prelabel import PRELABEL
+from app.services.project_settings import load_project_settings
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.errors import DatabaseError
 from database.jobs import new_worker_id
@@ -123,6 +124,7 @@ class Worker:
         self._stop = threading.Event()
         self._heartbeat = _Heartbeat(db, self.id, self.options.heartbeat_s)
         self._last_recovery = 0.0
+        self._flags = FlagSettings()  # the project's thresholds as last read (see _flag_settings)
 
     # -- life cycle ----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -255,12 +257,24 @@ class Worker:
             return None
         params = job.params
         versions = {f: int(v) for f, v in params["model_versions"].items()}
-        settings = FlagSettings.from_dict(params.get("flags"))
         engine = self._engine_for(versions)
         results = engine.predict_decoded(engine.collect(pending), list(versions))
-        self._store(batch, results, versions, settings)
+        self._store(batch, results, versions, self._flag_settings(params))
         self.stats.batches += 1
         return results
+
+    def _flag_settings(self, params: Mapping) -> FlagSettings:
+        """A job's explicit thresholds (``submit_prelabel(flag_settings=…)``), else the project's
+        current ones, read from the database for each batch once its models have run: a threshold
+        changed in any station applies from the next batch on (``reflag`` re-flags what is stored).
+        Broken stored settings keep the last usable ones, with the reason in the log."""
+        if params.get("flags") is not None:
+            return FlagSettings.from_dict(params["flags"])
+        try:
+            self._flags = load_project_settings(self.db).flags
+        except ValueError as exc:
+            log.warning("%s; flagging with the last usable thresholds", exc)
+        return self._flags
 
     def _store(self, batch: ClaimedBatch, results: list[ImageResult], versions: Mapping[str, int],
                settings: FlagSettings) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from database.labels import LabelRepository
     from database.model_versions import ModelVersionRepository
     from database.predictions import PredictionRepository
+    from database.project_settings import ProjectSettingRepository
 
 SUPPORTED = ("sqlite", "postgresql")
 EXAMPLES = "sqlite:///path/to/station.sqlite or postgresql+psycopg://user:password@host/dbname"
@@ -215,6 +216,11 @@ class Database:
     def jobs(self) -> JobRepository:
         from database.jobs import JobRepository
         return JobRepository(self)
+
+    @cached_property
+    def project_settings(self) -> ProjectSettingRepository:
+        from database.project_settings import ProjectSettingRepository
+        return ProjectSettingRepository(self)
 
 
 def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout_s: float) -> None:

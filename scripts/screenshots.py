@@ -87,12 +87,12 @@ def main() -> int:
     window = build_window(db, StationSettings(reviewer="A. Inspector", theme="light"), url, interactive=False)
     window.resize(1600, 960)
     window.show()
-    fid = window.open_folder(str(DEMO))
-    # As on a first launch: the demo's model routing, then one pre-label job per family set.
-    from app.paths import SAMPLES
-    from app.services.routing import load_routing
-    window.jobs.jobs.adopt_routing(load_routing(SAMPLES / "demo_routing.json"))
-    jobs = window.jobs.prelabel_folder(fid)
+    # As on a first launch: the demo's model routing, then opening it queues one pre-label job
+    # per family set (its images are new).
+    window.ctx.prepare_demo(window)
+    window.open_folder(str(DEMO))
+    window.auto_prelabel.calls.wait_idle(60)
+    jobs = sorted(window.jobs.active)
     if not jobs or not window.jobs.wait(args.timeout):
         print("error: pre-labelling the demo project did not finish", file=sys.stderr)
         return 2

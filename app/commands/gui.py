@@ -1,7 +1,8 @@
 """``python main.py [FOLDER]``: open the database, build the services, show the review station.
 
-With no folder the bundled demo project opens; on its first launch it is pre-labelled in the
-background so a new user sees the whole loop (images → predictions → review) at once.
+With no folder the bundled demo project opens. Every folder's new images are pre-labelled in
+the background as soon as it is indexed (a project setting turns this off), so a new user sees
+the whole loop (images → predictions → review) at once.
 """
 from __future__ import annotations
 
@@ -64,9 +65,10 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.services.review import ReviewService
 
     apply_theme(QApplication.instance(), settings.theme)
-    review = ReviewService(db, settings.review())
+    project = start_project_settings(db)
+    review = ReviewService(db, settings.review(project.flags if project is not None else None))
     ctx = StationContext(review=review, settings=settings, db_url=url, interactive=interactive,
-                         extensions=default_extensions())
+                         extensions=default_extensions(), project_settings=project)
     if jobs:
         from app.services.review_jobs import ReviewJobs
         ctx.jobs = ReviewJobs(db, url, settings.device, model_dirs=model_dirs, worker_args=worker_args)
@@ -83,15 +85,25 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     return window
 
 
+def start_project_settings(db):
+    """The project's shared settings at start-up, after copying in, once, what an older station
+    kept in files and in this user's QSettings; None (defaults, with the reason logged) when the
+    stored ones cannot be read, so a broken value never keeps the station from starting."""
+    from app.gui.settings_store import legacy_thresholds
+    from app.services.project_settings import adopt_legacy_settings, load_project_settings
+    try:
+        adopt_legacy_settings(db, legacy_thresholds())
+        return load_project_settings(db)
+    except Exception as exc:
+        log.warning("project settings: %s", exc)
+        return None
+
+
 def open_initial_folder(window, folder: str | None, wait: bool = False) -> None:
-    """Open ``folder``, or the demo project (pre-labelled on its first launch), indexing in the
-    background so the window is up at once."""
+    """Open ``folder``, or the demo project (routed per subfolder on its first launch), indexing
+    in the background so the window is up at once."""
     target = str(Path(folder or DEMO).expanduser().resolve())
     window.refresh_folders()
     if folder is None:
-        def demo_opened(info) -> None:
-            if Path(info.root_path) == Path(target):
-                window.folder_ctl.opened.disconnect(demo_opened)
-                window.ctx.maybe_prelabel_demo(window, info.id)
-        window.folder_ctl.opened.connect(demo_opened)
+        window.ctx.prepare_demo(window)
     window.open_folder(target, wait=wait)

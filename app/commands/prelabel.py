@@ -25,8 +25,7 @@ def _families(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from app.services.indexing import FolderIndexError, index_folder
-    from app.services.prelabel import (PrelabelError, failed_images, job_status, routing_path,
-                                       submit_routed_prelabel)
+    from app.services.prelabel import PrelabelError, failed_images, job_status, submit_routed_prelabel
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
     from database.engine import open_database
@@ -67,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         params = {j: db.jobs.get(j).params for j in job_ids}  # families and model versions of each job
         if not job_ids:
-            print(f"nothing to run: the model routing ({routing_path(db.url)}) gives this folder's images "
+            print(f"nothing to run: the project's model routing gives this folder's images "
                   f"none of the families {', '.join(families)}", file=sys.stderr)
         elif len(job_ids) > 1:
-            print("model routing (" + str(routing_path(db.url)) + "): "
+            print("model routing: "
                   + "; ".join(f"job {j}: {', '.join(params[j]['families'])}" for j in job_ids),
                   file=sys.stderr)
 

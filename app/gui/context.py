@@ -18,6 +18,7 @@ class StationContext:
     review: ReviewService
     settings: StationSettings
     db_url: str = ""
+    project_settings: Any = None      # app.services.project_settings.ProjectSettings read at start, or None
     jobs: Any = None                  # app.services.review_jobs.ReviewJobs, or None (no pre-labelling)
     export_db: Any = None             # the database handle the export service reads (opaque here)
     models: Any = None                # app.services.model_catalog.ModelCatalog, or None (no Models dialog)
@@ -30,33 +31,27 @@ class StationContext:
         for ext in self.extensions:
             ext(window)
 
-    def maybe_prelabel_demo(self, window, folder_id: int) -> None:
-        """First launch on the demo project: pre-label it so the whole loop is visible at once."""
+    def prepare_demo(self, window) -> None:
+        """First launch on the demo project: route each demo subfolder (infrared frames, steel
+        strips, tiles) to the family trained for it, before the demo opens, so its automatic
+        pre-label job runs the right models. A project's own rules are never replaced."""
         jobs = getattr(window, "jobs", None)
         if self.settings.demo_prelabelled or jobs is None:
             return
         try:
-            if not jobs.jobs.available_families():
-                window.statusBar().showMessage("No model is installed yet: the demo stays unlabelled.", 10000)
-                return
-        except Exception:
-            return
-        try:
             from app.paths import SAMPLES
             from app.services.routing import load_routing
-            # Each demo subfolder is a different line (infrared frames, steel strips, tiles): route
-            # each to the family trained for it, unless the project already has its own rules.
             if jobs.jobs.adopt_routing(load_routing(SAMPLES / "demo_routing.json")):
                 window.statusBar().showMessage("Demo: each subfolder runs its own model "
                                                "(Project ▸ Model routing…)", 10000)
         except Exception as exc:  # the demo still runs every model on every image
             window.statusBar().showMessage(f"Demo model routing not applied: {exc}", 10000)
-        if jobs.prelabel_folder(folder_id):
-            from dataclasses import replace
+            return
+        from dataclasses import replace
 
-            from app.gui.settings_store import save_settings
-            self.settings = replace(self.settings, demo_prelabelled=True)
-            save_settings(self.settings)
+        from app.gui.settings_store import save_settings
+        self.settings = replace(self.settings, demo_prelabelled=True)
+        save_settings(self.settings)
 
     def shutdown(self) -> None:
         for close in reversed(self.closers):

@@ -91,6 +91,10 @@ class JobsController(QObject):
         except Exception as exc:
             self.failed.emit(f"Cannot pre-label: {exc}")
             return []
+        return self.follow(job_ids, title)
+
+    def follow(self, job_ids: list[int], title: str) -> list[int]:
+        """Show and watch jobs already queued (by ``_submit`` or on a helper thread)."""
         for job_id in job_ids:
             label = title
             if len(job_ids) > 1:

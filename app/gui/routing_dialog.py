@@ -1,7 +1,7 @@
 """Project ▸ Model routing…: which model families pre-label which images (path patterns).
 
-The rules are plain data (``app.services.routing``) read and saved through the jobs service;
-this dialog only edits them. The table's row order is the rules' order (first match wins).
+The rules are plain data (``app.services.routing``), a project setting stored in the database
+and read and saved through the jobs service; this dialog only edits them. The table's row order is the rules' order (first match wins).
 """
 from __future__ import annotations
 
@@ -134,6 +134,9 @@ def install(window) -> None:
                 window._warn(str(exc))
                 dlg = RoutingDialog(dlg.routing(), window)
                 continue
-            window.statusBar().showMessage("Model routing saved: it applies to the next pre-label job.", 8000)
+            window.statusBar().showMessage("Model routing saved for the project: it applies to the next "
+                                           "pre-label job.", 8000)
+            if getattr(window, "project", None) is not None:
+                window.project.reload()  # the Jobs dock's routing line follows
             return
     action.triggered.connect(run)

@@ -1,50 +1,41 @@
-"""Settings: reviewer name, thresholds, device, database URL and theme (saved with QSettings)."""
+"""Settings: this user's choices (QSettings) and the project's shared ones (the database).
+
+Two groups on purpose: the reviewer name, auto-advance, device, database URL and theme are
+this user's own and stay on this machine; the flag thresholds and automatic pre-labelling
+belong to the project and change what every station and the worker see (saving new
+thresholds re-flags every stored prediction, on a helper thread).
+"""
 from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
-                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget)
 
+from app.gui.project_settings_controller import ProjectSettingsController
 from app.gui.settings_store import DEVICES, StationSettings, save_settings
 from app.gui.theme import THEMES
+from app.services.flags import FlagSettings
+from app.services.project_settings import ProjectSettings
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: StationSettings, parent=None) -> None:
+    def __init__(self, settings: StationSettings, project: ProjectSettings | None = None, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self._base = settings
-        form = QFormLayout(self)
+        self._project = project or ProjectSettings()
+        flags = self._project.flags
+        outer = QVBoxLayout(self)
+
+        mine = QGroupBox("You, on this computer")
+        form = QFormLayout(mine)
         self.reviewer = QLineEdit(settings.reviewer)
         self.reviewer.setPlaceholderText("your name (recorded with every label revision)")
         form.addRow("Reviewer", self.reviewer)
-
-        row = QWidget()
-        rl = QHBoxLayout(row)
-        rl.setContentsMargins(0, 0, 0, 0)
-        self.use_card = QCheckBox("model's own")
-        self.use_card.setChecked(settings.anomaly_threshold is None)
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.0, 1e6)
-        self.threshold.setDecimals(3)
-        self.threshold.setSingleStep(0.05)
-        self.threshold.setValue(0.5 if settings.anomaly_threshold is None else settings.anomaly_threshold)
-        self.threshold.setEnabled(not self.use_card.isChecked())
-        self.use_card.toggled.connect(lambda on: self.threshold.setEnabled(not on))
-        rl.addWidget(self.use_card)
-        rl.addWidget(self.threshold, 1)
-        form.addRow("Anomaly threshold", row)
-
-        self.min_conf = QDoubleSpinBox()
-        self.min_conf.setRange(0.0, 1.0)
-        self.min_conf.setSingleStep(0.05)
-        self.min_conf.setValue(settings.min_confidence)
-        form.addRow("Uncertain below confidence", self.min_conf)
         self.auto_advance = QCheckBox("Accept / reject moves to the next unreviewed image")
         self.auto_advance.setChecked(settings.auto_advance)
         form.addRow("", self.auto_advance)
-
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
         self.device.setCurrentText(settings.device)
@@ -59,32 +50,99 @@ class SettingsDialog(QDialog):
         self.theme.addItems(list(THEMES))
         self.theme.setCurrentText(settings.theme)
         form.addRow("Theme", self.theme)
+        outer.addWidget(mine)
+
+        shared = QGroupBox("Project: every station and worker on this database")
+        pform = QFormLayout(shared)
+        row = QWidget()
+        rl = QHBoxLayout(row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.use_card = QCheckBox("model's own")
+        self.use_card.setChecked(flags.anomaly_threshold is None)
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1e6)
+        self.threshold.setDecimals(3)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setValue(0.5 if flags.anomaly_threshold is None else flags.anomaly_threshold)
+        self.threshold.setEnabled(not self.use_card.isChecked())
+        self.use_card.toggled.connect(lambda on: self.threshold.setEnabled(not on))
+        rl.addWidget(self.use_card)
+        rl.addWidget(self.threshold, 1)
+        pform.addRow("Anomaly threshold", row)
+        self.min_conf = QDoubleSpinBox()
+        self.min_conf.setRange(0.0, 1.0)
+        self.min_conf.setSingleStep(0.05)
+        self.min_conf.setValue(flags.min_confidence)
+        pform.addRow("Uncertain below confidence", self.min_conf)
+        self.min_targets = QSpinBox()
+        self.min_targets.setRange(1, 100_000)
+        self.min_targets.setValue(flags.min_targets)
+        pform.addRow("Flag from this many targets", self.min_targets)
+        self.good_classes = QLineEdit(", ".join(flags.good_classes))
+        self.good_classes.setToolTip("Classifier classes that are not a defect, separated by commas")
+        pform.addRow("Classes that are not a defect", self.good_classes)
+        self.auto_prelabel = QCheckBox("Pre-label new images as soon as a folder is opened")
+        self.auto_prelabel.setChecked(self._project.auto_prelabel)
+        pform.addRow("", self.auto_prelabel)
+        pnote = QLabel("New thresholds re-flag every image already pre-labelled (no model runs again).")
+        pnote.setObjectName("muted")
+        pnote.setWordWrap(True)
+        pform.addRow("", pnote)
+        outer.addWidget(shared)
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        outer.addWidget(buttons)
 
     def result_settings(self) -> StationSettings:
         return replace(
-            self._base, reviewer=self.reviewer.text().strip(),
-            anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
-            min_confidence=self.min_conf.value(), auto_advance=self.auto_advance.isChecked(),
+            self._base, reviewer=self.reviewer.text().strip(), auto_advance=self.auto_advance.isChecked(),
             device=self.device.currentText(), database_url=self.db_url.text().strip(),
             theme=self.theme.currentText())
 
+    def result_project(self) -> ProjectSettings:
+        good = tuple(c.strip() for c in self.good_classes.text().split(",") if c.strip())
+        flags = FlagSettings(anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
+                             min_targets=self.min_targets.value(),
+                             good_classes=good, min_confidence=self.min_conf.value())
+        return replace(self._project, flags=flags, auto_prelabel=self.auto_prelabel.isChecked())
 
-def apply_settings(window, new: StationSettings) -> None:
-    """Save and use new settings at once (the database URL from the next start)."""
+
+def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None) -> None:
+    """Save and use new settings: this user's at once (the database URL from the next start),
+    the project's on a helper thread (the window follows when they are stored)."""
     save_settings(new)
     window.ctx.settings = new
-    window.ctx.review.update_settings(new.review())
+    controller: ProjectSettingsController = window.project
+    window.ctx.review.update_settings(new.review(controller.current.flags))
     window.apply_theme(new.theme)
     window.refresh_models()
+    if project is not None and project != controller.current:
+        window._say("Saving the project settings …")
+        controller.save(project)
+
+
+def _follow_project(window, settings: ProjectSettings) -> None:
+    """New project settings (saved here or at another station): verdicts and the queue follow."""
+    window.ctx.review.update_settings(window.ctx.settings.review(settings.flags))
+    window.refresh_models(background=True)  # the queue's flags and order, read on a helper thread
+    window.gallery.viewport().update()      # score badges are coloured by the threshold
+    window.review.reload()                  # the open image's verdict and flags
 
 
 def install(window) -> None:
+    ctx = window.ctx
+    controller = ProjectSettingsController(ctx.review.db, ctx.project_settings,
+                                           author=lambda: ctx.settings.review().author, parent=window)
+    window.project = controller
+    controller.changed.connect(lambda s: _follow_project(window, s))
+    controller.reflagged.connect(lambda n: window._say(f"Project thresholds saved: {n} image(s) re-flagged."))
+    controller.failed.connect(window._warn)
+    ctx.closers.append(controller.close)
+
     def open_dialog() -> None:
-        dlg = SettingsDialog(window.ctx.settings, window)
+        dlg = SettingsDialog(ctx.settings, controller.current, window)
         if dlg.exec() == QDialog.DialogCode.Accepted:
-            apply_settings(window, dlg.result_settings())
+            apply_settings(window, dlg.result_settings(), dlg.result_project())
     window.actions["settings"].triggered.connect(open_dialog)

@@ -1,6 +1,9 @@
-"""The reviewer's settings, kept in an INI file in the station's data folder (QSettings).
+"""This user's own settings, kept in an INI file in the station's data folder (QSettings).
 
-The database URL lives here too (it cannot live in the database it points to). Values are
+Only per-user, per-machine choices live here: reviewer name, auto-advance, worker device,
+theme, window layout, and the database URL (it cannot live in the database it points to).
+What a whole project shares (flag thresholds, auto pre-label, model routing) lives in the
+database (``app.services.project_settings``); docs/settings.md lists which is which. Values are
 validated on the way in so a hand-edited file cannot break start-up.
 """
 from __future__ import annotations
@@ -10,6 +13,7 @@ from dataclasses import dataclass, fields
 from PySide6.QtCore import QSettings
 
 from app.paths import data_dir
+from app.services.flags import FlagSettings
 from app.services.review import ReviewSettings
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -18,16 +22,16 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass(frozen=True)
 class StationSettings:
     reviewer: str = ""
-    anomaly_threshold: float | None = None
-    min_confidence: float = 0.6
     auto_advance: bool = True
     device: str = "auto"
     database_url: str = ""   # empty: the default SQLite file in the data folder
     theme: str = "light"
     demo_prelabelled: bool = False
 
-    def review(self) -> ReviewSettings:
-        return ReviewSettings(self.reviewer, self.anomaly_threshold, self.min_confidence, self.auto_advance)
+    def review(self, flags: FlagSettings | None = None) -> ReviewSettings:
+        """The review service's settings: this user's choices with the project's thresholds."""
+        flags = flags or FlagSettings()
+        return ReviewSettings(self.reviewer, flags.anomaly_threshold, flags.min_confidence, self.auto_advance)
 
 
 def _qsettings() -> QSettings:
@@ -38,7 +42,7 @@ def _qsettings() -> QSettings:
 def _coerce(name: str, raw, default):
     if raw is None or raw == "":
         return default
-    if name == "anomaly_threshold":
+    if default is None:  # an optional number (the legacy anomaly threshold)
         try:
             return float(raw)
         except (TypeError, ValueError):
@@ -70,6 +74,16 @@ def save_settings(s: StationSettings) -> None:
         v = getattr(s, f.name)
         q.setValue(f.name, "" if v is None else v)
     q.sync()
+
+
+LEGACY_THRESHOLDS = {"anomaly_threshold": None, "min_confidence": 0.6}
+
+
+def legacy_thresholds() -> dict:
+    """The thresholds older stations' Settings dialog kept here, for the one-time import into the
+    project's settings (``project_settings.adopt_legacy_settings``); never written any more."""
+    q = _qsettings()
+    return {k: _coerce(k, q.value(k), d) for k, d in LEGACY_THRESHOLDS.items()}
 
 
 def window_state() -> QSettings:

@@ -70,7 +70,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("export", ("Ctrl+E",), "Export the reviewed images", "Project", "mdi6.export"),
     Shortcut("import_labels", ("Ctrl+Shift+I",), "Import labels from a dataset (preview, then import)", "Project",
              "mdi6.import"),
-    Shortcut("settings", ("Ctrl+,",), "Settings (reviewer, thresholds, device, database, theme)", "Project", "mdi6.cog"),
+    Shortcut("settings", ("Ctrl+,",), "Settings: yours (reviewer, device, database, theme) and the project's (thresholds, automatic pre-label)", "Project", "mdi6.cog"),
     Shortcut("help_shortcuts", ("F1",), "This list of shortcuts", "Help", "mdi6.keyboard"),
     Shortcut("quit", ("Ctrl+Q",), "Quit (everything is already saved)", "Project", "mdi6.exit-run"),
 )

@@ -6,8 +6,8 @@ explainable: each flag names why the image needs a look, and each flag adds a se
 priority below 1 from how near they came to a flag (classifier uncertainty, anomaly score over
 its threshold), so even "all fine" images are ordered from most to least doubtful.
 
-Thresholds are per project (``FlagSettings``, stored as JSON in the project's settings) and are
-copied into each pre-label job so every worker flags with the same values.
+Thresholds are per project (``FlagSettings``), stored in the database's project settings
+(``app.services.project_settings``) so every station and worker flags with the same values.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from app.services.json_files import write_json_atomic
 from inference.results import ImageResult
 
 ANOMALY = "anomaly"
@@ -116,7 +115,8 @@ SETTINGS_FILE = "flag_settings.json"
 
 
 def load_flag_settings(path: Path) -> FlagSettings:
-    """Read a project's flag settings; a missing file means the defaults."""
+    """Read thresholds from an older station's JSON file (for the one-time import into the
+    database); a missing file means the defaults."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -125,7 +125,3 @@ def load_flag_settings(path: Path) -> FlagSettings:
         return FlagSettings.from_dict(json.loads(text))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: invalid flag settings ({exc})") from None
-
-
-def save_flag_settings(path: Path, settings: FlagSettings) -> None:
-    write_json_atomic(path, settings.to_dict())

@@ -3,8 +3,9 @@
 Qt-free and model-free: this module only writes and reads job rows. Models run in a worker
 process (``python main.py worker``), never in the caller's process, so a GUI that uses this
 API cannot be blocked by a model. A job records the model version of each family it was
-submitted with and the project's flag thresholds, so every worker (on any machine) produces
-the same predictions and flags for it.
+submitted with, so every worker (on any machine) produces the same predictions for it; workers
+flag with the project's current thresholds (``app.services.project_settings``), so a threshold
+changed mid-job applies to the rest of the job as ``reflag`` applies it to what is done.
 """
 from __future__ import annotations
 
@@ -16,14 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from app.paths import REPO_ROOT, data_dir
-from app.services.artifacts import beside_database
+from app.paths import REPO_ROOT
 from app.services.child_command import station_command
-from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
+from app.services.flags import FlagSettings
 from app.services.json_files import JsonFileError, read_json_object
-from app.services.routing import FAMILY_ORDER, ROUTING_FILE, Routing, group_by_families, load_routing
+from app.services.routing import FAMILY_ORDER, Routing, group_by_families
 from database.dto import ImageQuery, ModelVersionInfo
-from database.states import ItemStatus
+from database.states import ItemStatus, JobStatus
 from inference.bundled import bundled_model_dir
 
 if TYPE_CHECKING:
@@ -62,16 +62,6 @@ class JobProgress:
     @property
     def fraction(self) -> float:
         return (self.done + self.failed) / self.total if self.total else (1.0 if self.finished else 0.0)
-
-
-def flag_settings_path(db_url: str) -> Path:
-    """Project flag thresholds live next to a SQLite file, else in the user data folder."""
-    return beside_database(db_url, "-" + SETTINGS_FILE) or data_dir() / SETTINGS_FILE
-
-
-def routing_path(db_url: str) -> Path:
-    """The project's model routing (which families run on which images), beside its flag thresholds."""
-    return beside_database(db_url, "-" + ROUTING_FILE) or data_dir() / ROUTING_FILE
 
 
 def read_card(model_dir: Path) -> dict:
@@ -127,11 +117,12 @@ def resolve_models(db: "Database", families: Sequence[str],
 def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: Sequence[int] | None = None,
                     families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike] | None = None,
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
-                    priority: int = 0) -> int:
+                    priority: int = 0, skip_empty: bool = False) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
 
     With ``only_missing`` images that already have a prediction from every chosen model version
-    are left out, so re-submitting a folder after adding files runs only the new ones.
+    are left out, so re-submitting a folder after adding files runs only the new ones;
+    ``skip_empty``: no job (None) when that leaves no image (automatic pre-labelling).
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
@@ -150,12 +141,11 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         for v in versions.values():
             done &= db.predictions.image_ids_with(v.id)
         ids = [i for i in ids if i not in done]
-    settings = flag_settings if flag_settings is not None else load_flag_settings(flag_settings_path(db.url))
-    params = {
-        "families": families,
-        "model_versions": {f: v.id for f, v in versions.items()},
-        "flags": settings.to_dict(),
-    }
+    if skip_empty and not ids:
+        return None
+    params: dict = {"families": families, "model_versions": {f: v.id for f, v in versions.items()}}
+    if flag_settings is not None:  # an explicit override; otherwise the worker flags with the project's
+        params["flags"] = flag_settings.to_dict()
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
 
 
@@ -164,7 +154,7 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
                            routing: Routing | None = None, **kw) -> list[int]:
     """Queue pre-labelling with the project's model routing: one job per set of families.
 
-    Without ``routing`` the project's rules are read (``routing_path``). Each image runs only the
+    Without ``routing`` the project's rules are read (``project_settings``). Each image runs only the
     families its first matching rule names (among ``families``); images with none are skipped.
     Jobs stay per family set so a worker runs whole batches with one set of models.
     Returns the job ids (empty when every image was routed to no family).
@@ -172,12 +162,14 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
     if routing is None:
+        from app.services.project_settings import load_project_settings
         try:
-            routing = load_routing(routing_path(db.url))
+            routing = load_project_settings(db).routing
         except ValueError as exc:
             raise PrelabelError(str(exc)) from None
     if not routing.rules:
-        return [submit_prelabel(db, folder_id=folder_id, image_ids=image_ids, families=families, **kw)]
+        job = submit_prelabel(db, folder_id=folder_id, image_ids=image_ids, families=families, **kw)
+        return [] if job is None else [job]
     if folder_id is not None:
         if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
@@ -187,7 +179,18 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     names = {f.id: f.name for f in db.folders.list()}
     groups = group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images),
                                routing, families)
-    return [submit_prelabel(db, image_ids=ids, families=fams, **kw) for fams, ids in groups.items()]
+    jobs = (submit_prelabel(db, image_ids=ids, families=fams, **kw) for fams, ids in groups.items())
+    return [j for j in jobs if j is not None]
+
+
+def images_waiting(db: "Database") -> set[int]:
+    """Images queued or running in an unfinished pre-label job: automatic pre-labelling of a
+    reopened folder must not queue them a second time."""
+    out: set[int] = set()
+    for job in db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=PRELABEL):
+        for status in (ItemStatus.QUEUED, ItemStatus.RUNNING):
+            out.update(it.image_id for it in db.jobs.items(job.id, status=status) if it.image_id is not None)
+    return out
 
 
 def job_status(db: "Database", job_id: int) -> JobProgress:

@@ -1,7 +1,7 @@
 """Re-applying changed flag thresholds to stored predictions, without running any model.
 
-A project that changes its thresholds (settings dialog) wants its review queue re-ordered at
-once; the predictions already hold every number the rules read, so this is a pass over the
+A project that changes its thresholds (Settings dialog, ``project_settings.change_flag_settings``)
+wants its review queue re-ordered at once; the predictions already hold every number the rules read, so this is a pass over the
 database: rebuild each image's result from its rows, flag it, write flags and priorities.
 """
 from __future__ import annotations
@@ -79,6 +79,11 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
     if rewritten:
         db.predictions.upsert_many(rewritten)
     return len(priorities)
+
+
+def reflag_project(db: "Database", settings: FlagSettings) -> int:
+    """Every folder's images re-flagged with ``settings`` (the active versions' predictions)."""
+    return sum(reflag_folder(db, f.id, settings) for f in db.folders.list())
 
 
 def _prediction_in(p: PredictionInfo, flags: tuple[str, ...]) -> PredictionIn:

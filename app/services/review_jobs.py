@@ -63,6 +63,28 @@ class ReviewJobs:
         set of families the project's routing gives."""
         return self._submit(folder_id=folder_id, only_missing=only_new)
 
+    def prelabel_new_images(self, folder_id: int) -> list[int]:
+        """The folder's images no active model has seen yet, routed; no job when there are none.
+        Images already waiting in a job, or that could not be read, are left out (reopening a
+        folder queues nothing twice; a failed image is retried from the Jobs dock, not on
+        every open). Starts no worker: it runs on a helper thread, and the caller's
+        ``ensure_worker`` (GUI thread) keeps one worker process per station."""
+        families = self.available_families()
+        if not families:
+            return []
+        from app.services.prelabel import PrelabelError, images_waiting, submit_routed_prelabel
+        from database.dto import ImageQuery
+        waiting = images_waiting(self.db)
+        ids = [im.id for im in self.db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
+               if im.id not in waiting and not im.error]
+        if not ids:
+            return []
+        try:
+            return submit_routed_prelabel(self.db, image_ids=ids, model_dirs=self.model_dirs, families=families,
+                                          only_missing=True, skip_empty=True)
+        except PrelabelError as exc:
+            raise JobsError(str(exc)) from None
+
     def prelabel_images(self, image_ids: Sequence[int]) -> list[int]:
         if not image_ids:
             raise JobsError("no image selected")
@@ -73,18 +95,14 @@ class ReviewJobs:
         job = self.db.jobs.get(job_id)
         return list(job.params.get("families", [])) if job is not None else []
 
-    def _routing_file(self):
-        from app.services.prelabel import routing_path
-        return routing_path(self.db.url)
-
     def routing(self) -> "Routing":
-        """The project's model routing rules (RoutingError, a ValueError, when the file is broken)."""
-        from app.services.routing import load_routing
-        return load_routing(self._routing_file())
+        """The project's model routing rules (a ValueError when the stored rules are broken)."""
+        from app.services.project_settings import load_project_settings
+        return load_project_settings(self.db).routing
 
     def adopt_routing(self, routing: "Routing") -> bool:
         """Use ``routing`` if the project has no rules of its own yet (the demo's first launch);
-        True when saved. A project's own rules, or a broken file, are never replaced."""
+        True when saved. A project's own rules, or broken ones, are never replaced."""
         try:
             if self.routing().rules:
                 return False
@@ -95,11 +113,12 @@ class ReviewJobs:
         return True
 
     def save_routing(self, routing: "Routing") -> None:
-        from app.services.routing import save_routing
+        from app.services.project_settings import save_routing
+        from database.errors import DatabaseError
         try:
-            save_routing(self._routing_file(), routing)
-        except OSError as exc:
-            raise JobsError(f"cannot save the model routing: {exc.strerror or exc}") from None
+            save_routing(self.db, routing)
+        except DatabaseError as exc:
+            raise JobsError(f"cannot save the model routing: {exc}") from None
 
     def unfinished(self) -> list[int]:
         """Pre-label jobs still queued or running (left by an earlier session), oldest first."""

@@ -10,8 +10,10 @@ case-insensitively, against the image's path inside its folder and against the s
 the folder's name in front, so ``infrared/*`` and ``line3/*`` (a whole folder) both work.
 A rule with no family skips its images.
 
-The rules live in a JSON file next to the project's SQLite file (as the flag thresholds do);
-a broken file is reported with its path and never rewritten behind the user's back.
+The rules are a project setting, stored in the database with the flag thresholds
+(``app.services.project_settings``); ``load_routing`` reads the JSON file older stations kept
+beside a SQLite database, once, for the import. A broken file is reported with its path and
+never rewritten behind the user's back.
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from app.services.json_files import write_json_atomic
 
 ROUTING_FILE = "model_routing.json"
 FAMILY_ORDER = ("classifier", "segmenter", "anomaly")
@@ -99,7 +100,7 @@ def group_by_families(images: Iterable[tuple[int, str, str]], routing: Routing,
 
 
 def load_routing(path: Path) -> Routing:
-    """A project's rules; a missing file means no rules (every family on every image)."""
+    """Rules from an older station's JSON file; a missing file means no rules (every family on every image)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -110,7 +111,3 @@ def load_routing(path: Path) -> Routing:
         return Routing.from_dict(json.loads(text))
     except (ValueError, TypeError, AttributeError) as exc:
         raise RoutingError(f"{path}: invalid model routing ({exc})") from None
-
-
-def save_routing(path: Path, routing: Routing) -> None:
-    write_json_atomic(path, routing.to_dict())

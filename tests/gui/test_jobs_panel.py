@@ -90,8 +90,9 @@ def test_demo_first_launch_routes_each_subfolder_to_its_own_model(service, db, q
     for family in ("classifier", "segmenter", "anomaly"):
         db.model_versions.register(family, f"{family}-x", "/nowhere", activate=True)
     win = _jobs_window(service, db, qtbot)
-    fid = win.open_folder(str(DEMO))
-    win.ctx.maybe_prelabel_demo(win, fid)
+    win.ctx.prepare_demo(win)
+    win.open_folder(str(DEMO))  # its images are new: pre-labelled automatically, routed per subfolder
+    qtbot.waitUntil(lambda: len(win.jobs.active) == 3)
     families = {tuple(win.ctx.jobs.families_of(j)) for j in win.jobs.active}
     assert families == {("segmenter",), ("classifier",), ("anomaly",)}
     assert all(" · " in row.title.text() for row in win.jobs_panel.rows.values())
@@ -101,4 +102,58 @@ def test_demo_first_launch_routes_each_subfolder_to_its_own_model(service, db, q
     win.ctx.jobs.save_routing(own)
     assert not win.ctx.jobs.adopt_routing(Routing((RoutingRule("x/*", ("segmenter",)),)))
     assert win.ctx.jobs.routing() == own
+    win.close()
+
+
+def test_opening_a_new_folder_queues_its_new_images_and_shows_the_routing(service, db, folder, qtbot):
+    """Item 7: a folder the user opens is pre-labelled without asking; reopening it queues
+    nothing more; the Jobs dock says every family runs everywhere and offers the routing dialog."""
+    from app.gui.auto_prelabel import TITLE
+    (folder / "infrared").mkdir()
+    (folder / "part_00.png").rename(folder / "infrared" / "part_00.png")
+    win = _window_with_jobs(service, db, folder, qtbot)
+    qtbot.waitUntil(lambda: len(win.jobs.active) == 1, timeout=10000)
+    [job] = win.jobs.active
+    row = win.jobs_panel.rows[job]
+    assert TITLE in row.title.text()
+    qtbot.waitUntil(lambda: "0/6" in row.info.text())
+    notice = win.routing_notice.notice
+    qtbot.waitUntil(lambda: "No model routing" in notice.text.text())
+    assert notice.isVisible() and "infrared/" in notice.text.text()
+    assert "classifier, segmenter, anomaly" in notice.text.text()
+    opened = []
+    win.actions["model_routing"].triggered.disconnect()
+    win.actions["model_routing"].triggered.connect(lambda: opened.append(True))
+    notice.button.click()
+    assert opened == [True]
+    # Reopening the same folder: nothing new, no second job.
+    win.open_folder(str(folder))
+    assert win.auto_prelabel.calls.wait_idle()
+    assert len(db.jobs.list()) == 1
+    win.close()
+
+
+def test_the_project_setting_off_opens_a_folder_without_a_job(service, db, folder, qtbot):
+    from app.services.project_settings import save_auto_prelabel
+    save_auto_prelabel(db, False)
+    win = _window_with_jobs(service, db, folder, qtbot)
+    qtbot.waitUntil(lambda: "No model routing" in win.routing_notice.notice.text.text())
+    assert win.auto_prelabel.calls.wait_idle()
+    assert db.jobs.list() == [] and not win.jobs.active and not win.jobs_panel.rows
+    win.close()
+
+
+def test_routing_saved_shows_what_runs_on_each_subfolder(service, db, folder, qtbot):
+    from app.services.routing import Routing, RoutingRule
+    (folder / "steel").mkdir()
+    for name in ("part_01.png", "part_02.png"):
+        (folder / name).rename(folder / "steel" / name)
+    win = _window_with_jobs(service, db, folder, qtbot)
+    notice = win.routing_notice.notice
+    qtbot.waitUntil(lambda: "No model routing" in notice.text.text())
+    win.ctx.jobs.save_routing(Routing((RoutingRule("steel/*", ("classifier",)),)))
+    win.project.reload()
+    qtbot.waitUntil(lambda: notice.text.text().startswith("Model routing:"))
+    assert "steel/ → classifier" in notice.text.text()
+    assert "(top level) → classifier, segmenter, anomaly" in notice.text.text()
     win.close()

@@ -61,7 +61,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
         card = json.loads((path / "card.json").read_text())
         db.model_versions.register(family, f"{family}-tiny", str(path), card=card, activate=True)
 
-    # open + pre-label in the worker process
+    # open (pre-labelled automatically in the worker process)
     win = _window(db, url, qtbot)
     fid = win.open_folder(str(folder))
     assert win.gallery_model.rowCount() == 6
@@ -70,7 +70,9 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     heartbeat.setInterval(20)
     heartbeat.timeout.connect(lambda: ticks.append(time.monotonic()))
     heartbeat.start()
-    [job] = win.jobs.prelabel_folder(fid)  # no routing rules: one job, every family
+    # queued on opening (new images), no routing rules: one job, every family
+    qtbot.waitUntil(lambda: len(win.jobs.active) == 1, timeout=10000)
+    [job] = win.jobs.active
     assert win.jobs.wait(180), "pre-labelling did not finish"
     heartbeat.stop()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]

@@ -13,25 +13,26 @@ from tests.gui.conftest import wait_shown
 
 
 def test_settings_round_trip_and_bad_values(tmp_path):
-    s = StationSettings(reviewer="Ann", anomaly_threshold=0.7, min_confidence=0.4, auto_advance=False,
-                        device="cpu", database_url="sqlite:///x.sqlite", theme="dark")
+    s = StationSettings(reviewer="Ann", auto_advance=False, device="cpu", database_url="sqlite:///x.sqlite",
+                        theme="dark")
     save_settings(s)
     assert load_settings() == s
     save_settings(StationSettings(device="tpu", theme="purple"))
     loaded = load_settings()
-    assert loaded.device == "auto" and loaded.theme == "light" and loaded.anomaly_threshold is None
+    assert loaded.device == "auto" and loaded.theme == "light"
 
 
 def test_settings_dialog_applies_theme_reviewer_and_threshold(window, qtbot):
-    dlg = SettingsDialog(window.ctx.settings, window)
+    dlg = SettingsDialog(window.ctx.settings, window.project.current, window)
     qtbot.addWidget(dlg)
     dlg.reviewer.setText("Bea")
     dlg.use_card.setChecked(False)
     dlg.threshold.setValue(0.25)
     dlg.theme.setCurrentText("dark")
-    apply_settings(window, dlg.result_settings())
+    apply_settings(window, dlg.result_settings(), dlg.result_project())
     assert QApplication.instance().property("station_theme") == "dark"
-    assert window.ctx.review.settings.author == "Bea" and window.ctx.review.anomaly_threshold() == 0.25
+    qtbot.waitUntil(lambda: window.ctx.review.anomaly_threshold() == 0.25)  # saved on a helper thread
+    assert window.ctx.review.settings.author == "Bea"
     assert load_settings().reviewer == "Bea"
     window.review.set_class("x")
     assert window.ctx.review.history(window.review.image_id)[-1].author == "Bea"
@@ -93,3 +94,68 @@ def test_help_table_shows_each_action_whole(window, qtbot):
         text = table.item(r, 2).text()
         need = fm.boundingRect(QRect(0, 0, width - 8, 10_000), int(Qt.TextFlag.TextWordWrap), text)
         assert need.height() <= table.rowHeight(r), text
+
+
+def test_project_thresholds_from_the_dialog_reach_the_database_and_the_queue(service, db, folder, artifacts, qtbot):
+    """Item 4: the dialog writes the project's thresholds to the database (not this user's
+    QSettings), stored predictions are re-flagged without a model, and the queue shows it."""
+    from app.services.project_settings import load_project_settings
+    from tests.gui.conftest import build_window
+    from tests.gui.fixtures import CLASSES, seed_predictions
+
+    win = build_window(service, qtbot)
+    fid = win.open_folder(str(folder))
+    seed_predictions(db, fid, artifacts)
+    win.refresh_models()
+    assert not any(it.flagged for it in win.gallery_model.items())
+
+    def apply(threshold: float) -> None:
+        dlg = SettingsDialog(win.ctx.settings, win.project.current, win)
+        qtbot.addWidget(dlg)
+        dlg.use_card.setChecked(False)
+        dlg.threshold.setValue(threshold)
+        dlg.min_conf.setValue(0.0)
+        dlg.min_targets.setValue(50)
+        dlg.good_classes.setText(", ".join(CLASSES))
+        with qtbot.waitSignal(win.project.reflagged, timeout=10000) as sig:
+            apply_settings(win, dlg.result_settings(), dlg.result_project())
+        assert sig.args[0] == 6
+
+    apply(0.0)  # every seeded heatmap peaks above 0: every image is anomalous
+    flags = load_project_settings(db).flags
+    assert flags.anomaly_threshold == 0.0 and flags.min_targets == 50 and flags.good_classes == CLASSES
+    qtbot.waitUntil(lambda: all(it.flagged for it in win.gallery_model.items()))
+    assert win.ctx.review.anomaly_threshold() == 0.0
+    assert win.review.detail.prediction.anomalous  # the open image's verdict follows too
+    apply(100.0)  # nothing comes near: no image is flagged any more
+    qtbot.waitUntil(lambda: not any(it.flagged for it in win.gallery_model.items()))
+    assert not win.review.detail.prediction.anomalous and "anomaly" not in win.review.detail.prediction.flags
+    from app.gui.settings_store import legacy_thresholds
+    assert legacy_thresholds() == {"anomaly_threshold": None, "min_confidence": 0.6}  # nothing per user
+    win.close()
+
+
+def test_thresholds_kept_per_user_by_an_older_station_move_into_the_project(tmp_path, qtbot):
+    """One-time import at start-up: the QSettings thresholds the old dialog wrote become the
+    project's, so the user loses nothing by updating."""
+    from PySide6.QtCore import QSettings
+
+    from app.commands.gui import build_window as build_station
+    from app.paths import data_dir
+    from app.services.project_settings import load_project_settings
+    from app.services.station import open_station
+
+    data_dir().mkdir(parents=True, exist_ok=True)
+    q = QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+    q.setValue("anomaly_threshold", 0.7)
+    q.setValue("min_confidence", 0.4)
+    q.sync()
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    db = open_station(url)
+    win = build_station(db, load_settings(), url, interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    flags = load_project_settings(db).flags
+    assert (flags.anomaly_threshold, flags.min_confidence) == (0.7, 0.4)
+    assert win.project.current.flags == flags and win.ctx.review.anomaly_threshold() == 0.7
+    win.close()
+    db.close()

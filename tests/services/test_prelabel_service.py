@@ -33,7 +33,7 @@ def _folder(db, tmp_path: Path, n: int = 3) -> int:
     return index_folder(db, tmp_path / "imgs").folder_id
 
 
-def test_submit_records_versions_and_flag_settings(db, tmp_path: Path, models) -> None:
+def test_submit_records_versions_and_only_explicit_flag_settings(db, tmp_path: Path, models) -> None:
     folder = _folder(db, tmp_path)
     job_id = submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"], model_dirs=models)
     job = db.jobs.get(job_id)
@@ -41,7 +41,7 @@ def test_submit_records_versions_and_flag_settings(db, tmp_path: Path, models) -
     assert job.params["families"] == ["classifier", "anomaly"]
     versions = {f: db.model_versions.get(v) for f, v in job.params["model_versions"].items()}
     assert Path(versions["anomaly"].checkpoint_path) == models["anomaly"].resolve()
-    assert job.params["flags"]["min_confidence"] == 0.6
+    assert "flags" not in job.params  # the worker flags with the project's thresholds of the moment
     # the same directory is the same version next time
     again = submit_prelabel(db, folder_id=folder, families=["anomaly"], model_dirs=models, only_missing=False)
     assert db.jobs.get(again).params["model_versions"]["anomaly"] == versions["anomaly"].id

@@ -8,9 +8,9 @@ import pytest
 
 from app.paths import SAMPLES
 from app.services.indexing import index_folder
-from app.services.prelabel import PrelabelError, routing_path, submit_routed_prelabel
-from app.services.routing import (Routing, RoutingError, RoutingRule, group_by_families, load_routing,
-                                  save_routing)
+from app.services.prelabel import PrelabelError, submit_routed_prelabel
+from app.services.project_settings import ROUTING, save_routing
+from app.services.routing import Routing, RoutingError, RoutingRule, group_by_families, load_routing
 from database.engine import open_database
 from tests.tiny_models import save_tiny_models
 
@@ -53,7 +53,7 @@ def test_file_round_trip_missing_file_and_broken_file(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     assert load_routing(path) == Routing()
     r = _routing(("ir/*", ("segmenter",)))
-    save_routing(path, r)
+    path.write_text(json.dumps(r.to_dict()), encoding="utf-8")  # an older station's file
     assert load_routing(path) == r
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(RoutingError, match=str(path.name)):
@@ -95,8 +95,7 @@ def test_routed_submission_makes_one_job_per_family_set(tmp_path: Path, models) 
         [single] = submit_routed_prelabel(db, folder_id=folder, model_dirs=models, only_missing=False)
         assert db.jobs.get(single).params["families"] == list(ALL)  # no rules: as before
 
-        save_routing(routing_path(url), _routing(("ir/*", ("segmenter",)), ("parts/steel/*", ("classifier",)),
-                                                 ("junk/*", ())))
+        save_routing(db, _routing(("ir/*", ("segmenter",)), ("parts/steel/*", ("classifier",)), ("junk/*", ())))
         jobs = submit_routed_prelabel(db, folder_id=folder, model_dirs=models, only_missing=False)
         got = {tuple(db.jobs.get(j).params["families"]): sorted(i.image_id for i in db.jobs.items(j))
                for j in jobs}
@@ -108,7 +107,7 @@ def test_routed_submission_makes_one_job_per_family_set(tmp_path: Path, models) 
         assert db.jobs.get(sel).params["families"] == ["segmenter"]
         assert submit_routed_prelabel(db, image_ids=[by_rel["junk/e.png"]], model_dirs=models) == []
 
-        routing_path(url).write_text(json.dumps({"rules": [{"pattern": "*", "families": ["x"]}]}))
+        db.project_settings.put(ROUTING, {"rules": [{"pattern": "*", "families": ["x"]}]})  # hand-edited
         with pytest.raises(PrelabelError, match="unknown family"):
             submit_routed_prelabel(db, folder_id=folder, model_dirs=models)
     finally:

@@ -71,12 +71,13 @@ def test_prelabel_folder_with_bad_files(tmp_path: Path, tiny_models, single_thre
 
 
 def test_prelabel_follows_the_projects_model_routing(tmp_path: Path, tiny_models, single_thread_env) -> None:
-    from app.services.prelabel import routing_path
-    from app.services.routing import Routing, RoutingRule, save_routing
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
     url = f"sqlite:///{tmp_path / 'station.sqlite'}"
-    make_db(url, tiny_models).close()
+    db = make_db(url, tiny_models)
+    save_routing(db, Routing((RoutingRule("sub/*", ("anomaly",)), RoutingRule("*.tif", ()))))
+    db.close()
     _folder(tmp_path / "parts")
-    save_routing(routing_path(url), Routing((RoutingRule("sub/*", ("anomaly",)), RoutingRule("*.tif", ()))))
     data = _prelabel(tmp_path, url, "--families", "classifier,anomaly")
     assert sorted(j["families"] for j in data["jobs"]) == [["anomaly"], ["classifier", "anomaly"]]
     assert all(j["state"] == "done" for j in data["jobs"])

@@ -155,6 +155,50 @@ def test_new_thresholds_reflag_stored_predictions_without_models(db, tmp_path: P
         assert anomaly_rows[0].flags == ("anomaly",) and anomaly_rows[0].anomaly_map_ref
 
 
+def test_the_worker_flags_with_the_projects_thresholds_in_the_database(db, tmp_path: Path) -> None:
+    """No threshold copied into the job: a change saved by any station applies to the next batch."""
+    from app.services.project_settings import save_flag_settings
+
+    good_images(tmp_path / "imgs", 4)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    save_flag_settings(db, FlagSettings(good_classes=("free", "crack"), min_confidence=0.99))
+    job = submit_prelabel(db, folder_id=folder, families=["classifier"])
+    batches: list[list[int]] = []
+
+    def on_batch(batch, results) -> None:
+        batches.append([it.image_id for it in batch.items])
+        if len(batches) == 1:  # another station relaxes the threshold while the job runs
+            save_flag_settings(db, FlagSettings(good_classes=("free", "crack"), min_confidence=0.0))
+    _worker(db, tmp_path, batch_size=2).run(once=True, on_batch=on_batch)
+    assert job_status(db, job).done == 4
+    first, later = batches[0], [i for b in batches[1:] for i in b]
+    assert len(first) == 2 and len(later) == 2
+    images = {im.id: im for im in db.images.query(ImageQuery(folder_id=folder))}
+    for image_id in first:  # a random tiny classifier is never 99 % sure
+        [p] = db.predictions.for_image(image_id)
+        assert p.flags == ("low_confidence",) and images[image_id].flagged
+    for image_id in later:
+        [p] = db.predictions.for_image(image_id)
+        assert p.flags == () and not images[image_id].flagged
+
+
+def test_changed_thresholds_are_saved_and_reflag_every_folder(db, tmp_path: Path) -> None:
+    from app.services.project_settings import change_flag_settings, load_project_settings
+
+    good_images(tmp_path / "a", 2)
+    good_images(tmp_path / "b", 2, seed=3)
+    folders = [index_folder(db, tmp_path / n).folder_id for n in ("a", "b")]
+    for f in folders:
+        submit_prelabel(db, folder_id=f, families=["anomaly"])
+    _worker(db, tmp_path).run(once=True)
+    strict = FlagSettings(anomaly_threshold=-1.0)
+    assert change_flag_settings(db, strict, by="ann") == 4
+    assert load_project_settings(db).flags == strict
+    assert all(im.flagged for im in db.images.query(ImageQuery()))
+    change_flag_settings(db, FlagSettings(anomaly_threshold=1e9))
+    assert not any(im.flagged for im in db.images.query(ImageQuery()))
+
+
 def test_jobs_with_different_models_back_to_back_lose_no_batch(db, tmp_path: Path, monkeypatch) -> None:
     """A batch decodes while the one before it runs; when the two belong to jobs with different
     models (model routing makes one job per family set), loading the second job's models must

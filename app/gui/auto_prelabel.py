@@ -1,0 +1,58 @@
+"""Automatic pre-labelling: a folder's new images are queued as soon as it is indexed.
+
+Why: an inspector who opens a folder expects scores, not "No job yet"; only images no active
+model has seen are queued (so reopening a folder queues nothing) and the project's routing
+decides which families run on which images. The project setting ``auto_prelabel`` (Settings
+dialog) turns it off for every station. The submission reads and writes the database, so it
+runs on a helper thread; the GUI thread then shows the jobs and keeps the worker running.
+"""
+from __future__ import annotations
+
+import logging
+
+from app.gui.background import BackgroundCalls
+from app.services.project_settings import load_project_settings
+
+log = logging.getLogger(__name__)
+
+TITLE = "Pre-label new images (automatic)"
+
+
+class AutoPrelabel:
+    def __init__(self, window) -> None:
+        self.window = window
+        self.jobs = window.ctx.jobs
+        self.calls = BackgroundCalls("auto-prelabel", window)
+        window.folder_ctl.opened.connect(lambda info: self.folder_opened(info.id))
+
+    def folder_opened(self, folder_id: int) -> None:
+        db, jobs = self.window.ctx.review.db, self.jobs
+
+        def work() -> list[int]:
+            # The database's value, not a cached one: another station may just have turned it off.
+            if not load_project_settings(db).auto_prelabel:
+                return []
+            return jobs.prelabel_new_images(folder_id)
+        self.calls.call(work, self._queued, self._failed)
+
+    def _queued(self, job_ids: list[int]) -> None:
+        if not job_ids:
+            return
+        self.window.jobs.follow(job_ids, TITLE)
+        try:
+            self.jobs.ensure_worker()
+        except Exception as exc:
+            self.window._warn(f"The worker process could not be started: {exc}")
+
+    def _failed(self, error: str) -> None:
+        # Not a dialog: the user did not ask for this job; the status bar says why none runs.
+        log.warning("automatic pre-labelling: %s", error)
+        self.window._say(f"New images were not pre-labelled: {error}")
+
+
+def install(window) -> None:
+    """Needs the jobs dock (``window.jobs``); without a worker there is nothing to start."""
+    if getattr(window.ctx, "jobs", None) is None or getattr(window, "jobs", None) is None:
+        return
+    window.auto_prelabel = AutoPrelabel(window)
+    window.ctx.closers.append(window.auto_prelabel.calls.close)

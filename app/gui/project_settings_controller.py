@@ -1,0 +1,79 @@
+"""The project's shared settings as the window sees them: a copy kept fresh, saves off the GUI thread.
+
+The settings live in the database (``app.services.project_settings``) so every station and the
+worker use one copy. The window keeps the last copy it read (``current``) for dialogs and
+verdicts, re-reads it now and then so a change made at another station shows here too, and
+saves on a helper thread: a threshold change re-flags every stored prediction, which takes a
+while on a big project.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.gui.background import BackgroundCalls
+from app.services.project_settings import (ProjectSettings, change_flag_settings, load_project_settings,
+                                           save_auto_prelabel, save_routing)
+
+
+class ProjectSettingsController(QObject):
+    changed = Signal(object)    # ProjectSettings now in force (saved here or at another station)
+    reflagged = Signal(int)     # images re-flagged after a threshold change saved here
+    failed = Signal(str)
+
+    POLL_MS = 20_000
+
+    def __init__(self, db: Any, current: ProjectSettings | None, author: Callable[[], str],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._db = db
+        self._author = author
+        self.current = current or ProjectSettings()
+        self.calls = BackgroundCalls("project-settings", self)
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.timeout.connect(self.reload)
+        self._timer.start()
+        if current is None:
+            self.reload()
+
+    def reload(self) -> None:
+        """Re-read the database's copy; ``changed`` when it differs from ours."""
+        if self.calls.busy:
+            return  # a save or read is on its way; it reports the new copy itself
+        self.calls.call(lambda: load_project_settings(self._db), self._adopt,
+                        lambda e: self.failed.emit(f"Cannot read the project settings: {e}"))
+
+    def save(self, new: ProjectSettings) -> None:
+        """Store what differs from ``current``; new thresholds re-flag every stored prediction."""
+        old, by, db = self.current, self._author(), self._db
+
+        def work() -> tuple[ProjectSettings, int | None]:
+            reflagged = None
+            if new.flags != old.flags:
+                reflagged = change_flag_settings(db, new.flags, by=by)
+            if new.auto_prelabel != old.auto_prelabel:
+                save_auto_prelabel(db, new.auto_prelabel, by=by)
+            if new.routing != old.routing:
+                save_routing(db, new.routing, by=by)
+            return load_project_settings(db), reflagged
+
+        def done(answer: tuple[ProjectSettings, int | None]) -> None:
+            self._adopt(answer[0])
+            if answer[1] is not None:
+                self.reflagged.emit(answer[1])
+        self.calls.call(work, done, lambda e: self.failed.emit(f"The project settings were not saved: {e}"))
+
+    def set_auto_prelabel(self, on: bool) -> None:
+        self.save(replace(self.current, auto_prelabel=on))
+
+    def _adopt(self, settings: ProjectSettings) -> None:
+        if settings != self.current:
+            self.current = settings
+            self.changed.emit(settings)
+
+    def close(self) -> None:
+        self._timer.stop()
+        self.calls.close()

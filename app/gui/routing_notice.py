@@ -1,0 +1,73 @@
+"""A line in the Jobs dock saying which model families run on which subfolders of this folder.
+
+Why: without routing rules every family runs on every image (a steel classifier on infrared
+frames), and an inspector only found out from odd verdicts. The line names the subfolders and
+what runs there, warns when no rule is set, and its button opens Project ▸ Model routing….
+Computing it reads the folder's images, so it runs on a helper thread.
+"""
+from __future__ import annotations
+
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+
+from app.gui.background import BackgroundCalls
+from app.gui.style import icon
+from app.services.project_settings import routing_overview
+
+
+class RoutingNotice(QWidget):
+    def __init__(self, open_routing, parent=None) -> None:
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(2, 0, 2, 0)
+        self.text = QLabel("")
+        self.text.setWordWrap(True)
+        self.button = QPushButton(icon("mdi6.call-split"), "Set model routing…")
+        self.button.setToolTip("Choose which model families run on which subfolders")
+        self.button.clicked.connect(open_routing)
+        lay.addWidget(self.text, 1)
+        lay.addWidget(self.button)
+        self.setVisible(False)
+
+    def show_text(self, text: str) -> None:
+        warn = text.startswith("No model routing")
+        self.text.setText(("⚠ " if warn else "") + text)
+        self.text.setObjectName("" if warn else "muted")
+        self.text.setStyleSheet("color: #b35c00;" if warn else "")
+        self.setVisible(bool(text))
+
+
+class RoutingNoticeController:
+    def __init__(self, window, notice: RoutingNotice) -> None:
+        self.window = window
+        self.notice = notice
+        self.calls = BackgroundCalls("routing-notice", window)
+
+    def refresh(self, *_args) -> None:
+        folder_id = getattr(self.window, "current_folder", None)
+        project = getattr(self.window, "project", None)
+        if folder_id is None or project is None:
+            return
+        db, jobs, routing = self.window.ctx.review.db, self.window.ctx.jobs, project.current.routing
+
+        def work() -> tuple[int, str]:
+            return folder_id, routing_overview(db, folder_id, routing, jobs.available_families())
+        self.calls.call(work, self._show, lambda e: self.notice.show_text(f"Model routing unknown: {e}"))
+
+    def _show(self, answer: tuple[int, str]) -> None:
+        if answer[0] == getattr(self.window, "current_folder", None):  # not a folder left meanwhile
+            self.notice.show_text(answer[1])
+
+
+def install(window) -> None:
+    """Add the line under the Jobs dock's buttons; it follows folder changes and routing saves."""
+    panel = getattr(window, "jobs_panel", None)
+    if panel is None or getattr(window, "project", None) is None:
+        return
+    notice = RoutingNotice(window.actions["model_routing"].trigger)
+    panel.layout().insertWidget(1, notice)
+    ctl = RoutingNoticeController(window, notice)
+    window.routing_notice = ctl
+    window.folder_ctl.opened.connect(ctl.refresh)
+    window.folders.folder_chosen.connect(ctl.refresh)
+    window.project.changed.connect(ctl.refresh)
+    window.ctx.closers.append(ctl.calls.close)

@@ -1,0 +1,170 @@
+"""Project settings: flag thresholds, auto pre-label and model routing, one copy in the database.
+
+Why one copy in the database: the thresholds decide which images the worker flags and how every
+inspector's queue is ordered, the routing decides which models run on which images, and a team
+shares one database (SQLite on a share or PostgreSQL). A value kept in one user's QSettings
+never reached the worker, and a JSON file beside a SQLite database cannot serve a PostgreSQL
+team. Per-user choices (reviewer name, theme, window layout, device, database URL) stay in
+the user's QSettings (``app.gui.settings_store``); docs/settings.md lists which is which.
+
+Older stations kept thresholds in ``<db>-flag_settings.json`` / the user's QSettings and the
+routing in ``<db>-model_routing.json``. Until a database holds its own value those files are
+read (never written), and ``adopt_legacy_settings`` copies them in once, so nobody loses a
+threshold or a rule by updating. Qt-free: the GUI passes its QSettings values in as plain data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from app.paths import data_dir
+from app.services.artifacts import beside_database
+from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
+from app.services.routing import ROUTING_FILE, Routing, RoutingError, load_routing
+from database.dto import ImageQuery
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+FLAGS = "flags"
+AUTO_PRELABEL = "auto_prelabel"
+ROUTING = "routing"
+
+
+class ProjectSettingsError(ValueError):
+    """A stored project setting that cannot be used, with the key and the reason."""
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """Plain data, safe to hand between threads: what every station and worker of a project uses."""
+
+    flags: FlagSettings = field(default_factory=FlagSettings)
+    auto_prelabel: bool = True     # pre-label images a folder gains as soon as it is indexed
+    routing: Routing = field(default_factory=Routing)
+
+
+def legacy_flag_settings_path(db_url: str) -> Path:
+    """Where stations before the settings table kept a project's thresholds (read for the import only)."""
+    return beside_database(db_url, "-" + SETTINGS_FILE) or data_dir() / SETTINGS_FILE
+
+
+def legacy_routing_path(db_url: str) -> Path:
+    """Where stations before the settings table kept a project's routing (read for the import only)."""
+    return beside_database(db_url, "-" + ROUTING_FILE) or data_dir() / ROUTING_FILE
+
+
+def _legacy(db_url: str) -> dict[str, Any]:
+    """The values older stations kept in files (absent files: nothing)."""
+    out: dict[str, Any] = {}
+    if legacy_flag_settings_path(db_url).is_file():
+        out[FLAGS] = load_flag_settings(legacy_flag_settings_path(db_url)).to_dict()
+    if legacy_routing_path(db_url).is_file():
+        out[ROUTING] = load_routing(legacy_routing_path(db_url)).to_dict()
+    return out
+
+
+def _parse(stored: Mapping[str, Any]) -> ProjectSettings:
+    try:
+        flags = FlagSettings.from_dict(stored.get(FLAGS))
+    except (ValueError, TypeError) as exc:
+        raise ProjectSettingsError(f"the project's flag thresholds cannot be used ({exc})") from None
+    try:
+        routing = Routing.from_dict(stored.get(ROUTING))
+    except RoutingError as exc:
+        raise ProjectSettingsError(f"the project's model routing cannot be used ({exc})") from None
+    auto = stored.get(AUTO_PRELABEL, True)
+    if not isinstance(auto, bool):
+        raise ProjectSettingsError(f"the project's auto pre-label setting must be true or false, not {auto!r}")
+    return ProjectSettings(flags=flags, auto_prelabel=auto, routing=routing)
+
+
+def load_project_settings(db: "Database") -> ProjectSettings:
+    """The project's settings (defaults for what was never set; ProjectSettingsError if a stored
+    value, or a not yet imported legacy file, is broken)."""
+    stored = db.project_settings.all()
+    if FLAGS not in stored or ROUTING not in stored:
+        try:
+            legacy = _legacy(db.url)
+        except ValueError as exc:
+            raise ProjectSettingsError(str(exc)) from None
+        stored = {**legacy, **stored}
+    return _parse(stored)
+
+
+def save_flag_settings(db: "Database", flags: FlagSettings, by: str | None = None) -> None:
+    db.project_settings.put(FLAGS, flags.to_dict(), by=by)
+
+
+def change_flag_settings(db: "Database", flags: FlagSettings, by: str | None = None) -> int:
+    """Store new thresholds and re-flag every stored prediction with them (no model runs);
+    returns how many images were re-flagged. Slow on a big project: call it off the GUI thread."""
+    from app.services.reflag import reflag_project
+    save_flag_settings(db, flags, by=by)
+    return reflag_project(db, flags)
+
+
+def save_routing(db: "Database", routing: Routing, by: str | None = None) -> None:
+    db.project_settings.put(ROUTING, routing.to_dict(), by=by)
+
+
+def save_auto_prelabel(db: "Database", on: bool, by: str | None = None) -> None:
+    db.project_settings.put(AUTO_PRELABEL, bool(on), by=by)
+
+
+def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] | None = None,
+                          by: str | None = None) -> list[str]:
+    """Copy an older station's values into the database, once: the files beside a SQLite database
+    and the thresholds the Settings dialog kept in this user's QSettings (``anomaly_threshold``,
+    ``min_confidence``; they win over the file, as they were what the window showed). Keys the
+    database already holds are never replaced. Returns the keys written (empty after the first time).
+    Raises ProjectSettingsError, writing nothing, when a legacy file is broken."""
+    stored = db.project_settings.all()
+    if FLAGS in stored and ROUTING in stored:
+        return []
+    try:
+        legacy = _legacy(db.url)
+    except ValueError as exc:
+        raise ProjectSettingsError(f"{exc}; fix or remove the file, nothing was imported") from None
+    flags = FlagSettings.from_dict(legacy.get(FLAGS))
+    overlay = {k: v for k, v in (station_thresholds or {}).items()
+               if k in ("anomaly_threshold", "min_confidence") and v != getattr(FlagSettings(), k)}
+    if overlay:
+        flags = replace(flags, **overlay)
+    values = {FLAGS: flags.to_dict(), ROUTING: legacy.get(ROUTING, Routing().to_dict())}
+    return db.project_settings.put_missing({k: v for k, v in values.items() if k not in stored}, by=by)
+
+
+MAX_LISTED = 6                   # subfolders named in the Jobs dock's routing line
+TOP_LEVEL = "(top level)"        # images directly in the folder
+
+
+def routing_overview(db: "Database", folder_id: int, routing: Routing, families: list[str]) -> str:
+    """One line saying which families run on which subfolders of a folder (for the Jobs dock).
+
+    Without rules every family runs on every image, which is worth saying out loud: a steel
+    classifier's verdict on an infrared frame is noise the inspector has to look past. With
+    rules, each first-level subfolder lists what its images actually get.
+    """
+    folder = db.folders.get(folder_id)
+    name = folder.name if folder is not None else ""
+    per_sub: dict[str, set[tuple[str, ...]]] = {}
+    for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id")):
+        path = im.rel_path.replace("\\", "/")
+        sub = path.split("/", 1)[0] + "/" if "/" in path else TOP_LEVEL
+        fams = tuple(f for f in routing.families_for(path, name) if f in families)
+        per_sub.setdefault(sub, set()).add(fams)
+    subs = sorted(per_sub)
+    more = " …" if len(subs) > MAX_LISTED else ""
+    if not routing.rules:
+        named = [x for x in subs if x != TOP_LEVEL]
+        where = ", ".join(named[:MAX_LISTED]) + more if named else "this folder"
+        if named and TOP_LEVEL in per_sub:
+            where += " and at its top level"
+        return f"No model routing: every family ({', '.join(families) or 'no model'}) runs on every image in {where}."
+    parts = []
+    for sub in subs[:MAX_LISTED]:
+        choices = sorted(per_sub[sub], key=len, reverse=True)
+        parts.append(f"{sub} → " + " or ".join(", ".join(c) or "nothing" for c in choices))
+    return "Model routing: " + ("; ".join(parts) or "no image yet") + more

@@ -1,0 +1,100 @@
+"""Project settings in the database: defaults, round trip, the one-time import of older stations'
+files and QSettings thresholds, and the routing line the Jobs dock shows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.services.flags import FlagSettings
+from app.services.indexing import index_folder
+from app.services.project_settings import (AUTO_PRELABEL, FLAGS, ROUTING, ProjectSettings, ProjectSettingsError,
+                                           adopt_legacy_settings, legacy_flag_settings_path, legacy_routing_path,
+                                           load_project_settings, routing_overview, save_auto_prelabel,
+                                           save_flag_settings, save_routing)
+from app.services.routing import Routing, RoutingRule
+from database.engine import open_database
+from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
+
+
+@pytest.fixture
+def db(url):  # noqa: F811
+    database = open_database(url)
+    yield database
+    database.close()
+
+
+def test_a_new_project_has_the_defaults_and_keeps_what_is_saved(db) -> None:
+    assert load_project_settings(db) == ProjectSettings()
+    assert load_project_settings(db).auto_prelabel is True
+    flags = FlagSettings(anomaly_threshold=0.8, min_targets=2, good_classes=("ok",), min_confidence=0.3)
+    routing = Routing((RoutingRule("ir/*", ("segmenter",)),))
+    save_flag_settings(db, flags, by="ann")
+    save_routing(db, routing)
+    save_auto_prelabel(db, False)
+    assert load_project_settings(db) == ProjectSettings(flags=flags, auto_prelabel=False, routing=routing)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    (FLAGS, {"min_confidence": 7}, "flag thresholds"),
+    (ROUTING, {"rules": [{"pattern": "*", "families": ["x"]}]}, "model routing"),
+    (AUTO_PRELABEL, "yes", "auto pre-label"),
+])
+def test_a_hand_broken_value_is_named_not_guessed(db, key, value, words) -> None:
+    db.project_settings.put(key, value)
+    with pytest.raises(ProjectSettingsError, match=words):
+        load_project_settings(db)
+
+
+def test_older_stations_files_and_thresholds_are_imported_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    legacy_flag_settings_path(url).write_text(json.dumps({"min_targets": 3, "min_confidence": 0.5}))
+    rules = {"rules": [{"pattern": "ir/*", "families": ["segmenter"]}]}
+    legacy_routing_path(url).write_text(json.dumps(rules))
+    with open_database(url) as db:
+        # Before the import the files are still what everyone uses (a worker started first).
+        assert load_project_settings(db).flags.min_targets == 3
+        written = adopt_legacy_settings(db, {"anomaly_threshold": 0.9, "min_confidence": 0.6})
+        assert sorted(written) == [FLAGS, ROUTING]
+        s = load_project_settings(db)
+        # the file's values, with the threshold the window used (QSettings) on top; the default
+        # min_confidence in QSettings does not overwrite the file's own
+        assert s.flags == FlagSettings(anomaly_threshold=0.9, min_targets=3, min_confidence=0.5)
+        assert s.routing == Routing.from_dict(rules)
+        # once: later file edits and other users' QSettings no longer change the project
+        legacy_flag_settings_path(url).write_text(json.dumps({"min_targets": 9}))
+        assert adopt_legacy_settings(db, {"anomaly_threshold": 0.1}) == []
+        assert load_project_settings(db).flags.min_targets == 3
+        assert load_project_settings(db).flags.anomaly_threshold == 0.9
+        assert legacy_routing_path(url).exists()  # the user's file is left where it was
+
+
+def test_a_broken_legacy_file_is_reported_and_nothing_is_imported(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    legacy_routing_path(url).write_text("{not json")
+    with open_database(url) as db:
+        with pytest.raises(ProjectSettingsError, match="model_routing.json"):
+            adopt_legacy_settings(db, {"anomaly_threshold": 0.4})
+        assert db.project_settings.all() == {}
+        assert legacy_routing_path(url).read_text() == "{not json"
+
+
+def test_without_legacy_values_the_import_stores_the_defaults(db) -> None:
+    assert sorted(adopt_legacy_settings(db, {"anomaly_threshold": None, "min_confidence": 0.6})) == [FLAGS, ROUTING]
+    assert load_project_settings(db) == ProjectSettings()
+
+
+def test_routing_overview_names_the_subfolders_and_what_runs_there(db, tmp_path: Path) -> None:
+    root = tmp_path / "line"
+    for rel in ("infrared/a.png", "infrared/b.png", "steel/c.png", "top.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * len(rel))
+    folder = index_folder(db, root).folder_id
+    fams = ["classifier", "segmenter", "anomaly"]
+    text = routing_overview(db, folder, Routing(), fams)
+    assert text == ("No model routing: every family (classifier, segmenter, anomaly) runs on every image in "
+                    "infrared/, steel/ and at its top level.")
+    routed = Routing((RoutingRule("infrared/*", ("segmenter",)), RoutingRule("steel/*", ("classifier",))))
+    assert routing_overview(db, folder, routed, fams) == (
+        "Model routing: (top level) → classifier, segmenter, anomaly; infrared/ → segmenter; steel/ → classifier")
