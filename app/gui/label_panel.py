@@ -5,6 +5,8 @@ typing always do the same thing. Class buttons are numbered like their 1–9 hot
 """
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QButtonGroup, QFormLayout, QGridLayout, QGroupBox, QLabel, QListWidget,
@@ -135,7 +137,10 @@ class LabelPanel(QWidget):
         self.title.setText(f"<b>{it.name}</b><br><span>{it.rel_path}{size}</span>{err}")
         p = detail.prediction
         if p is None:
-            self.pred_class.setText("not pre-labelled yet")
+            failed = detail.prelabel_error
+            self.pred_class.setText(f"<span style='color:#d14343'>pre-labelling failed: {escape(failed)}</span>"
+                                    if failed else "not pre-labelled yet")
+            self.pred_class.setToolTip(failed or "")
             self.pred_scores.setText("")
             self.pred_targets.setText("—")
             self.pred_anomaly.setText("—")
