@@ -314,7 +314,7 @@ class JobsController(QObject):
             self._restart_at = time.monotonic() if worker.alive else None
             log.warning("%s", worker.event)
             self.worker_event.emit(worker.event)
-        shown = {p.job_id for p in snap.jobs} | set(self._titles) & self._open
+        shown = {p.job_id for p in snap.jobs} | (set(self._titles) & self._open)
         changed = False
         for p in snap.jobs:
             if p.job_id not in panel.rows:
@@ -331,6 +331,7 @@ class JobsController(QObject):
                 self._open.add(p.job_id)
             elif p.job_id in self._open:
                 self._open.discard(p.job_id)
+                self._include = tuple(i for i in self._include if i != p.job_id)  # now history like any other
                 self.finished.emit(p)
                 changed = True
                 self._dirty = True
