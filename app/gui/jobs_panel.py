@@ -49,6 +49,8 @@ def progress_text(p, pace: JobPace | None = None, worker_note: str = "") -> str:
     if worker_note:
         return f"{head} · {worker_note}"
     if pace is not None and pace.stalled:
+        if not p.done + p.failed:  # e.g. a worker loading large models on a busy machine
+            return f"{head} · no image finished yet ({format_duration(pace.idle_s)})"
         return f"{head} · stalled: no progress for {format_duration(pace.idle_s)}"
     rate = f" · {pace.rate:.1f} img/s" if pace is not None and pace.rate else ""
     return f"{head}{rate} · {format_eta(pace.eta_s if pace is not None else None)}"
@@ -354,8 +356,9 @@ class JobsController(QObject):
             return ""
         if not worker.alive:
             return "no worker running" if p.state == "running" or pace.idle_s > 5 else "waiting for a worker"
-        if self._restart_at is not None and pace.idle_s >= time.monotonic() - self._restart_at:
-            return f"worker restarting ({format_duration(time.monotonic() - self._restart_at)})"
+        since = None if self._restart_at is None else time.monotonic() - self._restart_at
+        if since is not None and pace.idle_s >= since and since < self.pace.stall_s:
+            return f"worker restarting ({format_duration(since)})"  # then "stalled" if it stays so
         return ""
 
     def _show_worker(self, worker, open_jobs: bool) -> None:

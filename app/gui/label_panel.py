@@ -147,6 +147,7 @@ class LabelPanel(QWidget):
             self.anomaly_bar.setValue(0)
             self.pred_models.setText("")
             return
+        self.pred_class.setToolTip("")
         conf = f" ({p.confidence:.1%})" if p.confidence is not None else ""
         self.pred_class.setText(f"<b>{p.predicted_class}</b>{conf}" if p.predicted_class else "—")
         top = sorted(p.class_scores.items(), key=lambda kv: -kv[1])[:3]
