@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QToolButton,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
@@ -208,6 +208,7 @@ class JobsController(QObject):
 
     POLL_MS = 500
     REFRESH_S = 3.0
+    SLOW_READ_S = 10.0
 
     def __init__(self, jobs, window, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -230,6 +231,10 @@ class JobsController(QObject):
         self.poller.result.connect(self._on_snapshot)
         self.poller.error.connect(self._on_poll_error)
         self.poller.start()
+        # A read that never returns would freeze the panel silently: say so after a while.
+        self._watchdog = QTimer(self)
+        self._watchdog.timeout.connect(self._check_read)
+        self._watchdog.start(1000)
 
     @property
     def active(self) -> frozenset[int]:
@@ -369,6 +374,12 @@ class JobsController(QObject):
         else:
             self.window.jobs_panel.show_worker("", warning=False)
 
+    def _check_read(self) -> None:
+        waited = self.poller.busy_for
+        if waited >= self.SLOW_READ_S:
+            self.window.jobs_panel.summary.setText(
+                f"⚠ the database has not answered for {format_duration(waited)}; the rows may be out of date")
+
     def _on_poll_error(self, message: str) -> None:
         log.debug("jobs poll: %s", message)
         self.window.jobs_panel.summary.setText(f"⚠ cannot read the jobs: {message}")
@@ -383,6 +394,7 @@ class JobsController(QObject):
         return not self.active
 
     def close(self) -> None:
+        self._watchdog.stop()
         self.poller.close()
         self.refresher.close()
 

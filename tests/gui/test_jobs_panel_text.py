@@ -34,3 +34,22 @@ def test_finished_jobs_show_their_final_counts_and_failures() -> None:
         "done: 297/300 · 3 failed · 3 of 300 images failed"
     assert progress_text(_p("cancelled", 10, 0)) == "cancelled: 10/300"
     assert progress_text(_p(cancel=True), JobPace(None, None, 1.0, False)).startswith("cancelling: 32/300")
+
+
+def test_a_database_that_stops_answering_is_said_on_the_panel(service, db, folder, qtbot) -> None:
+    import threading
+
+    from tests.gui.test_jobs_panel import _window_with_jobs
+    win = _window_with_jobs(service, db, folder, qtbot)
+    release = threading.Event()
+    jobs = win.ctx.jobs
+    real = jobs.snapshot
+    jobs.snapshot = lambda include=(): (release.wait(30), real(include))[1]  # a server that hangs
+    win.jobs.SLOW_READ_S = 1.0
+    win.jobs.poller.poll()
+    try:
+        qtbot.waitUntil(lambda: "has not answered" in win.jobs_panel.summary.text(), timeout=10000)
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: "has not answered" not in win.jobs_panel.summary.text(), timeout=10000)
+    win.close()
