@@ -307,6 +307,7 @@ class JobsController(QObject):
             return 0
         if n:
             self._open.add(job_id)
+            self._include = tuple(sorted(set(self._include) | {job_id}))
             self.window._say(f"Job #{job_id}: {n} failed image(s) queued again.")
         self.poller.poll()
         return n
