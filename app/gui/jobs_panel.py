@@ -240,11 +240,13 @@ class JobsController(QObject):
     def active(self) -> frozenset[int]:
         return frozenset(self._open)
 
-    def _follow(self, job_id: int, title: str) -> None:
-        self._titles[job_id] = title
+    def _follow(self, job_id: int, title: str | None = None) -> None:
+        """Watch ``job_id`` until it is seen finished, even if it is older than the history."""
+        if title is not None:
+            self._titles[job_id] = title
+            self.window.jobs_panel.add_job(job_id, title)
         self._open.add(job_id)
         self._include = tuple(sorted(set(self._include) | {job_id}))
-        self.window.jobs_panel.add_job(job_id, title)
 
     def _submit(self, make, title: str) -> list[int]:
         """Queue through ``make`` (-> job ids, one per family set of the project's routing) and follow them."""
@@ -306,8 +308,7 @@ class JobsController(QObject):
             self.failed.emit(f"Cannot retry job {job_id}: {exc}")
             return 0
         if n:
-            self._open.add(job_id)
-            self._include = tuple(sorted(set(self._include) | {job_id}))
+            self._follow(job_id)
             self.window._say(f"Job #{job_id}: {n} failed image(s) queued again.")
         self.poller.poll()
         return n
