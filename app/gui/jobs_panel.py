@@ -167,7 +167,8 @@ class JobsPanel(QWidget):
         running = sum(1 for p in jobs if p.state == "running")
         queued = sum(1 for p in jobs if p.state == "queued")
         ended = len(jobs) - running - queued
-        parts = [f"{running} running"] * bool(running) + [f"{queued} queued"] * bool(queued) + [f"{ended} finished"]
+        parts = ([f"{running} running"] * bool(running) + [f"{queued} queued"] * bool(queued)
+                 + [f"{ended} finished"] * bool(ended))
         self.summary.setText(" · ".join(parts))
 
     def show_worker(self, text: str, warning: bool) -> None:
