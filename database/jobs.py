@@ -170,6 +170,53 @@ class JobRepository:
                 counts[ItemStatus(st)] = int(n)
         return counts
 
+    # --- what a station shows about failed items (read-only but for an inspector's Retry) ------
+    def failed_items(self, job_id: int, limit: int = 200) -> list[JobItemInfo]:
+        """The job's failed items (first ``limit`` by id) with their image paths and reasons:
+        one query, so the jobs panel can list them on every change without a read per image."""
+        stmt = (select(JobItem, Folder.root_path, Image.rel_path)
+                .outerjoin(Image, Image.id == JobItem.image_id).outerjoin(Folder, Folder.id == Image.folder_id)
+                .where(JobItem.job_id == job_id, JobItem.status == ItemStatus.FAILED.value)
+                .order_by(JobItem.id).limit(max(0, int(limit))))
+        with self.db.session() as s:
+            return [item_dto(it, join_path(root, rel) if root is not None else None)
+                    for it, root, rel in s.execute(stmt)]
+
+    def last_failures(self, image_ids: Sequence[int]) -> dict[int, str]:
+        """image id -> reason, for each image whose most recent job item failed (a later run that
+        is queued, running or done supersedes an old failure)."""
+        out: dict[int, str] = {}
+        with self.db.session() as s:
+            for part in chunks(sorted(set(image_ids))):
+                latest = (select(func.max(JobItem.id)).where(JobItem.image_id.in_(part))
+                          .group_by(JobItem.image_id))
+                for image_id, error in s.execute(select(JobItem.image_id, JobItem.error).where(
+                        JobItem.id.in_(latest), JobItem.status == ItemStatus.FAILED.value)):
+                    out[int(image_id)] = error or "unknown error"
+        return out
+
+    def requeue_failed(self, job_id: int) -> int:
+        """An inspector's Retry: the job's failed items are queued again with a fresh attempt
+        count, and a finished job reopens to take them. Returns how many items were requeued."""
+        with self.db.session(write=True) as s:
+            rows = s.scalars(select(JobItem).where(JobItem.job_id == job_id,
+                                                   JobItem.status == ItemStatus.FAILED.value)
+                             .order_by(JobItem.id).with_for_update()).all()
+            if not rows:
+                return 0
+            for r in rows:
+                r.status, r.error, r.finished_at, r.attempts = QUEUED, None, None, 0
+                r.claimed_by, r.claimed_at = None, None
+            s.flush()
+            s.execute(update(Job).where(Job.id == job_id).values(progress_failed=Job.progress_failed - len(rows)))
+            job = s.get(Job, job_id)
+            s.refresh(job)
+            if job.status not in OPEN_JOB:
+                job.status, job.finished_at, job.error = JobStatus.QUEUED.value, None, None
+                job.cancel_requested, job.claimed_by = False, None
+            s.flush()
+            return len(rows)
+
     # --- workers ---------------------------------------------------------------------------
     def register_worker(self, worker_id: str) -> WorkerInfo:
         with self.db.session(write=True) as s:

@@ -1,31 +1,64 @@
-"""The jobs dock: pre-label the folder, the selection or what is new; progress, ETA, cancel.
+"""The jobs dock: pre-label the folder, the selection or what is new; every job's progress as
+the database holds it, its recent rate and ETA, its failed images (file, reason, Retry), cancel,
+and the worker process's crashes and restarts.
 
-Jobs run in the worker process; this panel only polls their rows (a quick read on a timer),
-so the window stays responsive whatever the models do. While a job runs the review queue is
-refreshed every few seconds so new badges appear as predictions land.
+The panel follows the database, not its own memory: each poll (off the GUI thread) reads the
+newest pre-label jobs, whoever queued them (this window, an earlier session, the CLI, another
+station), so the history survives restarts and the counts are the database's. Rates come from
+the progress seen in the last minute (``app.services.job_pace``); a job that stopped moving is
+shown as stalled, and one waiting on a worker that crashed as "worker restarting", never with
+an ETA that grows. When predictions land, the queue's badges and the open image are re-read on
+helper threads (``PredictionRefresher``).
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QToolButton,
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from app.gui.style import icon
+from app.services.job_pace import JobPace, PaceTracker
 
 log = logging.getLogger(__name__)
+
+WARN = "#d14343"
 
 
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "ETA …"
+    return f"ETA {format_duration(seconds)}"
+
+
+def format_duration(seconds: float) -> str:
     s = int(round(seconds))
-    return f"ETA {s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"ETA {s // 60}:{s % 60:02d}"
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def progress_text(p, pace: JobPace | None = None, worker_note: str = "") -> str:
+    """One job's line: state and counts as stored; rate and ETA only while it really moves."""
+    fails = f" · {p.failed} failed" if p.failed else ""
+    if p.finished:
+        tail = f" · {p.error}" if p.error else ""
+        return f"{p.state}: {p.done}/{p.total}{fails}{tail}"
+    state = "cancelling" if p.cancel_requested else p.state
+    head = f"{state}: {p.done + p.failed}/{p.total}{fails}"
+    if worker_note:
+        return f"{head} · {worker_note}"
+    if pace is not None and pace.stalled:
+        if not p.done + p.failed:  # e.g. a worker loading large models on a busy machine
+            return f"{head} · no image finished yet ({format_duration(pace.idle_s)})"
+        return f"{head} · stalled: no progress for {format_duration(pace.idle_s)}"
+    rate = f" · {pace.rate:.1f} img/s" if pace is not None and pace.rate else ""
+    return f"{head}{rate} · {format_eta(pace.eta_s if pace is not None else None)}"
 
 
 class JobRow(QWidget):
     cancel_requested = Signal(int)
+    retry_requested = Signal(int)
 
     def __init__(self, job_id: int, title: str, parent=None) -> None:
         super().__init__(parent)
@@ -37,6 +70,12 @@ class JobRow(QWidget):
         self.bar.setRange(0, 1000)
         self.info = QLabel("queued")
         self.info.setMinimumWidth(260)
+        self.retry = QToolButton()
+        self.retry.setIcon(icon("mdi6.refresh"))
+        self.retry.setText("Retry")
+        self.retry.setToolTip("Pre-label this job's failed images again")
+        self.retry.setVisible(False)
+        self.retry.clicked.connect(lambda: self.retry_requested.emit(self.job_id))
         self.cancel = QToolButton()
         self.cancel.setIcon(icon("mdi6.cancel"))
         self.cancel.setToolTip("Cancel this job (images in flight finish first)")
@@ -44,45 +83,171 @@ class JobRow(QWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.bar, 1)
         lay.addWidget(self.info)
+        lay.addWidget(self.retry)
         lay.addWidget(self.cancel)
+        self.progress = None   # the JobProgress shown
 
-    def show_progress(self, p) -> None:
+    def show_progress(self, p, pace: JobPace | None = None, worker_note: str = "") -> None:
+        self.progress = p
         self.bar.setValue(int(p.fraction * 1000))
-        rate = f" · {p.images_per_second:.1f} img/s" if p.images_per_second else ""
-        fails = f" · {p.failed} failed" if p.failed else ""
-        if p.finished:
-            tail = f" · {p.error}" if p.error else ""
-            self.info.setText(f"{p.state}: {p.done}/{p.total}{fails}{tail}")
-            self.cancel.setEnabled(False)
-        else:
-            state = "cancelling" if p.cancel_requested else p.state
-            self.info.setText(f"{state}: {p.done + p.failed}/{p.total}{rate}{fails} · {format_eta(p.eta_seconds)}")
+        self.info.setText(progress_text(p, pace, worker_note))
+        self.cancel.setEnabled(not p.finished)
+        self.retry.setVisible(p.failed > 0)
+
+
+class JobsPanel(QWidget):
+    cancel_requested = Signal(int)
+    retry_requested = Signal(int)
+    image_chosen = Signal(int)   # a failed image double-clicked
+
+    def __init__(self, actions, parent=None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        buttons = QHBoxLayout()
+        for key in ("prelabel_folder", "prelabel_selection", "prelabel_new"):
+            b = QPushButton(actions[key].icon(), actions[key].text())
+            b.clicked.connect(actions[key].trigger)
+            b.setToolTip(actions[key].toolTip())
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        self.summary = QLabel("No job yet.")
+        buttons.addWidget(self.summary)
+        lay.addLayout(buttons)
+        self.worker_line = QLabel("")
+        self.worker_line.setWordWrap(True)
+        self.worker_line.setVisible(False)
+        lay.addWidget(self.worker_line)
+        rows = QWidget()
+        self.rows_box = QVBoxLayout(rows)
+        self.rows_box.setContentsMargins(0, 0, 0, 0)
+        self.rows_box.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(rows)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lay.addWidget(scroll, 1)
+        self.failures = QTreeWidget()
+        self.failures.setHeaderLabels(["Job", "Failed image", "Reason"])
+        self.failures.setRootIsDecorated(False)
+        self.failures.setVisible(False)
+        self.failures.setToolTip("Images a job could not pre-label; double-click one to open it, "
+                                 "Retry on its job's row runs them again")
+        self.failures.itemDoubleClicked.connect(self._failure_chosen)
+        lay.addWidget(self.failures)
+        self.rows: dict[int, JobRow] = {}
+        self._failure_key: tuple = ()
+
+    def add_job(self, job_id: int, title: str) -> JobRow:
+        row = self.rows.get(job_id)
+        if row is not None:
+            return row
+        row = JobRow(job_id, f"#{job_id} {title}")
+        row.cancel_requested.connect(self.cancel_requested)
+        row.retry_requested.connect(self.retry_requested)
+        self.rows[job_id] = row
+        newer = sum(1 for j in self.rows if j > job_id)  # newest on top
+        self.rows_box.insertWidget(newer, row)
+        return row
+
+    def drop_rows(self, keep: set[int]) -> None:
+        """Rows of jobs no longer among those shown (older than the history) go."""
+        for job_id in [j for j in self.rows if j not in keep]:
+            self.rows.pop(job_id).deleteLater()
+
+    def show_progress(self, p, pace: JobPace | None = None, worker_note: str = "") -> None:
+        row = self.rows.get(p.job_id)
+        if row is not None:
+            row.show_progress(p, pace, worker_note)
+
+    def show_summary(self, jobs) -> None:
+        if not jobs:
+            self.summary.setText("No job yet.")
+            return
+        running = sum(1 for p in jobs if p.state == "running")
+        queued = sum(1 for p in jobs if p.state == "queued")
+        ended = len(jobs) - running - queued
+        parts = ([f"{running} running"] * bool(running) + [f"{queued} queued"] * bool(queued)
+                 + [f"{ended} finished"] * bool(ended))
+        self.summary.setText(" · ".join(parts))
+
+    def show_worker(self, text: str, warning: bool) -> None:
+        self.worker_line.setVisible(bool(text))
+        self.worker_line.setText(f"<span style='color:{WARN}'>⚠ {text}</span>" if warning else text)
+
+    def show_failures(self, failures: dict) -> None:
+        key = tuple((j, len(f)) for j, f in sorted(failures.items()))
+        if key == self._failure_key:
+            return
+        self._failure_key = key
+        self.failures.clear()
+        for job_id in sorted(failures, reverse=True):
+            for f in failures[job_id]:
+                item = QTreeWidgetItem([f"#{job_id}", f.path, f.reason])
+                item.setToolTip(1, f.path)
+                item.setToolTip(2, f.reason)
+                item.setData(0, Qt.ItemDataRole.UserRole, f.image_id)
+                self.failures.addTopLevelItem(item)
+        self.failures.setVisible(bool(failures))
+
+    def _failure_chosen(self, item: QTreeWidgetItem) -> None:
+        image_id = item.data(0, Qt.ItemDataRole.UserRole)
+        if image_id is not None:
+            self.image_chosen.emit(int(image_id))
 
 
 class JobsController(QObject):
-    """Submits jobs and follows them through the worker helper's ``JobMonitor`` (reads off-thread);
-    refreshes the window while predictions land and when a job ends."""
+    """Submits jobs; follows every recent pre-label job through one off-thread poll of the
+    database (``ReviewJobs.snapshot``) and shows each answer whole; re-reads the window's
+    predictions when they land; announces worker crashes and restarts."""
 
-    progress = Signal(object)   # JobProgress
-    finished = Signal(object)   # JobProgress
+    progress = Signal(object)      # JobProgress, for every job shown, on every poll
+    finished = Signal(object)      # JobProgress, once, when a job seen open is done / failed / cancelled
     failed = Signal(str)
+    worker_event = Signal(str)     # a worker crash / restart, in one sentence
+    snapshot = Signal(object)      # JobsSnapshot, after the panel shows it
 
     POLL_MS = 500
     REFRESH_S = 3.0
+    SLOW_READ_S = 10.0
 
     def __init__(self, jobs, window, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from app.gui.job_monitor import JobMonitor
+        from app.gui.job_monitor import BackgroundPoller
+        from app.gui.prediction_refresh import PredictionRefresher
         self.jobs = jobs
         self.window = window
-        self.monitor = JobMonitor(jobs.status, interval_ms=self.POLL_MS, parent=self)
-        self.monitor.progress.connect(self._on_progress)
-        self.monitor.finished.connect(self._on_finished)
+        self.pace = PaceTracker()
+        self.refresher = PredictionRefresher(window, self)
+        self._open: set[int] = set()        # jobs submitted, resumed or seen open, not seen finished
+        self._include: tuple[int, ...] = ()  # followed even when older than the history
+        self._titles: dict[int, str] = {}
+        self._counts: dict[int, tuple[int, int]] = {}
+        self._event_id = 0
+        self._restart_at: float | None = None
         self._last_refresh = 0.0
+        self._dirty = False
+        self.last_snapshot = None
+        self.poller = BackgroundPoller(lambda: jobs.snapshot(self._include), self.POLL_MS, self, "jobs-poll")
+        self.poller.result.connect(self._on_snapshot)
+        self.poller.error.connect(self._on_poll_error)
+        self.poller.start()
+        # A read that never returns would freeze the panel silently: say so after a while.
+        self._watchdog = QTimer(self)
+        self._watchdog.timeout.connect(self._check_read)
+        self._watchdog.start(1000)
 
     @property
     def active(self) -> frozenset[int]:
-        return self.monitor.watched
+        return frozenset(self._open)
+
+    def _follow(self, job_id: int, title: str | None = None) -> None:
+        """Watch ``job_id`` until it is seen finished, even if it is older than the history."""
+        if title is not None:
+            self._titles[job_id] = title
+            self.window.jobs_panel.add_job(job_id, title)
+        self._open.add(job_id)
+        self._include = tuple(sorted(set(self._include) | {job_id}))
 
     def _submit(self, make, title: str) -> list[int]:
         """Queue through ``make`` (-> job ids, one per family set of the project's routing) and follow them."""
@@ -99,8 +264,8 @@ class JobsController(QObject):
             label = title
             if len(job_ids) > 1:
                 label = f"{title} · {', '.join(self.jobs.families_of(job_id)) or '?'}"
-            self.window.jobs_panel.add_job(job_id, label)
-            self.monitor.watch(job_id)
+            self._follow(job_id, label)
+        self.poller.poll()
         return job_ids
 
     def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> list[int]:
@@ -119,8 +284,7 @@ class JobsController(QObject):
             log.warning("cannot list unfinished jobs: %s", exc)
             return []
         for job_id in pending:
-            self.window.jobs_panel.add_job(job_id, "Pre-label (from an earlier session)")
-            self.monitor.watch(job_id)
+            self._follow(job_id, "Pre-label (from an earlier session)")
         if pending:
             try:
                 self.jobs.ensure_worker()
@@ -134,26 +298,98 @@ class JobsController(QObject):
 
     def cancel(self, job_id: int) -> None:
         try:
-            self.progress.emit(self.jobs.cancel(job_id))
+            p = self.jobs.cancel(job_id)
         except Exception as exc:
             self.failed.emit(f"Cannot cancel job {job_id}: {exc}")
+            return
+        self.window.jobs_panel.show_progress(p)
+        self.poller.poll()
 
-    def _on_progress(self, p) -> None:
-        self.progress.emit(p)
-        if not self.jobs.worker_alive():
-            try:
-                self.jobs.ensure_worker()
-            except Exception as exc:
-                self.failed.emit(f"The worker process could not be started: {exc}")
-        now = time.monotonic()
-        if now - self._last_refresh > self.REFRESH_S:
-            self._last_refresh = now
-            self.window.refresh_models(background=True)
+    def retry(self, job_id: int) -> int:
+        """Run a job's failed images again (the row's Retry)."""
+        try:
+            n = self.jobs.retry_failed(job_id)
+        except Exception as exc:
+            self.failed.emit(f"Cannot retry job {job_id}: {exc}")
+            return 0
+        if n:
+            self._follow(job_id)
+            self.window._say(f"Job #{job_id}: {n} failed image(s) queued again.")
+        self.poller.poll()
+        return n
 
-    def _on_finished(self, p) -> None:
-        self.finished.emit(p)
-        self._last_refresh = time.monotonic()
-        self.window.refresh_models()
+    # -- each poll ------------------------------------------------------------------------
+    def _on_snapshot(self, snap) -> None:
+        self.last_snapshot = snap
+        panel = self.window.jobs_panel
+        worker = snap.worker
+        if worker.event_id > self._event_id:
+            self._event_id = worker.event_id
+            self._restart_at = time.monotonic() if worker.alive else None
+            log.warning("%s", worker.event)
+            self.worker_event.emit(worker.event)
+        shown = {p.job_id for p in snap.jobs} | (set(self._titles) & self._open)
+        changed = False
+        for p in snap.jobs:
+            if p.job_id not in panel.rows:
+                families = ", ".join(snap.families.get(p.job_id, ())) or "?"
+                panel.add_job(p.job_id, self._titles.get(p.job_id, f"Pre-label · {families}"))
+            pace = self.pace.update(p.job_id, p.done + p.failed, p.total, p.finished)
+            panel.show_progress(p, pace, self._worker_note(p, pace, worker))
+            self.progress.emit(p)
+            counts = (p.done, p.failed)
+            if self._counts.get(p.job_id, counts) != counts:
+                changed = True
+            self._counts[p.job_id] = counts
+            if not p.finished:
+                self._open.add(p.job_id)
+            elif p.job_id in self._open:
+                self._open.discard(p.job_id)
+                self._include = tuple(i for i in self._include if i != p.job_id)  # now history like any other
+                self.finished.emit(p)
+                changed = True
+                self._dirty = True
+                self._last_refresh = 0.0  # a job that ends refreshes at once
+        panel.drop_rows(shown)
+        self.pace.forget(shown)
+        panel.show_summary(snap.jobs)
+        panel.show_failures(snap.failures)
+        self._show_worker(worker, any(not p.finished for p in snap.jobs))
+        self._dirty = self._dirty or changed
+        if self._dirty and time.monotonic() - self._last_refresh >= self.REFRESH_S:
+            self._dirty = False
+            self._last_refresh = time.monotonic()
+            self.refresher.refresh()
+        self.snapshot.emit(snap)
+
+    def _worker_note(self, p, pace: JobPace, worker) -> str:
+        """Why an open job does not move, when the worker is the reason."""
+        if p.finished:
+            return ""
+        if not worker.alive:
+            return "no worker running" if p.state == "running" or pace.idle_s > 5 else "waiting for a worker"
+        since = None if self._restart_at is None else time.monotonic() - self._restart_at
+        if since is not None and pace.idle_s >= since and since < self.pace.stall_s:
+            return f"worker restarting ({format_duration(since)})"  # then "stalled" if it stays so
+        return ""
+
+    def _show_worker(self, worker, open_jobs: bool) -> None:
+        if worker.event:
+            self.window.jobs_panel.show_worker(worker.event, warning=True)
+        elif open_jobs and not worker.alive:
+            self.window.jobs_panel.show_worker("No worker process is running on this station.", warning=True)
+        else:
+            self.window.jobs_panel.show_worker("", warning=False)
+
+    def _check_read(self) -> None:
+        waited = self.poller.busy_for
+        if waited >= self.SLOW_READ_S:
+            self.window.jobs_panel.summary.setText(
+                f"⚠ the database has not answered for {format_duration(waited)}; the rows may be out of date")
+
+    def _on_poll_error(self, message: str) -> None:
+        log.debug("jobs poll: %s", message)
+        self.window.jobs_panel.summary.setText(f"⚠ cannot read the jobs: {message}")
 
     def wait(self, timeout_s: float = 60.0) -> bool:
         """Process events until every job finished; for tests and scripts."""
@@ -165,46 +401,9 @@ class JobsController(QObject):
         return not self.active
 
     def close(self) -> None:
-        self.monitor.close()
-
-
-class JobsPanel(QWidget):
-    cancel_requested = Signal(int)
-
-    def __init__(self, actions, parent=None) -> None:
-        super().__init__(parent)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
-        buttons = QHBoxLayout()
-        for key in ("prelabel_folder", "prelabel_selection", "prelabel_new"):
-            b = QPushButton(actions[key].icon(), actions[key].text())
-            b.clicked.connect(actions[key].trigger)
-            b.setToolTip(actions[key].toolTip())
-            buttons.addWidget(b)
-        buttons.addStretch(1)
-        self.summary = QLabel("No job yet.")
-        buttons.addWidget(self.summary)
-        lay.addLayout(buttons)
-        self.rows_box = QVBoxLayout()
-        lay.addLayout(self.rows_box)
-        lay.addStretch(1)
-        self.rows: dict[int, JobRow] = {}
-
-    def add_job(self, job_id: int, title: str) -> JobRow:
-        row = JobRow(job_id, f"#{job_id} {title}")
-        row.cancel_requested.connect(self.cancel_requested)
-        self.rows[job_id] = row
-        self.rows_box.insertWidget(0, row)
-        while len(self.rows) > 5:  # keep the dock short: the five newest jobs
-            old = min(self.rows)
-            self.rows.pop(old).deleteLater()
-        return row
-
-    def show_progress(self, p) -> None:
-        row = self.rows.get(p.job_id)
-        if row is not None:
-            row.show_progress(p)
-        self.summary.setText(f"Job #{p.job_id}: {p.state}")
+        self._watchdog.stop()
+        self.poller.close()
+        self.refresher.close()
 
 
 def install(window) -> None:
@@ -232,14 +431,16 @@ def install(window) -> None:
     window.menus["View"].addAction(dock.toggleViewAction())
     ctl = JobsController(jobs, window, window)
     window.jobs = ctl
-    ctl.progress.connect(window.jobs_panel.show_progress)
     ctl.failed.connect(window._warn)
-    ctl.finished.connect(lambda p: window._say(f"Pre-label job #{p.job_id} {p.state}: {p.done}/{p.total} images"))
+    ctl.worker_event.connect(lambda text: window.statusBar().showMessage(text, 15000))
+    ctl.finished.connect(lambda p: window._say(f"Pre-label job #{p.job_id} {p.state}: {p.done}/{p.total} images"
+                                               + (f", {p.failed} failed" if p.failed else "")))
     window.actions["prelabel_folder"].triggered.connect(lambda: ctl.prelabel_folder())
     window.actions["prelabel_new"].triggered.connect(lambda: ctl.prelabel_folder(only_new=True))
     window.actions["prelabel_selection"].triggered.connect(ctl.prelabel_selection)
     ctl.resume_unfinished()
     window.ctx.closers.append(jobs.stop_worker)
     window.ctx.closers.append(ctl.close)
-    for row_owner in (window.jobs_panel,):
-        row_owner.cancel_requested.connect(ctl.cancel)
+    window.jobs_panel.cancel_requested.connect(ctl.cancel)
+    window.jobs_panel.retry_requested.connect(ctl.retry)
+    window.jobs_panel.image_chosen.connect(window.queue.select)

@@ -5,6 +5,8 @@ typing always do the same thing. Class buttons are numbered like their 1–9 hot
 """
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QButtonGroup, QFormLayout, QGridLayout, QGroupBox, QLabel, QListWidget,
@@ -135,13 +137,17 @@ class LabelPanel(QWidget):
         self.title.setText(f"<b>{it.name}</b><br><span>{it.rel_path}{size}</span>{err}")
         p = detail.prediction
         if p is None:
-            self.pred_class.setText("not pre-labelled yet")
+            failed = detail.prelabel_error
+            self.pred_class.setText(f"<span style='color:#d14343'>pre-labelling failed: {escape(failed)}</span>"
+                                    if failed else "not pre-labelled yet")
+            self.pred_class.setToolTip(failed or "")
             self.pred_scores.setText("")
             self.pred_targets.setText("—")
             self.pred_anomaly.setText("—")
             self.anomaly_bar.setValue(0)
             self.pred_models.setText("")
             return
+        self.pred_class.setToolTip("")
         conf = f" ({p.confidence:.1%})" if p.confidence is not None else ""
         self.pred_class.setText(f"<b>{p.predicted_class}</b>{conf}" if p.predicted_class else "—")
         top = sorted(p.class_scores.items(), key=lambda kv: -kv[1])[:3]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -133,6 +134,20 @@ class ReviewController(QObject):
         self.label = label
         self.image_loaded.emit(detail)
         self.label_changed.emit(label)
+
+    def show_new_prediction(self, detail: ImageDetail) -> None:
+        """The open image re-read on a helper thread after a job wrote predictions: its prediction
+        (or pre-labelling failure) is shown; the label on screen, maybe mid-edit, is kept."""
+        if self.detail is None or detail.item.image_id != self.image_id:
+            return
+        if (detail.prediction is None and self.detail.prediction is None
+                and detail.prelabel_error == self.detail.prelabel_error):
+            return
+        if (detail.prediction is not None and self.detail.prediction is not None
+                and detail.prediction.prediction_ids == self.detail.prediction.prediction_ids):
+            return
+        self.detail = replace(detail, label=self.detail.label)
+        self.image_loaded.emit(self.detail)
 
     def clear(self) -> None:
         self.detail = None

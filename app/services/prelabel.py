@@ -22,7 +22,7 @@ from app.services.child_command import station_command
 from app.services.flags import FlagSettings
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.routing import FAMILY_ORDER, Routing, group_by_families
-from database.dto import ImageQuery, ModelVersionInfo
+from database.dto import ImageQuery, JobInfo, ModelVersionInfo
 from database.states import ItemStatus, JobStatus
 from inference.bundled import bundled_model_dir
 
@@ -197,6 +197,12 @@ def job_status(db: "Database", job_id: int) -> JobProgress:
     job = db.jobs.get(job_id)
     if job is None:
         raise PrelabelError(f"job {job_id} does not exist")
+    return progress_of(job)
+
+
+def progress_of(job: "JobInfo") -> JobProgress:
+    """A job row as progress; the rate is the average since the job started (the CLI's view;
+    the station's jobs panel measures recent progress itself, see ``job_pace``)."""
     rate = eta = None
     processed = job.progress_done + job.progress_failed
     if job.started_at is not None and processed:
@@ -222,13 +228,25 @@ def cancel_job(db: "Database", job_id: int) -> JobProgress:
     return job_status(db, job_id)
 
 
+@dataclass(frozen=True)
+class FailedImage:
+    """An image a job could not pre-label, and why; plain data for any thread."""
+
+    job_id: int
+    image_id: int | None
+    path: str
+    reason: str
+
+
+def failed_image_list(db: "Database", job_id: int, limit: int = 200) -> list[FailedImage]:
+    """The first ``limit`` images the job could not pre-label, with their reasons."""
+    return [FailedImage(job_id, it.image_id, it.image_path or f"image {it.image_id}", it.error or "unknown error")
+            for it in db.jobs.failed_items(job_id, limit)]
+
+
 def failed_images(db: "Database", job_id: int) -> list[tuple[str, str]]:
     """(path, reason) of every image the job could not pre-label."""
-    out = []
-    for item in db.jobs.items(job_id, status=ItemStatus.FAILED):
-        path = db.images.path_of(item.image_id) if item.image_id is not None else None
-        out.append((path or f"image {item.image_id}", item.error or "unknown error"))
-    return out
+    return [(f.path, f.reason) for f in failed_image_list(db, job_id, limit=1_000_000)]
 
 
 @dataclass

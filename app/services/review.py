@@ -196,8 +196,10 @@ class ReviewService:
     def detail(self, image_id: int) -> ImageDetail:
         item = self.item(image_id)
         im = self.db.images.get(image_id)
+        prediction = self._prediction(image_id)
+        failure = None if prediction is not None else self.db.jobs.last_failures([image_id]).get(image_id)
         return ImageDetail(item, im.width if im else None, im.height if im else None,
-                           self._prediction(image_id), self._label(image_id))
+                           prediction, self._label(image_id), failure)
 
     def _prediction(self, image_id: int) -> PredictionView | None:
         active = self.active_versions()

@@ -7,12 +7,15 @@ worker process (``python main.py worker``) that stays until the station closes.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 from app.paths import data_dir
 
 if TYPE_CHECKING:
-    from app.services.prelabel import JobProgress, WorkerHandle
+    from app.services.prelabel import FailedImage, JobProgress, WorkerHandle
     from app.services.routing import Routing
     from database.engine import Database
 
@@ -23,7 +26,38 @@ class JobsError(Exception):
     """A pre-label request that could not be queued, in one sentence."""
 
 
+@dataclass(frozen=True)
+class WorkerStatus:
+    """This station's worker process as the jobs panel shows it; plain data for any thread.
+
+    ``event`` is the latest crash or restart in one sentence (with the time it was noticed), so
+    the window can say so instead of leaving it to the terminal log.
+    """
+
+    alive: bool
+    pid: int | None = None
+    restarts: int = 0
+    event: str | None = None
+    event_id: int = 0          # grows with every new event: the window announces each once
+
+
+@dataclass(frozen=True)
+class JobsSnapshot:
+    """Every pre-label job the panel shows (newest first), exactly as the database holds them,
+    the failed images of those with failures, and the worker's state: one read, plain data."""
+
+    jobs: tuple["JobProgress", ...]
+    failures: dict[int, tuple["FailedImage", ...]] = field(default_factory=dict)
+    families: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    worker: WorkerStatus = WorkerStatus(False)
+
+
 class ReviewJobs:
+    HISTORY = 20            # newest pre-label jobs listed (the history survives restarts: it is the DB)
+    FAILED_SHOWN = 200      # failed images listed per job
+    RESTART_LIMIT = 3       # crashes within RESTART_WINDOW_S after which no new worker is started
+    RESTART_WINDOW_S = 120.0
+
     def __init__(self, db: "Database", db_url: str, device: str = "auto",
                  model_dirs: dict[str, str] | None = None, worker_args: Sequence[str] = ()) -> None:
         self.db = db
@@ -32,6 +66,15 @@ class ReviewJobs:
         self.model_dirs = model_dirs
         self.worker_args = tuple(worker_args)
         self._worker: WorkerHandle | None = None
+        # The submitting GUI thread and the panel's polling thread both start workers.
+        self._lock = threading.RLock()
+        self._closed = False
+        self._crashes: list[float] = []
+        self._replace = False  # a worker died and was not replaced yet
+        self._restarts = 0
+        self._event: str | None = None
+        self._event_id = 0
+        self._failures: dict[int, tuple[int, tuple[FailedImage, ...]]] = {}
 
     def available_families(self) -> list[str]:
         """Families with a model to run: given explicitly, active in the database, or bundled."""
@@ -139,20 +182,94 @@ class ReviewJobs:
         from app.services.prelabel import failed_images
         return failed_images(self.db, job_id)
 
+    def retry_failed(self, job_id: int) -> int:
+        """Queue the job's failed images again (the panel's Retry); a worker is started for them."""
+        n = self.db.jobs.requeue_failed(job_id)
+        self._failures.pop(job_id, None)
+        if n:
+            self.ensure_worker()
+        return n
+
+    def snapshot(self, include: Sequence[int] = ()) -> JobsSnapshot:
+        """The newest pre-label jobs (plus ``include``), their failed images and the worker's state.
+
+        Runs on the panel's polling thread. A worker that died while jobs are open is restarted
+        here, and the crash is reported in ``worker.event`` rather than only in a log.
+        """
+        from app.services.prelabel import PRELABEL, failed_image_list, progress_of
+        rows = {j.id: j for j in self.db.jobs.list(kind=PRELABEL, limit=self.HISTORY)}
+        for job_id in include:
+            if job_id not in rows:
+                job = self.db.jobs.get(job_id)
+                if job is not None:
+                    rows[job_id] = job
+        jobs = tuple(progress_of(rows[i]) for i in sorted(rows, reverse=True))
+        failures = {}
+        for p in jobs:
+            if not p.failed:
+                continue
+            cached = self._failures.get(p.job_id)
+            if cached is None or cached[0] != p.failed:  # re-read only when the count moved
+                cached = (p.failed, tuple(failed_image_list(self.db, p.job_id, self.FAILED_SHOWN)))
+                self._failures[p.job_id] = cached
+            failures[p.job_id] = cached[1]
+        worker = self.check_worker(any(not p.finished for p in jobs))
+        families = {i: tuple(j.params.get("families", ())) for i, j in rows.items()}
+        return JobsSnapshot(jobs, failures, families, worker)
+
+    def check_worker(self, work_waiting: bool) -> WorkerStatus:
+        """Notice a worker that exited; start one while jobs wait (unless it keeps crashing)."""
+        with self._lock:
+            w = self._worker
+            if w is not None and not w.alive():
+                code = w.process.returncode
+                self._worker = None
+                now = time.monotonic()
+                self._crashes = [t for t in self._crashes if now - t < self.RESTART_WINDOW_S] + [now]
+                self._say(f"The pre-label worker stopped (exit code {code}) at {time.strftime('%H:%M:%S')}")
+                log.warning("worker process exited with %s", code)
+                self._replace = True
+            if work_waiting and self._worker is None and not self._closed:
+                if len(self._crashes) < self.RESTART_LIMIT:
+                    self.ensure_worker()
+                    if self._replace and self._worker is not None:
+                        self._restarts += 1
+                        self._say(f"{self._event}; a new one was started (pid {self._worker.pid})")
+                    self._replace = False
+                elif self._replace:
+                    self._replace = False
+                    self._say(f"The pre-label worker stopped {len(self._crashes)} times within "
+                              f"{self.RESTART_WINDOW_S / 60:.0f} min and was not restarted; "
+                              f"see {data_dir() / 'worker.log'}")
+            alive = self.worker_alive()
+            return WorkerStatus(alive, self.worker_pid(), self._restarts, self._event, self._event_id)
+
+    def _say(self, event: str) -> None:
+        self._event = event
+        self._event_id += 1
+
     def ensure_worker(self) -> None:
         from app.services.prelabel import start_worker_process
-        if self._worker is not None and self._worker.alive():
-            return
-        if self._worker is not None:
-            log.warning("worker process exited with %s; starting a new one", self._worker.process.returncode)
-        data_dir().mkdir(parents=True, exist_ok=True)
-        self._worker = start_worker_process(self.db_url, self.device, log_path=data_dir() / "worker.log",
-                                            extra_args=self.worker_args)
+        with self._lock:
+            if self._closed or (self._worker is not None and self._worker.alive()):
+                return
+            if self._worker is not None:
+                log.warning("worker process exited with %s; starting a new one", self._worker.process.returncode)
+            data_dir().mkdir(parents=True, exist_ok=True)
+            self._worker = start_worker_process(self.db_url, self.device, log_path=data_dir() / "worker.log",
+                                                extra_args=self.worker_args)
 
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.alive()
 
+    def worker_pid(self) -> int | None:
+        """The pid of this station's worker process (None when none runs); for tests and the soak check."""
+        w = self._worker
+        return w.pid if w is not None and w.alive() else None
+
     def stop_worker(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
+        with self._lock:
+            self._closed = True
+            if self._worker is not None:
+                self._worker.stop()
+                self._worker = None

@@ -133,6 +133,7 @@ class ImageDetail:
     height: int | None
     prediction: PredictionView | None
     label: LabelState
+    prelabel_error: str | None = None  # why the latest pre-label run of this image failed (no prediction)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,55 @@
+"""The words of a job's row: the stored counts always; a rate and ETA only while the job moves."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from app.gui.jobs_panel import progress_text  # noqa: E402
+from app.services.job_pace import JobPace  # noqa: E402
+from app.services.prelabel import JobProgress  # noqa: E402
+
+
+def _p(state="running", done=32, failed=0, total=300, error=None, cancel=False) -> JobProgress:
+    return JobProgress(job_id=1, kind="prelabel", state=state, done=done, failed=failed, total=total,
+                       cancel_requested=cancel, message=None, error=error, images_per_second=0.01,
+                       eta_seconds=5975.0, started_at=None, finished_at=None)
+
+
+def test_a_moving_job_shows_its_recent_rate_and_eta() -> None:
+    assert progress_text(_p(), JobPace(2.0, 134.0, 0.5, False)) == "running: 32/300 · 2.0 img/s · ETA 2:14"
+
+
+def test_a_job_that_stopped_says_so_instead_of_an_eta() -> None:
+    text = progress_text(_p(), JobPace(None, None, 65.0, True))
+    assert text == "running: 32/300 · stalled: no progress for 1:05"
+    assert "ETA" not in text and "img/s" not in text  # never the average since the start (0.0 img/s · ETA 1:39:35)
+    assert progress_text(_p(done=0), JobPace(None, None, 50.0, True)) == "running: 0/300 · no image finished yet (0:50)"
+    assert progress_text(_p(), JobPace(None, None, 3.0, False), "worker restarting (0:03)") == \
+        "running: 32/300 · worker restarting (0:03)"
+
+
+def test_finished_jobs_show_their_final_counts_and_failures() -> None:
+    assert progress_text(_p("done", 297, 3, error="3 of 300 images failed")) == \
+        "done: 297/300 · 3 failed · 3 of 300 images failed"
+    assert progress_text(_p("cancelled", 10, 0)) == "cancelled: 10/300"
+    assert progress_text(_p(cancel=True), JobPace(None, None, 1.0, False)).startswith("cancelling: 32/300")
+
+
+def test_a_database_that_stops_answering_is_said_on_the_panel(service, db, folder, qtbot) -> None:
+    import threading
+
+    from tests.gui.test_jobs_panel import _window_with_jobs
+    win = _window_with_jobs(service, db, folder, qtbot)
+    release = threading.Event()
+    jobs = win.ctx.jobs
+    real = jobs.snapshot
+    jobs.snapshot = lambda include=(): (release.wait(30), real(include))[1]  # a server that hangs
+    win.jobs.SLOW_READ_S = 1.0
+    win.jobs.poller.poll()
+    try:
+        qtbot.waitUntil(lambda: "has not answered" in win.jobs_panel.summary.text(), timeout=10000)
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: "has not answered" not in win.jobs_panel.summary.text(), timeout=10000)
+    win.close()
