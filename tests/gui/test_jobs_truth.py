@@ -26,6 +26,7 @@ from app.commands.gui import build_window  # noqa: E402
 from app.gui.settings_store import StationSettings  # noqa: E402
 from app.services.indexing import index_folder  # noqa: E402
 from app.services.prelabel import submit_prelabel  # noqa: E402
+from app.services.project_settings import save_auto_prelabel  # noqa: E402
 from app.services.station import open_station  # noqa: E402
 from tests.gui.conftest import wait_shown  # noqa: E402
 from tests.worker.helpers import good_images  # noqa: E402
@@ -52,6 +53,8 @@ def station(tmp_path, tiny_models, monkeypatch):
     for family, path in tiny_models.items():
         card = json.loads((path / "card.json").read_text())
         db.model_versions.register(family, f"{family}-tiny", str(path), card=card, activate=True)
+    # These tests submit their own jobs and count them: no automatic job on opening a folder.
+    save_auto_prelabel(db, False)
     yield db, url
     db.close()
 

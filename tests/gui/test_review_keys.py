@@ -129,7 +129,8 @@ def test_opening_an_image_reads_its_detail_off_the_gui_thread_and_drops_stale_an
     held.hold.add(second)
     press(qtbot, win, Qt.Key.Key_J)  # returns although reading the second image's detail hangs
     assert win.review.image_id == second and win.review.detail.item.image_id == first
-    assert held.threads and held.threads[-1] != "MainThread"
+    qtbot.waitUntil(lambda: bool(held.threads), timeout=5000)  # the reader thread may start a moment later
+    assert held.threads[-1] != "MainThread"
     press(qtbot, win, Qt.Key.Key_J)  # the inspector moves on before the answer
     wait_shown(win, qtbot, third)
     held.gate.set()  # the second image's late answer must not bring it back
