@@ -28,6 +28,7 @@ def resolve_db_url(args_db: str | None, saved: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
 
+    from app.gui.qt_runtime import close_on_termination
     from app.gui.settings_store import load_settings
     from app.services.station import StationError, open_station
 
@@ -46,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     window = build_window(db, settings, url, interactive=True)
     window.show()
+    restore_signals = close_on_termination(window)
     open_initial_folder(window, folder)
-    code = app.exec()
+    try:
+        code = app.exec()
+    finally:
+        restore_signals()
     db.close()
     return int(code)
 

@@ -27,3 +27,38 @@ def make_none_immortal() -> bool:
             refcnt.value += _PINNED
             raised = True
     return raised
+
+
+def close_on_termination(window, signals: tuple[int, ...] | None = None):
+    """Close ``window`` (its close handler saves labels and ends the worker) on SIGTERM/SIGINT/SIGHUP.
+
+    Without this, ``kill PID`` or a logout ended the station without running its close handler,
+    and the pre-label worker it had started went on running, orphaned. Python runs signal
+    handlers only between bytecodes, which Qt's event loop never executes while idle, so a
+    timer wakes the interpreter a few times a second. Returns a function that restores the
+    previous handlers and stops the timer.
+    """
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    if signals is None:
+        signals = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGINT", None),
+                                    getattr(signal, "SIGHUP", None)) if s is not None)
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def on_signal(signum, _frame) -> None:
+        QTimer.singleShot(0, window.close)
+
+    for s in signals:
+        signal.signal(s, on_signal)
+    tick = QTimer(window)
+    tick.setInterval(250)
+    tick.timeout.connect(lambda: None)  # lets the interpreter run pending signal handlers
+    tick.start()
+
+    def restore() -> None:
+        tick.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return restore

@@ -57,6 +57,7 @@ class ReviewController(QObject):
         self._reading: int | None = None  # ticket of the read in flight
         # Two readers: one slow read (a heatmap on a network share) does not hold up the next image.
         self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="detail-reader")
+        self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
 
     # -- loading --------------------------------------------------------------------------
@@ -73,7 +74,7 @@ class ReviewController(QObject):
     def reload(self, image_id: int | None = None) -> None:
         """Read ``image_id``'s detail (default: the current image's again) on the reader thread."""
         image_id = self._target if image_id is None else image_id
-        if image_id is None:
+        if image_id is None or self._closed:
             return
         self._target = image_id
         self._ticket += 1
@@ -157,6 +158,7 @@ class ReviewController(QObject):
         self._reading = None
 
     def close(self) -> None:
+        self._closed = True
         self._ticket += 1  # an answer still on its way is dropped
         self._reader.shutdown(wait=False, cancel_futures=True)
 

@@ -46,3 +46,30 @@ def test_run_opens_the_window_on_a_folder(folder, tmp_path, qtbot):
     QTimer.singleShot(200, close_soon)
     code = gui.run(argparse.Namespace(folder=str(folder), db=f"sqlite:///{tmp_path}/station.sqlite"))
     assert code == 0 and seen == {"rows": 6, "title": "Inspection Review Station"}
+
+
+def test_sigterm_closes_the_window_through_its_close_handler(folder, tmp_path, qtbot, monkeypatch):
+    """``kill PID`` must run the close handler (which saves labels and ends the worker the station
+    started); before, the process died in Qt's loop and left its pre-label worker running."""
+    import os
+    import signal
+
+    closed = []
+    real_close = MainWindow.closeEvent
+
+    def spy(self, event):
+        closed.append(True)
+        real_close(self, event)
+    monkeypatch.setattr(MainWindow, "closeEvent", spy)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate_soon():
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not wins:
+            QTimer.singleShot(100, terminate_soon)
+            return
+        os.kill(os.getpid(), signal.SIGTERM)
+    QTimer.singleShot(200, terminate_soon)
+    code = gui.run(argparse.Namespace(folder=str(folder), db=f"sqlite:///{tmp_path}/station.sqlite"))
+    assert code == 0 and closed == [True]
+    assert signal.getsignal(signal.SIGTERM) == before  # the station's handler is gone with its window
