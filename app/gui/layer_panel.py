@@ -3,7 +3,7 @@ and the heatmap → region group (threshold slider, Apply, grow tool), shown onl
 that has an anomaly heatmap."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
                                QRadioButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
@@ -108,6 +108,12 @@ class LayerPanel(QWidget):
                                   "Drag to preview; letting go (or Apply) saves it as one undoable change.")
         self.threshold.valueChanged.connect(self._on_threshold_moved)
         self.threshold.sliderReleased.connect(self.apply_threshold)
+        # A drag sends many positions; a big image is thresholded once per pass of the event loop,
+        # for the newest one only, so the handle never lags behind the mouse.
+        self._preview = QTimer(self)
+        self._preview.setSingleShot(True)
+        self._preview.setInterval(0)
+        self._preview.timeout.connect(lambda: self.threshold_previewed.emit(self.threshold_level()))
         self.threshold_value = QLabel()
         self.threshold_value.setMinimumWidth(52)
         self.apply = QPushButton("Apply")
@@ -136,6 +142,7 @@ class LayerPanel(QWidget):
 
     def set_heat_levels(self, levels: tuple[float, float, float] | None) -> None:
         """Show the group for a heatmap's (min, max, default) levels, or hide it (None)."""
+        self._preview.stop()  # a preview still due belongs to the previous image
         self.heat_region_box.setVisible(levels is not None)
         if levels is None:
             return
@@ -155,9 +162,10 @@ class LayerPanel(QWidget):
 
     def _on_threshold_moved(self, _value: int) -> None:
         self._show_level()
-        self.threshold_previewed.emit(self.threshold_level())
+        self._preview.start()
 
     def apply_threshold(self) -> None:
+        self._preview.stop()  # the applied region is the preview's last word
         self.threshold_applied.emit(self.threshold_level())
 
     def set_target(self, target: str) -> None:
