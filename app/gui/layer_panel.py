@@ -107,7 +107,9 @@ class LayerPanel(QWidget):
         self.threshold.setToolTip("Heat threshold: the region is every pixel at or above it.\n"
                                   "Drag to preview; letting go (or Apply) saves it as one undoable change.")
         self.threshold.valueChanged.connect(self._on_threshold_moved)
-        self.threshold.sliderReleased.connect(self.apply_threshold)
+        self.threshold.sliderPressed.connect(lambda: setattr(self, "_pressed_at", self.threshold.value()))
+        self.threshold.sliderReleased.connect(self._on_threshold_released)
+        self._pressed_at = 0
         # A drag sends many positions; a big image is thresholded once per pass of the event loop,
         # for the newest one only, so the handle never lags behind the mouse.
         self._preview = QTimer(self)
@@ -163,6 +165,11 @@ class LayerPanel(QWidget):
     def _on_threshold_moved(self, _value: int) -> None:
         self._show_level()
         self._preview.start()
+
+    def _on_threshold_released(self) -> None:
+        """Letting go saves the region, unless the handle was only clicked (nothing previewed)."""
+        if self.threshold.value() != self._pressed_at:
+            self.apply_threshold()
 
     def apply_threshold(self) -> None:
         self._preview.stop()  # the applied region is the preview's last word

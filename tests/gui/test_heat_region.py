@@ -47,6 +47,9 @@ def test_slider_previews_while_dragging_saves_once_on_release_and_undo_restores(
     revisions = len(service.history(image_id))
     before = win.review.label
     slider = lp.threshold
+    slider.setSliderDown(True)
+    slider.setSliderDown(False)  # the handle only clicked: nothing previewed, nothing saved
+    assert len(service.history(image_id)) == revisions and win.review.undo_stack.count() == 0
     slider.setSliderDown(True)  # the inspector grabs the handle
     for value in (900, 700, 500):
         slider.setValue(value)
