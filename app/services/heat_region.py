@@ -15,6 +15,10 @@ DEFAULT_GROW_FRACTION = 0.5
 
 def heat_bounds(heat: np.ndarray) -> tuple[float, float]:
     """(min, max) of the finite values; (0, 0) for a map without any."""
+    if heat.size:
+        lo, hi = float(heat.min()), float(heat.max())  # NaN or inf anywhere makes one of them so
+        if np.isfinite(lo) and np.isfinite(hi):
+            return lo, hi  # the common case, without copying a big map
     finite = heat[np.isfinite(heat)]
     if finite.size == 0:
         return 0.0, 0.0

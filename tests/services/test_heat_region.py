@@ -30,6 +30,8 @@ def test_heat_bounds_ignore_nan_and_handle_an_empty_map():
     heat[0, 0] = np.nan
     assert heat_bounds(heat) == (np.float32(0.1), np.float32(0.9))
     assert heat_bounds(np.full((3, 3), np.nan)) == (0.0, 0.0)
+    assert heat_bounds(np.array([[1.0, np.inf, -2.0, -np.inf]])) == (-2.0, 1.0)
+    assert heat_bounds(np.zeros((0, 0), np.float32)) == (0.0, 0.0)
 
 
 def test_grow_takes_only_the_connected_area_above_a_fraction_of_the_clicked_value():
