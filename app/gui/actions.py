@@ -6,14 +6,16 @@ from PySide6.QtWidgets import QWidget
 
 from app.gui.shortcuts import SHORTCUTS
 from app.gui.style import icon
+from app.gui.viewer import TOOLS
 
 CHECKABLE = {"toggle_heatmap", "toggle_prediction", "toggle_mask", "compare",
-             "tool_pan", "tool_brush", "tool_eraser", "tool_polygon", "target_mask", "target_region"}
+             *(f"tool_{t}" for t in TOOLS), "target_mask", "target_region"}
 SHORT = {
     "accept": "Accept", "reject": "Reject", "flag": "Flag", "verdict_normal": "Normal",
     "verdict_anomalous": "Anomalous", "clear_label": "Clear label", "next_unreviewed": "Next unreviewed",
     "prev_unreviewed": "Previous unreviewed", "next_image": "Next image", "prev_image": "Previous image",
     "tool_pan": "Pan", "tool_brush": "Brush", "tool_eraser": "Eraser", "tool_polygon": "Polygon",
+    "tool_grow": "Grow region",
     "compare": "Side by side", "prelabel_folder": "Pre-label folder", "prelabel_selection": "Pre-label selection",
     "prelabel_new": "Pre-label new images", "model_routing": "Model routing…", "models": "Models…", "export": "Export…", "import_labels": "Import…", "settings": "Settings…",
     "open_folder": "Open folder…", "help_shortcuts": "Keyboard shortcuts", "fit": "Fit", "one_to_one": "1:1",
@@ -44,8 +46,8 @@ def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None) -> dict
         parent.addAction(a)  # shortcuts work even when the action is in no visible menu
         actions[s.id] = a
     tools = QActionGroup(parent)
-    for t in ("tool_pan", "tool_brush", "tool_eraser", "tool_polygon"):
-        tools.addAction(actions[t])
+    for t in TOOLS:
+        tools.addAction(actions[f"tool_{t}"])
     targets = QActionGroup(parent)
     for t in ("target_mask", "target_region"):
         targets.addAction(actions[t])

@@ -1,16 +1,21 @@
-"""Layers and tools: visibility and opacity per overlay, heatmap colour map, brush size, target."""
+"""Layers and tools: visibility and opacity per overlay, heatmap colour map, brush size, target,
+and the heatmap → region group (threshold slider, Apply, grow tool), shown only for an image
+that has an anomaly heatmap."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QRadioButton,
-                               QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+                               QRadioButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
+from app.gui.viewer import TOOLS
 from app.services.display import COLORMAPS
+from app.services.heat_region import DEFAULT_GROW_FRACTION
 
 LAYER_TITLES = {"heatmap": "Heatmap", "prediction": "Predicted mask",
                 "mask": "Defect mask", "region": "Anomaly region"}
 DEFAULT_OPACITY = {"heatmap": 50, "prediction": 45, "mask": 55, "region": 45}
+THRESHOLD_STEPS = 1000  # slider positions across the map's min..max
 
 
 class LayerPanel(QWidget):
@@ -20,6 +25,9 @@ class LayerPanel(QWidget):
     heat_scale_changed = Signal(bool)  # True: the model's threshold scale, False: this image's range
     brush_radius_changed = Signal(int)
     target_changed = Signal(str)
+    threshold_previewed = Signal(float)  # the slider moved: show the region at this heat level
+    threshold_applied = Signal(float)    # let go / Apply: that region becomes the label's
+    grow_fraction_changed = Signal(float)
 
     def __init__(self, actions: dict[str, QAction], parent=None) -> None:
         super().__init__(parent)
@@ -28,7 +36,7 @@ class LayerPanel(QWidget):
 
         tools = QGroupBox("Tools")
         tl = QGridLayout(tools)
-        for i, key in enumerate(("tool_pan", "tool_brush", "tool_eraser", "tool_polygon")):
+        for i, key in enumerate(f"tool_{t}" for t in TOOLS if t != "grow"):
             b = QToolButton()
             b.setDefaultAction(actions[key])
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
@@ -48,6 +56,7 @@ class LayerPanel(QWidget):
         tl.addWidget(self.target_mask, 2, 0, 1, 4)
         tl.addWidget(self.target_region, 3, 0, 1, 4)
         lay.addWidget(tools)
+        lay.addWidget(self._heat_region_group(actions["tool_grow"]))
 
         layers = QGroupBox("Layers")
         ll = QGridLayout(layers)
@@ -87,6 +96,84 @@ class LayerPanel(QWidget):
         ll.addWidget(compare, len(LAYER_TITLES) + 1, 0, 1, 2)
         lay.addWidget(layers)
         lay.addStretch(1)
+
+    def _heat_region_group(self, grow_action: QAction) -> QGroupBox:
+        box = QGroupBox("Heatmap → region")
+        box.setToolTip("Turn the anomaly heatmap into the anomaly region, then refine it with brush and eraser.")
+        g = QGridLayout(box)
+        self._bounds = (0.0, 1.0)
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(0, THRESHOLD_STEPS)
+        self.threshold.setToolTip("Heat threshold: the region is every pixel at or above it.\n"
+                                  "Drag to preview; letting go (or Apply) saves it as one undoable change.")
+        self.threshold.valueChanged.connect(self._on_threshold_moved)
+        self.threshold.sliderPressed.connect(lambda: setattr(self, "_pressed_at", self.threshold.value()))
+        self.threshold.sliderReleased.connect(self._on_threshold_released)
+        self._pressed_at = 0
+        # A drag sends many positions; a big image is thresholded once per pass of the event loop,
+        # for the newest one only, so the handle never lags behind the mouse.
+        self._preview = QTimer(self)
+        self._preview.setSingleShot(True)
+        self._preview.setInterval(0)
+        self._preview.timeout.connect(lambda: self.threshold_previewed.emit(self.threshold_level()))
+        self.threshold_value = QLabel()
+        self.threshold_value.setMinimumWidth(52)
+        self.apply = QPushButton("Apply")
+        self.apply.setToolTip("Save the region at this threshold as the anomaly region (Ctrl+Z undoes it)")
+        self.apply.clicked.connect(self.apply_threshold)
+        g.addWidget(QLabel("Threshold"), 0, 0)
+        g.addWidget(self.threshold, 0, 1)
+        g.addWidget(self.threshold_value, 0, 2)
+        g.addWidget(self.apply, 0, 3)
+        grow = QToolButton()
+        grow.setDefaultAction(grow_action)
+        grow.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.grow_fraction = QSpinBox()
+        self.grow_fraction.setRange(5, 100)
+        self.grow_fraction.setSingleStep(5)
+        self.grow_fraction.setValue(round(DEFAULT_GROW_FRACTION * 100))
+        self.grow_fraction.setSuffix(" % of click")
+        self.grow_fraction.setToolTip("Grow: a click adds the connected area whose heat reaches this share of "
+                                      "the clicked value (above the map's minimum); lower grows wider")
+        self.grow_fraction.valueChanged.connect(lambda v: self.grow_fraction_changed.emit(v / 100.0))
+        g.addWidget(grow, 1, 0, 1, 2)
+        g.addWidget(self.grow_fraction, 1, 2, 1, 2)
+        self.heat_region_box = box
+        box.setVisible(False)
+        return box
+
+    def set_heat_levels(self, levels: tuple[float, float, float] | None) -> None:
+        """Show the group for a heatmap's (min, max, default) levels, or hide it (None)."""
+        self._preview.stop()  # a preview still due belongs to the previous image
+        self.heat_region_box.setVisible(levels is not None)
+        if levels is None:
+            return
+        lo, hi, default = levels
+        self._bounds = (lo, hi)
+        self.threshold.blockSignals(True)  # a new image: show its default, do not preview it
+        self.threshold.setValue(round((default - lo) / (hi - lo) * THRESHOLD_STEPS) if hi > lo else THRESHOLD_STEPS)
+        self.threshold.blockSignals(False)
+        self._show_level()
+
+    def threshold_level(self) -> float:
+        lo, hi = self._bounds
+        return lo + (hi - lo) * self.threshold.value() / THRESHOLD_STEPS
+
+    def _show_level(self) -> None:
+        self.threshold_value.setText(f"{self.threshold_level():.3g}")
+
+    def _on_threshold_moved(self, _value: int) -> None:
+        self._show_level()
+        self._preview.start()
+
+    def _on_threshold_released(self) -> None:
+        """Letting go saves the region, unless the handle was only clicked (nothing previewed)."""
+        if self.threshold.value() != self._pressed_at:
+            self.apply_threshold()
+
+    def apply_threshold(self) -> None:
+        self._preview.stop()  # the applied region is the preview's last word
+        self.threshold_applied.emit(self.threshold_level())
 
     def set_target(self, target: str) -> None:
         (self.target_mask if target == "mask" else self.target_region).setChecked(True)

@@ -3,8 +3,11 @@
 Layers, bottom to top: image, anomaly heatmap, predicted mask, labelled anomaly region,
 labelled defect mask, tool previews. Tools: pan (drag), brush, eraser, polygon (click the
 vertices, double-click or Enter closes, Backspace removes the last vertex, Esc cancels; with
-Shift held, the polygon erases). A finished stroke emits ``mask_edited(target, mask)`` with
-the whole numpy mask: the controller turns it into one undoable, autosaved revision.
+Shift held, the polygon erases), grow (click the heatmap: the connected area around the click
+joins the anomaly region). A finished stroke emits ``mask_edited(target, mask)`` with the whole
+numpy mask: the controller turns it into one undoable, autosaved revision. The heatmap threshold
+previews its region on the region layer while the slider moves (``preview_threshold``) and is
+emitted once, like a stroke, when the inspector lets go (``apply_threshold``).
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB
 from app.gui.target_rings import TargetRings
 from app.gui.thumbnails import rgb_to_qimage
 from app.services.display import colorize_heatmap, colorize_mask, resize_to, targets_of
+from app.services.heat_region import DEFAULT_GROW_FRACTION, grow_region, heat_bounds, threshold_region
 
-TOOLS = ("pan", "brush", "eraser", "polygon")
+TOOLS = ("pan", "brush", "eraser", "polygon", "grow")
 LAYERS = ("heatmap", "prediction", "region", "mask")
 ZOOM_MIN, ZOOM_MAX = 0.02, 64.0
 
@@ -146,6 +150,7 @@ class ImageViewer(ImageView):
     cursor_moved = Signal(str)          # "x, y  value" for the status bar
     tool_changed = Signal(str)
     target_stepped = Signal(int, int)   # which target Tab reached (1-based; 0: none) and how many
+    heat_changed = Signal(object)       # (min, max, default level) of the shown heatmap, or None
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -173,6 +178,7 @@ class ImageViewer(ImageView):
         self.tool = "pan"
         self.edit_target = "mask"
         self.brush_radius = 8.0
+        self.grow_fraction = DEFAULT_GROW_FRACTION
         self.colormap = "jet"
         self._heat: np.ndarray | None = None
         self._heat_range: tuple[float, float] | None = None
@@ -196,6 +202,7 @@ class ImageViewer(ImageView):
         self.region.reset(w, h, None)
         self.mask.reset(w, h, None)
         self._heat = None
+        self.heat_changed.emit(None)
         self.rings.set_targets([])
 
     def image_size(self) -> tuple[int, int]:
@@ -207,6 +214,49 @@ class ImageViewer(ImageView):
         self._heat = None if heat is None or not w else resize_to(heat.astype(np.float32), w, h)
         self._heat_range = heat_range
         self._paint_heat()
+        self.heat_changed.emit(None if self._heat is None else self.heat_levels())
+
+    def heat_levels(self) -> tuple[float, float, float]:
+        """(min, max, default threshold) of the map on screen; the default is the model's pixel
+        threshold (mid-scale of its colour range) when known, else mid-range."""
+        lo, hi = heat_bounds(self._heat)
+        default = (self._heat_range[0] + self._heat_range[1]) / 2 if self._heat_range else (lo + hi) / 2
+        return lo, hi, min(hi, max(lo, default))
+
+    def has_heat(self) -> bool:
+        return self._heat is not None
+
+    # -- heatmap → region -----------------------------------------------------------------
+    def preview_threshold(self, level: float) -> bool:
+        """Show the region the heatmap gives at ``level`` (nothing saved yet); False when there
+        is no map or the image cannot be edited now."""
+        if self._heat is None or not self.editable:
+            return False
+        w, h = self.image_size()
+        self.region.setVisible(True)
+        self.region.reset(w, h, threshold_region(self._heat, level))
+        return True
+
+    def apply_threshold(self, level: float) -> None:
+        """The region at ``level`` becomes the label's anomaly region: one edit, like a stroke."""
+        if self.preview_threshold(level):
+            self.mask_edited.emit("region", self.region.to_bool())
+
+    def set_grow_fraction(self, fraction: float) -> None:
+        self.grow_fraction = max(0.01, min(1.0, float(fraction)))
+
+    def grow_at(self, pos: QPointF) -> None:
+        """Add the heatmap's connected area around ``pos`` to the region (see ``grow_region``)."""
+        if self._heat is None or not self._inside(pos):
+            return
+        blob = grow_region(self._heat, int(pos.x()), int(pos.y()), self.grow_fraction)
+        region = self.region.to_bool()
+        if not blob.any() or region[blob].all():
+            return
+        w, h = self.image_size()
+        self.region.setVisible(True)
+        self.region.reset(w, h, region | blob)
+        self.mask_edited.emit("region", self.region.to_bool())
 
     def set_heat_absolute(self, absolute: bool) -> None:
         """Colour the heatmap on the model's threshold scale (True) or on its own range (False)."""
@@ -336,6 +386,8 @@ class ImageViewer(ImageView):
             elif self.tool == "polygon" and self._inside(pos):
                 self._poly.append(pos)
                 self._update_poly_preview()
+            elif self.tool == "grow":
+                self.grow_at(pos)
             event.accept()
             return
         super().mousePressEvent(event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtGui import QAction
 
 from app.gui.layer_panel import LayerPanel
-from app.gui.viewer import ViewerPane
+from app.gui.viewer import TOOLS, ViewerPane
 
 LAYER_ACTIONS = {"heatmap": "toggle_heatmap", "prediction": "toggle_prediction", "mask": "toggle_mask"}
 
@@ -16,7 +16,7 @@ def wire_view_actions(a: dict[str, QAction], pane: ViewerPane, lp: LayerPanel) -
         if name in LAYER_ACTIONS:
             a[LAYER_ACTIONS[name]].setChecked(on)
 
-    for tool in ("pan", "brush", "eraser", "polygon"):
+    for tool in TOOLS:
         a[f"tool_{tool}"].triggered.connect(lambda _=False, t=tool: v.set_tool(t))
     v.tool_changed.connect(lambda t: a[f"tool_{t}"].setChecked(True))
     a["brush_smaller"].triggered.connect(lambda: lp.brush.setValue(max(1, int(lp.brush.value() / 1.4))))
@@ -26,6 +26,7 @@ def wire_view_actions(a: dict[str, QAction], pane: ViewerPane, lp: LayerPanel) -
     a["target_region"].triggered.connect(lambda: lp.set_target("region"))
     lp.target_changed.connect(v.set_edit_target)
     lp.target_changed.connect(lambda t: a[f"target_{t}"].setChecked(True))
+    wire_heat_region(a, v, lp)
     lp.visibility_changed.connect(v.set_layer_visible)
     lp.visibility_changed.connect(sync_layer_action)
     lp.opacity_changed.connect(v.set_layer_opacity)
@@ -42,3 +43,17 @@ def wire_view_actions(a: dict[str, QAction], pane: ViewerPane, lp: LayerPanel) -
     a["one_to_one"].triggered.connect(v.one_to_one)
     a["zoom_in"].triggered.connect(lambda: v.zoom_by(1.25, anchor_under_mouse=False))
     a["zoom_out"].triggered.connect(lambda: v.zoom_by(0.8, anchor_under_mouse=False))
+
+
+def wire_heat_region(a: dict[str, QAction], v, lp: LayerPanel) -> None:
+    """Threshold slider and grow tool: both edit the anomaly region, so the brush and eraser that
+    refine it afterwards are pointed at the region too."""
+    def on_heat(levels) -> None:
+        lp.set_heat_levels(levels)
+        a["tool_grow"].setEnabled(levels is not None)
+
+    v.heat_changed.connect(on_heat)
+    lp.threshold_previewed.connect(lambda level: v.preview_threshold(level) and lp.set_target("region"))
+    lp.threshold_applied.connect(lambda level: (lp.set_target("region"), v.apply_threshold(level)))
+    lp.grow_fraction_changed.connect(v.set_grow_fraction)
+    v.tool_changed.connect(lambda t: t == "grow" and lp.set_target("region"))

@@ -19,6 +19,7 @@ import numpy as np
 
 from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
+from app.services.heat_region import threshold_region
 from app.services.review_types import (FolderInfo, ImageDetail, LabelState, PredictionView, QueueFilter,
                                        QueueItem, RevisionInfo)
 
@@ -302,7 +303,7 @@ class ReviewService:
                     size = (p.mask.shape[1], p.mask.shape[0])
                 if size is not None:
                     heat = resize_to(heat.astype(np.float32), *size)
-                region = heat >= self.region_threshold()
+                region = threshold_region(heat, self.region_threshold())
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
         return LabelState(class_name=p.predicted_class,

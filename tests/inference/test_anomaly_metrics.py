@@ -64,3 +64,63 @@ def test_pro_perfect_constant_and_per_region_weighting():
 def test_pro_needs_a_region():
     with pytest.raises(ValueError, match="defect region"):
         pro_score([np.zeros((3, 3), bool)], [np.zeros((3, 3))])
+
+
+def _regions_8(mask: np.ndarray) -> list[np.ndarray]:
+    """Connected defect regions (8-neighbourhood) by a plain flood fill: the slow reference's own."""
+    seen = np.zeros(mask.shape, bool)
+    out = []
+    for y, x in zip(*np.nonzero(mask)):
+        if seen[y, x]:
+            continue
+        region, stack = np.zeros(mask.shape, bool), [(y, x)]
+        seen[y, x] = True
+        while stack:
+            cy, cx = stack.pop()
+            region[cy, cx] = True
+            for ny in range(cy - 1, cy + 2):
+                for nx in range(cx - 1, cx + 2):
+                    if 0 <= ny < mask.shape[0] and 0 <= nx < mask.shape[1] and mask[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        out.append(region)
+    return out
+
+
+def _slow_pro(masks, maps, max_fpr=0.3) -> float:
+    """PRO the way its definition reads: binarise at every value any pixel takes, measure the
+    false-positive rate and each region's overlap, then integrate the curve up to ``max_fpr``."""
+    regions = [(i, r) for i, m in enumerate(masks) for r in _regions_8(m)]
+    normal = sum(int((~m).sum()) for m in masks)
+    points = {(0.0, 0.0)}
+    for t in np.unique(np.concatenate([a.ravel() for a in maps])):
+        fp = sum(int(((a >= t) & ~m).sum()) for m, a in zip(masks, maps))
+        overlap = np.mean([((maps[i] >= t) & r).sum() / r.sum() for i, r in regions])
+        points.add((fp / normal, float(overlap)))
+    fpr, pro = map(np.array, zip(*sorted(points)))
+    keep = fpr <= max_fpr
+    xs, ys = list(fpr[keep]), list(pro[keep])
+    if xs[-1] < max_fpr:
+        j = int(np.argmax(fpr > max_fpr))
+        ys.append(pro[j - 1] + (pro[j] - pro[j - 1]) * (max_fpr - fpr[j - 1]) / (fpr[j] - fpr[j - 1]))
+        xs.append(max_fpr)
+    return sum((xs[k + 1] - xs[k]) * (ys[k + 1] + ys[k]) / 2 for k in range(len(xs) - 1)) / max_fpr
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("levels", [None, 6])  # continuous maps, and maps with many ties
+def test_pro_matches_a_slow_reference(seed, levels):
+    rng = np.random.default_rng(seed)
+    masks, maps = [], []
+    for _ in range(3):
+        m = np.zeros((12, 14), bool)
+        for _ in range(rng.integers(0, 3)):
+            y, x = rng.integers(0, 10), rng.integers(0, 12)
+            m[y:y + rng.integers(1, 4), x:x + rng.integers(1, 4)] = True
+        a = rng.random(m.shape) + 0.6 * m  # defects tend to score higher, not always
+        masks.append(m)
+        maps.append(np.round(a * levels) / levels if levels else a)
+    masks[0][0:2, 0:2] = False
+    masks[0][0, 0] = masks[0][1, 1] = True  # touching at a corner only: one region (8-neighbourhood)
+    maps[0][0, 0], maps[0][1, 1] = maps[0].max(), maps[0].min()
+    assert pro_score(masks, maps) == pytest.approx(_slow_pro(masks, maps), abs=1e-9)

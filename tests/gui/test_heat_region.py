@@ -1,0 +1,126 @@
+"""Heatmap → anomaly region in the window: the threshold slider and the grow tool (issue 23)."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from app.services.heat_region import threshold_region
+from tests.gui.conftest import wait_shown
+from tests.gui.test_main_window import _drag, _seeded_window, press
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+def two_blob_heat() -> np.ndarray:
+    """64 x 64 (the test images' size): a hot square with a warm tail, and a separate warm square."""
+    heat = np.full((64, 64), 0.05, np.float32)
+    heat[10:20, 10:20] = 0.9
+    heat[14, 20:26] = 0.6
+    heat[40:50, 40:50] = 0.7
+    return heat
+
+
+def heat_window(service, db, folder, artifacts, qtbot):
+    """A window on the seeded folder whose current image's anomaly map is ``two_blob_heat``."""
+    from database.dto import PredictionIn
+
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    anomaly = db.model_versions.active("anomaly")
+    ref = artifacts.put_map(two_blob_heat())
+    db.predictions.upsert_many([PredictionIn(image_id, anomaly.id, anomaly_score=0.9, anomaly_map_ref=ref)])
+    heat = np.asarray(artifacts.get_map(ref), np.float32)  # as stored (the cache keeps float16)
+    win.review.reload()
+    qtbot.waitUntil(lambda: win.viewer.has_heat() and np.array_equal(win.viewer._heat, heat), timeout=5000)
+    return win, image_id, heat
+
+
+def region_on_screen(win) -> np.ndarray:
+    return win.viewer.region.to_bool()
+
+
+def test_slider_previews_while_dragging_saves_once_on_release_and_undo_restores(
+        service, db, folder, artifacts, qtbot):
+    win, image_id, heat = heat_window(service, db, folder, artifacts, qtbot)
+    lp = win.layer_panel
+    assert lp.heat_region_box.isVisibleTo(win) and win.actions["tool_grow"].isEnabled()
+    revisions = len(service.history(image_id))
+    before = win.review.label
+    slider = lp.threshold
+    slider.setSliderDown(True)
+    slider.setSliderDown(False)  # the handle only clicked: nothing previewed, nothing saved
+    assert len(service.history(image_id)) == revisions and win.review.undo_stack.count() == 0
+    slider.setSliderDown(True)  # the inspector grabs the handle
+    for value in (900, 700, 500):
+        slider.setValue(value)
+        level = lp.threshold_level()
+        qtbot.waitUntil(lambda: np.array_equal(region_on_screen(win), threshold_region(heat, level)))
+    assert 0.45 < level < 0.5 and region_on_screen(win)[14, 22]  # the tail is in at this level
+    assert len(service.history(image_id)) == revisions  # a preview saves nothing
+    assert win.review.label.same_content(before)
+    slider.setSliderDown(False)  # let go: one label change
+    saved = service.detail(image_id).label
+    assert len(service.history(image_id)) == revisions + 1
+    np.testing.assert_array_equal(saved.anomaly_region, threshold_region(heat, level))
+    assert saved.anomaly_verdict == "anomalous" and saved.review_state == "corrected"
+    assert win.viewer.edit_target == "region"  # the brush and eraser refine the region next
+    assert win.review.undo_stack.count() == 1
+    press(qtbot, win, Qt.Key.Key_Z, CTRL)
+    restored = service.detail(image_id).label
+    assert restored.anomaly_region is None and restored.same_content(before)
+    assert not region_on_screen(win).any()
+    win.close()
+
+
+def test_apply_button_saves_the_region_at_a_keyboard_set_threshold(service, db, folder, artifacts, qtbot):
+    win, image_id, heat = heat_window(service, db, folder, artifacts, qtbot)
+    lp = win.layer_panel
+    lp.threshold.setValue(800)  # keyboard / wheel: a preview, nothing saved until Apply
+    level = lp.threshold_level()
+    assert service.detail(image_id).label.anomaly_region is None
+    qtbot.mouseClick(lp.apply, Qt.MouseButton.LeftButton)
+    np.testing.assert_array_equal(service.detail(image_id).label.anomaly_region, threshold_region(heat, level))
+    assert service.detail(image_id).label.anomaly_region.sum() == 100  # only the hot square
+    win.close()
+
+
+def test_grow_adds_connected_blobs_then_brush_refines_and_accept_keeps_it(service, db, folder, artifacts, qtbot):
+    win, image_id, heat = heat_window(service, db, folder, artifacts, qtbot)
+    v = win.viewer
+    v.one_to_one()
+    v.centerOn(32, 32)
+    press(qtbot, win, Qt.Key.Key_W)
+    assert v.tool == "grow" and v.edit_target == "region"
+    vp = v.viewport()
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(15, 15))
+    first = service.detail(image_id).label.anomaly_region
+    hot = np.zeros(heat.shape, bool)
+    hot[10:20, 10:20] = True
+    hot[14, 20:26] = True  # 0.6 >= 0.05 + 0.5 * (0.9 - 0.05): the tail is connected and warm enough
+    np.testing.assert_array_equal(first, hot)
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(45, 45))
+    both = service.detail(image_id).label.anomaly_region
+    warm = np.zeros(heat.shape, bool)
+    warm[40:50, 40:50] = True
+    np.testing.assert_array_equal(both, hot | warm)
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(60, 3))  # background: nothing
+    assert len(service.history(image_id)) == 2
+    press(qtbot, win, Qt.Key.Key_E)  # refine: erase a stripe of the second blob
+    v.set_brush_radius(1)
+    _drag(qtbot, v, v.mapFromScene(40, 45), v.mapFromScene(49, 45))
+    refined = service.detail(image_id).label.anomaly_region
+    assert refined[10:20, 10:20].all() and not refined[45, 42:48].any() and refined[41, 45]
+    press(qtbot, win, Qt.Key.Key_A)  # accept keeps the inspector's region, not the model's threshold
+    saved = service.detail(image_id).label
+    assert saved.review_state == "accepted" and saved.anomaly_verdict == "anomalous"
+    np.testing.assert_array_equal(saved.anomaly_region, refined)
+    win.close()
+
+
+def test_no_heatmap_hides_the_slider_and_disables_grow(window, qtbot):
+    win = window
+    assert not win.viewer.has_heat()
+    assert not win.layer_panel.heat_region_box.isVisibleTo(win)
+    assert not win.actions["tool_grow"].isEnabled()
+    win.layer_panel.apply.click()  # nothing to threshold: no edit
+    assert win.review.undo_stack.count() == 0
