@@ -13,7 +13,7 @@ no prefetch, so stages do not overlap), then the real worker runs all three on t
 into a temporary SQLite database for the encoding and storing rows. With ``--baseline`` each
 configuration is also run with the speed-ups of issue 21 switched off (``inference.speed``)
 in the same process, and the ratio is printed: the machine is shared, so only figures taken
-side by side compare.
+side by side compare, so the two runs alternate image by image.
 
 Use the bundled models (resources/models/); the images are synthetic PNGs (speed does not
 depend on content, except the verifier, which runs once per candidate target).
@@ -48,18 +48,26 @@ FAMILIES = ("classifier", "segmenter", "anomaly")
 
 
 class Timers:
-    """Inclusive wall time and call count per label, from any thread."""
+    """Inclusive wall time and call count per label, from any thread, kept apart per ``mode``
+    (the run with the speed-ups and the baseline, interleaved image by image)."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
+        self.mode = "new"
+        self._seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._lock = threading.Lock()
         self._undo: list[Callable[[], None]] = []
 
     def add(self, label: str, seconds: float) -> None:
         with self._lock:
-            self.seconds[label] += seconds
-            self.calls[label] += 1
+            self._seconds[self.mode][label] += seconds
+            self._calls[self.mode][label] += 1
+
+    def seconds(self, mode: str) -> dict[str, float]:
+        return self._seconds[mode]
+
+    def calls(self, mode: str) -> dict[str, int]:
+        return self._calls[mode]
 
     def wrap(self, owner: object, attr: str, label: str) -> None:
         original = getattr(owner, attr)
@@ -97,8 +105,8 @@ class Timers:
         self._undo.append(lambda: [h.remove() for h in handles])
 
     def reset(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
+        self._seconds.clear()
+        self._calls.clear()
 
     def close(self) -> None:
         while self._undo:
@@ -136,20 +144,39 @@ def instrument(t: Timers) -> None:
     t.wrap(worker.Worker, "_store", "worker: storing (encodings + database writes)")
 
 
-def engine_run(engine: InspectionEngine, paths: list[Path], family: str, timers: Timers) -> float:
-    """Seconds for all ``paths`` through one family, batch 1 without prefetch (after a warm-up image)."""
-    list(engine.predict_files([(str(paths[0]), paths[0])], 1, [family], 0))
-    timers.reset()
-    return timed_run(engine, paths, [family])
-
-
-def timed_run(engine: InspectionEngine, paths: list[Path], families: list[str]) -> float:
-    t = time.perf_counter()
-    for batch in engine.predict_files([(str(p), p) for p in paths], 1, families, 0):
+def predict(engine: InspectionEngine, path: Path, families: list[str]) -> None:
+    for batch in engine.predict_files([(str(path), path)], 1, families, 0):
         bad = [r.error for r in batch if r.error]
         if bad:
             raise RuntimeError(bad[0])
-    return time.perf_counter() - t
+
+
+def modes(baseline: bool) -> list[str]:
+    return ["new", "baseline"] if baseline else ["new"]
+
+
+def family_run(engine: InspectionEngine, paths: list[Path], family: str, timers: Timers, baseline: bool
+               ) -> dict[str, float]:
+    """Seconds per mode for all ``paths`` through one family, batch 1 without prefetch.
+
+    With ``baseline`` each image runs with the speed-ups and without them, alternating which goes
+    first, so that the load of a shared machine (it changes by the minute) weighs on both alike.
+    """
+    for mode in modes(baseline):  # warm-up of both paths (numba compiles each signature once)
+        with switched(mode == "new"):
+            predict(engine, paths[0], [family])
+    timers.reset()
+    total: dict[str, float] = defaultdict(float)
+    for i, p in enumerate(paths):
+        order = modes(baseline) if i % 2 == 0 else modes(baseline)[::-1]
+        for mode in order:
+            timers.mode = mode
+            with switched(mode == "new"):
+                t = time.perf_counter()
+                predict(engine, p, [family])
+                total[mode] += time.perf_counter() - t
+    timers.mode = "new"
+    return total
 
 
 @contextmanager
@@ -162,36 +189,42 @@ def switched(on: bool) -> Iterator[None]:
         speed.set_enabled(before)
 
 
-def profile_config(engine, dirs, paths, side, threads, timers, families, worker: bool, tmp: Path) -> dict:
+def profile_config(engine, dirs, paths, side, threads, timers, families, worker: bool, baseline: bool, tmp: Path
+                   ) -> dict[str, dict]:
+    """One result dict per mode ("new", and "baseline" when asked)."""
     from benchmarks.prelabel import worker_rate
 
-    out: dict = {"side": side, "threads": threads, "families": {}}
+    out = {m: {"side": side, "threads": threads, "families": {}} for m in modes(baseline)}
+    n = len(paths)
     for family in families:
-        seconds = engine_run(engine, paths, family, timers)
-        n = len(paths)
-        rows = {k: {"ms_per_image": 1000 * v / n, "calls_per_image": timers.calls[k] / n}
-                for k, v in sorted(timers.seconds.items(), key=lambda kv: -kv[1])}
-        out["families"][family] = {"ms_per_image": 1000 * seconds / n, "images_per_second": n / seconds, "stages": rows}
+        seconds = family_run(engine, paths, family, timers, baseline)
+        for m in modes(baseline):
+            rows = {k: {"ms_per_image": 1000 * v / n, "calls_per_image": timers.calls(m)[k] / n}
+                    for k, v in sorted(timers.seconds(m).items(), key=lambda kv: -kv[1])}
+            out[m]["families"][family] = {"ms_per_image": 1000 * seconds[m] / n, "images_per_second": n / seconds[m],
+                                          "stages": rows}
     if worker:
-        timers.reset()
-        folder = tmp / f"worker-{side}-{threads}-{time.monotonic_ns()}"
-        for p in paths:
-            (folder).mkdir(parents=True, exist_ok=True)
-            (folder / p.name).write_bytes(p.read_bytes())
-        warm = tmp / f"warm-{side}-{time.monotonic_ns()}"
-        images(warm, 1, side)
-        db_dir = tmp / f"db-{time.monotonic_ns()}"
-        db_dir.mkdir()
-        rate = worker_rate({f: dirs[f] for f in families}, folder, warm, db_dir, "cpu", 1)
-        out["worker_images_per_second"] = rate
-        out["worker_stages"] = {k: {"ms_per_image": 1000 * v / (len(paths) + 1)} for k, v in timers.seconds.items()
-                                if k.startswith("worker") or k.startswith("decode")}
+        for m in modes(baseline):
+            timers.reset()
+            folder = tmp / f"worker-{side}-{threads}-{m}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for p in paths:
+                (folder / p.name).write_bytes(p.read_bytes())
+            warm = tmp / f"warm-{side}-{threads}-{m}"
+            images(warm, 1, side)
+            db_dir = tmp / f"db-{side}-{threads}-{m}"
+            db_dir.mkdir()
+            with switched(m == "new"):
+                out[m]["worker_images_per_second"] = worker_rate({f: dirs[f] for f in families}, folder, warm, db_dir, "cpu", 1)
+            out[m]["worker_stages"] = {k: {"ms_per_image": 1000 * v / (n + 1)} for k, v in timers.seconds("new").items()
+                                       if k.startswith("worker") or k.startswith("decode")}
     return out
 
 
 def print_config(res: dict, base: dict | None) -> None:
     load = os.getloadavg()[0]
-    print(f"\n== {res['side']}² frames, {res['threads']} thread(s), load average {load:.1f} ==")
+    print(f"\n== {res['side']}² frames, {res['threads']} thread(s) (torch runs {torch.get_num_threads()}), "
+          f"load average {load:.1f} ==")
     for family, f in res["families"].items():
         ratio = ""
         if base:
@@ -232,24 +265,21 @@ def main() -> None:
                 paths = images(tmp / f"images-{side}", args.images, side)
                 for threads in args.threads:
                     set_threads(threads)
-                    base = None
-                    if args.baseline:
-                        with switched(False):
-                            base = profile_config(engine, dirs, paths, side, threads, timers, args.families,
-                                                  not args.no_worker, tmp)
-                    with switched(True):
-                        res = profile_config(engine, dirs, paths, side, threads, timers, args.families,
-                                             not args.no_worker, tmp)
+                    both = profile_config(engine, dirs, paths, side, threads, timers, args.families,
+                                          not args.no_worker, args.baseline, tmp)
+                    res, base = both["new"], both.get("baseline")
                     res["load_average"] = os.getloadavg()
                     if base:
                         res["baseline"] = base
                     print_config(res, base)
+                    sys.stdout.flush()
                     results.append(res)
+                    if args.json:  # after every configuration: a long run on a busy machine may be cut short
+                        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                        Path(args.json).write_text(json.dumps({"models": origin, "images": args.images, "runs": results},
+                                                              indent=2))
     finally:
         timers.close()
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"models": origin, "images": args.images, "runs": results}, indent=2))
 
 
 if __name__ == "__main__":

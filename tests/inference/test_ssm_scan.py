@@ -199,3 +199,22 @@ def test_kernel_softplus_matches_torch():
     nan = np.array([np.nan], np.float32)
     run(nan, nan)
     assert np.isnan(nan[0])  # a NaN must still reach the output (the front door reports it)
+
+
+def test_thread_cap_survives_the_start_of_numbas_pool():
+    """numba's OpenMP pool starts at its first set_num_threads and resets the OpenMP runtime that
+    torch shares to NUMBA_NUM_THREADS: ``set_threads(1)`` left torch on 2 threads (issue 21).
+    A fresh process, since the pool starts once per process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numba, torch\n"
+            "from inference.training.common import set_threads\n"
+            "torch.get_num_threads()\n"  # torch's OpenMP state in use, as after loading a model
+            "set_threads(1)\n"
+            "print(torch.get_num_threads(), numba.get_num_threads())\n")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]
