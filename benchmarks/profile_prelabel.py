@@ -243,6 +243,35 @@ def print_config(res: dict, base: dict | None) -> None:
             print(f"    {k:<48} {row['ms_per_image']:8.1f} ms")
 
 
+def markdown(runs: list[dict]) -> str:
+    """The runs of a ``--json`` file as one markdown table per configuration (for results files)."""
+    out = []
+    for res in runs:
+        base = res.get("baseline")
+        load = res.get("load_average", [float("nan")])[0]
+        out.append(f"**{res['side']}², {res['threads']} thread(s)**, load average {load:.1f}\n")
+        out.append("| family / stage | ms per image | calls per image | baseline ms | ratio |\n|---|---|---|---|---|")
+        for family, f in res["families"].items():
+            b = base["families"][family] if base else None
+            ratio = f"{b['ms_per_image'] / f['ms_per_image']:.2f}×" if b else ""
+            out.append(f"| **{family}** (all) | **{f['ms_per_image']:.0f}** | | {b['ms_per_image']:.0f} | **{ratio}** |"
+                       if b else f"| **{family}** (all) | **{f['ms_per_image']:.0f}** | | | |")
+            for k, row in f["stages"].items():
+                was = b["stages"].get(k, {}).get("ms_per_image") if b else None
+                r = f"{was / row['ms_per_image']:.2f}×" if was and row["ms_per_image"] else ""
+                out.append(f"| {k} | {row['ms_per_image']:.1f} | {row['calls_per_image']:.0f} | "
+                           f"{'' if was is None else f'{was:.1f}'} | {r} |")
+        if "worker_images_per_second" in res:
+            w = res["worker_images_per_second"]
+            bw = base.get("worker_images_per_second") if base else None
+            out.append(f"| **worker, all three stored (img/s)** | **{w:.2f} img/s** | | "
+                       f"{'' if bw is None else f'{bw:.2f} img/s'} | {'' if not bw else f'{w / bw:.2f}×'} |")
+            for k, row in res["worker_stages"].items():
+                out.append(f"| {k} | {row['ms_per_image']:.1f} | | | |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sides", type=int, nargs="+", default=[256, 512])
@@ -252,7 +281,11 @@ def main() -> None:
     ap.add_argument("--no-worker", action="store_true", help="skip the worker (encoding, database) rows")
     ap.add_argument("--baseline", action="store_true", help="also run with the issue-21 speed-ups off, same process")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--table-from", metavar="JSON", help="print the markdown tables of an earlier --json run and exit")
     args = ap.parse_args()
+    if args.table_from:
+        print(markdown(json.loads(Path(args.table_from).read_text())["runs"]))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="profile-prelabel-"))
     dirs, origin = model_dirs(tmp / "models")
     print("models: " + "; ".join(f"{f}: {o}" for f, o in origin.items()) + f"; load average {os.getloadavg()}")
