@@ -16,6 +16,7 @@ import numba
 import numpy as np
 import torch
 
+from .. import speed
 from .cpu_kernels import scan_backward, scan_forward
 from .reference import backend_from_recurrence
 
@@ -23,6 +24,8 @@ from .reference import backend_from_recurrence
 # threading layer (workqueue aborts), and set_num_threads is per caller: serialise the calls.
 _KERNEL_LOCK = threading.Lock()
 
+
+_NONE = np.empty(0, np.float32)  # an absent delta_bias / D for the kernel
 
 # Below this many state updates (b·d·L·n) a call finishes in tens of microseconds, less than
 # waking the thread pool costs on a busy machine: it runs on the calling thread alone.
@@ -57,7 +60,7 @@ class _NumbaScan(torch.autograd.Function):
         y = torch.empty_like(u_)
         with _KERNEL_LOCK:
             numba.set_num_threads(_kernel_threads(u_.numel() * A_.shape[1]))
-            scan_forward(u_.numpy(), delta_.numpy(), A_.numpy(), Bt.numpy(), Ct.numpy(), y.numpy())
+            scan_forward(u_.numpy(), delta_.numpy(), A_.numpy(), Bt.numpy(), Ct.numpy(), y.numpy(), _NONE, _NONE, False)
         ctx.save_for_backward(u_, delta_, A_, Bt, Ct)
         return y
 
@@ -93,6 +96,35 @@ def _numba_recurrence(u, delta, A, B, C) -> torch.Tensor:
     return _NumbaScan.apply(u, delta, A, B, C)
 
 
-selective_scan_numba = backend_from_recurrence(
+_selective_scan_autograd = backend_from_recurrence(
     _numba_recurrence, "CPU tensors only; same contract as ``selective_scan`` (shapes already checked there)."
 )
+
+
+def _inference_scan(u, delta, A, B, C, D, delta_bias, delta_softplus) -> torch.Tensor:
+    """The whole scan in one kernel call: delta's bias and softplus and the D skip inside the kernel."""
+    Bt = _swap_last_two((B if B.dim() == 4 else B.unsqueeze(1)).numpy())
+    Ct = _swap_last_two((C if C.dim() == 4 else C.unsqueeze(1)).numpy())
+    u_, delta_, A_ = (x.contiguous() for x in (u, delta, A))
+    bias = _NONE if delta_bias is None else delta_bias.float().contiguous().numpy()
+    skip = _NONE if D is None else D.float().contiguous().numpy()
+    y = torch.empty_like(u_)
+    with _KERNEL_LOCK:
+        numba.set_num_threads(_kernel_threads(u_.numel() * A_.shape[1]))
+        scan_forward(u_.numpy(), delta_.numpy(), A_.numpy(), Bt.numpy(), Ct.numpy(), y.numpy(), bias, skip,
+                     bool(delta_softplus))
+    return y
+
+
+def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """CPU tensors only; same contract as ``selective_scan`` (shapes already checked there).
+
+    Inference (float32, no z gate, no gradient wanted) runs the fused kernel; anything else goes
+    through the autograd Function with the elementwise parts in torch.
+    """
+    tensors = [t for t in (u, delta, A, B, C, D, delta_bias) if t is not None]
+    if (speed.enabled() and z is None and u.device.type == "cpu"
+            and all(t.dtype == torch.float32 for t in tensors)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
+        return _inference_scan(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    return _selective_scan_autograd(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)

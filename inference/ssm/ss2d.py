@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import speed
 from .cross_scan import cross_merge, cross_scan
 from .scan import selective_scan
 
@@ -75,16 +76,25 @@ class SS2D(nn.Module):
         L = h * w
         k = K_DIRECTIONS
         xs = cross_scan(x)  # (b, k, d, L)
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
-        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        if speed.enabled():
+            # B and C as transposed views of (b, k, L, n) rows: the CPU kernel reads exactly that
+            # layout, so neither a .contiguous() here nor its transpose back there copies them.
+            x_dbl = torch.einsum("bkdl,kcd->bklc", xs, self.x_proj_weight)
+            dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=3)
+            dts = torch.einsum("bklr,kdr->bkdl", dts, self.dt_projs_weight)
+            Bs, Cs = Bs.transpose(2, 3), Cs.transpose(2, 3)
+        else:
+            x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+            dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
+            dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+            Bs, Cs = Bs.contiguous(), Cs.contiguous()
         A = -torch.exp(self.A_logs.float())
         ys = selective_scan(
             xs.reshape(b, k * d, L),
             dts.reshape(b, k * d, L),
             A,
-            Bs.contiguous(),
-            Cs.contiguous(),
+            Bs,
+            Cs,
             D=self.Ds.float(),
             delta_bias=self.dt_projs_bias.reshape(-1).float(),
             delta_softplus=True,

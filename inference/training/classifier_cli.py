@@ -103,7 +103,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except (CheckpointError, RuntimeError) as exc:
         return _error(str(exc))
     try:
-        ev = evaluate_model(loaded, args.data, tta=args.tta)
+        ev = evaluate_model(loaded, args.data, tta=args.tta, progress=True)
     except DataTreeError as exc:
         return _error(str(exc))
     for f in ev.failures:

@@ -10,6 +10,7 @@ import numpy as np
 from inference.checkpoints import LoadedModel
 from inference.classifier_predict import model_classes, model_tta, predict_logits
 from inference.training.classifier_data import DataTreeError, evaluation_items, preload
+from inference.training.common import Progress
 from inference.training.classifier_metrics import classification_report, confusion_matrix
 
 
@@ -20,10 +21,12 @@ class Evaluation:
     failures: list[str]
 
 
-def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32, tta: str | None = None) -> Evaluation:
+def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32, tta: str | None = None,
+                   progress: bool = False) -> Evaluation:
     """Every image of ``data`` (or its test/ / val/ split) through the model; metrics over its classes.
 
-    ``tta`` None uses the card's test-time augmentation, as the application does.
+    ``tta`` None uses the card's test-time augmentation, as the application does; ``progress``
+    shows a bar with an ETA over the batches.
     """
     items, source = evaluation_items(Path(data))
     classes = list(model_classes(loaded))
@@ -34,10 +37,14 @@ def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32, tta: s
         )
     cfg = loaded.config
     pre = preload(items, classes, cfg.img_size, cfg.color_mode)
-    preds = [
-        predict_logits(loaded, pre.images[s : s + batch_size].astype(np.float32) / 255.0, tta).argmax(1)
-        for s in range(0, len(pre.labels), batch_size)
-    ]
+    bar = Progress(len(pre.labels), "evaluate classifier") if progress else None
+    preds = []
+    for s in range(0, len(pre.labels), batch_size):
+        preds.append(predict_logits(loaded, pre.images[s : s + batch_size].astype(np.float32) / 255.0, tta).argmax(1))
+        if bar is not None:
+            bar.update(len(preds[-1]))
+    if bar is not None:
+        bar.close()
     pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
     report = classification_report(confusion_matrix(pre.labels, pred, len(classes)), classes)
     report["data"] = source

@@ -39,16 +39,21 @@ def set_threads(threads: int | None) -> None:
     The scan kernel uses ``min(numba's pool, torch.get_num_threads())`` threads, so capping
     torch caps both. ``NUMBA_NUM_THREADS`` is only set before numba is imported: numba re-reads
     its environment at each compilation and refuses a changed value once its pool is running.
+
+    Order matters: numba's first ``set_num_threads`` starts its OpenMP pool, which calls
+    ``omp_set_num_threads(NUMBA_NUM_THREADS)`` in the OpenMP runtime torch shares, so a torch cap
+    set before it was silently undone (``--threads 1`` ran torch on 2 threads; under load its
+    barriers made a segmenter pass 10x slower, issue 21). numba first, then torch.
     """
     if not threads:
         return
-    torch.set_num_threads(threads)
     if "numba" not in sys.modules:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
-        return
-    import numba
+    else:
+        import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(threads)
 
 
 def warmup_linear_decay(total_steps: int, warmup_frac: float = 0.05, floor: float = 0.0):

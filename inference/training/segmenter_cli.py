@@ -87,7 +87,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         device = pick_device(args.device)
         loaded = load_model(model_dir, map_location=device, family="segmenter")
         result = evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction,
-                               use_verifier=not args.no_verifier)
+                               use_verifier=not args.no_verifier, progress=True)
     except (CheckpointError, SegDataError, ValueError, RuntimeError) as exc:
         return _error(str(exc))
     for msg in result["skipped"]:

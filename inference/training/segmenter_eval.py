@@ -12,17 +12,20 @@ from inference.segmentation import (
     PostProcess, model_flips, model_mask_threshold, model_max_fraction, model_members, model_threshold, model_verifier,
     predict_probabilities, score_masks,
 )
+from inference.training.common import Progress
 from inference.training.segmenter_data import SegTree, load_frames
 
 
 def evaluate_tree(
     loaded: LoadedModel, data: str | Path, split: str | None = None, threshold: float | None = None,
     device: torch.device | str = "cpu", max_fraction: float | None = None, use_verifier: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Score ``loaded`` on ``split`` of the tree (default: test.txt, else val.txt, else all frames).
 
     ``max_fraction`` None applies the card's large-component limit, as the application does; 0 turns it off.
     The model's target verifier, when it has one, runs as in the application unless ``use_verifier`` is False.
+    ``progress`` shows a bar with an ETA (a full-size evaluation on a CPU takes many minutes).
     """
     tree = SegTree.open(data)
     split = split or tree.eval_split()
@@ -37,10 +40,20 @@ def evaluate_tree(
     members = model_members(loaded)
     shrink = model_mask_threshold(loaded)
     t0 = time.monotonic()
-    # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
-    result = score_masks(PostProcess(thr, limit, verifier, shrink),
-                         ((predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0], f.image, f.mask)
-                          for f in frames))
+    bar = Progress(len(frames), "evaluate segmenter") if progress else None
+
+    def scored():
+        # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
+        for f in frames:
+            yield predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0], f.image, f.mask
+            if bar is not None:
+                bar.update()
+
+    try:
+        result = score_masks(PostProcess(thr, limit, verifier, shrink), scored())
+    finally:
+        if bar is not None:
+            bar.close()
     result.update(threshold=thr, test_time_flips=flips, max_target_fraction=limit, verifier=verifier is not None, mask_threshold=shrink,
                   verifier_log_odds_per_pixel=getattr(verifier, "log_odds_per_pixel", None), members=len(members), split=split, skipped=problems, seconds=round(time.monotonic() - t0, 2),
                   model=str(loaded.path) if loaded.path else loaded.name)

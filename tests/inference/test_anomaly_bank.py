@@ -132,3 +132,23 @@ def test_add_bank_and_train_with_memory_bank(tmp_path, capsys):
     assert loaded.card["recalibrations"][-1]["before"]["memory_bank"] == info
     assert card2["memory_bank"]["rows"] == loaded.config.bank_size in (0, 64)
     assert card2["threshold"]["image"] == loaded.card["threshold"]["image"]
+
+
+def test_knn_smallest_pass_equals_topk_with_ties_and_left_out_rows():
+    """The one-pass k-smallest of issue 21 returns exactly topk's values, also with tied
+    distances (duplicate bank rows) and rows left out as inf (leave-one-image-out)."""
+    from inference import speed
+
+    g = torch.Generator().manual_seed(1)
+    bank = torch.randn(200, 6, generator=g)
+    bank = torch.cat([bank, bank[:50]])  # ties
+    q = torch.cat([torch.randn(90, 6, generator=g), bank[:10]])
+    qids, bids = torch.randint(0, 3, (100,), generator=g), torch.randint(0, 3, (250,), generator=g)
+    for k in (2, 3, 5):
+        fast = knn_distance(q, bank, k, chunk=37, query_ids=qids, bank_ids=bids)
+        speed.set_enabled(False)
+        try:
+            before = knn_distance(q, bank, k, chunk=37, query_ids=qids, bank_ids=bids)
+        finally:
+            speed.set_enabled(True)
+        assert torch.equal(fast, before)

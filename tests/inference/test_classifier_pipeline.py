@@ -281,3 +281,17 @@ def test_cli_init_head_new_transfers_all_but_the_class_layer(tmp_path, capsys):
     assert b.card["classes"] == ["pit", "plain", "streak"] and sb["head.3.weight"].shape[0] == 3
     assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa if not k.startswith("head.3."))
     assert "transferred" in b.card["training"]["initialisation"]
+
+
+def test_evaluate_reports_progress_over_the_images(tmp_path):
+    """Evaluation shows a bar with an ETA (issue 21) and retraining hears it as progress."""
+    from inference.training.common import progress_listener
+
+    loaded = _tiny_loaded(tmp_path)
+    root = _write_tree(tmp_path / "t")  # 2 val images per class
+    heard: list[tuple[str, int, int]] = []
+    with progress_listener(lambda task, done, total: heard.append((task, done, total))):
+        ev = evaluate_model(loaded, root, batch_size=3, progress=True)
+    assert ev.report["count"] == 4
+    assert [(d, t) for _, d, t in heard] == [(0, 4), (3, 4), (4, 4)]
+    assert {task for task, _, _ in heard} == {"evaluate classifier"}

@@ -151,3 +151,70 @@ def test_default_cpu_backend_is_fast_and_logged_once(caplog):
         assert active_backend("cpu") == "numba"
         assert active_backend(torch.device("cpu")) == "numba"
     assert sum("uses the 'numba' backend" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_inference_kernel_matches_reference_and_unfused_path(case):
+    """Without gradients the numba backend runs bias, softplus and the D skip inside the kernel
+    (issue 21); it must agree with the reference and with the path that does them in torch, also
+    for deltas around softplus's threshold (20) and B/C passed as transposed views, as SS2D does."""
+    from inference import speed
+
+    b, d, n, L, groups, use_D, _, use_bias = case
+    x = make_inputs(b, d, n, L, groups, delta_scale=12.0)
+    x["delta"].view(-1)[:4] = torch.tensor([19.9, 20.0, 20.1, -40.0])[: x["delta"].numel()]
+    B = x["B"].transpose(-1, -2).contiguous().transpose(-1, -2)  # (…, n, L) view of (…, L, n) rows
+    kw = dict(D=x["D"] if use_D else None, delta_bias=x["delta_bias"] if use_bias else None, delta_softplus=True)
+    args = [x["u"], x["delta"], x["A"], B, x["C"]]
+    ref = selective_scan(*[a.double() for a in args], **{k: (v.double() if torch.is_tensor(v) else v) for k, v in kw.items()},
+                         backend="reference")
+    with torch.inference_mode():
+        fused = selective_scan(*args, **kw, backend="numba")
+        speed.set_enabled(False)
+        try:
+            unfused = selective_scan(*args, **kw, backend="numba")
+        finally:
+            speed.set_enabled(True)
+    assert rel_err(fused, ref) < 1e-5
+    assert rel_err(fused, unfused) < 1e-5
+
+
+def test_kernel_softplus_matches_torch():
+    """The vectorisable float32 softplus of the fused kernel, against torch's in float64."""
+    import numpy as np
+    from numba import njit
+
+    from inference.ssm.cpu_kernels import softplus
+
+    @njit
+    def run(x, out):
+        for i in range(x.shape[0]):
+            out[i] = softplus(x[i])
+
+    x = np.concatenate([np.linspace(-95, 95, 40001), [0.0, 1e-8, -1e-8, 19.99, 20.0, 20.01]]).astype(np.float32)
+    out = np.empty_like(x)
+    run(x, out)
+    ref = torch.nn.functional.softplus(torch.from_numpy(x).double()).numpy()
+    assert (np.abs(out - ref) / np.maximum(ref, 1e-30)).max() < 1e-6
+    nan = np.array([np.nan], np.float32)
+    run(nan, nan)
+    assert np.isnan(nan[0])  # a NaN must still reach the output (the front door reports it)
+
+
+def test_thread_cap_survives_the_start_of_numbas_pool():
+    """numba's OpenMP pool starts at its first set_num_threads and resets the OpenMP runtime that
+    torch shares to NUMBA_NUM_THREADS: ``set_threads(1)`` left torch on 2 threads (issue 21).
+    A fresh process, since the pool starts once per process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numba, torch\n"
+            "from inference.training.common import set_threads\n"
+            "torch.get_num_threads()\n"  # torch's OpenMP state in use, as after loading a model
+            "set_threads(1)\n"
+            "print(torch.get_num_threads(), numba.get_num_threads())\n")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]

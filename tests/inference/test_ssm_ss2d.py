@@ -41,3 +41,25 @@ def test_ss2d_gradients_reach_every_parameter():
     assert x.grad is not None and torch.isfinite(x.grad).all()
     for name, p in block.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("hw", [(5, 7), (4, 4)])
+def test_ss2d_inference_path_agrees_with_previous_path(hw):
+    """Inference (no gradients) takes issue 21's fast path: B/C laid out for the kernel, one fused
+    kernel call. It must give the block's output of the previous path and of the reference."""
+    from inference import speed
+
+    torch.manual_seed(0)
+    block = SS2D(d_model=8, d_state=4, expand=2.0).eval()
+    x = torch.randn(3, *hw, 8)
+    with torch.inference_mode():
+        fast = block(x)
+        speed.set_enabled(False)
+        try:
+            before = block(x)
+        finally:
+            speed.set_enabled(True)
+        block.backend = "reference"
+        ref = block(x)
+    assert torch.allclose(fast, before, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(fast, ref, rtol=1e-5, atol=1e-6)

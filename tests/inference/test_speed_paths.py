@@ -1,0 +1,82 @@
+"""Issue 21's faster inference paths give the bundled models' numbers of the previous paths.
+
+The switch ``inference.speed`` exists so benchmarks can time both paths side by side; here both
+run on the same inputs and must agree within float32 rounding (the decisions downstream, masks
+and classes, are then the same).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from inference import speed
+from inference.bundled import bundled_model_dir
+from inference.checkpoints import load_model
+
+
+@contextmanager
+def previous_paths():
+    speed.set_enabled(False)
+    try:
+        yield
+    finally:
+        speed.set_enabled(True)
+
+
+def _loaded(family: str):
+    d = bundled_model_dir(family)
+    if not (d / "config.json").is_file():
+        pytest.skip(f"no bundled {family} model in this checkout")
+    return load_model(d, family=family)
+
+
+def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = 0.4 + 0.1 * np.sin(xx / 5.0) + 0.05 * rng.standard_normal((h, w))
+    img[h // 3, w // 2] = 1.0  # one bright point target
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def test_segmenter_maps_and_masks_agree():
+    from inference.segmentation import model_flips, model_members, predict_masks, predict_probabilities
+
+    loaded = _loaded("segmenter")
+    frames = [_frame(64, 80), _frame(40, 40, seed=1)]
+    members = model_members(loaded)
+    fast = predict_probabilities(members, frames, flips=model_flips(loaded))
+    with previous_paths():
+        before = predict_probabilities(members, frames, flips=model_flips(loaded))
+        masks_before = predict_masks(loaded, frames)
+    for a, b in zip(fast, before):
+        assert np.abs(a - b).max() < 1e-5
+    for a, b in zip(predict_masks(loaded, frames), masks_before):
+        assert np.array_equal(a.mask, b.mask) and a.count == b.count
+
+
+def test_classifier_scores_agree():
+    from inference.classifier_predict import predict_images
+
+    loaded = _loaded("classifier")
+    images = [np.repeat(_frame(96, 96, seed=s)[:, :, None], 3, axis=2) for s in range(3)]
+    fast = predict_images(loaded, images)
+    with previous_paths():
+        before = predict_images(loaded, images)
+    for a, b in zip(fast, before):
+        assert np.abs(a.scores - b.scores).max() < 1e-5 and a.label == b.label
+
+
+def test_anomaly_maps_agree():
+    from inference.anomaly_predict import predict_images
+
+    loaded = _loaded("anomaly")
+    images = [_frame(128, 128, seed=s) for s in range(2)]
+    fast = predict_images(loaded, images)
+    with previous_paths():
+        before = predict_images(loaded, images)
+    for a, b in zip(fast, before):
+        span = float(b.anomaly_map.max() - b.anomaly_map.min()) or 1.0
+        assert np.abs(a.anomaly_map - b.anomaly_map).max() / span < 1e-4
+        assert abs(a.score - b.score) < 1e-4 * max(1.0, abs(b.score))
