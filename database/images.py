@@ -245,5 +245,18 @@ def join_path(root: str, rel_path: str) -> str:
     return str(PurePath(root) / PurePath(rel_path))
 
 
+def is_confined(rel_path: str) -> bool:
+    """Whether a stored relative path stays inside its folder when joined (no root, no '..').
+
+    Indexing only ever stores such paths; a row that breaks this was written by something else
+    (a tampered or hand-edited shared database), and whatever reads files for it must refuse it
+    rather than reach outside the indexed folder.
+    """
+    if not rel_path or "\x00" in rel_path:
+        return False
+    path = PurePath(rel_path)  # the flavour join_path uses on this machine
+    return not (path.is_absolute() or path.drive or path.root or ".." in path.parts)
+
+
 def set_review_state(s: Session, image_id: int, state: ReviewState) -> None:
     s.execute(update(Image).where(Image.id == image_id).values(review_state=state.value, updated_at=utcnow()))
