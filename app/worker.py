@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -69,6 +69,20 @@ def mask_png(mask: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding of a mask failed")
     return buf.tobytes()
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line a person can report: its type and first line, no traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def job_versions(params: Mapping) -> dict[str, int]:
+    """The model version per family a prelabel job names; a malformed row is a ValueError."""
+    try:
+        return {str(f): int(v) for f, v in params["model_versions"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"malformed prelabel job parameters ({describe(exc)})") from None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -139,6 +153,7 @@ class Worker:
         self.db.jobs.register_worker(self.id)
         self._heartbeat.start()
         pending: tuple[ClaimedBatch, list] | None = None
+        in_hand: ClaimedBatch | None = None  # the batch on the models: tried, should the worker die now
         try:
             while not self._stop.is_set():
                 self._recover()
@@ -154,9 +169,20 @@ class Worker:
                 # Claim and start decoding the next batch while this one runs on the models.
                 if not self._stop.is_set() and not (until is not None and until()):
                     pending = self._claim_and_decode()
+                in_hand = current[0]
                 results = self._process(*current)
+                in_hand = None
                 if on_batch is not None and results is not None:
                     on_batch(current[0], results)
+        except Exception as exc:  # Ctrl-C / SystemExit: a stop, not a failed attempt
+            # Leaving on an error with a batch on the models: its items were tried, so the give-back
+            # counts (unregister's would not), and a batch that kills every restart fails for good.
+            if in_hand is not None and in_hand.items:
+                try:
+                    self._retry(in_hand.items, f"the worker stopped on an error while processing it: {describe(exc)}")
+                except DatabaseError as db_exc:
+                    log.warning("could not count the failed attempt (%s)", db_exc)
+            raise
         finally:
             self._heartbeat.stop()
             try:
@@ -215,9 +241,8 @@ class Worker:
         batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL])
         if batch is None:
             return None
-        params = batch.job.params
-        versions = {f: int(v) for f, v in params["model_versions"].items()}
         try:
+            versions = job_versions(batch.job.params)
             engine = self._engine_for(versions)
         except (CheckpointError, ValueError, RuntimeError) as exc:
             # A model that cannot load fails the job's items with the reason (not retried forever).
@@ -253,14 +278,46 @@ class Worker:
         if job.id in self._heartbeat.beat():
             self.db.jobs.release_items(self.id, [it.id for it in batch.items])  # cancelled: leave it
             return None
-        params = job.params
-        versions = {f: int(v) for f, v in params["model_versions"].items()}
-        settings = FlagSettings.from_dict(params.get("flags"))
+        versions = job_versions(job.params)
+        settings = FlagSettings.from_dict(job.params.get("flags"))
         engine = self._engine_for(versions)
-        results = engine.predict_decoded(engine.collect(pending), list(versions))
-        self._store(batch, results, versions, settings)
+        decoded = engine.collect(pending)
+        try:
+            results = self._predict_and_store(engine, batch, decoded, versions, settings)
+        except DatabaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any error of a model: see the loop below
+            if len(decoded) == 1:
+                self._retry(batch.items, f"prediction failed: {describe(exc)}")
+                return None
+            log.warning("batch of %d raised %s; running its images one by one", len(decoded), describe(exc))
+            # One image alone at a time, so a poison image costs an attempt of that image only.
+            results = []
+            for one in decoded:
+                item: JobItemInfo = one[0]  # type: ignore[assignment]
+                try:
+                    results += self._predict_and_store(engine, ClaimedBatch(job, (item,)), [one], versions, settings)
+                except DatabaseError:
+                    raise
+                except Exception as item_exc:  # noqa: BLE001
+                    self._retry((item,), f"prediction failed: {describe(item_exc)}")
         self.stats.batches += 1
         return results
+
+    def _predict_and_store(self, engine: InspectionEngine, batch: ClaimedBatch, decoded: list,
+                           versions: Mapping[str, int], settings: FlagSettings) -> list[ImageResult]:
+        results = engine.predict_decoded(decoded, list(versions))
+        self._store(batch, results, versions, settings)
+        return results
+
+    def _retry(self, items: Sequence[JobItemInfo], reason: str) -> None:
+        """Give back items whose processing raised, the attempt counted; failed for good at the limit."""
+        log.error("image(s) %s: %s", ", ".join(str(it.image_id) for it in items), reason)
+        failed = set(self.db.jobs.retry_items(self.id, {it.id: reason for it in items}))
+        for it in items:
+            if it.id in failed and it.image_id is not None:
+                self.db.images.set_error(it.image_id, reason)
+        self.stats.failed += len(failed)
 
     def _store(self, batch: ClaimedBatch, results: list[ImageResult], versions: Mapping[str, int],
                settings: FlagSettings) -> None:
