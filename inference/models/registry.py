@@ -70,7 +70,11 @@ def available() -> list[ModelSpec]:
 
 
 def config_from_dict(name: str, values: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass, rejecting unknown keys (a typo must not pass silently)."""
+    """Rebuild a config dataclass, rejecting unknown keys (a typo must not pass silently) and sizes
+    out of bounds (``inference.model_limits``: a config is user data and decides the allocation)."""
+    from inference.model_limits import check_config_values
+
+    check_config_values(values, f"config for {name!r}")
     cls = spec(name).config_cls
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(fields)
