@@ -104,21 +104,21 @@ class _Heartbeat(threading.Thread):
         super().__init__(name="heartbeat", daemon=True)
         self.db, self.worker_id, self.every_s = db, worker_id, every_s
         self.cancelled: frozenset[int] = frozenset()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def beat(self) -> frozenset[int]:
         self.cancelled = self.db.jobs.heartbeat(self.worker_id)
         return self.cancelled
 
     def run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while not self._halt.wait(self.every_s):
             try:
                 self.beat()
             except Exception as exc:  # a locked or unreachable database: try again next beat
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 class Worker:
@@ -185,6 +185,7 @@ class Worker:
             raise
         finally:
             self._heartbeat.stop()
+            self._heartbeat.join(timeout=30)  # no beat in flight once the worker signs off
             try:
                 if pending is not None:
                     self.db.jobs.release_items(self.id, [it.id for it in pending[0].items])
@@ -326,11 +327,14 @@ class Worker:
         flagged: list[int] = []
         clear: list[int] = []
         priorities: dict[int, float] = {}
+        sizes: dict[int, tuple[int, int]] = {}
         for r in results:
             item: JobItemInfo = r.key  # type: ignore[assignment]
             if not r.ok:
                 errors[item.id] = r.error or "unreadable image"
                 continue
+            if r.width and r.height:
+                sizes[item.image_id] = (r.width, r.height)
             flags = flag_result(r, settings)
             (flagged if flags.flagged else clear).append(item.image_id)
             priorities[item.image_id] = flags.priority
@@ -345,6 +349,7 @@ class Worker:
         if clear:
             self.db.images.set_flagged(clear, False)
         self.db.images.set_priorities(priorities)
+        self.db.images.set_decoded(sizes)
         for item_id, reason in errors.items():
             image_id = next(it.image_id for it in batch.items if it.id == item_id)
             self.db.images.set_error(image_id, reason)

@@ -235,6 +235,18 @@ class ImageRepository:
         with self.db.session(write=True) as s:
             s.execute(update(Image), [{"id": i, "priority": float(p)} for i, p in priorities.items()])
 
+    def set_decoded(self, sizes: dict[int, tuple[int, int]]) -> None:
+        """Images a model has just read: their (width, height) as decoded, and no read error.
+
+        Indexing does not decode files (it would double its time), so this is where an image's
+        size is first known; an earlier read error is cleared since the file now decodes.
+        """
+        if not sizes:
+            return
+        with self.db.session(write=True) as s:
+            s.execute(update(Image), [{"id": i, "width": int(w), "height": int(h), "error": None}
+                                      for i, (w, h) in sizes.items()])
+
     def set_error(self, image_id: int, error: str | None) -> None:
         """Record why a file cannot be read (None clears it)."""
         with self.db.session(write=True) as s:

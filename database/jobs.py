@@ -183,7 +183,10 @@ class JobRepository:
     def heartbeat(self, worker_id: str) -> frozenset[int]:
         """Prove the worker alive; returns the ids of jobs it works on whose cancel was requested."""
         with self.db.session(write=True) as s:
-            _touch_worker(s, worker_id)
+            # Only a registered worker's row is refreshed: a beat that lands after the worker
+            # signed off (unregister_worker) must not write the row back, or the worker would
+            # later be reported as crashed ("gone from this host").
+            s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow()))
             held = set(s.scalars(select(JobItem.job_id).where(JobItem.claimed_by == worker_id,
                                                               JobItem.status == RUNNING).distinct()))
             held |= set(s.scalars(select(Job.id).where(Job.claimed_by == worker_id, Job.status == RUNNING)))
