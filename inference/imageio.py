@@ -23,8 +23,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Decompression-bomb guard for OpenCV's own decoders.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 # OpenCV's decoders log "[ WARN:0] … grfmt_png.cpp …" for every broken file; the reason a person
-# gets is ImageReadError's, so only OpenCV's errors are left on stderr.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# gets is ImageReadError's (its "[ERROR] … imdecode_" lines repeat the raw assertion text), so it is silenced.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 class ImageReadError(Exception):
