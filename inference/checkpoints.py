@@ -186,7 +186,8 @@ def load_model(
         check_against_weights(name, config, d / WEIGHTS)
         model = registry.build(name, config)
     except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{d / CONFIG}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{d / CONFIG}: {first[:300]}") from None
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - a config the architecture's constructor cannot take

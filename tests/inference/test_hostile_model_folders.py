@@ -133,3 +133,18 @@ def test_every_preset_is_within_bounds() -> None:
     assert all(v > 0 for v in FIELD_LIMITS.values())
     with pytest.raises(ModelLimitError):
         check_config_values({"nested": [[1, 2]]})
+
+
+@pytest.mark.parametrize("family,changes,field", [
+    ("anomaly", {"smoothing_sigma": [1, 2]}, "smoothing_sigma must be a number"),
+    ("classifier", {"embed_dim": "96"}, "embed_dim must be a whole number"),
+    ("classifier", {"depths": 2}, "depths must be a list of numbers"),
+    ("segmenter", {"d_state": 4.5}, "d_state must be a whole number"),
+])
+def test_a_value_of_the_wrong_kind_is_named_in_one_line(tmp_path: Path, tiny, family, changes, field) -> None:
+    """Found by benchmarks/fuzz_model_folders.py: a list where a number belongs reached torch and
+    came back as a 700-character, multi-line signature dump."""
+    d = copy_with_config(tiny[family], tmp_path / "m", **changes)
+    with pytest.raises(CheckpointError, match=field) as exc:
+        load_model(d, family=family)
+    assert "\n" not in str(exc.value)
