@@ -106,7 +106,7 @@ class Tally:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
     def finding(self, seed: int, what: str, detail: str) -> None:
-        self.findings.append({"seed": seed, "what": what, "detail": detail[:2000]})
+        self.findings.append({"seed": seed, "what": what, "detail": detail[-2500:]})  # a traceback's end says most
         print(f"FINDING seed={seed}: {what}: {detail[:300]}", file=sys.stderr, flush=True)
 
     def summary(self) -> dict:

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from database import migrate as mig
-from database.errors import DatabaseError, SchemaTooNewError, describe, mask_url, translate, where
+from database.errors import (DatabaseError, SchemaTooNewError, describe, mask_url, translate, unreadable,
+                             unreadable_row, where)
 
 if TYPE_CHECKING:
     from database.classes import ClassRepository
@@ -168,6 +169,10 @@ class Database:
                 yield s
         except sa_exc.DBAPIError as exc:
             raise translate(exc, self.sa_url) from exc
+        except ValueError as exc:
+            if unreadable_row(exc):  # a tampered or hand-edited row: one sentence, rolled back
+                raise unreadable(exc, self.sa_url) from exc
+            raise
 
     def revision(self) -> str | None:
         try:

@@ -5,6 +5,7 @@ prints) a single sentence that says what is wrong and where, so these translate 
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -91,6 +92,23 @@ def describe(exc: BaseException, url: URL) -> str:
     ):
         return f"cannot reach {place}: {msg}."
     return f"{place} cannot be used: {msg}."
+
+
+_ENUM_REFUSAL = re.compile(r"^.* is not a valid \w+$")
+
+
+def unreadable_row(exc: BaseException) -> bool:
+    """Whether a ValueError raised while reading rows means a row holds what the station never
+    writes (JSON that does not parse, an unknown state): a database changed by another program."""
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return True
+    return isinstance(exc, ValueError) and bool(_ENUM_REFUSAL.match(str(exc)))
+
+
+def unreadable(exc: BaseException, url: URL) -> DatabaseError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return DatabaseError(f"{where(url)} holds a row the station cannot read ({first}); it was changed by "
+                         "something other than the station. Nothing was changed.")
 
 
 def translate(exc: BaseException, url: URL) -> DatabaseError:

@@ -49,6 +49,8 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, "file not found") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot access file ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL in the name: only a tampered database row holds such a path
+        raise ImageReadError(repr(str(path)), "not a usable file name (it holds a NUL character)") from None
     if size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     if size > MAX_FILE_BYTES:

@@ -63,7 +63,10 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
         img = images.get(lab.image_id)
         if img is None:
             continue
-        folder = folders[img.folder_id]
+        folder = folders.get(img.folder_id)
+        if folder is None:  # a row pointing at a folder that is gone: only another program writes one
+            skipped.append(f"image {img.id} ({img.rel_path}): refused, its folder {img.folder_id} is not in the database")
+            continue
         if img.missing:
             skipped.append(f"{folder.name}/{img.rel_path}: image file missing since the last indexing")
             continue
