@@ -171,6 +171,6 @@ def shape_mismatches(expected: Mapping[str, tuple[int, ...]], header: Mapping[st
         problems.append(f"missing tensors: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
     if unexpected:
         problems.append(f"unexpected tensors: {', '.join(unexpected[:8])}{' …' if len(unexpected) > 8 else ''}")
-    if wrong:
-        problems.append(f"wrong shapes: {'; '.join(wrong[:8])}")
+    if wrong:  # each entry is long: three say enough
+        problems.append(f"wrong shapes: {'; '.join(wrong[:3])}{f' and {len(wrong) - 3} more' if len(wrong) > 3 else ''}")
     return problems

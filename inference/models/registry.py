@@ -92,9 +92,11 @@ def config_from_dict(name: str, values: dict[str, Any]) -> Any:
 def _check_type(name: str, key: str, value: Any, default: Any) -> None:
     """A value of the default's kind (a whole number where one is expected, a list for a tuple), so
     a hand-edited config fails here with its field named, not deep in a constructor."""
-    if default is dataclasses.MISSING or default is None or value is None:
+    if default is dataclasses.MISSING or default is None:
         return
-    if isinstance(default, bool):
+    if value is None:
+        ok = False
+    elif isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)

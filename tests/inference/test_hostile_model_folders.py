@@ -140,6 +140,7 @@ def test_every_preset_is_within_bounds() -> None:
     ("classifier", {"embed_dim": "96"}, "embed_dim must be a whole number"),
     ("classifier", {"depths": 2}, "depths must be a list of numbers"),
     ("segmenter", {"d_state": 4.5}, "d_state must be a whole number"),
+    ("anomaly", {"smoothing_sigma": None}, "smoothing_sigma must be a number, not 'None'"),
 ])
 def test_a_value_of_the_wrong_kind_is_named_in_one_line(tmp_path: Path, tiny, family, changes, field) -> None:
     """Found by benchmarks/fuzz_model_folders.py: a list where a number belongs reached torch and
