@@ -149,3 +149,14 @@ def test_a_value_of_the_wrong_kind_is_named_in_one_line(tmp_path: Path, tiny, fa
     with pytest.raises(CheckpointError, match=field) as exc:
         load_model(d, family=family)
     assert "\n" not in str(exc.value)
+
+
+def test_a_long_shape_mismatch_is_summarised() -> None:
+    """Found by benchmarks/fuzz_model_folders.py: eight long entries made 900-character messages."""
+    from inference.model_limits import TensorEntry, shape_mismatches
+
+    expected = {f"block{i}.weight": (64, 64) for i in range(10)}
+    header = {k: TensorEntry("F32", (16, 16), 1024) for k in expected}
+    [line] = shape_mismatches(expected, header)
+    assert line.startswith("wrong shapes: block0.weight (16, 16) (model expects (64, 64)); ")
+    assert line.endswith(" and 7 more") and len(line) < 300

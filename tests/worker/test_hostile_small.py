@@ -80,6 +80,19 @@ def test_damaged_pngs_are_refused_with_a_reason_and_nothing_on_stderr(tmp_path: 
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
+def test_a_damaged_tiff_leaves_no_opencv_log_line(tmp_path: Path) -> None:
+    """Found by benchmarks/fuzz_images.py: OpenCV logged "[ERROR…] TIFF_Error …" for broken TIFFs."""
+    ok, buf = cv2.imencode(".tif", np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    data = buf.tobytes()
+    (tmp_path / "bad.tif").write_bytes(data[:4] + b"\xf0\xff\x00\x00" + data[8:])  # first directory: nowhere
+    code = ("import sys\nfrom inference.imageio import read_raw, ImageReadError\n"
+            "try: read_raw(sys.argv[1])\nexcept ImageReadError as e: print(e.reason)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bad.tif")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() == "not a decodable image (corrupt or unsupported format)"
+    assert proc.stderr == "", proc.stderr
+
+
 def test_an_unsupported_pixel_layout_is_named_not_asserted(tmp_path: Path, monkeypatch) -> None:
     from inference import engine
 
