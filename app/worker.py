@@ -174,7 +174,7 @@ class Worker:
                 in_hand = None
                 if on_batch is not None and results is not None:
                     on_batch(current[0], results)
-        except Exception as exc:  # Ctrl-C / SystemExit: a stop, not a failed attempt
+        except Exception as exc:  # not BaseException: Ctrl-C and SystemExit are stops, not failed attempts
             # Leaving on an error with a batch on the models: its items were tried, so the give-back
             # counts (unregister's would not), and a batch that kills every restart fails for good.
             if in_hand is not None and in_hand.items:
