@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -72,6 +72,20 @@ def mask_png(mask: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one line a person can report: its type and first line, no traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def job_versions(params: Mapping) -> dict[str, int]:
+    """The model version per family a prelabel job names; a malformed row is a ValueError."""
+    try:
+        return {str(f): int(v) for f, v in params["model_versions"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"malformed prelabel job parameters ({describe(exc)})") from None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -91,21 +105,21 @@ class _Heartbeat(threading.Thread):
         super().__init__(name="heartbeat", daemon=True)
         self.db, self.worker_id, self.every_s = db, worker_id, every_s
         self.cancelled: frozenset[int] = frozenset()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def beat(self) -> frozenset[int]:
         self.cancelled = self.db.jobs.heartbeat(self.worker_id)
         return self.cancelled
 
     def run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while not self._halt.wait(self.every_s):
             try:
                 self.beat()
             except Exception as exc:  # a locked or unreachable database: try again next beat
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 class Worker:
@@ -141,6 +155,7 @@ class Worker:
         self.db.jobs.register_worker(self.id)
         self._heartbeat.start()
         pending: tuple[ClaimedBatch, list] | None = None
+        in_hand: ClaimedBatch | None = None  # the batch on the models: tried, should the worker die now
         try:
             while not self._stop.is_set():
                 self._recover()
@@ -156,11 +171,23 @@ class Worker:
                 # Claim and start decoding the next batch while this one runs on the models.
                 if not self._stop.is_set() and not (until is not None and until()):
                     pending = self._claim_and_decode()
+                in_hand = current[0]
                 results = self._process(*current)
+                in_hand = None
                 if on_batch is not None and results is not None:
                     on_batch(current[0], results)
+        except Exception as exc:  # not BaseException: Ctrl-C and SystemExit are stops, not failed attempts
+            # Leaving on an error with a batch on the models: its items were tried, so the give-back
+            # counts (unregister's would not), and a batch that kills every restart fails for good.
+            if in_hand is not None and in_hand.items:
+                try:
+                    self._retry(in_hand.items, f"the worker stopped on an error while processing it: {describe(exc)}")
+                except DatabaseError as db_exc:
+                    log.warning("could not count the failed attempt (%s)", db_exc)
+            raise
         finally:
             self._heartbeat.stop()
+            self._heartbeat.join(timeout=30)  # no beat in flight once the worker signs off
             try:
                 if pending is not None:
                     self.db.jobs.release_items(self.id, [it.id for it in pending[0].items])
@@ -217,9 +244,8 @@ class Worker:
         batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL])
         if batch is None:
             return None
-        params = batch.job.params
-        versions = {f: int(v) for f, v in params["model_versions"].items()}
         try:
+            versions = job_versions(batch.job.params)
             engine = self._engine_for(versions)
         except (CheckpointError, ValueError, RuntimeError) as exc:
             # A model that cannot load fails the job's items with the reason (not retried forever).
@@ -255,13 +281,46 @@ class Worker:
         if job.id in self._heartbeat.beat():
             self.db.jobs.release_items(self.id, [it.id for it in batch.items])  # cancelled: leave it
             return None
-        params = job.params
-        versions = {f: int(v) for f, v in params["model_versions"].items()}
+        versions = job_versions(job.params)
+        settings = self._flag_settings(job.params)
         engine = self._engine_for(versions)
-        results = engine.predict_decoded(engine.collect(pending), list(versions))
-        self._store(batch, results, versions, self._flag_settings(params))
+        decoded = engine.collect(pending)
+        try:
+            results = self._predict_and_store(engine, batch, decoded, versions, settings)
+        except DatabaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any error of a model: see the loop below
+            if len(decoded) == 1:
+                self._retry(batch.items, f"prediction failed: {describe(exc)}")
+                return None
+            log.warning("batch of %d raised %s; running its images one by one", len(decoded), describe(exc))
+            # One image alone at a time, so a poison image costs an attempt of that image only.
+            results = []
+            for one in decoded:
+                item: JobItemInfo = one[0]  # type: ignore[assignment]
+                try:
+                    results += self._predict_and_store(engine, ClaimedBatch(job, (item,)), [one], versions, settings)
+                except DatabaseError:
+                    raise
+                except Exception as item_exc:  # noqa: BLE001
+                    self._retry((item,), f"prediction failed: {describe(item_exc)}")
         self.stats.batches += 1
         return results
+
+    def _predict_and_store(self, engine: InspectionEngine, batch: ClaimedBatch, decoded: list,
+                           versions: Mapping[str, int], settings: FlagSettings) -> list[ImageResult]:
+        results = engine.predict_decoded(decoded, list(versions))
+        self._store(batch, results, versions, settings)
+        return results
+
+    def _retry(self, items: Sequence[JobItemInfo], reason: str) -> None:
+        """Give back items whose processing raised, the attempt counted; failed for good at the limit."""
+        log.error("image(s) %s: %s", ", ".join(str(it.image_id) for it in items), reason)
+        failed = set(self.db.jobs.retry_items(self.id, {it.id: reason for it in items}))
+        for it in items:
+            if it.id in failed and it.image_id is not None:
+                self.db.images.set_error(it.image_id, reason)
+        self.stats.failed += len(failed)
 
     def _flag_settings(self, params: Mapping) -> FlagSettings:
         """A job's explicit thresholds (``submit_prelabel(flag_settings=…)``), else the project's
@@ -283,11 +342,14 @@ class Worker:
         flagged: list[int] = []
         clear: list[int] = []
         priorities: dict[int, float] = {}
+        sizes: dict[int, tuple[int, int]] = {}
         for r in results:
             item: JobItemInfo = r.key  # type: ignore[assignment]
             if not r.ok:
                 errors[item.id] = r.error or "unreadable image"
                 continue
+            if r.width and r.height:
+                sizes[item.image_id] = (r.width, r.height)
             flags = flag_result(r, settings)
             (flagged if flags.flagged else clear).append(item.image_id)
             priorities[item.image_id] = flags.priority
@@ -302,6 +364,7 @@ class Worker:
         if clear:
             self.db.images.set_flagged(clear, False)
         self.db.images.set_priorities(priorities)
+        self.db.images.set_decoded(sizes)
         for item_id, reason in errors.items():
             image_id = next(it.image_id for it in batch.items if it.id == item_id)
             self.db.images.set_error(image_id, reason)

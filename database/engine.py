@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from database import migrate as mig
-from database.errors import DatabaseError, SchemaTooNewError, describe, translate, where
+from database.errors import (DatabaseError, SchemaTooNewError, describe, mask_url, translate, unreadable,
+                             unreadable_row, where)
 
 if TYPE_CHECKING:
     from database.classes import ClassRepository
@@ -34,16 +35,21 @@ if TYPE_CHECKING:
     from database.project_settings import ProjectSettingRepository
 
 SUPPORTED = ("sqlite", "postgresql")
-EXAMPLES = "sqlite:///path/to/station.sqlite or postgresql+psycopg://user:password@host/dbname"
+EXAMPLES = "sqlite:///path/to/station.sqlite or postgresql+psycopg://user@host/dbname"
+PASSWORD_HELP = "PGPASSWORD, ~/.pgpass or a PGPASSFILE (see docs/database.md)"
 
 
 def _parse(url: str) -> URL:
+    """The parsed URL; every refusal shows it with the password masked (``mask_url``)."""
     try:
         parsed = make_url(url)
     except (sa_exc.ArgumentError, ValueError):
-        raise DatabaseError(f"'{url}' is not a database URL; expected e.g. {EXAMPLES}.") from None
+        raise DatabaseError(f"'{mask_url(url)}' is not a database URL; expected e.g. {EXAMPLES}.") from None
     if parsed.get_backend_name() not in SUPPORTED:
         raise DatabaseError(f"'{parsed.get_backend_name()}' databases are not supported; use {EXAMPLES}.")
+    if "@" in (parsed.host or "") or "@" in (parsed.database or "") and parsed.get_backend_name() != "sqlite":
+        raise DatabaseError(f"'{mask_url(url)}' has an '@' in its user name or password: write it as %40 "
+                            f"there, or leave the password out of the URL and give it through {PASSWORD_HELP}.")
     return parsed
 
 
@@ -164,6 +170,10 @@ class Database:
                 yield s
         except sa_exc.DBAPIError as exc:
             raise translate(exc, self.sa_url) from exc
+        except ValueError as exc:
+            if unreadable_row(exc):  # a tampered or hand-edited row: one sentence, rolled back
+                raise unreadable(exc, self.sa_url) from exc
+            raise
 
     def revision(self) -> str | None:
         try:

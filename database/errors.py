@@ -5,6 +5,8 @@ prints) a single sentence that says what is wrong and where, so these translate 
 """
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from sqlalchemy import exc as sa_exc
@@ -23,11 +25,34 @@ class SchemaTooNewError(DatabaseError):
     """The database was migrated by a newer version of the application."""
 
 
+_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd)=)[^&;\s]*")
+
+
+def mask_url(text: str) -> str:
+    """A database URL as it may be shown: any password replaced by ``***``, even in a URL that does
+    not parse (``make_url`` would echo it whole) or whose password holds an unencoded ``@``.
+
+    Everything between ``scheme://user:`` and the *last* ``@`` is masked, so the second half of a
+    password with an ``@`` in it is never mistaken for the host name and shown.
+    """
+    text = _QUERY_SECRET.sub(r"\1***", text)
+    scheme, sep, rest = text.partition("://")
+    if not sep:  # no scheme: 'user:password@host/db' typed without one is masked all the same
+        scheme, rest = "", text
+    elif rest.startswith("/"):  # sqlite:///path and the like carry no user part
+        return text
+    at = rest.rfind("@")
+    if at < 0:
+        return text
+    user, colon, _password = rest[:at].partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{rest[at + 1:]}"
+
+
 def where(url: URL) -> str:
     """The database's location for messages, never with the password."""
     if url.get_backend_name() == "sqlite":
         return f"the database file {url.database}" if url.database else "the in-memory database"
-    host = url.host or "localhost"
+    host = (url.host or "localhost").rpartition("@")[2]  # never a password's tail (see mask_url)
     port = f":{url.port}" if url.port else ""
     return f"the database '{url.database}' on {host}{port}"
 
@@ -67,6 +92,23 @@ def describe(exc: BaseException, url: URL) -> str:
     ):
         return f"cannot reach {place}: {msg}."
     return f"{place} cannot be used: {msg}."
+
+
+_ENUM_REFUSAL = re.compile(r"^.* is not a valid \w+$")
+
+
+def unreadable_row(exc: BaseException) -> bool:
+    """Whether a ValueError raised while reading rows means a row holds what the station never
+    writes (JSON that does not parse, an unknown state): a database changed by another program."""
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return True
+    return isinstance(exc, ValueError) and bool(_ENUM_REFUSAL.match(str(exc)))
+
+
+def unreadable(exc: BaseException, url: URL) -> DatabaseError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return DatabaseError(f"{where(url)} holds a row the station cannot read ({first}); it was changed by "
+                         "something other than the station. Nothing was changed.")
 
 
 def translate(exc: BaseException, url: URL) -> DatabaseError:

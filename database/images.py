@@ -235,6 +235,18 @@ class ImageRepository:
         with self.db.session(write=True) as s:
             s.execute(update(Image), [{"id": i, "priority": float(p)} for i, p in priorities.items()])
 
+    def set_decoded(self, sizes: dict[int, tuple[int, int]]) -> None:
+        """Images a model has just read: their (width, height) as decoded, and no read error.
+
+        Indexing does not decode files (it would double its time), so this is where an image's
+        size is first known; an earlier read error is cleared since the file now decodes.
+        """
+        if not sizes:
+            return
+        with self.db.session(write=True) as s:
+            s.execute(update(Image), [{"id": i, "width": int(w), "height": int(h), "error": None}
+                                      for i, (w, h) in sizes.items()])
+
     def set_error(self, image_id: int, error: str | None) -> None:
         """Record why a file cannot be read (None clears it)."""
         with self.db.session(write=True) as s:
@@ -243,6 +255,19 @@ class ImageRepository:
 
 def join_path(root: str, rel_path: str) -> str:
     return str(PurePath(root) / PurePath(rel_path))
+
+
+def is_confined(rel_path: str) -> bool:
+    """Whether a stored relative path stays inside its folder when joined (no root, no '..').
+
+    Indexing only ever stores such paths; a row that breaks this was written by something else
+    (a tampered or hand-edited shared database), and whatever reads files for it must refuse it
+    rather than reach outside the indexed folder.
+    """
+    if not rel_path or "\x00" in rel_path:
+        return False
+    path = PurePath(rel_path)  # the flavour join_path uses on this machine
+    return not (path.is_absolute() or path.drive or path.root or ".." in path.parts)
 
 
 def set_review_state(s: Session, image_id: int, state: ReviewState) -> None:

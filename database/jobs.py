@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 QUEUED, RUNNING = ItemStatus.QUEUED.value, ItemStatus.RUNNING.value
 OPEN_JOB = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+MAX_ATTEMPTS = 3  # claims of one item that ended in an error or a dead worker before it is failed
 
 
 def new_worker_id() -> str:
@@ -229,7 +230,10 @@ class JobRepository:
     def heartbeat(self, worker_id: str) -> frozenset[int]:
         """Prove the worker alive; returns the ids of jobs it works on whose cancel was requested."""
         with self.db.session(write=True) as s:
-            _touch_worker(s, worker_id)
+            # Only a registered worker's row is refreshed: a beat that lands after the worker
+            # signed off (unregister_worker) must not write the row back, or the worker would
+            # later be reported as crashed ("gone from this host").
+            s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow()))
             held = set(s.scalars(select(JobItem.job_id).where(JobItem.claimed_by == worker_id,
                                                               JobItem.status == RUNNING).distinct()))
             held |= set(s.scalars(select(Job.id).where(Job.claimed_by == worker_id, Job.status == RUNNING)))
@@ -337,17 +341,39 @@ class JobRepository:
         with self.db.session(write=True) as s:
             return self._release(s, self._held(s, worker_id, item_ids))
 
-    def _release(self, s: Session, rows: Sequence[JobItem]) -> int:
+    def retry_items(self, worker_id: str, errors: Mapping[int, str], max_attempts: int = MAX_ATTEMPTS) -> list[int]:
+        """Give back items whose processing raised (a poison image, a model bug): the attempt counts.
+
+        Each goes back to the queue with its reason kept in the item's ``error``, or is failed
+        with that reason once it has been claimed ``max_attempts`` times, so an item that breaks
+        every worker ends the job instead of looping. Returns the ids of the items failed.
+        """
+        with self.db.session(write=True) as s:
+            rows = self._held(s, worker_id, list(errors))
+            self._release(s, rows, errors, max_attempts)
+            return [r.id for r in rows if r.status == ItemStatus.FAILED.value]
+
+    def _release(self, s: Session, rows: Sequence[JobItem], errors: Mapping[int, str] | None = None,
+                 max_attempts: int = MAX_ATTEMPTS) -> int:
+        """Requeue (or cancel) held items; with ``errors`` they were tried, and may fail for good."""
         jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({r.job_id for r in rows})))} if rows else {}
+        failed: dict[int, int] = {}
         for r in rows:
             cancel = jobs[r.job_id].cancel_requested
             r.status = ItemStatus.CANCELLED.value if cancel else QUEUED
             r.claimed_by, r.claimed_at = None, None
-            if not cancel:
-                r.attempts = max(0, r.attempts - 1)  # giving back is not a failed attempt
+            if errors is None:
+                if not cancel:
+                    r.attempts = max(0, r.attempts - 1)  # giving back untried is not a failed attempt
+                continue
+            r.error = errors[r.id]
+            if not cancel and r.attempts >= max_attempts:
+                r.status, r.finished_at = ItemStatus.FAILED.value, utcnow()
+                r.error = f"{errors[r.id]} (failed on all {r.attempts} attempts)"
+                failed[r.job_id] = failed.get(r.job_id, 0) + 1
         s.flush()
         for job_id in sorted(jobs):
-            _settle(s, job_id)
+            _settle(s, job_id, failed=failed.get(job_id, 0))
             _pause_if_idle(s, job_id)
         return len(rows)
 
@@ -415,7 +441,7 @@ class JobRepository:
             s.refresh(job)
             return job_dto(job)
 
-    def requeue_stale(self, timeout_s: float = 60.0, max_attempts: int = 3,
+    def requeue_stale(self, timeout_s: float = 60.0, max_attempts: int = MAX_ATTEMPTS,
                       dead_workers: Iterable[str] = ()) -> int:
         """Recover work of workers whose heartbeat is older than ``timeout_s`` (crashed or hung),
         and of ``dead_workers`` (known dead, e.g. their process is gone from this host).

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .model_limits import ModelLimitError, TensorEntry, read_json_bounded, read_safetensors_header, shape_mismatches
 from .models import registry
 
 WEIGHTS = "model.safetensors"
@@ -104,9 +105,11 @@ def save_card(directory: str | os.PathLike, card: dict) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json_bounded(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
+    except ModelLimitError as exc:
+        raise CheckpointError(str(exc)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -114,8 +117,36 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def weights_header(weights: Path) -> dict[str, TensorEntry]:
+    """The weights file's tensor shapes, read from its header and checked against its size."""
+    try:
+        return read_safetensors_header(weights)
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights}: missing") from None
+    except ModelLimitError as exc:
+        raise CheckpointError(str(exc)) from None
+    except OSError as exc:
+        raise CheckpointError(f"{weights}: cannot be read ({exc.strerror or exc})") from None
+
+
+def check_against_weights(name: str, config: Any, weights: Path) -> None:
+    """Build the architecture without memory (torch's meta device) and compare every tensor's shape
+    with the weights file's header, so a config that disagrees with its weights (or asks for far
+    more than the file holds) is refused before the real model is allocated."""
+    header = weights_header(weights)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in registry.build(name, config).state_dict().items()}
+    problems = shape_mismatches(shapes, header)
+    if problems:
+        raise CheckpointError(f"{weights}: does not match its config: " + " | ".join(problems))
+
+
 def load_state(model: nn.Module, weights: Path) -> None:
     """Load tensors into ``model`` strictly, naming every missing, unexpected or mis-shaped one."""
+    header = weights_header(weights)  # bounds what load_file may allocate to what the file holds
+    problems = shape_mismatches({k: tuple(v.shape) for k, v in model.state_dict().items()}, header)
+    if problems:
+        raise CheckpointError(f"{weights}: does not match its config: " + " | ".join(problems))
     try:
         state = load_file(str(weights))
     except FileNotFoundError:
@@ -123,22 +154,6 @@ def load_state(model: nn.Module, weights: Path) -> None:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} (model expects {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
-    if unexpected:
-        problems.append(f"unexpected tensors: {', '.join(unexpected[:8])}{' …' if len(unexpected) > 8 else ''}")
-    if wrong:
-        problems.append(f"wrong shapes: {'; '.join(wrong[:8])}")
-    if problems:
-        raise CheckpointError(f"{weights}: does not match its config: " + " | ".join(problems))
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{weights}: non-finite values in {', '.join(bad[:8])}")
@@ -161,13 +176,23 @@ def load_model(
     name = meta.get("model")
     if not isinstance(name, str):
         raise CheckpointError(f"{d / CONFIG}: no 'model' name")
-    if int(meta.get("format", 1)) > FORMAT_VERSION:
+    fmt = meta.get("format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise CheckpointError(f"{d / CONFIG}: 'format' must be a whole number, not {str(fmt)[:40]!r}")
+    if fmt > FORMAT_VERSION:
         raise CheckpointError(f"{d}: written by a newer version of this application (format {meta['format']})")
     try:
         config = registry.config_from_dict(name, meta.get("config", {}))
+        check_against_weights(name, config, d / WEIGHTS)
         model = registry.build(name, config)
     except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{d / CONFIG}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{d / CONFIG}: {first[:300]}") from None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a config the architecture's constructor cannot take
+        raise CheckpointError(f"{d / CONFIG}: the {name} model cannot be built from it "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
     load_state(model, d / WEIGHTS)
     model.to(map_location).eval()
     found = registry.spec(name).family

@@ -72,8 +72,10 @@ def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
     for mode, max_side in modes.items():
         try:
             views[mode] = to_float(_shrink(convert_channels(raw, mode), max_side))
-        except cv2.error as exc:
-            raise ImageReadError(path, f"cannot convert image ({str(exc).strip().splitlines()[-1]})") from None
+        except cv2.error:  # an OpenCV assertion's text says nothing to a person: name what it got
+            channels = raw.shape[2] if raw.ndim == 3 else 1
+            raise ImageReadError(path, f"cannot convert image: unsupported pixel layout ({channels} channels, "
+                                       f"{raw.dtype})") from None
     return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views)
 
 

@@ -7,6 +7,8 @@ everywhere, and one that fails says why (``ImageReadError``) instead of crashing
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -16,8 +18,13 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MAX_PIXELS = 200_000_000  # ~14k x 14k: beyond this a station runs out of memory, not patience
 MAX_FILE_BYTES = 1 << 30
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 # Decompression-bomb guard for OpenCV's own decoders.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+# OpenCV's decoders log "[ WARN:0] … grfmt_png.cpp …" for every broken file; the reason a person
+# gets is ImageReadError's (its "[ERROR] … imdecode_" lines repeat the raw assertion text), so it is silenced.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 class ImageReadError(Exception):
@@ -42,6 +49,8 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, "file not found") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot access file ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL in the name: only a tampered database row holds such a path
+        raise ImageReadError(repr(str(path)), "not a usable file name (it holds a NUL character)") from None
     if size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     if size > MAX_FILE_BYTES:
@@ -50,15 +59,40 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
+    damage = png_damage(data) if data[:8].tobytes() == PNG_SIGNATURE else None
+    if damage:  # refused before libpng sees it: libpng prints its own "libpng error: …" lines
+        raise ImageReadError(path, f"not a decodable image (damaged PNG: {damage})")
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-    except cv2.error as exc:
-        raise ImageReadError(path, f"not a decodable image ({str(exc).strip().splitlines()[-1]})") from None
+    except cv2.error:  # its text is an OpenCV assertion ("(-215:Assertion failed) …"), not a reason
+        img = None
     if img is None or img.size == 0:
         raise ImageReadError(path, "not a decodable image (corrupt or unsupported format)")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageReadError(path, f"image too large ({img.shape[1]}x{img.shape[0]} pixels)")
     return img
+
+
+def png_damage(data: np.ndarray) -> str | None:
+    """Why a PNG's chunk structure is broken (truncated, a chunk's CRC wrong, no IEND), or None.
+
+    Checks what libpng would complain about on stderr, at the cost of one CRC pass over the file.
+    """
+    buf = memoryview(data.tobytes())
+    pos, n = 8, len(buf)
+    while pos + 12 <= n:
+        length, kind = struct.unpack(">I4s", buf[pos:pos + 8])
+        end = pos + 12 + length
+        name = kind.decode("latin-1", "replace")
+        if length > 0x7FFFFFFF or end > n:
+            return f"truncated in chunk {name!r}"
+        crc = struct.unpack(">I", buf[end - 4:end])[0]
+        if zlib.crc32(buf[pos + 4:end - 4]) != crc:
+            return f"CRC error in chunk {name!r}"
+        if kind == b"IEND":
+            return None
+        pos = end
+    return "truncated (no IEND chunk)"
 
 
 def to_float(img: np.ndarray) -> np.ndarray:

@@ -23,6 +23,15 @@ def _families(text: str) -> list[str]:
     return chosen
 
 
+def known_failures_only(db, job_id: int, known_bad: set[int]) -> bool:
+    """Whether every image the job failed on had already failed before this run (a re-run of a
+    folder whose only unlabelled images are broken files is not a failure of this run)."""
+    from database.states import ItemStatus
+
+    failed = {it.image_id for it in db.jobs.items(job_id, status=ItemStatus.FAILED)}
+    return bool(failed) and failed <= known_bad
+
+
 def run(args: argparse.Namespace) -> int:
     from app.services.indexing import FolderIndexError, index_folder
     from app.services.prelabel import PrelabelError, failed_images, job_status, submit_routed_prelabel
@@ -86,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
             bar.update(processed - shown, failed=sum(s.failed for s in now))
             shown = processed
 
+        # Images that failed in an earlier run are queued again (they have no prediction); if they
+        # are all this run had and fail again, nothing went wrong now: see known_failures_only.
+        known_bad = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id)) if im.error}
         worker = Worker(db, WorkerOptions(device=args.device, batch_size=args.batch_size))
         worker.install_signal_handlers()
         try:
@@ -118,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         code = 0
         for status in final:
             job_id = status.job_id
+            if status.state == "failed" and known_failures_only(db, job_id, known_bad):
+                print(f"job {job_id}: nothing new to pre-label; the {status.failed} image(s) queued again had "
+                      "failed in an earlier run and failed again for the reasons above", file=sys.stderr)
+                continue
             print(f"job {job_id} {status.state}: {status.done} images pre-labelled, {status.failed} failed",
                   file=sys.stderr)
             if not status.finished:  # stopped by Ctrl-C / SIGTERM: claims were given back

@@ -30,6 +30,7 @@ from app.services.export_items import (
     unique_file_names,
 )
 from app.services.export_split import SplitSpec, assign_splits, counts
+from app.services.json_files import read_json_object
 
 if TYPE_CHECKING:
     from database import Database
@@ -46,6 +47,8 @@ FORMAT_TITLES = {  # for choosers (the GUI's export dialog); details in docs/exp
 ALL_FORMATS = ("imagefolder", "masks", "coco", "mvtec", "csv")  # 'all': YOLO is asked for by name
 MVTEC_DEFAULT_HOLDOUT = SplitSpec(0.8, 0.0, 0.2)  # MVTec needs good test images even without a split
 MANIFEST = "export.json"
+MANIFEST_MAX_BYTES = 256 << 20  # read before an overwrite: a stray file of any size is not loaded whole
+WRITTEN_BY = "inspection-review-station export"  # in the manifest: marks a folder --overwrite may replace
 SPACE_MARGIN_BYTES = 16 << 20
 
 ProgressFn = Callable[[int, int], None]
@@ -171,14 +174,59 @@ def os_error_message(exc: OSError, out: Path) -> str:
     return f"cannot write the export to {out}: {exc.strerror or exc}{where}"
 
 
-def check_destination(out: Path, overwrite: bool) -> None:
+def check_destination(out: Path, overwrite: bool, indexed_roots: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse a destination an export could damage, before anything is written.
+
+    An output inside an indexed folder would be indexed back as new images, and ``overwrite``
+    replaces the whole folder: it is allowed only for a folder this station exported before, in
+    which every file is one its manifest lists, so source images (or anything a person put
+    there) are never deleted, even next to a stray ``export.json``.
+    """
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
+    real_out = out.resolve()
+    for root in indexed_roots:
+        real_root = Path(root).expanduser().resolve()
+        if real_out == real_root or real_out.is_relative_to(real_root):
+            raise ExportError(f"{out} is inside the indexed folder {root}: the exported copies would be indexed "
+                              "as new images; choose a folder outside every indexed folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ExportError(f"{out} is not empty: choose a new or empty folder (or overwrite a previous export)")
-        if not (out / MANIFEST).is_file():
-            raise ExportError(f"{out} is not empty and holds no {MANIFEST}: only a previous export is overwritten")
+        refusal = not_a_previous_export(out)
+        if refusal:
+            raise ExportError(f"{out} is not empty and {refusal}: only a previous export is overwritten "
+                              f"(one this station wrote, every file listed in its {MANIFEST}); nothing was changed")
+
+
+def not_a_previous_export(out: Path) -> str | None:
+    """Why ``out`` is not a previous export of this station (None when it is one, whole)."""
+    if not (out / MANIFEST).is_file():
+        return f"holds no {MANIFEST}"
+    if (out / MANIFEST).stat().st_size > MANIFEST_MAX_BYTES:
+        return f"its {MANIFEST} is larger than any manifest this station writes"
+    try:
+        manifest = read_json_object(out / MANIFEST)
+    except (OSError, ValueError) as exc:
+        return f"its {MANIFEST} cannot be read ({exc})"
+    listed = manifest.get("files")
+    if manifest.get("written_by") != WRITTEN_BY or not isinstance(listed, list):
+        return f"its {MANIFEST} was not written by this station (or by a version that did not list its files)"
+    unlisted = sorted(set(files_under(out)) - {MANIFEST} - {str(f) for f in listed})
+    if unlisted:
+        more = f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else ""
+        return f"holds files the export did not write ({', '.join(unlisted[:3])}{more})"
+    return None
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every file and link below ``folder`` as a '/'-separated relative path (links not followed)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        base = Path(dirpath)
+        links = [d for d in dirnames if (base / d).is_symlink()]  # a linked folder counts as an entry
+        found += [(base / name).relative_to(folder).as_posix() for name in (*filenames, *links)]
+    return sorted(found)
 
 
 def make_temp_dir(out: Path) -> Path:
@@ -219,22 +267,23 @@ def export_database(db: Database, out: str | os.PathLike, options: ExportOptions
     try:
         chosen = resolve_folder(db, folder)
         items, skipped = items_from_database(db, chosen.id if chosen else None)
+        indexed_roots = [f.root_path for f in db.folders.list()]
         if not options.class_order:
             options = replace(options, class_order=class_order(db))
     except FolderNotFound as exc:
         raise ExportError(str(exc)) from None
     except DatabaseError as exc:
         raise ExportError(f"cannot read the labels: {exc}") from exc
-    return export_items(items, out, options, progress, cancel, skipped=skipped)
+    return export_items(items, out, options, progress, cancel, skipped=skipped, indexed_roots=indexed_roots)
 
 
 def export_items(items: Sequence[ExportItem], out: str | os.PathLike, options: ExportOptions = ExportOptions(),
                  progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                 skipped: Sequence[str] = ()) -> ExportResult:
+                 skipped: Sequence[str] = (), indexed_roots: Sequence[str | os.PathLike] = ()) -> ExportResult:
     """Write every exportable item to ``out`` in the chosen formats; see docs/export.md.
 
     ``skipped`` carries reasons found before (images the database knows are missing) into the
-    result and the manifest.
+    result and the manifest; ``out`` may not lie inside any of ``indexed_roots``.
     """
     out = Path(out).expanduser().absolute()
     if not options.formats:
@@ -251,7 +300,7 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike, options: E
     if not usable:
         raise ExportError("nothing to export: no accepted or corrected image with a readable file"
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
-    check_destination(out, options.overwrite)
+    check_destination(out, options.overwrite, indexed_roots)
     planned, mvtec_parts = plan(usable, options)
     need = estimated_bytes(planned, options.formats) + SPACE_MARGIN_BYTES
     free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
@@ -304,6 +353,8 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         "exported": len(exported),
         "per_format": per_format,
         "skipped": skipped,
+        "written_by": WRITTEN_BY,
+        "files": files_under(tmp),  # what a later --overwrite may delete, and nothing else
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts)

@@ -63,15 +63,23 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
         img = images.get(lab.image_id)
         if img is None:
             continue
-        folder = folders[img.folder_id]
+        folder = folders.get(img.folder_id)
+        if folder is None:  # a row pointing at a folder that is gone: only another program writes one
+            skipped.append(f"image {img.id} ({img.rel_path}): refused, its folder {img.folder_id} is not in the database")
+            continue
         if img.missing:
             skipped.append(f"{folder.name}/{img.rel_path}: image file missing since the last indexing")
+            continue
+        source = confined_source(folder.root_path, img.rel_path)
+        if source is None:
+            skipped.append(f"{folder.name}/{img.rel_path}: refused, the stored path leads outside the indexed "
+                           f"folder {folder.root_path} (the database row was not written by indexing)")
             continue
         fields = {"class_name": lab.class_name, "mask_png": lab.mask_png}
         if confirms_prediction_only(lab):
             fields.update(prediction_label(lab, db.predictions.for_image(img.id)))
         items.append(ExportItem(
-            source=Path(folder.root_path) / img.rel_path,
+            source=source,
             rel_path=img.rel_path,
             folder=folder.name,
             review_state=lab.review_state.value,
@@ -85,6 +93,25 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
             **fields,
         ))
     return items, skipped
+
+
+def confined_source(root_path: str, rel_path: str) -> Path | None:
+    """The image file of a stored row, or None where reading it would leave the indexed folder.
+
+    Checked by name ('..', an absolute path) and on disk (a folder on the way that is a link out
+    of the root: scanning never descends into linked folders, so only a tampered row names one).
+    A linked *file* inside the folder is read, as indexing read it.
+    """
+    from database.images import is_confined, join_path
+
+    if not is_confined(rel_path):
+        return None
+    source = Path(join_path(root_path, rel_path))
+    try:
+        inside = source.parent.resolve().is_relative_to(Path(root_path).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return source if inside else None
 
 
 def class_order(db: Database) -> tuple[str, ...]:

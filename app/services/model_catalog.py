@@ -7,10 +7,8 @@ version is what makes the next pre-label job use it (``prelabel.resolve_models``
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import struct
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from app.services.json_files import JsonFileError, read_json_object
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, version_for_dir
 from database.dto import ModelVersionInfo
 from inference.bundled import DEFAULT_MODEL, bundled_models
+from inference.model_limits import MAX_JSON_BYTES, ModelLimitError, check_config_values, read_safetensors_header
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -32,7 +31,6 @@ ARCHITECTURES = {"memory_mamba": "classifier", "mim_istd": "segmenter",
                  "pattern_anomaly": "anomaly", "pixel_gaussian": "anomaly"}
 PART_ONLY = {"target_verifier": "segmenter"}   # only loadable as a part of another model directory
 FORMAT_VERSION = 1                             # inference.checkpoints.FORMAT_VERSION
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 # card metrics shown in the table: key -> short label
 HEADLINES = (("accuracy", "acc"), ("iou", "IoU"), ("pd", "Pd"), ("fa", "Fa"),
              ("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
@@ -93,6 +91,8 @@ def summarize_metrics(metrics: Any) -> str:
 
 
 def _read_object(path: Path) -> dict[str, Any]:
+    if path.is_file() and path.stat().st_size > MAX_JSON_BYTES:
+        raise ModelCatalogError(f"{path} is larger than any model file the station writes ({MAX_JSON_BYTES} bytes)")
     try:
         return read_json_object(path)
     except JsonFileError as exc:
@@ -100,38 +100,18 @@ def _read_object(path: Path) -> dict[str, Any]:
 
 
 def check_safetensors(path: Path) -> int:
-    """Read a safetensors file's header (8-byte little-endian length + JSON) without loading any
-    tensor; returns the number of tensors. Every tensor's byte range must lie inside the file."""
+    """Read a safetensors file's header without loading any tensor; returns the number of tensors.
+
+    Every tensor's byte range must lie inside the file and hold exactly its shape × dtype bytes
+    (``inference.model_limits``, the loader's own check)."""
     if not path.is_file():
         raise ModelCatalogError(f"{path.name} is missing in {path.parent}")
-    size = path.stat().st_size
     try:
-        with path.open("rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ModelCatalogError(f"{path} is not a safetensors file (too short)")
-            n = struct.unpack("<Q", head)[0]
-            if n == 0 or n > MAX_HEADER_BYTES or 8 + n > size:
-                raise ModelCatalogError(f"{path} is not a safetensors file (header length {n} does not fit "
-                                        f"a {size}-byte file)")
-            header = json.loads(f.read(n).decode("utf-8"))
+        return len(read_safetensors_header(path))
+    except ModelLimitError as exc:
+        raise ModelCatalogError(str(exc)) from None
     except OSError as exc:
         raise ModelCatalogError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ModelCatalogError(f"{path} is not a safetensors file (its header is not JSON: {exc})") from None
-    if not isinstance(header, dict):
-        raise ModelCatalogError(f"{path} is not a safetensors file (its header is not a JSON object)")
-    data = size - 8 - n
-    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    if not tensors:
-        raise ModelCatalogError(f"{path} holds no tensors")
-    for name, t in tensors.items():
-        offsets = t.get("data_offsets") if isinstance(t, dict) else None
-        if (not isinstance(t, dict) or not isinstance(t.get("dtype"), str) or not isinstance(t.get("shape"), list)
-                or not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1] <= data):
-            raise ModelCatalogError(f"{path} is damaged: tensor {name!r} has no valid dtype, shape or byte range")
-    return len(tensors)
 
 
 def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
@@ -152,6 +132,10 @@ def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
         raise ModelCatalogError(f"{directory} holds an unknown model architecture {arch!r} (known: {known})")
     if found != family or config.get("family", found) != found:
         raise ModelCatalogError(f"{directory} holds a {found} model ({arch}), not a {family} model")
+    try:
+        check_config_values(config.get("config", {}), str(directory / "config.json"))
+    except ModelLimitError as exc:
+        raise ModelCatalogError(str(exc)) from None
     check_safetensors(directory / "model.safetensors")
     return config
 

@@ -70,7 +70,11 @@ def available() -> list[ModelSpec]:
 
 
 def config_from_dict(name: str, values: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass, rejecting unknown keys (a typo must not pass silently)."""
+    """Rebuild a config dataclass, rejecting unknown keys (a typo must not pass silently) and sizes
+    out of bounds (``inference.model_limits``: a config is user data and decides the allocation)."""
+    from inference.model_limits import check_config_values
+
+    check_config_values(values, f"config for {name!r}")
     cls = spec(name).config_cls
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(fields)
@@ -80,8 +84,35 @@ def config_from_dict(name: str, values: dict[str, Any]) -> Any:
     for key, val in values.items():
         # JSON turns tuples into lists; give tuples back where the default is a tuple.
         default = fields[key].default
+        _check_type(name, key, val, default)
         kwargs[key] = tuple(val) if isinstance(val, list) and isinstance(default, tuple) else val
     return cls(**kwargs)
+
+
+def _check_type(name: str, key: str, value: Any, default: Any) -> None:
+    """A value of the default's kind (a whole number where one is expected, a list for a tuple), so
+    a hand-edited config fails here with its field named, not deep in a constructor."""
+    if default is dataclasses.MISSING or default is None:
+        return
+    if value is None:
+        ok = False
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    else:
+        return
+    if not ok:
+        kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
+                tuple: "a list of numbers"}[next(t for t in (bool, int, float, str, tuple) if isinstance(default, t))]
+        raise ValueError(f"config for {name!r}: {key} must be {kind}, not {str(value)[:40]!r}")
 
 
 def build(name: str, config: Any = None) -> nn.Module:

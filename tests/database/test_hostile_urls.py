@@ -1,0 +1,70 @@
+"""A database password is never printed: not in parse errors, not as a 'host' when it holds an
+unencoded '@', not by the command line's error (issue 17.4)."""
+from __future__ import annotations
+
+import pytest
+
+from app.cli import main as cli_main
+from database import DatabaseError, open_database
+
+SECRET = "Sup3rSecret"
+LEAKY = [
+    f"postgresql+psycopg://inspector:{SECRET}@dbhost:notaport/station",  # does not parse
+    f"postgresql+psycopg://inspector:{SECRET}@@dbhost/station",
+    f"postgresql+psycopg://inspector:pa@{SECRET}@127.0.0.1:1/station",  # unencoded '@': tail would be the host
+    f"postgresql+psycopg://inspector:p/a@{SECRET}@127.0.0.1:1/station",
+    f"postgres ql://inspector:{SECRET}@dbhost/station",
+    f"inspector:{SECRET}@dbhost/station",  # no scheme at all
+    f"postgresql+psycopg://inspector@127.0.0.1:1/station?password={SECRET}&sslmode=disable",
+]
+
+
+@pytest.mark.parametrize("url", LEAKY)
+def test_no_error_shows_the_password(url: str) -> None:
+    with pytest.raises(DatabaseError) as exc:
+        open_database(url, connect_timeout_s=1)
+    text = str(exc.value)
+    assert SECRET not in text and SECRET[:5] not in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("url", LEAKY[:3])
+def test_the_command_line_error_shows_no_password(url: str, capsys) -> None:
+    assert cli_main(["--db", url, "db", "current"]) == 2
+    out, err = capsys.readouterr()
+    assert SECRET not in out + err and "Traceback" not in err and err.startswith("error: ")
+
+
+def test_an_unencoded_at_sign_is_explained() -> None:
+    with pytest.raises(DatabaseError, match="has an '@' in its user name or password: write it as %40"):
+        open_database(f"postgresql+psycopg://inspector:pa@{SECRET}@dbhost/station")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://u:pw@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql+psycopg://u:p@w@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("postgresql+psycopg://u@h/db?password=pw&x=1", "postgresql+psycopg://u@h/db?password=***&x=1"),
+    ("sqlite:////data/a@b.sqlite", "sqlite:////data/a@b.sqlite"),
+])
+def test_mask_url(url: str, shown: str) -> None:
+    from database.errors import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_a_password_from_a_pgpass_file_opens_postgres(pg_url: str, tmp_path, monkeypatch) -> None:
+    """The documented way: the URL without its password, the password in a PGPASSFILE."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    if not url.password:
+        pytest.skip("the test server takes no password")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:*:{url.username}:{url.password}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    bare = url.set(password=None).render_as_string(hide_password=False)
+    assert str(url.password) not in bare
+    open_database(bare).close()

@@ -1,0 +1,126 @@
+"""Smaller findings of issue 17: a signed-off worker stays signed off, pre-labelling fills image
+sizes, broken files give a reason a person can read (no OpenCV assertion, no libpng line), and a
+re-run that only meets the known-bad files again is not a failure."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.services.artifacts import ArtifactStore
+from app.services.indexing import index_folder
+from app.services.prelabel import submit_prelabel
+from app.worker import Worker, WorkerOptions
+from inference.imageio import ImageReadError, read_raw
+from tests.conftest import ROOT
+from tests.worker.helpers import good_images, make_db
+
+
+@pytest.fixture
+def db(url, tiny_models):
+    database = make_db(url, tiny_models)
+    yield database
+    database.close()
+
+
+def test_a_heartbeat_after_sign_off_does_not_bring_the_worker_back(db) -> None:
+    w = "thishost:4242:cafe"
+    db.jobs.register_worker(w)
+    db.jobs.unregister_worker(w)
+    db.jobs.heartbeat(w)  # a beat that was in flight while the worker left
+    assert [x.id for x in db.jobs.workers()] == []
+
+
+def test_a_worker_that_ran_leaves_no_row(db, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 2)
+    submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+    Worker(db, WorkerOptions(device="cpu", heartbeat_s=0.01, poll_s=0.01),
+           artifacts=ArtifactStore(tmp_path / "a")).run(once=True)
+    assert db.jobs.workers() == []
+
+
+def test_prelabelling_fills_width_and_height(db, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    assert cv2.imwrite(str(folder / "wide.png"), np.zeros((20, 50), np.uint8) + 9)
+    fid = index_folder(db, folder).folder_id
+    submit_prelabel(db, folder_id=fid, families=["anomaly"])
+    Worker(db, WorkerOptions(device="cpu"), artifacts=ArtifactStore(tmp_path / "a")).run(once=True)
+    [image] = db.images.query()
+    assert (image.width, image.height) == (50, 20) and image.error is None
+
+
+def broken_pngs(tmp_path: Path) -> list[Path]:
+    ok, buf = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    png = buf.tobytes()
+    out = []
+    for name, data in {"crc.png": png[:100] + bytes([png[100] ^ 0xFF]) + png[101:],
+                       "half.png": png[: len(png) // 2], "header.png": png[:40],
+                       "noiend.png": png[:-12]}.items():
+        (tmp_path / name).write_bytes(data)
+        out.append(tmp_path / name)
+    return out
+
+
+def test_damaged_pngs_are_refused_with_a_reason_and_nothing_on_stderr(tmp_path: Path) -> None:
+    paths = broken_pngs(tmp_path)
+    for p in paths:
+        with pytest.raises(ImageReadError, match="damaged PNG") as exc:
+            read_raw(p)
+        assert "libpng" not in exc.value.reason and "Assertion" not in exc.value.reason
+    code = ("import sys\nfrom inference.imageio import read_raw, ImageReadError\n"
+            "for p in sys.argv[1:]:\n    try: read_raw(p)\n    except ImageReadError: pass\n")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, paths)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_a_damaged_tiff_leaves_no_opencv_log_line(tmp_path: Path) -> None:
+    """Found by benchmarks/fuzz_images.py: OpenCV logged "[ERROR…] TIFF_Error …" for broken TIFFs."""
+    ok, buf = cv2.imencode(".tif", np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    data = buf.tobytes()
+    (tmp_path / "bad.tif").write_bytes(data[:4] + b"\xf0\xff\x00\x00" + data[8:])  # first directory: nowhere
+    code = ("import sys\nfrom inference.imageio import read_raw, ImageReadError\n"
+            "try: read_raw(sys.argv[1])\nexcept ImageReadError as e: print(e.reason)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bad.tif")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() == "not a decodable image (corrupt or unsupported format)"
+    assert proc.stderr == "", proc.stderr
+
+
+def test_an_unsupported_pixel_layout_is_named_not_asserted(tmp_path: Path, monkeypatch) -> None:
+    from inference import engine
+
+    monkeypatch.setattr(engine, "read_raw", lambda _p: np.zeros((8, 8, 2), np.uint8))
+    with pytest.raises(ImageReadError) as exc:
+        engine.decode(tmp_path / "two.tif", {"rgb": 64})
+    assert "unsupported pixel layout (2 channels, uint8)" in exc.value.reason
+    assert "Assertion" not in exc.value.reason and "error:" not in exc.value.reason
+
+
+def test_rerunning_prelabel_on_only_known_bad_files_exits_0(tmp_path: Path, sqlite_url, tiny_models,
+                                                             single_thread_env) -> None:
+    make_db(sqlite_url, tiny_models).close()
+    parts = tmp_path / "parts"
+    good_images(parts, 2)
+    (parts / "text.png").write_text("not a picture")
+    broken_pngs(parts)
+
+    def prelabel() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "main.py", "prelabel", str(parts), "--db", sqlite_url, "--device",
+                               "cpu", "--families", "anomaly", "--report", str(tmp_path / "r.json")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    first = prelabel()
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = prelabel()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing new to pre-label" in again.stderr and "failed again" in again.stderr
+    for out in (first, again):
+        assert "libpng" not in out.stderr and "Traceback" not in out.stderr and "[ WARN" not in out.stderr
+    assert len(json.loads((tmp_path / "r.json").read_text())["failed"]) == 5

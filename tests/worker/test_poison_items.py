@@ -1,0 +1,99 @@
+"""An image whose prediction raises costs that image a bounded number of attempts, never the worker.
+
+Issue 17: any Python error inside a model's predict escaped ``Worker._process``; every worker
+exited with a traceback, the claims were given back with the attempt taken back, and the job
+stayed queued for ever, crashing each restart.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.services.artifacts import ArtifactStore
+from app.services.indexing import index_folder
+from app.services.prelabel import failed_images, job_status, submit_prelabel
+from app.worker import Worker, WorkerOptions
+from database.jobs import MAX_ATTEMPTS
+from inference.engine import InspectionEngine
+from tests.worker.helpers import good_images, make_db
+
+
+@pytest.fixture
+def db(url, tiny_models):
+    database = make_db(url, tiny_models)
+    yield database
+    database.close()
+
+
+def worker(db, tmp_path: Path) -> Worker:
+    return Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
+                  artifacts=ArtifactStore(tmp_path / "artifacts"))
+
+
+def poison_folder(tmp_path: Path) -> Path:
+    good_images(tmp_path / "imgs", 3)
+    assert cv2.imwrite(str(tmp_path / "imgs" / "poison.png"), np.full((32, 32), 7, np.uint8))
+    return tmp_path / "imgs"
+
+
+def raise_on_flat_images(monkeypatch, exc: Exception) -> list[int]:
+    """A model bug that only one kind of image triggers (here: a flat one), as a TypeError etc. would."""
+    real = InspectionEngine._predict_family
+    calls: list[int] = []
+
+    def predict(self, family, images, sizes):
+        calls.append(len(images))
+        if any(float(np.ptp(im)) == 0.0 for im in images):
+            raise exc
+        return real(self, family, images, sizes)
+
+    monkeypatch.setattr(InspectionEngine, "_predict_family", predict)
+    return calls
+
+
+def test_a_raising_prediction_fails_that_image_after_bounded_attempts(db, tmp_path: Path, monkeypatch) -> None:
+    raise_on_flat_images(monkeypatch, ZeroDivisionError("float division by zero"))
+    folder = index_folder(db, poison_folder(tmp_path)).folder_id
+    job = submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    stats = worker(db, tmp_path).run(once=True)
+    status = job_status(db, job)
+    assert (status.state, status.done, status.failed) == ("done", 3, 1)
+    assert stats.predicted == 3 and stats.failed == 1
+    [(path, reason)] = failed_images(db, job)
+    assert path.endswith("poison.png")
+    assert "ZeroDivisionError: float division by zero" in reason and f"all {MAX_ATTEMPTS} attempts" in reason
+    [item] = [it for it in db.jobs.items(job) if it.status.value == "failed"]
+    assert item.attempts == MAX_ATTEMPTS and "Traceback" not in item.error
+    poison = next(i for i in db.images.query() if i.rel_path == "poison.png")
+    assert "ZeroDivisionError" in poison.error
+
+
+def test_an_error_that_stops_the_worker_counts_an_attempt_across_restarts(db, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """Whatever escapes the worker: the batch it held was tried, so restarts end in a failed item."""
+    good_images(tmp_path / "imgs", 1)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+
+    def broken_collect(_pending):
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr(InspectionEngine, "collect", staticmethod(broken_collect))
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        with pytest.raises(TypeError):
+            worker(db, tmp_path).run(once=True)
+        [item] = db.jobs.items(job)
+        assert item.attempts == attempt
+    status = job_status(db, job)
+    assert (status.state, status.failed) == ("failed", 1)
+    assert "worker stopped on an error" in failed_images(db, job)[0][1]
+
+
+def test_give_back_after_a_graceful_stop_is_not_an_attempt(db, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 2)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+    batch = db.jobs.claim_items("me:1:a", 2)
+    db.jobs.release_items("me:1:a", [it.id for it in batch.items])
+    assert [it.attempts for it in db.jobs.items(job)] == [0, 0]
