@@ -79,6 +79,14 @@ def _resolve(change: LabelChange, prev: LabelRevision | None) -> dict[str, Any]:
     return label
 
 
+def _check_change(change: LabelChange) -> None:
+    """A caller's value the station cannot store raises the caller's ``ValueError`` before the
+    transaction opens (inside it, a ValueError reads as a tampered row of the database)."""
+    ReviewState(change.review_state)
+    if change.anomaly_verdict is not UNCHANGED and change.anomaly_verdict is not None:
+        AnomalyVerdict(change.anomaly_verdict)
+
+
 def _newest(s: Session, image_ids: Sequence[int]) -> dict[int, LabelRevision]:
     newest = (select(LabelRevision.image_id, func.max(LabelRevision.revision).label("rev"))
               .where(LabelRevision.image_id.in_(image_ids)).group_by(LabelRevision.image_id).subquery())
@@ -93,6 +101,7 @@ class LabelRepository:
 
     def append(self, image_id: int, change: LabelChange, author: str) -> LabelRevisionInfo:
         """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state."""
+        _check_change(change)
         with self.db.session(write=True) as s:
             label = _resolve(change, _latest(s, image_id))
             row = _append(s, image_id, author, label, ReviewState(change.review_state),
@@ -107,6 +116,8 @@ class LabelRepository:
         person saved after the preview is never overwritten unseen.
         """
         ids = [image_id for image_id, _, _ in changes]
+        for _, change, _ in changes:
+            _check_change(change)
         if len(set(ids)) != len(ids):
             raise ConflictError("a batch of label changes names an image twice.")
         with self.db.session(write=True) as s:

@@ -92,7 +92,7 @@ def test_panel_badges_and_label_follow_the_worker_through_a_kill(station, tmp_pa
         text = row.info.text()  # read before the database: the row may only lag behind it
         j = db.jobs.get(job)
         seen.append((j.progress_done + j.progress_failed, j.status.value, text))
-    sampler = QTimer()
+    sampler = QTimer(win)  # dies with the window: a failed assertion leaves no timer firing into later tests
     sampler.timeout.connect(record)
     sampler.start(250)
 
