@@ -1,23 +1,46 @@
-"""The review queue in one query: images with their merged model outputs and current class.
+"""The review queue, one page at a time: what the gallery shows costs what is on screen.
 
-The gallery needs, for every image of a folder (10,000 and more), a handful of columns from
-three prediction rows and the newest label revision. Building full DTOs per row through the
-repositories costs about half a millisecond per image; this selects only those columns with
-Core (no ORM objects) and returns frozen rows, roughly twenty times faster.
+A folder can hold a million images, so nothing here reads the whole queue. A page is a
+``LIMIT`` over an order the database can walk on an index (``ix_images_queue_*`` and
+``ix_predictions_*`` from the ``0002_queue_indexes`` migration); the next page continues
+after the previous page's last sort key (keyset pagination, no ``OFFSET`` scan), and a jump
+to any row is an ``OFFSET`` over the same index. Counts are aggregate queries over those
+indexes; one image's row after a save is fetched by its id.
+
+Order (the same on SQLite and PostgreSQL, whose ``rel_path`` compares bytes, ``COLLATE "C"``):
+the sort key, then the name (``lower(rel_path)``, ASCII case folded by both databases), then
+the id; ``descending`` flips all three. (A key whose natural order is high-first, the anomaly
+score or the target count, still breaks ties by name A→Z.) Images without the key's value (no prediction from
+the active model) come after all others, by name A→Z, whatever the direction: a page walks
+the "has a value" segment first, then the "no value" one.
+
+Columns are selected with Core (no ORM objects) and returned as frozen rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, or_, select
 from sqlalchemy.orm import aliased
 
-from database.dto import ImageQuery
 from database.models import Folder, Image, LabelRevision, Prediction
+from database.states import ReviewState
 
 if TYPE_CHECKING:
     from database.engine import Database
+
+# Queue order of the review states: what needs attention first.
+STATE_ORDER = {"unreviewed": 0, "corrected": 1, "accepted": 2, "rejected": 3}
+# sort key -> (which prediction column or None for an image column, ascending in its natural order)
+SORTS: dict[str, tuple[str | None, bool]] = {
+    "name": (None, True),
+    "state": (None, True),
+    "uncertainty": ("confidence", True),   # least confident first
+    "confidence": ("confidence", True),
+    "anomaly": ("anomaly_score", False),   # highest score first
+    "targets": ("target_count", False),    # most targets first
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +60,202 @@ class QueueRow:
     label_class: str | None
 
 
-def queue_rows(db: "Database", q: ImageQuery, classifier_id: int | None = None, segmenter_id: int | None = None,
-               anomaly_id: int | None = None) -> list[QueueRow]:
-    """Rows of the images ``q`` selects (its filters; ordered by path), with the predictions of
-    the given model versions (None: that family's columns stay empty)."""
-    pc, ps, pa = aliased(Prediction), aliased(Prediction), aliased(Prediction)
-    newest_class = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
-                    .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image).scalar_subquery())
+@dataclass(frozen=True, slots=True)
+class QueueQuery:
+    """Which images the queue holds, in which order, with whose predictions (model version ids;
+    None: that family's columns stay empty)."""
+
+    folder_id: int | None = None
+    states: tuple[str, ...] = ()          # empty: every state
+    flagged: bool | None = None
+    path_contains: str | None = None
+    class_name: str | None = None         # predicted or labelled class
+    score_min: float | None = None        # anomaly score range (images without a score excluded)
+    score_max: float | None = None
+    include_missing: bool = False
+    sort: str = "name"
+    descending: bool = False
+    classifier_id: int | None = None
+    segmenter_id: int | None = None
+    anomaly_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page ended: the segment (0: has the sort value, 1: has none) and the last row's
+    sort values (key, name key, id). Plain data: it can cross threads."""
+
+    segment: int
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    rows: list[QueueRow] = field(default_factory=list)
+    cursor: Cursor | None = None  # None: the page is empty
+
+
+class _Shape:
+    """The aliases and expressions of one queue query (built per call: aliases are cheap)."""
+
+    def __init__(self, qq: QueueQuery) -> None:
+        if qq.sort not in SORTS:
+            raise ValueError(f"unknown sort key {qq.sort!r}")
+        self.qq = qq
+        self.pc, self.ps, self.pa = aliased(Prediction), aliased(Prediction), aliased(Prediction)
+        self.label_class = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
+                            .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image)
+                            .scalar_subquery())
+        self.name_key = func.lower(Image.rel_path)
+        column, natural = SORTS[qq.sort]
+        self.ascending = natural != qq.descending   # the key's direction
+        self.tie_ascending = not qq.descending      # the name's and id's
+        self.nullable = column is not None
+        self.needs = {"pc": column == "confidence" or qq.class_name is not None,
+                      "ps": column == "target_count",
+                      "pa": column == "anomaly_score" or qq.score_min is not None or qq.score_max is not None}
+        if qq.sort == "name":
+            self.key: ColumnElement | None = None
+        elif qq.sort == "state":
+            self.key = case(STATE_ORDER, value=Image.review_state, else_=9)
+        else:
+            alias = {"confidence": self.pc, "target_count": self.ps, "anomaly_score": self.pa}[column]
+            self.key = getattr(alias, column)
+
+    def joins(self, stmt: Select, every: bool) -> Select:
+        """Outer-join the predictions of the given model versions (all of them for rows, only
+        those a filter or the order reads for counts)."""
+        qq = self.qq
+        for name, alias, mv in (("pc", self.pc, qq.classifier_id), ("ps", self.ps, qq.segmenter_id),
+                                ("pa", self.pa, qq.anomaly_id)):
+            if every or self.needs[name]:
+                stmt = stmt.outerjoin(alias, and_(alias.image_id == Image.id,
+                                                  alias.model_version_id == (mv if mv is not None else -1)))
+        return stmt
+
+    def conditions(self) -> list[ColumnElement]:
+        qq = self.qq
+        conds: list[ColumnElement] = []
+        if qq.folder_id is not None:
+            conds.append(Image.folder_id == qq.folder_id)
+        if not qq.include_missing:
+            conds.append(Image.missing == false())
+        if qq.states:
+            conds.append(Image.review_state.in_([ReviewState(s).value for s in qq.states]))
+        if qq.flagged is not None:
+            conds.append(Image.flagged == qq.flagged)
+        if qq.path_contains:
+            conds.append(Image.rel_path.icontains(qq.path_contains, autoescape=True))  # as SQLite LIKE
+        if qq.class_name is not None:
+            conds.append(or_(self.pc.predicted_class == qq.class_name, self.label_class == qq.class_name))
+        if qq.score_min is not None:
+            conds.append(self.pa.anomaly_score >= qq.score_min)
+        if qq.score_max is not None:
+            conds.append(self.pa.anomaly_score <= qq.score_max)
+        return conds
+
+    def segments(self) -> list[tuple[list[ColumnElement], list[tuple[ColumnElement, bool]]]]:
+        """(extra conditions, order: [(expression, ascending)]) of each segment, in queue order."""
+        tail = [(self.name_key, self.tie_ascending), (Image.id, self.tie_ascending)]
+        if self.key is None:
+            return [([], tail)]
+        first = ([], [(self.key, self.ascending), *tail])
+        if not self.nullable:
+            return [first]
+        return [([self.key.is_not(None)], first[1]),
+                ([self.key.is_(None)], [(self.name_key, True), (Image.id, True)])]
+
+
+def _rows_select(shape: _Shape) -> Select:
+    pc, ps, pa = shape.pc, shape.ps, shape.pa
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
-                   pa.anomaly_score, newest_class)
-            .select_from(Image).join(Folder, Folder.id == Image.folder_id)
-            .outerjoin(pc, and_(pc.image_id == Image.id, pc.model_version_id == (classifier_id or -1)))
-            .outerjoin(ps, and_(ps.image_id == Image.id, ps.model_version_id == (segmenter_id or -1)))
-            .outerjoin(pa, and_(pa.image_id == Image.id, pa.model_version_id == (anomaly_id or -1))))
-    plain = ImageQuery(folder_id=q.folder_id, states=q.states, flagged=q.flagged, include_missing=q.include_missing,
-                       path_contains=q.path_contains, has_error=q.has_error)
-    stmt = db.images._filtered(stmt, plain).order_by(Image.rel_path, Image.id)
+                   pa.anomaly_score, shape.label_class,
+                   (shape.key if shape.key is not None else literal(None)).label("k0"),
+                   shape.name_key.label("k1"))
+            .select_from(Image).join(Folder, Folder.id == Image.folder_id))
+    return shape.joins(stmt, every=True)
+
+
+def _after(order: list[tuple[ColumnElement, bool]], values: tuple[Any, ...]) -> ColumnElement:
+    """Rows strictly after ``values`` in ``order`` (mixed directions allowed)."""
+    ors = []
+    for i, (expr, asc) in enumerate(order):
+        eqs = [e == v for (e, _a), v in zip(order[:i], values[:i])]
+        ors.append(and_(*eqs, expr > values[i] if asc else expr < values[i]))
+    return or_(*ors)
+
+
+def _cursor_values(order_len: int, row) -> tuple[Any, ...]:
+    k0, k1, image_id = row.k0, row.k1, row.id
+    return (k0, k1, image_id) if order_len == 3 else (k1, image_id)
+
+
+def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
+               after: Cursor | None = None) -> QueuePage:
+    """Up to ``limit`` rows of the queue: those after ``after`` (keyset: the cost of the page
+    only), else those from position ``offset`` (an index walk to the position)."""
+    shape = _Shape(qq)
+    segments = shape.segments()
+    rows: list[QueueRow] = []
+    cursor: Cursor | None = None
+    start = after.segment if after is not None else 0
+    skip = 0 if after is not None else max(0, offset)
     with db.session() as s:
-        return [QueueRow(*row) for row in s.execute(stmt)]
+        for seg in range(start, len(segments)):
+            if len(rows) >= limit:
+                break
+            extra, order = segments[seg]
+            conds = shape.conditions() + extra
+            if after is not None and seg == after.segment:
+                values = after.values if len(order) == 3 else after.values[-2:]
+                conds.append(_after(order, values))
+            stmt = (_rows_select(shape).where(*conds)
+                    .order_by(*(e.asc() if a else e.desc() for e, a in order))
+                    .limit(limit - len(rows)))
+            if skip:
+                stmt = stmt.offset(skip)
+            got = list(s.execute(stmt))
+            if skip and not got and seg + 1 < len(segments):
+                # The position lies past this segment: skip what it holds in the next one.
+                count = select(func.count()).select_from(shape.joins(select(Image.id), every=False)
+                                                         .where(*conds).subquery())
+                skip = max(0, skip - int(s.scalar(count) or 0))
+            else:
+                skip = 0
+            rows.extend(QueueRow(*r[:13]) for r in got)
+            if got:
+                cursor = Cursor(seg, _cursor_values(len(order), got[-1]))
+    return QueuePage(rows, cursor)
+
+
+def queue_count(db: "Database", qq: QueueQuery) -> int:
+    """How many images the queue holds (an aggregate over the indexes; joins only what a
+    filter reads)."""
+    shape = _Shape(qq)
+    stmt = shape.joins(select(func.count(Image.id)).select_from(Image), every=False).where(*shape.conditions())
+    with db.session() as s:
+        return int(s.scalar(stmt) or 0)
+
+
+def queue_row(db: "Database", image_id: int, qq: QueueQuery = QueueQuery()) -> QueueRow | None:
+    """One image's row (after a save or a flag change): a primary-key lookup, whatever the
+    folder's size. ``qq`` supplies only the model version ids; its filters are ignored."""
+    shape = _Shape(QueueQuery(classifier_id=qq.classifier_id, segmenter_id=qq.segmenter_id,
+                              anomaly_id=qq.anomaly_id, include_missing=True))
+    with db.session() as s:
+        row = s.execute(_rows_select(shape).where(Image.id == image_id)).first()
+    return None if row is None else QueueRow(*row[:13])
+
+
+def queue_rows(db: "Database", qq: QueueQuery, page_size: int = 5000) -> list[QueueRow]:
+    """Every row of the queue in its order, page by page (exports and tests; the gallery reads
+    pages on demand instead)."""
+    out: list[QueueRow] = []
+    after: Cursor | None = None
+    while True:
+        page = queue_page(db, qq, page_size, after=after)
+        out.extend(page.rows)
+        if len(page.rows) < page_size:
+            return out
+        after = page.cursor

@@ -71,6 +71,15 @@ class QueueFilter:
 
 
 @dataclass(frozen=True)
+class QueuePage:
+    """A page of the queue and where it ended (an opaque cursor: pass it back as ``after`` to
+    read the next page without walking to its position)."""
+
+    items: list[QueueItem]
+    cursor: object | None
+
+
+@dataclass(frozen=True)
 class PredictionView:
     """The merged model output for one image (classifier + segmenter + anomaly families)."""
 
