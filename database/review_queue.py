@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
 from sqlalchemy.orm import aliased
 
 from database.models import Folder, Image, LabelRevision, Prediction
@@ -95,6 +95,15 @@ class QueuePage:
     cursor: Cursor | None = None  # None: the page is empty
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """One stretch of the queue that a single index walk yields in order."""
+
+    conditions: list[ColumnElement]
+    order: list[tuple[ColumnElement, bool]]  # (expression, ascending)
+    inner: str | None = None                 # the prediction alias this stretch must have
+
+
 class _Shape:
     """The aliases and expressions of one queue query (built per call: aliases are cheap)."""
 
@@ -107,30 +116,25 @@ class _Shape:
                             .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image)
                             .scalar_subquery())
         self.name_key = func.lower(Image.rel_path)
-        column, natural = SORTS[qq.sort]
+        self.column, natural = SORTS[qq.sort]
         self.ascending = natural != qq.descending   # the key's direction
         self.tie_ascending = not qq.descending      # the name's and id's
-        self.nullable = column is not None
-        self.needs = {"pc": column == "confidence" or qq.class_name is not None,
-                      "ps": column == "target_count",
-                      "pa": column == "anomaly_score" or qq.score_min is not None or qq.score_max is not None}
-        if qq.sort == "name":
-            self.key: ColumnElement | None = None
-        elif qq.sort == "state":
-            self.key = case(STATE_ORDER, value=Image.review_state, else_=9)
-        else:
-            alias = {"confidence": self.pc, "target_count": self.ps, "anomaly_score": self.pa}[column]
-            self.key = getattr(alias, column)
+        self.alias_of = {"pc": self.pc, "ps": self.ps, "pa": self.pa}
+        self.key_alias = {"confidence": "pc", "target_count": "ps", "anomaly_score": "pa"}.get(self.column or "")
+        self.needs = {"pc": qq.class_name is not None, "ps": False,
+                      "pa": qq.score_min is not None or qq.score_max is not None}
+        if self.key_alias:
+            self.needs[self.key_alias] = True
 
-    def joins(self, stmt: Select, every: bool) -> Select:
-        """Outer-join the predictions of the given model versions (all of them for rows, only
-        those a filter or the order reads for counts)."""
+    def joins(self, stmt: Select, every: bool, inner: str | None = None) -> Select:
+        """Join the predictions of the given model versions (all of them for rows, only those a
+        filter or the order reads for counts); outer joins except ``inner``'s."""
         qq = self.qq
-        for name, alias, mv in (("pc", self.pc, qq.classifier_id), ("ps", self.ps, qq.segmenter_id),
-                                ("pa", self.pa, qq.anomaly_id)):
+        for name, mv in (("pc", qq.classifier_id), ("ps", qq.segmenter_id), ("pa", qq.anomaly_id)):
             if every or self.needs[name]:
-                stmt = stmt.outerjoin(alias, and_(alias.image_id == Image.id,
-                                                  alias.model_version_id == (mv if mv is not None else -1)))
+                alias = self.alias_of[name]
+                on = and_(alias.image_id == Image.id, alias.model_version_id == (mv if mv is not None else -1))
+                stmt = stmt.join(alias, on) if name == inner else stmt.outerjoin(alias, on)
         return stmt
 
     def conditions(self) -> list[ColumnElement]:
@@ -154,78 +158,96 @@ class _Shape:
             conds.append(self.pa.anomaly_score <= qq.score_max)
         return conds
 
-    def segments(self) -> list[tuple[list[ColumnElement], list[tuple[ColumnElement, bool]]]]:
-        """(extra conditions, order: [(expression, ascending)]) of each segment, in queue order."""
+    def segments(self) -> list[_Segment]:
+        """The queue's stretches in order. By name: one. By state: one per state (each an
+        index walk by name). By a score: the images with one (driven by the predictions'
+        score index), then those without, by name A→Z."""
         tail = [(self.name_key, self.tie_ascending), (Image.id, self.tie_ascending)]
-        if self.key is None:
-            return [([], tail)]
-        first = ([], [(self.key, self.ascending), *tail])
-        if not self.nullable:
-            return [first]
-        return [([self.key.is_not(None)], first[1]),
-                ([self.key.is_(None)], [(self.name_key, True), (Image.id, True)])]
+        if self.qq.sort == "name":
+            return [_Segment([], tail)]
+        if self.qq.sort == "state":
+            states = sorted(STATE_ORDER, key=STATE_ORDER.__getitem__, reverse=not self.ascending)
+            wanted = set(self.qq.states) if self.qq.states else set(states)
+            return [_Segment([Image.review_state == st], tail) for st in states if st in wanted]
+        key = getattr(self.alias_of[self.key_alias], self.column)
+        return [_Segment([key.is_not(None)], [(key, self.ascending), *tail], inner=self.key_alias),
+                _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
 
 
-def _rows_select(shape: _Shape) -> Select:
+def _rows_select(shape: _Shape, inner: str | None = None) -> Select:
     pc, ps, pa = shape.pc, shape.ps, shape.pa
+    key = getattr(shape.alias_of[shape.key_alias], shape.column) if shape.key_alias else literal(None)
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
-                   pa.anomaly_score, shape.label_class,
-                   (shape.key if shape.key is not None else literal(None)).label("k0"),
-                   shape.name_key.label("k1"))
+                   pa.anomaly_score, shape.label_class, key.label("k0"), shape.name_key.label("k1"))
             .select_from(Image).join(Folder, Folder.id == Image.folder_id))
-    return shape.joins(stmt, every=True)
+    return shape.joins(stmt, every=True, inner=inner)
 
 
 def _after(order: list[tuple[ColumnElement, bool]], values: tuple[Any, ...]) -> ColumnElement:
-    """Rows strictly after ``values`` in ``order`` (mixed directions allowed)."""
+    """Rows strictly after ``values`` in ``order`` (mixed directions allowed). The leading
+    bound is repeated on its own so the database starts its index walk there."""
     ors = []
     for i, (expr, asc) in enumerate(order):
         eqs = [e == v for (e, _a), v in zip(order[:i], values[:i])]
         ors.append(and_(*eqs, expr > values[i] if asc else expr < values[i]))
-    return or_(*ors)
+    lead, asc = order[0]
+    return and_(lead >= values[0] if asc else lead <= values[0], or_(*ors))
 
 
 def _cursor_values(order_len: int, row) -> tuple[Any, ...]:
-    k0, k1, image_id = row.k0, row.k1, row.id
-    return (k0, k1, image_id) if order_len == 3 else (k1, image_id)
+    return (row.k0, row.k1, row.id) if order_len == 3 else (row.k1, row.id)
+
+
+def _keys_select(shape: _Shape, seg: _Segment) -> Select:
+    """Only the sort values of a stretch's rows: a narrow walk (no label subquery, no unused
+    join) to find where a position lies."""
+    key = getattr(shape.alias_of[shape.key_alias], shape.column) if shape.key_alias else literal(None)
+    stmt = select(key.label("k0"), shape.name_key.label("k1"), Image.id).select_from(Image)
+    return (shape.joins(stmt, every=False, inner=seg.inner).where(*shape.conditions(), *seg.conditions)
+            .order_by(*(e.asc() if a else e.desc() for e, a in seg.order)))
+
+
+def _cursor_at(s, shape: _Shape, segments: list[_Segment], position: int) -> Cursor | None:
+    """The cursor of the row at ``position`` (None: the queue is shorter)."""
+    for index, seg in enumerate(segments):
+        row = s.execute(_keys_select(shape, seg).limit(1).offset(position)).first()
+        if row is not None:
+            return Cursor(index, _cursor_values(len(seg.order), row))
+        if index + 1 < len(segments):
+            narrow = _keys_select(shape, seg).order_by(None).subquery()
+            position -= int(s.scalar(select(func.count()).select_from(narrow)) or 0)
+    return None
 
 
 def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
                after: Cursor | None = None) -> QueuePage:
     """Up to ``limit`` rows of the queue: those after ``after`` (keyset: the cost of the page
-    only), else those from position ``offset`` (an index walk to the position)."""
+    only), else those from position ``offset`` (a narrow index walk to the position first)."""
     shape = _Shape(qq)
     segments = shape.segments()
     rows: list[QueueRow] = []
     cursor: Cursor | None = None
-    start = after.segment if after is not None else 0
-    skip = 0 if after is not None else max(0, offset)
     with db.session() as s:
-        for seg in range(start, len(segments)):
+        if after is None and offset > 0:
+            after = _cursor_at(s, shape, segments, offset - 1)
+            if after is None:
+                return QueuePage()
+        for index in range(after.segment if after is not None else 0, len(segments)):
             if len(rows) >= limit:
                 break
-            extra, order = segments[seg]
-            conds = shape.conditions() + extra
-            if after is not None and seg == after.segment:
-                values = after.values if len(order) == 3 else after.values[-2:]
-                conds.append(_after(order, values))
-            stmt = (_rows_select(shape).where(*conds)
-                    .order_by(*(e.asc() if a else e.desc() for e, a in order))
+            seg = segments[index]
+            conds = shape.conditions() + seg.conditions
+            if after is not None and index == after.segment:
+                values = after.values if len(seg.order) == 3 else after.values[-2:]
+                conds.append(_after(seg.order, values))
+            stmt = (_rows_select(shape, seg.inner).where(*conds)
+                    .order_by(*(e.asc() if a else e.desc() for e, a in seg.order))
                     .limit(limit - len(rows)))
-            if skip:
-                stmt = stmt.offset(skip)
             got = list(s.execute(stmt))
-            if skip and not got and seg + 1 < len(segments):
-                # The position lies past this segment: skip what it holds in the next one.
-                count = select(func.count()).select_from(shape.joins(select(Image.id), every=False)
-                                                         .where(*conds).subquery())
-                skip = max(0, skip - int(s.scalar(count) or 0))
-            else:
-                skip = 0
             rows.extend(QueueRow(*r[:13]) for r in got)
             if got:
-                cursor = Cursor(seg, _cursor_values(len(order), got[-1]))
+                cursor = Cursor(index, _cursor_values(len(seg.order), got[-1]))
     return QueuePage(rows, cursor)
 
 
