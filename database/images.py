@@ -131,6 +131,14 @@ class ImageRepository:
             return IndexResult(added_ids=tuple(added), changed_ids=tuple(sorted(changed)),
                                unchanged=unchanged, missing=len(gone), restored=restored)
 
+    def known_files(self, folder_id: int) -> dict[str, tuple[int, int, str | None]]:
+        """rel_path -> (size, mtime_ns, content hash) of every row of the folder, missing ones
+        included: what re-indexing compares the disk with (plain tuples: a million rows fit)."""
+        with self.db.session() as s:
+            return {p: (size, mtime, digest) for p, size, mtime, digest in s.execute(
+                select(Image.rel_path, Image.size_bytes, Image.mtime_ns, Image.content_hash)
+                .where(Image.folder_id == folder_id))}
+
     def get(self, image_id: int) -> ImageInfo | None:
         with self.db.session() as s:
             row = s.get(Image, image_id)

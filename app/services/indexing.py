@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from app.services.file_scan import KnownFile, hash_files, plan_changes, walk_images
-from database.dto import FileEntry, ImageQuery
+from database.dto import FileEntry
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -48,10 +48,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     if not root.is_dir():
         raise FolderIndexError(f"{root}: not a folder")
     info = db.folders.add(str(root))
-    known = {
-        im.rel_path: KnownFile(im.size_bytes, im.mtime_ns, im.content_hash)
-        for im in db.images.query(ImageQuery(folder_id=info.id, include_missing=True, sort="id"))
-    }
+    known = {path: KnownFile(*values) for path, values in db.images.known_files(info.id).items()}
     found = []
     for n, entry in enumerate(walk_images(root), 1):
         found.append(entry)
