@@ -58,6 +58,7 @@ class QueueRow:
     target_count: int | None
     anomaly_score: float | None
     label_class: str | None
+    content_hash: str | None  # keys the thumbnail cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,8 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select:
     key = getattr(shape.alias_of[shape.key_alias], shape.column) if shape.key_alias else literal(None)
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
-                   pa.anomaly_score, shape.label_class, key.label("k0"), shape.name_key.label("k1"))
+                   pa.anomaly_score, shape.label_class, Image.content_hash, key.label("k0"),
+                   shape.name_key.label("k1"))
             .select_from(Image).join(Folder, Folder.id == Image.folder_id))
     return shape.joins(stmt, every=True, inner=inner)
 
@@ -245,7 +247,7 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
                     .order_by(*(e.asc() if a else e.desc() for e, a in seg.order))
                     .limit(limit - len(rows)))
             got = list(s.execute(stmt))
-            rows.extend(QueueRow(*r[:13]) for r in got)
+            rows.extend(QueueRow(*r[:14]) for r in got)
             if got:
                 cursor = Cursor(index, _cursor_values(len(seg.order), got[-1]))
     return QueuePage(rows, cursor)
@@ -267,7 +269,7 @@ def queue_row(db: "Database", image_id: int, qq: QueueQuery = QueueQuery()) -> Q
                               anomaly_id=qq.anomaly_id, include_missing=True))
     with db.session() as s:
         row = s.execute(_rows_select(shape).where(Image.id == image_id)).first()
-    return None if row is None else QueueRow(*row[:13])
+    return None if row is None else QueueRow(*row[:14])
 
 
 def queue_rows(db: "Database", qq: QueueQuery, page_size: int = 5000) -> list[QueueRow]:

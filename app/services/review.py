@@ -378,4 +378,5 @@ def _queue_item(r) -> QueueItem:
         error="file is missing" if r.missing else r.error,
         has_prediction=any(v is not None for v in (r.predicted_class, r.confidence, r.target_count,
                                                    r.anomaly_score)),
+        content_hash=r.content_hash,
     )

@@ -41,6 +41,7 @@ class QueueItem:
     label_class: str | None = None
     error: str | None = None
     has_prediction: bool = False
+    content_hash: str | None = None  # keys the on-disk thumbnail cache
 
     @property
     def name(self) -> str:
