@@ -3,7 +3,11 @@
 Re-adding a folder hashes only files that are new or whose size or modification time changed;
 the database keeps rows for files that disappeared (marked missing, labels kept) and drops
 predictions of files whose content changed (``ImageRepository.sync``). Everything is written
-in one transaction at the end, so an interrupted index leaves the previous state intact.
+in one transaction at the end, so an interrupted index leaves the previous state intact, with
+one exception that makes a large new folder usable at once: with ``on_first`` the first
+``first_batch`` new files (in name order) are committed as soon as they are hashed and
+``on_first`` is called, so the gallery shows a first page while the rest indexes (an
+interruption then leaves those new rows, which the next index simply finds unchanged).
 """
 from __future__ import annotations
 
@@ -39,8 +43,14 @@ class IndexReport:
     seconds: float
 
 
-def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None = None) -> IndexReport:
-    """Register ``folder`` (if new) and bring its image rows up to date with the disk."""
+FIRST_BATCH = 256  # one gallery page
+
+
+def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None = None,
+                 on_first: Callable[[int], None] | None = None, first_batch: int = FIRST_BATCH) -> IndexReport:
+    """Register ``folder`` (if new) and bring its image rows up to date with the disk;
+    ``on_first(folder_id)``: called once the first new files are in the database, while more
+    than ``first_batch`` remain to be hashed."""
     start = time.monotonic()
     root = Path(folder).expanduser().resolve()
     if not root.exists():
@@ -55,9 +65,11 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         if progress is not None and n % 500 == 0:
             progress(n, 0, "scan")
     plan = plan_changes(found, known)
-    to_hash = plan.new + plan.changed
+    stream = on_first is not None and len(plan.new) > first_batch
+    to_hash = [*(sorted(plan.new, key=lambda e: e.rel_path.lower()) if stream else plan.new), *plan.changed]
     entries: list[FileEntry] = [FileEntry(e.rel_path, e.size_bytes, e.mtime_ns) for e in plan.unchanged]
     unreadable: list[str] = []
+    early: tuple[int, ...] = ()  # new rows committed for the first page (the final sync sees them unchanged)
     total = len(to_hash)
     on_done = (lambda done: progress(done, total, "hash")) if progress is not None else None
     for entry, digest in hash_files(root, to_hash, on_done):
@@ -67,9 +79,12 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
                                      error="file could not be read while indexing"))
         else:
             entries.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns, content_hash=digest))
+        if stream and len(entries) - len(plan.unchanged) == first_batch:
+            early = db.images.sync(info.id, entries[len(plan.unchanged):], complete=False).added_ids
+            on_first(info.id)
     result = db.images.sync(info.id, entries, complete=True)
     return IndexReport(
-        folder_id=info.id, root=str(root), files=len(found), added=result.added_ids,
-        changed=result.changed_ids, unchanged=result.unchanged, missing=result.missing,
+        folder_id=info.id, root=str(root), files=len(found), added=tuple(sorted(early + result.added_ids)),
+        changed=result.changed_ids, unchanged=result.unchanged - len(early), missing=result.missing,
         unreadable=tuple(unreadable), seconds=time.monotonic() - start,
     )

@@ -129,21 +129,25 @@ class ReviewService:
             out.append(FolderInfo(f.id, f.name, f.root_path, n))
         return out
 
-    def open_folder(self, path: str | Path, progress=None) -> FolderInfo:
-        """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept."""
+    def open_folder(self, path: str | Path, progress=None, on_first=None) -> FolderInfo:
+        """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept.
+        ``on_first(FolderInfo)``: a large new folder's first page is in the database (the rest
+        is still indexing)."""
         from app.services.indexing import FolderIndexError, index_folder
+        first = None if on_first is None else (lambda folder_id: on_first(self._folder_info(folder_id)))
         try:
-            report = index_folder(self.db, path, progress)
+            report = index_folder(self.db, path, progress, on_first=first)
         except FolderIndexError as exc:
             raise ReviewError(str(exc)) from None
-        f = self.db.folders.get(report.folder_id)
+        return self._folder_info(report.folder_id)
+
+    def _folder_info(self, folder_id: int) -> FolderInfo:
+        f = self.db.folders.get(folder_id)
         return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
 
     def folder_by_path(self, path: str | Path) -> FolderInfo | None:
         f = self.db.folders.by_path(str(Path(path).expanduser().resolve()))
-        if f is None:
-            return None
-        return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
+        return None if f is None else self._folder_info(f.id)
 
     # -- queue ----------------------------------------------------------------------------
     def queue(self, flt: QueueFilter = QueueFilter()) -> list[QueueItem]:
