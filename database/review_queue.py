@@ -105,18 +105,25 @@ class _Segment:
     inner: str | None = None                 # the prediction alias this stretch must have
 
 
+# Built once: making ORM aliases costs milliseconds of Python per query (a save's row fetch
+# would spend more time building its statement than running it), and identical objects let
+# SQLAlchemy reuse its compiled statements.
+_PC, _PS, _PA = (aliased(Prediction, name=n) for n in ("pred_classifier", "pred_segmenter", "pred_anomaly"))
+_LABEL_CLASS = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
+                .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image).scalar_subquery())
+_NAME_KEY = func.lower(Image.rel_path)
+
+
 class _Shape:
-    """The aliases and expressions of one queue query (built per call: aliases are cheap)."""
+    """The aliases and expressions of one queue query, for one ``QueueQuery``."""
 
     def __init__(self, qq: QueueQuery) -> None:
         if qq.sort not in SORTS:
             raise ValueError(f"unknown sort key {qq.sort!r}")
         self.qq = qq
-        self.pc, self.ps, self.pa = aliased(Prediction), aliased(Prediction), aliased(Prediction)
-        self.label_class = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
-                            .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image)
-                            .scalar_subquery())
-        self.name_key = func.lower(Image.rel_path)
+        self.pc, self.ps, self.pa = _PC, _PS, _PA
+        self.label_class = _LABEL_CLASS
+        self.name_key = _NAME_KEY
         self.column, natural = SORTS[qq.sort]
         self.ascending = natural != qq.descending   # the key's direction
         self.tie_ascending = not qq.descending      # the name's and id's
