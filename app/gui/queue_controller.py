@@ -47,10 +47,13 @@ class QueueController(QObject):
         view.current_image_changed.connect(self.current_changed)
 
     def set_filter(self, flt: QueueFilter) -> None:
+        """A new filter or order: the state counts are the folder's, so only another folder
+        re-counts them."""
+        same_folder = flt.folder_id == self.filter.folder_id and bool(self._counts)
         self.filter = flt
-        self.refresh()
+        self.refresh(recount=not same_folder)
 
-    def refresh(self, keep: int | None = None) -> None:
+    def refresh(self, keep: int | None = None, recount: bool = True) -> None:
         """Re-read the queue now (a user's filter change: the answer is awaited). Reads the
         count and the pages on screen only, whatever the folder's size."""
         keep = self.current_id() if keep is None else keep
@@ -62,6 +65,11 @@ class QueueController(QObject):
             self.failed.emit(f"Cannot read the review queue: {exc}")
             return
         self._apply(read, keep, flt)
+        if recount:
+            try:
+                self._emit_counts(self.service.counts(flt.folder_id))
+            except Exception as exc:
+                self.failed.emit(f"Cannot count the review states: {exc}")
 
     def refresh_in_background(self) -> None:
         """Re-read the queue on a helper thread (progress of a job: the window never waits);
@@ -120,6 +128,7 @@ class QueueController(QObject):
             return
         if flt == self.filter:  # the user changed the filter meanwhile: that answer wins
             self._apply(read, self.current_id(), flt)
+            self.update_counts()
 
     def _read_page(self, page: int) -> None:
         """A page came on screen unloaded: read it on the page thread."""
@@ -158,7 +167,6 @@ class QueueController(QObject):
             if first is not None:
                 self.view.select_image(first.image_id)
         self._last_filter = flt
-        self._emit_counts(self.service.counts(flt.folder_id))
 
     def update_counts(self) -> None:
         """Re-count the review states on the reader thread (after a save the counts were
