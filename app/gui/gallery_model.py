@@ -87,7 +87,8 @@ class GalleryModel(QAbstractListModel):
     def replace_pages(self, count: int, pages: dict[int, list[QueueItem]], cursors: dict[int, object] | None = None,
                       keep_all: bool = False) -> bool:
         """Fresh pages of the same queue: when the count and every given page's images are
-        unchanged, only changed cells repaint; otherwise the model resets. True if it reset."""
+        unchanged, only changed cells repaint (pages not given are dropped, to be read again
+        when they come on screen); otherwise the model resets. True if it reset."""
         same = count == self._count and all(
             [it.image_id for it in items] == [it.image_id for it in self._pages.get(page, [])]
             for page, items in pages.items())
@@ -103,6 +104,12 @@ class GalleryModel(QAbstractListModel):
                     self.dataChanged.emit(idx, idx)
             if cursors and page in cursors:
                 self._cursors[page] = cursors[page]
+        for page in [p for p in self._pages if p not in pages]:  # not re-read: read again when seen
+            for it in self._pages.pop(page):
+                self._rows.pop(it.image_id, None)
+            self._cursors.pop(page, None)
+            first = page * self.page_size
+            self.dataChanged.emit(self.index(first), self.index(min(self._count, first + self.page_size) - 1))
         return False
 
     def put_page(self, page: int, items: list[QueueItem], cursor: object | None = None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QPoint, Signal
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
@@ -92,13 +92,10 @@ class QueueController(QObject):
         pages = {0}
         if flt == self._last_filter and self.model.rowCount():
             vp = self.view.viewport().rect()
-            rows = [self.view.indexAt(vp.topLeft()).row(), self.view.indexAt(vp.bottomRight()).row(),
-                    self.view.currentIndex().row()]
-            size = self.model.page_size
-            pages.update(r // size for r in rows if r >= 0)
-            top, bottom = rows[0], rows[1]
-            if 0 <= top <= bottom:
-                pages.update(range(top // size, bottom // size + 1))
+            rows = {self.view.indexAt(QPoint(x, y)).row() for x in (4, vp.width() // 2, vp.width() - 4)
+                    for y in range(4, max(vp.height(), 5), 40)}
+            rows = {r for r in rows if r >= 0} | {self.view.currentIndex().row()}
+            pages.update(r // self.model.page_size for r in rows if r >= 0)
         return sorted(pages)
 
     def _read(self, flt: QueueFilter, pages: list[int]) -> "QueueRead":

@@ -62,3 +62,20 @@ def test_a_save_moves_the_counts_without_waiting_for_a_recount(qtbot, service, p
     queue.update_item(service.item(first))
     assert got[-1]["accepted"] == 1 and got[-1]["unreviewed"] == 39
     assert model.item_at(model.row_of(first)).review_state == "accepted"
+
+
+def test_a_refresh_rereads_the_pages_on_screen_and_drops_the_others(qtbot, service, paged, monkeypatch):
+    from app.services.review_types import LabelState
+    info, model, view, queue = paged
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    view.scrollToBottom()
+    qtbot.waitUntil(lambda: model.item_at(39) is not None, timeout=5000)
+    bottom = model.item_at(39).image_id
+    service.save_label(bottom, LabelState(review_state="rejected"))  # e.g. another station's save
+    reads = []
+    real = service.queue_page
+    monkeypatch.setattr(service, "queue_page", lambda *a, **k: reads.append(k) or real(*a, **k))
+    queue.refresh()
+    assert model.item_at(39).review_state == "rejected"  # the page on screen was read again
+    assert len(reads) <= 4 and model.rowCount() == 40
+    assert {0, 9} <= set(model.loaded_pages())  # the first page and the one on screen
