@@ -167,6 +167,10 @@ class _Shape:
             conds.append(score <= qq.score_max)
         return conds
 
+    def sort_value(self) -> ColumnElement:
+        """The prediction column the order reads (NULL for name and state: not in the cursor)."""
+        return getattr(self.alias_of[self.key_alias], self.column) if self.key_alias else literal(None)
+
     def segments(self) -> list[_Segment]:
         """The queue's stretches in order. By name: one. By state: one per state (each an
         index walk by name). By a score: the images with one (driven by the predictions'
@@ -178,14 +182,14 @@ class _Shape:
             states = sorted(STATE_ORDER, key=STATE_ORDER.__getitem__, reverse=not self.ascending)
             wanted = set(self.qq.states) if self.qq.states else set(states)
             return [_Segment([Image.review_state == st], tail) for st in states if st in wanted]
-        key = getattr(self.alias_of[self.key_alias], self.column)
+        key = self.sort_value()
         return [_Segment([key.is_not(None)], [(key, self.ascending), *tail], inner=self.key_alias),
                 _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
 
 
 def _rows_select(shape: _Shape, inner: str | None = None) -> Select:
     pc, ps, pa = shape.pc, shape.ps, shape.pa
-    key = getattr(shape.alias_of[shape.key_alias], shape.column) if shape.key_alias else literal(None)
+    key = shape.sort_value()
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
                    pa.anomaly_score, shape.label_class, Image.content_hash, key.label("k0"),
@@ -212,8 +216,7 @@ def _cursor_values(order_len: int, row) -> tuple[Any, ...]:
 def _keys_select(shape: _Shape, seg: _Segment) -> Select:
     """Only the sort values of a stretch's rows: a narrow walk (no label subquery, no unused
     join) to find where a position lies."""
-    key = getattr(shape.alias_of[shape.key_alias], shape.column) if shape.key_alias else literal(None)
-    stmt = select(key.label("k0"), shape.name_key.label("k1"), Image.id).select_from(Image)
+    stmt = select(shape.sort_value().label("k0"), shape.name_key.label("k1"), Image.id).select_from(Image)
     return (shape.joins(stmt, every=False, inner=seg.inner).where(*shape.conditions(), *seg.conditions)
             .order_by(*(e.asc() if a else e.desc() for e, a in seg.order)))
 
