@@ -77,9 +77,12 @@ class Image(Base):
         Index("ix_images_folder_state", "folder_id", "review_state"),
         Index("ix_images_content_hash", "content_hash"),
         # The review queue's page walks (database/review_queue.py): by name within a folder, and
-        # by name within each review state (the state order; also the per-state counts).
-        Index("ix_images_queue_name", "folder_id", "missing", func.lower(text("rel_path")), "id"),
-        Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id"),
+        # by name within each review state (the state order; also the per-state counts). The
+        # trailing state and flag let the state and flag filters and counts read the index only.
+        Index("ix_images_queue_name", "folder_id", "missing", func.lower(text("rel_path")), "id",
+              "review_state", "flagged"),
+        Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id",
+              "flagged"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -27,9 +27,10 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("images", "rel_path", type_=sa.String(4096, collation="C"),
                         existing_type=sa.String(4096), existing_nullable=False)
-    op.create_index("ix_images_queue_name", "images", ["folder_id", "missing", sa.text("lower(rel_path)"), "id"])
+    op.create_index("ix_images_queue_name", "images",
+                    ["folder_id", "missing", sa.text("lower(rel_path)"), "id", "review_state", "flagged"])
     op.create_index("ix_images_queue_state", "images",
-                    ["folder_id", "missing", "review_state", sa.text("lower(rel_path)"), "id"])
+                    ["folder_id", "missing", "review_state", sa.text("lower(rel_path)"), "id", "flagged"])
     for name, column in PREDICTION_INDEXES.items():
         op.create_index(name, "predictions", ["model_version_id", column, "image_id"])
 
