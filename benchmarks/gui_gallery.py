@@ -26,20 +26,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def make_images(folder: Path, n: int, distinct: int = 200) -> None:
+def make_images(folder: Path, n: int, distinct: int = 200, side: int = 256) -> None:
     import cv2
     import numpy as np
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     blobs = []
     for k in range(distinct):
-        img = (rng.random((256, 256)) * 80 + 60).astype(np.uint8)
-        cv2.circle(img, (int(rng.integers(30, 220)), int(rng.integers(30, 220))), 12, 255, -1)
+        img = (rng.random((side, side)) * 80 + 60).astype(np.uint8)
+        lo, hi = 30 * side // 256, 220 * side // 256
+        cv2.circle(img, (int(rng.integers(lo, hi)), int(rng.integers(lo, hi))), max(2, 12 * side // 256), 255, -1)
         blobs.append(cv2.imencode(".png", img)[1].tobytes())
     for i in range(n):
         sub = folder / f"lot{i // 1000:02d}"
         sub.mkdir(exist_ok=True)
         (sub / f"part_{i:05d}.png").write_bytes(blobs[i % distinct])
+
+
+def offscreen_gallery():
+    """The station's gallery (thumbnail cache, model, view) at its usual size, shown offscreen."""
+    from app.gui.gallery_model import GalleryModel
+    from app.gui.gallery_view import GalleryView
+    from app.gui.thumbnails import ThumbnailCache
+    cache = ThumbnailCache(size=120)
+    model = GalleryModel()
+    view = GalleryView(model, cache)
+    view.resize(470, 900)
+    view.show()
+    return cache, model, view
 
 
 def seed(db, folder_id: int, artifacts) -> None:
@@ -68,9 +82,6 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from app.gui.gallery_model import GalleryModel
-    from app.gui.gallery_view import GalleryView
-    from app.gui.thumbnails import ThumbnailCache
     from app.services.artifacts import ArtifactStore
     from app.services.review import ReviewService
     from app.services.review_types import QueueFilter
@@ -92,11 +103,7 @@ def main() -> int:
         items = svc.queue(QueueFilter(folder_id=info.id, sort=sort))
         print(f"queue query, sort={sort}: {len(items)} items in {(time.perf_counter() - t) * 1000:.0f} ms")
 
-    cache = ThumbnailCache(size=120)
-    model = GalleryModel()
-    view = GalleryView(model, cache)
-    view.resize(470, 900)
-    view.show()
+    cache, model, view = offscreen_gallery()
     t = time.perf_counter()
     model.set_items(items)
     app.processEvents()

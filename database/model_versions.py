@@ -73,6 +73,12 @@ class ModelVersionRepository:
             row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.active.is_(True)))
             return None if row is None else _dto(row)
 
+    def active_ids(self) -> dict[str, int]:
+        """family -> id of its active version, in one query (the queue asks on every page)."""
+        with self.db.session() as s:
+            return {f: i for f, i in s.execute(select(ModelVersion.family, ModelVersion.id)
+                                               .where(ModelVersion.active.is_(True)))}
+
     def activate(self, version_id: int) -> ModelVersionInfo:
         """Make this version its family's active one (the previous one is deactivated)."""
         with self.db.session(write=True) as s:

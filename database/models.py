@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -75,11 +76,19 @@ class Image(Base):
         CheckConstraint(_in("review_state", ReviewState), name="review_state"),
         Index("ix_images_folder_state", "folder_id", "review_state"),
         Index("ix_images_content_hash", "content_hash"),
+        # The review queue's page walks (database/review_queue.py): by name within a folder, and
+        # by name within each review state (the state order; also the per-state counts). The
+        # trailing state and flag let the state and flag filters and counts read the index only.
+        Index("ix_images_queue_name", "folder_id", "missing", func.lower(text("rel_path")), "id",
+              "review_state", "flagged"),
+        Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id",
+              "flagged"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
-    rel_path: Mapped[str] = mapped_column(String(4096))
+    # Byte order on PostgreSQL too (COLLATE "C"), as on SQLite: one queue order on both.
+    rel_path: Mapped[str] = mapped_column(String(4096).with_variant(String(4096, collation="C"), "postgresql"))
     content_hash: Mapped[str | None] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -135,6 +144,10 @@ class Prediction(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "model_version_id", name="uq_predictions_image_model"),
         Index("ix_predictions_model_version", "model_version_id"),
+        # The review queue's score orders: one model version's predictions walked by score.
+        Index("ix_predictions_queue_confidence", "model_version_id", "confidence", "image_id"),
+        Index("ix_predictions_queue_anomaly", "model_version_id", "anomaly_score", "image_id"),
+        Index("ix_predictions_queue_targets", "model_version_id", "target_count", "image_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,23 +1,46 @@
-"""The review queue in one query: images with their merged model outputs and current class.
+"""The review queue, one page at a time: what the gallery shows costs what is on screen.
 
-The gallery needs, for every image of a folder (10,000 and more), a handful of columns from
-three prediction rows and the newest label revision. Building full DTOs per row through the
-repositories costs about half a millisecond per image; this selects only those columns with
-Core (no ORM objects) and returns frozen rows, roughly twenty times faster.
+A folder can hold a million images, so nothing here reads the whole queue. A page is a
+``LIMIT`` over an order the database can walk on an index (``ix_images_queue_*`` and
+``ix_predictions_*`` from the ``0003_queue_indexes`` migration); the next page continues
+after the previous page's last sort key (keyset pagination, no ``OFFSET`` scan), and a jump
+to any row is an ``OFFSET`` over the same index. Counts are aggregate queries over those
+indexes; one image's row after a save is fetched by its id.
+
+Order (the same on SQLite and PostgreSQL, whose ``rel_path`` compares bytes, ``COLLATE "C"``):
+the sort key, then the name (``lower(rel_path)``, ASCII case folded by both databases), then
+the id; ``descending`` flips all three. (A key whose natural order is high-first, the anomaly
+score or the target count, still breaks ties by name A→Z.) Images without the key's value (no prediction from
+the active model) come after all others, by name A→Z, whatever the direction: a page walks
+the "has a value" segment first, then the "no value" one.
+
+Columns are selected with Core (no ORM objects) and returned as frozen rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
 from sqlalchemy.orm import aliased
 
-from database.dto import ImageQuery
 from database.models import Folder, Image, LabelRevision, Prediction
+from database.states import ReviewState
 
 if TYPE_CHECKING:
     from database.engine import Database
+
+# Queue order of the review states: what needs attention first.
+STATE_ORDER = {"unreviewed": 0, "corrected": 1, "accepted": 2, "rejected": 3}
+# sort key -> (which prediction column or None for an image column, ascending in its natural order)
+SORTS: dict[str, tuple[str | None, bool]] = {
+    "name": (None, True),
+    "state": (None, True),
+    "uncertainty": ("confidence", True),   # least confident first
+    "confidence": ("confidence", True),
+    "anomaly": ("anomaly_score", False),   # highest score first
+    "targets": ("target_count", False),    # most targets first
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,24 +58,240 @@ class QueueRow:
     target_count: int | None
     anomaly_score: float | None
     label_class: str | None
+    content_hash: str | None  # keys the thumbnail cache
 
 
-def queue_rows(db: "Database", q: ImageQuery, classifier_id: int | None = None, segmenter_id: int | None = None,
-               anomaly_id: int | None = None) -> list[QueueRow]:
-    """Rows of the images ``q`` selects (its filters; ordered by path), with the predictions of
-    the given model versions (None: that family's columns stay empty)."""
-    pc, ps, pa = aliased(Prediction), aliased(Prediction), aliased(Prediction)
-    newest_class = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
-                    .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image).scalar_subquery())
+@dataclass(frozen=True, slots=True)
+class QueueQuery:
+    """Which images the queue holds, in which order, with whose predictions (model version ids;
+    None: that family's columns stay empty)."""
+
+    folder_id: int | None = None
+    states: tuple[str, ...] = ()          # empty: every state
+    flagged: bool | None = None
+    path_contains: str | None = None
+    class_name: str | None = None         # predicted or labelled class
+    score_min: float | None = None        # anomaly score range (images without a score excluded)
+    score_max: float | None = None
+    include_missing: bool = False
+    sort: str = "name"
+    descending: bool = False
+    classifier_id: int | None = None
+    segmenter_id: int | None = None
+    anomaly_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page ended: the segment (0: has the sort value, 1: has none) and the last row's
+    sort values (key, name key, id). Plain data: it can cross threads."""
+
+    segment: int
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    rows: list[QueueRow] = field(default_factory=list)
+    cursor: Cursor | None = None  # None: the page is empty
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One stretch of the queue that a single index walk yields in order."""
+
+    conditions: list[ColumnElement]
+    order: list[tuple[ColumnElement, bool]]  # (expression, ascending)
+    inner: str | None = None                 # the prediction alias this stretch must have
+
+
+# Built once: making ORM aliases costs milliseconds of Python per query (a save's row fetch
+# would spend more time building its statement than running it), and identical objects let
+# SQLAlchemy reuse its compiled statements.
+_PC, _PS, _PA = (aliased(Prediction, name=n) for n in ("pred_classifier", "pred_segmenter", "pred_anomaly"))
+_LABEL_CLASS = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
+                .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image).scalar_subquery())
+_NAME_KEY = func.lower(Image.rel_path)
+
+
+class _Shape:
+    """The aliases and expressions of one queue query, for one ``QueueQuery``."""
+
+    def __init__(self, qq: QueueQuery) -> None:
+        if qq.sort not in SORTS:
+            raise ValueError(f"unknown sort key {qq.sort!r}")
+        self.qq = qq
+        self.pc, self.ps, self.pa = _PC, _PS, _PA
+        self.label_class = _LABEL_CLASS
+        self.name_key = _NAME_KEY
+        self.column, natural = SORTS[qq.sort]
+        self.ascending = natural != qq.descending   # the key's direction
+        self.tie_ascending = not qq.descending      # the name's and id's
+        self.alias_of = {"pc": self.pc, "ps": self.ps, "pa": self.pa}
+        self.key_alias = {"confidence": "pc", "target_count": "ps", "anomaly_score": "pa"}.get(self.column or "")
+        self.needs = {"pc": qq.class_name is not None, "ps": False,
+                      "pa": qq.score_min is not None or qq.score_max is not None}
+
+    def joins(self, stmt: Select, every: bool, inner: str | None = None, order: bool = True) -> Select:
+        """Join the predictions of the given model versions (all of them for rows; else those a
+        filter reads, and with ``order`` the one the order reads); outer joins except ``inner``'s."""
+        qq = self.qq
+        for name, mv in (("pc", qq.classifier_id), ("ps", qq.segmenter_id), ("pa", qq.anomaly_id)):
+            if every or self.needs[name] or (order and name == self.key_alias):
+                alias = self.alias_of[name]
+                on = and_(alias.image_id == Image.id, alias.model_version_id == (mv if mv is not None else -1))
+                stmt = stmt.join(alias, on) if name == inner else stmt.outerjoin(alias, on)
+        return stmt
+
+    def conditions(self, counting: bool = False) -> list[ColumnElement]:
+        qq = self.qq
+        conds: list[ColumnElement] = []
+        if qq.folder_id is not None:
+            conds.append(Image.folder_id == qq.folder_id)
+        if not qq.include_missing:
+            conds.append(Image.missing == false())
+        if qq.states:
+            conds.append(Image.review_state.in_([ReviewState(s).value for s in qq.states]))
+        if qq.flagged is not None:
+            conds.append(Image.flagged == qq.flagged)
+        if qq.path_contains:
+            conds.append(Image.rel_path.icontains(qq.path_contains, autoescape=True))  # as SQLite LIKE
+        if qq.class_name is not None:
+            conds.append(or_(self.pc.predicted_class == qq.class_name, self.label_class == qq.class_name))
+        # Under another order, "+ 0" keeps the planner off the score index: walking the order's
+        # index and probing each image's score beats sorting every image in the score range.
+        score = self.pa.anomaly_score if counting or self.key_alias == "pa" else self.pa.anomaly_score + 0
+        if qq.score_min is not None:
+            conds.append(score >= qq.score_min)
+        if qq.score_max is not None:
+            conds.append(score <= qq.score_max)
+        return conds
+
+    def sort_value(self) -> ColumnElement:
+        """The prediction column the order reads (NULL for name and state: not in the cursor)."""
+        return getattr(self.alias_of[self.key_alias], self.column) if self.key_alias else literal(None)
+
+    def segments(self) -> list[_Segment]:
+        """The queue's stretches in order. By name: one. By state: one per state (each an
+        index walk by name). By a score: the images with one (driven by the predictions'
+        score index), then those without, by name A→Z."""
+        tail = [(self.name_key, self.tie_ascending), (Image.id, self.tie_ascending)]
+        if self.qq.sort == "name":
+            return [_Segment([], tail)]
+        if self.qq.sort == "state":
+            states = sorted(STATE_ORDER, key=STATE_ORDER.__getitem__, reverse=not self.ascending)
+            wanted = set(self.qq.states) if self.qq.states else set(states)
+            return [_Segment([Image.review_state == st], tail) for st in states if st in wanted]
+        key = self.sort_value()
+        return [_Segment([key.is_not(None)], [(key, self.ascending), *tail], inner=self.key_alias),
+                _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
+
+
+def _rows_select(shape: _Shape, inner: str | None = None) -> Select:
+    pc, ps, pa = shape.pc, shape.ps, shape.pa
+    key = shape.sort_value()
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
-                   pa.anomaly_score, newest_class)
-            .select_from(Image).join(Folder, Folder.id == Image.folder_id)
-            .outerjoin(pc, and_(pc.image_id == Image.id, pc.model_version_id == (classifier_id or -1)))
-            .outerjoin(ps, and_(ps.image_id == Image.id, ps.model_version_id == (segmenter_id or -1)))
-            .outerjoin(pa, and_(pa.image_id == Image.id, pa.model_version_id == (anomaly_id or -1))))
-    plain = ImageQuery(folder_id=q.folder_id, states=q.states, flagged=q.flagged, include_missing=q.include_missing,
-                       path_contains=q.path_contains, has_error=q.has_error)
-    stmt = db.images._filtered(stmt, plain).order_by(Image.rel_path, Image.id)
+                   pa.anomaly_score, shape.label_class, Image.content_hash, key.label("k0"),
+                   shape.name_key.label("k1"))
+            .select_from(Image).join(Folder, Folder.id == Image.folder_id))
+    return shape.joins(stmt, every=True, inner=inner)
+
+
+def _after(order: list[tuple[ColumnElement, bool]], values: tuple[Any, ...]) -> ColumnElement:
+    """Rows strictly after ``values`` in ``order`` (mixed directions allowed). The leading
+    bound is repeated on its own so the database starts its index walk there."""
+    ors = []
+    for i, (expr, asc) in enumerate(order):
+        eqs = [e == v for (e, _a), v in zip(order[:i], values[:i])]
+        ors.append(and_(*eqs, expr > values[i] if asc else expr < values[i]))
+    lead, asc = order[0]
+    return and_(lead >= values[0] if asc else lead <= values[0], or_(*ors))
+
+
+def _cursor_values(order_len: int, row) -> tuple[Any, ...]:
+    return (row.k0, row.k1, row.id) if order_len == 3 else (row.k1, row.id)
+
+
+def _keys_select(shape: _Shape, seg: _Segment) -> Select:
+    """Only the sort values of a stretch's rows: a narrow walk (no label subquery, no unused
+    join) to find where a position lies."""
+    stmt = select(shape.sort_value().label("k0"), shape.name_key.label("k1"), Image.id).select_from(Image)
+    return (shape.joins(stmt, every=False, inner=seg.inner).where(*shape.conditions(), *seg.conditions)
+            .order_by(*(e.asc() if a else e.desc() for e, a in seg.order)))
+
+
+def _cursor_at(s, shape: _Shape, segments: list[_Segment], position: int) -> Cursor | None:
+    """The cursor of the row at ``position`` (None: the queue is shorter)."""
+    for index, seg in enumerate(segments):
+        row = s.execute(_keys_select(shape, seg).limit(1).offset(position)).first()
+        if row is not None:
+            return Cursor(index, _cursor_values(len(seg.order), row))
+        if index + 1 < len(segments):
+            narrow = _keys_select(shape, seg).order_by(None).subquery()
+            position -= int(s.scalar(select(func.count()).select_from(narrow)) or 0)
+    return None
+
+
+def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
+               after: Cursor | None = None) -> QueuePage:
+    """Up to ``limit`` rows of the queue: those after ``after`` (keyset: the cost of the page
+    only), else those from position ``offset`` (a narrow index walk to the position first)."""
+    shape = _Shape(qq)
+    segments = shape.segments()
+    rows: list[QueueRow] = []
+    cursor: Cursor | None = None
     with db.session() as s:
-        return [QueueRow(*row) for row in s.execute(stmt)]
+        if after is None and offset > 0:
+            after = _cursor_at(s, shape, segments, offset - 1)
+            if after is None:
+                return QueuePage()
+        for index in range(after.segment if after is not None else 0, len(segments)):
+            if len(rows) >= limit:
+                break
+            seg = segments[index]
+            conds = shape.conditions() + seg.conditions
+            if after is not None and index == after.segment:
+                values = after.values if len(seg.order) == 3 else after.values[-2:]
+                conds.append(_after(seg.order, values))
+            stmt = (_rows_select(shape, seg.inner).where(*conds)
+                    .order_by(*(e.asc() if a else e.desc() for e, a in seg.order))
+                    .limit(limit - len(rows)))
+            got = list(s.execute(stmt))
+            rows.extend(QueueRow(*r[:14]) for r in got)
+            if got:
+                cursor = Cursor(index, _cursor_values(len(seg.order), got[-1]))
+    return QueuePage(rows, cursor)
+
+
+def queue_count(db: "Database", qq: QueueQuery) -> int:
+    """How many images the queue holds (an aggregate over the indexes; joins only what a
+    filter reads)."""
+    shape = _Shape(qq)
+    stmt = (shape.joins(select(func.count(Image.id)).select_from(Image), every=False, order=False)
+            .where(*shape.conditions(counting=True)))
+    with db.session() as s:
+        return int(s.scalar(stmt) or 0)
+
+
+def queue_row(db: "Database", image_id: int, qq: QueueQuery = QueueQuery()) -> QueueRow | None:
+    """One image's row (after a save or a flag change): a primary-key lookup, whatever the
+    folder's size. ``qq`` supplies only the model version ids; its filters are ignored."""
+    shape = _Shape(QueueQuery(classifier_id=qq.classifier_id, segmenter_id=qq.segmenter_id,
+                              anomaly_id=qq.anomaly_id, include_missing=True))
+    with db.session() as s:
+        row = s.execute(_rows_select(shape).where(Image.id == image_id)).first()
+    return None if row is None else QueueRow(*row[:14])
+
+
+def queue_rows(db: "Database", qq: QueueQuery, page_size: int = 5000) -> list[QueueRow]:
+    """Every row of the queue in its order, page by page (exports and tests; the gallery reads
+    pages on demand instead)."""
+    out: list[QueueRow] = []
+    after: Cursor | None = None
+    while True:
+        page = queue_page(db, qq, page_size, after=after)
+        out.extend(page.rows)
+        if len(page.rows) < page_size:
+            return out
+        after = page.cursor

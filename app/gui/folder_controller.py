@@ -18,6 +18,7 @@ class FolderController(QObject):
     message = Signal(str)
     _done = Signal(str, object, str)          # path, FolderInfo | None, error (from the indexer)
     _progress = Signal(str, int, int, str)    # path, done, total, phase
+    _first = Signal(object)                   # FolderInfo: the first page is indexed (from the indexer)
 
     def __init__(self, service, browser: FolderBrowser, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -26,6 +27,7 @@ class FolderController(QObject):
         self._indexer = DecodePool(1, 8, "indexer")
         self._done.connect(self._finish)
         self._progress.connect(self._on_progress)
+        self._first.connect(self.opened)  # show the first page; ``opened`` comes again when done
         self.busy: set[str] = set()
 
     def open(self, path: str, wait: bool = True):
@@ -43,7 +45,8 @@ class FolderController(QObject):
 
         def work() -> None:
             try:
-                info = self.service.open_folder(path, lambda d, t, ph: self._progress.emit(path, d, t, ph))
+                info = self.service.open_folder(path, lambda d, t, ph: self._progress.emit(path, d, t, ph),
+                                                on_first=self._first.emit)
             except Exception as exc:
                 log.warning("indexing %s failed: %s", path, exc)
                 self._done.emit(path, None, str(exc))

@@ -1,30 +1,51 @@
-"""The gallery's model: one row per image of the review queue (plain ``QueueItem`` records)."""
+"""The gallery's model: one row per image of the review queue (plain ``QueueItem`` records).
+
+A folder can hold a million images, so the model holds only pages of the queue: the row
+count is exact (from the count query, so the scroll bar is right and any position can be
+jumped to), and a row whose page is not loaded paints empty while the model asks for that
+page (``page_wanted``: the queue controller reads it on a helper thread and hands it back
+with ``put_page``). Loaded pages are kept in least-recently-used order, at most
+``max_pages`` of them, so memory stays bounded however far the inspector scrolls.
+"""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Sequence
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
 from app.services.review_types import QueueItem
 
 ITEM_ROLE = Qt.ItemDataRole.UserRole + 1
 ID_ROLE = Qt.ItemDataRole.UserRole + 2
+PAGE_SIZE = 256
+MAX_PAGES = 64  # 16k rows held at most: a few screens around each place the inspector visited
 
 
 class GalleryModel(QAbstractListModel):
-    def __init__(self, parent=None) -> None:
+    page_wanted = Signal(int)  # page number whose rows are on screen but not loaded
+
+    def __init__(self, parent=None, page_size: int = PAGE_SIZE, max_pages: int = MAX_PAGES) -> None:
         super().__init__(parent)
-        self._items: list[QueueItem] = []
-        self._rows: dict[int, int] = {}
+        self.page_size = page_size
+        self.max_pages = max(2, max_pages)
+        self._count = 0
+        self._pages: OrderedDict[int, list[QueueItem]] = OrderedDict()
+        self._cursors: dict[int, object] = {}  # page -> where it ended (reads the next one cheaply)
+        self._rows: dict[int, int] = {}        # image id -> row, for loaded rows
+        self._wanted: set[int] = set()
 
     # -- Qt interface -------------------------------------------------------------------
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._items)
+        return 0 if parent.isValid() else self._count
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._items):
+        if not index.isValid() or not 0 <= index.row() < self._count:
             return None
-        item = self._items[index.row()]
+        item = self.item_at(index.row())
+        if item is None:
+            self._want(index.row() // self.page_size)
+            return None
         if role == Qt.ItemDataRole.DisplayRole:
             return item.name
         if role == ITEM_ROLE:
@@ -35,32 +56,110 @@ class GalleryModel(QAbstractListModel):
             return _tooltip(item)
         return None
 
-    # -- updates --------------------------------------------------------------------------
+    # -- whole queue (small folders, tests) ----------------------------------------------
     def set_items(self, items: Sequence[QueueItem]) -> None:
-        self.beginResetModel()
-        self._items = list(items)
-        self._rows = {it.image_id: i for i, it in enumerate(self._items)}
-        self.endResetModel()
+        items = list(items)
+        self.set_pages(len(items), {p: items[p * self.page_size:(p + 1) * self.page_size]
+                                    for p in range(-(-len(items) // self.page_size))}, keep_all=True)
 
     def replace_items(self, items: Sequence[QueueItem]) -> bool:
         """Take a fresh queue; when it holds the same images in the same order, only changed
         cells repaint (no reset: the scroll position and selection stay). True if it reset."""
         items = list(items)
-        if [it.image_id for it in items] != [it.image_id for it in self._items]:
-            self.set_items(items)
+        pages = {p: items[p * self.page_size:(p + 1) * self.page_size]
+                 for p in range(-(-len(items) // self.page_size))}
+        return self.replace_pages(len(items), pages, keep_all=True)
+
+    # -- pages ------------------------------------------------------------------------------
+    def set_pages(self, count: int, pages: dict[int, list[QueueItem]], cursors: dict[int, object] | None = None,
+                  keep_all: bool = False) -> None:
+        """A new queue of ``count`` rows, with the pages already read (a reset)."""
+        self.beginResetModel()
+        self._count = count
+        self._pages.clear()
+        self._cursors.clear()
+        self._rows.clear()
+        self._wanted.clear()
+        for page, items in pages.items():
+            self._store(page, items, (cursors or {}).get(page), keep_all)
+        self.endResetModel()
+
+    def replace_pages(self, count: int, pages: dict[int, list[QueueItem]], cursors: dict[int, object] | None = None,
+                      keep_all: bool = False) -> bool:
+        """Fresh pages of the same queue: when the count and every given page's images are
+        unchanged, only changed cells repaint (pages not given are dropped, to be read again
+        when they come on screen); otherwise the model resets. True if it reset."""
+        same = count == self._count and all(
+            [it.image_id for it in items] == [it.image_id for it in self._pages.get(page, [])]
+            for page, items in pages.items())
+        if not same:
+            self.set_pages(count, pages, cursors, keep_all)
             return True
-        for row, (old, new) in enumerate(zip(self._items, items)):
-            if old != new:
-                self._items[row] = new
-                idx = self.index(row)
-                self.dataChanged.emit(idx, idx)
+        for page, items in pages.items():
+            old = self._pages[page]
+            for k, (before, after) in enumerate(zip(old, items)):
+                if before != after:
+                    old[k] = after
+                    idx = self.index(page * self.page_size + k)
+                    self.dataChanged.emit(idx, idx)
+            if cursors and page in cursors:
+                self._cursors[page] = cursors[page]
+        for page in [p for p in self._pages if p not in pages]:  # not re-read: read again when seen
+            for it in self._pages.pop(page):
+                self._rows.pop(it.image_id, None)
+            self._cursors.pop(page, None)
+            first = page * self.page_size
+            self.dataChanged.emit(self.index(first), self.index(min(self._count, first + self.page_size) - 1))
         return False
 
+    def put_page(self, page: int, items: list[QueueItem], cursor: object | None = None) -> None:
+        """A page the controller read for ``page_wanted``."""
+        self._wanted.discard(page)
+        first = page * self.page_size
+        if not 0 <= first < self._count:
+            return
+        self._store(page, items[:self._count - first], cursor, keep_all=False)
+        last = min(self._count, first + len(items)) - 1
+        if last >= first:
+            self.dataChanged.emit(self.index(first), self.index(last))
+
+    def forget_wanted(self) -> None:
+        """Requests were dropped (the reader skipped them): let the next repaint ask again."""
+        self._wanted.clear()
+
+    def cursor_before(self, page: int) -> object | None:
+        """Where the page before ``page`` ended, if it is loaded (the next page reads from it)."""
+        return self._cursors.get(page - 1)
+
+    def loaded_pages(self) -> list[int]:
+        return sorted(self._pages)
+
+    def _want(self, page: int) -> None:
+        if page not in self._wanted:
+            self._wanted.add(page)
+            self.page_wanted.emit(page)
+
+    def _store(self, page: int, items: list[QueueItem], cursor: object | None, keep_all: bool) -> None:
+        old = self._pages.pop(page, None)
+        for it in old or ():
+            self._rows.pop(it.image_id, None)
+        self._pages[page] = list(items)
+        if cursor is not None:
+            self._cursors[page] = cursor
+        first = page * self.page_size
+        self._rows.update((it.image_id, first + k) for k, it in enumerate(items))
+        while not keep_all and len(self._pages) > self.max_pages:
+            gone, gone_items = self._pages.popitem(last=False)
+            self._cursors.pop(gone, None)
+            for it in gone_items:
+                self._rows.pop(it.image_id, None)
+
+    # -- single rows ----------------------------------------------------------------------
     def update_item(self, item: QueueItem) -> None:
         row = self._rows.get(item.image_id)
         if row is None:
             return
-        self._items[row] = item
+        self._pages[row // self.page_size][row % self.page_size] = item
         idx = self.index(row)
         self.dataChanged.emit(idx, idx)
 
@@ -71,13 +170,21 @@ class GalleryModel(QAbstractListModel):
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
     def row_of(self, image_id: int) -> int | None:
+        """The image's row, when its page is loaded."""
         return self._rows.get(image_id)
 
     def item_at(self, row: int) -> QueueItem | None:
-        return self._items[row] if 0 <= row < len(self._items) else None
+        """The row's item, or None when its page is not loaded (or the row does not exist)."""
+        page = self._pages.get(row // self.page_size) if 0 <= row < self._count else None
+        if page is None:
+            return None
+        self._pages.move_to_end(row // self.page_size)
+        k = row % self.page_size
+        return page[k] if k < len(page) else None
 
     def items(self) -> list[QueueItem]:
-        return list(self._items)
+        """The loaded items, in row order (every item for a queue that fits the loaded pages)."""
+        return [it for page in sorted(self._pages) for it in self._pages[page]]
 
 
 def _tooltip(item: QueueItem) -> str:

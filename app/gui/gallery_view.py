@@ -43,7 +43,7 @@ class GalleryDelegate(QStyledItemDelegate):
         p.drawRect(r.adjusted(1, 1, -1, -1))
 
         thumb_rect = QRect(r.left() + 3, r.top() + 3, r.width() - 6, r.height() - TEXT_H - 6)
-        pm = self.cache.pixmap(item.image_id, item.path)
+        pm = self.cache.pixmap(item.image_id, item.path, item.content_hash)
         err = item.error or self.cache.error(item.image_id)
         if pm is not None:
             scaled = pm.size().scaled(thumb_rect.size(), Qt.AspectRatioMode.KeepAspectRatio)

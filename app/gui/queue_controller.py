@@ -6,13 +6,14 @@ matches the filter), so the list never jumps under the inspector's cursor.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QPoint, Signal
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
 from app.gui.thumbnails import DecodePool
-from app.services.review_types import QueueFilter, QueueItem
+from app.services.review_types import QueueFilter, QueueItem, QueuePage
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,9 @@ class QueueController(QObject):
     counts_changed = Signal(dict)     # review state -> count for the current folder
     message = Signal(str)
     failed = Signal(str)
-    _read_done = Signal(object, object, str)  # filter, items | None, error (from the reader thread)
+    _read_done = Signal(object, object, str)  # filter, QueueRead | None, error (from the reader thread)
+    _page_done = Signal(object, int, object)  # filter, page number, QueuePage (from the page reader)
+    _counts_done = Signal(object, object)     # folder id, counts (from the reader thread)
 
     def __init__(self, service, model: GalleryModel, view: GalleryView, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -31,27 +34,44 @@ class QueueController(QObject):
         self.view = view
         self.filter = QueueFilter()
         self._last_filter: QueueFilter | None = None
+        self._counts: dict[str, int] = {}
         self._reading = False
         self._awaiting = False   # a folder is being indexed: its images are not listed yet
         self._pending_nav = 0    # N / Shift+N pressed meanwhile, done once they are
         self._reader = DecodePool(1, 1, "queue-reader")
+        # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
+        # is read before those it flew past (dropped requests are asked for again).
+        self._pages = DecodePool(1, 4, "queue-pages")
         self._read_done.connect(self._on_read)
+        self._page_done.connect(self._on_page)
+        self._counts_done.connect(self._on_counts)
+        model.page_wanted.connect(self._read_page)
         view.current_image_changed.connect(self.current_changed)
 
     def set_filter(self, flt: QueueFilter) -> None:
+        """A new filter or order: the state counts are the folder's, so only another folder
+        re-counts them."""
+        same_folder = flt.folder_id == self.filter.folder_id and bool(self._counts)
         self.filter = flt
-        self.refresh()
+        self.refresh(recount=not same_folder)
 
-    def refresh(self, keep: int | None = None) -> None:
-        """Re-read the queue now (a user's filter change: the answer is awaited)."""
+    def refresh(self, keep: int | None = None, recount: bool = True) -> None:
+        """Re-read the queue now (a user's filter change: the answer is awaited). Reads the
+        count and the pages on screen only, whatever the folder's size."""
         keep = self.current_id() if keep is None else keep
+        flt = self.filter
         try:
-            items = self.service.queue(self.filter)
+            read = self._read(flt, self._pages_to_read(flt))
         except Exception as exc:
             log.exception("queue query failed")
             self.failed.emit(f"Cannot read the review queue: {exc}")
             return
-        self._apply(items, keep, self.filter)
+        self._apply(read, keep, flt)
+        if recount:
+            try:
+                self._emit_counts(self.service.counts(flt.folder_id))
+            except Exception as exc:
+                self.failed.emit(f"Cannot count the review states: {exc}")
 
     def refresh_in_background(self) -> None:
         """Re-read the queue on a helper thread (progress of a job: the window never waits);
@@ -60,39 +80,96 @@ class QueueController(QObject):
             return
         self._reading = True
         flt = self.filter
+        pages = self._pages_to_read(flt)
 
         def read() -> None:
             try:
-                self._read_done.emit(flt, self.service.queue(flt), "")
+                self._read_done.emit(flt, self._read(flt, pages), "")
             except Exception as exc:
                 self._read_done.emit(flt, None, str(exc))
         self._reader.submit(read)
 
-    def _on_read(self, flt: QueueFilter, items, error: str) -> None:
+    def _pages_to_read(self, flt: QueueFilter) -> list[int]:
+        """The first page, and for the same view the pages now on screen and the current one."""
+        pages = {0}
+        if flt == self._last_filter and self.model.rowCount():
+            vp = self.view.viewport().rect()
+            rows = {self.view.indexAt(QPoint(x, y)).row() for x in (4, vp.width() // 2, vp.width() - 4)
+                    for y in range(4, max(vp.height(), 5), 40)}
+            rows = {r for r in rows if r >= 0} | {self.view.currentIndex().row()}
+            pages.update(r // self.model.page_size for r in rows if r >= 0)
+        return sorted(pages)
+
+    def _read(self, flt: QueueFilter, pages: list[int]) -> "QueueRead":
+        """The count and the given pages of ``flt`` (any thread: plain data in and out)."""
+        count = self.service.queue_count(flt)
+        got: dict[int, QueuePage] = {}
+        size = self.model.page_size
+        for p in pages:
+            if p * size >= max(count, 1):
+                continue
+            before = got.get(p - 1)
+            got[p] = self._fetch_page(flt, p, before.cursor if before is not None else None)
+        return QueueRead(count, got)
+
+    def _fetch_page(self, flt: QueueFilter, page: int, after: object | None) -> QueuePage:
+        """Page ``page`` of ``flt``: right after the previous page's cursor when known (no walk
+        to the position), else from its offset. Any thread."""
+        size = self.model.page_size
+        if after is not None:
+            return self.service.queue_page(flt, size, after=after)
+        return self.service.queue_page(flt, size, offset=page * size)
+
+    def _on_read(self, flt: QueueFilter, read, error: str) -> None:
         self._reading = False
         if error:
             log.warning("background queue read failed: %s", error)
             return
         if flt == self.filter:  # the user changed the filter meanwhile: that answer wins
-            self._apply(items, self.current_id(), flt)
+            self._apply(read, self.current_id(), flt)
+            self.update_counts()
 
-    def _apply(self, items: list[QueueItem], keep: int | None, flt: QueueFilter) -> None:
+    def _read_page(self, page: int) -> None:
+        """A page came on screen unloaded: read it on the page thread."""
+        flt, after = self.filter, self.model.cursor_before(page)
+
+        def read() -> None:
+            try:
+                got = self._fetch_page(flt, page, after)
+            except Exception as exc:
+                log.warning("queue page %d failed: %s", page, exc)
+                got = None
+            self._page_done.emit(flt, page, got)
+        if self._pages.submit(read):
+            self.model.forget_wanted()
+
+    def _on_page(self, flt: QueueFilter, page: int, got) -> None:
+        if got is None:
+            self.model.forget_wanted()
+        elif flt == self.filter and flt == self._last_filter:
+            self.model.put_page(page, got.items, got.cursor)
+
+    def _apply(self, read: "QueueRead", keep: int | None, flt: QueueFilter) -> None:
         bar = self.view.verticalScrollBar()
         scroll = bar.value()
-        reset = self.model.replace_items(items)
+        self._pages.clear()
+        pages = {p: pg.items for p, pg in read.pages.items()}
+        cursors = {p: pg.cursor for p, pg in read.pages.items()}
+        reset = self.model.replace_pages(read.count, pages, cursors)
         if keep is not None and self.model.row_of(keep) is not None:
             if reset:
                 self.view.select_image(keep)
                 if flt == self._last_filter:
                     bar.setValue(scroll)  # same view, new data: stay where the inspector was
-        elif items:
-            self.view.select_image(items[0].image_id)
+        elif read.count:
+            first = self.model.item_at(0)
+            if first is not None:
+                self.view.select_image(first.image_id)
         self._last_filter = flt
-        if items and self._awaiting:
+        if read.count and self._awaiting:
             self._awaiting, delta, self._pending_nav = False, self._pending_nav, 0
             if delta:
                 self._first_unreviewed(delta)
-        self.update_counts()
 
     def await_items(self) -> None:
         """A folder is being indexed in the background: until its images are listed the gallery
@@ -103,13 +180,37 @@ class QueueController(QObject):
         self._awaiting, self._pending_nav = False, 0
 
     def update_counts(self) -> None:
-        try:
-            self.counts_changed.emit(self.service.counts(self.filter.folder_id))
-        except Exception as exc:
-            self.failed.emit(f"Cannot count the review states: {exc}")
+        """Re-count the review states on the reader thread (after a save the counts were
+        already moved by ``update_item``: the window never waits for this)."""
+        folder = self.filter.folder_id
+
+        def read() -> None:
+            try:
+                self._counts_done.emit(folder, self.service.counts(folder))
+            except Exception as exc:
+                self._counts_done.emit(folder, str(exc))
+        self._reader.submit(read)
+
+    def _on_counts(self, folder, counts) -> None:
+        if isinstance(counts, str):
+            self.failed.emit(f"Cannot count the review states: {counts}")
+        elif folder == self.filter.folder_id:
+            self._emit_counts(counts)
+
+    def _emit_counts(self, counts: dict[str, int]) -> None:
+        self._counts = dict(counts)
+        self.counts_changed.emit(dict(counts))
 
     def update_item(self, item: QueueItem) -> None:
+        """A saved image's fresh row: its cell repaints and the counts move with its state."""
+        row = self.model.row_of(item.image_id)
+        old = self.model.item_at(row) if row is not None else None
         self.model.update_item(item)
+        if old is not None and old.review_state != item.review_state and self._counts:
+            counts = dict(self._counts)
+            counts[old.review_state] = max(0, counts.get(old.review_state, 0) - 1)
+            counts[item.review_state] = counts.get(item.review_state, 0) + 1
+            self._emit_counts(counts)
 
     def current_id(self) -> int | None:
         idx = self.view.currentIndex()
@@ -132,10 +233,24 @@ class QueueController(QObject):
         if not 0 <= row < n:
             self.message.emit("End of the queue." if delta > 0 else "Start of the queue.")
             return False
-        return self.view.select_image(self.model.item_at(row).image_id)
+        item = self.model.item_at(row) or self._load_row(row)
+        return item is not None and self.view.select_image(item.image_id)
+
+    def _load_row(self, row: int) -> QueueItem | None:
+        """The next row lies on a page not read yet (a key press at a page's edge): read that
+        one page now, a bounded keyset read."""
+        page = row // self.model.page_size
+        try:
+            got = self._fetch_page(self.filter, page, self.model.cursor_before(page))
+        except Exception as exc:
+            self.failed.emit(f"Cannot read the review queue: {exc}")
+            return None
+        self.model.put_page(page, got.items, got.cursor)
+        return self.model.item_at(row)
 
     def next_unreviewed(self, delta: int = 1) -> bool:
-        """Move to the next (or previous) unreviewed image in the queue's order, wrapping once."""
+        """Move to the next (or previous) unreviewed image in the queue's order among the rows
+        read so far, wrapping once."""
         n = self.model.rowCount()
         if not n:
             if self._awaiting:
@@ -145,12 +260,17 @@ class QueueController(QObject):
             return False
         idx = self.view.currentIndex()
         start = idx.row() if idx.isValid() else (-1 if delta > 0 else n)
-        for k in range(1, n + 1):
-            row = (start + delta * k) % n
+        size = self.model.page_size
+        loaded = [r for p in self.model.loaded_pages() for r in range(p * size, min(n, (p + 1) * size))]
+        for row in sorted(loaded, key=lambda r: ((r - start) * delta) % n):
             item = self.model.item_at(row)
             if item is not None and item.review_state == "unreviewed" and row != start:
                 return self.view.select_image(item.image_id)
-        self.message.emit("No unreviewed image left in this view.")
+        if len(loaded) < n:  # the rest of the queue is not read yet: do not claim it is reviewed
+            self.message.emit(f"No unreviewed image among the {len(loaded):,} rows read so far of {n:,}; "
+                              "scroll on (or filter by state: unreviewed) to look further.")
+        else:
+            self.message.emit("No unreviewed image left in this view.")
         return False
 
     def _first_unreviewed(self, delta: int) -> bool:
@@ -168,4 +288,13 @@ class QueueController(QObject):
         return self.view.selected_ids()
 
     def close(self) -> None:
+        self._pages.close()
         self._reader.close()
+
+
+@dataclass(frozen=True)
+class QueueRead:
+    """The queue's length and some of its pages, read together (crosses threads)."""
+
+    count: int
+    pages: dict[int, QueuePage]

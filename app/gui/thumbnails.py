@@ -15,7 +15,9 @@ from typing import Callable
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 
-from app.services.display import Thumbnail, load_thumbnail
+from app.paths import cache_dir
+from app.services.display import Thumbnail
+from app.services.thumbnail_store import ThumbnailStore, cached_thumbnail
 
 
 def rgb_to_qimage(rgb) -> QImage:
@@ -75,9 +77,12 @@ class ThumbnailCache(QObject):
     MAX_PENDING = 256
 
     def __init__(self, size: int = 160, capacity: int = 3000, threads: int = 2,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, store: ThumbnailStore | None | bool = True) -> None:
+        """``store``: the on-disk cache across sessions (True: the station's own, under its
+        cache folder; False/None: none)."""
         super().__init__(parent)
         self.size = size
+        self.store = ThumbnailStore(cache_dir() / "thumbnails") if store is True else (store or None)
         self.capacity = capacity
         self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
         self._errors: dict[int, str] = {}
@@ -87,20 +92,22 @@ class ThumbnailCache(QObject):
         self._decoded.connect(self._on_done)
         self.decoded_count = 0
 
-    def pixmap(self, image_id: int, path: str) -> QPixmap | None:
-        """The cached thumbnail, or None (and a decode is queued unless it already failed)."""
+    def pixmap(self, image_id: int, path: str, content_hash: str | None = None) -> QPixmap | None:
+        """The cached thumbnail, or None (and a decode is queued unless it already failed);
+        ``content_hash`` finds it in the on-disk cache when an earlier session decoded it."""
         pm = self._pixmaps.get(image_id)
         if pm is not None:
             self._pixmaps.move_to_end(image_id)
             return pm
         if image_id not in self._errors and image_id not in self._pending:
-            if self._pool.submit(lambda: self._decode(image_id, path)):
+            if self._pool.submit(lambda: self._decode(image_id, path, content_hash)):
                 self._pending.clear()  # scrolled far: queued decodes were dropped, repaints ask again
             self._pending.add(image_id)
         return None
 
-    def _decode(self, image_id: int, path: str) -> None:
-        self._decoded.emit(load_thumbnail(image_id, path, self.size))  # queued to the GUI thread
+    def _decode(self, image_id: int, path: str, content_hash: str | None) -> None:
+        thumb = cached_thumbnail(self.store, image_id, path, self.size, content_hash)
+        self._decoded.emit(thumb)  # queued to the GUI thread
 
     def error(self, image_id: int) -> str | None:
         return self._errors.get(image_id)

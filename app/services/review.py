@@ -20,8 +20,8 @@ import numpy as np
 from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
 from app.services.heat_region import threshold_region
-from app.services.review_types import (FolderInfo, ImageDetail, LabelState, PredictionView, QueueFilter,
-                                       QueueItem, RevisionInfo)
+from app.services.review_types import (SORT_KEYS, FolderInfo, ImageDetail, LabelState, PredictionView,
+                                       QueueFilter, QueueItem, QueuePage, RevisionInfo)
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -130,62 +130,64 @@ class ReviewService:
             out.append(FolderInfo(f.id, f.name, f.root_path, n))
         return out
 
-    def open_folder(self, path: str | Path, progress=None) -> FolderInfo:
-        """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept."""
+    def open_folder(self, path: str | Path, progress=None, on_first=None) -> FolderInfo:
+        """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept.
+        ``on_first(FolderInfo)``: a large new folder's first page is in the database (the rest
+        is still indexing)."""
         from app.services.indexing import FolderIndexError, index_folder
+        first = None if on_first is None else (lambda folder_id: on_first(self._folder_info(folder_id)))
         try:
-            report = index_folder(self.db, path, progress)
+            report = index_folder(self.db, path, progress, on_first=first)
         except FolderIndexError as exc:
             raise ReviewError(str(exc)) from None
-        f = self.db.folders.get(report.folder_id)
+        return self._folder_info(report.folder_id)
+
+    def _folder_info(self, folder_id: int) -> FolderInfo:
+        f = self.db.folders.get(folder_id)
         return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
 
     def folder_by_path(self, path: str | Path) -> FolderInfo | None:
         f = self.db.folders.by_path(str(Path(path).expanduser().resolve()))
-        if f is None:
-            return None
-        return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
+        return None if f is None else self._folder_info(f.id)
 
     # -- queue ----------------------------------------------------------------------------
     def queue(self, flt: QueueFilter = QueueFilter()) -> list[QueueItem]:
-        """The images matching ``flt``, in its order (badges merged from every active model)."""
-        from database.dto import ImageQuery
-        from database.states import ReviewState
-        q = ImageQuery(folder_id=flt.folder_id, states=tuple(ReviewState(s) for s in sorted(flt.states)),
-                       flagged=True if flt.flagged_only else None, path_contains=flt.text or None)
-        items = self._rows(q)
-        if flt.class_name:
-            items = [it for it in items if flt.class_name in (it.label_class, it.predicted_class)]
-        if flt.score_min is not None or flt.score_max is not None:
-            lo = -np.inf if flt.score_min is None else flt.score_min
-            hi = np.inf if flt.score_max is None else flt.score_max
-            items = [it for it in items if it.anomaly_score is not None and lo <= it.anomaly_score <= hi]
-        return sort_items(items, flt.sort, flt.descending)
+        """Every image matching ``flt``, in its order (badges merged from every active model).
+        Reads the whole queue: the gallery uses ``queue_page`` instead."""
+        from database.review_queue import queue_rows
+        return [_queue_item(r) for r in queue_rows(self.db, self.queue_query(flt))]
+
+    def queue_page(self, flt: QueueFilter, limit: int, offset: int = 0, after: Any = None) -> QueuePage:
+        """``limit`` items of the queue from position ``offset``, or right after the cursor
+        ``after`` that an earlier page returned (cheaper: no walk to the position)."""
+        from database.review_queue import queue_page
+        page = queue_page(self.db, self.queue_query(flt), limit, offset=offset, after=after)
+        return QueuePage([_queue_item(r) for r in page.rows], page.cursor)
+
+    def queue_count(self, flt: QueueFilter) -> int:
+        """How many images ``flt`` selects (the gallery's exact row count)."""
+        from database.review_queue import queue_count
+        return queue_count(self.db, self.queue_query(flt))
+
+    def queue_query(self, flt: QueueFilter):
+        """The database's form of ``flt``, with the active model versions' ids."""
+        from database.review_queue import QueueQuery
+        if flt.sort not in SORT_KEYS:
+            raise ReviewError(f"unknown sort key {flt.sort!r}")
+        ids = self.db.model_versions.active_ids()
+        return QueueQuery(folder_id=flt.folder_id, states=tuple(sorted(flt.states)),
+                          flagged=True if flt.flagged_only else None, path_contains=flt.text or None,
+                          class_name=flt.class_name, score_min=flt.score_min, score_max=flt.score_max,
+                          sort=flt.sort, descending=flt.descending, classifier_id=ids.get("classifier"),
+                          segmenter_id=ids.get("segmenter"), anomaly_id=ids.get("anomaly"))
 
     def item(self, image_id: int) -> QueueItem:
-        im = self.db.images.get(image_id)
-        if im is None:
+        """One image's queue item, fetched by id (after a save: never the whole queue)."""
+        from database.review_queue import queue_row
+        row = queue_row(self.db, image_id, self.queue_query(QueueFilter()))
+        if row is None:
             raise ReviewError(f"image {image_id} is no longer in the database")
-        from database.dto import ImageQuery
-        rows = [it for it in self._rows(ImageQuery(folder_id=im.folder_id, path_contains=im.rel_path,
-                                                   include_missing=True)) if it.image_id == image_id]
-        if not rows:
-            raise ReviewError(f"image {image_id} is no longer in the database")
-        return rows[0]
-
-    def _rows(self, q) -> list[QueueItem]:
-        from database.review_queue import queue_rows
-        mv = self.active_versions()
-        ids = {f: (mv[f].id if f in mv else None) for f in FAMILIES}
-        return [QueueItem(
-            image_id=r.image_id, folder_id=r.folder_id, rel_path=r.rel_path,
-            path=str(Path(r.root_path) / r.rel_path), review_state=r.review_state, flagged=bool(r.flagged),
-            predicted_class=r.predicted_class, confidence=r.confidence, anomaly_score=r.anomaly_score,
-            target_count=r.target_count, label_class=r.label_class,
-            error="file is missing" if r.missing else r.error,
-            has_prediction=any(v is not None for v in (r.predicted_class, r.confidence, r.target_count,
-                                                       r.anomaly_score)),
-        ) for r in queue_rows(self.db, q, ids["classifier"], ids["segmenter"], ids["anomaly"])]
+        return _queue_item(row)
 
     def counts(self, folder_id: int | None = None) -> dict[str, int]:
         raw = self.db.images.state_counts(folder_id)
@@ -388,29 +390,14 @@ def _label_from_revision(rev) -> LabelState:
                       revision=rev.revision, author=rev.author, from_prediction_id=rev.from_prediction_id,
                       note=rev.note)
 
-
-_STATE_ORDER = {"unreviewed": 0, "corrected": 1, "accepted": 2, "rejected": 3}
-
-
-def sort_items(items: list[QueueItem], key: str, reverse: bool = False) -> list[QueueItem]:
-    """Order the queue. Each key's natural order puts what needs attention first:
-    name A→Z, most uncertain first, highest anomaly score first, most targets first;
-    ``reverse`` flips it. Images without the value always go last."""
-    name = lambda it: (it.rel_path.lower(), it.image_id)  # noqa: E731
-    if key == "name":
-        out = sorted(items, key=name)
-        return out[::-1] if reverse else out
-    getters = {
-        "uncertainty": lambda it: None if it.confidence is None else -it.uncertainty,
-        "anomaly": lambda it: None if it.anomaly_score is None else -it.anomaly_score,
-        "confidence": lambda it: it.confidence,
-        "targets": lambda it: None if it.target_count is None else -it.target_count,
-        "state": lambda it: _STATE_ORDER.get(it.review_state, 9),
-    }
-    get = getters.get(key)
-    if get is None:
-        raise ReviewError(f"unknown sort key {key!r}")
-    have = [it for it in items if get(it) is not None]
-    missing = [it for it in items if get(it) is None]
-    have.sort(key=lambda it: (get(it), name(it)), reverse=reverse)
-    return have + sorted(missing, key=name)
+def _queue_item(r) -> QueueItem:
+    return QueueItem(
+        image_id=r.image_id, folder_id=r.folder_id, rel_path=r.rel_path,
+        path=str(Path(r.root_path) / r.rel_path), review_state=r.review_state, flagged=bool(r.flagged),
+        predicted_class=r.predicted_class, confidence=r.confidence, anomaly_score=r.anomaly_score,
+        target_count=r.target_count, label_class=r.label_class,
+        error="file is missing" if r.missing else r.error,
+        has_prediction=any(v is not None for v in (r.predicted_class, r.confidence, r.target_count,
+                                                   r.anomaly_score)),
+        content_hash=r.content_hash,
+    )

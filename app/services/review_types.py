@@ -41,6 +41,7 @@ class QueueItem:
     label_class: str | None = None
     error: str | None = None
     has_prediction: bool = False
+    content_hash: str | None = None  # keys the on-disk thumbnail cache
 
     @property
     def name(self) -> str:
@@ -68,6 +69,15 @@ class QueueFilter:
 
     def with_(self, **changes) -> "QueueFilter":
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """A page of the queue and where it ended (an opaque cursor: pass it back as ``after`` to
+    read the next page without walking to its position)."""
+
+    items: list[QueueItem]
+    cursor: object | None
 
 
 @dataclass(frozen=True)

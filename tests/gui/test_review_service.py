@@ -4,8 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.services.review import ReviewError, sort_items
-from app.services.review_types import LabelState, QueueFilter, QueueItem
+from sqlalchemy import event
+
+from app.services.review import ReviewError
+from app.services.review_types import LabelState, QueueFilter
+from database.dto import PredictionIn
 from tests.gui.fixtures import CLASSES, seed_predictions
 
 
@@ -108,15 +111,35 @@ def test_recovery_round_trip(service, seeded, tmp_path):
     assert not list((tmp_path / "rec").glob("*")), where
 
 
-def test_sort_items_puts_missing_values_last():
-    a = QueueItem(1, 1, "b.png", "/b.png", anomaly_score=0.2)
-    b = QueueItem(2, 1, "a.png", "/a.png")
-    c = QueueItem(3, 1, "c.png", "/c.png", anomaly_score=0.9)
-    assert [i.image_id for i in sort_items([a, b, c], "anomaly")] == [3, 1, 2]
-    assert [i.image_id for i in sort_items([a, b, c], "anomaly", True)] == [1, 3, 2]
-    assert [i.image_id for i in sort_items([a, b, c], "name")] == [2, 1, 3]
-    with pytest.raises(ReviewError):
-        sort_items([a], "bogus")
+def test_images_without_the_sort_value_go_last_by_name(service, seeded):
+    f = QueueFilter(folder_id=seeded.id, sort="anomaly")
+    first = service.queue(f)[0]
+    service.db.predictions.delete_for_model_version(service.active_versions()["anomaly"].id)
+    service.db.predictions.upsert_many([PredictionIn(first.image_id, service.active_versions()["anomaly"].id,
+                                                     anomaly_score=0.3)])
+    for descending in (False, True):
+        items = service.queue(f.with_(descending=descending))
+        assert items[0].image_id == first.image_id
+        assert [it.name for it in items[1:]] == sorted(it.name for it in items[1:])
+    with pytest.raises(ReviewError, match="sort key"):
+        service.queue(f.with_(sort="bogus"))
+
+
+def test_the_row_after_a_save_is_fetched_by_id_not_by_reading_the_queue(service, seeded):
+    """Issue 16 item 8: refreshing the saved image's cell must not cost the folder's size."""
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[2].image_id
+    service.save_label(image_id, LabelState(class_name="scratches", review_state="corrected"))
+    seen: list[str] = []
+    listen = lambda conn, cursor, statement, *rest: seen.append(statement)  # noqa: E731
+    event.listen(service.db.engine, "before_cursor_execute", listen)
+    try:
+        item = service.item(image_id)
+    finally:
+        event.remove(service.db.engine, "before_cursor_execute", listen)
+    assert item.review_state == "corrected" and item.label_class == "scratches" and item.has_prediction
+    reads_images = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "FROM images" in s]
+    assert len(reads_images) == 1 and reads_images[0].rstrip().endswith("WHERE images.id = ?"), reads_images
+    assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) <= 2  # + the active models
 
 
 def test_docs_shortcuts_match_the_application():

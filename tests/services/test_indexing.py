@@ -71,3 +71,18 @@ def test_bad_folders_are_refused_with_a_reason(db, tmp_path: Path) -> None:
     (tmp_path / "file.png").write_bytes(b"x")
     with pytest.raises(FolderIndexError, match="not a folder"):
         index_folder(db, tmp_path / "file.png")
+
+
+def test_a_large_new_folder_shows_its_first_page_while_the_rest_indexes(db, tmp_path: Path) -> None:
+    root = tmp_path / "line"
+    root.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(root / f"p{i:02d}.png"), np.full((4, 4), i, np.uint8))
+    seen = []
+
+    def first(folder_id: int) -> None:  # called while the indexer still hashes the rest
+        seen.append(sorted(im.rel_path for im in db.images.query(ImageQuery(folder_id=folder_id))))
+    report = index_folder(db, root, on_first=first, first_batch=5)
+    assert seen == [[f"p{i:02d}.png" for i in range(5)]]  # the first page by name
+    assert len(report.added) == 12 and report.unchanged == 0
+    assert index_folder(db, root, on_first=first, first_batch=5).unchanged == 12 and len(seen) == 1

@@ -1,0 +1,143 @@
+"""The paged review queue agrees with a straightforward query, and a save reads one row.
+
+Small random folders (names differing only in case, tied scores, missing files, images
+without predictions) on SQLite and PostgreSQL: every sort key in both directions, under each
+filter, read page by page (keyset cursors) and from arbitrary offsets, must give the order and
+the count that sorting all rows in Python gives.
+"""
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from sqlalchemy import event
+
+from database import Database
+from database.dto import FileEntry, LabelChange, PredictionIn
+from database.review_queue import (STATE_ORDER, QueueQuery, QueueRow, queue_count, queue_page, queue_row,
+                                   queue_rows)
+from database.states import ReviewState
+
+FAMILIES = ("classifier", "segmenter", "anomaly")
+CLASSES = ("scratch", "dent", "ok")
+NULLABLE = {"uncertainty": "confidence", "confidence": "confidence", "anomaly": "anomaly_score",
+            "targets": "target_count"}
+
+
+def _seed(db: Database, rng: random.Random, n: int = 70) -> tuple[int, dict[str, int]]:
+    folder = db.folders.add("/data/line1")
+    other = db.folders.add("/data/line2")
+    stems = ["Part", "part", "PART_b", "a-1", "Z9", "b_2", "m"]
+    names = sorted({f"{rng.choice(stems)}{rng.randint(0, 25)}.png" for _ in range(n)})
+    db.images.sync(folder.id, [FileEntry(p, 10, 1) for p in names])
+    db.images.sync(other.id, [FileEntry(p, 10, 1) for p in names[:5]])  # another folder: never in the queue
+    ids = {}
+    for fam in FAMILIES:
+        stale = db.model_versions.register(fam, f"{fam}-old", "/m/old")
+        mv = db.model_versions.register(fam, f"{fam}-new", "/m/new")
+        db.model_versions.activate(mv.id)
+        ids[fam] = mv.id
+        ids[f"{fam}-stale"] = stale.id
+    rows = queue_rows(db, QueueQuery(folder_id=folder.id, include_missing=True))
+    preds = []
+    for r in rows:
+        if rng.random() < 0.75:
+            preds.append(PredictionIn(r.image_id, ids["classifier"], predicted_class=rng.choice(CLASSES),
+                                      confidence=rng.choice([0.2, 0.5, 0.5, 0.9, None])))
+        if rng.random() < 0.6:
+            preds.append(PredictionIn(r.image_id, ids["segmenter"], target_count=rng.randint(0, 3)))
+        if rng.random() < 0.7:
+            preds.append(PredictionIn(r.image_id, ids["anomaly"], anomaly_score=rng.choice([0.1, 0.4, 0.4, 0.8])))
+        preds.append(PredictionIn(r.image_id, ids["anomaly-stale"], anomaly_score=rng.random()))
+        if rng.random() < 0.3:
+            for _ in range(rng.randint(1, 2)):
+                db.labels.append(r.image_id, LabelChange(rng.choice(list(ReviewState)),
+                                                         class_name=rng.choice((*CLASSES, None))), "tester")
+        if rng.random() < 0.2:
+            db.images.set_flagged([r.image_id], True)
+    db.predictions.upsert_many(preds)
+    gone = [FileEntry(p, 10, 1) for p in names if rng.random() < 0.9]  # the others go missing
+    db.images.sync(folder.id, gone)
+    return folder.id, ids
+
+
+def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
+    """The documented order, computed in Python over every row of the folder."""
+    def keep(r: QueueRow) -> bool:
+        return ((qq.include_missing or not r.missing)
+                and (not qq.states or r.review_state in qq.states)
+                and (qq.flagged is None or r.flagged == qq.flagged)
+                and (not qq.path_contains or qq.path_contains.lower() in r.rel_path.lower())
+                and (qq.class_name is None or qq.class_name in (r.predicted_class, r.label_class))
+                and (qq.score_min is None or (r.anomaly_score is not None and r.anomaly_score >= qq.score_min))
+                and (qq.score_max is None or (r.anomaly_score is not None and r.anomaly_score <= qq.score_max)))
+    rows = [r for r in all_rows if keep(r)]
+    name = lambda r: (r.rel_path.lower(), r.image_id)  # noqa: E731
+    if qq.sort == "name":
+        return [r.image_id for r in sorted(rows, key=name, reverse=qq.descending)]
+    if qq.sort == "state":
+        return [r.image_id for r in sorted(rows, key=lambda r: (STATE_ORDER[r.review_state], *name(r)),
+                                           reverse=qq.descending)]
+    col = NULLABLE[qq.sort]
+    sign = -1 if qq.sort in ("anomaly", "targets") else 1
+    have = [r for r in rows if getattr(r, col) is not None]
+    have.sort(key=lambda r: (sign * getattr(r, col), *name(r)), reverse=qq.descending)
+    return [r.image_id for r in have] + [r.image_id for r in sorted(rows, key=name)
+                                         if getattr(r, col) is None]
+
+
+FILTERS = [{}, {"states": ("unreviewed",)}, {"states": ("accepted", "rejected")}, {"flagged": True},
+           {"path_contains": "art"}, {"class_name": "dent"}, {"score_min": 0.3, "score_max": 0.5},
+           {"include_missing": True}, {"path_contains": "_"}]
+
+
+def test_pages_and_counts_agree_with_a_straightforward_sort(db: Database) -> None:
+    rng = random.Random(1)
+    folder_id, ids = _seed(db, rng)
+    models = dict(classifier_id=ids["classifier"], segmenter_id=ids["segmenter"], anomaly_id=ids["anomaly"])
+    everything = [queue_row(db, r.image_id, QueueQuery(**models))
+                  for r in queue_rows(db, QueueQuery(folder_id=folder_id, include_missing=True))]
+    assert len(everything) == len({r.image_id for r in everything}) > 20
+    for sort in ("name", "state", "uncertainty", "confidence", "anomaly", "targets"):
+        for descending in (False, True):
+            for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt)
+                want = _reference(everything, qq)
+                what = (sort, descending, flt)
+                assert queue_count(db, qq) == len(want), what
+                size = rng.randint(2, 9)
+                assert [r.image_id for r in queue_rows(db, qq, page_size=size)] == want, what
+                for offset in {rng.randrange(len(want) + 2), len(want) - 1}:
+                    page = queue_page(db, qq, size, offset=offset)
+                    assert [r.image_id for r in page.rows] == want[max(0, offset):offset + size], (what, offset)
+
+
+def test_a_page_continues_after_its_cursor_when_rows_change_before_it(db: Database) -> None:
+    folder_id, ids = _seed(db, random.Random(3))
+    qq = QueueQuery(folder_id=folder_id, sort="anomaly", anomaly_id=ids["anomaly"])
+    first = queue_page(db, qq, 5)
+    rest = [r.image_id for r in queue_rows(db, qq)][5:12]
+    db.images.set_flagged([first.rows[0].image_id], True)  # a change above the cursor moves nothing
+    assert [r.image_id for r in queue_page(db, qq, 7, after=first.cursor).rows] == rest
+
+
+def test_unknown_sort_key_is_refused(db: Database) -> None:
+    with pytest.raises(ValueError, match="sort key"):
+        queue_count(db, QueueQuery(sort="bogus"))
+
+
+def test_one_row_by_id_reads_only_that_image(db: Database) -> None:
+    folder_id, ids = _seed(db, random.Random(4))
+    image_id = queue_rows(db, QueueQuery(folder_id=folder_id))[3].image_id
+    seen: list[str] = []
+    listen = lambda conn, cursor, statement, params, context, many: seen.append(statement)  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        row = queue_row(db, image_id, QueueQuery(classifier_id=ids["classifier"]))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert row is not None and row.image_id == image_id
+    selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 1
+    assert re.search(r"\nWHERE images\.id = (\?|%\(id_1\)s(::INTEGER)?)$", selects[0].rstrip()), selects[0]

@@ -1,0 +1,81 @@
+"""The gallery reads the queue in pages: an exact row count, pages read when they come on
+screen, a bounded number held, and a refresh that never reads the whole queue."""
+from __future__ import annotations
+
+import pytest
+
+from app.gui.gallery_model import GalleryModel
+from app.gui.gallery_view import GalleryView
+from app.gui.queue_controller import QueueController
+from app.gui.thumbnails import ThumbnailCache
+from app.services.review_types import QueueFilter
+from tests.gui.fixtures import make_folder
+
+
+@pytest.fixture
+def paged(qtbot, service, tmp_path):
+    info = service.open_folder(make_folder(tmp_path / "many", n=40, size=24))
+    cache = ThumbnailCache(size=48)
+    model = GalleryModel(page_size=4, max_pages=3)
+    view = GalleryView(model, cache)
+    qtbot.addWidget(view)
+    view.resize(200, 150)
+    view.show()
+    queue = QueueController(service, model, view)
+    yield info, model, view, queue
+    queue.close()
+    cache.shutdown()
+
+
+def test_count_is_exact_and_pages_load_as_they_come_on_screen(qtbot, service, paged, monkeypatch):
+    info, model, view, queue = paged
+    monkeypatch.setattr(service, "queue", lambda *a, **k: pytest.fail("the gallery read the whole queue"))
+    queue.set_filter(QueueFilter(folder_id=info.id, sort="name", descending=True))
+    assert model.rowCount() == 40
+    assert model.loaded_pages() == [0] and model.item_at(0).name == "part_39.png"
+    assert model.item_at(39) is None  # not read yet
+    view.scrollToBottom()
+    qtbot.waitUntil(lambda: model.item_at(39) is not None, timeout=5000)
+    assert model.item_at(39).name == "part_00.png"
+    assert len(model.loaded_pages()) <= 3  # the oldest pages were let go
+
+
+def test_stepping_past_a_page_reads_the_next_one(qtbot, service, paged):
+    info, model, view, queue = paged
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    want = [it.image_id for it in service.queue(QueueFilter(folder_id=info.id))]
+    seen = [queue.current_id()]
+    for _ in range(9):
+        assert queue.step(1)
+        seen.append(queue.current_id())
+    assert seen == want[:10]
+
+
+def test_a_save_moves_the_counts_without_waiting_for_a_recount(qtbot, service, paged):
+    from app.services.review_types import LabelState
+    info, model, view, queue = paged
+    got = []
+    queue.counts_changed.connect(got.append)
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    first = queue.current_id()
+    service.save_label(first, LabelState(review_state="accepted"))
+    queue.update_item(service.item(first))
+    assert got[-1]["accepted"] == 1 and got[-1]["unreviewed"] == 39
+    assert model.item_at(model.row_of(first)).review_state == "accepted"
+
+
+def test_a_refresh_rereads_the_pages_on_screen_and_drops_the_others(qtbot, service, paged, monkeypatch):
+    from app.services.review_types import LabelState
+    info, model, view, queue = paged
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    view.scrollToBottom()
+    qtbot.waitUntil(lambda: model.item_at(39) is not None, timeout=5000)
+    bottom = model.item_at(39).image_id
+    service.save_label(bottom, LabelState(review_state="rejected"))  # e.g. another station's save
+    reads = []
+    real = service.queue_page
+    monkeypatch.setattr(service, "queue_page", lambda *a, **k: reads.append(k) or real(*a, **k))
+    queue.refresh()
+    assert model.item_at(39).review_state == "rejected"  # the page on screen was read again
+    assert len(reads) <= 4 and model.rowCount() == 40
+    assert {0, 9} <= set(model.loaded_pages())  # the first page and the one on screen
