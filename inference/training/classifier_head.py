@@ -31,7 +31,7 @@ from inference.training.simple_answers import (FOLDS, SIMPLE_MODELS, Score, assi
                                                fit_predict, group_folds, score, thumbnails)
 
 HEAD_VIEWS = "flips"        # the new version's test-time augmentation; its features are averaged over these views
-HEAD_C = (0.01, 0.1, 1.0)   # inverse regularisation strengths tried for the head (chosen by group CV)
+HEAD_C = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head (chosen by group CV)
 PASS_THROUGH_FLOOR = 8.0    # GELU(z) = z to float precision for z >= 8: the head's first layer shifts features above it
 ABSENT_CLASS_BIAS = -30.0   # a class with no training image in a fold/fit is never predicted
 
