@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         method = classifier_method(plan, getattr(args, "method", "auto"))
         start = f"linear head on the frozen backbone of {plan.parent.name}" if method == "head" else plan.start
+        if method == "head" and (args.epochs is not None or args.train_args.strip()):
+            print("note: --epochs and --train-args apply to --method train; the linear head ignores them", file=sys.stderr)
         events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}", method=method,
                     start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
