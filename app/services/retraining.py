@@ -332,6 +332,9 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
         text += f"; {compared.get('parent_name', 'previous')} {figures(compared['parent'])}"
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
+    simple = compared.get("simple_answers")
+    if isinstance(simple, Mapping) and simple.get("best_simple") in simple.get("held_out", {}):
+        text += f"; best simple answer ({simple['best_simple']}) {figures(simple['held_out'][simple['best_simple']])}"
     return text
 
 

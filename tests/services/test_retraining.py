@@ -331,6 +331,9 @@ def test_comparison_text_names_both_versions() -> None:
     assert "not scored (it was trained on other classes)" in comparison_text(
         {"held_out_images": 3, "new": {"accuracy": 1.0}, "parent_not_scored": "it was trained on other classes"})
     assert comparison_text({"held_out_images": 0, "new": {}}).startswith("no held-out reviewed images")
+    simple = {"best_simple": "thumbnail_logreg", "held_out": {"thumbnail_logreg": {"accuracy": 0.75, "f1": 0.7}}}
+    assert comparison_text({**both, "simple_answers": simple}).endswith(
+        "; best simple answer (thumbnail_logreg) accuracy 0.75, f1 0.7")
 
 
 def test_auto_epochs_give_small_classifier_sets_enough_steps() -> None:
