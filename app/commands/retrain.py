@@ -152,18 +152,20 @@ def run(args: argparse.Namespace) -> int:
                                progress=lambda d, t: events.progress("export", "export", d, t))
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
-        method = classifier_method(plan, getattr(args, "method", "auto"))
-        start = f"linear head on the frozen backbone of {plan.parent.name}" if method == "head" else plan.start
-        if method == "head" and (args.epochs is not None or args.train_args.strip()):
-            print("note: --epochs and --train-args apply to --method train; the linear head ignores them", file=sys.stderr)
+        method = classifier_method(plan, args.method)
+        if method == "head":
+            plan = dataclasses.replace(plan, start=f"linear head on the frozen backbone of {plan.parent.name}",
+                                       head_only=args.groups)
+            if args.epochs is not None or args.train_args.strip():
+                print("note: --epochs and --train-args apply to --method train; the linear head ignores them", file=sys.stderr)
+        start = plan.start
         events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}", method=method,
                     start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
         candidates = None
         if method == "head":
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates = head_version(plan, getattr(args, "groups", "auto"), listener)
-            plan = dataclasses.replace(plan, start=start)
+                candidates = head_version(plan, args.groups, listener)
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(tee):
                 rc = _family_command("train", args.family, list(plan.train_args))
@@ -183,11 +185,11 @@ def run(args: argparse.Namespace) -> int:
         if plan.family == "classifier":
             if candidates is None:
                 with progress_listener(scoring), contextlib.redirect_stdout(sys.stderr):
-                    candidates = simple_answers_only(plan, getattr(args, "groups", "auto"), new_scores, scoring)
+                    candidates = simple_answers_only(plan, args.groups, new_scores, scoring)
             compared["simple_answers"] = candidates.as_dict()
             verdict = verdict_text(candidates)
             events.emit("verdict", message=verdict, wins=candidates.wins, simple_answers=compared["simple_answers"])
-            if not candidates.wins and not getattr(args, "keep_if_worse", False):
+            if not candidates.wins and not args.keep_if_worse:
                 refused = compared  # the error event carries the figures the refusal rests on
                 raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
             print(verdict, file=sys.stderr)

@@ -47,7 +47,7 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress):
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
     write_chosen_head(loaded, candidates, arrays, plan.model_dir, read_json(Path(plan.parent.checkpoint_path) / "card.json"),
-                      plan.command_line().replace("python main.py train", "python main.py retrain", 1))
+                      plan.command_line())
     return candidates
 
 

@@ -229,6 +229,7 @@ def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_pa
     loaded = load_model(done["path"], family="classifier")
     assert loaded.card["classes"] == ["crack", "good"] and loaded.card["training"]["head"]["selected_by"]
     assert loaded.card["retraining"]["held_out_comparison"]["simple_answers"] == answers
+    assert loaded.card["retraining"]["command"] == train["command"] == "python main.py retrain classifier --method head --groups none"
 
 
 def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:
