@@ -158,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the training")
     p.add_argument("--train-args", default="", metavar="ARGS",
                    help="extra options for `train FAMILY`, quoted as one string; they override the plan's")
+    p.add_argument("--method", default="auto", choices=("auto", "head", "train"),
+                   help="classifier: 'head' fits a linear head on the active version's frozen backbone, 'train' "
+                        "trains the network (transfer / fine-tune / scratch); auto: head when there is an active version")
+    p.add_argument("--groups", default="auto", choices=("auto", "folder", "prefix", "none"),
+                   help="classifier: what keeps images of one capture session together in cross-validation: the "
+                        "image's sub-folder, its file-name prefix up to the first _ (exp1_num_3.png -> exp1), "
+                        "none; auto tries folder, then prefix")
+    p.add_argument("--keep-if-worse", action="store_true",
+                   help="classifier: register the new version even when it loses to the best simple answer")
     p.add_argument("--progress-json", action="store_true",
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)

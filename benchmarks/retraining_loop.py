@@ -1,14 +1,17 @@
 """The review-to-retrain loop on real data: an inspector labels N parts per class, the station trains.
 
     PYTHONPATH=. python benchmarks/retraining_loop.py --train ../shared/datasets/magnetic_tile/train \
-        --val ../shared/datasets/magnetic_tile/val --per-class 40 [--epochs N] [--threads 1] [--json FILE]
+        --val ../shared/datasets/magnetic_tile/val --per-class 40 [--seed S] [--epochs N] [--threads 1] [--json FILE]
 
 A fresh station database indexes the ``--train`` class-folder tree as one folder; the first
 ``--per-class`` images of each class (a seeded random sample) get a *corrected* label with their true class,
 as an inspector's review would leave them. Then ``python main.py retrain classifier`` runs as the
 GUI runs it (its own process, JSON progress) and the new version is scored with ``python main.py
 evaluate classifier`` on the independent ``--val`` tree, which the station never saw. Printed: the
-retraining's wall time, its own held-out comparison, and the independent accuracy / macro F1.
+retraining's wall time, its own held-out comparison, and the independent accuracy / macro F1, beside
+the simple answers (majority, kNN and logistic regression on 12×12 thumbnails) fitted on the same
+labelled images and scored on the same independent tree. A version the command refuses (it lost
+to a simple answer) is still scored when ``--retrain-args --keep-if-worse`` is given.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -49,6 +53,28 @@ def label_sample_per_class(db, per_class: int, seed: int, first: bool = False) -
             db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=name), "benchmark")
         counts[name] = min(per_class, len(images))
     return counts
+
+
+def labelled_paths(url: str, root: Path) -> list[Path]:
+    """The files that got a label in the benchmark's station, as paths below ``root``."""
+    db = open_database(url)
+    try:
+        return [root / image.rel_path for image in db.images.query() if db.labels.current(image.id) is not None]
+    finally:
+        db.close()
+
+
+def simple_answers_on(train_root: Path, val_root: Path, labelled: list[Path]) -> dict[str, dict[str, float]]:
+    """Majority, kNN and logistic regression on thumbnails of the labelled images, scored on ``val_root``."""
+    from inference.training.classifier_head import split_items
+    from inference.training.simple_answers import SIMPLE_MODELS, fit_predict, score, thumbnails
+
+    classes = sorted({p.parent.name for p in labelled})
+    y = np.array([classes.index(p.parent.name) for p in labelled])
+    val_paths, y_val, _ = split_items(val_root.parent, val_root.name, classes)
+    x, xv = thumbnails(labelled), thumbnails(val_paths)
+    return {f"thumbnail_{name}": score(y_val, fit_predict(make, x, y, xv), classes).as_dict()
+            for name, make in SIMPLE_MODELS.items()}
 
 
 def main() -> int:
@@ -93,6 +119,7 @@ def main() -> int:
                         "--model", done["path"], "--json", str(scored), "--threads", str(args.threads)],
                        check=True, capture_output=True, env=env, cwd=ROOT)
         independent = json.loads(scored.read_text(encoding="utf-8"))
+        simple = simple_answers_on(args.train, args.val, labelled_paths(url, args.train))
 
     result = {
         "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "seed": None if args.first_by_name else args.seed, "labelled": labelled,
@@ -100,7 +127,10 @@ def main() -> int:
         "plan": {k: plan[k] for k in ("start", "data", "notes", "command")}, "retrain_seconds": round(seconds, 1),
         "held_out_comparison": done["comparison"],
         "independent_val": {k: independent[k] for k in ("accuracy", "f1", "count", "per_class", "confusion_matrix")},
+        "simple_answers_independent_val": simple,
+        "verdict": next((e["message"] for e in events if e["event"] == "verdict"), None),
     }
+    print(f"simple answers on the same labels, independent val: {simple}")
     print(f"retrain: {seconds:.0f} s wall ({plan['start']})")
     print(f"held out inside the station: {done['comparison']}")
     print(f"independent val ({independent['count']} images): accuracy {independent['accuracy']:.3f}, "

@@ -69,7 +69,7 @@ def model_classes(loaded: LoadedModel) -> tuple[str, ...]:
 TTA_MODES = ("none", "flips", "d4")
 
 
-def _views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
     """The test-time views of a (b, c, s, s) batch: identity; + h/v flips; or all 8 of the dihedral group.
 
     Surface textures have no canonical orientation and the classifier is trained with flips and 90°
@@ -88,7 +88,7 @@ def _views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
 
 def tta_logits(model: torch.nn.Module, x: torch.Tensor, mode: str = "none") -> torch.Tensor:
     """Mean of the logits over the views of ``mode`` (one batched forward pass)."""
-    views = _views(x, mode)
+    views = tta_views(x, mode)
     if len(views) == 1:
         return model(x)
     out = model(torch.cat(views))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -110,6 +111,7 @@ def _on_sigterm(_signum, _frame) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
+    from app.commands.retrain_candidates import classifier_method, head_version, simple_answers_only, verdict_text
     from app.services.retraining import (RetrainError, comparison, comparison_text, models_root, plan_retraining, register_retrained,
                                          safe_remove_tree, trainer_scores, version_name, work_dir)
     from database import DatabaseError, open_database
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.out).expanduser().absolute() if args.out else models_root(db.url)
     final, work = root / name, work_dir(root, name)
     made_final = False
+    refused: dict[str, Any] | None = None
     tee = ErrorTee(sys.stderr)
     started = time.monotonic()
 
@@ -149,13 +152,25 @@ def run(args: argparse.Namespace) -> int:
                                progress=lambda d, t: events.progress("export", "export", d, t))
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
-        events.emit("stage", stage="train", message=f"{plan.start}; data {dict(plan.data)}",
-                    start=plan.start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
+        method = classifier_method(plan, args.method)
+        if method == "head":
+            plan = dataclasses.replace(plan, start=f"linear head on the frozen backbone of {plan.parent.name}",
+                                       head_only=args.groups)
+            if args.epochs is not None or args.train_args.strip():
+                print("note: --epochs and --train-args apply to --method train; the linear head ignores them", file=sys.stderr)
+        start = plan.start
+        events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}", method=method,
+                    start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
-        with progress_listener(listener), contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(tee):
-            rc = _family_command("train", args.family, list(plan.train_args))
-        if rc != 0:
-            raise CommandError(tee.last_error or f"training failed (exit status {rc})")
+        candidates = None
+        if method == "head":
+            with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
+                candidates = head_version(plan, args.groups, listener)
+        else:
+            with progress_listener(listener), contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(tee):
+                rc = _family_command("train", args.family, list(plan.train_args))
+            if rc != 0:
+                raise CommandError(tee.last_error or f"training failed (exit status {rc})")
         if not (plan.model_dir / "config.json").is_file():
             raise CommandError(f"training finished without writing a model in {plan.model_dir}")
         events.emit("stage", stage="compare", message=f"scoring the new version{' and ' + plan.parent.name if plan.comparable else ''} "
@@ -167,6 +182,17 @@ def run(args: argparse.Namespace) -> int:
             parent_scores = _score(args.family, plan.data_dir, Path(plan.parent.checkpoint_path), work / "parent.json", args) \
                 if plan.comparable and new_scores is not None else None
         compared = comparison(plan, new_scores, parent_scores)
+        if plan.family == "classifier":
+            if candidates is None:
+                with progress_listener(scoring), contextlib.redirect_stdout(sys.stderr):
+                    candidates = simple_answers_only(plan, args.groups, new_scores, scoring)
+            compared["simple_answers"] = candidates.as_dict()
+            verdict = verdict_text(candidates)
+            events.emit("verdict", message=verdict, wins=candidates.wins, simple_answers=compared["simple_answers"])
+            if not candidates.wins and not args.keep_if_worse:
+                refused = compared  # the error event carries the figures the refusal rests on
+                raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
+            print(verdict, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
         version = register_retrained(db, plan, time.monotonic() - started, compared)
         if args.activate:
@@ -186,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         return CANCELLED_EXIT
     except (RetrainError, DatabaseError, CommandError) as exc:
         discard()
-        events.emit("error", message=str(exc))
+        events.emit("error", message=str(exc), **({"comparison": refused} if refused else {}))
         raise CommandError(str(exc)) from None
     except BaseException as exc:
         discard()

@@ -47,6 +47,8 @@ class RetrainDone:
 @dataclass(frozen=True)
 class RetrainError:
     message: str
+    # a refusal's figures: the held-out scores and the simple answers the new version lost to
+    comparison: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ def parse_event(line: str | bytes) -> RetrainEvent | None:
                            metrics if isinstance(metrics, dict) else {},
                            comparison if isinstance(comparison, dict) else {})
     if kind == "error":
-        return RetrainError(str(obj.get("message") or "retraining failed"))
+        comparison = obj.get("comparison")
+        return RetrainError(str(obj.get("message") or "retraining failed"), comparison if isinstance(comparison, dict) else {})
     if kind == "cancelled":
         return RetrainCancelled()
     return None

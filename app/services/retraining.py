@@ -66,6 +66,7 @@ class RetrainPlan:
     data: Mapping[str, Any] = field(default_factory=dict)  # what the exported data holds
     notes: tuple[str, ...] = ()  # what was left out and why
     comparable: bool = False   # the parent can be scored on the same held-out labels as the new version
+    head_only: str | None = None  # classifier: a linear head on the parent's frozen backbone, grouped by this rule; no train run
 
     @property
     def model_dir(self) -> Path:
@@ -73,6 +74,8 @@ class RetrainPlan:
         return self.out_dir / "final" if self.family == "segmenter" else self.out_dir
 
     def command_line(self) -> str:
+        if self.head_only is not None:
+            return f"python main.py retrain {self.family} --method head --groups {shlex.quote(self.head_only)}"
         return "python main.py train " + " ".join(shlex.quote(a) for a in (self.family, *self.train_args))
 
 
@@ -332,6 +335,9 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
         text += f"; {compared.get('parent_name', 'previous')} {figures(compared['parent'])}"
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
+    simple = compared.get("simple_answers")
+    if isinstance(simple, Mapping) and simple.get("best_simple") in simple.get("held_out", {}):
+        text += f"; best simple answer ({simple['best_simple']}) {figures(simple['held_out'][simple['best_simple']])}"
     return text
 
 

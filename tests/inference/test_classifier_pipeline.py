@@ -139,15 +139,15 @@ def test_predict_any_depth_channels_and_size(tmp_path):
 
 
 def test_tta_views_are_the_eight_symmetries_and_average_logits():
-    from inference.classifier_predict import _views, tta_logits
+    from inference.classifier_predict import tta_views, tta_logits
 
     x = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
-    views = _views(x, "d4")
+    views = tta_views(x, "d4")
     assert len(views) == 8
     assert len({tuple(v[0, 0].flatten().tolist()) for v in views}) == 8  # all distinct
-    assert len(_views(x, "flips")) == 4 and _views(x, "none")[0] is x
+    assert len(tta_views(x, "flips")) == 4 and tta_views(x, "none")[0] is x
     with pytest.raises(ValueError, match="test-time augmentation"):
-        _views(x, "d8")
+        tta_views(x, "d8")
 
     class Corner(torch.nn.Module):  # reads the top-left pixel: not invariant, so TTA must change it
         def forward(self, t):

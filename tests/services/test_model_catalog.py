@@ -196,6 +196,8 @@ def test_retrain_command_and_events() -> None:
         {"held_out_images": 3}
     assert parse_event('{"event": "error", "message": "not enough reviewed labels"}') == \
         RetrainError("not enough reviewed labels")
+    refusal = parse_event('{"event": "error", "message": "refused: ...", "comparison": {"simple_answers": {"wins": false}}}')
+    assert refusal.comparison == {"simple_answers": {"wins": False}}
     assert parse_event('{"event": "cancelled"}') == RetrainCancelled()
     for junk in ("", "UserWarning: something", "{broken", "[1]", '{"event": "mystery"}',
                  '{"event": "progress", "done": "x", "total": 3}', '{"event": "done"}'):

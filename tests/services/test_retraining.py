@@ -147,12 +147,15 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     db, url, home = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
     parent = db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
-    proc = run_retrain(url, "--epochs", "2", "--name", "clf-v2", "--train-args", "--batch-size 4 --tta none")
+    proc = run_retrain(url, "--epochs", "2", "--name", "clf-v2", "--method", "train", "--keep-if-worse",
+                       "--train-args", "--batch-size 4 --tta none")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     events = events_of(out)
     stages = [e["stage"] for e in events if e["event"] == "stage"]
     assert stages == ["export", "train", "compare", "register"]
+    verdict = next(e for e in events if e["event"] == "verdict")
+    assert verdict["simple_answers"]["chosen"] == "trained_network" and "best simple answer" in verdict["message"]
     train = [e for e in events if e["event"] == "progress" and e["stage"] == "train"]
     assert train and train[-1]["done"] == train[-1]["total"] > 0
     done = events[-1]
@@ -171,6 +174,62 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     assert compared["parent_name"] == "clf-v1" and set(compared["new"]) == set(compared["parent"]) == {"accuracy", "f1"}
     assert "val" in json.dumps(new.metrics)  # the card's validation figures travel with the version
     assert not list((home / "station-models").glob(".*.work"))  # the exported data is not kept
+
+
+def constant_classifier(path: Path, classes: list[str]) -> Path:
+    """A tiny classifier that answers the first class for every image (its last layer: zero weights)."""
+    import dataclasses
+
+    import torch
+
+    cfg = dataclasses.replace(tiny_config("memory_mamba"), num_classes=len(classes))
+    model = registry.build("memory_mamba", cfg)
+    with torch.no_grad():
+        model.head[3].weight.zero_()
+        model.head[3].bias.copy_(torch.tensor([5.0] + [0.0] * (len(classes) - 1)))
+    return save_model(path, "memory_mamba", model, cfg, {"classes": classes, "preset": "test_tiny", "ablation": "full"})
+
+
+def test_retrain_refuses_a_version_that_loses_to_a_simple_answer(station, tmp_path: Path) -> None:
+    db, url, home = station
+    active = constant_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    # lr 0: the "retrained" network stays the constant answer; bright vs dark parts are easy for thumbnails
+    proc = run_retrain(url, "--epochs", "1", "--name", "worse", "--method", "train",
+                       "--train-args", "--batch-size 4 --tta none --lr 0")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    error = events_of(out)[-1]
+    assert error["event"] == "error" and error["message"].startswith("refused: the new version loses to the best simple answer")
+    answers = error["comparison"]["simple_answers"]
+    assert answers["wins"] is False and answers["best_simple"].startswith("thumbnail_")
+    held = answers["held_out"]
+    assert held["trained_network"]["accuracy"] < held[answers["best_simple"]]["accuracy"]
+    assert "groups" in answers and set(answers["cv"]) >= {"majority", "thumbnail_knn", "thumbnail_logreg", "embedding_logreg"}
+    assert "refused" in err and "accuracy" in err
+    assert not (home / "station-models" / "worse").exists()
+    assert db.model_versions.by_name("classifier", "worse") is None
+
+
+def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_path: Path) -> None:
+    db, url, home = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    proc = run_retrain(url, "--name", "head", "--keep-if-worse", "--groups", "none")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    events = events_of(out)
+    train = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+    assert train["method"] == "head" and train["start"] == "linear head on the frozen backbone of clf-v1"
+    done = events[-1]
+    answers = done["comparison"]["simple_answers"]
+    assert answers["chosen"].startswith("linear_head_C") and answers["groups"]["rule"] == "none"
+    assert answers["held_out"][answers["chosen"]] == {"accuracy": done["comparison"]["new"]["accuracy"],
+                                                      "f1": done["comparison"]["new"]["f1"]}
+    loaded = load_model(done["path"], family="classifier")
+    assert loaded.card["classes"] == ["crack", "good"] and loaded.card["training"]["head"]["selected_by"]
+    assert loaded.card["retraining"]["held_out_comparison"]["simple_answers"] == answers
+    assert loaded.card["retraining"]["command"] == train["command"] == "python main.py retrain classifier --method head --groups none"
 
 
 def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:
@@ -273,6 +332,9 @@ def test_comparison_text_names_both_versions() -> None:
     assert "not scored (it was trained on other classes)" in comparison_text(
         {"held_out_images": 3, "new": {"accuracy": 1.0}, "parent_not_scored": "it was trained on other classes"})
     assert comparison_text({"held_out_images": 0, "new": {}}).startswith("no held-out reviewed images")
+    simple = {"best_simple": "thumbnail_logreg", "held_out": {"thumbnail_logreg": {"accuracy": 0.75, "f1": 0.7}}}
+    assert comparison_text({**both, "simple_answers": simple}).endswith(
+        "; best simple answer (thumbnail_logreg) accuracy 0.75, f1 0.7")
 
 
 def test_auto_epochs_give_small_classifier_sets_enough_steps() -> None:

@@ -1,0 +1,233 @@
+"""A classifier version from a few dozen labels: the active backbone, frozen, with a new linear head.
+
+Full transfer training of MemoryMamba on 218 reviewed magnetic tiles scored 0.355 on independent
+tiles, below a constant answer (benchmarks/RESULTS.md): a few hundred images do not hold enough
+signal to move a whole network. A linear head fitted on the frozen backbone's pooled features
+(class-balanced logistic regression, averaged over the flip views the card asks the engine for)
+needs seconds and uses only what the backbone already computes. The head is written into the
+model's own two-layer head (first layer an exact pass-through, see ``write_linear_head``), so the
+result is an ordinary MemoryMamba directory that the station loads and runs unchanged.
+
+``compare_candidates`` scores the head and the simple answers (majority, kNN, logistic
+regression on thumbnails and on plain embeddings) by group-aware cross-validation inside the
+reviewed training labels, then once on the held-out reviewed labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from inference.checkpoints import LoadedModel, save_model
+from inference.classifier_predict import resize_to_model_input, tta_views
+from inference.imageio import read_image
+from inference.models.memory_mamba import MemoryMamba
+from inference.training.classifier_data import class_folders
+from inference.training.simple_answers import (FOLDS, SIMPLE_MODELS, Score, assign_groups, best_name, cross_validated,
+                                               fit_predict, group_folds, score, thumbnails)
+
+HEAD_VIEWS = "flips"        # the new version's test-time augmentation; its features are averaged over these views
+HEAD_C = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head (chosen by group CV)
+PASS_THROUGH_FLOOR = 8.0    # GELU(z) = z to float precision for z >= 8: the head's first layer shifts features above it
+ABSENT_CLASS_BIAS = -30.0   # a class with no training image in a fold/fit is never predicted
+
+
+def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, batch: int = 32) -> np.ndarray:
+    """(n_views, n, C) pooled backbone features of each image under each test-time view (eval mode)."""
+    model, cfg = loaded.model.eval(), loaded.config
+    device = next(model.parameters()).device
+    out: list[np.ndarray] = []
+    with torch.no_grad():
+        for s in range(0, len(paths), batch):
+            arr = np.stack([resize_to_model_input(read_image(p, cfg.color_mode), cfg.img_size, cfg.in_chans)
+                            for p in paths[s:s + batch]])
+            vs = tta_views(torch.from_numpy(arr).to(device), views)
+            feats = model.features(torch.cat(vs))[0]
+            out.append(feats.view(len(vs), len(arr), -1).float().cpu().numpy())
+    return np.concatenate(out, axis=1) if out else np.zeros((1, 0, 0), np.float32)
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """Class logits = features @ coef.T + intercept, over all classes of the data."""
+    coef: np.ndarray       # (k, C)
+    intercept: np.ndarray  # (k,)
+    c: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return np.argmax(features @ self.coef.T + self.intercept, axis=1)
+
+
+def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
+    """Class-balanced logistic regression on standardised features, folded back into raw-feature weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = features.mean(0), features.std(0) + 1e-6
+    coef = np.zeros((num_classes, features.shape[1]))
+    intercept = np.full(num_classes, ABSENT_CLASS_BIAS)
+    present = np.unique(labels)
+    if len(present) == 1:
+        intercept[present[0]] = 0.0
+        return LinearHead(coef, intercept, c)
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit((features - mu) / sd, labels)
+    w, b = lr.coef_, lr.intercept_
+    if len(present) == 2:  # scikit-learn gives one row (logit of the second class): split it symmetrically
+        w, b = np.vstack([-w[0] / 2, w[0] / 2]), np.array([-b[0] / 2, b[0] / 2])
+    for row, cls in enumerate(lr.classes_):
+        coef[cls] = w[row] / sd
+        intercept[cls] = b[row] - coef[cls] @ mu
+    return LinearHead(coef, intercept, c)
+
+
+def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarray, classes: Sequence[str],
+                      out: Path, card: dict[str, Any]) -> Path:
+    """A MemoryMamba directory: the parent's backbone, a head computing exactly ``head`` on pooled features.
+
+    The model's head is Linear(C, H) → GELU → Dropout → Linear(H, k). The first layer becomes an
+    identity on the first C units plus a per-feature shift that puts every training feature at or
+    above PASS_THROUGH_FLOOR, where GELU is the identity to float precision; the last layer holds
+    the fitted weights, its bias compensating the shift. Needs H >= C (true of every preset).
+    """
+    cfg = dataclasses.replace(loaded.config, num_classes=len(classes))
+    width, hidden = features.shape[1], cfg.head_hidden
+    if hidden < width:
+        raise ValueError(f"the head's hidden width {hidden} is below the feature width {width}: no pass-through")
+    model = MemoryMamba(cfg)
+    backbone = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    if unexpected or any(not k.startswith("head.") for k in missing):
+        raise ValueError(f"backbone weights do not fit (missing {missing}, unexpected {unexpected})")
+    lo, hi = features.min(0), features.max(0)
+    shift = PASS_THROUGH_FLOOR - lo + (hi - lo)  # a margin of one training range below the lowest seen value
+    first, last = model.head[0], model.head[3]
+    with torch.no_grad():
+        first.weight.zero_()
+        first.weight[:width, :width] = torch.eye(width)
+        first.bias.zero_()
+        first.bias[:width] = torch.from_numpy(shift).float()
+        last.weight.zero_()
+        last.weight[:, :width] = torch.from_numpy(head.coef).float()
+        last.bias.copy_(torch.from_numpy(head.intercept - head.coef @ shift).float())
+    card = {**card, "classes": list(classes), "test_time_augmentation": HEAD_VIEWS,
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+    return save_model(out, loaded.name, model, cfg, card)
+
+
+@dataclass
+class Comparison:
+    """Every candidate's group-CV score, the chosen head and the best simple answer on the held-out part."""
+    classes: list[str]
+    groups: dict[str, Any]
+    cv: dict[str, Score]
+    chosen: str
+    best_simple: str
+    held_out: dict[str, Score] = field(default_factory=dict)  # chosen and best simple answer
+    held_out_images: int = 0
+
+    @property
+    def wins(self) -> bool:
+        """The chosen head is at least as good as the best simple answer in accuracy and macro F1 (held out)."""
+        return self.chosen in self.held_out and self.held_out[self.chosen].beats_or_ties(self.held_out[self.best_simple])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cv": {k: v.as_dict() for k, v in self.cv.items()}, "groups": self.groups, "chosen": self.chosen,
+                "best_simple": self.best_simple, "held_out_images": self.held_out_images,
+                "held_out": {k: v.as_dict() for k, v in self.held_out.items()}, "wins": self.wins}
+
+
+def split_items(root: Path, part: str, classes: Sequence[str] | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Paths, class indices and class names of one part (train/ or val/) of an exported class-folder tree."""
+    folders = class_folders(root / part) if (root / part).is_dir() else {}
+    names = list(classes) if classes is not None else sorted(folders)
+    paths = [p for name in names for p in folders.get(name, [])]
+    labels = np.array([i for i, name in enumerate(names) for _ in folders.get(name, [])], dtype=np.int64)
+    return paths, labels, names
+
+
+def head_name(c: float) -> str:
+    return f"linear_head_C{c:g}"
+
+
+def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str = "auto", seed: int = 0,
+                       progress: Callable[[str, int, int], None] | None = None) -> tuple[Comparison, dict[str, np.ndarray]]:
+    """Group-CV of the simple answers (and, with a backbone, the linear heads) on root/train; held-out on root/val.
+
+    Returns the comparison and the arrays a caller needs to write the chosen head
+    (``train_features``: the view-averaged training features).
+    """
+    def tick(done: int) -> None:
+        if progress:
+            progress("candidates", done, 4)
+
+    paths, y, classes = split_items(root, "train")
+    val_paths, y_val, _ = split_items(root, "val", classes)
+    names = [p.name for p in paths]
+    groups, rule = assign_groups(names, [classes[i] for i in y], group_rule)
+    folds = group_folds(y, groups, FOLDS, seed)
+    features: dict[str, tuple[np.ndarray, np.ndarray]] = {"thumbnail": (thumbnails(paths), thumbnails(val_paths))}
+    tick(1)
+    if loaded is not None:
+        views, val_views = embed(loaded, paths), embed(loaded, val_paths)
+        features["embedding"] = (views[0], val_views[0])
+        tick(2)
+    cv: dict[str, Score] = {}
+    for kind, (x, _xv) in features.items():
+        for model_name, make in SIMPLE_MODELS.items():
+            if kind == "embedding" and model_name == "majority":
+                continue  # the same constant answer as on thumbnails
+            key = f"{kind}_{model_name}" if model_name != "majority" else "majority"
+            cv[key] = cross_validated(lambda tr, te, x=x, make=make: fit_predict(make, x[tr], y[tr], x[te]), y, folds, classes)
+    simple = dict(cv)
+    best_simple = best_name(simple)
+    arrays: dict[str, np.ndarray] = {}
+    heads: dict[str, Score] = {}
+    if loaded is not None:
+        avg, val_avg = views.mean(0), val_views.mean(0)
+        for c in HEAD_C:
+            heads[head_name(c)] = cross_validated(
+                lambda tr, te, c=c: fit_linear_head(avg[tr], y[tr], len(classes), c).predict(avg[te]), y, folds, classes)
+        cv.update(heads)
+        arrays["train_features"] = avg
+    tick(3)
+    chosen = best_name(heads) if heads else ""
+    held_out: dict[str, Score] = {}
+    if len(y_val):
+        kind, _, model_name = best_simple.partition("_")
+        x, xv = features[kind if model_name else "thumbnail"]
+        held_out[best_simple] = score(y_val, fit_predict(SIMPLE_MODELS[model_name or "majority"], x, y, xv), classes)
+        if chosen:
+            head = fit_linear_head(avg, y, len(classes), float(chosen.removeprefix("linear_head_C")))
+            held_out[chosen] = score(y_val, head.predict(val_avg), classes)
+    if chosen:
+        arrays["head_c"] = np.array(float(chosen.removeprefix("linear_head_C")))
+        arrays["labels"] = y
+    tick(4)
+    n_groups = len(set(groups))
+    return Comparison(classes, {"rule": rule, "groups": n_groups, "folds": len(folds)}, cv, chosen, best_simple,
+                      held_out, int(len(y_val))), arrays
+
+
+def write_chosen_head(loaded: LoadedModel, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
+                      parent_card: dict[str, Any], command: str) -> Path:
+    """Refit the chosen head on every training image and write it as a model directory with its card."""
+    features, labels = arrays["train_features"], arrays["labels"]
+    head = fit_linear_head(features, labels, len(comparison.classes), float(arrays["head_c"]))
+    keep = ("model", "family", "task", "input_size", "color_mode", "normalisation", "preset", "ablation", "licence", "paper")
+    held = comparison.held_out.get(comparison.chosen)
+    card = {
+        **{k: parent_card[k] for k in keep if k in parent_card},
+        "data": {"train_images": int(len(labels)), "val_images": comparison.held_out_images,
+                 "train_counts": {c: int(n) for c, n in zip(comparison.classes, np.bincount(labels, minlength=len(comparison.classes)))}},
+        "training": {"initialisation": "frozen backbone of the parent, linear head fitted on its pooled features",
+                     "head": {"kind": "class-balanced logistic regression", "C": head.c, "features": f"pooled backbone "
+                              f"features averaged over the '{HEAD_VIEWS}' test-time views", "selected_by": "group cross-validation"},
+                     "seconds": None},
+        "command": command,
+        "init_model": {"path": str(loaded.path) if loaded.path else None, "metrics": parent_card.get("metrics", {})},
+        "metrics": {"val": {**held.as_dict(), "count": comparison.held_out_images}} if held else {},
+    }
+    return write_linear_head(loaded, head, features, comparison.classes, out, card)

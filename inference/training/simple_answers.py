@@ -1,0 +1,167 @@
+"""The simple answers a retrained classifier has to beat, and the group-aware folds that score them.
+
+A retrained model earns its place only if it beats what anyone could fit on the same reviewed
+labels in a second: the majority class, k nearest neighbours and logistic regression on tiny
+gray thumbnails or on the backbone's embeddings (magnetic tile, 218 labels: a transferred
+MemoryMamba scored 0.355 on independent tiles, a constant answer about 0.7 and logistic
+regression on 12×12 thumbnails 0.762; benchmarks/RESULTS.md). Torch-free (numpy, OpenCV,
+scikit-learn), so the same code scores thumbnails, embeddings and a model's predictions.
+
+Cross-validation folds keep whole *groups* (capture sessions, lots) together: images of one
+session share lighting and texture, and a fold that splits a session lets every method look
+better than it will on the next session.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from inference.training.classifier_metrics import classification_report, confusion_matrix
+
+THUMBNAIL = 12  # side of the gray thumbnail (12×12 = 144 numbers per image)
+FOLDS = 5
+GROUP_RULES = ("auto", "folder", "prefix", "none")
+EXPORT_SEPARATOR = "__"  # the export flattens sub-folders into file names with this (export_items.flat_name)
+_PREFIX = re.compile(r"^([^_\-\s.]+)[_\-\s]")
+
+
+def thumbnails(paths: Sequence[Path], size: int = THUMBNAIL) -> np.ndarray:
+    """(n, size*size) float32 gray thumbnails in [0, 1] (area-resized); an unreadable file raises ValueError."""
+    out = np.empty((len(paths), size * size), dtype=np.float32)
+    for i, path in enumerate(paths):
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise ValueError(f"{path}: not a readable image")
+        out[i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
+    return out
+
+
+def image_group(file_name: str, class_name: str, rule: str) -> str:
+    """The capture group of one exported image under ``rule``.
+
+    ``folder``: the sub-folder the image came from (the export's ``a__b__name.png`` → ``a/b``),
+    leaving out a folder named like the class (class-folder trees would make class = group);
+    ``prefix``: the file name up to its first ``_``, ``-`` or space (magnetic tile's
+    ``exp1_num_10334.png`` → ``exp1``); ``none``: every image is its own group.
+    """
+    parts = PurePosixPath(file_name).name.split(EXPORT_SEPARATOR)
+    stem = PurePosixPath(parts[-1]).stem
+    if rule == "folder":
+        folders = [p for p in parts[:-1] if p != class_name]
+        return "/".join(folders) if folders else f"image:{file_name}"
+    if rule == "prefix":
+        match = _PREFIX.match(stem)
+        return match.group(1) if match else f"image:{file_name}"
+    if rule == "none":
+        return f"image:{file_name}"
+    raise ValueError(f"unknown group rule {rule!r}; choose from {', '.join(GROUP_RULES)}")
+
+
+def _usable(groups: Sequence[str], folds: int) -> bool:
+    """Enough groups for the folds, and at least one group holding more than one image."""
+    distinct = set(groups)
+    return len(distinct) >= folds and len(distinct) < len(groups)
+
+
+def assign_groups(file_names: Sequence[str], class_names: Sequence[str], rule: str = "auto",
+                  folds: int = FOLDS) -> tuple[list[str], str]:
+    """Groups for every image and the rule that made them; ``auto`` tries folder, then prefix, then none."""
+    for candidate in (("folder", "prefix") if rule == "auto" else (rule,)):
+        groups = [image_group(f, c, candidate) for f, c in zip(file_names, class_names)]
+        if rule != "auto" or _usable(groups, folds):
+            return groups, candidate
+    return [image_group(f, c, "none") for f, c in zip(file_names, class_names)], "none"
+
+
+def group_folds(labels: np.ndarray, groups: Sequence[str], folds: int = FOLDS,
+                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs, stratified by class as far as whole groups allow; no group is split.
+
+    Fewer groups than ``folds`` give one fold per group (at least 2 groups are needed).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    k = min(folds, int(codes.max()) + 1 if len(codes) else 0)
+    if k < 2:
+        raise ValueError("cross-validation needs at least 2 groups of images")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, codes)]
+
+
+def _standardised(estimator):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), estimator)
+
+
+def _majority():
+    from sklearn.dummy import DummyClassifier
+
+    return DummyClassifier(strategy="most_frequent")
+
+
+def _knn(n_train: int):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return _standardised(KNeighborsClassifier(n_neighbors=max(1, min(5, n_train))))
+
+
+def _logreg():
+    from sklearn.linear_model import LogisticRegression
+
+    return _standardised(LogisticRegression(max_iter=2000))
+
+
+# name -> maker(n_train) of an unfitted scikit-learn estimator
+SIMPLE_MODELS: dict[str, Callable[[int], object]] = {
+    "majority": lambda n: _majority(),
+    "knn": _knn,
+    "logreg": lambda n: _logreg(),
+}
+
+
+def fit_predict(make: Callable[[int], object], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """Fit a fresh estimator on the training rows and predict the test rows (class indices)."""
+    if len(np.unique(y_train)) < 2:  # a fold with one class: that class is every answer
+        return np.full(len(x_test), y_train[0] if len(y_train) else 0, dtype=np.int64)
+    est = make(len(y_train))
+    est.fit(x_train, y_train)
+    return np.asarray(est.predict(x_test), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Score:
+    accuracy: float
+    f1: float  # macro F1 over the classes present (classifier_metrics' convention)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"accuracy": round(self.accuracy, 4), "f1": round(self.f1, 4)}
+
+    def beats_or_ties(self, other: "Score") -> bool:
+        return self.accuracy >= other.accuracy - 1e-9 and self.f1 >= other.f1 - 1e-9
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> Score:
+    report = classification_report(confusion_matrix(y_true, y_pred, len(classes)), list(classes))
+    return Score(float(report["accuracy"]), float(report["f1"]))
+
+
+def cross_validated(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], labels: np.ndarray,
+                    folds: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[str]) -> Score:
+    """Pooled out-of-fold predictions of ``predict(train_idx, test_idx)`` scored once."""
+    pred = np.empty(len(labels), dtype=np.int64)
+    for tr, te in folds:
+        pred[te] = predict(tr, te)
+    return score(labels, pred, classes)
+
+
+def best_name(scores: dict[str, Score]) -> str:
+    """The best by macro F1, then accuracy (a constant answer wins accuracy on skewed data, never F1)."""
+    return max(scores, key=lambda k: (scores[k].f1, scores[k].accuracy))
