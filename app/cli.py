@@ -13,17 +13,14 @@ from typing import Callable, Sequence
 
 from app import __version__
 from app.paths import default_database_url
+from inference import families
 
-FAMILIES = ("classifier", "segmenter", "anomaly")
-FAMILY_TITLES = {
-    "classifier": "the defect classifier (MemoryMamba)",
-    "segmenter": "the small-target segmenter (MiM-ISTD)",
-    "anomaly": "the anomaly detector (pattern generative + contrastive)",
-}
+FAMILIES = families.NAMES
+FAMILY_TITLES = families.table("title")
 COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
-FAMILY_CLI = {f: f"inference.training.{f}_cli" for f in FAMILIES}
+FAMILY_CLI = families.table("train_cli")
 
 log = logging.getLogger("station")
 
@@ -87,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prelabel", help="pre-label a folder with the active models (headless)")
     p.add_argument("folder")
-    p.add_argument("--families", default="classifier,segmenter,anomaly",
-                   help="comma-separated families to run (default: all three)")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help="comma-separated families to run (default: all)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--report", metavar="FILE", help="write a JSON report here")

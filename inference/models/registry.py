@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-FAMILIES = ("classifier", "segmenter", "anomaly")
+from inference import families
+
+FAMILIES = families.NAMES
 # Modules that register models; imported lazily so `import inference` stays cheap.
 MODEL_MODULES = (
     "inference.models.memory_mamba",
