@@ -143,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", choices=FAMILIES)
     p.add_argument("--folder", help="only the reviewed images of this indexed folder (id, path or name)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: 15 classifier / 16 segmenter when fine-tuning the active "
-                        "version, 60 / 50 from scratch, 25 anomaly)")
+                   help="training epochs (default, by how the new version starts: " + "; ".join(
+                       f"{f.name} " + ", ".join(f"{mode} {n}" for mode, n in f.auto_epochs.items())
+                       for f in families.families()) + "; more steps for a small classifier set)")
     p.add_argument("--name", help="the new version's name (default: FAMILY-retrained-DATE-TIME)")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the new model (default: beside the SQLite file, else the user data folder)")

@@ -117,3 +117,20 @@ def test_engine_dispatches_to_the_toy_adapter():
     loaded = LoadedModel(torch.nn.Linear(1, 1), "toy_net", "toy", config=None)
     model = family_model(loaded)
     assert type(model) is ToyModel and model.loaded is loaded
+
+
+@pytest.mark.parametrize("fam", families.families(), ids=lambda f: f.name)
+def test_catalogue_matches_the_family_modules(fam: families.Family):
+    """The catalogue's facts agree with the code they name: registered architectures, their
+    presets, and importable predict, adapter, train CLI and train entry points."""
+    from inference.models import registry
+
+    for arch in fam.architectures + fam.part_only:
+        assert registry.spec(arch).family == fam.name
+    first = registry.spec(fam.architectures[0]).model_cls
+    assert fam.presets == tuple(__import__(first.__module__, fromlist=["PRESETS"]).PRESETS)
+    assert issubclass(families.load_entry(fam.adapter), FamilyModel)
+    assert callable(families.load_entry(fam.train_entry))
+    families.load_entry(fam.predict_module)
+    assert hasattr(families.load_entry(fam.train_cli), "run_train")
+    assert not fam.predict_module.startswith("inference.training")
