@@ -134,3 +134,15 @@ def test_catalogue_matches_the_family_modules(fam: families.Family):
     families.load_entry(fam.predict_module)
     assert hasattr(families.load_entry(fam.train_cli), "run_train")
     assert not fam.predict_module.startswith("inference.training")
+
+
+def test_registry_refuses_an_architecture_the_catalogue_does_not_list():
+    from torch import nn
+
+    from inference.models import registry
+
+    with pytest.raises(ValueError, match="not listed as a classifier architecture"):
+        registry.register("unlisted_net", "classifier", object)(nn.Module)
+    with pytest.raises(ValueError, match="unknown family 'toy'"):
+        registry.register("toy_net", "toy", object)(nn.Module)
+    assert "unlisted_net" not in {s.name for s in registry.available()}
