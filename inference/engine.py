@@ -28,11 +28,11 @@ import torch
 
 from . import families
 from .checkpoints import load_model
-from .engine_families import FamilyModel, family_model
-from .imageio import ImageReadError, convert_channels, read_raw, to_float
-from .families import NAMES as FAMILIES
-from .results import ImageResult
 from .device import pick_device
+from .engine_families import FamilyModel, family_model
+from .families import NAMES as FAMILIES
+from .imageio import ImageReadError, convert_channels, read_raw, to_float
+from .results import ImageResult
 
 log = logging.getLogger(__name__)
 
