@@ -13,17 +13,14 @@ from typing import Callable, Sequence
 
 from app import __version__
 from app.paths import default_database_url
+from inference import families
 
-FAMILIES = ("classifier", "segmenter", "anomaly")
-FAMILY_TITLES = {
-    "classifier": "the defect classifier (MemoryMamba)",
-    "segmenter": "the small-target segmenter (MiM-ISTD)",
-    "anomaly": "the anomaly detector (pattern generative + contrastive)",
-}
+FAMILIES = families.NAMES
+FAMILY_TITLES = families.table("title")
 COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
-FAMILY_CLI = {f: f"inference.training.{f}_cli" for f in FAMILIES}
+FAMILY_CLI = families.table("train_cli")
 
 log = logging.getLogger("station")
 
@@ -87,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prelabel", help="pre-label a folder with the active models (headless)")
     p.add_argument("folder")
-    p.add_argument("--families", default="classifier,segmenter,anomaly",
-                   help="comma-separated families to run (default: all three)")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help="comma-separated families to run (default: all)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--report", metavar="FILE", help="write a JSON report here")
@@ -146,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", choices=FAMILIES)
     p.add_argument("--folder", help="only the reviewed images of this indexed folder (id, path or name)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: 15 classifier / 16 segmenter when fine-tuning the active "
-                        "version, 60 / 50 from scratch, 25 anomaly)")
+                   help="training epochs (default, by how the new version starts: " + "; ".join(
+                       f"{f.name} " + ", ".join(f"{mode} {n}" for mode, n in f.auto_epochs.items())
+                       for f in families.families()) + "; more steps for a small classifier set)")
     p.add_argument("--name", help="the new version's name (default: FAMILY-retrained-DATE-TIME)")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the new model (default: beside the SQLite file, else the user data folder)")

@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-FAMILIES = ("classifier", "segmenter", "anomaly")
+from inference import families  # noqa: E402  (after the path set-up; plain Python, no torch)
+
+FAMILIES = tuple(families.NAMES)
 
 
 def classifier_figures(neu: Path) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def _masks(loaded, frames) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def false_alarms(loaded, frames) -> dict[str, Any]:
-    from inference.training.segmenter_metrics import matched_components
+    from inference.segmenter_metrics import matched_components
 
     probs, masks = _masks(loaded, frames)
     peaks_false, peaks_true, by_frame = [], [], {}
@@ -99,7 +99,7 @@ def coverage(fit, held, val) -> dict[str, Any]:
 
 
 def _frame_stats(masks, frames) -> np.ndarray:
-    from inference.training.segmenter_metrics import matched_components
+    from inference.segmenter_metrics import matched_components
 
     rows = []
     for m, f in zip(masks, frames):
@@ -134,7 +134,7 @@ def _fit_samples(loaded, fit, config):
 def verifier_quantiles(loaded, fit, val, quantiles: list[float]) -> dict[str, Any]:
     from inference.models.target_verifier import TargetVerifierConfig
     from inference.segmentation import model_verifier
-    from inference.training.segmenter_metrics import evaluate_masks
+    from inference.segmenter_metrics import evaluate_masks
     from inference.training.segmenter_verifier import VerifierOptions, out_of_fold_scores
 
     part = model_verifier(loaded)
@@ -188,7 +188,7 @@ def rule_effect(loaded, frames) -> list[dict[str, Any]]:
     """Components (at the operating threshold, size limit applied) the pixel-cost rule and the flat threshold decide differently."""
     from inference import segmentation as seg
     from inference.models.target_verifier import verify
-    from inference.training.segmenter_metrics import matched_components
+    from inference.segmenter_metrics import matched_components
 
     rule = seg.model_verifier(loaded)
     if rule is None or rule.log_odds_per_pixel is None:

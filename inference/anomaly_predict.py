@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoints import LoadedModel
-from .training.anomaly_data import to_model_input
+from .preprocess import anomaly_input
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size
     model.eval()
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        batch = np.stack([to_model_input(img, cfg.image_size, cfg.in_channels) for img in chunk])
+        batch = np.stack([anomaly_input(img, cfg.image_size, cfg.in_channels) for img in chunk])
         maps, scores = model_maps(model, batch, device)
         for img, m, s in zip(chunk, maps, scores):
             h, w = np.asarray(img).shape[:2]

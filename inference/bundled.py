@@ -3,14 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inference import families
+
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "resources" / "models"
-DEFAULT_MODEL = {
-    "classifier": "classifier-neu",
-    "segmenter": "segmenter-sirst",
-    # Licence-clean (MVTec AD, behind anomaly-bottle, is non-commercial) and closer to the
-    # demo's parts than a bottle model, which calls every non-bottle image anomalous.
-    "anomaly": "anomaly-magnetic_tile",
-}
+DEFAULT_MODEL = families.table("default_model")  # family -> bundled directory name
 
 
 def bundled_model_dir(family: str, name: str | None = None) -> Path:

@@ -9,15 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from inference.checkpoints import LoadedModel
-
-# ITU-R BT.601 luma, as OpenCV's RGB->gray uses, so file reads and arrays agree.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
+from inference.preprocess import classifier_input
 
 @dataclass(frozen=True)
 class ClassPrediction:
@@ -28,34 +24,8 @@ class ClassPrediction:
     confidence: float
 
 
-def _to_channels(img: np.ndarray, chans: int) -> np.ndarray:
-    """-> (h, w, chans) float32; RGB assumed for 3/4-channel input, alpha dropped."""
-    a = np.asarray(img, dtype=np.float32)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"expected an image of shape (h, w) or (h, w, 1|3|4), got {np.shape(img)}")
-    if a.shape[2] == 2:  # gray + alpha
-        a = a[:, :, :1]
-    if a.shape[2] == 4:
-        a = a[:, :, :3]
-    if chans == 1 and a.shape[2] == 3:
-        a = (a @ _LUMA)[:, :, None]
-    elif chans == 3 and a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    return np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0)
-
-
-def resize_to_model_input(img: np.ndarray, size: int, chans: int) -> np.ndarray:
-    """Any float image -> (chans, size, size) float32 in [0, 1]: area-averaged when shrinking."""
-    a = _to_channels(img, chans)
-    h, w = a.shape[:2]
-    if (h, w) != (size, size):
-        interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
-        a = cv2.resize(a, (size, size), interpolation=interp)
-        if a.ndim == 2:
-            a = a[:, :, None]
-    return np.clip(a, 0.0, 1.0).transpose(2, 0, 1).copy()
+# The model's own input shaping lives with every family's in inference.preprocess.
+resize_to_model_input = classifier_input
 
 
 def model_classes(loaded: LoadedModel) -> tuple[str, ...]:

@@ -26,18 +26,19 @@ import cv2
 import numpy as np
 import torch
 
+from . import families
 from .checkpoints import load_model
+from .device import pick_device
 from .engine_families import FamilyModel, family_model
+from .families import NAMES as FAMILIES
 from .imageio import ImageReadError, convert_channels, read_raw, to_float
-from .models.registry import FAMILIES
 from .results import ImageResult
-from .training.common import pick_device
 
 log = logging.getLogger(__name__)
 
-# Largest difference half precision may make before a family falls back to float32:
-# class probabilities (absolute), mask pixels that flip (fraction), anomaly map (fraction of range).
-HALF_TOLERANCE = {"classifier": 0.01, "segmenter": 0.001, "anomaly": 0.01}
+# Largest difference half precision may make before a family falls back to float32 (per family,
+# from the catalogue: class probabilities absolute, mask pixels that flip, anomaly map fraction of range).
+HALF_TOLERANCE = families.table("half_tolerance")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ import cv2
 import numpy as np
 import torch
 
+from . import families
 from .checkpoints import CheckpointError, LoadedModel
+from .preprocess import anomaly_input
 from .results import AnomalyResult, ClassResult, SegmentResult
 
 # Whole frames up to this side go to the segmenter unshrunk (its helper tiles beyond 1024):
@@ -60,7 +62,7 @@ class ClassifierModel(FamilyModel):
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
-        self._mod = _helper("inference.classifier_predict", loaded)
+        self._mod = _helper(families.family(self.family).predict_module, loaded)
         cfg = loaded.config
         self.mode = "gray" if cfg.in_chans == 1 else "rgb"
         self.max_side = 2 * int(cfg.img_size)  # the helper area-averages the rest of the way
@@ -84,7 +86,7 @@ class SegmenterModel(FamilyModel):
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
-        self._mod = _helper("inference.segmentation", loaded)
+        self._mod = _helper(families.family(self.family).predict_module, loaded)
         # A card naming members or a verifier it does not carry fails here, at load, with CheckpointError.
         self._mod.model_members(loaded)
         self._mod.model_post_process(loaded)
@@ -107,8 +109,7 @@ class AnomalyModel(FamilyModel):
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
-        self._mod = _helper("inference.anomaly_predict", loaded)
-        self._data = _helper("inference.training.anomaly_data", loaded)
+        self._mod = _helper(families.family(self.family).predict_module, loaded)
         cfg = loaded.config
         self.mode = "gray" if cfg.in_channels == 1 else "rgb"
         self.max_side = 2 * int(cfg.image_size)
@@ -117,7 +118,7 @@ class AnomalyModel(FamilyModel):
 
     def predict(self, images, sizes) -> list[AnomalyResult]:
         cfg = self.loaded.config
-        batch = np.stack([self._data.to_model_input(img, cfg.image_size, cfg.in_channels) for img in images])
+        batch = np.stack([anomaly_input(img, cfg.image_size, cfg.in_channels) for img in images])
         maps, scores = self._mod.model_maps(self.loaded.model, batch, self.device)
         return [AnomalyResult(np.asarray(m, np.float32), float(s), self.threshold) for m, s in zip(maps, scores)]
 
@@ -129,16 +130,15 @@ class AnomalyModel(FamilyModel):
         return worst
 
 
-ADAPTERS: dict[str, type[FamilyModel]] = {
-    "classifier": ClassifierModel,
-    "segmenter": SegmenterModel,
-    "anomaly": AnomalyModel,
-}
+def adapter_class(family: str) -> type[FamilyModel]:
+    """The catalogue's adapter for ``family`` (imported lazily from its "module:Class" path)."""
+    cls: type[FamilyModel] = families.load_entry(families.family(family).adapter)
+    return cls
 
 
 def family_model(loaded: LoadedModel) -> FamilyModel:
     try:
-        return ADAPTERS[loaded.family](loaded)
+        return adapter_class(loaded.family)(loaded)
     except (AttributeError, TypeError) as exc:  # a config without the fields this adapter reads
         raise CheckpointError(f"{loaded.path}: unsupported {loaded.family} model {loaded.name!r} ({exc})") from None
 

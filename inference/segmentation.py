@@ -18,8 +18,8 @@ import torch
 from inference.checkpoints import CheckpointError, LoadedModel
 from inference.models.mim_istd import segment_logits
 from inference.models.target_verifier import verify
-from inference.training.segmenter_data import standardise_np, to_channels
-from inference.training.segmenter_metrics import SegmentationMeter, components
+from inference.preprocess import segmenter_input, standardise
+from inference.segmenter_metrics import SegmentationMeter, components
 
 DEFAULT_THRESHOLD = 0.5  # logit > 0, the field's convention
 MAX_WHOLE_SIDE = 1024
@@ -167,7 +167,7 @@ def predict_probabilities(
     try:
         out = []
         for img in images:
-            frame = img if standardised else standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans))
+            frame = img if standardised else standardise(segmenter_input(img, in_chans))
             acc = np.zeros(frame.shape[1:], np.float32)
             for m in models:
                 logits = _logits(m, frame, dev, flips)
@@ -306,6 +306,6 @@ def predict_masks(
     if threshold is not None:
         post = replace(post, threshold=float(threshold))
     in_chans = loaded.model.config.in_chans
-    frames = [standardise_np(to_channels(np.asarray(img, dtype=np.float32), in_chans)) for img in images]
+    frames = [standardise(segmenter_input(img, in_chans)) for img in images]
     probs = predict_probabilities(model_members(loaded), frames, device, standardised=True, flips=model_flips(loaded))
     return [post(p, f) for p, f in zip(probs, frames)]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, version_for_dir
 from database.dto import ModelVersionInfo
+from inference import families
 from inference.bundled import DEFAULT_MODEL, bundled_models
 from inference.model_limits import MAX_JSON_BYTES, ModelLimitError, check_config_values, read_safetensors_header
 
@@ -25,11 +26,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The architecture named in config.json's "model" -> its family (inference.models.registry's
-# registrations, repeated here so that checking a directory needs no torch; a test keeps them equal).
-ARCHITECTURES = {"memory_mamba": "classifier", "mim_istd": "segmenter",
-                 "pattern_anomaly": "anomaly", "pixel_gaussian": "anomaly"}
-PART_ONLY = {"target_verifier": "segmenter"}   # only loadable as a part of another model directory
+# The architecture named in config.json's "model" -> its family, from the torch-free family
+# catalogue (a test keeps it equal to inference.models.registry's registrations).
+ARCHITECTURES = families.architecture_table()
+PART_ONLY = families.architecture_table(part_only=True)  # only loadable as a part of another model directory
 FORMAT_VERSION = 1                             # inference.checkpoints.FORMAT_VERSION
 # card metrics shown in the table: key -> short label
 HEADLINES = (("accuracy", "acc"), ("iou", "IoU"), ("pd", "Pd"), ("fa", "Fa"),

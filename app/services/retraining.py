@@ -26,13 +26,14 @@ from app.services.export_split import SplitSpec
 from app.services.json_files import JsonFileError, read_json_object, write_json_atomic
 from app.services.prelabel import resolve_models
 from database.model_versions import json_safe as finite
+from inference import families
 from inference.imageio import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from database import Database
     from database.dto import ModelVersionInfo
 
-FAMILY_FORMAT = {"classifier": "imagefolder", "segmenter": "masks", "anomaly": "mvtec"}
+FAMILY_FORMAT = families.table("export_format")
 MIN_PER_CLASS = 5          # the classifier's trainer keeps a fifth of each class for validation
 MIN_SEGMENTER_FRAMES = 10  # a tenth is held out to pick epoch, threshold and flips
 MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly threshold
@@ -43,10 +44,9 @@ MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly thres
 MIN_CLASSIFIER_STEPS = {"fine-tune": 300, "transfer": 1000, "scratch": 1000}
 MAX_AUTO_EPOCHS = 400
 CLASSIFIER_BATCH = 32
-AUTO_EPOCHS = {("classifier", "fine-tune"): 15, ("classifier", "transfer"): 30, ("classifier", "scratch"): 60,
-               ("segmenter", "fine-tune"): 16, ("segmenter", "scratch"): 50, ("anomaly", "scratch"): 25}
+AUTO_EPOCHS = families.epochs_table()
 HELD_OUT_SPLIT = SplitSpec(0.8, 0.2, 0.0)
-HEADLINE = {"classifier": ("accuracy", "f1"), "segmenter": ("iou", "pd", "fa"), "anomaly": ("image_auroc", "pixel_auroc")}
+HEADLINE = families.table("headline")
 RECORD = "retraining.json"  # written into the new model directory beside its card
 
 
@@ -294,7 +294,7 @@ def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
 # The split of the card's metrics where the trainer already scored the held-out part (the
 # classifier's val/ is the export's val part, the anomaly test/ its MVTec test split); the
 # segmenter's trainer scores only its own share of train.txt, so it is evaluated afterwards.
-TRAINER_SCORED = {"classifier": "val", "anomaly": "test"}
+TRAINER_SCORED = families.table("trainer_scored")
 
 
 def trainer_scores(plan: RetrainPlan) -> dict[str, Any] | None:

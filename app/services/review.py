@@ -22,13 +22,14 @@ from app.services.display import DisplayError, decode_mask_png, encode_mask_png,
 from app.services.heat_region import threshold_region
 from app.services.review_types import (SORT_KEYS, FolderInfo, ImageDetail, LabelState, PredictionView,
                                        QueueFilter, QueueItem, QueuePage, RevisionInfo)
+from inference import families
 
 if TYPE_CHECKING:
     from database.engine import Database
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("classifier", "segmenter", "anomaly")
+FAMILIES = families.NAMES
 DEFAULT_ANOMALY_THRESHOLD = 0.5
 
 
@@ -210,7 +211,8 @@ class ReviewService:
         fam_pred = {fam: by_version[mv.id] for fam, mv in active.items() if mv.id in by_version}
         if not fam_pred:
             return None
-        c, s, a = (fam_pred.get(f) for f in FAMILIES)
+        # A PredictionView has one field per built-in kind of result.
+        c, s, a = fam_pred.get("classifier"), fam_pred.get("segmenter"), fam_pred.get("anomaly")
         mask = heat = None
         if s is not None:
             mask = self._mask_of(s)

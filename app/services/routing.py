@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from inference import families
+
 
 ROUTING_FILE = "model_routing.json"
-FAMILY_ORDER = ("classifier", "segmenter", "anomaly")
+FAMILY_ORDER = families.NAMES  # pre-label order
 
 
 class RoutingError(ValueError):

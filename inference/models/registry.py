@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-FAMILIES = ("classifier", "segmenter", "anomaly")
+from inference import families
+
+FAMILIES = families.NAMES
 # Modules that register models; imported lazily so `import inference` stays cheap.
 MODEL_MODULES = (
     "inference.models.memory_mamba",
@@ -38,6 +40,10 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(name: str, family: str, config_cls: type, part_only: bool = False) -> Callable[[type[nn.Module]], type[nn.Module]]:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}")
+    listed = families.family(family).part_only if part_only else families.family(family).architectures
+    if name not in listed:  # the catalogue is what the torch-free checks read: keep them in step
+        raise ValueError(f"{name!r} is not listed as a {family} {'part' if part_only else 'architecture'} "
+                         "in inference/families.py")
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
         _REGISTRY[name] = ModelSpec(name, family, config_cls, cls, part_only)

@@ -12,7 +12,9 @@ import shlex
 import sys
 from pathlib import Path
 
-ARCHS = ("pattern_anomaly", "pixel_gaussian")
+from inference import families
+
+ARCHS = families.family("anomaly").architectures
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +22,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--arch", default="pattern_anomaly", choices=ARCHS,
                    help="pattern_anomaly (the model) or pixel_gaussian (the baseline)")
-    p.add_argument("--preset", default="cpu", help="config preset: test_tiny, cpu (default), paper")
+    p.add_argument("--preset", default="cpu",
+                   help=f"config preset: {', '.join(families.family('anomaly').presets)} (default: cpu)")
     p.add_argument("--image-size", type=int, help="override the preset's square input size")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = grayscale input, 3 = RGB (default: preset)")
     p.add_argument("--mixer", choices=("attention", "ss2d"), help="token mixer of the ViT blocks (default: preset)")

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..imageio import ImageReadError, is_image_file, read_image, read_mask
+from ..preprocess import anomaly_input
 
 GOOD = "good"
 MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", "_mask.tif", "_mask.tiff", "_mask.jpg")
@@ -101,25 +102,8 @@ def channel_mode(in_channels: int) -> str:
     return "gray" if in_channels == 1 else "rgb"
 
 
-def to_model_input(image: np.ndarray, size: int, in_channels: int) -> np.ndarray:
-    """Float image (h, w[, c]) in [0, 1] -> (c, size, size) float32 in [0, 1]."""
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if in_channels == 3 and img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif in_channels == 1 and img.ndim == 3:
-        img = img.mean(axis=2)
-    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
-        raise ValueError(f"not an image array: shape {image.shape}")
-    h, w = img.shape[:2]
-    interp = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
-    img = cv2.resize(img, (size, size), interpolation=interp)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    return np.ascontiguousarray(np.clip(img, 0.0, 1.0).transpose(2, 0, 1))
+# One conversion for training and prediction (luma for gray, as every family), in inference.preprocess.
+to_model_input = anomaly_input
 
 
 def load_images(paths: list[Path], size: int, in_channels: int) -> tuple[np.ndarray, list[Path], list[str]]:

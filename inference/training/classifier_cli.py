@@ -11,7 +11,9 @@ import shlex
 import sys
 from pathlib import Path
 
-PRESETS = ("test_tiny", "cpu", "paper")
+from inference import families
+
+PRESETS = families.family("classifier").presets
 ABLATIONS = ("full", "no_coarse", "no_fine", "no_fusion", "no_memory", "l1", "l2")
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,14 @@ import json
 import sys
 from pathlib import Path
 
+from inference import families
+
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="tree with images/, masks/ (same stems) and optional train.txt/val.txt")
     p.add_argument("--out", required=True, help="run folder (state, log, best/ and final/ model directories)")
-    p.add_argument("--preset", default="cpu", help="model preset: test_tiny, cpu, paper (default: cpu)")
+    p.add_argument("--preset", default="cpu",
+                   help=f"model preset: {', '.join(families.family('segmenter').presets)} (default: cpu)")
     p.add_argument("--inner", choices=("mamba", "conv"), help="inner block (conv = the paper's ablation)")
     p.add_argument("--init", metavar="DIR", help="start from this model directory's weights (same preset)")
     p.add_argument("--epochs", type=int, default=60)

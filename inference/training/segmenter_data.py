@@ -14,10 +14,9 @@ import cv2
 import numpy as np
 
 from inference.imageio import ImageReadError, is_image_file, read_image, read_mask
+from inference.preprocess import segmenter_input, standardise
 from inference.training.common import deterministic_split
 
-
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 class SegDataError(ValueError):
@@ -31,26 +30,15 @@ class Frame:
     mask: np.ndarray  # bool (h, w)
 
 
-def standardise_np(image: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """numpy twin of ``mim_istd.standardise`` for one (c, h, w) frame."""
-    image = image.astype(np.float32)
-    return (image - image.mean()) / (image.std(ddof=1) + eps) if image.size > 1 else image - image.mean()
+standardise_np = standardise  # the name segmenter code and tests know
 
 
 def to_channels(image: np.ndarray, in_chans: int) -> np.ndarray:
-    """Float (h, w) or (h, w, c) RGB -> (in_chans, h, w): RGB to gray, or gray repeated to RGB."""
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3:
-        raise SegDataError(f"expected an (h, w) or (h, w, c) image, got shape {image.shape}")
-    image = image[:, :, :3] if image.shape[2] >= 3 else image[:, :, :1]
-    if in_chans == 1 and image.shape[2] == 3:  # RGB -> luma with OpenCV's weights, as read_image(..., "gray")
-        image = image @ LUMA[:, None]
-    elif image.shape[2] == 1:
-        image = np.repeat(image, in_chans, axis=2)
-    elif image.shape[2] != in_chans:
-        raise SegDataError(f"cannot turn {image.shape[2]} channels into {in_chans}")
-    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    """Float (h, w) or (h, w, c) RGB -> (in_chans, h, w), as prediction converts it (inference.preprocess)."""
+    try:
+        return segmenter_input(image, in_chans)
+    except ValueError as exc:
+        raise SegDataError(str(exc)) from None
 
 
 def _index(folder: Path) -> dict[str, Path]:

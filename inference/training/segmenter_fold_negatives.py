@@ -64,7 +64,7 @@ def write_fold_tree(data: str | Path, train_stems: Sequence[str], out: str | Pat
 
 def near_target(centres_xy: np.ndarray, mask: np.ndarray, distance: float = NEAR_TARGET) -> int:
     """How many of the (x, y) centres lie within ``distance`` pixels of a ground-truth target's centroid."""
-    from inference.training.segmenter_metrics import components
+    from inference.segmenter_metrics import components
 
     gt = components(mask)[1]
     if not len(gt) or not len(centres_xy):
@@ -126,7 +126,7 @@ def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: 
         predict_probabilities, shrink_components,
     )
     from inference.training.segmenter_data import SegTree, load_frames
-    from inference.training.segmenter_metrics import matched_components
+    from inference.segmenter_metrics import matched_components
 
     ref = load_model(reference, family="segmenter")
     thr, flips, limit, shrink = model_threshold(ref), model_flips(ref), model_max_fraction(ref), model_mask_threshold(ref)

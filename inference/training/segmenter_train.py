@@ -37,7 +37,7 @@ from inference.training.common import (
     warmup_cosine,
 )
 from inference.training.segmenter_data import CropSampler, Frame, SegTree, load_frames
-from inference.training.segmenter_metrics import SegmentationMeter
+from inference.segmenter_metrics import SegmentationMeter
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"

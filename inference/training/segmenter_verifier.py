@@ -47,7 +47,7 @@ from inference.segmentation import (
 )
 from inference.training.common import Progress, seed_everything, set_threads
 from inference.training.segmenter_data import Frame, SegDataError, SegTree, clutter_points
-from inference.training.segmenter_metrics import components, matched_components
+from inference.segmenter_metrics import components, matched_components
 from inference.training.segmenter_train import training_frames
 
 PART = "verifier"  # sub-directory of the segmenter's model directory

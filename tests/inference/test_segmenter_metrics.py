@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.training.segmenter_metrics import SegmentationMeter, evaluate_masks, match_targets
+from inference.segmenter_metrics import SegmentationMeter, evaluate_masks, match_targets
 
 
 def blank(h=10, w=10):
