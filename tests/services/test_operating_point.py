@@ -150,3 +150,16 @@ def test_a_saved_folder_threshold_reflags_that_folder_only_and_survives_a_projec
     assert _flagged(db, a) == [False, False, True, True, True, True]
     with pytest.raises(OperatingPointError, match="not an anomaly model"):
         save_operating_point(db, a, vid + 99, 0.3)
+
+
+def test_the_label_panels_verdict_uses_the_folders_threshold(project) -> None:
+    from app.services.review import ReviewService, ReviewSettings
+
+    db, (a, b), vid = project
+    save_operating_point(db, a, vid, 0.25)
+    review = ReviewService(db, ReviewSettings(folder_thresholds=load_project_settings(db).flags.folder_thresholds))
+    third_a, third_b = (db.images.query(ImageQuery(folder_id=f, sort="rel_path"))[2].id for f in (a, b))
+    assert review.detail(third_a).prediction.threshold == 0.25
+    assert review.detail(third_a).prediction.anomalous  # 0.3 > 0.25
+    assert review.detail(third_b).prediction.threshold == 0.5  # the card's
+    assert not review.detail(third_b).prediction.anomalous
