@@ -102,16 +102,17 @@ class ScoreHistogram(QWidget):
             p.drawText(box, align, f"{value:.3g}")
         p.drawText(QRectF(r.left(), r.bottom() + 14, r.width(), 14), Qt.AlignmentFlag.AlignCenter, "anomaly score")
         self._legend(p, r)
-        if self.optimum is not None:
-            self._line(p, r, self.optimum, QPen(QColor(90, 90, 90), 1.5, Qt.PenStyle.DashLine), "optimum")
+        if self.optimum is not None:  # its label low, the chosen one's high: both readable when they meet
+            self._line(p, r, self.optimum, QPen(QColor(90, 90, 90), 1.5, Qt.PenStyle.DashLine), "optimum",
+                       r.bottom() - 6)
         if self.threshold is not None:
-            self._line(p, r, self.threshold, QPen(QColor(30, 90, 200), 2.5), f"{self.threshold:.4g}")
+            self._line(p, r, self.threshold, QPen(QColor(30, 90, 200), 2.5), f"{self.threshold:.4g}", r.top() + 12)
 
-    def _line(self, p: QPainter, r: QRectF, score: float, pen: QPen, label: str) -> None:
+    def _line(self, p: QPainter, r: QRectF, score: float, pen: QPen, label: str, label_y: float) -> None:
         x = self.x_of(score)
         p.setPen(pen)
         p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
-        p.drawText(QPointF(x + 4, r.top() + 12), label)
+        p.drawText(QPointF(x + 4, label_y), label)
 
     def _legend(self, p: QPainter, r: QRectF) -> None:
         x = r.right() - 170
