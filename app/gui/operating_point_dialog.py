@@ -127,7 +127,7 @@ class OperatingPointDialog(QDialog):
             w.blockSignals(False)
         if not folders or not versions:
             self.info.setText("No folder or no anomaly model in this project yet: open a folder and "
-                              "pre-label it first." if not versions or not folders else "")
+                              "pre-label it first.")
             return
         self._read_scores()
 
@@ -221,8 +221,10 @@ class OperatingPointDialog(QDialog):
         def done(reflagged: int) -> None:
             self.use.setEnabled(True)
             self._saved = FolderThreshold(fid, vid, thr, costs.escape, costs.false_call)
+            active = "(active)" in self.version.currentText()
             self.info.setText(f"Threshold {thr:.4g} saved for {self.folder.currentText()} with "
-                              f"{self.version.currentText()}: {reflagged} image(s) re-flagged.")
+                              f"{self.version.currentText()}: " + (f"{reflagged} image(s) re-flagged." if active
+                              else "it applies once this model version is the active one."))
             if self._on_saved is not None:
                 self._on_saved(self.info.text())
 

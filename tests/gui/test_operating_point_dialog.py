@@ -82,3 +82,18 @@ def test_without_reviewed_anomalous_images_the_dialog_says_so_and_saves_nothing(
     assert load_project_settings(db).flags.folder_thresholds == ()
     dlg.close()
     win.close()
+
+
+def test_saving_the_settings_dialog_keeps_the_folders_thresholds(qtbot):
+    from app.gui.settings_dialog import SettingsDialog
+    from app.gui.settings_store import StationSettings
+    from app.services.flags import FlagSettings, FolderThreshold
+    from app.services.project_settings import ProjectSettings
+
+    own = (FolderThreshold(1, 2, 0.7, 10.0, 1.0),)
+    dlg = SettingsDialog(StationSettings(), ProjectSettings(flags=FlagSettings(folder_thresholds=own)))
+    qtbot.addWidget(dlg)
+    dlg.use_card.setChecked(False)
+    dlg.threshold.setValue(0.3)
+    flags = dlg.result_project().flags
+    assert flags.anomaly_threshold == 0.3 and flags.folder_thresholds == own
