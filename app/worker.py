@@ -343,6 +343,7 @@ class Worker:
         clear: list[int] = []
         priorities: dict[int, float] = {}
         sizes: dict[int, tuple[int, int]] = {}
+        folder_of = self._folders_with_own_threshold(results, settings)
         for r in results:
             item: JobItemInfo = r.key  # type: ignore[assignment]
             if not r.ok:
@@ -350,7 +351,7 @@ class Worker:
                 continue
             if r.width and r.height:
                 sizes[item.image_id] = (r.width, r.height)
-            flags = flag_result(r, settings)
+            flags = flag_result(r, settings.for_folder(folder_of.get(item.image_id), versions.get("anomaly")))
             (flagged if flags.flagged else clear).append(item.image_id)
             priorities[item.image_id] = flags.priority
             for family, vid in versions.items():
@@ -375,6 +376,13 @@ class Worker:
             self.db.jobs.complete_items(self.id, ok_items, preds)
         self.stats.predicted += len(ok_items)
         self.stats.failed += len(errors)
+
+    def _folders_with_own_threshold(self, results: list[ImageResult], settings: FlagSettings) -> dict[int, int]:
+        """image id -> folder id, read only when some folder has its own anomaly threshold."""
+        if not settings.folder_thresholds:
+            return {}
+        ids = [r.key.image_id for r in results if r.ok]  # type: ignore[attr-defined]
+        return {im.id: im.folder_id for im in self.db.images.get_many(ids)}
 
     def _prediction(self, family: str, image_id: int, version_id: int, r: ImageResult,
                     flags: tuple[str, ...]) -> PredictionIn:

@@ -18,6 +18,7 @@ PARTS = (
     ("app.gui.import_dialog", "install", ("import_labels",)),
     ("app.gui.routing_dialog", "install", ("model_routing",)),
     ("app.gui.models_dialog", "install", ("models",)),
+    ("app.gui.operating_point_dialog", "install", ("operating_point",)),
     # after the settings (the project's settings controller) and the jobs dock they extend
     ("app.gui.auto_prelabel", "install", ()),
     ("app.gui.routing_notice", "install", ()),

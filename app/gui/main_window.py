@@ -263,7 +263,7 @@ class MainWindow(QMainWindow):
 
     def _threshold(self) -> float:
         try:
-            return self.ctx.review.anomaly_threshold()
+            return self.ctx.review.anomaly_threshold(getattr(self, "current_folder", None))
         except Exception:
             return 0.5
 

@@ -37,12 +37,13 @@ class PredictionRefresher(QObject):
             return
         self._reading = True
         service, image_id = win.ctx.review, win.review.image_id
+        folder_id = getattr(win, "current_folder", None)
 
         def read() -> None:
             try:
                 service.refresh_models()
                 detail = service.detail(image_id) if image_id is not None else None
-                self._read_done.emit((service.classes(), service.anomaly_threshold(), detail))
+                self._read_done.emit((service.classes(), service.anomaly_threshold(folder_id), detail))
             except Exception as exc:  # the next job progress asks again
                 self._read_done.emit(str(exc) or type(exc).__name__)
         self._reader.submit(read)

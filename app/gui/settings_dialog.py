@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from app.gui.project_settings_controller import ProjectSettingsController
 from app.gui.settings_store import DEVICES, StationSettings, save_settings
 from app.gui.theme import THEMES
-from app.services.flags import FlagSettings
 from app.services.project_settings import ProjectSettings
 
 
@@ -103,9 +102,9 @@ class SettingsDialog(QDialog):
 
     def result_project(self) -> ProjectSettings:
         good = tuple(c.strip() for c in self.good_classes.text().split(",") if c.strip())
-        flags = FlagSettings(anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
-                             min_targets=self.min_targets.value(),
-                             good_classes=good, min_confidence=self.min_conf.value())
+        flags = replace(self._project.flags,  # keeps the folders' own thresholds (Operating point)
+                        anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
+                        min_targets=self.min_targets.value(), good_classes=good, min_confidence=self.min_conf.value())
         return replace(self._project, flags=flags, auto_prelabel=self.auto_prelabel.isChecked())
 
 

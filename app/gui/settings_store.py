@@ -31,7 +31,8 @@ class StationSettings:
     def review(self, flags: FlagSettings | None = None) -> ReviewSettings:
         """The review service's settings: this user's choices with the project's thresholds."""
         flags = flags or FlagSettings()
-        return ReviewSettings(self.reviewer, flags.anomaly_threshold, flags.min_confidence, self.auto_advance)
+        return ReviewSettings(self.reviewer, flags.anomaly_threshold, flags.min_confidence, self.auto_advance,
+                              flags.folder_thresholds)
 
 
 def _qsettings() -> QSettings:

@@ -8,11 +8,15 @@ its threshold), so even "all fine" images are ordered from most to least doubtfu
 
 Thresholds are per project (``FlagSettings``), stored in the database's project settings
 (``app.services.project_settings``) so every station and worker flags with the same values.
+A folder (product) may override the anomaly threshold for one anomaly model version
+(``FolderThreshold``, chosen from costs in ``app.services.operating_point``): scores of one
+model on one product are comparable, across products or versions they are not.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,15 +32,66 @@ FAMILY_REASONS = {"classifier": (DEFECT, LOW_CONFIDENCE), "segmenter": (TARGETS,
 
 
 @dataclass(frozen=True)
+class FolderThreshold:
+    """The anomaly threshold a folder uses while ``model_version_id`` is the active anomaly model,
+    with the costs it was chosen from (kept so the Operating point dialog reopens with them)."""
+
+    folder_id: int
+    model_version_id: int
+    threshold: float
+    cost_escape: float | None = None
+    cost_false_call: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "FolderThreshold":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a folder threshold must be an object, not {data!r}")
+        try:
+            out = cls(int(data["folder_id"]), int(data["model_version_id"]), float(data["threshold"]),
+                      *(None if data.get(k) is None else float(data[k]) for k in ("cost_escape", "cost_false_call")))
+        except KeyError as exc:
+            raise ValueError(f"a folder threshold lacks {exc}") from None
+        if not math.isfinite(out.threshold):
+            raise ValueError(f"folder {out.folder_id}'s anomaly threshold must be a number")
+        return out
+
+
+def find_folder_threshold(values: tuple[FolderThreshold, ...], folder_id: int | None,
+                          anomaly_version_id: int | None) -> FolderThreshold | None:
+    return next((f for f in values if (f.folder_id, f.model_version_id) == (folder_id, anomaly_version_id)), None)
+
+
+@dataclass(frozen=True)
 class FlagSettings:
     # None: use the anomaly model card's threshold (and if it has none, never flag on anomaly).
     anomaly_threshold: float | None = None
     min_targets: int = 1
     good_classes: tuple[str, ...] = ("free", "good", "ok", "normal", "none")
     min_confidence: float = 0.6
+    # Per folder and anomaly model version, over ``anomaly_threshold`` (Project ▸ Operating point…).
+    folder_thresholds: tuple[FolderThreshold, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.folder_thresholds:
+            del out["folder_thresholds"]  # older stations, which reject unknown keys, still read it
+        return out
+
+    def folder_threshold(self, folder_id: int | None, anomaly_version_id: int | None) -> FolderThreshold | None:
+        """The folder's own threshold for this anomaly model version, if one was set."""
+        return find_folder_threshold(self.folder_thresholds, folder_id, anomaly_version_id)
+
+    def for_folder(self, folder_id: int | None, anomaly_version_id: int | None) -> "FlagSettings":
+        """The settings that flag images of ``folder_id`` scored by ``anomaly_version_id``: the
+        folder's own anomaly threshold when it has one for that version, else the project's."""
+        own = self.folder_threshold(folder_id, anomaly_version_id)
+        return self if own is None else dataclasses.replace(self, anomaly_threshold=own.threshold)
+
+    def with_folder_threshold(self, value: FolderThreshold) -> "FlagSettings":
+        """These settings with ``value`` replacing the folder's threshold for that model version."""
+        others = tuple(f for f in self.folder_thresholds
+                       if (f.folder_id, f.model_version_id) != (value.folder_id, value.model_version_id))
+        return dataclasses.replace(self, folder_thresholds=others + (value,))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "FlagSettings":
@@ -49,6 +104,10 @@ class FlagSettings:
         values = dict(data)
         if "good_classes" in values:
             values["good_classes"] = tuple(str(c) for c in values["good_classes"])
+        if "folder_thresholds" in values:
+            if not isinstance(values["folder_thresholds"], (list, tuple)):
+                raise ValueError("folder_thresholds must be a list")
+            values["folder_thresholds"] = tuple(FolderThreshold.from_dict(f) for f in values["folder_thresholds"])
         s = cls(**values)
         if not 0.0 <= s.min_confidence <= 1.0:
             raise ValueError("min_confidence must be within [0, 1]")

@@ -51,9 +51,11 @@ def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
 def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
                   versions: Mapping[str, int] | None = None) -> int:
     """Recompute flags and priorities of a folder's images from the given (default: active)
-    model versions' predictions. Returns how many images were re-flagged."""
+    model versions' predictions, with the folder's own anomaly threshold for that anomaly
+    version when it has one. Returns how many images were re-flagged."""
     if versions is None:
         versions = {f: v.id for f in FAMILIES if (v := db.model_versions.active(f)) is not None}
+    settings = settings.for_folder(folder_id, versions.get("anomaly"))
     anomaly_thr = None
     if "anomaly" in versions and (v := db.model_versions.get(versions["anomaly"])) is not None:
         anomaly_thr = card_threshold(v.card or read_card(Path(v.checkpoint_path)))

@@ -19,6 +19,7 @@ import numpy as np
 
 from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
+from app.services.flags import FolderThreshold, find_folder_threshold
 from app.services.heat_region import threshold_region
 from app.services.review_types import (SORT_KEYS, FolderInfo, ImageDetail, LabelState, PredictionView,
                                        QueueFilter, QueueItem, QueuePage, RevisionInfo)
@@ -45,6 +46,7 @@ class ReviewSettings:
     anomaly_threshold: float | None = None  # None: the anomaly model card's threshold
     min_confidence: float = 0.6             # below: a prediction counts as uncertain
     auto_advance: bool = True               # accept/reject move on to the next unreviewed image
+    folder_thresholds: tuple[FolderThreshold, ...] = ()  # the project's per-folder, per-version ones
 
     @property
     def author(self) -> str:
@@ -94,8 +96,14 @@ class ReviewService:
             self._classes = names
         return list(self._classes)
 
-    def anomaly_threshold(self) -> float:
-        """Image-level threshold: the reviewer's, else the anomaly model card's, else 0.5."""
+    def anomaly_threshold(self, folder_id: int | None = None) -> float:
+        """Image-level threshold: the folder's own for the active anomaly model (Operating point),
+        else the project's, else the anomaly model card's, else 0.5."""
+        if folder_id is not None and self.settings.folder_thresholds:
+            mv = self.db.model_versions.active("anomaly")
+            own = find_folder_threshold(self.settings.folder_thresholds, folder_id, mv.id if mv else None)
+            if own is not None:
+                return float(own.threshold)
         if self.settings.anomaly_threshold is not None:
             return float(self.settings.anomaly_threshold)
         return self._card_threshold("image")
@@ -200,12 +208,12 @@ class ReviewService:
     def detail(self, image_id: int) -> ImageDetail:
         item = self.item(image_id)
         im = self.db.images.get(image_id)
-        prediction = self._prediction(image_id)
+        prediction = self._prediction(image_id, im.folder_id if im is not None else None)
         failure = None if prediction is not None else self.db.jobs.last_failures([image_id]).get(image_id)
         return ImageDetail(item, im.width if im else None, im.height if im else None,
                            prediction, self._label(image_id), failure)
 
-    def _prediction(self, image_id: int) -> PredictionView | None:
+    def _prediction(self, image_id: int, folder_id: int | None = None) -> PredictionView | None:
         active = self.active_versions()
         by_version = {p.model_version_id: p for p in self.db.predictions.for_image(image_id)}
         fam_pred = {fam: by_version[mv.id] for fam, mv in active.items() if mv.id in by_version}
@@ -221,7 +229,7 @@ class ReviewService:
                 heat = np.asarray(self._artifact_store().get_map(a.anomaly_map_ref), np.float32)
             except Exception as exc:  # the cache can be recomputed; a missing map is not fatal
                 log.warning("anomaly map %s unavailable: %s", a.anomaly_map_ref, exc)
-        thr = self.anomaly_threshold()
+        thr = self.anomaly_threshold(folder_id)
         flags = tuple(dict.fromkeys(f for p in fam_pred.values() for f in p.flags))
         return PredictionView(
             prediction_ids={f: p.id for f, p in fam_pred.items()},

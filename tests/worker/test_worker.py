@@ -224,3 +224,22 @@ def test_jobs_with_different_models_back_to_back_lose_no_batch(db, tmp_path: Pat
     for job in (a, b, c):
         s = job_status(db, job)
         assert (s.state, s.done, s.failed) == ("done", 4, 0)
+
+
+def test_the_worker_flags_a_folder_with_its_own_threshold_for_the_active_anomaly_version(db, tmp_path: Path) -> None:
+    """Operating point: a folder's threshold for the active anomaly version wins over the project's."""
+    from app.services.flags import FolderThreshold
+    from app.services.project_settings import save_flag_settings
+
+    good_images(tmp_path / "a", 2)
+    good_images(tmp_path / "b", 2, seed=3)
+    a, b = (index_folder(db, tmp_path / n).folder_id for n in ("a", "b"))
+    vid = db.model_versions.active("anomaly").id
+    calm = FlagSettings(anomaly_threshold=1e9)
+    save_flag_settings(db, calm.with_folder_threshold(FolderThreshold(a, vid, -1.0))
+                       .with_folder_threshold(FolderThreshold(b, vid + 1, -1.0)))  # another version's: unused
+    for f in (a, b):
+        submit_prelabel(db, folder_id=f, families=["anomaly"])
+    _worker(db, tmp_path).run(once=True)
+    assert all(im.flagged for im in db.images.query(ImageQuery(folder_id=a)))
+    assert not any(im.flagged for im in db.images.query(ImageQuery(folder_id=b)))

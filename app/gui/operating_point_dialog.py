@@ -1,0 +1,250 @@
+"""Project ▸ Operating point…: pick a folder's anomaly threshold from what escapes and false calls cost.
+
+The maths and the storage are ``app.services.operating_point``; this dialog reads the reviewed
+scores and saves the chosen threshold on a helper thread (``BackgroundCalls``: the GUI thread
+never waits on storage), and recomputes the table itself when a cost or the line moves (a few
+hundred numbers). Saving stores the folder's threshold for that anomaly model version in the
+project settings and re-flags the folder's stored predictions; the window follows through the
+project settings controller, like any other threshold change.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (QComboBox, QDialog, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView,
+                               QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
+
+from app.gui.background import BackgroundCalls
+from app.gui.score_histogram import ScoreHistogram
+from app.services.flags import FolderThreshold
+from app.services.operating_point import (Costs, OperatingPoint, OperatingPointError, Outcome, anomaly_versions,
+                                          operating_point, reviewed_scores, saved_operating_point,
+                                          save_operating_point)
+
+HELP = ("An <b>escape</b> is an image reviewed as anomalous whose score is at or below the threshold "
+        "(never flagged); a <b>false call</b> is one reviewed as normal scored above it. Drag the line "
+        "or type a threshold; the optimum is the cheapest threshold (ties: fewer escapes).")
+COLUMNS = ("threshold", "escapes", "false calls", "cost")
+
+
+class OperatingPointDialog(QDialog):
+    def __init__(self, db: Any, folder_id: int | None = None, author: str | None = None,
+                 on_saved=None, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Operating point")
+        self.resize(760, 600)
+        self._db, self._author, self._on_saved = db, author, on_saved
+        self._wanted_folder = folder_id
+        self.point: OperatingPoint | None = None
+        self.calls = BackgroundCalls("operating-point", self)
+        self.finished.connect(lambda _: self.calls.close())
+
+        lay = QVBoxLayout(self)
+        text = QLabel(HELP)
+        text.setWordWrap(True)
+        lay.addWidget(text)
+        form = QFormLayout()
+        self.folder = QComboBox()
+        self.version = QComboBox()
+        self.cost_escape = self._cost_box(Costs().escape)
+        self.cost_false_call = self._cost_box(Costs().false_call)
+        costs = QHBoxLayout()
+        costs.addWidget(QLabel("per escape"))
+        costs.addWidget(self.cost_escape)
+        costs.addWidget(QLabel("per false call"))
+        costs.addWidget(self.cost_false_call)
+        costs.addStretch(1)
+        form.addRow("Folder (product)", self.folder)
+        form.addRow("Anomaly model", self.version)
+        form.addRow("Costs", costs)
+        lay.addLayout(form)
+        self.histogram = ScoreHistogram()
+        lay.addWidget(self.histogram, 1)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Threshold"))
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setDecimals(4)
+        self.threshold.setRange(-1e9, 1e9)
+        self.threshold.setSingleStep(0.01)
+        row.addWidget(self.threshold)
+        self.to_optimum = QPushButton("Go to the optimum")
+        row.addWidget(self.to_optimum)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.table = QTableWidget(2, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setVerticalHeaderLabels(["chosen", "optimal"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setFixedHeight(94)
+        lay.addWidget(self.table)
+        self.info = QLabel("Reading the project …")
+        self.info.setWordWrap(True)
+        self.info.setObjectName("error")
+        lay.addWidget(self.info)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.use = QPushButton("Use this threshold")
+        self.use.setDefault(True)
+        self.use.setEnabled(False)
+        close = QPushButton("Close")
+        buttons.addWidget(self.use)
+        buttons.addWidget(close)
+        lay.addLayout(buttons)
+
+        close.clicked.connect(self.reject)
+        self.use.clicked.connect(self.save)
+        self.folder.currentIndexChanged.connect(self._read_scores)
+        self.version.currentIndexChanged.connect(self._read_scores)
+        for box in (self.cost_escape, self.cost_false_call):
+            box.valueChanged.connect(lambda _: self._recompute(keep_threshold=True))
+        self.histogram.thresholdChanged.connect(self._line_moved)
+        self.threshold.valueChanged.connect(self._typed)
+        self.to_optimum.clicked.connect(lambda: self.point and self._choose(self.point.best.threshold))
+        self.calls.call(lambda: ([(f.id, f.name) for f in db.folders.list()], anomaly_versions(db)),
+                        self._fill_choices, self._failed)
+
+    @staticmethod
+    def _cost_box(value: float) -> QDoubleSpinBox:
+        box = QDoubleSpinBox()
+        box.setRange(0.0, 1e9)
+        box.setDecimals(2)
+        box.setValue(value)
+        return box
+
+    # -- reading --------------------------------------------------------------------------
+    def _fill_choices(self, answer: tuple[list[tuple[int, str]], list[tuple[int, str, bool]]]) -> None:
+        folders, versions = answer
+        for w in (self.folder, self.version):
+            w.blockSignals(True)
+        for fid, name in folders:
+            self.folder.addItem(name, fid)
+        for vid, name, active in versions:
+            self.version.addItem(f"{name} (active)" if active else name, vid)
+        if self._wanted_folder is not None and (i := self.folder.findData(self._wanted_folder)) >= 0:
+            self.folder.setCurrentIndex(i)
+        for w in (self.folder, self.version):
+            w.blockSignals(False)
+        if not folders or not versions:
+            self.info.setText("No folder or no anomaly model in this project yet: open a folder and "
+                              "pre-label it first.")
+            return
+        self._read_scores()
+
+    def _read_scores(self) -> None:
+        fid, vid = self.folder.currentData(), self.version.currentData()
+        if fid is None or vid is None:
+            return
+        self.use.setEnabled(False)
+        self.info.setText("Reading the reviewed scores …")
+        db = self._db
+        self.calls.call(lambda: (reviewed_scores(db, fid, vid), saved_operating_point(db, fid, vid)),
+                        lambda answer: self._scores_read(fid, vid, *answer), self._failed)
+
+    def _scores_read(self, fid: int, vid: int, scores, saved) -> None:
+        if (fid, vid) != (self.folder.currentData(), self.version.currentData()):
+            return  # the user picked another pair meanwhile; its own read is on its way
+        self._scores, self._saved = scores, saved
+        for box, value in ((self.cost_escape, saved and saved.cost_escape),
+                           (self.cost_false_call, saved and saved.cost_false_call)):
+            if value is not None:
+                box.blockSignals(True)
+                box.setValue(value)
+                box.blockSignals(False)
+        self._recompute(keep_threshold=False)
+
+    def _failed(self, reason: str) -> None:
+        self.info.setText(reason)
+
+    # -- the maths on screen --------------------------------------------------------------
+    def costs(self) -> Costs:
+        return Costs(self.cost_escape.value(), self.cost_false_call.value())
+
+    def _recompute(self, keep_threshold: bool) -> None:
+        scores = getattr(self, "_scores", None)
+        if scores is None:
+            return
+        try:
+            self.point = operating_point(scores, self.costs())
+        except OperatingPointError as exc:
+            self.point = None
+            self.histogram.set_data(None, None, None)
+            self._show_table()
+            self.use.setEnabled(False)
+            self.info.setText(f"No operating point: {exc}.")
+            return
+        p = self.point
+        start = (self.threshold.value() if keep_threshold
+                 else self._saved.threshold if self._saved is not None else p.best.threshold)
+        self.histogram.set_data(p.histogram, start, p.best.threshold)
+        self.info.setText(f"Rests on {scores.count} reviewed image(s): {len(scores.normal)} normal, "
+                          f"{len(scores.anomalous)} anomalous."
+                          + (f" Saved threshold: {self._saved.threshold:.4g}." if self._saved else ""))
+        self.use.setEnabled(True)
+        self._choose(start)
+
+    def _choose(self, threshold: float) -> None:
+        self.threshold.blockSignals(True)
+        self.threshold.setValue(threshold)
+        self.threshold.blockSignals(False)
+        self.histogram.set_threshold(threshold)
+        self._show_table()
+
+    def _line_moved(self, threshold: float) -> None:
+        self._choose(threshold)
+
+    def _typed(self, threshold: float) -> None:
+        self.histogram.set_threshold(threshold)
+        self._show_table()
+
+    def chosen(self) -> Outcome | None:
+        return None if self.point is None else self.point.at(self.threshold.value())
+
+    def _show_table(self) -> None:
+        rows = (self.chosen(), self.point.best if self.point else None)
+        for r, o in enumerate(rows):
+            values = ("", "", "", "") if o is None else (f"{o.threshold:.4g}", str(o.escapes), str(o.false_calls),
+                                                         f"{o.cost:g}")
+            for c, v in enumerate(values):
+                self.table.setItem(r, c, QTableWidgetItem(v))
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(self) -> None:
+        """Store the chosen threshold for this folder and model version, re-flag the folder."""
+        if self.point is None:
+            return
+        fid, vid, thr, costs, db, by = (self.folder.currentData(), self.version.currentData(),
+                                        self.threshold.value(), self.costs(), self._db, self._author)
+        self.use.setEnabled(False)
+        self.info.setText("Saving and re-flagging the folder …")
+
+        def done(reflagged: int) -> None:
+            self.use.setEnabled(True)
+            self._saved = FolderThreshold(fid, vid, thr, costs.escape, costs.false_call)
+            active = "(active)" in self.version.currentText()
+            self.info.setText(f"Threshold {thr:.4g} saved for {self.folder.currentText()} with "
+                              f"{self.version.currentText()}: " + (f"{reflagged} image(s) re-flagged." if active
+                              else "it applies once this model version is the active one."))
+            if self._on_saved is not None:
+                self._on_saved(self.info.text())
+
+        def failed(reason: str) -> None:
+            self.use.setEnabled(True)
+            self.info.setText(f"The threshold was not saved: {reason}")
+        self.calls.call(lambda: save_operating_point(db, fid, vid, thr, costs, by=by), done, failed)
+
+
+def install(window) -> None:
+    def run() -> None:
+        project = getattr(window, "project", None)
+
+        def saved(message: str) -> None:
+            window._say(message)
+            if project is not None:
+                project.reload()  # verdicts and the queue's flags follow (ProjectSettingsController)
+
+        dlg = OperatingPointDialog(window.ctx.review.db, getattr(window, "current_folder", None),
+                                   author=window.ctx.settings.review().author, on_saved=saved, parent=window)
+        window.operating_point_dialog = dlg
+        dlg.show()
+    window.actions["operating_point"].triggered.connect(run)

@@ -1,0 +1,187 @@
+"""The operating point: the anomaly threshold a folder (product) should use, chosen from costs.
+
+Why from costs and reviewed images: the anomaly model's own threshold comes from its training
+data, but what a threshold is worth depends on the product: a missed defect (an *escape*, an
+anomalous part scored at or below the threshold, so never flagged) may cost a recall, a *false
+call* (a normal part flagged) costs an inspector's minute. The inspectors' verdicts say which
+images really are normal or anomalous, the model version's stored predictions give their image
+scores, so every threshold's escapes and false calls can be counted and priced, and the
+cheapest one chosen. Scores of different model versions are not comparable, so the result is
+per folder *and* anomaly model version, and it is saved as that pair's ``FolderThreshold`` in
+the project's flag settings; saving re-flags the folder's stored predictions (no model runs).
+
+Flag rule (``app.services.flags``): an image is flagged when its score is *above* the
+threshold. Candidate thresholds are midway between consecutive distinct reviewed scores (plus
+one below the lowest and the highest score itself): any threshold between two scores counts the
+same, and the middle is the one least likely to flip on the next image. Qt-free.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.services.flags import FolderThreshold
+from app.services.project_settings import load_project_settings, save_flag_settings
+from app.services.reflag import reflag_folder
+from database.states import AnomalyVerdict
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+DEFAULT_BINS = 30
+
+
+class OperatingPointError(ValueError):
+    """Why no operating point can be computed or saved, in one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class ReviewedScores:
+    """Image scores of one anomaly model version on one folder's reviewed images, by human verdict."""
+
+    folder_id: int
+    model_version_id: int
+    normal: tuple[float, ...]
+    anomalous: tuple[float, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.normal) + len(self.anomalous)
+
+
+@dataclass(frozen=True)
+class Costs:
+    escape: float = 10.0       # one anomalous part passed as normal
+    false_call: float = 1.0    # one normal part flagged for a look
+
+    def check(self) -> None:
+        for name, value in (("an escape", self.escape), ("a false call", self.false_call)):
+            if not math.isfinite(value) or value < 0:
+                raise OperatingPointError(f"the cost of {name} must be a number of at least 0, not {value}")
+        if self.escape == 0 and self.false_call == 0:
+            raise OperatingPointError("at least one of the two costs must be above 0")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one threshold does to the reviewed images."""
+
+    threshold: float
+    escapes: int
+    false_calls: int
+    cost: float
+
+
+@dataclass(frozen=True)
+class Histogram:
+    edges: tuple[float, ...]           # len(bins) + 1, shared by both classes
+    normal: tuple[int, ...]
+    anomalous: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    scores: ReviewedScores
+    costs: Costs
+    candidates: tuple[Outcome, ...]    # ascending threshold
+    best: Outcome
+    histogram: Histogram
+
+    def at(self, threshold: float) -> Outcome:
+        """Escapes, false calls and cost at any threshold (the dialog's dragged line)."""
+        return outcome(self.scores, self.costs, threshold)
+
+
+def reviewed_scores(db: "Database", folder_id: int, model_version_id: int) -> ReviewedScores:
+    """The version's image scores of the folder's reviewed images with a normal/anomalous verdict
+    (accepted or corrected; rejected images are unusable and left out)."""
+    labels = [lab for lab in db.labels.current_labels(folder_id) if lab.anomaly_verdict is not None]
+    preds = db.predictions.for_images([lab.image_id for lab in labels], model_version_id)
+    normal: list[float] = []
+    anomalous: list[float] = []
+    for lab in labels:
+        p = preds.get(lab.image_id)
+        if p is None or p.anomaly_score is None or not math.isfinite(p.anomaly_score):
+            continue
+        (anomalous if lab.anomaly_verdict == AnomalyVerdict.ANOMALOUS else normal).append(float(p.anomaly_score))
+    return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous))
+
+
+def outcome(scores: ReviewedScores, costs: Costs, threshold: float) -> Outcome:
+    anom = np.sort(np.asarray(scores.anomalous, np.float64))
+    normal = np.sort(np.asarray(scores.normal, np.float64))
+    return _outcomes(normal, anom, costs, np.array([threshold], np.float64))[0]
+
+
+def _outcomes(normal: np.ndarray, anom: np.ndarray, costs: Costs, thresholds: np.ndarray) -> list[Outcome]:
+    """Counts at each threshold by binary search over the sorted scores (flagged: score > t)."""
+    escapes = np.searchsorted(anom, thresholds, side="right")
+    false_calls = normal.size - np.searchsorted(normal, thresholds, side="right")
+    cost = costs.escape * escapes + costs.false_call * false_calls
+    return [Outcome(float(t), int(e), int(f), float(c)) for t, e, f, c in zip(thresholds, escapes, false_calls, cost)]
+
+
+def candidate_thresholds(values: np.ndarray) -> np.ndarray:
+    """Below the lowest score (flag every image), midway between consecutive distinct scores,
+    and the highest score (flag none): one threshold for each way of splitting the images."""
+    distinct = np.unique(values)
+    spread = float(distinct[-1] - distinct[0])
+    pad = spread / 100 if spread > 0 else max(1e-3, abs(float(distinct[0])) * 1e-3)
+    mids = (distinct[:-1] + distinct[1:]) / 2
+    return np.concatenate([[distinct[0] - pad], mids, [distinct[-1]]])
+
+
+def operating_point(scores: ReviewedScores, costs: Costs, bins: int = DEFAULT_BINS) -> OperatingPoint:
+    """Every candidate threshold's escapes, false calls and cost, and the cheapest one (ties: the
+    one with fewer escapes, then the lower threshold). Raises OperatingPointError when the folder
+    has no reviewed normal or no reviewed anomalous image scored by this version."""
+    costs.check()
+    missing = [what for what, xs in (("anomalous", scores.anomalous), ("normal", scores.normal)) if not xs]
+    if missing:
+        raise OperatingPointError(
+            f"no image reviewed as {' or '.join(missing)} has a score from this model version in this folder "
+            f"({len(scores.normal)} normal, {len(scores.anomalous)} anomalous reviewed); review a few with "
+            "G (normal) and D (anomalous) first")
+    normal = np.sort(np.asarray(scores.normal, np.float64))
+    anom = np.sort(np.asarray(scores.anomalous, np.float64))
+    every = np.concatenate([normal, anom])
+    candidates = _outcomes(normal, anom, costs, candidate_thresholds(every))
+    best = min(candidates, key=lambda o: (o.cost, o.escapes, o.threshold))
+    edges = np.histogram_bin_edges(every, bins=max(1, bins))
+    hist = Histogram(tuple(float(e) for e in edges), tuple(int(n) for n in np.histogram(normal, edges)[0]),
+                     tuple(int(n) for n in np.histogram(anom, edges)[0]))
+    return OperatingPoint(scores, costs, tuple(candidates), best, hist)
+
+
+def anomaly_versions(db: "Database") -> list[tuple[int, str, bool]]:
+    """(id, name, active) of the anomaly model versions, the active one first."""
+    versions = sorted(db.model_versions.list("anomaly"), key=lambda v: (not v.active, -v.id))
+    return [(v.id, v.name, v.active) for v in versions]
+
+
+def saved_operating_point(db: "Database", folder_id: int, model_version_id: int) -> FolderThreshold | None:
+    """The folder's saved threshold and costs for this version, if any."""
+    return load_project_settings(db).flags.folder_threshold(folder_id, model_version_id)
+
+
+def save_operating_point(db: "Database", folder_id: int, model_version_id: int, threshold: float,
+                         costs: Costs | None = None, by: str | None = None) -> int:
+    """Store the folder's threshold for this anomaly version and re-flag the folder's stored
+    predictions with it (no model runs; only this folder changes). Returns how many images were
+    re-flagged (0 when the version is not the active one: it applies once it is). Slow on a big
+    folder: call it off the GUI thread."""
+    if not math.isfinite(threshold):
+        raise OperatingPointError(f"the threshold must be a number, not {threshold}")
+    if db.folders.get(folder_id) is None:
+        raise OperatingPointError(f"folder {folder_id} is not in this project")
+    version = db.model_versions.get(model_version_id)
+    if version is None or version.family != "anomaly":
+        raise OperatingPointError(f"model version {model_version_id} is not an anomaly model of this project")
+    flags = load_project_settings(db).flags.with_folder_threshold(FolderThreshold(
+        folder_id, model_version_id, float(threshold),
+        costs.escape if costs else None, costs.false_call if costs else None))
+    save_flag_settings(db, flags, by=by)
+    return reflag_folder(db, folder_id, flags) if version.active else 0

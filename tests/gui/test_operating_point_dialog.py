@@ -1,0 +1,99 @@
+"""Project ▸ Operating point…: the dialog shows the reviewed scores' optimum, the line can be
+dragged, and "Use this threshold" saves the folder's threshold so the queue's flags follow."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from database.dto import ImageQuery, LabelChange
+from database.states import AnomalyVerdict, ReviewState
+from tests.gui.conftest import build_window, wait_shown
+from tests.gui.fixtures import seed_predictions
+
+
+def _review(db, fid: int, verdicts: dict[int, str]) -> None:
+    ims = db.images.query(ImageQuery(folder_id=fid, sort="rel_path"))
+    for k, verdict in verdicts.items():
+        db.labels.append(ims[k].id, LabelChange(ReviewState.CORRECTED, anomaly_verdict=AnomalyVerdict(verdict)), "ann")
+
+
+def test_the_dialog_saves_the_folders_threshold_and_the_queue_follows(service, db, folder, artifacts, qtbot):
+    from app.services.flags import FlagSettings
+    from app.services.project_settings import load_project_settings, save_flag_settings
+    from tests.gui.fixtures import CLASSES
+
+    # only the anomaly score flags: the seeded classifier and segmenter never do
+    save_flag_settings(db, FlagSettings(min_targets=50, good_classes=CLASSES, min_confidence=0.0))
+    win = build_window(service, qtbot)
+    fid = win.open_folder(str(folder))
+    versions = seed_predictions(db, fid, artifacts)   # scores 0.2, 0.35, 0.5, 0.65, 0.8, 0.95; card: 0.5
+    _review(db, fid, {0: "normal", 1: "normal", 3: "normal", 2: "anomalous", 4: "anomalous"})
+    win.refresh_models()
+    wait_shown(win, qtbot)
+
+    win.actions["operating_point"].trigger()
+    dlg = win.operating_point_dialog
+    qtbot.waitUntil(lambda: dlg.point is not None, timeout=10000)
+    assert dlg.folder.currentData() == fid and dlg.version.currentData() == versions["anomaly"]
+    assert "5 reviewed image(s): 3 normal, 2 anomalous" in dlg.info.text()
+    dlg.cost_escape.setValue(10.0)
+    dlg.cost_false_call.setValue(1.0)
+    best = dlg.point.best   # between 0.35 (normal) and 0.5 (anomalous): no escape, one false call (0.65)
+    assert (best.escapes, best.false_calls) == (0, 1) and best.threshold == pytest.approx(0.425)
+    assert dlg.table.item(1, 0).text() == "0.425" and dlg.table.item(1, 3).text() == "1"
+
+    # drag the line low: the 0.35 normal image becomes a false call too
+    x = round(dlg.histogram.x_of(0.3))
+    qtbot.mousePress(dlg.histogram, Qt.MouseButton.LeftButton, pos=QPoint(x, 60))
+    assert dlg.threshold.value() == pytest.approx(0.3, abs=0.02)
+    assert [dlg.table.item(0, c).text() for c in (1, 2)] == ["0", "2"]
+    dlg.to_optimum.click()
+    assert dlg.threshold.value() == pytest.approx(0.425)
+
+    dlg.use.click()
+    qtbot.waitUntil(lambda: "saved" in dlg.info.text(), timeout=10000)
+    flags = load_project_settings(db).flags
+    assert flags.folder_threshold(fid, versions["anomaly"]).threshold == pytest.approx(0.425)
+    assert flags.anomaly_threshold is None and flags.min_targets == 50  # the project-wide threshold is left as it was
+
+    def queue_follows() -> None:
+        items = win.gallery_model.items()
+        assert items and all(it.flagged == (it.anomaly_score > 0.425) for it in items)
+        assert sum(it.flagged for it in items) == 4
+    qtbot.waitUntil(queue_follows, timeout=10000)
+    qtbot.waitUntil(lambda: win.ctx.review.anomaly_threshold(fid) == pytest.approx(0.425), timeout=10000)
+    dlg.close()
+    win.close()
+
+
+def test_without_reviewed_anomalous_images_the_dialog_says_so_and_saves_nothing(service, db, folder, artifacts,
+                                                                                  qtbot):
+    from app.services.project_settings import load_project_settings
+
+    win = build_window(service, qtbot)
+    fid = win.open_folder(str(folder))
+    seed_predictions(db, fid, artifacts)
+    _review(db, fid, {0: "normal"})
+    win.actions["operating_point"].trigger()
+    dlg = win.operating_point_dialog
+    qtbot.waitUntil(lambda: "No operating point" in dlg.info.text(), timeout=10000)
+    assert "reviewed as anomalous" in dlg.info.text() and not dlg.use.isEnabled()
+    dlg.save()
+    assert load_project_settings(db).flags.folder_thresholds == ()
+    dlg.close()
+    win.close()
+
+
+def test_saving_the_settings_dialog_keeps_the_folders_thresholds(qtbot):
+    from app.gui.settings_dialog import SettingsDialog
+    from app.gui.settings_store import StationSettings
+    from app.services.flags import FlagSettings, FolderThreshold
+    from app.services.project_settings import ProjectSettings
+
+    own = (FolderThreshold(1, 2, 0.7, 10.0, 1.0),)
+    dlg = SettingsDialog(StationSettings(), ProjectSettings(flags=FlagSettings(folder_thresholds=own)))
+    qtbot.addWidget(dlg)
+    dlg.use_card.setChecked(False)
+    dlg.threshold.setValue(0.3)
+    flags = dlg.result_project().flags
+    assert flags.anomaly_threshold == 0.3 and flags.folder_thresholds == own

@@ -1,0 +1,165 @@
+"""The operating point: threshold maths against a brute-force count, the reviewed scores it rests
+on, and the per-folder threshold saved with the project and applied by re-flagging."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.services.flags import FlagSettings, FolderThreshold
+from app.services.indexing import index_folder
+from app.services.operating_point import (Costs, OperatingPointError, ReviewedScores, operating_point,
+                                          reviewed_scores, save_operating_point)
+from app.services.project_settings import load_project_settings, save_flag_settings
+from app.services.reflag import reflag_project
+from database.dto import ImageQuery, LabelChange, PredictionIn
+from database.engine import open_database
+from database.states import AnomalyVerdict, ReviewState
+from tests.worker.helpers import good_images
+
+
+def _brute(normal, anomalous, costs: Costs, t: float) -> tuple[int, int, float]:
+    """Flagged means score > t (app.services.flags): count one image at a time."""
+    escapes = sum(1 for s in anomalous if not s > t)
+    false_calls = sum(1 for s in normal if s > t)
+    return escapes, false_calls, costs.escape * escapes + costs.false_call * false_calls
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_optimum_is_the_cheapest_of_every_possible_split(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # coarse scores so that ties between images (and between thresholds' costs) happen
+    normal = tuple(float(x) for x in np.round(rng.normal(0.3, 0.15, rng.integers(1, 9)), 1))
+    anomalous = tuple(float(x) for x in np.round(rng.normal(0.6, 0.2, rng.integers(1, 7)), 1))
+    costs = Costs(float(rng.integers(0, 6)), float(rng.integers(1, 4)))
+    op = operating_point(ReviewedScores(1, 2, normal, anomalous), costs)
+    every = sorted(set(normal + anomalous))
+    # every threshold that splits the images differently: each score itself and just below the lowest
+    grid = [every[0] - 1.0] + every
+    brute = {t: _brute(normal, anomalous, costs, t) for t in grid}
+    cheapest = min(c for _, _, c in brute.values())
+    assert op.best.cost == pytest.approx(cheapest)
+    fewest = min(e for e, _, c in brute.values() if c == cheapest)
+    assert op.best.escapes == fewest
+    assert (op.best.escapes, op.best.false_calls, op.best.cost) == _brute(normal, anomalous, costs, op.best.threshold)
+    for o in op.candidates:  # every row of the table, and the dragged line anywhere
+        assert (o.escapes, o.false_calls, o.cost) == _brute(normal, anomalous, costs, o.threshold)
+    for t in rng.uniform(-0.5, 1.5, 20):
+        got = op.at(float(t))
+        assert (got.escapes, got.false_calls, got.cost) == _brute(normal, anomalous, costs, float(t))
+    assert sum(op.histogram.normal) == len(normal) and sum(op.histogram.anomalous) == len(anomalous)
+    assert len(op.histogram.edges) == len(op.histogram.normal) + 1
+
+
+def test_ties_go_to_fewer_escapes_and_the_threshold_sits_between_scores() -> None:
+    # normal 0.2, 0.5; anomalous 0.4, 0.8; equal costs: t in [0.2, 0.4) costs 1 (a false call),
+    # t in [0.5, 0.8) costs 1 too (an escape): the tie goes to the one without an escape
+    op = operating_point(ReviewedScores(1, 2, (0.2, 0.5), (0.4, 0.8)), Costs(1.0, 1.0))
+    assert op.best.cost == 1 and op.best.escapes == 0
+    assert op.best.threshold == pytest.approx(0.3)  # midway between 0.2 and 0.4, lowest of the ties
+    costly_escape = operating_point(ReviewedScores(1, 2, (0.2, 0.5), (0.4, 0.8)), Costs(100.0, 1.0))
+    assert costly_escape.best.escapes == 0 and costly_escape.best.threshold < 0.4
+    costly_call = operating_point(ReviewedScores(1, 2, (0.2, 0.5), (0.4, 0.8)), Costs(1.0, 100.0))
+    assert costly_call.best.false_calls == 0 and costly_call.best.threshold >= 0.5
+
+
+@pytest.mark.parametrize("normal, anomalous, words", [
+    ((), (0.5,), "reviewed as normal"),
+    ((0.5,), (), "reviewed as anomalous"),
+    ((), (), "anomalous or normal"),
+])
+def test_no_reviewed_image_of_a_kind_is_refused_with_the_counts(normal, anomalous, words) -> None:
+    with pytest.raises(OperatingPointError, match=words):
+        operating_point(ReviewedScores(1, 2, normal, anomalous), Costs())
+
+
+@pytest.mark.parametrize("costs", [Costs(-1, 1), Costs(0, 0), Costs(float("nan"), 1)])
+def test_unusable_costs_are_refused(costs) -> None:
+    with pytest.raises(OperatingPointError, match="cost"):
+        operating_point(ReviewedScores(1, 2, (0.1,), (0.9,)), costs)
+
+
+def test_old_flag_settings_still_read_and_new_ones_round_trip() -> None:
+    assert FlagSettings.from_dict({"anomaly_threshold": 0.4}).folder_thresholds == ()
+    assert "folder_thresholds" not in FlagSettings().to_dict()  # older stations can still read it
+    own = FlagSettings(anomaly_threshold=0.4).with_folder_threshold(FolderThreshold(3, 7, 0.9, 5.0, 1.0))
+    assert FlagSettings.from_dict(own.to_dict()) == own
+    assert own.for_folder(3, 7).anomaly_threshold == 0.9
+    assert own.for_folder(3, 8).anomaly_threshold == 0.4  # another model version: the project's
+    assert own.for_folder(4, 7).anomaly_threshold == 0.4
+    replaced = own.with_folder_threshold(FolderThreshold(3, 7, 0.7))
+    assert replaced.folder_thresholds == (FolderThreshold(3, 7, 0.7),)
+    with pytest.raises(ValueError, match="lacks"):
+        FlagSettings.from_dict({"folder_thresholds": [{"folder_id": 1}]})
+
+
+# -- with a database ------------------------------------------------------------------------
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """Two folders of 6 images, an anomaly version with known scores, some images reviewed."""
+    db = open_database(f"sqlite:///{tmp_path / 'p.sqlite'}")
+    version = db.model_versions.register("anomaly", "anom-v1", str(tmp_path / "none"),
+                                         card={"threshold": {"image": 0.5}}, activate=True)
+    folders = []
+    for name, seed in (("a", 0), ("b", 1)):
+        good_images(tmp_path / name, 6, seed=seed)
+        folders.append(index_folder(db, tmp_path / name).folder_id)
+    scores = [0.1, 0.2, 0.3, 0.6, 0.7, 0.8]
+    for f in folders:
+        ims = db.images.query(ImageQuery(folder_id=f, sort="rel_path"))
+        db.predictions.upsert_many([PredictionIn(im.id, version.id, anomaly_score=s) for im, s in zip(ims, scores)])
+    a = db.images.query(ImageQuery(folder_id=folders[0], sort="rel_path"))
+    verdicts = [(0, "normal"), (1, "normal"), (3, "normal"), (4, "anomalous"), (2, "anomalous")]
+    for i, verdict in verdicts:  # image 5 unreviewed
+        db.labels.append(a[i].id, LabelChange(ReviewState.CORRECTED, anomaly_verdict=AnomalyVerdict(verdict)), "ann")
+    db.labels.append(a[5].id, LabelChange(ReviewState.REJECTED, anomaly_verdict=AnomalyVerdict.ANOMALOUS), "ann")
+    yield db, folders, version.id
+    db.close()
+
+
+def _flagged(db, folder_id: int) -> list[bool]:
+    return [im.flagged for im in db.images.query(ImageQuery(folder_id=folder_id, sort="rel_path"))]
+
+
+def test_reviewed_scores_are_the_verdicts_with_the_versions_scores(project) -> None:
+    db, (a, b), vid = project
+    scores = reviewed_scores(db, a, vid)
+    assert sorted(scores.normal) == [0.1, 0.2, 0.6] and sorted(scores.anomalous) == [0.3, 0.7]
+    assert scores.count == 5  # the rejected image is left out
+    with pytest.raises(OperatingPointError, match="0 normal, 0 anomalous"):
+        operating_point(reviewed_scores(db, b, vid), Costs())
+
+
+def test_a_saved_folder_threshold_reflags_that_folder_only_and_survives_a_project_reflag(project) -> None:
+    db, (a, b), vid = project
+    save_flag_settings(db, FlagSettings(anomaly_threshold=0.5))
+    reflag_project(db, load_project_settings(db).flags)
+    assert _flagged(db, a) == _flagged(db, b) == [False, False, False, True, True, True]
+    op = operating_point(reviewed_scores(db, a, vid), Costs(escape=10, false_call=1))
+    assert op.best.escapes == 0 and 0.2 < op.best.threshold < 0.3
+    assert save_operating_point(db, a, vid, op.best.threshold, op.costs, by="ann") == 6
+    assert _flagged(db, a) == [False, False, True, True, True, True]
+    assert _flagged(db, b) == [False, False, False, True, True, True]
+    stored = load_project_settings(db).flags
+    assert stored.anomaly_threshold == 0.5
+    assert stored.folder_threshold(a, vid) == FolderThreshold(a, vid, op.best.threshold, 10.0, 1.0)
+    reflag_project(db, stored)  # e.g. after the project-wide threshold changes: the override holds
+    assert _flagged(db, a) == [False, False, True, True, True, True]
+    with pytest.raises(OperatingPointError, match="not an anomaly model"):
+        save_operating_point(db, a, vid + 99, 0.3)
+
+
+def test_the_label_panels_verdict_uses_the_folders_threshold(project) -> None:
+    from app.services.review import ReviewService, ReviewSettings
+
+    db, (a, b), vid = project
+    save_operating_point(db, a, vid, 0.25)
+    review = ReviewService(db, ReviewSettings(folder_thresholds=load_project_settings(db).flags.folder_thresholds))
+    third_a, third_b = (db.images.query(ImageQuery(folder_id=f, sort="rel_path"))[2].id for f in (a, b))
+    assert review.detail(third_a).prediction.threshold == 0.25
+    assert review.detail(third_a).prediction.anomalous  # 0.3 > 0.25
+    assert review.detail(third_b).prediction.threshold == 0.5  # the card's
+    assert not review.detail(third_b).prediction.anomalous
