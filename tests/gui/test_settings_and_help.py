@@ -126,10 +126,12 @@ def test_project_thresholds_from_the_dialog_reach_the_database_and_the_queue(ser
     assert flags.anomaly_threshold == 0.0 and flags.min_targets == 50 and flags.good_classes == CLASSES
     qtbot.waitUntil(lambda: all(it.flagged for it in win.gallery_model.items()))
     assert win.ctx.review.anomaly_threshold() == 0.0
-    assert win.review.detail.prediction.anomalous  # the open image's verdict follows too
+    # the open image's verdict follows too (its detail is re-read on a helper thread)
+    qtbot.waitUntil(lambda: win.review.detail.prediction.anomalous, timeout=5000)
     apply(100.0)  # nothing comes near: no image is flagged any more
     qtbot.waitUntil(lambda: not any(it.flagged for it in win.gallery_model.items()))
-    assert not win.review.detail.prediction.anomalous and "anomaly" not in win.review.detail.prediction.flags
+    qtbot.waitUntil(lambda: not win.review.detail.prediction.anomalous, timeout=5000)
+    assert "anomaly" not in win.review.detail.prediction.flags
     from app.gui.settings_store import legacy_thresholds
     assert legacy_thresholds() == {"anomaly_threshold": None, "min_confidence": 0.6}  # nothing per user
     win.close()
