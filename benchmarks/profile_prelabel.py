@@ -11,7 +11,7 @@ time, so nested rows are parts of the row above them; "scan", "conv", "norm" and
 summed over every network of the family). Each family runs alone through the engine (batch 1,
 no prefetch, so stages do not overlap), then the real worker runs all three on the same files
 into a temporary SQLite database for the encoding and storing rows. With ``--baseline`` each
-configuration is also run with the speed-ups of issue 21 switched off (``inference.speed``)
+configuration is also run with the speed-ups of issue 21 switched off (``inference.ssm.speed``)
 in the same process, and the ratio is printed: the machine is shared, so only figures taken
 side by side compare, so the two runs alternate image by image.
 
@@ -40,7 +40,7 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.prelabel import images, model_dirs  # noqa: E402
-from inference import speed  # noqa: E402
+from inference.ssm import speed  # noqa: E402
 from inference.engine import InspectionEngine  # noqa: E402
 from inference.training.common import set_threads  # noqa: E402
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from inference import speed
+from inference.ssm import speed
 
 
 def weighted(rows: torch.Tensor, position_weight: float) -> torch.Tensor:

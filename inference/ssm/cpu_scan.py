@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import torch
 
-from .. import speed
+from . import speed
 from .cpu_kernels import scan_backward, scan_forward
 from .reference import backend_from_recurrence
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import speed
+from . import speed
 from .cross_scan import cross_merge, cross_scan
 from .scan import selective_scan
 

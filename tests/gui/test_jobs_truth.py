@@ -77,7 +77,7 @@ def _db_text(db, job_id: int) -> str:
 
 def test_panel_badges_and_label_follow_the_worker_through_a_kill(station, tmp_path, qtbot):
     db, url = station
-    n = 16
+    n = 160  # enough that the job is still running when the panel has caught up, on an idle machine too
     good_images(tmp_path / "imgs", n)
     win = _window(db, url, qtbot)
     win.open_folder(str(tmp_path / "imgs"))

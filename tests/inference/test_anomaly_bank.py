@@ -137,7 +137,7 @@ def test_add_bank_and_train_with_memory_bank(tmp_path, capsys):
 def test_knn_smallest_pass_equals_topk_with_ties_and_left_out_rows():
     """The one-pass k-smallest of issue 21 returns exactly topk's values, also with tied
     distances (duplicate bank rows) and rows left out as inf (leave-one-image-out)."""
-    from inference import speed
+    from inference.ssm import speed
 
     g = torch.Generator().manual_seed(1)
     bank = torch.randn(200, 6, generator=g)

@@ -1,6 +1,6 @@
 """Issue 21's faster inference paths give the bundled models' numbers of the previous paths.
 
-The switch ``inference.speed`` exists so benchmarks can time both paths side by side; here both
+The switch ``inference.ssm.speed`` exists so benchmarks can time both paths side by side; here both
 run on the same inputs and must agree within float32 rounding (the decisions downstream, masks
 and classes, are then the same).
 """
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from inference import speed
+from inference.ssm import speed
 from inference.bundled import bundled_model_dir
 from inference.checkpoints import load_model
 

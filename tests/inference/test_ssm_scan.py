@@ -158,7 +158,7 @@ def test_inference_kernel_matches_reference_and_unfused_path(case):
     """Without gradients the numba backend runs bias, softplus and the D skip inside the kernel
     (issue 21); it must agree with the reference and with the path that does them in torch, also
     for deltas around softplus's threshold (20) and B/C passed as transposed views, as SS2D does."""
-    from inference import speed
+    from inference.ssm import speed
 
     b, d, n, L, groups, use_D, _, use_bias = case
     x = make_inputs(b, d, n, L, groups, delta_scale=12.0)

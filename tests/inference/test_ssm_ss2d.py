@@ -47,7 +47,7 @@ def test_ss2d_gradients_reach_every_parameter():
 def test_ss2d_inference_path_agrees_with_previous_path(hw):
     """Inference (no gradients) takes issue 21's fast path: B/C laid out for the kernel, one fused
     kernel call. It must give the block's output of the previous path and of the reference."""
-    from inference import speed
+    from inference.ssm import speed
 
     torch.manual_seed(0)
     block = SS2D(d_model=8, d_state=4, expand=2.0).eval()
