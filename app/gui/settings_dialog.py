@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget)
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from app.gui.project_settings_controller import ProjectSettingsController
 from app.gui.settings_store import DEVICES, StationSettings, save_settings
 from app.gui.theme import THEMES
 from app.services.project_settings import ProjectSettings
+from app.services.station import holds_password, shown_url
 
 
 class SettingsDialog(QDialog):
@@ -39,7 +41,8 @@ class SettingsDialog(QDialog):
         self.device.addItems(list(DEVICES))
         self.device.setCurrentText(settings.device)
         form.addRow("Worker device", self.device)
-        self.db_url = QLineEdit(settings.database_url)
+        # A saved URL is shown with its password masked; it is kept as saved unless edited.
+        self.db_url = QLineEdit(shown_url(settings.database_url))
         self.db_url.setPlaceholderText("default: SQLite file in the data folder; or postgresql+psycopg://…")
         form.addRow("Database URL", self.db_url)
         note = QLabel("A new database URL is used from the next start.")
@@ -90,14 +93,31 @@ class SettingsDialog(QDialog):
         outer.addWidget(shared)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
+        buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         outer.addWidget(buttons)
+
+    def _database_url(self) -> str:
+        text = self.db_url.text().strip()
+        return self._base.database_url if text == shown_url(self._base.database_url) else text
+
+    def _accept(self) -> None:
+        """A password typed into the URL would be kept in plain text in this user's settings and
+        shown here: refused, with where a password goes instead (docs/database.md)."""
+        url = self._database_url()
+        if url != self._base.database_url and holds_password(url):
+            QMessageBox.warning(
+                self, "Password in the database URL",
+                "The database URL must not hold the password: it would be stored in plain text in your "
+                "settings. Leave it out of the URL and give it in ~/.pgpass, in a file named by "
+                "PGPASSFILE, or in PGPASSWORD (see docs/database.md).")
+            return
+        self.accept()
 
     def result_settings(self) -> StationSettings:
         return replace(
             self._base, reviewer=self.reviewer.text().strip(), auto_advance=self.auto_advance.isChecked(),
-            device=self.device.currentText(), database_url=self.db_url.text().strip(),
+            device=self.device.currentText(), database_url=self._database_url(),
             theme=self.theme.currentText())
 
     def result_project(self) -> ProjectSettings:

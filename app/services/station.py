@@ -18,3 +18,14 @@ def open_station(url: str) -> "Database":
         return open_database(url, migrate=True)
     except DatabaseError as exc:
         raise StationError(str(exc)) from None
+
+
+def shown_url(url: str) -> str:
+    """The database URL as a window may show it: any password masked (``database.errors.mask_url``)."""
+    from database.errors import mask_url
+    return mask_url(url)
+
+
+def holds_password(url: str) -> bool:
+    """Whether ``url`` carries a password (in its user part or as a ``password=`` parameter)."""
+    return shown_url(url) != url

@@ -161,3 +161,24 @@ def test_thresholds_kept_per_user_by_an_older_station_move_into_the_project(tmp_
     assert win.project.current.flags == flags and win.ctx.review.anomaly_threshold() == 0.7
     win.close()
     db.close()
+
+
+def test_the_settings_dialog_never_shows_nor_stores_a_database_password(qtbot, monkeypatch):
+    """Issue 17: a saved URL's password is masked in the field and kept as saved when not edited;
+    a new URL holding a password is refused (it would be stored in plain text), nothing saved."""
+    from PySide6.QtWidgets import QMessageBox
+
+    saved = "postgresql+psycopg://inspector:s3cr@t@db.example/station"
+    dlg = SettingsDialog(StationSettings(reviewer="ann", database_url=saved))
+    qtbot.addWidget(dlg)
+    assert "s3cr" not in dlg.db_url.text() and "t@db" not in dlg.db_url.text()
+    assert dlg.result_settings().database_url == saved  # untouched: the real URL is kept
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    dlg.db_url.setText("postgresql+psycopg://inspector:other@db.example/station")
+    dlg._accept()
+    assert warned and "pgpass" in warned[0] and dlg.result() != dlg.DialogCode.Accepted
+    dlg.db_url.setText("postgresql+psycopg://inspector@db.example/station")
+    dlg._accept()
+    assert dlg.result() == dlg.DialogCode.Accepted
+    assert dlg.result_settings().database_url == "postgresql+psycopg://inspector@db.example/station"
