@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="images claimed and run together")
     p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
                    help="requeue the work of workers silent this long (default 60)")
+    p.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",
+                   help="stop (giving claimed work back) once process PID, the station that started "
+                        "this worker, is gone")
     _common(p)
     p.set_defaults(func=_handler("app.commands.worker", "run"))
 

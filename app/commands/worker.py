@@ -3,13 +3,36 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
+from typing import Callable
 
 from app.cli import CommandError
 
 log = logging.getLogger("station.worker")
 RETRY_S = 5.0
+PARENT_CHECK_S = 2.0
+
+
+def watch_parent(pid: int, stop: Callable[[], None], stopping: threading.Event,
+                 every_s: float = PARENT_CHECK_S) -> threading.Thread:
+    """Call ``stop`` once process ``pid`` (the station that started this worker) is gone.
+
+    A station killed outright (SIGKILL, its X server gone at logout) never runs its close
+    handler, and its worker used to go on running, orphaned, holding models in memory and
+    claiming work. An orphan is re-parented, so a changed parent pid says the station is gone;
+    the worker then stops as on SIGTERM: the batch in hand is finished or given back.
+    """
+    def run() -> None:
+        while not stopping.wait(every_s):
+            if os.getppid() != pid:
+                log.warning("the station that started this worker (pid %d) is gone: stopping", pid)
+                stop()
+                return
+    thread = threading.Thread(target=run, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT) + ((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()):
         signal.signal(sig, stop)
+    parent = getattr(args, "exit_with_parent", None)
+    if parent is not None:
+        watch_parent(parent, stop, stopping)
     try:
         while not stopping.is_set():
             worker = Worker(db, options)

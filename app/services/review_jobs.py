@@ -7,6 +7,7 @@ worker process (``python main.py worker``) that stays until the station closes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -256,8 +257,9 @@ class ReviewJobs:
             if self._worker is not None:
                 log.warning("worker process exited with %s; starting a new one", self._worker.process.returncode)
             data_dir().mkdir(parents=True, exist_ok=True)
+            # The worker stops by itself if this station dies without closing (killed, X gone).
             self._worker = start_worker_process(self.db_url, self.device, log_path=data_dir() / "worker.log",
-                                                extra_args=self.worker_args)
+                                                extra_args=(*self.worker_args, "--exit-with-parent", str(os.getpid())))
 
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.alive()
