@@ -292,13 +292,14 @@ class QueueController(QObject):
         self._seeking = True
         flt, size, origin = self.filter, self.model.page_size, self.current_id()
         after = self.model.item_at(start) if 0 <= start < n else None
+        placed = self.model.placed_state(after.image_id) if after is not None else None
 
         def find() -> None:
             try:
                 here = after
                 if here is None and 0 <= start < n:  # the current row's page was let go: read it
                     here = next(iter(self.service.queue_page(flt, 1, offset=start).items), None)
-                found = self.service.next_unreviewed(flt, here, backward=delta < 0)
+                found = self.service.next_unreviewed(flt, here, backward=delta < 0, placed_state=placed)
                 page = None
                 if found is not None:
                     number = found.position // size

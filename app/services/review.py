@@ -178,14 +178,18 @@ class ReviewService:
         from database.review_queue import queue_count
         return queue_count(self.db, self.queue_query(flt))
 
-    def next_unreviewed(self, flt: QueueFilter, after: QueueItem | None = None, backward: bool = False):
+    def next_unreviewed(self, flt: QueueFilter, after: QueueItem | None = None, backward: bool = False,
+                        placed_state: str | None = None):
         """The next (``backward``: previous) unreviewed image of the whole queue after the row
         ``after`` shows, wrapping once, with its row (a ``Found``: image id, position); without
-        ``after`` the first (last) one. None: the database holds no unreviewed image in this
+        ``after`` the first (last) one. ``placed_state``: the state that placed ``after``'s row
+        (by state; default its own). None: the database holds no unreviewed image in this
         view. Any thread: indexed walks and counts, never the whole queue."""
         from database.review_queue import next_unreviewed
-        return next_unreviewed(self.db, self.queue_query(flt), after.image_id if after is not None else None,
-                               after.review_state if after is not None else None, backward)
+        if after is None:
+            return next_unreviewed(self.db, self.queue_query(flt), backward=backward)
+        return next_unreviewed(self.db, self.queue_query(flt), after.image_id,
+                               placed_state or after.review_state, backward)
 
     def queue_query(self, flt: QueueFilter):
         """The database's form of ``flt``, with the active model versions' ids."""

@@ -142,3 +142,22 @@ def test_n_pressed_while_indexing_goes_to_the_first_unreviewed_image_beyond_the_
     queue.next_unreviewed(1)  # nothing listed yet: kept
     queue.set_filter(QueueFilter(folder_id=info.id))
     qtbot.waitUntil(lambda: queue.current_id() == want[22], timeout=5000)
+
+
+def test_n_after_a_save_goes_on_from_where_the_row_sits_in_a_by_state_order(qtbot, service, paged):
+    """By state, a row just accepted still sits among the unreviewed ones (until the next
+    refresh): N continues below it, not from the accepted ones' stretch (which would wrap to
+    the top)."""
+    from app.services.review_types import LabelState
+    info, model, view, queue = paged
+    view.resize(40, 40)  # about one thumbnail on screen: the pages below stay unread
+    want = _review_all_but(service, info, set(range(6)))
+    queue.set_filter(QueueFilter(folder_id=info.id, sort="state"))
+    assert queue.select(want[3])
+    service.save_label(want[3], LabelState(review_state="accepted"))
+    queue.update_item(service.item(want[3]))
+    qtbot.wait(50)
+    assert model.item_at(4) is None, model.loaded_pages()
+    queue.next_unreviewed(1)
+    qtbot.waitUntil(lambda: queue.current_id() != want[3], timeout=5000)
+    assert queue.current_id() == want[4]
