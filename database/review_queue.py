@@ -308,6 +308,7 @@ class Found:
 
     image_id: int
     position: int
+    cursor: Cursor  # its sort values: the page holding it is read from here (``page_of``)
 
 
 def _reversed(seg: _Segment) -> _Segment:
@@ -386,4 +387,34 @@ def next_unreviewed(db: "Database", qq: QueueQuery, after_id: int | None = None,
         before = sum(_segment_count(s, shape, segments[i]) for i in range(index))
         before += _segment_count(s, shape, seg, _after(_reversed(seg).order,
                                                        _cursor_values(len(seg.order), row)))
-        return Found(int(row.id), before)
+        return Found(int(row.id), before, Cursor(index, _cursor_values(len(seg.order), row)))
+
+
+def _walk_back(s, shape: _Shape, segments: list[_Segment], cursor: Cursor, steps: int) -> Cursor | None:
+    """The cursor of the row ``steps`` (>= 1) rows before ``cursor``'s (None: fewer rows
+    before it): a short reversed walk from its keys, never from the queue's start."""
+    index, values = cursor.segment, cursor.values
+    while index >= 0:
+        seg = _reversed(segments[index])
+        bound = [] if values is None else [_after(seg.order, values if len(seg.order) == 3 else values[-2:])]
+        row = s.execute(_keys_select(shape, seg).where(*bound).limit(1).offset(steps - 1)).first()
+        if row is not None:
+            return Cursor(index, _cursor_values(len(seg.order), row))
+        steps -= _segment_count(s, shape, seg, *bound)
+        index, values = index - 1, None
+    return None
+
+
+def page_of(db: "Database", qq: QueueQuery, found: Found, size: int) -> QueuePage:
+    """The page (``size`` rows from a multiple of ``size``) that holds ``found``: fewer than
+    ``size`` rows walked back from its keys, then a keyset page, so a row deep in a large
+    queue costs what an adjacent page costs (an ``offset`` read walks from the start)."""
+    start = found.position - found.position % size
+    if start == 0:
+        return queue_page(db, qq, size)
+    shape = _Shape(qq)
+    with db.session() as s:
+        before = _walk_back(s, shape, shape.segments(), found.cursor, found.position - start + 1)
+    if before is None:  # the queue changed since ``found`` was read: its position is stale
+        return queue_page(db, qq, size, offset=start)
+    return queue_page(db, qq, size, after=before)

@@ -303,7 +303,7 @@ class QueueController(QObject):
                 page = None
                 if found is not None:
                     number = found.position // size
-                    page = (number, self.service.queue_page(flt, size, offset=number * size))
+                    page = (number, self.service.page_of(flt, found, size))
                 self._seek_done.emit(flt, origin, (found, page), "")
             except Exception as exc:
                 self._seek_done.emit(flt, origin, None, str(exc))

@@ -191,6 +191,13 @@ class ReviewService:
         return next_unreviewed(self.db, self.queue_query(flt), after.image_id,
                                placed_state or after.review_state, backward)
 
+    def page_of(self, flt: QueueFilter, found: Any, size: int) -> QueuePage:
+        """The page of ``size`` rows holding what ``next_unreviewed`` found (read from its
+        keys: no walk from the queue's start)."""
+        from database.review_queue import page_of
+        page = page_of(self.db, self.queue_query(flt), found, size)
+        return QueuePage([_queue_item(r) for r in page.rows], page.cursor)
+
     def queue_query(self, flt: QueueFilter):
         """The database's form of ``flt``, with the active model versions' ids."""
         from database.review_queue import QueueQuery
