@@ -339,7 +339,7 @@ def _start_of(s, shape: _Shape, segments: list[_Segment], image_id: int,
     return (0, values) if row.k0 is not None else (1, values[1:])
 
 
-def next_unreviewed(db: "Database", qq: QueueQuery, after_id: int | None = None,
+def next_unreviewed(db: Database, qq: QueueQuery, after_id: int | None = None,
                     shown_state: str | None = None, backward: bool = False) -> Found | None:
     """The first unreviewed image after (``backward``: before) ``after_id`` in the queue's order
     and filter, wrapping once past the end, never ``after_id`` itself; without ``after_id``
@@ -405,7 +405,7 @@ def _walk_back(s, shape: _Shape, segments: list[_Segment], cursor: Cursor, steps
     return None
 
 
-def page_of(db: "Database", qq: QueueQuery, found: Found, size: int) -> QueuePage:
+def page_of(db: Database, qq: QueueQuery, found: Found, size: int) -> QueuePage:
     """The page (``size`` rows from a multiple of ``size``) that holds ``found``: fewer than
     ``size`` rows walked back from its keys, then a keyset page, so a row deep in a large
     queue costs what an adjacent page costs (an ``offset`` read walks from the start)."""

@@ -305,7 +305,7 @@ class QueueController(QObject):
                     number = found.position // size
                     page = (number, self.service.page_of(flt, found, size))
                 self._seek_done.emit(flt, origin, (found, page), "")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure reaches the inspector as a message
                 self._seek_done.emit(flt, origin, None, str(exc))
         self._seeker.submit(find)
         return False

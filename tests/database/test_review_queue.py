@@ -195,7 +195,7 @@ def test_next_unreviewed_agrees_with_a_scan_of_the_whole_queue(db: Database) -> 
 def test_next_unreviewed_starts_at_a_row_that_left_the_filter(db: Database) -> None:
     """A row the inspector just accepted stays on screen under "unreviewed only" (and, by
     state, in the unreviewed stretch) until the next refresh: N goes on from its place."""
-    folder_id, ids = _seed(db, random.Random(6))
+    folder_id, _ids = _seed(db, random.Random(6))
     for sort, flt in (("name", {"states": ("unreviewed",)}), ("state", {})):
         qq = QueueQuery(folder_id=folder_id, sort=sort, **flt)
         before = [r.image_id for r in queue_rows(db, qq) if r.review_state == "unreviewed"]

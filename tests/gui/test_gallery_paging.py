@@ -92,7 +92,7 @@ def _review_all_but(service, info, keep: set[int]) -> list[int]:
 
 
 def test_n_finds_an_unreviewed_image_on_a_page_not_read_yet(qtbot, service, paged, monkeypatch):
-    info, model, view, queue = paged
+    info, model, _view, queue = paged
     want = _review_all_but(service, info, {1, 30})
     said = []
     queue.message.connect(said.append)
@@ -113,7 +113,7 @@ def test_n_finds_an_unreviewed_image_on_a_page_not_read_yet(qtbot, service, page
 
 def test_n_presses_while_looking_make_one_search_and_none_left_is_the_databases_word(
         qtbot, service, paged, monkeypatch):
-    info, model, view, queue = paged
+    info, _model, _view, queue = paged
     want = _review_all_but(service, info, {25})
     said = []
     queue.message.connect(said.append)
@@ -136,7 +136,7 @@ def test_n_presses_while_looking_make_one_search_and_none_left_is_the_databases_
 
 def test_n_pressed_while_indexing_goes_to_the_first_unreviewed_image_beyond_the_first_page(
         qtbot, service, paged):
-    info, model, view, queue = paged
+    info, _model, _view, queue = paged
     want = _review_all_but(service, info, {22})
     queue.await_items()
     queue.next_unreviewed(1)  # nothing listed yet: kept
