@@ -13,6 +13,9 @@ and model family, then measures in this one process, with a real gallery view of
   and painted (median and worst);
 - label save: save through the review service, fetch the saved row, update the cell and the
   counts, as the review controller does (p50 and p99);
+- N across pages: every image but one in 5,000 (by name) is marked reviewed, then N / Shift+N
+  from the current image until the gallery selects the next unreviewed one (a page not read
+  yet: the database's whole queue answers, off the GUI thread), under several sorts;
 - the process's memory (RSS) before the gallery opens, at the end, and its peak (which
   includes indexing and seeding: a GUI opening an indexed folder does not pay that).
 
@@ -50,6 +53,35 @@ def seed(db, folder_id: int) -> None:
                       PredictionIn(i, mv["segmenter"], target_count=rng.randrange(4)),
                       PredictionIn(i, mv["anomaly"], anomaly_score=rng.random())]
         db.predictions.upsert_many(preds)
+
+
+def n_across_pages(app, db, svc, queue, model, base, spacing: int = 5000, presses: int = 10) -> None:
+    """Time N / Shift+N when the next unreviewed image lies pages away (issue: N must search the
+    whole queue). States are set by one UPDATE (a benchmark shortcut: no label revisions)."""
+    from sqlalchemy import update
+
+    from database.models import Image
+    ids = [it.image_id for it in svc.queue(base)]  # by name
+    sparse = ids[spacing - 1::spacing] or ids[-1:]
+    with db.session(write=True) as s:
+        s.execute(update(Image).where(Image.folder_id == base.folder_id).values(review_state="accepted"))
+        s.execute(update(Image).where(Image.id.in_(sparse)).values(review_state="unreviewed"))
+    for flt, delta in ((base, 1), (base, -1), (base.with_(sort="anomaly"), 1), (base.with_(sort="uncertainty"), 1),
+                       (base.with_(sort="name", descending=True), 1)):
+        queue.set_filter(flt)
+        times = []
+        for _ in range(presses):
+            before = queue.current_id()
+            t = time.perf_counter()
+            queue.next_unreviewed(delta)
+            end = t + 30
+            while (queue.current_id() == before or queue._seeking) and time.perf_counter() < end:
+                app.processEvents()
+                time.sleep(0.0005)
+            times.append(time.perf_counter() - t)
+        what = f"sort={flt.sort}{' desc' if flt.descending else ''} {'N' if delta > 0 else 'Shift+N'}"
+        print(f"N across pages ({len(sparse)} unreviewed, one in {spacing}) {what} x{presses}: "
+              f"median {ms(statistics.median(times))}, worst {ms(max(times))}")
 
 
 def rss_mib() -> float:
@@ -182,6 +214,7 @@ def main() -> int:
     saves.sort()
     print(f"label save + row + counts x{len(saves)}: p50 {ms(saves[len(saves) // 2])}, "
           f"p99 {ms(saves[int(len(saves) * 0.99) - 1])}")
+    n_across_pages(app, db, svc, queue, model, base)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"memory of this process: {rss_mib():.0f} MiB now (gallery open, after all the above); "
           f"peak {peak:.0f} MiB (includes indexing and seeding in this same process)")

@@ -221,6 +221,12 @@ def _keys_select(shape: _Shape, seg: _Segment) -> Select:
             .order_by(*(e.asc() if a else e.desc() for e, a in seg.order)))
 
 
+def _segment_count(s, shape: _Shape, seg: _Segment, *extra: ColumnElement) -> int:
+    """How many rows of a stretch (meeting ``extra`` too): an aggregate over its index walk."""
+    narrow = _keys_select(shape, seg).where(*extra).order_by(None).subquery()
+    return int(s.scalar(select(func.count()).select_from(narrow)) or 0)
+
+
 def _cursor_at(s, shape: _Shape, segments: list[_Segment], position: int) -> Cursor | None:
     """The cursor of the row at ``position`` (None: the queue is shorter)."""
     for index, seg in enumerate(segments):
@@ -228,8 +234,7 @@ def _cursor_at(s, shape: _Shape, segments: list[_Segment], position: int) -> Cur
         if row is not None:
             return Cursor(index, _cursor_values(len(seg.order), row))
         if index + 1 < len(segments):
-            narrow = _keys_select(shape, seg).order_by(None).subquery()
-            position -= int(s.scalar(select(func.count()).select_from(narrow)) or 0)
+            position -= _segment_count(s, shape, seg)
     return None
 
 
@@ -295,3 +300,121 @@ def queue_rows(db: "Database", qq: QueueQuery, page_size: int = 5000) -> list[Qu
         if len(page.rows) < page_size:
             return out
         after = page.cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """An image of the queue and its row (how many rows come before it in the queue's order)."""
+
+    image_id: int
+    position: int
+    cursor: Cursor  # its sort values: the page holding it is read from here (``page_of``)
+
+
+def _reversed(seg: _Segment) -> _Segment:
+    return _Segment(seg.conditions, [(e, not a) for e, a in seg.order], seg.inner)
+
+
+def _start_of(s, shape: _Shape, segments: list[_Segment], image_id: int,
+              shown_state: str | None) -> tuple[int, tuple[Any, ...] | None] | None:
+    """Where ``image_id`` sits in the queue's order: (its stretch, its sort values), or
+    (the stretch it comes just before, None) when the state it shows has no stretch in this
+    view. Read from its keys, not its membership: a row the inspector just reviewed (that no
+    longer matches a state filter) still marks the place. None: the image is gone."""
+    stmt = select(shape.sort_value().label("k0"), shape.name_key.label("k1"), Image.id, Image.review_state)
+    row = s.execute(shape.joins(stmt.select_from(Image), every=False, order=True)
+                    .where(Image.id == image_id)).first()
+    if row is None:
+        return None
+    values = (row.k0, row.k1, row.id)
+    if shape.qq.sort == "name":
+        return 0, values[1:]
+    if shape.qq.sort == "state":
+        state = ReviewState(shown_state or row.review_state).value
+        full = sorted(STATE_ORDER, key=STATE_ORDER.__getitem__, reverse=not shape.ascending)
+        wanted = [st for st in full if not shape.qq.states or st in shape.qq.states]
+        if state in wanted:
+            return wanted.index(state), values[1:]
+        return sum(1 for st in full[:full.index(state)] if st in wanted), None
+    return (0, values) if row.k0 is not None else (1, values[1:])
+
+
+def next_unreviewed(db: Database, qq: QueueQuery, after_id: int | None = None,
+                    shown_state: str | None = None, backward: bool = False) -> Found | None:
+    """The first unreviewed image after (``backward``: before) ``after_id`` in the queue's order
+    and filter, wrapping once past the end, never ``after_id`` itself; without ``after_id``
+    the first (last) unreviewed image of the queue. ``shown_state``: the state the row of
+    ``after_id`` shows (by state, the stretch it sits in until the next refresh).
+
+    Each stretch is one index walk with ``review_state = 'unreviewed'`` added (by name and by
+    state that walk is ``ix_images_queue_state``'s), starting at the given row's keys; the row's
+    position is an aggregate over the keys before it. None: no unreviewed image in this view."""
+    shape = _Shape(qq)
+    segments = shape.segments()
+    unreviewed = Image.review_state == ReviewState.UNREVIEWED.value
+    step = -1 if backward else 1
+
+    def first(index: int, values: tuple[Any, ...] | None) -> tuple[int, Any] | None:
+        """The first unreviewed row from stretch ``index`` on (in the walking direction),
+        after ``values`` in that stretch when given."""
+        while 0 <= index < len(segments):
+            seg = segments[index] if not backward else _reversed(segments[index])
+            conds = [unreviewed]
+            if values is not None:
+                conds.append(_after(seg.order, values if len(seg.order) == 3 else values[-2:]))
+            row = s.execute(_keys_select(shape, seg).where(*conds).limit(1)).first()
+            if row is not None:
+                return index, row
+            index, values = index + step, None
+        return None
+
+    with db.session() as s:
+        start = _start_of(s, shape, segments, after_id, shown_state) if after_id is not None else None
+        hit = None
+        if start is not None:
+            index, values = start
+            if values is None and backward:
+                index -= 1  # the view's stretch before the one this row comes before
+            hit = first(index, values)
+        if hit is None:  # from the queue's start (end): the wrap, or no row to start after
+            hit = first(0 if not backward else len(segments) - 1, None)
+            if hit is not None and hit[1].id == after_id:
+                return None
+        if hit is None:
+            return None
+        index, row = hit
+        seg = segments[index]
+        before = sum(_segment_count(s, shape, segments[i]) for i in range(index))
+        before += _segment_count(s, shape, seg, _after(_reversed(seg).order,
+                                                       _cursor_values(len(seg.order), row)))
+        return Found(int(row.id), before, Cursor(index, _cursor_values(len(seg.order), row)))
+
+
+def _walk_back(s, shape: _Shape, segments: list[_Segment], cursor: Cursor, steps: int) -> Cursor | None:
+    """The cursor of the row ``steps`` (>= 1) rows before ``cursor``'s (None: fewer rows
+    before it): a short reversed walk from its keys, never from the queue's start."""
+    index, values = cursor.segment, cursor.values
+    while index >= 0:
+        seg = _reversed(segments[index])
+        bound = [] if values is None else [_after(seg.order, values if len(seg.order) == 3 else values[-2:])]
+        row = s.execute(_keys_select(shape, seg).where(*bound).limit(1).offset(steps - 1)).first()
+        if row is not None:
+            return Cursor(index, _cursor_values(len(seg.order), row))
+        steps -= _segment_count(s, shape, seg, *bound)
+        index, values = index - 1, None
+    return None
+
+
+def page_of(db: Database, qq: QueueQuery, found: Found, size: int) -> QueuePage:
+    """The page (``size`` rows from a multiple of ``size``) that holds ``found``: fewer than
+    ``size`` rows walked back from its keys, then a keyset page, so a row deep in a large
+    queue costs what an adjacent page costs (an ``offset`` read walks from the start)."""
+    start = found.position - found.position % size
+    if start == 0:
+        return queue_page(db, qq, size)
+    shape = _Shape(qq)
+    with db.session() as s:
+        before = _walk_back(s, shape, shape.segments(), found.cursor, found.position - start + 1)
+    if before is None:  # the queue changed since ``found`` was read: its position is stale
+        return queue_page(db, qq, size, offset=start)
+    return queue_page(db, qq, size, after=before)

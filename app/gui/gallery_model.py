@@ -33,6 +33,7 @@ class GalleryModel(QAbstractListModel):
         self._pages: OrderedDict[int, list[QueueItem]] = OrderedDict()
         self._cursors: dict[int, object] = {}  # page -> where it ended (reads the next one cheaply)
         self._rows: dict[int, int] = {}        # image id -> row, for loaded rows
+        self._placed: dict[int, str] = {}      # image id -> review state when its page was read
         self._wanted: set[int] = set()
 
     # -- Qt interface -------------------------------------------------------------------
@@ -79,6 +80,7 @@ class GalleryModel(QAbstractListModel):
         self._pages.clear()
         self._cursors.clear()
         self._rows.clear()
+        self._placed.clear()
         self._wanted.clear()
         for page, items in pages.items():
             self._store(page, items, (cursors or {}).get(page), keep_all)
@@ -100,13 +102,13 @@ class GalleryModel(QAbstractListModel):
             for k, (before, after) in enumerate(zip(old, items)):
                 if before != after:
                     old[k] = after
+                    self._placed[after.image_id] = after.review_state
                     idx = self.index(page * self.page_size + k)
                     self.dataChanged.emit(idx, idx)
             if cursors and page in cursors:
                 self._cursors[page] = cursors[page]
         for page in [p for p in self._pages if p not in pages]:  # not re-read: read again when seen
-            for it in self._pages.pop(page):
-                self._rows.pop(it.image_id, None)
+            self._drop(self._pages.pop(page))
             self._cursors.pop(page, None)
             first = page * self.page_size
             self.dataChanged.emit(self.index(first), self.index(min(self._count, first + self.page_size) - 1))
@@ -140,19 +142,22 @@ class GalleryModel(QAbstractListModel):
             self.page_wanted.emit(page)
 
     def _store(self, page: int, items: list[QueueItem], cursor: object | None, keep_all: bool) -> None:
-        old = self._pages.pop(page, None)
-        for it in old or ():
-            self._rows.pop(it.image_id, None)
+        self._drop(self._pages.pop(page, None) or ())
         self._pages[page] = list(items)
         if cursor is not None:
             self._cursors[page] = cursor
         first = page * self.page_size
         self._rows.update((it.image_id, first + k) for k, it in enumerate(items))
+        self._placed.update((it.image_id, it.review_state) for it in items)
         while not keep_all and len(self._pages) > self.max_pages:
             gone, gone_items = self._pages.popitem(last=False)
             self._cursors.pop(gone, None)
-            for it in gone_items:
-                self._rows.pop(it.image_id, None)
+            self._drop(gone_items)
+
+    def _drop(self, items: Sequence[QueueItem]) -> None:
+        for it in items:
+            self._rows.pop(it.image_id, None)
+            self._placed.pop(it.image_id, None)
 
     # -- single rows ----------------------------------------------------------------------
     def update_item(self, item: QueueItem) -> None:
@@ -172,6 +177,11 @@ class GalleryModel(QAbstractListModel):
     def row_of(self, image_id: int) -> int | None:
         """The image's row, when its page is loaded."""
         return self._rows.get(image_id)
+
+    def placed_state(self, image_id: int) -> str | None:
+        """The review state the image had when its page was read: what placed its row in a
+        by-state order (a save changes the cell, not the row, until the next refresh)."""
+        return self._placed.get(image_id)
 
     def item_at(self, row: int) -> QueueItem | None:
         """The row's item, or None when its page is not loaded (or the row does not exist)."""

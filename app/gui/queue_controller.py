@@ -6,6 +6,7 @@ matches the filter), so the list never jumps under the inspector's cursor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QPoint, Signal
@@ -16,6 +17,7 @@ from app.gui.thumbnails import DecodePool
 from app.services.review_types import QueueFilter, QueueItem, QueuePage
 
 log = logging.getLogger(__name__)
+NONE_LEFT = "No unreviewed image left in this view."
 
 
 class QueueController(QObject):
@@ -26,6 +28,7 @@ class QueueController(QObject):
     _read_done = Signal(object, object, str)  # filter, QueueRead | None, error (from the reader thread)
     _page_done = Signal(object, int, object)  # filter, page number, QueuePage (from the page reader)
     _counts_done = Signal(object, object)     # folder id, counts (from the reader thread)
+    _seek_done = Signal(object, object, object, str)  # filter, current id then, (Found, page) | None, error
 
     def __init__(self, service, model: GalleryModel, view: GalleryView, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -42,9 +45,13 @@ class QueueController(QObject):
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
         # is read before those it flew past (dropped requests are asked for again).
         self._pages = DecodePool(1, 4, "queue-pages")
+        # N beyond the rows read: one search of the whole queue at a time, never dropped.
+        self._seeker = DecodePool(1, 2, "queue-seek")
+        self._seeking = False
         self._read_done.connect(self._on_read)
         self._page_done.connect(self._on_page)
         self._counts_done.connect(self._on_counts)
+        self._seek_done.connect(self._on_seek)
         model.page_wanted.connect(self._read_page)
         view.current_image_changed.connect(self.current_changed)
 
@@ -249,8 +256,9 @@ class QueueController(QObject):
         return self.model.item_at(row)
 
     def next_unreviewed(self, delta: int = 1) -> bool:
-        """Move to the next (or previous) unreviewed image in the queue's order among the rows
-        read so far, wrapping once."""
+        """Move to the next (or previous) unreviewed image in the queue's order, wrapping once.
+        True when it moved now: the rows read so far held it. Otherwise the database is asked
+        on a helper thread (the gallery moves when the answer comes)."""
         n = self.model.rowCount()
         if not n:
             if self._awaiting:
@@ -259,36 +267,90 @@ class QueueController(QObject):
                                   "as soon as it is listed.")
             return False
         idx = self.view.currentIndex()
-        start = idx.row() if idx.isValid() else (-1 if delta > 0 else n)
-        size = self.model.page_size
-        loaded = [r for p in self.model.loaded_pages() for r in range(p * size, min(n, (p + 1) * size))]
-        for row in sorted(loaded, key=lambda r: ((r - start) * delta) % n):
-            item = self.model.item_at(row)
-            if item is not None and item.review_state == "unreviewed" and row != start:
-                return self.view.select_image(item.image_id)
-        if len(loaded) < n:  # the rest of the queue is not read yet: do not claim it is reviewed
-            self.message.emit(f"No unreviewed image among the {len(loaded):,} rows read so far of {n:,}; "
-                              "scroll on (or filter by state: unreviewed) to look further.")
-        else:
-            self.message.emit("No unreviewed image left in this view.")
-        return False
+        if not idx.isValid():
+            return self._first_unreviewed(delta)
+        return self._seek_unreviewed(delta, idx.row())
 
     def _first_unreviewed(self, delta: int) -> bool:
         """The first (``delta`` > 0) or last unreviewed image of the queue, the current one included."""
+        return self._seek_unreviewed(delta, -1 if delta > 0 else self.model.rowCount())
+
+    def _seek_unreviewed(self, delta: int, start: int) -> bool:
+        """The unreviewed image after row ``start`` (-1 / the row count: from the queue's
+        start / end). The rows read so far answer when they can: an unbroken run of them up to
+        an unreviewed image, or every row of the queue. Otherwise the database's whole queue
+        does, off the GUI thread; presses meanwhile are absorbed into that one answer."""
+        if self._seeking:
+            return False
         n = self.model.rowCount()
-        rows = range(n) if delta > 0 else range(n - 1, -1, -1)
+        item, complete = self._scan_loaded(start, delta, n)
+        if item is not None:
+            return self.view.select_image(item.image_id)
+        if complete:
+            self.message.emit(NONE_LEFT)
+            return False
+        self._seeking = True
+        flt, size, origin = self.filter, self.model.page_size, self.current_id()
+        after = self.model.item_at(start) if 0 <= start < n else None
+        placed = self.model.placed_state(after.image_id) if after is not None else None
+
+        def find() -> None:
+            try:
+                here = after
+                if here is None and 0 <= start < n:  # the current row's page was let go: read it
+                    here = next(iter(self.service.queue_page(flt, 1, offset=start).items), None)
+                found = self.service.next_unreviewed(flt, here, backward=delta < 0, placed_state=placed)
+                page = None
+                if found is not None:
+                    number = found.position // size
+                    page = (number, self.service.page_of(flt, found, size))
+                self._seek_done.emit(flt, origin, (found, page), "")
+            except Exception as exc:  # noqa: BLE001 - any failure reaches the inspector as a message
+                self._seek_done.emit(flt, origin, None, str(exc))
+        self._seeker.submit(find)
+        return False
+
+    def _scan_loaded(self, start: int, delta: int, n: int) -> tuple[QueueItem | None, bool]:
+        """The next unreviewed item among the rows read, and whether those rows are the whole
+        queue (then a miss means none is left; else the walk stops at the first row not read)."""
+        size = self.model.page_size
+        complete = sum(min(n, (p + 1) * size) - p * size for p in self.model.loaded_pages()) >= n
+        if complete and 0 <= start < n:
+            rows: Iterable[int] = ((start + k * delta) % n for k in range(1, n))
+        else:
+            rows = range(start + delta, n if delta > 0 else -1, 1 if delta > 0 else -1)
         for row in rows:
             item = self.model.item_at(row)
-            if item is not None and item.review_state == "unreviewed":
-                return self.view.select_image(item.image_id)
-        self.message.emit("No unreviewed image left in this view.")
-        return False
+            if item is None:
+                return None, False
+            if item.review_state == "unreviewed":
+                return item, complete
+        return None, complete
+
+    def _on_seek(self, flt: QueueFilter, origin: int | None, answer, error: str) -> None:
+        self._seeking = False
+        if error:
+            self.failed.emit(f"Cannot look for the next unreviewed image: {error}")
+            return
+        if flt != self.filter or flt != self._last_filter or origin != self.current_id():
+            return  # the inspector moved on meanwhile: the answer is for a view that is gone
+        found, page = answer
+        if found is None:
+            self.message.emit(NONE_LEFT)
+            return
+        number, got = page
+        if self.model.row_of(found.image_id) is None:
+            self.model.put_page(number, got.items, got.cursor)
+        if not self.view.select_image(found.image_id):  # the queue changed under the answer
+            self.message.emit("The queue changed while looking for the next unreviewed image: press N again.")
+            self.refresh_in_background()
 
     def selected_ids(self) -> list[int]:
         return self.view.selected_ids()
 
     def close(self) -> None:
         self._pages.close()
+        self._seeker.close()
         self._reader.close()
 
 

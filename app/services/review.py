@@ -178,6 +178,26 @@ class ReviewService:
         from database.review_queue import queue_count
         return queue_count(self.db, self.queue_query(flt))
 
+    def next_unreviewed(self, flt: QueueFilter, after: QueueItem | None = None, backward: bool = False,
+                        placed_state: str | None = None):
+        """The next (``backward``: previous) unreviewed image of the whole queue after the row
+        ``after`` shows, wrapping once, with its row (a ``Found``: image id, position); without
+        ``after`` the first (last) one. ``placed_state``: the state that placed ``after``'s row
+        (by state; default its own). None: the database holds no unreviewed image in this
+        view. Any thread: indexed walks and counts, never the whole queue."""
+        from database.review_queue import next_unreviewed
+        if after is None:
+            return next_unreviewed(self.db, self.queue_query(flt), backward=backward)
+        return next_unreviewed(self.db, self.queue_query(flt), after.image_id,
+                               placed_state or after.review_state, backward)
+
+    def page_of(self, flt: QueueFilter, found: Any, size: int) -> QueuePage:
+        """The page of ``size`` rows holding what ``next_unreviewed`` found (read from its
+        keys: no walk from the queue's start)."""
+        from database.review_queue import page_of
+        page = page_of(self.db, self.queue_query(flt), found, size)
+        return QueuePage([_queue_item(r) for r in page.rows], page.cursor)
+
     def queue_query(self, flt: QueueFilter):
         """The database's form of ``flt``, with the active model versions' ids."""
         from database.review_queue import QueueQuery

@@ -15,8 +15,8 @@ from sqlalchemy import event
 
 from database import Database
 from database.dto import FileEntry, LabelChange, PredictionIn
-from database.review_queue import (STATE_ORDER, QueueQuery, QueueRow, queue_count, queue_page, queue_row,
-                                   queue_rows)
+from database.review_queue import (STATE_ORDER, QueueQuery, QueueRow, next_unreviewed, page_of, queue_count,
+                                   queue_page, queue_row, queue_rows)
 from database.states import ReviewState
 
 FAMILIES = ("classifier", "segmenter", "anomaly")
@@ -62,6 +62,15 @@ def _seed(db: Database, rng: random.Random, n: int = 70) -> tuple[int, dict[str,
     return folder.id, ids
 
 
+def _seed_rows(db: Database, rng: random.Random) -> tuple[int, dict[str, int], list[QueueRow]]:
+    """A seeded folder, the active models as ``QueueQuery`` fields, and every row of the folder."""
+    folder_id, ids = _seed(db, rng)
+    models = dict(classifier_id=ids["classifier"], segmenter_id=ids["segmenter"], anomaly_id=ids["anomaly"])
+    everything = [queue_row(db, r.image_id, QueueQuery(**models))
+                  for r in queue_rows(db, QueueQuery(folder_id=folder_id, include_missing=True))]
+    return folder_id, models, [r for r in everything if r is not None]
+
+
 def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
     """The documented order, computed in Python over every row of the folder."""
     def keep(r: QueueRow) -> bool:
@@ -94,10 +103,7 @@ FILTERS = [{}, {"states": ("unreviewed",)}, {"states": ("accepted", "rejected")}
 
 def test_pages_and_counts_agree_with_a_straightforward_sort(db: Database) -> None:
     rng = random.Random(1)
-    folder_id, ids = _seed(db, rng)
-    models = dict(classifier_id=ids["classifier"], segmenter_id=ids["segmenter"], anomaly_id=ids["anomaly"])
-    everything = [queue_row(db, r.image_id, QueueQuery(**models))
-                  for r in queue_rows(db, QueueQuery(folder_id=folder_id, include_missing=True))]
+    folder_id, models, everything = _seed_rows(db, rng)
     assert len(everything) == len({r.image_id for r in everything}) > 20
     for sort in ("name", "state", "uncertainty", "confidence", "anomaly", "targets"):
         for descending in (False, True):
@@ -141,3 +147,61 @@ def test_one_row_by_id_reads_only_that_image(db: Database) -> None:
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 1
     assert re.search(r"\nWHERE images\.id = (\?|%\(id_1\)s(::INTEGER)?)$", selects[0].rstrip()), selects[0]
+
+
+def _reference_next(want: list[int], states: dict[int, str], after: int | None, backward: bool) -> tuple[int, int] | None:
+    """The next unreviewed image by a plain scan of the whole ordered queue, wrapping once."""
+    order = list(range(len(want)))
+    if backward:
+        order.reverse()
+    if after is not None:
+        k = order.index(want.index(after))
+        order = order[k + 1:] + order[:k]
+    for pos in order:
+        if states[want[pos]] == "unreviewed":
+            return want[pos], pos
+    return None
+
+
+def test_next_unreviewed_agrees_with_a_scan_of_the_whole_queue(db: Database) -> None:
+    rng = random.Random(5)
+    folder_id, models, everything = _seed_rows(db, rng)
+    states = {r.image_id: r.review_state for r in everything}
+    assert 5 < sum(s == "unreviewed" for s in states.values()) < len(states) - 5
+    found_some = 0
+    for sort in ("name", "state", "uncertainty", "confidence", "anomaly", "targets"):
+        for descending in (False, True):
+            for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt)
+                want = _reference(everything, qq)
+                starts = [None, *rng.sample(want, min(6, len(want)))]
+                if want:
+                    starts += [want[0], want[-1]]
+                for after in starts:
+                    for backward in (False, True):
+                        got = next_unreviewed(db, qq, after, backward=backward)
+                        expected = _reference_next(want, states, after, backward)
+                        assert (None if got is None else (got.image_id, got.position)) == expected, \
+                            (sort, descending, flt, after, backward)
+                        found_some += got is not None
+                        if got is not None and rng.random() < 0.3:  # its page, read from its keys
+                            size = rng.randint(1, 9)
+                            start = got.position - got.position % size
+                            assert [r.image_id for r in page_of(db, qq, got, size).rows] == \
+                                want[start:start + size], (sort, descending, flt, after, size)
+    assert found_some > 100
+
+
+def test_next_unreviewed_starts_at_a_row_that_left_the_filter(db: Database) -> None:
+    """A row the inspector just accepted stays on screen under "unreviewed only" (and, by
+    state, in the unreviewed stretch) until the next refresh: N goes on from its place."""
+    folder_id, _ids = _seed(db, random.Random(6))
+    for sort, flt in (("name", {"states": ("unreviewed",)}), ("state", {})):
+        qq = QueueQuery(folder_id=folder_id, sort=sort, **flt)
+        before = [r.image_id for r in queue_rows(db, qq) if r.review_state == "unreviewed"]
+        assert len(before) > 3
+        db.labels.append(before[1], LabelChange(ReviewState.ACCEPTED), "tester")
+        got = next_unreviewed(db, qq, before[1], shown_state="unreviewed")
+        assert got is not None and got.image_id == before[2], sort
+        rows = [r.image_id for r in queue_rows(db, qq)]
+        assert rows[got.position] == before[2]

@@ -79,3 +79,85 @@ def test_a_refresh_rereads_the_pages_on_screen_and_drops_the_others(qtbot, servi
     assert model.item_at(39).review_state == "rejected"  # the page on screen was read again
     assert len(reads) <= 4 and model.rowCount() == 40
     assert {0, 9} <= set(model.loaded_pages())  # the first page and the one on screen
+
+
+def _review_all_but(service, info, keep: set[int]) -> list[int]:
+    """Accept every image of the folder except the rows ``keep`` (by name); returns the ids by name."""
+    from app.services.review_types import LabelState
+    want = [it.image_id for it in service.queue(QueueFilter(folder_id=info.id))]
+    for row, image_id in enumerate(want):
+        if row not in keep:
+            service.save_label(image_id, LabelState(review_state="accepted"))
+    return want
+
+
+def test_n_finds_an_unreviewed_image_on_a_page_not_read_yet(qtbot, service, paged, monkeypatch):
+    info, model, _view, queue = paged
+    want = _review_all_but(service, info, {1, 30})
+    said = []
+    queue.message.connect(said.append)
+    monkeypatch.setattr(service, "queue", lambda *a, **k: pytest.fail("N read the whole queue"))
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    assert model.item_at(30) is None  # not read: the answer has to come from the database
+    queue.next_unreviewed(1)
+    assert queue.current_id() == want[1]  # within the rows read: at once
+    queue.next_unreviewed(1)
+    qtbot.waitUntil(lambda: queue.current_id() == want[30], timeout=5000)
+    assert model.row_of(want[30]) == 30
+    assert not any("No unreviewed" in m for m in said), said
+    queue.next_unreviewed(1)  # wraps to the top
+    qtbot.waitUntil(lambda: queue.current_id() == want[1], timeout=5000)
+    queue.next_unreviewed(-1)  # and back, past the end
+    qtbot.waitUntil(lambda: queue.current_id() == want[30], timeout=5000)
+
+
+def test_n_presses_while_looking_make_one_search_and_none_left_is_the_databases_word(
+        qtbot, service, paged, monkeypatch):
+    info, _model, _view, queue = paged
+    want = _review_all_but(service, info, {25})
+    said = []
+    queue.message.connect(said.append)
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    calls = []
+    real = service.next_unreviewed
+    monkeypatch.setattr(service, "next_unreviewed", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for _ in range(3):
+        queue.next_unreviewed(1)
+    qtbot.waitUntil(lambda: queue.current_id() == want[25], timeout=5000)
+    assert len(calls) == 1
+    from app.services.review_types import LabelState
+    service.save_label(want[25], LabelState(review_state="accepted"))
+    queue.update_item(service.item(want[25]))
+    queue.next_unreviewed(1)
+    qtbot.waitUntil(lambda: len(calls) == 2 and not queue._seeking, timeout=5000)
+    assert said[-1] == "No unreviewed image left in this view."
+    assert queue.current_id() == want[25]
+
+
+def test_n_pressed_while_indexing_goes_to_the_first_unreviewed_image_beyond_the_first_page(
+        qtbot, service, paged):
+    info, _model, _view, queue = paged
+    want = _review_all_but(service, info, {22})
+    queue.await_items()
+    queue.next_unreviewed(1)  # nothing listed yet: kept
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    qtbot.waitUntil(lambda: queue.current_id() == want[22], timeout=5000)
+
+
+def test_n_after_a_save_goes_on_from_where_the_row_sits_in_a_by_state_order(qtbot, service, paged):
+    """By state, a row just accepted still sits among the unreviewed ones (until the next
+    refresh): N continues below it, not from the accepted ones' stretch (which would wrap to
+    the top)."""
+    from app.services.review_types import LabelState
+    info, model, view, queue = paged
+    view.resize(40, 40)  # about one thumbnail on screen: the pages below stay unread
+    want = _review_all_but(service, info, set(range(6)))
+    queue.set_filter(QueueFilter(folder_id=info.id, sort="state"))
+    assert queue.select(want[3])
+    service.save_label(want[3], LabelState(review_state="accepted"))
+    queue.update_item(service.item(want[3]))
+    qtbot.wait(50)
+    assert model.item_at(4) is None, model.loaded_pages()
+    queue.next_unreviewed(1)
+    qtbot.waitUntil(lambda: queue.current_id() != want[3], timeout=5000)
+    assert queue.current_id() == want[4]
