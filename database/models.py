@@ -83,6 +83,9 @@ class Image(Base):
               "review_state", "flagged"),
         Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id",
               "flagged"),
+        # The queue's text filter finds a part by its serial or lot (case folded, whole value).
+        Index("ix_images_trace_serial", "folder_id", func.lower(text("trace_serial"))),
+        Index("ix_images_trace_lot", "folder_id", func.lower(text("trace_lot"))),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,6 +103,10 @@ class Image(Base):
     priority: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
     missing: Mapped[bool] = mapped_column(default=False, server_default=false())
     error: Mapped[str | None] = mapped_column(Text)
+    # Traceability (app/services/trace.py): which part, lot and station the picture shows.
+    trace_serial: Mapped[str | None] = mapped_column(String(255))
+    trace_lot: Mapped[str | None] = mapped_column(String(255))
+    trace_station: Mapped[str | None] = mapped_column(String(255))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -189,6 +196,9 @@ class LabelRevision(Base):
     review_state: Mapped[str] = mapped_column(String(16))
     from_prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(Text)
+    # The image's serial/lot/station when this revision was saved: the audit trail keeps what the
+    # part was then, even if the trace rule or the sidecar CSV changes later. None: no trace.
+    trace: Mapped[dict[str, Any] | None]
 
 
 class Job(Base):
