@@ -23,6 +23,7 @@ from app.services.flags import FolderThreshold, find_folder_threshold
 from app.services.heat_region import threshold_region
 from app.services.review_types import (SORT_KEYS, FolderInfo, ImageDetail, LabelState, PredictionView,
                                        QueueFilter, QueueItem, QueuePage, RevisionInfo)
+from database.labels import trace_of
 from inference import families
 
 if TYPE_CHECKING:
@@ -210,8 +211,9 @@ class ReviewService:
         im = self.db.images.get(image_id)
         prediction = self._prediction(image_id, im.folder_id if im is not None else None)
         failure = None if prediction is not None else self.db.jobs.last_failures([image_id]).get(image_id)
+        trace = (trace_of(im.trace_serial, im.trace_lot, im.trace_station) if im else None) or {}
         return ImageDetail(item, im.width if im else None, im.height if im else None,
-                           prediction, self._label(image_id), failure)
+                           prediction, self._label(image_id), failure, trace)
 
     def _prediction(self, image_id: int, folder_id: int | None = None) -> PredictionView | None:
         active = self.active_versions()

@@ -144,6 +144,7 @@ class ImageDetail:
     prediction: PredictionView | None
     label: LabelState
     prelabel_error: str | None = None  # why the latest pre-label run of this image failed (no prediction)
+    trace: dict[str, str] = field(default_factory=dict)  # the part's serial/lot/station (known ones only)
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,12 @@ def test_each_revision_records_the_trace_of_its_time(db, tmp_path: Path) -> None
     assert [r.trace for r in db.labels.history(ids["L1/SN1_st1.png"])] == [first.trace, second.trace]
     shown = db.images.get(ids["L1/SN1_st1.png"])
     assert (shown.trace_serial, shown.trace_lot, shown.trace_station) == ("SN1", None, None)
+
+
+def test_project_settings_carry_the_rule_and_refuse_a_broken_stored_one(db) -> None:
+    from app.services.project_settings import ProjectSettingsError, load_project_settings
+    change_trace_rule(db, TraceRule(pattern=PATTERN, use_csv=True))
+    assert load_project_settings(db).trace == TraceRule(pattern=PATTERN, use_csv=True)
+    db.project_settings.put("trace", {"pattern": "(?P<serial>"})
+    with pytest.raises(ProjectSettingsError, match="trace rule cannot be used"):
+        load_project_settings(db)
