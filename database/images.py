@@ -293,7 +293,8 @@ class ImageRepository:
 
 def text_match(needle: str) -> ColumnElement:
     """The queue's text filter: the name contains the text (ASCII case folded, as SQLite's LIKE),
-    or the part's serial or lot is the text (case folded, whole value: an index lookup)."""
+    or the part's serial or lot is the text (case folded, whole value). The queue indexes carry
+    all three folded, so the filter walks an index and never reads the table's rows."""
     folded = needle.lower()
     return or_(Image.rel_path.icontains(needle, autoescape=True),
                func.lower(Image.trace_serial) == folded, func.lower(Image.trace_lot) == folded)

@@ -79,13 +79,12 @@ class Image(Base):
         # The review queue's page walks (database/review_queue.py): by name within a folder, and
         # by name within each review state (the state order; also the per-state counts). The
         # trailing state and flag let the state and flag filters and counts read the index only.
+        # The text filter (a name containing it, or that serial or lot: database.images.text_match)
+        # reads the trailing serial and lot from the index too (migration 0004_trace_fields).
         Index("ix_images_queue_name", "folder_id", "missing", func.lower(text("rel_path")), "id",
-              "review_state", "flagged"),
+              "review_state", "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
         Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id",
-              "flagged"),
-        # The queue's text filter finds a part by its serial or lot (case folded, whole value).
-        Index("ix_images_trace_serial", "folder_id", func.lower(text("trace_serial"))),
-        Index("ix_images_trace_lot", "folder_id", func.lower(text("trace_lot"))),
+              "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
