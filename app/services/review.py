@@ -150,7 +150,10 @@ class ReviewService:
             report = index_folder(self.db, path, progress, on_first=first)
         except FolderIndexError as exc:
             raise ReviewError(str(exc)) from None
-        return self._folder_info(report.folder_id)
+        info = self._folder_info(report.folder_id)
+        if report.trace is not None and report.trace.problems:
+            info = replace(info, note=report.trace.summary())
+        return info
 
     def _folder_info(self, folder_id: int) -> FolderInfo:
         f = self.db.folders.get(folder_id)

@@ -22,6 +22,7 @@ class FolderInfo:
     name: str
     root_path: str
     image_count: int = 0
+    note: str = ""  # what indexing wants the inspector to know (e.g. bad rows of trace.csv)
 
 
 @dataclass(frozen=True)

@@ -173,3 +173,13 @@ def test_project_settings_carry_the_rule_and_refuse_a_broken_stored_one(db) -> N
     db.project_settings.put("trace", {"pattern": "(?P<serial>"})
     with pytest.raises(ProjectSettingsError, match="trace rule cannot be used"):
         load_project_settings(db)
+
+
+def test_opening_a_folder_tells_the_inspector_about_bad_trace_rows(db, tmp_path: Path) -> None:
+    from app.services.review import ReviewService, ReviewSettings
+    root = _folder(tmp_path / "parts", ["L1/SN1_st1.png"])
+    (root / "trace.csv").write_text("file,serial\nL1/SN1_st1.png,SN1,extra\n")
+    change_trace_rule(db, TraceRule(pattern=PATTERN, use_csv=True))
+    info = ReviewService(db, ReviewSettings(reviewer="t")).open_folder(root)
+    assert info.note == ("trace: 1 of 1 images have a serial, lot or station; 1 problem(s): "
+                         "trace.csv line 2: 3 values for 2 columns")
