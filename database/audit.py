@@ -48,7 +48,7 @@ _COLUMNS = (LabelRevision.image_id, LabelRevision.revision, LabelRevision.author
             ModelVersion.id, ModelVersion.family, ModelVersion.name, ModelVersion.card)
 
 
-def audit_records(db: "Database", folder_id: int | None = None, page: int = 2000) -> Iterator[AuditRecord]:
+def audit_records(db: Database, folder_id: int | None = None, page: int = 2000) -> Iterator[AuditRecord]:
     """Every label revision (of one folder, or all), oldest revision of each image first."""
     after: tuple[int, int] | None = None
     while True:
@@ -66,5 +66,7 @@ def audit_records(db: "Database", folder_id: int | None = None, page: int = 2000
         if not rows:
             return
         for r in rows:
-            yield AuditRecord(*r[:10], tuple(x for x in (r[10] or "").split(",") if x), *r[11:])
+            values = list(r)
+            values[10] = tuple(x for x in (values[10] or "").split(",") if x)  # the changed names
+            yield AuditRecord(*values)
         after = (rows[-1][0], rows[-1][1])

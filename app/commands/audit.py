@@ -9,7 +9,10 @@ from app.cli import CommandError
 def run(args: argparse.Namespace) -> int:
     from app.services.audit import AuditError, write_audit
     from app.services.export_source import FolderNotFound, resolve_folder
-    from app.services.project_settings import ProjectSettingsError, load_project_settings
+    from app.services.project_settings import (
+        ProjectSettingsError,
+        load_project_settings,
+    )
     from database import DatabaseError, open_database
 
     try:

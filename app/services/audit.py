@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from app.services.flags import FlagSettings
 from app.services.reflag import card_threshold
@@ -81,7 +82,7 @@ def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSett
     }
 
 
-def write_audit(db: "Database", out: str | os.PathLike, folder_id: int | None, flags: FlagSettings,
+def write_audit(db: Database, out: str | os.PathLike, folder_id: int | None, flags: FlagSettings,
                 progress: Callable[[int], None] | None = None) -> AuditResult:
     """Write every decision (of one folder, or all) to ``out`` as CSV; returns the row count."""
     path = Path(out).expanduser()

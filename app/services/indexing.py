@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from app.services.file_scan import KnownFile, hash_files, plan_changes, walk_images
-from app.services.trace import TraceReport, TraceRuleError, apply_trace_rule, load_trace_rule
+from app.services.trace import (
+    TraceReport,
+    TraceRuleError,
+    apply_trace_rule,
+    load_trace_rule,
+)
 from database.dto import FileEntry
 
 if TYPE_CHECKING:
@@ -92,7 +97,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     )
 
 
-def _trace(db: "Database", folder_id: int) -> TraceReport | None:
+def _trace(db: Database, folder_id: int) -> TraceReport | None:
     """Apply the project's trace rule to the folder; a broken stored rule is reported, not fatal
     (the images are indexed either way)."""
     try:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from database.labels import TRACE_FIELDS
 
@@ -67,7 +68,7 @@ class TraceRule:
         return {"pattern": self.pattern, "use_csv": self.use_csv}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "TraceRule":
+    def from_dict(cls, data: Any) -> TraceRule:
         if data is None:
             return cls()
         if not isinstance(data, dict):
@@ -200,7 +201,7 @@ def merge(name: Trace, sidecar: Trace | None) -> Trace:
     return serial, lot, station
 
 
-def load_trace_rule(db: "Database") -> TraceRule:
+def load_trace_rule(db: Database) -> TraceRule:
     """The project's trace rule (empty when never set; TraceRuleError when the stored one is broken)."""
     return TraceRule.from_dict(db.project_settings.get(TRACE))
 
@@ -217,7 +218,7 @@ class TraceReport:
         return text + (f"; {len(self.problems)} problem(s): " + "; ".join(self.problems[:3]) if self.problems else "")
 
 
-def apply_trace_rule(db: "Database", folder_id: int, rule: TraceRule | None = None) -> TraceReport:
+def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None) -> TraceReport:
     """Compute every image's trace in a folder from the rule and store what changed.
 
     A trace.csv that cannot be read, or bad rows in it, are reported and the rest applied (the
@@ -256,7 +257,7 @@ def apply_trace_rule(db: "Database", folder_id: int, rule: TraceRule | None = No
     return TraceReport(images, traced, updated, tuple(problems))
 
 
-def change_trace_rule(db: "Database", rule: TraceRule, by: str | None = None) -> list[TraceReport]:
+def change_trace_rule(db: Database, rule: TraceRule, by: str | None = None) -> list[TraceReport]:
     """Store a new rule and re-apply it to every folder (off the GUI thread on a big project)."""
     db.project_settings.put(TRACE, rule.to_dict(), by=by)
     return [apply_trace_rule(db, f.id, rule) for f in db.folders.list()]

@@ -167,7 +167,10 @@ def test_each_revision_records_the_trace_of_its_time(db, tmp_path: Path) -> None
 
 
 def test_project_settings_carry_the_rule_and_refuse_a_broken_stored_one(db) -> None:
-    from app.services.project_settings import ProjectSettingsError, load_project_settings
+    from app.services.project_settings import (
+        ProjectSettingsError,
+        load_project_settings,
+    )
     change_trace_rule(db, TraceRule(pattern=PATTERN, use_csv=True))
     assert load_project_settings(db).trace == TraceRule(pattern=PATTERN, use_csv=True)
     db.project_settings.put("trace", {"pattern": "(?P<serial>"})

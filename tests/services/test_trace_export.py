@@ -15,7 +15,6 @@ from app.services.trace import TraceRule, change_trace_rule
 from database.dto import LabelChange
 from database.engine import open_database
 from database.states import ReviewState
-
 from tests.services.export_fixtures import H, W, two_blobs, write_image
 
 

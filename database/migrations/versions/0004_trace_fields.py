@@ -10,9 +10,8 @@ Revises: 0003_queue_indexes
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004_trace_fields'
 down_revision = '0003_queue_indexes'
