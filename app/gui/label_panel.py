@@ -209,5 +209,6 @@ class LabelPanel(QWidget):
             item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed}{what}")
             item.setData(Qt.ItemDataRole.UserRole, r.revision)
             item.setToolTip(f"{when} by {r.author}\nstate {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "
-                            f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}")
+                            f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}"
+                            + "".join(f"\n{k} {v}" for k, v in r.trace.items()))
             self.history.addItem(item)

@@ -342,7 +342,8 @@ class ReviewService:
         return [RevisionInfo(r.revision, r.author, r.created_at, r.note or ",".join(r.changed),
                              str(r.review_state.value), r.class_name,
                              r.anomaly_verdict.value if r.anomaly_verdict else None,
-                             r.mask_png is not None, r.anomaly_mask_png is not None, r.note)
+                             r.mask_png is not None, r.anomaly_mask_png is not None, r.note,
+                             {str(k): str(v) for k, v in r.trace.items()} if isinstance(r.trace, dict) else {})
                 for r in self.db.labels.history(image_id)]
 
     # -- labels the database refused -------------------------------------------------------

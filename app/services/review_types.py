@@ -160,3 +160,4 @@ class RevisionInfo:
     has_mask: bool
     has_region: bool
     note: str | None = None
+    trace: dict[str, str] = field(default_factory=dict)  # the part as recorded with this revision

@@ -32,3 +32,17 @@ def test_a_saved_rule_is_applied_and_shown_in_the_label_panel(window, qtbot) -> 
     shown = window.ctx.review.db.images.get(window.review.image_id)
     assert shown.trace_serial == shown.rel_path[5:7]
     qtbot.waitUntil(lambda: f"Serial <b>{shown.trace_serial}</b>" in window.label_panel.trace.text(), timeout=5000)
+
+
+def test_the_history_tooltip_names_the_part_each_revision_recorded(window, qtbot) -> None:
+    from dataclasses import replace
+
+    from app.services.project_settings import load_project_settings
+    window.project.save(replace(load_project_settings(window.ctx.review.db), trace=TraceRule(pattern=PATTERN)))
+    qtbot.waitUntil(lambda: window.project.current.trace == TraceRule(pattern=PATTERN), timeout=5000)
+    window.review.set_class("x")
+    image = window.ctx.review.db.images.get(window.review.image_id)
+    [entry] = window.ctx.review.history(window.review.image_id)[-1:]
+    assert entry.trace == {"serial": image.trace_serial}
+    qtbot.waitUntil(lambda: window.label_panel.history.count() > 0, timeout=5000)
+    assert f"serial {image.trace_serial}" in window.label_panel.history.item(0).toolTip()
