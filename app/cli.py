@@ -17,7 +17,7 @@ from inference import families
 
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
-COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
     _common(p)
     p.set_defaults(func=_handler("app.commands.export", "run"))
+
+    p = sub.add_parser("audit", help="write every label decision (who, when, part, model, change) as CSV")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="the CSV file to write")
+    p.add_argument("--folder", help="only decisions on images of this indexed folder (id, path or name)")
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.audit", "run"))
 
     p = sub.add_parser("import", help="import existing labels (a dataset folder) as label revisions")
     p.add_argument("source", metavar="FOLDER", help="the dataset (or an export holding several formats)")

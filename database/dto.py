@@ -60,6 +60,9 @@ class ImageInfo:
     error: str | None
     added_at: datetime
     updated_at: datetime
+    trace_serial: str | None = None
+    trace_lot: str | None = None
+    trace_station: str | None = None
 
 
 SortKey = Literal["rel_path", "priority", "updated_at", "confidence", "anomaly_score", "id"]
@@ -197,6 +200,7 @@ class LabelRevisionInfo:
     review_state: ReviewState
     from_prediction_id: int | None
     note: str | None
+    trace: dict[str, str] | None = None  # serial/lot/station of the image when this revision was saved
 
 
 @dataclass(frozen=True, slots=True)

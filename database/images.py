@@ -6,7 +6,17 @@ from dataclasses import replace
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, and_, delete, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
@@ -263,10 +273,41 @@ class ImageRepository:
             s.execute(update(Image), [{"id": i, "width": int(w), "height": int(h), "error": None}
                                       for i, (w, h) in sizes.items()])
 
+    def trace_rows(self, folder_id: int, page: int = 5000) -> Iterable[list[tuple[int, str, tuple]]]:
+        """The folder's (id, rel_path, (serial, lot, station)) in pages of ``page`` rows, by id:
+        what re-applying a trace rule compares with (bounded memory on a million rows)."""
+        after = 0
+        while True:
+            with self.db.session() as s:
+                rows = [(i, p, (a, b, c)) for i, p, a, b, c in s.execute(
+                    select(Image.id, Image.rel_path, Image.trace_serial, Image.trace_lot, Image.trace_station)
+                    .where(Image.folder_id == folder_id, Image.id > after).order_by(Image.id).limit(page))]
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def set_traces(self, traces: dict[int, tuple[str | None, str | None, str | None]]) -> None:
+        """Store images' (serial, lot, station), by image id (None clears a field)."""
+        if not traces:
+            return
+        with self.db.session(write=True) as s:
+            s.execute(update(Image), [{"id": i, "trace_serial": a, "trace_lot": b, "trace_station": c}
+                                      for i, (a, b, c) in traces.items()])
+
     def set_error(self, image_id: int, error: str | None) -> None:
         """Record why a file cannot be read (None clears it)."""
         with self.db.session(write=True) as s:
             s.execute(update(Image).where(Image.id == image_id).values(error=error, updated_at=utcnow()))
+
+
+def text_match(needle: str) -> ColumnElement:
+    """The queue's text filter: the name contains the text (ASCII case folded, as SQLite's LIKE),
+    or the part's serial or lot is the text (case folded, whole value). The queue indexes carry
+    all three folded, so the filter walks an index and never reads the table's rows."""
+    folded = needle.lower()
+    return or_(Image.rel_path.icontains(needle, autoescape=True),
+               func.lower(Image.trace_serial) == folded, func.lower(Image.trace_lot) == folded)
 
 
 def join_path(root: str, rel_path: str) -> str:

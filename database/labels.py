@@ -39,26 +39,38 @@ def _latest(s: Session, image_id: int) -> LabelRevision | None:
                     .order_by(LabelRevision.revision.desc()).limit(1))
 
 
+TRACE_FIELDS = ("serial", "lot", "station")
+
+
+def trace_of(serial: str | None, lot: str | None, station: str | None) -> dict[str, str] | None:
+    """An image's trace as a revision records it: the fields that are known (None: none is)."""
+    trace = {k: v for k, v in zip(TRACE_FIELDS, (serial, lot, station)) if v}
+    return trace or None
+
+
 def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str, Any], state: ReviewState,
-                     author: str, from_prediction_id: int | None, note: str | None) -> dict[str, Any]:
+                     author: str, from_prediction_id: int | None, note: str | None,
+                     trace: dict[str, str] | None) -> dict[str, Any]:
     """The columns of the revision that follows ``prev``, with what changed from it."""
     before = {f: getattr(prev, f) if prev else None for f in LABEL_FIELDS}
     before["review_state"] = prev.review_state if prev else ReviewState.UNREVIEWED.value
     after = {**label, "review_state": state.value}
     changed = [CHANGE_NAMES[f] for f in (*LABEL_FIELDS, "review_state") if after[f] != before[f]]
     return dict(image_id=image_id, revision=(prev.revision + 1) if prev else 1, author=author,
-                changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, **after)
+                changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, trace=trace, **after)
 
 
 def _append(s: Session, image_id: int, author: str, label: dict[str, Any], state: ReviewState,
             from_prediction_id: int | None, note: str | None) -> LabelRevision:
     # Locks the image row on PostgreSQL so two saves of one image get consecutive numbers.
-    if s.get(Image, image_id, with_for_update=True) is None:
+    image = s.get(Image, image_id, with_for_update=True)
+    if image is None:
         raise ConflictError(f"image {image_id} does not exist.")
     if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
         raise ConflictError(f"prediction {from_prediction_id} does not exist.")
+    trace = trace_of(image.trace_serial, image.trace_lot, image.trace_station)
     row = LabelRevision(**_revision_values(image_id, _latest(s, image_id), label, state, author,
-                                           from_prediction_id, note))
+                                           from_prediction_id, note, trace))
     s.add(row)
     s.flush()
     set_review_state(s, image_id, state)
@@ -122,9 +134,13 @@ class LabelRepository:
             raise ConflictError("a batch of label changes names an image twice.")
         with self.db.session(write=True) as s:
             latest: dict[int, LabelRevision] = {}
+            traces: dict[int, dict[str, str] | None] = {}
             for part in chunks(ids):
                 # Locks the image rows on PostgreSQL, as a single save does.
-                found = set(s.scalars(select(Image.id).where(Image.id.in_(part)).with_for_update()))
+                traces.update((i, trace_of(serial, lot, station)) for i, serial, lot, station in s.execute(
+                    select(Image.id, Image.trace_serial, Image.trace_lot, Image.trace_station)
+                    .where(Image.id.in_(part)).with_for_update()))
+                found = set(traces).intersection(part)
                 if len(found) != len(part):
                     raise ConflictError(f"image {min(set(part) - found)} does not exist.")
                 latest.update(_newest(s, part))
@@ -139,7 +155,8 @@ class LabelRepository:
                     raise ConflictError(f"prediction {change.from_prediction_id} does not exist.")
                 state = ReviewState(change.review_state)
                 rows.append({**_revision_values(image_id, prev, _resolve(change, prev), state, author,
-                                                change.from_prediction_id, change.note), "created_at": now})
+                                                change.from_prediction_id, change.note, traces[image_id]),
+                             "created_at": now})
                 by_state.setdefault(state, []).append(image_id)
             if rows:
                 s.execute(insert(LabelRevision), rows)

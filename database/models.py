@@ -79,10 +79,12 @@ class Image(Base):
         # The review queue's page walks (database/review_queue.py): by name within a folder, and
         # by name within each review state (the state order; also the per-state counts). The
         # trailing state and flag let the state and flag filters and counts read the index only.
+        # The text filter (a name containing it, or that serial or lot: database.images.text_match)
+        # reads the trailing serial and lot from the index too (migration 0004_trace_fields).
         Index("ix_images_queue_name", "folder_id", "missing", func.lower(text("rel_path")), "id",
-              "review_state", "flagged"),
+              "review_state", "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
         Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id",
-              "flagged"),
+              "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,6 +102,10 @@ class Image(Base):
     priority: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
     missing: Mapped[bool] = mapped_column(default=False, server_default=false())
     error: Mapped[str | None] = mapped_column(Text)
+    # Traceability (app/services/trace.py): which part, lot and station the picture shows.
+    trace_serial: Mapped[str | None] = mapped_column(String(255))
+    trace_lot: Mapped[str | None] = mapped_column(String(255))
+    trace_station: Mapped[str | None] = mapped_column(String(255))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -189,6 +195,9 @@ class LabelRevision(Base):
     review_state: Mapped[str] = mapped_column(String(16))
     from_prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(Text)
+    # The image's serial/lot/station when this revision was saved: the audit trail keeps what the
+    # part was then, even if the trace rule or the sidecar CSV changes later. None: no trace.
+    trace: Mapped[dict[str, Any] | None]
 
 
 class Job(Base):

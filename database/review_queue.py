@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
 from sqlalchemy.orm import aliased
 
+from database.images import text_match
 from database.models import Folder, Image, LabelRevision, Prediction
 from database.states import ReviewState
 
@@ -155,7 +156,7 @@ class _Shape:
         if qq.flagged is not None:
             conds.append(Image.flagged == qq.flagged)
         if qq.path_contains:
-            conds.append(Image.rel_path.icontains(qq.path_contains, autoescape=True))  # as SQLite LIKE
+            conds.append(text_match(qq.path_contains))
         if qq.class_name is not None:
             conds.append(or_(self.pc.predicted_class == qq.class_name, self.label_class == qq.class_name))
         # Under another order, "+ 0" keeps the planner off the score index: walking the order's

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"indexed {report.files} images in {report.root} ({len(report.added)} new, "
               f"{len(report.changed)} changed, {report.missing} missing) in {report.seconds:.1f} s",
               file=sys.stderr)
+        if report.trace is not None:
+            print(report.trace.summary(), file=sys.stderr)
         try:
             job_ids = submit_routed_prelabel(db, folder_id=report.folder_id, families=families)
         except PrelabelError as exc:

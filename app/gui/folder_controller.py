@@ -66,7 +66,7 @@ class FolderController(QObject):
             self.failed.emit(f"Cannot open {path}: {error}")
             return
         self.refresh(info.id)
-        self.message.emit(f"{info.name}: {info.image_count} images")
+        self.message.emit(f"{info.name}: {info.image_count} images" + (f" ({info.note})" if info.note else ""))
         self.opened.emit(info)
 
     def refresh(self, current: int | None = None) -> None:

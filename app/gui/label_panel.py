@@ -41,7 +41,14 @@ class LabelPanel(QWidget):
         self.state = QLabel()
         self.state.setObjectName("reviewState")
         self.state.setWordWrap(True)
+        self.trace = QLabel("")
+        self.trace.setObjectName("imageTrace")
+        self.trace.setWordWrap(True)
+        self.trace.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.trace.setToolTip("The part's serial, lot and station, read by the project's trace rule "
+                              "(Settings ▸ Project ▸ Traceability)")
         lay.addWidget(self.title)
+        lay.addWidget(self.trace)
         lay.addWidget(self.state)
 
         pred = QGroupBox("Prediction")
@@ -130,7 +137,10 @@ class LabelPanel(QWidget):
     def show_detail(self, detail: ImageDetail | None) -> None:
         if detail is None:
             self.title.setText("No image")
+            self.trace.setText("")
             return
+        self.trace.setText(" · ".join(f"{k.capitalize()} <b>{escape(v)}</b>" for k, v in detail.trace.items()))
+        self.trace.setVisible(bool(detail.trace))
         it = detail.item
         size = f" · {detail.width}×{detail.height}" if detail.width else ""
         err = f"<br><span style='color:#d14343'>Cannot load: {it.error}</span>" if it.error else ""
@@ -199,5 +209,6 @@ class LabelPanel(QWidget):
             item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed}{what}")
             item.setData(Qt.ItemDataRole.UserRole, r.revision)
             item.setToolTip(f"{when} by {r.author}\nstate {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "
-                            f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}")
+                            f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}"
+                            + "".join(f"\n{k} {v}" for k, v in r.trace.items()))
             self.history.addItem(item)

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.gui.background import BackgroundCalls
 from app.services.project_settings import (ProjectSettings, change_flag_settings, load_project_settings,
                                            save_auto_prelabel, save_routing)
+from app.services.trace import change_trace_rule
 
 
 class ProjectSettingsController(QObject):
@@ -58,6 +59,8 @@ class ProjectSettingsController(QObject):
                 save_auto_prelabel(db, new.auto_prelabel, by=by)
             if new.routing != old.routing:
                 save_routing(db, new.routing, by=by)
+            if new.trace != old.trace:  # re-reads every folder's serial/lot/station
+                change_trace_rule(db, new.trace, by=by)
             return load_project_settings(db), reflagged
 
         def done(answer: tuple[ProjectSettings, int | None]) -> None:

@@ -50,7 +50,7 @@ class QueuePanel(QWidget):
         grid = QGridLayout(self)
         grid.setContentsMargins(4, 2, 4, 2)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search file names (Ctrl+F)")
+        self.search.setPlaceholderText("Search file names, serial or lot (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.flagged = QCheckBox("flagged")
         self.flagged.setToolTip("Only flagged images")

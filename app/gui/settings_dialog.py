@@ -7,6 +7,7 @@ thresholds re-flags every stored prediction, on a helper thread).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
@@ -16,12 +17,14 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from app.gui.project_settings_controller import ProjectSettingsController
 from app.gui.settings_store import DEVICES, StationSettings, save_settings
 from app.gui.theme import THEMES
+from app.gui.trace_rule_editor import TraceRuleEditor
 from app.services.project_settings import ProjectSettings
 from app.services.station import holds_password, shown_url
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: StationSettings, project: ProjectSettings | None = None, parent=None) -> None:
+    def __init__(self, settings: StationSettings, project: ProjectSettings | None = None, parent=None,
+                 sample_names: Sequence[str] = ()) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self._base = settings
@@ -86,7 +89,10 @@ class SettingsDialog(QDialog):
         self.auto_prelabel = QCheckBox("Pre-label new images as soon as a folder is opened")
         self.auto_prelabel.setChecked(self._project.auto_prelabel)
         pform.addRow("", self.auto_prelabel)
-        pnote = QLabel("New thresholds re-flag every image already pre-labelled (no model runs again).")
+        self.trace = TraceRuleEditor(self._project.trace, sample_names)
+        pform.addRow("Traceability", self.trace)
+        pnote = QLabel("New thresholds re-flag every image already pre-labelled (no model runs again); "
+                       "a new trace rule re-reads every folder's serial, lot and station.")
         pnote.setObjectName("muted")
         pnote.setWordWrap(True)
         pform.addRow("", pnote)
@@ -114,6 +120,15 @@ class SettingsDialog(QDialog):
             return
         self.accept()
 
+    def accept(self) -> None:
+        """A trace pattern that cannot be used keeps the dialog open, saying why (nothing is lost)."""
+        problem = self.trace.problem()
+        if problem is not None:
+            self.trace.pattern.setFocus()
+            self.trace.preview.setText(f"<span style='color:#d14343'>Not saved: {problem}</span>")
+            return
+        super().accept()
+
     def result_settings(self) -> StationSettings:
         return replace(
             self._base, reviewer=self.reviewer.text().strip(), auto_advance=self.auto_advance.isChecked(),
@@ -125,7 +140,8 @@ class SettingsDialog(QDialog):
         flags = replace(self._project.flags,  # keeps the folders' own thresholds (Operating point)
                         anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
                         min_targets=self.min_targets.value(), good_classes=good, min_confidence=self.min_conf.value())
-        return replace(self._project, flags=flags, auto_prelabel=self.auto_prelabel.isChecked())
+        return replace(self._project, flags=flags, auto_prelabel=self.auto_prelabel.isChecked(),
+                       trace=self.trace.rule())
 
 
 def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None) -> None:
@@ -161,7 +177,8 @@ def install(window) -> None:
     ctx.closers.append(controller.close)
 
     def open_dialog() -> None:
-        dlg = SettingsDialog(ctx.settings, controller.current, window)
+        names = [it.rel_path for it in window.gallery_model.items()[:5]]  # rows already read: no wait
+        dlg = SettingsDialog(ctx.settings, controller.current, window, sample_names=names)
         if dlg.exec() == QDialog.DialogCode.Accepted:
             apply_settings(window, dlg.result_settings(), dlg.result_project())
     window.actions["settings"].triggered.connect(open_dialog)

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from app.services.export_formats import CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter
+from app.services.export_formats import (CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter,
+                                         TraceWriter)
 from app.services.export_instances import CocoWriter, YoloWriter, category_names
 from app.services.export_items import (
     ANOMALY_NORMAL,
@@ -148,7 +149,10 @@ def make_writers(tmp: Path, options: ExportOptions, planned: Sequence[PlannedIte
         "yolo": lambda: YoloWriter(tmp, categories, parts),
         "csv": lambda: CsvWriter(tmp),
     }
-    return [factories[f]() for f in options.formats]
+    writers = [factories[f]() for f in options.formats]
+    if any(p.item.trace for p in planned):
+        writers.append(TraceWriter(tmp))
+    return writers
 
 
 def estimated_bytes(planned: Sequence[PlannedItem], formats: Sequence[str]) -> int:

@@ -149,18 +149,35 @@ class MvtecWriter(FormatWriter):
 
 
 CSV_COLUMNS = ("path", "folder", "rel_path", "file_name", "split", "state", "class", "anomaly_verdict",
-               "anomaly_region_pixels", "target_count", "reviewer", "reviewed_at")
+               "anomaly_region_pixels", "target_count", "reviewer", "reviewed_at", "serial", "lot", "station")
 
 
-class CsvWriter(FormatWriter):
-    """``summary.csv`` at the top of the export: one row per exported image, in export order."""
+class CsvTableWriter(FormatWriter):
+    """A CSV file at the top of the export (beside the formats' folders, not in one): one row
+    per exported image, in export order."""
 
-    name = "csv"
+    file_name = ""
+    columns: tuple[str, ...] = ()
 
     def __init__(self, out: Path) -> None:
         super().__init__(out)
-        self.path = out / "summary.csv"  # beside the formats' folders, not in one
+        self.path = out / self.file_name
         self.rows: list[dict[str, Any]] = []
+
+    def finish(self) -> dict[str, Any]:
+        with self.path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return {"rows": len(self.rows)}
+
+
+class CsvWriter(CsvTableWriter):
+    """``summary.csv``: the label of every exported image."""
+
+    name = "csv"
+    file_name = "summary.csv"
+    columns = CSV_COLUMNS
 
     def add(self, it: LoadedItem) -> None:
         item = it.item
@@ -177,12 +194,22 @@ class CsvWriter(FormatWriter):
             "target_count": "" if it.target_count is None else it.target_count,
             "reviewer": item.reviewer or "",
             "reviewed_at": item.reviewed_at.isoformat() if item.reviewed_at else "",
+            "serial": item.serial or "", "lot": item.lot or "", "station": item.station or "",
         })
 
-    def finish(self) -> dict[str, Any]:
-        with self.path.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        return {"rows": len(self.rows)}
 
+TRACE_COLUMNS = ("file_name", "folder", "rel_path", "serial", "lot", "station")
+
+
+class TraceWriter(CsvTableWriter):
+    """``trace.csv``, whatever the formats: each exported file's part serial, lot and station
+    (written when at least one exported image has a trace)."""
+
+    name = "trace"
+    file_name = "trace.csv"
+    columns = TRACE_COLUMNS
+
+    def add(self, it: LoadedItem) -> None:
+        item = it.item
+        self.rows.append({"file_name": it.planned.file_name, "folder": item.folder, "rel_path": item.rel_path,
+                          "serial": item.serial or "", "lot": item.lot or "", "station": item.station or ""})

@@ -92,7 +92,8 @@ class CocoWriter(FormatWriter):
         image_id = self.next_image_id
         self.next_image_id += 1
         doc["images"].append({"id": image_id, "file_name": it.planned.file_name, "width": w, "height": h,
-                              "source": it.item.display_path, "class": it.item.class_name})
+                              "source": it.item.display_path, "class": it.item.class_name,
+                              **({"attributes": it.item.trace} if it.item.trace else {})})
         category = self.category_ids[instance_category(it.item.class_name)]
         for inst in rle_instances(it.mask):
             doc["annotations"].append({"id": self.next_ann_id, "image_id": image_id, "category_id": category,

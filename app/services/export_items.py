@@ -41,10 +41,18 @@ class ExportItem:
     width: int | None = None  # as indexed; a mask of another size is refused
     height: int | None = None
     image_id: int | None = None
+    serial: str | None = None  # traceability (app/services/trace.py): the part, its lot, the station
+    lot: str | None = None
+    station: str | None = None
 
     @property
     def display_path(self) -> str:
         return f"{self.folder}/{self.rel_path}"
+
+    @property
+    def trace(self) -> dict[str, str]:
+        """The known trace fields (empty: none), as every format writes them."""
+        return {k: v for k, v in (("serial", self.serial), ("lot", self.lot), ("station", self.station)) if v}
 
 
 @dataclass(frozen=True)

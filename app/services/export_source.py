@@ -90,6 +90,9 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
             width=img.width,
             height=img.height,
             image_id=img.id,
+            serial=img.trace_serial,
+            lot=img.trace_lot,
+            station=img.trace_station,
             **fields,
         ))
     return items, skipped

@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from app.services.file_scan import KnownFile, hash_files, plan_changes, walk_images
+from app.services.trace import (
+    TraceReport,
+    TraceRuleError,
+    apply_trace_rule,
+    load_trace_rule,
+)
 from database.dto import FileEntry
 
 if TYPE_CHECKING:
@@ -41,6 +47,7 @@ class IndexReport:
     missing: int        # rows whose file has gone
     unreadable: tuple[str, ...]  # files that vanished or could not be read while hashing
     seconds: float
+    trace: TraceReport | None = None  # serial/lot/station read by the project's trace rule (None: no rule)
 
 
 FIRST_BATCH = 256  # one gallery page
@@ -83,8 +90,18 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
             early = db.images.sync(info.id, entries[len(plan.unchanged):], complete=False).added_ids
             on_first(info.id)
     result = db.images.sync(info.id, entries, complete=True)
-    return IndexReport(
+    return IndexReport(trace=_trace(db, info.id),
         folder_id=info.id, root=str(root), files=len(found), added=tuple(sorted(early + result.added_ids)),
         changed=result.changed_ids, unchanged=result.unchanged - len(early), missing=result.missing,
         unreadable=tuple(unreadable), seconds=time.monotonic() - start,
     )
+
+
+def _trace(db: Database, folder_id: int) -> TraceReport | None:
+    """Apply the project's trace rule to the folder; a broken stored rule is reported, not fatal
+    (the images are indexed either way)."""
+    try:
+        rule = load_trace_rule(db)
+    except TraceRuleError as exc:
+        return TraceReport(problems=(f"the project's trace rule cannot be used ({exc})",))
+    return apply_trace_rule(db, folder_id, rule) if rule.active else None

@@ -22,6 +22,7 @@ from app.paths import data_dir
 from app.services.artifacts import beside_database
 from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
 from app.services.routing import ROUTING_FILE, Routing, RoutingError, load_routing
+from app.services.trace import TRACE, TraceRule, TraceRuleError
 from database.dto import ImageQuery
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class ProjectSettings:
     flags: FlagSettings = field(default_factory=FlagSettings)
     auto_prelabel: bool = True     # pre-label images a folder gains as soon as it is indexed
     routing: Routing = field(default_factory=Routing)
+    trace: TraceRule = field(default_factory=TraceRule)  # serial/lot/station from names or trace.csv
 
 
 def legacy_flag_settings_path(db_url: str) -> Path:
@@ -77,7 +79,11 @@ def _parse(stored: Mapping[str, Any]) -> ProjectSettings:
     auto = stored.get(AUTO_PRELABEL, True)
     if not isinstance(auto, bool):
         raise ProjectSettingsError(f"the project's auto pre-label setting must be true or false, not {auto!r}")
-    return ProjectSettings(flags=flags, auto_prelabel=auto, routing=routing)
+    try:
+        trace = TraceRule.from_dict(stored.get(TRACE))
+    except TraceRuleError as exc:
+        raise ProjectSettingsError(f"the project's trace rule cannot be used ({exc})") from None
+    return ProjectSettings(flags=flags, auto_prelabel=auto, routing=routing, trace=trace)
 
 
 def load_project_settings(db: "Database") -> ProjectSettings:

@@ -23,6 +23,7 @@ from app.services.flags import FolderThreshold, find_folder_threshold
 from app.services.heat_region import threshold_region
 from app.services.review_types import (SORT_KEYS, FolderInfo, ImageDetail, LabelState, PredictionView,
                                        QueueFilter, QueueItem, QueuePage, RevisionInfo)
+from database.labels import trace_of
 from inference import families
 
 if TYPE_CHECKING:
@@ -149,7 +150,10 @@ class ReviewService:
             report = index_folder(self.db, path, progress, on_first=first)
         except FolderIndexError as exc:
             raise ReviewError(str(exc)) from None
-        return self._folder_info(report.folder_id)
+        info = self._folder_info(report.folder_id)
+        if report.trace is not None and report.trace.problems:
+            info = replace(info, note=report.trace.summary())
+        return info
 
     def _folder_info(self, folder_id: int) -> FolderInfo:
         f = self.db.folders.get(folder_id)
@@ -230,8 +234,9 @@ class ReviewService:
         im = self.db.images.get(image_id)
         prediction = self._prediction(image_id, im.folder_id if im is not None else None)
         failure = None if prediction is not None else self.db.jobs.last_failures([image_id]).get(image_id)
+        trace = (trace_of(im.trace_serial, im.trace_lot, im.trace_station) if im else None) or {}
         return ImageDetail(item, im.width if im else None, im.height if im else None,
-                           prediction, self._label(image_id), failure)
+                           prediction, self._label(image_id), failure, trace)
 
     def _prediction(self, image_id: int, folder_id: int | None = None) -> PredictionView | None:
         active = self.active_versions()
@@ -357,7 +362,8 @@ class ReviewService:
         return [RevisionInfo(r.revision, r.author, r.created_at, r.note or ",".join(r.changed),
                              str(r.review_state.value), r.class_name,
                              r.anomaly_verdict.value if r.anomaly_verdict else None,
-                             r.mask_png is not None, r.anomaly_mask_png is not None, r.note)
+                             r.mask_png is not None, r.anomaly_mask_png is not None, r.note,
+                             {str(k): str(v) for k, v in r.trace.items()} if isinstance(r.trace, dict) else {})
                 for r in self.db.labels.history(image_id)]
 
     # -- labels the database refused -------------------------------------------------------

@@ -22,6 +22,7 @@ class FolderInfo:
     name: str
     root_path: str
     image_count: int = 0
+    note: str = ""  # what indexing wants the inspector to know (e.g. bad rows of trace.csv)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class ImageDetail:
     prediction: PredictionView | None
     label: LabelState
     prelabel_error: str | None = None  # why the latest pre-label run of this image failed (no prediction)
+    trace: dict[str, str] = field(default_factory=dict)  # the part's serial/lot/station (known ones only)
 
 
 @dataclass(frozen=True)
@@ -158,3 +160,4 @@ class RevisionInfo:
     has_mask: bool
     has_region: bool
     note: str | None = None
+    trace: dict[str, str] = field(default_factory=dict)  # the part as recorded with this revision

@@ -1,0 +1,111 @@
+"""The audit export: one CSV row per saved decision, for quality records and customer audits.
+
+Each row says who decided what, when, on which part (serial/lot/station as recorded in the
+revision, i.e. at the time), which model version's prediction was shown, and what changed from
+the previous revision of that image (``class: ok → scratch``). Rows are written as they are read
+(bounded memory), into a temporary file moved into place at the end, so a failed export never
+leaves half a file under the requested name.
+
+The threshold column is the threshold configured *now* for the row's folder and model version
+(the anomaly threshold, or the classifier's minimum confidence): the station keeps no history
+of thresholds, and the column's name says so.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.services.flags import FlagSettings
+from app.services.reflag import card_threshold
+from database.audit import AuditRecord, audit_records
+from database.labels import TRACE_FIELDS
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+AUDIT_COLUMNS = ("when", "who", "folder", "image", "revision", *TRACE_FIELDS, "state", "class", "verdict",
+                 "model_family", "model_version", "threshold_now", "changed", "note")
+# The label fields whose before → after the "changed" column spells out.
+SPELLED = (("state", "review_state"), ("class", "class_name"), ("verdict", "anomaly_verdict"))
+
+
+class AuditError(Exception):
+    """An audit that cannot be written (destination), in one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    rows: int
+    path: Path
+
+
+def threshold_now(record: AuditRecord, flags: FlagSettings) -> float | None:
+    """The threshold the record's model version has today in the record's folder."""
+    if record.model_family == "anomaly":
+        own = flags.for_folder(record.folder_id, record.model_version_id).anomaly_threshold
+        return own if own is not None else card_threshold(record.model_card or {})
+    if record.model_family == "classifier":
+        return flags.min_confidence
+    return None
+
+
+def describe_change(record: AuditRecord, previous: AuditRecord | None) -> str:
+    """What the revision changed: 'class: ok → scratch; mask' (masks are named, not shown)."""
+    parts = []
+    for name in record.changed:
+        field = dict(SPELLED).get(name)
+        if field is None:
+            parts.append(name)
+            continue
+        before = getattr(previous, field) if previous is not None else None
+        if field == "review_state" and previous is None:
+            before = "unreviewed"
+        parts.append(f"{name}: {before or '—'} → {getattr(record, field) or '—'}")
+    return "; ".join(parts)
+
+
+def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSettings) -> dict[str, object]:
+    trace = record.trace if isinstance(record.trace, dict) else {}
+    threshold = threshold_now(record, flags)
+    return {
+        "when": record.created_at.isoformat(), "who": record.author, "folder": record.folder,
+        "image": record.rel_path, "revision": record.revision,
+        **{name: trace.get(name) or "" for name in TRACE_FIELDS},
+        "state": record.review_state, "class": record.class_name or "", "verdict": record.anomaly_verdict or "",
+        "model_family": record.model_family or "", "model_version": record.model_version or "",
+        "threshold_now": "" if threshold is None else threshold,
+        "changed": describe_change(record, previous), "note": record.note or "",
+    }
+
+
+def write_audit(db: Database, out: str | os.PathLike, folder_id: int | None, flags: FlagSettings,
+                progress: Callable[[int], None] | None = None) -> AuditResult:
+    """Write every decision (of one folder, or all) to ``out`` as CSV; returns the row count."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise AuditError(f"{path} is a folder; give a file name, e.g. {path / 'audit.csv'}")
+    if not path.parent.is_dir():
+        raise AuditError(f"{path.parent}: folder not found")
+    tmp = path.with_name(path.name + ".partial")
+    rows = 0
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=AUDIT_COLUMNS)
+            writer.writeheader()
+            previous: AuditRecord | None = None
+            for record in audit_records(db, folder_id):
+                same_image = previous is not None and previous.image_id == record.image_id
+                writer.writerow(audit_row(record, previous if same_image else None, flags))
+                previous = record
+                rows += 1
+                if progress is not None and rows % 1000 == 0:
+                    progress(rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AuditError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    return AuditResult(rows, path)
