@@ -115,7 +115,7 @@ class _Heartbeat(threading.Thread):
         while not self._halt.wait(self.every_s):
             try:
                 self.beat()
-            except Exception as exc:  # a locked or unreachable database: try again next beat
+            except Exception as exc:  # noqa: BLE001 - a locked or unreachable database: try again next beat
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:

@@ -22,8 +22,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from database import migrate as mig
-from database.errors import (DatabaseError, SchemaTooNewError, describe, mask_url, translate, unreadable,
-                             unreadable_row, where)
+from database.errors import (
+    DatabaseError,
+    SchemaTooNewError,
+    describe,
+    mask_url,
+    translate,
+    unreadable,
+    unreadable_row,
+    where,
+)
 
 if TYPE_CHECKING:
     from database.classes import ClassRepository

@@ -82,7 +82,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     window = MainWindow(ctx)
     try:
         recovered = review.recover()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - start-up must open the window; logged
         log.warning("could not replay saved labels: %s", exc)
         recovered = 0
     if recovered:
@@ -99,7 +99,7 @@ def start_project_settings(db):
     try:
         adopt_legacy_settings(db, legacy_thresholds())
         return load_project_settings(db)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - old settings must not block start-up; logged
         log.warning("project settings: %s", exc)
         return None
 

@@ -112,8 +112,18 @@ def run(args: argparse.Namespace) -> int:
     import shlex
 
     from app.commands.retrain_candidates import classifier_method, head_version, simple_answers_only, verdict_text
-    from app.services.retraining import (RetrainError, comparison, comparison_text, models_root, plan_retraining, register_retrained,
-                                         safe_remove_tree, trainer_scores, version_name, work_dir)
+    from app.services.retraining import (
+        RetrainError,
+        comparison,
+        comparison_text,
+        models_root,
+        plan_retraining,
+        register_retrained,
+        safe_remove_tree,
+        trainer_scores,
+        version_name,
+        work_dir,
+    )
     from database import DatabaseError, open_database
     from inference.training.common import progress_listener
 

@@ -5,10 +5,20 @@ the middle, the label panel and the layers/tools on the right, jobs at the botto
 """
 from __future__ import annotations
 
+import logging
+
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.actions import build_actions, retint
 from app.gui.context import StationContext
@@ -30,6 +40,8 @@ from app.gui.thumbnails import ThumbnailCache
 from app.gui.viewer import ViewerPane
 from app.gui.viewer_controller import ViewerController
 from app.gui.viewer_wiring import wire_view_actions
+
+log = logging.getLogger(__name__)
 
 MENUS = ("Project", "Review", "Edit", "View", "Navigate", "Help")
 TOOLBAR = ("open_folder", "prelabel_folder", "export", None, "undo", "redo", None, "accept", "reject", "flag",
@@ -197,8 +209,8 @@ class MainWindow(QMainWindow):
             return
         try:
             self.label_panel.show_history(self.ctx.review.history(self.review.image_id))
-        except Exception:
-            pass  # the history is informative; a failed read must not interrupt reviewing
+        except Exception as exc:  # noqa: BLE001 - informative read must not interrupt reviewing; logged
+            log.warning("label history unavailable: %s", exc)
 
     def _say(self, text: str) -> None:
         self.statusBar().showMessage(text, 5000)
@@ -258,13 +270,15 @@ class MainWindow(QMainWindow):
     def _classes(self) -> list[str]:
         try:
             return self.ctx.review.classes()
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - GUI read; logged, empty list shown
+            log.warning("classes unavailable: %s", exc)
             return []
 
     def _threshold(self) -> float:
         try:
             return self.ctx.review.anomaly_threshold(getattr(self, "current_folder", None))
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - GUI read; logged, default shown
+            log.warning("anomaly threshold unavailable, 0.5 shown: %s", exc)
             return 0.5
 
     # -- lifetime -------------------------------------------------------------------------
@@ -280,7 +294,7 @@ class MainWindow(QMainWindow):
         if not self.review.flush_pending():
             try:
                 where = self.review.rescue_pending()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - closing must not lose labels; the user is asked
                 answer = QMessageBox.critical(
                     self, "Labels not saved",
                     f"{len(self.review.pending())} label(s) could not be saved nor written to a recovery file "

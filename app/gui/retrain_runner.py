@@ -13,8 +13,14 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from app.paths import REPO_ROOT
 from app.services.child_command import ChildCommand
-from app.services.retrain_protocol import (RetrainCancelled, RetrainDone, RetrainError, RetrainProgress,
-                                           RetrainStage, parse_event)
+from app.services.retrain_protocol import (
+    RetrainCancelled,
+    RetrainDone,
+    RetrainError,
+    RetrainProgress,
+    RetrainStage,
+    parse_event,
+)
 
 
 class RetrainRunner(QObject):

@@ -6,8 +6,17 @@ and read and saved through the jobs service; this dialog only edits them. The ta
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from app.gui.style import icon
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
@@ -130,7 +139,7 @@ def install(window) -> None:
         while dlg is not None and dlg.exec() == QDialog.DialogCode.Accepted:
             try:
                 window.ctx.jobs.save_routing(dlg.routing())
-            except Exception as exc:  # e.g. a read-only project folder: warn, keep the edits on screen
+            except Exception as exc:  # noqa: BLE001 - e.g. a read-only project folder: warn, keep the edits on screen
                 window._warn(str(exc))
                 dlg = RoutingDialog(dlg.routing(), window)
                 continue

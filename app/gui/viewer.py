@@ -14,9 +14,18 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QWheelEvent
-from PySide6.QtWidgets import (QFrame, QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsPixmapItem,
-                               QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsEllipseItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.layers import MaskLayer, RasterLayer
 from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB

@@ -73,7 +73,7 @@ def load_thumbnail(image_id: int, path: str | os.PathLike, size: int) -> Thumbna
         rgb = load_rgb(path)
     except DisplayError as exc:
         return Thumbnail(image_id, None, exc.reason)
-    except Exception as exc:  # a decoder bug must not kill a pool thread silently
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must not kill a pool thread silently
         return Thumbnail(image_id, None, f"cannot decode ({type(exc).__name__}: {exc})")
     h, w = rgb.shape[:2]
     scale = size / max(h, w)

@@ -260,9 +260,8 @@ def export_database(db: Database, out: str | os.PathLike, options: ExportOptions
                     folder: str | int | None = None, progress: ProgressFn | None = None,
                     cancel: CancelFn | None = None) -> ExportResult:
     """Export the current labels of reviewed images (of one folder: id, path or name; or all)."""
-    from database import DatabaseError
-
     from app.services.export_source import FolderNotFound, class_order, items_from_database, resolve_folder
+    from database import DatabaseError
 
     try:
         chosen = resolve_folder(db, folder)

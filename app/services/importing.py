@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from app.services.export import FORMATS
-from app.services.export_source import (CLASSIFIER_TASK, FolderNotFound, confirms_prediction_only,
-                                        prediction_label, resolve_folder)
+from app.services.export_source import (
+    CLASSIFIER_TASK,
+    FolderNotFound,
+    confirms_prediction_only,
+    prediction_label,
+    resolve_folder,
+)
 from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Polygons
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo

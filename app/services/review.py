@@ -21,8 +21,17 @@ from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
 from app.services.flags import FolderThreshold, find_folder_threshold
 from app.services.heat_region import threshold_region
-from app.services.review_types import (SORT_KEYS, FolderInfo, ImageDetail, LabelState, PredictionView,
-                                       QueueFilter, QueueItem, QueuePage, RevisionInfo)
+from app.services.review_types import (
+    SORT_KEYS,
+    FolderInfo,
+    ImageDetail,
+    LabelState,
+    PredictionView,
+    QueueFilter,
+    QueueItem,
+    QueuePage,
+    RevisionInfo,
+)
 from inference import families
 
 if TYPE_CHECKING:
@@ -54,7 +63,7 @@ class ReviewSettings:
             return self.reviewer.strip()
         try:
             return getpass.getuser()
-        except Exception:
+        except (OSError, KeyError, ImportError):  # no login name: a container, a service account
             return "inspector"
 
 
@@ -227,7 +236,7 @@ class ReviewService:
         if a is not None and a.anomaly_map_ref:
             try:
                 heat = np.asarray(self._artifact_store().get_map(a.anomaly_map_ref), np.float32)
-            except Exception as exc:  # the cache can be recomputed; a missing map is not fatal
+            except Exception as exc:  # noqa: BLE001 - the cache can be recomputed; a missing map is not fatal
                 log.warning("anomaly map %s unavailable: %s", a.anomaly_map_ref, exc)
         thr = self.anomaly_threshold(folder_id)
         flags = tuple(dict.fromkeys(f for p in fam_pred.values() for f in p.flags))
@@ -249,7 +258,7 @@ class ReviewService:
         if data is None and pred.mask_ref:
             try:
                 data = self._artifact_store().get_bytes(pred.mask_ref)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the mask is optional; logged
                 log.warning("mask %s unavailable: %s", pred.mask_ref, exc)
         if data is None:
             return None
@@ -373,7 +382,7 @@ class ReviewService:
                                 meta.get("review_state", "corrected"),
                                 from_prediction_id=meta.get("from_prediction_id"))
                 self.save_label(int(meta["image_id"]), st, "recovered after a failed save")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
             meta_path.unlink(missing_ok=True)

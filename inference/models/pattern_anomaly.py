@@ -54,8 +54,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ssm import SS2D
-from .anomaly_maps import (ALONE_FUSIONS, appearance_deviation, appearance_features, edge_profiles, fit_appearance, fuse_maps,
-                           gaussian_smooth, leave_one_out_deviation, profile_map, set_position_statistics)
+from .anomaly_maps import (
+    ALONE_FUSIONS,
+    appearance_deviation,
+    appearance_features,
+    edge_profiles,
+    fit_appearance,
+    fuse_maps,
+    gaussian_smooth,
+    leave_one_out_deviation,
+    profile_map,
+    set_position_statistics,
+)
 from .memory_bank import knn_distance, weighted
 from .registry import register
 

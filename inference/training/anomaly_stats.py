@@ -30,8 +30,16 @@ import torch
 from ..anomaly_predict import normalise_batch
 from ..models.anomaly_maps import fuse_maps
 from ..models.pattern_anomaly import PatternAnomaly, with_terms
-from .anomaly_bank import (IMAGE_AUROC_TOLERANCE, STAT_IMAGES, VALIDATION_DEFECTS, recalibrated_card, score_validation, step_main,
-                           validation_maps, validation_set)
+from .anomaly_bank import (
+    IMAGE_AUROC_TOLERANCE,
+    STAT_IMAGES,
+    VALIDATION_DEFECTS,
+    recalibrated_card,
+    score_validation,
+    step_main,
+    validation_maps,
+    validation_set,
+)
 
 TERM_WEIGHTS = (0.5, 1.0, 2.0)  # weights tried for "sum"; "max" and the term alone use 1
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from inference.checkpoints import save_model
 from inference.models.mim_istd import NAME, MiMISTD, MiMISTDConfig, preset
 from inference.segmentation import drop_large_components, largest_target_fraction, predict_probabilities
+from inference.segmenter_metrics import SegmentationMeter
 from inference.training.common import (
     Progress,
     deterministic_split,
@@ -37,7 +38,6 @@ from inference.training.common import (
     warmup_cosine,
 )
 from inference.training.segmenter_data import CropSampler, Frame, SegTree, load_frames
-from inference.segmenter_metrics import SegmentationMeter
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"

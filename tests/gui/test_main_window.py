@@ -150,9 +150,8 @@ def _window_on_a_lockable_db(db_url, folder, artifacts, qtbot):
     """A window on a database with a short busy timeout, and a connection holding its write lock."""
     import sqlite3
 
-    from database.engine import open_database
-
     from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
     db = open_database(db_url, busy_timeout_s=0.2)
     service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
     win = build_window(service, qtbot)
