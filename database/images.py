@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import PurePath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, and_, delete, func, select, text, update
 from sqlalchemy.orm import Session
@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
-from database.models import Folder, Image, Prediction, utcnow
+from database.models import Folder, Image, Prediction, table_of, utcnow
 from database.states import ReviewState
 
 if TYPE_CHECKING:
     from database.engine import Database
+
+T = TypeVar("T")
 
 _CHUNK = 500  # rows per IN (...) list: below SQLite's and PostgreSQL's parameter limits
 ANALYZE_AFTER = 5000  # new rows after which PostgreSQL's statistics are refreshed at once
@@ -26,7 +28,7 @@ def image_dto(row: Image) -> ImageInfo:
     return to_dto(row, ImageInfo, review_state=ReviewState(row.review_state))
 
 
-def chunks(seq: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+def chunks(seq: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(seq), size):
         yield seq[start:start + size]
 
@@ -124,7 +126,7 @@ class ImageRepository:
                 s.execute(update(Image).where(Image.id.in_(part)).values(missing=True, updated_at=now))
             added: list[int] = []
             if inserts:
-                s.execute(Image.__table__.insert(), inserts)
+                s.execute(table_of(Image).insert(), inserts)
                 paths = {d["rel_path"] for d in inserts}
                 added = sorted(i for i, p in s.execute(select(Image.id, Image.rel_path)
                                                        .where(Image.folder_id == folder_id)) if p in paths)
@@ -172,7 +174,7 @@ class ImageRepository:
                             .join(Folder, Folder.id == Image.folder_id).where(Image.id == image_id)).first()
             return None if row is None else join_path(row[0], row[1])
 
-    def _filtered(self, stmt: Select, q: ImageQuery) -> Select:
+    def _filtered(self, stmt: Select[Any], q: ImageQuery) -> Select[Any]:
         conds = []
         if q.folder_id is not None:
             conds.append(Image.folder_id == q.folder_id)
