@@ -35,7 +35,12 @@ from app.services.review_types import (
 from inference import families
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from app.services.artifacts import ArtifactStore
+    from database.dto import LabelRevisionInfo, PredictionInfo
     from database.engine import Database
+    from database.review_queue import QueueQuery, QueueRow
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +139,7 @@ class ReviewService:
                 return float(thr)
         return DEFAULT_ANOMALY_THRESHOLD
 
-    def _artifact_store(self):
+    def _artifact_store(self) -> ArtifactStore:
         if self._artifacts is None:
             from app.services.artifacts import ArtifactStore, artifact_root
             self._artifacts = ArtifactStore(artifact_root(self.db.url))
@@ -148,7 +153,8 @@ class ReviewService:
             out.append(FolderInfo(f.id, f.name, f.root_path, n))
         return out
 
-    def open_folder(self, path: str | Path, progress=None, on_first=None) -> FolderInfo:
+    def open_folder(self, path: str | Path, progress: Callable[[int, int, str], None] | None = None,
+                    on_first: Callable[[FolderInfo], None] | None = None) -> FolderInfo:
         """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept.
         ``on_first(FolderInfo)``: a large new folder's first page is in the database (the rest
         is still indexing)."""
@@ -162,6 +168,8 @@ class ReviewService:
 
     def _folder_info(self, folder_id: int) -> FolderInfo:
         f = self.db.folders.get(folder_id)
+        if f is None:  # removed meanwhile by another station
+            raise ReviewError(f"folder {folder_id} does not exist")
         return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
 
     def folder_by_path(self, path: str | Path) -> FolderInfo | None:
@@ -187,7 +195,7 @@ class ReviewService:
         from database.review_queue import queue_count
         return queue_count(self.db, self.queue_query(flt))
 
-    def queue_query(self, flt: QueueFilter):
+    def queue_query(self, flt: QueueFilter) -> QueueQuery:
         """The database's form of ``flt``, with the active model versions' ids."""
         from database.review_queue import QueueQuery
         if flt.sort not in SORT_KEYS:
@@ -253,7 +261,7 @@ class ReviewService:
             flags=flags, models={f: active[f].name for f in fam_pred},
         )
 
-    def _mask_of(self, pred) -> np.ndarray | None:
+    def _mask_of(self, pred: PredictionInfo) -> np.ndarray | None:
         data = pred.mask_png
         if data is None and pred.mask_ref:
             try:
@@ -276,12 +284,12 @@ class ReviewService:
     def save_label(self, image_id: int, state: LabelState, changed: str = "") -> LabelState:
         """Store ``state`` as the image's newest revision (the whole label, never a diff)."""
         from database.dto import LabelChange
-        from database.states import ReviewState
+        from database.states import AnomalyVerdict, ReviewState
         change = LabelChange(
             review_state=ReviewState(state.review_state),
             class_name=state.class_name,
             mask_png=None if state.mask is None or not state.mask.any() else encode_mask_png(state.mask),
-            anomaly_verdict=state.anomaly_verdict,
+            anomaly_verdict=None if state.anomaly_verdict is None else AnomalyVerdict(state.anomaly_verdict),
             anomaly_mask_png=(None if state.anomaly_region is None or not state.anomaly_region.any()
                               else encode_mask_png(state.anomaly_region)),
             from_prediction_id=state.from_prediction_id,
@@ -362,7 +370,7 @@ class ReviewService:
                     "author": self.settings.author, "db": self.db.url}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
-            np.savez_compressed(base.with_suffix(".npz"), **arrays)
+            np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
             base.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return str(root)
 
@@ -395,7 +403,7 @@ def recovery_dir() -> Path:
     return data_dir() / "recovery"
 
 
-def _label_from_revision(rev) -> LabelState:
+def _label_from_revision(rev: LabelRevisionInfo) -> LabelState:
     def mask(data: bytes | None) -> np.ndarray | None:
         if data is None:
             return None
@@ -409,7 +417,7 @@ def _label_from_revision(rev) -> LabelState:
                       revision=rev.revision, author=rev.author, from_prediction_id=rev.from_prediction_id,
                       note=rev.note)
 
-def _queue_item(r) -> QueueItem:
+def _queue_item(r: QueueRow) -> QueueItem:
     return QueueItem(
         image_id=r.image_id, folder_id=r.folder_id, rel_path=r.rel_path,
         path=str(Path(r.root_path) / r.rel_path), review_state=r.review_state, flagged=bool(r.flagged),
