@@ -263,7 +263,7 @@ class Worker:
             self.db.jobs.fail_items(self.id, missing)
             self.stats.failed += len(missing)
         todo = [it for it in todo if it.image_path is not None]
-        pending = engine.submit_decode([(it, it.image_path) for it in todo], list(versions))
+        pending = engine.submit_decode([(it, it.image_path) for it in todo if it.image_path is not None], list(versions))
         return ClaimedBatch(batch.job, tuple(todo)), pending
 
     def _split_done(self, items: tuple[JobItemInfo, ...], versions: Mapping[str, int]

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import cast
 
 from app.paths import SAMPLES, default_database_url
 
@@ -69,7 +70,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.services.model_catalog import ModelCatalog
     from app.services.review import ReviewService
 
-    apply_theme(QApplication.instance(), settings.theme)
+    apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
     project = start_project_settings(db)
     review = ReviewService(db, settings.review(project.flags if project is not None else None))
     ctx = StationContext(review=review, settings=settings, db_url=url, interactive=interactive,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from app.cli import CommandError
-from app.services.retraining import finite
+from database.model_versions import json_safe as finite
 
 CANCELLED_EXIT = 143  # 128 + SIGTERM, as a shell reports a terminated process
 

@@ -137,7 +137,9 @@ class ImportDialog(QDialog):
         out = {}
         for r in range(self.mapping.rowCount()):
             combo = self.mapping.cellWidget(r, 1)
-            out[self.mapping.item(r, 0).text()] = combo.currentText().strip()
+            cell = self.mapping.item(r, 0)
+            if isinstance(combo, QComboBox) and cell is not None:  # the table holds one of each per row
+                out[cell.text()] = combo.currentText().strip()
         return {k: v for k, v in out.items() if v}
 
     def options(self) -> ImportOptions:

@@ -449,7 +449,8 @@ def install(window) -> None:
     window.actions["prelabel_new"].triggered.connect(lambda: ctl.prelabel_folder(only_new=True))
     window.actions["prelabel_selection"].triggered.connect(ctl.prelabel_selection)
     ctl.resume_unfinished()
-    window.ctx.closers.append(jobs.stop_worker)
+    if jobs is not None:  # else returned above: no worker, nothing to stop
+        window.ctx.closers.append(jobs.stop_worker)
     window.ctx.closers.append(ctl.close)
     window.jobs_panel.cancel_requested.connect(ctl.cancel)
     window.jobs_panel.retry_requested.connect(ctl.retry)

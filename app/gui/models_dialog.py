@@ -170,7 +170,8 @@ class ModelsDialog(QDialog):
         for r, m in enumerate(self.rows):
             if m.id == version_id:
                 self.table.selectRow(r)
-                self.table.scrollToItem(self.table.item(r, 0))
+                if (cell := self.table.item(r, 0)) is not None:
+                    self.table.scrollToItem(cell)
                 return True
         return False
 

@@ -42,7 +42,7 @@ class OpenEndedSpinBox(QDoubleSpinBox):
 
     def validate(self, text: str, pos: int):  # noqa: D401 (Qt override)
         if NO_LIMIT.startswith(text.strip()) and text.strip():
-            state = QValidator.Acceptable if text.strip() == NO_LIMIT else QValidator.Intermediate
+            state = QValidator.State.Acceptable if text.strip() == NO_LIMIT else QValidator.State.Intermediate
             return state, text, pos
         return super().validate(text, pos)
 

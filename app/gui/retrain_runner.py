@@ -104,7 +104,7 @@ class RetrainRunner(QObject):
     def _read_out(self) -> None:
         if self._proc is None:
             return
-        self._out += bytes(self._proc.readAllStandardOutput())
+        self._out += self._proc.readAllStandardOutput().data()
         *lines, self._out = self._out.split(b"\n")
         for line in lines:
             self._handle(line)
@@ -112,7 +112,7 @@ class RetrainRunner(QObject):
     def _read_err(self) -> None:
         if self._proc is None:
             return
-        self._err += bytes(self._proc.readAllStandardError())
+        self._err += self._proc.readAllStandardError().data()
         *lines, self._err = self._err.split(b"\n")
         for line in lines:
             text = line.decode("utf-8", errors="replace").strip()

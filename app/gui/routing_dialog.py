@@ -42,7 +42,7 @@ class RoutingDialog(QDialog):
         self.table.verticalHeader().setVisible(False)
         lay.addWidget(self.table, 1)
         row = QHBoxLayout()
-        for name, ico, slot in (("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", FAMILY_ORDER))),
+        for name, ico, slot in (("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", tuple(FAMILY_ORDER)))),
                                 ("Remove", "mdi6.minus", self.remove_selected),
                                 ("Up", "mdi6.arrow-up", lambda: self.move_selected(-1)),
                                 ("Down", "mdi6.arrow-down", lambda: self.move_selected(1))):
@@ -77,9 +77,10 @@ class RoutingDialog(QDialog):
             self.table.setItem(r, c, item)
 
     def _row(self, r: int) -> tuple[str, tuple[str, ...]]:
-        pattern = self.table.item(r, 0).text() if self.table.item(r, 0) else ""
+        cell = self.table.item(r, 0)
+        pattern = cell.text() if cell else ""
         fams = tuple(f for c, f in enumerate(FAMILY_ORDER, start=1)
-                     if self.table.item(r, c).checkState() == Qt.CheckState.Checked)
+                     if (box := self.table.item(r, c)) is not None and box.checkState() == Qt.CheckState.Checked)
         return pattern, fams
 
     def remove_selected(self) -> None:
