@@ -346,6 +346,7 @@ class Worker:
         folder_of = self._folders_with_own_threshold(results, settings)
         for r in results:
             item: JobItemInfo = r.key  # type: ignore[assignment]
+            assert item.image_id is not None  # decoded, so its image row exists (pathless items left above)
             if not r.ok:
                 errors[item.id] = r.error or "unreadable image"
                 continue
@@ -368,7 +369,8 @@ class Worker:
         self.db.images.set_decoded(sizes)
         for item_id, reason in errors.items():
             image_id = next(it.image_id for it in batch.items if it.id == item_id)
-            self.db.images.set_error(image_id, reason)
+            if image_id is not None:  # the image row may have been deleted meanwhile
+                self.db.images.set_error(image_id, reason)
         if errors:
             self.db.jobs.fail_items(self.id, errors)
         ok_items = [r.key.id for r in results if r.ok]  # type: ignore[attr-defined]
