@@ -149,7 +149,7 @@ def training_frames(
     if not 0.0 <= held_out_fraction < 1.0:
         raise ValueError(f"held-out fraction must be in [0, 1), not {held_out_fraction}")
     if held_out_fraction == 0.0:
-        fit_stems, held_stems = list(tree.stems("train")), []
+        fit_stems, held_stems = list(tree.stems("train")), list[str]()
     else:
         fit_stems, held_stems = deterministic_split(tree.stems("train"), held_out_fraction, seed=1)
     fit, problems = load_frames(tree, fit_stems, in_chans)
