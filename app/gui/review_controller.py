@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -166,6 +167,7 @@ class ReviewController(QObject):
     def _edit(self, after: LabelState, text: str, changed: str) -> None:
         if not self._ready():
             return
+        assert self.detail is not None and self.label is not None  # what _ready() checked
         if after.same_content(self.label):
             return
         self.undo_stack.push(LabelEdit(self, self.detail.item.image_id, self.label, after, text, changed))
@@ -194,7 +196,7 @@ class ReviewController(QObject):
         if not self._ready():
             return
         region = _none_if_empty(region)
-        changes = {"anomaly_region": region}
+        changes: dict[str, Any] = {"anomaly_region": region}
         if region is not None:
             changes["anomaly_verdict"] = "anomalous"  # a marked region means the part is anomalous
         self._edit(self._corrected(**changes), "paint anomaly region", "anomaly_region")
@@ -247,12 +249,14 @@ class ReviewController(QObject):
 
     def reject(self) -> None:
         if self._ready():
+            assert self.label is not None  # what _ready() checked
             self._edit(self.label.with_(review_state="rejected"), "reject image", "reject")
 
     def restore_revision(self, revision: int) -> None:
         """Bring an earlier revision back (itself a new, undoable revision)."""
         if not self._ready():
             return
+        assert self.detail is not None and self.label is not None  # what _ready() checked
         try:
             old = self.service.revision_label(self.detail.item.image_id, revision)
         except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
@@ -267,6 +271,7 @@ class ReviewController(QObject):
     def toggle_flag(self) -> None:
         if not self._ready():
             return
+        assert self.detail is not None and self.label is not None  # what _ready() checked
         try:
             item = self.service.set_flag(self.detail.item.image_id, not self.detail.item.flagged)
         except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
