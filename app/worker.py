@@ -115,7 +115,7 @@ class _Heartbeat(threading.Thread):
         while not self._halt.wait(self.every_s):
             try:
                 self.beat()
-            except Exception as exc:  # a locked or unreachable database: try again next beat
+            except Exception as exc:  # noqa: BLE001 - a locked or unreachable database: try again next beat
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
@@ -263,7 +263,7 @@ class Worker:
             self.db.jobs.fail_items(self.id, missing)
             self.stats.failed += len(missing)
         todo = [it for it in todo if it.image_path is not None]
-        pending = engine.submit_decode([(it, it.image_path) for it in todo], list(versions))
+        pending = engine.submit_decode([(it, it.image_path) for it in todo if it.image_path is not None], list(versions))
         return ClaimedBatch(batch.job, tuple(todo)), pending
 
     def _split_done(self, items: tuple[JobItemInfo, ...], versions: Mapping[str, int]
@@ -346,6 +346,7 @@ class Worker:
         folder_of = self._folders_with_own_threshold(results, settings)
         for r in results:
             item: JobItemInfo = r.key  # type: ignore[assignment]
+            assert item.image_id is not None  # decoded, so its image row exists (pathless items left above)
             if not r.ok:
                 errors[item.id] = r.error or "unreadable image"
                 continue
@@ -368,7 +369,8 @@ class Worker:
         self.db.images.set_decoded(sizes)
         for item_id, reason in errors.items():
             image_id = next(it.image_id for it in batch.items if it.id == item_id)
-            self.db.images.set_error(image_id, reason)
+            if image_id is not None:  # the image row may have been deleted meanwhile
+                self.db.images.set_error(image_id, reason)
         if errors:
             self.db.jobs.fail_items(self.id, errors)
         ok_items = [r.key.id for r in results if r.ok]  # type: ignore[attr-defined]

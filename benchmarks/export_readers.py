@@ -120,7 +120,7 @@ def check_yolo(root: Path) -> str:
 
 def check_mvtec(root: Path) -> str:
     ad = load("anomalib.data")
-    module = getattr(ad, "MVTecAD", None) or getattr(ad, "MVTec")
+    module = getattr(ad, "MVTecAD", None) or ad.MVTec
     done = []
     for category in sorted(p.name for p in root.iterdir() if p.is_dir()):
         dm = module(root=str(root), category=category)
@@ -136,11 +136,11 @@ CHECKS: dict[str, Callable[[Path], str]] = {
 
 
 def demo_exports(base: Path) -> dict[str, Path]:
-    from app.services.export import FORMATS, ExportOptions, export_items
-    from app.services.export_split import SplitSpec
     from dataclasses import replace
 
+    from app.services.export import FORMATS, ExportOptions, export_items
     from app.services.export_items import encode_mask
+    from app.services.export_split import SplitSpec
     from tests.services.export_fixtures import make_items, two_blobs, write_image
 
     made = make_items(base / "src")

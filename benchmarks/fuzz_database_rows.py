@@ -88,8 +88,8 @@ class RowFuzzer:
                 db.labels.append(image.id, LabelChange(ReviewState.ACCEPTED if i else ReviewState.CORRECTED,
                                                        class_name="crack"), "bob")
             submit_prelabel(db, image_ids=[im.id for im in images[:2]], families=["anomaly"])
-            from app.worker import Worker, WorkerOptions
             from app.services.artifacts import ArtifactStore
+            from app.worker import Worker, WorkerOptions
             Worker(db, WorkerOptions(device="cpu"), artifacts=ArtifactStore(self.tmp / "art")).run(once=True)
             submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"])
         finally:

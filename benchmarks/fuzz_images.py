@@ -18,10 +18,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fuzz_common import Tally, captured_stderr, label_fingerprint, mutate, parser, run_cases, unclear
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from fuzz_common import Tally, captured_stderr, label_fingerprint, mutate, parser, run_cases, unclear
 
 from inference.engine import decode  # noqa: E402
 from inference.imageio import ImageReadError  # noqa: E402

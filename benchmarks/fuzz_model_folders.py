@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from fuzz_common import Tally, mutate, parser, run_cases, unclear
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from fuzz_common import Tally, mutate, parser, run_cases, unclear
 
 from app.services.model_catalog import ModelCatalogError, check_model_dir  # noqa: E402
 from inference.checkpoints import CheckpointError, load_model  # noqa: E402

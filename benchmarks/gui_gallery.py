@@ -32,7 +32,7 @@ def make_images(folder: Path, n: int, distinct: int = 200, side: int = 256) -> N
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     blobs = []
-    for k in range(distinct):
+    for _k in range(distinct):
         img = (rng.random((side, side)) * 80 + 60).astype(np.uint8)
         lo, hi = 30 * side // 256, 220 * side // 256
         cv2.circle(img, (int(rng.integers(lo, hi)), int(rng.integers(lo, hi))), max(2, 12 * side // 256), 255, -1)
@@ -58,6 +58,7 @@ def offscreen_gallery():
 
 def seed(db, folder_id: int, artifacts) -> None:
     import numpy as np
+
     from database.dto import ImageQuery, PredictionIn
     mv = {f: db.model_versions.register(f, f"bench-{f}", "/none", activate=True) for f in
           ("classifier", "segmenter", "anomaly")}

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from app.services.export_items import encode_mask
-from app.services.indexing import index_folder
 from app.services.importing import ImportOptions, import_labels
+from app.services.indexing import index_folder
 from database import open_database
 
 H, W = 24, 32

@@ -40,8 +40,8 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.prelabel import images, model_dirs  # noqa: E402
-from inference.ssm import speed  # noqa: E402
 from inference.engine import InspectionEngine  # noqa: E402
+from inference.ssm import speed  # noqa: E402
 from inference.training.common import set_threads  # noqa: E402
 
 FAMILIES = ("classifier", "segmenter", "anomaly")

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

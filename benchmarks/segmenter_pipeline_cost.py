@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name, variant in ways.items():
         predict_masks(variant, frames[:1])
-        best = min(_timed(lambda: predict_masks(variant, frames)) for _ in range(args.repeats))
+        best = min(_timed(lambda: predict_masks(variant, frames)) for _ in range(args.repeats))  # noqa: B023 - timed now
         results[name] = {"seconds_per_frame": best / len(frames)}
     base = results["main network only"]["seconds_per_frame"]
     print(f"model {loaded.path}  members {1 + len(card.get('ensemble') or [])}  verifier {'verifier' in card}  "

@@ -27,7 +27,8 @@ def measure_one(preset: str, size: int, repeats: int, device: str, threads: int)
 
     torch.set_num_threads(threads)
     os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    from inference.models.mim_istd import MiMISTD, preset as get_preset, segment_logits
+    from inference.models.mim_istd import MiMISTD, segment_logits
+    from inference.models.mim_istd import preset as get_preset
 
     torch.manual_seed(0)
     model = MiMISTD(get_preset(preset)).eval().to(device)

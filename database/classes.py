@@ -1,6 +1,7 @@
 """Class names per task (family): their order is the model's output index."""
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -19,15 +20,15 @@ class ClassRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def list(self, task: str) -> list[ClassInfo]:
+    def list(self, task: str) -> builtins.list[ClassInfo]:
         with self.db.session() as s:
             rows = s.scalars(select(TaskClass).where(TaskClass.task == task).order_by(TaskClass.index))
             return [to_dto(r, ClassInfo) for r in rows]
 
-    def names(self, task: str) -> list[str]:
+    def names(self, task: str) -> builtins.list[str]:
         return [c.name for c in self.list(task)]
 
-    def set(self, task: str, names: Sequence[str]) -> list[ClassInfo]:
+    def set(self, task: str, names: Sequence[str]) -> builtins.list[ClassInfo]:
         """Replace the task's classes by ``names`` in this order (labels keep their names)."""
         if len(set(names)) != len(names):
             raise ConflictError(f"class names for '{task}' must be unique: {list(names)}.")
@@ -45,7 +46,7 @@ class ClassRepository:
             row = s.scalar(select(TaskClass).where(TaskClass.task == task, TaskClass.name == name))
             if row is None:
                 nxt = s.scalar(select(func.coalesce(func.max(TaskClass.index) + 1, 0)).where(TaskClass.task == task))
-                row = TaskClass(task=task, name=name, index=int(nxt))
+                row = TaskClass(task=task, name=name, index=int(nxt or 0))  # coalesce: never NULL
                 s.add(row)
                 s.flush()
             return to_dto(row, ClassInfo)

@@ -13,17 +13,25 @@ import sqlite3
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from database import migrate as mig
-from database.errors import (DatabaseError, SchemaTooNewError, describe, mask_url, translate, unreadable,
-                             unreadable_row, where)
+from database.errors import (
+    DatabaseError,
+    SchemaTooNewError,
+    describe,
+    mask_url,
+    translate,
+    unreadable,
+    unreadable_row,
+    where,
+)
 
 if TYPE_CHECKING:
     from database.classes import ClassRepository
@@ -105,7 +113,7 @@ def _check_known(revision: str | None, url: URL) -> None:
 
 def _create_engine(url: URL, *, busy_timeout_s: float, connect_timeout_s: float,
                    foreign_keys: bool = True, pooled: bool = True) -> Engine:
-    kwargs: dict = {} if pooled else {"poolclass": NullPool}
+    kwargs: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     try:
         if url.get_backend_name() == "sqlite":
             engine = create_engine(url, connect_args={"timeout": busy_timeout_s}, **kwargs)
@@ -123,7 +131,7 @@ def _create_engine(url: URL, *, busy_timeout_s: float, connect_timeout_s: float,
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_s: float, foreign_keys: bool) -> None:
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         # Transactions are begun explicitly below, so pysqlite must not begin its own.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -134,7 +142,7 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_s: float, foreign_keys: b
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn) -> None:
+    def _begin(conn: Connection) -> None:
         # Writers take the write lock up front: two writers then queue on busy_timeout instead
         # of one failing with "database is locked" when it upgrades a read lock mid-transaction.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
@@ -188,7 +196,7 @@ class Database:
     def __enter__(self) -> Database:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # Repositories: Qt-free, each method one transaction, results are frozen DTOs.

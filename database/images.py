@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import PurePath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -22,11 +22,13 @@ from sqlalchemy.orm import Session
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
-from database.models import Folder, Image, Prediction, utcnow
+from database.models import Folder, Image, Prediction, table_of, utcnow
 from database.states import ReviewState
 
 if TYPE_CHECKING:
     from database.engine import Database
+
+T = TypeVar("T")
 
 _CHUNK = 500  # rows per IN (...) list: below SQLite's and PostgreSQL's parameter limits
 ANALYZE_AFTER = 5000  # new rows after which PostgreSQL's statistics are refreshed at once
@@ -36,7 +38,7 @@ def image_dto(row: Image) -> ImageInfo:
     return to_dto(row, ImageInfo, review_state=ReviewState(row.review_state))
 
 
-def chunks(seq: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+def chunks(seq: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(seq), size):
         yield seq[start:start + size]
 
@@ -134,7 +136,7 @@ class ImageRepository:
                 s.execute(update(Image).where(Image.id.in_(part)).values(missing=True, updated_at=now))
             added: list[int] = []
             if inserts:
-                s.execute(Image.__table__.insert(), inserts)
+                s.execute(table_of(Image).insert(), inserts)
                 paths = {d["rel_path"] for d in inserts}
                 added = sorted(i for i, p in s.execute(select(Image.id, Image.rel_path)
                                                        .where(Image.folder_id == folder_id)) if p in paths)
@@ -182,7 +184,7 @@ class ImageRepository:
                             .join(Folder, Folder.id == Image.folder_id).where(Image.id == image_id)).first()
             return None if row is None else join_path(row[0], row[1])
 
-    def _filtered(self, stmt: Select, q: ImageQuery) -> Select:
+    def _filtered(self, stmt: Select[Any], q: ImageQuery) -> Select[Any]:
         conds = []
         if q.folder_id is not None:
             conds.append(Image.folder_id == q.folder_id)
@@ -273,7 +275,7 @@ class ImageRepository:
             s.execute(update(Image), [{"id": i, "width": int(w), "height": int(h), "error": None}
                                       for i, (w, h) in sizes.items()])
 
-    def trace_rows(self, folder_id: int, page: int = 5000) -> Iterable[list[tuple[int, str, tuple]]]:
+    def trace_rows(self, folder_id: int, page: int = 5000) -> Iterable[list[tuple[int, str, tuple[str | None, str | None, str | None]]]]:
         """The folder's (id, rel_path, (serial, lot, station)) in pages of ``page`` rows, by id:
         what re-applying a trace rule compares with (bounded memory on a million rows)."""
         after = 0
@@ -301,7 +303,7 @@ class ImageRepository:
             s.execute(update(Image).where(Image.id == image_id).values(error=error, updated_at=utcnow()))
 
 
-def text_match(needle: str) -> ColumnElement:
+def text_match(needle: str) -> ColumnElement[bool]:
     """The queue's text filter: the name contains the text (ASCII case folded, as SQLite's LIKE),
     or the part's serial or lot is the text (case folded, whole value). The queue indexes carry
     all three folded, so the filter walks an index and never reads the table's rows."""

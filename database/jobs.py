@@ -12,21 +12,22 @@ sees two of them waiting on each other.
 """
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import CursorResult, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import ClaimedBatch, JobInfo, JobItemInfo, PredictionIn, WorkerInfo
 from database.errors import ConflictError
 from database.images import chunks, join_path
-from database.models import Folder, Image, Job, JobItem, Worker, utcnow
+from database.models import Folder, Image, Job, JobItem, Worker, table_of, utcnow
 from database.predictions import upsert_predictions
 from database.states import ItemStatus, JobStatus
 
@@ -74,7 +75,7 @@ def _pause_if_idle(s: Session, job_id: int) -> None:
     Otherwise a worker stopped gracefully leaves its job "running" with nobody on it until
     another worker claims from it, and the jobs panel's ETA counts down for nothing.
     """
-    job = s.get(Job, job_id)
+    job = s.get_one(Job, job_id)
     s.refresh(job)
     if job.status != JobStatus.RUNNING.value:
         return
@@ -98,7 +99,7 @@ def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
                          .limit(1))  # existence only: counting would grow with the job
     if open_item is not None:
         return
-    job = s.get(Job, job_id)
+    job = s.get_one(Job, job_id)
     s.refresh(job)
     if job.status not in OPEN_JOB:
         return
@@ -133,7 +134,7 @@ class JobRepository:
             s.add(job)
             s.flush()
             if ids:
-                s.execute(JobItem.__table__.insert(),
+                s.execute(table_of(JobItem).insert(),
                           [{"job_id": job.id, "image_id": i, "status": QUEUED, "attempts": 0} for i in ids])
             if ids is not None and not ids:
                 job.status, job.finished_at = JobStatus.DONE.value, utcnow()
@@ -146,7 +147,7 @@ class JobRepository:
             return None if row is None else job_dto(row)
 
     def list(self, statuses: Iterable[JobStatus] | None = None, kind: str | None = None,
-             limit: int = 100) -> list[JobInfo]:
+             limit: int = 100) -> builtins.list[JobInfo]:
         """Newest first."""
         stmt = select(Job).order_by(Job.id.desc()).limit(limit)
         if statuses is not None:
@@ -156,7 +157,7 @@ class JobRepository:
         with self.db.session() as s:
             return [job_dto(r) for r in s.scalars(stmt)]
 
-    def items(self, job_id: int, status: ItemStatus | None = None) -> list[JobItemInfo]:
+    def items(self, job_id: int, status: ItemStatus | None = None) -> builtins.list[JobItemInfo]:
         stmt = select(JobItem).where(JobItem.job_id == job_id).order_by(JobItem.id)
         if status is not None:
             stmt = stmt.where(JobItem.status == ItemStatus(status).value)
@@ -172,7 +173,7 @@ class JobRepository:
         return counts
 
     # --- what a station shows about failed items (read-only but for an inspector's Retry) ------
-    def failed_items(self, job_id: int, limit: int = 200) -> list[JobItemInfo]:
+    def failed_items(self, job_id: int, limit: int = 200) -> builtins.list[JobItemInfo]:
         """The job's failed items (first ``limit`` by id) with their image paths and reasons:
         one query, so the jobs panel can list them on every change without a read per image."""
         stmt = (select(JobItem, Folder.root_path, Image.rel_path)
@@ -193,7 +194,8 @@ class JobRepository:
                           .group_by(JobItem.image_id))
                 for image_id, error in s.execute(select(JobItem.image_id, JobItem.error).where(
                         JobItem.id.in_(latest), JobItem.status == ItemStatus.FAILED.value)):
-                    out[int(image_id)] = error or "unknown error"
+                    if image_id is not None:  # filtered to the asked ids: never NULL here
+                        out[int(image_id)] = error or "unknown error"
         return out
 
     def requeue_failed(self, job_id: int) -> int:
@@ -210,7 +212,7 @@ class JobRepository:
                 r.claimed_by, r.claimed_at = None, None
             s.flush()
             s.execute(update(Job).where(Job.id == job_id).values(progress_failed=Job.progress_failed - len(rows)))
-            job = s.get(Job, job_id)
+            job = s.get_one(Job, job_id)
             s.refresh(job)
             if job.status not in OPEN_JOB:
                 job.status, job.finished_at, job.error = JobStatus.QUEUED.value, None, None
@@ -223,7 +225,7 @@ class JobRepository:
         with self.db.session(write=True) as s:
             return to_dto(_touch_worker(s, worker_id), WorkerInfo)
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self) -> builtins.list[WorkerInfo]:
         with self.db.session() as s:
             return [to_dto(w, WorkerInfo) for w in s.scalars(select(Worker).order_by(Worker.started_at))]
 
@@ -287,13 +289,13 @@ class JobRepository:
                                  .where(JobItem.id.in_(ids)).order_by(JobItem.id)).all()
                 items = tuple(item_dto(it, join_path(root, rel) if root is not None else None)
                               for it, root, rel in rows)
-                job = s.get(Job, job_id)
+                job = s.get_one(Job, job_id)
                 s.refresh(job)
                 return ClaimedBatch(job=job_dto(job), items=items)
             return None
 
-    def _held(self, s: Session, worker_id: str, item_ids: Sequence[int]) -> list[JobItem]:
-        rows: list[JobItem] = []
+    def _held(self, s: Session, worker_id: str, item_ids: Sequence[int]) -> builtins.list[JobItem]:
+        rows: builtins.list[JobItem] = []
         for part in chunks(sorted(set(item_ids))):
             rows += s.scalars(select(JobItem).where(JobItem.id.in_(part), JobItem.claimed_by == worker_id,
                                                     JobItem.status == RUNNING)
@@ -341,7 +343,7 @@ class JobRepository:
         with self.db.session(write=True) as s:
             return self._release(s, self._held(s, worker_id, item_ids))
 
-    def retry_items(self, worker_id: str, errors: Mapping[int, str], max_attempts: int = MAX_ATTEMPTS) -> list[int]:
+    def retry_items(self, worker_id: str, errors: Mapping[int, str], max_attempts: int = MAX_ATTEMPTS) -> builtins.list[int]:
         """Give back items whose processing raised (a poison image, a model bug): the attempt counts.
 
         Each goes back to the queue with its reason kept in the item's ``error``, or is failed
@@ -418,7 +420,7 @@ class JobRepository:
             res = s.execute(update(Job).where(Job.id == job_id, Job.claimed_by == worker_id,
                                               Job.status == RUNNING)
                             .values(status=status.value, finished_at=utcnow(), claimed_by=None, **values))
-            return res.rowcount == 1
+            return cast("CursorResult[Any]", res).rowcount == 1  # an UPDATE's result has a rowcount
 
     # --- cancel and recovery -----------------------------------------------------------------
     def request_cancel(self, job_id: int) -> JobInfo:

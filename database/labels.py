@@ -144,7 +144,8 @@ class LabelRepository:
                 if len(found) != len(part):
                     raise ConflictError(f"image {min(set(part) - found)} does not exist.")
                 latest.update(_newest(s, part))
-            rows, by_state = [], {}
+            rows: list[dict[str, Any]] = []
+            by_state: dict[ReviewState, list[int]] = {}
             now = utcnow()
             for image_id, change, expected in changes:
                 prev = latest.get(image_id)

@@ -5,6 +5,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import ModelVersionInfo
@@ -99,7 +100,7 @@ class ModelVersionRepository:
             return _dto(row)
 
 
-def _activate(s, row: ModelVersion) -> None:
+def _activate(s: Session, row: ModelVersion) -> None:
     # Deactivate first: the partial unique index allows one active row per family at any time.
     s.execute(update(ModelVersion).where(ModelVersion.family == row.family, ModelVersion.id != row.id,
                                          ModelVersion.active.is_(True)).values(active=False))

@@ -9,21 +9,22 @@ constraint change.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any
+from enum import Enum
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -49,7 +50,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _in(column: str, values: type) -> str:
+def _in(column: str, values: Iterable[Enum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
@@ -57,6 +58,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON(none_as_null=True), list[Any]: JSON(none_as_null=True),
                            datetime: UTCDateTime()}
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's Core table, for bulk inserts (the stubs type ``__table__`` as a FromClause)."""
+    return cast(Table, model.__table__)
 
 
 class Folder(Base):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from database.convert import to_dto
 from database.dto import PredictionIn, PredictionInfo
 from database.images import chunks
-from database.models import Prediction, utcnow
+from database.models import Prediction, table_of, utcnow
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -40,7 +40,7 @@ def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> None:
                                                                  Prediction.image_id.in_(part))))
     now = utcnow()
 
-    def values(p: PredictionIn) -> dict:
+    def values(p: PredictionIn) -> dict[str, Any]:
         d = {c: getattr(p, c) for c in _COLUMNS}
         d["class_scores"] = dict(p.class_scores) if p.class_scores is not None else None
         d["flags"] = list(p.flags)
@@ -53,7 +53,7 @@ def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> None:
     if updates:
         s.execute(update(Prediction), updates)  # ORM bulk update by primary key
     if inserts:
-        s.execute(Prediction.__table__.insert(), inserts)
+        s.execute(table_of(Prediction).insert(), inserts)
 
 
 class PredictionRepository:

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, and_, false, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from database.images import text_match
 from database.models import Folder, Image, LabelRevision, Prediction
@@ -101,8 +101,8 @@ class QueuePage:
 class _Segment:
     """One stretch of the queue that a single index walk yields in order."""
 
-    conditions: list[ColumnElement]
-    order: list[tuple[ColumnElement, bool]]  # (expression, ascending)
+    conditions: list[ColumnElement[Any]]
+    order: list[tuple[SQLColumnExpression[Any], bool]]  # (expression, ascending)
     inner: str | None = None                 # the prediction alias this stretch must have
 
 
@@ -133,7 +133,7 @@ class _Shape:
         self.needs = {"pc": qq.class_name is not None, "ps": False,
                       "pa": qq.score_min is not None or qq.score_max is not None}
 
-    def joins(self, stmt: Select, every: bool, inner: str | None = None, order: bool = True) -> Select:
+    def joins(self, stmt: Select[*tuple[Any, ...]], every: bool, inner: str | None = None, order: bool = True) -> Select[*tuple[Any, ...]]:
         """Join the predictions of the given model versions (all of them for rows; else those a
         filter reads, and with ``order`` the one the order reads); outer joins except ``inner``'s."""
         qq = self.qq
@@ -144,9 +144,9 @@ class _Shape:
                 stmt = stmt.join(alias, on) if name == inner else stmt.outerjoin(alias, on)
         return stmt
 
-    def conditions(self, counting: bool = False) -> list[ColumnElement]:
+    def conditions(self, counting: bool = False) -> list[ColumnElement[Any]]:
         qq = self.qq
-        conds: list[ColumnElement] = []
+        conds: list[ColumnElement[Any]] = []
         if qq.folder_id is not None:
             conds.append(Image.folder_id == qq.folder_id)
         if not qq.include_missing:
@@ -168,9 +168,9 @@ class _Shape:
             conds.append(score <= qq.score_max)
         return conds
 
-    def sort_value(self) -> ColumnElement:
+    def sort_value(self) -> ColumnElement[Any]:
         """The prediction column the order reads (NULL for name and state: not in the cursor)."""
-        return getattr(self.alias_of[self.key_alias], self.column) if self.key_alias else literal(None)
+        return getattr(self.alias_of[self.key_alias], self.column) if self.key_alias and self.column else literal(None)
 
     def segments(self) -> list[_Segment]:
         """The queue's stretches in order. By name: one. By state: one per state (each an
@@ -188,7 +188,7 @@ class _Shape:
                 _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
 
 
-def _rows_select(shape: _Shape, inner: str | None = None) -> Select:
+def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, ...]]:
     pc, ps, pa = shape.pc, shape.ps, shape.pa
     key = shape.sort_value()
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
@@ -199,7 +199,7 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select:
     return shape.joins(stmt, every=True, inner=inner)
 
 
-def _after(order: list[tuple[ColumnElement, bool]], values: tuple[Any, ...]) -> ColumnElement:
+def _after(order: list[tuple[SQLColumnExpression[Any], bool]], values: tuple[Any, ...]) -> ColumnElement[Any]:
     """Rows strictly after ``values`` in ``order`` (mixed directions allowed). The leading
     bound is repeated on its own so the database starts its index walk there."""
     ors = []
@@ -210,11 +210,11 @@ def _after(order: list[tuple[ColumnElement, bool]], values: tuple[Any, ...]) -> 
     return and_(lead >= values[0] if asc else lead <= values[0], or_(*ors))
 
 
-def _cursor_values(order_len: int, row) -> tuple[Any, ...]:
+def _cursor_values(order_len: int, row: Row[Any]) -> tuple[Any, ...]:
     return (row.k0, row.k1, row.id) if order_len == 3 else (row.k1, row.id)
 
 
-def _keys_select(shape: _Shape, seg: _Segment) -> Select:
+def _keys_select(shape: _Shape, seg: _Segment) -> Select[*tuple[Any, ...]]:
     """Only the sort values of a stretch's rows: a narrow walk (no label subquery, no unused
     join) to find where a position lies."""
     stmt = select(shape.sort_value().label("k0"), shape.name_key.label("k1"), Image.id).select_from(Image)
@@ -222,13 +222,13 @@ def _keys_select(shape: _Shape, seg: _Segment) -> Select:
             .order_by(*(e.asc() if a else e.desc() for e, a in seg.order)))
 
 
-def _segment_count(s, shape: _Shape, seg: _Segment, *extra: ColumnElement) -> int:
+def _segment_count(s: Session, shape: _Shape, seg: _Segment, *extra: ColumnElement[bool]) -> int:
     """How many rows of a stretch (meeting ``extra`` too): an aggregate over its index walk."""
     narrow = _keys_select(shape, seg).where(*extra).order_by(None).subquery()
     return int(s.scalar(select(func.count()).select_from(narrow)) or 0)
 
 
-def _cursor_at(s, shape: _Shape, segments: list[_Segment], position: int) -> Cursor | None:
+def _cursor_at(s: Session, shape: _Shape, segments: list[_Segment], position: int) -> Cursor | None:
     """The cursor of the row at ``position`` (None: the queue is shorter)."""
     for index, seg in enumerate(segments):
         row = s.execute(_keys_select(shape, seg).limit(1).offset(position)).first()
@@ -316,7 +316,7 @@ def _reversed(seg: _Segment) -> _Segment:
     return _Segment(seg.conditions, [(e, not a) for e, a in seg.order], seg.inner)
 
 
-def _start_of(s, shape: _Shape, segments: list[_Segment], image_id: int,
+def _start_of(s: Session, shape: _Shape, segments: list[_Segment], image_id: int,
               shown_state: str | None) -> tuple[int, tuple[Any, ...] | None] | None:
     """Where ``image_id`` sits in the queue's order: (its stretch, its sort values), or
     (the stretch it comes just before, None) when the state it shows has no stretch in this
@@ -391,10 +391,11 @@ def next_unreviewed(db: Database, qq: QueueQuery, after_id: int | None = None,
         return Found(int(row.id), before, Cursor(index, _cursor_values(len(seg.order), row)))
 
 
-def _walk_back(s, shape: _Shape, segments: list[_Segment], cursor: Cursor, steps: int) -> Cursor | None:
+def _walk_back(s: Session, shape: _Shape, segments: list[_Segment], cursor: Cursor, steps: int) -> Cursor | None:
     """The cursor of the row ``steps`` (>= 1) rows before ``cursor``'s (None: fewer rows
     before it): a short reversed walk from its keys, never from the queue's start."""
-    index, values = cursor.segment, cursor.values
+    index = cursor.segment
+    values: tuple[Any, ...] | None = cursor.values
     while index >= 0:
         seg = _reversed(segments[index])
         bound = [] if values is None else [_after(seg.order, values if len(seg.order) == 3 else values[-2:])]

@@ -47,7 +47,7 @@ class LoadedModel:
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else dict(config)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ import torch
 from inference.checkpoints import LoadedModel
 from inference.preprocess import classifier_input
 
+
 @dataclass(frozen=True)
 class ClassPrediction:
     scores: np.ndarray  # (num_classes,) softmax over ``classes``

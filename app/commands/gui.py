@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import cast
 
 from app.paths import SAMPLES, default_database_url
 
@@ -69,7 +70,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.services.model_catalog import ModelCatalog
     from app.services.review import ReviewService
 
-    apply_theme(QApplication.instance(), settings.theme)
+    apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
     project = start_project_settings(db)
     review = ReviewService(db, settings.review(project.flags if project is not None else None))
     ctx = StationContext(review=review, settings=settings, db_url=url, interactive=interactive,
@@ -82,7 +83,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     window = MainWindow(ctx)
     try:
         recovered = review.recover()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - start-up must open the window; logged
         log.warning("could not replay saved labels: %s", exc)
         recovered = 0
     if recovered:
@@ -99,7 +100,7 @@ def start_project_settings(db):
     try:
         adopt_legacy_settings(db, legacy_thresholds())
         return load_project_settings(db)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - old settings must not block start-up; logged
         log.warning("project settings: %s", exc)
         return None
 

@@ -41,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
 def default_author() -> str:
     try:
         return getpass.getuser()
-    except Exception:
+    except (OSError, KeyError, ImportError):  # no login name (getpass docs: OSError, KeyError)
         return "import"

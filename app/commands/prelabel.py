@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             job_ids = submit_routed_prelabel(db, folder_id=report.folder_id, families=families)
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
-        params = {j: db.jobs.get(j).params for j in job_ids}  # families and model versions of each job
+        params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job
         if not job_ids:
             print(f"nothing to run: the project's model routing gives this folder's images "
                   f"none of the families {', '.join(families)}", file=sys.stderr)

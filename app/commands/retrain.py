@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from app.cli import CommandError
-from app.services.retraining import finite
+from database.model_versions import json_safe as finite
 
 CANCELLED_EXIT = 143  # 128 + SIGTERM, as a shell reports a terminated process
 
@@ -112,8 +112,18 @@ def run(args: argparse.Namespace) -> int:
     import shlex
 
     from app.commands.retrain_candidates import classifier_method, head_version, simple_answers_only, verdict_text
-    from app.services.retraining import (RetrainError, comparison, comparison_text, models_root, plan_retraining, register_retrained,
-                                         safe_remove_tree, trainer_scores, version_name, work_dir)
+    from app.services.retraining import (
+        RetrainError,
+        comparison,
+        comparison_text,
+        models_root,
+        plan_retraining,
+        register_retrained,
+        safe_remove_tree,
+        trainer_scores,
+        version_name,
+        work_dir,
+    )
     from database import DatabaseError, open_database
     from inference.training.common import progress_listener
 
@@ -154,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         method = classifier_method(plan, args.method)
         if method == "head":
-            plan = dataclasses.replace(plan, start=f"linear head on the frozen backbone of {plan.parent.name}",
+            plan = dataclasses.replace(plan, start=f"linear head on the frozen backbone of {plan.parent.name if plan.parent else '--init'}",
                                        head_only=args.groups)
             if args.epochs is not None or args.train_args.strip():
                 print("note: --epochs and --train-args apply to --method train; the linear head ignores them", file=sys.stderr)
@@ -173,14 +183,14 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(tee.last_error or f"training failed (exit status {rc})")
         if not (plan.model_dir / "config.json").is_file():
             raise CommandError(f"training finished without writing a model in {plan.model_dir}")
-        events.emit("stage", stage="compare", message=f"scoring the new version{' and ' + plan.parent.name if plan.comparable else ''} "
+        events.emit("stage", stage="compare", message=f"scoring the new version{' and ' + plan.parent.name if plan.comparable and plan.parent else ''} "
                                                       f"on {plan.data.get('held_out', 0)} held-out reviewed image(s)")
         scoring: Callable[[str, int, int], None] = lambda task, d, t: events.progress("compare", task, d, t)
         with progress_listener(scoring), contextlib.redirect_stdout(sys.stderr):
             new_scores = trainer_scores(plan) or (
                 _score(args.family, plan.data_dir, plan.model_dir, work / "new.json", args) if plan.data.get("held_out") else None)
             parent_scores = _score(args.family, plan.data_dir, Path(plan.parent.checkpoint_path), work / "parent.json", args) \
-                if plan.comparable and new_scores is not None else None
+                if plan.comparable and plan.parent is not None and new_scores is not None else None
         compared = comparison(plan, new_scores, parent_scores)
         if plan.family == "classifier":
             if candidates is None:

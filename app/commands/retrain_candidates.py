@@ -41,6 +41,8 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress):
     """Compare the heads and simple answers, then write the chosen head into ``plan.model_dir``."""
     from inference.training.classifier_head import compare_candidates, write_chosen_head
 
+    if plan.parent is None:
+        raise RetrainError("the linear head needs an active classifier to start from")
     loaded = _parent(plan)
     try:
         candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress)

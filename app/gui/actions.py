@@ -33,7 +33,8 @@ def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None) -> dict
         text = SHORT.get(s.id) or (f"Class {s.id[6:]}" if s.id.startswith("class_") else s.text.split(" (")[0])
         if undo_stack is not None and s.id in ("undo", "redo"):
             a = (undo_stack.createUndoAction if s.id == "undo" else undo_stack.createRedoAction)(parent, text)
-            a.setIcon(icon(s.icon))
+            if s.icon:
+                a.setIcon(icon(s.icon))
         else:
             a = QAction(icon(s.icon) if s.icon else icon("mdi6.label"), text, parent)
         a.setObjectName(f"action_{s.id}")

@@ -41,7 +41,7 @@ class AutoPrelabel:
         self.window.jobs.follow(job_ids, TITLE)
         try:
             self.jobs.ensure_worker()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the user is warned
             self.window._warn(f"The worker process could not be started: {exc}")
 
     def _failed(self, error: str) -> None:

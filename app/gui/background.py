@@ -44,7 +44,7 @@ class BackgroundCalls(QObject):
         def run() -> None:
             try:
                 self._answered.emit((on_done, on_error, work(), None))
-            except Exception as exc:  # the reason goes to the GUI thread as one sentence
+            except Exception as exc:  # noqa: BLE001 - the reason goes to the GUI thread as one sentence
                 self._answered.emit((on_done, on_error, None, str(exc) or type(exc).__name__))
         try:
             self._pool.submit(run)

@@ -6,11 +6,14 @@ of the widgets and lets tests build a window on a temporary database.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from app.gui.settings_store import StationSettings
 from app.services.review import ReviewService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,7 +47,7 @@ class StationContext:
             if jobs.jobs.adopt_routing(load_routing(SAMPLES / "demo_routing.json")):
                 window.statusBar().showMessage("Demo: each subfolder runs its own model "
                                                "(Project ▸ Model routing…)", 10000)
-        except Exception as exc:  # the demo still runs every model on every image
+        except Exception as exc:  # noqa: BLE001 - the demo still runs every model on every image
             window.statusBar().showMessage(f"Demo model routing not applied: {exc}", 10000)
             return
         from dataclasses import replace
@@ -57,6 +60,6 @@ class StationContext:
         for close in reversed(self.closers):
             try:
                 close()
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing must reach every closer; logged
+                log.warning("closing %r failed: %s", close, exc)
         self.closers.clear()

@@ -7,17 +7,33 @@ any failure, and stays usable to try another folder.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
-from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QGridLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.dialog_rows import path_row, scope_row
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
+
+log = logging.getLogger(__name__)
 
 
 class _Relay(QObject):
@@ -37,7 +53,7 @@ class _ExportTask(QRunnable):
                                      cancel=self.cancel.is_set)
         except ExportError as exc:
             self.relay.done.emit(None, str(exc))
-        except Exception as exc:  # never lose the dialog to an unexpected error
+        except Exception as exc:  # noqa: BLE001 - never lose the dialog to an unexpected error
             self.relay.done.emit(None, f"{type(exc).__name__}: {exc}")
         else:
             self.relay.done.emit(result, "")
@@ -198,7 +214,8 @@ def open_export_dialog(window) -> ExportDialog:
         counts = window.ctx.review.counts(folder_id)
         name = next((f.name for f in window.ctx.review.folders() if f.id == folder_id), None)
         classes = tuple(window.ctx.review.classes())
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - dialog still opens without counts; logged
+        log.warning("export dialog opens without the folder's counts: %s", exc)
         classes = ()
     dlg = ExportDialog(window.ctx.export_db, folder_id, name, counts, classes, window)
     return dlg

@@ -36,7 +36,7 @@ class FolderController(QObject):
         if wait:
             try:
                 info = self.service.open_folder(path)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
                 self._finish(path, None, str(exc))
                 return None
             self._finish(path, info, "")
@@ -47,7 +47,7 @@ class FolderController(QObject):
             try:
                 info = self.service.open_folder(path, lambda d, t, ph: self._progress.emit(path, d, t, ph),
                                                 on_first=self._first.emit)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - thread boundary; logged and shown
                 log.warning("indexing %s failed: %s", path, exc)
                 self._done.emit(path, None, str(exc))
             else:
@@ -72,7 +72,7 @@ class FolderController(QObject):
     def refresh(self, current: int | None = None) -> None:
         try:
             self.browser.set_folders(self.service.folders(), current)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.failed.emit(f"Cannot list the folders: {exc}")
 
     def wait_idle(self, msecs: int = 30_000) -> bool:

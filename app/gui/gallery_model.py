@@ -142,7 +142,7 @@ class GalleryModel(QAbstractListModel):
             self.page_wanted.emit(page)
 
     def _store(self, page: int, items: list[QueueItem], cursor: object | None, keep_all: bool) -> None:
-        self._drop(self._pages.pop(page, None) or ())
+        self._drop(self._pages.pop(page, []))
         self._pages[page] = list(items)
         if cursor is not None:
             self._cursors[page] = cursor

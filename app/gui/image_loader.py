@@ -28,7 +28,7 @@ class ImageLoader(QObject):
             self._done.emit(ticket, image_id, load_rgb(path), "")
         except DisplayError as exc:
             self._done.emit(ticket, image_id, None, exc.reason)
-        except Exception as exc:  # a decoder bug shows as a reason, never a frozen viewer
+        except Exception as exc:  # noqa: BLE001 - a decoder bug shows as a reason, never a frozen viewer
             self._done.emit(ticket, image_id, None, f"{type(exc).__name__}: {exc}")
 
     def _deliver(self, ticket: int, image_id: int, rgb, error: str) -> None:

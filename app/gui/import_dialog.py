@@ -8,17 +8,39 @@ so what is written is always what was shown.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHeaderView,
-                               QLabel, QPlainTextEdit, QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from app.gui.dialog_rows import path_row, scope_row
 from app.services.import_records import LabelImportError
-from app.services.importing import (FORMAT_TITLES, IMPORT_FORMATS, ImportOptions, ImportPreview, apply_import,
-                                    plain_preview_rows, preview_import)
+from app.services.importing import (
+    FORMAT_TITLES,
+    IMPORT_FORMATS,
+    ImportOptions,
+    ImportPreview,
+    apply_import,
+    plain_preview_rows,
+    preview_import,
+)
+
+log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 500  # the table shows the first rows; the counts cover every image
 
@@ -37,7 +59,7 @@ class _Task(QRunnable):
             result = self.work()
         except LabelImportError as exc:
             self.relay.done.emit(self.step, None, str(exc))
-        except Exception as exc:  # never lose the dialog to an unexpected error
+        except Exception as exc:  # noqa: BLE001 - never lose the dialog to an unexpected error
             self.relay.done.emit(self.step, None, f"{type(exc).__name__}: {exc}")
         else:
             self.relay.done.emit(self.step, result, "")
@@ -115,7 +137,9 @@ class ImportDialog(QDialog):
         out = {}
         for r in range(self.mapping.rowCount()):
             combo = self.mapping.cellWidget(r, 1)
-            out[self.mapping.item(r, 0).text()] = combo.currentText().strip()
+            cell = self.mapping.item(r, 0)
+            if isinstance(combo, QComboBox) and cell is not None:  # the table holds one of each per row
+                out[cell.text()] = combo.currentText().strip()
         return {k: v for k, v in out.items() if v}
 
     def options(self) -> ImportOptions:
@@ -223,8 +247,8 @@ def open_import_dialog(window) -> ImportDialog:
         name = next((f.name for f in window.ctx.review.folders() if f.id == folder_id), None)
         classes = tuple(window.ctx.review.classes())
         author = window.ctx.review.settings.author
-    except Exception:
-        pass
+    except Exception as exc:  # noqa: BLE001 - dialog still opens without defaults; logged
+        log.warning("import dialog opens without the folder's defaults: %s", exc)
     dlg = ImportDialog(window.ctx.export_db, folder_id, name, classes, author, window)
     dlg.finished_import.connect(lambda result, _error: result is not None and window.queue.refresh_in_background())
     return dlg

@@ -75,7 +75,7 @@ class BackgroundPoller(QObject):
     def _run(self) -> None:
         try:
             value, message = self._read(), ""
-        except Exception as exc:  # a busy or unreachable database: report, retry next tick
+        except Exception as exc:  # noqa: BLE001 - a busy or unreachable database: report, retry next tick
             value, message = None, str(exc) or type(exc).__name__
         self._done.emit(value, message)
 
@@ -127,7 +127,7 @@ class JobMonitor(QObject):
         for job_id in sorted(self._watched):
             try:
                 results.append(self._status(job_id))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one job's failure is reported, the others still read
                 errors.append((job_id, str(exc)))
         return results, errors
 

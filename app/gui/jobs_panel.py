@@ -16,8 +16,18 @@ import logging
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QToolButton,
-                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.style import icon
 from app.services.job_pace import JobPace, PaceTracker
@@ -253,7 +263,7 @@ class JobsController(QObject):
         """Queue through ``make`` (-> job ids, one per family set of the project's routing) and follow them."""
         try:
             job_ids = make()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.failed.emit(f"Cannot pre-label: {exc}")
             return []
         return self.follow(job_ids, title)
@@ -280,7 +290,7 @@ class JobsController(QObject):
         """Follow the jobs an earlier session left unfinished (a worker is started for them)."""
         try:
             pending = self.jobs.unfinished()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - start-up must go on; logged
             log.warning("cannot list unfinished jobs: %s", exc)
             return []
         for job_id in pending:
@@ -288,7 +298,7 @@ class JobsController(QObject):
         if pending:
             try:
                 self.jobs.ensure_worker()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
                 self.failed.emit(f"The worker process could not be started: {exc}")
         return pending
 
@@ -299,7 +309,7 @@ class JobsController(QObject):
     def cancel(self, job_id: int) -> None:
         try:
             p = self.jobs.cancel(job_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.failed.emit(f"Cannot cancel job {job_id}: {exc}")
             return
         self.window.jobs_panel.show_progress(p)
@@ -309,7 +319,7 @@ class JobsController(QObject):
         """Run a job's failed images again (the row's Retry)."""
         try:
             n = self.jobs.retry_failed(job_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.failed.emit(f"Cannot retry job {job_id}: {exc}")
             return 0
         if n:
@@ -439,7 +449,8 @@ def install(window) -> None:
     window.actions["prelabel_new"].triggered.connect(lambda: ctl.prelabel_folder(only_new=True))
     window.actions["prelabel_selection"].triggered.connect(ctl.prelabel_selection)
     ctl.resume_unfinished()
-    window.ctx.closers.append(jobs.stop_worker)
+    if jobs is not None:  # else returned above: no worker, nothing to stop
+        window.ctx.closers.append(jobs.stop_worker)
     window.ctx.closers.append(ctl.close)
     window.jobs_panel.cancel_requested.connect(ctl.cancel)
     window.jobs_panel.retry_requested.connect(ctl.retry)

@@ -5,10 +5,21 @@ the middle, the label panel and the layers/tools on the right, jobs at the botto
 """
 from __future__ import annotations
 
+import logging
+from typing import cast
+
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QScrollArea,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.actions import build_actions, retint
 from app.gui.context import StationContext
@@ -31,6 +42,8 @@ from app.gui.viewer import ViewerPane
 from app.gui.viewer_controller import ViewerController
 from app.gui.viewer_wiring import wire_view_actions
 
+log = logging.getLogger(__name__)
+
 MENUS = ("Project", "Review", "Edit", "View", "Navigate", "Help")
 TOOLBAR = ("open_folder", "prelabel_folder", "export", None, "undo", "redo", None, "accept", "reject", "flag",
            None, "prev_unreviewed", "next_unreviewed", None, "tool_pan", "tool_brush", "tool_eraser",
@@ -38,6 +51,9 @@ TOOLBAR = ("open_folder", "prelabel_folder", "export", None, "undo", "redo", Non
 
 
 class MainWindow(QMainWindow):
+    # Shadows QWidget.actions() on purpose since the first version; renaming touches 33 call sites.
+    actions: dict[str, QAction]  # type: ignore[assignment]
+
     def __init__(self, ctx: StationContext, parent=None) -> None:
         super().__init__(parent)
         self.ctx = ctx
@@ -103,8 +119,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.folders_dock, self.queue_dock], [90, 700], Qt.Orientation.Vertical)
         self.resizeDocks([self.queue_dock, self.label_dock], [3 * 132 + 40, 320], Qt.Orientation.Horizontal)
         self.resizeDocks([self.label_dock, self.layer_dock], [560, 330], Qt.Orientation.Vertical)
-        if getattr(self, "jobs_dock", None) is not None:
-            self.resizeDocks([self.jobs_dock], [110], Qt.Orientation.Vertical)
+        if (jobs_dock := getattr(self, "jobs_dock", None)) is not None:
+            self.resizeDocks([jobs_dock], [110], Qt.Orientation.Vertical)
 
     def _build_menus(self) -> None:
         menus = {m: self.menuBar().addMenu(f"&{m}") for m in MENUS}
@@ -197,8 +213,8 @@ class MainWindow(QMainWindow):
             return
         try:
             self.label_panel.show_history(self.ctx.review.history(self.review.image_id))
-        except Exception:
-            pass  # the history is informative; a failed read must not interrupt reviewing
+        except Exception as exc:  # noqa: BLE001 - informative read must not interrupt reviewing; logged
+            log.warning("label history unavailable: %s", exc)
 
     def _say(self, text: str) -> None:
         self.statusBar().showMessage(text, 5000)
@@ -234,7 +250,7 @@ class MainWindow(QMainWindow):
         self.queue_panel.set_folder(folder_id)
 
     def apply_theme(self, name: str) -> None:
-        apply_theme(QApplication.instance(), name)
+        apply_theme(cast(QApplication, QApplication.instance()), name)  # the window lives in one
         retint(self.actions)
 
     def refresh_models(self, background: bool = False) -> None:
@@ -258,13 +274,15 @@ class MainWindow(QMainWindow):
     def _classes(self) -> list[str]:
         try:
             return self.ctx.review.classes()
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - GUI read; logged, empty list shown
+            log.warning("classes unavailable: %s", exc)
             return []
 
     def _threshold(self) -> float:
         try:
             return self.ctx.review.anomaly_threshold(getattr(self, "current_folder", None))
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - GUI read; logged, default shown
+            log.warning("anomaly threshold unavailable, 0.5 shown: %s", exc)
             return 0.5
 
     # -- lifetime -------------------------------------------------------------------------
@@ -280,7 +298,7 @@ class MainWindow(QMainWindow):
         if not self.review.flush_pending():
             try:
                 where = self.review.rescue_pending()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - closing must not lose labels; the user is asked
                 answer = QMessageBox.critical(
                     self, "Labels not saved",
                     f"{len(self.review.pending())} label(s) could not be saved nor written to a recovery file "

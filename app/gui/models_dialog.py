@@ -14,9 +14,23 @@ from typing import Callable, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QHeaderView,
-                               QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
@@ -140,7 +154,7 @@ class ModelsDialog(QDialog):
         keep = select if select is not None else self.selected_id()
         try:
             self.rows = self.catalog.rows()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(f"The model versions cannot be read: {exc}")
             return
         self.table.setRowCount(0)
@@ -156,7 +170,8 @@ class ModelsDialog(QDialog):
         for r, m in enumerate(self.rows):
             if m.id == version_id:
                 self.table.selectRow(r)
-                self.table.scrollToItem(self.table.item(r, 0))
+                if (cell := self.table.item(r, 0)) is not None:
+                    self.table.scrollToItem(cell)
                 return True
         return False
 
@@ -182,7 +197,7 @@ class ModelsDialog(QDialog):
             return None
         try:
             row = self.catalog.activate(version_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(str(exc))
             return None
         self.refresh(select=row.id)
@@ -197,7 +212,7 @@ class ModelsDialog(QDialog):
             return None
         try:
             row = self.catalog.add_directory(family, path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(f"{path} was not added: {exc}")
             return None
         self.refresh(select=row.id)
@@ -213,7 +228,7 @@ class ModelsDialog(QDialog):
         try:
             argv = self.retrain_command(family, epochs)
             self.runner.start(argv)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(f"The retraining could not start: {exc}")
             return False
         self._say("")

@@ -11,15 +11,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView,
-                               QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from app.gui.background import BackgroundCalls
 from app.gui.score_histogram import ScoreHistogram
 from app.services.flags import FolderThreshold
-from app.services.operating_point import (Costs, OperatingPoint, OperatingPointError, Outcome, anomaly_versions,
-                                          operating_point, reviewed_scores, saved_operating_point,
-                                          save_operating_point)
+from app.services.operating_point import (
+    Costs,
+    OperatingPoint,
+    OperatingPointError,
+    Outcome,
+    anomaly_versions,
+    operating_point,
+    reviewed_scores,
+    save_operating_point,
+    saved_operating_point,
+)
 
 HELP = ("An <b>escape</b> is an image reviewed as anomalous whose score is at or below the threshold "
         "(never flagged); a <b>false call</b> is one reviewed as normal scored above it. Drag the line "

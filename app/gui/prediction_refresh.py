@@ -44,7 +44,7 @@ class PredictionRefresher(QObject):
                 service.refresh_models()
                 detail = service.detail(image_id) if image_id is not None else None
                 self._read_done.emit((service.classes(), service.anomaly_threshold(folder_id), detail))
-            except Exception as exc:  # the next job progress asks again
+            except Exception as exc:  # noqa: BLE001 - the next job progress asks again
                 self._read_done.emit(str(exc) or type(exc).__name__)
         self._reader.submit(read)
 

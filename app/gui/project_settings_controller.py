@@ -14,8 +14,13 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.gui.background import BackgroundCalls
-from app.services.project_settings import (ProjectSettings, change_flag_settings, load_project_settings,
-                                           save_auto_prelabel, save_routing)
+from app.services.project_settings import (
+    ProjectSettings,
+    change_flag_settings,
+    load_project_settings,
+    save_auto_prelabel,
+    save_routing,
+)
 from app.services.trace import change_trace_rule
 
 

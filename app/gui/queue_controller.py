@@ -77,7 +77,7 @@ class QueueController(QObject):
         if recount:
             try:
                 self._emit_counts(self.service.counts(flt.folder_id))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
                 self.failed.emit(f"Cannot count the review states: {exc}")
 
     def refresh_in_background(self) -> None:
@@ -92,7 +92,7 @@ class QueueController(QObject):
         def read() -> None:
             try:
                 self._read_done.emit(flt, self._read(flt, pages), "")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
                 self._read_done.emit(flt, None, str(exc))
         self._reader.submit(read)
 
@@ -143,7 +143,7 @@ class QueueController(QObject):
         def read() -> None:
             try:
                 got = self._fetch_page(flt, page, after)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - thread boundary; logged, the page is asked again
                 log.warning("queue page %d failed: %s", page, exc)
                 got = None
             self._page_done.emit(flt, page, got)
@@ -194,7 +194,7 @@ class QueueController(QObject):
         def read() -> None:
             try:
                 self._counts_done.emit(folder, self.service.counts(folder))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
                 self._counts_done.emit(folder, str(exc))
         self._reader.submit(read)
 
@@ -249,7 +249,7 @@ class QueueController(QObject):
         page = row // self.model.page_size
         try:
             got = self._fetch_page(self.filter, page, self.model.cursor_before(page))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.failed.emit(f"Cannot read the review queue: {exc}")
             return None
         self.model.put_page(page, got.items, got.cursor)

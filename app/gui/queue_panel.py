@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QToolButton, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QToolButton,
+    QWidget,
+)
 
 from app.gui.style import state_icon
 from app.services.review_types import REVIEW_STATES, QueueFilter
@@ -33,7 +42,7 @@ class OpenEndedSpinBox(QDoubleSpinBox):
 
     def validate(self, text: str, pos: int):  # noqa: D401 (Qt override)
         if NO_LIMIT.startswith(text.strip()) and text.strip():
-            state = QValidator.Acceptable if text.strip() == NO_LIMIT else QValidator.Intermediate
+            state = QValidator.State.Acceptable if text.strip() == NO_LIMIT else QValidator.State.Intermediate
             return state, text, pos
         return super().validate(text, pos)
 

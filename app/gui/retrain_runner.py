@@ -13,8 +13,14 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from app.paths import REPO_ROOT
 from app.services.child_command import ChildCommand
-from app.services.retrain_protocol import (RetrainCancelled, RetrainDone, RetrainError, RetrainProgress,
-                                           RetrainStage, parse_event)
+from app.services.retrain_protocol import (
+    RetrainCancelled,
+    RetrainDone,
+    RetrainError,
+    RetrainProgress,
+    RetrainStage,
+    parse_event,
+)
 
 
 class RetrainRunner(QObject):
@@ -98,7 +104,7 @@ class RetrainRunner(QObject):
     def _read_out(self) -> None:
         if self._proc is None:
             return
-        self._out += bytes(self._proc.readAllStandardOutput())
+        self._out += self._proc.readAllStandardOutput().data()
         *lines, self._out = self._out.split(b"\n")
         for line in lines:
             self._handle(line)
@@ -106,7 +112,7 @@ class RetrainRunner(QObject):
     def _read_err(self) -> None:
         if self._proc is None:
             return
-        self._err += bytes(self._proc.readAllStandardError())
+        self._err += self._proc.readAllStandardError().data()
         *lines, self._err = self._err.split(b"\n")
         for line in lines:
             text = line.decode("utf-8", errors="replace").strip()

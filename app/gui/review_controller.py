@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
 from app.gui.label_commands import LabelEdit
-from app.services.review_types import ImageDetail, LabelState, QueueItem
+from app.services.review_types import ImageDetail, LabelState
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class ReviewController(QObject):
     def _edit(self, after: LabelState, text: str, changed: str) -> None:
         if not self._ready():
             return
+        assert self.detail is not None and self.label is not None  # what _ready() checked
         if after.same_content(self.label):
             return
         self.undo_stack.push(LabelEdit(self, self.detail.item.image_id, self.label, after, text, changed))
@@ -194,7 +196,7 @@ class ReviewController(QObject):
         if not self._ready():
             return
         region = _none_if_empty(region)
-        changes = {"anomaly_region": region}
+        changes: dict[str, Any] = {"anomaly_region": region}
         if region is not None:
             changes["anomaly_verdict"] = "anomalous"  # a marked region means the part is anomalous
         self._edit(self._corrected(**changes), "paint anomaly region", "anomaly_region")
@@ -228,7 +230,7 @@ class ReviewController(QObject):
         for image_id in image_ids:
             try:
                 detail = self.service.detail(image_id)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
                 self.save_failed.emit(f"Cannot read image {image_id}: {exc}")
                 continue
             before = self._pending.get(image_id, (detail.label, ""))[0]
@@ -247,15 +249,17 @@ class ReviewController(QObject):
 
     def reject(self) -> None:
         if self._ready():
+            assert self.label is not None  # what _ready() checked
             self._edit(self.label.with_(review_state="rejected"), "reject image", "reject")
 
     def restore_revision(self, revision: int) -> None:
         """Bring an earlier revision back (itself a new, undoable revision)."""
         if not self._ready():
             return
+        assert self.detail is not None and self.label is not None  # what _ready() checked
         try:
             old = self.service.revision_label(self.detail.item.image_id, revision)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.save_failed.emit(f"Cannot read revision {revision}: {exc}")
             return
         self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
@@ -267,9 +271,10 @@ class ReviewController(QObject):
     def toggle_flag(self) -> None:
         if not self._ready():
             return
+        assert self.detail is not None and self.label is not None  # what _ready() checked
         try:
             item = self.service.set_flag(self.detail.item.image_id, not self.detail.item.flagged)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.save_failed.emit(f"Could not change the flag: {exc}")
             return
         self.detail = ImageDetail(item, self.detail.width, self.detail.height, self.detail.prediction, self.detail.label)
@@ -296,7 +301,7 @@ class ReviewController(QObject):
     def _save(self, image_id: int, state: LabelState, changed: str) -> LabelState | None:
         try:
             saved = self.service.save_label(image_id, state, changed)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed save is kept and retried; the reason is shown
             self._pending[image_id] = (state, changed)
             self._retry.start()
             self.pending_changed.emit(len(self._pending))
@@ -311,7 +316,8 @@ class ReviewController(QObject):
     def _after_save(self, image_id: int) -> None:
         try:
             item = self.service.item(image_id)
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
+            log.warning("image %d re-read after save failed: %s", image_id, exc)
             return
         if self.detail is not None and self.detail.item.image_id == image_id:
             self.detail = ImageDetail(item, self.detail.width, self.detail.height, self.detail.prediction,
@@ -324,7 +330,8 @@ class ReviewController(QObject):
         for image_id, (state, changed) in list(self._pending.items()):
             try:
                 saved = self.service.save_label(image_id, state, changed)
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - kept pending for the next retry; logged
+                log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
                 continue
             del self._pending[image_id]
             if self._shows(image_id):

@@ -6,8 +6,17 @@ and read and saved through the jobs service; this dialog only edits them. The ta
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from app.gui.style import icon
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
@@ -33,7 +42,7 @@ class RoutingDialog(QDialog):
         self.table.verticalHeader().setVisible(False)
         lay.addWidget(self.table, 1)
         row = QHBoxLayout()
-        for name, ico, slot in (("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", FAMILY_ORDER))),
+        for name, ico, slot in (("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", tuple(FAMILY_ORDER)))),
                                 ("Remove", "mdi6.minus", self.remove_selected),
                                 ("Up", "mdi6.arrow-up", lambda: self.move_selected(-1)),
                                 ("Down", "mdi6.arrow-down", lambda: self.move_selected(1))):
@@ -68,9 +77,10 @@ class RoutingDialog(QDialog):
             self.table.setItem(r, c, item)
 
     def _row(self, r: int) -> tuple[str, tuple[str, ...]]:
-        pattern = self.table.item(r, 0).text() if self.table.item(r, 0) else ""
+        cell = self.table.item(r, 0)
+        pattern = cell.text() if cell else ""
         fams = tuple(f for c, f in enumerate(FAMILY_ORDER, start=1)
-                     if self.table.item(r, c).checkState() == Qt.CheckState.Checked)
+                     if (box := self.table.item(r, c)) is not None and box.checkState() == Qt.CheckState.Checked)
         return pattern, fams
 
     def remove_selected(self) -> None:
@@ -130,7 +140,7 @@ def install(window) -> None:
         while dlg is not None and dlg.exec() == QDialog.DialogCode.Accepted:
             try:
                 window.ctx.jobs.save_routing(dlg.routing())
-            except Exception as exc:  # e.g. a read-only project folder: warn, keep the edits on screen
+            except Exception as exc:  # noqa: BLE001 - e.g. a read-only project folder: warn, keep the edits on screen
                 window._warn(str(exc))
                 dlg = RoutingDialog(dlg.routing(), window)
                 continue

@@ -8,6 +8,8 @@ from app.services.review_types import REVIEW_STATES
 
 
 class StationStatusBar(QStatusBar):
+    cursor: QLabel  # type: ignore[assignment]  # shadows QWidget.cursor(): the pointer-position label
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.cursor = QLabel("")

@@ -1,8 +1,12 @@
 """Colours and icons shared by the gallery, the viewer and the panels (one place to restyle)."""
 from __future__ import annotations
 
+import logging
+
 import qtawesome as qta
 from PySide6.QtGui import QColor, QIcon
+
+log = logging.getLogger(__name__)
 
 STATE_COLORS = {
     "unreviewed": QColor("#8a8f98"),
@@ -37,7 +41,8 @@ def icon(name: str, color: str | QColor | None = None) -> QIcon:
         if color is not None:
             return qta.icon(name, color=color)
         return qta.icon(name, color=_ICON_COLOR["color"], color_disabled=_ICON_COLOR["disabled"])
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - qtawesome raises plain Exception for unknown names; logged
+        log.warning("icon %s unavailable: %s", name, exc)
         return QIcon()
 
 

@@ -7,8 +7,8 @@ past) and the cell repaints when ``ready`` fires. Decoder threads only produce n
 """
 from __future__ import annotations
 
-import threading
 import itertools
+import threading
 from collections import OrderedDict
 from typing import Callable
 

@@ -12,11 +12,20 @@ emitted once, like a stroke, when the inspector lets go (``apply_threshold``).
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QWheelEvent
-from PySide6.QtWidgets import (QFrame, QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsPixmapItem,
-                               QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsEllipseItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.layers import MaskLayer, RasterLayer
 from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB
@@ -146,6 +155,7 @@ class ImageView(QGraphicsView):
 class ImageViewer(ImageView):
     """The working view: overlays and mask tools on top of ``ImageView``."""
 
+    mask: MaskLayer  # type: ignore[assignment]  # shadows QWidget.mask(): the label mask layer
     mask_edited = Signal(str, object)   # target ("mask" | "region"), bool ndarray
     cursor_moved = Signal(str)          # "x, y  value" for the status bar
     tool_changed = Signal(str)
@@ -219,6 +229,7 @@ class ImageViewer(ImageView):
     def heat_levels(self) -> tuple[float, float, float]:
         """(min, max, default threshold) of the map on screen; the default is the model's pixel
         threshold (mid-scale of its colour range) when known, else mid-range."""
+        assert self._heat is not None, "heat_levels needs a map on screen"  # callers check first
         lo, hi = heat_bounds(self._heat)
         default = (self._heat_range[0] + self._heat_range[1]) / 2 if self._heat_range else (lo + hi) / 2
         return lo, hi, min(hi, max(lo, default))
@@ -285,7 +296,7 @@ class ImageViewer(ImageView):
             self.rings.set_targets(targets_of(fitted))
         self.viewport().update()
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
         super().drawForeground(painter, rect)
         if self.prediction.isVisible():  # the rings belong to the predicted-mask layer (T)
             self.rings.paint(painter, self)

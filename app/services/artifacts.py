@@ -41,7 +41,7 @@ def artifact_root(db_url: str) -> Path:
 
 
 class ArtifactStore:
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def put_bytes(self, data: bytes, suffix: str) -> str:
@@ -79,5 +79,5 @@ class ArtifactStore:
     def get_map(self, ref: str) -> np.ndarray:
         """The map as float32; ``FileNotFoundError`` when the cache was cleared (recompute it)."""
         with np.load(self._path(ref), allow_pickle=False) as data:
-            return data["map"].astype(np.float32)
+            return np.asarray(data["map"], dtype=np.float32)
 

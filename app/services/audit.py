@@ -82,7 +82,7 @@ def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSett
     }
 
 
-def write_audit(db: Database, out: str | os.PathLike, folder_id: int | None, flags: FlagSettings,
+def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None, flags: FlagSettings,
                 progress: Callable[[int], None] | None = None) -> AuditResult:
     """Write every decision (of one folder, or all) to ``out`` as CSV; returns the row count."""
     path = Path(out).expanduser()

@@ -54,10 +54,10 @@ def _stretch_to_uint8(img: np.ndarray) -> np.ndarray:
     lo, hi = float(np.percentile(arr, 0.5)), float(np.percentile(arr, 99.5))
     if hi <= lo:
         hi = lo + 1.0
-    return (np.clip((arr - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.asarray(np.clip((arr - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5, dtype=np.uint8)
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """The whole image as contiguous uint8 RGB (h, w, 3)."""
     try:
         raw = read_raw(path)
@@ -67,13 +67,13 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def load_thumbnail(image_id: int, path: str | os.PathLike, size: int) -> Thumbnail:
+def load_thumbnail(image_id: int, path: str | os.PathLike[str], size: int) -> Thumbnail:
     """A thumbnail whose longer side is ``size``; never raises (errors become the reason)."""
     try:
         rgb = load_rgb(path)
     except DisplayError as exc:
         return Thumbnail(image_id, None, exc.reason)
-    except Exception as exc:  # a decoder bug must not kill a pool thread silently
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must not kill a pool thread silently
         return Thumbnail(image_id, None, f"cannot decode ({type(exc).__name__}: {exc})")
     h, w = rgb.shape[:2]
     scale = size / max(h, w)

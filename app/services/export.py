@@ -18,8 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from app.services.export_formats import (CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter,
-                                         TraceWriter)
+from app.services.export_formats import CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter, TraceWriter
 from app.services.export_instances import CocoWriter, YoloWriter, category_names
 from app.services.export_items import (
     ANOMALY_NORMAL,
@@ -178,7 +177,7 @@ def os_error_message(exc: OSError, out: Path) -> str:
     return f"cannot write the export to {out}: {exc.strerror or exc}{where}"
 
 
-def check_destination(out: Path, overwrite: bool, indexed_roots: Sequence[str | os.PathLike] = ()) -> None:
+def check_destination(out: Path, overwrite: bool, indexed_roots: Sequence[str | os.PathLike[str]] = ()) -> None:
     """Refuse a destination an export could damage, before anything is written.
 
     An output inside an indexed folder would be indexed back as new images, and ``overwrite``
@@ -260,13 +259,12 @@ def move_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_database(db: Database, out: str | os.PathLike, options: ExportOptions = ExportOptions(),
+def export_database(db: Database, out: str | os.PathLike[str], options: ExportOptions = ExportOptions(),
                     folder: str | int | None = None, progress: ProgressFn | None = None,
                     cancel: CancelFn | None = None) -> ExportResult:
     """Export the current labels of reviewed images (of one folder: id, path or name; or all)."""
-    from database import DatabaseError
-
     from app.services.export_source import FolderNotFound, class_order, items_from_database, resolve_folder
+    from database import DatabaseError
 
     try:
         chosen = resolve_folder(db, folder)
@@ -281,9 +279,9 @@ def export_database(db: Database, out: str | os.PathLike, options: ExportOptions
     return export_items(items, out, options, progress, cancel, skipped=skipped, indexed_roots=indexed_roots)
 
 
-def export_items(items: Sequence[ExportItem], out: str | os.PathLike, options: ExportOptions = ExportOptions(),
+def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], options: ExportOptions = ExportOptions(),
                  progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                 skipped: Sequence[str] = (), indexed_roots: Sequence[str | os.PathLike] = ()) -> ExportResult:
+                 skipped: Sequence[str] = (), indexed_roots: Sequence[str | os.PathLike[str]] = ()) -> ExportResult:
     """Write every exportable item to ``out`` in the chosen formats; see docs/export.md.
 
     ``skipped`` carries reasons found before (images the database knows are missing) into the
@@ -348,7 +346,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
     if not exported:
         raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
     per_format = {w.name: w.finish() for w in writers}
-    split_counts = counts(p.split for p in exported) if options.split else None
+    split_counts = counts(p.split for p in exported if p.split is not None) if options.split else None
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "formats": list(options.formats),

@@ -53,7 +53,8 @@ def component_rle(comp: Component, height: int, width: int) -> dict[str, Any]:
     counts[1::2] = ends - starts
     if counts[-1] == 0:  # ends on the last pixel: pycocotools' own encoder writes no empty run
         counts = counts[:-1]
-    return mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+    rle: dict[str, Any] = mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+    return rle
 
 
 def rle_instances(mask: np.ndarray) -> list[dict[str, Any]]:
@@ -79,7 +80,7 @@ class CocoWriter(FormatWriter):
         super().__init__(out)
         self.category_ids = {name: i + 1 for i, name in enumerate(categories)}
         self.categories = [{"id": i, "name": n, "supercategory": "defect"} for n, i in self.category_ids.items()]
-        self.docs: dict[str | None, dict[str, list]] = {}
+        self.docs: dict[str | None, dict[str, list[Any]]] = {}
         self.next_image_id = 1
         self.next_ann_id = 1
 

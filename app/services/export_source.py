@@ -7,7 +7,7 @@ only reads, so an export can never change a label.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.services.export_items import ExportItem
 
@@ -75,7 +75,7 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
             skipped.append(f"{folder.name}/{img.rel_path}: refused, the stored path leads outside the indexed "
                            f"folder {folder.root_path} (the database row was not written by indexing)")
             continue
-        fields = {"class_name": lab.class_name, "mask_png": lab.mask_png}
+        fields: dict[str, Any] = {"class_name": lab.class_name, "mask_png": lab.mask_png}
         if confirms_prediction_only(lab):
             fields.update(prediction_label(lab, db.predictions.for_image(img.id)))
         items.append(ExportItem(

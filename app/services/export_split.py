@@ -64,7 +64,7 @@ class SplitSpec:
         elif not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ValueError(f"split {text!r}: fractions sum to {total:g}, not 1")
         values += [0.0] * (3 - len(values))
-        return cls(*values, seed=seed)
+        return cls(values[0], values[1], values[2], seed=seed)
 
 
 def rank_key(name: str, seed: int) -> bytes:

@@ -49,7 +49,7 @@ class ScanPlan:
     gone: tuple[str, ...]
 
 
-def walk_images(root: str | os.PathLike) -> Iterator[FoundFile]:
+def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
     """Every image file under ``root`` (recursive, by suffix, hidden folders skipped), sorted per folder."""
     base = os.fspath(root)
     stack = [""]
@@ -92,7 +92,7 @@ def plan_changes(found: Iterable[FoundFile], known: Mapping[str, KnownFile]) -> 
     return ScanPlan(tuple(new), tuple(changed), tuple(unchanged), gone)
 
 
-def hash_file(path: str | os.PathLike) -> str:
+def hash_file(path: str | os.PathLike[str]) -> str:
     """SHA-256 hex digest of a file's bytes, streamed (never the whole file in memory)."""
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
@@ -103,7 +103,7 @@ def hash_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def hash_files(root: str | os.PathLike, entries: Iterable[FoundFile],
+def hash_files(root: str | os.PathLike[str], entries: Iterable[FoundFile],
                on_done: Callable[[int], None] | None = None) -> Iterator[tuple[FoundFile, str | None]]:
     """(entry, digest) in input order; digest is None for a file that vanished or cannot be read."""
     base = Path(root)

@@ -61,7 +61,7 @@ def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.nda
                 rle = {"size": [height, width], "counts": seg["counts"].encode("ascii")}
         else:
             raise LabelImportError(f"{where}: segmentation is neither polygons nor RLE")
-        return mask_utils.decode(rle).astype(bool)
+        return np.asarray(mask_utils.decode(rle), dtype=bool)
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise LabelImportError(f"{where}: unreadable segmentation ({exc})") from None
 
@@ -83,7 +83,7 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
     if not isinstance(images, list) or not isinstance(anns, list) or not isinstance(cats, list):
         raise LabelImportError(f"{doc_file}: not a COCO file ('images', 'annotations' and 'categories' must be lists)")
     names = {c.get("id"): str(c.get("name")) for c in cats if isinstance(c, dict)}
-    per_image: dict[Any, list[dict]] = {}
+    per_image: dict[Any, list[dict[str, Any]]] = {}
     for a in anns:
         if not isinstance(a, dict) or "image_id" not in a:
             raise LabelImportError(f"{doc_file}: an annotation without image_id")

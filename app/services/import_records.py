@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from app.services.export_items import encode_mask
-from database.dto import UNCHANGED
+from database.dto import UNCHANGED as UNCHANGED  # re-exported for the format readers
 from inference.imageio import MAX_PIXELS, ImageReadError, read_mask
 
 MAX_LABEL_FILE_BYTES = 512 << 20  # a COCO file of ~100k instances is well below this

@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from app.services.export import FORMATS
-from app.services.export_source import (CLASSIFIER_TASK, FolderNotFound, confirms_prediction_only,
-                                        prediction_label, resolve_folder)
+from app.services.export_source import (
+    CLASSIFIER_TASK,
+    FolderNotFound,
+    confirms_prediction_only,
+    prediction_label,
+    resolve_folder,
+)
 from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Polygons
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
@@ -147,7 +152,8 @@ def read_records(source: str | Path, fmt: str) -> list[ImportRecord]:
     if not path.is_dir() and fmt not in ("csv", "coco"):
         raise LabelImportError(f"{path}: the {fmt} format is read from a folder")
     try:
-        return importlib.import_module(READERS[fmt]).read(format_root(path, fmt))
+        records: list[ImportRecord] = importlib.import_module(READERS[fmt]).read(format_root(path, fmt))
+        return records
     except OSError as exc:
         raise LabelImportError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
 
@@ -229,7 +235,7 @@ class Planner:
     def keep_confirmed_prediction(self, change: LabelChange, current: LabelRevisionInfo) -> LabelChange:
         """An accepted prediction is a label too: the parts the dataset does not set keep its values."""
         confirmed = prediction_label(current, self.db.predictions.for_image(current.image_id))
-        kept = {f: v for f, v in confirmed.items() if getattr(change, f) is UNCHANGED}
+        kept: dict[str, Any] = {f: v for f, v in confirmed.items() if getattr(change, f) is UNCHANGED}
         return replace(change, from_prediction_id=current.from_prediction_id, **kept)
 
     def action(self, change: LabelChange, rec: ImportRecord, current: LabelRevisionInfo | None) -> str:

@@ -86,7 +86,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
                                      error="file could not be read while indexing"))
         else:
             entries.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns, content_hash=digest))
-        if stream and len(entries) - len(plan.unchanged) == first_batch:
+        if stream and on_first is not None and len(entries) - len(plan.unchanged) == first_batch:
             early = db.images.sync(info.id, entries[len(plan.unchanged):], complete=False).added_ids
             on_first(info.id)
     result = db.images.sync(info.id, entries, complete=True)

@@ -181,7 +181,7 @@ class ModelCatalog:
         for directory in bundled_models():
             try:
                 family = _read_object(directory / "config.json").get("family")
-                if family not in FAMILIES:
+                if not isinstance(family, str) or family not in FAMILIES:
                     continue
                 first = directory.name == DEFAULT_MODEL[family] and self.db.model_versions.active(family) is None
                 bundled_version(self.db, family, directory.name, activate=first)

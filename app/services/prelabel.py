@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from app.paths import REPO_ROOT
 from app.services.child_command import station_command
@@ -64,7 +64,7 @@ class JobProgress:
         return (self.done + self.failed) / self.total if self.total else (1.0 if self.finished else 0.0)
 
 
-def read_card(model_dir: Path) -> dict:
+def read_card(model_dir: Path) -> dict[str, Any]:
     """A model directory's card.json (empty when absent or unreadable: the card is informative)."""
     try:
         return read_json_object(Path(model_dir) / "card.json")
@@ -99,7 +99,7 @@ def bundled_version(db: "Database", family: str, name: str | None = None, activa
 
 
 def resolve_models(db: "Database", families: Sequence[str],
-                   model_dirs: Mapping[str, str | os.PathLike] | None = None) -> dict[str, ModelVersionInfo]:
+                   model_dirs: Mapping[str, str | os.PathLike[str]] | None = None) -> dict[str, ModelVersionInfo]:
     """The model version each family will run: an explicit directory, else the active version,
     else the bundled default (registered and activated on first use)."""
     out = {}
@@ -115,7 +115,7 @@ def resolve_models(db: "Database", families: Sequence[str],
 
 
 def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: Sequence[int] | None = None,
-                    families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike] | None = None,
+                    families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
                     priority: int = 0, skip_empty: bool = False) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
@@ -143,7 +143,7 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         ids = [i for i in ids if i not in done]
     if skip_empty and not ids:
         return None
-    params: dict = {"families": families, "model_versions": {f: v.id for f, v in versions.items()}}
+    params: dict[str, Any] = {"families": families, "model_versions": {f: v.id for f, v in versions.items()}}
     if flag_settings is not None:  # an explicit override; otherwise the worker flags with the project's
         params["flags"] = flag_settings.to_dict()
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
@@ -151,7 +151,7 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
 
 def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
                            image_ids: Sequence[int] | None = None, families: Sequence[str] = FAMILIES,
-                           routing: Routing | None = None, **kw) -> list[int]:
+                           routing: Routing | None = None, **kw: Any) -> list[int]:
     """Queue pre-labelling with the project's model routing: one job per set of families.
 
     Without ``routing`` the project's rules are read (``project_settings``). Each image runs only the
@@ -253,7 +253,7 @@ def failed_images(db: "Database", job_id: int) -> list[tuple[str, str]]:
 class WorkerHandle:
     """A worker subprocess started by ``start_worker_process``."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log_path: Path | None
 
     @property
@@ -267,7 +267,7 @@ class WorkerHandle:
         """Ask the worker to finish its batch and leave (SIGTERM / CTRL_BREAK); kill it if it won't."""
         if self.alive():
             if os.name == "nt":
-                self.process.send_signal(signal.CTRL_BREAK_EVENT)
+                self.process.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]  # Windows only
             else:
                 self.process.terminate()
             try:
@@ -279,7 +279,7 @@ class WorkerHandle:
 
 
 def start_worker_process(db_url: str, device: str = "auto", *, once: bool = False, batch_size: int | None = None,
-                         log_path: str | os.PathLike | None = None, extra_args: Sequence[str] = ()) -> WorkerHandle:
+                         log_path: str | os.PathLike[str] | None = None, extra_args: Sequence[str] = ()) -> WorkerHandle:
     """Start ``python main.py worker`` on ``db_url`` as a separate process (models never load here);
     the URL goes in the child's environment, not on its command line (it may hold a password)."""
     child = station_command(db_url, "worker", "--device", device)
@@ -291,11 +291,11 @@ def start_worker_process(db_url: str, device: str = "auto", *, once: bool = Fals
     cmd += list(extra_args)
     log = Path(log_path) if log_path is not None else None
     out = open(log, "ab") if log is not None else subprocess.DEVNULL
-    flags = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0
+    flags = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0  # type: ignore[attr-defined]  # Windows only
     try:
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, creationflags=flags, env=child.environment())
     finally:
-        if log is not None:
+        if not isinstance(out, int):  # the log file, not DEVNULL
             out.close()
     return WorkerHandle(proc, log)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _EMPTY = np.zeros((0, 0), np.float32)
 
 
-def card_threshold(card: Mapping) -> float | None:
+def card_threshold(card: Mapping[str, Any]) -> float | None:
     """The anomaly model card's image threshold (``{"threshold": {"image": x}}``), if any."""
     try:
         value = float(card["threshold"]["image"])
@@ -61,7 +61,9 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
         anomaly_thr = card_threshold(v.card or read_card(Path(v.checkpoint_path)))
     ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
     per_family = {f: db.predictions.for_images(ids, vid) for f, vid in versions.items()}
-    flagged, clear, priorities, rewritten = [], [], {}, []
+    flagged: list[int] = []
+    clear: list[int] = []
+    priorities, rewritten = {}, []
     for image_id in ids:
         preds = {f: rows[image_id] for f, rows in per_family.items() if image_id in rows}
         if not preds:

@@ -119,7 +119,7 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
                                  progress=progress, cancel=cancel)
     except ExportError as exc:
         raise RetrainError(f"no training data for the {family}: {exc}") from None
-    root = result.out / fmt
+    root: Path = result.out / fmt
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
         raise RetrainError(f"no reviewed {family} labels to train on: accept or correct some "
                            f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'} first")
@@ -286,7 +286,8 @@ def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
     """The figures a version list shows: the card's own metrics, else the segmenter's held-out ones."""
     metrics = card.get("metrics")
     if isinstance(metrics, dict) and metrics:
-        return finite(metrics)
+        safe: dict[str, Any] = finite(metrics)
+        return safe
     held = card.get("held_out_metrics")
     return {"held_out": finite(held)} if isinstance(held, dict) else {}
 

@@ -21,13 +21,27 @@ from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
 from app.services.flags import FolderThreshold, find_folder_threshold
 from app.services.heat_region import threshold_region
-from app.services.review_types import (SORT_KEYS, FolderInfo, ImageDetail, LabelState, PredictionView,
-                                       QueueFilter, QueueItem, QueuePage, RevisionInfo)
+from app.services.review_types import (
+    SORT_KEYS,
+    FolderInfo,
+    ImageDetail,
+    LabelState,
+    PredictionView,
+    QueueFilter,
+    QueueItem,
+    QueuePage,
+    RevisionInfo,
+)
 from database.labels import trace_of
 from inference import families
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from app.services.artifacts import ArtifactStore
+    from database.dto import LabelRevisionInfo, PredictionInfo
     from database.engine import Database
+    from database.review_queue import Found, QueueQuery, QueueRow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +69,7 @@ class ReviewSettings:
             return self.reviewer.strip()
         try:
             return getpass.getuser()
-        except Exception:
+        except (OSError, KeyError, ImportError):  # no login name: a container, a service account
             return "inspector"
 
 
@@ -126,7 +140,7 @@ class ReviewService:
                 return float(thr)
         return DEFAULT_ANOMALY_THRESHOLD
 
-    def _artifact_store(self):
+    def _artifact_store(self) -> ArtifactStore:
         if self._artifacts is None:
             from app.services.artifacts import ArtifactStore, artifact_root
             self._artifacts = ArtifactStore(artifact_root(self.db.url))
@@ -140,7 +154,8 @@ class ReviewService:
             out.append(FolderInfo(f.id, f.name, f.root_path, n))
         return out
 
-    def open_folder(self, path: str | Path, progress=None, on_first=None) -> FolderInfo:
+    def open_folder(self, path: str | Path, progress: Callable[[int, int, str], None] | None = None,
+                    on_first: Callable[[FolderInfo], None] | None = None) -> FolderInfo:
         """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept.
         ``on_first(FolderInfo)``: a large new folder's first page is in the database (the rest
         is still indexing)."""
@@ -157,6 +172,8 @@ class ReviewService:
 
     def _folder_info(self, folder_id: int) -> FolderInfo:
         f = self.db.folders.get(folder_id)
+        if f is None:  # removed meanwhile by another station
+            raise ReviewError(f"folder {folder_id} does not exist")
         return FolderInfo(f.id, f.name, f.root_path, sum(self.db.images.state_counts(f.id).values()))
 
     def folder_by_path(self, path: str | Path) -> FolderInfo | None:
@@ -183,7 +200,7 @@ class ReviewService:
         return queue_count(self.db, self.queue_query(flt))
 
     def next_unreviewed(self, flt: QueueFilter, after: QueueItem | None = None, backward: bool = False,
-                        placed_state: str | None = None):
+                        placed_state: str | None = None) -> Found | None:
         """The next (``backward``: previous) unreviewed image of the whole queue after the row
         ``after`` shows, wrapping once, with its row (a ``Found``: image id, position); without
         ``after`` the first (last) one. ``placed_state``: the state that placed ``after``'s row
@@ -202,7 +219,7 @@ class ReviewService:
         page = page_of(self.db, self.queue_query(flt), found, size)
         return QueuePage([_queue_item(r) for r in page.rows], page.cursor)
 
-    def queue_query(self, flt: QueueFilter):
+    def queue_query(self, flt: QueueFilter) -> QueueQuery:
         """The database's form of ``flt``, with the active model versions' ids."""
         from database.review_queue import QueueQuery
         if flt.sort not in SORT_KEYS:
@@ -252,7 +269,7 @@ class ReviewService:
         if a is not None and a.anomaly_map_ref:
             try:
                 heat = np.asarray(self._artifact_store().get_map(a.anomaly_map_ref), np.float32)
-            except Exception as exc:  # the cache can be recomputed; a missing map is not fatal
+            except Exception as exc:  # noqa: BLE001 - the cache can be recomputed; a missing map is not fatal
                 log.warning("anomaly map %s unavailable: %s", a.anomaly_map_ref, exc)
         thr = self.anomaly_threshold(folder_id)
         flags = tuple(dict.fromkeys(f for p in fam_pred.values() for f in p.flags))
@@ -269,12 +286,12 @@ class ReviewService:
             flags=flags, models={f: active[f].name for f in fam_pred},
         )
 
-    def _mask_of(self, pred) -> np.ndarray | None:
+    def _mask_of(self, pred: PredictionInfo) -> np.ndarray | None:
         data = pred.mask_png
         if data is None and pred.mask_ref:
             try:
                 data = self._artifact_store().get_bytes(pred.mask_ref)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the mask is optional; logged
                 log.warning("mask %s unavailable: %s", pred.mask_ref, exc)
         if data is None:
             return None
@@ -292,12 +309,12 @@ class ReviewService:
     def save_label(self, image_id: int, state: LabelState, changed: str = "") -> LabelState:
         """Store ``state`` as the image's newest revision (the whole label, never a diff)."""
         from database.dto import LabelChange
-        from database.states import ReviewState
+        from database.states import AnomalyVerdict, ReviewState
         change = LabelChange(
             review_state=ReviewState(state.review_state),
             class_name=state.class_name,
             mask_png=None if state.mask is None or not state.mask.any() else encode_mask_png(state.mask),
-            anomaly_verdict=state.anomaly_verdict,
+            anomaly_verdict=None if state.anomaly_verdict is None else AnomalyVerdict(state.anomaly_verdict),
             anomaly_mask_png=(None if state.anomaly_region is None or not state.anomaly_region.any()
                               else encode_mask_png(state.anomaly_region)),
             from_prediction_id=state.from_prediction_id,
@@ -379,7 +396,7 @@ class ReviewService:
                     "author": self.settings.author, "db": self.db.url}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
-            np.savez_compressed(base.with_suffix(".npz"), **arrays)
+            np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
             base.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return str(root)
 
@@ -399,7 +416,7 @@ class ReviewService:
                                 meta.get("review_state", "corrected"),
                                 from_prediction_id=meta.get("from_prediction_id"))
                 self.save_label(int(meta["image_id"]), st, "recovered after a failed save")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
             meta_path.unlink(missing_ok=True)
@@ -412,7 +429,7 @@ def recovery_dir() -> Path:
     return data_dir() / "recovery"
 
 
-def _label_from_revision(rev) -> LabelState:
+def _label_from_revision(rev: LabelRevisionInfo) -> LabelState:
     def mask(data: bytes | None) -> np.ndarray | None:
         if data is None:
             return None
@@ -426,7 +443,7 @@ def _label_from_revision(rev) -> LabelState:
                       revision=rev.revision, author=rev.author, from_prediction_id=rev.from_prediction_id,
                       note=rev.note)
 
-def _queue_item(r) -> QueueItem:
+def _queue_item(r: QueueRow) -> QueueItem:
     return QueueItem(
         image_id=r.image_id, folder_id=r.folder_id, rel_path=r.rel_path,
         path=str(Path(r.root_path) / r.rel_path), review_state=r.review_state, flagged=bool(r.flagged),

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from app.paths import data_dir
 
@@ -88,7 +88,7 @@ class ReviewJobs:
                 out.append(fam)
         return out
 
-    def _submit(self, **kw) -> list[int]:
+    def _submit(self, **kw: Any) -> list[int]:
         from app.services.prelabel import PrelabelError, submit_routed_prelabel
         families = self.available_families()
         if not families:

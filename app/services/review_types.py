@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class QueueFilter:
     sort: str = "name"
     descending: bool = False
 
-    def with_(self, **changes) -> "QueueFilter":
+    def with_(self, **changes: Any) -> "QueueFilter":
         return replace(self, **changes)
 
 
@@ -127,7 +128,7 @@ class LabelState:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def with_(self, **changes) -> "LabelState":
+    def with_(self, **changes: Any) -> "LabelState":
         return replace(self, **changes)
 
 

@@ -25,7 +25,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from inference import families
 
-
 ROUTING_FILE = "model_routing.json"
 FAMILY_ORDER = families.NAMES  # pre-label order
 

@@ -30,7 +30,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # a thumbnail file larger than this is not one
 
 
 class ThumbnailStore:
-    def __init__(self, root: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -85,8 +85,8 @@ class ThumbnailStore:
             if self._total > self.max_bytes:
                 self._total = self._prune(int(self.max_bytes * 0.9))
 
-    def _files(self) -> list[os.DirEntry]:
-        out = []
+    def _files(self) -> list[os.DirEntry[str]]:
+        out: list[os.DirEntry[str]] = []
         if not self.root.is_dir():
             return out
         for sub in os.scandir(self.root):
@@ -112,7 +112,7 @@ class ThumbnailStore:
         return total
 
 
-def cached_thumbnail(store: ThumbnailStore | None, image_id: int, path: str | os.PathLike, size: int,
+def cached_thumbnail(store: ThumbnailStore | None, image_id: int, path: str | os.PathLike[str], size: int,
                      content_hash: str | None) -> Thumbnail:
     """The thumbnail from the disk cache when it holds one for this content, else decoded from
     the file (and stored for next time)."""

@@ -48,14 +48,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..ssm import SS2D
-from .anomaly_maps import (ALONE_FUSIONS, appearance_deviation, appearance_features, edge_profiles, fit_appearance, fuse_maps,
-                           gaussian_smooth, leave_one_out_deviation, profile_map, set_position_statistics)
+from .anomaly_maps import (
+    ALONE_FUSIONS,
+    appearance_deviation,
+    appearance_features,
+    edge_profiles,
+    fit_appearance,
+    fuse_maps,
+    gaussian_smooth,
+    leave_one_out_deviation,
+    profile_map,
+    set_position_statistics,
+)
 from .memory_bank import knn_distance, weighted
 from .registry import register
 
@@ -233,7 +244,7 @@ class CellEncoder(nn.Module):
 
     def forward(self, cells: torch.Tensor, cell_pos: torch.Tensor) -> torch.Tensor:
         """cells (n, c, p, p), cell_pos (n, dim) -> tokens (n, t*t, dim)."""
-        x = self.patch_embed.proj(cells).flatten(2).transpose(1, 2)
+        x = cast(nn.Conv2d, self.patch_embed.proj)(cells).flatten(2).transpose(1, 2)  # a bare Module's child
         x = x + self.pos_embed + cell_pos[:, None, :]
         for blk in self.blocks:
             x = blk(x, self.grid)
@@ -242,6 +253,24 @@ class CellEncoder(nn.Module):
 
 @register("pattern_anomaly", "anomaly", PatternAnomalyConfig)
 class PatternAnomaly(nn.Module):
+    # Buffers (registered in __init__, some only with their scoring term): typed for mypy.
+    pos_freqs: torch.Tensor
+    map_mean: torch.Tensor
+    map_std: torch.Tensor
+    memory_bank: torch.Tensor
+    bank_map_mean: torch.Tensor
+    bank_map_std: torch.Tensor
+    stats_mean: torch.Tensor
+    stats_std: torch.Tensor
+    stats_map_mean: torch.Tensor
+    stats_map_std: torch.Tensor
+    band_row_mean: torch.Tensor
+    band_row_std: torch.Tensor
+    band_col_mean: torch.Tensor
+    band_col_std: torch.Tensor
+    band_map_mean: torch.Tensor
+    band_map_std: torch.Tensor
+
     def __init__(self, config: PatternAnomalyConfig | None = None) -> None:
         super().__init__()
         cfg = config or PatternAnomalyConfig()
@@ -567,7 +596,7 @@ class PatternAnomaly(nn.Module):
         maps = [self._axis_map(x, 0)]
         if self.config.axes == 2:
             maps.append(self._axis_map(x.transpose(-1, -2), 1).transpose(-1, -2))
-        return gaussian_smooth(sum(maps) / len(maps), self.config.smoothing_sigma)
+        return gaussian_smooth(cast(torch.Tensor, sum(maps)) / len(maps), self.config.smoothing_sigma)
 
     def _axis_map(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         """Unsmoothed map of the predictions along the rows of x (both ways, all shifted grids)."""

@@ -45,6 +45,9 @@ PRESETS = {
 
 @register("pixel_gaussian", "anomaly", PixelGaussianConfig)
 class PixelGaussian(nn.Module):
+    feat_mean: torch.Tensor  # buffers registered in __init__, typed for mypy
+    feat_std: torch.Tensor
+
     def __init__(self, config: PixelGaussianConfig | None = None) -> None:
         super().__init__()
         cfg = config or PixelGaussianConfig()

@@ -36,7 +36,7 @@ def _kernel_threads(updates: int) -> int:
     """Numba's pool size, capped by torch's thread setting so one thread cap governs both."""
     if updates < _SERIAL_BELOW:
         return 1
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads()))
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads()))  # type: ignore[attr-defined]  # set at import
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -53,7 +53,7 @@ class _NumbaScan(torch.autograd.Function):
     """y = scan(u, delta, A, B, C) with B, C as (b, g, n, L); states are never stored."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C):
         Bt = _swap_last_two(B.detach().numpy())
         Ct = _swap_last_two(C.detach().numpy())
         u_, delta_, A_ = (x.detach().contiguous() for x in (u, delta, A))
@@ -65,7 +65,7 @@ class _NumbaScan(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, dy):  # type: ignore[override]
+    def backward(ctx, dy):
         u, delta, A, Bt, Ct = ctx.saved_tensors
         b, d, L = u.shape
         g, n = Bt.shape[1], Bt.shape[3]

@@ -80,8 +80,7 @@ def _fail(msg: str) -> int:
 
 
 def _build_config(args: argparse.Namespace):
-    from ..models import registry
-    from ..models import pattern_anomaly, pixel_gaussian
+    from ..models import pattern_anomaly, pixel_gaussian, registry
 
     presets = pattern_anomaly.PRESETS if args.arch == "pattern_anomaly" else pixel_gaussian.PRESETS
     if args.preset not in presets:
@@ -156,7 +155,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 save_card(d, card)
     except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
         return _fail(str(exc))
-    for d, r in results.items():
+    for r in results.values():
         for s in r["skipped"]:
             print(f"skipped: {s}")
     print(format_table({f"{r['model']} ({Path(d).name})": r for d, r in results.items()}))

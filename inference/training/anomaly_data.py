@@ -47,7 +47,7 @@ class CategoryTree:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for dirpath, _, files in os.walk(folder, followlinks=True):
         out.extend(Path(dirpath) / f for f in files if is_image_file(f) and not f.startswith("."))
     return sorted(out)

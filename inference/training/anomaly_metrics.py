@@ -90,4 +90,4 @@ def pro_score(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], max_fpr: 
         x0, x1, y0, y1 = fpr[cut - 1], fpr[cut], pro[cut - 1], pro[cut]
         y = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0)
         xs, ys = np.append(xs, max_fpr), np.append(ys, y)
-    return float(np.trapezoid(ys, xs) / max_fpr) if hasattr(np, "trapezoid") else float(np.trapz(ys, xs) / max_fpr)
+    return float(np.trapezoid(ys, xs) / max_fpr) if hasattr(np, "trapezoid") else float(np.trapz(ys, xs) / max_fpr)  # type: ignore[attr-defined]  # numpy < 2

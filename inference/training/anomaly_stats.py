@@ -30,8 +30,16 @@ import torch
 from ..anomaly_predict import normalise_batch
 from ..models.anomaly_maps import fuse_maps
 from ..models.pattern_anomaly import PatternAnomaly, with_terms
-from .anomaly_bank import (IMAGE_AUROC_TOLERANCE, STAT_IMAGES, VALIDATION_DEFECTS, recalibrated_card, score_validation, step_main,
-                           validation_maps, validation_set)
+from .anomaly_bank import (
+    IMAGE_AUROC_TOLERANCE,
+    STAT_IMAGES,
+    VALIDATION_DEFECTS,
+    recalibrated_card,
+    score_validation,
+    step_main,
+    validation_maps,
+    validation_set,
+)
 
 TERM_WEIGHTS = (0.5, 1.0, 2.0)  # weights tried for "sum"; "max" and the term alone use 1
 
@@ -111,7 +119,7 @@ def choose_term(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, device
     for fusion, weights in (("none", (1.0,)), (term, (1.0,)), ("sum", TERM_WEIGHTS), ("max", (1.0,))):
         for w in weights:
             fused = {k: fuse_maps(current[k], zterm[k], fusion, w) for k in val}
-            r = {"map": current_name if fusion == "none" else f"{current_name} with {term}",
+            r: dict[str, Any] = {"map": current_name if fusion == "none" else f"{current_name} with {term}",
                  key_f: fusion, key_w: w} | score_validation(model, fused, masks, spec.kinds)
             table.append(r)
             log(f"  {term} {fusion:>5} w {w:g}: {line(r)}")

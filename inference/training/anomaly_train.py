@@ -27,8 +27,14 @@ from .anomaly_bank import STAT_IMAGES, BankOptions, choose
 from .anomaly_data import AnomalyDataError, load_images, scan_category, synthesize_defects
 from .anomaly_eval import evaluate_tree
 from .anomaly_stats import choose_term
-from .common import (Progress, deterministic_split, load_training_state, save_training_state, seed_everything,
-                     warmup_cosine)
+from .common import (
+    Progress,
+    deterministic_split,
+    load_training_state,
+    save_training_state,
+    seed_everything,
+    warmup_cosine,
+)
 
 STATE_FILE = "train_state.pt"
 HOLDOUT_FRACTION = 0.15
@@ -83,7 +89,7 @@ def pattern_step(model: PatternAnomaly, clean: np.ndarray, rng: np.random.Genera
                  device: torch.device) -> dict[str, torch.Tensor]:
     """One batch: synthetic defects, random grid shift, sampled triples -> losses."""
     cfg = model.config
-    p, t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size
+    p, _t, s = cfg.patch_size, cfg.tokens_per_side, cfg.token_size
     corrupt, masks = synthesize_defects(clean, rng, opts.defect_prob, opts.defect_max_area)
     axis = int(rng.integers(2)) if cfg.axes == 2 else 0  # 1: down the columns = along the transpose's rows
     if axis:

@@ -15,10 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inference.classifier_predict import resize_to_model_input
 from inference.imageio import ImageReadError, is_image_file, read_image
 from inference.training.common import deterministic_split
-
-from inference.classifier_predict import resize_to_model_input
 
 log = logging.getLogger(__name__)
 

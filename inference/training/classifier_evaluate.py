@@ -10,8 +10,8 @@ import numpy as np
 from inference.checkpoints import LoadedModel
 from inference.classifier_predict import model_classes, model_tta, predict_logits
 from inference.training.classifier_data import DataTreeError, evaluation_items, preload
-from inference.training.common import Progress
 from inference.training.classifier_metrics import classification_report, confusion_matrix
+from inference.training.common import Progress
 
 
 @dataclass

@@ -27,8 +27,18 @@ from inference.classifier_predict import resize_to_model_input, tta_views
 from inference.imageio import read_image
 from inference.models.memory_mamba import MemoryMamba
 from inference.training.classifier_data import class_folders
-from inference.training.simple_answers import (FOLDS, SIMPLE_MODELS, Score, assign_groups, best_name, cross_validated,
-                                               fit_predict, group_folds, score, thumbnails)
+from inference.training.simple_answers import (
+    FOLDS,
+    SIMPLE_MODELS,
+    Score,
+    assign_groups,
+    best_name,
+    cross_validated,
+    fit_predict,
+    group_folds,
+    score,
+    thumbnails,
+)
 
 HEAD_VIEWS = "flips"        # the new version's test-time augmentation; its features are averaged over these views
 HEAD_C = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head (chosen by group CV)

@@ -46,7 +46,7 @@ def set_threads(threads: int | None) -> None:
     else:
         import numba
 
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # set at import
     torch.set_num_threads(threads)
 
 

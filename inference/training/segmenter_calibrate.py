@@ -33,7 +33,12 @@ import torch
 
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.segmentation import (
-    PostProcess, model_flips, model_members, model_post_process, model_threshold, predict_probabilities,
+    PostProcess,
+    model_flips,
+    model_members,
+    model_post_process,
+    model_threshold,
+    predict_probabilities,
     score_masks,
 )
 from inference.training.common import set_threads

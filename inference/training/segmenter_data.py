@@ -18,7 +18,6 @@ from inference.preprocess import segmenter_input, standardise
 from inference.training.common import deterministic_split
 
 
-
 class SegDataError(ValueError):
     """A data tree or a frame that cannot be used, with the reason."""
 

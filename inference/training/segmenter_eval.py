@@ -9,8 +9,15 @@ import torch
 
 from inference.checkpoints import LoadedModel
 from inference.segmentation import (
-    PostProcess, model_flips, model_mask_threshold, model_max_fraction, model_members, model_threshold, model_verifier,
-    predict_probabilities, score_masks,
+    PostProcess,
+    model_flips,
+    model_mask_threshold,
+    model_max_fraction,
+    model_members,
+    model_threshold,
+    model_verifier,
+    predict_probabilities,
+    score_masks,
 )
 from inference.training.common import Progress
 from inference.training.segmenter_data import SegTree, load_frames

@@ -122,11 +122,16 @@ def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: 
     """
     from inference.checkpoints import load_model
     from inference.segmentation import (
-        drop_large_components, model_flips, model_mask_threshold, model_max_fraction, model_threshold,
-        predict_probabilities, shrink_components,
+        drop_large_components,
+        model_flips,
+        model_mask_threshold,
+        model_max_fraction,
+        model_threshold,
+        predict_probabilities,
+        shrink_components,
     )
-    from inference.training.segmenter_data import SegTree, load_frames
     from inference.segmenter_metrics import matched_components
+    from inference.training.segmenter_data import SegTree, load_frames
 
     ref = load_model(reference, family="segmenter")
     thr, flips, limit, shrink = model_threshold(ref), model_flips(ref), model_max_fraction(ref), model_mask_threshold(ref)

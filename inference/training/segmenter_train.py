@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from inference.checkpoints import save_model
 from inference.models.mim_istd import NAME, MiMISTD, MiMISTDConfig, preset
 from inference.segmentation import drop_large_components, largest_target_fraction, predict_probabilities
+from inference.segmenter_metrics import SegmentationMeter
 from inference.training.common import (
     Progress,
     deterministic_split,
@@ -37,7 +38,6 @@ from inference.training.common import (
     warmup_cosine,
 )
 from inference.training.segmenter_data import CropSampler, Frame, SegTree, load_frames
-from inference.segmenter_metrics import SegmentationMeter
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"
@@ -149,7 +149,7 @@ def training_frames(
     if not 0.0 <= held_out_fraction < 1.0:
         raise ValueError(f"held-out fraction must be in [0, 1), not {held_out_fraction}")
     if held_out_fraction == 0.0:
-        fit_stems, held_stems = list(tree.stems("train")), []
+        fit_stems, held_stems = list(tree.stems("train")), list[str]()
     else:
         fit_stems, held_stems = deterministic_split(tree.stems("train"), held_out_fraction, seed=1)
     fit, problems = load_frames(tree, fit_stems, in_chans)

@@ -42,12 +42,23 @@ import torch.nn.functional as F
 from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
 from inference.models.target_verifier import NAME, TargetVerifier, TargetVerifierConfig, d4, score_views, views
 from inference.segmentation import (
-    PostProcess, VerifierRule, drop_large_components, frame_plane, model_flips, model_mask_threshold, model_max_fraction,
-    model_members, model_threshold, model_verifier, predict_probabilities, rejected_by, score_masks,
+    PostProcess,
+    VerifierRule,
+    drop_large_components,
+    frame_plane,
+    model_flips,
+    model_mask_threshold,
+    model_max_fraction,
+    model_members,
+    model_threshold,
+    model_verifier,
+    predict_probabilities,
+    rejected_by,
+    score_masks,
 )
+from inference.segmenter_metrics import components, matched_components
 from inference.training.common import Progress, seed_everything, set_threads
 from inference.training.segmenter_data import Frame, SegDataError, SegTree, clutter_points
-from inference.segmenter_metrics import components, matched_components
 from inference.training.segmenter_train import training_frames
 
 PART = "verifier"  # sub-directory of the segmenter's model directory

@@ -5,7 +5,6 @@ import multiprocessing as mp
 import threading
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import update
 
 from database import (
@@ -162,7 +161,7 @@ def test_dead_worker_claims_count_as_attempts(db: Database) -> None:
     that crashes every worker still fails after max_attempts instead of looping."""
     ids = _images(db, 1)
     job = db.jobs.create("prelabel", {}, ids)
-    for attempt in range(2):
+    for _attempt in range(2):
         w = new_worker_id()
         assert db.jobs.claim_items(w, 1) is not None
         assert db.jobs.requeue_stale(timeout_s=60, max_attempts=2) == 0  # heartbeat is fresh

@@ -15,8 +15,17 @@ from sqlalchemy import event
 
 from database import Database
 from database.dto import FileEntry, LabelChange, PredictionIn
-from database.review_queue import (STATE_ORDER, QueueQuery, QueueRow, next_unreviewed, page_of, queue_count,
-                                   queue_page, queue_row, queue_rows)
+from database.review_queue import (
+    STATE_ORDER,
+    QueueQuery,
+    QueueRow,
+    next_unreviewed,
+    page_of,
+    queue_count,
+    queue_page,
+    queue_row,
+    queue_rows,
+)
 from database.states import ReviewState
 
 FAMILIES = ("classifier", "segmenter", "anomaly")

@@ -39,9 +39,8 @@ def copy_demo(dst: Path, subfolder: str = "steel", limit: int = 6) -> Path:
 
 def seed_predictions(db, folder_id: int, artifacts) -> dict[str, int]:
     """Register one model version per family and store a prediction for every image."""
-    from database.dto import ImageQuery, PredictionIn
-
     from app.services.display import encode_mask_png
+    from database.dto import ImageQuery, PredictionIn
 
     mv = {
         "classifier": db.model_versions.register("classifier", "test-cls", "/nonexistent", activate=True,

@@ -5,7 +5,6 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from app.services.heat_region import threshold_region
-from tests.gui.conftest import wait_shown
 from tests.gui.test_main_window import _drag, _seeded_window, press
 
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -54,7 +53,7 @@ def test_slider_previews_while_dragging_saves_once_on_release_and_undo_restores(
     for value in (900, 700, 500):
         slider.setValue(value)
         level = lp.threshold_level()
-        qtbot.waitUntil(lambda: np.array_equal(region_on_screen(win), threshold_region(heat, level)))
+        qtbot.waitUntil(lambda: np.array_equal(region_on_screen(win), threshold_region(heat, level)))  # noqa: B023 - awaited in this iteration
     assert 0.45 < level < 0.5 and region_on_screen(win)[14, 22]  # the tail is in at this level
     assert len(service.history(image_id)) == revisions  # a preview saves nothing
     assert win.review.label.same_content(before)

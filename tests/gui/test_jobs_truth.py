@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -123,7 +122,7 @@ def test_panel_badges_and_label_follow_the_worker_through_a_kill(station, tmp_pa
     assert frozen and all("ETA" not in t for t in frozen[2:]), frozen
     assert any("worker restarting" in t for t in frozen), frozen
     # Every update showed the database's counts of that moment (or of the poll just before it).
-    for processed, status, text in seen:
+    for processed, _status, text in seen:
         shown = int(text.split(": ", 1)[1].split("/", 1)[0].split(" ")[0])
         assert shown <= processed, (shown, processed, text)
 

@@ -63,7 +63,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
 
     # open (pre-labelled automatically in the worker process)
     win = _window(db, url, qtbot)
-    fid = win.open_folder(str(folder))
+    win.open_folder(str(folder))
     assert win.gallery_model.rowCount() == 6
     ticks: list[float] = []
     heartbeat = QTimer()

@@ -150,9 +150,8 @@ def _window_on_a_lockable_db(db_url, folder, artifacts, qtbot):
     """A window on a database with a short busy timeout, and a connection holding its write lock."""
     import sqlite3
 
-    from database.engine import open_database
-
     from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
     db = open_database(db_url, busy_timeout_s=0.2)
     service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
     win = build_window(service, qtbot)
@@ -279,3 +278,16 @@ def test_heatmap_scale_threshold_or_image_range(service, db, folder, artifacts, 
 
 def test_label_panel_shows_the_decoded_size(window):
     assert "64×64" in window.label_panel.title.text()
+
+
+def test_a_failed_history_read_is_logged_not_swallowed(window, monkeypatch, caplog):
+    """Issue 18: the main window's catch-alls swallowed errors silently; now they leave a log line."""
+    assert window.review.image_id is not None
+
+    def broken(_image_id):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(window.ctx.review, "history", broken)
+    with caplog.at_level("WARNING", logger="app.gui.main_window"):
+        window._show_history()  # reviewing goes on: no exception reaches the slot's caller
+    assert "label history unavailable: database went away" in caplog.text

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from sqlalchemy import event
 
 from app.services.review import ReviewError

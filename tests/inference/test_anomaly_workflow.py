@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from app.cli import main
-from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 from inference.anomaly_predict import AnomalyPrediction, predict_images
 from inference.checkpoints import load_model
 from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
 from inference.training.anomaly_data import AnomalyDataError, scan_category, synthesize_defects, to_model_input
 from inference.training.convert_magnetic_tile import convert
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 
 
 def _stripes(h: int, w: int, rng: np.random.Generator) -> np.ndarray:

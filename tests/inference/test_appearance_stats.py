@@ -9,13 +9,18 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 from app.cli import main
 from inference.checkpoints import CheckpointError, load_model, save_model
-from inference.models.anomaly_maps import appearance_deviation, appearance_features, fit_appearance, leave_one_out_deviation
+from inference.models.anomaly_maps import (
+    appearance_deviation,
+    appearance_features,
+    fit_appearance,
+    leave_one_out_deviation,
+)
 from inference.models.pattern_anomaly import PatternAnomaly, preset, with_terms
 from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
 from inference.training.anomaly_stats import add_stats
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 
 
 def _tiny(**kw) -> PatternAnomaly:

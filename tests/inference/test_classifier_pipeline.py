@@ -139,7 +139,7 @@ def test_predict_any_depth_channels_and_size(tmp_path):
 
 
 def test_tta_views_are_the_eight_symmetries_and_average_logits():
-    from inference.classifier_predict import tta_views, tta_logits
+    from inference.classifier_predict import tta_logits, tta_views
 
     x = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
     views = tta_views(x, "d4")

@@ -10,7 +10,17 @@ import torch
 
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models import registry
-from inference.models.mim_istd import NAME, PRESETS, MiMISTD, MiMISTDConfig, preset, segment_logits, standardise, to_sentences, from_sentences
+from inference.models.mim_istd import (
+    NAME,
+    PRESETS,
+    MiMISTD,
+    MiMISTDConfig,
+    from_sentences,
+    preset,
+    segment_logits,
+    standardise,
+    to_sentences,
+)
 from inference.training.segmenter_train import segmentation_loss
 
 TINY = preset("test_tiny")

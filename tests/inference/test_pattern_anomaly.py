@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models import registry
-from inference.models.pattern_anomaly import PRESETS, PatternAnomaly, PatternAnomalyConfig, load_pretrained_backbone, preset
+from inference.models.pattern_anomaly import (
+    PRESETS,
+    PatternAnomaly,
+    PatternAnomalyConfig,
+    load_pretrained_backbone,
+    preset,
+)
 from inference.training.anomaly_train import TrainOptions, pattern_step
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 
 
 def _tiny(**kw) -> PatternAnomaly:

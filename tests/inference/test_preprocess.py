@@ -11,7 +11,8 @@ from inference.classifier_predict import resize_to_model_input
 from inference.imageio import read_image
 from inference.preprocess import LUMA, anomaly_input, to_channels
 from inference.training.anomaly_data import to_model_input
-from inference.training.segmenter_data import SegDataError, to_channels as segmenter_channels
+from inference.training.segmenter_data import SegDataError
+from inference.training.segmenter_data import to_channels as segmenter_channels
 
 
 @pytest.fixture

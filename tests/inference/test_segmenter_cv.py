@@ -15,10 +15,20 @@ from inference import segmentation
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models.mim_istd import NAME, MiMISTD, preset
 from inference.training.segmenter_cv import (
-    KINDS, Kind, OOF_FILE, assigned_maps, cv_parts, main as cv_main, network_dir, out_of_fold_maps, select,
+    KINDS,
+    OOF_FILE,
+    Kind,
+    assigned_maps,
+    cv_parts,
+    network_dir,
+    out_of_fold_maps,
+    select,
     train_cv_networks,
 )
-from inference.training.segmenter_data import Frame, SegTree, load_frames
+from inference.training.segmenter_cv import (
+    main as cv_main,
+)
+from inference.training.segmenter_data import SegTree, load_frames
 from inference.training.segmenter_train import calibrate
 from tests.inference.test_segmenter_data import write_tree
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)

@@ -233,7 +233,8 @@ def test_clutter_points_find_bright_blobs_away_from_targets_and_crops_centre_on_
 
 
 def test_recalibration_command_refuses_bad_input_with_one_line(tmp_path, capsys):
-    from inference.models.memory_mamba import MemoryMamba, preset as cls_preset
+    from inference.models.memory_mamba import MemoryMamba
+    from inference.models.memory_mamba import preset as cls_preset
     from inference.training.segmenter_calibrate import main as calibrate_main
 
     root = write_tree(tmp_path / "d", n=6)

@@ -8,7 +8,8 @@ import torch
 from inference import segmentation
 from inference.checkpoints import load_model, save_model
 from inference.models.mim_istd import NAME, MiMISTD, preset
-from inference.training.segmenter_calibrate import main as calibrate_main, recalibrate
+from inference.training.segmenter_calibrate import main as calibrate_main
+from inference.training.segmenter_calibrate import recalibrate
 from tests.inference.test_segmenter_data import write_tree
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 

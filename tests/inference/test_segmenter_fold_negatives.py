@@ -8,10 +8,15 @@ import pytest
 import torch
 
 from inference.checkpoints import load_model, save_model
-from inference.models.mim_istd import NAME as SEG_NAME, MiMISTD, preset
+from inference.models.mim_istd import NAME as SEG_NAME
+from inference.models.mim_istd import MiMISTD, preset
 from inference.training.common import deterministic_split
 from inference.training.segmenter_fold_negatives import (
-    fit_stems, fold_model_dir, fold_split, mine_negatives, write_fold_tree,
+    fit_stems,
+    fold_model_dir,
+    fold_split,
+    mine_negatives,
+    write_fold_tree,
 )
 from inference.training.segmenter_train import HELD_OUT_FRACTION
 from inference.training.segmenter_verifier import ExtraNegatives, VerifierOptions, train_verifier

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from inference.ssm import speed
 from inference.bundled import bundled_model_dir
 from inference.checkpoints import load_model
+from inference.ssm import speed
 
 
 @contextmanager

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.ssm import scan as scan_module
 from inference.ssm import default_backend, selective_scan
+from inference.ssm import scan as scan_module
 from inference.ssm.cuda_scan import cuda_unavailable_reason
 
 from .test_ssm_scan import make_inputs, rel_err

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from inference.ssm import BACKENDS, active_backend, selective_scan
+from inference.ssm import active_backend, selective_scan
 from inference.ssm.scan import _LOGGED
 
 CPU_BACKENDS = ["numba", "torch"]

@@ -11,7 +11,8 @@ import torch
 
 from inference import segmentation
 from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
-from inference.models.mim_istd import NAME as SEG_NAME, MiMISTD, preset
+from inference.models.mim_istd import NAME as SEG_NAME
+from inference.models.mim_istd import MiMISTD, preset
 from inference.models.target_verifier import NAME, TargetVerifier, TargetVerifierConfig, d4, verify, views
 from inference.training.segmenter_verifier import VerifierOptions, fit, train_verifier
 from tests.inference.test_segmenter_data import write_tree

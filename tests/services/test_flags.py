@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.services.flags import (ANOMALY, DEFECT, LOW_CONFIDENCE, TARGETS, FlagSettings, flag_result,
-                                load_flag_settings)
+from app.services.flags import ANOMALY, DEFECT, LOW_CONFIDENCE, TARGETS, FlagSettings, flag_result, load_flag_settings
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
 
 

@@ -10,11 +10,17 @@ from pathlib import Path
 import pytest
 
 from app.paths import REPO_ROOT
-from app.services.model_catalog import (ARCHITECTURES, PART_ONLY, ModelCatalog, ModelCatalogError,
-                                        summarize_metrics)
+from app.services.model_catalog import ARCHITECTURES, PART_ONLY, ModelCatalog, ModelCatalogError, summarize_metrics
 from app.services.prelabel import resolve_models
-from app.services.retrain_protocol import (RetrainCancelled, RetrainDone, RetrainError, RetrainProgress,
-                                           RetrainStage, parse_event, retrain_argv)
+from app.services.retrain_protocol import (
+    RetrainCancelled,
+    RetrainDone,
+    RetrainError,
+    RetrainProgress,
+    RetrainStage,
+    parse_event,
+    retrain_argv,
+)
 from database.engine import open_database
 from inference.bundled import DEFAULT_MODEL, bundled_models
 from tests.services.model_fixtures import make_model_dir

@@ -2,7 +2,6 @@
 on, and the per-folder threshold saved with the project and applied by re-flagging."""
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,14 @@ import pytest
 
 from app.services.flags import FlagSettings, FolderThreshold
 from app.services.indexing import index_folder
-from app.services.operating_point import (Costs, OperatingPointError, ReviewedScores, operating_point,
-                                          reviewed_scores, save_operating_point)
+from app.services.operating_point import (
+    Costs,
+    OperatingPointError,
+    ReviewedScores,
+    operating_point,
+    reviewed_scores,
+    save_operating_point,
+)
 from app.services.project_settings import load_project_settings, save_flag_settings
 from app.services.reflag import reflag_project
 from database.dto import ImageQuery, LabelChange, PredictionIn

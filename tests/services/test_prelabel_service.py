@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.services.indexing import index_folder
-from app.services.prelabel import (PrelabelError, cancel_job, job_status, resolve_models,
-                                   submit_prelabel)
+from app.services.prelabel import PrelabelError, cancel_job, job_status, resolve_models, submit_prelabel
 from database.engine import open_database
 from database.models import utcnow
 from tests.tiny_models import save_tiny_models

@@ -9,10 +9,21 @@ import pytest
 
 from app.services.flags import FlagSettings
 from app.services.indexing import index_folder
-from app.services.project_settings import (AUTO_PRELABEL, FLAGS, ROUTING, ProjectSettings, ProjectSettingsError,
-                                           adopt_legacy_settings, legacy_flag_settings_path, legacy_routing_path,
-                                           load_project_settings, routing_overview, save_auto_prelabel,
-                                           save_flag_settings, save_routing)
+from app.services.project_settings import (
+    AUTO_PRELABEL,
+    FLAGS,
+    ROUTING,
+    ProjectSettings,
+    ProjectSettingsError,
+    adopt_legacy_settings,
+    legacy_flag_settings_path,
+    legacy_routing_path,
+    load_project_settings,
+    routing_overview,
+    save_auto_prelabel,
+    save_flag_settings,
+    save_routing,
+)
 from app.services.routing import Routing, RoutingRule
 from database.engine import open_database
 from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
@@ -48,11 +59,11 @@ def test_a_hand_broken_value_is_named_not_guessed(db, key, value, words) -> None
 
 
 def test_older_stations_files_and_thresholds_are_imported_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
-    legacy_flag_settings_path(url).write_text(json.dumps({"min_targets": 3, "min_confidence": 0.5}))
+    station_url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    legacy_flag_settings_path(station_url).write_text(json.dumps({"min_targets": 3, "min_confidence": 0.5}))
     rules = {"rules": [{"pattern": "ir/*", "families": ["segmenter"]}]}
-    legacy_routing_path(url).write_text(json.dumps(rules))
-    with open_database(url) as db:
+    legacy_routing_path(station_url).write_text(json.dumps(rules))
+    with open_database(station_url) as db:
         # Before the import the files are still what everyone uses (a worker started first).
         assert load_project_settings(db).flags.min_targets == 3
         written = adopt_legacy_settings(db, {"anomaly_threshold": 0.9, "min_confidence": 0.6})
@@ -63,21 +74,21 @@ def test_older_stations_files_and_thresholds_are_imported_once(tmp_path: Path) -
         assert s.flags == FlagSettings(anomaly_threshold=0.9, min_targets=3, min_confidence=0.5)
         assert s.routing == Routing.from_dict(rules)
         # once: later file edits and other users' QSettings no longer change the project
-        legacy_flag_settings_path(url).write_text(json.dumps({"min_targets": 9}))
+        legacy_flag_settings_path(station_url).write_text(json.dumps({"min_targets": 9}))
         assert adopt_legacy_settings(db, {"anomaly_threshold": 0.1}) == []
         assert load_project_settings(db).flags.min_targets == 3
         assert load_project_settings(db).flags.anomaly_threshold == 0.9
-        assert legacy_routing_path(url).exists()  # the user's file is left where it was
+        assert legacy_routing_path(station_url).exists()  # the user's file is left where it was
 
 
 def test_a_broken_legacy_file_is_reported_and_nothing_is_imported(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
-    legacy_routing_path(url).write_text("{not json")
-    with open_database(url) as db:
+    station_url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    legacy_routing_path(station_url).write_text("{not json")
+    with open_database(station_url) as db:
         with pytest.raises(ProjectSettingsError, match="model_routing.json"):
             adopt_legacy_settings(db, {"anomaly_threshold": 0.4})
         assert db.project_settings.all() == {}
-        assert legacy_routing_path(url).read_text() == "{not json"
+        assert legacy_routing_path(station_url).read_text() == "{not json"
 
 
 def test_without_legacy_values_the_import_stores_the_defaults(db) -> None:

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from app.services.indexing import index_folder
-from database.states import ItemStatus
 from app.services.prelabel import job_status, start_worker_process, submit_prelabel
+from database.states import ItemStatus
 from tests.worker.helpers import good_images, make_db
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")

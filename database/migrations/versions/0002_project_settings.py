@@ -5,9 +5,8 @@ Revises: 0001_initial
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002_project_settings'
 down_revision = '0001_initial'

@@ -9,9 +9,8 @@ Revises: 0002_project_settings
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003_queue_indexes'
 down_revision = '0002_project_settings'

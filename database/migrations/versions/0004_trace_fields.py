@@ -19,15 +19,15 @@ branch_labels = None
 depends_on = None
 
 IMAGE_COLUMNS = ("trace_serial", "trace_lot", "trace_station")
-NAME = ["folder_id", "missing", sa.text("lower(rel_path)"), "id", "review_state", "flagged"]
-STATE = ["folder_id", "missing", "review_state", sa.text("lower(rel_path)"), "id", "flagged"]
-TRACE = [sa.text("lower(trace_serial)"), sa.text("lower(trace_lot)")]
+NAME: list[str | sa.TextClause] = ["folder_id", "missing", sa.text("lower(rel_path)"), "id", "review_state", "flagged"]
+STATE: list[str | sa.TextClause] = ["folder_id", "missing", "review_state", sa.text("lower(rel_path)"), "id", "flagged"]
+TRACE: list[str | sa.TextClause] = [sa.text("lower(trace_serial)"), sa.text("lower(trace_lot)")]
 
 # Plain ADD/DROP COLUMN, never batch mode: SQLite's batch copy of ``images`` would lose the
 # queue's expression indexes, which it cannot reflect. SQLite drops columns since 3.35.
 
 
-def _queue_indexes(trace: list) -> None:
+def _queue_indexes(trace: list[str | sa.TextClause]) -> None:
     for name in ("ix_images_queue_name", "ix_images_queue_state"):
         op.drop_index(name, table_name="images")
     op.create_index("ix_images_queue_name", "images", NAME + trace)
