@@ -232,15 +232,18 @@ class JobRepository:
     def heartbeat(self, worker_id: str) -> frozenset[int]:
         """Prove the worker alive; returns the ids of jobs it works on whose cancel was requested."""
         with self.db.session(write=True) as s:
+            held = set(s.scalars(select(JobItem.job_id).where(JobItem.claimed_by == worker_id,
+                                                              JobItem.status == RUNNING).distinct()))
+            held |= set(s.scalars(select(Job.id).where(Job.claimed_by == worker_id, Job.status == RUNNING)))
+            # Rows are locked in the order every writer uses (items, jobs, then the worker's row):
+            # a beat that took the worker's row first deadlocked on PostgreSQL with the worker's
+            # own complete_items, which settles its job and then touches the worker.
+            if held:
+                s.execute(update(Job).where(Job.id.in_(sorted(held))).values(heartbeat_at=utcnow()))
             # Only a registered worker's row is refreshed: a beat that lands after the worker
             # signed off (unregister_worker) must not write the row back, or the worker would
             # later be reported as crashed ("gone from this host").
             s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow()))
-            held = set(s.scalars(select(JobItem.job_id).where(JobItem.claimed_by == worker_id,
-                                                              JobItem.status == RUNNING).distinct()))
-            held |= set(s.scalars(select(Job.id).where(Job.claimed_by == worker_id, Job.status == RUNNING)))
-            if held:
-                s.execute(update(Job).where(Job.id.in_(held)).values(heartbeat_at=utcnow()))
             return frozenset(s.scalars(select(Job.id).where(Job.id.in_(held), Job.cancel_requested.is_(True)))) \
                 if held else frozenset()
 

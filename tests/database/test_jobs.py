@@ -251,3 +251,33 @@ def test_release_keeps_a_job_running_while_another_worker_holds_items(db: Databa
     db.jobs.claim_items(w2, 2)
     db.jobs.release_items(w1, [i.id for i in a.items])
     assert db.jobs.get(job.id).status is JobStatus.RUNNING
+
+
+def test_heartbeats_beside_completions_never_deadlock(db: Database) -> None:
+    """A worker's heartbeat thread and its own commits lock the job and worker rows in one order:
+    a beat that locked the worker's row first deadlocked on PostgreSQL against complete_items
+    (job, then worker), which stopped the worker and cost its batch an attempt (seen in CI)."""
+    ids = _images(db, 240)
+    mv = db.model_versions.register("classifier", "v1", "/c")
+    db.jobs.create("prelabel", {"families": ["classifier"]}, ids)
+    w = new_worker_id()
+    db.jobs.claim_items(w, 1)  # registers the worker
+    stop, errors = threading.Event(), []
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                db.jobs.heartbeat(w)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+                return
+    beater = threading.Thread(target=beat)
+    beater.start()
+    try:
+        while (batch := db.jobs.claim_items(w, 2)) is not None and not errors:
+            db.jobs.complete_items(w, [i.id for i in batch.items],
+                                   [PredictionIn(i.image_id, mv.id, predicted_class="ok") for i in batch.items])
+    finally:
+        stop.set()
+        beater.join()
+    assert errors == []
