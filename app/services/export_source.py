@@ -65,14 +65,14 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
             continue
         folder = folders.get(img.folder_id)
         if folder is None:  # a row pointing at a folder that is gone: only another program writes one
-            skipped.append(f"image {img.id} ({img.rel_path}): refused, its folder {img.folder_id} is not in the database")
+            skipped.append(f"image {img.id} ({shown(img.rel_path)}): refused, its folder {img.folder_id} is not in the database")
             continue
         if img.missing:
-            skipped.append(f"{folder.name}/{img.rel_path}: image file missing since the last indexing")
+            skipped.append(f"{folder.name}/{shown(img.rel_path)}: image file missing since the last indexing")
             continue
         source = confined_source(folder.root_path, img.rel_path)
         if source is None:
-            skipped.append(f"{folder.name}/{img.rel_path}: refused, the stored path leads outside the indexed "
+            skipped.append(f"{folder.name}/{shown(img.rel_path)}: refused, the stored path leads outside the indexed "
                            f"folder {folder.root_path} (the database row was not written by indexing)")
             continue
         fields: dict[str, Any] = {"class_name": lab.class_name, "mask_png": lab.mask_png}
@@ -96,6 +96,18 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
             **fields,
         ))
     return items, skipped
+
+
+SHOWN_PATH_CHARS = 200
+
+
+def shown(rel_path: str, limit: int = SHOWN_PATH_CHARS) -> str:
+    """A stored path as a message shows it: a tampered row's path of thousands of characters is
+    cut in the middle (its start and its file name stay readable) instead of flooding the report."""
+    if len(rel_path) <= limit:
+        return rel_path
+    keep = (limit - 1) // 2
+    return f"{rel_path[:keep]}…{rel_path[-keep:]}"
 
 
 def confined_source(root_path: str, rel_path: str) -> Path | None:

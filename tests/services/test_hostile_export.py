@@ -135,3 +135,16 @@ def test_a_linked_folder_out_of_the_root_is_refused(tmp_path: Path, station) -> 
     db.labels.append(tampered.id, LabelChange(ReviewState.ACCEPTED, class_name="crack"), "ann")
     result = export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder",)))
     assert result.exported == 3 and any("link/x.png: refused" in s for s in result.skipped)
+
+
+def test_a_tampered_path_of_thousands_of_characters_is_cut_in_the_report(tmp_path: Path, station) -> None:
+    """The database-row fuzzer found a 5,000-character stored path repeated whole in the skip reason."""
+    db, _ = station
+    stored = "../" + "x" * 5000 + "/secret.png"
+    folder = db.folders.list()[0]
+    db.images.sync(folder.id, [FileEntry(stored, 10, 0, width=W, height=H)], complete=False)
+    tampered = next(i for i in db.images.query() if i.rel_path == stored)
+    db.labels.append(tampered.id, LabelChange(ReviewState.ACCEPTED, class_name="crack"), "ann")
+    result = export_database(db, tmp_path / "out", ExportOptions(formats=("csv",)))
+    [reason] = [s for s in result.skipped if "leads outside" in s]
+    assert len(reason) < 400 and reason.split(": ")[0].endswith("secret.png") and "…" in reason
