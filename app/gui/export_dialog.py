@@ -207,7 +207,7 @@ class ExportDialog(QDialog):
 
 
 def open_export_dialog(window) -> ExportDialog:
-    folder_id = getattr(window, "current_folder", None)
+    folder_id = window.current_folder
     name = None
     counts: dict[str, int] = {}
     try:

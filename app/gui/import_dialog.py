@@ -241,7 +241,7 @@ class ImportDialog(QDialog):
 
 
 def open_import_dialog(window) -> ImportDialog:
-    folder_id = getattr(window, "current_folder", None)
+    folder_id = window.current_folder
     name, classes, author = None, (), "import"
     try:
         name = next((f.name for f in window.ctx.review.folders() if f.id == folder_id), None)

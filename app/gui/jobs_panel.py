@@ -279,7 +279,7 @@ class JobsController(QObject):
         return job_ids
 
     def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> list[int]:
-        folder_id = folder_id if folder_id is not None else getattr(self.window, "current_folder", None)
+        folder_id = folder_id if folder_id is not None else self.window.current_folder
         if folder_id is None:
             self.failed.emit("Open a folder first.")
             return []

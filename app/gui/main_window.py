@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
     def __init__(self, ctx: StationContext, parent=None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        self.current_folder: int | None = None  # the folder on screen (None until one is open)
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
         self.actions = build_actions(self, self.review.undo_stack)
@@ -257,7 +258,7 @@ class MainWindow(QMainWindow):
         """After a pre-label run: classes, thresholds, badges and the open image are new.
         ``background``: while a job runs, re-read the queue without making the window wait."""
         self.ctx.review.refresh_models()
-        if getattr(self, "current_folder", None) is not None:
+        if self.current_folder is not None:
             classes = self._classes()
             self.label_panel.set_classes(classes)
             self.queue_panel.set_classes(classes)
@@ -280,7 +281,7 @@ class MainWindow(QMainWindow):
 
     def _threshold(self) -> float:
         try:
-            return self.ctx.review.anomaly_threshold(getattr(self, "current_folder", None))
+            return self.ctx.review.anomaly_threshold(self.current_folder)
         except Exception as exc:  # noqa: BLE001 - GUI read; logged, default shown
             log.warning("anomaly threshold unavailable, 0.5 shown: %s", exc)
             return 0.5

@@ -262,7 +262,7 @@ def install(window) -> None:
             if project is not None:
                 project.reload()  # verdicts and the queue's flags follow (ProjectSettingsController)
 
-        dlg = OperatingPointDialog(window.ctx.review.db, getattr(window, "current_folder", None),
+        dlg = OperatingPointDialog(window.ctx.review.db, window.current_folder,
                                    author=window.ctx.settings.review().author, on_saved=saved, parent=window)
         window.operating_point_dialog = dlg
         dlg.show()

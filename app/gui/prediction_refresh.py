@@ -30,14 +30,14 @@ class PredictionRefresher(QObject):
     def refresh(self) -> None:
         """Re-read what predictions change; a request during a read runs once that one is done."""
         win = self.window
-        if getattr(win, "current_folder", None) is not None:
+        if win.current_folder is not None:
             win.queue.refresh_in_background()
         if self._reading:
             self._again = True
             return
         self._reading = True
         service, image_id = win.ctx.review, win.review.image_id
-        folder_id = getattr(win, "current_folder", None)
+        folder_id = win.current_folder
 
         def read() -> None:
             try:
@@ -55,7 +55,7 @@ class PredictionRefresher(QObject):
         else:
             classes, threshold, detail = answer
             win = self.window
-            if getattr(win, "current_folder", None) is not None:
+            if win.current_folder is not None:
                 win.label_panel.set_classes(classes)
                 win.queue_panel.set_classes(classes)
                 win.gallery.delegate.anomaly_threshold = threshold

@@ -43,7 +43,7 @@ class RoutingNoticeController:
         self.calls = BackgroundCalls("routing-notice", window)
 
     def refresh(self, *_args) -> None:
-        folder_id = getattr(self.window, "current_folder", None)
+        folder_id = self.window.current_folder
         project = getattr(self.window, "project", None)
         if folder_id is None or project is None:
             return
@@ -54,7 +54,7 @@ class RoutingNoticeController:
         self.calls.call(work, self._show, lambda e: self.notice.show_text(f"Model routing unknown: {e}"))
 
     def _show(self, answer: tuple[int, str]) -> None:
-        if answer[0] == getattr(self.window, "current_folder", None):  # not a folder left meanwhile
+        if answer[0] == self.window.current_folder:  # not a folder left meanwhile
             self.notice.show_text(answer[1])
 
 
