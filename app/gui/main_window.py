@@ -25,6 +25,7 @@ from app.gui.actions import build_actions, retint
 from app.gui.context import StationContext
 from app.gui.folder_browser import FolderBrowser
 from app.gui.folder_controller import FolderController
+from app.gui.folder_facts import FolderFacts
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
 from app.gui.help_dialog import ShortcutsDialog
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
         self.layer_panel = LayerPanel(self.actions)
         self.folders = FolderBrowser(self.actions["open_folder"])
         self.folder_ctl = FolderController(ctx.review, self.folders, self)
+        self.folder_facts = FolderFacts(self, self)
         self.status = StationStatusBar(self)
         self.setStatusBar(self.status)
         self.setCentralWidget(self.viewer_pane)
@@ -243,12 +245,8 @@ class MainWindow(QMainWindow):
 
     def show_folder(self, folder_id: int) -> None:
         self.current_folder = folder_id
-        classes = self._classes()
-        self.label_panel.set_classes(classes)
-        self.queue_panel.set_classes(classes)
-        self.gallery.delegate.anomaly_threshold = self._threshold()
-        self.queue_panel.set_score_defaults(self._threshold())
         self.queue_panel.set_folder(folder_id)
+        self.folder_facts.read(folder_id)   # classes and threshold arrive from a helper thread
 
     def apply_theme(self, name: str) -> None:
         apply_theme(cast(QApplication, QApplication.instance()), name)  # the window lives in one
@@ -259,11 +257,7 @@ class MainWindow(QMainWindow):
         ``background``: while a job runs, re-read the queue without making the window wait."""
         self.ctx.review.refresh_models()
         if self.current_folder is not None:
-            classes = self._classes()
-            self.label_panel.set_classes(classes)
-            self.queue_panel.set_classes(classes)
-            self.gallery.delegate.anomaly_threshold = self._threshold()
-            self.queue_panel.set_score_defaults(self._threshold())
+            self.folder_facts.read(self.current_folder)
             if background:
                 self.queue.refresh_in_background()
             else:
@@ -271,20 +265,6 @@ class MainWindow(QMainWindow):
         detail = self.review.detail
         if not background or (detail is not None and detail.prediction is None):
             self.review.reload()  # while a job runs, only an image still waiting for its prediction
-
-    def _classes(self) -> list[str]:
-        try:
-            return self.ctx.review.classes()
-        except Exception as exc:  # noqa: BLE001 - GUI read; logged, empty list shown
-            log.warning("classes unavailable: %s", exc)
-            return []
-
-    def _threshold(self) -> float:
-        try:
-            return self.ctx.review.anomaly_threshold(self.current_folder)
-        except Exception as exc:  # noqa: BLE001 - GUI read; logged, default shown
-            log.warning("anomaly threshold unavailable, 0.5 shown: %s", exc)
-            return 0.5
 
     # -- lifetime -------------------------------------------------------------------------
     def restore_layout(self) -> None:
@@ -321,6 +301,7 @@ class MainWindow(QMainWindow):
         self.review.close()
         self.thumbs.shutdown()
         self.queue.close()
+        self.folder_facts.close()
         self.folder_ctl.close()
         self.viewer_ctl.loader.close()
         event.accept()

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class PredictionRefresher(QObject):
-    _read_done = Signal(object)   # (classes, threshold, detail | None) or an error string
+    _read_done = Signal(object)   # (folder id, classes, threshold, detail | None) or an error string
 
     def __init__(self, window, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -43,7 +43,7 @@ class PredictionRefresher(QObject):
             try:
                 service.refresh_models()
                 detail = service.detail(image_id) if image_id is not None else None
-                self._read_done.emit((service.classes(), service.anomaly_threshold(folder_id), detail))
+                self._read_done.emit((folder_id, service.classes(), service.anomaly_threshold(folder_id), detail))
             except Exception as exc:  # noqa: BLE001 - the next job progress asks again
                 self._read_done.emit(str(exc) or type(exc).__name__)
         self._reader.submit(read)
@@ -53,13 +53,10 @@ class PredictionRefresher(QObject):
         if isinstance(answer, str):
             log.warning("refresh after new predictions failed: %s", answer)
         else:
-            classes, threshold, detail = answer
+            folder_id, classes, threshold, detail = answer
             win = self.window
-            if win.current_folder is not None:
-                win.label_panel.set_classes(classes)
-                win.queue_panel.set_classes(classes)
-                win.gallery.delegate.anomaly_threshold = threshold
-                win.queue_panel.set_score_defaults(threshold)
+            if folder_id is not None:
+                win.folder_facts.apply(folder_id, classes, threshold)
             if detail is not None:
                 win.review.show_new_prediction(detail)
         if self._again:

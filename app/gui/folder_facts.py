@@ -1,0 +1,61 @@
+"""The open folder's class names and anomaly threshold, read off the GUI thread.
+
+Opening a folder, or learning that models changed, needs two small reads from storage: the
+classifier's class names (hotkeys, filters) and the folder's image-level anomaly threshold
+(badges, the queue's score filter). On a busy PostgreSQL server or a locked SQLite file either
+can wait for seconds, so they run on a helper thread and the GUI thread only applies the answer
+— and only if that folder is still the one on screen.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.gui.thumbnails import DecodePool
+
+log = logging.getLogger(__name__)
+
+
+class FolderFacts(QObject):
+    applied = Signal(int)          # folder id whose classes and threshold are now on screen
+    _read_done = Signal(object)    # (folder id, classes, threshold) or (folder id, error string)
+
+    def __init__(self, window: Any, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.window = window
+        self._reader = DecodePool(1, 2, "folder-facts")
+        self._read_done.connect(self._apply_answer)
+
+    def read(self, folder_id: int) -> None:
+        """Read ``folder_id``'s classes and threshold on the helper thread, then show them."""
+        service = self.window.ctx.review
+
+        def job() -> None:
+            try:
+                self._read_done.emit((folder_id, service.classes(), service.anomaly_threshold(folder_id)))
+            except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
+                self._read_done.emit((folder_id, str(exc) or type(exc).__name__))
+        self._reader.submit(job)
+
+    def apply(self, folder_id: int, classes: list[str], threshold: float) -> None:
+        """Show classes and threshold read elsewhere (e.g. with a new prediction) for ``folder_id``."""
+        win = self.window
+        if win.current_folder != folder_id:
+            return  # the inspector moved on; that folder's answer would mislabel this one
+        win.label_panel.set_classes(classes)
+        win.queue_panel.set_classes(classes)
+        win.gallery.delegate.anomaly_threshold = threshold
+        win.queue_panel.set_score_defaults(threshold)
+        self.applied.emit(folder_id)
+
+    def _apply_answer(self, answer: tuple[Any, ...]) -> None:
+        if len(answer) == 2:
+            folder_id, reason = answer
+            log.warning("classes or threshold of folder %s unavailable: %s", folder_id, reason)
+            return
+        self.apply(*answer)
+
+    def close(self) -> None:
+        self._reader.close()
