@@ -177,8 +177,10 @@ class CropSampler:
         h, w = mask.shape
         if h < s or w < s:  # pad small frames by reflection (as inference pads to the stride)
             ph, pw = max(0, s - h), max(0, s - w)
-            mode = "reflect" if ph < h and pw < w else "edge"
-            image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode=mode)
+            if ph < h and pw < w:
+                image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+            else:
+                image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="edge")
             mask = np.pad(mask, ((0, ph), (0, pw)))
             h, w = mask.shape
         u = rng.random()

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from inference.checkpoints import LoadedModel
+from inference.models.mim_istd import MiMISTD
 from inference.segmentation import (
     PostProcess,
     model_flips,
@@ -37,7 +38,7 @@ def evaluate_tree(
     tree = SegTree.open(data)
     split = split or tree.eval_split()
     stems = tree.stems(split)
-    frames, problems = load_frames(tree, stems, loaded.model.config.in_chans)
+    frames, problems = load_frames(tree, stems, cast(MiMISTD, loaded.model).config.in_chans)
     if not frames:
         raise ValueError(f"{data}: no usable frames in split {split!r}" + (f" ({problems[0]})" if problems else ""))
     thr = model_threshold(loaded) if threshold is None else float(threshold)

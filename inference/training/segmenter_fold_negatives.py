@@ -138,7 +138,7 @@ def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: 
     tree = SegTree.open(data)
     parts = fold_split(fit_stems(data), folds)
     per_stem: dict[str, list[list[float]]] = {}
-    summary = {"components": 0, "pixels": 0, "pixels_after_shrink": 0, "frames_with_negatives": 0,
+    summary: dict[str, float] = {"components": 0, "pixels": 0, "pixels_after_shrink": 0, "frames_with_negatives": 0,
                f"within_{NEAR_TARGET:g}px_of_a_target": 0, "targets": 0, "detected": 0, "frames": 0}
     for k, stems in enumerate(parts):
         net = load_model(fold_model_dir(work, k), map_location=device, family="segmenter")

@@ -209,7 +209,8 @@ def train(opts: TrainOptions) -> Path:
     steps_per_epoch = max(1, math.ceil(len(fit) / opts.batch_size))
     total = steps_per_epoch * opts.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(optim, warmup_cosine(total, warmup_frac=0.05))
-    start_epoch, best, history = 0, {"iou": -1.0, "epoch": -1}, []
+    best: dict[str, Any] = {"iou": -1.0, "epoch": -1}
+    start_epoch, history = 0, []
     state_path = out / STATE
     if opts.resume and state_path.is_file():
         state = load_training_state(state_path)
@@ -280,12 +281,13 @@ def train(opts: TrainOptions) -> Path:
 
     bar.close()
     final = out / "final"
-    chosen, epoch_used, thr, metrics = model, len(history), 0.5, None
+    chosen: torch.nn.Module = model
+    epoch_used, thr, metrics = len(history), 0.5, None
     if held and best["epoch"] > 0:
         # The best held-out epoch is the shipped model (selection never looks at val).
         from inference.checkpoints import load_model
 
-        chosen, epoch_used = load_model(out / "best").model.to(device), best["epoch"]
+        chosen, epoch_used = load_model(out / "best").model.to(device), int(best["epoch"])
     flips = False
     if held:  # threshold and test-time flips are picked for the shipped weights, on the held-out frames
         thr, flips, metrics = calibrate(chosen, held, device, max_fraction)
