@@ -61,47 +61,50 @@ class Events:
                   eta_s=None if eta is None else round(eta, 1))
 
 
-class ErrorTee(io.TextIOBase):
-    """Pass stderr through and remember the training code's last ``error: ...`` line."""
-
-    def __init__(self, inner: TextIO) -> None:
-        self.inner, self.last_error = inner, ""
-
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
-            if line.startswith("error: "):
-                self.last_error = line[len("error: "):]
-        return self.inner.write(text)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-
-def _family_command(verb: str, family: str, argv: list[str]) -> int:
-    """``python main.py VERB FAMILY ...`` through the station's own parser, in this process."""
+def _family_args(verb: str, family: str, argv: list[str]) -> argparse.Namespace:
+    """``VERB FAMILY ARGV`` parsed by the station's own parser: the same options and checks as on
+    the command line (``--train-args`` is text a user typed, so it is parsed, never trusted)."""
     from app.cli import build_parser
 
     try:
-        args = build_parser().parse_args([verb, family, *argv])
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            return build_parser().parse_args([verb, family, *argv])
     except SystemExit as exc:  # a bad --train-args
-        raise CommandError(f"the {verb} options were refused: {' '.join(argv)}") from exc
-    saved = sys.argv
-    sys.argv = ["main.py", verb, family, *argv]  # the card records the equivalent train command
+        reason = err.getvalue().strip().splitlines()[-1:] or [""]
+        raise CommandError(f"the {verb} options were refused: {' '.join(argv)} ({reason[0]})") from exc
+
+
+def _family_cli(family: str) -> Any:
+    import importlib
+
+    from inference import families
+    return importlib.import_module(families.family(family).train_cli)
+
+
+def _train(family: str, argv: list[str], command: str) -> None:
+    """Train through the family's typed options and its catalogue entry point, in this process."""
+    from inference import families
+
+    cli = _family_cli(family)
+    args = _family_args("train", family, argv)
     try:
-        return int(args.func(args) or 0)
-    finally:
-        sys.argv = saved
+        families.load_entry(families.family(family).train_entry)(cli.train_options(args, command))
+    except cli.train_errors() as exc:
+        raise CommandError(str(exc).strip("'\"") or f"{type(exc).__name__} while training") from None
 
 
-def _score(family: str, data: Path, model_dir: Path, out_json: Path, args: argparse.Namespace) -> dict[str, Any] | None:
-    """``evaluate FAMILY`` of one model on the held-out labels; None (and a note) when it cannot be scored."""
-    argv = ["--data", str(data), "--model", str(model_dir), "--json", str(out_json), "--device", args.device]
+def _score(family: str, data: Path, model_dir: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """``evaluate FAMILY`` of one model on the held-out labels, as data; None (and a note) when it cannot be scored."""
+    argv = ["--data", str(data), "--model", str(model_dir), "--device", args.device]
     if args.threads:
         argv += ["--threads", str(args.threads)]
-    if _family_command("evaluate", family, argv) != 0 or not out_json.is_file():
-        print(f"note: {model_dir} could not be scored on the held-out labels", file=sys.stderr)
+    cli = _family_cli(family)
+    try:
+        report: dict[str, Any] = cli.evaluate_report(_family_args("evaluate", family, argv))
+        return report
+    except cli.evaluate_errors() as exc:
+        print(f"note: {model_dir} could not be scored on the held-out labels: {exc}", file=sys.stderr)
         return None
-    return json.loads(out_json.read_text(encoding="utf-8"))
 
 
 def _on_sigterm(_signum, _frame) -> None:
@@ -139,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
     final, work = root / name, work_dir(root, name)
     made_final = False
     refused: dict[str, Any] | None = None
-    tee = ErrorTee(sys.stderr)
     started = time.monotonic()
 
     def discard() -> None:  # only a model folder this run created, never one that was there before
@@ -177,10 +179,8 @@ def run(args: argparse.Namespace) -> int:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
                 candidates = head_version(plan, args.groups, listener)
         else:
-            with progress_listener(listener), contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(tee):
-                rc = _family_command("train", args.family, list(plan.train_args))
-            if rc != 0:
-                raise CommandError(tee.last_error or f"training failed (exit status {rc})")
+            with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
+                _train(args.family, list(plan.train_args), plan.command_line())
         if not (plan.model_dir / "config.json").is_file():
             raise CommandError(f"training finished without writing a model in {plan.model_dir}")
         events.emit("stage", stage="compare", message=f"scoring the new version{' and ' + plan.parent.name if plan.comparable and plan.parent else ''} "
@@ -188,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
         scoring: Callable[[str, int, int], None] = lambda task, d, t: events.progress("compare", task, d, t)
         with progress_listener(scoring), contextlib.redirect_stdout(sys.stderr):
             new_scores = trainer_scores(plan) or (
-                _score(args.family, plan.data_dir, plan.model_dir, work / "new.json", args) if plan.data.get("held_out") else None)
-            parent_scores = _score(args.family, plan.data_dir, Path(plan.parent.checkpoint_path), work / "parent.json", args) \
+                _score(args.family, plan.data_dir, plan.model_dir, args) if plan.data.get("held_out") else None)
+            parent_scores = _score(args.family, plan.data_dir, Path(plan.parent.checkpoint_path), args) \
                 if plan.comparable and plan.parent is not None and new_scores is not None else None
         compared = comparison(plan, new_scores, parent_scores)
         if plan.family == "classifier":

@@ -11,6 +11,7 @@ import math
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from inference import families
 
@@ -105,67 +106,101 @@ def _build_config(args: argparse.Namespace):
     return dataclasses.replace(presets[args.preset], **over)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from ..checkpoints import CheckpointError
-    from .anomaly_data import AnomalyDataError
-    from .anomaly_train import TrainOptions, train
+def train_options(args: argparse.Namespace, command: str) -> Any:
+    """The trainer's typed options from parsed ``train anomaly`` arguments (ValueError: refused)."""
+    from .anomaly_train import TrainOptions
     from .common import pick_device, set_threads
 
     set_threads(args.threads)
+    return TrainOptions(
+        data=Path(args.data), out=Path(args.out), arch=args.arch, config=_build_config(args), epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=str(pick_device(args.device)), resume=args.resume,
+        triples_per_image=args.triples_per_image, flips=not args.no_flips,
+        defect_prob=args.defect_prob, defect_max_area=args.defect_max_area,
+        max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
+        backbone=Path(args.backbone) if args.backbone else None, memory_bank=args.memory_bank,
+        appearance_stats=args.appearance_stats, edge_band=args.edge_band, data_licence=args.data_licence,
+        command=command,
+    )
+
+
+def train_errors() -> tuple[type[Exception], ...]:
+    """What training raises for bad data, options or model folders (shown as one line, not a traceback)."""
+    from ..checkpoints import CheckpointError
+    from .anomaly_data import AnomalyDataError
+
+    return (AnomalyDataError, CheckpointError, ValueError, RuntimeError)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .anomaly_train import train
+
     try:
-        device = pick_device(args.device)
-        config = _build_config(args)
-        opts = TrainOptions(
-            data=Path(args.data), out=Path(args.out), arch=args.arch, config=config, epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=str(device), resume=args.resume,
-            triples_per_image=args.triples_per_image, flips=not args.no_flips,
-            defect_prob=args.defect_prob, defect_max_area=args.defect_max_area,
-            max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
-            backbone=Path(args.backbone) if args.backbone else None, memory_bank=args.memory_bank,
-            appearance_stats=args.appearance_stats, edge_band=args.edge_band, data_licence=args.data_licence,
-            command="python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:]),
-        )
-        card = train(opts)
-    except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
+        card = train(train_options(args, "python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:])))
+    except train_errors() as exc:
         return _fail(str(exc))
     print(f"saved {args.out} (trained {card['training']['seconds']:.0f} s)")
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
+def evaluate_results(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``evaluate anomaly`` as data: model directory -> its metrics (``--record`` also writes them
+    into each model's card)."""
     from ..bundled import bundled_model_dir
-    from ..checkpoints import CheckpointError, load_model, save_card
-    from .anomaly_data import AnomalyDataError, scan_category
-    from .anomaly_eval import evaluate_tree, format_table
+    from ..checkpoints import load_model, save_card
+    from .anomaly_data import scan_category
+    from .anomaly_eval import evaluate_tree
     from .common import pick_device, set_threads
 
     set_threads(args.threads)
     dirs = args.model or [str(bundled_model_dir("anomaly"))]
+    device = pick_device(args.device)
+    tree = scan_category(args.data, need_train=False, need_test=True)
+    results = {}
+    for d in dirs:
+        loaded = load_model(d, map_location=device, family="anomaly")
+        results[d] = evaluate_tree(loaded.model, tree, device, args.batch_size, progress=True) | {"model": loaded.name}
+        if args.record:
+            r = results[d]
+            test = {k: v for k, v in r.items() if k not in ("skipped", "model")} | {"skipped": len(r["skipped"])}
+            card = loaded.card | {"metrics": {"test": test | {"data": str(tree.root)}}}
+            save_card(d, card)
+    return results
+
+
+def _json_payload(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What ``--json`` writes: one model's metrics (NaN as null), or model directory -> metrics."""
+    def clean(v: Any) -> Any:
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    payload: dict[str, Any] = {d: {k: clean(v) for k, v in r.items()} for d, r in results.items()}
+    return next(iter(payload.values())) if len(payload) == 1 else payload
+
+
+def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate anomaly`` as data: what ``--json`` writes."""
+    return _json_payload(evaluate_results(args))
+
+
+def evaluate_errors() -> tuple[type[Exception], ...]:
+    from ..checkpoints import CheckpointError
+    from .anomaly_data import AnomalyDataError
+
+    return (AnomalyDataError, CheckpointError, ValueError, RuntimeError)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .anomaly_eval import format_table
+
     try:
-        device = pick_device(args.device)
-        tree = scan_category(args.data, need_train=False, need_test=True)
-        results = {}
-        for d in dirs:
-            loaded = load_model(d, map_location=device, family="anomaly")
-            results[d] = evaluate_tree(loaded.model, tree, device, args.batch_size, progress=True) | {"model": loaded.name}
-            if args.record:
-                r = results[d]
-                test = {k: v for k, v in r.items() if k not in ("skipped", "model")} | {"skipped": len(r["skipped"])}
-                card = loaded.card | {"metrics": {"test": test | {"data": str(tree.root)}}}
-                save_card(d, card)
-    except (AnomalyDataError, CheckpointError, ValueError, RuntimeError) as exc:
+        results = evaluate_results(args)
+    except evaluate_errors() as exc:
         return _fail(str(exc))
     for r in results.values():
         for s in r["skipped"]:
             print(f"skipped: {s}")
     print(format_table({f"{r['model']} ({Path(d).name})": r for d, r in results.items()}))
     if args.json:
-        def clean(v):
-            return None if isinstance(v, float) and math.isnan(v) else v
-
-        payload = {d: {k: clean(v) for k, v in r.items()} for d, r in results.items()}
-        if len(payload) == 1:
-            payload = next(iter(payload.values()))
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(_json_payload(results), indent=2), encoding="utf-8")
     return 0

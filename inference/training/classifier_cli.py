@@ -10,6 +10,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from inference import families
 
@@ -69,53 +70,75 @@ def _command_line() -> str:
     return "python main.py " + shlex.join(argv) if Path(sys.argv[0]).name == "main.py" else shlex.join(argv)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from inference.training.classifier_data import DataTreeError
-    from inference.training.classifier_train import TrainOptions, train_classifier
+def train_options(args: argparse.Namespace, command: str) -> Any:
+    """The trainer's typed options from parsed ``train classifier`` arguments (ValueError: refused)."""
+    from inference.training.classifier_train import TrainOptions
 
     if args.epochs < 1 or args.batch_size < 2:
-        return _error("--epochs must be >= 1 and --batch-size >= 2")
-    opts = TrainOptions(
+        raise ValueError("--epochs must be >= 1 and --batch-size >= 2")
+    return TrainOptions(
         data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
-        input_norm=args.input_norm, balance=args.balance, crop=args.crop, resume=args.resume, init=args.init, init_head=args.init_head, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
-        quiet=args.quiet, command=_command_line(),
+        input_norm=args.input_norm, balance=args.balance, crop=args.crop, resume=args.resume, init=args.init,
+        init_head=args.init_head, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
+        quiet=args.quiet, command=command,
     )
+
+
+def train_errors() -> tuple[type[Exception], ...]:
+    """What training raises for bad data, options or model folders (shown as one line, not a traceback)."""
+    from inference.training.classifier_data import DataTreeError
+
+    return (DataTreeError, ValueError, RuntimeError, FloatingPointError)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from inference.training.classifier_train import train_classifier
+
     try:
-        out = train_classifier(opts)
-    except (DataTreeError, ValueError, RuntimeError, FloatingPointError) as exc:
+        out = train_classifier(train_options(args, _command_line()))
+    except train_errors() as exc:
         return _error(str(exc))
     print(f"model written to {out}")
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
+def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate classifier`` as data: the metrics the command prints and writes as JSON."""
     from inference.bundled import bundled_model_dir
-    from inference.checkpoints import CheckpointError, load_model
-    from inference.training.classifier_data import DataTreeError
+    from inference.checkpoints import load_model
     from inference.training.classifier_evaluate import evaluate_model
-    from inference.training.classifier_metrics import format_report
     from inference.training.common import pick_device, set_threads
 
     set_threads(args.threads)
     model_dir = args.model or bundled_model_dir("classifier")
-    try:
-        device = pick_device(args.device)
-        loaded = load_model(model_dir, map_location=device, family="classifier")
-    except (CheckpointError, RuntimeError) as exc:
-        return _error(str(exc))
-    try:
-        ev = evaluate_model(loaded, args.data, tta=args.tta, progress=True)
-    except DataTreeError as exc:
-        return _error(str(exc))
+    loaded = load_model(model_dir, map_location=pick_device(args.device), family="classifier")
+    ev = evaluate_model(loaded, args.data, tta=args.tta, progress=True)
     for f in ev.failures:
         print(f"warning: skipped unreadable image {f}", file=sys.stderr)
     if ev.report["count"] == 0:
-        return _error(f"{ev.source}: no readable images")
-    print(f"model {model_dir}\ndata  {ev.source}\ntest-time augmentation {ev.report['test_time_augmentation']}\n")
-    print(format_report(ev.report))
+        raise ValueError(f"{ev.source}: no readable images")
+    return {"model": str(model_dir), **ev.report}
+
+
+def evaluate_errors() -> tuple[type[Exception], ...]:
+    from inference.checkpoints import CheckpointError
+    from inference.training.classifier_data import DataTreeError
+
+    return (CheckpointError, DataTreeError, ValueError, RuntimeError)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from inference.training.classifier_metrics import format_report
+
+    try:
+        report = evaluate_report(args)
+    except evaluate_errors() as exc:
+        return _error(str(exc))
+    print(f"model {report['model']}\ndata  {report['data']}\ntest-time augmentation {report['test_time_augmentation']}\n")
+    print(format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": str(model_dir), **ev.report}, indent=2), encoding="utf-8")
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
         print(f"\nmetrics written to {args.json}")
     return 0

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from inference import families
 
@@ -60,38 +62,64 @@ def _error(msg: str) -> int:
     return 2
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from inference.checkpoints import CheckpointError
-    from inference.training.segmenter_data import SegDataError
-    from inference.training.segmenter_train import TrainOptions, train
+def train_options(args: argparse.Namespace, command: str) -> Any:
+    """The trainer's typed options from parsed ``train segmenter`` arguments (ValueError: refused)."""
+    from inference.training.segmenter_train import TrainOptions
 
     fields = TrainOptions.__dataclass_fields__
-    opts = TrainOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    opts = TrainOptions(**{k: v for k, v in vars(args).items() if k in fields and k != "command"}, command=command)
+    if opts.crop <= 0:
+        raise ValueError("--crop must be positive")
+    return opts
+
+
+def train_errors() -> tuple[type[Exception], ...]:
+    """What training raises for bad data, options or model folders (shown as one line, not a traceback)."""
+    from inference.checkpoints import CheckpointError
+    from inference.training.segmenter_data import SegDataError
+
+    return (CheckpointError, SegDataError, ValueError, KeyError, RuntimeError)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from inference.training.segmenter_train import train
+
     try:
-        if opts.crop <= 0:
-            raise ValueError("--crop must be positive")
-        final = train(opts)
-    except (CheckpointError, SegDataError, ValueError, KeyError, RuntimeError) as exc:
+        final = train(train_options(args, " ".join(shlex.quote(a) for a in sys.argv)))
+    except train_errors() as exc:
         return _error(str(exc).strip("'\""))
     print(f"model written to {final}")
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
+def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate segmenter`` as data: the metrics the command prints and writes as JSON."""
     from inference.bundled import bundled_model_dir
-    from inference.checkpoints import CheckpointError, load_model
+    from inference.checkpoints import load_model
     from inference.training.common import pick_device, set_threads
-    from inference.training.segmenter_data import SegDataError
-    from inference.training.segmenter_eval import evaluate_tree, format_table
+    from inference.training.segmenter_eval import evaluate_tree
 
     set_threads(args.threads)
     model_dir = Path(args.model) if args.model else bundled_model_dir("segmenter")
+    device = pick_device(args.device)
+    loaded = load_model(model_dir, map_location=device, family="segmenter")
+    return evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction,
+                         use_verifier=not args.no_verifier, progress=True)
+
+
+def evaluate_errors() -> tuple[type[Exception], ...]:
+    from inference.checkpoints import CheckpointError
+    from inference.training.segmenter_data import SegDataError
+
+    return (CheckpointError, SegDataError, ValueError, RuntimeError)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from inference.training.segmenter_eval import format_table
+
     try:
-        device = pick_device(args.device)
-        loaded = load_model(model_dir, map_location=device, family="segmenter")
-        result = evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction,
-                               use_verifier=not args.no_verifier, progress=True)
-    except (CheckpointError, SegDataError, ValueError, RuntimeError) as exc:
+        result = evaluate_report(args)
+    except evaluate_errors() as exc:
         return _error(str(exc))
     for msg in result["skipped"]:
         print(f"skipped: {msg}", file=sys.stderr)

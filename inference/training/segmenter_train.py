@@ -78,6 +78,7 @@ class TrainOptions:
     # share of train.txt held out to pick the epoch, threshold and flips; 0 fits every frame and keeps the
     # final weights at threshold 0.5 without flips (cross-validated ensembles choose those out of fold instead)
     held_out_fraction: float = HELD_OUT_FRACTION
+    command: str = ""  # the command line that produced this run, for the card (default: this process's)
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -233,8 +234,8 @@ def train(opts: TrainOptions) -> Path:
         "max_target_fraction": max_fraction,
         "max_target_fraction_rule": f"{LARGE_COMPONENT_FACTOR:g} x the largest fit-frame target's share of its frame; "
                                     "larger predicted components are dropped from the mask",
-        "training": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("data", "out", "quiet")},
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "training": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("data", "out", "quiet", "command")},
+        "command": opts.command or " ".join(shlex.quote(a) for a in sys.argv),
     }
     step = start_epoch * steps_per_epoch
     total_steps = opts.epochs * steps_per_epoch if opts.max_steps is None else min(opts.max_steps, opts.epochs * steps_per_epoch)

@@ -244,6 +244,18 @@ def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, t
     assert db.model_versions.by_name("classifier", "bad") is None
 
 
+def test_retrain_names_an_unknown_train_option_without_training(station) -> None:
+    """--train-args is parsed by the trainer's own options: a typo is refused with argparse's reason."""
+    _db, url, home = station
+    proc = run_retrain(url, "--epochs", "1", "--name", "typo", "--from-scratch", "--train-args", "--preset test_tiny --bach-size 4")
+    out, _err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    error = events_of(out)[-1]
+    assert error["event"] == "error" and "the train options were refused" in error["message"]
+    assert "unrecognized arguments: --bach-size 4" in error["message"]
+    assert not (home / "station-models" / "typo").exists()
+
+
 def test_retrain_cancel_by_sigterm_removes_the_partial_model(station, tmp_path: Path) -> None:
     db, url, home = station
     proc = run_retrain(url, "--epochs", "100000", "--name", "slow", "--from-scratch",
