@@ -29,23 +29,6 @@ class CommandError(Exception):
     """A failure to report as one clear line (exit status 2), not a traceback."""
 
 
-def _family_cli(family: str):
-    try:
-        return importlib.import_module(FAMILY_CLI[family])
-    except ModuleNotFoundError as exc:
-        if exc.name == FAMILY_CLI[family]:
-            return None
-        raise
-
-
-def _not_built(what: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        print(f"error: {what} is not built yet in this version ({__version__}).", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def _common(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
     # SUPPRESS on subcommands so `main.py --db URL prelabel X` keeps the top-level value.
     parser.add_argument("--db", metavar="URL", default=default,
@@ -56,13 +39,7 @@ def _common(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
 
 def _handler(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                return _not_built(f"'{args.command}'")(args)
-            raise
-        return getattr(mod, func)(args)
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
 
     return run
 
@@ -140,13 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         for family in FAMILIES:
             fp = fam.add_parser(family, help=f"{verb} {FAMILY_TITLES[family]}")
             _common(fp)
-            mod = _family_cli(family)
-            if mod is None:
-                fp.add_argument("rest", nargs=argparse.REMAINDER)
-                fp.set_defaults(func=_not_built(f"'{verb} {family}'"))
-            else:
-                getattr(mod, f"add_{verb}_arguments")(fp)
-                fp.set_defaults(func=getattr(mod, f"run_{verb}"))
+            mod = importlib.import_module(FAMILY_CLI[family])  # argument definitions only: no torch
+            getattr(mod, f"add_{verb}_arguments")(fp)
+            fp.set_defaults(func=getattr(mod, f"run_{verb}"))
 
     p = sub.add_parser("retrain", help="train a new model version from the reviewed labels in the database")
     p.add_argument("family", choices=FAMILIES)
