@@ -16,7 +16,7 @@ from tests.services.export_fixtures import H, W, one_line, region, write_image
 CLASSES = ["good", "crack"]
 # Columns of summary.csv that say who imported and when, not what the label is.
 REVIEW_COLUMNS = ("reviewer", "reviewed_at")
-DERIVED_COLUMNS = ("anomaly_region_pixels", "target_count")  # counted from masks, which a CSV does not hold
+DERIVED_COLUMNS = ("anomaly_region_pixels", "target_count", "target_classes")  # counted from masks, which a CSV does not hold
 
 
 def block_and_dot() -> np.ndarray:
