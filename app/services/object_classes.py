@@ -159,15 +159,3 @@ def component_classes(component_seeds: Sequence[tuple[int, int]], mask: np.ndarr
             by_label.setdefault(int(labels[o.y, o.x]), o.class_name)
     by_label.pop(0, None)
     return [by_label.get(int(labels[y, x])) for y, x in component_seeds]
-
-
-def seeds_of_instances(instances: Iterable[tuple[np.ndarray, int, int, str]]) -> tuple[ObjectClass, ...]:
-    """Seeds of instances read from a dataset: (crop of its pixels, crop x, crop y, class) each,
-    anchored at the instance's first pixel (``resolve`` then makes them canonical)."""
-    out = []
-    for crop, x0, y0, name in instances:
-        flat = np.flatnonzero(crop)
-        if flat.size:
-            r, c = divmod(int(flat[0]), crop.shape[1])
-            out.append(ObjectClass(y0 + r, x0 + c, name))
-    return tuple(out)
