@@ -97,3 +97,24 @@ def test_the_list_and_the_menu_pick_an_object_and_its_class(service, db, folder,
     r.set_mask(only_first)
     assert service.detail(image_id).label.objects == () and r.objects.current() is None
     win.close()
+
+
+# -- the review service (no Qt) ------------------------------------------------------------------
+
+def test_service_saves_canonical_objects_and_recovers_them(service, db, folder, artifacts, tmp_path):
+    from app.services.review_types import LabelState, QueueFilter
+
+    info = service.open_folder(folder)
+    image_id = service.queue(QueueFilter(folder_id=info.id))[0].image_id
+    # A seed anywhere inside the object is stored at its first pixel; one on the background is dropped.
+    state = LabelState(class_name=CLASSES[0], mask=two_objects(), review_state="corrected",
+                       objects=(ObjectClass(42, 52, CLASSES[2]), ObjectClass(0, 0, CLASSES[1])))
+    saved = service.save_label(image_id, state)
+    assert saved.objects == (ObjectClass(40, 50, CLASSES[2]),)
+    assert db.labels.current(image_id).object_classes == [{"x": 50, "y": 40, "class": CLASSES[2]}]
+    assert service.detail(image_id).label.objects == saved.objects
+    assert not service.detail(image_id).label.same_content(saved.with_(objects=()))
+    other = service.queue(QueueFilter(folder_id=info.id))[1].image_id
+    service.write_recovery({other: state}, tmp_path / "rec")
+    assert service.recover(tmp_path / "rec") == 1
+    assert service.detail(other).label.objects == (ObjectClass(40, 50, CLASSES[2]),)
