@@ -213,3 +213,11 @@ def test_a_mask_import_replaces_the_objects_with_its_own(station) -> None:
     cv2.imwrite(str(masks / "a.png"), np.where(m, 255, 0).astype(np.uint8))
     import_labels(db, masks, ImportOptions(format="masks"))
     assert db.labels.current(ids["a"]).object_classes is None
+
+
+def test_a_garbled_object_list_is_refused_on_export_with_a_reason(station) -> None:
+    db, _, tmp = station
+    ids = label_station(db)
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, object_classes=[{"x": "2", "y": 3}]), "tamper")
+    result = export_database(db, tmp / "export", ExportOptions(formats=("coco",)))
+    assert any("a.png: refused, its stored object classes are unusable" in r for r in result.skipped)
