@@ -224,10 +224,6 @@ class LabelPanel(QWidget):
         self._class_title()
         if self.objects.count():
             self.objects.item(0).setText(f"Image · {self._image_class or 'no class'}")
-        self.class_group.setExclusive(False)
-        for i, b in enumerate(self.class_group.buttons()):
-            b.setChecked(i < len(self._classes) and self._classes[self.class_group.id(b)] == label.class_name)
-        self.class_group.setExclusive(True)
         bits = [f"verdict: {label.anomaly_verdict or 'none'}"]
         if label.anomaly_region is not None:
             bits.append(f"region: {int(label.anomaly_region.sum())} px")
@@ -236,7 +232,13 @@ class LabelPanel(QWidget):
         self.region_info.setText(" · ".join(bits))
 
     def _class_title(self) -> None:
+        """The class box speaks of the selected object, else of the image: title and checked button."""
         obj = self._selected_object
+        shown = obj.seed.class_name if obj is not None else self._image_class
+        self.class_group.setExclusive(False)
+        for b in self.class_group.buttons():
+            b.setChecked(self._classes[self.class_group.id(b)] == shown)
+        self.class_group.setExclusive(True)
         if obj is None:
             self.class_box.setTitle(f"Class (1–9): {self._image_class or 'none'}")
         else:

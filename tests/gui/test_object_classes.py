@@ -44,6 +44,8 @@ def test_click_an_object_set_its_class_undo_and_redo(service, db, folder, artifa
     assert saved.class_name == CLASSES[0] and saved.objects == (ObjectClass(40, 50, CLASSES[2]),)
     assert service.history(image_id)[-1].object_classes == (CLASSES[2],)
     assert panel.objects.item(2).text().startswith(f"2  {CLASSES[2]}")
+    checked = [b.text() for b in panel.class_group.buttons() if b.isChecked()]
+    assert checked == [f"3  {CLASSES[2]}"]  # the buttons show the object's class, not the image's
     assert r.objects.current().number == 2   # still selected after the save
     press(qtbot, win, Qt.Key.Key_Z, CTRL)
     assert service.detail(image_id).label.objects == ()
