@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.services.display import resize_to
-from app.services.object_classes import LabelObject, ObjectClassError, objects_of, with_class
+from app.services.object_classes import Components, LabelObject, ObjectClassError, objects_of, with_class
 from app.services.review_types import ImageDetail, LabelState
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ class ObjectSelection(QObject):
         self.selected: tuple[int, int] | None = None  # (x, y): a pixel of the selected object
         self._image_id: int | None = None
         self._objects: list[LabelObject] = []
-        self._labels: np.ndarray | None = None  # component labels of the object mask, for hit tests
+        self._comps: Components | None = None  # the object mask's components, for hit tests
         review.image_loaded.connect(self._on_image)
         review.label_changed.connect(self._on_label)
 
@@ -57,19 +56,19 @@ class ObjectSelection(QObject):
 
     def current(self) -> LabelObject | None:
         """The selected object as listed now (None: the image itself is selected)."""
-        if self.selected is None or self._labels is None:
+        if self.selected is None or self._comps is None:
             return None
         x, y = self.selected
-        if not (0 <= y < self._labels.shape[0] and 0 <= x < self._labels.shape[1]) or not self._labels[y, x]:
-            return None
-        k = self._labels[y, x]
-        return next((o for o in self._objects if self._labels[o.seed.y, o.seed.x] == k), None)
+        return self._object(self._comps.at(y, x))
+
+    def _object(self, label: int) -> LabelObject | None:
+        return next((o for o in self._objects if o.label == label), None) if label else None
 
     def _refresh(self) -> None:
         mask = self.object_mask()
         label = self.review.label or LabelState()
-        self._objects = objects_of(mask, label.objects, label.class_name)
-        self._labels = None if mask is None else cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[1]
+        self._comps = None if mask is None else Components.of(mask)
+        self._objects = objects_of(mask, label.objects, label.class_name, self._comps)
         if self.current() is None:
             self.selected = None
         self.changed.emit(self.objects(), self.current())
@@ -104,11 +103,9 @@ class ObjectSelection(QObject):
         return found
 
     def nearest(self, x: float, y: float, tolerance: float) -> LabelObject | None:
-        xi, yi = int(x), int(y)
-        if self._labels is not None and 0 <= yi < self._labels.shape[0] and 0 <= xi < self._labels.shape[1]:
-            k = self._labels[yi, xi]
-            if k:
-                return next(o for o in self._objects if self._labels[o.seed.y, o.seed.x] == k)
+        hit = self._object(self._comps.at(int(y), int(x))) if self._comps is not None else None
+        if hit is not None:
+            return hit
         best, best_d = None, tolerance
         for o in self._objects:
             bx, by, bw, bh = o.box

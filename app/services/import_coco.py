@@ -24,10 +24,10 @@ from app.services.import_records import (
     Mask,
     check_pixels,
     dataset_path,
+    first_pixel,
     inside,
     own_class,
     read_json_object,
-    seed,
 )
 from app.services.object_classes import ObjectClass
 
@@ -106,13 +106,13 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         mask: Any = UNCHANGED
         area: dict[str, int] = {}
         painted = np.zeros((height, width), bool) if with_seg or not own else None
-        instances: list[tuple[np.ndarray, str]] = []
+        firsts: list[tuple[tuple[int, int] | None, str]] = []  # each instance's first pixel, not its mask
         for a in with_seg:
             m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
             painted |= m
             cat = names[a["category_id"]]
             area[cat] = area.get(cat, 0) + int(m.sum())
-            instances.append((m, cat))
+            firsts.append((first_pixel(m), cat))
         for a in own:
             area.setdefault(names[a["category_id"]], 0)
         if "class" in img:
@@ -121,10 +121,9 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
             best = max(area, key=lambda c: (area[c], c), default=None)
             class_name = best if best and best != TARGET_CATEGORY else UNCHANGED
         if painted is not None:
-            objects: list[ObjectClass] = []
-            for m, cat in instances:
-                objects += seed(m, own_class(cat, class_name))
-            mask = Mask.of(painted, tuple(objects))
+            objects = tuple(ObjectClass(at[0], at[1], name) for at, cat in firsts
+                            if at is not None and (name := own_class(cat, class_name)))
+            mask = Mask.of(painted, objects)
         source = img.get("source")
         records.append(ImportRecord(label_file=doc_file, image_ref=ref, image_file=image_location(doc_file, root, ref),
                                     origin=source if isinstance(source, str) else None,

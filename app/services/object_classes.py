@@ -68,19 +68,37 @@ def as_json(objects: Iterable[ObjectClass]) -> list[dict[str, Any]] | None:
     return out or None
 
 
-def _labels(mask: np.ndarray) -> tuple[int, np.ndarray]:
-    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    return int(n), labels
+@dataclass(frozen=True)
+class Components:
+    """A mask's 8-connected components: labels, boxes and sizes, and each one's first pixel."""
 
+    labels: np.ndarray  # int32 (h, w): 0 background, 1..n-1 components
+    stats: np.ndarray  # cv2 stats per label: x, y, w, h, area
+    firsts: list[tuple[int, int]]  # (y, x) of component k's first pixel in reading order, at k - 1
 
-def first_pixels(labels: np.ndarray, n: int) -> list[tuple[int, int]]:
-    """(y, x) of each component's first pixel in reading order, for labels 1..n-1."""
-    flat = labels.ravel()
-    # np.unique's return_index gives the first occurrence in raster order of each label.
-    values, index = np.unique(flat, return_index=True)
-    w = labels.shape[1]
-    first = {int(v): (int(i) // w, int(i) % w) for v, i in zip(values, index)}
-    return [first[k] for k in range(1, n)]
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Components:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        firsts = []
+        for k in range(1, n):
+            # The first pixel lies in the top row of the component's box: one short row read, not a sort.
+            x, y, w = (int(v) for v in stats[k, :3])
+            firsts.append((y, x + int(np.argmax(labels[y, x:x + w] == k))))
+        return cls(labels, stats, firsts)
+
+    def at(self, y: int, x: int) -> int:
+        """The component label at (y, x); 0 off the mask or outside the image."""
+        h, w = self.labels.shape
+        return int(self.labels[y, x]) if 0 <= y < h and 0 <= x < w else 0
+
+    def own_classes(self, objects: Sequence[ObjectClass]) -> dict[int, str]:
+        """Component label -> class, the first seed lying in it winning; seeds on background are dropped."""
+        chosen: dict[int, str] = {}
+        for o in objects:
+            k = self.at(o.y, o.x)
+            if k and k not in chosen:
+                chosen[k] = o.class_name
+        return chosen
 
 
 def resolve(mask: np.ndarray | None, objects: Sequence[ObjectClass]) -> tuple[ObjectClass, ...]:
@@ -91,16 +109,8 @@ def resolve(mask: np.ndarray | None, objects: Sequence[ObjectClass]) -> tuple[Ob
     """
     if mask is None or not objects or not mask.any():
         return ()
-    n, labels = _labels(mask)
-    h, w = labels.shape
-    chosen: dict[int, str] = {}
-    for o in objects:
-        if 0 <= o.y < h and 0 <= o.x < w:
-            k = int(labels[o.y, o.x])
-            if k and k not in chosen:
-                chosen[k] = o.class_name
-    firsts = first_pixels(labels, n)
-    return tuple(sorted(ObjectClass(*firsts[k - 1], name) for k, name in chosen.items()))
+    comps = Components.of(mask)
+    return tuple(sorted(ObjectClass(*comps.firsts[k - 1], name) for k, name in comps.own_classes(objects).items()))
 
 
 @dataclass(frozen=True)
@@ -112,39 +122,37 @@ class LabelObject:
     own_class: str | None  # None: it takes the image's class
     pixels: int
     box: tuple[int, int, int, int]  # x, y, w, h
+    label: int = 0  # its label in the ``Components`` it was listed from
 
 
-def objects_of(mask: np.ndarray | None, objects: Sequence[ObjectClass],
-               image_class: str | None) -> list[LabelObject]:
+def objects_of(mask: np.ndarray | None, objects: Sequence[ObjectClass], image_class: str | None,
+               comps: Components | None = None) -> list[LabelObject]:
     """Every component of ``mask`` with its class, in reading order of the first pixels."""
     if mask is None or not mask.any():
         return []
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    own = {(o.y, o.x): o.class_name for o in resolve(mask, objects)}
-    firsts = first_pixels(labels, n)
-    order = sorted(range(1, n), key=lambda k: firsts[k - 1])
+    comps = comps or Components.of(mask)
+    own = comps.own_classes(objects)
+    order = sorted(range(1, len(comps.firsts) + 1), key=lambda k: comps.firsts[k - 1])
     out = []
     for number, k in enumerate(order, start=1):
-        y, x = firsts[k - 1]
-        name = own.get((y, x))
-        bx, by, bw, bh = (int(v) for v in stats[k, :4])
-        out.append(LabelObject(number, ObjectClass(y, x, name or image_class or ""), name, int(stats[k, 4]),
-                               (bx, by, bw, bh)))
+        y, x = comps.firsts[k - 1]
+        name = own.get(k)
+        bx, by, bw, bh, area = (int(v) for v in comps.stats[k, :5])
+        out.append(LabelObject(number, ObjectClass(y, x, name or image_class or ""), name, area, (bx, by, bw, bh), k))
     return out
 
 
 def with_class(mask: np.ndarray, objects: Sequence[ObjectClass], x: int, y: int,
                class_name: str | None) -> tuple[ObjectClass, ...]:
     """``objects`` with the component at (x, y) given ``class_name`` (None: the image's class again)."""
-    kept = [o for o in resolve(mask, objects)]
-    n, labels = _labels(mask)
-    k = int(labels[y, x]) if 0 <= y < labels.shape[0] and 0 <= x < labels.shape[1] else 0
+    comps = Components.of(mask)
+    k = comps.at(y, x)
     if not k:
         raise ObjectClassError(f"no object at x {x}, y {y}")
-    kept = [o for o in kept if int(labels[o.y, o.x]) != k]
+    kept = {j: name for j, name in comps.own_classes(objects).items() if j != k}
     if class_name:
-        kept.append(ObjectClass(y, x, class_name))
-    return resolve(mask, kept)
+        kept[k] = class_name
+    return tuple(sorted(ObjectClass(*comps.firsts[j - 1], name) for j, name in kept.items()))
 
 
 def component_classes(component_seeds: Sequence[tuple[int, int]], mask: np.ndarray,
@@ -152,10 +160,6 @@ def component_classes(component_seeds: Sequence[tuple[int, int]], mask: np.ndarr
     """The own class (or None) of components named by one pixel each (y, x), as exporters walk them."""
     if not objects:
         return [None] * len(component_seeds)
-    n, labels = _labels(mask)
-    by_label: dict[int, str] = {}
-    for o in objects:
-        if 0 <= o.y < labels.shape[0] and 0 <= o.x < labels.shape[1]:
-            by_label.setdefault(int(labels[o.y, o.x]), o.class_name)
-    by_label.pop(0, None)
-    return [by_label.get(int(labels[y, x])) for y, x in component_seeds]
+    comps = Components.of(mask)
+    own = comps.own_classes(objects)
+    return [own.get(comps.at(y, x)) for y, x in component_seeds]
