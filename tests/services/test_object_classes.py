@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from app.services.export import ExportOptions, export_database
-from app.services.export_items import encode_mask
 from app.services.importing import ImportOptions, import_labels
 from app.services.object_classes import (
     ObjectClass,
@@ -24,17 +23,12 @@ from app.services.object_classes import (
 )
 from database import LabelChange, ReviewState
 from tests.services.export_fixtures import H, W
-from tests.services.import_fixtures import assert_same_export, label_station, make_folder, open_station
-
-CLASSES = ["good", "crack", "scratch"]
-
-
-def block_and_dot() -> np.ndarray:
-    m = np.zeros((H, W), bool)
-    m[2:6, 3:9] = True   # object 1, first pixel (2, 3)
-    m[15, 20] = True     # object 2, first pixel (15, 20)
-    return m
-
+from tests.services.import_fixtures import (
+    block_and_dot,  # object 1 at (2, 3), object 2 at (15, 20)
+    label_object_classes,
+    label_station,
+    open_station,
+)
 
 # -- the seeds ---------------------------------------------------------------------------------
 
@@ -88,17 +82,8 @@ def test_parse_reads_what_as_json_writes() -> None:
 
 # -- storage and history ------------------------------------------------------------------------
 
-@pytest.fixture
-def station(tmp_path: Path):
-    root = make_folder(tmp_path / "lot1")
-    db = open_station(tmp_path, "first", root)
-    db.classes.set("classifier", CLASSES)
-    yield db, root, tmp_path
-    db.close()
-
-
-def test_revisions_keep_object_classes_and_their_history(station) -> None:
-    db, _, _ = station
+def test_revisions_keep_object_classes_and_their_history(object_station) -> None:
+    db, _, _ = object_station
     ids = label_station(db)  # image 'a': class crack, block and dot, saved without object classes
     old = db.labels.current(ids["a"])
     assert old.object_classes is None  # an old revision means: every object has the image's class
@@ -117,14 +102,6 @@ def test_revisions_keep_object_classes_and_their_history(station) -> None:
 
 # -- export and import --------------------------------------------------------------------------
 
-def label_two_classes(db) -> dict[str, int]:
-    """Image 'a' (class crack): the block is a crack (the image's class), the dot a scratch of its own."""
-    ids = label_station(db)
-    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, mask_png=encode_mask(block_and_dot()),
-                                           object_classes=as_json([ObjectClass(15, 20, "scratch")])), "ann")
-    return ids
-
-
 def coco_categories(out: Path) -> list[str]:
     doc = json.loads((out / "coco" / "annotations" / "instances.json").read_text())
     names = {c["id"]: c["name"] for c in doc["categories"]}
@@ -133,9 +110,9 @@ def coco_categories(out: Path) -> list[str]:
     return [names[a["category_id"]] for a in anns]
 
 
-def test_export_gives_each_instance_its_own_class(station) -> None:
-    db, _, tmp = station
-    label_two_classes(db)
+def test_export_gives_each_instance_its_own_class(object_station) -> None:
+    db, _, tmp = object_station
+    label_object_classes(db)
     out = tmp / "export"
     export_database(db, out, ExportOptions(formats=("coco", "yolo", "csv")))
     assert coco_categories(out) == ["crack", "scratch"]  # not the image's class twice
@@ -151,30 +128,8 @@ def test_export_gives_each_instance_its_own_class(station) -> None:
     assert rows["sub/c.jpg"]["target_classes"] == ""
 
 
-@pytest.mark.parametrize("fmt", ["coco", "yolo"])
-def test_round_trip_keeps_per_object_classes(station, fmt: str) -> None:
-    db, root, tmp = station
-    ids = label_two_classes(db)
-    out = tmp / "export"
-    export_database(db, out, ExportOptions(formats=(fmt,)))
-    fresh = open_station(tmp, f"fresh-{fmt}", root)
-    fresh.classes.set("classifier", CLASSES)
-    result = import_labels(fresh, out, ImportOptions(format=fmt))
-    assert result.preview.errors == ()
-    fresh_a = fresh.images.by_path(fresh.folders.list()[0].id, "a.png").id
-    assert parse(fresh.labels.current(fresh_a).object_classes) == (ObjectClass(15, 20, "scratch"),)
-    assert fresh.labels.current(fresh_a).class_name == "crack"
-    again = tmp / f"again-{fmt}"
-    export_database(fresh, again, ExportOptions(formats=(fmt,)))
-    assert_same_export(out, again, only=fmt)
-    # Importing the same export again changes nothing.
-    assert import_labels(fresh, out, ImportOptions(format=fmt)).written == 0
-    fresh.close()
-    assert db.labels.current(ids["a"]).object_classes == as_json([ObjectClass(15, 20, "scratch")])
-
-
-def test_labelme_shapes_keep_their_own_labels(station) -> None:
-    db, root, tmp = station
+def test_labelme_shapes_keep_their_own_labels(object_station) -> None:
+    db, root, tmp = object_station
     doc = {"version": "5.4.1", "flags": {}, "imagePath": "a.png", "imageWidth": W, "imageHeight": H, "imageData": None,
            "shapes": [{"label": "crack", "points": [[2, 2], [9, 2], [9, 6], [2, 6]], "shape_type": "polygon"},
                       {"label": "scratch", "points": [[20, 15], [22, 17]], "shape_type": "rectangle"}]}
@@ -189,9 +144,9 @@ def test_labelme_shapes_keep_their_own_labels(station) -> None:
     assert coco_categories(out) == ["crack", "scratch"]
 
 
-def test_an_unknown_object_class_refuses_the_import_and_a_mapping_fixes_it(station) -> None:
-    db, root, tmp = station
-    label_two_classes(db)
+def test_an_unknown_object_class_refuses_the_import_and_a_mapping_fixes_it(object_station) -> None:
+    db, root, tmp = object_station
+    label_object_classes(db)
     out = tmp / "export"
     export_database(db, out, ExportOptions(formats=("coco",)))
     fresh = open_station(tmp, "fresh", root)  # knows good and crack only
@@ -203,10 +158,10 @@ def test_an_unknown_object_class_refuses_the_import_and_a_mapping_fixes_it(stati
     fresh.close()
 
 
-def test_a_mask_import_replaces_the_objects_with_its_own(station) -> None:
+def test_a_mask_import_replaces_the_objects_with_its_own(object_station) -> None:
     """A masks folder holds no classes: the new mask's objects take the image's class."""
-    db, root, tmp = station
-    ids = label_two_classes(db)
+    db, root, tmp = object_station
+    ids = label_object_classes(db)
     masks = tmp / "masks"
     masks.mkdir()
     m = block_and_dot()
@@ -215,8 +170,8 @@ def test_a_mask_import_replaces_the_objects_with_its_own(station) -> None:
     assert db.labels.current(ids["a"]).object_classes is None
 
 
-def test_a_garbled_object_list_is_refused_on_export_with_a_reason(station) -> None:
-    db, _, tmp = station
+def test_a_garbled_object_list_is_refused_on_export_with_a_reason(object_station) -> None:
+    db, _, tmp = object_station
     ids = label_station(db)
     db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, object_classes=[{"x": "2", "y": 3}]), "tamper")
     result = export_database(db, tmp / "export", ExportOptions(formats=("coco",)))
