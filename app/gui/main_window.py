@@ -195,7 +195,7 @@ class MainWindow(QMainWindow):
                                                      self.queue_panel.search.selectAll()))
 
         wire_view_actions(a, self.viewer_pane, self.layer_panel)
-        wire_objects(r, v, self.label_panel)
+        wire_objects(r, v, self.label_panel, a)
         a["open_folder"].triggered.connect(self.choose_folder)
         a["help_shortcuts"].triggered.connect(lambda: ShortcutsDialog(self).exec())
         a["quit"].triggered.connect(self.close)

@@ -91,6 +91,17 @@ class ObjectSelection(QObject):
             self.message.emit(f"Object {obj.number}/{len(self._objects)} selected: 1–9 set its class "
                               "(click the background to set the image's class again).")
 
+    def step(self, delta: int) -> LabelObject | None:
+        """The next (``delta`` > 0) or previous object, wrapping (Tab on an image without predicted
+        targets: painted regions are reached from the keyboard too); None when there is none."""
+        n = len(self._objects)
+        if not n:
+            return None
+        now = self.current()
+        k = (0 if delta > 0 else n - 1) if now is None else (now.number - 1 + delta) % n
+        self.select(self._objects[k])
+        return self._objects[k]
+
     def select_number(self, number: int) -> None:
         """1-based, as the label panel lists them; 0 or out of range selects the image."""
         self.select(self._objects[number - 1] if 1 <= number <= len(self._objects) else None)

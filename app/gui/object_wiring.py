@@ -31,8 +31,18 @@ def class_menu(parent: QWidget, review: ReviewController) -> QMenu:
     return menu
 
 
-def wire_objects(review: ReviewController, viewer: ImageViewer, panel: LabelPanel) -> None:
+def wire_objects(review: ReviewController, viewer: ImageViewer, panel: LabelPanel,
+                 actions: dict[str, QAction]) -> None:
     sel = review.objects
+
+    def step(delta: int) -> None:
+        """Tab without predicted targets steps through the mask's objects, centring each."""
+        if viewer.rings.targets:
+            return
+        obj = sel.step(delta)
+        if obj is not None:
+            x, y, w, h = obj.box
+            viewer.centerOn(x + w / 2, y + h / 2)
 
     def popup(at: QPoint) -> None:
         if sel.current() is not None:
@@ -52,3 +62,5 @@ def wire_objects(review: ReviewController, viewer: ImageViewer, panel: LabelPane
     viewer.target_stepped.connect(on_ring)
     panel.object_chosen.connect(sel.select_number)
     panel.object_menu_requested.connect(lambda n, at: (sel.select_number(n), popup(at)))
+    actions["next_target"].triggered.connect(lambda: step(1))
+    actions["prev_target"].triggered.connect(lambda: step(-1))

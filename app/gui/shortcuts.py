@@ -63,9 +63,9 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "mdi6.shape-outline"),
     Shortcut("toggle_mask", ("Shift+M",), "Show / hide the labelled masks", "View", "mdi6.layers-outline"),
     Shortcut("next_target", ("Tab",), "Next predicted target: centre the view on it (target k/n) and select "
-             "its object", "View",
+             "its object; on an image without predicted targets, the mask's next object", "View",
              "mdi6.target"),
-    Shortcut("prev_target", ("Shift+Tab",), "Previous predicted target", "View", "mdi6.target-variant"),
+    Shortcut("prev_target", ("Shift+Tab",), "Previous predicted target (or object)", "View", "mdi6.target-variant"),
     Shortcut("compare", ("C",), "Side by side: original beside the overlays", "View", "mdi6.compare"),
     # Project
     Shortcut("open_folder", ("Ctrl+O",), "Open a folder of images", "Project", "mdi6.folder-open"),

@@ -76,6 +76,24 @@ def test_tab_selects_a_predicted_target_whose_class_makes_the_prediction_the_lab
     win.close()
 
 
+def test_tab_steps_through_painted_objects_where_nothing_was_predicted(window, service, qtbot):
+    """The plain window has no predictions: Tab reaches the mask's own objects, centring each."""
+    win, r, v = window, window.review, window.viewer
+    service.db.classes.set("classifier", list(CLASSES))
+    service.refresh_models()
+    r.set_mask(two_objects())
+    v.one_to_one()
+    picked = []
+    for key, mod in ((Qt.Key.Key_Tab, Qt.KeyboardModifier.NoModifier),
+                     (Qt.Key.Key_Tab, Qt.KeyboardModifier.NoModifier),
+                     (Qt.Key.Key_Backtab, Qt.KeyboardModifier.ShiftModifier)):
+        press(qtbot, win, key, mod)
+        picked.append(r.objects.current().number)
+    assert picked == [1, 2, 1]
+    press(qtbot, win, Qt.Key.Key_2)
+    assert service.detail(r.image_id).label.objects == (ObjectClass(10, 10, CLASSES[1]),)
+
+
 def test_the_list_and_the_menu_pick_an_object_and_its_class(service, db, folder, artifacts, qtbot):
     win = _seeded_window(service, db, folder, artifacts, qtbot)
     r, panel = win.review, win.label_panel
