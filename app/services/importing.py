@@ -26,7 +26,7 @@ from app.services.export_source import (
 )
 from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Mask, Polygons
-from app.services.object_classes import as_json
+from app.services.object_classes import MAX_OBJECTS, as_json
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
 from inference.imageio import ImageReadError, read_raw
@@ -198,11 +198,15 @@ class Planner:
             return UNCHANGED
         return mask
 
-    def object_part(self, mask: Any) -> Any:
+    def object_part(self, mask: Any, rec: ImportRecord) -> Any:
         """The per-object classes that go with an imported mask (mapped like the image's class): a
         new mask replaces the old objects, so a mask without own classes clears them."""
         if not isinstance(mask, Mask):
             return mask  # UNCHANGED, or None (a cleared mask)
+        if len(mask.objects) > MAX_OBJECTS:
+            self.errors.append(f"{rec.label_file}: {len(mask.objects)} regions with a class of their own on "
+                               f"{rec.image_ref}; the station keeps at most {MAX_OBJECTS} per image")
+            return UNCHANGED
         return as_json(replace(o, class_name=self.station_class(o.class_name)) for o in mask.objects)
 
     def image_size(self, target: Target) -> tuple[int, int] | None:
@@ -232,7 +236,7 @@ class Planner:
             anomaly_verdict=rec.anomaly_verdict,
             anomaly_mask_png=region.png if isinstance(region, Mask) else region,
             note=f"{IMPORTED_NOTE}{rec.label_file}",
-            object_classes=self.object_part(mask),
+            object_classes=self.object_part(mask, rec),
         )
         if current is not None and confirms_prediction_only(current):
             change = self.keep_confirmed_prediction(change, current)

@@ -176,3 +176,17 @@ def test_a_garbled_object_list_is_refused_on_export_with_a_reason(object_station
     db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, object_classes=[{"x": "2", "y": 3}]), "tamper")
     result = export_database(db, tmp / "export", ExportOptions(formats=("coco",)))
     assert any("a.png: refused, its stored object classes are unusable" in r for r in result.skipped)
+
+
+def test_an_import_with_more_classified_regions_than_kept_is_refused(object_station, monkeypatch) -> None:
+    import app.services.importing as importing
+
+    db, root, _ = object_station
+    doc = {"version": "5.4.1", "flags": {}, "imagePath": "a.png", "imageWidth": W, "imageHeight": H, "imageData": None,
+           "shapes": [{"label": "crack", "points": [[2, 2], [9, 2], [9, 6], [2, 6]], "shape_type": "polygon"},
+                      {"label": "scratch", "points": [[20, 15], [22, 17]], "shape_type": "rectangle"},
+                      {"label": "good", "points": [[25, 20], [26, 21]], "shape_type": "rectangle"}]}
+    (root / "a.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(importing, "MAX_OBJECTS", 1)
+    preview = import_labels(db, root, ImportOptions(format="labelme"), dry_run=True).preview
+    assert any("2 regions with a class of their own" in e for e in preview.errors)
