@@ -1,7 +1,8 @@
 """The image viewer: zoom to the cursor, pan, fit, 1:1, overlay layers and the mask tools.
 
 Layers, bottom to top: image, anomaly heatmap, predicted mask, labelled anomaly region,
-labelled defect mask, tool previews. Tools: pan (drag), brush, eraser, polygon (click the
+labelled defect mask, tool previews. Tools: pan (drag; a click picks the object under it,
+``object_clicked``, and a right click asks for its class menu), brush, eraser, polygon (click the
 vertices, double-click or Enter closes, Backspace removes the last vertex, Esc cancels; with
 Shift held, the polygon erases), grow (click the heatmap: the connected area around the click
 joins the anomaly region). A finished stroke emits ``mask_edited(target, mask)`` with the whole
