@@ -183,6 +183,7 @@ class LabelChange:
     anomaly_mask_png: bytes | None = UNCHANGED
     from_prediction_id: int | None = None
     note: str | None = None
+    object_classes: list[dict[str, Any]] | None = UNCHANGED  # seeds of the mask's classified components
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,7 @@ class LabelRevisionInfo:
     from_prediction_id: int | None
     note: str | None
     trace: dict[str, str] | None = None  # serial/lot/station of the image when this revision was saved
+    object_classes: list[dict[str, Any]] | None = None  # [{"x", "y", "class"}]; None: the image's class
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,10 @@ from database.states import AnomalyVerdict, ReviewState
 if TYPE_CHECKING:
     from database.engine import Database
 
-LABEL_FIELDS = ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png")
+LABEL_FIELDS = ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png", "object_classes")
 # Names recorded in a revision's ``changed`` list (short: all of them fit the column).
 CHANGE_NAMES = {"class_name": "class", "mask_png": "mask", "anomaly_verdict": "verdict",
-                "anomaly_mask_png": "anomaly_mask", "review_state": "state"}
+                "anomaly_mask_png": "anomaly_mask", "object_classes": "objects", "review_state": "state"}
 
 
 def revision_dto(row: LabelRevision) -> LabelRevisionInfo:
@@ -88,6 +88,7 @@ def _resolve(change: LabelChange, prev: LabelRevision | None) -> dict[str, Any]:
         label[f] = (getattr(prev, f) if prev else None) if value is UNCHANGED else value
     if label["anomaly_verdict"] is not None:
         label["anomaly_verdict"] = AnomalyVerdict(label["anomaly_verdict"]).value
+    label["object_classes"] = label["object_classes"] or None  # no entry: the image's class, as before
     return label
 
 
@@ -95,6 +96,10 @@ def _check_change(change: LabelChange) -> None:
     """A caller's value the station cannot store raises the caller's ``ValueError`` before the
     transaction opens (inside it, a ValueError reads as a tampered row of the database)."""
     ReviewState(change.review_state)
+    objects = change.object_classes
+    if objects is not UNCHANGED and objects is not None and not (
+            isinstance(objects, list) and all(isinstance(o, dict) for o in objects)):
+        raise ValueError("object classes must be a list of objects (or None)")
     if change.anomaly_verdict is not UNCHANGED and change.anomaly_verdict is not None:
         AnomalyVerdict(change.anomaly_verdict)
 

@@ -204,6 +204,10 @@ class LabelRevision(Base):
     # The image's serial/lot/station when this revision was saved: the audit trail keeps what the
     # part was then, even if the trace rule or the sidecar CSV changes later. None: no trace.
     trace: Mapped[dict[str, Any] | None]
+    # Per-object classes (app/services/object_classes.py, ADR 0017): [{"x", "y", "class"}, ...], one
+    # pixel of a component of ``mask_png`` and that component's own class. None: every component
+    # has the image's class (all revisions saved before migration 0005_object_classes).
+    object_classes: Mapped[list[Any] | None]
 
 
 class Job(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLayout
 
-from app.gui.shortcuts import SHORTCUTS
+from app.gui.shortcuts import CLASS_KEYS_TEXT, SHORTCUTS
 
 
 class ShortcutsDialog(QDialog):
@@ -18,7 +18,7 @@ class ShortcutsDialog(QDialog):
         table.setHorizontalHeaderLabels(["Group", "Keys", "Action"])
         for r, s in enumerate(rows):
             keys = "1 … 9" if s.id == "class_1" else " / ".join(s.keys)
-            text = "Set the image's class (n-th class of the label panel)" if s.id == "class_1" else s.text
+            text = CLASS_KEYS_TEXT if s.id == "class_1" else s.text
             for c, v in enumerate((s.group, keys, text)):
                 table.setItem(r, c, QTableWidgetItem(v))
         # Sized to contents, the Action column ran 1,200 px wide and was cut at the dialog's edge:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.style import STATE_COLORS, state_icon
+from app.services.object_classes import LabelObject
 from app.services.review_types import ImageDetail, LabelState, RevisionInfo
 
 
@@ -39,6 +40,8 @@ def _action_button(action: QAction) -> QToolButton:
 class LabelPanel(QWidget):
     class_chosen = Signal(str)
     revision_chosen = Signal(int)  # double-click in the history: bring that revision back
+    object_chosen = Signal(int)    # an object picked in the list (1-based; 0: the image itself)
+    object_menu_requested = Signal(int, QPoint)  # right click on an object: its number, where
 
     def __init__(self, actions: dict[str, QAction], parent=None) -> None:
         super().__init__(parent)
@@ -99,6 +102,22 @@ class LabelPanel(QWidget):
         self.class_group.idClicked.connect(self._class_clicked)
         self._classes: list[str] = []
         lay.addWidget(self.class_box)
+
+        self.objects_box = QGroupBox("Objects")
+        ol = QVBoxLayout(self.objects_box)
+        self.objects = QListWidget()
+        self.objects.setObjectName("objects")
+        self.objects.setMaximumHeight(130)
+        self.objects.setToolTip("The regions of the mask. Select one (here, with Tab or by clicking it in the "
+                                "viewer) and 1–9 set its own class; right-click for a menu of classes.")
+        self.objects.currentRowChanged.connect(lambda row: self.object_chosen.emit(max(row, 0)))
+        self.objects.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.objects.customContextMenuRequested.connect(self._object_menu)
+        ol.addWidget(self.objects)
+        lay.addWidget(self.objects_box)
+        self._selected_object: LabelObject | None = None
+        self._object_count = 0
+        self._image_class: str | None = None
 
         anomaly = QGroupBox("Anomaly verdict")
         row = QGridLayout(anomaly)
@@ -201,11 +220,10 @@ class LabelPanel(QWidget):
         rev = f" · revision {label.revision}{who}" if label.revision else ""
         self.state.setText(f"<span style='color:{color}; font-weight:bold'>{label.review_state.upper()}</span>{rev}")
         self.state.setToolTip(label.review_state)
-        self.class_box.setTitle(f"Class (1–9): {label.class_name or 'none'}")
-        self.class_group.setExclusive(False)
-        for i, b in enumerate(self.class_group.buttons()):
-            b.setChecked(i < len(self._classes) and self._classes[self.class_group.id(b)] == label.class_name)
-        self.class_group.setExclusive(True)
+        self._image_class = label.class_name
+        self._class_title()
+        if self.objects.count():
+            self.objects.item(0).setText(f"Image · {self._image_class or 'no class'}")
         bits = [f"verdict: {label.anomaly_verdict or 'none'}"]
         if label.anomaly_region is not None:
             bits.append(f"region: {int(label.anomaly_region.sum())} px")
@@ -213,11 +231,48 @@ class LabelPanel(QWidget):
             bits.append(f"mask: {int(label.mask.sum())} px")
         self.region_info.setText(" · ".join(bits))
 
+    def _class_title(self) -> None:
+        """The class box speaks of the selected object, else of the image: title and checked button."""
+        obj = self._selected_object
+        shown = obj.seed.class_name if obj is not None else self._image_class
+        self.class_group.setExclusive(False)
+        for b in self.class_group.buttons():
+            b.setChecked(self._classes[self.class_group.id(b)] == shown)
+        self.class_group.setExclusive(True)
+        if obj is None:
+            self.class_box.setTitle(f"Class (1–9): {self._image_class or 'none'}")
+        else:
+            own = obj.own_class or f"the image's ({self._image_class or 'none'})"
+            self.class_box.setTitle(f"Class (1–9) of object {obj.number}/{self._object_count}: {own}")
+
+    def show_objects(self, objects: list[LabelObject], selected: LabelObject | None) -> None:
+        """Row 0 is the image itself (its class); then each object with its class and size."""
+        self._selected_object, self._object_count = selected, len(objects)
+        self.objects.blockSignals(True)
+        self.objects.clear()
+        self.objects.addItem(f"Image · {self._image_class or 'no class'}")
+        for o in objects:
+            cls = o.own_class or f"{o.seed.class_name or 'no class'} (image's)"
+            item = QListWidgetItem(f"{o.number}  {cls} · {o.pixels} px")
+            item.setToolTip(f"object {o.number}: x {o.box[0]}, y {o.box[1]}, {o.box[2]}×{o.box[3]} px")
+            self.objects.addItem(item)
+        self.objects.setCurrentRow(selected.number if selected is not None else 0)
+        self.objects.blockSignals(False)
+        self.objects_box.setTitle(f"Objects ({len(objects)})" if objects else "Objects (none)")
+        self._class_title()
+
+    def _object_menu(self, at: QPoint) -> None:
+        row = self.objects.indexAt(at).row()
+        if row > 0:
+            self.object_menu_requested.emit(row, self.objects.viewport().mapToGlobal(at))
+
     def show_history(self, revisions: list[RevisionInfo]) -> None:
         self.history.clear()
         for r in reversed(revisions):
             when = r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
             what = f" · {r.class_name}" if r.class_name else ""
+            if r.object_classes:
+                what += f" · objects: {', '.join(r.object_classes)}"
             item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed}{what}")
             item.setData(Qt.ItemDataRole.UserRole, r.revision)
             item.setToolTip(f"{when} by {r.author}\nstate {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "

@@ -31,6 +31,7 @@ from app.gui.gallery_view import GalleryView
 from app.gui.help_dialog import ShortcutsDialog
 from app.gui.label_panel import LabelPanel
 from app.gui.layer_panel import LayerPanel
+from app.gui.object_wiring import wire_objects
 from app.gui.queue_controller import QueueController
 from app.gui.queue_panel import QueuePanel
 from app.gui.review_controller import ReviewController
@@ -196,6 +197,7 @@ class MainWindow(QMainWindow):
                                                      self.queue_panel.search.selectAll()))
 
         wire_view_actions(a, self.viewer_pane, self.layer_panel)
+        wire_objects(r, v, self.label_panel, a)
         a["open_folder"].triggered.connect(self.choose_folder)
         a["help_shortcuts"].triggered.connect(lambda: ShortcutsDialog(self).exec())
         a["quit"].triggered.connect(self.close)

@@ -23,6 +23,8 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
 from app.gui.label_commands import LabelEdit
+from app.gui.object_selection import ObjectSelection
+from app.services.object_classes import ObjectClass, resolve
 from app.services.review_types import ImageDetail, LabelState
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class ReviewController(QObject):
         self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="detail-reader")
         self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
+        self.objects = ObjectSelection(self)  # the selected object, whose class 1–9 set instead of the image's
+        self.objects.message.connect(self.message)
 
     # -- loading --------------------------------------------------------------------------
     @property
@@ -178,8 +182,16 @@ class ReviewController(QObject):
         return self.label.with_(review_state=state, **changes)
 
     def set_class(self, name: str | None) -> None:
-        if self._ready():
+        """The image's class, or the selected object's own class while one is selected."""
+        if self.objects.current() is not None:
+            self.objects.set_class(name)
+        elif self._ready():
             self._edit(self._corrected(class_name=name), f"class → {name}", "class")
+
+    def set_object_classes(self, mask: np.ndarray, objects: tuple[ObjectClass, ...], text: str) -> None:
+        """Object classes on ``mask`` (the label's, or the prediction's it adopts) as one edit."""
+        if self._ready():
+            self._edit(self._corrected(mask=_none_if_empty(mask), objects=objects), text, "objects")
 
     def set_class_index(self, index: int) -> None:
         classes = self.service.classes()
@@ -190,7 +202,9 @@ class ReviewController(QObject):
 
     def set_mask(self, mask: np.ndarray | None) -> None:
         if self._ready():
-            self._edit(self._corrected(mask=_none_if_empty(mask)), "paint mask", "mask")
+            assert self.label is not None  # what _ready() checked
+            mask = _none_if_empty(mask)  # objects keep their class where their anchor pixel is still painted
+            self._edit(self._corrected(mask=mask, objects=resolve(mask, self.label.objects)), "paint mask", "mask")
 
     def set_region(self, region: np.ndarray | None) -> None:
         if not self._ready():

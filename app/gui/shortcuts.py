@@ -17,6 +17,10 @@ class Shortcut:
     icon: str | None = None
 
 
+# The one line the 1–9 keys get in docs/shortcuts.md and the Help dialog.
+CLASS_KEYS_TEXT = ("Set the image's class (the n-th class of the label panel); while an object is selected "
+                   "(Tab, a click on it, or the Objects list), that object's own class")
+
 SHORTCUTS: tuple[Shortcut, ...] = (
     # Review
     Shortcut("accept", ("A", "Space"), "Accept the label on screen: your corrections as they are, the prediction "
@@ -28,7 +32,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("verdict_normal", ("G",), "Anomaly verdict: normal (good part)", "Review", "mdi6.thumb-up"),
     Shortcut("verdict_anomalous", ("D",), "Anomaly verdict: anomalous (defective part)", "Review", "mdi6.alert-octagon"),
     Shortcut("clear_label", ("Ctrl+Backspace",), "Clear the label (back to unreviewed)", "Review", "mdi6.eraser-variant"),
-    *(Shortcut(f"class_{i}", (str(i),), f"Set class {i} (as listed in the label panel)", "Review") for i in range(1, 10)),
+    *(Shortcut(f"class_{i}", (str(i),), f"Set class {i} (as listed in the label panel) of the image or the selected object", "Review") for i in range(1, 10)),
     # Navigation
     Shortcut("next_unreviewed", ("N",), "Next unreviewed image", "Navigate", "mdi6.skip-next"),
     Shortcut("prev_unreviewed", ("Shift+N",), "Previous unreviewed image", "Navigate", "mdi6.skip-previous"),
@@ -38,7 +42,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     # Edit
     Shortcut("undo", ("Ctrl+Z",), "Undo the last label change", "Edit", "mdi6.undo"),
     Shortcut("redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Redo", "Edit", "mdi6.redo"),
-    Shortcut("tool_pan", ("V", "Esc"), "Pan tool (drag to move; the middle button pans with any tool)", "Edit", "mdi6.hand-back-right"),
+    Shortcut("tool_pan", ("V", "Esc"), "Pan tool (drag to move; the middle button pans with any tool; a click "
+             "selects the object under it, or the image)", "Edit", "mdi6.hand-back-right"),
     Shortcut("tool_brush", ("B",), "Brush: paint the mask", "Edit", "mdi6.brush"),
     Shortcut("tool_eraser", ("E",), "Eraser: erase the mask", "Edit", "mdi6.eraser"),
     Shortcut("tool_polygon", ("L",), "Polygon: click vertices, double-click/Enter fills (Shift erases)", "Edit", "mdi6.vector-polygon"),
@@ -57,9 +62,10 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("toggle_prediction", ("T",), "Show / hide the predicted mask and its target rings", "View",
              "mdi6.shape-outline"),
     Shortcut("toggle_mask", ("Shift+M",), "Show / hide the labelled masks", "View", "mdi6.layers-outline"),
-    Shortcut("next_target", ("Tab",), "Next predicted target: centre the view on it (target k/n)", "View",
+    Shortcut("next_target", ("Tab",), "Next predicted target: centre the view on it (target k/n) and select "
+             "its object; on an image without predicted targets, the mask's next object", "View",
              "mdi6.target"),
-    Shortcut("prev_target", ("Shift+Tab",), "Previous predicted target", "View", "mdi6.target-variant"),
+    Shortcut("prev_target", ("Shift+Tab",), "Previous predicted target (or object)", "View", "mdi6.target-variant"),
     Shortcut("compare", ("C",), "Side by side: original beside the overlays", "View", "mdi6.compare"),
     # Project
     Shortcut("open_folder", ("Ctrl+O",), "Open a folder of images", "Project", "mdi6.folder-open"),
@@ -97,6 +103,6 @@ def as_markdown() -> str:
         keys = " / ".join(f"`{k}`" for k in s.keys)
         text = s.text
         if s.id == "class_1":
-            keys, text = "`1` … `9`", "Set the image's class (the n-th class of the label panel)"
+            keys, text = "`1` … `9`", CLASS_KEYS_TEXT
         out.append(f"| {keys} | {text} |")
     return "\n".join(out) + "\n"

@@ -1,7 +1,8 @@
 """The image viewer: zoom to the cursor, pan, fit, 1:1, overlay layers and the mask tools.
 
 Layers, bottom to top: image, anomaly heatmap, predicted mask, labelled anomaly region,
-labelled defect mask, tool previews. Tools: pan (drag), brush, eraser, polygon (click the
+labelled defect mask, tool previews. Tools: pan (drag; a click picks the object under it,
+``object_clicked``, and a right click asks for its class menu), brush, eraser, polygon (click the
 vertices, double-click or Enter closes, Backspace removes the last vertex, Esc cancels; with
 Shift held, the polygon erases), grow (click the heatmap: the connected area around the click
 joins the anomaly region). A finished stroke emits ``mask_edited(target, mask)`` with the whole
@@ -12,8 +13,18 @@ emitted once, like a stroke, when the inspector lets go (``apply_threshold``).
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QWheelEvent
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor,
+    QContextMenuEvent,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsEllipseItem,
@@ -28,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.layers import MaskLayer, RasterLayer
+from app.gui.object_overlay import ObjectTags
 from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB
 from app.gui.target_rings import TargetRings
 from app.gui.thumbnails import rgb_to_qimage
@@ -161,6 +173,11 @@ class ImageViewer(ImageView):
     tool_changed = Signal(str)
     target_stepped = Signal(int, int)   # which target Tab reached (1-based; 0: none) and how many
     heat_changed = Signal(object)       # (min, max, default level) of the shown heatmap, or None
+    # An object picked with the pan tool: image x, y and how far (image pixels) a miss may be.
+    object_clicked = Signal(float, float, float)
+    object_menu_requested = Signal(float, float, float, QPoint)  # right click: ... and the global position
+    CLICK_SLOP_PX = 4.0  # a press and release this close is a click, not a pan
+    PICK_PX = 8.0        # on screen: how near a tiny object a click still picks it
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -198,6 +215,8 @@ class ImageViewer(ImageView):
         self._poly: list[QPointF] = []
         self.editable = True
         self.rings = TargetRings()  # predicted targets, ringed at a visible size (drawForeground)
+        self.object_tags = ObjectTags()  # each object's number and class; the selected one boxed
+        self._click_at: QPointF | None = None
         self.setMouseTracking(True)
         self.set_tool("pan")
 
@@ -300,6 +319,24 @@ class ImageViewer(ImageView):
         super().drawForeground(painter, rect)
         if self.prediction.isVisible():  # the rings belong to the predicted-mask layer (T)
             self.rings.paint(painter, self)
+        if self.mask.isVisible():  # the tags belong to the labelled mask (Shift+M)
+            self.object_tags.paint(painter, self)
+
+    def show_objects(self, objects: list, selected) -> None:
+        """The objects' tags (``LabelObject`` list) and the selected one, drawn over the image."""
+        self.object_tags.set_objects(objects, selected)
+        self.viewport().update()
+
+    def _pick_tolerance(self) -> float:
+        return self.PICK_PX / max(self.zoom(), 1e-6)
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        pos = self.mapToScene(event.pos())
+        if self._inside(pos):
+            self.object_menu_requested.emit(pos.x(), pos.y(), self._pick_tolerance(), event.globalPos())
+            event.accept()
+            return
+        super().contextMenuEvent(event)
 
     def step_target(self, delta: int) -> None:
         """Tab / Shift+Tab: centre the view on the next / previous predicted target."""
@@ -388,6 +425,8 @@ class ImageViewer(ImageView):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         pos = self.mapToScene(event.position().toPoint())
+        if event.button() == Qt.MouseButton.LeftButton and self.tool == "pan":
+            self._click_at = event.position()  # a release close by picks the object there
         if (event.button() == Qt.MouseButton.LeftButton and self.editable and self.tool != "pan"
                 and self._rgb is not None):
             if self.tool in ("brush", "eraser"):
@@ -423,6 +462,12 @@ class ImageViewer(ImageView):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self._click_at is not None:
+            moved = event.position() - self._click_at
+            self._click_at = None
+            pos = self.mapToScene(event.position().toPoint())
+            if abs(moved.x()) + abs(moved.y()) <= self.CLICK_SLOP_PX and self._inside(pos):
+                self.object_clicked.emit(pos.x(), pos.y(), self._pick_tolerance())
         if event.button() == Qt.MouseButton.LeftButton and self._last is not None:
             self._last = None
             self._emit_edit()

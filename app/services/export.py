@@ -139,7 +139,9 @@ def stratum(item: ExportItem) -> str:
 def make_writers(tmp: Path, options: ExportOptions, planned: Sequence[PlannedItem],
                  mvtec_parts: dict[str, str]) -> list[FormatWriter]:
     parts = options.split.used if options.split else ()
-    categories = category_names(options.class_order, (p.item.class_name for p in planned if p.item.mask_png))
+    masked = [p.item for p in planned if p.item.mask_png]
+    categories = category_names(options.class_order, [*(i.class_name for i in masked),
+                                                       *(o.class_name for i in masked for o in i.objects)])
     factories: dict[str, Callable[[], FormatWriter]] = {
         "imagefolder": lambda: ImageFolderWriter(tmp),
         "masks": lambda: MaskWriter(tmp, parts),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -149,7 +150,7 @@ class MvtecWriter(FormatWriter):
 
 
 CSV_COLUMNS = ("path", "folder", "rel_path", "file_name", "split", "state", "class", "anomaly_verdict",
-               "anomaly_region_pixels", "target_count", "reviewer", "reviewed_at", "serial", "lot", "station")
+               "anomaly_region_pixels", "target_count", "target_classes", "reviewer", "reviewed_at", "serial", "lot", "station")
 
 
 class CsvTableWriter(FormatWriter):
@@ -172,6 +173,12 @@ class CsvTableWriter(FormatWriter):
         return {"rows": len(self.rows)}
 
 
+def target_classes(it: LoadedItem) -> str:
+    """The CSV's count of targets per category, as COCO and YOLO name them (``crack:2;scratch:1``)."""
+    found = Counter(it.categories)
+    return ";".join(f"{name}:{n}" for name, n in sorted(found.items()))
+
+
 class CsvWriter(CsvTableWriter):
     """``summary.csv``: the label of every exported image."""
 
@@ -192,6 +199,7 @@ class CsvWriter(CsvTableWriter):
             "anomaly_verdict": item.anomaly_verdict or "",
             "anomaly_region_pixels": "" if it.anomaly_mask is None else int(it.anomaly_mask.sum()),
             "target_count": "" if it.target_count is None else it.target_count,
+            "target_classes": target_classes(it),
             "reviewer": item.reviewer or "",
             "reviewed_at": item.reviewed_at.isoformat() if item.reviewed_at else "",
             "serial": item.serial or "", "lot": item.lot or "", "station": item.station or "",

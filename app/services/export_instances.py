@@ -2,8 +2,8 @@
 
 A mask label is one binary image; detection-style tools want instances, so each 8-connected
 component becomes one instance (the convention the small-target metrics count targets by). The
-instance's category is the image's class when it has one (a crack mask on a "crack" image), else
-``target``. COCO segmentations are RLE (``iscrowd`` 0) encoded by pycocotools, the reference
+instance's category is its own class when the inspector gave it one (per-object classes, ADR 0017),
+else the image's class when it has one (a crack mask on a "crack" image), else ``target``. COCO segmentations are RLE (``iscrowd`` 0) encoded by pycocotools, the reference
 implementation every COCO reader decodes with, so a mask round-trips pixel for pixel.
 """
 from __future__ import annotations
@@ -18,13 +18,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from app.services.export_formats import FormatWriter, write_bytes
-from app.services.export_items import Component, LoadedItem, components
-
-TARGET_CATEGORY = "target"
-
-
-def instance_category(class_name: str | None) -> str:
-    return class_name or TARGET_CATEGORY
+from app.services.export_items import TARGET_CATEGORY, Component, LoadedItem, components, instance_category
 
 
 def category_names(class_order: Sequence[str], masked_classes: Iterable[str | None]) -> list[str]:
@@ -95,10 +89,9 @@ class CocoWriter(FormatWriter):
         doc["images"].append({"id": image_id, "file_name": it.planned.file_name, "width": w, "height": h,
                               "source": it.item.display_path, "class": it.item.class_name,
                               **({"attributes": it.item.trace} if it.item.trace else {})})
-        category = self.category_ids[instance_category(it.item.class_name)]
-        for inst in rle_instances(it.mask):
-            doc["annotations"].append({"id": self.next_ann_id, "image_id": image_id, "category_id": category,
-                                       "iscrowd": 0, **inst})
+        for inst, category in zip(rle_instances(it.mask), it.categories):
+            doc["annotations"].append({"id": self.next_ann_id, "image_id": image_id,
+                                       "category_id": self.category_ids[category], "iscrowd": 0, **inst})
             self.next_ann_id += 1
 
     def finish(self) -> dict[str, Any]:
@@ -153,10 +146,9 @@ class YoloWriter(FormatWriter):
         if it.mask is None:
             return
         self.copy_image(it, self.part_dir(self.root / "images", it))
-        cls = self.index[instance_category(it.item.class_name)]
         lines = []
-        for poly in yolo_polygons(it.mask):
-            lines.append(" ".join([str(cls), *(f"{v:.6f}" for v in poly.reshape(-1))]))
+        for poly, category in zip(yolo_polygons(it.mask), it.categories):
+            lines.append(" ".join([str(self.index[category]), *(f"{v:.6f}" for v in poly.reshape(-1))]))
         self.instances += len(lines)
         text = "".join(f"{line}\n" for line in lines)
         write_bytes(self.part_dir(self.root / "labels", it) / f"{it.planned.stem}.txt", text.encode("utf-8"))

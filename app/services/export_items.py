@@ -15,9 +15,16 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
+from app.services.object_classes import ObjectClass, component_classes
+
 ANOMALY_NORMAL = "normal"
 ANOMALY_ANOMALOUS = "anomalous"
 EXPORTED_STATES = frozenset({"accepted", "corrected"})
+TARGET_CATEGORY = "target"  # the instance category of a target on an image without a class
+
+
+def instance_category(class_name: str | None) -> str:
+    return class_name or TARGET_CATEGORY
 
 
 class ItemSkipped(Exception):
@@ -44,6 +51,7 @@ class ExportItem:
     serial: str | None = None  # traceability (app/services/trace.py): the part, its lot, the station
     lot: str | None = None
     station: str | None = None
+    objects: tuple[ObjectClass, ...] = ()  # classes of the mask's own components (the rest: class_name)
 
     @property
     def display_path(self) -> str:
@@ -76,10 +84,16 @@ class LoadedItem:
     mask: np.ndarray | None  # bool (h, w)
     anomaly_mask: np.ndarray | None  # bool (h, w)
     target_count: int | None  # connected components of ``mask``
+    object_classes: tuple[str | None, ...] = ()  # per component of ``mask`` (``components`` order): its own class
 
     @property
     def item(self) -> ExportItem:
         return self.planned.item
+
+    @property
+    def categories(self) -> list[str]:
+        """Each component's instance category (COCO, YOLO, the CSV): its own class, else the image's."""
+        return [instance_category(own or self.item.class_name) for own in self.object_classes]
 
 
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
@@ -155,6 +169,11 @@ class Component:
     x: int
     y: int
 
+    def first_pixel(self) -> tuple[int, int]:
+        """(y, x) of its first pixel in reading order: where a per-object class is anchored."""
+        r, c = divmod(int(np.flatnonzero(self.crop)[0]), self.crop.shape[1])
+        return self.y + r, self.x + c
+
 
 def components(mask: np.ndarray) -> list[Component]:
     """Work per bounding box, so a mask with many specks costs its pixels, not specks x image."""
@@ -174,5 +193,8 @@ def load(planned: PlannedItem) -> LoadedItem:
         region = decode_mask(item.anomaly_mask_png, "anomaly region", item)
     if mask is not None and region is not None and mask.shape != region.shape:
         raise ItemSkipped(f"{item.display_path}: mask and anomaly region differ in size")
-    count = len(components(mask)) if mask is not None else None
-    return LoadedItem(planned, mask, region, count)
+    comps = components(mask) if mask is not None else []
+    own: tuple[str | None, ...] = ()
+    if mask is not None:
+        own = tuple(component_classes([c.first_pixel() for c in comps], mask, item.objects))
+    return LoadedItem(planned, mask, region, len(comps) if mask is not None else None, own)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.services.export_items import ExportItem
+from app.services.object_classes import ObjectClassError, parse
 
 if TYPE_CHECKING:
     from database import Database, FolderInfo, LabelRevisionInfo, PredictionInfo
@@ -75,7 +76,12 @@ def items_from_database(db: Database, folder_id: int | None = None) -> tuple[lis
             skipped.append(f"{folder.name}/{shown(img.rel_path)}: refused, the stored path leads outside the indexed "
                            f"folder {folder.root_path} (the database row was not written by indexing)")
             continue
-        fields: dict[str, Any] = {"class_name": lab.class_name, "mask_png": lab.mask_png}
+        try:
+            objects = parse(lab.object_classes)
+        except ObjectClassError as exc:  # only another program writes such a row
+            skipped.append(f"{folder.name}/{shown(img.rel_path)}: refused, its stored object classes are unusable ({exc})")
+            continue
+        fields: dict[str, Any] = {"class_name": lab.class_name, "mask_png": lab.mask_png, "objects": objects}
         if confirms_prediction_only(lab):
             fields.update(prediction_label(lab, db.predictions.for_image(img.id)))
         items.append(ExportItem(

@@ -3,7 +3,8 @@
 Every instance of an image is painted into the image's one mask (the station's label is one
 binary mask per image); an image listed without instances is a reviewed negative (an empty mask).
 The image's class is the ``class`` this station's export writes, else the category covering the
-most pixels; the placeholder category ``target`` names no class. Sizes are bounded before a mask
+most pixels; the placeholder category ``target`` names no class. An instance of another category
+keeps it as its own class (per-object classes, ADR 0017). Sizes are bounded before a mask
 is allocated and every file name must stay inside the dataset.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from app.services.export_instances import TARGET_CATEGORY
+from app.services.export_items import TARGET_CATEGORY
 from app.services.import_records import (
     UNCHANGED,
     ImportRecord,
@@ -23,9 +24,12 @@ from app.services.import_records import (
     Mask,
     check_pixels,
     dataset_path,
+    first_pixel,
     inside,
+    own_class,
     read_json_object,
 )
+from app.services.object_classes import ObjectClass
 
 PART_FILE = re.compile(r"^instances_(?P<part>[^.]+)\.json$")
 
@@ -101,14 +105,14 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         with_seg = [a for a in own if a.get("segmentation")]
         mask: Any = UNCHANGED
         area: dict[str, int] = {}
-        if with_seg or not own:
-            painted = np.zeros((height, width), bool)
-            for a in with_seg:
-                m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
-                painted |= m
-                cat = names[a["category_id"]]
-                area[cat] = area.get(cat, 0) + int(m.sum())
-            mask = Mask.of(painted)
+        painted = np.zeros((height, width), bool) if with_seg or not own else None
+        firsts: list[tuple[tuple[int, int] | None, str]] = []  # each instance's first pixel, not its mask
+        for a in with_seg:
+            m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
+            painted |= m
+            cat = names[a["category_id"]]
+            area[cat] = area.get(cat, 0) + int(m.sum())
+            firsts.append((first_pixel(m), cat))
         for a in own:
             area.setdefault(names[a["category_id"]], 0)
         if "class" in img:
@@ -116,6 +120,10 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         else:
             best = max(area, key=lambda c: (area[c], c), default=None)
             class_name = best if best and best != TARGET_CATEGORY else UNCHANGED
+        if painted is not None:
+            objects = tuple(ObjectClass(at[0], at[1], name) for at, cat in firsts
+                            if at is not None and (name := own_class(cat, class_name)))
+            mask = Mask.of(painted, objects)
         source = img.get("source")
         records.append(ImportRecord(label_file=doc_file, image_ref=ref, image_file=image_location(doc_file, root, ref),
                                     origin=source if isinstance(source, str) else None,

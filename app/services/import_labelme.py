@@ -2,7 +2,8 @@
 
 Polygons, rectangles and circles are filled into the image's one mask; points and lines only
 name a class. The image's class is the label covering the most pixels, or (a classification
-project) the single image-level flag set to true. ``imagePath`` is followed relative to the JSON
+project) the single image-level flag set to true; a filled shape of another label keeps it as its
+own class (per-object classes, ADR 0017). ``imagePath`` is followed relative to the JSON
 file and must stay inside the import folder.
 """
 from __future__ import annotations
@@ -22,9 +23,12 @@ from app.services.import_records import (
     dataset_path,
     files_under,
     inside,
+    own_class,
     posix_rel,
     read_json_object,
+    seed,
 )
+from app.services.object_classes import ObjectClass
 
 FILLED = ("polygon", "rectangle", "circle")
 
@@ -60,6 +64,7 @@ def read_file(path: Path, root: Path) -> ImportRecord:
         raise LabelImportError(f"{where}: 'shapes' must be a list of objects")
     canvas = np.zeros((height, width), np.uint8)
     area: dict[str, int] = {}
+    filled_shapes: list[tuple[int, dict[str, Any], str]] = []
     for n, shape in enumerate(shapes):
         label = shape.get("label")
         if not isinstance(label, str) or not label:
@@ -67,6 +72,7 @@ def read_file(path: Path, root: Path) -> ImportRecord:
         before = int(canvas.sum())
         if (shape.get("shape_type") or "polygon") in FILLED:
             paint(shape, canvas, f"{where}, shape {n} ({label})")
+            filled_shapes.append((n, shape, label))
         area[label] = area.get(label, 0) + int(canvas.sum()) - before
     flags = doc.get("flags") or {}
     set_flags = [k for k, v in flags.items() if v is True] if isinstance(flags, dict) else []
@@ -74,8 +80,14 @@ def read_file(path: Path, root: Path) -> ImportRecord:
         class_name: Any = max(area, key=lambda c: (area[c], c))
     else:
         class_name = set_flags[0] if len(set_flags) == 1 else UNCHANGED
-    filled = any((s.get("shape_type") or "polygon") in FILLED for s in shapes)
-    mask = Mask.of(canvas > 0) if filled or not (shapes or set_flags) else UNCHANGED
+    objects: list[ObjectClass] = []
+    for n, shape, label in filled_shapes:
+        name = own_class(label, class_name)
+        if name:  # only a shape of another label than the image's needs its own pixels
+            alone = np.zeros_like(canvas)
+            paint(shape, alone, f"{where}, shape {n} ({label})")
+            objects += seed(alone, name)
+    mask = Mask.of(canvas > 0, tuple(objects)) if filled_shapes or not (shapes or set_flags) else UNCHANGED
     return ImportRecord(label_file=path, image_ref=posix_rel(image, root.resolve()),
                         image_file=image if image.is_file() else None, class_name=class_name, mask=mask)
 

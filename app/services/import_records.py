@@ -20,7 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.services.export_items import encode_mask
+from app.services.export_items import TARGET_CATEGORY, encode_mask
+from app.services.object_classes import ObjectClass, resolve
 from database.dto import UNCHANGED as UNCHANGED  # re-exported for the format readers
 from inference.imageio import MAX_PIXELS, ImageReadError, read_mask
 
@@ -33,15 +34,36 @@ class LabelImportError(Exception):
 
 @dataclass(frozen=True)
 class Mask:
-    """A decoded binary mask kept as the lossless PNG the database stores (small in memory)."""
+    """A decoded binary mask kept as the lossless PNG the database stores (small in memory),
+    with the classes its instances have of their own (canonical seeds, ADR 0017)."""
 
     png: bytes
     width: int
     height: int
+    objects: tuple[ObjectClass, ...] = ()
 
     @classmethod
-    def of(cls, mask: np.ndarray) -> Mask:
-        return cls(encode_mask(mask), int(mask.shape[1]), int(mask.shape[0]))
+    def of(cls, mask: np.ndarray, objects: tuple[ObjectClass, ...] = ()) -> Mask:
+        return cls(encode_mask(mask), int(mask.shape[1]), int(mask.shape[0]), resolve(mask, objects))
+
+
+def own_class(category: str, image_class: Any) -> str | None:
+    """An instance's class of its own: None where it is the image's (or the placeholder ``target``)."""
+    if category == TARGET_CATEGORY or (isinstance(image_class, str) and category == image_class):
+        return None
+    return category
+
+
+def first_pixel(mask: np.ndarray) -> tuple[int, int] | None:
+    """(y, x) of a mask's first pixel in reading order (None: empty)."""
+    flat = np.flatnonzero(mask)
+    return None if not flat.size else divmod(int(flat[0]), mask.shape[1])
+
+
+def seed(mask: np.ndarray, name: str | None) -> list[ObjectClass]:
+    """The one seed of an instance with a class of its own (none for the image's class)."""
+    at = first_pixel(mask) if name else None
+    return [] if at is None or name is None else [ObjectClass(at[0], at[1], name)]
 
 
 @dataclass(frozen=True)
@@ -53,14 +75,26 @@ class Polygons:
 
     points: tuple[np.ndarray, ...]  # each (n, 2) float x, y
     normalised: bool
+    own_classes: tuple[str | None, ...] = ()  # per outline: its class of its own (None: the image's)
 
     def rasterise(self, width: int, height: int) -> Mask:
         """Scale, truncate to whole pixels and fill: what YOLO loaders do with a label file."""
         mask = np.zeros((height, width), np.uint8)
-        for pts in self.points:
-            xy = pts * (width, height) if self.normalised else pts
-            cv2.fillPoly(mask, [xy.astype(np.int32).reshape(-1, 1, 2)], 1)
-        return Mask.of(mask > 0)
+        objects: list[ObjectClass] = []
+        for k, pts in enumerate(self.points):
+            xy = (pts * (width, height) if self.normalised else pts).astype(np.int32)
+            cv2.fillPoly(mask, [xy.reshape(-1, 1, 2)], 1)
+            name = self.own_classes[k] if k < len(self.own_classes) else None
+            if name:  # its first pixel, from the fill of its own bounding box
+                x0, y0 = np.clip(xy.min(axis=0), 0, None)
+                x1, y1 = np.minimum(xy.max(axis=0), (width - 1, height - 1))
+                crop = np.zeros((max(0, y1 - y0 + 1), max(0, x1 - x0 + 1)), np.uint8)
+                if crop.size:
+                    cv2.fillPoly(crop, [(xy - (x0, y0)).reshape(-1, 1, 2)], 1)
+                    at = first_pixel(crop)
+                    if at is not None:
+                        objects.append(ObjectClass(int(y0) + at[0], int(x0) + at[1], name))
+        return Mask.of(mask > 0, tuple(objects))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Reading YOLO segmentation datasets: ``labels/[part/]<stem>.txt`` beside ``images/[part/]<file>``.
 
-Each line is ``<class> x1 y1 x2 y2 …`` in [0, 1]. The outlines are filled at the matched image's
+Each line is ``<class> x1 y1 x2 y2 …`` in [0, 1]; the image's class is the most frequent one and an
+outline of another class keeps it as its own (per-object classes, ADR 0017). The outlines are filled at the matched image's
 size the way YOLO loaders do (scale, truncate, fill), which redraws the station's own export pixel
 for pixel. An empty label file is a reviewed negative. A detection line (``<class> cx cy w h``)
 carries a class but no outline. Class names come from ``data.yaml`` (the two ``names`` forms
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.services.export_instances import TARGET_CATEGORY
+from app.services.export_items import TARGET_CATEGORY
 from app.services.export_split import SPLIT_NAMES
 from app.services.import_records import (
     UNCHANGED,
@@ -25,6 +26,7 @@ from app.services.import_records import (
     LabelImportError,
     Polygons,
     files_under,
+    own_class,
     posix_rel,
     read_text,
 )
@@ -79,6 +81,7 @@ def class_names(yaml_file: Path) -> dict[int, str]:
 def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None]:
     classes: Counter[str] = Counter()
     polys = []
+    poly_classes: list[str] = []
     for n, line in enumerate(read_text(path).splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -95,11 +98,13 @@ def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None
         classes[names.get(cls, str(cls))] += 1
         if len(values) >= 6:
             polys.append(np.clip(values, 0.0, 1.0).reshape(-1, 2))
+            poly_classes.append(names.get(cls, str(cls)))
     detection_only = bool(classes) and not polys
     class_name = classes.most_common(1)[0][0] if classes else UNCHANGED
     if class_name == TARGET_CATEGORY:  # the export's name for "a target on an image without a class"
         class_name = UNCHANGED
-    return class_name, None if detection_only else Polygons(tuple(polys), normalised=True)
+    own = tuple(own_class(c, class_name) for c in poly_classes)
+    return class_name, None if detection_only else Polygons(tuple(polys), normalised=True, own_classes=own)
 
 
 def read(root: Path) -> list[ImportRecord]:

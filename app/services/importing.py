@@ -25,7 +25,8 @@ from app.services.export_source import (
     resolve_folder,
 )
 from app.services.import_match import ImageMatcher, Target
-from app.services.import_records import ImportRecord, LabelImportError, Polygons
+from app.services.import_records import ImportRecord, LabelImportError, Mask, Polygons
+from app.services.object_classes import MAX_OBJECTS, as_json
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
 from inference.imageio import ImageReadError, read_raw
@@ -183,7 +184,7 @@ class Planner:
         return mapped
 
     def sized(self, mask: Any, rec: ImportRecord, target: Target) -> Any:
-        """A mask as PNG bytes, refused (noted in errors) unless it has the image's size."""
+        """A mask at the image's size (polygons filled), refused (noted in errors) unless it has it."""
         if mask is UNCHANGED or mask is None:
             return mask
         size = self.image_size(target)
@@ -195,7 +196,18 @@ class Planner:
             self.errors.append(f"{rec.label_file}: mask is {mask.width}x{mask.height} but {target.display} "
                                f"is {size[0]}x{size[1]}")
             return UNCHANGED
-        return mask.png
+        return mask
+
+    def object_part(self, mask: Any, rec: ImportRecord) -> Any:
+        """The per-object classes that go with an imported mask (mapped like the image's class): a
+        new mask replaces the old objects, so a mask without own classes clears them."""
+        if not isinstance(mask, Mask):
+            return mask  # UNCHANGED, or None (a cleared mask)
+        if len(mask.objects) > MAX_OBJECTS:
+            self.errors.append(f"{rec.label_file}: {len(mask.objects)} regions with a class of their own on "
+                               f"{rec.image_ref}; the station keeps at most {MAX_OBJECTS} per image")
+            return UNCHANGED
+        return as_json(replace(o, class_name=self.station_class(o.class_name)) for o in mask.objects)
 
     def image_size(self, target: Target) -> tuple[int, int] | None:
         img = target.image
@@ -216,13 +228,15 @@ class Planner:
         return self.file_times[rec.label_file]
 
     def plan(self, rec: ImportRecord, target: Target, current: LabelRevisionInfo | None) -> PlannedLabel:
+        mask, region = self.sized(rec.mask, rec, target), self.sized(rec.anomaly_mask, rec, target)
         change = LabelChange(
             review_state=ReviewState(rec.review_state) if rec.review_state else DEFAULT_STATE,
             class_name=self.station_class(rec.class_name),
-            mask_png=self.sized(rec.mask, rec, target),
+            mask_png=mask.png if isinstance(mask, Mask) else mask,
             anomaly_verdict=rec.anomaly_verdict,
-            anomaly_mask_png=self.sized(rec.anomaly_mask, rec, target),
+            anomaly_mask_png=region.png if isinstance(region, Mask) else region,
             note=f"{IMPORTED_NOTE}{rec.label_file}",
+            object_classes=self.object_part(mask, rec),
         )
         if current is not None and confirms_prediction_only(current):
             change = self.keep_confirmed_prediction(change, current)
@@ -243,7 +257,7 @@ class Planner:
             return NEW
         same = change.review_state == current.review_state and all(
             getattr(change, f) is UNCHANGED or getattr(change, f) == getattr(current, f)
-            for f in ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png"))
+            for f in ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png", "object_classes"))
         if same:
             return UNCHANGED_LABEL
         imported_before = (current.note or "").startswith(IMPORTED_NOTE)

@@ -21,6 +21,7 @@ from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
 from app.services.flags import FolderThreshold, find_folder_threshold
 from app.services.heat_region import threshold_region
+from app.services.object_classes import ObjectClass, ObjectClassError, as_json, parse, resolve
 from app.services.review_types import (
     SORT_KEYS,
     FolderInfo,
@@ -307,9 +308,12 @@ class ReviewService:
 
     # -- label changes --------------------------------------------------------------------
     def save_label(self, image_id: int, state: LabelState, changed: str = "") -> LabelState:
-        """Store ``state`` as the image's newest revision (the whole label, never a diff)."""
+        """Store ``state`` as the image's newest revision (the whole label, never a diff).
+
+        Object classes are stored canonical: one seed per classified object of the mask (ADR 0017)."""
         from database.dto import LabelChange
         from database.states import AnomalyVerdict, ReviewState
+        objects = resolve(state.mask, state.objects)
         change = LabelChange(
             review_state=ReviewState(state.review_state),
             class_name=state.class_name,
@@ -319,9 +323,10 @@ class ReviewService:
                               else encode_mask_png(state.anomaly_region)),
             from_prediction_id=state.from_prediction_id,
             note=changed or None,
+            object_classes=as_json(objects),
         )
         rev = self.db.labels.append(image_id, change, self.settings.author)
-        return replace(state, revision=rev.revision, author=rev.author, note=rev.note)
+        return replace(state, revision=rev.revision, author=rev.author, note=rev.note, objects=objects)
 
     def accepted_label(self, detail: ImageDetail, current: LabelState,
                        size: tuple[int, int] | None = None) -> LabelState:
@@ -380,7 +385,8 @@ class ReviewService:
                              str(r.review_state.value), r.class_name,
                              r.anomaly_verdict.value if r.anomaly_verdict else None,
                              r.mask_png is not None, r.anomaly_mask_png is not None, r.note,
-                             {str(k): str(v) for k, v in r.trace.items()} if isinstance(r.trace, dict) else {})
+                             {str(k): str(v) for k, v in r.trace.items()} if isinstance(r.trace, dict) else {},
+                             tuple(o.class_name for o in _objects(r)))
                 for r in self.db.labels.history(image_id)]
 
     # -- labels the database refused -------------------------------------------------------
@@ -393,6 +399,7 @@ class ReviewService:
             base = root / f"{stamp}-image{image_id}"
             meta = {"image_id": image_id, "class_name": st.class_name, "anomaly_verdict": st.anomaly_verdict,
                     "review_state": st.review_state, "from_prediction_id": st.from_prediction_id,
+                    "object_classes": as_json(st.objects),
                     "author": self.settings.author, "db": self.db.url}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
@@ -414,7 +421,8 @@ class ReviewService:
                     region = z["region"] if "region" in z else None
                 st = LabelState(meta.get("class_name"), mask, meta.get("anomaly_verdict"), region,
                                 meta.get("review_state", "corrected"),
-                                from_prediction_id=meta.get("from_prediction_id"))
+                                from_prediction_id=meta.get("from_prediction_id"),
+                                objects=parse(meta.get("object_classes")))
                 self.save_label(int(meta["image_id"]), st, "recovered after a failed save")
             except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
@@ -437,11 +445,22 @@ def _label_from_revision(rev: LabelRevisionInfo) -> LabelState:
             return decode_mask_png(data)
         except DisplayError:
             return None
-    return LabelState(class_name=rev.class_name, mask=mask(rev.mask_png),
+    label_mask = mask(rev.mask_png)
+    return LabelState(class_name=rev.class_name, mask=label_mask,
                       anomaly_verdict=rev.anomaly_verdict.value if rev.anomaly_verdict else None,
                       anomaly_region=mask(rev.anomaly_mask_png), review_state=str(rev.review_state.value),
                       revision=rev.revision, author=rev.author, from_prediction_id=rev.from_prediction_id,
-                      note=rev.note)
+                      note=rev.note, objects=resolve(label_mask, _objects(rev)))
+
+
+def _objects(rev: LabelRevisionInfo) -> tuple[ObjectClass, ...]:
+    """A revision's object classes; a row another program garbled reads as none (logged), never a crash."""
+    try:
+        return parse(rev.object_classes)
+    except ObjectClassError as exc:
+        log.warning("image %s revision %s: object classes ignored: %s", rev.image_id, rev.revision, exc)
+        return ()
+
 
 def _queue_item(r: QueueRow) -> QueueItem:
     return QueueItem(

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from app.services.object_classes import ObjectClass
+
 REVIEW_STATES = ("unreviewed", "accepted", "corrected", "rejected")
 VERDICTS = ("normal", "anomalous")
 SORT_KEYS = ("name", "uncertainty", "anomaly", "confidence", "targets", "state")
@@ -114,10 +116,12 @@ class LabelState:
     author: str | None = None
     from_prediction_id: int | None = None
     note: str | None = None
+    objects: tuple[ObjectClass, ...] = ()  # classes of the mask's own objects (canonical seeds; the rest: class_name)
 
     def same_content(self, other: "LabelState") -> bool:
         """Equal labels (ignoring who/when), used to skip no-op saves."""
         return (self.class_name == other.class_name
+                and self.objects == other.objects
                 and self.anomaly_verdict == other.anomaly_verdict
                 and self.review_state == other.review_state
                 and _same_mask(self.mask, other.mask)
@@ -162,3 +166,4 @@ class RevisionInfo:
     has_region: bool
     note: str | None = None
     trace: dict[str, str] = field(default_factory=dict)  # the part as recorded with this revision
+    object_classes: tuple[str, ...] = ()  # the classes objects had of their own, in reading order

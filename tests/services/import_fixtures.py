@@ -14,9 +14,10 @@ from database import LabelChange, ReviewState, open_database
 from tests.services.export_fixtures import H, W, one_line, region, write_image
 
 CLASSES = ["good", "crack"]
+OBJECT_CLASSES = [*CLASSES, "scratch"]  # a class for a region of its own (tests of per-object classes)
 # Columns of summary.csv that say who imported and when, not what the label is.
 REVIEW_COLUMNS = ("reviewer", "reviewed_at")
-DERIVED_COLUMNS = ("anomaly_region_pixels", "target_count")  # counted from masks, which a CSV does not hold
+DERIVED_COLUMNS = ("anomaly_region_pixels", "target_count", "target_classes")  # counted from masks, which a CSV does not hold
 
 
 def block_and_dot() -> np.ndarray:
@@ -51,6 +52,17 @@ def label_station(db) -> dict[str, int]:
     db.labels.append(ids["d"], LabelChange(ReviewState.CORRECTED, mask_png=encode_mask(one_line())), "bob")
     db.labels.append(ids["e"], LabelChange(ReviewState.CORRECTED, anomaly_verdict="anomalous",
                                            anomaly_mask_png=encode_mask(region())), "cy")
+    return ids
+
+
+def label_object_classes(db, own_class: str = "scratch") -> dict[str, int]:
+    """``label_station``, then image 'a' (class crack) gets per-object classes: the block is a crack
+    (the image's class), the dot has ``own_class`` of its own."""
+    from app.services.object_classes import ObjectClass, as_json
+
+    ids = label_station(db)
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, object_classes=as_json([ObjectClass(15, 20, own_class)])),
+                     "ann")
     return ids
 
 

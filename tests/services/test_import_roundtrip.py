@@ -8,10 +8,13 @@ import pytest
 from app.services.export import ExportOptions, export_database
 from app.services.export_split import SplitSpec
 from app.services.importing import ImportOptions, import_labels
+from app.services.object_classes import ObjectClass, as_json, parse
 from tests.services.import_fixtures import (
     DERIVED_COLUMNS,
+    OBJECT_CLASSES,
     REVIEW_COLUMNS,
     assert_same_export,
+    label_object_classes,
     label_station,
     make_folder,
     open_station,
@@ -65,3 +68,25 @@ def test_round_trip_of_a_whole_export_with_split(tmp_path: Path) -> None:
         assert all(r.note.startswith("imported from ") for r in history)
     db.close()
     fresh.close()
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo"])
+def test_round_trip_keeps_per_object_classes(object_station, fmt: str) -> None:
+    db, root, tmp = object_station
+    ids = label_object_classes(db)
+    out = tmp / "export"
+    export_database(db, out, ExportOptions(formats=(fmt,)))
+    fresh = open_station(tmp, f"fresh-{fmt}", root)
+    fresh.classes.set("classifier", OBJECT_CLASSES)
+    result = import_labels(fresh, out, ImportOptions(format=fmt))
+    assert result.preview.errors == ()
+    fresh_a = fresh.images.by_path(fresh.folders.list()[0].id, "a.png").id
+    assert parse(fresh.labels.current(fresh_a).object_classes) == (ObjectClass(15, 20, "scratch"),)
+    assert fresh.labels.current(fresh_a).class_name == "crack"
+    again = tmp / f"again-{fmt}"
+    export_database(fresh, again, ExportOptions(formats=(fmt,)))
+    assert_same_export(out, again, only=fmt)
+    # Importing the same export again changes nothing.
+    assert import_labels(fresh, out, ImportOptions(format=fmt)).written == 0
+    fresh.close()
+    assert db.labels.current(ids["a"]).object_classes == as_json([ObjectClass(15, 20, "scratch")])
