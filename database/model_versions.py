@@ -1,6 +1,7 @@
 """Model versions per family, with exactly the active one the worker should use."""
 from __future__ import annotations
 
+import builtins
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +138,7 @@ class ModelVersionRepository:
             s.flush()
             return to_dto(record, ModelActivationInfo)
 
-    def activations(self, family: str | None = None) -> list[ModelActivationInfo]:
+    def activations(self, family: str | None = None) -> builtins.list[ModelActivationInfo]:
         """Recorded changes of the active versions (of ``family``), oldest first."""
         stmt = select(ModelActivation).order_by(ModelActivation.id)
         if family is not None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
+from app.services.display import decode_mask_png, load_rgb, resize_to
 from app.services.prelabel import FAMILIES, JobProgress, PrelabelError, job_status, read_card
 from app.services.project_settings import load_project_settings
 from app.services.reflag import card_threshold
@@ -108,8 +109,11 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
     compared = record.get("held_out_comparison") if isinstance(record, Mapping) else None
     if not isinstance(compared, Mapping) or not compared:
         return HeldOut(0, "", (), "no held-out comparison: this version was not retrained in this station")
-    new = compared.get("new") if isinstance(compared.get("new"), Mapping) else {}
-    ref = compared.get("parent") if isinstance(compared.get("parent"), Mapping) else {}
+    def block(key: str) -> Mapping[str, Any]:
+        value = compared.get(key)
+        return value if isinstance(value, Mapping) else {}
+
+    new, ref = block("new"), block("parent")
     keys = list(dict.fromkeys([*ref, *new]))
     rows = tuple((k, _number(ref.get(k)), _number(new.get(k))) for k in keys)
     notes = []
@@ -181,11 +185,8 @@ def compare_status(db: Database, job_ids: Sequence[int]) -> list[JobProgress]:
         raise ComparisonError(str(exc)) from None
 
 
-def decode_mask(png: bytes | None) -> np.ndarray | None:
-    if not png:
-        return None
-    mask = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
-    return None if mask is None else mask > 0
+def _mask(png: bytes | None) -> np.ndarray | None:
+    return decode_mask_png(png) if png else None
 
 
 def mask_iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
@@ -232,7 +233,7 @@ def disagreement_reason(family: str, champion: PredictionInfo, challenger: Predi
     if family == "anomaly":
         a_v, b_v = verdict(champion.anomaly_score, thresholds[0]), verdict(challenger.anomaly_score, thresholds[1])
         return (None if a_v is None or b_v is None or a_v == b_v else f"verdict {a_v} → {b_v}"), None
-    iou = mask_iou(decode_mask(champion.mask_png), decode_mask(challenger.mask_png))
+    iou = mask_iou(_mask(champion.mask_png), _mask(challenger.mask_png))
     return (f"mask IoU {iou:.2f}" if iou < MASK_IOU_MIN else None), iou
 
 
@@ -290,3 +291,54 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
 def challengers(db: Database) -> dict[str, ModelPair]:
     """family -> its champion and challenger, for the families that have one."""
     return {f: p for f in FAMILIES if (p := pair(db, f)) is not None}
+
+
+def overlay(rgb: np.ndarray, mask_png: bytes | None, color: tuple[int, int, int]) -> np.ndarray:
+    """The image with a mask drawn half see-through in ``color`` (the mask brought to its size)."""
+    mask = _mask(mask_png)
+    if mask is None:
+        return rgb
+    mask = resize_to(mask, rgb.shape[1], rgb.shape[0], nearest=True)
+    out = rgb.copy()
+    out[mask] = (0.5 * out[mask] + 0.5 * np.array(color, np.float32)).astype(np.uint8)
+    return out
+
+
+def side_by_side(d: Disagreement, size: int, color: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The image twice, at most ``size`` pixels on its longer side: with the champion's mask and
+    with the challenger's (the same image when the family draws no mask). Raises DisplayError."""
+    if d.path is None:
+        raise ComparisonError(f"{d.rel_path}: its folder is no longer indexed")
+    rgb = load_rgb(d.path)
+    h, w = rgb.shape[:2]
+    scale = min(1.0, size / max(h, w))
+    if scale < 1.0:
+        rgb = np.ascontiguousarray(cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                              interpolation=cv2.INTER_AREA))
+    return overlay(rgb, d.champion.mask_png, color), overlay(rgb, d.challenger.mask_png, color)
+
+
+class ChampionReview:
+    """The Models dialog's champion/challenger calls on one database, for its helper thread.
+
+    ``start_worker`` (the station's ``ReviewJobs.ensure_worker``) makes sure a worker process runs
+    the compare jobs; without it they wait for any worker on the database."""
+
+    def __init__(self, db: Database, start_worker: Callable[[], None] | None = None,
+                 limit: int = COMPARE_LIMIT) -> None:
+        self.db, self.start_worker, self.limit = db, start_worker, limit
+
+    def pair(self, family: str) -> ModelPair | None:
+        return pair(self.db, family)
+
+    def start(self, challenger_id: int) -> list[int]:
+        jobs = submit_compare(self.db, challenger_id, self.limit)
+        if jobs and self.start_worker is not None:
+            self.start_worker()
+        return jobs
+
+    def status(self, job_ids: Sequence[int]) -> list[JobProgress]:
+        return compare_status(self.db, job_ids)
+
+    def disagreements(self, challenger_id: int) -> Comparison:
+        return find_disagreements(self.db, challenger_id, self.limit)

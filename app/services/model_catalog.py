@@ -230,7 +230,8 @@ class ModelCatalog:
     def previous_champion(self, family: str) -> ModelRow | None:
         """The version the family's active one replaced, as recorded (None: nothing to roll back to)."""
         active = self.db.model_versions.active(family)
-        last = next((a for a in reversed(self.db.model_versions.activations(family))), None)
+        history = self.db.model_versions.activations(family)
+        last = history[-1] if history else None
         if active is None or last is None or last.version_id != active.id or last.previous_id is None:
             return None
         try:
