@@ -30,6 +30,7 @@ from app.services.project_settings import load_project_settings
 from app.services.reflag import card_threshold
 from database.dto import ModelVersionInfo, PredictionInfo
 from database.recent_images import REVIEWED, recently_added_ids, recently_reviewed_ids
+from database.states import JobStatus
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -164,8 +165,13 @@ def _versions(db: Database, challenger_id: int) -> tuple[ModelVersionInfo, Model
 
 def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT) -> list[int]:
     """Queue the worker runs a comparison needs: the challenger (and the champion) on the chosen
-    images each has not predicted yet. Returns the job ids (empty: everything is there)."""
+    images each has not predicted yet. Returns the job ids (empty: everything is there); while
+    this challenger's earlier compare jobs are unfinished, those."""
     champion, challenger = _versions(db, challenger_id)
+    running = [j.id for j in db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=COMPARE)
+               if j.params.get("challenger") == challenger.id]
+    if running:   # asked twice (a second click, a second station): the same run, not a second one
+        return running
     ids = compare_image_ids(db, limit)
     jobs = []
     for version in (challenger, champion):

@@ -3,6 +3,7 @@ compares stored predictions of both versions; promotion and roll back are record
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -140,6 +141,8 @@ def test_submit_compare_queues_only_what_is_missing_and_disagreements_list_both_
     assert (first.reason, first.champion.text, first.challenger.text, first.human) == (
         "class ok → scratch", "ok 0.80", "scratch 0.90", "scratch")
     assert found.disagreements[1].human == "" and Path(first.path).is_file()
+    assert champion.submit_compare(db, b.id) == jobs   # asked again while it waits: the same job
+    db.jobs.request_cancel(jobs[0])
     assert champion.submit_compare(db, b.id) == []   # all there now
 
 
@@ -188,3 +191,39 @@ def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_pa
     assert [(r["who"], r["model_version"], r["changed"]) for r in rows] == [
         ("ann", "classifier-b", "active: classifier-a → classifier-b (promote)"),
         ("ann", "classifier-a", "active: classifier-b → classifier-a (rollback)")]
+
+
+def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, capsys) -> None:
+    from app.cli import main
+    url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    db = open_database(url)
+    a, b = _versions(db, tmp_path)
+    ids = _folder(db, tmp_path, 2)
+    db.labels.append(ids[0], LabelChange(ReviewState.ACCEPTED, class_name="ok"), "ann")
+    db.predictions.upsert_many([PredictionIn(ids[0], a.id, predicted_class="ok", confidence=0.7),
+                                PredictionIn(ids[0], b.id, predicted_class="scratch", confidence=0.6)])
+    db.close()
+    assert main(["models", "compare", str(b.id), "--db", url]) == 0
+    out, err = capsys.readouterr()
+    assert "champion classifier-a · challenger classifier-b" in out and "accuracy 0.700 → 0.900" in out
+    assert "1 disagreement(s) in 1 of 2 image(s)" in out and "class ok → scratch" in out and "[human: ok]" in out
+    assert "1 image(s) not run by both versions yet: queued for a worker" in err
+    assert main(["models", "compare", str(b.id), "--db", url, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["waiting"] == 1 and data["disagreements"][0]["why"] == "class ok → scratch"
+    assert main(["models", "promote", str(b.id), "--db", url, "--author", "bob", "--note", "reviewed"]) == 0
+    assert "classifier-b is the active classifier model (recorded for bob)" in capsys.readouterr().out
+    assert main(["models", "rollback", "classifier", "--db", url, "--author", "bob"]) == 0
+    assert main(["models", "rollback", "classifier", "--db", url]) == 0   # and back again: reversible
+    assert main(["models", "compare", "999", "--db", url]) == 2
+    db = open_database(url)
+    try:
+        log = db.model_versions.activations("classifier")
+        assert [(x.action, x.author, x.note) for x in log][:2] == [("promote", "bob", "reviewed"), ("rollback", "bob", None)]
+        assert db.model_versions.active("classifier").id == b.id
+        queued = db.jobs.list(kind=champion.COMPARE)   # asked twice, queued once: each version on the image it lacks
+        assert sorted(j.params["model_versions"]["classifier"] for j in queued) == [a.id, b.id]
+    finally:
+        db.close()
+    assert main(["models", "list", "--db", url]) == 0
+    assert "active" in capsys.readouterr().out
