@@ -189,8 +189,8 @@ class ChallengerPanel(QGroupBox):
     def _on_comparison(self, result: Comparison) -> None:
         if self.pair is None or result.challenger_id != self.pair.challenger.id:
             return
+        keep = self.selected()   # read against the list shown so far
         self.comparison = result
-        keep = self.selected()
         self.table.setRowCount(0)
         for r, d in enumerate(result.disagreements):
             self.table.insertRow(r)
@@ -201,6 +201,8 @@ class ChallengerPanel(QGroupBox):
                 self.table.setItem(r, c, item)
             if keep is not None and d.image_id == keep.image_id:
                 self.table.selectRow(r)
+        if self.selected() is None and result.disagreements:
+            self.table.selectRow(0)   # the first one's pictures at once
         self.status.setText(self._summary(result))
 
     def _summary(self, result: Comparison) -> str:

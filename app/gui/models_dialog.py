@@ -182,6 +182,8 @@ class ModelsDialog(QDialog):
             self.table.insertRow(r)
             for c, item in enumerate(_items(m)):
                 self.table.setItem(r, c, item)
+        if keep is None:   # opened: on the newest challenger, what waits for a decision
+            keep = next((m.id for m in sorted(self.rows, key=lambda m: m.created_at, reverse=True) if m.challenger), None)
         if keep is not None:
             self.select(keep)
         self._selection_changed()
