@@ -30,7 +30,7 @@ from app.gui.thumbnails import rgb_to_qimage
 from app.services.champion import MASK_IOU_MIN, ChampionReview, Comparison, Disagreement, ModelPair, side_by_side
 
 DISAGREEMENT_COLUMNS = ("image", "human label", "champion", "challenger", "why")
-PREVIEW_PX = 260
+PREVIEW_PX = 240
 POLL_MS = 1000
 
 
@@ -74,6 +74,7 @@ class ChallengerPanel(QGroupBox):
         split.addWidget(self._build_held_out())
         split.addWidget(self._build_queue())
         split.setStretchFactor(1, 3)
+        split.setSizes([300, 900])
         self._show_pair(None)
 
     def _build_held_out(self) -> QWidget:
@@ -109,8 +110,14 @@ class ChallengerPanel(QGroupBox):
         col.addLayout(row)
         self.table = _table(DISAGREEMENT_COLUMNS)
         self.table.itemSelectionChanged.connect(self._selected)
-        col.addWidget(self.table, 1)
-        previews = QHBoxLayout()
+        pictures = QWidget()
+        previews = QHBoxLayout(pictures)
+        previews.setContentsMargins(0, 0, 0, 0)
+        queue = QSplitter(Qt.Orientation.Vertical)   # the list and the pictures share the height as wished
+        queue.addWidget(self.table)
+        queue.addWidget(pictures)
+        queue.setSizes([220, PREVIEW_PX + 30])
+        col.addWidget(queue, 1)
         self.previews = []
         for side in ("champion", "challenger"):
             frame = QVBoxLayout()
@@ -123,7 +130,6 @@ class ChallengerPanel(QGroupBox):
             frame.addWidget(caption)
             previews.addLayout(frame)
             self.previews.append((picture, caption))
-        col.addLayout(previews)
         return box
 
     # -- reading -------------------------------------------------------------------------
@@ -149,6 +155,7 @@ class ChallengerPanel(QGroupBox):
             self.jobs = []
             self.timer.stop()
         self.held_out.setRowCount(0)
+        self.held_out.setHorizontalHeaderLabels(["metric", "before", "challenger"])
         if found is None:
             self.headline.setText(f"The {self.family or 'selected'} family has no challenger: a retrained version "
                                   "becomes one, to be compared here with the active version before it is made active."

@@ -71,7 +71,7 @@ class ModelsDialog(QDialog):
         self.rows: list[ModelRow] = []
         self.runner = RetrainRunner(self)
         self.setWindowTitle("Models")
-        self.resize(1180, 820)
+        self.resize(1280, 880)
         lay = QVBoxLayout(self)
         text = QLabel(HELP)
         text.setWordWrap(True)
@@ -94,6 +94,7 @@ class ModelsDialog(QDialog):
         split.addWidget(self.table)
         split.addWidget(self.challenger)
         split.setStretchFactor(1, 2)
+        split.setSizes([180, 560])   # the versions are a few rows; the comparison needs the room
         lay.addWidget(split, 1)
         lay.addLayout(self._build_buttons())
         lay.addWidget(self._build_progress())

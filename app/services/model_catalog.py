@@ -228,11 +228,15 @@ class ModelCatalog:
         return self.row(version_id)
 
     def previous_champion(self, family: str) -> ModelRow | None:
-        """The version the family's active one replaced, as recorded (None: nothing to roll back to)."""
+        """The version the family's active one replaced, as recorded (None: nothing to roll back to,
+        also right after a roll back)."""
         active = self.db.model_versions.active(family)
         history = self.db.model_versions.activations(family)
         last = history[-1] if history else None
-        if active is None or last is None or last.version_id != active.id or last.previous_id is None:
+        # After a roll back the replaced version is the challenger again: Make active promotes it,
+        # rather than a second roll back that would undo the first one unseen.
+        if (active is None or last is None or last.version_id != active.id or last.previous_id is None
+                or last.action == "rollback"):
             return None
         try:
             return self.row(last.previous_id)

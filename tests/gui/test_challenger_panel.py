@@ -103,6 +103,7 @@ def test_the_disagreement_queue_then_promote_and_roll_back(qtbot, station) -> No
     dlg.rollback_button.click()
     assert db.model_versions.active("classifier").id == champion.id
     assert db.model_versions.challenger("classifier").id == challenger.id
+    assert not dlg.rollback_button.isEnabled()   # the challenger again: Make active, not a second roll back
     assert [(a.action, a.version_name, a.author) for a in db.model_versions.activations("classifier")] == [
         ("promote", "classifier-swapped", "ann"), ("rollback", "classifier-tiny", "ann")]
 

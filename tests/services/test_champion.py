@@ -181,6 +181,7 @@ def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_pa
     back = catalog.rollback("classifier", note="worse on night shift")
     assert back.id == a.id and back.active
     assert db.model_versions.challenger("classifier").id == b.id   # under review again
+    assert catalog.previous_champion("classifier") is None   # no roll back of the roll back: promote it again
     log = db.model_versions.activations("classifier")
     assert [(x.action, x.version_name, x.previous_name, x.author) for x in log] == [
         ("promote", "classifier-b", "classifier-a", "ann"), ("rollback", "classifier-a", "classifier-b", "ann")]
@@ -214,7 +215,9 @@ def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, 
     assert main(["models", "promote", str(b.id), "--db", url, "--author", "bob", "--note", "reviewed"]) == 0
     assert "classifier-b is the active classifier model (recorded for bob)" in capsys.readouterr().out
     assert main(["models", "rollback", "classifier", "--db", url, "--author", "bob"]) == 0
-    assert main(["models", "rollback", "classifier", "--db", url]) == 0   # and back again: reversible
+    assert main(["models", "rollback", "classifier", "--db", url]) == 2   # once: b is the challenger again
+    assert "nothing to roll back to" in capsys.readouterr().err
+    assert main(["models", "promote", str(b.id), "--db", url]) == 0   # promoted again after another look
     assert main(["models", "compare", "999", "--db", url]) == 2
     db = open_database(url)
     try:
