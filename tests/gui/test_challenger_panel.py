@@ -115,3 +115,20 @@ def test_a_family_without_challenger_says_so(qtbot, db) -> None:
     qtbot.waitUntil(lambda: "has no challenger" in dlg.challenger.headline.text(), timeout=10000)
     assert not dlg.challenger.find_button.isEnabled() and not dlg.challenger.promote_button.isEnabled()
     assert not dlg.rollback_button.isEnabled()
+
+
+def test_the_station_records_promotions_as_its_reviewer(qtbot, db, db_url, tmp_path) -> None:
+    from app.commands.gui import build_window
+    from app.gui.settings_store import StationSettings
+    from tests.services.model_fixtures import make_model_dir
+    champion = db.model_versions.register("classifier", "a", str(make_model_dir(tmp_path / "a")), activate=True)
+    challenger = db.model_versions.register("classifier", "b", str(make_model_dir(tmp_path / "b")),
+                                            parent_id=champion.id, challenger=True)
+    win = build_window(db, StationSettings(reviewer="ann"), db_url, interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    win.actions["models"].trigger()
+    dlg = win.models_dialog
+    assert dlg.selected_id() == challenger.id   # opened on the challenger
+    dlg.make_active()
+    [record] = db.model_versions.activations("classifier")
+    assert (record.action, record.author, record.previous_name) == ("promote", "ann", "a")
