@@ -18,6 +18,7 @@ from app.services.model_catalog import ModelCatalog, ModelCatalogError
 from database.dto import LabelChange, PredictionIn
 from database.engine import open_database
 from database.states import ReviewState
+from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
 from tests.services.model_fixtures import make_model_dir
 from tests.worker.helpers import good_images
 
@@ -26,8 +27,9 @@ COMPARISON = {"held_out_images": 12, "new": {"accuracy": 0.9, "macro_f1": 0.8},
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    database = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+def db(url: str):  # noqa: F811 - the imported fixture
+    """SQLite, and PostgreSQL too when INSPECTION_TEST_POSTGRES_URL is set."""
+    database = open_database(url)
     yield database
     database.close()
 
@@ -196,30 +198,30 @@ def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_pa
 
 def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, capsys) -> None:
     from app.cli import main
-    url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
-    db = open_database(url)
+    cli_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    db = open_database(cli_url)
     a, b = _versions(db, tmp_path)
     ids = _folder(db, tmp_path, 2)
     db.labels.append(ids[0], LabelChange(ReviewState.ACCEPTED, class_name="ok"), "ann")
     db.predictions.upsert_many([PredictionIn(ids[0], a.id, predicted_class="ok", confidence=0.7),
                                 PredictionIn(ids[0], b.id, predicted_class="scratch", confidence=0.6)])
     db.close()
-    assert main(["models", "compare", str(b.id), "--db", url]) == 0
+    assert main(["models", "compare", str(b.id), "--db", cli_url]) == 0
     out, err = capsys.readouterr()
     assert "champion classifier-a · challenger classifier-b" in out and "accuracy 0.700 → 0.900" in out
     assert "1 disagreement(s) in 1 of 2 image(s)" in out and "class ok → scratch" in out and "[human: ok]" in out
     assert "1 image(s) not run by both versions yet: queued for a worker" in err
-    assert main(["models", "compare", str(b.id), "--db", url, "--json"]) == 0
+    assert main(["models", "compare", str(b.id), "--db", cli_url, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["waiting"] == 1 and data["disagreements"][0]["why"] == "class ok → scratch"
-    assert main(["models", "promote", str(b.id), "--db", url, "--author", "bob", "--note", "reviewed"]) == 0
+    assert main(["models", "promote", str(b.id), "--db", cli_url, "--author", "bob", "--note", "reviewed"]) == 0
     assert "classifier-b is the active classifier model (recorded for bob)" in capsys.readouterr().out
-    assert main(["models", "rollback", "classifier", "--db", url, "--author", "bob"]) == 0
-    assert main(["models", "rollback", "classifier", "--db", url]) == 2   # once: b is the challenger again
+    assert main(["models", "rollback", "classifier", "--db", cli_url, "--author", "bob"]) == 0
+    assert main(["models", "rollback", "classifier", "--db", cli_url]) == 2   # once: b is the challenger again
     assert "nothing to roll back to" in capsys.readouterr().err
-    assert main(["models", "promote", str(b.id), "--db", url]) == 0   # promoted again after another look
-    assert main(["models", "compare", "999", "--db", url]) == 2
-    db = open_database(url)
+    assert main(["models", "promote", str(b.id), "--db", cli_url]) == 0   # promoted again after another look
+    assert main(["models", "compare", "999", "--db", cli_url]) == 2
+    db = open_database(cli_url)
     try:
         log = db.model_versions.activations("classifier")
         assert [(x.action, x.author, x.note) for x in log][:2] == [("promote", "bob", "reviewed"), ("rollback", "bob", None)]
@@ -228,5 +230,5 @@ def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, 
         assert sorted(j.params["model_versions"]["classifier"] for j in queued) == [a.id, b.id]
     finally:
         db.close()
-    assert main(["models", "list", "--db", url]) == 0
+    assert main(["models", "list", "--db", cli_url]) == 0
     assert "active" in capsys.readouterr().out
