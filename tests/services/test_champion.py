@@ -3,6 +3,7 @@ compares stored predictions of both versions; promotion and roll back are record
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -232,3 +233,18 @@ def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, 
         db.close()
     assert main(["models", "list", "--db", cli_url]) == 0
     assert "active" in capsys.readouterr().out
+
+
+def test_side_by_side_draws_each_versions_mask_at_the_images_size(tmp_path) -> None:
+    img = np.full((40, 80), 100, np.uint8)
+    cv2.imwrite(str(tmp_path / "part.png"), img)
+    left = np.zeros((10, 20), bool)
+    left[:, :10] = True   # the champion's mask: the left half, at a model's smaller size
+    d = champion.Disagreement(1, str(tmp_path / "part.png"), "part.png", "mask IoU 0.00",
+                              champion.Answer("1 target", _png(left)), champion.Answer("no mask", None), "")
+    a, b = champion.side_by_side(d, size=40, color=(255, 0, 0))
+    assert a.shape == b.shape == (20, 40, 3)   # the longer side brought down to 40
+    assert a[10, 5, 0] > a[10, 5, 1] and tuple(a[10, 30]) == (100, 100, 100)   # drawn on the left half only
+    assert (b == 100).all()   # no mask, the image as it is
+    with pytest.raises(champion.ComparisonError, match="no longer indexed"):
+        champion.side_by_side(dataclasses.replace(d, path=None), 40, (255, 0, 0))
