@@ -17,7 +17,7 @@ from inference import families
 
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
-COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit", "models")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_handler("app.commands.retrain", "run"))
 
+    p = sub.add_parser("models", help="model versions: list, compare a challenger, promote, roll back")
+    _models_arguments(p)
+
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = dbsub.add_parser("upgrade", help="migrate the database to this version's schema")
@@ -161,6 +164,32 @@ def build_parser() -> argparse.ArgumentParser:
     _common(cur)
     cur.set_defaults(func=_handler("app.commands.db", "current"))
     return top
+
+
+def _models_arguments(p: argparse.ArgumentParser) -> None:
+    """``models list|compare ID|promote ID|rollback FAMILY`` (app/commands/models.py)."""
+    sub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="every model version: family, id, active or challenger, name")
+    _common(ls)
+    cmp = sub.add_parser("compare", help="a challenger against its family's active version: held-out figures and "
+                                         "the images where they disagree")
+    cmp.add_argument("version", type=int, metavar="ID", help="the challenger's version id (see `models list`)")
+    cmp.add_argument("--run", action="store_true",
+                     help="run the missing predictions in this process first (otherwise they are queued for a worker)")
+    cmp.add_argument("--limit", type=int, default=None,
+                     help="images compared (default 200: the most recently reviewed, then the newest)")
+    cmp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="for --run")
+    cmp.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    _common(cmp)
+    for verb, helptext in (("promote", "make a version (the challenger) its family's active one"),
+                           ("rollback", "make the version the active one replaced active again")):
+        q = sub.add_parser(verb, help=helptext)
+        q.add_argument("version" if verb == "promote" else "family", **(
+            {"type": int, "metavar": "ID"} if verb == "promote" else {"choices": FAMILIES}))
+        q.add_argument("--author", help="recorded as who did it (default: your login name)")
+        q.add_argument("--note", help="why, recorded in the audit trail")
+        _common(q)
+    p.set_defaults(func=_handler("app.commands.models", "run"))
 
 
 def _normalise_argv(argv: list[str]) -> list[str]:

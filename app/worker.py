@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from app.services.artifacts import ArtifactStore, artifact_root
+from app.services.champion import COMPARE
 from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
 from app.services.prelabel import PRELABEL
 from app.services.project_settings import load_project_settings
@@ -241,7 +242,7 @@ class Worker:
         return engine
 
     def _claim_and_decode(self) -> tuple[ClaimedBatch, list] | None:
-        batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL])
+        batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL, COMPARE])
         if batch is None:
             return None
         try:
@@ -361,11 +362,14 @@ class Worker:
                 self.stats.per_family[family] = self.stats.per_family.get(family, 0) + 1
         # Image-level flags first: if we die before the commit below, the items are redone and
         # these idempotent writes repeated; the reverse order could leave done items unflagged.
-        if flagged:
-            self.db.images.set_flagged(flagged, True)
-        if clear:
-            self.db.images.set_flagged(clear, False)
-        self.db.images.set_priorities(priorities)
+        # A compare job (a challenger under review) stores its predictions only: the queue's
+        # flags and priorities stay those of the active versions.
+        if batch.job.kind != COMPARE:
+            if flagged:
+                self.db.images.set_flagged(flagged, True)
+            if clear:
+                self.db.images.set_flagged(clear, False)
+            self.db.images.set_priorities(priorities)
         self.db.images.set_decoded(sizes)
         for item_id, reason in errors.items():
             image_id = next(it.image_id for it in batch.items if it.id == item_id)

@@ -115,6 +115,23 @@ class ModelVersionInfo:
     bundled: bool
     parent_id: int | None
     created_at: datetime
+    challenger: bool = False   # registered for review beside the active version (app/services/champion.py)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelActivationInfo:
+    """One recorded change of a family's active version (``model_activations``)."""
+
+    id: int
+    family: str
+    version_id: int | None
+    previous_id: int | None
+    version_name: str
+    previous_name: str | None
+    action: str          # activate | promote | rollback
+    author: str
+    note: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

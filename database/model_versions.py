@@ -1,6 +1,7 @@
 """Model versions per family, with exactly the active one the worker should use."""
 from __future__ import annotations
 
+import builtins
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -8,9 +9,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
-from database.dto import ModelVersionInfo
+from database.dto import ModelActivationInfo, ModelVersionInfo
 from database.errors import ConflictError
-from database.models import ModelVersion
+from database.models import ModelActivation, ModelVersion
+
+ACTIONS = ("activate", "promote", "rollback")
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -38,8 +41,10 @@ class ModelVersionRepository:
 
     def register(self, family: str, name: str, checkpoint_path: str, *, config: dict[str, Any] | None = None,
                  metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None,
-                 bundled: bool = False, parent_id: int | None = None, activate: bool = False) -> ModelVersionInfo:
-        """Add a version; (family, name) must be new. ``activate`` also makes it the active one."""
+                 bundled: bool = False, parent_id: int | None = None, activate: bool = False,
+                 challenger: bool = False) -> ModelVersionInfo:
+        """Add a version; (family, name) must be new. ``activate`` also makes it the active one;
+        ``challenger`` makes it the family's challenger (replacing the previous one)."""
         with self.db.session(write=True) as s:
             if s.scalar(select(ModelVersion.id).where(ModelVersion.family == family, ModelVersion.name == name)):
                 raise ConflictError(f"a {family} model named '{name}' is already registered.")
@@ -50,6 +55,8 @@ class ModelVersionRepository:
             s.flush()
             if activate:
                 _activate(s, row)
+            elif challenger:
+                _make_challenger(s, row)
             return _dto(row)
 
     def get(self, version_id: int) -> ModelVersionInfo | None:
@@ -89,6 +96,56 @@ class ModelVersionRepository:
             _activate(s, row)
             return _dto(row)
 
+    def challenger(self, family: str) -> ModelVersionInfo | None:
+        """The family's version under review beside the active one, if any."""
+        with self.db.session() as s:
+            row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.challenger.is_(True)))
+            return None if row is None else _dto(row)
+
+    def set_challenger(self, version_id: int) -> ModelVersionInfo:
+        """Make an inactive version its family's challenger (the previous challenger stops being one)."""
+        with self.db.session(write=True) as s:
+            row = s.get(ModelVersion, version_id, with_for_update=True)
+            if row is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            if row.active:
+                raise ConflictError(f"{row.name} is the active {row.family} version, not a challenger.")
+            _make_challenger(s, row)
+            return _dto(row)
+
+    def change_active(self, version_id: int, author: str, action: str = "activate", note: str | None = None,
+                      previous_becomes_challenger: bool = False) -> ModelActivationInfo:
+        """Make the version active and record who did it, in one transaction (the audit trail and
+        what a roll back returns to). It stops being the challenger; ``previous_becomes_challenger``
+        keeps the replaced version under review (a roll back)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown activation action {action!r}")
+        with self.db.session(write=True) as s:
+            row = s.get(ModelVersion, version_id, with_for_update=True)
+            if row is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            previous = s.scalar(select(ModelVersion).where(ModelVersion.family == row.family,
+                                                           ModelVersion.active.is_(True)).with_for_update())
+            row.challenger = False
+            _activate(s, row)
+            if previous is not None and previous.id != row.id and previous_becomes_challenger:
+                _make_challenger(s, previous)
+            record = ModelActivation(family=row.family, version_id=row.id, version_name=row.name,
+                                     previous_id=previous.id if previous is not None else None,
+                                     previous_name=previous.name if previous is not None else None,
+                                     action=action, author=author, note=note)
+            s.add(record)
+            s.flush()
+            return to_dto(record, ModelActivationInfo)
+
+    def activations(self, family: str | None = None) -> builtins.list[ModelActivationInfo]:
+        """Recorded changes of the active versions (of ``family``), oldest first."""
+        stmt = select(ModelActivation).order_by(ModelActivation.id)
+        if family is not None:
+            stmt = stmt.where(ModelActivation.family == family)
+        with self.db.session() as s:
+            return [to_dto(r, ModelActivationInfo) for r in s.scalars(stmt)]
+
     def update_metrics(self, version_id: int, metrics: dict[str, Any]) -> ModelVersionInfo:
         """Merge ``metrics`` into the version's metrics (e.g. after evaluating on new labels)."""
         with self.db.session(write=True) as s:
@@ -100,10 +157,20 @@ class ModelVersionRepository:
             return _dto(row)
 
 
+def _make_challenger(s: Session, row: ModelVersion) -> None:
+    # As for the active one: the partial unique index allows one challenger per family.
+    s.execute(update(ModelVersion).where(ModelVersion.family == row.family, ModelVersion.id != row.id,
+                                         ModelVersion.challenger.is_(True)).values(challenger=False))
+    s.flush()
+    row.challenger = True
+    s.flush()
+
+
 def _activate(s: Session, row: ModelVersion) -> None:
     # Deactivate first: the partial unique index allows one active row per family at any time.
     s.execute(update(ModelVersion).where(ModelVersion.family == row.family, ModelVersion.id != row.id,
                                          ModelVersion.active.is_(True)).values(active=False))
     s.flush()
     row.active = True
+    row.challenger = False
     s.flush()

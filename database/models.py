@@ -136,6 +136,9 @@ class ModelVersion(Base):
         # At most one active version per family, enforced by the database itself.
         Index("uq_model_versions_active_family", "family", unique=True,
               sqlite_where=text("active"), postgresql_where=text("active")),
+        # At most one challenger per family (app/services/champion.py): the version under review.
+        Index("uq_model_versions_challenger_family", "family", unique=True,
+              sqlite_where=text("challenger"), postgresql_where=text("challenger")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -148,6 +151,31 @@ class ModelVersion(Base):
     active: Mapped[bool] = mapped_column(default=False, server_default=false())
     bundled: Mapped[bool] = mapped_column(default=False, server_default=false())
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A retrained version waiting for review beside the active one (the champion); never both.
+    challenger: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class ModelActivation(Base):
+    """One change of a family's active version, who made it and why (promote / roll back / activate);
+    rows are only ever added: the audit trail of which model pre-labelled when, and what a roll
+    back returns to."""
+
+    __tablename__ = "model_activations"
+    __table_args__ = (
+        CheckConstraint("action IN ('activate', 'promote', 'rollback')", name="action"),
+        Index("ix_model_activations_family", "family", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    family: Mapped[str] = mapped_column(String(32))
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    version_name: Mapped[str] = mapped_column(String(255))
+    previous_name: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

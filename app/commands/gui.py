@@ -79,7 +79,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
         from app.services.review_jobs import ReviewJobs
         ctx.jobs = ReviewJobs(db, url, settings.device, model_dirs=model_dirs, worker_args=worker_args)
     ctx.export_db = db
-    ctx.models = ModelCatalog(db)
+    ctx.models = ModelCatalog(db, author=lambda: review.settings.author)   # promotions recorded as the reviewer
     window = MainWindow(ctx)
     try:
         recovered = review.recover()

@@ -205,15 +205,18 @@ def run(args: argparse.Namespace) -> int:
             print(verdict, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
         version = register_retrained(db, plan, time.monotonic() - started, compared)
-        if args.activate:
-            version = db.model_versions.activate(version.id)
+        if args.activate:   # recorded as a promotion, as the Models dialog's would be
+            from app.services.model_catalog import login_name
+            db.model_versions.change_active(version.id, login_name(), "promote", "retrain --activate")
+            version = db.model_versions.get(version.id) or version
         events.emit("done", version_id=version.id, name=version.name, family=version.family,
                     path=version.checkpoint_path, metrics=version.metrics, comparison=compared,
                     activated=bool(version.active))
         if not args.progress_json:
             print(comparison_text(compared))
             print(f"new {args.family} version {version.name!r} in {version.checkpoint_path}"
-                  + (" (active)" if version.active else " (not active: activate it in Project ▸ Models…)"))
+                  + (" (active)" if version.active else " (the challenger: compare and promote it in Project ▸ Models… "
+                                                     f"or `python main.py models compare {version.id}`)"))
         return 0
     except Cancelled:
         discard()

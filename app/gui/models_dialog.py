@@ -7,6 +7,11 @@ The versions come from ``app.services.model_catalog`` (Qt-free, no database impo
 active version of each family is what the next pre-label job runs. Retraining runs the station's
 ``retrain`` command in a separate process (``RetrainRunner``), so the window never loads a
 model; the dialog shows its stage, progress and ETA, and on success selects the new version.
+
+A retrained version is its family's *challenger*: the part below the table
+(``ChallengerPanel``) compares it with the active version (held-out figures, the images where
+they disagree) before Make active promotes it; Roll back returns to the version the active one
+replaced. Both are recorded with the reviewer's name (the audit export lists them).
 """
 from __future__ import annotations
 
@@ -26,15 +31,18 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from app.gui.challenger_panel import ChallengerPanel
 from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
+from app.services.champion import ChampionReview
 from app.services.child_command import ChildCommand
 from app.services.model_catalog import ModelCatalog, ModelRow
 from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
@@ -43,9 +51,9 @@ from app.services.routing import FAMILY_ORDER
 
 STAGE_CHARS = 140
 COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
-HELP = ("Each family pre-labels with its <b>active</b> version. Make another one active, add a model "
-        "folder trained elsewhere, or retrain a family on the labels reviewed in this project "
-        "(a new version; the active one stays until you make the new one active).")
+HELP = ("Each family pre-labels with its <b>active</b> version (the champion). Make another one active, add a "
+        "model folder trained elsewhere, or retrain a family on the labels reviewed in this project: the new "
+        "version is the family's <b>challenger</b>, compared below with the active one until you make it active.")
 RetrainCommand = Callable[[str, int | None], ChildCommand | Sequence[str]]   # (family, epochs or None) -> command
 
 
@@ -53,15 +61,17 @@ class ModelsDialog(QDialog):
     activated = Signal(object)   # ModelRow: the next pre-label run uses it
 
     def __init__(self, catalog: ModelCatalog, retrain_command: RetrainCommand | None,
-                 interactive: bool = True, parent: QWidget | None = None) -> None:
+                 interactive: bool = True, parent: QWidget | None = None,
+                 review: ChampionReview | None = None) -> None:
         super().__init__(parent)
         self.catalog = catalog
+        self.previous: dict[str, ModelRow] = {}   # family -> the version Roll back returns to
         self.retrain_command = retrain_command
         self.interactive = interactive
         self.rows: list[ModelRow] = []
         self.runner = RetrainRunner(self)
         self.setWindowTitle("Models")
-        self.resize(1060, 440)
+        self.resize(1280, 880)
         lay = QVBoxLayout(self)
         text = QLabel(HELP)
         text.setWordWrap(True)
@@ -78,7 +88,14 @@ class ModelsDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COLUMNS.index("path"), QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._selection_changed)
-        lay.addWidget(self.table, 1)
+        self.challenger = ChallengerPanel(review or ChampionReview(catalog.db))
+        self.challenger.promote.connect(lambda vid: self.make_active(vid))
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.challenger)
+        split.setStretchFactor(1, 2)
+        split.setSizes([180, 560])   # the versions are a few rows; the comparison needs the room
+        lay.addWidget(split, 1)
         lay.addLayout(self._build_buttons())
         lay.addWidget(self._build_progress())
         self.info = QLabel("")
@@ -103,9 +120,12 @@ class ModelsDialog(QDialog):
         row = QHBoxLayout()
         self.activate_button = QPushButton(icon("mdi6.check-circle"), "Make active")
         self.activate_button.clicked.connect(lambda: self.make_active())
+        self.rollback_button = QPushButton(icon("mdi6.backup-restore"), "Roll back")
+        self.rollback_button.clicked.connect(lambda: self.rollback())
         self.add_button = QPushButton(icon("mdi6.folder-plus"), "Add model folder…")
         self.add_button.clicked.connect(lambda: self.add_folder())
         row.addWidget(self.activate_button)
+        row.addWidget(self.rollback_button)
         row.addWidget(self.add_button)
         row.addStretch(1)
         row.addWidget(QLabel("Family"))
@@ -154,6 +174,7 @@ class ModelsDialog(QDialog):
         keep = select if select is not None else self.selected_id()
         try:
             self.rows = self.catalog.rows()
+            self.previous = {f: p for f in FAMILY_ORDER if (p := self.catalog.previous_champion(f)) is not None}
         except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(f"The model versions cannot be read: {exc}")
             return
@@ -162,6 +183,8 @@ class ModelsDialog(QDialog):
             self.table.insertRow(r)
             for c, item in enumerate(_items(m)):
                 self.table.setItem(r, c, item)
+        if keep is None:   # opened: on the newest challenger, what waits for a decision
+            keep = next((m.id for m in sorted(self.rows, key=lambda m: m.created_at, reverse=True) if m.challenger), None)
         if keep is not None:
             self.select(keep)
         self._selection_changed()
@@ -186,22 +209,42 @@ class ModelsDialog(QDialog):
     def _selection_changed(self) -> None:
         m = self.selected_row()
         self.activate_button.setEnabled(m is not None and not m.active and m.exists)
+        back = self.previous.get(m.family) if m is not None else None
+        self.rollback_button.setEnabled(back is not None)
+        self.rollback_button.setText(f"Roll back to {back.name}" if back is not None else "Roll back")
         if m is not None:
             self.family.setCurrentText(m.family)
+            self.challenger.show_family(m.family)
 
     # -- actions ------------------------------------------------------------------------
     def make_active(self, version_id: int | None = None) -> ModelRow | None:
+        """Make the version (a challenger: promote it) its family's active one; recorded."""
         version_id = version_id if version_id is not None else self.selected_id()
         if version_id is None:
             self._fail("Select a model version first.")
             return None
+        return self._change_active(lambda: self.catalog.activate(version_id),
+                                   "{name} is now the active {family} model: the next pre-label run uses it.")
+
+    def rollback(self, family: str | None = None) -> ModelRow | None:
+        """Make the version the selected family's active one replaced active again (recorded)."""
+        m = self.selected_row()
+        chosen = family or (m.family if m is not None else None)
+        if chosen is None:
+            self._fail("Select a model version first.")
+            return None
+        return self._change_active(lambda: self.catalog.rollback(chosen),
+                                   "Rolled back: {name} is the active {family} model again; the version it "
+                                   "replaced is the challenger again.")
+
+    def _change_active(self, change: Callable[[], ModelRow], message: str) -> ModelRow | None:
         try:
-            row = self.catalog.activate(version_id)
+            row = change()
         except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(str(exc))
             return None
         self.refresh(select=row.id)
-        self._say(f"{row.name} is now the active {row.family} model: the next pre-label run uses it.")
+        self._say(message.format(name=row.name, family=row.family))
         self.activated.emit(row)
         return row
 
@@ -280,12 +323,8 @@ class ModelsDialog(QDialog):
             self._say(f"Retrained {ev.name}; it is now the active {ev.family} model.{scores}")
             self.activated.emit(self.selected_row())
             return
-        self._say(f"Retrained {ev.name} ({ev.family}); it is selected: Make active to pre-label with it.{scores}")
-        if self.interactive and QMessageBox.question(
-                self, "Retraining finished",
-                f"{ev.name} is registered as a new {ev.family} version.{scores} Make it active now?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes:
-            self.make_active(ev.version_id)
+        self._say(f"Retrained {ev.name} ({ev.family}); it is the challenger: look at the comparison and Find "
+                  f"disagreements below, then Make active to pre-label with it.{scores}")
 
     def _on_failed(self, message: str) -> None:
         self._idle()
@@ -323,6 +362,9 @@ def _items(m: ModelRow) -> list[QTableWidgetItem]:
                                            parent, path)]
     items[0].setData(Qt.ItemDataRole.UserRole, m.id)
     items[2].setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+    if m.challenger:
+        items[2].setText("challenger")
+        items[2].setToolTip("Under review beside the active version: see Champion and challenger below")
     if m.active:
         font = QFont(items[1].font())
         font.setBold(True)
@@ -345,6 +387,8 @@ def install(window) -> None:
         action.setToolTip(f"{action.toolTip()} — not available: no model catalog configured")
         return
     db_url = getattr(window.ctx, "db_url", "")
+    jobs = getattr(window.ctx, "jobs", None)
+    review = ChampionReview(catalog.db, start_worker=jobs.ensure_worker if jobs is not None else None)
     command = (lambda family, epochs: retrain_argv(db_url, family, epochs)) if db_url else None
 
     def on_activated(row: ModelRow) -> None:
@@ -356,7 +400,7 @@ def install(window) -> None:
         # Not modal: a retraining takes minutes, and the inspector keeps reviewing meanwhile.
         dlg = getattr(window, "models_dialog", None)
         if dlg is None:
-            dlg = ModelsDialog(catalog, command, interactive=window.ctx.interactive, parent=window)
+            dlg = ModelsDialog(catalog, command, interactive=window.ctx.interactive, parent=window, review=review)
             dlg.activated.connect(on_activated)
             window.models_dialog = dlg
         elif not dlg.isVisible():

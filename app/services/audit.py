@@ -6,6 +6,10 @@ the previous revision of that image (``class: ok → scratch``). Rows are writte
 (bounded memory), into a temporary file moved into place at the end, so a failed export never
 leaves half a file under the requested name.
 
+Changes of a family's active model version (promote, roll back, activate: ``model_activations``)
+follow the label decisions, one row each, with the folder and image columns empty: they apply to
+every folder from that moment on, so a folder's audit lists them too.
+
 The threshold column is the threshold configured *now* for the row's folder and model version
 (the anomaly threshold, or the classifier's minimum confidence): the station keeps no history
 of thresholds, and the column's name says so.
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING
 from app.services.flags import FlagSettings
 from app.services.reflag import card_threshold
 from database.audit import AuditRecord, audit_records
+from database.dto import ModelActivationInfo
 from database.labels import TRACE_FIELDS
 
 if TYPE_CHECKING:
@@ -82,6 +87,15 @@ def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSett
     }
 
 
+def activation_row(a: ModelActivationInfo) -> dict[str, object]:
+    """A change of the active model version as an audit row (who, when, from which version)."""
+    row: dict[str, object] = {name: "" for name in AUDIT_COLUMNS}
+    row.update({"when": a.created_at.isoformat(), "who": a.author, "model_family": a.family,
+                "model_version": a.version_name, "note": a.note or "",
+                "changed": f"active: {a.previous_name or '—'} → {a.version_name} ({a.action})"})
+    return row
+
+
 def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None, flags: FlagSettings,
                 progress: Callable[[int], None] | None = None) -> AuditResult:
     """Write every decision (of one folder, or all) to ``out`` as CSV; returns the row count."""
@@ -104,6 +118,9 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
                 rows += 1
                 if progress is not None and rows % 1000 == 0:
                     progress(rows)
+            for activation in db.model_versions.activations():
+                writer.writerow(activation_row(activation))
+                rows += 1
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

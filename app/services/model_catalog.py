@@ -7,12 +7,13 @@ version is what makes the next pre-label job use it (``prelabel.resolve_models``
 """
 from __future__ import annotations
 
+import getpass
 import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, version_for_dir
@@ -55,6 +56,7 @@ class ModelRow:
     parent_name: str | None
     summary: str          # headline metrics, e.g. "val acc 0.993"; "" when the card has none
     exists: bool          # the model directory is still on disk
+    challenger: bool = False  # under review beside the active version (app/services/champion.py)
 
 
 def _number(value: Any) -> float | None:
@@ -169,11 +171,19 @@ def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
     return card
 
 
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no login name: a container, a service account
+        return "inspector"
+
+
 class ModelCatalog:
     """List, add and activate model versions of one database (the Models dialog's service)."""
 
-    def __init__(self, db: "Database") -> None:
+    def __init__(self, db: "Database", author: Callable[[], str] = login_name) -> None:
         self.db = db
+        self.author = author   # who activations are recorded for (the station's reviewer name)
 
     def _ensure_bundled(self) -> None:
         """Every bundled model has a row; a family without an active version gets its bundled default
@@ -204,15 +214,48 @@ class ModelCatalog:
         parent = self.db.model_versions.get(v.parent_id) if v.parent_id is not None else None
         return _row(v, {parent.id: parent.name} if parent is not None else {})
 
-    def activate(self, version_id: int) -> ModelRow:
-        """Make the version its family's active one, after checking its directory is still usable."""
+    def activate(self, version_id: int, note: str | None = None) -> ModelRow:
+        """Make the version its family's active one, after checking its directory is still usable;
+        recorded (who, when, which version it replaced): a challenger's activation is a promotion."""
         row = self.row(version_id)
         try:
             check_model_dir(row.family, row.path)
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{row.name} cannot be made active: {exc}") from None
-        self.db.model_versions.activate(version_id)
+        if not row.active:
+            self.db.model_versions.change_active(version_id, self.author(), "promote" if row.challenger else "activate",
+                                                 note)
         return self.row(version_id)
+
+    def previous_champion(self, family: str) -> ModelRow | None:
+        """The version the family's active one replaced, as recorded (None: nothing to roll back to,
+        also right after a roll back)."""
+        active = self.db.model_versions.active(family)
+        history = self.db.model_versions.activations(family)
+        last = history[-1] if history else None
+        # After a roll back the replaced version is the challenger again: Make active promotes it,
+        # rather than a second roll back that would undo the first one unseen.
+        if (active is None or last is None or last.version_id != active.id or last.previous_id is None
+                or last.action == "rollback"):
+            return None
+        try:
+            return self.row(last.previous_id)
+        except ModelCatalogError:   # deleted since
+            return None
+
+    def rollback(self, family: str, note: str | None = None) -> ModelRow:
+        """Make the version the active one replaced active again; the replaced one becomes the
+        challenger again (its comparison stays available). Recorded as a roll back."""
+        previous = self.previous_champion(family)
+        if previous is None:
+            raise ModelCatalogError(f"the active {family} version replaced none that still exists: nothing to roll back to")
+        try:
+            check_model_dir(family, previous.path)
+        except ModelCatalogError as exc:
+            raise ModelCatalogError(f"{previous.name} cannot be made active again: {exc}") from None
+        self.db.model_versions.change_active(previous.id, self.author(), "rollback", note,
+                                             previous_becomes_challenger=True)
+        return self.row(previous.id)
 
     def add_directory(self, family: str, path: str | Path) -> ModelRow:
         """Register a model directory (trained elsewhere) as a version of ``family``, not active;
@@ -231,4 +274,4 @@ def _row(v: ModelVersionInfo, names: Mapping[int, str]) -> ModelRow:
     return ModelRow(id=v.id, family=v.family, name=v.name, path=v.checkpoint_path, bundled=v.bundled,
                     active=v.active, created_at=v.created_at,
                     parent_name=names.get(v.parent_id) if v.parent_id is not None else None,
-                    summary=summary, exists=Path(v.checkpoint_path).is_dir())
+                    summary=summary, exists=Path(v.checkpoint_path).is_dir(), challenger=v.challenger)

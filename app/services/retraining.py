@@ -4,8 +4,9 @@ A new model version is made in three steps that the ``retrain`` command (and thr
 Models dialog) runs in its own process: the reviewed labels of one family are exported in the
 layout that family's ``train`` command reads (the same export users get, so what trains is what
 they could inspect), the training runs with arguments planned here, and the result is
-registered as a new, inactive version whose parent is the version it started from. Nothing here
-changes a label or the active model; activation stays the inspector's decision.
+registered as a new, inactive version whose parent is the version it started from: the family's
+*challenger* (``app.services.champion``). Nothing here changes a label or the active model;
+promotion stays the inspector's decision, after the comparison.
 """
 from __future__ import annotations
 
@@ -344,7 +345,8 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
 
 def register_retrained(db: Database, plan: RetrainPlan, seconds: float,
                        compared: Mapping[str, Any] | None = None) -> ModelVersionInfo:
-    """Record how the version was made beside its card, then register it (inactive) with its parent."""
+    """Record how the version was made beside its card, then register it with its parent as the
+    family's challenger: inactive, reviewed beside the active version before promotion."""
     model_dir = plan.model_dir
     card = read_json(model_dir / "card.json")
     record = {
@@ -361,7 +363,7 @@ def register_retrained(db: Database, plan: RetrainPlan, seconds: float,
     write_json_atomic(model_dir / "card.json", card)
     return db.model_versions.register(plan.family, plan.name, str(model_dir.resolve()), card=card,
                                       metrics=headline_metrics(card),
-                                      parent_id=plan.parent.id if plan.parent else None)
+                                      parent_id=plan.parent.id if plan.parent else None, challenger=True)
 
 
 def safe_remove_tree(path: Path) -> None:

@@ -162,6 +162,7 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     assert done["event"] == "done" and done["name"] == "clf-v2" and done["activated"] is False
     new = db.model_versions.get(done["version_id"])
     assert new.parent_id == parent.id and not new.active and db.model_versions.active("classifier").id == parent.id
+    assert new.challenger and db.model_versions.challenger("classifier").id == new.id   # waits for review
     model_dir = Path(new.checkpoint_path)
     assert model_dir == (home / "station-models" / "clf-v2").resolve()
     loaded = load_model(model_dir)

@@ -1,0 +1,104 @@
+"""``python main.py models list|compare|promote|rollback``: champion and challenger, headless.
+
+The same services as Project ▸ Models… (``ModelCatalog``, ``app.services.champion``), for stations
+without a screen: ``compare ID`` prints the held-out comparison and the disagreement queue (with
+``--run`` it first runs the missing predictions in this process, as ``prelabel`` does; without,
+a standing worker does), ``promote ID`` makes a version active and ``rollback FAMILY`` returns to
+the version the active one replaced; both are recorded with ``--author`` (default: login name).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from app.cli import CommandError
+
+
+def _open(url: str):
+    from database import DatabaseError, open_database
+    try:
+        return open_database(url)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.services.champion import ComparisonError
+    from app.services.model_catalog import ModelCatalog, ModelCatalogError, login_name
+
+    db = _open(args.db)
+    author = (getattr(args, "author", None) or "").strip()
+    catalog = ModelCatalog(db, author=lambda: author or login_name())
+    try:
+        if args.models_command == "list":
+            for r in catalog.rows():
+                role = "active" if r.active else "challenger" if r.challenger else ""
+                print(f"{r.family:<10} {r.id:>4}  {role:<10} {r.name}  {r.summary}")
+        elif args.models_command == "promote":
+            row = catalog.activate(args.version, args.note)
+            print(f"{row.name} is the active {row.family} model (recorded for {catalog.author()}).")
+        elif args.models_command == "rollback":
+            row = catalog.rollback(args.family, args.note)
+            print(f"rolled back: {row.name} is the active {row.family} model again (recorded for {catalog.author()}).")
+        else:
+            return _compare(db, args)
+    except (ModelCatalogError, ComparisonError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        db.close()
+    return 0
+
+
+def _compare(db, args: argparse.Namespace) -> int:
+    from app.services.champion import COMPARE_LIMIT, compare_status, find_disagreements, held_out, submit_compare
+
+    limit = args.limit or COMPARE_LIMIT
+    if limit < 1:
+        raise CommandError("--limit must be at least 1")
+    version = db.model_versions.get(args.version)
+    if version is None:
+        raise CommandError(f"model version {args.version} does not exist")
+    if args.run:
+        jobs = submit_compare(db, version.id, limit)
+        if jobs:
+            from app.worker import Worker, WorkerOptions
+            worker = Worker(db, WorkerOptions(device=args.device))
+            worker.install_signal_handlers()
+            worker.run(until=lambda: all(p.finished for p in compare_status(db, jobs)))
+    result = find_disagreements(db, version.id, limit)
+    figures = held_out(version)
+    if args.json:
+        out: dict[str, Any] = {
+            "family": result.family, "champion_id": result.champion_id, "challenger_id": result.challenger_id,
+            "held_out": {"images": figures.images, "reference": figures.reference, "note": figures.note,
+                         "rows": [{"metric": m, "reference": a, "challenger": b} for m, a, b in figures.rows]},
+            "images": result.images, "compared": result.compared, "waiting": result.waiting,
+            "disagreements": [{"image_id": d.image_id, "image": d.rel_path, "why": d.reason, "human": d.human,
+                               "champion": d.champion.text, "challenger": d.challenger.text, "iou": d.iou}
+                              for d in result.disagreements]}
+        print(json.dumps(out, indent=1))
+        return 0
+    champion = db.model_versions.get(result.champion_id)
+    print(f"{result.family}: champion {champion.name if champion else result.champion_id} · challenger {version.name}")
+    if figures.rows:
+        print(f"held out ({figures.images} reviewed image(s)): "
+              + "; ".join(f"{m} {_f(a)} → {_f(b)}" for m, a, b in figures.rows)
+              + (f" ({figures.reference} → challenger)" if figures.reference else ""))
+    if figures.note:
+        print(figures.note)
+    print(f"{len(result.disagreements)} disagreement(s) in {result.compared} of {result.images} image(s)")
+    for d in result.disagreements:
+        human = f"  [human: {d.human}]" if d.human else ""
+        print(f"  {d.rel_path}: {d.reason}  (champion {d.champion.text}; challenger {d.challenger.text}){human}")
+    if result.waiting:
+        queued = [] if args.run else submit_compare(db, version.id, limit)
+        print(f"{result.waiting} image(s) not run by both versions yet"
+              + (f": queued for a worker (job {', '.join(map(str, queued))}); or add --run" if queued else ""),
+              file=sys.stderr)
+    return 0
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

@@ -1,0 +1,350 @@
+"""Champion and challenger: what a retrained version would change, before it pre-labels anything.
+
+A retrained version is registered as its family's *challenger* (``retraining.register_retrained``);
+the active version is the *champion*. Before promoting the challenger an inspector sees two things:
+
+- the held-out comparison the ``retrain`` command computed (both versions scored on the same
+  reviewed images the training never saw), read from the challenger's card;
+- the *disagreement queue*: the most recently reviewed and most recently added images (at most
+  ``COMPARE_LIMIT``) on which the two versions answer differently, with the human label where
+  there is one. The challenger's answers are computed by a worker (a ``compare`` job: the same
+  claim/predict/store path as pre-labelling, but it never changes an image's flags or priority,
+  which stay the champion's), stored as predictions of the challenger version, and compared here.
+
+Qt-free and model-free: this module reads and writes rows only (the GUI calls it on a helper thread).
+Promotion and roll back are ``ModelCatalog.activate`` / ``ModelCatalog.rollback`` (recorded in
+``model_activations``, part of the audit export).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from app.services.display import decode_mask_png, load_rgb, resize_to
+from app.services.prelabel import FAMILIES, JobProgress, PrelabelError, job_status, read_card
+from app.services.project_settings import load_project_settings
+from app.services.reflag import card_threshold
+from database.dto import ModelVersionInfo, PredictionInfo
+from database.recent_images import REVIEWED, recently_added_ids, recently_reviewed_ids
+from database.states import JobStatus
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+COMPARE = "compare"     # the worker's job kind: predictions of one version, no flags written
+COMPARE_LIMIT = 200     # images a comparison runs on: the most recently reviewed, then the newest
+# Two segmentation masks disagree below this intersection over union (both empty: IoU 1). 0.5 is
+# the usual "same object" cut of detection benchmarks: below it an inspector would draw it anew.
+MASK_IOU_MIN = 0.5
+
+
+class ComparisonError(Exception):
+    """A comparison that cannot be made (no challenger, no champion), in one sentence."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The retrain command's held-out comparison as rows: (metric, reference's value, challenger's)."""
+
+    images: int
+    reference: str        # the version scored beside the challenger (its parent, usually the champion)
+    rows: tuple[tuple[str, float | None, float | None], ...]
+    note: str             # why there are no reference figures, the best simple answer, ...
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    family: str
+    champion: ModelVersionInfo | None
+    challenger: ModelVersionInfo
+    held_out: HeldOut
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One version's answer on one image, as the disagreement queue shows it."""
+
+    text: str                  # "scratch 0.93", "anomalous (score 0.71 ≥ 0.50)", "3 targets"
+    mask_png: bytes | None     # the segmenter's mask, drawn over the image
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    image_id: int
+    path: str | None           # the file, for the side-by-side view (None: folder gone)
+    rel_path: str
+    reason: str                # "class ok → scratch", "verdict normal → anomalous", "mask IoU 0.31"
+    champion: Answer
+    challenger: Answer
+    human: str                 # the reviewed label ("" when the image is not reviewed)
+    iou: float | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    family: str
+    champion_id: int
+    challenger_id: int
+    images: int                # images chosen for the comparison
+    compared: int              # of those, answered by both versions
+    disagreements: tuple[Disagreement, ...]
+
+    @property
+    def waiting(self) -> int:
+        """Images a worker has still to run (by either version)."""
+        return self.images - self.compared
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def held_out(challenger: ModelVersionInfo) -> HeldOut:
+    """The held-out comparison recorded in the challenger's card at retraining (empty when it was
+    not retrained here, e.g. a model folder added by hand)."""
+    record = (challenger.card or {}).get("retraining")
+    compared = record.get("held_out_comparison") if isinstance(record, Mapping) else None
+    if not isinstance(compared, Mapping) or not compared:
+        return HeldOut(0, "", (), "no held-out comparison: this version was not retrained in this station")
+    def block(key: str) -> Mapping[str, Any]:
+        value = compared.get(key)
+        return value if isinstance(value, Mapping) else {}
+
+    new, ref = block("new"), block("parent")
+    keys = list(dict.fromkeys([*ref, *new]))
+    rows = tuple((k, _number(ref.get(k)), _number(new.get(k))) for k in keys)
+    notes = []
+    if "parent_not_scored" in compared:
+        notes.append(f"the previous version was not scored: {compared['parent_not_scored']}")
+    simple = compared.get("simple_answers")
+    if isinstance(simple, Mapping) and isinstance(simple.get("held_out"), Mapping):
+        best = simple.get("best_simple")
+        figures = simple["held_out"].get(best)
+        if isinstance(figures, Mapping):
+            text = ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if _number(v) is not None)
+            notes.append(f"best simple answer ({best}): {text}")
+    images = compared.get("held_out_images")
+    return HeldOut(int(images) if isinstance(images, int) else 0, str(compared.get("parent_name") or ""), rows,
+                   "; ".join(notes))
+
+
+def pair(db: Database, family: str) -> ModelPair | None:
+    """The family's champion and challenger, or None when it has no challenger."""
+    challenger = db.model_versions.challenger(family)
+    if challenger is None:
+        return None
+    return ModelPair(family, db.model_versions.active(family), challenger, held_out(challenger))
+
+
+def compare_image_ids(db: Database, limit: int = COMPARE_LIMIT) -> list[int]:
+    """The most recently reviewed images and the newest ones, ``limit`` in all: half each when
+    both are plentiful, the rest to whichever has more."""
+    reviewed = recently_reviewed_ids(db, limit)
+    recent = recently_added_ids(db, limit, exclude=reviewed)
+    n_recent = min(len(recent), max(limit // 2, limit - len(reviewed)))
+    taken = reviewed[:limit - n_recent]
+    return taken + recent[:limit - len(taken)]
+
+
+def _versions(db: Database, challenger_id: int) -> tuple[ModelVersionInfo, ModelVersionInfo]:
+    challenger = db.model_versions.get(challenger_id)
+    if challenger is None:
+        raise ComparisonError(f"model version {challenger_id} does not exist")
+    champion = db.model_versions.active(challenger.family)
+    if champion is None:
+        raise ComparisonError(f"the {challenger.family} family has no active version to compare with")
+    if champion.id == challenger.id:
+        raise ComparisonError(f"{challenger.name} is the active {challenger.family} version: there is nothing "
+                              "to compare it with")
+    return champion, challenger
+
+
+def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT) -> list[int]:
+    """Queue the worker runs a comparison needs: the challenger (and the champion) on the chosen
+    images each has not predicted yet. Returns the job ids (empty: everything is there); while
+    this challenger's earlier compare jobs are unfinished, those."""
+    champion, challenger = _versions(db, challenger_id)
+    running = [j.id for j in db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=COMPARE)
+               if j.params.get("challenger") == challenger.id]
+    if running:   # asked twice (a second click, a second station): the same run, not a second one
+        return running
+    ids = compare_image_ids(db, limit)
+    jobs = []
+    for version in (challenger, champion):
+        done = db.predictions.image_ids_with(version.id)
+        todo = [i for i in ids if i not in done]
+        if todo:
+            params = {"families": [version.family], "model_versions": {version.family: version.id},
+                      "challenger": challenger.id}
+            jobs.append(db.jobs.create(COMPARE, params, todo, priority=1).id)
+    return jobs
+
+
+def compare_status(db: Database, job_ids: Sequence[int]) -> list[JobProgress]:
+    try:
+        return [job_status(db, j) for j in job_ids]
+    except PrelabelError as exc:
+        raise ComparisonError(str(exc)) from None
+
+
+def _mask(png: bytes | None) -> np.ndarray | None:
+    return decode_mask_png(png) if png else None
+
+
+def mask_iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Intersection over union of two masks (missing or empty: no pixel; both empty: 1). Masks of
+    different sizes (a model that resizes) are compared at the larger one's size."""
+    if a is None or b is None:
+        a = a if a is not None else np.zeros((1, 1), bool)
+        b = b if b is not None else np.zeros((1, 1), bool)
+    if a.shape != b.shape:
+        h, w = max(a.shape[0], b.shape[0]), max(a.shape[1], b.shape[1])
+        a, b = (cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in (a, b))
+    union = int(np.logical_or(a, b).sum())
+    return 1.0 if union == 0 else int(np.logical_and(a, b).sum()) / union
+
+
+def verdict(score: float | None, threshold: float | None) -> str | None:
+    if score is None or threshold is None:
+        return None
+    return "anomalous" if score >= threshold else "normal"
+
+
+def answer(family: str, p: PredictionInfo, threshold: float | None = None) -> Answer:
+    if family == "classifier":
+        conf = f" {p.confidence:.2f}" if p.confidence is not None else ""
+        return Answer(f"{p.predicted_class or '—'}{conf}", None)
+    if family == "segmenter":
+        n = p.target_count
+        return Answer("no mask" if n is None else f"{n} target{'s' if n != 1 else ''}", p.mask_png)
+    v = verdict(p.anomaly_score, threshold)
+    score = f"score {p.anomaly_score:.3g}" if p.anomaly_score is not None else "no score"
+    thr = f" vs {threshold:.3g}" if threshold is not None else ""
+    return Answer(f"{v or 'no verdict'} ({score}{thr})", None)
+
+
+def disagreement_reason(family: str, champion: PredictionInfo, challenger: PredictionInfo,
+                        thresholds: tuple[float | None, float | None] = (None, None)) -> tuple[str | None, float | None]:
+    """Why the two answers differ (None: they agree) and, for masks, their IoU.
+
+    Classifier: another class. Anomaly: another verdict, each version at its own threshold (their
+    scores are on different scales). Segmenter: masks with IoU below ``MASK_IOU_MIN``."""
+    if family == "classifier":
+        a, b = champion.predicted_class, challenger.predicted_class
+        return (None if a == b else f"class {a or '—'} → {b or '—'}"), None
+    if family == "anomaly":
+        a_v, b_v = verdict(champion.anomaly_score, thresholds[0]), verdict(challenger.anomaly_score, thresholds[1])
+        return (None if a_v is None or b_v is None or a_v == b_v else f"verdict {a_v} → {b_v}"), None
+    iou = mask_iou(_mask(champion.mask_png), _mask(challenger.mask_png))
+    return (f"mask IoU {iou:.2f}" if iou < MASK_IOU_MIN else None), iou
+
+
+def anomaly_threshold(db: Database, version: ModelVersionInfo, folder_id: int, flags: Any) -> float | None:
+    """The threshold an anomaly version flags a folder's images at: the folder's own, else the
+    project's, else the version's card."""
+    own = flags.for_folder(folder_id, version.id).anomaly_threshold if flags is not None else None
+    return own if own is not None else card_threshold(version.card or read_card(Path(version.checkpoint_path)))
+
+
+def human_text(family: str, label: Any) -> str:
+    if label is None:
+        return ""
+    if family == "classifier":
+        return label.class_name or ""
+    if family == "anomaly":
+        return str(label.anomaly_verdict or "")
+    return "mask" if label.mask_png else "no mask"
+
+
+def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT) -> Comparison:
+    """The chosen images on which the champion and the challenger answer differently, from the
+    predictions stored for both (images a worker has not run yet are counted, not compared)."""
+    champion, challenger = _versions(db, challenger_id)
+    family = challenger.family
+    ids = compare_image_ids(db, limit)
+    mine = db.predictions.for_images(ids, challenger.id)
+    theirs = db.predictions.for_images(ids, champion.id)
+    both = [i for i in ids if i in mine and i in theirs]
+    images = {im.id: im for im in db.images.get_many(both)}
+    flags = None
+    if family == "anomaly":
+        try:
+            flags = load_project_settings(db).flags
+        except ValueError:
+            flags = None   # broken stored settings: the cards' thresholds
+    labels = db.labels.current_many(both)
+    out = []
+    for i in both:
+        im = images.get(i)
+        if im is None:
+            continue
+        thr = ((anomaly_threshold(db, champion, im.folder_id, flags), anomaly_threshold(db, challenger, im.folder_id, flags))
+               if family == "anomaly" else (None, None))
+        reason, iou = disagreement_reason(family, theirs[i], mine[i], thr)
+        if reason is None:
+            continue
+        label = labels.get(i)
+        human = human_text(family, label) if label is not None and im.review_state in REVIEWED else ""
+        out.append(Disagreement(i, db.images.path_of(i), im.rel_path, reason, answer(family, theirs[i], thr[0]),
+                                answer(family, mine[i], thr[1]), human, iou))
+    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out))
+
+
+def challengers(db: Database) -> dict[str, ModelPair]:
+    """family -> its champion and challenger, for the families that have one."""
+    return {f: p for f in FAMILIES if (p := pair(db, f)) is not None}
+
+
+def overlay(rgb: np.ndarray, mask_png: bytes | None, color: tuple[int, int, int]) -> np.ndarray:
+    """The image with a mask drawn half see-through in ``color`` (the mask brought to its size)."""
+    mask = _mask(mask_png)
+    if mask is None:
+        return rgb
+    mask = resize_to(mask, rgb.shape[1], rgb.shape[0], nearest=True)
+    out = rgb.copy()
+    out[mask] = (0.5 * out[mask] + 0.5 * np.array(color, np.float32)).astype(np.uint8)
+    return out
+
+
+def side_by_side(d: Disagreement, size: int, color: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The image twice, at most ``size`` pixels on its longer side: with the champion's mask and
+    with the challenger's (the same image when the family draws no mask). Raises DisplayError."""
+    if d.path is None:
+        raise ComparisonError(f"{d.rel_path}: its folder is no longer indexed")
+    rgb = load_rgb(d.path)
+    h, w = rgb.shape[:2]
+    scale = min(1.0, size / max(h, w))
+    if scale < 1.0:
+        rgb = np.ascontiguousarray(cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                              interpolation=cv2.INTER_AREA))
+    return overlay(rgb, d.champion.mask_png, color), overlay(rgb, d.challenger.mask_png, color)
+
+
+class ChampionReview:
+    """The Models dialog's champion/challenger calls on one database, for its helper thread.
+
+    ``start_worker`` (the station's ``ReviewJobs.ensure_worker``) makes sure a worker process runs
+    the compare jobs; without it they wait for any worker on the database."""
+
+    def __init__(self, db: Database, start_worker: Callable[[], None] | None = None,
+                 limit: int = COMPARE_LIMIT) -> None:
+        self.db, self.start_worker, self.limit = db, start_worker, limit
+
+    def pair(self, family: str) -> ModelPair | None:
+        return pair(self.db, family)
+
+    def start(self, challenger_id: int) -> list[int]:
+        jobs = submit_compare(self.db, challenger_id, self.limit)
+        if jobs and self.start_worker is not None:
+            self.start_worker()
+        return jobs
+
+    def status(self, job_ids: Sequence[int]) -> list[JobProgress]:
+        return compare_status(self.db, job_ids)
+
+    def disagreements(self, challenger_id: int) -> Comparison:
+        return find_disagreements(self.db, challenger_id, self.limit)

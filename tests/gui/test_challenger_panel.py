@@ -1,0 +1,134 @@
+"""Project ▸ Models…, champion and challenger: the held-out comparison beside the disagreement queue a
+real worker process fills (tiny models), both answers side by side with the human label, then one
+click promotes the challenger and Roll back returns to the champion, both recorded."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.gui.challenger_panel import DISAGREEMENT_COLUMNS
+from app.gui.models_dialog import COLUMNS, ModelsDialog
+from app.services.champion import ChampionReview
+from app.services.indexing import index_folder
+from app.services.model_catalog import ModelCatalog
+from app.services.prelabel import start_worker_process
+from database.dto import LabelChange
+from database.states import ReviewState
+from tests.worker.helpers import good_images
+
+pytestmark = [pytest.mark.gui]
+WORKER_MS = 240_000  # a worker's first batch includes importing torch on a loaded 2-core machine
+COMPARISON = {"held_out_images": 8, "new": {"accuracy": 0.875, "f1": 0.8},
+              "parent": {"accuracy": 0.5, "f1": 0.4}, "parent_name": "classifier-tiny"}
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory) -> Path:
+    import torch
+
+    from tests.tiny_models import save_tiny_models
+    torch.set_num_threads(1)
+    return save_tiny_models(tmp_path_factory.mktemp("models"))["classifier"]
+
+
+@pytest.fixture
+def station(db, db_url, tmp_path, tiny_classifier, monkeypatch):
+    """A tiny active classifier and its challenger: the same weights with the class names swapped,
+    so the two disagree on every image, as a retrained version registers itself."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    champion = db.model_versions.register("classifier", "classifier-tiny", str(tiny_classifier),
+                                          card=json.loads((tiny_classifier / "card.json").read_text()), activate=True)
+    swapped = shutil.copytree(tiny_classifier, tmp_path / "swapped")
+    card = json.loads((swapped / "card.json").read_text())
+    card["classes"] = card["classes"][::-1]
+    card["retraining"] = {"held_out_comparison": COMPARISON}
+    (swapped / "card.json").write_text(json.dumps(card))
+    challenger = db.model_versions.register("classifier", "classifier-swapped", str(swapped), card=card,
+                                            parent_id=champion.id, challenger=True)
+    good_images(tmp_path / "imgs", 4)
+    index_folder(db, tmp_path / "imgs")
+    workers = []
+
+    def start_worker() -> None:
+        workers.append(start_worker_process(db_url, "cpu", once=True, log_path=tmp_path / "worker.log"))
+    yield db, champion, challenger, start_worker
+    for w in workers:
+        w.stop()
+
+
+def test_the_disagreement_queue_then_promote_and_roll_back(qtbot, station) -> None:
+    db, champion, challenger, start_worker = station
+    first = min(im.id for im in db.images.get_many(list(range(1, 10))))
+    db.labels.append(first, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    dlg = ModelsDialog(ModelCatalog(db, author=lambda: "ann"), None, interactive=False,
+                       review=ChampionReview(db, start_worker=start_worker))
+    qtbot.addWidget(dlg)
+    dlg.show()
+    names = [dlg.table.item(r, COLUMNS.index("name")).text() for r in range(dlg.table.rowCount())]
+    row = names.index("classifier-swapped")
+    assert dlg.table.item(row, COLUMNS.index("active")).text() == "challenger"
+    dlg.select(challenger.id)
+    panel = dlg.challenger
+    qtbot.waitUntil(lambda: panel.held_out.rowCount() == 2, timeout=10000)
+    held = [[panel.held_out.item(r, c).text() for c in range(3)] for r in range(2)]
+    assert held == [["accuracy", "0.500", "0.875"], ["f1", "0.400", "0.800"]]
+    assert panel.held_out.horizontalHeaderItem(1).text() == "classifier-tiny"
+    assert "classifier-swapped" in panel.headline.text() and "8 held-out" in panel.held_note.text()
+    qtbot.waitUntil(lambda: "0 disagreement(s) in 0 image(s)" in panel.status.text(), timeout=10000)
+
+    panel.find_button.click()   # the worker runs both versions on the 4 images (none predicted yet)
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 4, timeout=WORKER_MS)
+    assert "4 disagreement(s) in 4 image(s) compared" in panel.status.text()
+    cells = {panel.table.item(r, 0).text(): [panel.table.item(r, c).text() for c in range(len(DISAGREEMENT_COLUMNS))]
+             for r in range(4)}
+    human = [c for c in cells.values() if c[1] != "not reviewed"]
+    assert [c[1] for c in human] == ["crack"]
+    for _name, _human, champ, chall, why in cells.values():
+        a, b = champ.split()[0], chall.split()[0]
+        assert {a, b} == {"free", "crack"} and why == f"class {a} → {b}"
+    assert len(db.predictions.for_images(list(range(1, 10)), challenger.id)) == 4   # stored as the challenger's
+    panel.table.selectRow(0)
+    qtbot.waitUntil(lambda: all(label.pixmap() is not None and not label.pixmap().isNull()
+                                for label, _ in panel.previews), timeout=10000)
+    assert panel.previews[1][1].text().startswith("challenger: ")
+
+    panel.promote_button.click()   # one click: the challenger is the active version
+    assert db.model_versions.active("classifier").id == challenger.id
+    assert db.model_versions.challenger("classifier") is None
+    assert dlg.rollback_button.isEnabled() and dlg.rollback_button.text() == "Roll back to classifier-tiny"
+    dlg.rollback_button.click()
+    assert db.model_versions.active("classifier").id == champion.id
+    assert db.model_versions.challenger("classifier").id == challenger.id
+    assert not dlg.rollback_button.isEnabled()   # the challenger again: Make active, not a second roll back
+    assert [(a.action, a.version_name, a.author) for a in db.model_versions.activations("classifier")] == [
+        ("promote", "classifier-swapped", "ann"), ("rollback", "classifier-tiny", "ann")]
+
+
+def test_a_family_without_challenger_says_so(qtbot, db) -> None:
+    dlg = ModelsDialog(ModelCatalog(db), None, interactive=False)
+    qtbot.addWidget(dlg)
+    dlg.select(dlg.rows[0].id)
+    qtbot.waitUntil(lambda: "has no challenger" in dlg.challenger.headline.text(), timeout=10000)
+    assert not dlg.challenger.find_button.isEnabled() and not dlg.challenger.promote_button.isEnabled()
+    assert not dlg.rollback_button.isEnabled()
+
+
+def test_the_station_records_promotions_as_its_reviewer(qtbot, db, db_url, tmp_path) -> None:
+    from app.commands.gui import build_window
+    from app.gui.settings_store import StationSettings
+    from tests.services.model_fixtures import make_model_dir
+    champion = db.model_versions.register("classifier", "a", str(make_model_dir(tmp_path / "a")), activate=True)
+    challenger = db.model_versions.register("classifier", "b", str(make_model_dir(tmp_path / "b")),
+                                            parent_id=champion.id, challenger=True)
+    win = build_window(db, StationSettings(reviewer="ann"), db_url, interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    win.actions["models"].trigger()
+    dlg = win.models_dialog
+    assert dlg.selected_id() == challenger.id   # opened on the challenger
+    dlg.make_active()
+    [record] = db.model_versions.activations("classifier")
+    assert (record.action, record.author, record.previous_name) == ("promote", "ann", "a")

@@ -1,0 +1,250 @@
+"""Champion and challenger: a retrained version waits as the challenger; the disagreement queue
+compares stored predictions of both versions; promotion and roll back are recorded and audited."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.services import champion
+from app.services.audit import write_audit
+from app.services.flags import FlagSettings
+from app.services.indexing import index_folder
+from app.services.model_catalog import ModelCatalog, ModelCatalogError
+from database.dto import LabelChange, PredictionIn
+from database.engine import open_database
+from database.states import ReviewState
+from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
+from tests.services.model_fixtures import make_model_dir
+from tests.worker.helpers import good_images
+
+COMPARISON = {"held_out_images": 12, "new": {"accuracy": 0.9, "macro_f1": 0.8},
+              "parent": {"accuracy": 0.7, "macro_f1": 0.5}, "parent_name": "classifier-a"}
+
+
+@pytest.fixture
+def db(url: str):  # noqa: F811 - the imported fixture
+    """SQLite, and PostgreSQL too when INSPECTION_TEST_POSTGRES_URL is set."""
+    database = open_database(url)
+    yield database
+    database.close()
+
+
+def _versions(db, tmp_path: Path, family: str = "classifier", arch: str = "memory_mamba"):
+    a = db.model_versions.register(family, f"{family}-a", str(make_model_dir(tmp_path / f"{family}-a", family, arch)),
+                                   activate=True)
+    card = {"family": family, "retraining": {"held_out_comparison": COMPARISON}}
+    b = db.model_versions.register(family, f"{family}-b", str(make_model_dir(tmp_path / f"{family}-b", family, arch, card)),
+                                   card=card, parent_id=a.id, challenger=True)
+    return a, b
+
+
+def _png(mask: np.ndarray) -> bytes:
+    return cv2.imencode(".png", mask.astype(np.uint8) * 255)[1].tobytes()
+
+
+def test_a_challenger_is_not_active_and_one_per_family(db, tmp_path) -> None:
+    a, b = _versions(db, tmp_path)
+    assert not b.active and b.challenger and db.model_versions.active("classifier").id == a.id
+    c = db.model_versions.register("classifier", "classifier-c", str(tmp_path / "c"), challenger=True)
+    assert db.model_versions.challenger("classifier").id == c.id
+    assert not db.model_versions.get(b.id).challenger
+
+
+def test_the_pair_shows_the_held_out_comparison_from_the_challengers_card(db, tmp_path) -> None:
+    a, b = _versions(db, tmp_path)
+    pair = champion.pair(db, "classifier")
+    assert pair.champion.id == a.id and pair.challenger.id == b.id
+    assert pair.held_out.images == 12 and pair.held_out.reference == "classifier-a"
+    assert pair.held_out.rows == (("accuracy", 0.7, 0.9), ("macro_f1", 0.5, 0.8))
+    assert champion.pair(db, "segmenter") is None
+
+
+def test_mask_iou_and_the_documented_cut() -> None:
+    a = np.zeros((8, 8), bool)
+    a[:4] = True
+    b = np.zeros((8, 8), bool)
+    b[:2] = True
+    assert champion.mask_iou(a, b) == pytest.approx(0.5)
+    assert champion.mask_iou(None, np.zeros((4, 4), bool)) == 1.0
+    assert champion.mask_iou(a, None) == 0.0
+    big = cv2.resize(a.astype(np.uint8), (16, 16), interpolation=cv2.INTER_NEAREST) > 0
+    assert champion.mask_iou(a, big) == 1.0   # another resolution, same mask
+
+
+def _pred(**kw):
+    from datetime import datetime, timezone
+
+    from database.dto import PredictionInfo
+    base = dict(id=1, image_id=1, model_version_id=1, class_scores=None, predicted_class=None, confidence=None,
+                mask_png=None, mask_ref=None, target_count=None, anomaly_score=None, anomaly_map_ref=None, flags=(),
+                created_at=datetime.now(timezone.utc))
+    return PredictionInfo(**{**base, **kw})
+
+
+def test_disagreement_reasons_per_family() -> None:
+    reason = champion.disagreement_reason
+    assert reason("classifier", _pred(predicted_class="ok"), _pred(predicted_class="ok")) == (None, None)
+    assert reason("classifier", _pred(predicted_class="ok"), _pred(predicted_class="scratch"))[0] == "class ok → scratch"
+    # each version at its own threshold: 0.6 is anomalous for one and normal for the other
+    assert reason("anomaly", _pred(anomaly_score=0.6), _pred(anomaly_score=0.6), (0.5, 0.7))[0] == "verdict anomalous → normal"
+    assert reason("anomaly", _pred(anomaly_score=0.6), _pred(anomaly_score=0.9), (0.5, 0.7))[0] is None
+    assert reason("anomaly", _pred(anomaly_score=0.6), _pred(anomaly_score=0.1), (None, 0.7))[0] is None   # no verdict
+    a = np.zeros((8, 8), bool)
+    a[:4] = True
+    b = np.zeros((8, 8), bool)
+    b[:3] = True
+    c = np.zeros((8, 8), bool)
+    c[:1] = True
+    assert reason("segmenter", _pred(mask_png=_png(a)), _pred(mask_png=_png(b))) == (None, 0.75)
+    text, iou = reason("segmenter", _pred(mask_png=_png(a)), _pred(mask_png=_png(c)))
+    assert text == "mask IoU 0.25" and iou == 0.25 < champion.MASK_IOU_MIN
+
+
+def _folder(db, tmp_path: Path, n: int) -> list[int]:
+    good_images(tmp_path / "imgs", n)
+    index_folder(db, tmp_path / "imgs")
+    return sorted(im.id for im in db.images.get_many(list(range(1, n + 1))))
+
+
+def test_the_comparison_takes_recently_reviewed_then_recent_images_bounded(db, tmp_path) -> None:
+    ids = _folder(db, tmp_path, 10)
+    for i in (ids[2], ids[5], ids[1]):   # reviewed in this order: the latest first
+        db.labels.append(i, LabelChange(ReviewState.ACCEPTED, class_name="ok"), "ann")
+    chosen = champion.compare_image_ids(db, limit=4)
+    assert chosen[:2] == [ids[1], ids[5]] and len(chosen) == 4 and len(set(chosen)) == 4
+    assert ids[2] not in chosen   # half reviewed, half recent when both are plentiful
+    assert champion.compare_image_ids(db, limit=100)[:3] == [ids[1], ids[5], ids[2]]
+    assert len(champion.compare_image_ids(db, limit=100)) == 10
+
+
+def test_submit_compare_queues_only_what_is_missing_and_disagreements_list_both_answers(db, tmp_path) -> None:
+    a, b = _versions(db, tmp_path)
+    ids = _folder(db, tmp_path, 4)
+    db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")
+    db.predictions.upsert_many([PredictionIn(i, a.id, predicted_class="ok", confidence=0.8) for i in ids])
+    jobs = champion.submit_compare(db, b.id)
+    assert len(jobs) == 1   # the champion has predicted them all: only the challenger runs
+    job = db.jobs.get(jobs[0])
+    assert job.kind == champion.COMPARE and job.params["model_versions"] == {"classifier": b.id}
+    assert sorted(it.image_id for it in db.jobs.items(job.id)) == sorted(ids)
+    waiting = champion.find_disagreements(db, b.id)
+    assert (waiting.images, waiting.compared, waiting.disagreements) == (4, 0, ())
+    db.predictions.upsert_many([PredictionIn(i, b.id, predicted_class="scratch" if i in ids[:2] else "ok",
+                                             confidence=0.9) for i in ids])
+    found = champion.find_disagreements(db, b.id)
+    assert (found.compared, found.waiting) == (4, 0)
+    assert [d.image_id for d in found.disagreements] == [ids[0], ids[1]]
+    first = found.disagreements[0]
+    assert (first.reason, first.champion.text, first.challenger.text, first.human) == (
+        "class ok → scratch", "ok 0.80", "scratch 0.90", "scratch")
+    assert found.disagreements[1].human == "" and Path(first.path).is_file()
+    assert champion.submit_compare(db, b.id) == jobs   # asked again while it waits: the same job
+    db.jobs.request_cancel(jobs[0])
+    assert champion.submit_compare(db, b.id) == []   # all there now
+
+
+def test_anomaly_disagreements_use_the_folders_threshold(db, tmp_path) -> None:
+    from app.services.flags import FolderThreshold
+    from app.services.project_settings import save_flag_settings
+    a, b = _versions(db, tmp_path, "anomaly", "pattern_anomaly")
+    ids = _folder(db, tmp_path, 2)
+    folder = db.images.get_many(ids)[0].folder_id
+    db.predictions.upsert_many([PredictionIn(i, a.id, anomaly_score=0.6) for i in ids]
+                               + [PredictionIn(i, b.id, anomaly_score=0.6) for i in ids])
+    assert champion.find_disagreements(db, b.id).disagreements == ()   # no thresholds: no verdicts
+    save_flag_settings(db, FlagSettings(anomaly_threshold=0.5, folder_thresholds=(
+        FolderThreshold(folder, b.id, 0.7),)), "ann")
+    found = champion.find_disagreements(db, b.id)
+    assert {d.reason for d in found.disagreements} == {"verdict anomalous → normal"}
+
+
+def test_no_comparison_without_a_champion_or_with_itself(db, tmp_path) -> None:
+    a, b = _versions(db, tmp_path)
+    with pytest.raises(champion.ComparisonError, match="is the active"):
+        champion.submit_compare(db, a.id)
+    with pytest.raises(champion.ComparisonError, match="does not exist"):
+        champion.find_disagreements(db, 999)
+
+
+def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_path) -> None:
+    a, b = _versions(db, tmp_path)
+    catalog = ModelCatalog(db, author=lambda: "ann")
+    assert catalog.previous_champion("classifier") is None
+    with pytest.raises(ModelCatalogError, match="nothing to roll back"):
+        catalog.rollback("classifier")
+    row = catalog.activate(b.id)
+    assert row.active and not row.challenger and db.model_versions.challenger("classifier") is None
+    assert catalog.previous_champion("classifier").id == a.id
+    back = catalog.rollback("classifier", note="worse on night shift")
+    assert back.id == a.id and back.active
+    assert db.model_versions.challenger("classifier").id == b.id   # under review again
+    assert catalog.previous_champion("classifier") is None   # no roll back of the roll back: promote it again
+    log = db.model_versions.activations("classifier")
+    assert [(x.action, x.version_name, x.previous_name, x.author) for x in log] == [
+        ("promote", "classifier-b", "classifier-a", "ann"), ("rollback", "classifier-a", "classifier-b", "ann")]
+    assert log[1].note == "worse on night shift"
+    out = write_audit(db, tmp_path / "audit.csv", None, FlagSettings())
+    rows = list(csv.DictReader(open(out.path, encoding="utf-8")))
+    assert out.rows == 2
+    assert [(r["who"], r["model_version"], r["changed"]) for r in rows] == [
+        ("ann", "classifier-b", "active: classifier-a → classifier-b (promote)"),
+        ("ann", "classifier-a", "active: classifier-b → classifier-a (rollback)")]
+
+
+def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, capsys) -> None:
+    from app.cli import main
+    cli_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    db = open_database(cli_url)
+    a, b = _versions(db, tmp_path)
+    ids = _folder(db, tmp_path, 2)
+    db.labels.append(ids[0], LabelChange(ReviewState.ACCEPTED, class_name="ok"), "ann")
+    db.predictions.upsert_many([PredictionIn(ids[0], a.id, predicted_class="ok", confidence=0.7),
+                                PredictionIn(ids[0], b.id, predicted_class="scratch", confidence=0.6)])
+    db.close()
+    assert main(["models", "compare", str(b.id), "--db", cli_url]) == 0
+    out, err = capsys.readouterr()
+    assert "champion classifier-a · challenger classifier-b" in out and "accuracy 0.700 → 0.900" in out
+    assert "1 disagreement(s) in 1 of 2 image(s)" in out and "class ok → scratch" in out and "[human: ok]" in out
+    assert "1 image(s) not run by both versions yet: queued for a worker" in err
+    assert main(["models", "compare", str(b.id), "--db", cli_url, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["waiting"] == 1 and data["disagreements"][0]["why"] == "class ok → scratch"
+    assert main(["models", "promote", str(b.id), "--db", cli_url, "--author", "bob", "--note", "reviewed"]) == 0
+    assert "classifier-b is the active classifier model (recorded for bob)" in capsys.readouterr().out
+    assert main(["models", "rollback", "classifier", "--db", cli_url, "--author", "bob"]) == 0
+    assert main(["models", "rollback", "classifier", "--db", cli_url]) == 2   # once: b is the challenger again
+    assert "nothing to roll back to" in capsys.readouterr().err
+    assert main(["models", "promote", str(b.id), "--db", cli_url]) == 0   # promoted again after another look
+    assert main(["models", "compare", "999", "--db", cli_url]) == 2
+    db = open_database(cli_url)
+    try:
+        log = db.model_versions.activations("classifier")
+        assert [(x.action, x.author, x.note) for x in log][:2] == [("promote", "bob", "reviewed"), ("rollback", "bob", None)]
+        assert db.model_versions.active("classifier").id == b.id
+        queued = db.jobs.list(kind=champion.COMPARE)   # asked twice, queued once: each version on the image it lacks
+        assert sorted(j.params["model_versions"]["classifier"] for j in queued) == [a.id, b.id]
+    finally:
+        db.close()
+    assert main(["models", "list", "--db", cli_url]) == 0
+    assert "active" in capsys.readouterr().out
+
+
+def test_side_by_side_draws_each_versions_mask_at_the_images_size(tmp_path) -> None:
+    img = np.full((40, 80), 100, np.uint8)
+    cv2.imwrite(str(tmp_path / "part.png"), img)
+    left = np.zeros((10, 20), bool)
+    left[:, :10] = True   # the champion's mask: the left half, at a model's smaller size
+    d = champion.Disagreement(1, str(tmp_path / "part.png"), "part.png", "mask IoU 0.00",
+                              champion.Answer("1 target", _png(left)), champion.Answer("no mask", None), "")
+    a, b = champion.side_by_side(d, size=40, color=(255, 0, 0))
+    assert a.shape == b.shape == (20, 40, 3)   # the longer side brought down to 40
+    assert a[10, 5, 0] > a[10, 5, 1] and tuple(a[10, 30]) == (100, 100, 100)   # drawn on the left half only
+    assert (b == 100).all()   # no mask, the image as it is
+    with pytest.raises(champion.ComparisonError, match="no longer indexed"):
+        champion.side_by_side(dataclasses.replace(d, path=None), 40, (255, 0, 0))

@@ -1,0 +1,69 @@
+"""The worker runs a challenger on the comparison's images (a ``compare`` job): its predictions are
+stored as the challenger's, and the queue's flags and priorities stay the champion's."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.services.artifacts import ArtifactStore
+from app.services.champion import COMPARE, find_disagreements, submit_compare
+from app.services.flags import FlagSettings
+from app.services.indexing import index_folder
+from app.services.prelabel import job_status, submit_prelabel
+from app.worker import Worker, WorkerOptions
+from database.dto import ImageQuery
+from tests.tiny_models import save_tiny_models
+from tests.worker.helpers import good_images, make_db
+
+
+@pytest.fixture
+def db(url, tiny_models):
+    database = make_db(url, tiny_models)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="module")
+def other_models(tmp_path_factory) -> dict[str, Path]:
+    return save_tiny_models(tmp_path_factory.mktemp("other"), seed=1)
+
+
+def _run(db, tmp_path: Path) -> None:
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
+           artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+
+
+@pytest.mark.parametrize("family", ["classifier", "segmenter"])
+def test_the_compare_job_stores_challenger_predictions_and_leaves_flags_alone(db, tmp_path, other_models,
+                                                                              family) -> None:
+    good_images(tmp_path / "imgs", 5)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    champion = db.model_versions.active(family)
+    submit_prelabel(db, folder_id=folder, families=[family], flag_settings=FlagSettings(min_confidence=0.99))
+    _run(db, tmp_path)
+    ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder))]
+    # marks no flag rule gives, so a compare job that re-flagged or re-prioritised would show
+    db.images.set_flagged(ids, True)
+    db.images.set_priorities({i: 42.0 for i in ids})
+    before = {im.id: (im.flagged, im.priority) for im in db.images.query(ImageQuery(folder_id=folder))}
+    challenger = db.model_versions.register(family, f"{family}-other", str(other_models[family]),
+                                            parent_id=champion.id, challenger=True)
+    [job] = submit_compare(db, challenger.id)   # the champion has run them all already
+    assert db.jobs.get(job).kind == COMPARE
+    _run(db, tmp_path)
+    status = job_status(db, job)
+    assert (status.state, status.done, status.failed) == ("done", 5, 0)
+    stored = db.predictions.for_images(list(before), challenger.id)
+    assert set(stored) == set(before)
+    if family == "classifier":
+        assert all(p.predicted_class in ("free", "crack") for p in stored.values())
+    else:
+        assert all(p.mask_png for p in stored.values())
+    after = {im.id: (im.flagged, im.priority) for im in db.images.query(ImageQuery(folder_id=folder))}
+    assert after == before
+    assert db.model_versions.active(family).id == champion.id
+    result = find_disagreements(db, challenger.id)
+    assert (result.images, result.compared) == (5, 5)
+    for d in result.disagreements:
+        assert d.champion.text != d.challenger.text or d.iou is not None
