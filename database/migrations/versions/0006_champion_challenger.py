@@ -5,16 +5,16 @@ every change of a family's active version is recorded (who, when, from which ver
 ``model_activations`` table. Existing versions are not challengers; no activation is invented
 for the past.
 
-Revision ID: 0005_champion_challenger
-Revises: 0004_trace_fields
+Revision ID: 0006_champion_challenger
+Revises: 0005_object_classes
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005_champion_challenger'
-down_revision = '0004_trace_fields'
+revision = '0006_champion_challenger'
+down_revision = '0005_object_classes'
 branch_labels = None
 depends_on = None
 
