@@ -42,8 +42,11 @@ _SAFE_HASH = re.compile(r"^[0-9a-fA-F]{8,128}$")
 class EmbeddingSource(Protocol):
     """Turns image files into fixed-length vectors; ``name`` keys the cache (one folder per source)."""
 
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, path: str | os.PathLike[str]) -> np.ndarray:
         """One (dim,) float32 vector; raises ImageReadError for a file that cannot be read."""
@@ -80,10 +83,10 @@ def _texture_vector(gray: np.ndarray, aspect: float) -> np.ndarray:
 @dataclass(frozen=True)
 class TextureEmbedding:
     """Gray 12 x 12 thumbnail + gradient orientation histogram + 4 x 4 edge energy + intensity,
-    edge and spot statistics (182 numbers): no model, the same on every machine."""
+    edge and spot statistics (184 numbers): no model, the same on every machine."""
 
     name: str = "texture"
-    dim: int = THUMB * THUMB + ORIENTATIONS + GRID * GRID + 14
+    dim: int = THUMB * THUMB + ORIENTATIONS + GRID * GRID + 16
 
     def embed(self, path: str | os.PathLike[str]) -> np.ndarray:
         gray = read_image(path, "gray")
@@ -149,6 +152,9 @@ class EmbeddingCache:
                 except ImageReadError as exc:
                     problems.append(str(exc))
                     continue
+                if vec.shape != (self.source.dim,):
+                    raise ValueError(f"embedding source {self.source.name!r} gave {vec.shape[0] if vec.ndim else 0} "
+                                     f"numbers, it declares {self.source.dim}")
                 if content_hash:
                     self.put(content_hash, vec)
             out[i] = vec

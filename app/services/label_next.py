@@ -51,14 +51,14 @@ def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
     if probs.ndim != 2 or probs.shape[1] < 2:
         return np.zeros(len(probs), dtype=np.float64)
     top2 = np.sort(probs, axis=1)[:, -2:]
-    return np.clip(1.0 - (top2[:, 1] - top2[:, 0]), 0.0, 1.0)
+    return np.asarray(np.clip(1.0 - (top2[:, 1] - top2[:, 0]), 0.0, 1.0), dtype=np.float64)
 
 
 def standardise(x: np.ndarray) -> np.ndarray:
     """Columns to zero mean, unit spread (constant columns stay 0): distances weigh every feature."""
     mu = np.nanmean(x, axis=0)
     sd = np.nanstd(x, axis=0)
-    return np.nan_to_num((x - mu) / np.where(sd > 1e-9, sd, 1.0))
+    return np.asarray(np.nan_to_num((x - mu) / np.where(sd > 1e-9, sd, 1.0)), dtype=np.float64)
 
 
 def fitted_probabilities(x: np.ndarray, labels: Sequence[str | None]) -> tuple[np.ndarray, list[str]] | None:

@@ -14,6 +14,7 @@ of each labelled class) is a floor on the answer.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,12 +93,16 @@ def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> li
         idx = np.sort(order[: max(2, int(round(frac * len(y))))])
         sub_groups = [groups[i] for i in idx]
         try:
-            folds = group_folds(codes[idx], sub_groups, seed=seed)
+            with warnings.catch_warnings():  # "least populated class has 1 member": expected with few labels
+                warnings.simplefilter("ignore", UserWarning)
+                folds = group_folds(codes[idx], sub_groups, seed=seed)
         except ValueError:
             continue
         xs, ys = x[idx], codes[idx]
-        s = cross_validated(lambda tr, te: fit_predict(SIMPLE_MODELS["logreg"], xs[tr], ys[tr], xs[te]),
-                            ys, folds, classes)
+
+        def predict(tr: np.ndarray, te: np.ndarray, xs: np.ndarray = xs, ys: np.ndarray = ys) -> np.ndarray:
+            return fit_predict(SIMPLE_MODELS["logreg"], xs[tr], ys[tr], xs[te])
+        s = cross_validated(predict, ys, folds, classes)
         trained = int(round(len(idx) * (1 - 1 / len(folds))))  # each fold trains on the others
         points.append((trained, s.accuracy))
     return points
