@@ -38,15 +38,18 @@ class LabelsNeeded:
     ceiling: float | None         # the fitted curve's ceiling ``a``
     points: tuple[tuple[int, float], ...] = ()   # (training labels, CV accuracy) the fit used
     text: str = ""
+    at_least: bool = False        # ``more`` is only the retrainer's minimum (no curve yet)
 
     @property
     def short(self) -> str:
-        """For a status bar: "≈ 120 more labels", "≥ 5 more labels", "target reached"…"""
+        """For a status bar: "≈ 120 more labels", "≥ 10 more labels", "label target reached"…"""
         if self.more == 0:
             return "label target reached"
         if self.more is None:
-            return "more labels: unknown"
-        return f"≈ {self.more} more labels"
+            if self.ceiling is not None and self.ceiling <= self.target:
+                return f"accuracy levels off near {self.ceiling:.2f} (target {self.target:.2f})"
+            return "more labels: no estimate yet"
+        return f"{'≥' if self.at_least else '≈'} {self.more} more labels"
 
 
 def minimum_shortfall(labels: Sequence[str]) -> int:
@@ -118,14 +121,17 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
     floor = minimum_shortfall(labels)
     n = len(labels)
     if n < MIN_LABELS_FOR_CURVE or len(set(labels)) < 2:
-        return LabelsNeeded(max(floor, 1) if floor or n < MIN_LABELS_FOR_CURVE else None, n, target, None, None,
-                            text=f"at least {max(floor, MIN_LABELS_FOR_CURVE - n)} more labels before a learning curve "
-                                 f"can be fitted ({n} so far; the retrainer needs {MIN_PER_CLASS} per class)")
+        least = max(floor, MIN_LABELS_FOR_CURVE - n, 1)
+        return LabelsNeeded(least, n, target, None, None,
+                            text=f"at least {least} more labels before a learning curve can be fitted "
+                                 f"({n} so far, {len(set(labels))} class(es); the retrainer needs {MIN_PER_CLASS} "
+                                 "per class and two classes)", at_least=True)
     groups, rule = assign_groups(list(file_names), labels, "auto")
     points = _cv_points(np.asarray(x, dtype=np.float64), np.asarray(labels), groups, seed)
     if not points:
         return LabelsNeeded(floor or None, n, target, None, None,
-                            text="the labels fall into too few capture groups for cross-validation")
+                            text="the labels fall into too few capture groups for cross-validation",
+                            at_least=bool(floor))
     now = points[-1][1]
     source = (f"group-CV accuracy of logistic regression on the embedding ({len(points)} subsets, groups by {rule}): "
               + ", ".join(f"{acc:.2f} at {k}" for k, acc in points))

@@ -126,6 +126,7 @@ def test_the_retrainers_minimum_is_the_floor_of_the_counter() -> None:
     assert minimum_shortfall(["a"] * MIN_PER_CLASS + ["b"]) == MIN_PER_CLASS - 1
     few = labels_needed(np.zeros((3, 2)), ["a", "a", "b"], ["g1_x.png", "g2_y.png", "g3_z.png"])
     assert few.more is not None and few.more >= 2 * MIN_PER_CLASS - 3 and few.accuracy_now is None
+    assert few.at_least and few.short.startswith("≥")
 
 
 def _separable(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, list[str], list[str]]:
