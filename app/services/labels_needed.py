@@ -25,6 +25,7 @@ from app.services.retraining import MIN_PER_CLASS
 TARGET_ACCURACY = 0.85
 FRACTIONS = (0.4, 0.6, 0.8, 1.0)
 MIN_LABELS_FOR_CURVE = 20   # fewer: the CV points are noise, only the per-class minimum is counted
+MAX_EXTRAPOLATION = 10      # an answer beyond 10x the labels so far is only "more than that"
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,10 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
     fold_share = points[-1][0] / n  # CV trains on (k-1)/k of the labels: scale back to labels given
     more = max(floor, int(math.ceil(trained_needed / fold_share)) - n)
     text = f"≈ {more} more labels to reach accuracy {target:.2f} (curve ceiling {a:.2f}); {source}"
-    if pool is not None and more > pool:
-        text += f"; more than the {pool} unlabelled images left"
+    cap = pool if pool is not None else MAX_EXTRAPOLATION * n
+    if more > cap:  # far beyond the points: the number itself means nothing, only "a lot"
+        text = (f"more than {cap} more labels to reach accuracy {target:.2f}"
+                + (f" (more than the {pool} unlabelled images left)" if pool is not None else "")
+                + f"; curve ceiling {a:.2f}; {source}")
+        return LabelsNeeded(cap, n, target, now, a, tuple(points), text, at_least=True)
     return LabelsNeeded(more, n, target, now, a, tuple(points), text)

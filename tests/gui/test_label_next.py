@@ -59,3 +59,32 @@ def test_p_before_the_first_batch_moves_once_it_is_ready(service, tmp_path: Path
     assert win.queue_panel.sort.currentData() == "label_next"
     assert len(ctl.result.proposal.image_ids) == 8  # a small folder: every image, spread out first
     win.close()
+
+
+def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Path, qtbot, monkeypatch):
+    import app.gui.label_next_panel as panel_module
+
+    real = panel_module.label_next_for_folder
+    monkeypatch.setattr(panel_module, "label_next_for_folder", lambda d, f: real(d, f, size=3))
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=8)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    first = ctl.result.proposal.image_ids
+    assert len(first) == 3
+    for k, image_id in enumerate(first):
+        press(qtbot, win, Qt.Key.Key_P)
+        assert win.queue.current_id() == image_id
+        wait_shown(win, qtbot, image_id)
+        win.review.set_class("dark" if k % 2 else "bright")
+    # the batch is labelled: a new one is computed in the background and shown in the queue order
+    qtbot.waitUntil(lambda: ctl.result.proposal.image_ids != first, timeout=30000)
+    second = ctl.result.proposal.image_ids
+    assert len(second) == 3 and not set(second) & set(first)
+    assert _rows(win, 3) == list(second)
+    press(qtbot, win, Qt.Key.Key_P)
+    assert win.queue.current_id() == second[0]
+    win.close()
