@@ -4,9 +4,10 @@ This is the part the GUI calls on a helper thread (it reads the database and ima
 may take seconds on a first visit; afterwards the embeddings come from the cache). What it
 returns is plain data: the proposed image ids with their reasons and the labels-needed figure.
 
-A folder can be large: every labelled image is used, but at most ``MAX_POOL`` unlabelled ones
-(a seeded random sample) are considered for a batch, so a first visit to a folder of a million
-images embeds a bounded number of files.
+A folder can be large: up to ``MAX_LABELLED`` labelled images are used and at most ``MAX_POOL``
+unlabelled ones are considered for a batch (beyond, stretches of the queue at seeded random
+places, read as index walks), so a first visit to a folder of a million images reads and embeds
+a bounded number of files.
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from app.services.labels_needed import TARGET_ACCURACY, LabelsNeeded, labels_nee
 
 if TYPE_CHECKING:
     from database.engine import Database
+    from database.review_queue import QueueQuery, QueueRow
 
-MAX_POOL = 5000        # unlabelled images considered per batch (a random sample beyond)
-MAX_LABELLED = 5000    # labelled images the curve and the fit read (the newest beyond)
+MAX_POOL = 5000        # unlabelled images considered per batch (a sample beyond)
+SAMPLE_STRETCHES = 10  # a larger folder is sampled in this many stretches at random places
+MAX_LABELLED = 5000    # labelled images the curve and the fit read (the first by name beyond)
 OUT_OF_DOMAIN = "out_of_domain"  # the prediction flag the out-of-domain work sets
 LABELLED_STATES = ("accepted", "corrected")
 
@@ -45,15 +48,13 @@ class LabelNextResult:
 
 def _candidates(db: "Database", folder_id: int, seed: int) -> tuple[list[Candidate], list[tuple[str, str | None]], list[str]]:
     """The folder's usable images as candidates, their (path, content hash) and file names."""
-    from database.review_queue import QueueQuery, queue_rows
+    from database.review_queue import QueueQuery, queue_count, queue_page
 
     classifier = db.model_versions.active_ids().get("classifier")
-    rows = queue_rows(db, QueueQuery(folder_id=folder_id, classifier_id=classifier))
-    labelled = [r for r in rows if r.review_state in LABELLED_STATES and r.label_class][-MAX_LABELLED:]
-    pool = [r for r in rows if r.review_state == "unreviewed"]
-    if len(pool) > MAX_POOL:
-        pool = random.Random(seed).sample(pool, MAX_POOL)
-    chosen = labelled + pool
+    reviewed = QueueQuery(folder_id=folder_id, classifier_id=classifier, states=LABELLED_STATES)
+    labelled = [r for r in queue_page(db, reviewed, MAX_LABELLED).rows if r.label_class]
+    unreviewed = QueueQuery(folder_id=folder_id, classifier_id=classifier, states=("unreviewed",))
+    chosen = labelled + _sample(db, unreviewed, queue_count(db, unreviewed), seed)
     preds = db.predictions.for_images([r.image_id for r in chosen], classifier) if classifier is not None else {}
     cands, files, names = [], [], []
     for r in chosen:
@@ -64,6 +65,18 @@ def _candidates(db: "Database", folder_id: int, seed: int) -> tuple[list[Candida
         files.append((str(Path(r.root_path) / r.rel_path), r.content_hash))
         names.append(r.rel_path.replace("/", "__"))  # the export's flat names: groups as the retrainer forms them
     return cands, files, names
+
+
+def _sample(db: "Database", qq: "QueueQuery", count: int, seed: int) -> list["QueueRow"]:
+    """Every row of ``qq`` up to ``MAX_POOL``; beyond, ``SAMPLE_STRETCHES`` stretches of the queue
+    (by name) at seeded random positions: each an index walk, never the whole folder."""
+    from database.review_queue import queue_page
+
+    if count <= MAX_POOL:
+        return queue_page(db, qq, MAX_POOL).rows
+    size = MAX_POOL // SAMPLE_STRETCHES
+    starts = sorted(random.Random(seed).sample(range(0, count - size + 1, size), SAMPLE_STRETCHES))
+    return [r for start in starts for r in queue_page(db, qq, size, offset=start).rows]
 
 
 def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, target: float = TARGET_ACCURACY,

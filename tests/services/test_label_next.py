@@ -147,7 +147,7 @@ def test_the_counter_reports_reached_for_easy_labels_and_a_positive_count_for_a_
     assert "group-CV accuracy" in hard.text and len(hard.points) >= 3
 
 
-def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: Path) -> None:
+def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: Path, monkeypatch) -> None:
     rng = np.random.default_rng(4)
     root = tmp_path / "parts"
     root.mkdir()
@@ -169,5 +169,11 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         assert len(got.proposal.image_ids) == 5 and set(got.proposal.image_ids) <= unreviewed
         assert got.needed is not None and got.needed.labelled == 6 and got.needed.more is not None
         assert len(list((tmp_path / "cache" / "texture").rglob("*.f32"))) == 29  # rejected: not read
+        import app.services.label_next_folder as folder_module
+
+        monkeypatch.setattr(folder_module, "MAX_POOL", 6)  # a "large" folder: 23 unreviewed, 2 stretches of 3
+        monkeypatch.setattr(folder_module, "SAMPLE_STRETCHES", 2)
+        sampled = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
+        assert sampled.considered == 6 + 6 and set(sampled.proposal.image_ids) <= unreviewed
     finally:
         db.close()
