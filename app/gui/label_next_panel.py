@@ -73,12 +73,12 @@ class LabelNextController:
         if self.result is None or not self._unreviewed_proposals():
             self._adopt(result)
         self.show_counter()
-        if self._again:
-            self._again = False
-            self.refresh()
-        elif self._move_when_ready:
-            self._move_when_ready = False
+        again, self._again = self._again, False
+        if self._move_when_ready and (self._unreviewed_proposals() or not again):
+            self._move_when_ready = False  # P was pressed meanwhile: move now, not after the recount
             self.next_proposed(compute=False)
+        if again:
+            self.refresh()
 
     def _adopt(self, result: LabelNextResult) -> None:
         """Show ``result``'s batch as the queue order (the previous one is done)."""
