@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, and_, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, and_, case, false, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from database.images import text_match
@@ -41,7 +41,9 @@ SORTS: dict[str, tuple[str | None, bool]] = {
     "confidence": ("confidence", True),
     "anomaly": ("anomaly_score", False),   # highest score first
     "targets": ("target_count", False),    # most targets first
+    "label_next": (None, True),            # the ranked images ("label next" proposals) first, in rank order
 }
+MAX_RANKED = 1000  # a ranking longer than this is cut: the rank is a CASE over the ids in the statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,7 @@ class QueueQuery:
     classifier_id: int | None = None
     segmenter_id: int | None = None
     anomaly_id: int | None = None
+    ranking: tuple[int, ...] = ()         # sort "label_next": these image ids first, in this order
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,11 @@ class _Shape:
         self.key_alias = {"confidence": "pc", "target_count": "ps", "anomaly_score": "pa"}.get(self.column or "")
         self.needs = {"pc": qq.class_name is not None, "ps": False,
                       "pa": qq.score_min is not None or qq.score_max is not None}
+        ranked = tuple(dict.fromkeys(qq.ranking))[:MAX_RANKED] if qq.sort == "label_next" else ()
+        self.ranked = ranked
+        # The rank of a ranked image (NULL for the others): the first stretch's sort value.
+        self.rank = (case({image_id: rank for rank, image_id in enumerate(ranked)}, value=Image.id)
+                     if ranked else None)
 
     def joins(self, stmt: Select[*tuple[Any, ...]], every: bool, inner: str | None = None, order: bool = True) -> Select[*tuple[Any, ...]]:
         """Join the predictions of the given model versions (all of them for rows; else those a
@@ -169,7 +177,10 @@ class _Shape:
         return conds
 
     def sort_value(self) -> ColumnElement[Any]:
-        """The prediction column the order reads (NULL for name and state: not in the cursor)."""
+        """The prediction column the order reads, or the rank under "label_next" (NULL for name
+        and state: not in the cursor)."""
+        if self.qq.sort == "label_next":
+            return self.rank if self.rank is not None else literal(None)
         return getattr(self.alias_of[self.key_alias], self.column) if self.key_alias and self.column else literal(None)
 
     def segments(self) -> list[_Segment]:
@@ -184,6 +195,10 @@ class _Shape:
             wanted = set(self.qq.states) if self.qq.states else set(states)
             return [_Segment([Image.review_state == st], tail) for st in states if st in wanted]
         key = self.sort_value()
+        if self.qq.sort == "label_next":  # the ranked few by rank (a primary-key lookup), then all others by name
+            ranked = Image.id.in_(self.ranked)
+            return [_Segment([ranked], [(key, self.ascending), *tail]),
+                    _Segment([~ranked], [(self.name_key, True), (Image.id, True)])]
         return [_Segment([key.is_not(None)], [(key, self.ascending), *tail], inner=self.key_alias),
                 _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
 

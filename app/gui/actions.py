@@ -13,7 +13,7 @@ CHECKABLE = {"toggle_heatmap", "toggle_prediction", "toggle_mask", "compare",
 SHORT = {
     "accept": "Accept", "reject": "Reject", "flag": "Flag", "verdict_normal": "Normal",
     "verdict_anomalous": "Anomalous", "clear_label": "Clear label", "next_unreviewed": "Next unreviewed",
-    "prev_unreviewed": "Previous unreviewed", "next_image": "Next image", "prev_image": "Previous image",
+    "prev_unreviewed": "Previous unreviewed", "label_next": "Label next", "next_image": "Next image", "prev_image": "Previous image",
     "tool_pan": "Pan", "tool_brush": "Brush", "tool_eraser": "Eraser", "tool_polygon": "Polygon",
     "tool_grow": "Grow region",
     "compare": "Side by side", "prelabel_folder": "Pre-label folder", "prelabel_selection": "Pre-label selection",

@@ -19,6 +19,7 @@ PARTS = (
     ("app.gui.routing_dialog", "install", ("model_routing",)),
     ("app.gui.models_dialog", "install", ("models",)),
     ("app.gui.operating_point_dialog", "install", ("operating_point",)),
+    ("app.gui.label_next_panel", "install", ("label_next",)),
     # after the settings (the project's settings controller) and the jobs dock they extend
     ("app.gui.auto_prelabel", "install", ()),
     ("app.gui.routing_notice", "install", ()),

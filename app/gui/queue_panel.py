@@ -24,7 +24,8 @@ from app.services.review_types import REVIEW_STATES, QueueFilter
 
 SORTS = {"name": "name", "uncertainty": "uncertainty (least confident first)",
          "anomaly": "anomaly score (highest first)", "confidence": "confidence",
-         "targets": "target count", "state": "review state"}
+         "targets": "target count", "state": "review state",
+         "label_next": "label next (proposed first)"}
 DEFAULT_DESC: dict[str, bool] = {}  # each sort already puts what needs attention first
 # Anomaly scores are standardised distances with no natural ceiling; the top of the range means "none".
 SCORE_CEILING = 1e6
@@ -56,6 +57,7 @@ class QueuePanel(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._folder_id: int | None = None
+        self._ranking: tuple[int, ...] = ()  # the "label next" proposals, best first
         grid = QGridLayout(self)
         grid.setContentsMargins(4, 2, 4, 2)
         self.search = QLineEdit()
@@ -160,6 +162,12 @@ class QueuePanel(QWidget):
         if descending is not None:
             self.desc.setChecked(descending)
 
+    def set_ranking(self, image_ids: tuple[int, ...]) -> None:
+        """The "label next" proposals; the queue re-reads only while it is in that order."""
+        self._ranking = tuple(image_ids)
+        if self.sort.currentData() == "label_next":
+            self._changed()
+
     def set_states(self, states: set[str]) -> None:
         for s, b in self.state_buttons.items():
             b.blockSignals(True)
@@ -186,6 +194,7 @@ class QueuePanel(QWidget):
             text=self.search.text().strip(),
             sort=self.sort.currentData() or "name",
             descending=self.desc.isChecked(),
+            ranking=self._ranking if self.sort.currentData() == "label_next" else (),
         )
 
     def _changed(self, *_args) -> None:

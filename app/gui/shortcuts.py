@@ -38,6 +38,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("prev_unreviewed", ("Shift+N",), "Previous unreviewed image", "Navigate", "mdi6.skip-previous"),
     Shortcut("next_image", ("PgDown", "J"), "Next image in the queue", "Navigate", "mdi6.chevron-right"),
     Shortcut("prev_image", ("PgUp", "K"), "Previous image in the queue", "Navigate", "mdi6.chevron-left"),
+    Shortcut("label_next", ("P",), "Label next: the next proposed image (uncertain and unlike those labelled; "
+             "the queue switches to the \"label next\" order)", "Navigate", "mdi6.lightbulb-on-outline"),
     Shortcut("focus_filter", ("Ctrl+F",), "Search the queue by file name", "Navigate", "mdi6.magnify"),
     # Edit
     Shortcut("undo", ("Ctrl+Z",), "Undo the last label change", "Edit", "mdi6.undo"),

@@ -230,7 +230,8 @@ class ReviewService:
                           flagged=True if flt.flagged_only else None, path_contains=flt.text or None,
                           class_name=flt.class_name, score_min=flt.score_min, score_max=flt.score_max,
                           sort=flt.sort, descending=flt.descending, classifier_id=ids.get("classifier"),
-                          segmenter_id=ids.get("segmenter"), anomaly_id=ids.get("anomaly"))
+                          segmenter_id=ids.get("segmenter"), anomaly_id=ids.get("anomaly"),
+                          ranking=tuple(flt.ranking) if flt.sort == "label_next" else ())
 
     def item(self, image_id: int) -> QueueItem:
         """One image's queue item, fetched by id (after a save: never the whole queue)."""

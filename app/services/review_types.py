@@ -16,7 +16,7 @@ from app.services.object_classes import ObjectClass
 
 REVIEW_STATES = ("unreviewed", "accepted", "corrected", "rejected")
 VERDICTS = ("normal", "anomalous")
-SORT_KEYS = ("name", "uncertainty", "anomaly", "confidence", "targets", "state")
+SORT_KEYS = ("name", "uncertainty", "anomaly", "confidence", "targets", "state", "label_next")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class QueueFilter:
     text: str = ""
     sort: str = "name"
     descending: bool = False
+    ranking: tuple[int, ...] = ()  # sort "label_next": the proposed image ids, best first
 
     def with_(self, **changes: Any) -> "QueueFilter":
         return replace(self, **changes)

@@ -97,6 +97,10 @@ def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
     if qq.sort == "state":
         return [r.image_id for r in sorted(rows, key=lambda r: (STATE_ORDER[r.review_state], *name(r)),
                                            reverse=qq.descending)]
+    if qq.sort == "label_next":  # the ranked ones by rank (a repeated id counts once), then the others by name
+        rank = {i: k for k, i in enumerate(dict.fromkeys(qq.ranking))}
+        ranked = sorted((r for r in rows if r.image_id in rank), key=lambda r: rank[r.image_id], reverse=qq.descending)
+        return [r.image_id for r in ranked] + [r.image_id for r in sorted(rows, key=name) if r.image_id not in rank]
     col = NULLABLE[qq.sort]
     sign = -1 if qq.sort in ("anomaly", "targets") else 1
     have = [r for r in rows if getattr(r, col) is not None]
@@ -110,14 +114,26 @@ FILTERS = [{}, {"states": ("unreviewed",)}, {"states": ("accepted", "rejected")}
            {"include_missing": True}, {"path_contains": "_"}]
 
 
+SORT_KEYS = ("name", "state", "uncertainty", "confidence", "anomaly", "targets", "label_next")
+
+
+def _ranking(rng: random.Random, everything: list[QueueRow], sort: str) -> dict[str, tuple[int, ...]]:
+    """A "label next" ranking over some of the folder's images, a repeat and an id of no image."""
+    if sort != "label_next":
+        return {}
+    ids = rng.sample([r.image_id for r in everything], 12)
+    return {"ranking": (*ids, ids[0], 10**9)}
+
+
 def test_pages_and_counts_agree_with_a_straightforward_sort(db: Database) -> None:
     rng = random.Random(1)
     folder_id, models, everything = _seed_rows(db, rng)
     assert len(everything) == len({r.image_id for r in everything}) > 20
-    for sort in ("name", "state", "uncertainty", "confidence", "anomaly", "targets"):
+    for sort in SORT_KEYS:
         for descending in (False, True):
             for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
-                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt)
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt,
+                                **_ranking(rng, everything, sort))
                 want = _reference(everything, qq)
                 what = (sort, descending, flt)
                 assert queue_count(db, qq) == len(want), what
@@ -178,10 +194,11 @@ def test_next_unreviewed_agrees_with_a_scan_of_the_whole_queue(db: Database) -> 
     states = {r.image_id: r.review_state for r in everything}
     assert 5 < sum(s == "unreviewed" for s in states.values()) < len(states) - 5
     found_some = 0
-    for sort in ("name", "state", "uncertainty", "confidence", "anomaly", "targets"):
+    for sort in SORT_KEYS:
         for descending in (False, True):
             for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
-                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt)
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt,
+                                **_ranking(rng, everything, sort))
                 want = _reference(everything, qq)
                 starts = [None, *rng.sample(want, min(6, len(want)))]
                 if want:

@@ -1,0 +1,187 @@
+""""Label next" in the review queue dock: the proposed batch as a queue order, the action that
+moves to the next proposal, and the counter of labels the next retraining likely needs.
+
+Computing a batch reads the folder's images and embeds the new ones (seconds on a first visit,
+then the cache answers), so it runs on a helper thread (``BackgroundCalls``); the answer is
+plain data. A new batch replaces the order the inspector is working through only when the
+current batch is done (or none is shown yet): the gallery must not reshuffle under the cursor
+while the counter keeps following the labels.
+"""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtWidgets import QLabel
+
+from app.gui.background import BackgroundCalls
+from app.services.label_next_folder import LabelNextResult, label_next_for_folder
+from app.services.review_types import QueueItem
+
+log = logging.getLogger(__name__)
+RECOUNT_EVERY = 5  # labels saved between two background updates of the counter
+
+
+class LabelNextController:
+    """The folder's current proposals and the action's moves (GUI thread; work on ``calls``)."""
+
+    def __init__(self, window, line: QLabel) -> None:
+        self.window = window
+        self.line = line
+        self.calls = BackgroundCalls("label-next", window)
+        self.result: LabelNextResult | None = None   # the batch the queue order shows
+        self.latest: LabelNextResult | None = None   # the newest answer (its counter is shown)
+        self._computing = False
+        self._again = False        # a change came while computing: compute once more after
+        self._move_when_ready = False
+        self._saves = 0
+        self._reviewed: set[int] = set()  # proposals labelled since the batch was shown
+
+    # -- computing ------------------------------------------------------------------------
+    def folder_changed(self, *_args) -> None:
+        self.result = self.latest = None
+        self._reviewed.clear()
+        self.window.queue_panel.set_ranking(())
+        self._show_line("Label next: press P to see which images to label first")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Compute a batch and the counter for the folder on screen, off the GUI thread."""
+        folder_id = self.window.current_folder
+        if folder_id is None:
+            return
+        if self._computing:
+            self._again = True
+            return
+        self._computing = True
+        db = self.window.ctx.review.db
+
+        def work() -> LabelNextResult:
+            return label_next_for_folder(db, folder_id)
+        self.calls.call(work, self._answered, self._failed)
+
+    def _failed(self, error: str) -> None:
+        self._computing = False
+        self._move_when_ready = False
+        self._show_line(f"Label next unavailable: {error}")
+
+    def _answered(self, result: LabelNextResult) -> None:
+        self._computing = False
+        if result.folder_id != self.window.current_folder:  # the inspector changed folders meanwhile
+            self.refresh()
+            return
+        self.latest = result
+        if self.result is None or not self._unreviewed_proposals():
+            self._adopt(result)
+        self.show_counter()
+        again, self._again = self._again, False
+        if self._move_when_ready and (self._unreviewed_proposals() or not again):
+            self._move_when_ready = False  # P was pressed meanwhile: move now, not after the recount
+            self.next_proposed(compute=False)
+        if again:
+            self.refresh()
+
+    def _adopt(self, result: LabelNextResult) -> None:
+        """Show ``result``'s batch as the queue order (the previous one is done)."""
+        self.result = result
+        self._reviewed.clear()
+        self.window.queue_panel.set_ranking(result.proposal.image_ids)
+
+    # -- the action -----------------------------------------------------------------------
+    def _unreviewed_proposals(self) -> list[int]:
+        if self.result is None:
+            return []
+        model = self.window.gallery_model
+        out = []
+        for image_id in self.result.proposal.image_ids:
+            if image_id in self._reviewed:
+                continue
+            row = model.row_of(image_id)
+            item = model.item_at(row) if row is not None else None
+            if item is None or item.review_state == "unreviewed":  # not on screen: trust the batch
+                out.append(image_id)
+        return out
+
+    def next_proposed(self, compute: bool = True) -> bool:
+        """Show the next proposed image still unlabelled (the queue in the "label next" order).
+        True when it moved now; else a batch is computed (``compute``) and the move follows it."""
+        panel, queue = self.window.queue_panel, self.window.queue
+        if not self._unreviewed_proposals() and self.latest is not None and self.latest is not self.result \
+                and self._fresh(self.latest):
+            self._adopt(self.latest)  # a newer batch is already here
+        if self.result is None or not self._unreviewed_proposals():
+            if not compute:
+                self.show_counter()
+                self.window.statusBar().showMessage("Label next: no unlabelled image left to propose in this folder.", 5000)
+                return False
+            self._move_when_ready = True
+            self._show_line("Label next: choosing the images to label…" if self.result is None
+                            else "Label next: this batch is labelled; choosing the next one…")
+            self.refresh()
+            return False
+        switched = panel.sort.currentData() != "label_next"
+        if switched:
+            panel.set_sort("label_next")  # the queue re-reads: proposals first
+        left = self._unreviewed_proposals()
+        ids = self.result.proposal.image_ids
+        current = queue.current_id()
+        if switched or current not in ids:  # from the top of the batch
+            ordered = left
+        else:  # walking the batch: the next one after the image on screen (a skip), wrapping
+            start = ids.index(current) + 1
+            ordered = [i for i in ids[start:] + ids[:start] if i in left and i != current] or left
+        target = ordered[0]
+        moved = bool(queue.select(target))
+        if moved:
+            reason = self.result.proposal.reasons.get(target, "")
+            self.window.statusBar().showMessage(
+                f"Label next {ids.index(target) + 1}/{len(ids)}" + (f": {reason}" if reason else ""), 5000)
+        return moved
+
+    def _fresh(self, result: LabelNextResult) -> bool:
+        return result.folder_id == self.window.current_folder and bool(result.proposal.image_ids)
+
+    # -- following the labels -------------------------------------------------------------
+    def item_changed(self, item: QueueItem) -> None:
+        if self.result is None or item.review_state == "unreviewed":
+            return
+        if item.image_id in self.result.proposal.image_ids:
+            self._reviewed.add(item.image_id)
+        self._saves += 1
+        if self._saves >= RECOUNT_EVERY or not self._unreviewed_proposals():
+            self._saves = 0
+            self.refresh()
+
+    def show_counter(self) -> None:
+        shown, latest = self.result, self.latest
+        if shown is None or latest is None:
+            return
+        n = len(shown.proposal.image_ids)
+        left = len(self._unreviewed_proposals())
+        batch = f"{left} of {n} proposed left" if n else "nothing left to propose"
+        needed = latest.needed
+        counter = needed.short if needed is not None else "more labels: unknown"
+        self._show_line(f"Label next (P): {batch} · next retraining: {counter}",
+                        (needed.text if needed is not None else "")
+                        + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))
+
+    def _show_line(self, text: str, tip: str = "") -> None:
+        self.line.setText(text)
+        self.line.setToolTip(tip or "Press P (Navigate ▸ Label next) to go to the next proposed image. "
+                                    "See docs/label_next.md for how the batch and the counter are computed.")
+
+
+def install(window) -> None:
+    """Add the counter line to the queue dock and wire the action, folder changes and saves."""
+    line = QLabel("")
+    line.setObjectName("labelNextLine")
+    line.setWordWrap(True)
+    layout = window.queue_panel.layout()
+    layout.addWidget(line, layout.rowCount(), 0)
+    ctl = LabelNextController(window, line)
+    window.label_next = ctl
+    window.actions["label_next"].triggered.connect(lambda _checked=False: ctl.next_proposed())
+    window.folder_ctl.opened.connect(ctl.folder_changed)
+    window.folders.folder_chosen.connect(ctl.folder_changed)
+    window.review.item_changed.connect(ctl.item_changed)
+    window.review.item_changed.connect(lambda _item: ctl.show_counter())
+    window.ctx.closers.append(ctl.calls.close)

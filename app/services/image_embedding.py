@@ -1,0 +1,174 @@
+"""Cheap image embeddings for "label next", cached on disk by content hash.
+
+"Label next" needs a space in which near-duplicates sit close together, so a proposed batch can
+spread over the folder instead of being twenty copies of one tile. A backbone's embedding is
+the obvious choice, but it costs a network per image and the GUI must never import torch; this
+module's ``texture`` source costs a decode and a few OpenCV filters (about a millisecond on a
+256-pixel tile) and is computed once per file content: the cache is keyed by the content hash
+the indexer already keeps, so a renamed or copied file reuses its vector and a changed one never
+shows a stale one.
+
+Sources are pluggable (``EmbeddingSource``): a backbone embedding (the out-of-domain branch's)
+plugs in by name and gets its own cache folder, so switching never mixes vectors of two spaces.
+
+File layout: ``<root>/<source>/<hash[:2]>/<hash>.f32``: the vector as little-endian float32.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from inference.imageio import ImageReadError, read_image
+
+log = logging.getLogger(__name__)
+
+GRID = 4           # gradient energy on a GRID x GRID layout: where on the part an edge or spot sits
+THUMB = 12         # gray thumbnail side (the simple answers' 12 x 12: the layout at a glance)
+ORIENTATIONS = 8   # gradient orientation histogram bins
+WORK_SIDE = 96     # every image is resized to this square before the filters: the cost is bounded
+MAX_VECTOR = 4096  # a cached file longer than this many floats is not one of ours
+_SAFE_NAME = re.compile(r"^[a-z0-9_\-]{1,40}$")
+_SAFE_HASH = re.compile(r"^[0-9a-fA-F]{8,128}$")
+
+
+class EmbeddingSource(Protocol):
+    """Turns image files into fixed-length vectors; ``name`` keys the cache (one folder per source)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """One (dim,) float32 vector; raises ImageReadError for a file that cannot be read."""
+        ...
+
+
+def _texture_vector(gray: np.ndarray, aspect: float) -> np.ndarray:
+    """Layout, contrast, gradient direction and where the edges sit, of one gray image in [0, 1]."""
+    work = cv2.resize(gray, (WORK_SIDE, WORK_SIDE), interpolation=cv2.INTER_AREA)
+    thumb = cv2.resize(work, (THUMB, THUMB), interpolation=cv2.INTER_AREA).reshape(-1)
+    gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.sqrt(gx * gx + gy * gy)
+    ang = (np.arctan2(gy, gx) % np.pi) / np.pi  # edge orientation, direction-free, in [0, 1)
+    bins = np.minimum((ang * ORIENTATIONS).astype(np.int64), ORIENTATIONS - 1)
+    orient = np.bincount(bins.reshape(-1), weights=mag.reshape(-1), minlength=ORIENTATIONS)
+    orient = orient / (orient.sum() + 1e-6)
+    cell = WORK_SIDE // GRID
+    energy = mag[:cell * GRID, :cell * GRID].reshape(GRID, cell, GRID, cell).mean(axis=(1, 3)).reshape(-1)
+    lap = np.abs(cv2.Laplacian(work, cv2.CV_32F, ksize=3))
+    blur = cv2.GaussianBlur(work, (0, 0), 3.0)
+    local = work - blur  # what stands out from its neighbourhood: spots, cracks, pits
+    med = float(np.median(work))
+    stats = [
+        *np.percentile(work, (2, 25, 50, 75, 98)), float(work.std()),
+        float(mag.mean()), float(np.percentile(mag, 99)), float(lap.mean()), float(np.percentile(lap, 99)),
+        float(local.min()), float(local.max()), float(np.abs(local).mean()),
+        float((work < med - 0.15).mean()), float((work > med + 0.15).mean()),
+        float(np.log(max(aspect, 1e-3))),
+    ]
+    return np.concatenate([thumb, orient, energy, np.asarray(stats, np.float64)]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TextureEmbedding:
+    """Gray 12 x 12 thumbnail + gradient orientation histogram + 4 x 4 edge energy + intensity,
+    edge and spot statistics (184 numbers): no model, the same on every machine."""
+
+    name: str = "texture"
+    dim: int = THUMB * THUMB + ORIENTATIONS + GRID * GRID + 16
+
+    def embed(self, path: str | os.PathLike[str]) -> np.ndarray:
+        gray = read_image(path, "gray")
+        h, w = gray.shape[:2]
+        return _texture_vector(gray, w / max(h, 1))
+
+
+class EmbeddingCache:
+    """Vectors of one source on disk, keyed by content hash; thread-safe by construction (each
+    write goes to a temporary file renamed into place)."""
+
+    def __init__(self, root: str | os.PathLike[str], source: EmbeddingSource) -> None:
+        if not _SAFE_NAME.match(source.name):
+            raise ValueError(f"embedding source name {source.name!r}: use a-z, 0-9, _ and - only")
+        self.source = source
+        self.root = Path(root) / source.name
+
+    def _path(self, content_hash: str) -> Path:
+        return self.root / content_hash[:2] / f"{content_hash}.f32"
+
+    def get(self, content_hash: str) -> np.ndarray | None:
+        """The cached vector, or None (absent, or not a vector of this source: then removed)."""
+        if not _SAFE_HASH.match(content_hash):
+            return None
+        path = self._path(content_hash)
+        try:
+            if path.stat().st_size > MAX_VECTOR * 4:
+                raise ValueError("too large")
+            vec = np.fromfile(path, dtype="<f4")
+            if vec.shape != (self.source.dim,) or not np.isfinite(vec).all():
+                raise ValueError(f"{vec.size} numbers, expected {self.source.dim}")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("dropping unreadable cached embedding %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        return vec.astype(np.float32)
+
+    def put(self, content_hash: str, vec: np.ndarray) -> None:
+        if not _SAFE_HASH.match(content_hash):
+            return
+        path = self._path(content_hash)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            np.asarray(vec, dtype="<f4").tofile(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full or read-only disk: the vector is recomputed next time
+            log.warning("cannot cache embedding %s: %s", path, exc)
+
+    def vectors(self, items: Sequence[tuple[str, str | None]],
+                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list[str]]:
+        """(n, dim) vectors of ``(path, content_hash)`` pairs, computed only where not cached;
+        rows of unreadable files are NaN and their reasons are returned (one line each)."""
+        out = np.full((len(items), self.source.dim), np.nan, dtype=np.float32)
+        problems: list[str] = []
+        for i, (path, content_hash) in enumerate(items):
+            vec = self.get(content_hash) if content_hash else None
+            if vec is None:
+                try:
+                    vec = self.source.embed(path)
+                except ImageReadError as exc:
+                    problems.append(str(exc))
+                    continue
+                if vec.shape != (self.source.dim,):
+                    raise ValueError(f"embedding source {self.source.name!r} gave {vec.shape[0] if vec.ndim else 0} "
+                                     f"numbers, it declares {self.source.dim}")
+                if content_hash:
+                    self.put(content_hash, vec)
+            out[i] = vec
+            if progress is not None:
+                progress(i + 1, len(items))
+        return out, problems
+
+
+SOURCES: dict[str, Callable[[], EmbeddingSource]] = {"texture": TextureEmbedding}
+
+
+def embedding_source(name: str = "texture") -> EmbeddingSource:
+    """The registered source ``name`` (another source registers itself in ``SOURCES``)."""
+    try:
+        return SOURCES[name]()
+    except KeyError:
+        raise ValueError(f"unknown embedding source {name!r}; known: {', '.join(SOURCES)}") from None

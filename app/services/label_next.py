@@ -1,0 +1,180 @@
+"""Which unlabelled images to label next: uncertain ones, spread over the embedding space.
+
+Uncertainty alone picks twenty copies of the same confusing tile; diversity alone (farthest
+points) spends labels on easy outliers. The batch here is a greedy *weighted k-center*: each
+pick maximises (distance to the nearest labelled or already picked image) x (0.1 + uncertainty²)
+x typicality (1 in a crowd, less far out), so a pick is far from what the model has seen, where
+the model hesitates, and like many other images. Out-of-domain
+images (the prediction's ``out_of_domain`` flag, once the out-of-domain work provides it) come
+first: no amount of labels elsewhere tells the model what they are.
+
+Uncertainty is the margin between the two most probable classes of a logistic regression fitted
+on the labelled images' embeddings (the "simple answer" of the retraining comparison, refitted
+in milliseconds: it follows every new label, the registered classifier does not); with too few
+labels for that, the active classifier's own class scores; with neither, none (pure k-center,
+the cold start). Qt-free, torch-free: it runs on a helper thread of the GUI and in benchmarks.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BATCH = 20               # proposals per batch: about one sitting of the inspector
+UNCERTAINTY_FLOOR = 0.1  # a certain but far-away image still counts a little (new territory)
+UNCERTAINTY_POWER = 2    # squared margin: hesitation weighs more than distance (tuned on magnetic tile)
+MIN_FIT_PER_CLASS = 2
+DENSITY_NEIGHBOURS = 10  # typicality: mean distance to this many nearest unlabelled images
+DENSITY_POWER = 2.0    # labels per class before the refitted regression's uncertainty is trusted
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One image as "label next" sees it (plain data: it crosses threads)."""
+
+    image_id: int
+    label: str | None = None                  # the reviewed class; None: not labelled yet
+    class_scores: dict[str, float] = field(default_factory=dict)  # the active classifier's
+    out_of_domain: bool = False
+    rejected: bool = False                    # unusable: neither labelled nor proposed
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The batch to label, best first, and why each image is in it."""
+
+    image_ids: tuple[int, ...]
+    reasons: dict[int, str] = field(default_factory=dict)
+    uncertainty_from: str = "none"            # "labels" | "classifier" | "none"
+
+
+def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """1 - (top probability - second): 1 where two classes tie, 0 where one class is certain."""
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        return np.zeros(len(probs), dtype=np.float64)
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    return np.asarray(np.clip(1.0 - (top2[:, 1] - top2[:, 0]), 0.0, 1.0), dtype=np.float64)
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Columns to zero mean, unit spread (constant columns stay 0): distances weigh every feature."""
+    mu = np.nanmean(x, axis=0)
+    sd = np.nanstd(x, axis=0)
+    return np.asarray(np.nan_to_num((x - mu) / np.where(sd > 1e-9, sd, 1.0)), dtype=np.float64)
+
+
+def fitted_probabilities(x: np.ndarray, labels: Sequence[str | None]) -> tuple[np.ndarray, list[str]] | None:
+    """(n, classes) probabilities, for every row, of the retraining comparison's ``logreg`` simple
+    answer fitted on the labelled rows; None while fewer than two classes have ``MIN_FIT_PER_CLASS``
+    labels. Not class-balanced: on magnetic tile a balanced fit's margins sent the batches to the
+    rare classes only and the curve fell below a random order's (benchmarks/results/label-next.md)."""
+    from inference.training.simple_answers import SIMPLE_MODELS
+
+    idx = [i for i, lab in enumerate(labels) if lab is not None]
+    y = [str(labels[i]) for i in idx]
+    if sum(1 for c in set(y) if y.count(c) >= MIN_FIT_PER_CLASS) < 2:
+        return None
+    model = SIMPLE_MODELS["logreg"](len(y))
+    model.fit(x[idx], y)  # type: ignore[attr-defined]
+    return model.predict_proba(x), [str(c) for c in model.classes_]  # type: ignore[attr-defined]
+
+
+def _scores_matrix(candidates: Sequence[Candidate]) -> np.ndarray | None:
+    names = sorted({k for c in candidates for k in c.class_scores})
+    if len(names) < 2:
+        return None
+    return np.asarray([[c.class_scores.get(k, 0.0) for k in names] for c in candidates], dtype=np.float64)
+
+
+def typicality(xp: np.ndarray, k: int = DENSITY_NEIGHBOURS) -> np.ndarray:
+    """1 for an image in a crowd, less for one far out: (median k-NN distance / its own)², capped at 1.
+
+    Without it the k-center half goes for the far-out images first (on NEU: 184 of the 192
+    "patches" tiles within the first 480 picks), which teaches the model little about the
+    crowds it will meet; with it, a far-out image still comes, later."""
+    if len(xp) < 3:
+        return np.ones(len(xp))
+    from sklearn.neighbors import NearestNeighbors
+
+    kk = min(k, len(xp) - 1)
+    dist, _ = NearestNeighbors(n_neighbors=kk + 1).fit(xp).kneighbors(xp)  # chunked: bounded memory
+    knn = dist[:, 1:].mean(axis=1)
+    return np.asarray(np.minimum((np.median(knn) / np.maximum(knn, 1e-9)) ** DENSITY_POWER, 1.0), dtype=np.float64)
+
+
+def weighted_k_center(x: np.ndarray, anchors: np.ndarray, pool: np.ndarray, weight: np.ndarray,
+                      size: int) -> list[int]:
+    """Greedy picks from ``pool`` (row indices of ``x``): each maximises distance to the nearest
+    anchor or earlier pick, times its ``weight`` (aligned with ``pool``). No anchors: the first
+    pick is the pool's most central, highest-weighted image (a typical one, not an outlier)."""
+    pool = np.asarray(pool, dtype=np.int64)
+    if size <= 0 or len(pool) == 0:
+        return []
+    xp = x[pool]
+    if len(anchors):
+        nearest = np.full(len(pool), np.inf)
+        for start in range(0, len(anchors), 512):  # bounded memory: pool x 512 distances at a time
+            block = x[np.asarray(anchors[start:start + 512], dtype=np.int64)]
+            d = np.sqrt(np.maximum(((xp[:, None, :] - block[None, :, :]) ** 2).sum(-1), 0.0))
+            nearest = np.minimum(nearest, d.min(axis=1))
+    else:
+        centre = xp.mean(axis=0)
+        nearest = np.full(len(pool), np.inf)
+        first = int(np.argmax(weight / (1.0 + np.linalg.norm(xp - centre, axis=1))))
+        nearest = np.minimum(nearest, np.linalg.norm(xp - xp[first], axis=1))
+        picks = [first]
+        nearest[first] = -1.0
+        return [int(pool[i]) for i in _greedy(xp, nearest, weight, size - 1, picks)]
+    return [int(pool[i]) for i in _greedy(xp, nearest, weight, size, [])]
+
+
+def _greedy(xp: np.ndarray, nearest: np.ndarray, weight: np.ndarray, size: int, picks: list[int]) -> list[int]:
+    for _ in range(min(size, len(xp) - len(picks))):
+        gain = np.where(nearest >= 0, nearest * weight, -np.inf)
+        i = int(np.argmax(gain))
+        if not np.isfinite(gain[i]):
+            break
+        picks.append(i)
+        nearest = np.minimum(nearest, np.linalg.norm(xp - xp[i], axis=1))
+        nearest[picks] = -1.0
+    return picks
+
+
+def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int = BATCH) -> Proposal:
+    """The next ``size`` images to label among the unlabelled, usable candidates whose embedding
+    row (aligned with ``candidates``; NaN: unreadable) is finite. Out-of-domain ones first."""
+    usable = np.isfinite(embeddings).all(axis=1)
+    x = standardise(np.where(usable[:, None], embeddings, np.nan))
+    labels = [c.label if ok and not c.rejected else None for c, ok in zip(candidates, usable)]
+    labelled = np.asarray([i for i, lab in enumerate(labels) if lab is not None], dtype=np.int64)
+    pool = np.asarray([i for i, c in enumerate(candidates) if c.label is None and not c.rejected and usable[i]],
+                      dtype=np.int64)
+    if len(pool) == 0:
+        return Proposal(())
+    probs, source = None, "none"
+    fitted = fitted_probabilities(x[usable], [lab for lab, ok in zip(labels, usable) if ok]) if len(labelled) else None
+    if fitted is not None:
+        probs = np.full((len(candidates), fitted[0].shape[1]), np.nan)
+        probs[usable] = fitted[0]
+        source = "labels"
+    else:
+        probs = _scores_matrix(candidates)
+        source = "classifier" if probs is not None else "none"
+    unc = margin_uncertainty(probs[pool]) if probs is not None else np.ones(len(pool))
+    weight = (UNCERTAINTY_FLOOR + unc ** UNCERTAINTY_POWER) * typicality(x[pool])
+    ood = np.asarray([candidates[i].out_of_domain for i in pool], dtype=bool)
+    picks: list[int] = []
+    if ood.any():  # out of domain first, spread among themselves
+        picks = weighted_k_center(x, labelled, pool[ood], weight[ood], size)
+    rest = weighted_k_center(x, np.concatenate([labelled, np.asarray(picks, np.int64)]), pool[~ood],
+                             weight[~ood], size - len(picks))
+    ordered = picks + rest
+    unc_of = dict(zip(pool.tolist(), unc.tolist()))
+    reasons = {}
+    for i in ordered:
+        c = candidates[i]
+        why = "out of domain" if c.out_of_domain else (
+            f"uncertain (margin {1 - unc_of[i]:.2f})" if source != "none" else "unlike the images labelled so far")
+        reasons[c.image_id] = why
+    return Proposal(tuple(candidates[i].image_id for i in ordered), reasons, source)

@@ -1,0 +1,172 @@
+"""How many more labels the next retraining is likely to need: a learning curve, extrapolated.
+
+The retrain command registers a version only if it beats the best simple answer under group
+cross-validation (docs/retraining.md), and the issue's bar for a useful classifier is an
+accuracy of about 0.85. Neither can be known before the labels exist, but the trend can: the
+simple answer (logistic regression on the "label next" embedding) is scored by group-aware CV on
+nested subsets of the labels given so far (40, 60, 80 and 100 %), and a power law
+``acc(n) = a - b * n^-c`` (the usual shape of a learning curve, ``a`` its ceiling) is fitted to
+those points and solved for the target. The answer is an estimate with stated inputs, not a
+promise: few labels give a noisy curve, and a curve that levels off below the target says so
+instead of inventing a number. The retrainer's own minimum (``MIN_PER_CLASS`` reviewed images
+of each labelled class) is a floor on the answer.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.services.retraining import MIN_PER_CLASS
+
+TARGET_ACCURACY = 0.85
+FRACTIONS = (0.4, 0.6, 0.8, 1.0)
+MIN_LABELS_FOR_CURVE = 20   # fewer: the CV points are noise, only the per-class minimum is counted
+MAX_EXTRAPOLATION = 10      # an answer beyond 10x the labels so far is only "more than that"
+
+
+@dataclass(frozen=True)
+class LabelsNeeded:
+    """The counter's figure and how it was obtained (plain data for the status line and docs)."""
+
+    more: int | None              # labels still needed; None: unknown (see ``text``)
+    labelled: int
+    target: float
+    accuracy_now: float | None    # group-CV accuracy of the simple answer on all labels so far
+    ceiling: float | None         # the fitted curve's ceiling ``a``
+    points: tuple[tuple[int, float], ...] = ()   # (training labels, CV accuracy) the fit used
+    text: str = ""
+    at_least: bool = False        # ``more`` is only the retrainer's minimum (no curve yet)
+
+    @property
+    def short(self) -> str:
+        """For a status bar: "≈ 120 more labels", "≥ 10 more labels", "label target reached"…"""
+        if self.more == 0:
+            return "label target reached"
+        if self.more is None:
+            if self.ceiling is not None and self.ceiling <= self.target:
+                return f"accuracy levels off near {self.ceiling:.2f} (target {self.target:.2f})"
+            return "more labels: no estimate yet"
+        return f"{'≥' if self.at_least else '≈'} {self.more} more labels"
+
+
+def minimum_shortfall(labels: Sequence[str]) -> int:
+    """Labels missing before the retrainer accepts the classes seen so far (two classes at least)."""
+    counts = {c: labels.count(c) for c in set(labels)}
+    short = sum(max(0, MIN_PER_CLASS - n) for n in counts.values())
+    return short + MIN_PER_CLASS * max(0, 2 - len(counts))
+
+
+def fit_power_law(n: np.ndarray, acc: np.ndarray) -> tuple[float, float, float] | None:
+    """(a, b, c) of ``acc = a - b n^-c`` by least squares over a grid of ceilings ``a`` (a straight
+    line in log-log for each); None when the points do not rise (no trend to extrapolate)."""
+    if len(n) < 3 or acc[-1] <= acc[0] + 1e-6:
+        return None
+    best: tuple[float, float, float, float] | None = None
+    for a in np.linspace(acc.max() + 0.005, 1.0, 60):
+        gap = a - acc
+        if (gap <= 0).any():
+            continue
+        slope, icept = np.polyfit(np.log(n), np.log(gap), 1)
+        c, b = -slope, math.exp(icept)
+        if c <= 0:
+            continue
+        err = float(((a - b * n ** -c - acc) ** 2).sum())
+        if best is None or err < best[0]:
+            best = (err, float(a), float(b), float(c))
+    return None if best is None else best[1:]
+
+
+def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> list[tuple[int, float]]:
+    from inference.training.simple_answers import (
+        SIMPLE_MODELS,
+        cross_validated,
+        fit_predict,
+        group_folds,
+    )
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    classes = [str(c) for c in np.unique(y)]
+    codes = np.searchsorted(np.asarray(classes), y)
+    points = []
+    for frac in FRACTIONS:
+        idx = np.sort(order[: max(2, int(round(frac * len(y))))])
+        sub_groups = [groups[i] for i in idx]
+        try:
+            with warnings.catch_warnings():  # "least populated class has 1 member": expected with few labels
+                warnings.simplefilter("ignore", UserWarning)
+                folds = group_folds(codes[idx], sub_groups, seed=seed)
+        except ValueError:
+            continue
+        xs, ys = x[idx], codes[idx]
+
+        def predict(tr: np.ndarray, te: np.ndarray, xs: np.ndarray = xs, ys: np.ndarray = ys) -> np.ndarray:
+            return fit_predict(SIMPLE_MODELS["logreg"], xs[tr], ys[tr], xs[te])
+        s = cross_validated(predict, ys, folds, classes)
+        trained = int(round(len(idx) * (1 - 1 / len(folds))))  # each fold trains on the others
+        points.append((trained, s.accuracy))
+    return points
+
+
+def _class_pure(groups: Sequence[str], labels: Sequence[str]) -> bool:
+    """Every group holds one class only: then a group fold holds out whole classes and scores 0."""
+    seen: dict[str, str] = {}
+    for g, c in zip(groups, labels):
+        if seen.setdefault(g, c) != c:
+            return False
+    return len(set(labels)) > 1
+
+
+def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str],
+                  target: float = TARGET_ACCURACY, pool: int | None = None, seed: int = 0) -> LabelsNeeded:
+    """The estimate for the labelled rows ``x`` (embeddings) with ``labels`` and their file names
+    (capture groups as the retrain command forms them); ``pool``: unlabelled images left."""
+    from inference.training.simple_answers import assign_groups
+
+    labels = [str(c) for c in labels]
+    floor = minimum_shortfall(labels)
+    n = len(labels)
+    if n < MIN_LABELS_FOR_CURVE or len(set(labels)) < 2:
+        least = max(floor, MIN_LABELS_FOR_CURVE - n, 1)
+        return LabelsNeeded(least, n, target, None, None,
+                            text=f"at least {least} more labels before a learning curve can be fitted "
+                                 f"({n} so far, {len(set(labels))} class(es); the retrainer needs {MIN_PER_CLASS} "
+                                 "per class and two classes)", at_least=True)
+    groups, rule = assign_groups(list(file_names), labels, "auto")
+    if _class_pure(groups, labels):  # e.g. NEU's "crazing_12.png": the "group" is the class, every fold misses one
+        groups = assign_groups(list(file_names), labels, "none")[0]
+        rule = "none (the file-name groups were the classes)"
+    points = _cv_points(np.asarray(x, dtype=np.float64), np.asarray(labels), groups, seed)
+    if not points:
+        return LabelsNeeded(floor or None, n, target, None, None,
+                            text="the labels fall into too few capture groups for cross-validation",
+                            at_least=bool(floor))
+    now = points[-1][1]
+    source = (f"group-CV accuracy of logistic regression on the embedding ({len(points)} subsets, groups by {rule}): "
+              + ", ".join(f"{acc:.2f} at {k}" for k, acc in points))
+    if now >= target:
+        return LabelsNeeded(floor, n, target, now, None, tuple(points), f"target {target:.2f} reached; {source}")
+    fit = fit_power_law(np.asarray([p[0] for p in points], float), np.asarray([p[1] for p in points], float))
+    if fit is None:
+        return LabelsNeeded(None, n, target, now, None, tuple(points),
+                            f"no rising trend yet, so no estimate; {source}")
+    a, b, c = fit
+    if a <= target:
+        return LabelsNeeded(None, n, target, now, a, tuple(points),
+                            f"the curve levels off at about {a:.2f}, below the target {target:.2f}: more labels of "
+                            f"this kind are unlikely to get there; {source}")
+    trained_needed = (b / (a - target)) ** (1 / c)
+    fold_share = points[-1][0] / n  # CV trains on (k-1)/k of the labels: scale back to labels given
+    more = max(floor, int(math.ceil(trained_needed / fold_share)) - n)
+    text = f"≈ {more} more labels to reach accuracy {target:.2f} (curve ceiling {a:.2f}); {source}"
+    cap = pool if pool is not None else MAX_EXTRAPOLATION * n
+    if more > cap:  # far beyond the points: the number itself means nothing, only "a lot"
+        text = (f"more than {cap} more labels to reach accuracy {target:.2f}"
+                + (f" (more than the {pool} unlabelled images left)" if pool is not None else "")
+                + f"; curve ceiling {a:.2f}; {source}")
+        return LabelsNeeded(cap, n, target, now, a, tuple(points), text, at_least=True)
+    return LabelsNeeded(more, n, target, now, a, tuple(points), text)

@@ -1,0 +1,90 @@
+""""Label next" in the window: P puts the proposed batch first in the queue and walks it, the
+batch is computed off the GUI thread, and the counter line follows the labels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+
+from app.services.label_next import BATCH
+from tests.gui.conftest import build_window, wait_shown
+from tests.gui.fixtures import make_folder
+from tests.gui.test_main_window import press
+
+
+def _rows(win, n: int) -> list[int]:
+    return [win.gallery_model.item_at(r).image_id for r in range(n)]
+
+
+def test_p_orders_the_queue_by_the_proposals_and_walks_them(service, db, tmp_path: Path, qtbot):
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=BATCH + 6)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)  # computed in the background
+    ids = ctl.result.proposal.image_ids
+    assert len(ids) == BATCH and len(set(ids)) == BATCH
+    assert win.queue_panel.sort.currentData() == "name"  # nothing moves before the inspector asks
+
+    press(qtbot, win, Qt.Key.Key_P)
+    assert win.queue_panel.sort.currentData() == "label_next"
+    assert _rows(win, BATCH) == list(ids)  # the batch first, best first
+    assert win.queue.current_id() == ids[0]
+    wait_shown(win, qtbot, ids[0])
+    assert "next retraining" in ctl.line.text() and f"{BATCH} of {BATCH} proposed left" in ctl.line.text()
+
+    win.review.set_class("dark")  # a label: the line counts it, P goes on to the next proposal
+    qtbot.waitUntil(lambda: f"{BATCH - 1} of {BATCH} proposed left" in ctl.line.text(), timeout=5000)
+    press(qtbot, win, Qt.Key.Key_P)
+    assert win.queue.current_id() == ids[1]
+    wait_shown(win, qtbot, ids[1])
+    assert service.detail(ids[0]).label.class_name == "dark"
+    win.close()
+
+
+def test_p_before_the_first_batch_moves_once_it_is_ready(service, tmp_path: Path, qtbot):
+    folder = make_folder(tmp_path / "parts", n=8)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: not ctl.calls.busy, timeout=30000)
+    ctl.folder_changed()  # as on opening a folder: no batch yet, one being computed
+    assert ctl.result is None
+    press(qtbot, win, Qt.Key.Key_P)
+    qtbot.waitUntil(lambda: ctl.result is not None and win.queue.current_id() == ctl.result.proposal.image_ids[0],
+                    timeout=30000)
+    assert win.queue_panel.sort.currentData() == "label_next"
+    assert len(ctl.result.proposal.image_ids) == 8  # a small folder: every image, spread out first
+    win.close()
+
+
+def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Path, qtbot, monkeypatch):
+    import app.gui.label_next_panel as panel_module
+
+    real = panel_module.label_next_for_folder
+    monkeypatch.setattr(panel_module, "label_next_for_folder", lambda d, f: real(d, f, size=3))
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=8)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    first = ctl.result.proposal.image_ids
+    assert len(first) == 3
+    for k, image_id in enumerate(first):
+        press(qtbot, win, Qt.Key.Key_P)
+        assert win.queue.current_id() == image_id
+        wait_shown(win, qtbot, image_id)
+        win.review.set_class("dark" if k % 2 else "bright")
+    # the batch is labelled: a new one is computed in the background and shown in the queue order
+    qtbot.waitUntil(lambda: ctl.result.proposal.image_ids != first, timeout=30000)
+    second = ctl.result.proposal.image_ids
+    assert len(second) == 3 and not set(second) & set(first)
+    assert _rows(win, 3) == list(second)
+    press(qtbot, win, Qt.Key.Key_P)
+    assert win.queue.current_id() == second[0]
+    win.close()

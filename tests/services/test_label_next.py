@@ -1,0 +1,187 @@
+""""Label next": the batch is uncertain *and* spread out, out-of-domain images lead, embeddings are
+computed once per file content, and the labels-needed counter follows its learning curve."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.services.image_embedding import EmbeddingCache, TextureEmbedding, embedding_source
+from app.services.label_next import Candidate, margin_uncertainty, propose, weighted_k_center
+from app.services.label_next_folder import label_next_for_folder
+from app.services.labels_needed import fit_power_law, labels_needed, minimum_shortfall
+from app.services.retraining import MIN_PER_CLASS
+from database.dto import LabelChange
+from database.engine import open_database
+from database.states import ReviewState
+
+
+def _clusters(rng: np.random.Generator, centres: list[tuple[float, float]], per: int, spread: float = 0.05) -> np.ndarray:
+    return np.concatenate([np.asarray(c) + spread * rng.standard_normal((per, 2)) for c in centres])
+
+
+def test_margin_uncertainty_is_one_on_a_tie_and_zero_when_certain() -> None:
+    got = margin_uncertainty(np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.6, 0.3, 0.1]]))
+    assert got == pytest.approx([1.0, 0.0, 0.7])
+
+
+def test_a_cold_start_batch_spreads_over_the_clusters_instead_of_near_duplicates() -> None:
+    rng = np.random.default_rng(0)
+    x = _clusters(rng, [(0, 0), (5, 0), (0, 5), (5, 5)], 10)
+    got = propose([Candidate(i) for i in range(len(x))], x, size=4)
+    assert got.uncertainty_from == "none"
+    assert sorted(i // 10 for i in got.image_ids) == [0, 1, 2, 3]  # one per cluster
+
+
+def test_uncertainty_steers_the_batch_to_the_boundary_and_diversity_spreads_it_along() -> None:
+    rng = np.random.default_rng(1)
+    # class a on the left, b on the right, an unlabelled strip in the middle and far, easy a's
+    left, right = _clusters(rng, [(-3, 0)], 20, 0.3), _clusters(rng, [(3, 0)], 20, 0.3)
+    strip = _clusters(rng, [(0, -4), (0, -1.3), (0, 1.3), (0, 4)], 6, 0.01)  # near-duplicates in 4 places
+    easy = _clusters(rng, [(-9, 0)], 10, 0.5)
+    x = np.concatenate([left, right, strip, easy])
+    labels = ["a"] * 20 + ["b"] * 20 + [None] * 34
+    got = propose([Candidate(i, lab) for i, lab in enumerate(labels)], x, size=4)
+    assert got.uncertainty_from == "labels"
+    assert all(40 <= i < 64 for i in got.image_ids), got  # the boundary strip, not the far easy ones
+    assert sorted((i - 40) // 6 for i in got.image_ids) == [0, 1, 2, 3]  # one per place, no near-duplicates
+
+
+def test_out_of_domain_images_come_first_and_labelled_rejected_and_unreadable_never() -> None:
+    rng = np.random.default_rng(2)
+    x = _clusters(rng, [(0, 0), (4, 4)], 6)
+    x[3] = np.nan  # unreadable file
+    cands = [Candidate(i, label="a" if i == 0 else None, rejected=i == 1, out_of_domain=i in (7, 9))
+             for i in range(len(x))]
+    got = propose(cands, x, size=len(x))
+    assert set(got.image_ids[:2]) == {7, 9}
+    assert got.reasons[7] == "out of domain"
+    assert not {0, 1, 3} & set(got.image_ids)
+    assert len(got.image_ids) == len(x) - 3
+
+
+def test_the_classifier_scores_give_the_uncertainty_until_labels_can() -> None:
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 0.0], [5.0, 1.0]])
+    scores = [{"a": 0.99, "b": 0.01}, {"a": 0.5, "b": 0.5}, {"a": 0.98, "b": 0.02}, {"a": 0.97, "b": 0.03}]
+    got = propose([Candidate(i, class_scores=s) for i, s in enumerate(scores)], x, size=1)
+    assert got.uncertainty_from == "classifier" and got.image_ids == (1,)
+
+
+def test_weighted_k_center_takes_nothing_from_an_empty_pool() -> None:
+    assert weighted_k_center(np.zeros((3, 2)), np.array([0]), np.array([], np.int64), np.array([]), 5) == []
+
+
+class CountingSource:
+    name = "counting"
+    dim = 3
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, path) -> np.ndarray:
+        self.calls += 1
+        return np.array([1.0, 2.0, float(len(str(path)))], np.float32)
+
+
+def test_embeddings_are_computed_once_per_content_and_a_damaged_cache_file_is_recomputed(tmp_path: Path) -> None:
+    src = CountingSource()
+    cache = EmbeddingCache(tmp_path, src)
+    items = [("a.png", "ab" * 20), ("copy-of-a.png", "ab" * 20), ("b.png", None)]
+    first, problems = cache.vectors(items)
+    assert problems == [] and src.calls == 2  # the copy shares a's content hash; b has no hash: not cached
+    assert (first[1] == first[0]).all()
+    again, _ = cache.vectors(items[:2])
+    assert src.calls == 2 and (again == first[:2]).all()
+    (tmp_path / "counting" / "ab" / f"{'ab' * 20}.f32").write_bytes(b"\x00" * 7)  # not a vector of 3
+    cache.vectors(items[:1])
+    assert src.calls == 3
+    with pytest.raises(ValueError, match="source name"):
+        EmbeddingCache(tmp_path, type("Bad", (), {"name": "../x", "dim": 1})())
+
+
+def test_the_texture_embedding_reads_a_file_and_reports_an_unreadable_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "tile.png"), rng.integers(0, 255, (40, 90), dtype=np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    cache = EmbeddingCache(tmp_path / "cache", embedding_source("texture"))
+    x, problems = cache.vectors([(str(tmp_path / "tile.png"), "cd" * 20), (str(tmp_path / "broken.png"), "ef" * 20)])
+    assert x.shape == (2, TextureEmbedding().dim)
+    assert np.isfinite(x[0]).all() and np.isnan(x[1]).all()
+    assert len(problems) == 1 and "broken.png" in problems[0]
+    with pytest.raises(ValueError, match="unknown embedding source"):
+        embedding_source("nope")
+
+
+def test_a_power_law_is_recovered_from_its_points() -> None:
+    n = np.array([20.0, 40.0, 80.0, 160.0])
+    a, b, c = fit_power_law(n, 0.9 - 2.0 * n ** -0.5)  # type: ignore[misc]
+    assert a == pytest.approx(0.9, abs=0.02) and c == pytest.approx(0.5, abs=0.1)
+    assert fit_power_law(n, np.array([0.6, 0.55, 0.5, 0.5])) is None  # falling: no trend
+
+
+def test_the_retrainers_minimum_is_the_floor_of_the_counter() -> None:
+    assert minimum_shortfall([]) == 2 * MIN_PER_CLASS
+    assert minimum_shortfall(["a"] * MIN_PER_CLASS + ["b"]) == MIN_PER_CLASS - 1
+    few = labels_needed(np.zeros((3, 2)), ["a", "a", "b"], ["g1_x.png", "g2_y.png", "g3_z.png"])
+    assert few.more is not None and few.more >= 2 * MIN_PER_CLASS - 3 and few.accuracy_now is None
+    assert few.at_least and few.short.startswith("≥")
+
+
+def _separable(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, list[str], list[str]]:
+    y = rng.integers(0, 2, n)
+    x = np.stack([y + noise * rng.standard_normal(n), rng.standard_normal(n)], axis=1)
+    return x, ["ab"[k] for k in y], [f"s{i % 8}_{i}.png" for i in range(n)]
+
+
+def test_the_counter_reports_reached_for_easy_labels_and_a_positive_count_for_a_rising_curve() -> None:
+    rng = np.random.default_rng(3)
+    x, y, names = _separable(rng, 80, 0.1)
+    easy = labels_needed(x, y, names, target=0.85)
+    assert easy.more == 0 and easy.accuracy_now is not None and easy.accuracy_now >= 0.85
+    assert easy.short == "label target reached"
+    x, y, names = _separable(rng, 120, 0.9)  # a hard problem: CV accuracy well below 0.99
+    hard = labels_needed(x, y, names, target=0.99, pool=10)
+    assert hard.more is None or (hard.more == 10 and hard.at_least)  # never more than the folder holds
+    assert "group-CV accuracy" in hard.text and len(hard.points) >= 3
+
+
+def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(4)
+    root = tmp_path / "parts"
+    root.mkdir()
+    for i in range(30):
+        img = np.full((32, 48), 60 if i % 2 else 190, np.uint8) + rng.integers(0, 20, (32, 48), dtype=np.uint8)
+        cv2.imwrite(str(root / f"lot{i % 5}_{i:02d}.png"), img)
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        from app.services.indexing import index_folder
+
+        folder_id = index_folder(db, root).folder_id
+        images = sorted(db.images.query(), key=lambda im: im.rel_path)
+        for im in images[:6]:
+            db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name="dark" if int(im.rel_path[5:7]) % 2
+                                                else "bright"), "tester")
+        db.labels.append(images[6].id, LabelChange(ReviewState.REJECTED), "tester")
+        got = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
+        unreviewed = {im.id for im in images[7:]}
+        assert len(got.proposal.image_ids) == 5 and set(got.proposal.image_ids) <= unreviewed
+        assert got.needed is not None and got.needed.labelled == 6 and got.needed.more is not None
+        assert len(list((tmp_path / "cache" / "texture").rglob("*.f32"))) == 29  # rejected: not read
+        import app.services.label_next_folder as folder_module
+
+        monkeypatch.setattr(folder_module, "MAX_POOL", 6)  # a "large" folder: 23 unreviewed, 2 stretches of 3
+        monkeypatch.setattr(folder_module, "SAMPLE_STRETCHES", 2)
+        sampled = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
+        assert sampled.considered == 6 + 6 and set(sampled.proposal.image_ids) <= unreviewed
+    finally:
+        db.close()
+
+
+def test_file_name_groups_that_are_the_classes_fall_back_to_plain_folds() -> None:
+    rng = np.random.default_rng(5)
+    x, y, _ = _separable(rng, 60, 0.1)
+    got = labels_needed(x, y, [f"{c}_{i}.png" for i, c in enumerate(y)])  # NEU's names: the prefix is the class
+    assert "groups by none (the file-name groups were the classes)" in got.text
+    assert got.accuracy_now is not None and got.accuracy_now > 0.9  # group folds would have scored 0
