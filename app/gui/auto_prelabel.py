@@ -52,7 +52,7 @@ class AutoPrelabel:
 
 def install(window) -> None:
     """Needs the jobs dock (``window.jobs``); without a worker there is nothing to start."""
-    if getattr(window.ctx, "jobs", None) is None or getattr(window, "jobs", None) is None:
+    if window.ctx.jobs is None or window.jobs is None:
         return
     window.auto_prelabel = AutoPrelabel(window)
     window.ctx.closers.append(window.auto_prelabel.calls.close)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from app.gui.settings_store import StationSettings
 from app.services.review import ReviewService
+
+if TYPE_CHECKING:
+    from app.services.model_catalog import ModelCatalog
+    from app.services.project_settings import ProjectSettings
+    from app.services.review_jobs import ReviewJobs
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +26,10 @@ class StationContext:
     review: ReviewService
     settings: StationSettings
     db_url: str = ""
-    project_settings: Any = None      # app.services.project_settings.ProjectSettings read at start, or None
-    jobs: Any = None                  # app.services.review_jobs.ReviewJobs, or None (no pre-labelling)
+    project_settings: ProjectSettings | None = None  # read at start, or None
+    jobs: ReviewJobs | None = None    # None: no pre-labelling
     export_db: Any = None             # the database handle the export service reads (opaque here)
-    models: Any = None                # app.services.model_catalog.ModelCatalog, or None (no Models dialog)
+    models: ModelCatalog | None = None  # None: no Models dialog
     interactive: bool = True          # False in tests/screenshots: no modal message boxes
     extensions: list[Callable[[Any], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -38,7 +43,7 @@ class StationContext:
         """First launch on the demo project: route each demo subfolder (infrared frames, steel
         strips, tiles) to the family trained for it, before the demo opens, so its automatic
         pre-label job runs the right models. A project's own rules are never replaced."""
-        jobs = getattr(window, "jobs", None)
+        jobs = window.jobs
         if self.settings.demo_prelabelled or jobs is None:
             return
         try:

@@ -418,7 +418,7 @@ class JobsController(QObject):
 
 def install(window) -> None:
     """Add the jobs dock and wire the pre-label actions (needs ``ctx.jobs``)."""
-    jobs = getattr(window.ctx, "jobs", None)
+    jobs = window.ctx.jobs
     reason = "no worker configured" if jobs is None else None
     try:
         import app.gui.job_monitor  # noqa: F401  (the worker's Qt adapter)

@@ -6,7 +6,7 @@ the middle, the label panel and the layers/tools on the right, jobs at the botto
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent
@@ -44,6 +44,15 @@ from app.gui.viewer import ViewerPane
 from app.gui.viewer_controller import ViewerController
 from app.gui.viewer_wiring import wire_view_actions
 
+if TYPE_CHECKING:  # the optional parts extensions install (app/gui/extensions.py)
+    from app.gui.auto_prelabel import AutoPrelabel
+    from app.gui.jobs_panel import JobsController, JobsPanel
+    from app.gui.label_next_panel import LabelNextController
+    from app.gui.models_dialog import ModelsDialog
+    from app.gui.operating_point_dialog import OperatingPointDialog
+    from app.gui.project_settings_controller import ProjectSettingsController
+    from app.gui.routing_notice import RoutingNoticeController
+
 log = logging.getLogger(__name__)
 
 MENUS = ("Project", "Review", "Edit", "View", "Navigate", "Help")
@@ -60,6 +69,16 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.ctx = ctx
         self.current_folder: int | None = None  # the folder on screen (None until one is open)
+        # Parts the extensions install (None while absent: a station without a worker has no jobs).
+        self.jobs: JobsController | None = None
+        self.jobs_panel: JobsPanel | None = None
+        self.jobs_dock: QDockWidget | None = None
+        self.project: ProjectSettingsController | None = None
+        self.routing_notice: RoutingNoticeController | None = None
+        self.auto_prelabel: AutoPrelabel | None = None
+        self.label_next: LabelNextController | None = None
+        self.models_dialog: ModelsDialog | None = None
+        self.operating_point_dialog: OperatingPointDialog | None = None
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
         self.actions = build_actions(self, self.review.undo_stack)
@@ -123,8 +142,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.folders_dock, self.queue_dock], [90, 700], Qt.Orientation.Vertical)
         self.resizeDocks([self.queue_dock, self.label_dock], [3 * 132 + 40, 320], Qt.Orientation.Horizontal)
         self.resizeDocks([self.label_dock, self.layer_dock], [560, 330], Qt.Orientation.Vertical)
-        if (jobs_dock := getattr(self, "jobs_dock", None)) is not None:
-            self.resizeDocks([jobs_dock], [110], Qt.Orientation.Vertical)
+        if self.jobs_dock is not None:
+            self.resizeDocks([self.jobs_dock], [110], Qt.Orientation.Vertical)
 
     def _build_menus(self) -> None:
         menus = {m: self.menuBar().addMenu(f"&{m}") for m in MENUS}

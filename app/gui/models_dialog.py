@@ -381,13 +381,13 @@ def _items(m: ModelRow) -> list[QTableWidgetItem]:
 def install(window) -> None:
     """Project ▸ Models… on the context's model catalog; retraining needs the database URL."""
     action = window.actions["models"]
-    catalog = getattr(window.ctx, "models", None)
+    catalog = window.ctx.models
     if catalog is None:
         action.setEnabled(False)
         action.setToolTip(f"{action.toolTip()} — not available: no model catalog configured")
         return
-    db_url = getattr(window.ctx, "db_url", "")
-    jobs = getattr(window.ctx, "jobs", None)
+    db_url = window.ctx.db_url
+    jobs = window.ctx.jobs
     review = ChampionReview(catalog.db, start_worker=jobs.ensure_worker if jobs is not None else None)
     command = (lambda family, epochs: retrain_argv(db_url, family, epochs)) if db_url else None
 
@@ -398,7 +398,7 @@ def install(window) -> None:
 
     def run() -> None:
         # Not modal: a retraining takes minutes, and the inspector keeps reviewing meanwhile.
-        dlg = getattr(window, "models_dialog", None)
+        dlg = window.models_dialog
         if dlg is None:
             dlg = ModelsDialog(catalog, command, interactive=window.ctx.interactive, parent=window, review=review)
             dlg.activated.connect(on_activated)
@@ -410,7 +410,7 @@ def install(window) -> None:
         dlg.activateWindow()
 
     def stop_retraining() -> None:   # the station closes: no retraining process outlives it
-        dlg = getattr(window, "models_dialog", None)
+        dlg = window.models_dialog
         if dlg is not None:
             dlg.runner.stop()
     action.triggered.connect(run)

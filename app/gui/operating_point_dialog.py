@@ -255,7 +255,7 @@ class OperatingPointDialog(QDialog):
 
 def install(window) -> None:
     def run() -> None:
-        project = getattr(window, "project", None)
+        project = window.project
 
         def saved(message: str) -> None:
             window._say(message)

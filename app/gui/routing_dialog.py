@@ -130,7 +130,7 @@ def open_routing_dialog(window) -> RoutingDialog | None:
 
 def install(window) -> None:
     action = window.actions["model_routing"]
-    if getattr(window.ctx, "jobs", None) is None:
+    if window.ctx.jobs is None:
         action.setEnabled(False)
         action.setToolTip(f"{action.toolTip()} — not available: no worker configured")
         return
@@ -146,7 +146,7 @@ def install(window) -> None:
                 continue
             window.statusBar().showMessage("Model routing saved for the project: it applies to the next "
                                            "pre-label job.", 8000)
-            if getattr(window, "project", None) is not None:
+            if window.project is not None:
                 window.project.reload()  # the Jobs dock's routing line follows
             return
     action.triggered.connect(run)

@@ -44,7 +44,7 @@ class RoutingNoticeController:
 
     def refresh(self, *_args) -> None:
         folder_id = self.window.current_folder
-        project = getattr(self.window, "project", None)
+        project = self.window.project
         if folder_id is None or project is None:
             return
         db, jobs, routing = self.window.ctx.review.db, self.window.ctx.jobs, project.current.routing
@@ -60,8 +60,8 @@ class RoutingNoticeController:
 
 def install(window) -> None:
     """Add the line under the Jobs dock's buttons; it follows folder changes and routing saves."""
-    panel = getattr(window, "jobs_panel", None)
-    if panel is None or getattr(window, "project", None) is None:
+    panel = window.jobs_panel
+    if panel is None or window.project is None:
         return
     notice = RoutingNotice(window.actions["model_routing"].trigger)
     panel.layout().insertWidget(1, notice)

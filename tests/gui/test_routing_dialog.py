@@ -68,6 +68,7 @@ def test_a_failed_save_reopens_the_dialog_with_the_edits(qtbot, monkeypatch):
     win.ctx = type("Ctx", (), {"jobs": Jobs()})()
     win.actions = {"model_routing": QAction("Model routing…", win)}
     win._warn = warnings.append
+    win.project = None  # the MainWindow declares it: no project settings controller in this test
     routing_dialog.install(win)
     win.actions["model_routing"].trigger()
     assert "read-only" in warnings[0]
