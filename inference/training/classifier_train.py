@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.classifier_predict import TTA_MODES, tta_logits
@@ -60,6 +61,8 @@ from inference.training.common import (
 log = logging.getLogger(__name__)
 MODEL_NAME = "memory_mamba"
 STATE_FILE = "state.pt"
+SNAPSHOTS = "snapshots"  # the final network's weights at the CV checkpoint epochs
+SNAPSHOT = "epoch{}.safetensors"
 IMBALANCE_RATIO = 3.0  # above this max/min class count, "auto" balancing switches on
 
 
@@ -362,17 +365,12 @@ def train_classifier(opts: TrainOptions) -> Path:
     counts = np.bincount(train.labels, minlength=len(classes))
     balanced = _is_balanced(train.labels, len(classes), opts.balance)
 
-    cv: tuple[CvPlan, CvChoice] | None = None
-    if opts.cv_folds:
-        train_root = Path(opts.data) / "train" if is_split_tree(opts.data) else Path(opts.data)
-        cv = _cross_validate(opts, cfg, classes, train, train_root, device)
-        log.info("group CV chose %d of %d epochs and test-time views %r (CV accuracy %.4f, macro F1 %.4f)",
-                 cv[1].epochs, opts.epochs, cv[1].tta, cv[1].report["accuracy"], cv[1].report["f1"])
-        _write_cv_report(Path(opts.out), opts, *cv)
-        if opts.cv_only:
-            return _state_dir(Path(opts.out)) / CV_DIR / CV_REPORT
-    stop_epoch = cv[1].epochs if cv else opts.epochs
-    tta = cv[1].tta if cv else ("d4" if opts.tta == "auto" else opts.tta)
+    # With CV the final network (all training images) runs the whole schedule first and keeps its
+    # weights at the checkpoint epochs; the fold networks then choose which of them becomes the model.
+    # Same cost as training it afterwards for the chosen epochs, and a resumed run loses nothing.
+    use_cv = opts.cv_folds >= 2
+    points = checkpoints(opts.epochs, opts.cv_every) if use_cv else []
+    stop_epoch = 0 if opts.cv_only else opts.epochs
 
     cfg_dict = dataclasses.asdict(cfg)
     model, init_card = _network(cfg, opts, classes, opts.seed, device)
@@ -387,6 +385,7 @@ def train_classifier(opts: TrainOptions) -> Path:
     elapsed_before = 0.0
     commands = [opts.command]
     state_path = state_dir / STATE_FILE
+    snapshot_dir = state_dir / SNAPSHOTS
     if opts.resume and state_path.exists():
         state = load_training_state(state_path)
         if json.loads(state["config"]) != json.loads(json.dumps(cfg_dict)):
@@ -412,7 +411,7 @@ def train_classifier(opts: TrainOptions) -> Path:
         record = _train_epoch(model, cfg, optimizer, scheduler, train, batch, balanced, aug, opts.seed, epoch, device, progress)
         record["crop"] = opts.crop
         # Under the protocol the held-out split is the frozen test: scored once, after the run, never per epoch.
-        if len(val.labels) and cv is None and ((epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs):
+        if len(val.labels) and not use_cv and ((epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs):
             rep = _report(model, val, classes, device)
             record.update(val_acc=rep["accuracy"], val_f1=rep["f1"])
         record["seconds"] = elapsed_before + time.monotonic() - t0
@@ -420,6 +419,10 @@ def train_classifier(opts: TrainOptions) -> Path:
         with open(state_dir / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         progress.bar.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if epoch + 1 in points:
+            snapshot_dir.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      str(snapshot_dir / SNAPSHOT.format(epoch + 1)))
         save_training_state(
             state_path,
             {
@@ -437,6 +440,17 @@ def train_classifier(opts: TrainOptions) -> Path:
         )
     progress.close()
 
+    cv: tuple[CvPlan, CvChoice] | None = None
+    if use_cv:
+        train_root = Path(opts.data) / "train" if is_split_tree(opts.data) else Path(opts.data)
+        cv = _cross_validate(opts, cfg, classes, train, train_root, device)
+        log.info("group CV chose %d of %d epochs and test-time views %r (CV accuracy %.4f, macro F1 %.4f)",
+                 cv[1].epochs, opts.epochs, cv[1].tta, cv[1].report["accuracy"], cv[1].report["f1"])
+        _write_cv_report(out, opts, *cv)
+        if opts.cv_only:
+            return state_dir / CV_DIR / CV_REPORT
+        model.load_state_dict(load_file(str(snapshot_dir / SNAPSHOT.format(cv[1].epochs))))
+    tta = cv[1].tta if cv else ("d4" if opts.tta == "auto" else opts.tta)
     final = _report(model, val, classes, device, tta) if len(val.labels) else {}
     plain = _report(model, val, classes, device) if len(val.labels) and tta != "none" else final
     card = {
@@ -464,8 +478,8 @@ def train_classifier(opts: TrainOptions) -> Path:
             "balanced_sampling": bool(balanced),
         },
         "training": {
-            "epochs": stop_epoch,
-            "schedule_epochs": opts.epochs,  # the schedule's length; with CV the run stops at the chosen epoch
+            "epochs": cv[1].epochs if cv else opts.epochs,
+            "schedule_epochs": opts.epochs,  # the schedule's length; with CV the model is its chosen epoch's weights
             "batch_size": batch,
             "optimizer": "AdamW",
             "lr": opts.lr,

@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from app.cli import main
+from inference.checkpoints import load_model
 from inference.classifier_predict import TTA_MODES, tta_logits
 from inference.models.memory_mamba import MemoryMamba, preset
 from inference.training.classifier_cv import (
@@ -135,7 +137,12 @@ def test_cli_card_holds_the_cv_estimate_beside_the_held_out_figure(tmp_path):
     assert card["metrics"]["val"]["count"] == 4  # the held-out split, scored once at the end
     assert "frozen test" in card["protocol"]["held_out"]
     history = [json.loads(line) for line in (out / "training" / "history.jsonl").read_text().splitlines()]
-    assert len(history) == cv["chosen_epochs"] and not any("val_acc" in r for r in history)  # never scored per epoch
+    assert len(history) == 2 and not any("val_acc" in r for r in history)  # the whole schedule; val never scored per epoch
+    assert sorted(p.name for p in (out / "training" / "snapshots").iterdir()) == ["epoch1.safetensors", "epoch2.safetensors"]
+
+    chosen = load_file(str(out / "training" / "snapshots" / f"epoch{cv['chosen_epochs']}.safetensors"))
+    saved = load_model(out).model.state_dict()
+    assert all(torch.equal(saved[k], chosen[k]) for k in chosen)  # the model is the chosen epoch's weights
 
     # --resume reuses the finished folds instead of training them again
     folds = sorted((out / "training" / "cv").glob("fold*.npz"))
