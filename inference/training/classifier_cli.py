@@ -78,6 +78,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the metrics here as JSON")
     p.add_argument("--tta", default=None, choices=("none", "flips", "d4"),
                    help="test-time augmentation (default: what the model's card says, as the application uses it)")
+    p.add_argument("--record", action="store_true",
+                   help="write the figures into the model's card as metrics.test, beside the CV estimate: for the "
+                        "frozen test split, scored once after every choice was made (docs/protocol.md)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None)
 
@@ -108,6 +111,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_test(model_dir: Path, card: dict, report: dict) -> None:
+    """metrics.test beside metrics.cv; every recording is counted, so a test scored twice shows it."""
+    from inference.checkpoints import save_card
+
+    metrics = dict(card.get("metrics") or {})
+    earlier = metrics.get("test")
+    times = int(earlier.get("times_recorded", 0)) if isinstance(earlier, dict) else 0
+    metrics["test"] = {**{k: report[k] for k in ("accuracy", "precision", "recall", "f1", "count")},
+                       "per_class": report.get("per_class"), "confusion_matrix": report.get("confusion_matrix"),
+                       "data": report.get("data"), "test_time_augmentation": report.get("test_time_augmentation"),
+                       "command": _command_line(), "times_recorded": times + 1}
+    save_card(model_dir, {**card, "metrics": metrics})
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import CheckpointError, load_model
@@ -133,6 +150,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _error(f"{ev.source}: no readable images")
     print(f"model {model_dir}\ndata  {ev.source}\ntest-time augmentation {ev.report['test_time_augmentation']}\n")
     print(format_report(ev.report))
+    if args.record:
+        _record_test(model_dir, loaded.card, ev.report)
+        print(f"\ntest figures written into {model_dir / 'card.json'} (metrics.test)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(model_dir), **ev.report}, indent=2), encoding="utf-8")
