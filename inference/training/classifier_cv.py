@@ -25,7 +25,7 @@ import torch
 from inference.classifier_predict import TTA_MODES, tta_views
 from inference.training.classifier_data import Preloaded
 from inference.training.classifier_metrics import classification_report, confusion_matrix
-from inference.training.groups import EXPORT_SEPARATOR, assign_groups, group_folds
+from inference.training.groups import assign_groups, group_folds, group_key
 
 CV_DIR = "cv"
 CV_REPORT = "report.json"
@@ -57,16 +57,6 @@ class CvChoice:
                 "selected_by": "pooled out-of-fold macro F1, then accuracy; ties go to fewer epochs and fewer views",
                 **{k: self.report[k] for k in keep}, "confusion_matrix": self.report["confusion_matrix"],
                 "candidates": self.table}
-
-
-def group_key(path: Path, root: Path) -> str:
-    """The name ``simple_answers.image_group`` reads: the path under the data root joined by the
-    export's separator, so the ``folder`` rule sees sub-folders and ``prefix`` the file name."""
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
-        parts = (path.name,)
-    return EXPORT_SEPARATOR.join(parts)
 
 
 def plan_folds(paths: Sequence[Path], root: Path, labels: np.ndarray, classes: Sequence[str],

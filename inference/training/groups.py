@@ -10,7 +10,7 @@ rules instantly.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
@@ -74,3 +74,13 @@ def group_folds(labels: np.ndarray, groups: Sequence[str], folds: int = FOLDS,
         raise ValueError("cross-validation needs at least 2 groups of images")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, codes)]
+
+
+def group_key(path: Path, root: Path) -> str:
+    """The name ``simple_answers.image_group`` reads: the path under the data root joined by the
+    export's separator, so the ``folder`` rule sees sub-folders and ``prefix`` the file name."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = (path.name,)
+    return EXPORT_SEPARATOR.join(parts)

@@ -18,12 +18,12 @@ from inference.training.classifier_cv import (
     VIEW_INDEX,
     checkpoints,
     choose,
-    group_key,
     mode_logits,
     plan_folds,
     view_logits,
 )
 from inference.training.classifier_data import AUGMENTATIONS, AugmentConfig, Preloaded, augment_batch
+from inference.training.groups import group_key
 from tests.inference.test_classifier_pipeline import CLASSES, _texture
 
 
