@@ -50,12 +50,14 @@ class CvChoice:
     tta: str
     report: dict[str, Any]              # pooled out-of-fold report at the chosen epoch and views
     table: list[dict[str, Any]]         # every (epoch, views) candidate's pooled accuracy and F1
+    classes: tuple[str, ...] = ()       # the confusion matrix's row/column order
 
     def card(self, plan: CvPlan) -> dict[str, Any]:
         keep = ("accuracy", "precision", "recall", "f1", "count")
         return {**plan.describe(), "chosen_epochs": self.epochs, "chosen_test_time_augmentation": self.tta,
                 "selected_by": "pooled out-of-fold macro F1, then accuracy; ties go to fewer epochs and fewer views",
-                **{k: self.report[k] for k in keep}, "confusion_matrix": self.report["confusion_matrix"],
+                **{k: self.report[k] for k in keep}, "classes": list(self.classes),
+                "confusion_matrix": self.report["confusion_matrix"],
                 "candidates": self.table}
 
 
@@ -161,4 +163,4 @@ def choose(pooled: dict[int, np.ndarray], labels: np.ndarray, classes: Sequence[
                 best = (key, e, m, rep)
     if best is None:
         raise ValueError("cross-validation produced no checkpoint to choose from")
-    return CvChoice(best[1], best[2], best[3], table)
+    return CvChoice(best[1], best[2], best[3], table, tuple(classes))

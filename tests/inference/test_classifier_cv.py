@@ -130,6 +130,7 @@ def test_cli_card_holds_the_cv_estimate_beside_the_held_out_figure(tmp_path):
     card = json.loads((out / "card.json").read_text())
     cv = card["protocol"]["cross_validation"]
     assert cv["rule"] == "prefix" and cv["groups"] == 4 and cv["folds"] == 2 and sum(cv["fold_sizes"]) == 24
+    assert cv["classes"] == list(CLASSES) and len(cv["confusion_matrix"]) == 2
     assert {c["epochs"] for c in cv["candidates"]} == {1, 2}
     assert card["training"]["epochs"] == cv["chosen_epochs"] and card["training"]["schedule_epochs"] == 2
     assert card["test_time_augmentation"] == cv["chosen_test_time_augmentation"]
