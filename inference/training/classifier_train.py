@@ -449,7 +449,11 @@ def train_classifier(opts: TrainOptions) -> Path:
         _write_cv_report(out, opts, *cv)
         if opts.cv_only:
             return state_dir / CV_DIR / CV_REPORT
-        model.load_state_dict(load_file(str(snapshot_dir / SNAPSHOT.format(cv[1].epochs))))
+        chosen = snapshot_dir / SNAPSHOT.format(cv[1].epochs)
+        if not chosen.is_file():  # a resumed run whose first part kept other checkpoints (another --cv-every)
+            raise ValueError(f"{chosen}: the final network's weights at the chosen epoch were not kept; "
+                             "resume with the first run's --cv-every, or start afresh without --resume")
+        model.load_state_dict(load_file(str(chosen)))
     tta = cv[1].tta if cv else ("d4" if opts.tta == "auto" else opts.tta)
     final = _report(model, val, classes, device, tta) if len(val.labels) else {}
     plain = _report(model, val, classes, device) if len(val.labels) and tta != "none" else final

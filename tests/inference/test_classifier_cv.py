@@ -123,7 +123,7 @@ def _train_args(root: Path, out: Path, *extra: str) -> list[str]:
             "--batch-size", "4", "--threads", "1", "--quiet", "--device", "cpu", *extra]
 
 
-def test_cli_card_holds_the_cv_estimate_beside_the_held_out_figure(tmp_path):
+def test_cli_card_holds_the_cv_estimate_beside_the_held_out_figure(tmp_path, capsys):
     root = _session_tree(tmp_path / "t")
     out = tmp_path / "run"
     assert main(_train_args(root, out, "--cv-folds", "2", "--group-by", "prefix", "--cv-every", "1")) == 0
@@ -150,6 +150,12 @@ def test_cli_card_holds_the_cv_estimate_beside_the_held_out_figure(tmp_path):
     stamps = [f.stat().st_mtime_ns for f in folds]
     assert main(_train_args(root, out, "--cv-folds", "2", "--group-by", "prefix", "--cv-every", "1", "--resume")) == 0
     assert [f.stat().st_mtime_ns for f in folds] == stamps
+    # a resumed run that lacks the chosen epoch's weights says so instead of failing with a traceback
+    for snap in (out / "training" / "snapshots").iterdir():
+        snap.unlink()
+    capsys.readouterr()
+    assert main(_train_args(root, out, "--cv-folds", "2", "--group-by", "prefix", "--cv-every", "1", "--resume")) == 2
+    assert "were not kept" in capsys.readouterr().err
 
 
 def test_cli_class_tree_trains_on_every_image_and_cv_only_writes_no_model(tmp_path):
