@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from inference import families
+from inference.training.groups import GROUP_RULES
 
 PRESETS = families.family("classifier").presets
 ABLATIONS = ("full", "no_coarse", "no_fine", "no_fusion", "no_memory", "l1", "l2")
@@ -47,8 +48,25 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-head", default="keep", choices=("keep", "new"),
                    help="with --init: keep its class layer (same classes), or start a new one for this data's "
                         "classes and take all its other weights (transfer learning)")
-    p.add_argument("--tta", default="d4", choices=("none", "flips", "d4"),
-                   help="test-time augmentation written to the card and used by the application (default: d4, all flips and 90° turns)")
+    p.add_argument("--tta", default="auto", choices=("auto", "none", "flips", "d4"),
+                   help="test-time augmentation written to the card and used by the application (default auto: chosen by "
+                        "group CV; without CV d4, all flips and 90° turns)")
+    p.add_argument("--cv-folds", type=int, default=3,
+                   help="group cross-validation folds inside the training images that choose the stopping epoch and "
+                        "the test-time views (default 3; 0: no CV, train --epochs and report the held-out split only). "
+                        "Costs (folds + 1) trainings; see docs/protocol.md")
+    p.add_argument("--group-by", default="auto", choices=GROUP_RULES,
+                   help="what keeps images together in one fold: sub-folder, file-name prefix (exp1_... -> exp1), none, "
+                        "or auto (folder, else prefix, else none)")
+    p.add_argument("--cv-every", type=int, default=0, metavar="N",
+                   help="score the fold networks every N epochs (default 0: about six points along the schedule)")
+    p.add_argument("--cv-only", action="store_true",
+                   help="stop after cross-validation: write OUT/training/cv/report.json, train no final model "
+                        "(to compare recipes on the training images alone)")
+    p.add_argument("--augment", default="basic",
+                   help="augmentation recipe: basic (flips, turns, shifts, mild gain/offset) or session "
+                        "(+ stronger gain/offset, gamma, blur, noise: what changes between capture sessions) or "
+                        "session_upright (the same without 90° turns, for a camera that always sees parts one way up)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and the scan kernel)")
@@ -61,6 +79,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the metrics here as JSON")
     p.add_argument("--tta", default=None, choices=("none", "flips", "d4"),
                    help="test-time augmentation (default: what the model's card says, as the application uses it)")
+    p.add_argument("--record", action="store_true",
+                   help="write the figures into the model's card as metrics.test, beside the CV estimate: for the "
+                        "frozen test split, scored once after every choice was made (docs/protocol.md)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None)
 
@@ -80,7 +101,8 @@ def train_options(args: argparse.Namespace, command: str) -> Any:
         data=args.data, out=args.out, preset=args.preset, ablation=args.ablation, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, img_size=args.img_size,
         input_norm=args.input_norm, balance=args.balance, crop=args.crop, resume=args.resume, init=args.init,
-        init_head=args.init_head, tta=args.tta, seed=args.seed, device=args.device, threads=args.threads,
+        init_head=args.init_head, tta=args.tta, seed=args.seed, cv_folds=args.cv_folds, group_by=args.group_by,
+        cv_every=args.cv_every, augment=args.augment, cv_only=args.cv_only, device=args.device, threads=args.threads,
         quiet=args.quiet, command=command,
     )
 
@@ -99,8 +121,23 @@ def run_train(args: argparse.Namespace) -> int:
         out = train_classifier(train_options(args, _command_line()))
     except train_errors() as exc:
         return _error(str(exc))
-    print(f"model written to {out}")
+    print(f"cross-validation report written to {out}" if args.cv_only else f"model written to {out}")
     return 0
+
+
+def _record_test(model_dir: Path, report: dict[str, Any]) -> None:
+    """metrics.test beside metrics.cv; every recording is counted, so a test scored twice shows it."""
+    from inference.checkpoints import read_json, save_card
+
+    card = read_json(Path(model_dir) / "card.json")
+    metrics = dict(card.get("metrics") or {})
+    earlier = metrics.get("test")
+    times = int(earlier.get("times_recorded", 0)) if isinstance(earlier, dict) else 0
+    metrics["test"] = {**{k: report[k] for k in ("accuracy", "precision", "recall", "f1", "count")},
+                       "per_class": report.get("per_class"), "confusion_matrix": report.get("confusion_matrix"),
+                       "data": report.get("data"), "test_time_augmentation": report.get("test_time_augmentation"),
+                       "command": _command_line(), "times_recorded": times + 1}
+    save_card(model_dir, {**card, "metrics": metrics})
 
 
 def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,6 +174,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _error(str(exc))
     print(f"model {report['model']}\ndata  {report['data']}\ntest-time augmentation {report['test_time_augmentation']}\n")
     print(format_report(report))
+    if args.record:
+        _record_test(Path(report["model"]), report)
+        print(f"\ntest figures written into {Path(report['model']) / 'card.json'} (metrics.test)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -166,10 +166,31 @@ class AugmentConfig:
     min_scale: float = 0.75  # "scale": crop side as a fraction of the image (then resized back)
     brightness: float = 0.08
     contrast: float = 0.15
+    # What changes between capture sessions and cameras besides gain (contrast) and offset
+    # (brightness): the tone curve, focus and sensor noise. 0 switches each off (the default,
+    # as before); ``AUGMENTATIONS["session"]`` turns them on.
+    gamma: float = 0.0  # gamma drawn log-uniformly in exp(±gamma)
+    blur_prob: float = 0.0  # share of images blurred by a Gaussian of sigma up to ``max_blur`` px
+    max_blur: float = 1.0
+    noise: float = 0.0  # additive Gaussian noise, sigma drawn uniformly in [0, noise]
 
     def __post_init__(self) -> None:
         if self.crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+
+
+# Named augmentation recipes (``train classifier --augment``). "basic" is the recipe every model
+# so far was trained with; "session" adds stronger gain/offset and the tone, focus and noise
+# changes seen between the capture sessions of a line (magnetic tile's exp1..exp6 lighting).
+# "session_upright" leaves out the 90° turns: where a fixed camera always sees parts the same way
+# up (magnetic tiles: blowhole crops are mostly portrait, fray ones landscape) the turns throw
+# away a real cue.
+_SESSION = {"brightness": 0.1, "contrast": 0.3, "gamma": 0.3, "blur_prob": 0.3, "noise": 0.02}
+AUGMENTATIONS: dict[str, dict[str, float | bool]] = {
+    "basic": {},
+    "session": dict(_SESSION),
+    "session_upright": {**_SESSION, "rot90": False},
+}
 
 
 def _shift_crop(x: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
@@ -213,6 +234,36 @@ def augment_batch(x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator) -> 
         br = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * aug.brightness
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = ((out - mean) * c.to(out) + mean + br.to(out)).clamp(0.0, 1.0)
+    if aug.gamma:
+        g = torch.exp((torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * aug.gamma).to(out)
+        out = out.clamp_min(1e-6).pow(g)
+    if aug.blur_prob and aug.max_blur > 0:
+        out = _random_blur(out, aug.blur_prob, aug.max_blur, gen)
+    if aug.noise:
+        sigma = (torch.rand(b, 1, 1, 1, generator=gen) * aug.noise).to(out)
+        out = (out + sigma * torch.randn(out.shape, generator=gen).to(out)).clamp(0.0, 1.0)
+    return out
+
+
+def _random_blur(x: torch.Tensor, prob: float, max_sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Blur a random ``prob`` share of the batch, each by a separable Gaussian of its own sigma."""
+    b, c = x.shape[:2]
+    chosen = torch.rand(b, generator=gen) < prob
+    if not bool(chosen.any()):
+        return x
+    sigma = 0.3 + torch.rand(b, generator=gen) * (max_sigma - 0.3 if max_sigma > 0.3 else 0.0)
+    radius = max(1, int(math.ceil(2 * max_sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t[None, :] / sigma[:, None]) ** 2)
+    k = (k / k.sum(1, keepdim=True)).to(x)  # (b, taps)
+    out = x.clone()
+    idx = chosen.nonzero().flatten().tolist()
+    sel = x[idx].reshape(1, len(idx) * c, *x.shape[2:])
+    kc = k[idx].repeat_interleave(c, 0)  # one kernel per (image, channel)
+    sel = F.pad(sel, (radius, radius, radius, radius), mode="reflect")
+    sel = F.conv2d(sel, kc[:, None, None, :], groups=len(idx) * c)
+    sel = F.conv2d(sel, kc[:, None, :, None], groups=len(idx) * c)
+    out[idx] = sel.reshape(len(idx), c, *x.shape[2:])
     return out
 
 

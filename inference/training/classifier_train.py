@@ -16,19 +16,33 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.classifier_predict import TTA_MODES, tta_logits
 from inference.models.memory_mamba import MemoryMamba, MemoryMambaConfig, preset
+from inference.training.classifier_cv import (
+    CV_DIR,
+    CV_REPORT,
+    CvChoice,
+    CvPlan,
+    checkpoints,
+    choose,
+    plan_folds,
+    run_folds,
+)
 from inference.training.classifier_data import (
+    AUGMENTATIONS,
     AugmentConfig,
     Preloaded,
+    Split,
     augment_batch,
     balanced_sample_weights,
+    is_split_tree,
     preload,
     training_split,
 )
@@ -47,6 +61,8 @@ from inference.training.common import (
 log = logging.getLogger(__name__)
 MODEL_NAME = "memory_mamba"
 STATE_FILE = "state.pt"
+SNAPSHOTS = "snapshots"  # the final network's weights at the CV checkpoint epochs
+SNAPSHOT = "epoch{}.safetensors"
 IMBALANCE_RATIO = 3.0  # above this max/min class count, "auto" balancing switches on
 
 
@@ -79,8 +95,38 @@ class TrainOptions:
     device: str = "auto"
     threads: int | None = None
     eval_every: int = 1
+    # The protocol (docs/protocol.md): with cv_folds >= 2 the stopping epoch and (tta "auto") the
+    # test-time views are chosen by group cross-validation inside the training images, and a held-out
+    # split is only scored once at the end. 0 keeps the old fixed run (programmatic callers, retraining).
+    cv_folds: int = 0
+    group_by: str = "auto"  # groups.GROUP_RULES
+    cv_every: int = 0  # fold networks are scored every this many epochs (0: about six points)
+    augment: str = "basic"  # classifier_data.AUGMENTATIONS
+    cv_only: bool = False  # stop after the CV report: compare recipes without training a final model
     quiet: bool = False
     command: str = ""
+
+
+SUMMARY = ("accuracy", "precision", "recall", "f1", "count")
+
+
+def _protocol_card(opts: TrainOptions, cv: tuple[CvPlan, CvChoice] | None, split: str, held_out: bool) -> dict[str, Any]:
+    """How this run made its choices, so a reader knows which figure is an estimate and which a test."""
+    if cv is None:
+        return {"cross_validation": None,
+                "choices": f"fixed by the command line: {opts.epochs} epochs, test-time views {opts.tta}",
+                "held_out": f"{split}: scored after every epoch (figures may flatter)" if held_out else None}
+    return {"cross_validation": cv[1].card(cv[0]),
+            "choices": "stopping epoch" + (" and test-time views" if opts.tta == "auto" else "")
+                       + " chosen by group cross-validation inside the training images",
+            "held_out": f"{split}: the frozen test, scored once after every choice was fixed (metrics.val)" if held_out else None}
+
+
+def _write_cv_report(out: Path, opts: TrainOptions, plan: CvPlan, choice: CvChoice) -> None:
+    """The CV result on its own (``<out>/training/cv/report.json``), for comparing recipes before any final run."""
+    path = _state_dir(out) / CV_DIR / CV_REPORT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"command": opts.command, **choice.card(plan)}, indent=2), encoding="utf-8")
 
 
 def _state_dir(out: Path) -> Path:
@@ -167,6 +213,44 @@ def _epoch_order(labels: np.ndarray, num_classes: int, balanced: bool, rng: np.r
     return rng.permutation(n)
 
 
+def _train_epoch(model: MemoryMamba, cfg: MemoryMambaConfig, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, train: Preloaded, batch: int, balanced: bool,
+                 aug: AugmentConfig, seed: int, epoch: int, device: torch.device, progress: Progress) -> dict[str, Any]:
+    """One pass of ``len(train) // batch`` augmented steps; randomness from (seed, epoch), so resuming repeats it."""
+    steps_per_epoch = max(1, len(train.labels) // batch)  # drop the last partial batch (InfoNCE needs >1)
+    seed_everything(seed * 100_003 + epoch)
+    rng = np.random.default_rng([seed, epoch])
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = _epoch_order(train.labels, cfg.num_classes, balanced, rng)
+    model.train()
+    sums = {"total": 0.0, "cls": 0.0, "coarse": 0.0, "fine": 0.0}
+    correct = 0
+    seen = 0
+    for step in range(steps_per_epoch):
+        idx = order[step * batch : (step + 1) * batch]
+        x = torch.from_numpy(train.images[idx]).float().div_(255.0)
+        x = augment_batch(x, aug, gen).to(device)
+        y = torch.from_numpy(train.labels[idx]).to(device)
+        out_ = model.forward_with_aux(x)
+        parts = memory_mamba_loss(out_, y, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        scheduler.step()
+        f = parts.as_floats()
+        if not math.isfinite(f["total"]):
+            raise FloatingPointError(f"loss became {f['total']} at epoch {epoch + 1}, step {step + 1}")
+        for k in sums:
+            sums[k] += f[k]
+        correct += int((out_.logits.argmax(1) == y).sum())
+        seen += len(idx)
+        progress.update(1, epoch=epoch + 1, loss=f["total"], lr=scheduler.get_last_lr()[0])
+    record: dict[str, Any] = {"epoch": epoch + 1, **{f"loss_{k}": v / steps_per_epoch for k, v in sums.items()}}
+    record["train_acc"] = correct / max(1, seen)
+    return record
+
+
 def _initialisation(init: Path | None, card: dict[str, Any] | None, init_head: str = "keep") -> str:
     if init is None or card is None:
         return "from scratch (no pretrained weights)"
@@ -191,12 +275,80 @@ def _init_record(init: Path | None, card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _network(cfg: MemoryMambaConfig, opts: TrainOptions, classes: list[str], seed: int,
+             device: torch.device) -> tuple[MemoryMamba, dict[str, Any] | None]:
+    """A fresh network seeded with ``seed`` (with ``--init``: started from that model's weights) and the init card."""
+    seed_everything(seed)
+    model = MemoryMamba(cfg).to(device)
+    if opts.init is None:
+        return model, None
+    if opts.init_head not in ("keep", "new"):
+        raise ValueError(f"--init-head must be keep or new, got {opts.init_head!r}")
+    init_weights, init_card = _load_init(Path(opts.init), dataclasses.asdict(cfg), classes, new_head=opts.init_head == "new")
+    missing, unexpected = model.load_state_dict(init_weights, strict=False)
+    if unexpected or any(not k.startswith(HEAD_LAYER) for k in missing) or (missing and opts.init_head == "keep"):
+        raise ValueError(f"--init {opts.init}: weights do not fit (missing {missing}, unexpected {unexpected})")
+    log.info("initialised from %s (fresh optimizer and schedule)", opts.init)
+    return model, init_card
+
+
+def _optimisation(model: MemoryMamba, opts: TrainOptions, n_train: int) -> tuple[torch.optim.Optimizer, Any, int, int]:
+    """AdamW, warm-up + linear decay over ``opts.epochs`` epochs, the batch and the schedule's step count."""
+    optimizer = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr)
+    batch = min(opts.batch_size, n_train)
+    total_steps = max(1, n_train // batch) * opts.epochs
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, opts.warmup_frac)), batch, total_steps
+
+
+def _is_balanced(labels: np.ndarray, num_classes: int, mode: str) -> bool:
+    counts = np.bincount(labels, minlength=num_classes)
+    return mode == "on" or (mode == "auto" and counts.max() > IMBALANCE_RATIO * max(1, counts[counts > 0].min()))
+
+
+def _cross_validate(opts: TrainOptions, cfg: MemoryMambaConfig, classes: list[str], train: Preloaded,
+                    root: Path, device: torch.device) -> tuple[CvPlan, CvChoice]:
+    """Group CV inside the training images: fold networks on the run's own schedule choose epochs and views."""
+    plan = plan_folds(train.paths, root, train.labels, classes, opts.cv_folds, opts.group_by, opts.seed)
+    points = checkpoints(opts.epochs, opts.cv_every)
+    aug = AugmentConfig(crop=opts.crop, **AUGMENTATIONS[opts.augment])
+    log.info("group CV: %d folds over %d groups (rule %s), checkpoints at epochs %s",
+             len(plan.folds), len(set(plan.groups)), plan.rule, points)
+
+    def train_fold(k: int, part: Preloaded, at_epoch: Callable[[int, torch.nn.Module], None]) -> None:
+        model, _card = _network(cfg, opts, classes, opts.seed + 1000 * (k + 1), device)
+        optimizer, scheduler, batch, total = _optimisation(model, opts, len(part.labels))
+        balanced = _is_balanced(part.labels, len(classes), opts.balance)
+        progress = Progress(total=total, desc=f"CV fold {k + 1}/{len(plan.folds)}", disable=opts.quiet)
+        for epoch in range(opts.epochs):
+            _train_epoch(model, cfg, optimizer, scheduler, part, batch, balanced, aug, opts.seed + 1000 * (k + 1), epoch, device, progress)
+            at_epoch(epoch + 1, model)
+        progress.close()
+
+    signature = {"config": dataclasses.asdict(cfg), "epochs": opts.epochs, "batch": opts.batch_size, "lr": opts.lr,
+                 "weight_decay": opts.weight_decay, "augment": opts.augment, "crop": opts.crop, "balance": opts.balance,
+                 "seed": opts.seed, "init": str(opts.init), "init_head": opts.init_head}
+    work = _state_dir(Path(opts.out)) / CV_DIR
+    if not opts.resume:  # a fresh run trains its folds afresh; --resume reuses the folds already done
+        for old in work.glob("fold*.npz"):
+            old.unlink()
+    pooled = run_folds(plan, train, points, work, json.loads(json.dumps(signature)), train_fold, device)
+    modes = TTA_MODES if opts.tta == "auto" else (opts.tta,)
+    return plan, choose(pooled, train.labels, classes, modes)
+
+
 def train_classifier(opts: TrainOptions) -> Path:
-    if opts.tta not in TTA_MODES:
-        raise ValueError(f"--tta must be one of {TTA_MODES}, got {opts.tta!r}")
+    if opts.tta not in (*TTA_MODES, "auto"):
+        raise ValueError(f"--tta must be one of {TTA_MODES} or auto, got {opts.tta!r}")
+    if opts.augment not in AUGMENTATIONS:
+        raise ValueError(f"--augment must be one of {tuple(AUGMENTATIONS)}, got {opts.augment!r}")
+    if opts.cv_folds == 1 or opts.cv_folds < 0:
+        raise ValueError("--cv-folds must be 0 (no cross-validation) or at least 2")
     set_threads(opts.threads)
     device = pick_device(opts.device)
     split = training_split(opts.data, val_frac=opts.val_frac, seed=opts.seed)
+    if opts.cv_folds and not is_split_tree(opts.data):
+        # Choices come from group CV, so a class-folder tree needs no held-out share: train on all of it.
+        split = Split(split.train + split.val, [], split.classes, f"{opts.data}: every image (choices by group CV inside them)")
     classes = split.classes
     overrides: dict[str, Any] = {"num_classes": len(classes)}
     if opts.img_size:
@@ -211,27 +363,19 @@ def train_classifier(opts: TrainOptions) -> Path:
     if len(train.labels) < 2:
         raise ValueError(f"{opts.data}: fewer than 2 readable training images")
     counts = np.bincount(train.labels, minlength=len(classes))
-    balanced = opts.balance == "on" or (
-        opts.balance == "auto" and counts.max() > IMBALANCE_RATIO * max(1, counts[counts > 0].min())
-    )
+    balanced = _is_balanced(train.labels, len(classes), opts.balance)
+
+    # With CV the final network (all training images) runs the whole schedule first and keeps its
+    # weights at the checkpoint epochs; the fold networks then choose which of them becomes the model.
+    # Same cost as training it afterwards for the chosen epochs, and a resumed run loses nothing.
+    use_cv = opts.cv_folds >= 2
+    points = checkpoints(opts.epochs, opts.cv_every) if use_cv else []
+    stop_epoch = 0 if opts.cv_only else opts.epochs
 
     cfg_dict = dataclasses.asdict(cfg)
-    init_card: dict[str, Any] | None = None
-    seed_everything(opts.seed)
-    model = MemoryMamba(cfg).to(device)
-    if opts.init is not None:
-        if opts.init_head not in ("keep", "new"):
-            raise ValueError(f"--init-head must be keep or new, got {opts.init_head!r}")
-        init_weights, init_card = _load_init(Path(opts.init), cfg_dict, classes, new_head=opts.init_head == "new")
-        missing, unexpected = model.load_state_dict(init_weights, strict=False)
-        if unexpected or any(not k.startswith(HEAD_LAYER) for k in missing) or (missing and opts.init_head == "keep"):
-            raise ValueError(f"--init {opts.init}: weights do not fit (missing {missing}, unexpected {unexpected})")
-        log.info("initialised from %s (fresh optimizer and schedule)", opts.init)
-    optimizer = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr)
-    batch = min(opts.batch_size, len(train.labels))
-    steps_per_epoch = max(1, len(train.labels) // batch)  # drop the last partial batch (InfoNCE needs >1)
-    total_steps = steps_per_epoch * opts.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, opts.warmup_frac))
+    model, init_card = _network(cfg, opts, classes, opts.seed, device)
+    optimizer, scheduler, batch, total_steps = _optimisation(model, opts, len(train.labels))
+    steps_per_epoch = total_steps // opts.epochs
 
     out = Path(opts.out)
     state_dir = _state_dir(out)
@@ -241,6 +385,7 @@ def train_classifier(opts: TrainOptions) -> Path:
     elapsed_before = 0.0
     commands = [opts.command]
     state_path = state_dir / STATE_FILE
+    snapshot_dir = state_dir / SNAPSHOTS
     if opts.resume and state_path.exists():
         state = load_training_state(state_path)
         if json.loads(state["config"]) != json.loads(json.dumps(cfg_dict)):
@@ -258,43 +403,15 @@ def train_classifier(opts: TrainOptions) -> Path:
         commands = json.loads(state.get("commands", "[]")) + [opts.command]
         log.info("resumed from %s at epoch %d", state_path, start_epoch + 1)
 
-    aug = AugmentConfig(crop=opts.crop)
-    progress = Progress(total=total_steps, desc="train classifier", disable=opts.quiet)
+    aug = AugmentConfig(crop=opts.crop, **AUGMENTATIONS[opts.augment])
+    progress = Progress(total=stop_epoch * steps_per_epoch, desc="train classifier", disable=opts.quiet)
     progress.update(start_epoch * steps_per_epoch)
     t0 = time.monotonic()
-    for epoch in range(start_epoch, opts.epochs):
-        seed_everything(opts.seed * 100_003 + epoch)
-        rng = np.random.default_rng([opts.seed, epoch])
-        gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
-        order = _epoch_order(train.labels, len(classes), balanced, rng)
-        model.train()
-        sums = {"total": 0.0, "cls": 0.0, "coarse": 0.0, "fine": 0.0}
-        correct = 0
-        seen = 0
-        for step in range(steps_per_epoch):
-            idx = order[step * batch : (step + 1) * batch]
-            x = torch.from_numpy(train.images[idx]).float().div_(255.0)
-            x = augment_batch(x, aug, gen).to(device)
-            y = torch.from_numpy(train.labels[idx]).to(device)
-            out_ = model.forward_with_aux(x)
-            parts = memory_mamba_loss(out_, y, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            f = parts.as_floats()
-            if not math.isfinite(f["total"]):
-                raise FloatingPointError(f"loss became {f['total']} at epoch {epoch + 1}, step {step + 1}")
-            for k in sums:
-                sums[k] += f[k]
-            correct += int((out_.logits.argmax(1) == y).sum())
-            seen += len(idx)
-            progress.update(1, epoch=epoch + 1, loss=f["total"], lr=scheduler.get_last_lr()[0])
-        record: dict[str, Any] = {"epoch": epoch + 1, **{f"loss_{k}": v / steps_per_epoch for k, v in sums.items()}}
-        record["train_acc"] = correct / max(1, seen)
+    for epoch in range(start_epoch, stop_epoch):
+        record = _train_epoch(model, cfg, optimizer, scheduler, train, batch, balanced, aug, opts.seed, epoch, device, progress)
         record["crop"] = opts.crop
-        if len(val.labels) and ((epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs):
+        # Under the protocol the held-out split is the frozen test: scored once, after the run, never per epoch.
+        if len(val.labels) and not use_cv and ((epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs):
             rep = _report(model, val, classes, device)
             record.update(val_acc=rep["accuracy"], val_f1=rep["f1"])
         record["seconds"] = elapsed_before + time.monotonic() - t0
@@ -302,6 +419,10 @@ def train_classifier(opts: TrainOptions) -> Path:
         with open(state_dir / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         progress.bar.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if epoch + 1 in points:
+            snapshot_dir.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      str(snapshot_dir / SNAPSHOT.format(epoch + 1)))
         save_training_state(
             state_path,
             {
@@ -319,8 +440,23 @@ def train_classifier(opts: TrainOptions) -> Path:
         )
     progress.close()
 
-    final = _report(model, val, classes, device, opts.tta) if len(val.labels) else {}
-    plain = _report(model, val, classes, device) if len(val.labels) and opts.tta != "none" else final
+    cv: tuple[CvPlan, CvChoice] | None = None
+    if use_cv:
+        train_root = Path(opts.data) / "train" if is_split_tree(opts.data) else Path(opts.data)
+        cv = _cross_validate(opts, cfg, classes, train, train_root, device)
+        log.info("group CV chose %d of %d epochs and test-time views %r (CV accuracy %.4f, macro F1 %.4f)",
+                 cv[1].epochs, opts.epochs, cv[1].tta, cv[1].report["accuracy"], cv[1].report["f1"])
+        _write_cv_report(out, opts, *cv)
+        if opts.cv_only:
+            return state_dir / CV_DIR / CV_REPORT
+        chosen = snapshot_dir / SNAPSHOT.format(cv[1].epochs)
+        if not chosen.is_file():  # a resumed run whose first part kept other checkpoints (another --cv-every)
+            raise ValueError(f"{chosen}: the final network's weights at the chosen epoch were not kept; "
+                             "resume with the first run's --cv-every, or start afresh without --resume")
+        model.load_state_dict(load_file(str(chosen)))
+    tta = cv[1].tta if cv else ("d4" if opts.tta == "auto" else opts.tta)
+    final = _report(model, val, classes, device, tta) if len(val.labels) else {}
+    plain = _report(model, val, classes, device) if len(val.labels) and tta != "none" else final
     card = {
         "model": MODEL_NAME,
         "family": "classifier",
@@ -346,7 +482,8 @@ def train_classifier(opts: TrainOptions) -> Path:
             "balanced_sampling": bool(balanced),
         },
         "training": {
-            "epochs": opts.epochs,
+            "epochs": cv[1].epochs if cv else opts.epochs,
+            "schedule_epochs": opts.epochs,  # the schedule's length; with CV the model is its chosen epoch's weights
             "batch_size": batch,
             "optimizer": "AdamW",
             "lr": opts.lr,
@@ -364,11 +501,12 @@ def train_classifier(opts: TrainOptions) -> Path:
         "command": opts.command,
         "commands": commands,  # every invocation of a resumed run, in order
         **({"init_model": _init_record(opts.init, init_card)} if init_card is not None else {}),
-        "test_time_augmentation": opts.tta,
+        "test_time_augmentation": tta,
+        "protocol": _protocol_card(opts, cv, split.description, bool(len(val.labels))),
         "metrics": {
-            "val": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "count")},
-            "val_without_tta": {k: plain[k] for k in ("accuracy", "precision", "recall", "f1", "count")},
-        } if final else {},
+            **({"cv": {k: cv[1].report[k] for k in SUMMARY}} if cv else {}),
+            **({"val": {k: final[k] for k in SUMMARY}, "val_without_tta": {k: plain[k] for k in SUMMARY}} if final else {}),
+        },
         "confusion_matrix_val": final.get("confusion_matrix"),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "licence": "weights trained on the data named under 'data'; see that data set's licence (research use)",

@@ -7,27 +7,29 @@ MemoryMamba scored 0.355 on independent tiles, a constant answer about 0.7 and l
 regression on 12×12 thumbnails 0.762; benchmarks/RESULTS.md). Torch-free (numpy, OpenCV,
 scikit-learn), so the same code scores thumbnails, embeddings and a model's predictions.
 
-Cross-validation folds keep whole *groups* (capture sessions, lots) together: images of one
-session share lighting and texture, and a fold that splits a session lets every method look
-better than it will on the next session.
+Cross-validation folds keep whole *groups* (capture sessions, lots) together (``groups``, the
+rule's one home, shared with ``train classifier --cv-folds``).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from inference.training.classifier_metrics import classification_report, confusion_matrix
+from inference.training.groups import (  # noqa: F401  (re-exported: the rule's home is groups.py)
+    EXPORT_SEPARATOR,
+    FOLDS,
+    GROUP_RULES,
+    assign_groups,
+    group_folds,
+    image_group,
+)
 
 THUMBNAIL = 12  # side of the gray thumbnail (12×12 = 144 numbers per image)
-FOLDS = 5
-GROUP_RULES = ("auto", "folder", "prefix", "none")
-EXPORT_SEPARATOR = "__"  # the export flattens sub-folders into file names with this (export_items.flat_name)
-_PREFIX = re.compile(r"^([^_\-\s.]+)[_\-\s]")
 
 
 def thumbnails(paths: Sequence[Path], size: int = THUMBNAIL) -> np.ndarray:
@@ -39,59 +41,6 @@ def thumbnails(paths: Sequence[Path], size: int = THUMBNAIL) -> np.ndarray:
             raise ValueError(f"{path}: not a readable image")
         out[i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
     return out
-
-
-def image_group(file_name: str, class_name: str, rule: str) -> str:
-    """The capture group of one exported image under ``rule``.
-
-    ``folder``: the sub-folder the image came from (the export's ``a__b__name.png`` → ``a/b``),
-    leaving out a folder named like the class (class-folder trees would make class = group);
-    ``prefix``: the file name up to its first ``_``, ``-`` or space (magnetic tile's
-    ``exp1_num_10334.png`` → ``exp1``); ``none``: every image is its own group.
-    """
-    parts = PurePosixPath(file_name).name.split(EXPORT_SEPARATOR)
-    stem = PurePosixPath(parts[-1]).stem
-    if rule == "folder":
-        folders = [p for p in parts[:-1] if p != class_name]
-        return "/".join(folders) if folders else f"image:{file_name}"
-    if rule == "prefix":
-        match = _PREFIX.match(stem)
-        return match.group(1) if match else f"image:{file_name}"
-    if rule == "none":
-        return f"image:{file_name}"
-    raise ValueError(f"unknown group rule {rule!r}; choose from {', '.join(GROUP_RULES)}")
-
-
-def _usable(groups: Sequence[str], folds: int) -> bool:
-    """Enough groups for the folds, and at least one group holding more than one image."""
-    distinct = set(groups)
-    return len(distinct) >= folds and len(distinct) < len(groups)
-
-
-def assign_groups(file_names: Sequence[str], class_names: Sequence[str], rule: str = "auto",
-                  folds: int = FOLDS) -> tuple[list[str], str]:
-    """Groups for every image and the rule that made them; ``auto`` tries folder, then prefix, then none."""
-    for candidate in (("folder", "prefix") if rule == "auto" else (rule,)):
-        groups = [image_group(f, c, candidate) for f, c in zip(file_names, class_names)]
-        if rule != "auto" or _usable(groups, folds):
-            return groups, candidate
-    return [image_group(f, c, "none") for f, c in zip(file_names, class_names)], "none"
-
-
-def group_folds(labels: np.ndarray, groups: Sequence[str], folds: int = FOLDS,
-                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, test) index pairs, stratified by class as far as whole groups allow; no group is split.
-
-    Fewer groups than ``folds`` give one fold per group (at least 2 groups are needed).
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
-    k = min(folds, int(codes.max()) + 1 if len(codes) else 0)
-    if k < 2:
-        raise ValueError("cross-validation needs at least 2 groups of images")
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, codes)]
 
 
 def _standardised(estimator):

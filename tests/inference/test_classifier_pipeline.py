@@ -206,7 +206,7 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     (root / "train" / "dots" / "corrupt.png").write_bytes(b"\x89PNG broken")
     out = tmp_path / "run"
     args = ["train", "classifier", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
-            "--epochs", "2", "--batch-size", "4", "--threads", "1", "--quiet", "--device", "cpu"]
+            "--epochs", "2", "--batch-size", "4", "--threads", "1", "--quiet", "--device", "cpu", "--cv-folds", "0"]
     assert main(args) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["classes"] == list(CLASSES) and card["input_size"] == [32, 32]
@@ -237,7 +237,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_cli_init_fine_tunes_from_a_model_dir(tmp_path, capsys):
     root = _write_tree(tmp_path / "t", per_class=8)
     base = ["train", "classifier", "--data", str(root), "--epochs", "1", "--batch-size", "4",
-            "--threads", "1", "--quiet", "--device", "cpu"]
+            "--threads", "1", "--quiet", "--device", "cpu", "--cv-folds", "0"]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(base + ["--out", str(first), "--preset", "test_tiny"]) == 0
     # another seed and a vanishing learning rate: the weights can only match the first model's if they were loaded

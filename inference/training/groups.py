@@ -1,0 +1,86 @@
+"""Which capture group an image belongs to, and cross-validation folds that never split a group.
+
+Why: images of one capture session (or lot, or camera) share lighting and texture, and a fold that
+splits a session lets every method look better than it will on the next session. This is the one
+home of that rule: the retrain command's head selection (``classifier_head``, via
+``simple_answers``) and ``train classifier --cv-folds`` both use it. Plain Python at import time
+(numpy and scikit-learn are imported when folds are made), so command-line parsers can list the
+rules instantly.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FOLDS = 5
+GROUP_RULES = ("auto", "folder", "prefix", "none")
+EXPORT_SEPARATOR = "__"  # the export flattens sub-folders into file names with this (export_items.flat_name)
+_PREFIX = re.compile(r"^([^_\-\s.]+)[_\-\s]")
+
+
+def image_group(file_name: str, class_name: str, rule: str) -> str:
+    """The capture group of one exported image under ``rule``.
+
+    ``folder``: the sub-folder the image came from (the export's ``a__b__name.png`` → ``a/b``),
+    leaving out a folder named like the class (class-folder trees would make class = group);
+    ``prefix``: the file name up to its first ``_``, ``-`` or space (magnetic tile's
+    ``exp1_num_10334.png`` → ``exp1``); ``none``: every image is its own group.
+    """
+    parts = PurePosixPath(file_name).name.split(EXPORT_SEPARATOR)
+    stem = PurePosixPath(parts[-1]).stem
+    if rule == "folder":
+        folders = [p for p in parts[:-1] if p != class_name]
+        return "/".join(folders) if folders else f"image:{file_name}"
+    if rule == "prefix":
+        match = _PREFIX.match(stem)
+        return match.group(1) if match else f"image:{file_name}"
+    if rule == "none":
+        return f"image:{file_name}"
+    raise ValueError(f"unknown group rule {rule!r}; choose from {', '.join(GROUP_RULES)}")
+
+
+def _usable(groups: Sequence[str], folds: int) -> bool:
+    """Enough groups for the folds, and at least one group holding more than one image."""
+    distinct = set(groups)
+    return len(distinct) >= folds and len(distinct) < len(groups)
+
+
+def assign_groups(file_names: Sequence[str], class_names: Sequence[str], rule: str = "auto",
+                  folds: int = FOLDS) -> tuple[list[str], str]:
+    """Groups for every image and the rule that made them; ``auto`` tries folder, then prefix, then none."""
+    for candidate in (("folder", "prefix") if rule == "auto" else (rule,)):
+        groups = [image_group(f, c, candidate) for f, c in zip(file_names, class_names)]
+        if rule != "auto" or _usable(groups, folds):
+            return groups, candidate
+    return [image_group(f, c, "none") for f, c in zip(file_names, class_names)], "none"
+
+
+def group_folds(labels: np.ndarray, groups: Sequence[str], folds: int = FOLDS,
+                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs, stratified by class as far as whole groups allow; no group is split.
+
+    Fewer groups than ``folds`` give one fold per group (at least 2 groups are needed).
+    """
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    k = min(folds, int(codes.max()) + 1 if len(codes) else 0)
+    if k < 2:
+        raise ValueError("cross-validation needs at least 2 groups of images")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, codes)]
+
+
+def group_key(path: Path, root: Path) -> str:
+    """The name ``simple_answers.image_group`` reads: the path under the data root joined by the
+    export's separator, so the ``folder`` rule sees sub-folders and ``prefix`` the file name."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = (path.name,)
+    return EXPORT_SEPARATOR.join(parts)
