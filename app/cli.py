@@ -17,7 +17,7 @@ from inference import families
 
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
-COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit", "domain")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -178,6 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)
     p.set_defaults(func=_handler("app.commands.retrain", "run"))
+
+    p = sub.add_parser("domain", help="what a model was trained on: its out-of-domain statistics")
+    dsub = p.add_subparsers(dest="domain_command", metavar="ACTION", required=True)
+    fit = dsub.add_parser("fit", help="describe a model directory's training images (domain.safetensors + "
+                                      "domain.json), so its predictions get an in-domain score")
+    fit.add_argument("--model", required=True, metavar="DIR", help="the model directory")
+    fit.add_argument("--data", required=True, metavar="FOLDER", help="its training images (searched recursively)")
+    fit.add_argument("--list", metavar="FILE", help="only the images whose stem or relative path is a line of FILE "
+                                                   "(a split file such as train.txt)")
+    fit.add_argument("--quantile", type=float, default=0.99,
+                     help="threshold: this quantile of the training images' out-of-fold distances (default 0.99)")
+    fit.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    fit.add_argument("--seed", type=int, default=0)
+    _common(fit)
+    fit.set_defaults(func=_handler("app.commands.domain", "fit"))
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
