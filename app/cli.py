@@ -67,6 +67,17 @@ def _handler(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _then_fit_domain(train: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A family's train command, then its model's domain statistics (``app.commands.domain``)."""
+    def run(args: argparse.Namespace) -> int:
+        code = int(train(args) or 0)
+        if code == 0 and not getattr(args, "no_domain_fit", False):
+            importlib.import_module("app.commands.domain").after_train(args)
+        return code
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="main.py",
@@ -146,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
                 fp.set_defaults(func=_not_built(f"'{verb} {family}'"))
             else:
                 getattr(mod, f"add_{verb}_arguments")(fp)
-                fp.set_defaults(func=getattr(mod, f"run_{verb}"))
+                run = getattr(mod, f"run_{verb}")
+                if verb == "train":
+                    fp.add_argument("--no-domain-fit", action="store_true",
+                                    help="do not describe the training images for out-of-domain flags afterwards")
+                    run = _then_fit_domain(run)
+                fp.set_defaults(func=run)
 
     p = sub.add_parser("retrain", help="train a new model version from the reviewed labels in the database")
     p.add_argument("family", choices=FAMILIES)

@@ -59,6 +59,36 @@ def images_under(folder: str | os.PathLike, names: Iterable[str] | None = None) 
     return [p for p in found if p.stem in wanted or p.relative_to(root).as_posix() in wanted]
 
 
+def training_images(data: str | os.PathLike) -> list[Path]:
+    """The training images of a data folder in any layout the station's trainers read: SIRST-style
+    ``images/`` + ``train.txt``; MVTec ``train/good`` (or one category holding it); an image
+    folder's ``train/``; otherwise every image under it. Used after training and retraining."""
+    root = Path(data)
+    if (root / "train.txt").is_file() and (root / "images").is_dir():
+        return images_under(root / "images", (root / "train.txt").read_text(encoding="utf-8").splitlines())
+    goods = [root / "train" / "good"] + sorted(root.glob("*/train/good"))
+    good = next((g for g in goods if g.is_dir()), None)
+    if good is not None:
+        return images_under(good)
+    return images_under(root / "train" if (root / "train").is_dir() else root)
+
+
+def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto") -> list[str]:
+    """Give each trained model directory its domain statistics from ``data``'s training images;
+    returns one line per directory (what was written, or why not: training itself never fails here)."""
+    images = training_images(data)
+    lines = []
+    for d in model_dirs:
+        try:
+            fit = fit_directory(d, images, device=device, source=f"training images of {data}")
+        except Exception as exc:  # noqa: BLE001 - the model is good without statistics; say why there are none
+            lines.append(f"{d}: no domain statistics ({type(exc).__name__}: {exc})")
+            continue
+        lines.append(f"{d}: domain statistics of {fit.images} training images, out-of-domain threshold "
+                     f"{fit.stats.threshold:.3f}")
+    return lines
+
+
 def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
     if len(paths) <= limit:
         return list(paths)

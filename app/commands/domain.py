@@ -38,3 +38,14 @@ def fit(args: argparse.Namespace) -> int:
     if result.unreadable:
         print(f"{len(result.unreadable)} unreadable images left out")
     return 0
+
+
+def after_train(args: argparse.Namespace) -> None:
+    """After ``train FAMILY``: domain statistics for each model directory it wrote (``--out``, or the
+    segmenter's ``final/`` and ``best/``) from the training images of ``--data``."""
+    from inference.domain_fit import fit_after_training
+
+    out = Path(args.out)
+    dirs = [d for d in (out, out / "final", out / "best") if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
+    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto")):
+        print(line)

@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir,
     )
     from database import DatabaseError, open_database
+    from inference.domain_fit import fit_after_training
     from inference.training.common import progress_listener
 
     events = Events(args.progress_json, sys.stdout)
@@ -178,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
                 candidates = head_version(plan, args.groups, listener)
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(tee):
-                rc = _family_command("train", args.family, list(plan.train_args))
+                # Statistics come after the comparison (below), once, for the directory registered.
+                rc = _family_command("train", args.family, [*plan.train_args, "--no-domain-fit"])
             if rc != 0:
                 raise CommandError(tee.last_error or f"training failed (exit status {rc})")
         if not (plan.model_dir / "config.json").is_file():
@@ -203,6 +205,9 @@ def run(args: argparse.Namespace) -> int:
                 refused = compared  # the error event carries the figures the refusal rests on
                 raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
             print(verdict, file=sys.stderr)
+        events.emit("stage", stage="domain", message="describing the training images (out-of-domain statistics)")
+        for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device):
+            print(line, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
         version = register_retrained(db, plan, time.monotonic() - started, compared)
         if args.activate:
