@@ -66,8 +66,9 @@ def training_images(data: str | os.PathLike) -> list[Path]:
     root = Path(data)
     if (root / "train.txt").is_file() and (root / "images").is_dir():
         return images_under(root / "images", (root / "train.txt").read_text(encoding="utf-8").splitlines())
+    # MVTec: train/ holds only good/ (an image folder whose classes include "good" holds more).
     goods = [root / "train" / "good"] + sorted(root.glob("*/train/good"))
-    good = next((g for g in goods if g.is_dir()), None)
+    good = next((g for g in goods if g.is_dir() and [d.name for d in g.parent.iterdir() if d.is_dir()] == ["good"]), None)
     if good is not None:
         return images_under(good)
     return images_under(root / "train" if (root / "train").is_dir() else root)

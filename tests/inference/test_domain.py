@@ -122,3 +122,24 @@ def test_hostile_safetensors_header_is_refused(tmp_path) -> None:
     (d / DOMAIN_WEIGHTS).write_bytes(b"\x01")
     with pytest.raises(DomainError, match="unreadable"):
         load_domain(d)
+
+
+def test_training_images_follow_each_trainers_layout(tmp_path) -> None:
+    from inference.domain_fit import training_images
+
+    def touch(*parts: str) -> None:
+        p = tmp_path.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+
+    for c in ("good", "crack"):  # an image folder whose classes include "good"
+        touch("cls", "train", c, f"{c}.png")
+        touch("cls", "val", c, f"{c}_v.png")
+    assert {p.name for p in training_images(tmp_path / "cls")} == {"good.png", "crack.png"}
+    touch("mvtec", "tile", "train", "good", "a.png")
+    touch("mvtec", "tile", "test", "crack", "b.png")
+    assert [p.name for p in training_images(tmp_path / "mvtec")] == ["a.png"]
+    touch("sirst", "images", "f1.png")
+    touch("sirst", "images", "f2.png")
+    (tmp_path / "sirst" / "train.txt").write_text("f1\n")
+    assert [p.name for p in training_images(tmp_path / "sirst")] == ["f1.png"]

@@ -175,7 +175,8 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     assert compared["parent_name"] == "clf-v1" and set(compared["new"]) == set(compared["parent"]) == {"accuracy", "f1"}
     assert "val" in json.dumps(new.metrics)  # the card's validation figures travel with the version
     domain = load_domain(model_dir)  # what the new version was trained on, for its out-of-domain flags
-    assert domain is not None and domain.images >= 8 and "training images of" in json.loads(
+    assert domain is not None, err
+    assert domain.images >= 8 and "training images of" in json.loads(
         (model_dir / DOMAIN_JSON).read_text())["source"]
     assert not list((home / "station-models").glob(".*.work"))  # the exported data is not kept
 
