@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dataclasses import replace
 
 from app.services.flags import (
     ANOMALY,
