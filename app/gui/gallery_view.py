@@ -92,14 +92,16 @@ class GalleryDelegate(QStyledItemDelegate):
         font.setBold(True)
         p.setFont(font)
         outside = item.out_of_domain  # those families' scores mean nothing here: say so instead
-        if item.anomaly_score is not None and "anomaly" not in outside:
+        if item.anomaly_score is not None and not outside:
             hot = item.anomaly_score >= self.anomaly_threshold
             self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",
                        ANOMALY_COLOR if hot else QColor(40, 40, 40, 170))
-        if item.target_count and "segmenter" not in outside:
+        if outside and "classifier" not in outside:  # where the score or targets would be
+            self._chip(p, OUT_OF_DOMAIN_TEXT, rect, "tr", OUT_OF_DOMAIN_COLOR)
+        elif item.target_count and "segmenter" not in outside:
             self._chip(p, f"◎{item.target_count}", rect, "tl", QColor(0, 140, 170, 200))
         cls = item.label_class or (item.predicted_class if "classifier" not in outside else None)
-        if outside and not item.label_class:
+        if "classifier" in outside and not item.label_class:
             self._chip(p, OUT_OF_DOMAIN_TEXT, rect, "bl", OUT_OF_DOMAIN_COLOR)
         elif cls:
             conf = "" if item.label_class or item.confidence is None else f" {item.confidence:.0%}"

@@ -163,16 +163,20 @@ class LabelPanel(QWidget):
             self.pred_class.setText(f"<span style='color:#d14343'>pre-labelling failed: {escape(failed)}</span>"
                                     if failed else "not pre-labelled yet")
             self.pred_class.setToolTip(failed or "")
+            self.pred_targets.setToolTip("")
+            self.pred_anomaly.setToolTip("")
             self.pred_scores.setText("")
             self.pred_targets.setText("—")
             self.pred_anomaly.setText("—")
             self.anomaly_bar.setValue(0)
             self.pred_models.setText("")
             return
-        self.pred_class.setToolTip("")
         # A model that calls the image unlike its training images has no answer worth showing:
         # "out of domain" stands where its class, target count or score would.
         outside = {f: _outside(p.in_domain.get(f)) for f in p.out_of_domain}
+        for family, label in (("classifier", self.pred_class), ("segmenter", self.pred_targets),
+                              ("anomaly", self.pred_anomaly)):
+            label.setToolTip(OUTSIDE_TIP if family in outside else "")
         conf = f" ({p.confidence:.1%})" if p.confidence is not None else ""
         top = sorted(p.class_scores.items(), key=lambda kv: -kv[1])[:3]
         if "classifier" in outside:
@@ -239,5 +243,8 @@ class LabelPanel(QWidget):
 def _outside(score: float | None) -> str:
     """What stands in place of an out-of-domain model's answer (its in-domain score, when known)."""
     known = f" (in-domain score {score:.2f})" if score is not None else ""
-    return (f"<b style='color:{OUT_OF_DOMAIN_COLOR.name()}'>{OUT_OF_DOMAIN_TEXT}</b>"
-            f"<span>{known}: unlike the images this model was trained on</span>")
+    return f"<b style='color:{OUT_OF_DOMAIN_COLOR.name()}'>{OUT_OF_DOMAIN_TEXT}</b>{known}"
+
+
+OUTSIDE_TIP = ("Out of domain: this image is unlike the images this model was trained on, so its answer "
+               "means little here (in-domain score below 0.5). Label it yourself or route it to another model.")
