@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from app.services.artifacts import ArtifactStore
 from app.services.flags import OUT_OF_DOMAIN, FlagSettings
 from app.services.indexing import index_folder
 from app.services.prelabel import submit_prelabel
+from app.services.reflag import reflag_folder
 from app.worker import Worker, WorkerOptions
 from database.dto import ImageQuery
 from inference.domain import OUT_OF_DOMAIN_BELOW, load_domain
@@ -81,6 +83,15 @@ def test_an_image_far_from_the_training_domain_is_flagged_out_of_domain(url, dom
         assert min(p.in_domain for p in near) > max(p.in_domain for p in far)
         family_of = {v.id: v.family for v in db.model_versions.list()}
         assert {family_of[p.model_version_id] for p in far} == {"classifier", "segmenter", "anomaly"}
+
+        # New thresholds re-flag stored rows: the far image stays out of domain, scores kept.
+        reflag_folder(db, folder, replace(settings, anomaly_threshold=-1.0))
+        again = {p.model_version_id: p for p in db.predictions.for_image(images["checks.png"].id)}
+        assert all(again[p.model_version_id].flags == (OUT_OF_DOMAIN,)
+                   and again[p.model_version_id].in_domain == p.in_domain for p in far)
+        near_anomaly = [p for name, im in images.items() if name != "checks.png"
+                        for p in db.predictions.for_image(im.id) if family_of[p.model_version_id] == "anomaly"]
+        assert all(p.flags == ("anomaly",) and p.in_domain is not None for p in near_anomaly)
     finally:
         db.close()
 
