@@ -6,6 +6,7 @@ Heavy imports (torch, Qt, SQLAlchemy) happen inside the handlers so ``--help`` a
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
@@ -68,7 +69,9 @@ def _handler(module: str, func: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _then_fit_domain(train: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A family's train command, then its model's domain statistics (``app.commands.domain``)."""
+    """A family's train command, then its model's domain statistics (``app.commands.domain``);
+    the family's own function stays reachable as ``__wrapped__``."""
+    @functools.wraps(train)
     def run(args: argparse.Namespace) -> int:
         code = int(train(args) or 0)
         if code == 0 and not getattr(args, "no_domain_fit", False):
