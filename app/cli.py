@@ -6,6 +6,7 @@ Heavy imports (torch, Qt, SQLAlchemy) happen inside the handlers so ``--help`` a
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
@@ -17,7 +18,8 @@ from inference import families
 
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
-COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit", "models")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit", "models",
+            "domain")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -40,6 +42,19 @@ def _common(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
 def _handler(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         return int(getattr(importlib.import_module(module), func)(args) or 0)
+
+    return run
+
+
+def _then_fit_domain(train: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A family's train command, then its model's domain statistics (``app.commands.domain``);
+    the family's own function stays reachable as ``__wrapped__``."""
+    @functools.wraps(train)
+    def run(args: argparse.Namespace) -> int:
+        code = int(train(args) or 0)
+        if code == 0 and not getattr(args, "no_domain_fit", False):
+            importlib.import_module("app.commands.domain").after_train(args)
+        return code
 
     return run
 
@@ -119,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
             _common(fp)
             mod = importlib.import_module(FAMILY_CLI[family])  # argument definitions only: no torch
             getattr(mod, f"add_{verb}_arguments")(fp)
-            fp.set_defaults(func=getattr(mod, f"run_{verb}"))
+            run = getattr(mod, f"run_{verb}")
+            if verb == "train":
+                fp.add_argument("--no-domain-fit", action="store_true",
+                                help="do not describe the training images for out-of-domain flags afterwards")
+                run = _then_fit_domain(run)
+            fp.set_defaults(func=run)
 
     p = sub.add_parser("retrain", help="train a new model version from the reviewed labels in the database")
     p.add_argument("family", choices=FAMILIES)
@@ -154,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="model versions: list, compare a challenger, promote, roll back")
     _models_arguments(p)
+
+    p = sub.add_parser("domain", help="what a model was trained on: its out-of-domain statistics")
+    dsub = p.add_subparsers(dest="domain_command", metavar="ACTION", required=True)
+    fit = dsub.add_parser("fit", help="describe a model directory's training images (domain.safetensors + "
+                                      "domain.json), so its predictions get an in-domain score")
+    fit.add_argument("--model", required=True, metavar="DIR", help="the model directory")
+    fit.add_argument("--data", required=True, metavar="FOLDER", help="its training images (searched recursively)")
+    fit.add_argument("--list", metavar="FILE", help="only the images whose stem or relative path is a line of FILE "
+                                                   "(a split file such as train.txt)")
+    fit.add_argument("--quantile", type=float, default=0.99,
+                     help="threshold: this quantile of the training images' out-of-fold distances (default 0.99)")
+    fit.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    fit.add_argument("--seed", type=int, default=0)
+    _common(fit)
+    fit.set_defaults(func=_handler("app.commands.domain", "fit"))
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

@@ -14,6 +14,7 @@ Several workers may share one database: claiming is atomic (SKIP LOCKED on Postg
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ import numpy as np
 
 from app.services.artifacts import ArtifactStore, artifact_root
 from app.services.champion import COMPARE
-from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
+from app.services.flags import FlagSettings, flag_result
 from app.services.prelabel import PRELABEL
 from app.services.project_settings import load_project_settings
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
@@ -357,8 +358,7 @@ class Worker:
             (flagged if flags.flagged else clear).append(item.image_id)
             priorities[item.image_id] = flags.priority
             for family, vid in versions.items():
-                own = tuple(f for f in flags.reasons if f in FAMILY_REASONS[family])
-                preds.append(self._prediction(family, item.image_id, vid, r, own))
+                preds.append(self._prediction(family, item.image_id, vid, r, flags.for_family(family)))
                 self.stats.per_family[family] = self.stats.per_family.get(family, 0) + 1
         # Image-level flags first: if we die before the commit below, the items are redone and
         # these idempotent writes repeated; the reverse order could leave done items unflagged.
@@ -392,6 +392,11 @@ class Worker:
 
     def _prediction(self, family: str, image_id: int, version_id: int, r: ImageResult,
                     flags: tuple[str, ...]) -> PredictionIn:
+        pred = self._family_prediction(family, image_id, version_id, r, flags)
+        return dataclasses.replace(pred, in_domain=r.in_domain.get(family))
+
+    def _family_prediction(self, family: str, image_id: int, version_id: int, r: ImageResult,
+                           flags: tuple[str, ...]) -> PredictionIn:
         if family == "classifier" and r.classifier is not None:
             c = r.classifier
             return PredictionIn(image_id, version_id, class_scores=c.score_dict(), predicted_class=c.label,

@@ -149,6 +149,7 @@ class PredictionIn:
     anomaly_score: float | None = None
     anomaly_map_ref: str | None = None
     flags: tuple[str, ...] = ()
+    in_domain: float | None = None  # the model's in-domain score (inference.domain); None: no statistics
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,7 @@ class PredictionInfo:
     anomaly_map_ref: str | None
     flags: tuple[str, ...]
     created_at: datetime
+    in_domain: float | None = None
 
 
 class _Unchanged:

@@ -203,6 +203,8 @@ class Prediction(Base):
     anomaly_map_ref: Mapped[str | None] = mapped_column(String(4096))
     flags: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # How like the model's training images this image is (inference.domain; < 0.5: out of domain).
+    in_domain: Mapped[float | None] = mapped_column(Float)
 
 
 class LabelRevision(Base):

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 _COLUMNS = ("class_scores", "predicted_class", "confidence", "mask_png", "mask_ref", "target_count",
-            "anomaly_score", "anomaly_map_ref")
+            "anomaly_score", "anomaly_map_ref", "in_domain")
 
 
 def prediction_dto(row: Prediction) -> PredictionInfo:
@@ -89,6 +89,12 @@ class PredictionRepository:
         """Images this version has already predicted (a resumed job skips them)."""
         with self.db.session() as s:
             return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id)))
+
+    def image_ids_below(self, model_version_id: int, in_domain_below: float) -> set[int]:
+        """Images whose in-domain score by this version is below ``in_domain_below`` (out of domain)."""
+        with self.db.session() as s:
+            return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id,
+                                                                   Prediction.in_domain < in_domain_below)))
 
     def delete_for_model_version(self, model_version_id: int) -> None:
         with self.db.session(write=True) as s:

@@ -18,7 +18,7 @@ Columns are selected with Core (no ORM objects) and returned as frozen rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, and_, case, false, func, literal, or_, select
@@ -62,6 +62,8 @@ class QueueRow:
     anomaly_score: float | None
     label_class: str | None
     content_hash: str | None  # keys the thumbnail cache
+    # family -> in-domain score of the active version's prediction (families with one)
+    in_domain: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class QueueQuery:
     class_name: str | None = None         # predicted or labelled class
     score_min: float | None = None        # anomaly score range (images without a score excluded)
     score_max: float | None = None
+    in_domain_below: float | None = None  # only images some version's in-domain score is below (out of domain)
     include_missing: bool = False
     sort: str = "name"
     descending: bool = False
@@ -133,8 +136,9 @@ class _Shape:
         self.tie_ascending = not qq.descending      # the name's and id's
         self.alias_of = {"pc": self.pc, "ps": self.ps, "pa": self.pa}
         self.key_alias = {"confidence": "pc", "target_count": "ps", "anomaly_score": "pa"}.get(self.column or "")
-        self.needs = {"pc": qq.class_name is not None, "ps": False,
-                      "pa": qq.score_min is not None or qq.score_max is not None}
+        domain = qq.in_domain_below is not None
+        self.needs = {"pc": qq.class_name is not None or domain, "ps": domain,
+                      "pa": qq.score_min is not None or qq.score_max is not None or domain}
         ranked = tuple(dict.fromkeys(qq.ranking))[:MAX_RANKED] if qq.sort == "label_next" else ()
         self.ranked = ranked
         # The rank of a ranked image (NULL for the others): the first stretch's sort value.
@@ -174,6 +178,9 @@ class _Shape:
             conds.append(score >= qq.score_min)
         if qq.score_max is not None:
             conds.append(score <= qq.score_max)
+        if qq.in_domain_below is not None:
+            below = qq.in_domain_below
+            conds.append(or_(self.pc.in_domain < below, self.ps.in_domain < below, self.pa.in_domain < below))
         return conds
 
     def sort_value(self) -> ColumnElement[Any]:
@@ -208,10 +215,15 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, 
     key = shape.sort_value()
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
-                   pa.anomaly_score, shape.label_class, Image.content_hash, key.label("k0"),
-                   shape.name_key.label("k1"))
+                   pa.anomaly_score, shape.label_class, Image.content_hash, pc.in_domain.label("d0"),
+                   ps.in_domain.label("d1"), pa.in_domain.label("d2"), key.label("k0"), shape.name_key.label("k1"))
             .select_from(Image).join(Folder, Folder.id == Image.folder_id))
     return shape.joins(stmt, every=True, inner=inner)
+
+
+def _queue_row(r: Row[Any]) -> QueueRow:
+    scores = zip(("classifier", "segmenter", "anomaly"), (r.d0, r.d1, r.d2))
+    return replace(QueueRow(*tuple(r)[:14]), in_domain={f: float(v) for f, v in scores if v is not None})
 
 
 def _after(order: list[tuple[SQLColumnExpression[Any], bool]], values: tuple[Any, ...]) -> ColumnElement[Any]:
@@ -279,7 +291,7 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
                     .order_by(*(e.asc() if a else e.desc() for e, a in seg.order))
                     .limit(limit - len(rows)))
             got = list(s.execute(stmt))
-            rows.extend(QueueRow(*r[:14]) for r in got)
+            rows.extend(_queue_row(r) for r in got)
             if got:
                 cursor = Cursor(index, _cursor_values(len(seg.order), got[-1]))
     return QueuePage(rows, cursor)
@@ -302,7 +314,7 @@ def queue_row(db: "Database", image_id: int, qq: QueueQuery = QueueQuery()) -> Q
                               anomaly_id=qq.anomaly_id, include_missing=True))
     with db.session() as s:
         row = s.execute(_rows_select(shape).where(Image.id == image_id)).first()
-    return None if row is None else QueueRow(*row[:14])
+    return None if row is None else _queue_row(row)
 
 
 def queue_rows(db: "Database", qq: QueueQuery, page_size: int = 5000) -> list[QueueRow]:

@@ -66,3 +66,25 @@ def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size
             full = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
             results.append(AnomalyPrediction(full, float(s), bool(not math.isnan(thr) and s > thr), thr))
     return results
+
+
+@torch.no_grad()
+def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+    """Float images -> (n, 2 d) embeddings: mean and spread over the image of the comparer's token
+    embeddings (``token_features``), or of the appearance features of a model without one; what
+    ``inference.domain`` describes and scores."""
+    model = loaded.model
+    model.eval()
+    cfg = model.config
+    device = next(iter(model.buffers()), next(model.parameters())).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = np.stack([anomaly_input(img, cfg.image_size, cfg.in_channels) for img in images[start:start + batch_size]])
+        x = normalise_batch(model, batch, device)
+        if hasattr(model, "token_features"):
+            feats = model.token_features(x)[..., :-2]  # the last two columns are token positions
+            feats = feats.reshape(feats.shape[0], -1, feats.shape[-1])
+        else:
+            feats = model.features(x).flatten(2).transpose(1, 2)
+        out.append(torch.cat([feats.mean(dim=1), feats.std(dim=1, correction=0)], dim=1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

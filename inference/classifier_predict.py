@@ -7,12 +7,13 @@ model's own input (channels and size from its saved config) and returns plain da
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import torch
 
 from inference.checkpoints import LoadedModel
+from inference.models.memory_mamba import MemoryMamba
 from inference.preprocess import classifier_input
 
 
@@ -97,3 +98,18 @@ def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size
             i = int(p.argmax())
             out.append(ClassPrediction(p.astype(np.float32), classes, i, classes[i], float(p[i])))
     return out
+
+
+@torch.no_grad()
+def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """Float images -> (n, d) pooled backbone embeddings at the model's input (``MemoryMamba.embedding``),
+    what ``inference.domain`` describes and scores."""
+    cfg = loaded.config
+    model = cast(MemoryMamba, loaded.model)
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = np.stack([resize_to_model_input(im, cfg.img_size, cfg.in_chans) for im in images[start:start + batch_size]])
+        out.append(model.embedding(torch.from_numpy(batch).to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

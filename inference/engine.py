@@ -158,6 +158,7 @@ class InspectionEngine:
         families = self._check(families)
         good = [(i, d) for i, (_, _, d) in enumerate(items) if isinstance(d, DecodedImage)]
         per_family: dict[str, list] = {}
+        domain: dict[str, list[float] | None] = {}
         with torch.inference_mode():
             for f in families:
                 model = self._models[f]
@@ -167,6 +168,7 @@ class InspectionEngine:
                 images = [d.views[model.mode] for _, d in good]
                 sizes = [(d.height, d.width) for _, d in good]
                 per_family[f] = self._predict_family(f, images, sizes)
+                domain[f] = self._in_domain(f, images)
         out: list[ImageResult] = []
         index = {i: j for j, (i, _) in enumerate(good)}
         for i, (key, path, d) in enumerate(items):
@@ -183,8 +185,38 @@ class InspectionEngine:
                 classifier=per_family["classifier"][j] if "classifier" in per_family else None,
                 segmenter=per_family["segmenter"][j] if "segmenter" in per_family else None,
                 anomaly=per_family["anomaly"][j] if "anomaly" in per_family else None,
+                in_domain={f: s[j] for f, s in domain.items() if s is not None},
             ))
         return out
+
+    def _in_domain(self, family: str, images: list[np.ndarray]) -> list[float] | None:
+        """In-domain scores of a batch (None: no statistics, or the embedding failed, which costs
+        the score only: the prediction itself stands)."""
+        try:
+            with self._autocast(family):
+                return self._models[family].in_domain(images)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("%s: in-domain scores of a batch of %d failed (%s)", family, len(images), exc)
+            return None
+
+    def embed_files(self, paths: Sequence[str | os.PathLike], family: str,
+                    batch_size: int = 16) -> tuple[np.ndarray, list[str]]:
+        """(n, d) embeddings of the readable ``paths`` by ``family``'s model, decoded as for
+        prediction, and the paths that could not be read (domain statistics are fitted on these)."""
+        model = self._models[family]
+        modes = {model.mode: model.max_side}
+        rows: list[np.ndarray] = []
+        unreadable: list[str] = []
+        with torch.inference_mode():
+            for start in range(0, len(paths), batch_size):
+                batch = [str(p) for p in paths[start:start + batch_size]]
+                decoded = list(self._pool.map(lambda p: self._decode_one(p, modes), batch))
+                images = [d.views[model.mode] for d in decoded if isinstance(d, DecodedImage)]
+                unreadable += [p for p, d in zip(batch, decoded) if not isinstance(d, DecodedImage)]
+                if images:
+                    with self._autocast(family):
+                        rows.append(model.embed(images).astype(np.float32))
+        return (np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)), unreadable
 
     def _predict_family(self, family: str, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list:
         """The family's results; if the batch fails (e.g. out of GPU memory), each image alone,

@@ -9,6 +9,7 @@ half-precision check.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 from pathlib import Path
 from typing import Sequence
@@ -19,8 +20,11 @@ import torch
 
 from . import families
 from .checkpoints import CheckpointError, LoadedModel
+from .domain import DomainError, DomainStats, load_domain
 from .preprocess import anomaly_input
 from .results import AnomalyResult, ClassResult, SegmentResult
+
+log = logging.getLogger(__name__)
 
 # Whole frames up to this side go to the segmenter unshrunk (its helper tiles beyond 1024):
 # small targets are a few pixels wide, so shrinking loses them.
@@ -45,6 +49,14 @@ class FamilyModel:
         self.path = Path(loaded.path) if loaded.path else Path()
         self.mode = "rgb"
         self.max_side = 512
+        self.domain: DomainStats | None = None  # what the model was trained on (inference.domain)
+        self.domain_problem = ""  # why damaged statistics were set aside
+        if loaded.path:
+            try:
+                self.domain = load_domain(loaded.path)
+            except DomainError as exc:  # the model still predicts; its images get no in-domain score
+                self.domain_problem = str(exc)
+                log.warning("%s: domain statistics not used: %s", loaded.path, exc)
 
     @property
     def device(self) -> torch.device:
@@ -52,6 +64,16 @@ class FamilyModel:
 
     def predict(self, images: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> list:
         raise NotImplementedError
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, d) pooled backbone embeddings of decoded images (the family helper's ``embed_images``)."""
+        return embed_images(self.loaded, images)
+
+    def in_domain(self, images: Sequence[np.ndarray]) -> list[float] | None:
+        """Each image's in-domain score, None when the model carries no domain statistics."""
+        if self.domain is None or not images:
+            return None
+        return [float(s) for s in self.domain.scores(self.embed(images))]
 
     def difference(self, a: list, b: list) -> float:
         raise NotImplementedError
@@ -134,6 +156,14 @@ def adapter_class(family: str) -> type[FamilyModel]:
     """The catalogue's adapter for ``family`` (imported lazily from its "module:Class" path)."""
     cls: type[FamilyModel] = families.load_entry(families.family(family).adapter)
     return cls
+
+
+def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray]) -> np.ndarray:
+    """Float images (as the engine decodes them) -> (n, d) float32 embeddings of ``loaded``'s
+    backbone, by its family's helper: plain numpy in and out, for domain statistics and for
+    anyone who wants to compare images as the model sees them."""
+    helper = _helper(families.family(loaded.family).predict_module, loaded)
+    return np.asarray(helper.embed_images(loaded, list(images)), np.float32)
 
 
 def family_model(loaded: LoadedModel) -> FamilyModel:

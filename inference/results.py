@@ -5,7 +5,8 @@ no model objects and no database rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
@@ -52,6 +53,8 @@ class ImageResult:
     segmenter: SegmentResult | None = None
     anomaly: AnomalyResult | None = None
     error: str | None = None
+    # family -> in-domain score (inference.domain), for families whose model has domain statistics
+    in_domain: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

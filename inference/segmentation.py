@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from inference.checkpoints import CheckpointError, LoadedModel
-from inference.models.mim_istd import segment_logits
+from inference.models.mim_istd import pad_to_stride, segment_logits
 from inference.models.target_verifier import verify
 from inference.preprocess import segmenter_input, standardise
 from inference.segmenter_metrics import SegmentationMeter, components
@@ -309,3 +309,31 @@ def predict_masks(
     frames = [standardise(segmenter_input(img, in_chans)) for img in images]
     probs = predict_probabilities(model_members(loaded), frames, device, standardised=True, flips=model_flips(loaded))
     return [post(p, f) for p, f in zip(probs, frames)]
+
+
+# Frames are shrunk to this side for their embedding: the domain question (is this an infrared
+# sky frame like the training ones?) is about the whole scene, not its few-pixel targets, and the
+# encoder at full size would cost as much again as the prediction.
+EMBED_SIDE = 256
+
+
+@torch.no_grad()
+def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], device: str | torch.device | None = None) -> np.ndarray:
+    """Float images -> (n, 2 C) embeddings: the spatial mean and spread of the deepest encoder map
+    of the main network, on the frame shrunk to ``EMBED_SIDE`` (what ``inference.domain`` describes)."""
+    model = loaded.model
+    model.eval()
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    in_chans = model.config.in_chans
+    out = []
+    for img in images:
+        a = np.asarray(img, np.float32)
+        h, w = a.shape[:2]
+        if max(h, w) > EMBED_SIDE:
+            scale = EMBED_SIDE / max(h, w)
+            a = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        frame = standardise(segmenter_input(a, in_chans))
+        x, _ = pad_to_stride(torch.from_numpy(np.ascontiguousarray(frame)).to(dev)[None], model.config.stride)
+        deepest = model.encode(x)[1][-1]
+        out.append(torch.cat([deepest.mean(dim=(2, 3)), deepest.std(dim=(2, 3), correction=0)], dim=1)[0])
+    return torch.stack(out).float().cpu().numpy() if out else np.zeros((0, 0), np.float32)

@@ -33,6 +33,7 @@ def known_failures_only(db, job_id: int, known_bad: set[int]) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.services.flags import OUT_OF_DOMAIN_BELOW
     from app.services.indexing import FolderIndexError, index_folder
     from app.services.prelabel import PrelabelError, failed_images, job_status, submit_routed_prelabel
     from app.worker import Worker, WorkerOptions
@@ -111,14 +112,17 @@ def run(args: argparse.Namespace) -> int:
         failed = [f for j in job_ids for f in failed_images(db, j)]
         folder_ids = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id))}
         with_prediction: dict[str, set[int]] = {}  # per family: this folder's images its version(s) labelled
+        outside: dict[str, set[int]] = {}  # per family: those its version called out of domain
         for j in job_ids:
             for f, v in params[j]["model_versions"].items():
                 with_prediction.setdefault(f, set()).update(folder_ids & db.predictions.image_ids_with(int(v)))
+                outside.setdefault(f, set()).update(folder_ids & db.predictions.image_ids_below(int(v), OUT_OF_DOMAIN_BELOW))
         predicted = {f: len(ids) for f, ids in with_prediction.items()}
         processed = sum(s.done + s.failed for s in final)
         summary = {
             "images": len(folder_ids),
             "predicted": predicted,
+            "out_of_domain": {f: len(ids) for f, ids in outside.items()},
             "failed": [{"path": p, "reason": r} for p, r in failed],
             "seconds": round(seconds, 3),
             "images_per_second": round(processed / seconds, 3) if seconds > 0 else None,

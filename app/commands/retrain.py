@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir,
     )
     from database import DatabaseError, open_database
+    from inference.domain_fit import fit_after_training
     from inference.training.common import progress_listener
 
     events = Events(args.progress_json, sys.stdout)
@@ -203,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
                 refused = compared  # the error event carries the figures the refusal rests on
                 raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
             print(verdict, file=sys.stderr)
+        events.emit("stage", stage="domain", message="describing the training images (out-of-domain statistics)")
+        for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device):
+            print(line, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
         version = register_retrained(db, plan, time.monotonic() - started, compared)
         if args.activate:   # recorded as a promotion, as the Models dialog's would be

@@ -199,14 +199,17 @@ class GalleryModel(QAbstractListModel):
 
 def _tooltip(item: QueueItem) -> str:
     lines = [item.rel_path, f"state: {item.review_state}" + (" (flagged)" if item.flagged else "")]
-    if item.predicted_class:
+    outside = item.out_of_domain
+    if outside:
+        lines.append(f"out of domain for the {', '.join(outside)} model: unlike the images it was trained on")
+    if item.predicted_class and "classifier" not in outside:
         conf = f" {item.confidence:.0%}" if item.confidence is not None else ""
         lines.append(f"predicted: {item.predicted_class}{conf}")
     if item.label_class:
         lines.append(f"label: {item.label_class}")
-    if item.anomaly_score is not None:
+    if item.anomaly_score is not None and "anomaly" not in outside:
         lines.append(f"anomaly score: {item.anomaly_score:.3f}")
-    if item.target_count is not None:
+    if item.target_count is not None and "segmenter" not in outside:
         lines.append(f"targets: {item.target_count}")
     if item.error:
         lines.append(f"cannot load: {item.error}")

@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.gallery_model import ITEM_ROLE, GalleryModel
-from app.gui.style import ANOMALY_COLOR, FLAG_COLOR, STATE_COLORS, state_icon
+from app.gui.style import ANOMALY_COLOR, FLAG_COLOR, OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
 from app.gui.thumbnails import ThumbnailCache
 from app.services.review_types import QueueItem
 
@@ -91,14 +91,19 @@ class GalleryDelegate(QStyledItemDelegate):
         font.setPointSizeF(max(6.5, font.pointSizeF() - 1.5))
         font.setBold(True)
         p.setFont(font)
-        if item.anomaly_score is not None:
+        outside = item.out_of_domain  # those families' scores mean nothing here: say so instead
+        if item.anomaly_score is not None and not outside:
             hot = item.anomaly_score >= self.anomaly_threshold
             self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",
                        ANOMALY_COLOR if hot else QColor(40, 40, 40, 170))
-        if item.target_count:
+        if outside and "classifier" not in outside:  # where the score or targets would be
+            self._chip(p, OUT_OF_DOMAIN_TEXT, rect, "tr", OUT_OF_DOMAIN_COLOR)
+        elif item.target_count and "segmenter" not in outside:
             self._chip(p, f"◎{item.target_count}", rect, "tl", QColor(0, 140, 170, 200))
-        cls = item.label_class or item.predicted_class
-        if cls:
+        cls = item.label_class or (item.predicted_class if "classifier" not in outside else None)
+        if "classifier" in outside and not item.label_class:
+            self._chip(p, OUT_OF_DOMAIN_TEXT, rect, "bl", OUT_OF_DOMAIN_COLOR)
+        elif cls:
             conf = "" if item.label_class or item.confidence is None else f" {item.confidence:.0%}"
             bg = QColor(47, 127, 209, 220) if item.label_class else QColor(30, 30, 30, 180)
             self._chip(p, f"{cls}{conf}", rect, "bl", bg)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.style import STATE_COLORS, state_icon
+from app.gui.style import OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
 from app.services.object_classes import LabelObject
 from app.services.review_types import ImageDetail, LabelState, RevisionInfo
 
@@ -182,19 +182,33 @@ class LabelPanel(QWidget):
             self.pred_class.setText(f"<span style='color:#d14343'>pre-labelling failed: {escape(failed)}</span>"
                                     if failed else "not pre-labelled yet")
             self.pred_class.setToolTip(failed or "")
+            self.pred_targets.setToolTip("")
+            self.pred_anomaly.setToolTip("")
             self.pred_scores.setText("")
             self.pred_targets.setText("—")
             self.pred_anomaly.setText("—")
             self.anomaly_bar.setValue(0)
             self.pred_models.setText("")
             return
-        self.pred_class.setToolTip("")
+        # A model that calls the image unlike its training images has no answer worth showing:
+        # "out of domain" stands where its class, target count or score would.
+        outside = {f: _outside(p.in_domain.get(f)) for f in p.out_of_domain}
+        for family, label in (("classifier", self.pred_class), ("segmenter", self.pred_targets),
+                              ("anomaly", self.pred_anomaly)):
+            label.setToolTip(OUTSIDE_TIP if family in outside else "")
         conf = f" ({p.confidence:.1%})" if p.confidence is not None else ""
-        self.pred_class.setText(f"<b>{p.predicted_class}</b>{conf}" if p.predicted_class else "—")
         top = sorted(p.class_scores.items(), key=lambda kv: -kv[1])[:3]
-        self.pred_scores.setText("  ".join(f"{k} {v:.0%}" for k, v in top))
-        self.pred_targets.setText("—" if p.target_count is None else str(p.target_count))
-        if p.anomaly_score is None:
+        if "classifier" in outside:
+            self.pred_class.setText(outside["classifier"])
+            self.pred_scores.setText("")
+        else:
+            self.pred_class.setText(f"<b>{p.predicted_class}</b>{conf}" if p.predicted_class else "—")
+            self.pred_scores.setText("  ".join(f"{k} {v:.0%}" for k, v in top))
+        self.pred_targets.setText(outside.get("segmenter") or ("—" if p.target_count is None else str(p.target_count)))
+        if "anomaly" in outside:
+            self.pred_anomaly.setText(outside["anomaly"])
+            self.anomaly_bar.setValue(0)
+        elif p.anomaly_score is None:
             self.pred_anomaly.setText("—")
             self.anomaly_bar.setValue(0)
         else:
@@ -279,3 +293,13 @@ class LabelPanel(QWidget):
                             f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}"
                             + "".join(f"\n{k} {v}" for k, v in r.trace.items()))
             self.history.addItem(item)
+
+
+def _outside(score: float | None) -> str:
+    """What stands in place of an out-of-domain model's answer (its in-domain score, when known)."""
+    known = f" (in-domain score {score:.2f})" if score is not None else ""
+    return f"<b style='color:{OUT_OF_DOMAIN_COLOR.name()}'>{OUT_OF_DOMAIN_TEXT}</b>{known}"
+
+
+OUTSIDE_TIP = ("Out of domain: this image is unlike the images this model was trained on, so its answer "
+               "means little here (in-domain score below 0.5). Label it yourself or route it to another model.")

@@ -1,4 +1,4 @@
-"""Review-queue filters: state, flag, class, anomaly-score range, name search, sort order.
+"""Review-queue filters: state, flag, out of domain, class, anomaly-score range, name search, sort order.
 
 Emits a fresh ``QueueFilter`` (plain data) whenever anything changes; the main window asks
 the review service for the matching items. Counts per state are shown on the state buttons.
@@ -66,9 +66,14 @@ class QueuePanel(QWidget):
         self.flagged = QCheckBox("flagged")
         self.flagged.setToolTip("Only flagged images")
         self.flagged.toggled.connect(self._changed)
+        self.out_of_domain = QCheckBox("out of domain")
+        self.out_of_domain.setToolTip("Only images an active model calls unlike the images it was trained on "
+                                      "(its answer there means little: label them, or route them elsewhere)")
+        self.out_of_domain.toggled.connect(self._changed)
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.flagged)
+        top.addWidget(self.out_of_domain)
         grid.addLayout(top, 0, 0)
 
         states = QHBoxLayout()
@@ -188,6 +193,7 @@ class QueuePanel(QWidget):
             folder_id=self._folder_id,
             states=frozenset(s for s, b in self.state_buttons.items() if b.isChecked()),
             flagged_only=self.flagged.isChecked(),
+            out_of_domain_only=self.out_of_domain.isChecked(),
             class_name=self.class_combo.currentData(),
             score_min=self.smin.value() if scored else None,
             score_max=self.smax.bound() if scored else None,

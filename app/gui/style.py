@@ -25,6 +25,9 @@ REGION_RGB = (255, 60, 200)     # anomaly region: magenta
 PRED_MASK_RGB = (0, 220, 255)   # predicted mask: cyan
 ANOMALY_COLOR = QColor("#e8590c")
 FLAG_COLOR = QColor("#f2c14e")
+# An image unlike a model's training images: shown instead of that model's class or score.
+OUT_OF_DOMAIN_COLOR = QColor(120, 80, 170, 220)
+OUT_OF_DOMAIN_TEXT = "out of domain"
 
 
 _ICON_COLOR = {"color": "#2b2d31", "disabled": "#a0a4aa"}

@@ -6,6 +6,11 @@ explainable: each flag names why the image needs a look, and each flag adds a se
 priority below 1 from how near they came to a flag (classifier uncertainty, anomaly score over
 its threshold), so even "all fine" images are ordered from most to least doubtful.
 
+An image a model's domain statistics call unlike its training images (``inference.domain``) gets
+``out_of_domain`` instead of that model's other reasons: a "scratches 100 %" on an infrared sky
+frame is no defect to look for, it is an image the model cannot judge. Its severity grows with
+how far past the threshold the image lies.
+
 Thresholds are per project (``FlagSettings``), stored in the database's project settings
 (``app.services.project_settings``) so every station and worker flags with the same values.
 A folder (product) may override the anomaly threshold for one anomaly model version
@@ -21,13 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from inference.domain import OUT_OF_DOMAIN_BELOW as OUT_OF_DOMAIN_BELOW  # re-exported: prelabel report, GUI
+from inference.domain import is_out_of_domain as is_out_of_domain  # re-exported for the review service
 from inference.results import ImageResult
 
 ANOMALY = "anomaly"
 TARGETS = "small_targets"
 DEFECT = "defect_class"
 LOW_CONFIDENCE = "low_confidence"
-# Which reasons a family's own prediction row carries (the image carries them all).
+OUT_OF_DOMAIN = "out_of_domain"
+# Which reasons a family's own prediction row carries (the image carries them all); every family's
+# row may carry OUT_OF_DOMAIN, but only when its own model called the image out of domain.
 FAMILY_REASONS = {"classifier": (DEFECT, LOW_CONFIDENCE), "segmenter": (TARGETS,), "anomaly": (ANOMALY,)}
 
 
@@ -120,10 +129,29 @@ class FlagSettings:
 class Flags:
     reasons: tuple[str, ...]
     priority: float
+    out_of_domain: tuple[str, ...] = ()  # the families whose model called the image out of domain
 
     @property
     def flagged(self) -> bool:
         return bool(self.reasons)
+
+    def for_family(self, family: str) -> tuple[str, ...]:
+        """The reasons ``family``'s own prediction row carries."""
+        if family in self.out_of_domain:
+            return (OUT_OF_DOMAIN,)
+        return tuple(r for r in self.reasons if r in FAMILY_REASONS.get(family, ()))
+
+
+def out_of_domain_families(result: ImageResult) -> tuple[str, ...]:
+    """The families whose in-domain score puts the image outside their training domain."""
+    return tuple(f for f, s in result.in_domain.items() if is_out_of_domain(s))
+
+
+def _domain_severity(result: ImageResult, families: tuple[str, ...]) -> float:
+    """In [1, 2]: how far past the threshold the farthest family's distance is (score 0.5 ** ratio)."""
+    worst = min(result.in_domain[f] for f in families)
+    ratio = math.log(max(worst, 1e-300)) / math.log(0.5)  # distance / threshold
+    return _over(ratio, 1.0)
 
 
 def _over(value: float, threshold: float) -> float:
@@ -135,15 +163,20 @@ def _over(value: float, threshold: float) -> float:
 def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
     reasons: list[str] = []
     priority = 0.0
-    if result.anomaly is not None:
+    ood = out_of_domain_families(result)
+    if ood:
+        reasons.append(OUT_OF_DOMAIN)
+        priority += _domain_severity(result, ood)
+    if result.anomaly is not None and "anomaly" not in ood:
         thr = settings.anomaly_threshold if settings.anomaly_threshold is not None else result.anomaly.threshold
         if thr is not None and result.anomaly.score > thr:
             reasons.append(ANOMALY)
             priority += _over(result.anomaly.score, thr)
-    if result.segmenter is not None and result.segmenter.target_count >= settings.min_targets:
+    if (result.segmenter is not None and "segmenter" not in ood
+            and result.segmenter.target_count >= settings.min_targets):
         reasons.append(TARGETS)
         priority += _over(result.segmenter.target_count, settings.min_targets)
-    cls = result.classifier
+    cls = result.classifier if "classifier" not in ood else None
     if cls is not None:
         good = {c.lower() for c in settings.good_classes}
         if cls.label.lower() not in good:
@@ -154,7 +187,7 @@ def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
             priority += 1.0 + (settings.min_confidence - cls.confidence) / max(settings.min_confidence, 1e-6)
     if not reasons:
         priority = _closeness(result, settings)
-    return Flags(tuple(reasons), round(priority, 6))
+    return Flags(tuple(reasons), round(priority, 6), ood)
 
 
 def _closeness(result: ImageResult, settings: FlagSettings) -> float:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from app.services.flags import FAMILY_REASONS, FlagSettings, flag_result
+from app.services.flags import FlagSettings, flag_result
 from app.services.prelabel import FAMILIES, read_card
 from database.dto import ImageQuery, PredictionIn, PredictionInfo
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
@@ -45,7 +45,8 @@ def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
         seg = SegmentResult(np.zeros((0, 0), bool), int(p.target_count))
     if (p := preds.get("anomaly")) is not None and p.anomaly_score is not None:
         anom = AnomalyResult(_EMPTY, float(p.anomaly_score), anomaly_threshold)
-    return ImageResult(key=image_id, path="", classifier=cls, segmenter=seg, anomaly=anom)
+    in_domain = {f: float(p.in_domain) for f, p in preds.items() if p.in_domain is not None}
+    return ImageResult(key=image_id, path="", classifier=cls, segmenter=seg, anomaly=anom, in_domain=in_domain)
 
 
 def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
@@ -72,7 +73,7 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
         (flagged if flags.flagged else clear).append(image_id)
         priorities[image_id] = flags.priority
         for family, p in preds.items():
-            own = tuple(r for r in flags.reasons if r in FAMILY_REASONS[family])
+            own = flags.for_family(family)
             if own != p.flags:
                 rewritten.append(_prediction_in(p, own))
     if flagged:
@@ -94,5 +95,5 @@ def _prediction_in(p: PredictionInfo, flags: tuple[str, ...]) -> PredictionIn:
     base = PredictionIn(p.image_id, p.model_version_id, class_scores=p.class_scores,
                         predicted_class=p.predicted_class, confidence=p.confidence, mask_png=p.mask_png,
                         mask_ref=p.mask_ref, target_count=p.target_count, anomaly_score=p.anomaly_score,
-                        anomaly_map_ref=p.anomaly_map_ref)
+                        anomaly_map_ref=p.anomaly_map_ref, in_domain=p.in_domain)
     return replace(base, flags=flags)

@@ -19,7 +19,7 @@ import numpy as np
 
 from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
-from app.services.flags import FolderThreshold, find_folder_threshold
+from app.services.flags import OUT_OF_DOMAIN_BELOW, FolderThreshold, find_folder_threshold, is_out_of_domain
 from app.services.heat_region import threshold_region
 from app.services.object_classes import ObjectClass, ObjectClassError, as_json, parse, resolve
 from app.services.review_types import (
@@ -229,6 +229,7 @@ class ReviewService:
         return QueueQuery(folder_id=flt.folder_id, states=tuple(sorted(flt.states)),
                           flagged=True if flt.flagged_only else None, path_contains=flt.text or None,
                           class_name=flt.class_name, score_min=flt.score_min, score_max=flt.score_max,
+                          in_domain_below=OUT_OF_DOMAIN_BELOW if flt.out_of_domain_only else None,
                           sort=flt.sort, descending=flt.descending, classifier_id=ids.get("classifier"),
                           segmenter_id=ids.get("segmenter"), anomaly_id=ids.get("anomaly"),
                           ranking=tuple(flt.ranking) if flt.sort == "label_next" else ())
@@ -286,6 +287,8 @@ class ReviewService:
             anomalous=None if a is None or a.anomaly_score is None else a.anomaly_score >= thr,
             threshold=thr if a is not None else None,
             flags=flags, models={f: active[f].name for f in fam_pred},
+            out_of_domain=tuple(f for f, p in fam_pred.items() if is_out_of_domain(p.in_domain)),
+            in_domain={f: p.in_domain for f, p in fam_pred.items() if p.in_domain is not None},
         )
 
     def _mask_of(self, pred: PredictionInfo) -> np.ndarray | None:
@@ -473,4 +476,5 @@ def _queue_item(r: QueueRow) -> QueueItem:
         has_prediction=any(v is not None for v in (r.predicted_class, r.confidence, r.target_count,
                                                    r.anomaly_score)),
         content_hash=r.content_hash,
+        out_of_domain=tuple(f for f, v in r.in_domain.items() if is_out_of_domain(v)),
     )

@@ -46,6 +46,7 @@ class QueueItem:
     error: str | None = None
     has_prediction: bool = False
     content_hash: str | None = None  # keys the on-disk thumbnail cache
+    out_of_domain: tuple[str, ...] = ()  # families whose active model calls the image unlike its training images
 
     @property
     def name(self) -> str:
@@ -67,6 +68,7 @@ class QueueFilter:
     class_name: str | None = None  # predicted or labelled class
     score_min: float | None = None  # anomaly score range
     score_max: float | None = None
+    out_of_domain_only: bool = False  # only images an active model calls out of domain
     text: str = ""
     sort: str = "name"
     descending: bool = False
@@ -102,6 +104,8 @@ class PredictionView:
     threshold: float | None = None  # the image-level threshold the verdict used
     flags: tuple[str, ...] = ()
     models: dict[str, str] = field(default_factory=dict)  # family -> model version name
+    out_of_domain: tuple[str, ...] = ()  # families whose model calls the image unlike its training images
+    in_domain: dict[str, float] = field(default_factory=dict)  # family -> in-domain score (where known)
 
 
 @dataclass(frozen=True, eq=False)

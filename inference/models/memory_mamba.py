@@ -337,8 +337,8 @@ class MemoryMamba(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[BlockAux]]:
-        """(b, in_chans, H, W) floats in [0, 1] -> pooled features (b, C_last) and per-block aux."""
+    def feature_map(self, x: torch.Tensor) -> tuple[torch.Tensor, list[BlockAux]]:
+        """(b, in_chans, H, W) floats in [0, 1] -> normalised last-stage map (b, h, w, C_last) and per-block aux."""
         f = self.patch_embed(normalise_input(x, self.cfg))
         aux: list[BlockAux] = []
         for i, stage in enumerate(self.stages):
@@ -347,7 +347,19 @@ class MemoryMamba(nn.Module):
             for block in stage:
                 f, a = block(f)
                 aux.append(a)
-        return self.norm(f).mean(dim=(1, 2)), aux
+        return self.norm(f), aux
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[BlockAux]]:
+        """(b, in_chans, H, W) floats in [0, 1] -> pooled features (b, C_last) and per-block aux."""
+        f, aux = self.feature_map(x)
+        return f.mean(dim=(1, 2)), aux
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, in_chans, H, W) in [0, 1] -> (b, 2 C_last): the last-stage map's spatial mean and spread,
+        what the domain statistics describe (``inference.domain``): the mean alone is what the head
+        reads, the spread tells a texture from a flat frame whose mean happens to match."""
+        f, _ = self.feature_map(x)
+        return torch.cat([f.mean(dim=(1, 2)), f.std(dim=(1, 2), correction=0)], dim=1)
 
     def forward_with_aux(self, x: torch.Tensor) -> MemoryOutput:
         pooled, aux = self.features(x)

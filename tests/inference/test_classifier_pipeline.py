@@ -12,6 +12,7 @@ import torch
 from app.cli import main
 from inference.checkpoints import load_model, save_model
 from inference.classifier_predict import predict_images, resize_to_model_input
+from inference.domain import load_domain
 from inference.models.memory_mamba import MemoryMamba, preset
 from inference.training.classifier_data import (
     AugmentConfig,
@@ -215,6 +216,8 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert {"accuracy", "f1"} <= set(card["metrics"]["val_without_tta"])
     history = (out / "training" / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
+    domain = load_domain(out)  # train describes its training images for out-of-domain flags
+    assert domain is not None and domain.images == len(CLASSES) * 6  # train/ only, the corrupt file left out
     # resuming a finished run trains no more epochs and rewrites the same model
     assert main(args + ["--resume"]) == 0
     assert len((out / "training" / "history.jsonl").read_text().splitlines()) == 2

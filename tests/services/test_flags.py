@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.services.flags import ANOMALY, DEFECT, LOW_CONFIDENCE, TARGETS, FlagSettings, flag_result, load_flag_settings
+from app.services.flags import (
+    ANOMALY,
+    DEFECT,
+    LOW_CONFIDENCE,
+    OUT_OF_DOMAIN,
+    TARGETS,
+    FlagSettings,
+    flag_result,
+    load_flag_settings,
+)
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
 
 
@@ -39,6 +49,23 @@ def test_each_rule_flags_with_its_reason() -> None:
     both = flag_result(_result(score=0.9, targets=3, label="crack", conf=0.5), s)
     assert set(both.reasons) == {ANOMALY, TARGETS, DEFECT, LOW_CONFIDENCE}
     assert both.priority > flag_result(_result(score=0.9), s).priority >= 1
+
+
+def test_out_of_domain_replaces_that_familys_reasons_only() -> None:
+    s = FlagSettings()
+    r = _result(label="crack", conf=1.0, score=0.9)  # a sure defect and an anomaly...
+    outside = flag_result(replace(r, in_domain={"classifier": 0.1, "anomaly": 0.8}), s)
+    # ...but the classifier never saw anything like the image: its answer is no finding.
+    assert outside.reasons == (OUT_OF_DOMAIN, ANOMALY) and outside.out_of_domain == ("classifier",)
+    assert outside.for_family("classifier") == (OUT_OF_DOMAIN,) and outside.for_family("anomaly") == (ANOMALY,)
+    assert outside.for_family("segmenter") == ()
+    inside = flag_result(replace(r, in_domain={"classifier": 0.6, "anomaly": 0.8}), s)
+    assert set(inside.reasons) == {DEFECT, ANOMALY} and inside.out_of_domain == ()
+    # Farther outside ranks higher (severity 1 at the threshold, up to 2 at twice its distance).
+    near = flag_result(replace(_result(), in_domain={"segmenter": 0.45}), s)
+    far = flag_result(replace(_result(), in_domain={"segmenter": 0.01}), s)
+    assert near.reasons == far.reasons == (OUT_OF_DOMAIN,)
+    assert 1.0 <= near.priority < far.priority <= 2.0
 
 
 def test_thresholds_are_configurable() -> None:

@@ -18,6 +18,7 @@ from app.services.export_items import encode_mask
 from app.services.retraining import RetrainError, plan_retraining, version_name
 from database import FileEntry, LabelChange, ReviewState, open_database
 from inference.checkpoints import load_model, save_model
+from inference.domain import DOMAIN_JSON, load_domain
 from inference.models import registry
 from tests.tiny_models import one_thread, tiny_config  # noqa: F401  (one_thread: autouse)
 
@@ -153,7 +154,7 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     assert proc.returncode == 0, err
     events = events_of(out)
     stages = [e["stage"] for e in events if e["event"] == "stage"]
-    assert stages == ["export", "train", "compare", "register"]
+    assert stages == ["export", "train", "compare", "domain", "register"]
     verdict = next(e for e in events if e["event"] == "verdict")
     assert verdict["simple_answers"]["chosen"] == "trained_network" and "best simple answer" in verdict["message"]
     train = [e for e in events if e["event"] == "progress" and e["stage"] == "train"]
@@ -174,6 +175,10 @@ def test_retrain_command_registers_an_inactive_version_with_its_parent(station, 
     assert compared == done["comparison"] and compared["held_out_images"] == record["data"]["held_out"] > 0
     assert compared["parent_name"] == "clf-v1" and set(compared["new"]) == set(compared["parent"]) == {"accuracy", "f1"}
     assert "val" in json.dumps(new.metrics)  # the card's validation figures travel with the version
+    domain = load_domain(model_dir)  # what the new version was trained on, for its out-of-domain flags
+    assert domain is not None, err
+    assert domain.images >= 8 and "training images of" in json.loads(
+        (model_dir / DOMAIN_JSON).read_text())["source"]
     assert not list((home / "station-models").glob(".*.work"))  # the exported data is not kept
 
 

@@ -1,0 +1,51 @@
+"""``python main.py domain fit --model DIR --data FOLDER [--list FILE]``: give an existing model
+directory its out-of-domain statistics (``inference.domain``) from its training images."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.cli import CommandError
+
+
+def fit(args: argparse.Namespace) -> int:
+    from inference.checkpoints import CheckpointError
+    from inference.domain import DomainError
+    from inference.domain_fit import fit_directory, images_under
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise CommandError(f"{data} is not a folder")
+    names = None
+    if args.list:
+        try:
+            names = Path(args.list).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise CommandError(f"cannot read {args.list}: {exc}") from None
+    images = images_under(data, names)
+    if not images:
+        raise CommandError(f"no images under {data}" + (f" listed in {args.list}" if args.list else ""))
+    source = f"{data}" + (f" (listed in {args.list})" if args.list else "")
+    try:
+        result = fit_directory(args.model, images, device=args.device, quantile=args.quantile, seed=args.seed,
+                               source=source)
+    except (CheckpointError, DomainError) as exc:
+        raise CommandError(str(exc)) from None
+    s = result.stats
+    print(f"{result.directory}: domain statistics of {result.images} images ({s.dim} dimensions, "
+          f"{s.components.shape[0]} components); out-of-domain threshold {s.threshold:.3f} "
+          f"(the {s.quantile:.3g} quantile of their out-of-fold distances)")
+    if result.unreadable:
+        print(f"{len(result.unreadable)} unreadable images left out")
+    return 0
+
+
+def after_train(args: argparse.Namespace) -> None:
+    """After ``train FAMILY``: domain statistics for each model directory it wrote (``--out``, or the
+    segmenter's ``final/`` and ``best/``) from the training images of ``--data``."""
+    from inference.domain_fit import fit_after_training
+
+    out = Path(args.out)
+    dirs = [d for d in (out, out / "final", out / "best") if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
+    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto")):
+        print(line)

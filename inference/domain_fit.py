@@ -1,0 +1,121 @@
+"""Fitting a model directory's domain statistics from its training images (``inference.domain``).
+
+One function for every writer: ``python main.py domain fit``, the trainers at the end of a run and
+retraining all call ``fit_directory``, so the embedding, the out-of-fold threshold and the files are
+the same whoever writes them. It runs the model as the worker does (the engine's decoder and the
+family adapter's ``embed``), so the statistics describe exactly what prediction will score.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .checkpoints import read_json
+from .domain import (
+    DEFAULT_COMPONENTS,
+    DEFAULT_FOLDS,
+    DEFAULT_QUANTILE,
+    DomainError,
+    DomainStats,
+    fit_domain,
+    save_domain,
+)
+from .imageio import is_image_file
+
+log = logging.getLogger(__name__)
+
+# Fitting on more images than this adds little to a Gaussian of a few hundred dimensions and
+# costs a forward pass each: a larger set is subsampled evenly (with a fixed seed).
+MAX_FIT_IMAGES = 4000
+
+EMBEDDING_NOTE = {
+    "classifier": "mean and spread over space of the normalised last-stage feature map (MemoryMamba.embedding)",
+    "segmenter": "mean and spread over space of the deepest encoder sentence map, frame shrunk to 256 px",
+    "anomaly": "mean and spread over the image of the comparer's unit token embeddings",
+}
+
+
+@dataclass(frozen=True)
+class DomainFit:
+    stats: DomainStats
+    images: int
+    unreadable: tuple[str, ...]
+    directory: Path
+
+
+def images_under(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
+    """Every image under ``folder`` (recursive, sorted); with ``names``, only the images whose
+    file stem or path relative to ``folder`` is listed (a split file such as SIRST's train.txt)."""
+    root = Path(folder)
+    found = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    if names is None:
+        return found
+    wanted = {n.strip() for n in names if n.strip()}
+    return [p for p in found if p.stem in wanted or p.relative_to(root).as_posix() in wanted]
+
+
+def training_images(data: str | os.PathLike) -> list[Path]:
+    """The training images of a data folder in any layout the station's trainers read: SIRST-style
+    ``images/`` + ``train.txt``; MVTec ``train/good`` (or one category holding it); an image
+    folder's ``train/``; otherwise every image under it. Used after training and retraining."""
+    root = Path(data)
+    if (root / "train.txt").is_file() and (root / "images").is_dir():
+        return images_under(root / "images", (root / "train.txt").read_text(encoding="utf-8").splitlines())
+    # MVTec: train/ holds only good/ (an image folder whose classes include "good" holds more).
+    goods = [root / "train" / "good"] + sorted(root.glob("*/train/good"))
+    good = next((g for g in goods if g.is_dir() and [d.name for d in g.parent.iterdir() if d.is_dir()] == ["good"]), None)
+    if good is not None:
+        return images_under(good)
+    return images_under(root / "train" if (root / "train").is_dir() else root)
+
+
+def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto") -> list[str]:
+    """Give each trained model directory its domain statistics from ``data``'s training images;
+    returns one line per directory (what was written, or why not: training itself never fails here)."""
+    images = training_images(data)
+    lines = []
+    for d in model_dirs:
+        try:
+            fit = fit_directory(d, images, device=device, source=f"training images of {data}")
+        except Exception as exc:  # noqa: BLE001 - the model is good without statistics; say why there are none
+            lines.append(f"{d}: no domain statistics ({type(exc).__name__}: {exc})")
+            continue
+        lines.append(f"{d}: domain statistics of {fit.images} training images, out-of-domain threshold "
+                     f"{fit.stats.threshold:.3f}")
+    return lines
+
+
+def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
+    if len(paths) <= limit:
+        return list(paths)
+    keep = np.sort(np.random.default_rng(seed).choice(len(paths), limit, replace=False))
+    return [paths[i] for i in keep]
+
+
+def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLike], device: str = "auto",
+                  quantile: float = DEFAULT_QUANTILE, components: int = DEFAULT_COMPONENTS,
+                  folds: int = DEFAULT_FOLDS, seed: int = 0, source: str = "",
+                  max_images: int = MAX_FIT_IMAGES) -> DomainFit:
+    """Embed the training ``images`` with the model in ``model_dir``, fit the statistics (threshold
+    out-of-fold on these images only) and write ``domain.safetensors`` + ``domain.json`` beside it."""
+    from .engine import InspectionEngine  # torch: imported only by those who fit
+
+    d = Path(model_dir)
+    family = str(read_json(d / "config.json").get("family", ""))
+    paths = _subsample([Path(p) for p in images], max_images, seed)
+    if not paths:
+        raise DomainError(f"no training images given for {d}")
+    with InspectionEngine({family: d}, device=device, half=False) as engine:
+        emb, unreadable = engine.embed_files(paths, family)
+    if unreadable:
+        log.warning("%d of %d training images unreadable, left out (first: %s)", len(unreadable), len(paths), unreadable[0])
+    stats = fit_domain(emb, quantile=quantile, components=components, folds=folds, seed=seed,
+                       embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}")
+    save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed,
+                           "subsampled_from": len(images) if len(images) > len(paths) else None})
+    return DomainFit(stats, int(emb.shape[0]), tuple(unreadable), d)

@@ -1,0 +1,70 @@
+"""Out-of-domain images in the station: the label panel and the badges say "out of domain" instead
+of the model's class or score, and the queue's "out of domain" filter keeps only those images.
+
+Predictions are stored as the worker stores them (tests/worker/test_out_of_domain.py runs the real
+worker with tiny models on an out-of-domain image)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from app.services.flags import OUT_OF_DOMAIN
+from database.dto import ImageQuery, PredictionIn
+from tests.gui.conftest import build_window, wait_shown
+from tests.gui.fixtures import seed_predictions
+
+
+def _mark_out_of_domain(db, folder_id: int, versions: dict[str, int], names: set[str]) -> list[int]:
+    """The classifier calls ``names`` out of domain (score 0.1); every other prediction is in domain."""
+    outside = []
+    rows = []
+    for im in db.images.query(ImageQuery(folder_id=folder_id)):
+        far = im.rel_path in names
+        if far:
+            outside.append(im.id)
+        for family, vid in versions.items():
+            p = db.predictions.get(im.id, vid)
+            score = 0.1 if far and family == "classifier" else 0.8
+            flags = (OUT_OF_DOMAIN,) if far and family == "classifier" else p.flags
+            rows.append(replace(PredictionIn(im.id, vid, class_scores=p.class_scores, predicted_class=p.predicted_class,
+                                             confidence=p.confidence, mask_png=p.mask_png, target_count=p.target_count,
+                                             anomaly_score=p.anomaly_score, anomaly_map_ref=p.anomaly_map_ref),
+                                flags=flags, in_domain=score))
+    db.predictions.upsert_many(rows)
+    db.images.set_flagged(outside, True)
+    return outside
+
+
+def test_out_of_domain_shows_instead_of_the_class_and_the_filter_keeps_those_images(service, db, folder, artifacts,
+                                                                                    qtbot):
+    info = service.open_folder(folder)
+    versions = seed_predictions(db, info.id, artifacts)
+    outside = _mark_out_of_domain(db, info.id, versions, {"part_01.png", "part_04.png"})
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    try:
+        items = {it.image_id: it for it in win.gallery_model.items()}
+        assert {i for i, it in items.items() if it.out_of_domain} == set(outside)
+        assert items[outside[0]].out_of_domain == ("classifier",)
+
+        win.review.open_image(outside[0])
+        wait_shown(win, qtbot, outside[0])
+        panel = win.label_panel
+        qtbot.waitUntil(lambda: "out of domain" in panel.pred_class.text())
+        assert "%" not in panel.pred_class.text() and panel.pred_scores.text() == ""
+        assert "out of domain" in panel.pred_models.text()  # the flag, named
+        assert "out of domain" not in panel.pred_anomaly.text()  # the anomaly model is in its domain
+
+        inside = next(i for i in items if i not in outside)
+        win.review.open_image(inside)
+        wait_shown(win, qtbot, inside)
+        qtbot.waitUntil(lambda: "out of domain" not in panel.pred_class.text())
+        assert "%" in panel.pred_class.text()
+
+        win.queue_panel.out_of_domain.setChecked(True)
+        qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 2)
+        assert {it.image_id for it in win.gallery_model.items()} == set(outside)
+        win.queue_panel.out_of_domain.setChecked(False)
+        qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 6)
+    finally:
+        win.close()

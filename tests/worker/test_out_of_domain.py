@@ -1,0 +1,124 @@
+"""Out-of-domain images through the real worker: tiny models given domain statistics of dark,
+smooth images; a bright checkerboard is flagged ``out_of_domain`` with its in-domain score stored,
+the family's other reasons are withheld, and the prelabel report counts it."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.services.artifacts import ArtifactStore
+from app.services.flags import OUT_OF_DOMAIN, FlagSettings
+from app.services.indexing import index_folder
+from app.services.prelabel import submit_prelabel
+from app.services.reflag import reflag_folder
+from app.worker import Worker, WorkerOptions
+from database.dto import ImageQuery
+from inference.domain import OUT_OF_DOMAIN_BELOW, load_domain
+from inference.domain_fit import fit_directory
+from tests.worker.helpers import make_db
+
+
+def dark_images(folder: Path, n: int, seed: int) -> list[Path]:
+    """The tiny models' "training domain": dark, smooth gradients with a little noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    out = []
+    for i in range(n):
+        a, b = rng.uniform(0.05, 0.2, 2)
+        img = 40 + 30 * (a * xx + b * yy) + rng.normal(0, 2, (32, 32))
+        p = folder / f"dark_{i:03d}.png"
+        assert cv2.imwrite(str(p), np.clip(img, 0, 255).astype(np.uint8))
+        out.append(p)
+    return out
+
+
+def checkerboard(path: Path) -> Path:
+    """Far from that domain: full-contrast 2-pixel checks."""
+    yy, xx = np.mgrid[0:32, 0:32]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), (((yy // 2 + xx // 2) % 2) * 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def domain_models(tmp_path_factory, tiny_models) -> dict[str, Path]:
+    """Copies of the tiny models, each with statistics fitted on 40 dark images."""
+    root = tmp_path_factory.mktemp("domain_models")
+    train = dark_images(root / "train", 40, seed=1)
+    out = {}
+    for family, path in tiny_models.items():
+        out[family] = Path(shutil.copytree(path, root / path.name))
+        fit_directory(out[family], train, device="cpu", components=8)
+    return out
+
+
+def test_an_image_far_from_the_training_domain_is_flagged_out_of_domain(url, domain_models, tmp_path: Path) -> None:
+    db = make_db(url, domain_models)
+    try:
+        dark_images(tmp_path / "imgs", 4, seed=7)
+        checkerboard(tmp_path / "imgs" / "checks.png")
+        folder = index_folder(db, tmp_path / "imgs").folder_id
+        # Thresholds that flag nothing else, so the flag seen is the domain's.
+        settings = FlagSettings(min_confidence=0.0, min_targets=10**6, good_classes=("free", "crack"),
+                                anomaly_threshold=1e9)
+        submit_prelabel(db, folder_id=folder, flag_settings=settings)
+        Worker(db, WorkerOptions(device="cpu", batch_size=5, poll_s=0.05),
+               artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+        images = {im.rel_path: im for im in db.images.query(ImageQuery(folder_id=folder))}
+        far = db.predictions.for_image(images["checks.png"].id)
+        assert len(far) == 3
+        for p in far:
+            assert p.in_domain is not None and p.in_domain < OUT_OF_DOMAIN_BELOW
+            assert p.flags == (OUT_OF_DOMAIN,)
+        assert images["checks.png"].flagged and images["checks.png"].priority >= 1
+        near = [p for name, im in images.items() if name != "checks.png" for p in db.predictions.for_image(im.id)]
+        assert len(near) == 12 and all(p.in_domain is not None for p in near)
+        assert min(p.in_domain for p in near) > max(p.in_domain for p in far)
+        family_of = {v.id: v.family for v in db.model_versions.list()}
+        assert {family_of[p.model_version_id] for p in far} == {"classifier", "segmenter", "anomaly"}
+
+        # New thresholds re-flag stored rows: the far image stays out of domain, scores kept.
+        reflag_folder(db, folder, replace(settings, anomaly_threshold=-1.0))
+        again = {p.model_version_id: p for p in db.predictions.for_image(images["checks.png"].id)}
+        assert all(again[p.model_version_id].flags == (OUT_OF_DOMAIN,)
+                   and again[p.model_version_id].in_domain == p.in_domain for p in far)
+        near_anomaly = [p for name, im in images.items() if name != "checks.png"
+                        for p in db.predictions.for_image(im.id) if family_of[p.model_version_id] == "anomaly"]
+        assert all(p.flags == ("anomaly",) and p.in_domain is not None for p in near_anomaly)
+    finally:
+        db.close()
+
+
+def test_prelabel_report_counts_out_of_domain_images_per_family(sqlite_url, domain_models, tmp_path: Path) -> None:
+    from app.cli import main
+
+    db = make_db(sqlite_url, domain_models)
+    db.close()
+    dark_images(tmp_path / "imgs", 3, seed=9)
+    checkerboard(tmp_path / "imgs" / "checks.png")
+    checkerboard(tmp_path / "imgs" / "more" / "checks2.png")
+    report = tmp_path / "report.json"
+    assert main(["prelabel", str(tmp_path / "imgs"), "--db", sqlite_url, "--device", "cpu",
+                 "--report", str(report)]) == 0
+    counts = json.loads(report.read_text())["out_of_domain"]
+    assert counts == {"classifier": 2, "segmenter": 2, "anomaly": 2}
+
+
+def test_damaged_statistics_cost_the_score_only(tiny_models, tmp_path: Path) -> None:
+    from inference.engine import InspectionEngine
+
+    d = Path(shutil.copytree(tiny_models["classifier"], tmp_path / "cls"))
+    fit_directory(d, dark_images(tmp_path / "train", 20, seed=3), device="cpu", components=4)
+    assert load_domain(d) is not None
+    (d / "domain.safetensors").write_bytes(b"not a safetensors file")
+    with InspectionEngine({"classifier": d}, device="cpu") as engine:
+        assert "unreadable" in engine.model("classifier").domain_problem
+        [r] = engine.predict_paths([checkerboard(tmp_path / "c.png")])
+    assert r.ok and r.classifier is not None and r.in_domain == {}
