@@ -112,15 +112,6 @@ def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> li
     return points
 
 
-def _class_pure(groups: Sequence[str], labels: Sequence[str]) -> bool:
-    """Every group holds one class only: then a group fold holds out whole classes and scores 0."""
-    seen: dict[str, str] = {}
-    for g, c in zip(groups, labels):
-        if seen.setdefault(g, c) != c:
-            return False
-    return len(set(labels)) > 1
-
-
 def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str],
                   target: float = TARGET_ACCURACY, pool: int | None = None, seed: int = 0) -> LabelsNeeded:
     """The estimate for the labelled rows ``x`` (embeddings) with ``labels`` and their file names
@@ -136,10 +127,8 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
                             text=f"at least {least} more labels before a learning curve can be fitted "
                                  f"({n} so far, {len(set(labels))} class(es); the retrainer needs {MIN_PER_CLASS} "
                                  "per class and two classes)", at_least=True)
+    # ``auto`` skips file-name groups that are the classes (NEU's "crazing_12.png"): every fold would miss one
     groups, rule = assign_groups(list(file_names), labels, "auto")
-    if _class_pure(groups, labels):  # e.g. NEU's "crazing_12.png": the "group" is the class, every fold misses one
-        groups = assign_groups(list(file_names), labels, "none")[0]
-        rule = "none (the file-name groups were the classes)"
     points = _cv_points(np.asarray(x, dtype=np.float64), np.asarray(labels), groups, seed)
     if not points:
         return LabelsNeeded(floor or None, n, target, None, None,

@@ -43,18 +43,31 @@ def image_group(file_name: str, class_name: str, rule: str) -> str:
     raise ValueError(f"unknown group rule {rule!r}; choose from {', '.join(GROUP_RULES)}")
 
 
-def _usable(groups: Sequence[str], folds: int) -> bool:
-    """Enough groups for the folds, and at least one group holding more than one image."""
+def class_pure(groups: Sequence[str], class_names: Sequence[str]) -> bool:
+    """Every group holds one class only (and there are several classes): then the "groups" are the
+    classes (NEU's ``crazing_12.png`` prefix is its class), and a group fold holds out whole
+    classes, which no method can score on."""
+    seen: dict[str, str] = {}
+    for g, c in zip(groups, class_names):
+        if seen.setdefault(g, c) != c:
+            return False
+    return len(set(class_names)) > 1
+
+
+def _usable(groups: Sequence[str], class_names: Sequence[str], folds: int) -> bool:
+    """Enough groups for the folds, at least one group holding more than one image, and groups
+    that are not simply the classes."""
     distinct = set(groups)
-    return len(distinct) >= folds and len(distinct) < len(groups)
+    return len(distinct) >= folds and len(distinct) < len(groups) and not class_pure(groups, class_names)
 
 
 def assign_groups(file_names: Sequence[str], class_names: Sequence[str], rule: str = "auto",
                   folds: int = FOLDS) -> tuple[list[str], str]:
-    """Groups for every image and the rule that made them; ``auto`` tries folder, then prefix, then none."""
+    """Groups for every image and the rule that made them; ``auto`` tries folder, then prefix, then
+    none, skipping a rule whose groups are too few or are just the classes."""
     for candidate in (("folder", "prefix") if rule == "auto" else (rule,)):
         groups = [image_group(f, c, candidate) for f, c in zip(file_names, class_names)]
-        if rule != "auto" or _usable(groups, folds):
+        if rule != "auto" or _usable(groups, class_names, folds):
             return groups, candidate
     return [image_group(f, c, "none") for f, c in zip(file_names, class_names)], "none"
 

@@ -33,6 +33,16 @@ def test_auto_grouping_falls_back_from_folder_to_prefix_to_single_images() -> No
     assert rule == "none" and len(set(groups)) == 30
 
 
+def test_auto_grouping_skips_file_name_groups_that_are_the_classes() -> None:
+    """NEU's ``crazing_12.png``: the prefix is the class, so group folds would hold out whole classes."""
+    classes = ["crazing", "inclusion", "patches", "pitted", "rolled", "scratches"] * 10
+    names = [f"{c}_{i}.png" for i, c in enumerate(classes)]
+    groups, rule = assign_groups(names, classes)
+    assert rule == "none" and len(set(groups)) == 60
+    mixed = [f"exp{i % 5}_num_{i}.png" for i in range(60)]  # sessions hold several classes: kept
+    assert assign_groups(mixed, classes)[1] == "prefix"
+
+
 def test_group_folds_never_split_a_group() -> None:
     rng = np.random.default_rng(0)
     groups = [f"session{rng.integers(0, 9)}" for _ in range(120)]
