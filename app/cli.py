@@ -17,7 +17,7 @@ from inference import families
 
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
-COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit")
+COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "pretrain", "export", "import", "worker", "db", "audit")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)
     p.set_defaults(func=_handler("app.commands.retrain", "run"))
+
+    p = sub.add_parser("pretrain", help="pretrain a family's backbone on a folder's unlabelled images (self-supervised)")
+    importlib.import_module("app.commands.pretrain").add_arguments(p)  # argument definitions only: no torch
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.pretrain", "run"))
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
