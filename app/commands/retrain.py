@@ -114,7 +114,13 @@ def _on_sigterm(_signum, _frame) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from app.commands.retrain_candidates import backbone_dir, classifier_method, head_version, simple_answers_only, verdict_text
+    from app.commands.retrain_candidates import (
+        backbone_dir,
+        classifier_method,
+        head_version,
+        simple_answers_only,
+        verdict_text,
+    )
     from app.services.retraining import (
         RetrainError,
         comparison,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from app.services.retraining import RetrainError, RetrainPlan, read_json
+from app.services.retraining import RetrainError, RetrainPlan
 
 Progress = Callable[[str, int, int], None]
 TRAINED = "trained_network"
