@@ -69,7 +69,24 @@ def random_backbone(like: LoadedModel, seed: int) -> LoadedModel:
                        config=like.config, card={"kind": "random initialisation"})
 
 
+def table(result: dict) -> str:
+    """Markdown: one row per backbone, one column per labelled-set size (accuracy and macro F1, mean ± std)."""
+    shots = [str(n) for n in result["shots_per_class"]]
+    lines = ["| backbone | " + " | ".join(f"{n}/class acc (F1)" for n in shots) + " |",
+             "|---|" + "---|" * len(shots)]
+    for name, curve in result["curves"].items():
+        cells = [f"{curve[n]['accuracy_mean']:.3f} ± {curve[n]['accuracy_std']:.3f} ({curve[n]['f1_mean']:.3f})" for n in shots]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--table"]:  # print the tables of earlier runs' JSON files
+        for path in argv[1:]:
+            print(f"{path}\n\n{table(json.loads(Path(path).read_text(encoding='utf-8')))}\n")
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="split tree: train/<class>/*, val/<class>/*")
     ap.add_argument("--backbone", action="append", default=[], metavar="NAME=DIR", help="a model directory (repeatable)")
@@ -121,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"written {args.json}")
+    print(f"written {args.json}\n\n{table(result)}")
     return 0
 
 
