@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from app.cli import CommandError
+from inference import families
 
 INTERRUPTED_EXIT = 130
 
@@ -27,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "resume state under OUT/training/")
     p.add_argument("--family", default="classifier", choices=("classifier",),
                    help="whose backbone to pretrain (the classifier's MemoryMamba so far)")
-    p.add_argument("--preset", default="cpu", help="model size; must match the later `train --preset` (default: cpu)")
+    p.add_argument("--preset", default="cpu", choices=families.family("classifier").presets,
+                   help="model size; must match the later `train --preset` (default: cpu)")
     p.add_argument("--img-size", type=int, default=None, help="input size (default: the preset's)")
     p.add_argument("--input-norm", default=None, choices=("fixed", "per_image"),
                    help="input normalisation; must match the later training's (default: the preset's)")
