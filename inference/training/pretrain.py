@@ -228,8 +228,7 @@ def pretrain(opts: PretrainOptions, should_stop: Callable[[], bool] = lambda: Fa
         })
 
     views = ViewConfig()
-    progress = Progress(total=total_steps, desc="pretrain backbone", disable=opts.quiet)
-    progress.update(step)
+    progress = Progress(total=total_steps, desc="pretrain backbone", disable=opts.quiet, initial=step)
     model.train()
     head.train()
     while step < total_steps:
