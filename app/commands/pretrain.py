@@ -22,7 +22,8 @@ INTERRUPTED_EXIT = 130
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folder", required=True, type=Path,
-                   help="folder of images, searched recursively; labels and class folders are ignored")
+                   help="folder of images, searched recursively; labels and class folders are ignored. Not a folder "
+                        "on disk: an indexed folder of the station's database (id, path or name), its indexed images")
     p.add_argument("--out", type=Path, default=None,
                    help="model directory to write (default: FOLDER-pretrained beside the folder); "
                         "resume state under OUT/training/")
@@ -48,6 +49,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="progress as JSON lines on stdout (as retrain prints them); messages go to stderr")
 
 
+def indexed_images(db_url: str, folder: str) -> tuple[Path, tuple[Path, ...]]:
+    """The root and image files of an indexed folder of the station's database (id, path or name)."""
+    from app.services.export_source import FolderNotFound, resolve_folder
+    from database import DatabaseError, open_database
+
+    try:
+        db = open_database(db_url)
+    except DatabaseError as exc:
+        raise CommandError(f"--folder {folder}: not a folder on disk, and the station's database cannot be opened ({exc})") from None
+    try:
+        found = resolve_folder(db, folder)
+        if found is None:
+            raise FolderNotFound("no folder given")
+        root = Path(found.root_path)
+        return root, tuple(root / rel for rel in sorted(db.images.known_files(found.id)))
+    except FolderNotFound as exc:
+        raise CommandError(f"--folder {folder}: not a folder on disk, and {exc}") from None
+    finally:
+        db.close()
+
+
 def _command_line(argv: list[str]) -> str:
     return "python main.py " + shlex.join(argv)
 
@@ -58,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from inference.training.pretrain import PretrainCancelled, PretrainOptions, pretrain
 
     folder = Path(args.folder).expanduser()
+    paths, source = None, ""
+    if not folder.is_dir():
+        folder, paths = indexed_images(args.db, str(args.folder))
+        source = f"the {len(paths)} images indexed in the station's folder {args.folder}"
     out = Path(args.out).expanduser() if args.out else folder.absolute().parent / f"{folder.absolute().name}-pretrained"
     events = Events(args.progress_json, sys.stdout)
     stop: dict[str, int] = {}
@@ -71,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         input_norm=args.input_norm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         temperature=args.temperature, max_images=args.max_images, max_file_mb=args.max_file_mb, seed=args.seed,
         device=args.device, threads=args.threads, resume=args.resume, quiet=args.quiet or args.progress_json,
-        command=_command_line(sys.argv[1:]),
+        command=_command_line(sys.argv[1:]), paths=paths, source=source,
     )
     try:
         events.emit("stage", stage="pretrain", message=f"pretraining the {args.family} backbone on {folder}")

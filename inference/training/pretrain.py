@@ -82,6 +82,8 @@ class PretrainOptions:
     max_images: int = 20_000        # memory bound: images are preloaded at the model's input size
     max_file_mb: float = 64.0       # larger files are skipped with a message
     save_every: int = 25            # steps between resume-state saves
+    paths: tuple[Path, ...] | None = None  # these images of ``folder`` (a station's indexed ones) instead of a search
+    source: str = ""                # what ``paths`` are, for the card
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -176,7 +178,8 @@ def pretrain(opts: PretrainOptions, should_stop: Callable[[], bool] = lambda: Fa
         overrides["input_norm"] = opts.input_norm
     cfg = preset(opts.preset, opts.ablation, **overrides)
     folder = Path(opts.folder)
-    images = load_images(find_images(folder), cfg.img_size, cfg.color_mode, opts.max_images, opts.max_file_mb,
+    listed = [p for p in opts.paths if is_image_file(p)] if opts.paths is not None else find_images(folder)
+    images = load_images(listed, cfg.img_size, cfg.color_mode, opts.max_images, opts.max_file_mb,
                          progress=not opts.quiet)
     n = len(images.paths)
     if n < 2:
@@ -273,7 +276,7 @@ def pretrain(opts: PretrainOptions, should_stop: Callable[[], bool] = lambda: Fa
         "normalisation": {"input_range": [0.0, 1.0], **_normalisation_card(cfg)},
         "preset": opts.preset,
         "ablation": opts.ablation,
-        "data": {"root": str(folder), "images": n, "skipped": images.skipped[:200], "skipped_count": len(images.skipped),
+        "data": {"root": str(folder), "source": opts.source or "every image file under the folder", "images": n, "skipped": images.skipped[:200], "skipped_count": len(images.skipped),
                  "labels": "none used"},
         "pretraining": {
             "objective": OBJECTIVE,

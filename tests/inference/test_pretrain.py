@@ -144,3 +144,27 @@ def test_train_init_from_the_backbone_takes_all_but_the_class_layer(tmp_path, ca
     assert b.card["classes"] == ["dots", "plain", "stripes"]
     assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa if not k.startswith("head.3."))
     assert b.card["init_model"]["path"] == str(backbone)
+
+
+def test_folder_may_be_an_indexed_folder_of_the_station(tmp_path, capsys):
+    """--folder NAME that is no directory: the images the station indexed in that folder, and only those."""
+    from database import FileEntry, open_database
+
+    root = _images(tmp_path / "line3")
+    cv2.imwrite(str(root / "a" / "not_indexed.png"), np.full((32, 32), 128, np.uint8))
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    db = open_database(url)
+    folder = db.folders.add(str(root))
+    indexed = sorted(str(p.relative_to(root)) for p in root.rglob("img*.png"))
+    db.images.sync(folder.id, [FileEntry(rel, (root / rel).stat().st_size, 0, width=32, height=32) for rel in indexed])
+    db.close()
+    out = tmp_path / "backbone"
+    args = ["--db", url, "pretrain", "--out", str(out), "--preset", "test_tiny", "--epochs", "1", "--batch-size", "3",
+            "--threads", "1", "--device", "cpu", "--quiet"]
+    assert main(args + ["--folder", "line3"]) == 0
+    card = load_model(out).card
+    assert card["data"]["images"] == len(indexed) == 6 and card["data"]["root"] == str(root)
+    assert "indexed" in card["data"]["source"]
+    capsys.readouterr()
+    assert main(args + ["--folder", "no-such-line"]) == 2
+    assert "no indexed folder 'no-such-line'" in capsys.readouterr().err
