@@ -64,7 +64,9 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress):
         candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress)
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
-    write_chosen_head(loaded, candidates, arrays, plan.model_dir, loaded.card, plan.command_line())
+    # a pretrained backbone's card describes a backbone ("task", "kind"): the new version is a classifier
+    card = {k: v for k, v in loaded.card.items() if k != "task"} if loaded.card.get("kind") else loaded.card
+    write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line())
     return candidates
 
 
