@@ -190,6 +190,8 @@ def _init_record(init: Path | None, card: dict[str, Any]) -> dict[str, Any]:
         "initialisation": earlier.get("initialisation"),
         "metrics": card.get("metrics", {}),
         **({"init_model": card["init_model"]} if "init_model" in card else {}),
+        # a pretrained backbone (``main.py pretrain``) records its objective and data here instead of training
+        **({"kind": card["kind"], "pretraining": card.get("pretraining"), "data": card.get("data")} if card.get("kind") else {}),
     }
 
 

@@ -143,7 +143,8 @@ def test_train_init_from_the_backbone_takes_all_but_the_class_layer(tmp_path, ca
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert b.card["classes"] == ["dots", "plain", "stripes"]
     assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa if not k.startswith("head.3."))
-    assert b.card["init_model"]["path"] == str(backbone)
+    assert b.card["init_model"]["path"] == str(backbone) and b.card["init_model"]["kind"] == KIND
+    assert "InfoNCE" in b.card["init_model"]["pretraining"]["objective"] and b.card["init_model"]["data"]["images"] == 6
 
 
 def test_folder_may_be_an_indexed_folder_of_the_station(tmp_path, capsys):
