@@ -19,7 +19,7 @@ from inference import families
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
 COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit", "models",
-            "domain")
+            "domain", "pretrain")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     _common(fit)
     fit.set_defaults(func=_handler("app.commands.domain", "fit"))
+    p = sub.add_parser("pretrain", help="pretrain a family's backbone on a folder's unlabelled images (self-supervised)")
+    importlib.import_module("app.commands.pretrain").add_arguments(p)  # argument definitions only: no torch
+    _common(p)
+    p.set_defaults(func=_handler("app.commands.pretrain", "run"))
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

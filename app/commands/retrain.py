@@ -114,7 +114,13 @@ def _on_sigterm(_signum, _frame) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from app.commands.retrain_candidates import classifier_method, head_version, simple_answers_only, verdict_text
+    from app.commands.retrain_candidates import (
+        backbone_dir,
+        classifier_method,
+        head_version,
+        simple_answers_only,
+        verdict_text,
+    )
     from app.services.retraining import (
         RetrainError,
         comparison,
@@ -167,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         method = classifier_method(plan, args.method)
         if method == "head":
-            plan = dataclasses.replace(plan, start=f"linear head on the frozen backbone of {plan.parent.name if plan.parent else '--init'}",
+            start_dir = backbone_dir(plan)
+            of = plan.parent.name if plan.parent and start_dir == Path(plan.parent.checkpoint_path) else str(start_dir)
+            plan = dataclasses.replace(plan, start=f"linear head on the frozen backbone of {of}",
                                        head_only=args.groups)
             if args.epochs is not None or args.train_args.strip():
                 print("note: --epochs and --train-args apply to --method train; the linear head ignores them", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from app.services.retraining import RetrainError, RetrainPlan, read_json
+from app.services.retraining import RetrainError, RetrainPlan
 
 Progress = Callable[[str, int, int], None]
 TRAINED = "trained_network"
@@ -22,7 +22,7 @@ def classifier_method(plan: RetrainPlan, asked: str) -> str:
     has_backbone = "--init" in plan.train_args
     if asked == "head" and not has_backbone:
         raise RetrainError("--method head needs an active classifier version to take the backbone from "
-                           "(and no --from-scratch)")
+                           "(and no --from-scratch), or --train-args \"--init DIR\"")
     return "head" if asked == "head" or (asked == "auto" and has_backbone) else "train"
 
 
@@ -37,19 +37,36 @@ def _parent(plan: RetrainPlan):
         raise RetrainError(f"the active classifier cannot be read: {exc}") from None
 
 
+def backbone_dir(plan: RetrainPlan) -> Path | None:
+    """The model directory the run starts from: the last ``--init`` of its train arguments.
+
+    That is the active version's, unless ``--train-args "--init DIR"`` names another one (a
+    pretrained backbone, docs/pretraining.md): argparse lets the last one win, and so does this.
+    """
+    args = list(plan.train_args)
+    found = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--init"]
+    return Path(found[-1]) if found else None
+
+
 def head_version(plan: RetrainPlan, groups: str, progress: Progress):
     """Compare the heads and simple answers, then write the chosen head into ``plan.model_dir``."""
+    from inference.checkpoints import CheckpointError, load_model
     from inference.training.classifier_head import compare_candidates, write_chosen_head
 
-    if plan.parent is None:
-        raise RetrainError("the linear head needs an active classifier to start from")
-    loaded = _parent(plan)
+    start = backbone_dir(plan)
+    if start is None:
+        raise RetrainError("the linear head needs an active classifier (or --train-args \"--init DIR\") to start from")
+    try:
+        loaded = load_model(start, family="classifier")
+    except CheckpointError as exc:
+        raise RetrainError(f"the backbone to start from cannot be read: {exc}") from None
     try:
         candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress)
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
-    write_chosen_head(loaded, candidates, arrays, plan.model_dir, read_json(Path(plan.parent.checkpoint_path) / "card.json"),
-                      plan.command_line())
+    # a pretrained backbone's card describes a backbone ("task", "kind"): the new version is a classifier
+    card = {k: v for k, v in loaded.card.items() if k != "task"} if loaded.card.get("kind") else loaded.card
+    write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line())
     return candidates
 
 

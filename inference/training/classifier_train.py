@@ -180,6 +180,8 @@ def _load_init(init: Path, cfg_dict: dict[str, Any], classes: list[str],
         raise ValueError(f"--init: {exc}") from None
     if loaded.name != MODEL_NAME:
         raise ValueError(f"--init {init}: a {loaded.name} model, not {MODEL_NAME}")
+    if loaded.card.get("kind") == "pretrained_backbone" and not new_head:
+        raise ValueError(f"--init {init}: a pretrained backbone without classes; use --init-head new")
     theirs = json.loads(json.dumps(dataclasses.asdict(loaded.config)))
     ours = json.loads(json.dumps(cfg_dict))
     diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
@@ -272,6 +274,8 @@ def _init_record(init: Path | None, card: dict[str, Any]) -> dict[str, Any]:
         "initialisation": earlier.get("initialisation"),
         "metrics": card.get("metrics", {}),
         **({"init_model": card["init_model"]} if "init_model" in card else {}),
+        # a pretrained backbone (``main.py pretrain``) records its objective and data here instead of training
+        **({"kind": card["kind"], "pretraining": card.get("pretraining"), "data": card.get("data")} if card.get("kind") else {}),
     }
 
 

@@ -120,12 +120,13 @@ def progress_listener(listener: ProgressListener) -> Iterator[None]:
 class Progress:
     """A tqdm bar with an ETA that also works when stdout is not a terminal (logs, CI)."""
 
-    def __init__(self, total: int, desc: str, disable: bool = False) -> None:
+    def __init__(self, total: int, desc: str, disable: bool = False, initial: int = 0) -> None:
+        """``initial``: steps done before (a resumed run); the ETA then counts only this run's pace."""
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, mininterval=1.0)
+        self.bar = tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, mininterval=1.0, initial=initial)
         self.start = time.monotonic()
-        self.done, self.total, self.desc = 0, total, desc  # counted here: a disabled tqdm bar keeps n at 0
+        self.done, self.total, self.desc = initial, total, desc  # counted here: a disabled tqdm bar keeps n at 0
         self._notify()
 
     def update(self, n: int = 1, **postfix: Any) -> None:

@@ -238,6 +238,35 @@ def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_pa
     assert loaded.card["retraining"]["command"] == train["command"] == "python main.py retrain classifier --method head --groups none"
 
 
+def test_retrain_head_method_takes_the_backbone_named_by_init(station, tmp_path: Path) -> None:
+    """A pretrained backbone given with --train-args "--init DIR" is the one the linear head sits on
+    (before: the active version's backbone was used and the --init silently ignored)."""
+    import dataclasses
+
+    import torch
+
+    db, url, _home = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    torch.manual_seed(7)  # other weights than the active version's
+    cfg = dataclasses.replace(tiny_config("memory_mamba"), num_classes=2)
+    backbone = save_model(tmp_path / "backbone", "memory_mamba", registry.build("memory_mamba", cfg), cfg,
+                          {"kind": "pretrained_backbone", "task": "pretrained backbone without classes",
+                           "preset": "test_tiny", "ablation": "full"})
+    proc = run_retrain(url, "--name", "on-backbone", "--keep-if-worse", "--groups", "none", "--method", "head",
+                       "--from-scratch", "--train-args", f"--init {backbone} --init-head new")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    events = events_of(out)
+    train = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+    assert train["start"] == f"linear head on the frozen backbone of {backbone}"
+    card = load_model(events[-1]["path"]).card
+    assert card["classes"] == ["crack", "good"] and "kind" not in card and "backbone" not in card.get("task", "")
+    new, start, parent = (load_model(p).model.state_dict() for p in (events[-1]["path"], backbone, active))
+    assert all(torch.equal(new[k], start[k]) for k in new if not k.startswith("head."))
+    assert not torch.equal(new["patch_embed.proj.weight"], parent["patch_embed.proj.weight"])
+
+
 def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:
     db, url, home = station
     proc = run_retrain(url, "--epochs", "1", "--name", "bad", "--from-scratch",

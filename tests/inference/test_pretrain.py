@@ -1,0 +1,171 @@
+"""Station pretraining (``main.py pretrain``): a loadable backbone, resume, cancel, --init, hostile files."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from inference.checkpoints import load_model
+from inference.training.common import load_training_state, progress_listener
+from inference.training.pretrain import KIND, STATE_FILE, PretrainCancelled, PretrainOptions, pretrain
+from inference.training.pretrain_views import ViewConfig, random_view
+
+
+def _images(root: Path, n: int = 6, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sub = root / "a" if i % 2 else root / "b" / "deeper"
+        sub.mkdir(parents=True, exist_ok=True)
+        img = rng.integers(60, 200, (32, 32)).astype(np.uint8)
+        img[:, :: 3 + i % 3] = 240
+        cv2.imwrite(str(sub / f"img{i}.png"), img)
+    return root
+
+
+def _opts(folder: Path, out: Path, **kw) -> PretrainOptions:
+    base = dict(folder=folder, out=out, preset="test_tiny", epochs=2, batch_size=3, threads=1, device="cpu",
+                quiet=True, save_every=1)
+    return PretrainOptions(**{**base, **kw})
+
+
+def test_views_stay_in_range_and_differ():
+    x = torch.rand(4, 1, 32, 32)
+    gen = torch.Generator().manual_seed(0)
+    a, b = random_view(x, ViewConfig(blur_prob=1.0), gen), random_view(x, ViewConfig(), gen)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert not torch.allclose(a, b)
+
+
+def test_cli_writes_a_loadable_backbone_and_skips_hostile_files(tmp_path, capsys, caplog):
+    folder = _images(tmp_path / "imgs")
+    (folder / "a" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (folder / "a" / "noise.jpg").write_bytes(os.urandom(300))
+    (folder / "a" / "empty.png").write_bytes(b"")
+    (folder / "a" / "dir.png").mkdir()
+    big = np.random.default_rng(1).integers(0, 255, (200, 200)).astype(np.uint8)
+    cv2.imwrite(str(folder / "a" / "big.png"), big)  # about 40 kB, over the 0.02 MB limit below
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "hidden.png").write_bytes(b"junk")  # hidden folders are not looked into
+    out = tmp_path / "backbone"
+    assert main(["pretrain", "--folder", str(folder), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+                 "--batch-size", "3", "--threads", "1", "--device", "cpu", "--max-file-mb", "0.02",
+                 "--progress-json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any(e["event"] == "progress" and e["task"] == "pretrain backbone" and e["done"] == e["total"] for e in lines)
+    assert lines[-1]["event"] == "done" and lines[-1]["path"] == str(out)
+    loaded = load_model(out, family="classifier")
+    assert loaded.card["kind"] == KIND and "classes" not in loaded.card
+    assert loaded.card["data"]["images"] == 6
+    skipped = "\n".join(loaded.card["data"]["skipped"])
+    for name in ("damaged.png", "noise.jpg", "empty.png", "dir.png", "big.png"):
+        assert name in skipped and name in caplog.text  # each one named, with its reason
+    assert "too large" in skipped and "hidden.png" not in skipped
+    assert "InfoNCE" in loaded.card["pretraining"]["objective"]
+
+
+def test_too_few_readable_images_is_one_clear_line(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "x.png").write_bytes(b"not an image")
+    assert main(["pretrain", "--folder", str(folder), "--out", str(tmp_path / "o"), "--preset", "test_tiny",
+                 "--device", "cpu", "--quiet"]) == 2
+    assert "at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_cancel_keeps_state_and_resume_matches_an_uninterrupted_run(tmp_path):
+    folder = _images(tmp_path / "imgs")
+    whole = pretrain(_opts(folder, tmp_path / "whole"))  # 2 epochs x 2 steps
+    out = tmp_path / "cut"
+    steps: list[int] = []
+    with progress_listener(lambda task, done, total: steps.append(done) if task == "pretrain backbone" else None):
+        with pytest.raises(PretrainCancelled, match="--resume"):
+            pretrain(_opts(folder, out), should_stop=lambda: bool(steps) and steps[-1] >= 3)  # stop after step 3
+    assert not (out / "model.safetensors").exists() and not (out / "card.json").exists()
+    assert not list(out.rglob("*.tmp"))
+    state = load_training_state(out / "training" / STATE_FILE)
+    assert state["step"] == 3 and len(json.loads(state["losses"])) == 3
+    resumed = pretrain(_opts(folder, out, resume=True, command="again"))
+    a, b = load_model(whole), load_model(resumed)
+    assert b.card["commands"][-1] == "again" and len(b.card["commands"]) == 2
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)  # the same batches and views after the resume
+    with pytest.raises(ValueError, match="other images|configuration"):
+        pretrain(_opts(folder, out, resume=True, epochs=3))
+
+
+def test_sigterm_stops_the_command_between_steps(tmp_path, capsys):
+    folder = _images(tmp_path / "imgs")
+    out = tmp_path / "backbone"
+
+    def kill_after_first_step(task: str, done: int, total: int) -> None:
+        if task == "pretrain backbone" and done == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with progress_listener(kill_after_first_step):
+        code = main(["pretrain", "--folder", str(folder), "--out", str(out), "--preset", "test_tiny", "--epochs", "2",
+                     "--batch-size", "3", "--threads", "1", "--device", "cpu", "--quiet"])
+    assert code == 143 and signal.getsignal(signal.SIGTERM) == previous
+    assert "--resume" in capsys.readouterr().err
+    assert load_training_state(out / "training" / STATE_FILE)["step"] == 1
+    assert not (out / "model.safetensors").exists()
+    assert main(["pretrain", "--folder", str(folder), "--out", str(out), "--preset", "test_tiny", "--epochs", "2",
+                 "--batch-size", "3", "--threads", "1", "--device", "cpu", "--quiet", "--resume"]) == 0
+    assert len(load_model(out).card["commands"]) == 2
+
+
+def test_train_init_from_the_backbone_takes_all_but_the_class_layer(tmp_path, capsys):
+    backbone = pretrain(_opts(_images(tmp_path / "imgs"), tmp_path / "backbone", epochs=1))
+    data = tmp_path / "labelled"
+    rng = np.random.default_rng(3)
+    for c in ("dots", "plain", "stripes"):
+        for i in range(4):
+            (data / c).mkdir(parents=True, exist_ok=True)
+            img = rng.integers(90, 110, (32, 32)).astype(np.uint8)
+            img[:, ::4] = 220 if c == "stripes" else img[:, ::4]
+            img[::6, ::6] = 20 if c == "dots" else img[::6, ::6]
+            cv2.imwrite(str(data / c / f"{c}{i}.png"), img)
+    base = ["train", "classifier", "--data", str(data), "--epochs", "1", "--batch-size", "4", "--threads", "1",
+            "--quiet", "--device", "cpu", "--preset", "test_tiny", "--init", str(backbone)]
+    assert main(base + ["--out", str(tmp_path / "kept")]) == 2
+    err = capsys.readouterr().err
+    assert "pretrained backbone" in err and "--init-head new" in err
+    assert main(base + ["--out", str(tmp_path / "model"), "--init-head", "new", "--lr", "1e-12", "--seed", "5"]) == 0
+    a, b = load_model(backbone), load_model(tmp_path / "model")
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert b.card["classes"] == ["dots", "plain", "stripes"]
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa if not k.startswith("head.3."))
+    assert b.card["init_model"]["path"] == str(backbone) and b.card["init_model"]["kind"] == KIND
+    assert "InfoNCE" in b.card["init_model"]["pretraining"]["objective"] and b.card["init_model"]["data"]["images"] == 6
+
+
+def test_folder_may_be_an_indexed_folder_of_the_station(tmp_path, capsys):
+    """--folder NAME that is no directory: the images the station indexed in that folder, and only those."""
+    from database import FileEntry, open_database
+
+    root = _images(tmp_path / "line3")
+    cv2.imwrite(str(root / "a" / "not_indexed.png"), np.full((32, 32), 128, np.uint8))
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    db = open_database(url)
+    folder = db.folders.add(str(root))
+    indexed = sorted(str(p.relative_to(root)) for p in root.rglob("img*.png"))
+    db.images.sync(folder.id, [FileEntry(rel, (root / rel).stat().st_size, 0, width=32, height=32) for rel in indexed])
+    db.close()
+    out = tmp_path / "backbone"
+    args = ["--db", url, "pretrain", "--out", str(out), "--preset", "test_tiny", "--epochs", "1", "--batch-size", "3",
+            "--threads", "1", "--device", "cpu", "--quiet"]
+    assert main(args + ["--folder", "line3"]) == 0
+    card = load_model(out).card
+    assert card["data"]["images"] == len(indexed) == 6 and card["data"]["root"] == str(root)
+    assert "indexed" in card["data"]["source"]
+    capsys.readouterr()
+    assert main(args + ["--folder", "no-such-line"]) == 2
+    assert "no indexed folder 'no-such-line'" in capsys.readouterr().err
