@@ -155,8 +155,8 @@ def epochs_table() -> Mapping[tuple[str, str], int]:
 
 register_family(Family(
     name="classifier",
-    title="the defect classifier (MemoryMamba)",
-    architectures=("memory_mamba",),
+    title="the defect classifier (MemoryMamba, or a linear layer on texture features)",
+    architectures=("memory_mamba", "texture_linear"),
     predict_module="inference.classifier_predict",
     adapter="inference.engine_families:ClassifierModel",
     train_cli="inference.training.classifier_cli",

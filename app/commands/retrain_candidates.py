@@ -15,15 +15,33 @@ Progress = Callable[[str, int, int], None]
 TRAINED = "trained_network"
 
 
+# light method -> the candidate kinds it cross-validates (inference.training.classifier_head.CANDIDATE_KINDS)
+LIGHT_KINDS = {"head": ("backbone",), "texture": ("texture",), "auto": ("texture", "backbone")}
+
+
 def classifier_method(plan: RetrainPlan, asked: str) -> str:
-    """'head' (frozen backbone + linear head) or 'train'; auto takes the head when an active version starts the run."""
-    if plan.family != "classifier":
+    """'head' (frozen backbone + linear head), 'texture' (linear layer on texture features), 'auto'
+    (the better of both by group CV) or 'train'; auto trains only when no active version starts the run."""
+    if plan.family != "classifier" or asked == "train":
         return "train"
-    has_backbone = "--init" in plan.train_args
-    if asked == "head" and not has_backbone:
+    has_parent = "--init" in plan.train_args
+    if asked == "head" and not has_parent:
         raise RetrainError("--method head needs an active classifier version to take the backbone from "
                            "(and no --from-scratch)")
-    return "head" if asked == "head" or (asked == "auto" and has_backbone) else "train"
+    if asked == "auto" and not has_parent:
+        return "train"
+    return asked
+
+
+def method_start(method: str, parent_name: str, chosen: str = "") -> str:
+    """How the new version starts, for the plan and the record (``chosen``: the candidate picked)."""
+    texture = "a linear layer on texture features (no network)"
+    backbone = f"linear head on the frozen backbone of {parent_name}"
+    if chosen:
+        picked = texture if chosen.startswith("texture_linear") else backbone
+        return picked + (", chosen by group cross-validation over both" if method == "auto" else "")
+    return {"head": backbone, "texture": texture}.get(method, f"the better of a {backbone} and {texture}, "
+                                                               "by group cross-validation")
 
 
 def _parent(plan: RetrainPlan):
@@ -37,19 +55,25 @@ def _parent(plan: RetrainPlan):
         raise RetrainError(f"the active classifier cannot be read: {exc}") from None
 
 
-def head_version(plan: RetrainPlan, groups: str, progress: Progress):
-    """Compare the heads and simple answers, then write the chosen head into ``plan.model_dir``."""
+def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str = "head"):
+    """Compare the light heads of ``method`` and the simple answers, then write the chosen one into ``plan.model_dir``."""
     from inference.training.classifier_head import compare_candidates, write_chosen_head
 
-    if plan.parent is None:
+    kinds = LIGHT_KINDS[method]
+    if "backbone" in kinds and plan.parent is None:
         raise RetrainError("the linear head needs an active classifier to start from")
-    loaded = _parent(plan)
+    loaded = _parent(plan) if "backbone" in kinds else None
+    if kinds == ("backbone",) and loaded is not None and not hasattr(loaded.model, "features"):
+        raise RetrainError(f"--method head: the active classifier ({loaded.name}) has no backbone to freeze; "
+                           "use --method texture or train")
     try:
-        candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress)
+        candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress, kinds=kinds)
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
-    write_chosen_head(loaded, candidates, arrays, plan.model_dir, read_json(Path(plan.parent.checkpoint_path) / "card.json"),
-                      plan.command_line())
+    if not candidates.chosen:
+        raise RetrainError("no candidate could be fitted on the reviewed labels")
+    parent_card = read_json(Path(plan.parent.checkpoint_path) / "card.json") if plan.parent is not None else {}
+    write_chosen_head(loaded, candidates, arrays, plan.model_dir, parent_card, plan.command_line())
     return candidates
 
 
@@ -59,11 +83,9 @@ def simple_answers_only(plan: RetrainPlan, groups: str, new_scores: Mapping[str,
     from inference.training.simple_answers import Score
 
     try:
-        candidates, _ = compare_candidates(_parent(plan), plan.data_dir, groups, progress=progress)
+        candidates, _ = compare_candidates(_parent(plan), plan.data_dir, groups, progress=progress, kinds=())
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
-    candidates.cv = {k: v for k, v in candidates.cv.items() if not k.startswith("linear_head")}
-    candidates.held_out = {k: v for k, v in candidates.held_out.items() if k == candidates.best_simple}
     candidates.chosen = TRAINED
     if new_scores and isinstance(new_scores.get("accuracy"), (int, float)) and isinstance(new_scores.get("f1"), (int, float)):
         candidates.held_out[TRAINED] = Score(float(new_scores["accuracy"]), float(new_scores["f1"]))

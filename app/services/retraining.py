@@ -67,7 +67,8 @@ class RetrainPlan:
     data: Mapping[str, Any] = field(default_factory=dict)  # what the exported data holds
     notes: tuple[str, ...] = ()  # what was left out and why
     comparable: bool = False   # the parent can be scored on the same held-out labels as the new version
-    head_only: str | None = None  # classifier: a linear head on the parent's frozen backbone, grouped by this rule; no train run
+    head_only: str | None = None  # classifier: a light head (no train run), cross-validated with groups by this rule
+    head_method: str = "head"     # which light heads: "head" (frozen backbone), "texture", or "auto" (both)
 
     @property
     def model_dir(self) -> Path:
@@ -76,7 +77,8 @@ class RetrainPlan:
 
     def command_line(self) -> str:
         if self.head_only is not None:
-            return f"python main.py retrain {self.family} --method head --groups {shlex.quote(self.head_only)}"
+            return (f"python main.py retrain {self.family} --method {shlex.quote(self.head_method)} "
+                    f"--groups {shlex.quote(self.head_only)}")
         return "python main.py train " + " ".join(shlex.quote(a) for a in (self.family, *self.train_args))
 
 

@@ -212,15 +212,20 @@ def test_retrain_refuses_a_version_that_loses_to_a_simple_answer(station, tmp_pa
     assert db.model_versions.by_name("classifier", "worse") is None
 
 
-def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_path: Path) -> None:
-    db, url, home = station
+def retrain_light(station, tmp_path: Path, *extra: str) -> tuple[list[dict], dict]:
+    """Run retrain (a light head, tiny active classifier clf-v1) to success: its events and the train stage."""
+    db, url, _home = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
     db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
-    proc = run_retrain(url, "--name", "head", "--keep-if-worse", "--groups", "none")
+    proc = run_retrain(url, *extra)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     events = events_of(out)
-    train = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+    return events, next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+
+
+def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_path: Path) -> None:
+    events, train = retrain_light(station, tmp_path, "--name", "head", "--method", "head", "--keep-if-worse", "--groups", "none")
     assert train["method"] == "head" and train["start"] == "linear head on the frozen backbone of clf-v1"
     done = events[-1]
     answers = done["comparison"]["simple_answers"]
@@ -231,6 +236,27 @@ def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_pa
     assert loaded.card["classes"] == ["crack", "good"] and loaded.card["training"]["head"]["selected_by"]
     assert loaded.card["retraining"]["held_out_comparison"]["simple_answers"] == answers
     assert loaded.card["retraining"]["command"] == train["command"] == "python main.py retrain classifier --method head --groups none"
+
+
+def test_retrain_auto_registers_a_texture_linear_version_when_it_wins(station, tmp_path: Path) -> None:
+    """Bright vs dark parts: the texture regression separates them; by default (auto) it is chosen
+    over (or, tied, preferred to) the frozen-backbone head, beats the simple answers and is registered."""
+    db = station[0]
+    events, train = retrain_light(station, tmp_path, "--name", "tex", "--groups", "none")  # no --keep-if-worse: it must win
+    assert train["method"] == "auto" and train["command"] == "python main.py retrain classifier --method auto --groups none"
+    done = events[-1]
+    answers = done["comparison"]["simple_answers"]
+    assert answers["wins"] is True and answers["chosen"].startswith("texture_linear_C")
+    cv = answers["cv"]
+    assert any(k.startswith("linear_head_C") for k in cv)  # the backbone head was a candidate too
+    assert all(cv[answers["chosen"]]["f1"] >= v["f1"] for k, v in cv.items() if k.startswith("linear_head_C"))
+    assert not answers["best_simple"].startswith("texture")  # the texture regression is the candidate, not a simple answer
+    loaded = load_model(done["path"], family="classifier")
+    assert loaded.name == "texture_linear" and loaded.card["classes"] == ["crack", "good"]
+    assert loaded.card["retraining"]["start"].startswith("a linear layer on texture features")
+    assert done["comparison"]["new"] == answers["held_out"][answers["chosen"]]
+    version = db.model_versions.get(done["version_id"])
+    assert version.challenger and not version.active
 
 
 def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:
