@@ -24,8 +24,11 @@ def classifier_method(plan: RetrainPlan, asked: str) -> str:
     (the better of both by group CV) or 'train'; auto trains only when no active version starts the run."""
     if plan.family != "classifier" or asked == "train":
         return "train"
-    has_parent = "--init" in plan.train_args
-    if asked == "head" and not has_parent:
+    has_parent = "--init" in plan.train_args or plan.fitted_parent
+    if asked == "head" and plan.fitted_parent:
+        raise RetrainError(f"--method head: the active classifier {plan.parent.name if plan.parent else ''} has no "
+                           "backbone to freeze (a linear layer on texture features); use --method texture or train")
+    if asked == "head" and "--init" not in plan.train_args:
         raise RetrainError("--method head needs an active classifier version to take the backbone from "
                            "(and no --from-scratch)")
     if asked == "auto" and not has_parent:

@@ -259,6 +259,39 @@ def test_retrain_auto_registers_a_texture_linear_version_when_it_wins(station, t
     assert version.challenger and not version.active
 
 
+def test_retrain_from_an_active_texture_linear_version_refits_the_texture_head(station, tmp_path: Path) -> None:
+    """After a texture_linear version is promoted there is no backbone: auto refits the texture head (and
+    scores the parent on the same held-out images), --method head is refused with the reason."""
+    from inference.training.classifier_head import texture_matrix, write_texture_linear
+
+    db, url, _home = station
+    paths = sorted((tmp_path / "lot1").glob("*.png"))[:10]
+    labels = np.array([0 if p.stem.startswith("crack") else 1 for p in paths])
+    active = write_texture_linear(texture_matrix(paths), labels, ["crack", "good"], 1.0, tmp_path / "tex-v1", {})
+    db.model_versions.register("classifier", "tex-v1", str(active), activate=True)
+    proc = run_retrain(url, "--name", "nohead", "--method", "head", "--groups", "none")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "has no backbone to freeze" in events_of(out)[-1]["message"]
+    proc = run_retrain(url, "--name", "tex-v2", "--groups", "none", "--keep-if-worse")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    done = events_of(out)[-1]
+    answers = done["comparison"]["simple_answers"]
+    assert answers["chosen"].startswith("texture_linear_C")
+    assert not any(k.startswith(("linear_head", "embedding_")) for k in answers["cv"])  # no backbone to read
+    assert done["comparison"]["parent_name"] == "tex-v1" and set(done["comparison"]["parent"]) == {"accuracy", "f1"}
+    assert load_model(done["path"], family="classifier").name == "texture_linear"
+    # a network cannot start from it: --method train trains one from scratch and says why
+    proc = run_retrain(url, "--name", "net", "--method", "train", "--epochs", "1", "--keep-if-worse",
+                       "--train-args", "--preset test_tiny --batch-size 4 --tta none")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    train = next(e for e in events_of(out) if e["event"] == "stage" and e["stage"] == "train")
+    assert train["start"] == "from scratch" and "--init" not in train["command"]
+    assert any("tex-v1 is a texture_linear version" in n for n in train["notes"])
+    assert load_model(events_of(out)[-1]["path"], family="classifier").name == "memory_mamba"
+
+
 def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:
     db, url, home = station
     proc = run_retrain(url, "--epochs", "1", "--name", "bad", "--from-scratch",
