@@ -67,6 +67,20 @@ def tta_logits(model: torch.nn.Module, x: torch.Tensor, mode: str = "none") -> t
     return out.view(len(views), x.shape[0], -1).mean(0)
 
 
+def model_input(loaded: LoadedModel, image: np.ndarray) -> np.ndarray:
+    """What the model's forward takes for one decoded image: the model's own features where it
+    computes them from the picture (``texture_linear``'s ``image_input``), else the resized pixels.
+
+    The one place where the predict path depends on the architecture, so the engine, the worker and
+    ``evaluate`` run every classifier version through the same code.
+    """
+    own = getattr(loaded.model, "image_input", None)
+    if callable(own):
+        return np.asarray(own(image), dtype=np.float32)
+    cfg = loaded.config
+    return resize_to_model_input(image, cfg.img_size, cfg.in_chans)
+
+
 def model_tta(loaded: LoadedModel) -> str:
     """The test-time augmentation the model's card asks for ("none" for cards that predate it)."""
     mode = str(loaded.card.get("test_time_augmentation", "none"))
@@ -75,7 +89,8 @@ def model_tta(loaded: LoadedModel) -> str:
 
 @torch.no_grad()
 def predict_logits(loaded: LoadedModel, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
-    """(b, chans, s, s) float array -> (b, num_classes) logits; ``tta`` None means the card's choice."""
+    """(b, chans, s, s) float array (or (b, features) for a model with ``image_input``) -> (b, num_classes)
+    logits; ``tta`` None means the card's choice."""
     model = loaded.model
     device = next(model.parameters()).device
     mode = model_tta(loaded) if tta is None else tta
@@ -84,13 +99,12 @@ def predict_logits(loaded: LoadedModel, batch: np.ndarray, tta: str | None = Non
 
 def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: int = 16) -> list[ClassPrediction]:
     """Per-image softmax scores over the card's classes, the top class and its confidence."""
-    cfg = loaded.config
     classes = model_classes(loaded)
     loaded.model.eval()
     out: list[ClassPrediction] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        batch = np.stack([resize_to_model_input(im, cfg.img_size, cfg.in_chans) for im in chunk])
+        batch = np.stack([model_input(loaded, im) for im in chunk])
         logits = predict_logits(loaded, batch)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)

@@ -41,6 +41,7 @@ class Family:
     presets: tuple[str, ...] = ("test_tiny", "cpu", "paper")
     part_only: tuple[str, ...] = ()      # architectures only loadable as a part of this family's directory
     trainer_scored: str | None = None    # card metrics split already scored on the held-out labels
+    fitted_only: tuple[str, ...] = ()    # architectures the retrain command fits but the trainer cannot start from
 
 
 _CATALOGUE: dict[str, Family] = {}
@@ -155,8 +156,8 @@ def epochs_table() -> Mapping[tuple[str, str], int]:
 
 register_family(Family(
     name="classifier",
-    title="the defect classifier (MemoryMamba)",
-    architectures=("memory_mamba",),
+    title="the defect classifier (MemoryMamba, or a linear layer on texture features)",
+    architectures=("memory_mamba", "texture_linear"),
     predict_module="inference.classifier_predict",
     adapter="inference.engine_families:ClassifierModel",
     train_cli="inference.training.classifier_cli",
@@ -167,6 +168,7 @@ register_family(Family(
     half_tolerance=0.01,   # class probabilities, absolute
     auto_epochs={"fine-tune": 15, "transfer": 30, "scratch": 60},
     trainer_scored="val",  # the classifier's val/ is the export's held-out part
+    fitted_only=("texture_linear",),  # a linear layer on texture features: no network to fine-tune
 ))
 register_family(Family(
     name="segmenter",

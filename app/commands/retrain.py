@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         backbone_dir,
         classifier_method,
         head_version,
+        method_start,
         simple_answers_only,
         verdict_text,
     )
@@ -172,21 +173,24 @@ def run(args: argparse.Namespace) -> int:
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
         method = classifier_method(plan, args.method)
-        if method == "head":
+        parent_name = plan.parent.name if plan.parent else "--init"
+        if method != "train":
             start_dir = backbone_dir(plan)
-            of = plan.parent.name if plan.parent and start_dir == Path(plan.parent.checkpoint_path) else str(start_dir)
-            plan = dataclasses.replace(plan, start=f"linear head on the frozen backbone of {of}",
-                                       head_only=args.groups)
+            if start_dir is not None and (plan.parent is None or start_dir != Path(plan.parent.checkpoint_path)):
+                parent_name = str(start_dir)   # a pretrained backbone named by --train-args "--init DIR"
+            plan = dataclasses.replace(plan, start=method_start(method, parent_name), head_only=args.groups,
+                                       head_method=method)
             if args.epochs is not None or args.train_args.strip():
-                print("note: --epochs and --train-args apply to --method train; the linear head ignores them", file=sys.stderr)
+                print("note: --epochs and --train-args apply to --method train; the linear heads ignore them", file=sys.stderr)
         start = plan.start
         events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}", method=method,
                     start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
         candidates = None
-        if method == "head":
+        if method != "train":
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates = head_version(plan, args.groups, listener)
+                candidates = head_version(plan, args.groups, listener, method)
+            plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
                 _train(args.family, list(plan.train_args), plan.command_line())

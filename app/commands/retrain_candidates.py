@@ -9,32 +9,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from app.services.retraining import RetrainError, RetrainPlan
+from app.services.retraining import RetrainError, RetrainPlan, read_json
 
 Progress = Callable[[str, int, int], None]
 TRAINED = "trained_network"
 
 
+# light method -> the candidate kinds it cross-validates (inference.training.classifier_head.CANDIDATE_KINDS)
+LIGHT_KINDS = {"head": ("backbone",), "texture": ("texture",), "auto": ("texture", "backbone")}
+
+
 def classifier_method(plan: RetrainPlan, asked: str) -> str:
-    """'head' (frozen backbone + linear head) or 'train'; auto takes the head when an active version starts the run."""
-    if plan.family != "classifier":
+    """'head' (frozen backbone + linear head), 'texture' (linear layer on texture features), 'auto'
+    (the better of both by group CV) or 'train'; auto trains only when no active version starts the run."""
+    if plan.family != "classifier" or asked == "train":
         return "train"
-    has_backbone = "--init" in plan.train_args
-    if asked == "head" and not has_backbone:
+    has_parent = "--init" in plan.train_args or plan.fitted_parent
+    if asked == "head" and plan.fitted_parent:
+        raise RetrainError(f"--method head: the active classifier {plan.parent.name if plan.parent else ''} has no "
+                           "backbone to freeze (a linear layer on texture features); use --method texture or train")
+    if asked == "head" and "--init" not in plan.train_args:
         raise RetrainError("--method head needs an active classifier version to take the backbone from "
                            "(and no --from-scratch), or --train-args \"--init DIR\"")
-    return "head" if asked == "head" or (asked == "auto" and has_backbone) else "train"
+    if asked == "auto" and not has_parent:
+        return "train"
+    return asked
 
 
-def _parent(plan: RetrainPlan):
-    from inference.checkpoints import CheckpointError, load_model
-
-    if plan.parent is None:
-        return None
-    try:
-        return load_model(plan.parent.checkpoint_path, family="classifier")
-    except CheckpointError as exc:
-        raise RetrainError(f"the active classifier cannot be read: {exc}") from None
+def method_start(method: str, parent_name: str, chosen: str = "") -> str:
+    """How the new version starts, for the plan and the record (``chosen``: the candidate picked)."""
+    texture = "a linear layer on texture features (no network)"
+    backbone = f"linear head on the frozen backbone of {parent_name}"
+    if chosen:
+        picked = texture if chosen.startswith("texture_linear") else backbone
+        return picked + (", chosen by group cross-validation over both" if method == "auto" else "")
+    return {"head": backbone, "texture": texture}.get(method, f"the better of a {backbone} and {texture}, "
+                                                               "by group cross-validation")
 
 
 def backbone_dir(plan: RetrainPlan) -> Path | None:
@@ -48,24 +58,42 @@ def backbone_dir(plan: RetrainPlan) -> Path | None:
     return Path(found[-1]) if found else None
 
 
-def head_version(plan: RetrainPlan, groups: str, progress: Progress):
-    """Compare the heads and simple answers, then write the chosen head into ``plan.model_dir``."""
+def _backbone(plan: RetrainPlan):
+    """The model whose backbone the light heads and the embedding simple answers use: the last
+    ``--init``, else the active version (which may be a fitted model without a backbone), else None."""
     from inference.checkpoints import CheckpointError, load_model
-    from inference.training.classifier_head import compare_candidates, write_chosen_head
 
-    start = backbone_dir(plan)
+    start = backbone_dir(plan) or (Path(plan.parent.checkpoint_path) if plan.parent is not None else None)
     if start is None:
-        raise RetrainError("the linear head needs an active classifier (or --train-args \"--init DIR\") to start from")
+        return None
     try:
-        loaded = load_model(start, family="classifier")
+        return load_model(start, family="classifier")
     except CheckpointError as exc:
         raise RetrainError(f"the backbone to start from cannot be read: {exc}") from None
+
+
+def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str = "head"):
+    """Compare the light heads of ``method`` and the simple answers, then write the chosen one into ``plan.model_dir``."""
+    from inference.training.classifier_head import compare_candidates, write_chosen_head
+
+    kinds = LIGHT_KINDS[method]
+    loaded = _backbone(plan) if "backbone" in kinds else None
+    if "backbone" in kinds and loaded is None:
+        raise RetrainError("the linear head needs an active classifier (or --train-args \"--init DIR\") to start from")
+    if kinds == ("backbone",) and loaded is not None and not hasattr(loaded.model, "features"):
+        raise RetrainError(f"--method head: the active classifier ({loaded.name}) has no backbone to freeze; "
+                           "use --method texture or train")
     try:
-        candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress)
+        candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress, kinds=kinds)
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
-    # a pretrained backbone's card describes a backbone ("task", "kind"): the new version is a classifier
-    card = {k: v for k, v in loaded.card.items() if k != "task"} if loaded.card.get("kind") else loaded.card
+    if not candidates.chosen:
+        raise RetrainError("no candidate could be fitted on the reviewed labels")
+    if loaded is not None:
+        # a pretrained backbone's card describes a backbone ("task", "kind"): the new version is a classifier
+        card = {k: v for k, v in loaded.card.items() if k != "task"} if loaded.card.get("kind") else loaded.card
+    else:
+        card = read_json(Path(plan.parent.checkpoint_path) / "card.json") if plan.parent is not None else {}
     write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line())
     return candidates
 
@@ -76,11 +104,9 @@ def simple_answers_only(plan: RetrainPlan, groups: str, new_scores: Mapping[str,
     from inference.training.simple_answers import Score
 
     try:
-        candidates, _ = compare_candidates(_parent(plan), plan.data_dir, groups, progress=progress)
+        candidates, _ = compare_candidates(_backbone(plan), plan.data_dir, groups, progress=progress, kinds=())
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
-    candidates.cv = {k: v for k, v in candidates.cv.items() if not k.startswith("linear_head")}
-    candidates.held_out = {k: v for k, v in candidates.held_out.items() if k == candidates.best_simple}
     candidates.chosen = TRAINED
     if new_scores and isinstance(new_scores.get("accuracy"), (int, float)) and isinstance(new_scores.get("f1"), (int, float)):
         candidates.held_out[TRAINED] = Score(float(new_scores["accuracy"]), float(new_scores["f1"]))

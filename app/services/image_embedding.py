@@ -23,17 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from inference.imageio import ImageReadError, read_image
+from inference.texture_features import TEXTURE_DIM, image_texture
 
 log = logging.getLogger(__name__)
 
-GRID = 4           # gradient energy on a GRID x GRID layout: where on the part an edge or spot sits
-THUMB = 12         # gray thumbnail side (the simple answers' 12 x 12: the layout at a glance)
-ORIENTATIONS = 8   # gradient orientation histogram bins
-WORK_SIDE = 96     # every image is resized to this square before the filters: the cost is bounded
 MAX_VECTOR = 4096  # a cached file longer than this many floats is not one of ours
 _SAFE_NAME = re.compile(r"^[a-z0-9_\-]{1,40}$")
 _SAFE_HASH = re.compile(r"^[0-9a-fA-F]{8,128}$")
@@ -53,45 +49,17 @@ class EmbeddingSource(Protocol):
         ...
 
 
-def _texture_vector(gray: np.ndarray, aspect: float) -> np.ndarray:
-    """Layout, contrast, gradient direction and where the edges sit, of one gray image in [0, 1]."""
-    work = cv2.resize(gray, (WORK_SIDE, WORK_SIDE), interpolation=cv2.INTER_AREA)
-    thumb = cv2.resize(work, (THUMB, THUMB), interpolation=cv2.INTER_AREA).reshape(-1)
-    gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, ksize=3)
-    mag = np.sqrt(gx * gx + gy * gy)
-    ang = (np.arctan2(gy, gx) % np.pi) / np.pi  # edge orientation, direction-free, in [0, 1)
-    bins = np.minimum((ang * ORIENTATIONS).astype(np.int64), ORIENTATIONS - 1)
-    orient = np.bincount(bins.reshape(-1), weights=mag.reshape(-1), minlength=ORIENTATIONS)
-    orient = orient / (orient.sum() + 1e-6)
-    cell = WORK_SIDE // GRID
-    energy = mag[:cell * GRID, :cell * GRID].reshape(GRID, cell, GRID, cell).mean(axis=(1, 3)).reshape(-1)
-    lap = np.abs(cv2.Laplacian(work, cv2.CV_32F, ksize=3))
-    blur = cv2.GaussianBlur(work, (0, 0), 3.0)
-    local = work - blur  # what stands out from its neighbourhood: spots, cracks, pits
-    med = float(np.median(work))
-    stats = [
-        *np.percentile(work, (2, 25, 50, 75, 98)), float(work.std()),
-        float(mag.mean()), float(np.percentile(mag, 99)), float(lap.mean()), float(np.percentile(lap, 99)),
-        float(local.min()), float(local.max()), float(np.abs(local).mean()),
-        float((work < med - 0.15).mean()), float((work > med + 0.15).mean()),
-        float(np.log(max(aspect, 1e-3))),
-    ]
-    return np.concatenate([thumb, orient, energy, np.asarray(stats, np.float64)]).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class TextureEmbedding:
     """Gray 12 x 12 thumbnail + gradient orientation histogram + 4 x 4 edge energy + intensity,
-    edge and spot statistics (184 numbers): no model, the same on every machine."""
+    edge and spot statistics (184 numbers, computed by ``inference.texture_features``, which the
+    ``texture_linear`` classifier also reads): no model, the same on every machine."""
 
     name: str = "texture"
-    dim: int = THUMB * THUMB + ORIENTATIONS + GRID * GRID + 16
+    dim: int = TEXTURE_DIM
 
     def embed(self, path: str | os.PathLike[str]) -> np.ndarray:
-        gray = read_image(path, "gray")
-        h, w = gray.shape[:2]
-        return _texture_vector(gray, w / max(h, 1))
+        return image_texture(read_image(path, "gray"))
 
 
 class EmbeddingCache:

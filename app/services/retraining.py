@@ -67,7 +67,9 @@ class RetrainPlan:
     data: Mapping[str, Any] = field(default_factory=dict)  # what the exported data holds
     notes: tuple[str, ...] = ()  # what was left out and why
     comparable: bool = False   # the parent can be scored on the same held-out labels as the new version
-    head_only: str | None = None  # classifier: a linear head on the parent's frozen backbone, grouped by this rule; no train run
+    head_only: str | None = None  # classifier: a light head (no train run), cross-validated with groups by this rule
+    head_method: str = "head"     # which light heads: "head" (frozen backbone), "texture", or "auto" (both)
+    fitted_parent: bool = False   # the start point is a version the trainer cannot start from (texture_linear)
 
     @property
     def model_dir(self) -> Path:
@@ -76,7 +78,8 @@ class RetrainPlan:
 
     def command_line(self) -> str:
         if self.head_only is not None:
-            return f"python main.py retrain {self.family} --method head --groups {shlex.quote(self.head_only)}"
+            return (f"python main.py retrain {self.family} --method {shlex.quote(self.head_method)} "
+                    f"--groups {shlex.quote(self.head_only)}")
         return "python main.py train " + " ".join(shlex.quote(a) for a in (self.family, *self.train_args))
 
 
@@ -257,12 +260,19 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         parent = None
     root = export_training_data(db, family, work, folder, progress, cancel)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
+    fitted_parent = start_from is not None and str(read_json(Path(start_from.checkpoint_path) / "config.json").get(
+        "model")) in families.family(family).fitted_only
+    if fitted_parent:  # a network cannot start from it: train from scratch, the light heads refit it
+        start_from = None
     if family == "classifier":
         args, start, data, notes = _classifier_plan(root, start_from)
     elif family == "segmenter":
         args, start, data, notes = _segmenter_plan(root, start_from)
     else:
         root, args, start, data, notes = _anomaly_plan(root)
+    if fitted_parent and parent is not None:
+        notes = [*notes, f"{parent.name} is a {read_json(Path(parent.checkpoint_path) / 'config.json').get('model')} "
+                         "version (no network): --method train would start a network from scratch"]
     fine_tune = "--init" in args
     mode = "transfer" if "--init-head" in args else "fine-tune" if fine_tune else "scratch"
     n_epochs = epochs if epochs is not None else auto_epochs(family, mode, data)
@@ -280,7 +290,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         family == "anomaly" and "--no-evaluate" in args)
     return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,
                        train_args=tuple(args), parent=parent, start=start, data=data, notes=tuple(notes),
-                       comparable=comparable)
+                       comparable=comparable, fitted_parent=fitted_parent)
 
 
 def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ MODEL_MODULES = (
     "inference.models.pattern_anomaly",
     "inference.models.pixel_gaussian",
     "inference.models.target_verifier",
+    "inference.models.texture_linear",
 )
 
 

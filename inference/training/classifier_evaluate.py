@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from inference.checkpoints import LoadedModel
-from inference.classifier_predict import model_classes, model_tta, predict_logits
-from inference.training.classifier_data import DataTreeError, evaluation_items, preload
+from inference.classifier_predict import model_classes, model_tta, predict_images, predict_logits
+from inference.imageio import ImageReadError, read_image
+from inference.training.classifier_data import DataTreeError, Item, evaluation_items, preload
 from inference.training.classifier_metrics import classification_report, confusion_matrix
 from inference.training.common import Progress
 
@@ -35,6 +36,20 @@ def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32, tta: s
         raise DataTreeError(
             f"{source}: class folder(s) {', '.join(unknown)} unknown to the model (it knows: {', '.join(classes)})"
         )
+    if callable(getattr(loaded.model, "image_input", None)):
+        labels, pred, failures = _own_input_predictions(loaded, items, classes)
+    else:
+        labels, pred, failures = _pixel_predictions(loaded, items, classes, batch_size, tta, progress)
+    report = classification_report(confusion_matrix(labels, pred, len(classes)), classes)
+    report["data"] = source
+    report["test_time_augmentation"] = model_tta(loaded) if tta is None else tta
+    report["unreadable"] = failures
+    return Evaluation(report, source, failures)
+
+
+def _pixel_predictions(loaded: LoadedModel, items: list[Item], classes: list[str], batch_size: int,
+                       tta: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A network's predictions on the preloaded, resized images (in batches, with the card's views)."""
     cfg = loaded.config
     pre = preload(items, classes, cfg.img_size, cfg.color_mode)
     bar = Progress(len(pre.labels), "evaluate classifier") if progress else None
@@ -46,8 +61,19 @@ def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32, tta: s
     if bar is not None:
         bar.close()
     pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
-    report = classification_report(confusion_matrix(pre.labels, pred, len(classes)), classes)
-    report["data"] = source
-    report["test_time_augmentation"] = model_tta(loaded) if tta is None else tta
-    report["unreadable"] = pre.failures
-    return Evaluation(report, source, pre.failures)
+    return pre.labels, pred, pre.failures
+
+
+def _own_input_predictions(loaded: LoadedModel, items: list[Item], classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A model computing its own input from the picture (texture_linear) sees each file as the engine
+    hands it over (full decoded image, its own aspect), through the application's predict path."""
+    labels, images, failures = [], [], []
+    for it in items:
+        try:
+            images.append(read_image(it.path, "gray"))
+        except ImageReadError as exc:
+            failures.append(str(exc))
+            continue
+        labels.append(classes.index(it.label))
+    pred = [p.index for p in predict_images(loaded, images)]
+    return np.asarray(labels, np.int64), np.asarray(pred, np.int64), failures

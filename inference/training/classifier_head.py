@@ -8,9 +8,15 @@ needs seconds and uses only what the backbone already computes. The head is writ
 model's own two-layer head (first layer an exact pass-through, see ``write_linear_head``), so the
 result is an ordinary MemoryMamba directory that the station loads and runs unchanged.
 
-``compare_candidates`` scores the head and the simple answers (majority, kNN, logistic
+The second candidate needs no backbone: the same class-balanced logistic regression on the
+184 texture features of ``inference.texture_features`` (what "label next" embeds with), written
+as a ``texture_linear`` model. On magnetic tiles those features carry the classes far better than
+the NEU backbone's pooled features (benchmarks/results/texture-head.md).
+
+``compare_candidates`` scores the candidates and the simple answers (majority, kNN, logistic
 regression on thumbnails and on plain embeddings) by group-aware cross-validation inside the
-reviewed training labels, then once on the held-out reviewed labels.
+reviewed training labels, then once on the held-out reviewed labels. The texture regression is a
+candidate, never a simple answer: it is what the station registers when it wins.
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from inference.checkpoints import LoadedModel, save_model
 from inference.classifier_predict import resize_to_model_input, tta_views
 from inference.imageio import read_image
 from inference.models.memory_mamba import MemoryMamba
+from inference.models.texture_linear import TextureLinear, TextureLinearConfig
+from inference.texture_features import TEXTURE_DIM, image_texture
 from inference.training.classifier_data import class_folders
 from inference.training.simple_answers import (
     FOLDS,
@@ -44,6 +52,7 @@ HEAD_VIEWS = "flips"        # the new version's test-time augmentation; its feat
 HEAD_C = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head (chosen by group CV)
 PASS_THROUGH_FLOOR = 8.0    # GELU(z) = z to float precision for z >= 8: the head's first layer shifts features above it
 ABSENT_CLASS_BIAS = -30.0   # a class with no training image in a fold/fit is never predicted
+CANDIDATE_KINDS = ("texture", "backbone")  # texture first: on a tie the version without a network wins (cheaper)
 
 
 def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, batch: int = 32) -> np.ndarray:
@@ -59,6 +68,14 @@ def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, b
             feats = model.features(torch.cat(vs))[0]
             out.append(feats.view(len(vs), len(arr), -1).float().cpu().numpy())
     return np.concatenate(out, axis=1) if out else np.zeros((1, 0, 0), np.float32)
+
+
+def texture_matrix(paths: Sequence[Path]) -> np.ndarray:
+    """(n, TEXTURE_DIM) texture features of image files, decoded as the engine decodes them (gray)."""
+    out = np.empty((len(paths), TEXTURE_DIM), dtype=np.float32)
+    for i, path in enumerate(paths):
+        out[i] = image_texture(read_image(path, "gray"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,24 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
     return save_model(out, loaded.name, model, cfg, card)
 
 
+def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
+                         card: dict[str, Any]) -> Path:
+    """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
+    on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation)."""
+    mu, sd = features.mean(0), features.std(0) + 1e-6
+    head = fit_linear_head((features - mu) / sd, labels, len(classes), c)
+    cfg = TextureLinearConfig(num_classes=len(classes))
+    model = TextureLinear(cfg)
+    with torch.no_grad():
+        model.mean.copy_(torch.from_numpy(mu).float())
+        model.scale.copy_(torch.from_numpy(sd).float())
+        model.linear.weight.copy_(torch.from_numpy(head.coef).float())
+        model.linear.bias.copy_(torch.from_numpy(head.intercept).float())
+    card = {**card, "classes": list(classes), "test_time_augmentation": "none",
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+    return save_model(out, "texture_linear", model, cfg, card)
+
+
 @dataclass
 class Comparison:
     """Every candidate's group-CV score, the chosen head and the best simple answer on the held-out part."""
@@ -162,17 +197,30 @@ def head_name(c: float) -> str:
     return f"linear_head_C{c:g}"
 
 
-def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str = "auto", seed: int = 0,
-                       progress: Callable[[str, int, int], None] | None = None) -> tuple[Comparison, dict[str, np.ndarray]]:
-    """Group-CV of the simple answers (and, with a backbone, the linear heads) on root/train; held-out on root/val.
+def texture_name(c: float) -> str:
+    return f"texture_linear_C{c:g}"
 
-    Returns the comparison and the arrays a caller needs to write the chosen head
-    (``train_features``: the view-averaged training features).
+
+def candidate_c(name: str) -> float:
+    """The regularisation strength in a candidate's name (``linear_head_C10``, ``texture_linear_C0.1``)."""
+    return float(name.rpartition("_C")[2])
+
+
+def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str = "auto", seed: int = 0,
+                       progress: Callable[[str, int, int], None] | None = None,
+                       kinds: Sequence[str] = CANDIDATE_KINDS) -> tuple[Comparison, dict[str, np.ndarray]]:
+    """Group-CV of the simple answers and of the candidates of ``kinds`` on root/train; held-out on root/val.
+
+    ``kinds``: "texture" (linear on texture features) and/or "backbone" (linear head on the frozen
+    backbone of ``loaded``; skipped when ``loaded`` has none, e.g. a texture_linear version); empty:
+    only the simple answers. Returns the comparison and the arrays a caller needs to write the
+    chosen candidate (``train_features``: its training features, ``labels``, ``head_c``).
     """
     def tick(done: int) -> None:
         if progress:
             progress("candidates", done, 4)
 
+    backbone = loaded if loaded is not None and hasattr(loaded.model, "features") else None
     paths, y, classes = split_items(root, "train")
     val_paths, y_val, _ = split_items(root, "val", classes)
     names = [p.name for p in paths]
@@ -180,8 +228,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     folds = group_folds(y, groups, FOLDS, seed)
     features: dict[str, tuple[np.ndarray, np.ndarray]] = {"thumbnail": (thumbnails(paths), thumbnails(val_paths))}
     tick(1)
-    if loaded is not None:
-        views, val_views = embed(loaded, paths), embed(loaded, val_paths)
+    if backbone is not None:
+        views, val_views = embed(backbone, paths), embed(backbone, val_paths)
         features["embedding"] = (views[0], val_views[0])
         tick(2)
     cv: dict[str, Score] = {}
@@ -191,53 +239,73 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
                 continue  # the same constant answer as on thumbnails
             key = f"{kind}_{model_name}" if model_name != "majority" else "majority"
             cv[key] = cross_validated(lambda tr, te, x=x, make=make: fit_predict(make, x[tr], y[tr], x[te]), y, folds, classes)
-    simple = dict(cv)
-    best_simple = best_name(simple)
-    arrays: dict[str, np.ndarray] = {}
+    best_simple = best_name(cv)
+    # candidate name -> (training features, held-out features)
+    inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if "texture" in kinds:
+        tex = (texture_matrix(paths), texture_matrix(val_paths))
+        inputs.update({texture_name(c): tex for c in HEAD_C})
+    if "backbone" in kinds and backbone is not None:
+        avg = (views.mean(0), val_views.mean(0))
+        inputs.update({head_name(c): avg for c in HEAD_C})
     heads: dict[str, Score] = {}
-    if loaded is not None:
-        avg, val_avg = views.mean(0), val_views.mean(0)
-        for c in HEAD_C:
-            heads[head_name(c)] = cross_validated(
-                lambda tr, te, c=c: fit_linear_head(avg[tr], y[tr], len(classes), c).predict(avg[te]), y, folds, classes)
-        cv.update(heads)
-        arrays["train_features"] = avg
+    for name, (x, _xv) in inputs.items():
+        c = candidate_c(name)
+        heads[name] = cross_validated(
+            lambda tr, te, x=x, c=c: fit_linear_head(x[tr], y[tr], len(classes), c).predict(x[te]), y, folds, classes)
+    cv.update(heads)
     tick(3)
-    chosen = best_name(heads) if heads else ""
+    chosen = best_name(heads) if heads else ""  # the first of equals: texture before backbone
     held_out: dict[str, Score] = {}
     if len(y_val):
         kind, _, model_name = best_simple.partition("_")
         x, xv = features[kind if model_name else "thumbnail"]
         held_out[best_simple] = score(y_val, fit_predict(SIMPLE_MODELS[model_name or "majority"], x, y, xv), classes)
         if chosen:
-            head = fit_linear_head(avg, y, len(classes), float(chosen.removeprefix("linear_head_C")))
-            held_out[chosen] = score(y_val, head.predict(val_avg), classes)
+            x, xv = inputs[chosen]
+            held_out[chosen] = score(y_val, fit_linear_head(x, y, len(classes), candidate_c(chosen)).predict(xv), classes)
+    arrays: dict[str, np.ndarray] = {}
     if chosen:
-        arrays["head_c"] = np.array(float(chosen.removeprefix("linear_head_C")))
-        arrays["labels"] = y
+        arrays = {"train_features": inputs[chosen][0], "head_c": np.array(candidate_c(chosen)), "labels": y}
     tick(4)
     n_groups = len(set(groups))
     return Comparison(classes, {"rule": rule, "groups": n_groups, "folds": len(folds)}, cv, chosen, best_simple,
                       held_out, int(len(y_val))), arrays
 
 
-def write_chosen_head(loaded: LoadedModel, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
+def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
                       parent_card: dict[str, Any], command: str) -> Path:
-    """Refit the chosen head on every training image and write it as a model directory with its card."""
+    """Refit the chosen candidate on every training image and write it as a model directory with its card."""
     features, labels = arrays["train_features"], arrays["labels"]
-    head = fit_linear_head(features, labels, len(comparison.classes), float(arrays["head_c"]))
-    keep = ("model", "family", "task", "input_size", "color_mode", "normalisation", "preset", "ablation", "licence", "paper")
+    c = float(arrays["head_c"])
+    texture = comparison.chosen.startswith("texture_linear")
+    # a texture_linear version owes nothing to the parent's network: only the task's facts carry over
+    keep = ("family", "task") if texture else (
+        "model", "family", "task", "input_size", "color_mode", "normalisation", "preset", "ablation", "licence", "paper")
     held = comparison.held_out.get(comparison.chosen)
+    if texture:
+        training = {"initialisation": "none: a linear layer on the texture features (inference.texture_features)",
+                    "head": {"kind": "class-balanced logistic regression on standardised features", "C": c,
+                             "features": f"{TEXTURE_DIM} texture features of the gray image",
+                             "selected_by": "group cross-validation"}, "seconds": None}
+    else:
+        training = {"initialisation": "frozen backbone of the parent, linear head fitted on its pooled features",
+                    "head": {"kind": "class-balanced logistic regression", "C": c, "features": f"pooled backbone "
+                             f"features averaged over the '{HEAD_VIEWS}' test-time views", "selected_by": "group cross-validation"},
+                    "seconds": None}
     card = {
         **{k: parent_card[k] for k in keep if k in parent_card},
         "data": {"train_images": int(len(labels)), "val_images": comparison.held_out_images,
                  "train_counts": {c: int(n) for c, n in zip(comparison.classes, np.bincount(labels, minlength=len(comparison.classes)))}},
-        "training": {"initialisation": "frozen backbone of the parent, linear head fitted on its pooled features",
-                     "head": {"kind": "class-balanced logistic regression", "C": head.c, "features": f"pooled backbone "
-                              f"features averaged over the '{HEAD_VIEWS}' test-time views", "selected_by": "group cross-validation"},
-                     "seconds": None},
+        "training": training,
         "command": command,
-        "init_model": {"path": str(loaded.path) if loaded.path else None, "metrics": parent_card.get("metrics", {})},
+        "init_model": {"path": str(loaded.path) if loaded is not None and loaded.path else None,
+                       "metrics": parent_card.get("metrics", {})},
         "metrics": {"val": {**held.as_dict(), "count": comparison.held_out_images}} if held else {},
     }
+    if texture:
+        return write_texture_linear(features, labels, comparison.classes, c, out, card)
+    if loaded is None:
+        raise ValueError("a frozen-backbone head needs the parent model")
+    head = fit_linear_head(features, labels, len(comparison.classes), c)
     return write_linear_head(loaded, head, features, comparison.classes, out, card)

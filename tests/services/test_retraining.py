@@ -217,15 +217,20 @@ def test_retrain_refuses_a_version_that_loses_to_a_simple_answer(station, tmp_pa
     assert db.model_versions.by_name("classifier", "worse") is None
 
 
-def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_path: Path) -> None:
-    db, url, home = station
+def retrain_light(station, tmp_path: Path, *extra: str) -> tuple[list[dict], dict]:
+    """Run retrain (a light head, tiny active classifier clf-v1) to success: its events and the train stage."""
+    db, url, _home = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
     db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
-    proc = run_retrain(url, "--name", "head", "--keep-if-worse", "--groups", "none")
+    proc = run_retrain(url, *extra)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     events = events_of(out)
-    train = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+    return events, next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+
+
+def test_retrain_head_method_registers_a_frozen_backbone_version(station, tmp_path: Path) -> None:
+    events, train = retrain_light(station, tmp_path, "--name", "head", "--method", "head", "--keep-if-worse", "--groups", "none")
     assert train["method"] == "head" and train["start"] == "linear head on the frozen backbone of clf-v1"
     done = events[-1]
     answers = done["comparison"]["simple_answers"]
@@ -265,6 +270,60 @@ def test_retrain_head_method_takes_the_backbone_named_by_init(station, tmp_path:
     new, start, parent = (load_model(p).model.state_dict() for p in (events[-1]["path"], backbone, active))
     assert all(torch.equal(new[k], start[k]) for k in new if not k.startswith("head."))
     assert not torch.equal(new["patch_embed.proj.weight"], parent["patch_embed.proj.weight"])
+
+
+def test_retrain_auto_registers_a_texture_linear_version_when_it_wins(station, tmp_path: Path) -> None:
+    """Bright vs dark parts: the texture regression separates them; by default (auto) it is chosen
+    over (or, tied, preferred to) the frozen-backbone head, beats the simple answers and is registered."""
+    db = station[0]
+    events, train = retrain_light(station, tmp_path, "--name", "tex", "--groups", "none")  # no --keep-if-worse: it must win
+    assert train["method"] == "auto" and train["command"] == "python main.py retrain classifier --method auto --groups none"
+    done = events[-1]
+    answers = done["comparison"]["simple_answers"]
+    assert answers["wins"] is True and answers["chosen"].startswith("texture_linear_C")
+    cv = answers["cv"]
+    assert any(k.startswith("linear_head_C") for k in cv)  # the backbone head was a candidate too
+    assert all(cv[answers["chosen"]]["f1"] >= v["f1"] for k, v in cv.items() if k.startswith("linear_head_C"))
+    assert not answers["best_simple"].startswith("texture")  # the texture regression is the candidate, not a simple answer
+    loaded = load_model(done["path"], family="classifier")
+    assert loaded.name == "texture_linear" and loaded.card["classes"] == ["crack", "good"]
+    assert loaded.card["retraining"]["start"].startswith("a linear layer on texture features")
+    assert done["comparison"]["new"] == answers["held_out"][answers["chosen"]]
+    version = db.model_versions.get(done["version_id"])
+    assert version.challenger and not version.active
+
+
+def test_retrain_from_an_active_texture_linear_version_refits_the_texture_head(station, tmp_path: Path) -> None:
+    """After a texture_linear version is promoted there is no backbone: auto refits the texture head (and
+    scores the parent on the same held-out images), --method head is refused with the reason."""
+    from inference.training.classifier_head import texture_matrix, write_texture_linear
+
+    db, url, _home = station
+    paths = sorted((tmp_path / "lot1").glob("*.png"))[:10]
+    labels = np.array([0 if p.stem.startswith("crack") else 1 for p in paths])
+    active = write_texture_linear(texture_matrix(paths), labels, ["crack", "good"], 1.0, tmp_path / "tex-v1", {})
+    db.model_versions.register("classifier", "tex-v1", str(active), activate=True)
+    proc = run_retrain(url, "--name", "nohead", "--method", "head", "--groups", "none")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "has no backbone to freeze" in events_of(out)[-1]["message"]
+    proc = run_retrain(url, "--name", "tex-v2", "--groups", "none", "--keep-if-worse")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    done = events_of(out)[-1]
+    answers = done["comparison"]["simple_answers"]
+    assert answers["chosen"].startswith("texture_linear_C")
+    assert not any(k.startswith(("linear_head", "embedding_")) for k in answers["cv"])  # no backbone to read
+    assert done["comparison"]["parent_name"] == "tex-v1" and set(done["comparison"]["parent"]) == {"accuracy", "f1"}
+    assert load_model(done["path"], family="classifier").name == "texture_linear"
+    # a network cannot start from it: --method train trains one from scratch and says why
+    proc = run_retrain(url, "--name", "net", "--method", "train", "--epochs", "1", "--keep-if-worse",
+                       "--train-args", "--preset test_tiny --batch-size 4 --tta none")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    train = next(e for e in events_of(out) if e["event"] == "stage" and e["stage"] == "train")
+    assert train["start"] == "from scratch" and "--init" not in train["command"]
+    assert any("tex-v1 is a texture_linear version" in n for n in train["notes"])
+    assert load_model(events_of(out)[-1]["path"], family="classifier").name == "memory_mamba"
 
 
 def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, tmp_path: Path) -> None:

@@ -85,3 +85,27 @@ def test_prelabel_follows_the_projects_model_routing(tmp_path: Path, tiny_models
     # requested families; the three broken files fail in the job of both
     assert data["predicted"] == {"classifier": 2, "anomaly": 4}
     assert len(data["failed"]) == 3
+
+
+def test_prelabel_runs_a_texture_linear_classifier_like_any_other(tmp_path: Path, tiny_models, single_thread_env) -> None:
+    """A retrained texture_linear version goes through the worker unchanged: gray, colour, 16-bit and
+    large files each get its class scores, and a file it cannot read is a failure, not a crash."""
+    from inference.training.classifier_head import texture_matrix, write_texture_linear
+
+    good = _folder(tmp_path / "parts")
+    paths = sorted(good.values())
+    texture = write_texture_linear(texture_matrix(paths), np.arange(len(paths)) % 2, ["dark", "light"], 1.0,
+                                   tmp_path / "texture", {})
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    make_db(url, {**tiny_models, "classifier": texture}).close()
+    data = _prelabel(tmp_path, url, "--families", "classifier", "--batch-size", "2")
+    assert data["predicted"] == {"classifier": 5} and len(data["failed"]) == 3
+    db = open_database(url)
+    try:
+        for path in paths:
+            rel = path.relative_to(tmp_path / "parts").as_posix()
+            (pred,) = db.predictions.for_image(next(im for im in db.images.query() if im.rel_path == rel).id)
+            assert pred.predicted_class in ("dark", "light") and set(pred.class_scores or {}) == {"dark", "light"}
+            assert abs(sum((pred.class_scores or {}).values()) - 1.0) < 1e-3
+    finally:
+        db.close()

@@ -1,0 +1,61 @@
+"""``texture_linear``: a classifier that is a linear layer on the standardised texture features.
+
+Why a model this small: from a few dozen labels per class the frozen NEU backbone's linear head
+scored 0.33 on independent magnetic tiles, logistic regression on 12 x 12 thumbnails 0.58 and on
+the texture features of ``inference.texture_features`` more still (benchmarks/results/). The
+retrain command fits the class-balanced logistic regression; this module only holds it as an
+ordinary station model (safetensors + JSON, bounded loading, the normal engine path), so the
+worker pre-labels with it like with any other classifier version.
+
+The forward pass takes the precomputed feature vectors, not pixels: ``image_input`` turns one
+decoded image into its vector, and ``inference.classifier_predict`` asks the model for it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from inference.texture_features import TEXTURE_DIM, WORK_SIDE, image_texture
+
+from .registry import register
+
+
+@dataclass(frozen=True)
+class TextureLinearConfig:
+    num_classes: int = 2
+    feature_dim: int = TEXTURE_DIM
+    in_chans: int = 1          # the engine decodes gray for it
+    img_size: int = WORK_SIDE  # the features' working side; the engine hands over at most twice this
+
+    def __post_init__(self) -> None:
+        if self.feature_dim != TEXTURE_DIM:
+            raise ValueError(f"feature_dim must be {TEXTURE_DIM} (the texture features of this version), "
+                             f"not {self.feature_dim}")
+        if self.num_classes < 1 or self.in_chans != 1:
+            raise ValueError("texture_linear needs num_classes >= 1 and in_chans 1")
+
+
+@register("texture_linear", "classifier", TextureLinearConfig)
+class TextureLinear(nn.Module):
+    """logits = linear((features - mean) / scale)."""
+
+    mean: torch.Tensor   # buffers registered in __init__, typed for mypy
+    scale: torch.Tensor
+
+    def __init__(self, config: TextureLinearConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = config or TextureLinearConfig()
+        self.register_buffer("mean", torch.zeros(cfg.feature_dim))
+        self.register_buffer("scale", torch.ones(cfg.feature_dim))
+        self.linear = nn.Linear(cfg.feature_dim, cfg.num_classes)
+
+    @staticmethod
+    def image_input(image: np.ndarray) -> np.ndarray:
+        """What ``forward`` takes for one decoded float image in [0, 1]: its texture vector."""
+        return image_texture(image)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.scale)

@@ -1,0 +1,84 @@
+"""The ``texture_linear`` classifier: texture features -> standardise -> linear, as an ordinary station model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inference.checkpoints import CheckpointError, load_model
+from inference.engine import InspectionEngine
+from inference.imageio import read_image
+from inference.texture_features import TEXTURE_DIM, image_texture
+from inference.training.classifier_evaluate import evaluate_model
+from inference.training.classifier_head import texture_matrix, write_texture_linear
+from tests.tiny_models import one_thread  # noqa: F401  (one_thread: autouse)
+
+
+def _striped(folder: Path, n: int, seed: int) -> tuple[list[Path], np.ndarray]:
+    """Tiles whose class is the direction of their stripes (0 horizontal, 1 vertical, 2 none), of varied sizes."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, labels = [], []
+    for i in range(n):
+        cls = i % 3
+        h, w = int(rng.integers(40, 90)), int(rng.integers(40, 90))
+        img = rng.normal(120, 10, (h, w))
+        period = int(rng.integers(5, 9))
+        if cls == 0:
+            img[(np.arange(h) // period) % 2 == 0, :] += 60
+        elif cls == 1:
+            img[:, (np.arange(w) // period) % 2 == 0] += 60
+        paths.append(folder / f"t{i}.png")
+        cv2.imwrite(str(paths[-1]), np.clip(img, 0, 255).astype(np.uint8))
+        labels.append(cls)
+    return paths, np.array(labels, np.int64)
+
+
+def test_texture_linear_round_trips_and_predicts_through_the_engine(tmp_path: Path) -> None:
+    paths, labels = _striped(tmp_path / "train", 30, 0)
+    feats = texture_matrix(paths)
+    out = write_texture_linear(feats, labels, ["horizontal", "vertical", "plain"], 1.0, tmp_path / "model",
+                               {"family": "classifier"})
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "card.json"}
+
+    loaded = load_model(out, family="classifier")
+    assert loaded.name == "texture_linear" and loaded.card["test_time_augmentation"] == "none"
+    state = loaded.model.state_dict()
+    np.testing.assert_allclose(state["mean"].numpy(), feats.mean(0), rtol=1e-5, atol=1e-6)
+    new, new_labels = _striped(tmp_path / "new", 9, 1)
+    with InspectionEngine({"classifier": out}, device="cpu") as engine:
+        results = engine.predict_paths(new)
+    # what the model computes, by hand: the standardised texture vector of the decoded file, times the layer
+    w, b = state["linear.weight"].numpy(), state["linear.bias"].numpy()
+    for r, path, label in zip(results, new, new_labels):
+        assert r.ok and r.classifier is not None, r.error
+        assert r.classifier.classes == ("horizontal", "vertical", "plain")
+        z = (image_texture(read_image(path, "gray")) - state["mean"].numpy()) / state["scale"].numpy()
+        logits = z @ w.T + b
+        p = np.exp(logits - logits.max())
+        np.testing.assert_allclose(r.classifier.scores, p / p.sum(), atol=0.02)
+        assert r.classifier.label == ("horizontal", "vertical", "plain")[label]  # stripes are easy for it
+
+    # evaluate (the retrain command's scoring of a texture_linear parent) reads it through the same path
+    for name, label in zip(new, new_labels):
+        (tmp_path / "eval" / ("horizontal", "vertical", "plain")[label]).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "eval" / ("horizontal", "vertical", "plain")[label] / name.name).write_bytes(name.read_bytes())
+    assert evaluate_model(loaded, tmp_path / "eval").report["accuracy"] == 1.0
+
+
+def test_texture_linear_config_is_checked_before_loading(tmp_path: Path) -> None:
+    paths, labels = _striped(tmp_path / "train", 12, 2)
+    out = write_texture_linear(texture_matrix(paths), labels, ["h", "v", "p"], 1.0, tmp_path / "model", {})
+    meta = json.loads((out / "config.json").read_text())
+    meta["config"]["feature_dim"] = TEXTURE_DIM + 1  # features of another version of the texture vector
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="feature_dim"):
+        load_model(out, family="classifier")
+    meta["config"]["feature_dim"] = TEXTURE_DIM
+    meta["config"]["num_classes"] = 10**9  # a config asking for a huge layer is refused before allocating it
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="num_classes"):
+        load_model(out, family="classifier")
