@@ -16,6 +16,10 @@ exposure is taken out. So:
 - fitting keeps a greedy k-centre coreset of the good images' rows (``bank_size`` rows), the
   PatchCore recipe without a pretrained network; the map is each cell's mean distance to its
   ``bank_k`` nearest bank rows, stretched to the input size and Gaussian-smoothed;
+- ``density`` divides each distance by how spread out the good rows are around the nearest one
+  (its mean distance to its ``density_k`` nearest bank rows, plus the bank's median of that): rare
+  but normal cells (tile corners with background, chamfers) sit in sparse parts of the bank, where a
+  plain distance raises false alarms; PatchCore's reweighting has the same aim;
 - no position enters the rows (tiles are unaligned); the image score is the map's maximum
   inside ``score_margin`` pixels of the border.
 
@@ -50,6 +54,8 @@ class TextureKnnConfig:
     local_std: bool = True
     bank_size: int = 8192
     bank_k: int = 1
+    density: bool = True
+    density_k: int = 3
     smoothing_sigma: float = 6.0
     score_margin: int = 0
 
@@ -62,6 +68,8 @@ class TextureKnnConfig:
             raise ValueError(f"stride must divide image_size, got {self.stride} and {self.image_size}")
         if self.bank_size < 1 or not 1 <= self.bank_k <= self.bank_size:
             raise ValueError(f"bank_size must be >= 1 and bank_k in [1, bank_size], got {self.bank_size}, {self.bank_k}")
+        if self.density and not 1 <= self.density_k < self.bank_size:
+            raise ValueError(f"density_k must be in [1, bank_size), got {self.density_k}")
         if not 0 <= self.score_margin < self.image_size // 2:
             raise ValueError(f"score_margin must be in [0, image_size/2), got {self.score_margin}")
 
@@ -111,12 +119,14 @@ def texture_features(x: torch.Tensor, cfg: TextureKnnConfig) -> torch.Tensor:
 @register("texture_knn", "anomaly", TextureKnnConfig)
 class TextureKnn(nn.Module):
     bank: torch.Tensor  # (bank_size, feature_dim), set by ``set_bank``
+    bank_scale: torch.Tensor  # (bank_size,): each row's mean distance to its density_k nearest rows
 
     def __init__(self, config: TextureKnnConfig | None = None) -> None:
         super().__init__()
         cfg = config or TextureKnnConfig()
         self.config = cfg
         self.register_buffer("bank", torch.zeros(cfg.bank_size, cfg.feature_dim))
+        self.register_buffer("bank_scale", torch.ones(cfg.bank_size))
         # A learnable-free model still exposes one parameter so generic code (device lookup) runs.
         self.temperature = nn.Parameter(torch.ones(()), requires_grad=False)
 
@@ -144,13 +154,33 @@ class TextureKnn(nn.Module):
                              "use a smaller bank_size or more good images")
         pick = greedy_coreset(rows.float().cpu(), self.config.bank_size, seed)
         self.bank.copy_(rows[pick.to(rows.device)])
+        if self.config.density:
+            ids = torch.arange(len(self.bank), device=self.bank.device)
+            self.bank_scale.copy_(knn_distance(self.bank, self.bank, self.config.density_k, query_ids=ids, bank_ids=ids))
+
+    def _distances(self, rows: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """Each row's mean distance to its ``bank_k`` nearest bank rows, divided by the density
+        scale of the nearest one when ``density`` is on -> (n,)."""
+        cfg = self.config
+        if not cfg.density:
+            return knn_distance(rows, self.bank, cfg.bank_k)
+        b2 = (self.bank * self.bank).sum(1)
+        floor = self.bank_scale.median()
+        out = []
+        for s in range(0, len(rows), chunk):
+            q = rows[s:s + chunk]
+            d2 = torch.addmm(b2, q, self.bank.T, alpha=-2.0) + (q * q).sum(1, keepdim=True)
+            near, idx = d2.topk(cfg.bank_k, dim=1, largest=False) if cfg.bank_k > 1 else d2.min(1, keepdim=True)
+            dist = near.clamp_min(0).sqrt().mean(1)
+            out.append(dist / (self.bank_scale[idx[:, 0]] + floor))
+        return torch.cat(out) if out else rows.new_zeros(0)
 
     @torch.no_grad()
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         f = self.features(x)
         b, gh, gw, d = f.shape
-        dist = knn_distance(f.reshape(-1, d), self.bank, cfg.bank_k).view(b, 1, gh, gw)
+        dist = self._distances(f.reshape(-1, d)).view(b, 1, gh, gw)
         m = F.interpolate(dist, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         return gaussian_smooth(m, cfg.smoothing_sigma)
 

@@ -34,11 +34,12 @@ THRESHOLD_QUANTILE = 0.99
 def fit_model(config: TextureKnnConfig, images: np.ndarray, device: torch.device | str = "cpu",
               seed: int = 0) -> TextureKnn:
     """A model whose bank is a coreset of the good ``images`` (n, c, s, s in [0, 1])."""
-    probe = TextureKnn(dataclasses.replace(config, bank_size=1, bank_k=1)).to(device)
+    probe = TextureKnn(dataclasses.replace(config, bank_size=1, bank_k=1, density=False)).to(device)
     rows = torch.cat([probe.bank_rows(normalise_batch(probe, images[i:i + 16], device), ROWS_PER_IMAGE, seed + i)
                       for i in range(0, len(images), 16)])
     size = min(config.bank_size, len(rows))
-    cfg = dataclasses.replace(config, bank_size=size, bank_k=min(config.bank_k, size))
+    cfg = dataclasses.replace(config, bank_size=size, bank_k=min(config.bank_k, size),
+                              density=config.density and size > 1, density_k=max(1, min(config.density_k, size - 1)))
     model = TextureKnn(cfg).to(device)
     model.set_bank(rows, seed)
     return model.eval()
@@ -90,7 +91,7 @@ def group_cv(config: TextureKnnConfig, good_names: Sequence[str], good: np.ndarr
              defect_names: Sequence[str], defects: np.ndarray, defect_types: Sequence[str],
              defect_masks: Sequence[np.ndarray | None], group: Callable[[str], str], n_folds: int,
              device: torch.device | str = "cpu", seed: int = 0,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print, keep_maps: bool = False) -> dict[str, Any]:
     """Cross-validation estimate over folds of whole groups (good and defect images grouped alike).
 
     Masks are at model resolution (s, s); a defect without a mask counts for the image score only.
@@ -120,6 +121,9 @@ def group_cv(config: TextureKnnConfig, good_names: Sequence[str], good: np.ndarr
     res["folds"] = [{"groups": names, "good": len(held)} for names, held in zip(fold_groups, folds)]
     res["unscored_defects"] = len(defects) - len(scored)  # in a group without good images
     res["_good_scores"], res["_defect_scores"] = g_scores, d_scores[scored]
+    if keep_maps:  # for a benchmark that rescores the same maps (score margins)
+        res["_good_maps"], res["_defect_maps"] = g_maps, [d_maps[i] for i in scored]
+        res["_defect_types"], res["_defect_masks"] = [defect_types[i] for i in scored], [defect_masks[i] for i in scored]
     return res
 
 
