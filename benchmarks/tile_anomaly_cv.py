@@ -23,6 +23,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def _score(m: np.ndarray, margin: int) -> float:
+    """The map's maximum inside ``margin`` pixels of the border (TextureKnn.score for one map)."""
+    inner = m[margin:m.shape[0] - margin, margin:m.shape[1] - margin] if margin else m
+    return float(inner.max())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True)
@@ -54,11 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                        group_function(args.group_by), args.folds, log=lambda m: print(m, flush=True), keep_maps=True)
         seconds = time.monotonic() - t0
         for margin in (int(m) for m in args.margins.split(",")):
-            def score(m: np.ndarray) -> float:
-                inner = m[margin:m.shape[0] - margin, margin:m.shape[1] - margin] if margin else m
-                return float(inner.max())
-            gs = np.array([score(m) for m in res["_good_maps"]])
-            ds = np.array([score(m) for m in res["_defect_maps"]])
+            gs = np.array([_score(m, margin) for m in res["_good_maps"]])
+            ds = np.array([_score(m, margin) for m in res["_defect_maps"]])
             out = summary(gs, ds, res["_defect_types"], res["_good_maps"], res["_defect_maps"], res["_defect_masks"])
             line = {"variant": raw, "score_margin": margin, "seconds": round(seconds, 1), "folds": args.folds,
                     "group_by": args.group_by} | {k: v for k, v in out.items()}
