@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         for margin in (int(m) for m in args.margins.split(",")):
             gs = np.array([_score(m, margin) for m in res["_good_maps"]])
             ds = np.array([_score(m, margin) for m in res["_defect_maps"]])
-            out = summary(gs, ds, res["_defect_types"], res["_good_maps"], res["_defect_maps"], res["_defect_masks"])
+            out = summary(gs, ds, res["_defect_types"], res["_good_maps"], res["_defect_maps"], res["_defect_masks"],
+                          pixels=False) | {k: res[k] for k in ("pixel_auroc", "pixel_auroc_by_type", "pixel_step")}
             line = {"variant": raw, "score_margin": margin, "seconds": round(seconds, 1), "folds": args.folds,
                     "group_by": args.group_by} | {k: v for k, v in out.items()}
             print(json.dumps(line), flush=True)
