@@ -8,6 +8,10 @@ out whole capture sessions (``--group-by``); each fold's bank sees only the othe
 tiles and scores the held-out sessions' good tiles and validation defects (``validation/``, the
 train split's defects: ``convert_magnetic_tile --defects-by-split``). The test split is never read.
 Score margins are rescored from the same maps (``--margins``). One JSON line per variant and margin.
+
+``--model DIR`` (repeatable) instead scores a trained model directory, any anomaly architecture, on
+training data it never fitted: the good images its trainer held out (same seed) against the
+validation defects. That is how the bundled pattern model is compared without retraining it per fold.
 """
 from __future__ import annotations
 
@@ -29,6 +33,27 @@ def _score(m: np.ndarray, margin: int) -> float:
     return float(inner.max())
 
 
+def _score_models(args: argparse.Namespace) -> int:
+    from inference.checkpoints import load_model
+    from inference.training.anomaly_train import good_split
+    from inference.training.texture_knn_fit import load_validation, score_images, summary
+
+    for d in args.model:
+        loaded = load_model(d, family="anomaly")
+        cfg = loaded.config
+        seed = int(loaded.card.get("training", {}).get("seed", 0))
+        _, _, hold, _ = good_split(Path(args.data), cfg, seed, log=lambda _m: None)
+        _, defects, types, masks = load_validation(args.data, cfg, log=lambda _m: None)
+        gm, gs = score_images(loaded.model, hold)
+        dm, ds = score_images(loaded.model, defects)
+        line = {"model": d, "held_out_good": len(hold)} | summary(gs, ds, types, gm, list(dm), masks)
+        print(json.dumps(line), flush=True)
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True)
@@ -38,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group-by", default="prefix")
     p.add_argument("--json", help="append one line per result here")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", action="append", default=[], help="score this model directory instead (see above)")
     args = p.parse_args(argv)
 
     import torch
@@ -48,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     from inference.training.texture_knn_fit import group_cv, load_validation, summary
 
     torch.set_num_threads(args.threads)
+    if args.model:
+        return _score_models(args)
     tree = scan_category(args.data, need_train=True)
     for raw in args.variant or ["{}"]:
         over = json.loads(raw)
