@@ -194,3 +194,13 @@ def test_train_texture_knn_writes_cv_estimate_and_threshold(tmp_path, capsys):
     assert "Youden" in card["threshold"]["method"] and "cross-validation" in card["threshold"]["method"]
     assert "image_auroc" in card["metrics"]["test"]
     assert load_model(out, family="anomaly").name == "texture_knn"
+
+
+def test_validation_refuses_good_images(tmp_path):
+    """Held-out good images come from train/good by the trainer's own split; a second source of
+    them in validation/ could not be kept out of fitting, so it is refused with the reason."""
+    from inference.training.anomaly_data import AnomalyDataError
+
+    (tmp_path / "validation" / "good").mkdir(parents=True)
+    with pytest.raises(AnomalyDataError, match="defect images only"):
+        scan_validation(tmp_path)
