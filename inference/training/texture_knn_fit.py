@@ -63,7 +63,7 @@ def score_images(model: torch.nn.Module, images: np.ndarray, device: torch.devic
 
 
 def summary(good_scores: np.ndarray, defect_scores: np.ndarray, defect_types: Sequence[str],
-            good_maps: np.ndarray, defect_maps: Sequence[np.ndarray], defect_masks: Sequence[np.ndarray | None],
+            good_maps: Sequence[np.ndarray] | np.ndarray, defect_maps: Sequence[np.ndarray], defect_masks: Sequence[np.ndarray | None],
             pixel_step: int = 1, pixels: bool = True) -> dict[str, Any]:
     """Image and pixel AUROC (pooled and per defect type) of good vs defect images; pixels read
     every ``pixel_step``-th row and column; ``pixels=False``: image figures only."""
