@@ -283,9 +283,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         cv_info, cv_threshold = protocol(config, tree.root, tree.train_good, opts.cv_folds, opts.group_by,
                                          device, opts.seed, log)
         threshold |= cv_threshold
-        log(f"cross-validation ({opts.cv_folds} folds of whole {opts.group_by} groups): image AUROC "
-            f"{cv_info['image_auroc']:.4f}  pixel AUROC {cv_info['pixel_auroc']:.4f}  "
-            f"({cv_info['n_good']} good, {cv_info['n_defect']} validation defect images)")
+        if cv_info is not None:
+            log(f"cross-validation ({opts.cv_folds} folds of whole {opts.group_by} groups): image AUROC "
+                f"{cv_info['image_auroc']:.4f}  pixel AUROC {cv_info['pixel_auroc']:.4f}  "
+                f"({cv_info['n_good']} good, {cv_info['n_defect']} validation defect images)")
     log(f"threshold (image score): {threshold['image']:.4f}  [{threshold['method']}]")
     metrics = None
     if opts.evaluate:

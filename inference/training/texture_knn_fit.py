@@ -195,6 +195,11 @@ def protocol(config: TextureKnnConfig, root: Any, good_paths: Sequence[Any], n_f
     good, kept, _ = load_images(list(good_paths), config.image_size, config.in_channels)
     names, defects, types, masks = load_validation(root, config, log)
     group = group_function(group_by)
+    groups = {group(p.name) for p in kept}
+    if len(groups) < n_folds:  # e.g. a user's folder whose file names carry no session prefix
+        log(f"warning: {len(groups)} {group_by} group(s) among the good images cannot fill {n_folds} folds; "
+            "no cross-validation estimate, threshold from the held-out good images (--group-by to change)")
+        return None, {}
     cv = group_cv(config, [p.name for p in kept], good, names, defects, types, masks, group, n_folds, device, seed, log)
     good_s, defect_s = cv.pop("_good_scores"), cv.pop("_defect_scores")
     thr = choose_threshold(good_s, defect_s)

@@ -204,3 +204,19 @@ def test_validation_refuses_good_images(tmp_path):
     (tmp_path / "validation" / "good").mkdir(parents=True)
     with pytest.raises(AnomalyDataError, match="defect images only"):
         scan_validation(tmp_path)
+
+
+def test_train_without_enough_groups_falls_back_to_the_held_out_threshold(tmp_path, capsys):
+    """File names without session prefixes form one group: training still succeeds, says why there
+    is no cross-validation estimate, and calibrates on the held-out good images."""
+    rng = np.random.default_rng(5)
+    for i in range(8):
+        assert cv2.imwrite(str(_mk(tmp_path / "cat" / "train" / "good" / f"img_{i}.png")),
+                           (_tiles(1, rng)[0, 0] * 255).astype(np.uint8))
+    out = tmp_path / "model"
+    rc = main(["train", "anomaly", "--data", str(tmp_path / "cat"), "--out", str(out), "--arch", "texture_knn",
+               "--preset", "test_tiny", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    assert "cannot fill 3 folds" in capsys.readouterr().out
+    card = json.loads((out / "card.json").read_text())
+    assert "cross_validation" not in card and "quantile" in card["threshold"]["method"]
