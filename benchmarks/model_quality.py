@@ -9,7 +9,8 @@
   train.txt the card's four flipped views against all eight views (flips + transposes), the check
   behind not adopting the eight;
 - anomaly: each bundled anomaly model on its category (bottle; magnetic tile converted to the
-  MVTec layout in a temporary folder), image AUROC / pixel AUROC / PRO.
+  MVTec layout in a temporary folder, its test split = the val split only, as issue 19 freezes it),
+  image AUROC / pixel AUROC / PRO.
 
 Everything goes through the same functions as ``python main.py evaluate …``, so the figures are
 the commands' figures. Ratios are printed against the card's own setting in the same process.
@@ -119,7 +120,7 @@ def anomaly_figures(shared: Path) -> dict[str, Any]:
         categories = {"anomaly-bottle": shared / "datasets" / "mvtec_ad" / "bottle"}
         mt = shared / "datasets" / "magnetic_tile"
         if mt.is_dir():
-            convert(mt, Path(tmp) / "magnetic_tile")
+            convert(mt, Path(tmp) / "magnetic_tile", defects_by_split=True)  # frozen test = val only (issue 19)
             categories["anomaly-magnetic_tile"] = Path(tmp) / "magnetic_tile"
         for name, data in categories.items():
             if not data.is_dir():

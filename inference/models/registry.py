@@ -21,6 +21,7 @@ MODEL_MODULES = (
     "inference.models.mim_istd",
     "inference.models.pattern_anomaly",
     "inference.models.pixel_gaussian",
+    "inference.models.texture_knn",
     "inference.models.target_verifier",
     "inference.models.texture_linear",
 )

@@ -22,7 +22,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="category folder in MVTec layout (train/good, test/<type>, ground_truth/<type>)")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--arch", default="pattern_anomaly", choices=ARCHS,
-                   help="pattern_anomaly (the model) or pixel_gaussian (the baseline)")
+                   help="pattern_anomaly (the model), pixel_gaussian (the baseline) or texture_knn (multi-scale "
+                        "texture features + a memory of good cells; preset 'tile' for magnetic tiles)")
     p.add_argument("--preset", default="cpu",
                    help=f"config preset: {', '.join(families.family('anomaly').presets)} (default: cpu)")
     p.add_argument("--image-size", type=int, help="override the preset's square input size")
@@ -34,7 +35,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-size", type=int, help="pattern_anomaly: token size in pixels; a cell is read as (cell/token)^2 tokens")
     p.add_argument("--shifts", type=int, help="pattern_anomaly: grid offsets per axis in the heatmap (overlapping windows)")
     p.add_argument("--score-margin", type=int,
-                   help="pattern_anomaly: border pixels (at model resolution) left out of the image score (default: preset)")
+                   help="pattern_anomaly, texture_knn: border pixels (at model resolution) left out of the image score "
+                        "(default: preset)")
+    p.add_argument("--cv-folds", type=int, default=3,
+                   help="texture_knn: folds of whole groups for the cross-validation estimate and the threshold "
+                        "(0 = none: threshold on the held-out good images) (default: 3)")
+    p.add_argument("--group-by", default="prefix",
+                   help="how file names form groups a fold never splits: prefix (text before the first '_', "
+                        "a capture session), none, or regex:PATTERN (default: prefix)")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -81,9 +89,11 @@ def _fail(msg: str) -> int:
 
 
 def _build_config(args: argparse.Namespace):
-    from ..models import pattern_anomaly, pixel_gaussian, registry
+    from ..models import pattern_anomaly, pixel_gaussian, registry, texture_knn
 
-    presets = pattern_anomaly.PRESETS if args.arch == "pattern_anomaly" else pixel_gaussian.PRESETS
+    by_arch: dict[str, dict[str, Any]] = {"pattern_anomaly": pattern_anomaly.PRESETS,
+                                          "pixel_gaussian": pixel_gaussian.PRESETS, "texture_knn": texture_knn.PRESETS}
+    presets = by_arch[args.arch]
     if args.preset not in presets:
         raise ValueError(f"unknown preset {args.preset!r} for {args.arch}; known: {', '.join(presets)}")
     over = {}
@@ -100,6 +110,8 @@ def _build_config(args: argparse.Namespace):
         for key in ("axes", "patch_size", "token_size", "shifts", "score_margin"):
             if getattr(args, key, None) is not None:
                 over[key] = getattr(args, key)
+    if args.arch == "texture_knn" and args.score_margin is not None:
+        over["score_margin"] = args.score_margin
     import dataclasses
 
     registry.spec(args.arch)
@@ -120,7 +132,7 @@ def train_options(args: argparse.Namespace, command: str) -> Any:
         max_train_images=args.max_train_images, evaluate=not args.no_evaluate,
         backbone=Path(args.backbone) if args.backbone else None, memory_bank=args.memory_bank,
         appearance_stats=args.appearance_stats, edge_band=args.edge_band, data_licence=args.data_licence,
-        command=command,
+        cv_folds=args.cv_folds, group_by=args.group_by, command=command,
     )
 
 

@@ -20,6 +20,11 @@ from ..imageio import ImageReadError, is_image_file, read_image, read_mask
 from ..preprocess import anomaly_input
 
 GOOD = "good"
+# Defect images kept apart from the test split for choosing settings and thresholds (issue 19's
+# protocol; convert_magnetic_tile --defects-by-split writes them): validation/<type>/<name> with
+# masks at validation_ground_truth/<type>/<stem>_mask.png. Optional: a plain MVTec tree has none.
+VALIDATION = "validation"
+VALIDATION_GT = "validation_ground_truth"
 MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", "_mask.tif", "_mask.tiff", "_mask.jpg")
 
 
@@ -53,8 +58,8 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(out)
 
 
-def _find_mask(root: Path, defect_type: str, image: Path) -> Path | None:
-    gt = root / "ground_truth" / defect_type
+def _find_mask(root: Path, defect_type: str, image: Path, gt_dir: str = "ground_truth") -> Path | None:
+    gt = root / gt_dir / defect_type
     for suffix in MASK_SUFFIXES:
         cand = gt / (image.stem + suffix)
         if cand.is_file():
@@ -96,6 +101,24 @@ def scan_category(root: str | os.PathLike, need_train: bool = True, need_test: b
             which = "defect" if False in kinds else "good"
             raise AnomalyDataError(f"{test_dir}: no {which} test images; AUROC needs both good and defect images")
     return tree
+
+
+def scan_validation(root: str | os.PathLike) -> list[TestImage]:
+    """The validation defect images of a category (``validation/<type>/``), empty when it has none.
+
+    A ``good`` sub-folder is refused: held-out good images come from train/good by the trainer's
+    own split, so a second source of them could not be kept out of fitting.
+    """
+    root = Path(root)
+    folder = root / VALIDATION
+    out: list[TestImage] = []
+    if not folder.is_dir():
+        return out
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if sub.name == GOOD:
+            raise AnomalyDataError(f"{sub}: validation holds defect images only (good ones come from train/good)")
+        out.extend(TestImage(img, sub.name, _find_mask(root, sub.name, img, VALIDATION_GT)) for img in _images_in(sub))
+    return out
 
 
 def channel_mode(in_channels: int) -> str:

@@ -66,6 +66,8 @@ class TrainOptions:
     memory_bank: bool = False  # add the memory-bank term after training (anomaly_bank.py)
     appearance_stats: bool = False  # then the appearance-statistics term (anomaly_stats.py)
     edge_band: bool = False  # then the edge-band term (anomaly_stats.py, term "band")
+    cv_folds: int = 3  # texture_knn: group cross-validation folds (< 2: none; threshold on the held-out good images)
+    group_by: str = "prefix"  # how file names map to groups that a fold never splits (group_folds.py)
     data_licence: str = ""
     command: str = ""
     quiet: bool = False
@@ -203,6 +205,12 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     if opts.arch == "pixel_gaussian":
         model.fit(normalise_batch(model, fit, device))
         epochs_done = 0
+    elif opts.arch == "texture_knn":
+        from .texture_knn_fit import fit_model
+
+        model = fit_model(config, fit, device, opts.seed)
+        log(f"memory bank: {model.config.bank_size} rows of {model.config.feature_dim} features")
+        epochs_done = 0
     else:
         if opts.backbone is not None:
             from ..models.pattern_anomaly import load_pretrained_backbone
@@ -268,6 +276,17 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         model, band_info = choose_term(model, fit, hold, device, opts.seed, log, term="band")
     train_seconds = time.monotonic() - started
     threshold = calibrate(model, hold, device)
+    cv_info = None
+    if opts.arch == "texture_knn" and opts.cv_folds >= 2:
+        from .texture_knn_fit import protocol
+
+        cv_info, cv_threshold = protocol(config, tree.root, tree.train_good, opts.cv_folds, opts.group_by,
+                                         device, opts.seed, log)
+        threshold |= cv_threshold
+        if cv_info is not None:
+            log(f"cross-validation ({opts.cv_folds} folds of whole {opts.group_by} groups): image AUROC "
+                f"{cv_info['image_auroc']:.4f}  pixel AUROC {cv_info['pixel_auroc']:.4f}  "
+                f"({cv_info['n_good']} good, {cv_info['n_defect']} validation defect images)")
     log(f"threshold (image score): {threshold['image']:.4f}  [{threshold['method']}]")
     metrics = None
     if opts.evaluate:
@@ -300,9 +319,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         **({"memory_bank": bank_info} if bank_info is not None else {}),
         **({"appearance_stats": stats_info} if stats_info is not None else {}),
         **({"edge_band": band_info} if band_info is not None else {}),
+        **({"cross_validation": cv_info} if cv_info is not None else {}),
         "metrics": {"test": {k: v for k, v in metrics.items() if k != "skipped"} | {"skipped": len(metrics["skipped"])}}
         if metrics else {},
     }
-    save_model(opts.out, opts.arch, model, model.config if bank_info or stats_info or band_info else
+    save_model(opts.out, opts.arch, model, model.config if bank_info or stats_info or band_info or opts.arch == "texture_knn" else
                (dataclasses.replace(config) if dataclasses.is_dataclass(config) else config), card)
     return card
