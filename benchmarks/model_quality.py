@@ -69,7 +69,7 @@ def _eight_view_run(model, x, flips: bool):
 
 
 def segmenter_figures(sirst: Path) -> dict[str, Any]:
-    from inference import segmentation
+    from inference import segmenter_predict as segmentation
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
     from inference.training.segmenter_data import SegTree

@@ -119,7 +119,7 @@ def instrument(t: Timers) -> None:
     import inference.classifier_predict as classifier_predict
     import inference.engine as engine
     import inference.models.pattern_anomaly as pattern
-    import inference.segmentation as seg
+    import inference.segmenter_predict as seg
     import inference.ssm.ss2d as ss2d
     import inference.training.anomaly_data as anomaly_data
     from app.services.artifacts import ArtifactStore

@@ -53,7 +53,7 @@ def _main_only(loaded):
 
 def _masks(loaded, frames) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(probability maps, final masks) of ``frames`` exactly as the application computes them."""
-    from inference import segmentation as seg
+    from inference import segmenter_predict as seg
 
     probs = seg.predict_probabilities(seg.model_members(loaded), [f.image for f in frames], standardised=True,
                                       flips=seg.model_flips(loaded))
@@ -123,7 +123,7 @@ def bootstrap(a, b, frames, seed: int = 0) -> dict[str, Any]:
 
 
 def _fit_samples(loaded, fit, config):
-    from inference import segmentation as seg
+    from inference import segmenter_predict as seg
     from inference.training.segmenter_verifier import collect
 
     probs = seg.predict_probabilities(seg.model_members(loaded), [f.image for f in fit], standardised=True,
@@ -133,8 +133,8 @@ def _fit_samples(loaded, fit, config):
 
 def verifier_quantiles(loaded, fit, val, quantiles: list[float]) -> dict[str, Any]:
     from inference.models.target_verifier import TargetVerifierConfig
-    from inference.segmentation import model_verifier
     from inference.segmenter_metrics import evaluate_masks
+    from inference.segmenter_predict import model_verifier
     from inference.training.segmenter_verifier import VerifierOptions, out_of_fold_scores
 
     part = model_verifier(loaded)
@@ -171,7 +171,7 @@ def verifier_variants(loaded, fit) -> list[dict[str, Any]]:
         if probs is None:
             probs, (x, y, idx) = _fit_samples(loaded, fit, config)
         else:
-            from inference.segmentation import model_max_fraction
+            from inference.segmenter_predict import model_max_fraction
 
             x, y, idx = sv.collect(fit, probs, model_max_fraction(loaded), config)
         oof = sv.out_of_fold_scores(x, y, idx, config, sv.VerifierOptions(steps=steps, quiet=True))
@@ -186,7 +186,7 @@ def verifier_variants(loaded, fit) -> list[dict[str, Any]]:
 
 def rule_effect(loaded, frames) -> list[dict[str, Any]]:
     """Components (at the operating threshold, size limit applied) the pixel-cost rule and the flat threshold decide differently."""
-    from inference import segmentation as seg
+    from inference import segmenter_predict as seg
     from inference.models.target_verifier import verify
     from inference.segmenter_metrics import matched_components
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
-    from inference.segmentation import predict_masks
+    from inference.segmenter_predict import predict_masks
     from inference.training.common import set_threads
 
     set_threads(args.threads)

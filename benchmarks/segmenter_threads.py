@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.bundled import bundled_model_dir  # noqa: E402
 from inference.checkpoints import load_model  # noqa: E402
-from inference.segmentation import predict_masks  # noqa: E402
+from inference.segmenter_predict import predict_masks  # noqa: E402
 from inference.training.common import set_threads  # noqa: E402
 
 

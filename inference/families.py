@@ -175,7 +175,7 @@ register_family(Family(
     title="the small-target segmenter (MiM-ISTD)",
     architectures=("mim_istd",),
     part_only=("target_verifier",),
-    predict_module="inference.segmentation",
+    predict_module="inference.segmenter_predict",
     adapter="inference.engine_families:SegmenterModel",
     train_cli="inference.training.segmenter_cli",
     train_entry="inference.training.segmenter_train:train",

@@ -7,7 +7,7 @@ training and prediction of every family now call the same ``to_channels``.
 
 Gray is ITU-R BT.601 luma, the weights OpenCV's ``COLOR_BGR2GRAY`` uses when
 ``inference.imageio`` reads a file as gray, so an RGB array converted here and the same file
-read as gray agree. Runtime code (``*_predict``, ``segmentation``, the engine) and the trainers
+read as gray agree. Runtime code (the ``*_predict`` modules, the engine) and the trainers
 import from here; nothing here imports ``inference.training``.
 
 The anomaly change from mean to luma leaves the bundled models untouched: files reach

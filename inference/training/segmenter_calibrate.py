@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from inference.checkpoints import CheckpointError, load_model, save_model
-from inference.segmentation import (
+from inference.segmenter_predict import (
     PostProcess,
     model_flips,
     model_members,

@@ -71,7 +71,7 @@ def assigned_maps(assignment: Sequence[tuple[Sequence[torch.nn.Module], Sequence
                   device: str = "cpu") -> dict[str, np.ndarray]:
     """Maps of frames by the networks assigned to them: (networks, frames) pairs, each frame scored by the
     mean of its pair's networks (``predict_probabilities``, exactly as an ensemble's map); keyed by stem."""
-    from inference.segmentation import predict_probabilities
+    from inference.segmenter_predict import predict_probabilities
 
     out: dict[str, np.ndarray] = {}
     for networks, frames in assignment:
@@ -122,7 +122,7 @@ def select(frames: Sequence[Any], maps: dict[bool, list[np.ndarray]], parts: Seq
     """The project's calibration rules on given maps of given frames: size limit from these frames' masks,
     threshold and flips (best IoU), then the mask threshold among the candidates above the threshold.
     With ``parts``, the chosen settings' figures per fold too (how much they vary between frame sets)."""
-    from inference.segmentation import PostProcess, score_masks
+    from inference.segmenter_predict import PostProcess, score_masks
     from inference.training.segmenter_calibrate import choose_mask_threshold
     from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, choose_threshold_and_flips, size_limit
 
@@ -176,7 +176,7 @@ def storage_check(model_dir: Path, networks: Sequence[Path], frames: Sequence[An
     """How far the stored ensemble's maps (members at storage precision) are from the fold networks' own
     float32 maps on ``frames``, and how many mask pixels differ after the card's post-processing."""
     from inference.checkpoints import load_model
-    from inference.segmentation import model_flips, model_members, model_post_process, predict_probabilities
+    from inference.segmenter_predict import model_flips, model_members, model_post_process, predict_probabilities
 
     loaded = load_model(model_dir, map_location=device, family="segmenter")
     flips, post = model_flips(loaded), model_post_process(loaded)

@@ -9,7 +9,7 @@ import torch
 
 from inference.checkpoints import LoadedModel
 from inference.models.mim_istd import MiMISTD
-from inference.segmentation import (
+from inference.segmenter_predict import (
     PostProcess,
     model_flips,
     model_mask_threshold,

@@ -121,7 +121,8 @@ def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: 
     hysteresis shrink] and a summary. Nothing here looks at held-out or val frames.
     """
     from inference.checkpoints import load_model
-    from inference.segmentation import (
+    from inference.segmenter_metrics import matched_components
+    from inference.segmenter_predict import (
         drop_large_components,
         model_flips,
         model_mask_threshold,
@@ -130,7 +131,6 @@ def mine_negatives(reference: Path, data: Path, work: Path, folds: int, device: 
         predict_probabilities,
         shrink_components,
     )
-    from inference.segmenter_metrics import matched_components
     from inference.training.segmenter_data import SegTree, load_frames
 
     ref = load_model(reference, family="segmenter")

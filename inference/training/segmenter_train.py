@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from inference.checkpoints import save_model
 from inference.models.mim_istd import NAME, MiMISTD, MiMISTDConfig, preset
-from inference.segmentation import drop_large_components, largest_target_fraction, predict_probabilities
 from inference.segmenter_metrics import SegmentationMeter
+from inference.segmenter_predict import drop_large_components, largest_target_fraction, predict_probabilities
 from inference.training.common import (
     Progress,
     deterministic_split,

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
 from inference.models.target_verifier import NAME, TargetVerifier, TargetVerifierConfig, d4, score_views, views
-from inference.segmentation import (
+from inference.segmenter_metrics import components, matched_components
+from inference.segmenter_predict import (
     PostProcess,
     VerifierRule,
     drop_large_components,
@@ -56,7 +57,6 @@ from inference.segmentation import (
     rejected_by,
     score_masks,
 )
-from inference.segmenter_metrics import components, matched_components
 from inference.training.common import Progress, seed_everything, set_threads
 from inference.training.segmenter_data import Frame, SegDataError, SegTree, clutter_points
 from inference.training.segmenter_train import training_frames

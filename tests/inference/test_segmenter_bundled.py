@@ -8,8 +8,14 @@ import numpy as np
 from inference.bundled import bundled_model_dir
 from inference.checkpoints import load_model
 from inference.imageio import read_image, read_mask
-from inference.segmentation import model_mask_threshold, model_members, model_threshold, model_verifier, predict_masks
 from inference.segmenter_metrics import evaluate_masks
+from inference.segmenter_predict import (
+    model_mask_threshold,
+    model_members,
+    model_threshold,
+    model_verifier,
+    predict_masks,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "resources" / "samples"

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from app.cli import main as cli_main
-from inference import segmentation
+from inference import segmenter_predict as segmentation
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models.mim_istd import NAME, MiMISTD, preset
 from inference.training.segmenter_cv import (

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.cli import main
-from inference import segmentation
+from inference import segmenter_predict as segmentation
 from inference.checkpoints import LoadedModel, save_model
 from inference.models.mim_istd import NAME, MiMISTD, preset
 from inference.training.segmenter_data import CropSampler, SegDataError, SegTree, load_frames, load_pair

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import segmentation
+from inference import segmenter_predict as segmentation
 from inference.checkpoints import load_model, save_model
 from inference.models.mim_istd import NAME, MiMISTD, preset
 from inference.training.segmenter_calibrate import main as calibrate_main

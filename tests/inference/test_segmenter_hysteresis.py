@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import segmentation
+from inference import segmenter_predict as segmentation
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models.mim_istd import NAME, MiMISTD, preset
 from tests.inference.test_target_verifier import clutter_tree

@@ -41,7 +41,7 @@ def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def test_segmenter_maps_and_masks_agree():
-    from inference.segmentation import model_flips, model_members, predict_masks, predict_probabilities
+    from inference.segmenter_predict import model_flips, model_members, predict_masks, predict_probabilities
 
     loaded = _loaded("segmenter")
     frames = [_frame(64, 80), _frame(40, 40, seed=1)]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import segmentation
+from inference import segmenter_predict as segmentation
 from inference.checkpoints import CheckpointError, LoadedModel, load_model, save_model
 from inference.models.mim_istd import NAME as SEG_NAME
 from inference.models.mim_istd import MiMISTD, preset
