@@ -23,7 +23,8 @@ import torch
 
 def main() -> None:
     from inference.anomaly_predict import model_maps, normalise_batch
-    from inference.models.pattern_anomaly import PatternAnomaly, preset, with_memory_bank, with_terms
+    from inference.models.pattern_anomaly import PatternAnomaly, preset
+    from inference.models.pattern_anomaly_fit import with_memory_bank, with_terms
     from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
     from inference.training.anomaly_train import TrainOptions, pattern_step
     from inference.training.common import set_threads

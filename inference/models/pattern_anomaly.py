@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import cast
 
 import torch
@@ -55,19 +54,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ssm import SS2D
-from .anomaly_maps import (
-    ALONE_FUSIONS,
-    appearance_deviation,
-    appearance_features,
-    edge_profiles,
-    fit_appearance,
-    fuse_maps,
-    gaussian_smooth,
-    leave_one_out_deviation,
-    profile_map,
-    set_position_statistics,
-)
-from .memory_bank import knn_distance, weighted
+from .anomaly_maps import gaussian_smooth
+from .pattern_anomaly_fit import TermFitting
+from .pattern_anomaly_terms import ScoringTerms
 from .registry import register
 
 MIXERS = ("attention", "ss2d")
@@ -252,7 +241,7 @@ class CellEncoder(nn.Module):
 
 
 @register("pattern_anomaly", "anomaly", PatternAnomalyConfig)
-class PatternAnomaly(nn.Module):
+class PatternAnomaly(TermFitting, ScoringTerms, nn.Module):
     # Buffers (registered in __init__, some only with their scoring term): typed for mypy.
     pos_freqs: torch.Tensor
     map_mean: torch.Tensor
@@ -407,132 +396,7 @@ class PatternAnomaly(nn.Module):
         logits = self.compare(pred, real, pos[idx[:, 1], idx[:, 4]])
         return {"predicted": pred, "real": real, "logits": logits, "idx": idx, "grid": torch.tensor([ny, nx])}
 
-    # ---- heatmaps -------------------------------------------------------------------------
-    @torch.no_grad()
-    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised images (b, c, s, s) -> anomaly maps (b, s, s), per-position standardised.
-
-        With a memory bank the bank map (standardised the same way) is fused in, then the
-        appearance-statistics map and the edge-band map when the model carries them, in that
-        order; a term fused "alone" replaces everything before it.
-        """
-        cfg = self.config
-        extras = [(f, w, fn) for f, w, fn in ((cfg.stats_fusion, cfg.stats_weight, self.stats_map),
-                                              (cfg.band_fusion, cfg.band_weight, self.band_map)) if f != "none"]
-        alone = [i for i, (f, _, _) in enumerate(extras) if f in ALONE_FUSIONS]
-        # start from the last term fused alone (nothing before it counts), else from the pattern map
-        out = extras[alone[-1]][2](x) if alone else self.pattern_map(x)
-        for fusion, w, fn in extras[alone[-1] + 1 if alone else 0:]:
-            out = fuse_maps(out, fn(x), fusion, w)
-        return out
-
-    @torch.no_grad()
-    def pattern_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The prediction map, fused with the memory-bank map as configured (no statistics term)."""
-        cfg = self.config
-        if cfg.bank_size and cfg.bank_fusion == "bank":
-            return self.bank_map(x)
-        z = self.prediction_map(x)
-        return fuse_maps(z, self.bank_map(x), cfg.bank_fusion, cfg.bank_weight) if cfg.bank_size else z
-
-    def _standardised(self, raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        """A term's raw map, per-position standardised with its fitted statistics when configured."""
-        return (raw - mean) / std if self.config.normalise_map else raw
-
-    @torch.no_grad()
-    def prediction_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The prediction-comparison term alone (per-position standardised when configured)."""
-        return self._standardised(self.raw_anomaly_map(x), self.map_mean, self.map_std)
-
-    @torch.no_grad()
-    def bank_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The memory-bank term alone (per-position standardised when configured)."""
-        return self._standardised(self.raw_bank_map(x), self.bank_map_mean, self.bank_map_std)
-
-    @torch.no_grad()
-    def stats_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The appearance-statistics term alone (per-position standardised when configured)."""
-        return self._standardised(self.raw_stats_map(x), self.stats_map_mean, self.stats_map_std)
-
-    @torch.no_grad()
-    def raw_stats_map(self, x: torch.Tensor) -> torch.Tensor:
-        """RMS z-score of blurred colour and local contrast against the fit images, smoothed (b, s, s):
-        the pixel-Gaussian baseline's map."""
-        cfg = self.config
-        if cfg.stats_fusion == "none":
-            raise RuntimeError("this model has no appearance-statistics term (stats_fusion 'none')")
-        dev = appearance_deviation(appearance_features(x, cfg.stats_blur, cfg.stats_window), self.stats_mean, self.stats_std)
-        return gaussian_smooth(dev, cfg.smoothing_sigma)
-
-    @torch.no_grad()
-    def fit_stats_statistics(self, images: torch.Tensor, map_images: int) -> None:
-        """Fit the appearance statistics on normalised good images (n, c, s, s), and the stats
-        map's per-position statistics on the first ``map_images`` of them, each scored against
-        the other images' statistics (as the bank map leaves out each image's own rows)."""
-        cfg = self.config
-        if cfg.stats_fusion == "none":
-            raise RuntimeError("this model has no appearance-statistics term (stats_fusion 'none')")
-        feats = appearance_features(images, cfg.stats_blur, cfg.stats_window)
-        mean, std = fit_appearance(feats, cfg.stats_floor)
-        self.stats_mean.copy_(mean)
-        self.stats_std.copy_(std)
-        maps = gaussian_smooth(leave_one_out_deviation(feats, cfg.stats_floor, map_images), cfg.smoothing_sigma)
-        set_position_statistics(maps, self.stats_map_mean, self.stats_map_std)
-
-    @torch.no_grad()
-    def band_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The edge-band term alone (per-position standardised when configured)."""
-        return self._standardised(self.raw_band_map(x), self.band_map_mean, self.band_map_std)
-
-    @torch.no_grad()
-    def raw_band_map(self, x: torch.Tensor) -> torch.Tensor:
-        """RMS z-score of each row's and each column's mean features (minus the image's median)
-        against the fit images; a pixel takes the larger of its row's and column's; smoothed (b, s, s)."""
-        cfg = self.config
-        if cfg.band_fusion == "none":
-            raise RuntimeError("this model has no edge-band term (band_fusion 'none')")
-        rows, cols = edge_profiles(appearance_features(x, cfg.stats_blur, cfg.stats_window))
-        dev = profile_map(appearance_deviation(rows, self.band_row_mean, self.band_row_std),
-                          appearance_deviation(cols, self.band_col_mean, self.band_col_std))
-        return gaussian_smooth(dev, cfg.smoothing_sigma)
-
-    @torch.no_grad()
-    def fit_band_statistics(self, images: torch.Tensor, map_images: int) -> None:
-        """As ``fit_stats_statistics``, for the row and column profiles of normalised good images."""
-        cfg = self.config
-        if cfg.band_fusion == "none":
-            raise RuntimeError("this model has no edge-band term (band_fusion 'none')")
-        rows, cols = edge_profiles(appearance_features(images, cfg.stats_blur, cfg.stats_window))
-        for name, prof in (("row", rows), ("col", cols)):
-            mean, std = fit_appearance(prof, cfg.stats_floor)
-            getattr(self, f"band_{name}_mean").copy_(mean)
-            getattr(self, f"band_{name}_std").copy_(std)
-        maps = profile_map(leave_one_out_deviation(rows, cfg.stats_floor, map_images),
-                           leave_one_out_deviation(cols, cfg.stats_floor, map_images))
-        set_position_statistics(gaussian_smooth(maps, cfg.smoothing_sigma), self.band_map_mean, self.band_map_std)
-
-    @torch.no_grad()
-    def fit_map_statistics(self, batches) -> None:
-        """Standardise the map per position with its mean/std over good images.
-
-        Some places of a normal part are simply harder to predict (rims, edges, highlights);
-        dividing by how much the score varies there on good parts removes those systematic
-        false alarms. The std is floored by a tenth of the global std so flat regions do not
-        turn tiny fluctuations into alarms. Textures give near-constant statistics (no effect).
-        """
-        set_position_statistics(torch.cat([self.raw_anomaly_map(b) for b in batches]), self.map_mean, self.map_std)
-
-    @torch.no_grad()
-    def fit_bank_statistics(self, batches, bank_ids: torch.Tensor) -> None:
-        """Per-position statistics of the bank map over good images, as for the prediction map.
-
-        ``batches`` yields (images, image ids); ``bank_ids`` names the image each bank row came
-        from, so every image is scored against the bank without its own rows (otherwise the
-        training images would match themselves and the statistics would be those of distance 0).
-        """
-        maps = torch.cat([self.raw_bank_map(x, ids, bank_ids) for x, ids in batches])
-        set_position_statistics(maps, self.bank_map_mean, self.bank_map_std)
-
+    # ---- token features and raw maps (the terms: pattern_anomaly_terms; their fitting: pattern_anomaly_fit)
     @torch.no_grad()
     def token_features(self, x: torch.Tensor, oy: int = 0, ox: int = 0) -> torch.Tensor:
         """Bank rows of every real token of a shifted grid: (b, ny, nx, t, t, dim + 2).
@@ -552,31 +416,6 @@ class PatternAnomaly(nn.Module):
         tx = (centres[..., 1, None, None] + off[None, :] / w).expand(ny, nx, t, t)
         where = torch.stack([ty, tx], dim=-1).expand(b, -1, -1, -1, -1, -1)
         return torch.cat([feats.view(b, ny, nx, t, t, -1), where], dim=-1)
-
-    @torch.no_grad()
-    def raw_bank_map(self, x: torch.Tensor, image_ids: torch.Tensor | None = None,
-                     bank_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Distance of each real token to its nearest bank rows, as maps (b, s, s) (all shifted grids).
-
-        ``image_ids`` (b,) with ``bank_ids`` leave each image's own rows out (fit_bank_statistics).
-        """
-        cfg = self.config
-        if not cfg.bank_size:
-            raise RuntimeError("this model has no memory bank (bank_size 0)")
-        b, _, h, w = x.shape
-        p, t = cfg.patch_size, cfg.tokens_per_side
-        step = p // cfg.shifts
-        bank = weighted(self.memory_bank, cfg.bank_position)
-        total = x.new_zeros(b, h, w)
-        for oy in range(0, p, step):
-            for ox in range(0, p, step):
-                rows = self.token_features(x, oy, ox)
-                ny, nx = rows.shape[1:3]
-                qids = None if image_ids is None else image_ids.repeat_interleave(ny * nx * t * t)
-                d = knn_distance(weighted(rows.reshape(-1, rows.shape[-1]), cfg.bank_position), bank, cfg.bank_k,
-                                 query_ids=qids, bank_ids=bank_ids)
-                total += self._paste(d.view(b, ny, nx, t, t), oy, ox, h, w)
-        return gaussian_smooth(total / cfg.shifts**2, cfg.smoothing_sigma)
 
     def _paste(self, tokens: torch.Tensor, oy: int, ox: int, h: int, w: int) -> torch.Tensor:
         """Per-token values of a shifted grid (b, ny, nx, t, t) -> pixel map (b, h, w) of the image."""
@@ -617,72 +456,3 @@ class PatternAnomaly(nn.Module):
                 cnt.index_put_((idx[:, 0], idx[:, 1], idx[:, 4]), torch.ones_like(prob[:, :1, :1]), accumulate=True)
                 total += self._paste(acc / cnt.clamp(min=1), oy, ox, h, w)
         return total / cfg.shifts**2
-
-    @torch.no_grad()
-    def score(self, maps: torch.Tensor) -> torch.Tensor:
-        """Image score: the map's maximum, leaving out ``score_margin`` pixels at each border.
-
-        Parts that are not aligned in the frame (tiles of many aspect ratios, squashed to a
-        square) put their edges at the image border, where the grid's padded cells make the
-        map's maxima on good parts; the map itself still covers the border.
-        """
-        m = self.config.score_margin
-        if m and min(maps.shape[-2:]) > 2 * m:
-            maps = maps[..., m:-m, m:-m]
-        return maps.flatten(1).amax(1)
-
-
-def with_memory_bank(model: PatternAnomaly, bank: torch.Tensor, **settings) -> PatternAnomaly:
-    """A copy of ``model`` carrying ``bank`` (rows [unit feature | y, x]) and bank ``settings``
-    (config fields ``bank_k``, ``bank_position``, ``bank_weight``, ``bank_fusion``).
-
-    The bank map statistics start neutral (mean 0, std 1): call ``fit_bank_statistics``.
-    """
-    cfg = replace(model.config, bank_size=len(bank), **settings)
-    out = PatternAnomaly(cfg).to(bank.device)
-    state = {k: v for k, v in model.state_dict().items() if k not in ("memory_bank", "bank_map_mean", "bank_map_std")}
-    missing, unexpected = out.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - {"memory_bank", "bank_map_mean", "bank_map_std"}:
-        raise RuntimeError(f"model does not match its config (missing {missing}, unexpected {unexpected})")
-    out.memory_bank.copy_(bank)
-    return out.eval()
-
-
-def with_terms(model: PatternAnomaly, **settings) -> PatternAnomaly:
-    """A copy of ``model`` with other settings of the statistics and edge-band terms (config
-    fields ``stats_fusion``, ``stats_weight``, ``band_fusion``, ...; fusion "none" drops a term).
-    Statistics a copy gains start neutral: call ``fit_stats_statistics`` / ``fit_band_statistics``;
-    a copy that keeps a term keeps them."""
-    cfg = replace(model.config, **settings)
-    out = PatternAnomaly(cfg).to(model.map_mean.device)
-    own = out.state_dict()
-    missing, unexpected = out.load_state_dict({k: v for k, v in model.state_dict().items() if k in own}, strict=False)
-    if set(missing) - set(STATS_BUFFERS) - set(BAND_BUFFERS):
-        raise RuntimeError(f"model does not match its config (missing {missing})")
-    return out.eval()
-
-
-def load_pretrained_backbone(model: PatternAnomaly, path: str | Path) -> dict[str, int]:
-    """Copy timm-style ViT tensors from a local safetensors file into the three cell encoders.
-
-    Only tensors whose name maps and whose shape matches are copied (``patch_embed.proj.*``,
-    ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*``, ``norm.*``). Returns the
-    number copied per encoder; raises ValueError when nothing matches (wrong file or width).
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except (FileNotFoundError, SafetensorError, OSError) as exc:
-        raise ValueError(f"{path}: cannot read pretrained backbone ({exc})") from None
-    counts: dict[str, int] = {}
-    for name in ("encoder1", "encoder2", "comparer"):
-        enc: CellEncoder = getattr(model, name)
-        own = enc.state_dict()
-        take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        enc.load_state_dict(take, strict=False)
-        counts[name] = len(take)
-    if not any(counts.values()):
-        raise ValueError(f"{path}: no tensor matches this model's ViT (names/widths differ; dim={model.config.dim})")
-    return counts

@@ -26,7 +26,8 @@ import torch
 from ..anomaly_predict import normalise_batch
 from ..models.anomaly_maps import fuse_maps
 from ..models.memory_bank import greedy_coreset, weighted
-from ..models.pattern_anomaly import PatternAnomaly, with_memory_bank
+from ..models.pattern_anomaly import PatternAnomaly
+from ..models.pattern_anomaly_fit import with_memory_bank
 from .anomaly_data import synthesize_bands, synthesize_defects, synthesize_missing, synthesize_shifted
 from .anomaly_metrics import auroc, pixel_auroc
 

@@ -29,7 +29,8 @@ import torch
 
 from ..anomaly_predict import normalise_batch
 from ..models.anomaly_maps import fuse_maps
-from ..models.pattern_anomaly import PatternAnomaly, with_terms
+from ..models.pattern_anomaly import PatternAnomaly
+from ..models.pattern_anomaly_fit import with_terms
 from .anomaly_bank import (
     IMAGE_AUROC_TOLERANCE,
     STAT_IMAGES,

@@ -213,7 +213,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         epochs_done = 0
     else:
         if opts.backbone is not None:
-            from ..models.pattern_anomaly import load_pretrained_backbone
+            from ..models.pattern_anomaly_fit import load_pretrained_backbone
 
             backbone_counts = load_pretrained_backbone(model, opts.backbone)
             log(f"pretrained backbone {opts.backbone}: tensors copied {backbone_counts}")

@@ -10,7 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models.memory_bank import greedy_coreset, knn_distance
-from inference.models.pattern_anomaly import PatternAnomaly, preset, with_memory_bank
+from inference.models.pattern_anomaly import PatternAnomaly, preset
+from inference.models.pattern_anomaly_fit import with_memory_bank
 from inference.training.anomaly_bank import BankOptions, add_bank
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 

@@ -17,7 +17,8 @@ from inference.models.anomaly_maps import (
     fit_appearance,
     leave_one_out_deviation,
 )
-from inference.models.pattern_anomaly import PatternAnomaly, preset, with_terms
+from inference.models.pattern_anomaly import PatternAnomaly, preset
+from inference.models.pattern_anomaly_fit import with_terms
 from inference.models.pixel_gaussian import PixelGaussian, PixelGaussianConfig
 from inference.training.anomaly_stats import add_stats
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)

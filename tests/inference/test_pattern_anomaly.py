@@ -14,9 +14,9 @@ from inference.models.pattern_anomaly import (
     PRESETS,
     PatternAnomaly,
     PatternAnomalyConfig,
-    load_pretrained_backbone,
     preset,
 )
+from inference.models.pattern_anomaly_fit import load_pretrained_backbone
 from inference.training.anomaly_train import TrainOptions, pattern_step
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
 
