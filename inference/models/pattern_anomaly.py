@@ -242,23 +242,7 @@ class CellEncoder(nn.Module):
 
 @register("pattern_anomaly", "anomaly", PatternAnomalyConfig)
 class PatternAnomaly(TermFitting, ScoringTerms, nn.Module):
-    # Buffers (registered in __init__, some only with their scoring term): typed for mypy.
-    pos_freqs: torch.Tensor
-    map_mean: torch.Tensor
-    map_std: torch.Tensor
-    memory_bank: torch.Tensor
-    bank_map_mean: torch.Tensor
-    bank_map_std: torch.Tensor
-    stats_mean: torch.Tensor
-    stats_std: torch.Tensor
-    stats_map_mean: torch.Tensor
-    stats_map_std: torch.Tensor
-    band_row_mean: torch.Tensor
-    band_row_std: torch.Tensor
-    band_col_mean: torch.Tensor
-    band_col_std: torch.Tensor
-    band_map_mean: torch.Tensor
-    band_map_std: torch.Tensor
+    pos_freqs: torch.Tensor  # the other buffers are declared on PatternState (pattern_anomaly_terms)
 
     def __init__(self, config: PatternAnomalyConfig | None = None) -> None:
         super().__init__()

@@ -22,35 +22,14 @@ from .anomaly_maps import (
     profile_map,
     set_position_statistics,
 )
+from .pattern_anomaly_terms import PatternState
 
 if TYPE_CHECKING:
-    from .pattern_anomaly import PatternAnomaly, PatternAnomalyConfig
+    from .pattern_anomaly import PatternAnomaly
 
 
-class TermFitting:
+class TermFitting(PatternState):
     """Mixin of ``PatternAnomaly``: fits the scoring terms' statistics on normalised good images."""
-
-    if TYPE_CHECKING:  # provided by PatternAnomaly (its config, buffers and network passes)
-        config: PatternAnomalyConfig
-        map_mean: torch.Tensor
-        map_std: torch.Tensor
-        memory_bank: torch.Tensor
-        bank_map_mean: torch.Tensor
-        bank_map_std: torch.Tensor
-        stats_mean: torch.Tensor
-        stats_std: torch.Tensor
-        stats_map_mean: torch.Tensor
-        stats_map_std: torch.Tensor
-        band_row_mean: torch.Tensor
-        band_row_std: torch.Tensor
-        band_col_mean: torch.Tensor
-        band_col_std: torch.Tensor
-        band_map_mean: torch.Tensor
-        band_map_std: torch.Tensor
-
-        def raw_anomaly_map(self, x: torch.Tensor) -> torch.Tensor: ...
-        def raw_bank_map(self, x: torch.Tensor, image_ids: torch.Tensor | None = None,
-                         bank_ids: torch.Tensor | None = None) -> torch.Tensor: ...
 
     @torch.no_grad()
     def fit_stats_statistics(self, images: torch.Tensor, map_images: int) -> None:

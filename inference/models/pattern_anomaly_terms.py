@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from .pattern_anomaly import PatternAnomalyConfig
 
 
-class ScoringTerms:
-    """Mixin of ``PatternAnomaly``: the term maps, their fusion and the image score."""
+class PatternState:
+    """What the term mixins read from ``PatternAnomaly`` (declared for the type checker only)."""
 
     if TYPE_CHECKING:  # provided by PatternAnomaly (its config, buffers and network passes)
         config: PatternAnomalyConfig
@@ -52,7 +52,13 @@ class ScoringTerms:
 
         def raw_anomaly_map(self, x: torch.Tensor) -> torch.Tensor: ...
         def token_features(self, x: torch.Tensor, oy: int = 0, ox: int = 0) -> torch.Tensor: ...
+        def raw_bank_map(self, x: torch.Tensor, image_ids: torch.Tensor | None = None,
+                         bank_ids: torch.Tensor | None = None) -> torch.Tensor: ...
         def _paste(self, tokens: torch.Tensor, oy: int, ox: int, h: int, w: int) -> torch.Tensor: ...
+
+
+class ScoringTerms(PatternState):
+    """Mixin of ``PatternAnomaly``: the term maps, their fusion and the image score."""
 
     @torch.no_grad()
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
