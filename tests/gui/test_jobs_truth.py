@@ -116,10 +116,12 @@ def test_panel_badges_and_label_follow_the_worker_through_a_kill(station, tmp_pa
     assert win.jobs_panel.summary.text() == "1 finished"
     assert job not in win.jobs.active
     sampler.stop()
-    # While nothing moved after the kill, the row said why instead of counting an ETA up.
+    # While nothing moved after the kill, the row said why instead of counting an ETA up. The
+    # first 2 s of samples may still show the last rate: the panel's poll runs off the GUI thread
+    # every 500 ms, and on a loaded 2-core machine one poll can take a second or more.
     frozen = [text for processed, status, text in seen[killed_at:]
               if status == "running" and processed == seen[killed_at][0]]
-    assert frozen and all("ETA" not in t for t in frozen[2:]), frozen
+    assert frozen and all("ETA" not in t for t in frozen[8:]), frozen
     assert any("worker restarting" in t for t in frozen), frozen
     # Every update showed the database's counts of that moment (or of the poll just before it).
     for processed, _status, text in seen:
