@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 import cv2
 import numpy as np
@@ -17,6 +17,14 @@ import torch
 
 from .checkpoints import LoadedModel
 from .preprocess import anomaly_input
+
+if TYPE_CHECKING:
+    from .models.pattern_anomaly import PatternAnomaly
+    from .models.pixel_gaussian import PixelGaussian
+    from .models.texture_knn import TextureKnn
+
+    # The anomaly family's networks (registry family "anomaly"): what a loaded anomaly model is.
+    AnomalyNet = PatternAnomaly | TextureKnn | PixelGaussian
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,7 @@ def image_threshold(card: dict) -> float:
         return math.nan
 
 
-def normalise_batch(model: torch.nn.Module, batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+def normalise_batch(model: AnomalyNet, batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(n, c, s, s) [0, 1] -> normalised tensor per the model's config."""
     cfg = model.config
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -43,7 +51,7 @@ def normalise_batch(model: torch.nn.Module, batch: np.ndarray, device: torch.dev
 
 
 @torch.no_grad()
-def model_maps(model: torch.nn.Module, batch: np.ndarray, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def model_maps(model: AnomalyNet, batch: np.ndarray, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Maps (n, s, s) and scores (n,) at model resolution for a [0, 1] batch (n, c, s, s)."""
     maps = model.anomaly_map(normalise_batch(model, batch, device))
     return maps.float().cpu().numpy(), model.score(maps).float().cpu().numpy()
@@ -51,7 +59,7 @@ def model_maps(model: torch.nn.Module, batch: np.ndarray, device: torch.device |
 
 def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: int = 8) -> list[AnomalyPrediction]:
     """Per-image anomaly map (float32, image size), image score and the thresholded decision."""
-    model = loaded.model
+    model = cast("AnomalyNet", loaded.model)
     cfg = model.config
     device = next(iter(model.buffers()), next(model.parameters())).device
     thr = image_threshold(loaded.card)
@@ -73,7 +81,7 @@ def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: 
     """Float images -> (n, 2 d) embeddings: mean and spread over the image of the comparer's token
     embeddings (``token_features``), or of the appearance features of a model without one; what
     ``inference.domain`` describes and scores."""
-    model = loaded.model
+    model = cast("AnomalyNet", loaded.model)
     model.eval()
     cfg = model.config
     device = next(iter(model.buffers()), next(model.parameters())).device
@@ -81,10 +89,10 @@ def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: 
     for start in range(0, len(images), batch_size):
         batch = np.stack([anomaly_input(img, cfg.image_size, cfg.in_channels) for img in images[start:start + batch_size]])
         x = normalise_batch(model, batch, device)
-        if hasattr(model, "token_features"):
-            feats = model.token_features(x)[..., :-2]  # the last two columns are token positions
+        if hasattr(model, "token_features"):  # the pattern model: its comparer's tokens
+            feats = cast("PatternAnomaly", model).token_features(x)[..., :-2]  # the last two columns are token positions
             feats = feats.reshape(feats.shape[0], -1, feats.shape[-1])
         else:
-            feats = model.features(x).flatten(2).transpose(1, 2)
+            feats = cast("TextureKnn | PixelGaussian", model).features(x).flatten(2).transpose(1, 2)
         out.append(torch.cat([feats.mean(dim=1), feats.std(dim=1, correction=0)], dim=1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

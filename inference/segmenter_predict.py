@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence, cast
 
 import cv2
 import numpy as np
 import torch
 
 from inference.checkpoints import CheckpointError, LoadedModel
-from inference.models.mim_istd import pad_to_stride, segment_logits
-from inference.models.target_verifier import verify
+from inference.models.mim_istd import MiMISTD, pad_to_stride, segment_logits
+from inference.models.target_verifier import TargetVerifier, verify
 from inference.preprocess import segmenter_input, standardise
 from inference.segmenter_metrics import SegmentationMeter, components
 
@@ -104,7 +104,7 @@ def model_flips(loaded: LoadedModel) -> bool:
     return bool(loaded.card.get("test_time_flips", False))
 
 
-def _run(model: torch.nn.Module, x: torch.Tensor, flips: bool) -> torch.Tensor:
+def _run(model: MiMISTD, x: torch.Tensor, flips: bool) -> torch.Tensor:
     """Logits of one padded-or-not frame; with ``flips``, the mean over the four h/v flips.
 
     Averaging over flips cancels the scan-order bias of a causal model and most one-off false
@@ -126,7 +126,7 @@ def _tile_starts(n: int, tile: int, step: int) -> list[int]:
 
 
 @torch.no_grad()
-def _logits(model: torch.nn.Module, image: np.ndarray, device: torch.device, flips: bool = False) -> np.ndarray:
+def _logits(model: MiMISTD, image: np.ndarray, device: torch.device, flips: bool = False) -> np.ndarray:
     """Standardised (c, h, w) -> logits (h, w), tiled beyond MAX_WHOLE_SIDE."""
     c, h, w = image.shape
     x = torch.from_numpy(np.ascontiguousarray(image)).to(device)[None]
@@ -154,7 +154,8 @@ def predict_probabilities(
     probabilities: members trained differently rarely share a false alarm, while all of them see
     a real target.
     """
-    models = list(model) if isinstance(model, Sequence) else [model]
+    # Loaded segmenter networks (registry family "segmenter": MiMISTD is its one full network).
+    models = [cast(MiMISTD, m) for m in (model if isinstance(model, Sequence) else [model])]
     if not models:
         raise ValueError("no model to run")
     dev = torch.device(device) if device is not None else next(models[0].parameters()).device
@@ -179,13 +180,13 @@ def predict_probabilities(
             m.train(t)
 
 
-def model_members(loaded: LoadedModel) -> list[torch.nn.Module]:
+def model_members(loaded: LoadedModel) -> list[MiMISTD]:
     """The networks whose mean probability is the model's map: the main one, then the card's ``ensemble`` parts."""
     names = loaded.card.get("ensemble") or []
     missing = [n for n in names if n not in loaded.parts]
     if missing:
         raise CheckpointError(f"{loaded.path}: ensemble members {missing} are not among the model's parts")
-    return [loaded.model] + [loaded.parts[n].model for n in names]
+    return [cast(MiMISTD, m) for m in [loaded.model] + [loaded.parts[n].model for n in names]]
 
 
 def frame_plane(frame: np.ndarray) -> np.ndarray:
@@ -205,7 +206,7 @@ class VerifierRule(NamedTuple):
     the constant c (with the verifier's class-balanced prior) collapses into the one parameter lambda.
     """
 
-    model: torch.nn.Module
+    model: TargetVerifier
     threshold: float
     log_odds_per_pixel: float | None = None
 
@@ -220,7 +221,7 @@ def rejected_by(scores: np.ndarray, pixels: np.ndarray, threshold: float, log_od
     return scores < bar
 
 
-def drop_rejected(mask: np.ndarray, plane: np.ndarray, verifier: torch.nn.Module, threshold: float,
+def drop_rejected(mask: np.ndarray, plane: np.ndarray, verifier: TargetVerifier, threshold: float,
                   log_odds_per_pixel: float | None = None, probability: np.ndarray | None = None) -> np.ndarray:
     """The mask without the 8-connected components the target verifier rejects (see ``VerifierRule``)."""
     n, labels, stats, cent = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -249,24 +250,25 @@ def model_verifier(loaded: LoadedModel) -> VerifierRule | None:
     if part is None or not isinstance(entry, dict) or not _real(entry.get("threshold")):
         raise CheckpointError(f"{loaded.path}: the card's verifier entry and its 'verifier' part do not match")
     if "size_rule" not in entry:
-        return VerifierRule(part.model, float(entry["threshold"]))
+        return VerifierRule(cast(TargetVerifier, part.model), float(entry["threshold"]))
     rule = entry["size_rule"]
     if not isinstance(rule, dict) or not _real(rule.get("log_odds_per_pixel")):
         raise CheckpointError(f"{loaded.path}: the verifier's size_rule needs a finite number 'log_odds_per_pixel'")
-    return VerifierRule(part.model, float(entry["threshold"]), float(rule["log_odds_per_pixel"]))
+    return VerifierRule(cast(TargetVerifier, part.model), float(entry["threshold"]), float(rule["log_odds_per_pixel"]))
 
 
 def binarise(probability: np.ndarray, threshold: float, max_fraction: float | None = None,
-             plane: np.ndarray | None = None, verifier: VerifierRule | tuple[torch.nn.Module, float] | None = None,
+             plane: np.ndarray | None = None, verifier: VerifierRule | tuple[TargetVerifier, float] | None = None,
              mask_threshold: float | None = None) -> SegmentationResult:
     """Threshold, drop over-large components, then (with a verifier and the frame's plane) rejected ones,
     then (with ``mask_threshold``) shrink the rest to their stronger pixels."""
     mask = drop_large_components(probability > threshold, max_fraction)
     if verifier is not None and plane is not None:
-        mask = drop_rejected(mask, plane, *verifier, probability=probability)
+        rule = verifier if isinstance(verifier, VerifierRule) else VerifierRule(*verifier)
+        mask = drop_rejected(mask, plane, rule.model, rule.threshold, rule.log_odds_per_pixel, probability=probability)
     mask = shrink_components(mask, probability, mask_threshold)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    boxes = tuple(tuple(int(v) for v in row[:4]) for row in stats[1:])
+    boxes = tuple((int(x), int(y), int(w), int(h)) for x, y, w, h in stats[1:, :4])
     return SegmentationResult(probability, mask, n - 1, boxes, threshold)
 
 
@@ -305,7 +307,7 @@ def predict_masks(
     post = model_post_process(loaded)
     if threshold is not None:
         post = replace(post, threshold=float(threshold))
-    in_chans = loaded.model.config.in_chans
+    in_chans = cast(MiMISTD, loaded.model).config.in_chans
     frames = [standardise(segmenter_input(img, in_chans)) for img in images]
     probs = predict_probabilities(model_members(loaded), frames, device, standardised=True, flips=model_flips(loaded))
     return [post(p, f) for p, f in zip(probs, frames)]
@@ -321,13 +323,13 @@ EMBED_SIDE = 256
 def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], device: str | torch.device | None = None) -> np.ndarray:
     """Float images -> (n, 2 C) embeddings: the spatial mean and spread of the deepest encoder map
     of the main network, on the frame shrunk to ``EMBED_SIDE`` (what ``inference.domain`` describes)."""
-    model = loaded.model
+    model = cast(MiMISTD, loaded.model)
     model.eval()
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     in_chans = model.config.in_chans
     out = []
     for img in images:
-        a = np.asarray(img, np.float32)
+        a: np.ndarray = np.asarray(img, np.float32)
         h, w = a.shape[:2]
         if max(h, w) > EMBED_SIDE:
             scale = EMBED_SIDE / max(h, w)

@@ -229,7 +229,7 @@ class LabelPanel(QWidget):
 
     def show_label(self, label: LabelState | None) -> None:
         label = label or LabelState()
-        color = STATE_COLORS.get(label.review_state).name()
+        color = STATE_COLORS[label.review_state].name()
         who = f" by {label.author}" if label.author and label.revision else ""
         rev = f" · revision {label.revision}{who}" if label.revision else ""
         self.state.setText(f"<span style='color:{color}; font-weight:bold'>{label.review_state.upper()}</span>{rev}")

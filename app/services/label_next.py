@@ -76,8 +76,8 @@ def fitted_probabilities(x: np.ndarray, labels: Sequence[str | None]) -> tuple[n
     if sum(1 for c in set(y) if y.count(c) >= MIN_FIT_PER_CLASS) < 2:
         return None
     model = SIMPLE_MODELS["logreg"](len(y))
-    model.fit(x[idx], y)  # type: ignore[attr-defined]
-    return model.predict_proba(x), [str(c) for c in model.classes_]  # type: ignore[attr-defined]
+    model.fit(x[idx], y)
+    return model.predict_proba(x), [str(c) for c in model.classes_]
 
 
 def _scores_matrix(candidates: Sequence[Candidate]) -> np.ndarray | None:

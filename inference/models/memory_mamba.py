@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -133,7 +133,16 @@ PRESETS: dict[str, MemoryMambaConfig] = {
     ),
 }
 
-ABLATIONS: dict[str, dict[str, object]] = {
+class Ablation(TypedDict, total=False):
+    """The config fields an ablation switches (``preset(..., ablation=)``)."""
+
+    use_coarse_memory: bool
+    use_fine_memory: bool
+    use_fusion: bool
+    similarity: str
+
+
+ABLATIONS: dict[str, Ablation] = {
     "full": {},
     "no_coarse": {"use_coarse_memory": False},
     "no_fine": {"use_fine_memory": False},
@@ -144,7 +153,7 @@ ABLATIONS: dict[str, dict[str, object]] = {
 }
 
 
-def preset(name: str, ablation: str = "full", **overrides: object) -> MemoryMambaConfig:
+def preset(name: str, ablation: str = "full", **overrides: Any) -> MemoryMambaConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     if ablation not in ABLATIONS:
@@ -210,7 +219,7 @@ class MemSSMBlock(nn.Module):
         self.linear_out = nn.Linear(dim, dim)
         if cfg.mlp_ratio > 0:
             hidden = int(dim * cfg.mlp_ratio)
-            self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+            self.mlp: nn.Sequential | None = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         else:
             self.mlp = None
 
@@ -265,6 +274,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, cfg: MemoryMambaConfig) -> None:
         super().__init__()
         c = cfg.embed_dim
+        self.proj: nn.Module  # one patchifying conv, or a small conv stack
         if cfg.stem == "patch":
             self.proj = nn.Conv2d(cfg.in_chans, c, kernel_size=4, stride=4)
         else:
@@ -344,7 +354,7 @@ class MemoryMamba(nn.Module):
         for i, stage in enumerate(self.stages):
             if i > 0:
                 f = self.merges[i - 1](f)
-            for block in stage:
+            for block in cast(nn.ModuleList, stage):
                 f, a = block(f)
                 aux.append(a)
         return self.norm(f), aux

@@ -31,6 +31,7 @@ Choices where the paper is silent (all written down here, the ablation-worthy on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -167,6 +168,7 @@ class MiMBlock(nn.Module):
         k = cfg.words_per_side
         if has_inner:
             self.inner_norm = nn.LayerNorm(inner_dim)
+            self.inner: nn.Module  # the state-space scan, or its convolution ablation
             if cfg.inner == "mamba":
                 self.inner = SS2D(inner_dim, d_state=cfg.d_state, expand=cfg.expand, d_conv=cfg.d_conv)
             else:
@@ -267,6 +269,7 @@ class MiMISTD(nn.Module):
             self.word_skips.append(s)
             dim = out
         self.head = nn.Conv2d(dim, 1, 1)
+        assert self.head.bias is not None  # Conv2d's default bias=True
         nn.init.constant_(self.head.bias, -4.0)  # targets are rare: start from "background"
 
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
@@ -281,7 +284,7 @@ class MiMISTD(nn.Module):
             b, _, h, w = sent_map.shape
             words = to_sentences(word_map, k)
             sentences = sent_map.permute(0, 2, 3, 1)
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 words, sentences = block(words, sentences)
             word_map = from_sentences(words, b, h, w)
             sent_map = sentences.permute(0, 3, 1, 2).contiguous()

@@ -81,7 +81,8 @@ def build_bank(model: PatternAnomaly, bank: torch.Tensor, bank_ids: torch.Tensor
 
 # Validation-only kinds, unlike anything the training synthesises: a brightness band along an edge
 # (magnetic tile's ``uneven``), and structure removed or displaced (a broken or bent part).
-EXTRA_VALIDATION_KINDS = {"band": synthesize_bands, "missing": synthesize_missing, "shifted": synthesize_shifted}
+Synthesizer = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+EXTRA_VALIDATION_KINDS: dict[str, Synthesizer] = {"band": synthesize_bands, "missing": synthesize_missing, "shifted": synthesize_shifted}
 STRUCTURAL_KINDS = ("missing", "shifted")
 # One random stream per kind, so adding a kind leaves the others' defects as they were.
 KIND_STREAMS = {"small": 0, "large": 1, "band": 9, "missing": 10, "shifted": 11}
@@ -147,7 +148,8 @@ def choose(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, opts: BankO
     table = [{"fusion": "none", "position": None, "k": None, "weight": None, **base}]
     log(f"validation, prediction map alone: pixel {base['pixel']:.4f} (small {base['pixel_small']:.4f}, "
         f"large {base['pixel_large']:.4f}), image {base['image']:.4f}")
-    best, best_key = None, (base["pixel"], 0)
+    best = None
+    best_key: tuple[float, float] = (base["pixel"], 0)
     for position in opts.positions:
         sel = greedy_coreset(weighted(rows, position), opts.size, opts.seed)
         for k in opts.ks:
@@ -165,7 +167,8 @@ def choose(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, opts: BankO
                         best_key = (r["pixel"], r["image"])
                         best = (banked, fusion, w)
             log(f"  (coreset and statistics for position {position:g}, k {k}: {time.monotonic() - t1:.0f} s)")
-    chosen, pick = model, {"fusion": "none"}
+    chosen = model
+    pick: dict[str, str | float] = {"fusion": "none"}
     if best is not None:
         banked, fusion, w = best
         chosen = with_memory_bank(banked, banked.memory_bank, bank_k=banked.config.bank_k,

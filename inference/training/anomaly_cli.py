@@ -11,9 +11,12 @@ import math
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from inference import families
+
+if TYPE_CHECKING:
+    from inference.anomaly_predict import AnomalyNet
 
 ARCHS = families.family("anomaly").architectures
 
@@ -171,7 +174,7 @@ def evaluate_results(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     results = {}
     for d in dirs:
         loaded = load_model(d, map_location=device, family="anomaly")
-        results[d] = evaluate_tree(loaded.model, tree, device, args.batch_size, progress=True) | {"model": loaded.name}
+        results[d] = evaluate_tree(cast("AnomalyNet", loaded.model), tree, device, args.batch_size, progress=True) | {"model": loaded.name}
         if args.record:
             r = results[d]
             test = {k: v for k, v in r.items() if k not in ("skipped", "model")} | {"skipped": len(r["skipped"])}

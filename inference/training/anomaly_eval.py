@@ -7,7 +7,7 @@ the ground truth lives. Unreadable images and defect images without a mask are r
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -19,8 +19,11 @@ from .anomaly_data import GOOD, CategoryTree, channel_mode, read_test_mask, to_m
 from .anomaly_metrics import auroc, pixel_auroc, pro_score
 from .common import batched
 
+if TYPE_CHECKING:
+    from ..anomaly_predict import AnomalyNet
 
-def evaluate_tree(model: torch.nn.Module, tree: CategoryTree, device: torch.device | str = "cpu",
+
+def evaluate_tree(model: AnomalyNet, tree: CategoryTree, device: torch.device | str = "cpu",
                   batch_size: int = 8, progress: bool = False) -> dict[str, Any]:
     cfg = model.config
     labels, scores, masks, maps, mask_types = [], [], [], [], []

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,8 @@ from ..anomaly_predict import model_maps, normalise_batch
 from ..checkpoints import save_model
 from ..models import registry
 from ..models.pattern_anomaly import PatternAnomaly
+from ..models.pixel_gaussian import PixelGaussian
+from ..models.texture_knn import TextureKnn
 from .anomaly_bank import STAT_IMAGES, BankOptions, choose
 from .anomaly_data import AnomalyDataError, load_images, scan_category, synthesize_defects
 from .anomaly_eval import evaluate_tree
@@ -35,6 +37,9 @@ from .common import (
     seed_everything,
     warmup_cosine,
 )
+
+if TYPE_CHECKING:
+    from ..anomaly_predict import AnomalyNet
 
 STATE_FILE = "train_state.pt"
 HOLDOUT_FRACTION = 0.15
@@ -144,7 +149,7 @@ def _augment(batch: np.ndarray, rng: np.random.Generator, flips: bool) -> np.nda
     return out
 
 
-def calibrate(model: torch.nn.Module, holdout: np.ndarray, device: torch.device) -> dict[str, Any]:
+def calibrate(model: AnomalyNet, holdout: np.ndarray, device: torch.device) -> dict[str, Any]:
     scores, pixels = [], []
     for start in range(0, len(holdout), 8):
         maps, sc = model_maps(model, holdout[start:start + 8], device)
@@ -196,16 +201,16 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     config = opts.config if opts.config is not None else registry.spec(opts.arch).config_cls()
     tree, fit, hold, unreadable = good_split(opts.data, config, opts.seed, opts.max_train_images, log)
 
-    model = registry.build(opts.arch, config).to(device)
+    model = cast("AnomalyNet", registry.build(opts.arch, config).to(device))
     opts.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     step_times: list[float] = []
     history: list[dict[str, float]] = []
     backbone_counts = None
-    if opts.arch == "pixel_gaussian":
+    if isinstance(model, PixelGaussian):  # arch "pixel_gaussian"
         model.fit(normalise_batch(model, fit, device))
         epochs_done = 0
-    elif opts.arch == "texture_knn":
+    elif isinstance(model, TextureKnn):  # arch "texture_knn"
         from .texture_knn_fit import fit_model
 
         model = fit_model(config, fit, device, opts.seed)
@@ -262,7 +267,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         bar.close()
         epochs_done = opts.epochs
     model.eval()
-    if hasattr(model, "fit_map_statistics"):
+    if isinstance(model, PatternAnomaly):  # the model with map statistics (fit_map_statistics)
         n = min(len(fit), STAT_IMAGES)
         model.fit_map_statistics(normalise_batch(model, fit[i:i + 8], device) for i in range(0, n, 8))
     bank_info = None
@@ -324,5 +329,5 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         if metrics else {},
     }
     save_model(opts.out, opts.arch, model, model.config if bank_info or stats_info or band_info or opts.arch == "texture_knn" else
-               (dataclasses.replace(config) if dataclasses.is_dataclass(config) else config), card)
+               (dataclasses.replace(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else config), card)
     return card

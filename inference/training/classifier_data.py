@@ -10,6 +10,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -74,16 +75,16 @@ def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
     """train/ + val/ (or test/) when present; otherwise a deterministic per-class split."""
     root = Path(root)
     if is_split_tree(root):
-        train = class_folders(root / "train")
+        train_folders = class_folders(root / "train")
         held_name = "val" if (root / "val").is_dir() else "test"
-        held = class_folders(root / held_name)
-        if not train:
+        held_folders = class_folders(root / held_name)
+        if not train_folders:
             raise DataTreeError(f"{root / 'train'}: no class folders with images")
-        unknown = sorted(set(held) - set(train))
+        unknown = sorted(set(held_folders) - set(train_folders))
         if unknown:
             raise DataTreeError(f"{root / held_name}: classes not in train/: {', '.join(unknown)}")
-        classes = sorted(train)
-        return Split(_items(train), _items(held), classes, f"{root}: train/ and {held_name}/")
+        classes = sorted(train_folders)
+        return Split(_items(train_folders), _items(held_folders), classes, f"{root}: train/ and {held_name}/")
     folders = class_folders(root)
     if len(folders) < 2:
         raise DataTreeError(
@@ -185,10 +186,25 @@ class AugmentConfig:
 # "session_upright" leaves out the 90° turns: where a fixed camera always sees parts the same way
 # up (magnetic tiles: blowhole crops are mostly portrait, fray ones landscape) the turns throw
 # away a real cue.
-_SESSION = {"brightness": 0.1, "contrast": 0.3, "gamma": 0.3, "blur_prob": 0.3, "noise": 0.02}
-AUGMENTATIONS: dict[str, dict[str, float | bool]] = {
+class AugmentRecipe(TypedDict, total=False):
+    """Overrides of :class:`AugmentConfig`'s defaults that a named recipe sets (crop comes from --crop)."""
+
+    flips: bool
+    rot90: bool
+    max_shift: float
+    min_scale: float
+    brightness: float
+    contrast: float
+    gamma: float
+    blur_prob: float
+    max_blur: float
+    noise: float
+
+
+_SESSION: AugmentRecipe = {"brightness": 0.1, "contrast": 0.3, "gamma": 0.3, "blur_prob": 0.3, "noise": 0.02}
+AUGMENTATIONS: dict[str, AugmentRecipe] = {
     "basic": {},
-    "session": dict(_SESSION),
+    "session": AugmentRecipe(**_SESSION),
     "session_upright": {**_SESSION, "rot90": False},
 }
 

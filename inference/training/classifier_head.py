@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from inference.training.classifier_data import class_folders
 from inference.training.simple_answers import (
     FOLDS,
     SIMPLE_MODELS,
+    Estimator,
     Score,
     assign_groups,
     best_name,
@@ -57,7 +58,7 @@ CANDIDATE_KINDS = ("texture", "backbone")  # texture first: on a tie the version
 
 def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, batch: int = 32) -> np.ndarray:
     """(n_views, n, C) pooled backbone features of each image under each test-time view (eval mode)."""
-    model, cfg = loaded.model.eval(), loaded.config
+    model, cfg = cast(MemoryMamba, loaded.model.eval()), loaded.config  # the backbone: a classifier network
     device = next(model.parameters()).device
     out: list[np.ndarray] = []
     with torch.no_grad():
@@ -130,7 +131,7 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
         raise ValueError(f"backbone weights do not fit (missing {missing}, unexpected {unexpected})")
     lo, hi = features.min(0), features.max(0)
     shift = PASS_THROUGH_FLOOR - lo + (hi - lo)  # a margin of one training range below the lowest seen value
-    first, last = model.head[0], model.head[3]
+    first, last = cast(torch.nn.Linear, model.head[0]), cast(torch.nn.Linear, model.head[3])
     with torch.no_grad():
         first.weight.zero_()
         first.weight[:width, :width] = torch.eye(width)
@@ -238,7 +239,10 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
             if kind == "embedding" and model_name == "majority":
                 continue  # the same constant answer as on thumbnails
             key = f"{kind}_{model_name}" if model_name != "majority" else "majority"
-            cv[key] = cross_validated(lambda tr, te, x=x, make=make: fit_predict(make, x[tr], y[tr], x[te]), y, folds, classes)
+            def simple(tr: np.ndarray, te: np.ndarray, x: np.ndarray = x, make: Callable[[int], Estimator] = make) -> np.ndarray:
+                return fit_predict(make, x[tr], y[tr], x[te])
+
+            cv[key] = cross_validated(simple, y, folds, classes)
     best_simple = best_name(cv)
     # candidate name -> (training features, held-out features)
     inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -251,8 +255,10 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     heads: dict[str, Score] = {}
     for name, (x, _xv) in inputs.items():
         c = candidate_c(name)
-        heads[name] = cross_validated(
-            lambda tr, te, x=x, c=c: fit_linear_head(x[tr], y[tr], len(classes), c).predict(x[te]), y, folds, classes)
+        def linear(tr: np.ndarray, te: np.ndarray, x: np.ndarray = x, c: float = c) -> np.ndarray:
+            return fit_linear_head(x[tr], y[tr], len(classes), c).predict(x[te])
+
+        heads[name] = cross_validated(linear, y, folds, classes)
     cv.update(heads)
     tick(3)
     chosen = best_name(heads) if heads else ""  # the first of equals: texture before backbone

@@ -95,7 +95,7 @@ def fold_maps(work: Path, k: int, frames: Sequence[Any], kinds: Sequence[Kind], 
                 return [stored[f.stem] for f in frames]
     nets = [load_model(network_dir(work, kind, k), map_location=device, family="segmenter").model for kind in kinds]
     found = assigned_maps([(nets, frames)], flips, device)
-    np.savez(cache, **found)
+    np.savez(cache, **found)  # type: ignore[arg-type]  # numpy's stub checks **arrays against its allow_pickle: bool
     return [found[f.stem] for f in frames]
 
 
@@ -130,7 +130,7 @@ def select(frames: Sequence[Any], maps: dict[bool, list[np.ndarray]], parts: Seq
     thr, flips, at_threshold = choose_threshold_and_flips(maps, list(frames), limit)
     post = PostProcess(thr, limit)
     candidates = [c for c in mask_thresholds if thr < c < 1]
-    entry = (choose_mask_threshold(post, maps[flips], frames, candidates, label="out_of_fold") if candidates
+    entry: dict[str, Any] = (choose_mask_threshold(post, maps[flips], frames, candidates, label="out_of_fold") if candidates
              else {"chosen": None, "note": f"no candidate above the threshold {thr:g}"})
     chosen = replace(post, mask_threshold=entry["chosen"])
 

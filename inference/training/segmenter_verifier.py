@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -435,7 +435,7 @@ def refit_size_rule(model_dir: Path, data: Path, device: str = "cpu", quiet: boo
     saved = {k: v for k, v in (entry.get("options") or {}).items() if k in VerifierOptions.__dataclass_fields__}
     opts = VerifierOptions(**{**saved, "quiet": quiet})
     t0 = time.monotonic()
-    verifier = cast(TargetVerifier, current.model)
+    verifier = current.model
     st = _stage(loaded, data, verifier.config, opts, device)
     rule = size_rule_entry(loaded, st, verifier, current.threshold, opts.keep_quantile)
     rule["flat_threshold_recomputed"] = float(np.quantile(st.oof[st.y == 1], opts.keep_quantile))

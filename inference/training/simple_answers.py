@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from inference.training.classifier_metrics import classification_report, confusion_matrix
 from inference.training.groups import (  # noqa: F401  (re-exported: the rule's home is groups.py)
@@ -68,15 +69,27 @@ def _logreg():
     return _standardised(LogisticRegression(max_iter=2000))
 
 
+class Estimator(Protocol):
+    """The part of scikit-learn's estimator API the simple answers use (sklearn ships no types)."""
+
+    classes_: np.ndarray  # set by fit: the class of each predict_proba column
+
+    def fit(self, x: np.ndarray, y: ArrayLike) -> object: ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+
 # name -> maker(n_train) of an unfitted scikit-learn estimator
-SIMPLE_MODELS: dict[str, Callable[[int], object]] = {
+SIMPLE_MODELS: dict[str, Callable[[int], Estimator]] = {
     "majority": lambda n: _majority(),
     "knn": _knn,
     "logreg": lambda n: _logreg(),
 }
 
 
-def fit_predict(make: Callable[[int], object], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+def fit_predict(make: Callable[[int], Estimator], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
     """Fit a fresh estimator on the training rows and predict the test rows (class indices)."""
     if len(np.unique(y_train)) < 2:  # a fold with one class: that class is every answer
         return np.full(len(x_test), y_train[0] if len(y_train) else 0, dtype=np.int64)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,10 @@ from ..anomaly_predict import model_maps, normalise_batch
 from ..models.texture_knn import TextureKnn, TextureKnnConfig
 from .anomaly_metrics import auroc, pixel_auroc
 from .group_folds import group_folds
+
+if TYPE_CHECKING:
+    from ..anomaly_predict import AnomalyNet
+
 
 ROWS_PER_IMAGE = 256  # candidate rows drawn per good image before the coreset
 # Cross-validation pixel AUROC reads every 4th pixel along each axis: hundreds of 256x256 maps
@@ -48,7 +52,7 @@ def fit_model(config: TextureKnnConfig, images: np.ndarray, device: torch.device
     return model.eval()
 
 
-def score_images(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu",
+def score_images(model: AnomalyNet, images: np.ndarray, device: torch.device | str = "cpu",
                  batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Maps (n, s, s) and image scores (n,) at model resolution."""
     maps, scores = [], []
