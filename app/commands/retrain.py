@@ -180,8 +180,11 @@ def run(args: argparse.Namespace) -> int:
                 parent_name = str(start_dir)   # a pretrained backbone named by --train-args "--init DIR"
             plan = dataclasses.replace(plan, start=method_start(method, parent_name), head_only=args.groups,
                                        head_method=method)
-            if args.epochs is not None or args.train_args.strip():
-                print("note: --epochs and --train-args apply to --method train; the linear heads ignore them", file=sys.stderr)
+            extra = shlex.split(args.train_args)
+            ignored = [a for i, a in enumerate(extra) if a != "--init" and (i == 0 or extra[i - 1] != "--init")]
+            if args.epochs is not None or ignored:  # --init DIR names the backbone the head sits on: used
+                print("note: --epochs and --train-args (other than --init DIR) apply to --method train; "
+                      "the linear heads ignore them", file=sys.stderr)
         start = plan.start
         events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}", method=method,
                     start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
