@@ -218,6 +218,7 @@ class JobsController(QObject):
     snapshot = Signal(object)      # JobsSnapshot, after the panel shows it
 
     POLL_MS = 500
+    RESTART_GRACE_S = 3.0
     REFRESH_S = 3.0
     SLOW_READ_S = 10.0
 
@@ -379,7 +380,9 @@ class JobsController(QObject):
         if not worker.alive:
             return "no worker running" if p.state == "running" or pace.idle_s > 5 else "waiting for a worker"
         since = None if self._restart_at is None else time.monotonic() - self._restart_at
-        if since is not None and pace.idle_s >= since and since < self.pace.stall_s:
+        # Progress first seen within RESTART_GRACE_S of the restart is a poll catching up with
+        # counts the killed worker wrote (a new worker needs longer to start and finish an image).
+        if since is not None and pace.idle_s >= since - self.RESTART_GRACE_S and since < self.pace.stall_s:
             return f"worker restarting ({format_duration(since)})"  # then "stalled" if it stays so
         return ""
 
