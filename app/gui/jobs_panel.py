@@ -218,7 +218,6 @@ class JobsController(QObject):
     snapshot = Signal(object)      # JobsSnapshot, after the panel shows it
 
     POLL_MS = 500
-    RESTART_GRACE_S = 3.0
     REFRESH_S = 3.0
     SLOW_READ_S = 10.0
 
@@ -236,6 +235,7 @@ class JobsController(QObject):
         self._counts: dict[int, tuple[int, int]] = {}
         self._event_id = 0
         self._restart_at: float | None = None
+        self._restart_counts: dict[int, int] = {}  # each job's processed count when the worker restarted
         self._last_refresh = 0.0
         self._dirty = False
         self.last_snapshot = None
@@ -337,6 +337,9 @@ class JobsController(QObject):
         if worker.event_id > self._event_id:
             self._event_id = worker.event_id
             self._restart_at = time.monotonic() if worker.alive else None
+            # The snapshot that reports a restart was read after the stopped worker's last write
+            # (``ReviewJobs.snapshot``): counts above these are the new worker's progress.
+            self._restart_counts = {p.job_id: p.done + p.failed for p in snap.jobs}
             log.warning("%s", worker.event)
             self.worker_event.emit(worker.event)
         shown = {p.job_id for p in snap.jobs} | (set(self._titles) & self._open)
@@ -380,9 +383,9 @@ class JobsController(QObject):
         if not worker.alive:
             return "no worker running" if p.state == "running" or pace.idle_s > 5 else "waiting for a worker"
         since = None if self._restart_at is None else time.monotonic() - self._restart_at
-        # Progress first seen within RESTART_GRACE_S of the restart is a poll catching up with
-        # counts the killed worker wrote (a new worker needs longer to start and finish an image).
-        if since is not None and pace.idle_s >= since - self.RESTART_GRACE_S and since < self.pace.stall_s:
+        at_restart = self._restart_counts.get(p.job_id)
+        if (since is not None and at_restart is not None and p.done + p.failed <= at_restart
+                and since < self.pace.stall_s):
             return f"worker restarting ({format_duration(since)})"  # then "stalled" if it stays so
         return ""
 

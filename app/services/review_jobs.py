@@ -197,14 +197,17 @@ class ReviewJobs:
         Runs on the panel's polling thread. A worker that died while jobs are open is restarted
         here, and the crash is reported in ``worker.event`` rather than only in a log.
         """
-        from app.services.prelabel import PRELABEL, failed_image_list, progress_of
-        rows = {j.id: j for j in self.db.jobs.list(kind=PRELABEL, limit=self.HISTORY)}
-        for job_id in include:
-            if job_id not in rows:
-                job = self.db.jobs.get(job_id)
-                if job is not None:
-                    rows[job_id] = job
+        from app.services.prelabel import failed_image_list, progress_of
+        rows = self._job_rows(include)
         jobs = tuple(progress_of(rows[i]) for i in sorted(rows, reverse=True))
+        event_id = self._event_id
+        worker = self.check_worker(any(not p.finished for p in jobs))
+        if worker.event_id != event_id:
+            # A worker stopped (and maybe a new one started) after the rows above were read: read
+            # them again, so this snapshot holds everything the stopped worker wrote and any count
+            # that moves after it is the new worker's progress, not a late read of the old one's.
+            rows = self._job_rows(include)
+            jobs = tuple(progress_of(rows[i]) for i in sorted(rows, reverse=True))
         failures = {}
         for p in jobs:
             if not p.failed:
@@ -214,9 +217,19 @@ class ReviewJobs:
                 cached = (p.failed, tuple(failed_image_list(self.db, p.job_id, self.FAILED_SHOWN)))
                 self._failures[p.job_id] = cached
             failures[p.job_id] = cached[1]
-        worker = self.check_worker(any(not p.finished for p in jobs))
         families = {i: tuple(j.params.get("families", ())) for i, j in rows.items()}
         return JobsSnapshot(jobs, failures, families, worker)
+
+    def _job_rows(self, include: Sequence[int]) -> dict[int, Any]:
+        """The newest pre-label jobs' rows by id, plus those in ``include``."""
+        from app.services.prelabel import PRELABEL
+        rows = {j.id: j for j in self.db.jobs.list(kind=PRELABEL, limit=self.HISTORY)}
+        for job_id in include:
+            if job_id not in rows:
+                job = self.db.jobs.get(job_id)
+                if job is not None:
+                    rows[job_id] = job
+        return rows
 
     def check_worker(self, work_waiting: bool) -> WorkerStatus:
         """Notice a worker that exited; start one while jobs wait (unless it keeps crashing)."""
