@@ -20,11 +20,13 @@ from .domain import (
     DEFAULT_COMPONENTS,
     DEFAULT_FOLDS,
     DEFAULT_QUANTILE,
+    PARTS,
     DomainError,
     DomainStats,
     fit_domain,
     save_domain,
 )
+from .image_descriptor import DESCRIPTOR_VERSION
 from .imageio import is_image_file
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 # Fitting on more images than this adds little to a Gaussian of a few hundred dimensions and
 # costs a forward pass each: a larger set is subsampled evenly (with a fixed seed).
 MAX_FIT_IMAGES = 4000
+# What the statistics describe by default (ADR 0028: chosen by benchmarks/ood_select.py).
+DEFAULT_PARTS: tuple[str, ...] = ("embedding", "descriptor")
 
 EMBEDDING_NOTE = {
     "classifier": "mean and spread over space of the normalised last-stage feature map (MemoryMamba.embedding)",
@@ -74,6 +78,22 @@ def training_images(data: str | os.PathLike) -> list[Path]:
     return images_under(root / "train" if (root / "train").is_dir() else root)
 
 
+def training_groups(paths: Sequence[Path], root: str | os.PathLike | None = None) -> tuple[list[str] | None, str]:
+    """Capture groups of training images for group-aware folds, and the rule that made them
+    (``inference.training.groups``, the one home of grouping rules; the folder under ``root``
+    an image sits in is its class, so class-named prefixes such as NEU's are not taken for
+    sessions). None when the images have no usable groups (every fold then random)."""
+    from .training.groups import assign_groups, group_key  # fit time only, never at prediction
+
+    if not paths:
+        return None, "none"
+    base = Path(root) if root is not None else Path(os.path.commonpath([str(p.parent) for p in paths]))
+    names = [group_key(p, base) for p in paths]
+    classes = [p.parent.relative_to(base).as_posix() if p.parent != base and p.is_relative_to(base) else "" for p in paths]
+    groups, rule = assign_groups(names, classes)
+    return (None, rule) if rule == "none" else (groups, rule)
+
+
 def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto") -> list[str]:
     """Give each trained model directory its domain statistics from ``data``'s training images;
     returns one line per directory (what was written, or why not: training itself never fails here)."""
@@ -100,9 +120,13 @@ def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
 def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLike], device: str = "auto",
                   quantile: float = DEFAULT_QUANTILE, components: int = DEFAULT_COMPONENTS,
                   folds: int = DEFAULT_FOLDS, seed: int = 0, source: str = "",
-                  max_images: int = MAX_FIT_IMAGES) -> DomainFit:
-    """Embed the training ``images`` with the model in ``model_dir``, fit the statistics (threshold
-    out-of-fold on these images only) and write ``domain.safetensors`` + ``domain.json`` beside it."""
+                  max_images: int = MAX_FIT_IMAGES, parts: Sequence[str] = DEFAULT_PARTS,
+                  root: str | os.PathLike | None = None) -> DomainFit:
+    """Describe the training ``images`` as the model in ``model_dir`` sees them (its backbone
+    embedding and the image descriptor, or the ``parts`` asked for), fit the statistics
+    (threshold out-of-fold on these images only, folds keeping capture groups whole: see
+    ``training_groups``; ``root`` is the data folder, else the images' common folder) and write
+    ``domain.safetensors`` + ``domain.json`` beside it."""
     from .engine import InspectionEngine  # torch: imported only by those who fit
 
     d = Path(model_dir)
@@ -111,11 +135,16 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
     if not paths:
         raise DomainError(f"no training images given for {d}")
     with InspectionEngine({family: d}, device=device, half=False) as engine:
-        emb, unreadable = engine.embed_files(paths, family)
+        kinds = tuple(dict.fromkeys(PARTS[p][0] for p in parts if p in PARTS))
+        feats, unreadable = engine.domain_features_files(paths, family, kinds)
     if unreadable:
         log.warning("%d of %d training images unreadable, left out (first: %s)", len(unreadable), len(paths), unreadable[0])
-    stats = fit_domain(emb, quantile=quantile, components=components, folds=folds, seed=seed,
-                       embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}")
-    save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed,
+        bad = set(unreadable)
+        paths = [p for p in paths if str(p) not in bad]
+    groups, rule = training_groups(paths, root)
+    stats = fit_domain(feats, quantile=quantile, components=components, folds=folds, seed=seed, groups=groups,
+                       embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}"
+                       if "embedding" in parts else "", descriptor=DESCRIPTOR_VERSION, parts=parts)
+    save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed, "fold_groups": rule,
                            "subsampled_from": len(images) if len(images) > len(paths) else None})
-    return DomainFit(stats, int(emb.shape[0]), tuple(unreadable), d)
+    return DomainFit(stats, len(paths), tuple(unreadable), d)

@@ -32,9 +32,9 @@ def fit(args: argparse.Namespace) -> int:
     except (CheckpointError, DomainError) as exc:
         raise CommandError(str(exc)) from None
     s = result.stats
-    print(f"{result.directory}: domain statistics of {result.images} images ({s.dim} dimensions, "
-          f"{s.components.shape[0]} components); out-of-domain threshold {s.threshold:.3f} "
-          f"(the {s.quantile:.3g} quantile of their out-of-fold distances)")
+    parts = ", ".join(f"{p} ({g.dim} features)" for p, g in s.parts.items())
+    print(f"{result.directory}: domain statistics of {result.images} images: {parts}; out-of-domain threshold "
+          f"{s.threshold:.3f} (the {s.quantile:.3g} quantile of their out-of-fold distances)")
     if result.unreadable:
         print(f"{len(result.unreadable)} unreadable images left out")
     return 0
