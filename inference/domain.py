@@ -11,12 +11,15 @@ one shared variance for the remaining directions):
 
 - ``embedding``: the backbone's pooled embedding (ADR 0021);
 - ``descriptor``: a compact description of the decoded image itself (``inference.image_descriptor``:
-  size, grey levels, detail per scale and direction, evenness; ADR 0028), which a camera or scene
-  change moves even where a backbone trained on one narrow data set does not.
+  the file's size and channels, grey levels, detail per scale and direction, evenness; ADR 0028),
+  which a camera or scene change moves even where a backbone trained on one narrow data set does
+  not, read as a Gaussian or as
+- ``descriptor_range``: per-feature box: how far the most extreme feature lies beyond the range
+  the training images span (one feature far out is enough; a Gaussian of 30 features dilutes it).
 
-A part's distance is the Mahalanobis distance per dimension under its Gaussian. With two parts,
-each distance is divided by its median over the training images (out of fold) and the larger of
-the two counts, so either part alone can call an image foreign.
+A Gaussian part's distance is the Mahalanobis distance per dimension. With several parts, each
+distance is divided by its median over the training images (out of fold) and the largest counts,
+so any part alone can call an image foreign.
 
 The threshold is chosen on training images only: the statistics are fitted ``folds`` times
 without one fold (whole capture groups when the images have them) and each held-out image is
@@ -57,7 +60,8 @@ SHRINK = 1e-3  # variance floor, as a fraction of the mean variance: a flat dire
 # The parts a description may hold, in file order: part -> (the feature it reads, how it reads it).
 # ``gaussian``: Mahalanobis distance under a probabilistic-PCA Gaussian (correlations between
 # features); ``range``: the largest per-feature deviation from the median over that feature's
-# 0.99 quantile deviation (one feature far outside is enough, however ordinary the others).
+# largest deviation among the training images, floored (one feature outside the box the training
+# images span is enough, however ordinary the others; ADR 0028).
 PARTS: dict[str, tuple[str, str]] = {
     "embedding": ("embedding", "gaussian"),
     "descriptor": ("descriptor", "gaussian"),
@@ -67,7 +71,7 @@ FEATURE_KINDS = ("embedding", "descriptor")
 # Absolute floor per part: descriptor features are expressed in units of the smallest change
 # worth noticing (inference.image_descriptor), so no direction is surer than one unit.
 MIN_VARIANCE = {"embedding": 0.0, "descriptor": 1.0, "descriptor_range": 1.0}
-RANGE_QUANTILE = 0.99
+RANGE_QUANTILE = 1.0  # the box the training images span (0.99 tried: a heavy-tailed feature then sets the threshold)
 
 Features = Mapping[str, np.ndarray]
 
@@ -105,7 +109,7 @@ class Range:
     """Per-feature centre and spread: an image is as far out as its most extreme feature."""
 
     center: np.ndarray  # (d,) float32, per-feature median
-    spread: np.ndarray  # (d,) float32, per-feature 0.99 quantile of |x - center| (floored)
+    spread: np.ndarray  # (d,) float32, per-feature largest |x - center| of the training images (floored)
 
     @property
     def dim(self) -> int:
@@ -204,7 +208,7 @@ def fit_gaussian(x: np.ndarray, components: int, min_variance: float = 0.0) -> G
 
 
 def fit_range(x: np.ndarray, min_spread: float = 0.0) -> Range:
-    """Per-feature median and 0.99 quantile absolute deviation (floored at ``min_spread``)."""
+    """Per-feature median and largest absolute deviation (``RANGE_QUANTILE``; floored at ``min_spread``)."""
     x = _as_matrix(x)
     center = np.median(x, axis=0)
     spread = np.maximum(np.quantile(np.abs(x - center), RANGE_QUANTILE, axis=0), max(min_spread, 1e-9))

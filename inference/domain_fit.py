@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 # Fitting on more images than this adds little to a Gaussian of a few hundred dimensions and
 # costs a forward pass each: a larger set is subsampled evenly (with a fixed seed).
 MAX_FIT_IMAGES = 4000
-# What the statistics describe by default (ADR 0028: chosen by benchmarks/ood_select.py).
-DEFAULT_PARTS: tuple[str, ...] = ("embedding", "descriptor")
+# What the statistics describe by default (ADR 0028): the image descriptor as a Gaussian and as a
+# per-feature range, chosen over the backbone embedding (alone or beside them) by
+# benchmarks/ood_select.py on training and choosing data (benchmarks/results/ood-2.md).
+DEFAULT_PARTS: tuple[str, ...] = ("descriptor", "descriptor_range")
 
 EMBEDDING_NOTE = {
     "classifier": "mean and spread over space of the normalised last-stage feature map (MemoryMamba.embedding)",

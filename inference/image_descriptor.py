@@ -26,6 +26,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .texture_features import gray_of
+
 # Bumped whenever a feature or unit changes: statistics fitted on another version are set aside.
 DESCRIPTOR_VERSION = "image-descriptor-4"
 SCALES = (1, 2, 4, 8)  # area-shrink factors at which detail is measured (absolute pixels: a camera's scale)
@@ -61,16 +63,16 @@ _UNITS = np.array([_unit(n) for n in FEATURES], np.float64)
 
 
 def _grey(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The grey image (``texture_features.gray_of``, the one home of that conversion) and how
+    coloured the image is (mean spread between its colour channels; 0 for grey)."""
     a = np.asarray(image, np.float32)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        return a, 0.0
-    if a.ndim != 3 or a.shape[2] < 3:
+    if a.ndim == 3 and a.shape[2] not in (1, 3, 4):
         raise ValueError(f"expected an (h, w) or (h, w, 3) image, got shape {a.shape}")
-    rgb = a[:, :, :3]
-    spread = float(np.mean(rgb.max(axis=2) - rgb.min(axis=2)))
-    return rgb.mean(axis=2), spread
+    spread = 0.0
+    if a.ndim == 3 and a.shape[2] >= 3:
+        rgb = a[:, :, :3]
+        spread = float(np.mean(rgb.max(axis=2) - rgb.min(axis=2)))
+    return gray_of(a), spread
 
 
 def _shrink(grey: np.ndarray, factor: int) -> np.ndarray:

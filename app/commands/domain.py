@@ -10,7 +10,7 @@ from app.cli import CommandError
 
 def fit(args: argparse.Namespace) -> int:
     from inference.checkpoints import CheckpointError
-    from inference.domain import DomainError
+    from inference.domain import PARTS, DomainError
     from inference.domain_fit import fit_directory, images_under
 
     data = Path(args.data)
@@ -26,14 +26,18 @@ def fit(args: argparse.Namespace) -> int:
     if not images:
         raise CommandError(f"no images under {data}" + (f" listed in {args.list}" if args.list else ""))
     source = f"{data}" + (f" (listed in {args.list})" if args.list else "")
+    parts = tuple(p.strip() for p in str(getattr(args, "parts", "descriptor,descriptor_range")).split(",") if p.strip())
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise CommandError(f"--parts: {', '.join(unknown) or 'none given'}; choose from {', '.join(PARTS)}")
     try:
         result = fit_directory(args.model, images, device=args.device, quantile=args.quantile, seed=args.seed,
-                               source=source)
+                               source=source, parts=parts, root=data)
     except (CheckpointError, DomainError) as exc:
         raise CommandError(str(exc)) from None
     s = result.stats
-    parts = ", ".join(f"{p} ({g.dim} features)" for p, g in s.parts.items())
-    print(f"{result.directory}: domain statistics of {result.images} images: {parts}; out-of-domain threshold "
+    described = ", ".join(f"{p} ({g.dim} features)" for p, g in s.parts.items())
+    print(f"{result.directory}: domain statistics of {result.images} images: {described}; out-of-domain threshold "
           f"{s.threshold:.3f} (the {s.quantile:.3g} quantile of their out-of-fold distances)")
     if result.unreadable:
         print(f"{len(result.unreadable)} unreadable images left out")

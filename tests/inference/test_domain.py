@@ -14,12 +14,12 @@ from inference.domain import (
     DomainError,
     fit_domain,
     fold_of,
-    out_of_fold_part_distances,
     has_domain,
     in_domain_score,
     is_out_of_domain,
     load_domain,
     out_of_fold_distances,
+    out_of_fold_part_distances,
     save_domain,
 )
 

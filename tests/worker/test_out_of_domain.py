@@ -49,9 +49,10 @@ def checkerboard(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def domain_models(tmp_path_factory, tiny_models) -> dict[str, Path]:
-    """Copies of the tiny models, each with statistics fitted on 40 dark images."""
+    """Copies of the tiny models, each with statistics fitted on 150 dark images (the image
+    descriptor has 31 features: a Gaussian of them needs several times that many images)."""
     root = tmp_path_factory.mktemp("domain_models")
-    train = dark_images(root / "train", 40, seed=1)
+    train = dark_images(root / "train", 150, seed=1)
     out = {}
     for family, path in tiny_models.items():
         out[family] = Path(shutil.copytree(path, root / path.name))
