@@ -10,7 +10,7 @@ per-feature range, both, and each with the embedding (the largest of the parts' 
 over its out-of-fold median). For each model:
 
 1. **Fit data**: the model's training images (as ``python main.py domain fit`` reads them).
-   Folds keep capture groups whole where the data has them (``inference.training.groups``:
+   Folds keep capture groups whole where the data has them (``inference.training.groups.path_groups``:
    magnetic tile's ``exp1``-``exp6`` sessions; NEU's prefixes are its classes and SIRST's are all
    ``Misc``, so those folds are random). Out-of-fold false-flag rate at the 0.99 quantile.
 2. **Choosing data** (never reported as the test): MVTec AD bottle images (a foreign camera
@@ -169,9 +169,9 @@ class Features:
 
 
 def _groups(paths: list[Path], root: Path) -> tuple[list[str] | None, str]:
-    from inference.domain_fit import training_groups
+    from inference.training.groups import path_groups
 
-    return training_groups(paths, root)
+    return path_groups(paths, root)
 
 
 def _rate(flags: np.ndarray) -> float:

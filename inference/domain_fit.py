@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -80,30 +80,21 @@ def training_images(data: str | os.PathLike) -> list[Path]:
     return images_under(root / "train" if (root / "train").is_dir() else root)
 
 
-def training_groups(paths: Sequence[Path], root: str | os.PathLike | None = None) -> tuple[list[str] | None, str]:
-    """Capture groups of training images for group-aware folds, and the rule that made them
-    (``inference.training.groups``, the one home of grouping rules; the folder under ``root``
-    an image sits in is its class, so class-named prefixes such as NEU's are not taken for
-    sessions). None when the images have no usable groups (every fold then random)."""
-    from .training.groups import assign_groups, group_key  # fit time only, never at prediction
-
-    if not paths:
-        return None, "none"
-    base = Path(root) if root is not None else Path(os.path.commonpath([str(p.parent) for p in paths]))
-    names = [group_key(p, base) for p in paths]
-    classes = [p.parent.relative_to(base).as_posix() if p.parent != base and p.is_relative_to(base) else "" for p in paths]
-    groups, rule = assign_groups(names, classes)
-    return (None, rule) if rule == "none" else (groups, rule)
+# Capture groups of the training images and the rule that made them (None: no usable groups).
+# The rules live in inference.training.groups, which this runtime package never imports: the
+# commands hand ``inference.training.groups.path_groups`` in.
+Grouping = Callable[[Sequence[Path]], "tuple[list[str] | None, str]"]
 
 
-def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto") -> list[str]:
+def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto",
+                       grouping: Grouping | None = None) -> list[str]:
     """Give each trained model directory its domain statistics from ``data``'s training images;
     returns one line per directory (what was written, or why not: training itself never fails here)."""
     images = training_images(data)
     lines = []
     for d in model_dirs:
         try:
-            fit = fit_directory(d, images, device=device, source=f"training images of {data}")
+            fit = fit_directory(d, images, device=device, source=f"training images of {data}", grouping=grouping)
         except Exception as exc:  # noqa: BLE001 - the model is good without statistics; say why there are none
             lines.append(f"{d}: no domain statistics ({type(exc).__name__}: {exc})")
             continue
@@ -123,12 +114,11 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
                   quantile: float = DEFAULT_QUANTILE, components: int = DEFAULT_COMPONENTS,
                   folds: int = DEFAULT_FOLDS, seed: int = 0, source: str = "",
                   max_images: int = MAX_FIT_IMAGES, parts: Sequence[str] = DEFAULT_PARTS,
-                  root: str | os.PathLike | None = None) -> DomainFit:
+                  grouping: Grouping | None = None) -> DomainFit:
     """Describe the training ``images`` as the model in ``model_dir`` sees them (its backbone
     embedding and the image descriptor, or the ``parts`` asked for), fit the statistics
-    (threshold out-of-fold on these images only, folds keeping capture groups whole: see
-    ``training_groups``; ``root`` is the data folder, else the images' common folder) and write
-    ``domain.safetensors`` + ``domain.json`` beside it."""
+    (threshold out-of-fold on these images only; with ``grouping``, folds keep its capture
+    groups whole) and write ``domain.safetensors`` + ``domain.json`` beside it."""
     from .engine import InspectionEngine  # torch: imported only by those who fit
 
     d = Path(model_dir)
@@ -143,7 +133,7 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
         log.warning("%d of %d training images unreadable, left out (first: %s)", len(unreadable), len(paths), unreadable[0])
         bad = set(unreadable)
         paths = [p for p in paths if str(p) not in bad]
-    groups, rule = training_groups(paths, root)
+    groups, rule = grouping(paths) if grouping is not None else (None, "none")
     stats = fit_domain(feats, quantile=quantile, components=components, folds=folds, seed=seed, groups=groups,
                        embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}"
                        if "embedding" in parts else "", descriptor=DESCRIPTOR_VERSION, parts=parts)

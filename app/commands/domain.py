@@ -12,6 +12,7 @@ def fit(args: argparse.Namespace) -> int:
     from inference.checkpoints import CheckpointError
     from inference.domain import PARTS, DomainError
     from inference.domain_fit import fit_directory, images_under
+    from inference.training.groups import path_groups
 
     data = Path(args.data)
     if not data.is_dir():
@@ -32,7 +33,7 @@ def fit(args: argparse.Namespace) -> int:
         raise CommandError(f"--parts: {', '.join(unknown) or 'none given'}; choose from {', '.join(PARTS)}")
     try:
         result = fit_directory(args.model, images, device=args.device, quantile=args.quantile, seed=args.seed,
-                               source=source, parts=parts, root=data)
+                               source=source, parts=parts, grouping=lambda paths: path_groups(paths, data))
     except (CheckpointError, DomainError) as exc:
         raise CommandError(str(exc)) from None
     s = result.stats
@@ -48,8 +49,9 @@ def after_train(args: argparse.Namespace) -> None:
     """After ``train FAMILY``: domain statistics for each model directory it wrote (``--out``, or the
     segmenter's ``final/`` and ``best/``) from the training images of ``--data``."""
     from inference.domain_fit import fit_after_training
+    from inference.training.groups import path_groups
 
     out = Path(args.out)
     dirs = [d for d in (out, out / "final", out / "best") if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
-    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto")):
+    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"), grouping=path_groups):
         print(line)

@@ -215,3 +215,17 @@ def test_range_part_flags_one_feature_far_out_that_a_gaussian_dilutes() -> None:
     own = rng.standard_t(2, (300, 30)) * 10.0
     own[:, 0] = 0.5  # half a unit off: within the floor of one unit
     assert np.mean(both.scores({"descriptor": own}) < OUT_OF_DOMAIN_BELOW) <= 0.03
+
+
+def test_capture_groups_of_training_files(tmp_path) -> None:
+    from pathlib import Path
+
+    from inference.training.groups import path_groups
+
+    tiles = [Path(tmp_path / "free" / f"exp{i % 6 + 1}_num_{i}.png") for i in range(60)]
+    groups, rule = path_groups(tiles, tmp_path / "free")
+    assert rule == "prefix" and groups is not None and set(groups) == {f"exp{i}" for i in range(1, 7)}
+    # NEU: the prefix is the class (its folder), not a capture session: no groups.
+    neu = [Path(tmp_path / c / f"{c}_{i}.png") for c in ("crazing", "patches") for i in range(10)]
+    assert path_groups(neu, tmp_path) == (None, "none")
+    assert path_groups([]) == (None, "none")
