@@ -6,18 +6,19 @@ training cloud (ADR 0021: the NEU classifier's embedding told infrared sky frame
 textures with an AUROC of 0.55-0.7). What a change of camera or scene changes first is the
 image itself: its size and shape, its grey-level distribution, how much detail it holds at
 which scale and in which direction, how even its illumination is. A model's training set pins
-these down tightly, so a Gaussian of them (``inference.domain``) flags foreign images that the
-embedding lets through (ADR 0028).
+these down tightly, so a Gaussian of them and the range each spans (``inference.domain``) flag
+foreign images that the embedding lets through (ADR 0028).
 
-``describe(image)`` takes the image as the engine decodes it for the model (float32 in [0, 1],
-(h, w) or (h, w, 3), already shrunk to the model's largest side) and returns ``DESCRIPTOR_DIM``
-float32 numbers. Each feature is expressed in units of the smallest change worth noticing
+``describe(image, source)`` takes the image as the engine decodes it for the model (float32 in
+[0, 1], (h, w) or (h, w, 3), already shrunk to the model's largest side) and the file's own
+(height, width, channels), and returns ``DESCRIPTOR_DIM`` float32 numbers. Each feature is expressed in units of the smallest change worth noticing
 (``_UNITS``), so that one unit means the same for every feature and a training set in which a
 feature never varies (every NEU image is 200 x 200) still gives it a variance of at least one
 unit (``inference.domain`` floors it there) instead of an infinitely sure direction.
 
-Cost: a few milliseconds per image at 400 px (grey conversion, four area-shrinks, finite
-differences and quantiles).
+Cost (decode included, 2 busy cores; benchmarks/results/ood-2.md): 4 ms per 200 px NEU image,
+21 ms per magnetic tile, 82 ms per SIRST frame of up to 456 px in colour, against 114-851 ms for
+the backbone embedding it replaces.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ _NAMES: list[str] = (
 # images all have one size pins it there. Channels stored in the file (grey, colour, alpha): a
 # tenth of a channel, so a grey file where colour ones were trained on is 20 units off. Detail and
 # contrast: 5 %; grey levels: 1 % of the range.
-_UNIT_OF = {"log_long_side": 0.01, "log_short_side": 0.01, "file_channels": 0.1, "log_": 0.05, "grey_q": 0.01, "clipped_": 0.01, "colour_spread": 0.01, "_profile_spread": 0.01}
+_UNIT_OF = {"log_long_side": 0.01, "log_short_side": 0.01, "file_channels": 0.1, "log_": 0.05, "grey_q": 0.01,
+            "clipped_": 0.01, "colour_spread": 0.01, "_profile_spread": 0.01}
 
 
 def _unit(name: str) -> float:
