@@ -1,9 +1,10 @@
 """Fitting a model directory's domain statistics from its training images (``inference.domain``).
 
 One function for every writer: ``python main.py domain fit``, the trainers at the end of a run and
-retraining all call ``fit_directory``, so the embedding, the out-of-fold threshold and the files are
-the same whoever writes them. It runs the model as the worker does (the engine's decoder and the
-family adapter's ``embed``), so the statistics describe exactly what prediction will score.
+retraining all call ``fit_directory``, so the features (the image descriptor by default, the
+backbone embedding on request), the out-of-fold threshold and the files are the same whoever
+writes them. It runs the model as the worker does (the engine's decoder and the family adapter's
+``domain_features``), so the statistics describe exactly what prediction will score.
 """
 from __future__ import annotations
 
