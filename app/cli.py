@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(a split file such as train.txt)")
     fit.add_argument("--quantile", type=float, default=0.99,
                      help="threshold: this quantile of the training images' out-of-fold distances (default 0.99)")
+    fit.add_argument("--parts", default="descriptor,descriptor_range", metavar="LIST",
+                     help="what describes the images, comma-separated: descriptor (image descriptor, Gaussian), "
+                          "descriptor_range (its per-feature range), embedding (the backbone's; a forward pass "
+                          "per image). Default: descriptor,descriptor_range (ADR 0028)")
     fit.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     fit.add_argument("--seed", type=int, default=0)
     _common(fit)

@@ -4,7 +4,8 @@
 
 Each model is scored with the domain statistics stored beside it (``domain.safetensors``, fitted
 on its TRAINING images only by ``python main.py domain fit``; the threshold is the 0.99 quantile
-of the training images' out-of-fold distances), on:
+of the training images' out-of-fold distances; the parts it holds were chosen by
+``benchmarks/ood_select.py`` on training and choosing data), on:
 
 - its own held-out images (never used for the statistics): the share flagged out of domain
   must be at most 2 %;
@@ -68,12 +69,23 @@ def _flagged(engine, family: str, paths: list[Path]) -> dict:
     from inference.domain import OUT_OF_DOMAIN_BELOW
 
     stats = engine.model(family).domain
-    emb, unreadable = engine.embed_files(paths, family)
-    scores = stats.scores(emb)
+    feats, unreadable = engine.domain_features_files(paths, family, stats.features)
+    scores = stats.scores(feats)
     out = scores < OUT_OF_DOMAIN_BELOW
     return {"images": int(len(scores)), "unreadable": len(unreadable), "out_of_domain": int(out.sum()),
             "fraction": round(float(out.mean()), 4),
-            "median_distance_over_threshold": round(float(np.median(stats.distances(emb)) / stats.threshold), 3)}
+            "median_distance_over_threshold": round(float(np.median(stats.distances(feats)) / stats.threshold), 3)}
+
+
+def _cost(engine, family: str, paths: list[Path]) -> dict:
+    """Milliseconds per image to decode and compute each kind of feature (same process, same
+    images, one after the other): what the in-domain score adds to a prediction."""
+    out = {}
+    for kinds in (("descriptor",), ("embedding",)):
+        t = time.perf_counter()
+        engine.domain_features_files(paths, family, kinds)
+        out["+".join(kinds)] = round(1000 * (time.perf_counter() - t) / max(1, len(paths)), 1)
+    return out
 
 
 def main() -> int:
@@ -101,9 +113,11 @@ def main() -> int:
                 return 2
             label, own = spec["in"]
             row = {"fitted_on": spec["fitted_on"], "fit_images": stats.images, "threshold": round(stats.threshold, 4),
+                   "parts": list(stats.parts),
                    "quantile": stats.quantile, "in_domain": {label: _flagged(engine, spec["family"], own)},
                    "foreign": {k: _flagged(engine, spec["family"], _subsample(v, args.per_set))
                                for k, v in spec["foreign"].items()}}
+            row["cost_ms_per_image"] = _cost(engine, spec["family"], own[:64])
         row["seconds"] = round(time.perf_counter() - t0, 1)
         row["pass"] = (row["in_domain"][label]["fraction"] <= IN_DOMAIN_MAX
                        and all(f["fraction"] >= FOREIGN_MIN for f in row["foreign"].values()))
@@ -112,7 +126,8 @@ def main() -> int:
         foreign = ", ".join(f"{k} {v['fraction']:.1%}" for k, v in row["foreign"].items())
         print(f"{name}: held-out {label} flagged {row['in_domain'][label]['fraction']:.1%} "
               f"({row['in_domain'][label]['out_of_domain']}/{row['in_domain'][label]['images']}); "
-              f"foreign flagged: {foreign}; {'PASS' if row['pass'] else 'FAIL'} ({row['seconds']} s)", flush=True)
+              f"foreign flagged: {foreign}; {'PASS' if row['pass'] else 'FAIL'} ({row['seconds']} s; "
+              f"ms per image: {row['cost_ms_per_image']})", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0 if ok else 1

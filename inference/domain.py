@@ -1,21 +1,31 @@
-"""What a model was trained on, as statistics of its backbone's pooled embeddings, and how far an
-image lies from it (plain numpy in, numpy out; no torch, no Qt, no SQLAlchemy).
+"""What a model was trained on, as statistics of its training images, and how far an image lies
+from it (plain numpy in, numpy out; no torch, no Qt, no SQLAlchemy).
 
 Why: every family runs on any image it is handed, and a model trained from scratch on steel
 textures answers "scratches 100 %" for an infrared sky frame. The station needs to say "this
 image is nothing like what the model learnt from" instead of showing a confident answer.
 
-The description (ADR 0021) is a probabilistic-PCA Gaussian of the embeddings of the training
-images: their mean, the top ``k`` principal directions with their variances and one shared
-variance for the remaining directions. The distance of an embedding is its Mahalanobis distance
-under that Gaussian (per dimension, so models of different widths read alike). It is compact
-(k x d floats, a few tens of kB), needs no training images at prediction time and is exact
-enough for the question asked (near the training cloud or not).
+The description has one or two parts, each a probabilistic-PCA Gaussian of one kind of feature
+of the training images (their mean, the top ``k`` principal directions with their variances and
+one shared variance for the remaining directions):
+
+- ``embedding``: the backbone's pooled embedding (ADR 0021);
+- ``descriptor``: a compact description of the decoded image itself (``inference.image_descriptor``:
+  the file's size and channels, grey levels, detail per scale and direction, evenness; ADR 0028),
+  which a camera or scene change moves even where a backbone trained on one narrow data set does
+  not, read as a Gaussian or as
+- ``descriptor_range``: per-feature box: how far the most extreme feature lies beyond the range
+  the training images span (one feature far out is enough; a Gaussian of 30 features dilutes it).
+
+A Gaussian part's distance is the Mahalanobis distance per dimension. With several parts, each
+distance is divided by its median over the training images (out of fold) and the largest counts,
+so any part alone can call an image foreign.
 
 The threshold is chosen on training images only: the statistics are fitted ``folds`` times
-without one fold and each held-out image is scored by the fit that did not see it; the threshold
-is a high quantile of those out-of-fold distances. A fit scored on its own images would give
-smaller distances than new in-domain images get, and the threshold would flag them.
+without one fold (whole capture groups when the images have them) and each held-out image is
+scored by the fit that did not see it; the threshold is a high quantile of those out-of-fold
+distances. A fit scored on its own images would give smaller distances than new in-domain images
+get, and the threshold would flag them.
 
 The in-domain score stored with each prediction is ``0.5 ** (distance / threshold)``: 1 at the
 centre, 0.5 at the threshold, falling towards 0 far outside; below ``OUT_OF_DOMAIN_BELOW`` (0.5)
@@ -27,9 +37,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -38,15 +48,32 @@ from .model_limits import ModelLimitError, read_json_bounded, read_safetensors_h
 
 DOMAIN_WEIGHTS = "domain.safetensors"
 DOMAIN_JSON = "domain.json"
-DOMAIN_FORMAT = 1
+DOMAIN_FORMAT = 2  # format 1: one embedding Gaussian, still read
 OUT_OF_DOMAIN_BELOW = 0.5  # in-domain score at the threshold distance
 DEFAULT_QUANTILE = 0.99
 DEFAULT_COMPONENTS = 32
 DEFAULT_FOLDS = 5
-MAX_DIM = 4096  # embedding width accepted from a file
+MAX_DIM = 4096  # feature width accepted from a file
 MAX_COMPONENTS = 256
 MIN_IMAGES = 8  # fewer cannot say what a domain is (nor give a quantile)
 SHRINK = 1e-3  # variance floor, as a fraction of the mean variance: a flat direction is not infinitely sure
+# The parts a description may hold, in file order: part -> (the feature it reads, how it reads it).
+# ``gaussian``: Mahalanobis distance under a probabilistic-PCA Gaussian (correlations between
+# features); ``range``: the largest per-feature deviation from the median over that feature's
+# largest deviation among the training images, floored (one feature outside the box the training
+# images span is enough, however ordinary the others; ADR 0028).
+PARTS: dict[str, tuple[str, str]] = {
+    "embedding": ("embedding", "gaussian"),
+    "descriptor": ("descriptor", "gaussian"),
+    "descriptor_range": ("descriptor", "range"),
+}
+FEATURE_KINDS = ("embedding", "descriptor")
+# Absolute floor per part: descriptor features are expressed in units of the smallest change
+# worth noticing (inference.image_descriptor), so no direction is surer than one unit.
+MIN_VARIANCE = {"embedding": 0.0, "descriptor": 1.0, "descriptor_range": 1.0}
+RANGE_QUANTILE = 1.0  # the box the training images span (0.99 tried: a heavy-tailed feature then sets the threshold)
+
+Features = Mapping[str, np.ndarray]
 
 
 class DomainError(ValueError):
@@ -54,25 +81,21 @@ class DomainError(ValueError):
 
 
 @dataclass(frozen=True)
-class DomainStats:
-    """A Gaussian description of the embeddings of a model's training images, and its threshold."""
+class Gaussian:
+    """A probabilistic-PCA Gaussian of one kind of feature."""
 
     mean: np.ndarray          # (d,) float32
     components: np.ndarray    # (k, d) float32, orthonormal rows: the principal directions
     variances: np.ndarray     # (k,) float32, variance along each component (floored)
     residual_variance: float  # variance of each remaining direction
-    threshold: float          # distance above which an embedding is out of domain
-    quantile: float           # of the out-of-fold training distances the threshold is
-    images: int               # how many training images were described
-    embedding: str = ""       # what was embedded ("classifier: pooled final-stage features, ...")
 
     @property
     def dim(self) -> int:
         return int(self.mean.shape[0])
 
-    def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        """(n, d) embeddings -> (n,) Mahalanobis distance per dimension (about 1 inside the domain)."""
-        x = _as_matrix(embeddings, self.dim) - self.mean.astype(np.float64)
+    def distances(self, x: np.ndarray) -> np.ndarray:
+        """(n, d) features -> (n,) Mahalanobis distance per dimension (about 1 inside the cloud)."""
+        x = _as_matrix(x, self.dim) - self.mean.astype(np.float64)
         comps = self.components.astype(np.float64)
         proj = x @ comps.T
         inside = (proj ** 2 / self.variances.astype(np.float64)).sum(axis=1)
@@ -80,9 +103,65 @@ class DomainStats:
         out = np.sqrt((inside + residual / self.residual_variance) / self.dim)
         return np.where(np.isfinite(out), out, np.inf)
 
-    def scores(self, embeddings: np.ndarray) -> np.ndarray:
-        """(n, d) embeddings -> (n,) in-domain scores in [0, 1] (see ``in_domain_score``)."""
-        return in_domain_score(self.distances(embeddings), self.threshold)
+
+@dataclass(frozen=True)
+class Range:
+    """Per-feature centre and spread: an image is as far out as its most extreme feature."""
+
+    center: np.ndarray  # (d,) float32, per-feature median
+    spread: np.ndarray  # (d,) float32, per-feature largest |x - center| of the training images (floored)
+
+    @property
+    def dim(self) -> int:
+        return int(self.center.shape[0])
+
+    def distances(self, x: np.ndarray) -> np.ndarray:
+        a = _as_matrix(x, self.dim)
+        out = np.max(np.abs(a - self.center.astype(np.float64)) / self.spread.astype(np.float64), axis=1)
+        return np.where(np.isfinite(out), out, np.inf)
+
+
+Part = Gaussian | Range
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """A description of a model's training images (one Gaussian per part) and its threshold."""
+
+    parts: Mapping[str, Part]      # part name (PARTS) -> its fitted description
+    threshold: float               # distance above which an image is out of domain
+    quantile: float                # of the out-of-fold training distances the threshold is
+    images: int                    # how many training images were described
+    embedding: str = ""            # what was embedded ("classifier: pooled final-stage features, ...")
+    scales: Mapping[str, float] = field(default_factory=dict)  # part -> divisor of its distance (1 if absent)
+    descriptor: str = ""           # inference.image_descriptor.DESCRIPTOR_VERSION of the descriptor part
+
+    @property
+    def dim(self) -> int:
+        """Width of the embedding part (0 without one)."""
+        g = self.parts.get("embedding")
+        return g.dim if g is not None else 0
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The kinds of feature (FEATURE_KINDS) the parts read."""
+        return tuple(f for f in FEATURE_KINDS if any(PARTS[p][0] == f for p in self.parts))
+
+    def part_distances(self, features: Features | np.ndarray) -> dict[str, np.ndarray]:
+        """Each part's distance, divided by its scale (an array alone is the embedding)."""
+        feats = _features(features)
+        missing = [f for f in self.features if f not in feats]
+        if missing:
+            raise DomainError(f"features missing for: {', '.join(missing)}")
+        return {p: g.distances(feats[PARTS[p][0]]) / float(self.scales.get(p, 1.0)) for p, g in self.parts.items()}
+
+    def distances(self, features: Features | np.ndarray) -> np.ndarray:
+        """(n,) distance of each image: the largest of its parts' scaled distances."""
+        return np.max(np.stack(list(self.part_distances(features).values())), axis=0)
+
+    def scores(self, features: Features | np.ndarray) -> np.ndarray:
+        """(n,) in-domain scores in [0, 1] (see ``in_domain_score``)."""
+        return in_domain_score(self.distances(features), self.threshold)
 
 
 def in_domain_score(distances: np.ndarray, threshold: float) -> np.ndarray:
@@ -95,65 +174,152 @@ def is_out_of_domain(score: float | None) -> bool:
     return score is not None and score < OUT_OF_DOMAIN_BELOW
 
 
-def _as_matrix(embeddings: np.ndarray, dim: int | None = None) -> np.ndarray:
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+def _features(features: Features | np.ndarray) -> dict[str, np.ndarray]:
+    if isinstance(features, np.ndarray):
+        return {"embedding": features}
+    unknown = set(features) - set(FEATURE_KINDS)
+    if unknown:
+        raise DomainError(f"unknown kinds of feature: {', '.join(sorted(unknown))}")
+    return dict(features)
+
+
+def _as_matrix(x: np.ndarray, dim: int | None = None) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or (dim is not None and a.shape[1] != dim):
         want = f"(n, {dim})" if dim is not None else "(n, d)"
-        raise DomainError(f"embeddings must be a {want} array, got shape {x.shape}")
-    return x
+        raise DomainError(f"features must be a {want} array, got shape {a.shape}")
+    return a
 
 
-def _gaussian(x: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def fit_gaussian(x: np.ndarray, components: int, min_variance: float = 0.0) -> Gaussian:
     """Mean, top components, their (floored) variances and the residual variance of ``x``."""
+    x = _as_matrix(x)
     n, d = x.shape
     mean = x.mean(axis=0)
-    centred = x - mean
     # SVD of the centred data: eigenvectors of the covariance without forming it (d may exceed n).
-    _, sing, vt = np.linalg.svd(centred, full_matrices=False)
+    _, sing, vt = np.linalg.svd(x - mean, full_matrices=False)
     eig = sing ** 2 / max(n - 1, 1)
-    floor = SHRINK * max(float(np.sum(eig)) / d, 1e-12)
+    floor = max(SHRINK * max(float(np.sum(eig)) / d, 1e-12), min_variance)
     k = max(1, min(components, len(eig) - 1 if len(eig) > 1 else 1, d))
     rest = d - k
     residual = float(np.sum(eig[k:])) / rest if rest else floor
-    return mean, vt[:k], np.maximum(eig[:k], floor), max(residual, floor)
+    return Gaussian(mean.astype(np.float32), vt[:k].astype(np.float32),
+                    np.maximum(eig[:k], floor).astype(np.float32), max(residual, floor))
 
 
-def _stats(x: np.ndarray, components: int, threshold: float, quantile: float, embedding: str) -> DomainStats:
-    mean, comps, var, residual = _gaussian(x, components)
-    return DomainStats(mean.astype(np.float32), comps.astype(np.float32), var.astype(np.float32), residual,
-                       float(threshold), float(quantile), int(x.shape[0]), embedding)
+def fit_range(x: np.ndarray, min_spread: float = 0.0) -> Range:
+    """Per-feature median and largest absolute deviation (``RANGE_QUANTILE``; floored at ``min_spread``)."""
+    x = _as_matrix(x)
+    center = np.median(x, axis=0)
+    spread = np.maximum(np.quantile(np.abs(x - center), RANGE_QUANTILE, axis=0), max(min_spread, 1e-9))
+    return Range(center.astype(np.float32), spread.astype(np.float32))
+
+
+def fit_part(part: str, x: np.ndarray, components: int) -> Part:
+    kind = PARTS[part][1]
+    return fit_gaussian(x, components, MIN_VARIANCE[part]) if kind == "gaussian" else fit_range(x, MIN_VARIANCE[part])
+
+
+def default_parts(features: Features) -> tuple[str, ...]:
+    """Every part whose feature is given."""
+    return tuple(p for p, (f, _) in PARTS.items() if f in features)
+
+
+def _checked(features: Features | np.ndarray, parts: Sequence[str] | None) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    feats = {f: _as_matrix(v) for f, v in _features(features).items()}
+    chosen = tuple(parts) if parts is not None else default_parts(feats)
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown or not chosen:
+        raise DomainError(f"parts must be some of {', '.join(PARTS)}, got {', '.join(chosen) or 'none'}")
+    missing = [PARTS[p][0] for p in chosen if PARTS[p][0] not in feats]
+    if missing:
+        raise DomainError(f"features missing for: {', '.join(sorted(set(missing)))}")
+    return feats, chosen
+
+
+def fold_of(n: int, folds: int = DEFAULT_FOLDS, seed: int = 0, groups: Sequence[str] | None = None) -> np.ndarray:
+    """(n,) fold index of each image. With ``groups``, whole groups go to one fold (a capture
+    session never spans two); fewer groups than folds give one fold per group."""
+    rng = np.random.default_rng(seed)
+    if groups is not None and len(set(groups)) >= 2:
+        names, codes = np.unique(np.asarray(groups), return_inverse=True)
+        k = min(folds, len(names))
+        return (rng.permutation(len(names)) % k)[codes]
+    k = max(2, min(folds, n // 2))
+    out = np.empty(n, np.int64)
+    out[rng.permutation(n)] = np.arange(n) % k
+    return out
+
+
+def fold_fits(features: Features | np.ndarray, components: int = DEFAULT_COMPONENTS, folds: int = DEFAULT_FOLDS,
+              seed: int = 0, groups: Sequence[str] | None = None,
+              parts: Sequence[str] | None = None) -> tuple[np.ndarray, list[dict[str, Part]]]:
+    """Each image's fold and, per fold, every part fitted without that fold."""
+    feats, chosen = _checked(features, parts)
+    n = next(iter(feats.values())).shape[0]
+    fold = fold_of(n, folds, seed, groups)
+    fits = [{p: fit_part(p, feats[PARTS[p][0]][fold != f], components) for p in chosen}
+            for f in range(int(fold.max()) + 1)]
+    return fold, fits
+
+
+def out_of_fold_part_distances(features: Features | np.ndarray, components: int = DEFAULT_COMPONENTS,
+                               folds: int = DEFAULT_FOLDS, seed: int = 0, groups: Sequence[str] | None = None,
+                               parts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Each training image's distance per part under the parts fitted without its fold."""
+    feats, chosen = _checked(features, parts)
+    fold, fits = fold_fits(feats, components, folds, seed, groups, chosen)
+    out = {p: np.empty(fold.shape[0], np.float64) for p in chosen}
+    for f, fit in enumerate(fits):
+        held = fold == f
+        for p, g in fit.items():
+            out[p][held] = g.distances(feats[PARTS[p][0]][held])
+    return out
 
 
 def out_of_fold_distances(embeddings: np.ndarray, components: int = DEFAULT_COMPONENTS,
                           folds: int = DEFAULT_FOLDS, seed: int = 0) -> np.ndarray:
     """Each training embedding's distance under statistics fitted without its fold."""
-    x = _as_matrix(embeddings)
-    n = x.shape[0]
-    folds = max(2, min(folds, n // 2))
-    order = np.random.default_rng(seed).permutation(n)
-    out = np.empty(n, np.float64)
-    for f in range(folds):
-        held = order[f::folds]
-        keep = np.setdiff1d(order, held)
-        part = _stats(x[keep], components, 1.0, 0.0, "")
-        out[held] = part.distances(x[held])
-    return out
+    return out_of_fold_part_distances({"embedding": embeddings}, components, folds, seed)["embedding"]
 
 
-def fit_domain(embeddings: np.ndarray, quantile: float = DEFAULT_QUANTILE, components: int = DEFAULT_COMPONENTS,
-               folds: int = DEFAULT_FOLDS, seed: int = 0, embedding: str = "") -> DomainStats:
-    """Statistics of the training ``embeddings`` (n, d) with a threshold at ``quantile`` of their
-    out-of-fold distances (chosen on these training images only)."""
-    x = _as_matrix(embeddings)
-    if x.shape[0] < MIN_IMAGES:
-        raise DomainError(f"{x.shape[0]} training images cannot describe a domain (at least {MIN_IMAGES})")
-    if not np.isfinite(x).all():
-        raise DomainError("the embeddings hold NaN or infinite values")
+def part_scales(oof: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Divisors that put the parts on one footing: each part's median out-of-fold distance (1 for a
+    single part, whose distance then reads as before)."""
+    if len(oof) == 1:
+        return {p: 1.0 for p in oof}
+    return {p: max(float(np.median(d[np.isfinite(d)])) if np.isfinite(d).any() else 1.0, 1e-6) for p, d in oof.items()}
+
+
+def fit_domain(features: Features | np.ndarray, quantile: float = DEFAULT_QUANTILE,
+               components: int = DEFAULT_COMPONENTS, folds: int = DEFAULT_FOLDS, seed: int = 0,
+               embedding: str = "", groups: Sequence[str] | None = None, descriptor: str = "",
+               parts: Sequence[str] | None = None) -> DomainStats:
+    """Statistics of the training images' features ((n, d) per kind of feature; an array alone is
+    the embedding), one fitted description per part (default: every part whose feature is given),
+    with a threshold at ``quantile`` of their out-of-fold distances (chosen on these training
+    images only; folds keep ``groups`` whole)."""
+    feats, chosen = _checked(features, parts)
+    sizes = {v.shape[0] for v in feats.values()}
+    if len(sizes) != 1:
+        raise DomainError(f"the features describe different numbers of images: {sorted(sizes)}")
+    n = sizes.pop()
+    if n < MIN_IMAGES:
+        raise DomainError(f"{n} training images cannot describe a domain (at least {MIN_IMAGES})")
+    if not all(np.isfinite(v).all() for v in feats.values()):
+        raise DomainError("the features hold NaN or infinite values")
     if not 0.5 <= quantile < 1.0:
         raise DomainError(f"quantile must be within [0.5, 1), got {quantile}")
-    oof = out_of_fold_distances(x, components, folds, seed)
-    threshold = float(np.quantile(oof, quantile))
-    return _stats(x, components, max(threshold, 1e-6), quantile, embedding)
+    if groups is not None and len(groups) != n:
+        raise DomainError(f"{len(groups)} groups for {n} images")
+    oof = out_of_fold_part_distances(feats, components, folds, seed, groups, chosen)
+    scales = part_scales(oof)
+    combined = np.max(np.stack([oof[p] / scales[p] for p in oof]), axis=0)
+    threshold = float(np.quantile(combined, quantile))
+    fitted = {p: fit_part(p, feats[PARTS[p][0]], components) for p in PARTS if p in chosen}
+    uses_descriptor = any(PARTS[p][0] == "descriptor" for p in fitted)
+    return DomainStats(fitted, max(threshold, 1e-6), float(quantile), int(n), embedding,
+                       scales, descriptor if uses_descriptor else "")
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -161,13 +327,25 @@ def save_domain(directory: str | Path, stats: DomainStats, extra: dict[str, Any]
     """Write ``domain.safetensors`` + ``domain.json`` into the model directory."""
     d = Path(directory)
     weights = d / DOMAIN_WEIGHTS
-    save_file({"mean": stats.mean.astype(np.float32), "components": stats.components.astype(np.float32),
-               "variances": stats.variances.astype(np.float32)}, str(weights))
+    arrays = {}
+    parts: dict[str, Any] = {}
+    for p, g in stats.parts.items():
+        if isinstance(g, Gaussian):
+            arrays.update({f"{p}.mean": g.mean.astype(np.float32), f"{p}.components": g.components.astype(np.float32),
+                           f"{p}.variances": g.variances.astype(np.float32)})
+            parts[p] = {"kind": "gaussian", "dim": g.dim, "components": int(g.components.shape[0]),
+                        "residual_variance": g.residual_variance}
+        else:
+            arrays.update({f"{p}.center": g.center.astype(np.float32), f"{p}.spread": g.spread.astype(np.float32)})
+            parts[p] = {"kind": "range", "dim": g.dim}
+        parts[p]["scale"] = float(stats.scales.get(p, 1.0))
+    save_file(arrays, str(weights))
     os.chmod(weights, 0o644)  # readable like the model's own files (safetensors writes 0600)
-    meta = {"format": DOMAIN_FORMAT, "dim": stats.dim, "components": int(stats.components.shape[0]),
-            "residual_variance": stats.residual_variance, "threshold": stats.threshold,
+    meta = {"format": DOMAIN_FORMAT, "parts": parts, "threshold": stats.threshold,
             "quantile": stats.quantile, "images": stats.images, "embedding": stats.embedding,
-            "score": "in_domain = 0.5 ** (distance / threshold); out of domain below 0.5"}
+            "descriptor": stats.descriptor,
+            "score": "distance = max over parts of (part distance / part scale); "
+                     "in_domain = 0.5 ** (distance / threshold); out of domain below 0.5"}
     meta.update(extra or {})
     (d / DOMAIN_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
@@ -177,15 +355,55 @@ def has_domain(directory: str | Path) -> bool:
     return (d / DOMAIN_WEIGHTS).is_file() and (d / DOMAIN_JSON).is_file()
 
 
-def _positive(meta: dict[str, Any], key: str, upper: float) -> float:
+def _positive(meta: dict[str, Any], key: str, upper: float, where: str = DOMAIN_JSON) -> float:
     v = meta.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= upper:
-        raise DomainError(f"{DOMAIN_JSON}: {key} must be a positive number up to {upper:g}, got {str(v)[:40]}")
+        raise DomainError(f"{where}: {key} must be a positive number up to {upper:g}, got {str(v)[:40]}")
     return float(v)
 
 
-def load_domain(directory: str | Path) -> DomainStats | None:
-    """The directory's statistics, None when it has none; DomainError when they are damaged.
+def _part_layout(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Part name -> its kind and sizes from the JSON (format 1: one embedding Gaussian whose arrays
+    carry no prefix)."""
+    if meta.get("format") == 1:
+        return {"embedding": {"kind": "gaussian", "dim": meta.get("dim"), "components": meta.get("components"),
+                              "residual_variance": meta.get("residual_variance"), "scale": 1.0, "prefix": ""}}
+    parts = meta.get("parts")
+    if not isinstance(parts, dict) or not parts or set(parts) - set(PARTS):
+        raise DomainError(f"{DOMAIN_JSON}: parts must name some of {', '.join(PARTS)}")
+    for p, v in parts.items():
+        if not isinstance(v, dict) or v.get("kind") != PARTS[p][1]:
+            raise DomainError(f"{DOMAIN_JSON}: part {p} must be an object of kind {PARTS[p][1]}")
+    return {p: {**v, "prefix": f"{p}."} for p, v in parts.items()}
+
+
+def _expected_arrays(layout: dict[str, dict[str, Any]]) -> dict[str, tuple[int, ...]]:
+    want: dict[str, tuple[int, ...]] = {}
+    for p, v in layout.items():
+        where, pre = f"{DOMAIN_JSON} part {p}", v["prefix"]
+        dim = int(_positive(v, "dim", MAX_DIM, where))
+        if v["kind"] == "gaussian":
+            k = int(_positive(v, "components", MAX_COMPONENTS, where))
+            want.update({f"{pre}mean": (dim,), f"{pre}components": (k, dim), f"{pre}variances": (k,)})
+        else:
+            want.update({f"{pre}center": (dim,), f"{pre}spread": (dim,)})
+    return want
+
+
+def _part(p: str, v: dict[str, Any], arrays: dict[str, np.ndarray]) -> Part:
+    pre, where = v["prefix"], f"{DOMAIN_JSON} part {p}"
+    positive = arrays[f"{pre}variances"] if v["kind"] == "gaussian" else arrays[f"{pre}spread"]
+    if not (positive > 0).all():
+        raise DomainError(f"{DOMAIN_WEIGHTS}: part {p} holds variances or spreads that are not positive")
+    if v["kind"] == "gaussian":
+        return Gaussian(arrays[f"{pre}mean"], arrays[f"{pre}components"], arrays[f"{pre}variances"],
+                        _positive(v, "residual_variance", 1e12, where))
+    return Range(arrays[f"{pre}center"], arrays[f"{pre}spread"])
+
+
+def load_domain(directory: str | Path, descriptor_version: str | None = None) -> DomainStats | None:
+    """The directory's statistics, None when it has none; DomainError when they are damaged (or
+    hold a descriptor of another version than ``descriptor_version``, when given).
 
     Sizes come from the JSON and the safetensors header and are checked against fixed bounds
     and each other before the arrays are read, so a hostile file cannot ask for memory.
@@ -198,31 +416,38 @@ def load_domain(directory: str | Path) -> DomainStats | None:
         header = read_safetensors_header(d / DOMAIN_WEIGHTS)
     except (OSError, ValueError) as exc:  # ModelLimitError is a ValueError
         raise DomainError(f"{d}: unreadable domain statistics ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != DOMAIN_FORMAT:
-        raise DomainError(f"{d / DOMAIN_JSON}: not domain statistics of format {DOMAIN_FORMAT}")
-    dim = int(_positive(meta, "dim", MAX_DIM))
-    k = int(_positive(meta, "components", MAX_COMPONENTS))
-    want = {"mean": (dim,), "components": (k, dim), "variances": (k,)}
+    if not isinstance(meta, dict) or meta.get("format") not in (1, DOMAIN_FORMAT):
+        raise DomainError(f"{d / DOMAIN_JSON}: not domain statistics of format 1 or {DOMAIN_FORMAT}")
+    layout = _part_layout(meta)
+    want = _expected_arrays(layout)
     if set(header) != set(want) or any(header[n].shape != s or header[n].dtype != "F32" for n, s in want.items()):
         got = {n: (e.dtype, e.shape) for n, e in header.items()}
-        raise DomainError(f"{d / DOMAIN_WEIGHTS}: expected float32 mean {want['mean']}, components "
-                          f"{want['components']}, variances {want['variances']}; the file holds {got}")
+        raise DomainError(f"{d / DOMAIN_WEIGHTS}: expected float32 arrays {want}; the file holds {got}")
+    descriptor = meta.get("descriptor", "")
+    descriptor = str(descriptor)[:80] if isinstance(descriptor, str) else ""
+    uses_descriptor = any(PARTS[p][0] == "descriptor" for p in layout)
+    if uses_descriptor and descriptor_version is not None and descriptor != descriptor_version:
+        raise DomainError(f"{d / DOMAIN_JSON}: image descriptor {descriptor!r} is not this version's "
+                          f"{descriptor_version!r}; fit the statistics again (python main.py domain fit)")
     try:
         arrays = load_file(str(d / DOMAIN_WEIGHTS))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise DomainError(f"{d / DOMAIN_WEIGHTS}: unreadable ({exc})") from None
-    if not all(np.isfinite(a).all() for a in arrays.values()) or not (arrays["variances"] > 0).all():
-        raise DomainError(f"{d / DOMAIN_WEIGHTS}: holds non-finite values or variances that are not positive")
+    if not all(np.isfinite(a).all() for a in arrays.values()):
+        raise DomainError(f"{d / DOMAIN_WEIGHTS}: holds non-finite values")
+    parts = {p: _part(p, v, arrays) for p, v in layout.items()}
+    scales = {p: _positive(v, "scale", 1e12, f"{DOMAIN_JSON} part {p}") for p, v in layout.items()}
     quantile = meta.get("quantile")
     images = meta.get("images")
     embedding = meta.get("embedding", "")
     return DomainStats(
-        arrays["mean"], arrays["components"], arrays["variances"],
-        _positive(meta, "residual_variance", 1e12), _positive(meta, "threshold", 1e12),
+        {p: parts[p] for p in PARTS if p in parts}, _positive(meta, "threshold", 1e12),
         float(quantile) if isinstance(quantile, (int, float)) else math.nan,
         int(images) if isinstance(images, int) else 0,
-        str(embedding)[:200] if isinstance(embedding, str) else "")
+        str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor)
 
 
-__all__ = ["DomainStats", "DomainError", "ModelLimitError", "fit_domain", "out_of_fold_distances", "load_domain",
-           "save_domain", "has_domain", "in_domain_score", "is_out_of_domain", "OUT_OF_DOMAIN_BELOW"]
+__all__ = ["DomainStats", "Gaussian", "Range", "DomainError", "ModelLimitError", "fit_domain", "fit_gaussian",
+           "fit_range", "fold_of", "fold_fits", "out_of_fold_distances", "out_of_fold_part_distances", "load_domain",
+           "save_domain", "has_domain", "in_domain_score", "is_out_of_domain", "OUT_OF_DOMAIN_BELOW", "PARTS",
+           "FEATURE_KINDS"]

@@ -1,9 +1,10 @@
 """Fitting a model directory's domain statistics from its training images (``inference.domain``).
 
 One function for every writer: ``python main.py domain fit``, the trainers at the end of a run and
-retraining all call ``fit_directory``, so the embedding, the out-of-fold threshold and the files are
-the same whoever writes them. It runs the model as the worker does (the engine's decoder and the
-family adapter's ``embed``), so the statistics describe exactly what prediction will score.
+retraining all call ``fit_directory``, so the features (the image descriptor by default, the
+backbone embedding on request), the out-of-fold threshold and the files are the same whoever
+writes them. It runs the model as the worker does (the engine's decoder and the family adapter's
+``domain_features``), so the statistics describe exactly what prediction will score.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -20,11 +21,13 @@ from .domain import (
     DEFAULT_COMPONENTS,
     DEFAULT_FOLDS,
     DEFAULT_QUANTILE,
+    PARTS,
     DomainError,
     DomainStats,
     fit_domain,
     save_domain,
 )
+from .image_descriptor import DESCRIPTOR_VERSION
 from .imageio import is_image_file
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,10 @@ log = logging.getLogger(__name__)
 # Fitting on more images than this adds little to a Gaussian of a few hundred dimensions and
 # costs a forward pass each: a larger set is subsampled evenly (with a fixed seed).
 MAX_FIT_IMAGES = 4000
+# What the statistics describe by default (ADR 0028): the image descriptor as a Gaussian and as a
+# per-feature range, chosen over the backbone embedding (alone or beside them) by
+# benchmarks/ood_select.py on training and choosing data (benchmarks/results/ood-2.md).
+DEFAULT_PARTS: tuple[str, ...] = ("descriptor", "descriptor_range")
 
 EMBEDDING_NOTE = {
     "classifier": "mean and spread over space of the normalised last-stage feature map (MemoryMamba.embedding)",
@@ -74,14 +81,21 @@ def training_images(data: str | os.PathLike) -> list[Path]:
     return images_under(root / "train" if (root / "train").is_dir() else root)
 
 
-def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto") -> list[str]:
+# Capture groups of the training images and the rule that made them (None: no usable groups).
+# The rules live in inference.training.groups, which this runtime package never imports: the
+# commands hand ``inference.training.groups.path_groups`` in.
+Grouping = Callable[[Sequence[Path]], "tuple[list[str] | None, str]"]
+
+
+def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto",
+                       grouping: Grouping | None = None) -> list[str]:
     """Give each trained model directory its domain statistics from ``data``'s training images;
     returns one line per directory (what was written, or why not: training itself never fails here)."""
     images = training_images(data)
     lines = []
     for d in model_dirs:
         try:
-            fit = fit_directory(d, images, device=device, source=f"training images of {data}")
+            fit = fit_directory(d, images, device=device, source=f"training images of {data}", grouping=grouping)
         except Exception as exc:  # noqa: BLE001 - the model is good without statistics; say why there are none
             lines.append(f"{d}: no domain statistics ({type(exc).__name__}: {exc})")
             continue
@@ -100,9 +114,12 @@ def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
 def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLike], device: str = "auto",
                   quantile: float = DEFAULT_QUANTILE, components: int = DEFAULT_COMPONENTS,
                   folds: int = DEFAULT_FOLDS, seed: int = 0, source: str = "",
-                  max_images: int = MAX_FIT_IMAGES) -> DomainFit:
-    """Embed the training ``images`` with the model in ``model_dir``, fit the statistics (threshold
-    out-of-fold on these images only) and write ``domain.safetensors`` + ``domain.json`` beside it."""
+                  max_images: int = MAX_FIT_IMAGES, parts: Sequence[str] = DEFAULT_PARTS,
+                  grouping: Grouping | None = None) -> DomainFit:
+    """Describe the training ``images`` as the model in ``model_dir`` sees them (its backbone
+    embedding and the image descriptor, or the ``parts`` asked for), fit the statistics
+    (threshold out-of-fold on these images only; with ``grouping``, folds keep its capture
+    groups whole) and write ``domain.safetensors`` + ``domain.json`` beside it."""
     from .engine import InspectionEngine  # torch: imported only by those who fit
 
     d = Path(model_dir)
@@ -111,11 +128,16 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
     if not paths:
         raise DomainError(f"no training images given for {d}")
     with InspectionEngine({family: d}, device=device, half=False) as engine:
-        emb, unreadable = engine.embed_files(paths, family)
+        kinds = tuple(dict.fromkeys(PARTS[p][0] for p in parts if p in PARTS))
+        feats, unreadable = engine.domain_features_files(paths, family, kinds)
     if unreadable:
         log.warning("%d of %d training images unreadable, left out (first: %s)", len(unreadable), len(paths), unreadable[0])
-    stats = fit_domain(emb, quantile=quantile, components=components, folds=folds, seed=seed,
-                       embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}")
-    save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed,
+        bad = set(unreadable)
+        paths = [p for p in paths if str(p) not in bad]
+    groups, rule = grouping(paths) if grouping is not None else (None, "none")
+    stats = fit_domain(feats, quantile=quantile, components=components, folds=folds, seed=seed, groups=groups,
+                       embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}"
+                       if "embedding" in parts else "", descriptor=DESCRIPTOR_VERSION, parts=parts)
+    save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed, "fold_groups": rule,
                            "subsampled_from": len(images) if len(images) > len(paths) else None})
-    return DomainFit(stats, int(emb.shape[0]), tuple(unreadable), d)
+    return DomainFit(stats, len(paths), tuple(unreadable), d)

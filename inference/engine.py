@@ -20,7 +20,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -48,6 +48,12 @@ class DecodedImage:
     height: int
     width: int
     views: Mapping[str, np.ndarray]  # mode -> float32 (h', w') or (h', w', 3), shrunk to <= max side
+    channels: int = 0  # of the file as stored (1 grey, 3 colour, 4 with alpha); 0: not known
+
+    @property
+    def source(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the file: what the image descriptor reads of the camera."""
+        return self.height, self.width, self.channels
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
             channels = raw.shape[2] if raw.ndim == 3 else 1
             raise ImageReadError(path, f"cannot convert image: unsupported pixel layout ({channels} channels, "
                                        f"{raw.dtype})") from None
-    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views)
+    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views, int(raw.shape[2]) if raw.ndim == 3 else 1)
 
 
 class InspectionEngine:
@@ -168,7 +174,7 @@ class InspectionEngine:
                 images = [d.views[model.mode] for _, d in good]
                 sizes = [(d.height, d.width) for _, d in good]
                 per_family[f] = self._predict_family(f, images, sizes)
-                domain[f] = self._in_domain(f, images)
+                domain[f] = self._in_domain(f, images, [d.source for _, d in good])
         out: list[ImageResult] = []
         index = {i: j for j, (i, _) in enumerate(good)}
         for i, (key, path, d) in enumerate(items):
@@ -189,12 +195,12 @@ class InspectionEngine:
             ))
         return out
 
-    def _in_domain(self, family: str, images: list[np.ndarray]) -> list[float] | None:
+    def _in_domain(self, family: str, images: list[np.ndarray], sources: list[tuple[int, int, int]]) -> list[float] | None:
         """In-domain scores of a batch (None: no statistics, or the embedding failed, which costs
         the score only: the prediction itself stands)."""
         try:
             with self._autocast(family):
-                return self._models[family].in_domain(images)
+                return self._models[family].in_domain(images, sources)
         except (RuntimeError, ValueError) as exc:
             log.warning("%s: in-domain scores of a batch of %d failed (%s)", family, len(images), exc)
             return None
@@ -202,21 +208,39 @@ class InspectionEngine:
     def embed_files(self, paths: Sequence[str | os.PathLike], family: str,
                     batch_size: int = 16) -> tuple[np.ndarray, list[str]]:
         """(n, d) embeddings of the readable ``paths`` by ``family``'s model, decoded as for
-        prediction, and the paths that could not be read (domain statistics are fitted on these)."""
+        prediction, and the paths that could not be read."""
+        feats, unreadable = self.domain_features_files(paths, family, ("embedding",), batch_size)
+        return feats["embedding"], unreadable
+
+    def domain_features_files(self, paths: Sequence[str | os.PathLike], family: str,
+                              parts: Sequence[str] = ("embedding", "descriptor"), batch_size: int = 16,
+                              transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                              ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Per part, (n, d) features of the readable ``paths`` as ``family``'s model sees them
+        (decoded as for prediction; ``transform`` applied to each decoded image first), and the
+        paths that could not be read (domain statistics are fitted on these)."""
         model = self._models[family]
         modes = {model.mode: model.max_side}
-        rows: list[np.ndarray] = []
+        rows: dict[str, list[np.ndarray]] = {p: [] for p in parts}
         unreadable: list[str] = []
         with torch.inference_mode():
             for start in range(0, len(paths), batch_size):
                 batch = [str(p) for p in paths[start:start + batch_size]]
                 decoded = list(self._pool.map(lambda p: self._decode_one(p, modes), batch))
-                images = [d.views[model.mode] for d in decoded if isinstance(d, DecodedImage)]
+                good = [d for d in decoded if isinstance(d, DecodedImage)]
+                images = [d.views[model.mode] for d in good]
+                sources = [d.source for d in good]
+                if transform is not None:  # a camera change: the file's size changes as the image does
+                    changed = [transform(im) for im in images]
+                    sources = [(round(h * c.shape[0] / im.shape[0]), round(w * c.shape[1] / im.shape[1]), ch)
+                               for (h, w, ch), im, c in zip(sources, images, changed)]
+                    images = changed
                 unreadable += [p for p, d in zip(batch, decoded) if not isinstance(d, DecodedImage)]
                 if images:
                     with self._autocast(family):
-                        rows.append(model.embed(images).astype(np.float32))
-        return (np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)), unreadable
+                        for p, v in model.domain_features(images, parts, sources).items():
+                            rows[p].append(np.asarray(v, np.float32))
+        return ({p: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for p, v in rows.items()}, unreadable)
 
     def _predict_family(self, family: str, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list:
         """The family's results; if the batch fails (e.g. out of GPU memory), each image alone,

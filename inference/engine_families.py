@@ -20,7 +20,8 @@ import torch
 
 from . import families
 from .checkpoints import CheckpointError, LoadedModel
-from .domain import DomainError, DomainStats, load_domain
+from .domain import FEATURE_KINDS, DomainError, DomainStats, load_domain
+from .image_descriptor import DESCRIPTOR_VERSION, describe_images
 from .preprocess import anomaly_input
 from .results import AnomalyResult, ClassResult, SegmentResult
 
@@ -53,7 +54,7 @@ class FamilyModel:
         self.domain_problem = ""  # why damaged statistics were set aside
         if loaded.path:
             try:
-                self.domain = load_domain(loaded.path)
+                self.domain = load_domain(loaded.path, DESCRIPTOR_VERSION)
             except DomainError as exc:  # the model still predicts; its images get no in-domain score
                 self.domain_problem = str(exc)
                 log.warning("%s: domain statistics not used: %s", loaded.path, exc)
@@ -69,11 +70,25 @@ class FamilyModel:
         """(n, d) pooled backbone embeddings of decoded images (the family helper's ``embed_images``)."""
         return embed_images(self.loaded, images)
 
-    def in_domain(self, images: Sequence[np.ndarray]) -> list[float] | None:
-        """Each image's in-domain score, None when the model carries no domain statistics."""
+    def domain_features(self, images: Sequence[np.ndarray], parts: Sequence[str] = FEATURE_KINDS,
+                        sources: Sequence[tuple[int, int, int]] | None = None) -> dict[str, np.ndarray]:
+        """What domain statistics describe, per kind of feature: the backbone's embedding (a
+        forward pass) and the image descriptor (``inference.image_descriptor``, a few
+        milliseconds; ``sources`` are the files' (height, width, channels) as stored)."""
+        out = {}
+        if "embedding" in parts:
+            out["embedding"] = self.embed(images)
+        if "descriptor" in parts:
+            out["descriptor"] = describe_images(images, sources)
+        return out
+
+    def in_domain(self, images: Sequence[np.ndarray],
+                  sources: Sequence[tuple[int, int, int]] | None = None) -> list[float] | None:
+        """Each image's in-domain score, None when the model carries no domain statistics
+        (``sources``: the files' (height, width, channels), see ``domain_features``)."""
         if self.domain is None or not images:
             return None
-        return [float(s) for s in self.domain.scores(self.embed(images))]
+        return [float(s) for s in self.domain.scores(self.domain_features(images, self.domain.features, sources))]
 
     def difference(self, a: list, b: list) -> float:
         raise NotImplementedError

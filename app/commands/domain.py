@@ -10,8 +10,9 @@ from app.cli import CommandError
 
 def fit(args: argparse.Namespace) -> int:
     from inference.checkpoints import CheckpointError
-    from inference.domain import DomainError
+    from inference.domain import PARTS, DomainError
     from inference.domain_fit import fit_directory, images_under
+    from inference.training.groups import path_groups
 
     data = Path(args.data)
     if not data.is_dir():
@@ -26,15 +27,19 @@ def fit(args: argparse.Namespace) -> int:
     if not images:
         raise CommandError(f"no images under {data}" + (f" listed in {args.list}" if args.list else ""))
     source = f"{data}" + (f" (listed in {args.list})" if args.list else "")
+    parts = tuple(p.strip() for p in str(getattr(args, "parts", "descriptor,descriptor_range")).split(",") if p.strip())
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise CommandError(f"--parts: {', '.join(unknown) or 'none given'}; choose from {', '.join(PARTS)}")
     try:
         result = fit_directory(args.model, images, device=args.device, quantile=args.quantile, seed=args.seed,
-                               source=source)
+                               source=source, parts=parts, grouping=lambda paths: path_groups(paths, data))
     except (CheckpointError, DomainError) as exc:
         raise CommandError(str(exc)) from None
     s = result.stats
-    print(f"{result.directory}: domain statistics of {result.images} images ({s.dim} dimensions, "
-          f"{s.components.shape[0]} components); out-of-domain threshold {s.threshold:.3f} "
-          f"(the {s.quantile:.3g} quantile of their out-of-fold distances)")
+    described = ", ".join(f"{p} ({g.dim} features)" for p, g in s.parts.items())
+    print(f"{result.directory}: domain statistics of {result.images} images: {described}; out-of-domain threshold "
+          f"{s.threshold:.3f} (the {s.quantile:.3g} quantile of their out-of-fold distances)")
     if result.unreadable:
         print(f"{len(result.unreadable)} unreadable images left out")
     return 0
@@ -44,8 +49,9 @@ def after_train(args: argparse.Namespace) -> None:
     """After ``train FAMILY``: domain statistics for each model directory it wrote (``--out``, or the
     segmenter's ``final/`` and ``best/``) from the training images of ``--data``."""
     from inference.domain_fit import fit_after_training
+    from inference.training.groups import path_groups
 
     out = Path(args.out)
     dirs = [d for d in (out, out / "final", out / "best") if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
-    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto")):
+    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"), grouping=path_groups):
         print(line)

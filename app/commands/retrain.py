@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from database import DatabaseError, open_database
     from inference.domain_fit import fit_after_training
     from inference.training.common import progress_listener
+    from inference.training.groups import path_groups
 
     events = Events(args.progress_json, sys.stdout)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
                 raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
             print(verdict, file=sys.stderr)
         events.emit("stage", stage="domain", message="describing the training images (out-of-domain statistics)")
-        for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device):
+        for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device, grouping=path_groups):
             print(line, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
         version = register_retrained(db, plan, time.monotonic() - started, compared)

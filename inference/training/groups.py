@@ -97,3 +97,22 @@ def group_key(path: Path, root: Path) -> str:
     except ValueError:
         parts = (path.name,)
     return EXPORT_SEPARATOR.join(parts)
+
+
+def path_groups(paths: Sequence[Path], root: str | Path | None = None) -> tuple[list[str] | None, str]:
+    """Capture groups of image files for group-aware folds (out-of-domain thresholds,
+    ``inference.domain_fit``), and the rule that made them; None when no rule gives usable groups.
+
+    The folder under ``root`` (default: the files' common folder) an image sits in is taken as its
+    class, so class-named prefixes (NEU's ``crazing_12.png``) are not taken for sessions; magnetic
+    tile's ``exp1_num_10334.png`` gives ``exp1``."""
+    import os
+
+    if not paths:
+        return None, "none"
+    base = Path(root) if root is not None else Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+    files = [Path(p) for p in paths]
+    names = [group_key(p, base) for p in files]
+    classes = [p.parent.relative_to(base).as_posix() if p.parent != base and p.is_relative_to(base) else "" for p in files]
+    groups, rule = assign_groups(names, classes)
+    return (None, rule) if rule == "none" else (groups, rule)

@@ -13,11 +13,13 @@ from inference.domain import (
     OUT_OF_DOMAIN_BELOW,
     DomainError,
     fit_domain,
+    fold_of,
     has_domain,
     in_domain_score,
     is_out_of_domain,
     load_domain,
     out_of_fold_distances,
+    out_of_fold_part_distances,
     save_domain,
 )
 
@@ -92,11 +94,11 @@ def _saved(tmp_path):
 def test_hostile_json_sizes_are_refused_before_reading_arrays(tmp_path) -> None:
     d = _saved(tmp_path)
     meta = json.loads((d / DOMAIN_JSON).read_text())
-    meta["dim"] = 10**9
+    meta["parts"]["embedding"]["dim"] = 10**9
     (d / DOMAIN_JSON).write_text(json.dumps(meta))
     with pytest.raises(DomainError, match="dim"):
         load_domain(d)
-    meta["dim"], meta["threshold"] = 24, float("nan")
+    meta["parts"]["embedding"]["dim"], meta["threshold"] = 24, float("nan")
     (d / DOMAIN_JSON).write_text(json.dumps(meta))  # json writes NaN
     with pytest.raises(DomainError, match="threshold"):
         load_domain(d)
@@ -143,3 +145,87 @@ def test_training_images_follow_each_trainers_layout(tmp_path) -> None:
     touch("sirst", "images", "f2.png")
     (tmp_path / "sirst" / "train.txt").write_text("f1\n")
     assert [p.name for p in training_images(tmp_path / "sirst")] == ["f1.png"]
+
+
+def test_two_parts_flag_what_either_part_alone_sees() -> None:
+    emb, desc = _cloud(400, d=32), _cloud(400, d=10, seed=7)
+    parts = ("embedding", "descriptor")
+    stats = fit_domain({"embedding": emb, "descriptor": desc}, quantile=0.99, descriptor="test-descriptor", parts=parts)
+    # Each part's distance is put over its out-of-fold median; the threshold is the quantile of the larger.
+    oof = out_of_fold_part_distances({"embedding": emb, "descriptor": desc}, parts=parts)
+    assert stats.scales["descriptor"] == pytest.approx(float(np.median(oof["descriptor"])))
+    combined = np.maximum(oof["embedding"] / stats.scales["embedding"], oof["descriptor"] / stats.scales["descriptor"])
+    assert stats.threshold == pytest.approx(float(np.quantile(combined, 0.99)))
+    own = stats.scores({"embedding": _cloud(200, d=32, seed=1), "descriptor": _cloud(200, d=10, seed=8)})
+    assert np.mean(own < OUT_OF_DOMAIN_BELOW) <= 0.03
+    # An image whose embedding looks at home but whose descriptor does not is out (and the reverse).
+    odd_desc = stats.scores({"embedding": _cloud(50, d=32, seed=2), "descriptor": _cloud(50, d=10, seed=9, shift=4.0)})
+    odd_emb = stats.scores({"embedding": _cloud(50, d=32, seed=3, shift=4.0), "descriptor": _cloud(50, d=10, seed=10)})
+    assert np.all(odd_desc < OUT_OF_DOMAIN_BELOW) and np.all(odd_emb < OUT_OF_DOMAIN_BELOW)
+    with pytest.raises(DomainError, match="missing"):
+        stats.scores(_cloud(5, d=32))
+
+
+def test_two_part_files_round_trip_and_a_stale_descriptor_is_set_aside(tmp_path) -> None:
+    feats = {"embedding": _cloud(120, d=16), "descriptor": _cloud(120, d=6, seed=4)}
+    stats = fit_domain(feats, descriptor="image-descriptor-x")
+    save_domain(tmp_path, stats)
+    back = load_domain(tmp_path, "image-descriptor-x")
+    assert back is not None and set(back.parts) == {"embedding", "descriptor", "descriptor_range"}
+    np.testing.assert_allclose(back.scores(feats), stats.scores(feats), rtol=1e-6)
+    with pytest.raises(DomainError, match="not this version"):
+        load_domain(tmp_path, "image-descriptor-y")
+
+
+def test_format_1_files_of_the_last_version_still_load(tmp_path) -> None:
+    from safetensors.numpy import save_file
+
+    stats = fit_domain(_cloud(100, d=12))
+    g = stats.parts["embedding"]
+    save_file({"mean": g.mean, "components": g.components, "variances": g.variances}, str(tmp_path / DOMAIN_WEIGHTS))
+    (tmp_path / DOMAIN_JSON).write_text(json.dumps({
+        "format": 1, "dim": 12, "components": int(g.components.shape[0]), "residual_variance": g.residual_variance,
+        "threshold": stats.threshold, "quantile": 0.99, "images": 100, "embedding": "old"}))
+    back = load_domain(tmp_path, "any-descriptor")  # no descriptor part: the version does not matter
+    assert back is not None and set(back.parts) == {"embedding"}
+    x = _cloud(10, d=12, seed=3)
+    np.testing.assert_allclose(back.scores(x), stats.scores(x), rtol=1e-6)
+
+
+def test_folds_keep_capture_groups_whole() -> None:
+    groups = [f"exp{i % 6}" for i in range(120)]
+    fold = fold_of(120, folds=5, groups=groups)
+    for g in set(groups):
+        assert len({int(f) for f, h in zip(fold, groups) if h == g}) == 1
+    assert len(set(fold.tolist())) == 5
+    # Without groups: about equal random folds.
+    assert sorted(np.bincount(fold_of(100, folds=5)).tolist()) == [20] * 5
+
+
+def test_range_part_flags_one_feature_far_out_that_a_gaussian_dilutes() -> None:
+    rng = np.random.default_rng(0)
+    desc = rng.standard_t(2, (500, 30)) * 10.0  # wide, heavy-tailed features (like NEU's grey levels)...
+    desc[:, 0] = 0.0  # ...and one that never varies (every training image has one size)
+    odd = rng.standard_t(2, (100, 30)) * 10.0
+    odd[:, 0] = 25.0  # 25 units off in that feature alone
+    gauss = fit_domain({"descriptor": desc}, parts=("descriptor",))
+    both = fit_domain({"descriptor": desc}, parts=("descriptor", "descriptor_range"))
+    assert np.mean(gauss.scores({"descriptor": odd}) < OUT_OF_DOMAIN_BELOW) < 0.95  # the other 29 hide it
+    assert np.all(both.scores({"descriptor": odd}) < OUT_OF_DOMAIN_BELOW)
+    own = rng.standard_t(2, (300, 30)) * 10.0
+    own[:, 0] = 0.5  # half a unit off: within the floor of one unit
+    assert np.mean(both.scores({"descriptor": own}) < OUT_OF_DOMAIN_BELOW) <= 0.03
+
+
+def test_capture_groups_of_training_files(tmp_path) -> None:
+    from pathlib import Path
+
+    from inference.training.groups import path_groups
+
+    tiles = [Path(tmp_path / "free" / f"exp{i % 6 + 1}_num_{i}.png") for i in range(60)]
+    groups, rule = path_groups(tiles, tmp_path / "free")
+    assert rule == "prefix" and groups is not None and set(groups) == {f"exp{i}" for i in range(1, 7)}
+    # NEU: the prefix is the class (its folder), not a capture session: no groups.
+    neu = [Path(tmp_path / c / f"{c}_{i}.png") for c in ("crazing", "patches") for i in range(10)]
+    assert path_groups(neu, tmp_path) == (None, "none")
+    assert path_groups([]) == (None, "none")

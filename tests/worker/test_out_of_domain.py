@@ -49,9 +49,10 @@ def checkerboard(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def domain_models(tmp_path_factory, tiny_models) -> dict[str, Path]:
-    """Copies of the tiny models, each with statistics fitted on 40 dark images."""
+    """Copies of the tiny models, each with statistics fitted on 150 dark images (the image
+    descriptor has 31 features: a Gaussian of them needs several times that many images)."""
     root = tmp_path_factory.mktemp("domain_models")
-    train = dark_images(root / "train", 40, seed=1)
+    train = dark_images(root / "train", 150, seed=1)
     out = {}
     for family, path in tiny_models.items():
         out[family] = Path(shutil.copytree(path, root / path.name))
@@ -122,3 +123,37 @@ def test_damaged_statistics_cost_the_score_only(tiny_models, tmp_path: Path) -> 
         assert "unreadable" in engine.model("classifier").domain_problem
         [r] = engine.predict_paths([checkerboard(tmp_path / "c.png")])
     assert r.ok and r.classifier is not None and r.in_domain == {}
+
+
+def test_the_files_size_and_channels_reach_the_descriptor(domain_models, tmp_path: Path) -> None:
+    """The decoder shrinks and channel-converts for the model; the descriptor still reads the
+    file's own size and channel count, so the same picture stored another way is out of domain."""
+    from inference.engine import InspectionEngine
+
+    [same] = dark_images(tmp_path / "imgs", 1, seed=11)
+    grey = cv2.imread(str(same), cv2.IMREAD_GRAYSCALE)
+    colour = tmp_path / "imgs" / "colour.png"
+    assert cv2.imwrite(str(colour), np.repeat(grey[:, :, None], 3, axis=2))  # identical channels, 3 in the file
+    larger = tmp_path / "imgs" / "larger.png"
+    assert cv2.imwrite(str(larger), cv2.resize(grey, (48, 48), interpolation=cv2.INTER_LINEAR))
+    with InspectionEngine({"classifier": domain_models["classifier"]}, device="cpu") as engine:
+        scores = {Path(r.path).name: r.in_domain["classifier"] for r in engine.predict_paths([same, colour, larger])}
+    assert scores[same.name] >= OUT_OF_DOMAIN_BELOW
+    assert scores["colour.png"] < OUT_OF_DOMAIN_BELOW and scores["larger.png"] < OUT_OF_DOMAIN_BELOW
+
+
+def test_domain_fit_command_writes_the_chosen_parts_and_refuses_unknown_ones(tiny_models, tmp_path: Path) -> None:
+    from app.cli import main
+
+    d = Path(shutil.copytree(tiny_models["classifier"], tmp_path / "cls"))
+    dark_images(tmp_path / "train", 60, seed=5)
+    assert main(["domain", "fit", "--model", str(d), "--data", str(tmp_path / "train"), "--device", "cpu",
+                 "--parts", "bogus"]) != 0
+    assert load_domain(d) is None
+    assert main(["domain", "fit", "--model", str(d), "--data", str(tmp_path / "train"), "--device", "cpu"]) == 0
+    meta = json.loads((d / "domain.json").read_text())
+    assert meta["format"] == 2 and set(meta["parts"]) == {"descriptor", "descriptor_range"} and meta["images"] == 60
+    assert main(["domain", "fit", "--model", str(d), "--data", str(tmp_path / "train"), "--device", "cpu",
+                 "--parts", "embedding,descriptor"]) == 0
+    stats = load_domain(d)
+    assert stats is not None and set(stats.parts) == {"embedding", "descriptor"}
