@@ -329,5 +329,10 @@ def is_confined(rel_path: str) -> bool:
     return not (path.is_absolute() or path.drive or path.root or ".." in path.parts)
 
 
-def set_review_state(s: Session, image_id: int, state: ReviewState) -> None:
-    s.execute(update(Image).where(Image.id == image_id).values(review_state=state.value, updated_at=utcnow()))
+def set_label_keys(s: Session, image_ids: Sequence[int], state: ReviewState, label_class: str | None) -> None:
+    """What the image rows cache of their newest label revision (its review state and class),
+    written in the transaction that appends the revision (database/labels.py: the only caller)."""
+    now = utcnow()
+    for part in chunks(list(image_ids)):
+        s.execute(update(Image).where(Image.id.in_(part))
+                  .values(review_state=state.value, label_class=label_class, updated_at=now))

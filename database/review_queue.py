@@ -2,7 +2,7 @@
 
 A folder can hold a million images, so nothing here reads the whole queue. A page is a
 ``LIMIT`` over an order the database can walk on an index (``ix_images_queue_*`` and
-``ix_predictions_*`` from the ``0003_queue_indexes`` migration); the next page continues
+``ix_predictions_*`` from the ``0003_queue_indexes`` and ``0008_queue_keys`` migrations); the next page continues
 after the previous page's last sort key (keyset pagination, no ``OFFSET`` scan), and a jump
 to any row is an ``OFFSET`` over the same index. Counts are aggregate queries over those
 indexes; one image's row after a save is fetched by its id.
@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, and_, ca
 from sqlalchemy.orm import Session, aliased
 
 from database.images import text_match
-from database.models import Folder, Image, LabelRevision, Prediction
+from database.models import Folder, Image, Prediction
 from database.states import ReviewState
 
 if TYPE_CHECKING:
@@ -116,8 +116,9 @@ class _Segment:
 # would spend more time building its statement than running it), and identical objects let
 # SQLAlchemy reuse its compiled statements.
 _PC, _PS, _PA = (aliased(Prediction, name=n) for n in ("pred_classifier", "pred_segmenter", "pred_anomaly"))
-_LABEL_CLASS = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
-                .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image).scalar_subquery())
+# The newest label revision's class, as the image row caches it (ADR 0024: kept in step by
+# database/labels.py; the revisions stay the truth).
+_LABEL_CLASS = Image.label_class
 _NAME_KEY = func.lower(Image.rel_path)
 
 
@@ -206,7 +207,11 @@ class _Shape:
             ranked = Image.id.in_(self.ranked)
             return [_Segment([ranked], [(key, self.ascending), *tail]),
                     _Segment([~ranked], [(self.name_key, True), (Image.id, True)])]
-        return [_Segment([key.is_not(None)], [(key, self.ascending), *tail], inner=self.key_alias),
+        # Ties by the prediction's copy of the name key: the score index ends in it and the
+        # image id, so the whole stretch is one walk of that index (no sort of each tie).
+        pred = self.alias_of[self.key_alias or ""]
+        pred_tail = [(pred.name_key, self.tie_ascending), (pred.image_id, self.tie_ascending)]
+        return [_Segment([key.is_not(None)], [(key, self.ascending), *pred_tail], inner=self.key_alias),
                 _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
 
 
