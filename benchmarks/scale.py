@@ -8,7 +8,8 @@ and model family, then measures in this one process, with a real gallery view of
 - index time (first index: hash + insert) and re-open time of the unchanged folder (stats only);
 - first paint after opening: the queue controller reads the count and the first page and the
   gallery paints it;
-- each sort and each filter change, until the gallery has painted the new first page;
+- each sort and each filter change, until the gallery has painted the new first page, and
+  until the exact row count has come (it follows the first page from a helper thread);
 - page scrolling: page-down steps and random jumps, each until the rows on screen are read
   and painted (median and worst);
 - label save: save through the review service, fetch the saved row, update the cell and the
@@ -69,6 +70,9 @@ def n_across_pages(app, db, svc, queue, model, base, spacing: int = 5000, presse
     for flt, delta in ((base, 1), (base, -1), (base.with_(sort="anomaly"), 1), (base.with_(sort="uncertainty"), 1),
                        (base.with_(sort="name", descending=True), 1)):
         queue.set_filter(flt)
+        while not queue.count_is_exact():  # the new view's exact count first (not timed here)
+            app.processEvents()
+            time.sleep(0.001)
         times = []
         for _ in range(presses):
             before = queue.current_id()
@@ -163,11 +167,19 @@ def main() -> int:
             time.sleep(0.001)
         view.viewport().repaint()
 
+    def exact_count(t: float, deadline_s: float = 120.0) -> str:
+        """Until the exact row count of a new view has come (it follows the first page: ADR 0024)."""
+        end = time.perf_counter() + deadline_s
+        while not queue.count_is_exact() and time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.001)
+        return f"exact count {model.rowCount()} after {ms(time.perf_counter() - t)}"
+
     base = QueueFilter(folder_id=info.id)
     t = time.perf_counter()
     queue.set_filter(base)
     settle()
-    print(f"first paint after opening: {ms(time.perf_counter() - t)} ({model.rowCount()} rows)")
+    print(f"first paint after opening: {ms(time.perf_counter() - t)} ({model.rowCount()} rows); {exact_count(t)}")
 
     changes = [("sort", base.with_(sort=s)) for s in ("uncertainty", "anomaly", "targets", "state", "name")]
     changes.append(("sort", base.with_(sort="name", descending=True)))
@@ -180,7 +192,7 @@ def main() -> int:
         settle()
         what = f"sort={flt.sort}{' desc' if flt.descending else ''}" if kind == "sort" else \
             {k: v for k, v in vars(flt).items() if v != getattr(base, k)} or "none"
-        print(f"{kind} {what}: {ms(time.perf_counter() - t)} ({model.rowCount()} rows)")
+        print(f"{kind} {what}: {ms(time.perf_counter() - t)} ({model.rowCount()} rows); {exact_count(t)}")
 
     bar = view.verticalScrollBar()
     steps, jumps = [], []
@@ -202,6 +214,7 @@ def main() -> int:
     saves = []
     queue.set_filter(base)
     settle()
+    exact_count(time.perf_counter())
     ids = [it.image_id for it in model.items()]
     for k in range(200):
         image_id = ids[k % len(ids)]

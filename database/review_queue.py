@@ -302,12 +302,19 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
     return QueuePage(rows, cursor)
 
 
-def queue_count(db: "Database", qq: QueueQuery) -> int:
+def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> int:
     """How many images the queue holds (an aggregate over the indexes; joins only what a
-    filter reads)."""
+    filter reads). With ``at_most``, counting stops there (the answer is min(count, at_most)):
+    a bound costs the rows up to it, where an exact count of a filter that reads the
+    predictions costs every row of the folder (ADR 0024)."""
     shape = _Shape(qq)
-    stmt = (shape.joins(select(func.count(Image.id)).select_from(Image), every=False, order=False)
-            .where(*shape.conditions(counting=True)))
+    if at_most is not None:
+        narrow = (shape.joins(select(Image.id).select_from(Image), every=False, order=False)
+                  .where(*shape.conditions(counting=True)).limit(max(0, at_most)).subquery())
+        stmt = select(func.count()).select_from(narrow)
+    else:
+        stmt = (shape.joins(select(func.count(Image.id)).select_from(Image), every=False, order=False)
+                .where(*shape.conditions(counting=True)))
     with db.session() as s:
         return int(s.scalar(stmt) or 0)
 
