@@ -11,10 +11,10 @@ names costs every image of a million-image folder).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QPoint, Signal
+from PySide6.QtCore import QObject, QPoint, Signal, SignalInstance
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
@@ -142,12 +142,7 @@ class QueueController(QObject):
 
     def _count_exactly(self, flt: QueueFilter) -> None:
         """Count ``flt``'s rows on the counter thread; the model grows to them when they come."""
-        def count() -> None:
-            try:
-                self._count_done.emit(flt, self.service.queue_count(flt))
-            except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
-                self._count_done.emit(flt, str(exc))
-        self._counter.submit(count)
+        _off_thread(self._counter, self._count_done, flt, lambda: self.service.queue_count(flt))
 
     def _on_count(self, flt: QueueFilter, count) -> None:
         if flt != self.filter or flt != self._last_filter or self._count_exact:
@@ -235,13 +230,7 @@ class QueueController(QObject):
         """Re-count the review states on the reader thread (after a save the counts were
         already moved by ``update_item``: the window never waits for this)."""
         folder = self.filter.folder_id
-
-        def read() -> None:
-            try:
-                self._counts_done.emit(folder, self.service.counts(folder))
-            except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
-                self._counts_done.emit(folder, str(exc))
-        self._reader.submit(read)
+        _off_thread(self._reader, self._counts_done, folder, lambda: self.service.counts(folder))
 
     def _on_counts(self, folder, counts) -> None:
         if isinstance(counts, str):
@@ -401,6 +390,16 @@ class QueueController(QObject):
         self._pages.close()
         self._seeker.close()
         self._reader.close()
+
+
+def _off_thread(pool: DecodePool, done: SignalInstance, key: object, work: Callable[[], object]) -> None:
+    """Run ``work`` on ``pool``; ``done(key, its result or the error's text)`` reaches the GUI thread."""
+    def run() -> None:
+        try:
+            done.emit(key, work())
+        except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
+            done.emit(key, str(exc))
+    pool.submit(run)
 
 
 @dataclass(frozen=True)
