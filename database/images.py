@@ -142,9 +142,9 @@ class ImageRepository:
             added: list[int] = []
             if inserts:
                 s.execute(table_of(Image).insert(), inserts)
-                for part in chunks([d["rel_path"] for d in inserts]):
+                for names in chunks([str(d["rel_path"]) for d in inserts]):
                     added.extend(s.scalars(select(Image.id).where(Image.folder_id == folder_id,
-                                                                  Image.rel_path.in_(part))))
+                                                                  Image.rel_path.in_(names))))
                 added.sort()
             s.execute(update(Folder).where(Folder.id == folder_id).values(indexed_at=now))
             result = IndexResult(added_ids=tuple(added), changed_ids=tuple(sorted(changed)),
