@@ -99,6 +99,11 @@ def rss_mib() -> float:
     return 0.0
 
 
+def peak_mib() -> float:
+    """The process's peak resident memory so far (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
 
@@ -138,14 +143,15 @@ def main() -> int:
     t = time.perf_counter()
     info = svc.open_folder(images)
     print(f"{'indexed' if fresh else 're-indexed'} {info.image_count} images in {time.perf_counter() - t:.1f} s "
-          f"({db.engine.dialect.name})")
+          f"({db.engine.dialect.name}); peak memory of the process so far {peak_mib():.0f} MiB")
     if fresh:
         t = time.perf_counter()
         seed(db, info.id)
         print(f"stored {3 * info.image_count} predictions in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     svc.open_folder(images)
-    print(f"re-opened the unchanged folder (stats only) in {time.perf_counter() - t:.1f} s")
+    print(f"re-opened the unchanged folder (stats only) in {time.perf_counter() - t:.1f} s; "
+          f"peak memory so far {peak_mib():.0f} MiB")
 
     print(f"memory before the gallery opens: {rss_mib():.0f} MiB")
     cache, model, view = offscreen_gallery()
@@ -228,7 +234,7 @@ def main() -> int:
     print(f"label save + row + counts x{len(saves)}: p50 {ms(saves[len(saves) // 2])}, "
           f"p99 {ms(saves[int(len(saves) * 0.99) - 1])}")
     n_across_pages(app, db, svc, queue, model, base)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     print(f"memory of this process: {rss_mib():.0f} MiB now (gallery open, after all the above); "
           f"peak {peak:.0f} MiB (includes indexing and seeding in this same process)")
     queue.close()
