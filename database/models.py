@@ -91,6 +91,10 @@ class Image(Base):
               "review_state", "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
         Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id",
               "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
+        # The text filter's serial and lot lookups (0008_queue_keys; its names: the SQLite FTS5
+        # table ``images_name_fts`` that migration keeps, outside this metadata).
+        Index("ix_images_trace_serial", "folder_id", func.lower(text("trace_serial"))),
+        Index("ix_images_trace_lot", "folder_id", func.lower(text("trace_lot"))),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -9,6 +9,7 @@ Upgrading a database written at 0007 fills both from the rows already there.
 from __future__ import annotations
 
 import random
+import string
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -133,3 +134,49 @@ def test_upgrade_from_0007_fills_the_keys_from_the_rows_there(url: str) -> None:
         _assert_agrees(db)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("bound", [3, 2000])  # few candidates: bound to them; many: the name walk
+def test_text_filter_by_its_candidates_agrees_with_a_straightforward_filter(db: Database, monkeypatch,
+                                                                            bound: int) -> None:
+    import database.review_queue as rq
+    monkeypatch.setattr(rq, "TEXT_CANDIDATES", bound)
+    folder = db.folders.add("/line")
+    other = db.folders.add("/other")
+    names = [f"Lot{k % 4}/Part_{k:03d}.png" for k in range(60)] + ["lot9/ÄBC_part.png", "x%y_z.png"]
+    db.images.sync(folder.id, [FileEntry(p, 10, 1) for p in names])
+    db.images.sync(other.id, [FileEntry(p, 10, 1) for p in names[:10]])
+    rows = rq.queue_rows(db, rq.QueueQuery(folder_id=folder.id))
+    traces = {r.image_id: (f"SN{k % 7}", f"LOT-{k % 5}", None) for k, r in enumerate(rows)}
+    db.images.set_traces(traces)
+    for needle in ("part_01", "PART_00", "art", "lot1/", "sn3", "Lot-2", "ÄBC", "äbc", "x%y", "_z", "nothing", "p"):
+        fold = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # as both databases fold
+        low = needle.translate(fold)
+        want = [r.image_id for r in rows
+                if low in r.rel_path.translate(fold)
+                or low in (traces[r.image_id][0].translate(fold), traces[r.image_id][1].translate(fold))]
+        for sort, descending in (("name", False), ("name", True), ("state", False)):
+            qq = rq.QueueQuery(folder_id=folder.id, path_contains=needle, sort=sort, descending=descending)
+            got = [r.image_id for r in rq.queue_rows(db, qq, page_size=4)]
+            assert sorted(got) == sorted(want) and rq.queue_count(db, qq) == len(want), (needle, sort)
+            if sort == "name":
+                assert got == (want[::-1] if descending else want), needle
+            if want:
+                assert [r.image_id for r in rq.queue_page(db, qq, 3, offset=len(want) // 2).rows] == \
+                    got[len(want) // 2:len(want) // 2 + 3], needle
+
+
+def test_names_index_follows_inserts_and_deletes(db: Database) -> None:
+    """SQLite's trigram index of the names (0008) is kept by triggers: a removed folder's names
+    are gone from it, a new one's are found."""
+    import database.review_queue as rq
+    first = db.folders.add("/a")
+    db.images.sync(first.id, [FileEntry("rare_name.png", 1, 1)])
+    db.folders.remove(first.id)
+    second = db.folders.add("/b")
+    db.images.sync(second.id, [FileEntry("rare_name.png", 1, 1), FileEntry("other.png", 1, 1)])
+    qq = rq.QueueQuery(folder_id=second.id, path_contains="rare_na")
+    narrowed = rq._narrowed(db, qq)
+    [row] = rq.queue_rows(db, qq)
+    if db.dialect == "sqlite":
+        assert narrowed.within == (row.image_id,)
