@@ -93,6 +93,8 @@ class Image(Base):
               "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
         # The text filter's serial and lot lookups (0008_queue_keys; its names: the SQLite FTS5
         # table ``images_name_fts`` that migration keeps, outside this metadata).
+        # The flag filter by name (0008_queue_keys): the flagged few, not a walk of every name.
+        Index("ix_images_queue_flagged", "folder_id", "missing", "flagged", func.lower(text("rel_path")), "id"),
         Index("ix_images_trace_serial", "folder_id", func.lower(text("trace_serial"))),
         Index("ix_images_trace_lot", "folder_id", func.lower(text("trace_lot"))),
     )

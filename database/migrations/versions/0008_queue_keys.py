@@ -8,6 +8,7 @@
   name never changes). The score orders break ties by name; with the key in the score indexes
   an order whose key has few distinct values (the target count: ties of 250k images at 1M) is one
   index walk instead of a sort of each tie. The high-first keys are indexed high first.
+- The flag filter walks the flagged images by name (``ix_images_queue_flagged``), not every name.
 - The text filter (a name containing the text, or that serial or lot) finds its few images
   without reading every name: on SQLite an FTS5 trigram index of the names
   (``images_name_fts``, external content, kept in step by triggers; skipped where the SQLite
@@ -35,7 +36,8 @@ NEW: dict[str, list[str | sa.TextClause]] = {
     "ix_predictions_queue_anomaly": ["model_version_id", sa.text("anomaly_score DESC"), "name_key", "image_id"],
     "ix_predictions_queue_targets": ["model_version_id", sa.text("target_count DESC"), "name_key", "image_id"]}
 
-TRACE_INDEXES: dict[str, list[str | sa.TextClause]] = {
+IMAGE_INDEXES: dict[str, list[str | sa.TextClause]] = {
+    "ix_images_queue_flagged": ["folder_id", "missing", "flagged", sa.text("lower(rel_path)"), "id"],
     "ix_images_trace_serial": ["folder_id", sa.text("lower(trace_serial)")],
     "ix_images_trace_lot": ["folder_id", sa.text("lower(trace_lot)")]}
 FTS = "images_name_fts"
@@ -76,7 +78,7 @@ def upgrade() -> None:
         op.drop_index(name, table_name="predictions")
     for name, columns in NEW.items():
         op.create_index(name, "predictions", columns)
-    for name, columns in TRACE_INDEXES.items():
+    for name, columns in IMAGE_INDEXES.items():
         op.create_index(name, "images", columns)
     if not postgres and _trigram_fts_available():
         op.execute(f"CREATE VIRTUAL TABLE {FTS} USING fts5(rel_path, content='images', content_rowid='id', "
@@ -91,7 +93,7 @@ def downgrade() -> None:
         for name in FTS_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         op.execute(f"DROP TABLE IF EXISTS {FTS}")
-    for name in TRACE_INDEXES:
+    for name in IMAGE_INDEXES:
         op.drop_index(name, table_name="images")
     for name in NEW:
         op.drop_index(name, table_name="predictions")
