@@ -8,7 +8,8 @@ and model family, then measures in this one process, with a real gallery view of
 - index time (first index: hash + insert) and re-open time of the unchanged folder (stats only);
 - first paint after opening: the queue controller reads the count and the first page and the
   gallery paints it;
-- each sort and each filter change, until the gallery has painted the new first page;
+- each sort and each filter change, until the gallery has painted the new first page, and
+  until the exact row count has come (it follows the first page from a helper thread);
 - page scrolling: page-down steps and random jumps, each until the rows on screen are read
   and painted (median and worst);
 - label save: save through the review service, fetch the saved row, update the cell and the
@@ -69,6 +70,9 @@ def n_across_pages(app, db, svc, queue, model, base, spacing: int = 5000, presse
     for flt, delta in ((base, 1), (base, -1), (base.with_(sort="anomaly"), 1), (base.with_(sort="uncertainty"), 1),
                        (base.with_(sort="name", descending=True), 1)):
         queue.set_filter(flt)
+        while not getattr(queue, "count_is_exact", lambda: True)():  # the exact count first (not timed)
+            app.processEvents()
+            time.sleep(0.001)
         times = []
         for _ in range(presses):
             before = queue.current_id()
@@ -95,6 +99,11 @@ def rss_mib() -> float:
     return 0.0
 
 
+def peak_mib() -> float:
+    """The process's peak resident memory so far (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
 
@@ -105,6 +114,7 @@ def main() -> int:
     ap.add_argument("--url", help="database URL (default: a new SQLite file in the temporary folder)")
     ap.add_argument("--side", type=int, default=48, help="picture side in pixels")
     ap.add_argument("--keep", help="folder to keep the images and database in (re-used when present)")
+    ap.add_argument("--rounds", type=int, default=3, help="times through the sorts and filters (median, worst)")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="scale-bench-"))
@@ -134,14 +144,15 @@ def main() -> int:
     t = time.perf_counter()
     info = svc.open_folder(images)
     print(f"{'indexed' if fresh else 're-indexed'} {info.image_count} images in {time.perf_counter() - t:.1f} s "
-          f"({db.engine.dialect.name})")
+          f"({db.engine.dialect.name}); peak memory of the process so far {peak_mib():.0f} MiB")
     if fresh:
         t = time.perf_counter()
         seed(db, info.id)
         print(f"stored {3 * info.image_count} predictions in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     svc.open_folder(images)
-    print(f"re-opened the unchanged folder (stats only) in {time.perf_counter() - t:.1f} s")
+    print(f"re-opened the unchanged folder (stats only) in {time.perf_counter() - t:.1f} s; "
+          f"peak memory so far {peak_mib():.0f} MiB")
 
     print(f"memory before the gallery opens: {rss_mib():.0f} MiB")
     cache, model, view = offscreen_gallery()
@@ -163,24 +174,46 @@ def main() -> int:
             time.sleep(0.001)
         view.viewport().repaint()
 
+    # (a queue controller from before ADR 0024 always counts exactly first: the same script times both)
+    count_is_exact = getattr(queue, "count_is_exact", lambda: True)
+
+    def exact_count(t: float, deadline_s: float = 120.0) -> str:
+        """Until the exact row count of a new view has come (it follows the first page: ADR 0024)."""
+        end = time.perf_counter() + deadline_s
+        while not count_is_exact() and time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.001)
+        return f"exact count {model.rowCount()} after {ms(time.perf_counter() - t)}"
+
     base = QueueFilter(folder_id=info.id)
     t = time.perf_counter()
     queue.set_filter(base)
     settle()
-    print(f"first paint after opening: {ms(time.perf_counter() - t)} ({model.rowCount()} rows)")
+    print(f"first paint after opening: {ms(time.perf_counter() - t)} ({model.rowCount()} rows); {exact_count(t)}")
 
     changes = [("sort", base.with_(sort=s)) for s in ("uncertainty", "anomaly", "targets", "state", "name")]
     changes.append(("sort", base.with_(sort="name", descending=True)))
     changes += [("filter", base.with_(states=frozenset({"unreviewed"}))), ("filter", base.with_(flagged_only=True)),
                 ("filter", base.with_(class_name="b")), ("filter", base.with_(score_min=0.4, score_max=0.6)),
                 ("filter", base.with_(text="part_0001")), ("filter", base)]
-    for kind, flt in changes:
-        t = time.perf_counter()
-        queue.set_filter(flt)
-        settle()
-        what = f"sort={flt.sort}{' desc' if flt.descending else ''}" if kind == "sort" else \
-            {k: v for k, v in vars(flt).items() if v != getattr(base, k)} or "none"
-        print(f"{kind} {what}: {ms(time.perf_counter() - t)} ({model.rowCount()} rows)")
+    firsts: dict[str, list[float]] = {}
+    exacts: dict[str, list[float]] = {}
+    for _round in range(args.rounds):  # the whole sequence again: a median per change on a busy machine
+        for kind, flt in changes:
+            what = f"{kind} " + (f"sort={flt.sort}{' desc' if flt.descending else ''}" if kind == "sort" else
+                                 str({k: v for k, v in vars(flt).items() if v != getattr(base, k)} or "none"))
+            t = time.perf_counter()
+            queue.set_filter(flt)
+            settle()
+            firsts.setdefault(what, []).append(time.perf_counter() - t)
+            rows = model.rowCount()
+            counted = exact_count(t)
+            exacts.setdefault(what, []).append(time.perf_counter() - t)
+            print(f"  {what}: {ms(firsts[what][-1])} ({rows} rows); {counted}")
+    for what, times in firsts.items():
+        print(f"{what} x{len(times)}: first page median {ms(statistics.median(times))}, worst {ms(max(times))}; "
+              f"exact count median {ms(statistics.median(exacts[what]))}, worst {ms(max(exacts[what]))} "
+              f"({model.rowCount() if what == 'filter none' else '-'} rows)")
 
     bar = view.verticalScrollBar()
     steps, jumps = [], []
@@ -202,6 +235,7 @@ def main() -> int:
     saves = []
     queue.set_filter(base)
     settle()
+    exact_count(time.perf_counter())
     ids = [it.image_id for it in model.items()]
     for k in range(200):
         image_id = ids[k % len(ids)]
@@ -215,7 +249,7 @@ def main() -> int:
     print(f"label save + row + counts x{len(saves)}: p50 {ms(saves[len(saves) // 2])}, "
           f"p99 {ms(saves[int(len(saves) * 0.99) - 1])}")
     n_across_pages(app, db, svc, queue, model, base)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     print(f"memory of this process: {rss_mib():.0f} MiB now (gallery open, after all the above); "
           f"peak {peak:.0f} MiB (includes indexing and seeding in this same process)")
     queue.close()

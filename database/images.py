@@ -11,6 +11,7 @@ from sqlalchemy import (
     Select,
     and_,
     delete,
+    false,
     func,
     or_,
     select,
@@ -87,18 +88,22 @@ class ImageRepository:
         New paths are inserted in bulk; a path whose size, mtime or hash changed is updated
         and its predictions dropped (they described other pixels); labels are always kept.
         With ``complete`` the scan covered the whole folder, so rows it did not see are
-        marked missing (never deleted).
+        marked missing (never deleted). Without, only the rows the entries name are read (an
+        indexer writes a large folder in chunks: ``app/services/indexing.py``).
         """
         entries = list(entries)
         now = utcnow()
         with self.db.session(write=True) as s:
             if s.get(Folder, folder_id) is None:
                 raise ConflictError(f"folder {folder_id} is not registered.")
-            existing = {
-                r.rel_path: r
-                for r in s.execute(select(Image.id, Image.rel_path, Image.size_bytes, Image.mtime_ns,
-                                          Image.content_hash, Image.missing).where(Image.folder_id == folder_id))
-            }
+            columns = (Image.id, Image.rel_path, Image.size_bytes, Image.mtime_ns, Image.content_hash, Image.missing)
+            if complete:
+                existing = {r.rel_path: r for r in s.execute(select(*columns).where(Image.folder_id == folder_id))}
+            else:
+                existing = {}
+                for part in chunks(sorted({e.rel_path for e in entries})):
+                    existing.update((r.rel_path, r) for r in s.execute(
+                        select(*columns).where(Image.folder_id == folder_id, Image.rel_path.in_(part))))
             inserts, updates, changed, restored, unchanged = [], [], [], 0, 0
             seen: set[str] = set()
             for e in entries:
@@ -137,9 +142,10 @@ class ImageRepository:
             added: list[int] = []
             if inserts:
                 s.execute(table_of(Image).insert(), inserts)
-                paths = {d["rel_path"] for d in inserts}
-                added = sorted(i for i, p in s.execute(select(Image.id, Image.rel_path)
-                                                       .where(Image.folder_id == folder_id)) if p in paths)
+                for names in chunks([str(d["rel_path"]) for d in inserts]):
+                    added.extend(s.scalars(select(Image.id).where(Image.folder_id == folder_id,
+                                                                  Image.rel_path.in_(names))))
+                added.sort()
             s.execute(update(Folder).where(Folder.id == folder_id).values(indexed_at=now))
             result = IndexResult(added_ids=tuple(added), changed_ids=tuple(sorted(changed)),
                                unchanged=unchanged, missing=len(gone), restored=restored)
@@ -151,13 +157,26 @@ class ImageRepository:
                 conn.commit()
         return result
 
-    def known_files(self, folder_id: int) -> dict[str, tuple[int, int, str | None]]:
-        """rel_path -> (size, mtime_ns, content hash) of every row of the folder, missing ones
-        included: what re-indexing compares the disk with (plain tuples: a million rows fit)."""
+    def known_files(self, folder_id: int) -> dict[str, tuple[int, int, str | None, bool]]:
+        """rel_path -> (size, mtime_ns, content hash, missing) of every row of the folder, missing
+        ones included: what re-indexing compares the disk with (plain tuples: a million rows fit)."""
         with self.db.session() as s:
-            return {p: (size, mtime, digest) for p, size, mtime, digest in s.execute(
-                select(Image.rel_path, Image.size_bytes, Image.mtime_ns, Image.content_hash)
+            return {p: (size, mtime, digest, bool(missing)) for p, size, mtime, digest, missing in s.execute(
+                select(Image.rel_path, Image.size_bytes, Image.mtime_ns, Image.content_hash, Image.missing)
                 .where(Image.folder_id == folder_id))}
+
+    def mark_missing(self, folder_id: int, rel_paths: Sequence[str]) -> int:
+        """Rows of the folder whose files have gone (kept, labels and all, marked missing);
+        returns how many were not marked already."""
+        now, marked = utcnow(), 0
+        with self.db.session(write=True) as s:
+            for part in chunks(list(rel_paths)):
+                ids = list(s.scalars(select(Image.id).where(Image.folder_id == folder_id, Image.rel_path.in_(part),
+                                                            Image.missing == false())))
+                if ids:
+                    s.execute(update(Image).where(Image.id.in_(ids)).values(missing=True, updated_at=now))
+                marked += len(ids)
+        return marked
 
     def get(self, image_id: int) -> ImageInfo | None:
         with self.db.session() as s:
@@ -329,5 +348,10 @@ def is_confined(rel_path: str) -> bool:
     return not (path.is_absolute() or path.drive or path.root or ".." in path.parts)
 
 
-def set_review_state(s: Session, image_id: int, state: ReviewState) -> None:
-    s.execute(update(Image).where(Image.id == image_id).values(review_state=state.value, updated_at=utcnow()))
+def set_label_keys(s: Session, image_ids: Sequence[int], state: ReviewState, label_class: str | None) -> None:
+    """What the image rows cache of their newest label revision (its review state and class),
+    written in the transaction that appends the revision (database/labels.py: the only caller)."""
+    now = utcnow()
+    for part in chunks(list(image_ids)):
+        s.execute(update(Image).where(Image.id.in_(part))
+                  .values(review_state=state.value, label_class=label_class, updated_at=now))

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo
 from database.errors import ConflictError
-from database.images import chunks, set_review_state
+from database.images import chunks, set_label_keys
 from database.models import Image, LabelRevision, Prediction, utcnow
 from database.states import AnomalyVerdict, ReviewState
 
@@ -73,7 +73,7 @@ def _append(s: Session, image_id: int, author: str, label: dict[str, Any], state
                                            from_prediction_id, note, trace))
     s.add(row)
     s.flush()
-    set_review_state(s, image_id, state)
+    set_label_keys(s, [image_id], state, row.class_name)
     return row
 
 
@@ -150,7 +150,7 @@ class LabelRepository:
                     raise ConflictError(f"image {min(set(part) - found)} does not exist.")
                 latest.update(_newest(s, part))
             rows: list[dict[str, Any]] = []
-            by_state: dict[ReviewState, list[int]] = {}
+            by_keys: dict[tuple[ReviewState, str | None], list[int]] = {}
             now = utcnow()
             for image_id, change, expected in changes:
                 prev = latest.get(image_id)
@@ -160,15 +160,15 @@ class LabelRepository:
                 if change.from_prediction_id is not None and s.get(Prediction, change.from_prediction_id) is None:
                     raise ConflictError(f"prediction {change.from_prediction_id} does not exist.")
                 state = ReviewState(change.review_state)
-                rows.append({**_revision_values(image_id, prev, _resolve(change, prev), state, author,
+                label = _resolve(change, prev)
+                rows.append({**_revision_values(image_id, prev, label, state, author,
                                                 change.from_prediction_id, change.note, traces[image_id]),
                              "created_at": now})
-                by_state.setdefault(state, []).append(image_id)
+                by_keys.setdefault((state, label["class_name"]), []).append(image_id)
             if rows:
                 s.execute(insert(LabelRevision), rows)
-            for state, image_ids in by_state.items():
-                for part in chunks(image_ids):
-                    s.execute(update(Image).where(Image.id.in_(part)).values(review_state=state.value, updated_at=now))
+            for (state, label_class), image_ids in by_keys.items():
+                set_label_keys(s, image_ids, state, label_class)
         return len(rows)
 
     def revert(self, image_id: int, to_revision: int, author: str) -> LabelRevisionInfo:

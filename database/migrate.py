@@ -21,6 +21,16 @@ VERSION_TABLE = "alembic_version"
 log = logging.getLogger(__name__)
 
 
+# Tables the migrations keep outside the ORM's metadata: SQLite's FTS5 index of the image names
+# (0008_queue_keys) and its shadow tables. Comparisons with the metadata leave them out.
+UNMAPPED_PREFIX = "images_name_fts"
+
+
+def mapped_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's ``include_name``: False for the tables the metadata does not describe."""
+    return not (type_ == "table" and name is not None and name.startswith(UNMAPPED_PREFIX))
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))

@@ -91,6 +91,12 @@ class Image(Base):
               "review_state", "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
         Index("ix_images_queue_state", "folder_id", "missing", "review_state", func.lower(text("rel_path")), "id",
               "flagged", func.lower(text("trace_serial")), func.lower(text("trace_lot"))),
+        # The text filter's serial and lot lookups (0008_queue_keys; its names: the SQLite FTS5
+        # table ``images_name_fts`` that migration keeps, outside this metadata).
+        # The flag filter by name (0008_queue_keys): the flagged few, not a walk of every name.
+        Index("ix_images_queue_flagged", "folder_id", "missing", "flagged", func.lower(text("rel_path")), "id"),
+        Index("ix_images_trace_serial", "folder_id", func.lower(text("trace_serial"))),
+        Index("ix_images_trace_lot", "folder_id", func.lower(text("trace_lot"))),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -114,6 +120,11 @@ class Image(Base):
     trace_station: Mapped[str | None] = mapped_column(String(255))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The class of the newest label revision (None: no revision, or one without a class): a
+    # cache the queue's class filter reads instead of each image's history (migration
+    # 0008_queue_keys, ADR 0024). The revisions are the truth; database/labels.py writes this
+    # in the transaction that appends each revision.
+    label_class: Mapped[str | None] = mapped_column(String(255))
 
 
 class TaskClass(Base):
@@ -184,10 +195,12 @@ class Prediction(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "model_version_id", name="uq_predictions_image_model"),
         Index("ix_predictions_model_version", "model_version_id"),
-        # The review queue's score orders: one model version's predictions walked by score.
-        Index("ix_predictions_queue_confidence", "model_version_id", "confidence", "image_id"),
-        Index("ix_predictions_queue_anomaly", "model_version_id", "anomaly_score", "image_id"),
-        Index("ix_predictions_queue_targets", "model_version_id", "target_count", "image_id"),
+        # The review queue's score orders: one model version's predictions walked by score, ties
+        # by the image's name key and id (0008_queue_keys). The high-first keys are stored high
+        # first, so their order (score down, name up) is one forward walk and its reverse one
+        # backward walk.
+        Index("ix_predictions_queue_confidence", "model_version_id", "confidence", "name_key", "image_id"),
+        # (ix_predictions_queue_anomaly and _targets: below the class, they name its columns)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -205,6 +218,16 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # How like the model's training images this image is (inference.domain; < 0.5: out of domain).
     in_domain: Mapped[float | None] = mapped_column(Float)
+    # ``lower(rel_path)`` of the image, copied when the row is inserted (a name never changes):
+    # the queue's score orders break ties by name, and this lets one index walk give that order.
+    name_key: Mapped[str | None] = mapped_column(String(4096).with_variant(String(4096, collation="C"),
+                                                                           "postgresql"))
+
+
+Index("ix_predictions_queue_anomaly", Prediction.model_version_id, Prediction.anomaly_score.desc(),
+      Prediction.name_key, Prediction.image_id)
+Index("ix_predictions_queue_targets", Prediction.model_version_id, Prediction.target_count.desc(),
+      Prediction.name_key, Prediction.image_id)
 
 
 class LabelRevision(Base):

@@ -4,19 +4,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import PredictionIn, PredictionInfo
 from database.images import chunks
-from database.models import Prediction, table_of, utcnow
+from database.models import Image, Prediction, table_of, utcnow
 
 if TYPE_CHECKING:
     from database.engine import Database
 
 _COLUMNS = ("class_scores", "predicted_class", "confidence", "mask_png", "mask_ref", "target_count",
             "anomaly_score", "anomaly_map_ref", "in_domain")
+
+
+# A new row copies its image's name key (lower(rel_path), folded by the database as the queue's
+# name order folds it): the score orders' tie-break, read from the score indexes (0008_queue_keys).
+_INSERT = table_of(Prediction).insert().values(
+    image_id=bindparam("b_image_id"),
+    name_key=select(func.lower(Image.rel_path)).where(Image.id == bindparam("b_image_id")).scalar_subquery())
 
 
 def prediction_dto(row: Prediction) -> PredictionInfo:
@@ -48,12 +55,12 @@ def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> None:
         return d
 
     updates = [{"id": existing[k], **values(p)} for k, p in latest.items() if k in existing]
-    inserts = [{"image_id": k[0], "model_version_id": k[1], **values(p)} for k, p in latest.items()
+    inserts = [{"b_image_id": k[0], "model_version_id": k[1], **values(p)} for k, p in latest.items()
                if k not in existing]
     if updates:
         s.execute(update(Prediction), updates)  # ORM bulk update by primary key
     if inserts:
-        s.execute(table_of(Prediction).insert(), inserts)
+        s.execute(_INSERT, inserts)
 
 
 class PredictionRepository:

@@ -2,7 +2,7 @@
 
 A folder can hold a million images, so nothing here reads the whole queue. A page is a
 ``LIMIT`` over an order the database can walk on an index (``ix_images_queue_*`` and
-``ix_predictions_*`` from the ``0003_queue_indexes`` migration); the next page continues
+``ix_predictions_*`` from the ``0003_queue_indexes`` and ``0008_queue_keys`` migrations); the next page continues
 after the previous page's last sort key (keyset pagination, no ``OFFSET`` scan), and a jump
 to any row is an ``OFFSET`` over the same index. Counts are aggregate queries over those
 indexes; one image's row after a save is fetched by its id.
@@ -21,11 +21,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, and_, case, false, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    SQLColumnExpression,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session, aliased
 
 from database.images import text_match
-from database.models import Folder, Image, LabelRevision, Prediction
+from database.models import Folder, Image, Prediction
 from database.states import ReviewState
 
 if TYPE_CHECKING:
@@ -86,6 +99,9 @@ class QueueQuery:
     segmenter_id: int | None = None
     anomaly_id: int | None = None
     ranking: tuple[int, ...] = ()         # sort "label_next": these image ids first, in this order
+    # Only these image ids (the text filter's few candidates, ``_narrowed``: its own condition
+    # still applies). None: no such bound.
+    within: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +132,9 @@ class _Segment:
 # would spend more time building its statement than running it), and identical objects let
 # SQLAlchemy reuse its compiled statements.
 _PC, _PS, _PA = (aliased(Prediction, name=n) for n in ("pred_classifier", "pred_segmenter", "pred_anomaly"))
-_LABEL_CLASS = (select(LabelRevision.class_name).where(LabelRevision.image_id == Image.id)
-                .order_by(LabelRevision.revision.desc()).limit(1).correlate(Image).scalar_subquery())
+# The newest label revision's class, as the image row caches it (ADR 0024: kept in step by
+# database/labels.py; the revisions stay the truth).
+_LABEL_CLASS = Image.label_class
 _NAME_KEY = func.lower(Image.rel_path)
 
 
@@ -159,16 +176,21 @@ class _Shape:
     def conditions(self, counting: bool = False) -> list[ColumnElement[Any]]:
         qq = self.qq
         conds: list[ColumnElement[Any]] = []
+        # Bound to a few ids, the planner must start from them (primary key lookups), not from
+        # a walk of the folder's index: these two forms keep it off that index.
+        few = qq.within is not None
         if qq.folder_id is not None:
-            conds.append(Image.folder_id == qq.folder_id)
+            conds.append((Image.folder_id + 0 if few else Image.folder_id) == qq.folder_id)
         if not qq.include_missing:
-            conds.append(Image.missing == false())
+            conds.append(Image.missing.is_not(True) if few else Image.missing == false())
         if qq.states:
             conds.append(Image.review_state.in_([ReviewState(s).value for s in qq.states]))
         if qq.flagged is not None:
             conds.append(Image.flagged == qq.flagged)
         if qq.path_contains:
             conds.append(text_match(qq.path_contains))
+        if qq.within is not None:
+            conds.append(Image.id.in_(qq.within))
         if qq.class_name is not None:
             conds.append(or_(self.pc.predicted_class == qq.class_name, self.label_class == qq.class_name))
         # Under another order, "+ 0" keeps the planner off the score index: walking the order's
@@ -206,8 +228,40 @@ class _Shape:
             ranked = Image.id.in_(self.ranked)
             return [_Segment([ranked], [(key, self.ascending), *tail]),
                     _Segment([~ranked], [(self.name_key, True), (Image.id, True)])]
-        return [_Segment([key.is_not(None)], [(key, self.ascending), *tail], inner=self.key_alias),
+        # Ties by the prediction's copy of the name key: the score index ends in it and the
+        # image id, so the whole stretch is one walk of that index (no sort of each tie).
+        pred = self.alias_of[self.key_alias or ""]
+        pred_tail = [(pred.name_key, self.tie_ascending), (pred.image_id, self.tie_ascending)]
+        return [_Segment([key.is_not(None)], [(key, self.ascending), *pred_tail], inner=self.key_alias),
                 _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
+
+
+TEXT_CANDIDATES = 2000  # a text filter matching more images than this walks the names (its pages come fast)
+_FTS = "images_name_fts"  # SQLite's trigram index of the names (migration 0008_queue_keys), where the library has it
+
+
+def _narrowed(db: "Database", qq: QueueQuery) -> QueueQuery:
+    """``qq`` bound to the few images its text filter can match, when they are few: found by
+    the names' trigram index (SQLite) and the folded serial and lot indexes, so a rare text
+    costs its matches, not a walk of every name. The candidates are a superset (the index
+    folds case more widely and reads ``_`` and ``%`` as wildcards); the filter's own condition
+    still decides. Unchanged when there are many (then the name walk finds a page at once) or
+    no trigram index answers (PostgreSQL; a SQLite without FTS5; a text under 3 characters)."""
+    needle = qq.path_contains
+    if not needle or qq.within is not None or len(needle) < 3 or db.dialect != "sqlite":
+        return qq
+    folded = needle.lower()
+    with db.session() as s:
+        if s.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"), {"n": _FTS}).first() is None:
+            return qq
+        found = set(s.scalars(text(f"SELECT rowid FROM {_FTS} WHERE rel_path LIKE :p LIMIT :n"),
+                              {"p": f"%{needle}%", "n": TEXT_CANDIDATES + 1}))
+        for column in (Image.trace_serial, Image.trace_lot):
+            if len(found) > TEXT_CANDIDATES:
+                break
+            where = [func.lower(column) == folded] + ([Image.folder_id == qq.folder_id] if qq.folder_id else [])
+            found.update(s.scalars(select(Image.id).where(*where).limit(TEXT_CANDIDATES + 1)))
+    return qq if len(found) > TEXT_CANDIDATES else replace(qq, within=tuple(sorted(found)))
 
 
 def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, ...]]:
@@ -270,7 +324,7 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
                after: Cursor | None = None) -> QueuePage:
     """Up to ``limit`` rows of the queue: those after ``after`` (keyset: the cost of the page
     only), else those from position ``offset`` (a narrow index walk to the position first)."""
-    shape = _Shape(qq)
+    shape = _Shape(_narrowed(db, qq))
     segments = shape.segments()
     rows: list[QueueRow] = []
     cursor: Cursor | None = None
@@ -297,12 +351,19 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
     return QueuePage(rows, cursor)
 
 
-def queue_count(db: "Database", qq: QueueQuery) -> int:
+def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> int:
     """How many images the queue holds (an aggregate over the indexes; joins only what a
-    filter reads)."""
-    shape = _Shape(qq)
-    stmt = (shape.joins(select(func.count(Image.id)).select_from(Image), every=False, order=False)
-            .where(*shape.conditions(counting=True)))
+    filter reads). With ``at_most``, counting stops there (the answer is min(count, at_most)):
+    a bound costs the rows up to it, where an exact count of a filter that reads the
+    predictions costs every row of the folder (ADR 0024)."""
+    shape = _Shape(_narrowed(db, qq))
+    if at_most is not None:
+        narrow = (shape.joins(select(Image.id).select_from(Image), every=False, order=False)
+                  .where(*shape.conditions(counting=True)).limit(max(0, at_most)).subquery())
+        stmt = select(func.count()).select_from(narrow)
+    else:
+        stmt = (shape.joins(select(func.count(Image.id)).select_from(Image), every=False, order=False)
+                .where(*shape.conditions(counting=True)))
     with db.session() as s:
         return int(s.scalar(stmt) or 0)
 
@@ -377,7 +438,7 @@ def next_unreviewed(db: Database, qq: QueueQuery, after_id: int | None = None,
     Each stretch is one index walk with ``review_state = 'unreviewed'`` added (by name and by
     state that walk is ``ix_images_queue_state``'s), starting at the given row's keys; the row's
     position is an aggregate over the keys before it. None: no unreviewed image in this view."""
-    shape = _Shape(qq)
+    shape = _Shape(_narrowed(db, qq))
     segments = shape.segments()
     unreviewed = Image.review_state == ReviewState.UNREVIEWED.value
     step = -1 if backward else 1
@@ -441,7 +502,7 @@ def page_of(db: Database, qq: QueueQuery, found: Found, size: int) -> QueuePage:
     start = found.position - found.position % size
     if start == 0:
         return queue_page(db, qq, size)
-    shape = _Shape(qq)
+    shape = _Shape(_narrowed(db, qq))
     with db.session() as s:
         before = _walk_back(s, shape, shape.segments(), found.cursor, found.position - start + 1)
     if before is None:  # the queue changed since ``found`` was read: its position is stale

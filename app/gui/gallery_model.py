@@ -114,6 +114,25 @@ class GalleryModel(QAbstractListModel):
             self.dataChanged.emit(self.index(first), self.index(min(self._count, first + self.page_size) - 1))
         return False
 
+    def set_count(self, count: int) -> None:
+        """The queue's row count changed without its rows moving (the exact count after a bounded
+        one): rows are added at (or taken from) the end; the loaded pages stay."""
+        if count > self._count:
+            self.beginInsertRows(QModelIndex(), self._count, count - 1)
+            self._count = count
+            self.endInsertRows()
+        elif count < self._count:
+            self.beginRemoveRows(QModelIndex(), count, self._count - 1)
+            self._count = count
+            for page in [p for p in self._pages if p * self.page_size >= count]:
+                self._drop(self._pages.pop(page))
+                self._cursors.pop(page, None)
+            last = self._pages.get((count - 1) // self.page_size) if count else None
+            if last is not None and len(last) > count % self.page_size > 0:
+                self._drop(last[count % self.page_size:])
+                del last[count % self.page_size:]
+            self.endRemoveRows()
+
     def put_page(self, page: int, items: list[QueueItem], cursor: object | None = None) -> None:
         """A page the controller read for ``page_wanted``."""
         self._wanted.discard(page)

@@ -2,14 +2,19 @@
 
 An image whose state changes stays where it is until the next refresh (even if it no longer
 matches the filter), so the list never jumps under the inspector's cursor.
+
+A new filter or order shows its first page at once with a bounded count (the rows up to a few
+pages past those read); when there are more, the exact count follows from a helper thread
+and the scroll bar grows to it (ADR 0024: an exact count of a filter that reads predictions or
+names costs every image of a million-image folder).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QPoint, Signal
+from PySide6.QtCore import QObject, QPoint, Signal, SignalInstance
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
@@ -18,6 +23,9 @@ from app.services.review_types import QueueFilter, QueueItem, QueuePage
 
 log = logging.getLogger(__name__)
 NONE_LEFT = "No unreviewed image left in this view."
+# A new view's first count stops this many pages past the pages it reads: arrow keys and
+# scrolling have that much room before the exact count comes (seconds at a million images).
+BOUND_PAGES = 8
 
 
 class QueueController(QObject):
@@ -29,6 +37,7 @@ class QueueController(QObject):
     _page_done = Signal(object, int, object)  # filter, page number, QueuePage (from the page reader)
     _counts_done = Signal(object, object)     # folder id, counts (from the reader thread)
     _seek_done = Signal(object, object, object, str)  # filter, current id then, (Found, page) | None, error
+    _count_done = Signal(object, object)      # filter, its exact count | error text (from the counter)
 
     def __init__(self, service, model: GalleryModel, view: GalleryView, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -48,6 +57,10 @@ class QueueController(QObject):
         # N beyond the rows read: one search of the whole queue at a time, never dropped.
         self._seeker = DecodePool(1, 2, "queue-seek")
         self._seeking = False
+        # The exact count after a bounded one: newest filter first, stale ones dropped.
+        self._counter = DecodePool(1, 1, "queue-count")
+        self._count_exact = True
+        self._count_done.connect(self._on_count)
         self._read_done.connect(self._on_read)
         self._page_done.connect(self._on_page)
         self._counts_done.connect(self._on_counts)
@@ -68,12 +81,15 @@ class QueueController(QObject):
         keep = self.current_id() if keep is None else keep
         flt = self.filter
         try:
-            read = self._read(flt, self._pages_to_read(flt))
+            # Another view: a bounded count (its first page now, the exact count after).
+            read = self._read(flt, self._pages_to_read(flt), bound=flt != self._last_filter)
         except Exception as exc:
             log.exception("queue query failed")
             self.failed.emit(f"Cannot read the review queue: {exc}")
             return
         self._apply(read, keep, flt)
+        if not read.exact:
+            self._count_exactly(flt)
         if recount:
             try:
                 self._emit_counts(self.service.counts(flt.folder_id))
@@ -107,17 +123,40 @@ class QueueController(QObject):
             pages.update(r // self.model.page_size for r in rows if r >= 0)
         return sorted(pages)
 
-    def _read(self, flt: QueueFilter, pages: list[int]) -> "QueueRead":
-        """The count and the given pages of ``flt`` (any thread: plain data in and out)."""
-        count = self.service.queue_count(flt)
-        got: dict[int, QueuePage] = {}
+    def _read(self, flt: QueueFilter, pages: list[int], bound: bool = False) -> "QueueRead":
+        """The count and the given pages of ``flt`` (any thread: plain data in and out). With
+        ``bound`` the count stops ``BOUND_PAGES`` pages past the pages read (not exact when it
+        gets there)."""
         size = self.model.page_size
+        cap = (max(pages, default=0) + 1 + BOUND_PAGES) * size + 1 if bound else None
+        count = self.service.queue_count(flt, at_most=cap) if cap is not None else self.service.queue_count(flt)
+        exact = cap is None or count < cap
+        count = count if exact else count - 1
+        got: dict[int, QueuePage] = {}
         for p in pages:
             if p * size >= max(count, 1):
                 continue
             before = got.get(p - 1)
             got[p] = self._fetch_page(flt, p, before.cursor if before is not None else None)
-        return QueueRead(count, got)
+        return QueueRead(count, got, exact)
+
+    def _count_exactly(self, flt: QueueFilter) -> None:
+        """Count ``flt``'s rows on the counter thread; the model grows to them when they come."""
+        _off_thread(self._counter, self._count_done, flt, lambda: self.service.queue_count(flt))
+
+    def _on_count(self, flt: QueueFilter, count) -> None:
+        if flt != self.filter or flt != self._last_filter or self._count_exact:
+            return  # another view by now (or a newer read already counted this one)
+        if isinstance(count, str):
+            self.failed.emit(f"Cannot count the review queue: {count}")
+            return
+        self._count_exact = True
+        self.model.set_count(count)
+
+    def count_is_exact(self) -> bool:
+        """Whether the gallery's row count is the queue's (False while the exact count of a
+        new view is being read: the rows so far are a lower bound)."""
+        return self._count_exact
 
     def _fetch_page(self, flt: QueueFilter, page: int, after: object | None) -> QueuePage:
         """Page ``page`` of ``flt``: right after the previous page's cursor when known (no walk
@@ -162,6 +201,7 @@ class QueueController(QObject):
         self._pages.clear()
         pages = {p: pg.items for p, pg in read.pages.items()}
         cursors = {p: pg.cursor for p, pg in read.pages.items()}
+        self._count_exact = read.exact
         reset = self.model.replace_pages(read.count, pages, cursors)
         if keep is not None and self.model.row_of(keep) is not None:
             if reset:
@@ -190,13 +230,7 @@ class QueueController(QObject):
         """Re-count the review states on the reader thread (after a save the counts were
         already moved by ``update_item``: the window never waits for this)."""
         folder = self.filter.folder_id
-
-        def read() -> None:
-            try:
-                self._counts_done.emit(folder, self.service.counts(folder))
-            except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
-                self._counts_done.emit(folder, str(exc))
-        self._reader.submit(read)
+        _off_thread(self._reader, self._counts_done, folder, lambda: self.service.counts(folder))
 
     def _on_counts(self, folder, counts) -> None:
         if isinstance(counts, str):
@@ -314,7 +348,8 @@ class QueueController(QObject):
         """The next unreviewed item among the rows read, and whether those rows are the whole
         queue (then a miss means none is left; else the walk stops at the first row not read)."""
         size = self.model.page_size
-        complete = sum(min(n, (p + 1) * size) - p * size for p in self.model.loaded_pages()) >= n
+        complete = self._count_exact and \
+            sum(min(n, (p + 1) * size) - p * size for p in self.model.loaded_pages()) >= n
         if complete and 0 <= start < n:
             rows: Iterable[int] = ((start + k * delta) % n for k in range(1, n))
         else:
@@ -339,6 +374,8 @@ class QueueController(QObject):
             self.message.emit(NONE_LEFT)
             return
         number, got = page
+        if not self._count_exact and found.position >= self.model.rowCount():
+            self.model.set_count(found.position + 1)  # still a lower bound until the exact count comes
         if self.model.row_of(found.image_id) is None:
             self.model.put_page(number, got.items, got.cursor)
         if not self.view.select_image(found.image_id):  # the queue changed under the answer
@@ -349,9 +386,20 @@ class QueueController(QObject):
         return self.view.selected_ids()
 
     def close(self) -> None:
+        self._counter.close()
         self._pages.close()
         self._seeker.close()
         self._reader.close()
+
+
+def _off_thread(pool: DecodePool, done: SignalInstance, key: object, work: Callable[[], object]) -> None:
+    """Run ``work`` on ``pool``; ``done(key, its result or the error's text)`` reaches the GUI thread."""
+    def run() -> None:
+        try:
+            done.emit(key, work())
+        except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
+            done.emit(key, str(exc))
+    pool.submit(run)
 
 
 @dataclass(frozen=True)
@@ -360,3 +408,4 @@ class QueueRead:
 
     count: int
     pages: dict[int, QueuePage]
+    exact: bool = True  # False: ``count`` is a lower bound (the exact one is read after)

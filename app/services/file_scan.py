@@ -5,23 +5,28 @@ Indexing a station's folder must stay fast at 10,000+ files: the walk uses ``os.
 chunks on a small thread pool (``hashlib`` releases the GIL on large buffers, so hashing
 overlaps with disk reads). Files whose size and modification time are unchanged since the
 last index are never re-read: ``plan_changes`` tells which ones need hashing.
+
+At a million files nothing here holds more than it must: unchanged files are only counted,
+and hashing keeps a bounded window of files in flight (issue 22).
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, MutableMapping
 
 from inference.imageio import IMAGE_SUFFIXES
 
 HASH_CHUNK = 1 << 20
 HASH_THREADS = 4
+HASH_WINDOW = 256  # files submitted to the hash threads ahead of the one being yielded
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FoundFile:
     """One image file found under a folder; ``rel_path`` uses '/' on every platform."""
 
@@ -30,13 +35,14 @@ class FoundFile:
     mtime_ns: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KnownFile:
     """What the database already holds about a file (from a previous index)."""
 
     size_bytes: int
     mtime_ns: int
     content_hash: str | None
+    missing: bool = False  # its row is marked missing (the file had gone)
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,9 @@ class ScanPlan:
 
     new: tuple[FoundFile, ...]
     changed: tuple[FoundFile, ...]
-    unchanged: tuple[FoundFile, ...]
-    gone: tuple[str, ...]
+    unchanged: int                    # how many: nothing to write for them
+    gone: tuple[str, ...]             # rows whose file has gone (not marked missing yet)
+    restored: tuple[FoundFile, ...] = ()  # unchanged files whose rows were marked missing
 
 
 def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
@@ -76,20 +83,24 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
         stack.extend(reversed(subdirs))
 
 
-def plan_changes(found: Iterable[FoundFile], known: Mapping[str, KnownFile]) -> ScanPlan:
-    """Split the files on disk into new / changed / unchanged (size and mtime equal) / gone."""
-    new, changed, unchanged, seen = [], [], [], set()
+def plan_changes(found: Iterable[FoundFile], known: MutableMapping[str, KnownFile]) -> ScanPlan:
+    """Split the files on disk into new / changed / unchanged (size and mtime equal, only
+    counted) / restored (unchanged, but marked missing) / gone. ``known`` is consumed as the
+    files stream past (what is left at the end is what has gone): no second copy of the folder."""
+    new, changed, restored, unchanged = [], [], [], 0
     for entry in found:
-        seen.add(entry.rel_path)
-        old = known.get(entry.rel_path)
+        old = known.pop(entry.rel_path, None)
         if old is None:
             new.append(entry)
         elif old.size_bytes == entry.size_bytes and old.mtime_ns == entry.mtime_ns and old.content_hash:
-            unchanged.append(entry)
+            if old.missing:
+                restored.append(entry)
+            else:
+                unchanged += 1
         else:
             changed.append(entry)
-    gone = tuple(sorted(set(known) - seen))
-    return ScanPlan(tuple(new), tuple(changed), tuple(unchanged), gone)
+    gone = tuple(sorted(p for p, k in known.items() if not k.missing))
+    return ScanPlan(tuple(new), tuple(changed), unchanged, gone, tuple(restored))
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:
@@ -114,9 +125,19 @@ def hash_files(root: str | os.PathLike[str], entries: Iterable[FoundFile],
         except OSError:
             return None
 
-    items = list(entries)
-    with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="hash") as pool:
-        for i, digest in enumerate(pool.map(one, items)):
+    window: deque[tuple[FoundFile, Future[str | None]]] = deque()
+    done = 0
+
+    def drain(keep: int) -> Iterator[tuple[FoundFile, str | None]]:
+        nonlocal done
+        while len(window) > keep:
+            ready, future = window.popleft()
+            done += 1
             if on_done is not None:
-                on_done(i + 1)
-            yield items[i], digest
+                on_done(done)
+            yield ready, future.result()
+    with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="hash") as pool:
+        for entry in entries:  # at most HASH_WINDOW in flight: no future per file of the folder
+            window.append((entry, pool.submit(one, entry)))
+            yield from drain(HASH_WINDOW - 1)
+        yield from drain(0)

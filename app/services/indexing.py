@@ -2,21 +2,24 @@
 
 Re-adding a folder hashes only files that are new or whose size or modification time changed;
 the database keeps rows for files that disappeared (marked missing, labels kept) and drops
-predictions of files whose content changed (``ImageRepository.sync``). Everything is written
-in one transaction at the end, so an interrupted index leaves the previous state intact, with
-one exception that makes a large new folder usable at once: with ``on_first`` the first
-``first_batch`` new files (in name order) are committed as soon as they are hashed and
-``on_first`` is called, so the gallery shows a first page while the rest indexes (an
-interruption then leaves those new rows, which the next index simply finds unchanged).
+predictions of files whose content changed (``ImageRepository.sync``).
+
+A folder can hold a million files (issue 22, ADR 0024), so the index streams: unchanged files
+are only stat'ed and counted (re-opening an unchanged folder writes nothing), and new or
+changed files are written in chunks of ``CHUNK`` as they are hashed, each chunk one
+transaction. An interrupted index leaves the chunks written so far, which the next index
+finds unchanged; rows are marked missing only after the whole folder was walked. With
+``on_first`` the first ``first_batch`` new files (in name order) are written first and
+``on_first`` is called, so the gallery shows a first page while the rest indexes.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from app.services.file_scan import KnownFile, hash_files, plan_changes, walk_images
+from app.services.file_scan import FoundFile, KnownFile, hash_files, plan_changes, walk_images
 from app.services.trace import (
     TraceReport,
     TraceRuleError,
@@ -51,6 +54,7 @@ class IndexReport:
 
 
 FIRST_BATCH = 256  # one gallery page
+CHUNK = 20_000     # new or changed files per transaction (bounded memory at a million files)
 
 
 def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None = None,
@@ -66,33 +70,48 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         raise FolderIndexError(f"{root}: not a folder")
     info = db.folders.add(str(root))
     known = {path: KnownFile(*values) for path, values in db.images.known_files(info.id).items()}
-    found = []
-    for n, entry in enumerate(walk_images(root), 1):
-        found.append(entry)
-        if progress is not None and n % 500 == 0:
-            progress(n, 0, "scan")
-    plan = plan_changes(found, known)
+    files = 0
+
+    def walk() -> Iterator[FoundFile]:
+        nonlocal files
+        for files, entry in enumerate(walk_images(root), 1):
+            if progress is not None and files % 500 == 0:
+                progress(files, 0, "scan")
+            yield entry
+    plan = plan_changes(walk(), known)
+    del known
     stream = on_first is not None and len(plan.new) > first_batch
     to_hash = [*(sorted(plan.new, key=lambda e: e.rel_path.lower()) if stream else plan.new), *plan.changed]
-    entries: list[FileEntry] = [FileEntry(e.rel_path, e.size_bytes, e.mtime_ns) for e in plan.unchanged]
+    # Restored rows (unchanged files back from missing) need only their flag cleared.
+    pending: list[FileEntry] = [FileEntry(e.rel_path, e.size_bytes, e.mtime_ns) for e in plan.restored]
     unreadable: list[str] = []
-    early: tuple[int, ...] = ()  # new rows committed for the first page (the final sync sees them unchanged)
+    added: list[int] = []
+    changed: list[int] = []
+
+    def write() -> None:
+        result = db.images.sync(info.id, pending, complete=False)
+        added.extend(result.added_ids)
+        changed.extend(result.changed_ids)
+        pending.clear()
     total = len(to_hash)
     on_done = (lambda done: progress(done, total, "hash")) if progress is not None else None
-    for entry, digest in hash_files(root, to_hash, on_done):
+    for done, (entry, digest) in enumerate(hash_files(root, to_hash, on_done), 1):
         if digest is None:
             unreadable.append(entry.rel_path)
-            entries.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns,
+            pending.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns,
                                      error="file could not be read while indexing"))
         else:
-            entries.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns, content_hash=digest))
-        if stream and on_first is not None and len(entries) - len(plan.unchanged) == first_batch:
-            early = db.images.sync(info.id, entries[len(plan.unchanged):], complete=False).added_ids
+            pending.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns, content_hash=digest))
+        if stream and on_first is not None and done == first_batch:
+            write()
             on_first(info.id)
-    result = db.images.sync(info.id, entries, complete=True)
+        elif len(pending) >= CHUNK:
+            write()
+    write()  # also when nothing changed: the folder's indexed_at moves
+    missing = db.images.mark_missing(info.id, plan.gone)
     return IndexReport(trace=_trace(db, info.id),
-        folder_id=info.id, root=str(root), files=len(found), added=tuple(sorted(early + result.added_ids)),
-        changed=result.changed_ids, unchanged=result.unchanged - len(early), missing=result.missing,
+        folder_id=info.id, root=str(root), files=files, added=tuple(sorted(added)),
+        changed=tuple(sorted(changed)), unchanged=plan.unchanged, missing=missing,
         unreadable=tuple(unreadable), seconds=time.monotonic() - start,
     )
 

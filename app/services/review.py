@@ -195,10 +195,11 @@ class ReviewService:
         page = queue_page(self.db, self.queue_query(flt), limit, offset=offset, after=after)
         return QueuePage([_queue_item(r) for r in page.rows], page.cursor)
 
-    def queue_count(self, flt: QueueFilter) -> int:
-        """How many images ``flt`` selects (the gallery's exact row count)."""
+    def queue_count(self, flt: QueueFilter, at_most: int | None = None) -> int:
+        """How many images ``flt`` selects (the gallery's exact row count); with ``at_most``,
+        min(that, ``at_most``), which costs only the rows up to the bound."""
         from database.review_queue import queue_count
-        return queue_count(self.db, self.queue_query(flt))
+        return queue_count(self.db, self.queue_query(flt), at_most)
 
     def next_unreviewed(self, flt: QueueFilter, after: QueueItem | None = None, backward: bool = False,
                         placed_state: str | None = None) -> Found | None:

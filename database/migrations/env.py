@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from database.migrate import mapped_name
 from database.models import Base
 
 connection = context.config.attributes.get("connection")
@@ -15,6 +16,7 @@ context.configure(
     # SQLite cannot ALTER most things in place; batch mode copies the table instead.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=mapped_name,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -15,7 +15,7 @@ TABLES = {"folders", "images", "classes", "model_versions", "predictions", "labe
 
 def _diff(engine) -> list:
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": mig.mapped_name})
         return compare_metadata(ctx, Base.metadata)
 
 

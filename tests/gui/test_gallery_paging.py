@@ -6,7 +6,7 @@ import pytest
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
-from app.gui.queue_controller import QueueController
+from app.gui.queue_controller import BOUND_PAGES, QueueController
 from app.gui.thumbnails import ThumbnailCache
 from app.services.review_types import QueueFilter
 from tests.gui.fixtures import make_folder
@@ -27,10 +27,13 @@ def paged(qtbot, service, tmp_path):
     cache.shutdown()
 
 
-def test_count_is_exact_and_pages_load_as_they_come_on_screen(qtbot, service, paged, monkeypatch):
+def test_first_page_at_once_then_the_exact_count_and_pages_as_they_come_on_screen(qtbot, service, paged,
+                                                                                   monkeypatch):
     info, model, view, queue = paged
     monkeypatch.setattr(service, "queue", lambda *a, **k: pytest.fail("the gallery read the whole queue"))
     queue.set_filter(QueueFilter(folder_id=info.id, sort="name", descending=True))
+    assert model.rowCount() == 4 * (1 + BOUND_PAGES) and not queue.count_is_exact()  # counted no further
+    qtbot.waitUntil(queue.count_is_exact, timeout=5000)  # the exact count, from the counter thread
     assert model.rowCount() == 40
     assert model.loaded_pages() == [0] and model.item_at(0).name == "part_39.png"
     assert model.item_at(39) is None  # not read yet
@@ -68,6 +71,7 @@ def test_a_refresh_rereads_the_pages_on_screen_and_drops_the_others(qtbot, servi
     from app.services.review_types import LabelState
     info, model, view, queue = paged
     queue.set_filter(QueueFilter(folder_id=info.id))
+    qtbot.waitUntil(queue.count_is_exact, timeout=5000)  # the scroll bar's end is the queue's
     view.scrollToBottom()
     qtbot.waitUntil(lambda: model.item_at(39) is not None, timeout=5000)
     bottom = model.item_at(39).image_id

@@ -35,12 +35,17 @@ def test_plan_hashes_only_new_or_changed(tmp_path: Path) -> None:
         "grown.png": KnownFile(2, found["grown.png"].mtime_ns, "h"),
         "touched.png": KnownFile(3, found["touched.png"].mtime_ns - 1, "h"),
         "gone.png": KnownFile(3, 1, "h"),
+        "gone-before.png": KnownFile(3, 1, "h", missing=True),
     }
+    _write(tmp_path / "back.png", b"abc")
+    found = {e.rel_path: e for e in walk_images(tmp_path)}
+    known["back.png"] = KnownFile(3, found["back.png"].mtime_ns, "h", missing=True)
     plan = plan_changes(found.values(), known)
-    assert [e.rel_path for e in plan.unchanged] == ["same.png"]
+    assert plan.unchanged == 1  # same.png: only counted
     assert sorted(e.rel_path for e in plan.changed) == ["grown.png", "touched.png"]
     assert [e.rel_path for e in plan.new] == ["new.png"]
-    assert plan.gone == ("gone.png",)
+    assert [e.rel_path for e in plan.restored] == ["back.png"]
+    assert plan.gone == ("gone.png",)  # gone-before.png is marked missing already
 
 
 def test_hash_streams_large_files_and_reports_vanished_ones(tmp_path: Path) -> None:

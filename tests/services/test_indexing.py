@@ -86,3 +86,46 @@ def test_a_large_new_folder_shows_its_first_page_while_the_rest_indexes(db, tmp_
     assert seen == [[f"p{i:02d}.png" for i in range(5)]]  # the first page by name
     assert len(report.added) == 12 and report.unchanged == 0
     assert index_folder(db, root, on_first=first, first_batch=5).unchanged == 12 and len(seen) == 1
+
+
+def test_reopening_an_unchanged_folder_only_stats_files(db, tmp_path: Path, monkeypatch) -> None:
+    """Issue 22: unchanged files are stat'ed and counted; no image row is read one by one or
+    written, and nothing is hashed (a million-file folder re-opens at the speed of its stats)."""
+    from sqlalchemy import event
+    root = _folder(tmp_path / "parts")
+    index_folder(db, root)
+    monkeypatch.setattr(file_scan, "hash_file", lambda p: pytest.fail(f"hashed {p}"))
+    statements: list[str] = []
+    listen = lambda conn, cursor, statement, params, context, many: statements.append(statement)  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        again = index_folder(db, root)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert again.unchanged == 4 and again.added == again.changed == () and again.missing == 0
+    writes = [s for s in statements if s.lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+    assert all(s.lstrip().upper().startswith("UPDATE FOLDERS") for s in writes), writes
+    reads = [s for s in statements if "FROM images" in s]
+    assert len(reads) == 1, reads  # what the disk is compared with, read once
+
+
+def test_chunked_writes_and_a_file_back_from_missing(db, tmp_path: Path, monkeypatch) -> None:
+    import app.services.indexing as indexing
+    monkeypatch.setattr(indexing, "CHUNK", 2)  # several transactions for a handful of files
+    root = tmp_path / "line"
+    root.mkdir()
+    for i in range(7):
+        cv2.imwrite(str(root / f"p{i}.png"), np.full((4, 4), i, np.uint8))
+    first = index_folder(db, root, on_first=lambda _folder_id: None, first_batch=3)
+    assert len(first.added) == 7
+    kept = (root / "p4.png").read_bytes()
+    st = (root / "p4.png").stat()
+    (root / "p4.png").unlink()
+    assert index_folder(db, root).missing == 1
+    (root / "p4.png").write_bytes(kept)
+    os.utime(root / "p4.png", ns=(st.st_atime_ns, st.st_mtime_ns))
+    back = index_folder(db, root)
+    assert back.added == back.changed == () and back.missing == 0 and back.unchanged == 6
+    rows = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
+    assert sorted(im.rel_path for im in rows) == [f"p{i}.png" for i in range(7)]
+    assert not any(im.missing for im in rows) and all(im.content_hash for im in rows)
