@@ -86,6 +86,30 @@ def predictors(features: dict[str, np.ndarray], y: np.ndarray, k: int) -> dict[s
     return out
 
 
+def data_facts(root: Path, classes: list[str]) -> dict[str, dict]:
+    """Per class: image sides, median defect-mask share (masks/train), and how many val/ images show a
+    tile that train/ shows under another lighting (file names only; no val pixel is read)."""
+    import cv2
+
+    train_names = {p.name for c in classes for p in (root / "train" / c).glob("*.png")}
+    val_names = {c: sorted(p.name for p in (root / "val" / c).glob("*.png")) for c in classes}
+    every = sorted(train_names) + [n for c in classes for n in val_names[c]]
+    series = dict(zip(every, series_groups(every)))
+    in_train = {series[n] for n in train_names}
+    out: dict[str, dict] = {}
+    for c in classes:
+        files = sorted((root / "train" / c).glob("*.png"))
+        sides = np.array([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).shape for f in files])
+        masks = [root / "masks" / "train" / c / f.name for f in files]
+        share = [float((cv2.imread(str(m), cv2.IMREAD_GRAYSCALE) > 0).mean()) for m in masks if m.is_file()]
+        out[c] = {"train": len(files), "height_min_median_max": [int(v) for v in np.percentile(sides[:, 0], [0, 50, 100])],
+                  "width_min_median_max": [int(v) for v in np.percentile(sides[:, 1], [0, 50, 100])],
+                  "median_mask_share": round(float(np.median(share)), 4) if share else None,
+                  "train_tiles": len({series[f.name] for f in files}),
+                  "val": len(val_names[c]), "val_tile_also_in_train": sum(series[n] in in_train for n in val_names[c])}
+    return out
+
+
 def tried_heads(x: np.ndarray, y: np.ndarray) -> dict[str, Predict]:
     """Heads tried on the defect statistics and dropped (``--tried``): gradient boosting, extra trees,
     an unweighted logistic regression. Reported under the same folds; never candidates."""
@@ -131,10 +155,17 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, help="folder for the feature arrays (recomputed when absent)")
     ap.add_argument("--few", type=int, nargs="*", default=[], help="labels per class for the retraining scenario")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--facts", action="store_true", help="only print the data facts (sizes, mask shares, shared tiles)")
     ap.add_argument("--tried", action="store_true", help="also score the heads tried and dropped (minutes)")
     args = ap.parse_args()
 
     paths, y, classes = split_items(args.data, "train")
+    if args.facts:
+        facts = data_facts(args.data, classes)
+        print(json.dumps(facts, indent=1))
+        if args.json:
+            write_json_atomic(args.json, facts)
+        return 0
     names = [p.name for p in paths]
     t0 = time.monotonic()
     features = {"thumbnail": cached(args.cache, "thumbnail", lambda: thumbnails(paths))}

@@ -107,7 +107,7 @@ def defect_vector(gray: np.ndarray) -> np.ndarray:
     h, w = g.shape
     if max(h, w) > DEFECT_SIDE:
         s = DEFECT_SIDE / max(h, w)
-        g = cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        g = np.asarray(cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), np.float32)
         h, w = g.shape
     med = float(np.median(g))
     mad = float(np.median(np.abs(g - med))) * 1.4826 + 1e-3

@@ -140,6 +140,11 @@ def test_defect_linear_round_trips_through_the_engine_and_old_versions_read_text
         logits = z @ state["linear.weight"].numpy().T + state["linear.bias"].numpy()
         p = np.exp(logits - logits.max())
         np.testing.assert_allclose(r.classifier.scores, p / p.sum(), atol=0.02)
+    # its out-of-domain statistics describe the features it reads, standardised as its layer reads them
+    from inference.engine_families import embed_images
+
+    emb = embed_images(loaded, [read_image(p, "gray") for p in paths[:3]])
+    np.testing.assert_allclose(emb, (feats[:3] - state["mean"].numpy()) / state["scale"].numpy(), rtol=1e-4, atol=1e-3)
     # a version written before feature sets had names has no "features" key: it reads texture features
     old = write_texture_linear(texture_matrix(paths), np.array(labels), ["free", "blowhole"], 1.0, tmp_path / "old", {})
     meta = json.loads((old / "config.json").read_text())
