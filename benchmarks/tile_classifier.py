@@ -2,7 +2,8 @@
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/tile_classifier.py --data ../shared/datasets/magnetic_tile \
         --out resources/models/classifier-magnetic_tile --json benchmarks/results/tiles-classifier/cv.json \
-        [--cache /tmp/tile-features] [--few 10 20 40 80 --seeds 0 1 2]
+        [--cache /tmp/tile-features] [--few 10 20 40 80 --seeds 0 1 2] [--tried]
+    PYTHONPATH=. python benchmarks/tile_classifier.py --data ../shared/datasets/magnetic_tile --facts   # sizes, mask shares, shared tiles
 
 1. Features of every ``train/`` tile (``texture``: the label-next embedding; ``defect``: the
    small-defect statistics of ``inference.texture_features``; 12 x 12 thumbnails for the simple answers).
