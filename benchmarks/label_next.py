@@ -20,7 +20,8 @@ same budget: 10 per class on magnetic tile's 6 classes is 60 labels, whatever cl
 At each count the model is fitted on the labels given and scored on the independent ``--val``
 tree: logistic regression (standardised, the retraining comparison's ``logreg`` simple answer)
 on the same cheap ``texture`` embedding that "label next" uses, and, for reference, the same
-regression on 12 x 12 gray thumbnails (the retraining's best simple answer on magnetic tile).
+regression on 12 x 12 gray thumbnails (the retraining's best simple answer on magnetic tile) and
+on the small-defect statistics (``defect``, the retrain command's third candidate; ADR 0027).
 Not the registered network: its retraining takes minutes per point on the shared CPUs, and it
 lost to the thumbnail regression at every count (benchmarks/results/retrain-baselines.md).
 """
@@ -50,6 +51,7 @@ from app.services.label_next import (  # noqa: E402
 )
 from app.services.labels_needed import labels_needed  # noqa: E402
 from inference.imageio import is_image_file  # noqa: E402
+from inference.training.classifier_head import texture_matrix  # noqa: E402
 from inference.training.simple_answers import SIMPLE_MODELS, fit_predict, score, thumbnails  # noqa: E402
 
 
@@ -59,9 +61,13 @@ def tree(root: Path) -> tuple[list[Path], list[str]]:
     return paths, [p.parent.name for p in paths]
 
 
+KINDS = ("texture", "thumbnail", "defect")  # feature sets the logistic regression is scored on
+
+
 def features(paths: list[Path]) -> dict[str, np.ndarray]:
     src = TextureEmbedding()
-    return {"texture": np.stack([src.embed(p) for p in paths]), "thumbnail": thumbnails(paths)}
+    return {"texture": np.stack([src.embed(p) for p in paths]), "thumbnail": thumbnails(paths),
+            "defect": texture_matrix(paths, "defect")}
 
 
 Chooser = Callable[[np.ndarray, list, int, np.random.Generator], list[int]]
@@ -113,7 +119,7 @@ def curve(order: list[int], counts: list[int], train: dict[str, np.ndarray], y: 
     for n in counts:
         idx = np.asarray(order[:n])
         out[n] = {}
-        for kind in ("texture", "thumbnail"):
+        for kind in KINDS:
             pred = fit_predict(SIMPLE_MODELS["logreg"], train[kind][idx], y[idx], val[kind])
             s = score(yv, pred, classes)
             out[n][kind] = {**s.as_dict(), "classes_seen": int(len(np.unique(y[idx])))}
@@ -172,7 +178,7 @@ def main() -> None:
         summary[order_name] = {}
         for n in counts:
             row = {}
-            for kind in ("texture", "thumbnail"):
+            for kind in KINDS:
                 acc = [by_seed[s][n][kind]["accuracy"] for s in a.seeds]
                 f1 = [by_seed[s][n][kind]["f1"] for s in a.seeds]
                 row[kind] = {"accuracy": round(float(np.mean(acc)), 4), "accuracy_sd": round(float(np.std(acc)), 4),
@@ -187,13 +193,12 @@ def main() -> None:
     reach = next((n for n in counts if summary["label_next"][n]["texture"]["accuracy"] >= target), None)
     print(f"embedding {embed_s:.1f} s for {len(paths) + len(vpaths)} images; label next selection "
           f"{np.mean(select_s):.1f} s per seed for {max(counts)} labels")
-    print("labels | order            | texture logreg acc / F1          | thumbnail logreg acc / F1")
+    print("labels | order            | " + " | ".join(f"{kind} logreg acc / F1" for kind in KINDS))
     for n in counts:
         for order_name in runs:
             r = summary[order_name][n]
-            print(f"{n:6d} | {order_name:16s} | {r['texture']['accuracy']:.3f} ± {r['texture']['accuracy_sd']:.3f} / "
-                  f"{r['texture']['f1']:.3f} ± {r['texture']['f1_sd']:.3f} | {r['thumbnail']['accuracy']:.3f} ± "
-                  f"{r['thumbnail']['accuracy_sd']:.3f} / {r['thumbnail']['f1']:.3f} ± {r['thumbnail']['f1_sd']:.3f}")
+            print(f"{n:6d} | {order_name:16s} | " + " | ".join(
+                f"{r[k]['accuracy']:.3f} ± {r[k]['accuracy_sd']:.3f} / {r[k]['f1']:.3f} ± {r[k]['f1_sd']:.3f}" for k in KINDS))
     verdict = (f"label next reaches random's {max(counts)}-label accuracy {target:.3f} at {reach} labels"
                if reach is not None else f"label next does not reach random's {max(counts)}-label accuracy {target:.3f}")
     half = reach is not None and reach <= max(counts) // 2

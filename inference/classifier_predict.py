@@ -117,8 +117,13 @@ def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size
 @torch.no_grad()
 def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
     """Float images -> (n, d) pooled backbone embeddings at the model's input (``MemoryMamba.embedding``),
-    what ``inference.domain`` describes and scores."""
+    what ``inference.domain`` describes and scores. A model that computes its own input from the
+    picture (``texture_linear``) is described by that input, standardised as its layer reads it."""
     cfg = loaded.config
+    if callable(getattr(loaded.model, "image_input", None)):
+        feats = np.stack([model_input(loaded, im) for im in images]) if len(images) else np.zeros((0, 0), np.float32)
+        state = loaded.model.state_dict()
+        return ((feats - state["mean"].numpy()) / state["scale"].numpy()).astype(np.float32) if len(images) else feats
     model = cast(MemoryMamba, loaded.model)
     model.eval()
     device = next(model.parameters()).device

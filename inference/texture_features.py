@@ -9,6 +9,19 @@ random labels per class; benchmarks/results/label-next.md) and the frozen NEU ba
 by far (0.33 at 40 per class; benchmarks/results/retrain-baselines.md).
 
 Every image is resized to ``WORK_SIDE`` first, so the cost is bounded whatever the file's size.
+
+The second vector, ``defect`` (``image_defect``: ``DEFECT_DIM`` numbers), is for parts whose defects
+are small: a 96 x 96 square resize of a long magnetic tile erases a 2-pixel crack or a blowhole of
+0.2 % of the area. It works at the image's own aspect and up to ``DEFECT_SIDE`` pixels: each image
+is standardised by its own median and spread (lighting sessions differ), the vertical striation
+is taken out column by column, and at four scales the dark and bright spots (difference of
+Gaussians), the dark and bright ridges (Hessian eigenvalues: cracks) and the edge strength are
+summarised by high percentiles, the maximum and the mean of the strongest 0.1 % inside a margin,
+so where on the part a defect sits does not matter; then the row and column brightness profiles
+(uneven bands), how much dark background shows along each side (breaks, frays), the size and
+the exposure, and the 12 x 12 thumbnail. On magnetic tiles a logistic regression on it scored
+0.94 / macro F1 0.90 under session-grouped cross-validation, against 0.85 / 0.71 for thumbnails
+(benchmarks/results/tiles-classifier.md).
 """
 from __future__ import annotations
 
@@ -64,8 +77,79 @@ def texture_vector(gray: np.ndarray, aspect: float) -> np.ndarray:
     return np.concatenate([thumb, orient, energy, np.asarray(stats, np.float64)]).astype(np.float32)
 
 
+DEFECT_SIDE = 256                 # longer side the defect statistics work at (larger images are area-shrunk)
+DEFECT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
+DEFECT_PERCENTILES = (50, 90, 99, 99.9)
+DEFECT_MARGIN = 8                 # pixels left out at each border before the percentiles (resampling edges)
+DEFECT_MAPS = 5                   # dark spots, bright spots, dark ridges, bright ridges, edge strength
+DEFECT_STATS = len(DEFECT_PERCENTILES) + 2  # the percentiles, the maximum, the mean of the strongest 0.1 %
+DEFECT_DIM = len(DEFECT_SIGMAS) * DEFECT_MAPS * DEFECT_STATS + 8 + 5 + 6 + THUMB * THUMB
+DARK_BACKGROUND = 0.12            # gray level below which a pixel is background showing past the part
+
+
+def _summary(response: np.ndarray) -> list[float]:
+    h, w = response.shape
+    m = DEFECT_MARGIN
+    inner = response[m:h - m, m:w - m] if min(h, w) > 4 * m else response
+    v = inner.reshape(-1)
+    top = np.partition(v, v.size - max(1, v.size // 1000))[v.size - max(1, v.size // 1000):]
+    return [*np.percentile(v, DEFECT_PERCENTILES), float(v.max()), float(top.mean())]
+
+
+def _profile(p: np.ndarray) -> list[float]:
+    d = np.abs(np.diff(p)) if p.size > 1 else np.zeros(1, np.float32)
+    return [float(p.std()), float(p.max() - p.min()), float(d.max()), float(np.percentile(d, 90))]
+
+
+def defect_vector(gray: np.ndarray) -> np.ndarray:
+    """The (DEFECT_DIM,) small-defect statistics of one gray image in [0, 1] (any size, own aspect)."""
+    g = np.asarray(gray, np.float32)
+    h, w = g.shape
+    if max(h, w) > DEFECT_SIDE:
+        s = DEFECT_SIDE / max(h, w)
+        g = np.asarray(cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), np.float32)
+        h, w = g.shape
+    med = float(np.median(g))
+    mad = float(np.median(np.abs(g - med))) * 1.4826 + 1e-3
+    z = (g - med) / mad                             # the image's own exposure taken out
+    r = z - np.median(z, axis=0, keepdims=True)     # the vertical striation taken out
+    feats: list[float] = []
+    for sigma in DEFECT_SIGMAS:
+        fine = cv2.GaussianBlur(r, (0, 0), sigma)
+        dog = fine - cv2.GaussianBlur(r, (0, 0), 2 * sigma)
+        s2 = sigma * sigma
+        dxx = cv2.Sobel(fine, cv2.CV_32F, 2, 0, ksize=3) * s2
+        dyy = cv2.Sobel(fine, cv2.CV_32F, 0, 2, ksize=3) * s2
+        dxy = cv2.Sobel(fine, cv2.CV_32F, 1, 1, ksize=3) * s2
+        root = np.sqrt((dxx - dyy) ** 2 + 4 * dxy * dxy)
+        gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
+        for response in (np.maximum(-dog, 0), np.maximum(dog, 0), np.maximum((dxx + dyy + root) / 2, 0),
+                         np.maximum(-(dxx + dyy - root) / 2, 0), np.sqrt(gx * gx + gy * gy) * sigma):
+            feats += _summary(response)
+    rows = cv2.GaussianBlur(z.mean(axis=1).reshape(-1, 1), (0, 0), 4).reshape(-1)
+    cols = cv2.GaussianBlur(z.mean(axis=0).reshape(1, -1), (0, 0), 4).reshape(-1)
+    feats += _profile(rows) + _profile(cols)
+    dark = (g < DARK_BACKGROUND).astype(np.float32)
+    b = max(4, min(h, w) // 16)
+    feats += [float(dark.mean()), float(dark[:b].mean()), float(dark[-b:].mean()), float(dark[:, :b].mean()),
+              float(dark[:, -b:].mean())]
+    feats += [float(np.log(h)), float(np.log(w)), float(np.log(w / h)), med, mad, float(g.std())]
+    thumb = cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA).reshape(-1)
+    return np.concatenate([np.asarray(feats, np.float32), thumb]).astype(np.float32)
+
+
+def image_defect(image: np.ndarray) -> np.ndarray:
+    """The (DEFECT_DIM,) vector of a float image in [0, 1] of any channel count."""
+    return defect_vector(gray_of(image))
+
+
 def image_texture(image: np.ndarray) -> np.ndarray:
     """The (TEXTURE_DIM,) vector of a float image in [0, 1] of any channel count (its own aspect)."""
     gray = gray_of(image)
     h, w = gray.shape
     return texture_vector(gray, w / max(h, 1))
+
+
+# feature set name -> (length, function of a decoded float image): what a texture_linear version reads
+FEATURE_SETS = {"texture": (TEXTURE_DIM, image_texture), "defect": (DEFECT_DIM, image_defect)}

@@ -68,7 +68,7 @@ class RetrainPlan:
     notes: tuple[str, ...] = ()  # what was left out and why
     comparable: bool = False   # the parent can be scored on the same held-out labels as the new version
     head_only: str | None = None  # classifier: a light head (no train run), cross-validated with groups by this rule
-    head_method: str = "head"     # which light heads: "head" (frozen backbone), "texture", or "auto" (both)
+    head_method: str = "head"     # which light heads: "head" (frozen backbone), "texture", "defect", or "auto" (all)
     fitted_parent: bool = False   # the start point is a version the trainer cannot start from (texture_linear)
 
     @property

@@ -11,7 +11,10 @@ result is an ordinary MemoryMamba directory that the station loads and runs unch
 The second candidate needs no backbone: the same class-balanced logistic regression on the
 184 texture features of ``inference.texture_features`` (what "label next" embeds with), written
 as a ``texture_linear`` model. On magnetic tiles those features carry the classes far better than
-the NEU backbone's pooled features (benchmarks/results/texture-head.md).
+the NEU backbone's pooled features (benchmarks/results/texture-head.md). The third, ``defect``,
+fits the same regression on the small-defect statistics of ``inference.texture_features`` (own
+aspect, up to 256 px, ADR 0027), also written as a ``texture_linear`` model; on magnetic tiles it
+beats both (benchmarks/results/tiles-classifier.md).
 
 ``compare_candidates`` scores the candidates and the simple answers (majority, kNN, logistic
 regression on thumbnails and on plain embeddings) by group-aware cross-validation inside the
@@ -32,8 +35,8 @@ from inference.checkpoints import LoadedModel, save_model
 from inference.classifier_predict import resize_to_model_input, tta_views
 from inference.imageio import read_image
 from inference.models.memory_mamba import MemoryMamba
-from inference.models.texture_linear import TextureLinear, TextureLinearConfig
-from inference.texture_features import TEXTURE_DIM, image_texture
+from inference.models.texture_linear import TextureLinear, feature_config
+from inference.texture_features import FEATURE_SETS
 from inference.training.classifier_data import class_folders
 from inference.training.simple_answers import (
     FOLDS,
@@ -53,7 +56,9 @@ HEAD_VIEWS = "flips"        # the new version's test-time augmentation; its feat
 HEAD_C = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head (chosen by group CV)
 PASS_THROUGH_FLOOR = 8.0    # GELU(z) = z to float precision for z >= 8: the head's first layer shifts features above it
 ABSENT_CLASS_BIAS = -30.0   # a class with no training image in a fold/fit is never predicted
-CANDIDATE_KINDS = ("texture", "backbone")  # texture first: on a tie the version without a network wins (cheaper)
+# texture first: on a tie the cheapest version wins (texture features, then defect statistics, then a network)
+CANDIDATE_KINDS = ("texture", "defect", "backbone")
+FEATURE_KINDS = {"texture": "texture_linear", "defect": "defect_linear"}  # feature set -> candidate name stem
 
 
 def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, batch: int = 32) -> np.ndarray:
@@ -71,11 +76,12 @@ def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, b
     return np.concatenate(out, axis=1) if out else np.zeros((1, 0, 0), np.float32)
 
 
-def texture_matrix(paths: Sequence[Path]) -> np.ndarray:
-    """(n, TEXTURE_DIM) texture features of image files, decoded as the engine decodes them (gray)."""
-    out = np.empty((len(paths), TEXTURE_DIM), dtype=np.float32)
+def texture_matrix(paths: Sequence[Path], features: str = "texture") -> np.ndarray:
+    """(n, dim) feature vectors (``FEATURE_SETS[features]``) of image files, decoded as the engine decodes them (gray)."""
+    dim, fn = FEATURE_SETS[features]
+    out = np.empty((len(paths), dim), dtype=np.float32)
     for i, path in enumerate(paths):
-        out[i] = image_texture(read_image(path, "gray"))
+        out[i] = fn(read_image(path, "gray"))
     return out
 
 
@@ -146,12 +152,12 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 
 
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
-                         card: dict[str, Any]) -> Path:
+                         card: dict[str, Any], feature_set: str = "texture") -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
     on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation)."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
     head = fit_linear_head((features - mu) / sd, labels, len(classes), c)
-    cfg = TextureLinearConfig(num_classes=len(classes))
+    cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
     with torch.no_grad():
         model.mean.copy_(torch.from_numpy(mu).float())
@@ -198,8 +204,13 @@ def head_name(c: float) -> str:
     return f"linear_head_C{c:g}"
 
 
-def texture_name(c: float) -> str:
-    return f"texture_linear_C{c:g}"
+def texture_name(c: float, features: str = "texture") -> str:
+    return f"{FEATURE_KINDS[features]}_C{c:g}"
+
+
+def candidate_features(name: str) -> str | None:
+    """The feature set of a texture_linear candidate (``defect_linear_C1`` → defect), None for a backbone head."""
+    return next((k for k, stem in FEATURE_KINDS.items() if name.startswith(stem + "_C")), None)
 
 
 def candidate_c(name: str) -> float:
@@ -212,7 +223,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
                        kinds: Sequence[str] = CANDIDATE_KINDS) -> tuple[Comparison, dict[str, np.ndarray]]:
     """Group-CV of the simple answers and of the candidates of ``kinds`` on root/train; held-out on root/val.
 
-    ``kinds``: "texture" (linear on texture features) and/or "backbone" (linear head on the frozen
+    ``kinds``: "texture" (linear on texture features), "defect" (linear on the small-defect
+    statistics) and/or "backbone" (linear head on the frozen
     backbone of ``loaded``; skipped when ``loaded`` has none, e.g. a texture_linear version); empty:
     only the simple answers. Returns the comparison and the arrays a caller needs to write the
     chosen candidate (``train_features``: its training features, ``labels``, ``head_c``).
@@ -246,9 +258,10 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     best_simple = best_name(cv)
     # candidate name -> (training features, held-out features)
     inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if "texture" in kinds:
-        tex = (texture_matrix(paths), texture_matrix(val_paths))
-        inputs.update({texture_name(c): tex for c in HEAD_C})
+    for feature_set in FEATURE_KINDS:
+        if feature_set in kinds:
+            tex = (texture_matrix(paths, feature_set), texture_matrix(val_paths, feature_set))
+            inputs.update({texture_name(c, feature_set): tex for c in HEAD_C})
     if "backbone" in kinds and backbone is not None:
         avg = (views.mean(0), val_views.mean(0))
         inputs.update({head_name(c): avg for c in HEAD_C})
@@ -284,15 +297,16 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     """Refit the chosen candidate on every training image and write it as a model directory with its card."""
     features, labels = arrays["train_features"], arrays["labels"]
     c = float(arrays["head_c"])
-    texture = comparison.chosen.startswith("texture_linear")
+    feature_set = candidate_features(comparison.chosen)
+    texture = feature_set is not None
     # a texture_linear version owes nothing to the parent's network: only the task's facts carry over
     keep = ("family", "task") if texture else (
         "model", "family", "task", "input_size", "color_mode", "normalisation", "preset", "ablation", "licence", "paper")
     held = comparison.held_out.get(comparison.chosen)
     if texture:
-        training = {"initialisation": "none: a linear layer on the texture features (inference.texture_features)",
+        training = {"initialisation": f"none: a linear layer on the {feature_set} features (inference.texture_features)",
                     "head": {"kind": "class-balanced logistic regression on standardised features", "C": c,
-                             "features": f"{TEXTURE_DIM} texture features of the gray image",
+                             "features": f"{features.shape[1]} {feature_set} features of the gray image",
                              "selected_by": "group cross-validation"}, "seconds": None}
     else:
         training = {"initialisation": "frozen backbone of the parent, linear head fitted on its pooled features",
@@ -309,8 +323,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
                        "metrics": parent_card.get("metrics", {})},
         "metrics": {"val": {**held.as_dict(), "count": comparison.held_out_images}} if held else {},
     }
-    if texture:
-        return write_texture_linear(features, labels, comparison.classes, c, out, card)
+    if feature_set is not None:
+        return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set)
     if loaded is None:
         raise ValueError("a frozen-backbone head needs the parent model")
     head = fit_linear_head(features, labels, len(comparison.classes), c)

@@ -89,6 +89,36 @@ def group_folds(labels: np.ndarray, groups: Sequence[str], folds: int = FOLDS,
     return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, codes)]
 
 
+_SERIES = re.compile(r"^[^\d]*(\d+)\D+(\d+)$")  # <letters><session><sep...><serial>: exp3_num_3710
+
+
+def series_groups(file_names: Sequence[str], gap: int = 300) -> list[str]:
+    """One group per physical part photographed once in each of several sessions (for reports only).
+
+    Magnetic tile photographs each tile under up to six lightings (``exp1``..``exp6``) with
+    consecutive capture serials (``exp2_num_3696``, ``exp3_num_3710``, ...): sorted by serial, a new
+    part starts where the session number stops rising or the serial jumps by more than ``gap``.
+    The ``prefix`` rule keeps a session together but puts the same tile in several folds (and the
+    public val split shares tiles with train), so figures under it mean "a known part under a new
+    lighting"; figures under these groups mean "a new part". A name without the pattern is its own group.
+    """
+    parsed = []
+    for i, name in enumerate(file_names):
+        match = _SERIES.match(PurePosixPath(name).stem)
+        parsed.append((int(match.group(2)), int(match.group(1)), i) if match else (-1, -1, i))
+    out = [""] * len(file_names)
+    part, prev = -1, None
+    for serial, session, i in sorted(parsed):
+        if serial < 0:
+            out[i] = f"image:{file_names[i]}"
+            continue
+        if prev is None or session <= prev[1] or serial - prev[0] > gap:
+            part += 1
+        out[i] = f"part{part}"
+        prev = (serial, session)
+    return out
+
+
 def group_key(path: Path, root: Path) -> str:
     """The name ``simple_answers.image_group`` reads: the path under the data root joined by the
     export's separator, so the ``folder`` rule sees sub-folders and ``prefix`` the file name."""

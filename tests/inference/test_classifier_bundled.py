@@ -40,3 +40,27 @@ def test_bundled_classifier_on_demo_steel_samples():
     correct = sum(p.label == t for p, t in zip(preds, truth))
     assert correct >= int(0.8 * len(files)), [(f.name, p.label) for f, p in zip(files, preds)]
     assert all(np.isclose(p.scores.sum(), 1.0, atol=1e-5) for p in preds)
+
+
+TILES = SAMPLES.parent / "tiles"
+
+
+def test_bundled_tile_classifier_has_its_protocol_figures_and_names_the_demo_tiles():
+    """The magnetic-tile classifier (texture_linear on small-defect statistics, ADR 0027): its card holds
+    the grouped-CV estimates beside the once-scored frozen test, and it names the demo tiles (frozen-test
+    images, so a smoke check, not a figure). A classifier at the class prior names 4 of the 14."""
+    d = bundled_model_dir("classifier", "classifier-magnetic_tile")
+    assert sum(f.stat().st_size for f in d.iterdir() if f.is_file()) <= MAX_BYTES
+    loaded = load_model(d)
+    assert loaded.name == "texture_linear" and loaded.config.features == "defect"
+    metrics = loaded.card["metrics"]
+    assert {"cv", "cv_new_tiles", "test"} <= set(metrics) and metrics["test"]["times_recorded"] == 1
+    assert loaded.card.get("licence") and loaded.card.get("command")
+    files = sorted(TILES.glob("*.png"))
+    assert len(files) == 14, f"demo tiles missing in {TILES}"
+    preds = predict_images(loaded, [read_image(f, "rgb") for f in files])
+    truth = [f.stem.split("_")[0] for f in files]
+    correct = sum(p.label == t for p, t in zip(preds, truth))
+    assert correct >= 11, [(f.name, p.label) for f, p in zip(files, preds)]
+    defects = [(p.label, t) for p, t in zip(preds, truth) if t != "free"]
+    assert sum(label == t for label, t in defects) >= 8  # of 10 defective tiles, not only the free ones

@@ -43,6 +43,19 @@ def test_auto_grouping_skips_file_name_groups_that_are_the_classes() -> None:
     assert assign_groups(mixed, classes)[1] == "prefix"
 
 
+def test_series_groups_put_one_tile_photographed_in_several_sessions_together() -> None:
+    from inference.training.groups import series_groups
+
+    names = ["exp2_num_3696.png", "exp3_num_3710.png", "exp4_num_3724.png",  # one tile, three lightings
+             "exp1_num_4727.png", "exp2_num_4748.png",                       # the next tile
+             "exp1_num_4944.png",                                            # session restarts: a new tile
+             "exp3_num_9508.png",                                            # a jump in the serial: a new tile
+             "scan.png"]                                                     # no serial: alone
+    g = series_groups(names)
+    assert g[0] == g[1] == g[2] and g[3] == g[4]
+    assert len({g[0], g[3], g[5], g[6], g[7]}) == 5 and g[7] == "image:scan.png"
+
+
 def test_group_folds_never_split_a_group() -> None:
     rng = np.random.default_rng(0)
     groups = [f"session{rng.integers(0, 9)}" for _ in range(120)]

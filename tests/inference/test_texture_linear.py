@@ -82,3 +82,76 @@ def test_texture_linear_config_is_checked_before_loading(tmp_path: Path) -> None
     (out / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="num_classes"):
         load_model(out, family="classifier")
+
+
+def _tile(h: int = 180, w: int = 90, seed: int = 0) -> np.ndarray:
+    """A long gray tile with vertical striation, like a magnetic tile, as a float image in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    img = 0.45 + 0.05 * np.sin(np.arange(w) / 1.7)[None, :] + rng.normal(0, 0.01, (h, w))
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def test_defect_statistics_see_a_small_blowhole_and_not_the_exposure() -> None:
+    from inference.texture_features import DEFECT_DIM, DEFECT_MAPS, DEFECT_SIGMAS, DEFECT_STATS, image_defect
+
+    plain = _tile()
+    hole = plain.copy()
+    hole[100:103, 40:43] = 0.15  # 3 x 3 pixels of 16,200: a 96 x 96 square resize would average it away
+    a, b = image_defect(plain), image_defect(hole)
+    assert a.shape == (DEFECT_DIM,)
+    dark_spot_max = 4  # first map (dark spots) at sigma 1: percentiles 50/90/99/99.9, then the maximum
+    assert b[dark_spot_max] > 3 * a[dark_spot_max]
+    # gain and offset (another lighting) leave the local statistics as they were: each image is standardised
+    brighter = image_defect(np.clip(plain * 1.3 + 0.05, 0, 1))
+    local = len(DEFECT_SIGMAS) * DEFECT_MAPS * DEFECT_STATS
+    np.testing.assert_allclose(brighter[:local], a[:local], rtol=0.02, atol=1e-3)  # up to the spread floor
+    assert not np.allclose(brighter[local:], a[local:])  # the exposure and thumbnail parts do see it
+    # a larger file is shrunk to DEFECT_SIDE first: the cost is bounded, the vector the same length
+    assert image_defect(cv2.resize(hole, (360, 720), interpolation=cv2.INTER_LINEAR)).shape == (DEFECT_DIM,)
+
+
+def test_defect_linear_round_trips_through_the_engine_and_old_versions_read_texture(tmp_path: Path) -> None:
+    from inference.texture_features import DEFECT_DIM, image_defect
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "train").mkdir()
+    paths, labels = [], []
+    for i in range(16):
+        img = _tile(int(rng.integers(120, 200)), int(rng.integers(60, 100)), i)
+        if i % 2:
+            y, x = int(rng.integers(20, img.shape[0] - 20)), int(rng.integers(15, img.shape[1] - 15))
+            img[y:y + 3, x:x + 3] = 0.1
+        paths.append(tmp_path / "train" / f"t{i}.png")
+        cv2.imwrite(str(paths[-1]), (img * 255).astype(np.uint8))
+        labels.append(i % 2)
+    feats = texture_matrix(paths, "defect")
+    assert feats.shape == (16, DEFECT_DIM)
+    out = write_texture_linear(feats, np.array(labels), ["free", "blowhole"], 1.0, tmp_path / "model",
+                               {"family": "classifier"}, "defect")
+    loaded = load_model(out, family="classifier")
+    assert loaded.config.features == "defect" and loaded.config.feature_dim == DEFECT_DIM
+    assert loaded.config.img_size == 128  # the engine hands it images of at most 256 px, the statistics' side
+    state = loaded.model.state_dict()
+    with InspectionEngine({"classifier": out}, device="cpu") as engine:
+        results = engine.predict_paths(paths[:4])
+    for r, path in zip(results, paths[:4]):
+        assert r.ok and r.classifier is not None, r.error
+        z = (image_defect(read_image(path, "gray")) - state["mean"].numpy()) / state["scale"].numpy()
+        logits = z @ state["linear.weight"].numpy().T + state["linear.bias"].numpy()
+        p = np.exp(logits - logits.max())
+        np.testing.assert_allclose(r.classifier.scores, p / p.sum(), atol=0.02)
+    # its out-of-domain statistics describe the features it reads, standardised as its layer reads them
+    from inference.engine_families import embed_images
+
+    emb = embed_images(loaded, [read_image(p, "gray") for p in paths[:3]])
+    np.testing.assert_allclose(emb, (feats[:3] - state["mean"].numpy()) / state["scale"].numpy(), rtol=1e-4, atol=1e-3)
+    # a version written before feature sets had names has no "features" key: it reads texture features
+    old = write_texture_linear(texture_matrix(paths), np.array(labels), ["free", "blowhole"], 1.0, tmp_path / "old", {})
+    meta = json.loads((old / "config.json").read_text())
+    del meta["config"]["features"]
+    (old / "config.json").write_text(json.dumps(meta))
+    assert load_model(old, family="classifier").config.features == "texture"
+    meta["config"]["features"] = "defect"  # the defect set with the texture length: refused before loading
+    (old / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="feature_dim"):
+        load_model(old, family="classifier")

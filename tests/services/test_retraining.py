@@ -293,6 +293,20 @@ def test_retrain_auto_registers_a_texture_linear_version_when_it_wins(station, t
     assert version.challenger and not version.active
 
 
+def test_retrain_defect_method_registers_a_defect_statistics_version(station, tmp_path: Path) -> None:
+    """--method defect: only the small-defect candidates are cross-validated, and the version reads those features."""
+    events, train = retrain_light(station, tmp_path, "--name", "defect", "--method", "defect", "--groups", "none",
+                                  "--keep-if-worse")
+    assert train["method"] == "defect" and train["start"] == "a linear layer on small-defect statistics (no network)"
+    done = events[-1]
+    answers = done["comparison"]["simple_answers"]
+    assert answers["chosen"].startswith("defect_linear_C")
+    assert not any(k.startswith(("texture_linear", "linear_head")) for k in answers["cv"])
+    loaded = load_model(done["path"], family="classifier")
+    assert loaded.name == "texture_linear" and loaded.config.features == "defect"
+    assert loaded.card["training"]["initialisation"].startswith("none: a linear layer on the defect features")
+
+
 def test_retrain_from_an_active_texture_linear_version_refits_the_texture_head(station, tmp_path: Path) -> None:
     """After a texture_linear version is promoted there is no backbone: auto refits the texture head (and
     scores the parent on the same held-out images), --method head is refused with the reason."""
