@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .anomaly_maps import gaussian_smooth
-from .memory_bank import greedy_coreset, knn_distance
+from .memory_bank import greedy_coreset, knn_distance, nearest_rows
 from .registry import register
 
 # Floor on an image's own standard deviation (normalised units): a flat image is not blown up.
@@ -171,8 +171,12 @@ class TextureKnn(nn.Module):
         out = []
         for s in range(0, len(rows), chunk):
             q = rows[s:s + chunk]
-            d2 = torch.addmm(b2, q, self.bank.T, alpha=-2.0) + (q * q).sum(1, keepdim=True)
-            near, idx = d2.topk(cfg.bank_k, dim=1, largest=False) if cfg.bank_k > 1 else d2.min(1, keepdim=True)
+            if cfg.bank_k == 1:
+                part, nearest = nearest_rows(q, self.bank, b2)
+                near, idx = (part + (q * q).sum(1))[:, None], nearest[:, None]
+            else:
+                d2 = torch.addmm(b2, q, self.bank.T, alpha=-2.0) + (q * q).sum(1, keepdim=True)
+                near, idx = d2.topk(cfg.bank_k, dim=1, largest=False)
             dist = near.clamp_min(0).sqrt().mean(1)
             out.append(dist / (self.bank_scale[idx[:, 0]] + floor))
         return torch.cat(out) if out else rows.new_zeros(0)

@@ -96,3 +96,21 @@ def test_gaussian_smoothing_by_opencv_agrees_with_the_convolution(shape, sigma):
         before = gaussian_smooth(maps, sigma)
     assert fast.shape == before.shape and fast.dtype == before.dtype
     assert torch.allclose(fast, before, atol=1e-6)
+
+
+def test_the_fused_nearest_row_search_agrees_with_addmm_and_min():
+    import torch
+
+    from inference.models.memory_bank import nearest_rows
+
+    rng = np.random.default_rng(1)
+    bank = torch.from_numpy(rng.standard_normal((500, 16)).astype(np.float32))
+    queries = torch.from_numpy(rng.standard_normal((77, 16)).astype(np.float32))
+    b2 = (bank * bank).sum(1)
+    best, arg = nearest_rows(queries, bank, b2)
+    with previous_paths():
+        want, want_arg = nearest_rows(queries, bank, b2)
+    assert torch.allclose(best, want, atol=1e-5)
+    assert torch.equal(arg, want_arg)
+    true = torch.cdist(queries.double(), bank.double()).argmin(1)
+    assert torch.equal(arg, true)
