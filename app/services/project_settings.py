@@ -24,7 +24,7 @@ from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
 from app.services.routing import ROUTING_FILE, Routing, RoutingError, load_routing
 from app.services.trace import TRACE, TraceRule, TraceRuleError
 from database.dto import ImageQuery
-from inference.profiles import NAMES as PROFILE_NAMES
+from inference.profiles import NAMES as PROFILE_NAMES  # the GUI offers these through here
 
 if TYPE_CHECKING:
     from database.engine import Database
