@@ -11,6 +11,8 @@ unaligned textures; > 0 = compare mostly with the same place of aligned parts).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from numba import njit
@@ -128,11 +130,13 @@ def nearest_rows(queries: torch.Tensor, bank: torch.Tensor, b2: torch.Tensor) ->
     return best, arg
 
 
-def greedy_coreset(rows: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+def greedy_coreset(rows: torch.Tensor, size: int, seed: int = 0,
+                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Indices of ``size`` rows chosen by greedy k-centre (farthest point first).
 
     Keeps the rare good tokens (edges, highlights) that a random subsample would drop, so they
-    do not become false alarms; ``size >= len(rows)`` keeps every row.
+    do not become false alarms; ``size >= len(rows)`` keeps every row. ``progress(n)``: n more
+    rows picked (every 256 and at the end; a trainer's bar with an ETA, issue 21).
     """
     n = len(rows)
     if size >= n:
@@ -148,4 +152,6 @@ def greedy_coreset(rows: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor
         d = norms + float(c @ c) - 2.0 * (rows @ c)
         torch.minimum(min_d, d, out=min_d)
         cur = int(min_d.argmax())
+        if progress is not None and ((i + 1) % 256 == 0 or i + 1 == size):
+            progress(256 if (i + 1) % 256 == 0 else (i + 1) % 256)
     return chosen

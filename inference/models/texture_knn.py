@@ -29,6 +29,7 @@ cross-validation on the training split only (benchmarks/results/tileanomaly.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -149,12 +150,13 @@ class TextureKnn(nn.Module):
         return torch.gather(flat, 1, idx.to(flat.device)[..., None].expand(-1, -1, d)).reshape(-1, d)
 
     @torch.no_grad()
-    def set_bank(self, rows: torch.Tensor, seed: int = 0) -> None:
-        """Keep a greedy k-centre coreset of ``rows`` (at least ``bank_size`` of them) as the bank."""
+    def set_bank(self, rows: torch.Tensor, seed: int = 0, progress: Callable[[int], None] | None = None) -> None:
+        """Keep a greedy k-centre coreset of ``rows`` (at least ``bank_size`` of them) as the bank
+        (``progress``: see ``greedy_coreset``)."""
         if len(rows) < self.config.bank_size:
             raise ValueError(f"{len(rows)} candidate rows for a bank of {self.config.bank_size}; "
                              "use a smaller bank_size or more good images")
-        pick = greedy_coreset(rows.float().cpu(), self.config.bank_size, seed)
+        pick = greedy_coreset(rows.float().cpu(), self.config.bank_size, seed, progress)
         self.bank.copy_(rows[pick.to(rows.device)])
         if self.config.density:
             ids = torch.arange(len(self.bank), device=self.bank.device)
