@@ -24,10 +24,12 @@ from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
 from app.services.routing import ROUTING_FILE, Routing, RoutingError, load_routing
 from app.services.trace import TRACE, TraceRule, TraceRuleError
 from database.dto import ImageQuery
-from inference.profiles import NAMES as PROFILE_NAMES  # the GUI offers these through here
+from inference.profiles import NAMES
 
 if TYPE_CHECKING:
     from database.engine import Database
+
+PROFILE_NAMES = NAMES  # the speed profiles a project may choose (the GUI offers them through here)
 
 FLAGS = "flags"
 AUTO_PRELABEL = "auto_prelabel"
