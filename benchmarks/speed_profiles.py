@@ -1,7 +1,7 @@
 """Issue 21's done-means, measured: pre-label end to end per speed profile, today's path beside it.
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONPATH=. python benchmarks/speed_profiles.py \\
-        [--images 40] [--rounds 3] [--frames 3] [--json FILE]
+        [--images 40] [--rounds 3] [--frames 3] [--engine fast ...] [--json FILE]
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONPATH=. python benchmarks/speed_profiles.py \\
         --memory 2000 [--json FILE]
 
@@ -14,7 +14,8 @@ Rates (default mode), all three bundled families at 256², batch 8, 1 torch/numb
 Each is the real worker (claims, decode, models, mask PNGs, map files, SQLite writes) on a folder
 of its own, timed from the end of its first batch (model loading left out) to its last; the
 configurations alternate round by round, so load drift on the shared machine hits all of them.
-Beside each, the bare engine on the same files (batch 8, decode prefetch) gives the in-app ratio.
+Beside those named by ``--engine`` (default: fast), the bare engine on the same files (batch 8,
+decode prefetch) gives the in-app ratio.
 Then one 512² infrared frame (a SIRST frame, enlarged) through the full segmenter, per profile,
 alternating, best of ``--frames``.
 
@@ -138,12 +139,12 @@ def rates(args, tmp: Path) -> dict:
                 speed.set_enabled(fast_paths)
                 try:
                     rate, timed = worker_rate(db, folder, profile, tmp / "artifacts", args.batch_size)
-                    bare = engine_rate(dirs, paths, profile, args.batch_size)
+                    bare = engine_rate(dirs, paths, profile, args.batch_size) if c in args.engine else None
                 finally:
                     speed.set_enabled(True)
-                row[c] = {"worker": round(rate, 3), "engine": round(bare, 3), "timed": timed}
-                print(f"round {r + 1} {c:>8}: worker {rate:6.2f} img/s, bare engine {bare:6.2f} img/s "
-                      f"(load {load_average()})", flush=True)
+                row[c] = {"worker": round(rate, 3), "engine": None if bare is None else round(bare, 3), "timed": timed}
+                print(f"round {r + 1} {c:>8}: worker {rate:6.2f} img/s"
+                      + ("" if bare is None else f", bare engine {bare:6.2f} img/s") + f" (load {load_average()})", flush=True)
             out["rounds_detail"].append(row)
             out["load_average"].append(load_average())
     finally:
@@ -151,13 +152,15 @@ def rates(args, tmp: Path) -> dict:
     summary = {}
     for c in CONFIGS:
         w = [row[c]["worker"] for row in out["rounds_detail"]]
-        e = [row[c]["engine"] for row in out["rounds_detail"]]
         today = [row["today"]["worker"] for row in out["rounds_detail"]]
-        summary[c] = {"worker_mean": round(float(np.mean(w)), 3), "engine_mean": round(float(np.mean(e)), 3),
-                      "in_app_ratio": round(float(np.mean(w) / np.mean(e)), 3),
+        summary[c] = {"worker_mean": round(float(np.mean(w)), 3),
                       "vs_today": round(float(np.mean([a / b for a, b in zip(w, today)])), 2)}
-        print(f"{c:>8}: worker {summary[c]['worker_mean']:.2f} img/s ({summary[c]['vs_today']:.2f}x today), "
-              f"bare engine {summary[c]['engine_mean']:.2f} img/s, in-app {summary[c]['in_app_ratio']:.0%}")
+        line = f"{c:>8}: worker {summary[c]['worker_mean']:.2f} img/s ({summary[c]['vs_today']:.2f}x today, per-round ratios)"
+        if c in args.engine:
+            e = [row[c]["engine"] for row in out["rounds_detail"]]
+            summary[c] |= {"engine_mean": round(float(np.mean(e)), 3), "in_app_ratio": round(float(np.mean(w) / np.mean(e)), 3)}
+            line += f", bare engine {summary[c]['engine_mean']:.2f} img/s, in-app {summary[c]['in_app_ratio']:.0%}"
+        print(line)
     out["summary"] = summary
     seconds = segmenter_frame_seconds(dirs, 512, args.frames)
     out["segmenter_512"] = {c: {"best_s": round(min(v), 3), "runs_s": [round(x, 3) for x in v]} for c, v in seconds.items()}
@@ -227,6 +230,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--frames", type=int, default=3, help="512² segmenter frames per configuration")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--engine", nargs="*", default=["fast"], choices=list(CONFIGS),
+                    help="configurations also timed as the bare engine, for the in-app ratio (default: fast)")
     ap.add_argument("--memory", type=int, default=0, metavar="N", help="measure the worker's memory over N images instead")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
