@@ -1,7 +1,7 @@
 """Issue 21's done-means, measured: pre-label end to end per speed profile, today's path beside it.
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONPATH=. python benchmarks/speed_profiles.py \\
-        [--images 40] [--rounds 3] [--frames 3] [--engine fast ...] [--json FILE]
+        [--images 40] [--rounds 3] [--frames 3] [--engine fast ...] [--per-family] [--json FILE]
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONPATH=. python benchmarks/speed_profiles.py \\
         --memory 2000 [--json FILE]
 
@@ -18,6 +18,8 @@ Beside those named by ``--engine`` (default: fast), the bare engine on the same 
 decode prefetch) gives the in-app ratio.
 Then one 512² infrared frame (a SIRST frame, enlarged) through the full segmenter, per profile,
 alternating, best of ``--frames``.
+
+``--per-family``: each family alone through the bare engine (batch 8, prefetch), per configuration.
 
 ``--memory N``: the worker process (``main.py worker --once``, the station's own) pre-labels N
 synthetic 256² images with all three families and the project's ``fast`` profile; its resident
@@ -170,6 +172,29 @@ def rates(args, tmp: Path) -> dict:
     return out
 
 
+def per_family(args, tmp: Path) -> dict:
+    """Images/s of each family alone through the bare engine (batch 8, prefetch), per configuration,
+    the configurations alternating round by round."""
+    dirs, origin = model_dirs(tmp / "models")
+    paths = images(tmp / "images", args.images)
+    out: dict = {"images": args.images, "rounds": args.rounds, "models": origin, "load_average": [load_average()],
+                 "images_per_second": {}}
+    for family in ("classifier", "segmenter", "anomaly"):
+        got: dict[str, list[float]] = {c: [] for c in CONFIGS}
+        for _ in range(args.rounds):
+            for c, (profile, fast_paths) in CONFIGS.items():
+                speed.set_enabled(fast_paths)
+                try:
+                    got[c].append(engine_rate({family: dirs[family]}, paths, profile, args.batch_size))
+                finally:
+                    speed.set_enabled(True)
+        out["images_per_second"][family] = {c: [round(v, 3) for v in vs] for c, vs in got.items()}
+        print(f"{family:>10}: " + "; ".join(f"{c} {np.mean(v):.2f} img/s ({np.mean(v) / np.mean(got['today']):.2f}x)"
+                                            for c, v in got.items()) + f" (load {load_average()})", flush=True)
+    out["load_average"].append(load_average())
+    return out
+
+
 def rss_kib(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -233,11 +258,12 @@ def main() -> None:
     ap.add_argument("--engine", nargs="*", default=["fast"], choices=list(CONFIGS),
                     help="configurations also timed as the bare engine, for the in-app ratio (default: fast)")
     ap.add_argument("--memory", type=int, default=0, metavar="N", help="measure the worker's memory over N images instead")
+    ap.add_argument("--per-family", action="store_true", help="each family alone through the bare engine instead")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     set_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="speed-profiles-"))
-    out = memory(args, tmp) if args.memory else rates(args, tmp)
+    out = memory(args, tmp) if args.memory else per_family(args, tmp) if args.per_family else rates(args, tmp)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))
