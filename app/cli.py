@@ -59,6 +59,13 @@ def _then_fit_domain(train: Callable[[argparse.Namespace], int]) -> Callable[[ar
     return run
 
 
+def _model_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch/numba threads for the models (default 1: the models' small operations lose "
+                        "far more to thread barriers on a busy machine than they gain; decoding and "
+                        "storing use the other cores; ADR 0025)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="main.py",
@@ -80,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated families to run (default: all)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=8)
+    _model_threads(p)
     p.add_argument("--report", metavar="FILE", help="write a JSON report here")
     _common(p)
     p.set_defaults(func=_handler("app.commands.prelabel", "run"))
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--once", action="store_true", help="exit when no job is left")
     p.add_argument("--batch-size", type=int, default=8, help="images claimed and run together")
+    _model_threads(p)
     p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
                    help="requeue the work of workers silent this long (default 60)")
     p.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",

@@ -88,6 +88,12 @@ def job_versions(params: Mapping) -> dict[str, int]:
         raise ValueError(f"malformed prelabel job parameters ({describe(exc)})") from None
 
 
+def job_profile(params: Mapping) -> str | None:
+    """The speed profile a prelabel job records (None: each card's default; see ``inference.profiles``)."""
+    profile = params.get("profile")
+    return str(profile) if profile else None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -221,8 +227,8 @@ class Worker:
             log.info("requeued %d items/jobs of stale workers", n)
 
     # -- one batch -----------------------------------------------------------------------------
-    def _engine_for(self, versions: Mapping[str, int]) -> InspectionEngine:
-        key = tuple(sorted(versions.items()))
+    def _engine_for(self, versions: Mapping[str, int], profile: str | None = None) -> InspectionEngine:
+        key = (tuple(sorted(versions.items())), profile)
         engine = self._engines.get(key)
         if engine is not None:
             self._engines.move_to_end(key)
@@ -233,10 +239,11 @@ class Worker:
             if v is None:
                 raise CheckpointError(f"model version {vid} ({family}) no longer exists")
             dirs[family] = v.checkpoint_path
-        engine = InspectionEngine(dirs, device=self.options.device, max_side=self.options.max_side)
+        engine = InspectionEngine(dirs, device=self.options.device, max_side=self.options.max_side, profile=profile)
         self._engines[key] = engine
         for f, info in engine.loaded().items():
-            log.info("loaded %s model %s from %s (half precision: %s)", f, info.name, info.path, info.half)
+            log.info("loaded %s model %s from %s (half precision: %s, profile: %s)", f, info.name, info.path,
+                     info.half, info.profile or "none named")
         while len(self._engines) > MAX_ENGINES:
             _key, oldest = self._engines.popitem(last=False)
             oldest.close()
@@ -248,7 +255,7 @@ class Worker:
             return None
         try:
             versions = job_versions(batch.job.params)
-            engine = self._engine_for(versions)
+            engine = self._engine_for(versions, job_profile(batch.job.params))
         except (CheckpointError, ValueError, RuntimeError) as exc:
             # A model that cannot load fails the job's items with the reason (not retried forever).
             reason = f"model cannot be loaded: {exc}"
@@ -285,7 +292,7 @@ class Worker:
             return None
         versions = job_versions(job.params)
         settings = self._flag_settings(job.params)
-        engine = self._engine_for(versions)
+        engine = self._engine_for(versions, job_profile(job.params))
         decoded = engine.collect(pending)
         try:
             results = self._predict_and_store(engine, batch, decoded, versions, settings)

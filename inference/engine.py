@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from . import families
-from .checkpoints import load_model
+from .checkpoints import CheckpointError, load_model
 from .device import pick_device
 from .engine_families import FamilyModel, family_model
 from .families import NAMES as FAMILIES
 from .imageio import ImageReadError, convert_channels, read_raw, to_float
+from .profiles import ProfileError, apply_profile, resolve_profile
 from .results import ImageResult
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class LoadedFamily:
     name: str
     path: str
     half: bool
+    profile: str | None = None  # the card's speed profile it runs (None: the card names none)
 
 
 def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -91,9 +93,11 @@ class InspectionEngine:
 
     def __init__(self, model_dirs: Mapping[str, str | os.PathLike], device: str = "auto",
                  half: bool | None = None, decode_threads: int = 2,
-                 max_side: Mapping[str, int] | None = None) -> None:
+                 max_side: Mapping[str, int] | None = None, profile: str | None = None) -> None:
         """``max_side`` caps, per family, the side of the image handed to its model (larger images
-        are shrunk while decoding; results still come back at the file's size)."""
+        are shrunk while decoding; results still come back at the file's size). ``profile``: the
+        speed profile to run where a model's card names it, else the card's default
+        (``inference.profiles``)."""
         unknown = set(model_dirs) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown families: {', '.join(sorted(unknown))}")
@@ -102,8 +106,14 @@ class InspectionEngine:
         self.device = pick_device(device)
         self._models: dict[str, FamilyModel] = {}
         self._half: dict[str, bool] = {}
+        self._profile: dict[str, str | None] = {}
         for family in (f for f in FAMILIES if f in model_dirs):
             loaded = load_model(model_dirs[family], map_location=self.device, family=family)
+            try:
+                self._profile[family] = resolve_profile(loaded.card, profile)
+                loaded = apply_profile(loaded, profile)
+            except ProfileError as exc:
+                raise CheckpointError(f"{model_dirs[family]}: {exc}") from None
             self._models[family] = family_model(loaded)
             if max_side and family in max_side:
                 self._models[family].max_side = int(max_side[family])
@@ -117,7 +127,8 @@ class InspectionEngine:
         return tuple(self._models)
 
     def loaded(self) -> dict[str, LoadedFamily]:
-        return {f: LoadedFamily(f, m.name, str(m.path), self._half[f]) for f, m in self._models.items()}
+        return {f: LoadedFamily(f, m.name, str(m.path), self._half[f], self._profile[f])
+                for f, m in self._models.items()}
 
     def model(self, family: str) -> FamilyModel:
         return self._models[family]

@@ -42,6 +42,7 @@ class Family:
     part_only: tuple[str, ...] = ()      # architectures only loadable as a part of this family's directory
     trainer_scored: str | None = None    # card metrics split already scored on the held-out labels
     fitted_only: tuple[str, ...] = ()    # architectures the retrain command fits but the trainer cannot start from
+    profile_keys: tuple[str, ...] = ()   # card keys a speed profile may set (inference.profiles)
 
 
 _CATALOGUE: dict[str, Family] = {}
@@ -169,6 +170,7 @@ register_family(Family(
     auto_epochs={"fine-tune": 15, "transfer": 30, "scratch": 60},
     trainer_scored="val",  # the classifier's val/ is the export's held-out part
     fitted_only=("texture_linear",),  # a linear layer on texture features: no network to fine-tune
+    profile_keys=("test_time_augmentation",),
 ))
 register_family(Family(
     name="segmenter",
@@ -184,6 +186,7 @@ register_family(Family(
     default_model="segmenter-sirst",
     half_tolerance=0.001,  # fraction of mask pixels that flip
     auto_epochs={"fine-tune": 16, "scratch": 50},
+    profile_keys=("ensemble", "test_time_flips", "verifier"),
 ))
 register_family(Family(
     name="anomaly",

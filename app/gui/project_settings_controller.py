@@ -20,6 +20,7 @@ from app.services.project_settings import (
     load_project_settings,
     save_auto_prelabel,
     save_routing,
+    save_speed_profile,
 )
 from app.services.trace import change_trace_rule
 
@@ -64,6 +65,8 @@ class ProjectSettingsController(QObject):
                 save_auto_prelabel(db, new.auto_prelabel, by=by)
             if new.routing != old.routing:
                 save_routing(db, new.routing, by=by)
+            if new.speed_profile != old.speed_profile:  # new pre-label jobs run it (ADR 0025)
+                save_speed_profile(db, new.speed_profile, by=by)
             if new.trace != old.trace:  # re-reads every folder's serial/lot/station
                 change_trace_rule(db, new.trace, by=by)
             return load_project_settings(db), reflagged

@@ -1,7 +1,7 @@
 """Settings: this user's choices (QSettings) and the project's shared ones (the database).
 
 Two groups on purpose: the reviewer name, auto-advance, device, database URL and theme are
-this user's own and stay on this machine; the flag thresholds and automatic pre-labelling
+this user's own and stay on this machine; the flag thresholds, automatic pre-labelling and the speed profile
 belong to the project and change what every station and the worker see (saving new
 thresholds re-flags every stored prediction, on a helper thread).
 """
@@ -31,7 +31,7 @@ from app.gui.project_settings_controller import ProjectSettingsController
 from app.gui.settings_store import DEVICES, StationSettings, save_settings
 from app.gui.theme import THEMES
 from app.gui.trace_rule_editor import TraceRuleEditor
-from app.services.project_settings import ProjectSettings
+from app.services.project_settings import PROFILE_NAMES, ProjectSettings
 from app.services.station import holds_password, shown_url
 
 
@@ -102,6 +102,16 @@ class SettingsDialog(QDialog):
         self.auto_prelabel = QCheckBox("Pre-label new images as soon as a folder is opened")
         self.auto_prelabel.setChecked(self._project.auto_prelabel)
         pform.addRow("", self.auto_prelabel)
+        self.speed_profile = QComboBox()
+        self.speed_profile.addItem("each model's default", "")
+        for name in PROFILE_NAMES:
+            self.speed_profile.addItem(name, name)
+        self.speed_profile.setCurrentIndex(max(0, self.speed_profile.findData(self._project.speed_profile)))
+        self.speed_profile.setToolTip(
+            "The speed profile new pre-label jobs run, where a model's card names it: 'fast' runs fewer "
+            "networks and test-time views (several times faster on a CPU, at the held-out cost its card "
+            "states); a model without that profile runs its default. Stored predictions are kept.")
+        pform.addRow("Speed profile", self.speed_profile)
         self.trace = TraceRuleEditor(self._project.trace, sample_names)
         pform.addRow("Traceability", self.trace)
         pnote = QLabel("New thresholds re-flag every image already pre-labelled (no model runs again); "
@@ -154,7 +164,7 @@ class SettingsDialog(QDialog):
                         anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
                         min_targets=self.min_targets.value(), good_classes=good, min_confidence=self.min_conf.value())
         return replace(self._project, flags=flags, auto_prelabel=self.auto_prelabel.isChecked(),
-                       trace=self.trace.rule())
+                       trace=self.trace.rule(), speed_profile=str(self.speed_profile.currentData()))
 
 
 def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None) -> None:

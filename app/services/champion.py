@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from app.services.display import decode_mask_png, load_rgb, resize_to
-from app.services.prelabel import FAMILIES, JobProgress, PrelabelError, job_status, read_card
+from app.services.prelabel import FAMILIES, JobProgress, PrelabelError, job_status, project_speed_profile, read_card
 from app.services.project_settings import load_project_settings
 from app.services.reflag import card_threshold
 from database.dto import ModelVersionInfo, PredictionInfo
@@ -173,6 +173,7 @@ def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT)
     if running:   # asked twice (a second click, a second station): the same run, not a second one
         return running
     ids = compare_image_ids(db, limit)
+    profile = project_speed_profile(db)
     jobs = []
     for version in (challenger, champion):
         done = db.predictions.image_ids_with(version.id)
@@ -180,6 +181,8 @@ def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT)
         if todo:
             params = {"families": [version.family], "model_versions": {version.family: version.id},
                       "challenger": challenger.id}
+            if profile:  # both versions run as the project pre-labels (ADR 0025)
+                params["profile"] = profile
             jobs.append(db.jobs.create(COMPARE, params, todo, priority=1).id)
     return jobs
 

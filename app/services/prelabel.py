@@ -117,12 +117,14 @@ def resolve_models(db: "Database", families: Sequence[str],
 def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: Sequence[int] | None = None,
                     families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
-                    priority: int = 0, skip_empty: bool = False) -> int | None:
+                    priority: int = 0, skip_empty: bool = False, profile: str | None = None) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
 
     With ``only_missing`` images that already have a prediction from every chosen model version
     are left out, so re-submitting a folder after adding files runs only the new ones;
     ``skip_empty``: no job (None) when that leaves no image (automatic pre-labelling).
+    ``profile``: the cards' speed profile the job runs (None: the project's setting, read now and
+    recorded in the job, so every worker runs the job the same way; see ``inference.profiles``).
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
@@ -146,7 +148,20 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     params: dict[str, Any] = {"families": families, "model_versions": {f: v.id for f, v in versions.items()}}
     if flag_settings is not None:  # an explicit override; otherwise the worker flags with the project's
         params["flags"] = flag_settings.to_dict()
+    profile = project_speed_profile(db) if profile is None else profile
+    if profile:
+        params["profile"] = profile
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
+
+
+def project_speed_profile(db: "Database") -> str:
+    """The project's speed profile ("" for each card's default, also when the stored settings are
+    broken: a broken threshold must not stop pre-labelling, and the worker reports it)."""
+    from app.services.project_settings import load_project_settings
+    try:
+        return load_project_settings(db).speed_profile
+    except ValueError:
+        return ""
 
 
 def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,

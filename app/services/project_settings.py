@@ -1,4 +1,4 @@
-"""Project settings: flag thresholds, auto pre-label and model routing, one copy in the database.
+"""Project settings: flag thresholds, auto pre-label, model routing and speed profile, one copy in the database.
 
 Why one copy in the database: the thresholds decide which images the worker flags and how every
 inspector's queue is ordered, the routing decides which models run on which images, and a team
@@ -24,13 +24,17 @@ from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
 from app.services.routing import ROUTING_FILE, Routing, RoutingError, load_routing
 from app.services.trace import TRACE, TraceRule, TraceRuleError
 from database.dto import ImageQuery
+from inference.profiles import NAMES
 
 if TYPE_CHECKING:
     from database.engine import Database
 
+PROFILE_NAMES = NAMES  # the speed profiles a project may choose (the GUI offers them through here)
+
 FLAGS = "flags"
 AUTO_PRELABEL = "auto_prelabel"
 ROUTING = "routing"
+SPEED_PROFILE = "speed_profile"
 
 
 class ProjectSettingsError(ValueError):
@@ -45,6 +49,9 @@ class ProjectSettings:
     auto_prelabel: bool = True     # pre-label images a folder gains as soon as it is indexed
     routing: Routing = field(default_factory=Routing)
     trace: TraceRule = field(default_factory=TraceRule)  # serial/lot/station from names or trace.csv
+    # The model cards' speed profile pre-labelling runs ("accurate", "fast"); "" = each card's
+    # default. A card without that profile runs its default (inference.profiles, ADR 0025).
+    speed_profile: str = ""
 
 
 def legacy_flag_settings_path(db_url: str) -> Path:
@@ -83,7 +90,11 @@ def _parse(stored: Mapping[str, Any]) -> ProjectSettings:
         trace = TraceRule.from_dict(stored.get(TRACE))
     except TraceRuleError as exc:
         raise ProjectSettingsError(f"the project's trace rule cannot be used ({exc})") from None
-    return ProjectSettings(flags=flags, auto_prelabel=auto, routing=routing, trace=trace)
+    profile = stored.get(SPEED_PROFILE, "")
+    if profile not in ("",) + PROFILE_NAMES:
+        raise ProjectSettingsError(f"the project's speed profile must be one of {', '.join(PROFILE_NAMES)} "
+                                   f"or empty, not {profile!r}")
+    return ProjectSettings(flags=flags, auto_prelabel=auto, routing=routing, trace=trace, speed_profile=profile)
 
 
 def load_project_settings(db: "Database") -> ProjectSettings:
@@ -117,6 +128,13 @@ def save_routing(db: "Database", routing: Routing, by: str | None = None) -> Non
 
 def save_auto_prelabel(db: "Database", on: bool, by: str | None = None) -> None:
     db.project_settings.put(AUTO_PRELABEL, bool(on), by=by)
+
+
+def save_speed_profile(db: "Database", profile: str, by: str | None = None) -> None:
+    """Store the speed profile new pre-label jobs run (predictions already stored are kept)."""
+    if profile not in ("",) + PROFILE_NAMES:
+        raise ProjectSettingsError(f"unknown speed profile {profile!r}; choose from {', '.join(PROFILE_NAMES)}")
+    db.project_settings.put(SPEED_PROFILE, profile, by=by)
 
 
 def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] | None = None,

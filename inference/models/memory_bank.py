@@ -11,6 +11,8 @@ unaligned textures; > 0 = compare mostly with the same place of aligned parts).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from numba import njit
@@ -86,11 +88,55 @@ def _smallest(part: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def greedy_coreset(rows: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+@njit(cache=True, nogil=True)
+def _nearest_rows(queries, bank_t, b2, best, arg):
+    """best[i], arg[i] = min over j of b2[j] - 2 queries[i] . bank[j], and its j (the first on ties).
+
+    One query at a time against the transposed bank, accumulating in a row of bank length (it
+    stays in cache), so the (queries x bank) block is never written out: with 16-dimensional rows
+    the matmul behind ``addmm`` is bound by writing and re-reading that block (issue 21).
+    """
+    n, d = queries.shape
+    m = bank_t.shape[1]
+    acc = np.empty(m, np.float32)
+    for i in range(n):
+        acc[:] = b2
+        for k in range(d):
+            c = np.float32(-2.0) * queries[i, k]
+            row = bank_t[k]
+            for j in range(m):
+                acc[j] += c * row[j]
+        bi = 0
+        bv = acc[0]
+        for j in range(1, m):
+            if acc[j] < bv:
+                bv = acc[j]
+                bi = j
+        best[i] = bv
+        arg[i] = bi
+
+
+def nearest_rows(queries: torch.Tensor, bank: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min over bank rows of |b|^2 - 2 q.b, the row's index) per query; add |q|^2 for the squared
+    distance. ``b2`` is the bank's squared norms. The fused numba pass on a CPU in float32 with the
+    faster paths on, else ``addmm`` and ``min`` (equal to float32 rounding; a tie may pick another
+    row at the same distance)."""
+    if not speed.enabled() or queries.device.type != "cpu" or queries.dtype != torch.float32 or bank.dtype != torch.float32:
+        return torch.addmm(b2, queries, bank.T, alpha=-2.0).min(1)
+    best = torch.empty(len(queries), dtype=torch.float32)
+    arg = torch.empty(len(queries), dtype=torch.int64)
+    _nearest_rows(queries.contiguous().numpy(), bank.T.contiguous().numpy(), b2.contiguous().numpy(),
+                  best.numpy(), arg.numpy())
+    return best, arg
+
+
+def greedy_coreset(rows: torch.Tensor, size: int, seed: int = 0,
+                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Indices of ``size`` rows chosen by greedy k-centre (farthest point first).
 
     Keeps the rare good tokens (edges, highlights) that a random subsample would drop, so they
-    do not become false alarms; ``size >= len(rows)`` keeps every row.
+    do not become false alarms; ``size >= len(rows)`` keeps every row. ``progress(n)``: n more
+    rows picked (every 256 and at the end; a trainer's bar with an ETA, issue 21).
     """
     n = len(rows)
     if size >= n:
@@ -106,4 +152,6 @@ def greedy_coreset(rows: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor
         d = norms + float(c @ c) - 2.0 * (rows @ c)
         torch.minimum(min_d, d, out=min_d)
         cur = int(min_d.argmax())
+        if progress is not None and ((i + 1) % 256 == 0 or i + 1 == size):
+            progress(256 if (i + 1) % 256 == 0 else (i + 1) % 256)
     return chosen

@@ -29,13 +29,14 @@ cross-validation on the training split only (benchmarks/results/tileanomaly.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .anomaly_maps import gaussian_smooth
-from .memory_bank import greedy_coreset, knn_distance
+from .memory_bank import greedy_coreset, knn_distance, nearest_rows
 from .registry import register
 
 # Floor on an image's own standard deviation (normalised units): a flat image is not blown up.
@@ -149,12 +150,13 @@ class TextureKnn(nn.Module):
         return torch.gather(flat, 1, idx.to(flat.device)[..., None].expand(-1, -1, d)).reshape(-1, d)
 
     @torch.no_grad()
-    def set_bank(self, rows: torch.Tensor, seed: int = 0) -> None:
-        """Keep a greedy k-centre coreset of ``rows`` (at least ``bank_size`` of them) as the bank."""
+    def set_bank(self, rows: torch.Tensor, seed: int = 0, progress: Callable[[int], None] | None = None) -> None:
+        """Keep a greedy k-centre coreset of ``rows`` (at least ``bank_size`` of them) as the bank
+        (``progress``: see ``greedy_coreset``)."""
         if len(rows) < self.config.bank_size:
             raise ValueError(f"{len(rows)} candidate rows for a bank of {self.config.bank_size}; "
                              "use a smaller bank_size or more good images")
-        pick = greedy_coreset(rows.float().cpu(), self.config.bank_size, seed)
+        pick = greedy_coreset(rows.float().cpu(), self.config.bank_size, seed, progress)
         self.bank.copy_(rows[pick.to(rows.device)])
         if self.config.density:
             ids = torch.arange(len(self.bank), device=self.bank.device)
@@ -171,8 +173,12 @@ class TextureKnn(nn.Module):
         out = []
         for s in range(0, len(rows), chunk):
             q = rows[s:s + chunk]
-            d2 = torch.addmm(b2, q, self.bank.T, alpha=-2.0) + (q * q).sum(1, keepdim=True)
-            near, idx = d2.topk(cfg.bank_k, dim=1, largest=False) if cfg.bank_k > 1 else d2.min(1, keepdim=True)
+            if cfg.bank_k == 1:
+                part, nearest = nearest_rows(q, self.bank, b2)
+                near, idx = (part + (q * q).sum(1))[:, None], nearest[:, None]
+            else:
+                d2 = torch.addmm(b2, q, self.bank.T, alpha=-2.0) + (q * q).sum(1, keepdim=True)
+                near, idx = d2.topk(cfg.bank_k, dim=1, largest=False)
             dist = near.clamp_min(0).sqrt().mean(1)
             out.append(dist / (self.bank_scale[idx[:, 0]] + floor))
         return torch.cat(out) if out else rows.new_zeros(0)

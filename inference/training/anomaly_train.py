@@ -213,7 +213,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     elif isinstance(model, TextureKnn):  # arch "texture_knn"
         from .texture_knn_fit import fit_model
 
-        model = fit_model(config, fit, device, opts.seed)
+        model = fit_model(config, fit, device, opts.seed, quiet=opts.quiet)
         log(f"memory bank: {model.config.bank_size} rows of {model.config.feature_dim} features")
         epochs_done = 0
     else:

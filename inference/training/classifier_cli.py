@@ -79,6 +79,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the metrics here as JSON")
     p.add_argument("--tta", default=None, choices=("none", "flips", "d4"),
                    help="test-time augmentation (default: what the model's card says, as the application uses it)")
+    p.add_argument("--profile", help="the card's speed profile to score (default: the card's default; "
+                                     "see inference/profiles.py)")
     p.add_argument("--record", action="store_true",
                    help="write the figures into the model's card as metrics.test, beside the CV estimate: for the "
                         "frozen test split, scored once after every choice was made (docs/protocol.md)")
@@ -144,18 +146,20 @@ def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
     """``evaluate classifier`` as data: the metrics the command prints and writes as JSON."""
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
+    from inference.profiles import apply_profile, resolve_profile
     from inference.training.classifier_evaluate import evaluate_model
     from inference.training.common import pick_device, set_threads
 
     set_threads(args.threads)
     model_dir = args.model or bundled_model_dir("classifier")
     loaded = load_model(model_dir, map_location=pick_device(args.device), family="classifier")
-    ev = evaluate_model(loaded, args.data, tta=args.tta, progress=True)
+    profile = resolve_profile(loaded.card, args.profile)
+    ev = evaluate_model(apply_profile(loaded, args.profile), args.data, tta=args.tta, progress=True)
     for f in ev.failures:
         print(f"warning: skipped unreadable image {f}", file=sys.stderr)
     if ev.report["count"] == 0:
         raise ValueError(f"{ev.source}: no readable images")
-    return {"model": str(model_dir), **ev.report}
+    return {"model": str(model_dir), "profile": profile, **ev.report}
 
 
 def evaluate_errors() -> tuple[type[Exception], ...]:

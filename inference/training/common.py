@@ -9,7 +9,6 @@ import hashlib
 import math
 import os
 import random
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,36 +17,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from inference.device import pick_device  # noqa: F401  (trainers take it from here too)
+from inference.device import pick_device, set_threads  # noqa: F401  (trainers take them from here too)
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def set_threads(threads: int | None) -> None:
-    """Cap intra-op threads (both torch and the numba scan kernel).
-
-    The scan kernel uses ``min(numba's pool, torch.get_num_threads())`` threads, so capping
-    torch caps both. ``NUMBA_NUM_THREADS`` is only set before numba is imported: numba re-reads
-    its environment at each compilation and refuses a changed value once its pool is running.
-
-    Order matters: numba's first ``set_num_threads`` starts its OpenMP pool, which calls
-    ``omp_set_num_threads(NUMBA_NUM_THREADS)`` in the OpenMP runtime torch shares, so a torch cap
-    set before it was silently undone (``--threads 1`` ran torch on 2 threads; under load its
-    barriers made a segmenter pass 10x slower, issue 21). numba first, then torch.
-    """
-    if not threads:
-        return
-    if "numba" not in sys.modules:
-        os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    else:
-        import numba
-
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # set at import
-    torch.set_num_threads(threads)
 
 
 def warmup_linear_decay(total_steps: int, warmup_frac: float = 0.05, floor: float = 0.0):

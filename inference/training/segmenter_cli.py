@@ -52,6 +52,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-target-fraction", type=float, default=None, metavar="F",
                    help="drop predicted components larger than F of the frame (default: the card's limit; 0: off)")
     p.add_argument("--no-verifier", action="store_true", help="score without the model's target verifier (if it has one)")
+    p.add_argument("--profile", help="the card's speed profile to score (default: the card's default; "
+                                     "see inference/profiles.py)")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
@@ -96,6 +98,7 @@ def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
     """``evaluate segmenter`` as data: the metrics the command prints and writes as JSON."""
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
+    from inference.profiles import apply_profile, resolve_profile
     from inference.training.common import pick_device, set_threads
     from inference.training.segmenter_eval import evaluate_tree
 
@@ -103,15 +106,17 @@ def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = Path(args.model) if args.model else bundled_model_dir("segmenter")
     device = pick_device(args.device)
     loaded = load_model(model_dir, map_location=device, family="segmenter")
-    return evaluate_tree(loaded, args.data, args.split, args.threshold, device, args.max_target_fraction,
-                         use_verifier=not args.no_verifier, progress=True)
+    profile = resolve_profile(loaded.card, args.profile)
+    result = evaluate_tree(apply_profile(loaded, args.profile), args.data, args.split, args.threshold, device,
+                           args.max_target_fraction, use_verifier=not args.no_verifier, progress=True)
+    return {**result, "profile": profile}
 
 
 def evaluate_errors() -> tuple[type[Exception], ...]:
     from inference.checkpoints import CheckpointError
     from inference.training.segmenter_data import SegDataError
 
-    return (CheckpointError, SegDataError, ValueError, RuntimeError)
+    return (CheckpointError, SegDataError, ValueError, RuntimeError)  # a broken profile is a ValueError
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

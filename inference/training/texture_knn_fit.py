@@ -25,6 +25,7 @@ import torch
 from ..anomaly_predict import model_maps, normalise_batch
 from ..models.texture_knn import TextureKnn, TextureKnnConfig
 from .anomaly_metrics import auroc, pixel_auroc
+from .common import Progress
 from .group_folds import group_folds
 
 if TYPE_CHECKING:
@@ -39,8 +40,9 @@ THRESHOLD_QUANTILE = 0.99
 
 
 def fit_model(config: TextureKnnConfig, images: np.ndarray, device: torch.device | str = "cpu",
-              seed: int = 0) -> TextureKnn:
-    """A model whose bank is a coreset of the good ``images`` (n, c, s, s in [0, 1])."""
+              seed: int = 0, quiet: bool = False) -> TextureKnn:
+    """A model whose bank is a coreset of the good ``images`` (n, c, s, s in [0, 1]); a bar with an
+    ETA over the coreset's picks (minutes on a CPU for a full bank) unless ``quiet``."""
     probe = TextureKnn(dataclasses.replace(config, bank_size=1, bank_k=1, density=False)).to(device)
     rows = torch.cat([probe.bank_rows(normalise_batch(probe, images[i:i + 16], device), ROWS_PER_IMAGE, seed + i)
                       for i in range(0, len(images), 16)])
@@ -48,7 +50,11 @@ def fit_model(config: TextureKnnConfig, images: np.ndarray, device: torch.device
     cfg = dataclasses.replace(config, bank_size=size, bank_k=min(config.bank_k, size),
                               density=config.density and size > 1, density_k=max(1, min(config.density_k, size - 1)))
     model = TextureKnn(cfg).to(device)
-    model.set_bank(rows, seed)
+    bar = Progress(size, "memory bank", disable=quiet)
+    try:
+        model.set_bank(rows, seed, progress=bar.update)
+    finally:
+        bar.close()
     return model.eval()
 
 

@@ -80,3 +80,37 @@ def test_anomaly_maps_agree():
         span = float(b.anomaly_map.max() - b.anomaly_map.min()) or 1.0
         assert np.abs(a.anomaly_map - b.anomaly_map).max() / span < 1e-4
         assert abs(a.score - b.score) < 1e-4 * max(1.0, abs(b.score))
+
+
+@pytest.mark.parametrize("shape, sigma", [((2, 64, 80), 2.0), ((1, 256, 256), 16.0), ((3, 20, 30), 12.0)])
+def test_gaussian_smoothing_by_opencv_agrees_with_the_convolution(shape, sigma):
+    """The OpenCV blur (issue 21) against torch's: same taps, same reflect border, also where the
+    radius is clamped to a small map."""
+    import torch
+
+    from inference.models.anomaly_maps import gaussian_smooth
+
+    maps = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    fast = gaussian_smooth(maps, sigma)
+    with previous_paths():
+        before = gaussian_smooth(maps, sigma)
+    assert fast.shape == before.shape and fast.dtype == before.dtype
+    assert torch.allclose(fast, before, atol=1e-6)
+
+
+def test_the_fused_nearest_row_search_agrees_with_addmm_and_min():
+    import torch
+
+    from inference.models.memory_bank import nearest_rows
+
+    rng = np.random.default_rng(1)
+    bank = torch.from_numpy(rng.standard_normal((500, 16)).astype(np.float32))
+    queries = torch.from_numpy(rng.standard_normal((77, 16)).astype(np.float32))
+    b2 = (bank * bank).sum(1)
+    best, arg = nearest_rows(queries, bank, b2)
+    with previous_paths():
+        want, want_arg = nearest_rows(queries, bank, b2)
+    assert torch.allclose(best, want, atol=1e-5)
+    assert torch.equal(arg, want_arg)
+    true = torch.cdist(queries.double(), bank.double()).argmin(1)
+    assert torch.equal(arg, true)

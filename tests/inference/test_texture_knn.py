@@ -220,3 +220,14 @@ def test_train_without_enough_groups_falls_back_to_the_held_out_threshold(tmp_pa
     assert "cannot fill 3 folds" in capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
     assert "cross_validation" not in card and "quantile" in card["threshold"]["method"]
+
+
+def test_the_coreset_reports_its_picks_for_a_progress_bar():
+    """Fitting a full bank takes minutes on a CPU: the trainer's bar (with its ETA) counts the picks."""
+    from inference.models.memory_bank import greedy_coreset
+
+    rows = torch.randn(700, 4, generator=torch.Generator().manual_seed(0))
+    steps: list[int] = []
+    with_bar = greedy_coreset(rows, 600, seed=3, progress=steps.append)
+    assert sum(steps) == 600 and steps == [256, 256, 88]
+    assert torch.equal(with_bar, greedy_coreset(rows, 600, seed=3))  # the same picks

@@ -132,6 +132,7 @@ def test_submit_compare_queues_only_what_is_missing_and_disagreements_list_both_
     assert len(jobs) == 1   # the champion has predicted them all: only the challenger runs
     job = db.jobs.get(jobs[0])
     assert job.kind == champion.COMPARE and job.params["model_versions"] == {"classifier": b.id}
+    assert "profile" not in job.params  # each card's default, as the project pre-labels
     assert sorted(it.image_id for it in db.jobs.items(job.id)) == sorted(ids)
     waiting = champion.find_disagreements(db, b.id)
     assert (waiting.images, waiting.compared, waiting.disagreements) == (4, 0, ())
@@ -248,3 +249,14 @@ def test_side_by_side_draws_each_versions_mask_at_the_images_size(tmp_path) -> N
     assert (b == 100).all()   # no mask, the image as it is
     with pytest.raises(champion.ComparisonError, match="no longer indexed"):
         champion.side_by_side(dataclasses.replace(d, path=None), 40, (255, 0, 0))
+
+
+def test_compare_jobs_run_the_projects_speed_profile(db, tmp_path) -> None:
+    """A challenger is compared as the project would run it (ADR 0025)."""
+    from app.services.project_settings import save_speed_profile
+
+    a, b = _versions(db, tmp_path)
+    _folder(db, tmp_path, 2)
+    save_speed_profile(db, "fast")
+    jobs = champion.submit_compare(db, b.id)
+    assert jobs and all(db.jobs.get(j).params["profile"] == "fast" for j in jobs)

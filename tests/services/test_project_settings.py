@@ -13,6 +13,7 @@ from app.services.project_settings import (
     AUTO_PRELABEL,
     FLAGS,
     ROUTING,
+    SPEED_PROFILE,
     ProjectSettings,
     ProjectSettingsError,
     adopt_legacy_settings,
@@ -23,6 +24,7 @@ from app.services.project_settings import (
     save_auto_prelabel,
     save_flag_settings,
     save_routing,
+    save_speed_profile,
 )
 from app.services.routing import Routing, RoutingRule
 from database.engine import open_database
@@ -45,12 +47,17 @@ def test_a_new_project_has_the_defaults_and_keeps_what_is_saved(db) -> None:
     save_routing(db, routing)
     save_auto_prelabel(db, False)
     assert load_project_settings(db) == ProjectSettings(flags=flags, auto_prelabel=False, routing=routing)
+    save_speed_profile(db, "fast")
+    assert load_project_settings(db).speed_profile == "fast"
+    with pytest.raises(ProjectSettingsError, match="unknown speed profile"):
+        save_speed_profile(db, "turbo")
 
 
 @pytest.mark.parametrize("key, value, words", [
     (FLAGS, {"min_confidence": 7}, "flag thresholds"),
     (ROUTING, {"rules": [{"pattern": "*", "families": ["x"]}]}, "model routing"),
     (AUTO_PRELABEL, "yes", "auto pre-label"),
+    (SPEED_PROFILE, "turbo", "speed profile"),
 ])
 def test_a_hand_broken_value_is_named_not_guessed(db, key, value, words) -> None:
     db.project_settings.put(key, value)
