@@ -43,11 +43,35 @@ class Kind:
 KINDS = (Kind("mamba", 40), Kind("conv", 50))
 
 
-def cv_parts(data: str | Path, folds: int) -> list[list[str]]:
-    """All of train.txt split into ``folds`` disjoint folds by frame (val.txt is not read)."""
+SEGMENTER_GROUPINGS = ("scene", "none")
+
+
+def frame_groups(data: str | Path, stems: Sequence[str], group_by: str = "scene") -> list[str]:
+    """Group id per frame: ``scene`` = frames whose backgrounds look alike (``groups.scene_groups`` on
+    grey thumbnails), ``none`` = every frame its own group."""
+    from inference.imageio import read_image
+    from inference.training.groups import scene_descriptor, scene_groups
     from inference.training.segmenter_data import SegTree
 
-    return fold_split(SegTree.open(data).stems("train"), folds, FOLD_SEED)
+    if group_by == "none":
+        return [f"image:{s}" for s in stems]
+    if group_by != "scene":
+        raise ValueError(f"unknown grouping {group_by!r}; choose from {', '.join(SEGMENTER_GROUPINGS)}")
+    tree = SegTree.open(data)
+    return scene_groups(np.stack([scene_descriptor(read_image(tree.images[s], "gray")) for s in stems]))
+
+
+def cv_parts(data: str | Path, folds: int, group_by: str = "scene") -> list[list[str]]:
+    """All of train.txt split into ``folds`` disjoint folds of whole groups (``frame_groups``; val.txt is not read).
+
+    ``group_by="frame"`` keeps sessions 4-5's split by frame (hash-ranked frames, not scenes)."""
+    from inference.training.groups import balanced_folds
+    from inference.training.segmenter_data import SegTree
+
+    stems = SegTree.open(data).stems("train")
+    if group_by == "frame":
+        return fold_split(stems, folds, FOLD_SEED)
+    return [[stems[i] for i in fold] for fold in balanced_folds(frame_groups(data, stems, group_by), folds)]
 
 
 def network_dir(work: Path, kind: Kind, k: int) -> Path:
@@ -145,6 +169,103 @@ def select(frames: Sequence[Any], maps: dict[bool, list[np.ndarray]], parts: Seq
         "at_threshold": at_threshold, "mask_threshold": entry["chosen"], "mask_threshold_calibration": entry,
         "out_of_fold_metrics": figures(), "per_fold": [figures(set(p)) for p in parts],
     }
+
+
+# Leave-scene-out selection (issue 19): each post-processing addition is kept only if it wins under
+# cross-fitted out-of-fold figures; tried greedily, simplest first.
+ADDITIONS = ("size_limit", "flips", "hysteresis")
+
+
+def scored_fold_maps(networks_per_fold: Sequence[Sequence[Path]], frames_by_fold: Sequence[Sequence[Any]],
+                     cache: Path | None = None, device: str = "cpu") -> dict[bool, dict[str, np.ndarray]]:
+    """Out-of-fold maps per frame stem, without / with test-time flips: fold k's frames scored by the mean
+    map of fold k's networks (one network, or a k-th member of each kind: an ensemble). ``cache``: a
+    file-name prefix; maps are kept as ``<cache>_fold<k>_flips<0|1>.npz`` and reused."""
+    from inference.checkpoints import load_model
+
+    out: dict[bool, dict[str, np.ndarray]] = {False: {}, True: {}}
+    for k, frames in enumerate(frames_by_fold):
+        nets: list[torch.nn.Module] = []
+        for flips in (False, True):
+            file = None if cache is None else cache.parent / f"{cache.name}_fold{k}_flips{int(flips)}.npz"
+            if file is not None and file.is_file():
+                with np.load(file) as stored:
+                    if sorted(stored.files) == sorted(f.stem for f in frames):
+                        out[flips].update({s: stored[s] for s in stored.files})
+                        continue
+            nets = nets or [load_model(n, map_location=device, family="segmenter").model for n in networks_per_fold[k]]
+            found = assigned_maps([(nets, frames)], flips, device)
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(file, **found)  # type: ignore[arg-type]  # numpy's stub checks **arrays against allow_pickle
+            out[flips].update(found)
+    return out
+
+
+def settings_for(fit: Sequence[Any], maps: dict[bool, dict[str, np.ndarray]], use: set[str] | frozenset[str]) -> Any:
+    """The post-processing chosen on ``fit`` frames' out-of-fold maps alone, with the ``use``d additions:
+    size limit from their masks, threshold by best IoU (``pick_threshold``), then the mask-threshold rule
+    (``choose_mask_threshold``) among ``MASK_THRESHOLDS`` above it. Flips are used or not as ``use`` says."""
+    from inference.segmenter_predict import PostProcess
+    from inference.training.segmenter_calibrate import choose_mask_threshold
+    from inference.training.segmenter_train import pick_threshold, score_probabilities, size_limit
+
+    frames = list(fit)
+    limit = size_limit(frames)[1] if "size_limit" in use else None
+    probs = [maps["flips" in use][f.stem] for f in frames]
+    post = PostProcess(pick_threshold(score_probabilities(probs, frames, max_fraction=limit)), limit)
+    if "hysteresis" in use:
+        candidates = [c for c in MASK_THRESHOLDS if post.threshold < c < 1]
+        if candidates:
+            post = replace(post, mask_threshold=choose_mask_threshold(post, probs, frames, candidates)["chosen"])
+    return post
+
+
+def cross_fitted(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[str, np.ndarray]],
+                 use: set[str] | frozenset[str]) -> dict[str, Any]:
+    """Fold k scored with settings chosen on the other folds' out-of-fold maps (``settings_for``): no figure
+    comes from settings fitted on the frames it scores. Pooled over all frames, and per fold."""
+    from inference.segmenter_metrics import SegmentationMeter
+
+    pooled, per_fold, chosen = SegmentationMeter(), [], []
+    for k, frames in enumerate(frames_by_fold):
+        post = settings_for([f for j, fold in enumerate(frames_by_fold) if j != k for f in fold], maps, use)
+        meter = SegmentationMeter()
+        for f in frames:
+            mask = post(maps["flips" in use][f.stem], f.image).mask
+            meter.update(mask, f.mask)
+            pooled.update(mask, f.mask)
+        per_fold.append(meter.result())
+        chosen.append({"threshold": post.threshold, "max_fraction": post.max_fraction, "mask_threshold": post.mask_threshold})
+    return {"additions": sorted(use), "pooled": pooled.result(), "per_fold": per_fold, "settings_per_fold": chosen}
+
+
+def wins(new: dict[str, Any], old: dict[str, Any], tolerance: float = 0.005) -> bool:
+    """The rule, fixed before any figure was seen: an addition stays if it raises the cross-fitted IoU by at
+    least ``tolerance`` without losing detections, or lowers Fa with IoU within ``tolerance`` and Pd not lower."""
+    n, o = new["pooled"], old["pooled"]
+    if n["detected"] < o["detected"]:
+        return False
+    return bool(n["iou"] >= o["iou"] + tolerance or (n["fa"] < o["fa"] and n["iou"] >= o["iou"] - tolerance))
+
+
+def variant_name(use: set[str] | frozenset[str]) -> str:
+    return "+".join(a for a in ADDITIONS if a in use) or "plain"
+
+
+def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Every combination of ``ADDITIONS`` scored cross-fitted, and the greedy choice (simplest first: an
+    addition joins only if ``wins`` against the set without it)."""
+    import itertools
+
+    variants = {variant_name(set(use)): cross_fitted(frames_by_fold, maps, set(use))
+                for n in range(len(ADDITIONS) + 1) for use in itertools.combinations(ADDITIONS, n)}
+    kept: set[str] = set()
+    for addition in ADDITIONS:
+        if wins(variants[variant_name(kept | {addition})], variants[variant_name(kept)]):
+            kept.add(addition)
+    return {"variants": variants, "chosen_additions": [a for a in ADDITIONS if a in kept],
+            "cv_estimate": variants[variant_name(kept)]}
 
 
 def build_ensemble(out: Path, networks: Sequence[Path], selection: dict[str, Any], record: dict[str, Any],
