@@ -268,6 +268,70 @@ def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, d
             "cv_estimate": variants[variant_name(kept)]}
 
 
+def train_with_cv(opts: Any, folds: int, group_by: str = "scene") -> Path:
+    """``train segmenter --cv-folds K``: the protocol (docs/protocol.md) for the segmenter.
+
+    K networks, each on every fold of whole scenes but one (nothing held out, final weights of the
+    fixed schedule), score their left-out fold; the additions (size limit, flips, hysteresis) are
+    chosen on those out-of-fold maps (``choose_additions``: cross-fitted, simplest first), then the
+    threshold and mask threshold with the chosen additions on all out-of-fold maps (``settings_for``).
+    The model is one network on all of train.txt with the same schedule; its card holds the settings,
+    the CV estimate (cross-fitted figures) and what it rests on. val.txt / test.txt are never read.
+    Finished fold networks under ``<out>/cv/`` are reused."""
+    import time
+
+    from inference.checkpoints import load_model, save_card
+    from inference.training.segmenter_data import SegTree, load_frames
+    from inference.training.segmenter_fold_negatives import write_fold_tree
+    from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, size_limit, train
+
+    out, t0 = Path(opts.out), time.monotonic()
+    parts = cv_parts(opts.data, folds, group_by)
+    nets = []
+    for k in range(folds):
+        net = out / "cv" / f"net{k}"
+        if not (net / "final" / "card.json").is_file():
+            tree = write_fold_tree(opts.data, [s for j, p in enumerate(parts) if j != k for s in p], out / "cv" / f"data{k}")
+            train(replace(opts, data=str(tree), out=str(net), held_out_fraction=0.0, seed=opts.seed + 1 + k,
+                          verifier=False, resume=opts.resume))
+        nets.append(net / "final")
+    t_cv = time.monotonic() - t0
+    tree = SegTree.open(opts.data)
+    in_chans = int(load_model(nets[0], family="segmenter").config.in_chans)
+    frames_by_fold = [load_frames(tree, list(p), in_chans)[0] for p in parts]
+    maps = scored_fold_maps([[n] for n in nets], frames_by_fold, out / "cv" / "maps")
+    choice = choose_additions(frames_by_fold, maps)
+    use = set(choice["chosen_additions"])
+    post = settings_for([f for fold in frames_by_fold for f in fold], maps, use)
+    t_select = time.monotonic() - t0 - t_cv
+    final = train(replace(opts, held_out_fraction=0.0, verifier=False))
+    loaded = load_model(final, family="segmenter")
+    card = {k: v for k, v in loaded.card.items() if k not in ("max_target_fraction", "max_target_fraction_rule", "mask_threshold")}
+    card.update(threshold=post.threshold, test_time_flips="flips" in use)
+    if post.max_fraction is not None:
+        card["max_target_fraction"] = post.max_fraction
+        card["max_target_fraction_rule"] = (f"{LARGE_COMPONENT_FACTOR:g} x the largest train.txt target's share of its frame; "
+                                            "larger predicted components are dropped from the mask")
+    if post.mask_threshold is not None:
+        card["mask_threshold"] = post.mask_threshold
+    estimate = choice["cv_estimate"]
+    card["metrics"] = {**card.get("metrics", {}), "cv": {**estimate["pooled"], "fa_unit": "1e-6"}}
+    card["cross_validation"] = {
+        "folds": folds, "group_by": group_by, "groups": len(set(frame_groups(opts.data, [s for p in parts for s in p], group_by)))
+        if group_by in SEGMENTER_GROUPINGS else None,
+        "fold_frames": [len(p) for p in parts], "chosen_additions": choice["chosen_additions"],
+        "per_fold": estimate["per_fold"], "settings_per_fold": estimate["settings_per_fold"],
+        "variants": {name: v["pooled"] for name, v in choice["variants"].items()},
+        "largest_target_fraction": size_limit([f for fold in frames_by_fold for f in fold])[0],
+        "note": "CV estimate: each fold scored by a network that never saw its scenes, with settings chosen on the other "
+                "folds' out-of-fold maps; the model's own settings are chosen the same way on all out-of-fold maps",
+        "seconds": {"fold_networks": round(t_cv, 1), "selection": round(t_select, 1),
+                    "final_network": round(time.monotonic() - t0 - t_cv - t_select, 1)},
+    }
+    save_card(final, card)
+    return final
+
+
 def build_ensemble(out: Path, networks: Sequence[Path], selection: dict[str, Any], record: dict[str, Any],
                    storage_dtype: torch.dtype | None = torch.float16) -> Path:
     """A model directory: ``networks[0]`` as the main network (stored as trained), the others as members
