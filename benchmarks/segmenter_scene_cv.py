@@ -58,7 +58,8 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
         recipes = recipe.split("+")  # base+conv: fold k's base and conv networks averaged (a two-network ensemble)
         t0 = time.monotonic()
         maps = scored_fold_maps([[recipe_dir(args.work, r, k) / "final" for r in recipes] for k in range(args.folds)],
-                                frames_by_fold, args.work / "maps" / f"{recipe}_{args.group_by}{args.folds}")
+                                frames_by_fold, args.work / "maps" / f"{recipe}_{args.group_by}{args.folds}",
+                                views=(False, True) if args.flips else (False,))
         chosen = choose_additions(frames_by_fold, maps)
         files = [recipe_dir(args.work, r, k) / "seconds.json" for r in recipes for k in range(args.folds)]
         report[recipe] = {**chosen, "scoring_seconds": round(time.monotonic() - t0, 1),
@@ -70,6 +71,27 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {name:28s} IoU {m['iou']:.3f} nIoU {m['niou']:.3f} Pd {m['pd']:.3f} Fa {m['fa']:.1f}  per-fold IoU "
                   + " ".join(f"{f['iou']:.3f}" for f in v["per_fold"]))
     return report
+
+def group_report(args: argparse.Namespace) -> dict[str, Any]:
+    """How many scene groups train.txt holds and how big; how many val.txt frames share a scene with a
+    train.txt frame when all frames are grouped together (the frozen split is the data set's own)."""
+    from collections import Counter
+
+    from inference.training.segmenter_cv import cv_parts, frame_groups
+    from inference.training.segmenter_data import SegTree
+
+    tree = SegTree.open(args.data)
+    train, val = tree.stems("train"), tree.stems("val")
+    sizes = Counter(Counter(frame_groups(args.data, train, args.group_by)).values())
+    both = frame_groups(args.data, train + val, args.group_by)
+    train_groups = set(both[:len(train)])
+    report = {"train_frames": len(train), "train_groups": sum(sizes.values()),
+              "group_sizes": {str(k): v for k, v in sorted(sizes.items())},
+              "val_frames_sharing_a_scene_with_train": sum(g in train_groups for g in both[len(train):]),
+              "fold_frames": [len(p) for p in cv_parts(args.data, args.folds, args.group_by)]}
+    print(json.dumps(report))
+    return report
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -83,11 +105,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=60)
     p.add_argument("--group-by", default="scene", choices=("scene", "none", "frame"))
     p.add_argument("--json", type=Path)
+    p.add_argument("--no-flips", dest="flips", action="store_false",
+                   help="score: no test-time-flip maps (4x cheaper; flips are then not compared)")
     args = p.parse_args()
     if args.action == "train":
         train_fold(args)
-    elif args.action == "score":
-        report = score(args)
+    elif args.action in ("score", "groups"):
+        report = score(args) if args.action == "score" else group_report(args)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0

@@ -1,8 +1,9 @@
 """A cross-validated ("CV-bagged") segmenter ensemble, with its settings chosen on out-of-fold maps.
 
 Sessions 2-4 chose epoch, threshold, flips, mask threshold and members on 34 held-out frames,
-which predicted val badly three times. Here all of train.txt is split into folds by frame
-(``segmenter_fold_negatives.fold_split``); for each fold k one network per kind (by default a
+which predicted val badly three times. Here all of train.txt is split into folds of whole scenes
+(``cv_parts``; issue 19: session 5 split by frame, and frames of one scene on both sides of a fold
+flattered the estimate); for each fold k one network per kind (by default a
 Mamba one and a convolution one, ``cpu`` preset) is trained on the other folds with nothing held
 out, keeping the final weights of a fixed schedule (no epoch selection). Every train.txt frame is
 then scored by the networks that never saw it (their mean probability, as the ensemble averages
@@ -11,6 +12,10 @@ out-of-fold maps of all frames (``segmenter_train.choose_threshold_and_flips``, 
 ``segmenter_calibrate.choose_mask_threshold``), the size limit derived from all train.txt masks.
 The model is all fold networks as one ensemble with the chosen settings (members stored as
 float16). val.txt is never read here.
+
+The same folds serve ``train segmenter --cv-folds K`` (``train_with_cv``): one network per fold,
+each post-processing addition kept only if it wins cross-fitted (``choose_additions``), and one
+network on all of train.txt as the model.
 
     python -m inference.training.segmenter_cv --data SIRST_DIR --work runs/cv --folds 4 --epochs 50 --out MODEL_DIR
 """
@@ -177,16 +182,18 @@ ADDITIONS = ("size_limit", "flips", "hysteresis")
 
 
 def scored_fold_maps(networks_per_fold: Sequence[Sequence[Path]], frames_by_fold: Sequence[Sequence[Any]],
-                     cache: Path | None = None, device: str = "cpu") -> dict[bool, dict[str, np.ndarray]]:
-    """Out-of-fold maps per frame stem, without / with test-time flips: fold k's frames scored by the mean
-    map of fold k's networks (one network, or a k-th member of each kind: an ensemble). ``cache``: a
-    file-name prefix; maps are kept as ``<cache>_fold<k>_flips<0|1>.npz`` and reused."""
+                     cache: Path | None = None, device: str = "cpu",
+                     views: Sequence[bool] = (False, True)) -> dict[bool, dict[str, np.ndarray]]:
+    """Out-of-fold maps per frame stem, without / with test-time flips (``views``: which of the two; flips
+    cost four passes): fold k's frames scored by the mean map of fold k's networks (one network, or a
+    k-th member of each kind: an ensemble). ``cache``: a file-name prefix; maps are kept as
+    ``<cache>_fold<k>_flips<0|1>.npz`` and reused."""
     from inference.checkpoints import load_model
 
-    out: dict[bool, dict[str, np.ndarray]] = {False: {}, True: {}}
+    out: dict[bool, dict[str, np.ndarray]] = {flips: {} for flips in views}
     for k, frames in enumerate(frames_by_fold):
         nets: list[torch.nn.Module] = []
-        for flips in (False, True):
+        for flips in views:
             file = None if cache is None else cache.parent / f"{cache.name}_fold{k}_flips{int(flips)}.npz"
             if file is not None and file.is_file():
                 with np.load(file) as stored:
@@ -255,13 +262,15 @@ def variant_name(use: set[str] | frozenset[str]) -> str:
 
 def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[str, np.ndarray]]) -> dict[str, Any]:
     """Every combination of ``ADDITIONS`` scored cross-fitted, and the greedy choice (simplest first: an
-    addition joins only if ``wins`` against the set without it)."""
+    addition joins only if ``wins`` against the set without it). Maps without flipped views
+    (``maps[True]`` absent) leave flips out of the comparison."""
     import itertools
 
+    tried = [a for a in ADDITIONS if a != "flips" or True in maps]  # without flipped maps, flips are not tried
     variants = {variant_name(set(use)): cross_fitted(frames_by_fold, maps, set(use))
-                for n in range(len(ADDITIONS) + 1) for use in itertools.combinations(ADDITIONS, n)}
+                for n in range(len(tried) + 1) for use in itertools.combinations(tried, n)}
     kept: set[str] = set()
-    for addition in ADDITIONS:
+    for addition in tried:
         if wins(variants[variant_name(kept | {addition})], variants[variant_name(kept)]):
             kept.add(addition)
     return {"variants": variants, "chosen_additions": [a for a in ADDITIONS if a in kept],
@@ -386,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, type=Path, help="tree with images/, masks/ and train.txt (val.txt is not read)")
     p.add_argument("--work", required=True, type=Path, help="folder for fold trees, fold networks, out-of-fold maps, selection.json")
     p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--group-by", default="scene", choices=(*SEGMENTER_GROUPINGS, "frame"),
+                   help="what a fold never splits: scene (default), none, or frame (sessions 4-5's hash split by frame)")
     p.add_argument("--epochs", type=int, default=50, help="epochs per fold network (trained ones in --work are reused)")
     p.add_argument("--kinds", default=",".join(f"{k.inner}:{k.seed}" for k in KINDS),
                    help="network kinds per fold as inner:seed-base, comma-separated (default %(default)s)")
@@ -409,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(shlex.quote(a) for a in ["python -m inference.training.segmenter_cv", *(argv if argv is not None else sys.argv[1:])])
     try:
         t0 = time.monotonic()
-        parts = cv_parts(args.data, args.folds)
+        parts = cv_parts(args.data, args.folds, args.group_by)
         networks = train_cv_networks(args.data, args.work, parts, args.epochs, kinds, args.threads)
         t1 = time.monotonic()
         frames, maps = out_of_fold_maps(args.data, args.work, parts, kinds, args.device)
@@ -425,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             if not chosen:
                 raise ValueError(f"--only-kind {args.only_kind!r} is none of the kinds")
             record = {
-                "folds": args.folds, "fold_seed": FOLD_SEED, "epochs": args.epochs,
+                "folds": args.folds, "group_by": args.group_by, "fold_seed": FOLD_SEED, "epochs": args.epochs,
                 "networks": [{"path": f"{k.inner}{i}", "inner": k.inner, "seed": k.seed + i, "fold_left_out": i,
                               "fit_frames": sum(len(p) for j, p in enumerate(parts) if j != i)}
                              for k in chosen for i in range(args.folds)],

@@ -162,3 +162,10 @@ def test_train_with_cv_folds_writes_settings_and_the_cv_estimate_and_reuses_fold
     assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
     assert cli_main(args[:-3] + ["--cv-folds", "1"]) == 2
     assert "--cv-folds" in capsys.readouterr().err
+
+
+def test_without_flipped_maps_flips_are_not_compared(tmp_path):
+    _, folds, _, blob = _frames_and_maps(tmp_path)
+    got = choose_additions(folds, {False: blob})
+    assert set(got["variants"]) == {"plain", "size_limit", "hysteresis", "size_limit+hysteresis"}
+    assert got["chosen_additions"] == ["size_limit"]
