@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-RECIPES = {  # name -> TrainOptions fields (everything else: the trainer's defaults, nothing held out)
+RECIPES: dict[str, dict[str, Any]] = {  # name -> TrainOptions fields (everything else: the trainer's defaults, nothing held out)
     "base": {"inner": "mamba", "augment": False},
     "aug": {"inner": "mamba", "augment": True},
     "conv": {"inner": "conv", "augment": False},

@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main() -> int:
@@ -44,7 +45,7 @@ def main() -> int:
         mask = post(predict_probabilities(members, [f.image], "cpu", standardised=True, flips=flips)[0], f.image).mask
         meters["all"].update(mask, f.mask)
         meters["new_scenes" if f.stem in new_scene else "seen_scenes"].update(mask, f.mask)
-    result = {k: m.result() for k, m in meters.items()}
+    result: dict[str, Any] = {k: m.result() for k, m in meters.items()}
     result.update(split="val.txt", frames={"all": len(frames), "new_scenes": len(new_scene), "seen_scenes": len(frames) - len(new_scene)},
                   seconds=round(time.monotonic() - t0, 1), model=str(args.model), fa_unit="1e-6")
     print(json.dumps(result, indent=1))

@@ -300,8 +300,8 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene") -> Path:
     for k in range(folds):
         net = out / "cv" / f"net{k}"
         if not (net / "final" / "card.json").is_file():
-            tree = write_fold_tree(opts.data, [s for j, p in enumerate(parts) if j != k for s in p], out / "cv" / f"data{k}")
-            train(replace(opts, data=str(tree), out=str(net), held_out_fraction=0.0, seed=opts.seed + 1 + k,
+            fold_tree = write_fold_tree(opts.data, [s for j, p in enumerate(parts) if j != k for s in p], out / "cv" / f"data{k}")
+            train(replace(opts, data=str(fold_tree), out=str(net), held_out_fraction=0.0, seed=opts.seed + 1 + k,
                           verifier=False, resume=opts.resume))
         nets.append(net / "final")
     t_cv = time.monotonic() - t0
