@@ -37,6 +37,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "trainings (default 0: one training, settings from --held-out-fraction)")
     p.add_argument("--group-by", default="scene", choices=("scene", "none"),
                    help="with --cv-folds: what a fold never splits: scene (frames whose backgrounds look alike) or none")
+    p.add_argument("--cv-no-flips", action="store_true",
+                   help="with --cv-folds: do not compare test-time flips (their out-of-fold maps cost four passes); no flips")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
     p.add_argument("--held-out-fraction", type=float, default=0.1, metavar="F",
                    help="share of train.txt held out to pick the epoch, threshold and flips (default 0.1); "
@@ -97,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
         return _error("--cv-folds must be 0 (off) or at least 2")
     try:
         opts = train_options(args, " ".join(shlex.quote(a) for a in sys.argv))
-        final = train_with_cv(opts, args.cv_folds, args.group_by) if args.cv_folds else train(opts)
+        final = train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips) if args.cv_folds else train(opts)
     except train_errors() as exc:
         return _error(str(exc).strip("'\""))
     print(f"model written to {final}")

@@ -277,7 +277,7 @@ def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, d
             "cv_estimate": variants[variant_name(kept)]}
 
 
-def train_with_cv(opts: Any, folds: int, group_by: str = "scene") -> Path:
+def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips: bool = True) -> Path:
     """``train segmenter --cv-folds K``: the protocol (docs/protocol.md) for the segmenter.
 
     K networks, each on every fold of whole scenes but one (nothing held out, final weights of the
@@ -286,7 +286,8 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene") -> Path:
     threshold and mask threshold with the chosen additions on all out-of-fold maps (``settings_for``).
     The model is one network on all of train.txt with the same schedule; its card holds the settings,
     the CV estimate (cross-fitted figures) and what it rests on. val.txt / test.txt are never read.
-    Finished fold networks under ``<out>/cv/`` are reused."""
+    Finished fold networks and out-of-fold maps under ``<out>/cv/`` are reused. ``compare_flips`` False
+    skips the flipped maps (a quarter of the scoring cost) and the model runs without flips."""
     import time
 
     from inference.checkpoints import load_model, save_card
@@ -308,7 +309,8 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene") -> Path:
     tree = SegTree.open(opts.data)
     in_chans = int(load_model(nets[0], family="segmenter").config.in_chans)
     frames_by_fold = [load_frames(tree, list(p), in_chans)[0] for p in parts]
-    maps = scored_fold_maps([[n] for n in nets], frames_by_fold, out / "cv" / "maps")
+    maps = scored_fold_maps([[n] for n in nets], frames_by_fold, out / "cv" / "maps",
+                            views=(False, True) if compare_flips else (False,))
     choice = choose_additions(frames_by_fold, maps)
     use = set(choice["chosen_additions"])
     post = settings_for([f for fold in frames_by_fold for f in fold], maps, use)
@@ -329,6 +331,7 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene") -> Path:
         "folds": folds, "group_by": group_by, "groups": len(set(frame_groups(opts.data, [s for p in parts for s in p], group_by)))
         if group_by in SEGMENTER_GROUPINGS else None,
         "fold_frames": [len(p) for p in parts], "chosen_additions": choice["chosen_additions"],
+        "flips_compared": compare_flips,
         "per_fold": estimate["per_fold"], "settings_per_fold": estimate["settings_per_fold"],
         "variants": {name: v["pooled"] for name, v in choice["variants"].items()},
         "largest_target_fraction": size_limit([f for fold in frames_by_fold for f in fold])[0],

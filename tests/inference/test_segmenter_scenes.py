@@ -158,8 +158,11 @@ def test_train_with_cv_folds_writes_settings_and_the_cv_estimate_and_reuses_fold
         fold = json.loads((out / "cv" / f"net{k}" / "final" / "card.json").read_text())
         assert fold["data"]["fit_frames"] == cv["fold_frames"][1 - k]
     stamp = (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns
-    assert cli_main(args) == 0
+    assert cli_main(args + ["--cv-no-flips"]) == 0
     assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    again = load_model(out / "final", family="segmenter").card
+    assert again["cross_validation"]["flips_compared"] is False and again["test_time_flips"] is False
+    assert "flips" not in again["cross_validation"]["variants"]
     assert cli_main(args[:-3] + ["--cv-folds", "1"]) == 2
     assert "--cv-folds" in capsys.readouterr().err
 
