@@ -20,6 +20,7 @@ from typing import Any
 RECIPES: dict[str, dict[str, Any]] = {  # name -> TrainOptions fields (everything else: the trainer's defaults, nothing held out)
     "base": {"inner": "mamba", "augment": False},
     "aug": {"inner": "mamba", "augment": True},
+    "base12": {"inner": "mamba", "augment": False, "epochs": 12},  # the same, twice the schedule
     "conv": {"inner": "conv", "augment": False},
     "conv_aug": {"inner": "conv", "augment": True},
 }
@@ -39,10 +40,11 @@ def train_fold(args: argparse.Namespace) -> None:
                            args.work / f"data_{args.group_by}{args.folds}_{args.fold}")
     out = recipe_dir(args.work, args.recipe, args.fold)
     t0 = time.monotonic()
-    train(TrainOptions(data=str(tree), out=str(out), preset="cpu", epochs=args.epochs, batch_size=8, crop=128,
+    fields = {"epochs": args.epochs, **RECIPES[args.recipe]}
+    train(TrainOptions(data=str(tree), out=str(out), preset="cpu", batch_size=8, crop=128,
                        target_prob=0.5, seed=args.seed + args.fold, threads=1, held_out_fraction=0.0, quiet=True,
                        command=f"benchmarks/segmenter_scene_cv.py train --recipe {args.recipe} --fold {args.fold} "
-                               f"--folds {args.folds} --epochs {args.epochs}", **RECIPES[args.recipe]))
+                               f"--folds {args.folds} --epochs {fields['epochs']}", **fields))
     (out / "seconds.json").write_text(json.dumps({"training_seconds": round(time.monotonic() - t0, 1)}), encoding="utf-8")
 
 
