@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -146,3 +146,81 @@ def path_groups(paths: Sequence[Path], root: str | Path | None = None) -> tuple[
     classes = [p.parent.relative_to(base).as_posix() if p.parent != base and p.is_relative_to(base) else "" for p in files]
     groups, rule = assign_groups(names, classes)
     return (None, rule) if rule == "none" else (groups, rule)
+
+
+# Scenes of frames that carry no scene id (SIRST's ``Misc_N``: its numbers are not in sequence order).
+SCENE_THUMB = 16  # thumbnail side: the background's layout, not the few-pixel targets
+SCENE_DISTANCE = 0.5  # average-linkage cut on the RMS distance of z-scored thumbnails
+
+
+def scene_descriptor(gray: np.ndarray, side: int = SCENE_THUMB) -> np.ndarray:
+    """A frame's background layout: its (h, w) grey image area-averaged to ``side`` x ``side``, z-scored
+    (so a change of camera gain or offset does not split a scene), flattened."""
+    import cv2
+    import numpy as np
+
+    t = cv2.resize(np.asarray(gray, np.float32), (side, side), interpolation=cv2.INTER_AREA).ravel()
+    return ((t - t.mean()) / (t.std() + 1e-6)).astype(np.float32)
+
+
+def scene_groups(descriptors: np.ndarray, distance: float = SCENE_DISTANCE) -> list[str]:
+    """Scene ids for frames from their ``scene_descriptor`` rows: average-linkage clustering of the RMS
+    distances, cut at ``distance`` (0.5 lies below the 1st percentile of SIRST's pairs of random frames,
+    0.55, and joins frames of one sequence, whose background barely moves). Average rather than single
+    linkage: single linkage chains plain-sky frames of different sequences into one group of 80-120.
+    Deterministic; ids are ``scene:<first member's index>``."""
+    import numpy as np
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    d = np.asarray(descriptors, np.float64)
+    if len(d) < 2:
+        return [f"scene:{i}" for i in range(len(d))]
+    sq = (d ** 2).sum(1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * d @ d.T, 0) / d.shape[1])
+    iu = np.triu_indices(len(d), 1)
+    labels = fcluster(linkage(dist[iu], "average"), distance, "distance")
+    first: dict[int, int] = {}
+    for i, lab in enumerate(labels):
+        first.setdefault(int(lab), i)
+    return [f"scene:{first[int(lab)]}" for lab in labels]
+
+
+def balanced_folds(groups: Sequence[str], n_folds: int) -> list[list[int]]:
+    """Indices of ``groups`` per fold: whole groups, largest first into the smallest fold (ties by
+    name), so folds are about equal in size and the same input always gives the same folds
+    (for data without classes to stratify by: segmentation frames, anomaly tiles)."""
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, not {n_folds}")
+    sizes: dict[str, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    if len(sizes) < n_folds:
+        raise ValueError(f"{len(sizes)} groups ({', '.join(sorted(sizes)[:8])}) cannot fill {n_folds} folds; "
+                         "use fewer folds or another grouping")
+    fold_of: dict[str, int] = {}
+    load = [0] * n_folds
+    for g in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        f = min(range(n_folds), key=lambda i: (load[i], i))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    return [[i for i, g in enumerate(groups) if fold_of[g] == f] for f in range(n_folds)]
+
+
+NAME_GROUPINGS = ("prefix", "none")  # file-name rules for data without class folders (anomaly tiles); or regex:PATTERN
+
+
+def name_group_function(kind: str) -> Callable[[str], str]:
+    """A file name -> group function: ``prefix`` (``image_group``'s rule: magnetic tile's
+    ``exp1_num_10334.png`` -> ``exp1``), ``none`` (every file its own group) or ``regex:PATTERN``
+    (the first capture group of PATTERN, else its whole match; a name it misses is its own group)."""
+    if kind in NAME_GROUPINGS:
+        return lambda name: image_group(PurePosixPath(name).name, "", kind)
+    if kind.startswith("regex:"):
+        pattern = re.compile(kind[len("regex:"):])
+
+        def by_regex(name: str) -> str:
+            m = pattern.search(PurePosixPath(name).name)
+            return m.group(1 if m.groups() else 0) if m else f"image:{PurePosixPath(name).name}"
+
+        return by_regex
+    raise ValueError(f"unknown grouping {kind!r}; choose from {', '.join(NAME_GROUPINGS)} or regex:PATTERN")

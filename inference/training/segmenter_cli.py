@@ -29,6 +29,16 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-prob", type=float, default=0.7, help="share of crops centred near a target")
     p.add_argument("--clutter-prob", type=float, default=0.0,
                    help="share of crops centred on bright blobs that are not targets (hard negatives)")
+    p.add_argument("--augment", action="store_true",
+                   help="scene/camera augmentation of the crops: gamma, contrast, blur, noise, sensor stripes, scale")
+    p.add_argument("--cv-folds", type=int, default=0,
+                   help="K > 1: leave-scene-out cross-validation inside train.txt chooses the threshold, flips, size "
+                        "limit and mask threshold (docs/protocol.md), then one network on all of train.txt; costs K + 1 "
+                        "trainings (default 0: one training, settings from --held-out-fraction)")
+    p.add_argument("--group-by", default="scene", choices=("scene", "none"),
+                   help="with --cv-folds: what a fold never splits: scene (frames whose backgrounds look alike) or none")
+    p.add_argument("--cv-no-flips", action="store_true",
+                   help="with --cv-folds: do not compare test-time flips (their out-of-fold maps cost four passes); no flips")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
     p.add_argument("--held-out-fraction", type=float, default=0.1, metavar="F",
                    help="share of train.txt held out to pick the epoch, threshold and flips (default 0.1); "
@@ -84,10 +94,14 @@ def train_errors() -> tuple[type[Exception], ...]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from inference.training.segmenter_cv import train_with_cv
     from inference.training.segmenter_train import train
 
+    if args.cv_folds == 1 or args.cv_folds < 0:
+        return _error("--cv-folds must be 0 (off) or at least 2")
     try:
-        final = train(train_options(args, " ".join(shlex.quote(a) for a in sys.argv)))
+        opts = train_options(args, " ".join(shlex.quote(a) for a in sys.argv))
+        final = train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips) if args.cv_folds else train(opts)
     except train_errors() as exc:
         return _error(str(exc).strip("'\""))
     print(f"model written to {final}")

@@ -1,8 +1,9 @@
 """A cross-validated ("CV-bagged") segmenter ensemble, with its settings chosen on out-of-fold maps.
 
 Sessions 2-4 chose epoch, threshold, flips, mask threshold and members on 34 held-out frames,
-which predicted val badly three times. Here all of train.txt is split into folds by frame
-(``segmenter_fold_negatives.fold_split``); for each fold k one network per kind (by default a
+which predicted val badly three times. Here all of train.txt is split into folds of whole scenes
+(``cv_parts``; issue 19: session 5 split by frame, and frames of one scene on both sides of a fold
+flattered the estimate); for each fold k one network per kind (by default a
 Mamba one and a convolution one, ``cpu`` preset) is trained on the other folds with nothing held
 out, keeping the final weights of a fixed schedule (no epoch selection). Every train.txt frame is
 then scored by the networks that never saw it (their mean probability, as the ensemble averages
@@ -11,6 +12,10 @@ out-of-fold maps of all frames (``segmenter_train.choose_threshold_and_flips``, 
 ``segmenter_calibrate.choose_mask_threshold``), the size limit derived from all train.txt masks.
 The model is all fold networks as one ensemble with the chosen settings (members stored as
 float16). val.txt is never read here.
+
+The same folds serve ``train segmenter --cv-folds K`` (``train_with_cv``): one network per fold,
+each post-processing addition kept only if it wins cross-fitted (``choose_additions``), and one
+network on all of train.txt as the model.
 
     python -m inference.training.segmenter_cv --data SIRST_DIR --work runs/cv --folds 4 --epochs 50 --out MODEL_DIR
 """
@@ -43,11 +48,35 @@ class Kind:
 KINDS = (Kind("mamba", 40), Kind("conv", 50))
 
 
-def cv_parts(data: str | Path, folds: int) -> list[list[str]]:
-    """All of train.txt split into ``folds`` disjoint folds by frame (val.txt is not read)."""
+SEGMENTER_GROUPINGS = ("scene", "none")
+
+
+def frame_groups(data: str | Path, stems: Sequence[str], group_by: str = "scene") -> list[str]:
+    """Group id per frame: ``scene`` = frames whose backgrounds look alike (``groups.scene_groups`` on
+    grey thumbnails), ``none`` = every frame its own group."""
+    from inference.imageio import read_image
+    from inference.training.groups import scene_descriptor, scene_groups
     from inference.training.segmenter_data import SegTree
 
-    return fold_split(SegTree.open(data).stems("train"), folds, FOLD_SEED)
+    if group_by == "none":
+        return [f"image:{s}" for s in stems]
+    if group_by != "scene":
+        raise ValueError(f"unknown grouping {group_by!r}; choose from {', '.join(SEGMENTER_GROUPINGS)}")
+    tree = SegTree.open(data)
+    return scene_groups(np.stack([scene_descriptor(read_image(tree.images[s], "gray")) for s in stems]))
+
+
+def cv_parts(data: str | Path, folds: int, group_by: str = "scene") -> list[list[str]]:
+    """All of train.txt split into ``folds`` disjoint folds of whole groups (``frame_groups``; val.txt is not read).
+
+    ``group_by="frame"`` keeps sessions 4-5's split by frame (hash-ranked frames, not scenes)."""
+    from inference.training.groups import balanced_folds
+    from inference.training.segmenter_data import SegTree
+
+    stems = SegTree.open(data).stems("train")
+    if group_by == "frame":
+        return fold_split(stems, folds, FOLD_SEED)
+    return [[stems[i] for i in fold] for fold in balanced_folds(frame_groups(data, stems, group_by), folds)]
 
 
 def network_dir(work: Path, kind: Kind, k: int) -> Path:
@@ -147,6 +176,174 @@ def select(frames: Sequence[Any], maps: dict[bool, list[np.ndarray]], parts: Seq
     }
 
 
+# Leave-scene-out selection (issue 19): each post-processing addition is kept only if it wins under
+# cross-fitted out-of-fold figures; tried greedily, simplest first.
+ADDITIONS = ("size_limit", "flips", "hysteresis")
+
+
+def scored_fold_maps(networks_per_fold: Sequence[Sequence[Path]], frames_by_fold: Sequence[Sequence[Any]],
+                     cache: Path | None = None, device: str = "cpu",
+                     views: Sequence[bool] = (False, True)) -> dict[bool, dict[str, np.ndarray]]:
+    """Out-of-fold maps per frame stem, without / with test-time flips (``views``: which of the two; flips
+    cost four passes): fold k's frames scored by the mean map of fold k's networks (one network, or a
+    k-th member of each kind: an ensemble). ``cache``: a file-name prefix; maps are kept as
+    ``<cache>_fold<k>_flips<0|1>.npz`` and reused."""
+    from inference.checkpoints import load_model
+
+    out: dict[bool, dict[str, np.ndarray]] = {flips: {} for flips in views}
+    for k, frames in enumerate(frames_by_fold):
+        nets: list[torch.nn.Module] = []
+        for flips in views:
+            file = None if cache is None else cache.parent / f"{cache.name}_fold{k}_flips{int(flips)}.npz"
+            if file is not None and file.is_file():
+                with np.load(file) as stored:
+                    if sorted(stored.files) == sorted(f.stem for f in frames):
+                        out[flips].update({s: stored[s] for s in stored.files})
+                        continue
+            nets = nets or [load_model(n, map_location=device, family="segmenter").model for n in networks_per_fold[k]]
+            found = assigned_maps([(nets, frames)], flips, device)
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(file, **found)  # type: ignore[arg-type]  # numpy's stub checks **arrays against allow_pickle
+            out[flips].update(found)
+    return out
+
+
+def settings_for(fit: Sequence[Any], maps: dict[bool, dict[str, np.ndarray]], use: set[str] | frozenset[str]) -> Any:
+    """The post-processing chosen on ``fit`` frames' out-of-fold maps alone, with the ``use``d additions:
+    size limit from their masks, threshold by best IoU (``pick_threshold``), then the mask-threshold rule
+    (``choose_mask_threshold``) among ``MASK_THRESHOLDS`` above it. Flips are used or not as ``use`` says."""
+    from inference.segmenter_predict import PostProcess
+    from inference.training.segmenter_calibrate import choose_mask_threshold
+    from inference.training.segmenter_train import pick_threshold, score_probabilities, size_limit
+
+    frames = list(fit)
+    limit = size_limit(frames)[1] if "size_limit" in use else None
+    probs = [maps["flips" in use][f.stem] for f in frames]
+    post = PostProcess(pick_threshold(score_probabilities(probs, frames, max_fraction=limit)), limit)
+    if "hysteresis" in use:
+        candidates = [c for c in MASK_THRESHOLDS if post.threshold < c < 1]
+        if candidates:
+            post = replace(post, mask_threshold=choose_mask_threshold(post, probs, frames, candidates)["chosen"])
+    return post
+
+
+def cross_fitted(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[str, np.ndarray]],
+                 use: set[str] | frozenset[str]) -> dict[str, Any]:
+    """Fold k scored with settings chosen on the other folds' out-of-fold maps (``settings_for``): no figure
+    comes from settings fitted on the frames it scores. Pooled over all frames, and per fold."""
+    from inference.segmenter_metrics import SegmentationMeter
+
+    pooled, per_fold, chosen = SegmentationMeter(), [], []
+    for k, frames in enumerate(frames_by_fold):
+        post = settings_for([f for j, fold in enumerate(frames_by_fold) if j != k for f in fold], maps, use)
+        meter = SegmentationMeter()
+        for f in frames:
+            mask = post(maps["flips" in use][f.stem], f.image).mask
+            meter.update(mask, f.mask)
+            pooled.update(mask, f.mask)
+        per_fold.append(meter.result())
+        chosen.append({"threshold": post.threshold, "max_fraction": post.max_fraction, "mask_threshold": post.mask_threshold})
+    return {"additions": sorted(use), "pooled": pooled.result(), "per_fold": per_fold, "settings_per_fold": chosen}
+
+
+def wins(new: dict[str, Any], old: dict[str, Any], tolerance: float = 0.005) -> bool:
+    """The rule, fixed before any figure was seen: an addition stays if it raises the cross-fitted IoU by at
+    least ``tolerance`` without losing detections, or lowers Fa with IoU within ``tolerance`` and Pd not lower."""
+    n, o = new["pooled"], old["pooled"]
+    if n["detected"] < o["detected"]:
+        return False
+    return bool(n["iou"] >= o["iou"] + tolerance or (n["fa"] < o["fa"] and n["iou"] >= o["iou"] - tolerance))
+
+
+def variant_name(use: set[str] | frozenset[str]) -> str:
+    return "+".join(a for a in ADDITIONS if a in use) or "plain"
+
+
+def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Every combination of ``ADDITIONS`` scored cross-fitted, and the greedy choice (simplest first: an
+    addition joins only if ``wins`` against the set without it). Maps without flipped views
+    (``maps[True]`` absent) leave flips out of the comparison."""
+    import itertools
+
+    tried = [a for a in ADDITIONS if a != "flips" or True in maps]  # without flipped maps, flips are not tried
+    variants = {variant_name(set(use)): cross_fitted(frames_by_fold, maps, set(use))
+                for n in range(len(tried) + 1) for use in itertools.combinations(tried, n)}
+    kept: set[str] = set()
+    for addition in tried:
+        if wins(variants[variant_name(kept | {addition})], variants[variant_name(kept)]):
+            kept.add(addition)
+    return {"variants": variants, "chosen_additions": [a for a in ADDITIONS if a in kept],
+            "cv_estimate": variants[variant_name(kept)]}
+
+
+def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips: bool = True) -> Path:
+    """``train segmenter --cv-folds K``: the protocol (docs/protocol.md) for the segmenter.
+
+    K networks, each on every fold of whole scenes but one (nothing held out, final weights of the
+    fixed schedule), score their left-out fold; the additions (size limit, flips, hysteresis) are
+    chosen on those out-of-fold maps (``choose_additions``: cross-fitted, simplest first), then the
+    threshold and mask threshold with the chosen additions on all out-of-fold maps (``settings_for``).
+    The model is one network on all of train.txt with the same schedule; its card holds the settings,
+    the CV estimate (cross-fitted figures) and what it rests on. val.txt / test.txt are never read.
+    Finished fold networks and out-of-fold maps under ``<out>/cv/`` are reused. ``compare_flips`` False
+    skips the flipped maps (a quarter of the scoring cost) and the model runs without flips."""
+    import time
+
+    from inference.checkpoints import load_model, save_card
+    from inference.training.segmenter_data import SegTree, load_frames
+    from inference.training.segmenter_fold_negatives import write_fold_tree
+    from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, size_limit, train
+
+    out, t0 = Path(opts.out), time.monotonic()
+    parts = cv_parts(opts.data, folds, group_by)
+    nets = []
+    for k in range(folds):
+        net = out / "cv" / f"net{k}"
+        if not (net / "final" / "card.json").is_file():
+            fold_tree = write_fold_tree(opts.data, [s for j, p in enumerate(parts) if j != k for s in p], out / "cv" / f"data{k}")
+            train(replace(opts, data=str(fold_tree), out=str(net), held_out_fraction=0.0, seed=opts.seed + 1 + k,
+                          verifier=False, resume=opts.resume))
+        nets.append(net / "final")
+    t_cv = time.monotonic() - t0
+    tree = SegTree.open(opts.data)
+    in_chans = int(load_model(nets[0], family="segmenter").config.in_chans)
+    frames_by_fold = [load_frames(tree, list(p), in_chans)[0] for p in parts]
+    maps = scored_fold_maps([[n] for n in nets], frames_by_fold, out / "cv" / "maps",
+                            views=(False, True) if compare_flips else (False,))
+    choice = choose_additions(frames_by_fold, maps)
+    use = set(choice["chosen_additions"])
+    post = settings_for([f for fold in frames_by_fold for f in fold], maps, use)
+    t_select = time.monotonic() - t0 - t_cv
+    final = train(replace(opts, held_out_fraction=0.0, verifier=False))
+    loaded = load_model(final, family="segmenter")
+    card = {k: v for k, v in loaded.card.items() if k not in ("max_target_fraction", "max_target_fraction_rule", "mask_threshold")}
+    card.update(threshold=post.threshold, test_time_flips="flips" in use)
+    if post.max_fraction is not None:
+        card["max_target_fraction"] = post.max_fraction
+        card["max_target_fraction_rule"] = (f"{LARGE_COMPONENT_FACTOR:g} x the largest train.txt target's share of its frame; "
+                                            "larger predicted components are dropped from the mask")
+    if post.mask_threshold is not None:
+        card["mask_threshold"] = post.mask_threshold
+    estimate = choice["cv_estimate"]
+    card["metrics"] = {**card.get("metrics", {}), "cv": {**estimate["pooled"], "fa_unit": "1e-6"}}
+    card["cross_validation"] = {
+        "folds": folds, "group_by": group_by, "groups": len(set(frame_groups(opts.data, [s for p in parts for s in p], group_by)))
+        if group_by in SEGMENTER_GROUPINGS else None,
+        "fold_frames": [len(p) for p in parts], "chosen_additions": choice["chosen_additions"],
+        "flips_compared": compare_flips,
+        "per_fold": estimate["per_fold"], "settings_per_fold": estimate["settings_per_fold"],
+        "variants": {name: v["pooled"] for name, v in choice["variants"].items()},
+        "largest_target_fraction": size_limit([f for fold in frames_by_fold for f in fold])[0],
+        "note": "CV estimate: each fold scored by a network that never saw its scenes, with settings chosen on the other "
+                "folds' out-of-fold maps; the model's own settings are chosen the same way on all out-of-fold maps",
+        "seconds": {"fold_networks": round(t_cv, 1), "selection": round(t_select, 1),
+                    "final_network": round(time.monotonic() - t0 - t_cv - t_select, 1)},
+    }
+    save_card(final, card)
+    return final
+
+
 def build_ensemble(out: Path, networks: Sequence[Path], selection: dict[str, Any], record: dict[str, Any],
                    storage_dtype: torch.dtype | None = torch.float16) -> Path:
     """A model directory: ``networks[0]`` as the main network (stored as trained), the others as members
@@ -201,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, type=Path, help="tree with images/, masks/ and train.txt (val.txt is not read)")
     p.add_argument("--work", required=True, type=Path, help="folder for fold trees, fold networks, out-of-fold maps, selection.json")
     p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--group-by", default="scene", choices=(*SEGMENTER_GROUPINGS, "frame"),
+                   help="what a fold never splits: scene (default), none, or frame (sessions 4-5's hash split by frame)")
     p.add_argument("--epochs", type=int, default=50, help="epochs per fold network (trained ones in --work are reused)")
     p.add_argument("--kinds", default=",".join(f"{k.inner}:{k.seed}" for k in KINDS),
                    help="network kinds per fold as inner:seed-base, comma-separated (default %(default)s)")
@@ -224,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(shlex.quote(a) for a in ["python -m inference.training.segmenter_cv", *(argv if argv is not None else sys.argv[1:])])
     try:
         t0 = time.monotonic()
-        parts = cv_parts(args.data, args.folds)
+        parts = cv_parts(args.data, args.folds, args.group_by)
         networks = train_cv_networks(args.data, args.work, parts, args.epochs, kinds, args.threads)
         t1 = time.monotonic()
         frames, maps = out_of_fold_maps(args.data, args.work, parts, kinds, args.device)
@@ -240,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             if not chosen:
                 raise ValueError(f"--only-kind {args.only_kind!r} is none of the kinds")
             record = {
-                "folds": args.folds, "fold_seed": FOLD_SEED, "epochs": args.epochs,
+                "folds": args.folds, "group_by": args.group_by, "fold_seed": FOLD_SEED, "epochs": args.epochs,
                 "networks": [{"path": f"{k.inner}{i}", "inner": k.inner, "seed": k.seed + i, "fold_left_out": i,
                               "fit_frames": sum(len(p) for j, p in enumerate(parts) if j != i)}
                              for k in chosen for i in range(args.folds)],

@@ -141,6 +141,70 @@ def clutter_points(frame: Frame, kernel: int = 15, quantile: float = 0.999, marg
     return np.argwhere(strong)
 
 
+@dataclass(frozen=True)
+class SceneAugment:
+    """What changes between infrared scenes and cameras, applied to standardised crops (each part with
+    probability ``p``). Gain and offset of the whole frame cancel in the per-frame standardisation, so
+    what is left to model is local contrast and level (a crop's share of the frame's range), the
+    detector's response curve (gamma), optics (blur), sensor noise, fixed-pattern column/row stripes
+    and target scale (``scale`` range of the crop window's side before resizing to the crop size).
+    """
+
+    p: float = 0.5
+    contrast: tuple[float, float] = (0.7, 1.4)
+    offset: float = 0.3  # in frame standard deviations
+    gamma: tuple[float, float] = (0.6, 1.6)
+    blur_sigma: tuple[float, float] = (0.3, 1.0)
+    noise: tuple[float, float] = (0.02, 0.15)  # in frame standard deviations
+    stripes: tuple[float, float] = (0.02, 0.12)  # per-column (or row) offset spread, frame standard deviations
+    scale: tuple[float, float] = (0.8, 1.25)
+
+    def window(self, size: int, rng: np.random.Generator) -> int:
+        """The side of the window to cut before it is resized to ``size`` (scale augmentation)."""
+        if rng.random() >= self.p:
+            return size
+        return max(8, int(round(size * rng.uniform(*self.scale))))
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(c, h, w) standardised crop -> augmented copy (float32); the mask is unchanged."""
+        x = np.array(image, dtype=np.float32)
+        if rng.random() < self.p:  # detector response curve, on the crop's own range, level and spread kept
+            lo, hi = float(x.min()), float(x.max())
+            if hi - lo > 1e-6:
+                mean, std = float(x.mean()), float(x.std())
+                y = ((x - lo) / (hi - lo)) ** rng.uniform(*self.gamma)
+                x = (y - y.mean()) / (y.std() + 1e-6) * std + mean
+        if rng.random() < self.p:
+            mean = float(x.mean())
+            x = (x - mean) * rng.uniform(*self.contrast) + mean + rng.uniform(-self.offset, self.offset)
+        if rng.random() < self.p:
+            sigma = rng.uniform(*self.blur_sigma)
+            x = np.stack([cv2.GaussianBlur(ch, (0, 0), sigma) for ch in x])
+        if rng.random() < self.p:
+            x = x + rng.normal(0.0, rng.uniform(*self.noise), x.shape[1:]).astype(np.float32)
+        if rng.random() < self.p:
+            spread = rng.uniform(*self.stripes)
+            if rng.random() < 0.5:
+                x = x + rng.normal(0.0, spread, (1, 1, x.shape[2])).astype(np.float32)
+            else:
+                x = x + rng.normal(0.0, spread, (1, x.shape[1], 1)).astype(np.float32)
+        return x.astype(np.float32)
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (c, s, s) crop and its (s, s) mask resized to ``size``: image by area/linear, mask by
+    linear weights >= 0.5 (a one-pixel target kept when enlarged, and not lost when shrunk while
+    it still covers half a pixel)."""
+    if image.shape[-1] == size:
+        return image, mask
+    interp = cv2.INTER_AREA if image.shape[-1] > size else cv2.INTER_LINEAR
+    img = np.stack([cv2.resize(np.ascontiguousarray(ch), (size, size), interpolation=interp) for ch in image])
+    m = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) >= 0.5
+    if mask.any() and not m.any():  # a target never vanishes by resizing
+        m = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    return img, m
+
+
 class CropSampler:
     """Random crops biased to hold a target, with flips and transposes (IR scenes have no 'up').
 
@@ -149,7 +213,7 @@ class CropSampler:
     """
 
     def __init__(self, frames: list[Frame], size: int, target_prob: float = 0.7, seed: int = 0,
-                 clutter_prob: float = 0.0) -> None:
+                 clutter_prob: float = 0.0, augment: bool = False) -> None:
         if not frames:
             raise SegDataError("no training frames")
         if not (0.0 <= target_prob <= 1.0 and 0.0 <= clutter_prob <= 1.0):
@@ -161,6 +225,7 @@ class CropSampler:
         self.target_prob = target_prob
         self.clutter_prob = clutter_prob
         self.rng = np.random.default_rng(seed)
+        self.augment = SceneAugment() if augment else None
         self.targets = [np.argwhere(f.mask) for f in frames]
         self.clutter = [clutter_points(f) for f in frames] if clutter_prob > 0 else [np.zeros((0, 2), np.int64)] * len(frames)
 
@@ -172,7 +237,8 @@ class CropSampler:
         return images, masks
 
     def _crop(self, frame: Frame, fg: np.ndarray, clutter: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        s, rng = self.size, self.rng
+        rng = self.rng
+        s = self.augment.window(self.size, rng) if self.augment is not None else self.size
         image, mask = frame.image, frame.mask
         h, w = mask.shape
         if h < s or w < s:  # pad small frames by reflection (as inference pads to the stride)
@@ -203,4 +269,7 @@ class CropSampler:
             img, msk = img[:, ::-1, :], msk[::-1, :]
         if rng.random() < 0.5:
             img, msk = img.transpose(0, 2, 1), msk.T
+        if self.augment is not None:
+            img, msk = resize_pair(img, msk, self.size)
+            img = self.augment(img, rng)
         return img, msk

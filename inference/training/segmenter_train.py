@@ -66,6 +66,7 @@ class TrainOptions:
     bce_weight: float = 0.0
     target_prob: float = 0.7
     clutter_prob: float = 0.0  # share of crops centred on bright non-target blobs (segmenter_data.clutter_points)
+    augment: bool = False  # scene/camera augmentation of crops (segmenter_data.SceneAugment): gamma, contrast, blur, noise, stripes, scale
     eval_every: int = 5
     seed: int = 0
     device: str = "auto"
@@ -195,7 +196,8 @@ def train(opts: TrainOptions) -> Path:
         log.warning("skipped: %s", msg)
     if not fit:
         raise ValueError(f"{opts.data}: no usable training frames")
-    sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed, clutter_prob=opts.clutter_prob)
+    sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed, clutter_prob=opts.clutter_prob,
+                          augment=opts.augment)
     largest, max_fraction = size_limit(fit)
 
     model = MiMISTD(cfg).to(device)
