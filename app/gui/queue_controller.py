@@ -11,14 +11,14 @@ names costs every image of a million-image folder).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QPoint, Signal, SignalInstance
+from PySide6.QtCore import QObject, QPoint, Signal
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
-from app.gui.thumbnails import DecodePool
+from app.gui.thumbnails import DecodePool, off_thread
 from app.services.review_types import QueueFilter, QueueItem, QueuePage
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class QueueController(QObject):
 
     def _count_exactly(self, flt: QueueFilter) -> None:
         """Count ``flt``'s rows on the counter thread; the model grows to them when they come."""
-        _off_thread(self._counter, self._count_done, flt, lambda: self.service.queue_count(flt))
+        off_thread(self._counter, self._count_done, flt, lambda: self.service.queue_count(flt))
 
     def _on_count(self, flt: QueueFilter, count) -> None:
         if flt != self.filter or flt != self._last_filter or self._count_exact:
@@ -235,7 +235,7 @@ class QueueController(QObject):
         already moved by ``update_item``: the window never waits for this). They are shown
         when they come, unless the folder changed or a save moved a state meanwhile."""
         folder = self.filter.folder_id
-        _off_thread(self._tally, self._counts_done, (folder, self._tally_gen), lambda: self.service.counts(folder))
+        off_thread(self._tally, self._counts_done, (folder, self._tally_gen), lambda: self.service.counts(folder))
 
     def _on_counts(self, key, counts) -> None:
         folder, gen = key
@@ -406,16 +406,6 @@ class QueueController(QObject):
         self._pages.close()
         self._seeker.close()
         self._reader.close()
-
-
-def _off_thread(pool: DecodePool, done: SignalInstance, key: object, work: Callable[[], object]) -> None:
-    """Run ``work`` on ``pool``; ``done(key, its result or the error's text)`` reaches the GUI thread."""
-    def run() -> None:
-        try:
-            done.emit(key, work())
-        except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
-            done.emit(key, str(exc))
-    pool.submit(run)
 
 
 @dataclass(frozen=True)
