@@ -351,7 +351,8 @@ def is_confined(rel_path: str) -> bool:
 def set_label_keys(s: Session, image_ids: Sequence[int], state: ReviewState, label_class: str | None) -> None:
     """What the image rows cache of their newest label revision (its review state and class),
     written in the transaction that appends the revision (database/labels.py: the only caller)."""
-    now = utcnow()
+    now, images = utcnow(), table_of(Image)
     for part in chunks(list(image_ids)):
-        s.execute(update(Image).where(Image.id.in_(part))
+        # Core (not ORM-enabled) UPDATE: no session objects to synchronize (the writers hold none).
+        s.execute(update(images).where(images.c.id.in_(part))
                   .values(review_state=state.value, label_class=label_class, updated_at=now))

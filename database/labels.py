@@ -6,7 +6,8 @@ filter and the label history can never disagree.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo
 from database.errors import ConflictError
 from database.images import chunks, set_label_keys
-from database.models import Image, LabelRevision, Prediction, utcnow
+from database.models import Image, LabelRevision, Prediction, table_of, utcnow
 from database.states import AnomalyVerdict, ReviewState
 
 if TYPE_CHECKING:
@@ -27,16 +28,22 @@ CHANGE_NAMES = {"class_name": "class", "mask_png": "mask", "anomaly_verdict": "v
                 "anomaly_mask_png": "anomaly_mask", "object_classes": "objects", "review_state": "state"}
 
 
-def revision_dto(row: LabelRevision) -> LabelRevisionInfo:
+def revision_dto(row: Any) -> LabelRevisionInfo:
+    """A revision (ORM object, row or the values just inserted) as its DTO."""
     return to_dto(row, LabelRevisionInfo,
                   changed=tuple(x for x in row.changed.split(",") if x),
                   review_state=ReviewState(row.review_state),
                   anomaly_verdict=AnomalyVerdict(row.anomaly_verdict) if row.anomaly_verdict else None)
 
 
-def _latest(s: Session, image_id: int) -> LabelRevision | None:
-    return s.scalar(select(LabelRevision).where(LabelRevision.image_id == image_id)
-                    .order_by(LabelRevision.revision.desc()).limit(1))
+_REVISIONS = table_of(LabelRevision)
+_IMAGES = table_of(Image)
+
+
+def _latest(s: Session, image_id: int) -> Any:
+    """The image's newest revision as a plain row (its columns by name), or None."""
+    return s.execute(select(_REVISIONS).where(_REVISIONS.c.image_id == image_id)
+                     .order_by(_REVISIONS.c.revision.desc()).limit(1)).first()
 
 
 TRACE_FIELDS = ("serial", "lot", "station")
@@ -60,21 +67,27 @@ def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str,
                 changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, trace=trace, **after)
 
 
-def _append(s: Session, image_id: int, author: str, label: dict[str, Any], state: ReviewState,
-            from_prediction_id: int | None, note: str | None) -> LabelRevision:
-    # Locks the image row on PostgreSQL so two saves of one image get consecutive numbers.
-    image = s.get(Image, image_id, with_for_update=True)
-    if image is None:
+def _lock_image(s: Session, image_id: int) -> dict[str, str] | None:
+    """Lock the image row (on PostgreSQL: two saves of one image get consecutive numbers; read
+    the newest revision only after this) and return its trace."""
+    row = s.execute(select(_IMAGES.c.trace_serial, _IMAGES.c.trace_lot, _IMAGES.c.trace_station)
+                    .where(_IMAGES.c.id == image_id).with_for_update()).first()
+    if row is None:
         raise ConflictError(f"image {image_id} does not exist.")
+    return trace_of(*row)
+
+
+def _append(s: Session, image_id: int, trace: dict[str, str] | None, prev: Any, author: str,
+            label: dict[str, Any], state: ReviewState, from_prediction_id: int | None,
+            note: str | None) -> LabelRevisionInfo:
+    """Insert the revision after ``prev`` (read under ``_lock_image``) and set the image's keys."""
     if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
         raise ConflictError(f"prediction {from_prediction_id} does not exist.")
-    trace = trace_of(image.trace_serial, image.trace_lot, image.trace_station)
-    row = LabelRevision(**_revision_values(image_id, _latest(s, image_id), label, state, author,
-                                           from_prediction_id, note, trace))
-    s.add(row)
-    s.flush()
-    set_label_keys(s, [image_id], state, row.class_name)
-    return row
+    values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace),
+              "created_at": utcnow()}
+    new_id = cast(Any, s.execute(insert(_REVISIONS).values(values))).inserted_primary_key[0]
+    set_label_keys(s, [image_id], state, values["class_name"])
+    return revision_dto(SimpleNamespace(id=new_id, **values))
 
 
 def _resolve(change: LabelChange, prev: LabelRevision | None) -> dict[str, Any]:
@@ -120,10 +133,10 @@ class LabelRepository:
         """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state."""
         _check_change(change)
         with self.db.session(write=True) as s:
-            label = _resolve(change, _latest(s, image_id))
-            row = _append(s, image_id, author, label, ReviewState(change.review_state),
-                          change.from_prediction_id, change.note)
-            return revision_dto(row)
+            trace = _lock_image(s, image_id)
+            prev = _latest(s, image_id)
+            return _append(s, image_id, trace, prev, author, _resolve(change, prev),
+                           ReviewState(change.review_state), change.from_prediction_id, change.note)
 
     def append_many(self, changes: Sequence[tuple[int, LabelChange, int]], author: str) -> int:
         """Save many edits in ONE transaction (an import): every revision is written, or none.
@@ -184,8 +197,9 @@ class LabelRepository:
                     raise ConflictError(f"image {image_id} has no label revision {to_revision}.")
                 label = {f: getattr(old, f) for f in LABEL_FIELDS}
                 state, pred = ReviewState(old.review_state), old.from_prediction_id
-            return revision_dto(_append(s, image_id, author, label, state, pred,
-                                        f"reverted to revision {to_revision}"))
+            trace = _lock_image(s, image_id)
+            return _append(s, image_id, trace, _latest(s, image_id), author, label, state, pred,
+                           f"reverted to revision {to_revision}")
 
     def current(self, image_id: int) -> LabelRevisionInfo | None:
         with self.db.session() as s:

@@ -18,6 +18,7 @@ Columns are selected with Core (no ORM objects) and returned as frozen rows.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     and_,
+    bindparam,
     case,
     false,
     func,
@@ -371,11 +373,20 @@ def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> i
 def queue_row(db: "Database", image_id: int, qq: QueueQuery = QueueQuery()) -> QueueRow | None:
     """One image's row (after a save or a flag change): a primary-key lookup, whatever the
     folder's size. ``qq`` supplies only the model version ids; its filters are ignored."""
-    shape = _Shape(QueueQuery(classifier_id=qq.classifier_id, segmenter_id=qq.segmenter_id,
-                              anomaly_id=qq.anomaly_id, include_missing=True))
+    stmt = _row_select(qq.classifier_id, qq.segmenter_id, qq.anomaly_id)
     with db.session() as s:
-        row = s.execute(_rows_select(shape).where(Image.id == image_id)).first()
+        row = s.execute(stmt, {"image_id": image_id}).first()
     return None if row is None else _queue_row(row)
+
+
+@functools.lru_cache(maxsize=32)
+def _row_select(classifier_id: int | None, segmenter_id: int | None,
+                anomaly_id: int | None) -> Select[*tuple[Any, ...]]:
+    """One image's row for these model versions, built once (a save re-reads a row: building
+    the statement cost more than running it)."""
+    shape = _Shape(QueueQuery(classifier_id=classifier_id, segmenter_id=segmenter_id,
+                              anomaly_id=anomaly_id, include_missing=True))
+    return _rows_select(shape).where(Image.id == bindparam("image_id"))
 
 
 def queue_rows(db: "Database", qq: QueueQuery, page_size: int = 5000) -> list[QueueRow]:

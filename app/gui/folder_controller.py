@@ -7,7 +7,7 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from app.gui.folder_browser import FolderBrowser
-from app.gui.thumbnails import DecodePool
+from app.gui.thumbnails import DecodePool, off_thread
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ class FolderController(QObject):
     _done = Signal(str, object, str)          # path, FolderInfo | None, error (from the indexer)
     _progress = Signal(str, int, int, str)    # path, done, total, phase
     _first = Signal(object)                   # FolderInfo: the first page is indexed (from the indexer)
+    _listed = Signal(object, object)          # folder to select, [FolderInfo] | error text (from the lister)
 
     def __init__(self, service, browser: FolderBrowser, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -28,6 +29,10 @@ class FolderController(QObject):
         self._done.connect(self._finish)
         self._progress.connect(self._on_progress)
         self._first.connect(self.opened)  # show the first page; ``opened`` comes again when done
+        # The folder list counts each folder's images (0.1 s at a million): read off the GUI thread,
+        # newest request first.
+        self._lister = DecodePool(1, 1, "folder-list")
+        self._listed.connect(self._on_listed)
         self.busy: set[str] = set()
 
     def open(self, path: str, wait: bool = True):
@@ -70,16 +75,21 @@ class FolderController(QObject):
         self.opened.emit(info)
 
     def refresh(self, current: int | None = None) -> None:
-        try:
-            self.browser.set_folders(self.service.folders(), current)
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self.failed.emit(f"Cannot list the folders: {exc}")
+        """Re-list the folders (with their image counts) on a helper thread."""
+        off_thread(self._lister, self._listed, current, self.service.folders)
+
+    def _on_listed(self, current: int | None, folders) -> None:
+        if isinstance(folders, str):
+            self.failed.emit(f"Cannot list the folders: {folders}")
+        else:
+            self.browser.set_folders(folders, current)
 
     def wait_idle(self, msecs: int = 30_000) -> bool:
-        ok = self._indexer.wait_idle(msecs / 1000.0)
+        ok = self._indexer.wait_idle(msecs / 1000.0) and self._lister.wait_idle(msecs / 1000.0)
         from PySide6.QtCore import QCoreApplication
         QCoreApplication.processEvents()
         return ok
 
     def close(self) -> None:
         self._indexer.close()
+        self._lister.close()

@@ -160,7 +160,7 @@ class QueuePanel(QWidget):
 
     def set_counts(self, counts: dict[str, int]) -> None:
         for s, b in self.state_buttons.items():
-            b.setText(f"{s} {counts.get(s, 0)}")
+            b.setText(f"{s} {counts[s]}" if s in counts else s)  # none: being counted
 
     def set_sort(self, key: str, descending: bool | None = None) -> None:
         self.sort.setCurrentIndex(max(0, self.sort.findData(key)))

@@ -21,13 +21,17 @@ class StationStatusBar(QStatusBar):
         self.addPermanentWidget(self.counts)
 
     def set_counts(self, counts: dict[str, int]) -> None:
+        """The folder's per-state counts; none: they are being counted (another folder)."""
+        self.counts.setProperty("counts", dict(counts))
+        if not counts:
+            self.counts.setText("counting the review states …")
+            return
         total = sum(counts.values())
         parts = [f"<span style='color:{STATE_COLORS[s].name()}'>●</span> {s} <b>{counts.get(s, 0)}</b>"
                  for s in REVIEW_STATES]
         done = total - counts.get("unreviewed", 0)
         pct = f" · {done / total:.0%} reviewed" if total else ""
         self.counts.setText("  ".join(parts) + f"  · {total} images{pct}")
-        self.counts.setProperty("counts", dict(counts))
 
     def set_pending(self, n: int) -> None:
         self.pending.setText(f"<b style='color:#d14343'>⚠ {n} label(s) not saved yet — retrying</b>" if n else "")

@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal, SignalInstance
 from PySide6.QtGui import QImage, QPixmap
 
 from app.paths import cache_dir
@@ -68,6 +68,16 @@ class DecodePool:
     def close(self) -> None:
         self.clear()
         self._pool.waitForDone(10_000)
+
+
+def off_thread(pool: DecodePool, done: SignalInstance, key: object, work: Callable[[], object]) -> None:
+    """Run ``work`` on ``pool``; ``done(key, its result or the error's text)`` reaches the GUI thread."""
+    def run() -> None:
+        try:
+            done.emit(key, work())
+        except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
+            done.emit(key, str(exc))
+    pool.submit(run)
 
 
 class ThumbnailCache(QObject):

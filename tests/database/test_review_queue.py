@@ -171,7 +171,7 @@ def test_one_row_by_id_reads_only_that_image(db: Database) -> None:
     assert row is not None and row.image_id == image_id
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 1
-    assert re.search(r"\nWHERE images\.id = (\?|%\(id_1\)s(::INTEGER)?)$", selects[0].rstrip()), selects[0]
+    assert re.search(r"\nWHERE images\.id = (\?|%\(image_id\)s(::INTEGER)?)$", selects[0].rstrip()), selects[0]
 
 
 def _reference_next(want: list[int], states: dict[int, str], after: int | None, backward: bool) -> tuple[int, int] | None:

@@ -54,10 +54,12 @@ def build_window(service, qtbot, **settings):
 
 
 def wait_shown(win, qtbot, image_id: int | None = None, timeout: int = 5000) -> None:
-    """Wait until the viewer shows ``image_id`` (or the current image) with its pixels."""
+    """Wait until the viewer shows ``image_id`` (or the current image) with its pixels, and the
+    folder's per-state counts have come (they are read on a helper thread)."""
     def ready():
         target = win.review.image_id if image_id is None else image_id
         assert target is not None and win.viewer_ctl._shown_id == target
+        assert win.queue.counts_known()
     qtbot.waitUntil(ready, timeout=timeout)
 
 

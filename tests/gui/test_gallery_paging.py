@@ -60,11 +60,64 @@ def test_a_save_moves_the_counts_without_waiting_for_a_recount(qtbot, service, p
     got = []
     queue.counts_changed.connect(got.append)
     queue.set_filter(QueueFilter(folder_id=info.id))
+    qtbot.waitUntil(queue.counts_known, timeout=5000)  # they follow from a helper thread
     first = queue.current_id()
     service.save_label(first, LabelState(review_state="accepted"))
     queue.update_item(service.item(first))
     assert got[-1]["accepted"] == 1 and got[-1]["unreviewed"] == 39
     assert model.item_at(model.row_of(first)).review_state == "accepted"
+
+
+def test_a_folder_change_counts_the_states_off_the_gui_thread_and_drops_stale_counts(qtbot, service, paged,
+                                                                                     tmp_path, monkeypatch):
+    import threading
+    info, model, view, queue = paged
+    other = service.open_folder(make_folder(tmp_path / "few", n=3, size=24))
+    real, threads = service.counts, []
+
+    def counting(folder_id=None):
+        threads.append(threading.current_thread())
+        return real(folder_id)
+    monkeypatch.setattr(service, "counts", counting)
+    got = []
+    queue.counts_changed.connect(got.append)
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    queue.set_filter(QueueFilter(folder_id=other.id))  # before the first folder's counts came
+    qtbot.waitUntil(lambda: queue.counts_known() and got[-1].get("unreviewed") == 3, timeout=5000)
+    _delivered(queue)  # any late answer for the first folder too
+    assert threads and threading.main_thread() not in threads
+    assert all(sum(c.values()) in (0, 3) for c in got)  # never the first folder's 40 under the second
+    assert sum(got[-1].values()) == 3
+
+
+def test_counts_read_before_a_save_are_counted_again(qtbot, service, paged, monkeypatch):
+    from app.services.review_types import LabelState
+    info, model, view, queue = paged
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    qtbot.waitUntil(queue.counts_known, timeout=5000)
+    real, gate = service.counts, __import__("threading").Event()
+
+    def before_the_save(folder_id=None):
+        counts = real(folder_id)
+        gate.wait(5)  # the save commits while these counts are on their way
+        return counts
+    monkeypatch.setattr(service, "counts", before_the_save)
+    queue.update_counts()
+    first = queue.current_id()
+    service.save_label(first, LabelState(review_state="rejected"))
+    queue.update_item(service.item(first))
+    monkeypatch.setattr(service, "counts", real)
+    gate.set()
+    _delivered(queue)  # the stale answer: dropped, and counted again
+    _delivered(queue)
+    assert queue._counts["rejected"] == 1 and queue._counts["unreviewed"] == 39
+
+
+def _delivered(queue) -> None:
+    """The state counts asked for so far are read and their answers handled."""
+    from PySide6.QtCore import QCoreApplication
+    assert queue._tally.wait_idle(5)
+    QCoreApplication.processEvents()
 
 
 def test_a_refresh_rereads_the_pages_on_screen_and_drops_the_others(qtbot, service, paged, monkeypatch):

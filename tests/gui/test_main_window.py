@@ -291,3 +291,18 @@ def test_a_failed_history_read_is_logged_not_swallowed(window, monkeypatch, capl
     with caplog.at_level("WARNING", logger="app.gui.main_window"):
         window._show_history()  # reviewing goes on: no exception reaches the slot's caller
     assert "label history unavailable: database went away" in caplog.text
+
+
+def test_the_folder_list_is_read_off_the_gui_thread(window, qtbot, service, monkeypatch):
+    import threading
+    real, threads = service.folders, []
+
+    def listing():
+        threads.append(threading.current_thread())
+        return real()
+    monkeypatch.setattr(service, "folders", listing)
+    window.folders.list.clear()
+    window.refresh_folders(window.current_folder)
+    qtbot.waitUntil(lambda: window.folders.list.count() == 1, timeout=5000)
+    assert threads and threading.main_thread() not in threads
+    assert window.folders.list.currentItem() is not None  # the open folder stays selected

@@ -1,0 +1,96 @@
+"""Where a label save's time goes (issue 22: save p99 <= 20 ms at a million images).
+
+Opens the database a ``benchmarks/scale.py --keep DIR`` run left (``DIR/bench.sqlite``, or
+``--url``), and for ``--saves`` images of its folder times, without a GUI:
+
+- ``save``: ``ReviewService.save_label`` (the revision, the image's state and class);
+- ``row``: ``ReviewService.item`` (the saved row, as the review controller re-reads it);
+- the SQL statements each save + row sends (an engine event counts them);
+- with ``--profile``, a cProfile of the same loop (top functions by own and cumulative time).
+
+    python benchmarks/scale_save.py DIR [--saves 300] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * q) - 1)] * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir", help="the --keep folder of a benchmarks/scale.py run")
+    ap.add_argument("--url", help="database URL (default: DIR/bench.sqlite)")
+    ap.add_argument("--saves", type=int, default=300)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(args.dir)
+    os.environ["INSPECTION_STATION_HOME"] = str(tmp / "home")
+    from sqlalchemy import event
+
+    from app.services.artifacts import ArtifactStore
+    from app.services.review import ReviewService
+    from app.services.review_types import LabelState, QueueFilter
+    from app.services.station import open_station
+
+    db = open_station(args.url or f"sqlite:///{(tmp / 'bench.sqlite').as_posix()}")
+    svc = ReviewService(db, artifacts=ArtifactStore(tmp / "artifacts"))
+    info = svc.folder_by_path(tmp / "images")
+    if info is None:
+        print(f"no indexed folder {tmp / 'images'}: run benchmarks/scale.py --keep {tmp} first")
+        return 1
+    page = svc.queue_page(QueueFilter(folder_id=info.id), 5000)
+    rng = random.Random(3)
+    ids = [rng.choice(page.items).image_id for _ in range(args.saves)]
+    statements = [0]
+    event.listen(db.engine, "before_cursor_execute", lambda *a, **k: statements.__setitem__(0, statements[0] + 1))
+
+    def one(k: int, image_id: int) -> tuple[float, float]:
+        state = LabelState(class_name="abc"[k % 3], review_state=("accepted", "rejected", "corrected")[k % 3])
+        t0 = time.perf_counter()
+        svc.save_label(image_id, state, "benchmark")
+        t1 = time.perf_counter()
+        svc.item(image_id)
+        return t1 - t0, time.perf_counter() - t1
+
+    for k, i in enumerate(ids[:20]):  # warm the caches and the connection pool
+        one(k, i)
+    statements[0] = 0
+    saves, rows, both = [], [], []
+    for k, i in enumerate(ids):
+        a, b = one(k, i)
+        saves.append(a)
+        rows.append(b)
+        both.append(a + b)
+    print(f"{info.image_count} images ({db.engine.dialect.name}), {len(ids)} saves, load {os.getloadavg()[0]:.2f}")
+    for what, v in (("save", saves), ("row", rows), ("save + row", both)):
+        print(f"  {what}: p50 {pct(v, 0.5):.1f} ms, p99 {pct(v, 0.99):.1f} ms, mean {statistics.mean(v) * 1000:.1f} ms")
+    print(f"  SQL statements per save + row: {statements[0] / len(ids):.1f}")
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        for k, i in enumerate(ids):
+            one(k, i)
+        prof.disable()
+        st = pstats.Stats(prof)
+        st.sort_stats("cumulative").print_stats(30)
+        st.sort_stats("tottime").print_stats(20)
+    db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
