@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from inference.models.texture_knn import PRESETS
     from inference.training.anomaly_data import load_images, scan_category
-    from inference.training.group_folds import group_function
+    from inference.training.groups import name_group_function
     from inference.training.texture_knn_fit import group_cv, load_validation, summary
 
     torch.set_num_threads(args.threads)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         good, kept, _ = load_images(list(tree.train_good), cfg.image_size, cfg.in_channels)
         names, defects, types, masks = load_validation(tree.root, cfg, log=lambda _m: None)
         res = group_cv(cfg, [q.name for q in kept], good, names, defects, types, masks,
-                       group_function(args.group_by), args.folds, log=lambda m: print(m, flush=True), keep_maps=True)
+                       name_group_function(args.group_by), args.folds, log=lambda m: print(m, flush=True), keep_maps=True)
         seconds = time.monotonic() - t0
         for margin in (int(m) for m in args.margins.split(",")):
             gs = np.array([_score(m, margin) for m in res["_good_maps"]])

@@ -72,7 +72,7 @@ class TrainOptions:
     appearance_stats: bool = False  # then the appearance-statistics term (anomaly_stats.py)
     edge_band: bool = False  # then the edge-band term (anomaly_stats.py, term "band")
     cv_folds: int = 3  # texture_knn: group cross-validation folds (< 2: none; threshold on the held-out good images)
-    group_by: str = "prefix"  # how file names map to groups that a fold never splits (group_folds.py)
+    group_by: str = "prefix"  # how file names map to groups that a fold never splits (groups.py)
     data_licence: str = ""
     command: str = ""
     quiet: bool = False

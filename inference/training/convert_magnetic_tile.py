@@ -62,7 +62,7 @@ def convert(src: Path, out: Path, copy: bool = False, defects_by_split: bool = F
                     counts["train_good" if split == "train" else "test_good"] += 1
                     continue
                 held = defects_by_split and split == "train"
-                # Validation keeps the source stem, so its capture-session prefix groups it (group_folds.py).
+                # Validation keeps the source stem, so its capture-session prefix groups it (groups.py).
                 name = img.stem if held else f"{split}_{img.stem}"
                 where, gt_dir = (VALIDATION, VALIDATION_GT) if held else ("test", "ground_truth")
                 _place(img, out / where / cls_dir.name / f"{name}{img.suffix}", copy)

@@ -3,7 +3,7 @@
 Fitting is one pass: feature rows of the good images, a greedy coreset as the bank. What makes
 it honest is around it (issue 19's protocol):
 
-- ``group_cv``: folds of whole capture sessions (``group_folds``); each fold's bank is built from
+- ``group_cv``: folds of whole capture sessions (``groups.balanced_folds``); each fold's bank is built from
   the other sessions' fit images and scores the held-out sessions' good images and validation
   defects. The pooled figures are the model's cross-validation estimate, written to the card
   beside (never mixed with) the test figures.
@@ -26,7 +26,7 @@ from ..anomaly_predict import model_maps, normalise_batch
 from ..models.texture_knn import TextureKnn, TextureKnnConfig
 from .anomaly_metrics import auroc, pixel_auroc
 from .common import Progress
-from .group_folds import group_folds
+from .groups import balanced_folds
 
 if TYPE_CHECKING:
     from ..anomaly_predict import AnomalyNet
@@ -116,7 +116,7 @@ def group_cv(config: TextureKnnConfig, good_names: Sequence[str], good: np.ndarr
     Masks are at model resolution (s, s); a defect without a mask counts for the image score only.
     """
     groups_good = [group(n) for n in good_names]
-    folds = group_folds(groups_good, n_folds)
+    folds = balanced_folds(groups_good, n_folds)
     fold_groups = [sorted({groups_good[i] for i in f}) for f in folds]
     g_scores = np.zeros(len(good), np.float32)
     g_maps = np.zeros((len(good),) + good.shape[-2:], np.float32)
@@ -198,13 +198,13 @@ def protocol(config: TextureKnnConfig, root: Any, good_paths: Sequence[Any], n_f
     calibrates on its held-out good images.
     """
     from .anomaly_data import load_images
-    from .group_folds import group_function
+    from .groups import name_group_function
 
     if n_folds < 2:
         return None, {}
     good, kept, _ = load_images(list(good_paths), config.image_size, config.in_channels)
     names, defects, types, masks = load_validation(root, config, log)
-    group = group_function(group_by)
+    group = name_group_function(group_by)
     groups = {group(p.name) for p in kept}
     if len(groups) < n_folds:  # e.g. a user's folder whose file names carry no session prefix
         log(f"warning: {len(groups)} {group_by} group(s) among the good images cannot fill {n_folds} folds; "

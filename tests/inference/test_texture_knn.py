@@ -17,9 +17,11 @@ from inference.checkpoints import CheckpointError, load_model, save_model
 from inference.models.texture_knn import PRESETS, TextureKnn, TextureKnnConfig, texture_features
 from inference.training.anomaly_data import scan_category, scan_validation
 from inference.training.convert_magnetic_tile import convert
-from inference.training.group_folds import group_folds, group_function, prefix_group
+from inference.training.groups import balanced_folds, name_group_function
 from inference.training.texture_knn_fit import choose_threshold, fit_model, group_cv
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
+
+prefix_group = name_group_function("prefix")
 
 TINY = PRESETS["test_tiny"]
 
@@ -105,7 +107,7 @@ def test_loading_is_bounded(tmp_path):
 def test_group_folds_keep_groups_whole_and_balanced():
     names = [f"exp{g}_num_{i}.png" for g in range(1, 7) for i in range(g + 2)]
     groups = [prefix_group(n) for n in names]
-    folds = group_folds(groups, 3)
+    folds = balanced_folds(groups, 3)
     assert sorted(i for f in folds for i in f) == list(range(len(names)))
     owner = {}
     for k, f in enumerate(folds):
@@ -113,12 +115,12 @@ def test_group_folds_keep_groups_whole_and_balanced():
             assert owner.setdefault(groups[i], k) == k  # a group lives in one fold
     sizes = [len(f) for f in folds]
     assert max(sizes) - min(sizes) <= 3
-    assert group_folds(groups, 3) == folds  # deterministic
+    assert balanced_folds(groups, 3) == folds  # deterministic
     with pytest.raises(ValueError, match="cannot fill"):
-        group_folds(["a", "a", "b"], 3)
-    assert group_function("regex:(num)")("exp1_num_3.png") == "num"
+        balanced_folds(["a", "a", "b"], 3)
+    assert name_group_function("regex:(num)")("exp1_num_3.png") == "num"
     with pytest.raises(ValueError, match="unknown grouping"):
-        group_function("sessions")
+        name_group_function("sessions")
 
 
 def test_group_cv_never_scores_with_its_own_group():
