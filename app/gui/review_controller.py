@@ -62,6 +62,7 @@ class ReviewController(QObject):
         self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="detail-reader")
         self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
+        self._early_prediction: ImageDetail | None = None  # a refresh that overtook the open read
         self.objects = ObjectSelection(self)  # the selected object, whose class 1–9 set instead of the image's
         self.objects.message.connect(self.message)
 
@@ -132,6 +133,11 @@ class ReviewController(QObject):
         if detail is None:  # keep the session; edits stay refused until the image can be read
             self.save_failed.emit(f"Cannot load image {image_id}: {error}")
             return
+        early, self._early_prediction = self._early_prediction, None
+        if early is not None and early.item.image_id == image_id and _newer(early, detail):
+            # The prediction refresh read this image after this read began: its prediction is
+            # the newer one (dropping it would leave "not pre-labelled" under a badged thumbnail).
+            detail = replace(detail, prediction=early.prediction, prelabel_error=early.prelabel_error)
         pending = self._pending.get(image_id)
         label = pending[0] if pending else detail.label
         if self.detail is None or self.detail.item.image_id != image_id:
@@ -144,7 +150,10 @@ class ReviewController(QObject):
     def show_new_prediction(self, detail: ImageDetail) -> None:
         """The open image re-read on a helper thread after a job wrote predictions: its prediction
         (or pre-labelling failure) is shown; the label on screen, maybe mid-edit, is kept."""
-        if self.detail is None or detail.item.image_id != self.image_id:
+        if detail.item.image_id != self.image_id:
+            return
+        if self.detail is None or self.detail.item.image_id != detail.item.image_id:
+            self._early_prediction = detail  # this image's own read is in flight: merged when it lands
             return
         if (detail.prediction is None and self.detail.prediction is None
                 and detail.prelabel_error == self.detail.prelabel_error):
@@ -365,6 +374,15 @@ class ReviewController(QObject):
         if not self._pending:
             return None
         return self.service.write_recovery({i: s for i, (s, _c) in self._pending.items()})
+
+
+def _newer(a: ImageDetail, b: ImageDetail) -> bool:
+    """True when ``a`` holds a newer prediction than ``b`` (prediction ids only grow)."""
+    if a.prediction is None:
+        return False
+    if b.prediction is None:
+        return True
+    return max(a.prediction.prediction_ids.values(), default=0) > max(b.prediction.prediction_ids.values(), default=0)
 
 
 def _none_if_empty(mask: np.ndarray | None) -> np.ndarray | None:

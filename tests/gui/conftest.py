@@ -63,6 +63,21 @@ def wait_shown(win, qtbot, image_id: int | None = None, timeout: int = 5000) -> 
     qtbot.waitUntil(ready, timeout=timeout)
 
 
+def wait_prediction_shown(win, qtbot, timeout: int = 10000) -> None:
+    """Wait until the open image's prediction has reached the review panel.
+
+    The gallery's badges and the open image's detail are re-read on different helper threads
+    after a job writes predictions, so the badges can arrive first. Accept ("as is") takes what
+    the review panel holds; a key pressed before the prediction arrived accepts an empty label,
+    which is what the screen showed at that moment, not what a test that waited on the badges
+    expects."""
+    def ready():
+        detail = win.review.detail
+        assert detail is not None and detail.item.image_id == win.review.image_id
+        assert detail.prediction is not None
+    qtbot.waitUntil(ready, timeout=timeout)
+
+
 @pytest.fixture
 def window(service, folder, qtbot):
     win = build_window(service, qtbot)

@@ -22,7 +22,7 @@ pytest.importorskip("app.gui.job_monitor")
 from app.commands.gui import build_window  # noqa: E402
 from app.gui.settings_store import StationSettings  # noqa: E402
 from app.services.station import open_station  # noqa: E402
-from tests.gui.conftest import wait_shown  # noqa: E402
+from tests.gui.conftest import wait_prediction_shown, wait_shown  # noqa: E402
 from tests.gui.fixtures import copy_demo  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -88,6 +88,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
 
     # review with the keyboard
     wait_shown(win, qtbot)
+    wait_prediction_shown(win, qtbot)
     first = win.review.image_id
     _key(qtbot, win, Qt.Key.Key_A)                        # accept as is → next unreviewed
     assert win.ctx.review.item(first).review_state == "accepted"
