@@ -119,24 +119,24 @@ def instrument(t: Timers) -> None:
     import inference.classifier_predict as classifier_predict
     import inference.engine as engine
     import inference.models.pattern_anomaly as pattern
+    import inference.models.texture_knn as texture_knn
     import inference.segmenter_predict as seg
     import inference.ssm.ss2d as ss2d
-    import inference.training.anomaly_data as anomaly_data
     from app.services.artifacts import ArtifactStore
 
     t.wrap(engine, "decode", "decode (read + channels + shrink)")
     t.wrap(classifier_predict, "resize_to_model_input", "classifier: resize to input")
     t.wrap(classifier_predict, "tta_logits", "classifier: network, all test-time views")
-    t.wrap(seg, "standardise_np", "segmenter: standardise")
+    t.wrap(seg, "standardise", "segmenter: standardise")
     t.wrap(seg, "predict_probabilities", "segmenter: networks (members x views)")
     t.wrap(seg, "segment_logits", "segmenter: one network pass")
     t.wrap(seg, "binarise", "segmenter: threshold + components + verifier")
     t.wrap(seg, "verify", "segmenter: target verifier")
-    t.wrap(anomaly_data, "to_model_input", "anomaly: resize to input")
+    t.wrap(anomaly_predict, "anomaly_input", "anomaly: resize to input")
     t.wrap(anomaly_predict, "model_maps", "anomaly: model maps + score")
     for name in ("prediction_map", "bank_map", "stats_map", "band_map"):
         t.wrap(pattern.PatternAnomaly, name, f"anomaly: {name}")
-    t.wrap(pattern, "knn_distance", "anomaly: memory-bank nearest neighbours")
+    t.wrap(texture_knn, "nearest_rows", "anomaly: memory-bank nearest neighbours")
     t.wrap(ss2d, "selective_scan", "scan")
     t.module_hooks()
     t.wrap(worker, "mask_png", "worker: mask PNG encoding")

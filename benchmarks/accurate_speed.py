@@ -1,0 +1,203 @@
+"""The accurate segmenter profile and end-to-end pre-labelling: today's process against the new one,
+and one thread against two (issue 21, benchmarks/results/speed-3.md).
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/accurate_speed.py [--rounds 3] [--reps 3]
+        [--images 16] [--frame PNG] [--configs today:1 new:1 new:2] [--json FILE]
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/accurate_speed.py --views [--reps 4] [--frame PNG]
+
+Each configuration runs in a child process of its own (``today``: the process as main runs it;
+``new``: with ``inference.device.keep_freed_memory``, which is process-wide and cannot be
+switched back), and the children alternate round by round (order reversed every other round),
+so the load of the shared machine weighs on all of them alike. ``:N`` is the torch and numba
+thread count. A child measures:
+
+- one 512² infrared frame (``--frame``, enlarged; default the first SIRST image, else a synthetic
+  sky) through the full segmenter with the ``accurate`` profile (standardise, 2 networks x 4
+  flips, verifier): wall and CPU seconds (user + system) and minor page faults per frame, after
+  one warm-up frame;
+- the in-process worker (decode, all three bundled families with the accurate profile, mask PNGs,
+  map files, SQLite writes) on ``--images`` synthetic 256² images, batch 8, timed from the end of
+  its first batch to its last (``speed_profiles.worker_rate``);
+- its peak resident memory.
+
+CPU seconds matter on a shared machine: wall time there depends on what else runs, CPU time much less.
+
+``--views``: in one process, the accurate profile's 8 network passes as today (one pass per flip)
+against the 4 flips of each network batched into one forward pass, alternating; largest
+difference of the logits, CPU seconds per frame.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "2")  # the pool must be large enough for a :2 configuration
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.prelabel import images, model_dirs  # noqa: E402
+from benchmarks.speed_profiles import SIRST, load_average, worker_rate  # noqa: E402
+from inference.device import keep_freed_memory, set_threads  # noqa: E402
+
+
+def frame(side: int, path: str | None) -> np.ndarray:
+    """An infrared frame enlarged to side x side (gray float): ``path``, else speed_profiles' frame."""
+    import cv2
+
+    from benchmarks.speed_profiles import ir_frame
+    from inference.imageio import read_image
+
+    if path is None:
+        return ir_frame(side)
+    return cv2.resize(read_image(path, "gray"), (side, side), interpolation=cv2.INTER_LINEAR)
+
+
+def _usage() -> tuple[float, float, int]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), ru.ru_utime + ru.ru_stime, ru.ru_minflt
+
+
+def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict:
+    from database.engine import open_database
+    from inference.checkpoints import load_model
+    from inference.profiles import apply_profile
+    from inference.segmenter_predict import predict_masks
+
+    mode, threads = config.split(":")
+    kept = keep_freed_memory() if mode == "new" else False
+    set_threads(int(threads))
+    tmp = Path(tempfile.mkdtemp(prefix="accurate-speed-"))
+    dirs, _ = model_dirs(tmp / "models")
+    model = apply_profile(load_model(dirs["segmenter"], family="segmenter"), "accurate")
+    img = frame(512, frame_path)
+    predict_masks(model, [img])  # warm-up: numba compilation, first allocations
+    runs = []
+    for _ in range(reps):
+        w0, c0, f0 = _usage()
+        predict_masks(model, [img])
+        w1, c1, f1 = _usage()
+        runs.append({"wall_s": round(w1 - w0, 3), "cpu_s": round(c1 - c0, 3), "minor_faults": f1 - f0})
+    paths = images(tmp / "e2e", n_images)
+    db = open_database(f"sqlite:///{tmp / 'bench.sqlite'}")
+    try:
+        w0, c0, _ = _usage()
+        rate, timed = worker_rate(db, tmp / "e2e", "accurate", tmp / "artifacts", 8)
+        w1, c1, _ = _usage()
+    finally:
+        db.close()
+    return {"config": config, "allocator_kept": kept, "frame_512": runs,
+            "worker_256": {"images_per_second": round(rate, 3), "timed": timed, "images": len(paths),
+                           "cpu_s_per_image": round((c1 - c0) / len(paths), 3)},
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "load_average": load_average()}
+
+
+def views(reps: int, frame_path: str | None) -> dict:
+    """Per-flip passes (today) against the 4 flips of each network in one batched pass."""
+    import torch
+
+    from inference.checkpoints import load_model
+    from inference.models.mim_istd import segment_logits
+    from inference.preprocess import segmenter_input, standardise
+    from inference.segmenter_predict import _run, model_members
+
+    tmp = Path(tempfile.mkdtemp(prefix="accurate-views-"))
+    dirs, _ = model_dirs(tmp / "models")
+    members = model_members(load_model(dirs["segmenter"], family="segmenter"))
+    x = torch.from_numpy(np.ascontiguousarray(standardise(segmenter_input(frame(512, frame_path), 1))))[None]
+    flips: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+    def batched(m) -> torch.Tensor:
+        out = segment_logits(m, torch.cat([x.flip(d) if d else x for d in flips]))
+        acc = out[0:1]
+        for i, d in enumerate(flips[1:], 1):
+            acc = acc + out[i:i + 1].flip(d)
+        return acc / 4
+
+    ways = {"per flip (today)": lambda: [_run(m, x, True) for m in members], "4 flips batched": lambda: [batched(m) for m in members]}
+    seconds: dict[str, list[float]] = {k: [] for k in ways}
+    with torch.inference_mode():
+        for m in members:
+            m.eval()
+        first = {k: f() for k, f in ways.items()}
+        diff = max(float((a - b).abs().max()) for a, b in zip(*first.values()))
+        for r in range(reps):
+            for k in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
+                _, c0, _ = _usage()
+                ways[k]()
+                seconds[k].append(round(_usage()[1] - c0, 3))
+    return {"max_logit_difference": diff, "cpu_s": seconds, "load_average": load_average()}
+
+
+def summarise(children: list[dict]) -> dict:
+    out: dict = {}
+    for c in dict.fromkeys(r["config"] for r in children):
+        rows = [r for r in children if r["config"] == c]
+        frames = [f for r in rows for f in r["frame_512"]]
+        out[c] = {"frame_wall_median_s": float(np.median([f["wall_s"] for f in frames])),
+                  "frame_wall_best_s": min(f["wall_s"] for f in frames),
+                  "frame_cpu_median_s": float(np.median([f["cpu_s"] for f in frames])),
+                  "frame_faults_median": float(np.median([f["minor_faults"] for f in frames])),
+                  "worker_img_s_mean": float(np.mean([r["worker_256"]["images_per_second"] for r in rows])),
+                  "worker_cpu_s_per_image_mean": float(np.mean([r["worker_256"]["cpu_s_per_image"] for r in rows])),
+                  "peak_rss_mib_max": max(r["peak_rss_mib"] for r in rows)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3, help="512² frames timed per child (after one warm-up)")
+    ap.add_argument("--images", type=int, default=16, help="256² images through the worker per child")
+    ap.add_argument("--frame", help="an infrared image to enlarge to 512² (default: the first SIRST image)")
+    ap.add_argument("--configs", nargs="+", default=["today:1", "new:1", "new:2"])
+    ap.add_argument("--views", action="store_true", help="per-flip passes against batched flips instead")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.reps, args.images, args.frame)))
+        return
+    if args.frame is None and not SIRST.is_dir():
+        print(f"note: no SIRST copy at {SIRST}; pass --frame for a real infrared frame (using a synthetic sky)")
+    if args.views:
+        set_threads(1)
+        result: dict = views(args.reps, args.frame)
+        for k, v in result["cpu_s"].items():
+            print(f"{k:>18}: CPU s per 512² frame {', '.join(map(str, v))} (median {np.median(v):.3f})")
+        print(f"largest logit difference {result['max_logit_difference']:.2e}, load {result['load_average']}")
+    else:
+        children = []
+        for r in range(args.rounds):
+            for c in (args.configs if r % 2 == 0 else args.configs[::-1]):
+                cmd = [sys.executable, __file__, "--child", c, "--reps", str(args.reps), "--images", str(args.images)]
+                cmd += ["--frame", args.frame] if args.frame else []
+                res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                res["round"] = r + 1
+                children.append(res)
+                f = res["frame_512"]
+                print(f"round {r + 1} {c:>8}: 512² frame wall {', '.join(str(x['wall_s']) for x in f)} s, CPU "
+                      f"{', '.join(str(x['cpu_s']) for x in f)} s, faults {f[-1]['minor_faults']}; worker 256² "
+                      f"{res['worker_256']['images_per_second']:.2f} img/s ({res['worker_256']['cpu_s_per_image']:.3f} CPU s/img); "
+                      f"peak RSS {res['peak_rss_mib']:.0f} MiB; load {res['load_average']}", flush=True)
+        result = {"children": children, "summary": summarise(children)}
+        for c, s in result["summary"].items():
+            print(f"{c:>8}: frame wall median {s['frame_wall_median_s']:.3f} s (best {s['frame_wall_best_s']:.3f}), CPU median "
+                  f"{s['frame_cpu_median_s']:.3f} s, faults {s['frame_faults_median']:.0f}; worker {s['worker_img_s_mean']:.2f} img/s "
+                  f"({s['worker_cpu_s_per_image_mean']:.3f} CPU s/img); peak RSS {s['peak_rss_mib_max']:.0f} MiB")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
