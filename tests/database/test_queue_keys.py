@@ -167,8 +167,8 @@ def test_text_filter_by_its_candidates_agrees_with_a_straightforward_filter(db: 
 
 
 def test_names_index_follows_inserts_and_deletes(db: Database) -> None:
-    """The names' trigram index (SQLite's FTS5 of 0008, kept by triggers; PostgreSQL's pg_trgm
-    GIN index of 0009): a removed folder's names are gone from it, a new one's are found."""
+    """SQLite's trigram index of the names (0008; filled by ``sync`` since 0009, emptied by the
+    delete trigger): a removed folder's names are gone from it, a new one's are found."""
     import database.review_queue as rq
     first = db.folders.add("/a")
     db.images.sync(first.id, [FileEntry("rare_name.png", 1, 1)])
@@ -178,7 +178,8 @@ def test_names_index_follows_inserts_and_deletes(db: Database) -> None:
     qq = rq.QueueQuery(folder_id=second.id, path_contains="rare_na")
     narrowed = rq._narrowed(db, qq)
     [row] = rq.queue_rows(db, qq)
-    assert narrowed.within == (row.image_id,)  # the test server's superuser could create pg_trgm
+    if db.dialect == "sqlite":  # PostgreSQL's planner reads its trigram index itself (0009)
+        assert narrowed.within == (row.image_id,)
 
 
 def _fts_agrees(db: Database) -> None:
