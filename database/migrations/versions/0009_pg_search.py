@@ -1,15 +1,16 @@
 """The names' trigram indexes: PostgreSQL gets one, SQLite's fills in bulk (issue 22).
 
-The queue's text filter finds the few images a rare text can match through a trigram index
-(``database/review_queue.py``, ``_narrowed``). SQLite has one since ``0008_queue_keys`` (FTS5);
+The queue's text filter finds the few images a rare text can match through a trigram index.
+SQLite has one since ``0008_queue_keys`` (FTS5, ``database/review_queue.py``'s candidate step);
 on PostgreSQL the filter walked every name (1M images: ~0.6 s per first page). This adds a GIN
-index with ``pg_trgm``'s operator class on ``images.rel_path`` (it answers ``ILIKE '%text%'``).
+index with ``pg_trgm``'s operator class on ``images.rel_path``: the planner reads it for the
+filter's own ``ILIKE '%text%'`` when it expects few matches (ADR 0030).
 
 ``pg_trgm`` is an extension that ships with the server; ``CREATE EXTENSION`` needs the CREATE
 privilege on the database (a trusted extension since PostgreSQL 13) or a superuser. A role that
 may not create it, or a server without it, still migrates: the index is skipped, the reason is
-logged, and the text filter walks the names as before (the queue looks for the index, not for
-this revision). An administrator can add both later with the two statements below.
+logged, and the text filter walks the names as before (same rows, slower). An administrator
+can add both later with the two statements the warning names.
 
 SQLite (where 0008 made the FTS5 table): its per-row insert trigger made indexing a new folder
 slower (~23 us a row even when a WHEN clause skips it; its FTS5 insert ~35 us more; one
