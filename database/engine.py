@@ -111,15 +111,6 @@ def _check_known(revision: str | None, url: URL) -> None:
         )
 
 
-def on_this_machine(url: URL) -> bool:
-    """Whether a PostgreSQL server shares this station's cores (loopback or a local socket). Its
-    queries then run without parallel workers: a worker is a process on the same few cores as
-    the gallery, and the queue's reads are index walks that do not need one (ADR 0030; 1M
-    images, 2 cores: the score filter's first page 206 → 131 ms, page down 32 → 16 ms)."""
-    host = url.host or ""
-    return host in ("", "localhost", "127.0.0.1", "::1") or host.startswith("/")
-
-
 def _create_engine(url: URL, *, busy_timeout_s: float, connect_timeout_s: float,
                    foreign_keys: bool = True, pooled: bool = True) -> Engine:
     kwargs: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
@@ -128,10 +119,8 @@ def _create_engine(url: URL, *, busy_timeout_s: float, connect_timeout_s: float,
             engine = create_engine(url, connect_args={"timeout": busy_timeout_s}, **kwargs)
             _install_sqlite_hooks(engine, busy_timeout_s, foreign_keys)
         else:
-            connect: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout_s))}
-            if on_this_machine(url) and "options" not in url.query:
-                connect["options"] = "-c max_parallel_workers_per_gather=0"
-            engine = create_engine(url, pool_pre_ping=True, connect_args=connect, **kwargs)
+            engine = create_engine(url, pool_pre_ping=True,
+                                   connect_args={"connect_timeout": max(1, int(connect_timeout_s))}, **kwargs)
     except sa_exc.NoSuchModuleError:
         raise DatabaseError(f"no driver for '{url.drivername}' is installed; for PostgreSQL install "
                             f"psycopg and use postgresql+psycopg://….") from None

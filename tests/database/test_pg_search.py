@@ -90,16 +90,3 @@ def test_a_role_that_may_not_create_the_extension_still_migrates(pg_url: str, ca
             c.execute(text(f'DROP ROLE "{role}"'))
         admin.dispose()
 
-
-def test_a_server_on_this_machine_runs_without_parallel_workers(pg_url: str) -> None:
-    """A loopback server's parallel workers would share the station's cores with the gallery."""
-    from database.engine import on_this_machine
-    assert on_this_machine(make_url(pg_url))  # the test server: loopback
-    assert not on_this_machine(make_url("postgresql+psycopg://u@db.plant.example:5432/station"))
-    assert on_this_machine(make_url("postgresql+psycopg://u@/station"))  # a local socket
-    db = open_database(pg_url)
-    try:
-        with db.session() as s:
-            assert s.scalar(text("SHOW max_parallel_workers_per_gather")) == "0"
-    finally:
-        db.close()
