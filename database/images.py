@@ -10,6 +10,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -42,6 +43,14 @@ def image_dto(row: Image) -> ImageInfo:
 def chunks(seq: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(seq), size):
         yield seq[start:start + size]
+
+
+# SQLite's trigram index of the names (FTS5, migration 0008_queue_keys; absent where the library
+# lacks the trigram tokenizer). ``sync`` fills it from each chunk's new rows in one statement
+# (0009_pg_search dropped its per-row insert trigger: indexing a new folder paid ~60 us a row).
+NAME_FTS = "images_name_fts"
+_FILL_NAMES = text(f"INSERT INTO {NAME_FTS}(rowid, rel_path) SELECT id, rel_path FROM images "
+                   "WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
 
 
 class FolderRepository:
@@ -146,6 +155,11 @@ class ImageRepository:
                     added.extend(s.scalars(select(Image.id).where(Image.folder_id == folder_id,
                                                                   Image.rel_path.in_(names))))
                 added.sort()
+                if self.db.dialect == "sqlite" and s.execute(
+                        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"),
+                        {"n": NAME_FTS}).first() is not None:
+                    for new in chunks(added):
+                        s.execute(_FILL_NAMES, {"ids": list(new)})
             s.execute(update(Folder).where(Folder.id == folder_id).values(indexed_at=now))
             result = IndexResult(added_ids=tuple(added), changed_ids=tuple(sorted(changed)),
                                unchanged=unchanged, missing=len(gone), restored=restored)

@@ -21,14 +21,19 @@ VERSION_TABLE = "alembic_version"
 log = logging.getLogger(__name__)
 
 
-# Tables the migrations keep outside the ORM's metadata: SQLite's FTS5 index of the image names
-# (0008_queue_keys) and its shadow tables. Comparisons with the metadata leave them out.
+# What the migrations keep outside the ORM's metadata: SQLite's FTS5 index of the image names
+# (0008_queue_keys) and its shadow tables; PostgreSQL's trigram index of the names (0009_pg_search,
+# present only where pg_trgm could be created). Comparisons with the metadata leave them out.
 UNMAPPED_PREFIX = "images_name_fts"
+UNMAPPED_INDEXES = frozenset({"ix_images_name_trgm"})
 
 
 def mapped_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Alembic's ``include_name``: False for the tables the metadata does not describe."""
-    return not (type_ == "table" and name is not None and name.startswith(UNMAPPED_PREFIX))
+    """Alembic's ``include_name``: False for the tables and indexes the metadata does not describe."""
+    if name is None:
+        return True
+    return not ((type_ == "table" and name.startswith(UNMAPPED_PREFIX))
+                or (type_ == "index" and name in UNMAPPED_INDEXES))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

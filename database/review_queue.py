@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from database.images import text_match
+from database.images import NAME_FTS, text_match
 from database.models import Folder, Image, Prediction
 from database.states import ReviewState
 
@@ -104,6 +104,9 @@ class QueueQuery:
     # Only these image ids (the text filter's few candidates, ``_narrowed``: its own condition
     # still applies). None: no such bound.
     within: tuple[int, ...] | None = None
+    # By name under a score range with few predictions in it (``_narrowed``): read the range
+    # from the score index, ordered by its copy of the name key. The same rows and order.
+    by_score: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,9 @@ class _Segment:
 # would spend more time building its statement than running it), and identical objects let
 # SQLAlchemy reuse its compiled statements.
 _PC, _PS, _PA = (aliased(Prediction, name=n) for n in ("pred_classifier", "pred_segmenter", "pred_anomaly"))
+# The anomaly predictions in a score range, by name (``QueueQuery.by_score``): joined apart from
+# ``_PA`` and read only for the score index's own columns, so the range is an index-only scan.
+_PR = aliased(Prediction, name="pred_range")
 # The newest label revision's class, as the image row caches it (ADR 0024: kept in step by
 # database/labels.py; the revisions stay the truth).
 _LABEL_CLASS = Image.label_class
@@ -156,8 +162,9 @@ class _Shape:
         self.alias_of = {"pc": self.pc, "ps": self.ps, "pa": self.pa}
         self.key_alias = {"confidence": "pc", "target_count": "ps", "anomaly_score": "pa"}.get(self.column or "")
         domain = qq.in_domain_below is not None
+        scored = qq.score_min is not None or qq.score_max is not None
         self.needs = {"pc": qq.class_name is not None or domain, "ps": domain,
-                      "pa": qq.score_min is not None or qq.score_max is not None or domain}
+                      "pa": (scored and not qq.by_score) or domain}
         ranked = tuple(dict.fromkeys(qq.ranking))[:MAX_RANKED] if qq.sort == "label_next" else ()
         self.ranked = ranked
         # The rank of a ranked image (NULL for the others): the first stretch's sort value.
@@ -173,6 +180,9 @@ class _Shape:
                 alias = self.alias_of[name]
                 on = and_(alias.image_id == Image.id, alias.model_version_id == (mv if mv is not None else -1))
                 stmt = stmt.join(alias, on) if name == inner else stmt.outerjoin(alias, on)
+        if qq.by_score:
+            mv = qq.anomaly_id if qq.anomaly_id is not None else -1
+            stmt = stmt.join(_PR, and_(_PR.image_id == Image.id, _PR.model_version_id == mv))
         return stmt
 
     def conditions(self, counting: bool = False) -> list[ColumnElement[Any]]:
@@ -197,7 +207,13 @@ class _Shape:
             conds.append(or_(self.pc.predicted_class == qq.class_name, self.label_class == qq.class_name))
         # Under another order, "+ 0" keeps the planner off the score index: walking the order's
         # index and probing each image's score beats sorting every image in the score range.
-        score = self.pa.anomaly_score if counting or self.key_alias == "pa" else self.pa.anomaly_score + 0
+        score: SQLColumnExpression[float | None]
+        if qq.by_score:  # the range drives the walk: its index must be usable
+            score = _PR.anomaly_score
+        elif counting or self.key_alias == "pa":
+            score = self.pa.anomaly_score
+        else:
+            score = self.pa.anomaly_score + 0
         if qq.score_min is not None:
             conds.append(score >= qq.score_min)
         if qq.score_max is not None:
@@ -219,6 +235,8 @@ class _Shape:
         index walk by name). By a score: the images with one (driven by the predictions'
         score index), then those without, by name A→Z."""
         tail = [(self.name_key, self.tie_ascending), (Image.id, self.tie_ascending)]
+        if self.qq.sort == "name" and self.qq.by_score:  # the prediction's copy of the same keys
+            return [_Segment([], [(_PR.name_key, self.tie_ascending), (_PR.image_id, self.tie_ascending)])]
         if self.qq.sort == "name":
             return [_Segment([], tail)]
         if self.qq.sort == "state":
@@ -239,31 +257,90 @@ class _Shape:
 
 
 TEXT_CANDIDATES = 2000  # a text filter matching more images than this walks the names (its pages come fast)
-_FTS = "images_name_fts"  # SQLite's trigram index of the names (migration 0008_queue_keys), where the library has it
+NAME_TRIGRAMS = "ix_images_name_trgm"  # PostgreSQL's (0009_pg_search), where pg_trgm could be created
+# A score range with at most this many predictions is read from the score index, ordered by its
+# copy of the name key (cost: the range); a wider one walks the names and probes each image's
+# score (cost: a page divided by the share in range, small when the range is wide).
+SCORE_CANDIDATES = 5_000
 
 
-def _narrowed(db: "Database", qq: QueueQuery) -> QueueQuery:
-    """``qq`` bound to the few images its text filter can match, when they are few: found by
-    the names' trigram index (SQLite) and the folded serial and lot indexes, so a rare text
-    costs its matches, not a walk of every name. The candidates are a superset (the index
-    folds case more widely and reads ``_`` and ``%`` as wildcards); the filter's own condition
-    still decides. Unchanged when there are many (then the name walk finds a page at once) or
-    no trigram index answers (PostgreSQL; a SQLite without FTS5; a text under 3 characters)."""
+def _name_candidates(s: Session, db: "Database", needle: str) -> set[int] | None:
+    """Up to ``TEXT_CANDIDATES + 1`` images whose name may contain ``needle``, found by SQLite's
+    trigram index of the names; None where there is none (the filter then walks the names).
+    PostgreSQL needs no such step: its planner reads ``NAME_TRIGRAMS`` (where 0009 could make
+    it) for the filter's own ``ILIKE`` when it expects few matches, and walks the names by the
+    page's order when it expects many (1M images: 44 ms for a rare text, 54 ms for 1,000
+    matches; bound to the candidates' ids first it took 60 and 118 ms)."""
+    if db.dialect == "sqlite":
+        # ``ImageRepository.sync`` fills the FTS5 table as it inserts (no per-row trigger since
+        # 0009): it answers only while its newest document is the newest image, so rows written
+        # any other way make the filter walk the names instead of missing them.
+        docs = f"{NAME_FTS}_docsize"  # FTS5's one row per document
+        if s.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"), {"n": docs}).first() is None:
+            return None
+        if not s.scalar(text(f"SELECT (SELECT max(id) FROM {docs}) IS (SELECT max(id) FROM images)")):
+            return None
+        # A superset: FTS5 folds case more widely and reads ``_`` and ``%`` as wildcards.
+        return set(s.scalars(text(f"SELECT rowid FROM {NAME_FTS} WHERE rel_path LIKE :p LIMIT :n"),
+                             {"p": f"%{needle}%", "n": TEXT_CANDIDATES + 1}))
+    return None
+
+
+def _by_score_index(s: Session, qq: QueueQuery) -> bool:
+    """Whether a score range is read from the score index (few predictions in range,
+    ``SCORE_CANDIDATES``) rather than found by walking every name (the name order, a count).
+    Counted on that index alone (an index-only range scan, stopped past the bound)."""
+    if qq.score_min is None and qq.score_max is None:
+        return False
+    bounds = [Prediction.model_version_id == (qq.anomaly_id if qq.anomaly_id is not None else -1)]
+    if qq.score_min is not None:
+        bounds.append(Prediction.anomaly_score >= qq.score_min)
+    if qq.score_max is not None:
+        bounds.append(Prediction.anomaly_score <= qq.score_max)
+    few = select(Prediction.image_id).where(*bounds).limit(SCORE_CANDIDATES + 1).subquery()
+    return int(s.scalar(select(func.count()).select_from(few)) or 0) <= SCORE_CANDIDATES
+
+
+def _narrowed(db: "Database", qq: QueueQuery, counting: bool = False) -> QueueQuery:
+    """``qq`` with what the indexes say about its filters, so a rare match costs its matches,
+    not a walk of every name:
+
+    - a text filter bound to the few images it can match, when they are few: found by the
+      names' trigram index (SQLite's FTS5; ``_name_candidates``) and the folded serial and lot
+      indexes. The filter's own condition still decides. Unchanged when there are many (then
+      the name walk finds a page at once), a text under 3 characters, or no trigram index.
+    - a score range with few predictions in it, by name or in a count (no order): read from the
+      score index (``by_score``)."""
     needle = qq.path_contains
-    if not needle or qq.within is not None or len(needle) < 3 or db.dialect != "sqlite":
+    text_narrows = bool(needle) and qq.within is None and len(needle or "") >= 3
+    score_narrows = (not qq.by_score and (counting or qq.sort == "name")
+                     and (qq.score_min is not None or qq.score_max is not None))
+    if not (text_narrows or score_narrows):
         return qq
-    folded = needle.lower()
     with db.session() as s:
-        if s.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"), {"n": _FTS}).first() is None:
+        if score_narrows and _by_score_index(s, qq):
+            qq = replace(qq, by_score=True)
+        if not text_narrows or needle is None:
             return qq
-        found = set(s.scalars(text(f"SELECT rowid FROM {_FTS} WHERE rel_path LIKE :p LIMIT :n"),
-                              {"p": f"%{needle}%", "n": TEXT_CANDIDATES + 1}))
+        found = _name_candidates(s, db, needle)
+        if found is None:
+            return qq
+        folded = needle.lower()
         for column in (Image.trace_serial, Image.trace_lot):
             if len(found) > TEXT_CANDIDATES:
                 break
             where = [func.lower(column) == folded] + ([Image.folder_id == qq.folder_id] if qq.folder_id else [])
             found.update(s.scalars(select(Image.id).where(*where).limit(TEXT_CANDIDATES + 1)))
     return qq if len(found) > TEXT_CANDIDATES else replace(qq, within=tuple(sorted(found)))
+
+
+def _walks_only(s: Session, db: "Database") -> None:
+    """This transaction reads what is on screen (a page, a bounded count): index walks that stop
+    early. PostgreSQL plans parallel workers for them when it misjudges a filter's share (a score
+    range: "+ 0" hides it) and starting them costs more than the walk: 1M images, idle, 35 vs
+    7 ms; on a busy 2-core station hundreds of ms, beside the gallery's own work."""
+    if db.dialect == "postgresql":
+        s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
 def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, ...]]:
@@ -331,6 +408,7 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
     rows: list[QueueRow] = []
     cursor: Cursor | None = None
     with db.session() as s:
+        _walks_only(s, db)
         if after is None and offset > 0:
             after = _cursor_at(s, shape, segments, offset - 1)
             if after is None:
@@ -339,14 +417,23 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
             if len(rows) >= limit:
                 break
             seg = segments[index]
-            conds = shape.conditions() + seg.conditions
+            bound: list[ColumnElement[bool]] = []
             if after is not None and index == after.segment:
                 values = after.values if len(seg.order) == 3 else after.values[-2:]
-                conds.append(_after(seg.order, values))
-            stmt = (_rows_select(shape, seg.inner).where(*conds)
-                    .order_by(*(e.asc() if a else e.desc() for e, a in seg.order))
-                    .limit(limit - len(rows)))
-            got = list(s.execute(stmt))
+                bound.append(_after(seg.order, values))
+            conds = shape.conditions() + seg.conditions + bound
+            order = [e.asc() if a else e.desc() for e, a in seg.order]
+            if shape.qq.by_score and shape.qq.sort == "name":
+                # The page's ids first (the range's index entries sorted, then each image's
+                # folder checked), then their rows: sorting the range's rows after joining every
+                # column costs the whole range's joins (1M images, 5,000 in range: 154 vs ~60 ms).
+                ids = list(s.scalars(_keys_select(shape, seg).with_only_columns(Image.id).where(*bound)
+                                     .limit(limit - len(rows))))
+                by_id = {r.id: r for r in s.execute(_rows_select(shape, seg.inner).where(Image.id.in_(ids)))}
+                got = [by_id[i] for i in ids if i in by_id]
+            else:
+                stmt = _rows_select(shape, seg.inner).where(*conds).order_by(*order).limit(limit - len(rows))
+                got = list(s.execute(stmt))
             rows.extend(_queue_row(r) for r in got)
             if got:
                 cursor = Cursor(index, _cursor_values(len(seg.order), got[-1]))
@@ -358,7 +445,7 @@ def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> i
     filter reads). With ``at_most``, counting stops there (the answer is min(count, at_most)):
     a bound costs the rows up to it, where an exact count of a filter that reads the
     predictions costs every row of the folder (ADR 0024)."""
-    shape = _Shape(_narrowed(db, qq))
+    shape = _Shape(_narrowed(db, qq, counting=True))
     if at_most is not None:
         narrow = (shape.joins(select(Image.id).select_from(Image), every=False, order=False)
                   .where(*shape.conditions(counting=True)).limit(max(0, at_most)).subquery())
@@ -367,6 +454,8 @@ def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> i
         stmt = (shape.joins(select(func.count(Image.id)).select_from(Image), every=False, order=False)
                 .where(*shape.conditions(counting=True)))
     with db.session() as s:
+        if at_most is not None:
+            _walks_only(s, db)
         return int(s.scalar(stmt) or 0)
 
 

@@ -167,8 +167,8 @@ def test_text_filter_by_its_candidates_agrees_with_a_straightforward_filter(db: 
 
 
 def test_names_index_follows_inserts_and_deletes(db: Database) -> None:
-    """SQLite's trigram index of the names (0008) is kept by triggers: a removed folder's names
-    are gone from it, a new one's are found."""
+    """SQLite's trigram index of the names (0008; filled by ``sync`` since 0009, emptied by the
+    delete trigger): a removed folder's names are gone from it, a new one's are found."""
     import database.review_queue as rq
     first = db.folders.add("/a")
     db.images.sync(first.id, [FileEntry("rare_name.png", 1, 1)])
@@ -178,5 +178,49 @@ def test_names_index_follows_inserts_and_deletes(db: Database) -> None:
     qq = rq.QueueQuery(folder_id=second.id, path_contains="rare_na")
     narrowed = rq._narrowed(db, qq)
     [row] = rq.queue_rows(db, qq)
-    if db.dialect == "sqlite":
+    if db.dialect == "sqlite":  # PostgreSQL's planner reads its trigram index itself (0009)
         assert narrowed.within == (row.image_id,)
+
+
+def _fts_agrees(db: Database) -> None:
+    """FTS5's own check: its index holds exactly the content table's names (raises if not)."""
+    with db.session(write=True) as s:
+        s.execute(text("INSERT INTO images_name_fts(images_name_fts) VALUES ('integrity-check')"))
+
+
+def test_sqlite_names_index_is_filled_per_chunk_and_a_row_written_otherwise_is_walked(sqlite_url: str) -> None:
+    """0009 dropped the per-row insert trigger: ``sync`` fills SQLite's trigram index from each
+    chunk's new rows. A row inserted any other way is not in it: the text filter then walks the
+    names (and still finds it) instead of trusting the index."""
+    import database.review_queue as rq
+    db = open_database(sqlite_url)
+    try:
+        with db.session() as s:
+            if s.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'images_name_fts'")).first() is None:
+                pytest.skip("this SQLite library has no FTS5 trigram tokenizer")
+            triggers = set(s.scalars(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")))
+        assert "images_name_fts_insert" not in triggers
+        assert {"images_name_fts_delete", "images_name_fts_update"} <= triggers
+        folder = db.folders.add("/line")
+        names = [f"lot{k % 3}/part_{k:04d}.png" for k in range(1200)]
+        for k in range(0, len(names), 700):  # two chunks, as the indexer writes them
+            db.images.sync(folder.id, [FileEntry(p, 1, 1) for p in names[k:k + 700]], complete=False)
+        db.images.sync(folder.id, [FileEntry(p, 2, 2) for p in names[:5]], complete=False)  # changed, not new
+        _fts_agrees(db)
+        qq = rq.QueueQuery(folder_id=folder.id, path_contains="part_0101")
+        assert rq._narrowed(db, qq).within is not None
+        assert [r.rel_path for r in rq.queue_rows(db, qq)] == ["lot2/part_0101.png"]
+        with db.session(write=True) as s:  # a writer that is not ``sync``
+            s.execute(text("INSERT INTO images (folder_id, rel_path, size_bytes, mtime_ns, review_state, flagged, "
+                           "priority, missing, added_at, updated_at) VALUES (:f, 'x/part_0101b.png', 1, 1, "
+                           "'unreviewed', 0, 0, 0, '2026-01-01', '2026-01-01')"), {"f": folder.id})
+        assert rq._narrowed(db, qq).within is None
+        assert [r.rel_path for r in rq.queue_rows(db, qq)] == ["lot2/part_0101.png", "x/part_0101b.png"]
+        with db.session(write=True) as s:
+            s.execute(text("INSERT INTO images_name_fts(images_name_fts) VALUES ('rebuild')"))
+        db.folders.remove(folder.id)  # the delete trigger empties the index
+        _fts_agrees(db)
+        with db.session() as s:
+            assert s.scalar(text("SELECT count(*) FROM images_name_fts_docsize")) == 0
+    finally:
+        db.close()

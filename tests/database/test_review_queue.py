@@ -231,3 +231,45 @@ def test_next_unreviewed_starts_at_a_row_that_left_the_filter(db: Database) -> N
         assert got is not None and got.image_id == before[2], sort
         rows = [r.image_id for r in queue_rows(db, qq)]
         assert rows[got.position] == before[2]
+
+
+@pytest.mark.parametrize("bound", [-1, 10**6])  # "many" in range: the name walk; few: read from the score index
+def test_score_range_by_name_agrees_with_a_straightforward_filter(db: Database, monkeypatch, bound: int) -> None:
+    """A score range in the name order: the same rows, order, pages, counts and N/Shift+N
+    whether the range is read from the score index (``by_score``) or found by a name walk."""
+    import database.review_queue as rq
+    monkeypatch.setattr(rq, "SCORE_CANDIDATES", bound)
+    rng = random.Random(8)
+    folder_id, models, everything = _seed_rows(db, rng)
+    states = {r.image_id: r.review_state for r in everything}
+    ranges = [{"score_min": 0.3, "score_max": 0.5}, {"score_min": 0.4}, {"score_max": 0.4},
+              {"score_min": 0.8, "score_max": 0.8}, {"score_min": 0.9}]
+    extras = [{}, {"states": ("unreviewed",)}, {"path_contains": "art"}, {"include_missing": True},
+              {"class_name": "dent"}]
+    for rng_flt in ranges:
+        for extra in extras:
+            for descending in (False, True):
+                qq = QueueQuery(folder_id=folder_id, sort="name", descending=descending, **models,
+                                **rng_flt, **extra)
+                assert rq._narrowed(db, qq).by_score == (bound > 0)
+                want = _reference(everything, qq)
+                what = (rng_flt, extra, descending)
+                assert queue_count(db, qq) == len(want), what
+                size = rng.randint(2, 9)
+                assert [r.image_id for r in queue_rows(db, qq, page_size=size)] == want, what
+                for offset in {rng.randrange(len(want) + 2), max(0, len(want) - 1)}:
+                    page = queue_page(db, qq, size, offset=offset)
+                    assert [r.image_id for r in page.rows] == want[offset:offset + size], (what, offset)
+                for after in [None, *rng.sample(want, min(3, len(want)))]:
+                    for backward in (False, True):
+                        got = next_unreviewed(db, qq, after, backward=backward)
+                        expected = _reference_next(want, states, after, backward)
+                        assert (None if got is None else (got.image_id, got.position)) == expected, \
+                            (what, after, backward)
+                        if got is not None:
+                            start = got.position - got.position % size
+                            assert [r.image_id for r in page_of(db, qq, got, size).rows] == \
+                                want[start:start + size], (what, after)
+    # a model version without predictions: an empty range either way
+    qq = QueueQuery(folder_id=folder_id, score_min=0.0, anomaly_id=None)
+    assert queue_rows(db, qq) == [] and queue_count(db, qq) == 0
