@@ -85,6 +85,11 @@ PRESETS = {
 }
 
 
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A buffer as float32 numpy, wherever the model lives (the heads run in numpy)."""
+    return t.detach().float().cpu().numpy()
+
+
 def _blur(p: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(p, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REFLECT_101)
 
@@ -158,9 +163,9 @@ class TileDefect(TextureKnn):
     def heads(self, img: np.ndarray, z: np.ndarray, knn_z: np.ndarray) -> tuple[np.ndarray, float]:
         """(combined map at map_size, image logit) from one image's standardised planes."""
         f = pixel_features(z, knn_z, self.config)
-        pix = np.tensordot(self.pixel_w.numpy(), f, axes=(0, 0)) + float(self.pixel_b)
+        pix = np.tensordot(_np(self.pixel_w), f, axes=(0, 0)) + float(self.pixel_b)
         fi = image_features(img, z, knn_z, self.config)
-        logit = float(((fi - self.image_mean.numpy()) / self.image_scale.numpy()) @ self.image_w.numpy() + float(self.image_b))
+        logit = float(((fi - _np(self.image_mean)) / _np(self.image_scale)) @ _np(self.image_w) + float(self.image_b))
         return (pix + self.config.map_image_weight * logit).astype(np.float32), logit
 
     def standardise_knn(self, small: np.ndarray) -> np.ndarray:
@@ -174,7 +179,7 @@ class TileDefect(TextureKnn):
         cfg = self.config
         knn = self.knn_small(super().anomaly_map(x).float().cpu().numpy())
         imgs = (x[:, 0] * cfg.std[0] + cfg.mean[0]).clamp(0, 1).float().cpu().numpy()
-        mean, std = self.term_mean.numpy(), self.term_std.numpy()
+        mean, std = _np(self.term_mean), _np(self.term_std)
         maps, scores = [], []
         for img, k in zip(imgs, knn):
             small, _, _ = self.coarse_terms(img)
