@@ -33,6 +33,14 @@ def _score(m: np.ndarray, margin: int) -> float:
     return float(inner.max())
 
 
+def emit(line: dict, path: str | None) -> None:
+    """Print one result line as JSON and append it to ``path`` (a JSON-lines file) when given."""
+    print(json.dumps(line), flush=True)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+
 def _score_models(args: argparse.Namespace) -> int:
     from inference.checkpoints import load_model
     from inference.training.anomaly_train import good_split
@@ -46,11 +54,7 @@ def _score_models(args: argparse.Namespace) -> int:
         _, defects, types, masks = load_validation(args.data, cfg, log=lambda _m: None)
         gm, gs = score_images(loaded.model, hold)
         dm, ds = score_images(loaded.model, defects)
-        line = {"model": d, "held_out_good": len(hold)} | summary(gs, ds, types, gm, list(dm), masks)
-        print(json.dumps(line), flush=True)
-        if args.json:
-            with open(args.json, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+        emit({"model": d, "held_out_good": len(hold)} | summary(gs, ds, types, gm, list(dm), masks), args.json)
     return 0
 
 
@@ -92,12 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             ds = np.array([_score(m, margin) for m in res["_defect_maps"]])
             out = summary(gs, ds, res["_defect_types"], res["_good_maps"], res["_defect_maps"], res["_defect_masks"],
                           pixels=False) | {k: res[k] for k in ("pixel_auroc", "pixel_auroc_by_type", "pixel_step")}
-            line = {"variant": raw, "score_margin": margin, "seconds": round(seconds, 1), "folds": args.folds,
-                    "group_by": args.group_by} | {k: v for k, v in out.items()}
-            print(json.dumps(line), flush=True)
-            if args.json:
-                with open(args.json, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(line) + "\n")
+            emit({"variant": raw, "score_margin": margin, "seconds": round(seconds, 1), "folds": args.folds,
+                  "group_by": args.group_by} | {k: v for k, v in out.items()}, args.json)
     return 0
 
 

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from .models.pattern_anomaly import PatternAnomaly
     from .models.pixel_gaussian import PixelGaussian
     from .models.texture_knn import TextureKnn
+    from .models.tile_defect import TileDefect
 
     # The anomaly family's networks (registry family "anomaly"): what a loaded anomaly model is.
-    AnomalyNet = PatternAnomaly | TextureKnn | PixelGaussian
+    AnomalyNet = PatternAnomaly | TextureKnn | TileDefect | PixelGaussian
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,14 @@ def normalise_batch(model: AnomalyNet, batch: np.ndarray, device: torch.device |
 @torch.no_grad()
 def model_maps(model: AnomalyNet, batch: np.ndarray, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Maps (n, s, s) and scores (n,) at model resolution for a [0, 1] batch (n, c, s, s)."""
-    maps = model.anomaly_map(normalise_batch(model, batch, device))
-    return maps.float().cpu().numpy(), model.score(maps).float().cpu().numpy()
+    x = normalise_batch(model, batch, device)
+    both = getattr(model, "maps_and_scores", None)
+    if callable(both):  # a model whose image score is not read off its map (tile_defect)
+        maps, scores = both(x)
+    else:
+        maps = model.anomaly_map(x)
+        scores = model.score(maps)
+    return maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
 
 def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size: int = 8) -> list[AnomalyPrediction]:

@@ -38,7 +38,7 @@ class Family:
     default_model: str                   # bundled directory under resources/models used by default
     half_tolerance: float                # largest half-vs-full precision difference accepted
     auto_epochs: Mapping[str, int]       # retraining mode ("fine-tune", "transfer", "scratch") -> epochs
-    presets: tuple[str, ...] = ("test_tiny", "cpu", "paper")  # texture_knn adds "tile"
+    presets: tuple[str, ...] = ("test_tiny", "cpu", "paper")  # texture_knn and tile_defect add "tile"
     part_only: tuple[str, ...] = ()      # architectures only loadable as a part of this family's directory
     trainer_scored: str | None = None    # card metrics split already scored on the held-out labels
     fitted_only: tuple[str, ...] = ()    # architectures the retrain command fits but the trainer cannot start from
@@ -191,7 +191,7 @@ register_family(Family(
 register_family(Family(
     name="anomaly",
     title="the anomaly detector (pattern generative + contrastive)",
-    architectures=("pattern_anomaly", "pixel_gaussian", "texture_knn"),
+    architectures=("pattern_anomaly", "pixel_gaussian", "texture_knn", "tile_defect"),
     predict_module="inference.anomaly_predict",
     adapter="inference.engine_families:AnomalyModel",
     train_cli="inference.training.anomaly_cli",

@@ -22,6 +22,7 @@ MODEL_MODULES = (
     "inference.models.pattern_anomaly",
     "inference.models.pixel_gaussian",
     "inference.models.texture_knn",
+    "inference.models.tile_defect",
     "inference.models.target_verifier",
     "inference.models.texture_linear",
 )
@@ -112,6 +113,8 @@ def _check_type(name: str, key: str, value: Any, default: Any) -> None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif isinstance(default, str):
         ok = isinstance(value, str)
+    elif isinstance(default, tuple) and default and all(isinstance(v, str) for v in default):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     elif isinstance(default, tuple):
         ok = isinstance(value, (list, tuple)) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
@@ -119,7 +122,7 @@ def _check_type(name: str, key: str, value: Any, default: Any) -> None:
         return
     if not ok:
         kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
-                tuple: "a list of numbers"}[next(t for t in (bool, int, float, str, tuple) if isinstance(default, t))]
+                tuple: "a list of texts" if default and isinstance(default[0], str) else "a list of numbers"}[next(t for t in (bool, int, float, str, tuple) if isinstance(default, t))]
         raise ValueError(f"config for {name!r}: {key} must be {kind}, not {str(value)[:40]!r}")
 
 

@@ -25,8 +25,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="category folder in MVTec layout (train/good, test/<type>, ground_truth/<type>)")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--arch", default="pattern_anomaly", choices=ARCHS,
-                   help="pattern_anomaly (the model), pixel_gaussian (the baseline) or texture_knn (multi-scale "
-                        "texture features + a memory of good cells; preset 'tile' for magnetic tiles)")
+                   help="pattern_anomaly (the model), pixel_gaussian (the baseline), texture_knn (multi-scale "
+                        "texture features + a memory of good cells; preset 'tile' for magnetic tiles) or tile_defect "
+                        "(texture_knn + self-referenced local terms + linear heads learned from the labelled defects "
+                        "in DATA/validation; preset 'tile')")
     p.add_argument("--preset", default="cpu",
                    help=f"config preset: {', '.join(families.family('anomaly').presets)} (default: cpu)")
     p.add_argument("--image-size", type=int, help="override the preset's square input size")
@@ -41,7 +43,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="pattern_anomaly, texture_knn: border pixels (at model resolution) left out of the image score "
                         "(default: preset)")
     p.add_argument("--cv-folds", type=int, default=3,
-                   help="texture_knn: folds of whole groups for the cross-validation estimate and the threshold "
+                   help="texture_knn, tile_defect: folds of whole groups for the cross-validation estimate and the threshold "
                         "(0 = none: threshold on the held-out good images) (default: 3)")
     p.add_argument("--group-by", default="prefix",
                    help="how file names form groups a fold never splits: prefix (text before the first '_', "
@@ -92,10 +94,11 @@ def _fail(msg: str) -> int:
 
 
 def _build_config(args: argparse.Namespace):
-    from ..models import pattern_anomaly, pixel_gaussian, registry, texture_knn
+    from ..models import pattern_anomaly, pixel_gaussian, registry, texture_knn, tile_defect
 
     by_arch: dict[str, dict[str, Any]] = {"pattern_anomaly": pattern_anomaly.PRESETS,
-                                          "pixel_gaussian": pixel_gaussian.PRESETS, "texture_knn": texture_knn.PRESETS}
+                                          "pixel_gaussian": pixel_gaussian.PRESETS, "texture_knn": texture_knn.PRESETS,
+                                          "tile_defect": tile_defect.PRESETS}
     presets = by_arch[args.arch]
     if args.preset not in presets:
         raise ValueError(f"unknown preset {args.preset!r} for {args.arch}; known: {', '.join(presets)}")

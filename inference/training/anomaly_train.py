@@ -25,6 +25,7 @@ from ..models import registry
 from ..models.pattern_anomaly import PatternAnomaly
 from ..models.pixel_gaussian import PixelGaussian
 from ..models.texture_knn import TextureKnn
+from ..models.tile_defect import TileDefect
 from .anomaly_bank import STAT_IMAGES, BankOptions, choose
 from .anomaly_data import AnomalyDataError, load_images, scan_category, synthesize_defects
 from .anomaly_eval import evaluate_tree
@@ -210,6 +211,18 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     if isinstance(model, PixelGaussian):  # arch "pixel_gaussian"
         model.fit(normalise_batch(model, fit, device))
         epochs_done = 0
+    elif isinstance(model, TileDefect):  # arch "tile_defect": needs the labelled defects in validation/
+        from .groups import name_group_function
+        from .texture_knn_fit import load_validation
+        from .tile_defect_fit import fit_tile_defect
+
+        good_all, kept, _ = load_images(list(tree.train_good), config.image_size, config.in_channels)
+        names, defects, types, masks = load_validation(tree.root, config, log)
+        model, tile_cv, tile_threshold = fit_tile_defect(
+            config, [q.name for q in kept], good_all, names, defects, types, masks,
+            name_group_function(opts.group_by), opts.group_by, max(opts.cv_folds, 2), device, opts.seed, log, opts.quiet)
+        config = model.config
+        epochs_done = 0
     elif isinstance(model, TextureKnn):  # arch "texture_knn"
         from .texture_knn_fit import fit_model
 
@@ -282,6 +295,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     train_seconds = time.monotonic() - started
     threshold = calibrate(model, hold, device)
     cv_info = None
+    if isinstance(model, TileDefect):
+        threshold |= tile_threshold
+        cv_info = tile_cv
     if opts.arch == "texture_knn" and opts.cv_folds >= 2:
         from .texture_knn_fit import protocol
 
@@ -303,11 +319,15 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     card = {
         "model": opts.arch,
         "family": "anomaly",
-        "task": "unsupervised anomaly heatmap; trained on good images only",
+        "task": ("anomaly heatmap from good images plus two linear heads learned from the labelled defects "
+                 "of the training split (validation/)" if isinstance(model, TileDefect)
+                 else "unsupervised anomaly heatmap; trained on good images only"),
         "input": {"size": [config.image_size, config.image_size], "channels": config.in_channels,
                   "resize": "squash to a square (aspect ratio not kept); the map is stretched back",
                   "normalisation": {"mean": list(config.mean), "std": list(config.std)}},
-        "output": "anomaly map (per pixel, higher = more anomalous) and image score = max of the map",
+        "output": ("anomaly map (pixel head logit + map_image_weight x image logit) and image score = the image "
+                   "head's logit" if isinstance(model, TileDefect)
+                   else "anomaly map (per pixel, higher = more anomalous) and image score = max of the map"),
         "threshold": threshold,
         "data": {"root": str(tree.root), "train_good": len(fit), "holdout_good": len(hold),
                  "unreadable": unreadable, "licence": _licence_note(tree.root, opts.data_licence)},
@@ -328,6 +348,6 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         "metrics": {"test": {k: v for k, v in metrics.items() if k != "skipped"} | {"skipped": len(metrics["skipped"])}}
         if metrics else {},
     }
-    save_model(opts.out, opts.arch, model, model.config if bank_info or stats_info or band_info or opts.arch == "texture_knn" else
+    save_model(opts.out, opts.arch, model, model.config if bank_info or stats_info or band_info or opts.arch in ("texture_knn", "tile_defect") else
                (dataclasses.replace(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else config), card)
     return card

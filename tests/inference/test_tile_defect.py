@@ -1,0 +1,114 @@
+"""The tile defect model (texture kNN + self-referenced local terms + linear heads; ADR 0032):
+the local terms, the model's save/load round trip and its training command's card."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from app.cli import main
+from inference.anomaly_predict import predict_images
+from inference.checkpoints import load_model
+from inference.models.local_deviation import coarse, position_stats, raw_terms, standardised, term_names
+from inference.models.tile_defect import PRESETS, TileDefectConfig, pixel_features, top_mean
+from inference.training.convert_magnetic_tile import convert
+from tests.inference.test_texture_knn import _mk, _tiles
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
+
+
+def test_terms_ignore_exposure_and_find_a_dark_spot():
+    rng = np.random.default_rng(0)
+    img = _tiles(1, rng, s=64)[0, 0]
+    a = raw_terms(img, (1.0, 2.0), ("dark", "bright", "rows", "edge"))
+    b = raw_terms(img * 1.3 + 0.05, (1.0, 2.0), ("dark", "bright", "rows", "edge"))
+    assert a.shape == (len(term_names((1.0, 2.0), ("dark", "bright", "rows", "edge"))), 64, 64)
+    assert np.allclose(a, b, atol=1e-3)
+    spot = img.copy()
+    spot[30:34, 40:44] = 0.02
+    dark = raw_terms(spot, (2.0,), ("dark",))[0]
+    y, x = np.unravel_index(np.argmax(dark), dark.shape)
+    assert 28 <= y <= 36 and 38 <= x <= 46
+
+
+def test_a_band_lights_the_rows_term():
+    img = _tiles(1, np.random.default_rng(1), s=64)[0, 0]
+    band = img.copy()
+    band[:16] *= 0.6
+    assert raw_terms(band, (1.0,), ("rows",))[0][:16].mean() > 3 * raw_terms(img, (1.0,), ("rows",))[0][:16].mean()
+
+
+def test_position_statistics_standardise_good_planes():
+    rng = np.random.default_rng(2)
+    planes = rng.normal(3.0, 2.0, (50, 1, 16, 16)).astype(np.float32)
+    mean, std = position_stats(coarse(planes, 4).sum(0), coarse(planes * planes, 4).sum(0), 50)
+    z = np.stack([standardised(p, mean, std) for p in planes])
+    assert abs(float(z.mean())) < 0.1 and 0.8 < float(z.std()) < 1.2
+
+
+def test_config_checks_and_feature_sizes():
+    cfg = PRESETS["test_tiny"]
+    z = np.zeros((cfg.n_terms, cfg.map_size, cfg.map_size), np.float32)
+    assert pixel_features(z, z[0], cfg).shape == (cfg.pixel_dim, cfg.map_size, cfg.map_size)
+    assert top_mean(np.arange(16.0).reshape(1, 4, 4), 0.25, 0)[0] == pytest.approx(13.5)
+    with pytest.raises(ValueError):
+        TileDefectConfig(local_terms=("dark", "colour"))
+    with pytest.raises(ValueError):
+        TileDefectConfig(map_size=512)
+
+
+def _source(root):
+    """A magnetic-tile-like source: striated free tiles in six sessions, dark-spot and band defects."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 1)):
+        for s in range(1, 7):
+            for i in range(n):
+                img = (_tiles(1, rng)[0, 0] * 255).astype(np.uint8)
+                name = f"exp{s}_num_{s * 100 + i}.png"
+                assert cv2.imwrite(str(_mk(root / split / "free" / name)), img)
+                assert cv2.imwrite(str(_mk(root / "masks" / split / "free" / name)), np.zeros((32, 32), np.uint8))
+                for cls in ("blowhole", "uneven"):
+                    img = _tiles(1, rng)[0, 0]
+                    m = np.zeros((32, 32), np.uint8)
+                    if cls == "blowhole":
+                        y, x = rng.integers(8, 24, 2)
+                        img[y - 2:y + 2, x - 2:x + 2] = 0.02
+                        m[y - 2:y + 2, x - 2:x + 2] = 255
+                    else:
+                        img[:10] *= 0.5
+                        m[:10] = 255
+                    nm = f"exp{s}_num_{s * 100 + 50 + i}.png"
+                    assert cv2.imwrite(str(_mk(root / split / cls / nm)), (img * 255).astype(np.uint8))
+                    assert cv2.imwrite(str(_mk(root / "masks" / split / cls / nm)), m)
+    return root
+
+
+def test_train_tile_defect_learns_the_defects_and_round_trips(tmp_path, capsys):
+    convert(_source(tmp_path / "mt"), tmp_path / "out", defects_by_split=True)
+    out = tmp_path / "model"
+    rc = main(["train", "anomaly", "--data", str(tmp_path / "out"), "--out", str(out), "--arch", "tile_defect",
+               "--preset", "test_tiny", "--threads", "1", "--cv-folds", "3"])
+    assert rc == 0, capsys.readouterr().err
+    card = json.loads((out / "card.json").read_text())
+    cv = card["cross_validation"]
+    assert set(cv["by_grouping"]) == {"prefix", "series"}
+    assert cv["image_auroc"] > 0.8  # obvious synthetic defects, sessions the heads never saw
+    assert "Youden" in card["threshold"]["method"]
+    assert card["metrics"]["test"]["image_auroc"] > 0.8
+    loaded = load_model(out, family="anomaly")
+    assert loaded.name == "tile_defect"
+    img = cv2.imread(str(next((tmp_path / "out" / "test" / "blowhole").iterdir())), cv2.IMREAD_GRAYSCALE) / 255.0
+    pred = predict_images(loaded, [img.astype(np.float32)])[0]
+    assert pred.anomaly_map.shape == img.shape and np.isfinite(pred.score)
+
+
+def test_tile_defect_refuses_data_without_labelled_defects(tmp_path, capsys):
+    root = tmp_path / "cat"
+    for s in range(1, 4):
+        img = (_tiles(1, np.random.default_rng(s))[0, 0] * 255).astype(np.uint8)
+        for i in range(2):
+            assert cv2.imwrite(str(_mk(root / "train" / "good" / f"exp{s}_num_{i}.png")), img)
+    rc = main(["train", "anomaly", "--data", str(root), "--out", str(tmp_path / "m"), "--arch", "tile_defect",
+               "--preset", "test_tiny", "--threads", "1", "--no-evaluate"])
+    assert rc != 0 and "labelled defects" in capsys.readouterr().err
