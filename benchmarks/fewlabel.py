@@ -14,7 +14,8 @@ every count and seed takes seconds once the features are cached (``benchmarks/fe
   logistic regression, ``classifier_head.fit_linear_head``, on one feature set at each C of
   ``HEAD_C``, trained on the labelled images alone or with their flipped views, with a balanced prior
   or the labels' class mix) is scored by
-  group-aware cross-validation (``groups.assign_groups`` rule ``auto``, ``group_folds``) and the best
+  group-aware cross-validation (``groups.assign_groups`` rule ``auto``, ``group_folds``, averaged over
+  ``CV_REPEATS`` fold sets) and the best
   by macro F1, then accuracy, is refitted on all the labels (``classifier_head.choose_candidate``);
 * the chosen candidate and the simple answers fitted on the same labels (majority, kNN and logistic
   regression on 12 x 12 thumbnails) are scored on ``DATA/val``, which no label touched;
@@ -37,13 +38,16 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.fewlabel_features import matrix, tree  # noqa: E402
 from inference.training.classifier_head import (  # noqa: E402
     AUGMENT_VIEWS,
+    CANDIDATE_AUGMENT,
+    CV_REPEATS,
     HEAD_C,
     choose_candidate,
     fit_candidate,
     light_candidates,
+    repeated_folds,
 )
-from inference.training.groups import assign_groups, group_folds  # noqa: E402
-from inference.training.simple_answers import FOLDS, SIMPLE_MODELS, fit_predict, score  # noqa: E402
+from inference.training.groups import assign_groups  # noqa: E402
+from inference.training.simple_answers import SIMPLE_MODELS, fit_predict, score  # noqa: E402
 
 PARTS = {"defect_bank": ("defect", "bank")}  # a feature set that is two cached ones side by side
 
@@ -68,8 +72,10 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--draw", choices=("per-class", "stream"), default="per-class")
     ap.add_argument("--sets", nargs="+", default=["texture", "defect", "bank", "defect_bank"])
-    ap.add_argument("--augment", nargs="+", default=["none", "flips"], choices=("none", "flips"))
+    ap.add_argument("--augment", nargs="+", default=list(CANDIDATE_AUGMENT), choices=("none", "flips"),
+                    help="none: the labelled images only; flips: also candidates trained on their flipped views")
     ap.add_argument("--priors", nargs="+", default=["balanced", "mix"], choices=("balanced", "mix"))
+    ap.add_argument("--cv-repeats", type=int, default=CV_REPEATS, help="group-CV fold sets averaged per candidate")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -101,13 +107,13 @@ def main() -> int:
             yl = y[lab]
             present = sorted(set(yl.tolist()))
             groups, rule = assign_groups([file_names[i] for i in lab], [classes[i] for i in yl], "auto")
-            folds = group_folds(yl, groups, FOLDS, seed)
+            fold_sets = repeated_folds(yl, groups, seed, args.cv_repeats)
             candidates = light_candidates({s: {v: m[lab] for v, m in train_sets[s].items()} for s in args.sets},
                                           HEAD_C, args.augment, args.priors)
-            chosen, cv = choose_candidate(candidates, yl, folds, classes)
+            chosen, cv = choose_candidate(candidates, yl, fold_sets, classes)
             out = {"per_class": n, "seed": seed, "labels": int(len(lab)),
                    "counts": {classes[c]: int((yl == c).sum()) for c in present}, "groups": rule,
-                   "folds": len(folds), "chosen": chosen, "cv": {k: v.as_dict() for k, v in cv.items()}}
+                   "folds": len(fold_sets[0]), "cv_repeats": len(fold_sets), "chosen": chosen, "cv": {k: v.as_dict() for k, v in cv.items()}}
             val_scores = {}
             for name, cand in candidates.items():
                 head = fit_candidate(cand, yl, len(classes))

@@ -79,7 +79,7 @@ def test_candidates_choose_by_group_cv_and_augmented_ones_train_on_the_views() -
     x, labels = flips.rows(np.array([0, 1, 2]), y)
     assert x.shape == (12, 5) and labels.tolist() == [0, 1, 0] * 4
     folds = group_folds(y, [f"g{i % 5}" for i in range(n)], 5, 0)
-    chosen, cv = choose_candidate(cands, y, folds, ["a", "b"])
+    chosen, cv = choose_candidate(cands, y, [folds], ["a", "b"])
     assert chosen == "bank_linear_C1"  # informative beats useless; the tie with its augmented twin keeps the cheaper
     assert cv["bank_linear_C1"].accuracy > 0.9 and cv["texture_linear_C1"].accuracy < 0.8
     assert (fit_candidate(flips, y, 2).predict(informative) == y).mean() > 0.9
