@@ -3,6 +3,7 @@
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/fewlabel.py --data ../shared/datasets/magnetic_tile \
         --cache /tmp/fewlabel/cache [--per-class 10 20 40 80] [--seeds 0 1 2] [--draw per-class|stream] \
         [--sets texture defect bank defect_bank] [--augment none flips] [--json FILE]
+    python benchmarks/fewlabel.py --table FILE.json ...     # the markdown table of finished runs
 
 The protocol of ``benchmarks/retraining_loop.py`` (issue 20), without the station around it so that
 every count and seed takes seconds once the features are cached (``benchmarks/fewlabel_features.py``):
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -64,7 +66,35 @@ def mean_sd(values: list[float]) -> list[float]:
     return [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]
 
 
+def table(files: list[Path]) -> str:
+    """A markdown table (acc / F1, mean ± sd over seeds) of the chosen candidate and the simple answers."""
+    cols = ["chosen", "before", "thumbnail_logreg", "thumbnail_knn", "majority"]
+    lines = ["| data, draw | labels / class | retrained (chosen by group CV) | before: texture / defect only | "
+             "thumbnail logreg | thumbnail kNN | majority |", "|---|---|---|---|---|---|---|"]
+    for file in files:
+        d = json.loads(file.read_text(encoding="utf-8"))
+        for n, row in d["summary"].items():
+            runs = [r for r in d["runs"] if str(r["per_class"]) == n]
+            row = {**row, "before": {m: mean_sd([before(r)[m] for r in runs]) for m in ("accuracy", "f1")}}
+            cells = [f"{row[c]['accuracy'][0]:.3f} ± {row[c]['accuracy'][1]:.3f} / {row[c]['f1'][0]:.3f} ± {row[c]['f1'][1]:.3f}"
+                     for c in cols]
+            cells[0] = f"**{cells[0]}**"
+            lines.append(f"| {Path(d['data']).name}, {d['draw']} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def before(run: dict) -> dict:
+    """The val score of what the command chose before ADR 0033 on the same labels and CV: the best of the
+    balanced texture and defect regressions (the first of equals)."""
+    old = {k: v for k, v in run["cv"].items() if re.match(r"^(texture|defect)_linear_C[0-9.e+-]+$", k)}
+    pick = max(old, key=lambda k: (old[k]["f1"], old[k]["accuracy"]))
+    return run["candidates_val"][pick]
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--table"]:
+        print(table([Path(f) for f in sys.argv[2:]]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="class-folder tree root with train/ and val/")
     ap.add_argument("--cache", type=Path, help="per-image feature cache (benchmarks/fewlabel_features.py)")
