@@ -16,6 +16,12 @@ fits the same regression on the small-defect statistics of ``inference.texture_f
 aspect, up to 256 px, ADR 0027), also written as a ``texture_linear`` model; on magnetic tiles it
 beats both (benchmarks/results/tiles-classifier.md).
 
+The fourth and fifth, ``bank`` and ``defect_bank``, fit it on classical texture descriptors
+(``inference.texture_bank``: multi-scale LBP, Gabor, GLCM, band-pass statistics), alone or beside the
+defect statistics; every feature candidate also has a ``mix`` twin whose biases carry the labels'
+class mix (ADR 0033). From a few dozen labels per class they beat the others on magnetic tiles and
+NEU (benchmarks/results/fewlabel.md).
+
 ``compare_candidates`` scores the candidates and the simple answers (majority, kNN, logistic
 regression on thumbnails and on plain embeddings) by group-aware cross-validation inside the
 reviewed training labels, then once on the held-out reviewed labels. The texture regression is a
@@ -141,7 +147,7 @@ class LightCandidate:
 
 
 def light_candidates(sets: dict[str, dict[str, np.ndarray]], cs: Sequence[float] = HEAD_C,
-                     augment: Sequence[str] = ("none", "flips"),
+                     augment: Sequence[str] = CANDIDATE_AUGMENT,
                      priors: Sequence[str] = CANDIDATE_PRIORS) -> dict[str, LightCandidate]:
     """Every (feature set, C, augmentation, prior) candidate; ``sets``: feature set -> view -> training
     features (the flipped views are needed only for ``augment`` "flips"). Cheapest first, so ties keep it."""
@@ -372,7 +378,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     """Group-CV of the simple answers and of the candidates of ``kinds`` on root/train; held-out on root/val.
 
     ``kinds``: "texture" (linear on texture features), "defect" (linear on the small-defect
-    statistics) and/or "backbone" (linear head on the frozen
+    statistics), "bank" / "defect_bank" (linear on the LBP / Gabor / GLCM descriptors, alone or beside
+    the defect statistics; ADR 0033) and/or "backbone" (linear head on the frozen
     backbone of ``loaded``; skipped when ``loaded`` has none, e.g. a texture_linear version); empty:
     only the simple answers. Returns the comparison and the arrays a caller needs to write the
     chosen candidate (``train_features``: its training features, ``labels``, ``head_c``).
@@ -418,7 +425,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
             def linear(tr: np.ndarray, te: np.ndarray, x: np.ndarray = emb_avg[0], c: float = c) -> np.ndarray:
                 return fit_linear_head(x[tr], y[tr], len(classes), c).predict(x[te])
 
-            heads[head_name(c)] = cross_validated(linear, y, folds, classes)
+            runs = [cross_validated(linear, y, f, classes) for f in fold_sets]  # the same fold sets as above
+            heads[head_name(c)] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
     cv.update(heads)
     tick(3)
     chosen = best_name(heads) if heads else ""  # the first of equals: the cheapest candidate
