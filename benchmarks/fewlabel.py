@@ -21,7 +21,8 @@ every count and seed takes seconds once the features are cached (``benchmarks/fe
 * the chosen candidate and the simple answers fitted on the same labels (majority, kNN and logistic
   regression on 12 x 12 thumbnails) are scored on ``DATA/val``, which no label touched;
 * every candidate's own val score is written too (``candidates_val``), for the record only: nothing
-  is chosen on it.
+  is chosen on it; so are the chosen one's confusion matrix and, as an explanation only, its score
+  had it been told the pool's true class shares (``chosen_val_oracle_pool_prior``, an oracle).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ from inference.training.classifier_head import (  # noqa: E402
     light_candidates,
     repeated_folds,
 )
+from inference.training.classifier_metrics import confusion_matrix  # noqa: E402
 from inference.training.groups import assign_groups  # noqa: E402
 from inference.training.simple_answers import SIMPLE_MODELS, fit_predict, score  # noqa: E402
 
@@ -149,6 +151,16 @@ def main() -> int:
                 head = fit_candidate(cand, yl, len(classes))
                 val_scores[name] = score(y_val, head.predict(val_sets[cand.feature_set]), classes).as_dict()
             out["chosen_val"] = val_scores[chosen]
+            head = fit_candidate(candidates[chosen], yl, len(classes))
+            z = val_sets[candidates[chosen].feature_set] @ head.coef.T + head.intercept
+            out["chosen_val_confusion"] = confusion_matrix(y_val, np.argmax(z, 1), len(classes)).tolist()
+            # explanation only, never a candidate: the chosen fit told the pool's true class shares (an
+            # oracle the station does not have), i.e. how much of the gap is the unknown class mix
+            pool = np.bincount(y, minlength=len(classes)) / len(y)
+            trained = np.full(len(classes), 1.0 / len(classes)) if not candidates[chosen].mix else \
+                np.bincount(yl, minlength=len(classes)) / len(yl)
+            oracle = np.argmax(z + np.log(pool) - np.log(np.maximum(trained, 1e-9)), 1)
+            out["chosen_val_oracle_pool_prior"] = score(y_val, oracle, classes).as_dict()
             out["candidates_val"] = val_scores
             out["simple_val"] = {(f"thumbnail_{m}" if m != "majority" else m):
                                  score(y_val, fit_predict(make, thumb[lab], yl, thumb_val), classes).as_dict()
