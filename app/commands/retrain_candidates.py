@@ -31,7 +31,7 @@ def classifier_method(plan: RetrainPlan, asked: str) -> str:
     has_parent = "--init" in plan.train_args or plan.fitted_parent
     if asked == "head" and plan.fitted_parent:
         raise RetrainError(f"--method head: the active classifier {plan.parent.name if plan.parent else ''} has no "
-                           "backbone to freeze (a linear layer on texture features); use --method texture, defect or train")
+                           "backbone to freeze (a linear layer on texture features); use --method texture, defect, bank or train")
     if asked == "head" and "--init" not in plan.train_args:
         raise RetrainError("--method head needs an active classifier version to take the backbone from "
                            "(and no --from-scratch), or --train-args \"--init DIR\"")
@@ -93,7 +93,7 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
         raise RetrainError("the linear head needs an active classifier (or --train-args \"--init DIR\") to start from")
     if kinds == ("backbone",) and loaded is not None and not hasattr(loaded.model, "features"):
         raise RetrainError(f"--method head: the active classifier ({loaded.name}) has no backbone to freeze; "
-                           "use --method texture, defect or train")
+                           "use --method texture, defect, bank or train")
     try:
         candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress, kinds=kinds)
     except ValueError as exc:
