@@ -167,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the training")
     p.add_argument("--train-args", default="", metavar="ARGS",
                    help="extra options for `train FAMILY`, quoted as one string; they override the plan's")
-    p.add_argument("--method", default="auto", choices=("auto", "head", "texture", "defect", "train"),
+    p.add_argument("--method", default="auto", choices=("auto", "head", "texture", "defect", "bank", "train"),
                    help="classifier: 'head' fits a linear head on the active version's frozen backbone, 'texture' a "
                         "linear layer on texture features, 'defect' one on small-defect statistics at the image's "
-                        "own aspect (no network for either), 'train' trains the network (transfer / fine-tune / "
-                        "scratch); auto: with an active version, the best of head, texture and defect by group "
+                        "own aspect, 'bank' one on LBP / Gabor / co-occurrence descriptors (alone or beside the "
+                        "defect statistics; no network for any of these), each with and without flipped copies of "
+                        "the labelled images, 'train' trains the network (transfer / fine-tune / scratch); auto: "
+                        "with an active version, the best of head, texture, defect and bank by group "
                         "cross-validation, else train")
     p.add_argument("--groups", default="auto", choices=("auto", "folder", "prefix", "none"),
                    help="classifier: what keeps images of one capture session together in cross-validation: the "

@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 
 from app.services.json_files import write_json_atomic  # noqa: E402
 from inference.training.classifier_head import (  # noqa: E402
-    FEATURE_KINDS,
     HEAD_C,
     candidate_c,
     candidate_features,
@@ -58,6 +57,8 @@ from inference.training.simple_answers import (  # noqa: E402
 )
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# the feature sets its recorded figures compared (ADR 0027); the few-label bank is benchmarks/fewlabel.py's
+SETS = ("texture", "defect")
 
 
 def cached(cache: Path | None, name: str, make: Callable[[], np.ndarray]) -> np.ndarray:
@@ -79,7 +80,7 @@ def predictors(features: dict[str, np.ndarray], y: np.ndarray, k: int) -> dict[s
     for model_name, make in SIMPLE_MODELS.items():
         key = f"thumbnail_{model_name}" if model_name != "majority" else "majority"
         out[key] = lambda tr, te, make=make: fit_predict(make, thumb[tr], y[tr], thumb[te])
-    for feature_set in FEATURE_KINDS:
+    for feature_set in SETS:
         x = features[feature_set]
         for c in HEAD_C:
             out[texture_name(c, feature_set)] = (
@@ -170,7 +171,7 @@ def main() -> int:
     names = [p.name for p in paths]
     t0 = time.monotonic()
     features = {"thumbnail": cached(args.cache, "thumbnail", lambda: thumbnails(paths))}
-    for feature_set in FEATURE_KINDS:
+    for feature_set in SETS:
         features[feature_set] = cached(args.cache, feature_set, lambda fs=feature_set: texture_matrix(paths, fs))
     feature_seconds = time.monotonic() - t0
     predict = predictors(features, y, len(classes))

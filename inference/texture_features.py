@@ -28,6 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from inference.texture_bank import BANK_DIM, bank_vector, shrunk_with_spread
+
 GRID = 4           # gradient energy on a GRID x GRID layout: where on the part an edge or spot sits
 THUMB = 12         # gray thumbnail side (the simple answers' 12 x 12: the layout at a glance)
 ORIENTATIONS = 8   # gradient orientation histogram bins
@@ -103,14 +105,8 @@ def _profile(p: np.ndarray) -> list[float]:
 
 def defect_vector(gray: np.ndarray) -> np.ndarray:
     """The (DEFECT_DIM,) small-defect statistics of one gray image in [0, 1] (any size, own aspect)."""
-    g = np.asarray(gray, np.float32)
+    g, med, mad = shrunk_with_spread(gray, DEFECT_SIDE)
     h, w = g.shape
-    if max(h, w) > DEFECT_SIDE:
-        s = DEFECT_SIDE / max(h, w)
-        g = np.asarray(cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), np.float32)
-        h, w = g.shape
-    med = float(np.median(g))
-    mad = float(np.median(np.abs(g - med))) * 1.4826 + 1e-3
     z = (g - med) / mad                             # the image's own exposure taken out
     r = z - np.median(z, axis=0, keepdims=True)     # the vertical striation taken out
     feats: list[float] = []
@@ -151,5 +147,17 @@ def image_texture(image: np.ndarray) -> np.ndarray:
     return texture_vector(gray, w / max(h, 1))
 
 
+def image_bank(image: np.ndarray) -> np.ndarray:
+    """The (BANK_DIM,) LBP / Gabor / GLCM / band-pass descriptors (``inference.texture_bank``) of a float image."""
+    return bank_vector(gray_of(image))
+
+
+def image_defect_bank(image: np.ndarray) -> np.ndarray:
+    """The small-defect statistics and the texture descriptors of one image, side by side (ADR 0033)."""
+    gray = gray_of(image)
+    return np.concatenate([defect_vector(gray), bank_vector(gray)])
+
+
 # feature set name -> (length, function of a decoded float image): what a texture_linear version reads
-FEATURE_SETS = {"texture": (TEXTURE_DIM, image_texture), "defect": (DEFECT_DIM, image_defect)}
+FEATURE_SETS = {"texture": (TEXTURE_DIM, image_texture), "defect": (DEFECT_DIM, image_defect),
+                "bank": (BANK_DIM, image_bank), "defect_bank": (DEFECT_DIM + BANK_DIM, image_defect_bank)}

@@ -17,19 +17,21 @@ TRAINED = "trained_network"
 
 # light method -> the candidate kinds it cross-validates (inference.training.classifier_head.CANDIDATE_KINDS)
 LIGHT_KINDS = {"head": ("backbone",), "texture": ("texture",), "defect": ("defect",),
-               "auto": ("texture", "defect", "backbone")}
+               "bank": ("bank", "defect_bank"),
+               "auto": ("texture", "defect", "bank", "defect_bank", "backbone")}
 
 
 def classifier_method(plan: RetrainPlan, asked: str) -> str:
     """'head' (frozen backbone + linear head), 'texture' (linear layer on texture features), 'defect'
-    (linear layer on small-defect statistics), 'auto' (the best of the three by group CV) or 'train';
+    (linear layer on small-defect statistics), 'bank' (linear layer on LBP / Gabor / GLCM descriptors,
+    alone or beside the defect statistics), 'auto' (the best of them all by group CV) or 'train';
     auto trains only when no active version starts the run."""
     if plan.family != "classifier" or asked == "train":
         return "train"
     has_parent = "--init" in plan.train_args or plan.fitted_parent
     if asked == "head" and plan.fitted_parent:
         raise RetrainError(f"--method head: the active classifier {plan.parent.name if plan.parent else ''} has no "
-                           "backbone to freeze (a linear layer on texture features); use --method texture, defect or train")
+                           "backbone to freeze (a linear layer on texture features); use --method texture, defect, bank or train")
     if asked == "head" and "--init" not in plan.train_args:
         raise RetrainError("--method head needs an active classifier version to take the backbone from "
                            "(and no --from-scratch), or --train-args \"--init DIR\"")
@@ -44,12 +46,16 @@ def method_start(method: str, parent_name: str, chosen: str = "") -> str:
 
     texture = "a linear layer on texture features (no network)"
     defect = "a linear layer on small-defect statistics (no network)"
+    bank = "a linear layer on LBP, Gabor and co-occurrence texture descriptors (no network)"
+    defect_bank = "a linear layer on small-defect statistics and texture descriptors (no network)"
     backbone = f"linear head on the frozen backbone of {parent_name}"
     if chosen:
-        picked = {"texture": texture, "defect": defect}.get(candidate_features(chosen) or "", backbone)
-        return picked + (", chosen by group cross-validation over all three" if method == "auto" else "")
-    return {"head": backbone, "texture": texture, "defect": defect}.get(
-        method, f"the best of a {backbone}, {texture} and {defect}, by group cross-validation")
+        picked = {"texture": texture, "defect": defect, "bank": bank, "defect_bank": defect_bank}.get(
+            candidate_features(chosen) or "", backbone)
+        return picked + (", chosen by group cross-validation over all candidates" if method == "auto" else "")
+    return {"head": backbone, "texture": texture, "defect": defect,
+            "bank": "the better of " + bank + " and " + defect_bank + ", by group cross-validation"}.get(
+        method, f"the best of a {backbone}, {texture}, {defect}, {bank} and {defect_bank}, by group cross-validation")
 
 
 def backbone_dir(plan: RetrainPlan) -> Path | None:
@@ -87,7 +93,7 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
         raise RetrainError("the linear head needs an active classifier (or --train-args \"--init DIR\") to start from")
     if kinds == ("backbone",) and loaded is not None and not hasattr(loaded.model, "features"):
         raise RetrainError(f"--method head: the active classifier ({loaded.name}) has no backbone to freeze; "
-                           "use --method texture, defect or train")
+                           "use --method texture, defect, bank or train")
     try:
         candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress, kinds=kinds)
     except ValueError as exc:

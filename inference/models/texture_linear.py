@@ -28,7 +28,7 @@ from .registry import register
 
 def feature_config(features: str, num_classes: int) -> "TextureLinearConfig":
     """The config of a version on ``features``; the engine hands it images of at most twice img_size."""
-    side = DEFECT_SIDE // 2 if features == "defect" else WORK_SIDE
+    side = DEFECT_SIDE // 2 if features != "texture" else WORK_SIDE  # defect, bank: own aspect, up to 256 px
     return TextureLinearConfig(num_classes=num_classes, feature_dim=FEATURE_SETS[features][0], img_size=side,
                                features=features)
 

@@ -16,6 +16,12 @@ fits the same regression on the small-defect statistics of ``inference.texture_f
 aspect, up to 256 px, ADR 0027), also written as a ``texture_linear`` model; on magnetic tiles it
 beats both (benchmarks/results/tiles-classifier.md).
 
+The fourth and fifth, ``bank`` and ``defect_bank``, fit it on classical texture descriptors
+(``inference.texture_bank``: multi-scale LBP, Gabor, GLCM, band-pass statistics), alone or beside the
+defect statistics; every feature candidate also has a ``mix`` twin whose biases carry the labels'
+class mix (ADR 0033). From a few dozen labels per class they beat the others on magnetic tiles and
+NEU (benchmarks/results/fewlabel.md).
+
 ``compare_candidates`` scores the candidates and the simple answers (majority, kNN, logistic
 regression on thumbnails and on plain embeddings) by group-aware cross-validation inside the
 reviewed training labels, then once on the held-out reviewed labels. The texture regression is a
@@ -24,6 +30,7 @@ candidate, never a simple answer: it is what the station registers when it wins.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, cast
@@ -56,9 +63,23 @@ HEAD_VIEWS = "flips"        # the new version's test-time augmentation; its feat
 HEAD_C = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head (chosen by group CV)
 PASS_THROUGH_FLOOR = 8.0    # GELU(z) = z to float precision for z >= 8: the head's first layer shifts features above it
 ABSENT_CLASS_BIAS = -30.0   # a class with no training image in a fold/fit is never predicted
-# texture first: on a tie the cheapest version wins (texture features, then defect statistics, then a network)
-CANDIDATE_KINDS = ("texture", "defect", "backbone")
-FEATURE_KINDS = {"texture": "texture_linear", "defect": "defect_linear"}  # feature set -> candidate name stem
+# texture first: on a tie the cheapest version wins (texture features, then defect statistics, the
+# descriptor bank, both together, then a network)
+CANDIDATE_KINDS = ("texture", "defect", "bank", "defect_bank", "backbone")
+# feature set -> candidate name stem
+FEATURE_KINDS = {"texture": "texture_linear", "defect": "defect_linear", "bank": "bank_linear",
+                 "defect_bank": "defect_bank_linear"}
+AUGMENT_VIEWS = ("hflip", "vflip", "rot180")  # label-preserving views a candidate may also train on (ADR 0033)
+AUGMENT_MARK = "_flips"                       # in a candidate's name: it trained on the views too
+# Flipped copies of the labelled images did not lift the chosen candidate on magnetic tiles (group CV picked
+# them in 9 of 24 runs, the independent figures moved within the seeds' spread) and cost 4 x the feature
+# extraction: the retrain command does not try them; benchmarks/fewlabel.py --augment flips does.
+CANDIDATE_AUGMENT: tuple[str, ...] = ("none",)
+# The feature candidates are many and a few labels make one fold split noisy: their CV scores are
+# averaged over this many group-aware fold sets (ADR 0033).
+CV_REPEATS = 3
+PRIOR_MARK = "_mix"  # in a candidate's name: its class biases carry the labels' class mix (not a balanced prior)
+CANDIDATE_PRIORS = ("balanced", "mix")
 
 
 def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, batch: int = 32) -> np.ndarray:
@@ -76,13 +97,125 @@ def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, b
     return np.concatenate(out, axis=1) if out else np.zeros((1, 0, 0), np.float32)
 
 
-def texture_matrix(paths: Sequence[Path], features: str = "texture") -> np.ndarray:
-    """(n, dim) feature vectors (``FEATURE_SETS[features]``) of image files, decoded as the engine decodes them (gray)."""
+VIEW_FLIPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": lambda a: a, "hflip": lambda a: a[:, ::-1], "vflip": lambda a: a[::-1], "rot180": lambda a: a[::-1, ::-1]}
+
+
+def texture_matrix(paths: Sequence[Path], features: str = "texture", view: str = "none") -> np.ndarray:
+    """(n, dim) feature vectors (``FEATURE_SETS[features]``) of image files, decoded as the engine decodes them
+    (gray), under one label-preserving ``view`` (``VIEW_FLIPS``)."""
     dim, fn = FEATURE_SETS[features]
+    flip = VIEW_FLIPS[view]
     out = np.empty((len(paths), dim), dtype=np.float32)
     for i, path in enumerate(paths):
-        out[i] = fn(read_image(path, "gray"))
+        out[i] = fn(np.ascontiguousarray(flip(read_image(path, "gray"))))
     return out
+
+
+def feature_matrices(paths: Sequence[Path], sets: Sequence[str], view: str = "none") -> dict[str, np.ndarray]:
+    """{set: (n, dim)} of several feature sets, each image decoded once (``defect_bank`` reuses the
+    ``defect`` and ``bank`` vectors when those are asked for too)."""
+    parts = {"defect_bank": ("defect", "bank")}
+    base = list(dict.fromkeys(p for s in sets for p in parts.get(s, (s,))))
+    flip = VIEW_FLIPS[view]
+    out = {b: np.empty((len(paths), FEATURE_SETS[b][0]), np.float32) for b in base}
+    for i, path in enumerate(paths):
+        img = np.ascontiguousarray(flip(read_image(path, "gray")))
+        for b in base:
+            out[b][i] = FEATURE_SETS[b][1](img)
+    return {s: np.concatenate([out[p] for p in parts[s]], axis=1) if s in parts else out[s] for s in sets}
+
+
+@dataclass(frozen=True)
+class LightCandidate:
+    """One texture_linear candidate: a feature set, a C, whether it trains on flipped views too, and its prior.
+
+    Every candidate is a class-balanced regression; a ``mix`` candidate then adds the log of the
+    labels' class shares to the class biases, i.e. it assumes that the images to come have the class
+    mix of the labels (an inspector labelling a stream) instead of equal classes.
+    """
+    name: str
+    feature_set: str
+    c: float
+    views: dict[str, np.ndarray]  # view -> (n, dim) training features; "none" always, AUGMENT_VIEWS when augmented
+    mix: bool = False
+
+    def rows(self, idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The training rows of images ``idx`` (every view) and their labels."""
+        x = np.concatenate([v[idx] for v in self.views.values()])
+        return x, np.tile(labels[idx], len(self.views))
+
+
+def light_candidates(sets: dict[str, dict[str, np.ndarray]], cs: Sequence[float] = HEAD_C,
+                     augment: Sequence[str] = CANDIDATE_AUGMENT,
+                     priors: Sequence[str] = CANDIDATE_PRIORS) -> dict[str, LightCandidate]:
+    """Every (feature set, C, augmentation, prior) candidate; ``sets``: feature set -> view -> training
+    features (the flipped views are needed only for ``augment`` "flips"). Cheapest first, so ties keep it."""
+    out: dict[str, LightCandidate] = {}
+    for mode in augment:
+        for feature_set, views in sets.items():
+            if mode == "flips" and not all(v in views for v in AUGMENT_VIEWS):
+                continue
+            keep = {"none": views["none"], **({v: views[v] for v in AUGMENT_VIEWS} if mode == "flips" else {})}
+            for prior in priors:
+                for c in cs:
+                    name = texture_name(c, feature_set, mode == "flips", prior == "mix")
+                    out[name] = LightCandidate(name, feature_set, c, keep, prior == "mix")
+    return out
+
+
+def with_label_mix(head: "LinearHead", labels: np.ndarray) -> "LinearHead":
+    """``head`` with log(class share of ``labels``) added to the biases of the classes the labels hold."""
+    counts = np.bincount(labels, minlength=len(head.intercept)).astype(np.float64)
+    present = counts > 0
+    shift = np.zeros(len(head.intercept))
+    shift[present] = np.log(counts[present] / counts.sum() * present.sum())
+    return dataclasses.replace(head, intercept=head.intercept + shift)
+
+
+def fit_candidate(cand: LightCandidate, labels: np.ndarray, num_classes: int,
+                  idx: np.ndarray | None = None) -> "LinearHead":
+    """The candidate's regression fitted on images ``idx`` (default all), with their views when augmented."""
+    idx = np.arange(len(labels)) if idx is None else idx
+    x, y = cand.rows(idx, labels)
+    head = fit_linear_head(x, y, num_classes, cand.c)
+    return with_label_mix(head, labels[idx]) if cand.mix else head
+
+
+def repeated_folds(labels: np.ndarray, groups: Sequence[str], seed: int = 0,
+                   repeats: int = CV_REPEATS) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Up to ``repeats`` distinct group-aware fold sets (``group_folds`` with seeds seed, seed + 1, ...; a
+    handful of groups often allows one partition only, which is then scored once)."""
+    out: list[list[tuple[np.ndarray, np.ndarray]]] = []
+    seen: set[tuple[bytes, ...]] = set()
+    for r in range(repeats):
+        folds = group_folds(labels, groups, FOLDS, seed + r)
+        key = tuple(sorted(np.sort(te).tobytes() for _tr, te in folds))
+        if key not in seen:
+            seen.add(key)
+            out.append(folds)
+    return out
+
+
+def choose_candidate(candidates: dict[str, LightCandidate], labels: np.ndarray,
+                     fold_sets: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
+                     classes: Sequence[str]) -> tuple[str, dict[str, Score]]:
+    """Group-CV of every candidate (trained on the other folds' images and their views, scored on the
+    held-out fold's own images), accuracy and macro F1 averaged over the repeated fold sets; the best
+    by macro F1, then accuracy, the first of equals. A candidate and its ``mix`` twin share one fit per fold."""
+    cv: dict[str, Score] = {}
+    fits: dict[tuple[str, float, int, bytes], LinearHead] = {}
+    for name, cand in candidates.items():
+        def predict(tr: np.ndarray, te: np.ndarray, cand: LightCandidate = cand) -> np.ndarray:
+            key = (cand.feature_set, cand.c, len(cand.views), tr.tobytes())
+            if key not in fits:
+                fits[key] = fit_linear_head(*cand.rows(tr, labels), len(classes), cand.c)
+            head = with_label_mix(fits[key], labels[tr]) if cand.mix else fits[key]
+            return head.predict(cand.views["none"][te])
+
+        runs = [cross_validated(predict, labels, folds, classes) for folds in fold_sets]
+        cv[name] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
+    return (best_name(cv) if cv else ""), cv
 
 
 @dataclass(frozen=True)
@@ -152,11 +285,14 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 
 
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
-                         card: dict[str, Any], feature_set: str = "texture") -> Path:
+                         card: dict[str, Any], feature_set: str = "texture", mix: bool = False) -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
-    on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation)."""
+    on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation; ``mix``:
+    the biases carry the labels' class mix, ``with_label_mix``)."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
     head = fit_linear_head((features - mu) / sd, labels, len(classes), c)
+    if mix:
+        head = with_label_mix(head, labels)
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
     with torch.no_grad():
@@ -204,13 +340,30 @@ def head_name(c: float) -> str:
     return f"linear_head_C{c:g}"
 
 
-def texture_name(c: float, features: str = "texture") -> str:
-    return f"{FEATURE_KINDS[features]}_C{c:g}"
+def texture_name(c: float, features: str = "texture", augmented: bool = False, mix: bool = False) -> str:
+    return f"{FEATURE_KINDS[features]}{AUGMENT_MARK if augmented else ''}{PRIOR_MARK if mix else ''}_C{c:g}"
+
+
+_LIGHT_NAME = re.compile(rf"^(?P<stem>[a-z_]+?)(?P<aug>{AUGMENT_MARK})?(?P<mix>{PRIOR_MARK})?_C[0-9.e+-]+$")
 
 
 def candidate_features(name: str) -> str | None:
-    """The feature set of a texture_linear candidate (``defect_linear_C1`` → defect), None for a backbone head."""
-    return next((k for k, stem in FEATURE_KINDS.items() if name.startswith(stem + "_C")), None)
+    """The feature set of a texture_linear candidate (``defect_linear_C1``, ``bank_linear_flips_mix_C10`` →
+    defect, bank), None for a backbone head."""
+    m = _LIGHT_NAME.match(name)
+    return next((k for k, stem in FEATURE_KINDS.items() if m and m["stem"] == stem), None)
+
+
+def candidate_augmented(name: str) -> bool:
+    """Whether a texture_linear candidate trained on the flipped views of its images too."""
+    m = _LIGHT_NAME.match(name)
+    return bool(m and m["aug"] and candidate_features(name))
+
+
+def candidate_mix(name: str) -> bool:
+    """Whether a texture_linear candidate's biases carry the labels' class mix."""
+    m = _LIGHT_NAME.match(name)
+    return bool(m and m["mix"] and candidate_features(name))
 
 
 def candidate_c(name: str) -> float:
@@ -220,11 +373,13 @@ def candidate_c(name: str) -> float:
 
 def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str = "auto", seed: int = 0,
                        progress: Callable[[str, int, int], None] | None = None,
-                       kinds: Sequence[str] = CANDIDATE_KINDS) -> tuple[Comparison, dict[str, np.ndarray]]:
+                       kinds: Sequence[str] = CANDIDATE_KINDS,
+                       augment: Sequence[str] = CANDIDATE_AUGMENT) -> tuple[Comparison, dict[str, np.ndarray]]:
     """Group-CV of the simple answers and of the candidates of ``kinds`` on root/train; held-out on root/val.
 
     ``kinds``: "texture" (linear on texture features), "defect" (linear on the small-defect
-    statistics) and/or "backbone" (linear head on the frozen
+    statistics), "bank" / "defect_bank" (linear on the LBP / Gabor / GLCM descriptors, alone or beside
+    the defect statistics; ADR 0033) and/or "backbone" (linear head on the frozen
     backbone of ``loaded``; skipped when ``loaded`` has none, e.g. a texture_linear version); empty:
     only the simple answers. Returns the comparison and the arrays a caller needs to write the
     chosen candidate (``train_features``: its training features, ``labels``, ``head_c``).
@@ -242,8 +397,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     features: dict[str, tuple[np.ndarray, np.ndarray]] = {"thumbnail": (thumbnails(paths), thumbnails(val_paths))}
     tick(1)
     if backbone is not None:
-        views, val_views = embed(backbone, paths), embed(backbone, val_paths)
-        features["embedding"] = (views[0], val_views[0])
+        views_emb, val_views_emb = embed(backbone, paths), embed(backbone, val_paths)
+        features["embedding"] = (views_emb[0], val_views_emb[0])
         tick(2)
     cv: dict[str, Score] = {}
     for kind, (x, _xv) in features.items():
@@ -256,36 +411,46 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
 
             cv[key] = cross_validated(simple, y, folds, classes)
     best_simple = best_name(cv)
-    # candidate name -> (training features, held-out features)
-    inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for feature_set in FEATURE_KINDS:
-        if feature_set in kinds:
-            tex = (texture_matrix(paths, feature_set), texture_matrix(val_paths, feature_set))
-            inputs.update({texture_name(c, feature_set): tex for c in HEAD_C})
+    wanted = [fs for fs in FEATURE_KINDS if fs in kinds]
+    views = ["none", *(AUGMENT_VIEWS if "flips" in augment else ())]
+    by_view = {v: feature_matrices(paths, wanted, v) for v in views} if wanted else {}
+    val_sets = feature_matrices(val_paths, wanted, "none") if wanted else {}
+    light = light_candidates({fs: {v: by_view[v][fs] for v in views} for fs in wanted}, HEAD_C, augment)
+    fold_sets = [folds, *(f for f in repeated_folds(y, groups, seed, CV_REPEATS)[1:])]
+    _, heads = choose_candidate(light, y, fold_sets, classes)
+    emb_avg: tuple[np.ndarray, np.ndarray] | None = None  # pooled backbone features averaged over the views
     if "backbone" in kinds and backbone is not None:
-        avg = (views.mean(0), val_views.mean(0))
-        inputs.update({head_name(c): avg for c in HEAD_C})
-    heads: dict[str, Score] = {}
-    for name, (x, _xv) in inputs.items():
-        c = candidate_c(name)
-        def linear(tr: np.ndarray, te: np.ndarray, x: np.ndarray = x, c: float = c) -> np.ndarray:
-            return fit_linear_head(x[tr], y[tr], len(classes), c).predict(x[te])
+        emb_avg = (views_emb.mean(0), val_views_emb.mean(0))
+        for c in HEAD_C:
+            def linear(tr: np.ndarray, te: np.ndarray, x: np.ndarray = emb_avg[0], c: float = c) -> np.ndarray:
+                return fit_linear_head(x[tr], y[tr], len(classes), c).predict(x[te])
 
-        heads[name] = cross_validated(linear, y, folds, classes)
+            runs = [cross_validated(linear, y, f, classes) for f in fold_sets]  # the same fold sets as above
+            heads[head_name(c)] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
     cv.update(heads)
     tick(3)
-    chosen = best_name(heads) if heads else ""  # the first of equals: texture before backbone
+    chosen = best_name(heads) if heads else ""  # the first of equals: the cheapest candidate
     held_out: dict[str, Score] = {}
+    head: LinearHead | None = None
+    if chosen in light:
+        head = fit_candidate(light[chosen], y, len(classes))
+    elif chosen and emb_avg is not None:
+        head = fit_linear_head(emb_avg[0], y, len(classes), candidate_c(chosen))
     if len(y_val):
         kind, _, model_name = best_simple.partition("_")
         x, xv = features[kind if model_name else "thumbnail"]
         held_out[best_simple] = score(y_val, fit_predict(SIMPLE_MODELS[model_name or "majority"], x, y, xv), classes)
-        if chosen:
-            x, xv = inputs[chosen]
-            held_out[chosen] = score(y_val, fit_linear_head(x, y, len(classes), candidate_c(chosen)).predict(xv), classes)
+        if head is not None:
+            xv = val_sets[light[chosen].feature_set] if chosen in light else emb_avg[1] if emb_avg else xv
+            held_out[chosen] = score(y_val, head.predict(xv), classes)
     arrays: dict[str, np.ndarray] = {}
-    if chosen:
-        arrays = {"train_features": inputs[chosen][0], "head_c": np.array(candidate_c(chosen)), "labels": y}
+    if chosen in light:
+        rows, row_labels = light[chosen].rows(np.arange(len(y)), y)
+        arrays = {"train_features": rows, "head_c": np.array(light[chosen].c), "labels": row_labels,
+                  "images": np.array(len(y))}
+    elif chosen and emb_avg is not None:
+        arrays = {"train_features": emb_avg[0], "head_c": np.array(candidate_c(chosen)), "labels": y,
+                  "images": np.array(len(y))}
     tick(4)
     n_groups = len(set(groups))
     return Comparison(classes, {"rule": rule, "groups": n_groups, "folds": len(folds)}, cv, chosen, best_simple,
@@ -296,6 +461,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
                       parent_card: dict[str, Any], command: str) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card."""
     features, labels = arrays["train_features"], arrays["labels"]
+    images = int(arrays["images"]) if "images" in arrays else len(labels)
     c = float(arrays["head_c"])
     feature_set = candidate_features(comparison.chosen)
     texture = feature_set is not None
@@ -307,6 +473,10 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
         training = {"initialisation": f"none: a linear layer on the {feature_set} features (inference.texture_features)",
                     "head": {"kind": "class-balanced logistic regression on standardised features", "C": c,
                              "features": f"{features.shape[1]} {feature_set} features of the gray image",
+                             "augmentation": ("the horizontal, vertical and 180-degree flips of every image too"
+                                              if candidate_augmented(comparison.chosen) else "none"),
+                             "prior": ("the labels' class mix (log class shares added to the biases)"
+                                       if candidate_mix(comparison.chosen) else "balanced classes"),
                              "selected_by": "group cross-validation"}, "seconds": None}
     else:
         training = {"initialisation": "frozen backbone of the parent, linear head fitted on its pooled features",
@@ -315,8 +485,9 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
                     "seconds": None}
     card = {
         **{k: parent_card[k] for k in keep if k in parent_card},
-        "data": {"train_images": int(len(labels)), "val_images": comparison.held_out_images,
-                 "train_counts": {c: int(n) for c, n in zip(comparison.classes, np.bincount(labels, minlength=len(comparison.classes)))}},
+        "data": {"train_images": images, "val_images": comparison.held_out_images,
+                 "train_counts": {c: int(n) for c, n in zip(comparison.classes,
+                                                            np.bincount(labels[:images], minlength=len(comparison.classes)))}},
         "training": training,
         "command": command,
         "init_model": {"path": str(loaded.path) if loaded is not None and loaded.path else None,
@@ -324,7 +495,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
         "metrics": {"val": {**held.as_dict(), "count": comparison.held_out_images}} if held else {},
     }
     if feature_set is not None:
-        return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set)
+        return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set,
+                                    candidate_mix(comparison.chosen))
     if loaded is None:
         raise ValueError("a frozen-backbone head needs the parent model")
     head = fit_linear_head(features, labels, len(comparison.classes), c)

@@ -307,6 +307,27 @@ def test_retrain_defect_method_registers_a_defect_statistics_version(station, tm
     assert loaded.card["training"]["initialisation"].startswith("none: a linear layer on the defect features")
 
 
+def test_retrain_bank_method_registers_a_texture_descriptor_version(station, tmp_path: Path) -> None:
+    """--method bank: only the descriptor-bank candidates (alone and beside the defect statistics, balanced
+    and label-mix priors) are cross-validated; the version reads the chosen features and says its prior."""
+    from inference.texture_features import FEATURE_SETS
+
+    events, train = retrain_light(station, tmp_path, "--name", "bank", "--method", "bank", "--groups", "none",
+                                  "--keep-if-worse")
+    assert train["method"] == "bank" and train["start"].startswith("the better of a linear layer on LBP")
+    done = events[-1]
+    answers = done["comparison"]["simple_answers"]
+    candidates = [k for k in answers["cv"] if not k.startswith(("majority", "thumbnail_", "embedding_"))]
+    assert candidates and all(k.startswith(("bank_linear_", "defect_bank_linear_")) for k in candidates)
+    assert any("_mix_C" in k for k in candidates) and not any("_flips" in k for k in candidates)
+    loaded = load_model(done["path"], family="classifier")
+    assert loaded.name == "texture_linear" and loaded.config.features in ("bank", "defect_bank")
+    assert loaded.config.feature_dim == FEATURE_SETS[loaded.config.features][0]
+    head = loaded.card["training"]["head"]
+    assert head["prior"] in ("balanced classes", "the labels' class mix (log class shares added to the biases)")
+    assert ("_mix_C" in answers["chosen"]) == head["prior"].startswith("the labels'")
+
+
 def test_retrain_from_an_active_texture_linear_version_refits_the_texture_head(station, tmp_path: Path) -> None:
     """After a texture_linear version is promoted there is no backbone: auto refits the texture head (and
     scores the parent on the same held-out images), --method head is refused with the reason."""

@@ -1,0 +1,100 @@
+"""The ``bank`` texture descriptors (LBP, Gabor, GLCM, band-pass) and the few-label candidates built on them."""
+from __future__ import annotations
+
+import numpy as np
+
+from inference.texture_bank import BANK_DIM, LBP_BINS, LBP_RADII, bank_vector
+from inference.texture_features import FEATURE_SETS, image_defect_bank
+
+
+def _noise(seed: int, h: int = 96, w: int = 120) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(0.5 + 0.1 * rng.standard_normal((h, w)), 0, 1).astype(np.float32)
+
+
+def _stripes(seed: int, vertical: bool, h: int = 96, w: int = 120) -> np.ndarray:
+    img = _noise(seed, h, w) * 0.3 + 0.35
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.clip(img + 0.2 * np.sin(2 * np.pi * (xx if vertical else yy) / 8.0), 0, 1).astype(np.float32)
+
+
+def test_bank_has_its_length_is_finite_and_ignores_exposure() -> None:
+    img = _noise(0)
+    v = bank_vector(img)
+    assert v.shape == (BANK_DIM,) and np.isfinite(v).all()
+    assert FEATURE_SETS["bank"][0] == BANK_DIM and FEATURE_SETS["defect_bank"][0] == BANK_DIM + FEATURE_SETS["defect"][0]
+    # brighter and more contrasted: the image is standardised by its own median and spread first
+    np.testing.assert_allclose(bank_vector(np.clip(img * 1.2 + 0.05, 0, 1)), v, atol=0.05)
+    # a flat image and a large one are fine (no division by zero, the side is bounded)
+    assert np.isfinite(bank_vector(np.full((40, 50), 0.3, np.float32))).all()
+    assert bank_vector(_noise(1, 700, 300)).shape == (BANK_DIM,)
+    assert image_defect_bank(np.stack([img] * 3, -1)).shape == (FEATURE_SETS["defect_bank"][0],)
+
+
+def test_lbp_histograms_are_rotation_invariant_and_tell_textures_apart() -> None:
+    img = _noise(2, 100, 100)
+    lbp = slice(0, len(LBP_RADII) * (LBP_BINS + 3))
+    a, b = bank_vector(img)[lbp], bank_vector(np.ascontiguousarray(np.rot90(img)))[lbp]
+    np.testing.assert_allclose(a, b, atol=0.02)  # riu2 codes: a quarter turn only moves the neighbours round
+    stripes = bank_vector(_stripes(3, vertical=True))[lbp]
+    assert np.abs(stripes - a).max() > 0.05     # a periodic texture and noise differ
+
+
+def test_gabor_energies_see_the_stripes_direction() -> None:
+    """Vertical and horizontal stripes: same LBP (rotation-invariant), different Gabor orientation energies."""
+    from inference.texture_bank import GABOR_ORIENTATIONS
+
+    gabor = len(LBP_RADII) * (LBP_BINS + 3)
+    v, h = bank_vector(_stripes(4, vertical=True)), bank_vector(_stripes(4, vertical=False))
+    # the 8-px wavelength's orientation energies (second scale): theta 0 and 90 degrees swap
+    second = gabor + GABOR_ORIENTATIONS + 4
+    ev, eh = v[second:second + GABOR_ORIENTATIONS], h[second:second + GABOR_ORIENTATIONS]
+    assert np.argmax(ev) != np.argmax(eh)
+    assert abs(int(np.argmax(ev)) - int(np.argmax(eh))) == GABOR_ORIENTATIONS // 2
+
+
+def test_candidates_choose_by_group_cv_and_augmented_ones_train_on_the_views() -> None:
+    from inference.training.classifier_head import (
+        AUGMENT_VIEWS,
+        candidate_augmented,
+        candidate_c,
+        candidate_features,
+        choose_candidate,
+        fit_candidate,
+        light_candidates,
+    )
+    from inference.training.simple_answers import group_folds
+
+    rng = np.random.default_rng(0)
+    n = 40
+    y = np.arange(n) % 2
+    informative = rng.standard_normal((n, 5)) + 3.0 * y[:, None]  # separates the classes
+    useless = rng.standard_normal((n, 5))
+    sets = {"texture": {"none": useless}, "bank": {"none": informative, **{v: informative + 0.01 for v in AUGMENT_VIEWS}}}
+    cands = light_candidates(sets, (1.0,), ("none", "flips"), ("balanced",))
+    assert list(cands) == ["texture_linear_C1", "bank_linear_C1", "bank_linear_flips_C1"]  # texture has no views
+    flips = cands["bank_linear_flips_C1"]
+    assert candidate_features(flips.name) == "bank" and candidate_augmented(flips.name) and candidate_c(flips.name) == 1.0
+    assert not candidate_augmented("bank_linear_C1") and candidate_features("defect_bank_linear_C10") == "defect_bank"
+    x, labels = flips.rows(np.array([0, 1, 2]), y)
+    assert x.shape == (12, 5) and labels.tolist() == [0, 1, 0] * 4
+    folds = group_folds(y, [f"g{i % 5}" for i in range(n)], 5, 0)
+    chosen, cv = choose_candidate(cands, y, [folds], ["a", "b"])
+    assert chosen == "bank_linear_C1"  # informative beats useless; the tie with its augmented twin keeps the cheaper
+    assert cv["bank_linear_C1"].accuracy > 0.9 and cv["texture_linear_C1"].accuracy < 0.8
+    assert (fit_candidate(flips, y, 2).predict(informative) == y).mean() > 0.9
+
+
+def test_a_mix_candidate_carries_the_labels_class_mix_in_its_biases() -> None:
+    from inference.training.classifier_head import candidate_mix, fit_candidate, light_candidates
+
+    rng = np.random.default_rng(1)
+    y = np.array([0] * 30 + [1] * 10)
+    x = rng.standard_normal((40, 3))  # nothing to learn: the biases decide
+    cands = light_candidates({"bank": {"none": x}}, (1.0,), ("none",))
+    assert list(cands) == ["bank_linear_C1", "bank_linear_mix_C1"] and candidate_mix("bank_linear_mix_C1")
+    plain, mix = fit_candidate(cands["bank_linear_C1"], y, 2), fit_candidate(cands["bank_linear_mix_C1"], y, 2)
+    np.testing.assert_allclose(plain.coef, mix.coef)
+    shift = (mix.intercept - plain.intercept)
+    np.testing.assert_allclose(shift[0] - shift[1], np.log(3.0), atol=1e-9)  # 30 vs 10 labels
+    assert (mix.predict(x) == 0).mean() > (plain.predict(x) == 0).mean()
