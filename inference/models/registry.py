@@ -121,9 +121,16 @@ def _check_type(name: str, key: str, value: Any, default: Any) -> None:
     else:
         return
     if not ok:
-        kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
-                tuple: "a list of texts" if default and isinstance(default[0], str) else "a list of numbers"}[next(t for t in (bool, int, float, str, tuple) if isinstance(default, t))]
+        kind = _kind(default)
         raise ValueError(f"config for {name!r}: {key} must be {kind}, not {str(value)[:40]!r}")
+
+
+def _kind(default: Any) -> str:
+    """What a config value must be, in words, judged by its default."""
+    if isinstance(default, tuple):
+        return "a list of texts" if default and isinstance(default[0], str) else "a list of numbers"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}[
+        next(t for t in (bool, int, float, str) if isinstance(default, t))]
 
 
 def build(name: str, config: Any = None) -> nn.Module:
