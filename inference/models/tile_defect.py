@@ -175,7 +175,8 @@ class TileDefect(TextureKnn):
     # -- inference ---------------------------------------------------------------------------
     @torch.no_grad()
     def maps_and_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised images (b, c, s, s) -> maps (b, s, s) and image scores (b,) (the image logits)."""
+        """Normalised images (b, c, s, s) -> maps (b, s, s) and image scores (b,): the image head's
+        probability of a defect (the sigmoid of its logit; the map keeps the logit)."""
         cfg = self.config
         knn = self.knn_small(super().anomaly_map(x).float().cpu().numpy())
         imgs = (x[:, 0] * cfg.std[0] + cfg.mean[0]).clamp(0, 1).float().cpu().numpy()
@@ -185,7 +186,7 @@ class TileDefect(TextureKnn):
             small, _, _ = self.coarse_terms(img)
             m, s = self.heads(img, standardised(small, mean, std), self.standardise_knn(k))
             maps.append(cv2.resize(m, (x.shape[-1], x.shape[-2]), interpolation=cv2.INTER_LINEAR))
-            scores.append(s)
+            scores.append(1.0 / (1.0 + np.exp(-s)))  # a probability of a defect: 0-1, like the queue's score filter
         return torch.from_numpy(np.stack(maps)).to(x.device), torch.tensor(scores, dtype=torch.float32, device=x.device)
 
     @torch.no_grad()

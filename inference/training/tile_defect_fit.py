@@ -201,7 +201,7 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
         cv[name] = figures(p, maps, logits_by[name], cfg.map_image_weight) | {"n_folds": k}
         log(f"cross-validation ({k} folds by {name}): image AUROC {cv[name]['image_auroc']:.4f}  "
             f"pixel AUROC {cv[name]['pixel_auroc']:.4f}")
-    session = logits_by[group_by]
+    session = 1.0 / (1.0 + np.exp(-logits_by[group_by]))  # the model's image score (TileDefect.maps_and_scores)
     thr = choose_threshold(session[~p.labels], session[p.labels])
     thr["method"] += f", each scored in {n_folds}-fold group cross-validation (groups by {group_by})"
     # the shipped model: bank and statistics from every good tile, heads from every out-of-fold plane

@@ -101,6 +101,9 @@ def test_train_tile_defect_learns_the_defects_and_round_trips(tmp_path, capsys):
     img = cv2.imread(str(next((tmp_path / "out" / "test" / "blowhole").iterdir())), cv2.IMREAD_GRAYSCALE) / 255.0
     pred = predict_images(loaded, [img.astype(np.float32)])[0]
     assert pred.anomaly_map.shape == img.shape and np.isfinite(pred.score)
+    # the image score is a probability (the queue's score filter and the label panel read 0-1),
+    # and the card's threshold is in the same unit
+    assert 0.0 <= pred.score <= 1.0 and 0.0 < card["threshold"]["image"] < 1.0
 
 
 def test_tile_defect_refuses_data_without_labelled_defects(tmp_path, capsys):
