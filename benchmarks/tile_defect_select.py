@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-c", default="0.01")
     p.add_argument("--pixel-c", default="0.1")
     p.add_argument("--weights", default="2")
+    p.add_argument("--offsets", default="sum", help="how the image logit enters the map: sum, veto (comma list)")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--group-by", default="prefix")
     p.add_argument("--only", help="score under this grouping only (e.g. series)")
@@ -62,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                 t1 = time.monotonic()
                 maps, logits = out_of_fold_heads(cfg, planes, rows, groups, k, stats, pixel_c, image_c)
                 for w in (float(x) for x in args.weights.split(",")):
-                    res = figures(planes, maps, logits, w)
-                    emit({"grouping": gname, "folds": k, "image_c": image_c, "pixel_c": pixel_c, "weight": w,
-                          "seconds": round(time.monotonic() - t1, 1)} | res, args.json)
+                    for offset in args.offsets.split(","):
+                        res = figures(planes, maps, logits, w, offset)
+                        emit({"grouping": gname, "folds": k, "image_c": image_c, "pixel_c": pixel_c, "weight": w,
+                              "offset": offset, "seconds": round(time.monotonic() - t1, 1)} | res, args.json)
     return 0
 
 

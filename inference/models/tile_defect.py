@@ -15,8 +15,9 @@ adds what group cross-validation on the training split showed to carry the rest
 - an **image head**: a logistic regression over the image's ``defect`` vector
   (texture_features.image_defect) and the top-k means of the kNN map and of each term; its logit is
   the image score;
-- the map shown is the pixel logit plus ``map_image_weight`` times the image logit (so a tile the
-  image head clears is dim everywhere, and pooled pixel ranking follows the image evidence).
+- the map shown is the pixel logit plus ``map_image_weight`` times the image logit ("sum"), or
+  times its negative part only ("veto": a tile the image head clears is dim everywhere, and the
+  map of a tile it flags is the pixel head's own, so it localises); see ``map_offset``.
 
 So this is *not* a good-images-only model: it needs labelled defect tiles with masks (the
 ``validation/`` folder of the training data) and learns ~370 weights from them. Both heads are
@@ -27,6 +28,7 @@ no learned layers beyond the two linear heads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,6 +40,15 @@ from .registry import register
 from .texture_knn import TextureKnn, TextureKnnConfig
 
 N_POSITION = 4  # |y|, |x|, y^2, x^2 with y, x in [-1, 1]
+
+
+MAP_OFFSETS = ("sum", "veto")
+
+
+def image_offset(logit: Any, mode: str) -> Any:
+    """The image logit's part of the map (times ``map_image_weight``): all of it ("sum"), or only
+    its negative side ("veto"), for a float or an array of logits."""
+    return logit if mode == "sum" else np.minimum(logit, 0.0)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,11 @@ class TileDefectConfig(TextureKnnConfig):
     topk: float = 0.005  # fraction of the map averaged for the image head's map features
     image_margin: int = 16  # border (map_size pixels) left out of those top-k means
     map_image_weight: float = 2.0
+    # How the image logit enters the map: "sum" adds weight x logit to every pixel (a sure tile
+    # clears the pixel threshold everywhere); "veto" adds weight x min(logit, 0), so the image
+    # head can only dim a tile it clears and the map of an anomalous tile is the pixel head's own
+    # (it localises). ADR 0032's amendment.
+    map_offset: str = "sum"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,6 +75,8 @@ class TileDefectConfig(TextureKnnConfig):
             raise ValueError(f"local_terms must be a non-empty subset of {TERMS}, got {self.local_terms}")
         if not 0 < self.map_size <= self.image_size or not 0 < self.grid <= self.map_size:
             raise ValueError(f"need 0 < grid <= map_size <= image_size, got {self.grid}, {self.map_size}")
+        if self.map_offset not in MAP_OFFSETS:
+            raise ValueError(f"map_offset must be one of {MAP_OFFSETS}, got {self.map_offset!r}")
         if not 0 <= self.image_margin < self.map_size // 2 or not 0 < self.topk <= 1:
             raise ValueError(f"image_margin must be in [0, map_size/2) and topk in (0, 1], got {self.image_margin}, {self.topk}")
 
@@ -166,7 +184,7 @@ class TileDefect(TextureKnn):
         pix = np.tensordot(_np(self.pixel_w), f, axes=(0, 0)) + float(self.pixel_b)
         fi = image_features(img, z, knn_z, self.config)
         logit = float(((fi - _np(self.image_mean)) / _np(self.image_scale)) @ _np(self.image_w) + float(self.image_b))
-        return (pix + self.config.map_image_weight * logit).astype(np.float32), logit
+        return (pix + self.config.map_image_weight * image_offset(logit, self.config.map_offset)).astype(np.float32), logit
 
     def standardise_knn(self, small: np.ndarray) -> np.ndarray:
         mean, std = (float(v) for v in self.knn_stats)

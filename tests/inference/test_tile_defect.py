@@ -12,7 +12,7 @@ from app.cli import main
 from inference.anomaly_predict import predict_images
 from inference.checkpoints import load_model
 from inference.models.local_deviation import coarse, position_stats, raw_terms, standardised, term_names
-from inference.models.tile_defect import PRESETS, TileDefectConfig, pixel_features, top_mean
+from inference.models.tile_defect import PRESETS, TileDefectConfig, image_offset, pixel_features, top_mean
 from inference.training.convert_magnetic_tile import convert
 from tests.inference.test_texture_knn import _mk, _tiles
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
@@ -30,6 +30,14 @@ def test_terms_ignore_exposure_and_find_a_dark_spot():
     dark = raw_terms(spot, (2.0,), ("dark",))[0]
     y, x = np.unravel_index(np.argmax(dark), dark.shape)
     assert 28 <= y <= 36 and 38 <= x <= 46
+
+
+def test_veto_lets_the_image_head_only_dim_a_tile():
+    logits = np.array([-2.0, 0.0, 3.0])
+    assert np.array_equal(image_offset(logits, "sum"), logits)
+    assert np.array_equal(image_offset(logits, "veto"), [-2.0, 0.0, 0.0])  # a flagged tile keeps the pixel head's map
+    with pytest.raises(ValueError, match="map_offset"):
+        TileDefectConfig(map_offset="max")
 
 
 def test_a_band_lights_the_rows_term():
