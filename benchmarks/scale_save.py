@@ -6,9 +6,12 @@ Opens the database a ``benchmarks/scale.py --keep DIR`` run left (``DIR/bench.sq
 - ``save``: ``ReviewService.save_label`` (the revision, the image's state and class);
 - ``row``: ``ReviewService.item`` (the saved row, as the review controller re-reads it);
 - the SQL statements each save + row sends (an engine event counts them);
-- with ``--profile``, a cProfile of the same loop (top functions by own and cumulative time).
+- with ``--profile``, a cProfile of the same loop (top functions by own and cumulative time);
+- with ``--compare``, the code before ADR 0034 against this one, alternating in blocks in this
+  one process: "before" pings the server on every pool checkout (``pool_pre_ping``) and reads
+  the active model versions and the row in two transactions, as ``ReviewService.item`` did.
 
-    python benchmarks/scale_save.py DIR [--saves 300] [--profile]
+    python benchmarks/scale_save.py DIR [--saves 300] [--profile] [--compare] [--url URL]
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ def main() -> int:
     ap.add_argument("--url", help="database URL (default: DIR/bench.sqlite)")
     ap.add_argument("--saves", type=int, default=300)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--compare", action="store_true", help="before/after ADR 0034, alternating")
     args = ap.parse_args()
     tmp = Path(args.dir)
     os.environ["INSPECTION_STATION_HOME"] = str(tmp / "home")
@@ -66,6 +70,8 @@ def main() -> int:
         svc.item(image_id)
         return t1 - t0, time.perf_counter() - t1
 
+    if args.compare:
+        return compare(db, svc, ids)
     for k, i in enumerate(ids[:20]):  # warm the caches and the connection pool
         one(k, i)
     statements[0] = 0
@@ -88,6 +94,40 @@ def main() -> int:
         st = pstats.Stats(prof)
         st.sort_stats("cumulative").print_stats(30)
         st.sort_stats("tottime").print_stats(20)
+    db.close()
+    return 0
+
+
+def compare(db, svc, ids: list[int], block: int = 50) -> int:
+    """Before (ping on every checkout, row in two transactions) and after, alternating blocks."""
+    from app.services.review_types import LabelState
+    from database.review_queue import QueueQuery, queue_row
+
+    def old_item(image_id: int) -> None:  # ReviewService.item before: active ids, then the row
+        ids_ = db.model_versions.active_ids()
+        queue_row(db, image_id, QueueQuery(classifier_id=ids_.get("classifier"),
+                                           segmenter_id=ids_.get("segmenter"), anomaly_id=ids_.get("anomaly")))
+
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    load = [os.getloadavg()[0]]
+    k = 0
+    for start in range(0, len(ids), block):
+        for mode in ("before", "after"):
+            db.engine.pool._pre_ping = mode == "before"  # the pool's own ping on every checkout
+            for j, image_id in enumerate(ids[start:start + block]):
+                k += 1
+                state = LabelState(class_name="abc"[k % 3], review_state=("accepted", "rejected", "corrected")[k % 3])
+                t = time.perf_counter()
+                svc.save_label(image_id, state, "benchmark")
+                old_item(image_id) if mode == "before" else svc.item(image_id)
+                if j >= 3:  # the first saves of a block: the other mode's pool state
+                    times[mode].append(time.perf_counter() - t)
+        load.append(os.getloadavg()[0])
+    print(f"{db.engine.dialect.name}, {len(ids)} saves per mode in blocks of {block}, "
+          f"load {min(load):.2f}-{max(load):.2f}")
+    for mode, v in times.items():
+        print(f"  {mode}: save + row p50 {pct(v, 0.5):.1f} ms, p99 {pct(v, 0.99):.1f} ms, "
+              f"mean {statistics.mean(v) * 1000:.1f} ms (n={len(v)})")
     db.close()
     return 0
 
