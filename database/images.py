@@ -20,6 +20,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
@@ -365,8 +366,14 @@ def is_confined(rel_path: str) -> bool:
 def set_label_keys(s: Session, image_ids: Sequence[int], state: ReviewState, label_class: str | None) -> None:
     """What the image rows cache of their newest label revision (its review state and class),
     written in the transaction that appends the revision (database/labels.py: the only caller)."""
-    now, images = utcnow(), table_of(Image)
     for part in chunks(list(image_ids)):
-        # Core (not ORM-enabled) UPDATE: no session objects to synchronize (the writers hold none).
-        s.execute(update(images).where(images.c.id.in_(part))
-                  .values(review_state=state.value, label_class=label_class, updated_at=now))
+        s.execute(label_keys_update(part, state, label_class))
+
+
+def label_keys_update(image_ids: Sequence[int], state: ReviewState, label_class: str | None) -> Update:
+    """The UPDATE of ``set_label_keys`` for these images (one save adds its revision's INSERT to
+    it on PostgreSQL: database/labels.py)."""
+    images = table_of(Image)
+    # Core (not ORM-enabled) UPDATE: no session objects to synchronize (the writers hold none).
+    return (update(images).where(images.c.id.in_(image_ids))
+            .values(review_state=state.value, label_class=label_class, updated_at=utcnow()))

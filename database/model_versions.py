@@ -35,6 +35,12 @@ def _dto(row: ModelVersion) -> ModelVersionInfo:
     return to_dto(row, ModelVersionInfo)
 
 
+def active_ids_in(s: Session) -> dict[str, int]:
+    """family -> id of its active version, read in the caller's transaction (one statement)."""
+    return {f: i for f, i in s.execute(select(ModelVersion.family, ModelVersion.id)
+                                       .where(ModelVersion.active.is_(True)))}
+
+
 class ModelVersionRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -84,8 +90,7 @@ class ModelVersionRepository:
     def active_ids(self) -> dict[str, int]:
         """family -> id of its active version, in one query (the queue asks on every page)."""
         with self.db.session() as s:
-            return {f: i for f, i in s.execute(select(ModelVersion.family, ModelVersion.id)
-                                               .where(ModelVersion.active.is_(True)))}
+            return active_ids_in(s)
 
     def activate(self, version_id: int) -> ModelVersionInfo:
         """Make this version its family's active one (the previous one is deactivated)."""

@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from database.images import NAME_FTS, text_match
+from database.model_versions import active_ids_in
 from database.models import Folder, Image, Prediction
 from database.states import ReviewState
 
@@ -459,11 +460,17 @@ def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> i
         return int(s.scalar(stmt) or 0)
 
 
-def queue_row(db: "Database", image_id: int, qq: QueueQuery = QueueQuery()) -> QueueRow | None:
+def queue_row(db: "Database", image_id: int, qq: QueueQuery | None = None) -> QueueRow | None:
     """One image's row (after a save or a flag change): a primary-key lookup, whatever the
-    folder's size. ``qq`` supplies only the model version ids; its filters are ignored."""
-    stmt = _row_select(qq.classifier_id, qq.segmenter_id, qq.anomaly_id)
+    folder's size. ``qq`` supplies only the model version ids; its filters are ignored. Without
+    ``qq`` the active versions are read in the same transaction as the row (one transaction,
+    not two: on PostgreSQL each costs round trips a save waits for)."""
     with db.session() as s:
+        if qq is None:
+            ids = active_ids_in(s)
+            stmt = _row_select(ids.get("classifier"), ids.get("segmenter"), ids.get("anomaly"))
+        else:
+            stmt = _row_select(qq.classifier_id, qq.segmenter_id, qq.anomaly_id)
         row = s.execute(stmt, {"image_id": image_id}).first()
     return None if row is None else _queue_row(row)
 

@@ -238,7 +238,7 @@ class ReviewService:
     def item(self, image_id: int) -> QueueItem:
         """One image's queue item, fetched by id (after a save: never the whole queue)."""
         from database.review_queue import queue_row
-        row = queue_row(self.db, image_id, self.queue_query(QueueFilter()))
+        row = queue_row(self.db, image_id)  # the active model versions: read with the row
         if row is None:
             raise ReviewError(f"image {image_id} is no longer in the database")
         return _queue_item(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from sqlalchemy import select
 
 from database import (
     UNCHANGED,
@@ -17,6 +18,7 @@ from database import (
     PredictionIn,
     ReviewState,
 )
+from database.models import Image
 
 
 def _entries(n: int, size: int = 100, prefix: str = "img") -> list[FileEntry]:
@@ -245,3 +247,19 @@ def test_non_finite_figures_are_stored_as_null(db: Database) -> None:
     assert got.card == {"metrics": {"test": {"pixel_auroc": None}}} and got.config == {"x": None}
     assert got.metrics == {"pro": None, "by_type": [1.0, None]}
     assert db.model_versions.update_metrics(v.id, {"image_auroc": nan}).metrics["image_auroc"] is None
+
+
+def test_a_save_returns_the_stored_revision_and_sets_only_its_image(db: Database) -> None:
+    """On PostgreSQL the revision's INSERT and the image's UPDATE are one statement (ADR 0034):
+    the id handed back is the stored revision's, and only the saved image's keys move."""
+    _, ids = _folder_with_images(db, 3)
+    got = [db.labels.append(i, LabelChange(ReviewState.CORRECTED, class_name=f"c{k}"), "ann")
+           for k, i in enumerate(ids[:2] * 2)]
+    for rev in got:
+        stored = next(r for r in db.labels.history(rev.image_id) if r.revision == rev.revision)
+        assert (stored.id, stored.class_name, stored.changed) == (rev.id, rev.class_name, rev.changed)
+    assert len({r.id for r in got}) == 4
+    assert [db.images.get(x).review_state for x in ids] == [ReviewState.CORRECTED] * 2 + [ReviewState.UNREVIEWED]
+    with db.session() as s:
+        classes = dict(s.execute(select(Image.id, Image.label_class).where(Image.id.in_(ids))).all())
+    assert classes == {ids[0]: "c2", ids[1]: "c3", ids[2]: None}

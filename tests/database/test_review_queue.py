@@ -172,6 +172,9 @@ def test_one_row_by_id_reads_only_that_image(db: Database) -> None:
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 1
     assert re.search(r"\nWHERE images\.id = (\?|%\(image_id\)s(::INTEGER)?)$", selects[0].rstrip()), selects[0]
+    # Without model ids the active versions are read in the row's transaction: the same row.
+    active = QueueQuery(classifier_id=ids["classifier"], segmenter_id=ids["segmenter"], anomaly_id=ids["anomaly"])
+    assert queue_row(db, image_id) == queue_row(db, image_id, active)
 
 
 def _reference_next(want: list[int], states: dict[int, str], after: int | None, backward: bool) -> tuple[int, int] | None:

@@ -129,12 +129,17 @@ def test_the_row_after_a_save_is_fetched_by_id_not_by_reading_the_queue(service,
     image_id = service.queue(QueueFilter(folder_id=seeded.id))[2].image_id
     service.save_label(image_id, LabelState(class_name="scratches", review_state="corrected"))
     seen: list[str] = []
+    begun: list[object] = []
     listen = lambda conn, cursor, statement, *rest: seen.append(statement)  # noqa: E731
+    begin = lambda conn: begun.append(conn)  # noqa: E731
     event.listen(service.db.engine, "before_cursor_execute", listen)
+    event.listen(service.db.engine, "begin", begin)
     try:
         item = service.item(image_id)
     finally:
         event.remove(service.db.engine, "before_cursor_execute", listen)
+        event.remove(service.db.engine, "begin", begin)
+    assert len(begun) == 1  # the active models and the row: one transaction (ADR 0034)
     assert item.review_state == "corrected" and item.label_class == "scratches" and item.has_prediction
     reads_images = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "FROM images" in s]
     assert len(reads_images) == 1 and reads_images[0].rstrip().endswith("WHERE images.id = ?"), reads_images
