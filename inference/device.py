@@ -81,3 +81,10 @@ def keep_freed_memory() -> bool:
     mallopt.restype = ctypes.c_int
     _kept = bool(mallopt(_M_MMAP_THRESHOLD, MAP_ABOVE_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
     return _kept
+
+
+def prepare_inference_process(threads: int | None) -> None:
+    """What every command that runs models for a while does first: cap the threads, then keep
+    freed activation memory for the next pass (the worker, prelabel and the evaluate commands)."""
+    set_threads(threads)
+    keep_freed_memory()

@@ -40,14 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from database.dto import ImageQuery
     from database.engine import open_database
     from database.errors import DatabaseError
-    from inference.device import keep_freed_memory, set_threads
+    from inference.device import prepare_inference_process
     from inference.training.common import Progress
 
     families = _families(args.families)
     if args.batch_size < 1:
         raise CommandError("--batch-size must be at least 1")
-    set_threads(getattr(args, "threads", 1))
-    keep_freed_memory()
+    prepare_inference_process(getattr(args, "threads", 1))
     start = time.monotonic()
     try:
         db = open_database(args.db)

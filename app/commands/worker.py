@@ -39,10 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from app.worker import Worker, WorkerOptions
     from database.engine import open_database
     from database.errors import DatabaseError
-    from inference.device import keep_freed_memory, set_threads
+    from inference.device import prepare_inference_process
 
-    set_threads(getattr(args, "threads", 1))
-    keep_freed_memory()
+    prepare_inference_process(getattr(args, "threads", 1))
     try:
         db = open_database(args.db)
     except DatabaseError as exc:

@@ -166,13 +166,12 @@ def evaluate_results(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     into each model's card)."""
     from ..bundled import bundled_model_dir
     from ..checkpoints import load_model, save_card
-    from ..device import keep_freed_memory
+    from ..device import prepare_inference_process
     from .anomaly_data import scan_category
     from .anomaly_eval import evaluate_tree
-    from .common import pick_device, set_threads
+    from .common import pick_device
 
-    set_threads(args.threads)
-    keep_freed_memory()
+    prepare_inference_process(args.threads)
     dirs = args.model or [str(bundled_model_dir("anomaly"))]
     device = pick_device(args.device)
     tree = scan_category(args.data, need_train=False, need_test=True)

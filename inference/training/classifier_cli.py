@@ -146,13 +146,12 @@ def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
     """``evaluate classifier`` as data: the metrics the command prints and writes as JSON."""
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
-    from inference.device import keep_freed_memory
+    from inference.device import prepare_inference_process
     from inference.profiles import apply_profile, resolve_profile
     from inference.training.classifier_evaluate import evaluate_model
-    from inference.training.common import pick_device, set_threads
+    from inference.training.common import pick_device
 
-    set_threads(args.threads)
-    keep_freed_memory()
+    prepare_inference_process(args.threads)
     model_dir = args.model or bundled_model_dir("classifier")
     loaded = load_model(model_dir, map_location=pick_device(args.device), family="classifier")
     profile = resolve_profile(loaded.card, args.profile)

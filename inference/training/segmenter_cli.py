@@ -112,13 +112,12 @@ def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
     """``evaluate segmenter`` as data: the metrics the command prints and writes as JSON."""
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
-    from inference.device import keep_freed_memory
+    from inference.device import prepare_inference_process
     from inference.profiles import apply_profile, resolve_profile
-    from inference.training.common import pick_device, set_threads
+    from inference.training.common import pick_device
     from inference.training.segmenter_eval import evaluate_tree
 
-    set_threads(args.threads)
-    keep_freed_memory()
+    prepare_inference_process(args.threads)
     model_dir = Path(args.model) if args.model else bundled_model_dir("segmenter")
     device = pick_device(args.device)
     loaded = load_model(model_dir, map_location=device, family="segmenter")
