@@ -45,6 +45,12 @@ N_POSITION = 4  # |y|, |x|, y^2, x^2 with y, x in [-1, 1]
 MAP_OFFSETS = ("sum", "veto")
 
 
+def defect_probability(logit: Any) -> Any:
+    """The image score: the image head's logit as a probability of a defect (0-1, the unit of the
+    queue's score filter and of the card's image threshold), for a float or an array."""
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
 def image_offset(logit: Any, mode: str) -> Any:
     """The image logit's part of the map (times ``map_image_weight``): all of it ("sum"), or only
     its negative side ("veto"), for a float or an array of logits."""
@@ -204,7 +210,7 @@ class TileDefect(TextureKnn):
             small, _, _ = self.coarse_terms(img)
             m, s = self.heads(img, standardised(small, mean, std), self.standardise_knn(k))
             maps.append(cv2.resize(m, (x.shape[-1], x.shape[-2]), interpolation=cv2.INTER_LINEAR))
-            scores.append(1.0 / (1.0 + np.exp(-s)))  # a probability of a defect: 0-1, like the queue's score filter
+            scores.append(defect_probability(s))
         return torch.from_numpy(np.stack(maps)).to(x.device), torch.tensor(scores, dtype=torch.float32, device=x.device)
 
     @torch.no_grad()

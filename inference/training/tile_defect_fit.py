@@ -23,7 +23,14 @@ import torch
 
 from ..models.local_deviation import position_stats, standardised
 from ..models.texture_knn import TextureKnnConfig
-from ..models.tile_defect import TileDefect, TileDefectConfig, image_features, image_offset, pixel_features
+from ..models.tile_defect import (
+    TileDefect,
+    TileDefectConfig,
+    defect_probability,
+    image_features,
+    image_offset,
+    pixel_features,
+)
 from .groups import balanced_folds, series_groups
 from .texture_knn_fit import choose_threshold, fit_model, score_images, summary
 
@@ -202,7 +209,7 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
         cv[name] = figures(p, maps, logits_by[name], cfg.map_image_weight, cfg.map_offset) | {"n_folds": k}
         log(f"cross-validation ({k} folds by {name}): image AUROC {cv[name]['image_auroc']:.4f}  "
             f"pixel AUROC {cv[name]['pixel_auroc']:.4f}")
-    session = 1.0 / (1.0 + np.exp(-logits_by[group_by]))  # the model's image score (TileDefect.maps_and_scores)
+    session = defect_probability(logits_by[group_by])  # the model's image score, in its unit
     thr = choose_threshold(session[~p.labels], session[p.labels])
     thr["method"] += f", each scored in {n_folds}-fold group cross-validation (groups by {group_by})"
     # the shipped model: bank and statistics from every good tile, heads from every out-of-fold plane
