@@ -197,8 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data", required=True, metavar="FOLDER", help="its training images (searched recursively)")
     fit.add_argument("--list", metavar="FILE", help="only the images whose stem or relative path is a line of FILE "
                                                    "(a split file such as train.txt)")
-    fit.add_argument("--quantile", type=float, default=0.99,
-                     help="threshold: this quantile of the training images' out-of-fold distances (default 0.99)")
+    fit.add_argument("--quantile", type=float, default=None,
+                     help="threshold: this quantile of the training images' out-of-fold distances (default: the "
+                          "smallest of 0.99, 0.995, 0.998, 1 whose group cross-validated own-image rate is at "
+                          "most 1 %%; ADR 0036)")
+    fit.add_argument("--group-by", default="auto", metavar="RULE",
+                     help="what keeps images of one capture session or scene in one fold of the threshold's "
+                          "cross-validation: folder, prefix (file name up to the first _), scene (frames whose "
+                          "backgrounds look alike), regex:PATTERN, none; auto (default) tries folder, prefix, "
+                          "then scene")
     fit.add_argument("--parts", default="descriptor,descriptor_range", metavar="LIST",
                      help="what describes the images, comma-separated: descriptor (image descriptor, Gaussian), "
                           "descriptor_range (its per-feature range), embedding (the backbone's; a forward pass "

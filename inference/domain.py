@@ -22,10 +22,13 @@ distance is divided by its median over the training images (out of fold) and the
 so any part alone can call an image foreign.
 
 The threshold is chosen on training images only: the statistics are fitted ``folds`` times
-without one fold (whole capture groups when the images have them) and each held-out image is
-scored by the fit that did not see it; the threshold is a high quantile of those out-of-fold
-distances. A fit scored on its own images would give smaller distances than new in-domain images
-get, and the threshold would flag them.
+without one fold (whole capture groups or scenes when the images have them, and mixed folds;
+the larger) and each held-out image is scored by the fit that did not see it; the threshold is a
+high quantile of those out-of-fold distances. A fit scored on its own images would give smaller
+distances than new in-domain images get, and the threshold would flag them. Which quantile
+(ADR 0036): the smallest of ``THRESHOLD_QUANTILES`` whose group cross-validated own-image rate
+(the whole rule refitted without one fold of whole groups, scoring that fold) is at most 1 %: a
+0.99 quantile of a few hundred images promises 1 % and gave a new scene 1.5-3.5 %.
 
 The in-domain score stored with each prediction is ``0.5 ** (distance / threshold)``: 1 at the
 centre, 0.5 at the threshold, falling towards 0 far outside; below ``OUT_OF_DOMAIN_BELOW`` (0.5)
@@ -50,7 +53,12 @@ DOMAIN_WEIGHTS = "domain.safetensors"
 DOMAIN_JSON = "domain.json"
 DOMAIN_FORMAT = 2  # format 1: one embedding Gaussian, still read
 OUT_OF_DOMAIN_BELOW = 0.5  # in-domain score at the threshold distance
-DEFAULT_QUANTILE = 0.99
+DEFAULT_QUANTILE = 0.99  # the lowest quantile the default rule tries, and the floor's (ADR 0036)
+# The default threshold rule (ADR 0036): the smallest of these quantiles of the out-of-fold
+# distances whose group cross-validated own-image rate (``own_rates``: the whole rule refitted
+# without one fold of whole capture groups, scoring that fold) is at most OWN_RATE_TARGET.
+THRESHOLD_QUANTILES = (0.99, 0.995, 0.998, 1.0)
+OWN_RATE_TARGET = 0.01
 DEFAULT_COMPONENTS = 32
 DEFAULT_FOLDS = 5
 MAX_DIM = 4096  # feature width accepted from a file
@@ -135,6 +143,7 @@ class DomainStats:
     embedding: str = ""            # what was embedded ("classifier: pooled final-stage features, ...")
     scales: Mapping[str, float] = field(default_factory=dict)  # part -> divisor of its distance (1 if absent)
     descriptor: str = ""           # inference.image_descriptor.DESCRIPTOR_VERSION of the descriptor part
+    own_rates: Mapping[float, float] = field(default_factory=dict)  # quantile -> its group-CV own-image rate
 
     @property
     def dim(self) -> int:
@@ -291,14 +300,59 @@ def part_scales(oof: Mapping[str, np.ndarray]) -> dict[str, float]:
     return {p: max(float(np.median(d[np.isfinite(d)])) if np.isfinite(d).any() else 1.0, 1e-6) for p, d in oof.items()}
 
 
-def fit_domain(features: Features | np.ndarray, quantile: float = DEFAULT_QUANTILE,
+def _combined(distances: Mapping[str, np.ndarray], scales: Mapping[str, float]) -> np.ndarray:
+    return np.max(np.stack([distances[p] / scales[p] for p in distances]), axis=0)
+
+
+def _rule(feats: dict[str, np.ndarray], chosen: tuple[str, ...], components: int, folds: int, seed: int,
+          groups: Sequence[str] | None, quantiles: Sequence[float]) -> tuple[dict[str, float], np.ndarray]:
+    """The parts' scales and the threshold at each of ``quantiles``: the larger of that quantile of
+    the out-of-fold distances with folds of whole ``groups`` and with mixed folds. The scales (the
+    parts' median out-of-fold distances) come from the mixed folds, so with the same scales and a
+    threshold never below the mixed folds' one, grouping can only widen what is accepted."""
+    mixed = out_of_fold_part_distances(feats, components, folds, seed, None, chosen)
+    scales = part_scales(mixed)
+    thresholds = np.quantile(_combined(mixed, scales), quantiles)
+    if groups is not None and len(set(groups)) >= 2:
+        grouped = out_of_fold_part_distances(feats, components, folds, seed, groups, chosen)
+        thresholds = np.maximum(thresholds, np.quantile(_combined(grouped, scales), quantiles))
+    return scales, np.maximum(np.asarray(thresholds, np.float64), 1e-6)
+
+
+def own_rates(features: Features | np.ndarray, quantiles: Sequence[float] = THRESHOLD_QUANTILES,
+              components: int = DEFAULT_COMPONENTS, folds: int = DEFAULT_FOLDS, seed: int = 0,
+              groups: Sequence[str] | None = None, parts: Sequence[str] | None = None) -> dict[float, float]:
+    """Group cross-validated own-image rate of the threshold rule at each quantile: the parts, their
+    scales and the threshold (``_rule``) refitted without one fold of whole ``groups`` (a capture
+    session or scene the fit has not seen), the share of that fold's images beyond the threshold.
+    This is what a new session's or scene's in-domain images get; the out-of-fold quantile itself
+    would promise 1 - q."""
+    feats, chosen = _checked(features, parts)
+    n = next(iter(feats.values())).shape[0]
+    fold = fold_of(n, folds, seed, groups)
+    flagged = np.zeros((len(quantiles), n), bool)
+    for f in range(int(fold.max()) + 1):
+        rest, held = fold != f, fold == f
+        sub = {k: v[rest] for k, v in feats.items()}
+        sub_groups = [g for g, r in zip(groups, rest) if r] if groups is not None else None
+        scales, thresholds = _rule(sub, chosen, components, folds, seed, sub_groups, quantiles)
+        fitted = {p: fit_part(p, sub[PARTS[p][0]], components) for p in chosen}
+        d = _combined({p: g.distances(feats[PARTS[p][0]][held]) for p, g in fitted.items()}, scales)
+        flagged[:, held] = d[None, :] > thresholds[:, None]
+    return {float(q): float(r) for q, r in zip(quantiles, flagged.mean(axis=1))}
+
+
+def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
                components: int = DEFAULT_COMPONENTS, folds: int = DEFAULT_FOLDS, seed: int = 0,
                embedding: str = "", groups: Sequence[str] | None = None, descriptor: str = "",
                parts: Sequence[str] | None = None) -> DomainStats:
     """Statistics of the training images' features ((n, d) per kind of feature; an array alone is
     the embedding), one fitted description per part (default: every part whose feature is given),
-    with a threshold at ``quantile`` of their out-of-fold distances (chosen on these training
-    images only; folds keep ``groups`` whole)."""
+    and a threshold chosen on these training images only (ADR 0036): a quantile of their
+    out-of-fold distances (folds of whole ``groups`` and mixed folds, the larger), the quantile
+    ``quantile`` when given, else the smallest of ``THRESHOLD_QUANTILES`` whose group
+    cross-validated own-image rate (``own_rates``) is at most ``OWN_RATE_TARGET`` (the largest
+    when none is)."""
     feats, chosen = _checked(features, parts)
     sizes = {v.shape[0] for v in feats.values()}
     if len(sizes) != 1:
@@ -308,18 +362,18 @@ def fit_domain(features: Features | np.ndarray, quantile: float = DEFAULT_QUANTI
         raise DomainError(f"{n} training images cannot describe a domain (at least {MIN_IMAGES})")
     if not all(np.isfinite(v).all() for v in feats.values()):
         raise DomainError("the features hold NaN or infinite values")
-    if not 0.5 <= quantile < 1.0:
-        raise DomainError(f"quantile must be within [0.5, 1), got {quantile}")
+    if quantile is not None and not 0.5 <= quantile <= 1.0:
+        raise DomainError(f"quantile must be within [0.5, 1], got {quantile}")
     if groups is not None and len(groups) != n:
         raise DomainError(f"{len(groups)} groups for {n} images")
-    oof = out_of_fold_part_distances(feats, components, folds, seed, groups, chosen)
-    scales = part_scales(oof)
-    combined = np.max(np.stack([oof[p] / scales[p] for p in oof]), axis=0)
-    threshold = float(np.quantile(combined, quantile))
+    candidates = (float(quantile),) if quantile is not None else THRESHOLD_QUANTILES
+    rates = own_rates(feats, candidates, components, folds, seed, groups, chosen)
+    pick = next((i for i, q in enumerate(candidates) if rates[q] <= OWN_RATE_TARGET), len(candidates) - 1)
+    scales, thresholds = _rule(feats, chosen, components, folds, seed, groups, candidates)
     fitted = {p: fit_part(p, feats[PARTS[p][0]], components) for p in PARTS if p in chosen}
     uses_descriptor = any(PARTS[p][0] == "descriptor" for p in fitted)
-    return DomainStats(fitted, max(threshold, 1e-6), float(quantile), int(n), embedding,
-                       scales, descriptor if uses_descriptor else "")
+    return DomainStats(fitted, float(thresholds[pick]), candidates[pick], int(n), embedding,
+                       scales, descriptor if uses_descriptor else "", rates)
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -344,6 +398,7 @@ def save_domain(directory: str | Path, stats: DomainStats, extra: dict[str, Any]
     meta = {"format": DOMAIN_FORMAT, "parts": parts, "threshold": stats.threshold,
             "quantile": stats.quantile, "images": stats.images, "embedding": stats.embedding,
             "descriptor": stats.descriptor,
+            "own_rates_group_cv": {f"{q:g}": round(r, 5) for q, r in stats.own_rates.items()},
             "score": "distance = max over parts of (part distance / part scale); "
                      "in_domain = 0.5 ** (distance / threshold); out of domain below 0.5"}
     meta.update(extra or {})
@@ -444,10 +499,24 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
         {p: parts[p] for p in PARTS if p in parts}, _positive(meta, "threshold", 1e12),
         float(quantile) if isinstance(quantile, (int, float)) else math.nan,
         int(images) if isinstance(images, int) else 0,
-        str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor)
+        str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor, _rates(meta))
+
+
+def _rates(meta: dict[str, Any]) -> dict[float, float]:
+    """``own_rates_group_cv`` of the JSON (files before ADR 0036 have none): a record, never needed."""
+    raw = meta.get("own_rates_group_cv")
+    out: dict[float, float] = {}
+    for q, r in (raw.items() if isinstance(raw, dict) else ()):
+        try:
+            qf, rf = float(q), float(r)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= qf <= 1 and 0 <= rf <= 1 and len(out) < 16:
+            out[qf] = rf
+    return out
 
 
 __all__ = ["DomainStats", "Gaussian", "Range", "DomainError", "ModelLimitError", "fit_domain", "fit_gaussian",
-           "fit_range", "fold_of", "fold_fits", "out_of_fold_distances", "out_of_fold_part_distances", "load_domain",
+           "fit_range", "fold_of", "fold_fits", "own_rates", "THRESHOLD_QUANTILES", "OWN_RATE_TARGET", "out_of_fold_distances", "out_of_fold_part_distances", "load_domain",
            "save_domain", "has_domain", "in_domain_score", "is_out_of_domain", "OUT_OF_DOMAIN_BELOW", "PARTS",
            "FEATURE_KINDS"]

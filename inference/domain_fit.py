@@ -20,7 +20,6 @@ from .checkpoints import read_json
 from .domain import (
     DEFAULT_COMPONENTS,
     DEFAULT_FOLDS,
-    DEFAULT_QUANTILE,
     PARTS,
     DomainError,
     DomainStats,
@@ -53,6 +52,7 @@ class DomainFit:
     images: int
     unreadable: tuple[str, ...]
     directory: Path
+    fold_groups: str = "none"  # the grouping rule the folds followed ("none": mixed folds only)
 
 
 def images_under(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
@@ -83,7 +83,7 @@ def training_images(data: str | os.PathLike) -> list[Path]:
 
 # Capture groups of the training images and the rule that made them (None: no usable groups).
 # The rules live in inference.training.groups, which this runtime package never imports: the
-# commands hand ``inference.training.groups.path_groups`` in.
+# commands hand ``inference.training.groups.path_groups`` in (with the trainer's ``--group-by``).
 Grouping = Callable[[Sequence[Path]], "tuple[list[str] | None, str]"]
 
 
@@ -100,8 +100,15 @@ def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.P
             lines.append(f"{d}: no domain statistics ({type(exc).__name__}: {exc})")
             continue
         lines.append(f"{d}: domain statistics of {fit.images} training images, out-of-domain threshold "
-                     f"{fit.stats.threshold:.3f}")
+                     f"{fit.stats.threshold:.3f} ({rate_note(fit.stats)})")
     return lines
+
+
+def rate_note(stats: DomainStats) -> str:
+    """The threshold's quantile and its group cross-validated own-image rate, in words."""
+    rate = stats.own_rates.get(stats.quantile)
+    return (f"the {stats.quantile:.3g} quantile of out-of-fold distances"
+            + (f"; {rate:.1%} of held-out groups' own images beyond it in group cross-validation" if rate is not None else ""))
 
 
 def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
@@ -112,14 +119,16 @@ def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
 
 
 def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLike], device: str = "auto",
-                  quantile: float = DEFAULT_QUANTILE, components: int = DEFAULT_COMPONENTS,
+                  quantile: float | None = None, components: int = DEFAULT_COMPONENTS,
                   folds: int = DEFAULT_FOLDS, seed: int = 0, source: str = "",
                   max_images: int = MAX_FIT_IMAGES, parts: Sequence[str] = DEFAULT_PARTS,
                   grouping: Grouping | None = None) -> DomainFit:
     """Describe the training ``images`` as the model in ``model_dir`` sees them (its backbone
     embedding and the image descriptor, or the ``parts`` asked for), fit the statistics
     (threshold out-of-fold on these images only; with ``grouping``, folds keep its capture
-    groups whole) and write ``domain.safetensors`` + ``domain.json`` beside it."""
+    groups or scenes whole, and the quantile is chosen by group cross-validation unless
+    ``quantile`` is given: ``inference.domain.fit_domain``, ADR 0036) and write
+    ``domain.safetensors`` + ``domain.json`` beside it."""
     from .engine import InspectionEngine  # torch: imported only by those who fit
 
     d = Path(model_dir)
@@ -139,5 +148,6 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
                        embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}"
                        if "embedding" in parts else "", descriptor=DESCRIPTOR_VERSION, parts=parts)
     save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed, "fold_groups": rule,
+                           "fold_group_count": len(set(groups)) if groups is not None else 0,
                            "subsampled_from": len(images) if len(images) > len(paths) else None})
-    return DomainFit(stats, len(paths), tuple(unreadable), d)
+    return DomainFit(stats, len(paths), tuple(unreadable), d, rule)

@@ -11,7 +11,7 @@ from app.cli import CommandError
 def fit(args: argparse.Namespace) -> int:
     from inference.checkpoints import CheckpointError
     from inference.domain import PARTS, DomainError
-    from inference.domain_fit import fit_directory, images_under
+    from inference.domain_fit import fit_directory, images_under, rate_note
     from inference.training.groups import path_groups
 
     data = Path(args.data)
@@ -33,13 +33,14 @@ def fit(args: argparse.Namespace) -> int:
         raise CommandError(f"--parts: {', '.join(unknown) or 'none given'}; choose from {', '.join(PARTS)}")
     try:
         result = fit_directory(args.model, images, device=args.device, quantile=args.quantile, seed=args.seed,
-                               source=source, parts=parts, grouping=lambda paths: path_groups(paths, data))
-    except (CheckpointError, DomainError) as exc:
+                               source=source, parts=parts,
+                               grouping=lambda paths: path_groups(paths, data, args.group_by))
+    except (CheckpointError, DomainError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     s = result.stats
     described = ", ".join(f"{p} ({g.dim} features)" for p, g in s.parts.items())
     print(f"{result.directory}: domain statistics of {result.images} images: {described}; out-of-domain threshold "
-          f"{s.threshold:.3f} (the {s.quantile:.3g} quantile of their out-of-fold distances)")
+          f"{s.threshold:.3f} ({rate_note(s)}; folds by {result.fold_groups})")
     if result.unreadable:
         print(f"{len(result.unreadable)} unreadable images left out")
     return 0
@@ -47,11 +48,15 @@ def fit(args: argparse.Namespace) -> int:
 
 def after_train(args: argparse.Namespace) -> None:
     """After ``train FAMILY``: domain statistics for each model directory it wrote (``--out``, or the
-    segmenter's ``final/`` and ``best/``) from the training images of ``--data``."""
+    segmenter's ``final/`` and ``best/``) from the training images of ``--data``, folds grouped by
+    the family's own ``--group-by`` (classifier: auto/folder/prefix/none; anomaly: prefix/none/regex;
+    segmenter: scene/none), as its cross-validation groups them."""
     from inference.domain_fit import fit_after_training
     from inference.training.groups import path_groups
 
     out = Path(args.out)
     dirs = [d for d in (out, out / "final", out / "best") if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
-    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"), grouping=path_groups):
+    rule = str(getattr(args, "group_by", "auto") or "auto")
+    for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"),
+                                   grouping=lambda paths: path_groups(paths, rule=rule)):
         print(line)

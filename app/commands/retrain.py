@@ -221,7 +221,9 @@ def run(args: argparse.Namespace) -> int:
                 raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
             print(verdict, file=sys.stderr)
         events.emit("stage", stage="domain", message="describing the training images (out-of-domain statistics)")
-        for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device, grouping=path_groups):
+        rule = args.groups if plan.family == "classifier" else "auto"  # --groups is the classifier's CV grouping
+        for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device,
+                                       grouping=lambda paths: path_groups(paths, rule=rule)):
             print(line, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
         version = register_retrained(db, plan, time.monotonic() - started, compared)

@@ -129,23 +129,66 @@ def group_key(path: Path, root: Path) -> str:
     return EXPORT_SEPARATOR.join(parts)
 
 
-def path_groups(paths: Sequence[Path], root: str | Path | None = None) -> tuple[list[str] | None, str]:
-    """Capture groups of image files for group-aware folds (out-of-domain thresholds,
-    ``inference.domain_fit``), and the rule that made them; None when no rule gives usable groups.
+PATH_GROUPINGS = ("auto", "folder", "prefix", "scene", "none")  # or regex:PATTERN (path_groups)
 
-    The folder under ``root`` (default: the files' common folder) an image sits in is taken as its
-    class, so class-named prefixes (NEU's ``crazing_12.png``) are not taken for sessions; magnetic
-    tile's ``exp1_num_10334.png`` gives ``exp1``."""
+
+def path_groups(paths: Sequence[Path], root: str | Path | None = None,
+                rule: str = "auto") -> tuple[list[str] | None, str]:
+    """Capture groups of image files for group-aware folds (out-of-domain thresholds,
+    ``inference.domain_fit``), and the rule that made them; None when the rule gives no usable groups.
+
+    ``folder`` / ``prefix`` as ``image_group``, with the folder under ``root`` (default: the files'
+    common folder) an image sits in taken as its class, so class-named prefixes (NEU's
+    ``crazing_12.png``) are not taken for sessions; magnetic tile's ``exp1_num_10334.png`` gives
+    ``exp1``. ``scene``: frames whose backgrounds look alike (``scene_groups`` on the pixels; SIRST's
+    ``Misc_N`` frames, a video's near-duplicate frames). ``regex:PATTERN``: ``name_group_function``.
+    ``auto``: folder, then prefix, then scene (the first that gives usable groups). The trainers'
+    ``--group-by`` values are all rules here, so a model's domain folds follow its training CV's."""
     import os
 
-    if not paths:
+    if not paths or rule == "none":
         return None, "none"
-    base = Path(root) if root is not None else Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
     files = [Path(p) for p in paths]
+    if rule.startswith("regex:"):
+        group = name_group_function(rule)
+        return _usable_or_none([group(p.name) for p in files], rule)
+    if rule == "scene":
+        return _usable_or_none(file_scene_groups(files), "scene")
+    if rule not in ("auto", "folder", "prefix"):
+        raise ValueError(f"unknown grouping {rule!r}; choose from {', '.join(PATH_GROUPINGS)} or regex:PATTERN")
+    base = Path(root) if root is not None else Path(os.path.commonpath([str(p.parent) for p in files]))
     names = [group_key(p, base) for p in files]
     classes = [p.parent.relative_to(base).as_posix() if p.parent != base and p.is_relative_to(base) else "" for p in files]
-    groups, rule = assign_groups(names, classes)
-    return (None, rule) if rule == "none" else (groups, rule)
+    groups, made_by = assign_groups(names, classes, rule)
+    if made_by != "none":
+        return _usable_or_none(groups, made_by)
+    return _usable_or_none(file_scene_groups(files), "scene") if rule == "auto" else (None, "none")
+
+
+def _usable_or_none(groups: list[str], rule: str) -> tuple[list[str] | None, str]:
+    """``groups`` when some group holds more than one image (all singletons: plain random folds)."""
+    return (groups, rule) if len(set(groups)) < len(groups) and len(set(groups)) >= 2 else (None, "none")
+
+
+def file_scene_groups(paths: Sequence[Path]) -> list[str]:
+    """``scene_groups`` of image files (their grey pixels); an unreadable file is its own group."""
+    import numpy as np
+
+    from inference.imageio import read_image
+
+    rows, ok = [], []
+    for p in paths:
+        try:
+            rows.append(scene_descriptor(read_image(p, "gray")))
+            ok.append(True)
+        except Exception:  # noqa: BLE001 - any decoding failure: the file stands alone
+            ok.append(False)
+    found = iter(scene_groups(np.stack(rows)) if rows else [])
+    index = [i for i, good in enumerate(ok) if good]
+    out = [f"image:{Path(p).name}" for p in paths]
+    for i, g in zip(index, found):
+        out[i] = g
+    return out
 
 
 # Scenes of frames that carry no scene id (SIRST's ``Misc_N``: its numbers are not in sequence order).

@@ -54,8 +54,7 @@ SEGMENTER_GROUPINGS = ("scene", "none")
 def frame_groups(data: str | Path, stems: Sequence[str], group_by: str = "scene") -> list[str]:
     """Group id per frame: ``scene`` = frames whose backgrounds look alike (``groups.scene_groups`` on
     grey thumbnails), ``none`` = every frame its own group."""
-    from inference.imageio import read_image
-    from inference.training.groups import scene_descriptor, scene_groups
+    from inference.training.groups import file_scene_groups
     from inference.training.segmenter_data import SegTree
 
     if group_by == "none":
@@ -63,7 +62,7 @@ def frame_groups(data: str | Path, stems: Sequence[str], group_by: str = "scene"
     if group_by != "scene":
         raise ValueError(f"unknown grouping {group_by!r}; choose from {', '.join(SEGMENTER_GROUPINGS)}")
     tree = SegTree.open(data)
-    return scene_groups(np.stack([scene_descriptor(read_image(tree.images[s], "gray")) for s in stems]))
+    return file_scene_groups([Path(tree.images[s]) for s in stems])
 
 
 def cv_parts(data: str | Path, folds: int, group_by: str = "scene") -> list[list[str]]:

@@ -11,6 +11,8 @@ from inference.domain import (
     DOMAIN_JSON,
     DOMAIN_WEIGHTS,
     OUT_OF_DOMAIN_BELOW,
+    OWN_RATE_TARGET,
+    THRESHOLD_QUANTILES,
     DomainError,
     fit_domain,
     fold_of,
@@ -20,6 +22,7 @@ from inference.domain import (
     load_domain,
     out_of_fold_distances,
     out_of_fold_part_distances,
+    own_rates,
     save_domain,
 )
 
@@ -67,7 +70,9 @@ def test_fit_refuses_too_few_images_and_bad_values() -> None:
     with pytest.raises(DomainError, match="NaN"):
         fit_domain(bad)
     with pytest.raises(DomainError, match="quantile"):
-        fit_domain(_cloud(50), quantile=1.0)
+        fit_domain(_cloud(50), quantile=1.01)
+    with pytest.raises(DomainError, match="quantile"):
+        fit_domain(_cloud(50), quantile=0.3)
     stats = fit_domain(_cloud(50))
     with pytest.raises(DomainError, match="shape"):
         stats.distances(np.zeros((3, 7)))
@@ -229,3 +234,79 @@ def test_capture_groups_of_training_files(tmp_path) -> None:
     neu = [Path(tmp_path / c / f"{c}_{i}.png") for c in ("crazing", "patches") for i in range(10)]
     assert path_groups(neu, tmp_path) == (None, "none")
     assert path_groups([]) == (None, "none")
+
+
+def _scenes(n_groups: int, per_group: int, seed: int, d: int = 6) -> tuple[np.ndarray, list[str]]:
+    """Descriptor rows of frames of ``n_groups`` scenes: far-apart scene centres, frames of one scene close."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 30.0, (n_groups, d))
+    x = np.repeat(centres, per_group, axis=0) + rng.normal(0.0, 2.0, (n_groups * per_group, d))
+    return x.astype(np.float32), [f"scene{g}" for g in range(n_groups) for _ in range(per_group)]
+
+
+PARTS2 = ("descriptor", "descriptor_range")
+
+
+def test_folds_of_whole_scenes_give_a_wider_threshold_than_mixed_folds() -> None:
+    x, groups = _scenes(40, 8, seed=0)
+    mixed = fit_domain({"descriptor": x}, quantile=0.99, parts=PARTS2)
+    grouped = fit_domain({"descriptor": x}, quantile=0.99, groups=groups, parts=PARTS2)
+    # Mixed folds: a frame's scene-mates are in the fit that scores it, so it looks close; a new
+    # scene is scored by a fit that has seen none of its frames, and lies farther out.
+    assert grouped.threshold > 1.2 * mixed.threshold
+    new_scenes, _ = _scenes(40, 8, seed=1)
+    flagged = {name: float(np.mean(s.scores({"descriptor": new_scenes}) < OUT_OF_DOMAIN_BELOW))
+               for name, s in (("mixed", mixed), ("grouped", grouped))}
+    assert flagged["grouped"] < flagged["mixed"]
+    # The group-CV own-image rate sees the same: new scenes' frames beyond a mixed-fold threshold.
+    assert own_rates({"descriptor": x}, (0.99,), parts=PARTS2)[0.99] <= 0.02  # mixed folds promise 1 %...
+    assert own_rates({"descriptor": x}, (0.99,), groups=groups, parts=PARTS2)[0.99] > 0.02  # ...new scenes get more
+
+
+def test_default_quantile_is_the_smallest_whose_group_cv_own_rate_meets_the_target() -> None:
+    x, groups = _scenes(40, 8, seed=0)
+    stats = fit_domain({"descriptor": x}, groups=groups, parts=PARTS2)
+    assert set(stats.own_rates) == set(THRESHOLD_QUANTILES)
+    meets = [q for q in THRESHOLD_QUANTILES if stats.own_rates[q] <= OWN_RATE_TARGET]
+    assert stats.quantile == (meets[0] if meets else THRESHOLD_QUANTILES[-1])
+    fixed = fit_domain({"descriptor": x}, quantile=0.99, groups=groups, parts=PARTS2)
+    assert fixed.quantile == 0.99 and set(fixed.own_rates) == {0.99}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_grouped_fitting_refuses_nothing_the_mixed_fold_fitting_accepted(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Groups that mean nothing (pairs drawn at random, like SIRST's many one-frame scenes): the
+    # grouped folds' quantile alone falls below the mixed folds' about as often as above it.
+    x = (rng.standard_t(3, (300, 6)) * 10).astype(np.float32)
+    groups = [f"g{i}" for i in rng.permutation(np.arange(300) // 2)]
+    before = fit_domain({"descriptor": x}, quantile=0.99, parts=PARTS2)  # the rule of ADR 0028 without groups
+    after = fit_domain({"descriptor": x}, groups=groups, parts=PARTS2)   # ADR 0036's default
+    same_q = fit_domain({"descriptor": x}, quantile=0.99, groups=groups, parts=PARTS2)
+    probes = (rng.standard_t(3, (4000, 6)) * 14).astype(np.float32)
+    accepted = {name: s.scores({"descriptor": probes}) >= OUT_OF_DOMAIN_BELOW
+                for name, s in (("before", before), ("after", after), ("same_q", same_q))}
+    assert 0.5 < accepted["before"].mean() < 0.99  # the probes straddle the threshold
+    assert not np.any(accepted["before"] & ~accepted["after"])
+    assert not np.any(accepted["before"] & ~accepted["same_q"])
+
+
+def test_scene_groups_are_the_fallback_of_auto_grouping(tmp_path) -> None:
+    import cv2
+
+    from inference.training.groups import path_groups
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for _scene in range(6):  # six backgrounds, three frames of each, names that say nothing (Misc_N)
+        background = cv2.resize(rng.random((4, 4)).astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC)
+        for _frame in range(3):
+            frame = np.clip(background + rng.normal(0, 0.01, background.shape), 0, 1)
+            path = tmp_path / f"Misc_{len(paths) * 7 % 18 + 1}.png"
+            cv2.imwrite(str(path), (frame * 255).astype(np.uint8))
+            paths.append(path)
+    groups, rule = path_groups(paths)
+    assert rule == "scene" and groups is not None
+    assert len(set(groups)) == 6 and all(len({groups[i] for i in range(s * 3, s * 3 + 3)}) == 1 for s in range(6))
+    assert path_groups(paths, rule="none") == (None, "none")
+    assert path_groups(paths, rule="prefix") == (None, "none")  # every frame is "Misc": no usable groups
