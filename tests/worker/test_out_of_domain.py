@@ -157,3 +157,34 @@ def test_domain_fit_command_writes_the_chosen_parts_and_refuses_unknown_ones(tin
                  "--parts", "embedding,descriptor"]) == 0
     stats = load_domain(d)
     assert stats is not None and set(stats.parts) == {"embedding", "descriptor"}
+
+
+def test_domain_fit_groups_folds_by_the_rule_asked_and_train_hands_its_own(tiny_models, tmp_path: Path) -> None:
+    import argparse
+
+    from app.cli import main
+    from app.commands.domain import after_train
+    from inference.domain import THRESHOLD_QUANTILES
+
+    d = Path(shutil.copytree(tiny_models["classifier"], tmp_path / "cls"))
+    for i, p in enumerate(dark_images(tmp_path / "train", 60, seed=5)):  # six capture sessions s0..s5
+        p.rename(p.with_name(f"s{i % 6}_{p.name}"))
+    data = str(tmp_path / "train")
+
+    def fit(*extra: str) -> int:
+        return main(["domain", "fit", "--model", str(d), "--data", data, "--device", "cpu", *extra])
+
+    assert fit("--group-by", "prefix") == 0
+    meta = json.loads((d / "domain.json").read_text())
+    assert (meta["fold_groups"], meta["fold_group_count"]) == ("prefix", 6)
+    assert set(meta["own_rates_group_cv"]) == {f"{q:g}" for q in THRESHOLD_QUANTILES}
+    assert meta["quantile"] in THRESHOLD_QUANTILES
+    assert fit("--group-by", "none") == 0
+    assert json.loads((d / "domain.json").read_text())["fold_groups"] == "none"
+    assert fit("--group-by", "bogus") != 0
+    assert fit("--quantile", "0.995") == 0
+    assert json.loads((d / "domain.json").read_text())["quantile"] == 0.995
+    # After training: the family's own --group-by (here the anomaly trainer's regex form) sets the folds.
+    after_train(argparse.Namespace(out=str(d), data=data, device="cpu", group_by=r"regex:^(s\d)_"))
+    meta = json.loads((d / "domain.json").read_text())
+    assert (meta["fold_groups"], meta["fold_group_count"]) == (r"regex:^(s\d)_", 6)
