@@ -12,7 +12,8 @@ over its out-of-fold median). For each model:
 1. **Fit data**: the model's training images (as ``python main.py domain fit`` reads them).
    Folds keep capture groups whole where the data has them (``inference.training.groups.path_groups``:
    magnetic tile's ``exp1``-``exp6`` sessions; NEU's prefixes are its classes and SIRST's are all
-   ``Misc``, so those folds are random). Out-of-fold false-flag rate at the 0.99 quantile.
+   ``Misc``, so those folds were random when ``ood-2.md`` was written; since ADR 0036 ``auto``
+   falls back to scene groups there). Out-of-fold false-flag rate at the 0.99 quantile.
 2. **Choosing data** (never reported as the test): MVTec AD bottle images (a foreign camera
    and object for all three models), and synthetic camera changes of the model's own training
    images, each scored by the fold fit that did not see its source image (zoom x2, field of
