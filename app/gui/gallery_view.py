@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemD
 from app.gui.gallery_model import ITEM_ROLE, GalleryModel
 from app.gui.style import ANOMALY_COLOR, FLAG_COLOR, OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
 from app.gui.thumbnails import ThumbnailCache
+from app.services.flags import answer_stands
 from app.services.review_types import QueueItem
 
 TEXT_H = 18
@@ -91,12 +92,14 @@ class GalleryDelegate(QStyledItemDelegate):
         font.setPointSizeF(max(6.5, font.pointSizeF() - 1.5))
         font.setBold(True)
         p.setFont(font)
-        outside = item.out_of_domain  # those families' scores mean nothing here: say so instead
-        if item.anomaly_score is not None and not outside:
-            hot = item.anomaly_score >= self.anomaly_threshold
+        hot = item.anomaly_score is not None and item.anomaly_score >= self.anomaly_threshold
+        # those families' scores mean nothing here: say so instead (an anomaly over threshold stands)
+        outside = tuple(f for f in item.out_of_domain if not answer_stands(f, item.out_of_domain, hot))
+        ood_top = bool(outside) and "classifier" not in outside  # the chip goes where the score or targets would
+        if item.anomaly_score is not None and "anomaly" not in outside and not ood_top:
             self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",
                        ANOMALY_COLOR if hot else QColor(40, 40, 40, 170))
-        if outside and "classifier" not in outside:  # where the score or targets would be
+        if ood_top:
             self._chip(p, OUT_OF_DOMAIN_TEXT, rect, "tr", OUT_OF_DOMAIN_COLOR)
         elif item.target_count and "segmenter" not in outside:
             self._chip(p, f"◎{item.target_count}", rect, "tl", QColor(0, 140, 170, 200))

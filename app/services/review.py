@@ -19,7 +19,13 @@ import numpy as np
 
 from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
-from app.services.flags import OUT_OF_DOMAIN_BELOW, FolderThreshold, find_folder_threshold, is_out_of_domain
+from app.services.flags import (
+    OUT_OF_DOMAIN_BELOW,
+    FolderThreshold,
+    answer_stands,
+    find_folder_threshold,
+    is_out_of_domain,
+)
 from app.services.heat_region import threshold_region
 from app.services.object_classes import ObjectClass, ObjectClassError, as_json, parse, resolve
 from app.services.review_types import (
@@ -357,9 +363,12 @@ class ReviewService:
             review_state="accepted", from_prediction_id=model.from_prediction_id)
 
     def _prediction_label(self, p: PredictionView, size: tuple[int, int] | None) -> LabelState:
-        """The prediction as a label: class, mask, verdict and the heatmap's region over threshold."""
+        """The prediction as a label: class, mask, verdict and the heatmap's region over threshold;
+        a family whose model calls the image out of domain gives nothing (the panel shows "out of
+        domain" there, and Accept takes what the panel shows), bar an anomaly over its threshold."""
         verdict = region = None
-        if p.anomaly_score is not None:
+        ood = p.out_of_domain
+        if p.anomaly_score is not None and answer_stands("anomaly", ood, p.anomalous):
             verdict = "anomalous" if p.anomalous else "normal"
             if p.anomalous and p.heatmap is not None:
                 heat = p.heatmap
@@ -370,8 +379,8 @@ class ReviewService:
                 region = threshold_region(heat, self.region_threshold())
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
-        return LabelState(class_name=p.predicted_class,
-                          mask=p.mask if p.mask is not None and p.mask.any() else None,
+        return LabelState(class_name=p.predicted_class if answer_stands("classifier", ood) else None,
+                          mask=p.mask if p.mask is not None and p.mask.any() and answer_stands("segmenter", ood) else None,
                           anomaly_verdict=verdict, anomaly_region=region, from_prediction_id=from_id)
 
     def revision_label(self, image_id: int, revision: int) -> LabelState:

@@ -13,8 +13,9 @@ from tests.gui.conftest import build_window, wait_shown
 from tests.gui.fixtures import seed_predictions
 
 
-def _mark_out_of_domain(db, folder_id: int, versions: dict[str, int], names: set[str]) -> list[int]:
-    """The classifier calls ``names`` out of domain (score 0.1); every other prediction is in domain."""
+def _mark_out_of_domain(db, folder_id: int, versions: dict[str, int], names: set[str],
+                        families: tuple[str, ...] = ("classifier",)) -> list[int]:
+    """``families``' models call ``names`` out of domain (score 0.1); every other prediction is in domain."""
     outside = []
     rows = []
     for im in db.images.query(ImageQuery(folder_id=folder_id)):
@@ -23,8 +24,8 @@ def _mark_out_of_domain(db, folder_id: int, versions: dict[str, int], names: set
             outside.append(im.id)
         for family, vid in versions.items():
             p = db.predictions.get(im.id, vid)
-            score = 0.1 if far and family == "classifier" else 0.8
-            flags = (OUT_OF_DOMAIN,) if far and family == "classifier" else p.flags
+            score = 0.1 if far and family in families else 0.8
+            flags = (OUT_OF_DOMAIN,) if far and family in families else p.flags
             rows.append(replace(PredictionIn(im.id, vid, class_scores=p.class_scores, predicted_class=p.predicted_class,
                                              confidence=p.confidence, mask_png=p.mask_png, target_count=p.target_count,
                                              anomaly_score=p.anomaly_score, anomaly_map_ref=p.anomaly_map_ref),
@@ -66,5 +67,42 @@ def test_out_of_domain_shows_instead_of_the_class_and_the_filter_keeps_those_ima
         assert {it.image_id for it in win.gallery_model.items()} == set(outside)
         win.queue_panel.out_of_domain.setChecked(False)
         qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 6)
+    finally:
+        win.close()
+
+
+def test_an_anomaly_over_threshold_stands_out_of_domain_and_accept_takes_only_what_is_shown(
+        service, db, folder, artifacts, qtbot):
+    """Every model calls part_01 (anomaly 0.35, under the 0.5 threshold) and part_04 (0.8, over it) out of
+    domain: part_04 keeps its anomaly finding with a note (a broken part is unlike every good one),
+    part_01 shows "out of domain" for all three; Accept takes no class or mask the panel does not show."""
+    info = service.open_folder(folder)
+    versions = seed_predictions(db, info.id, artifacts)
+    cold, hot = _mark_out_of_domain(db, info.id, versions, {"part_01.png", "part_04.png"},
+                                    families=("classifier", "segmenter", "anomaly"))
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    try:
+        panel = win.label_panel
+        win.review.open_image(hot)
+        wait_shown(win, qtbot, hot)
+        qtbot.waitUntil(lambda: "out of domain" in panel.pred_class.text())
+        text = panel.pred_anomaly.text()
+        assert "0.8" in text and "anomalous" in text and "out of domain" in text
+        assert panel.pred_targets.text() != "2" and "out of domain" in panel.pred_targets.text()
+        detail = service.detail(hot)
+        taken = service.accepted_label(detail, detail.label)
+        assert taken.class_name is None and taken.mask is None  # the panel showed "out of domain" there
+        assert taken.anomaly_verdict == "anomalous" and taken.anomaly_region is not None
+
+        win.review.open_image(cold)
+        wait_shown(win, qtbot, cold)
+        qtbot.waitUntil(lambda: "out of domain" in panel.pred_anomaly.text())
+        assert "0.35" not in panel.pred_anomaly.text()
+        detail = service.detail(cold)
+        taken = service.accepted_label(detail, detail.label)
+        assert taken.class_name is None and taken.mask is None and taken.anomaly_verdict is None
+        assert taken.review_state == "accepted"
     finally:
         win.close()

@@ -15,6 +15,7 @@ from app.services.flags import (
     OUT_OF_DOMAIN,
     TARGETS,
     FlagSettings,
+    answer_stands,
     flag_result,
     load_flag_settings,
 )
@@ -66,6 +67,19 @@ def test_out_of_domain_replaces_that_familys_reasons_only() -> None:
     far = flag_result(replace(_result(), in_domain={"segmenter": 0.01}), s)
     assert near.reasons == far.reasons == (OUT_OF_DOMAIN,)
     assert 1.0 <= near.priority < far.priority <= 2.0
+
+
+def test_an_anomaly_over_threshold_stands_out_of_domain() -> None:
+    """A badly broken part is unlike every good image: the anomaly model's domain check must not hide
+    the finding that is its whole purpose. Under the threshold, out of domain stands alone."""
+    s = FlagSettings()
+    broken = flag_result(replace(_result(score=0.9), in_domain={"anomaly": 0.1}), s)
+    assert set(broken.reasons) == {OUT_OF_DOMAIN, ANOMALY} and broken.out_of_domain == ("anomaly",)
+    assert broken.for_family("anomaly") == (OUT_OF_DOMAIN, ANOMALY)
+    quiet = flag_result(replace(_result(score=0.2), in_domain={"anomaly": 0.1}), s)
+    assert quiet.reasons == (OUT_OF_DOMAIN,) and quiet.for_family("anomaly") == (OUT_OF_DOMAIN,)
+    assert answer_stands("anomaly", ("anomaly",), True) and not answer_stands("anomaly", ("anomaly",), False)
+    assert not answer_stands("classifier", ("classifier",), True) and answer_stands("classifier", ("anomaly",))
 
 
 def test_thresholds_are_configurable() -> None:
