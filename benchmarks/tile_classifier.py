@@ -73,14 +73,14 @@ def cached(cache: Path | None, name: str, make: Callable[[], np.ndarray]) -> np.
     return arr
 
 
-def predictors(features: dict[str, np.ndarray], y: np.ndarray, k: int) -> dict[str, Predict]:
-    """name -> predict(train_idx, test_idx) for every simple answer and candidate."""
+def predictors(features: dict[str, np.ndarray], y: np.ndarray, k: int, sets: tuple[str, ...] = SETS) -> dict[str, Predict]:
+    """name -> predict(train_idx, test_idx) for every simple answer and candidate (``sets``: their features)."""
     out: dict[str, Predict] = {}
     thumb = features["thumbnail"]
     for model_name, make in SIMPLE_MODELS.items():
         key = f"thumbnail_{model_name}" if model_name != "majority" else "majority"
         out[key] = lambda tr, te, make=make: fit_predict(make, thumb[tr], y[tr], thumb[te])
-    for feature_set in SETS:
+    for feature_set in sets:
         x = features[feature_set]
         for c in HEAD_C:
             out[texture_name(c, feature_set)] = (

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import cv2
@@ -28,20 +27,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth", default=str(ROOT / "resources/samples/ground_truth/tiles"))
     args = p.parse_args(argv)
 
-    from inference.anomaly_predict import predict_images
+    from inference.anomaly_predict import anomaly_input, normalise_batch, predict_images
     from inference.checkpoints import load_model
-    from inference.models.tile_defect import image_offset
 
     loaded = load_model(args.model, family="anomaly")
     cfg = loaded.model.config
     threshold = json.loads((Path(args.model) / "card.json").read_text())["threshold"]["pixel"]
-    print(f"pixel threshold {threshold:.2f}, map_offset {cfg.map_offset}, map_image_weight {cfg.map_image_weight}")
+    print(f"pixel threshold {threshold:.2f}, map_offset {cfg.map_offset}, map_image_weight {cfg.map_image_weight}, "
+          f"map_gate {cfg.map_gate}")
     for path in sorted(Path(args.tiles).glob("*.png")):
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
         pred = predict_images(loaded, [img])[0]
-        logit = math.log(pred.score / max(1.0 - pred.score, 1e-9))
         heat = pred.anomaly_map
-        pixel_head = heat - cfg.map_image_weight * image_offset(logit, cfg.map_offset)
+        x = normalise_batch(loaded.model, anomaly_input(img, cfg.image_size, cfg.in_channels)[None])
+        pix, _ = loaded.model.head_outputs(x)
+        pixel_head = cv2.resize(pix[0], heat.shape[::-1], interpolation=cv2.INTER_LINEAR)
         line = (f"{path.name[:30]:30s} score {pred.score:.3f}  map over threshold {float((heat > threshold).mean()):.3f}"
                 f"  pixel head over threshold {float((pixel_head > threshold).mean()):.3f}")
         truth = Path(args.truth) / path.name

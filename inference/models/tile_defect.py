@@ -42,7 +42,7 @@ from .texture_knn import TextureKnn, TextureKnnConfig
 N_POSITION = 4  # |y|, |x|, y^2, x^2 with y, x in [-1, 1]
 
 
-MAP_OFFSETS = ("sum", "veto")
+MAP_OFFSETS = ("sum", "veto", "gate")
 
 
 def defect_probability(logit: Any) -> Any:
@@ -51,10 +51,24 @@ def defect_probability(logit: Any) -> Any:
     return 1.0 / (1.0 + np.exp(-logit))
 
 
-def image_offset(logit: Any, mode: str) -> Any:
-    """The image logit's part of the map (times ``map_image_weight``): all of it ("sum"), or only
-    its negative side ("veto"), for a float or an array of logits."""
-    return logit if mode == "sum" else np.minimum(logit, 0.0)
+def combined_map(pix: np.ndarray, logit: Any, weight: float, mode: str, gate: float = 0.0) -> np.ndarray:
+    """The map shown: the pixel head's logits ``pix`` plus ``weight`` x the image logit's share.
+
+    "sum" adds all of it to every pixel (a tile the image head is sure of clears the pixel
+    threshold everywhere: its heatmap and Accept region cover the tile); "veto" adds only its
+    negative side (a cleared tile is dimmed, a flagged one keeps the pixel head's own map);
+    "gate" dims like "veto" and lifts a flagged tile only where the pixel head itself leans to a
+    defect (by sigmoid(pix - gate)), so the lift ranks its defect above other tiles' without
+    painting its background. ``logit`` is a float or broadcasts against ``pix`` (e.g. (n, 1, 1)).
+    """
+    logit = np.asarray(logit, np.float32)
+    neg = weight * np.minimum(logit, 0.0)
+    if mode == "sum":
+        return pix + weight * logit
+    if mode == "veto":
+        return pix + neg
+    lift = 1.0 / (1.0 + np.exp(-(pix - gate)))
+    return pix + neg + weight * np.maximum(logit, 0.0) * lift
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class TileDefectConfig(TextureKnnConfig):
     # head can only dim a tile it clears and the map of an anomalous tile is the pixel head's own
     # (it localises). ADR 0032's amendment.
     map_offset: str = "sum"
+    map_gate: float = 0.0  # "gate": the pixel logit at which a flagged tile's lift is half on
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,12 +200,12 @@ class TileDefect(TextureKnn):
         return np.stack([cv2.resize(k, (m, m), interpolation=cv2.INTER_AREA) for k in maps]).astype(np.float32)
 
     def heads(self, img: np.ndarray, z: np.ndarray, knn_z: np.ndarray) -> tuple[np.ndarray, float]:
-        """(combined map at map_size, image logit) from one image's standardised planes."""
+        """(pixel head's logits at map_size, image logit) from one image's standardised planes."""
         f = pixel_features(z, knn_z, self.config)
         pix = np.tensordot(_np(self.pixel_w), f, axes=(0, 0)) + float(self.pixel_b)
         fi = image_features(img, z, knn_z, self.config)
         logit = float(((fi - _np(self.image_mean)) / _np(self.image_scale)) @ _np(self.image_w) + float(self.image_b))
-        return (pix + self.config.map_image_weight * image_offset(logit, self.config.map_offset)).astype(np.float32), logit
+        return pix.astype(np.float32), logit
 
     def standardise_knn(self, small: np.ndarray) -> np.ndarray:
         mean, std = (float(v) for v in self.knn_stats)
@@ -198,20 +213,32 @@ class TileDefect(TextureKnn):
 
     # -- inference ---------------------------------------------------------------------------
     @torch.no_grad()
-    def maps_and_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised images (b, c, s, s) -> maps (b, s, s) and image scores (b,): the image head's
-        probability of a defect (the sigmoid of its logit; the map keeps the logit)."""
+    def head_outputs(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised images (b, c, s, s) -> the pixel head's logits (b, m, m) at map_size and the
+        image head's logits (b,): the two parts ``combined_map`` joins (kept apart for tools that
+        look at each)."""
         cfg = self.config
         knn = self.knn_small(super().anomaly_map(x).float().cpu().numpy())
         imgs = (x[:, 0] * cfg.std[0] + cfg.mean[0]).clamp(0, 1).float().cpu().numpy()
         mean, std = _np(self.term_mean), _np(self.term_std)
-        maps, scores = [], []
+        pix, logits = [], []
         for img, k in zip(imgs, knn):
             small, _, _ = self.coarse_terms(img)
-            m, s = self.heads(img, standardised(small, mean, std), self.standardise_knn(k))
-            maps.append(cv2.resize(m, (x.shape[-1], x.shape[-2]), interpolation=cv2.INTER_LINEAR))
-            scores.append(defect_probability(s))
-        return torch.from_numpy(np.stack(maps)).to(x.device), torch.tensor(scores, dtype=torch.float32, device=x.device)
+            p, s = self.heads(img, standardised(small, mean, std), self.standardise_knn(k))
+            pix.append(p)
+            logits.append(s)
+        return np.stack(pix), np.asarray(logits, np.float32)
+
+    @torch.no_grad()
+    def maps_and_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised images (b, c, s, s) -> maps (b, s, s) and image scores (b,): the image head's
+        probability of a defect (the sigmoid of its logit; the map is ``combined_map``, in logits)."""
+        cfg = self.config
+        pix, logits = self.head_outputs(x)
+        maps = combined_map(pix, logits[:, None, None], cfg.map_image_weight, cfg.map_offset, cfg.map_gate)
+        full = [cv2.resize(m.astype(np.float32), (x.shape[-1], x.shape[-2]), interpolation=cv2.INTER_LINEAR) for m in maps]
+        return (torch.from_numpy(np.stack(full)).to(x.device),
+                torch.from_numpy(defect_probability(logits).astype(np.float32)).to(x.device))
 
     @torch.no_grad()
     def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:

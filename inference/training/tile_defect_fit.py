@@ -26,9 +26,9 @@ from ..models.texture_knn import TextureKnnConfig
 from ..models.tile_defect import (
     TileDefect,
     TileDefectConfig,
+    combined_map,
     defect_probability,
     image_features,
-    image_offset,
     pixel_features,
 )
 from .groups import balanced_folds, series_groups
@@ -169,10 +169,11 @@ def out_of_fold_heads(cfg: TileDefectConfig, p: Planes, rows: np.ndarray, groups
     return maps, logits
 
 
-def figures(p: Planes, pixel_maps: np.ndarray, logits: np.ndarray, weight: float, offset: str = "sum") -> dict[str, Any]:
-    """Image figures of the logits, pixel figures (every 2nd cell) of pixel map + ``weight`` x the
-    logit's part the map takes (``image_offset``)."""
-    maps = pixel_maps + weight * image_offset(logits, offset)[:, None, None]
+def figures(p: Planes, pixel_maps: np.ndarray, logits: np.ndarray, weight: float, offset: str = "sum",
+            gate: float = 0.0) -> dict[str, Any]:
+    """Image figures of the logits, pixel figures (every 2nd cell) of the maps the model would show
+    (``combined_map`` of the pixel maps and the logits)."""
+    maps = combined_map(pixel_maps, logits[:, None, None], weight, offset, gate)
     good, bad = ~p.labels, p.labels
     res = summary(logits[good], logits[bad], [t for t, b in zip(p.types, bad) if b], maps[good],
                   list(maps[bad]), [mk for mk, b in zip(p.masks, bad) if b], pixel_step=2)
@@ -206,7 +207,7 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
     logits_by: dict[str, np.ndarray] = {}
     for name, (groups, k) in fold_groupings(p, group, group_by, n_folds).items():
         maps, logits_by[name] = out_of_fold_heads(cfg, p, rows, groups, k, knn_stats)
-        cv[name] = figures(p, maps, logits_by[name], cfg.map_image_weight, cfg.map_offset) | {"n_folds": k}
+        cv[name] = figures(p, maps, logits_by[name], cfg.map_image_weight, cfg.map_offset, cfg.map_gate) | {"n_folds": k}
         log(f"cross-validation ({k} folds by {name}): image AUROC {cv[name]['image_auroc']:.4f}  "
             f"pixel AUROC {cv[name]['pixel_auroc']:.4f}")
     session = defect_probability(logits_by[group_by])  # the model's image score, in its unit

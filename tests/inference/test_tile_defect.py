@@ -12,7 +12,7 @@ from app.cli import main
 from inference.anomaly_predict import predict_images
 from inference.checkpoints import load_model
 from inference.models.local_deviation import coarse, position_stats, raw_terms, standardised, term_names
-from inference.models.tile_defect import PRESETS, TileDefectConfig, image_offset, pixel_features, top_mean
+from inference.models.tile_defect import PRESETS, TileDefectConfig, combined_map, pixel_features, top_mean
 from inference.training.convert_magnetic_tile import convert
 from tests.inference.test_texture_knn import _mk, _tiles
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
@@ -32,10 +32,18 @@ def test_terms_ignore_exposure_and_find_a_dark_spot():
     assert 28 <= y <= 36 and 38 <= x <= 46
 
 
-def test_veto_lets_the_image_head_only_dim_a_tile():
-    logits = np.array([-2.0, 0.0, 3.0])
-    assert np.array_equal(image_offset(logits, "sum"), logits)
-    assert np.array_equal(image_offset(logits, "veto"), [-2.0, 0.0, 0.0])  # a flagged tile keeps the pixel head's map
+def test_how_the_image_logit_enters_the_map():
+    pix = np.array([[-6.0, 0.0, 6.0]], np.float32)  # background, undecided, defect
+    assert np.allclose(combined_map(pix, 3.0, 2.0, "sum"), pix + 6.0)  # lifts the background too
+    assert np.allclose(combined_map(pix, 3.0, 2.0, "veto"), pix)  # a flagged tile keeps the pixel head's map
+    assert np.allclose(combined_map(pix, -1.0, 2.0, "veto"), pix - 2.0)  # a cleared tile is dimmed
+    gated = combined_map(pix, 3.0, 2.0, "gate", gate=0.0)
+    assert gated[0, 0] - pix[0, 0] < 0.02  # the background of a flagged tile stays where the pixel head put it
+    assert abs(gated[0, 1] - pix[0, 1] - 3.0) < 1e-5  # half the lift at the gate
+    assert gated[0, 2] - pix[0, 2] > 5.9  # the defect is lifted almost fully
+    assert np.allclose(combined_map(pix, -1.0, 2.0, "gate"), pix - 2.0)  # dims like veto
+    logits = np.array([-1.0, 2.0])[:, None, None]
+    assert combined_map(np.zeros((2, 4, 4), np.float32), logits, 1.0, "sum").shape == (2, 4, 4)
     with pytest.raises(ValueError, match="map_offset"):
         TileDefectConfig(map_offset="max")
 
