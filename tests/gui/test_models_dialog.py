@@ -111,8 +111,9 @@ def test_table_lists_the_bundled_versions_and_a_missing_directory(qtbot, db, cat
     db.model_versions.register("classifier", "moved-away", str(tmp_path / "nowhere"))
     dlg = make_dialog(qtbot, catalog)
     names = [cell(dlg, r, "name") for r in range(dlg.table.rowCount())]
-    assert names == ["classifier-magnetic_tile", "classifier-neu", "moved-away", "segmenter-sirst", "anomaly-bottle",
-                     "anomaly-magnetic_tile"]
+    assert names == ["classifier-magnetic_tile", "classifier-neu", "classifier-neu-texture", "moved-away",
+                     "segmenter-sirst", "anomaly-bottle", "anomaly-magnetic_tile"]
+    assert cell(dlg, row_of(dlg, "classifier-neu-texture"), "active") == ""  # bundled beside the default
     assert cell(dlg, row_of(dlg, "classifier-magnetic_tile"), "active") == ""  # bundled, not the family's default
     r = row_of(dlg, "classifier-neu")
     assert cell(dlg, r, "active") == "✓" and cell(dlg, r, "metrics") == "val acc 0.993"
