@@ -43,7 +43,7 @@ def main() -> int:
     models = {"memorymamba": load_model(args.baseline), "texture": load_model(args.model)}
     times: dict[str, list[float]] = {k: [] for k in models}
     with torch.inference_mode():
-        for name, loaded in models.items():
+        for loaded in models.values():
             predict_images(loaded, images[:4], batch_size=4)  # warm-up (numba, allocator)
         for _ in range(args.rounds):
             for name, loaded in models.items():

@@ -34,14 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REGION_QUANTILE = 0.999  # as the card's pixel threshold (anomaly_train.calibrate)
 
 
 def localisation(maps: np.ndarray, labels: np.ndarray, masks: list[np.ndarray | None]) -> dict[str, Any]:
     """Region figures at the good tiles' 99.9 % map quantile, and the mean per-tile AUROC."""
     from inference.training.anomaly_metrics import pixel_auroc
+    from inference.training.texture_knn_fit import PIXEL_QUANTILE
 
-    thr = float(np.quantile(maps[~labels], REGION_QUANTILE))
+    thr = float(np.quantile(maps[~labels], PIXEL_QUANTILE))
     ious, recalls, false_areas, per_tile = [], [], [], []
     for m, lab, mk in zip(maps, labels, masks):
         if not lab or mk is None or not mk.any() or mk.all():

@@ -38,6 +38,7 @@ from .common import (
     seed_everything,
     warmup_cosine,
 )
+from .texture_knn_fit import PIXEL_QUANTILE
 
 if TYPE_CHECKING:
     from ..anomaly_predict import AnomalyNet
@@ -162,7 +163,7 @@ def calibrate(model: AnomalyNet, holdout: np.ndarray, device: torch.device) -> d
     score = f"max of the map inside a {margin}-px border" if margin else "max of the map"
     return {
         "image": float(np.quantile(scores_a, THRESHOLD_QUANTILE)),
-        "pixel": float(np.quantile(allpix, 0.999)),
+        "pixel": float(np.quantile(allpix, PIXEL_QUANTILE)),
         "method": f"{THRESHOLD_QUANTILE:.0%} quantile of image scores ({score}) on {len(scores_a)} held-out "
                   "good images; pixel: 99.9 % quantile of their map values",
         "holdout_scores": {"min": float(scores_a.min()), "mean": float(scores_a.mean()), "max": float(scores_a.max())},

@@ -37,6 +37,7 @@ ROWS_PER_IMAGE = 256  # candidate rows drawn per good image before the coreset
 # are tens of millions of pixels, whose sort took minutes; the maps are smooth (sigma >= 2 px).
 CV_PIXEL_STEP = 4
 THRESHOLD_QUANTILE = 0.99
+PIXEL_QUANTILE = 0.999  # a map's region threshold: this quantile of good images' map values
 
 
 def fit_model(config: TextureKnnConfig, images: np.ndarray, device: torch.device | str = "cpu",
