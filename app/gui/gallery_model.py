@@ -226,8 +226,8 @@ def _tooltip(item: QueueItem) -> str:
         lines.append(f"predicted: {item.predicted_class}{conf}")
     if item.label_class:
         lines.append(f"label: {item.label_class}")
-    if item.anomaly_score is not None:  # shown out of domain too, said so: an anomaly over threshold stands
-        lines.append(f"anomaly score: {item.anomaly_score:.3f}" + (" (out of domain)" if "anomaly" in outside else ""))
+    if item.anomaly_score is not None and "anomaly" not in outside:
+        lines.append(f"anomaly score: {item.anomaly_score:.3f}")
     if item.target_count is not None and "segmenter" not in outside:
         lines.append(f"targets: {item.target_count}")
     if item.error:

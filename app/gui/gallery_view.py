@@ -13,7 +13,6 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemD
 from app.gui.gallery_model import ITEM_ROLE, GalleryModel
 from app.gui.style import ANOMALY_COLOR, FLAG_COLOR, OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
 from app.gui.thumbnails import ThumbnailCache
-from app.services.flags import answer_stands
 from app.services.review_types import QueueItem
 
 TEXT_H = 18
@@ -93,8 +92,7 @@ class GalleryDelegate(QStyledItemDelegate):
         font.setBold(True)
         p.setFont(font)
         hot = item.anomaly_score is not None and item.anomaly_score >= self.anomaly_threshold
-        # those families' scores mean nothing here: say so instead (an anomaly over threshold stands)
-        outside = tuple(f for f in item.out_of_domain if not answer_stands(f, item.out_of_domain, hot))
+        outside = item.out_of_domain  # those families' scores mean nothing here: say so instead
         ood_top = bool(outside) and "classifier" not in outside  # the chip goes where the score or targets would
         if item.anomaly_score is not None and "anomaly" not in outside and not ood_top:
             self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",

@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.style import OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
-from app.services.flags import answer_stands
 from app.services.object_classes import LabelObject
 from app.services.review_types import ImageDetail, LabelState, RevisionInfo
 
@@ -193,12 +192,10 @@ class LabelPanel(QWidget):
             return
         # A model that calls the image unlike its training images has no answer worth showing:
         # "out of domain" stands where its class, target count or score would.
-        # An anomaly over its threshold stands out of domain too (flags.answer_stands), with a note.
-        outside = {f: _outside(p.in_domain.get(f)) for f in p.out_of_domain
-                   if not answer_stands(f, p.out_of_domain, p.anomalous)}
+        outside = {f: _outside(p.in_domain.get(f)) for f in p.out_of_domain}
         for family, label in (("classifier", self.pred_class), ("segmenter", self.pred_targets),
                               ("anomaly", self.pred_anomaly)):
-            label.setToolTip(OUTSIDE_TIP if family in p.out_of_domain else "")
+            label.setToolTip(OUTSIDE_TIP if family in outside else "")
         conf = f" ({p.confidence:.1%})" if p.confidence is not None else ""
         top = sorted(p.class_scores.items(), key=lambda kv: -kv[1])[:3]
         if "classifier" in outside:
@@ -217,8 +214,7 @@ class LabelPanel(QWidget):
         else:
             verdict = "anomalous" if p.anomalous else "normal"
             thr = f" (threshold {p.threshold:.3g})" if p.threshold is not None else ""
-            note = f" · {OUT_OF_DOMAIN_TEXT}" if "anomaly" in p.out_of_domain else ""
-            self.pred_anomaly.setText(f"<b>{p.anomaly_score:.3g}</b>{thr} → {verdict}{note}")
+            self.pred_anomaly.setText(f"<b>{p.anomaly_score:.3g}</b>{thr} → {verdict}")
             # The bar is half full at the threshold, full at twice the threshold.
             ratio = p.anomaly_score / (2 * p.threshold) if p.threshold else p.anomaly_score
             self.anomaly_bar.setValue(int(max(0.0, min(1.0, ratio)) * 1000))

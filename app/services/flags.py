@@ -9,9 +9,9 @@ its threshold), so even "all fine" images are ordered from most to least doubtfu
 An image a model's domain statistics call unlike its training images (``inference.domain``) gets
 ``out_of_domain`` instead of that model's other reasons: a "scratches 100 %" on an infrared sky
 frame is no defect to look for, it is an image the model cannot judge. Its severity grows with
-how far past the threshold the image lies. One exception (``answer_stands``): an anomaly score
-over its threshold keeps its ``anomaly`` reason beside ``out_of_domain``, since an image unlike
-every good image is what an anomaly model is there to catch (a badly broken bottle is both).
+how far past the threshold the image lies. The image stays flagged (its reason is
+``out_of_domain``), so a part a model cannot judge is still put in front of an inspector; and
+what the window hides, Accept does not take (``answer_stands``).
 
 Thresholds are per project (``FlagSettings``), stored in the database's project settings
 (``app.services.project_settings``) so every station and worker flags with the same values.
@@ -139,19 +139,18 @@ class Flags:
 
     def for_family(self, family: str) -> tuple[str, ...]:
         """The reasons ``family``'s own prediction row carries."""
-        own = tuple(r for r in self.reasons if r in FAMILY_REASONS.get(family, ()))
         if family in self.out_of_domain:
-            return (OUT_OF_DOMAIN,) + (own if answer_stands(family, self.out_of_domain, ANOMALY in own) else ())
-        return own
+            return (OUT_OF_DOMAIN,)
+        return tuple(r for r in self.reasons if r in FAMILY_REASONS.get(family, ()))
 
 
-def answer_stands(family: str, out_of_domain: Collection[str], anomalous: bool | None = None) -> bool:
-    """Whether ``family``'s answer on an image is shown and taken (by Accept): always when its model
-    calls the image in domain; out of domain only for an anomaly score over its threshold. A class or
-    a target count on an image unlike the model's training images is no finding, but an image unlike
-    every good image is exactly what an anomaly model exists to catch: a badly broken part must not
-    lose its anomaly finding to the domain check (it shows both)."""
-    return family not in out_of_domain or (family == "anomaly" and bool(anomalous))
+def answer_stands(family: str, out_of_domain: Collection[str]) -> bool:
+    """Whether ``family``'s answer on an image is shown and taken by Accept: only when its model calls
+    the image in domain. Tried and dropped (session 11): letting an anomaly over its threshold stand out
+    of domain, so a badly broken part keeps its finding — on a mixed folder it brought back "anomalous
+    0.9996" on infrared sky frames and steel through the tile model, the confident answers on foreign
+    images this flag exists to withhold; a broken part out of domain is flagged for review all the same."""
+    return family not in out_of_domain
 
 
 def out_of_domain_families(result: ImageResult) -> tuple[str, ...]:
@@ -179,7 +178,7 @@ def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
     if ood:
         reasons.append(OUT_OF_DOMAIN)
         priority += _domain_severity(result, ood)
-    if result.anomaly is not None:  # over its threshold, an anomaly stands even out of domain (answer_stands)
+    if result.anomaly is not None and answer_stands("anomaly", ood):
         thr = settings.anomaly_threshold if settings.anomaly_threshold is not None else result.anomaly.threshold
         if thr is not None and result.anomaly.score > thr:
             reasons.append(ANOMALY)

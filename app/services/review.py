@@ -365,10 +365,10 @@ class ReviewService:
     def _prediction_label(self, p: PredictionView, size: tuple[int, int] | None) -> LabelState:
         """The prediction as a label: class, mask, verdict and the heatmap's region over threshold;
         a family whose model calls the image out of domain gives nothing (the panel shows "out of
-        domain" there, and Accept takes what the panel shows), bar an anomaly over its threshold."""
+        domain" there, and Accept takes what the panel shows)."""
         verdict = region = None
         ood = p.out_of_domain
-        if p.anomaly_score is not None and answer_stands("anomaly", ood, p.anomalous):
+        if p.anomaly_score is not None and answer_stands("anomaly", ood):
             verdict = "anomalous" if p.anomalous else "normal"
             if p.anomalous and p.heatmap is not None:
                 heat = p.heatmap
