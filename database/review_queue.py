@@ -479,7 +479,9 @@ def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
         name = qq.class_name
         predicted = count(select(p.id).where(p.model_version_id == mv, p.folder_id == folder, p.predicted_class == name))
         other = or_(p.predicted_class.is_(None), p.predicted_class != name)
-        kept = [] if qq.include_missing else [Image.missing == false()]
+        # ("IS NOT TRUE": not a key of the folder's name indexes, so the planner starts from
+        # the labelled images' index, not from every image of the folder.)
+        kept = [] if qq.include_missing else [Image.missing.is_not(True)]
         labelled = count(select(Image.id).outerjoin(p, own)
                          .where(Image.folder_id == folder, Image.label_class == name, *kept, other))
         gone = count(select(Image.id).join(p, own).where(*missing, p.predicted_class.concat("") == name))
