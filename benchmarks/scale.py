@@ -248,8 +248,14 @@ def main() -> int:
         image_id = ids[k % len(ids)]
         state = LabelState(class_name="abc"[k % 3], review_state=("accepted", "rejected", "corrected")[k % 3])
         t = time.perf_counter()
-        svc.save_label(image_id, state, "benchmark")
-        queue.update_item(svc.item(image_id))  # as ReviewController._after_save + the counts
+        if hasattr(svc, "save"):  # as ReviewController._after_save: the row, then the counts' move
+            saved = svc.save(image_id, state, "benchmark")
+            queue.update_item(svc.item(image_id))
+            queue.apply_move(saved.moved)
+        else:  # before issue 22's moved counts: the row (counts moved from the gallery's copy), a recount
+            svc.save_label(image_id, state, "benchmark")
+            queue.update_item(svc.item(image_id))
+            queue.update_counts()
         app.processEvents()
         saves.append(time.perf_counter() - t)
     saves.sort()

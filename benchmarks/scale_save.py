@@ -34,6 +34,24 @@ def pct(values: list[float], q: float) -> float:
     return ordered[max(0, int(len(ordered) * q) - 1)] * 1000
 
 
+def open_kept(tmp: Path, url: str | None):
+    """The database, review service and folder a ``scale.py --keep tmp`` run left (None, said
+    why, when there is no such folder)."""
+    os.environ["INSPECTION_STATION_HOME"] = str(tmp / "home")
+    from app.services.artifacts import ArtifactStore
+    from app.services.review import ReviewService
+    from app.services.station import open_station
+
+    db = open_station(url or f"sqlite:///{(tmp / 'bench.sqlite').as_posix()}")
+    svc = ReviewService(db, artifacts=ArtifactStore(tmp / "artifacts"))
+    info = svc.folder_by_path(tmp / "images")
+    if info is None:
+        print(f"no indexed folder {tmp / 'images'}: run benchmarks/scale.py --keep {tmp} first")
+        db.close()
+        return None
+    return db, svc, info
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir", help="the --keep folder of a benchmarks/scale.py run")
@@ -42,21 +60,14 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--compare", action="store_true", help="before/after ADR 0034, alternating")
     args = ap.parse_args()
-    tmp = Path(args.dir)
-    os.environ["INSPECTION_STATION_HOME"] = str(tmp / "home")
     from sqlalchemy import event
 
-    from app.services.artifacts import ArtifactStore
-    from app.services.review import ReviewService
     from app.services.review_types import LabelState, QueueFilter
-    from app.services.station import open_station
 
-    db = open_station(args.url or f"sqlite:///{(tmp / 'bench.sqlite').as_posix()}")
-    svc = ReviewService(db, artifacts=ArtifactStore(tmp / "artifacts"))
-    info = svc.folder_by_path(tmp / "images")
-    if info is None:
-        print(f"no indexed folder {tmp / 'images'}: run benchmarks/scale.py --keep {tmp} first")
+    opened = open_kept(Path(args.dir), args.url)
+    if opened is None:
         return 1
+    db, svc, info = opened
     page = svc.queue_page(QueueFilter(folder_id=info.id), 5000)
     rng = random.Random(3)
     ids = [rng.choice(page.items).image_id for _ in range(args.saves)]

@@ -222,6 +222,23 @@ class LabelRevisionInfo:
     note: str | None
     trace: dict[str, str] | None = None  # serial/lot/station of the image when this revision was saved
     object_classes: list[dict[str, Any]] | None = None  # [{"x", "y", "class"}]; None: the image's class
+    # What this save did to the image's review state (a save or a revert; None for revisions read
+    # back). Not part of the revision: two DTOs of one revision are equal with or without it.
+    moved: StateMove | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StateMove:
+    """One save's move of its image between review states, read under the save's row lock (so
+    exact even with other stations saving): ``folder_id``'s per-state counts lose one
+    ``before`` and gain one ``after``. ``counted``: the image is not missing (the counts skip
+    missing images)."""
+
+    image_id: int
+    folder_id: int
+    before: ReviewState
+    after: ReviewState
+    counted: bool
 
 
 @dataclass(frozen=True, slots=True)

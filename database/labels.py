@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
-from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo
+from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
 from database.errors import ConflictError
 from database.images import chunks, label_keys_update, set_label_keys
 from database.models import Image, LabelRevision, Prediction, table_of, utcnow
@@ -67,20 +67,24 @@ def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str,
                 changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, trace=trace, **after)
 
 
-def _lock_image(s: Session, image_id: int) -> dict[str, str] | None:
+def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple[int, str, bool]]:
     """Lock the image row (on PostgreSQL: two saves of one image get consecutive numbers; read
-    the newest revision only after this) and return its trace."""
-    row = s.execute(select(_IMAGES.c.trace_serial, _IMAGES.c.trace_lot, _IMAGES.c.trace_station)
+    the newest revision only after this) and return its trace, and its folder, review state and
+    ``missing`` as they are before this save (the counts' move: ``StateMove``)."""
+    row = s.execute(select(_IMAGES.c.trace_serial, _IMAGES.c.trace_lot, _IMAGES.c.trace_station,
+                           _IMAGES.c.folder_id, _IMAGES.c.review_state, _IMAGES.c.missing)
                     .where(_IMAGES.c.id == image_id).with_for_update()).first()
     if row is None:
         raise ConflictError(f"image {image_id} does not exist.")
-    return trace_of(*row)
+    return trace_of(*row[:3]), (int(row[3]), str(row[4]), bool(row[5]))
 
 
-def _append(s: Session, image_id: int, trace: dict[str, str] | None, prev: Any, author: str,
-            label: dict[str, Any], state: ReviewState, from_prediction_id: int | None,
+def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tuple[int, str, bool]], prev: Any,
+            author: str, label: dict[str, Any], state: ReviewState, from_prediction_id: int | None,
             note: str | None) -> LabelRevisionInfo:
-    """Insert the revision after ``prev`` (read under ``_lock_image``) and set the image's keys."""
+    """Insert the revision after ``prev`` (read under ``_lock_image``, whose answer is
+    ``locked``) and set the image's keys."""
+    trace, (folder_id, before, missing) = locked
     if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
         raise ConflictError(f"prediction {from_prediction_id} does not exist.")
     values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace),
@@ -94,7 +98,8 @@ def _append(s: Session, image_id: int, trace: dict[str, str] | None, prev: Any, 
     else:
         new_id = cast(Any, s.execute(insert(_REVISIONS).values(values))).inserted_primary_key[0]
         s.execute(keys)
-    return revision_dto(SimpleNamespace(id=new_id, **values))
+    moved = StateMove(image_id, folder_id, ReviewState(before), state, not missing)
+    return revision_dto(SimpleNamespace(id=new_id, moved=moved, **values))
 
 
 def _resolve(change: LabelChange, prev: LabelRevision | None) -> dict[str, Any]:
@@ -140,9 +145,9 @@ class LabelRepository:
         """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state."""
         _check_change(change)
         with self.db.session(write=True) as s:
-            trace = _lock_image(s, image_id)
+            locked = _lock_image(s, image_id)
             prev = _latest(s, image_id)
-            return _append(s, image_id, trace, prev, author, _resolve(change, prev),
+            return _append(s, image_id, locked, prev, author, _resolve(change, prev),
                            ReviewState(change.review_state), change.from_prediction_id, change.note)
 
     def append_many(self, changes: Sequence[tuple[int, LabelChange, int]], author: str) -> int:
@@ -204,8 +209,8 @@ class LabelRepository:
                     raise ConflictError(f"image {image_id} has no label revision {to_revision}.")
                 label = {f: getattr(old, f) for f in LABEL_FIELDS}
                 state, pred = ReviewState(old.review_state), old.from_prediction_id
-            trace = _lock_image(s, image_id)
-            return _append(s, image_id, trace, _latest(s, image_id), author, label, state, pred,
+            locked = _lock_image(s, image_id)
+            return _append(s, image_id, locked, _latest(s, image_id), author, label, state, pred,
                            f"reverted to revision {to_revision}")
 
     def current(self, image_id: int) -> LabelRevisionInfo | None:

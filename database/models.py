@@ -97,6 +97,10 @@ class Image(Base):
         Index("ix_images_queue_flagged", "folder_id", "missing", "flagged", func.lower(text("rel_path")), "id"),
         Index("ix_images_trace_serial", "folder_id", func.lower(text("trace_serial"))),
         Index("ix_images_trace_lot", "folder_id", func.lower(text("trace_lot"))),
+        # The class filter's exact count (0010_folder_counts): the labelled images of a folder by
+        # their label's class (the few a person labelled, not every image).
+        Index("ix_images_label_class", "folder_id", "label_class",
+              sqlite_where=text("label_class IS NOT NULL"), postgresql_where=text("label_class IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -201,6 +205,10 @@ class Prediction(Base):
         # backward walk.
         Index("ix_predictions_queue_confidence", "model_version_id", "confidence", "name_key", "image_id"),
         # (ix_predictions_queue_anomaly and _targets: below the class, they name its columns)
+        # Exact counts of a folder's class and score-range filters read these alone (index-only
+        # range counts, 0010_folder_counts): one model version's predictions of one folder.
+        Index("ix_predictions_folder_class", "model_version_id", "folder_id", "predicted_class"),
+        Index("ix_predictions_folder_anomaly", "model_version_id", "folder_id", "anomaly_score"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -222,6 +230,9 @@ class Prediction(Base):
     # the queue's score orders break ties by name, and this lets one index walk give that order.
     name_key: Mapped[str | None] = mapped_column(String(4096).with_variant(String(4096, collation="C"),
                                                                            "postgresql"))
+    # The image's folder, copied when the row is inserted (an image never changes folder): a
+    # folder's class and score counts are then ranges of the prediction indexes above.
+    folder_id: Mapped[int | None]
 
 
 Index("ix_predictions_queue_anomaly", Prediction.model_version_id, Prediction.anomaly_score.desc(),

@@ -20,10 +20,12 @@ _COLUMNS = ("class_scores", "predicted_class", "confidence", "mask_png", "mask_r
 
 
 # A new row copies its image's name key (lower(rel_path), folded by the database as the queue's
-# name order folds it): the score orders' tie-break, read from the score indexes (0008_queue_keys).
+# name order folds it): the score orders' tie-break, read from the score indexes (0008_queue_keys);
+# and its image's folder: a folder's exact class and score counts (0010_folder_counts).
 _INSERT = table_of(Prediction).insert().values(
     image_id=bindparam("b_image_id"),
-    name_key=select(func.lower(Image.rel_path)).where(Image.id == bindparam("b_image_id")).scalar_subquery())
+    name_key=select(func.lower(Image.rel_path)).where(Image.id == bindparam("b_image_id")).scalar_subquery(),
+    folder_id=select(Image.folder_id).where(Image.id == bindparam("b_image_id")).scalar_subquery())
 
 
 def prediction_dto(row: Prediction) -> PredictionInfo:

@@ -36,6 +36,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -441,11 +442,64 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
     return QueuePage(rows, cursor)
 
 
+def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
+    """The exact count of a folder's class filter, or of its score-range filter, alone (no other
+    filter), as counts of index ranges (``0010_folder_counts``) instead of a join of every image
+    of the folder with its prediction; None for any other query (``queue_count`` joins).
+
+    - score range: the folder's predictions in the range (index-only), less those of its missing
+      images (found from the missing images, few);
+    - class: the folder's predictions of the class, plus the labelled images of the class whose
+      prediction says otherwise (the labelled few, by ``ix_images_label_class``), less the
+      missing images' predictions of the class.
+
+    The inner ``+ 0`` and ``|| ''`` keep each missing-image count on the missing images' index
+    (a planner free to start from the class's or the range's predictions would read them all)."""
+    scored = qq.score_min is not None or qq.score_max is not None
+    if (qq.folder_id is None or scored == (qq.class_name is not None) or qq.states or qq.flagged is not None
+            or qq.path_contains or qq.in_domain_below is not None or qq.within is not None):
+        return None
+    folder = qq.folder_id
+    mv = (qq.anomaly_id if scored else qq.classifier_id)
+    mv = mv if mv is not None else -1
+    p = aliased(Prediction, name="p")
+    own = and_(p.image_id == Image.id, p.model_version_id == mv)
+    missing = [Image.folder_id == folder, Image.missing == true()]
+
+    def count(stmt: Select[Any]) -> ColumnElement[int]:
+        return stmt.with_only_columns(func.count()).scalar_subquery()
+
+    if scored:
+        def in_range(score: SQLColumnExpression[Any]) -> list[ColumnElement[bool]]:
+            return ([score >= qq.score_min] if qq.score_min is not None else []) + \
+                   ([score <= qq.score_max] if qq.score_max is not None else [])
+        total = count(select(p.id).where(p.model_version_id == mv, p.folder_id == folder, *in_range(p.anomaly_score)))
+        gone = count(select(Image.id).join(p, own).where(*missing, *in_range(p.anomaly_score + 0)))
+    else:
+        name = qq.class_name
+        predicted = count(select(p.id).where(p.model_version_id == mv, p.folder_id == folder, p.predicted_class == name))
+        other = or_(p.predicted_class.is_(None), p.predicted_class != name)
+        # ("IS NOT TRUE": not a key of the folder's name indexes, so the planner starts from
+        # the labelled images' index, not from every image of the folder.)
+        kept = [] if qq.include_missing else [Image.missing.is_not(True)]
+        labelled = count(select(Image.id).outerjoin(p, own)
+                         .where(Image.folder_id == folder, Image.label_class == name, *kept, other))
+        gone = count(select(Image.id).join(p, own).where(*missing, p.predicted_class.concat("") == name))
+        total = predicted + labelled
+    return total if qq.include_missing else total - gone
+
+
 def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> int:
     """How many images the queue holds (an aggregate over the indexes; joins only what a
     filter reads). With ``at_most``, counting stops there (the answer is min(count, at_most)):
     a bound costs the rows up to it, where an exact count of a filter that reads the
-    predictions costs every row of the folder (ADR 0024)."""
+    predictions costs every row of the folder (ADR 0024); a folder's class or score-range
+    filter alone is counted exactly from index ranges (``_indexed_count``)."""
+    indexed = _indexed_count(qq) if at_most is None else None
+    if indexed is not None:
+        with db.session() as s:
+            _walks_only(s, db)
+            return int(s.scalar(select(indexed)) or 0)
     shape = _Shape(_narrowed(db, qq, counting=True))
     if at_most is not None:
         narrow = (shape.joins(select(Image.id).select_from(Image), every=False, order=False)

@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
         q.message.connect(self._say)
         q.failed.connect(self._warn)
         r.item_changed.connect(q.update_item)
-        r.counts_changed.connect(q.update_counts)
+        r.state_moved.connect(q.apply_move)
         r.image_loaded.connect(self.label_panel.show_detail)
         r.image_loaded.connect(lambda d: q.select(d.item.image_id))
         r.replayed.connect(q.select_alone)  # after undo/redo only the image it changed is selected

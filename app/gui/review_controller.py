@@ -25,7 +25,7 @@ from PySide6.QtGui import QUndoStack
 from app.gui.label_commands import LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
-from app.services.review_types import ImageDetail, LabelState
+from app.services.review_types import ImageDetail, LabelState, StateMove
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class ReviewController(QObject):
     image_loaded = Signal(object)      # ImageDetail
     label_changed = Signal(object)     # LabelState of the current image
     item_changed = Signal(object)      # QueueItem with fresh badges
-    counts_changed = Signal()
+    state_moved = Signal(object)       # StateMove of a save (the shown counts move by it), right after item_changed
     message = Signal(str)              # status bar
     save_failed = Signal(str)          # a reason to show prominently
     pending_changed = Signal(int)      # labels waiting for the database
@@ -323,7 +323,7 @@ class ReviewController(QObject):
 
     def _save(self, image_id: int, state: LabelState, changed: str) -> LabelState | None:
         try:
-            saved = self.service.save_label(image_id, state, changed)
+            saved = self.service.save(image_id, state, changed)
         except Exception as exc:  # noqa: BLE001 - a failed save is kept and retried; the reason is shown
             self._pending[image_id] = (state, changed)
             self._retry.start()
@@ -333,33 +333,36 @@ class ReviewController(QObject):
             return None
         self._pending.pop(image_id, None)
         self.pending_changed.emit(len(self._pending))
-        self._after_save(image_id)
-        return saved
+        self._after_save(image_id, saved.moved)
+        return saved.label
 
-    def _after_save(self, image_id: int) -> None:
+    def _after_save(self, image_id: int, moved: StateMove | None) -> None:
+        """The saved image's row, then the counts' move: both before control returns to the
+        event loop (the cell and the counts change together)."""
         try:
             item = self.service.item(image_id)
         except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
             log.warning("image %d re-read after save failed: %s", image_id, exc)
-            return
-        if self.detail is not None and self.detail.item.image_id == image_id:
-            self.detail = ImageDetail(item, self.detail.width, self.detail.height, self.detail.prediction,
-                                      self.detail.label)
-        self.item_changed.emit(item)
-        self.counts_changed.emit()
+            item = None
+        if item is not None:
+            if self.detail is not None and self.detail.item.image_id == image_id:
+                self.detail = ImageDetail(item, self.detail.width, self.detail.height, self.detail.prediction,
+                                          self.detail.label)
+            self.item_changed.emit(item)
+        self.state_moved.emit(moved)
 
     def flush_pending(self) -> bool:
         """Retry labels the database refused; True when nothing is left waiting."""
         for image_id, (state, changed) in list(self._pending.items()):
             try:
-                saved = self.service.save_label(image_id, state, changed)
+                saved = self.service.save(image_id, state, changed)
             except Exception as exc:  # noqa: BLE001 - kept pending for the next retry; logged
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
                 continue
             del self._pending[image_id]
             if self._shows(image_id):
-                self.label = saved
-            self._after_save(image_id)
+                self.label = saved.label
+            self._after_save(image_id, saved.moved)
             self.message.emit(f"Saved the label of image {image_id} that was waiting.")
         self.pending_changed.emit(len(self._pending))
         if not self._pending:

@@ -38,6 +38,8 @@ from app.services.review_types import (
     QueueItem,
     QueuePage,
     RevisionInfo,
+    Saved,
+    StateMove,
 )
 from database.labels import trace_of
 from inference import families
@@ -322,6 +324,11 @@ class ReviewService:
         """Store ``state`` as the image's newest revision (the whole label, never a diff).
 
         Object classes are stored canonical: one seed per classified object of the mask (ADR 0017)."""
+        return self.save(image_id, state, changed).label
+
+    def save(self, image_id: int, state: LabelState, changed: str = "") -> Saved:
+        """``save_label``, with the review-state move the save made (read under its lock: the
+        shown counts move by it at once, no recount of the folder)."""
         from database.dto import LabelChange
         from database.states import AnomalyVerdict, ReviewState
         objects = resolve(state.mask, state.objects)
@@ -337,7 +344,10 @@ class ReviewService:
             object_classes=as_json(objects),
         )
         rev = self.db.labels.append(image_id, change, self.settings.author)
-        return replace(state, revision=rev.revision, author=rev.author, note=rev.note, objects=objects)
+        m = rev.moved
+        moved = None if m is None else StateMove(m.image_id, m.folder_id, str(m.before.value), str(m.after.value),
+                                                 m.counted)
+        return Saved(replace(state, revision=rev.revision, author=rev.author, note=rev.note, objects=objects), moved)
 
     def accepted_label(self, detail: ImageDetail, current: LabelState,
                        size: tuple[int, int] | None = None) -> LabelState:

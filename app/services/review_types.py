@@ -148,6 +148,40 @@ def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 
 
 @dataclass(frozen=True)
+class StateMove:
+    """What one save did to the folder's per-state counts: one image left ``before`` for
+    ``after`` (read under the save's lock, so exact whatever the gallery's copy of the row
+    said). ``counted``: the image is one the counts include (not missing)."""
+
+    image_id: int
+    folder_id: int
+    before: str
+    after: str
+    counted: bool = True
+
+    def moves(self, folder_id: int | None) -> bool:
+        """Whether the counts of ``folder_id`` (None: every folder) change by this save."""
+        return self.counted and self.before != self.after and folder_id in (None, self.folder_id)
+
+    def applied(self, counts: dict[str, int], folder_id: int | None) -> dict[str, int]:
+        """``counts`` (of ``folder_id``'s review states) after this save."""
+        out = dict(counts)
+        if self.moves(folder_id):
+            out[self.before] = max(0, out.get(self.before, 0) - 1)
+            out[self.after] = out.get(self.after, 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A stored label (revision, author, note filled in) and the state move it made (None:
+    not known, e.g. a save of before this record existed)."""
+
+    label: LabelState
+    moved: StateMove | None = None
+
+
+@dataclass(frozen=True)
 class ImageDetail:
     item: QueueItem
     width: int | None

@@ -7,11 +7,12 @@ the count that sorting all rows in Python gives.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from database import Database
 from database.dto import FileEntry, LabelChange, PredictionIn
@@ -276,3 +277,35 @@ def test_score_range_by_name_agrees_with_a_straightforward_filter(db: Database, 
     # a model version without predictions: an empty range either way
     qq = QueueQuery(folder_id=folder_id, score_min=0.0, anomaly_id=None)
     assert queue_rows(db, qq) == [] and queue_count(db, qq) == 0
+
+
+def test_a_folders_class_and_score_counts_from_indexes_agree_with_a_straightforward_count(db: Database) -> None:
+    """The exact counts of a class or a score range alone are sums of index ranges (0010):
+    they must equal the Python count whatever the missing images, labels against predictions,
+    another folder's predictions of the same models, or a family without an active model."""
+    import database.review_queue as rq
+    from database.models import Image, Prediction
+    rng = random.Random(10)
+    folder_id, models, everything = _seed_rows(db, rng)
+    other = next(f.id for f in db.folders.list() if f.id != folder_id)
+    others = [r.image_id for r in queue_rows(db, QueueQuery(folder_id=other, include_missing=True))]
+    db.predictions.upsert_many([PredictionIn(i, models["classifier_id"], predicted_class="dent")
+                                for i in others] + [PredictionIn(i, models["anomaly_id"], anomaly_score=0.4)
+                                                    for i in others])
+    with db.session() as s:  # every prediction carries its image's folder (inserted or replaced)
+        pairs = s.execute(select(Prediction.folder_id, Image.folder_id).join(Image, Image.id == Prediction.image_id))
+        assert all(a == b for a, b in pairs)
+    assert any(r.missing for r in everything) and any(r.label_class for r in everything)
+    filters = [{"class_name": c} for c in (*CLASSES, "none-such")] + \
+              [{"score_min": 0.3, "score_max": 0.5}, {"score_min": 0.4}, {"score_max": 0.4}, {"score_min": 0.95}]
+    for flt in filters:
+        for extra in ({}, {"include_missing": True}, {"classifier_id": None, "anomaly_id": None}):
+            qq = QueueQuery(folder_id=folder_id, **{**models, **extra}, **flt)
+            assert rq._indexed_count(qq) is not None
+            if extra.get("anomaly_id", 1) is None:  # no active model: the rows have no prediction
+                rows = [dataclasses.replace(r, predicted_class=None, anomaly_score=None) for r in everything]
+            else:
+                rows = everything
+            assert queue_count(db, qq) == len(_reference(rows, qq)), (flt, extra)
+    # with another filter the join counts (no index range holds both)
+    assert rq._indexed_count(QueueQuery(folder_id=folder_id, class_name="dent", states=("unreviewed",))) is None

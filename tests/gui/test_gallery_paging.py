@@ -6,10 +6,12 @@ import pytest
 
 from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
-from app.gui.queue_controller import BOUND_PAGES, QueueController
+from app.gui.queue_controller import BOUND_PAGES, RECOUNT_MS, QueueController
 from app.gui.thumbnails import ThumbnailCache
 from app.services.review_types import QueueFilter
 from tests.gui.fixtures import make_folder
+
+RECOUNT_WAIT_MS = RECOUNT_MS + 5000  # the check after saves comes within RECOUNT_MS
 
 
 @pytest.fixture
@@ -54,18 +56,54 @@ def test_stepping_past_a_page_reads_the_next_one(qtbot, service, paged):
     assert seen == want[:10]
 
 
-def test_a_save_moves_the_counts_without_waiting_for_a_recount(qtbot, service, paged):
+def test_a_save_moves_the_counts_without_waiting_for_a_recount(qtbot, service, paged, monkeypatch):
+    """The counts change in the same turn as the row, by the save's own move, while every
+    recount is held back; the recount that follows agrees with them."""
+    import threading
+
     from app.services.review_types import LabelState
     info, model, view, queue = paged
     got = []
     queue.counts_changed.connect(got.append)
     queue.set_filter(QueueFilter(folder_id=info.id))
     qtbot.waitUntil(queue.counts_known, timeout=5000)  # they follow from a helper thread
-    first = queue.current_id()
-    service.save_label(first, LabelState(review_state="accepted"))
-    queue.update_item(service.item(first))
-    assert got[-1]["accepted"] == 1 and got[-1]["unreviewed"] == 39
-    assert model.item_at(model.row_of(first)).review_state == "accepted"
+    real, gate, asked = service.counts, threading.Event(), []
+
+    def held(folder_id=None):
+        asked.append(folder_id)
+        gate.wait(10)  # no recount finishes until the assertions below are done
+        return real(folder_id)
+    monkeypatch.setattr(service, "counts", held)
+    queue._recount.setInterval(0)  # the check is asked for at the first turn of the event loop
+    ids = [model.item_at(r).image_id for r in range(3)]
+    for image_id, state in zip(ids + ids[:1], ("accepted", "rejected", "corrected", "rejected")):
+        saved = service.save(image_id, LabelState(review_state=state))
+        queue.update_item(service.item(image_id))
+        queue.apply_move(saved.moved)  # as ReviewController._after_save: no event loop turn between
+        assert model.item_at(model.row_of(image_id)).review_state == state
+    assert got[-1] == {"unreviewed": 37, "accepted": 0, "corrected": 1, "rejected": 2}
+    qtbot.waitUntil(lambda: bool(asked), timeout=5000)  # the check was asked for, and is held
+    assert queue._counts == got[-1]
+    gate.set()
+    _delivered(queue)
+    assert queue._counts == real(info.id) == got[-1]
+
+
+def test_a_recount_wins_over_the_moved_counts_when_read_after_the_save(qtbot, service, paged, monkeypatch):
+    """Another station's save reaches this one's counts only by the recount: once it is read
+    after this station's saves, it is shown over the moved counts (they converge)."""
+    from app.services.review_types import LabelState
+    info, model, view, queue = paged
+    queue.set_filter(QueueFilter(folder_id=info.id))
+    qtbot.waitUntil(queue.counts_known, timeout=5000)
+    queue._recount.setInterval(50)  # the test waits for the check, not for its pace
+    mine, theirs = model.item_at(0).image_id, model.item_at(1).image_id
+    service.save_label(theirs, LabelState(review_state="rejected"))  # not through this station's queue
+    saved = service.save(mine, LabelState(review_state="accepted"))
+    queue.apply_move(saved.moved)
+    assert queue._counts["rejected"] == 0 and queue._counts["accepted"] == 1  # only its own move so far
+    qtbot.waitUntil(lambda: queue._counts.get("rejected") == 1, timeout=RECOUNT_WAIT_MS)
+    assert queue._counts == service.counts(info.id)
 
 
 def test_a_folder_change_counts_the_states_off_the_gui_thread_and_drops_stale_counts(qtbot, service, paged,
@@ -102,13 +140,17 @@ def test_counts_read_before_a_save_are_counted_again(qtbot, service, paged, monk
         gate.wait(5)  # the save commits while these counts are on their way
         return counts
     monkeypatch.setattr(service, "counts", before_the_save)
+    queue._recount.setInterval(50)
     queue.update_counts()
     first = queue.current_id()
-    service.save_label(first, LabelState(review_state="rejected"))
+    saved = service.save(first, LabelState(review_state="rejected"))
     queue.update_item(service.item(first))
+    queue.apply_move(saved.moved)
     monkeypatch.setattr(service, "counts", real)
     gate.set()
-    _delivered(queue)  # the stale answer: dropped, and counted again
+    _delivered(queue)  # the stale answer: dropped (the moved counts stay), and counted again
+    assert queue._counts["rejected"] == 1 and queue._counts["unreviewed"] == 39
+    qtbot.waitUntil(lambda: not queue._recount.isActive(), timeout=RECOUNT_WAIT_MS)
     _delivered(queue)
     assert queue._counts["rejected"] == 1 and queue._counts["unreviewed"] == 39
 

@@ -306,3 +306,30 @@ def test_the_folder_list_is_read_off_the_gui_thread(window, qtbot, service, monk
     qtbot.waitUntil(lambda: window.folders.list.count() == 1, timeout=5000)
     assert threads and threading.main_thread() not in threads
     assert window.folders.list.currentItem() is not None  # the open folder stays selected
+
+
+def test_a_save_moves_the_counts_line_and_the_state_buttons_with_the_row(window, qtbot, service, monkeypatch):
+    """Issue 22: a save changes the gallery row, the status bar's counts and the queue panel's
+    state buttons before control returns to the event loop, with every recount held back; the
+    recount that follows agrees."""
+    import threading
+    win = window
+    real, gate = service.counts, threading.Event()
+
+    def held(folder_id=None):
+        gate.wait(10)
+        return real(folder_id)
+    monkeypatch.setattr(service, "counts", held)
+    image_id = win.review.image_id
+    win.review.reject()  # no event loop turn from here to the assertions
+    row = win.gallery_model.row_of(image_id)
+    assert win.gallery_model.item_at(row).review_state == "rejected"
+    assert win.status.counts.property("counts") == {"unreviewed": 5, "accepted": 0, "corrected": 0, "rejected": 1}
+    assert win.queue_panel.state_buttons["rejected"].text() == "rejected 1"
+    assert win.queue_panel.state_buttons["unreviewed"].text() == "unreviewed 5"
+    gate.set()
+    win.queue._recount.setInterval(0)
+    qtbot.waitUntil(lambda: not win.queue._recount.isActive() and win.queue._tally.wait_idle(0.1), timeout=5000)
+    qtbot.wait(50)
+    assert win.status.counts.property("counts") == real(win.queue.filter.folder_id)
+    win.close()
