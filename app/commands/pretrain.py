@@ -1,4 +1,4 @@
-"""``python main.py pretrain --folder DIR``: a classifier backbone pretrained on unlabelled images.
+"""``python main.py pretrain --folder DIR [--family classifier|segmenter]``: a network pretrained on unlabelled images.
 
 A cancel (SIGTERM, as the GUI and job runners send, or Ctrl+C) is honoured between training
 steps: the resume state under OUT/training/ is saved, no model directory is written, and the
@@ -27,17 +27,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="model directory to write (default: FOLDER-pretrained beside the folder); "
                         "resume state under OUT/training/")
-    p.add_argument("--family", default="classifier", choices=("classifier",),
-                   help="whose backbone to pretrain (the classifier's MemoryMamba so far)")
-    p.add_argument("--preset", default="cpu", choices=families.family("classifier").presets,
+    p.add_argument("--family", default="classifier", choices=("classifier", "segmenter"),
+                   help="whose network to pretrain: the classifier's MemoryMamba backbone (contrastive views) or the "
+                        "segmenter's MiM-ISTD (masked-patch prediction) (default: classifier)")
+    p.add_argument("--preset", default="cpu",
+                   choices=sorted(set(families.family("classifier").presets) | set(families.family("segmenter").presets)),
                    help="model size; must match the later `train --preset` (default: cpu)")
-    p.add_argument("--img-size", type=int, default=None, help="input size (default: the preset's)")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="input size (classifier default: the preset's); segmenter: the side frames are resized to (256)")
     p.add_argument("--input-norm", default=None, choices=("fixed", "per_image"),
-                   help="input normalisation; must match the later training's (default: the preset's)")
+                   help="classifier: input normalisation; must match the later training's (default: the preset's)")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32, help="images per step; each brings two views (default 32)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per step (default: classifier 32, each bringing two views; segmenter 8)")
+    p.add_argument("--crop", type=int, default=128, help="segmenter: side of the crops cut from each frame (default 128)")
+    p.add_argument("--mask-ratio", type=float, default=0.5, help="segmenter: share of a crop's patches hidden (default 0.5)")
+    p.add_argument("--mask-patch", type=int, default=8, help="segmenter: side of a hidden square in pixels (default 8)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--temperature", type=float, default=0.2, help="InfoNCE temperature (default 0.2)")
+    p.add_argument("--temperature", type=float, default=0.2, help="classifier: InfoNCE temperature (default 0.2)")
     p.add_argument("--max-images", type=int, default=20_000, help="use at most this many images (default 20000)")
     p.add_argument("--max-file-mb", type=float, default=64.0, help="skip image files larger than this (default 64)")
     p.add_argument("--seed", type=int, default=0)
@@ -77,7 +84,7 @@ def _command_line(argv: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from app.commands.retrain import CANCELLED_EXIT, Events  # its progress lines, as the GUI reads them
     from inference.training.common import progress_listener
-    from inference.training.pretrain import PretrainCancelled, PretrainOptions, pretrain
+    from inference.training.pretrain import DEFAULT_BATCH, PretrainCancelled, PretrainOptions, pretrain
 
     folder = Path(args.folder).expanduser()
     paths, source = None, ""
@@ -94,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     opts = PretrainOptions(
         folder=folder, out=out, family=args.family, preset=args.preset, img_size=args.img_size,
-        input_norm=args.input_norm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        temperature=args.temperature, max_images=args.max_images, max_file_mb=args.max_file_mb, seed=args.seed,
+        input_norm=args.input_norm, epochs=args.epochs, batch_size=args.batch_size or DEFAULT_BATCH[args.family],
+        lr=args.lr, temperature=args.temperature, crop=args.crop, mask_ratio=args.mask_ratio, mask_patch=args.mask_patch, max_images=args.max_images, max_file_mb=args.max_file_mb, seed=args.seed,
         device=args.device, threads=args.threads, resume=args.resume, quiet=args.quiet or args.progress_json,
         command=_command_line(sys.argv[1:]), paths=paths, source=source,
     )
     try:
-        events.emit("stage", stage="pretrain", message=f"pretraining the {args.family} backbone on {folder}")
+        events.emit("stage", stage="pretrain", message=f"pretraining the {args.family} network on {folder}")
         with progress_listener(lambda task, d, t: events.progress("pretrain", task, d, t)), \
                 contextlib.redirect_stdout(sys.stderr if args.progress_json else sys.stdout):
             model_dir = pretrain(opts, should_stop=lambda: "signal" in stop)
@@ -114,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    events.emit("done", path=str(model_dir), message=f"pretrained backbone in {model_dir}")
+    events.emit("done", path=str(model_dir), message=f"pretrained {args.family} in {model_dir}")
     if not args.progress_json:
-        print(f"pretrained backbone written to {model_dir}\n"
-              f"use it: python main.py train classifier --data DATA --out MODEL --init {model_dir} --init-head new")
+        use = "--init-head new" if args.family == "classifier" else f"--preset {args.preset}"
+        print(f"pretrained {args.family} written to {model_dir}\n"
+              f"use it: python main.py train {args.family} --data DATA --out MODEL --init {model_dir} {use}")
     return 0

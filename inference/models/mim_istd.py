@@ -292,7 +292,9 @@ class MiMISTD(nn.Module):
             sent_maps.append(sent_map)
         return word_maps, sent_maps, stem_feature
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature map, (b, head width, H / word_px, W / word_px): what the 1x1 head reads
+        (station pretraining puts its own temporary output layer here)."""
         cfg = self.config
         H, W = x.shape[-2:]
         if H % cfg.stride or W % cfg.stride:
@@ -307,8 +309,16 @@ class MiMISTD(nn.Module):
             if s == 0:
                 skips.append(stem_feature)
             y = stage(y, torch.cat(skips, dim=1))
-        logits = self.head(y)
-        return F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+        return y
+
+    @property
+    def feature_dim(self) -> int:
+        """Channels of ``decode``'s map."""
+        return self.head.in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.decode(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -201,13 +201,16 @@ def train(opts: TrainOptions) -> Path:
     largest, max_fraction = size_limit(fit)
 
     model = MiMISTD(cfg).to(device)
+    init_record: dict[str, Any] | None = None
     if opts.init and not (opts.resume and (out / STATE).is_file()):
         from inference.checkpoints import load_model
 
         start = load_model(opts.init)
         if start.name != NAME or start.config != cfg:
             raise ValueError(f"{opts.init}: its model ({start.name}, {start.config}) is not the one asked for ({cfg})")
-        model.load_state_dict(start.model.state_dict())
+        model.load_state_dict(start.model.state_dict())  # every weight: a pretrained one (``pretrain``) has no extra layer
+        init_record = {"path": str(opts.init), "kind": start.card.get("kind", "trained segmenter"),
+                       **{k: start.card[k] for k in ("pretraining", "data", "commands", "command") if k in start.card}}
     optim = _optimizer(model, opts)
     steps_per_epoch = max(1, math.ceil(len(fit) / opts.batch_size))
     total = steps_per_epoch * opts.epochs
@@ -237,6 +240,7 @@ def train(opts: TrainOptions) -> Path:
         "max_target_fraction_rule": f"{LARGE_COMPONENT_FACTOR:g} x the largest fit-frame target's share of its frame; "
                                     "larger predicted components are dropped from the mask",
         "training": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("data", "out", "quiet", "command")},
+        **({"init_model": init_record} if init_record else {}),
         "command": opts.command or " ".join(shlex.quote(a) for a in sys.argv),
     }
     step = start_epoch * steps_per_epoch
