@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+# A card's "kind" for a self-supervised start point (``main.py pretrain``): weights for ``train --init``,
+# never a model to run or activate (its head was never trained).
+PRETRAINED_KIND = "pretrained_backbone"
+
 MAX_JSON_BYTES = 1 << 20  # config.json / card.json: a few KiB in practice
 MAX_HEADER_BYTES = 100 << 20  # safetensors JSON header
 MAX_SEQUENCE = 16  # entries of a list in a config (stage depths, widths per stage, means)

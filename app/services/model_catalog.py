@@ -20,7 +20,13 @@ from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, vers
 from database.dto import ModelVersionInfo
 from inference import families
 from inference.bundled import DEFAULT_MODEL, bundled_models
-from inference.model_limits import MAX_JSON_BYTES, ModelLimitError, check_config_values, read_safetensors_header
+from inference.model_limits import (
+    MAX_JSON_BYTES,
+    PRETRAINED_KIND,
+    ModelLimitError,
+    check_config_values,
+    read_safetensors_header,
+)
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -158,6 +164,9 @@ def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
     card = _read_object(directory / "card.json")
     if card.get("family", family) != family:
         raise ModelCatalogError(f"{directory / 'card.json'} describes a {card['family']} model, not a {family} model")
+    if card.get("kind") == PRETRAINED_KIND:
+        raise ModelCatalogError(f"{directory} is a pretrained backbone (a start point for `python main.py train "
+                                f"{family} --init {directory}`), not a trained model: its head was never trained")
     parts = card.get("parts") or {}
     if not isinstance(parts, dict):
         raise ModelCatalogError(f"{directory / 'card.json'}: 'parts' must map names to sub-directories")

@@ -47,6 +47,7 @@ from torch import nn
 from inference.checkpoints import save_model
 from inference.classifier_predict import resize_to_model_input
 from inference.imageio import ImageReadError, is_image_file, read_image
+from inference.model_limits import PRETRAINED_KIND
 from inference.models.memory_mamba import MemoryMamba, preset
 from inference.models.mim_istd import NAME as SEGMENTER_NAME
 from inference.models.mim_istd import MiMISTD
@@ -66,7 +67,7 @@ from inference.training.pretrain_views import ViewConfig, random_view
 
 log = logging.getLogger(__name__)
 STATE_FILE = "pretrain_state.pt"
-KIND = "pretrained_backbone"
+KIND = PRETRAINED_KIND
 OBJECTIVE = "contrastive views (SimCLR InfoNCE / NT-Xent) on the pooled backbone features through a projection MLP"
 SEGMENTER_OBJECTIVE = ("masked-patch prediction (SimMIM-style L1 on the hidden pixels' standardised intensity) "
                        "through a temporary pixel layer on the decoder's last feature map")

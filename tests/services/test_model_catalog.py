@@ -147,6 +147,15 @@ def test_add_directory_refuses_a_broken_directory_naming_the_problem(db, tmp_pat
     assert len(db.model_versions.list()) == before
 
 
+def test_a_pretrained_backbone_is_refused_as_a_model_to_run(db, tmp_path: Path) -> None:
+    """``main.py pretrain`` writes an ordinary model directory whose head was never trained: a start point
+    for ``train --init``, never a version to register or activate."""
+    for family, arch in (("classifier", "memory_mamba"), ("segmenter", "mim_istd")):
+        d = make_model_dir(tmp_path / family, family, arch, card={"family": family, "kind": "pretrained_backbone"})
+        with pytest.raises(ModelCatalogError, match=f"pretrained backbone .*train {family} --init"):
+            ModelCatalog(db).add_directory(family, d)
+
+
 def test_add_directory_refuses_no_folder_and_unknown_family(db, tmp_path: Path) -> None:
     with pytest.raises(ModelCatalogError, match="no such folder"):
         ModelCatalog(db).add_directory("classifier", tmp_path / "nope")
