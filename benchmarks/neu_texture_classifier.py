@@ -28,17 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.services.json_files import write_json_atomic  # noqa: E402
-from benchmarks.tile_classifier import cached, predictors  # noqa: E402
+from benchmarks.tile_classifier import feature_matrices, head_training, predictors  # noqa: E402
 from inference.training.classifier_head import (  # noqa: E402
     FEATURE_KINDS,
     candidate_c,
     candidate_features,
     split_items,
-    texture_matrix,
     write_texture_linear,
 )
 from inference.training.groups import assign_groups, group_folds  # noqa: E402
-from inference.training.simple_answers import FOLDS, best_name, cross_validated, thumbnails  # noqa: E402
+from inference.training.simple_answers import FOLDS, best_name, cross_validated  # noqa: E402
 
 SETS = tuple(FEATURE_KINDS)  # texture, defect, bank, defect_bank: cheapest first
 
@@ -54,9 +53,7 @@ def main() -> int:
     paths, y, classes = split_items(args.data, "train")
     names = [p.name for p in paths]
     t0 = time.monotonic()
-    features = {"thumbnail": cached(args.cache, "thumbnail", lambda: thumbnails(paths))}
-    for feature_set in SETS:
-        features[feature_set] = cached(args.cache, feature_set, lambda fs=feature_set: texture_matrix(paths, fs))
+    features = feature_matrices(paths, SETS, args.cache)
     feature_seconds = time.monotonic() - t0
     groups, rule = assign_groups(names, [classes[i] for i in y], "auto")
     folds = group_folds(y, groups, FOLDS, 0)
@@ -74,11 +71,9 @@ def main() -> int:
             "family": "classifier", "task": "NEU hot-rolled steel surface defects (6 classes)",
             "data": {"train_images": len(y), "source": "neu_cls/train",
                      "train_counts": {k: int(n) for k, n in zip(classes, np.bincount(y, minlength=len(classes)))}},
-            "training": {"initialisation": f"none: a linear layer on the {feature_set} features (inference.texture_features)",
-                         "head": {"kind": "class-balanced logistic regression on standardised features", "C": c,
-                                  "features": f"{features[feature_set].shape[1]} {feature_set} features of the gray image",
-                                  "selected_by": f"{FOLDS}-fold cross-validation stratified by class (NEU names carry no "
-                                                 f"capture group: rule {rule}) over {'/'.join(SETS)} x C"}},
+            "training": head_training(feature_set, c, features[feature_set].shape[1],
+                                      f"{FOLDS}-fold cross-validation stratified by class (NEU names carry no "
+                                      f"capture group: rule {rule}) over {'/'.join(SETS)} x C"),
             "command": "PYTHONPATH=. python benchmarks/neu_texture_classifier.py --data neu_cls --out "
                        "resources/models/classifier-neu-texture",
             "metrics": {"cv": {**cv[chosen].as_dict(), "folds": FOLDS, "groups": rule}},

@@ -73,6 +73,21 @@ def cached(cache: Path | None, name: str, make: Callable[[], np.ndarray]) -> np.
     return arr
 
 
+def feature_matrices(paths: list[Path], sets: tuple[str, ...], cache: Path | None) -> dict[str, np.ndarray]:
+    """12 x 12 thumbnails and each feature set of ``sets`` for every image (from ``cache`` when there)."""
+    features = {"thumbnail": cached(cache, "thumbnail", lambda: thumbnails(paths))}
+    for feature_set in sets:
+        features[feature_set] = cached(cache, feature_set, lambda fs=feature_set: texture_matrix(paths, fs))
+    return features
+
+
+def head_training(feature_set: str, c: float, n_features: int, selected_by: str) -> dict:
+    """The card's ``training`` section of a texture_linear model (no network: a fitted linear layer)."""
+    return {"initialisation": f"none: a linear layer on the {feature_set} features (inference.texture_features)",
+            "head": {"kind": "class-balanced logistic regression on standardised features", "C": c,
+                     "features": f"{n_features} {feature_set} features of the gray image", "selected_by": selected_by}}
+
+
 def predictors(features: dict[str, np.ndarray], y: np.ndarray, k: int, sets: tuple[str, ...] = SETS) -> dict[str, Predict]:
     """name -> predict(train_idx, test_idx) for every simple answer and candidate (``sets``: their features)."""
     out: dict[str, Predict] = {}
@@ -170,9 +185,7 @@ def main() -> int:
         return 0
     names = [p.name for p in paths]
     t0 = time.monotonic()
-    features = {"thumbnail": cached(args.cache, "thumbnail", lambda: thumbnails(paths))}
-    for feature_set in SETS:
-        features[feature_set] = cached(args.cache, feature_set, lambda fs=feature_set: texture_matrix(paths, fs))
+    features = feature_matrices(paths, SETS, args.cache)
     feature_seconds = time.monotonic() - t0
     predict = predictors(features, y, len(classes))
     sessions, rule = assign_groups(names, [classes[i] for i in y], "prefix")
@@ -207,11 +220,9 @@ def main() -> int:
         card = {
             "family": "classifier", "task": "magnetic-tile surface defects (6 classes)",
             "data": {"train_images": len(y), "train_counts": report["counts"], "source": "magnetic_tile/train"},
-            "training": {"initialisation": f"none: a linear layer on the {feature_set} features (inference.texture_features)",
-                         "head": {"kind": "class-balanced logistic regression on standardised features", "C": c,
-                                  "features": f"{features[feature_set].shape[1]} {feature_set} features of the gray image",
-                                  "selected_by": f"{FOLDS}-fold cross-validation grouped by capture session "
-                                                 "(file-name prefix) over texture/defect x C"}},
+            "training": head_training(feature_set, c, features[feature_set].shape[1],
+                                      f"{FOLDS}-fold cross-validation grouped by capture session "
+                                      "(file-name prefix) over texture/defect x C"),
             "command": "PYTHONPATH=. python benchmarks/tile_classifier.py --data magnetic_tile --out "
                        "resources/models/classifier-magnetic_tile",
             "metrics": {"cv": {**cv["session"][chosen].as_dict(), "folds": FOLDS, "groups": "session (prefix)"},
