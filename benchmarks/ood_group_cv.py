@@ -57,13 +57,17 @@ def _specs(data: Path) -> dict[str, dict[str, Any]]:
             for name, (fam, root, names) in fits.items()}
 
 
-def _rules() -> dict[str, Callable[..., Any]]:
+def _rules(family: str = "") -> dict[str, Callable[..., Any]]:
+    """The threshold rules, each reading the descriptor features the family names (ADR 0038)."""
     from inference.domain import fit_domain
+    from inference.domain_fit import family_descriptor_features
 
+    names = family_descriptor_features(family)
     return {
-        "mixed q0.99": lambda x, g: fit_domain({"descriptor": x}, quantile=0.99, parts=PARTS),
-        "grouped q0.99": lambda x, g: fit_domain({"descriptor": x}, quantile=0.99, groups=g, parts=PARTS),
-        "group-CV q (shipped)": lambda x, g: fit_domain({"descriptor": x}, groups=g, parts=PARTS),
+        "mixed q0.99": lambda x, g: fit_domain({"descriptor": x}, quantile=0.99, parts=PARTS, descriptor_features=names),
+        "grouped q0.99": lambda x, g: fit_domain({"descriptor": x}, quantile=0.99, groups=g, parts=PARTS,
+                                                 descriptor_features=names),
+        "group-CV q (shipped)": lambda x, g: fit_domain({"descriptor": x}, groups=g, parts=PARTS, descriptor_features=names),
     }
 
 
@@ -74,12 +78,14 @@ def _flag(stats: Any, x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(x: np.ndarray, groups: list[str] | None, changed: dict[str, tuple[np.ndarray, np.ndarray]],
-             bottle: np.ndarray | None, seeds: list[int]) -> dict[str, Any]:
-    """Per rule: full-fit threshold and q, and per outer seed the held-out own rate and choosing detection."""
+             bottle: np.ndarray | None, seeds: list[int],
+             rules: dict[str, Callable[..., Any]] | None = None) -> dict[str, Any]:
+    """Per rule (default ``_rules()``): full-fit threshold and q, and per outer seed the held-out own
+    rate and choosing detection."""
     from inference.domain import fold_of
 
     out: dict[str, Any] = {}
-    for name, rule in _rules().items():
+    for name, rule in (rules if rules is not None else _rules()).items():
         full = rule(x, groups)
         row: dict[str, Any] = {"threshold": round(full.threshold, 4), "quantile": full.quantile,
                                "inner_own_rates": {f"{q:g}": round(r, 4) for q, r in full.own_rates.items()},
@@ -151,7 +157,7 @@ def main() -> int:
             bottle = None if name == "anomaly-bottle" else _descriptors(engine, spec["family"], bottle_paths)
         groups, rule = path_groups(paths, spec["root"])
         row = {"images": len(paths), "group_rule": rule, "groups": len(set(groups)) if groups else 0,
-               "rules": evaluate(x, groups, changed, bottle, seeds)}
+               "rules": evaluate(x, groups, changed, bottle, seeds, _rules(spec["family"]))}
         row["seconds"] = round(time.perf_counter() - t0, 1)
         report["models"][name] = row
         print(f"\n{name}: {len(paths)} training images, folds by {rule} ({row['groups']} groups), {row['seconds']} s")

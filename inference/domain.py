@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from .image_descriptor import FEATURES as DESCRIPTOR_FEATURES
 from .model_limits import ModelLimitError, read_json_bounded, read_safetensors_header
 
 DOMAIN_WEIGHTS = "domain.safetensors"
@@ -144,6 +145,10 @@ class DomainStats:
     scales: Mapping[str, float] = field(default_factory=dict)  # part -> divisor of its distance (1 if absent)
     descriptor: str = ""           # inference.image_descriptor.DESCRIPTOR_VERSION of the descriptor part
     own_rates: Mapping[float, float] = field(default_factory=dict)  # quantile -> its group-CV own-image rate
+    # The descriptor features (inference.image_descriptor.FEATURES names) the descriptor parts read,
+    # in descriptor order; empty: all of them (every file before ADR 0038). A family describes its
+    # domain by some of them (inference.families.Family.domain_descriptor_features).
+    descriptor_features: tuple[str, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -162,6 +167,8 @@ class DomainStats:
         missing = [f for f in self.features if f not in feats]
         if missing:
             raise DomainError(f"features missing for: {', '.join(missing)}")
+        if self.descriptor_features and "descriptor" in feats:
+            feats["descriptor"] = select_descriptor(feats["descriptor"], self.descriptor_features)
         return {p: g.distances(feats[PARTS[p][0]]) / float(self.scales.get(p, 1.0)) for p, g in self.parts.items()}
 
     def distances(self, features: Features | np.ndarray) -> np.ndarray:
@@ -181,6 +188,22 @@ def in_domain_score(distances: np.ndarray, threshold: float) -> np.ndarray:
 def is_out_of_domain(score: float | None) -> bool:
     """True for a stored in-domain score below the threshold's; None (no statistics) is never out."""
     return score is not None and score < OUT_OF_DOMAIN_BELOW
+
+
+def descriptor_columns(names: Sequence[str]) -> np.ndarray:
+    """Column indices of the named descriptor features (``inference.image_descriptor.FEATURES``);
+    DomainError for a name the descriptor does not have or a repeated one."""
+    unknown = [n for n in names if n not in DESCRIPTOR_FEATURES]
+    if unknown or len(set(names)) != len(names) or not names:
+        raise DomainError(f"descriptor features must be distinct names of {', '.join(DESCRIPTOR_FEATURES)}; "
+                          f"got {', '.join(map(str, names))[:200] or 'none'}")
+    return np.array([DESCRIPTOR_FEATURES.index(n) for n in names], np.int64)
+
+
+def select_descriptor(x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The named columns of full (n, DESCRIPTOR_DIM) descriptors (all of them when ``names`` is empty)."""
+    a = _as_matrix(x, len(DESCRIPTOR_FEATURES))
+    return a if not names else a[:, descriptor_columns(names)]
 
 
 def _features(features: Features | np.ndarray) -> dict[str, np.ndarray]:
@@ -345,15 +368,21 @@ def own_rates(features: Features | np.ndarray, quantiles: Sequence[float] = THRE
 def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
                components: int = DEFAULT_COMPONENTS, folds: int = DEFAULT_FOLDS, seed: int = 0,
                embedding: str = "", groups: Sequence[str] | None = None, descriptor: str = "",
-               parts: Sequence[str] | None = None) -> DomainStats:
+               parts: Sequence[str] | None = None, descriptor_features: Sequence[str] = ()) -> DomainStats:
     """Statistics of the training images' features ((n, d) per kind of feature; an array alone is
     the embedding), one fitted description per part (default: every part whose feature is given),
     and a threshold chosen on these training images only (ADR 0036): a quantile of their
     out-of-fold distances (folds of whole ``groups`` and mixed folds, the larger), the quantile
     ``quantile`` when given, else the smallest of ``THRESHOLD_QUANTILES`` whose group
     cross-validated own-image rate (``own_rates``) is at most ``OWN_RATE_TARGET`` (the largest
-    when none is)."""
+    when none is). ``descriptor_features``: the descriptor features the description reads (names of
+    ``inference.image_descriptor.FEATURES``, given full descriptors; empty: all; ADR 0038)."""
     feats, chosen = _checked(features, parts)
+    names: tuple[str, ...] = ()
+    if descriptor_features and "descriptor" in feats:
+        descriptor_columns(tuple(descriptor_features))  # checked: known and distinct
+        names = tuple(n for n in DESCRIPTOR_FEATURES if n in set(descriptor_features))  # descriptor order
+        feats["descriptor"] = select_descriptor(feats["descriptor"], names)
     sizes = {v.shape[0] for v in feats.values()}
     if len(sizes) != 1:
         raise DomainError(f"the features describe different numbers of images: {sorted(sizes)}")
@@ -373,7 +402,7 @@ def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
     fitted = {p: fit_part(p, feats[PARTS[p][0]], components) for p in PARTS if p in chosen}
     uses_descriptor = any(PARTS[p][0] == "descriptor" for p in fitted)
     return DomainStats(fitted, float(thresholds[pick]), candidates[pick], int(n), embedding,
-                       scales, descriptor if uses_descriptor else "", rates)
+                       scales, descriptor if uses_descriptor else "", rates, names)
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -401,6 +430,8 @@ def save_domain(directory: str | Path, stats: DomainStats, extra: dict[str, Any]
             "own_rates_group_cv": {f"{q:g}": round(r, 5) for q, r in stats.own_rates.items()},
             "score": "distance = max over parts of (part distance / part scale); "
                      "in_domain = 0.5 ** (distance / threshold); out of domain below 0.5"}
+    if stats.descriptor_features:  # absent: every descriptor feature (files before ADR 0038)
+        meta["descriptor_features"] = list(stats.descriptor_features)
     meta.update(extra or {})
     (d / DOMAIN_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
@@ -474,6 +505,7 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
     if not isinstance(meta, dict) or meta.get("format") not in (1, DOMAIN_FORMAT):
         raise DomainError(f"{d / DOMAIN_JSON}: not domain statistics of format 1 or {DOMAIN_FORMAT}")
     layout = _part_layout(meta)
+    chosen = _descriptor_features(meta, d)
     want = _expected_arrays(layout)
     if set(header) != set(want) or any(header[n].shape != s or header[n].dtype != "F32" for n, s in want.items()):
         got = {n: (e.dtype, e.shape) for n, e in header.items()}
@@ -491,6 +523,10 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
     if not all(np.isfinite(a).all() for a in arrays.values()):
         raise DomainError(f"{d / DOMAIN_WEIGHTS}: holds non-finite values")
     parts = {p: _part(p, v, arrays) for p, v in layout.items()}
+    for p, g in parts.items():
+        if chosen and PARTS[p][0] == "descriptor" and g.dim != len(chosen):
+            raise DomainError(f"{d / DOMAIN_JSON}: part {p} reads {g.dim} descriptor features, "
+                              f"not the {len(chosen)} it names")
     scales = {p: _positive(v, "scale", 1e12, f"{DOMAIN_JSON} part {p}") for p, v in layout.items()}
     quantile = meta.get("quantile")
     images = meta.get("images")
@@ -499,7 +535,21 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
         {p: parts[p] for p in PARTS if p in parts}, _positive(meta, "threshold", 1e12),
         float(quantile) if isinstance(quantile, (int, float)) else math.nan,
         int(images) if isinstance(images, int) else 0,
-        str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor, _rates(meta))
+        str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor, _rates(meta), chosen)
+
+
+def _descriptor_features(meta: dict[str, Any], d: Path) -> tuple[str, ...]:
+    """``descriptor_features`` of the JSON (ADR 0038; absent in older files: all features)."""
+    raw = meta.get("descriptor_features")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw) or len(raw) > MAX_DIM:
+        raise DomainError(f"{d / DOMAIN_JSON}: descriptor_features must be a list of feature names")
+    try:
+        descriptor_columns(raw)
+    except DomainError as exc:
+        raise DomainError(f"{d / DOMAIN_JSON}: {exc}") from None
+    return tuple(raw)
 
 
 def _rates(meta: dict[str, Any]) -> dict[float, float]:
@@ -519,4 +569,4 @@ def _rates(meta: dict[str, Any]) -> dict[float, float]:
 __all__ = ["DomainStats", "Gaussian", "Range", "DomainError", "ModelLimitError", "fit_domain", "fit_gaussian",
            "fit_range", "fold_of", "fold_fits", "own_rates", "THRESHOLD_QUANTILES", "OWN_RATE_TARGET", "out_of_fold_distances", "out_of_fold_part_distances", "load_domain",
            "save_domain", "has_domain", "in_domain_score", "is_out_of_domain", "OUT_OF_DOMAIN_BELOW", "PARTS",
-           "FEATURE_KINDS"]
+           "FEATURE_KINDS", "descriptor_columns", "select_descriptor"]

@@ -26,6 +26,7 @@ from .domain import (
     fit_domain,
     save_domain,
 )
+from .families import family as family_entry
 from .image_descriptor import DESCRIPTOR_VERSION
 from .imageio import is_image_file
 
@@ -111,6 +112,15 @@ def rate_note(stats: DomainStats) -> str:
             + (f"; {rate:.1%} of held-out groups' own images beyond it in group cross-validation" if rate is not None else ""))
 
 
+def family_descriptor_features(family: str) -> tuple[str, ...]:
+    """The descriptor features a family's domain statistics read (the catalogue's
+    ``domain_descriptor_features``; empty: all; an unknown family: all)."""
+    try:
+        return family_entry(family).domain_descriptor_features
+    except KeyError:
+        return ()
+
+
 def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
     if len(paths) <= limit:
         return list(paths)
@@ -127,7 +137,8 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
     embedding and the image descriptor, or the ``parts`` asked for), fit the statistics
     (threshold out-of-fold on these images only; with ``grouping``, folds keep its capture
     groups or scenes whole, and the quantile is chosen by group cross-validation unless
-    ``quantile`` is given: ``inference.domain.fit_domain``, ADR 0036) and write
+    ``quantile`` is given: ``inference.domain.fit_domain``, ADR 0036), reading the descriptor
+    features the model's family names (``inference.families``, ADR 0038), and write
     ``domain.safetensors`` + ``domain.json`` beside it."""
     from .engine import InspectionEngine  # torch: imported only by those who fit
 
@@ -146,7 +157,8 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
     groups, rule = grouping(paths) if grouping is not None else (None, "none")
     stats = fit_domain(feats, quantile=quantile, components=components, folds=folds, seed=seed, groups=groups,
                        embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}"
-                       if "embedding" in parts else "", descriptor=DESCRIPTOR_VERSION, parts=parts)
+                       if "embedding" in parts else "", descriptor=DESCRIPTOR_VERSION, parts=parts,
+                       descriptor_features=family_descriptor_features(family))
     save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed, "fold_groups": rule,
                            "fold_group_count": len(set(groups)) if groups is not None else 0,
                            "subsampled_from": len(images) if len(images) > len(paths) else None})

@@ -43,6 +43,10 @@ class Family:
     trainer_scored: str | None = None    # card metrics split already scored on the held-out labels
     fitted_only: tuple[str, ...] = ()    # architectures the retrain command fits but the trainer cannot start from
     profile_keys: tuple[str, ...] = ()   # card keys a speed profile may set (inference.profiles)
+    # The image-descriptor features (inference.image_descriptor.FEATURES names) its domain statistics
+    # read; empty: all of them. The anomaly family reads only what a camera, product or sensor
+    # changes, never what a defect changes (ADR 0038).
+    domain_descriptor_features: tuple[str, ...] = ()
 
 
 _CATALOGUE: dict[str, Family] = {}
@@ -204,4 +208,8 @@ register_family(Family(
     half_tolerance=0.01,   # anomaly map, fraction of its range
     auto_epochs={"scratch": 25},
     trainer_scored="test",  # the MVTec test split is the export's held-out part
+    # What a camera, product or sensor changes (file size and channels, colour, the grey median),
+    # never what a defect changes: chosen by benchmarks/ood_anomaly_select.py on training images
+    # and synthetic changes of them (benchmarks/results/ood-4.md, ADR 0038).
+    domain_descriptor_features=("log_long_side", "log_short_side", "file_channels", "colour_spread", "grey_q50"),
 ))
