@@ -18,7 +18,7 @@ from inference.domain import (
 )
 from inference.domain_fit import DEFAULT_PARTS, family_descriptor_features
 from inference.families import families, family
-from inference.image_descriptor import DESCRIPTOR_DIM, DESCRIPTOR_VERSION, FEATURES, describe, describe_images
+from inference.image_descriptor import DESCRIPTOR_DIM, DESCRIPTOR_VERSION, FEATURES, describe_images
 
 ANOMALY = family_descriptor_features("anomaly")
 
@@ -118,6 +118,18 @@ def test_damaged_feature_names_are_refused(tmp_path) -> None:
         fit_domain({"descriptor": describe_images([_good(i) for i in range(20)])}, descriptor_features=("nope",))
 
 
-def test_describe_is_unchanged_by_the_selection() -> None:
-    # The descriptor itself (and its version) is the same for every family; only the columns read differ.
-    assert describe(_good(0)).shape == (DESCRIPTOR_DIM,)
+@pytest.mark.parametrize("name", ["classifier-neu", "segmenter-sirst", "classifier-magnetic_tile",
+                                  "anomaly-magnetic_tile", "anomaly-bottle"])
+def test_bundled_models_read_their_familys_features(name: str) -> None:
+    from pathlib import Path
+
+    from inference.checkpoints import read_json
+
+    d = Path(__file__).resolve().parents[2] / "resources" / "models" / name
+    if not (d / DOMAIN_JSON).is_file():
+        pytest.skip(f"{name} is not bundled in this checkout")
+    stats = load_domain(d, DESCRIPTOR_VERSION)
+    assert stats is not None
+    wanted = family_descriptor_features(str(read_json(d / "config.json")["family"]))
+    assert stats.descriptor_features == wanted  # classifier and segmenter: () = all 31, as before
+    assert stats.parts["descriptor_range"].dim == (len(wanted) or DESCRIPTOR_DIM)
