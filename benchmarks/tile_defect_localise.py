@@ -21,6 +21,11 @@ then scored from the same out-of-fold pixel maps and image logits:
   tile, so this is the pixel head's own figure, the same for every rule: a check, not a choice.
 
 One JSON line per (grouping, rule). The test split is never read.
+
+``--candidates S,A,B,C,D`` (brief K, benchmarks/results/tile-pixel.md) scores term sets instead of
+the shipped one: each candidate's term planes are remade from the cached images under the same
+session folds (``tile_defect_fit.with_terms``; the kNN planes are kept), then the same heads and
+rules; one JSON line per (candidate, grouping, rule).
 """
 from __future__ import annotations
 
@@ -87,6 +92,17 @@ def planes_for(args: argparse.Namespace, cfg: Any) -> Any:
     return p
 
 
+SHIPPED_TERMS = ("dark", "bright", "rows", "edge")
+# brief K's candidates, listed in benchmarks/results/tile-pixel.md before any run: overrides of the preset
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "S": {"local_terms": SHIPPED_TERMS},
+    "A": {"local_terms": SHIPPED_TERMS + ("cols",)},
+    "B": {"local_terms": SHIPPED_TERMS + ("level",)},
+    "C": {"local_terms": SHIPPED_TERMS + ("cols", "level")},
+    "D": {"local_terms": SHIPPED_TERMS + ("cols", "level"), "col_means": True},
+}
+
+
 def rules(args: argparse.Namespace) -> list[tuple[str, float, float]]:
     weights = [float(w) for w in args.weights.split(",")]
     out = [("sum", w, 0.0) for w in weights] + [("veto", w, 0.0) for w in weights]
@@ -102,34 +118,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gates", default="0", help="gate values of the 'gate' rule (comma list)")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--group-by", default="prefix")
+    p.add_argument("--candidates", help="comma list of CANDIDATES ids: term sets to score (brief K)")
     p.add_argument("--json", help="append one line per result here")
     args = p.parse_args(argv)
+
+    import dataclasses
 
     import torch
 
     from benchmarks.tile_anomaly_cv import emit
     from inference.models.tile_defect import PRESETS, combined_map
     from inference.training.groups import name_group_function
-    from inference.training.tile_defect_fit import figures, fold_groupings, image_rows, out_of_fold_heads
+    from inference.training.tile_defect_fit import figures, fold_groupings, image_rows, out_of_fold_heads, with_terms
 
     torch.set_num_threads(1)
-    cfg = PRESETS[args.preset]
-    t0 = time.monotonic()
-    planes = planes_for(args, cfg)
-    good_knn = planes.knn[~planes.labels]
-    stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
-    rows = image_rows(cfg, planes, stats)
-    print(f"out-of-fold planes and image rows: {time.monotonic() - t0:.0f} s", flush=True)
+    base_cfg = PRESETS[args.preset]
+    cached = planes_for(args, base_cfg)
     group = name_group_function(args.group_by)
-    for gname, (groups, k) in fold_groupings(planes, group, args.group_by, args.folds).items():
-        pix, logits = out_of_fold_heads(cfg, planes, rows, groups, k, stats)
-        for mode, w, gate in rules(args):
-            maps = combined_map(pix, logits[:, None, None], w, mode, gate)
-            res = figures(planes, pix, logits, w, mode, gate)
-            emit({"grouping": gname, "folds": k, "offset": mode, "weight": w, "gate": gate,
-                  "pixel_auroc": res["pixel_auroc"], "image_auroc": res["image_auroc"],
-                  "pixel_auroc_by_type": res["pixel_auroc_by_type"]}
-                 | localisation(maps, planes.labels, planes.masks), args.json)
+    good_knn = cached.knn[~cached.labels]
+    stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
+    for cand in args.candidates.split(",") if args.candidates else [None]:
+        t0 = time.monotonic()
+        cfg = dataclasses.replace(base_cfg, **CANDIDATES[cand]) if cand else base_cfg
+        planes = with_terms(cfg, cached, group, args.folds) if cand else cached
+        if cand == "S" and planes.z.shape == cached.z.shape:  # the remade shipped planes must be the cached ones
+            print(f"S: remade term planes vs cached: max |diff| {float(np.abs(planes.z - cached.z).max()):.2e}")
+        rows = image_rows(cfg, planes, stats)
+        print(f"{cand or args.preset}: {cfg.n_terms} terms, pixel_dim {cfg.pixel_dim}; out-of-fold planes and "
+              f"image rows: {time.monotonic() - t0:.0f} s", flush=True)
+        for gname, (groups, k) in fold_groupings(planes, group, args.group_by, args.folds).items():
+            pix, logits = out_of_fold_heads(cfg, planes, rows, groups, k, stats)
+            for mode, w, gate in rules(args):
+                maps = combined_map(pix, logits[:, None, None], w, mode, gate)
+                res = figures(planes, pix, logits, w, mode, gate)
+                emit(({"candidate": cand} if cand else {})
+                     | {"grouping": gname, "folds": k, "offset": mode, "weight": w, "gate": gate,
+                        "pixel_auroc": res["pixel_auroc"], "image_auroc": res["image_auroc"],
+                        "pixel_auroc_by_type": res["pixel_auroc_by_type"]}
+                     | localisation(maps, planes.labels, planes.masks), args.json)
     return 0
 
 

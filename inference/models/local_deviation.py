@@ -11,7 +11,14 @@ here compares a pixel with the tile's own robust background, not with other tile
   Gaussians at scale ``s`` (``G(s) - G(4 s)``): spots, blowholes, the dark ridge of a crack;
 - ``rows``: each row's median deviation from the tile's median row (after the column medians are
   removed): a band of other brightness across the tile (``uneven``), spread over the whole row;
-- ``edge_s``: gradient magnitude at scale ``s`` of the de-striped image (fray and break outlines).
+- ``edge_s``: gradient magnitude at scale ``s`` of the de-striped image (fray and break outlines);
+- ``cols`` (brief K): the column twin of ``rows``, on the image *without* the column medians
+  removed (they would take a vertical band with them): each column's median, smoothed along x at
+  ``COL_SMOOTH`` px (finer than a band, coarser than the grinding striation), its absolute
+  deviation from the profile's median, spread down the column;
+- ``level_S`` (brief K): a coarse brightness deviation, ``|G(S) * z - median(G(S) * z)|`` at the
+  ``level_sigmas`` S (16, 32 px of a 256 px tile), also without the column medians removed: a
+  band of other brightness in any orientation, against the tile's own median.
 
 Every term is then standardised *per position* by statistics of the same term on defect-free
 training tiles (mean and spread on a coarse ``grid`` x ``grid`` grid, stretched to the input):
@@ -28,7 +35,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-TERMS = ("dark", "bright", "rows", "edge")
+TERMS = ("dark", "bright", "rows", "edge", "cols", "level")
+COL_SMOOTH = 8.0  # px: the ``cols`` profile's smoothing along x
 MAD_SCALE = 1.4826  # MAD -> standard deviation for a normal distribution
 MIN_SPREAD = 1e-3
 
@@ -48,23 +56,29 @@ def robust_standardise(img: np.ndarray, destripe: bool) -> np.ndarray:
     return z
 
 
-def term_names(sigmas: Sequence[float], terms: Sequence[str]) -> list[str]:
+def term_names(sigmas: Sequence[float], terms: Sequence[str], level_sigmas: Sequence[float] = ()) -> list[str]:
     """Names of the raw term planes ``raw_terms`` returns, in order."""
     out = []
     for t in terms:
-        if t == "rows":
-            out.append("rows")
+        if t in ("rows", "cols"):
+            out.append(t)
+        elif t == "level":
+            out.extend(f"level_{s:g}" for s in level_sigmas)
         else:
             out.extend(f"{t}_{s:g}" for s in sigmas)
     return out
 
 
-def raw_terms(img: np.ndarray, sigmas: Sequence[float], terms: Sequence[str], destripe: bool = True) -> np.ndarray:
+def raw_terms(img: np.ndarray, sigmas: Sequence[float], terms: Sequence[str], destripe: bool = True,
+              level_sigmas: Sequence[float] = ()) -> np.ndarray:
     """One (h, w) image in [0, 1] -> (n_terms, h, w) float32 raw term planes (see the module docstring)."""
     unknown = set(terms) - set(TERMS)
     if unknown:
         raise ValueError(f"unknown local terms {sorted(unknown)}; choose from {', '.join(TERMS)}")
+    if "level" in terms and not level_sigmas:
+        raise ValueError("the 'level' term needs level_sigmas")
     z = robust_standardise(img, destripe)
+    flat = robust_standardise(img, False) if {"cols", "level"} & set(terms) else z  # column medians kept
     planes: list[np.ndarray] = []
     dogs = {s: _blur(z, s) - _blur(z, 4 * s) for s in sigmas} if {"dark", "bright"} & set(terms) else {}
     for t in terms:
@@ -77,6 +91,16 @@ def raw_terms(img: np.ndarray, sigmas: Sequence[float], terms: Sequence[str], de
             prof = np.median(zr, axis=1)
             dev = np.abs(prof - np.median(prof)).astype(np.float32)
             planes.append(np.repeat(dev[:, None], z.shape[1], axis=1))
+        elif t == "cols":
+            prof = np.median(flat, axis=0).astype(np.float32)[None]
+            kx = cv2.getGaussianKernel(2 * int(3 * COL_SMOOTH) + 1, COL_SMOOTH)
+            prof = cv2.sepFilter2D(prof, cv2.CV_32F, kx, np.ones((1, 1)), borderType=cv2.BORDER_REFLECT_101)[0]
+            dev = np.abs(prof - np.median(prof)).astype(np.float32)
+            planes.append(np.repeat(dev[None, :], z.shape[0], axis=0))
+        elif t == "level":
+            for s in level_sigmas:
+                g = _blur(flat, s)
+                planes.append(np.abs(g - np.median(g)))
         elif t == "edge":
             for s in sigmas:
                 g = _blur(z, s)

@@ -75,11 +75,13 @@ def combined_map(pix: np.ndarray, logit: Any, weight: float, mode: str, gate: fl
 class TileDefectConfig(TextureKnnConfig):
     smoothing_sigma: float = 12.0  # the kNN map's blur (texture_knn preset "tile")
     local_sigmas: tuple = (1.0, 2.0, 4.0, 8.0)
-    local_terms: tuple = TERMS
+    local_terms: tuple = ("dark", "bright", "rows", "edge")  # of TERMS; "cols", "level": brief K
+    level_sigmas: tuple = (16.0, 32.0)  # px of the image: the "level" term's scales
     destripe: bool = True
     grid: int = 16  # cells per side of the per-position term statistics
     map_size: int = 128  # side of the term planes and of the heads' map
     context_sigmas: tuple = (6.0, 16.0)  # blurs of the pixel head's context features (map_size pixels)
+    col_means: bool = False  # the pixel head also gets each base plane's column means (beside the row means)
     topk: float = 0.005  # fraction of the map averaged for the image head's map features
     image_margin: int = 16  # border (map_size pixels) left out of those top-k means
     map_image_weight: float = 2.0
@@ -94,6 +96,8 @@ class TileDefectConfig(TextureKnnConfig):
         super().__post_init__()
         if set(self.local_terms) - set(TERMS) or not self.local_terms:
             raise ValueError(f"local_terms must be a non-empty subset of {TERMS}, got {self.local_terms}")
+        if "level" in self.local_terms and not self.level_sigmas:
+            raise ValueError("the 'level' local term needs level_sigmas")
         if not 0 < self.map_size <= self.image_size or not 0 < self.grid <= self.map_size:
             raise ValueError(f"need 0 < grid <= map_size <= image_size, got {self.grid}, {self.map_size}")
         if self.map_offset not in MAP_OFFSETS:
@@ -103,12 +107,12 @@ class TileDefectConfig(TextureKnnConfig):
 
     @property
     def n_terms(self) -> int:
-        return len(term_names(self.local_sigmas, self.local_terms))
+        return len(term_names(self.local_sigmas, self.local_terms, self.level_sigmas))
 
     @property
     def pixel_dim(self) -> int:
         base = self.n_terms + 1
-        return base * (2 + len(self.context_sigmas)) + N_POSITION
+        return base * (2 + len(self.context_sigmas) + int(self.col_means)) + N_POSITION
 
     @property
     def image_dim(self) -> int:
@@ -139,6 +143,8 @@ def pixel_features(z: np.ndarray, knn_z: np.ndarray, cfg: TileDefectConfig) -> n
     s = base.shape[-1]
     planes = [base] + [np.stack([_blur(p, sig) for p in base]) for sig in cfg.context_sigmas]
     planes.append(np.repeat(base.mean(axis=2, keepdims=True), s, axis=2))
+    if cfg.col_means:
+        planes.append(np.repeat(base.mean(axis=1, keepdims=True), s, axis=1))
     y = np.abs(np.linspace(-1.0, 1.0, s, dtype=np.float32))[:, None] * np.ones((1, s), np.float32)
     planes.append(np.stack([y, y.T, y * y, (y * y).T]))
     return np.concatenate(planes)
@@ -191,7 +197,7 @@ class TileDefect(TextureKnn):
         """One [0, 1] image (s, s) -> raw terms at map_size (t, m, m), and their per-cell sums of
         values and squares at ``grid`` (t, g, g) each (what the position statistics are made of)."""
         cfg = self.config
-        raw = raw_terms(img, cfg.local_sigmas, cfg.local_terms, cfg.destripe)
+        raw = raw_terms(img, cfg.local_sigmas, cfg.local_terms, cfg.destripe, cfg.level_sigmas)
         return coarse(raw, cfg.map_size), coarse(raw, cfg.grid), coarse(raw * raw, cfg.grid)
 
     def knn_small(self, maps: np.ndarray) -> np.ndarray:

@@ -70,6 +70,38 @@ class Planes:
     types: list[str]
 
 
+def _fold_rows(good_groups: Sequence[str], defect_groups: Sequence[str], folds: Sequence[Sequence[int]]
+               ) -> list[tuple[np.ndarray, list[int]]]:
+    """Per fold: (the good tiles it is fitted on, the rows it maps: its held good tiles, then the
+    defects of its groups, indexed in the good-first image order)."""
+    n_good = len(good_groups)
+    out = []
+    for held in folds:
+        names = {good_groups[i] for i in held}
+        rows = list(held) + [n_good + j for j, g in enumerate(defect_groups) if g in names]
+        out.append((np.setdiff1d(np.arange(n_good), held), rows))
+    return out
+
+
+def fold_term_planes(probe: TileDefect, images: np.ndarray, fold_rows: Sequence[tuple[np.ndarray, list[int]]]
+                     ) -> np.ndarray:
+    """(n, t, m, m): each image's local terms standardised per position by the statistics of the
+    good tiles its fold is fitted on (``_fold_rows``)."""
+    cfg = probe.config
+    n, m = len(images), cfg.map_size
+    small = np.zeros((n, cfg.n_terms, m, m), np.float32)
+    s1 = np.zeros((n, cfg.n_terms, cfg.grid, cfg.grid), np.float32)
+    s2 = np.zeros_like(s1)
+    for i, img in enumerate(images):
+        small[i], s1[i], s2[i] = probe.coarse_terms(img)
+    z = np.zeros_like(small)
+    for fit, rows in fold_rows:
+        mean, std = position_stats(s1[fit].sum(0), s2[fit].sum(0), len(fit))
+        for r in rows:
+            z[r] = standardised(small[r], mean, std)
+    return z
+
+
 def out_of_fold(cfg: TileDefectConfig, good_names: Sequence[str], good: np.ndarray, defect_names: Sequence[str],
                 defects: np.ndarray, defect_types: Sequence[str], defect_masks: Sequence[np.ndarray | None],
                 group: Callable[[str], str], n_folds: int, device: torch.device | str = "cpu", seed: int = 0,
@@ -84,26 +116,17 @@ def out_of_fold(cfg: TileDefectConfig, good_names: Sequence[str], good: np.ndarr
         log(f"{len(defect_names) - len(held_d)} defect image(s) in no fold's group: left out")
     images = np.concatenate([good[:, 0], defects[held_d, 0]]) if held_d else good[:, 0]
     n, m = len(images), cfg.map_size
-    small = np.zeros((n, cfg.n_terms, m, m), np.float32)
-    s1 = np.zeros((n, cfg.n_terms, cfg.grid, cfg.grid), np.float32)
-    s2 = np.zeros_like(s1)
-    for i, img in enumerate(images):
-        small[i], s1[i], s2[i] = probe.coarse_terms(img)
-    z = np.zeros_like(small)
     knn = np.zeros((n, m, m), np.float32)
-    dgroups = [group(defect_names[i]) for i in held_d]
-    for k, held in enumerate(folds):
-        names = {gg[i] for i in held}
-        fit = np.setdiff1d(np.arange(len(good)), held)
-        rows = list(held) + [len(good) + j for j, g in enumerate(dgroups) if g in names]
+    fold_rows = _fold_rows(gg, [group(defect_names[i]) for i in held_d], folds)
+    for k, (fit, rows) in enumerate(fold_rows):
         model = fit_model(knn_config(cfg), good[fit], device, seed, quiet=True)
-        maps, _ = score_images(model, np.concatenate([good[held], defects[[held_d[r - len(good)] for r in rows[len(held):]]]]), device)
+        held = folds[k]
+        maps, _ = score_images(model, np.concatenate([good[held], defects[[held_d[r - len(good)] for r in rows[len(held):]]]]),
+                               device)
         knn[rows] = probe.knn_small(maps)
-        mean, std = position_stats(s1[fit].sum(0), s2[fit].sum(0), len(fit))
-        for r in rows:
-            z[r] = standardised(small[r], mean, std)
-        log(f"fold {k + 1}/{len(folds)} (groups {', '.join(sorted(names))}): bank and statistics without them; "
-            f"{len(rows)} images mapped")
+        log(f"fold {k + 1}/{len(folds)} (groups {', '.join(sorted({gg[i] for i in held}))}): bank and statistics "
+            f"without them; {len(rows)} images mapped")
+    z = fold_term_planes(probe, images, fold_rows)
     masks: list[np.ndarray | None] = [np.zeros((m, m), bool)] * len(good)
     for i in held_d:
         mk = defect_masks[i]
@@ -111,6 +134,16 @@ def out_of_fold(cfg: TileDefectConfig, good_names: Sequence[str], good: np.ndarr
     return Planes(images, z, knn, np.r_[np.zeros(len(good), bool), np.ones(len(held_d), bool)], masks,
                   list(good_names) + [defect_names[i] for i in held_d],
                   ["good"] * len(good) + [defect_types[i] for i in held_d])
+
+
+def with_terms(cfg: TileDefectConfig, p: Planes, group: Callable[[str], str], n_folds: int) -> Planes:
+    """``p`` with its term planes remade for ``cfg``'s local terms from its images, under the same
+    folds as ``out_of_fold`` made them (the kNN planes are kept): to compare term sets without
+    redoing the kNN banks."""
+    n_good = int((~p.labels).sum())
+    gg = [group(x) for x in p.names[:n_good]]
+    rows = _fold_rows(gg, [group(x) for x in p.names[n_good:]], balanced_folds(gg, n_folds))
+    return dataclasses.replace(p, z=fold_term_planes(TileDefect(cfg), p.images, rows))
 
 
 def image_rows(cfg: TileDefectConfig, p: Planes, knn_stats: tuple[float, float]) -> np.ndarray:

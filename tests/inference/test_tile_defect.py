@@ -55,6 +55,59 @@ def test_a_band_lights_the_rows_term():
     assert raw_terms(band, (1.0,), ("rows",))[0][:16].mean() > 3 * raw_terms(img, (1.0,), ("rows",))[0][:16].mean()
 
 
+BAND_TERMS = ("rows", "cols", "level")
+
+
+def test_band_terms_shape_and_exposure():
+    img = _tiles(1, np.random.default_rng(3), s=64)[0, 0]
+    a = raw_terms(img, (1.0,), BAND_TERMS, level_sigmas=(4.0, 8.0))
+    assert a.shape == (len(term_names((1.0,), BAND_TERMS, (4.0, 8.0))), 64, 64) == (4, 64, 64)
+    assert term_names((1.0,), BAND_TERMS, (4.0, 8.0)) == ["rows", "cols", "level_4", "level_8"]
+    assert np.allclose(a, raw_terms(img * 1.3 + 0.05, (1.0,), BAND_TERMS, level_sigmas=(4.0, 8.0)), atol=1e-3)
+    assert np.allclose(a[1], a[1][:1])  # a column profile: the same down every column
+    with pytest.raises(ValueError, match="level_sigmas"):
+        raw_terms(img, (1.0,), ("level",))
+
+
+def test_a_vertical_band_lights_cols_and_level_where_rows_is_blind():
+    """A vertical band of other brightness (``uneven``) is removed with the column medians the
+    other terms are computed after; ``cols`` and ``level`` keep the column medians and see it."""
+    img = _tiles(1, np.random.default_rng(1), s=64)[0, 0]
+    band = img.copy()
+    band[:, :16] *= 0.6
+
+    def terms(x):
+        return raw_terms(x, (1.0,), BAND_TERMS, level_sigmas=(4.0,))
+
+    plain, banded = terms(img), terms(band)
+    for t in (1, 2):  # cols, level_4: inside the band, well above the plain tile and above the rest of the tile
+        assert banded[t][:, 2:14].mean() > 3 * plain[t][:, 2:14].mean()
+        assert banded[t][:, 2:14].mean() > 3 * banded[t][:, 30:].mean()
+    assert banded[0].mean() < 2 * plain[0].mean() + 0.05  # rows does not see a vertical band
+    across = band.T.copy()  # the same band across the tile: rows and level see it
+    assert terms(across)[0][2:14].mean() > 3 * plain[0][2:14].mean()
+    assert terms(across)[2][2:14].mean() > 3 * plain[2][2:14].mean()
+
+
+def test_band_terms_are_standardised_per_position_by_good_tiles():
+    """Out-of-fold statistics of good tiles centre the new terms on good tiles and leave a band high."""
+    from inference.models.tile_defect import TileDefect
+    from inference.training.tile_defect_fit import fold_term_planes
+
+    cfg = TileDefectConfig(**{**PRESETS["test_tiny"].__dict__, "local_terms": BAND_TERMS, "level_sigmas": (4.0,)})
+    rng = np.random.default_rng(4)
+    good = _tiles(40, rng)[:, 0]
+    band = _tiles(1, rng)[0, 0]
+    band[:, :8] *= 0.5
+    images = np.concatenate([good, band[None]])
+    z = fold_term_planes(TileDefect(cfg), images, [(np.arange(40), list(range(41)))])
+    assert z.shape == (41, cfg.n_terms, cfg.map_size, cfg.map_size) and cfg.n_terms == 3
+    assert abs(float(z[:40].mean())) < 0.1 and 0.6 < float(z[:40].std()) < 1.4
+    m = cfg.map_size
+    assert z[40, 1, :, : m // 4 - 1].mean() > 3.0 and z[40, 2, :, : m // 4 - 1].mean() > 3.0  # cols, level
+    assert z[40, 1, :, : m // 4 - 1].mean() > z[:40, 1, :, : m // 4 - 1].max(axis=(1, 2)).max()
+
+
 def test_position_statistics_standardise_good_planes():
     rng = np.random.default_rng(2)
     planes = rng.normal(3.0, 2.0, (50, 1, 16, 16)).astype(np.float32)
@@ -68,6 +121,13 @@ def test_config_checks_and_feature_sizes():
     z = np.zeros((cfg.n_terms, cfg.map_size, cfg.map_size), np.float32)
     assert pixel_features(z, z[0], cfg).shape == (cfg.pixel_dim, cfg.map_size, cfg.map_size)
     assert top_mean(np.arange(16.0).reshape(1, 4, 4), 0.25, 0)[0] == pytest.approx(13.5)
+    wide = TileDefectConfig(**{**cfg.__dict__, "local_terms": ("dark", "cols", "level"), "col_means": True})
+    zw = np.random.default_rng(0).normal(size=(wide.n_terms, wide.map_size, wide.map_size)).astype(np.float32)
+    f = pixel_features(zw, zw[0], wide)
+    assert wide.n_terms == 2 + 1 + 2 and f.shape == (wide.pixel_dim, wide.map_size, wide.map_size)
+    base = wide.n_terms + 1
+    cols = f[base * (2 + len(wide.context_sigmas)) + base - 1]  # the kNN plane's column means
+    assert np.allclose(cols, zw[0].mean(axis=0, keepdims=True))
     with pytest.raises(ValueError):
         TileDefectConfig(local_terms=("dark", "colour"))
     with pytest.raises(ValueError):
