@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offsets", default="sum", help="how the image logit enters the map: sum, veto (comma list)")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--group-by", default="prefix")
+    p.add_argument("--cache", help="an .npz that keeps the out-of-fold planes between runs (tile_defect_localise.py's)")
     p.add_argument("--only", help="score under this grouping only (e.g. series)")
     p.add_argument("--json", help="append one line per result here")
     args = p.parse_args(argv)
@@ -37,20 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks.tile_anomaly_cv import emit
+    from benchmarks.tile_defect_localise import planes_for
     from inference.models.tile_defect import PRESETS
-    from inference.training.anomaly_data import load_images, scan_category
     from inference.training.groups import name_group_function
-    from inference.training.texture_knn_fit import load_validation
-    from inference.training.tile_defect_fit import figures, fold_groupings, image_rows, out_of_fold, out_of_fold_heads
+    from inference.training.tile_defect_fit import figures, fold_groupings, image_rows, out_of_fold_heads
 
     torch.set_num_threads(1)
     cfg = PRESETS[args.preset]
-    tree = scan_category(args.data, need_train=True)
     t0 = time.monotonic()
-    good, kept, _ = load_images(list(tree.train_good), cfg.image_size, cfg.in_channels)
-    names, defects, types, masks = load_validation(tree.root, cfg, log=lambda _m: None)
     group = name_group_function(args.group_by)
-    planes = out_of_fold(cfg, [q.name for q in kept], good, names, defects, types, masks, group, args.folds)
+    planes = planes_for(args, cfg)  # the out-of-fold planes, shared with tile_defect_localise.py (--cache)
     good_knn = planes.knn[~planes.labels]
     stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
     rows = image_rows(cfg, planes, stats)
