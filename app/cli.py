@@ -59,11 +59,20 @@ def _then_fit_domain(train: Callable[[argparse.Namespace], int]) -> Callable[[ar
     return run
 
 
+def _threads(value: str) -> int | str:
+    from inference.device import parse_threads
+
+    try:
+        return parse_threads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _model_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch/numba threads for the models (default 1: the models' small operations lose "
-                        "far more to thread barriers on a busy machine than they gain; decoding and "
-                        "storing use the other cores; ADR 0025)")
+    p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
+                   help="torch/numba threads for the models (default auto: before each batch, as many as "
+                        "the machine's other work leaves idle, at least 1; on a busy machine the models' "
+                        "small operations lose far more to thread barriers than they gain; ADR 0025, 0040)")
 
 
 def build_parser() -> argparse.ArgumentParser:

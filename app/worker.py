@@ -37,6 +37,7 @@ from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.errors import DatabaseError
 from database.jobs import new_worker_id
 from inference.checkpoints import CheckpointError
+from inference.device import AUTO_THREADS, ThreadGovernor, set_threads
 from inference.engine import InspectionEngine
 from inference.results import ImageResult
 
@@ -56,6 +57,9 @@ class WorkerOptions:
     stale_after_s: float = 60.0
     poll_s: float = 1.0
     max_side: Mapping[str, int] | None = None
+    # Model threads: None leaves the process's setting; "auto" re-chooses before each batch from how
+    # busy the machine's other work is (inference.device.ThreadGovernor, ADR 0040).
+    threads: int | str | None = None
 
 
 @dataclass
@@ -65,6 +69,7 @@ class WorkerStats:
     failed: int = 0
     skipped: int = 0
     per_family: dict[str, int] = field(default_factory=dict)
+    batches_by_threads: dict[int, int] = field(default_factory=dict)  # "auto": the count each batch ran on
 
 
 def mask_png(mask: np.ndarray) -> bytes:
@@ -147,6 +152,9 @@ class Worker:
         self._heartbeat = _Heartbeat(db, self.id, self.options.heartbeat_s)
         self._last_recovery = 0.0
         self._flags = FlagSettings()  # the project's thresholds as last read (see _flag_settings)
+        self._governor = ThreadGovernor() if self.options.threads == AUTO_THREADS else None
+        if isinstance(self.options.threads, int):
+            set_threads(self.options.threads)
 
     # -- life cycle ----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -180,6 +188,9 @@ class Worker:
                 if not self._stop.is_set() and not (until is not None and until()):
                     pending = self._claim_and_decode()
                 in_hand = current[0]
+                if self._governor is not None:
+                    threads = self._governor.apply()
+                    self.stats.batches_by_threads[threads] = self.stats.batches_by_threads.get(threads, 0) + 1
                 results = self._process(*current)
                 in_hand = None
                 if on_batch is not None and results is not None:

@@ -9,7 +9,9 @@ Each configuration runs in a child process of its own (``today``: the process as
 ``new``: with ``inference.device.keep_freed_memory``, which is process-wide and cannot be
 switched back), and the children alternate round by round (order reversed every other round),
 so the load of the shared machine weighs on all of them alike. ``:N`` is the torch and numba
-thread count. A child measures:
+thread count, or ``auto`` (ADR 0040: ``ThreadGovernor`` re-chooses before each frame and each worker
+batch; the counts it chose are reported). ``--burners N`` keeps N busy-loop processes running for
+the whole run (another program on the station's cores). A child measures:
 
 - one 512² infrared frame (``--frame``, enlarged; default the first SIRST image, else a synthetic
   sky) through the full segmenter with the ``accurate`` profile (standardise, 2 networks x 4
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.prelabel import images, model_dirs  # noqa: E402
 from benchmarks.speed_profiles import SIRST, load_average, worker_rate  # noqa: E402
-from inference.device import keep_freed_memory, set_threads  # noqa: E402
+from inference.device import AUTO_THREADS, ThreadGovernor, keep_freed_memory, prepare_inference_process, set_threads  # noqa: E402
 
 
 def frame(side: int, path: str | None) -> np.ndarray:
@@ -73,8 +75,16 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict
     from inference.segmenter_predict import predict_masks
 
     mode, threads = config.split(":")
-    kept = keep_freed_memory() if mode == "new" else False
-    set_threads(int(threads))
+    governor = None
+    if threads == AUTO_THREADS:
+        prepare_inference_process(AUTO_THREADS)
+        governor = ThreadGovernor()
+        kept = keep_freed_memory()
+    else:
+        kept = keep_freed_memory() if mode == "new" else False
+        set_threads(int(threads))
+    chosen: list[int] = []
+    by_threads: dict[int, int] = {}
     tmp = Path(tempfile.mkdtemp(prefix="accurate-speed-"))
     dirs, _ = model_dirs(tmp / "models")
     model = apply_profile(load_model(dirs["segmenter"], family="segmenter"), "accurate")
@@ -82,6 +92,8 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict
     predict_masks(model, [img])  # warm-up: numba compilation, first allocations
     runs = []
     for _ in range(reps):
+        if governor is not None:
+            chosen.append(governor.apply())
         w0, c0, f0 = _usage()
         predict_masks(model, [img])
         w1, c1, f1 = _usage()
@@ -90,12 +102,14 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict
     db = open_database(f"sqlite:///{tmp / 'bench.sqlite'}")
     try:
         w0, c0, _ = _usage()
-        rate, timed = worker_rate(db, tmp / "e2e", "accurate", tmp / "artifacts", 8)
+        rate, timed = worker_rate(db, tmp / "e2e", "accurate", tmp / "artifacts", 8,
+                                  threads=AUTO_THREADS if governor is not None else None, by_threads=by_threads)
         w1, c1, _ = _usage()
     finally:
         db.close()
-    return {"config": config, "allocator_kept": kept, "frame_512": runs,
+    return {"config": config, "allocator_kept": kept, "frame_512": runs, "frame_threads_chosen": chosen,
             "worker_256": {"images_per_second": round(rate, 3), "timed": timed, "images": len(paths),
+                           "batches_by_threads": by_threads,
                            "cpu_s_per_image": round((c1 - c0) / len(paths), 3)},
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "load_average": load_average()}
@@ -162,6 +176,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["today:1", "new:1", "new:2"])
     ap.add_argument("--views", action="store_true", help="per-flip passes against batched flips instead")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--burners", type=int, default=0, help="busy-loop processes kept running during the run")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     if args.child:
@@ -177,19 +192,13 @@ def main() -> None:
         print(f"largest logit difference {result['max_logit_difference']:.2e}, load {result['load_average']}")
     else:
         children = []
-        for r in range(args.rounds):
-            for c in (args.configs if r % 2 == 0 else args.configs[::-1]):
-                cmd = [sys.executable, __file__, "--child", c, "--reps", str(args.reps), "--images", str(args.images)]
-                cmd += ["--frame", args.frame] if args.frame else []
-                res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-                res["round"] = r + 1
-                children.append(res)
-                f = res["frame_512"]
-                print(f"round {r + 1} {c:>8}: 512² frame wall {', '.join(str(x['wall_s']) for x in f)} s, CPU "
-                      f"{', '.join(str(x['cpu_s']) for x in f)} s, faults {f[-1]['minor_faults']}; worker 256² "
-                      f"{res['worker_256']['images_per_second']:.2f} img/s ({res['worker_256']['cpu_s_per_image']:.3f} CPU s/img); "
-                      f"peak RSS {res['peak_rss_mib']:.0f} MiB; load {res['load_average']}", flush=True)
-        result = {"children": children, "summary": summarise(children)}
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burners)]
+        try:
+            children = _rounds(args)
+        finally:
+            for b in burners:
+                b.kill()
+        result = {"burners": args.burners, "children": children, "summary": summarise(children)}
         for c, s in result["summary"].items():
             print(f"{c:>8}: frame wall median {s['frame_wall_median_s']:.3f} s (best {s['frame_wall_best_s']:.3f}), CPU median "
                   f"{s['frame_cpu_median_s']:.3f} s, faults {s['frame_faults_median']:.0f}; worker {s['worker_img_s_mean']:.2f} img/s "
@@ -197,6 +206,27 @@ def main() -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def _rounds(args: argparse.Namespace) -> list[dict]:
+    """The children, configurations alternating round by round (order reversed every other round)."""
+    children = []
+    for r in range(args.rounds):
+        for c in (args.configs if r % 2 == 0 else args.configs[::-1]):
+            cmd = [sys.executable, __file__, "--child", c, "--reps", str(args.reps), "--images", str(args.images)]
+            cmd += ["--frame", args.frame] if args.frame else []
+            res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            res["round"] = r + 1
+            children.append(res)
+            f = res["frame_512"]
+            chosen = f" (threads chosen {res['frame_threads_chosen']})" if res["frame_threads_chosen"] else ""
+            by = res["worker_256"]["batches_by_threads"]
+            chosen_w = f" (batches by threads {by})" if by else ""
+            print(f"round {r + 1} {c:>8}: 512² frame wall {', '.join(str(x['wall_s']) for x in f)} s{chosen}, CPU "
+                  f"{', '.join(str(x['cpu_s']) for x in f)} s, faults {f[-1]['minor_faults']}; worker 256² "
+                  f"{res['worker_256']['images_per_second']:.2f} img/s{chosen_w} ({res['worker_256']['cpu_s_per_image']:.3f} "
+                  f"CPU s/img); peak RSS {res['peak_rss_mib']:.0f} MiB; load {res['load_average']}", flush=True)
+    return children
 
 
 if __name__ == "__main__":

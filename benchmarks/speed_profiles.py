@@ -52,8 +52,10 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 1)
 
 
-def worker_rate(db, folder: Path, profile: str | None, artifacts: Path, batch: int) -> tuple[float, int]:
-    """(images/s after the first batch, images timed) of the in-process worker on ``folder``."""
+def worker_rate(db, folder: Path, profile: str | None, artifacts: Path, batch: int,
+                threads: int | str | None = None, by_threads: dict[int, int] | None = None) -> tuple[float, int]:
+    """(images/s after the first batch, images timed) of the in-process worker on ``folder``;
+    with ``threads="auto"``, ``by_threads`` receives how many batches ran on each thread count."""
     from app.services.artifacts import ArtifactStore
     from app.services.indexing import index_folder
     from app.services.prelabel import job_status, submit_prelabel
@@ -65,11 +67,14 @@ def worker_rate(db, folder: Path, profile: str | None, artifacts: Path, batch: i
     def on_batch(claimed, results) -> None:
         stamps.append((time.perf_counter(), len(results)))
 
-    w = Worker(db, WorkerOptions(device="cpu", batch_size=batch, poll_s=0.01), artifacts=ArtifactStore(artifacts))
+    w = Worker(db, WorkerOptions(device="cpu", batch_size=batch, poll_s=0.01, threads=threads),
+               artifacts=ArtifactStore(artifacts))
     w.run(until=lambda: job_status(db, job).finished, on_batch=on_batch)
     status = job_status(db, job)
     assert status.state == "done" and status.failed == 0, status
     timed = sum(n for _, n in stamps[1:])
+    if by_threads is not None:
+        by_threads.update(w.stats.batches_by_threads)
     return timed / (stamps[-1][0] - stamps[0][0]), timed
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
@@ -83,8 +86,143 @@ def keep_freed_memory() -> bool:
     return _kept
 
 
-def prepare_inference_process(threads: int | None) -> None:
+def prepare_inference_process(threads: int | str | None) -> None:
     """What every command that runs models for a while does first: cap the threads, then keep
-    freed activation memory for the next pass (the worker, prelabel and the evaluate commands)."""
-    set_threads(threads)
+    freed activation memory for the next pass (the worker, prelabel and the evaluate commands).
+
+    ``threads`` ``"auto"`` (``AUTO_THREADS``) sizes the thread pools for the most ``auto_max_threads``
+    allows and starts on one thread; a ``ThreadGovernor`` then sets the count before each batch."""
+    if threads == AUTO_THREADS:
+        if "numba" not in sys.modules:
+            # The scan kernel's pool is sized once, at numba's import: for the most auto uses. Imported
+            # now, so that set_threads below (and each batch's) goes through numba.set_num_threads
+            # and a pool started later cannot undo torch's count (set_threads' docstring).
+            os.environ["NUMBA_NUM_THREADS"] = str(auto_max_threads())
+            import numba  # noqa: F401
+        set_threads(1)
+    else:
+        set_threads(int(threads) if threads else None)
     keep_freed_memory()
+
+
+# -- "auto" threads: both cores when the machine's other cores are idle, one when they are not ---------
+AUTO_THREADS = "auto"
+AUTO_MAX_THREADS = 4        # measured at 1 and 2 threads only (speed-5.md); more is not assumed to pay
+FREE_CORE_MARGIN = 0.3      # a core counts as free when other processes leave at least 0.7 of it idle
+MIN_WINDOW_S = 0.25         # shorter windows say too little to change the count on
+
+
+def parse_threads(value: str) -> int | str:
+    """``--threads`` on the command line: a positive count or ``auto`` (argparse ``type``)."""
+    if value.strip().lower() == AUTO_THREADS:
+        return AUTO_THREADS
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"--threads takes a positive number or 'auto', not {value!r}") from None
+    if n < 1:
+        raise ValueError(f"--threads takes a positive number or 'auto', not {value!r}")
+    return n
+
+
+def usable_cores() -> list[int]:
+    """The CPUs this process may run on (its affinity), else ``range(os.cpu_count())``."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _cgroup_cores(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """A container's CPU quota in cores (cgroup v2 ``cpu.max``: "quota period"), None without one."""
+    try:
+        quota, period = open(path, encoding="ascii").read().split()[:2]
+        return None if quota == "max" else max(int(quota) / int(period), 1.0)
+    except (OSError, ValueError):
+        return None
+
+
+def auto_max_threads() -> int:
+    """Most threads ``auto`` uses: the usable cores, the container quota, ``AUTO_MAX_THREADS``."""
+    cores = float(len(usable_cores()))
+    quota = _cgroup_cores()
+    return max(1, int(min(cores, quota if quota is not None else cores, AUTO_MAX_THREADS)))
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """What ``ThreadGovernor`` compares between two moments (seconds; idle summed over the usable cores)."""
+
+    wall_s: float
+    idle_s: float   # idle + waiting-for-I/O time of the usable cores since boot
+    own_s: float    # this process's CPU time (user + system, every thread)
+
+
+def read_cpu_sample(cores: Sequence[int] | None = None, stat_path: str = "/proc/stat") -> CpuSample | None:
+    """Now, from ``/proc/stat`` (Linux); None where it cannot be read (then ``auto`` stays at one thread)."""
+    wanted = {f"cpu{c}" for c in (usable_cores() if cores is None else cores)}
+    try:
+        with open(stat_path, encoding="ascii") as f:
+            lines = f.read().splitlines()
+        tick = float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, AttributeError):
+        return None
+    idle = 0.0
+    seen = 0
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] in wanted and len(parts) >= 6:
+            try:
+                idle += (int(parts[4]) + int(parts[5])) / tick
+            except ValueError:
+                return None
+            seen += 1
+    if not seen:
+        return None
+    t = os.times()
+    return CpuSample(time.monotonic(), idle, t.user + t.system)
+
+
+class ThreadGovernor:
+    """Chooses the model thread count before each batch from how busy the machine's other work is.
+
+    Why: one network pass is ~1,000 small operations, each ending in an OpenMP barrier. On an
+    otherwise idle 2-core station two threads make a 512² segmenter frame 1.56x faster (1.04 ->
+    0.67 s) and the worker 1.3x; with another process busy on the second core each barrier waits
+    for a descheduled thread and two threads lose 4-9x (speed-3.md, speed-5.md). So the count
+    follows the machine: the cores free for us over the last window are the idle time of the
+    usable cores plus our own CPU time (our threads, busy or spinning, hold the cores they use);
+    ``int(free + FREE_CORE_MARGIN)`` of them, at least 1 and at most ``max_threads``. No
+    ``/proc/stat`` (not Linux): always 1, today's setting (ADR 0025).
+    """
+
+    def __init__(self, max_threads: int | None = None,
+                 sample: Callable[[], CpuSample | None] | None = None) -> None:
+        self.max_threads = max(1, max_threads if max_threads is not None else auto_max_threads())
+        cores = usable_cores()
+        self._sample = sample if sample is not None else (lambda: read_cpu_sample(cores))
+        self._last = self._sample()
+        self.threads = 1
+        self.free_cores: float | None = None
+
+    def choose(self) -> int:
+        """The count for the next batch (also kept in ``threads``); the window restarts now."""
+        now = self._sample()
+        last = self._last
+        if now is None or last is None:
+            self._last = now
+            self.threads = 1
+            return 1
+        span = now.wall_s - last.wall_s
+        if span < MIN_WINDOW_S:
+            return self.threads
+        self.free_cores = max(0.0, (now.idle_s - last.idle_s) + (now.own_s - last.own_s)) / span
+        self.threads = max(1, min(self.max_threads, int(self.free_cores + FREE_CORE_MARGIN)))
+        self._last = now
+        return self.threads
+
+    def apply(self) -> int:
+        """``choose`` and set torch's and the scan kernel's threads to it."""
+        threads = self.choose()
+        set_threads(threads)
+        return threads

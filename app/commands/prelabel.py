@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         # Images that failed in an earlier run are queued again (they have no prediction); if they
         # are all this run had and fail again, nothing went wrong now: see known_failures_only.
         known_bad = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id)) if im.error}
-        worker = Worker(db, WorkerOptions(device=args.device, batch_size=args.batch_size))
+        worker = Worker(db, WorkerOptions(device=args.device, batch_size=args.batch_size,
+                                              threads=getattr(args, "threads", 1)))
         worker.install_signal_handlers()
         try:
             worker.run(until=lambda: all(s.finished for s in statuses()), on_batch=on_batch)

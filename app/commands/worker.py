@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     options = WorkerOptions(device=args.device, batch_size=getattr(args, "batch_size", 8),
-                            stale_after_s=getattr(args, "stale_after", 60.0))
+                            stale_after_s=getattr(args, "stale_after", 60.0), threads=getattr(args, "threads", 1))
     stopping = threading.Event()
     current: list[Worker] = []
 

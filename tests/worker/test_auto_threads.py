@@ -1,0 +1,68 @@
+"""A worker on ``--threads auto`` re-chooses the model thread count before every batch it runs
+(ADR 0040), and a fixed count is set once and kept."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import app.worker as worker_module
+from app.services.artifacts import ArtifactStore
+from app.services.indexing import index_folder
+from app.services.prelabel import job_status, submit_prelabel
+from app.worker import Worker, WorkerOptions
+from tests.worker.helpers import good_images, make_db
+
+
+@pytest.fixture
+def db(url, tiny_models):
+    database = make_db(url, tiny_models)
+    yield database
+    database.close()
+
+
+class CountingGovernor:
+    """Stands in for the machine reading: says 2 threads, counts how often it was asked."""
+
+    instances: list["CountingGovernor"] = []
+
+    def __init__(self) -> None:
+        self.applied = 0
+        CountingGovernor.instances.append(self)
+
+    def apply(self) -> int:
+        self.applied += 1
+        worker_module.set_threads(1)  # keep the test process on one thread whatever we say
+        return 2
+
+
+def test_auto_asks_the_governor_before_each_batch(db, tmp_path: Path, monkeypatch) -> None:
+    CountingGovernor.instances.clear()
+    monkeypatch.setattr(worker_module, "ThreadGovernor", CountingGovernor)
+    good_images(tmp_path / "imgs", 6)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    job = submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    w = Worker(db, WorkerOptions(device="cpu", batch_size=2, poll_s=0.01, threads="auto"),
+               artifacts=ArtifactStore(tmp_path / "artifacts"))
+    stats = w.run(once=True)
+    assert job_status(db, job).state == "done"
+    assert stats.batches == 3
+    assert len(CountingGovernor.instances) == 1 and CountingGovernor.instances[0].applied == 3
+    assert stats.batches_by_threads == {2: 3}
+
+
+def test_a_fixed_count_is_set_once_and_no_governor_runs(db, tmp_path: Path, monkeypatch) -> None:
+    CountingGovernor.instances.clear()
+    monkeypatch.setattr(worker_module, "ThreadGovernor", CountingGovernor)
+    before = torch.get_num_threads()
+    try:
+        good_images(tmp_path / "imgs", 2)
+        folder = index_folder(db, tmp_path / "imgs").folder_id
+        submit_prelabel(db, folder_id=folder, families=["anomaly"])
+        Worker(db, WorkerOptions(device="cpu", batch_size=2, poll_s=0.01, threads=1),
+               artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+        assert torch.get_num_threads() == 1
+        assert CountingGovernor.instances == []
+    finally:
+        torch.set_num_threads(before)
