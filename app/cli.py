@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from app import __version__
 from app.paths import default_database_url
 from inference import families
+from inference.threads_option import threads_arg
 
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
@@ -59,17 +60,8 @@ def _then_fit_domain(train: Callable[[argparse.Namespace], int]) -> Callable[[ar
     return run
 
 
-def _threads(value: str) -> int | str:
-    from inference.device import parse_threads
-
-    try:
-        return parse_threads(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _model_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
+    p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto",
                    help="torch/numba threads for the models (default auto: before each batch, as many as "
                         "the machine's other work leaves idle, at least 1; on a busy machine the models' "
                         "small operations lose far more to thread barriers than they gain; ADR 0025, 0040)")

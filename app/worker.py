@@ -189,7 +189,11 @@ class Worker:
                     pending = self._claim_and_decode()
                 in_hand = current[0]
                 if self._governor is not None:
+                    before = self._governor.threads
                     threads = self._governor.apply()
+                    if threads != before or not self.stats.batches_by_threads:
+                        log.info("models on %d thread%s (%.1f cores free over the last batch)", threads,
+                                 "" if threads == 1 else "s", self._governor.free_cores or 0.0)
                     self.stats.batches_by_threads[threads] = self.stats.batches_by_threads.get(threads, 0) + 1
                 results = self._process(*current)
                 in_hand = None

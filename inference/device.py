@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .threads_option import AUTO_THREADS, parse_threads, threads_arg  # noqa: F401  (one home; re-exported)
+
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -106,23 +108,9 @@ def prepare_inference_process(threads: int | str | None) -> None:
 
 
 # -- "auto" threads: both cores when the machine's other cores are idle, one when they are not ---------
-AUTO_THREADS = "auto"
 AUTO_MAX_THREADS = 4        # measured at 1 and 2 threads only (speed-5.md); more is not assumed to pay
 FREE_CORE_MARGIN = 0.3      # a core counts as free when other processes leave at least 0.7 of it idle
 MIN_WINDOW_S = 0.25         # shorter windows say too little to change the count on
-
-
-def parse_threads(value: str) -> int | str:
-    """``--threads`` on the command line: a positive count or ``auto`` (argparse ``type``)."""
-    if value.strip().lower() == AUTO_THREADS:
-        return AUTO_THREADS
-    try:
-        n = int(value)
-    except ValueError:
-        raise ValueError(f"--threads takes a positive number or 'auto', not {value!r}") from None
-    if n < 1:
-        raise ValueError(f"--threads takes a positive number or 'auto', not {value!r}")
-    return n
 
 
 def usable_cores() -> list[int]:

@@ -38,9 +38,9 @@ RULES = {
     "app/worker.py": QT | TORCH | {"app.gui", "app.commands", "app.cli", "inference.training",
                                    "inference.models", "inference.ssm"},
     # `main.py --help` must answer at once: the command line names handlers and family CLIs as
-    # module paths and imports nothing heavy (the family catalogue is plain Python).
+    # module paths and imports nothing heavy (the family catalogue and the --threads option are plain Python).
     "app/cli.py": QT | TORCH | SQL | {"database", "app.gui", "app.services", "app.commands", "app.worker",
-                                      *(INFERENCE_PARTS - {"inference.families"})},
+                                      *(INFERENCE_PARTS - {"inference.families", "inference.threads_option"})},
 }
 # (file, banned name) pairs a rule allows on purpose.
 ALLOWED = {("app/commands/gui.py", name) for name in QT | {"app.gui"}}

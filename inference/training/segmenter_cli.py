@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from inference import families
+from inference.threads_option import threads_arg
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +67,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                                      "see inference/profiles.py)")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto",
+                   help="model threads (default auto: chosen before each frame from the cores the machine's "
+                        "other work leaves idle; ADR 0040)")
 
 
 def _error(msg: str) -> int:
@@ -112,18 +115,20 @@ def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
     """``evaluate segmenter`` as data: the metrics the command prints and writes as JSON."""
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import load_model
-    from inference.device import prepare_inference_process
+    from inference.device import AUTO_THREADS, ThreadGovernor, prepare_inference_process
     from inference.profiles import apply_profile, resolve_profile
     from inference.training.common import pick_device
     from inference.training.segmenter_eval import evaluate_tree
 
     prepare_inference_process(args.threads)
+    governor = ThreadGovernor() if args.threads == AUTO_THREADS else None
     model_dir = Path(args.model) if args.model else bundled_model_dir("segmenter")
     device = pick_device(args.device)
     loaded = load_model(model_dir, map_location=device, family="segmenter")
     profile = resolve_profile(loaded.card, args.profile)
     result = evaluate_tree(apply_profile(loaded, args.profile), args.data, args.split, args.threshold, device,
-                           args.max_target_fraction, use_verifier=not args.no_verifier, progress=True)
+                           args.max_target_fraction, use_verifier=not args.no_verifier, progress=True,
+                           before_frame=governor.apply if governor is not None else None)
     return {**result, "profile": profile}
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 import torch
 
@@ -27,13 +27,14 @@ from inference.training.segmenter_data import SegTree, load_frames
 def evaluate_tree(
     loaded: LoadedModel, data: str | Path, split: str | None = None, threshold: float | None = None,
     device: torch.device | str = "cpu", max_fraction: float | None = None, use_verifier: bool = True,
-    progress: bool = False,
+    progress: bool = False, before_frame: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Score ``loaded`` on ``split`` of the tree (default: test.txt, else val.txt, else all frames).
 
     ``max_fraction`` None applies the card's large-component limit, as the application does; 0 turns it off.
     The model's target verifier, when it has one, runs as in the application unless ``use_verifier`` is False.
     ``progress`` shows a bar with an ETA (a full-size evaluation on a CPU takes many minutes).
+    ``before_frame`` runs before each frame (``evaluate --threads auto``: the thread count, ADR 0040).
     """
     tree = SegTree.open(data)
     split = split or tree.eval_split()
@@ -53,6 +54,8 @@ def evaluate_tree(
     def scored():
         # One frame at a time: frames differ in size and the maps of a 2k frame are not small.
         for f in frames:
+            if before_frame is not None:
+                before_frame()
             yield predict_probabilities(members, [f.image], device, standardised=True, flips=flips)[0], f.image, f.mask
             if bar is not None:
                 bar.update()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.device import AUTO_THREADS, CpuSample, ThreadGovernor, parse_threads, read_cpu_sample
+from inference.device import CpuSample, ThreadGovernor, read_cpu_sample
+from inference.threads_option import AUTO_THREADS, parse_threads
 
 
 class FakeClock:

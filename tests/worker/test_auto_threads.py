@@ -29,11 +29,14 @@ class CountingGovernor:
 
     def __init__(self) -> None:
         self.applied = 0
+        self.threads = 1
+        self.free_cores: float | None = None
         CountingGovernor.instances.append(self)
 
     def apply(self) -> int:
         self.applied += 1
         worker_module.set_threads(1)  # keep the test process on one thread whatever we say
+        self.threads, self.free_cores = 2, 2.0
         return 2
 
 
