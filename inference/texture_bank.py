@@ -71,13 +71,14 @@ def _neighbour(img: np.ndarray, padded: np.ndarray, pad: int, rows: slice, cols:
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _lbp(z: np.ndarray, radius: int) -> list[float]:
+def _lbp(z: np.ndarray, radius: int, blurred: dict[float, np.ndarray] | None = None) -> list[float]:
     """riu2 histogram (LBP_BINS) of P neighbours at ``radius``, then the log local variance's mean, p50, p90.
 
     Only the pixels the summaries read (``_inner_box``) are coded; their neighbours come from the whole
     (smoothed) image, replicated past its borders.
     """
-    img = cv2.GaussianBlur(z, (0, 0), max(0.5, radius / 2)) if radius > 1 else z
+    sigma = max(0.5, radius / 2)
+    img = z if radius <= 1 else blurred[sigma] if blurred and sigma in blurred else cv2.GaussianBlur(z, (0, 0), sigma)
     h, w = img.shape
     rows, cols = _inner_box(h, w)
     pad = radius + 1
@@ -124,11 +125,12 @@ def percentiles(v: np.ndarray, qs: tuple[float, ...], top: int = 0, nonnegative:
         positive = v[v > 0]
         zeros, v = n - positive.size, positive
     kth = sorted(k - zeros for k in placed if k >= zeros)
-    part = np.partition(v, kth) if kth else v
+    keys = _ordered_keys(v)
+    part = np.partition(keys, kth) if kth else keys
     bounds = [*kth, v.size - 1]
 
     def value(k: int) -> float:
-        return float(part[k - zeros]) if k >= zeros else 0.0
+        return float(_key_value(part[k - zeros])) if k >= zeros else 0.0
 
     def next_up(k: int) -> float:  # the (k + 1)-th smallest of the whole array, k placed or among the zeros
         if k + 1 >= n:
@@ -137,7 +139,7 @@ def percentiles(v: np.ndarray, qs: tuple[float, ...], top: int = 0, nonnegative:
             return value(k + 1)
         j = k + 1 - zeros
         stop = next(b for b in bounds if b >= j)
-        return float(part[j:stop + 1].min())
+        return float(_key_value(part[j:stop + 1].min()))
 
     out = []
     for i, lo in zip(at, lows):
@@ -145,15 +147,33 @@ def percentiles(v: np.ndarray, qs: tuple[float, ...], top: int = 0, nonnegative:
         b = next_up(lo) if g > 0 else a
         out.append(a + (b - a) * g if g < 0.5 else b - (b - a) * (1 - g))  # numpy's own lerp
     if top:
-        head = part[max(0, n - top - zeros):]
+        head = _key_value(part[max(0, n - top - zeros):])
         out += [float(head.max()) if head.size else 0.0, float(head.sum(dtype=np.float64) / top)]
     return out
+
+
+def _ordered_keys(v: np.ndarray) -> np.ndarray:
+    """float32 values as int32 keys in the same order (numpy partitions int32 about 1.7x faster): a
+    non-negative float's bits already sort as integers; a negative one's magnitude bits are flipped.
+    Other dtypes are returned as they are."""
+    if v.dtype != np.float32:
+        return v
+    bits = np.ascontiguousarray(v).view(np.int32)
+    return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+
+
+def _key_value(keys: np.ndarray) -> np.ndarray:
+    """The float32 values of ``_ordered_keys`` (the flip undoes itself)."""
+    if keys.dtype != np.int32:
+        return keys
+    keys = np.asarray(keys)
+    return (keys ^ ((keys >> 31) & np.int32(0x7FFFFFFF))).view(np.float32)
 
 
 def median(v: np.ndarray) -> float:
     """``np.median`` of a 1-D float32 array (one partition; the mean of the two middle values in float32)."""
     n = v.size
-    part = np.partition(v, sorted({(n - 1) // 2, n // 2}))
+    part = _key_value(np.partition(_ordered_keys(v), sorted({(n - 1) // 2, n // 2})))
     return float(np.mean(part[[(n - 1) // 2, n // 2]]))
 
 
@@ -262,10 +282,10 @@ def _glcm(q: np.ndarray, d: int) -> list[float]:
 
 def _levels(z: np.ndarray) -> np.ndarray:
     """Each pixel's GLCM level: how many of the image's own 1/16 quantiles lie below it (``np.searchsorted``)."""
-    edges = np.quantile(z, np.linspace(0, 1, GLCM_LEVELS + 1)[1:-1])
+    edges = percentiles(z.reshape(-1), tuple(np.linspace(0, 100, GLCM_LEVELS + 1)[1:-1]))  # np.quantile's, bit for bit
     q = np.zeros(z.shape, np.uint8)
     for e in edges:
-        q += z > e
+        q += z > np.float64(e)  # compared in float64, as searchsorted compared the float64 edges
     return q
 
 
@@ -298,14 +318,15 @@ def bank_vector(gray: np.ndarray) -> np.ndarray:
 def bank_of_shrunk(g: np.ndarray, med: float, mad: float) -> np.ndarray:
     """``bank_vector`` of ``shrunk_with_spread(gray, BANK_SIDE)``'s three answers (shared with the defect vector)."""
     z = np.clip((g - med) / mad, -20, 20).astype(np.float32)
+    # the band-pass blurs, made once: the LBP's smoothing at radius r is the blur at r / 2 among them
+    blurred = {s: cv2.GaussianBlur(z, (0, 0), s) for s in sorted({*BAND_SIGMAS, *(2 * s for s in BAND_SIGMAS)})}
     feats: list[float] = []
     for radius in LBP_RADII:
-        feats += _lbp(z, radius)
+        feats += _lbp(z, radius, blurred)
     feats += _gabor_all(z)
     q = _levels(z)
     for d in GLCM_DISTANCES:
         feats += _glcm(q, d)
-    blurred = {s: cv2.GaussianBlur(z, (0, 0), s) for s in sorted({*BAND_SIGMAS, *(2 * s for s in BAND_SIGMAS)})}
     for sigma in BAND_SIGMAS:
         feats += _band(blurred, sigma)
     feats += percentiles(_inner(z).reshape(-1), Z_PERCENTILES)

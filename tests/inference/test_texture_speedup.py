@@ -120,3 +120,12 @@ def test_gabor_by_one_dft_equals_filter2d_with_reflected_borders() -> None:
         want += reference._gabor(z, lam)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
     assert (rows, cols) == (slice(8, h - 8), slice(8, w - 8))
+
+
+def test_glcm_levels_are_searchsorted_on_numpys_quantiles_pixel_for_pixel() -> None:
+    """A grey level's pixels all share a value, so an edge one ulp off would move a whole level: none may."""
+    for image in _images():
+        g, med, mad = texture_bank.shrunk_with_spread(texture_features.gray_of(image), texture_bank.BANK_SIDE)
+        z = np.clip((g - med) / mad, -20, 20).astype(np.float32)
+        edges = np.quantile(z, np.linspace(0, 1, texture_bank.GLCM_LEVELS + 1)[1:-1])
+        np.testing.assert_array_equal(texture_bank._levels(z), np.searchsorted(edges, z))
