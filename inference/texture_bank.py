@@ -197,10 +197,10 @@ def _gabor_kernel(lam: float, theta: float) -> np.ndarray:
 
 
 def _dft_size(n: int) -> int:
-    """A fast DFT length >= n: OpenCV's choice, or the power of two when that is at most 7 % longer."""
+    """A fast DFT length >= n: OpenCV's choice, or the power of two when that is at most 5 % longer."""
     best = cv2.getOptimalDFTSize(n)
     two = 1 << (n - 1).bit_length()
-    return two if two <= 1.07 * best else best
+    return two if two <= 1.05 * best else best
 
 
 def _gabor_spectra(shape: tuple[int, int]) -> np.ndarray:
@@ -230,24 +230,27 @@ def _gabor_all(z: np.ndarray) -> list[float]:
 
     ``cv2.filter2D`` (BORDER_REFLECT_101) of the real and the imaginary kernel is the real and the
     imaginary part of one correlation with the complex kernel: the image is padded by GABOR_PAD px the
-    same way, transformed once (float32), multiplied by each kernel's cached spectrum and transformed
-    back; the padding is wide enough that nothing the summaries read wraps round.
+    same way, and the window the summarised box needs (the box and GABOR_PAD px round it) transformed
+    once (float32), multiplied by each kernel's cached spectrum and transformed back; the transform is
+    long enough that nothing the summaries read wraps round.
     """
     h, w = z.shape
     padded = cv2.copyMakeBorder(z, GABOR_PAD, GABOR_PAD, GABOR_PAD, GABOR_PAD, cv2.BORDER_REFLECT_101)
-    shape = (_dft_size(padded.shape[0]), _dft_size(padded.shape[1]))
+    rows, cols = _inner_box(h, w)
+    box = (rows.stop - rows.start, cols.stop - cols.start)
+    window = padded[rows.start:rows.stop + 2 * GABOR_PAD, cols.start:cols.stop + 2 * GABOR_PAD]
+    shape = (_dft_size(window.shape[0]), _dft_size(window.shape[1]))
     image = np.zeros(shape, np.float32)
-    image[:padded.shape[0], :padded.shape[1]] = padded
+    image[:window.shape[0], :window.shape[1]] = window
     spectrum = cv2.dft(image, flags=cv2.DFT_COMPLEX_OUTPUT).view(np.complex64)[..., 0]
     spectra = _gabor_spectra(shape)
-    rows, cols = _inner_box(h, w)
     feats: list[float] = []
     for n_lam in range(len(GABOR_WAVELENGTHS)):
         means, strongest = [], None
         for k in range(GABOR_ORIENTATIONS):
             product = spectrum * spectra[n_lam * GABOR_ORIENTATIONS + k]
             out = cv2.dft(product.view(np.float32).reshape(*shape, 2), flags=cv2.DFT_INVERSE)
-            energy = np.abs(out.view(np.complex64)[rows, cols, 0])
+            energy = np.abs(out.view(np.complex64)[:box[0], :box[1], 0])  # output row y: the box's row y
             means.append(energy.mean())
             strongest = energy if strongest is None else np.maximum(strongest, energy, out=strongest)
         assert strongest is not None
