@@ -91,9 +91,10 @@ def _lbp(z: np.ndarray, radius: int, blurred: dict[float, np.ndarray] | None = N
     ones = np.zeros(centre.shape, np.uint8)
     transitions = np.zeros(centre.shape, np.uint8)
     total = neigh[0] + neigh[1]  # the neighbours' variance as numpy's var(0) of the stack: sums in order, float32
+    change = np.empty(centre.shape, bool)
     for k in range(LBP_POINTS):
         ones += bits[k]
-        transitions += bits[k] != bits[k - 1]
+        transitions += np.not_equal(bits[k], bits[k - 1], out=change)
         if k > 1:
             total += neigh[k]
     code = np.where(transitions <= 2, ones, np.uint8(LBP_POINTS + 1))
@@ -101,9 +102,13 @@ def _lbp(z: np.ndarray, radius: int, blurred: dict[float, np.ndarray] | None = N
     hist /= max(hist.sum(), 1.0)
     mean = total / np.float32(LBP_POINTS)
     spread = np.square(neigh[0] - mean)
+    d = np.empty_like(spread)
     for n in neigh[1:]:
-        spread += np.square(n - mean)
-    var = np.log1p(spread / np.float32(LBP_POINTS))
+        np.subtract(n, mean, out=d)
+        np.multiply(d, d, out=d)
+        spread += d
+    spread /= np.float32(LBP_POINTS)
+    var = np.log1p(spread, out=spread)
     return [*hist, float(var.mean()), *percentiles(var.reshape(-1), (50, 90))]
 
 
@@ -270,7 +275,7 @@ def _glcm(q: np.ndarray, d: int) -> list[float]:
     for dy, dx in ((0, d), (d, d), (d, 0), (d, -d)):
         a = q[:h - dy, max(0, -dx):w - max(0, dx)]
         b = q[dy:, max(0, dx):w - max(0, -dx) if dx < 0 else w][:, :a.shape[1]] if dx >= 0 else q[dy:, :w + dx]
-        pair = a.astype(np.intp) * GLCM_LEVELS + b
+        pair = (a << 4) | b if GLCM_LEVELS == 16 else a.astype(np.intp) * GLCM_LEVELS + b  # uint8 codes 0..255
         counts.append(np.bincount(pair.reshape(-1), minlength=GLCM_LEVELS ** 2).reshape(GLCM_LEVELS, GLCM_LEVELS))
     m = np.stack(counts)
     p = (m + m.transpose(0, 2, 1)).astype(np.float64)
