@@ -132,24 +132,25 @@ def percentiles(v: np.ndarray, qs: tuple[float, ...], top: int = 0, nonnegative:
     kth = sorted(k - zeros for k in placed if k >= zeros)
     keys = _ordered_keys(v)
     part = np.partition(keys, kth) if kth else keys
+    # the keys each percentile reads: its lower rank (placed) and, when it interpolates, the next one up,
+    # which is placed too or the smallest key between it and the next placed rank; all turned back at once
     bounds = [*kth, v.size - 1]
-
-    def value(k: int) -> float:
-        return float(_key_value(part[k - zeros])) if k >= zeros else 0.0
-
-    def next_up(k: int) -> float:  # the (k + 1)-th smallest of the whole array, k placed or among the zeros
-        if k + 1 >= n:
-            return value(k)
-        if k + 1 < zeros or k + 1 - zeros in kth:
-            return value(k + 1)
-        j = k + 1 - zeros
-        stop = next(b for b in bounds if b >= j)
-        return float(_key_value(part[j:stop + 1].min()))
-
+    wanted: list[int] = []
+    for i, lo in zip(at, lows):
+        for k in ((lo, lo + 1) if i > lo and lo + 1 < n else (lo,)):
+            j = k - zeros
+            if j < 0:
+                wanted.append(0)  # among the zeros (read as 0 below)
+            elif j in kth:
+                wanted.append(part[j].item())
+            else:  # everything before j is at most it: the smallest up to the next placed rank
+                wanted.append(part[j:next(b for b in bounds if b >= j) + 1].min().item())
+    values = iter(_key_value(np.asarray(wanted, keys.dtype)).tolist() if keys.dtype == np.int32 else wanted)
     out = []
     for i, lo in zip(at, lows):
-        a, g = value(lo), i - lo
-        b = next_up(lo) if g > 0 else a
+        a = next(values)
+        b = next(values) if i > lo and lo + 1 < n else a
+        a, b, g = (0.0 if lo < zeros else a), (0.0 if lo + 1 < zeros else b), i - lo
         out.append(a + (b - a) * g if g < 0.5 else b - (b - a) * (1 - g))  # numpy's own lerp
     if top:
         head = _key_value(part[max(0, n - top - zeros):])

@@ -100,13 +100,15 @@ def test_the_bundled_texture_classifier_answers_as_before() -> None:
 def test_percentiles_and_median_are_numpys() -> None:
     rng = np.random.default_rng(3)
     for v in (rng.standard_normal(5000).astype(np.float32), np.maximum(rng.standard_normal(4001), 0).astype(np.float32),
-              np.round(rng.random(3000) * 8).astype(np.float32), np.zeros(50, np.float32), np.ones(1, np.float32)):
+              np.round(rng.random(3000) * 8).astype(np.float32), np.zeros(50, np.float32), np.ones(1, np.float32),
+              rng.standard_normal(777), -np.abs(rng.standard_normal(300)).astype(np.float32)):
         qs = (1, 5, 25, 50, 75, 90, 99, 99.9)
         cut = bool((v >= 0).all())
         got = texture_bank.percentiles(v, qs, top=max(1, v.size // 1000), nonnegative=cut)
         top = np.sort(v)[::-1][:max(1, v.size // 1000)]
         np.testing.assert_allclose(got, [*np.percentile(v, qs), v.max(), top.mean()], rtol=1e-6, atol=1e-7)
-        assert texture_bank.median(v) == float(np.median(v))
+        if v.dtype == np.float32:
+            assert texture_bank.median(v) == float(np.median(v))
 
 
 def test_gabor_by_one_dft_equals_filter2d_with_reflected_borders() -> None:
