@@ -41,7 +41,8 @@ def main() -> int:
     from inference.training.common import set_threads
 
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", type=Path, default=None, help="model directory (default: bundled classifier)")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model directory (default: the bundled MemoryMamba, classifier-neu: its test-time views are what is timed)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=200, help="side of the synthetic input images")
@@ -50,7 +51,7 @@ def main() -> int:
     args = ap.parse_args()
 
     set_threads(args.threads)
-    model_dir = args.model or bundled_model_dir("classifier")
+    model_dir = args.model or bundled_model_dir("classifier", "classifier-neu")
     loaded = load_model(model_dir)
     rng = np.random.default_rng(0)
     images = [rng.random((args.image_size, args.image_size), dtype=np.float32) for _ in range(2 * args.batch)]

@@ -3,7 +3,8 @@
     PYTHONPATH=. python benchmarks/model_quality.py [--shared ../shared] [--families classifier,segmenter,anomaly]
                                                     [--threads 2] [--json benchmarks/results/model_quality.json]
 
-- classifier: NEU val with each test-time augmentation (none, flips, d4; the card's is marked);
+- classifier: NEU val with the default (``classifier-neu-texture``, no test-time views: ADR 0039) and with
+  MemoryMamba (``classifier-neu``) under each test-time augmentation (none, flips, d4; the card's is marked);
 - segmenter: SIRST val as shipped (ensemble + verifier), without the verifier, and without the size
   limit, and on the held-out tenth of
   train.txt the card's four flipped views against all eight views (flips + transposes), the check
@@ -40,15 +41,19 @@ def classifier_figures(neu: Path) -> dict[str, Any]:
     from inference.classifier_predict import TTA_MODES, model_tta
     from inference.training.classifier_evaluate import evaluate_model
 
-    loaded = load_model(bundled_model_dir("classifier"), family="classifier")
-    out: dict[str, Any] = {"model": str(loaded.path), "card_tta": model_tta(loaded)}
+    default = load_model(bundled_model_dir("classifier"), family="classifier")
+    rep = evaluate_model(default, neu).report
+    out: dict[str, Any] = {"default": {"model": str(default.path), **{k: rep[k] for k in ("accuracy", "f1", "count")}}}
+    print(f"classifier NEU val, default {default.path.name}: acc {rep['accuracy']:.4f}  F1 {rep['f1']:.4f}")
+    loaded = load_model(bundled_model_dir("classifier", "classifier-neu"), family="classifier")
+    out.update({"model": str(loaded.path), "card_tta": model_tta(loaded)})
     for mode in TTA_MODES:
         rep = evaluate_model(loaded, neu, tta=mode).report
         out[mode] = {k: rep[k] for k in ("accuracy", "f1", "count")}
     card = out[out["card_tta"]]["accuracy"]
     for mode in TTA_MODES:
         mark = "  <- card" if mode == out["card_tta"] else ""
-        print(f"classifier NEU val, tta {mode:<5s}: acc {out[mode]['accuracy']:.4f}  F1 {out[mode]['f1']:.4f}"
+        print(f"classifier-neu NEU val, tta {mode:<5s}: acc {out[mode]['accuracy']:.4f}  F1 {out[mode]['f1']:.4f}"
               f"  ({out[mode]['accuracy'] / card:.3f}x the card's){mark}")
     return out
 

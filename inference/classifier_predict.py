@@ -94,6 +94,9 @@ def predict_logits(loaded: LoadedModel, batch: np.ndarray, tta: str | None = Non
     model = loaded.model
     device = next(model.parameters()).device
     mode = model_tta(loaded) if tta is None else tta
+    if mode != "none" and callable(getattr(model, "image_input", None)):
+        raise ValueError(f"test-time views ({mode}) turn pixels: {loaded.name} reads a feature vector of the "
+                         "picture, so it runs without them (tta none)")
     return tta_logits(model, torch.from_numpy(batch).to(device), mode).float().cpu().numpy()
 
 

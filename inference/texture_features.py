@@ -28,7 +28,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from inference.texture_bank import BANK_DIM, bank_vector, shrunk_with_spread
+from inference.texture_bank import BANK_DIM, BANK_SIDE, bank_of_shrunk, bank_vector, percentiles, shrunk_with_spread
 
 GRID = 4           # gradient energy on a GRID x GRID layout: where on the part an edge or spot sits
 THUMB = 12         # gray thumbnail side (the simple answers' 12 x 12: the layout at a glance)
@@ -79,7 +79,7 @@ def texture_vector(gray: np.ndarray, aspect: float) -> np.ndarray:
     return np.concatenate([thumb, orient, energy, np.asarray(stats, np.float64)]).astype(np.float32)
 
 
-DEFECT_SIDE = 256                 # longer side the defect statistics work at (larger images are area-shrunk)
+DEFECT_SIDE = BANK_SIDE           # 256: longer side the defect statistics work at (larger images are area-shrunk)
 DEFECT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 DEFECT_PERCENTILES = (50, 90, 99, 99.9)
 DEFECT_MARGIN = 8                 # pixels left out at each border before the percentiles (resampling edges)
@@ -89,13 +89,10 @@ DEFECT_DIM = len(DEFECT_SIGMAS) * DEFECT_MAPS * DEFECT_STATS + 8 + 5 + 6 + THUMB
 DARK_BACKGROUND = 0.12            # gray level below which a pixel is background showing past the part
 
 
-def _summary(response: np.ndarray) -> list[float]:
-    h, w = response.shape
-    m = DEFECT_MARGIN
-    inner = response[m:h - m, m:w - m] if min(h, w) > 4 * m else response
-    v = inner.reshape(-1)
-    top = np.partition(v, v.size - max(1, v.size // 1000))[v.size - max(1, v.size // 1000):]
-    return [*np.percentile(v, DEFECT_PERCENTILES), float(v.max()), float(top.mean())]
+def _summary(v: np.ndarray, cut: bool) -> list[float]:
+    """The DEFECT_PERCENTILES, the maximum and the mean of the strongest 0.1 % of a response's inner pixels
+    (``cut``: a response cut at 0, often half zeros)."""
+    return percentiles(v.reshape(-1), DEFECT_PERCENTILES, top=max(1, v.size // 1000), nonnegative=cut)
 
 
 def _profile(p: np.ndarray) -> list[float]:
@@ -105,24 +102,37 @@ def _profile(p: np.ndarray) -> list[float]:
 
 def defect_vector(gray: np.ndarray) -> np.ndarray:
     """The (DEFECT_DIM,) small-defect statistics of one gray image in [0, 1] (any size, own aspect)."""
-    g, med, mad = shrunk_with_spread(gray, DEFECT_SIDE)
+    return defect_of_shrunk(*shrunk_with_spread(gray, DEFECT_SIDE))
+
+
+def defect_of_shrunk(g: np.ndarray, med: float, mad: float) -> np.ndarray:
+    """``defect_vector`` of ``shrunk_with_spread(gray, DEFECT_SIDE)``'s three answers (shared with the bank).
+
+    Each scale's responses are formed only over the pixels the summaries read (DEFECT_MARGIN in from
+    each border, all of a small image); the filters still see the whole image. A blur at 2 sigma is
+    the next scale's blur at sigma, made once.
+    """
     h, w = g.shape
     z = (g - med) / mad                             # the image's own exposure taken out
     r = z - np.median(z, axis=0, keepdims=True)     # the vertical striation taken out
+    m = DEFECT_MARGIN
+    box = (slice(m, h - m), slice(m, w - m)) if min(h, w) > 4 * m else (slice(0, h), slice(0, w))
+    blurred = {s: cv2.GaussianBlur(r, (0, 0), s) for s in sorted({*DEFECT_SIGMAS, *(2 * s for s in DEFECT_SIGMAS)})}
     feats: list[float] = []
     for sigma in DEFECT_SIGMAS:
-        fine = cv2.GaussianBlur(r, (0, 0), sigma)
-        dog = fine - cv2.GaussianBlur(r, (0, 0), 2 * sigma)
+        fine = blurred[sigma]
+        dog = fine[box] - blurred[2 * sigma][box]
         s2 = sigma * sigma
-        dxx = cv2.Sobel(fine, cv2.CV_32F, 2, 0, ksize=3) * s2
-        dyy = cv2.Sobel(fine, cv2.CV_32F, 0, 2, ksize=3) * s2
-        dxy = cv2.Sobel(fine, cv2.CV_32F, 1, 1, ksize=3) * s2
+        dxx = cv2.Sobel(fine, cv2.CV_32F, 2, 0, ksize=3)[box] * s2
+        dyy = cv2.Sobel(fine, cv2.CV_32F, 0, 2, ksize=3)[box] * s2
+        dxy = cv2.Sobel(fine, cv2.CV_32F, 1, 1, ksize=3)[box] * s2
         root = np.sqrt((dxx - dyy) ** 2 + 4 * dxy * dxy)
-        gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
+        gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)[box]
+        gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)[box]
         for response in (np.maximum(-dog, 0), np.maximum(dog, 0), np.maximum((dxx + dyy + root) / 2, 0),
-                         np.maximum(-(dxx + dyy - root) / 2, 0), np.sqrt(gx * gx + gy * gy) * sigma):
-            feats += _summary(response)
+                         np.maximum(-(dxx + dyy - root) / 2, 0)):
+            feats += _summary(response, cut=True)
+        feats += _summary(np.sqrt(gx * gx + gy * gy) * sigma, cut=False)
     rows = cv2.GaussianBlur(z.mean(axis=1).reshape(-1, 1), (0, 0), 4).reshape(-1)
     cols = cv2.GaussianBlur(z.mean(axis=0).reshape(1, -1), (0, 0), 4).reshape(-1)
     feats += _profile(rows) + _profile(cols)
@@ -154,8 +164,8 @@ def image_bank(image: np.ndarray) -> np.ndarray:
 
 def image_defect_bank(image: np.ndarray) -> np.ndarray:
     """The small-defect statistics and the texture descriptors of one image, side by side (ADR 0033)."""
-    gray = gray_of(image)
-    return np.concatenate([defect_vector(gray), bank_vector(gray)])
+    shrunk = shrunk_with_spread(gray_of(image), DEFECT_SIDE)  # both work at the same side: shrunk once
+    return np.concatenate([defect_of_shrunk(*shrunk), bank_of_shrunk(*shrunk)])
 
 
 # feature set name -> (length, function of a decoded float image): what a texture_linear version reads

@@ -113,10 +113,11 @@ def test_table_lists_the_bundled_versions_and_a_missing_directory(qtbot, db, cat
     names = [cell(dlg, r, "name") for r in range(dlg.table.rowCount())]
     assert names == ["classifier-magnetic_tile", "classifier-neu", "classifier-neu-texture", "moved-away",
                      "segmenter-sirst", "anomaly-bottle", "anomaly-magnetic_tile"]
-    assert cell(dlg, row_of(dlg, "classifier-neu-texture"), "active") == ""  # bundled beside the default
+    neu = row_of(dlg, "classifier-neu")                                   # MemoryMamba: bundled beside the default
+    assert cell(dlg, neu, "active") == "" and cell(dlg, neu, "metrics") == "val acc 0.993"
     assert cell(dlg, row_of(dlg, "classifier-magnetic_tile"), "active") == ""  # bundled, not the family's default
-    r = row_of(dlg, "classifier-neu")
-    assert cell(dlg, r, "active") == "✓" and cell(dlg, r, "metrics") == "val acc 0.993"
+    r = row_of(dlg, "classifier-neu-texture")                             # the default (ADR 0039)
+    assert cell(dlg, r, "active") == "✓" and cell(dlg, r, "metrics") == "test acc 0.997"
     assert cell(dlg, r, "parent") == "bundled" and cell(dlg, r, "family") == "classifier"
     assert cell(dlg, row_of(dlg, "anomaly-bottle"), "active") == ""
     missing = row_of(dlg, "moved-away")
@@ -149,7 +150,7 @@ def test_make_active_refused_keeps_the_table_and_shows_why(qtbot, db, catalog, t
     dlg.table.selectRow(row_of(dlg, "was-ok"))
     dlg.activate_button.click()
     assert "was-ok cannot be made active" in dlg.error.text() and "model.safetensors is missing" in dlg.error.text()
-    assert db.model_versions.active("classifier").name == "classifier-neu" and not db.model_versions.get(v.id).active
+    assert db.model_versions.active("classifier").name == "classifier-neu-texture" and not db.model_versions.get(v.id).active
 
 
 def test_add_model_folder_registers_a_valid_one_and_refuses_a_broken_one(qtbot, db, catalog, tmp_path,
@@ -188,9 +189,9 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     assert [p[1] for p in progress] == [250, 500, 750, 1000]
     assert progress[0][2] == "1/4 · ETA …" and progress[1][2] == "2/4 · ETA 0:00"
     new = dlg.selected_row()
-    assert new.name == "classifier-retrained" and new.parent_name == "classifier-neu" and not new.active
+    assert new.name == "classifier-retrained" and new.parent_name == "classifier-neu-texture" and not new.active
     assert new.summary == "val acc 0.950" and "Make active" in dlg.info.text()
-    assert "on 12 held-out reviewed image(s): new accuracy 0.95; classifier-neu accuracy 0.9" in dlg.info.text()
+    assert "on 12 held-out reviewed image(s): new accuracy 0.95; classifier-neu-texture accuracy 0.9" in dlg.info.text()
     assert not dlg.progress_box.isVisibleTo(dlg) and dlg.retrain_button.isEnabled()
     dlg.activate_button.click()                                 # offered: one click makes it active
     assert db.model_versions.active("classifier").id == new.id

@@ -1,7 +1,9 @@
-"""The bundled NEU classifier: loads, has a complete card, and classifies the shipped samples.
+"""The bundled NEU classifiers: load, have complete cards, and classify the shipped samples.
 
-The demo steel samples are NEU *validation* images (never trained on), so they are a fair
-smoke check of the shipped weights, not a memorisation test.
+The default (ADR 0039) is ``classifier-neu-texture`` (a linear layer on texture features);
+MemoryMamba (``classifier-neu``) stays bundled for a project that activates it. The demo steel
+samples are NEU *validation* images (never trained on), so they are a fair smoke check of the
+shipped weights, not a memorisation test.
 """
 from __future__ import annotations
 
@@ -18,8 +20,24 @@ SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples" / "demo"
 MAX_BYTES = 15 * 2**20
 
 
-def test_bundled_classifier_loads_with_card():
+def test_the_default_classifier_is_the_texture_model_and_names_the_demo_steel():
+    """ADR 0039: its card holds the CV estimate beside the once-scored val figure."""
     d = bundled_model_dir("classifier")
+    assert d.name == "classifier-neu-texture"
+    loaded = load_model(d)
+    assert loaded.name == "texture_linear" and loaded.config.features == "defect_bank"
+    metrics = loaded.card["metrics"]
+    assert metrics["cv"]["accuracy"] > 0.99 and metrics["test"]["accuracy"] > 0.99
+    assert loaded.card.get("licence") and loaded.card.get("command") and loaded.card["test_time_augmentation"] == "none"
+    files = sorted(SAMPLES.glob("*.png"))
+    preds = predict_images(loaded, [read_image(f, "rgb") for f in files])
+    truth = [next(c for c in loaded.card["classes"] if f.stem.startswith(c + "_")) for f in files]
+    assert [p.label for p in preds] == truth
+    assert all(np.isclose(p.scores.sum(), 1.0, atol=1e-5) for p in preds)
+
+
+def test_bundled_classifier_loads_with_card():
+    d = bundled_model_dir("classifier", "classifier-neu")
     assert sum(f.stat().st_size for f in d.iterdir() if f.is_file()) <= MAX_BYTES
     loaded = load_model(d)
     assert loaded.name == "memory_mamba" and loaded.family == "classifier"
@@ -32,7 +50,7 @@ def test_bundled_classifier_loads_with_card():
 
 
 def test_bundled_classifier_on_demo_steel_samples():
-    loaded = load_model(bundled_model_dir("classifier"))
+    loaded = load_model(bundled_model_dir("classifier", "classifier-neu"))
     files = sorted(SAMPLES.glob("*.png"))
     assert files, f"no samples in {SAMPLES}"
     preds = predict_images(loaded, [read_image(f, "rgb") for f in files])  # RGB in, gray model

@@ -99,12 +99,12 @@ def test_a_broken_profile_is_a_broken_model_directory(tmp_path):
         InspectionEngine({"segmenter": d}, device="cpu", profile="fast")
 
 
-@pytest.mark.parametrize("family", ["segmenter", "classifier"])
-def test_the_bundled_cards_name_an_accurate_default_and_a_fast_profile(family):
+@pytest.mark.parametrize("family, model", [("segmenter", None), ("classifier", "classifier-neu")])
+def test_the_bundled_cards_name_an_accurate_default_and_a_fast_profile(family, model):
     from inference.bundled import bundled_model_dir
     from inference.checkpoints import read_json
 
-    d = bundled_model_dir(family)
+    d = bundled_model_dir(family, model)
     if not (d / "card.json").is_file():
         pytest.skip("no bundled model in this checkout")
     card = read_json(d / "card.json")
@@ -112,3 +112,14 @@ def test_the_bundled_cards_name_an_accurate_default_and_a_fast_profile(family):
     assert profile_card(card, family, "accurate")[0] == card
     fast, name = profile_card(card, family, "fast")
     assert name == "fast" and fast != card
+
+
+def test_the_default_classifier_has_no_profiles_so_fast_and_accurate_run_it_as_it_is():
+    """The texture model (ADR 0039) has no test-time views to drop: a project's profile leaves it alone."""
+    from inference.bundled import bundled_model_dir
+    from inference.checkpoints import read_json
+
+    card = read_json(bundled_model_dir("classifier") / "card.json")
+    assert card_profiles(card) == {} and card["test_time_augmentation"] == "none"
+    for wanted in (None, "fast", "accurate"):
+        assert resolve_profile(card, wanted) is None and profile_card(card, "classifier", wanted) == (card, None)

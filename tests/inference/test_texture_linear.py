@@ -155,3 +155,18 @@ def test_defect_linear_round_trips_through_the_engine_and_old_versions_read_text
     (old / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="feature_dim"):
         load_model(old, family="classifier")
+
+
+def test_test_time_views_are_refused_for_a_model_that_reads_features(tmp_path: Path) -> None:
+    """A flipped feature vector is not a flipped picture: ``--tta flips`` on a texture model is an error, not noise."""
+    from inference.classifier_predict import model_input, predict_logits
+
+    paths, labels = _striped(tmp_path / "train", 12, 3)
+    out = write_texture_linear(texture_matrix(paths), labels, ["horizontal", "vertical", "plain"], 1.0,
+                               tmp_path / "model", {"family": "classifier"})
+    loaded = load_model(out, family="classifier")
+    batch = np.stack([model_input(loaded, read_image(p, "gray")) for p in paths[:3]])
+    assert predict_logits(loaded, batch).shape == (3, 3) and predict_logits(loaded, batch, "none").shape == (3, 3)
+    for mode in ("flips", "d4"):
+        with pytest.raises(ValueError, match="feature vector"):
+            predict_logits(loaded, batch, mode)

@@ -71,7 +71,7 @@ def test_activate_refuses_a_missing_or_broken_directory(db, tmp_path: Path) -> N
         catalog.activate(gone.id)
     with pytest.raises(ModelCatalogError, match="does not exist"):
         catalog.activate(9999)
-    assert db.model_versions.active("classifier").name == "classifier-neu"
+    assert db.model_versions.active("classifier").name == DEFAULT_MODEL["classifier"]
     assert next(r for r in catalog.rows() if r.name == "gone").exists is False
 
 
