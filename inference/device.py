@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import cv2
 import torch
 
 from .threads_option import AUTO_THREADS, parse_threads, threads_arg  # noqa: F401  (one home; re-exported)
@@ -26,7 +27,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def set_threads(threads: int | None) -> None:
-    """Cap intra-op threads (both torch and the numba scan kernel).
+    """Cap intra-op threads (torch, the numba scan kernel and OpenCV's parallel loops).
 
     The scan kernel uses ``min(numba's pool, torch.get_num_threads())`` threads, so capping
     torch caps both. ``NUMBA_NUM_THREADS`` is only set before numba is imported: numba re-reads
@@ -46,6 +47,7 @@ def set_threads(threads: int | None) -> None:
 
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # set at import
     torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)  # OpenCV's own pool (texture features, resizes) follows the same count
 
 
 # glibc's mallopt parameters (malloc.h) and the values ``keep_freed_memory`` sets.

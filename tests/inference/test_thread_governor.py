@@ -114,14 +114,14 @@ def test_auto_in_a_fresh_process_sizes_numba_for_two_and_starts_on_one_thread() 
             "import inference.device as d\n"
             "d.auto_max_threads = lambda: 2\n"
             "d.prepare_inference_process('auto')\n"
-            "import numba, torch\n"
-            "print(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())\n"
-            "d.set_threads(2); print(numba.get_num_threads(), torch.get_num_threads())\n"
-            "d.set_threads(1); print(numba.get_num_threads(), torch.get_num_threads())\n")
+            "import cv2, numba, torch\n"
+            "print(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads(), cv2.getNumThreads())\n"
+            "d.set_threads(2); print(numba.get_num_threads(), torch.get_num_threads(), cv2.getNumThreads())\n"
+            "d.set_threads(1); print(numba.get_num_threads(), torch.get_num_threads(), cv2.getNumThreads())\n")
     env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_NUM_THREADS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=Path(__file__).resolve().parents[2], check=True).stdout.split()
-    assert out == ["2", "1", "2", "2", "1", "1"]
+    assert out == ["2", "1", "1", "2", "2", "2", "1", "1", "1"]
 
 
 def test_the_worker_and_prelabel_commands_default_to_auto() -> None:
