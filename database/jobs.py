@@ -315,7 +315,7 @@ class JobRepository:
         with self.db.session(write=True) as s:
             rows = self._held(s, worker_id, item_ids)
             images = {r.image_id for r in rows}
-            upsert_predictions(s, [p for p in predictions if p.image_id in images])
+            written = upsert_predictions(s, [p for p in predictions if p.image_id in images])
             now = utcnow()
             per_job: dict[int, int] = {}
             for r in rows:
@@ -325,7 +325,8 @@ class JobRepository:
             for job_id, n in sorted(per_job.items()):
                 _settle(s, job_id, done=n)
             _touch_worker(s, worker_id)
-            return len(rows)
+        self.db.predictions.written(written)  # committed: statistics after a model's bulk of rows
+        return len(rows)
 
     def fail_items(self, worker_id: str, errors: Mapping[int, str]) -> int:
         """Mark items failed with their reasons (e.g. an unreadable image); not retried."""

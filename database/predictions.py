@@ -1,6 +1,7 @@
 """Predictions: one row per (image, model version), replaced when the model runs again."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import PredictionIn, PredictionInfo
-from database.images import chunks
+from database.images import ANALYZE_AFTER, chunks, refresh_statistics
 from database.models import Image, Prediction, table_of, utcnow
 
 if TYPE_CHECKING:
@@ -32,12 +33,13 @@ def prediction_dto(row: Prediction) -> PredictionInfo:
     return to_dto(row, PredictionInfo, flags=tuple(row.flags or ()))
 
 
-def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> None:
+def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> int:
     """Insert or replace, inside the caller's transaction (so a worker can commit predictions
-    together with marking its job items done)."""
+    together with marking its job items done). Returns the rows written: after the commit, hand
+    them to ``PredictionRepository.written``."""
     latest = {(p.image_id, p.model_version_id): p for p in preds}
     if not latest:
-        return
+        return 0
     by_version: dict[int, list[int]] = {}
     for image_id, version_id in latest:
         by_version.setdefault(version_id, []).append(image_id)
@@ -63,15 +65,31 @@ def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> None:
         s.execute(update(Prediction), updates)  # ORM bulk update by primary key
     if inserts:
         s.execute(_INSERT, inserts)
+    return len(latest)
 
 
 class PredictionRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._unanalyzed = 0  # rows this process wrote since it last refreshed the statistics
+        self._lock = threading.Lock()
+
+    def written(self, rows: int) -> None:
+        """Committed ``rows`` predictions: every ``ANALYZE_AFTER`` rows (however they were batched:
+        a job writes a few at a time) PostgreSQL's statistics of the table are refreshed, so the
+        queue's pages are planned for the rows a model has just written."""
+        with self._lock:
+            self._unanalyzed += rows
+            due = self._unanalyzed >= ANALYZE_AFTER
+            if due:
+                self._unanalyzed = 0
+        if due:
+            refresh_statistics(self.db, "predictions")
 
     def upsert_many(self, preds: Sequence[PredictionIn]) -> None:
         with self.db.session(write=True) as s:
-            upsert_predictions(s, preds)
+            rows = upsert_predictions(s, preds)
+        self.written(rows)
 
     def get(self, image_id: int, model_version_id: int) -> PredictionInfo | None:
         with self.db.session() as s:
