@@ -189,12 +189,7 @@ class Worker:
                     pending = self._claim_and_decode()
                 in_hand = current[0]
                 if self._governor is not None:
-                    before = self._governor.threads
-                    threads = self._governor.apply()
-                    if threads != before or not self.stats.batches_by_threads:
-                        log.info("models on %d thread%s (%.1f cores free over the last batch)", threads,
-                                 "" if threads == 1 else "s", self._governor.free_cores or 0.0)
-                    self.stats.batches_by_threads[threads] = self.stats.batches_by_threads.get(threads, 0) + 1
+                    self._govern_threads(self._governor)
                 results = self._process(*current)
                 in_hand = None
                 if on_batch is not None and results is not None:
@@ -222,6 +217,15 @@ class Worker:
                 engine.close()
             self._engines.clear()
         return self.stats
+
+    def _govern_threads(self, governor: ThreadGovernor) -> None:
+        """``--threads auto``: the model thread count for the batch about to run (logged when it changes)."""
+        before = governor.threads
+        threads = governor.apply()
+        if threads != before or not self.stats.batches_by_threads:
+            log.info("models on %d thread%s (%.1f cores free over the last batch)", threads,
+                     "" if threads == 1 else "s", governor.free_cores or 0.0)
+        self.stats.batches_by_threads[threads] = self.stats.batches_by_threads.get(threads, 0) + 1
 
     # -- recovery ------------------------------------------------------------------------------
     def _recover(self) -> None:

@@ -79,8 +79,7 @@ def main() -> int:
         print(f"{k}-fold (rule {plan.rule}, fold sizes {[len(te) for _, te in plan.folds]}): shipped {SHIPPED} "
               f"{cv[SHIPPED].as_dict()}; selected {chosen} {cv[chosen].as_dict()}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.json, report)
+        write_json_atomic(args.json, report)  # makes the folder
     return 0
 
 

@@ -234,8 +234,7 @@ def main() -> int:
         write_texture_linear(features[feature_set], y, classes, c, args.out, card, feature_set)
         print(f"wrote {args.out}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.json, report)
+        write_json_atomic(args.json, report)  # makes the folder
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import cv2
 import torch
 
-from .threads_option import AUTO_THREADS, parse_threads, threads_arg  # noqa: F401  (one home; re-exported)
+from .threads_option import AUTO_THREADS
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -212,7 +212,7 @@ class ThreadGovernor:
         return self.threads
 
     def apply(self) -> int:
-        """``choose`` and set torch's and the scan kernel's threads to it."""
+        """``choose`` and set the models' threads (``set_threads``) to it."""
         threads = self.choose()
         set_threads(threads)
         return threads
