@@ -58,7 +58,8 @@ class WorkerOptions:
     poll_s: float = 1.0
     max_side: Mapping[str, int] | None = None
     # Model threads: None leaves the process's setting; "auto" re-chooses before each batch from how
-    # busy the machine's other work is (inference.device.ThreadGovernor, ADR 0040).
+    # busy the machine's other work is (inference.device.ThreadGovernor, ADR 0040). A batch of several
+    # images runs on that many lanes of one thread each, a single image on that many threads (ADR 0041).
     threads: int | str | None = None
 
 
@@ -153,6 +154,7 @@ class Worker:
         self._last_recovery = 0.0
         self._flags = FlagSettings()  # the project's thresholds as last read (see _flag_settings)
         self._governor = ThreadGovernor() if self.options.threads == AUTO_THREADS else None
+        self._cores = self.options.threads if isinstance(self.options.threads, int) else 1  # the next batch's lanes
         if isinstance(self.options.threads, int):
             set_threads(self.options.threads)
 
@@ -221,7 +223,7 @@ class Worker:
     def _govern_threads(self, governor: ThreadGovernor) -> None:
         """``--threads auto``: the model thread count for the batch about to run (logged when it changes)."""
         before = governor.threads
-        threads = governor.apply()
+        threads = self._cores = governor.apply()
         if threads != before or not self.stats.batches_by_threads:
             log.info("models on %d thread%s (%.1f cores free over the last batch)", threads,
                      "" if threads == 1 else "s", governor.free_cores or 0.0)
@@ -337,7 +339,7 @@ class Worker:
 
     def _predict_and_store(self, engine: InspectionEngine, batch: ClaimedBatch, decoded: list,
                            versions: Mapping[str, int], settings: FlagSettings) -> list[ImageResult]:
-        results = engine.predict_decoded(decoded, list(versions))
+        results = engine.predict_decoded(decoded, list(versions), lanes=self._cores)
         self._store(batch, results, versions, settings)
         return results
 

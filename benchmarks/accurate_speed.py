@@ -22,6 +22,11 @@ the whole run (another program on the station's cores). A child measures:
   its first batch to its last (``speed_profiles.worker_rate``);
 - its peak resident memory.
 
+``lanes:N`` is ``new:N`` with the worker told ``threads=N``: its batches run as N lanes of one thread
+each (ADR 0041; ``auto`` does the same with the count it chooses), where ``new:N`` leaves the worker's
+batches on N intra-op threads (the previous behaviour). A single frame is one image: N intra-op threads
+in both.
+
 CPU seconds matter on a shared machine: wall time there depends on what else runs, CPU time much less.
 
 ``--views``: in one process, the accurate profile's 8 network passes as today (one pass per flip)
@@ -81,7 +86,7 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict
         governor = ThreadGovernor()
         kept = keep_freed_memory()
     else:
-        kept = keep_freed_memory() if mode == "new" else False
+        kept = keep_freed_memory() if mode in ("new", "lanes") else False
         set_threads(int(threads))
     chosen: list[int] = []
     by_threads: dict[int, int] = {}
@@ -103,7 +108,8 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict
     try:
         w0, c0, _ = _usage()
         rate, timed = worker_rate(db, tmp / "e2e", "accurate", tmp / "artifacts", 8,
-                                  threads=AUTO_THREADS if governor is not None else None, by_threads=by_threads)
+                                  threads=(AUTO_THREADS if governor is not None
+                                           else int(threads) if mode == "lanes" else None), by_threads=by_threads)
         w1, c1, _ = _usage()
     finally:
         db.close()

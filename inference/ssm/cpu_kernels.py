@@ -31,6 +31,7 @@ axis (summed afterwards), so no two threads ever write the same cell.
 from __future__ import annotations
 
 import math
+import types as pytypes
 
 import numpy as np
 from llvmlite import ir
@@ -207,6 +208,25 @@ def scan_forward(u, delta, A, Bt, Ct, y, delta_bias, D, delta_softplus):
                 if skip:
                     acc += D[di] * u[bi, di, t]
                 y[bi, di, t] = acc
+
+
+def _renamed(fn, name: str):
+    """A copy of the plain Python function ``fn`` under another name. Why: numba's on-disk cache names
+    its files after the function's qualified name and first line, and does not tell a serial
+    compilation from a parallel one, so a second compilation of the same function would read the
+    first one's machine code back."""
+    copy = pytypes.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+# The same forward kernel compiled without a parallel region (``prange`` runs as ``range``). Why:
+# a numba parallel region must not be entered from two Python threads at once, so calls to
+# ``scan_forward`` are serialised by a lock; the engine's lanes (ADR 0041) each run on one thread
+# and would wait for each other there. This one takes no lock and runs on its caller's thread.
+scan_forward_serial = njit(parallel=False, fastmath=FASTMATH, cache=True, nogil=True)(
+    _renamed(scan_forward.py_func, "scan_forward_serial"))
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)

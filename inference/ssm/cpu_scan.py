@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import speed
-from .cpu_kernels import scan_backward, scan_forward
+from .cpu_kernels import scan_backward, scan_forward, scan_forward_serial
 from .reference import backend_from_recurrence
 
 # Numba's parallel region must not be entered from two Python threads at once with every
@@ -109,10 +109,14 @@ def _inference_scan(u, delta, A, B, C, D, delta_bias, delta_softplus) -> torch.T
     bias = _NONE if delta_bias is None else delta_bias.float().contiguous().numpy()
     skip = _NONE if D is None else D.float().contiguous().numpy()
     y = torch.empty_like(u_)
+    args = (u_.numpy(), delta_.numpy(), A_.numpy(), Bt.numpy(), Ct.numpy(), y.numpy(), bias, skip, bool(delta_softplus))
+    threads = _kernel_threads(u_.numel() * A_.shape[1])
+    if threads == 1:  # no parallel region: no lock, so the engine's lanes (ADR 0041) never wait here
+        scan_forward_serial(*args)
+        return y
     with _KERNEL_LOCK:
-        numba.set_num_threads(_kernel_threads(u_.numel() * A_.shape[1]))
-        scan_forward(u_.numpy(), delta_.numpy(), A_.numpy(), Bt.numpy(), Ct.numpy(), y.numpy(), bias, skip,
-                     bool(delta_softplus))
+        numba.set_num_threads(threads)
+        scan_forward(*args)
     return y
 
 

@@ -218,3 +218,57 @@ def test_thread_cap_survives_the_start_of_numbas_pool():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_serial_kernel_equals_the_parallel_one():
+    """The lock-free serial compilation the engine's lanes use (ADR 0041) is the same function:
+    it must give the parallel kernel's outputs, here with bias, softplus and the D skip."""
+    import numpy as np
+
+    from inference.ssm.cpu_kernels import scan_forward, scan_forward_serial
+
+    rng = np.random.default_rng(3)
+    b, d, n, L, g = 2, 12, 8, 37, 3
+    u = rng.standard_normal((b, d, L)).astype(np.float32)
+    delta = rng.standard_normal((b, d, L)).astype(np.float32)
+    A = -np.exp(rng.standard_normal((d, n))).astype(np.float32)
+    Bt = rng.standard_normal((b, g, L, n)).astype(np.float32)
+    Ct = rng.standard_normal((b, g, L, n)).astype(np.float32)
+    bias, D = rng.standard_normal(d).astype(np.float32), rng.standard_normal(d).astype(np.float32)
+    y_par, y_ser = np.empty_like(u), np.empty_like(u)
+    scan_forward(u, delta, A, Bt, Ct, y_par, bias, D, True)
+    scan_forward_serial(u, delta, A, Bt, Ct, y_ser, bias, D, True)
+    np.testing.assert_array_equal(y_ser, y_par)
+
+
+def test_one_thread_inference_scan_takes_no_lock(monkeypatch):
+    """On one thread the inference scan runs the serial kernel outside the lock, so two lanes never
+    wait for each other there; with more threads it keeps the parallel kernel behind the lock."""
+    from inference.ssm import cpu_scan
+
+    calls: list[str] = []
+
+    class Spy:
+        def __enter__(self):
+            calls.append("lock")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(cpu_scan, "_KERNEL_LOCK", Spy())
+    x = make_inputs(1, 64, 16, 2048, 1)
+    kw = dict(D=x["D"], delta_bias=x["delta_bias"], delta_softplus=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            one = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, backend="numba")
+        assert calls == []
+        monkeypatch.setattr(cpu_scan, "_kernel_threads", lambda updates: 2)
+        monkeypatch.setattr(cpu_scan.numba, "set_num_threads", lambda n: None)  # the pool may hold one thread here
+        with torch.inference_mode():
+            two = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, backend="numba")
+        assert calls == ["lock"]
+    finally:
+        torch.set_num_threads(before)
+    assert rel_err(one, two) < 1e-6

@@ -69,3 +69,28 @@ def test_a_fixed_count_is_set_once_and_no_governor_runs(db, tmp_path: Path, monk
         assert CountingGovernor.instances == []
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_chosen_count_runs_each_batch_in_that_many_lanes(db, tmp_path: Path, monkeypatch) -> None:
+    """ADR 0041: the count the governor gives (or a fixed one) reaches the engine as its lanes, and the
+    images predicted in two lanes are all stored."""
+    from inference.engine import InspectionEngine
+
+    CountingGovernor.instances.clear()
+    monkeypatch.setattr(worker_module, "ThreadGovernor", CountingGovernor)
+    seen: list[int] = []
+    real = InspectionEngine.predict_decoded
+
+    def spy(self, items, families=None, lanes=1):
+        seen.append(lanes)
+        return real(self, items, families, lanes=lanes)
+
+    monkeypatch.setattr(InspectionEngine, "predict_decoded", spy)
+    good_images(tmp_path / "imgs", 5)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    job = submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"])
+    stats = Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.01, threads="auto"),
+                   artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+    status = job_status(db, job)
+    assert status.state == "done" and status.failed == 0
+    assert seen == [2, 2] and stats.predicted == 5
