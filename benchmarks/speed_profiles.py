@@ -22,8 +22,10 @@ alternating, best of ``--frames``.
 ``--per-family``: each family alone through the bare engine (batch 8, prefetch), per configuration.
 
 ``--memory N``: the worker process (``main.py worker --once``, the station's own) pre-labels N
-synthetic 256² images with all three families and the project's ``fast`` profile; its resident
-memory (/proc/PID/status VmRSS) is sampled every second against the images done.
+synthetic 256² images with all three families and the project's ``fast`` profile (``--memory-profile``);
+its resident memory (/proc/PID/status VmRSS) is sampled every second against the images done.
+``--memory-threads N`` starts it with ``--threads N`` (N lanes per batch, ADR 0041; default: its own
+default, ``auto``).
 """
 from __future__ import annotations
 
@@ -227,10 +229,11 @@ def memory(args, tmp: Path) -> dict:
     db = open_database(url)
     samples: list[tuple[float, int, int]] = []  # (seconds, images processed, RSS KiB)
     try:
-        save_speed_profile(db, "fast")
+        save_speed_profile(db, args.memory_profile)
         job = submit_prelabel(db, folder_id=index_folder(db, folder).folder_id)
         assert job is not None
-        handle = start_worker_process(url, "cpu", once=True, log_path=tmp / "worker.log")
+        extra = ["--threads", str(args.memory_threads)] if args.memory_threads else []
+        handle = start_worker_process(url, "cpu", once=True, log_path=tmp / "worker.log", extra_args=extra)
         t0 = time.monotonic()
         while handle.alive():
             kib = rss_kib(handle.pid)
@@ -241,7 +244,8 @@ def memory(args, tmp: Path) -> dict:
         status = job_status(db, job)
     finally:
         db.close()
-    out = {"images": args.memory, "profile": "fast", "done": status.done, "failed": status.failed,
+    out = {"images": args.memory, "profile": args.memory_profile, "threads": args.memory_threads or "auto",
+           "done": status.done, "failed": status.failed,
            "seconds": samples[-1][0] if samples else None, "load_average": load_average(), "samples": samples}
     marks = [m for m in (100, 250, 500, 1000, 1500, 2000, args.memory) if m <= args.memory]
     table = {}
@@ -263,6 +267,8 @@ def main() -> None:
     ap.add_argument("--engine", nargs="*", default=["fast"], choices=list(CONFIGS),
                     help="configurations also timed as the bare engine, for the in-app ratio (default: fast)")
     ap.add_argument("--memory", type=int, default=0, metavar="N", help="measure the worker's memory over N images instead")
+    ap.add_argument("--memory-profile", default="fast", choices=["fast", "accurate"], help="the project's profile for --memory")
+    ap.add_argument("--memory-threads", type=int, default=0, metavar="N", help="--threads N for the --memory worker (0: its default)")
     ap.add_argument("--per-family", action="store_true", help="each family alone through the bare engine instead")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()

@@ -7,7 +7,7 @@ of the widgets and lets tests build a window on a temporary database.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from app.gui.settings_store import StationSettings
@@ -49,14 +49,15 @@ class StationContext:
         try:
             from app.paths import SAMPLES
             from app.services.routing import load_routing
-            if jobs.jobs.adopt_routing(load_routing(SAMPLES / "demo_routing.json")):
+            routing = load_routing(SAMPLES / "demo_routing.json")
+            if jobs.jobs.adopt_routing(routing):
+                if window.project is not None:  # in force on screen now, not at the next poll
+                    window.project.saved_elsewhere(replace(window.project.current, routing=routing))
                 window.statusBar().showMessage("Demo: each subfolder runs its own model "
                                                "(Project ▸ Model routing…)", 10000)
         except Exception as exc:  # noqa: BLE001 - the demo still runs every model on every image
             window.statusBar().showMessage(f"Demo model routing not applied: {exc}", 10000)
             return
-        from dataclasses import replace
-
         from app.gui.settings_store import save_settings
         self.settings = replace(self.settings, demo_prelabelled=True)
         save_settings(self.settings)

@@ -38,6 +38,9 @@ class ProjectSettingsController(QObject):
         self._db = db
         self._author = author
         self.current = current or ProjectSettings()
+        # Bumped by each change made here: a read submitted before it answers with the old copy and
+        # is ignored (it would put the old settings back on screen until the next poll).
+        self._generation = 0
         self.calls = BackgroundCalls("project-settings", self)
         self._timer = QTimer(self)
         self._timer.setInterval(self.POLL_MS)
@@ -50,12 +53,21 @@ class ProjectSettingsController(QObject):
         """Re-read the database's copy; ``changed`` when it differs from ours."""
         if self.calls.busy:
             return  # a save or read is on its way; it reports the new copy itself
-        self.calls.call(lambda: load_project_settings(self._db), self._adopt,
+        self._read()
+
+    def _read(self) -> None:
+        generation = self._generation
+
+        def done(settings: ProjectSettings) -> None:
+            if generation == self._generation:
+                self._adopt(settings)
+        self.calls.call(lambda: load_project_settings(self._db), done,
                         lambda e: self.failed.emit(f"Cannot read the project settings: {e}"))
 
     def save(self, new: ProjectSettings) -> None:
         """Store what differs from ``current``; new thresholds re-flag every stored prediction."""
         old, by, db = self.current, self._author(), self._db
+        self._generation += 1
 
         def work() -> tuple[ProjectSettings, int | None]:
             reflagged = None
@@ -76,6 +88,15 @@ class ProjectSettingsController(QObject):
             if answer[1] is not None:
                 self.reflagged.emit(answer[1])
         self.calls.call(work, done, lambda e: self.failed.emit(f"The project settings were not saved: {e}"))
+
+    def saved_elsewhere(self, settings: ProjectSettings) -> None:
+        """Take ``settings`` as in force now, for a change another service has just stored (the demo's
+        routing on first launch): waiting for the next poll left the Jobs dock saying "No model
+        routing" for up to ``POLL_MS`` while the routed jobs ran. A read already on its way is
+        ignored, and a fresh one confirms the database's copy after it."""
+        self._generation += 1
+        self._adopt(settings)
+        self._read()
 
     def set_auto_prelabel(self, on: bool) -> None:
         self.save(replace(self.current, auto_prelabel=on))

@@ -97,6 +97,11 @@ def test_demo_first_launch_routes_each_subfolder_to_its_own_model(service, db, q
     assert families == {("segmenter",), ("classifier",), ("anomaly",)}
     assert all(" · " in row.title.text() for row in win.jobs_panel.rows.values())
     assert win.ctx.settings.demo_prelabelled
+    # The Jobs dock says the routing at once (it said "No model routing" until the next 20 s poll).
+    notice = win.routing_notice.notice
+    assert win.routing_notice.calls.wait_idle()
+    assert notice.text.text().startswith("Model routing:"), notice.text.text()
+    assert "infrared/ → segmenter" in notice.text.text()
     # A project's own rules are never replaced by the demo's.
     own = Routing((RoutingRule("*", ("anomaly",)),))
     win.ctx.jobs.save_routing(own)
