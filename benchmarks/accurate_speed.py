@@ -20,6 +20,8 @@ the whole run (another program on the station's cores). A child measures:
 - the in-process worker (decode, all three bundled families with the accurate profile, mask PNGs,
   map files, SQLite writes) on ``--images`` synthetic 256² images, batch 8, timed from the end of
   its first batch to its last (``speed_profiles.worker_rate``);
+- with ``--engine``, the bare engine (``InspectionEngine.predict_files``, batch 8, the same lanes as the
+  worker's batches) on the same files: the in-app rate as a share of it (issue 21: >= 90 %);
 - its peak resident memory.
 
 ``lanes:N`` is ``new:N`` with the worker told ``threads=N``: its batches run as N lanes of one thread
@@ -52,7 +54,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.prelabel import images, model_dirs  # noqa: E402
-from benchmarks.speed_profiles import SIRST, load_average, worker_rate  # noqa: E402
+from benchmarks.speed_profiles import SIRST, engine_rate, load_average, worker_rate  # noqa: E402
 from inference.device import AUTO_THREADS, ThreadGovernor, keep_freed_memory, prepare_inference_process, set_threads  # noqa: E402
 
 
@@ -73,7 +75,7 @@ def _usage() -> tuple[float, float, int]:
     return time.perf_counter(), ru.ru_utime + ru.ru_stime, ru.ru_minflt
 
 
-def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict:
+def child(config: str, reps: int, n_images: int, frame_path: str | None, args_engine: bool = False) -> dict:
     from database.engine import open_database
     from inference.checkpoints import load_model
     from inference.profiles import apply_profile
@@ -113,10 +115,15 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None) -> dict
         w1, c1, _ = _usage()
     finally:
         db.close()
+    bare = None
+    if args_engine:  # the bare engine on the same files, same lanes as the worker's batches: the in-app ratio
+        lanes = int(threads) if mode == "lanes" else 1
+        bare = round(engine_rate(dirs, paths, "accurate", 8, lanes=lanes), 3)
     return {"config": config, "allocator_kept": kept, "frame_512": runs, "frame_threads_chosen": chosen,
             "worker_256": {"images_per_second": round(rate, 3), "timed": timed, "images": len(paths),
                            "batches_by_threads": by_threads,
                            "cpu_s_per_image": round((c1 - c0) / len(paths), 3)},
+            "engine_256_images_per_second": bare,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "load_average": load_average()}
 
@@ -184,9 +191,11 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--burners", type=int, default=0, help="busy-loop processes kept running during the run")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--engine", action="store_true",
+                    help="also the bare engine on the worker's files, same lanes (the in-app ratio)")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.reps, args.images, args.frame)))
+        print(json.dumps(child(args.child, args.reps, args.images, args.frame, args.engine)))
         return
     if args.frame is None and not SIRST.is_dir():
         print(f"note: no SIRST copy at {SIRST}; pass --frame for a real infrared frame (using a synthetic sky)")
@@ -221,6 +230,7 @@ def _rounds(args: argparse.Namespace) -> list[dict]:
         for c in (args.configs if r % 2 == 0 else args.configs[::-1]):
             cmd = [sys.executable, __file__, "--child", c, "--reps", str(args.reps), "--images", str(args.images)]
             cmd += ["--frame", args.frame] if args.frame else []
+            cmd += ["--engine"] if args.engine else []
             res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
             res["round"] = r + 1
             children.append(res)
@@ -228,6 +238,9 @@ def _rounds(args: argparse.Namespace) -> list[dict]:
             chosen = f" (threads chosen {res['frame_threads_chosen']})" if res["frame_threads_chosen"] else ""
             by = res["worker_256"]["batches_by_threads"]
             chosen_w = f" (batches by threads {by})" if by else ""
+            if res.get("engine_256_images_per_second"):
+                chosen_w += (f", bare engine {res['engine_256_images_per_second']:.2f} img/s (in-app "
+                             f"{res['worker_256']['images_per_second'] / res['engine_256_images_per_second']:.0%})")
             print(f"round {r + 1} {c:>8}: 512² frame wall {', '.join(str(x['wall_s']) for x in f)} s{chosen}, CPU "
                   f"{', '.join(str(x['cpu_s']) for x in f)} s, faults {f[-1]['minor_faults']}; worker 256² "
                   f"{res['worker_256']['images_per_second']:.2f} img/s{chosen_w} ({res['worker_256']['cpu_s_per_image']:.3f} "

@@ -80,13 +80,13 @@ def worker_rate(db, folder: Path, profile: str | None, artifacts: Path, batch: i
     return timed / (stamps[-1][0] - stamps[0][0]), timed
 
 
-def engine_rate(dirs, paths: list[Path], profile: str | None, batch: int) -> float:
+def engine_rate(dirs, paths: list[Path], profile: str | None, batch: int, lanes: int = 1) -> float:
     from inference.engine import InspectionEngine
 
     with InspectionEngine(dirs, device="cpu", profile=profile) as engine:
-        list(engine.predict_files([(str(p), p) for p in paths[:batch]], batch))  # warm-up
+        list(engine.predict_files([(str(p), p) for p in paths[:batch]], batch, lanes=lanes))  # warm-up
         t = time.perf_counter()
-        n = sum(len(r) for r in engine.predict_files([(str(p), p) for p in paths], batch))
+        n = sum(len(r) for r in engine.predict_files([(str(p), p) for p in paths], batch, lanes=lanes))
         return n / (time.perf_counter() - t)
 
 

@@ -341,9 +341,11 @@ class InspectionEngine:
         return [(key, path, fut.result()) for key, path, fut in pending]
 
     def predict_files(self, items: Iterable[tuple[object, str | os.PathLike]], batch_size: int = 8,
-                      families: Sequence[str] | None = None, prefetch: int = 1) -> Iterator[list[ImageResult]]:
+                      families: Sequence[str] | None = None, prefetch: int = 1, lanes: int = 1
+                      ) -> Iterator[list[ImageResult]]:
         """Yield one list of results per batch, decoding up to ``prefetch`` batches ahead
-        (``prefetch=0``: decode a batch only after the previous one ran, the serial baseline)."""
+        (``prefetch=0``: decode a batch only after the previous one ran, the serial baseline);
+        ``lanes`` as in ``predict_decoded``."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         it = iter(items)
@@ -365,15 +367,15 @@ class InspectionEngine:
             pending = queue.popleft()
             if prefetch:
                 fill()  # the next batches decode while this one runs on the models
-            results = self.predict_decoded(self.collect(pending), families)
+            results = self.predict_decoded(self.collect(pending), families, lanes)
             if not prefetch:
                 fill()
             yield results
 
     def predict_paths(self, paths: Sequence[str | os.PathLike], batch_size: int = 8,
-                      families: Sequence[str] | None = None) -> list[ImageResult]:
+                      families: Sequence[str] | None = None, lanes: int = 1) -> list[ImageResult]:
         results: list[ImageResult] = []
-        for batch in self.predict_files(((str(p), p) for p in paths), batch_size, families):
+        for batch in self.predict_files(((str(p), p) for p in paths), batch_size, families, lanes=lanes):
             results.extend(batch)
         return results
 
