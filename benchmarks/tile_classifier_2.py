@@ -98,6 +98,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--fold-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, help="write the adopted candidate here (nothing is written otherwise)")
+    ap.add_argument("--after", action="store_true",
+                    help="after the choice, also score the bundled and chosen candidates under other folds "
+                         "(leave one session out; physical-tile fold seeds 1, 2): reported, never chosen from")
     args = ap.parse_args()
 
     paths, y, classes = split_items(args.data, "train")
@@ -133,6 +136,14 @@ def main() -> int:
               flush=True)
     verdict = decide({n: session[n] for n in predict}, {n: tile[n] for n in predict})
     print(verdict)
+    after: dict[str, dict] = {}
+    if args.after:
+        others = {"leave_one_session_out": group_folds(y, sessions, len(set(sessions)), 0),
+                  **{f"tile_seed{s}": group_folds(y, series_groups(names), FOLDS, s) for s in (1, 2)}}
+        for kind, folds in others.items():
+            after[kind] = {n: cross_validated(predict[n], y, folds, classes).as_dict()
+                           for n in dict.fromkeys([BUNDLED, verdict["chosen"]])}
+            print(kind, after[kind], flush=True)
     report = {"data": str(args.data), "images": len(y), "classes": classes,
               "counts": {c: int(n) for c, n in zip(classes, np.bincount(y, minlength=k))},
               "dims": {fs: int(x.shape[1]) for fs, x in sets.items()},
@@ -140,7 +151,8 @@ def main() -> int:
                                      "distinct_partitions": partitions},
                          "tile": {"rule": "groups.series_groups", "groups": len(set(series_groups(names))), "fold_seed": 0}},
               "folds": FOLDS, "feature_seconds": round(feature_seconds, 1), "cv_seconds": round(time.monotonic() - t1, 1),
-              "cv": {"session": session, "tile": tile}, "bundled": BUNDLED, **verdict}
+              "cv": {"session": session, "tile": tile}, "bundled": BUNDLED, **verdict,
+              **({"after_the_choice": after} if after else {})}
     if args.out and verdict["adopted"]:
         fs, fit, c_name = verdict["chosen"].split("/")
         c = float(c_name[1:])
