@@ -145,6 +145,91 @@ def defect_of_shrunk(g: np.ndarray, med: float, mad: float) -> np.ndarray:
     return np.concatenate([np.asarray(feats, np.float32), thumb]).astype(np.float32)
 
 
+FINE_SIGMA = 0.5                  # the finest scale of ``defect_fine``: pin-hole blowholes, hair-line cracks
+LINE_SIGMAS = (1.0, 2.0)          # dark-ridge scales whose oriented line responses ``defect_fine`` reads
+LINE_LENGTH = 15                  # px: the line segment a crack response is averaged along
+LINE_ORIENTATIONS = 8
+FINE_EXTRA_DIM = (DEFECT_MAPS + 2 * len(LINE_SIGMAS)) * DEFECT_STATS
+DEFECT_FINE_DIM = DEFECT_DIM + FINE_EXTRA_DIM
+
+
+def _line_kernels() -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each of LINE_ORIENTATIONS directions, the two halves of a LINE_LENGTH-px segment centred on the
+    pixel (centre to one end, centre to the other), anti-aliased, each summing to 1."""
+    half = LINE_LENGTH // 2
+    out = []
+    for k in range(LINE_ORIENTATIONS):
+        t = np.pi * k / LINE_ORIENTATIONS
+        dx, dy = half * np.cos(t), half * np.sin(t)
+        c = LINE_LENGTH * 4
+        kernels = []
+        for sign in (1, -1):
+            img = np.zeros((LINE_LENGTH * 8, LINE_LENGTH * 8), np.uint8)  # drawn at 8 x, then area-shrunk
+            cv2.line(img, (c, c), (round(c + sign * 8 * dx), round(c + sign * 8 * dy)), 255, 8, cv2.LINE_AA)
+            kern = cv2.resize(img.astype(np.float32), (LINE_LENGTH, LINE_LENGTH), interpolation=cv2.INTER_AREA)
+            kernels.append(kern / kern.sum())
+        out.append((kernels[0], kernels[1]))
+    return out
+
+
+_LINE_KERNELS = _line_kernels()
+
+
+def _hessian_ridges(fine: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(dark ridges, bright ridges): the scale-normalised Hessian eigenvalue responses, cut at 0."""
+    s2 = sigma * sigma
+    dxx = cv2.Sobel(fine, cv2.CV_32F, 2, 0, ksize=3) * s2
+    dyy = cv2.Sobel(fine, cv2.CV_32F, 0, 2, ksize=3) * s2
+    dxy = cv2.Sobel(fine, cv2.CV_32F, 1, 1, ksize=3) * s2
+    root = np.sqrt((dxx - dyy) ** 2 + 4 * dxy * dxy)
+    return np.maximum((dxx + dyy + root) / 2, 0), np.maximum(-(dxx + dyy - root) / 2, 0)
+
+
+def fine_of_shrunk(g: np.ndarray, med: float, mad: float) -> np.ndarray:
+    """The (FINE_EXTRA_DIM,) additions of ``defect_fine`` to ``defect_of_shrunk`` (same standardisation).
+
+    The five responses at sigma FINE_SIGMA (spots against sigma 2 * FINE_SIGMA, ridges, edges), then
+    for each of LINE_SIGMAS the dark-ridge map averaged along LINE_LENGTH-px segments in
+    LINE_ORIENTATIONS directions, two-sided (the weaker of the two halves from the pixel: a line runs
+    through it, a spot beside it does not count): the strongest direction, and the strongest minus the
+    directions' median (how line-like: a crack is, a blowhole or grain is not). All summarised as ``_summary``.
+    """
+    h, w = g.shape
+    z = (g - med) / mad
+    r = z - np.median(z, axis=0, keepdims=True)
+    m = DEFECT_MARGIN
+    box = (slice(m, h - m), slice(m, w - m)) if min(h, w) > 4 * m else (slice(0, h), slice(0, w))
+    fine = cv2.GaussianBlur(r, (0, 0), FINE_SIGMA)
+    dog = fine - cv2.GaussianBlur(r, (0, 0), 2 * FINE_SIGMA)
+    dark, bright = _hessian_ridges(fine, FINE_SIGMA)
+    gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
+    feats: list[float] = []
+    for response in (np.maximum(-dog, 0), np.maximum(dog, 0), dark, bright):
+        feats += _summary(response[box], cut=True)
+    feats += _summary((np.sqrt(gx * gx + gy * gy) * FINE_SIGMA)[box], cut=False)
+    for sigma in LINE_SIGMAS:
+        ridge = _hessian_ridges(cv2.GaussianBlur(r, (0, 0), sigma), sigma)[0]
+        lines = np.stack([np.minimum(cv2.filter2D(ridge, cv2.CV_32F, a, borderType=cv2.BORDER_REFLECT)[box],
+                                     cv2.filter2D(ridge, cv2.CV_32F, b, borderType=cv2.BORDER_REFLECT)[box])
+                          for a, b in _LINE_KERNELS])
+        strongest = lines.max(axis=0)
+        feats += _summary(strongest, cut=True)
+        feats += _summary(np.maximum(strongest - np.median(lines, axis=0), 0), cut=True)
+    return np.asarray(feats, np.float32)
+
+
+def defect_fine_vector(gray: np.ndarray) -> np.ndarray:
+    """The (DEFECT_FINE_DIM,) vector: ``defect_vector`` then the finer-scale and oriented-line additions."""
+    shrunk = shrunk_with_spread(gray, DEFECT_SIDE)
+    return np.concatenate([defect_of_shrunk(*shrunk), fine_of_shrunk(*shrunk)])
+
+
+def image_defect_fine(image: np.ndarray) -> np.ndarray:
+    """The (DEFECT_FINE_DIM,) vector of a float image in [0, 1] of any channel count."""
+    return defect_fine_vector(gray_of(image))
+
+
 def image_defect(image: np.ndarray) -> np.ndarray:
     """The (DEFECT_DIM,) vector of a float image in [0, 1] of any channel count."""
     return defect_vector(gray_of(image))
@@ -170,4 +255,5 @@ def image_defect_bank(image: np.ndarray) -> np.ndarray:
 
 # feature set name -> (length, function of a decoded float image): what a texture_linear version reads
 FEATURE_SETS = {"texture": (TEXTURE_DIM, image_texture), "defect": (DEFECT_DIM, image_defect),
-                "bank": (BANK_DIM, image_bank), "defect_bank": (DEFECT_DIM + BANK_DIM, image_defect_bank)}
+                "bank": (BANK_DIM, image_bank), "defect_bank": (DEFECT_DIM + BANK_DIM, image_defect_bank),
+                "defect_fine": (DEFECT_FINE_DIM, image_defect_fine)}

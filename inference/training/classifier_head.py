@@ -229,8 +229,10 @@ class LinearHead:
         return np.argmax(features @ self.coef.T + self.intercept, axis=1)
 
 
-def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float) -> LinearHead:
-    """Class-balanced logistic regression on standardised features, folded back into raw-feature weights."""
+def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float,
+                    balanced: bool = True) -> LinearHead:
+    """Class-balanced (``balanced``; else every image weighs the same) logistic regression on standardised
+    features, folded back into raw-feature weights."""
     from sklearn.linear_model import LogisticRegression
 
     mu, sd = features.mean(0), features.std(0) + 1e-6
@@ -240,7 +242,8 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, 
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return LinearHead(coef, intercept, c)
-    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit((features - mu) / sd, labels)
+    weight = "balanced" if balanced else None
+    lr = LogisticRegression(C=c, class_weight=weight, max_iter=3000).fit((features - mu) / sd, labels)
     w, b = lr.coef_, lr.intercept_
     if len(present) == 2:  # scikit-learn gives one row (logit of the second class): split it symmetrically
         w, b = np.vstack([-w[0] / 2, w[0] / 2]), np.array([-b[0] / 2, b[0] / 2])
@@ -285,12 +288,13 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 
 
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
-                         card: dict[str, Any], feature_set: str = "texture", mix: bool = False) -> Path:
+                         card: dict[str, Any], feature_set: str = "texture", mix: bool = False,
+                         balanced: bool = True) -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
     on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation; ``mix``:
-    the biases carry the labels' class mix, ``with_label_mix``)."""
+    the biases carry the labels' class mix, ``with_label_mix``; ``balanced``: class-balanced weights)."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
-    head = fit_linear_head((features - mu) / sd, labels, len(classes), c)
+    head = fit_linear_head((features - mu) / sd, labels, len(classes), c, balanced)
     if mix:
         head = with_label_mix(head, labels)
     cfg = feature_config(feature_set, len(classes))

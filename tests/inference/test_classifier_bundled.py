@@ -64,15 +64,17 @@ TILES = SAMPLES.parent / "tiles"
 
 
 def test_bundled_tile_classifier_has_its_protocol_figures_and_names_the_demo_tiles():
-    """The magnetic-tile classifier (texture_linear on small-defect statistics, ADR 0027): its card holds
+    """The magnetic-tile classifier (texture_linear on small-defect statistics and texture descriptors,
+    ADRs 0027 and 0042): its card holds
     the grouped-CV estimates beside the once-scored frozen test, and it names the demo tiles (frozen-test
     images, so a smoke check, not a figure). A classifier at the class prior names 4 of the 14."""
     d = bundled_model_dir("classifier", "classifier-magnetic_tile")
     assert sum(f.stat().st_size for f in d.iterdir() if f.is_file()) <= MAX_BYTES
     loaded = load_model(d)
-    assert loaded.name == "texture_linear" and loaded.config.features == "defect"
+    assert loaded.name == "texture_linear" and loaded.config.features == "defect_bank"
     metrics = loaded.card["metrics"]
     assert {"cv", "cv_new_tiles", "test"} <= set(metrics) and metrics["test"]["times_recorded"] == 1
+    assert metrics["cv"]["accuracy"] > 0.95 and metrics["cv_new_tiles"]["accuracy"] > 0.75
     assert loaded.card.get("licence") and loaded.card.get("command")
     files = sorted(TILES.glob("*.png"))
     assert len(files) == 14, f"demo tiles missing in {TILES}"

@@ -110,6 +110,47 @@ def test_defect_statistics_see_a_small_blowhole_and_not_the_exposure() -> None:
     assert image_defect(cv2.resize(hole, (360, 720), interpolation=cv2.INTER_LINEAR)).shape == (DEFECT_DIM,)
 
 
+def test_defect_fine_adds_line_responses_that_tell_a_crack_from_a_blowhole() -> None:
+    from inference.texture_features import (
+        DEFECT_DIM,
+        DEFECT_FINE_DIM,
+        DEFECT_STATS,
+        FEATURE_SETS,
+        image_defect,
+        image_defect_fine,
+    )
+
+    plain = _tile()
+    crack, hole = plain.copy(), plain.copy()
+    for i in range(40):  # a 1-px dark diagonal crack, 40 px long
+        crack[60 + i, 30 + i // 2] = 0.2
+    hole[100:104, 40:44] = 0.2
+    fine = {name: image_defect_fine(img) for name, img in (("plain", plain), ("crack", crack), ("hole", hole))}
+    assert FEATURE_SETS["defect_fine"][0] == DEFECT_FINE_DIM and fine["plain"].shape == (DEFECT_FINE_DIM,)
+    np.testing.assert_array_equal(fine["crack"][:DEFECT_DIM], image_defect(crack))  # the defect vector first
+    extra = {k: v[DEFECT_DIM:] for k, v in fine.items()}
+    # the last two summaries: at sigma 2, the strongest line direction, then how line-like (strongest - median)
+    lineness_max = slice(-DEFECT_STATS, None)
+    line_max = 4 - 2 * DEFECT_STATS  # the maximum of the sigma-2 strongest direction
+    assert extra["crack"][line_max] > 3 * extra["plain"][line_max]
+    assert extra["crack"][lineness_max][4] > 2 * extra["hole"][lineness_max][4]  # a spot is not a line
+    # another lighting leaves the local responses as they were (each image is standardised first)
+    brighter = image_defect_fine(np.clip(crack * 1.3 + 0.05, 0, 1))[DEFECT_DIM:]
+    np.testing.assert_allclose(brighter, extra["crack"], rtol=0.03, atol=2e-3)
+
+
+def test_unweighted_head_leans_to_the_frequent_class() -> None:
+    from inference.training.classifier_head import fit_linear_head
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (180, 2)), rng.normal(1.5, 1, (20, 2))])
+    y = np.r_[np.zeros(180, np.int64), np.ones(20, np.int64)]
+    grid = rng.normal(0.75, 1.5, (400, 2))
+    balanced = fit_linear_head(x, y, 2, 1.0).predict(grid)
+    plain = fit_linear_head(x, y, 2, 1.0, balanced=False).predict(grid)
+    assert (plain == 0).sum() > (balanced == 0).sum() + 40
+
+
 def test_defect_linear_round_trips_through_the_engine_and_old_versions_read_texture(tmp_path: Path) -> None:
     from inference.texture_features import DEFECT_DIM, image_defect
 
