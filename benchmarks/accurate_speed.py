@@ -14,7 +14,7 @@ batch; the counts it chose are reported). ``--burners N`` keeps N busy-loop proc
 the whole run (another program on the station's cores). A child measures:
 
 - one 512² infrared frame (``--frame``, enlarged; default the first SIRST image, else a synthetic
-  sky) through the full segmenter with the ``accurate`` profile (standardise, 2 networks x 4
+  sky) through the full segmenter with the ``accurate`` profile (standardise, the card's networks x 4
   flips, verifier): wall and CPU seconds (user + system) and minor page faults per frame, after
   one warm-up frame;
 - the in-process worker (decode, all three bundled families with the accurate profile, mask PNGs,
