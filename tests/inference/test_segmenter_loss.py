@@ -95,7 +95,7 @@ def test_shapes_gradients_and_an_empty_batch():
     out.backward()
     assert float(out.detach()) == 0.0 and z.grad is not None and not z.grad.any()
     precomputed = per_target_dice_loss(logits.detach(), t, target_windows(t.numpy()))
-    assert float(precomputed) == pytest.approx(float(loss))
+    assert float(precomputed) == pytest.approx(float(loss.detach()))
 
 
 def test_the_default_loss_is_unchanged_and_unknown_names_are_refused():
