@@ -23,6 +23,10 @@ RECIPES: dict[str, dict[str, Any]] = {  # name -> TrainOptions fields (everythin
     "base12": {"inner": "mamba", "augment": False, "epochs": 12},  # the same, twice the schedule
     "conv": {"inner": "conv", "augment": False},
     "conv_aug": {"inner": "conv", "augment": True},
+    # issue 19, detection-oriented (segmenter-scenes-3.md): a per-target Dice beside the pooled one, and that
+    # with a quarter of the crops centred on bright non-target blobs (target crops stay at 0.5, uniform 0.25)
+    "targets": {"inner": "mamba", "augment": False, "loss": "dice+targets"},
+    "targets_clutter": {"inner": "mamba", "augment": False, "loss": "dice+targets", "clutter_prob": 0.25},
 }
 
 

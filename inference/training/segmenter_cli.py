@@ -27,6 +27,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=("adamw", "adagrad"), default="adamw",
                    help="adagrad with --lr 0.05 --weight-decay 4e-4 is the paper's setting")
     p.add_argument("--bce-weight", type=float, default=0.0, help="add this much BCE to the soft Dice loss")
+    p.add_argument("--loss", choices=("dice", "dice+targets"), default="dice",
+                   help="dice: soft Dice pooled over the batch (default); dice+targets: plus a per-target Dice that "
+                        "weighs every ground-truth target the same whatever its size")
     p.add_argument("--target-prob", type=float, default=0.7, help="share of crops centred near a target")
     p.add_argument("--clutter-prob", type=float, default=0.0,
                    help="share of crops centred on bright blobs that are not targets (hard negatives)")
