@@ -75,7 +75,7 @@ def _usage() -> tuple[float, float, int]:
     return time.perf_counter(), ru.ru_utime + ru.ru_stime, ru.ru_minflt
 
 
-def child(config: str, reps: int, n_images: int, frame_path: str | None, args_engine: bool = False) -> dict:
+def child(config: str, reps: int, n_images: int, frame_path: str | None, engine: bool = False) -> dict:
     from database.engine import open_database
     from inference.checkpoints import load_model
     from inference.profiles import apply_profile
@@ -116,7 +116,7 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None, args_en
     finally:
         db.close()
     bare = None
-    if args_engine:  # the bare engine on the same files, same lanes as the worker's batches: the in-app ratio
+    if engine:  # the bare engine on the same files, same lanes as the worker's batches: the in-app ratio
         lanes = int(threads) if mode == "lanes" else 1
         bare = round(engine_rate(dirs, paths, "accurate", 8, lanes=lanes), 3)
     return {"config": config, "allocator_kept": kept, "frame_512": runs, "frame_threads_chosen": chosen,

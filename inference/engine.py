@@ -11,7 +11,7 @@ Why it is shaped this way:
 - on a CPU with more than one core to spare, a batch's images are split into lanes that run side
   by side on threads of their own, each on one intra-op thread (ADR 0041): one network pass is
   about a thousand small operations, each ending in a barrier of the intra-op pool, so two lanes
-  of one thread beat one lane of two (worker at 256²: 1.7x against 1.0-1.3x, speed-6.md).
+  of one thread beat one lane of two (models at 256²: 1.78x against 1.24x, speed-6.md).
 
 No Qt, no database: the caller maps its own keys (paths, database ids) to results.
 """
