@@ -124,9 +124,11 @@ class SegmenterModel(FamilyModel):
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
         self._mod = _helper(families.family(self.family).predict_module, loaded)
-        # A card naming members or a verifier it does not carry fails here, at load, with CheckpointError.
+        # A card naming members or a verifier it does not carry, or flip views that do not exist, fails
+        # here, at load, with CheckpointError.
         self._mod.model_members(loaded)
         self._mod.model_post_process(loaded)
+        self._mod.model_flips(loaded)
         self.mode = "gray" if loaded.config.in_chans == 1 else "rgb"
         self.max_side = SEGMENTER_MAX_SIDE
 

@@ -99,23 +99,49 @@ def shrink_components(mask: np.ndarray, probability: np.ndarray, mask_threshold:
     return strong | (mask & ~has_strong[labels])
 
 
-def model_flips(loaded: LoadedModel) -> bool:
-    """Whether the card asks for test-time flips (chosen on held-out frames when it was trained)."""
-    return bool(loaded.card.get("test_time_flips", False))
+# Test-time flip views besides the frame itself, by the name a card gives them. A card's
+# ``test_time_flips`` is ``true`` (all three: four views), ``false`` (none) or a list of these names
+# (e.g. ``["h"]``: the frame and its mirror image, two views).
+FLIP_DIMS: dict[str, tuple[int, ...]] = {"h": (-1,), "v": (-2,), "hv": (-2, -1)}
+Flips = bool | Sequence[str]
 
 
-def _run(model: MiMISTD, x: torch.Tensor, flips: bool) -> torch.Tensor:
-    """Logits of one padded-or-not frame; with ``flips``, the mean over the four h/v flips.
+def flip_views(flips: Flips) -> tuple[tuple[int, ...], ...]:
+    """The tensor dims flipped for each view besides the identity; a malformed value is a ValueError."""
+    if flips is True:
+        return tuple(FLIP_DIMS.values())
+    if flips is False:
+        return ()
+    if isinstance(flips, (str, bytes)) or not isinstance(flips, Sequence):
+        raise ValueError(f"test_time_flips must be true, false or a list of {', '.join(FLIP_DIMS)}; got {flips!r}")
+    unknown = [f for f in flips if f not in FLIP_DIMS]
+    if unknown or len(set(flips)) != len(flips):
+        raise ValueError(f"test_time_flips names unknown or repeated views {list(flips)!r} (known: {', '.join(FLIP_DIMS)})")
+    return tuple(FLIP_DIMS[f] for f in FLIP_DIMS if f in flips)  # the catalogue's order: results do not depend on the card's
+
+
+def model_flips(loaded: LoadedModel) -> Flips:
+    """The card's test-time flips (chosen by cross-validation when it was trained); a malformed entry is a
+    CheckpointError."""
+    value = loaded.card.get("test_time_flips", False)
+    try:
+        flip_views(value)
+    except ValueError as exc:
+        raise CheckpointError(f"{loaded.path}: {exc}") from None
+    return value if isinstance(value, bool) else [str(v) for v in value]
+
+
+def _run(model: MiMISTD, x: torch.Tensor, flips: Flips) -> torch.Tensor:
+    """Logits of one padded-or-not frame; with ``flips``, the mean over the frame and its flipped views.
 
     Averaging over flips cancels the scan-order bias of a causal model and most one-off false
-    alarms, at four times the cost.
+    alarms, at one pass per view.
     """
-    if not flips:
-        return segment_logits(model, x)
+    views = flip_views(flips)
     acc = segment_logits(model, x)
-    for dims in ((-1,), (-2,), (-2, -1)):
+    for dims in views:
         acc = acc + segment_logits(model, x.flip(dims)).flip(dims)
-    return acc / 4
+    return acc / (1 + len(views)) if views else acc
 
 
 def _tile_starts(n: int, tile: int, step: int) -> list[int]:
@@ -126,7 +152,7 @@ def _tile_starts(n: int, tile: int, step: int) -> list[int]:
 
 
 @torch.no_grad()
-def _logits(model: MiMISTD, image: np.ndarray, device: torch.device, flips: bool = False) -> np.ndarray:
+def _logits(model: MiMISTD, image: np.ndarray, device: torch.device, flips: Flips = False) -> np.ndarray:
     """Standardised (c, h, w) -> logits (h, w), tiled beyond MAX_WHOLE_SIDE."""
     c, h, w = image.shape
     x = torch.from_numpy(np.ascontiguousarray(image)).to(device)[None]
@@ -146,7 +172,7 @@ def _logits(model: MiMISTD, image: np.ndarray, device: torch.device, flips: bool
 
 def predict_probabilities(
     model: torch.nn.Module | Sequence[torch.nn.Module], images: Sequence[np.ndarray], device: str | torch.device | None = None,
-    standardised: bool = False, flips: bool = False,
+    standardised: bool = False, flips: Flips = False,
 ) -> list[np.ndarray]:
     """Float images ((h, w) or (h, w, c) in [0, 1], or standardised (c, h, w) frames) -> probability maps.
 

@@ -26,12 +26,15 @@ import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from inference.training.segmenter_fold_negatives import FOLD_SEED, fold_split, train_on_other_folds
+
+if TYPE_CHECKING:
+    from inference.segmenter_predict import Flips
 
 MASK_THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95)  # the candidates of session 4's mask-threshold rule
 OOF_FILE = "oof_fold{}_flips{}.npz"
@@ -95,7 +98,7 @@ def train_cv_networks(data: Path, work: Path, parts: Sequence[Sequence[str]], ep
     return {kind: train_on_other_folds(data, parts, work, options(kind)) for kind in kinds}
 
 
-def assigned_maps(assignment: Sequence[tuple[Sequence[torch.nn.Module], Sequence[Any]]], flips: bool,
+def assigned_maps(assignment: Sequence[tuple[Sequence[torch.nn.Module], Sequence[Any]]], flips: "Flips",
                   device: str = "cpu") -> dict[str, np.ndarray]:
     """Maps of frames by the networks assigned to them: (networks, frames) pairs, each frame scored by the
     mean of its pair's networks (``predict_probabilities``, exactly as an ensemble's map); keyed by stem."""

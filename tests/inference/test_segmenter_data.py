@@ -180,6 +180,40 @@ def test_test_time_flips_average_the_four_flipped_runs():
     assert segmentation.predict_masks(loaded, [image])[0].probability.shape == (32, 48)
 
 
+def test_named_flip_views_average_the_frame_and_those_views():
+    loaded = tiny_loaded()
+    model = loaded.model.eval()
+    image = np.random.default_rng(6).random((32, 48), dtype=np.float32)
+    frame = segmentation.standardise(segmentation.segmenter_input(image, 1))
+    x = torch.from_numpy(frame)[None]
+    with torch.no_grad():
+        plain = segmentation.segment_logits(model, x)
+        mirrored = segmentation.segment_logits(model, x.flip(-1)).flip(-1)
+    want = torch.sigmoid((plain + mirrored) / 2)[0, 0].numpy()
+    got = segmentation.predict_probabilities(model, [image], flips=["h"])[0]
+    assert np.allclose(got, want, atol=1e-6)
+    # a mirrored frame gets the mirrored map with the two-view average (not with one view)
+    mirror_of = segmentation.predict_probabilities(model, [image[:, ::-1].copy()], flips=["h"])[0][:, ::-1]
+    assert np.allclose(got, mirror_of, atol=1e-5)
+    # true is all three named views, in whatever order a card lists them
+    all_named = segmentation.predict_probabilities(model, [image], flips=["hv", "v", "h"])[0]
+    assert np.array_equal(all_named, segmentation.predict_probabilities(model, [image], flips=True)[0])
+
+
+@pytest.mark.parametrize("bad", ["h", ["x"], ["h", "h"], 3])
+def test_a_card_with_unknown_flip_views_fails_at_load(tmp_path, bad):
+    from inference.checkpoints import CheckpointError, load_model, save_card
+    from inference.engine_families import family_model
+
+    loaded = tiny_loaded()
+    d = tmp_path / "seg"
+    save_model(d, NAME, loaded.model, loaded.config, {**loaded.card, "family": "segmenter", "test_time_flips": bad})
+    with pytest.raises(CheckpointError, match="test_time_flips"):
+        family_model(load_model(d, family="segmenter"))
+    save_card(d, {**loaded.card, "family": "segmenter", "test_time_flips": ["v"]})
+    family_model(load_model(d, family="segmenter"))  # a known view loads
+
+
 def test_large_components_are_dropped_small_ones_kept():
     mask = np.zeros((100, 100), bool)
     mask[10:13, 10:13] = True  # 9 px target

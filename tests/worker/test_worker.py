@@ -243,3 +243,28 @@ def test_the_worker_flags_a_folder_with_its_own_threshold_for_the_active_anomaly
     _worker(db, tmp_path).run(once=True)
     assert all(im.flagged for im in db.images.query(ImageQuery(folder_id=a)))
     assert not any(im.flagged for im in db.images.query(ImageQuery(folder_id=b)))
+
+
+def test_stage_times_say_where_the_batches_went(db, tmp_path: Path, monkeypatch) -> None:
+    """The worker's per-stage wall seconds (what a slow station's log reports) add up the batch loop:
+    a model call that takes 0.05 s shows under "models", not under claiming, decoding or storing."""
+    import time
+
+    from inference.engine import InspectionEngine
+
+    real = InspectionEngine.predict_decoded
+
+    def slow(self, items, families=None, lanes=1):
+        time.sleep(0.05)
+        return real(self, items, families, lanes=lanes)
+
+    monkeypatch.setattr(InspectionEngine, "predict_decoded", slow)
+    good_images(tmp_path / "imgs", 4)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    t0 = time.perf_counter()
+    stats = _worker(db, tmp_path, batch_size=2).run(once=True)
+    wall = time.perf_counter() - t0
+    assert stats.batches == 2 and set(stats.seconds) == {"claim", "decode", "models", "store"}
+    assert stats.seconds["models"] >= 0.1
+    assert all(v >= 0 for v in stats.seconds.values()) and sum(stats.seconds.values()) <= wall
