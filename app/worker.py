@@ -71,6 +71,16 @@ class WorkerStats:
     skipped: int = 0
     per_family: dict[str, int] = field(default_factory=dict)
     batches_by_threads: dict[int, int] = field(default_factory=dict)  # "auto": the count each batch ran on
+    # Wall seconds per stage of the batch loop, so a slow station can say where its time goes:
+    # "claim" (claiming, loading models the first time, starting the decode), "decode" (waiting for decoding to finish),
+    # "models" and "store" (flags, mask PNGs, map files and the database commit).
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, stage: str, since: float) -> float:
+        """Add the time from ``since`` (``time.perf_counter``) to ``stage``; return now."""
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
+        return now
 
 
 def mask_png(mask: np.ndarray) -> bytes:
@@ -271,6 +281,13 @@ class Worker:
         return engine
 
     def _claim_and_decode(self) -> tuple[ClaimedBatch, list] | None:
+        started = time.perf_counter()
+        try:
+            return self._claim_and_submit()
+        finally:
+            self.stats.add_time("claim", started)
+
+    def _claim_and_submit(self) -> tuple[ClaimedBatch, list] | None:
         batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL, COMPARE])
         if batch is None:
             return None
@@ -314,7 +331,9 @@ class Worker:
         versions = job_versions(job.params)
         settings = self._flag_settings(job.params)
         engine = self._engine_for(versions, job_profile(job.params))
+        started = time.perf_counter()
         decoded = engine.collect(pending)
+        self.stats.add_time("decode", started)
         try:
             results = self._predict_and_store(engine, batch, decoded, versions, settings)
         except DatabaseError:
@@ -339,8 +358,11 @@ class Worker:
 
     def _predict_and_store(self, engine: InspectionEngine, batch: ClaimedBatch, decoded: list,
                            versions: Mapping[str, int], settings: FlagSettings) -> list[ImageResult]:
+        started = time.perf_counter()
         results = engine.predict_decoded(decoded, list(versions), lanes=self._cores)
+        started = self.stats.add_time("models", started)
         self._store(batch, results, versions, settings)
+        self.stats.add_time("store", started)
         return results
 
     def _retry(self, items: Sequence[JobItemInfo], reason: str) -> None:

@@ -19,7 +19,8 @@ the whole run (another program on the station's cores). A child measures:
   one warm-up frame;
 - the in-process worker (decode, all three bundled families with the accurate profile, mask PNGs,
   map files, SQLite writes) on ``--images`` synthetic 256² images, batch 8, timed from the end of
-  its first batch to its last (``speed_profiles.worker_rate``);
+  its first batch to its last (``speed_profiles.worker_rate``), and the share of its wall time in each
+  stage of its loop (``WorkerStats.seconds``: claim, decode wait, models, store; whole run);
 - with ``--engine``, the bare engine (``InspectionEngine.predict_files``, batch 8, the same lanes as the
   worker's batches) on the same files: the in-app rate as a share of it (issue 21: >= 90 %);
 - its peak resident memory.
@@ -92,6 +93,7 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None, engine:
         set_threads(int(threads))
     chosen: list[int] = []
     by_threads: dict[int, int] = {}
+    stages: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="accurate-speed-"))
     dirs, _ = model_dirs(tmp / "models")
     model = apply_profile(load_model(dirs["segmenter"], family="segmenter"), "accurate")
@@ -111,7 +113,8 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None, engine:
         w0, c0, _ = _usage()
         rate, timed = worker_rate(db, tmp / "e2e", "accurate", tmp / "artifacts", 8,
                                   threads=(AUTO_THREADS if governor is not None
-                                           else int(threads) if mode == "lanes" else None), by_threads=by_threads)
+                                           else int(threads) if mode == "lanes" else None), by_threads=by_threads,
+                                  stages=stages)
         w1, c1, _ = _usage()
     finally:
         db.close()
@@ -122,6 +125,7 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None, engine:
     return {"config": config, "allocator_kept": kept, "frame_512": runs, "frame_threads_chosen": chosen,
             "worker_256": {"images_per_second": round(rate, 3), "timed": timed, "images": len(paths),
                            "batches_by_threads": by_threads,
+                           "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
                            "cpu_s_per_image": round((c1 - c0) / len(paths), 3)},
             "engine_256_images_per_second": bare,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -238,6 +242,10 @@ def _rounds(args: argparse.Namespace) -> list[dict]:
             chosen = f" (threads chosen {res['frame_threads_chosen']})" if res["frame_threads_chosen"] else ""
             by = res["worker_256"]["batches_by_threads"]
             chosen_w = f" (batches by threads {by})" if by else ""
+            stages = res["worker_256"].get("stage_seconds") or {}
+            if stages:  # the whole run's stages, first batch and model loading included
+                total = sum(stages.values())
+                chosen_w += " [" + ", ".join(f"{k} {v / total:.0%}" for k, v in stages.items()) + "]"
             if res.get("engine_256_images_per_second"):
                 chosen_w += (f", bare engine {res['engine_256_images_per_second']:.2f} img/s (in-app "
                              f"{res['worker_256']['images_per_second'] / res['engine_256_images_per_second']:.0%})")

@@ -55,9 +55,11 @@ def load_average() -> float:
 
 
 def worker_rate(db, folder: Path, profile: str | None, artifacts: Path, batch: int,
-                threads: int | str | None = None, by_threads: dict[int, int] | None = None) -> tuple[float, int]:
+                threads: int | str | None = None, by_threads: dict[int, int] | None = None,
+                stages: dict[str, float] | None = None) -> tuple[float, int]:
     """(images/s after the first batch, images timed) of the in-process worker on ``folder``;
-    with ``threads="auto"``, ``by_threads`` receives how many batches ran on each thread count."""
+    with ``threads="auto"``, ``by_threads`` receives how many batches ran on each thread count;
+    ``stages`` receives the worker's wall seconds per stage (``WorkerStats.seconds``, whole run)."""
     from app.services.artifacts import ArtifactStore
     from app.services.indexing import index_folder
     from app.services.prelabel import job_status, submit_prelabel
@@ -77,6 +79,8 @@ def worker_rate(db, folder: Path, profile: str | None, artifacts: Path, batch: i
     timed = sum(n for _, n in stamps[1:])
     if by_threads is not None:
         by_threads.update(w.stats.batches_by_threads)
+    if stages is not None:
+        stages.update(w.stats.seconds)
     return timed / (stamps[-1][0] - stamps[0][0]), timed
 
 

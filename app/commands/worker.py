@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             log.info("worker %s leaving: %d images predicted, %d failed, %d already done",
                      worker.id, stats.predicted, stats.failed, stats.skipped)
+            if stats.seconds:  # where a slow station's time went: the models, or around them
+                log.info("time by stage: %s", ", ".join(f"{k} {v:.1f} s" for k, v in stats.seconds.items()))
             break
         return 0
     finally:
