@@ -72,8 +72,8 @@ class WorkerStats:
     per_family: dict[str, int] = field(default_factory=dict)
     batches_by_threads: dict[int, int] = field(default_factory=dict)  # "auto": the count each batch ran on
     # Wall seconds per stage of the batch loop, so a slow station can say where its time goes:
-    # "claim" (claiming, loading models the first time, starting the decode), "decode" (waiting for decoding to finish),
-    # "models" and "store" (flags, mask PNGs, map files and the database commit).
+    # "claim" (claiming and starting the decode), "load" (loading models), "decode" (waiting for
+    # decoding to finish), "models" and "store" (flags, mask PNGs, map files and the database commit).
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add_time(self, stage: str, since: float) -> float:
@@ -270,7 +270,9 @@ class Worker:
             if v is None:
                 raise CheckpointError(f"model version {vid} ({family}) no longer exists")
             dirs[family] = v.checkpoint_path
+        started = time.perf_counter()
         engine = InspectionEngine(dirs, device=self.options.device, max_side=self.options.max_side, profile=profile)
+        self.stats.add_time("load", started)
         self._engines[key] = engine
         for f, info in engine.loaded().items():
             log.info("loaded %s model %s from %s (half precision: %s, profile: %s)", f, info.name, info.path,
@@ -281,11 +283,11 @@ class Worker:
         return engine
 
     def _claim_and_decode(self) -> tuple[ClaimedBatch, list] | None:
-        started = time.perf_counter()
+        started, loading = time.perf_counter(), self.stats.seconds.get("load", 0.0)
         try:
             return self._claim_and_submit()
-        finally:
-            self.stats.add_time("claim", started)
+        finally:  # models loaded on the way are "load", not "claim"
+            self.stats.add_time("claim", started + self.stats.seconds.get("load", 0.0) - loading)
 
     def _claim_and_submit(self) -> tuple[ClaimedBatch, list] | None:
         batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL, COMPARE])

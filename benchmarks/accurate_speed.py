@@ -20,10 +20,14 @@ the whole run (another program on the station's cores). A child measures:
 - the in-process worker (decode, all three bundled families with the accurate profile, mask PNGs,
   map files, SQLite writes) on ``--images`` synthetic 256² images, batch 8, timed from the end of
   its first batch to its last (``speed_profiles.worker_rate``), and the share of its wall time in each
-  stage of its loop (``WorkerStats.seconds``: claim, decode wait, models, store; whole run);
+  stage of its loop (``WorkerStats.seconds``: claim, model loading, decode wait, models, store; whole run);
 - with ``--engine``, the bare engine (``InspectionEngine.predict_files``, batch 8, the same lanes as the
   worker's batches) on the same files: the in-app rate as a share of it (issue 21: >= 90 %);
 - its peak resident memory.
+
+``issue:N`` is ``today:N`` with the segmenter of ``--issue-segmenter`` (the bundle as it was when issue 21
+was filed: two networks x 4 flips + verifier, 8 passes; ``git archive fc84308~1 resources/models/segmenter-sirst
+| tar -x -C DIR``): the issue's "today", run beside the others.
 
 ``lanes:N`` is ``new:N`` with the worker told ``threads=N``: its batches run as N lanes of one thread
 each (ADR 0041; ``auto`` does the same with the count it chooses), where ``new:N`` leaves the worker's
@@ -76,7 +80,8 @@ def _usage() -> tuple[float, float, int]:
     return time.perf_counter(), ru.ru_utime + ru.ru_stime, ru.ru_minflt
 
 
-def child(config: str, reps: int, n_images: int, frame_path: str | None, engine: bool = False) -> dict:
+def child(config: str, reps: int, n_images: int, frame_path: str | None, engine: bool = False,
+          issue_segmenter: str | None = None) -> dict:
     from database.engine import open_database
     from inference.checkpoints import load_model
     from inference.profiles import apply_profile
@@ -96,6 +101,12 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None, engine:
     stages: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="accurate-speed-"))
     dirs, _ = model_dirs(tmp / "models")
+    own = None
+    if mode == "issue":  # the segmenter as it was when issue 21 was filed, the rest as today
+        if not issue_segmenter:
+            raise SystemExit("issue:N needs --issue-segmenter DIR")
+        dirs["segmenter"] = Path(issue_segmenter)
+        own = {"segmenter": dirs["segmenter"]}
     model = apply_profile(load_model(dirs["segmenter"], family="segmenter"), "accurate")
     img = frame(512, frame_path)
     predict_masks(model, [img])  # warm-up: numba compilation, first allocations
@@ -114,13 +125,14 @@ def child(config: str, reps: int, n_images: int, frame_path: str | None, engine:
         rate, timed = worker_rate(db, tmp / "e2e", "accurate", tmp / "artifacts", 8,
                                   threads=(AUTO_THREADS if governor is not None
                                            else int(threads) if mode == "lanes" else None), by_threads=by_threads,
-                                  stages=stages)
+                                  stages=stages, model_dirs=own)
         w1, c1, _ = _usage()
     finally:
         db.close()
     bare = None
     if engine:  # the bare engine on the same files, same lanes as the worker's batches: the in-app ratio
-        lanes = int(threads) if mode == "lanes" else 1
+        # auto: the lanes the governor gave the worker's last batch (the bare engine does not govern)
+        lanes = int(threads) if mode == "lanes" else governor.threads if governor is not None else 1
         bare = round(engine_rate(dirs, paths, "accurate", 8, lanes=lanes), 3)
     return {"config": config, "allocator_kept": kept, "frame_512": runs, "frame_threads_chosen": chosen,
             "worker_256": {"images_per_second": round(rate, 3), "timed": timed, "images": len(paths),
@@ -197,9 +209,11 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--engine", action="store_true",
                     help="also the bare engine on the worker's files, same lanes (the in-app ratio)")
+    ap.add_argument("--issue-segmenter", help="for issue:N configurations: the segmenter directory as it was when "
+                                              "issue 21 was filed (e.g. extracted with git archive)")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.reps, args.images, args.frame, args.engine)))
+        print(json.dumps(child(args.child, args.reps, args.images, args.frame, args.engine, args.issue_segmenter)))
         return
     if args.frame is None and not SIRST.is_dir():
         print(f"note: no SIRST copy at {SIRST}; pass --frame for a real infrared frame (using a synthetic sky)")
@@ -235,6 +249,7 @@ def _rounds(args: argparse.Namespace) -> list[dict]:
             cmd = [sys.executable, __file__, "--child", c, "--reps", str(args.reps), "--images", str(args.images)]
             cmd += ["--frame", args.frame] if args.frame else []
             cmd += ["--engine"] if args.engine else []
+            cmd += ["--issue-segmenter", args.issue_segmenter] if args.issue_segmenter else []
             res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
             res["round"] = r + 1
             children.append(res)

@@ -56,16 +56,17 @@ def load_average() -> float:
 
 def worker_rate(db, folder: Path, profile: str | None, artifacts: Path, batch: int,
                 threads: int | str | None = None, by_threads: dict[int, int] | None = None,
-                stages: dict[str, float] | None = None) -> tuple[float, int]:
+                stages: dict[str, float] | None = None, model_dirs: dict[str, Path] | None = None) -> tuple[float, int]:
     """(images/s after the first batch, images timed) of the in-process worker on ``folder``;
     with ``threads="auto"``, ``by_threads`` receives how many batches ran on each thread count;
-    ``stages`` receives the worker's wall seconds per stage (``WorkerStats.seconds``, whole run)."""
+    ``stages`` receives the worker's wall seconds per stage (``WorkerStats.seconds``, whole run);
+    ``model_dirs``: families to run from these directories instead of the bundled defaults."""
     from app.services.artifacts import ArtifactStore
     from app.services.indexing import index_folder
     from app.services.prelabel import job_status, submit_prelabel
     from app.worker import Worker, WorkerOptions
 
-    job = submit_prelabel(db, folder_id=index_folder(db, folder).folder_id, profile=profile or "")
+    job = submit_prelabel(db, folder_id=index_folder(db, folder).folder_id, profile=profile or "", model_dirs=model_dirs)
     stamps: list[tuple[float, int]] = []
 
     def on_batch(claimed, results) -> None:

@@ -265,6 +265,6 @@ def test_stage_times_say_where_the_batches_went(db, tmp_path: Path, monkeypatch)
     t0 = time.perf_counter()
     stats = _worker(db, tmp_path, batch_size=2).run(once=True)
     wall = time.perf_counter() - t0
-    assert stats.batches == 2 and set(stats.seconds) == {"claim", "decode", "models", "store"}
+    assert stats.batches == 2 and set(stats.seconds) == {"claim", "load", "decode", "models", "store"}
     assert stats.seconds["models"] >= 0.1
     assert all(v >= 0 for v in stats.seconds.values()) and sum(stats.seconds.values()) <= wall
