@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_threads(p)
     p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
                    help="requeue the work of workers silent this long (default 60)")
+    p.add_argument("--nice", type=int, default=0, metavar="N",
+                   help="lower this worker's CPU priority by N (0-19; POSIX only) before any thread starts, so a "
+                        "station's window and the machine's other programs come first")
     p.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",
                    help="stop (giving claimed work back) once process PID, the station that started "
                         "this worker, is gone")

@@ -35,12 +35,26 @@ def watch_parent(pid: int, stop: Callable[[], None], stopping: threading.Event,
     return thread
 
 
+def lower_priority(by: int) -> None:
+    """Lower this process's CPU priority by ``by`` (the model threads it starts afterwards inherit it);
+    a platform without ``os.nice`` (Windows) keeps its priority, with a note in the log."""
+    if not by:
+        return
+    if not 0 < by <= 19:
+        raise CommandError(f"--nice must be between 0 and 19, not {by}")
+    if not hasattr(os, "nice"):
+        log.info("--nice %d ignored: this platform has no process niceness", by)
+        return
+    os.nice(by)
+
+
 def run(args: argparse.Namespace) -> int:
     from app.worker import Worker, WorkerOptions
     from database.engine import open_database
     from database.errors import DatabaseError
     from inference.device import prepare_inference_process
 
+    lower_priority(getattr(args, "nice", 0))  # first: threads started later inherit it
     prepare_inference_process(getattr(args, "threads", 1))
     try:
         db = open_database(args.db)
