@@ -53,7 +53,7 @@ def train_fold(args: argparse.Namespace) -> None:
 
 
 def score(args: argparse.Namespace) -> dict[str, Any]:
-    from inference.training.segmenter_cv import choose_additions, cv_parts, scored_fold_maps
+    from inference.training.segmenter_cv import MIRROR, choose_additions, cv_parts, scored_fold_maps
     from inference.training.segmenter_data import SegTree, load_frames
 
     tree = SegTree.open(args.data)
@@ -65,7 +65,7 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         maps = scored_fold_maps([[recipe_dir(args.work, r, k) / "final" for r in recipes] for k in range(args.folds)],
                                 frames_by_fold, args.work / "maps" / f"{recipe}_{args.group_by}{args.folds}",
-                                views=(False, True) if args.flips else (False,))
+                                views=(False, MIRROR, True) if args.flips else (False,))
         chosen = choose_additions(frames_by_fold, maps)
         files = [recipe_dir(args.work, r, k) / "seconds.json" for r in recipes for k in range(args.folds)]
         report[recipe] = {**chosen, "scoring_seconds": round(time.monotonic() - t0, 1),
@@ -112,7 +112,7 @@ def main() -> int:
     p.add_argument("--group-by", default="scene", choices=("scene", "none", "frame"))
     p.add_argument("--json", type=Path)
     p.add_argument("--no-flips", dest="flips", action="store_false",
-                   help="score: no test-time-flip maps (4x cheaper; flips are then not compared)")
+                   help="score: no test-time-view maps (7x cheaper; views are then not compared)")
     args = p.parse_args()
     if args.action == "train":
         train_fold(args)

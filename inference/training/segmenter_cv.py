@@ -180,30 +180,50 @@ def select(frames: Sequence[Any], maps: dict[bool, list[np.ndarray]], parts: Seq
 
 # Leave-scene-out selection (issue 19): each post-processing addition is kept only if it wins under
 # cross-fitted out-of-fold figures; tried greedily, simplest first.
-ADDITIONS = ("size_limit", "flips", "hysteresis")
+# Simplest first. "mirror": two test-time views, the frame and its horizontal mirror (2 passes);
+# "flips": all four flip views (4 passes; with it, "mirror" adds nothing). Maps are keyed by their views:
+# False (the frame alone), MIRROR (two views), True (four views), as a card's ``test_time_flips`` says.
+ADDITIONS = ("size_limit", "mirror", "flips", "hysteresis")
+MIRROR = "h"
+MapViews = bool | str
+
+
+def views_of(use: set[str] | frozenset[str]) -> MapViews:
+    """The maps an additions set reads (see ``ADDITIONS``)."""
+    return True if "flips" in use else MIRROR if "mirror" in use else False
+
+
+def card_flips(use: set[str] | frozenset[str]) -> bool | list[str]:
+    """A card's ``test_time_flips`` for an additions set."""
+    views = views_of(use)
+    return [views] if isinstance(views, str) else views
+
+
+def _map_tag(views: MapViews) -> str:
+    return views if isinstance(views, str) else str(int(views))
 
 
 def scored_fold_maps(networks_per_fold: Sequence[Sequence[Path]], frames_by_fold: Sequence[Sequence[Any]],
                      cache: Path | None = None, device: str = "cpu",
-                     views: Sequence[bool] = (False, True)) -> dict[bool, dict[str, np.ndarray]]:
-    """Out-of-fold maps per frame stem, without / with test-time flips (``views``: which of the two; flips
-    cost four passes): fold k's frames scored by the mean map of fold k's networks (one network, or a
-    k-th member of each kind: an ensemble). ``cache``: a file-name prefix; maps are kept as
-    ``<cache>_fold<k>_flips<0|1>.npz`` and reused."""
+                     views: Sequence[MapViews] = (False, MIRROR, True)) -> dict[MapViews, dict[str, np.ndarray]]:
+    """Out-of-fold maps per frame stem for each of ``views`` (False: the frame alone; ``MIRROR``: the frame and
+    its mirror, two passes; True: all four flip views, four passes): fold k's frames scored by the mean map of
+    fold k's networks (one network, or a k-th member of each kind: an ensemble). ``cache``: a file-name
+    prefix; maps are kept as ``<cache>_fold<k>_flips<0|1|h>.npz`` and reused."""
     from inference.checkpoints import load_model
 
-    out: dict[bool, dict[str, np.ndarray]] = {flips: {} for flips in views}
+    out: dict[MapViews, dict[str, np.ndarray]] = {flips: {} for flips in views}
     for k, frames in enumerate(frames_by_fold):
         nets: list[torch.nn.Module] = []
         for flips in views:
-            file = None if cache is None else cache.parent / f"{cache.name}_fold{k}_flips{int(flips)}.npz"
+            file = None if cache is None else cache.parent / f"{cache.name}_fold{k}_flips{_map_tag(flips)}.npz"
             if file is not None and file.is_file():
                 with np.load(file) as stored:
                     if sorted(stored.files) == sorted(f.stem for f in frames):
                         out[flips].update({s: stored[s] for s in stored.files})
                         continue
             nets = nets or [load_model(n, map_location=device, family="segmenter").model for n in networks_per_fold[k]]
-            found = assigned_maps([(nets, frames)], flips, device)
+            found = assigned_maps([(nets, frames)], [flips] if isinstance(flips, str) else flips, device)
             if file is not None:
                 file.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(file, **found)  # type: ignore[arg-type]  # numpy's stub checks **arrays against allow_pickle
@@ -211,17 +231,17 @@ def scored_fold_maps(networks_per_fold: Sequence[Sequence[Path]], frames_by_fold
     return out
 
 
-def settings_for(fit: Sequence[Any], maps: dict[bool, dict[str, np.ndarray]], use: set[str] | frozenset[str]) -> Any:
+def settings_for(fit: Sequence[Any], maps: dict[MapViews, dict[str, np.ndarray]], use: set[str] | frozenset[str]) -> Any:
     """The post-processing chosen on ``fit`` frames' out-of-fold maps alone, with the ``use``d additions:
     size limit from their masks, threshold by best IoU (``pick_threshold``), then the mask-threshold rule
-    (``choose_mask_threshold``) among ``MASK_THRESHOLDS`` above it. Flips are used or not as ``use`` says."""
+    (``choose_mask_threshold``) among ``MASK_THRESHOLDS`` above it. The views are those ``use`` names."""
     from inference.segmenter_predict import PostProcess
     from inference.training.segmenter_calibrate import choose_mask_threshold
     from inference.training.segmenter_train import pick_threshold, score_probabilities, size_limit
 
     frames = list(fit)
     limit = size_limit(frames)[1] if "size_limit" in use else None
-    probs = [maps["flips" in use][f.stem] for f in frames]
+    probs = [maps[views_of(use)][f.stem] for f in frames]
     post = PostProcess(pick_threshold(score_probabilities(probs, frames, max_fraction=limit)), limit)
     if "hysteresis" in use:
         candidates = [c for c in MASK_THRESHOLDS if post.threshold < c < 1]
@@ -230,7 +250,7 @@ def settings_for(fit: Sequence[Any], maps: dict[bool, dict[str, np.ndarray]], us
     return post
 
 
-def cross_fitted(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[str, np.ndarray]],
+def cross_fitted(frames_by_fold: Sequence[Sequence[Any]], maps: dict[MapViews, dict[str, np.ndarray]],
                  use: set[str] | frozenset[str]) -> dict[str, Any]:
     """Fold k scored with settings chosen on the other folds' out-of-fold maps (``settings_for``): no figure
     comes from settings fitted on the frames it scores. Pooled over all frames, and per fold."""
@@ -241,7 +261,7 @@ def cross_fitted(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[
         post = settings_for([f for j, fold in enumerate(frames_by_fold) if j != k for f in fold], maps, use)
         meter = SegmentationMeter()
         for f in frames:
-            mask = post(maps["flips" in use][f.stem], f.image).mask
+            mask = post(maps[views_of(use)][f.stem], f.image).mask
             meter.update(mask, f.mask)
             pooled.update(mask, f.mask)
         per_fold.append(meter.result())
@@ -262,13 +282,14 @@ def variant_name(use: set[str] | frozenset[str]) -> str:
     return "+".join(a for a in ADDITIONS if a in use) or "plain"
 
 
-def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[bool, dict[str, np.ndarray]]) -> dict[str, Any]:
+def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[MapViews, dict[str, np.ndarray]]) -> dict[str, Any]:
     """Every combination of ``ADDITIONS`` scored cross-fitted, and the greedy choice (simplest first: an
-    addition joins only if ``wins`` against the set without it). Maps without flipped views
-    (``maps[True]`` absent) leave flips out of the comparison."""
+    addition joins only if ``wins`` against the set without it; so four views must beat two when two
+    were kept). Views whose maps are absent (``maps[MIRROR]``, ``maps[True]``) are not compared."""
     import itertools
 
-    tried = [a for a in ADDITIONS if a != "flips" or True in maps]  # without flipped maps, flips are not tried
+    have = {"mirror": MIRROR in maps, "flips": True in maps}
+    tried = [a for a in ADDITIONS if have.get(a, True)]
     variants = {variant_name(set(use)): cross_fitted(frames_by_fold, maps, set(use))
                 for n in range(len(tried) + 1) for use in itertools.combinations(tried, n)}
     kept: set[str] = set()
@@ -283,13 +304,13 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     """``train segmenter --cv-folds K``: the protocol (docs/protocol.md) for the segmenter.
 
     K networks, each on every fold of whole scenes but one (nothing held out, final weights of the
-    fixed schedule), score their left-out fold; the additions (size limit, flips, hysteresis) are
+    fixed schedule), score their left-out fold; the additions (size limit, mirror view, flips, hysteresis) are
     chosen on those out-of-fold maps (``choose_additions``: cross-fitted, simplest first), then the
     threshold and mask threshold with the chosen additions on all out-of-fold maps (``settings_for``).
     The model is one network on all of train.txt with the same schedule; its card holds the settings,
     the CV estimate (cross-fitted figures) and what it rests on. val.txt / test.txt are never read.
     Finished fold networks and out-of-fold maps under ``<out>/cv/`` are reused. ``compare_flips`` False
-    skips the flipped maps (a quarter of the scoring cost) and the model runs without flips."""
+    skips the flipped maps (six sevenths of the scoring cost) and the model runs without flips."""
     import time
 
     from inference.checkpoints import load_model, save_card
@@ -312,7 +333,7 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     in_chans = int(load_model(nets[0], family="segmenter").config.in_chans)
     frames_by_fold = [load_frames(tree, list(p), in_chans)[0] for p in parts]
     maps = scored_fold_maps([[n] for n in nets], frames_by_fold, out / "cv" / "maps",
-                            views=(False, True) if compare_flips else (False,))
+                            views=(False, MIRROR, True) if compare_flips else (False,))
     choice = choose_additions(frames_by_fold, maps)
     use = set(choice["chosen_additions"])
     post = settings_for([f for fold in frames_by_fold for f in fold], maps, use)
@@ -320,7 +341,7 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     final = train(replace(opts, held_out_fraction=0.0, verifier=False))
     loaded = load_model(final, family="segmenter")
     card = {k: v for k, v in loaded.card.items() if k not in ("max_target_fraction", "max_target_fraction_rule", "mask_threshold")}
-    card.update(threshold=post.threshold, test_time_flips="flips" in use)
+    card.update(threshold=post.threshold, test_time_flips=card_flips(use))
     if post.max_fraction is not None:
         card["max_target_fraction"] = post.max_fraction
         card["max_target_fraction_rule"] = (f"{LARGE_COMPONENT_FACTOR:g} x the largest train.txt target's share of its frame; "

@@ -152,7 +152,8 @@ def test_train_with_cv_folds_writes_settings_and_the_cv_estimate_and_reuses_fold
     assert card["data"]["fit_frames"] == 6 and card["data"]["held_out_frames"] == 0  # val.txt never read
     assert card["training"]["augment"] is True
     assert card["metrics"]["cv"]["targets"] == 6 and len(cv["per_fold"]) == 2
-    assert card["test_time_flips"] == ("flips" in cv["chosen_additions"])
+    chosen = cv["chosen_additions"]
+    assert card["test_time_flips"] == (True if "flips" in chosen else ["h"] if "mirror" in chosen else False)
     assert ("max_target_fraction" in card) == ("size_limit" in cv["chosen_additions"])
     for k in (0, 1):
         fold = json.loads((out / "cv" / f"net{k}" / "final" / "card.json").read_text())
@@ -162,7 +163,7 @@ def test_train_with_cv_folds_writes_settings_and_the_cv_estimate_and_reuses_fold
     assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
     again = load_model(out / "final", family="segmenter").card
     assert again["cross_validation"]["flips_compared"] is False and again["test_time_flips"] is False
-    assert "flips" not in again["cross_validation"]["variants"]
+    assert not {"flips", "mirror"} & set(again["cross_validation"]["variants"])
     assert cli_main(args[:-3] + ["--cv-folds", "1"]) == 2
     assert "--cv-folds" in capsys.readouterr().err
 
@@ -172,3 +173,20 @@ def test_without_flipped_maps_flips_are_not_compared(tmp_path):
     got = choose_additions(folds, {False: blob})
     assert set(got["variants"]) == {"plain", "size_limit", "hysteresis", "size_limit+hysteresis"}
     assert got["chosen_additions"] == ["size_limit"]
+
+
+def test_two_views_are_tried_before_four_and_four_must_beat_them(tmp_path):
+    """The mirror view (2 passes) joins first when it wins; four views then join only if they beat two:
+    when the mirror maps are already exact, four views tie and stay out (simpler wins ties)."""
+    from inference.training.segmenter_cv import MIRROR, card_flips
+
+    frames, folds, exact, _ = _frames_and_maps(tmp_path)
+    missed = {f.stem: (np.zeros_like(exact[f.stem]) if i % 2 else exact[f.stem]) for i, f in enumerate(frames)}
+    got = choose_additions(folds, {False: missed, MIRROR: exact, True: exact})
+    assert {"mirror", "flips", "mirror+flips"} <= set(got["variants"])
+    assert got["chosen_additions"] == ["mirror"]  # finds the missed targets; four views only tie after it
+    assert card_flips(set(got["chosen_additions"])) == ["h"]
+    # four views where the mirror alone does not help: the greedy rule takes all four
+    four = choose_additions(folds, {False: missed, MIRROR: missed, True: exact})
+    assert four["chosen_additions"] == ["flips"] and card_flips(set(four["chosen_additions"])) is True
+    assert card_flips(set()) is False
