@@ -135,8 +135,8 @@ def main() -> int:
             simple_cv = {}
             for m, make in SIMPLE_MODELS.items():
                 key = f"thumbnail_{m}" if m != "majority" else "majority"
-                def simple(tr: np.ndarray, te: np.ndarray, make=make) -> np.ndarray:
-                    return fit_predict(make, thumb[fit_idx][tr], yf[tr], thumb[fit_idx][te])
+                def simple(tr: np.ndarray, te: np.ndarray, make=make, x=thumb[fit_idx], yf=yf) -> np.ndarray:
+                    return fit_predict(make, x[tr], yf[tr], x[te])
                 simple_cv[key] = cross_validated(simple, yf, folds, classes)
             best_simple = best_name(simple_cv)
             bm = best_simple.removeprefix("thumbnail_")
