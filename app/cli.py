@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "none; auto tries folder, then prefix")
     p.add_argument("--keep-if-worse", action="store_true",
                    help="classifier: register the new version even when it loses to the best simple answer")
+    p.add_argument("--refit-all", action="store_true",
+                   help="classifier, light methods: after the held-out check, register the chosen head refitted on "
+                        "all reviewed labels, held-out ones included (the card keeps the check's figures)")
     p.add_argument("--progress-json", action="store_true",
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)

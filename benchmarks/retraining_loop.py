@@ -120,6 +120,7 @@ def main() -> int:
                         "--model", done["path"], "--json", str(scored), "--threads", str(args.threads)],
                        check=True, capture_output=True, env=env, cwd=ROOT)
         independent = json.loads(scored.read_text(encoding="utf-8"))
+        card = json.loads(Path(done["path"], "card.json").read_text(encoding="utf-8"))
         simple = simple_answers_on(args.train, args.val, labelled_paths(url, args.train))
 
     result = {
@@ -130,6 +131,7 @@ def main() -> int:
         "independent_val": {k: independent[k] for k in ("accuracy", "f1", "count", "per_class", "confusion_matrix")},
         "simple_answers_independent_val": simple,
         "verdict": next((e["message"] for e in events if e["event"] == "verdict"), None),
+        "card_training": card.get("training"), "card_data": card.get("data"),  # how the registered version was fitted
     }
     print(f"simple answers on the same labels, independent val: {simple}")
     print(f"retrain: {seconds:.0f} s wall ({plan['start']})")

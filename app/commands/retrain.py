@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         register_retrained,
         safe_remove_tree,
         trainer_scores,
+        unlabelled_pool,
         version_name,
         work_dir,
     )
@@ -191,9 +192,13 @@ def run(args: argparse.Namespace) -> int:
                     start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
         candidates = None
+        refit_on_all: Callable[[], None] | None = None
         if method != "train":
+            from inference.training.classifier_head import POOL_SAMPLE
+
+            pool = unlabelled_pool(db, args.folder, POOL_SAMPLE)  # their class mix is the feature heads' prior
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates = head_version(plan, args.groups, listener, method)
+                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
@@ -220,6 +225,11 @@ def run(args: argparse.Namespace) -> int:
                 refused = compared  # the error event carries the figures the refusal rests on
                 raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
             print(verdict, file=sys.stderr)
+        if refit_on_all is not None and args.refit_all:  # the check is over: the version learns from every reviewed label
+            events.emit("stage", stage="refit", message=f"refitting {candidates.chosen if candidates else 'the head'} "
+                                                        "on all reviewed labels, held-out ones included")
+            with contextlib.redirect_stdout(sys.stderr):
+                refit_on_all()
         events.emit("stage", stage="domain", message="describing the training images (out-of-domain statistics)")
         rule = args.groups if plan.family == "classifier" else "auto"  # --groups is the classifier's CV grouping
         for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device,

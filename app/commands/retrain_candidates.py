@@ -7,7 +7,7 @@ simple answer chosen by group-aware cross-validation). See docs/retraining.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from app.services.retraining import RetrainError, RetrainPlan, read_json
 
@@ -83,9 +83,23 @@ def _backbone(plan: RetrainPlan):
         raise RetrainError(f"the backbone to start from cannot be read: {exc}") from None
 
 
-def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str = "head"):
-    """Compare the light heads of ``method`` and the simple answers, then write the chosen one into ``plan.model_dir``."""
-    from inference.training.classifier_head import compare_candidates, write_chosen_head
+def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str = "head",
+                 pool: Sequence[Path] = ()) -> tuple[Any, Callable[[], None] | None]:
+    """Compare the light heads of ``method`` and the simple answers, then write the chosen one into ``plan.model_dir``.
+
+    ``pool``: unreviewed images of the reviewed folder; a chosen feature head takes their class mix, as it
+    predicts them, for its prior (ADR 0043; the held-out check scores it without). Returns the comparison
+    and, when there are held-out labels, the refit: it rewrites ``plan.model_dir`` with the chosen candidate
+    fitted on all reviewed labels (training and held-out parts, ``--refit-all``), to be called once the
+    held-out check is over; None when there is nothing to add.
+    """
+    from inference.training.classifier_head import (
+        can_refit_on_all,
+        candidate_features,
+        compare_candidates,
+        pool_matrix,
+        write_chosen_head,
+    )
 
     kinds = LIGHT_KINDS[method]
     loaded = _backbone(plan) if "backbone" in kinds else None
@@ -105,8 +119,17 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
         card = {k: v for k, v in loaded.card.items() if k != "task"} if loaded.card.get("kind") else loaded.card
     else:
         card = read_json(Path(plan.parent.checkpoint_path) / "card.json") if plan.parent is not None else {}
-    write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line())
-    return candidates
+    feature_set = candidate_features(candidates.chosen)
+    pool_features = pool_matrix(pool, feature_set, progress) if feature_set and pool else None
+    write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line(), pool_features=pool_features)
+    if not can_refit_on_all(arrays):
+        return candidates, None
+
+    def refit() -> None:
+        write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line(), all_labels=True,
+                          pool_features=pool_features)
+
+    return candidates, refit
 
 
 def simple_answers_only(plan: RetrainPlan, groups: str, new_scores: Mapping[str, Any] | None, progress: Progress):

@@ -293,6 +293,24 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
                        comparable=comparable, fitted_parent=fitted_parent)
 
 
+def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 200, seed: int = 0) -> list[Path]:
+    """Up to ``limit`` random unreviewed images (not missing) of the folder the labels were exported from (all
+    folders for None): the pool whose class mix a light classifier head is given (ADR 0043). Seeded, so a rerun
+    on the same station reads the same images."""
+    from app.services.export_source import FolderNotFound, resolve_folder
+    from database import ImageQuery, ReviewState
+
+    try:
+        chosen = resolve_folder(db, folder)
+    except FolderNotFound as exc:
+        raise RetrainError(str(exc)) from None
+    images = db.images.query(ImageQuery(folder_id=chosen.id if chosen else None, states=(ReviewState.UNREVIEWED,),
+                                        sort="id"))
+    picked = np.random.default_rng(seed).permutation(len(images))[:limit]
+    paths = [db.images.path_of(images[i].id) for i in sorted(picked)]
+    return [Path(p) for p in paths if p]
+
+
 def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
     """The figures a version list shows: the card's own metrics, else the segmenter's held-out ones."""
     metrics = card.get("metrics")

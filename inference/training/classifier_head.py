@@ -80,6 +80,12 @@ CANDIDATE_AUGMENT: tuple[str, ...] = ("none",)
 CV_REPEATS = 3
 PRIOR_MARK = "_mix"  # in a candidate's name: its class biases carry the labels' class mix (not a balanced prior)
 CANDIDATE_PRIORS = ("balanced", "mix")
+# The head fitted on a feature set: "lr", the class-balanced logistic regression at each C of the grid, and
+# "lda", linear discriminant analysis with Ledoit-Wolf shrinkage of the pooled covariance (no C; ADR 0043).
+HEAD_KINDS = ("lr", "lda")
+LDA_MARK = "_lda"   # in a candidate's name, in place of "_C<value>": the shrinkage discriminant
+CANDIDATE_C = HEAD_C  # the C grid of the command's feature candidates
+CANDIDATE_HEADS: tuple[str, ...] = ("lr",)
 
 
 def embed(loaded: LoadedModel, paths: Sequence[Path], views: str = HEAD_VIEWS, batch: int = 32) -> np.ndarray:
@@ -136,9 +142,10 @@ class LightCandidate:
     """
     name: str
     feature_set: str
-    c: float
+    c: float                      # the regression's C (0 for the discriminant, which has none)
     views: dict[str, np.ndarray]  # view -> (n, dim) training features; "none" always, AUGMENT_VIEWS when augmented
     mix: bool = False
+    head: str = "lr"              # HEAD_KINDS
 
     def rows(self, idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The training rows of images ``idx`` (every view) and their labels."""
@@ -146,11 +153,13 @@ class LightCandidate:
         return x, np.tile(labels[idx], len(self.views))
 
 
-def light_candidates(sets: dict[str, dict[str, np.ndarray]], cs: Sequence[float] = HEAD_C,
+def light_candidates(sets: dict[str, dict[str, np.ndarray]], cs: Sequence[float] = CANDIDATE_C,
                      augment: Sequence[str] = CANDIDATE_AUGMENT,
-                     priors: Sequence[str] = CANDIDATE_PRIORS) -> dict[str, LightCandidate]:
-    """Every (feature set, C, augmentation, prior) candidate; ``sets``: feature set -> view -> training
-    features (the flipped views are needed only for ``augment`` "flips"). Cheapest first, so ties keep it."""
+                     priors: Sequence[str] = CANDIDATE_PRIORS,
+                     heads: Sequence[str] = CANDIDATE_HEADS) -> dict[str, LightCandidate]:
+    """Every (feature set, head and C, augmentation, prior) candidate; ``sets``: feature set -> view -> training
+    features (the flipped views are needed only for ``augment`` "flips"). Cheapest first, so ties keep it:
+    the regressions in the order of ``cs``, then the discriminant when ``heads`` holds "lda"."""
     out: dict[str, LightCandidate] = {}
     for mode in augment:
         for feature_set, views in sets.items():
@@ -158,9 +167,10 @@ def light_candidates(sets: dict[str, dict[str, np.ndarray]], cs: Sequence[float]
                 continue
             keep = {"none": views["none"], **({v: views[v] for v in AUGMENT_VIEWS} if mode == "flips" else {})}
             for prior in priors:
-                for c in cs:
-                    name = texture_name(c, feature_set, mode == "flips", prior == "mix")
-                    out[name] = LightCandidate(name, feature_set, c, keep, prior == "mix")
+                fits = [("lr", c) for c in cs] if "lr" in heads else []
+                for head, c in fits + ([("lda", 0.0)] if "lda" in heads else []):
+                    name = texture_name(c, feature_set, mode == "flips", prior == "mix", head)
+                    out[name] = LightCandidate(name, feature_set, c, keep, prior == "mix", head)
     return out
 
 
@@ -173,12 +183,57 @@ def with_label_mix(head: "LinearHead", labels: np.ndarray) -> "LinearHead":
     return dataclasses.replace(head, intercept=head.intercept + shift)
 
 
+POOL_SAMPLE = 200  # unlabelled images whose predicted classes give the pool's class mix (classify-and-count)
+
+
+def pool_shares(head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
+    """The pool's class shares by classify-and-count: ``head``'s predictions on the unlabelled ``pool_features``,
+    add-one smoothed, (counts + 1) / (M + k): never zero, and leaning to equal shares when the head errs."""
+    k = len(head.intercept)
+    counts = np.bincount(head.predict(pool_features), minlength=k).astype(np.float64) if len(pool_features) else np.zeros(k)
+    return (counts + 1.0) / (counts.sum() + k)
+
+
+def pool_matrix(paths: Sequence[Path], feature_set: str,
+                progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
+    """(m, dim) ``feature_set`` vectors of the pool images that can be read (an unreadable one is left out:
+    the pool only gives the class mix)."""
+    from inference.imageio import ImageReadError
+
+    rows = []
+    for i, path in enumerate(paths):
+        try:
+            rows.append(feature_matrices([path], [feature_set])[feature_set][0])
+        except (ImageReadError, ValueError, OSError):
+            pass
+        if progress:
+            progress("pool", i + 1, len(paths))
+    return np.stack(rows) if rows else np.zeros((0, FEATURE_SETS[feature_set][0]), np.float32)
+
+
+def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
+    """``head`` with the pool's class mix (``pool_shares``) as its prior: log q - log p added to the biases, p the
+    prior it was fitted with (equal shares; the labels' shares for a ``mix`` head, ``fitted_labels``). Classes the
+    head never predicts (no training image) keep their bias."""
+    q = pool_shares(head, pool_features)
+    live = ~((head.coef == 0).all(1) & (head.intercept == ABSENT_CLASS_BIAS))  # classes the head was fitted on
+    if fitted_labels is None:
+        p = np.full(len(q), 1.0 / max(int(live.sum()), 1))
+    else:
+        counts = np.bincount(fitted_labels, minlength=len(q)).astype(np.float64)
+        p = counts / max(counts.sum(), 1.0)
+    shift = np.zeros(len(q))
+    ok = live & (p > 0)
+    shift[ok] = np.log(q[ok]) - np.log(p[ok])
+    return dataclasses.replace(head, intercept=head.intercept + shift)
+
+
 def fit_candidate(cand: LightCandidate, labels: np.ndarray, num_classes: int,
                   idx: np.ndarray | None = None) -> "LinearHead":
     """The candidate's regression fitted on images ``idx`` (default all), with their views when augmented."""
     idx = np.arange(len(labels)) if idx is None else idx
     x, y = cand.rows(idx, labels)
-    head = fit_linear_head(x, y, num_classes, cand.c)
+    head = fit_head(x, y, num_classes, cand.c, cand.head)
     return with_label_mix(head, labels[idx]) if cand.mix else head
 
 
@@ -204,12 +259,12 @@ def choose_candidate(candidates: dict[str, LightCandidate], labels: np.ndarray,
     held-out fold's own images), accuracy and macro F1 averaged over the repeated fold sets; the best
     by macro F1, then accuracy, the first of equals. A candidate and its ``mix`` twin share one fit per fold."""
     cv: dict[str, Score] = {}
-    fits: dict[tuple[str, float, int, bytes], LinearHead] = {}
+    fits: dict[tuple[str, str, float, int, bytes], LinearHead] = {}
     for name, cand in candidates.items():
         def predict(tr: np.ndarray, te: np.ndarray, cand: LightCandidate = cand) -> np.ndarray:
-            key = (cand.feature_set, cand.c, len(cand.views), tr.tobytes())
+            key = (cand.feature_set, cand.head, cand.c, len(cand.views), tr.tobytes())
             if key not in fits:
-                fits[key] = fit_linear_head(*cand.rows(tr, labels), len(classes), cand.c)
+                fits[key] = fit_head(*cand.rows(tr, labels), len(classes), cand.c, cand.head)
             head = with_label_mix(fits[key], labels[tr]) if cand.mix else fits[key]
             return head.predict(cand.views["none"][te])
 
@@ -253,6 +308,41 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, 
     return LinearHead(coef, intercept, c)
 
 
+def fit_lda_head(features: np.ndarray, labels: np.ndarray, num_classes: int) -> LinearHead:
+    """Linear discriminant analysis on standardised features, the pooled covariance shrunk by Ledoit-Wolf,
+    equal class priors (a balanced rule, like the class-balanced regression), folded back into raw-feature
+    weights. Few labels in many dimensions: the shrinkage is what keeps the covariance invertible and stable."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    mu, sd = features.mean(0), features.std(0) + 1e-6
+    coef = np.zeros((num_classes, features.shape[1]))
+    intercept = np.full(num_classes, ABSENT_CLASS_BIAS)
+    present = np.unique(labels)
+    if len(present) == 1 or len(labels) <= len(present):
+        if len(present) == 1:
+            intercept[present[0]] = 0.0
+            return LinearHead(coef, intercept, 0.0)
+        return fit_linear_head(features, labels, num_classes, 1.0)  # one image a class: no covariance to pool
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=np.full(len(present), 1.0 / len(present)))
+    lda.fit((features - mu) / sd, labels)
+    w, b = lda.coef_, lda.intercept_
+    if len(present) == 2:  # one row (the second class against the first): split it symmetrically
+        w, b = np.vstack([-w[0] / 2, w[0] / 2]), np.array([-b[0] / 2, b[0] / 2])
+    for row, cls in enumerate(lda.classes_):
+        coef[cls] = w[row] / sd
+        intercept[cls] = b[row] - coef[cls] @ mu
+    return LinearHead(coef, intercept, 0.0)
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float, head: str = "lr") -> LinearHead:
+    """The candidate's head: the class-balanced regression at ``c`` ("lr") or the shrinkage discriminant ("lda")."""
+    if head == "lda":
+        return fit_lda_head(features, labels, num_classes)
+    if head != "lr":
+        raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEAD_KINDS)}")
+    return fit_linear_head(features, labels, num_classes, c)
+
+
 def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarray, classes: Sequence[str],
                       out: Path, card: dict[str, Any]) -> Path:
     """A MemoryMamba directory: the parent's backbone, a head computing exactly ``head`` on pooled features.
@@ -289,14 +379,28 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
                          card: dict[str, Any], feature_set: str = "texture", mix: bool = False,
-                         balanced: bool = True) -> Path:
+                         balanced: bool = True, head_kind: str = "lr", pool_features: np.ndarray | None = None) -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
     on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation; ``mix``:
-    the biases carry the labels' class mix, ``with_label_mix``; ``balanced``: class-balanced weights)."""
+    the biases carry the labels' class mix, ``with_label_mix``; ``balanced``: class-balanced weights;
+    ``head_kind`` "lda": the shrinkage discriminant of ``fit_lda_head`` instead of the regression;
+    ``pool_features``: unlabelled images' features whose class mix, by classify-and-count, becomes the prior,
+    ``pool_prior_head``; the card's ``training.pool_prior`` records it)."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
-    head = fit_linear_head((features - mu) / sd, labels, len(classes), c, balanced)
+    z = (features - mu) / sd
+    head = fit_lda_head(z, labels, len(classes)) if head_kind == "lda" else fit_linear_head(z, labels, len(classes), c, balanced)
     if mix:
         head = with_label_mix(head, labels)
+    if pool_features is not None and len(pool_features):
+        pool_z = (pool_features - mu) / sd
+        shares = pool_shares(head, pool_z)
+        head = pool_prior_head(head, pool_z, labels if mix else None)
+        card = {**card, "training": {**card.get("training", {}), "pool_prior": {
+            "images": int(len(pool_features)), "method": "classify-and-count, add-one smoothed",
+            "shares": {name: round(float(q), 4) for name, q in zip(classes, shares)},
+            "note": "the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them, "
+                    "replaces the fit's prior (log q - log p added to the biases); the held-out check and "
+                    "metrics.val scored the model without it"}}}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
     with torch.no_grad():
@@ -344,11 +448,14 @@ def head_name(c: float) -> str:
     return f"linear_head_C{c:g}"
 
 
-def texture_name(c: float, features: str = "texture", augmented: bool = False, mix: bool = False) -> str:
-    return f"{FEATURE_KINDS[features]}{AUGMENT_MARK if augmented else ''}{PRIOR_MARK if mix else ''}_C{c:g}"
+def texture_name(c: float, features: str = "texture", augmented: bool = False, mix: bool = False,
+                 head: str = "lr") -> str:
+    end = LDA_MARK if head == "lda" else f"_C{c:g}"
+    return f"{FEATURE_KINDS[features]}{AUGMENT_MARK if augmented else ''}{PRIOR_MARK if mix else ''}{end}"
 
 
-_LIGHT_NAME = re.compile(rf"^(?P<stem>[a-z_]+?)(?P<aug>{AUGMENT_MARK})?(?P<mix>{PRIOR_MARK})?_C[0-9.e+-]+$")
+_LIGHT_NAME = re.compile(rf"^(?P<stem>[a-z_]+?)(?P<aug>{AUGMENT_MARK})?(?P<mix>{PRIOR_MARK})?"
+                         rf"(?:_C[0-9.e+-]+|(?P<lda>{LDA_MARK}))$")
 
 
 def candidate_features(name: str) -> str | None:
@@ -370,9 +477,16 @@ def candidate_mix(name: str) -> bool:
     return bool(m and m["mix"] and candidate_features(name))
 
 
+def candidate_head(name: str) -> str:
+    """"lda" for a shrinkage-discriminant candidate (``defect_bank_linear_lda``), else "lr"."""
+    m = _LIGHT_NAME.match(name)
+    return "lda" if m and m["lda"] and candidate_features(name) else "lr"
+
+
 def candidate_c(name: str) -> float:
-    """The regularisation strength in a candidate's name (``linear_head_C10``, ``texture_linear_C0.1``)."""
-    return float(name.rpartition("_C")[2])
+    """The regularisation strength in a candidate's name (``linear_head_C10``, ``texture_linear_C0.1``; 0 for
+    a discriminant, which has none)."""
+    return 0.0 if candidate_head(name) == "lda" else float(name.rpartition("_C")[2])
 
 
 def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str = "auto", seed: int = 0,
@@ -419,7 +533,7 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     views = ["none", *(AUGMENT_VIEWS if "flips" in augment else ())]
     by_view = {v: feature_matrices(paths, wanted, v) for v in views} if wanted else {}
     val_sets = feature_matrices(val_paths, wanted, "none") if wanted else {}
-    light = light_candidates({fs: {v: by_view[v][fs] for v in views} for fs in wanted}, HEAD_C, augment)
+    light = light_candidates({fs: {v: by_view[v][fs] for v in views} for fs in wanted}, CANDIDATE_C, augment)
     fold_sets = [folds, *(f for f in repeated_folds(y, groups, seed, CV_REPEATS)[1:])]
     _, heads = choose_candidate(light, y, fold_sets, classes)
     emb_avg: tuple[np.ndarray, np.ndarray] | None = None  # pooled backbone features averaged over the views
@@ -452,30 +566,55 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
         rows, row_labels = light[chosen].rows(np.arange(len(y)), y)
         arrays = {"train_features": rows, "head_c": np.array(light[chosen].c), "labels": row_labels,
                   "images": np.array(len(y))}
+        if not candidate_augmented(chosen):  # the held-out rows, for the refit on all labels (no flipped views there)
+            arrays |= {"held_out_features": val_sets[light[chosen].feature_set], "held_out_labels": y_val}
     elif chosen and emb_avg is not None:
         arrays = {"train_features": emb_avg[0], "head_c": np.array(candidate_c(chosen)), "labels": y,
-                  "images": np.array(len(y))}
+                  "images": np.array(len(y)), "held_out_features": emb_avg[1], "held_out_labels": y_val}
     tick(4)
     n_groups = len(set(groups))
     return Comparison(classes, {"rule": rule, "groups": n_groups, "folds": len(folds)}, cv, chosen, best_simple,
                       held_out, int(len(y_val))), arrays
 
 
+def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether ``compare_candidates`` kept held-out rows the chosen candidate can be refitted with."""
+    return "held_out_features" in arrays and len(arrays["held_out_labels"]) > 0
+
+
 def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
-                      parent_card: dict[str, Any], command: str) -> Path:
-    """Refit the chosen candidate on every training image and write it as a model directory with its card."""
+                      parent_card: dict[str, Any], command: str, all_labels: bool = False,
+                      pool_features: np.ndarray | None = None) -> Path:
+    """Refit the chosen candidate on every training image and write it as a model directory with its card.
+
+    ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
+    feature set, head, C and prior; the card's held-out figure stays the one of the fit on the training
+    images alone (the refusal check's), and ``training.refit`` says so (ADR 0043). ``pool_features`` (a feature
+    candidate only): the chosen feature set's vectors of unreviewed images, whose class mix becomes the written
+    head's prior (``write_texture_linear``).
+    """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
+    checked_on = images
+    if all_labels:
+        if not can_refit_on_all(arrays):
+            raise ValueError("no held-out rows to refit the chosen candidate with")
+        features = np.concatenate([features, arrays["held_out_features"]])
+        labels = np.concatenate([labels[:images], arrays["held_out_labels"]])
+        images = len(labels)
     c = float(arrays["head_c"])
     feature_set = candidate_features(comparison.chosen)
+    head_kind = candidate_head(comparison.chosen)
     texture = feature_set is not None
     # a texture_linear version owes nothing to the parent's network: only the task's facts carry over
     keep = ("family", "task") if texture else (
         "model", "family", "task", "input_size", "color_mode", "normalisation", "preset", "ablation", "licence", "paper")
     held = comparison.held_out.get(comparison.chosen)
     if texture:
+        kind = ("linear discriminant analysis with Ledoit-Wolf covariance shrinkage and equal class priors, "
+                "on standardised features") if head_kind == "lda" else "class-balanced logistic regression on standardised features"
         training = {"initialisation": f"none: a linear layer on the {feature_set} features (inference.texture_features)",
-                    "head": {"kind": "class-balanced logistic regression on standardised features", "C": c,
+                    "head": {"kind": kind, "C": c if head_kind == "lr" else None,
                              "features": f"{features.shape[1]} {feature_set} features of the gray image",
                              "augmentation": ("the horizontal, vertical and 180-degree flips of every image too"
                                               if candidate_augmented(comparison.chosen) else "none"),
@@ -487,11 +626,16 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
                     "head": {"kind": "class-balanced logistic regression", "C": c, "features": f"pooled backbone "
                              f"features averaged over the '{HEAD_VIEWS}' test-time views", "selected_by": "group cross-validation"},
                     "seconds": None}
+    if all_labels:
+        training["refit"] = (f"refitted on all {images} reviewed images (the {checked_on} it was chosen and checked on "
+                             f"and the {images - checked_on} held out) after the held-out check; metrics.val is the "
+                             f"check's model, fitted on the {checked_on} alone")
     card = {
         **{k: parent_card[k] for k in keep if k in parent_card},
         "data": {"train_images": images, "val_images": comparison.held_out_images,
                  "train_counts": {c: int(n) for c, n in zip(comparison.classes,
-                                                            np.bincount(labels[:images], minlength=len(comparison.classes)))}},
+                                                            np.bincount(labels[:images], minlength=len(comparison.classes)))},
+                 **({"checked_on_images": checked_on, "held_out_in_fit": True} if all_labels else {})},
         "training": training,
         "command": command,
         "init_model": {"path": str(loaded.path) if loaded is not None and loaded.path else None,
@@ -500,7 +644,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     }
     if feature_set is not None:
         return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set,
-                                    candidate_mix(comparison.chosen))
+                                    candidate_mix(comparison.chosen), head_kind=head_kind, pool_features=pool_features)
     if loaded is None:
         raise ValueError("a frozen-backbone head needs the parent model")
     head = fit_linear_head(features, labels, len(comparison.classes), c)

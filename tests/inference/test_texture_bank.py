@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from inference.texture_bank import BANK_DIM, LBP_BINS, LBP_RADII, bank_vector
 from inference.texture_features import FEATURE_SETS, image_defect_bank
@@ -98,3 +99,66 @@ def test_a_mix_candidate_carries_the_labels_class_mix_in_its_biases() -> None:
     shift = (mix.intercept - plain.intercept)
     np.testing.assert_allclose(shift[0] - shift[1], np.log(3.0), atol=1e-9)  # 30 vs 10 labels
     assert (mix.predict(x) == 0).mean() > (plain.predict(x) == 0).mean()
+
+
+def test_a_shrinkage_discriminant_is_a_candidate_named_without_a_c_and_predicts_as_sklearn() -> None:
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from inference.training.classifier_head import (
+        candidate_c,
+        candidate_features,
+        candidate_head,
+        candidate_mix,
+        fit_candidate,
+        fit_lda_head,
+        light_candidates,
+    )
+
+    rng = np.random.default_rng(2)
+    y = np.arange(60) % 3
+    x = rng.standard_normal((60, 40)) * rng.uniform(0.5, 20.0, 40) + 2.0 * np.eye(3)[y] @ rng.standard_normal((3, 40))
+    cands = light_candidates({"defect_bank": {"none": x}}, (0.01, 1.0), ("none",), ("balanced", "mix"), ("lr", "lda"))
+    assert list(cands) == ["defect_bank_linear_C0.01", "defect_bank_linear_C1", "defect_bank_linear_lda",
+                           "defect_bank_linear_mix_C0.01", "defect_bank_linear_mix_C1", "defect_bank_linear_mix_lda"]
+    lda = cands["defect_bank_linear_mix_lda"]
+    assert candidate_head(lda.name) == "lda" and candidate_mix(lda.name) and candidate_c(lda.name) == 0.0
+    assert candidate_features(lda.name) == "defect_bank" and candidate_head("defect_bank_linear_C1") == "lr"
+    head = fit_lda_head(x, y, 4)  # a fourth class without images is never predicted
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=np.full(3, 1 / 3)).fit(z, y)
+    np.testing.assert_allclose((x @ head.coef.T + head.intercept)[:, :3], ref.decision_function(z), rtol=1e-6, atol=1e-6)
+    assert head.intercept[3] < -10 and (head.predict(x) == ref.predict(z)).all()
+    assert (fit_candidate(cands["defect_bank_linear_lda"], y, 3).predict(x) == y).mean() > 0.9
+    two = fit_lda_head(x[y < 2], y[y < 2], 2)  # two classes: sklearn's single row split symmetrically
+    ref2 = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=[0.5, 0.5]).fit(z[y < 2], y[y < 2])
+    np.testing.assert_array_equal(two.predict(x[y < 2]), ref2.predict(z[y < 2]))
+
+
+def test_the_pool_prior_is_the_heads_predicted_class_mix_add_one_smoothed() -> None:
+    from inference.training.classifier_head import (
+        ABSENT_CLASS_BIAS,
+        fit_linear_head,
+        pool_prior_head,
+        pool_shares,
+        with_label_mix,
+    )
+
+    rng = np.random.default_rng(3)
+    y = np.arange(30) % 3              # classes 0, 1, 2 with ten images each; class 3 has none
+    centres = 4.0 * np.eye(4)[:, :3]
+    x = rng.standard_normal((30, 3)) + centres[y]
+    head = fit_linear_head(x, y, 4, 1.0)
+    pool = rng.standard_normal((16, 3)) + centres[[0] * 12 + [1] * 4]   # a pool of mostly class 0, no class 2
+    q = pool_shares(head, pool)
+    np.testing.assert_allclose(q, (np.bincount(head.predict(pool), minlength=4) + 1) / 20)
+    assert q.sum() == pytest.approx(1.0) and (q > 0).all() and q[0] > q[1] > q[2]
+    shifted = pool_prior_head(head, pool)
+    np.testing.assert_allclose(shifted.coef, head.coef)
+    shift = shifted.intercept - head.intercept
+    np.testing.assert_allclose(shift[:3], np.log(q[:3]) - np.log(1 / 3))  # a balanced fit's prior was equal shares
+    assert shift[3] == 0.0 and shifted.intercept[3] == ABSENT_CLASS_BIAS  # a class never fitted stays never predicted
+    labels = np.array([0] * 20 + [1] * 5 + [2] * 5)  # a mix head: its fitted prior (label shares) is what q replaces
+    skewed = with_label_mix(head, labels)
+    np.testing.assert_allclose(pool_prior_head(skewed, pool, labels).intercept, shifted.intercept, atol=1e-9)
+    empty = pool_prior_head(head, pool[:0]).intercept - head.intercept  # no pool: equal shares, nothing moves
+    assert np.ptp(empty[:3]) == pytest.approx(0.0) and empty[3] == 0.0

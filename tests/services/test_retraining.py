@@ -293,6 +293,85 @@ def test_retrain_auto_registers_a_texture_linear_version_when_it_wins(station, t
     assert version.challenger and not version.active
 
 
+def test_retrain_registers_the_chosen_head_refitted_on_all_labels_after_the_check(station, tmp_path: Path) -> None:
+    """--refit-all: the held-out check scores the candidate fitted on the training part; the registered version is
+    the same candidate refitted on every reviewed label (ADR 0043), and its card says so and keeps the check's figure."""
+    events, _train = retrain_light(station, tmp_path, "--name", "refit", "--method", "defect", "--groups", "none",
+                                   "--keep-if-worse", "--refit-all")
+    stages = [e["stage"] for e in events if e["event"] == "stage"]
+    assert stages.index("compare") < stages.index("refit") < stages.index("register")
+    done = events[-1]
+    card = load_model(done["path"], family="classifier").card
+    held_out = done["comparison"]["held_out_images"]
+    assert held_out == 2  # one of the six parts of each of the two classes kept back by the export
+    assert card["data"]["train_images"] == 12 and card["data"]["checked_on_images"] == 10 and card["data"]["held_out_in_fit"]
+    assert sum(card["data"]["train_counts"].values()) == 12
+    assert "refitted on all 12 reviewed images" in card["training"]["refit"]
+    chosen = done["comparison"]["simple_answers"]["chosen"]
+    assert card["metrics"]["val"]["accuracy"] == done["comparison"]["simple_answers"]["held_out"][chosen]["accuracy"]
+
+
+def test_the_unlabelled_pool_is_a_seeded_sample_of_unreviewed_images(tmp_path: Path) -> None:
+    from app.services.retraining import unlabelled_pool
+
+    names = [f"good{i}" for i in range(8)] + [f"crack{i}" for i in range(4)]
+    db, _url, ids = indexed_parts(tmp_path, "lot1", names)
+    try:
+        db.labels.append(ids["good0"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
+        db.labels.append(ids["good1"], LabelChange(ReviewState.REJECTED), "ann")
+        pool = unlabelled_pool(db, None, limit=100)
+        assert sorted(p.stem for p in pool) == sorted(n for n in names if n not in ("good0", "good1"))
+        assert all(p.is_file() for p in pool)
+        few = unlabelled_pool(db, "lot1", limit=4, seed=3)
+        assert len(few) == 4 and few == unlabelled_pool(db, "lot1", limit=4, seed=3) and set(few) <= set(pool)
+    finally:
+        db.close()
+
+
+def test_retrain_gives_a_feature_head_the_class_mix_of_the_unreviewed_images(tmp_path: Path) -> None:
+    """Six crack and six good parts reviewed, ten more good parts not: the registered head carries the pool's
+    class mix as its prior (mostly good), the held-out check's figures are the head's without it (ADR 0043)."""
+    names = [f"crack{i}" for i in range(6)] + [f"good{i}" for i in range(16)]
+    db, url, ids = indexed_parts(tmp_path, "lot1", names)
+    try:
+        for n in names[:12]:
+            db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=n.rstrip("0123456789")), "ann")
+        proc = run_retrain(url, "--name", "pooled", "--method", "defect", "--groups", "none", "--keep-if-worse")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        done = events_of(out)[-1]
+        card = load_model(done["path"], family="classifier").card
+        prior = card["training"]["pool_prior"]
+        assert prior["images"] == 10 and prior["method"].startswith("classify-and-count")
+        assert prior["shares"]["good"] > 0.5 > prior["shares"]["crack"] > 0 and sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
+        chosen = done["comparison"]["simple_answers"]["chosen"]
+        assert card["metrics"]["val"]["accuracy"] == done["comparison"]["simple_answers"]["held_out"][chosen]["accuracy"]
+    finally:
+        db.close()
+
+
+def test_a_refused_light_version_is_not_refitted_nor_registered(station, tmp_path: Path, monkeypatch) -> None:
+    from inference.training import classifier_head
+
+    db, url, home = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    writes: list[bool] = []
+    real = classifier_head.write_chosen_head
+
+    def spy(*args, all_labels: bool = False, **kwargs):
+        writes.append(all_labels)
+        return real(*args, all_labels=all_labels, **kwargs)
+
+    monkeypatch.setattr(classifier_head, "write_chosen_head", spy)
+    monkeypatch.setattr(classifier_head.Comparison, "wins", property(lambda self: False))
+    rc = cli_main(["--db", url, "retrain", "classifier", "--name", "lost", "--method", "defect", "--groups", "none",
+                   "--threads", "1", "--refit-all"])
+    assert rc == 2 and writes == [False]  # written once for the check, never refitted
+    assert not (home / "station-models" / "lost").exists()
+    assert db.model_versions.by_name("classifier", "lost") is None
+
+
 def test_retrain_defect_method_registers_a_defect_statistics_version(station, tmp_path: Path) -> None:
     """--method defect: only the small-defect candidates are cross-validated, and the version reads those features."""
     events, train = retrain_light(station, tmp_path, "--name", "defect", "--method", "defect", "--groups", "none",
@@ -305,6 +384,8 @@ def test_retrain_defect_method_registers_a_defect_statistics_version(station, tm
     loaded = load_model(done["path"], family="classifier")
     assert loaded.name == "texture_linear" and loaded.config.features == "defect"
     assert loaded.card["training"]["initialisation"].startswith("none: a linear layer on the defect features")
+    assert "refit" not in loaded.card["training"] and loaded.card["data"]["train_images"] == 10  # no --refit-all
+    assert not any(e["event"] == "stage" and e["stage"] == "refit" for e in events)
 
 
 def test_retrain_bank_method_registers_a_texture_descriptor_version(station, tmp_path: Path) -> None:
