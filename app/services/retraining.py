@@ -10,6 +10,7 @@ promotion stays the inspector's decision, after the comparison.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import shutil
@@ -304,10 +305,12 @@ def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 
         chosen = resolve_folder(db, folder)
     except FolderNotFound as exc:
         raise RetrainError(str(exc)) from None
-    images = db.images.query(ImageQuery(folder_id=chosen.id if chosen else None, states=(ReviewState.UNREVIEWED,),
-                                        sort="id"))
-    picked = np.random.default_rng(seed).permutation(len(images))[:limit]
-    paths = [db.images.path_of(images[i].id) for i in sorted(picked)]
+    query = ImageQuery(folder_id=chosen.id if chosen else None, states=(ReviewState.UNREVIEWED,), sort="id")
+    total = db.images.count(query)
+    # A folder may hold a million images: read only the rows drawn, one page of one row each.
+    picked = sorted(int(i) for i in np.random.default_rng(seed).choice(total, size=min(limit, total), replace=False))
+    rows = [row for i in picked for row in db.images.query(dataclasses.replace(query, limit=1, offset=i))]
+    paths = [db.images.path_of(im.id) for im in rows]
     return [Path(p) for p in paths if p]
 
 
