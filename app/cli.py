@@ -64,7 +64,8 @@ def _model_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto",
                    help="torch/numba threads for the models (default auto: before each batch, as many as "
                         "the machine's other work leaves idle, at least 1; on a busy machine the models' "
-                        "small operations lose far more to thread barriers than they gain; ADR 0025, 0040)")
+                        "small operations lose far more to thread barriers than they gain; a batch of images runs in one "
+                        "lane more than that, lanes having no barrier; ADR 0025, 0040, 0041)")
 
 
 def build_parser() -> argparse.ArgumentParser:

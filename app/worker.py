@@ -231,13 +231,15 @@ class Worker:
         return self.stats
 
     def _govern_threads(self, governor: ThreadGovernor) -> None:
-        """``--threads auto``: the model thread count for the batch about to run (logged when it changes)."""
-        before = governor.threads
-        threads = self._cores = governor.apply()
-        if threads != before or not self.stats.batches_by_threads:
-            log.info("models on %d thread%s (%.1f cores free over the last batch)", threads,
-                     "" if threads == 1 else "s", governor.free_cores or 0.0)
-        self.stats.batches_by_threads[threads] = self.stats.batches_by_threads.get(threads, 0) + 1
+        """``--threads auto``: the model threads and the lanes for the batch about to run (logged when they
+        change); ``batches_by_threads`` counts the lanes each batch ran in."""
+        before = (governor.threads, governor.lanes())
+        threads = governor.apply()
+        lanes = self._cores = governor.lanes()
+        if (threads, lanes) != before or not self.stats.batches_by_threads:
+            log.info("models on %d thread%s, batches in %d lane%s (%.1f cores free over the last batch)", threads,
+                     "" if threads == 1 else "s", lanes, "" if lanes == 1 else "s", governor.free_cores or 0.0)
+        self.stats.batches_by_threads[lanes] = self.stats.batches_by_threads.get(lanes, 0) + 1
 
     # -- recovery ------------------------------------------------------------------------------
     def _recover(self) -> None:

@@ -211,6 +211,14 @@ class ThreadGovernor:
         self._last = now
         return self.threads
 
+    def lanes(self) -> int:
+        """Lanes for a batch of several images (ADR 0041, amended): one more than the threads ``choose``
+        gave, at most ``max_threads``. Lanes share no barrier, so a lane on a core another program holds
+        costs only its share of that core: beside one busy program two lanes beat one in every round
+        measured (speed-6.md §5, speed-7.md §4), and the station's window stays responsive (speed-7.md §3).
+        A single frame still runs on ``threads`` intra-op threads, where a busy core does cost barriers."""
+        return min(self.max_threads, self.threads + 1)
+
     def apply(self) -> int:
         """``choose`` and set the models' threads (``set_threads``) to it."""
         threads = self.choose()

@@ -54,6 +54,20 @@ def test_another_process_on_the_second_core_sends_us_back_to_one_thread() -> Non
     assert g.choose() == 2
 
 
+def test_a_batch_keeps_two_lanes_beside_a_busy_program_where_a_frame_drops_to_one_thread() -> None:
+    """Lanes share no barrier (ADR 0041, amended): one more lane than threads, at most the cap."""
+    g, clock = governor()
+    clock.step(2.0, idle_cores=1.0, own_cores=1.0)
+    assert (g.choose(), g.lanes()) == (2, 2)
+    clock.step(3.0, idle_cores=0.0, own_cores=1.33)  # a busy program on the second core
+    assert (g.choose(), g.lanes()) == (1, 2)
+    big, clock4 = governor(max_threads=4)
+    clock4.step(2.0, idle_cores=1.0, own_cores=1.0)  # two of four cores free: 2 threads, 3 lanes
+    assert (big.choose(), big.lanes()) == (2, 3)
+    one, _ = governor(max_threads=1)
+    assert one.lanes() == 1
+
+
 def test_a_little_other_work_does_not_cost_the_second_core_but_half_a_core_does() -> None:
     g, clock = governor()
     clock.step(2.0, idle_cores=0.8, own_cores=1.0)   # others used 0.2 of a core: 1.8 free

@@ -39,6 +39,9 @@ class CountingGovernor:
         self.threads, self.free_cores = 2, 2.0
         return 2
 
+    def lanes(self) -> int:
+        return self.threads
+
 
 def test_auto_asks_the_governor_before_each_batch(db, tmp_path: Path, monkeypatch) -> None:
     CountingGovernor.instances.clear()
@@ -94,3 +97,35 @@ def test_the_chosen_count_runs_each_batch_in_that_many_lanes(db, tmp_path: Path,
     status = job_status(db, job)
     assert status.state == "done" and status.failed == 0
     assert seen == [2, 2] and stats.predicted == 5
+
+
+class BusyMachineGovernor(CountingGovernor):
+    """Another program holds a core: one intra-op thread, but two lanes (ADR 0041, amended)."""
+
+    def apply(self) -> int:
+        super().apply()
+        self.threads, self.free_cores = 1, 1.0
+        return 1
+
+    def lanes(self) -> int:
+        return 2
+
+
+def test_beside_a_busy_program_batches_still_run_in_the_governors_lanes(db, tmp_path: Path, monkeypatch) -> None:
+    from inference.engine import InspectionEngine
+
+    monkeypatch.setattr(worker_module, "ThreadGovernor", BusyMachineGovernor)
+    seen: list[int] = []
+    real = InspectionEngine.predict_decoded
+
+    def spy(self, items, families=None, lanes=1):
+        seen.append(lanes)
+        return real(self, items, families, lanes=lanes)
+
+    monkeypatch.setattr(InspectionEngine, "predict_decoded", spy)
+    good_images(tmp_path / "imgs", 4)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    stats = Worker(db, WorkerOptions(device="cpu", batch_size=2, poll_s=0.01, threads="auto"),
+                   artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+    assert seen == [2, 2] and stats.batches_by_threads == {2: 2} and stats.predicted == 4
