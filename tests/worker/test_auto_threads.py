@@ -43,6 +43,22 @@ class CountingGovernor:
         return self.threads
 
 
+def _lanes_seen(monkeypatch, governor: type) -> list[int]:
+    """Put ``governor`` in the worker's place; the list fills with the lanes each engine call gets."""
+    from inference.engine import InspectionEngine
+
+    monkeypatch.setattr(worker_module, "ThreadGovernor", governor)
+    seen: list[int] = []
+    real = InspectionEngine.predict_decoded
+
+    def spy(self, items, families=None, lanes=1):
+        seen.append(lanes)
+        return real(self, items, families, lanes=lanes)
+
+    monkeypatch.setattr(InspectionEngine, "predict_decoded", spy)
+    return seen
+
+
 def test_auto_asks_the_governor_before_each_batch(db, tmp_path: Path, monkeypatch) -> None:
     CountingGovernor.instances.clear()
     monkeypatch.setattr(worker_module, "ThreadGovernor", CountingGovernor)
@@ -77,18 +93,8 @@ def test_a_fixed_count_is_set_once_and_no_governor_runs(db, tmp_path: Path, monk
 def test_the_chosen_count_runs_each_batch_in_that_many_lanes(db, tmp_path: Path, monkeypatch) -> None:
     """ADR 0041: the count the governor gives (or a fixed one) reaches the engine as its lanes, and the
     images predicted in two lanes are all stored."""
-    from inference.engine import InspectionEngine
-
     CountingGovernor.instances.clear()
-    monkeypatch.setattr(worker_module, "ThreadGovernor", CountingGovernor)
-    seen: list[int] = []
-    real = InspectionEngine.predict_decoded
-
-    def spy(self, items, families=None, lanes=1):
-        seen.append(lanes)
-        return real(self, items, families, lanes=lanes)
-
-    monkeypatch.setattr(InspectionEngine, "predict_decoded", spy)
+    seen = _lanes_seen(monkeypatch, CountingGovernor)
     good_images(tmp_path / "imgs", 5)
     folder = index_folder(db, tmp_path / "imgs").folder_id
     job = submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"])
@@ -112,17 +118,7 @@ class BusyMachineGovernor(CountingGovernor):
 
 
 def test_beside_a_busy_program_batches_still_run_in_the_governors_lanes(db, tmp_path: Path, monkeypatch) -> None:
-    from inference.engine import InspectionEngine
-
-    monkeypatch.setattr(worker_module, "ThreadGovernor", BusyMachineGovernor)
-    seen: list[int] = []
-    real = InspectionEngine.predict_decoded
-
-    def spy(self, items, families=None, lanes=1):
-        seen.append(lanes)
-        return real(self, items, families, lanes=lanes)
-
-    monkeypatch.setattr(InspectionEngine, "predict_decoded", spy)
+    seen = _lanes_seen(monkeypatch, BusyMachineGovernor)
     good_images(tmp_path / "imgs", 4)
     folder = index_folder(db, tmp_path / "imgs").folder_id
     submit_prelabel(db, folder_id=folder, families=["anomaly"])
