@@ -204,22 +204,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+FIGURES = ("iou", "niou", "pd", "fa", "detected")
+
+
+def mean_of(files: Sequence[Path]) -> dict[str, Any]:
+    """The rows every report holds (runs with other verifier seeds): mean and range of their pooled figures."""
+    reports = [json.loads(Path(f).read_text(encoding="utf-8")) for f in files]
+    names = [n for n in reports[0]["rows"] if all(n in r["rows"] for r in reports)]
+    rows: dict[str, Any] = {}
+    for n in names:
+        pooled = [r["rows"][n]["pooled"] for r in reports]
+        rows[n] = {k: {"mean": float(np.mean([p[k] for p in pooled])), "min": float(min(p[k] for p in pooled)),
+                       "max": float(max(p[k] for p in pooled))} for k in FIGURES}
+        m = rows[n]
+        print(f"{n:60s} IoU {m['iou']['mean']:.4f} [{m['iou']['min']:.4f}-{m['iou']['max']:.4f}] nIoU {m['niou']['mean']:.4f} "
+              f"Pd {m['pd']['mean']:.4f} (detected {m['detected']['min']:.0f}-{m['detected']['max']:.0f}) "
+              f"Fa {m['fa']['mean']:.2f} [{m['fa']['min']:.2f}-{m['fa']['max']:.2f}]")
+    return {"files": [str(f) for f in files], "seeds": [r["verifier_options"]["seed"] for r in reports], "rows": rows}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True, help="segmenter_scene_cv.py's work folder (fold networks, maps)")
-    p.add_argument("--out", type=Path, required=True, help="this run's folder (verifiers, in-sample maps, --alone networks)")
+    p.add_argument("--data", type=Path)
+    p.add_argument("--work", type=Path, help="segmenter_scene_cv.py's work folder (fold networks, maps)")
+    p.add_argument("--out", type=Path, help="this run's folder (verifiers, in-sample maps, --alone networks)")
     p.add_argument("--recipe", default="base")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0, help="the verifiers' seed (the card's: 0)")
     p.add_argument("--steps", type=int, default=800, help="verifier training steps (the card's: 800; fewer: a smoke run)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     p.add_argument("--json", type=Path)
+    p.add_argument("--mean-of", type=Path, nargs="+", metavar="JSON",
+                   help="only summarise reports of this script run with other --seed values (mean and range)")
     args = p.parse_args()
-    args.variants = [v for v in args.variants.split(",") if v]
-    if any(v not in VARIANTS for v in args.variants):
-        p.error(f"--variants: choose from {', '.join(VARIANTS)}")
-    report = run(args)
+    if args.mean_of:
+        report = mean_of(args.mean_of)
+    elif None in (args.data, args.work, args.out):
+        p.error("--data, --work and --out are needed (unless --mean-of)")
+    else:
+        args.variants = [v for v in args.variants.split(",") if v]
+        if any(v not in VARIANTS for v in args.variants):
+            p.error(f"--variants: choose from {', '.join(VARIANTS)}")
+        report = run(args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
