@@ -30,8 +30,9 @@ RECIPES: dict[str, dict[str, Any]] = {  # name -> TrainOptions fields (everythin
 }
 
 
-def recipe_dir(work: Path, recipe: str, k: int) -> Path:
-    return work / recipe / f"net{k}"
+def recipe_dir(work: Path, recipe: str, k: int, alone: bool = False) -> Path:
+    """Fold k's network: trained on every fold but k, or (``alone``) on fold k alone."""
+    return work / recipe / (f"alone{k}" if alone else f"net{k}")
 
 
 def train_fold(args: argparse.Namespace) -> None:
@@ -40,15 +41,18 @@ def train_fold(args: argparse.Namespace) -> None:
     from inference.training.segmenter_train import TrainOptions, train
 
     parts = cv_parts(args.data, args.folds, args.group_by)
-    tree = write_fold_tree(args.data, [s for j, p in enumerate(parts) if j != args.fold for s in p],
-                           args.work / f"data_{args.group_by}{args.folds}_{args.fold}")
-    out = recipe_dir(args.work, args.recipe, args.fold)
+    # --alone: fold k's frames only (the nested networks whose maps give the verifier out-of-fold candidates)
+    stems = parts[args.fold] if args.alone else [s for j, p in enumerate(parts) if j != args.fold for s in p]
+    tree = write_fold_tree(args.data, stems, args.work / f"data_{args.group_by}{args.folds}_{'alone' if args.alone else ''}{args.fold}")
+    out = recipe_dir(args.work, args.recipe, args.fold, args.alone)
     t0 = time.monotonic()
     fields = {"epochs": args.epochs, **RECIPES[args.recipe]}
     train(TrainOptions(data=str(tree), out=str(out), preset="cpu", batch_size=8, crop=128,
-                       target_prob=0.5, seed=args.seed + args.fold, threads=1, held_out_fraction=0.0, quiet=True,
+                       target_prob=0.5, seed=args.seed + (10 if args.alone else 0) + args.fold, threads=1,
+                       held_out_fraction=0.0, quiet=True,
                        command=f"benchmarks/segmenter_scene_cv.py train --recipe {args.recipe} --fold {args.fold} "
-                               f"--folds {args.folds} --epochs {fields['epochs']}", **fields))
+                               f"--folds {args.folds} --epochs {fields['epochs']}{' --alone' if args.alone else ''}",
+                       **fields))
     (out / "seconds.json").write_text(json.dumps({"training_seconds": round(time.monotonic() - t0, 1)}), encoding="utf-8")
 
 
@@ -111,6 +115,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=60)
     p.add_argument("--group-by", default="scene", choices=("scene", "none", "frame"))
     p.add_argument("--json", type=Path)
+    p.add_argument("--alone", action="store_true",
+                   help="train: fit fold --fold's frames alone (not every other fold); stored as <recipe>/alone<k>")
     p.add_argument("--no-flips", dest="flips", action="store_false",
                    help="score: no test-time-view maps (7x cheaper; views are then not compared)")
     args = p.parse_args()

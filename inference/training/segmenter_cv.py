@@ -26,7 +26,7 @@ import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -251,14 +251,18 @@ def settings_for(fit: Sequence[Any], maps: dict[MapViews, dict[str, np.ndarray]]
 
 
 def cross_fitted(frames_by_fold: Sequence[Sequence[Any]], maps: dict[MapViews, dict[str, np.ndarray]],
-                 use: set[str] | frozenset[str]) -> dict[str, Any]:
+                 use: set[str] | frozenset[str], adjust: Callable[[int, Any], Any] | None = None) -> dict[str, Any]:
     """Fold k scored with settings chosen on the other folds' out-of-fold maps (``settings_for``): no figure
-    comes from settings fitted on the frames it scores. Pooled over all frames, and per fold."""
+    comes from settings fitted on the frames it scores. Pooled over all frames, and per fold.
+    ``adjust(k, post)`` returns fold k's post-processing from the chosen one (e.g. with a verifier trained
+    on the other folds only, or a fixed mask threshold); it must not look at fold k's frames."""
     from inference.segmenter_metrics import SegmentationMeter
 
     pooled, per_fold, chosen = SegmentationMeter(), [], []
     for k, frames in enumerate(frames_by_fold):
         post = settings_for([f for j, fold in enumerate(frames_by_fold) if j != k for f in fold], maps, use)
+        if adjust is not None:
+            post = adjust(k, post)
         meter = SegmentationMeter()
         for f in frames:
             mask = post(maps[views_of(use)][f.stem], f.image).mask

@@ -195,19 +195,31 @@ def fit(x: np.ndarray, y: np.ndarray, config: TargetVerifierConfig, opts: Verifi
     return model.eval()
 
 
+def sample_folds(frame_idx: np.ndarray, folds: int, frame_fold: np.ndarray | None = None) -> np.ndarray:
+    """Inner fold of each sample: its frame's index modulo ``folds`` (the card's rule: frames of one scene may
+    fall on both sides), or ``frame_fold[frame index]`` when given (e.g. folds of whole scenes, ``groups``)."""
+    if frame_fold is None:
+        return frame_idx % folds
+    fold = np.asarray(frame_fold)[frame_idx]
+    if len(fold) and (fold.min() < 0 or fold.max() >= folds):
+        raise ValueError(f"frame_fold must hold fold numbers 0..{folds - 1}")
+    return fold
+
+
 def fold_verifiers(x: np.ndarray, y: np.ndarray, frame_idx: np.ndarray, config: TargetVerifierConfig,
-                   opts: VerifierOptions) -> list[TargetVerifier]:
-    """One verifier per fold of frames (frame index modulo ``opts.folds``), each trained without its fold."""
-    fold = frame_idx % opts.folds
+                   opts: VerifierOptions, frame_fold: np.ndarray | None = None) -> list[TargetVerifier]:
+    """One verifier per inner fold of frames (``sample_folds``), each trained without its fold."""
+    fold = sample_folds(frame_idx, opts.folds, frame_fold)
     return [fit(x[fold != k], y[fold != k], config, opts, opts.seed + k, desc=f"fold {k + 1}/{opts.folds}")
             for k in range(opts.folds)]
 
 
 def out_of_fold_scores(x: np.ndarray, y: np.ndarray, frame_idx: np.ndarray, config: TargetVerifierConfig,
-                       opts: VerifierOptions, models: list[TargetVerifier] | None = None) -> np.ndarray:
-    """Each sample scored by a verifier that never saw its frame (folds by frame)."""
-    models = models or fold_verifiers(x, y, frame_idx, config, opts)
-    fold = frame_idx % opts.folds
+                       opts: VerifierOptions, models: list[TargetVerifier] | None = None,
+                       frame_fold: np.ndarray | None = None) -> np.ndarray:
+    """Each sample scored by a verifier that never saw its frame (inner folds as ``sample_folds``)."""
+    models = models or fold_verifiers(x, y, frame_idx, config, opts, frame_fold)
+    fold = sample_folds(frame_idx, opts.folds, frame_fold)
     out = np.zeros(len(x), np.float32)
     for k, model in enumerate(models):
         out[fold == k] = score_views(model, x[fold == k])

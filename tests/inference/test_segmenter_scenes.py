@@ -125,6 +125,22 @@ def test_cross_fitted_scores_every_frame_once_and_chooses_only_additions_that_wi
     assert none["chosen_additions"] == []
 
 
+def test_cross_fitted_applies_a_per_fold_adjustment_to_the_chosen_settings(tmp_path):
+    from dataclasses import replace
+
+    frames, folds, exact, _ = _frames_and_maps(tmp_path)
+    calls: list[int] = []
+
+    def blind_fold_one(k, post):  # e.g. a verifier trained without fold k; here it rejects everything of fold 1
+        calls.append(k)
+        return replace(post, threshold=1.0) if k == 1 else post
+
+    got = cross_fitted(folds, {False: exact}, set(), adjust=blind_fold_one)
+    assert calls == [0, 1, 2]
+    assert [f["detected"] for f in got["per_fold"]] == [len(folds[0]), 0, len(folds[2])]
+    assert got["pooled"]["detected"] == len(frames) - len(folds[1]) and got["settings_per_fold"][1]["threshold"] == 1.0
+
+
 def test_the_rule_keeps_an_addition_only_when_it_wins():
     def v(iou, fa, detected=10):
         return {"pooled": {"iou": iou, "fa": fa, "detected": detected}}

@@ -324,3 +324,31 @@ def test_training_a_map_channel_verifier_with_the_size_rule(tmp_path, monkeypatc
     assert loaded.parts["verifier"].config.map_channel and loaded.card["verifier"]["size_rule"] == entry["size_rule"]
     assert segmentation.model_verifier(loaded).log_odds_per_pixel == entry["size_rule"]["log_odds_per_pixel"]
     assert len(segmentation.predict_masks(loaded, [np.random.default_rng(0).random((33, 41), dtype=np.float32)])) == 1
+
+
+def test_inner_folds_by_frame_index_or_given_per_frame_and_each_sample_scored_by_a_verifier_without_its_fold():
+    from inference.training import segmenter_verifier as sv
+
+    idx = np.array([0, 0, 1, 2, 3, 4, 5, 5])
+    assert sv.sample_folds(idx, 3).tolist() == [0, 0, 1, 2, 0, 1, 2, 2]  # the card's rule: frame index mod 3
+    scenes = np.array([1, 1, 0, 0, 2, 2])  # e.g. whole scenes per inner fold (groups.balanced_folds)
+    assert sv.sample_folds(idx, 3, scenes).tolist() == [1, 1, 1, 0, 0, 2, 2, 2]
+    with pytest.raises(ValueError, match="fold numbers"):
+        sv.sample_folds(idx, 2, scenes)
+    seen: list[tuple[int, ...]] = []
+
+    def fake_fit(x, y, config, opts, seed, desc=""):
+        seen.append(tuple(sorted(set(x[:, 0, 0, 0].astype(int).tolist()))))  # the frames it was fitted on
+        return seed
+
+    x = np.zeros((len(idx), 2, 4, 4), np.float32)
+    x[:, 0, 0, 0] = idx
+    y = np.array([1, 0, 1, 0, 1, 0, 1, 0], np.float32)
+    orig = sv.fit
+    sv.fit = fake_fit
+    try:
+        models = sv.fold_verifiers(x, y, idx, TargetVerifierConfig(), VerifierOptions(), scenes)
+    finally:
+        sv.fit = orig
+    assert models == [0, 1, 2]  # seed + fold
+    assert seen == [(0, 1, 4, 5), (2, 3, 4, 5), (0, 1, 2, 3)]  # fold k's frames (by scene) left out of model k
