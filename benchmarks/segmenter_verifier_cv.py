@@ -247,8 +247,9 @@ def main() -> int:
             p.error(f"--variants: choose from {', '.join(VARIANTS)}")
         report = run(args)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        from app.services.json_files import write_json_atomic
+
+        write_json_atomic(args.json, report)
     return 0
 
 
