@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.services.json_files import write_json_atomic  # noqa: E402
-from benchmarks.speed_profiles import load_average  # noqa: E402
+from benchmarks.speed_profiles import load_average, part_images  # noqa: E402
 
 PERIOD_S = 0.020
 CONFIGS = (  # (name, worker threads or None, nice, burners)
@@ -76,15 +76,6 @@ def thread_niceness(pid: int) -> list[int]:
     return sorted(set(out))
 
 
-def images(folder: Path, n: int) -> None:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:256, 0:256]
-    for i in range(n):
-        base = 128 + 50 * np.sin(xx / (5 + i % 13)) + 30 * np.cos(yy / (7 + i % 11)) + rng.normal(0, 4, (256, 256))
-        cv2.imwrite(str(folder / f"part_{i:05d}.png"), np.clip(base, 0, 255).astype(np.uint8))
-
-
 def run_config(url: str, db, job: int, tmp: Path, threads: str | None, nice: int, seconds: float) -> dict:
     from app.services.prelabel import job_status, start_worker_process
 
@@ -118,7 +109,7 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gui-latency-"))
-    images(tmp / "parts", args.images)
+    part_images(tmp / "parts", args.images)
     url = f"sqlite:///{tmp / 'station.sqlite'}"
     db = open_database(url)
     rows = {}

@@ -217,6 +217,16 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def part_images(folder: Path, n: int) -> None:
+    """``n`` grey 256² parts, smooth with a little noise: small PNGs, distinct pixels."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    for i in range(n):
+        base = 128 + 50 * np.sin(xx / (5 + i % 13)) + 30 * np.cos(yy / (7 + i % 11)) + rng.normal(0, 4, (256, 256))
+        cv2.imwrite(str(folder / f"part_{i:05d}.png"), np.clip(base, 0, 255).astype(np.uint8))
+
+
 def memory(args, tmp: Path) -> dict:
     from app.services.indexing import index_folder
     from app.services.prelabel import job_status, start_worker_process, submit_prelabel
@@ -224,12 +234,7 @@ def memory(args, tmp: Path) -> dict:
     from database.engine import open_database
 
     folder = tmp / "many"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:256, 0:256]
-    for i in range(args.memory):  # smooth parts with a little noise: small PNGs, distinct pixels
-        base = 128 + 50 * np.sin(xx / (5 + i % 13)) + 30 * np.cos(yy / (7 + i % 11)) + rng.normal(0, 4, (256, 256))
-        cv2.imwrite(str(folder / f"part_{i:05d}.png"), np.clip(base, 0, 255).astype(np.uint8))
+    part_images(folder, args.memory)
     url = f"sqlite:///{tmp / 'memory.sqlite'}"
     db = open_database(url)
     samples: list[tuple[float, int, int]] = []  # (seconds, images processed, RSS KiB)
