@@ -29,24 +29,12 @@ TWO_VIEWS = ("h", "v", "hv")
 
 
 def view_maps(networks: list[Path], frames_by_fold: list[list[Any]], flips: Any, cache: Path) -> dict[str, np.ndarray]:
-    """Out-of-fold probability maps of every frame with ``flips``, kept per fold in ``cache``_fold<k>.npz."""
-    from inference.checkpoints import load_model
-    from inference.training.segmenter_cv import assigned_maps
+    """Out-of-fold probability maps of every frame with ``flips`` (False, True or one named view besides the
+    frame), fold k scored by ``networks[k]``; kept beside ``cache`` (``segmenter_cv.scored_fold_maps``)."""
+    from inference.training.segmenter_cv import scored_fold_maps
 
-    out: dict[str, np.ndarray] = {}
-    for k, frames in enumerate(frames_by_fold):
-        file = cache.parent / f"{cache.name}_fold{k}.npz"
-        if file.is_file():
-            with np.load(file) as stored:
-                if sorted(stored.files) == sorted(f.stem for f in frames):
-                    out.update({s: stored[s] for s in stored.files})
-                    continue
-        net = load_model(networks[k], map_location="cpu", family="segmenter").model
-        found = assigned_maps([([net], frames)], flips, "cpu")
-        file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(file, **found)  # type: ignore[arg-type]  # numpy's stub checks **arrays against allow_pickle
-        out.update(found)
-    return out
+    key = flips[0] if isinstance(flips, list) else flips
+    return scored_fold_maps([[n] for n in networks], frames_by_fold, cache, views=(key,))[key]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
