@@ -20,7 +20,7 @@ from inference.threads_option import threads_arg
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
 COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit", "models",
-            "domain", "pretrain")
+            "domain", "pretrain", "classes")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -226,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("app.commands.pretrain").add_arguments(p)  # argument definitions only: no torch
     _common(p)
     p.set_defaults(func=_handler("app.commands.pretrain", "run"))
+
+    p = sub.add_parser("classes", help="the project's classes (what inspectors label with): list, add, remove, set")
+    csub = p.add_subparsers(dest="classes_command", metavar="ACTION", required=True)
+    for verb, helptext in (("list", "the classes in hotkey order, where the list comes from, labels per class"),
+                           ("add", "append classes (the first change copies the active model's list first)"),
+                           ("remove", "take classes off the list (labels keep them)"),
+                           ("set", "replace the list, in this order (none: back to the active model's classes)")):
+        q = csub.add_parser(verb, help=helptext)
+        if verb != "list":
+            q.add_argument("names", nargs="+" if verb in ("add", "remove") else "*", metavar="NAME")
+        _common(q)
+    p.set_defaults(func=_handler("app.commands.classes", "run"))
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

@@ -293,6 +293,14 @@ class ImageRepository:
                 counts[ReviewState(state)] = int(n)
         return counts
 
+    def label_class_counts(self) -> dict[str, int]:
+        """Current labels per image class over every folder (missing files included: their labels
+        still exist). Read from the partial index ``ix_images_label_class``: labelled rows only."""
+        stmt = (select(Image.label_class, func.count(Image.id)).where(Image.label_class.is_not(None))
+                .group_by(Image.label_class))
+        with self.db.session() as s:
+            return {str(name): int(n) for name, n in s.execute(stmt)}
+
     def set_flagged(self, image_ids: Sequence[int], flagged: bool) -> None:
         with self.db.session(write=True) as s:
             for part in chunks(list(image_ids)):

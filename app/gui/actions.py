@@ -17,7 +17,7 @@ SHORT = {
     "tool_pan": "Pan", "tool_brush": "Brush", "tool_eraser": "Eraser", "tool_polygon": "Polygon",
     "tool_grow": "Grow region",
     "compare": "Side by side", "prelabel_folder": "Pre-label folder", "prelabel_selection": "Pre-label selection",
-    "prelabel_new": "Pre-label new images", "model_routing": "Model routing…", "operating_point": "Operating point…", "models": "Models…", "export": "Export…", "import_labels": "Import…", "settings": "Settings…",
+    "prelabel_new": "Pre-label new images", "model_routing": "Model routing…", "project_classes": "Classes…", "operating_point": "Operating point…", "models": "Models…", "export": "Export…", "import_labels": "Import…", "settings": "Settings…",
     "open_folder": "Open folder…", "help_shortcuts": "Keyboard shortcuts", "fit": "Fit", "one_to_one": "1:1",
     "toggle_heatmap": "Heatmap", "toggle_prediction": "Predicted mask", "toggle_mask": "Labelled masks",
     "next_target": "Next target", "prev_target": "Previous target",

@@ -1,9 +1,12 @@
-"""Form rows the project dialogs share: a path with a Browse button, and this-folder / every-folder."""
+"""Form rows the project dialogs share: a path with a Browse button, this-folder / every-folder,
+a row of list-editing buttons and the line a dialog says what went wrong in."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
-from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QRadioButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QWidget
+
+from app.gui.style import icon
 
 
 def path_row(placeholder: str, browse: Callable[[], None]) -> tuple[QWidget, QLineEdit]:
@@ -31,3 +34,22 @@ def scope_row(folder_id: int | None, folder_name: str | None) -> tuple[QWidget, 
     lay.addWidget(this)
     lay.addWidget(every)
     return row, this, every
+
+
+def button_row(buttons: Sequence[tuple[str, str, Callable[[], None]]]) -> QHBoxLayout:
+    """(text, qtawesome icon, slot) buttons left-aligned in one row (a list's Add / Remove / Up / Down)."""
+    row = QHBoxLayout()
+    for text, ico, slot in buttons:
+        b = QPushButton(icon(ico), text)
+        b.clicked.connect(slot)
+        row.addWidget(b)
+    row.addStretch(1)
+    return row
+
+
+def message_label() -> QLabel:
+    """The wrapped line under a dialog's controls where it says why something was refused."""
+    label = QLabel("")
+    label.setObjectName("error")
+    label.setWordWrap(True)
+    return label

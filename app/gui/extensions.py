@@ -17,6 +17,7 @@ PARTS = (
     ("app.gui.export_dialog", "install", ("export",)),
     ("app.gui.import_dialog", "install", ("import_labels",)),
     ("app.gui.routing_dialog", "install", ("model_routing",)),
+    ("app.gui.classes_dialog", "install", ("project_classes",)),
     ("app.gui.models_dialog", "install", ("models",)),
     ("app.gui.operating_point_dialog", "install", ("operating_point",)),
     ("app.gui.label_next_panel", "install", ("label_next",)),

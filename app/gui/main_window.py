@@ -46,6 +46,7 @@ from app.gui.viewer_wiring import wire_view_actions
 
 if TYPE_CHECKING:  # the optional parts extensions install (app/gui/extensions.py)
     from app.gui.auto_prelabel import AutoPrelabel
+    from app.gui.classes_dialog import ClassesDialog
     from app.gui.jobs_panel import JobsController, JobsPanel
     from app.gui.label_next_panel import LabelNextController
     from app.gui.models_dialog import ModelsDialog
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         self.label_next: LabelNextController | None = None
         self.models_dialog: ModelsDialog | None = None
         self.operating_point_dialog: OperatingPointDialog | None = None
+        self.classes_dialog: ClassesDialog | None = None
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
         self.actions = build_actions(self, self.review.undo_stack)

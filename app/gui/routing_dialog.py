@@ -9,16 +9,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
 
-from app.gui.style import icon
+from app.gui.dialog_rows import button_row, message_label
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
 
 HELP = ("Images whose path inside their folder (or with the folder's name in front, e.g. "
@@ -41,19 +39,11 @@ class RoutingDialog(QDialog):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         lay.addWidget(self.table, 1)
-        row = QHBoxLayout()
-        for name, ico, slot in (("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", tuple(FAMILY_ORDER)))),
-                                ("Remove", "mdi6.minus", self.remove_selected),
-                                ("Up", "mdi6.arrow-up", lambda: self.move_selected(-1)),
-                                ("Down", "mdi6.arrow-down", lambda: self.move_selected(1))):
-            b = QPushButton(icon(ico), name)
-            b.clicked.connect(slot)
-            row.addWidget(b)
-        row.addStretch(1)
-        lay.addLayout(row)
-        self.error = QLabel("")
-        self.error.setObjectName("error")
-        self.error.setWordWrap(True)
+        lay.addLayout(button_row((("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", tuple(FAMILY_ORDER)))),
+                                  ("Remove", "mdi6.minus", self.remove_selected),
+                                  ("Up", "mdi6.arrow-up", lambda: self.move_selected(-1)),
+                                  ("Down", "mdi6.arrow-down", lambda: self.move_selected(1)))))
+        self.error = message_label()
         lay.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._accept)

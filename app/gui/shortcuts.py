@@ -75,6 +75,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("prelabel_selection", ("Ctrl+Alt+P",), "Pre-label the selected images", "Project", "mdi6.robot-outline"),
     Shortcut("prelabel_new", ("Ctrl+P",), "Pre-label what is new (images without predictions)", "Project", "mdi6.robot-happy-outline"),
     Shortcut("model_routing", ("Ctrl+Shift+M",), "Model routing: which models pre-label which subfolders", "Project", "mdi6.source-branch"),
+    Shortcut("project_classes", ("Ctrl+Shift+K",), "Classes: the names inspectors label with, in hotkey order "
+             "(add, remove, reorder; labels are never changed)", "Project", "mdi6.tag-multiple"),
     Shortcut("operating_point", ("Ctrl+Shift+O",), "Operating point: a folder's anomaly threshold from the costs of "
              "escapes and false calls", "Project", "mdi6.chart-bell-curve"),
     Shortcut("models", ("Ctrl+Shift+V",), "Model versions: see them, make one active, add a model folder, retrain",

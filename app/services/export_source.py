@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from app.services.export_items import ExportItem
 from app.services.object_classes import ObjectClassError, parse
+from app.services.project_classes import TASK as CLASSIFIER_TASK  # the classes table's task: one home
 
 if TYPE_CHECKING:
     from database import Database, FolderInfo, LabelRevisionInfo, PredictionInfo
-
-CLASSIFIER_TASK = "classifier"
 
 
 class FolderNotFound(LookupError):

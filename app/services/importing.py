@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from app.services.export import FORMATS
 from app.services.export_source import (
-    CLASSIFIER_TASK,
     FolderNotFound,
     confirms_prediction_only,
     prediction_label,
@@ -27,6 +26,7 @@ from app.services.export_source import (
 from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Mask, Polygons
 from app.services.object_classes import MAX_OBJECTS, as_json
+from app.services.project_classes import TASK as CLASSIFIER_TASK
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
 from inference.imageio import ImageReadError, read_raw
@@ -298,7 +298,8 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     if planner.unknown:
         known = ", ".join(sorted(planner.known_classes))
         planner.errors.insert(0, f"unknown class(es) {', '.join(sorted(planner.unknown))}: the station's classes are "
-                                 f"{known}; map them with --map OLD=NEW")
+                                 f"{known}; map them with --map OLD=NEW, or add them to the project's classes "
+                                 f"(Project ▸ Classes…, or main.py classes add NAME)")
     per_class = Counter(p.class_after for p in planned if p.class_after)
     if progress is not None:
         progress(len(records), len(records))

@@ -110,14 +110,11 @@ class ReviewService:
         return out
 
     def classes(self) -> list[str]:
-        """The classifier's class names in hotkey order (1 = first)."""
+        """The project's class names in hotkey order (1 = first): its own list, else the active
+        classifier's (``app.services.project_classes``)."""
         if self._classes is None:
-            names = self.db.classes.names("classifier")
-            if not names:
-                mv = self.db.model_versions.active("classifier")
-                card = (mv.card if mv else None) or {}
-                names = [str(c) for c in card.get("classes", [])]
-            self._classes = names
+            from app.services import project_classes
+            self._classes = project_classes.names(self.db)
         return list(self._classes)
 
     def anomaly_threshold(self, folder_id: int | None = None) -> float:

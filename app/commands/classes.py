@@ -1,0 +1,53 @@
+"""``main.py classes list|add|remove|set``: the project's classes, headless (``app.services.project_classes``)."""
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from app.cli import CommandError
+
+if TYPE_CHECKING:
+    from app.services.project_classes import ClassList
+
+
+def _show(listing: "ClassList") -> None:
+    source = {"project": "the project's own list",
+              "model": f"the active classifier's ({listing.model}); the first change saves a copy",
+              "none": "no list and no classifier model"}[listing.source]
+    print(f"{len(listing.names)} classes, {source}:")
+    for i, name in enumerate(listing.names, 1):
+        key = str(i) if i <= 9 else " "
+        print(f"  {key}  {name}  ({listing.in_use.get(name, 0)} labels)")
+    extra = {n: c for n, c in listing.in_use.items() if n not in listing.names}
+    if extra:
+        print("labelled but not on the list: " + ", ".join(f"{n} ({c})" for n, c in sorted(extra.items())))
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.services import project_classes as pc
+    from database import DatabaseError, open_database
+
+    try:
+        db = open_database(args.db)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        verb = args.classes_command
+        before = pc.read(db)
+        if verb == "list":
+            after = before
+        elif verb == "add":
+            after = pc.add(db, args.names)
+        elif verb == "remove":
+            after = pc.remove(db, args.names)
+        else:
+            after = pc.save(db, args.names)
+        dropped = before.dropped_in_use(after.names) if verb != "list" else {}
+    except (pc.ClassListError, DatabaseError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        db.close()
+    _show(after)
+    for name, count in dropped.items():
+        print(f"note: {count} labels keep {name!r}; it is no longer offered")
+    return 0

@@ -1,0 +1,119 @@
+"""The project's classifier classes: the names an inspector labels with (hotkeys 1–9, filters).
+
+Why a list of the project's own: a station that reviews a new kind of part must be able to
+label it before any model knows its classes — tiles reviewed with the steel classifier
+active still need "blowhole" and "fray", and an import of labelled tiles must find them.
+Until a project saves its own list, its classes are the active classifier's (what the station
+always showed). Saving a list replaces that order (hotkey 1 = first); labels are never touched:
+a class taken off the list stays on every label that has it and is only no longer offered.
+
+One home: the review window, the object menu, the import's class check and the ``classes``
+command read the list here (``names``) and change it here (``save``); storage is
+``database.classes`` under the classifier task. Qt-free.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from database import Database
+
+TASK = "classifier"       # the classes table's task for image classes
+MAX_CLASSES = 200          # a list longer than this is not a list an inspector labels from
+MAX_NAME = 255             # the classes table's column
+
+
+class ClassListError(ValueError):
+    """A class list that cannot be saved, in one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class ClassList:
+    """What the project labels with, where the list comes from, and how many labels use each name."""
+
+    names: tuple[str, ...]
+    source: str                       # "project" (saved), "model" (the active classifier's), "none"
+    model: str | None = None          # the active classifier version's name, if any
+    in_use: dict[str, int] = field(default_factory=dict)  # current labels per class (every folder)
+
+    def dropped_in_use(self, names: Sequence[str]) -> dict[str, int]:
+        """Classes that labels use but ``names`` no longer offers (labels keep them)."""
+        kept = set(names)
+        return {n: c for n, c in sorted(self.in_use.items()) if c and n not in kept}
+
+
+def validate(names: Iterable[str]) -> tuple[str, ...]:
+    """The names stripped and checked: none empty, none longer than the column, no two equal
+    (ignoring case: "Crack" and "crack" on two hotkeys is a mistake), at most ``MAX_CLASSES``."""
+    out: list[str] = []
+    seen: dict[str, str] = {}
+    for raw in names:
+        if not isinstance(raw, str):
+            raise ClassListError(f"a class name must be text (got {raw!r})")
+        name = " ".join(raw.split())
+        if not name:
+            raise ClassListError("a class name cannot be empty")
+        if len(name) > MAX_NAME:
+            raise ClassListError(f"class name {name[:40]!r}… is longer than {MAX_NAME} characters")
+        if name.lower() in seen:
+            raise ClassListError(f"{name!r} is on the list twice (as {seen[name.lower()]!r})")
+        seen[name.lower()] = name
+        out.append(name)
+    if len(out) > MAX_CLASSES:
+        raise ClassListError(f"{len(out)} classes: at most {MAX_CLASSES}")
+    return tuple(out)
+
+
+def model_classes(db: "Database") -> tuple[str | None, tuple[str, ...]]:
+    """The active classifier version's name and its card's classes (none: (None, ()))."""
+    mv = db.model_versions.active(TASK)
+    if mv is None:
+        return None, ()
+    card = mv.card or {}
+    classes = card.get("classes", []) if isinstance(card, dict) else []
+    return mv.name, tuple(str(c) for c in classes) if isinstance(classes, list) else ()
+
+
+def names(db: "Database") -> list[str]:
+    """The classes the window offers, in hotkey order: the project's, else the active model's."""
+    own = db.classes.names(TASK)
+    return own if own else list(model_classes(db)[1])
+
+
+def read(db: "Database") -> ClassList:
+    """The list with its source and label counts (the Classes dialog, ``main.py classes``)."""
+    own = db.classes.names(TASK)
+    model, theirs = model_classes(db)
+    in_use = db.images.label_class_counts()
+    if own:
+        return ClassList(tuple(own), "project", model, in_use)
+    return ClassList(theirs, "model" if theirs else "none", model, in_use)
+
+
+def save(db: "Database", new_names: Iterable[str]) -> ClassList:
+    """Make ``new_names`` the project's list (validated; labels untouched). An empty list goes
+    back to the active classifier's classes."""
+    checked = validate(new_names)
+    db.classes.set(TASK, checked)
+    return read(db)
+
+
+def add(db: "Database", new_names: Iterable[str]) -> ClassList:
+    """Append names the list does not have yet (the first save copies the model's list first,
+    so adding "blowhole" keeps "crazing" on hotkey 1)."""
+    current = read(db)
+    known = {n.lower() for n in current.names}
+    extra = [n for n in validate(new_names) if n.lower() not in known]
+    return save(db, (*current.names, *extra))
+
+
+def remove(db: "Database", old_names: Iterable[str]) -> ClassList:
+    """Take names off the list (labels keep them); a name the list lacks is an error."""
+    current = read(db)
+    drop = {" ".join(str(n).split()).lower() for n in old_names}
+    missing = drop - {n.lower() for n in current.names}
+    if missing:
+        raise ClassListError(f"not on the list: {', '.join(sorted(missing))}")
+    return save(db, [n for n in current.names if n.lower() not in drop])

@@ -1,0 +1,94 @@
+"""Project ▸ Classes…: an inspector adds a class the active model does not know, labels with its
+hotkey, and taking a class off the list keeps every label that has it."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialogButtonBox
+
+from app.services import project_classes
+from database.dto import ImageQuery
+from tests.gui.conftest import build_window, wait_prediction_shown, wait_shown
+from tests.gui.fixtures import CLASSES, seed_predictions
+from tests.gui.test_main_window import press
+
+
+def _buttons(win) -> list[str]:
+    return [b.text().split(maxsplit=1)[-1] for b in win.label_panel.class_group.buttons()]
+
+
+def test_a_new_class_reaches_the_hotkeys_and_a_removed_one_stays_on_its_labels(service, db, folder, artifacts, qtbot):
+    win = build_window(service, qtbot)
+    fid = win.open_folder(str(folder))
+    seed_predictions(db, fid, artifacts)            # the active classifier knows CLASSES
+    win.refresh_models()
+    wait_shown(win, qtbot)
+    wait_prediction_shown(win, qtbot)
+    qtbot.waitUntil(lambda: _buttons(win) == list(CLASSES), timeout=5000)
+
+    win.actions["project_classes"].trigger()
+    dlg = win.classes_dialog
+    qtbot.waitUntil(lambda: dlg.names() == list(CLASSES), timeout=5000)
+    assert "project's own list" in dlg.source.text()  # seed_predictions saves CLASSES as the project's
+    qtbot.keyClicks(dlg.name, "blow hole")
+    qtbot.keyClick(dlg.name, Qt.Key.Key_Return)   # adds; never saves (no default button)
+    assert dlg.message.text() == "" and project_classes.names(db) == list(CLASSES)
+    qtbot.keyClicks(dlg.name, "Crazing")          # already there under another case: refused, said why
+    dlg.add_button.click()
+    assert "twice" in dlg.message.text() and dlg.names() == [*CLASSES, "blow hole"]
+    dlg.name.clear()
+    dlg.list.setCurrentRow(len(CLASSES))
+    dlg.move_selected(-1)
+    assert dlg.names() == [*CLASSES[:-1], "blow hole", CLASSES[-1]]
+    dlg.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: "Classes saved" in dlg.message.text(), timeout=5000)
+    assert project_classes.names(db) == [*CLASSES[:-1], "blow hole", CLASSES[-1]]
+    qtbot.waitUntil(lambda: _buttons(win) == [*CLASSES[:-1], "blow hole", CLASSES[-1]], timeout=5000)
+    assert win.queue_panel.class_combo.findData("blow hole") >= 0
+
+    # The new class's hotkey labels the open image with it.
+    dlg.close()
+    wait_shown(win, qtbot)
+    wait_prediction_shown(win, qtbot)   # the window re-read the open image after the save
+    image_id = win.review.image_id
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)   # the dialog had the focus
+    press(qtbot, win, Qt.Key.Key_4)
+    qtbot.waitUntil(lambda: db.labels.current(image_id) is not None
+                    and db.labels.current(image_id).class_name == "blow hole", timeout=5000)
+
+    # Taking it off the list: the dialog says a label keeps it; the label is not changed.
+    win.actions["project_classes"].trigger()
+    dlg = win.classes_dialog
+    qtbot.waitUntil(lambda: "blow hole   (1 label)" in [dlg.list.item(i).text() for i in range(dlg.list.count())],
+                    timeout=5000)
+    dlg.list.setCurrentRow(len(CLASSES) - 1)
+    dlg.remove_selected()
+    assert "1 label keep 'blow hole'" in dlg.message.text()
+    dlg.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: project_classes.names(db) == list(CLASSES), timeout=5000)
+    qtbot.waitUntil(lambda: _buttons(win) == list(CLASSES), timeout=5000)
+    assert db.labels.current(image_id).class_name == "blow hole"
+    assert db.images.query(ImageQuery(folder_id=fid))  # nothing else went anywhere
+    dlg.close()
+    win.close()
+
+
+def test_a_failed_save_keeps_the_list_on_screen(service, db, folder, qtbot, monkeypatch):
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    win.actions["project_classes"].trigger()
+    dlg = win.classes_dialog
+    qtbot.waitUntil(lambda: "No classes yet" in dlg.source.text(), timeout=5000)
+    qtbot.keyClicks(dlg.name, "crack")
+    dlg.add_button.click()
+
+    def locked(*_a, **_k):
+        raise RuntimeError("database is locked")
+    monkeypatch.setattr(project_classes, "save", locked)
+    dlg.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: "were not saved" in dlg.message.text(), timeout=5000)
+    assert "database is locked" in dlg.message.text() and dlg.names() == ["crack"]
+    assert project_classes.names(db) == []
+    dlg.close()
+    win.close()

@@ -1,0 +1,99 @@
+"""The project's class list: the model's until the project saves its own, labels never touched."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.services import project_classes as pc
+from app.services.importing import ImportOptions, import_labels, preview_import
+from app.services.review import ReviewService
+from database import open_database
+from database.dto import LabelChange
+from database.states import ReviewState
+from tests.services.import_fixtures import make_folder
+from tests.services.test_import_labels import class_tree
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    d = open_database(f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}")
+    yield d
+    d.close()
+
+
+def _model(db, classes: list[str]) -> None:
+    db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": classes}, activate=True)
+
+
+def test_validate_strips_and_refuses_what_cannot_be_a_hotkey_list() -> None:
+    assert pc.validate(["  crack ", "fray  edge"]) == ("crack", "fray edge")
+    for bad, why in ((["crack", " Crack"], "twice"), ([""], "empty"), (["x" * 256], "longer"),
+                     ([str(i) for i in range(pc.MAX_CLASSES + 1)], "at most"), ([3], "text")):
+        with pytest.raises(pc.ClassListError, match=why):
+            pc.validate(bad)  # type: ignore[arg-type]
+
+
+def test_model_list_until_the_project_saves_its_own(db) -> None:
+    assert pc.read(db).source == "none" and pc.names(db) == []
+    _model(db, ["crazing", "patches"])
+    listing = pc.read(db)
+    assert (listing.names, listing.source, listing.model) == (("crazing", "patches"), "model", "steel-v1")
+    # Adding copies the model's list first: hotkey 1 stays "crazing".
+    assert pc.add(db, ["blowhole", "patches"]).names == ("crazing", "patches", "blowhole")
+    assert pc.read(db).source == "project"
+    _model_v2 = db.model_versions.register("classifier", "steel-v2", "/nowhere", card={"classes": ["a", "b"]})
+    db.model_versions.activate(_model_v2.id)
+    assert pc.names(db) == ["crazing", "patches", "blowhole"]  # the project's list outlives a model change
+    assert pc.save(db, []).names == ("a", "b")                  # empty: back to the active model's
+
+
+def test_removing_a_class_keeps_every_label_and_reports_them(tmp_path: Path, db) -> None:
+    from app.services.indexing import index_folder
+
+    root = make_folder(tmp_path / "lot")
+    index_folder(db, root)
+    pc.save(db, ["crack", "good"])
+    ids = [i.id for i in db.images.query()]
+    db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    db.labels.append(ids[1], LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    db.labels.append(ids[2], LabelChange(ReviewState.ACCEPTED, class_name="good"), "ann")
+    before = pc.read(db)
+    assert before.in_use == {"crack": 2, "good": 1}
+    after = pc.remove(db, ["CRACK"])
+    assert after.names == ("good",)
+    assert before.dropped_in_use(after.names) == {"crack": 2}
+    assert db.labels.current(ids[0]).class_name == "crack"  # the label is not touched
+    with pytest.raises(pc.ClassListError, match="not on the list: nope"):
+        pc.remove(db, ["nope"])
+
+
+def test_the_window_and_the_import_read_the_same_list(tmp_path: Path, db) -> None:
+    from app.services.indexing import index_folder
+
+    root = make_folder(tmp_path / "lot1")
+    index_folder(db, root)
+    _model(db, ["crack", "good"])
+    pc.save(db, ["crack", "good"])
+    review = ReviewService(db)
+    assert review.classes() == ["crack", "good"]
+    src = class_tree(tmp_path / "tree", root, {"a.png": "fray"})
+    refused = preview_import(db, src, ImportOptions(format="imagefolder"))
+    assert refused.errors and "Project ▸ Classes" in refused.errors[0]
+    pc.add(db, ["fray"])
+    review.refresh_models()
+    assert review.classes() == ["crack", "good", "fray"]
+    assert import_labels(db, src, ImportOptions(format="imagefolder")).written == 1
+
+
+def test_the_command_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
+    from app.cli import main
+
+    url = f"sqlite:///{(tmp_path / 'cli.sqlite').as_posix()}"
+    assert main(["classes", "add", "crack", "fray", "--db", url]) == 0
+    assert main(["classes", "remove", "crack", "--db", url]) == 0
+    assert main(["classes", "list", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "1 classes, the project's own list" in out and "1  fray  (0 labels)" in out
+    assert main(["classes", "add", "FRAY ", "fray", "--db", url]) == 2  # twice on one line
+    assert "twice" in capsys.readouterr().err
