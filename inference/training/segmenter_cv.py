@@ -22,6 +22,7 @@ network on all of train.txt as the model.
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
 from dataclasses import dataclass, replace
@@ -51,6 +52,7 @@ class Kind:
 KINDS = (Kind("mamba", 40), Kind("conv", 50))
 
 
+log = logging.getLogger(__name__)
 SEGMENTER_GROUPINGS = ("scene", "none")
 
 
@@ -368,6 +370,17 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
                     "final_network": round(time.monotonic() - t0 - t_cv - t_select, 1)},
     }
     save_card(final, card)
+    if opts.verifier:  # asked for on the command line; not one of the additions the folds choose
+        from inference.training.common import pick_device
+        from inference.training.segmenter_verifier import VerifierOptions, train_verifier
+
+        inner = group_by if group_by in SEGMENTER_GROUPINGS else "scene"
+        try:
+            train_verifier(final, Path(opts.data), VerifierOptions(steps=opts.verifier_steps, seed=opts.seed,
+                                                                   quiet=opts.quiet, group_by=inner),
+                           device=str(pick_device(opts.device)))
+        except ValueError as exc:  # the segmenter is trained and saved; say why it has no verifier
+            log.warning("no target verifier trained: %s", exc)
     return final
 
 

@@ -8,8 +8,10 @@ to tell the segmenter's targets from its false alarms:
   there are more of them than at the operating point) and bright top-hat blobs away from any
   target (``segmenter_data.clutter_points``), the clutter a small-target detector confuses.
 
-Its decision threshold keeps a set share of real targets: the fit frames are split into folds,
-a verifier trained on the other folds scores each fold's targets, and the threshold is the
+Its decision threshold keeps a set share of real targets: the fit frames are split into folds of
+whole scenes (``--group-by scene``, the default: a fold never holds frames of a scene another fold
+has, so the scores are those of unseen scenes; ``none`` = frame index mod folds, as cards made
+before it), a verifier trained on the other folds scores each fold's targets, and the threshold is the
 ``keep_quantile`` quantile of those out-of-fold target scores (0.01 = one target in a hundred may
 be dropped). The final verifier is then trained on all fit frames. The held-out frames and val
 are never used to train or choose it; the held-out metrics with and without it go on the card.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -58,8 +61,11 @@ from inference.segmenter_predict import (
     score_masks,
 )
 from inference.training.common import Progress, seed_everything, set_threads
+from inference.training.segmenter_cv import SEGMENTER_GROUPINGS as GROUPINGS
 from inference.training.segmenter_data import Frame, SegDataError, SegTree, clutter_points
 from inference.training.segmenter_train import training_frames
+
+log = logging.getLogger(__name__)
 
 PART = "verifier"  # sub-directory of the segmenter's model directory
 CANDIDATE_THRESHOLD = 0.3
@@ -75,6 +81,35 @@ class VerifierOptions:
     keep_quantile: float = 0.01
     seed: int = 0
     quiet: bool = False
+    # What an inner fold never splits (the protocol's group-aware folds): "scene" (segmenter_cv.frame_groups)
+    # or "none" (frame index mod folds: frames of one scene on both sides, the rule of cards made before it).
+    group_by: str = "scene"
+
+
+
+def inner_frame_folds(data: Path, frames: list[Frame], opts: VerifierOptions) -> tuple[np.ndarray | None, str]:
+    """Inner fold of each fit frame (None: frame index mod ``opts.folds``) and how it was made, for the card.
+
+    Why scenes: the threshold is a quantile of "out-of-fold" target scores; with frames of one scene on both
+    sides of a fold, those are scores of seen scenes, not of the new scene a station meets. Data with fewer
+    scenes than folds fall back to frame folds, and the card says so."""
+    if opts.group_by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {opts.group_by!r}; choose from {', '.join(GROUPINGS)}")
+    by_index = f"frame index mod {opts.folds}"
+    if opts.group_by == "none":
+        return None, by_index
+    from inference.training.groups import balanced_folds
+    from inference.training.segmenter_cv import frame_groups
+
+    groups = frame_groups(data, [f.stem for f in frames], "scene")
+    scenes = len(set(groups))
+    if scenes < opts.folds:
+        log.warning("only %d scenes among the fit frames: the verifier's inner folds split frames instead", scenes)
+        return None, f"{by_index} (only {scenes} scenes among the fit frames)"
+    fold = np.full(len(frames), -1, np.int64)
+    for k, idx in enumerate(balanced_folds(groups, opts.folds)):
+        fold[idx] = k
+    return fold, f"{opts.folds} folds of whole scenes ({scenes} scenes)"
 
 
 def unmatched_centres(prob: np.ndarray, gt: np.ndarray, threshold: float, max_fraction: float | None) -> np.ndarray:
@@ -303,6 +338,8 @@ class _Stage:
     oof: np.ndarray
     is_extra: np.ndarray  # which samples are the extra negatives (all False without them)
     extra_pixels: np.ndarray  # pixels of each extra negative, in sample order
+    frame_fold: np.ndarray | None  # inner fold per fit frame (None: frame index mod folds)
+    inner_folds: str  # how, in words (the card's)
 
 
 def _stage(loaded: LoadedModel, data: Path, config: TargetVerifierConfig, opts: VerifierOptions, device: str,
@@ -319,9 +356,10 @@ def _stage(loaded: LoadedModel, data: Path, config: TargetVerifierConfig, opts: 
         ex, ey, ei, ep = extra_samples(fit_frames, fit_probs, extra, config)
         x, y, frame_idx = np.concatenate([x, ex]), np.concatenate([y, ey]), np.concatenate([frame_idx, ei])
         is_extra = np.concatenate([is_extra, np.ones(len(ey), bool)])
-    models = fold_verifiers(x, y, frame_idx, config, opts)
+    frame_fold, how = inner_frame_folds(data, fit_frames, opts)
+    models = fold_verifiers(x, y, frame_idx, config, opts, frame_fold)
     return _Stage(fit_frames, fit_probs, held, held_probs, x, y, frame_idx, models,
-                  out_of_fold_scores(x, y, frame_idx, config, opts, models), is_extra, ep)
+                  out_of_fold_scores(x, y, frame_idx, config, opts, models, frame_fold), is_extra, ep, frame_fold, how)
 
 
 def size_rule_entry(loaded: LoadedModel, st: _Stage, verifier: TargetVerifier, threshold: float,
@@ -375,10 +413,10 @@ def extra_negatives_entry(st: _Stage, extra: ExtraNegatives, config: TargetVerif
                 "extra_dropped": int(dropped.sum()), "extra_dropped_share": float(np.mean(dropped)) if len(dropped) else None,
                 "extra_pixels_dropped": int(px[dropped].sum())}
 
-    without_models = fold_verifiers(st.x[base], y[base], st.frame_idx[base], config, opts)
-    without_oof = out_of_fold_scores(st.x[base], y[base], st.frame_idx[base], config, opts, without_models)
+    without_models = fold_verifiers(st.x[base], y[base], st.frame_idx[base], config, opts, st.frame_fold)
+    without_oof = out_of_fold_scores(st.x[base], y[base], st.frame_idx[base], config, opts, without_models, st.frame_fold)
     without_thr = float(np.quantile(without_oof[y[base] == 1], opts.keep_quantile))
-    fold = st.frame_idx[ex] % opts.folds
+    fold = sample_folds(st.frame_idx[ex], opts.folds, st.frame_fold)
     without_extra = np.zeros(int(ex.sum()), np.float32)
     for k, m in enumerate(without_models):
         without_extra[fold == k] = score_views(m, st.x[ex][fold == k])
@@ -405,7 +443,8 @@ def train_verifier(model_dir: Path, data: Path, opts: VerifierOptions = Verifier
         "dir": PART,
         "threshold": threshold,
         "rule": f"components scored below the {opts.keep_quantile:g} quantile of out-of-fold target scores "
-                f"({opts.folds} folds of the fit frames) are dropped from the mask",
+                f"({st.inner_folds} of the fit frames) are dropped from the mask",
+        "inner_folds": st.inner_folds,
         "samples": {"targets": int(y.sum()), "non_targets": int(len(y) - y.sum())},
         "out_of_fold": {"targets_kept": float(np.mean(oof[y == 1] >= threshold)),
                         "non_targets_dropped": float(np.mean(oof[y == 0] < threshold))},
@@ -445,7 +484,8 @@ def refit_size_rule(model_dir: Path, data: Path, device: str = "cpu", quiet: boo
         raise ValueError(f"{model_dir}: the model has no target verifier to fit a rule for (train one first)")
     entry = dict(loaded.card["verifier"])
     saved = {k: v for k, v in (entry.get("options") or {}).items() if k in VerifierOptions.__dataclass_fields__}
-    opts = VerifierOptions(**{**saved, "quiet": quiet})
+    # A card without "group_by" was made when inner folds were frame index mod folds: refit with those.
+    opts = VerifierOptions(**{"group_by": "none", **saved, "quiet": quiet})
     t0 = time.monotonic()
     verifier = current.model
     st = _stage(loaded, data, verifier.config, opts, device)
@@ -483,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-quantile", type=float, default=VerifierOptions.keep_quantile,
                    help="share of out-of-fold targets the threshold may drop (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--group-by", default=VerifierOptions.group_by, choices=GROUPINGS,
+                   help="what an inner fold (which sets the threshold) never splits: scene (default; frames whose "
+                        "backgrounds look alike) or none (frame index mod --folds, as cards before it)")
     p.add_argument("--map-channel", action="store_true",
                    help="the verifier also reads the segmenter's probability map around each component")
     rule = p.add_mutually_exclusive_group()
@@ -501,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: need --folds >= 2, --steps >= 1 and 0 <= --keep-quantile < 0.5", file=sys.stderr)
         return 2
     set_threads(args.threads)
-    opts = VerifierOptions(steps=args.steps, folds=args.folds, keep_quantile=args.keep_quantile, seed=args.seed, quiet=args.quiet)
+    opts = VerifierOptions(steps=args.steps, folds=args.folds, keep_quantile=args.keep_quantile, seed=args.seed,
+                           quiet=args.quiet, group_by=args.group_by)
     try:
         if args.refit_rule:
             entry = refit_size_rule(args.model, args.data, quiet=args.quiet)

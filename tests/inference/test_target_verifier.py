@@ -166,7 +166,7 @@ def test_training_stores_the_verifier_in_the_model_directory_and_evaluate_uses_i
     model_dir = save_model(tmp_path / "m", SEG_NAME, seg, seg.config, {"family": "segmenter", "threshold": 0.5})
     entry = train_verifier(model_dir, root, VerifierOptions(steps=10, batch_size=16, folds=2, quiet=True), SMALL)
     assert 0.0 <= entry["threshold"] <= 1.0 and entry["samples"]["targets"] > 0
-    assert {"held_out_with", "held_out_without"} <= set(entry)
+    assert {"held_out_with", "held_out_without", "inner_folds"} <= set(entry) and entry["options"]["group_by"] == "scene"
     loaded = load_model(model_dir, family="segmenter")
     assert loaded.card["verifier"]["threshold"] == entry["threshold"] and "verifier" in loaded.parts
     assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in seg.state_dict().items())  # weights untouched
@@ -195,6 +195,21 @@ def test_train_segmenter_with_verifier_flag_ends_with_a_verifier(tmp_path):
                  "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1", "--verifier", "--verifier-steps", "5"]) == 0
     loaded = load_model(out / "final", family="segmenter")
     assert "verifier" in loaded.parts and loaded.card["verifier"]["options"]["steps"] == 5
+
+
+def test_train_segmenter_with_cv_folds_and_the_verifier_flag_ends_with_a_verifier(tmp_path):
+    """--verifier with --cv-folds used to be dropped without a word; the verifier's inner folds follow --group-by."""
+    from app.cli import main
+
+    root = clutter_tree(tmp_path / "d")
+    out = tmp_path / "run"
+    assert main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+                 "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1", "--cv-folds", "2", "--group-by", "none",
+                 "--cv-no-flips", "--verifier", "--verifier-steps", "5"]) == 0
+    loaded = load_model(out / "final", family="segmenter")
+    assert "verifier" in loaded.parts and "cross_validation" in loaded.card
+    assert loaded.card["verifier"]["options"]["group_by"] == "none"
+    assert loaded.card["verifier"]["inner_folds"] == "frame index mod 3"
 
 
 # The pixel-cost rule (issue #5, session 4): keep a component of n pixels iff odds(score) >= lambda * n.
@@ -352,3 +367,25 @@ def test_inner_folds_by_frame_index_or_given_per_frame_and_each_sample_scored_by
         sv.fit = orig
     assert models == [0, 1, 2]  # seed + fold
     assert seen == [(0, 1, 4, 5), (2, 3, 4, 5), (0, 1, 2, 3)]  # fold k's frames (by scene) left out of model k
+
+
+def test_inner_folds_keep_each_scene_in_one_fold_and_fall_back_to_frames_when_scenes_are_too_few(monkeypatch):
+    from types import SimpleNamespace
+
+    from inference.training import segmenter_cv
+    from inference.training import segmenter_verifier as sv
+
+    frames = [SimpleNamespace(stem=f"f{i}") for i in range(7)]
+    scenes = {"f0": "a", "f1": "a", "f2": "b", "f3": "b", "f4": "c", "f5": "c", "f6": "a"}
+    monkeypatch.setattr(segmenter_cv, "frame_groups", lambda data, stems, by: [scenes[s] for s in stems])
+    fold, how = sv.inner_frame_folds(Path("."), frames, VerifierOptions(folds=3))  # type: ignore[arg-type]
+    assert how == "3 folds of whole scenes (3 scenes)" and fold is not None
+    for a, b in (("f0", "f1"), ("f0", "f6"), ("f2", "f3"), ("f4", "f5")):
+        assert fold[int(a[1:])] == fold[int(b[1:])]
+    assert len(set(fold.tolist())) == 3
+    assert sv.inner_frame_folds(Path("."), frames, VerifierOptions(group_by="none")) == (None, "frame index mod 3")  # type: ignore[arg-type]
+    scenes.update(f4="a", f5="b")
+    fold, how = sv.inner_frame_folds(Path("."), frames, VerifierOptions(folds=3))  # type: ignore[arg-type]
+    assert fold is None and "only 2 scenes" in how
+    with pytest.raises(ValueError, match="unknown grouping"):
+        sv.inner_frame_folds(Path("."), frames, VerifierOptions(group_by="lot"))  # type: ignore[arg-type]
