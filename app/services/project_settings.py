@@ -52,6 +52,10 @@ class ProjectSettings:
     # The model cards' speed profile pre-labelling runs ("accurate", "fast"); "" = each card's
     # default. A card without that profile runs its default (inference.profiles, ADR 0025).
     speed_profile: str = ""
+    # The project's own class list (``app.services.project_classes``, the classes table; empty: the
+    # active classifier's). Read here so a list saved at another station reaches this one's window
+    # with the next poll; saved only through project_classes, never by ``save``.
+    classes: tuple[str, ...] = ()
 
 
 def legacy_flag_settings_path(db_url: str) -> Path:
@@ -107,7 +111,8 @@ def load_project_settings(db: "Database") -> ProjectSettings:
         except ValueError as exc:
             raise ProjectSettingsError(str(exc)) from None
         stored = {**legacy, **stored}
-    return _parse(stored)
+    from app.services.project_classes import TASK
+    return replace(_parse(stored), classes=tuple(db.classes.names(TASK)))
 
 
 def save_flag_settings(db: "Database", flags: FlagSettings, by: str | None = None) -> None:

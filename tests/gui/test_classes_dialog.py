@@ -92,3 +92,24 @@ def test_a_failed_save_keeps_the_list_on_screen(service, db, folder, qtbot, monk
     assert project_classes.names(db) == []
     dlg.close()
     win.close()
+
+
+def test_a_list_saved_at_another_station_reaches_this_window_with_the_next_poll(service, db, db_url, folder, artifacts,
+                                                                                qtbot):
+    from database import open_database
+
+    win = build_window(service, qtbot)
+    fid = win.open_folder(str(folder))
+    seed_predictions(db, fid, artifacts)
+    win.refresh_models()
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(lambda: _buttons(win) == list(CLASSES), timeout=5000)
+    other = open_database(db_url)   # another station on the same project database
+    try:
+        project_classes.add(other, ["fray"])
+    finally:
+        other.close()
+    win.project.reload()             # what its poll does every POLL_MS
+    qtbot.waitUntil(lambda: _buttons(win) == [*CLASSES, "fray"], timeout=5000)
+    assert win.project.current.classes == (*CLASSES, "fray")
+    win.close()
