@@ -207,7 +207,8 @@ class ReviewController(QObject):
         if 0 <= index < len(classes):
             self.set_class(classes[index])
         else:
-            self.message.emit(f"There is no class {index + 1} (the model knows {len(classes)}).")
+            self.message.emit(f"There is no class {index + 1}: the project has {len(classes)} "
+                              f"(Project ▸ Classes… adds one).")
 
     def set_mask(self, mask: np.ndarray | None) -> None:
         if self._ready():

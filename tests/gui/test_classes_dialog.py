@@ -91,6 +91,10 @@ def test_a_failed_save_keeps_the_list_on_screen(service, db, folder, qtbot, monk
     assert "database is locked" in dlg.message.text() and dlg.names() == ["crack"]
     assert project_classes.names(db) == []
     dlg.close()
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    press(qtbot, win, Qt.Key.Key_1)           # no class yet: the status bar says where to add one
+    assert "There is no class 1: the project has 0 (Project ▸ Classes… adds one)" in win.statusBar().currentMessage()
     win.close()
 
 
