@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier, feature heads: rounds of self-training on up to 1000 unreviewed images of the "
                         "folder (their confident predictions, at most as many per class as it has reviewed labels, "
                         "join the fit at half weight); 0: the unreviewed images give the class mix only "
-                        "(default: the station's, ADR 0045)")
+                        "(default 0; not adopted: it lowered held-out accuracy in benchmarks/results/selftrain.md)")
     p.add_argument("--progress-json", action="store_true",
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)

@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             if rounds < 0:
                 raise RetrainError("--self-train-rounds must be 0 or more")
             # their class mix is the feature heads' prior (ADR 0043); with self-training, their confident
-            # predictions join the fit too (ADR 0045), from a larger sample
+            # predictions join the fit too (opt-in, benchmarks/results/selftrain.md), from a larger sample
             pool = unlabelled_pool(db, args.folder, SELF_TRAIN_POOL if rounds else POOL_SAMPLE)
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
                 candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, rounds)

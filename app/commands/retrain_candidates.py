@@ -89,7 +89,7 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
 
     ``pool``: unreviewed images of the reviewed folder; a chosen feature head takes their class mix, as it
     predicts them, for its prior (ADR 0043; the held-out check scores it without), and with ``self_train_rounds``
-    its confident predictions as weighted pseudo-labels (ADR 0045; the check scores the head without). Returns the comparison
+    its confident predictions as weighted pseudo-labels (opt-in, benchmarks/results/selftrain.md; the check scores the head without). Returns the comparison
     and, when there are held-out labels, the refit: it rewrites ``plan.model_dir`` with the chosen candidate
     fitted on all reviewed labels (training and held-out parts, ``--refit-all``), to be called once the
     held-out check is over; None when there is nothing to add.

@@ -228,13 +228,15 @@ def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels
     return dataclasses.replace(head, intercept=head.intercept + shift)
 
 
-# Self-training on the unreviewed pool (ADR 0045): up to SELF_TRAIN_POOL unreviewed images are read; per class,
+# Self-training on the unreviewed pool (opt-in, retrain --self-train-rounds; benchmarks/results/selftrain.md): up to SELF_TRAIN_POOL unreviewed images are read; per class,
 # the pool images the registered head gives that class with probability >= SELF_TRAIN_THRESHOLD, most confident
 # first and at most as many as the class has reviewed labels, join the fit weighing SELF_TRAIN_WEIGHT each.
 SELF_TRAIN_POOL = 1000
 SELF_TRAIN_THRESHOLD = 0.9
 SELF_TRAIN_WEIGHT = 0.5
-SELF_TRAIN_ROUNDS = 0   # the command's default number of rounds (0: the pool gives the class mix only)
+# The command's default rounds: 0, the pool gives the class mix only. One and two rounds lowered accuracy on held-out
+# tiles in the train-only simulation (wrong pseudo-labels of the defect classes; benchmarks/results/selftrain.md).
+SELF_TRAIN_ROUNDS = 0
 
 
 def pseudo_labels(head: "LinearHead", pool_features: np.ndarray, caps: np.ndarray,
@@ -357,9 +359,9 @@ class LinearHead:
 def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float,
                     balanced: bool = True, weights: np.ndarray | None = None) -> LinearHead:
     """Class-balanced (``balanced``; else every image weighs the same) logistic regression on standardised
-    features, folded back into raw-feature weights. ``weights``: a weight per row (pseudo-labels weigh less,
-    ``self_trained_head``); the class balance is then kept on the weighted counts, every class's total weight
-    equal (with all weights 1 that is exactly scikit-learn's "balanced")."""
+    features, folded back into raw-feature weights. ``weights``: a weight per row, scaling that row's loss
+    (pseudo-labels weigh less, ``self_trained_head``); the class balance is then kept on the weighted counts: the
+    sum of the weights is shared out equally among the classes (all weights 1: exactly scikit-learn's "balanced")."""
     from sklearn.linear_model import LogisticRegression
 
     mu, sd = features.mean(0), features.std(0) + 1e-6
@@ -687,7 +689,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     feature set, head, C and prior; the card's held-out figure stays the one of the fit on the training
     images alone (the refusal check's), and ``training.refit`` says so (ADR 0043). ``pool_features`` (a feature
     candidate only): the chosen feature set's vectors of unreviewed images, whose class mix becomes the written
-    head's prior (``write_texture_linear``), and with ``self_train_rounds`` > 0 its pseudo-labels (ADR 0045).
+    head's prior (``write_texture_linear``), and with ``self_train_rounds`` > 0 its pseudo-labels (``self_trained_head``).
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
