@@ -21,7 +21,11 @@ answers fitted on all the labels. Four ways of doing it (fewtiles.md):
 * ``A+B``: both;
 * ``C``: the command's choice and fit, its prior replaced by the pool's class mix by classify-and-count
   (``classifier_head.pool_prior_head``: M = 200 random unlabelled images of the four label parts);
-* ``A+C``: both (for the record).
+* ``A+C``: both (for the record);
+* ``D`` / ``E``: C, then one / two rounds of self-training on the pool (``classifier_head.self_trained_head``:
+  M = 1000 unlabelled images of the four label parts, per class the confident ones, at most as many as its
+  labels, join the fit at weight 0.5; then C's prior again; selftrain.md);
+* ``C@M``: C with its prior counted on the same M images as D/E (for the record).
 
 The feature vectors come from the ``benchmarks/fewlabel_features.py`` cache.
 """
@@ -46,11 +50,12 @@ from inference.training.classifier_head import (  # noqa: E402
     CV_REPEATS,
     HEAD_C,
     POOL_SAMPLE,
+    SELF_TRAIN_POOL,
     choose_candidate,
     fit_candidate,
     light_candidates,
-    pool_prior_head,
     repeated_folds,
+    self_trained_head,
 )
 from inference.training.groups import assign_groups  # noqa: E402
 from inference.training.simple_answers import (  # noqa: E402
@@ -65,13 +70,16 @@ from inference.training.simple_answers import (  # noqa: E402
 
 SETS = ("texture", "defect", "bank", "defect_bank")
 PARTS_OUT = 5  # train/ in this many stratified parts; each seed holds one out as its evaluation pool
-WAYS = {  # name -> (C grid, heads, refit on all labels, pool prior)
-    "before": (HEAD_C, ("lr",), False, False),
-    "A": (HEAD_C, ("lr",), True, False),
-    "B": ((0.01, 0.03, *HEAD_C), ("lr", "lda"), False, False),
-    "A+B": ((0.01, 0.03, *HEAD_C), ("lr", "lda"), True, False),
-    "C": (HEAD_C, ("lr",), False, True),
-    "A+C": (HEAD_C, ("lr",), True, True),
+WAYS = {  # name -> (C grid, heads, refit on all labels, pool images for the prior (0: none), self-training rounds)
+    "before": (HEAD_C, ("lr",), False, 0, 0),
+    "A": (HEAD_C, ("lr",), True, 0, 0),
+    "B": ((0.01, 0.03, *HEAD_C), ("lr", "lda"), False, 0, 0),
+    "A+B": ((0.01, 0.03, *HEAD_C), ("lr", "lda"), True, 0, 0),
+    "C": (HEAD_C, ("lr",), False, POOL_SAMPLE, 0),
+    "A+C": (HEAD_C, ("lr",), True, POOL_SAMPLE, 0),
+    "D": (HEAD_C, ("lr",), False, SELF_TRAIN_POOL, 1),
+    "E": (HEAD_C, ("lr",), False, SELF_TRAIN_POOL, 2),
+    "C@M": (HEAD_C, ("lr",), False, SELF_TRAIN_POOL, 0),
 }
 
 
@@ -83,21 +91,25 @@ def export_halves(lab: np.ndarray, paths: list[Path], classes: list[str], y: np.
             np.array(sorted(i for i in parts if parts[i] == "val")))
 
 
-def table(files: list[Path]) -> str:
-    lines = ["| data | labels / class | " + " | ".join(WAYS) + " | thumbnail logreg | thumbnail kNN | majority |",
-             "|---|---|" + "---|" * (len(WAYS) + 3)]
+def table(files: list[Path], ways: list[str] | None = None) -> str:
+    """The markdown table of finished runs: the ``ways`` columns (default: every way of the first file)."""
+    ways = ways or list(json.loads(files[0].read_text(encoding="utf-8"))["ways"])
+    lines = ["| data | labels / class | " + " | ".join(ways) + " | thumbnail logreg | thumbnail kNN | majority |",
+             "|---|---|" + "---|" * (len(ways) + 3)]
     for file in files:
         d = json.loads(file.read_text(encoding="utf-8"))
         for n, row in d["summary"].items():
             cells = [f"{row[k]['accuracy'][0]:.3f} ± {row[k]['accuracy'][1]:.3f} / {row[k]['f1'][0]:.3f} ± {row[k]['f1'][1]:.3f}"
-                     for k in [*WAYS, "thumbnail_logreg", "thumbnail_knn", "majority"]]
+                     for k in [*ways, "thumbnail_logreg", "thumbnail_knn", "majority"]]
             lines.append(f"| {Path(d['data']).name} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["--table"]:
-        print(table([Path(f) for f in sys.argv[2:]]))
+    if sys.argv[1:2] == ["--table"]:  # --table FILE... [--ways W...]
+        rest = sys.argv[2:]
+        cut = rest.index("--ways") if "--ways" in rest else len(rest)
+        print(table([Path(f) for f in rest[:cut]], rest[cut + 1:] or None))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="class-folder tree root; only its train/ is read")
@@ -149,8 +161,9 @@ def main() -> int:
                          "cv_repeats": len(fold_sets), "best_simple": best_simple,
                          "best_simple_check": simple_check.as_dict(), "cv": {kk: v.as_dict() for kk, v in cv.items()}}
             unlabelled = np.setdiff1d(pool, lab)
-            sample = np.sort(np.random.default_rng(seed).permutation(unlabelled)[:POOL_SAMPLE])
-            for way, (cs, heads, refit, prior) in WAYS.items():
+            order = np.random.default_rng(seed).permutation(unlabelled)  # the pool drawn with the run's seed
+            out["unlabelled"] = int(len(unlabelled))
+            for way, (cs, heads, refit, prior, rounds) in WAYS.items():
                 allowed = light_candidates({s: {"none": feats[s][fit_idx]} for s in SETS}, cs, ("none",),
                                            ("balanced", "mix"), heads)
                 chosen = best_name({kk: cv[kk] for kk in allowed})
@@ -159,11 +172,19 @@ def main() -> int:
                 final_idx = lab if refit else fit_idx
                 final = dataclass_for(cand, feats, final_idx)
                 head = fit_candidate(final, y[final_idx], k)
-                if prior:
-                    head = pool_prior_head(head, feats[cand.feature_set][sample], y[final_idx] if cand.mix else None)
+                extra: dict = {}
+                if prior:  # the command's own code: the pool's class mix, with self-training first when rounds > 0
+                    sample = np.sort(order[:prior])
+                    head, done = self_trained_head(head, feats[cand.feature_set][final_idx], y[final_idx], cand.c,
+                                                   feats[cand.feature_set][sample], cand.mix, rounds)
+                    extra = {"pool": int(len(sample)), "shares": [round(float(q), 4) for q in done["shares"]]}
+                    if rounds:
+                        truth = y[sample[done["rows"]]]
+                        extra |= {"pseudo_labels": done["pseudo_labels"],
+                                  "pseudo_correct": [int(((done["classes"] == c) & (truth == c)).sum()) for c in range(k)]}
                 pred = head.predict(feats[cand.feature_set][rest])
                 out[way] = {"chosen": chosen, "cv": cv[chosen].as_dict(), "check": check.as_dict(),
-                            "wins": check.beats_or_ties(simple_check), "part": score(yr, pred, classes).as_dict()}
+                            "wins": check.beats_or_ties(simple_check), "part": score(yr, pred, classes).as_dict(), **extra}
             out["simple_part"] = {(f"thumbnail_{m}" if m != "majority" else m):
                                   score(yr, fit_predict(make, thumb[lab], y[lab], thumb[rest]), classes).as_dict()
                                   for m, make in SIMPLE_MODELS.items()}
@@ -187,7 +208,7 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"data": str(args.data), "seeds": args.seeds, "classes": classes,
                                          "ways": {w: {"C": list(v[0]), "heads": list(v[1]), "refit_on_all": v[2],
-                                                      "pool_prior": v[3]}
+                                                      "pool_prior": v[3], "self_train_rounds": v[4]}
                                                   for w, v in WAYS.items()},
                                          "command": " ".join(sys.argv), "summary": summary, "runs": runs}, indent=1),
                              encoding="utf-8")

@@ -228,6 +228,72 @@ def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels
     return dataclasses.replace(head, intercept=head.intercept + shift)
 
 
+# Self-training on the unreviewed pool (opt-in, retrain --self-train-rounds; benchmarks/results/selftrain.md): up to SELF_TRAIN_POOL unreviewed images are read; per class,
+# the pool images the registered head gives that class with probability >= SELF_TRAIN_THRESHOLD, most confident
+# first and at most as many as the class has reviewed labels, join the fit weighing SELF_TRAIN_WEIGHT each.
+SELF_TRAIN_POOL = 1000
+SELF_TRAIN_THRESHOLD = 0.9
+SELF_TRAIN_WEIGHT = 0.5
+# The command's default rounds: 0, the pool gives the class mix only. One and two rounds lowered accuracy on held-out
+# tiles in the train-only simulation (wrong pseudo-labels of the defect classes; benchmarks/results/selftrain.md).
+SELF_TRAIN_ROUNDS = 0
+
+
+def pseudo_labels(head: "LinearHead", pool_features: np.ndarray, caps: np.ndarray,
+                  threshold: float = SELF_TRAIN_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """(pool rows, classes) of the pseudo-labels ``head`` gives: per class c, the pool rows it predicts as c with
+    probability >= ``threshold``, most confident first (the lower row on a tie), at most ``caps[c]`` of them."""
+    if not len(pool_features):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    probs = head.proba(pool_features)
+    pred = probs.argmax(1)
+    conf = probs[np.arange(len(pred)), pred]
+    rows: list[np.ndarray] = []
+    for c in range(probs.shape[1]):
+        members = np.flatnonzero((pred == c) & (conf >= threshold))
+        cap = int(caps[c]) if c < len(caps) else 0
+        rows.append(members[np.argsort(-conf[members], kind="stable")][:max(cap, 0)])
+    idx = np.concatenate(rows).astype(np.int64)
+    return idx, pred[idx].astype(np.int64)
+
+
+def self_trained_head(head: "LinearHead", features: np.ndarray, labels: np.ndarray, c: float,
+                      pool_features: np.ndarray, mix: bool = False, rounds: int = SELF_TRAIN_ROUNDS,
+                      threshold: float = SELF_TRAIN_THRESHOLD,
+                      weight: float = SELF_TRAIN_WEIGHT) -> tuple["LinearHead", dict[str, Any]]:
+    """The head to register from ``head`` (the class-balanced regression at ``c`` fitted on ``features`` /
+    ``labels``, with the labels' mix when ``mix``) and the unreviewed ``pool_features``, and what was done.
+
+    Each round, the current registered head (its prior the pool's class mix, ``pool_prior_head``) gives the
+    pool's ``pseudo_labels`` (per class at most that class's reviewed count); the regression is refitted on the
+    reviewed labels plus those (each weighing ``weight``, classes balanced on the weighted counts; a round's
+    pseudo-labels replace the previous round's) and takes the pool's class mix again. ``rounds`` 0: the
+    pool's class mix only (ADR 0043). The reviewed labels are never changed; ``info["shares"]`` is the last
+    classify-and-count estimate, ``info["pseudo_labels"]`` the per-round counts per class index, ``info["rows"]`` /
+    ``info["classes"]`` the last round's pseudo-labelled pool rows and their classes."""
+    k = len(head.intercept)
+    fitted = labels if mix else None
+    shares = pool_shares(head, pool_features)
+    out = pool_prior_head(head, pool_features, fitted)
+    caps = np.bincount(labels, minlength=k)
+    per_round: list[list[int]] = []
+    idx, pl = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for _ in range(rounds):
+        idx, pl = pseudo_labels(out, pool_features, caps, threshold)
+        per_round.append([int(n) for n in np.bincount(pl, minlength=k)])
+        if not len(idx):
+            break
+        x = np.concatenate([features, pool_features[idx]])
+        y = np.concatenate([labels, pl])
+        w = np.concatenate([np.ones(len(labels)), np.full(len(idx), weight)])
+        refit = fit_linear_head(x, y, k, c, weights=w)
+        refit = with_label_mix(refit, labels) if mix else refit
+        shares = pool_shares(refit, pool_features)
+        out = pool_prior_head(refit, pool_features, fitted)
+    return out, {"rounds": rounds, "pool_images": int(len(pool_features)), "threshold": threshold,
+                 "weight": weight, "pseudo_labels": per_round, "shares": shares, "rows": idx, "classes": pl}
+
+
 def fit_candidate(cand: LightCandidate, labels: np.ndarray, num_classes: int,
                   idx: np.ndarray | None = None) -> "LinearHead":
     """The candidate's regression fitted on images ``idx`` (default all), with their views when augmented."""
@@ -283,11 +349,19 @@ class LinearHead:
     def predict(self, features: np.ndarray) -> np.ndarray:
         return np.argmax(features @ self.coef.T + self.intercept, axis=1)
 
+    def proba(self, features: np.ndarray) -> np.ndarray:
+        """(n, k) class probabilities: the softmax of the logits (under the head's own prior)."""
+        z = features @ self.coef.T + self.intercept
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.asarray(z / z.sum(axis=1, keepdims=True))
+
 
 def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float,
-                    balanced: bool = True) -> LinearHead:
+                    balanced: bool = True, weights: np.ndarray | None = None) -> LinearHead:
     """Class-balanced (``balanced``; else every image weighs the same) logistic regression on standardised
-    features, folded back into raw-feature weights."""
+    features, folded back into raw-feature weights. ``weights``: a weight per row, scaling that row's loss
+    (pseudo-labels weigh less, ``self_trained_head``); the class balance is then kept on the weighted counts: the
+    sum of the weights is shared out equally among the classes (all weights 1: exactly scikit-learn's "balanced")."""
     from sklearn.linear_model import LogisticRegression
 
     mu, sd = features.mean(0), features.std(0) + 1e-6
@@ -297,8 +371,16 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, 
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return LinearHead(coef, intercept, c)
-    weight = "balanced" if balanced else None
-    lr = LogisticRegression(C=c, class_weight=weight, max_iter=3000).fit((features - mu) / sd, labels)
+    weight: str | None = "balanced" if balanced else None
+    row_weights = None
+    if weights is not None:
+        row_weights = np.asarray(weights, dtype=np.float64)
+        if balanced:
+            totals = np.bincount(labels, weights=row_weights, minlength=num_classes)
+            row_weights = row_weights * totals.sum() / (len(present) * totals[labels])
+        weight = None
+    lr = LogisticRegression(C=c, class_weight=weight, max_iter=3000).fit((features - mu) / sd, labels,
+                                                                         sample_weight=row_weights)
     w, b = lr.coef_, lr.intercept_
     if len(present) == 2:  # scikit-learn gives one row (logit of the second class): split it symmetrically
         w, b = np.vstack([-w[0] / 2, w[0] / 2]), np.array([-b[0] / 2, b[0] / 2])
@@ -379,13 +461,15 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
                          card: dict[str, Any], feature_set: str = "texture", mix: bool = False,
-                         balanced: bool = True, head_kind: str = "lr", pool_features: np.ndarray | None = None) -> Path:
+                         balanced: bool = True, head_kind: str = "lr", pool_features: np.ndarray | None = None,
+                         self_train_rounds: int = SELF_TRAIN_ROUNDS) -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
     on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation; ``mix``:
     the biases carry the labels' class mix, ``with_label_mix``; ``balanced``: class-balanced weights;
     ``head_kind`` "lda": the shrinkage discriminant of ``fit_lda_head`` instead of the regression;
     ``pool_features``: unlabelled images' features whose class mix, by classify-and-count, becomes the prior,
-    ``pool_prior_head``; the card's ``training.pool_prior`` records it)."""
+    ``pool_prior_head``; the card's ``training.pool_prior`` records it; ``self_train_rounds``: with pool features
+    and a class-balanced regression, that many rounds of ``self_trained_head`` on them, ``training.self_training``)."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
     z = (features - mu) / sd
     head = fit_lda_head(z, labels, len(classes)) if head_kind == "lda" else fit_linear_head(z, labels, len(classes), c, balanced)
@@ -393,14 +477,28 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
         head = with_label_mix(head, labels)
     if pool_features is not None and len(pool_features):
         pool_z = (pool_features - mu) / sd
-        shares = pool_shares(head, pool_z)
-        head = pool_prior_head(head, pool_z, labels if mix else None)
-        card = {**card, "training": {**card.get("training", {}), "pool_prior": {
+        training = dict(card.get("training", {}))
+        if head_kind == "lr" and balanced and self_train_rounds > 0:
+            head, done = self_trained_head(head, z, labels, c, pool_z, mix, self_train_rounds)
+            shares = done["shares"]
+            training["self_training"] = {
+                "rounds": self_train_rounds, "pool_images": done["pool_images"], "threshold": done["threshold"],
+                "weight": done["weight"],
+                "pseudo_labels": [{name: n for name, n in zip(classes, counts)} for counts in done["pseudo_labels"]],
+                "note": "per class, the unreviewed images the head (with the pool's class mix) gives that class with "
+                        "probability >= threshold, at most as many as the class has reviewed labels, joined the fit "
+                        "with this weight; refitted, then the pool's class mix re-estimated; the held-out check and "
+                        "metrics.val scored the model fitted on the reviewed labels alone"}
+        else:
+            shares = pool_shares(head, pool_z)
+            head = pool_prior_head(head, pool_z, labels if mix else None)
+        training["pool_prior"] = {
             "images": int(len(pool_features)), "method": "classify-and-count, add-one smoothed",
             "shares": {name: round(float(q), 4) for name, q in zip(classes, shares)},
             "note": "the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them, "
                     "replaces the fit's prior (log q - log p added to the biases); the held-out check and "
-                    "metrics.val scored the model without it"}}}
+                    "metrics.val scored the model without it"}
+        card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
     with torch.no_grad():
@@ -584,14 +682,14 @@ def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:
 
 def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
                       parent_card: dict[str, Any], command: str, all_labels: bool = False,
-                      pool_features: np.ndarray | None = None) -> Path:
+                      pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card.
 
     ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
     feature set, head, C and prior; the card's held-out figure stays the one of the fit on the training
     images alone (the refusal check's), and ``training.refit`` says so (ADR 0043). ``pool_features`` (a feature
     candidate only): the chosen feature set's vectors of unreviewed images, whose class mix becomes the written
-    head's prior (``write_texture_linear``).
+    head's prior (``write_texture_linear``), and with ``self_train_rounds`` > 0 its pseudo-labels (``self_trained_head``).
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
@@ -644,7 +742,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     }
     if feature_set is not None:
         return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set,
-                                    candidate_mix(comparison.chosen), head_kind=head_kind, pool_features=pool_features)
+                                    candidate_mix(comparison.chosen), head_kind=head_kind, pool_features=pool_features,
+                                    self_train_rounds=self_train_rounds)
     if loaded is None:
         raise ValueError("a frozen-backbone head needs the parent model")
     head = fit_linear_head(features, labels, len(comparison.classes), c)
