@@ -189,11 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refit-all", action="store_true",
                    help="classifier, light methods: after the held-out check, register the chosen head refitted on "
                         "all reviewed labels, held-out ones included (the card keeps the check's figures)")
-    p.add_argument("--self-train-rounds", type=int, default=None, metavar="N",
-                   help="classifier, feature heads: rounds of self-training on up to 1000 unreviewed images of the "
-                        "folder (their confident predictions, at most as many per class as it has reviewed labels, "
-                        "join the fit at half weight); 0: the unreviewed images give the class mix only "
-                        "(default 0; not adopted: it lowered held-out accuracy in benchmarks/results/selftrain.md)")
     p.add_argument("--progress-json", action="store_true",
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)

@@ -194,16 +194,11 @@ def run(args: argparse.Namespace) -> int:
         candidates = None
         refit_on_all: Callable[[], None] | None = None
         if method != "train":
-            from inference.training.classifier_head import POOL_SAMPLE, SELF_TRAIN_POOL, SELF_TRAIN_ROUNDS
+            from inference.training.classifier_head import POOL_SAMPLE
 
-            rounds = SELF_TRAIN_ROUNDS if args.self_train_rounds is None else args.self_train_rounds
-            if rounds < 0:
-                raise RetrainError("--self-train-rounds must be 0 or more")
-            # their class mix is the feature heads' prior (ADR 0043); with self-training, their confident
-            # predictions join the fit too (opt-in, benchmarks/results/selftrain.md), from a larger sample
-            pool = unlabelled_pool(db, args.folder, SELF_TRAIN_POOL if rounds else POOL_SAMPLE)
+            pool = unlabelled_pool(db, args.folder, POOL_SAMPLE)  # their class mix is the feature heads' prior
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, rounds)
+                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):

@@ -228,7 +228,7 @@ def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels
     return dataclasses.replace(head, intercept=head.intercept + shift)
 
 
-# Self-training on the unreviewed pool (opt-in, retrain --self-train-rounds; benchmarks/results/selftrain.md): up to SELF_TRAIN_POOL unreviewed images are read; per class,
+# Self-training on the unreviewed pool (not adopted: benchmarks/fewtiles.py ways D, E only; benchmarks/results/selftrain.md): up to SELF_TRAIN_POOL unreviewed images are read; per class,
 # the pool images the registered head gives that class with probability >= SELF_TRAIN_THRESHOLD, most confident
 # first and at most as many as the class has reviewed labels, join the fit weighing SELF_TRAIN_WEIGHT each.
 SELF_TRAIN_POOL = 1000

@@ -350,49 +350,6 @@ def test_retrain_gives_a_feature_head_the_class_mix_of_the_unreviewed_images(tmp
         db.close()
 
 
-def test_retrain_self_training_reads_a_bounded_pool_and_caps_the_pseudo_labels(tmp_path: Path, monkeypatch) -> None:
-    """--self-train-rounds 1 (not the default, benchmarks/results/selftrain.md): the pool read is bounded by
-    SELF_TRAIN_POOL, the registered head's card counts its pseudo-labels (at most the reviewed count of each
-    class) and keeps the check's figure; the reviewed labels are untouched. Without it the pool is POOL_SAMPLE."""
-    from app.services import retraining
-    from inference.training import classifier_head
-
-    names = [f"crack{i}" for i in range(6)] + [f"good{i}" for i in range(16)]
-    db, url, ids = indexed_parts(tmp_path, "lot1", names)
-    reads: list[int] = []
-    real = retraining.unlabelled_pool
-
-    def spy(db, folder=None, limit=200, seed=0):
-        reads.append(limit)
-        return real(db, folder, limit, seed)
-
-    monkeypatch.setattr(retraining, "unlabelled_pool", spy)
-    monkeypatch.setattr(classifier_head, "SELF_TRAIN_POOL", 7)
-    try:
-        for n in names[:12]:
-            db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=n.rstrip("0123456789")), "ann")
-        before = db.labels.current_many(list(ids.values()))
-        common = ["--db", url, "retrain", "classifier", "--method", "defect", "--groups", "none", "--threads", "1",
-                  "--keep-if-worse"]
-        assert cli_main([*common, "--name", "selftrained", "--self-train-rounds", "1"]) == 0
-        assert cli_main([*common, "--name", "plain"]) == 0
-        assert reads == [7, classifier_head.POOL_SAMPLE]
-        card = load_model(db.model_versions.by_name("classifier", "selftrained").checkpoint_path, family="classifier").card
-        done = card["training"]["self_training"]
-        assert done["rounds"] == 1 and done["pool_images"] == 7 and card["training"]["pool_prior"]["images"] == 7
-        assert done["threshold"] == classifier_head.SELF_TRAIN_THRESHOLD and done["weight"] == classifier_head.SELF_TRAIN_WEIGHT
-        (counts,) = done["pseudo_labels"]
-        # the 7 pool images are all good parts: the cap (the good parts in the fit) binds, and no crack is invented
-        assert counts == {"crack": 0, "good": card["data"]["train_counts"]["good"]} and counts["good"] < 7
-        assert card["data"]["train_images"] == 10  # the reviewed training part only: pseudo-labels are not reviewed images
-        plain = load_model(db.model_versions.by_name("classifier", "plain").checkpoint_path, family="classifier").card
-        assert "self_training" not in plain["training"] and plain["training"]["pool_prior"]["images"] == 10
-        assert card["metrics"]["val"] == plain["metrics"]["val"]  # the check scored the same head (labels only)
-        assert db.labels.current_many(list(ids.values())) == before  # no label written for a pseudo-label
-    finally:
-        db.close()
-
-
 def test_a_refused_light_version_is_not_refitted_nor_registered(station, tmp_path: Path, monkeypatch) -> None:
     from inference.training import classifier_head
 
