@@ -103,17 +103,6 @@ def adjusted(post: Any, verifier: Any = None) -> Any:
     return replace(post, mask_threshold=mask, verifier=verifier)
 
 
-def scene_inner_folds(data: Path, frames: Sequence[Any], folds: int) -> np.ndarray:
-    """Inner fold per frame (in ``frames`` order): whole scenes, the project's grouping (``groups.balanced_folds``)."""
-    from inference.training.groups import balanced_folds
-    from inference.training.segmenter_cv import frame_groups
-
-    out = np.full(len(frames), -1)
-    for j, idx in enumerate(balanced_folds(frame_groups(data, [f.stem for f in frames], "scene"), folds)):
-        out[idx] = j
-    return out
-
-
 def train_rule(frames: Sequence[Any], maps: dict[str, np.ndarray], limit: float | None, opts: Any, config: Any,
                frame_fold: np.ndarray | None, store: Path, final: Any = None) -> tuple[Any, dict[str, Any]]:
     """The card's verifier recipe on ``frames`` with candidates from ``maps``: pool (``collect``), inner fold
@@ -158,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from inference.training.common import set_threads
     from inference.training.segmenter_cv import cross_fitted, cv_parts, settings_for, views_of, wins
     from inference.training.segmenter_data import SegTree, load_frames
-    from inference.training.segmenter_verifier import VerifierOptions
+    from inference.training.segmenter_verifier import VerifierOptions, inner_frame_folds
 
     set_threads(1)
     pipe = PIPELINES[args.pipeline]
@@ -204,7 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rules["shipped"].append(rule)
                 records["shipped"].append({**rec, "candidate_maps_seconds": own_seconds})
             if "scene_inner" in args.variants:
-                inner = scene_inner_folds(args.data, train, opts.folds)
+                inner, _ = inner_frame_folds(args.data, train, replace(opts, group_by="scene"))
                 rule, rec = train_rule(train, own, limit, opts, config, inner,
                                        store / f"scene_inner{k}", final=final)
                 rules["scene_inner"].append(rule)
