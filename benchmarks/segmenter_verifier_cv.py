@@ -163,7 +163,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         args.work / "maps" / pipe.oof_cache.format(recipes="+".join(recipes), folds=args.folds))
     maps = {pipe.views: oof}  # keyed by views as segmenter_cv's additions read them (MIRROR, or True: four views)
     config = TargetVerifierConfig()  # the shipped verifier's (resources/models/segmenter-sirst/verifier/config.json)
-    opts = VerifierOptions(seed=args.seed, steps=args.steps, quiet=True)  # the card's: 800 steps, batch 64, lr 3e-3, 3 folds, 0.01
+    # the card's: 800 steps, batch 64, lr 3e-3, 3 folds, 0.01, inner folds by frame index (group_by "none": the bundled
+    # verifier was trained before scene inner folds became the default; candidate A takes them)
+    opts = VerifierOptions(seed=args.seed, steps=args.steps, quiet=True, group_by="none")
     store = args.out / f"seed{args.seed}" if args.steps == VerifierOptions.steps else args.out / f"seed{args.seed}_steps{args.steps}"
     if args.pipeline != "shipped":
         store = store / args.pipeline
