@@ -234,21 +234,10 @@ class ReviewJobs:
     def check_worker(self, work_waiting: bool) -> WorkerStatus:
         """Notice a worker that exited; start one while jobs wait (unless it keeps crashing)."""
         with self._lock:
-            w = self._worker
-            if w is not None and not w.alive():
-                code = w.process.returncode
-                self._worker = None
-                now = time.monotonic()
-                self._crashes = [t for t in self._crashes if now - t < self.RESTART_WINDOW_S] + [now]
-                self._say(f"The pre-label worker stopped (exit code {code}) at {time.strftime('%H:%M:%S')}")
-                log.warning("worker process exited with %s", code)
-                self._replace = True
+            self._notice_exit()
             if work_waiting and self._worker is None and not self._closed:
                 if len(self._crashes) < self.RESTART_LIMIT:
-                    self.ensure_worker()
-                    if self._replace and self._worker is not None:
-                        self._restarts += 1
-                        self._say(f"{self._event}; a new one was started (pid {self._worker.pid})")
+                    self.ensure_worker()  # says "a new one was started" after a stop
                     self._replace = False
                 elif self._replace:
                     self._replace = False
@@ -257,6 +246,18 @@ class ReviewJobs:
                               f"see {data_dir() / 'worker.log'}")
             alive = self.worker_alive()
             return WorkerStatus(alive, self.worker_pid(), self._restarts, self._event, self._event_id)
+
+    def _notice_exit(self) -> None:
+        """Record a worker that exited (the crash list, the event line); call with the lock held."""
+        w = self._worker
+        if w is not None and not w.alive():
+            code = w.process.returncode
+            self._worker = None
+            now = time.monotonic()
+            self._crashes = [t for t in self._crashes if now - t < self.RESTART_WINDOW_S] + [now]
+            self._say(f"The pre-label worker stopped (exit code {code}) at {time.strftime('%H:%M:%S')}")
+            log.warning("worker process exited with %s", code)
+            self._replace = True
 
     def _say(self, event: str) -> None:
         self._event = event
@@ -267,12 +268,15 @@ class ReviewJobs:
         with self._lock:
             if self._closed or (self._worker is not None and self._worker.alive()):
                 return
-            if self._worker is not None:
-                log.warning("worker process exited with %s; starting a new one", self._worker.process.returncode)
+            self._notice_exit()  # a worker that died unnoticed (a job submitted before the next poll)
             data_dir().mkdir(parents=True, exist_ok=True)
             # The worker stops by itself if this station dies without closing (killed, X gone).
             self._worker = start_worker_process(self.db_url, self.device, log_path=data_dir() / "worker.log",
                                                 extra_args=(*self.worker_args, "--exit-with-parent", str(os.getpid())))
+            if self._replace:  # however it was started (a poll, a new job, Retry): the event line says so
+                self._restarts += 1
+                self._say(f"{self._event}; a new one was started (pid {self._worker.pid})")
+                self._replace = False
 
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.alive()

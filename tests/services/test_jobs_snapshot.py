@@ -39,3 +39,54 @@ def test_rows_are_read_again_when_the_worker_event_changes(tmp_path: Path) -> No
         assert [p.done for p in jobs.snapshot().jobs] == [6]
     finally:
         db.close()
+
+
+class _FakeWorker:
+    """A worker handle as ``start_worker_process`` returns one; ``die`` is a SIGKILL."""
+
+    def __init__(self, pid: int) -> None:
+        from types import SimpleNamespace
+        self.pid, self.process, self._alive = pid, SimpleNamespace(returncode=None), True
+
+    def alive(self) -> bool:
+        return self._alive
+
+    def die(self, code: int) -> None:
+        self._alive, self.process.returncode = False, code
+
+    def stop(self) -> None:
+        self._alive = False
+
+
+def test_the_event_line_says_a_new_worker_started_however_it_was_started(tmp_path: Path, monkeypatch) -> None:
+    """Seen under Xvfb: a worker killed while idle, then "Pre-label folder" started a new one through the
+    submission, not the poll, and the Jobs dock kept saying only "stopped (exit code -9)" while the new
+    worker ran the jobs. A death nobody polled yet, found by the next submission, is said too."""
+    from app.services import prelabel
+
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
+    started: list[_FakeWorker] = []
+
+    def start(*_a, **_k) -> _FakeWorker:
+        started.append(_FakeWorker(100 + len(started)))
+        return started[-1]
+    monkeypatch.setattr(prelabel, "start_worker_process", start)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        jobs = ReviewJobs(db, "unused")
+        jobs.ensure_worker()
+        assert jobs.check_worker(False).event is None
+        started[0].die(-9)
+        idle = jobs.check_worker(False)        # nothing waits: noticed, not replaced
+        assert not idle.alive and idle.event is not None and "stopped (exit code -9)" in idle.event
+        jobs.ensure_worker()                   # a new job is submitted
+        st = jobs.check_worker(True)
+        assert st.alive and st.restarts == 1 and st.event is not None
+        assert st.event.endswith("a new one was started (pid 101)") and st.event_id == idle.event_id + 1
+        started[1].die(-9)                     # dies, and the next submission comes before any poll
+        jobs.ensure_worker()
+        st = jobs.check_worker(True)
+        assert st.alive and st.restarts == 2 and st.pid == 102 and st.event is not None
+        assert "stopped (exit code -9)" in st.event and st.event.endswith("a new one was started (pid 102)")
+    finally:
+        db.close()
