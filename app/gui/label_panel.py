@@ -266,8 +266,7 @@ class LabelPanel(QWidget):
         self.objects.clear()
         self.objects.addItem(f"Image · {self._image_class or 'no class'}")
         for o in objects:
-            cls = o.own_class or f"{o.seed.class_name or 'no class'} (image's)"
-            item = QListWidgetItem(f"{o.number}  {cls} · {o.pixels} px")
+            item = QListWidgetItem(f"{o.number}  {o.shown_class} · {o.pixels} px")
             item.setToolTip(f"object {o.number}: x {o.box[0]}, y {o.box[1]}, {o.box[2]}×{o.box[3]} px")
             self.objects.addItem(item)
         self.objects.setCurrentRow(selected.number if selected is not None else 0)

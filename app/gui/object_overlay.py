@@ -29,7 +29,7 @@ class ObjectTags:
 
     @staticmethod
     def text(obj: LabelObject) -> str:
-        return f"{obj.number} {obj.seed.class_name or 'image class'}"
+        return f"{obj.number} {obj.shown_class}"  # as the Objects list says it: "1 no class (image's)", not "1 image class"
 
     def paint(self, painter: QPainter, view: QGraphicsView) -> None:
         """``painter`` is in scene coordinates (``drawForeground``); tags are drawn in screen pixels."""

@@ -124,6 +124,12 @@ class LabelObject:
     box: tuple[int, int, int, int]  # x, y, w, h
     label: int = 0  # its label in the ``Components`` it was listed from
 
+    @property
+    def shown_class(self) -> str:
+        """Its class in words, as the Objects list and the tag on the image both show it: its own, else
+        the image's marked as such ("no class (image's)" on an image without one)."""
+        return self.own_class or f"{self.seed.class_name or 'no class'} (image's)"
+
 
 def objects_of(mask: np.ndarray | None, objects: Sequence[ObjectClass], image_class: str | None,
                comps: Components | None = None) -> list[LabelObject]:

@@ -138,3 +138,15 @@ def test_service_saves_canonical_objects_and_recovers_them(service, db, folder, 
     service.write_recovery({other: state}, tmp_path / "rec")
     assert service.recover(tmp_path / "rec") == 1
     assert service.detail(other).label.objects == (ObjectClass(40, 50, CLASSES[2]),)
+
+
+def test_the_tag_on_the_image_says_what_the_objects_list_says():
+    import numpy as np
+
+    from app.gui.object_overlay import ObjectTags
+    from app.services.object_classes import objects_of
+
+    mask = np.zeros((8, 8), bool)
+    mask[1, 1] = True
+    (obj,) = objects_of(mask, (), None)
+    assert ObjectTags.text(obj) == "1 no class (image's)"   # not "1 image class" beside a target ring

@@ -190,3 +190,12 @@ def test_an_import_with_more_classified_regions_than_kept_is_refused(object_stat
     monkeypatch.setattr(importing, "MAX_OBJECTS", 1)
     preview = import_labels(db, root, ImportOptions(format="labelme"), dry_run=True).preview
     assert any("2 regions with a class of their own" in e for e in preview.errors)
+
+
+def test_an_objects_class_in_words_marks_the_images_class_as_such() -> None:
+    mask = np.zeros((8, 8), bool)
+    mask[1, 1] = mask[5, 5] = True
+    first, second = objects_of(mask, (ObjectClass(5, 5, "scratch"),), None)
+    assert (first.shown_class, second.shown_class) == ("no class (image's)", "scratch")
+    first, second = objects_of(mask, (ObjectClass(5, 5, "scratch"),), "crack")
+    assert (first.shown_class, second.shown_class) == ("crack (image's)", "scratch")
