@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.dialog_rows import path_row, scope_row
+from app.services import project_classes
 from app.services.import_records import LabelImportError
 from app.services.importing import (
     FORMAT_TITLES,
@@ -57,7 +58,7 @@ class _Task(QRunnable):
     def run(self) -> None:
         try:
             result = self.work()
-        except LabelImportError as exc:
+        except (LabelImportError, project_classes.ClassListError) as exc:
             self.relay.done.emit(self.step, None, str(exc))
         except Exception as exc:  # noqa: BLE001 - never lose the dialog to an unexpected error
             self.relay.done.emit(self.step, None, f"{type(exc).__name__}: {exc}")
@@ -68,6 +69,7 @@ class _Task(QRunnable):
 class ImportDialog(QDialog):
     finished_preview = Signal(object, str)  # ImportPreview | None, error
     finished_import = Signal(object, str)  # ImportResult | None, error
+    classes_added = Signal(object)  # the project's class names after "Add classes"
 
     def __init__(self, db, folder_id: int | None, folder_name: str | None, classes: tuple[str, ...] = (),
                  author: str = "import", parent=None) -> None:
@@ -115,6 +117,11 @@ class ImportDialog(QDialog):
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
         self.buttons = QDialogButtonBox()
+        self.add_classes_button = self.buttons.addButton("Add classes", QDialogButtonBox.ButtonRole.ActionRole)
+        self.add_classes_button.setToolTip("Add the dataset's classes the project lacks to its class list "
+                                           "(Project ▸ Classes…), then preview again")
+        self.add_classes_button.setVisible(False)
+        self.add_classes_button.clicked.connect(self.add_unknown_classes)
         self.preview_button = self.buttons.addButton("Preview", QDialogButtonBox.ButtonRole.ActionRole)
         self.import_button = self.buttons.addButton("Import", QDialogButtonBox.ButtonRole.AcceptRole)
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
@@ -165,6 +172,17 @@ class ImportDialog(QDialog):
         self._pool.start(_Task(self._relay, "import", lambda: apply_import(db, preview, author)))
         return True
 
+    def add_unknown_classes(self) -> bool:
+        """Put the preview's unknown classes on the project's list (a helper thread), then preview again."""
+        names = self.preview.unknown_classes if self.preview is not None else ()
+        if not names:
+            return False
+        db = self.db
+        self._busy(f"Adding {', '.join(names)} to the project's classes…")
+        self.add_classes_button.setVisible(False)
+        self._pool.start(_Task(self._relay, "classes", lambda: project_classes.add(db, names)))
+        return True
+
     def _busy(self, text: str) -> None:
         self.preview_button.setEnabled(False)
         self.import_button.setEnabled(False)
@@ -178,6 +196,14 @@ class ImportDialog(QDialog):
 
     def _on_done(self, step: str, result, error: str) -> None:
         self.preview_button.setEnabled(True)
+        if step == "classes":
+            if result is None:
+                self._message(f"The classes were not added: {error}", error=True)
+                return
+            self.classes = tuple(dict.fromkeys((*self.classes, *result.names)))
+            self.classes_added.emit(tuple(result.names))
+            self.start_preview()
+            return
         if step == "preview":
             self._show_preview(result, error)
             self.finished_preview.emit(result, error)
@@ -206,6 +232,9 @@ class ImportDialog(QDialog):
             for c, value in enumerate(values):
                 self.changes.setItem(r, c, QTableWidgetItem(value))
         n = len(preview.writes)
+        self.add_classes_button.setVisible(bool(preview.unknown_classes))
+        if preview.unknown_classes:
+            self.add_classes_button.setText(f"Add {len(preview.unknown_classes)} class(es) to the project")
         if preview.errors:
             self._message("Cannot import yet: " + preview.errors[0], error=True)
         elif n == 0:
@@ -251,6 +280,7 @@ def open_import_dialog(window) -> ImportDialog:
         log.warning("import dialog opens without the folder's defaults: %s", exc)
     dlg = ImportDialog(window.ctx.export_db, folder_id, name, classes, author, window)
     dlg.finished_import.connect(lambda result, _error: result is not None and window.queue.refresh_in_background())
+    dlg.classes_added.connect(lambda _names: window.refresh_models(background=True))  # hotkeys and filters follow
     return dlg
 
 

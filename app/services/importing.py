@@ -88,6 +88,9 @@ class ImportPreview:
     per_class: dict[str, int]  # station class (after mapping) -> matched images
     class_map: dict[str, str]  # every dataset class seen -> the station class it becomes
     errors: tuple[str, ...]  # reasons the import is refused (unknown classes, masks of the wrong size)
+    # Station classes (after mapping) the project's class list lacks: what "add them" would add
+    # (``app.services.project_classes``); empty when the project keeps no list of its own.
+    unknown_classes: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -171,6 +174,7 @@ class Planner:
         self.known_classes = set(db.classes.names(CLASSIFIER_TASK))
         self.errors: list[str] = []
         self.unknown: set[str] = set()
+        self.unknown_mapped: set[str] = set()
         self.class_map: dict[str, str] = {}
         self.file_times: dict[Path, datetime] = {}
 
@@ -181,6 +185,7 @@ class Planner:
         self.class_map[name] = mapped
         if self.known_classes and mapped not in self.known_classes:
             self.unknown.add(name)
+            self.unknown_mapped.add(mapped)
         return mapped
 
     def sized(self, mask: Any, rec: ImportRecord, target: Target) -> Any:
@@ -304,7 +309,8 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     if progress is not None:
         progress(len(records), len(records))
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
-                         tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors))
+                         tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
+                         tuple(sorted(planner.unknown_mapped)))
 
 
 def apply_import(db: Database, preview: ImportPreview, author: str = "import") -> ImportResult:

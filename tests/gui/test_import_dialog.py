@@ -47,6 +47,35 @@ def test_preview_map_then_import(service, db, folder, qtbot, tmp_path):
     assert db.labels.current(by_name["part_00.png"]).author == "tester"
 
 
+def test_unknown_classes_can_be_added_to_the_project_then_imported(service, db, folder, qtbot, tmp_path):
+    """A dataset of a new kind of part: its classes are not the project's. One click puts them on the
+    project's list (Project ▸ Classes…) and previews again; the import then goes through unmapped."""
+    from app.services import project_classes
+
+    db.classes.set("classifier", list(CLASSES))
+    info = service.open_folder(folder)
+    src = class_tree(folder, tmp_path / "tiles", {"part_00.png": "blowhole", "part_01.png": "crazing",
+                                                  "part_02.png": "fray"})
+    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
+    qtbot.addWidget(dlg)
+    dlg.source.setText(str(src))
+    dlg.format.setCurrentIndex(dlg.format.findData("imagefolder"))
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        dlg.start_preview()
+    assert sig.args[0].unknown_classes == ("blowhole", "fray") and not dlg.import_button.isEnabled()
+    assert not dlg.add_classes_button.isHidden() and "Add 2 class(es)" in dlg.add_classes_button.text()
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig, qtbot.waitSignal(dlg.classes_added):
+        dlg.add_classes_button.click()
+    assert project_classes.names(db) == [*CLASSES, "blowhole", "fray"]
+    assert sig.args[0].errors == () and sig.args[0].unknown_classes == ()
+    assert dlg.add_classes_button.isHidden() and dlg.import_button.isEnabled()
+    with qtbot.waitSignal(dlg.finished_import, timeout=20000) as sig:
+        assert dlg.start_import()
+    assert sig.args[0].written == 3
+    by_name = {i.rel_path: i.id for i in db.images.query()}
+    assert db.labels.current(by_name["part_02.png"]).class_name == "fray"
+
+
 def test_bad_dataset_shows_the_reason_and_writes_nothing(service, db, folder, qtbot, tmp_path):
     info = service.open_folder(folder)
     bad = tmp_path / "coco.json"
