@@ -303,8 +303,8 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     if planner.unknown:
         known = ", ".join(sorted(planner.known_classes))
         planner.errors.insert(0, f"unknown class(es) {', '.join(sorted(planner.unknown))}: the station's classes are "
-                                 f"{known}; map them with --map OLD=NEW, or add them to the project's classes "
-                                 f"(Project ▸ Classes…, or main.py classes add NAME)")
+                                 f"{known}; map them onto those (--map OLD=NEW, or the Import dialog's class mapping), "
+                                 f"or add them to the project's classes (Project ▸ Classes…, main.py classes add NAME)")
     per_class = Counter(p.class_after for p in planned if p.class_after)
     if progress is not None:
         progress(len(records), len(records))
