@@ -42,6 +42,11 @@ class Family:
     part_only: tuple[str, ...] = ()      # architectures only loadable as a part of this family's directory
     trainer_scored: str | None = None    # card metrics split already scored on the held-out labels
     fitted_only: tuple[str, ...] = ()    # architectures the retrain command fits but the trainer cannot start from
+    # Architectures the retrain command refits with the active version's own settings (``train --like``)
+    # instead of training the family's default anew; the second tuple: those that also learn from the
+    # reviewed anomalous images with a drawn region (they go to the export's ``validation/``).
+    refit_like: tuple[str, ...] = ()
+    refit_with_defects: tuple[str, ...] = ()
     profile_keys: tuple[str, ...] = ()   # card keys a speed profile may set (inference.profiles)
     # The image-descriptor features (inference.image_descriptor.FEATURES names) its domain statistics
     # read; empty: all of them. The anomaly family reads only what a camera, product or sensor
@@ -208,6 +213,10 @@ register_family(Family(
     half_tolerance=0.01,   # anomaly map, fraction of its range
     auto_epochs={"scratch": 25},
     trainer_scored="test",  # the MVTec test split is the export's held-out part
+    # No network to fine-tune: refitted from the reviewed images with the same settings, never
+    # replaced by a pattern_anomaly network from scratch (on tiles 0.75 / 0.66 against 0.91 / 0.82).
+    refit_like=("texture_knn", "tile_defect"),
+    refit_with_defects=("tile_defect",),
     # What a camera, product or sensor changes (file size and channels, colour, the grey median),
     # never what a defect changes: chosen by benchmarks/ood_anomaly_select.py on training images
     # and synthetic changes of them (benchmarks/results/ood-4.md, ADR 0038).

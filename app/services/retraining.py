@@ -204,7 +204,19 @@ def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[s
     return args, start, {"frames": len(frames), "with_targets": with_targets, "held_out": held_out}, []
 
 
-def _anomaly_plan(root: Path) -> tuple[Path, list[str], str, dict[str, Any], list[str]]:
+def _refit_arch(parent: ModelVersionInfo | None) -> str | None:
+    """The parent's architecture when the retrain command refits it with its own settings (the
+    family catalogue's ``refit_like``), else None (a new model of the family's default kind)."""
+    if parent is None or not (Path(parent.checkpoint_path) / "config.json").is_file():
+        return None
+    arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model"))
+    return arch if arch in families.family("anomaly").refit_like else None
+
+
+def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None
+                  ) -> tuple[Path, list[str], str, dict[str, Any], list[str]]:
+    from app.services.retrain_anomaly import MIN_DEFECT_REGIONS, defects_to_validation, fit_grouping
+
     categories = sorted(d for d in root.iterdir() if d.is_dir())
     if len(categories) > 1:
         raise RetrainError("the reviewed anomaly verdicts span several folders ("
@@ -215,6 +227,16 @@ def _anomaly_plan(root: Path) -> tuple[Path, list[str], str, dict[str, Any], lis
     if good < MIN_GOOD_IMAGES:
         raise RetrainError(f"the anomaly model needs at least {MIN_GOOD_IMAGES} images reviewed as normal for "
                            f"training; {category.name} has {good} (a fifth of the normal images is kept for testing)")
+    arch = _refit_arch(parent)
+    learned = 0
+    if arch in families.family("anomaly").refit_with_defects:
+        learned, _ = defects_to_validation(category, HELD_OUT_SPLIT)
+        if learned < MIN_DEFECT_REGIONS:
+            raise RetrainError(
+                f"{parent.name if parent else 'the active version'} is a {arch} model: it learns from reviewed anomalous "
+                f"images with a drawn region (R), {MIN_DEFECT_REGIONS} at least in the training share (four in five of "
+                f"them; the rest are kept for testing); {category.name} gives {learned}. Draw the regions of more "
+                "anomalous images, or retrain a model from good images only with --from-scratch")
     test = category / "test"
     anomalous = sum(len(_images(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
     args: list[str] = []
@@ -222,11 +244,19 @@ def _anomaly_plan(root: Path) -> tuple[Path, list[str], str, dict[str, Any], lis
     if anomalous == 0 or not _images(test / "good"):
         args.append("--no-evaluate")
         notes.append("no test evaluation: AUROC needs both normal and anomalous reviewed images")
-    channels = image_channels(_images(category / "train" / "good"))
-    args += ["--channels", str(channels)]
-    start = f"from scratch on good parts (as every anomaly model is trained), {'gray' if channels == 1 else 'colour'} input"
+    if arch is not None and parent is not None:
+        group_by, folds, note = fit_grouping(category)
+        args += ["--like", str(parent.checkpoint_path), "--group-by", group_by, "--cv-folds", str(folds)]
+        notes += [note] if note else []
+        start = (f"refitted as {arch} with {parent.name}'s settings on the reviewed images (no network to fine-tune)"
+                 + (f", its heads on {learned} reviewed defect region(s)" if learned else ""))
+    else:
+        channels = image_channels(_images(category / "train" / "good"))
+        args += ["--channels", str(channels)]
+        start = f"from scratch on good parts (as every anomaly model is trained), {'gray' if channels == 1 else 'colour'} input"
     held_out = len(_images(test / "good")) + anomalous
-    data = {"category": category.name, "normal_train": good, "anomalous_test": anomalous, "held_out": held_out}
+    data = {"category": category.name, "normal_train": good, "anomalous_test": anomalous, "held_out": held_out,
+            **({"defects_learned": learned} if learned else {})}
     return category, args, start, data, notes
 
 
@@ -270,7 +300,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     elif family == "segmenter":
         args, start, data, notes = _segmenter_plan(root, start_from)
     else:
-        root, args, start, data, notes = _anomaly_plan(root)
+        root, args, start, data, notes = _anomaly_plan(root, start_from)
     if fitted_parent and parent is not None:
         notes = [*notes, f"{parent.name} is a {read_json(Path(parent.checkpoint_path) / 'config.json').get('model')} "
                          "version (no network): --method train would start a network from scratch"]

@@ -24,11 +24,15 @@ ARCHS = families.family("anomaly").architectures
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="category folder in MVTec layout (train/good, test/<type>, ground_truth/<type>)")
     p.add_argument("--out", required=True, help="output model directory")
-    p.add_argument("--arch", default="pattern_anomaly", choices=ARCHS,
+    p.add_argument("--arch", default=None, choices=ARCHS,
                    help="pattern_anomaly (the model), pixel_gaussian (the baseline), texture_knn (multi-scale "
                         "texture features + a memory of good cells; preset 'tile' for magnetic tiles) or tile_defect "
                         "(texture_knn + self-referenced local terms + linear heads learned from the labelled defects "
-                        "in DATA/validation; preset 'tile')")
+                        "in DATA/validation; preset 'tile') (default: pattern_anomaly, or --like's)")
+    p.add_argument("--like", metavar="MODEL_DIR",
+                   help="take the architecture and every setting from this anomaly model folder's config.json (its "
+                        "weights are not read): how `retrain anomaly` refits the active version's kind on reviewed "
+                        "images; --image-size and --channels still override")
     p.add_argument("--preset", default="cpu",
                    help=f"config preset: {', '.join(families.family('anomaly').presets)} (default: cpu)")
     p.add_argument("--image-size", type=int, help="override the preset's square input size")
@@ -93,21 +97,53 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def like_model(directory: str | Path) -> tuple[str, Any]:
+    """(architecture, config) of an anomaly model folder, from its bounded config.json only: the
+    weights are never read, and the config is checked like any loaded model's (unknown fields and
+    sizes out of bounds are refused)."""
+    from ..checkpoints import CONFIG, CheckpointError, read_json
+    from ..models import registry
+
+    meta = read_json(Path(directory) / CONFIG)
+    arch = meta.get("model")
+    if arch not in ARCHS:
+        raise CheckpointError(f"{directory}: not an anomaly model folder (its config names {arch!r}; "
+                              f"expected one of {', '.join(ARCHS)})")
+    values = meta.get("config")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{directory}: config.json has no 'config' object")
+    return str(arch), registry.config_from_dict(str(arch), values)
+
+
+def resolve_arch(args: argparse.Namespace) -> str:
+    """The architecture to train: ``--arch``, else ``--like``'s, else pattern_anomaly; the two must agree."""
+    if getattr(args, "like", None):
+        like_arch, _ = like_model(args.like)
+        if args.arch and args.arch != like_arch:
+            raise ValueError(f"--arch {args.arch} disagrees with --like {args.like} (a {like_arch} model)")
+        return like_arch
+    return args.arch or "pattern_anomaly"
+
+
 def _build_config(args: argparse.Namespace):
     from ..models import pattern_anomaly, pixel_gaussian, registry, texture_knn, tile_defect
 
+    args.arch = resolve_arch(args)
     by_arch: dict[str, dict[str, Any]] = {"pattern_anomaly": pattern_anomaly.PRESETS,
                                           "pixel_gaussian": pixel_gaussian.PRESETS, "texture_knn": texture_knn.PRESETS,
                                           "tile_defect": tile_defect.PRESETS}
     presets = by_arch[args.arch]
-    if args.preset not in presets:
+    if getattr(args, "like", None):
+        base = like_model(args.like)[1]
+    elif args.preset not in presets:
         raise ValueError(f"unknown preset {args.preset!r} for {args.arch}; known: {', '.join(presets)}")
+    else:
+        base = presets[args.preset]
     over = {}
     if args.image_size:
         over["image_size"] = args.image_size
     if args.channels:
         over["in_channels"] = args.channels
-        base = presets[args.preset]
         over["mean"] = tuple([float(base.mean[0])] * args.channels)
         over["std"] = tuple([float(base.std[0])] * args.channels)
     if args.mixer and args.arch == "pattern_anomaly":
@@ -121,7 +157,7 @@ def _build_config(args: argparse.Namespace):
     import dataclasses
 
     registry.spec(args.arch)
-    return dataclasses.replace(presets[args.preset], **over)
+    return dataclasses.replace(base, **over)
 
 
 def train_options(args: argparse.Namespace, command: str) -> Any:
@@ -130,8 +166,9 @@ def train_options(args: argparse.Namespace, command: str) -> Any:
     from .common import pick_device, set_threads
 
     set_threads(args.threads)
+    config = _build_config(args)  # first: it resolves args.arch (``--like``)
     return TrainOptions(
-        data=Path(args.data), out=Path(args.out), arch=args.arch, config=_build_config(args), epochs=args.epochs,
+        data=Path(args.data), out=Path(args.out), arch=args.arch, config=config, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=str(pick_device(args.device)), resume=args.resume,
         triples_per_image=args.triples_per_image, flips=not args.no_flips,
         defect_prob=args.defect_prob, defect_max_area=args.defect_max_area,

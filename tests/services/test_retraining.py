@@ -515,10 +515,12 @@ def tiles(tmp_path: Path):
 
 
 def test_anomaly_retraining_picks_gray_input_and_stores_finite_metrics(tiles, tmp_path: Path) -> None:
+    """A new network from good parts (``--from-scratch``: the bundled tile model, a tile_defect, would be
+    refitted like itself and needs drawn regions, tests/services/test_retrain_anomaly.py)."""
     db, url, _root = tiles
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--db", url, "retrain", "anomaly", "--progress-json",
-                           "--epochs", "1", "--threads", "1", "--name", "tiles-v1", "--train-args",
+                           "--epochs", "1", "--threads", "1", "--name", "tiles-v1", "--from-scratch", "--train-args",
                            "--preset test_tiny --no-memory-bank --no-appearance-stats"],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
