@@ -1,11 +1,15 @@
 """The review-to-retrain loop on real data: an inspector labels N parts per class, the station trains.
 
     PYTHONPATH=. python benchmarks/retraining_loop.py --train ../shared/datasets/magnetic_tile/train \
-        --val ../shared/datasets/magnetic_tile/val --per-class 40 [--seed S] [--epochs N] [--threads 1] [--json FILE]
+        --val ../shared/datasets/magnetic_tile/val --per-class 40 [--order per-class|label-next] [--seed S] \
+        [--epochs N] [--threads 1] [--json FILE]
 
 A fresh station database indexes the ``--train`` class-folder tree as one folder; the first
 ``--per-class`` images of each class (a seeded random sample) get a *corrected* label with their true class,
-as an inspector's review would leave them. Then ``python main.py retrain classifier`` runs as the
+as an inspector's review would leave them. With ``--order label-next`` the inspector instead labels
+``--per-class`` × (number of classes) images in the station's "label next" order (batches of
+``--batch`` from a cold start, each chosen with the labels given before; ``benchmarks/label_next.py``'s
+``pool_order``, so the same images as that benchmark), whatever classes they fall on. Then ``python main.py retrain classifier`` runs as the
 GUI runs it (its own process, JSON progress) and the new version is scored with ``python main.py
 evaluate classifier`` on the independent ``--val`` tree, which the station never saw. Printed: the
 retraining's wall time, its own held-out comparison, and the independent accuracy / macro F1, beside
@@ -32,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.services.indexing import index_folder  # noqa: E402
+from app.services.label_next import BATCH  # noqa: E402
+from benchmarks.label_next import CHOOSERS, pool_order, texture_embeddings, tree  # noqa: E402
 from database import LabelChange, ReviewState, open_database  # noqa: E402
 
 
@@ -54,6 +60,30 @@ def label_sample_per_class(db, per_class: int, seed: int, first: bool = False) -
             db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=name), "benchmark")
         counts[name] = min(per_class, len(images))
     return counts
+
+
+def label_next_picks(train_root: Path, per_class: int, seed: int, batch: int = BATCH) -> list[str]:
+    """Paths below ``train_root`` (posix, relative: the station's ``rel_path``) that an inspector pressing
+    "label next" labels first, in that order: ``per_class`` × the number of classes of the tree, so the
+    budget equals the per-class order's. The pool is embedded here (``texture``, as the station does)."""
+    paths, names = tree(train_root)
+    budget = per_class * len(set(names))
+    order = pool_order(CHOOSERS["label_next"], texture_embeddings(paths), names, budget, batch, seed)
+    return [paths[i].relative_to(train_root).as_posix() for i in order]
+
+
+def label_listed(db, rel_paths: list[str]) -> dict[str, int]:
+    """Corrected labels with the true class (the parent folder's name) for the listed images; counts per class."""
+    by_path = {image.rel_path: image for image in db.images.query()}
+    missing = [r for r in rel_paths if r not in by_path]
+    if missing:
+        raise SystemExit(f"{len(missing)} picked image(s) not indexed by the station, e.g. {missing[0]}")
+    counts: dict[str, int] = {}
+    for rel in rel_paths:
+        name = Path(rel).parent.name
+        db.labels.append(by_path[rel].id, LabelChange(ReviewState.CORRECTED, class_name=name), "benchmark")
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def labelled_paths(url: str, root: Path) -> list[Path]:
@@ -82,7 +112,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", required=True, type=Path, help="class-folder tree the inspector reviews")
     ap.add_argument("--val", required=True, type=Path, help="independent class-folder tree for the final score")
-    ap.add_argument("--per-class", type=int, default=40)
+    ap.add_argument("--per-class", type=int, default=40,
+                    help="labels per class; with --order label-next, this times the number of classes in all")
+    ap.add_argument("--order", choices=("per-class", "label-next"), default="per-class",
+                    help="per-class: N random images of each class; label-next: the station's 'label next' order")
+    ap.add_argument("--batch", type=int, default=BATCH, help="--order label-next: images per batch")
     ap.add_argument("--seed", type=int, default=0, help="which images of each class the inspector labels")
     ap.add_argument("--first-by-name", action="store_true", help="label the first N of each class by file name instead")
     ap.add_argument("--epochs", type=int, default=None, help="default: the retrain command's plan")
@@ -97,7 +131,14 @@ def main() -> int:
         url = f"sqlite:///{Path(tmp, 'station.sqlite').as_posix()}"
         db = open_database(url)
         report = index_folder(db, args.train)
-        labelled = label_sample_per_class(db, args.per_class, args.seed, args.first_by_name)
+        picked: list[str] | None = None
+        if args.order == "label-next":
+            t0 = time.monotonic()
+            picked = label_next_picks(args.train, args.per_class, args.seed, args.batch)
+            print(f"label next: {len(picked)} picks in {time.monotonic() - t0:.0f} s (embedding included)")
+            labelled = label_listed(db, picked)
+        else:
+            labelled = label_sample_per_class(db, args.per_class, args.seed, args.first_by_name)
         db.close()
         print(f"indexed {len(report.added)} images; labelled {sum(labelled.values())}: {labelled}")
 
@@ -121,10 +162,15 @@ def main() -> int:
                        check=True, capture_output=True, env=env, cwd=ROOT)
         independent = json.loads(scored.read_text(encoding="utf-8"))
         card = json.loads(Path(done["path"], "card.json").read_text(encoding="utf-8"))
-        simple = simple_answers_on(args.train, args.val, labelled_paths(url, args.train))
+        files = labelled_paths(url, args.train)
+        simple = simple_answers_on(args.train, args.val, files)
 
     result = {
-        "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "seed": None if args.first_by_name else args.seed, "labelled": labelled,
+        "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "order": args.order,
+        "seed": None if args.first_by_name and args.order == "per-class" else args.seed, "labelled": labelled,
+        "batch": args.batch if args.order == "label-next" else None,
+        # what the inspector labelled, relative to the train tree; label-next: in the order picked
+        "labelled_files": picked if picked is not None else sorted(p.relative_to(args.train).as_posix() for p in files),
         "retrain_command": " ".join(cmd[2:]).replace(url, "URL"),
         "plan": {k: plan[k] for k in ("start", "data", "notes", "command")}, "retrain_seconds": round(seconds, 1),
         "held_out_comparison": done["comparison"],
