@@ -95,6 +95,61 @@ def labelled_paths(url: str, root: Path) -> list[Path]:
         db.close()
 
 
+def evaluate_cli(model_dir: Path, data: Path, out: Path, env: dict[str, str], threads: int) -> dict:
+    """``python main.py evaluate classifier`` on a class-folder tree; its JSON report."""
+    subprocess.run([sys.executable, str(ROOT / "main.py"), "evaluate", "classifier", "--data", str(data),
+                    "--model", str(model_dir), "--json", str(out), "--threads", str(threads)],
+                   check=True, capture_output=True, env=env, cwd=ROOT)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def independent_scores(model_dir: Path, val_root: Path, scratch: Path, env: dict[str, str], threads: int) -> dict:
+    """The new version scored on every image of ``val_root``, also when it lacks some of val's classes.
+
+    The command leaves out a class with fewer than ``MIN_PER_CLASS`` reviewed images (label next can
+    give fray only 2-4 labels); ``evaluate`` then refuses the val tree (a folder the model does not
+    know). Such tiles still count, as errors: ``evaluate`` runs on the known classes' folders, and
+    once more with each left-out class's folder named as a known class, which gives the row of
+    predictions for those tiles; accuracy and macro F1 come from the joined confusion matrix (a
+    left-out class has recall 0, and the tiles it draws lower the precision of the class they fall in).
+    """
+    from inference.training.classifier_metrics import classification_report
+
+    known = [str(c) for c in json.loads(Path(model_dir, "card.json").read_text(encoding="utf-8"))["classes"]]
+    val_classes = sorted(d.name for d in val_root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    missing = [c for c in val_classes if c not in known]
+    if not missing:
+        return {**evaluate_cli(model_dir, val_root, scratch / "val.json", env, threads), "classes_left_out": []}
+    if len(missing) > len(known):
+        raise SystemExit(f"the new version knows {known}; too many val classes left out to score: {missing}")
+    trees = {"known": {k: val_root / k for k in val_classes if k in known},
+             "left_out": {known[j]: val_root / m for j, m in enumerate(missing)}}
+    reports = {}
+    for name, folders in trees.items():
+        root = scratch / f"val_{name}"
+        root.mkdir()
+        for label, target in folders.items():
+            (root / label).symlink_to(target.resolve(), target_is_directory=True)
+        reports[name] = evaluate_cli(model_dir, root, scratch / f"val_{name}.json", env, threads)
+    classes, cm = joined_confusion(reports["known"], reports["left_out"], known, missing)
+    return {**classification_report(cm, classes), "data": str(val_root), "classes_left_out": missing}
+
+
+def joined_confusion(on_known: dict, on_left_out: dict, known: list[str], missing: list[str]) -> tuple[list[str], np.ndarray]:
+    """One confusion matrix over ``known + missing`` from two ``evaluate`` reports: ``on_known`` (the
+    known classes' tiles) and ``on_left_out`` (the tiles of ``missing[j]`` filed under ``known[j]``).
+    The model never predicts a left-out class, so those columns stay 0."""
+    classes = known + missing
+    cm = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    cols = [classes.index(c) for c in on_known["classes"]]
+    for i, c in enumerate(on_known["classes"]):
+        cm[classes.index(c), cols] = on_known["confusion_matrix"][i]
+    cols = [classes.index(c) for c in on_left_out["classes"]]
+    for j, m in enumerate(missing):
+        cm[classes.index(m), cols] = on_left_out["confusion_matrix"][on_left_out["classes"].index(known[j])]
+    return classes, cm
+
+
 def simple_answers_on(train_root: Path, val_root: Path, labelled: list[Path]) -> dict[str, dict[str, float]]:
     """Majority, kNN and logistic regression on thumbnails of the labelled images, scored on ``val_root``."""
     from inference.training.classifier_head import split_items
@@ -156,11 +211,7 @@ def main() -> int:
             return 1
         done = events[-1]
         plan = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
-        scored = Path(tmp, "val.json")
-        subprocess.run([sys.executable, str(ROOT / "main.py"), "evaluate", "classifier", "--data", str(args.val),
-                        "--model", done["path"], "--json", str(scored), "--threads", str(args.threads)],
-                       check=True, capture_output=True, env=env, cwd=ROOT)
-        independent = json.loads(scored.read_text(encoding="utf-8"))
+        independent = independent_scores(Path(done["path"]), args.val, Path(tmp), env, args.threads)
         card = json.loads(Path(done["path"], "card.json").read_text(encoding="utf-8"))
         files = labelled_paths(url, args.train)
         simple = simple_answers_on(args.train, args.val, files)
@@ -174,7 +225,8 @@ def main() -> int:
         "retrain_command": " ".join(cmd[2:]).replace(url, "URL"),
         "plan": {k: plan[k] for k in ("start", "data", "notes", "command")}, "retrain_seconds": round(seconds, 1),
         "held_out_comparison": done["comparison"],
-        "independent_val": {k: independent[k] for k in ("accuracy", "f1", "count", "per_class", "confusion_matrix")},
+        "independent_val": {k: independent[k] for k in ("accuracy", "f1", "count", "per_class", "classes",
+                                                         "confusion_matrix", "classes_left_out")},
         "simple_answers_independent_val": simple,
         "verdict": next((e["message"] for e in events if e["event"] == "verdict"), None),
         "card_training": card.get("training"), "card_data": card.get("data"),  # how the registered version was fitted
@@ -183,7 +235,9 @@ def main() -> int:
     print(f"retrain: {seconds:.0f} s wall ({plan['start']})")
     print(f"held out inside the station: {done['comparison']}")
     print(f"independent val ({independent['count']} images): accuracy {independent['accuracy']:.3f}, "
-          f"macro F1 {independent['f1']:.3f}")
+          f"macro F1 {independent['f1']:.3f}"
+          + (f" (classes the command left out, scored as errors: {independent['classes_left_out']})"
+             if independent["classes_left_out"] else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from benchmarks.label_next import CHOOSERS, pool_order
-from benchmarks.retraining_loop import label_next_picks
+from benchmarks.retraining_loop import joined_confusion, label_next_picks
 
 
 def _pool(seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -45,3 +45,13 @@ def test_picks_from_a_class_folder_tree_are_the_stations_relative_paths(tmp_path
     assert len(got) == 6 and len(set(got)) == 6                       # 3 per class x 2 classes, in all
     assert all((tmp_path / rel).is_file() and rel.count("/") == 1 for rel in got)
     assert got == label_next_picks(tmp_path, per_class=3, seed=0, batch=4)
+
+
+def test_a_class_the_command_left_out_still_counts_its_tiles_as_errors() -> None:
+    """Two ``evaluate`` reports joined: a/b tiles on the model's classes, then c's tiles filed under a."""
+    on_known = {"classes": ["a", "b"], "confusion_matrix": [[8, 2], [1, 9]]}
+    on_left_out = {"classes": ["a", "b"], "confusion_matrix": [[3, 2], [0, 0]]}
+    classes, cm = joined_confusion(on_known, on_left_out, ["a", "b"], ["c"])
+    assert classes == ["a", "b", "c"]
+    assert cm.tolist() == [[8, 2, 0], [1, 9, 0], [3, 2, 0]]
+    assert cm.trace() / cm.sum() == 17 / 25
