@@ -64,9 +64,14 @@ def tree(root: Path) -> tuple[list[Path], list[str]]:
 KINDS = ("texture", "thumbnail", "defect")  # feature sets the logistic regression is scored on
 
 
-def features(paths: list[Path]) -> dict[str, np.ndarray]:
+def texture_embeddings(paths: list[Path]) -> np.ndarray:
+    """The cheap ``texture`` embedding "label next" chooses on in the station, one row per path."""
     src = TextureEmbedding()
-    return {"texture": np.stack([src.embed(p) for p in paths]), "thumbnail": thumbnails(paths),
+    return np.stack([src.embed(p) for p in paths])
+
+
+def features(paths: list[Path]) -> dict[str, np.ndarray]:
+    return {"texture": texture_embeddings(paths), "thumbnail": thumbnails(paths),
             "defect": texture_matrix(paths, "defect")}
 
 
@@ -113,6 +118,17 @@ def active_order(choose: Chooser, x: np.ndarray, y: list[str], budget: int, batc
     return order
 
 
+def pool_order(choose: Chooser, x: np.ndarray, names: list[str], budget: int, batch: int, seed: int) -> list[int]:
+    """Rows of ``x`` (the pool, ``names`` its true classes) in the order an inspector following
+    ``choose`` labels them: the pool presented in a seeded order (the seed only breaks ties and
+    picks among equals), then ``active_order``. One function for this benchmark and
+    ``retraining_loop.py --order label-next``, so both label exactly the same images; a budget that is
+    a multiple of ``batch`` gives the prefix of a longer order (each batch sees only earlier labels)."""
+    perm = np.random.default_rng(seed).permutation(len(names))
+    got = active_order(choose, x[perm], [names[i] for i in perm], budget, batch, seed)
+    return [int(perm[i]) for i in got]
+
+
 def curve(order: list[int], counts: list[int], train: dict[str, np.ndarray], y: np.ndarray,
           val: dict[str, np.ndarray], yv: np.ndarray, classes: list[str]) -> dict[int, dict[str, dict]]:
     out: dict[int, dict[str, dict]] = {}
@@ -155,13 +171,11 @@ def main() -> None:
         order = list(range(len(paths)))
         random.Random(seed).shuffle(order)
         runs["random"][seed] = curve(order, counts, train, y, val, yv, classes)
-        perm = np.random.default_rng(seed).permutation(len(paths))  # the pool in a seeded order (ties, first pick)
         for name in a.orders:
             t0 = time.perf_counter()
-            got = active_order(CHOOSERS[name], train["texture"][perm], [names[i] for i in perm], max(counts), a.batch, seed)
+            chosen = pool_order(CHOOSERS[name], train["texture"], names, max(counts), a.batch, seed)
             if name == "label_next":
                 select_s.append(time.perf_counter() - t0)
-            chosen = [int(perm[i]) for i in got]
             runs[name][seed] = curve(chosen, counts, train, y, val, yv, classes)
             picked = [names[i] for i in chosen]
             print(f"seed {seed}: {name} picked per class at {max(counts)}: "
