@@ -28,12 +28,12 @@ from database.dto import (
     WorkerInfo,
 )
 from database.engine import Database, open_database
-from database.errors import ConflictError, DatabaseError, SchemaTooNewError
+from database.errors import ConflictError, DatabaseError, SchemaTooNewError, StaleLabelError
 from database.jobs import new_worker_id
 from database.states import AnomalyVerdict, ItemStatus, JobStatus, ReviewState
 
 __all__ = [
-    "UNCHANGED", "AnomalyVerdict", "ClaimedBatch", "ClassInfo", "ConflictError", "Database", "DatabaseError",
+    "UNCHANGED", "AnomalyVerdict", "ClaimedBatch", "ClassInfo", "ConflictError", "Database", "DatabaseError", "StaleLabelError",
     "FileEntry", "FolderInfo", "ImageInfo", "ImageQuery", "IndexResult", "ItemStatus", "JobInfo", "JobItemInfo",
     "JobStatus", "LabelChange", "LabelRevisionInfo", "ModelVersionInfo", "PredictionIn", "PredictionInfo",
     "ReviewState", "SchemaTooNewError", "WorkerInfo", "new_worker_id", "open_database",

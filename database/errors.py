@@ -21,6 +21,17 @@ class ConflictError(DatabaseError):
     """A write collided with existing data (a duplicate name, a row that vanished)."""
 
 
+class StaleLabelError(ConflictError):
+    """A label save based on a revision that is no longer the newest: someone (another station,
+    another window) saved the image since. Refused so that their label is never replaced unseen."""
+
+    def __init__(self, image_id: int, expected: int, current: int, author: str | None) -> None:
+        self.image_id, self.expected, self.current, self.author = image_id, expected, current, author
+        by = f" by {author}" if author else ""
+        super().__init__(f"image {image_id}'s label was saved again{by} (revision {current}) after the "
+                         f"revision {expected} this save was based on.")
+
+
 class SchemaTooNewError(DatabaseError):
     """The database was migrated by a newer version of the application."""
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
-from database.errors import ConflictError
+from database.errors import ConflictError, StaleLabelError
 from database.images import chunks, label_keys_update, set_label_keys
 from database.models import Image, LabelRevision, Prediction, table_of, utcnow
 from database.states import AnomalyVerdict, ReviewState
@@ -141,12 +141,19 @@ class LabelRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def append(self, image_id: int, change: LabelChange, author: str) -> LabelRevisionInfo:
-        """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state."""
+    def append(self, image_id: int, change: LabelChange, author: str,
+               expected_revision: int | None = None) -> LabelRevisionInfo:
+        """Save an edit as a new revision (fields left UNCHANGED carry over) and set the state.
+
+        ``expected_revision``: the revision the edit was made on (0: none); when another one was
+        saved since, the save is refused with ``StaleLabelError`` (checked under the image's lock)."""
         _check_change(change)
         with self.db.session(write=True) as s:
             locked = _lock_image(s, image_id)
             prev = _latest(s, image_id)
+            current = prev.revision if prev else 0
+            if expected_revision is not None and current != expected_revision:
+                raise StaleLabelError(image_id, expected_revision, current, prev.author if prev else None)
             return _append(s, image_id, locked, prev, author, _resolve(change, prev),
                            ReviewState(change.review_state), change.from_prediction_id, change.note)
 
@@ -212,6 +219,12 @@ class LabelRepository:
             locked = _lock_image(s, image_id)
             return _append(s, image_id, locked, _latest(s, image_id), author, label, state, pred,
                            f"reverted to revision {to_revision}")
+
+    def newest_id(self) -> int:
+        """The id of the newest label revision of the whole database (0: none): it moves with every
+        save anywhere, so a window polls it to learn that labels changed (one index lookup)."""
+        with self.db.session() as s:
+            return int(s.scalar(select(func.max(_REVISIONS.c.id))) or 0)
 
     def current(self, image_id: int) -> LabelRevisionInfo | None:
         with self.db.session() as s:

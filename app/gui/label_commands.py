@@ -31,8 +31,11 @@ class LabelEdit(QUndoCommand):
         self._pushed = False  # the first redo is the edit itself, later ones are a redo
 
     def redo(self) -> None:
-        self.controller.apply_label(self.image_id, self.after, self.changed, self.follow, replay=self._pushed)
+        if not self.controller.apply_label(self.image_id, self.after, self.changed, self.follow, replay=self._pushed):
+            self.setObsolete(True)  # refused (saved elsewhere meanwhile): the stack drops this step
         self._pushed = True
 
     def undo(self) -> None:
-        self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow, replay=True)
+        if not self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow,
+                                           replay=True):
+            self.setObsolete(True)

@@ -30,6 +30,7 @@ from app.gui.gallery_model import GalleryModel
 from app.gui.gallery_view import GalleryView
 from app.gui.help_dialog import ShortcutsDialog
 from app.gui.label_panel import LabelPanel
+from app.gui.label_watch import LabelWatch
 from app.gui.layer_panel import LayerPanel
 from app.gui.object_wiring import wire_objects
 from app.gui.queue_controller import QueueController
@@ -97,6 +98,7 @@ class MainWindow(QMainWindow):
         self.folders = FolderBrowser(self.actions["open_folder"])
         self.folder_ctl = FolderController(ctx.review, self.folders, self)
         self.folder_facts = FolderFacts(self, self)
+        self.label_watch = LabelWatch(ctx.review, self)
         self.status = StationStatusBar(self)
         self.setStatusBar(self.status)
         self.setCentralWidget(self.viewer_pane)
@@ -191,6 +193,8 @@ class MainWindow(QMainWindow):
         r.message.connect(self._say)
         r.save_failed.connect(self._warn)
         r.pending_changed.connect(self.status.set_pending)
+        self.label_watch.changed.connect(self._labels_changed_somewhere)
+        self.label_watch.start()
         self.label_panel.class_chosen.connect(r.set_class)
         self.label_panel.revision_chosen.connect(r.restore_revision)
         self.folders.folder_chosen.connect(self.show_folder)
@@ -229,10 +233,18 @@ class MainWindow(QMainWindow):
             self.review.decide_many(selected, name)
             self.review.reload()
             return
-        before = self.review.image_id
+        before, refused = self.review.image_id, self.review.conflicts
         decision()
-        if self.ctx.settings.auto_advance and before is not None and self.review.image_id == before:
+        if (self.ctx.settings.auto_advance and before is not None and self.review.image_id == before
+                and self.review.conflicts == refused):  # refused: stay, the newer label is to be seen
             self.queue.next_unreviewed(1)
+
+    def _labels_changed_somewhere(self) -> None:
+        """A label was saved (maybe at another station): the queue, counts and open label follow."""
+        if self.current_folder is not None:
+            self.queue.refresh_in_background()
+            self.queue.update_counts()
+        self.review.check_label()
 
     def _show_history(self) -> None:
         if self.review.image_id is None:
@@ -323,6 +335,7 @@ class MainWindow(QMainWindow):
         self.ctx.shutdown()
         self.review.close()
         self.thumbs.shutdown()
+        self.label_watch.close()
         self.queue.close()
         self.folder_facts.close()
         self.folder_ctl.close()

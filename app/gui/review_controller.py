@@ -25,6 +25,7 @@ from PySide6.QtGui import QUndoStack
 from app.gui.label_commands import LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
+from app.services.review import LabelConflict
 from app.services.review_types import ImageDetail, LabelState, StateMove
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class ReviewController(QObject):
     replayed = Signal(int)             # image id whose edit an undo/redo just replayed
     loading = Signal(int)              # image id whose detail is being read (the screen still shows the last)
     _loaded = Signal(int, int, object, str)  # ticket, image id, ImageDetail | None, error (from the reader)
+    _checked = Signal(int, int)              # image id, its newest label revision (from the reader)
 
     RETRY_MS = 3000
 
@@ -52,6 +54,10 @@ class ReviewController(QObject):
         self.label: LabelState | None = None
         self.image_size: tuple[int, int] | None = None  # (w, h) once the viewer decoded the pixels
         self._pending: dict[int, tuple[LabelState, str]] = {}
+        # The label revision this window last showed or saved per image: a save is based on it, and
+        # one saved elsewhere since (another station, another window) refuses the save (LabelConflict).
+        self._seen: dict[int, int] = {}
+        self.conflicts = 0  # saves refused that way so far (the window does not auto-advance past one)
         self._retry = QTimer(self)
         self._retry.setInterval(self.RETRY_MS)
         self._retry.timeout.connect(self.flush_pending)
@@ -62,6 +68,7 @@ class ReviewController(QObject):
         self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="detail-reader")
         self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
+        self._checked.connect(self._on_checked)
         self._early_prediction: ImageDetail | None = None  # a refresh that overtook the open read
         self.objects = ObjectSelection(self)  # the selected object, whose class 1–9 set instead of the image's
         self.objects.message.connect(self.message)
@@ -140,12 +147,36 @@ class ReviewController(QObject):
             detail = replace(detail, prediction=early.prediction, prelabel_error=early.prelabel_error)
         pending = self._pending.get(image_id)
         label = pending[0] if pending else detail.label
+        if not pending:
+            self._seen[image_id] = detail.label.revision
         if self.detail is None or self.detail.item.image_id != image_id:
             self.image_size = None
         self.detail = detail
         self.label = label
         self.image_loaded.emit(detail)
         self.label_changed.emit(label)
+
+    def check_label(self) -> None:
+        """Labels were saved somewhere: re-read the open image if its label is no longer the one on
+        screen (the revision is read on the reader thread; the GUI thread never waits)."""
+        image_id = self._target
+        if image_id is None or self._closed or image_id in self._pending:
+            return
+
+        def read() -> None:
+            try:
+                self._checked.emit(image_id, self.service.label_revision(image_id))
+            except Exception as exc:  # noqa: BLE001 - the next change asks again
+                log.warning("label check of image %d failed: %s", image_id, exc)
+        self._reader.submit(read)
+
+    @Slot(int, int)
+    def _on_checked(self, image_id: int, revision: int) -> None:
+        seen = self._seen.get(image_id)
+        if (image_id == self._target and image_id not in self._pending and self._reading is None
+                and seen is not None and seen != revision):
+            self.reload(image_id)
+            self.message.emit("This image's label was changed at another station or window: the new label is shown.")
 
     def show_new_prediction(self, detail: ImageDetail) -> None:
         """The open image re-read on a helper thread after a job wrote predictions: its prediction
@@ -258,6 +289,8 @@ class ReviewController(QObject):
                 self.save_failed.emit(f"Cannot read image {image_id}: {exc}")
                 continue
             before = self._pending.get(image_id, (detail.label, ""))[0]
+            if image_id not in self._pending:
+                self._seen[image_id] = detail.label.revision
             after = (self.service.accepted_label(detail, before) if decision == "accept"
                      else before.with_(review_state="rejected"))
             if not after.same_content(before):
@@ -307,11 +340,17 @@ class ReviewController(QObject):
 
     # -- applying (called by undo commands) ------------------------------------------------
     def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,
-                    replay: bool = False) -> None:
-        """Save ``state`` for ``image_id``; ``replay``: an undo or redo, not the edit itself."""
+                    replay: bool = False) -> bool:
+        """Save ``state`` for ``image_id``; ``replay``: an undo or redo, not the edit itself.
+        False when the save was refused because the label was saved elsewhere meanwhile: the
+        edit did not happen (its undo command drops itself) and the image shows the newer label."""
         if self._target == image_id:
             self._ready()  # a read in flight would bring back the label as it was before this save
-        saved = self._save(image_id, state, changed)
+        try:
+            saved = self._save(image_id, state, changed)
+        except LabelConflict as exc:
+            self._conflict(exc, changed)
+            return False
         shown = saved if saved is not None else state
         if self._shows(image_id):
             self.label = shown
@@ -321,10 +360,26 @@ class ReviewController(QObject):
             self.reload(image_id)
         if replay and follow:
             self.replayed.emit(image_id)
+        return True
+
+    def _conflict(self, exc: LabelConflict, changed: str) -> None:
+        """Someone saved the image after the revision this edit was made on: nothing is saved,
+        the newer label is shown, and the inspector is told (their edit is one key to redo)."""
+        self._seen.pop(exc.image_id, None)
+        self.conflicts += 1
+        if self.image_id == exc.image_id:
+            self.reload(exc.image_id)  # first: the warning below may be a modal box
+        what = f" ({changed})" if changed else ""
+        self.save_failed.emit(f"Not saved{what}: {exc}. The image now shows that label; make your change "
+                              "again if it still holds.")
 
     def _save(self, image_id: int, state: LabelState, changed: str) -> LabelState | None:
+        """The saved label, or None when the database refused it for now (kept, retried);
+        ``LabelConflict`` passes through (a newer label elsewhere: retrying would overwrite it)."""
         try:
-            saved = self.service.save(image_id, state, changed)
+            saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id))
+        except LabelConflict:
+            raise
         except Exception as exc:  # noqa: BLE001 - a failed save is kept and retried; the reason is shown
             self._pending[image_id] = (state, changed)
             self._retry.start()
@@ -333,6 +388,7 @@ class ReviewController(QObject):
                                   "as soon as the database accepts it.")
             return None
         self._pending.pop(image_id, None)
+        self._seen[image_id] = saved.label.revision
         self.pending_changed.emit(len(self._pending))
         self._after_save(image_id, saved.moved)
         return saved.label
@@ -356,11 +412,23 @@ class ReviewController(QObject):
         """Retry labels the database refused; True when nothing is left waiting."""
         for image_id, (state, changed) in list(self._pending.items()):
             try:
-                saved = self.service.save(image_id, state, changed)
+                saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id))
+            except LabelConflict as exc:
+                # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
+                del self._pending[image_id]
+                try:
+                    where = self.service.keep_conflicted({image_id: state})
+                except Exception as write_exc:  # noqa: BLE001 - said to the inspector
+                    where = f"(could not be written: {write_exc})"
+                self._conflict(exc, changed)
+                self.save_failed.emit(f"The waiting label of image {image_id} was not saved: {exc}. "
+                                      f"It is kept in {where}.")
+                continue
             except Exception as exc:  # noqa: BLE001 - kept pending for the next retry; logged
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
                 continue
             del self._pending[image_id]
+            self._seen[image_id] = saved.label.revision
             if self._shows(image_id):
                 self.label = saved.label
             self._after_save(image_id, saved.moved)

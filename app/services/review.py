@@ -62,6 +62,16 @@ class ReviewError(Exception):
     """A review action that could not be done, in one sentence for the user."""
 
 
+class LabelConflict(ReviewError):
+    """A save refused because the image's label was saved elsewhere (another station or window)
+    after the revision this edit was made on; ``revision`` and ``author`` are that newer save's."""
+
+    def __init__(self, image_id: int, revision: int, author: str | None) -> None:
+        self.image_id, self.revision, self.author = image_id, revision, author
+        by = f"by {author} " if author else ""
+        super().__init__(f"the label was changed {by}at another station or window meanwhile (revision {revision})")
+
+
 @dataclass(frozen=True)
 class ReviewSettings:
     """The reviewer's own choices (persisted by the GUI, passed in here)."""
@@ -323,9 +333,12 @@ class ReviewService:
         Object classes are stored canonical: one seed per classified object of the mask (ADR 0017)."""
         return self.save(image_id, state, changed).label
 
-    def save(self, image_id: int, state: LabelState, changed: str = "") -> Saved:
+    def save(self, image_id: int, state: LabelState, changed: str = "", expected_revision: int | None = None) -> Saved:
         """``save_label``, with the review-state move the save made (read under its lock: the
-        shown counts move by it at once, no recount of the folder)."""
+        shown counts move by it at once, no recount of the folder). ``expected_revision``: the
+        revision the edit was made on; a newer one saved meanwhile raises ``LabelConflict`` and
+        nothing is saved (their label is never replaced unseen)."""
+        from database import StaleLabelError
         from database.dto import LabelChange
         from database.states import AnomalyVerdict, ReviewState
         objects = resolve(state.mask, state.objects)
@@ -340,7 +353,10 @@ class ReviewService:
             note=changed or None,
             object_classes=as_json(objects),
         )
-        rev = self.db.labels.append(image_id, change, self.settings.author)
+        try:
+            rev = self.db.labels.append(image_id, change, self.settings.author, expected_revision)
+        except StaleLabelError as exc:
+            raise LabelConflict(image_id, exc.current, exc.author) from None
         m = rev.moved
         moved = None if m is None else StateMove(m.image_id, m.folder_id, str(m.before.value), str(m.after.value),
                                                  m.counted)
@@ -428,6 +444,20 @@ class ReviewService:
             base.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return str(root)
 
+    def label_watermark(self) -> int:
+        """A number that moves whenever any label is saved (the window's ``LabelWatch`` polls it)."""
+        return self.db.labels.newest_id()
+
+    def label_revision(self, image_id: int) -> int:
+        """The image's newest label revision (0: never labelled)."""
+        rev = self.db.labels.current(image_id)
+        return 0 if rev is None else rev.revision
+
+    def keep_conflicted(self, labels: dict[int, LabelState]) -> str:
+        """Write labels refused because someone saved the image meanwhile to ``recovery/conflicts``:
+        kept for a person to look at, never replayed over the newer label by ``recover``."""
+        return self.write_recovery(labels, recovery_dir() / CONFLICTS)
+
     def recover(self, folder: Path | None = None) -> int:
         """Save labels left in the recovery folder by an earlier session; returns how many."""
         root = folder or recovery_dir()
@@ -452,6 +482,9 @@ class ReviewService:
             meta_path.with_suffix(".npz").unlink(missing_ok=True)
             done += 1
         return done
+
+
+CONFLICTS = "conflicts"  # below recovery_dir(): refused saves kept for a person (recover skips it)
 
 
 def recovery_dir() -> Path:

@@ -51,3 +51,19 @@ def test_one_bad_change_writes_nothing(db, bad: str) -> None:
     assert db.labels.current(ids["b"]) is None
     assert [r.class_name for r in db.labels.history(ids["a"])] == ["good"]
     assert db.images.get(ids["b"]).review_state == ReviewState.UNREVIEWED
+
+
+def test_a_single_save_based_on_an_old_revision_is_refused(db) -> None:
+    """``append(..., expected_revision)``: the review window's save names the revision it was made on;
+    one saved meanwhile (another station) refuses it, on SQLite and PostgreSQL alike."""
+    from database import StaleLabelError
+
+    a = ids_of(db)["a"]
+    db.labels.append(a, LabelChange(ReviewState.ACCEPTED, class_name="good"), "me", expected_revision=0)
+    db.labels.append(a, LabelChange(ReviewState.CORRECTED, class_name="crack"), "other", expected_revision=1)
+    with pytest.raises(StaleLabelError) as caught:
+        db.labels.append(a, LabelChange(ReviewState.REJECTED), "me", expected_revision=1)
+    assert (caught.value.current, caught.value.author) == (2, "other") and isinstance(caught.value, ConflictError)
+    assert db.labels.current(a).revision == 2 and db.labels.current(a).class_name == "crack"
+    db.labels.append(a, LabelChange(ReviewState.REJECTED), "me")  # no expectation: saved as before
+    assert db.labels.current(a).revision == 3

@@ -1,0 +1,39 @@
+"""Labels saved elsewhere reach this window: another station on the same database, another window,
+an import from the command line.
+
+Why: a station's counts, badges and open label used to follow only its own saves and its own
+jobs, so a window left open beside a colleague's station kept saying "unreviewed 40" about images
+the colleague had corrected, and the label panel showed the old label (a save over it is refused
+since, ``LabelConflict``; this makes the screen right before the inspector acts). Every few seconds
+a helper thread reads one number, the newest label revision's id (an index lookup at any size);
+when it moved, the queue and the counts are re-read in the background and the open image's label
+is re-read if its revision is no longer the one on screen. The GUI thread never waits on it.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from app.gui.job_monitor import BackgroundPoller
+
+INTERVAL_MS = 4000
+
+
+class LabelWatch(QObject):
+    changed = Signal()   # some label was saved since the last look (here or elsewhere)
+
+    def __init__(self, service, parent: QObject | None = None, interval_ms: int | None = None) -> None:
+        super().__init__(parent)
+        self._last: int | None = None
+        self._poller = BackgroundPoller(service.label_watermark, interval_ms or INTERVAL_MS, self, "label-watch")
+        self._poller.result.connect(self._on_mark)
+
+    def start(self) -> None:
+        self._poller.start()
+
+    def _on_mark(self, mark: int) -> None:
+        if self._last is not None and mark != self._last:
+            self.changed.emit()
+        self._last = mark
+
+    def close(self) -> None:
+        self._poller.close()

@@ -1,0 +1,73 @@
+"""Two stations on one image: a save based on a label someone else has replaced since is refused,
+the window shows their label and says so, and the undo stack keeps no step that did not happen."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from database import LabelChange, ReviewState
+from tests.gui.fixtures import CLASSES
+from tests.gui.test_main_window import press
+
+
+def test_a_save_over_another_stations_newer_label_is_refused_and_theirs_shown(window, service, db, qtbot):
+    win = window
+    image_id = win.review.image_id
+    shown = win.review.label
+    assert shown.revision == 0 and win.review.undo_stack.count() == 0
+    theirs = next(c for c in CLASSES if c != shown.class_name)
+    # Another station corrects the image while this window still shows it unreviewed.
+    db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name=theirs), "inspector2")
+    errors: list[str] = []
+    win.review.save_failed.connect(errors.append)
+    press(qtbot, win, Qt.Key.Key_A)
+    current = service.detail(image_id).label
+    assert current.class_name == theirs and current.review_state == "corrected" and current.revision == 1
+    assert [h.author for h in service.history(image_id)] == ["inspector2"]  # nothing saved over it
+    assert errors and errors[-1].startswith("Not saved (accept): the label was changed by inspector2")
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.revision == 1, timeout=5000)
+    assert win.review.label.class_name == theirs  # the window shows their label now
+    assert win.review.undo_stack.count() == 0     # no undo step for an edit that did not happen
+    # From their label on, this window's edits save as usual.
+    press(qtbot, win, Qt.Key.Key_A)
+    assert service.detail(image_id).label.review_state == "accepted"
+    assert [h.author for h in service.history(image_id)] == ["inspector2", "tester"]
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert service.detail(image_id).label.review_state == "corrected"
+
+
+def test_undo_after_another_station_saved_does_not_put_the_old_label_back(window, service, db, qtbot):
+    win = window
+    image_id = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_A)  # this window accepts (revision 1)
+    db.labels.append(image_id, LabelChange(ReviewState.REJECTED), "inspector2")  # then another station rejects
+    errors: list[str] = []
+    win.review.save_failed.connect(errors.append)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo of the accept
+    assert service.detail(image_id).label.review_state == "rejected"       # theirs stands
+    assert errors and "inspector2" in errors[-1]
+    assert win.review.undo_stack.count() == 0
+
+
+def test_labels_saved_at_another_station_reach_an_idle_window(service, folder, db, qtbot, monkeypatch):
+    """Nobody touches this window: another station's corrections show in the counts, the gallery's
+    state and the open image's label within a few polls."""
+    import app.gui.label_watch as watch
+    from tests.gui.conftest import build_window, wait_shown
+
+    monkeypatch.setattr(watch, "INTERVAL_MS", 150)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(lambda: (win.status.counts.property("counts") or {}).get("unreviewed") == 6, timeout=5000)
+    opened = win.review.image_id
+    other = next(i.id for i in db.images.query() if i.id != opened)
+    theirs = CLASSES[1]
+    db.labels.append(opened, LabelChange(ReviewState.CORRECTED, class_name=theirs), "inspector2")
+    db.labels.append(other, LabelChange(ReviewState.REJECTED), "inspector2")
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.revision == 1, timeout=5000)
+    assert win.review.label.class_name == theirs and win.review.label.author == "inspector2"
+    qtbot.waitUntil(lambda: win.status.counts.property("counts") == {
+        "unreviewed": 4, "accepted": 0, "corrected": 1, "rejected": 1}, timeout=5000)
+    press(qtbot, win, Qt.Key.Key_A)  # and the next save builds on their label, no conflict
+    assert [h.author for h in service.history(opened)] == ["inspector2", "tester"]
+    win.close()
