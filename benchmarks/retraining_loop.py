@@ -86,6 +86,20 @@ def label_listed(db, rel_paths: list[str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def run_retrain(cmd: list[str], env: dict[str, str]) -> tuple[list[dict], dict, dict, float] | None:
+    """Run a ``retrain … --progress-json`` command: (events, its done event, its train stage, wall
+    seconds), or None (stderr's end printed) when it did not finish with a new version."""
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    seconds = time.monotonic() - t0
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not events or events[-1]["event"] != "done":
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return None
+    plan = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+    return events, events[-1], plan, seconds
+
+
 def labelled_paths(url: str, root: Path) -> list[Path]:
     """The files that got a label in the benchmark's station, as paths below ``root``."""
     db = open_database(url)
@@ -202,15 +216,10 @@ def main() -> int:
         if args.epochs:
             cmd += ["--epochs", str(args.epochs)]
         cmd += shlex.split(args.retrain_args)
-        t0 = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        seconds = time.monotonic() - t0
-        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode != 0 or not events or events[-1]["event"] != "done":
-            print(proc.stderr[-3000:], file=sys.stderr)
+        ran = run_retrain(cmd, env)
+        if ran is None:
             return 1
-        done = events[-1]
-        plan = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+        events, done, plan, seconds = ran
         independent = independent_scores(Path(done["path"]), args.val, Path(tmp), env, args.threads)
         card = json.loads(Path(done["path"], "card.json").read_text(encoding="utf-8"))
         files = labelled_paths(url, args.train)
