@@ -236,7 +236,7 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None
                 f"{parent.name if parent else 'the active version'} is a {arch} model: it learns from reviewed anomalous "
                 f"images with a drawn region (R), {MIN_DEFECT_REGIONS} at least in the training share (four in five of "
                 f"them; the rest are kept for testing); {category.name} gives {learned}. Draw the regions of more "
-                "anomalous images, or retrain a model from good images only with --from-scratch")
+                "anomalous images, or retrain a model from good images only (python main.py retrain anomaly --from-scratch)")
     test = category / "test"
     anomalous = sum(len(_images(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
     args: list[str] = []

@@ -222,6 +222,23 @@ def fold_groupings(p: Planes, group: Callable[[str], str], group_by: str, n_fold
     return out
 
 
+def joined_groups(group: Callable[[str], str], good_names: Sequence[str]) -> Callable[[str], str]:
+    """``group``, except that a defect whose group holds no good tile joins the group of a good tile
+    picked by a hash of its name. Folds are made of the good tiles' groups, so such a defect (every
+    image its own group under ``none``; station names with the class in front) would be in no fold
+    and left out of the heads: with few reviewed defects that left none. Magnetic tile's sessions
+    hold both, so its folds are unchanged."""
+    import zlib
+
+    known = sorted({group(n) for n in good_names})
+    known_set = set(known)
+
+    def joined(name: str) -> str:
+        g = group(name)
+        return g if g in known_set or not known else known[zlib.crc32(name.encode("utf-8")) % len(known)]
+    return joined
+
+
 def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.ndarray, defect_names: Sequence[str],
                     defects: np.ndarray, defect_types: Sequence[str], defect_masks: Sequence[np.ndarray | None],
                     group: Callable[[str], str], group_by: str, n_folds: int, device: torch.device | str = "cpu",
@@ -231,6 +248,7 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
     if len(defects) == 0:
         raise ValueError("tile_defect learns its heads from labelled defects: the data needs a validation/ "
                          "folder of defect images with masks (convert_magnetic_tile --defects-by-split)")
+    group = joined_groups(group, good_names)
     p = out_of_fold(cfg, good_names, good, defect_names, defects, defect_types, defect_masks, group, n_folds,
                     device, seed, log)
     good_knn = p.knn[~p.labels]

@@ -191,3 +191,17 @@ def test_tile_defect_refuses_data_without_labelled_defects(tmp_path, capsys):
     rc = main(["train", "anomaly", "--data", str(root), "--out", str(tmp_path / "m"), "--arch", "tile_defect",
                "--preset", "test_tiny", "--threads", "1", "--no-evaluate"])
     assert rc != 0 and "labelled defects" in capsys.readouterr().err
+
+
+def test_defects_outside_every_good_group_still_teach_the_heads(tmp_path, capsys):
+    """``--group-by none`` (a station's names without sessions): every image is its own group, so no
+    defect shares a good tile's group; each joins one by a hash of its name instead of being left out
+    (before: all left out, and the fit stopped on a one-class regression)."""
+    convert(_source(tmp_path / "mt"), tmp_path / "out", defects_by_split=True)
+    out = tmp_path / "model"
+    rc = main(["train", "anomaly", "--data", str(tmp_path / "out"), "--out", str(out), "--arch", "tile_defect",
+               "--preset", "test_tiny", "--threads", "1", "--cv-folds", "3", "--group-by", "none", "--no-evaluate"])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "left out" not in printed.out
+    assert json.loads((out / "card.json").read_text())["cross_validation"]["image_auroc"] > 0.8
