@@ -54,6 +54,8 @@ def fit_model(config: TextureKnnConfig, images: np.ndarray, device: torch.device
     bar = Progress(size, "memory bank", disable=quiet)
     try:
         model.set_bank(rows, seed, progress=bar.update)
+        if bar.done < size:  # every row kept (no coreset to pick): the stage is done all the same
+            bar.update(size - bar.done)
     finally:
         bar.close()
     return model.eval()

@@ -105,7 +105,8 @@ def fold_term_planes(probe: TileDefect, images: np.ndarray, fold_rows: Sequence[
 def out_of_fold(cfg: TileDefectConfig, good_names: Sequence[str], good: np.ndarray, defect_names: Sequence[str],
                 defects: np.ndarray, defect_types: Sequence[str], defect_masks: Sequence[np.ndarray | None],
                 group: Callable[[str], str], n_folds: int, device: torch.device | str = "cpu", seed: int = 0,
-                log: Callable[[str], None] = print) -> Planes:
+                log: Callable[[str], None] = print, tick: Callable[[], None] | None = None) -> Planes:
+    """The out-of-fold planes; ``tick`` is called after each fold's bank (a progress bar's step)."""
     import cv2
 
     probe = TileDefect(cfg)
@@ -126,6 +127,8 @@ def out_of_fold(cfg: TileDefectConfig, good_names: Sequence[str], good: np.ndarr
         knn[rows] = probe.knn_small(maps)
         log(f"fold {k + 1}/{len(folds)} (groups {', '.join(sorted({gg[i] for i in held}))}): bank and statistics "
             f"without them; {len(rows)} images mapped")
+        if tick is not None:
+            tick()
     z = fold_term_planes(probe, images, fold_rows)
     masks: list[np.ndarray | None] = [np.zeros((m, m), bool)] * len(good)
     for i in held_d:
@@ -248,9 +251,13 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
     if len(defects) == 0:
         raise ValueError("tile_defect learns its heads from labelled defects: the data needs a validation/ "
                          "folder of defect images with masks (convert_magnetic_tile --defects-by-split)")
+    from .common import Progress
+
     group = joined_groups(group, good_names)
+    # Steps a window can follow (the retrain dialog's bar): each fold's bank, each cross-validation, the final fit.
+    bar = Progress(n_folds + 3, "tile model fit", disable=quiet)
     p = out_of_fold(cfg, good_names, good, defect_names, defects, defect_types, defect_masks, group, n_folds,
-                    device, seed, log)
+                    device, seed, log, tick=bar.update)
     good_knn = p.knn[~p.labels]
     knn_stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
     rows = image_rows(cfg, p, knn_stats)
@@ -263,6 +270,7 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
         cv[name] = figures(p, maps, logits_by[name], cfg.map_image_weight, cfg.map_offset, cfg.map_gate) | {"n_folds": k}
         log(f"cross-validation ({k} folds by {name}): image AUROC {cv[name]['image_auroc']:.4f}  "
             f"pixel AUROC {cv[name]['pixel_auroc']:.4f}")
+        bar.update()
     session = defect_probability(logits_by[group_by])  # the model's image score, in its unit
     thr = choose_threshold(session[~p.labels], session[p.labels])
     thr["method"] += f", each scored in {n_folds}-fold group cross-validation (groups by {group_by})"
@@ -291,6 +299,8 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
     model.term_std.copy_(torch.from_numpy(std))
     model.knn_stats.copy_(torch.tensor(knn_stats))
     fit_heads(model, p, rows, range(len(p.images)))
+    bar.update(bar.total - bar.done)  # the final fit (and a cross-validation not run: one grouping only)
+    bar.close()
     estimate = {"image_auroc": cv[group_by]["image_auroc"], "pixel_auroc": cv[group_by]["pixel_auroc"],
                 "group_by": group_by, "n_folds": n_folds, "by_grouping": cv,
                 "note": "heads fitted on out-of-fold maps of the other folds; 'series' = folds of physical tiles "
