@@ -4,7 +4,11 @@ Uncertainty alone picks twenty copies of the same confusing tile; diversity alon
 points) spends labels on easy outliers. The batch here is a greedy *weighted k-center*: each
 pick maximises (distance to the nearest labelled or already picked image) x (0.1 + uncertainty²)
 x typicality (1 in a crowd, less far out), so a pick is far from what the model has seen, where
-the model hesitates, and like many other images. Out-of-domain
+the model hesitates, and like many other images. Once the refitted regression gives the
+uncertainty, the weight is also multiplied by sqrt(mean labels per labelled class / labels of the
+image's predicted class): without it about half the picks on magnetic tile were ``free`` and fray
+got 4-9 labels of 240, below the retrain command's class minimum (benchmarks/results/lnclasses.md).
+Out-of-domain
 images (the prediction's ``out_of_domain`` flag, once the out-of-domain work provides it) come
 first: no amount of labels elsewhere tells the model what they are.
 
@@ -27,6 +31,7 @@ UNCERTAINTY_POWER = 2    # squared margin: hesitation weighs more than distance 
 MIN_FIT_PER_CLASS = 2
 DENSITY_NEIGHBOURS = 10  # typicality: mean distance to this many nearest unlabelled images
 DENSITY_POWER = 2.0    # labels per class before the refitted regression's uncertainty is trusted
+CLASS_BALANCE_POWER = 0.5  # square root of the inverse label share: a full inverse sent whole batches to rare classes
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,20 @@ def fitted_probabilities(x: np.ndarray, labels: Sequence[str | None]) -> tuple[n
     model = SIMPLE_MODELS["logreg"](len(y))
     model.fit(x[idx], y)
     return model.predict_proba(x), [str(c) for c in model.classes_]
+
+
+def class_balance(probs: np.ndarray, classes: Sequence[str], labels: Sequence[str | None]) -> np.ndarray:
+    """Per row of ``probs``: (mean labels per labelled class / labels of the row's most probable
+    class) ** ``CLASS_BALANCE_POWER``. Above 1 for an image the regression puts in a thin class,
+    below 1 for one of a class that already has many labels, so a batch does not keep feeding the
+    common class while a rare one stays under the retrain command's minimum. Chosen on a train-only
+    simulation (magnetic tile, NEU; benchmarks/results/lnclasses.md)."""
+    counts = np.asarray([sum(1 for lab in labels if lab == c) for c in classes], dtype=np.float64)
+    if len(probs) == 0 or not (counts > 0).any():
+        return np.ones(len(probs))
+    pred = np.argmax(probs, axis=1)
+    mean = counts[counts > 0].mean()
+    return np.asarray((mean / np.maximum(counts[pred], 1.0)) ** CLASS_BALANCE_POWER, dtype=np.float64)
 
 
 def _scores_matrix(candidates: Sequence[Candidate]) -> np.ndarray | None:
@@ -152,17 +171,19 @@ def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int =
                       dtype=np.int64)
     if len(pool) == 0:
         return Proposal(())
-    probs, source = None, "none"
+    probs, source, classes = None, "none", []
     fitted = fitted_probabilities(x[usable], [lab for lab, ok in zip(labels, usable) if ok]) if len(labelled) else None
     if fitted is not None:
         probs = np.full((len(candidates), fitted[0].shape[1]), np.nan)
         probs[usable] = fitted[0]
-        source = "labels"
+        source, classes = "labels", fitted[1]
     else:
         probs = _scores_matrix(candidates)
         source = "classifier" if probs is not None else "none"
     unc = margin_uncertainty(probs[pool]) if probs is not None else np.ones(len(pool))
     weight = (UNCERTAINTY_FLOOR + unc ** UNCERTAINTY_POWER) * typicality(x[pool])
+    if source == "labels" and probs is not None:  # thin classes first: the label share of the predicted class
+        weight = weight * class_balance(probs[pool], classes, labels)
     ood = np.asarray([candidates[i].out_of_domain for i in pool], dtype=bool)
     picks: list[int] = []
     if ood.any():  # out of domain first, spread among themselves

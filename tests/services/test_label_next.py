@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.services.image_embedding import EmbeddingCache, TextureEmbedding, embedding_source
-from app.services.label_next import Candidate, margin_uncertainty, propose, weighted_k_center
+from app.services.label_next import Candidate, class_balance, margin_uncertainty, propose, weighted_k_center
 from app.services.label_next_folder import label_next_for_folder
 from app.services.labels_needed import fit_power_law, labels_needed, minimum_shortfall
 from app.services.retraining import MIN_PER_CLASS
@@ -185,3 +185,25 @@ def test_file_name_groups_that_are_the_classes_fall_back_to_plain_folds() -> Non
     got = labels_needed(x, y, [f"{c}_{i}.png" for i, c in enumerate(y)])  # NEU's names: the prefix is the class
     assert "groups by none" in got.text
     assert got.accuracy_now is not None and got.accuracy_now > 0.9  # group folds would have scored 0
+
+
+def test_a_class_with_two_labels_is_not_starved_by_the_boundary_of_two_big_classes() -> None:
+    """Without the class balance every pick went to the a/b boundary (more uncertain) and the rare
+    class r, with 2 labels (below the retrain command's 5), got none of 10 (lnclasses.md)."""
+    rng = np.random.default_rng(0)
+
+    def cluster(centre: tuple[float, float], n: int) -> np.ndarray:
+        return np.asarray(centre) + 0.8 * rng.standard_normal((n, 2))
+
+    x = np.concatenate([cluster((-3, 0), 40), cluster((3, 0), 40), cluster((0, 0), 30), cluster((0, 5), 10)])
+    labels = ["a"] * 20 + [None] * 20 + ["b"] * 20 + [None] * 20 + [None] * 30 + ["r"] * 2 + [None] * 8
+    got = propose([Candidate(i, lab) for i, lab in enumerate(labels)], x, size=10)
+    assert got.uncertainty_from == "labels"
+    assert any(i >= 112 for i in got.image_ids), got  # an unlabelled image of the rare cluster
+    assert sum(40 <= i < 60 or 80 <= i < 110 for i in got.image_ids) >= 5  # the boundary still leads
+
+
+def test_the_class_balance_favours_images_predicted_in_a_thin_class() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    got = class_balance(probs, ["big", "thin"], ["big"] * 18 + ["thin"] * 2)
+    assert got == pytest.approx([np.sqrt(10 / 18), np.sqrt(10 / 2)])

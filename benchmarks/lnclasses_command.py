@@ -1,0 +1,57 @@
+"""The real retrain command on the lnclasses train-only split, for one candidate (information only).
+
+    PYTHONPATH=. python benchmarks/lnclasses_command.py --variant base|A|B --seed S [--per-class 40] \
+        --json benchmarks/results/lnclasses/command/B_s0.json
+
+Why: lnclasses.md decides on the texture regression; whether the command itself follows is asked
+here, still without reading ``val``. The seed's split of ``magnetic_tile/train`` (``lnclasses.split``:
+two capture sessions scored) is copied to /tmp as a ``train`` (pool) and a ``val`` (scoring part)
+class-folder tree, "label next" in ``retraining_loop.py`` is replaced by the candidate's chooser
+(``base``: ``propose`` as it was before this branch), and ``retraining_loop.py`` runs as on val.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import benchmarks.retraining_loop as loop  # noqa: E402
+from benchmarks.label_next import CHOOSERS, tree  # noqa: E402
+from benchmarks.lnclasses import chooser, split  # noqa: E402
+
+
+def split_trees(data_root: Path, seed: int, out: Path) -> tuple[Path, Path]:
+    """Copies of the seed's pool and scoring part as class-folder trees under ``out`` (scratch)."""
+    paths, _ = tree(data_root / "magnetic_tile" / "train")
+    scored = split("magnetic_tile", paths, seed)
+    if out.exists():
+        shutil.rmtree(out)
+    for p, is_scored in zip(paths, scored):
+        dest = out / ("val" if is_scored else "train") / p.parent.name / p.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, dest)
+    return out / "train", out / "val"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", choices=("base", "A", "B"), required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--per-class", type=int, default=40)
+    p.add_argument("--root", type=Path, default=Path("/work/shared/datasets"))
+    p.add_argument("--json", type=Path, required=True)
+    a = p.parse_args()
+    train, val = split_trees(a.root, a.seed, Path(f"/tmp/lnclasses_split_s{a.seed}"))
+    CHOOSERS["label_next"] = chooser(a.variant)
+    sys.argv = ["retraining_loop.py", "--train", str(train), "--val", str(val), "--per-class", str(a.per_class),
+                "--order", "label-next", "--seed", str(a.seed), "--threads", "1", "--retrain-args=--keep-if-worse",
+                "--json", str(a.json)]
+    return loop.main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
