@@ -35,6 +35,9 @@ class TilePixelNet(nn.Module):
     net is self-contained.
     """
 
+    in_mean: torch.Tensor   # buffers (typed for mypy: register_buffer makes them attributes)
+    in_scale: torch.Tensor
+
     def __init__(self, cfg: PixelNetConfig) -> None:
         super().__init__()
         self.config = cfg

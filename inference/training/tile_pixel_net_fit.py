@@ -43,8 +43,9 @@ def half_inputs(cfg: TileDefectConfig, p: Planes, knn_stats: tuple[float, float]
     for i in range(n):
         f = torch.from_numpy(pixel_features(p.z[i], (p.knn[i] - mean) / std, cfg))
         feats[i] = F.avg_pool2d(f[None], 2)[0].numpy()
-        if p.masks[i] is not None:
-            targets[i] = F.avg_pool2d(torch.from_numpy(p.masks[i].astype(np.float32))[None, None], 2)[0, 0].numpy()
+        mk = p.masks[i]
+        if mk is not None:
+            targets[i] = F.avg_pool2d(torch.from_numpy(mk.astype(np.float32))[None, None], 2)[0, 0].numpy()
     return feats, targets, np.array([mk is not None for mk in p.masks])
 
 
@@ -54,16 +55,16 @@ def train_net(feats: np.ndarray, targets: np.ndarray, good: np.ndarray, idx: Seq
     tiles drawn afresh, good pixels weighted by the inverse draw rate; flips only."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    idx = np.asarray(idx)
-    defects, goods = idx[~good[idx]], idx[good[idx]]
+    ids = np.asarray(idx)
+    defects, goods = ids[~good[ids]], ids[good[ids]]
     n_draw = min(len(defects), len(goods))
     good_weight = len(goods) / max(n_draw, 1)
-    pos = float(targets[idx].sum())
-    total = float(len(idx) * targets[0].size)
+    pos = float(targets[ids].sum())
+    total = float(len(ids) * targets[0].size)
     w_pos, w_neg = total / (2 * pos), total / (2 * (total - pos))
 
     net = TilePixelNet(PixelNetConfig(feats.shape[1], tr.widths))
-    x = torch.from_numpy(feats[idx])
+    x = torch.from_numpy(feats[ids])
     net.in_mean.copy_(x.mean((0, 2, 3)))
     net.in_scale.copy_(x.std((0, 2, 3)).clamp_min(1e-6))
     del x
