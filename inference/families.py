@@ -38,7 +38,7 @@ class Family:
     default_model: str                   # bundled directory under resources/models used by default
     half_tolerance: float                # largest half-vs-full precision difference accepted
     auto_epochs: Mapping[str, int]       # retraining mode ("fine-tune", "transfer", "scratch") -> epochs
-    presets: tuple[str, ...] = ("test_tiny", "cpu", "paper")  # texture_knn and tile_defect add "tile"
+    presets: tuple[str, ...] = ("test_tiny", "cpu", "paper")  # texture_knn and tile_defect add "tile"; tile_defect also "tile_net" (its learned pixel head)
     part_only: tuple[str, ...] = ()      # architectures only loadable as a part of this family's directory
     trainer_scored: str | None = None    # card metrics split already scored on the held-out labels
     fitted_only: tuple[str, ...] = ()    # architectures the retrain command fits but the trainer cannot start from

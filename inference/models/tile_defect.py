@@ -22,8 +22,13 @@ adds what group cross-validation on the training split showed to carry the rest
 So this is *not* a good-images-only model: it needs labelled defect tiles with masks (the
 ``validation/`` folder of the training data) and learns ~370 weights from them. Both heads are
 fitted on out-of-fold maps (each training tile mapped by a kNN bank and term statistics that never
-saw its capture session), so they see what a new session looks like. numpy/OpenCV per image;
-no learned layers beyond the two linear heads.
+saw its capture session), so they see what a new session looks like. numpy/OpenCV per image.
+
+``pixel_head`` picks the pixel head: "linear" (the logistic regression above, every card before
+issue 19's brief W) or "net" (``tile_pixel_net.TilePixelNet``: a small encoder-decoder on the same
+planes, ~108k weights; it beat the linear head under session and physical-tile cross-validation,
+benchmarks/results/tile-pixel-net.md). The default stays "linear" so every saved card without the
+field loads and predicts as before.
 """
 from __future__ import annotations
 
@@ -38,11 +43,13 @@ from ..texture_features import DEFECT_DIM, image_defect
 from .local_deviation import TERMS, coarse, raw_terms, standardised, term_names
 from .registry import register
 from .texture_knn import TextureKnn, TextureKnnConfig
+from .tile_pixel_net import PixelNetConfig, TilePixelNet
 
 N_POSITION = 4  # |y|, |x|, y^2, x^2 with y, x in [-1, 1]
 
 
 MAP_OFFSETS = ("sum", "veto", "gate")
+PIXEL_HEADS = ("linear", "net")
 
 
 def defect_probability(logit: Any) -> Any:
@@ -91,6 +98,10 @@ class TileDefectConfig(TextureKnnConfig):
     # (it localises). ADR 0032's amendment.
     map_offset: str = "sum"
     map_gate: float = 0.0  # "gate": the pixel logit at which a flagged tile's lift is half on
+    # "linear": one logistic regression per cell (pixel_w, pixel_b); "net": a TilePixelNet on the
+    # same planes (weights under "pixel_net." in model.safetensors). Brief W, tile-pixel-net.md.
+    pixel_head: str = "linear"
+    pixel_net_widths: tuple = (16, 32, 64)  # the net's encoder widths (used with pixel_head "net")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,6 +113,12 @@ class TileDefectConfig(TextureKnnConfig):
             raise ValueError(f"need 0 < grid <= map_size <= image_size, got {self.grid}, {self.map_size}")
         if self.map_offset not in MAP_OFFSETS:
             raise ValueError(f"map_offset must be one of {MAP_OFFSETS}, got {self.map_offset!r}")
+        if self.pixel_head not in PIXEL_HEADS:
+            raise ValueError(f"pixel_head must be one of {PIXEL_HEADS}, got {self.pixel_head!r}")
+        if len(self.pixel_net_widths) != 3 or any(int(w) < 1 for w in self.pixel_net_widths):
+            raise ValueError(f"pixel_net_widths must be three positive widths, got {self.pixel_net_widths}")
+        if self.pixel_head == "net" and self.map_size % 8:
+            raise ValueError(f"pixel_head 'net' needs map_size divisible by 8 (half size, two poolings), got {self.map_size}")
         if not 0 <= self.image_margin < self.map_size // 2 or not 0 < self.topk <= 1:
             raise ValueError(f"image_margin must be in [0, map_size/2) and topk in (0, 1], got {self.image_margin}, {self.topk}")
 
@@ -123,8 +140,13 @@ PRESETS = {
     "test_tiny": TileDefectConfig(image_size=32, sigmas=(1.0, 2.0), stride=4, bank_size=64, smoothing_sigma=1.0,
                                   local_sigmas=(1.0, 2.0), grid=4, map_size=16, context_sigmas=(2.0,), image_margin=2,
                                   topk=0.05),
+    "test_tiny_net": TileDefectConfig(image_size=32, sigmas=(1.0, 2.0), stride=4, bank_size=64, smoothing_sigma=1.0,
+                                      local_sigmas=(1.0, 2.0), grid=4, map_size=16, context_sigmas=(2.0,),
+                                      image_margin=2, topk=0.05, pixel_head="net", pixel_net_widths=(4, 4, 4)),
     # Magnetic tiles: every setting chosen by group cross-validation on the train split (tile-anomaly.md).
     "tile": TileDefectConfig(),
+    # The same with the learned pixel head (brief W: adopted by tile-pixel-net.md's rule).
+    "tile_net": TileDefectConfig(pixel_head="net"),
 }
 
 
@@ -177,6 +199,7 @@ class TileDefect(TextureKnn):
     image_scale: torch.Tensor
     image_w: torch.Tensor
     image_b: torch.Tensor
+    pixel_net: TilePixelNet | None  # pixel_head "net" only
 
     def __init__(self, config: TileDefectConfig | None = None) -> None:
         cfg = config or TileDefectConfig()
@@ -191,6 +214,9 @@ class TileDefect(TextureKnn):
         self.register_buffer("image_scale", torch.ones(cfg.image_dim))
         self.register_buffer("image_w", torch.zeros(cfg.image_dim))
         self.register_buffer("image_b", torch.zeros(1))
+        # Only with "net", so a "linear" model's tensors (and every saved card's) stay as they were.
+        self.pixel_net = (TilePixelNet(PixelNetConfig(cfg.pixel_dim, tuple(int(w) for w in cfg.pixel_net_widths)))
+                          if cfg.pixel_head == "net" else None)
 
     # -- pieces the fitter reuses ------------------------------------------------------------
     def coarse_terms(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,10 +234,25 @@ class TileDefect(TextureKnn):
     def heads(self, img: np.ndarray, z: np.ndarray, knn_z: np.ndarray) -> tuple[np.ndarray, float]:
         """(pixel head's logits at map_size, image logit) from one image's standardised planes."""
         f = pixel_features(z, knn_z, self.config)
-        pix = np.tensordot(_np(self.pixel_w), f, axes=(0, 0)) + float(self.pixel_b)
+        pix = self.net_logits(f) if self.pixel_net is not None else np.tensordot(_np(self.pixel_w), f, axes=(0, 0)) + float(self.pixel_b)
         fi = image_features(img, z, knn_z, self.config)
         logit = float(((fi - _np(self.image_mean)) / _np(self.image_scale)) @ _np(self.image_w) + float(self.image_b))
         return pix.astype(np.float32), logit
+
+    @torch.no_grad()
+    def net_logits(self, f: np.ndarray) -> np.ndarray:
+        """The pixel net's logits (m, m) from one image's pixel features (pixel_dim, m, m). Run in
+        eval mode whatever the module's mode (batch statistics of one tile would be noise)."""
+        net = self.pixel_net
+        assert net is not None
+        was = net.training
+        net.eval()
+        try:
+            p = next(net.parameters())
+            out = net(torch.from_numpy(np.ascontiguousarray(f))[None].to(p.device, p.dtype))[0]
+        finally:
+            net.train(was)
+        return out.float().cpu().numpy()
 
     def standardise_knn(self, small: np.ndarray) -> np.ndarray:
         mean, std = (float(v) for v in self.knn_stats)

@@ -5,7 +5,8 @@ each hand-made plane the same everywhere. This head reads the *same* planes and 
 non-linearly and over a neighbourhood: a 3-level encoder-decoder plus a 1x1 linear path (what
 the linear head can say), all at half the map size (the pixel figures read every 2nd cell; one
 core must train it 24 times in the benchmark's budget), bilinear back to the map size. Its output logit takes the linear head's place in
-``combined_map``. Candidate only (benchmarks/results/tile-pixel-net.md); nothing bundled uses it.
+``combined_map``. Adopted by benchmarks/results/tile-pixel-net.md's rule; ``TileDefect`` holds
+one when its config's ``pixel_head`` is "net" (brief W).
 
 Pure torch; no Qt, no training code.
 """

@@ -296,8 +296,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     train_seconds = time.monotonic() - started
     threshold = calibrate(model, hold, device)
     cv_info = None
+    net_training = None
     if isinstance(model, TileDefect):
         threshold |= tile_threshold
+        net_training = tile_cv.pop("pixel_net_training", None)  # the net's recipe goes to the card's training
         cv_info = tile_cv
     if opts.arch == "texture_knn" and opts.cv_folds >= 2:
         from .texture_knn_fit import protocol
@@ -320,8 +322,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
     card = {
         "model": opts.arch,
         "family": "anomaly",
-        "task": ("anomaly heatmap from good images plus two linear heads learned from the labelled defects "
-                 "of the training split (validation/)" if isinstance(model, TileDefect)
+        "task": (("anomaly heatmap from good images plus a pixel net and a linear image head learned from the "
+                  "labelled defects of the training split (validation/)" if net_training is not None else
+                  "anomaly heatmap from good images plus two linear heads learned from the labelled defects "
+                  "of the training split (validation/)") if isinstance(model, TileDefect)
                  else "unsupervised anomaly heatmap; trained on good images only"),
         "input": {"size": [config.image_size, config.image_size], "channels": config.in_channels,
                   "resize": "squash to a square (aspect ratio not kept); the map is stretched back",
@@ -340,7 +344,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
                      "defect_max_area": opts.defect_max_area,
                      "swap_prob": opts.swap_prob, "flips": opts.flips,
                      "pretrained_backbone": str(opts.backbone) if opts.backbone else None,
-                     "backbone_tensors": backbone_counts, "history": history[-5:]},
+                     "backbone_tensors": backbone_counts, "history": history[-5:]}
+        | ({"pixel_net": net_training} if net_training is not None else {}),
         "command": opts.command,
         **({"memory_bank": bank_info} if bank_info is not None else {}),
         **({"appearance_stats": stats_info} if stats_info is not None else {}),

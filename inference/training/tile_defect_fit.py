@@ -9,6 +9,11 @@
    threshold is the maximum balanced accuracy on the session-fold scores.
 3. The shipped model: a bank and statistics from all good tiles, heads from all out-of-fold planes.
 
+With ``pixel_head`` "net" the pixel head is a ``TilePixelNet`` (tile_pixel_net_fit.py, the recipe
+fixed in benchmarks/results/tile-pixel-net.md): the CV estimates and the pixel threshold come from
+out-of-fold net maps (a net trained without each fold), and the shipped net is trained on every
+usable tile's out-of-fold planes. The image head is the same logistic regression either way.
+
 The heads' settings (regularisation, ``map_image_weight``) were chosen by the same cross-validation
 (benchmarks/results/tile-anomaly.md); the frozen test split is never read here.
 """
@@ -264,8 +269,18 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
     cv: dict[str, Any] = {}
     logits_by: dict[str, np.ndarray] = {}
     pixel_by: dict[str, np.ndarray] = {}
+    net_inputs = None
+    if cfg.pixel_head == "net":
+        from .tile_pixel_net_fit import half_inputs
+
+        net_inputs = half_inputs(cfg, p, knn_stats)
     for name, (groups, k) in fold_groupings(p, group, group_by, n_folds).items():
         maps, logits_by[name] = out_of_fold_heads(cfg, p, rows, groups, k, knn_stats)
+        if net_inputs is not None:
+            from .tile_pixel_net_fit import out_of_fold_net_maps
+
+            log(f"pixel net, {k} folds by {name}:")
+            maps = out_of_fold_net_maps(p, *net_inputs, groups, k, seed, log=log)
         pixel_by[name] = maps
         cv[name] = figures(p, maps, logits_by[name], cfg.map_image_weight, cfg.map_offset, cfg.map_gate) | {"n_folds": k}
         log(f"cross-validation ({k} folds by {name}): image AUROC {cv[name]['image_auroc']:.4f}  "
@@ -280,7 +295,8 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
                              cfg.map_image_weight, cfg.map_offset, cfg.map_gate)
     thr["pixel"] = float(np.quantile(good_maps, PIXEL_QUANTILE))
     thr["pixel_method"] = (f"{PIXEL_QUANTILE:.1%} quantile of the map values of {int((~p.labels).sum())} good images, "
-                           f"each mapped by heads fitted without its fold ({n_folds} folds by {group_by})")
+                           f"each mapped by heads fitted without its fold ({n_folds} folds by {group_by})"
+                           + (f"; pixel head: a net trained without its fold (seed {seed})" if net_inputs is not None else ""))
     # the shipped model: bank and statistics from every good tile, heads from every out-of-fold plane
     bank = fit_model(knn_config(cfg), good, device, seed, quiet=quiet)
     kc = bank.config  # the bank may be smaller than asked for with few good images
@@ -299,10 +315,43 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
     model.term_std.copy_(torch.from_numpy(std))
     model.knn_stats.copy_(torch.tensor(knn_stats))
     fit_heads(model, p, rows, range(len(p.images)))
+    net_info = None
+    if net_inputs is not None:
+        net_info = _ship_net(model, net_inputs, p, seed, log)
     bar.update(bar.total - bar.done)  # the final fit (and a cross-validation not run: one grouping only)
     bar.close()
     estimate = {"image_auroc": cv[group_by]["image_auroc"], "pixel_auroc": cv[group_by]["pixel_auroc"],
                 "group_by": group_by, "n_folds": n_folds, "by_grouping": cv,
                 "note": "heads fitted on out-of-fold maps of the other folds; 'series' = folds of physical tiles "
                         "(a new tile), the other = the protocol's groups (a known tile under a new lighting)"}
+    if net_info is not None:
+        estimate["pixel_head"] = "net: pixel figures and threshold from out-of-fold net maps (a net trained without each fold)"
+        estimate["pixel_net_training"] = net_info
     return model.eval(), estimate, thr
+
+
+def _ship_net(model: TileDefect, net_inputs: tuple[np.ndarray, np.ndarray, np.ndarray], p: Planes, seed: int,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Train the shipped pixel net on every usable tile's out-of-fold planes into ``model.pixel_net``;
+    returns the recipe for the card's ``training``."""
+    import time
+
+    from .tile_pixel_net_fit import NetTraining, train_net
+
+    feats, targets, usable = net_inputs
+    tr = NetTraining(widths=tuple(int(w) for w in model.config.pixel_net_widths))
+    t0 = time.monotonic()
+    idx = np.flatnonzero(usable)
+    net = train_net(feats, targets, ~p.labels, idx, seed, tr)
+    assert model.pixel_net is not None
+    model.pixel_net.load_state_dict(net.state_dict())
+    secs = time.monotonic() - t0
+    log(f"pixel net: trained on {len(idx)} tiles in {secs:.0f} s")
+    return {"epochs": tr.epochs, "optimiser": "AdamW", "lr": tr.lr, "lr_schedule": "cosine to 0",
+            "weight_decay": tr.weight_decay, "batch": tr.batch, "widths": list(tr.widths), "seed": seed,
+            "augmentation": "horizontal and vertical flips",
+            "loss": "per-pixel BCE on the 2x2-pooled mask, class-balanced (positive and negative pixels equal total "
+                    "weight); each epoch every defect tile and as many good tiles drawn afresh",
+            "input": "the linear head's pixel features of each tile's out-of-fold planes, average-pooled 2x2",
+            "tiles": int(len(idx)), "good_tiles": int((~p.labels[idx]).sum()), "seconds": round(secs, 1),
+            "recipe": "benchmarks/results/tile-pixel-net.md (fixed before its run)"}

@@ -68,7 +68,7 @@ def train_net(feats: np.ndarray, targets: np.ndarray, good: np.ndarray, idx: Seq
     net.in_mean.copy_(x.mean((0, 2, 3)))
     net.in_scale.copy_(x.std((0, 2, 3)).clamp_min(1e-6))
     del x
-    steps_per_epoch = (len(defects) + n_draw) // tr.batch
+    steps_per_epoch = max(1, (len(defects) + n_draw) // tr.batch)  # a few tiles (a station's refit): one step
     opt = torch.optim.AdamW(net.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, tr.epochs * steps_per_epoch) / (tr.epochs * steps_per_epoch))))
