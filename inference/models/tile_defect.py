@@ -43,7 +43,7 @@ from ..texture_features import DEFECT_DIM, image_defect
 from .local_deviation import TERMS, coarse, raw_terms, standardised, term_names
 from .registry import register
 from .texture_knn import TextureKnn, TextureKnnConfig
-from .tile_pixel_net import PixelNetConfig, TilePixelNet
+from .tile_pixel_net import PixelNetConfig, TilePixelNet, three_widths
 
 N_POSITION = 4  # |y|, |x|, y^2, x^2 with y, x in [-1, 1]
 
@@ -215,7 +215,7 @@ class TileDefect(TextureKnn):
         self.register_buffer("image_w", torch.zeros(cfg.image_dim))
         self.register_buffer("image_b", torch.zeros(1))
         # Only with "net", so a "linear" model's tensors (and every saved card's) stay as they were.
-        self.pixel_net = (TilePixelNet(PixelNetConfig(cfg.pixel_dim, tuple(int(w) for w in cfg.pixel_net_widths)))
+        self.pixel_net = (TilePixelNet(PixelNetConfig(cfg.pixel_dim, three_widths(cfg.pixel_net_widths)))
                           if cfg.pixel_head == "net" else None)
 
     # -- pieces the fitter reuses ------------------------------------------------------------

@@ -12,6 +12,7 @@ Pure torch; no Qt, no training code.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,12 @@ class PixelNetConfig:
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def three_widths(widths: Sequence[int]) -> tuple[int, int, int]:
+    """A config's widths (JSON gives a list) as the three encoder widths the net takes."""
+    c1, c2, c3 = (int(w) for w in widths)
+    return c1, c2, c3
 
 
 class TilePixelNet(nn.Module):

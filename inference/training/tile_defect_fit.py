@@ -336,10 +336,11 @@ def _ship_net(model: TileDefect, net_inputs: tuple[np.ndarray, np.ndarray, np.nd
     returns the recipe for the card's ``training``."""
     import time
 
+    from ..models.tile_pixel_net import three_widths
     from .tile_pixel_net_fit import NetTraining, train_net
 
     feats, targets, usable = net_inputs
-    tr = NetTraining(widths=tuple(int(w) for w in model.config.pixel_net_widths))
+    tr = NetTraining(widths=three_widths(model.config.pixel_net_widths))
     t0 = time.monotonic()
     idx = np.flatnonzero(usable)
     net = train_net(feats, targets, ~p.labels, idx, seed, tr)

@@ -49,7 +49,7 @@ def half_inputs(cfg: TileDefectConfig, p: Planes, knn_stats: tuple[float, float]
     return feats, targets, np.array([mk is not None for mk in p.masks])
 
 
-def train_net(feats: np.ndarray, targets: np.ndarray, good: np.ndarray, idx: Sequence[int], seed: int,
+def train_net(feats: np.ndarray, targets: np.ndarray, good: np.ndarray, idx: Sequence[int] | np.ndarray, seed: int,
               tr: NetTraining = NetTraining()) -> TilePixelNet:
     """A net from the tiles ``idx`` (each usable). Each epoch: every defect tile and as many good
     tiles drawn afresh, good pixels weighted by the inverse draw rate; flips only."""
