@@ -248,7 +248,7 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None
         group_by, folds, note = fit_grouping(category)
         args += ["--like", str(parent.checkpoint_path), "--group-by", group_by, "--cv-folds", str(folds)]
         notes += [note] if note else []
-        start = (f"refitted as {arch} with {parent.name}'s settings on the reviewed images (no network to fine-tune)"
+        start = (f"refitted as {arch} with {parent.name}'s settings on the reviewed images (fitted anew, nothing fine-tuned)"
                  + (f", its heads on {learned} reviewed defect region(s)" if learned else ""))
     else:
         channels = image_channels(_images(category / "train" / "good"))
