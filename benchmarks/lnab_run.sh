@@ -6,7 +6,7 @@ set -u
 export PYTHONPATH=. OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
 CUTOFF=${CUTOFF:-16:10}
 VARIANTS=${VARIANTS:-"A B"}
-out=benchmarks/results/lnab/command
+out=${OUT:-benchmarks/results/lnab/command}
 mkdir -p "$out"
 for s in "$@"; do
   for v in $VARIANTS; do
