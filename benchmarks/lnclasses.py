@@ -13,8 +13,8 @@ candidate hook in a benchmark-side copy of it (``A``: class coverage quota; ``B`
 weight); at every multiple of the batch the texture logistic regression is fitted on the labels
 given and scored on the scoring part. Why a copy: the candidates were compared before anything in
 ``propose`` changed; the copy without a hook (``base``) was checked against ``propose`` as it was
-then (the runs of commit 14a6144, code of 75f9c50). Since B was adopted, ``propose`` is the copy with B's hook, and
-``--check`` asserts exactly that.
+then (the runs of commit 14a6144, code of 75f9c50). B was adopted first; since lnab.md's rule (the real command on
+fresh seeds) replaced it by A, ``propose`` is the copy with A's hook, and ``--check`` asserts exactly that.
 """
 from __future__ import annotations
 
@@ -163,11 +163,11 @@ def run(a: argparse.Namespace) -> None:
             order = pool_order(chooser(variant), x[pool], pool_names, a.budget, a.batch, seed)
             if variant == "base":
                 base_order = order
-            if a.check and variant == "B":
+            if a.check and variant == "A":
                 real = pool_order(lambda xx, lab, s, r: list(propose([Candidate(i, v) for i, v in enumerate(lab)],
                                                                       xx, s).image_ids),
                                   x[pool], pool_names, a.budget, a.batch, seed)
-                assert real == order, "propose differs from the benchmark copy with candidate B's hook"
+                assert real == order, "propose differs from the benchmark copy with candidate A's hook"
             sel_s = time.perf_counter() - t0
             rows = {}
             for n in range(a.batch, len(order) + 1, a.batch):
@@ -246,7 +246,7 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=["base", "A", "B"], choices=("base", "A", "B"))
     p.add_argument("--budget", type=int, default=480)
     p.add_argument("--batch", type=int, default=20)
-    p.add_argument("--check", action="store_true", help="assert propose gives the order of the copy with B's hook (B was adopted)")
+    p.add_argument("--check", action="store_true", help="assert propose gives the order of the copy with A's hook (A replaced B, lnab.md)")
     p.add_argument("--jsonl", type=Path)
     p.add_argument("--summary", type=Path, nargs="+")
     a = p.parse_args()

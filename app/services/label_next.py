@@ -20,6 +20,7 @@ the cold start). Qt-free, torch-free: it runs on a helper thread of the GUI and 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +32,8 @@ UNCERTAINTY_POWER = 2    # squared margin: hesitation weighs more than distance 
 MIN_FIT_PER_CLASS = 2
 DENSITY_NEIGHBOURS = 10  # typicality: mean distance to this many nearest unlabelled images
 DENSITY_POWER = 2.0    # labels per class before the refitted regression's uncertainty is trusted
-CLASS_BALANCE_POWER = 0.5  # square root of the inverse label share: a full inverse sent whole batches to rare classes
+COVERAGE_MIN = 10   # labels a class needs before it is off the quota (twice the retrain command's 5 per class)
+COVERAGE_SHARE = 4  # a quarter of the batch at most goes to thin classes
 
 
 @dataclass(frozen=True)
@@ -85,18 +87,35 @@ def fitted_probabilities(x: np.ndarray, labels: Sequence[str | None]) -> tuple[n
     return model.predict_proba(x), [str(c) for c in model.classes_]
 
 
-def class_balance(probs: np.ndarray, classes: Sequence[str], labels: Sequence[str | None]) -> np.ndarray:
-    """Per row of ``probs``: (mean labels per labelled class / labels of the row's most probable
-    class) ** ``CLASS_BALANCE_POWER``. Above 1 for an image the regression puts in a thin class,
-    below 1 for one of a class that already has many labels, so a batch does not keep feeding the
-    common class while a rare one stays under the retrain command's minimum. Chosen on a train-only
-    simulation (magnetic tile, NEU; benchmarks/results/lnclasses.md)."""
-    counts = np.asarray([sum(1 for lab in labels if lab == c) for c in classes], dtype=np.float64)
-    if len(probs) == 0 or not (counts > 0).any():
-        return np.ones(len(probs))
-    pred = np.argmax(probs, axis=1)
-    mean = counts[counts > 0].mean()
-    return np.asarray((mean / np.maximum(counts[pred], 1.0)) ** CLASS_BALANCE_POWER, dtype=np.float64)
+def thin_class_picks(probs: np.ndarray, classes: Sequence[str], labels: Sequence[str | None], pool: np.ndarray,
+                     size: int) -> list[tuple[int, str, int]]:
+    """While a labelled class has fewer than ``COVERAGE_MIN`` labels: up to a quarter of the batch
+    (of ``size``), round-robin over those thin classes (thinnest first, ties by name), each turn the
+    pool row the regression finds most probable for that class and not yet picked. Returns
+    (row, class, its labels). Why: uncertainty and spread alone fed the boundary of the big classes
+    and left a rare class under the retrain command's minimum, which then leaves it out; chosen by
+    two rules fixed before their runs, the real command on fresh seeds deciding
+    (benchmarks/results/lnclasses.md, lnab.md)."""
+    counts = {c: sum(1 for lab in labels if lab == c) for c in classes}
+    thin = sorted((n, c) for c, n in counts.items() if 0 < n < COVERAGE_MIN)
+    if not thin or len(pool) == 0 or size < 1:
+        return []
+    quota = min(math.ceil(size / COVERAGE_SHARE), len(pool))
+    order = {c: pool[np.argsort(-probs[pool, list(classes).index(c)], kind="stable")].tolist() for _, c in thin}
+    picks: list[tuple[int, str, int]] = []
+    taken: set[int] = set()
+    while len(picks) < quota:
+        before = len(picks)
+        for n, c in thin:
+            if len(picks) >= quota:
+                break
+            nxt = next((i for i in order[c] if i not in taken), None)
+            if nxt is not None:
+                picks.append((nxt, c, n))
+                taken.add(nxt)
+        if len(picks) == before:
+            break
+    return picks
 
 
 def _scores_matrix(candidates: Sequence[Candidate]) -> np.ndarray | None:
@@ -182,20 +201,24 @@ def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int =
         source = "classifier" if probs is not None else "none"
     unc = margin_uncertainty(probs[pool]) if probs is not None else np.ones(len(pool))
     weight = (UNCERTAINTY_FLOOR + unc ** UNCERTAINTY_POWER) * typicality(x[pool])
-    if source == "labels" and probs is not None:  # thin classes first: the label share of the predicted class
-        weight = weight * class_balance(probs[pool], classes, labels)
     ood = np.asarray([candidates[i].out_of_domain for i in pool], dtype=bool)
     picks: list[int] = []
     if ood.any():  # out of domain first, spread among themselves
         picks = weighted_k_center(x, labelled, pool[ood], weight[ood], size)
-    rest = weighted_k_center(x, np.concatenate([labelled, np.asarray(picks, np.int64)]), pool[~ood],
-                             weight[~ood], size - len(picks))
+    thin: dict[int, str] = {}
+    if source == "labels" and probs is not None:  # then a quarter at most for classes still thin
+        for row, cls, n in thin_class_picks(probs, classes, labels, pool[~ood], size - len(picks)):
+            picks.append(row)
+            thin[row] = f"for thin class {cls} ({n} label{'s' if n != 1 else ''})"
+    keep = ~ood & ~np.isin(pool, picks)
+    rest = weighted_k_center(x, np.concatenate([labelled, np.asarray(picks, np.int64)]), pool[keep],
+                             weight[keep], size - len(picks))
     ordered = picks + rest
     unc_of = dict(zip(pool.tolist(), unc.tolist()))
     reasons = {}
     for i in ordered:
         c = candidates[i]
-        why = "out of domain" if c.out_of_domain else (
+        why = "out of domain" if c.out_of_domain else thin.get(i) or (
             f"uncertain (margin {1 - unc_of[i]:.2f})" if source != "none" else "unlike the images labelled so far")
         reasons[c.image_id] = why
     return Proposal(tuple(candidates[i].image_id for i in ordered), reasons, source)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.services.image_embedding import EmbeddingCache, TextureEmbedding, embedding_source
-from app.services.label_next import Candidate, class_balance, margin_uncertainty, propose, weighted_k_center
+from app.services.label_next import Candidate, margin_uncertainty, propose, thin_class_picks, weighted_k_center
 from app.services.label_next_folder import label_next_for_folder
 from app.services.labels_needed import fit_power_law, labels_needed, minimum_shortfall
 from app.services.retraining import MIN_PER_CLASS
@@ -188,8 +188,8 @@ def test_file_name_groups_that_are_the_classes_fall_back_to_plain_folds() -> Non
 
 
 def test_a_class_with_two_labels_is_not_starved_by_the_boundary_of_two_big_classes() -> None:
-    """Without the class balance every pick went to the a/b boundary (more uncertain) and the rare
-    class r, with 2 labels (below the retrain command's 5), got none of 10 (lnclasses.md)."""
+    """Without the thin-class quota every pick went to the a/b boundary (more uncertain) and the rare
+    class r, with 2 labels (below the retrain command's 5), got none of 10 (lnclasses.md, lnab.md)."""
     rng = np.random.default_rng(0)
 
     def cluster(centre: tuple[float, float], n: int) -> np.ndarray:
@@ -199,11 +199,16 @@ def test_a_class_with_two_labels_is_not_starved_by_the_boundary_of_two_big_class
     labels = ["a"] * 20 + [None] * 20 + ["b"] * 20 + [None] * 20 + [None] * 30 + ["r"] * 2 + [None] * 8
     got = propose([Candidate(i, lab) for i, lab in enumerate(labels)], x, size=10)
     assert got.uncertainty_from == "labels"
-    assert any(i >= 112 for i in got.image_ids), got  # an unlabelled image of the rare cluster
+    rare = [i for i in got.image_ids if i >= 112]
+    assert rare and all(got.reasons[i] == "for thin class r (2 labels)" for i in rare[:1]), got
     assert sum(40 <= i < 60 or 80 <= i < 110 for i in got.image_ids) >= 5  # the boundary still leads
 
 
-def test_the_class_balance_favours_images_predicted_in_a_thin_class() -> None:
-    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
-    got = class_balance(probs, ["big", "thin"], ["big"] * 18 + ["thin"] * 2)
-    assert got == pytest.approx([np.sqrt(10 / 18), np.sqrt(10 / 2)])
+def test_the_thin_class_quota_takes_a_quarter_round_robin_thinnest_first() -> None:
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7],
+                      [0.3, 0.4, 0.3]])
+    labels = ["big"] * 30 + ["mid"] * 4 + ["tiny"] * 1
+    got = thin_class_picks(probs, ["big", "mid", "tiny"], labels, np.arange(6), size=20)
+    assert [(r, c) for r, c, _ in got] == [(2, "tiny"), (1, "mid"), (4, "tiny"), (3, "mid"), (5, "tiny")]
+    assert thin_class_picks(probs, ["big", "mid", "tiny"], ["big"] * 30 + ["mid"] * 10 + ["tiny"] * 12,
+                            np.arange(6), size=20) == []  # every class has its 10: no quota
