@@ -40,35 +40,22 @@ from app.services.label_next import (  # noqa: E402
     margin_uncertainty,
     propose,
     standardise,
+    thin_class_picks,
     typicality,
     weighted_k_center,
 )
 from benchmarks.label_next import pool_order, texture_embeddings, tree  # noqa: E402
 from inference.training.simple_answers import SIMPLE_MODELS, fit_predict, score  # noqa: E402
 
-COVERAGE_MIN = 10   # candidate A: a seen class is thin below this many labels (2 x the command's 5)
 COMMAND_MIN = 5     # the command's MIN_PER_CLASS (information: classes it would leave out)
 
 
 def _thin_quota(probs: np.ndarray, names: list[str], labels: Sequence[str | None], pool: np.ndarray,
                 size: int) -> list[int]:
     """Candidate A: up to ceil(size/4) pool rows, round-robin over the thin seen classes (thinnest
-    first), each the most probable not-yet-picked image of its class."""
-    counts = {c: sum(1 for lab in labels if lab == c) for c in names}
-    thin = sorted((n, c) for c, n in counts.items() if 0 < n < COVERAGE_MIN)
-    if not thin or len(pool) == 0:
-        return []
-    quota = min(math.ceil(size / 4), len(pool))
-    picks: list[int] = []
-    order = {c: list(pool[np.argsort(-probs[pool, names.index(c)], kind="stable")]) for _, c in thin}
-    while len(picks) < quota:
-        for _, c in thin:
-            if len(picks) >= quota:
-                break
-            nxt = next((int(i) for i in order[c] if int(i) not in picks), None)
-            if nxt is not None:
-                picks.append(nxt)
-    return picks
+    first), each the most probable not-yet-picked image of its class — since A was adopted, the
+    station's own ``thin_class_picks`` (lnab.md; ``--check`` pins the two orders equal)."""
+    return [row for row, _c, _n in thin_class_picks(probs, names, labels, pool, size)]
 
 
 def _balance_factor(probs: np.ndarray, names: list[str], labels: Sequence[str | None]) -> np.ndarray:

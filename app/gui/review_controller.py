@@ -362,16 +362,18 @@ class ReviewController(QObject):
             self.replayed.emit(image_id)
         return True
 
-    def _conflict(self, exc: LabelConflict, changed: str) -> None:
+    def _conflict(self, exc: LabelConflict, changed: str, kept_in: str | None = None) -> None:
         """Someone saved the image after the revision this edit was made on: nothing is saved,
-        the newer label is shown, and the inspector is told (their edit is one key to redo)."""
+        the newer label is shown, and the inspector is told once (their edit is one key to redo;
+        ``kept_in``: where a refused waiting label was written)."""
         self._seen.pop(exc.image_id, None)
         self.conflicts += 1
         if self.image_id == exc.image_id:
             self.reload(exc.image_id)  # first: the warning below may be a modal box
         what = f" ({changed})" if changed else ""
+        kept = f" Your label of image {exc.image_id} is kept in {kept_in}." if kept_in else ""
         self.save_failed.emit(f"Not saved{what}: {exc}. The image now shows that label; make your change "
-                              "again if it still holds.")
+                              f"again if it still holds.{kept}")
 
     def _save(self, image_id: int, state: LabelState, changed: str) -> LabelState | None:
         """The saved label, or None when the database refused it for now (kept, retried);
@@ -419,10 +421,8 @@ class ReviewController(QObject):
                 try:
                     where = self.service.keep_conflicted({image_id: state})
                 except Exception as write_exc:  # noqa: BLE001 - said to the inspector
-                    where = f"(could not be written: {write_exc})"
-                self._conflict(exc, changed)
-                self.save_failed.emit(f"The waiting label of image {image_id} was not saved: {exc}. "
-                                      f"It is kept in {where}.")
+                    where = f"no file (it could not be written: {write_exc})"
+                self._conflict(exc, changed, kept_in=where)
                 continue
             except Exception as exc:  # noqa: BLE001 - kept pending for the next retry; logged
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)

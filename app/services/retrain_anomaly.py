@@ -19,17 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.services.export_split import SplitSpec, assign_splits
-from inference.imageio import IMAGE_SUFFIXES
+from app.services.retraining import image_files
+from inference.training.anomaly_data import MASK_SUFFIXES, VALIDATION, VALIDATION_GT  # torch-free
 
-VALIDATION = "validation"            # inference.training.anomaly_data's names (no torch import here)
-VALIDATION_GT = "validation_ground_truth"
-MASK_SUFFIX = "_mask.png"
+MASK_SUFFIX = MASK_SUFFIXES[0]       # what the station's MVTec export writes: <stem>_mask.png
 MIN_DEFECT_REGIONS = 5               # fewer labelled defects cannot fill the folds the heads are fitted on
 MAX_FOLDS = 3
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
 def defects_to_validation(category: Path, spec: SplitSpec) -> tuple[int, int]:
@@ -39,7 +34,7 @@ def defects_to_validation(category: Path, spec: SplitSpec) -> tuple[int, int]:
     with_region: dict[Path, Path] = {}
     left = 0
     for kind_dir in sorted(d for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else []:
-        for img in _images(kind_dir):
+        for img in image_files(kind_dir):
             mask = gt / kind_dir.name / f"{img.stem}{MASK_SUFFIX}"
             if mask.is_file():
                 with_region[img] = mask
@@ -68,11 +63,11 @@ def fit_grouping(category: Path) -> tuple[str, int, str | None]:
     the kind itself (``free_…``, ``crack_…``) would put all good images in one fold."""
     from inference.training.groups import class_pure, path_groups
 
-    good = _images(category / "train" / "good")
+    good = image_files(category / "train" / "good")
     defects: list[Path] = []
     validation = category / VALIDATION
     for kind_dir in sorted(d for d in validation.iterdir() if d.is_dir()) if validation.is_dir() else []:
-        defects += _images(kind_dir)
+        defects += image_files(kind_dir)
     groups, _ = path_groups(good + defects, root=category, rule="prefix")
     kinds = ["good"] * len(good) + ["defect"] * len(defects)
     if groups is not None and not class_pure(groups, kinds):

@@ -101,7 +101,8 @@ def read_json(path: Path) -> dict[str, Any]:
         raise RetrainError(str(exc)) from None
 
 
-def _images(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (none when it does not exist), sorted."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
@@ -137,7 +138,7 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[
     for part in parts:
         for d in sorted(part.iterdir()):
             if d.is_dir():
-                counts[d.name] = counts.get(d.name, 0) + len(_images(d))
+                counts[d.name] = counts.get(d.name, 0) + len(image_files(d))
     counts = dict(sorted(counts.items()))
     notes = []
     for name, n in counts.items():
@@ -170,7 +171,7 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[
         start = (f"fine-tuned from {parent.name}" if same else
                  f"transferred from {parent.name}: its features, a new class layer for {sorted(kept)} "
                  f"(it knew {theirs})")
-    held_out = sum(len(_images(d)) for d in (root / "val").glob("*") if d.is_dir())
+    held_out = sum(len(image_files(d)) for d in (root / "val").glob("*") if d.is_dir())
     return args, start, {"classes": kept, "held_out": held_out}, notes
 
 
@@ -182,11 +183,11 @@ def _has_target(mask_png: Path) -> bool:
 
 
 def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
-    frames = _images(root / "images")
+    frames = image_files(root / "images")
     if len(frames) < MIN_SEGMENTER_FRAMES:
         raise RetrainError(f"the segmenter needs at least {MIN_SEGMENTER_FRAMES} reviewed frames with masks; "
                            f"there are {len(frames)}")
-    with_targets = sum(_has_target(m) for m in _images(root / "masks"))
+    with_targets = sum(_has_target(m) for m in image_files(root / "masks"))
     if with_targets == 0:
         raise RetrainError(f"none of the {len(frames)} reviewed masks holds a target: the segmenter cannot "
                            "learn what a target is from background alone")
@@ -204,17 +205,10 @@ def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[s
     return args, start, {"frames": len(frames), "with_targets": with_targets, "held_out": held_out}, []
 
 
-def _refit_arch(parent: ModelVersionInfo | None) -> str | None:
-    """The parent's architecture when the retrain command refits it with its own settings (the
-    family catalogue's ``refit_like``), else None (a new model of the family's default kind)."""
-    if parent is None or not (Path(parent.checkpoint_path) / "config.json").is_file():
-        return None
-    arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model"))
-    return arch if arch in families.family("anomaly").refit_like else None
-
-
-def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None
+def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None, parent_arch: str | None = None
                   ) -> tuple[Path, list[str], str, dict[str, Any], list[str]]:
+    """``parent_arch``: the start point's architecture; one the family catalogue lists in
+    ``refit_like`` is refitted with the parent's own settings, any other gives a new network."""
     from app.services.retrain_anomaly import MIN_DEFECT_REGIONS, defects_to_validation, fit_grouping
 
     categories = sorted(d for d in root.iterdir() if d.is_dir())
@@ -223,11 +217,11 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None
                            + ", ".join(c.name for c in categories) + "): choose one with --folder "
                            "(an anomaly model learns one kind of part)")
     category = categories[0]
-    good = len(_images(category / "train" / "good"))
+    good = len(image_files(category / "train" / "good"))
     if good < MIN_GOOD_IMAGES:
         raise RetrainError(f"the anomaly model needs at least {MIN_GOOD_IMAGES} images reviewed as normal for "
                            f"training; {category.name} has {good} (a fifth of the normal images is kept for testing)")
-    arch = _refit_arch(parent)
+    arch = parent_arch if parent is not None and parent_arch in families.family("anomaly").refit_like else None
     learned = 0
     if arch in families.family("anomaly").refit_with_defects:
         learned, _ = defects_to_validation(category, HELD_OUT_SPLIT)
@@ -238,10 +232,10 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None
                 f"them; the rest are kept for testing); {category.name} gives {learned}. Draw the regions of more "
                 "anomalous images, or retrain a model from good images only (python main.py retrain anomaly --from-scratch)")
     test = category / "test"
-    anomalous = sum(len(_images(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
+    anomalous = sum(len(image_files(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
     args: list[str] = []
     notes = []
-    if anomalous == 0 or not _images(test / "good"):
+    if anomalous == 0 or not image_files(test / "good"):
         args.append("--no-evaluate")
         notes.append("no test evaluation: AUROC needs both normal and anomalous reviewed images")
     if arch is not None and parent is not None:
@@ -251,10 +245,10 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None
         start = (f"refitted as {arch} with {parent.name}'s settings on the reviewed images (fitted anew, nothing fine-tuned)"
                  + (f", its heads on {learned} reviewed defect region(s)" if learned else ""))
     else:
-        channels = image_channels(_images(category / "train" / "good"))
+        channels = image_channels(image_files(category / "train" / "good"))
         args += ["--channels", str(channels)]
         start = f"from scratch on good parts (as every anomaly model is trained), {'gray' if channels == 1 else 'colour'} input"
-    held_out = len(_images(test / "good")) + anomalous
+    held_out = len(image_files(test / "good")) + anomalous
     data = {"category": category.name, "normal_train": good, "anomalous_test": anomalous, "held_out": held_out,
             **({"defects_learned": learned} if learned else {})}
     return category, args, start, data, notes
@@ -291,8 +285,8 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         parent = None
     root = export_training_data(db, family, work, folder, progress, cancel)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
-    fitted_parent = start_from is not None and str(read_json(Path(start_from.checkpoint_path) / "config.json").get(
-        "model")) in families.family(family).fitted_only
+    parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
+    fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only
     if fitted_parent:  # a network cannot start from it: train from scratch, the light heads refit it
         start_from = None
     if family == "classifier":
@@ -300,9 +294,9 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     elif family == "segmenter":
         args, start, data, notes = _segmenter_plan(root, start_from)
     else:
-        root, args, start, data, notes = _anomaly_plan(root, start_from)
+        root, args, start, data, notes = _anomaly_plan(root, start_from, parent_arch)
     if fitted_parent and parent is not None:
-        notes = [*notes, f"{parent.name} is a {read_json(Path(parent.checkpoint_path) / 'config.json').get('model')} "
+        notes = [*notes, f"{parent.name} is a {parent_arch} "
                          "version (no network): --method train would start a network from scratch"]
     fine_tune = "--init" in args
     mode = "transfer" if "--init-head" in args else "fine-tune" if fine_tune else "scratch"

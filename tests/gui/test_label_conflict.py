@@ -71,3 +71,29 @@ def test_labels_saved_at_another_station_reach_an_idle_window(service, folder, d
     press(qtbot, win, Qt.Key.Key_A)  # and the next save builds on their label, no conflict
     assert [h.author for h in service.history(opened)] == ["inspector2", "tester"]
     win.close()
+
+
+def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(window, service, db, qtbot,
+                                                                                  monkeypatch):
+    """The database refused a save (locked); meanwhile another station saved the image: the retry
+    leaves their label, says so once, and writes this inspector's label to recovery/conflicts."""
+    from app.services.review import CONFLICTS, recovery_dir
+
+    win = window
+    image_id = win.review.image_id
+    real_save = service.save
+
+    def locked(*_a, **_k):
+        raise RuntimeError("database is locked")
+    monkeypatch.setattr(service, "save", locked)
+    press(qtbot, win, Qt.Key.Key_X)  # reject: kept pending
+    assert image_id in win.review.pending()
+    monkeypatch.setattr(service, "save", real_save)
+    db.labels.append(image_id, LabelChange(ReviewState.ACCEPTED), "inspector2")
+    errors: list[str] = []
+    win.review.save_failed.connect(errors.append)
+    assert win.review.flush_pending()
+    assert service.detail(image_id).label.review_state == "accepted"  # theirs stands
+    assert len(errors) == 1 and "inspector2" in errors[0] and "kept in" in errors[0]
+    assert list((recovery_dir() / CONFLICTS).glob(f"*-image{image_id}.json"))
+    assert not list(recovery_dir().glob("*.json"))  # nothing `recover` would replay over theirs
