@@ -88,3 +88,26 @@ def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Pat
     press(qtbot, win, Qt.Key.Key_P)
     assert win.queue.current_id() == second[0]
     win.close()
+
+
+def test_the_counter_follows_every_label_not_every_fifth(service, db, tmp_path: Path, qtbot):
+    """Found under Xvfb: the line said "≥ 12 more labels" at 18 labels, where the retrainer's
+    minimum asked for 15 more: it was recounted only every fifth save."""
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=12)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None and ctl.latest is not None, timeout=30000)
+    for k in range(1, 4):
+        press(qtbot, win, Qt.Key.Key_P)
+        wait_shown(win, qtbot, win.queue.current_id())
+        win.review.set_class("dark")
+        qtbot.waitUntil(lambda k=k: ctl.latest.needed is not None and ctl.latest.needed.labelled == k,
+                        timeout=15000)
+        qtbot.waitUntil(lambda k=k: f"≥ {ctl.latest.needed.more} more labels" in ctl.line.text(), timeout=5000)
+    # before a learning curve: the larger of the retrainer's minimum (5 per class, two classes: 2 + 5)
+    # and the 20 labels a curve needs (17)
+    assert ctl.latest.needed.more == max(5 - 3 + 5, 20 - 3)
+    win.close()
