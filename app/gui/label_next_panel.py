@@ -69,6 +69,8 @@ class LabelNextController:
             self.refresh()
             return
         self.latest = result
+        if self.result is not None:  # proposals labelled elsewhere (another station) are done too
+            self._reviewed |= set(self.result.proposal.image_ids) & result.labelled
         if self.result is None or not self._unreviewed_proposals():
             self._adopt(result)
         self.show_counter()
@@ -183,4 +185,5 @@ def install(window) -> None:
     window.folders.folder_chosen.connect(ctl.folder_changed)
     window.review.item_changed.connect(ctl.item_changed)
     window.review.item_changed.connect(lambda _item: ctl.show_counter())
+    window.label_watch.changed.connect(ctl.refresh)  # labels saved at another station count too
     window.ctx.closers.append(ctl.calls.close)

@@ -44,6 +44,7 @@ class LabelNextResult:
     needed: LabelsNeeded | None
     considered: int = 0                 # images read (labelled + sampled unlabelled)
     problems: tuple[str, ...] = field(default_factory=tuple)  # unreadable files, one line each
+    labelled: frozenset[int] = frozenset()  # images read as labelled (here or at another station)
 
 
 def _candidates(db: "Database", folder_id: int, seed: int) -> tuple[list[Candidate], list[tuple[str, str | None]], list[str]]:
@@ -93,4 +94,5 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
         pool = sum(1 for c in cands if c.label is None)
         needed = labels_needed(x[rows], [str(cands[i].label) for i in rows], [names[i] for i in rows],
                                target=target, pool=pool, seed=seed)
-    return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]))
+    labelled = frozenset(c.image_id for c in cands if c.label is not None)
+    return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled)

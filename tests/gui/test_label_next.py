@@ -111,3 +111,28 @@ def test_the_counter_follows_every_label_not_every_fifth(service, db, tmp_path: 
     # and the 20 labels a curve needs (17)
     assert ctl.latest.needed.more == max(5 - 3 + 5, 20 - 3)
     win.close()
+
+
+def test_labels_from_another_station_move_the_counter_and_the_batch(service, db, tmp_path: Path, qtbot, monkeypatch):
+    """Found under Xvfb: after another station labelled every image, the line still said
+    "2 of 20 proposed left · next retraining: ≥ 12 more labels" (nothing left to label)."""
+    import app.gui.label_watch as watch
+    from database import LabelChange, ReviewState
+
+    monkeypatch.setattr(watch, "INTERVAL_MS", 150)
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=12)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None and ctl.latest is not None, timeout=30000)
+    first = ctl.result.proposal.image_ids
+    theirs = first[:3]
+    for image_id in theirs:  # another station labels three of the proposed images
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="dark"), "inspector2")
+    qtbot.waitUntil(lambda: ctl.latest.needed is not None and ctl.latest.needed.labelled == 3, timeout=15000)
+    qtbot.waitUntil(lambda: f"{len(first) - 3} of {len(first)} proposed left" in ctl.line.text(), timeout=5000)
+    press(qtbot, win, Qt.Key.Key_P)  # P skips what they labelled
+    assert win.queue.current_id() not in theirs
+    win.close()
