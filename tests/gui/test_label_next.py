@@ -90,16 +90,22 @@ def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Pat
     win.close()
 
 
-def test_the_counter_follows_every_label_not_every_fifth(service, db, tmp_path: Path, qtbot):
-    """Found under Xvfb: the line said "≥ 12 more labels" at 18 labels, where the retrainer's
-    minimum asked for 15 more: it was recounted only every fifth save."""
+def _window_with_a_batch(service, db, tmp_path: Path, qtbot, n: int = 12):
+    """A window on a folder of ``n`` unlabelled parts (classes bright/dark), its first batch computed."""
     db.classes.set("classifier", ["bright", "dark"])
-    folder = make_folder(tmp_path / "parts", n=12)
+    folder = make_folder(tmp_path / "parts", n=n)
     win = build_window(service, qtbot)
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
     ctl = win.label_next
     qtbot.waitUntil(lambda: ctl.result is not None and ctl.latest is not None, timeout=30000)
+    return win, ctl
+
+
+def test_the_counter_follows_every_label_not_every_fifth(service, db, tmp_path: Path, qtbot):
+    """Found under Xvfb: the line said "≥ 12 more labels" at 18 labels, where the retrainer's
+    minimum asked for 15 more: it was recounted only every fifth save."""
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot)
     for k in range(1, 4):
         press(qtbot, win, Qt.Key.Key_P)
         wait_shown(win, qtbot, win.queue.current_id())
@@ -120,13 +126,7 @@ def test_labels_from_another_station_move_the_counter_and_the_batch(service, db,
     from database import LabelChange, ReviewState
 
     monkeypatch.setattr(watch, "INTERVAL_MS", 150)
-    db.classes.set("classifier", ["bright", "dark"])
-    folder = make_folder(tmp_path / "parts", n=12)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ctl = win.label_next
-    qtbot.waitUntil(lambda: ctl.result is not None and ctl.latest is not None, timeout=30000)
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot)
     first = ctl.result.proposal.image_ids
     theirs = first[:3]
     for image_id in theirs:  # another station labels three of the proposed images
