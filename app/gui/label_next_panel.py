@@ -68,13 +68,15 @@ class LabelNextController:
         if result.folder_id != self.window.current_folder:  # the inspector changed folders meanwhile
             self.refresh()
             return
+        again, self._again = self._again, False
         self.latest = result
         if self.result is not None:  # proposals labelled elsewhere (another station) are done too
             self._reviewed |= set(self.result.proposal.image_ids) & result.labelled
-        if self.result is None or not self._unreviewed_proposals():
+        # A batch counted before the latest saves may propose what was just labelled: adopt only
+        # an answer no save has overtaken (the next count follows at once).
+        if not again and (self.result is None or not self._unreviewed_proposals()):
             self._adopt(result)
         self.show_counter()
-        again, self._again = self._again, False
         if self._move_when_ready and (self._unreviewed_proposals() or not again):
             self._move_when_ready = False  # P was pressed meanwhile: move now, not after the recount
             self.next_proposed(compute=False)
