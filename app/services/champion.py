@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from app.services.display import decode_mask_png, load_rgb, resize_to
+from app.services.flags import OUT_OF_DOMAIN, is_out_of_domain
 from app.services.prelabel import FAMILIES, JobProgress, PrelabelError, job_status, project_speed_profile, read_card
 from app.services.project_settings import load_project_settings
 from app.services.reflag import card_threshold
@@ -217,7 +218,21 @@ def verdict(score: float | None, threshold: float | None) -> str | None:
     return "anomalous" if score >= threshold else "normal"
 
 
+def stands(p: PredictionInfo) -> bool:
+    """Whether a version's answer is shown as such: not when its model called the image out of its
+    training domain (the label panel shows "out of domain" instead of a confident class or score,
+    and the disagreement queue says the same; ``flags.answer_stands``)."""
+    return OUT_OF_DOMAIN not in p.flags and not (p.in_domain is not None and is_out_of_domain(p.in_domain))
+
+
+def _withheld(p: PredictionInfo) -> Answer:
+    score = f" (in-domain score {p.in_domain:.2f})" if p.in_domain is not None else ""
+    return Answer(f"out of domain{score}", None)
+
+
 def answer(family: str, p: PredictionInfo, threshold: float | None = None) -> Answer:
+    if not stands(p):
+        return _withheld(p)
     if family == "classifier":
         conf = f" {p.confidence:.2f}" if p.confidence is not None else ""
         return Answer(f"{p.predicted_class or '—'}{conf}", None)
@@ -235,7 +250,15 @@ def disagreement_reason(family: str, champion: PredictionInfo, challenger: Predi
     """Why the two answers differ (None: they agree) and, for masks, their IoU.
 
     Classifier: another class. Anomaly: another verdict, each version at its own threshold (their
-    scores are on different scales). Segmenter: masks with IoU below ``MASK_IOU_MIN``."""
+    scores are on different scales). Segmenter: masks with IoU below ``MASK_IOU_MIN``. An answer
+    withheld as out of domain differs from any standing answer; two withheld answers agree."""
+    a_stands, b_stands = stands(champion), stands(challenger)
+    if not (a_stands and b_stands):
+        if a_stands == b_stands:
+            return None, None
+        before, after = (answer(family, p, t).text if st else "out of domain"
+                         for p, t, st in ((champion, thresholds[0], a_stands), (challenger, thresholds[1], b_stands)))
+        return f"{before} → {after}", None
     if family == "classifier":
         a, b = champion.predicted_class, challenger.predicted_class
         return (None if a == b else f"class {a or '—'} → {b or '—'}"), None

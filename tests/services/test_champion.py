@@ -106,6 +106,22 @@ def test_disagreement_reasons_per_family() -> None:
     assert text == "mask IoU 0.25" and iou == 0.25 < champion.MASK_IOU_MIN
 
 
+def test_an_answer_out_of_domain_is_withheld_in_the_queue_as_on_the_label_panel() -> None:
+    """Found under Xvfb: the queue showed the NEU champion's "crazing 1.00" on magnetic tiles that the
+    label panel (rightly) called out of domain."""
+    foreign = _pred(predicted_class="crazing", confidence=1.0, in_domain=0.0, flags=("out_of_domain",))
+    own = _pred(predicted_class="uneven", confidence=0.98, in_domain=0.9)
+    assert champion.answer("classifier", foreign).text == "out of domain (in-domain score 0.00)"
+    assert champion.answer("classifier", own).text == "uneven 0.98"
+    assert champion.disagreement_reason("classifier", foreign, own)[0] == "out of domain → uneven 0.98"
+    # the score alone decides where a row carries no flag (an older row); two withheld answers agree
+    low = _pred(predicted_class="uneven", confidence=0.9, in_domain=0.01)
+    assert champion.answer("classifier", low).text.startswith("out of domain")
+    assert champion.disagreement_reason("classifier", foreign, low) == (None, None)
+    seg = _pred(target_count=2, mask_png=_png(np.ones((4, 4), bool)), in_domain=0.0)
+    assert champion.answer("segmenter", seg).mask_png is None   # no overlay for a withheld answer
+
+
 def _folder(db, tmp_path: Path, n: int) -> list[int]:
     good_images(tmp_path / "imgs", n)
     index_folder(db, tmp_path / "imgs")
