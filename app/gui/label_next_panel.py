@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel
 
 from app.gui.background import BackgroundCalls
@@ -19,6 +20,10 @@ from app.services.label_next_folder import LabelNextResult, label_next_for_folde
 from app.services.review_types import QueueItem
 
 log = logging.getLogger(__name__)
+# Between two counts that follow each other (saves came while one ran), the helper thread rests:
+# a count costs 1-2 s at 480 labels (results/label-next.md), and an inspector labelling one image a
+# second must not keep a core of a 2-core station busy beside the pre-labelling worker.
+REST_MS = 1000
 
 
 class LabelNextController:
@@ -32,6 +37,10 @@ class LabelNextController:
         self.latest: LabelNextResult | None = None   # the newest answer (its counter is shown)
         self._computing = False
         self._again = False        # a change came while computing: compute once more after
+        self._rest = QTimer(window)  # the pause before that next count
+        self._rest.setSingleShot(True)
+        self._rest.setInterval(REST_MS)
+        self._rest.timeout.connect(self._rested)
         self._move_when_ready = False
         self._reviewed: set[int] = set()  # proposals labelled since the batch was shown
 
@@ -48,7 +57,7 @@ class LabelNextController:
         folder_id = self.window.current_folder
         if folder_id is None:
             return
-        if self._computing:
+        if self._computing or self._rest.isActive():
             self._again = True
             return
         self._computing = True
@@ -68,12 +77,12 @@ class LabelNextController:
         if result.folder_id != self.window.current_folder:  # the inspector changed folders meanwhile
             self.refresh()
             return
-        again, self._again = self._again, False
+        again = self._again  # saves came while this ran: its answer is already behind
         self.latest = result
         if self.result is not None:  # proposals labelled elsewhere (another station) are done too
             self._reviewed |= set(self.result.proposal.image_ids) & result.labelled
         # A batch counted before the latest saves may propose what was just labelled: adopt only
-        # an answer no save has overtaken (the next count follows at once).
+        # an answer no save has overtaken (the next count follows after REST_MS).
         if not again and (self.result is None or not self._unreviewed_proposals()):
             self._adopt(result)
         self.show_counter()
@@ -81,6 +90,11 @@ class LabelNextController:
             self._move_when_ready = False  # P was pressed meanwhile: move now, not after the recount
             self.next_proposed(compute=False)
         if again:
+            self._rest.start()
+
+    def _rested(self) -> None:
+        if self._again:
+            self._again = False
             self.refresh()
 
     def _adopt(self, result: LabelNextResult) -> None:
@@ -151,7 +165,8 @@ class LabelNextController:
             self._reviewed.add(item.image_id)
         # Every save recounts (the counter must not lag the labels: with a recount every fifth
         # save it said "≥ 12 more" at 18 labels where 15 were needed). Saves made while one count
-        # runs are coalesced into one more count (``_again``), so fast labelling queues no backlog.
+        # runs are coalesced into one more count (``_again``) after a rest (``REST_MS``), so fast
+        # labelling queues no backlog and leaves the station's cores to the worker most of the time.
         self.refresh()
 
     def show_counter(self) -> None:
