@@ -1,6 +1,7 @@
 """The real retrain command on the lnclasses train-only split, for one candidate (information only).
 
     PYTHONPATH=. python benchmarks/lnclasses_command.py --variant base|A|B --seed S [--per-class 40] \
+        [--order label-next|per-class] [--retrain-args "--keep-if-worse --class-mix folder"] \
         --json benchmarks/results/lnclasses/command/B_s0.json
 
 Why: lnclasses.md decides on the texture regression; whether the command itself follows is asked
@@ -43,12 +44,15 @@ def main() -> int:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--per-class", type=int, default=40)
     p.add_argument("--root", type=Path, default=Path("/work/shared/datasets"))
+    p.add_argument("--order", choices=("label-next", "per-class"), default="label-next",
+                   help="per-class: random images of each class (the variant's chooser is then not used)")
+    p.add_argument("--retrain-args", default="--keep-if-worse", help="options for the retrain command, one string")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args()
     train, val = split_trees(a.root, a.seed, Path(f"/tmp/lnclasses_split_s{a.seed}"))
     CHOOSERS["label_next"] = chooser(a.variant)
     sys.argv = ["retraining_loop.py", "--train", str(train), "--val", str(val), "--per-class", str(a.per_class),
-                "--order", "label-next", "--seed", str(a.seed), "--threads", "1", "--retrain-args=--keep-if-worse",
+                "--order", a.order, "--seed", str(a.seed), "--threads", "1", f"--retrain-args={a.retrain_args}",
                 "--json", str(a.json)]
     return loop.main()
 
