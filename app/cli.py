@@ -189,10 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refit-all", action="store_true",
                    help="classifier, light methods: after the held-out check, register the chosen head refitted on "
                         "all reviewed labels, held-out ones included (the card keeps the check's figures)")
-    p.add_argument("--class-mix", default="pool", choices=("pool", "folder"),
-                   help="classifier, feature heads: the class mix given to the head as its prior: 'pool', the "
-                        "unreviewed images' (as the head predicts a sample of them); 'folder', the whole folder's "
-                        "(its reviewed labels plus that estimate for the unreviewed rest)")
     p.add_argument("--progress-json", action="store_true",
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs lnclasses_command.py for foldermix.md: per seed and order, P (--class-mix pool) then F (--class-mix folder),
 # one at a time, one thread, nice 5, logging the load at each start and end.
+# Needs the code of commit 6606f76 (retrain --class-mix; removed after foldermix.md kept P).
 # Usage (repository root): bash benchmarks/foldermix_run.sh 10 11 12 13 14 >> benchmarks/results/foldermix/run.log 2>&1
 set -u
 export PYTHONPATH=. OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1

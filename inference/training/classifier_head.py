@@ -211,26 +211,11 @@ def pool_matrix(paths: Sequence[Path], feature_set: str,
     return np.stack(rows) if rows else np.zeros((0, FEATURE_SETS[feature_set][0]), np.float32)
 
 
-def folder_shares(pool_q: np.ndarray, reviewed_counts: np.ndarray, unreviewed: int) -> np.ndarray:
-    """The reviewed folder's class mix: its reviewed labels per class plus the pool's shares ``pool_q`` spread over
-    its ``unreviewed`` images. Why not the pool's alone: labels are not drawn at random ("label next" picks likely
-    defects, an inspector reviews what was flagged first), so the unreviewed rest is poorer in defects than the
-    folder whose kind of images the classifier will meet (benchmarks/results/foldermix.md)."""
-    counts = np.asarray(reviewed_counts, np.float64)[: len(pool_q)]
-    counts = np.pad(counts, (0, len(pool_q) - len(counts)))
-    n = max(int(unreviewed), 0)
-    return (counts + pool_q * n) / max(counts.sum() + n, 1e-12)
-
-
-def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None,
-                    folder: tuple[np.ndarray, int] | None = None) -> "LinearHead":
+def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
     """``head`` with the pool's class mix (``pool_shares``) as its prior: log q - log p added to the biases, p the
     prior it was fitted with (equal shares; the labels' shares for a ``mix`` head, ``fitted_labels``). Classes the
-    head never predicts (no training image) keep their bias. ``folder`` (reviewed labels per class, unreviewed
-    images): q is the whole folder's mix instead, ``folder_shares``."""
+    head never predicts (no training image) keep their bias."""
     q = pool_shares(head, pool_features)
-    if folder is not None:
-        q = folder_shares(q, folder[0], folder[1])
     live = ~((head.coef == 0).all(1) & (head.intercept == ABSENT_CLASS_BIAS))  # classes the head was fitted on
     if fitted_labels is None:
         p = np.full(len(q), 1.0 / max(int(live.sum()), 1))
@@ -477,17 +462,14 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
                          card: dict[str, Any], feature_set: str = "texture", mix: bool = False,
                          balanced: bool = True, head_kind: str = "lr", pool_features: np.ndarray | None = None,
-                         self_train_rounds: int = SELF_TRAIN_ROUNDS,
-                         folder: tuple[np.ndarray, int] | None = None) -> Path:
+                         self_train_rounds: int = SELF_TRAIN_ROUNDS) -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
     on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation; ``mix``:
     the biases carry the labels' class mix, ``with_label_mix``; ``balanced``: class-balanced weights;
     ``head_kind`` "lda": the shrinkage discriminant of ``fit_lda_head`` instead of the regression;
     ``pool_features``: unlabelled images' features whose class mix, by classify-and-count, becomes the prior,
     ``pool_prior_head``; the card's ``training.pool_prior`` records it; ``self_train_rounds``: with pool features
-    and a class-balanced regression, that many rounds of ``self_trained_head`` on them, ``training.self_training``;
-    ``folder``: (reviewed labels per class, unreviewed images of the folder): the prior is the folder's mix,
-    ``folder_shares``, not the pool's)."""
+    and a class-balanced regression, that many rounds of ``self_trained_head`` on them, ``training.self_training``)."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
     z = (features - mu) / sd
     head = fit_lda_head(z, labels, len(classes)) if head_kind == "lda" else fit_linear_head(z, labels, len(classes), c, balanced)
@@ -509,21 +491,13 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                         "metrics.val scored the model fitted on the reviewed labels alone"}
         else:
             shares = pool_shares(head, pool_z)
-            if folder is not None:
-                shares = folder_shares(shares, folder[0], folder[1])
-            head = pool_prior_head(head, pool_z, labels if mix else None, folder)
+            head = pool_prior_head(head, pool_z, labels if mix else None)
         training["pool_prior"] = {
             "images": int(len(pool_features)), "method": "classify-and-count, add-one smoothed",
-            "class_mix": "folder" if folder is not None else "pool",
             "shares": {name: round(float(q), 4) for name, q in zip(classes, shares)},
-            "note": ("the class mix of the reviewed folder (its reviewed labels, and its unreviewed images as the "
-                     "fitted head predicts a sample of them)" if folder is not None else
-                     "the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them")
-                    + ", replaces the fit's prior (log q - log p added to the biases); the held-out check and "
-                      "metrics.val scored the model without it"}
-        if folder is not None:
-            training["pool_prior"]["folder"] = {
-                "reviewed": {name: int(n) for name, n in zip(classes, folder[0])}, "unreviewed": int(folder[1])}
+            "note": "the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them, "
+                    "replaces the fit's prior (log q - log p added to the biases); the held-out check and "
+                    "metrics.val scored the model without it"}
         card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
@@ -708,8 +682,7 @@ def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:
 
 def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
                       parent_card: dict[str, Any], command: str, all_labels: bool = False,
-                      pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS,
-                      unreviewed: int | None = None) -> Path:
+                      pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card.
 
     ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
@@ -717,14 +690,9 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     images alone (the refusal check's), and ``training.refit`` says so (ADR 0043). ``pool_features`` (a feature
     candidate only): the chosen feature set's vectors of unreviewed images, whose class mix becomes the written
     head's prior (``write_texture_linear``), and with ``self_train_rounds`` > 0 its pseudo-labels (``self_trained_head``).
-    ``unreviewed``: the folder's unreviewed images (the pool was sampled from them): the prior is then the whole
-    folder's class mix, every reviewed label (training and held-out parts) counted (``folder_shares``).
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
-    reviewed = np.concatenate([labels[:images], arrays.get("held_out_labels", np.zeros(0, np.int64))]).astype(np.int64)
-    folder = ((np.bincount(reviewed, minlength=len(comparison.classes)), unreviewed)
-              if unreviewed is not None else None)
     checked_on = images
     if all_labels:
         if not can_refit_on_all(arrays):
@@ -775,7 +743,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     if feature_set is not None:
         return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set,
                                     candidate_mix(comparison.chosen), head_kind=head_kind, pool_features=pool_features,
-                                    self_train_rounds=self_train_rounds, folder=folder)
+                                    self_train_rounds=self_train_rounds)
     if loaded is None:
         raise ValueError("a frozen-backbone head needs the parent model")
     head = fit_linear_head(features, labels, len(comparison.classes), c)

@@ -162,28 +162,3 @@ def test_the_pool_prior_is_the_heads_predicted_class_mix_add_one_smoothed() -> N
     np.testing.assert_allclose(pool_prior_head(skewed, pool, labels).intercept, shifted.intercept, atol=1e-9)
     empty = pool_prior_head(head, pool[:0]).intercept - head.intercept  # no pool: equal shares, nothing moves
     assert np.ptp(empty[:3]) == pytest.approx(0.0) and empty[3] == 0.0
-
-
-def test_the_folder_mix_counts_the_reviewed_labels_and_spreads_the_pool_estimate_over_the_unreviewed() -> None:
-    """``--class-mix folder``: labels picked as "label next" or flagged-first leave the unreviewed rest poorer
-    in defects than the folder; the folder's mix puts the reviewed ones back."""
-    from inference.training.classifier_head import fit_linear_head, folder_shares, pool_prior_head, pool_shares
-
-    pool_q = np.array([0.9, 0.05, 0.05])
-    reviewed = np.array([10, 20, 30])            # the defects were labelled first
-    q = folder_shares(pool_q, reviewed, 140)     # 60 reviewed + 140 unreviewed images
-    np.testing.assert_allclose(q, (reviewed + pool_q * 140) / 200)
-    assert q.sum() == pytest.approx(1.0) and q[0] < pool_q[0] and q[2] > pool_q[2]
-    np.testing.assert_allclose(folder_shares(pool_q, reviewed, 0), reviewed / 60)   # everything reviewed
-    np.testing.assert_allclose(folder_shares(pool_q, np.zeros(3), 50), pool_q)      # nothing reviewed: the pool's
-    np.testing.assert_allclose(folder_shares(pool_q, np.array([4, 1]), 5), (np.array([4, 1, 0]) + pool_q * 5) / 10)
-
-    rng = np.random.default_rng(3)
-    y = np.arange(30) % 3
-    x = rng.standard_normal((30, 3)) + 4.0 * np.eye(3)[y]
-    head = fit_linear_head(x, y, 3, 1.0)
-    pool = rng.standard_normal((16, 3)) + 4.0 * np.eye(3)[[0] * 12 + [1] * 4]
-    folder = (np.bincount(y, minlength=3), 16)
-    shifted = pool_prior_head(head, pool, None, folder)
-    want = folder_shares(pool_shares(head, pool), *folder)
-    np.testing.assert_allclose(shifted.intercept - head.intercept, np.log(want) - np.log(1 / 3))
