@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         safe_remove_tree,
         trainer_scores,
         unlabelled_pool,
+        unreviewed_count,
         version_name,
         work_dir,
     )
@@ -197,8 +198,9 @@ def run(args: argparse.Namespace) -> int:
             from inference.training.classifier_head import POOL_SAMPLE
 
             pool = unlabelled_pool(db, args.folder, POOL_SAMPLE)  # their class mix is the feature heads' prior
+            unreviewed = unreviewed_count(db, args.folder) if args.class_mix == "acc-folder" else None
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool)
+                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):

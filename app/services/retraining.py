@@ -32,7 +32,7 @@ from inference import families
 from inference.imageio import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
-    from database import Database
+    from database import Database, ImageQuery
     from database.dto import ModelVersionInfo
 
 FAMILY_FORMAT = families.table("export_format")
@@ -318,10 +318,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
                        comparable=comparable, fitted_parent=fitted_parent)
 
 
-def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 200, seed: int = 0) -> list[Path]:
-    """Up to ``limit`` random unreviewed images (not missing) of the folder the labels were exported from (all
-    folders for None): the pool whose class mix a light classifier head is given (ADR 0043). Seeded, so a rerun
-    on the same station reads the same images."""
+def _unreviewed_query(db: Database, folder: str | int | None) -> "ImageQuery":
     from app.services.export_source import FolderNotFound, resolve_folder
     from database import ImageQuery, ReviewState
 
@@ -329,7 +326,20 @@ def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 
         chosen = resolve_folder(db, folder)
     except FolderNotFound as exc:
         raise RetrainError(str(exc)) from None
-    query = ImageQuery(folder_id=chosen.id if chosen else None, states=(ReviewState.UNREVIEWED,), sort="id")
+    return ImageQuery(folder_id=chosen.id if chosen else None, states=(ReviewState.UNREVIEWED,), sort="id")
+
+
+def unreviewed_count(db: Database, folder: str | int | None = None) -> int:
+    """The unreviewed images of the folder the labels were exported from (all folders for None): with the
+    reviewed labels, what the folder's class mix is made of (``retrain --class-mix acc-folder``)."""
+    return db.images.count(_unreviewed_query(db, folder))
+
+
+def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 200, seed: int = 0) -> list[Path]:
+    """Up to ``limit`` random unreviewed images (not missing) of the folder the labels were exported from (all
+    folders for None): the pool whose class mix a light classifier head is given (ADR 0043). Seeded, so a rerun
+    on the same station reads the same images."""
+    query = _unreviewed_query(db, folder)
     total = db.images.count(query)
     # A folder may hold a million images: read only the rows drawn, one page of one row each.
     picked = sorted(int(i) for i in np.random.default_rng(seed).choice(total, size=min(limit, total), replace=False))

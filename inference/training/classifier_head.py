@@ -211,11 +211,60 @@ def pool_matrix(paths: Sequence[Path], feature_set: str,
     return np.stack(rows) if rows else np.zeros((0, FEATURE_SETS[feature_set][0]), np.float32)
 
 
-def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
+def adjusted_shares(predicted: np.ndarray, true_labels: np.ndarray, out_of_fold: np.ndarray, pool_size: int) -> np.ndarray:
+    """Adjusted classify-and-count (Forman 2008): the pool's true class shares q from its ``predicted`` shares and
+    the head's out-of-fold confusion on the reviewed labels, M[i, j] = P(predicted j | true i) (each labelled class's
+    row add-one smoothed; a class without labels maps to itself), solving predicted = M^T q for q >= 0, sum 1 by
+    non-negative least squares with the sum as a heavily weighted extra row; then add-one smoothed over the
+    ``pool_size`` images as the plain count is, so no class is driven to zero (benchmarks/results/accmix.md)."""
+    from scipy.optimize import nnls
+
+    k = len(predicted)
+    conf = np.zeros((k, k))
+    np.add.at(conf, (np.asarray(true_labels, np.int64), np.asarray(out_of_fold, np.int64)), 1.0)
+    rows = conf.sum(1) > 0
+    m = np.eye(k)
+    m[rows] = (conf[rows] + 1.0) / (conf[rows] + 1.0).sum(1, keepdims=True)
+    weight = 1e3
+    a = np.vstack([m.T, np.full((1, k), weight)])
+    b = np.concatenate([np.asarray(predicted, np.float64), [weight]])
+    q, _ = nnls(a, b)
+    q = q / max(q.sum(), 1e-12)
+    n = max(int(pool_size), 0)
+    return (q * n + 1.0) / (n + k)
+
+
+def folder_shares(pool_q: np.ndarray, reviewed_counts: np.ndarray, unreviewed: int) -> np.ndarray:
+    """The reviewed folder's class mix: its reviewed labels per class plus the pool's shares ``pool_q`` spread over
+    its ``unreviewed`` images (the images the classifier will meet are the folder's kind, not only the ones left
+    unlabelled, which "label next" and flagged-first reviewing leave poorer in defects)."""
+    counts = np.asarray(reviewed_counts, np.float64)[: len(pool_q)]
+    counts = np.pad(counts, (0, len(pool_q) - len(counts)))
+    n = max(int(unreviewed), 0)
+    return (counts + pool_q * n) / max(counts.sum() + n, 1e-12)
+
+
+@dataclass(frozen=True)
+class FolderMix:
+    """What the folder's class mix is estimated from (``retrain --class-mix acc-folder``): the reviewed labels the
+    head was chosen on and its out-of-fold predictions of them, every reviewed label per class, the unreviewed count."""
+    labels: np.ndarray
+    out_of_fold: np.ndarray
+    reviewed_counts: np.ndarray
+    unreviewed: int
+
+    def shares(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
+        q_pool = adjusted_shares(pool_shares(head, pool_features), self.labels, self.out_of_fold, len(pool_features))
+        return folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
+
+
+def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None,
+                    folder: FolderMix | None = None) -> "LinearHead":
     """``head`` with the pool's class mix (``pool_shares``) as its prior: log q - log p added to the biases, p the
     prior it was fitted with (equal shares; the labels' shares for a ``mix`` head, ``fitted_labels``). Classes the
-    head never predicts (no training image) keep their bias."""
-    q = pool_shares(head, pool_features)
+    head never predicts (no training image) keep their bias. ``folder``: q is the folder's mix by adjusted
+    classify-and-count instead (``FolderMix.shares``)."""
+    q = pool_shares(head, pool_features) if folder is None else folder.shares(head, pool_features)
     live = ~((head.coef == 0).all(1) & (head.intercept == ABSENT_CLASS_BIAS))  # classes the head was fitted on
     if fitted_labels is None:
         p = np.full(len(q), 1.0 / max(int(live.sum()), 1))
@@ -462,14 +511,15 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
                          card: dict[str, Any], feature_set: str = "texture", mix: bool = False,
                          balanced: bool = True, head_kind: str = "lr", pool_features: np.ndarray | None = None,
-                         self_train_rounds: int = SELF_TRAIN_ROUNDS) -> Path:
+                         self_train_rounds: int = SELF_TRAIN_ROUNDS, folder: FolderMix | None = None) -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
     on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation; ``mix``:
     the biases carry the labels' class mix, ``with_label_mix``; ``balanced``: class-balanced weights;
     ``head_kind`` "lda": the shrinkage discriminant of ``fit_lda_head`` instead of the regression;
     ``pool_features``: unlabelled images' features whose class mix, by classify-and-count, becomes the prior,
     ``pool_prior_head``; the card's ``training.pool_prior`` records it; ``self_train_rounds``: with pool features
-    and a class-balanced regression, that many rounds of ``self_trained_head`` on them, ``training.self_training``)."""
+    and a class-balanced regression, that many rounds of ``self_trained_head`` on them, ``training.self_training``;
+    ``folder``: the prior is the folder's mix by adjusted classify-and-count, ``FolderMix``)."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
     z = (features - mu) / sd
     head = fit_lda_head(z, labels, len(classes)) if head_kind == "lda" else fit_linear_head(z, labels, len(classes), c, balanced)
@@ -490,10 +540,13 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                         "with this weight; refitted, then the pool's class mix re-estimated; the held-out check and "
                         "metrics.val scored the model fitted on the reviewed labels alone"}
         else:
-            shares = pool_shares(head, pool_z)
-            head = pool_prior_head(head, pool_z, labels if mix else None)
+            shares = pool_shares(head, pool_z) if folder is None else folder.shares(head, pool_z)
+            head = pool_prior_head(head, pool_z, labels if mix else None, folder)
         training["pool_prior"] = {
-            "images": int(len(pool_features)), "method": "classify-and-count, add-one smoothed",
+            "images": int(len(pool_features)),
+            "method": "classify-and-count, add-one smoothed" if folder is None else
+                      "the folder's mix: its reviewed labels, and its unreviewed images by adjusted classify-and-count "
+                      "(the head's out-of-fold confusion on the reviewed labels), add-one smoothed",
             "shares": {name: round(float(q), 4) for name, q in zip(classes, shares)},
             "note": "the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them, "
                     "replaces the fit's prior (log q - log p added to the biases); the held-out check and "
@@ -662,8 +715,11 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     arrays: dict[str, np.ndarray] = {}
     if chosen in light:
         rows, row_labels = light[chosen].rows(np.arange(len(y)), y)
+        oof = np.empty(len(y), np.int64)  # the chosen candidate's out-of-fold predictions (first fold set)
+        for tr, te in folds:
+            oof[te] = fit_candidate(light[chosen], y, len(classes), tr).predict(light[chosen].views["none"][te])
         arrays = {"train_features": rows, "head_c": np.array(light[chosen].c), "labels": row_labels,
-                  "images": np.array(len(y))}
+                  "images": np.array(len(y)), "out_of_fold": oof}
         if not candidate_augmented(chosen):  # the held-out rows, for the refit on all labels (no flipped views there)
             arrays |= {"held_out_features": val_sets[light[chosen].feature_set], "held_out_labels": y_val}
     elif chosen and emb_avg is not None:
@@ -682,7 +738,8 @@ def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:
 
 def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
                       parent_card: dict[str, Any], command: str, all_labels: bool = False,
-                      pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS) -> Path:
+                      pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS,
+                      unreviewed: int | None = None) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card.
 
     ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
@@ -690,9 +747,16 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     images alone (the refusal check's), and ``training.refit`` says so (ADR 0043). ``pool_features`` (a feature
     candidate only): the chosen feature set's vectors of unreviewed images, whose class mix becomes the written
     head's prior (``write_texture_linear``), and with ``self_train_rounds`` > 0 its pseudo-labels (``self_trained_head``).
+    ``unreviewed`` (the folder's unreviewed images; needs the chosen candidate's ``out_of_fold`` predictions): the
+    prior is the whole folder's mix by adjusted classify-and-count (``FolderMix``).
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
+    folder = None
+    if unreviewed is not None and "out_of_fold" in arrays:
+        reviewed = np.concatenate([labels[:images], arrays.get("held_out_labels", np.zeros(0, np.int64))]).astype(np.int64)
+        folder = FolderMix(labels[:images], arrays["out_of_fold"],
+                           np.bincount(reviewed, minlength=len(comparison.classes)), int(unreviewed))
     checked_on = images
     if all_labels:
         if not can_refit_on_all(arrays):
@@ -743,7 +807,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     if feature_set is not None:
         return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set,
                                     candidate_mix(comparison.chosen), head_kind=head_kind, pool_features=pool_features,
-                                    self_train_rounds=self_train_rounds)
+                                    self_train_rounds=self_train_rounds, folder=folder)
     if loaded is None:
         raise ValueError("a frozen-backbone head needs the parent model")
     head = fit_linear_head(features, labels, len(comparison.classes), c)

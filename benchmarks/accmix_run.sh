@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs lnclasses_command.py for accmix.md: per seed and order, P (--class-mix pool) then G (--class-mix acc-folder),
+# one at a time, one thread, nice 5, logging the load at each start and end.
+# Needs retrain --class-mix acc-folder (the commit that adds this script).
+# Usage (repository root): bash benchmarks/accmix_run.sh 15 16 17 18 19 >> benchmarks/results/accmix/run.log 2>&1
+set -u
+export PYTHONPATH=. OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
+out=${OUT:-benchmarks/results/accmix}
+mkdir -p "$out"
+for s in "$@"; do
+  for order in label-next per-class; do
+    for mix in pool acc-folder; do
+      echo "$order $mix seed $s start $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"
+      nice -n 5 .venv/bin/python benchmarks/lnclasses_command.py --variant A --seed "$s" --order "$order" \
+        --retrain-args "--keep-if-worse --class-mix $mix" --json "$out/${order}_${mix}_s$s.json" \
+        > "$out/${order}_${mix}_s$s.log" 2>&1
+      rc=$?
+      echo "$order $mix seed $s end $(date -u +%H:%M:%S) rc $rc load $(cut -d' ' -f1-3 /proc/loadavg)"
+    done
+  done
+done
