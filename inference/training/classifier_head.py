@@ -547,10 +547,16 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
             "method": "classify-and-count, add-one smoothed" if folder is None else
                       "the folder's mix: its reviewed labels, and its unreviewed images by adjusted classify-and-count "
                       "(the head's out-of-fold confusion on the reviewed labels), add-one smoothed",
+            "class_mix": "pool" if folder is None else "acc-folder",
             "shares": {name: round(float(q), 4) for name, q in zip(classes, shares)},
-            "note": "the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them, "
-                    "replaces the fit's prior (log q - log p added to the biases); the held-out check and "
-                    "metrics.val scored the model without it"}
+            "note": ("the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them"
+                     if folder is None else "the reviewed folder's class mix")
+                    + ", replaces the fit's prior (log q - log p added to the biases); the held-out check and "
+                      "metrics.val scored the model without it"}
+        if folder is not None:
+            training["pool_prior"]["folder"] = {
+                "reviewed": {name: int(n) for name, n in zip(classes, folder.reviewed_counts)},
+                "unreviewed": folder.unreviewed}
         card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)

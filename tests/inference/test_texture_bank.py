@@ -162,3 +162,35 @@ def test_the_pool_prior_is_the_heads_predicted_class_mix_add_one_smoothed() -> N
     np.testing.assert_allclose(pool_prior_head(skewed, pool, labels).intercept, shifted.intercept, atol=1e-9)
     empty = pool_prior_head(head, pool[:0]).intercept - head.intercept  # no pool: equal shares, nothing moves
     assert np.ptp(empty[:3]) == pytest.approx(0.0) and empty[3] == 0.0
+
+
+def test_adjusted_classify_and_count_undoes_the_heads_confusion_and_the_folder_counts_the_labels() -> None:
+    """``--class-mix acc-folder`` (accmix.md): a head that calls 30 % of class 0 class 1 over-counts class 1 in
+    the pool; its out-of-fold confusion undoes that, and the folder's mix adds the reviewed labels back."""
+    from inference.training.classifier_head import (
+        FolderMix,
+        adjusted_shares,
+        fit_linear_head,
+        folder_shares,
+        pool_shares,
+    )
+
+    y = np.array([0] * 50 + [1] * 50)
+    oof = np.array([0] * 35 + [1] * 15 + [1] * 50)
+    q = adjusted_shares(np.array([0.63, 0.37]), y, oof, 200)   # a pool of 90 / 10 seen through that confusion
+    np.testing.assert_allclose(q, [0.9, 0.1], atol=0.01)   # (the confusion rows are add-one smoothed)
+    perfect = adjusted_shares(np.array([0.63, 0.37]), y, y, 200)   # a head without errors: the count itself
+    assert perfect[0] == pytest.approx(0.63, abs=0.02)
+    # a class without labels maps to itself; no class is driven to zero (add-one over the pool)
+    three = adjusted_shares(np.array([0.5, 0.5, 0.0]), y, oof, 100)
+    assert (three > 0).all() and three.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(folder_shares(np.array([0.9, 0.1]), np.array([50, 50]), 200), [230 / 300, 70 / 300])
+    np.testing.assert_allclose(folder_shares(np.array([0.9, 0.1]), np.array([4]), 0), [1.0, 0.0])
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 2)) + 3.0 * np.eye(2)[y]
+    head = fit_linear_head(x, y, 2, 1.0)
+    pool = rng.standard_normal((40, 2)) + 3.0 * np.eye(2)[[0] * 36 + [1] * 4]
+    mix = FolderMix(y, head.predict(x), np.bincount(y, minlength=2), 40)
+    want = folder_shares(adjusted_shares(pool_shares(head, pool), y, head.predict(x), 40), np.array([50, 50]), 40)
+    np.testing.assert_allclose(mix.shares(head, pool), want)

@@ -342,10 +342,35 @@ def test_retrain_gives_a_feature_head_the_class_mix_of_the_unreviewed_images(tmp
         done = events_of(out)[-1]
         card = load_model(done["path"], family="classifier").card
         prior = card["training"]["pool_prior"]
-        assert prior["images"] == 10 and prior["method"].startswith("classify-and-count")
+        assert prior["images"] == 10 and prior["method"].startswith("classify-and-count") and prior["class_mix"] == "pool"
         assert prior["shares"]["good"] > 0.5 > prior["shares"]["crack"] > 0 and sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
         chosen = done["comparison"]["simple_answers"]["chosen"]
         assert card["metrics"]["val"]["accuracy"] == done["comparison"]["simple_answers"]["held_out"][chosen]["accuracy"]
+    finally:
+        db.close()
+
+
+def test_class_mix_acc_folder_counts_the_reviewed_labels_and_the_unreviewed_estimate(tmp_path: Path) -> None:
+    """``--class-mix acc-folder``: six crack and six good reviewed, ten good not: the prior is the folder's mix
+    (12 reviewed + 10 unreviewed by adjusted classify-and-count), and the card says so."""
+    from app.services.retraining import unreviewed_count
+
+    names = [f"crack{i}" for i in range(6)] + [f"good{i}" for i in range(16)]
+    db, url, ids = indexed_parts(tmp_path, "lot1", names)
+    try:
+        for n in names[:12]:
+            db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=n.rstrip("0123456789")), "ann")
+        assert unreviewed_count(db) == 10 == unreviewed_count(db, "lot1")
+        proc = run_retrain(url, "--name", "acc-folder", "--method", "defect", "--groups", "none", "--keep-if-worse",
+                           "--class-mix", "acc-folder")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        prior = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
+        assert prior["class_mix"] == "acc-folder" and "adjusted classify-and-count" in prior["method"]
+        assert prior["folder"] == {"reviewed": {"crack": 6, "good": 6}, "unreviewed": 10}
+        # at least the reviewed cracks' share of the folder, at most that plus the whole unreviewed rest
+        assert 6 / 22 - 0.02 <= prior["shares"]["crack"] <= 16 / 22 + 0.02
+        assert sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
     finally:
         db.close()
 
