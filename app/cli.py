@@ -189,10 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refit-all", action="store_true",
                    help="classifier, light methods: after the held-out check, register the chosen head refitted on "
                         "all reviewed labels, held-out ones included (the card keeps the check's figures)")
-    p.add_argument("--class-mix", default="pool", choices=("pool", "acc-folder"),
-                   help="classifier, feature heads: the prior given to the head: 'pool', the unreviewed images' class "
-                        "mix as the head predicts a sample of them; 'acc-folder', the whole folder's, its reviewed "
-                        "labels plus the unreviewed rest by adjusted classify-and-count")
+    p.add_argument("--class-mix", default="acc-folder", choices=("acc-folder", "pool"),
+                   help="classifier, feature heads: the prior given to the head: 'acc-folder' (default, ADR 0045), "
+                        "the whole folder's class mix, its reviewed labels plus the unreviewed rest by adjusted "
+                        "classify-and-count; 'pool', the unreviewed images' mix as the head predicts a sample of "
+                        "them (ADR 0043)")
     p.add_argument("--progress-json", action="store_true",
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)

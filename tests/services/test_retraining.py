@@ -336,7 +336,8 @@ def test_retrain_gives_a_feature_head_the_class_mix_of_the_unreviewed_images(tmp
     try:
         for n in names[:12]:
             db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=n.rstrip("0123456789")), "ann")
-        proc = run_retrain(url, "--name", "pooled", "--method", "defect", "--groups", "none", "--keep-if-worse")
+        proc = run_retrain(url, "--name", "pooled", "--method", "defect", "--groups", "none", "--keep-if-worse",
+                           "--class-mix", "pool")  # ADR 0043's estimate (the default is the folder's, ADR 0045)
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         done = events_of(out)[-1]
@@ -351,7 +352,7 @@ def test_retrain_gives_a_feature_head_the_class_mix_of_the_unreviewed_images(tmp
 
 
 def test_class_mix_acc_folder_counts_the_reviewed_labels_and_the_unreviewed_estimate(tmp_path: Path) -> None:
-    """``--class-mix acc-folder``: six crack and six good reviewed, ten good not: the prior is the folder's mix
+    """The default, ``--class-mix acc-folder``: six crack and six good reviewed, ten good not: the prior is the folder's mix
     (12 reviewed + 10 unreviewed by adjusted classify-and-count), and the card says so."""
     from app.services.retraining import unreviewed_count
 
@@ -361,8 +362,7 @@ def test_class_mix_acc_folder_counts_the_reviewed_labels_and_the_unreviewed_esti
         for n in names[:12]:
             db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=n.rstrip("0123456789")), "ann")
         assert unreviewed_count(db) == 10 == unreviewed_count(db, "lot1")
-        proc = run_retrain(url, "--name", "acc-folder", "--method", "defect", "--groups", "none", "--keep-if-worse",
-                           "--class-mix", "acc-folder")
+        proc = run_retrain(url, "--name", "acc-folder", "--method", "defect", "--groups", "none", "--keep-if-worse")
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         prior = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
