@@ -369,21 +369,34 @@ def repeated_folds(labels: np.ndarray, groups: Sequence[str], seed: int = 0,
 
 def choose_candidate(candidates: dict[str, LightCandidate], labels: np.ndarray,
                      fold_sets: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
-                     classes: Sequence[str]) -> tuple[str, dict[str, Score]]:
+                     classes: Sequence[str],
+                     out_of_fold: dict[str, np.ndarray] | None = None) -> tuple[str, dict[str, Score]]:
     """Group-CV of every candidate (trained on the other folds' images and their views, scored on the
     held-out fold's own images), accuracy and macro F1 averaged over the repeated fold sets; the best
-    by macro F1, then accuracy, the first of equals. A candidate and its ``mix`` twin share one fit per fold."""
+    by macro F1, then accuracy, the first of equals. A candidate and its ``mix`` twin share one fit per fold.
+    ``out_of_fold``: filled with each candidate's out-of-fold predictions on the first fold set."""
     cv: dict[str, Score] = {}
     fits: dict[tuple[str, str, float, int, bytes], LinearHead] = {}
     for name, cand in candidates.items():
-        def predict(tr: np.ndarray, te: np.ndarray, cand: LightCandidate = cand) -> np.ndarray:
+        first = np.empty(len(labels), np.int64)
+
+        def predict(tr: np.ndarray, te: np.ndarray, cand: LightCandidate = cand, keep: np.ndarray | None = None) -> np.ndarray:
             key = (cand.feature_set, cand.head, cand.c, len(cand.views), tr.tobytes())
             if key not in fits:
                 fits[key] = fit_head(*cand.rows(tr, labels), len(classes), cand.c, cand.head)
             head = with_label_mix(fits[key], labels[tr]) if cand.mix else fits[key]
-            return head.predict(cand.views["none"][te])
+            pred = head.predict(cand.views["none"][te])
+            if keep is not None:
+                keep[te] = pred
+            return pred
 
-        runs = [cross_validated(predict, labels, folds, classes) for folds in fold_sets]
+        def recording(tr: np.ndarray, te: np.ndarray, first: np.ndarray = first) -> np.ndarray:
+            return predict(tr, te, keep=first)
+
+        runs = [cross_validated(recording if i == 0 else predict, labels, folds, classes)
+                for i, folds in enumerate(fold_sets)]
+        if out_of_fold is not None:
+            out_of_fold[name] = first
         cv[name] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
     return (best_name(cv) if cv else ""), cv
 
@@ -692,7 +705,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     val_sets = feature_matrices(val_paths, wanted, "none") if wanted else {}
     light = light_candidates({fs: {v: by_view[v][fs] for v in views} for fs in wanted}, CANDIDATE_C, augment)
     fold_sets = [folds, *(f for f in repeated_folds(y, groups, seed, CV_REPEATS)[1:])]
-    _, heads = choose_candidate(light, y, fold_sets, classes)
+    out_of_fold: dict[str, np.ndarray] = {}
+    _, heads = choose_candidate(light, y, fold_sets, classes, out_of_fold)
     emb_avg: tuple[np.ndarray, np.ndarray] | None = None  # pooled backbone features averaged over the views
     if "backbone" in kinds and backbone is not None:
         emb_avg = (views_emb.mean(0), val_views_emb.mean(0))
@@ -721,11 +735,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     arrays: dict[str, np.ndarray] = {}
     if chosen in light:
         rows, row_labels = light[chosen].rows(np.arange(len(y)), y)
-        oof = np.empty(len(y), np.int64)  # the chosen candidate's out-of-fold predictions (first fold set)
-        for tr, te in folds:
-            oof[te] = fit_candidate(light[chosen], y, len(classes), tr).predict(light[chosen].views["none"][te])
         arrays = {"train_features": rows, "head_c": np.array(light[chosen].c), "labels": row_labels,
-                  "images": np.array(len(y)), "out_of_fold": oof}
+                  "images": np.array(len(y)), "out_of_fold": out_of_fold[chosen]}  # first fold set (ACC, ADR 0045)
         if not candidate_augmented(chosen):  # the held-out rows, for the refit on all labels (no flipped views there)
             arrays |= {"held_out_features": val_sets[light[chosen].feature_set], "held_out_labels": y_val}
     elif chosen and emb_avg is not None:

@@ -80,8 +80,15 @@ def test_candidates_choose_by_group_cv_and_augmented_ones_train_on_the_views() -
     x, labels = flips.rows(np.array([0, 1, 2]), y)
     assert x.shape == (12, 5) and labels.tolist() == [0, 1, 0] * 4
     folds = group_folds(y, [f"g{i % 5}" for i in range(n)], 5, 0)
-    chosen, cv = choose_candidate(cands, y, [folds], ["a", "b"])
+    out_of_fold: dict[str, np.ndarray] = {}
+    second = group_folds(y, [f"g{i % 5}" for i in range(n)], 5, 1)
+    chosen, cv = choose_candidate(cands, y, [folds, second], ["a", "b"], out_of_fold)
     assert chosen == "bank_linear_C1"  # informative beats useless; the tie with its augmented twin keeps the cheaper
+    for name, cand in cands.items():  # the first fold set's predictions, as a fresh fit per fold gives them (ACC)
+        want = np.empty(n, np.int64)
+        for tr, te in folds:
+            want[te] = fit_candidate(cand, y, 2, tr).predict(cand.views["none"][te])
+        np.testing.assert_array_equal(out_of_fold[name], want)
     assert cv["bank_linear_C1"].accuracy > 0.9 and cv["texture_linear_C1"].accuracy < 0.8
     assert (fit_candidate(flips, y, 2).predict(informative) == y).mean() > 0.9
 
