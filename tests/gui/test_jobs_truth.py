@@ -125,6 +125,8 @@ def test_panel_badges_and_label_follow_the_worker_through_a_kill(station, tmp_pa
     assert any("worker restarting" in t for t in frozen), frozen
     # Every update showed the database's counts of that moment (or of the poll just before it).
     for processed, _status, text in seen:
+        if text == "queued":  # the row before the panel's first poll answered (slow on a loaded machine): no count
+            continue
         shown = int(text.split(": ", 1)[1].split("/", 1)[0].split(" ")[0])
         assert shown <= processed, (shown, processed, text)
 
