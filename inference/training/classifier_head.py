@@ -55,6 +55,7 @@ from inference.training.simple_answers import (
     cross_validated,
     fit_predict,
     group_folds,
+    out_of_fold_predictions,
     score,
     thumbnails,
 )
@@ -258,13 +259,15 @@ class FolderMix:
         return folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
 
 
-def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None,
-                    folder: FolderMix | None = None) -> "LinearHead":
-    """``head`` with the pool's class mix (``pool_shares``) as its prior: log q - log p added to the biases, p the
-    prior it was fitted with (equal shares; the labels' shares for a ``mix`` head, ``fitted_labels``). Classes the
-    head never predicts (no training image) keep their bias. ``folder``: q is the folder's mix by adjusted
-    classify-and-count instead (``FolderMix.shares``)."""
-    q = pool_shares(head, pool_features) if folder is None else folder.shares(head, pool_features)
+def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
+    """``head`` with the pool's class mix (``pool_shares``) as its prior (``with_prior``)."""
+    return with_prior(head, pool_shares(head, pool_features), fitted_labels)
+
+
+def with_prior(head: "LinearHead", q: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
+    """``head`` with class shares ``q`` as its prior: log q - log p added to the biases, p the prior it was fitted
+    with (equal shares; the labels' shares for a ``mix`` head, ``fitted_labels``). Classes the head never predicts
+    (no training image) keep their bias."""
     live = ~((head.coef == 0).all(1) & (head.intercept == ABSENT_CLASS_BIAS))  # classes the head was fitted on
     if fitted_labels is None:
         p = np.full(len(q), 1.0 / max(int(live.sum()), 1))
@@ -378,25 +381,17 @@ def choose_candidate(candidates: dict[str, LightCandidate], labels: np.ndarray,
     cv: dict[str, Score] = {}
     fits: dict[tuple[str, str, float, int, bytes], LinearHead] = {}
     for name, cand in candidates.items():
-        first = np.empty(len(labels), np.int64)
-
-        def predict(tr: np.ndarray, te: np.ndarray, cand: LightCandidate = cand, keep: np.ndarray | None = None) -> np.ndarray:
+        def predict(tr: np.ndarray, te: np.ndarray, cand: LightCandidate = cand) -> np.ndarray:
             key = (cand.feature_set, cand.head, cand.c, len(cand.views), tr.tobytes())
             if key not in fits:
                 fits[key] = fit_head(*cand.rows(tr, labels), len(classes), cand.c, cand.head)
             head = with_label_mix(fits[key], labels[tr]) if cand.mix else fits[key]
-            pred = head.predict(cand.views["none"][te])
-            if keep is not None:
-                keep[te] = pred
-            return pred
+            return head.predict(cand.views["none"][te])
 
-        def recording(tr: np.ndarray, te: np.ndarray, first: np.ndarray = first) -> np.ndarray:
-            return predict(tr, te, keep=first)
-
-        runs = [cross_validated(recording if i == 0 else predict, labels, folds, classes)
-                for i, folds in enumerate(fold_sets)]
+        preds = [out_of_fold_predictions(predict, len(labels), folds) for folds in fold_sets]
+        runs = [score(labels, pred, classes) for pred in preds]
         if out_of_fold is not None:
-            out_of_fold[name] = first
+            out_of_fold[name] = preds[0]
         cv[name] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
     return (best_name(cv) if cv else ""), cv
 
@@ -554,7 +549,7 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                         "metrics.val scored the model fitted on the reviewed labels alone"}
         else:
             shares = pool_shares(head, pool_z) if folder is None else folder.shares(head, pool_z)
-            head = pool_prior_head(head, pool_z, labels if mix else None, folder)
+            head = with_prior(head, shares, labels if mix else None)
         training["pool_prior"] = {
             "images": int(len(pool_features)),
             "method": "classify-and-count, add-one smoothed" if folder is None else

@@ -115,13 +115,19 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> Sco
     return Score(float(report["accuracy"]), float(report["f1"]))
 
 
+def out_of_fold_predictions(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int,
+                            folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Each of the ``n`` items predicted by ``predict(train_idx, test_idx)`` from the fold it is held out in."""
+    pred = np.empty(n, dtype=np.int64)
+    for tr, te in folds:
+        pred[te] = predict(tr, te)
+    return pred
+
+
 def cross_validated(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], labels: np.ndarray,
                     folds: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[str]) -> Score:
     """Pooled out-of-fold predictions of ``predict(train_idx, test_idx)`` scored once."""
-    pred = np.empty(len(labels), dtype=np.int64)
-    for tr, te in folds:
-        pred[te] = predict(tr, te)
-    return score(labels, pred, classes)
+    return score(labels, out_of_fold_predictions(predict, len(labels), folds), classes)
 
 
 def best_name(scores: dict[str, Score]) -> str:

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Runs lnclasses_command.py for foldermix.md: per seed and order, P (--class-mix pool) then F (--class-mix folder),
-# one at a time, one thread, nice 5, logging the load at each start and end.
-# Needs the code of commit 6606f76 (retrain --class-mix; removed after foldermix.md kept P).
-# Usage (repository root): bash benchmarks/foldermix_run.sh 10 11 12 13 14 >> benchmarks/results/foldermix/run.log 2>&1
+# Runs lnclasses_command.py for foldermix.md and accmix.md: per seed and order, each of MIXES (retrain --class-mix)
+# in turn, one at a time, one thread, nice 5, logging the load at each start and end.
+# Usage (repository root):
+#   MIXES="pool acc-folder" OUT=benchmarks/results/accmix bash benchmarks/prior_run.sh 15 16 17 18 19 >> benchmarks/results/accmix/run.log 2>&1
+#   (foldermix.md's MIXES="pool folder" needs the code of commit 6606f76: --class-mix folder was removed after it.)
 set -u
 export PYTHONPATH=. OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
-out=${OUT:-benchmarks/results/foldermix}
+out=${OUT:?set OUT to the results folder}
 mkdir -p "$out"
 for s in "$@"; do
   for order in label-next per-class; do
-    for mix in pool folder; do
+    for mix in ${MIXES:?set MIXES to the --class-mix values to compare}; do
       echo "$order $mix seed $s start $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"
       nice -n 5 .venv/bin/python benchmarks/lnclasses_command.py --variant A --seed "$s" --order "$order" \
         --retrain-args "--keep-if-worse --class-mix $mix" --json "$out/${order}_${mix}_s$s.json" \
