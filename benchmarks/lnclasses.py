@@ -32,16 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.services.label_next import (  # noqa: E402
-    UNCERTAINTY_FLOOR,
-    UNCERTAINTY_POWER,
     Candidate,
-    _scores_matrix,
-    fitted_probabilities,
-    margin_uncertainty,
     propose,
-    standardise,
+    scored_pool,
     thin_class_picks,
-    typicality,
     weighted_k_center,
 )
 from benchmarks.label_next import pool_order, texture_embeddings, tree  # noqa: E402
@@ -68,29 +62,14 @@ def _balance_factor(probs: np.ndarray, names: list[str], labels: Sequence[str | 
 
 def propose_variant(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int,
                     variant: str) -> list[int]:
-    """``propose`` (same steps, same order) with candidate ``variant``'s hook; ids of the batch."""
-    usable = np.isfinite(embeddings).all(axis=1)
-    x = standardise(np.where(usable[:, None], embeddings, np.nan))
-    labels = [c.label if ok and not c.rejected else None for c, ok in zip(candidates, usable)]
-    labelled = np.asarray([i for i, lab in enumerate(labels) if lab is not None], dtype=np.int64)
-    pool = np.asarray([i for i, c in enumerate(candidates) if c.label is None and not c.rejected and usable[i]],
-                      dtype=np.int64)
-    if len(pool) == 0:
+    """``propose`` (same pool and weights, ``scored_pool``; same steps) with candidate ``variant``'s hook."""
+    sp = scored_pool(candidates, embeddings)
+    if sp is None:
         return []
-    probs, source, names = None, "none", []
-    fitted = fitted_probabilities(x[usable], [lab for lab, ok in zip(labels, usable) if ok]) if len(labelled) else None
-    if fitted is not None:
-        probs = np.full((len(candidates), fitted[0].shape[1]), np.nan)
-        probs[usable] = fitted[0]
-        source, names = "labels", fitted[1]
-    else:
-        probs = _scores_matrix(candidates)
-        source = "classifier" if probs is not None else "none"
-    unc = margin_uncertainty(probs[pool]) if probs is not None else np.ones(len(pool))
-    weight = (UNCERTAINTY_FLOOR + unc ** UNCERTAINTY_POWER) * typicality(x[pool])
-    if variant == "B" and source == "labels":
+    x, labels, labelled, pool, probs, source, names = sp.x, sp.labels, sp.labelled, sp.pool, sp.probs, sp.source, sp.classes
+    weight, ood = sp.weight, sp.ood
+    if variant == "B" and source == "labels" and probs is not None:
         weight = weight * _balance_factor(probs[pool], names, labels)
-    ood = np.asarray([candidates[i].out_of_domain for i in pool], dtype=bool)
     picks: list[int] = []
     if ood.any():
         picks = weighted_k_center(x, labelled, pool[ood], weight[ood], size)

@@ -179,9 +179,25 @@ def _greedy(xp: np.ndarray, nearest: np.ndarray, weight: np.ndarray, size: int, 
     return picks
 
 
-def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int = BATCH) -> Proposal:
-    """The next ``size`` images to label among the unlabelled, usable candidates whose embedding
-    row (aligned with ``candidates``; NaN: unreadable) is finite. Out-of-domain ones first."""
+@dataclass(frozen=True)
+class ScoredPool:
+    """What a batch is chosen from (``scored_pool``): rows index the candidates."""
+
+    x: np.ndarray                 # standardised embeddings (NaN rows: unreadable)
+    labels: list[str | None]      # each candidate's usable label
+    labelled: np.ndarray          # rows with a label
+    pool: np.ndarray              # unlabelled, usable rows
+    probs: np.ndarray | None      # class probabilities per row (from the labels, else the classifier)
+    source: str                   # "labels" | "classifier" | "none"
+    classes: list[str]            # ``probs``' columns when from the labels
+    unc: np.ndarray               # margin uncertainty of the pool rows
+    weight: np.ndarray            # their selection weight: uncertainty x typicality
+    ood: np.ndarray               # which pool rows are out of domain
+
+
+def scored_pool(candidates: Sequence[Candidate], embeddings: np.ndarray) -> ScoredPool | None:
+    """The pool and its weights as ``propose`` uses them (None: nothing left to propose); one home for
+    benchmarks that try another selection rule on the same pool (benchmarks/lnclasses.py)."""
     usable = np.isfinite(embeddings).all(axis=1)
     x = standardise(np.where(usable[:, None], embeddings, np.nan))
     labels = [c.label if ok and not c.rejected else None for c, ok in zip(candidates, usable)]
@@ -189,7 +205,7 @@ def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int =
     pool = np.asarray([i for i, c in enumerate(candidates) if c.label is None and not c.rejected and usable[i]],
                       dtype=np.int64)
     if len(pool) == 0:
-        return Proposal(())
+        return None
     probs, source, classes = None, "none", []
     fitted = fitted_probabilities(x[usable], [lab for lab, ok in zip(labels, usable) if ok]) if len(labelled) else None
     if fitted is not None:
@@ -202,6 +218,17 @@ def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int =
     unc = margin_uncertainty(probs[pool]) if probs is not None else np.ones(len(pool))
     weight = (UNCERTAINTY_FLOOR + unc ** UNCERTAINTY_POWER) * typicality(x[pool])
     ood = np.asarray([candidates[i].out_of_domain for i in pool], dtype=bool)
+    return ScoredPool(x, labels, labelled, pool, probs, source, classes, unc, weight, ood)
+
+
+def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int = BATCH) -> Proposal:
+    """The next ``size`` images to label among the unlabelled, usable candidates whose embedding
+    row (aligned with ``candidates``; NaN: unreadable) is finite. Out-of-domain ones first."""
+    sp = scored_pool(candidates, embeddings)
+    if sp is None:
+        return Proposal(())
+    x, labels, labelled, pool, probs, source = sp.x, sp.labels, sp.labelled, sp.pool, sp.probs, sp.source
+    classes, unc, weight, ood = sp.classes, sp.unc, sp.weight, sp.ood
     picks: list[int] = []
     if ood.any():  # out of domain first, spread among themselves
         picks = weighted_k_center(x, labelled, pool[ood], weight[ood], size)
