@@ -26,7 +26,9 @@ from typing import Protocol
 import numpy as np
 
 from inference.imageio import ImageReadError, read_image
-from inference.texture_features import TEXTURE_DIM, image_texture
+from inference.texture_features import FEATURE_SETS, TEXTURE_DIM, image_defect_bank, image_texture
+
+DEFECT_BANK_DIM = FEATURE_SETS["defect_bank"][0]
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,20 @@ class EmbeddingCache:
         return out, problems
 
 
-SOURCES: dict[str, Callable[[], EmbeddingSource]] = {"texture": TextureEmbedding}
+@dataclass(frozen=True)
+class DefectBankEmbedding:
+    """The 418 small-defect statistics and texture descriptors the retrain command's chosen head reads
+    (``inference.texture_features.image_defect_bank``, ADR 0033): about 50 ms per 256-pixel tile, so
+    "label next" computes it only for what the counter needs (the labelled images and a sample of the rest)."""
+
+    name: str = "defect_bank"
+    dim: int = DEFECT_BANK_DIM
+
+    def embed(self, path: str | os.PathLike[str]) -> np.ndarray:
+        return image_defect_bank(read_image(path, "gray")).astype(np.float32)
+
+
+SOURCES: dict[str, Callable[[], EmbeddingSource]] = {"texture": TextureEmbedding, "defect_bank": DefectBankEmbedding}
 
 
 def embedding_source(name: str = "texture") -> EmbeddingSource:

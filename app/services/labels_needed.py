@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,42 +80,95 @@ def fit_power_law(n: np.ndarray, acc: np.ndarray) -> tuple[float, float, float] 
     return None if best is None else best[1:]
 
 
-def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> list[tuple[int, float]]:
-    from inference.training.simple_answers import (
-        SIMPLE_MODELS,
-        cross_validated,
-        fit_predict,
-        group_folds,
-    )
+COUNTER_MODELS = ("texture_logreg", "head", "head_folder")  # counter.md's OLD, R0, R (study; one stays)
+HEAD_C = 10.0  # the retrainer's regularisation chosen most often on magnetic tiles (counter.md)
+
+
+def _head_predict(c: float = HEAD_C, q: np.ndarray | None = None) -> "Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]":
+    """The retrainer's head kind: class-balanced logistic regression on standardised features; with ``q`` the
+    folder's class mix as its prior, as ``retrain --class-mix acc-folder`` writes it."""
+    from inference.training.classifier_head import fit_linear_head, with_prior
+
+    def predict(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, k: int) -> np.ndarray:
+        head = fit_linear_head(x_tr, y_tr, k, c)
+        if q is not None:
+            head = with_prior(head, q)
+        return head.predict(x_te)
+    return predict
+
+
+def _logreg_predict(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, k: int) -> np.ndarray:
+    from inference.training.simple_answers import SIMPLE_MODELS, fit_predict
+
+    return fit_predict(SIMPLE_MODELS["logreg"], x_tr, y_tr, x_te)
+
+
+def _folds(codes: np.ndarray, groups: list[str], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from inference.training.simple_answers import group_folds
+
+    with warnings.catch_warnings():  # "least populated class has 1 member": expected with few labels
+        warnings.simplefilter("ignore", UserWarning)
+        return group_folds(codes, groups, seed=seed)
+
+
+def _accuracy(codes: np.ndarray, pred: np.ndarray, q: np.ndarray | None) -> float:
+    """Plain accuracy; with ``q``, the accuracy on a folder of that class mix: sum of q_c x recall_c over the
+    classes present in ``codes`` (q renormalised over them)."""
+    if q is None:
+        return float((codes == pred).mean())
+    present = np.unique(codes)
+    recall = np.array([(pred[codes == c] == c).mean() for c in present])
+    w = q[present] / q[present].sum()
+    return float((w * recall).sum())
+
+
+def folder_mix(x: np.ndarray, codes: np.ndarray, groups: list[str], k: int, pool_x: np.ndarray,
+               unreviewed: int, seed: int = 0, c: float = HEAD_C) -> np.ndarray | None:
+    """The folder's class mix as the retrain command estimates it (``FolderMix``: the labels per class, and the
+    unlabelled images by adjusted classify-and-count with the head's out-of-fold confusion); None without CV."""
+    from inference.training.classifier_head import FolderMix, fit_linear_head
+    from inference.training.simple_answers import out_of_fold_predictions
+
+    try:
+        folds = _folds(codes, groups, seed)
+    except ValueError:
+        return None
+    predict = _head_predict(c)
+    oof = out_of_fold_predictions(lambda tr, te: predict(x[tr], codes[tr], x[te], k), len(codes), folds)
+    mix = FolderMix(codes, oof, np.bincount(codes, minlength=k), int(unreviewed))
+    return mix.shares(fit_linear_head(x, codes, k, c), pool_x)
+
+
+def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int, model: str = "texture_logreg",
+               q: np.ndarray | None = None) -> list[tuple[int, float]]:
+    from inference.training.simple_answers import out_of_fold_predictions
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
-    classes = [str(c) for c in np.unique(y)]
-    codes = np.searchsorted(np.asarray(classes), y)
+    classes = np.unique(y)
+    codes = np.searchsorted(classes, y)
+    k = len(classes)
+    predict = _logreg_predict if model == "texture_logreg" else _head_predict(q=q if model == "head_folder" else None)
     points = []
     for frac in FRACTIONS:
         idx = np.sort(order[: max(2, int(round(frac * len(y))))])
-        sub_groups = [groups[i] for i in idx]
         try:
-            with warnings.catch_warnings():  # "least populated class has 1 member": expected with few labels
-                warnings.simplefilter("ignore", UserWarning)
-                folds = group_folds(codes[idx], sub_groups, seed=seed)
+            folds = _folds(codes[idx], [groups[i] for i in idx], seed)
         except ValueError:
             continue
         xs, ys = x[idx], codes[idx]
-
-        def predict(tr: np.ndarray, te: np.ndarray, xs: np.ndarray = xs, ys: np.ndarray = ys) -> np.ndarray:
-            return fit_predict(SIMPLE_MODELS["logreg"], xs[tr], ys[tr], xs[te])
-        s = cross_validated(predict, ys, folds, classes)
+        pred = out_of_fold_predictions(lambda tr, te, xs=xs, ys=ys: predict(xs[tr], ys[tr], xs[te], k), len(ys), folds)
         trained = int(round(len(idx) * (1 - 1 / len(folds))))  # each fold trains on the others
-        points.append((trained, s.accuracy))
+        points.append((trained, _accuracy(ys, pred, q if model == "head_folder" else None)))
     return points
 
 
 def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str],
-                  target: float = TARGET_ACCURACY, pool: int | None = None, seed: int = 0) -> LabelsNeeded:
+                  target: float = TARGET_ACCURACY, pool: int | None = None, seed: int = 0,
+                  model: str = "texture_logreg", pool_x: np.ndarray | None = None) -> LabelsNeeded:
     """The estimate for the labelled rows ``x`` (embeddings) with ``labels`` and their file names
-    (capture groups as the retrain command forms them); ``pool``: unlabelled images left."""
+    (capture groups as the retrain command forms them); ``pool``: unlabelled images left; ``pool_x``:
+    features of a sample of them (``head_folder``: the folder's class mix)."""
     from inference.training.simple_answers import assign_groups
 
     labels = [str(c) for c in labels]
@@ -129,7 +182,15 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
                                  "per class and two classes)", at_least=True)
     # ``auto`` skips file-name groups that are the classes (NEU's "crazing_12.png"): every fold would miss one
     groups, rule = assign_groups(list(file_names), labels, "auto")
-    points = _cv_points(np.asarray(x, dtype=np.float64), np.asarray(labels), groups, seed)
+    xf = np.asarray(x, dtype=np.float64)
+    q = None
+    if model == "head_folder":
+        classes = np.unique(np.asarray(labels))
+        codes = np.searchsorted(classes, np.asarray(labels))
+        q = folder_mix(xf, codes, groups, len(classes),
+                       np.asarray(pool_x if pool_x is not None else np.zeros((0, xf.shape[1])), np.float64),
+                       pool or 0, seed)
+    points = _cv_points(xf, np.asarray(labels), groups, seed, model, q)
     if not points:
         return LabelsNeeded(floor or None, n, target, None, None,
                             text="the labels fall into too few capture groups for cross-validation",
@@ -148,7 +209,9 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
         return LabelsNeeded(None, n, target, now, a, tuple(points),
                             f"the curve levels off at about {a:.2f}, below the target {target:.2f}: more labels of "
                             f"this kind are unlikely to get there; {source}")
-    trained_needed = (b / (a - target)) ** (1 / c)
+    # in logs, bounded: a flat curve (c near 0) puts the answer beyond any float (OverflowError in the
+    # counter, found by counter_study.py); anything past e^40 is "more than the cap" below anyway
+    trained_needed = math.exp(min((math.log(b) - math.log(a - target)) / c, 40.0))
     fold_share = points[-1][0] / n  # CV trains on (k-1)/k of the labels: scale back to labels given
     more = max(floor, int(math.ceil(trained_needed / fold_share)) - n)
     text = f"≈ {more} more labels to reach accuracy {target:.2f} (curve ceiling {a:.2f}); {source}"

@@ -121,6 +121,17 @@ def test_a_power_law_is_recovered_from_its_points() -> None:
     assert fit_power_law(n, np.array([0.6, 0.55, 0.5, 0.5])) is None  # falling: no trend
 
 
+def test_a_nearly_flat_curve_says_more_than_the_cap_instead_of_overflowing(monkeypatch) -> None:
+    """c near 0 put (b / (a - target)) ** (1 / c) beyond any float: OverflowError, "Label next unavailable"."""
+    import app.services.labels_needed as ln
+
+    monkeypatch.setattr(ln, "_cv_points", lambda *a, **k: [(20, 0.5), (30, 0.6), (40, 0.65), (50, 0.7)])
+    monkeypatch.setattr(ln, "fit_power_law", lambda n, acc: (0.9, 5.0, 1e-4))
+    y = ["a", "b"] * 15
+    got = labels_needed(np.zeros((30, 2)), y, [f"g{i % 6}_{i}.png" for i in range(30)], pool=400)
+    assert got.at_least and got.more == 400 and "more than the 400 unlabelled images left" in got.text
+
+
 def test_the_retrainers_minimum_is_the_floor_of_the_counter() -> None:
     assert minimum_shortfall([]) == 2 * MIN_PER_CLASS
     assert minimum_shortfall(["a"] * MIN_PER_CLASS + ["b"]) == MIN_PER_CLASS - 1
