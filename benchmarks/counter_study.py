@@ -1,14 +1,16 @@
-"""The "label next" counter's candidates scored against the retrain command's own accuracy (counter.md).
+"""The "label next" counter scored against the retrain command's own accuracy (counter.md).
 
-    PYTHONPATH=. python benchmarks/counter_study.py benchmarks/results/counter/*.json \
-        --rule --jsonl benchmarks/results/counter/study.jsonl
+    PYTHONPATH=. python benchmarks/counter_study.py benchmarks/results/counter/*_s2[0-3].json \
+        --jsonl benchmarks/results/counter/study.jsonl
 
 Each run JSON (``retraining_loop.py``, via ``lnclasses_command.py`` or on val) holds the labelled files
 and the command's accuracy on images it never saw (``independent_val``). For each run the counter
 (``app.services.labels_needed``) is computed on exactly those labelled files, with the unlabelled
-rest of the run's pool as the folder (a seeded sample of ``POOL_SAMPLE`` of them for the class mix),
-once per candidate model, and its accuracy estimate is set beside the truth. Features come through
-the station's own embedding cache (``app.services.image_embedding``), keyed by a hash of the file.
+rest of the run's pool as the folder, and its accuracy estimate is set beside the truth. Features
+come through the station's own embedding cache (``app.services.image_embedding``), keyed by a hash
+of the file. counter.md's study ran this script at commit 405b851 with three candidates side by side
+(the counter before, ``texture_logreg``; the adopted one, ``head``; ``head_folder``, removed); their
+rows are in results/counter/study.jsonl and val/study.jsonl. A future candidate is added the same way.
 """
 from __future__ import annotations
 
@@ -25,10 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.services.image_embedding import EmbeddingCache, embedding_source  # noqa: E402
-from app.services.labels_needed import COUNTER_MODELS, TARGET_ACCURACY, labels_needed  # noqa: E402
-from inference.training.classifier_head import POOL_SAMPLE  # noqa: E402
+from app.services.labels_needed import COUNTER_FEATURES, TARGET_ACCURACY, labels_needed  # noqa: E402
 
-FEATURES = {"texture_logreg": "texture", "head": "defect_bank", "head_folder": "defect_bank"}
+COUNTER_MODELS = ("counter",)  # the candidates scored side by side (counter.md: texture_logreg, head, head_folder)
 CACHE = Path("/tmp/counter_study_cache")
 
 
@@ -41,27 +42,23 @@ def _tree_files(root: Path) -> list[Path]:
 
 
 def study_run(run: dict, seed: int = 0) -> dict:
-    """One run's row: the truth and each candidate's accuracy estimate, "more" and short text."""
+    """One run's row: the truth and the counter's accuracy estimate, "more" and short text."""
     train = Path(run["train_tree"])
     labelled = [Path(f) if Path(f).is_absolute() else train / f for f in run["labelled_files"]]
     labelled_set = {p.resolve() for p in labelled}
     pool = [p for p in _tree_files(train) if p.resolve() not in labelled_set]
-    sample = [pool[i] for i in sorted(np.random.default_rng(seed).permutation(len(pool))[:POOL_SAMPLE])]
     labels = [p.parent.name for p in labelled]
     names = [str(p.relative_to(train)).replace("/", "__") for p in labelled]
     row: dict = {"file": run.get("_file"), "order": run["order"], "seed": run["seed"], "per_class": run["per_class"],
                  "labels": len(labelled), "acc_true": run["independent_val"]["accuracy"],
                  "f1_true": run["independent_val"]["f1"], "counters": {}}
     for model in COUNTER_MODELS:
-        cache = EmbeddingCache(CACHE, embedding_source(FEATURES[model]))
+        cache = EmbeddingCache(CACHE, embedding_source(COUNTER_FEATURES))
         t0 = time.perf_counter()
         x, _ = cache.vectors([(str(p), _hash(p)) for p in labelled])
-        px = None
-        if model == "head_folder":
-            px, _ = cache.vectors([(str(p), _hash(p)) for p in sample])
         t_feat = time.perf_counter() - t0
         t0 = time.perf_counter()
-        est = labels_needed(x, labels, names, pool=len(pool), seed=seed, model=model, pool_x=px)
+        est = labels_needed(x, labels, names, pool=len(pool), seed=seed)
         row["counters"][model] = {"accuracy_now": est.accuracy_now, "more": est.more, "at_least": est.at_least,
                                   "short": est.short, "ceiling": est.ceiling, "points": est.points,
                                   "features_s": round(t_feat, 2), "counter_s": round(time.perf_counter() - t0, 2)}
@@ -69,8 +66,8 @@ def study_run(run: dict, seed: int = 0) -> dict:
 
 
 def summarise(rows: list[dict], target: float = TARGET_ACCURACY) -> dict:
-    """E (mean |estimate - truth|) and V (agreement on "target reached") per candidate, over the cells
-    where every candidate gives an estimate; the same per order."""
+    """E (mean |estimate - truth|), bias and V (agreement on "target reached") per candidate, over the
+    cells where every candidate gives an estimate; the same per order."""
     cells = [r for r in rows if all(r["counters"][m]["accuracy_now"] is not None for m in COUNTER_MODELS)]
     out: dict = {"cells": len(cells), "left_out": len(rows) - len(cells)}
     for scope in ("all", "label-next", "per-class"):
@@ -87,21 +84,10 @@ def summarise(rows: list[dict], target: float = TARGET_ACCURACY) -> dict:
     return out
 
 
-def rule(summary: dict) -> str:
-    """counter.md's rule, applied to the summary's "all" scope."""
-    s = summary["all"]
-    cand = "head_folder" if s["head_folder"]["E"] <= s["head"]["E"] - 0.01 else "head"
-    adopt = s[cand]["E"] <= s["texture_logreg"]["E"] - 0.02 and s[cand]["V"] >= s["texture_logreg"]["V"]
-    return (f"candidate {cand} (E {s[cand]['E']:.4f}, V {s[cand]['V']:.3f}) vs OLD texture_logreg "
-            f"(E {s['texture_logreg']['E']:.4f}, V {s['texture_logreg']['V']:.3f}): "
-            + (f"ADOPT {cand}" if adopt else "keep OLD"))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--jsonl", type=Path, required=True, help="one row per run (written)")
-    p.add_argument("--rule", action="store_true", help="apply counter.md's rule (the train-only study)")
     a = p.parse_args()
     rows = []
     for f in sorted(a.runs):
@@ -116,8 +102,6 @@ def main() -> int:
     a.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = summarise(rows)
     print(json.dumps(summary, indent=1))
-    if a.rule:
-        print(rule(summary))
     return 0
 
 

@@ -49,7 +49,7 @@ from app.services.label_next import (  # noqa: E402
     standardise,
     weighted_k_center,
 )
-from app.services.labels_needed import labels_needed  # noqa: E402
+from app.services.labels_needed import COUNTER_FEATURES, labels_needed  # noqa: E402
 from inference.imageio import is_image_file  # noqa: E402
 from inference.training.classifier_head import texture_matrix  # noqa: E402
 from inference.training.simple_answers import SIMPLE_MODELS, fit_predict, score, thumbnails  # noqa: E402
@@ -163,6 +163,7 @@ def main() -> None:
     yv = np.asarray([classes.index(n) for n in vnames])
     t0 = time.perf_counter()
     train, val = features(paths), features(vpaths)
+    counter_x = texture_matrix(paths, COUNTER_FEATURES) if "label_next" in a.orders else None  # what the counter reads
     embed_s = time.perf_counter() - t0
     counts = [k * len(set(names)) for k in a.per_class]
     runs: dict[str, dict[int, dict]] = {"random": {}, **{name: {} for name in a.orders}}
@@ -183,7 +184,8 @@ def main() -> None:
             if name != "label_next":
                 continue
             for n in counts:  # what the station's counter would have said at this point
-                est = labels_needed(train["texture"][chosen[:n]], [names[i] for i in chosen[:n]],
+                assert counter_x is not None
+                est = labels_needed(counter_x[chosen[:n]], [names[i] for i in chosen[:n]],
                                     [paths[i].name for i in chosen[:n]], target=a.target, pool=len(paths) - n)
                 runs[name][seed][n]["counter"] = {"more": est.more, "short": est.short, "cv_accuracy": est.accuracy_now,
                                                   "ceiling": est.ceiling, "text": est.text}

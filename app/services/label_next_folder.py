@@ -22,7 +22,7 @@ import numpy as np
 from app.paths import cache_dir
 from app.services.image_embedding import EmbeddingCache, EmbeddingSource, embedding_source
 from app.services.label_next import BATCH, Candidate, Proposal, propose
-from app.services.labels_needed import TARGET_ACCURACY, LabelsNeeded, labels_needed
+from app.services.labels_needed import COUNTER_FEATURES, TARGET_ACCURACY, LabelsNeeded, labels_needed
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -88,11 +88,17 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
     cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", source or embedding_source())
     x, problems = cache.vectors(files, progress)
     proposal = propose(cands, x, size)
-    rows = [i for i, c in enumerate(cands) if c.label is not None and np.isfinite(x[i]).all()]
     needed = None
-    if rows or cands:
+    if cands:
+        # the counter reads the retrainer's features, only for the labelled images (about 50 ms each on a
+        # first visit, cached like the embedding; benchmarks/results/counter.md)
+        labelled_rows = [i for i, c in enumerate(cands) if c.label is not None]
+        counter_cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", embedding_source(COUNTER_FEATURES))
+        xc, _ = counter_cache.vectors([files[i] for i in labelled_rows])
+        rows = [i for k, i in enumerate(labelled_rows) if np.isfinite(xc[k]).all()]
+        keep = [k for k, i in enumerate(labelled_rows) if np.isfinite(xc[k]).all()]
         pool = sum(1 for c in cands if c.label is None)
-        needed = labels_needed(x[rows], [str(cands[i].label) for i in rows], [names[i] for i in rows],
+        needed = labels_needed(xc[keep], [str(cands[i].label) for i in rows], [names[i] for i in rows],
                                target=target, pool=pool, seed=seed)
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
     return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled)

@@ -180,6 +180,9 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         assert len(got.proposal.image_ids) == 5 and set(got.proposal.image_ids) <= unreviewed
         assert got.needed is not None and got.needed.labelled == 6 and got.needed.more is not None
         assert len(list((tmp_path / "cache" / "texture").rglob("*.f32"))) == 29  # rejected: not read
+        # the counter reads the retrainer's features, and only of the labelled images (counter.md)
+        assert len(list((tmp_path / "cache" / "defect_bank").rglob("*.f32"))) == 6
+        assert "retrainer's head" in got.needed.text or got.needed.at_least
         import app.services.label_next_folder as folder_module
 
         monkeypatch.setattr(folder_module, "MAX_POOL", 6)  # a "large" folder: 23 unreviewed, 2 stretches of 3
