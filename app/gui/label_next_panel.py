@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # a count costs 1-2 s at 480 labels (results/label-next.md), and an inspector labelling one image a
 # second must not keep a core of a 2-core station busy beside the pre-labelling worker.
 REST_MS = 1000
+# A count reads the retrainer's features of labelled images not seen before (about 50 ms each): a
+# folder arriving with thousands of labels would hold the batch back for minutes, so each count reads
+# for at most this long, shows how far it got ("counting… 60 of 2000") and the next count goes on.
+COUNTER_BUDGET_S = 3.0
 
 
 class LabelNextController:
@@ -64,7 +68,7 @@ class LabelNextController:
         db = self.window.ctx.review.db
 
         def work() -> LabelNextResult:
-            return label_next_for_folder(db, folder_id)
+            return label_next_for_folder(db, folder_id, counter_budget_s=COUNTER_BUDGET_S)
         self.calls.call(work, self._answered, self._failed)
 
     def _failed(self, error: str) -> None:
@@ -89,7 +93,8 @@ class LabelNextController:
         if self._move_when_ready and (self._unreviewed_proposals() or not again):
             self._move_when_ready = False  # P was pressed meanwhile: move now, not after the recount
             self.next_proposed(compute=False)
-        if again:
+        if again or (result.needed is not None and result.needed.pending):
+            self._again = True  # a save overtook it, or the counter is still reading: count again after a rest
             self._rest.start()
 
     def _rested(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,14 +110,22 @@ class EmbeddingCache:
             log.warning("cannot cache embedding %s: %s", path, exc)
 
     def vectors(self, items: Sequence[tuple[str, str | None]],
-                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list[str]]:
+                progress: Callable[[int, int], None] | None = None,
+                deadline: float | None = None) -> tuple[np.ndarray, list[str]]:
         """(n, dim) vectors of ``(path, content_hash)`` pairs, computed only where not cached;
-        rows of unreadable files are NaN and their reasons are returned (one line each)."""
+        rows of unreadable files are NaN and their reasons are returned (one line each).
+        ``deadline`` (``time.monotonic()``): once passed, no more vectors are computed (cached ones are
+        still read; at least one is computed per call, so repeated calls finish): those rows stay NaN
+        without a reason, so NaN rows beyond the problems are the ones still to compute."""
         out = np.full((len(items), self.source.dim), np.nan, dtype=np.float32)
         problems: list[str] = []
+        computed = 0
         for i, (path, content_hash) in enumerate(items):
             vec = self.get(content_hash) if content_hash else None
             if vec is None:
+                if deadline is not None and computed and time.monotonic() > deadline:
+                    continue
+                computed += 1
                 try:
                     vec = self.source.embed(path)
                 except ImageReadError as exc:

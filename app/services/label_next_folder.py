@@ -12,6 +12,7 @@ a bounded number of files.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,8 @@ def _sample(db: "Database", qq: "QueueQuery", count: int, seed: int) -> list["Qu
 
 def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, target: float = TARGET_ACCURACY,
                           source: EmbeddingSource | None = None, cache_root: Path | None = None,
-                          progress: Callable[[int, int], None] | None = None, seed: int = 0) -> LabelNextResult:
+                          progress: Callable[[int, int], None] | None = None, seed: int = 0,
+                          counter_budget_s: float | None = None) -> LabelNextResult:
     """The next batch to label in ``folder_id`` and how many labels the next retraining likely needs."""
     cands, files, names = _candidates(db, folder_id, seed)
     cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", source or embedding_source())
@@ -91,14 +93,23 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
     needed = None
     if cands:
         # the counter reads the retrainer's features, only for the labelled images (about 50 ms each on a
-        # first visit, cached like the embedding; benchmarks/results/counter.md)
+        # first visit, cached like the embedding; benchmarks/results/counter.md). A folder of thousands of
+        # labels would hold the batch back for minutes, so with ``counter_budget_s`` the vectors are read
+        # for that long per call and the counter says how far it got until a later call has them all.
         labelled_rows = [i for i, c in enumerate(cands) if c.label is not None]
         counter_cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", embedding_source(COUNTER_FEATURES))
-        xc, _ = counter_cache.vectors([files[i] for i in labelled_rows])
-        rows = [i for k, i in enumerate(labelled_rows) if np.isfinite(xc[k]).all()]
-        keep = [k for k, i in enumerate(labelled_rows) if np.isfinite(xc[k]).all()]
+        deadline = None if counter_budget_s is None else time.monotonic() + counter_budget_s
+        xc, unreadable = counter_cache.vectors([files[i] for i in labelled_rows], deadline=deadline)
+        keep = [k for k in range(len(labelled_rows)) if np.isfinite(xc[k]).all()]
+        rows = [labelled_rows[k] for k in keep]
+        pending = int(np.isnan(xc).all(axis=1).sum()) - len(unreadable)  # rows not read yet (no reason given)
         pool = sum(1 for c in cands if c.label is None)
-        needed = labels_needed(xc[keep], [str(cands[i].label) for i in rows], [names[i] for i in rows],
-                               target=target, pool=pool, seed=seed)
+        if pending:
+            needed = LabelsNeeded(None, len(labelled_rows), target, None, None, pending=pending,
+                                  text=f"reading the retrainer's features of the labelled images for the counter: "
+                                       f"{len(labelled_rows) - pending} of {len(labelled_rows)} so far (once per image)")
+        else:
+            needed = labels_needed(xc[keep], [str(cands[i].label) for i in rows], [names[i] for i in rows],
+                                   target=target, pool=pool, seed=seed)
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
     return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled)

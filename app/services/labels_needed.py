@@ -48,10 +48,13 @@ class LabelsNeeded:
     points: tuple[tuple[int, float], ...] = ()   # (training labels, CV accuracy) the fit used
     text: str = ""
     at_least: bool = False        # ``more`` is only the retrainer's minimum (no curve yet)
+    pending: int = 0              # labelled images whose features are still being read (no count yet)
 
     @property
     def short(self) -> str:
         """For a status bar: "≈ 120 more labels", "≥ 10 more labels", "label target reached"…"""
+        if self.pending:
+            return f"counting… ({self.labelled - self.pending} of {self.labelled} labelled images read)"
         if self.more == 0:
             return "label target reached"
         if self.more is None:

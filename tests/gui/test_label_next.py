@@ -65,7 +65,7 @@ def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Pat
     import app.gui.label_next_panel as panel_module
 
     real = panel_module.label_next_for_folder
-    monkeypatch.setattr(panel_module, "label_next_for_folder", lambda d, f: real(d, f, size=3))
+    monkeypatch.setattr(panel_module, "label_next_for_folder", lambda d, f, **kw: real(d, f, size=3, **kw))
     db.classes.set("classifier", ["bright", "dark"])
     folder = make_folder(tmp_path / "parts", n=8)
     win = build_window(service, qtbot)
@@ -135,4 +135,33 @@ def test_labels_from_another_station_move_the_counter_and_the_batch(service, db,
     qtbot.waitUntil(lambda: f"{len(first) - 3} of {len(first)} proposed left" in ctl.line.text(), timeout=5000)
     press(qtbot, win, Qt.Key.Key_P)  # P skips what they labelled
     assert win.queue.current_id() not in theirs
+    win.close()
+
+
+def test_a_folder_with_many_labels_shows_its_batch_at_once_and_the_counter_as_it_reads(
+        service, db, tmp_path: Path, qtbot, monkeypatch):
+    """The counter reads the retrainer's features of every labelled image (about 50 ms each, once):
+    a folder arriving with thousands of labels must not hold the batch back for minutes. Each count
+    reads for COUNTER_BUDGET_S (here: one image per count), the line says how far it got, and the
+    next count goes on until the figure is there."""
+    import app.gui.label_next_panel as panel_module
+    from database import LabelChange, ReviewState
+
+    monkeypatch.setattr(panel_module, "COUNTER_BUDGET_S", 0.0)
+    monkeypatch.setattr(panel_module, "REST_MS", 50)
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=16)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ids = sorted(im.id for im in db.images.query())
+    for k, image_id in enumerate(ids[:8]):  # labelled before this window counts (an import, another station)
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="dark" if k % 2 else "bright"), "x")
+    ctl = win.label_next
+    ctl.folder_changed()
+    qtbot.waitUntil(lambda: "counting…" in ctl.line.text(), timeout=30000)
+    assert ctl.result is not None and ctl.result.proposal.image_ids  # the batch did not wait for the counter
+    qtbot.waitUntil(lambda: ctl.latest.needed is not None and not ctl.latest.needed.pending
+                    and ctl.latest.needed.labelled == 8, timeout=30000)
+    qtbot.waitUntil(lambda: "counting" not in ctl.line.text() and "more labels" in ctl.line.text(), timeout=5000)
     win.close()

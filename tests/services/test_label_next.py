@@ -183,6 +183,16 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         # the counter reads the retrainer's features, and only of the labelled images (counter.md)
         assert len(list((tmp_path / "cache" / "defect_bank").rglob("*.f32"))) == 6
         assert "retrainer's head" in got.needed.text or got.needed.at_least
+        # with a time budget the counter reads what it can (at least one image per call) and says so
+        cache2 = tmp_path / "cache2"
+        partial = label_next_for_folder(db, folder_id, size=5, cache_root=cache2, counter_budget_s=0.0)
+        assert partial.needed is not None and partial.needed.pending == 5 and partial.needed.more is None
+        assert "counting… (1 of 6" in partial.needed.short and len(partial.proposal.image_ids) == 5
+        for left in (4, 3, 2, 1):
+            assert label_next_for_folder(db, folder_id, size=5, cache_root=cache2,
+                                         counter_budget_s=0.0).needed.pending == left  # type: ignore[union-attr]
+        done = label_next_for_folder(db, folder_id, size=5, cache_root=cache2, counter_budget_s=0.0).needed
+        assert done is not None and not done.pending and done == got.needed
         import app.services.label_next_folder as folder_module
 
         monkeypatch.setattr(folder_module, "MAX_POOL", 6)  # a "large" folder: 23 unreviewed, 2 stretches of 3
