@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         verdict_text,
     )
     from app.services.retraining import (
+        MIN_PER_CLASS,
         RetrainError,
         comparison,
         comparison_text,
@@ -142,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     from inference.training.groups import path_groups
 
     events = Events(args.progress_json, sys.stdout)
+    if args.family == "classifier" and not 2 <= args.min_per_class <= 1000:
+        raise CommandError(f"--min-per-class must be between 2 and 1000, not {args.min_per_class}")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         db = open_database(args.db)
@@ -172,10 +175,16 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_retraining(db, args.family, work, final, folder=args.folder, epochs=args.epochs,
                                threads=args.threads, device=args.device, name=name,
                                extra_args=shlex.split(args.train_args), from_scratch=args.from_scratch,
-                               progress=lambda d, t: events.progress("export", "export", d, t))
+                               progress=lambda d, t: events.progress("export", "export", d, t),
+                               min_per_class=args.min_per_class)
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
         method = classifier_method(plan, args.method)
+        thin = sorted(k for k, v in plan.data.get("classes", {}).items() if v < MIN_PER_CLASS)
+        if method == "train" and thin:  # the network's trainer keeps a fifth of each class for validation
+            raise RetrainError(f"--method train needs {MIN_PER_CLASS} reviewed images of each class; "
+                               f"{', '.join(thin)} ha{'s' if len(thin) == 1 else 've'} fewer "
+                               f"(--min-per-class {args.min_per_class}): raise it to {MIN_PER_CLASS} or use a light method")
         parent_name = plan.parent.name if plan.parent else "--init"
         if method != "train":
             start_dir = backbone_dir(plan)

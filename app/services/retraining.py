@@ -132,7 +132,10 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     return root
 
 
-def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
+def _classifier_plan(root: Path, parent: ModelVersionInfo | None,
+                     keep_min: int = MIN_PER_CLASS) -> tuple[list[str], str, dict[str, Any], list[str]]:
+    """``keep_min``: the fewest reviewed images a class needs to be kept (``retrain --min-per-class``); two
+    classes need ``MIN_PER_CLASS`` either way."""
     parts = [d for d in (root / "train", root / "val") if d.is_dir()]
     counts: dict[str, int] = {}
     for part in parts:
@@ -142,10 +145,10 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[
     counts = dict(sorted(counts.items()))
     notes = []
     for name, n in counts.items():
-        if n < MIN_PER_CLASS:
-            notes.append(f"class {name!r} left out: {n} reviewed image(s), at least {MIN_PER_CLASS} are needed")
-    kept = {k: v for k, v in counts.items() if v >= MIN_PER_CLASS}
-    if len(kept) < 2:
+        if n < keep_min:
+            notes.append(f"class {name!r} left out: {n} reviewed image(s), at least {keep_min} are needed")
+    kept = {k: v for k, v in counts.items() if v >= keep_min}
+    if sum(v >= MIN_PER_CLASS for v in kept.values()) < 2:
         raise RetrainError("the classifier needs at least 2 classes with at least "
                            f"{MIN_PER_CLASS} reviewed images each; reviewed so far: "
                            + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
@@ -278,8 +281,10 @@ def auto_epochs(family: str, mode: str, data: Mapping[str, Any]) -> int:
 def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, folder: str | int | None = None,
                     epochs: int | None = None, threads: int | None = None, device: str = "auto",
                     extra_args: Sequence[str] = (), name: str | None = None, from_scratch: bool = False,
-                    progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RetrainPlan:
-    """Export the data, check it is enough, and choose how the new version starts and trains."""
+                    progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                    min_per_class: int = MIN_PER_CLASS) -> RetrainPlan:
+    """Export the data, check it is enough, and choose how the new version starts and trains
+    (``min_per_class``: the classifier's classes with fewer reviewed images are left out)."""
     parent = resolve_models(db, [family]).get(family) if family in FAMILY_FORMAT else None
     if parent is not None and not (Path(parent.checkpoint_path) / "config.json").is_file():
         parent = None
@@ -290,7 +295,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     if fitted_parent:  # a network cannot start from it: train from scratch, the light heads refit it
         start_from = None
     if family == "classifier":
-        args, start, data, notes = _classifier_plan(root, start_from)
+        args, start, data, notes = _classifier_plan(root, start_from, min_per_class)
     elif family == "segmenter":
         args, start, data, notes = _segmenter_plan(root, start_from)
     else:
