@@ -194,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the whole folder's class mix, its reviewed labels plus the unreviewed rest by adjusted "
                         "classify-and-count; 'pool', the unreviewed images' mix as the head predicts a sample of "
                         "them (ADR 0043)")
-    p.add_argument("--min-per-class", type=int, default=5, metavar="N",
-                   help="classifier: a class with fewer reviewed images is left out (at least 2; --method train "
-                        "needs 5); two classes need 5 either way")
+    p.add_argument("--min-per-class", type=int, default=None, metavar="N",
+                   help="classifier: a class with fewer reviewed images is left out (default 2 for the light heads, "
+                        "benchmarks/results/thin.md; 5 when the network is trained, which needs 5); two classes need "
+                        "5 either way")
     p.add_argument("--progress-json", action="store_true",
                    help="progress as JSON lines on stdout (the GUI reads them); messages go to stderr")
     _common(p)

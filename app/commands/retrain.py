@@ -123,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
         verdict_text,
     )
     from app.services.retraining import (
+        KEEP_MIN_PER_CLASS,
         MIN_PER_CLASS,
         RetrainError,
+        RetrainPlan,
         comparison,
         comparison_text,
         models_root,
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from inference.training.groups import path_groups
 
     events = Events(args.progress_json, sys.stdout)
-    if args.family == "classifier" and not 2 <= args.min_per_class <= 1000:
+    if args.family == "classifier" and args.min_per_class is not None and not 2 <= args.min_per_class <= 1000:
         raise CommandError(f"--min-per-class must be between 2 and 1000, not {args.min_per_class}")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -172,19 +174,24 @@ def run(args: argparse.Namespace) -> int:
         final.mkdir()
         made_final = True
         events.emit("stage", stage="export", message=f"exporting the reviewed {args.family} labels")
-        plan = plan_retraining(db, args.family, work, final, folder=args.folder, epochs=args.epochs,
-                               threads=args.threads, device=args.device, name=name,
-                               extra_args=shlex.split(args.train_args), from_scratch=args.from_scratch,
-                               progress=lambda d, t: events.progress("export", "export", d, t),
-                               min_per_class=args.min_per_class)
-        for note in plan.notes:
-            print(f"note: {note}", file=sys.stderr)
+        def planned(keep_min: int) -> RetrainPlan:
+            return plan_retraining(db, args.family, work, final, folder=args.folder, epochs=args.epochs,
+                                   threads=args.threads, device=args.device, name=name,
+                                   extra_args=shlex.split(args.train_args), from_scratch=args.from_scratch,
+                                   progress=lambda d, t: events.progress("export", "export", d, t),
+                                   min_per_class=keep_min)
+        plan = planned(args.min_per_class or KEEP_MIN_PER_CLASS)
         method = classifier_method(plan, args.method)
         thin = sorted(k for k, v in plan.data.get("classes", {}).items() if v < MIN_PER_CLASS)
         if method == "train" and thin:  # the network's trainer keeps a fifth of each class for validation
-            raise RetrainError(f"--method train needs {MIN_PER_CLASS} reviewed images of each class; "
-                               f"{', '.join(thin)} ha{'s' if len(thin) == 1 else 've'} fewer "
-                               f"(--min-per-class {args.min_per_class}): raise it to {MIN_PER_CLASS} or use a light method")
+            if args.min_per_class is not None:
+                raise RetrainError(f"--method train needs {MIN_PER_CLASS} reviewed images of each class; "
+                                   f"{', '.join(thin)} ha{'s' if len(thin) == 1 else 've'} fewer "
+                                   f"(--min-per-class {args.min_per_class}): raise it to {MIN_PER_CLASS} or use a light method")
+            safe_remove_tree(work)  # the network is trained: export again, leaving out the classes below 5
+            plan = planned(MIN_PER_CLASS)
+        for note in plan.notes:
+            print(f"note: {note}", file=sys.stderr)
         parent_name = plan.parent.name if plan.parent else "--init"
         if method != "train":
             start_dir = backbone_dir(plan)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.services.retraining import MIN_PER_CLASS
+from app.services.retraining import KEEP_MIN_PER_CLASS, MIN_PER_CLASS
 
 TARGET_ACCURACY = 0.85
 FRACTIONS = (0.4, 0.6, 0.8, 1.0)
@@ -65,10 +65,12 @@ class LabelsNeeded:
 
 
 def minimum_shortfall(labels: Sequence[str]) -> int:
-    """Labels missing before the retrainer accepts the classes seen so far (two classes at least)."""
-    counts = {c: labels.count(c) for c in set(labels)}
-    short = sum(max(0, MIN_PER_CLASS - n) for n in counts.values())
-    return short + MIN_PER_CLASS * max(0, 2 - len(counts))
+    """Labels missing before the retrainer accepts the classes seen so far: two classes with
+    ``MIN_PER_CLASS`` each (the two largest so far, or new ones), every other class ``KEEP_MIN_PER_CLASS``."""
+    sizes = sorted((labels.count(c) for c in set(labels)), reverse=True)
+    sizes += [0] * max(0, 2 - len(sizes))
+    return (sum(max(0, MIN_PER_CLASS - n) for n in sizes[:2])
+            + sum(max(0, KEEP_MIN_PER_CLASS - n) for n in sizes[2:]))
 
 
 def fit_power_law(n: np.ndarray, acc: np.ndarray) -> tuple[float, float, float] | None:
@@ -147,8 +149,8 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
         least = max(floor, MIN_LABELS_FOR_CURVE - n, 1)
         return LabelsNeeded(least, n, target, None, None,
                             text=f"at least {least} more labels before a learning curve can be fitted "
-                                 f"({n} so far, {len(set(labels))} class(es); the retrainer needs {MIN_PER_CLASS} "
-                                 "per class and two classes)", at_least=True)
+                                 f"({n} so far, {len(set(labels))} class(es); the retrainer needs two classes with "
+                                 f"{MIN_PER_CLASS} each and keeps a class from {KEEP_MIN_PER_CLASS})", at_least=True)
     # ``auto`` skips file-name groups that are the classes (NEU's "crazing_12.png"): every fold would miss one
     groups, rule = assign_groups(list(file_names), labels, "auto")
     points = _cv_points(np.asarray(x, dtype=np.float64), np.asarray(labels), groups, seed)

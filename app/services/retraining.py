@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 FAMILY_FORMAT = families.table("export_format")
 MIN_PER_CLASS = 5          # the classifier's trainer keeps a fifth of each class for validation
+# The light heads (linear layers on features) keep a class from 2 reviewed images: dropping the thin classes
+# "label next" leaves at 10 labels per class cost macro F1 0.27 -> 0.42 (benchmarks/results/thin.md).
+KEEP_MIN_PER_CLASS = 2
 MIN_SEGMENTER_FRAMES = 10  # a tenth is held out to pick epoch, threshold and flips
 MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly threshold
 # A small reviewed set gives few optimizer steps per epoch; the classifier gets at least this many

@@ -12,7 +12,7 @@ from app.services.image_embedding import EmbeddingCache, TextureEmbedding, embed
 from app.services.label_next import Candidate, margin_uncertainty, propose, thin_class_picks, weighted_k_center
 from app.services.label_next_folder import label_next_for_folder
 from app.services.labels_needed import fit_power_law, labels_needed, minimum_shortfall
-from app.services.retraining import MIN_PER_CLASS
+from app.services.retraining import KEEP_MIN_PER_CLASS, MIN_PER_CLASS
 from database.dto import LabelChange
 from database.engine import open_database
 from database.states import ReviewState
@@ -135,6 +135,9 @@ def test_a_nearly_flat_curve_says_more_than_the_cap_instead_of_overflowing(monke
 def test_the_retrainers_minimum_is_the_floor_of_the_counter() -> None:
     assert minimum_shortfall([]) == 2 * MIN_PER_CLASS
     assert minimum_shortfall(["a"] * MIN_PER_CLASS + ["b"]) == MIN_PER_CLASS - 1
+    # a third class is kept from KEEP_MIN_PER_CLASS labels (thin.md): one label of it asks for one more
+    assert minimum_shortfall(["a"] * MIN_PER_CLASS + ["b"] * MIN_PER_CLASS + ["c"]) == KEEP_MIN_PER_CLASS - 1
+    assert minimum_shortfall(["a"] * 7 + ["b"] * 3 + ["c"] * 2) == MIN_PER_CLASS - 3
     few = labels_needed(np.zeros((3, 2)), ["a", "a", "b"], ["g1_x.png", "g2_y.png", "g3_z.png"])
     assert few.more is not None and few.more >= 2 * MIN_PER_CLASS - 3 and few.accuracy_now is None
     assert few.at_least and few.short.startswith("≥")
