@@ -274,6 +274,9 @@ def _glcm(q: np.ndarray, d: int) -> list[float]:
     i, j = _GLCM_I, _GLCM_J
     counts = []
     for dy, dx in ((0, d), (d, d), (d, 0), (d, -d)):
+        if dy >= h or abs(dx) >= w:  # no pixel pair this far apart (a tiny image): an empty matrix, not a
+            counts.append(np.zeros((GLCM_LEVELS, GLCM_LEVELS), np.intp))  # wrapped slice (ValueError before)
+            continue
         a = q[:h - dy, max(0, -dx):w - max(0, dx)]
         b = q[dy:, max(0, dx):w - max(0, -dx) if dx < 0 else w][:, :a.shape[1]] if dx >= 0 else q[dy:, :w + dx]
         pair = (a << 4) | b if GLCM_LEVELS == 16 else a.astype(np.intp) * GLCM_LEVELS + b  # uint8 codes 0..255
