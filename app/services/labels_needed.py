@@ -22,7 +22,6 @@ class mix was tried and lost).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,9 +106,7 @@ def _head_predict(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, k: int, 
 def _folds(codes: np.ndarray, groups: list[str], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from inference.training.simple_answers import group_folds
 
-    with warnings.catch_warnings():  # "least populated class has 1 member": expected with few labels
-        warnings.simplefilter("ignore", UserWarning)
-        return group_folds(codes, groups, seed=seed)
+    return group_folds(codes, groups, seed=seed)
 
 
 def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> list[tuple[int, float]]:

@@ -10,6 +10,7 @@ rules instantly.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -86,7 +87,9 @@ def group_folds(labels: np.ndarray, groups: Sequence[str], folds: int = FOLDS,
     if k < 2:
         raise ValueError("cross-validation needs at least 2 groups of images")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, codes)]
+    with warnings.catch_warnings():  # "the least populated class has only 2 members": expected from few labels
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, codes)]
 
 
 _SERIES = re.compile(r"^[^\d]*(\d+)\D+(\d+)$")  # <letters><session><sep...><serial>: exp3_num_3710
