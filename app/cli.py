@@ -186,9 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "none; auto tries folder, then prefix")
     p.add_argument("--keep-if-worse", action="store_true",
                    help="classifier: register the new version even when it loses to the best simple answer")
-    p.add_argument("--refit-all", action="store_true",
+    p.add_argument("--refit-all", action=argparse.BooleanOptionalAction, default=True,
                    help="classifier, light methods: after the held-out check, register the chosen head refitted on "
-                        "all reviewed labels, held-out ones included (the card keeps the check's figures)")
+                        "all reviewed labels, held-out ones included (the card keeps the check's figures); the "
+                        "default since benchmarks/results/refit.md, --no-refit-all registers the checked head")
     p.add_argument("--class-mix", default="acc-folder", choices=("acc-folder", "pool"),
                    help="classifier, feature heads: the prior given to the head: 'acc-folder' (default, ADR 0045), "
                         "the whole folder's class mix, its reviewed labels plus the unreviewed rest by adjusted "

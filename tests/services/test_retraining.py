@@ -423,7 +423,7 @@ def test_a_refused_light_version_is_not_refitted_nor_registered(station, tmp_pat
 def test_retrain_defect_method_registers_a_defect_statistics_version(station, tmp_path: Path) -> None:
     """--method defect: only the small-defect candidates are cross-validated, and the version reads those features."""
     events, train = retrain_light(station, tmp_path, "--name", "defect", "--method", "defect", "--groups", "none",
-                                  "--keep-if-worse")
+                                  "--keep-if-worse", "--no-refit-all")
     assert train["method"] == "defect" and train["start"] == "a linear layer on small-defect statistics (no network)"
     done = events[-1]
     answers = done["comparison"]["simple_answers"]
@@ -432,8 +432,18 @@ def test_retrain_defect_method_registers_a_defect_statistics_version(station, tm
     loaded = load_model(done["path"], family="classifier")
     assert loaded.name == "texture_linear" and loaded.config.features == "defect"
     assert loaded.card["training"]["initialisation"].startswith("none: a linear layer on the defect features")
-    assert "refit" not in loaded.card["training"] and loaded.card["data"]["train_images"] == 10  # no --refit-all
+    assert "refit" not in loaded.card["training"] and loaded.card["data"]["train_images"] == 10  # --no-refit-all
     assert not any(e["event"] == "stage" and e["stage"] == "refit" for e in events)
+
+
+def test_a_light_version_is_refitted_on_all_labels_by_default(station, tmp_path: Path) -> None:
+    """refit.md: registering the checked head refitted on every reviewed label is the default (accuracy +0.023,
+    macro F1 +0.050 on a train-only split); the card keeps the check's figures and says it was refitted."""
+    events, _train = retrain_light(station, tmp_path, "--name", "all", "--method", "defect", "--groups", "none",
+                                   "--keep-if-worse")
+    assert any(e["event"] == "stage" and e["stage"] == "refit" for e in events)
+    card = load_model(events[-1]["path"], family="classifier").card
+    assert "refit" in card["training"] and card["data"]["train_images"] == 12
 
 
 def test_retrain_bank_method_registers_a_texture_descriptor_version(station, tmp_path: Path) -> None:
