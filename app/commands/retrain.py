@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
                                                         "on all reviewed labels, held-out ones included")
             with contextlib.redirect_stdout(sys.stderr):
                 refit_on_all()
+            compared["refitted_on_all"] = True  # the figures are the checked fit's; the version learnt from every label
         events.emit("stage", stage="domain", message="describing the training images (out-of-domain statistics)")
         rule = args.groups if plan.family == "classifier" else "auto"  # --groups is the classifier's CV grouping
         for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device,

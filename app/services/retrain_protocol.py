@@ -17,7 +17,7 @@ from app.services.child_command import ChildCommand, station_command
 
 @dataclass(frozen=True)
 class RetrainStage:
-    stage: str            # export | train | compare | register
+    stage: str            # export | train | compare | refit | domain | register
     message: str
 
 

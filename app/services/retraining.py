@@ -413,6 +413,9 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
     simple = compared.get("simple_answers")
     if isinstance(simple, Mapping) and simple.get("best_simple") in simple.get("held_out", {}):
         text += f"; best simple answer ({simple['best_simple']}) {figures(simple['held_out'][simple['best_simple']])}"
+    if compared.get("refitted_on_all"):
+        text += ("; the new figures are the checked fit's: the registered version was then refitted on all "
+                 "reviewed labels, these included (ADR 0048)")
     return text
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from app.cli import main as cli_main
 from app.services.export_items import encode_mask
-from app.services.retraining import RetrainError, plan_retraining, version_name
+from app.services.retraining import RetrainError, comparison_text, plan_retraining, version_name
 from database import FileEntry, LabelChange, ReviewState, open_database
 from inference.checkpoints import load_model, save_model
 from inference.domain import DOMAIN_JSON, load_domain
@@ -330,6 +330,9 @@ def test_retrain_registers_the_chosen_head_refitted_on_all_labels_after_the_chec
     assert card["data"]["train_images"] == 12 and card["data"]["checked_on_images"] == 10 and card["data"]["held_out_in_fit"]
     assert sum(card["data"]["train_counts"].values()) == 12
     assert "refitted on all 12 reviewed images" in card["training"]["refit"]
+    # the comparison the Models dialog and the terminal show says its figures are the checked fit's
+    assert done["comparison"]["refitted_on_all"] and "then refitted on all reviewed labels" in comparison_text(
+        done["comparison"])
     chosen = done["comparison"]["simple_answers"]["chosen"]
     assert card["metrics"]["val"]["accuracy"] == done["comparison"]["simple_answers"]["held_out"][chosen]["accuracy"]
 
