@@ -128,6 +128,9 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
         if isinstance(figures, Mapping):
             text = ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if _number(v) is not None)
             notes.append(f"best simple answer ({best}): {text}")
+    if compared.get("refitted_on_all"):
+        notes.append("the challenger's figures are its checked fit's: it was then refitted on all reviewed labels, "
+                     "these included (ADR 0048)")
     images = compared.get("held_out_images")
     return HeldOut(int(images) if isinstance(images, int) else 0, str(compared.get("parent_name") or ""), rows,
                    "; ".join(notes))

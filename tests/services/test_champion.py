@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ from app.services.audit import write_audit
 from app.services.flags import FlagSettings
 from app.services.indexing import index_folder
 from app.services.model_catalog import ModelCatalog, ModelCatalogError
-from database.dto import LabelChange, PredictionIn
+from database.dto import LabelChange, ModelVersionInfo, PredictionIn
 from database.engine import open_database
 from database.states import ReviewState
 from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
@@ -63,6 +64,17 @@ def test_the_pair_shows_the_held_out_comparison_from_the_challengers_card(db, tm
     assert pair.held_out.images == 12 and pair.held_out.reference == "classifier-a"
     assert pair.held_out.rows == (("accuracy", 0.7, 0.9), ("macro_f1", 0.5, 0.8))
     assert champion.pair(db, "segmenter") is None
+
+
+def test_the_held_out_note_says_when_the_challenger_was_refitted_after_its_check() -> None:
+    """ADR 0048: the registered version learnt from every label after the check; the panel must not pass the
+    checked fit's figures off as the registered version's (the terminal and the done message said it; the
+    panel, read later, did not)."""
+    card = {"retraining": {"held_out_comparison": {"held_out_images": 5, "new": {"accuracy": 0.6},
+                                                   "refitted_on_all": True}}}
+    v = ModelVersionInfo(id=1, family="classifier", name="c", checkpoint_path="x", config={}, metrics={}, card=card,
+                         active=False, bundled=False, parent_id=None, created_at=datetime.now(timezone.utc))
+    assert "then refitted on all reviewed labels" in champion.held_out(v).note
 
 
 def test_mask_iou_and_the_documented_cut() -> None:
