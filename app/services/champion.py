@@ -129,8 +129,9 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
             text = ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if _number(v) is not None)
             notes.append(f"best simple answer ({best}): {text}")
     if compared.get("refitted_on_all"):
-        notes.append("the challenger's figures are its checked fit's: it was then refitted on all reviewed labels, "
-                     "these included (ADR 0048)")
+        from app.services.retraining import REFIT_NOTE
+
+        notes.append(REFIT_NOTE)
     images = compared.get("held_out_images")
     return HeldOut(int(images) if isinstance(images, int) else 0, str(compared.get("parent_name") or ""), rows,
                    "; ".join(notes))

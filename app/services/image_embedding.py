@@ -146,7 +146,7 @@ class EmbeddingCache:
 class DefectBankEmbedding:
     """The 418 small-defect statistics and texture descriptors the retrain command's chosen head reads
     (``inference.texture_features.image_defect_bank``, ADR 0033): about 50 ms per 256-pixel tile, so
-    "label next" computes it only for what the counter needs (the labelled images and a sample of the rest)."""
+    "label next" computes it only for what the counter needs (the labelled images)."""
 
     name: str = "defect_bank"
     dim: int = DEFECT_BANK_DIM

@@ -100,16 +100,15 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
         counter_cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", embedding_source(COUNTER_FEATURES))
         deadline = None if counter_budget_s is None else time.monotonic() + counter_budget_s
         xc, unreadable = counter_cache.vectors([files[i] for i in labelled_rows], deadline=deadline)
-        keep = [k for k in range(len(labelled_rows)) if np.isfinite(xc[k]).all()]
-        rows = [labelled_rows[k] for k in keep]
+        read = np.isfinite(xc).all(axis=1)
         pending = int(np.isnan(xc).all(axis=1).sum()) - len(unreadable)  # rows not read yet (no reason given)
-        pool = sum(1 for c in cands if c.label is None)
         if pending:
             needed = LabelsNeeded(None, len(labelled_rows), target, None, None, pending=pending,
                                   text=f"reading the retrainer's features of the labelled images for the counter: "
                                        f"{len(labelled_rows) - pending} of {len(labelled_rows)} so far (once per image)")
         else:
-            needed = labels_needed(xc[keep], [str(cands[i].label) for i in rows], [names[i] for i in rows],
-                                   target=target, pool=pool, seed=seed)
+            rows = [i for i, ok in zip(labelled_rows, read) if ok]
+            needed = labels_needed(xc[read], [str(cands[i].label) for i in rows], [names[i] for i in rows],
+                                   target=target, pool=sum(1 for c in cands if c.label is None), seed=seed)
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
     return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled)

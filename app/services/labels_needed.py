@@ -9,8 +9,8 @@ labels given so far (40, 60, 80 and 100 %), and a power law
 ``acc(n) = a - b * n^-c`` (the usual shape of a learning curve, ``a`` its ceiling) is fitted to
 those points and solved for the target. The answer is an estimate with stated inputs, not a
 promise: few labels give a noisy curve, and a curve that levels off below the target says so
-instead of inventing a number. The retrainer's own minimum (``MIN_PER_CLASS`` reviewed images
-of each labelled class) is a floor on the answer.
+instead of inventing a number. The retrainer's own minimum (two classes with ``MIN_PER_CLASS``
+reviewed images, any other ``KEEP_MIN_PER_CLASS``) is a floor on the answer.
 
 Why the retrainer's head and not the cheaper regression on the "label next" embedding the counter
 used before: against the retrain command's own accuracy on sessions it never saw, that one was
@@ -103,14 +103,8 @@ def _head_predict(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, k: int, 
     return fit_linear_head(x_tr, y_tr, k, c).predict(x_te)
 
 
-def _folds(codes: np.ndarray, groups: list[str], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from inference.training.simple_answers import group_folds
-
-    return group_folds(codes, groups, seed=seed)
-
-
 def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> list[tuple[int, float]]:
-    from inference.training.simple_answers import out_of_fold_predictions
+    from inference.training.simple_answers import group_folds, out_of_fold_predictions
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
@@ -120,7 +114,7 @@ def _cv_points(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> li
     for frac in FRACTIONS:
         idx = np.sort(order[: max(2, int(round(frac * len(y))))])
         try:
-            folds = _folds(codes[idx], [groups[i] for i in idx], seed)
+            folds = group_folds(codes[idx], [groups[i] for i in idx], seed=seed)
         except ValueError:
             continue
         xs, ys = x[idx], codes[idx]

@@ -40,6 +40,9 @@ MIN_PER_CLASS = 5          # the classifier's trainer keeps a fifth of each clas
 # The light heads (linear layers on features) keep a class from 2 reviewed images: dropping the thin classes
 # "label next" leaves at 10 labels per class cost macro F1 0.27 -> 0.42 (benchmarks/results/thin.md).
 KEEP_MIN_PER_CLASS = 2
+# Said wherever a held-out comparison is shown of a version refitted on all labels after its check (ADR 0048).
+REFIT_NOTE = ("the new figures are the checked fit's: the registered version was then refitted on all reviewed "
+              "labels, these included (ADR 0048)")
 MIN_SEGMENTER_FRAMES = 10  # a tenth is held out to pick epoch, threshold and flips
 MIN_GOOD_IMAGES = 10       # part of the good images calibrate the anomaly threshold
 # A small reviewed set gives few optimizer steps per epoch; the classifier gets at least this many
@@ -414,8 +417,7 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
     if isinstance(simple, Mapping) and simple.get("best_simple") in simple.get("held_out", {}):
         text += f"; best simple answer ({simple['best_simple']}) {figures(simple['held_out'][simple['best_simple']])}"
     if compared.get("refitted_on_all"):
-        text += ("; the new figures are the checked fit's: the registered version was then refitted on all "
-                 "reviewed labels, these included (ADR 0048)")
+        text += f"; {REFIT_NOTE}"
     return text
 
 
