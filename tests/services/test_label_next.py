@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from app.services.image_embedding import EmbeddingCache, TextureEmbedding, embedding_source
-from app.services.label_next import Candidate, margin_uncertainty, propose, thin_class_picks, weighted_k_center
+from app.services.label_next import (
+    Candidate,
+    margin_uncertainty,
+    nearest_distances,
+    propose,
+    thin_class_picks,
+    weighted_k_center,
+)
 from app.services.label_next_folder import label_next_for_folder
 from app.services.labels_needed import fit_power_law, labels_needed, minimum_shortfall
 from app.services.retraining import KEEP_MIN_PER_CLASS, MIN_PER_CLASS
@@ -25,6 +32,15 @@ def _clusters(rng: np.random.Generator, centres: list[tuple[float, float]], per:
 def test_margin_uncertainty_is_one_on_a_tie_and_zero_when_certain() -> None:
     got = margin_uncertainty(np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.6, 0.3, 0.1]]))
     assert got == pytest.approx([1.0, 0.0, 0.7])
+
+
+def test_nearest_distances_match_a_pair_by_pair_reference_across_blocks() -> None:
+    rng = np.random.default_rng(7)
+    points, anchors = rng.standard_normal((13, 5)), rng.standard_normal((8, 5))
+    anchors[2] = points[4]  # a duplicate: exactly zero
+    want = [min(float(np.sqrt(((p - a) ** 2).sum())) for a in anchors) for p in points]
+    got = nearest_distances(points, anchors, block=3)  # three blocks, the last one short
+    assert got == pytest.approx(want, rel=1e-12) and got[4] == 0.0
 
 
 def test_a_cold_start_batch_spreads_over_the_clusters_instead_of_near_duplicates() -> None:
