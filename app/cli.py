@@ -195,11 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "the whole folder's class mix, its reviewed labels plus the unreviewed rest by adjusted "
                         "classify-and-count; 'pool', the unreviewed images' mix as the head predicts a sample of "
                         "them (ADR 0043)")
-    p.add_argument("--select-for", default="labels", choices=("labels", "folder"),
-                   help="classifier, feature heads with --class-mix acc-folder: what the group cross-validation "
-                        "chooses the head's settings for: 'labels' (default), the reviewed labels' own class mix; "
-                        "'folder', the folder's class mix the head will take as its prior (each fold's head with "
-                        "that prior, each reviewed image weighted by its class's share of the folder)")
     p.add_argument("--min-per-class", type=int, default=None, metavar="N",
                    help="classifier: a class with fewer reviewed images is left out (default 2 for the light heads, "
                         "benchmarks/results/thin.md; 5 when the network is trained, which needs 5); two classes need "

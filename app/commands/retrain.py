@@ -216,8 +216,7 @@ def run(args: argparse.Namespace) -> int:
             pool = unlabelled_pool(db, args.folder, POOL_SAMPLE)  # their class mix is the feature heads' prior
             unreviewed = unreviewed_count(db, args.folder) if args.class_mix == "acc-folder" else None
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed,
-                                                        select_for=args.select_for)
+                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):

@@ -84,8 +84,7 @@ def _backbone(plan: RetrainPlan):
 
 
 def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str = "head",
-                 pool: Sequence[Path] = (), unreviewed: int | None = None,
-                 select_for: str = "labels") -> tuple[Any, Callable[[], None] | None]:
+                 pool: Sequence[Path] = (), unreviewed: int | None = None) -> tuple[Any, Callable[[], None] | None]:
     """Compare the light heads of ``method`` and the simple answers, then write the chosen one into ``plan.model_dir``.
 
     ``pool``: unreviewed images of the reviewed folder; a chosen feature head takes their class mix, as it
@@ -93,14 +92,9 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
     unreviewed images) the whole folder's mix by adjusted classify-and-count. Returns the comparison
     and, when there are held-out labels, the refit: it rewrites ``plan.model_dir`` with the chosen candidate
     fitted on all reviewed labels (training and held-out parts, ``--refit-all``), to be called once the
-    held-out check is over; None when there is nothing to add. ``select_for`` "folder" (needs ``pool`` and
-    ``unreviewed``): within the first choice's feature set, the candidate is chosen for the folder's class mix
-    (``classifier_head.choose_for_mix``) instead of the reviewed labels' own mix.
+    held-out check is over; None when there is nothing to add.
     """
-    import numpy as np
-
     from inference.training.classifier_head import (
-        FolderMix,
         can_refit_on_all,
         candidate_features,
         compare_candidates,
@@ -115,23 +109,8 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
     if kinds == ("backbone",) and loaded is not None and not hasattr(loaded.model, "features"):
         raise RetrainError(f"--method head: the active classifier ({loaded.name}) has no backbone to freeze; "
                            "use --method texture, defect, bank or train")
-    pool_by_set: dict[str, Any] = {}
-
-    def pool_features_of(feature_set: str) -> Any:
-        if feature_set not in pool_by_set:
-            pool_by_set[feature_set] = pool_matrix(pool, feature_set, progress)
-        return pool_by_set[feature_set]
-
-    def folder_mix(feature_set: str, head: Any, labels: Any, out_of_fold: Any, held_out: Any) -> Any:
-        # the folder's mix as the written head will take it (write_chosen_head): every reviewed label counts
-        assert unreviewed is not None
-        reviewed = np.bincount(np.concatenate([labels, held_out]).astype(np.int64), minlength=len(head.intercept))
-        return FolderMix(labels, out_of_fold, reviewed, unreviewed).shares(head, pool_features_of(feature_set))
-
-    use_mix = select_for == "folder" and unreviewed is not None and bool(pool)
     try:
-        candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress, kinds=kinds,
-                                                folder_mix=folder_mix if use_mix else None)
+        candidates, arrays = compare_candidates(loaded, plan.data_dir, groups, progress=progress, kinds=kinds)
     except ValueError as exc:
         raise RetrainError(f"cannot cross-validate the reviewed labels: {exc}") from None
     if not candidates.chosen:
@@ -142,7 +121,7 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
     else:
         card = read_json(Path(plan.parent.checkpoint_path) / "card.json") if plan.parent is not None else {}
     feature_set = candidate_features(candidates.chosen)
-    pool_features = pool_features_of(feature_set) if feature_set and pool else None
+    pool_features = pool_matrix(pool, feature_set, progress) if feature_set and pool else None
     write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line(), pool_features=pool_features,
                       unreviewed=unreviewed)
     if not can_refit_on_all(arrays):

@@ -396,53 +396,6 @@ def choose_candidate(candidates: dict[str, LightCandidate], labels: np.ndarray,
     return (best_name(cv) if cv else ""), cv
 
 
-def mix_weighted_score(labels: np.ndarray, pred: np.ndarray, q: np.ndarray, num_classes: int) -> Score:
-    """Accuracy and macro F1 as they would be on images of class mix ``q``: each labelled image weighs
-    q[its class] / (its class's share of ``labels``), so each class counts as much as ``q`` gives it (the
-    classes present in ``labels``; macro F1 over the classes present, as ``score``)."""
-    labels, pred = np.asarray(labels, np.int64), np.asarray(pred, np.int64)
-    share = np.bincount(labels, minlength=num_classes) / max(len(labels), 1)
-    w = np.asarray(q, np.float64)[labels] / share[labels]
-    cm = np.zeros((num_classes, num_classes))
-    np.add.at(cm, (labels, pred), w)
-    tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-    precision = np.divide(tp, predicted, out=np.zeros(num_classes), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros(num_classes), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(num_classes), where=precision + recall > 0)
-    present = (support > 0) | (predicted > 0)
-    return Score(float(tp.sum() / max(cm.sum(), 1e-12)), float(f1[present].mean()) if present.any() else 0.0)
-
-
-def choose_for_mix(candidates: dict[str, LightCandidate], labels: np.ndarray,
-                   fold_sets: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], classes: Sequence[str],
-                   q: np.ndarray) -> tuple[str, dict[str, Score]]:
-    """``choose_candidate`` for the folder's class mix ``q`` (``retrain --select-for folder``): each fold's head
-    takes ``q`` as its prior (``with_prior``, as the written head will) and is scored by ``mix_weighted_score``;
-    the best by that macro F1, then accuracy, the first of equals."""
-    cv: dict[str, Score] = {}
-    fits: dict[tuple[str, str, float, int, bytes], LinearHead] = {}
-    for name, cand in candidates.items():
-        runs = []
-        for folds in fold_sets:
-            pred = np.empty(len(labels), np.int64)
-            for tr, te in folds:
-                key = (cand.feature_set, cand.head, cand.c, len(cand.views), tr.tobytes())
-                if key not in fits:
-                    fits[key] = fit_head(*cand.rows(tr, labels), len(classes), cand.c, cand.head)
-                head = with_label_mix(fits[key], labels[tr]) if cand.mix else fits[key]
-                head = with_prior(head, q, labels[tr] if cand.mix else None)
-                pred[te] = head.predict(cand.views["none"][te])
-            runs.append(mix_weighted_score(labels, pred, q, len(classes)))
-        cv[name] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
-    return (best_name(cv) if cv else ""), cv
-
-
-# ``compare_candidates``' hook for ``--select-for folder``: (feature set, the first choice's head fitted on every
-# training image, the training labels, its out-of-fold predictions, the held-out labels) -> the folder's class mix,
-# or None to keep the first choice.
-FolderMixFor = Callable[[str, "LinearHead", np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
-
-
 @dataclass(frozen=True)
 class LinearHead:
     """Class logits = features @ coef.T + intercept, over all classes of the data."""
@@ -635,7 +588,6 @@ class Comparison:
     best_simple: str
     held_out: dict[str, Score] = field(default_factory=dict)  # chosen and best simple answer
     held_out_images: int = 0
-    selected_for: str = "labels"  # "folder": chosen for the folder's class mix (``choose_for_mix``; cv "<name>@folder")
 
     @property
     def wins(self) -> bool:
@@ -645,8 +597,7 @@ class Comparison:
     def as_dict(self) -> dict[str, Any]:
         return {"cv": {k: v.as_dict() for k, v in self.cv.items()}, "groups": self.groups, "chosen": self.chosen,
                 "best_simple": self.best_simple, "held_out_images": self.held_out_images,
-                "held_out": {k: v.as_dict() for k, v in self.held_out.items()}, "wins": self.wins,
-                "selected_for": self.selected_for}
+                "held_out": {k: v.as_dict() for k, v in self.held_out.items()}, "wins": self.wins}
 
 
 def split_items(root: Path, part: str, classes: Sequence[str] | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -706,8 +657,7 @@ def candidate_c(name: str) -> float:
 def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str = "auto", seed: int = 0,
                        progress: Callable[[str, int, int], None] | None = None,
                        kinds: Sequence[str] = CANDIDATE_KINDS,
-                       augment: Sequence[str] = CANDIDATE_AUGMENT,
-                       folder_mix: FolderMixFor | None = None) -> tuple[Comparison, dict[str, np.ndarray]]:
+                       augment: Sequence[str] = CANDIDATE_AUGMENT) -> tuple[Comparison, dict[str, np.ndarray]]:
     """Group-CV of the simple answers and of the candidates of ``kinds`` on root/train; held-out on root/val.
 
     ``kinds``: "texture" (linear on texture features), "defect" (linear on the small-defect
@@ -764,16 +714,6 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     cv.update(heads)
     tick(3)
     chosen = best_name(heads) if heads else ""  # the first of equals: the cheapest candidate
-    selected_for = "labels"
-    if folder_mix is not None and chosen in light:
-        # --select-for folder: among the first choice's feature set, the candidate best for the folder's class mix
-        first = light[chosen]
-        q = folder_mix(first.feature_set, fit_candidate(first, y, len(classes)), y, out_of_fold[chosen], y_val)
-        if q is not None:
-            same = {n: c for n, c in light.items() if c.feature_set == first.feature_set}
-            chosen, mix_cv = choose_for_mix(same, y, fold_sets, classes, q)
-            cv.update({f"{n}@folder": sc for n, sc in mix_cv.items()})
-            selected_for = "folder"
     held_out: dict[str, Score] = {}
     head: LinearHead | None = None
     if chosen in light:
@@ -800,7 +740,7 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     tick(4)
     n_groups = len(set(groups))
     return Comparison(classes, {"rule": rule, "groups": n_groups, "folds": len(folds)}, cv, chosen, best_simple,
-                      held_out, int(len(y_val)), selected_for), arrays
+                      held_out, int(len(y_val))), arrays
 
 
 def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:
@@ -854,9 +794,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
                                               if candidate_augmented(comparison.chosen) else "none"),
                              "prior": ("the labels' class mix (log class shares added to the biases)"
                                        if candidate_mix(comparison.chosen) else "balanced classes"),
-                             "selected_by": "group cross-validation" + (
-                                 ", scored for the folder's class mix (retrain --select-for folder)"
-                                 if comparison.selected_for == "folder" else "")}, "seconds": None}
+                             "selected_by": "group cross-validation"}, "seconds": None}
     else:
         training = {"initialisation": "frozen backbone of the parent, linear head fitted on its pooled features",
                     "head": {"kind": "class-balanced logistic regression", "C": c, "features": f"pooled backbone "

@@ -209,38 +209,3 @@ def test_adjusted_classify_and_count_undoes_the_heads_confusion_and_the_folder_c
     mix = FolderMix(y, head.predict(x), np.bincount(y, minlength=2), 40)
     want = folder_shares(adjusted_shares(pool_shares(head, pool), y, head.predict(x), 40), np.array([50, 50]), 40)
     np.testing.assert_allclose(mix.shares(head, pool), want)
-
-
-def test_the_folder_weighted_score_counts_each_class_as_the_folder_holds_it() -> None:
-    """``--select-for folder``: balanced labels, a folder of 90 % class 0: missing half of class 1 costs 5 %."""
-    from inference.training.classifier_head import mix_weighted_score
-
-    y = np.array([0] * 10 + [1] * 10)
-    pred = np.array([0] * 10 + [0] * 5 + [1] * 5)
-    got = mix_weighted_score(y, pred, np.array([0.9, 0.1]), 2)
-    assert got.accuracy == pytest.approx(0.95)
-    # class 0: precision 0.9 / (0.9 + 0.05), recall 1; class 1: precision 1, recall 0.5
-    p0 = 0.9 / 0.95
-    assert got.f1 == pytest.approx(np.mean([2 * p0 / (p0 + 1), 2 * 0.5 / 1.5]))
-    even = mix_weighted_score(y, pred, np.array([0.5, 0.5]), 2)   # the labels' own mix: the plain figures
-    assert even.accuracy == pytest.approx(0.75)
-
-
-def test_choosing_for_the_folder_prefers_the_setting_that_is_right_on_the_folders_majority() -> None:
-    """Two candidates on balanced labels: one separates class 1 (rare in the folder) better, the other
-    class 0 (90 % of it); by the labels' mix they tie or the first wins, for the folder the second does."""
-    from inference.training.classifier_head import choose_candidate, choose_for_mix, light_candidates
-    from inference.training.simple_answers import group_folds
-
-    rng = np.random.default_rng(4)
-    n = 60
-    y = np.arange(n) % 2
-    # "defect": class 1 always found, a third of class 0 called 1 (noisy); "texture": class 0 always right
-    f_defect = np.where(y[:, None] == 1, 3.0, np.where(rng.random((n, 1)) < 0.35, 3.0, 0.0)) + 0.1 * rng.standard_normal((n, 1))
-    f_texture = np.where(y[:, None] == 0, 0.0, np.where(rng.random((n, 1)) < 0.45, 0.0, 3.0)) + 0.1 * rng.standard_normal((n, 1))
-    cands = light_candidates({"defect": {"none": f_defect}, "texture": {"none": f_texture}}, (1.0,), ("none",), ("balanced",))
-    folds = [group_folds(y, [f"g{i % 6}" for i in range(n)], 3, 0)]
-    by_labels, _ = choose_candidate(cands, y, folds, ["good", "bad"])
-    by_folder, cv = choose_for_mix(cands, y, folds, ["good", "bad"], np.array([0.9, 0.1]))
-    assert by_folder == "texture_linear_C1" and cv["texture_linear_C1"].accuracy > cv["defect_linear_C1"].accuracy
-    assert by_labels == "defect_linear_C1"  # by the labels' own (even) mix the other one wins
