@@ -2,10 +2,25 @@
 # Start a throw-away PostgreSQL server on 127.0.0.1 for the database tests and print only its
 # SQLAlchemy URL on stdout. Installs Debian's postgresql package when no server binaries exist.
 # Exits non-zero when no server could be started (the PostgreSQL tests are then skipped).
+# With INSPECTION_PG_STATE=FILE the server's data folder is written there, for
+#   bash scripts/ci_postgres.sh stop DATA    (stops that server and removes its folder)
+# which .ci/run calls when the tests end, so repeated runs on one machine leave no server behind.
 set -euo pipefail
 
 log() { echo "ci_postgres: $*" >&2; }
 bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+if [ "${1:-}" = stop ]; then
+  DATA=${2:?usage: ci_postgres.sh stop DATA}
+  case "$DATA" in /tmp/inspection-pg.*) ;; *) log "not a folder this script made: $DATA"; exit 1 ;; esac
+  BIN=$(bindir || true)
+  if [ -n "$BIN" ] && [ -f "$DATA/postmaster.pid" ]; then
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true
+    else "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true; fi
+  fi
+  rm -rf "$DATA" "$DATA.initdb.log"
+  exit 0
+fi
 
 BIN=$(bindir || true)
 if [ -z "$BIN" ]; then
@@ -29,6 +44,7 @@ PORT=${INSPECTION_PG_PORT:-54329}
 while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
 
 DATA=$(mktemp -d /tmp/inspection-pg.XXXXXX)
+[ -n "${INSPECTION_PG_STATE:-}" ] && echo "$DATA" >"$INSPECTION_PG_STATE"
 [ "$(id -u)" = 0 ] && chown postgres "$DATA"
 as_pg "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --no-sync >"$DATA.initdb.log" 2>&1 \
   || { log "initdb failed (see $DATA.initdb.log)"; exit 1; }
