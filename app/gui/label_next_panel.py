@@ -164,9 +164,11 @@ class LabelNextController:
 
     # -- following the labels -------------------------------------------------------------
     def item_changed(self, item: QueueItem) -> None:
-        if self.result is None or item.review_state == "unreviewed":
+        if self.result is None:
             return
-        if item.image_id in self.result.proposal.image_ids:
+        if item.review_state == "unreviewed":  # an undo or a cleared label: a proposal to label again, one label fewer
+            self._reviewed.discard(item.image_id)
+        elif item.image_id in self.result.proposal.image_ids:
             self._reviewed.add(item.image_id)
         # Every save recounts (the counter must not lag the labels: with a recount every fifth
         # save it said "≥ 12 more" at 18 labels where 15 were needed). Saves made while one count

@@ -165,3 +165,24 @@ def test_a_folder_with_many_labels_shows_its_batch_at_once_and_the_counter_as_it
                     and ctl.latest.needed.labelled == 8, timeout=30000)
     qtbot.waitUntil(lambda: "counting" not in ctl.line.text() and "more labels" in ctl.line.text(), timeout=5000)
     win.close()
+
+
+def test_an_undone_label_puts_its_proposal_back_and_recounts(service, db, tmp_path: Path, qtbot):
+    """Found under Xvfb: after Ctrl+Z took back the label of a proposed image, the line still said
+    one proposal fewer was left, P skipped that (unlabelled again) image, and the counter kept
+    counting the label until the next save."""
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot)
+    ids = ctl.result.proposal.image_ids
+    n = len(ids)
+    press(qtbot, win, Qt.Key.Key_P)
+    wait_shown(win, qtbot, ids[0])
+    win.review.set_class("dark")
+    qtbot.waitUntil(lambda: ctl.latest.needed is not None and ctl.latest.needed.labelled == 1, timeout=15000)
+    qtbot.waitUntil(lambda: f"{n - 1} of {n} proposed left" in ctl.line.text(), timeout=5000)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo: unreviewed again
+    qtbot.waitUntil(lambda: service.detail(ids[0]).label is None or service.detail(ids[0]).label.class_name is None,
+                    timeout=5000)
+    qtbot.waitUntil(lambda: ctl.latest.needed.labelled == 0, timeout=15000)
+    qtbot.waitUntil(lambda: f"{n} of {n} proposed left" in ctl.line.text(), timeout=5000)
+    assert ids[0] in ctl._unreviewed_proposals()  # P will come back to it (from the image on screen, P skips)
+    win.close()
