@@ -129,14 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.tile_anomaly_cv import emit
     from inference.models.tile_defect import PRESETS, combined_map
     from inference.training.groups import name_group_function
-    from inference.training.tile_defect_fit import figures, fold_groupings, image_rows, out_of_fold_heads, with_terms
+    from inference.training.tile_defect_fit import (
+        figures,
+        fold_groupings,
+        good_knn_stats,
+        image_rows,
+        out_of_fold_heads,
+        with_terms,
+    )
 
     torch.set_num_threads(1)
     base_cfg = PRESETS[args.preset]
     cached = planes_for(args, base_cfg)
     group = name_group_function(args.group_by)
-    good_knn = cached.knn[~cached.labels]
-    stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
+    stats = good_knn_stats(cached)
     for cand in args.candidates.split(",") if args.candidates else [None]:
         t0 = time.monotonic()
         cfg = dataclasses.replace(base_cfg, **CANDIDATES[cand]) if cand else base_cfg

@@ -41,15 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.tile_defect_localise import planes_for
     from inference.models.tile_defect import PRESETS
     from inference.training.groups import name_group_function
-    from inference.training.tile_defect_fit import figures, fold_groupings, image_rows, out_of_fold_heads
+    from inference.training.tile_defect_fit import (
+        figures,
+        fold_groupings,
+        good_knn_stats,
+        image_rows,
+        out_of_fold_heads,
+    )
 
     torch.set_num_threads(1)
     cfg = PRESETS[args.preset]
     t0 = time.monotonic()
     group = name_group_function(args.group_by)
     planes = planes_for(args, cfg)  # the out-of-fold planes, shared with tile_defect_localise.py (--cache)
-    good_knn = planes.knn[~planes.labels]
-    stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
+    stats = good_knn_stats(planes)
     rows = image_rows(cfg, planes, stats)
     print(f"out-of-fold planes and image rows: {time.monotonic() - t0:.0f} s", flush=True)
     for gname, (groups, k) in fold_groupings(planes, group, args.group_by, args.folds).items():

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.tile_defect_localise import planes_for
     from inference.models.tile_defect import PRESETS, top_mean
     from inference.training.groups import name_group_function
-    from inference.training.tile_defect_fit import IMAGE_C, fold_groupings, image_rows
+    from inference.training.tile_defect_fit import IMAGE_C, fold_groupings, good_knn_stats, image_rows
     from inference.training.tile_pixel_net_fit import half_inputs, out_of_fold_net_maps
 
     torch.set_num_threads(1)
@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     planes = planes_for(args, cfg)
     print(f"{int((~planes.labels).sum())} good, {int(planes.labels.sum())} defect tiles", flush=True)
     group = name_group_function(args.group_by)
-    good_knn = planes.knn[~planes.labels]
-    stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
+    stats = good_knn_stats(planes)
     rows = image_rows(cfg, planes, stats)
     groupings = fold_groupings(planes, group, args.group_by, args.folds)
     for gname, (groups, k) in groupings.items():

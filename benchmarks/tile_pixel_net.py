@@ -62,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.tile_defect_localise import localisation, planes_for
     from inference.models.tile_defect import PRESETS, TileDefect, combined_map
     from inference.training.groups import name_group_function
-    from inference.training.tile_defect_fit import figures, fit_heads, fold_groupings, image_rows, out_of_fold_heads
+    from inference.training.tile_defect_fit import (
+        figures,
+        fit_heads,
+        fold_groupings,
+        good_knn_stats,
+        image_rows,
+        out_of_fold_heads,
+    )
     from inference.training.tile_pixel_net_fit import NetTraining, half_inputs, out_of_fold_net_maps, train_net
 
     torch.set_num_threads(1)
@@ -70,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     weight, mode = cfg.map_image_weight, cfg.map_offset
     planes = planes_for(args, cfg)
     group = name_group_function(args.group_by)
-    good_knn = planes.knn[~planes.labels]
-    stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
+    stats = good_knn_stats(planes)
     rows = image_rows(cfg, planes, stats)
     tr = NetTraining(epochs=args.epochs)
 

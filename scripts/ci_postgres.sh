@@ -10,13 +10,19 @@ set -euo pipefail
 log() { echo "ci_postgres: $*" >&2; }
 bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
+# initdb refuses to run as root: use the postgres account when we are root.
+if [ "$(id -u)" = 0 ]; then
+  as_pg() { runuser -u postgres -- "$@"; }
+else
+  as_pg() { "$@"; }
+fi
+
 if [ "${1:-}" = stop ]; then
   DATA=${2:?usage: ci_postgres.sh stop DATA}
   case "$DATA" in /tmp/inspection-pg.*) ;; *) log "not a folder this script made: $DATA"; exit 1 ;; esac
   BIN=$(bindir || true)
   if [ -n "$BIN" ] && [ -f "$DATA/postmaster.pid" ]; then
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true
-    else "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true; fi
+    as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true
   fi
   rm -rf "$DATA" "$DATA.initdb.log"
   exit 0
@@ -31,12 +37,8 @@ if [ -z "$BIN" ]; then
   [ -n "$BIN" ] || { log "no PostgreSQL binaries after installation"; exit 1; }
 fi
 
-# initdb refuses to run as root: use the postgres account when we are root.
-if [ "$(id -u)" = 0 ]; then
-  id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres >&2
-  as_pg() { runuser -u postgres -- "$@"; }
-else
-  as_pg() { "$@"; }
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --no-create-home postgres >&2
 fi
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

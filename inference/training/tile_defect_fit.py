@@ -154,6 +154,12 @@ def with_terms(cfg: TileDefectConfig, p: Planes, group: Callable[[str], str], n_
     return dataclasses.replace(p, z=fold_term_planes(TileDefect(cfg), p.images, rows))
 
 
+def good_knn_stats(p: Planes) -> tuple[float, float]:
+    """(mean, std) of the good tiles' out-of-fold kNN map values: what standardises every kNN map."""
+    good_knn = p.knn[~p.labels]
+    return float(good_knn.mean()), max(float(good_knn.std()), 1e-6)
+
+
 def image_rows(cfg: TileDefectConfig, p: Planes, knn_stats: tuple[float, float]) -> np.ndarray:
     """(n, image_dim) image-head inputs of every image (they do not depend on the heads)."""
     mean, std = knn_stats
@@ -263,8 +269,7 @@ def fit_tile_defect(cfg: TileDefectConfig, good_names: Sequence[str], good: np.n
     bar = Progress(n_folds + 3, "tile model fit", disable=quiet)
     p = out_of_fold(cfg, good_names, good, defect_names, defects, defect_types, defect_masks, group, n_folds,
                     device, seed, log, tick=bar.update)
-    good_knn = p.knn[~p.labels]
-    knn_stats = (float(good_knn.mean()), max(float(good_knn.std()), 1e-6))
+    knn_stats = good_knn_stats(p)
     rows = image_rows(cfg, p, knn_stats)
     cv: dict[str, Any] = {}
     logits_by: dict[str, np.ndarray] = {}
