@@ -1,7 +1,7 @@
 """The real retrain command on the lnclasses train-only split, for one candidate (information only).
 
     PYTHONPATH=. python benchmarks/lnclasses_command.py --variant base|A|B --seed S [--per-class 40] \
-        [--order label-next|per-class] [--retrain-args "--keep-if-worse --class-mix folder"] \
+        [--order label-next|per-class] [--retrain-args "--keep-if-worse --class-mix folder"] [--unmarked] \
         --json benchmarks/results/lnclasses/command/B_s0.json
 
 Why: lnclasses.md decides on the texture regression; whether the command itself follows is asked
@@ -47,13 +47,14 @@ def main() -> int:
     p.add_argument("--order", choices=("label-next", "per-class"), default="label-next",
                    help="per-class: random images of each class (the variant's chooser is then not used)")
     p.add_argument("--retrain-args", default="--keep-if-worse", help="options for the retrain command, one string")
+    p.add_argument("--unmarked", action="store_true", help="label-next labels stored without their source (retraining_loop.py)")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args()
     train, val = split_trees(a.root, a.seed, Path(f"/tmp/lnclasses_split_s{a.seed}"))
     CHOOSERS["label_next"] = chooser(a.variant)
     sys.argv = ["retraining_loop.py", "--train", str(train), "--val", str(val), "--per-class", str(a.per_class),
                 "--order", a.order, "--seed", str(a.seed), "--threads", "1", f"--retrain-args={a.retrain_args}",
-                "--json", str(a.json)]
+                "--json", str(a.json)] + (["--unmarked"] if a.unmarked else [])
     return loop.main()
 
 

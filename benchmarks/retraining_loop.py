@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from app.services.indexing import index_folder  # noqa: E402
 from app.services.label_next import BATCH  # noqa: E402
 from benchmarks.label_next import CHOOSERS, pool_order, texture_embeddings, tree  # noqa: E402
-from database import LabelChange, ReviewState, open_database  # noqa: E402
+from database import LabelChange, LabelSource, ReviewState, open_database  # noqa: E402
 
 
 def label_sample_per_class(db, per_class: int, seed: int, first: bool = False) -> dict[str, int]:
@@ -72,8 +72,9 @@ def label_next_picks(train_root: Path, per_class: int, seed: int, batch: int = B
     return [paths[i].relative_to(train_root).as_posix() for i in order]
 
 
-def label_listed(db, rel_paths: list[str]) -> dict[str, int]:
-    """Corrected labels with the true class (the parent folder's name) for the listed images; counts per class."""
+def label_listed(db, rel_paths: list[str], source: LabelSource | None = None) -> dict[str, int]:
+    """Corrected labels with the true class (the parent folder's name) for the listed images; counts per class.
+    ``source``: stored with each label, as the station stores a "label next" proposal's (ADR 0049)."""
     by_path = {image.rel_path: image for image in db.images.query()}
     missing = [r for r in rel_paths if r not in by_path]
     if missing:
@@ -81,7 +82,8 @@ def label_listed(db, rel_paths: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for rel in rel_paths:
         name = Path(rel).parent.name
-        db.labels.append(by_path[rel].id, LabelChange(ReviewState.CORRECTED, class_name=name), "benchmark")
+        db.labels.append(by_path[rel].id, LabelChange(ReviewState.CORRECTED, class_name=name, source=source),
+                         "benchmark")
         counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
 
@@ -188,6 +190,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=BATCH, help="--order label-next: images per batch")
     ap.add_argument("--seed", type=int, default=0, help="which images of each class the inspector labels")
     ap.add_argument("--first-by-name", action="store_true", help="label the first N of each class by file name instead")
+    ap.add_argument("--unmarked", action="store_true",
+                    help="--order label-next: store the labels without their source, as stations did before ADR 0049 "
+                         "(the command then reads them as drawn like the folder's other images)")
     ap.add_argument("--epochs", type=int, default=None, help="default: the retrain command's plan")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retrain-args", default="", help="more options for the retrain command, quoted as one string")
@@ -205,7 +210,7 @@ def main() -> int:
             t0 = time.monotonic()
             picked = label_next_picks(args.train, args.per_class, args.seed, args.batch)
             print(f"label next: {len(picked)} picks in {time.monotonic() - t0:.0f} s (embedding included)")
-            labelled = label_listed(db, picked)
+            labelled = label_listed(db, picked, None if args.unmarked else LabelSource.LABEL_NEXT)
         else:
             labelled = label_sample_per_class(db, args.per_class, args.seed, args.first_by_name)
         db.close()
@@ -229,6 +234,7 @@ def main() -> int:
         "train_tree": str(args.train), "val_tree": str(args.val), "per_class": args.per_class, "order": args.order,
         "seed": None if args.first_by_name and args.order == "per-class" else args.seed, "labelled": labelled,
         "batch": args.batch if args.order == "label-next" else None,
+        "labels_marked_label_next": args.order == "label-next" and not args.unmarked,
         # what the inspector labelled, relative to the train tree; label-next: in the order picked
         "labelled_files": picked if picked is not None else sorted(p.relative_to(args.train).as_posix() for p in files),
         "retrain_command": " ".join(cmd[2:]).replace(url, "URL"),

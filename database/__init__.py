@@ -30,11 +30,11 @@ from database.dto import (
 from database.engine import Database, open_database
 from database.errors import ConflictError, DatabaseError, SchemaTooNewError, StaleLabelError
 from database.jobs import new_worker_id
-from database.states import AnomalyVerdict, ItemStatus, JobStatus, ReviewState
+from database.states import AnomalyVerdict, ItemStatus, JobStatus, LabelSource, ReviewState
 
 __all__ = [
     "UNCHANGED", "AnomalyVerdict", "ClaimedBatch", "ClassInfo", "ConflictError", "Database", "DatabaseError", "StaleLabelError",
     "FileEntry", "FolderInfo", "ImageInfo", "ImageQuery", "IndexResult", "ItemStatus", "JobInfo", "JobItemInfo",
-    "JobStatus", "LabelChange", "LabelRevisionInfo", "ModelVersionInfo", "PredictionIn", "PredictionInfo",
+    "JobStatus", "LabelChange", "LabelRevisionInfo", "LabelSource", "ModelVersionInfo", "PredictionIn", "PredictionInfo",
     "ReviewState", "SchemaTooNewError", "WorkerInfo", "new_worker_id", "open_database",
 ]

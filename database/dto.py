@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from database.states import AnomalyVerdict, ItemStatus, JobStatus, ReviewState
+from database.states import AnomalyVerdict, ItemStatus, JobStatus, LabelSource, ReviewState
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +203,7 @@ class LabelChange:
     from_prediction_id: int | None = None
     note: str | None = None
     object_classes: list[dict[str, Any]] | None = UNCHANGED  # seeds of the mask's classified components
+    source: LabelSource | None = None  # how the image came to be labelled, when known (e.g. a "label next" proposal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,7 @@ class LabelRevisionInfo:
     note: str | None
     trace: dict[str, str] | None = None  # serial/lot/station of the image when this revision was saved
     object_classes: list[dict[str, Any]] | None = None  # [{"x", "y", "class"}]; None: the image's class
+    source: str | None = None  # LabelSource value: how the image came to be labelled; None: not said
     # What this save did to the image's review state (a save or a revert; None for revisions read
     # back). Not part of the revision: two DTOs of one revision are equal with or without it.
     moved: StateMove | None = field(default=None, compare=False)

@@ -17,7 +17,7 @@ from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
 from database.errors import ConflictError, StaleLabelError
 from database.images import chunks, label_keys_update, set_label_keys
 from database.models import Image, LabelRevision, Prediction, table_of, utcnow
-from database.states import AnomalyVerdict, ReviewState
+from database.states import AnomalyVerdict, LabelSource, ReviewState
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -57,14 +57,15 @@ def trace_of(serial: str | None, lot: str | None, station: str | None) -> dict[s
 
 def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str, Any], state: ReviewState,
                      author: str, from_prediction_id: int | None, note: str | None,
-                     trace: dict[str, str] | None) -> dict[str, Any]:
+                     trace: dict[str, str] | None, source: str | None = None) -> dict[str, Any]:
     """The columns of the revision that follows ``prev``, with what changed from it."""
     before = {f: getattr(prev, f) if prev else None for f in LABEL_FIELDS}
     before["review_state"] = prev.review_state if prev else ReviewState.UNREVIEWED.value
     after = {**label, "review_state": state.value}
     changed = [CHANGE_NAMES[f] for f in (*LABEL_FIELDS, "review_state") if after[f] != before[f]]
     return dict(image_id=image_id, revision=(prev.revision + 1) if prev else 1, author=author,
-                changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, trace=trace, **after)
+                changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, trace=trace,
+                source=source, **after)
 
 
 def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple[int, str, bool]]:
@@ -81,13 +82,13 @@ def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple
 
 def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tuple[int, str, bool]], prev: Any,
             author: str, label: dict[str, Any], state: ReviewState, from_prediction_id: int | None,
-            note: str | None) -> LabelRevisionInfo:
+            note: str | None, source: str | None = None) -> LabelRevisionInfo:
     """Insert the revision after ``prev`` (read under ``_lock_image``, whose answer is
     ``locked``) and set the image's keys."""
     trace, (folder_id, before, missing) = locked
     if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
         raise ConflictError(f"prediction {from_prediction_id} does not exist.")
-    values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace),
+    values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace, source),
               "created_at": utcnow()}
     keys = label_keys_update([image_id], state, values["class_name"])
     if s.get_bind().dialect.name == "postgresql":
@@ -127,6 +128,8 @@ def _check_change(change: LabelChange) -> None:
         raise ValueError("object classes must be a list of objects (or None)")
     if change.anomaly_verdict is not UNCHANGED and change.anomaly_verdict is not None:
         AnomalyVerdict(change.anomaly_verdict)
+    if change.source is not None:
+        LabelSource(change.source)
 
 
 def _newest(s: Session, image_ids: Sequence[int]) -> dict[int, LabelRevision]:
@@ -155,7 +158,8 @@ class LabelRepository:
             if expected_revision is not None and current != expected_revision:
                 raise StaleLabelError(image_id, expected_revision, current, prev.author if prev else None)
             return _append(s, image_id, locked, prev, author, _resolve(change, prev),
-                           ReviewState(change.review_state), change.from_prediction_id, change.note)
+                           ReviewState(change.review_state), change.from_prediction_id, change.note,
+                           None if change.source is None else LabelSource(change.source).value)
 
     def append_many(self, changes: Sequence[tuple[int, LabelChange, int]], author: str) -> int:
         """Save many edits in ONE transaction (an import): every revision is written, or none.
@@ -193,8 +197,9 @@ class LabelRepository:
                     raise ConflictError(f"prediction {change.from_prediction_id} does not exist.")
                 state = ReviewState(change.review_state)
                 label = _resolve(change, prev)
-                rows.append({**_revision_values(image_id, prev, label, state, author,
-                                                change.from_prediction_id, change.note, traces[image_id]),
+                rows.append({**_revision_values(image_id, prev, label, state, author, change.from_prediction_id,
+                                                change.note, traces[image_id],
+                                                None if change.source is None else LabelSource(change.source).value),
                              "created_at": now})
                 by_keys.setdefault((state, label["class_name"]), []).append(image_id)
             if rows:
@@ -230,6 +235,21 @@ class LabelRepository:
         with self.db.session() as s:
             row = _latest(s, image_id)
             return None if row is None else revision_dto(row)
+
+    def chosen_by_label_next(self, folder_id: int | None = None) -> dict[str, int]:
+        """Per class: the reviewed (accepted or corrected), present images whose label has that class and any of
+        whose revisions was saved as a "label next" proposal (``LabelSource.LABEL_NEXT``); ``folder_id``: one
+        folder's. The retrain command's class-mix estimate reads these labels as chosen, not drawn (ADR 0049)."""
+        chosen = (select(LabelRevision.image_id).where(LabelRevision.source == LabelSource.LABEL_NEXT.value)
+                  .distinct().subquery())
+        query = (select(Image.label_class, func.count()).join(chosen, chosen.c.image_id == Image.id)
+                 .where(Image.review_state.in_((ReviewState.ACCEPTED.value, ReviewState.CORRECTED.value)),
+                        Image.label_class.is_not(None), Image.missing.is_(False))
+                 .group_by(Image.label_class))
+        if folder_id is not None:
+            query = query.where(Image.folder_id == folder_id)
+        with self.db.session() as s:
+            return {str(name): int(n) for name, n in s.execute(query)}
 
     def history(self, image_id: int) -> list[LabelRevisionInfo]:
         """All revisions, oldest first."""

@@ -265,6 +265,10 @@ class LabelRevision(Base):
     review_state: Mapped[str] = mapped_column(String(16))
     from_prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(Text)
+    # How the image came to be labelled (``LabelSource``; None: not said): "label_next" when it was saved while
+    # the image was one of the proposals of "label next" (migration 0011): the retrain command's class-mix
+    # estimate does not read such labels as drawn like the folder's unlabelled images (ADR 0049).
+    source: Mapped[str | None] = mapped_column(String(32))
     # The image's serial/lot/station when this revision was saved: the audit trail keeps what the
     # part was then, even if the trace rule or the sidecar CSV changes later. None: no trace.
     trace: Mapped[dict[str, Any] | None]

@@ -34,3 +34,8 @@ class ItemStatus(StrEnum):
 class AnomalyVerdict(StrEnum):
     NORMAL = "normal"
     ANOMALOUS = "anomalous"
+
+
+class LabelSource(StrEnum):
+    """How the image came to be labelled, when the station knows (``label_revisions.source``; None: not said)."""
+    LABEL_NEXT = "label_next"  # one of the images "label next" proposed (its selection is not the folder's mix)

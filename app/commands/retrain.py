@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         MIN_PER_CLASS,
         RetrainError,
         RetrainPlan,
+        chosen_by_label_next,
         comparison,
         comparison_text,
         models_root,
@@ -215,8 +216,9 @@ def run(args: argparse.Namespace) -> int:
 
             pool = unlabelled_pool(db, args.folder, POOL_SAMPLE)  # their class mix is the feature heads' prior
             unreviewed = unreviewed_count(db, args.folder) if args.class_mix == "acc-folder" else None
+            chosen = chosen_by_label_next(db, args.folder) if args.class_mix == "acc-folder" else None
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed)
+                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed, chosen)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):

@@ -329,21 +329,34 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
                        comparable=comparable, fitted_parent=fitted_parent)
 
 
-def _unreviewed_query(db: Database, folder: str | int | None) -> "ImageQuery":
+def _folder_id(db: Database, folder: str | int | None) -> int | None:
+    """The id of the folder the labels were exported from (None: all folders)."""
     from app.services.export_source import FolderNotFound, resolve_folder
-    from database import ImageQuery, ReviewState
 
     try:
         chosen = resolve_folder(db, folder)
     except FolderNotFound as exc:
         raise RetrainError(str(exc)) from None
-    return ImageQuery(folder_id=chosen.id if chosen else None, states=(ReviewState.UNREVIEWED,), sort="id")
+    return chosen.id if chosen else None
+
+
+def _unreviewed_query(db: Database, folder: str | int | None) -> "ImageQuery":
+    from database import ImageQuery, ReviewState
+
+    return ImageQuery(folder_id=_folder_id(db, folder), states=(ReviewState.UNREVIEWED,), sort="id")
 
 
 def unreviewed_count(db: Database, folder: str | int | None = None) -> int:
     """The unreviewed images of the folder the labels were exported from (all folders for None): with the
     reviewed labels, what the folder's class mix is made of (``retrain --class-mix acc-folder``)."""
     return db.images.count(_unreviewed_query(db, folder))
+
+
+def chosen_by_label_next(db: Database, folder: str | int | None = None) -> dict[str, int]:
+    """Per class, the reviewed labels of the folder the labels were exported from (all folders for None) that were
+    saved as "label next" proposals: the class-mix estimate does not read their out-of-fold errors as the folder's
+    (``retrain --class-mix acc-folder``, ADR 0049)."""
+    return db.labels.chosen_by_label_next(_folder_id(db, folder))
 
 
 def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 200, seed: int = 0) -> list[Path]:

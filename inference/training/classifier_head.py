@@ -33,7 +33,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -212,12 +212,18 @@ def pool_matrix(paths: Sequence[Path], feature_set: str,
     return np.stack(rows) if rows else np.zeros((0, FEATURE_SETS[feature_set][0]), np.float32)
 
 
-def adjusted_shares(predicted: np.ndarray, true_labels: np.ndarray, out_of_fold: np.ndarray, pool_size: int) -> np.ndarray:
+def adjusted_shares(predicted: np.ndarray, true_labels: np.ndarray, out_of_fold: np.ndarray, pool_size: int,
+                    trust: np.ndarray | None = None) -> np.ndarray:
     """Adjusted classify-and-count (Forman 2008): the pool's true class shares q from its ``predicted`` shares and
     the head's out-of-fold confusion on the reviewed labels, M[i, j] = P(predicted j | true i) (each labelled class's
     row add-one smoothed; a class without labels maps to itself), solving predicted = M^T q for q >= 0, sum 1 by
     non-negative least squares with the sum as a heavily weighted extra row; then add-one smoothed over the
-    ``pool_size`` images as the plain count is, so no class is driven to zero (benchmarks/results/accmix.md)."""
+    ``pool_size`` images as the plain count is, so no class is driven to zero (benchmarks/results/accmix.md).
+
+    ``trust`` (per class, in [0, 1]; None: all 1): how far class i's labels were drawn like the pool's images of
+    class i, e.g. the share of them *not* chosen by "label next", which picks the images the head is unsure of (their
+    out-of-fold errors are far above the pool's). Row i becomes trust_i * M[i] + (1 - trust_i) * e_i: with no
+    trusted label the class is counted as predicted (plain classify-and-count), with all of them as before (ADR 0049)."""
     from scipy.optimize import nnls
 
     k = len(predicted)
@@ -226,6 +232,9 @@ def adjusted_shares(predicted: np.ndarray, true_labels: np.ndarray, out_of_fold:
     rows = conf.sum(1) > 0
     m = np.eye(k)
     m[rows] = (conf[rows] + 1.0) / (conf[rows] + 1.0).sum(1, keepdims=True)
+    if trust is not None:
+        w = np.clip(np.asarray(trust, np.float64)[:k], 0.0, 1.0)[:, None]
+        m = w * m + (1.0 - w) * np.eye(k)
     weight = 1e3
     a = np.vstack([m.T, np.full((1, k), weight)])
     b = np.concatenate([np.asarray(predicted, np.float64), [weight]])
@@ -248,14 +257,26 @@ def folder_shares(pool_q: np.ndarray, reviewed_counts: np.ndarray, unreviewed: i
 @dataclass(frozen=True)
 class FolderMix:
     """What the folder's class mix is estimated from (``retrain --class-mix acc-folder``): the reviewed labels the
-    head was chosen on and its out-of-fold predictions of them, every reviewed label per class, the unreviewed count."""
+    head was chosen on and its out-of-fold predictions of them, every reviewed label per class, the unreviewed count,
+    and per class how many reviewed labels "label next" chose (``chosen``; None: none known)."""
     labels: np.ndarray
     out_of_fold: np.ndarray
     reviewed_counts: np.ndarray
     unreviewed: int
+    chosen: np.ndarray | None = None
+
+    @property
+    def trust(self) -> np.ndarray | None:
+        """Per class, the share of its reviewed labels not chosen by "label next" (``adjusted_shares``'s trust)."""
+        if self.chosen is None:
+            return None
+        reviewed = np.asarray(self.reviewed_counts, np.float64)
+        chosen = np.minimum(np.asarray(self.chosen, np.float64), reviewed)
+        return np.where(reviewed > 0, 1.0 - chosen / np.maximum(reviewed, 1.0), 1.0)
 
     def shares(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
-        q_pool = adjusted_shares(pool_shares(head, pool_features), self.labels, self.out_of_fold, len(pool_features))
+        q_pool = adjusted_shares(pool_shares(head, pool_features), self.labels, self.out_of_fold, len(pool_features),
+                                 self.trust)
         return folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
 
 
@@ -565,6 +586,12 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
             training["pool_prior"]["folder"] = {
                 "reviewed": {name: int(n) for name, n in zip(classes, folder.reviewed_counts)},
                 "unreviewed": folder.unreviewed}
+            if folder.chosen is not None:
+                training["pool_prior"]["folder"]["chosen_by_label_next"] = {
+                    name: int(n) for name, n in zip(classes, folder.chosen)}
+                training["pool_prior"]["folder"]["note"] = (
+                    "a class's out-of-fold errors correct its count only as far as its labels were not chosen by "
+                    "'label next' (ADR 0049)")
         card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
@@ -751,7 +778,7 @@ def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:
 def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
                       parent_card: dict[str, Any], command: str, all_labels: bool = False,
                       pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS,
-                      unreviewed: int | None = None) -> Path:
+                      unreviewed: int | None = None, chosen: Mapping[str, int] | None = None) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card.
 
     ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
@@ -760,7 +787,9 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     candidate only): the chosen feature set's vectors of unreviewed images, whose class mix becomes the written
     head's prior (``write_texture_linear``), and with ``self_train_rounds`` > 0 its pseudo-labels (``self_trained_head``).
     ``unreviewed`` (the folder's unreviewed images; needs the chosen candidate's ``out_of_fold`` predictions): the
-    prior is the whole folder's mix by adjusted classify-and-count (``FolderMix``).
+    prior is the whole folder's mix by adjusted classify-and-count (``FolderMix``); ``chosen``: per class name, the
+    reviewed labels "label next" chose (the database's ``labels.chosen_by_label_next``), whose out-of-fold errors the
+    estimate does not read as the folder's.
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
@@ -768,7 +797,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     if unreviewed is not None and "out_of_fold" in arrays:
         reviewed = np.concatenate([labels[:images], arrays.get("held_out_labels", np.zeros(0, np.int64))]).astype(np.int64)
         folder = FolderMix(labels[:images], arrays["out_of_fold"],
-                           np.bincount(reviewed, minlength=len(comparison.classes)), int(unreviewed))
+                           np.bincount(reviewed, minlength=len(comparison.classes)), int(unreviewed),
+                           None if not chosen else np.array([int(chosen.get(c, 0)) for c in comparison.classes]))
     checked_on = images
     if all_labels:
         if not can_refit_on_all(arrays):

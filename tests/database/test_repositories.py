@@ -15,6 +15,7 @@ from database import (
     ImageInfo,
     ImageQuery,
     LabelChange,
+    LabelSource,
     PredictionIn,
     ReviewState,
 )
@@ -263,3 +264,27 @@ def test_a_save_returns_the_stored_revision_and_sets_only_its_image(db: Database
     with db.session() as s:
         classes = dict(s.execute(select(Image.id, Image.label_class).where(Image.id.in_(ids))).all())
     assert classes == {ids[0]: "c2", ids[1]: "c3", ids[2]: None}
+
+
+def test_labels_chosen_by_label_next_are_counted_per_class(db: Database) -> None:
+    """A revision saved as a "label next" proposal keeps its source; the retrain command counts such images per
+    class (reviewed, present, by their current class), whatever was saved after."""
+    folder, ids = _folder_with_images(db, 5)
+    other = db.folders.add("/data/other")
+    far = db.images.sync(other.id, _entries(1, prefix="far")).added_ids[0]
+    chosen = LabelChange(ReviewState.CORRECTED, class_name="dent", source=LabelSource.LABEL_NEXT)
+    r = db.labels.append(ids[0], chosen, "alice")
+    assert r.source == "label_next" and db.labels.current(ids[0]).source == "label_next"
+    db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "bob")  # corrected later
+    db.labels.append(ids[1], chosen, "alice")
+    db.labels.append(ids[2], LabelChange(ReviewState.ACCEPTED, class_name="dent"), "alice")  # the queue's order
+    db.labels.append(ids[3], chosen, "alice")
+    db.labels.revert(ids[3], 0, "alice")  # undone: unreviewed again, not counted
+    db.labels.append_many([(ids[4], chosen, 0), (far, chosen, 0)], "alice")
+    assert db.labels.history(ids[4])[0].source == "label_next"
+    assert db.labels.chosen_by_label_next(folder) == {"dent": 2, "scratch": 1}
+    assert db.labels.chosen_by_label_next() == {"dent": 3, "scratch": 1}
+    db.images.mark_missing(folder, ["img/00001.png"])
+    assert db.labels.chosen_by_label_next(folder) == {"dent": 1, "scratch": 1}
+    with pytest.raises(ValueError):
+        db.labels.append(ids[2], LabelChange(ReviewState.CORRECTED, source="guess"), "bob")

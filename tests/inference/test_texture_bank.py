@@ -209,3 +209,24 @@ def test_adjusted_classify_and_count_undoes_the_heads_confusion_and_the_folder_c
     mix = FolderMix(y, head.predict(x), np.bincount(y, minlength=2), 40)
     want = folder_shares(adjusted_shares(pool_shares(head, pool), y, head.predict(x), 40), np.array([50, 50]), 40)
     np.testing.assert_allclose(mix.shares(head, pool), want)
+
+
+def test_labels_chosen_by_label_next_do_not_correct_their_class_count() -> None:
+    """ADR 0049: the out-of-fold errors of labels "label next" chose (the ones the head was unsure of) are not the
+    folder's: a class whose labels it all chose is counted as predicted, one it chose none of as before, and a
+    class with half of them halfway."""
+    from inference.training.classifier_head import FolderMix, adjusted_shares
+
+    y = np.array([0] * 50 + [1] * 50)
+    oof = np.array([0] * 35 + [1] * 15 + [1] * 50)
+    seen = np.array([0.63, 0.37])
+    np.testing.assert_array_equal(adjusted_shares(seen, y, oof, 200, np.ones(2)), adjusted_shares(seen, y, oof, 200))
+    plain = adjusted_shares(seen, y, oof, 200, np.zeros(2))
+    np.testing.assert_allclose(plain, (seen * 200 + 1) / 202)   # no correction: the count, add-one smoothed
+    half = adjusted_shares(seen, y, oof, 200, np.array([0.5, 1.0]))
+    assert plain[0] < half[0] < adjusted_shares(seen, y, oof, 200)[0]
+
+    mix = FolderMix(y, oof, np.array([50, 50]), 40, chosen=np.array([50, 0]))
+    np.testing.assert_allclose(mix.trust, [0.0, 1.0])
+    np.testing.assert_allclose(FolderMix(y, oof, np.array([50, 0]), 40, chosen=np.array([80, 3])).trust, [0.0, 1.0])
+    assert FolderMix(y, oof, np.array([50, 50]), 40).trust is None
