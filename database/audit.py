@@ -40,12 +40,13 @@ class AuditRecord:
     model_family: str | None
     model_version: str | None
     model_card: dict[str, Any] | None
+    source: str | None = None  # how the image came to be labelled (LabelSource value), when known
 
 
 _COLUMNS = (LabelRevision.image_id, LabelRevision.revision, LabelRevision.author, LabelRevision.created_at,
             Image.folder_id, Folder.name, Image.rel_path, LabelRevision.review_state, LabelRevision.class_name,
             LabelRevision.anomaly_verdict, LabelRevision.changed, LabelRevision.note, LabelRevision.trace,
-            ModelVersion.id, ModelVersion.family, ModelVersion.name, ModelVersion.card)
+            ModelVersion.id, ModelVersion.family, ModelVersion.name, ModelVersion.card, LabelRevision.source)
 
 
 def audit_records(db: Database, folder_id: int | None = None, page: int = 2000) -> Iterator[AuditRecord]:

@@ -16,7 +16,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel
 
 from app.gui.background import BackgroundCalls
-from app.services.label_next_folder import LabelNextResult, label_next_for_folder
+from app.services.label_next_folder import LABEL_NEXT_SOURCE, LabelNextResult, label_next_for_folder
 from app.services.review_types import QueueItem
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,14 @@ class LabelNextController:
         return result.folder_id == self.window.current_folder and bool(result.proposal.image_ids)
 
     # -- following the labels -------------------------------------------------------------
+    def source_of(self, image_id: int) -> str | None:
+        """How a label being saved came about: "label_next" for an image of the shown batch while the queue is in
+        the "label next" order (the inspector is labelling the proposals), else None (ADR 0049: the retrain
+        command does not read such labels' errors as the folder's)."""
+        if self.result is None or image_id not in self.result.proposal.image_ids:
+            return None
+        return LABEL_NEXT_SOURCE if self.window.queue_panel.sort.currentData() == "label_next" else None
+
     def item_changed(self, item: QueueItem) -> None:
         if self.result is None:
             return
@@ -207,6 +215,7 @@ def install(window) -> None:
     window.actions["label_next"].triggered.connect(lambda _checked=False: ctl.next_proposed())
     window.folder_ctl.opened.connect(ctl.folder_changed)
     window.folders.folder_chosen.connect(ctl.folder_changed)
+    window.review.label_source = ctl.source_of
     window.review.item_changed.connect(ctl.item_changed)
     window.review.item_changed.connect(lambda _item: ctl.show_counter())
     window.label_watch.changed.connect(ctl.refresh)  # labels saved at another station count too

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -54,6 +54,11 @@ class ReviewController(QObject):
         self.label: LabelState | None = None
         self.image_size: tuple[int, int] | None = None  # (w, h) once the viewer decoded the pixels
         self._pending: dict[int, tuple[LabelState, str]] = {}
+        # How an image came to be labelled, asked at each save (image id -> ``database.LabelSource`` value or
+        # None): the "label next" controller answers "label_next" for its proposals (ADR 0049). A waiting save
+        # keeps the answer it got when it was made.
+        self.label_source: Callable[[int], str | None] = lambda _image_id: None
+        self._pending_sources: dict[int, str | None] = {}
         # The label revision this window last showed or saved per image: a save is based on it, and
         # one saved elsewhere since (another station, another window) refuses the save (LabelConflict).
         self._seen: dict[int, int] = {}
@@ -378,18 +383,23 @@ class ReviewController(QObject):
     def _save(self, image_id: int, state: LabelState, changed: str) -> LabelState | None:
         """The saved label, or None when the database refused it for now (kept, retried);
         ``LabelConflict`` passes through (a newer label elsewhere: retrying would overwrite it)."""
+        source = self.label_source(image_id)
         try:
-            saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id))
+            saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
+                                      source=source)
         except LabelConflict:
+            self._pending_sources.pop(image_id, None)
             raise
         except Exception as exc:  # noqa: BLE001 - a failed save is kept and retried; the reason is shown
             self._pending[image_id] = (state, changed)
+            self._pending_sources[image_id] = source
             self._retry.start()
             self.pending_changed.emit(len(self._pending))
             self.save_failed.emit(f"Could not save the label ({exc}). It is kept and will be saved "
                                   "as soon as the database accepts it.")
             return None
         self._pending.pop(image_id, None)
+        self._pending_sources.pop(image_id, None)
         self._seen[image_id] = saved.label.revision
         self.pending_changed.emit(len(self._pending))
         self._after_save(image_id, saved.moved)
@@ -414,10 +424,12 @@ class ReviewController(QObject):
         """Retry labels the database refused; True when nothing is left waiting."""
         for image_id, (state, changed) in list(self._pending.items()):
             try:
-                saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id))
+                saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
+                                          source=self._pending_sources.get(image_id))
             except LabelConflict as exc:
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
                 del self._pending[image_id]
+                self._pending_sources.pop(image_id, None)
                 try:
                     where = self.service.keep_conflicted({image_id: state})
                 except Exception as write_exc:  # noqa: BLE001 - said to the inspector
@@ -428,6 +440,7 @@ class ReviewController(QObject):
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
                 continue
             del self._pending[image_id]
+            self._pending_sources.pop(image_id, None)
             self._seen[image_id] = saved.label.revision
             if self._shows(image_id):
                 self.label = saved.label

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 AUDIT_COLUMNS = ("when", "who", "folder", "image", "revision", *TRACE_FIELDS, "state", "class", "verdict",
-                 "model_family", "model_version", "threshold_now", "changed", "note")
+                 "model_family", "model_version", "threshold_now", "changed", "note", "source")
 # The label fields whose before → after the "changed" column spells out.
 SPELLED = (("state", "review_state"), ("class", "class_name"), ("verdict", "anomaly_verdict"))
 
@@ -84,6 +84,7 @@ def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSett
         "model_family": record.model_family or "", "model_version": record.model_version or "",
         "threshold_now": "" if threshold is None else threshold,
         "changed": describe_change(record, previous), "note": record.note or "",
+        "source": record.source or "",   # "label_next": saved on a proposal of "label next" (ADR 0049)
     }
 
 

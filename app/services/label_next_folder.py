@@ -24,6 +24,7 @@ from app.paths import cache_dir
 from app.services.image_embedding import EmbeddingCache, EmbeddingSource, embedding_source
 from app.services.label_next import BATCH, Candidate, Proposal, propose
 from app.services.labels_needed import COUNTER_FEATURES, TARGET_ACCURACY, LabelsNeeded, labels_needed
+from database.states import LabelSource
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -34,6 +35,8 @@ SAMPLE_STRETCHES = 10  # a larger folder is sampled in this many stretches at ra
 MAX_LABELLED = 5000    # labelled images the curve and the fit read (the first by name beyond)
 OUT_OF_DOMAIN = "out_of_domain"  # the prediction flag the out-of-domain work sets
 LABELLED_STATES = ("accepted", "corrected")
+# The source a label saved on one of the proposals carries (the window's review controller asks; ADR 0049).
+LABEL_NEXT_SOURCE: str = LabelSource.LABEL_NEXT.value
 
 
 @dataclass(frozen=True)

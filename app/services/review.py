@@ -333,12 +333,14 @@ class ReviewService:
         Object classes are stored canonical: one seed per classified object of the mask (ADR 0017)."""
         return self.save(image_id, state, changed).label
 
-    def save(self, image_id: int, state: LabelState, changed: str = "", expected_revision: int | None = None) -> Saved:
+    def save(self, image_id: int, state: LabelState, changed: str = "", expected_revision: int | None = None,
+             source: str | None = None) -> Saved:
         """``save_label``, with the review-state move the save made (read under its lock: the
         shown counts move by it at once, no recount of the folder). ``expected_revision``: the
         revision the edit was made on; a newer one saved meanwhile raises ``LabelConflict`` and
-        nothing is saved (their label is never replaced unseen)."""
-        from database import StaleLabelError
+        nothing is saved (their label is never replaced unseen). ``source``: how the image came to be
+        labelled (``database.LabelSource``: "label_next" for a proposal of "label next"; ADR 0049)."""
+        from database import LabelSource, StaleLabelError
         from database.dto import LabelChange
         from database.states import AnomalyVerdict, ReviewState
         objects = resolve(state.mask, state.objects)
@@ -352,6 +354,7 @@ class ReviewService:
             from_prediction_id=state.from_prediction_id,
             note=changed or None,
             object_classes=as_json(objects),
+            source=None if source is None else LabelSource(source),
         )
         try:
             rev = self.db.labels.append(image_id, change, self.settings.author, expected_revision)

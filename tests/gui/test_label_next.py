@@ -186,3 +186,32 @@ def test_an_undone_label_puts_its_proposal_back_and_recounts(service, db, tmp_pa
     qtbot.waitUntil(lambda: f"{n} of {n} proposed left" in ctl.line.text(), timeout=5000)
     assert ids[0] in ctl._unreviewed_proposals()  # P will come back to it (from the image on screen, P skips)
     win.close()
+
+
+def test_labels_of_proposals_are_stored_as_chosen_by_label_next(service, db, tmp_path: Path, qtbot):
+    """ADR 0049: a label saved on a proposal while the queue is in the "label next" order keeps the source
+    "label_next" (the retrain command's class-mix estimate needs to know); a label saved in another order, or on
+    an image outside the batch, keeps none."""
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=BATCH + 6)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    ids = ctl.result.proposal.image_ids
+    outside = next(i for i in _rows(win, BATCH + 6) if i not in ids)
+
+    win.queue.select(ids[1])  # a proposal labelled in the name order: not chosen by label next
+    wait_shown(win, qtbot, ids[1])
+    win.review.set_class("bright")
+    press(qtbot, win, Qt.Key.Key_P)
+    wait_shown(win, qtbot, ids[0])
+    win.review.set_class("dark")
+    win.queue.select(outside)
+    wait_shown(win, qtbot, outside)
+    win.review.set_class("dark")
+    sources = {i: [r.source for r in db.labels.history(i)] for i in (ids[0], ids[1], outside)}
+    assert sources == {ids[0]: ["label_next"], ids[1]: [None], outside: [None]}
+    assert db.labels.chosen_by_label_next() == {"dark": 1}
+    win.close()

@@ -13,7 +13,7 @@ from app.services.project_settings import save_flag_settings
 from app.services.trace import TraceRule, change_trace_rule
 from database.dto import LabelChange, PredictionIn
 from database.engine import open_database
-from database.states import AnomalyVerdict, ReviewState
+from database.states import AnomalyVerdict, LabelSource, ReviewState
 
 PATTERN = r"(?P<lot>L\d+)/(?P<serial>SN\d+)"
 
@@ -44,7 +44,8 @@ def project(tmp_path: Path):
                                                     from_prediction_id=pred.id), "ann")
     db.labels.append(ids["L1/SN1.png"], LabelChange(ReviewState.CORRECTED, anomaly_verdict=AnomalyVerdict.NORMAL,
                                                     note="glare"), "bob")
-    db.labels.append(ids["L2/SN2.png"], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")
+    db.labels.append(ids["L2/SN2.png"], LabelChange(ReviewState.CORRECTED, class_name="scratch",
+                                                    source=LabelSource.LABEL_NEXT), "ann")
     save_flag_settings(db, FlagSettings(folder_thresholds=(FolderThreshold(folder_id, version.id, 0.7),)))
     db.close()
     return url, root
@@ -66,6 +67,7 @@ def test_audit_command_writes_every_decision_with_part_model_and_change(project,
     assert second["changed"] == "verdict: anomalous → normal; state: accepted → corrected"
     assert (second["model_version"], second["threshold_now"], second["note"]) == ("", "", "glare")
     assert third["changed"] == "class: — → scratch; state: unreviewed → corrected"
+    assert (first["source"], third["source"]) == ("", "label_next")  # saved on a "label next" proposal
     assert first["when"] <= second["when"]
 
 
