@@ -16,7 +16,7 @@ import pytest
 from app.cli import main as cli_main
 from app.services.export_items import encode_mask
 from app.services.retraining import RetrainError, comparison_text, plan_retraining, version_name
-from database import FileEntry, LabelChange, ReviewState, open_database
+from database import FileEntry, LabelChange, LabelSource, ReviewState, open_database
 from inference.checkpoints import load_model, save_model
 from inference.domain import DOMAIN_JSON, load_domain
 from inference.models import registry
@@ -397,6 +397,26 @@ def test_class_mix_acc_folder_counts_the_reviewed_labels_and_the_unreviewed_esti
         # at least the reviewed cracks' share of the folder, at most that plus the whole unreviewed rest
         assert 6 / 22 - 0.02 <= prior["shares"]["crack"] <= 16 / 22 + 0.02
         assert sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
+    finally:
+        db.close()
+
+
+def test_labels_chosen_by_label_next_are_counted_as_such_in_the_class_mix(tmp_path: Path) -> None:
+    """ADR 0049: the cracks were labelled as "label next" proposals, the good parts from the queue: the card records
+    which labels the class-mix estimate did not read as drawn, per class."""
+    names = [f"crack{i}" for i in range(6)] + [f"good{i}" for i in range(16)]
+    db, url, ids = indexed_parts(tmp_path, "lot1", names)
+    try:
+        for n in names[:12]:
+            source = LabelSource.LABEL_NEXT if n.startswith("crack") else None
+            db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=n.rstrip("0123456789"),
+                                                 source=source), "ann")
+        proc = run_retrain(url, "--name", "chosen", "--method", "defect", "--groups", "none", "--keep-if-worse")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        prior = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
+        assert prior["folder"]["chosen_by_label_next"] == {"crack": 6, "good": 0}
+        assert "label next" in prior["folder"]["note"] and sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
     finally:
         db.close()
 
