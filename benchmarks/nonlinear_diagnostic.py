@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return np.sqrt(2 / 2000) * np.cos(((z - mu) / sd) @ w + b)
 
     res: dict[str, list[tuple[float, float]]] = {}
-    for f in args.runs:
-        d = json.loads(Path(f).read_text())
+
+    def one(d: dict) -> dict[str, tuple[float, float]]:
+        """The three heads' (accuracy, macro F1) on one run's scored sessions."""
+        out: dict[str, tuple[float, float]] = {}
         scored = split("magnetic_tile", paths, int(d["seed"]))
         sc = np.flatnonzero(scored)
         lab = np.array([rel[r] for r in d["labelled_files"]])
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             return float((pred == y[sc]).mean()), float(f1_score(y[sc], pred, average="macro"))
 
         c = float(d["card_training"]["head"].get("C") or 10.0)
-        res.setdefault("linear", []).append(scores(linear_on(x, c)[1]))
+        out["linear"] = scores(linear_on(x, c)[1])
 
         best: tuple[float, float, float] | None = None   # (cv F1, gamma, C)
         for g in GAMMAS:
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 if best is None or f1 > best[0]:
                     best = (f1, g, cc)
         assert best is not None
-        res.setdefault("rff", []).append(scores(linear_on(rff(x, best[1], mu, sd), best[2])[1]))
+        out["rff"] = scores(linear_on(rff(x, best[1], mu, sd), best[2])[1])
 
         zs = (x - mu) / sd
         best = None
@@ -137,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         post = svm.predict_proba(zs[sc])   # Platt posteriors under the balanced fit: shift to the folder's mix
         present = svm.classes_
         shifted = post * (q[present] * len(present))
-        res.setdefault("svm", []).append(scores(present[shifted.argmax(1)]))
+        out["svm"] = scores(present[shifted.argmax(1)])
+        return out
+
+    for f in args.runs:
+        for name, v in one(json.loads(Path(f).read_text())).items():
+            res.setdefault(name, []).append(v)
         print(f"{Path(f).name}: " + ", ".join(f"{n} {v[-1][0]:.3f}/{v[-1][1]:.3f}" for n, v in res.items()), flush=True)
 
     print("\n| head | runs | accuracy | macro F1 |\n|---|---|---|---|")
