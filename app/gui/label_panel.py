@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.style import OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
+from app.services.label_next_folder import LABEL_NEXT_SOURCE
 from app.services.object_classes import LabelObject
 from app.services.review_types import ImageDetail, LabelState, RevisionInfo
 
@@ -286,10 +287,13 @@ class LabelPanel(QWidget):
             what = f" · {r.class_name}" if r.class_name else ""
             if r.object_classes:
                 what += f" · objects: {', '.join(r.object_classes)}"
-            item = QListWidgetItem(state_icon(r.review_state), f"#{r.revision} {r.changed}{what}")
+            chosen = r.source == LABEL_NEXT_SOURCE
+            item = QListWidgetItem(state_icon(r.review_state),
+                                   f"#{r.revision} {r.changed}{what}" + (" · label next" if chosen else ""))
             item.setData(Qt.ItemDataRole.UserRole, r.revision)
             item.setToolTip(f"{when} by {r.author}\nstate {r.review_state}, class {r.class_name}, verdict {r.anomaly_verdict}, "
                             f"mask {'yes' if r.has_mask else 'no'}, region {'yes' if r.has_region else 'no'}"
+                            + ("\nsaved on a proposal of \"label next\"" if chosen else "")
                             + "".join(f"\n{k} {v}" for k, v in r.trace.items()))
             self.history.addItem(item)
 

@@ -426,7 +426,7 @@ class ReviewService:
                              r.anomaly_verdict.value if r.anomaly_verdict else None,
                              r.mask_png is not None, r.anomaly_mask_png is not None, r.note,
                              {str(k): str(v) for k, v in r.trace.items()} if isinstance(r.trace, dict) else {},
-                             tuple(o.class_name for o in _objects(r)))
+                             tuple(o.class_name for o in _objects(r)), r.source)
                 for r in self.db.labels.history(image_id)]
 
     # -- labels the database refused -------------------------------------------------------

@@ -206,3 +206,4 @@ class RevisionInfo:
     note: str | None = None
     trace: dict[str, str] = field(default_factory=dict)  # the part as recorded with this revision
     object_classes: tuple[str, ...] = ()  # the classes objects had of their own, in reading order
+    source: str | None = None  # how the image came to be labelled ("label_next": a proposal of label next)

@@ -214,4 +214,13 @@ def test_labels_of_proposals_are_stored_as_chosen_by_label_next(service, db, tmp
     sources = {i: [r.source for r in db.labels.history(i)] for i in (ids[0], ids[1], outside)}
     assert sources == {ids[0]: ["label_next"], ids[1]: [None], outside: [None]}
     assert db.labels.chosen_by_label_next() == {"dark": 1}
+    win.queue.select(ids[0])  # the label panel's history says so
+    wait_shown(win, qtbot, ids[0])
+    qtbot.waitUntil(lambda: win.label_panel.history.count() == 1, timeout=5000)
+    line = win.label_panel.history.item(0)
+    assert line.text().endswith("· label next") and "label next" in line.toolTip()
+    win.queue.select(ids[1])
+    wait_shown(win, qtbot, ids[1])
+    qtbot.waitUntil(lambda: win.label_panel.history.count() == 1
+                    and "label next" not in win.label_panel.history.item(0).text(), timeout=5000)
     win.close()
