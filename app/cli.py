@@ -193,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-mix", default="acc-folder", choices=("acc-folder", "pool"),
                    help="classifier, feature heads: the prior given to the head: 'acc-folder' (default, ADR 0045), "
                         "the whole folder's class mix, its reviewed labels plus the unreviewed rest by adjusted "
-                        "classify-and-count; 'pool', the unreviewed images' mix as the head predicts a sample of "
-                        "them (ADR 0043)")
+                        "classify-and-count, which does not read the errors of labels saved on 'label next' "
+                        "proposals as the folder's (ADR 0049); 'pool', the unreviewed images' mix as the head "
+                        "predicts a sample of them (ADR 0043)")
     p.add_argument("--min-per-class", type=int, default=None, metavar="N",
                    help="classifier: a class with fewer reviewed images is left out (default 2 for the light heads, "
                         "benchmarks/results/thin.md; 5 when the network is trained, which needs 5); two classes need "
