@@ -55,3 +55,14 @@ def test_export_skips_an_image_whose_folder_is_gone(station, tmp_path: Path) -> 
 
     items, skipped = items_from_database(db)
     assert items == [] and any("its folder 999 is not in the database" in s for s in skipped)
+
+
+def test_a_label_source_another_program_wrote_is_read_not_trusted(station) -> None:
+    """A revision's source the station does not know (a newer station, a hand edit, an overlong value) is read back
+    as it is and never counted as chosen by "label next"; saving goes on."""
+    db, path, ids = station
+    raw(path, "UPDATE label_revisions SET source = ?", "x" * 5000)
+    assert db.labels.current(ids[1]).source == "x" * 5000
+    assert db.labels.chosen_by_label_next() == {}
+    db.labels.append(ids[1], LabelChange(ReviewState.CORRECTED, class_name="dent"), "bob")
+    assert [r.source for r in db.labels.history(ids[1])] == ["x" * 5000, None]
