@@ -355,8 +355,14 @@ def unreviewed_count(db: Database, folder: str | int | None = None) -> int:
 def chosen_by_label_next(db: Database, folder: str | int | None = None) -> dict[str, int]:
     """Per class, the reviewed labels of the folder the labels were exported from (all folders for None) that were
     saved as "label next" proposals: the class-mix estimate does not read their out-of-fold errors as the folder's
-    (``retrain --class-mix acc-folder``, ADR 0049)."""
-    return db.labels.chosen_by_label_next(_folder_id(db, folder))
+    (``retrain --class-mix acc-folder``, ADR 0049). Keyed as the export names the class folders the trainer reads
+    (``export_items.safe_name``), so a class name with characters a folder cannot hold still matches."""
+    from app.services.export_items import safe_name
+
+    counts: dict[str, int] = {}
+    for name, n in db.labels.chosen_by_label_next(_folder_id(db, folder)).items():
+        counts[safe_name(name)] = counts.get(safe_name(name), 0) + n
+    return counts
 
 
 def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 200, seed: int = 0) -> list[Path]:

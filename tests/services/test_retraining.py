@@ -421,6 +421,22 @@ def test_labels_chosen_by_label_next_are_counted_as_such_in_the_class_mix(tmp_pa
         db.close()
 
 
+def test_labels_chosen_by_label_next_are_keyed_as_the_exported_class_folders(tmp_path: Path) -> None:
+    """A class name a folder cannot hold ("crack/edge") is exported as "crack_edge": the counts follow it."""
+    from app.services.export_items import safe_name
+    from app.services.retraining import chosen_by_label_next
+
+    db, _url, ids = indexed_parts(tmp_path, "lot1", ["a", "b", "c"])
+    try:
+        for n, cls in (("a", "crack/edge"), ("b", "crack/edge"), ("c", "good")):
+            db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=cls,
+                                                 source=LabelSource.LABEL_NEXT), "ann")
+        assert chosen_by_label_next(db) == {safe_name("crack/edge"): 2, "good": 1} == chosen_by_label_next(db, "lot1")
+        assert safe_name("crack/edge") != "crack/edge"
+    finally:
+        db.close()
+
+
 def test_a_refused_light_version_is_not_refitted_nor_registered(station, tmp_path: Path, monkeypatch) -> None:
     from inference.training import classifier_head
 
