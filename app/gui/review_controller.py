@@ -53,12 +53,12 @@ class ReviewController(QObject):
         self.detail: ImageDetail | None = None
         self.label: LabelState | None = None
         self.image_size: tuple[int, int] | None = None  # (w, h) once the viewer decoded the pixels
-        self._pending: dict[int, tuple[LabelState, str]] = {}
+        # Labels the database refused for now: image id -> (label, what changed, its source)
+        self._pending: dict[int, tuple[LabelState, str, str | None]] = {}
         # How an image came to be labelled, asked at each save (image id -> ``database.LabelSource`` value or
         # None): the "label next" controller answers "label_next" for its proposals (ADR 0049). A waiting save
         # keeps the answer it got when it was made.
         self.label_source: Callable[[int], str | None] = lambda _image_id: None
-        self._pending_sources: dict[int, str | None] = {}
         # The label revision this window last showed or saved per image: a save is based on it, and
         # one saved elsewhere since (another station, another window) refuses the save (LabelConflict).
         self._seen: dict[int, int] = {}
@@ -293,7 +293,7 @@ class ReviewController(QObject):
             except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
                 self.save_failed.emit(f"Cannot read image {image_id}: {exc}")
                 continue
-            before = self._pending.get(image_id, (detail.label, ""))[0]
+            before = self._pending.get(image_id, (detail.label, "", None))[0]
             if image_id not in self._pending:
                 self._seen[image_id] = detail.label.revision
             after = (self.service.accepted_label(detail, before) if decision == "accept"
@@ -388,18 +388,15 @@ class ReviewController(QObject):
             saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
                                       source=source)
         except LabelConflict:
-            self._pending_sources.pop(image_id, None)
             raise
         except Exception as exc:  # noqa: BLE001 - a failed save is kept and retried; the reason is shown
-            self._pending[image_id] = (state, changed)
-            self._pending_sources[image_id] = source
+            self._pending[image_id] = (state, changed, source)
             self._retry.start()
             self.pending_changed.emit(len(self._pending))
             self.save_failed.emit(f"Could not save the label ({exc}). It is kept and will be saved "
                                   "as soon as the database accepts it.")
             return None
         self._pending.pop(image_id, None)
-        self._pending_sources.pop(image_id, None)
         self._seen[image_id] = saved.label.revision
         self.pending_changed.emit(len(self._pending))
         self._after_save(image_id, saved.moved)
@@ -422,14 +419,13 @@ class ReviewController(QObject):
 
     def flush_pending(self) -> bool:
         """Retry labels the database refused; True when nothing is left waiting."""
-        for image_id, (state, changed) in list(self._pending.items()):
+        for image_id, (state, changed, source) in list(self._pending.items()):
             try:
                 saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
-                                          source=self._pending_sources.get(image_id))
+                                          source=source)
             except LabelConflict as exc:
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
                 del self._pending[image_id]
-                self._pending_sources.pop(image_id, None)
                 try:
                     where = self.service.keep_conflicted({image_id: state})
                 except Exception as write_exc:  # noqa: BLE001 - said to the inspector
@@ -440,7 +436,6 @@ class ReviewController(QObject):
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
                 continue
             del self._pending[image_id]
-            self._pending_sources.pop(image_id, None)
             self._seen[image_id] = saved.label.revision
             if self._shows(image_id):
                 self.label = saved.label
@@ -451,14 +446,14 @@ class ReviewController(QObject):
             self._retry.stop()
         return not self._pending
 
-    def pending(self) -> dict[int, tuple[LabelState, str]]:
+    def pending(self) -> dict[int, tuple[LabelState, str, str | None]]:
         return dict(self._pending)
 
     def rescue_pending(self) -> str | None:
         """On close with the database still refusing: write the waiting labels to files."""
         if not self._pending:
             return None
-        return self.service.write_recovery({i: s for i, (s, _c) in self._pending.items()})
+        return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()})
 
 
 def _newer(a: ImageDetail, b: ImageDetail) -> bool:

@@ -361,7 +361,8 @@ def chosen_by_label_next(db: Database, folder: str | int | None = None) -> dict[
 
     counts: dict[str, int] = {}
     for name, n in db.labels.chosen_by_label_next(_folder_id(db, folder)).items():
-        counts[safe_name(name)] = counts.get(safe_name(name), 0) + n
+        key = safe_name(name)
+        counts[key] = counts.get(key, 0) + n
     return counts
 
 

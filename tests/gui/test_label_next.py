@@ -192,13 +192,7 @@ def test_labels_of_proposals_are_stored_as_chosen_by_label_next(service, db, tmp
     """ADR 0049: a label saved on a proposal while the queue is in the "label next" order keeps the source
     "label_next" (the retrain command's class-mix estimate needs to know); a label saved in another order, or on
     an image outside the batch, keeps none."""
-    db.classes.set("classifier", ["bright", "dark"])
-    folder = make_folder(tmp_path / "parts", n=BATCH + 6)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ctl = win.label_next
-    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot, n=BATCH + 6)
     ids = ctl.result.proposal.image_ids
     outside = next(i for i in _rows(win, BATCH + 6) if i not in ids)
 
