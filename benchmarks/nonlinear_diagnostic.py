@@ -21,7 +21,6 @@ real command.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -32,38 +31,25 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.prior_diagnostic import arguments, tiles  # noqa: E402
+
 GAMMAS = (0.25, 0.5, 1.0, 2.0)   # kernel width as a multiple of 1 / dim (scikit-learn's "scale" on standardised data)
 CS = (0.1, 1.0, 10.0, 100.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("runs", nargs="+", help="lnclasses_command.py JSON files (random order)")
-    p.add_argument("--data", type=Path, default=Path("/work/shared/datasets/magnetic_tile/train"))
-    p.add_argument("--cache", type=Path, default=Path("/tmp/prior_diagnostic_defect_bank.npy"))
-    args = p.parse_args(argv)
+    args = arguments(argv, __doc__, "lnclasses_command.py JSON files (random order)")
     warnings.filterwarnings("ignore")
     from sklearn.metrics import f1_score
     from sklearn.svm import SVC
 
-    from benchmarks.label_next import tree
     from benchmarks.lnclasses import split
-    from inference.imageio import read_image
-    from inference.texture_features import image_defect_bank
     from inference.training.classifier_head import adjusted_shares, fit_linear_head, folder_shares, with_prior
     from inference.training.groups import group_folds
 
-    paths, names = tree(args.data)
-    classes = sorted(set(names))
-    y = np.array([classes.index(n) for n in names])
-    k = len(classes)
-    rel = {f"{q.parent.name}/{q.name}": i for i, q in enumerate(paths)}
-    sess = np.array([q.name.split("_")[0] for q in paths])
-    if args.cache.exists():
-        x = np.load(args.cache)
-    else:
-        x = np.stack([image_defect_bank(read_image(q, "gray")) for q in paths]).astype(np.float32)
-        np.save(args.cache, x)
+    t = tiles(args.data, args.cache)
+    paths, y, rel, sess, x = t.paths, t.y, t.rel, t.sess, t.x
+    k = len(t.classes)
 
     def rff(z: np.ndarray, gamma: float, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(0)

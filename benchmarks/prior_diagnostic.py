@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +29,51 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("runs", nargs="+", help="lnclasses_command.py JSON files")
+@dataclass(frozen=True)
+class Tiles:
+    """``magnetic_tile/train`` as the diagnostics read it: the files, class names, each file's class index, its
+    row by "class/name" (a run's ``labelled_files``), its capture session and its ``defect_bank`` features."""
+    paths: list[Path]
+    classes: list[str]
+    y: np.ndarray
+    rel: dict[str, int]
+    sess: np.ndarray
+    x: np.ndarray
+
+
+def tiles(data: Path, cache: Path) -> Tiles:
+    """The tile table, the features read from ``cache`` when it exists, else computed and saved there."""
+    from benchmarks.label_next import tree
+    from inference.imageio import read_image
+    from inference.texture_features import image_defect_bank
+
+    paths, names = tree(data)
+    classes = sorted(set(names))
+    if cache.exists():
+        x = np.load(cache)
+    else:
+        x = np.stack([image_defect_bank(read_image(q, "gray")) for q in paths]).astype(np.float32)
+        np.save(cache, x)
+    return Tiles(paths, classes, np.array([classes.index(n) for n in names]),
+                 {f"{q.parent.name}/{q.name}": i for i, q in enumerate(paths)},
+                 np.array([q.name.split("_")[0] for q in paths]), x)
+
+
+def arguments(argv: list[str] | None, doc: str, runs_help: str) -> argparse.Namespace:
+    """The diagnostics' command line: run JSON files, the data folder and the feature cache."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("runs", nargs="+", help=runs_help)
     p.add_argument("--data", type=Path, default=Path("/work/shared/datasets/magnetic_tile/train"))
     p.add_argument("--cache", type=Path, default=Path("/tmp/prior_diagnostic_defect_bank.npy"))
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
     from sklearn.metrics import f1_score
 
-    from benchmarks.label_next import tree
     from benchmarks.lnclasses import split
-    from inference.imageio import read_image
-    from inference.texture_features import image_defect_bank
     from inference.training.classifier_head import (
         adjusted_shares,
         fit_linear_head,
@@ -50,17 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     from inference.training.groups import group_folds
 
-    paths, names = tree(args.data)
-    classes = sorted(set(names))
-    y = np.array([classes.index(n) for n in names])
+    t = tiles(args.data, args.cache)
+    paths, classes, y, rel, sess, x = t.paths, t.classes, t.y, t.rel, t.sess, t.x
     k, free = len(classes), classes.index("free")
-    rel = {f"{q.parent.name}/{q.name}": i for i, q in enumerate(paths)}
-    sess = np.array([q.name.split("_")[0] for q in paths])
-    if args.cache.exists():
-        x = np.load(args.cache)
-    else:
-        x = np.stack([image_defect_bank(read_image(q, "gray")) for q in paths]).astype(np.float32)
-        np.save(args.cache, x)
     res: dict[tuple[str, int, str], list[tuple[float, float, float]]] = {}
     for f in args.runs:
         d = json.loads(Path(f).read_text())
