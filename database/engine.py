@@ -13,11 +13,12 @@ import select
 import sqlite3
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +35,11 @@ from database.errors import (
     unreadable_row,
     where,
 )
+
+# How long a write begun in this context may wait for another program's lock (seconds; None: the
+# database's own busy timeout). The review window's saves set it short (``Database.waiting_at_most``):
+# the GUI thread must not stand still for the full busy timeout while another program holds the file.
+_WRITE_WAIT_S: ContextVar[float | None] = ContextVar("write_wait_s", default=None)
 
 if TYPE_CHECKING:
     from database.classes import ClassRepository
@@ -188,7 +194,13 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_s: float, foreign_keys: b
     def _begin(conn: Connection) -> None:
         # Writers take the write lock up front: two writers then queue on busy_timeout instead
         # of one failing with "database is locked" when it upgrades a read lock mid-transaction.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+        write = bool(conn.get_execution_options().get("write"))
+        if write:
+            # Every writing BEGIN states its wait: a pooled connection a short-waiting save used
+            # must not carry that short wait into the next writer's transaction.
+            wait = _WRITE_WAIT_S.get()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int((busy_timeout_s if wait is None else wait) * 1000)}")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 class Database:
@@ -218,6 +230,10 @@ class Database:
         factory = self._write if write else self._read
         try:
             with factory.begin() as s:
+                wait = _WRITE_WAIT_S.get()
+                if write and wait is not None and self.dialect == "postgresql":
+                    # SQLite's wait is set at BEGIN (the hook above); PostgreSQL waits on row locks
+                    s.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(wait * 1000))}ms'"))
                 yield s
         except sa_exc.DBAPIError as exc:
             raise translate(exc, self.sa_url) from exc
@@ -225,6 +241,18 @@ class Database:
             if unreadable_row(exc):  # a tampered or hand-edited row: one sentence, rolled back
                 raise unreadable(exc, self.sa_url) from exc
             raise
+
+    @contextmanager
+    def waiting_at_most(self, seconds: float | None) -> Iterator[None]:
+        """Writes begun inside wait at most ``seconds`` for another program's lock, then fail
+        (``DatabaseError``: "... is locked by another program") instead of waiting the busy timeout.
+        For callers that must not stand still, such as the review window's saves: they keep the
+        refused label and retry it. ``None`` changes nothing."""
+        token = _WRITE_WAIT_S.set(seconds)
+        try:
+            yield
+        finally:
+            _WRITE_WAIT_S.reset(token)
 
     def revision(self) -> str | None:
         try:

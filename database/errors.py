@@ -32,10 +32,16 @@ class StaleLabelError(ConflictError):
                          f"revision {expected} this save was based on.")
 
 
+class LockedError(DatabaseError):
+    """Another program (or station) held the lock longer than this write would wait: nothing was
+    written, and the same write may succeed later."""
+
+
 class SchemaTooNewError(DatabaseError):
     """The database was migrated by a newer version of the application."""
 
 
+_LOCKED = " is locked by another program; close it there or try again."
 _QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd)=)[^&;\s]*")
 
 
@@ -84,7 +90,7 @@ def describe(exc: BaseException, url: URL) -> str:
     if url.get_backend_name() == "sqlite":
         path = Path(url.database or "")
         if "locked" in low or "busy" in low:
-            return f"{place} is locked by another program; close it there or try again."
+            return f"{place}{_LOCKED}"
         if "not a database" in low or "malformed" in low or "disk image" in low:
             return f"{place} is not a database or is damaged ({msg})."
         if "readonly" in low or "read-only" in low:
@@ -98,6 +104,8 @@ def describe(exc: BaseException, url: URL) -> str:
         return f"{place} refused the login for user '{url.username}'; check the user name and password."
     if "does not exist" in low and "database" in low:
         return f"{place} does not exist on that server; create it first."
+    if "lock timeout" in low:  # a short wait for another session's row lock ran out (Database.waiting_at_most)
+        return f"{place}{_LOCKED}"
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and any(
         k in low for k in ("connection", "connect", "resolve", "translate host", "timeout", "timed out")
     ):
@@ -123,5 +131,7 @@ def unreadable(exc: BaseException, url: URL) -> DatabaseError:
 
 
 def translate(exc: BaseException, url: URL) -> DatabaseError:
-    cls = ConflictError if isinstance(exc, sa_exc.IntegrityError) else DatabaseError
-    return cls(describe(exc, url))
+    text = describe(exc, url)
+    if isinstance(exc, sa_exc.IntegrityError):
+        return ConflictError(text)
+    return LockedError(text) if text.endswith(_LOCKED) else DatabaseError(text)

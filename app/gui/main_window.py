@@ -193,6 +193,8 @@ class MainWindow(QMainWindow):
         r.message.connect(self._say)
         r.save_failed.connect(self._warn)
         r.pending_changed.connect(self.status.set_pending)
+        r.save_waiting.connect(self._say)
+        r.save_waiting.connect(self.status.set_pending_reason)
         self.label_watch.changed.connect(self._labels_changed_somewhere)
         self.label_watch.start()
         self.label_panel.class_chosen.connect(r.set_class)
@@ -311,7 +313,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.review.flush_pending():
+        if not self.review.flush_pending(patient=True):
             try:
                 where = self.review.rescue_pending()
             except Exception as exc:  # noqa: BLE001 - closing must not lose labels; the user is asked

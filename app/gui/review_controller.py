@@ -25,7 +25,7 @@ from PySide6.QtGui import QUndoStack
 from app.gui.label_commands import LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
-from app.services.review import LabelConflict
+from app.services.review import LabelConflict, StorageBusy
 from app.services.review_types import ImageDetail, LabelState, StateMove
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class ReviewController(QObject):
     state_moved = Signal(object)       # StateMove of a save (the shown counts move by it), right after item_changed
     message = Signal(str)              # status bar
     save_failed = Signal(str)          # a reason to show prominently
+    save_waiting = Signal(str)         # a refused save, kept and retried: said without stopping the inspector
     pending_changed = Signal(int)      # labels waiting for the database
     replayed = Signal(int)             # image id whose edit an undo/redo just replayed
     loading = Signal(int)              # image id whose detail is being read (the screen still shows the last)
@@ -45,6 +46,9 @@ class ReviewController(QObject):
     _checked = Signal(int, int)              # image id, its newest label revision (from the reader)
 
     RETRY_MS = 3000
+    # How long a save from this (GUI) thread waits for another program's write lock before the label is
+    # kept and retried: the database's own busy timeout (10 s) froze the window that long per key press.
+    WRITE_WAIT_S = 0.25
 
     def __init__(self, service, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -63,6 +67,9 @@ class ReviewController(QObject):
         # one saved elsewhere since (another station, another window) refuses the save (LabelConflict).
         self._seen: dict[int, int] = {}
         self.conflicts = 0  # saves refused that way so far (the window does not auto-advance past one)
+        # The last save or retry found the database locked by another program: later saves join the
+        # waiting ones without trying (each try would stand still WRITE_WAIT_S) until a retry gets through.
+        self._locked = False
         self._retry = QTimer(self)
         self._retry.setInterval(self.RETRY_MS)
         self._retry.timeout.connect(self.flush_pending)
@@ -335,7 +342,8 @@ class ReviewController(QObject):
             return
         assert self.detail is not None and self.label is not None  # what _ready() checked
         try:
-            item = self.service.set_flag(self.detail.item.image_id, not self.detail.item.flagged)
+            item = self.service.set_flag(self.detail.item.image_id, not self.detail.item.flagged,
+                                         wait_s=self.WRITE_WAIT_S)
         except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self.save_failed.emit(f"Could not change the flag: {exc}")
             return
@@ -385,18 +393,24 @@ class ReviewController(QObject):
         ``LabelConflict`` passes through (a newer label elsewhere: retrying would overwrite it)."""
         source = self.label_source(image_id)
         try:
+            if self._locked:
+                raise StorageBusy("the database is still locked by another program; the last try was refused")
             saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
-                                      source=source)
+                                      source=source, wait_s=self.WRITE_WAIT_S)
         except LabelConflict:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed save is kept and retried; the reason is shown
+            self._locked = isinstance(exc, StorageBusy)
             self._pending[image_id] = (state, changed, source)
             self._retry.start()
             self.pending_changed.emit(len(self._pending))
-            self.save_failed.emit(f"Could not save the label ({exc}). It is kept and will be saved "
-                                  "as soon as the database accepts it.")
+            # Not a modal box: the retry may save it while a box still said it was not saved. The
+            # status bar's "not saved yet" mark stays exactly as long as a label waits.
+            self.save_waiting.emit(f"Could not save the label of image {image_id} yet ({exc}). It is kept "
+                                   "and will be saved as soon as the database accepts it.")
             return None
         self._pending.pop(image_id, None)
+        self._locked = False
         self._seen[image_id] = saved.label.revision
         self.pending_changed.emit(len(self._pending))
         self._after_save(image_id, saved.moved)
@@ -417,12 +431,15 @@ class ReviewController(QObject):
             self.item_changed.emit(item)
         self.state_moved.emit(moved)
 
-    def flush_pending(self) -> bool:
-        """Retry labels the database refused; True when nothing is left waiting."""
+    def flush_pending(self, patient: bool = False) -> bool:
+        """Retry labels the database refused; True when nothing is left waiting. Each try waits
+        ``WRITE_WAIT_S`` for the lock (``patient``: the database's busy timeout, on closing), and a
+        round stops at the first refusal for the lock: the rest would stand still in turn for nothing."""
+        wait_s = None if patient else self.WRITE_WAIT_S
         for image_id, (state, changed, source) in list(self._pending.items()):
             try:
                 saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
-                                          source=source)
+                                          source=source, wait_s=wait_s)
             except LabelConflict as exc:
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
                 del self._pending[image_id]
@@ -432,9 +449,14 @@ class ReviewController(QObject):
                     where = f"no file (it could not be written: {write_exc})"
                 self._conflict(exc, changed, kept_in=where)
                 continue
+            except StorageBusy as exc:  # still locked: the others would wait in turn; next round
+                log.warning("retry of image %d refused, kept pending: %s", image_id, exc)
+                self._locked = True
+                break
             except Exception as exc:  # noqa: BLE001 - kept pending for the next retry; logged
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
                 continue
+            self._locked = False
             del self._pending[image_id]
             self._seen[image_id] = saved.label.revision
             if self._shows(image_id):

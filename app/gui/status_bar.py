@@ -35,3 +35,9 @@ class StationStatusBar(QStatusBar):
 
     def set_pending(self, n: int) -> None:
         self.pending.setText(f"<b style='color:#d14343'>⚠ {n} label(s) not saved yet — retrying</b>" if n else "")
+        if not n:
+            self.pending.setToolTip("")
+
+    def set_pending_reason(self, text: str) -> None:
+        """Why the waiting labels wait (the last refusal), on the "not saved yet" mark."""
+        self.pending.setToolTip(text)

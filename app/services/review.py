@@ -72,6 +72,11 @@ class LabelConflict(ReviewError):
         super().__init__(f"the label was changed {by}at another station or window meanwhile (revision {revision})")
 
 
+class StorageBusy(ReviewError):
+    """A save refused because another program held the database's lock longer than the save
+    would wait: nothing was written, the same save may succeed later (the window keeps and retries it)."""
+
+
 @dataclass(frozen=True)
 class ReviewSettings:
     """The reviewer's own choices (persisted by the GUI, passed in here)."""
@@ -334,13 +339,16 @@ class ReviewService:
         return self.save(image_id, state, changed).label
 
     def save(self, image_id: int, state: LabelState, changed: str = "", expected_revision: int | None = None,
-             source: str | None = None) -> Saved:
+             source: str | None = None, wait_s: float | None = None) -> Saved:
         """``save_label``, with the review-state move the save made (read under its lock: the
         shown counts move by it at once, no recount of the folder). ``expected_revision``: the
         revision the edit was made on; a newer one saved meanwhile raises ``LabelConflict`` and
         nothing is saved (their label is never replaced unseen). ``source``: how the image came to be
-        labelled (``database.LabelSource``: "label_next" for a proposal of "label next"; ADR 0049)."""
-        from database import LabelSource, StaleLabelError
+        labelled (``database.LabelSource``: "label_next" for a proposal of "label next"; ADR 0049).
+        ``wait_s``: how long to wait for another program's write lock before failing (``DatabaseError``;
+        None: the database's busy timeout): the review window keeps a refused label and retries it, so it
+        waits briefly rather than standing still for the whole busy timeout."""
+        from database import LabelSource, LockedError, StaleLabelError
         from database.dto import LabelChange
         from database.states import AnomalyVerdict, ReviewState
         objects = resolve(state.mask, state.objects)
@@ -357,9 +365,12 @@ class ReviewService:
             source=None if source is None else LabelSource(source),
         )
         try:
-            rev = self.db.labels.append(image_id, change, self.settings.author, expected_revision)
+            with self.db.waiting_at_most(wait_s):
+                rev = self.db.labels.append(image_id, change, self.settings.author, expected_revision)
         except StaleLabelError as exc:
             raise LabelConflict(image_id, exc.current, exc.author) from None
+        except LockedError as exc:
+            raise StorageBusy(str(exc)) from exc
         m = rev.moved
         moved = None if m is None else StateMove(m.image_id, m.folder_id, str(m.before.value), str(m.after.value),
                                                  m.counted)
@@ -416,8 +427,10 @@ class ReviewService:
                 return _label_from_revision(rev)
         raise ReviewError(f"image {image_id} has no label revision {revision}")
 
-    def set_flag(self, image_id: int, flagged: bool) -> QueueItem:
-        self.db.images.set_flagged([image_id], flagged)
+    def set_flag(self, image_id: int, flagged: bool, wait_s: float | None = None) -> QueueItem:
+        """``wait_s`` as for ``save``."""
+        with self.db.waiting_at_most(wait_s):
+            self.db.images.set_flagged([image_id], flagged)
         return self.item(image_id)
 
     def history(self, image_id: int) -> list[RevisionInfo]:

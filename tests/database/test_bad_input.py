@@ -200,3 +200,48 @@ def test_truncated_database_is_reported_not_traced(tmp_path: Path) -> None:
         reopened = open_database(f"sqlite:///{path}")
         reopened.images.query(ImageQuery())
     assert "is not a database or is damaged" in _one_sentence(exc)
+
+
+def test_a_short_wait_fails_fast_and_the_pooled_connection_gets_its_full_wait_back(tmp_path: Path) -> None:
+    """``waiting_at_most``: a write inside gives up after the short wait (``LockedError``: the review
+    window keeps and retries such a label), and the next writer on that pooled connection waits the
+    database's own busy timeout again (the short wait must not leak through the pool)."""
+    from database import LockedError
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}", busy_timeout_s=7)
+    holder = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with db.waiting_at_most(0.1), pytest.raises(LockedError) as exc:
+            db.folders.add("/parts")
+        assert "is locked by another program" in _one_sentence(exc)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with db.waiting_at_most(0.3), db.session(write=True) as s:
+        assert s.execute(text("PRAGMA busy_timeout")).scalar() == 300
+    with db.session(write=True) as s:
+        assert s.execute(text("PRAGMA busy_timeout")).scalar() == 7000
+    assert db.folders.add("/parts").name == "parts"
+    db.close()
+
+
+def test_a_short_wait_on_postgresql_is_the_transactions_lock_timeout(pg_url: str) -> None:
+    db = open_database(pg_url)
+    try:
+        with db.waiting_at_most(0.25), db.session(write=True) as s:
+            assert s.execute(text("SHOW lock_timeout")).scalar() == "250ms"
+        with db.session(write=True) as s:
+            assert s.execute(text("SHOW lock_timeout")).scalar() == "0"
+    finally:
+        db.close()
+
+
+def test_a_lock_timeout_on_postgresql_reads_as_locked() -> None:
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    from database import LockedError
+    from database.errors import translate
+    orig = Exception("canceling statement due to lock timeout")
+    err = translate(sa_exc.OperationalError("UPDATE ...", {}, orig), make_url("postgresql+psycopg://u@h/station"))
+    assert isinstance(err, LockedError) and "is locked by another program" in str(err)

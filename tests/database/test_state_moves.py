@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from sqlalchemy import text, update
 
 from app.services.review import ReviewService, ReviewSettings
@@ -67,3 +68,25 @@ def test_the_move_is_read_under_the_saves_lock_not_from_a_stale_copy(db: Databas
     assert back.moved is not None and (back.moved.before, back.moved.after) == \
         (ReviewState.ACCEPTED, ReviewState.UNREVIEWED)
     assert db.labels.current(ids[1]).moved is None  # a revision read back carries no move
+
+
+def test_a_save_that_may_wait_briefly_is_refused_while_another_session_holds_the_image(db: Database) -> None:
+    """The review window's saves wait ``wait_s`` for a lock another station or program holds, then are
+    refused as busy (nothing written; the window keeps and retries the label), on both databases."""
+    from sqlalchemy import select
+
+    from app.services.review import StorageBusy
+    _fa, _fb, ids = _two_folders(db)
+    svc = ReviewService(db, ReviewSettings(reviewer="tester"))
+    holder = db.engine.connect().execution_options(write=True)  # SQLite: BEGIN IMMEDIATE (the write lock)
+    tx = holder.begin()
+    holder.execute(select(Image.id).where(Image.id == ids[0]).with_for_update())  # PostgreSQL: the row lock
+    try:
+        with pytest.raises(StorageBusy, match="locked by another program"):
+            svc.save(ids[0], LabelState(class_name="a", review_state="corrected"), "busy", wait_s=0.2)
+    finally:
+        tx.rollback()
+        holder.close()
+    assert db.labels.history(ids[0]) == []
+    saved = svc.save(ids[0], LabelState(class_name="a", review_state="corrected"), "later", wait_s=0.2)
+    assert saved.label.revision == 1 and svc.detail(ids[0]).label.class_name == "a"

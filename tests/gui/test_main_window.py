@@ -180,6 +180,57 @@ def test_locked_database_keeps_the_label_and_saves_it_later(db_url, folder, arti
     db.close()
 
 
+def test_a_locked_database_never_holds_the_window_for_its_busy_timeout(db_url, folder, artifacts, qtbot):
+    """Seen under Xvfb: with another program holding the file, a class key froze the window for the
+    database's busy timeout (10 s), then a modal box said "could not save" while the retry had already
+    saved it. Now a save waits WRITE_WAIT_S, the label is kept and shown, the status bar says so without
+    a box, and further saves join the waiting ones without standing still again."""
+    import sqlite3
+    import time
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    db = open_database(db_url)  # the station's own busy timeout
+    assert db.engine.url.get_backend_name() == "sqlite"
+    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    boxes, said, tries = [], [], []
+    win.review.save_failed.connect(boxes.append)
+    win.review.save_waiting.connect(said.append)
+    real_save = service.save
+    service.save = lambda *a, **k: (tries.append(k.get("wait_s")), real_save(*a, **k))[1]
+    first = win.review.image_id
+    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+    try:
+        t0 = time.monotonic()
+        win.review.set_class("scratches")
+        assert time.monotonic() - t0 < 5.0  # the busy timeout is 10 s
+        assert tries == [win.review.WRITE_WAIT_S]
+        assert win.review.label.class_name == "scratches" and list(win.review.pending()) == [first]
+        assert boxes == [] and said and "kept" in said[0]
+        assert "not saved" in win.status.pending.text() and "locked" in win.status.pending.toolTip()
+        win.queue.step(1)
+        wait_shown(win, qtbot)
+        second = win.review.image_id
+        win.review.set_class("inclusion")
+        assert tries == [win.review.WRITE_WAIT_S]  # joined the waiting label without a try
+        assert sorted(win.review.pending()) == sorted([first, second])
+        assert not win.review.flush_pending()  # one try for the round, then it stops
+        assert tries == [win.review.WRITE_WAIT_S] * 2
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert win.review.flush_pending()
+    assert service.detail(first).label.class_name == "scratches"
+    assert service.detail(second).label.class_name == "inclusion"
+    assert win.status.pending.text() == "" and win.status.pending.toolTip() == "" and boxes == []
+    win.close()
+    db.close()
+
+
 def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifacts, qtbot, tmp_path):
     from app.services.review import recovery_dir
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
