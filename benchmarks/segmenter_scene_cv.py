@@ -27,6 +27,8 @@ RECIPES: dict[str, dict[str, Any]] = {  # name -> TrainOptions fields (everythin
     # with a quarter of the crops centred on bright non-target blobs (target crops stay at 0.5, uniform 0.25)
     "targets": {"inner": "mamba", "augment": False, "loss": "dice+targets"},
     "targets_clutter": {"inner": "mamba", "augment": False, "loss": "dice+targets", "clutter_prob": 0.25},
+    # session 22 (segmenter-clutter.md): the clutter-centred crops alone, with the pooled Dice loss
+    "clutter": {"inner": "mamba", "augment": False, "clutter_prob": 0.25},
 }
 
 
