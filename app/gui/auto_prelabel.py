@@ -9,6 +9,7 @@ runs on a helper thread; the GUI thread then shows the jobs and keeps the worker
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 from app.gui.background import BackgroundCalls
 from app.services.project_settings import load_project_settings
@@ -25,14 +26,16 @@ class AutoPrelabel:
         self.calls = BackgroundCalls("auto-prelabel", window)
         window.folder_ctl.opened.connect(lambda info: self.folder_opened(info.id))
 
-    def folder_opened(self, folder_id: int) -> None:
+    def folder_opened(self, folder_id: int, image_ids: Sequence[int] | None = None) -> None:
+        """``image_ids``: only these of the folder (new files a re-scan found, app/gui/folder_follow.py)."""
         db, jobs = self.window.ctx.review.db, self.jobs
+        ids = None if image_ids is None else list(image_ids)
 
         def work() -> list[int]:
             # The database's value, not a cached one: another station may just have turned it off.
             if not load_project_settings(db).auto_prelabel:
                 return []
-            return jobs.prelabel_new_images(folder_id)
+            return jobs.prelabel_new_images(folder_id, ids)
         self.calls.call(work, self._queued, self._failed)
 
     def _queued(self, job_ids: list[int]) -> None:

@@ -23,6 +23,7 @@ PARTS = (
     ("app.gui.label_next_panel", "install", ("label_next",)),
     # after the settings (the project's settings controller) and the jobs dock they extend
     ("app.gui.auto_prelabel", "install", ()),
+    ("app.gui.folder_follow", "install", ()),  # after auto_prelabel: new files are pre-labelled through it
     ("app.gui.routing_notice", "install", ()),
 )
 

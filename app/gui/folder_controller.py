@@ -1,8 +1,11 @@
 """Opening folders: indexing runs on a helper thread (10,000 files hash for seconds), the window
-keeps working and the status bar counts the progress."""
+keeps working and the status bar counts the progress. Re-scans of an open folder (``rescan``: files a
+line adds while the folder is open, ``app/gui/folder_follow.py``) run on the same thread, after any
+opening in flight, so two indexings of one folder never race."""
 from __future__ import annotations
 
 import logging
+import time
 
 from PySide6.QtCore import QObject, Signal
 
@@ -10,6 +13,7 @@ from app.gui.folder_browser import FolderBrowser
 from app.gui.thumbnails import DecodePool, off_thread
 
 log = logging.getLogger(__name__)
+RESCAN_LOST_S = 600.0
 
 
 class FolderController(QObject):
@@ -20,6 +24,9 @@ class FolderController(QObject):
     _progress = Signal(str, int, int, str)    # path, done, total, phase
     _first = Signal(object)                   # FolderInfo: the first page is indexed (from the indexer)
     _listed = Signal(object, object)          # folder to select, [FolderInfo] | error text (from the lister)
+    rescanned = Signal(object)                # FolderChange of a re-scan
+    rescan_failed = Signal(int, str)          # folder id, why the re-scan failed
+    _rescanned = Signal(int, object, str)     # folder id, FolderChange | None, error (from the indexer)
 
     def __init__(self, service, browser: FolderBrowser, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -34,6 +41,8 @@ class FolderController(QObject):
         self._lister = DecodePool(1, 1, "folder-list")
         self._listed.connect(self._on_listed)
         self.busy: set[str] = set()
+        self._rescanning: float | None = None  # when the re-scan on its way was queued
+        self._rescanned.connect(self._on_rescanned)
 
     def open(self, path: str, wait: bool = True):
         """Index ``path`` and emit ``opened``; with ``wait`` return its FolderInfo (or None)."""
@@ -59,6 +68,34 @@ class FolderController(QObject):
                 self._done.emit(path, info, "")
         self._indexer.submit(work)
         return None
+
+    def rescan(self, folder_id: int) -> bool:
+        """Bring an open folder up to date with the disk on the indexer thread; ``rescanned`` says what
+        changed. False (nothing queued) while a re-scan is still on its way (one queued RESCAN_LOST_S ago
+        counts as lost: the indexer drops waiting work when many folders are opened at once)."""
+        now = time.monotonic()
+        if self._rescanning is not None and now - self._rescanning < RESCAN_LOST_S:
+            return False
+        self._rescanning = now
+
+        def work() -> None:
+            try:
+                change = self.service.rescan_folder(folder_id)
+            except Exception as exc:  # noqa: BLE001 - thread boundary; the follower says it
+                self._rescanned.emit(folder_id, None, str(exc))
+            else:
+                self._rescanned.emit(folder_id, change, "")
+        self._indexer.submit(work)
+        return True
+
+    def _on_rescanned(self, folder_id: int, change, error: str) -> None:
+        self._rescanning = None
+        if change is None:
+            self.rescan_failed.emit(folder_id, error)
+            return
+        if change.any:
+            self.refresh(folder_id)  # the folder list's image counts
+        self.rescanned.emit(change)
 
     def _on_progress(self, path: str, done: int, total: int, phase: str) -> None:
         what = "found" if phase == "scan" or not total else f"hashed {done}/{total}"

@@ -51,6 +51,7 @@ class IndexReport:
     unreadable: tuple[str, ...]  # files that vanished or could not be read while hashing
     seconds: float
     trace: TraceReport | None = None  # serial/lot/station read by the project's trace rule (None: no rule)
+    restored: int = 0   # rows whose file came back after it had gone (unchanged: their flag cleared)
 
 
 FIRST_BATCH = 256  # one gallery page
@@ -58,10 +59,12 @@ CHUNK = 20_000     # new or changed files per transaction (bounded memory at a m
 
 
 def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None = None,
-                 on_first: Callable[[int], None] | None = None, first_batch: int = FIRST_BATCH) -> IndexReport:
+                 on_first: Callable[[int], None] | None = None, first_batch: int = FIRST_BATCH,
+                 changes_only: bool = False) -> IndexReport:
     """Register ``folder`` (if new) and bring its image rows up to date with the disk;
     ``on_first(folder_id)``: called once the first new files are in the database, while more
-    than ``first_batch`` remain to be hashed."""
+    than ``first_batch`` remain to be hashed. ``changes_only``: a folder the disk shows unchanged is
+    left as it is (no write, no trace rule): the window re-scans the open folder every few seconds."""
     start = time.monotonic()
     root = Path(folder).expanduser().resolve()
     if not root.exists():
@@ -80,6 +83,9 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
             yield entry
     plan = plan_changes(walk(), known)
     del known
+    if changes_only and not (plan.new or plan.changed or plan.restored or plan.gone):
+        return IndexReport(folder_id=info.id, root=str(root), files=files, added=(), changed=(),
+                           unchanged=plan.unchanged, missing=0, unreadable=(), seconds=time.monotonic() - start)
     stream = on_first is not None and len(plan.new) > first_batch
     to_hash = [*(sorted(plan.new, key=lambda e: e.rel_path.lower()) if stream else plan.new), *plan.changed]
     # Restored rows (unchanged files back from missing) need only their flag cleared.
@@ -112,7 +118,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     return IndexReport(trace=_trace(db, info.id),
         folder_id=info.id, root=str(root), files=files, added=tuple(sorted(added)),
         changed=tuple(sorted(changed)), unchanged=plan.unchanged, missing=missing,
-        unreadable=tuple(unreadable), seconds=time.monotonic() - start,
+        unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=len(plan.restored),
     )
 
 

@@ -30,6 +30,7 @@ from app.services.heat_region import threshold_region
 from app.services.object_classes import ObjectClass, ObjectClassError, as_json, parse, resolve
 from app.services.review_types import (
     SORT_KEYS,
+    FolderChange,
     FolderInfo,
     ImageDetail,
     LabelState,
@@ -190,6 +191,21 @@ class ReviewService:
         if report.trace is not None and report.trace.problems:
             info = replace(info, note=report.trace.summary())
         return info
+
+    def rescan_folder(self, folder_id: int) -> FolderChange:
+        """Bring an open folder's rows up to date with the disk (files a line added, replaced or took
+        away) and say what changed; an unchanged folder costs one walk of its directory entries."""
+        from app.services.indexing import FolderIndexError, index_folder
+        f = self.db.folders.get(folder_id)
+        if f is None:
+            raise ReviewError(f"folder {folder_id} does not exist")
+        try:
+            report = index_folder(self.db, f.root_path, changes_only=True)
+        except FolderIndexError as exc:
+            raise ReviewError(str(exc)) from None
+        return FolderChange(folder_id, f.name, len(report.added), len(report.changed), report.restored,
+                            report.missing, len(report.unreadable), report.seconds,
+                            new_ids=tuple(sorted({*report.added, *report.changed})))
 
     def _folder_info(self, folder_id: int) -> FolderInfo:
         f = self.db.folders.get(folder_id)

@@ -107,8 +107,10 @@ class ReviewJobs:
         set of families the project's routing gives."""
         return self._submit(folder_id=folder_id, only_missing=only_new)
 
-    def prelabel_new_images(self, folder_id: int) -> list[int]:
+    def prelabel_new_images(self, folder_id: int, image_ids: Sequence[int] | None = None) -> list[int]:
         """The folder's images no active model has seen yet, routed; no job when there are none.
+        ``image_ids``: only these (the files a re-scan of the open folder found new or changed: the
+        folder's other rows are not read, which at a million images would cost seconds per re-scan).
         Images already waiting in a job, or that could not be read, are left out (reopening a
         folder queues nothing twice; a failed image is retried from the Jobs dock, not on
         every open). Starts no worker: it runs on a helper thread, and the caller's
@@ -119,8 +121,9 @@ class ReviewJobs:
         from app.services.prelabel import PrelabelError, images_waiting, submit_routed_prelabel
         from database.dto import ImageQuery
         waiting = images_waiting(self.db)
-        ids = [im.id for im in self.db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
-               if im.id not in waiting and not im.error]
+        rows = (self.db.images.query(ImageQuery(folder_id=folder_id, sort="id")) if image_ids is None
+                else self.db.images.get_many(sorted(set(image_ids))))
+        ids = [im.id for im in rows if im.id not in waiting and not im.error and im.folder_id == folder_id]
         if not ids:
             return []
         try:

@@ -29,6 +29,31 @@ class FolderInfo:
 
 
 @dataclass(frozen=True)
+class FolderChange:
+    """What a re-scan of an open folder found on disk since the last one (``ReviewService.rescan_folder``)."""
+
+    folder_id: int
+    name: str
+    added: int = 0       # new image files indexed
+    changed: int = 0     # files whose content changed (their predictions are stale)
+    restored: int = 0    # files back after they had gone
+    gone: int = 0        # files that disappeared (rows kept, labels and all, marked missing)
+    unreadable: int = 0  # files that could not be read while hashing
+    seconds: float = 0.0  # how long the scan took (the window spaces its re-scans by it)
+    new_ids: tuple[int, ...] = ()  # the added and changed images (what the window pre-labels)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.changed or self.restored or self.gone or self.unreadable)
+
+    def summary(self) -> str:
+        parts = [f"{n} {what}" for n, what in ((self.added, "new"), (self.changed, "changed"),
+                                               (self.restored, "back"), (self.gone, "gone"),
+                                               (self.unreadable, "unreadable")) if n]
+        return f"{self.name}: " + ", ".join(parts) + " image file(s) on disk" if parts else f"{self.name}: unchanged"
+
+
+@dataclass(frozen=True)
 class QueueItem:
     """One gallery cell: enough to draw badges and to sort/filter without loading pixels."""
 

@@ -8,6 +8,13 @@ import pytest
 pytest.importorskip("PySide6")
 
 
+@pytest.fixture(autouse=True)
+def _no_folder_following(monkeypatch):
+    """Windows in tests do not re-scan their folder every few seconds (tests that change files on disk
+    would race it); tests/gui/test_folder_follow.py turns it on for its own windows."""
+    monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 0)
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"

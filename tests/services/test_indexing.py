@@ -129,3 +129,32 @@ def test_chunked_writes_and_a_file_back_from_missing(db, tmp_path: Path, monkeyp
     rows = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
     assert sorted(im.rel_path for im in rows) == [f"p{i}.png" for i in range(7)]
     assert not any(im.missing for im in rows) and all(im.content_hash for im in rows)
+
+
+def test_a_rescan_of_an_open_folder_says_what_changed_and_writes_nothing_when_nothing_did(db, tmp_path: Path) -> None:
+    """``ReviewService.rescan_folder`` (the window follows the open folder with it every few seconds)."""
+    import shutil
+
+    from app.services.review import ReviewError, ReviewService, ReviewSettings
+    root = _folder(tmp_path / "parts")
+    folder_id = index_folder(db, root).folder_id
+    svc = ReviewService(db, ReviewSettings(reviewer="tester"))
+    indexed_at = db.folders.get(folder_id).indexed_at
+    same = svc.rescan_folder(folder_id)
+    assert not same.any and same.summary() == "parts: unchanged"
+    assert db.folders.get(folder_id).indexed_at == indexed_at  # an unchanged folder is not written to
+
+    cv2.imwrite(str(root / "new.png"), np.full((9, 9), 7, np.uint8))
+    shutil.move(str(root / "gray.png"), tmp_path / "gray.png")
+    change = svc.rescan_folder(folder_id)
+    assert (change.added, change.changed, change.gone, change.restored) == (1, 0, 1, 0)
+    assert change.summary() == "parts: 1 new, 1 gone image file(s) on disk"
+    shutil.move(str(tmp_path / "gray.png"), root / "gray.png")
+    back = svc.rescan_folder(folder_id)
+    assert (back.added, back.gone, back.restored) == (0, 0, 1)
+    rows = {im.rel_path: im.missing for im in db.images.query(ImageQuery(folder_id=folder_id, include_missing=True))}
+    assert rows["gray.png"] is False and rows["new.png"] is False
+
+    shutil.rmtree(root)  # an unplugged drive
+    with pytest.raises(ReviewError, match="folder not found"):
+        svc.rescan_folder(folder_id)

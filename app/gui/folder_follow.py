@@ -1,0 +1,79 @@
+"""Following the open folder: image files a line writes into it (or takes away) reach the queue
+without re-opening it, and new ones are pre-labelled like those found when it was opened.
+
+Why: a station stands beside a line that adds a part image every second or so; before this, the
+window showed the folder as it was when opened until the inspector opened it again, and a
+deleted file stayed in the queue. The folder is re-scanned on the indexer thread (an unchanged
+folder costs one walk of its directory entries and no write); re-scans are spaced by at least
+``FOLLOW_MS`` and by ``SPACING`` times the last scan's own duration, so a folder of a million
+files (a walk of several seconds) takes a small share of one core. When the folder cannot be read
+(an unplugged drive), the status bar says so once and the follower keeps trying, more slowly.
+"""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, QTimer
+
+log = logging.getLogger(__name__)
+
+FOLLOW_MS = 5_000
+SPACING = 10          # the next re-scan waits at least this many times the last one's duration
+FAILED_MS = 30_000    # after a failed re-scan
+
+
+class FolderFollower(QObject):
+    def __init__(self, window, interval_ms: int = FOLLOW_MS) -> None:
+        super().__init__(window)
+        self.window = window
+        self.interval_ms = interval_ms
+        self._failed_with: str | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.scan)
+        ctl = window.folder_ctl
+        ctl.rescanned.connect(self._rescanned)
+        ctl.rescan_failed.connect(self._rescan_failed)
+        self._timer.start(interval_ms)
+
+    def scan(self) -> None:
+        """Re-scan the shown folder now (the timer calls it; the next one is planned when it ends)."""
+        folder_id = self.window.current_folder
+        ctl = self.window.folder_ctl
+        if folder_id is None or ctl.busy or not ctl.rescan(folder_id):
+            self._timer.start(self.interval_ms)  # nothing shown, or an opening still indexing
+
+    def _rescanned(self, change) -> None:
+        self._failed_with = None
+        self._timer.start(max(self.interval_ms, int(SPACING * change.seconds * 1000)))
+        if not change.any:
+            return
+        w = self.window
+        if change.folder_id == w.current_folder:
+            w.queue.refresh_in_background()  # keeps the shown image and the gallery's position
+            w.queue.update_counts()
+        auto = getattr(w, "auto_prelabel", None)
+        if change.new_ids and auto is not None:  # of those, only images no active model has seen are queued
+            auto.folder_opened(change.folder_id, change.new_ids)
+        w.statusBar().showMessage(change.summary(), 8000)
+        log.info("%s", change.summary())
+
+    def _rescan_failed(self, folder_id: int, error: str) -> None:
+        self._timer.start(FAILED_MS)
+        if error != self._failed_with:  # once per cause, not every few seconds
+            self._failed_with = error
+            log.warning("re-scan of folder %d failed: %s", folder_id, error)
+            self.window.statusBar().showMessage(f"The open folder cannot be followed: {error}", 15000)
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+
+def install(window) -> None:
+    """Follows every shown folder; ``StationContext.follow_folder_ms`` 0 turns it off (None: ``FOLLOW_MS``)."""
+    ms = window.ctx.follow_folder_ms
+    ms = FOLLOW_MS if ms is None else ms
+    if ms <= 0:
+        return
+    window.folder_follow = FolderFollower(window, ms)
+    window.ctx.closers.append(window.folder_follow.stop)

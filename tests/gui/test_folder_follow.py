@@ -1,0 +1,83 @@
+"""The open folder is followed (app/gui/folder_follow.py), driven with the REAL worker process and tiny
+models: an image file a line writes into the shown folder reaches the queue and is pre-labelled without
+re-opening anything, a deleted file leaves the queue, the image under review stays where it is, and an
+unchanged folder is not written to."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("app.services.prelabel")
+
+from app.commands.gui import build_window  # noqa: E402
+from app.gui.settings_store import StationSettings  # noqa: E402
+from app.services.station import open_station  # noqa: E402
+from tests.gui.conftest import wait_shown  # noqa: E402
+from tests.worker.helpers import good_images  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.skipif(sys.platform == "win32", reason="the worker is a POSIX process here")]
+WORKER_MS = 240_000  # a worker's first batch imports torch on a loaded 2-core machine
+
+
+@pytest.fixture
+def station(tmp_path, monkeypatch):
+    import torch
+
+    from tests.tiny_models import save_tiny_models
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    models = save_tiny_models(tmp_path / "models")
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    db = open_station(url)
+    for family, path in models.items():
+        card = json.loads((path / "card.json").read_text())
+        db.model_versions.register(family, f"{family}-tiny", str(path), card=card, activate=True)
+    yield db, url
+    db.close()
+
+
+def _predicted(db, folder_id: int) -> set[str]:
+    from database.dto import ImageQuery
+    return {im.rel_path for im in db.images.query(ImageQuery(folder_id=folder_id))
+            if not im.missing and db.predictions.for_image(im.id)}
+
+
+def test_files_a_line_writes_reach_the_queue_and_are_prelabelled_without_reopening(station, tmp_path, qtbot,
+                                                                                   monkeypatch):
+    monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 300)
+    db, url = station
+    good_images(tmp_path / "line", 4)
+    win = build_window(db, StationSettings(reviewer="ann"), url, interactive=False, worker_args=("--batch-size", "2"))
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        win.open_folder(str(tmp_path / "line"))
+        wait_shown(win, qtbot)
+        folder_id = win.current_folder
+        qtbot.waitUntil(lambda: len(_predicted(db, folder_id)) == 4, timeout=WORKER_MS)  # the automatic job
+        win.queue.step(1)
+        wait_shown(win, qtbot)
+        shown = win.review.image_id
+        indexed_at = db.folders.get(folder_id).indexed_at
+        qtbot.wait(1200)  # a few re-scans of an unchanged folder: nothing written
+        assert db.folders.get(folder_id).indexed_at == indexed_at
+
+        # the line writes two parts and one image is taken away (not the one under review)
+        new = good_images(tmp_path / "incoming", 2, seed=7)
+        for p in new:
+            shutil.move(str(p), tmp_path / "line" / f"new_{p.name}")
+        (tmp_path / "line" / "img_003.png").unlink()
+        qtbot.waitUntil(lambda: win.queue.counts_known() and sum(win.queue._counts.values()) == 5, timeout=20_000)
+        qtbot.waitUntil(lambda: {"new_img_000.png", "new_img_001.png"} <= _predicted(db, folder_id),
+                        timeout=WORKER_MS)
+        qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 5, timeout=20_000)
+        names = {win.gallery_model.item_at(r).rel_path for r in range(win.gallery_model.rowCount())}
+        assert names == {"img_000.png", "img_001.png", "img_002.png", "new_img_000.png", "new_img_001.png"}
+        assert win.review.image_id == shown  # the inspector was not moved
+    finally:
+        win.close()
