@@ -53,6 +53,10 @@ class QueueController(QObject):
         self._counts: dict[str, int] = {}
         self._reading = False
         self._awaiting = False   # a folder is being indexed: its images are not listed yet
+        # The image on screen when a background re-read no longer listed it (its file went, or its
+        # label moved it out of the filter): it stays on screen and under the keys, never swapped
+        # for another image behind the inspector's back; cleared when anything is chosen.
+        self._off_view: int | None = None
         self._pending_nav = 0    # N / Shift+N pressed meanwhile, done once they are
         self._reader = DecodePool(1, 1, "queue-reader")
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
@@ -81,6 +85,7 @@ class QueueController(QObject):
         self._seek_done.connect(self._on_seek)
         model.page_wanted.connect(self._read_page)
         view.current_image_changed.connect(self.current_changed)
+        view.current_image_changed.connect(self._chosen)
 
     def set_filter(self, flt: QueueFilter) -> None:
         """A new filter or order: the state counts are the folder's, so only another folder
@@ -95,6 +100,9 @@ class QueueController(QObject):
         """Re-read the queue now (a user's filter change: the answer is awaited). Reads the
         count and the pages on screen only, whatever the folder's size."""
         keep = self.current_id() if keep is None else keep
+        if keep is None:
+            keep = self._off_view
+        self._off_view = None  # a view the inspector chose: its first image when the shown one is not in it
         flt = self.filter
         try:
             # Another view: a bounded count (its first page now, the exact count after).
@@ -185,7 +193,7 @@ class QueueController(QObject):
             log.warning("background queue read failed: %s", error)
             return
         if flt == self.filter:  # the user changed the filter meanwhile: that answer wins
-            self._apply(read, self.current_id(), flt)
+            self._apply(read, self.current_id(), flt, background=True)
             self.update_counts()
 
     def _read_page(self, page: int) -> None:
@@ -208,7 +216,21 @@ class QueueController(QObject):
         elif flt == self.filter and flt == self._last_filter:
             self.model.put_page(page, got.items, got.cursor)
 
-    def _apply(self, read: "QueueRead", keep: int | None, flt: QueueFilter) -> None:
+    def _chosen(self, _image_id: int) -> None:
+        self._off_view = None
+
+    def off_view(self) -> int | None:
+        """The image on screen that this view of the queue no longer lists (None: it does, or none)."""
+        return self._off_view
+
+    def _apply(self, read: "QueueRead", keep: int | None, flt: QueueFilter, background: bool = False) -> None:
+        """Show ``read``, keeping ``keep`` current where it is listed. ``background``: a re-read of the
+        same view (a job's progress, another station's save, files that came or went): when the image
+        on screen is no longer listed it stays on screen, unselected, and the inspector is told; the
+        first image is chosen only when nothing was on screen."""
+        background = background and flt == self._last_filter
+        if background and keep is None:
+            keep = self._off_view  # still on screen from an earlier re-read: listed again?
         bar = self.view.verticalScrollBar()
         scroll = bar.value()
         self._pages.clear()
@@ -217,10 +239,17 @@ class QueueController(QObject):
         self._count_exact = read.exact
         reset = self.model.replace_pages(read.count, pages, cursors)
         if keep is not None and self.model.row_of(keep) is not None:
-            if reset:
+            if reset or keep == self._off_view:
                 self.view.select_image(keep)
                 if flt == self._last_filter:
                     bar.setValue(scroll)  # same view, new data: stay where the inspector was
+        elif background and keep is not None:
+            if keep != self._off_view:
+                self._off_view = keep
+                self.view.selectionModel().clear()
+                self.message.emit("The image on screen is no longer in this view of the queue (its file has "
+                                  "gone, or its label no longer matches the filter); it stays on screen until "
+                                  "you move on.")
         elif read.count:
             first = self.model.item_at(0)
             if first is not None:

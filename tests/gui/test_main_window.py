@@ -384,3 +384,33 @@ def test_a_save_moves_the_counts_line_and_the_state_buttons_with_the_row(window,
     qtbot.wait(50)
     assert win.status.counts.property("counts") == real(win.queue.filter.folder_id)
     win.close()
+
+
+def test_an_image_whose_file_goes_while_on_screen_stays_there_and_keys_act_on_it(window, service, folder, qtbot):
+    """Seen under Xvfb: the file of the image under review was deleted, the queue's background re-read no
+    longer listed it and the window silently showed the first image instead; the inspector's next A
+    accepted that one. Now the image stays on screen and under the keys, and the status bar says why."""
+    win = window
+    win.queue.step(2)
+    wait_shown(win, qtbot)
+    shown = win.review.image_id
+    name = win.review.detail.item.rel_path
+    said = []
+    win.queue.message.connect(said.append)
+    (folder / name).rename(folder.parent / name)
+    assert service.rescan_folder(win.current_folder).gone == 1
+    win.queue.refresh_in_background()
+    qtbot.waitUntil(lambda: win.queue.off_view() == shown)
+    assert win.review.image_id == shown and win.queue.current_id() is None
+    assert any("no longer in this view" in m for m in said)
+    win.queue.refresh_in_background()  # a further re-read (a job's progress) does not choose another image
+    qtbot.waitUntil(lambda: not win.queue._reading)
+    assert win.review.image_id == shown
+    win.review.set_class("patches")
+    assert service.detail(shown).label.class_name == "patches"  # the key acted on the image on screen
+
+    (folder.parent / name).rename(folder / name)  # the file is back: it is listed and chosen again
+    assert service.rescan_folder(win.current_folder).restored == 1
+    win.queue.refresh_in_background()
+    qtbot.waitUntil(lambda: win.queue.current_id() == shown)
+    assert win.queue.off_view() is None and win.review.image_id == shown
