@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from app.services.json_files import JsonFileError, read_json_object
-from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, version_for_dir
+from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, read_card, version_for_dir
 from database.dto import ModelVersionInfo
 from inference import families
 from inference.bundled import DEFAULT_MODEL, bundled_models
@@ -42,6 +42,10 @@ FORMAT_VERSION = 1                             # inference.checkpoints.FORMAT_VE
 HEADLINES = (("accuracy", "acc"), ("iou", "IoU"), ("pd", "Pd"), ("fa", "Fa"),
              ("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
 SPLITS = ("test", "held_out", "val", "validation")   # the first with figures is shown
+# A card's figure for images of a kind its training never saw (a new scene, a new physical tile), from
+# group-aware cross-validation (docs/protocol.md): shown first, since it, not the split the model was
+# scored on, says what the next folder will see (issue 19). {"label": "new scenes", "iou": ..., ...}
+EXPECTED = "expected_on_new_data"
 
 
 class ModelCatalogError(Exception):
@@ -96,6 +100,16 @@ def summarize_metrics(metrics: Any) -> str:
         if isinstance(block, Mapping) and (text := _headline(block)):
             return f"{split.replace('_', '-')} {text}"
     return ""
+
+
+def expected_summary(card: Any) -> str:
+    """``EXPECTED``'s headline figures with their label (e.g. "new scenes IoU 0.611 · Pd 0.894 · Fa 83.8");
+    "" when the card has none."""
+    block = card.get(EXPECTED) if isinstance(card, Mapping) else None
+    if not isinstance(block, Mapping) or not (text := _headline(block)):
+        return ""
+    label = block.get("label")
+    return f"{label.strip()[:40]} {text}" if isinstance(label, str) and label.strip() else text
 
 
 def _read_object(path: Path) -> dict[str, Any]:
@@ -280,6 +294,10 @@ class ModelCatalog:
 
 def _row(v: ModelVersionInfo, names: Mapping[int, str]) -> ModelRow:
     summary = summarize_metrics(v.metrics) or summarize_metrics((v.card or {}).get("metrics"))
+    expected = expected_summary(v.card)
+    if not expected and v.bundled:  # registered by an older station: its card on disk may say it
+        expected = expected_summary(read_card(Path(v.checkpoint_path)))
+    summary = " | ".join(t for t in (expected, summary) if t)
     return ModelRow(id=v.id, family=v.family, name=v.name, path=v.checkpoint_path, bundled=v.bundled,
                     active=v.active, created_at=v.created_at,
                     parent_name=names.get(v.parent_id) if v.parent_id is not None else None,

@@ -42,9 +42,13 @@ def test_a_fresh_database_lists_every_bundled_model_with_each_default_active(db)
     assert [r.family for r in rows] == sorted((r.family for r in rows),
                                               key=["classifier", "segmenter", "anomaly"].index)
     by_name = {r.name: r for r in rows}
-    assert by_name["classifier-neu"].summary == "val acc 0.993"
-    assert by_name["segmenter-sirst"].summary == "val IoU 0.699 · Pd 0.927 · Fa 55.5"
-    assert by_name["anomaly-magnetic_tile"].summary == "test image AUROC 0.919 · pixel AUROC 0.901"
+    # what images of a kind training never saw get (group-aware CV), first; then the scored split's figure
+    assert by_name["classifier-neu"].summary == "CV acc 0.966 | val acc 0.993"
+    assert by_name["segmenter-sirst"].summary == "new scenes IoU 0.611 · Pd 0.894 · Fa 83.8 | val IoU 0.699 · Pd 0.927 · Fa 55.5"
+    assert by_name["anomaly-magnetic_tile"].summary == ("new tiles image AUROC 0.806 · pixel AUROC 0.735 | "
+                                                        "test image AUROC 0.919 · pixel AUROC 0.901")
+    assert by_name["classifier-magnetic_tile"].summary == "new tiles acc 0.768 | test acc 0.963"
+    assert by_name["anomaly-bottle"].summary.startswith("test image AUROC")  # no group CV for it: none claimed
     # the same rows as pre-labelling resolves: no second registration
     assert {f: v.name for f, v in resolve_models(db, list(DEFAULT_MODEL)).items()} == DEFAULT_MODEL
     assert len(ModelCatalog(db).rows()) == len(rows)
@@ -172,6 +176,24 @@ def test_retrained_version_shows_its_parent_and_own_metrics(db, tmp_path: Path) 
     row = next(r for r in catalog.rows("segmenter") if r.name == "seg-retrained")
     assert row.parent_name == "segmenter-sirst" and row.summary == "IoU 0.800 · Pd 1.000 · Fa 3.250"
     assert catalog.row(row.id) == row
+
+
+def test_a_bundled_row_registered_before_its_card_said_what_new_data_gets_reads_it_from_disk(db) -> None:
+    from app.services.prelabel import bundled_model_dir, read_card
+    seg = bundled_model_dir("segmenter", "segmenter-sirst")
+    card = read_card(seg)
+    card.pop("expected_on_new_data")
+    db.model_versions.register("segmenter", seg.name, str(seg), bundled=True, activate=True, card=card)  # an older station's row
+    row = next(r for r in ModelCatalog(db).rows("segmenter") if r.name == "segmenter-sirst")
+    assert row.summary.startswith("new scenes IoU 0.611 · Pd 0.894 · Fa 83.8 | ")
+
+
+def test_expected_figures_from_a_hostile_card_are_bounded_or_left_out() -> None:
+    from app.services.model_catalog import expected_summary
+    assert expected_summary(None) == "" and expected_summary({"expected_on_new_data": [1, 2]}) == ""
+    assert expected_summary({"expected_on_new_data": {"label": "x", "iou": "0.9"}}) == ""
+    assert expected_summary({"expected_on_new_data": {"label": "L" * 5000, "accuracy": 0.5}}) == "L" * 40 + " acc 0.500"
+    assert expected_summary({"expected_on_new_data": {"iou": 0.25}}) == "IoU 0.250"
 
 
 def test_summaries_tolerate_odd_metrics() -> None:
