@@ -79,5 +79,12 @@ def test_files_a_line_writes_reach_the_queue_and_are_prelabelled_without_reopeni
         names = {win.gallery_model.item_at(r).rel_path for r in range(win.gallery_model.rowCount())}
         assert names == {"img_000.png", "img_001.png", "img_002.png", "new_img_000.png", "new_img_001.png"}
         assert win.review.image_id == shown  # the inspector was not moved
+
+        said = []
+        win.statusBar().messageChanged.connect(said.append)
+        shutil.rmtree(tmp_path / "line")  # an unplugged drive: said once, nothing marked gone
+        qtbot.waitUntil(lambda: any("cannot be followed" in m for m in said), timeout=20_000)
+        assert "folder not found" in next(m for m in said if "cannot be followed" in m)
+        assert win.gallery_model.rowCount() == 5
     finally:
         win.close()
