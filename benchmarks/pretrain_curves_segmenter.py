@@ -84,7 +84,7 @@ def train_point(args: argparse.Namespace, size: int, seed: int, start: str) -> d
     final = train(TrainOptions(
         data=str(tree), out=str(run_dir), preset="cpu", init=str(args.pretrained) if start == "pretrained" else None,
         epochs=epochs, max_steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
-        target_prob=0.5, seed=100 + seed, threads=1, held_out_fraction=0.0, quiet=True,
+        target_prob=0.5, clutter_prob=0.0, seed=100 + seed, threads=1, held_out_fraction=0.0, quiet=True,
         command=f"benchmarks/pretrain_curves_segmenter.py run (n={size}, seed={seed}, start={start})"))
     train_s = time.monotonic() - t0
     model = load_model(final, family="segmenter").model

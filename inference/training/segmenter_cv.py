@@ -95,7 +95,7 @@ def train_cv_networks(data: Path, work: Path, parts: Sequence[Sequence[str]], ep
     def options(kind: Kind):
         return lambda k, tree: TrainOptions(
             data=str(tree), out=str(network_dir(work, kind, k).parent), preset=preset, inner=kind.inner, epochs=epochs,
-            batch_size=8, crop=128, target_prob=0.5, seed=kind.seed + k, threads=threads, held_out_fraction=0.0, quiet=quiet)
+            batch_size=8, crop=128, seed=kind.seed + k, threads=threads, held_out_fraction=0.0, quiet=quiet)
 
     return {kind: train_on_other_folds(data, parts, work, options(kind)) for kind in kinds}
 

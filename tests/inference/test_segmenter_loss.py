@@ -133,3 +133,18 @@ def test_scene_cv_recipes_name_only_trainer_options():
     fields = TrainOptions.__dataclass_fields__
     assert all(set(r) <= set(fields) for r in RECIPES.values())
     assert RECIPES["targets"]["loss"] in LOSSES and RECIPES["targets_clutter"]["clutter_prob"] > 0
+
+
+def test_the_trainer_and_the_cli_take_the_crop_mix_leave_scene_out_cv_chose():
+    """segmenter-clutter.md (session 22): half the crops on targets, a quarter on non-target blobs; the recipes
+    recorded before keep their own mix (no clutter crops) so that rerunning them reproduces their figures."""
+    from benchmarks.segmenter_scene_cv import RECIPES
+
+    opts = TrainOptions(data="d", out="o")
+    assert (opts.target_prob, opts.clutter_prob) == (0.5, 0.25)
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    defaults = {a.dest: a.default for a in p._actions}
+    assert (defaults["target_prob"], defaults["clutter_prob"]) == (0.5, 0.25)
+    assert RECIPES["clutter"]["clutter_prob"] == 0.25
+    assert all(r["clutter_prob"] == 0.0 for name, r in RECIPES.items() if "clutter" not in name)
