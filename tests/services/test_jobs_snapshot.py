@@ -90,3 +90,24 @@ def test_the_event_line_says_a_new_worker_started_however_it_was_started(tmp_pat
         assert "stopped (exit code -9)" in st.event and st.event.endswith("a new one was started (pid 102)")
     finally:
         db.close()
+
+
+def test_new_images_of_a_rescan_are_queued_without_reading_the_rest_of_the_folder(tmp_path: Path) -> None:
+    """``prelabel_new_images(folder, ids)`` (the window's folder following): only those ids, only this folder's,
+    only images no active model has seen, never one already waiting; without ids, the whole folder as before."""
+    from database.dto import FileEntry
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        folder, other = db.folders.add("/line"), db.folders.add("/other")
+        ids = list(db.images.sync(folder.id, [FileEntry(f"p{i}.png", 10, i, content_hash=f"h{i}")
+                                              for i in range(6)]).added_ids)
+        foreign = list(db.images.sync(other.id, [FileEntry("q.png", 10, 1, content_hash="q")]).added_ids)
+        jobs = ReviewJobs(db, "unused")
+        first = jobs.prelabel_new_images(folder.id, ids[4:] + foreign)
+        queued = {item.image_id for job in first for item in db.jobs.items(job)}
+        assert first and queued == set(ids[4:])
+        assert jobs.prelabel_new_images(folder.id, ids[4:]) == []  # already waiting: nothing twice
+        rest = {item.image_id for job in jobs.prelabel_new_images(folder.id) for item in db.jobs.items(job)}
+        assert rest == set(ids[:4])
+    finally:
+        db.close()
