@@ -434,8 +434,11 @@ class ReviewController(QObject):
     def flush_pending(self, patient: bool = False) -> bool:
         """Retry labels the database refused; True when nothing is left waiting. Each try waits
         ``WRITE_WAIT_S`` for the lock (``patient``: the database's busy timeout, on closing), and a
-        round stops at the first refusal for the lock: the rest would stand still in turn for nothing."""
+        round stops after two refusals for the lock in a row: on SQLite the whole file is locked and the
+        rest would stand still in turn for nothing, while on PostgreSQL one image's row may be locked and
+        the others still go through."""
         wait_s = None if patient else self.WRITE_WAIT_S
+        busy_in_a_row = 0
         for image_id, (state, changed, source) in list(self._pending.items()):
             try:
                 saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
@@ -449,14 +452,18 @@ class ReviewController(QObject):
                     where = f"no file (it could not be written: {write_exc})"
                 self._conflict(exc, changed, kept_in=where)
                 continue
-            except StorageBusy as exc:  # still locked: the others would wait in turn; next round
+            except StorageBusy as exc:  # still locked: kept for the next round
                 log.warning("retry of image %d refused, kept pending: %s", image_id, exc)
                 self._locked = True
-                break
+                busy_in_a_row += 1
+                if busy_in_a_row >= 2:
+                    break
+                continue
             except Exception as exc:  # noqa: BLE001 - kept pending for the next retry; logged
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
                 continue
             self._locked = False
+            busy_in_a_row = 0
             del self._pending[image_id]
             self._seen[image_id] = saved.label.revision
             if self._shows(image_id):
