@@ -183,6 +183,7 @@ class MainWindow(QMainWindow):
         q.counts_changed.connect(self.queue_panel.set_counts)
         q.message.connect(self._say)
         q.failed.connect(self._warn)
+        q.left_view.connect(r.reload_if_shown)
         r.item_changed.connect(q.update_item)
         r.state_moved.connect(q.apply_move)
         r.image_loaded.connect(self.label_panel.show_detail)

@@ -37,6 +37,7 @@ class QueueController(QObject):
     counts_changed = Signal(dict)     # review state -> count for the current folder
     message = Signal(str)
     failed = Signal(str)
+    left_view = Signal(int)           # the image on screen is no longer listed by this view (its file went, ...)
     _read_done = Signal(object, object, str)  # filter, QueueRead | None, error (from the reader thread)
     _page_done = Signal(object, int, object)  # filter, page number, QueuePage (from the page reader)
     _counts_done = Signal(object, object)     # (folder id, save generation), counts | error (from the tally)
@@ -250,6 +251,7 @@ class QueueController(QObject):
                 self.message.emit("The image on screen is no longer in this view of the queue (its file has "
                                   "gone, or its label no longer matches the filter); it stays on screen until "
                                   "you move on.")
+                self.left_view.emit(keep)
         elif read.count:
             first = self.model.item_at(0)
             if first is not None:

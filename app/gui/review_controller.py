@@ -107,6 +107,12 @@ class ReviewController(QObject):
         self.loading.emit(image_id)
         self._reader.submit(self._read, self._ticket, image_id)
 
+    def reload_if_shown(self, image_id: int) -> None:
+        """Read the image's detail again if it is still the one on screen (its file went: the panel says
+        so; the viewer keeps the pixels it has)."""
+        if self._target == image_id:
+            self.reload()
+
     def _read(self, ticket: int, image_id: int) -> None:
         if ticket != self._ticket:
             return  # already left (a held-down J queues many reads): skip the work

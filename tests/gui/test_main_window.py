@@ -431,6 +431,8 @@ def test_an_image_whose_file_goes_while_on_screen_stays_there_and_keys_act_on_it
     qtbot.waitUntil(lambda: win.queue.off_view() == shown)
     assert win.review.image_id == shown and win.queue.current_id() is None
     assert any("no longer in this view" in m for m in said)
+    qtbot.waitUntil(lambda: "file is missing" in win.label_panel.title.text())  # the panel says why
+    assert win.viewer_ctl._shown_id == shown  # and the pixels stay on screen
     win.queue.refresh_in_background()  # a further re-read (a job's progress) does not choose another image
     qtbot.waitUntil(lambda: not win.queue._reading)
     assert win.review.image_id == shown
