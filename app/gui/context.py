@@ -31,7 +31,6 @@ class StationContext:
     export_db: Any = None             # the database handle the export service reads (opaque here)
     models: ModelCatalog | None = None  # None: no Models dialog
     interactive: bool = True          # False in tests/screenshots: no modal message boxes
-    follow_folder_ms: int | None = None  # re-scan the shown folder this often at least; None: folder_follow.FOLLOW_MS, 0: off
     extensions: list[Callable[[Any], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
 

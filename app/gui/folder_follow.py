@@ -70,10 +70,8 @@ class FolderFollower(QObject):
 
 
 def install(window) -> None:
-    """Follows every shown folder; ``StationContext.follow_folder_ms`` 0 turns it off (None: ``FOLLOW_MS``)."""
-    ms = window.ctx.follow_folder_ms
-    ms = FOLLOW_MS if ms is None else ms
-    if ms <= 0:
+    """Follows every shown folder; ``FOLLOW_MS`` 0 turns it off (the GUI tests do, but for their own)."""
+    if FOLLOW_MS <= 0:
         return
-    window.folder_follow = FolderFollower(window, ms)
+    window.folder_follow = FolderFollower(window, FOLLOW_MS)
     window.ctx.closers.append(window.folder_follow.stop)

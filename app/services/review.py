@@ -361,7 +361,7 @@ class ReviewService:
         revision the edit was made on; a newer one saved meanwhile raises ``LabelConflict`` and
         nothing is saved (their label is never replaced unseen). ``source``: how the image came to be
         labelled (``database.LabelSource``: "label_next" for a proposal of "label next"; ADR 0049).
-        ``wait_s``: how long to wait for another program's write lock before failing (``DatabaseError``;
+        ``wait_s``: how long to wait for another program's write lock before failing (``StorageBusy``;
         None: the database's busy timeout): the review window keeps a refused label and retries it, so it
         waits briefly rather than standing still for the whole busy timeout."""
         from database import LabelSource, LockedError, StaleLabelError

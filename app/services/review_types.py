@@ -50,7 +50,9 @@ class FolderChange:
         parts = [f"{n} {what}" for n, what in ((self.added, "new"), (self.changed, "changed"),
                                                (self.restored, "back"), (self.gone, "gone"),
                                                (self.unreadable, "unreadable")) if n]
-        return f"{self.name}: " + ", ".join(parts) + " image file(s) on disk" if parts else f"{self.name}: unchanged"
+        if not parts:
+            return f"{self.name}: unchanged"
+        return f"{self.name}: {', '.join(parts)} image file(s) on disk"
 
 
 @dataclass(frozen=True)
