@@ -8,6 +8,12 @@ active version of each family is what the next pre-label job runs. Retraining ru
 ``retrain`` command in a separate process (``RetrainRunner``), so the window never loads a
 model; the dialog shows its stage, progress and ETA, and on success selects the new version.
 
+Reading the versions (the database, and each bundled card on disk) and changing the active one
+(which checks the model folder) run on a helper thread (``BackgroundCalls``), one call after
+the other in the order asked: the window never waits on a slow database, a locked file or a
+network share that holds a model folder. Until the answer comes the table keeps what it showed
+and the buttons that change it are disabled.
+
 A retrained version is its family's *challenger*: the part below the table
 (``ChallengerPanel``) compares it with the active version (held-out figures, the images where
 they disagree) before Make active promotes it; Roll back returns to the version the active one
@@ -38,6 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.background import BackgroundCalls
 from app.gui.challenger_panel import ChallengerPanel
 from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
@@ -54,6 +61,7 @@ COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
 HELP = ("Each family pre-labels with its <b>active</b> version (the champion). Make another one active, add a "
         "model folder trained elsewhere, or retrain a family on the labels reviewed in this project: the new "
         "version is the family's <b>challenger</b>, compared below with the active one until you make it active.")
+READING = "Reading the model versions…"
 RetrainCommand = Callable[[str, int | None], ChildCommand | Sequence[str]]   # (family, epochs or None) -> command
 
 
@@ -69,7 +77,9 @@ class ModelsDialog(QDialog):
         self.retrain_command = retrain_command
         self.interactive = interactive
         self.rows: list[ModelRow] = []
+        self._waiting = False   # a read or a change of the versions is on the helper thread
         self.runner = RetrainRunner(self)
+        self.calls = BackgroundCalls("models", self)   # storage and model folders, off the GUI thread
         self.setWindowTitle("Models")
         self.resize(1280, 880)
         lay = QVBoxLayout(self)
@@ -169,15 +179,30 @@ class ModelsDialog(QDialog):
         return box
 
     # -- the table ----------------------------------------------------------------------
-    def refresh(self, select: int | None = None) -> None:
-        """Re-read the versions; keep (or move to ``select``) the selected one."""
+    def refresh(self, select: int | None = None, then: Callable[[], None] | None = None) -> None:
+        """Re-read the versions on the helper thread; keep (or move to ``select``) the selected one,
+        then call ``then`` (not called when they cannot be read: the reason is shown)."""
         keep = select if select is not None else self.selected_id()
-        try:
-            self.rows = self.catalog.rows()
-            self.previous = {f: p for f in FAMILY_ORDER if (p := self.catalog.previous_champion(f)) is not None}
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self._fail(f"The model versions cannot be read: {exc}")
-            return
+
+        def read() -> tuple[list[ModelRow], dict[str, ModelRow]]:
+            rows = self.catalog.rows()
+            return rows, {f: p for f in FAMILY_ORDER if (p := self.catalog.previous_champion(f)) is not None}
+
+        if not self.rows:
+            self.info.setText(READING)
+        self._busy(True)
+        self.calls.call(read, lambda answer: self._show_rows(answer, keep, then),
+                        lambda text: self._read_failed(f"The model versions cannot be read: {text}"))
+
+    def _read_failed(self, text: str) -> None:
+        self._busy(False)
+        self._fail(text)
+
+    def _show_rows(self, answer: tuple[list[ModelRow], dict[str, ModelRow]], keep: int | None,
+                   then: Callable[[], None] | None) -> None:
+        self.rows, self.previous = answer
+        if self.info.text() == READING:
+            self.info.setText("")
         self.table.setRowCount(0)
         for r, m in enumerate(self.rows):
             self.table.insertRow(r)
@@ -187,6 +212,14 @@ class ModelsDialog(QDialog):
             keep = next((m.id for m in sorted(self.rows, key=lambda m: m.created_at, reverse=True) if m.challenger), None)
         if keep is not None:
             self.select(keep)
+        self._busy(False)
+        if then is not None:
+            then()
+
+    def _busy(self, busy: bool) -> None:
+        """While a read or a change is on its way, the buttons that change the versions wait for it."""
+        self._waiting = busy
+        self.add_button.setEnabled(not busy)
         self._selection_changed()
 
     def select(self, version_id: int) -> bool:
@@ -208,60 +241,64 @@ class ModelsDialog(QDialog):
 
     def _selection_changed(self) -> None:
         m = self.selected_row()
-        self.activate_button.setEnabled(m is not None and not m.active and m.exists)
+        waiting = self._waiting
+        self.activate_button.setEnabled(m is not None and not m.active and m.exists and not waiting)
         back = self.previous.get(m.family) if m is not None else None
-        self.rollback_button.setEnabled(back is not None)
+        self.rollback_button.setEnabled(back is not None and not waiting)
         self.rollback_button.setText(f"Roll back to {back.name}" if back is not None else "Roll back")
         if m is not None:
             self.family.setCurrentText(m.family)
             self.challenger.show_family(m.family)
 
     # -- actions ------------------------------------------------------------------------
-    def make_active(self, version_id: int | None = None) -> ModelRow | None:
-        """Make the version (a challenger: promote it) its family's active one; recorded."""
+    def make_active(self, version_id: int | None = None) -> bool:
+        """Make the version (a challenger: promote it) its family's active one; recorded. False: nothing
+        asked (no selection); the change itself runs on the helper thread and answers in the dialog."""
         version_id = version_id if version_id is not None else self.selected_id()
         if version_id is None:
             self._fail("Select a model version first.")
-            return None
+            return False
         return self._change_active(lambda: self.catalog.activate(version_id),
                                    "{name} is now the active {family} model: the next pre-label run uses it.")
 
-    def rollback(self, family: str | None = None) -> ModelRow | None:
+    def rollback(self, family: str | None = None) -> bool:
         """Make the version the selected family's active one replaced active again (recorded)."""
         m = self.selected_row()
         chosen = family or (m.family if m is not None else None)
         if chosen is None:
             self._fail("Select a model version first.")
-            return None
+            return False
         return self._change_active(lambda: self.catalog.rollback(chosen),
                                    "Rolled back: {name} is the active {family} model again; the version it "
                                    "replaced is the challenger again.")
 
-    def _change_active(self, change: Callable[[], ModelRow], message: str) -> ModelRow | None:
-        try:
-            row = change()
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self._fail(str(exc))
-            return None
-        self.refresh(select=row.id)
-        self._say(message.format(name=row.name, family=row.family))
-        self.activated.emit(row)
-        return row
+    def _change_active(self, change: Callable[[], ModelRow], message: str) -> bool:
+        def changed(row: ModelRow) -> None:
+            def shown() -> None:
+                self._say(message.format(name=row.name, family=row.family))
+                self.activated.emit(row)
+            self.refresh(select=row.id, then=shown)
 
-    def add_folder(self) -> ModelRow | None:
+        self._busy(True)
+        self.calls.call(change, changed, self._read_failed)
+        return True
+
+    def add_folder(self) -> bool:
+        """Ask for a model folder and register it (checked and written on the helper thread); False:
+        no folder chosen."""
         family = self.family.currentText()
         path = QFileDialog.getExistingDirectory(self, f"Add a {family} model folder")
         if not path:
-            return None
-        try:
-            row = self.catalog.add_directory(family, path)
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self._fail(f"{path} was not added: {exc}")
-            return None
-        self.refresh(select=row.id)
-        state = "it is active" if row.active else "Make active to pre-label with it"
-        self._say(f"{row.name} is a {row.family} model version ({state}).")
-        return row
+            return False
+
+        def added(row: ModelRow) -> None:
+            state = "it is active" if row.active else "Make active to pre-label with it"
+            self.refresh(select=row.id, then=lambda: self._say(f"{row.name} is a {family} model version ({state})."))
+
+        self._busy(True)
+        self.calls.call(lambda: self.catalog.add_directory(family, path), added,
+                        lambda text: self._read_failed(f"{path} was not added: {text}"))
+        return True
 
     def retrain(self) -> bool:
         if self.retrain_command is None or self.runner.running:
@@ -314,7 +351,9 @@ class ModelsDialog(QDialog):
 
     def _on_done(self, ev: RetrainDone) -> None:
         self._idle()
-        self.refresh(select=ev.version_id)
+        self.refresh(select=ev.version_id, then=lambda: self._retrained(ev))
+
+    def _retrained(self, ev: RetrainDone) -> None:
         if self.selected_id() != ev.version_id:   # e.g. the command wrote to another database
             self._fail(f"Retrained {ev.name}, but version {ev.version_id} is not in this station's database.")
             return
@@ -413,5 +452,6 @@ def install(window) -> None:
         dlg = window.models_dialog
         if dlg is not None:
             dlg.runner.stop()
+            dlg.calls.close()        # a late answer finds no widgets to fill
     action.triggered.connect(run)
     window.ctx.closers.append(stop_retraining)

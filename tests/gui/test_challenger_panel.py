@@ -68,6 +68,7 @@ def test_the_disagreement_queue_then_promote_and_roll_back(qtbot, station) -> No
                        review=ChampionReview(db, start_worker=start_worker))
     qtbot.addWidget(dlg)
     dlg.show()
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)   # the versions are read off the GUI thread
     names = [dlg.table.item(r, COLUMNS.index("name")).text() for r in range(dlg.table.rowCount())]
     row = names.index("classifier-swapped")
     assert dlg.table.item(row, COLUMNS.index("active")).text() == "challenger"
@@ -97,10 +98,12 @@ def test_the_disagreement_queue_then_promote_and_roll_back(qtbot, station) -> No
     assert panel.previews[1][1].text().startswith("challenger: ")
 
     panel.promote_button.click()   # one click: the challenger is the active version
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
     assert db.model_versions.active("classifier").id == challenger.id
     assert db.model_versions.challenger("classifier") is None
     assert dlg.rollback_button.isEnabled() and dlg.rollback_button.text() == "Roll back to classifier-tiny"
     dlg.rollback_button.click()
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
     assert db.model_versions.active("classifier").id == champion.id
     assert db.model_versions.challenger("classifier").id == challenger.id
     assert not dlg.rollback_button.isEnabled()   # the challenger again: Make active, not a second roll back
@@ -111,6 +114,7 @@ def test_the_disagreement_queue_then_promote_and_roll_back(qtbot, station) -> No
 def test_a_family_without_challenger_says_so(qtbot, db) -> None:
     dlg = ModelsDialog(ModelCatalog(db), None, interactive=False)
     qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
     dlg.select(dlg.rows[0].id)
     qtbot.waitUntil(lambda: "has no challenger" in dlg.challenger.headline.text(), timeout=10000)
     assert not dlg.challenger.find_button.isEnabled() and not dlg.challenger.promote_button.isEnabled()
@@ -128,7 +132,9 @@ def test_the_station_records_promotions_as_its_reviewer(qtbot, db, db_url, tmp_p
     qtbot.addWidget(win)
     win.actions["models"].trigger()
     dlg = win.models_dialog
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
     assert dlg.selected_id() == challenger.id   # opened on the challenger
     dlg.make_active()
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
     [record] = db.model_versions.activations("classifier")
     assert (record.action, record.author, record.previous_name) == ("promote", "ann", "a")

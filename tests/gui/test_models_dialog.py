@@ -87,6 +87,12 @@ def fake_retrain(tmp_path: Path, db_url: str):
 def make_dialog(qtbot, catalog, command=None) -> ModelsDialog:
     dlg = ModelsDialog(catalog, command, interactive=False)
     qtbot.addWidget(dlg)
+    return settled(qtbot, dlg)
+
+
+def settled(qtbot, dlg: ModelsDialog) -> ModelsDialog:
+    """The versions are read and changed on the dialog's helper thread: wait for its answers."""
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
     return dlg
 
 
@@ -136,6 +142,8 @@ def test_make_active_switches_the_active_version_in_the_database(qtbot, db, cata
     dlg.activated.connect(seen.append)
     dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
     dlg.activate_button.click()
+    assert not dlg.activate_button.isEnabled()              # until the change has answered
+    settled(qtbot, dlg)
     assert db.model_versions.active("anomaly").name == "anomaly-bottle"
     assert [r.name for r in seen] == ["anomaly-bottle"]
     assert cell(dlg, row_of(dlg, "anomaly-bottle"), "active") == "✓"
@@ -150,6 +158,7 @@ def test_make_active_refused_keeps_the_table_and_shows_why(qtbot, db, catalog, t
     (broken / "model.safetensors").unlink()                  # damaged after the table was read
     dlg.table.selectRow(row_of(dlg, "was-ok"))
     dlg.activate_button.click()
+    settled(qtbot, dlg)
     assert "was-ok cannot be made active" in dlg.error.text() and "model.safetensors is missing" in dlg.error.text()
     assert db.model_versions.active("classifier").name == "classifier-neu-texture" and not db.model_versions.get(v.id).active
 
@@ -165,14 +174,16 @@ def test_add_model_folder_registers_a_valid_one_and_refuses_a_broken_one(qtbot, 
     dlg.table.selectRow(row_of(dlg, "segmenter-sirst"))     # the family follows the selected row
     before = dlg.table.rowCount()
     dlg.add_button.click()
+    settled(qtbot, dlg)
     assert "seg-bad was not added" in dlg.error.text() and "card.json is not valid JSON" in dlg.error.text()
     assert dlg.table.rowCount() == before and len(db.model_versions.list()) == before
     dlg.add_button.click()
+    settled(qtbot, dlg)
     row = dlg.selected_row()
     assert row.family == "segmenter" and Path(row.path) == good.resolve() and not row.active
     assert dlg.table.rowCount() == before + 1 and dlg.error.text() == ""
     assert db.model_versions.active("segmenter").name == "segmenter-sirst"
-    assert dlg.add_folder() is None and dlg.table.rowCount() == before + 1   # dialog cancelled: nothing
+    assert not dlg.add_folder() and dlg.table.rowCount() == before + 1   # dialog cancelled: nothing
 
 
 def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog, fake_retrain) -> None:
@@ -185,6 +196,7 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     assert dlg.retrain()
     assert dlg.progress_box.isVisibleTo(dlg) and not dlg.retrain_button.isEnabled()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    settled(qtbot, dlg)
     assert ("stage", "export: exporting reviewed labels; epochs 7", 0) in shown   # busy until progress
     progress = [s for s in shown if s[0] == "progress"]
     assert [p[1] for p in progress] == [250, 500, 750, 1000]
@@ -195,6 +207,7 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     assert "on 12 held-out reviewed image(s): new accuracy 0.95; classifier-neu-texture accuracy 0.9" in dlg.info.text()
     assert not dlg.progress_box.isVisibleTo(dlg) and dlg.retrain_button.isEnabled()
     dlg.activate_button.click()                                 # offered: one click makes it active
+    settled(qtbot, dlg)
     assert db.model_versions.active("classifier").id == new.id
 
 
@@ -212,6 +225,7 @@ def test_a_new_version_made_active_reaches_the_window(qtbot, db, catalog, fake_r
     dlg.family.setCurrentText("segmenter")
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    settled(qtbot, dlg)
     assert asked == []
     if mode == "activate":
         assert [r.name for r in seen] == ["segmenter-retrained"] and seen[0].active
@@ -303,11 +317,12 @@ def test_menu_entry_opens_the_dialog_beside_the_window_and_closing_the_station_e
     action = win.actions["models"]
     assert action in win.menus["Project"].actions() and action.shortcut().toString() == "Ctrl+Shift+V"
     action.trigger()
-    dlg = win.models_dialog
+    dlg = settled(qtbot, win.models_dialog)
     assert dlg.isVisible() and not dlg.isModal()
     assert dlg.retrain_command("segmenter", 3) == retrain_argv(db_url, "segmenter", 3)   # the station's own
     dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
     dlg.activate_button.click()
+    settled(qtbot, dlg)
     assert db.model_versions.active("anomaly").name == "anomaly-bottle"
     assert "next pre-label run uses anomaly model anomaly-bottle" in win.statusBar().currentMessage()
     dlg.close()
@@ -338,3 +353,60 @@ def test_the_station_retrain_command_refusal_reaches_the_dialog(qtbot, db, db_ur
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=120000)
     assert dlg.error.text().startswith("Retraining failed: no training data for the classifier"), dlg.error.text()
     assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
+
+
+class HeldCatalog(ModelCatalog):
+    """A catalog whose reads and changes wait for ``release`` (a slow server, a locked file, a model
+    folder on a network share that does not answer)."""
+
+    def __init__(self, db) -> None:
+        super().__init__(db)
+        import threading
+        self.release = threading.Event()
+
+    def rows(self, family=None):
+        assert self.release.wait(10)
+        return super().rows(family)
+
+    def activate(self, version_id, note=None):
+        assert self.release.wait(10)
+        return super().activate(version_id, note)
+
+
+def test_the_window_never_waits_for_the_versions_or_a_change(qtbot, db) -> None:
+    import time
+    catalog = HeldCatalog(db)
+    t0 = time.monotonic()
+    dlg = ModelsDialog(catalog, None, interactive=False)     # the database does not answer yet
+    qtbot.addWidget(dlg)
+    assert time.monotonic() - t0 < 5 and dlg.calls.busy
+    assert dlg.table.rowCount() == 0 and dlg.info.text() == models_dialog.READING
+    assert not dlg.add_button.isEnabled() and not dlg.activate_button.isEnabled()
+    catalog.release.set()
+    settled(qtbot, dlg)
+    assert dlg.table.rowCount() >= 6 and dlg.info.text() == "" and dlg.add_button.isEnabled()
+
+    catalog.release.clear()                                  # slow again: Make active answers later
+    dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
+    t0 = time.monotonic()
+    dlg.activate_button.click()
+    assert time.monotonic() - t0 < 5 and dlg.calls.busy
+    assert not dlg.activate_button.isEnabled() and not dlg.add_button.isEnabled()   # no second click meanwhile
+    assert cell(dlg, row_of(dlg, "anomaly-bottle"), "active") == ""                # nothing claimed yet
+    catalog.release.set()
+    settled(qtbot, dlg)
+    assert db.model_versions.active("anomaly").name == "anomaly-bottle"
+    assert cell(dlg, row_of(dlg, "anomaly-bottle"), "active") == "✓" and "next pre-label run" in dlg.info.text()
+
+
+def test_versions_that_cannot_be_read_say_why_and_keep_the_buttons_usable(qtbot, db, catalog, monkeypatch) -> None:
+    dlg = make_dialog(qtbot, catalog)
+    shown = dlg.table.rowCount()
+
+    def broken(family=None):
+        raise OSError("database is unreachable")
+    monkeypatch.setattr(catalog, "rows", broken)
+    dlg.refresh()
+    settled(qtbot, dlg)
+    assert dlg.error.text() == "The model versions cannot be read: database is unreachable"
+    assert dlg.table.rowCount() == shown and dlg.add_button.isEnabled()   # what was shown stays
