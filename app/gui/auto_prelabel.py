@@ -31,17 +31,18 @@ class AutoPrelabel:
         db, jobs = self.window.ctx.review.db, self.jobs
         ids = None if image_ids is None else list(image_ids)
 
-        def work() -> list[int]:
+        def work() -> list[tuple[int, list[str]]]:
             # The database's value, not a cached one: another station may just have turned it off.
             if not load_project_settings(db).auto_prelabel:
                 return []
-            return jobs.prelabel_new_images(folder_id, ids)
+            job_ids = jobs.prelabel_new_images(folder_id, ids)
+            return [(j, jobs.families_of(j) if len(job_ids) > 1 else []) for j in job_ids]
         self.calls.call(work, self._queued, self._failed)
 
-    def _queued(self, job_ids: list[int]) -> None:
-        if not job_ids:
+    def _queued(self, queued: list[tuple[int, list[str]]]) -> None:
+        if not queued:
             return
-        self.window.jobs.follow(job_ids, TITLE)
+        self.window.jobs.follow(queued, TITLE)
         try:
             self.jobs.ensure_worker()
         except Exception as exc:  # noqa: BLE001 - GUI slot; the user is warned

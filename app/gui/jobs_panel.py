@@ -8,12 +8,15 @@ station), so the history survives restarts and the counts are the database's. Ra
 the progress seen in the last minute (``app.services.job_pace``); a job that stopped moving is
 shown as stalled, and one waiting on a worker that crashed as "worker restarting", never with
 an ETA that grows. When predictions land, the queue's badges and the open image are re-read on
-helper threads (``PredictionRefresher``).
+helper threads (``PredictionRefresher``). Submitting, cancelling, retrying and listing the jobs an
+earlier session left write or read the database too: they run in order on one helper thread
+(``BackgroundCalls``) and answer in the dock, so a locked or slow database never holds the window.
 """
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -29,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.background import BackgroundCalls
 from app.gui.style import icon
 from app.services.job_pace import JobPace, PaceTracker
 
@@ -214,6 +218,7 @@ class JobsController(QObject):
     progress = Signal(object)      # JobProgress, for every job shown, on every poll
     finished = Signal(object)      # JobProgress, once, when a job seen open is done / failed / cancelled
     failed = Signal(str)
+    submitted = Signal(list)       # the job ids a pre-label action queued (on the helper thread), once followed
     worker_event = Signal(str)     # a worker crash / restart, in one sentence
     snapshot = Signal(object)      # JobsSnapshot, after the panel shows it
 
@@ -228,6 +233,7 @@ class JobsController(QObject):
         self.jobs = jobs
         self.window = window
         self.pace = PaceTracker()
+        self.calls = BackgroundCalls("jobs-submit", self)   # submit, cancel, retry: the database, off this thread
         self.refresher = PredictionRefresher(window, self)
         self._open: set[int] = set()        # jobs submitted, resumed or seen open, not seen finished
         self._include: tuple[int, ...] = ()  # followed even when older than the history
@@ -260,74 +266,83 @@ class JobsController(QObject):
         self._open.add(job_id)
         self._include = tuple(sorted(set(self._include) | {job_id}))
 
-    def _submit(self, make, title: str) -> list[int]:
-        """Queue through ``make`` (-> job ids, one per family set of the project's routing) and follow them."""
-        try:
-            job_ids = make()
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self.failed.emit(f"Cannot pre-label: {exc}")
-            return []
-        return self.follow(job_ids, title)
+    def _submit(self, make: Callable[[], list[int]], title: str) -> None:
+        """Queue through ``make`` (-> job ids, one per family set of the project's routing) on the helper
+        thread; follow them when it answers (``submitted``), or say why not (``failed``)."""
+        jobs = self.jobs
 
-    def follow(self, job_ids: list[int], title: str) -> list[int]:
-        """Show and watch jobs already queued (by ``_submit`` or on a helper thread)."""
-        for job_id in job_ids:
+        def work() -> list[tuple[int, list[str]]]:
+            job_ids = make()
+            return [(j, jobs.families_of(j) if len(job_ids) > 1 else []) for j in job_ids]
+
+        def done(queued: list[tuple[int, list[str]]]) -> None:
+            self.follow(queued, title)
+            self.submitted.emit([j for j, _ in queued])
+        self.calls.call(work, done, lambda text: self.failed.emit(f"Cannot pre-label: {text}"))
+
+    def follow(self, queued: list[tuple[int, list[str]]], title: str) -> list[int]:
+        """Show and watch jobs already queued (by ``_submit`` or on a helper thread), each with the
+        families it runs (read where it was queued: this is the GUI thread)."""
+        for job_id, families in queued:
             label = title
-            if len(job_ids) > 1:
-                label = f"{title} · {', '.join(self.jobs.families_of(job_id)) or '?'}"
+            if len(queued) > 1:
+                label = f"{title} · {', '.join(families) or '?'}"
             self._follow(job_id, label)
         self.poller.poll()
-        return job_ids
+        return [j for j, _ in queued]
 
-    def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> list[int]:
+    def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> None:
         folder_id = folder_id if folder_id is not None else self.window.current_folder
         if folder_id is None:
             self.failed.emit("Open a folder first.")
-            return []
+            return
         title = "new images" if only_new else "folder"
-        return self._submit(lambda: self.jobs.prelabel_folder(folder_id, only_new=only_new), f"Pre-label {title}")
+        self._submit(lambda: self.jobs.prelabel_folder(folder_id, only_new=only_new), f"Pre-label {title}")
 
-    def resume_unfinished(self) -> list[int]:
+    def resume_unfinished(self) -> None:
         """Follow the jobs an earlier session left unfinished (a worker is started for them)."""
-        try:
-            pending = self.jobs.unfinished()
-        except Exception as exc:  # noqa: BLE001 - start-up must go on; logged
-            log.warning("cannot list unfinished jobs: %s", exc)
-            return []
-        for job_id in pending:
-            self._follow(job_id, "Pre-label (from an earlier session)")
-        if pending:
-            try:
-                self.jobs.ensure_worker()
-            except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-                self.failed.emit(f"The worker process could not be started: {exc}")
-        return pending
+        jobs = self.jobs
 
-    def prelabel_selection(self) -> list[int]:
+        def work() -> list[int]:
+            pending = jobs.unfinished()
+            if pending:
+                jobs.ensure_worker()   # thread-safe: the poll starts workers from its own thread too
+            return pending
+
+        def done(pending: list[int]) -> None:
+            for job_id in pending:
+                self._follow(job_id, "Pre-label (from an earlier session)")
+            if pending:
+                self.poller.poll()
+
+        def failed(text: str) -> None:   # start-up goes on (no box); the next poll still shows the newest jobs
+            log.warning("cannot resume unfinished jobs: %s", text)
+            self.window._say(f"The jobs an earlier session left could not be resumed: {text}")
+        self.calls.call(work, done, failed)
+
+    def prelabel_selection(self) -> None:
         ids = self.window.queue.selected_ids()
-        return self._submit(lambda: self.jobs.prelabel_images(ids), f"Pre-label {len(ids)} selected")
+        if not ids:
+            self.failed.emit("Cannot pre-label: no image selected")
+            return
+        self._submit(lambda: self.jobs.prelabel_images(ids), f"Pre-label {len(ids)} selected")
 
     def cancel(self, job_id: int) -> None:
-        try:
-            p = self.jobs.cancel(job_id)
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self.failed.emit(f"Cannot cancel job {job_id}: {exc}")
-            return
-        self.window.jobs_panel.show_progress(p)
-        self.poller.poll()
+        def done(p) -> None:
+            self.window.jobs_panel.show_progress(p)
+            self.poller.poll()
+        self.calls.call(lambda: self.jobs.cancel(job_id), done,
+                        lambda text: self.failed.emit(f"Cannot cancel job {job_id}: {text}"))
 
-    def retry(self, job_id: int) -> int:
+    def retry(self, job_id: int) -> None:
         """Run a job's failed images again (the row's Retry)."""
-        try:
-            n = self.jobs.retry_failed(job_id)
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self.failed.emit(f"Cannot retry job {job_id}: {exc}")
-            return 0
-        if n:
-            self._follow(job_id)
-            self.window._say(f"Job #{job_id}: {n} failed image(s) queued again.")
-        self.poller.poll()
-        return n
+        def done(n: int) -> None:
+            if n:
+                self._follow(job_id)
+                self.window._say(f"Job #{job_id}: {n} failed image(s) queued again.")
+            self.poller.poll()
+        self.calls.call(lambda: self.jobs.retry_failed(job_id), done,
+                        lambda text: self.failed.emit(f"Cannot retry job {job_id}: {text}"))
 
     # -- each poll ------------------------------------------------------------------------
     def _on_snapshot(self, snap) -> None:
@@ -418,6 +433,7 @@ class JobsController(QObject):
 
     def close(self) -> None:
         self._watchdog.stop()
+        self.calls.close()
         self.poller.close()
         self.refresher.close()
 

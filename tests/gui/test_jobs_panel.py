@@ -46,7 +46,9 @@ def _window_with_jobs(service, db, folder, qtbot):
 def test_prelabel_selection_queues_a_job_and_cancel_stops_it(service, db, folder, qtbot):
     win = _window_with_jobs(service, db, folder, qtbot)
     win.gallery.selectAll()
-    [job] = win.jobs.prelabel_selection()
+    with qtbot.waitSignal(win.jobs.submitted, timeout=10000) as queued:   # written on the helper thread
+        win.jobs.prelabel_selection()
+    [job] = queued.args[0]
     assert job in win.jobs_panel.rows
     row = win.jobs_panel.rows[job]
     qtbot.waitUntil(lambda: "queued" in row.info.text() and "0/6" in row.info.text())
@@ -63,7 +65,8 @@ def test_prelabel_without_a_folder_or_selection_is_a_message(service, db, folder
     win.gallery.clearSelection()
     messages = []
     win.jobs.failed.connect(messages.append)
-    assert win.jobs.prelabel_selection() == [] and "no image selected" in messages[-1]
+    win.jobs.prelabel_selection()
+    assert "no image selected" in messages[-1] and not win.jobs.calls.busy
     with pytest.raises(JobsError):
         win.ctx.jobs.prelabel_images([])
     win.close()
@@ -77,10 +80,12 @@ def test_eta_format():
 
 def test_jobs_left_unfinished_are_followed_on_the_next_start(service, db, folder, qtbot):
     win = _window_with_jobs(service, db, folder, qtbot)
-    [job] = win.jobs.prelabel_folder()
+    with qtbot.waitSignal(win.jobs.submitted, timeout=10000) as queued:
+        win.jobs.prelabel_folder()
+    [job] = queued.args[0]
     win.close()
     win2 = _jobs_window(service, db, qtbot)
-    assert job in win2.jobs_panel.rows and job in win2.jobs.active
+    qtbot.waitUntil(lambda: job in win2.jobs_panel.rows and job in win2.jobs.active, timeout=10000)
     win2.close()
 
 
@@ -161,4 +166,33 @@ def test_routing_saved_shows_what_runs_on_each_subfolder(service, db, folder, qt
     qtbot.waitUntil(lambda: notice.text.text().startswith("Model routing:"))
     assert "steel/ → classifier" in notice.text.text()
     assert "(top level) → classifier, segmenter, anomaly" in notice.text.text()
+    win.close()
+
+
+def test_a_locked_database_never_holds_the_window_when_a_job_is_queued(service, db, folder, qtbot):
+    """Pre-label folder, Cancel and Retry write to the database: with another program holding the
+    file they used to hold the window for the busy timeout. They run on the helper thread now."""
+    import sqlite3
+    import time
+    win = _window_with_jobs(service, db, folder, qtbot)
+    assert db.engine.url.get_backend_name() == "sqlite"
+    qtbot.waitUntil(lambda: not win.auto_prelabel.calls.busy and not win.jobs.calls.busy, timeout=10000)
+    before = [j.id for j in db.jobs.list()]   # the automatic pre-label of the opened folder
+    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+    try:
+        t0 = time.monotonic()
+        with qtbot.waitSignal(win.jobs.submitted, timeout=15000) as queued:
+            win.jobs.prelabel_folder()
+            assert time.monotonic() - t0 < 1.0 and win.jobs.calls.busy   # the window went on at once
+            assert [j.id for j in db.jobs.list()] == before
+            qtbot.wait(300)                      # the window keeps painting meanwhile
+            blocker.rollback()                   # the other program lets go
+    finally:
+        blocker.close()
+    [job] = queued.args[0]
+    assert job in win.jobs_panel.rows and db.jobs.get(job).progress_total == 6
+    with qtbot.waitSignal(win.jobs.finished, timeout=10000) as sig:
+        win.jobs.cancel(job)
+    assert sig.args[0].state == "cancelled"
     win.close()

@@ -84,7 +84,9 @@ def test_panel_badges_and_label_follow_the_worker_through_a_kill(station, tmp_pa
     opened = win.review.image_id
     assert win.label_panel.pred_class.text() == "not pre-labelled yet"
     seen: list[tuple[int, str, str]] = []  # (db processed, db status, row text), sampled
-    [job] = win.jobs.prelabel_folder()
+    with qtbot.waitSignal(win.jobs.submitted, timeout=10000) as queued:
+        win.jobs.prelabel_folder()
+    [job] = queued.args[0]
     row = win.jobs_panel.rows[job]
 
     def record() -> None:
@@ -172,7 +174,9 @@ def test_failed_images_are_listed_with_their_reason_and_retry_runs_them_again(st
     broken_id = next(it.image_id for it in win.gallery_model.items() if it.name == "zz_broken.png")
     win.queue.select(broken_id)
     qtbot.waitUntil(lambda: win.review.image_id == broken_id, timeout=5000)
-    [job] = win.jobs.prelabel_folder()
+    with qtbot.waitSignal(win.jobs.submitted, timeout=10000) as queued:
+        win.jobs.prelabel_folder()
+    [job] = queued.args[0]
     row = win.jobs_panel.rows[job]
     qtbot.waitUntil(lambda: db.jobs.get(job).finished, timeout=WORKER_S)
     qtbot.waitUntil(lambda: row.info.text().startswith("done: 4/5 · 1 failed"), timeout=5000)
