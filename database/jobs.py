@@ -141,6 +141,27 @@ class JobRepository:
             s.flush()
             return job_dto(job)
 
+    def add_items(self, job_id: int, image_ids: Sequence[int]) -> bool:
+        """Append images to an item job that is still open (queued or running, no cancel asked);
+        False, and nothing written, when it is not (the caller queues a new job instead).
+
+        Why: a followed folder on a line finds a few new files every re-scan; while the worker is
+        behind they join the automatic job already waiting rather than queue one job per re-scan.
+        The UPDATE takes the job row's lock first, as ``_settle`` does: a job the last worker
+        commit closed is seen closed here, and items added here are seen by that count."""
+        ids = list(dict.fromkeys(image_ids))
+        if not ids:
+            return True
+        with self.db.session(write=True) as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.has_items.is_(True), Job.status.in_(OPEN_JOB),
+                                              Job.cancel_requested.is_(False))
+                            .values(progress_total=Job.progress_total + len(ids)))
+            if cast("CursorResult[Any]", res).rowcount != 1:
+                return False
+            s.execute(table_of(JobItem).insert(),
+                      [{"job_id": job_id, "image_id": i, "status": QUEUED, "attempts": 0} for i in ids])
+            return True
+
     def get(self, job_id: int) -> JobInfo | None:
         with self.db.session() as s:
             row = s.get(Job, job_id)

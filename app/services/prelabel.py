@@ -117,7 +117,8 @@ def resolve_models(db: "Database", families: Sequence[str],
 def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: Sequence[int] | None = None,
                     families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
-                    priority: int = 0, skip_empty: bool = False, profile: str | None = None) -> int | None:
+                    priority: int = 0, skip_empty: bool = False, profile: str | None = None,
+                    join_automatic: bool = False) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
 
     With ``only_missing`` images that already have a prediction from every chosen model version
@@ -125,6 +126,9 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     ``skip_empty``: no job (None) when that leaves no image (automatic pre-labelling).
     ``profile``: the cards' speed profile the job runs (None: the project's setting, read now and
     recorded in the job, so every worker runs the job the same way; see ``inference.profiles``).
+    ``join_automatic``: an automatic job (a followed folder's new files) that joins the open
+    automatic job with the same models and settings, if one is still waiting or running, rather
+    than queue another (``JobRepository.add_items``); its id is returned.
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
@@ -151,6 +155,12 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     profile = project_speed_profile(db) if profile is None else profile
     if profile:
         params["profile"] = profile
+    if join_automatic:
+        params["automatic"] = True
+        for job in sorted(db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=PRELABEL),
+                          key=lambda j: j.id, reverse=True):
+            if job.params == params and not job.cancel_requested and db.jobs.add_items(job.id, ids):
+                return job.id
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
 
 

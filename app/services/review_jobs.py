@@ -113,7 +113,8 @@ class ReviewJobs:
         folder's other rows are not read, which at a million images would cost seconds per re-scan).
         Images already waiting in a job, or that could not be read, are left out (reopening a
         folder queues nothing twice; a failed image is retried from the Jobs dock, not on
-        every open). Starts no worker: it runs on a helper thread, and the caller's
+        every open). New files join the automatic job still open for the same models (one job
+        while the worker is behind a line, not one per re-scan). Starts no worker: it runs on a helper thread, and the caller's
         ``ensure_worker`` (GUI thread) keeps one worker process per station."""
         families = self.available_families()
         if not families:
@@ -128,7 +129,7 @@ class ReviewJobs:
             return []
         try:
             return submit_routed_prelabel(self.db, image_ids=ids, model_dirs=self.model_dirs, families=families,
-                                          only_missing=True, skip_empty=True)
+                                          only_missing=True, skip_empty=True, join_automatic=True)
         except PrelabelError as exc:
             raise JobsError(str(exc)) from None
 

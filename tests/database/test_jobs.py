@@ -281,3 +281,47 @@ def test_heartbeats_beside_completions_never_deadlock(db: Database) -> None:
         stop.set()
         beater.join()
     assert errors == []
+
+
+def test_items_join_an_open_job_and_never_a_closed_one(db: Database) -> None:
+    ids = _images(db, 6)
+    job = db.jobs.create("prelabel", {}, ids[:2])
+    assert db.jobs.add_items(job.id, ids[2:4] + ids[2:3])          # queued: joins (duplicates dropped)
+    assert db.jobs.get(job.id).progress_total == 4
+    w = new_worker_id()
+    batch = db.jobs.claim_items(w, 10)
+    assert [i.image_id for i in batch.items] == ids[:4]
+    assert db.jobs.add_items(job.id, ids[4:5])                      # running: joins, and is claimed next
+    db.jobs.complete_items(w, [i.id for i in batch.items])
+    assert db.jobs.get(job.id).status is not JobStatus.DONE         # the joined item is still open
+    [late] = db.jobs.claim_items(w, 10).items
+    assert late.image_id == ids[4]
+    db.jobs.complete_items(w, [late.id])
+    done = db.jobs.get(job.id)
+    assert (done.status, done.progress_done, done.progress_total) == (JobStatus.DONE, 5, 5)
+    assert not db.jobs.add_items(job.id, ids[5:])                   # finished: refused, nothing written
+    assert db.jobs.get(job.id).progress_total == 5 and len(db.jobs.items(job.id)) == 5
+    other = db.jobs.create("prelabel", {}, ids[5:])
+    db.jobs.request_cancel(other.id)
+    assert not db.jobs.add_items(other.id, ids[:1])                 # cancel asked: refused
+    assert not db.jobs.add_items(10**6, ids[:1])                    # no such job
+
+
+def test_items_joined_while_workers_finish_are_never_orphaned(db: Database, url: str) -> None:
+    """Joining races the last completion: either the job stays open for the new items, or the
+    join is refused and the caller queues a new job; never a closed job holding queued items."""
+    ids = _images(db, 200)
+    for round_ in range(10):
+        part = ids[round_ * 20:(round_ + 1) * 20]
+        job = db.jobs.create("prelabel", {}, part[:10])
+        joined: list[bool] = []
+        worker = threading.Thread(target=lambda: _claim_all(url, 3))
+        worker.start()
+        for i in range(10, 20):
+            joined.append(db.jobs.add_items(job.id, part[i:i + 1]))
+        worker.join(60)
+        _claim_all(url, 3)                                           # what joined after the worker stopped
+        info = db.jobs.get(job.id)
+        assert info.status is JobStatus.DONE
+        assert info.progress_done == info.progress_total == 10 + sum(joined)
+        assert db.jobs.item_counts(job.id).get(ItemStatus.QUEUED, 0) == 0

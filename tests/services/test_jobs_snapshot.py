@@ -107,7 +107,44 @@ def test_new_images_of_a_rescan_are_queued_without_reading_the_rest_of_the_folde
         queued = {item.image_id for job in first for item in db.jobs.items(job)}
         assert first and queued == set(ids[4:])
         assert jobs.prelabel_new_images(folder.id, ids[4:]) == []  # already waiting: nothing twice
-        rest = {item.image_id for job in jobs.prelabel_new_images(folder.id) for item in db.jobs.items(job)}
-        assert rest == set(ids[:4])
+        assert jobs.prelabel_new_images(folder.id) == first        # joins the automatic job still waiting
+        assert {item.image_id for job in first for item in db.jobs.items(job)} == set(ids)
+        assert db.jobs.get(first[0]).progress_total == 6
+    finally:
+        db.close()
+
+
+def test_a_line_s_new_files_join_the_waiting_automatic_job_and_never_a_finished_or_manual_one(tmp_path: Path) -> None:
+    """A followed folder on a line: every re-scan finds a few files. While the worker is behind they
+    join the automatic job still open (one row in the Jobs dock, its total growing), not one job per
+    re-scan; once that job has finished (or was cancelled) the next files get a new one; a job the
+    inspector queued is never extended."""
+    from app.services.prelabel import submit_prelabel
+    from database import new_worker_id
+    from database.dto import FileEntry
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        folder = db.folders.add("/line")
+
+        def arrive(n: int, start: int) -> list[int]:
+            return list(db.images.sync(folder.id, [FileEntry(f"p{i}.png", 10, i, content_hash=f"h{i}")
+                                                   for i in range(start + n)]).added_ids)
+        jobs = ReviewJobs(db, "unused")
+        first = jobs.prelabel_new_images(folder.id, arrive(2, 0))
+        second = jobs.prelabel_new_images(folder.id, arrive(3, 2))
+        assert second == first and db.jobs.get(first[0]).progress_total == 5
+        w = new_worker_id()
+        while (batch := db.jobs.claim_items(w, 10)) is not None:   # the worker catches up
+            db.jobs.complete_items(w, [i.id for i in batch.items])
+        third = jobs.prelabel_new_images(folder.id, arrive(1, 5))
+        assert third != first and db.jobs.get(third[0]).progress_total == 1
+        db.jobs.request_cancel(third[0])
+        fourth = jobs.prelabel_new_images(folder.id, arrive(1, 6))
+        assert fourth not in (first, third)
+        while (batch := db.jobs.claim_items(w, 10)) is not None:
+            db.jobs.complete_items(w, [i.id for i in batch.items])
+        manual = submit_prelabel(db, image_ids=arrive(1, 7), families=jobs.available_families())  # the inspector's
+        fifth = jobs.prelabel_new_images(folder.id, arrive(1, 8))
+        assert fifth != [manual] and db.jobs.get(manual).progress_total == 1
     finally:
         db.close()
