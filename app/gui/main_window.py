@@ -190,7 +190,8 @@ class MainWindow(QMainWindow):
         r.image_loaded.connect(lambda d: q.select(d.item.image_id))
         r.replayed.connect(q.select_alone)  # after undo/redo only the image it changed is selected
         r.label_changed.connect(self.label_panel.show_label)
-        r.label_changed.connect(lambda _l: self._show_history())
+        r.label_changed.connect(lambda _l: r.read_history())
+        r.history_read.connect(self.label_panel.show_history)
         r.message.connect(self._say)
         r.save_failed.connect(self._warn)
         r.pending_changed.connect(self.status.set_pending)
@@ -248,14 +249,6 @@ class MainWindow(QMainWindow):
             self.queue.refresh_in_background()
             self.queue.update_counts()
         self.review.check_label()
-
-    def _show_history(self) -> None:
-        if self.review.image_id is None:
-            return
-        try:
-            self.label_panel.show_history(self.ctx.review.history(self.review.image_id))
-        except Exception as exc:  # noqa: BLE001 - informative read must not interrupt reviewing; logged
-            log.warning("label history unavailable: %s", exc)
 
     def _say(self, text: str) -> None:
         self.statusBar().showMessage(text, 5000)

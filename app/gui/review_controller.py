@@ -22,6 +22,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
+from app.gui.background import BackgroundCalls
 from app.gui.label_commands import LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
@@ -42,6 +43,7 @@ class ReviewController(QObject):
     pending_changed = Signal(int)      # labels waiting for the database
     replayed = Signal(int)             # image id whose edit an undo/redo just replayed
     loading = Signal(int)              # image id whose detail is being read (the screen still shows the last)
+    history_read = Signal(object)      # list[RevisionInfo] of the image on screen (read on the history thread)
     _loaded = Signal(int, int, object, str)  # ticket, image id, ImageDetail | None, error (from the reader)
     _checked = Signal(int, int)              # image id, its newest label revision (from the reader)
 
@@ -78,6 +80,9 @@ class ReviewController(QObject):
         self._reading: int | None = None  # ticket of the read in flight
         # Two readers: one slow read (a heatmap on a network share) does not hold up the next image.
         self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="detail-reader")
+        # The label history (every revision, masks included) is read after each change on its own
+        # thread, in order: it was read on the GUI thread, a wait per key on a slow server.
+        self._history = BackgroundCalls("label-history", self)
         self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
         self._checked.connect(self._on_checked)
@@ -220,10 +225,24 @@ class ReviewController(QObject):
         self._ticket += 1
         self._reading = None
 
+    def read_history(self) -> None:
+        """Read the history of the image on screen off the GUI thread; ``history_read`` when it comes
+        (an answer for an image the inspector has left is dropped; a failure is logged, reviewing goes on)."""
+        image_id = self._target
+        if image_id is None or self._closed:
+            return
+
+        def shown(revisions: list) -> None:
+            if self._target == image_id:
+                self.history_read.emit(revisions)
+        self._history.call(lambda: self.service.history(image_id), shown,
+                           lambda text: log.warning("label history unavailable: %s", text))
+
     def close(self) -> None:
         self._closed = True
         self._ticket += 1  # an answer still on its way is dropped
         self._reader.shutdown(wait=False, cancel_futures=True)
+        self._history.close()
 
     # -- intents (each is one undoable step) ----------------------------------------------
     def _edit(self, after: LabelState, text: str, changed: str) -> None:

@@ -306,7 +306,7 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
     assert win.review.label.class_name == "first"
     hist = service.history(image_id)
     assert [h.class_name for h in hist] == ["first", "second", "first"] and "restore" in hist[-1].changed
-    assert win.label_panel.history.count() == 3
+    qtbot.waitUntil(lambda: win.label_panel.history.count() == 3, timeout=5000)   # read off the GUI thread
     win.review.undo_stack.undo()
     assert service.detail(image_id).label.class_name == "second"
 
@@ -367,9 +367,34 @@ def test_a_failed_history_read_is_logged_not_swallowed(window, monkeypatch, capl
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(window.ctx.review, "history", broken)
-    with caplog.at_level("WARNING", logger="app.gui.main_window"):
-        window._show_history()  # reviewing goes on: no exception reaches the slot's caller
+    with caplog.at_level("WARNING", logger="app.gui.review_controller"):
+        window.review.read_history()  # reviewing goes on: no exception reaches the slot's caller
+        assert window.review._history.wait_idle()
     assert "label history unavailable: database went away" in caplog.text
+
+
+def test_the_label_history_is_read_off_the_gui_thread_and_only_shown_for_the_image_on_screen(window, qtbot, service,
+                                                                                          monkeypatch):
+    """Each label change re-reads the image's whole history (masks included): on the GUI thread that
+    was a wait per key on a slow server."""
+    import threading
+    real, threads = service.history, []
+
+    def history(image_id):
+        threads.append(threading.current_thread())
+        return real(image_id)
+    monkeypatch.setattr(service, "history", history)
+    first = window.review.image_id
+    window.review.set_class("first")
+    qtbot.waitUntil(lambda: window.label_panel.history.count() == 1, timeout=5000)
+    assert threads and threading.main_thread() not in threads
+    shown = []
+    window.review.history_read.connect(shown.append)
+    window.review.read_history()
+    window.queue.step(1)                                   # the inspector moves on before it answers
+    qtbot.waitUntil(lambda: window.review.image_id != first, timeout=5000)
+    assert window.review._history.wait_idle()
+    assert all(len(h) == 0 or h[-1].class_name != "first" for h in shown)   # never the left image's history
 
 
 def test_the_folder_list_is_read_off_the_gui_thread(window, qtbot, service, monkeypatch):
