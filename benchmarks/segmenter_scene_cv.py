@@ -31,6 +31,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "targets_clutter": {"inner": "mamba", "augment": False, "loss": "dice+targets", "clutter_prob": 0.25},
     # session 22 (segmenter-clutter.md): the clutter-centred crops alone, with the pooled Dice loss
     "clutter": {"inner": "mamba", "augment": False, "clutter_prob": 0.25},
+    # session 23 (segmenter-clutter-more.md): more clutter crops, fewer on targets (0.4 / 0.4 / 0.2 uniform)
+    "clutter40": {"inner": "mamba", "augment": False, "clutter_prob": 0.4, "target_prob": 0.4},
 }
 
 
@@ -50,9 +52,9 @@ def train_fold(args: argparse.Namespace) -> None:
     tree = write_fold_tree(args.data, stems, args.work / f"data_{args.group_by}{args.folds}_{'alone' if args.alone else ''}{args.fold}")
     out = recipe_dir(args.work, args.recipe, args.fold, args.alone)
     t0 = time.monotonic()
-    fields = {"epochs": args.epochs, **RECIPES[args.recipe]}
+    fields = {"epochs": args.epochs, "target_prob": 0.5, **RECIPES[args.recipe]}
     train(TrainOptions(data=str(tree), out=str(out), preset="cpu", batch_size=8, crop=128,
-                       target_prob=0.5, seed=args.seed + (10 if args.alone else 0) + args.fold, threads=1,
+                       seed=args.seed + (10 if args.alone else 0) + args.fold, threads=1,
                        held_out_fraction=0.0, quiet=True,
                        command=f"benchmarks/segmenter_scene_cv.py train --recipe {args.recipe} --fold {args.fold} "
                                f"--folds {args.folds} --epochs {fields['epochs']}{' --alone' if args.alone else ''}",
