@@ -279,6 +279,8 @@ class ModelsDialog(QDialog):
                 self.activated.emit(row)
             self.refresh(select=row.id, then=shown)
 
+        self._say("")   # the answer replaces what an earlier action said
+        self.error.setText("")
         self._busy(True)
         self.calls.call(change, changed, self._read_failed)
         return True
@@ -379,6 +381,10 @@ class ModelsDialog(QDialog):
             self.error.setText("")
 
     def _fail(self, text: str) -> None:
+        """The reason in red; the line above it no longer tells of an earlier success (seen under Xvfb:
+        "Rolled back: …" stood above "… is locked by another program" for a later Make active)."""
+        if text:
+            self.info.setText("")
         self.error.setText(text)
 
     # -- closing ------------------------------------------------------------------------

@@ -155,11 +155,16 @@ def test_make_active_refused_keeps_the_table_and_shows_why(qtbot, db, catalog, t
     broken = make_model_dir(tmp_path / "was-ok")
     v = db.model_versions.register("classifier", "was-ok", str(broken))
     dlg = make_dialog(qtbot, catalog)
+    dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
+    dlg.activate_button.click()                              # a success first: its line is said
+    settled(qtbot, dlg)
+    assert "anomaly-bottle is now the active" in dlg.info.text()
     (broken / "model.safetensors").unlink()                  # damaged after the table was read
     dlg.table.selectRow(row_of(dlg, "was-ok"))
     dlg.activate_button.click()
     settled(qtbot, dlg)
     assert "was-ok cannot be made active" in dlg.error.text() and "model.safetensors is missing" in dlg.error.text()
+    assert dlg.info.text() == ""                             # no earlier success message above the reason
     assert db.model_versions.active("classifier").name == "classifier-neu-texture" and not db.model_versions.get(v.id).active
 
 
