@@ -35,8 +35,7 @@ class AutoPrelabel:
             # The database's value, not a cached one: another station may just have turned it off.
             if not load_project_settings(db).auto_prelabel:
                 return []
-            job_ids = jobs.prelabel_new_images(folder_id, ids)
-            return [(j, jobs.families_of(j) if len(job_ids) > 1 else []) for j in job_ids]
+            return jobs.with_families(jobs.prelabel_new_images(folder_id, ids))
         self.calls.call(work, self._queued, self._failed)
 
     def _queued(self, queued: list[tuple[int, list[str]]]) -> None:

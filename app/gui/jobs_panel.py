@@ -270,15 +270,9 @@ class JobsController(QObject):
         """Queue through ``make`` (-> job ids, one per family set of the project's routing) on the helper
         thread; follow them when it answers (``submitted``), or say why not (``failed``)."""
         jobs = self.jobs
-
-        def work() -> list[tuple[int, list[str]]]:
-            job_ids = make()
-            return [(j, jobs.families_of(j) if len(job_ids) > 1 else []) for j in job_ids]
-
-        def done(queued: list[tuple[int, list[str]]]) -> None:
-            self.follow(queued, title)
-            self.submitted.emit([j for j, _ in queued])
-        self.calls.call(work, done, lambda text: self.failed.emit(f"Cannot pre-label: {text}"))
+        self.calls.call(lambda: jobs.with_families(make()),
+                        lambda queued: self.submitted.emit(self.follow(queued, title)),
+                        lambda text: self.failed.emit(f"Cannot pre-label: {text}"))
 
     def follow(self, queued: list[tuple[int, list[str]]], title: str) -> list[int]:
         """Show and watch jobs already queued (by ``_submit`` or on a helper thread), each with the

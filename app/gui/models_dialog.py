@@ -77,7 +77,6 @@ class ModelsDialog(QDialog):
         self.retrain_command = retrain_command
         self.interactive = interactive
         self.rows: list[ModelRow] = []
-        self._waiting = False   # a read or a change of the versions is on the helper thread
         self.runner = RetrainRunner(self)
         self.calls = BackgroundCalls("models", self)   # storage and model folders, off the GUI thread
         self.setWindowTitle("Models")
@@ -190,12 +189,12 @@ class ModelsDialog(QDialog):
 
         if not self.rows:
             self.info.setText(READING)
-        self._busy(True)
         self.calls.call(read, lambda answer: self._show_rows(answer, keep, then),
-                        lambda text: self._read_failed(f"The model versions cannot be read: {text}"))
+                        lambda text: self._refused(f"The model versions cannot be read: {text}"))
+        self._buttons()
 
-    def _read_failed(self, text: str) -> None:
-        self._busy(False)
+    def _refused(self, text: str) -> None:
+        self._buttons()
         self._fail(text)
 
     def _show_rows(self, answer: tuple[list[ModelRow], dict[str, ModelRow]], keep: int | None,
@@ -212,14 +211,13 @@ class ModelsDialog(QDialog):
             keep = next((m.id for m in sorted(self.rows, key=lambda m: m.created_at, reverse=True) if m.challenger), None)
         if keep is not None:
             self.select(keep)
-        self._busy(False)
+        self._buttons()
         if then is not None:
             then()
 
-    def _busy(self, busy: bool) -> None:
-        """While a read or a change is on its way, the buttons that change the versions wait for it."""
-        self._waiting = busy
-        self.add_button.setEnabled(not busy)
+    def _buttons(self) -> None:
+        """While a read or a change is on the helper thread, the buttons that change the versions wait for it."""
+        self.add_button.setEnabled(not self.calls.busy)
         self._selection_changed()
 
     def select(self, version_id: int) -> bool:
@@ -241,7 +239,7 @@ class ModelsDialog(QDialog):
 
     def _selection_changed(self) -> None:
         m = self.selected_row()
-        waiting = self._waiting
+        waiting = self.calls.busy
         self.activate_button.setEnabled(m is not None and not m.active and m.exists and not waiting)
         back = self.previous.get(m.family) if m is not None else None
         self.rollback_button.setEnabled(back is not None and not waiting)
@@ -281,8 +279,8 @@ class ModelsDialog(QDialog):
 
         self._say("")   # the answer replaces what an earlier action said
         self.error.setText("")
-        self._busy(True)
-        self.calls.call(change, changed, self._read_failed)
+        self.calls.call(change, changed, self._refused)
+        self._buttons()
         return True
 
     def add_folder(self) -> bool:
@@ -297,9 +295,9 @@ class ModelsDialog(QDialog):
             state = "it is active" if row.active else "Make active to pre-label with it"
             self.refresh(select=row.id, then=lambda: self._say(f"{row.name} is a {family} model version ({state})."))
 
-        self._busy(True)
         self.calls.call(lambda: self.catalog.add_directory(family, path), added,
-                        lambda text: self._read_failed(f"{path} was not added: {text}"))
+                        lambda text: self._refused(f"{path} was not added: {text}"))
+        self._buttons()
         return True
 
     def retrain(self) -> bool:

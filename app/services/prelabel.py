@@ -159,7 +159,7 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         params["automatic"] = True
         for job in sorted(db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=PRELABEL),
                           key=lambda j: j.id, reverse=True):
-            if job.params == params and not job.cancel_requested and db.jobs.add_items(job.id, ids):
+            if job.params == params and db.jobs.add_items(job.id, ids):  # refused once closed or cancelled
                 return job.id
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
 

@@ -114,8 +114,9 @@ class ReviewJobs:
         Images already waiting in a job, or that could not be read, are left out (reopening a
         folder queues nothing twice; a failed image is retried from the Jobs dock, not on
         every open). New files join the automatic job still open for the same models (one job
-        while the worker is behind a line, not one per re-scan). Starts no worker: it runs on a helper thread, and the caller's
-        ``ensure_worker`` (GUI thread) keeps one worker process per station."""
+        while the worker is behind a line, not one per re-scan). Starts no worker: it runs on a
+        helper thread, and the caller's ``ensure_worker`` (GUI thread) keeps one worker process per
+        station."""
         families = self.available_families()
         if not families:
             return []
@@ -142,6 +143,11 @@ class ReviewJobs:
         """The families a pre-label job runs (from its recorded parameters)."""
         job = self.db.jobs.get(job_id)
         return list(job.params.get("families", [])) if job is not None else []
+
+    def with_families(self, job_ids: list[int]) -> list[tuple[int, list[str]]]:
+        """Each queued job with the families it runs, for the Jobs dock's titles (read only when the
+        routing split a submission into several jobs; storage, so on the submitting helper thread)."""
+        return [(j, self.families_of(j) if len(job_ids) > 1 else []) for j in job_ids]
 
     def routing(self) -> "Routing":
         """The project's model routing rules (a ValueError when the stored rules are broken)."""
