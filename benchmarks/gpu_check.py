@@ -12,6 +12,9 @@
    per second, and whether the engine's probe kept half precision for the family (it does only where
    the results stay within the family's ``half_tolerance``); a 512² infrared-like frame through the
    full segmenter (seconds, median of 5).
+3. **The paper presets' training cost.** Each family's ``paper`` preset at its paper's training
+   resolution: one training step (forward, backward, AdamW) per scan backend, in fp32 and under bf16
+   autocast: median seconds per step of 10, images per second, peak GPU memory.
 
 Needs only ``inference/`` and its packages (torch, numpy, OpenCV, numba, safetensors): no Qt, no
 database, so it runs under the GPU image's own Python. ``--device cpu`` runs the same steps on the
@@ -166,6 +169,97 @@ def throughput(device: str, batches: list[int], n_images: int) -> dict[str, Any]
     return out
 
 
+PAPER_RUNS = {  # family -> (model module, input size, batch): the papers' own training resolutions
+    "classifier": ("memory_mamba", 224, 32),
+    "segmenter": ("mim_istd", 256, 16),
+    "anomaly": ("pattern_anomaly", 256, 8),
+}
+
+
+def _paper_model(module: str, preset_name: str) -> tuple[torch.nn.Module, int]:
+    if module == "memory_mamba":
+        from inference.models.memory_mamba import MemoryMamba
+        from inference.models.memory_mamba import preset as mm_preset
+
+        cfg = mm_preset(preset_name)
+        return MemoryMamba(cfg), cfg.in_chans
+    if module == "mim_istd":
+        from inference.models.mim_istd import MiMISTD
+        from inference.models.mim_istd import preset as mi_preset
+
+        mcfg = mi_preset(preset_name)
+        return MiMISTD(mcfg), mcfg.in_chans
+    from inference.models.pattern_anomaly import PatternAnomaly
+    from inference.models.pattern_anomaly import preset as pa_preset
+
+    pcfg = pa_preset(preset_name)
+    return PatternAnomaly(pcfg), 3
+
+
+def _loss(out: Any) -> torch.Tensor:
+    """A scalar touching every output: the step's cost is the network's, whatever its real loss adds."""
+    if isinstance(out, dict):
+        return sum(v.float().mean() for v in out.values() if torch.is_tensor(v) and v.is_floating_point())
+    return out.float().mean()
+
+
+def paper_presets(device: str, preset_name: str = "paper", steps: int = 10) -> dict[str, Any]:
+    """Training-step cost of each family's paper preset (forward, backward, AdamW) per scan backend and precision.
+
+    What a GPU preset costs is the figure issue 19 asks for ("anything longer has a preset for a GPU
+    and its figures say which was used"): images per second and peak memory, after 3 warm-up steps.
+    """
+    import functools
+
+    import inference.ssm.ss2d as ss2d
+
+    real = ss2d.selective_scan
+    backends = (["cuda"] if device == "cuda" and cuda_unavailable_reason() is None else []) + ["torch"]
+    out: dict[str, Any] = {}
+    for family, (module, size, batch) in PAPER_RUNS.items():
+        if device == "cpu":
+            size, batch = min(size, 64), 2
+        rows = []
+        for backend in backends:
+            for precision in ("fp32", "bf16") if device == "cuda" else ("fp32",):
+                ss2d.selective_scan = functools.partial(real, backend=backend)  # type: ignore[assignment]
+                torch.manual_seed(0)
+                try:
+                    model, chans = _paper_model(module, preset_name)
+                    model = model.to(device).train()
+                    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                    x = torch.rand(batch, chans, size, size, device=device)
+                    params = sum(p.numel() for p in model.parameters())
+                    if device == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    times = []
+                    for step in range(3 + steps):
+                        t = time.perf_counter()
+                        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                            loss = _loss(model(x))
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        if device == "cuda":
+                            torch.cuda.synchronize()
+                        if step >= 3:
+                            times.append(time.perf_counter() - t)
+                    sec = statistics.median(times)
+                    row: dict[str, Any] = {"backend": backend, "precision": precision, "input": size, "batch": batch,
+                                           "parameters": params, "step_seconds_median": round(sec, 4),
+                                           "train_images_per_second": round(batch / sec, 1)}
+                    if device == "cuda":
+                        row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                except Exception as exc:  # noqa: BLE001 - a failing combination is a finding, the rest still runs
+                    row = {"backend": backend, "precision": precision, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                finally:
+                    ss2d.selective_scan = real  # type: ignore[assignment]
+                rows.append(row)
+                print(f"paper {family}: {row}", flush=True)
+        out[family] = rows
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file to write")
@@ -173,6 +267,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--images", type=int, default=64, help="synthetic 256² images per timed run")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-presets", action="store_true")
+    ap.add_argument("--preset", default="paper", help="model preset for the training-step rows (test_tiny: smoke)")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: run with --device cpu for a smoke test")
@@ -187,6 +283,9 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=1))  # the scan rows survive a failure below
     if not args.skip_throughput:
         result["throughput"] = throughput(args.device, args.batches, args.images)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    if not args.skip_presets:
+        result["paper_presets"] = paper_presets(args.device, args.preset)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
 

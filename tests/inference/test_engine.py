@@ -119,6 +119,27 @@ def test_a_model_error_costs_only_the_image_that_caused_it(models, tmp_path: Pat
     assert (results[1].height, results[1].width) == (33, 47)
 
 
+@pytest.mark.parametrize("failure", ["raises", "nan"])
+def test_half_precision_probe_that_fails_under_float16_turns_half_off(engine, monkeypatch, failure) -> None:
+    """Seen on an H200: the segmenter's scan overflowed float16 inside the probe, the scan refused the
+    non-finite result and the engine did not start; a classifier's half logits came back as NaN."""
+    model = engine.model("segmenter")
+    real = model.predict
+    calls = []
+
+    def half_fails(images, sizes):
+        calls.append(1)
+        if len(calls) == 2:  # the probe's second pass is the float16 one
+            if failure == "raises":
+                raise ValueError("selective_scan: non-finite output; non-finite values in: none of the inputs")
+            monkeypatch.setattr(model, "difference", lambda a, b: float("nan"))
+        return real(images, sizes)
+
+    monkeypatch.setattr(model, "predict", half_fails)
+    assert engine._half_is_safe("segmenter") is False
+    assert len(calls) == 2
+
+
 def test_half_precision_check_measures_each_familys_own_difference(engine) -> None:
     from inference.engine import HALF_TOLERANCE
     from inference.results import AnomalyResult, ClassResult, SegmentResult
