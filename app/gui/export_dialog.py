@@ -7,7 +7,6 @@ any failure, and stays usable to try another folder.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 
@@ -29,11 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.background import BackgroundCalls
+from app.gui.dialog_facts import FolderFacts, read_facts_for
 from app.gui.dialog_rows import path_row, scope_row
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
-
-log = logging.getLogger(__name__)
 
 
 class _Relay(QObject):
@@ -61,9 +60,11 @@ class _ExportTask(QRunnable):
 
 class ExportDialog(QDialog):
     finished_export = Signal(object, str)
+    facts_ready = Signal()  # the counts and classes arrived (or could not be read): Export is enabled
 
-    def __init__(self, db, folder_id: int | None, folder_name: str | None, counts: dict[str, int],
+    def __init__(self, db, folder_id: int | None, folder_name: str | None, counts: dict[str, int] | None,
                  class_order: tuple[str, ...] = (), parent=None) -> None:
+        """``counts`` None: the dialog says it is reading them, and Export waits for ``apply_facts``."""
         super().__init__(parent)
         self.setWindowTitle("Export reviewed images")
         self.db, self.folder_id, self.class_order = db, folder_id, class_order
@@ -74,13 +75,13 @@ class ExportDialog(QDialog):
         self._relay.progress.connect(self._on_progress)
         self._relay.done.connect(self._on_done)
         self.result_value = None
+        self.facts_calls: BackgroundCalls | None = None  # open_export_dialog's reader
+        self._reading = counts is None
 
         lay = QVBoxLayout(self)
-        reviewed = counts.get("accepted", 0) + counts.get("corrected", 0)
-        head = QLabel(f"<b>{reviewed}</b> reviewed image(s) (accepted + corrected) in "
-                      f"{folder_name or 'the project'}; rejected and unreviewed images are left out.")
-        head.setWordWrap(True)
-        lay.addWidget(head)
+        self.head = QLabel("Reading what this folder holds…")
+        self.head.setWordWrap(True)
+        lay.addWidget(self.head)
         form = QFormLayout()
         row, self.out = path_row("output folder (created; must not exist unless overwriting)", self._browse)
         form.addRow("Output", row)
@@ -131,6 +132,33 @@ class ExportDialog(QDialog):
         self.cancel_button.clicked.connect(self._cancel_or_close)
         lay.addWidget(self.buttons)
         self.resize(620, 420)
+        if counts is not None:
+            self._show_head(folder_name, counts)
+        else:
+            self.export_button.setEnabled(False)
+
+    def _show_head(self, folder_name: str | None, counts: dict[str, int]) -> None:
+        reviewed = counts.get("accepted", 0) + counts.get("corrected", 0)
+        self.head.setText(f"<b>{reviewed}</b> reviewed image(s) (accepted + corrected) in "
+                          f"{folder_name or 'the project'}; rejected and unreviewed images are left out.")
+
+    # -- the folder's facts, read off the GUI thread (open_export_dialog) -----------------------
+    def apply_facts(self, facts: FolderFacts) -> None:
+        self.class_order = tuple(facts.classes)
+        if facts.name and self.folder_id is not None:
+            self.scope_folder.setText(f"this folder ({facts.name})")
+        self._show_head(facts.name, facts.counts)
+        self._reading = False
+        self.export_button.setEnabled(True)
+        self.facts_ready.emit()
+
+    def facts_failed(self, error: str) -> None:
+        self.head.setText(f"The folder's counts could not be read ({error}). The export reads the labels "
+                          "itself when it runs.")
+        self.head.setStyleSheet("color: #d14343;")
+        self._reading = False
+        self.export_button.setEnabled(True)
+        self.facts_ready.emit()
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Export into")
@@ -146,6 +174,8 @@ class ExportDialog(QDialog):
                              class_order=tuple(self.class_order))
 
     def start(self) -> bool:
+        if self._reading or getattr(self, "_running", False):
+            return False  # Export is disabled meanwhile; a call from code is refused the same way
         out = self.out.text().strip()
         if not out:
             self._error("Choose an output folder.")
@@ -201,23 +231,18 @@ class ExportDialog(QDialog):
         return self._pool.waitForDone(msecs)
 
     def done(self, r: int) -> None:  # closing the dialog cancels a running export
+        if self.facts_calls is not None:
+            self.facts_calls.close()
         self._cancel.set()
         self._pool.waitForDone(30_000)
         super().done(r)
 
 
 def open_export_dialog(window) -> ExportDialog:
+    """Open at once; the folder's counts, its name and the class order are read on a helper thread."""
     folder_id = window.current_folder
-    name = None
-    counts: dict[str, int] = {}
-    try:
-        counts = window.ctx.review.counts(folder_id)
-        name = next((f.name for f in window.ctx.review.folders() if f.id == folder_id), None)
-        classes = tuple(window.ctx.review.classes())
-    except Exception as exc:  # noqa: BLE001 - dialog still opens without counts; logged
-        log.warning("export dialog opens without the folder's counts: %s", exc)
-        classes = ()
-    dlg = ExportDialog(window.ctx.export_db, folder_id, name, counts, classes, window)
+    dlg = ExportDialog(window.ctx.export_db, folder_id, None, None, (), window)
+    dlg.facts_calls = read_facts_for(dlg, window.ctx.review, folder_id, dlg.apply_facts, dlg.facts_failed)
     return dlg
 
 

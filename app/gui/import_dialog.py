@@ -8,7 +8,6 @@ so what is written is always what was shown.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +27,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.gui.background import BackgroundCalls
+from app.gui.dialog_facts import FolderFacts, read_facts_for
 from app.gui.dialog_rows import path_row, scope_row
 from app.services import project_classes
 from app.services.import_records import LabelImportError
@@ -40,8 +41,6 @@ from app.services.importing import (
     plain_preview_rows,
     preview_import,
 )
-
-log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 500  # the table shows the first rows; the counts cover every image
 
@@ -70,6 +69,7 @@ class ImportDialog(QDialog):
     finished_preview = Signal(object, str)  # ImportPreview | None, error
     finished_import = Signal(object, str)  # ImportResult | None, error
     classes_added = Signal(object)  # the project's class names after "Add classes"
+    facts_ready = Signal()  # the project's classes and author arrived (or could not be read): Preview is enabled
 
     def __init__(self, db, folder_id: int | None, folder_name: str | None, classes: tuple[str, ...] = (),
                  author: str = "import", parent=None) -> None:
@@ -78,6 +78,8 @@ class ImportDialog(QDialog):
         self.db, self.folder_id, self.classes, self.author = db, folder_id, tuple(classes), author
         self.preview: ImportPreview | None = None
         self.result_value = None
+        self.facts_calls: BackgroundCalls | None = None  # open_import_dialog's reader
+        self._reading = False
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._relay = _Relay(self)
@@ -135,6 +137,28 @@ class ImportDialog(QDialog):
             signal.connect(self._stale)
         self.resize(760, 620)
 
+    # -- the project's facts, read off the GUI thread (open_import_dialog) ----------------------
+    def reading_facts(self) -> None:
+        self._reading = True
+        self.preview_button.setEnabled(False)
+        self._message("Reading the project's classes…")
+
+    def apply_facts(self, facts: FolderFacts) -> None:
+        self.classes, self.author = tuple(facts.classes), facts.author
+        if facts.name and self.folder_id is not None:
+            self.scope_folder.setText(f"this folder ({facts.name})")
+        self._reading = False
+        self.preview_button.setEnabled(True)
+        self._message("Choose a dataset and its format, then Preview.")
+        self.facts_ready.emit()
+
+    def facts_failed(self, error: str) -> None:
+        self._reading = False
+        self.preview_button.setEnabled(True)
+        self._message(f"The project's classes could not be read ({error}); the preview reads the database "
+                      "again and lists any class it cannot place.", error=True)
+        self.facts_ready.emit()
+
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Dataset folder")
         if path:
@@ -155,6 +179,8 @@ class ImportDialog(QDialog):
                              overwrite_newer=self.overwrite_newer.isChecked(), author=self.author)
 
     def start_preview(self) -> bool:
+        if self._reading:
+            return False  # Preview is disabled until the project's classes are known
         source = self.source.text().strip()
         if not source:
             self._message("Choose a dataset folder.", error=True)
@@ -265,20 +291,18 @@ class ImportDialog(QDialog):
         return self._pool.waitForDone(msecs)
 
     def done(self, r: int) -> None:  # an import in flight finishes (it is one transaction) before closing
+        if self.facts_calls is not None:
+            self.facts_calls.close()
         self._pool.waitForDone(60_000)
         super().done(r)
 
 
 def open_import_dialog(window) -> ImportDialog:
+    """Open at once; the folder's name, the classes and the author are read on a helper thread."""
     folder_id = window.current_folder
-    name, classes, author = None, (), "import"
-    try:
-        name = next((f.name for f in window.ctx.review.folders() if f.id == folder_id), None)
-        classes = tuple(window.ctx.review.classes())
-        author = window.ctx.review.settings.author
-    except Exception as exc:  # noqa: BLE001 - dialog still opens without defaults; logged
-        log.warning("import dialog opens without the folder's defaults: %s", exc)
-    dlg = ImportDialog(window.ctx.export_db, folder_id, name, classes, author, window)
+    dlg = ImportDialog(window.ctx.export_db, folder_id, None, (), "import", window)
+    dlg.reading_facts()
+    dlg.facts_calls = read_facts_for(dlg, window.ctx.review, folder_id, dlg.apply_facts, dlg.facts_failed)
     dlg.finished_import.connect(lambda result, _error: result is not None and window.queue.refresh_in_background())
     dlg.classes_added.connect(lambda _names: window.refresh_models(background=True))  # hotkeys and filters follow
     return dlg

@@ -147,6 +147,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     from app.gui.export_dialog import open_export_dialog
     dlg = open_export_dialog(win2)
     qtbot.addWidget(dlg)
+    qtbot.waitUntil(dlg.export_button.isEnabled, timeout=20000)  # the counts are read on a helper thread
     out = tmp_path / "dataset"
     dlg.out.setText(str(out))
     with qtbot.waitSignal(dlg.finished_export, timeout=30000) as sig:
