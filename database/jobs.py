@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, exists, func, select, update
+from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from database.convert import to_dto
 from database.dto import ClaimedBatch, JobInfo, JobItemInfo, PredictionIn, WorkerInfo
@@ -141,21 +142,32 @@ class JobRepository:
             s.flush()
             return job_dto(job)
 
-    def add_items(self, job_id: int, image_ids: Sequence[int]) -> bool:
+    def add_items(self, job_id: int, image_ids: Sequence[int], reopen_within_s: float | None = None) -> bool:
         """Append images to an item job that is still open (queued or running, no cancel asked);
         False, and nothing written, when it is not (the caller queues a new job instead).
 
         Why: a followed folder on a line finds a few new files every re-scan; while the worker is
         behind they join the automatic job already waiting rather than queue one job per re-scan.
+        ``reopen_within_s``: a job that finished (done, never cancelled or all failed) at most that
+        many seconds ago is reopened for them too (queued again, its finish time cleared), so a
+        worker that keeps up with the line does not make one small job per re-scan either.
         The UPDATE takes the job row's lock first, as ``_settle`` does: a job the last worker
         commit closed is seen closed here, and items added here are seen by that count."""
         ids = list(dict.fromkeys(image_ids))
         if not ids:
             return True
+        accepts: ColumnElement[bool] = Job.status.in_(OPEN_JOB)
+        if reopen_within_s is not None:
+            since = utcnow() - timedelta(seconds=max(0.0, reopen_within_s))
+            accepts = or_(accepts, and_(Job.status == JobStatus.DONE.value, Job.finished_at.is_not(None),
+                                        Job.finished_at >= since))
         with self.db.session(write=True) as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.has_items.is_(True), Job.status.in_(OPEN_JOB),
+            done = Job.status == JobStatus.DONE.value
+            res = s.execute(update(Job).where(Job.id == job_id, Job.has_items.is_(True), accepts,
                                               Job.cancel_requested.is_(False))
-                            .values(progress_total=Job.progress_total + len(ids)))
+                            .values(progress_total=Job.progress_total + len(ids),
+                                    status=case((done, JobStatus.QUEUED.value), else_=Job.status),
+                                    finished_at=case((done, None), else_=Job.finished_at)))
             if cast("CursorResult[Any]", res).rowcount != 1:
                 return False
             s.execute(table_of(JobItem).insert(),

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 PRELABEL = "prelabel"
+# An automatic job (a followed folder's new files) that finished less than this long ago takes the next
+# re-scan's files back in (reopened) rather than a new job: one job per stretch of a line's work in the dock.
+AUTOMATIC_REOPEN_S = 600.0
 FAMILIES = FAMILY_ORDER
 
 
@@ -127,8 +130,10 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     ``profile``: the cards' speed profile the job runs (None: the project's setting, read now and
     recorded in the job, so every worker runs the job the same way; see ``inference.profiles``).
     ``join_automatic``: an automatic job (a followed folder's new files) that joins the open
-    automatic job with the same models and settings, if one is still waiting or running, rather
-    than queue another (``JobRepository.add_items``); its id is returned.
+    automatic job with the same models and settings, if one is still waiting or running, or
+    finished less than ``AUTOMATIC_REOPEN_S`` ago (reopened), rather than queue another
+    (``JobRepository.add_items``); its id is returned. A line's stream of files is then one job
+    while it runs, whether the worker is behind or keeps up; a pause longer than that starts a new one.
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
@@ -157,10 +162,12 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         params["profile"] = profile
     if join_automatic:
         params["automatic"] = True
-        for job in sorted(db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=PRELABEL),
-                          key=lambda j: j.id, reverse=True):
-            if job.params == params and db.jobs.add_items(job.id, ids):  # refused once closed or cancelled
-                return job.id
+        # Only the newest job of the same models and settings: after a cancel (or a failure) the line's
+        # next files start a new job, never one behind it.
+        same = next((j for j in sorted(db.jobs.list(kind=PRELABEL, limit=50), key=lambda j: j.id, reverse=True)
+                     if j.params == params), None)
+        if same is not None and db.jobs.add_items(same.id, ids, reopen_within_s=AUTOMATIC_REOPEN_S):
+            return same.id  # refused once cancelled, failed, or finished longer ago than that
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
 
 

@@ -5,6 +5,7 @@ import multiprocessing as mp
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from database import (
@@ -307,9 +308,11 @@ def test_items_join_an_open_job_and_never_a_closed_one(db: Database) -> None:
     assert not db.jobs.add_items(10**6, ids[:1])                    # no such job
 
 
-def test_items_joined_while_workers_finish_are_never_orphaned(db: Database, url: str) -> None:
+@pytest.mark.parametrize("reopen", [None, 600.0], ids=["open-only", "reopening"])
+def test_items_joined_while_workers_finish_are_never_orphaned(db: Database, url: str, reopen: float | None) -> None:
     """Joining races the last completion: either the job stays open for the new items, or the
-    join is refused and the caller queues a new job; never a closed job holding queued items."""
+    join is refused and the caller queues a new job; never a closed job holding queued items.
+    Reopening a just-finished job (the automatic jobs of a line) makes every join land."""
     ids = _images(db, 200)
     for round_ in range(10):
         part = ids[round_ * 20:(round_ + 1) * 20]
@@ -318,10 +321,48 @@ def test_items_joined_while_workers_finish_are_never_orphaned(db: Database, url:
         worker = threading.Thread(target=lambda: _claim_all(url, 3))
         worker.start()
         for i in range(10, 20):
-            joined.append(db.jobs.add_items(job.id, part[i:i + 1]))
+            joined.append(db.jobs.add_items(job.id, part[i:i + 1], reopen_within_s=reopen))
         worker.join(60)
         _claim_all(url, 3)                                           # what joined after the worker stopped
         info = db.jobs.get(job.id)
-        assert info.status is JobStatus.DONE
+        assert info.status is JobStatus.DONE and info.finished_at is not None
         assert info.progress_done == info.progress_total == 10 + sum(joined)
         assert db.jobs.item_counts(job.id).get(ItemStatus.QUEUED, 0) == 0
+        assert reopen is None or all(joined)
+
+
+def test_a_just_finished_job_reopens_for_new_items_but_never_a_cancelled_failed_or_stale_one(db: Database) -> None:
+    ids = _images(db, 8)
+    w = new_worker_id()
+
+    def finish(job_id: int) -> None:
+        while (b := db.jobs.claim_items(w, 10)) is not None:
+            db.jobs.complete_items(w, [i.id for i in b.items])
+
+    job = db.jobs.create("prelabel", {}, ids[:2])
+    finish(job.id)
+    assert db.jobs.get(job.id).status is JobStatus.DONE
+    assert not db.jobs.add_items(job.id, ids[2:3])                       # no window given: closed stays closed
+    assert not db.jobs.add_items(job.id, ids[2:3], reopen_within_s=0.0)  # finished before "now - 0 s"
+    assert db.jobs.add_items(job.id, ids[2:4], reopen_within_s=600)      # finished just now: reopened
+    info = db.jobs.get(job.id)
+    assert (info.status, info.finished_at, info.progress_total) == (JobStatus.QUEUED, None, 4)
+    [batch_item, other] = db.jobs.claim_items(w, 10).items               # the worker takes the new items
+    assert {batch_item.image_id, other.image_id} == set(ids[2:4])
+    db.jobs.complete_items(w, [batch_item.id, other.id])
+    done = db.jobs.get(job.id)
+    assert (done.status, done.progress_done, done.progress_total) == (JobStatus.DONE, 4, 4) and done.finished_at
+    cancelled = db.jobs.create("prelabel", {}, ids[4:5])
+    db.jobs.request_cancel(cancelled.id)
+    finish(cancelled.id)
+    assert not db.jobs.add_items(cancelled.id, ids[5:6], reopen_within_s=600)
+    failing = db.jobs.create("prelabel", {}, ids[6:7])
+    for _ in range(5):                                                   # every attempt fails: the job fails
+        b = db.jobs.claim_items(w, 10)
+        if b is None:
+            break
+        db.jobs.fail_items(w, {i.id: "unreadable" for i in b.items})
+    assert db.jobs.get(failing.id).status is JobStatus.FAILED
+    assert not db.jobs.add_items(failing.id, ids[7:8], reopen_within_s=600)
+    assert [len(db.jobs.items(j)) for j in (job.id, cancelled.id, failing.id)] == [4, 1, 1]  # nothing written
+

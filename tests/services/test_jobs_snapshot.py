@@ -114,14 +114,17 @@ def test_new_images_of_a_rescan_are_queued_without_reading_the_rest_of_the_folde
         db.close()
 
 
-def test_a_line_s_new_files_join_the_waiting_automatic_job_and_never_a_finished_or_manual_one(tmp_path: Path) -> None:
-    """A followed folder on a line: every re-scan finds a few files. While the worker is behind they
-    join the automatic job still open (one row in the Jobs dock, its total growing), not one job per
-    re-scan; once that job has finished (or was cancelled) the next files get a new one; a job the
-    inspector queued is never extended."""
+def test_a_line_s_new_files_join_one_automatic_job_and_never_a_cancelled_stale_or_manual_one(
+        tmp_path: Path, monkeypatch) -> None:
+    """A followed folder on a line: every re-scan finds a few files. They join the automatic job still
+    open (one row in the Jobs dock, its total growing), not one job per re-scan; when the worker keeps
+    up and that job has just finished, it is reopened for them; a job that was cancelled, or finished
+    longer ago than ``AUTOMATIC_REOPEN_S``, is not, and a job the inspector queued is never extended."""
+    from app.services import prelabel
     from app.services.prelabel import submit_prelabel
     from database import new_worker_id
     from database.dto import FileEntry
+    from database.states import JobStatus
     db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
     try:
         folder = db.folders.add("/line")
@@ -129,22 +132,36 @@ def test_a_line_s_new_files_join_the_waiting_automatic_job_and_never_a_finished_
         def arrive(n: int, start: int) -> list[int]:
             return list(db.images.sync(folder.id, [FileEntry(f"p{i}.png", 10, i, content_hash=f"h{i}")
                                                    for i in range(start + n)]).added_ids)
+
+        w = new_worker_id()
+
+        def catch_up() -> None:
+            while (batch := db.jobs.claim_items(w, 10)) is not None:
+                db.jobs.complete_items(w, [i.id for i in batch.items])
+
         jobs = ReviewJobs(db, "unused")
         first = jobs.prelabel_new_images(folder.id, arrive(2, 0))
         second = jobs.prelabel_new_images(folder.id, arrive(3, 2))
         assert second == first and db.jobs.get(first[0]).progress_total == 5
-        w = new_worker_id()
-        while (batch := db.jobs.claim_items(w, 10)) is not None:   # the worker catches up
-            db.jobs.complete_items(w, [i.id for i in batch.items])
-        third = jobs.prelabel_new_images(folder.id, arrive(1, 5))
-        assert third != first and db.jobs.get(third[0]).progress_total == 1
-        db.jobs.request_cancel(third[0])
+        catch_up()
+        assert db.jobs.get(first[0]).status is JobStatus.DONE
+        third = jobs.prelabel_new_images(folder.id, arrive(1, 5))  # the worker kept up: the job reopens
+        reopened = db.jobs.get(first[0])
+        assert third == first and reopened.status is JobStatus.QUEUED and reopened.finished_at is None
+        assert reopened.progress_total == 6
+        catch_up()
+        assert db.jobs.get(first[0]).status is JobStatus.DONE and db.jobs.get(first[0]).progress_done == 6
+        monkeypatch.setattr(prelabel, "AUTOMATIC_REOPEN_S", 0.0)  # the line paused longer than the window
         fourth = jobs.prelabel_new_images(folder.id, arrive(1, 6))
-        assert fourth not in (first, third)
-        while (batch := db.jobs.claim_items(w, 10)) is not None:
-            db.jobs.complete_items(w, [i.id for i in batch.items])
-        manual = submit_prelabel(db, image_ids=arrive(1, 7), families=jobs.available_families())  # the inspector's
-        fifth = jobs.prelabel_new_images(folder.id, arrive(1, 8))
-        assert fifth != [manual] and db.jobs.get(manual).progress_total == 1
+        assert fourth != first and db.jobs.get(fourth[0]).progress_total == 1
+        monkeypatch.undo()
+        db.jobs.request_cancel(fourth[0])
+        catch_up()
+        fifth = jobs.prelabel_new_images(folder.id, arrive(1, 7))
+        assert fifth not in (first, fourth)  # neither the cancelled job nor the older one behind it
+        catch_up()
+        manual = submit_prelabel(db, image_ids=arrive(1, 8), families=jobs.available_families())  # the inspector's
+        sixth = jobs.prelabel_new_images(folder.id, arrive(1, 9))
+        assert sixth != [manual] and db.jobs.get(manual).progress_total == 1
     finally:
         db.close()
