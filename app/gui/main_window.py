@@ -234,8 +234,7 @@ class MainWindow(QMainWindow):
     def _decide(self, decision, name: str) -> None:
         selected = self.queue.selected_ids()
         if len(selected) > 1:  # a multi-selection in the gallery: decide them all at once
-            self.review.decide_many(selected, name)
-            self.review.reload()
+            self.review.decide_many(selected, name)  # read off this thread; it reloads the open image after
             return
         before, refused = self.review.image_id, self.review.conflicts
         decision()

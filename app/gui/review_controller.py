@@ -44,6 +44,7 @@ class ReviewController(QObject):
     replayed = Signal(int)             # image id whose edit an undo/redo just replayed
     loading = Signal(int)              # image id whose detail is being read (the screen still shows the last)
     history_read = Signal(object)      # list[RevisionInfo] of the image on screen (read on the history thread)
+    decided_many = Signal(int)         # images a multi-selection Accept/Reject changed (after its off-thread read)
     _loaded = Signal(int, int, object, str)  # ticket, image id, ImageDetail | None, error (from the reader)
     _checked = Signal(int, int)              # image id, its newest label revision (from the reader)
 
@@ -83,6 +84,9 @@ class ReviewController(QObject):
         # The label history (every revision, masks included) is read after each change on its own
         # thread, in order: it was read on the GUI thread, a wait per key on a slow server.
         self._history = BackgroundCalls("label-history", self)
+        # What a multi-selection Accept/Reject and a revision restore read first (every chosen image's detail,
+        # an earlier revision's masks): read in order on their own thread, the edit made when the answer comes.
+        self._reads = BackgroundCalls("label-reads", self)
         self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
         self._checked.connect(self._on_checked)
@@ -243,6 +247,7 @@ class ReviewController(QObject):
         self._ticket += 1  # an answer still on its way is dropped
         self._reader.shutdown(wait=False, cancel_futures=True)
         self._history.close()
+        self._reads.close()
 
     # -- intents (each is one undoable step) ----------------------------------------------
     def _edit(self, after: LabelState, text: str, changed: str) -> None:
@@ -313,17 +318,32 @@ class ReviewController(QObject):
             return
         self._edit(after, "accept", "accept")
 
-    def decide_many(self, image_ids: list[int], decision: str) -> int:
+    def decide_many(self, image_ids: list[int], decision: str) -> None:
         """Accept (each image's own label, the prediction filling what it lacks) or reject several
-        images as one undoable step."""
+        images as one undoable step. Their details are read on a helper thread first (hundreds of
+        images, each with its prediction, were read on the GUI thread); ``decided_many`` then."""
         if decision not in ("accept", "reject"):
             raise ValueError(decision)
+        ids = list(dict.fromkeys(image_ids))
+
+        def read() -> list[tuple[int, ImageDetail | None, str]]:
+            rows: list[tuple[int, ImageDetail | None, str]] = []
+            for image_id in ids:
+                try:
+                    rows.append((image_id, self.service.detail(image_id), ""))
+                except Exception as exc:  # noqa: BLE001 - said on the GUI thread, the others go on
+                    rows.append((image_id, None, str(exc)))
+            return rows
+
+        self.message.emit(f"Reading {len(ids)} images to {decision}…")
+        self._reads.call(read, lambda rows: self._decide_read(rows, decision),
+                         lambda text: self.save_failed.emit(f"Cannot {decision} the selection: {text}"))
+
+    def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str) -> None:
         edits = []
-        for image_id in image_ids:
-            try:
-                detail = self.service.detail(image_id)
-            except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-                self.save_failed.emit(f"Cannot read image {image_id}: {exc}")
+        for image_id, detail, error in rows:
+            if detail is None:
+                self.save_failed.emit(f"Cannot read image {image_id}: {error}")
                 continue
             before = self._pending.get(image_id, (detail.label, "", None))[0]
             if image_id not in self._pending:
@@ -339,7 +359,10 @@ class ReviewController(QObject):
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
             self.message.emit(f"{decision.capitalize()}ed {len(edits)} image(s); Ctrl+Z undoes them together.")
-        return len(edits)
+        else:
+            self.message.emit(f"Nothing to {decision}: the selected images already are.")
+        self.reload()
+        self.decided_many.emit(len(edits))
 
     def reject(self) -> None:
         if self._ready():
@@ -350,13 +373,14 @@ class ReviewController(QObject):
         """Bring an earlier revision back (itself a new, undoable revision)."""
         if not self._ready():
             return
-        assert self.detail is not None and self.label is not None  # what _ready() checked
-        try:
-            old = self.service.revision_label(self.detail.item.image_id, revision)
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self.save_failed.emit(f"Cannot read revision {revision}: {exc}")
-            return
-        self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
+        assert self.detail is not None  # what _ready() checked
+        image_id = self.detail.item.image_id
+
+        def restore(old: LabelState) -> None:  # on the GUI thread, once read; dropped if the inspector moved on
+            if self._target == image_id and self._ready() and self.label is not None:
+                self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
+        self._reads.call(lambda: self.service.revision_label(image_id, revision), restore,
+                         lambda text: self.save_failed.emit(f"Cannot read revision {revision}: {text}"))
 
     def clear_label(self) -> None:
         if self._ready():

@@ -303,7 +303,7 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
     win.review.set_class("first")
     win.review.set_class("second")
     win.label_panel.revision_chosen.emit(1)
-    assert win.review.label.class_name == "first"
+    qtbot.waitUntil(lambda: win.review.label.class_name == "first", timeout=5000)  # the revision is read off-thread
     hist = service.history(image_id)
     assert [h.class_name for h in hist] == ["first", "second", "first"] and "restore" in hist[-1].changed
     qtbot.waitUntil(lambda: win.label_panel.history.count() == 3, timeout=5000)   # read off the GUI thread
@@ -320,13 +320,64 @@ def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder
         sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
     ids = win.queue.selected_ids()
     assert len(ids) >= 3
-    press(qtbot, win, Qt.Key.Key_A)
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_A)
     assert all(service.item(i).review_state == "accepted" for i in ids)
     assert service.item(ids[-1]).label_class in CLASSES
     assert win.review.image_id == current  # no jumping around
     win.review.undo_stack.undo()
     assert all(service.item(i).review_state == "unreviewed" for i in ids)
     assert win.review.image_id == current
+    win.close()
+
+
+def test_bulk_decisions_and_revision_restores_read_off_the_gui_thread(service, db, folder, artifacts, qtbot,
+                                                                     monkeypatch):
+    """Accept on a gallery selection read every chosen image's detail, and a restored revision its masks, on
+    the GUI thread: with a slow database the window stood still. Both now read on a helper thread."""
+    import threading
+
+    from PySide6.QtCore import QItemSelectionModel
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    sel = win.gallery.selectionModel()
+    for row in (1, 2):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    ids = win.queue.selected_ids()
+    release = threading.Event()
+    real_detail, real_revision = service.detail, service.revision_label
+
+    def slow_detail(image_id, *a, **k):
+        if threading.current_thread() is threading.main_thread():
+            raise AssertionError("the GUI thread read an image's detail")
+        if image_id in ids:
+            assert release.wait(20)
+        return real_detail(image_id, *a, **k)
+
+    monkeypatch.setattr(service, "detail", slow_detail)
+    press(qtbot, win, Qt.Key.Key_A)                       # returns while the reads wait
+    assert all(service.item(i).review_state == "unreviewed" for i in ids)
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000) as sig:
+        release.set()
+    assert sig.args == [len(ids)] and all(service.item(i).review_state == "accepted" for i in ids)
+    monkeypatch.setattr(service, "detail", real_detail)
+
+    sel.clearSelection()
+    win.review.set_class(CLASSES[0])
+    win.review.set_class(CLASSES[1])
+    held = threading.Event()
+
+    def slow_revision(image_id, revision):
+        assert threading.current_thread() is not threading.main_thread()
+        assert held.wait(20)
+        return real_revision(image_id, revision)
+
+    monkeypatch.setattr(service, "revision_label", slow_revision)
+    first = service.history(win.review.image_id)[0].revision
+    win.label_panel.revision_chosen.emit(first)           # returns while the read waits
+    assert win.review.label.class_name == CLASSES[1]
+    held.set()
+    qtbot.waitUntil(lambda: win.review.label.class_name == service.history(win.review.image_id)[0].class_name,
+                    timeout=10000)
     win.close()
 
 
