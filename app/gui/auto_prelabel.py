@@ -12,11 +12,11 @@ import logging
 from typing import Sequence
 
 from app.gui.background import BackgroundCalls
+from app.gui.jobs_panel import AUTOMATIC_TITLE
 from app.services.project_settings import load_project_settings
 
 log = logging.getLogger(__name__)
 
-TITLE = "Pre-label new images (automatic)"
 
 
 class AutoPrelabel:
@@ -41,7 +41,7 @@ class AutoPrelabel:
     def _queued(self, queued: list[tuple[int, list[str]]]) -> None:
         if not queued:
             return
-        self.window.jobs.follow(queued, TITLE)
+        self.window.jobs.follow(queued, AUTOMATIC_TITLE)
         try:
             self.jobs.ensure_worker()
         except Exception as exc:  # noqa: BLE001 - GUI slot; the user is warned

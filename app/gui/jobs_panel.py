@@ -39,6 +39,7 @@ from app.services.job_pace import JobPace, PaceTracker
 log = logging.getLogger(__name__)
 
 WARN = "#d14343"
+AUTOMATIC_TITLE = "Pre-label new images (automatic)"  # what a followed folder's new files queue
 
 
 def format_eta(seconds: float | None) -> str:
@@ -356,7 +357,9 @@ class JobsController(QObject):
         for p in snap.jobs:
             if p.job_id not in panel.rows:
                 families = ", ".join(snap.families.get(p.job_id, ())) or "?"
-                panel.add_job(p.job_id, self._titles.get(p.job_id, f"Pre-label · {families}"))
+                # A job this window did not queue (an earlier session, another station) is named by what it is.
+                title = AUTOMATIC_TITLE if p.job_id in snap.automatic else f"Pre-label · {families}"
+                panel.add_job(p.job_id, self._titles.get(p.job_id, title))
             pace = self.pace.update(p.job_id, p.done + p.failed, p.total, p.finished)
             panel.show_progress(p, pace, self._worker_note(p, pace, worker))
             self.progress.emit(p)

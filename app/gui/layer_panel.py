@@ -110,6 +110,14 @@ class LayerPanel(QWidget):
         lay.addWidget(layers)
         lay.addStretch(1)
 
+    def set_withheld(self, layers: frozenset[str]) -> None:
+        """Say which layers the image on screen leaves empty because their model calls it out of domain."""
+        for name, cb in self.checks.items():
+            out = name in layers
+            cb.setText(f"{LAYER_TITLES[name]} (out of domain)" if out else LAYER_TITLES[name])
+            cb.setToolTip("Not drawn: the model that makes this layer calls the image unlike its training "
+                          "images, so its answer is not shown, as in the Label panel" if out else "")
+
     def _heat_region_group(self, grow_action: QAction) -> QGroupBox:
         box = QGroupBox("Heatmap → region")
         box.setToolTip("Turn the anomaly heatmap into the anomaly region, then refine it with brush and eraser.")

@@ -226,6 +226,7 @@ class MainWindow(QMainWindow):
                                                      self.queue_panel.search.selectAll()))
 
         wire_view_actions(a, self.viewer_pane, self.layer_panel)
+        self.viewer_ctl.withheld.connect(self.layer_panel.set_withheld)
         wire_objects(r, v, self.label_panel, a)
         a["open_folder"].triggered.connect(self.choose_folder)
         a["help_shortcuts"].triggered.connect(lambda: ShortcutsDialog(self).exec())

@@ -11,11 +11,17 @@ from PySide6.QtCore import QObject, Signal
 from app.gui.image_loader import ImageLoader
 from app.gui.review_controller import ReviewController
 from app.gui.viewer import ViewerPane
+from app.services.flags import answer_stands
 from app.services.review_types import ImageDetail, LabelState
+
+# Viewer layer -> the family whose answer it draws: a layer is left empty where that family's model calls the
+# image out of domain, as the label panel withholds the answer and Accept takes nothing from it.
+LAYER_FAMILY = {"heatmap": "anomaly", "prediction": "segmenter"}
 
 
 class ViewerController(QObject):
     image_shown = Signal(int)  # image id, once its pixels are on screen
+    withheld = Signal(object)  # frozenset of layers not drawn: their model calls the image out of domain
 
     def __init__(self, pane: ViewerPane, review: ReviewController, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -62,9 +68,17 @@ class ViewerController(QObject):
         self.image_shown.emit(image_id)
 
     def _apply_prediction(self) -> None:
+        """Draw the prediction's heatmap and mask, but not a family's answer its model calls out of domain:
+        seen under Xvfb, steel through the tile anomaly model painted the whole frame over threshold while
+        the panel said "out of domain" and Accept took no verdict from it."""
         p = self._detail.prediction if self._detail else None
-        self.viewer.set_heatmap(None if p is None else p.heatmap, None if p is None else p.heat_range)
-        self.viewer.set_predicted_mask(None if p is None else p.mask)
+        ood = () if p is None else p.out_of_domain
+        heat_ok, mask_ok = (p is not None and answer_stands(LAYER_FAMILY[n], ood) for n in ("heatmap", "prediction"))
+        self.viewer.set_heatmap(p.heatmap if p is not None and heat_ok else None,
+                                p.heat_range if p is not None and heat_ok else None)
+        self.viewer.set_predicted_mask(p.mask if p is not None and mask_ok else None)
+        drawn = {"heatmap": None if p is None else p.heatmap, "prediction": None if p is None else p.mask}
+        self.withheld.emit(frozenset(n for n, arr in drawn.items() if arr is not None and LAYER_FAMILY[n] in ood))
 
     def _on_label(self, label: LabelState) -> None:
         previous, self._label = self._label, label

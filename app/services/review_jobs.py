@@ -51,6 +51,7 @@ class JobsSnapshot:
     failures: dict[int, tuple["FailedImage", ...]] = field(default_factory=dict)
     families: dict[int, tuple[str, ...]] = field(default_factory=dict)
     worker: WorkerStatus = WorkerStatus(False)
+    automatic: frozenset[int] = frozenset()  # jobs a followed folder's new files queued (``params["automatic"]``)
 
 
 class ReviewJobs:
@@ -228,7 +229,8 @@ class ReviewJobs:
                 self._failures[p.job_id] = cached
             failures[p.job_id] = cached[1]
         families = {i: tuple(j.params.get("families", ())) for i, j in rows.items()}
-        return JobsSnapshot(jobs, failures, families, worker)
+        automatic = frozenset(i for i, j in rows.items() if j.params.get("automatic"))
+        return JobsSnapshot(jobs, failures, families, worker, automatic)
 
     def _job_rows(self, include: Sequence[int]) -> dict[int, Any]:
         """The newest pre-label jobs' rows by id, plus those in ``include``."""

@@ -118,7 +118,7 @@ def test_demo_first_launch_routes_each_subfolder_to_its_own_model(service, db, q
 def test_opening_a_new_folder_queues_its_new_images_and_shows_the_routing(service, db, folder, qtbot):
     """Item 7: a folder the user opens is pre-labelled without asking; reopening it queues
     nothing more; the Jobs dock says every family runs everywhere and offers the routing dialog."""
-    from app.gui.auto_prelabel import TITLE
+    from app.gui.jobs_panel import AUTOMATIC_TITLE as TITLE
     (folder / "infrared").mkdir()
     (folder / "part_00.png").rename(folder / "infrared" / "part_00.png")
     win = _window_with_jobs(service, db, folder, qtbot)
@@ -141,6 +141,11 @@ def test_opening_a_new_folder_queues_its_new_images_and_shows_the_routing(servic
     assert win.auto_prelabel.calls.wait_idle()
     assert len(db.jobs.list()) == 1
     win.close()
+    # The next session's window names the earlier automatic job by what it is, not by its families.
+    again = _jobs_window(service, db, qtbot)
+    qtbot.waitUntil(lambda: job in again.jobs_panel.rows, timeout=10000)
+    assert again.jobs_panel.rows[job].title.text() == f"#{job} {TITLE}"
+    again.close()
 
 
 def test_the_project_setting_off_opens_a_folder_without_a_job(service, db, folder, qtbot):

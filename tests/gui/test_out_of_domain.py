@@ -95,5 +95,16 @@ def test_accept_takes_no_answer_the_panel_shows_as_out_of_domain(service, db, fo
         assert taken.review_state == "accepted"
         assert taken.class_name is None and taken.mask is None and taken.anomaly_verdict is None
         assert taken.anomaly_region is None
+        # the viewer draws no answer the panel withholds (it painted the heatmap over the whole frame), and says so
+        assert win.viewer._heat is None and not win.layer_panel.heat_region_box.isVisibleTo(win.layer_panel)
+        assert win.viewer.rings.targets == []  # no predicted mask, no target rings
+        checks = win.layer_panel.checks
+        assert "out of domain" in checks["heatmap"].text() and "out of domain" in checks["prediction"].text()
+        assert checks["mask"].text() == "Defect mask"
+        inside = next(it.image_id for it in win.gallery_model.items() if it.image_id != hot)
+        win.review.open_image(inside)
+        wait_shown(win, qtbot, inside)
+        qtbot.waitUntil(lambda: win.viewer._heat is not None)
+        assert checks["heatmap"].text() == "Heatmap" and checks["prediction"].text() == "Predicted mask"
     finally:
         win.close()
