@@ -84,21 +84,34 @@ def _headline(block: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+COUNT_KEYS = ("count", "images", "n_images")  # how a card's metrics block says how many images it scored
+
+
+def _scored_on(block: Mapping[str, Any]) -> str:
+    """" (12 images)" when the block says how many images its figures come from: "acc 1.000" on the
+    dozen reviewed images a retraining held out reads differently from the same figure on a test split."""
+    for key in COUNT_KEYS:
+        n = block.get(key)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return f" ({n} image{'s' if n != 1 else ''})"
+    return ""
+
+
 def summarize_metrics(metrics: Any) -> str:
-    """The headline figures of a card's ``metrics``: flat (with an optional ``split`` text) or
-    under ``test`` / ``held_out`` (a retrained segmenter's) / ``val``; test figures win over
-    validation ones."""
+    """The headline figures of a card's ``metrics`` and how many images they come from: flat (with an
+    optional ``split`` text) or under ``test`` / ``held_out`` (a retrained segmenter's) / ``val``; test
+    figures win over validation ones."""
     if not isinstance(metrics, Mapping):
         return ""
     text = _headline(metrics)
     if text:
         split = metrics.get("split")
         word = split.split()[0] if isinstance(split, str) and split.strip() else ""
-        return f"{word} {text}" if word in SPLITS else text
+        return (f"{word} {text}" if word in SPLITS else text) + _scored_on(metrics)
     for split in SPLITS:
         block = metrics.get(split)
         if isinstance(block, Mapping) and (text := _headline(block)):
-            return f"{split.replace('_', '-')} {text}"
+            return f"{split.replace('_', '-')} {text}{_scored_on(block)}"
     return ""
 
 

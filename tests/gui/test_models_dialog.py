@@ -120,11 +120,11 @@ def test_table_lists_the_bundled_versions_and_a_missing_directory(qtbot, db, cat
     assert names == ["classifier-magnetic_tile", "classifier-neu", "classifier-neu-texture", "moved-away",
                      "segmenter-sirst", "segmenter-sirst-v2", "anomaly-bottle", "anomaly-magnetic_tile"]
     neu = row_of(dlg, "classifier-neu")                                   # MemoryMamba: bundled beside the default
-    assert cell(dlg, neu, "active") == "" and cell(dlg, neu, "metrics") == "CV acc 0.966 | val acc 0.993"
+    assert cell(dlg, neu, "active") == "" and cell(dlg, neu, "metrics") == "CV acc 0.966 | val acc 0.993 (288 images)"
     assert cell(dlg, row_of(dlg, "classifier-magnetic_tile"), "active") == ""  # bundled, not the family's default
     r = row_of(dlg, "classifier-neu-texture")                             # the default (ADR 0039)
     # its NEU val figure is shown as "val": val was in view when its features were designed (card, neu-frozen.md)
-    assert cell(dlg, r, "active") == "✓" and cell(dlg, r, "metrics") == "CV acc 0.998 | val acc 0.997"
+    assert cell(dlg, r, "active") == "✓" and cell(dlg, r, "metrics") == "CV acc 0.998 | val acc 0.997 (288 images)"
     assert cell(dlg, r, "parent") == "bundled" and cell(dlg, r, "family") == "classifier"
     assert cell(dlg, row_of(dlg, "anomaly-bottle"), "active") == ""
     missing = row_of(dlg, "moved-away")

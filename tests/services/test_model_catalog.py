@@ -43,13 +43,13 @@ def test_a_fresh_database_lists_every_bundled_model_with_each_default_active(db)
                                               key=["classifier", "segmenter", "anomaly"].index)
     by_name = {r.name: r for r in rows}
     # what images of a kind training never saw get (group-aware CV), first; then the scored split's figure
-    assert by_name["classifier-neu"].summary == "CV acc 0.966 | val acc 0.993"
+    assert by_name["classifier-neu"].summary == "CV acc 0.966 | val acc 0.993 (288 images)"
     # the default since session 23 (segmenter-bundle-clutter.md) beside the one it replaced, each with both figures
-    assert by_name["segmenter-sirst-v2"].summary == "new scenes IoU 0.624 · Pd 0.894 · Fa 67.9 | val IoU 0.643 · Pd 0.936 · Fa 106.1"
-    assert by_name["segmenter-sirst"].summary == "new scenes IoU 0.611 · Pd 0.894 · Fa 83.8 | val IoU 0.699 · Pd 0.927 · Fa 55.5"
+    assert by_name["segmenter-sirst-v2"].summary == "new scenes IoU 0.624 · Pd 0.894 · Fa 67.9 | val IoU 0.643 · Pd 0.936 · Fa 106.1 (86 images)"
+    assert by_name["segmenter-sirst"].summary == "new scenes IoU 0.611 · Pd 0.894 · Fa 83.8 | val IoU 0.699 · Pd 0.927 · Fa 55.5 (86 images)"
     assert by_name["anomaly-magnetic_tile"].summary == ("new tiles image AUROC 0.806 · pixel AUROC 0.735 | "
-                                                        "test image AUROC 0.919 · pixel AUROC 0.901")
-    assert by_name["classifier-magnetic_tile"].summary == "new tiles acc 0.768 | test acc 0.963"
+                                                        "test image AUROC 0.919 · pixel AUROC 0.901 (214 images)")
+    assert by_name["classifier-magnetic_tile"].summary == "new tiles acc 0.768 | test acc 0.963 (214 images)"
     assert by_name["anomaly-bottle"].summary.startswith("test image AUROC")  # no group CV for it: none claimed
     # the same rows as pre-labelling resolves: no second registration
     assert {f: v.name for f, v in resolve_models(db, list(DEFAULT_MODEL)).items()} == DEFAULT_MODEL
@@ -205,6 +205,10 @@ def test_summaries_tolerate_odd_metrics() -> None:
     assert summarize_metrics({"validation": {"accuracy": 0.5}}) == "validation acc 0.500"
     assert summarize_metrics({"held_out": {"iou": 0.5, "pd": 0.75}, "val": {"iou": 0.1}}) == "held-out IoU 0.500 · Pd 0.750"
     assert summarize_metrics({"iou": 0.5, "split": "test (held out)"}) == "test IoU 0.500"
+    # how many images a figure comes from, where the card says (a retraining's dozen held-out reviewed images)
+    assert summarize_metrics({"val": {"accuracy": 1.0, "count": 12}}) == "val acc 1.000 (12 images)"
+    assert summarize_metrics({"iou": 0.5, "images": 1}) == "IoU 0.500 (1 image)"
+    assert summarize_metrics({"test": {"accuracy": 0.5, "n_images": True}}) == "test acc 0.500"
 
 
 def test_architecture_table_matches_the_model_registry() -> None:
