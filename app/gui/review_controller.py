@@ -340,10 +340,14 @@ class ReviewController(QObject):
                          lambda text: self.save_failed.emit(f"Cannot {decision} the selection: {text}"))
 
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str) -> None:
-        edits = []
+        edits, moved = [], 0
         for image_id, detail, error in rows:
             if detail is None:
                 self.save_failed.emit(f"Cannot read image {image_id}: {error}")
+                continue
+            seen = self._seen.get(image_id)
+            if image_id not in self._pending and seen is not None and seen > detail.label.revision:
+                moved += 1  # this window saved it again while the selection was read: that read is behind
                 continue
             before = self._pending.get(image_id, (detail.label, "", None))[0]
             if image_id not in self._pending:
@@ -358,9 +362,11 @@ class ReviewController(QObject):
             for edit in edits:
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
-            self.message.emit(f"{decision.capitalize()}ed {len(edits)} image(s); Ctrl+Z undoes them together.")
+            self.message.emit(f"{decision.capitalize()}ed {len(edits)} image(s); Ctrl+Z undoes them together."
+                              + (f" {moved} changed meanwhile and were left out." if moved else ""))
         else:
-            self.message.emit(f"Nothing to {decision}: the selected images already are.")
+            self.message.emit(f"{moved} image(s) changed while the selection was read: select and decide again."
+                              if moved else f"Nothing to {decision}: the selected images are {decision}ed already.")
         self.reload()
         self.decided_many.emit(len(edits))
 

@@ -360,6 +360,15 @@ def test_bulk_decisions_and_revision_restores_read_off_the_gui_thread(service, d
         release.set()
     assert sig.args == [len(ids)] and all(service.item(i).review_state == "accepted" for i in ids)
     monkeypatch.setattr(service, "detail", real_detail)
+    # An image this window saved again while the selection was being read is left out, and said so
+    stale = real_detail(ids[0])
+    win.review._seen[ids[0]] = stale.label.revision + 1
+    said = []
+    win.review.message.connect(said.append)
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000) as sig:
+        win.review._decide_read([(ids[0], stale, "")], "reject")
+    assert sig.args == [0] and "changed while the selection was read" in said[-1]
+    assert service.item(ids[0]).review_state == "accepted"
 
     sel.clearSelection()
     win.review.set_class(CLASSES[0])
