@@ -47,7 +47,8 @@ def test_bulk_accept_keeps_each_images_own_correction(service, db, folder, artif
         sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
     ids = win.queue.selected_ids()
     assert corrected in ids and len(ids) == 2
-    press(qtbot, win, Qt.Key.Key_A)
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):  # the selection is read off the GUI thread
+        press(qtbot, win, Qt.Key.Key_A)
     other = next(i for i in ids if i != corrected)
     assert service.detail(corrected).label.class_name == mine
     assert service.detail(corrected).label.review_state == "accepted"
