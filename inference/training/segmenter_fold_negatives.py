@@ -57,7 +57,10 @@ def write_fold_tree(data: str | Path, train_stems: Sequence[str], out: str | Pat
         for s in train_stems:
             link = out / sub / files[s].name
             if not link.exists():
-                os.symlink(files[s].resolve(), link)
+                try:
+                    os.symlink(files[s].resolve(), link)
+                except FileExistsError:  # two fold runs of the same split writing the tree at once (seen)
+                    pass
     (out / "train.txt").write_text("".join(f"{s}\n" for s in train_stems), encoding="utf-8")
     return out
 
