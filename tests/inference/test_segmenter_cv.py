@@ -50,7 +50,8 @@ def test_held_out_fraction_zero_fits_every_frame_and_keeps_the_final_weights(tmp
     root = write_tree(tmp_path / "d", n=8)  # train.txt lists 4 frames
     out = tmp_path / "run"
     assert cli_main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "2",
-                     "--batch-size", "2", "--crop", "32", "--held-out-fraction", "0", "--quiet", "--threads", "1"]) == 0
+                     "--batch-size", "2", "--crop", "32", "--held-out-fraction", "0", "--quiet", "--threads", "1",
+                     "--fine-tune-epochs", "0"]) == 0
     card = json.loads((out / "final" / "card.json").read_text())
     assert card["data"]["fit_frames"] == 4 and card["data"]["held_out_frames"] == 0
     assert card["threshold"] == 0.5 and card["test_time_flips"] is False and card["held_out_metrics"] is None

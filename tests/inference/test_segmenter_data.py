@@ -108,11 +108,41 @@ def test_large_frames_run_in_tiles_that_cover_the_frame(monkeypatch):
     assert segmentation._tile_starts(75, 32, 24) == [0, 24, 43]
 
 
+def test_train_segmenter_adds_the_fine_tune_phase_to_a_network_from_scratch(tmp_path):
+    """ADR 0052 (segmenter-two-stage.md): ``train segmenter`` runs a second phase from the first phase's final
+    weights at --fine-tune-lr; 16 epochs by default from scratch, none with --init (a retraining is a fine-tune)."""
+    import argparse
+
+    from inference.training.segmenter_cli import DEFAULT_FINE_TUNE_EPOCHS, train_options
+
+    def opts(**kw):
+        base = dict(data="d", out="o", init=None, fine_tune_epochs=None)
+        return train_options(argparse.Namespace(**{**base, **kw}), "cmd")
+    assert opts().fine_tune_epochs == DEFAULT_FINE_TUNE_EPOCHS == 16
+    assert opts(init="m").fine_tune_epochs == 0 and opts(fine_tune_epochs=3).fine_tune_epochs == 3
+
+    root = write_tree(tmp_path / "d", n=8)
+    out = tmp_path / "two"
+    args = ["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "2",
+            "--fine-tune-epochs", "1", "--fine-tune-lr", "5e-4", "--batch-size", "2", "--crop", "32", "--quiet",
+            "--threads", "1"]
+    assert main(args) == 0
+    card = json.loads((out / "final" / "card.json").read_text())
+    assert [p["epochs"] for p in card["training_phases"]] == [2, 1] and card["training_phases"][1]["lr"] == 5e-4
+    assert card["training"]["epochs"] == 2 and card["training"]["fine_tune_epochs"] == 1
+    assert len((out / "phase1" / "log.jsonl").read_text().splitlines()) == 2
+    assert len((out / "log.jsonl").read_text().splitlines()) == 1
+    assert main(args + ["--resume"]) == 0  # both phases done: nothing is trained again
+    assert len((out / "log.jsonl").read_text().splitlines()) == 1
+    assert main([*args[:-2], "--fine-tune-epochs", "-1", "--threads", "1"]) == 2
+
+
 def test_train_then_evaluate_commands(tmp_path, capsys):
     root = write_tree(tmp_path / "d", n=8)
     out = tmp_path / "run"
     rc = main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
-               "--epochs", "1", "--batch-size", "2", "--crop", "32", "--eval-every", "1", "--quiet", "--threads", "1"])
+               "--epochs", "1", "--batch-size", "2", "--crop", "32", "--eval-every", "1", "--quiet", "--threads", "1",
+               "--fine-tune-epochs", "0"])  # one phase: its resume is pinned here (two phases: the test below)
     assert rc == 0
     card = json.loads((out / "final" / "card.json").read_text())
     assert 0.0 < card["threshold"] < 1.0 and card["input"]["pad_to_multiple_of"] == 16
@@ -121,7 +151,8 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     assert card["data"]["largest_target_fraction"] in (pytest.approx(6 / (40 * 56)), pytest.approx(6 / (33 * 70)))
     assert (out / "state.pt").is_file() and len((out / "log.jsonl").read_text().splitlines()) == 1
     rc = main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny",
-               "--epochs", "2", "--batch-size", "2", "--crop", "32", "--quiet", "--resume", "--threads", "1"])
+               "--epochs", "2", "--batch-size", "2", "--crop", "32", "--quiet", "--resume", "--threads", "1",
+               "--fine-tune-epochs", "0"])
     assert rc == 0 and len((out / "log.jsonl").read_text().splitlines()) == 2
     rc = main(["train", "segmenter", "--data", str(root), "--out", str(tmp_path / "tuned"), "--preset", "test_tiny",
                "--init", str(out / "final"), "--epochs", "1", "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1"])
