@@ -34,11 +34,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     # session 23 (segmenter-clutter-more.md): more clutter crops, fewer on targets (0.4 / 0.4 / 0.2 uniform)
     "clutter40": {"inner": "mamba", "augment": False, "clutter_prob": 0.4, "target_prob": 0.4},
     # session 24 (segmenter-two-stage.md): the earlier bundle's own schedule, 36 epochs then 16 more from their
-    # weights at lr 1e-3 ("then": the second phase's fields), without clutter crops as it was trained, and with them
+    # weights at lr 1e-3 (the trainer's second phase since, ADR 0052), without clutter crops as it was trained, and
+    # with them. (The runs recorded there named the second phase by hand, into the same folders with the same
+    # options: the trainer's phase is that, moved into the trainer.)
     "old2stage": {"inner": "mamba", "augment": False, "clutter_prob": 0.0, "epochs": 36,
-                  "then": {"epochs": 16, "lr": 1e-3}},
+                  "fine_tune_epochs": 16, "fine_tune_lr": 1e-3},
     "clutter2stage": {"inner": "mamba", "augment": False, "clutter_prob": 0.25, "epochs": 36,
-                      "then": {"epochs": 16, "lr": 1e-3}},
+                      "fine_tune_epochs": 16, "fine_tune_lr": 1e-3},
 }
 
 
@@ -59,15 +61,12 @@ def train_fold(args: argparse.Namespace) -> None:
     out = recipe_dir(args.work, args.recipe, args.fold, args.alone)
     t0 = time.monotonic()
     fields = {"epochs": args.epochs, "target_prob": 0.5, **RECIPES[args.recipe]}
-    then = fields.pop("then", None)  # a second phase: fine-tuning from the first phase's final weights
-    common = dict(data=str(tree), preset="cpu", batch_size=8, crop=128,
-                  seed=args.seed + (10 if args.alone else 0) + args.fold, threads=1, held_out_fraction=0.0, quiet=True,
-                  command=f"benchmarks/segmenter_scene_cv.py train --recipe {args.recipe} --fold {args.fold} "
-                          f"--folds {args.folds} --epochs {fields['epochs']}{' --alone' if args.alone else ''}")
-    first = out / "phase1" if then else out
-    train(TrainOptions(out=str(first), **common, **fields))
-    if then:
-        train(TrainOptions(out=str(out), init=str(first / "final"), **common, **{**fields, **then}))
+    train(TrainOptions(data=str(tree), out=str(out), preset="cpu", batch_size=8, crop=128,
+                       seed=args.seed + (10 if args.alone else 0) + args.fold, threads=1,
+                       held_out_fraction=0.0, quiet=True,
+                       command=f"benchmarks/segmenter_scene_cv.py train --recipe {args.recipe} --fold {args.fold} "
+                               f"--folds {args.folds} --epochs {fields['epochs']}{' --alone' if args.alone else ''}",
+                       **fields))
     (out / "seconds.json").write_text(json.dumps({"training_seconds": round(time.monotonic() - t0, 1)}), encoding="utf-8")
 
 
