@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 WARN = "#d14343"
 AUTOMATIC_TITLE = "Pre-label new images (automatic)"  # what a followed folder's new files queue
+EARLIER = " (from an earlier session)"  # a job resumed from an earlier session's unfinished ones
 
 
 def format_eta(seconds: float | None) -> str:
@@ -155,7 +156,8 @@ class JobsPanel(QWidget):
 
     def add_job(self, job_id: int, title: str) -> JobRow:
         row = self.rows.get(job_id)
-        if row is not None:
+        if row is not None:  # the poll showed it first, named by its parameters: the one who queued it knows better
+            row.title.setText(f"#{job_id} {title}")
             return row
         row = JobRow(job_id, f"#{job_id} {title}")
         row.cancel_requested.connect(self.cancel_requested)
@@ -238,6 +240,7 @@ class JobsController(QObject):
         self.refresher = PredictionRefresher(window, self)
         self._open: set[int] = set()        # jobs submitted, resumed or seen open, not seen finished
         self._include: tuple[int, ...] = ()  # followed even when older than the history
+        self._earlier: set[int] = set()  # unfinished jobs an earlier session left (resume_unfinished)
         self._titles: dict[int, str] = {}
         self._counts: dict[int, tuple[int, int]] = {}
         self._event_id = 0
@@ -305,8 +308,12 @@ class JobsController(QObject):
             return pending
 
         def done(pending: list[int]) -> None:
+            self._earlier.update(pending)  # named when the poll shows them: automatic or not, their families
             for job_id in pending:
-                self._follow(job_id, "Pre-label (from an earlier session)")
+                self._follow(job_id)
+                row = self.window.jobs_panel.rows.get(job_id)  # the poll was first: say it now
+                if row is not None and not row.title.text().endswith(EARLIER):
+                    row.title.setText(row.title.text() + EARLIER)
             if pending:
                 self.poller.poll()
 
@@ -358,7 +365,9 @@ class JobsController(QObject):
             if p.job_id not in panel.rows:
                 families = ", ".join(snap.families.get(p.job_id, ())) or "?"
                 # A job this window did not queue (an earlier session, another station) is named by what it is.
-                title = AUTOMATIC_TITLE if p.job_id in snap.automatic else f"Pre-label · {families}"
+                title = f"{AUTOMATIC_TITLE if p.job_id in snap.automatic else 'Pre-label'} · {families}"
+                if p.job_id in self._earlier:
+                    title += EARLIER
                 panel.add_job(p.job_id, self._titles.get(p.job_id, title))
             pace = self.pace.update(p.job_id, p.done + p.failed, p.total, p.finished)
             panel.show_progress(p, pace, self._worker_note(p, pace, worker))
