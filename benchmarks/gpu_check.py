@@ -177,23 +177,13 @@ PAPER_RUNS = {  # family -> (model module, input size, batch): the papers' own t
 
 
 def _paper_model(module: str, preset_name: str) -> tuple[torch.nn.Module, int]:
-    if module == "memory_mamba":
-        from inference.models.memory_mamba import MemoryMamba
-        from inference.models.memory_mamba import preset as mm_preset
+    """The registered model of ``module`` built from that module's own preset (``inference.models.registry``)."""
+    import importlib
 
-        cfg = mm_preset(preset_name)
-        return MemoryMamba(cfg), cfg.in_chans
-    if module == "mim_istd":
-        from inference.models.mim_istd import MiMISTD
-        from inference.models.mim_istd import preset as mi_preset
+    from inference.models.registry import spec
 
-        mcfg = mi_preset(preset_name)
-        return MiMISTD(mcfg), mcfg.in_chans
-    from inference.models.pattern_anomaly import PatternAnomaly
-    from inference.models.pattern_anomaly import preset as pa_preset
-
-    pcfg = pa_preset(preset_name)
-    return PatternAnomaly(pcfg), 3
+    cfg = importlib.import_module(f"inference.models.{module}").preset(preset_name)
+    return spec(module).model_cls(cfg), int(getattr(cfg, "in_chans", 3))
 
 
 def _loss(out: Any) -> torch.Tensor:

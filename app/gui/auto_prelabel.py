@@ -18,7 +18,6 @@ from app.services.project_settings import load_project_settings
 log = logging.getLogger(__name__)
 
 
-
 class AutoPrelabel:
     def __init__(self, window) -> None:
         self.window = window

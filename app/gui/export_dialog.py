@@ -75,8 +75,8 @@ class ExportDialog(QDialog):
         self._relay.progress.connect(self._on_progress)
         self._relay.done.connect(self._on_done)
         self.result_value = None
-        self.facts_calls: BackgroundCalls | None = None  # open_export_dialog's reader
-        self._reading = counts is None
+        self.facts_calls: BackgroundCalls | None = None  # the folder's facts being read (read_facts)
+        self._running = False
 
         lay = QVBoxLayout(self)
         self.head = QLabel("Reading what this folder holds…")
@@ -134,8 +134,6 @@ class ExportDialog(QDialog):
         self.resize(620, 420)
         if counts is not None:
             self._show_head(folder_name, counts)
-        else:
-            self.export_button.setEnabled(False)
 
     def _show_head(self, folder_name: str | None, counts: dict[str, int]) -> None:
         reviewed = counts.get("accepted", 0) + counts.get("corrected", 0)
@@ -143,12 +141,20 @@ class ExportDialog(QDialog):
                           f"{folder_name or 'the project'}; rejected and unreviewed images are left out.")
 
     # -- the folder's facts, read off the GUI thread (open_export_dialog) -----------------------
+    def read_facts(self, review) -> None:
+        """Read the folder's counts, name and the class order on a helper thread; Export waits for them."""
+        self.export_button.setEnabled(False)
+        self.facts_calls = read_facts_for(self, review, self.folder_id, self.apply_facts, self.facts_failed)
+
+    @property
+    def reading(self) -> bool:
+        return self.facts_calls is not None and self.facts_calls.busy
+
     def apply_facts(self, facts: FolderFacts) -> None:
         self.class_order = tuple(facts.classes)
         if facts.name and self.folder_id is not None:
             self.scope_folder.setText(f"this folder ({facts.name})")
         self._show_head(facts.name, facts.counts)
-        self._reading = False
         self.export_button.setEnabled(True)
         self.facts_ready.emit()
 
@@ -156,7 +162,6 @@ class ExportDialog(QDialog):
         self.head.setText(f"The folder's counts could not be read ({error}). The export reads the labels "
                           "itself when it runs.")
         self.head.setStyleSheet("color: #d14343;")
-        self._reading = False
         self.export_button.setEnabled(True)
         self.facts_ready.emit()
 
@@ -174,7 +179,7 @@ class ExportDialog(QDialog):
                              class_order=tuple(self.class_order))
 
     def start(self) -> bool:
-        if self._reading or getattr(self, "_running", False):
+        if self.reading or self._running:
             return False  # Export is disabled meanwhile; a call from code is refused the same way
         out = self.out.text().strip()
         if not out:
@@ -220,7 +225,7 @@ class ExportDialog(QDialog):
         self.status.setStyleSheet("color: #d14343;")
 
     def _cancel_or_close(self) -> None:
-        if getattr(self, "_running", False):
+        if self._running:
             self._cancel.set()
             self.status.setText("Cancelling…")
         else:
@@ -242,7 +247,7 @@ def open_export_dialog(window) -> ExportDialog:
     """Open at once; the folder's counts, its name and the class order are read on a helper thread."""
     folder_id = window.current_folder
     dlg = ExportDialog(window.ctx.export_db, folder_id, None, None, (), window)
-    dlg.facts_calls = read_facts_for(dlg, window.ctx.review, folder_id, dlg.apply_facts, dlg.facts_failed)
+    dlg.read_facts(window.ctx.review)
     return dlg
 
 

@@ -78,8 +78,7 @@ class ImportDialog(QDialog):
         self.db, self.folder_id, self.classes, self.author = db, folder_id, tuple(classes), author
         self.preview: ImportPreview | None = None
         self.result_value = None
-        self.facts_calls: BackgroundCalls | None = None  # open_import_dialog's reader
-        self._reading = False
+        self.facts_calls: BackgroundCalls | None = None  # the project's facts being read (read_facts)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._relay = _Relay(self)
@@ -138,22 +137,25 @@ class ImportDialog(QDialog):
         self.resize(760, 620)
 
     # -- the project's facts, read off the GUI thread (open_import_dialog) ----------------------
-    def reading_facts(self) -> None:
-        self._reading = True
+    def read_facts(self, review) -> None:
+        """Read the project's classes, the author and the folder's name on a helper thread; Preview waits."""
         self.preview_button.setEnabled(False)
         self._message("Reading the project's classes…")
+        self.facts_calls = read_facts_for(self, review, self.folder_id, self.apply_facts, self.facts_failed)
+
+    @property
+    def reading(self) -> bool:
+        return self.facts_calls is not None and self.facts_calls.busy
 
     def apply_facts(self, facts: FolderFacts) -> None:
         self.classes, self.author = tuple(facts.classes), facts.author
         if facts.name and self.folder_id is not None:
             self.scope_folder.setText(f"this folder ({facts.name})")
-        self._reading = False
         self.preview_button.setEnabled(True)
         self._message("Choose a dataset and its format, then Preview.")
         self.facts_ready.emit()
 
     def facts_failed(self, error: str) -> None:
-        self._reading = False
         self.preview_button.setEnabled(True)
         self._message(f"The project's classes could not be read ({error}); the preview reads the database "
                       "again and lists any class it cannot place.", error=True)
@@ -179,7 +181,7 @@ class ImportDialog(QDialog):
                              overwrite_newer=self.overwrite_newer.isChecked(), author=self.author)
 
     def start_preview(self) -> bool:
-        if self._reading:
+        if self.reading:
             return False  # Preview is disabled until the project's classes are known
         source = self.source.text().strip()
         if not source:
@@ -301,8 +303,7 @@ def open_import_dialog(window) -> ImportDialog:
     """Open at once; the folder's name, the classes and the author are read on a helper thread."""
     folder_id = window.current_folder
     dlg = ImportDialog(window.ctx.export_db, folder_id, None, (), "import", window)
-    dlg.reading_facts()
-    dlg.facts_calls = read_facts_for(dlg, window.ctx.review, folder_id, dlg.apply_facts, dlg.facts_failed)
+    dlg.read_facts(window.ctx.review)
     dlg.finished_import.connect(lambda result, _error: result is not None and window.queue.refresh_in_background())
     dlg.classes_added.connect(lambda _names: window.refresh_models(background=True))  # hotkeys and filters follow
     return dlg

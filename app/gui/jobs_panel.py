@@ -309,11 +309,11 @@ class JobsController(QObject):
 
         def done(pending: list[int]) -> None:
             self._earlier.update(pending)  # named when the poll shows them: automatic or not, their families
+            snap, rows = self.last_snapshot, self.window.jobs_panel.rows
             for job_id in pending:
                 self._follow(job_id)
-                row = self.window.jobs_panel.rows.get(job_id)  # the poll was first: say it now
-                if row is not None and not row.title.text().endswith(EARLIER):
-                    row.title.setText(row.title.text() + EARLIER)
+                if snap is not None and job_id in rows and job_id not in self._titles:  # the poll named it first
+                    self.window.jobs_panel.add_job(job_id, self._poll_title(job_id, snap))
             if pending:
                 self.poller.poll()
 
@@ -363,12 +363,7 @@ class JobsController(QObject):
         changed = False
         for p in snap.jobs:
             if p.job_id not in panel.rows:
-                families = ", ".join(snap.families.get(p.job_id, ())) or "?"
-                # A job this window did not queue (an earlier session, another station) is named by what it is.
-                title = f"{AUTOMATIC_TITLE if p.job_id in snap.automatic else 'Pre-label'} · {families}"
-                if p.job_id in self._earlier:
-                    title += EARLIER
-                panel.add_job(p.job_id, self._titles.get(p.job_id, title))
+                panel.add_job(p.job_id, self._titles.get(p.job_id) or self._poll_title(p.job_id, snap))
             pace = self.pace.update(p.job_id, p.done + p.failed, p.total, p.finished)
             panel.show_progress(p, pace, self._worker_note(p, pace, worker))
             self.progress.emit(p)
@@ -396,6 +391,12 @@ class JobsController(QObject):
             self._last_refresh = time.monotonic()
             self.refresher.refresh()
         self.snapshot.emit(snap)
+
+    def _poll_title(self, job_id: int, snap) -> str:
+        """A job this window did not queue (an earlier session, another station) is named by what it is."""
+        families = ", ".join(snap.families.get(job_id, ())) or "?"
+        kind = AUTOMATIC_TITLE if job_id in snap.automatic else "Pre-label"
+        return f"{kind} · {families}" + (EARLIER if job_id in self._earlier else "")
 
     def _worker_note(self, p, pace: JobPace, worker) -> str:
         """Why an open job does not move, when the worker is the reason."""

@@ -72,13 +72,14 @@ class ViewerController(QObject):
         seen under Xvfb, steel through the tile anomaly model painted the whole frame over threshold while
         the panel said "out of domain" and Accept took no verdict from it."""
         p = self._detail.prediction if self._detail else None
-        ood = () if p is None else p.out_of_domain
-        heat_ok, mask_ok = (p is not None and answer_stands(LAYER_FAMILY[n], ood) for n in ("heatmap", "prediction"))
-        self.viewer.set_heatmap(p.heatmap if p is not None and heat_ok else None,
-                                p.heat_range if p is not None and heat_ok else None)
-        self.viewer.set_predicted_mask(p.mask if p is not None and mask_ok else None)
-        drawn = {"heatmap": None if p is None else p.heatmap, "prediction": None if p is None else p.mask}
-        self.withheld.emit(frozenset(n for n, arr in drawn.items() if arr is not None and LAYER_FAMILY[n] in ood))
+        answers: dict[str, np.ndarray | None] = {"heatmap": None if p is None else p.heatmap,
+                                                 "prediction": None if p is None else p.mask}
+        withheld = frozenset(n for n, a in answers.items()
+                             if p is not None and a is not None and not answer_stands(LAYER_FAMILY[n], p.out_of_domain))
+        heat = None if "heatmap" in withheld else answers["heatmap"]
+        self.viewer.set_heatmap(heat, None if heat is None or p is None else p.heat_range)
+        self.viewer.set_predicted_mask(None if "prediction" in withheld else answers["prediction"])
+        self.withheld.emit(withheld)
 
     def _on_label(self, label: LabelState) -> None:
         previous, self._label = self._label, label

@@ -164,8 +164,7 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         params["automatic"] = True
         # Only the newest job of the same models and settings: after a cancel (or a failure) the line's
         # next files start a new job, never one behind it.
-        same = next((j for j in sorted(db.jobs.list(kind=PRELABEL, limit=50), key=lambda j: j.id, reverse=True)
-                     if j.params == params), None)
+        same = next((j for j in db.jobs.list(kind=PRELABEL, limit=50) if j.params == params), None)  # newest first
         if same is not None and db.jobs.add_items(same.id, ids, reopen_within_s=AUTOMATIC_REOPEN_S):
             return same.id  # refused once cancelled, failed, or finished longer ago than that
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id

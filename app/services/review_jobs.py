@@ -114,8 +114,8 @@ class ReviewJobs:
         folder's other rows are not read, which at a million images would cost seconds per re-scan).
         Images already waiting in a job, or that could not be read, are left out (reopening a
         folder queues nothing twice; a failed image is retried from the Jobs dock, not on
-        every open). New files join the automatic job still open for the same models (one job
-        while the worker is behind a line, not one per re-scan). Starts no worker: it runs on a
+        every open). New files join the automatic job still open for the same models, or reopen it
+        when it finished a moment ago (one job per stretch of a line's work, not one per re-scan). Starts no worker: it runs on a
         helper thread, and the caller's ``ensure_worker`` (GUI thread) keeps one worker process per
         station."""
         families = self.available_families()

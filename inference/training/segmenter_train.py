@@ -248,6 +248,11 @@ def build_config(opts: TrainOptions) -> MiMISTDConfig:
     return dataclasses.replace(cfg, inner=opts.inner) if opts.inner else cfg
 
 
+def training_record(opts: TrainOptions) -> dict[str, Any]:
+    """The options a card records under ``training`` (paths and the command line are recorded elsewhere)."""
+    return {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("data", "out", "quiet", "command")}
+
+
 def train(opts: TrainOptions) -> Path:
     """Train; returns the final model directory (``<out>/final``). Raises SegDataError on bad data.
 
@@ -266,7 +271,7 @@ def train(opts: TrainOptions) -> Path:
     from inference.checkpoints import read_json, save_card
 
     card = read_json(final / "card.json")
-    card["training"] = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("data", "out", "quiet", "command")}
+    card["training"] = training_record(opts)
     card["training_phases"] = [
         {"phase": 1, "epochs": opts.epochs, "lr": opts.lr, "init": opts.init, "out": str(first_out)},
         {"phase": 2, "epochs": opts.fine_tune_epochs, "lr": opts.fine_tune_lr, "init": "phase 1's final weights"}]
@@ -334,7 +339,7 @@ def _train_phase(opts: TrainOptions) -> Path:
         "max_target_fraction": max_fraction,
         "max_target_fraction_rule": f"{LARGE_COMPONENT_FACTOR:g} x the largest fit-frame target's share of its frame; "
                                     "larger predicted components are dropped from the mask",
-        "training": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("data", "out", "quiet", "command")},
+        "training": training_record(opts),
         **({"init_model": init_record} if init_record else {}),
         "command": opts.command or " ".join(shlex.quote(a) for a in sys.argv),
     }
