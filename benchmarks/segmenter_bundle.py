@@ -83,12 +83,16 @@ def build(args: argparse.Namespace) -> int:
     estimate = {"pooled": cv["variants"][_name(set(cv["chosen_additions"]))]}
     targets = round(estimate["pooled"]["detected"] / estimate["pooled"]["pd"])
     old_row = old_new_scene_figure(old, targets)
-    verdict = wins(old_row, estimate)
+    # Which way the rule runs is fixed before the run: a simpler candidate replaces unless the old bundle wins;
+    # a more complex one (``--candidate-must-win``) replaces only if it wins against the old bundle.
+    verdict = not wins(estimate, old_row) if args.candidate_must_win else wins(old_row, estimate)
     print(f"CV estimate of the run: IoU {estimate['pooled']['iou']:.4f} detected {estimate['pooled']['detected']} "
           f"of {targets} Fa {estimate['pooled']['fa']:.2f}; the old bundle on new scenes: IoU "
           f"{old_row['pooled']['iou']:.4f} detected {old_row['pooled']['detected']} Fa {old_row['pooled']['fa']:.2f}")
     if verdict:
-        print("by the rule the old bundle wins: nothing is built", file=sys.stderr)
+        print("by the rule the old bundle stays"
+              + (" (the candidate does not win against it)" if args.candidate_must_win else " (it wins)")
+              + ": nothing is built", file=sys.stderr)
         return 3
     print("by the rule the run replaces the old bundle")
     if out.exists():
@@ -115,15 +119,15 @@ def build(args: argparse.Namespace) -> int:
         selection=("the protocol's own command (docs/protocol.md): 3 folds of whole scenes inside train.txt chose the "
                    f"additions ({', '.join(cv['chosen_additions']) or 'none'}), the threshold and the mask threshold "
                    "on out-of-fold maps; no verifier (it lost detections on clutter-trained fold networks at both "
-                   f"network seeds, segmenter-clutter.md); the bundle replaced the earlier one by the rule in {RESULTS}"),
+                   f"network seeds, segmenter-clutter.md); the bundle replaced the earlier one by the rule in {args.results}"),
         expected_on_new_data={
             "label": "new scenes", **{k: cv_block[k] for k in ("iou", "niou", "pd", "fa")}, "fa_unit": "1e-6",
             "detected": cv_block["detected"], "targets": targets,
             "protocol": "leave-scene-out cross-validation inside SIRST train.txt (3 folds of whole scenes): this "
                         "recipe's own fold networks, each scoring the scenes it never saw with settings cross-fitted "
                         "on the other folds (the card's metrics.cv)",
-            "source": RESULTS},
-        replaced={"name": "segmenter-sirst (sessions 2-22)", "expected_on_new_data": old["expected_on_new_data"],
+            "source": args.results},
+        replaced={"name": args.old_name or old_dir.name, "expected_on_new_data": old["expected_on_new_data"],
                   "val": {k: old["metrics"][k] for k in ("iou", "niou", "pd", "fa", "detected", "targets")}},
     )
     card.pop("held_out_metrics", None)
@@ -234,6 +238,11 @@ def main() -> int:
     b.add_argument("--trained", required=True, help="the run's final model directory (train segmenter --cv-folds)")
     b.add_argument("--old", required=True, help="the bundle it may replace")
     b.add_argument("--out", required=True)
+    b.add_argument("--results", default=RESULTS, help="the file whose rule the build follows (named in the card)")
+    b.add_argument("--old-name", help="how the card names the bundle replaced (default: its folder's name)")
+    b.add_argument("--candidate-must-win", action="store_true",
+                   help="the run replaces the old bundle only if its CV estimate wins against the old figure "
+                        "(for a candidate more complex than the bundle); default: unless the old figure wins")
     b.add_argument("--hardware", default="CPU only, 1 thread on the 2-core machine beside other work: 3 fold networks "
                                           "and the final one, 40 epochs each, about 40 minutes in all")
     t = sub.add_parser("test")
