@@ -123,6 +123,19 @@ class PredictionRepository:
             return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id,
                                                                    Prediction.in_domain < in_domain_below)))
 
+    def in_domain_in_folder(self, folder_id: int, model_version_ids: Sequence[int]) -> list[tuple[str, int, float | None]]:
+        """(image path in the folder, model version id, in-domain score) of each of these versions'
+        predictions of the folder's images that are still there: what a routing proposal reads."""
+        ids = list(model_version_ids)
+        if not ids:
+            return []
+        stmt = (select(Image.rel_path, Prediction.model_version_id, Prediction.in_domain)
+                .join(Image, Image.id == Prediction.image_id)
+                .where(Prediction.folder_id == folder_id, Prediction.model_version_id.in_(ids),
+                       Image.missing.is_(False)))
+        with self.db.session() as s:
+            return [(str(p), int(v), None if d is None else float(d)) for p, v, d in s.execute(stmt)]
+
     def delete_for_model_version(self, model_version_id: int) -> None:
         with self.db.session(write=True) as s:
             s.execute(delete(Prediction).where(Prediction.model_version_id == model_version_id))

@@ -1,7 +1,11 @@
 """Project ▸ Model routing…: which model families pre-label which images (path patterns).
 
 The rules are plain data (``app.services.routing``), a project setting stored in the database
-and read and saved through the jobs service; this dialog only edits them. The table's row order is the rules' order (first match wins).
+and read and saved through the jobs service; this dialog only edits them. The table's row order is
+the rules' order (first match wins). The rules are read, proposed and saved on a helper thread: the
+dialog opens at once and says what it waits for (the window never waits on storage). *Propose from
+this folder* fills rules from the open folder's pre-label results (``app.services.routing_proposal``)
+and shows the evidence; nothing is saved until OK.
 """
 from __future__ import annotations
 
@@ -11,13 +15,17 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHeaderView,
     QLabel,
+    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
 
+from app.gui.background import BackgroundCalls
 from app.gui.dialog_rows import button_row, message_label
+from app.gui.style import icon
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
+from app.services.routing_proposal import RoutingProposal
 
 HELP = ("Images whose path inside their folder (or with the folder's name in front, e.g. "
         "<i>line3/*</i>) matches a pattern get only the ticked models; the first matching row "
@@ -26,8 +34,14 @@ HELP = ("Images whose path inside their folder (or with the folder's name in fro
 
 
 class RoutingDialog(QDialog):
-    def __init__(self, routing: Routing, parent=None) -> None:
+    """``routing``: the rules to edit; None with ``jobs``: read them on a helper thread first. With ``jobs``,
+    OK saves through it (on the helper thread) and the dialog closes once saved; without, OK only accepts."""
+
+    def __init__(self, routing: Routing | None, parent=None, jobs=None, folder_id: int | None = None) -> None:
         super().__init__(parent)
+        self.jobs, self.folder_id = jobs, folder_id
+        self.calls = BackgroundCalls("routing", self)
+        self.readable = True  # False when the stored rules could not be read: nothing may be saved over them
         self.setWindowTitle("Model routing")
         self.resize(640, 360)
         lay = QVBoxLayout(self)
@@ -39,18 +53,92 @@ class RoutingDialog(QDialog):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         lay.addWidget(self.table, 1)
-        lay.addLayout(button_row((("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", tuple(FAMILY_ORDER)))),
-                                  ("Remove", "mdi6.minus", self.remove_selected),
-                                  ("Up", "mdi6.arrow-up", lambda: self.move_selected(-1)),
-                                  ("Down", "mdi6.arrow-down", lambda: self.move_selected(1)))))
+        row = button_row((("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", tuple(FAMILY_ORDER)))),
+                          ("Remove", "mdi6.minus", self.remove_selected),
+                          ("Up", "mdi6.arrow-up", lambda: self.move_selected(-1)),
+                          ("Down", "mdi6.arrow-down", lambda: self.move_selected(1))))
+        self.propose_button = QPushButton(icon("mdi6.lightbulb-on-outline"), "Propose from this folder")
+        self.propose_button.clicked.connect(self.propose)
+        row.insertWidget(row.count() - 1, self.propose_button)  # before the row's stretch
+        lay.addLayout(row)
+        self.propose_button.setToolTip("Rules for the open folder's subfolders, from how many of their images each "
+                                       "model calls in domain (pre-label the folder first); nothing is saved until OK")
+        self.evidence = QLabel()
+        self.evidence.setWordWrap(True)
+        self.evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.evidence.hide()
+        lay.addWidget(self.evidence)
+        self.status = QLabel("")  # what the dialog waits for (a helper thread reads or saves)
+        lay.addWidget(self.status)
         self.error = message_label()
         lay.addWidget(self.error)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        lay.addWidget(buttons)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self._accept)
+        self.buttons.rejected.connect(self.reject)
+        lay.addWidget(self.buttons)
+        if routing is not None:
+            for rule in routing.rules:
+                self.add_rule(rule)
+        elif jobs is not None:
+            self._busy("Reading the project's rules…")
+            self.calls.call(jobs.routing, self._rules_read, self._rules_failed)
+        self._enable()
+
+    # -- what the dialog waits for ---------------------------------------------------------
+    def _busy(self, text: str) -> None:
+        self.status.setText(text)
+        self.error.setText("")
+        self._enable(waiting=True)
+
+    def _enable(self, waiting: bool = False) -> None:
+        waiting = waiting or self.calls.busy
+        if not waiting:
+            self.status.setText("")
+        editable = not waiting and self.readable
+        self.table.setEnabled(editable)
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setEnabled(editable)
+        self.propose_button.setEnabled(editable and self.jobs is not None and self.folder_id is not None)
+
+    def _rules_read(self, routing: Routing) -> None:
         for rule in routing.rules:
             self.add_rule(rule)
+        self._enable()
+
+    def _rules_failed(self, text: str) -> None:
+        self.readable = False
+        self.error.setText(f"The model routing cannot be read, so it is left as it is: {text}")
+        self._enable()
+
+    # -- a proposal from the folder's results ------------------------------------------------
+    def propose(self) -> None:
+        if self.jobs is None or self.folder_id is None:
+            return
+        folder_id = self.folder_id
+        self._busy("Reading this folder's pre-label results…")
+        self.calls.call(lambda: self.jobs.propose_routing(folder_id), self.apply_proposal, self._proposal_failed)
+
+    def apply_proposal(self, proposal: RoutingProposal) -> None:
+        """Each proposed rule replaces the families of a row with its pattern, or is inserted above the
+        existing rows (in the proposal's order): a subfolder's rule must win over a broader one."""
+        at = 0
+        for rule in proposal.rules:
+            same = next((r for r in range(self.table.rowCount())
+                         if self._row(r)[0].strip().lower() == rule.pattern.lower()), None)
+            if same is not None:  # the row keeps its own spelling of the pattern
+                self._fill(same, self._row(same)[0], rule.families)
+                continue
+            self.table.insertRow(at)
+            self._fill(at, rule.pattern, rule.families)
+            at += 1
+        self.evidence.setText(proposal.text()
+                              + ("\nReview the ticks, then OK saves them." if proposal.rules else ""))
+        self.evidence.show()
+        self._enable()
+
+    def _proposal_failed(self, text: str) -> None:
+        self.error.setText(f"No proposal: this folder's results could not be read ({text}).")
+        self._enable()
 
     def add_rule(self, rule: RoutingRule) -> None:
         r = self.table.rowCount()
@@ -100,22 +188,25 @@ class RoutingDialog(QDialog):
         return Routing(tuple(rules))
 
     def _accept(self) -> None:
+        if not self.readable or self.calls.busy:
+            return
         try:
-            self.routing()
+            routing = self.routing()
         except RoutingError as exc:
             self.error.setText(str(exc))
             return
-        self.accept()
+        if self.jobs is None:
+            self.accept()
+            return
+        self._busy("Saving…")
+        self.buttons.setEnabled(False)
+        self.calls.call(lambda: self.jobs.save_routing(routing), lambda _: self.accept(), self._save_failed)
 
-
-def open_routing_dialog(window) -> RoutingDialog | None:
-    """The dialog on the project's current rules; None (with a message) when they cannot be read."""
-    try:
-        current = window.ctx.jobs.routing()
-    except ValueError as exc:
-        window._warn(f"The model routing cannot be read, so it is left as it is: {exc}")
-        return None
-    return RoutingDialog(current, window)
+    def _save_failed(self, text: str) -> None:
+        """Not saved (a read-only project, a lock): said here, the edits stay on screen to try again."""
+        self.buttons.setEnabled(True)
+        self.error.setText(f"Not saved: {text}")
+        self._enable()
 
 
 def install(window) -> None:
@@ -126,17 +217,10 @@ def install(window) -> None:
         return
 
     def run() -> None:
-        dlg = open_routing_dialog(window)
-        while dlg is not None and dlg.exec() == QDialog.DialogCode.Accepted:
-            try:
-                window.ctx.jobs.save_routing(dlg.routing())
-            except Exception as exc:  # noqa: BLE001 - e.g. a read-only project folder: warn, keep the edits on screen
-                window._warn(str(exc))
-                dlg = RoutingDialog(dlg.routing(), window)
-                continue
+        dlg = RoutingDialog(None, window, jobs=window.ctx.jobs, folder_id=getattr(window, "current_folder", None))
+        if dlg.exec() == QDialog.DialogCode.Accepted:
             window.statusBar().showMessage("Model routing saved for the project: it applies to the next "
                                            "pre-label job.", 8000)
             if window.project is not None:
                 window.project.reload()  # the Jobs dock's routing line follows
-            return
     action.triggered.connect(run)

@@ -18,6 +18,7 @@ from app.paths import data_dir
 if TYPE_CHECKING:
     from app.services.prelabel import FailedImage, JobProgress, WorkerHandle
     from app.services.routing import Routing
+    from app.services.routing_proposal import RoutingProposal
     from database.engine import Database
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,11 @@ class ReviewJobs:
             return False
         self.save_routing(routing)
         return True
+
+    def propose_routing(self, folder_id: int) -> "RoutingProposal":
+        """Rules for the folder's subfolders read off its pre-label results (nothing saved)."""
+        from app.services.routing_proposal import propose_routing
+        return propose_routing(self.db, folder_id)
 
     def save_routing(self, routing: "Routing") -> None:
         from app.services.project_settings import save_routing

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog
 
 from app.gui.routing_dialog import RoutingDialog
 from app.services.routing import Routing, RoutingRule
@@ -33,43 +34,129 @@ def test_an_empty_pattern_keeps_the_dialog_open_with_the_row_named(qtbot):
     assert dlg.result() != dlg.DialogCode.Accepted and "row 1" in dlg.error.text()
 
 
-def test_a_failed_save_reopens_the_dialog_with_the_edits(qtbot, monkeypatch):
+class _Jobs:
+    """The jobs service's routing calls; each one waits for ``go`` when set (a slow or locked database)."""
+
+    def __init__(self, rules: Routing = Routing(), proposal=None) -> None:
+        import threading
+        self.rules, self.proposal = rules, proposal
+        self.go = threading.Event()
+        self.go.set()
+        self.saved: list[Routing] = []
+        self.fail_saves = 0
+        self.fail_read = ""
+
+    def routing(self) -> Routing:
+        self.go.wait(10)
+        if self.fail_read:
+            raise ValueError(self.fail_read)
+        return self.rules
+
+    def save_routing(self, routing: Routing) -> None:
+        from app.services.review_jobs import JobsError
+        self.go.wait(10)
+        if self.fail_saves:
+            self.fail_saves -= 1
+            raise JobsError("cannot save the model routing: read-only file system")
+        self.saved.append(routing)
+
+    def propose_routing(self, folder_id: int):
+        self.go.wait(10)
+        return self.proposal
+
+
+def test_the_dialog_opens_at_once_and_reads_the_rules_off_the_gui_thread(qtbot):
+    jobs = _Jobs(Routing((RoutingRule("ir/*", ("segmenter",)),)))
+    jobs.go.clear()                                        # the database holds the read
+    dlg = RoutingDialog(None, jobs=jobs, folder_id=1)
+    qtbot.addWidget(dlg)
+    ok = dlg.buttons.button(dlg.buttons.StandardButton.Ok)
+    assert "Reading" in dlg.status.text() and not ok.isEnabled() and not dlg.table.isEnabled()
+    jobs.go.set()
+    qtbot.waitUntil(lambda: dlg.table.rowCount() == 1 and ok.isEnabled())
+    assert dlg.routing() == jobs.rules and dlg.status.text() == ""
+
+
+def test_rules_that_cannot_be_read_are_never_saved_over(qtbot):
+    jobs = _Jobs()
+    jobs.fail_read = "rule 1 must have a 'pattern'"
+    dlg = RoutingDialog(None, jobs=jobs, folder_id=1)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.readable)
+    assert "cannot be read" in dlg.error.text() and "pattern" in dlg.error.text()
+    assert not dlg.buttons.button(dlg.buttons.StandardButton.Ok).isEnabled()
+    dlg._accept()
+    assert jobs.saved == [] and dlg.result() != QDialog.DialogCode.Accepted
+
+
+def test_a_failed_save_keeps_the_dialog_and_the_edits_and_ok_tries_again(qtbot):
+    edited = RoutingRule("ir/*", ("segmenter",))
+    jobs = _Jobs()
+    jobs.fail_saves = 1
+    dlg = RoutingDialog(None, jobs=jobs, folder_id=1)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.calls.busy)
+    dlg.add_rule(edited)
+    dlg._accept()
+    qtbot.waitUntil(lambda: "read-only" in dlg.error.text())
+    assert dlg.result() != QDialog.DialogCode.Accepted and dlg.routing() == Routing((edited,))
+    jobs.go.clear()
+    dlg._accept()
+    assert dlg.status.text() == "Saving…" and not dlg.buttons.isEnabled()
+    jobs.go.set()
+    qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted)
+    assert jobs.saved == [Routing((edited,))]
+
+
+def test_a_proposal_goes_above_the_rules_and_replaces_a_rule_of_the_same_pattern(qtbot):
+    from app.services.routing_proposal import propose_from_scores
+
+    rows = ([(f"ir/{i}.png", f, s) for i in range(4) for f, s in (("classifier", 0.0), ("segmenter", 0.9),
+                                                                    ("anomaly", 0.0))]
+            + [(f"tiles/{i}.png", f, s) for i in range(3) for f, s in (("classifier", 0.1), ("segmenter", 0.0),
+                                                                       ("anomaly", 0.8))])
+    jobs = _Jobs(Routing((RoutingRule("LINE/tiles/*", ("classifier",)), RoutingRule("*", ("anomaly",)))),
+                 propose_from_scores("line", rows))
+    dlg = RoutingDialog(None, jobs=jobs, folder_id=7)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: dlg.propose_button.isEnabled())
+    dlg.propose()
+    qtbot.waitUntil(lambda: dlg.evidence.isVisible() or dlg.evidence.text() != "")
+    assert [(r.pattern, r.families) for r in dlg.routing().rules] == [
+        ("line/ir/*", ("segmenter",)), ("LINE/tiles/*", ("anomaly",)), ("*", ("anomaly",))]
+    assert "segmenter in domain 4 of 4" in dlg.evidence.text() and jobs.saved == []   # nothing saved yet
+
+
+def test_no_folder_no_proposal(qtbot):
+    dlg = RoutingDialog(None, jobs=_Jobs(), folder_id=None)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.calls.busy)
+    assert not dlg.propose_button.isEnabled()
+
+
+def test_the_menu_action_saves_through_the_jobs_service_and_says_so(qtbot, monkeypatch):
     from PySide6.QtGui import QAction
-    from PySide6.QtWidgets import QDialog, QMainWindow
+    from PySide6.QtWidgets import QMainWindow
 
     from app.gui import routing_dialog
-    from app.services.review_jobs import JobsError
 
     edited = Routing((RoutingRule("ir/*", ("segmenter",)),))
-    shown: list[Routing] = []
 
-    class Jobs:
-        saved: list[Routing] = []
-
-        def routing(self):
-            return Routing()
-
-        def save_routing(self, routing):
-            if not self.saved:
-                self.saved.append(None)
-                raise JobsError("cannot save the model routing: read-only file system")
-            self.saved.append(routing)
-
-    def exec_(dlg):  # the user edits the first dialog; later ones are accepted as shown
-        if not shown:
-            dlg.add_rule(edited.rules[0])
-        shown.append(dlg.routing())
-        return QDialog.DialogCode.Accepted
+    def exec_(dlg):  # the user waits for the rules, edits and presses OK; the save lands
+        qtbot.waitUntil(lambda: not dlg.calls.busy)
+        dlg.add_rule(edited.rules[0])
+        dlg._accept()
+        qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted)
+        return dlg.result()
 
     monkeypatch.setattr(routing_dialog.RoutingDialog, "exec", exec_)
     win = QMainWindow()
     qtbot.addWidget(win)
-    warnings: list[str] = []
-    win.ctx = type("Ctx", (), {"jobs": Jobs()})()
+    jobs = _Jobs()
+    win.ctx = type("Ctx", (), {"jobs": jobs})()
     win.actions = {"model_routing": QAction("Model routing…", win)}
-    win._warn = warnings.append
+    win.current_folder = 3
     win.project = None  # the MainWindow declares it: no project settings controller in this test
     routing_dialog.install(win)
     win.actions["model_routing"].trigger()
-    assert "read-only" in warnings[0]
-    assert shown == [edited, edited] and Jobs.saved[-1] == edited
+    assert jobs.saved == [edited] and "saved" in win.statusBar().currentMessage()

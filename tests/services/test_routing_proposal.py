@@ -1,0 +1,90 @@
+"""Routing rules proposed from a folder's own pre-label results (Project ▸ Model routing… ▸ Propose).
+
+Found as a new user under Xvfb: a folder with ir/ and tiles/ and no routing got every model on every
+image, and the routing dialog opened empty although every image's in-domain scores said which model
+fits which subfolder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.services.routing import Routing
+from app.services.routing_proposal import glob_literal, propose_from_scores, propose_routing
+from app.services.indexing import index_folder
+from database.dto import PredictionIn
+from database.engine import open_database
+from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
+from tests.worker.helpers import good_images
+
+
+def _rows(sub: str, n: int, scores: dict[str, float | None]) -> list[tuple[str, str, float | None]]:
+    return [(f"{sub}/img_{i}.png", family, score) for i in range(n) for family, score in scores.items()]
+
+
+def test_each_subfolder_keeps_the_families_that_call_most_of_it_in_domain() -> None:
+    rows = (_rows("ir", 8, {"classifier": 0.0, "segmenter": 0.9, "anomaly": 0.1})
+            + _rows("tiles", 6, {"classifier": 0.2, "segmenter": 0.0, "anomaly": 0.8})
+            + [("tiles/odd.png", "anomaly", 0.1)])          # one tile the anomaly model doubts: 6 of 7 in
+    p = propose_from_scores("line", rows)
+    assert [(r.pattern, r.families) for r in p.rules] == [("line/ir/*", ("segmenter",)),
+                                                          ("line/tiles/*", ("anomaly",))]
+    routing = Routing(p.rules)
+    assert routing.families_for("ir/a.png", "line") == ("segmenter",)
+    assert routing.families_for("tiles/b.png", "line") == ("anomaly",)
+    assert routing.families_for("ir/a.png", "other") == ("classifier", "segmenter", "anomaly")  # another folder
+    assert "segmenter in domain 8 of 8" in p.text() and "anomaly in domain 6 of 7" in p.text()
+
+
+def test_no_rule_where_it_would_change_nothing_or_hide_a_new_line() -> None:
+    rows = (_rows("steel", 4, {"classifier": 0.9, "segmenter": 0.7, "anomaly": 0.6})       # every model fits
+            + _rows("newcam", 5, {"classifier": 0.1, "segmenter": 0.2, "anomaly": 0.0})    # no model knows it
+            + _rows("fresh", 3, {"classifier": None, "anomaly": 0.0})                       # no evidence: kept
+            + [("top.png", "classifier", 0.0)])
+    p = propose_from_scores("f", rows)
+    assert [(r.pattern, r.families) for r in p.rules] == [("f/fresh/*", ("classifier", "segmenter"))]
+    text = p.text()
+    assert "every model fits" in text and "out of domain (they stay flagged" in text
+    assert "1 image(s) directly in the folder" in text
+
+
+def test_nothing_to_propose_is_said() -> None:
+    p = propose_from_scores("f", [("a.png", "classifier", 0.0)])
+    assert p.rules == () and "no subfolders" in p.text()
+
+
+def test_names_with_glob_characters_match_only_themselves() -> None:
+    assert glob_literal("run[1]*?") == "run[[]1][*][?]"
+    p = propose_from_scores("lot [7]", _rows("cam*", 2, {"classifier": 0.0, "segmenter": 0.9, "anomaly": 0.0}))
+    routing = Routing(p.rules)
+    assert routing.families_for("cam*/x.png", "lot [7]") == ("segmenter",)
+    assert routing.families_for("cam2/x.png", "lot [7]") == ("classifier", "segmenter", "anomaly")
+
+
+@pytest.fixture
+def db(url: str):  # noqa: F811 - the imported fixture
+    """SQLite, and PostgreSQL too when INSPECTION_TEST_POSTGRES_URL is set."""
+    database = open_database(url)
+    yield database
+    database.close()
+
+
+def test_the_proposal_reads_the_active_versions_scores_of_the_folders_present_images(db, tmp_path: Path) -> None:
+    root = tmp_path / "line"
+    good_images(root / "ir", 3)
+    good_images(root / "tiles", 2, seed=1)
+    report = index_folder(db, root)
+    versions = {f: db.model_versions.register(f, f"{f}-1", str(tmp_path / f), activate=True)
+                for f in ("classifier", "segmenter", "anomaly")}
+    old = db.model_versions.register("segmenter", "segmenter-0", str(tmp_path / "s0"))  # not active: not read
+    images = {im.rel_path: im.id for im in db.images.get_many(list(report.added))}
+    scores = {"ir": {"classifier": 0.0, "segmenter": 0.9, "anomaly": 0.0},
+              "tiles": {"classifier": 0.0, "segmenter": 0.0, "anomaly": 0.95}}
+    db.predictions.upsert_many([PredictionIn(i, versions[f].id, in_domain=s)
+                                for path, i in images.items() for f, s in scores[path.split("/")[0]].items()]
+                               + [PredictionIn(i, old.id, in_domain=0.9) for i in images.values()])
+    p = propose_routing(db, report.folder_id)
+    assert [(r.pattern, r.families) for r in p.rules] == [("line/ir/*", ("segmenter",)),
+                                                          ("line/tiles/*", ("anomaly",))]
+    with pytest.raises(ValueError, match="not indexed"):
+        propose_routing(db, report.folder_id + 99)
