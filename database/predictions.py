@@ -136,6 +136,16 @@ class PredictionRepository:
         with self.db.session() as s:
             return [(str(p), int(v), None if d is None else float(d)) for p, v, d in s.execute(stmt)]
 
+    def delete_for_images(self, model_version_id: int, image_ids: Sequence[int]) -> int:
+        """Drop this version's predictions of these images; how many rows went."""
+        gone = 0
+        with self.db.session(write=True) as s:
+            for part in chunks(list(image_ids)):
+                res = s.execute(delete(Prediction).where(Prediction.model_version_id == model_version_id,
+                                                         Prediction.image_id.in_(part)))
+                gone += int(getattr(res, "rowcount", 0) or 0)
+        return gone
+
     def delete_for_model_version(self, model_version_id: int) -> None:
         with self.db.session(write=True) as s:
             s.execute(delete(Prediction).where(Prediction.model_version_id == model_version_id))

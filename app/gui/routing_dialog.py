@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QHeaderView,
@@ -68,6 +69,13 @@ class RoutingDialog(QDialog):
         self.evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.evidence.hide()
         lay.addWidget(self.evidence)
+        self.clear_answers = QCheckBox("Also remove this folder's answers from models these rules do not run on its images")
+        self.clear_answers.setToolTip("Otherwise the earlier run's answers stay: the images keep those models' flags, "
+                                      "stay in the out-of-domain filter and come first in 'label next'. Labels are "
+                                      "never touched; pre-labelling brings the answers back.")
+        self.clear_answers.setVisible(jobs is not None and folder_id is not None)
+        lay.addWidget(self.clear_answers)
+        self.removed = 0  # answers removed by the save (said by the window)
         self.status = QLabel("")  # what the dialog waits for (a helper thread reads or saves)
         lay.addWidget(self.status)
         self.error = message_label()
@@ -134,6 +142,8 @@ class RoutingDialog(QDialog):
         self.evidence.setText(proposal.text()
                               + ("\nReview the ticks, then OK saves them." if proposal.rules else ""))
         self.evidence.show()
+        if proposal.rules:
+            self.clear_answers.setChecked(True)  # the proposal comes from those answers: they are the noise
         self._enable()
 
     def _proposal_failed(self, text: str) -> None:
@@ -200,7 +210,17 @@ class RoutingDialog(QDialog):
             return
         self._busy("Saving…")
         self.buttons.setEnabled(False)
-        self.calls.call(lambda: self.jobs.save_routing(routing), lambda _: self.accept(), self._save_failed)
+        jobs, folder_id = self.jobs, self.folder_id
+        clear = self.clear_answers.isChecked() and folder_id is not None
+
+        def save() -> int:
+            jobs.save_routing(routing)
+            return jobs.remove_unrouted_answers(folder_id, routing) if clear else 0
+
+        def saved(removed: int) -> None:
+            self.removed = removed
+            self.accept()
+        self.calls.call(save, saved, self._save_failed)
 
     def _save_failed(self, text: str) -> None:
         """Not saved (a read-only project, a lock): said here, the edits stay on screen to try again."""
@@ -219,8 +239,13 @@ def install(window) -> None:
     def run() -> None:
         dlg = RoutingDialog(None, window, jobs=window.ctx.jobs, folder_id=getattr(window, "current_folder", None))
         if dlg.exec() == QDialog.DialogCode.Accepted:
+            removed = (f" {dlg.removed} answer(s) of models it no longer runs on this folder's images were removed "
+                       "and the folder re-flagged." if dlg.removed else "")
             window.statusBar().showMessage("Model routing saved for the project: it applies to the next "
-                                           "pre-label job.", 8000)
+                                           "pre-label job." + removed, 10000)
             if window.project is not None:
                 window.project.reload()  # the Jobs dock's routing line follows
+            if dlg.removed and hasattr(window, "refresh_models"):
+                window.refresh_models(background=True)  # badges, counts and filters lose the removed answers
+                window.review.reload()
     action.triggered.connect(run)

@@ -37,9 +37,9 @@ def test_an_empty_pattern_keeps_the_dialog_open_with_the_row_named(qtbot):
 class _Jobs:
     """The jobs service's routing calls; each one waits for ``go`` when set (a slow or locked database)."""
 
-    def __init__(self, rules: Routing = Routing(), proposal=None) -> None:
+    def __init__(self, rules: Routing | None = None, proposal=None) -> None:
         import threading
-        self.rules, self.proposal = rules, proposal
+        self.rules, self.proposal = rules or Routing(), proposal
         self.go = threading.Event()
         self.go.set()
         self.saved: list[Routing] = []
@@ -63,6 +63,10 @@ class _Jobs:
     def propose_routing(self, folder_id: int):
         self.go.wait(10)
         return self.proposal
+
+    def remove_unrouted_answers(self, folder_id: int, routing: Routing) -> int:
+        self.removed_for = (folder_id, routing)
+        return 5
 
 
 def test_the_dialog_opens_at_once_and_reads_the_rules_off_the_gui_thread(qtbot):
@@ -125,13 +129,30 @@ def test_a_proposal_goes_above_the_rules_and_replaces_a_rule_of_the_same_pattern
     assert [(r.pattern, r.families) for r in dlg.routing().rules] == [
         ("line/ir/*", ("segmenter",)), ("LINE/tiles/*", ("anomaly",)), ("*", ("anomaly",))]
     assert "segmenter in domain 4 of 4" in dlg.evidence.text() and jobs.saved == []   # nothing saved yet
+    # the proposal came from the earlier run's answers: removing those of unrouted models is offered, ticked
+    assert not dlg.clear_answers.isHidden() and dlg.clear_answers.isChecked()
+    dlg._accept()
+    qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted)
+    assert jobs.saved == [dlg.routing()] and jobs.removed_for == (7, dlg.routing()) and dlg.removed == 5
+
+
+def test_answers_are_removed_only_when_asked(qtbot):
+    jobs = _Jobs()
+    dlg = RoutingDialog(None, jobs=jobs, folder_id=7)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.calls.busy)
+    assert not dlg.clear_answers.isChecked()
+    dlg.add_rule(RoutingRule("ir/*", ("segmenter",)))
+    dlg._accept()
+    qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted)
+    assert not hasattr(jobs, "removed_for") and dlg.removed == 0
 
 
 def test_no_folder_no_proposal(qtbot):
     dlg = RoutingDialog(None, jobs=_Jobs(), folder_id=None)
     qtbot.addWidget(dlg)
     qtbot.waitUntil(lambda: not dlg.calls.busy)
-    assert not dlg.propose_button.isEnabled()
+    assert not dlg.propose_button.isEnabled() and dlg.clear_answers.isHidden()
 
 
 def test_the_menu_action_saves_through_the_jobs_service_and_says_so(qtbot, monkeypatch):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from app.services.indexing import index_folder
 from app.services.routing import Routing
 from app.services.routing_proposal import glob_literal, propose_from_scores, propose_routing
-from app.services.indexing import index_folder
 from database.dto import PredictionIn
 from database.engine import open_database
 from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
@@ -88,3 +88,37 @@ def test_the_proposal_reads_the_active_versions_scores_of_the_folders_present_im
                                                           ("line/tiles/*", ("anomaly",))]
     with pytest.raises(ValueError, match="not indexed"):
         propose_routing(db, report.folder_id + 99)
+
+
+def test_answers_of_models_the_rules_no_longer_run_are_removed_and_the_folder_reflagged(db, tmp_path: Path) -> None:
+    """Seen under Xvfb: after routing ir/ to the segmenter, the frames still showed the steel classifier's
+    "out of domain", stayed flagged and in the out-of-domain filter."""
+    from app.services.routing import RoutingRule
+    from app.services.routing_answers import remove_unrouted_answers, unrouted_answers
+    from database.dto import LabelChange
+    from database.states import ReviewState
+
+    root = tmp_path / "line"
+    good_images(root / "ir", 3)
+    good_images(root / "tiles", 2, seed=1)
+    report = index_folder(db, root)
+    v = {f: db.model_versions.register(f, f"{f}-1", str(tmp_path / f), activate=True)
+         for f in ("classifier", "segmenter", "anomaly")}
+    images = {im.rel_path: im.id for im in db.images.get_many(list(report.added))}
+    ir = [i for p, i in images.items() if p.startswith("ir/")]
+    tiles = [i for p, i in images.items() if p.startswith("tiles/")]
+    db.predictions.upsert_many(
+        [PredictionIn(i, v["classifier"].id, predicted_class="crazing", confidence=1.0, in_domain=0.0,
+                      flags=("out_of_domain",)) for i in images.values()]
+        + [PredictionIn(i, v["segmenter"].id, target_count=0, in_domain=0.9) for i in ir])
+    db.images.set_flagged(list(images.values()), True)
+    db.labels.append(ir[0], LabelChange(ReviewState.ACCEPTED, class_name="target"), "ann")
+    routing = Routing((RoutingRule("line/ir/*", ("segmenter",)), RoutingRule("line/tiles/*", ("classifier",))))
+    assert unrouted_answers(db, report.folder_id, routing) == {v["classifier"].id: sorted(ir)}
+    assert remove_unrouted_answers(db, report.folder_id, routing) == 3
+    assert db.predictions.image_ids_with(v["classifier"].id) == set(tiles)     # the routed ones stay
+    assert db.predictions.image_ids_with(v["segmenter"].id) == set(ir)
+    flagged = {im.id: im.flagged for im in db.images.get_many(list(images.values()))}
+    assert not any(flagged[i] for i in ir) and all(flagged[i] for i in tiles)
+    assert db.labels.current(ir[0]) is not None                                 # labels are never touched
+    assert remove_unrouted_answers(db, report.folder_id, routing) == 0
