@@ -69,15 +69,21 @@ def db(url: str):  # noqa: F811 - the imported fixture
     database.close()
 
 
-def test_the_proposal_reads_the_active_versions_scores_of_the_folders_present_images(db, tmp_path: Path) -> None:
+def _line(db, tmp_path: Path):
+    """A folder "line" with ir/ (3 images) and tiles/ (2), an active version per family: the report,
+    the versions and image ids by path."""
     root = tmp_path / "line"
     good_images(root / "ir", 3)
     good_images(root / "tiles", 2, seed=1)
     report = index_folder(db, root)
     versions = {f: db.model_versions.register(f, f"{f}-1", str(tmp_path / f), activate=True)
                 for f in ("classifier", "segmenter", "anomaly")}
+    return report, versions, {im.rel_path: im.id for im in db.images.get_many(list(report.added))}
+
+
+def test_the_proposal_reads_the_active_versions_scores_of_the_folders_present_images(db, tmp_path: Path) -> None:
+    report, versions, images = _line(db, tmp_path)
     old = db.model_versions.register("segmenter", "segmenter-0", str(tmp_path / "s0"))  # not active: not read
-    images = {im.rel_path: im.id for im in db.images.get_many(list(report.added))}
     scores = {"ir": {"classifier": 0.0, "segmenter": 0.9, "anomaly": 0.0},
               "tiles": {"classifier": 0.0, "segmenter": 0.0, "anomaly": 0.95}}
     db.predictions.upsert_many([PredictionIn(i, versions[f].id, in_domain=s)
@@ -98,13 +104,7 @@ def test_answers_of_models_the_rules_no_longer_run_are_removed_and_the_folder_re
     from database.dto import LabelChange
     from database.states import ReviewState
 
-    root = tmp_path / "line"
-    good_images(root / "ir", 3)
-    good_images(root / "tiles", 2, seed=1)
-    report = index_folder(db, root)
-    v = {f: db.model_versions.register(f, f"{f}-1", str(tmp_path / f), activate=True)
-         for f in ("classifier", "segmenter", "anomaly")}
-    images = {im.rel_path: im.id for im in db.images.get_many(list(report.added))}
+    report, v, images = _line(db, tmp_path)
     ir = [i for p, i in images.items() if p.startswith("ir/")]
     tiles = [i for p, i in images.items() if p.startswith("tiles/")]
     db.predictions.upsert_many(
