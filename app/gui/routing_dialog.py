@@ -248,4 +248,6 @@ def install(window) -> None:
             if dlg.removed and hasattr(window, "refresh_models"):
                 window.refresh_models(background=True)  # badges, counts and filters lose the removed answers
                 window.review.reload()
+                if getattr(window, "label_next", None) is not None:
+                    window.label_next.folder_changed()  # its batch put the removed out-of-domain answers first
     action.triggered.connect(run)

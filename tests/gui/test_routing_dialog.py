@@ -181,3 +181,57 @@ def test_the_menu_action_saves_through_the_jobs_service_and_says_so(qtbot, monke
     routing_dialog.install(win)
     win.actions["model_routing"].trigger()
     assert jobs.saved == [edited] and "saved" in win.statusBar().currentMessage()
+
+
+def test_in_the_station_a_proposal_saved_with_its_answers_removed_clears_the_stale_out_of_domain_badges(
+        service, db, tmp_path, qtbot, monkeypatch):
+    """As seen under Xvfb: a folder of ir/ and tiles/ pre-labelled without routing, every image badged
+    "out of domain" by the models of the other line; Propose, OK: the badges go, the routed answers stay."""
+    from app.gui import routing_dialog
+    from app.services.flags import OUT_OF_DOMAIN
+    from database.dto import ImageQuery, PredictionIn
+    from tests.gui.conftest import wait_shown
+    from tests.gui.fixtures import make_folder
+    from tests.gui.test_jobs_panel import _jobs_window
+
+    root = tmp_path / "line"
+    make_folder(root / "ir", 3)
+    make_folder(root / "tiles", 3)
+    info = service.open_folder(root)
+    v = {f: db.model_versions.register(f, f"{f}-x", "/nowhere", activate=True)
+         for f in ("classifier", "segmenter", "anomaly")}
+    fits = {"ir": "segmenter", "tiles": "anomaly"}
+    rows, images = [], db.images.query(ImageQuery(folder_id=info.id))
+    for im in images:
+        for family, version in v.items():
+            inside = fits[im.rel_path.split("/")[0]] == family
+            rows.append(PredictionIn(im.id, version.id, target_count=1 if family == "segmenter" else None,
+                                     anomaly_score=0.1 if family == "anomaly" else None,
+                                     in_domain=0.9 if inside else 0.0, flags=() if inside else (OUT_OF_DOMAIN,)))
+    db.predictions.upsert_many(rows)
+    db.images.set_flagged([im.id for im in images], True)
+
+    win = _jobs_window(service, db, qtbot)
+    win.open_folder(str(root))
+    wait_shown(win, qtbot)
+    try:
+        assert all(it.out_of_domain for it in win.gallery_model.items())
+
+        def exec_(dlg):  # the inspector proposes, reads the evidence and presses OK
+            qtbot.waitUntil(lambda: not dlg.calls.busy)
+            dlg.propose()
+            qtbot.waitUntil(lambda: dlg.evidence.text() != "")
+            dlg._accept()
+            qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted)
+            return dlg.result()
+
+        monkeypatch.setattr(routing_dialog.RoutingDialog, "exec", exec_)
+        win.actions["model_routing"].trigger()
+        assert "12 answer(s)" in win.statusBar().currentMessage()
+        qtbot.waitUntil(lambda: not any(it.out_of_domain for it in win.gallery_model.items()), timeout=10000)
+        assert [(r.pattern, r.families) for r in win.ctx.jobs.routing().rules] == [
+            ("line/ir/*", ("segmenter",)), ("line/tiles/*", ("anomaly",))]
+        win.queue_panel.out_of_domain.setChecked(True)
+        qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 0)
+    finally:
+        win.close()
