@@ -18,13 +18,14 @@ import logging
 import time
 from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -72,6 +73,42 @@ def progress_text(p, pace: JobPace | None = None, worker_note: str = "") -> str:
     return f"{head}{rate} · {format_eta(pace.eta_s if pace is not None else None)}"
 
 
+class ElidedLabel(QLabel):
+    """A label that shortens its text with "…" to the width it is given (the whole text in its
+    tooltip) instead of widening its row: a long job title pushed the row's progress, Retry and
+    Cancel off the dock's right edge (seen under Xvfb)."""
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setMinimumWidth(80)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:  # the whole title (what is painted may be shortened)
+        return self._full
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(self.minimumWidth(), super().minimumSizeHint().height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 20))
+        if shown != QLabel.text(self):
+            super().setText(shown)
+
+
 class JobRow(QWidget):
     cancel_requested = Signal(int)
     retry_requested = Signal(int)
@@ -81,11 +118,12 @@ class JobRow(QWidget):
         self.job_id = job_id
         lay = QHBoxLayout(self)
         lay.setContentsMargins(2, 1, 2, 1)
-        self.title = QLabel(title)
+        self.title = ElidedLabel(title)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.info = QLabel("queued")
         self.info.setMinimumWidth(260)
+        self.info.setWordWrap(True)  # a long status wraps instead of pushing Retry and Cancel out of sight
         self.retry = QToolButton()
         self.retry.setIcon(icon("mdi6.refresh"))
         self.retry.setText("Retry")
@@ -96,9 +134,9 @@ class JobRow(QWidget):
         self.cancel.setIcon(icon("mdi6.cancel"))
         self.cancel.setToolTip("Cancel this job (images in flight finish first)")
         self.cancel.clicked.connect(lambda: self.cancel_requested.emit(self.job_id))
-        lay.addWidget(self.title)
+        lay.addWidget(self.title, 1)
         lay.addWidget(self.bar, 1)
-        lay.addWidget(self.info)
+        lay.addWidget(self.info, 2)
         lay.addWidget(self.retry)
         lay.addWidget(self.cancel)
         self.progress = None   # the JobProgress shown

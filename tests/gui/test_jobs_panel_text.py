@@ -53,3 +53,24 @@ def test_a_database_that_stops_answering_is_said_on_the_panel(service, db, folde
         release.set()
     qtbot.waitUntil(lambda: "has not answered" not in win.jobs_panel.summary.text(), timeout=10000)
     win.close()
+
+
+def test_a_long_title_never_pushes_progress_retry_and_cancel_out_of_the_row(qtbot):
+    """Seen under Xvfb: "#1 Pre-label new images (automatic) · classifier, segmenter, anomaly" widened its
+    row past the dock: the status was cut mid-sentence and Retry and Cancel were out of sight."""
+    from PySide6.QtWidgets import QLabel
+
+    from app.gui.jobs_panel import JobRow
+
+    title = "#1 Pre-label new images (automatic) · classifier, segmenter, anomaly · from an earlier session"
+    row = JobRow(1, title)
+    qtbot.addWidget(row)
+    row.retry.setVisible(True)
+    row.info.setText("done: 32/34 · 2 failed · 2 of 34 images failed")
+    row.resize(640, 40)
+    row.show()
+    qtbot.waitExposed(row)
+    assert row.minimumSizeHint().width() <= 640 and row.width() == 640
+    assert row.cancel.geometry().right() <= row.width() and row.retry.geometry().right() <= row.width()
+    assert row.title.text() == title and row.title.toolTip() == title     # the whole title is kept
+    assert QLabel.text(row.title).endswith("…")                           # what is painted is shortened
