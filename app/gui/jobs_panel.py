@@ -134,9 +134,9 @@ class JobRow(QWidget):
         self.cancel.setIcon(icon("mdi6.cancel"))
         self.cancel.setToolTip("Cancel this job (images in flight finish first)")
         self.cancel.clicked.connect(lambda: self.cancel_requested.emit(self.job_id))
-        lay.addWidget(self.title, 1)
+        lay.addWidget(self.title)   # its whole width when there is room, shortened when there is not
         lay.addWidget(self.bar, 1)
-        lay.addWidget(self.info, 2)
+        lay.addWidget(self.info)
         lay.addWidget(self.retry)
         lay.addWidget(self.cancel)
         self.progress = None   # the JobProgress shown

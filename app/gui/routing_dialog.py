@@ -44,7 +44,7 @@ class RoutingDialog(QDialog):
         self.calls = BackgroundCalls("routing", self)
         self.readable = True  # False when the stored rules could not be read: nothing may be saved over them
         self.setWindowTitle("Model routing")
-        self.resize(640, 360)
+        self.resize(720, 400)
         lay = QVBoxLayout(self)
         text = QLabel(HELP)
         text.setWordWrap(True)
@@ -122,9 +122,14 @@ class RoutingDialog(QDialog):
     def propose(self) -> None:
         if self.jobs is None or self.folder_id is None:
             return
-        folder_id = self.folder_id
+        try:
+            current = self.routing()  # a family with no answer in a subfolder is kept as these rules have it
+        except RoutingError as exc:
+            self.error.setText(str(exc))
+            return
+        folder_id, jobs = self.folder_id, self.jobs
         self._busy("Reading this folder's pre-label results…")
-        self.calls.call(lambda: self.jobs.propose_routing(folder_id), self.apply_proposal, self._proposal_failed)
+        self.calls.call(lambda: jobs.propose_routing(folder_id, current), self.apply_proposal, self._proposal_failed)
 
     def apply_proposal(self, proposal: RoutingProposal) -> None:
         """Each proposed rule replaces the families of a row with its pattern, or is inserted above the
@@ -141,7 +146,9 @@ class RoutingDialog(QDialog):
             at += 1
         self.evidence.setText(proposal.text()
                               + ("\nReview the ticks, then OK saves them." if proposal.rules else ""))
-        self.evidence.show()
+        if self.evidence.isHidden():  # room for the evidence, not taken from the table
+            self.evidence.show()
+            self.resize(self.width(), self.height() + self.evidence.sizeHint().height())
         if proposal.rules:
             self.clear_answers.setChecked(True)  # the proposal comes from those answers: they are the noise
         self._enable()

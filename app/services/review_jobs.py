@@ -168,10 +168,11 @@ class ReviewJobs:
         self.save_routing(routing)
         return True
 
-    def propose_routing(self, folder_id: int) -> "RoutingProposal":
-        """Rules for the folder's subfolders read off its pre-label results (nothing saved)."""
+    def propose_routing(self, folder_id: int, current: "Routing | None" = None) -> "RoutingProposal":
+        """Rules for the folder's subfolders read off its pre-label results, beside ``current`` (the rules
+        being edited; default the stored ones). Nothing is saved."""
         from app.services.routing_proposal import propose_routing
-        return propose_routing(self.db, folder_id)
+        return propose_routing(self.db, folder_id, current)
 
     def unrouted_answers(self, folder_id: int, routing: "Routing") -> int:
         """How many of the folder's answers come from models ``routing`` does not run on their images."""

@@ -7,11 +7,11 @@ proposes one rule per subfolder, shows the evidence beside it, and the inspector
 (nothing is saved by proposing). Plain data and Qt-free; the window asks for it on a helper thread.
 
 The rule for a subfolder keeps a family when at least ``IN_DOMAIN_SHARE`` of the images it scored are in
-domain, or when it has no in-domain score there (no evidence: never dropped on a guess). A subfolder whose
-images every family calls out of domain gets no rule: skipping them would hide a new line from the
-inspector, while their out-of-domain flags put them first in "label next". A subfolder whose rule would
-keep every family gets none either (the same as no rule). Images directly in the folder get no rule: a
-pattern cannot name "no subfolder" (``*`` crosses ``/``).
+domain; a family with no answer there is kept as the rules in force have it (no evidence: never added or
+dropped on a guess; with no rules, every family runs). A subfolder the rules already route that way gets
+no rule, nor does one whose images every model calls out of domain: skipping them would hide a new line
+from the inspector, while their out-of-domain flags put them first in "label next". Images directly in
+the folder get no rule: a pattern cannot name "no subfolder" (``*`` crosses ``/``).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from app.services.routing import FAMILY_ORDER, RoutingRule
+from app.services.routing import FAMILY_ORDER, Routing, RoutingRule
 from inference.domain import OUT_OF_DOMAIN_BELOW
 
 if TYPE_CHECKING:
@@ -33,14 +33,16 @@ class FamilyEvidence:
     family: str
     scored: int      # images of the subfolder with an in-domain score by the family's active version
     in_domain: int   # of those, how many are in domain
+    runs_now: bool   # the rules in force (or being edited) run this family on the subfolder
 
     @property
     def kept(self) -> bool:
-        return self.scored == 0 or self.in_domain >= IN_DOMAIN_SHARE * self.scored
+        """In domain for at least half of what it scored; without a score, as the rules have it."""
+        return self.in_domain >= IN_DOMAIN_SHARE * self.scored if self.scored else self.runs_now
 
     def text(self) -> str:
         if self.scored == 0:
-            return f"{self.family}: no in-domain score yet (kept)"
+            return f"{self.family}: no answer here ({'runs' if self.runs_now else 'not run'} now)"
         return f"{self.family} in domain {self.in_domain} of {self.scored}"
 
 
@@ -49,16 +51,19 @@ class SubfolderEvidence:
     subfolder: str
     pattern: str
     families: tuple[FamilyEvidence, ...]
-    rule: RoutingRule | None  # None: no rule proposed (every family kept, or every family out of domain)
+    rule: RoutingRule | None  # None: no rule proposed (the rules already do it, or every model is out of domain)
 
     def text(self) -> str:
         seen = "; ".join(f.text() for f in self.families)
+        kept = [f for f in self.families if f.kept]
         if self.rule is not None:
             verdict = "→ " + (", ".join(self.rule.families) + " only")
-        elif all(f.kept for f in self.families):
+        elif not kept:
+            verdict = "→ no rule: every model calls these images out of domain (they stay flagged for labelling)"
+        elif len(kept) == len(self.families) and all(f.runs_now for f in self.families):
             verdict = "→ no rule (every model fits)"
         else:
-            verdict = "→ no rule: every model calls these images out of domain (they stay flagged for labelling)"
+            verdict = "→ no rule: the rules already do this"
         return f"{self.pattern}: {seen} {verdict}"
 
 
@@ -74,8 +79,7 @@ class RoutingProposal:
                     "subfolder; pre-label the folder first).")
         lines = [e.text() for e in self.evidence]
         if self.root_images:
-            lines.append(f"{self.root_images} image(s) directly in the folder: no rule can name them, they get "
-                         "every model.")
+            lines.append(f"{self.root_images} image(s) directly in the folder: no rule can name them.")
         return "\n".join(lines)
 
 
@@ -84,11 +88,15 @@ def glob_literal(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
-def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float | None]]) -> RoutingProposal:
-    """(image path in the folder, family, in-domain score or None) rows -> the proposal. Pure: tested alone."""
+def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float | None]],
+                        current: Routing | None = None) -> RoutingProposal:
+    """(image path in the folder, family, in-domain score or None) rows -> the proposal, beside the rules
+    ``current`` (in force or being edited; a family with no answer in a subfolder is kept as they have it).
+    Pure: tested alone."""
+    current = current or Routing()
     scored: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     inside: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    subfolders: set[str] = set()
+    example: dict[str, str] = {}  # a path of each subfolder, to ask the current rules what they run there
     root: set[str] = set()
     for rel_path, family, score in scores:
         path = rel_path.replace("\\", "/")
@@ -96,29 +104,34 @@ def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float
             root.add(path)
             continue
         sub = path.split("/", 1)[0]
-        subfolders.add(sub)
+        example[sub] = min(example.get(sub, path), path)
         if score is None or family not in FAMILY_ORDER:
             continue
         scored[sub][family] += 1
         inside[sub][family] += int(score >= OUT_OF_DOMAIN_BELOW)
     evidence, rules = [], []
-    for sub in sorted(subfolders, key=str.lower):
-        fams = tuple(FamilyEvidence(f, scored[sub][f], inside[sub][f]) for f in FAMILY_ORDER)
+    for sub in sorted(example, key=str.lower):
+        now = current.families_for(example[sub], folder_name)
+        fams = tuple(FamilyEvidence(f, scored[sub][f], inside[sub][f], f in now) for f in FAMILY_ORDER)
         kept = tuple(f.family for f in fams if f.kept)
         pattern = f"{glob_literal(folder_name)}/{glob_literal(sub)}/*" if folder_name else f"{glob_literal(sub)}/*"
-        rule = RoutingRule(pattern, kept) if kept and len(kept) < len(FAMILY_ORDER) else None
+        rule = RoutingRule(pattern, kept) if kept and kept != now else None
         if rule is not None:
             rules.append(rule)
         evidence.append(SubfolderEvidence(sub, pattern, fams, rule))
     return RoutingProposal(tuple(rules), tuple(evidence), len(root))
 
 
-def propose_routing(db: "Database", folder_id: int) -> RoutingProposal:
-    """The proposal for one folder, from its active model versions' in-domain scores (one query)."""
+def propose_routing(db: "Database", folder_id: int, current: Routing | None = None) -> RoutingProposal:
+    """The proposal for one folder, from its active model versions' in-domain scores (one query), beside
+    ``current`` (default: the project's stored rules)."""
     folder = db.folders.get(folder_id)
     if folder is None:
         raise ValueError(f"folder {folder_id} is not indexed")
     active: Mapping[str, int] = db.model_versions.active_ids()
     family_of = {v: f for f, v in active.items()}
     rows = db.predictions.in_domain_in_folder(folder_id, list(family_of))
-    return propose_from_scores(folder.name, ((p, family_of[v], d) for p, v, d in rows))
+    if current is None:
+        from app.services.project_settings import load_project_settings
+        current = load_project_settings(db).routing
+    return propose_from_scores(folder.name, ((p, family_of[v], d) for p, v, d in rows), current)

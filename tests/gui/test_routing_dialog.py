@@ -60,8 +60,9 @@ class _Jobs:
             raise JobsError("cannot save the model routing: read-only file system")
         self.saved.append(routing)
 
-    def propose_routing(self, folder_id: int):
+    def propose_routing(self, folder_id: int, current: Routing | None = None):
         self.go.wait(10)
+        self.proposed_beside = current
         return self.proposal
 
     def remove_unrouted_answers(self, folder_id: int, routing: Routing) -> int:
@@ -129,6 +130,7 @@ def test_a_proposal_goes_above_the_rules_and_replaces_a_rule_of_the_same_pattern
     assert [(r.pattern, r.families) for r in dlg.routing().rules] == [
         ("line/ir/*", ("segmenter",)), ("LINE/tiles/*", ("anomaly",)), ("*", ("anomaly",))]
     assert "segmenter in domain 4 of 4" in dlg.evidence.text() and jobs.saved == []   # nothing saved yet
+    assert jobs.proposed_beside == jobs.rules   # the rules on screen decide families with no answer
     # the proposal came from the earlier run's answers: removing those of unrouted models is offered, ticked
     assert not dlg.clear_answers.isHidden() and dlg.clear_answers.isChecked()
     dlg._accept()

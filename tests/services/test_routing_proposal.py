@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.services.indexing import index_folder
-from app.services.routing import Routing
+from app.services.routing import Routing, RoutingRule
 from app.services.routing_proposal import glob_literal, propose_from_scores, propose_routing
 from database.dto import PredictionIn
 from database.engine import open_database
@@ -46,6 +46,17 @@ def test_no_rule_where_it_would_change_nothing_or_hide_a_new_line() -> None:
     text = p.text()
     assert "every model fits" in text and "out of domain (they stay flagged" in text
     assert "1 image(s) directly in the folder" in text
+
+
+def test_beside_rules_in_force_families_with_no_answer_stay_as_the_rules_have_them() -> None:
+    """The demo routes infrared/ to the segmenter alone: the other models never answered there, so the
+    proposal must neither add them back nor repeat a rule that already does what the scores say."""
+    current = Routing((RoutingRule("infrared/*", ("segmenter",)), RoutingRule("steel/*", ("classifier", "anomaly"))))
+    rows = (_rows("infrared", 4, {"segmenter": 0.9})
+            + _rows("steel", 4, {"classifier": 0.9, "anomaly": 0.1}))   # the anomaly model does not know steel
+    p = propose_from_scores("demo", rows, current)
+    assert [(r.pattern, r.families) for r in p.rules] == [("demo/steel/*", ("classifier",))]
+    assert "classifier: no answer here (not run now)" in p.text() and "the rules already do this" in p.text()
 
 
 def test_nothing_to_propose_is_said() -> None:
@@ -99,7 +110,6 @@ def test_the_proposal_reads_the_active_versions_scores_of_the_folders_present_im
 def test_answers_of_models_the_rules_no_longer_run_are_removed_and_the_folder_reflagged(db, tmp_path: Path) -> None:
     """Seen under Xvfb: after routing ir/ to the segmenter, the frames still showed the steel classifier's
     "out of domain", stayed flagged and in the out-of-domain filter."""
-    from app.services.routing import RoutingRule
     from app.services.routing_answers import remove_unrouted_answers, unrouted_answers
     from database.dto import LabelChange
     from database.states import ReviewState
