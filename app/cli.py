@@ -20,7 +20,7 @@ from inference.threads_option import threads_arg
 FAMILIES = families.NAMES
 FAMILY_TITLES = families.table("title")
 COMMANDS = ("gui", "prelabel", "train", "evaluate", "retrain", "export", "import", "worker", "db", "audit", "models",
-            "domain", "pretrain", "classes")
+            "domain", "pretrain", "classes", "routing")
 # Each family's train/evaluate CLI lives beside its training code; these modules import no
 # torch at module level (``add_*_arguments`` must stay cheap).
 FAMILY_CLI = families.table("train_cli")
@@ -38,6 +38,15 @@ def _common(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
                         help="database URL (default: SQLite in the user data folder; "
                              "postgresql+psycopg://user:pass@host/db for a shared server)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug messages")
+
+
+def open_database_or_fail(url: str):
+    """The database a command works on, or ``CommandError`` with the reason (the CLI says it, exit 2)."""
+    from database import DatabaseError, open_database
+    try:
+        return open_database(url)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _handler(module: str, func: str) -> Callable[[argparse.Namespace], int]:
@@ -249,6 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("names", nargs="+" if verb in ("add", "remove") else "*", metavar="NAME")
         _common(q)
     p.set_defaults(func=_handler("app.commands.classes", "run"))
+
+    p = sub.add_parser("routing", help="the project's model routing: show it, or propose rules from a folder's results")
+    rsub = p.add_subparsers(dest="routing_command", metavar="ACTION", required=True)
+    q = rsub.add_parser("show", help="the rules in force (first match wins)")
+    _common(q)
+    q = rsub.add_parser("propose", help="a rule per subfolder of a pre-labelled folder, from its in-domain scores")
+    q.add_argument("folder", help="an indexed (pre-labelled) folder: its path, name or id")
+    q.add_argument("--save", action="store_true", help="store the rules with the proposal merged in")
+    q.add_argument("--remove-unrouted", action="store_true",
+                   help="with --save: remove the folder's answers of models the rules no longer run on its images")
+    _common(q)
+    p.set_defaults(func=_handler("app.commands.routing", "run"))
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from app.cli import CommandError
+from app.cli import CommandError, open_database_or_fail
 
 if TYPE_CHECKING:
     from app.services.project_classes import ClassList
@@ -25,12 +25,9 @@ def _show(listing: "ClassList") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from app.services import project_classes as pc
-    from database import DatabaseError, open_database
+    from database import DatabaseError
 
-    try:
-        db = open_database(args.db)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
+    db = open_database_or_fail(args.db)
     try:
         verb = args.classes_command
         before = pc.read(db)

@@ -13,15 +13,11 @@ import json
 import sys
 from typing import Any
 
-from app.cli import CommandError
+from app.cli import CommandError, open_database_or_fail
 
 
 def _open(url: str):
-    from database import DatabaseError, open_database
-    try:
-        return open_database(url)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
+    return open_database_or_fail(url)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -132,18 +132,16 @@ class RoutingDialog(QDialog):
         self.calls.call(lambda: jobs.propose_routing(folder_id, current), self.apply_proposal, self._proposal_failed)
 
     def apply_proposal(self, proposal: RoutingProposal) -> None:
-        """Each proposed rule replaces the families of a row with its pattern, or is inserted above the
-        existing rows (in the proposal's order): a subfolder's rule must win over a broader one."""
-        at = 0
-        for rule in proposal.rules:
-            same = next((r for r in range(self.table.rowCount())
-                         if self._row(r)[0].strip().lower() == rule.pattern.lower()), None)
-            if same is not None:  # the row keeps its own spelling of the pattern
-                self._fill(same, self._row(same)[0], rule.families)
-                continue
-            self.table.insertRow(at)
-            self._fill(at, rule.pattern, rule.families)
-            at += 1
+        """The proposal merged into the rules on screen (``RoutingProposal.merged_into``), with its evidence."""
+        try:
+            merged = proposal.merged_into(self.routing())
+        except RoutingError as exc:  # a row was made unusable while the results were read
+            self.error.setText(str(exc))
+            self._enable()
+            return
+        self.table.setRowCount(0)
+        for rule in merged.rules:
+            self.add_rule(rule)
         self.evidence.setText(proposal.text()
                               + ("\nReview the ticks, then OK saves them." if proposal.rules else ""))
         if self.evidence.isHidden():  # room for the evidence, not taken from the table

@@ -73,6 +73,20 @@ class RoutingProposal:
     evidence: tuple[SubfolderEvidence, ...]
     root_images: int  # images directly in the folder (no rule can name them)
 
+    def merged_into(self, current: Routing) -> Routing:
+        """``current`` with the proposal: a rule of the same pattern (case aside) takes the proposed families
+        in its place and keeps its spelling; the other proposed rules go above every current one, so a
+        subfolder's rule wins over a broader one."""
+        rules = list(current.rules)
+        above = []
+        for rule in self.rules:
+            at = next((i for i, r in enumerate(rules) if r.pattern.strip().lower() == rule.pattern.lower()), None)
+            if at is None:
+                above.append(rule)
+            else:
+                rules[at] = RoutingRule(rules[at].pattern, rule.families)
+        return Routing(tuple(above) + tuple(rules))
+
     def text(self) -> str:
         if not self.evidence:
             return ("No proposal: the folder has no subfolders with pre-labelled images (a rule names a "

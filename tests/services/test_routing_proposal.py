@@ -132,3 +132,34 @@ def test_answers_of_models_the_rules_no_longer_run_are_removed_and_the_folder_re
     assert not any(flagged[i] for i in ir) and all(flagged[i] for i in tiles)
     assert db.labels.current(ir[0]) is not None                                 # labels are never touched
     assert remove_unrouted_answers(db, report.folder_id, routing) == 0
+
+
+def test_the_routing_command_proposes_saves_and_removes_as_the_dialog_does(url: str, tmp_path: Path,  # noqa: F811
+                                                                          capsys) -> None:
+    from app.cli import main
+    from app.services.project_settings import load_project_settings
+
+    database = open_database(url)
+    try:
+        report, v, images = _line(database, tmp_path)
+        database.predictions.upsert_many(
+            [PredictionIn(i, v["classifier"].id, in_domain=0.0) for i in images.values()]
+            + [PredictionIn(i, v["segmenter"].id, in_domain=0.9 if p.startswith("ir/") else 0.0)
+               for p, i in images.items()]
+            + [PredictionIn(i, v["anomaly"].id, in_domain=0.9 if p.startswith("tiles/") else 0.0)
+               for p, i in images.items()])
+    finally:
+        database.close()
+    assert main(["routing", "propose", str(tmp_path / "line"), "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "line/ir/* → segmenter" in out and "nothing saved" in out
+    assert main(["routing", "propose", str(tmp_path / "line"), "--save", "--remove-unrouted", "--db", url]) == 0
+    assert "10 answer(s)" in capsys.readouterr().out           # 3 ir × 2 + 2 tiles × 2
+    assert main(["routing", "show", "--db", url]) == 0
+    assert "1. line/ir/* → segmenter" in capsys.readouterr().out
+    database = open_database(url)
+    try:
+        assert [r.pattern for r in load_project_settings(database).routing.rules] == ["line/ir/*", "line/tiles/*"]
+    finally:
+        database.close()
+    assert main(["routing", "propose", str(tmp_path / "elsewhere"), "--db", url]) == 2   # not indexed: said

@@ -1,0 +1,58 @@
+"""``main.py routing show|propose``: the project's model routing, headless.
+
+Why: a line station may run without a window (a standing worker on PostgreSQL); its routing is a
+project setting like any other, and the proposal the routing dialog makes from a folder's in-domain
+scores (``app.services.routing_proposal``) is as useful there. ``propose`` prints the evidence and the
+rules; ``--save`` stores them (merged into the rules in force, as the dialog does) and
+``--remove-unrouted`` then removes the folder's answers of models the saved rules no longer run on its
+images (``app.services.routing_answers``).
+"""
+from __future__ import annotations
+
+import argparse
+
+from app.cli import CommandError, open_database_or_fail
+
+
+def _show(routing) -> None:
+    if not routing.rules:
+        print("no model routing: every family runs on every image")
+    for i, rule in enumerate(routing.rules, 1):
+        print(f"  {i}. {rule.pattern} → {', '.join(rule.families) or '(skipped)'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.services.export_source import FolderNotFound, resolve_folder
+    from app.services.project_settings import load_project_settings, save_routing
+    from app.services.routing_answers import remove_unrouted_answers
+    from app.services.routing_proposal import propose_routing
+    from database import DatabaseError
+
+    db = open_database_or_fail(args.db)
+    try:
+        current = load_project_settings(db).routing
+        if args.routing_command == "show":
+            _show(current)
+            return 0
+        folder = resolve_folder(db, args.folder)
+        if folder is None:
+            raise CommandError("name a folder")
+        proposal = propose_routing(db, folder.id, current)
+        print(proposal.text())
+        merged = proposal.merged_into(current)
+        print("rules with the proposal:")
+        _show(merged)
+        if not args.save:
+            print("nothing saved (--save stores these rules)")
+            return 0
+        save_routing(db, merged)
+        print("saved: they apply to the next pre-label job")
+        if args.remove_unrouted:
+            gone = remove_unrouted_answers(db, folder.id, merged)
+            print(f"{gone} answer(s) of models these rules do not run on the folder's images removed; "
+                  "the folder re-flagged")
+        return 0
+    except (FolderNotFound, ValueError, DatabaseError) as exc:  # broken stored rules (RoutingError is a ValueError), storage
+        raise CommandError(str(exc)) from None
+    finally:
+        db.close()
