@@ -40,15 +40,6 @@ def _common(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug messages")
 
 
-def open_database_or_fail(url: str):
-    """The database a command works on, or ``CommandError`` with the reason (the CLI says it, exit 2)."""
-    from database import DatabaseError, open_database
-    try:
-        return open_database(url)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
-
-
 def _handler(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         return int(getattr(importlib.import_module(module), func)(args) or 0)

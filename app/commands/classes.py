@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from app.cli import CommandError, open_database_or_fail
+from app.cli import CommandError
+from app.commands import open_database_or_fail
 
 if TYPE_CHECKING:
     from app.services.project_classes import ClassList

@@ -13,7 +13,8 @@ import json
 import sys
 from typing import Any
 
-from app.cli import CommandError, open_database_or_fail
+from app.cli import CommandError
+from app.commands import open_database_or_fail
 
 
 def _open(url: str):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import CommandError, open_database_or_fail
+from app.cli import CommandError
+from app.commands import open_database_or_fail
 
 
 def _show(routing) -> None:
