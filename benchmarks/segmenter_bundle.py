@@ -1,7 +1,7 @@
 """Make the bundled segmenter from a ``train segmenter --cv-folds`` run (issue 19; segmenter-bundle-clutter.md).
 
 Why a script: the bundle is what every station runs first, and its card must say what the protocol
-measured, nothing chosen by hand after the run. Three steps, each rerunnable:
+measured, nothing chosen by hand after the run. The steps, each rerunnable:
 
     # 1. the rule written before the run, then the bundle (weights as trained, the card completed)
     python benchmarks/segmenter_bundle.py build --trained RUN/final --old resources/models/segmenter-sirst --out DIR
@@ -11,6 +11,8 @@ measured, nothing chosen by hand after the run. Three steps, each rerunnable:
     python benchmarks/segmenter_bundle.py test --out DIR --accurate accurate.json [--fast fast.json]
     # 4. what it costs against the bundle it replaces, alternating in one process (one thread)
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/segmenter_bundle.py speed --old OLD --new DIR [--json F]
+    # a run's view rows as segmenter_views_cv.py rows, to join other seeds in segmenter_seed_mean.py
+    python benchmarks/segmenter_bundle.py rows --card RUN/final/card.json --json F
 
 ``build`` refuses (exit 3) when the old bundle's new-scene figure wins against the run's own CV
 estimate by ``segmenter_cv.wins`` (the rule). What it takes from the old bundle is about the images,
@@ -136,6 +138,22 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+# A card's cross-validation variants under the names of ``segmenter_views_cv.py``'s rows: the same
+# cross-fitted scoring (threshold and mask threshold chosen on the other folds' maps, views the only addition).
+VIEW_ROWS = {"one view": "plain", "two views: frame + h": "mirror", "four views": "flips"}
+
+
+def rows(args: argparse.Namespace) -> int:
+    """A ``train segmenter --cv-folds`` card's view rows as a ``segmenter_views_cv.py`` JSON, so that a bundle run
+    joins other seeds' runs in ``segmenter_seed_mean.py``."""
+    variants = _read(Path(args.card))["cross_validation"]["variants"]
+    out = {"source": args.card, "rows": {name: {"pooled": variants[v]} for name, v in VIEW_ROWS.items() if v in variants}}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print(f"{len(out['rows'])} rows written to {args.json}")
+    return 0
+
+
 FIGURES = ("iou", "niou", "pd", "fa", "detected", "targets", "images")
 
 
@@ -249,6 +267,9 @@ def main() -> int:
     t.add_argument("--out", required=True)
     t.add_argument("--accurate", help="evaluate --json of the accurate profile")
     t.add_argument("--fast", help="evaluate --json of the fast profile")
+    r = sub.add_parser("rows", help="a run's card as segmenter_views_cv.py rows (for segmenter_seed_mean.py)")
+    r.add_argument("--card", required=True)
+    r.add_argument("--json", required=True)
     v = sub.add_parser("speed")
     v.add_argument("--old", required=True)
     v.add_argument("--new", required=True)
@@ -256,7 +277,7 @@ def main() -> int:
     v.add_argument("--rounds", type=int, default=3)
     v.add_argument("--json", help="also write the figures here, and the new bundle's rates into its card")
     args = p.parse_args()
-    return {"build": build, "test": add_test, "speed": speed}[args.action](args)
+    return {"build": build, "test": add_test, "rows": rows, "speed": speed}[args.action](args)
 
 
 if __name__ == "__main__":
