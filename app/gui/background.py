@@ -72,6 +72,8 @@ class BackgroundCalls(QObject):
         else:
             log.warning("background call failed: %s", error)
 
-    def close(self) -> None:
+    def close(self, finish: bool = False) -> None:
+        """No answer is delivered after this. ``finish``: the calls already asked for still run, and this waits
+        for them (writes a person made, e.g. a flag, as the window closes); otherwise those not started are dropped."""
         self._closed = True
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=finish, cancel_futures=not finish)

@@ -87,6 +87,9 @@ class ReviewController(QObject):
         # What a multi-selection Accept/Reject and a revision restore read first (every chosen image's detail,
         # an earlier revision's masks): read in order on their own thread, the edit made when the answer comes.
         self._reads = BackgroundCalls("label-reads", self)
+        # Flag changes, written in the order asked on their own thread (image id -> the state asked last).
+        self._flags = BackgroundCalls("flag-writes", self)
+        self._flag_asked: dict[int, bool] = {}
         self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
         self._checked.connect(self._on_checked)
@@ -248,6 +251,7 @@ class ReviewController(QObject):
         self._reader.shutdown(wait=False, cancel_futures=True)
         self._history.close()
         self._reads.close()
+        self._flags.close(finish=True)  # a flag asked for as the window closes is still written
 
     # -- intents (each is one undoable step) ----------------------------------------------
     def _edit(self, after: LabelState, text: str, changed: str) -> None:
@@ -393,18 +397,28 @@ class ReviewController(QObject):
             self._edit(LabelState(), "clear label", "clear")
 
     def toggle_flag(self) -> None:
+        """Flag or unflag the image on screen. Written on a helper thread in the order asked (it was written on
+        the GUI thread, a wait per key on a locked or slow database); the row and the panel follow the answer.
+        Pressed again before the answer came, it flips what was asked last, not what the screen still shows."""
         if not self._ready():
             return
-        assert self.detail is not None and self.label is not None  # what _ready() checked
-        try:
-            item = self.service.set_flag(self.detail.item.image_id, not self.detail.item.flagged,
-                                         wait_s=self.WRITE_WAIT_S)
-        except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
-            self.save_failed.emit(f"Could not change the flag: {exc}")
-            return
-        self.detail = ImageDetail(item, self.detail.width, self.detail.height, self.detail.prediction, self.detail.label)
-        self.item_changed.emit(item)
-        self.message.emit("Flagged." if item.flagged else "Flag removed.")
+        assert self.detail is not None  # what _ready() checked
+        image_id = self.detail.item.image_id
+        want = not self._flag_asked.get(image_id, self.detail.item.flagged)
+        self._flag_asked[image_id] = want
+
+        def done(item) -> None:
+            if self._flag_asked.get(image_id) == item.flagged:
+                del self._flag_asked[image_id]  # the last one asked is written
+            if self.detail is not None and self.detail.item.image_id == image_id:
+                self.detail = replace(self.detail, item=item)
+            self.item_changed.emit(item)
+            self.message.emit("Flagged." if item.flagged else "Flag removed.")
+
+        def failed(text: str) -> None:
+            self._flag_asked.pop(image_id, None)
+            self.save_failed.emit(f"Could not change the flag of image {image_id}: {text}")
+        self._flags.call(lambda: self.service.set_flag(image_id, want), done, failed)
 
     # -- applying (called by undo commands) ------------------------------------------------
     def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,

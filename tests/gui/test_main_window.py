@@ -231,6 +231,46 @@ def test_a_locked_database_never_holds_the_window_for_its_busy_timeout(db_url, f
     db.close()
 
 
+def test_the_flag_key_never_waits_on_a_locked_database_and_keeps_the_order_asked(db_url, folder, artifacts, qtbot):
+    """The flag was written on the GUI thread (up to WRITE_WAIT_S per key with another program holding the file,
+    then "could not change the flag"). Now on a helper thread: F twice during the lock flips it on and off again in
+    that order once the lock goes; an F as the window closes is still written."""
+    import sqlite3
+    import time
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    db = open_database(db_url)
+    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    first = win.review.image_id
+    boxes: list[str] = []
+    win.review.save_failed.connect(boxes.append)
+    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+    try:
+        t0 = time.monotonic()
+        win.actions["flag"].trigger()
+        win.actions["flag"].trigger()
+        assert time.monotonic() - t0 < 0.2  # nothing waited on the database
+        assert not service.item(first).flagged
+    finally:
+        blocker.rollback()
+        blocker.close()
+    qtbot.waitUntil(lambda: not win.review._flags.busy, timeout=15000)
+    assert not service.item(first).flagged and boxes == []   # on, then off: the order asked
+    win.actions["flag"].trigger()
+    qtbot.waitUntil(lambda: win.gallery_model.items()[0].flagged if win.gallery_model.items()[0].image_id == first
+                    else True)
+    assert service.item(first).flagged and win.review.detail.item.flagged
+    win.actions["flag"].trigger()
+    win.close()                                                # closing at once: the write still lands
+    assert not service.item(first).flagged
+    db.close()
+
+
 def test_one_image_locked_elsewhere_does_not_hold_back_the_others(window, service, qtbot):
     """On PostgreSQL another station can hold one image's row: a retry round goes past it to the labels
     that can be saved (two refusals in a row end a round: on SQLite the whole file is locked)."""
