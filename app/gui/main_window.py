@@ -238,10 +238,14 @@ class MainWindow(QMainWindow):
             self.review.decide_many(selected, name)  # read off this thread; it reloads the open image after
             return
         before, refused = self.review.image_id, self.review.conflicts
+
+        def advance() -> None:
+            if (self.ctx.settings.auto_advance and before is not None and self.review.image_id == before
+                    and self.review.conflicts == refused):  # refused: stay, the newer label is to be seen
+                self.queue.next_unreviewed(1)
         decision()
-        if (self.ctx.settings.auto_advance and before is not None and self.review.image_id == before
-                and self.review.conflicts == refused):  # refused: stay, the newer label is to be seen
-            self.queue.next_unreviewed(1)
+        if not self.review.after_waiting_keys(before, advance):  # the image's detail was still on its way
+            advance()
 
     def _labels_changed_somewhere(self) -> None:
         """A label was saved (maybe at another station): the queue, counts and open label follow."""

@@ -8,8 +8,9 @@ keeps the label in memory, says so, and is retried; nothing an inspector did is 
 Opening an image reads its detail (a dozen queries and the heatmap file) on a helper thread, as
 ADR 0005 asks, and the answer comes back as a queued signal; an answer for an image the
 inspector has already left is dropped. An edit must never land on the previous image while the
-next one is on its way, so an intent made then reads the new image's detail at once (the edit's
-own save waits on the database anyway) and drops the background answer.
+next one is on its way, so a key pressed then waits for that answer and is applied when it
+comes (it used to read the detail on the GUI thread); only when the inspector leaves the image
+before its detail came are such keys applied by reading it at once.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class ReviewController(QObject):
     _checked = Signal(int, int)              # image id, its newest label revision (from the reader)
 
     RETRY_MS = 3000
+    SLOW_KEYS_MS = 500  # keys waiting for an image's detail this long are said in the status bar
     # How long a save from this (GUI) thread waits for another program's write lock before the label is
     # kept and retried: the database's own busy timeout (10 s) froze the window that long per key press.
     WRITE_WAIT_S = 0.25
@@ -94,6 +96,13 @@ class ReviewController(QObject):
         self._loaded.connect(self._on_loaded)
         self._checked.connect(self._on_checked)
         self._early_prediction: ImageDetail | None = None  # a refresh that overtook the open read
+        # Keys pressed while the current image's detail was on its way: (image id, the intent again), run in
+        # order when it arrives, so the GUI thread does not read it itself (ADR 0005).
+        self._deferred: list[tuple[int, Callable[[], None]]] = []
+        self._slow_keys = QTimer(self)  # keys still waiting after this long: the status bar says so
+        self._slow_keys.setSingleShot(True)
+        self._slow_keys.setInterval(self.SLOW_KEYS_MS)
+        self._slow_keys.timeout.connect(self._say_keys_wait)
         self.objects = ObjectSelection(self)  # the selected object, whose class 1–9 set instead of the image's
         self.objects.message.connect(self.message)
 
@@ -113,6 +122,8 @@ class ReviewController(QObject):
         image_id = self._target if image_id is None else image_id
         if image_id is None or self._closed:
             return
+        if self._deferred and image_id != self._target:
+            self._ready()  # keys pressed for the image being left, before its detail came: applied to it first
         self._target = image_id
         self._ticket += 1
         self._reading = self._ticket
@@ -142,16 +153,22 @@ class ReviewController(QObject):
         self._reading = None
         self._show(image_id, detail, error)
 
-    def _ready(self) -> bool:
+    def _ready(self, again: Callable[[], None] | None = None) -> bool:
         """Before an edit: the detail on hand is the current image's, newest read included.
 
-        While a read is in flight the screen still shows the previous image, and an edit must
-        not go to it: the read is done here instead (the background answer is dropped)."""
+        While a read is in flight the screen still shows the previous image, and an edit must not go to it.
+        ``again`` (the intent itself): it waits for that read and runs when the detail arrives (False now).
+        Without it, or when nothing is on its way (a failed read), the read is done here instead."""
         if self._target is None:
             return False
         loaded = self.detail is not None and self.detail.item.image_id == self._target
         if loaded and self._reading is None:
             return self.label is not None
+        if again is not None and self._reading is not None:
+            self._deferred.append((self._target, again))
+            if not self._slow_keys.isActive():
+                self._slow_keys.start()
+            return False
         self._ticket += 1
         self._reading = None
         try:
@@ -168,7 +185,10 @@ class ReviewController(QObject):
 
     def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
-            self.save_failed.emit(f"Cannot load image {image_id}: {error}")
+            dropped = sum(1 for target, _ in self._deferred if target == image_id)
+            self._deferred = [(t, intent) for t, intent in self._deferred if t != image_id]
+            self.save_failed.emit(f"Cannot load image {image_id}: {error}"
+                                  + (f" ({dropped} key(s) pressed for it were not applied)" if dropped else ""))
             return
         early, self._early_prediction = self._early_prediction, None
         if early is not None and early.item.image_id == image_id and _newer(early, detail):
@@ -185,6 +205,27 @@ class ReviewController(QObject):
         self.label = label
         self.image_loaded.emit(detail)
         self.label_changed.emit(label)
+        self._run_deferred(image_id)
+
+    def _say_keys_wait(self) -> None:
+        if self._deferred:
+            self.message.emit(f"{len(self._deferred)} key(s) wait for image {self._deferred[0][0]} to be read (the "
+                              "database is slow); they are applied when it comes.")
+
+    def after_waiting_keys(self, image_id: int | None, then: Callable[[], None]) -> bool:
+        """When keys pressed for ``image_id`` wait for its detail: run ``then`` after them (e.g. move on after
+        Accept) and True; otherwise False and nothing is kept (the caller goes on now)."""
+        if image_id is None or not any(target == image_id for target, _ in self._deferred):
+            return False
+        self._deferred.append((image_id, then))
+        return True
+
+    def _run_deferred(self, image_id: int) -> None:
+        """The keys pressed for ``image_id`` while its detail was on its way, in the order pressed."""
+        todo = [intent for target, intent in self._deferred if target == image_id]
+        self._deferred = [(t, intent) for t, intent in self._deferred if t != image_id]
+        for intent in todo:
+            intent()
 
     def check_label(self) -> None:
         """Labels were saved somewhere: re-read the open image if its label is no longer the one on
@@ -228,6 +269,7 @@ class ReviewController(QObject):
     def clear(self) -> None:
         self.detail = None
         self.label = None
+        self._deferred.clear()  # keys for an image of a folder no longer shown
         self._target = None
         self._ticket += 1
         self._reading = None
@@ -271,12 +313,12 @@ class ReviewController(QObject):
         """The image's class, or the selected object's own class while one is selected."""
         if self.objects.current() is not None:
             self.objects.set_class(name)
-        elif self._ready():
+        elif self._ready(lambda: self.set_class(name)):
             self._edit(self._corrected(class_name=name), f"class → {name}", "class")
 
     def set_object_classes(self, mask: np.ndarray, objects: tuple[ObjectClass, ...], text: str) -> None:
         """Object classes on ``mask`` (the label's, or the prediction's it adopts) as one edit."""
-        if self._ready():
+        if self._ready(lambda: self.set_object_classes(mask, objects, text)):
             self._edit(self._corrected(mask=_none_if_empty(mask), objects=objects), text, "objects")
 
     def set_class_index(self, index: int) -> None:
@@ -288,13 +330,13 @@ class ReviewController(QObject):
                               f"(Project ▸ Classes… adds one).")
 
     def set_mask(self, mask: np.ndarray | None) -> None:
-        if self._ready():
+        if self._ready(lambda: self.set_mask(mask)):
             assert self.label is not None  # what _ready() checked
             mask = _none_if_empty(mask)  # objects keep their class where their anchor pixel is still painted
             self._edit(self._corrected(mask=mask, objects=resolve(mask, self.label.objects)), "paint mask", "mask")
 
     def set_region(self, region: np.ndarray | None) -> None:
-        if not self._ready():
+        if not self._ready(lambda: self.set_region(region)):
             return
         region = _none_if_empty(region)
         changes: dict[str, Any] = {"anomaly_region": region}
@@ -306,7 +348,7 @@ class ReviewController(QObject):
         (self.set_mask if target == "mask" else self.set_region)(mask)
 
     def set_verdict(self, verdict: str | None) -> None:
-        if not self._ready():
+        if not self._ready(lambda: self.set_verdict(verdict)):
             return
         changes = {"anomaly_verdict": verdict}
         if verdict == "normal":
@@ -314,7 +356,7 @@ class ReviewController(QObject):
         self._edit(self._corrected(**changes), f"verdict → {verdict}", "anomaly_verdict")
 
     def accept(self) -> None:
-        if not self._ready():
+        if not self._ready(self.accept):
             return
         after = self.service.accepted_label(self.detail, self.label, self.image_size)
         if after.same_content(self.label):
@@ -375,13 +417,13 @@ class ReviewController(QObject):
         self.decided_many.emit(len(edits))
 
     def reject(self) -> None:
-        if self._ready():
+        if self._ready(self.reject):
             assert self.label is not None  # what _ready() checked
             self._edit(self.label.with_(review_state="rejected"), "reject image", "reject")
 
     def restore_revision(self, revision: int) -> None:
         """Bring an earlier revision back (itself a new, undoable revision)."""
-        if not self._ready():
+        if not self._ready(lambda: self.restore_revision(revision)):
             return
         assert self.detail is not None  # what _ready() checked
         image_id = self.detail.item.image_id
@@ -393,14 +435,14 @@ class ReviewController(QObject):
                          lambda text: self.save_failed.emit(f"Cannot read revision {revision}: {text}"))
 
     def clear_label(self) -> None:
-        if self._ready():
+        if self._ready(self.clear_label):
             self._edit(LabelState(), "clear label", "clear")
 
     def toggle_flag(self) -> None:
         """Flag or unflag the image on screen. Written on a helper thread in the order asked (it was written on
         the GUI thread, a wait per key on a locked or slow database); the row and the panel follow the answer.
         Pressed again before the answer came, it flips what was asked last, not what the screen still shows."""
-        if not self._ready():
+        if not self._ready(self.toggle_flag):
             return
         assert self.detail is not None  # what _ready() checked
         image_id = self.detail.item.image_id

@@ -51,8 +51,9 @@ def test_keyboard_review_class_accept_reject_and_navigation(service, db, folder,
     press(qtbot, win, Qt.Key.Key_X)  # reject
     assert service.item(third).review_state == "rejected"
     assert win.status.counts.property("counts") == {"unreviewed": 3, "accepted": 1, "corrected": 1, "rejected": 1}
-    press(qtbot, win, Qt.Key.Key_F)
-    assert service.item(win.review.image_id).flagged
+    fourth = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_F)  # written on a helper thread (after the image's detail came, if it was on its way)
+    qtbot.waitUntil(lambda: service.item(fourth).flagged)
     win.close()
 
 
@@ -411,8 +412,9 @@ def test_bulk_decisions_and_revision_restores_read_off_the_gui_thread(service, d
     assert service.item(ids[0]).review_state == "accepted"
 
     sel.clearSelection()
-    win.review.set_class(CLASSES[0])
+    win.review.set_class(CLASSES[0])  # the decision re-reads the image on screen: these wait for that answer
     win.review.set_class(CLASSES[1])
+    qtbot.waitUntil(lambda: win.review.label.class_name == CLASSES[1] and len(service.history(win.review.image_id)) >= 2)
     held = threading.Event()
 
     def slow_revision(image_id, revision):

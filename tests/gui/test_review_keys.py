@@ -72,8 +72,8 @@ def test_undo_and_redo_select_the_changed_image_alone(window, service, qtbot):
     press(qtbot, win, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)  # redo goes back to it too
     assert win.review.image_id == first and win.queue.selected_ids() == [first]
     assert service.detail(first).label.anomaly_verdict == "anomalous"
-    press(qtbot, win, Qt.Key.Key_A)  # the next decision is for that image only
-    assert service.item(first).review_state == "accepted"
+    press(qtbot, win, Qt.Key.Key_A)  # the next decision is for that image only (applied once its re-read came)
+    qtbot.waitUntil(lambda: service.item(first).review_state == "accepted")
     assert service.item(second).review_state == "unreviewed"
     win.close()
 
@@ -141,6 +141,8 @@ def test_opening_an_image_reads_its_detail_off_the_gui_thread_and_drops_stale_an
 
 
 def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, qtbot, monkeypatch):
+    """A key pressed while the next image's detail is on its way waits for it and is applied to that image
+    (it used to read the detail on the GUI thread); the previous image is never edited."""
     win = window
     first = win.review.image_id
     second = win.gallery_model.item_at(1).image_id
@@ -149,8 +151,32 @@ def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, 
     press(qtbot, win, Qt.Key.Key_J)
     assert win.review.detail.item.image_id == first  # still on its way
     press(qtbot, win, Qt.Key.Key_D)
-    assert service.detail(second).label.anomaly_verdict == "anomalous"
-    assert service.detail(first).label.anomaly_verdict is None
+    press(qtbot, win, Qt.Key.Key_X)
+    assert "MainThread" not in held.threads                       # the GUI thread read nothing
+    assert service.detail(second).label.anomaly_verdict is None   # not yet: it waits for the detail
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    qtbot.waitUntil(lambda: any("wait for image" in m for m in said), timeout=3000)  # and the window says so
     held.gate.set()
-    qtbot.wait(300)  # the background answer (read before the edit) is dropped
-    assert win.review.label.anomaly_verdict == "anomalous" and win.review.detail.item.image_id == second
+    qtbot.waitUntil(lambda: service.detail(second).label.review_state == "rejected")
+    assert service.detail(second).label.anomaly_verdict == "anomalous"           # D, then X: both, in order
+    assert service.detail(first).label.anomaly_verdict is None and service.detail(first).label.review_state == "unreviewed"
+    assert win.review.undo_stack.count() == 2                     # two undoable steps, in the order pressed
+    third = win.gallery_model.item_at(2).image_id
+    wait_shown(win, qtbot, third)                                 # and only then the reject moved on
+
+
+def test_keys_for_an_image_left_before_its_detail_came_are_applied_to_it(window, service, qtbot, monkeypatch):
+    """The one case still read on the GUI thread: J, D, J before the second image's detail came — D belongs to
+    the second image, so it is read at once and edited before the third is opened."""
+    win = window
+    second, third = (win.gallery_model.item_at(r).image_id for r in (1, 2))
+    held = _HeldDetails(service, monkeypatch)
+    held.hold.add(second)
+    press(qtbot, win, Qt.Key.Key_J)
+    press(qtbot, win, Qt.Key.Key_D)
+    press(qtbot, win, Qt.Key.Key_J)
+    assert service.detail(second).label.anomaly_verdict == "anomalous"
+    held.gate.set()
+    wait_shown(win, qtbot, third)
+    assert service.detail(third).label.anomaly_verdict is None and win.review.image_id == third

@@ -34,7 +34,8 @@ def test_settings_dialog_applies_theme_reviewer_and_threshold(window, qtbot):
     qtbot.waitUntil(lambda: window.ctx.review.anomaly_threshold() == 0.25)  # saved on a helper thread
     assert window.ctx.review.settings.author == "Bea"
     assert load_settings().reviewer == "Bea"
-    window.review.set_class("x")
+    window.review.set_class("x")  # applied once the image's re-read (after the settings change) came
+    qtbot.waitUntil(lambda: bool(window.ctx.review.history(window.review.image_id)))
     assert window.ctx.review.history(window.review.image_id)[-1].author == "Bea"
     window.apply_theme("light")
 

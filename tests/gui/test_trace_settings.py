@@ -40,7 +40,8 @@ def test_the_history_tooltip_names_the_part_each_revision_recorded(window, qtbot
     from app.services.project_settings import load_project_settings
     window.project.save(replace(load_project_settings(window.ctx.review.db), trace=TraceRule(pattern=PATTERN)))
     qtbot.waitUntil(lambda: window.project.current.trace == TraceRule(pattern=PATTERN), timeout=5000)
-    window.review.set_class("x")
+    window.review.set_class("x")  # applied once the image's re-read (after the settings change) came
+    qtbot.waitUntil(lambda: bool(window.ctx.review.history(window.review.image_id)), timeout=5000)
     image = window.ctx.review.db.images.get(window.review.image_id)
     [entry] = window.ctx.review.history(window.review.image_id)[-1:]
     assert entry.trace == {"serial": image.trace_serial}
