@@ -146,6 +146,10 @@ class LabelPanel(QWidget):
         lay.addStretch(1)
 
     # -- content --------------------------------------------------------------------------
+    def classes(self) -> list[str]:
+        """The class buttons shown, in hotkey order."""
+        return list(self._classes)
+
     def set_classes(self, classes: list[str]) -> None:
         if classes == self._classes:
             return

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -321,8 +321,10 @@ class ReviewController(QObject):
         if self._ready(lambda: self.set_object_classes(mask, objects, text)):
             self._edit(self._corrected(mask=_none_if_empty(mask), objects=objects), text, "objects")
 
-    def set_class_index(self, index: int) -> None:
-        classes = self.service.classes()
+    def set_class_index(self, index: int, shown: Sequence[str] = ()) -> None:
+        """Key ``index + 1``: the class of that button as the panel shows it (``shown``, read off the GUI thread
+        with the folder's facts); before the panel has them, the project's list (a cached read)."""
+        classes = list(shown) or self.service.classes()
         if 0 <= index < len(classes):
             self.set_class(classes[index])
         else:

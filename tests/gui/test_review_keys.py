@@ -180,3 +180,24 @@ def test_keys_for_an_image_left_before_its_detail_came_are_applied_to_it(window,
     held.gate.set()
     wait_shown(win, qtbot, third)
     assert service.detail(third).label.anomaly_verdict is None and win.review.image_id == third
+
+
+def test_a_class_key_takes_the_button_the_panel_shows_without_reading_storage(service, db, folder, artifacts, qtbot,
+                                                                             monkeypatch):
+    """Keys 1–9 read the project's class list on the GUI thread whenever its cache had been cleared (after every
+    pre-label run); they now take the panel's buttons, read off the GUI thread with the folder's facts."""
+    import threading
+
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    qtbot.waitUntil(lambda: win.label_panel.classes() == list(CLASSES))
+    real = service.classes
+
+    def classes():
+        assert threading.current_thread() is not threading.main_thread(), "the GUI thread read the classes"
+        return real()
+    monkeypatch.setattr(service, "classes", classes)
+    service.refresh_models()  # the cache is gone, as after a job
+    first = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_3)
+    qtbot.waitUntil(lambda: service.detail(first).label.class_name == CLASSES[2])
+    win.close()
