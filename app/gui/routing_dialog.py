@@ -76,6 +76,8 @@ class RoutingDialog(QDialog):
         self.clear_answers.setVisible(jobs is not None and folder_id is not None)
         lay.addWidget(self.clear_answers)
         self.removed = 0  # answers removed by the save (said by the window)
+        self.removal_error = ""  # the rules were saved but their removal failed: why
+        self.saving = False
         self.status = QLabel("")  # what the dialog waits for (a helper thread reads or saves)
         lay.addWidget(self.status)
         self.error = message_label()
@@ -214,24 +216,38 @@ class RoutingDialog(QDialog):
             self.accept()
             return
         self._busy("Saving…")
+        self.saving = True
         self.buttons.setEnabled(False)
         jobs, folder_id = self.jobs, self.folder_id
         clear = self.clear_answers.isChecked() and folder_id is not None
 
-        def save() -> int:
-            jobs.save_routing(routing)
-            return jobs.remove_unrouted_answers(folder_id, routing) if clear else 0
+        def save() -> tuple[int, str]:
+            jobs.save_routing(routing)  # a failure here: nothing saved, the dialog stays
+            if not clear:
+                return 0, ""
+            try:
+                return jobs.remove_unrouted_answers(folder_id, routing), ""
+            except Exception as exc:  # noqa: BLE001 - the rules are saved: the dialog closes and the window says this
+                return 0, str(exc) or type(exc).__name__
 
-        def saved(removed: int) -> None:
-            self.removed = removed
+        def saved(answer: tuple[int, str]) -> None:
+            self.saving = False
+            self.removed, self.removal_error = answer
             self.accept()
         self.calls.call(save, saved, self._save_failed)
 
     def _save_failed(self, text: str) -> None:
         """Not saved (a read-only project, a lock): said here, the edits stay on screen to try again."""
+        self.saving = False
         self.buttons.setEnabled(True)
         self.error.setText(f"Not saved: {text}")
         self._enable()
+
+    def reject(self) -> None:
+        """Esc or the window's close button while saving: the dialog waits for the answer (closing it then would
+        leave the person not knowing whether the rules were saved)."""
+        if not self.saving:
+            super().reject()
 
 
 def install(window) -> None:
@@ -246,6 +262,8 @@ def install(window) -> None:
         if dlg.exec() == QDialog.DialogCode.Accepted:
             removed = (f" {dlg.removed} answer(s) of models it no longer runs on this folder's images were removed "
                        "and the folder re-flagged." if dlg.removed else "")
+            if dlg.removal_error:
+                window._warn(f"Model routing saved, but the earlier answers could not be removed: {dlg.removal_error}")
             window.statusBar().showMessage("Model routing saved for the project: it applies to the next "
                                            "pre-label job." + removed, 10000)
             if window.project is not None:

@@ -186,7 +186,7 @@ class ReviewJobs:
         try:
             return remove_unrouted_answers(self.db, folder_id, routing)
         except DatabaseError as exc:
-            raise JobsError(f"the rules are saved, but the old answers could not be removed: {exc}") from None
+            raise JobsError(f"the old answers could not be removed: {exc}") from None
 
     def save_routing(self, routing: "Routing") -> None:
         from app.services.project_settings import save_routing

@@ -150,6 +150,28 @@ def test_answers_are_removed_only_when_asked(qtbot):
     assert not hasattr(jobs, "removed_for") and dlg.removed == 0
 
 
+def test_esc_while_saving_waits_and_a_failed_removal_still_closes_with_the_rules_saved(qtbot):
+    jobs = _Jobs()
+    dlg = RoutingDialog(None, jobs=jobs, folder_id=7)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.calls.busy)
+    dlg.add_rule(RoutingRule("ir/*", ("segmenter",)))
+    dlg.clear_answers.setChecked(True)
+
+    def broken(folder_id, routing):
+        raise RuntimeError("disk full")
+    jobs.remove_unrouted_answers = broken
+    closed: list[int] = []
+    dlg.rejected.connect(lambda: closed.append(1))
+    jobs.go.clear()
+    dlg._accept()
+    dlg.reject()                                   # Esc while the save is on its way: ignored
+    assert closed == [] and dlg.saving
+    jobs.go.set()
+    qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted)
+    assert jobs.saved == [dlg.routing()] and dlg.removed == 0 and dlg.removal_error == "disk full"
+
+
 def test_no_folder_no_proposal(qtbot):
     dlg = RoutingDialog(None, jobs=_Jobs(), folder_id=None)
     qtbot.addWidget(dlg)
