@@ -99,6 +99,7 @@ class ReviewController(QObject):
         # Keys pressed while the current image's detail was on its way: (image id, the intent again), run in
         # order when it arrives, so the GUI thread does not read it itself (ADR 0005).
         self._deferred: list[tuple[int, Callable[[], None]]] = []
+        self._read_again = False  # a re-read asked for while keys waited on the read in flight: done after it
         self._slow_keys = QTimer(self)  # keys still waiting after this long: the status bar says so
         self._slow_keys.setSingleShot(True)
         self._slow_keys.setInterval(self.SLOW_KEYS_MS)
@@ -124,6 +125,11 @@ class ReviewController(QObject):
             return
         if self._deferred and image_id != self._target:
             self._ready()  # keys pressed for the image being left, before its detail came: applied to it first
+        elif self._reading is not None and any(target == image_id for target, _ in self._deferred):
+            # Keys wait for the read on its way: dropping it for a newer one (a job's refreshes come every few
+            # seconds) could keep them waiting on a slow server; it lands, they apply, then the image is read again.
+            self._read_again = True
+            return
         self._target = image_id
         self._ticket += 1
         self._reading = self._ticket
@@ -152,6 +158,9 @@ class ReviewController(QObject):
             return  # the inspector has moved on, or an edit has read the image itself since
         self._reading = None
         self._show(image_id, detail, error)
+        if self._read_again:
+            self._read_again = False
+            self.reload()
 
     def _ready(self, again: Callable[[], None] | None = None) -> bool:
         """Before an edit: the detail on hand is the current image's, newest read included.
@@ -171,6 +180,7 @@ class ReviewController(QObject):
             return False
         self._ticket += 1
         self._reading = None
+        self._read_again = False
         try:
             detail, error = self.service.detail(self._target), ""
         except Exception as exc:
@@ -270,6 +280,7 @@ class ReviewController(QObject):
         self.detail = None
         self.label = None
         self._deferred.clear()  # keys for an image of a folder no longer shown
+        self._read_again = False
         self._target = None
         self._ticket += 1
         self._reading = None

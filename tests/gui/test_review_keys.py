@@ -201,3 +201,25 @@ def test_a_class_key_takes_the_button_the_panel_shows_without_reading_storage(se
     press(qtbot, win, Qt.Key.Key_3)
     qtbot.waitUntil(lambda: service.detail(first).label.class_name == CLASSES[2])
     win.close()
+
+
+def test_keys_waiting_for_a_read_are_not_starved_by_newer_reads_of_the_same_image(window, service, qtbot, monkeypatch):
+    """A job asks for the open image again every few seconds while it has no prediction: each request used to drop
+    the read on its way, so on a slow server the keys waiting for it could wait for ever. The read on its way lands,
+    the keys apply, then the image is read once more."""
+    win = window
+    first = win.review.image_id
+    held = _HeldDetails(service, monkeypatch)
+    held.hold.add(first)
+    win.review.reload()                      # a refresh of the open image, held
+    press(qtbot, win, Qt.Key.Key_D)          # waits for it
+    qtbot.waitUntil(lambda: len(held.threads) == 1)
+    for _ in range(3):
+        win.review.reload()                  # further refreshes while it waits: the read on its way is kept
+    qtbot.wait(200)
+    reads = len(held.threads)
+    assert reads == 1
+    held.gate.set()
+    qtbot.waitUntil(lambda: service.detail(first).label.anomaly_verdict == "anomalous")
+    qtbot.waitUntil(lambda: len(held.threads) >= reads + 1 and win.review._reading is None)  # read once more after
+    assert win.review.label.anomaly_verdict == "anomalous"
