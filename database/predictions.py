@@ -123,18 +123,19 @@ class PredictionRepository:
             return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id,
                                                                    Prediction.in_domain < in_domain_below)))
 
-    def in_domain_in_folder(self, folder_id: int, model_version_ids: Sequence[int]) -> list[tuple[str, int, float | None]]:
-        """(image path in the folder, model version id, in-domain score) of each of these versions'
-        predictions of the folder's images that are still there: what a routing proposal reads."""
+    def in_domain_in_folder(self, folder_id: int,
+                            model_version_ids: Sequence[int]) -> list[tuple[int, str, int, float | None]]:
+        """(image id, path in the folder, model version id, in-domain score) of each of these versions'
+        predictions of the folder's images that are still there: what routing proposals and clean-ups read."""
         ids = list(model_version_ids)
         if not ids:
             return []
-        stmt = (select(Image.rel_path, Prediction.model_version_id, Prediction.in_domain)
+        stmt = (select(Prediction.image_id, Image.rel_path, Prediction.model_version_id, Prediction.in_domain)
                 .join(Image, Image.id == Prediction.image_id)
                 .where(Prediction.folder_id == folder_id, Prediction.model_version_id.in_(ids),
                        Image.missing.is_(False)))
         with self.db.session() as s:
-            return [(str(p), int(v), None if d is None else float(d)) for p, v, d in s.execute(stmt)]
+            return [(int(i), str(p), int(v), None if d is None else float(d)) for i, p, v, d in s.execute(stmt)]
 
     def delete_for_images(self, model_version_id: int, image_ids: Sequence[int]) -> int:
         """Drop this version's predictions of these images; how many rows went."""

@@ -195,8 +195,7 @@ class ReviewController(QObject):
 
     def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
-            dropped = sum(1 for target, _ in self._deferred if target == image_id)
-            self._deferred = [(t, intent) for t, intent in self._deferred if t != image_id]
+            dropped = len(self._take_deferred(image_id))
             self.save_failed.emit(f"Cannot load image {image_id}: {error}"
                                   + (f" ({dropped} key(s) pressed for it were not applied)" if dropped else ""))
             return
@@ -230,11 +229,14 @@ class ReviewController(QObject):
         self._deferred.append((image_id, then))
         return True
 
-    def _run_deferred(self, image_id: int) -> None:
-        """The keys pressed for ``image_id`` while its detail was on its way, in the order pressed."""
+    def _take_deferred(self, image_id: int) -> list[Callable[[], None]]:
+        """The keys pressed for ``image_id`` while its detail was on its way, in the order pressed; no longer kept."""
         todo = [intent for target, intent in self._deferred if target == image_id]
         self._deferred = [(t, intent) for t, intent in self._deferred if t != image_id]
-        for intent in todo:
+        return todo
+
+    def _run_deferred(self, image_id: int) -> None:
+        for intent in self._take_deferred(image_id):
             intent()
 
     def check_label(self) -> None:
@@ -442,7 +444,7 @@ class ReviewController(QObject):
         image_id = self.detail.item.image_id
 
         def restore(old: LabelState) -> None:  # on the GUI thread, once read; dropped if the inspector moved on
-            if self._target == image_id and self._ready() and self.label is not None:
+            if self._target == image_id and self._ready(lambda: restore(old)) and self.label is not None:
                 self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
         self._reads.call(lambda: self.service.revision_label(image_id, revision), restore,
                          lambda text: self.save_failed.emit(f"Cannot read revision {revision}: {text}"))

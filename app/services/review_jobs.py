@@ -174,11 +174,6 @@ class ReviewJobs:
         from app.services.routing_proposal import propose_routing
         return propose_routing(self.db, folder_id, current)
 
-    def unrouted_answers(self, folder_id: int, routing: "Routing") -> int:
-        """How many of the folder's answers come from models ``routing`` does not run on their images."""
-        from app.services.routing_answers import unrouted_answers
-        return sum(len(ids) for ids in unrouted_answers(self.db, folder_id, routing).values())
-
     def remove_unrouted_answers(self, folder_id: int, routing: "Routing") -> int:
         """Remove those answers and re-flag the folder; how many went (app.services.routing_answers)."""
         from app.services.routing_answers import remove_unrouted_answers

@@ -13,32 +13,40 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.services.routing import Routing
-from database.dto import ImageQuery
 
 if TYPE_CHECKING:
     from database import Database
 
+# (image id, path in the folder, active model version id, in-domain score or None)
+Answer = tuple[int, str, int, "float | None"]
 
-def unrouted_answers(db: "Database", folder_id: int, routing: Routing) -> dict[int, list[int]]:
-    """Active model version id -> the folder's images it answered that ``routing`` gives not to its family."""
+
+def active_answers(db: "Database", folder_id: int) -> tuple[str, dict[int, str], list[Answer]]:
+    """The folder's name, its families' active versions (id -> family) and their answers of the folder's
+    present images (one query): what the routing proposal and the clean-up below both read."""
     folder = db.folders.get(folder_id)
     if folder is None:
         raise ValueError(f"folder {folder_id} is not indexed")
-    active = db.model_versions.active_ids()
-    family_of = {v: f for f, v in active.items()}
-    families: dict[str, tuple[str, ...]] = {}
+    family_of = {v: f for f, v in db.model_versions.active_ids().items()}
+    return folder.name, family_of, db.predictions.in_domain_in_folder(folder_id, list(family_of))
+
+
+def _unrouted(folder_name: str, family_of: dict[int, str], answers: list[Answer],
+              routing: Routing) -> dict[int, list[int]]:
+    families: dict[str, tuple[str, ...]] = {}  # path -> its routed families (asked once per image)
     out: dict[int, list[int]] = {}
-    paths = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))}
-    for rel_path, version, _score in db.predictions.in_domain_in_folder(folder_id, list(family_of)):
-        image_id = paths.get(rel_path)
-        if image_id is None:
-            continue
+    for image_id, rel_path, version, _score in answers:
         routed = families.get(rel_path)
         if routed is None:
-            routed = families[rel_path] = routing.families_for(rel_path, folder.name)
+            routed = families[rel_path] = routing.families_for(rel_path, folder_name)
         if family_of[version] not in routed:
             out.setdefault(version, []).append(image_id)
-    return out
+    return {v: sorted(ids) for v, ids in out.items()}
+
+
+def unrouted_answers(db: "Database", folder_id: int, routing: Routing) -> dict[int, list[int]]:
+    """Active model version id -> the folder's images it answered that ``routing`` gives not to its family."""
+    return _unrouted(*active_answers(db, folder_id), routing)
 
 
 def remove_unrouted_answers(db: "Database", folder_id: int, routing: Routing) -> int:
@@ -46,18 +54,16 @@ def remove_unrouted_answers(db: "Database", folder_id: int, routing: Routing) ->
     from app.services.project_settings import load_project_settings
     from app.services.reflag import reflag_folder
 
-    gone = 0
-    touched: set[int] = set()
-    for version, image_ids in unrouted_answers(db, folder_id, routing).items():
-        gone += db.predictions.delete_for_images(version, image_ids)
-        touched.update(image_ids)
+    name, family_of, answers = active_answers(db, folder_id)
+    removed = _unrouted(name, family_of, answers, routing)
+    gone = sum(db.predictions.delete_for_images(version, ids) for version, ids in removed.items())
     if not gone:
         return 0
     reflag_folder(db, folder_id, load_project_settings(db).flags)
     # An image left with no answer at all has no model flag to keep (reflag passes over it).
-    paths = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))}
-    left = db.predictions.in_domain_in_folder(folder_id, list(db.model_versions.active_ids().values()))
-    bare = sorted(touched - {paths[p] for p, _v, _d in left if p in paths})
+    dropped = {(version, i) for version, ids in removed.items() for i in ids}
+    left = {i for i, _p, version, _d in answers if (version, i) not in dropped}
+    bare = sorted({i for _v, i in dropped} - left)
     if bare:
         db.images.set_flagged(bare, False)
         db.images.set_priorities({i: 0.0 for i in bare})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable
 
 from app.services.routing import FAMILY_ORDER, Routing, RoutingRule
 from inference.domain import OUT_OF_DOMAIN_BELOW
@@ -139,13 +139,10 @@ def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float
 def propose_routing(db: "Database", folder_id: int, current: Routing | None = None) -> RoutingProposal:
     """The proposal for one folder, from its active model versions' in-domain scores (one query), beside
     ``current`` (default: the project's stored rules)."""
-    folder = db.folders.get(folder_id)
-    if folder is None:
-        raise ValueError(f"folder {folder_id} is not indexed")
-    active: Mapping[str, int] = db.model_versions.active_ids()
-    family_of = {v: f for f, v in active.items()}
-    rows = db.predictions.in_domain_in_folder(folder_id, list(family_of))
+    from app.services.routing_answers import active_answers
+
+    name, family_of, answers = active_answers(db, folder_id)
     if current is None:
         from app.services.project_settings import load_project_settings
         current = load_project_settings(db).routing
-    return propose_from_scores(folder.name, ((p, family_of[v], d) for p, v, d in rows), current)
+    return propose_from_scores(name, ((p, family_of[v], d) for _i, p, v, d in answers), current)
