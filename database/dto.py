@@ -63,6 +63,8 @@ class ImageInfo:
     trace_serial: str | None = None
     trace_lot: str | None = None
     trace_station: str | None = None
+    flag_override: bool | None = None  # an inspector's flag decision (None: the models decide)
+    flag_by: str | None = None
 
 
 SortKey = Literal["rel_path", "priority", "updated_at", "confidence", "anomaly_score", "id"]

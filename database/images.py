@@ -302,9 +302,19 @@ class ImageRepository:
             return {str(name): int(n) for name, n in s.execute(stmt)}
 
     def set_flagged(self, image_ids: Sequence[int], flagged: bool) -> None:
+        """The models' flag (pre-labelling, re-flagging): images an inspector flagged or unflagged
+        keep that decision."""
         with self.db.session(write=True) as s:
             for part in chunks(list(image_ids)):
-                s.execute(update(Image).where(Image.id.in_(part)).values(flagged=flagged, updated_at=utcnow()))
+                s.execute(update(Image).where(Image.id.in_(part), Image.flag_override.is_(None))
+                          .values(flagged=flagged, updated_at=utcnow()))
+
+    def set_inspector_flag(self, image_ids: Sequence[int], flagged: bool, by: str | None) -> None:
+        """An inspector's flag: it stands over whatever the models say later (``flag_override``)."""
+        with self.db.session(write=True) as s:
+            for part in chunks(list(image_ids)):
+                s.execute(update(Image).where(Image.id.in_(part))
+                          .values(flagged=flagged, flag_override=flagged, flag_by=by, updated_at=utcnow()))
 
     def set_priorities(self, priorities: dict[int, float]) -> None:
         """Review-queue priorities (e.g. uncertainty or anomaly score), by image id."""

@@ -115,6 +115,11 @@ class Image(Base):
     review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.UNREVIEWED.value,
                                               server_default=ReviewState.UNREVIEWED.value)
     flagged: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # An inspector's own flag decision (0012_inspector_flag): NULL lets the models' flag rules set
+    # ``flagged``; True / False is what an inspector set with the flag key, which pre-labelling and
+    # re-flagging never overwrite (before, the next pre-label run undid a manual flag).
+    flag_override: Mapped[bool | None] = mapped_column(nullable=True)
+    flag_by: Mapped[str | None] = mapped_column(String(255))
     priority: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
     missing: Mapped[bool] = mapped_column(default=False, server_default=false())
     error: Mapped[str | None] = mapped_column(Text)

@@ -79,6 +79,8 @@ class QueueRow:
     anomaly_score: float | None
     label_class: str | None
     content_hash: str | None  # keys the thumbnail cache
+    flag_override: bool | None = None  # an inspector's flag decision (None: the models' flag)
+    flag_by: str | None = None
     # family -> in-domain score of the active version's prediction (families with one)
     in_domain: dict[str, float] = field(default_factory=dict)
 
@@ -350,7 +352,8 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, 
     key = shape.sort_value()
     stmt = (select(Image.id, Image.folder_id, Folder.root_path, Image.rel_path, Image.review_state, Image.flagged,
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
-                   pa.anomaly_score, shape.label_class, Image.content_hash, pc.in_domain.label("d0"),
+                   pa.anomaly_score, shape.label_class, Image.content_hash, Image.flag_override, Image.flag_by,
+                   pc.in_domain.label("d0"),
                    ps.in_domain.label("d1"), pa.in_domain.label("d2"), key.label("k0"), shape.name_key.label("k1"))
             .select_from(Image).join(Folder, Folder.id == Image.folder_id))
     return shape.joins(stmt, every=True, inner=inner)
@@ -358,7 +361,7 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, 
 
 def _queue_row(r: Row[Any]) -> QueueRow:
     scores = zip(("classifier", "segmenter", "anomaly"), (r.d0, r.d1, r.d2))
-    return replace(QueueRow(*tuple(r)[:14]), in_domain={f: float(v) for f, v in scores if v is not None})
+    return replace(QueueRow(*tuple(r)[:16]), in_domain={f: float(v) for f, v in scores if v is not None})
 
 
 def _after(order: list[tuple[SQLColumnExpression[Any], bool]], values: tuple[Any, ...]) -> ColumnElement[Any]:

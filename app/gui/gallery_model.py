@@ -217,7 +217,8 @@ class GalleryModel(QAbstractListModel):
 
 
 def _tooltip(item: QueueItem) -> str:
-    lines = [item.rel_path, f"state: {item.review_state}" + (" (flagged)" if item.flagged else "")]
+    flag = f" ({item.flag_text})" if item.flagged or item.flag_override is not None else ""
+    lines = [item.rel_path, f"state: {item.review_state}{flag}"]
     outside = item.out_of_domain
     if outside:
         lines.append(f"out of domain for the {', '.join(outside)} model: unlike the images it was trained on")

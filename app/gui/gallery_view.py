@@ -112,6 +112,8 @@ class GalleryDelegate(QStyledItemDelegate):
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(FLAG_COLOR)
             x, y = rect.right() - 10, rect.top() + 24  # under the score chip, clear of the class chip
+            if item.flag_override:  # an inspector's flag: outlined, the models' flags are plain
+                p.setPen(QPen(QColor(255, 255, 255), 1))
             p.drawPolygon([QPoint(x, y), QPoint(x + 8, y + 4), QPoint(x, y + 8)])
 
 

@@ -470,7 +470,8 @@ class ReviewController(QObject):
             if self.detail is not None and self.detail.item.image_id == image_id:
                 self.detail = replace(self.detail, item=item)
             self.item_changed.emit(item)
-            self.message.emit("Flagged." if item.flagged else "Flag removed.")
+            self.message.emit(("Flagged" if item.flagged else "Flag removed")
+                              + ": it stays so when the models flag the image again.")
 
         def failed(text: str) -> None:
             self._flag_asked.pop(image_id, None)

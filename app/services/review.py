@@ -446,7 +446,7 @@ class ReviewService:
     def set_flag(self, image_id: int, flagged: bool, wait_s: float | None = None) -> QueueItem:
         """``wait_s`` as for ``save``."""
         with self.db.waiting_at_most(wait_s):
-            self.db.images.set_flagged([image_id], flagged)
+            self.db.images.set_inspector_flag([image_id], flagged, self.settings.author or None)
         return self.item(image_id)
 
     def history(self, image_id: int) -> list[RevisionInfo]:
@@ -559,4 +559,5 @@ def _queue_item(r: QueueRow) -> QueueItem:
                                                    r.anomaly_score)),
         content_hash=r.content_hash,
         out_of_domain=tuple(f for f, v in r.in_domain.items() if is_out_of_domain(v)),
+        flag_override=r.flag_override, flag_by=r.flag_by,
     )

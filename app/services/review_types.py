@@ -74,10 +74,20 @@ class QueueItem:
     has_prediction: bool = False
     content_hash: str | None = None  # keys the on-disk thumbnail cache
     out_of_domain: tuple[str, ...] = ()  # families whose active model calls the image unlike its training images
+    flag_override: bool | None = None  # an inspector's flag decision, kept over the models' (None: theirs)
+    flag_by: str | None = None         # who set it
 
     @property
     def name(self) -> str:
         return self.rel_path.rsplit("/", 1)[-1]
+
+    @property
+    def flag_text(self) -> str:
+        """What the flag is and whose decision it is, for a tooltip or the status bar."""
+        if self.flag_override is None:
+            return "flagged by the models" if self.flagged else "not flagged"
+        by = f" by {self.flag_by}" if self.flag_by else " by an inspector"
+        return ("flagged" if self.flag_override else "flag removed") + by + " (kept over the models' flags)"
 
     @property
     def uncertainty(self) -> float:

@@ -266,9 +266,11 @@ def test_the_flag_key_never_waits_on_a_locked_database_and_keeps_the_order_asked
     qtbot.waitUntil(lambda: win.gallery_model.items()[0].flagged if win.gallery_model.items()[0].image_id == first
                     else True)
     assert service.item(first).flagged and win.review.detail.item.flagged
+    assert service.item(first).flag_by == "tester"             # whose decision, kept over the models' flags
+    assert "flagged by tester" in win.gallery_model.data(win.gallery_model.index(0), Qt.ItemDataRole.ToolTipRole)
     win.actions["flag"].trigger()
     win.close()                                                # closing at once: the write still lands
-    assert not service.item(first).flagged
+    assert not service.item(first).flagged and service.item(first).flag_override is False
     db.close()
 
 

@@ -155,6 +155,30 @@ def test_new_thresholds_reflag_stored_predictions_without_models(db, tmp_path: P
         assert anomaly_rows[0].flags == ("anomaly",) and anomaly_rows[0].anomaly_map_ref
 
 
+def test_an_inspectors_flag_stands_over_later_pre_labelling_and_re_flagging(db, tmp_path: Path) -> None:
+    """The flag key and the models' flag rules wrote one column: the next pre-label run or threshold
+    change undid a flag an inspector had set or cleared (fails before 0012_inspector_flag)."""
+    from app.services.reflag import reflag_folder
+
+    good_images(tmp_path / "imgs", 3)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder, sort="id"))]
+    db.images.set_inspector_flag([ids[0]], True, "alice")   # flagged by hand before any model ran
+    calm = FlagSettings(anomaly_threshold=1e9, good_classes=("free", "crack"), min_confidence=0.0)
+    submit_prelabel(db, folder_id=folder, families=["classifier", "anomaly"], flag_settings=calm)
+    _worker(db, tmp_path).run(once=True)
+    flags = {im.id: im.flagged for im in db.images.query(ImageQuery(folder_id=folder))}
+    assert flags == {ids[0]: True, ids[1]: False, ids[2]: False}
+    strict = FlagSettings(anomaly_threshold=-1.0, good_classes=("free", "crack"), min_confidence=0.0)
+    reflag_folder(db, folder, strict)
+    db.images.set_inspector_flag([ids[1]], False, "bob")    # the models flag it; an inspector says no
+    reflag_folder(db, folder, strict)
+    reflag_folder(db, folder, calm)
+    reflag_folder(db, folder, strict)
+    got = {im.id: (im.flagged, im.flag_override, im.flag_by) for im in db.images.query(ImageQuery(folder_id=folder))}
+    assert got == {ids[0]: (True, True, "alice"), ids[1]: (False, False, "bob"), ids[2]: (True, None, None)}
+
+
 def test_the_worker_flags_with_the_projects_thresholds_in_the_database(db, tmp_path: Path) -> None:
     """No threshold copied into the job: a change saved by any station applies to the next batch."""
     from app.services.project_settings import save_flag_settings
