@@ -28,7 +28,9 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "gallery, accept each one's own label", "Review", "mdi6.check-bold"),
     Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export); with several selected, "
              "reject them all", "Review", "mdi6.close-thick"),
-    Shortcut("flag", ("F",), "Flag / unflag the image for a second look", "Review", "mdi6.flag"),
+    Shortcut("flag", ("F",), "Flag / unflag the image for a second look: your decision stands when the models "
+             "flag the image again (a later pre-label run or threshold change leaves it as you set it)", "Review",
+             "mdi6.flag"),
     Shortcut("verdict_normal", ("G",), "Anomaly verdict: normal (good part)", "Review", "mdi6.thumb-up"),
     Shortcut("verdict_anomalous", ("D",), "Anomaly verdict: anomalous (defective part)", "Review", "mdi6.alert-octagon"),
     Shortcut("clear_label", ("Ctrl+Backspace",), "Clear the label (back to unreviewed)", "Review", "mdi6.eraser-variant"),
