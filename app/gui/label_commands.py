@@ -29,13 +29,32 @@ class LabelEdit(QUndoCommand):
         self.follow = follow  # undo brings the image back on screen (not for bulk decisions)
 
         self._pushed = False  # the first redo is the edit itself, later ones are a redo
+        self._refused = False  # the database said the image was saved elsewhere first: this step never happened
+
+    def _was_refused(self) -> None:
+        """The answer came after the step was pushed. Next to the stack's index it is dropped now (an undo or
+        redo that only deletes it: Ctrl+Z then reaches the step before); deeper, the undo or redo reaching it
+        drops it."""
+        self._refused = True
+        self.setObsolete(True)
+        stack = self.controller.undo_stack
+        at = stack.index()
+        if at > 0 and stack.command(at - 1) is self:
+            stack.undo()
+        elif at < stack.count() and stack.command(at) is self:
+            stack.redo()
 
     def redo(self) -> None:
-        if not self.controller.apply_label(self.image_id, self.after, self.changed, self.follow, replay=self._pushed):
-            self.setObsolete(True)  # refused (saved elsewhere meanwhile): the stack drops this step
+        if self._refused:
+            self.setObsolete(True)
+            return
+        self.controller.apply_label(self.image_id, self.after, self.changed, self.follow, replay=self._pushed,
+                                    refused=self._was_refused)
         self._pushed = True
 
     def undo(self) -> None:
-        if not self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow,
-                                           replay=True):
+        if self._refused:  # nothing to take back (the status bar said so when it was refused): the stack drops it
             self.setObsolete(True)
+            return
+        self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow, replay=True,
+                                    refused=self._was_refused)

@@ -84,7 +84,9 @@ class LabelNextController:
         again = self._again  # saves came while this ran: its answer is already behind
         self.latest = result
         if self.result is not None:  # proposals labelled elsewhere (another station) are done too
-            self._reviewed |= set(self.result.proposal.image_ids) & result.labelled
+            # (not those whose label this window has on its way: the count may have read before it landed)
+            unsaved = self.window.review.unsaved
+            self._reviewed |= {i for i in set(self.result.proposal.image_ids) & result.labelled if unsaved(i) is None}
         # A batch counted before the latest saves may propose what was just labelled: adopt only
         # an answer no save has overtaken (the next count follows after REST_MS).
         if not again and (self.result is None or not self._unreviewed_proposals()):
@@ -178,11 +180,15 @@ class LabelNextController:
             self._reviewed.discard(item.image_id)
         elif item.image_id in self.result.proposal.image_ids:
             self._reviewed.add(item.image_id)
-        # Every save recounts (the counter must not lag the labels: with a recount every fifth
-        # save it said "≥ 12 more" at 18 labels where 15 were needed). Saves made while one count
-        # runs are coalesced into one more count (``_again``) after a rest (``REST_MS``), so fast
-        # labelling queues no backlog and leaves the station's cores to the worker most of the time.
-        self.refresh()
+
+    def label_saved(self, _image_id: int) -> None:
+        """Every stored label recounts (the counter must not lag the labels: with a recount every fifth
+        save it said "≥ 12 more" at 18 labels where 15 were needed); a label on screen is only counted once
+        the database has it. Saves made while one count runs are coalesced into one more count (``_again``)
+        after a rest (``REST_MS``), so fast labelling queues no backlog and leaves the station's cores to the
+        worker most of the time."""
+        if self.result is not None:
+            self.refresh()
 
     def show_counter(self) -> None:
         shown, latest = self.result, self.latest
@@ -217,6 +223,7 @@ def install(window) -> None:
     window.folders.folder_chosen.connect(ctl.folder_changed)
     window.review.label_source = ctl.source_of
     window.review.item_changed.connect(ctl.item_changed)
+    window.review.label_saved.connect(ctl.label_saved)
     window.review.item_changed.connect(lambda _item: ctl.show_counter())
     window.label_watch.changed.connect(ctl.refresh)  # labels saved at another station count too
     window.ctx.closers.append(ctl.calls.close)

@@ -186,9 +186,12 @@ class MainWindow(QMainWindow):
         q.left_view.connect(r.reload_if_shown)
         r.item_changed.connect(q.update_item)
         r.state_moved.connect(q.apply_move)
+        r.state_guessed.connect(q.apply_guess)
+        r.state_settled.connect(q.settle)
         r.image_loaded.connect(self.label_panel.show_detail)
         r.image_loaded.connect(lambda d: q.select(d.item.image_id))
         r.replayed.connect(q.select_alone)  # after undo/redo only the image it changed is selected
+        r.bring_back.connect(q.select_alone)  # an edit refused after Accept moved on: its image again
         r.label_changed.connect(self.label_panel.show_label)
         r.label_changed.connect(lambda _l: r.read_history())
         r.history_read.connect(self.label_panel.show_history)

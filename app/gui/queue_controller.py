@@ -322,6 +322,27 @@ class QueueController(QObject):
             self._tally_gen += 1  # a save whose move is not known: only a recount tells
         self.recount_soon()
 
+    def apply_guess(self, guess: StateMove) -> None:
+        """An edit not stored yet: the shown counts move by what the screen shows at once (the
+        label is written on its own thread); ``settle`` takes the guess back for the database's
+        answer. No recount here: one read before the write lands would undo the move."""
+        if guess.moves(self.filter.folder_id):
+            self._tally_gen += 1  # a recount on its way was read before this edit
+            if self._counts:
+                self._emit_counts(guess.applied(self._counts, self.filter.folder_id))
+
+    def settle(self, guess: StateMove, real: StateMove | None) -> None:
+        """The answer for a guessed move: the guess taken back, the stored move (None: not saved, or
+        not known) applied, and a recount as the check."""
+        self._tally_gen += 1
+        if self._counts:
+            counts = guess.undone().applied(self._counts, self.filter.folder_id)
+            if real is not None:
+                counts = real.applied(counts, self.filter.folder_id)
+            if counts != self._counts:
+                self._emit_counts(counts)
+        self.recount_soon()
+
     def current_id(self) -> int | None:
         idx = self.view.currentIndex()
         item = self.model.item_at(idx.row()) if idx.isValid() else None

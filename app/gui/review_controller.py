@@ -1,9 +1,10 @@
 """The review session: the current image, its label, and every edit as an undoable revision.
 
 Widgets call the intent methods (``set_class``, ``set_mask``, ``accept`` …); each becomes a
-``LabelEdit`` on the undo stack whose redo/undo call ``apply_label``, which saves a revision
-through the review service at once (autosave). A save that fails (locked database, full disk)
-keeps the label in memory, says so, and is retried; nothing an inspector did is dropped.
+``LabelEdit`` on the undo stack whose redo/undo call ``apply_label``, which shows the label at
+once and saves a revision through the review service on the label-writes thread, in the order
+made (autosave; the GUI thread never waits for it). A save that fails (locked database, full
+disk) keeps the label in memory, says so, and is retried; nothing an inspector did is dropped.
 
 Opening an image reads its detail (a dozen queries and the heatmap file) on a helper thread, as
 ADR 0005 asks, and the answer comes back as a queued signal; an answer for an image the
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ from app.gui.label_commands import LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
 from app.services.review import LabelConflict, StorageBusy
-from app.services.review_types import ImageDetail, LabelState, StateMove
+from app.services.review_types import MISSING, ImageDetail, LabelState, StateMove
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class ReviewController(QObject):
     message = Signal(str)              # status bar
     save_failed = Signal(str)          # a reason to show prominently
     save_waiting = Signal(str)         # a refused save, kept and retried: said without stopping the inspector
+    label_saved = Signal(int)          # image id whose label the database has just stored (after item_changed)
+    state_guessed = Signal(object)     # StateMove of an edit on screen not stored yet: the counts move at once
+    state_settled = Signal(object, object)  # that guess, and the stored StateMove (None: not saved / not known)
+    bring_back = Signal(int)           # image id whose edit was refused after the window moved on: show it again
     pending_changed = Signal(int)      # labels waiting for the database
     replayed = Signal(int)             # image id whose edit an undo/redo just replayed
     loading = Signal(int)              # image id whose detail is being read (the screen still shows the last)
@@ -62,8 +67,23 @@ class ReviewController(QObject):
         self.detail: ImageDetail | None = None
         self.label: LabelState | None = None
         self.image_size: tuple[int, int] | None = None  # (w, h) once the viewer decoded the pixels
-        # Labels the database refused for now: image id -> (label, what changed, its source)
+        # Labels the database refused for now: image id -> (label, what changed, its source), and the number of
+        # the edit each one is (a newer edit of the image replaces it)
         self._pending: dict[int, tuple[LabelState, str, str | None]] = {}
+        self._pending_seq: dict[int, int] = {}
+        # Label saves run on their own thread in the order made (ADR 0005): the GUI thread shows the label at once.
+        self._writes = BackgroundCalls("label-writes", self)
+        self._seq = 0                                   # numbers the edits
+        self._newest: dict[int, int] = {}               # image id -> its newest edit not known stored yet
+        # image id -> that edit's (label, what changed, source): shown over a stored one, rescued on closing
+        self._local: dict[int, tuple[LabelState, str, str | None]] = {}
+        self._in_flight: dict[int, list[int]] = {}      # image id -> edits on the writer's queue (-1: a retry)
+        # Written on the label-writes thread only, cleared on this one once nothing of the image is queued: the
+        # revision the last write of an image's chain made (the next one is based on it), and a refusal that
+        # the rest of the chain follows ("conflict": dropped; "failed": kept and retried).
+        self._chain: dict[int, int] = {}
+        self._chain_failed: dict[int, str] = {}
+        self._flushing = False
         # How an image came to be labelled, asked at each save (image id -> ``database.LabelSource`` value or
         # None): the "label next" controller answers "label_next" for its proposals (ADR 0049). A waiting save
         # keeps the answer it got when it was made.
@@ -77,7 +97,7 @@ class ReviewController(QObject):
         self._locked = False
         self._retry = QTimer(self)
         self._retry.setInterval(self.RETRY_MS)
-        self._retry.timeout.connect(self.flush_pending)
+        self._retry.timeout.connect(self._flush_later)
         self._target: int | None = None   # the image the session is on (its detail may be on the way)
         self._ticket = 0                  # numbers the reads; only the newest one's answer is shown
         self._reading: int | None = None  # ticket of the read in flight
@@ -204,9 +224,9 @@ class ReviewController(QObject):
             # The prediction refresh read this image after this read began: its prediction is
             # the newer one (dropping it would leave "not pre-labelled" under a badged thumbnail).
             detail = replace(detail, prediction=early.prediction, prelabel_error=early.prelabel_error)
-        pending = self._pending.get(image_id)
-        label = pending[0] if pending else detail.label
-        if not pending:
+        local = self.unsaved(image_id)  # an edit on its way to the database, or waiting for it
+        label = local if local is not None else detail.label
+        if local is None:
             self._seen[image_id] = detail.label.revision
         if self.detail is None or self.detail.item.image_id != image_id:
             self.image_size = None
@@ -243,7 +263,7 @@ class ReviewController(QObject):
         """Labels were saved somewhere: re-read the open image if its label is no longer the one on
         screen (the revision is read on the reader thread; the GUI thread never waits)."""
         image_id = self._target
-        if image_id is None or self._closed or image_id in self._pending:
+        if image_id is None or self._closed or image_id in self._local:
             return
 
         def read() -> None:
@@ -256,7 +276,7 @@ class ReviewController(QObject):
     @Slot(int, int)
     def _on_checked(self, image_id: int, revision: int) -> None:
         seen = self._seen.get(image_id)
-        if (image_id == self._target and image_id not in self._pending and self._reading is None
+        if (image_id == self._target and image_id not in self._local and self._reading is None
                 and seen is not None and seen != revision):
             self.reload(image_id)
             self.message.emit("This image's label was changed at another station or window: the new label is shown.")
@@ -307,6 +327,7 @@ class ReviewController(QObject):
         self._history.close()
         self._reads.close()
         self._flags.close(finish=True)  # a flag asked for as the window closes is still written
+        self._writes.close(finish=True)  # and a label (the window waited for them before its last retry)
 
     # -- intents (each is one undoable step) ----------------------------------------------
     def _edit(self, after: LabelState, text: str, changed: str) -> None:
@@ -407,11 +428,12 @@ class ReviewController(QObject):
                 self.save_failed.emit(f"Cannot read image {image_id}: {error}")
                 continue
             seen = self._seen.get(image_id)
-            if image_id not in self._pending and seen is not None and seen > detail.label.revision:
+            local = self.unsaved(image_id)  # this window's edit on its way or waiting: the label to start from
+            if local is None and seen is not None and seen > detail.label.revision:
                 moved += 1  # this window saved it again while the selection was read: that read is behind
                 continue
-            before = self._pending.get(image_id, (detail.label, "", None))[0]
-            if image_id not in self._pending:
+            before = detail.label if local is None else local
+            if local is None:
                 self._seen[image_id] = detail.label.revision
             after = (self.service.accepted_label(detail, before) if decision == "accept"
                      else before.with_(review_state="rejected"))
@@ -480,127 +502,276 @@ class ReviewController(QObject):
 
     # -- applying (called by undo commands) ------------------------------------------------
     def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,
-                    replay: bool = False) -> bool:
+                    replay: bool = False, refused: Callable[[], None] | None = None) -> bool:
         """Save ``state`` for ``image_id``; ``replay``: an undo or redo, not the edit itself.
-        False when the save was refused because the label was saved elsewhere meanwhile: the
-        edit did not happen (its undo command drops itself) and the image shows the newer label."""
-        if self._target == image_id:
-            self._ready()  # a read in flight would bring back the label as it was before this save
-        try:
-            saved = self._save(image_id, state, changed)
-        except LabelConflict as exc:
-            self._conflict(exc, changed)
-            return False
-        shown = saved if saved is not None else state
+
+        The label is shown at once and written on the label-writes thread, in the order made (it was
+        written on the GUI thread: up to ``WRITE_WAIT_S`` per key with the database locked, a round trip per
+        key on a server). ``refused`` is called when the answer says the label was saved elsewhere meanwhile:
+        the edit did not happen (its undo step drops itself) and the image shows the newer label. A save the
+        database refuses for now is kept, shown, and retried."""
+        self._seq += 1
+        seq = self._seq
+        source = self.label_source(image_id)
+        self._newest[image_id] = seq
+        self._local[image_id] = (state, changed, source)
+        guess = None
         if self._shows(image_id):
-            self.label = shown
-            self.label_changed.emit(shown)
-        elif self.image_id is not None and follow:
+            assert self.detail is not None
+            shown = self.detail.item
+            guess = StateMove(image_id, shown.folder_id, shown.review_state, state.review_state,
+                              counted=shown.error != MISSING)
+            item = replace(shown, review_state=state.review_state, label_class=state.class_name)
+            self.detail = replace(self.detail, item=item)
+            self.label = state
+            self.label_changed.emit(state)
+            self.item_changed.emit(item)  # the cell and the counts at once; the stored row follows the answer
+            self.state_guessed.emit(guess)
+        if self._locked:  # the last try found the file locked: join the waiting labels without a try
+            self._keep_pending(image_id, seq, state, changed, source)
+            if guess is not None:
+                self.state_settled.emit(guess, None)  # not stored: the counts say what the database holds
+        else:
+            self._pending_seq.pop(image_id, None)
+            if self._pending.pop(image_id, None) is not None:  # this newer label replaces one waiting
+                self.pending_changed.emit(len(self._pending))
+            self._write(_Write(seq, image_id, state, changed, source, self._seen.get(image_id),
+                               bool(self._in_flight.get(image_id)), refused, follow, guess))
+        if guess is None and self.image_id is not None and follow:
             # Undo of an edit made on another image: bring that image back so the change is seen.
             self.reload(image_id)
         if replay and follow:
             self.replayed.emit(image_id)
         return True
 
-    def _conflict(self, exc: LabelConflict, changed: str, kept_in: str | None = None) -> None:
+    def _write(self, w: "_Write") -> None:
+        self._in_flight.setdefault(w.image_id, []).append(w.seq)
+
+        def work() -> tuple[str, Any]:  # on the label-writes thread
+            earlier = self._chain_failed.get(w.image_id) if w.chained else None
+            if earlier is not None:
+                return "skipped", earlier  # an earlier write of this image was refused: this one follows it
+            expected = self._chain.get(w.image_id, w.base) if w.chained else w.base
+            try:
+                saved = self.service.save(w.image_id, w.state, w.changed, expected_revision=expected,
+                                          source=w.source, wait_s=self.WRITE_WAIT_S)
+            except LabelConflict as exc:
+                self._chain_failed[w.image_id] = "conflict"
+                return "conflict", exc
+            except Exception as exc:  # noqa: BLE001 - kept and retried; the reason is shown
+                self._chain_failed[w.image_id] = "failed"
+                return "failed", exc
+            self._chain[w.image_id] = saved.label.revision
+            try:
+                item = self.service.item(w.image_id)
+            except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
+                log.warning("image %d re-read after save failed: %s", w.image_id, exc)
+                item = None
+            return "saved", (saved, item)
+        self._writes.call(work, lambda outcome: self._written(w, outcome),
+                          lambda text: self._written(w, ("failed", RuntimeError(text))))
+
+    def _written(self, w: "_Write", outcome: tuple[str, Any]) -> None:
+        """A write's answer, on the GUI thread, in the order the writes were made."""
+        kind, value = outcome
+        self._off_queue(w.image_id, w.seq)
+        if kind == "saved":
+            saved, item = value
+            self._stored(w.image_id, w.seq, saved, item)
+            if w.guess is not None:
+                self.state_settled.emit(w.guess, saved.moved)
+            else:
+                self.state_moved.emit(saved.moved)
+            self.label_saved.emit(w.image_id)
+            return
+        if w.guess is not None:
+            self.state_settled.emit(w.guess, None)  # not stored: the counts say what the database holds
+        if kind == "conflict" or (kind == "skipped" and value == "conflict"):
+            self._settled(w.image_id, w.seq)
+            if w.refused is not None:
+                w.refused()
+            if kind == "conflict":
+                self._conflict(value, w.changed, bring_back=w.follow)
+        else:  # refused for now (locked, server gone) or after such a refusal: kept and retried
+            if kind == "failed":
+                self._locked = isinstance(value, StorageBusy)
+            self._keep_pending(w.image_id, w.seq, w.state, w.changed, w.source)
+            if kind == "failed":
+                # Not a modal box: the retry may save it while a box still said it was not saved. The
+                # status bar's "not saved yet" mark stays exactly as long as a label waits.
+                self.save_waiting.emit(f"Could not save the label of image {w.image_id} yet ({value}). It is "
+                                       "kept and will be saved as soon as the database accepts it.")
+
+    def _off_queue(self, image_id: int, marker: int) -> None:
+        """A write (its edit's number; -1: a retry) has answered: when nothing of the image is on the writer's
+        queue any more, its chain ends."""
+        seqs = self._in_flight.get(image_id, [])
+        if marker in seqs:
+            seqs.remove(marker)
+        if not seqs:
+            self._in_flight.pop(image_id, None)
+            self._chain.pop(image_id, None)
+            self._chain_failed.pop(image_id, None)
+
+    def _settled(self, image_id: int, seq: int) -> bool:
+        """Edit ``seq`` answered: when it is the image's newest, the label on screen no longer waits (True)."""
+        if self._newest.get(image_id, 0) > seq:
+            return False
+        self._newest.pop(image_id, None)
+        self._local.pop(image_id, None)
+        return True
+
+    def _stored(self, image_id: int, seq: int, saved: Any, item: Any) -> None:
+        """Edit ``seq`` is in the database: the stored label and row replace the shown ones when no newer edit of
+        the image is on its way."""
+        self._locked = False
+        self._seen[image_id] = saved.label.revision
+        if not self._settled(image_id, seq):
+            return
+        if self._shows(image_id):
+            self.label = saved.label
+            self.label_changed.emit(saved.label)
+        if item is not None:
+            if self.detail is not None and self.detail.item.image_id == image_id:
+                self.detail = replace(self.detail, item=item)
+            self.item_changed.emit(item)
+
+    def _keep_pending(self, image_id: int, seq: int, state: LabelState, changed: str, source: str | None) -> None:
+        if seq < self._pending_seq.get(image_id, 0):
+            return  # a newer label of this image already waits
+        self._pending[image_id] = (state, changed, source)
+        self._pending_seq[image_id] = seq
+        self._retry.start()
+        self.pending_changed.emit(len(self._pending))
+
+    def _conflict(self, exc: LabelConflict, changed: str, kept_in: str | None = None,
+                  bring_back: bool = False) -> None:
         """Someone saved the image after the revision this edit was made on: nothing is saved,
         the newer label is shown, and the inspector is told once (their edit is one key to redo;
-        ``kept_in``: where a refused waiting label was written)."""
+        ``kept_in``: where a refused waiting label was written). ``bring_back``: the answer came after the
+        window moved on (Accept's advance): the image is shown again, as the message says."""
         self._seen.pop(exc.image_id, None)
         self.conflicts += 1
         if self.image_id == exc.image_id:
             self.reload(exc.image_id)  # first: the warning below may be a modal box
+        elif bring_back:
+            self.bring_back.emit(exc.image_id)
         what = f" ({changed})" if changed else ""
         kept = f" Your label of image {exc.image_id} is kept in {kept_in}." if kept_in else ""
         self.save_failed.emit(f"Not saved{what}: {exc}. The image now shows that label; make your change "
                               f"again if it still holds.{kept}")
 
-    def _save(self, image_id: int, state: LabelState, changed: str) -> LabelState | None:
-        """The saved label, or None when the database refused it for now (kept, retried);
-        ``LabelConflict`` passes through (a newer label elsewhere: retrying would overwrite it)."""
-        source = self.label_source(image_id)
-        try:
-            if self._locked:
-                raise StorageBusy("the database is still locked by another program; the last try was refused")
-            saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
-                                      source=source, wait_s=self.WRITE_WAIT_S)
-        except LabelConflict:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failed save is kept and retried; the reason is shown
-            self._locked = isinstance(exc, StorageBusy)
-            self._pending[image_id] = (state, changed, source)
-            self._retry.start()
-            self.pending_changed.emit(len(self._pending))
-            # Not a modal box: the retry may save it while a box still said it was not saved. The
-            # status bar's "not saved yet" mark stays exactly as long as a label waits.
-            self.save_waiting.emit(f"Could not save the label of image {image_id} yet ({exc}). It is kept "
-                                   "and will be saved as soon as the database accepts it.")
-            return None
-        self._pending.pop(image_id, None)
-        self._locked = False
-        self._seen[image_id] = saved.label.revision
-        self.pending_changed.emit(len(self._pending))
-        self._after_save(image_id, saved.moved)
-        return saved.label
+    def unsaved(self, image_id: int) -> LabelState | None:
+        """This window's label of ``image_id`` that the database does not hold yet (on its way, or waiting)."""
+        local = self._local.get(image_id)
+        return None if local is None else local[0]
 
-    def _after_save(self, image_id: int, moved: StateMove | None) -> None:
-        """The saved image's row, then the counts' move: both before control returns to the
-        event loop (the cell and the counts change together)."""
-        try:
-            item = self.service.item(image_id)
-        except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
-            log.warning("image %d re-read after save failed: %s", image_id, exc)
-            item = None
-        if item is not None:
-            if self.detail is not None and self.detail.item.image_id == image_id:
-                self.detail = ImageDetail(item, self.detail.width, self.detail.height, self.detail.prediction,
-                                          self.detail.label)
-            self.item_changed.emit(item)
-        self.state_moved.emit(moved)
+    def writes_idle(self) -> bool:
+        """No label is on its way to the database (waiting ones aside)."""
+        return not self._writes.busy
+
+    def wait_for_writes(self, timeout_s: float = 30.0) -> bool:
+        """Let the labels on their way land (closing the window; tests)."""
+        return self._writes.wait_idle(timeout_s)
+
+    def _flush_later(self) -> None:
+        """The retry timer: the waiting labels are tried again on the label-writes thread."""
+        if not self._pending or self._flushing or self._closed:
+            return
+        self._flushing = True
+        todo = [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id))
+                for image_id, waiting in self._pending.items()]
+        for image_id, *_rest in todo:
+            self._in_flight.setdefault(image_id, []).append(-1)  # later edits chain on these tries
+
+        def done(outcomes: list) -> None:
+            self._flushing = False
+            self._flushed(outcomes)
+        self._writes.call(lambda: self._flush_work(todo, self.WRITE_WAIT_S, chain=True), done,
+                          lambda text: done([]))
 
     def flush_pending(self, patient: bool = False) -> bool:
-        """Retry labels the database refused; True when nothing is left waiting. Each try waits
-        ``WRITE_WAIT_S`` for the lock (``patient``: the database's busy timeout, on closing), and a
-        round stops after two refusals for the lock in a row: on SQLite the whole file is locked and the
-        rest would stand still in turn for nothing, while on PostgreSQL one image's row may be locked and
-        the others still go through."""
-        wait_s = None if patient else self.WRITE_WAIT_S
+        """Retry labels the database refused, here and now; True when nothing is left waiting (closing the
+        window: ``patient`` waits the database's busy timeout, after the labels on their way have landed).
+        Each try waits ``WRITE_WAIT_S`` for the lock, and a round stops after two refusals for the lock in a
+        row: on SQLite the whole file is locked and the rest would stand still in turn for nothing, while on
+        PostgreSQL one image's row may be locked and the others still go through."""
+        if not self.wait_for_writes():
+            # Writes still on their way (a server gone): their labels wait with the others, so that none is
+            # lost if the window closes now (one that lands later makes this try a conflict, kept in a file).
+            for image_id, waiting in self._local.items():
+                if image_id not in self._pending:
+                    self._pending[image_id] = waiting
+                    self._pending_seq[image_id] = self._newest.get(image_id, 0)
+        todo = [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id))
+                for image_id, waiting in self._pending.items()]
+        self._flushed(self._flush_work(todo, None if patient else self.WRITE_WAIT_S, chain=False))
+        return not self._pending
+
+    def _flush_work(self, todo: list, wait_s: float | None, chain: bool) -> list[tuple[int, int, str, Any]]:
+        """The tries of a retry round (any thread): (image id, its waiting label's number, outcome, value)."""
+        out: list[tuple[int, int, str, Any]] = []
         busy_in_a_row = 0
-        for image_id, (state, changed, source) in list(self._pending.items()):
+        for image_id, seq, (state, changed, source), base in todo:
+            if busy_in_a_row >= 2:
+                out.append((image_id, seq, "untried", None))
+                continue
             try:
-                saved = self.service.save(image_id, state, changed, expected_revision=self._seen.get(image_id),
-                                          source=source, wait_s=wait_s)
+                saved = self.service.save(image_id, state, changed, expected_revision=base, source=source,
+                                          wait_s=wait_s)
             except LabelConflict as exc:
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
-                del self._pending[image_id]
                 try:
                     where = self.service.keep_conflicted({image_id: state})
                 except Exception as write_exc:  # noqa: BLE001 - said to the inspector
                     where = f"no file (it could not be written: {write_exc})"
-                self._conflict(exc, changed, kept_in=where)
+                out.append((image_id, seq, "conflict", (exc, changed, where)))
                 continue
             except StorageBusy as exc:  # still locked: kept for the next round
                 log.warning("retry of image %d refused, kept pending: %s", image_id, exc)
-                self._locked = True
                 busy_in_a_row += 1
-                if busy_in_a_row >= 2:
-                    break
+                out.append((image_id, seq, "busy", exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - kept pending for the next retry; logged
                 log.warning("retry of image %d failed, kept pending: %s", image_id, exc)
+                out.append((image_id, seq, "failed", exc))
                 continue
-            self._locked = False
             busy_in_a_row = 0
-            del self._pending[image_id]
-            self._seen[image_id] = saved.label.revision
-            if self._shows(image_id):
-                self.label = saved.label
-            self._after_save(image_id, saved.moved)
-            self.message.emit(f"Saved the label of image {image_id} that was waiting.")
+            if chain:
+                self._chain[image_id] = saved.label.revision
+            try:
+                item = self.service.item(image_id)
+            except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
+                log.warning("image %d re-read after save failed: %s", image_id, exc)
+                item = None
+            out.append((image_id, seq, "saved", (saved, item)))
+        return out
+
+    def _flushed(self, outcomes: list[tuple[int, int, str, Any]]) -> None:
+        for image_id, seq, kind, value in outcomes:
+            self._off_queue(image_id, -1)
+            current = self._pending_seq.get(image_id) == seq and image_id in self._pending
+            if kind == "saved":
+                saved, item = value
+                if current:
+                    del self._pending[image_id]
+                    self._pending_seq.pop(image_id, None)
+                self._stored(image_id, seq, saved, item)
+                self.state_moved.emit(saved.moved)
+                self.label_saved.emit(image_id)
+                self.message.emit(f"Saved the label of image {image_id} that was waiting.")
+            elif kind == "conflict":
+                exc, changed, where = value
+                if current:
+                    del self._pending[image_id]
+                    self._pending_seq.pop(image_id, None)
+                self._settled(image_id, seq)
+                self._conflict(exc, changed, kept_in=where)
+            elif kind == "busy":
+                self._locked = True
         self.pending_changed.emit(len(self._pending))
         if not self._pending:
             self._retry.stop()
-        return not self._pending
 
     def pending(self) -> dict[int, tuple[LabelState, str, str | None]]:
         return dict(self._pending)
@@ -610,6 +781,22 @@ class ReviewController(QObject):
         if not self._pending:
             return None
         return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()})
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One label on its way to the database (plain data for the label-writes thread)."""
+
+    seq: int                   # its number among this window's edits (newer edits of an image win)
+    image_id: int
+    state: LabelState
+    changed: str
+    source: str | None         # how the image came to be labelled (ADR 0049)
+    base: int | None           # the stored revision the edit was made on
+    chained: bool              # an earlier write of the image was on its way: based on that one's revision
+    refused: Callable[[], None] | None  # told when the label was saved elsewhere meanwhile
+    follow: bool = True        # an edit of the image on screen (not one of a bulk decision)
+    guess: StateMove | None = None  # the counts' move shown at once (the image on screen), settled by the answer
 
 
 def _newer(a: ImageDetail, b: ImageDetail) -> bool:

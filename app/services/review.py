@@ -29,6 +29,7 @@ from app.services.flags import (
 from app.services.heat_region import threshold_region
 from app.services.object_classes import ObjectClass, ObjectClassError, as_json, parse, resolve
 from app.services.review_types import (
+    MISSING,
     SORT_KEYS,
     FolderChange,
     FolderInfo,
@@ -554,7 +555,7 @@ def _queue_item(r: QueueRow) -> QueueItem:
         path=str(Path(r.root_path) / r.rel_path), review_state=r.review_state, flagged=bool(r.flagged),
         predicted_class=r.predicted_class, confidence=r.confidence, anomaly_score=r.anomaly_score,
         target_count=r.target_count, label_class=r.label_class,
-        error="file is missing" if r.missing else r.error,
+        error=MISSING if r.missing else r.error,
         has_prediction=any(v is not None for v in (r.predicted_class, r.confidence, r.target_count,
                                                    r.anomaly_score)),
         content_hash=r.content_hash,

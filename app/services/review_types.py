@@ -55,6 +55,9 @@ class FolderChange:
         return f"{self.name}: {', '.join(parts)} image file(s) on disk"
 
 
+MISSING = "file is missing"  # a QueueItem's error when its file is gone (its row and labels are kept)
+
+
 @dataclass(frozen=True)
 class QueueItem:
     """One gallery cell: enough to draw badges and to sort/filter without loading pixels."""
@@ -199,6 +202,10 @@ class StateMove:
     def moves(self, folder_id: int | None) -> bool:
         """Whether the counts of ``folder_id`` (None: every folder) change by this save."""
         return self.counted and self.before != self.after and folder_id in (None, self.folder_id)
+
+    def undone(self) -> "StateMove":
+        """The move back (a guessed move taken back when the database's answer comes)."""
+        return replace(self, before=self.after, after=self.before)
 
     def applied(self, counts: dict[str, int], folder_id: int | None) -> dict[str, int]:
         """``counts`` (of ``folder_id``'s review states) after this save."""

@@ -70,6 +70,13 @@ def wait_shown(win, qtbot, image_id: int | None = None, timeout: int = 5000) -> 
     qtbot.waitUntil(ready, timeout=timeout)
 
 
+def wait_saved(win, qtbot, timeout: int = 10000) -> None:
+    """Wait until the labels this window made have reached the database (they are written on the
+    label-writes thread; the window shows them at once). Labels the database refused and keeps for a
+    retry are not waited for."""
+    qtbot.waitUntil(win.review.writes_idle, timeout=timeout)
+
+
 def wait_prediction_shown(win, qtbot, timeout: int = 10000) -> None:
     """Wait until the open image's prediction has reached the review panel.
 

@@ -5,6 +5,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from app.services.heat_region import threshold_region
+from tests.gui.conftest import wait_saved
 from tests.gui.test_main_window import _drag, _seeded_window, press
 
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -43,11 +44,13 @@ def test_slider_previews_while_dragging_saves_once_on_release_and_undo_restores(
     win, image_id, heat = heat_window(service, db, folder, artifacts, qtbot)
     lp = win.layer_panel
     assert lp.heat_region_box.isVisibleTo(win) and win.actions["tool_grow"].isEnabled()
+    wait_saved(win, qtbot)
     revisions = len(service.history(image_id))
     before = win.review.label
     slider = lp.threshold
     slider.setSliderDown(True)
     slider.setSliderDown(False)  # the handle only clicked: nothing previewed, nothing saved
+    wait_saved(win, qtbot)
     assert len(service.history(image_id)) == revisions and win.review.undo_stack.count() == 0
     slider.setSliderDown(True)  # the inspector grabs the handle
     for value in (900, 700, 500):
@@ -55,16 +58,20 @@ def test_slider_previews_while_dragging_saves_once_on_release_and_undo_restores(
         level = lp.threshold_level()
         qtbot.waitUntil(lambda: np.array_equal(region_on_screen(win), threshold_region(heat, level)))  # noqa: B023 - awaited in this iteration
     assert 0.45 < level < 0.5 and region_on_screen(win)[14, 22]  # the tail is in at this level
+    wait_saved(win, qtbot)
     assert len(service.history(image_id)) == revisions  # a preview saves nothing
     assert win.review.label.same_content(before)
     slider.setSliderDown(False)  # let go: one label change
+    wait_saved(win, qtbot)
     saved = service.detail(image_id).label
+    wait_saved(win, qtbot)
     assert len(service.history(image_id)) == revisions + 1
     np.testing.assert_array_equal(saved.anomaly_region, threshold_region(heat, level))
     assert saved.anomaly_verdict == "anomalous" and saved.review_state == "corrected"
     assert win.viewer.edit_target == "region"  # the brush and eraser refine the region next
     assert win.review.undo_stack.count() == 1
     press(qtbot, win, Qt.Key.Key_Z, CTRL)
+    wait_saved(win, qtbot)
     restored = service.detail(image_id).label
     assert restored.anomaly_region is None and restored.same_content(before)
     assert not region_on_screen(win).any()
@@ -76,9 +83,12 @@ def test_apply_button_saves_the_region_at_a_keyboard_set_threshold(service, db, 
     lp = win.layer_panel
     lp.threshold.setValue(800)  # keyboard / wheel: a preview, nothing saved until Apply
     level = lp.threshold_level()
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.anomaly_region is None
     qtbot.mouseClick(lp.apply, Qt.MouseButton.LeftButton)
+    wait_saved(win, qtbot)
     np.testing.assert_array_equal(service.detail(image_id).label.anomaly_region, threshold_region(heat, level))
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.anomaly_region.sum() == 100  # only the hot square
     win.close()
 
@@ -92,24 +102,29 @@ def test_grow_adds_connected_blobs_then_brush_refines_and_accept_keeps_it(servic
     assert v.tool == "grow" and v.edit_target == "region"
     vp = v.viewport()
     qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(15, 15))
+    wait_saved(win, qtbot)
     first = service.detail(image_id).label.anomaly_region
     hot = np.zeros(heat.shape, bool)
     hot[10:20, 10:20] = True
     hot[14, 20:26] = True  # 0.6 >= 0.05 + 0.5 * (0.9 - 0.05): the tail is connected and warm enough
     np.testing.assert_array_equal(first, hot)
     qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(45, 45))
+    wait_saved(win, qtbot)
     both = service.detail(image_id).label.anomaly_region
     warm = np.zeros(heat.shape, bool)
     warm[40:50, 40:50] = True
     np.testing.assert_array_equal(both, hot | warm)
     qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(60, 3))  # background: nothing
+    wait_saved(win, qtbot)
     assert len(service.history(image_id)) == 2
     press(qtbot, win, Qt.Key.Key_E)  # refine: erase a stripe of the second blob
     v.set_brush_radius(1)
     _drag(qtbot, v, v.mapFromScene(40, 45), v.mapFromScene(49, 45))
+    wait_saved(win, qtbot)
     refined = service.detail(image_id).label.anomaly_region
     assert refined[10:20, 10:20].all() and not refined[45, 42:48].any() and refined[41, 45]
     press(qtbot, win, Qt.Key.Key_A)  # accept keeps the inspector's region, not the model's threshold
+    wait_saved(win, qtbot)
     saved = service.detail(image_id).label
     assert saved.review_state == "accepted" and saved.anomaly_verdict == "anomalous"
     np.testing.assert_array_equal(saved.anomaly_region, refined)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from database import LabelChange, ReviewState
+from tests.gui.conftest import wait_saved
 from tests.gui.fixtures import CLASSES
 from tests.gui.test_main_window import press
 
@@ -20,8 +21,10 @@ def test_a_save_over_another_stations_newer_label_is_refused_and_theirs_shown(wi
     errors: list[str] = []
     win.review.save_failed.connect(errors.append)
     press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
     current = service.detail(image_id).label
     assert current.class_name == theirs and current.review_state == "corrected" and current.revision == 1
+    wait_saved(win, qtbot)
     assert [h.author for h in service.history(image_id)] == ["inspector2"]  # nothing saved over it
     assert errors and errors[-1].startswith("Not saved (accept): the label was changed by inspector2")
     qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.revision == 1, timeout=5000)
@@ -29,9 +32,12 @@ def test_a_save_over_another_stations_newer_label_is_refused_and_theirs_shown(wi
     assert win.review.undo_stack.count() == 0     # no undo step for an edit that did not happen
     # From their label on, this window's edits save as usual.
     press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "accepted"
+    wait_saved(win, qtbot)
     assert [h.author for h in service.history(image_id)] == ["inspector2", "tester"]
     press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "corrected"
 
 
@@ -43,6 +49,7 @@ def test_undo_after_another_station_saved_does_not_put_the_old_label_back(window
     errors: list[str] = []
     win.review.save_failed.connect(errors.append)
     press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo of the accept
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "rejected"       # theirs stands
     assert errors and "inspector2" in errors[-1]
     assert win.review.undo_stack.count() == 0
@@ -69,6 +76,7 @@ def test_labels_saved_at_another_station_reach_an_idle_window(service, folder, d
     qtbot.waitUntil(lambda: win.status.counts.property("counts") == {
         "unreviewed": 4, "accepted": 0, "corrected": 1, "rejected": 1}, timeout=5000)
     press(qtbot, win, Qt.Key.Key_A)  # and the next save builds on their label, no conflict
+    wait_saved(win, qtbot)
     assert [h.author for h in service.history(opened)] == ["inspector2", "tester"]
     win.close()
 
@@ -87,12 +95,14 @@ def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(
         raise RuntimeError("database is locked")
     monkeypatch.setattr(service, "save", locked)
     press(qtbot, win, Qt.Key.Key_X)  # reject: kept pending
+    wait_saved(win, qtbot)
     assert image_id in win.review.pending()
     monkeypatch.setattr(service, "save", real_save)
     db.labels.append(image_id, LabelChange(ReviewState.ACCEPTED), "inspector2")
     errors: list[str] = []
     win.review.save_failed.connect(errors.append)
     assert win.review.flush_pending()
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "accepted"  # theirs stands
     assert len(errors) == 1 and "inspector2" in errors[0] and "kept in" in errors[0]
     assert list((recovery_dir() / CONFLICTS).glob(f"*-image{image_id}.json"))

@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from app.services.label_next import BATCH
-from tests.gui.conftest import build_window, wait_shown
+from tests.gui.conftest import build_window, wait_saved, wait_shown
 from tests.gui.fixtures import make_folder
 from tests.gui.test_main_window import press
 
@@ -40,6 +40,7 @@ def test_p_orders_the_queue_by_the_proposals_and_walks_them(service, db, tmp_pat
     press(qtbot, win, Qt.Key.Key_P)
     assert win.queue.current_id() == ids[1]
     wait_shown(win, qtbot, ids[1])
+    wait_saved(win, qtbot)
     assert service.detail(ids[0]).label.class_name == "dark"
     win.close()
 
@@ -205,6 +206,7 @@ def test_labels_of_proposals_are_stored_as_chosen_by_label_next(service, db, tmp
     win.queue.select(outside)
     wait_shown(win, qtbot, outside)
     win.review.set_class("dark")
+    wait_saved(win, qtbot)
     sources = {i: [r.source for r in db.labels.history(i)] for i in (ids[0], ids[1], outside)}
     assert sources == {ids[0]: ["label_next"], ids[1]: [None], outside: [None]}
     assert db.labels.chosen_by_label_next() == {"dark": 1}

@@ -22,7 +22,7 @@ pytest.importorskip("app.gui.job_monitor")
 from app.commands.gui import build_window  # noqa: E402
 from app.gui.settings_store import StationSettings  # noqa: E402
 from app.services.station import open_station  # noqa: E402
-from tests.gui.conftest import wait_prediction_shown, wait_shown  # noqa: E402
+from tests.gui.conftest import wait_prediction_shown, wait_saved, wait_shown  # noqa: E402
 from tests.gui.fixtures import copy_demo  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -91,6 +91,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     wait_prediction_shown(win, qtbot)
     first = win.review.image_id
     _key(qtbot, win, Qt.Key.Key_A)                        # accept as is → next unreviewed
+    wait_saved(win, qtbot)
     assert win.ctx.review.item(first).review_state == "accepted"
     wait_shown(win, qtbot)
     second = win.review.image_id
@@ -107,6 +108,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     for x in range(84, 124, 4):
         qtbot.mouseMove(vp, v.mapFromScene(x, 100))
     qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(120, 100))
+    wait_saved(win, qtbot)
     painted = win.ctx.review.detail(second).label.mask
     assert painted is not None and painted[100, 84:118].all()
     _key(qtbot, win, Qt.Key.Key_R)                        # mark an anomaly region (polygon)
@@ -114,12 +116,15 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     for x, y in ((60, 60), (100, 60), (100, 90)):
         qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(x, y))
     qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(60, 90))
+    wait_saved(win, qtbot)
     label = win.ctx.review.detail(second).label
     assert label.anomaly_verdict == "anomalous" and label.anomaly_region[65, 90]
     # undo the region, redo it
     _key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    wait_saved(win, qtbot)
     assert win.ctx.review.detail(second).label.anomaly_region is None
     _key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    wait_saved(win, qtbot)
     assert win.ctx.review.detail(second).label.anomaly_region[65, 90]
     _key(qtbot, win, Qt.Key.Key_N)                        # next unreviewed → reject it
     wait_shown(win, qtbot)
@@ -127,6 +132,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     _key(qtbot, win, Qt.Key.Key_X)
     counts = win.status.counts.property("counts")
     assert counts == {"unreviewed": 3, "accepted": 1, "corrected": 1, "rejected": 1}
+    wait_saved(win, qtbot)
     expected = {i: win.ctx.review.detail(i).label for i in (first, second, third)}
     win.close()
 

@@ -6,6 +6,7 @@ from PySide6.QtCore import QPoint, Qt
 
 from app.gui.object_wiring import class_menu
 from app.services.object_classes import ObjectClass
+from tests.gui.conftest import wait_saved
 from tests.gui.fixtures import CLASSES
 from tests.gui.test_main_window import _seeded_window, press
 
@@ -40,20 +41,25 @@ def test_click_an_object_set_its_class_undo_and_redo(service, db, folder, artifa
     assert "of object 2/2" in panel.class_box.title()
     assert v.object_tags.selected.number == 2
     press(qtbot, win, Qt.Key.Key_3)          # its class, not the image's
+    wait_saved(win, qtbot)
     saved = service.detail(image_id).label
     assert saved.class_name == CLASSES[0] and saved.objects == (ObjectClass(40, 50, CLASSES[2]),)
+    wait_saved(win, qtbot)
     assert service.history(image_id)[-1].object_classes == (CLASSES[2],)
     assert panel.objects.item(2).text().startswith(f"2  {CLASSES[2]}")
     checked = [b.text() for b in panel.class_group.buttons() if b.isChecked()]
     assert checked == [f"3  {CLASSES[2]}"]  # the buttons show the object's class, not the image's
     assert r.objects.current().number == 2   # still selected after the save
     press(qtbot, win, Qt.Key.Key_Z, CTRL)
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.objects == ()
     press(qtbot, win, Qt.Key.Key_Y, CTRL)
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.objects == (ObjectClass(40, 50, CLASSES[2]),)
     click(qtbot, v, 2, 60)                   # the background: the image is selected again
     assert r.objects.current() is None and panel.objects.currentRow() == 0
     press(qtbot, win, Qt.Key.Key_2)
+    wait_saved(win, qtbot)
     saved = service.detail(image_id).label
     assert saved.class_name == CLASSES[1] and saved.objects == (ObjectClass(40, 50, CLASSES[2]),)
     win.close()
@@ -69,7 +75,9 @@ def test_tab_selects_a_predicted_target_whose_class_makes_the_prediction_the_lab
     assert win.statusBar().currentMessage() == "Target 1/1"
     assert r.objects.current().number == 1
     press(qtbot, win, Qt.Key.Key_4)
+    wait_saved(win, qtbot)
     saved = service.detail(image_id).label
+    wait_saved(win, qtbot)
     predicted = service.detail(image_id).prediction.mask
     assert saved.review_state == "corrected" and np.array_equal(saved.mask, predicted)
     assert [o.class_name for o in saved.objects] == [CLASSES[3]] and saved.class_name is None
@@ -91,6 +99,7 @@ def test_tab_steps_through_painted_objects_where_nothing_was_predicted(window, s
         picked.append(r.objects.current().number)
     assert picked == [1, 2, 1]
     press(qtbot, win, Qt.Key.Key_2)
+    wait_saved(win, qtbot)
     assert service.detail(r.image_id).label.objects == (ObjectClass(10, 10, CLASSES[1]),)
 
 
@@ -105,9 +114,11 @@ def test_the_list_and_the_menu_pick_an_object_and_its_class(service, db, folder,
     texts = [a.text() for a in menu.actions() if not a.isSeparator()]
     assert texts[-len(CLASSES):] == [f"{i + 1}  {c}" for i, c in enumerate(CLASSES)]
     next(a for a in menu.actions() if a.text().endswith(CLASSES[1])).trigger()
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.objects == (ObjectClass(10, 10, CLASSES[1]),)
     menu = class_menu(win, r)
     next(a for a in menu.actions() if a.text().startswith("Image's class")).trigger()
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.objects == ()
     # Erasing the object takes its class with it; the selection ends.
     panel.objects.setCurrentRow(2)
@@ -115,6 +126,7 @@ def test_the_list_and_the_menu_pick_an_object_and_its_class(service, db, folder,
     only_first = two_objects()
     only_first[40:43, 50:53] = False
     r.set_mask(only_first)
+    wait_saved(win, qtbot)
     assert service.detail(image_id).label.objects == () and r.objects.current() is None
     win.close()
 

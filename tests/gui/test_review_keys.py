@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from tests.gui.conftest import build_window, wait_shown
+from tests.gui.conftest import build_window, wait_saved, wait_shown
 from tests.gui.fixtures import CLASSES
 from tests.gui.test_main_window import _drag, _seeded_window, press
 
@@ -15,6 +15,7 @@ def test_accept_after_painting_a_region_saves_the_region(service, db, folder, ar
     """D, paint an anomaly region, A: the accepted revision is the inspector's, not the model's."""
     win = _seeded_window(service, db, folder, artifacts, qtbot)
     v, image_id = win.viewer, win.review.image_id
+    wait_saved(win, qtbot)
     predicted = service.detail(image_id).prediction
     press(qtbot, win, Qt.Key.Key_D)
     press(qtbot, win, Qt.Key.Key_R)   # tools edit the anomaly region
@@ -26,10 +27,12 @@ def test_accept_after_painting_a_region_saves_the_region(service, db, folder, ar
     painted = win.review.label.anomaly_region
     assert painted is not None and painted[50, 12:28].all()
     press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
     saved = service.detail(image_id).label
     assert saved.review_state == "accepted"
     assert saved.anomaly_verdict == "anomalous" and np.array_equal(saved.anomaly_region, painted)
     assert saved.class_name == predicted.predicted_class  # untouched parts: the prediction's
+    wait_saved(win, qtbot)
     assert [h.review_state for h in service.history(image_id)][-1] == "accepted"
     win.close()
 
@@ -39,6 +42,7 @@ def test_bulk_accept_keeps_each_images_own_correction(service, db, folder, artif
     press(qtbot, win, Qt.Key.Key_J)
     wait_shown(win, qtbot)
     corrected = win.review.image_id
+    wait_saved(win, qtbot)
     predicted = service.detail(corrected).prediction.predicted_class
     mine = next(c for c in CLASSES if c != predicted)
     win.review.set_class(mine)
@@ -50,8 +54,11 @@ def test_bulk_accept_keeps_each_images_own_correction(service, db, folder, artif
     with qtbot.waitSignal(win.review.decided_many, timeout=10000):  # the selection is read off the GUI thread
         press(qtbot, win, Qt.Key.Key_A)
     other = next(i for i in ids if i != corrected)
+    wait_saved(win, qtbot)
     assert service.detail(corrected).label.class_name == mine
+    wait_saved(win, qtbot)
     assert service.detail(corrected).label.review_state == "accepted"
+    wait_saved(win, qtbot)
     assert service.detail(other).label.class_name == service.detail(other).prediction.predicted_class
     win.close()
 
@@ -71,9 +78,11 @@ def test_undo_and_redo_select_the_changed_image_alone(window, service, qtbot):
     assert win.review.image_id == second
     press(qtbot, win, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)  # redo goes back to it too
     assert win.review.image_id == first and win.queue.selected_ids() == [first]
+    wait_saved(win, qtbot)
     assert service.detail(first).label.anomaly_verdict == "anomalous"
     press(qtbot, win, Qt.Key.Key_A)  # the next decision is for that image only (applied once its re-read came)
     qtbot.waitUntil(lambda: service.item(first).review_state == "accepted")
+    wait_saved(win, qtbot)
     assert service.item(second).review_state == "unreviewed"
     win.close()
 
@@ -153,13 +162,16 @@ def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, 
     press(qtbot, win, Qt.Key.Key_D)
     press(qtbot, win, Qt.Key.Key_X)
     assert "MainThread" not in held.threads                       # the GUI thread read nothing
+    wait_saved(win, qtbot)
     assert service.detail(second).label.anomaly_verdict is None   # not yet: it waits for the detail
     said: list[str] = []
     win.review.message.connect(said.append)
     qtbot.waitUntil(lambda: any("wait for image" in m for m in said), timeout=3000)  # and the window says so
     held.gate.set()
     qtbot.waitUntil(lambda: service.detail(second).label.review_state == "rejected")
+    wait_saved(win, qtbot)
     assert service.detail(second).label.anomaly_verdict == "anomalous"           # D, then X: both, in order
+    wait_saved(win, qtbot)
     assert service.detail(first).label.anomaly_verdict is None and service.detail(first).label.review_state == "unreviewed"
     assert win.review.undo_stack.count() == 2                     # two undoable steps, in the order pressed
     third = win.gallery_model.item_at(2).image_id
@@ -176,9 +188,11 @@ def test_keys_for_an_image_left_before_its_detail_came_are_applied_to_it(window,
     press(qtbot, win, Qt.Key.Key_J)
     press(qtbot, win, Qt.Key.Key_D)
     press(qtbot, win, Qt.Key.Key_J)
+    wait_saved(win, qtbot)
     assert service.detail(second).label.anomaly_verdict == "anomalous"
     held.gate.set()
     wait_shown(win, qtbot, third)
+    wait_saved(win, qtbot)
     assert service.detail(third).label.anomaly_verdict is None and win.review.image_id == third
 
 
