@@ -336,9 +336,13 @@ class QueueController(QObject):
         not known) applied, and a recount as the check."""
         self._tally_gen += 1
         if self._counts:
-            counts = guess.undone().applied(self._counts, self.filter.folder_id)
-            if real is not None:
-                counts = real.applied(counts, self.filter.folder_id)
+            # Not ``applied``: guesses of one image chained on each other are taken back in the order made, and a
+            # count floored at 0 on the way would not come back.
+            counts = dict(self._counts)
+            for move, sign in ((guess, -1), (real, 1)):
+                if move is not None and move.moves(self.filter.folder_id):
+                    counts[move.before] = counts.get(move.before, 0) - sign
+                    counts[move.after] = counts.get(move.after, 0) + sign
             if counts != self._counts:
                 self._emit_counts(counts)
         self.recount_soon()
