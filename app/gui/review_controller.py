@@ -10,8 +10,8 @@ Opening an image reads its detail (a dozen queries and the heatmap file) on a he
 ADR 0005 asks, and the answer comes back as a queued signal; an answer for an image the
 inspector has already left is dropped. An edit must never land on the previous image while the
 next one is on its way, so a key pressed then waits for that answer and is applied when it
-comes (it used to read the detail on the GUI thread); only when the inspector leaves the image
-before its detail came are such keys applied by reading it at once.
+comes (it used to read the detail on the GUI thread); when the inspector moves on meanwhile, the
+next image is opened after they are applied.
 """
 from __future__ import annotations
 
@@ -120,6 +120,7 @@ class ReviewController(QObject):
         # order when it arrives, so the GUI thread does not read it itself (ADR 0005).
         self._deferred: list[tuple[int, Callable[[], None]]] = []
         self._read_again = False  # a re-read asked for while keys waited on the read in flight: done after it
+        self._next_target: int | None = None  # the image to open once keys waiting for the current one are applied
         self._slow_keys = QTimer(self)  # keys still waiting after this long: the status bar says so
         self._slow_keys.setSingleShot(True)
         self._slow_keys.setInterval(self.SLOW_KEYS_MS)
@@ -143,9 +144,13 @@ class ReviewController(QObject):
         image_id = self._target if image_id is None else image_id
         if image_id is None or self._closed:
             return
-        if self._deferred and image_id != self._target:
-            self._ready()  # keys pressed for the image being left, before its detail came: applied to it first
-        elif self._reading is not None and any(target == image_id for target, _ in self._deferred):
+        if self._deferred and image_id != self._target and self._reading is not None:
+            # Keys pressed for the image being left wait for its detail: they are applied to it when it comes, and
+            # then this image is opened (the gallery has moved already; it read the left image on this thread).
+            self._next_target = image_id
+            return
+        self._next_target = None
+        if self._reading is not None and any(target == image_id for target, _ in self._deferred):
             # Keys wait for the read on its way: dropping it for a newer one (a job's refreshes come every few
             # seconds) could keep them waiting on a slow server; it lands, they apply, then the image is read again.
             self._read_again = True
@@ -178,7 +183,10 @@ class ReviewController(QObject):
             return  # the inspector has moved on, or an edit has read the image itself since
         self._reading = None
         self._show(image_id, detail, error)
-        if self._read_again:
+        if self._next_target is not None:  # the inspector moved on while keys waited for this image
+            self._read_again = False
+            self.reload(self._next_target)
+        elif self._read_again:
             self._read_again = False
             self.reload()
 
@@ -186,28 +194,22 @@ class ReviewController(QObject):
         """Before an edit: the detail on hand is the current image's, newest read included.
 
         While a read is in flight the screen still shows the previous image, and an edit must not go to it.
-        ``again`` (the intent itself): it waits for that read and runs when the detail arrives (False now).
-        Without it, or when nothing is on its way (a failed read), the read is done here instead."""
+        ``again`` (the intent itself): it waits for that read and runs when the detail arrives (False now); when
+        nothing is on its way (an earlier read failed), the image is read again on the reader thread first. The
+        GUI thread never reads the detail itself (it did, for those two cases, until session 26)."""
         if self._target is None:
             return False
         loaded = self.detail is not None and self.detail.item.image_id == self._target
         if loaded and self._reading is None:
             return self.label is not None
-        if again is not None and self._reading is not None:
-            self._deferred.append((self._target, again))
-            if not self._slow_keys.isActive():
-                self._slow_keys.start()
+        if again is None:
             return False
-        self._ticket += 1
-        self._reading = None
-        self._read_again = False
-        try:
-            detail, error = self.service.detail(self._target), ""
-        except Exception as exc:
-            log.exception("cannot load image %s", self._target)
-            detail, error = None, str(exc)
-        self._show(self._target, detail, error)
-        return detail is not None
+        if self._reading is None:
+            self.reload()  # an earlier read failed: read it again; the key waits for that answer
+        self._deferred.append((self._target, again))
+        if not self._slow_keys.isActive():
+            self._slow_keys.start()
+        return False
 
     def _shows(self, image_id: int) -> bool:
         """True when the label on hand is ``image_id``'s (its detail has arrived)."""
@@ -303,6 +305,7 @@ class ReviewController(QObject):
         self.label = None
         self._deferred.clear()  # keys for an image of a folder no longer shown
         self._read_again = False
+        self._next_target = None
         self._target = None
         self._ticket += 1
         self._reading = None

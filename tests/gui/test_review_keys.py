@@ -179,8 +179,8 @@ def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, 
 
 
 def test_keys_for_an_image_left_before_its_detail_came_are_applied_to_it(window, service, qtbot, monkeypatch):
-    """The one case still read on the GUI thread: J, D, J before the second image's detail came — D belongs to
-    the second image, so it is read at once and edited before the third is opened."""
+    """J, D, J before the second image's detail came: D belongs to the second image. It was read on the GUI thread
+    at the second J; now the second J waits with D: D is applied when the detail comes, then the third opens."""
     win = window
     second, third = (win.gallery_model.item_at(r).image_id for r in (1, 2))
     held = _HeldDetails(service, monkeypatch)
@@ -188,11 +188,14 @@ def test_keys_for_an_image_left_before_its_detail_came_are_applied_to_it(window,
     press(qtbot, win, Qt.Key.Key_J)
     press(qtbot, win, Qt.Key.Key_D)
     press(qtbot, win, Qt.Key.Key_J)
-    wait_saved(win, qtbot)
-    assert service.detail(second).label.anomaly_verdict == "anomalous"
+    qtbot.wait(100)
+    assert "MainThread" not in held.threads  # nothing read here while the detail was held
+    assert win.review.image_id == second      # the session stays with the image D belongs to until D is applied
     held.gate.set()
     wait_shown(win, qtbot, third)
     wait_saved(win, qtbot)
+    assert "MainThread" not in held.threads
+    assert service.detail(second).label.anomaly_verdict == "anomalous"
     assert service.detail(third).label.anomaly_verdict is None and win.review.image_id == third
 
 
