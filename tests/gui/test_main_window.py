@@ -664,3 +664,25 @@ def test_an_accept_refused_after_the_window_moved_on_brings_the_image_back(windo
     assert win.review.undo_stack.count() == 0
     assert [h.author for h in service.history(first)] == ["inspector2"]
     win.close()
+
+
+def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder, qtbot):
+    """A label written on the label-writes thread when the window closes is stored before it goes (the close waits
+    for the writes, then makes its last retry)."""
+    import time
+
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    real_save = service.save
+
+    def slow_save(*a, **k):
+        time.sleep(0.5)
+        return real_save(*a, **k)
+    service.save = slow_save
+    image_id = win.review.image_id
+    win.review.set_class("scratches")
+    win.review.reject()
+    win.close()
+    assert [h.review_state for h in service.history(image_id)] == ["corrected", "rejected"]
+    assert service.detail(image_id).label.class_name == "scratches"
