@@ -125,6 +125,10 @@ class ReviewController(QObject):
         self._slow_keys.setSingleShot(True)
         self._slow_keys.setInterval(self.SLOW_KEYS_MS)
         self._slow_keys.timeout.connect(self._say_keys_wait)
+        self._slow_writes = QTimer(self)  # labels still on their way after this long: the status bar says so
+        self._slow_writes.setSingleShot(True)
+        self._slow_writes.setInterval(self.SLOW_KEYS_MS)
+        self._slow_writes.timeout.connect(self._say_writes_wait)
         self.objects = ObjectSelection(self)  # the selected object, whose class 1–9 set instead of the image's
         self.objects.message.connect(self.message)
 
@@ -549,6 +553,8 @@ class ReviewController(QObject):
 
     def _write(self, w: "_Write") -> None:
         self._in_flight.setdefault(w.image_id, []).append(w.seq)
+        if not self._slow_writes.isActive():
+            self._slow_writes.start()
 
         def work() -> tuple[str, Any]:  # on the label-writes thread
             earlier = self._chain_failed.get(w.image_id) if w.chained else None
@@ -604,6 +610,14 @@ class ReviewController(QObject):
                 # status bar's "not saved yet" mark stays exactly as long as a label waits.
                 self.save_waiting.emit(f"Could not save the label of image {w.image_id} yet ({value}). It is "
                                        "kept and will be saved as soon as the database accepts it.")
+
+    def _say_writes_wait(self) -> None:
+        """The screen shows labels the database does not hold yet: said while they are on their way."""
+        waiting = sum(1 for seqs in self._in_flight.values() if any(s >= 0 for s in seqs))
+        if waiting and not self._closed:
+            self.message.emit(f"Saving {waiting} label(s)… (the database is slow to answer; they are shown already "
+                              "and saved in the order made)")
+            self._slow_writes.start()
 
     def _off_queue(self, image_id: int, marker: int) -> None:
         """A write (its edit's number; -1: a retry) has answered: when nothing of the image is on the writer's

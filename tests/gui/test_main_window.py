@@ -638,6 +638,9 @@ def test_label_saves_never_hold_the_window_on_a_slow_database(window, service, q
     assert win.gallery_model.item_at(row).review_state == "rejected"
     assert win.status.counts.property("counts")["rejected"] == 1
     assert service.detail(first).label is None or service.detail(first).label.revision == 0  # nothing stored yet
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    qtbot.waitUntil(lambda: any(m.startswith("Saving ") for m in said), timeout=3000)  # on screen, not stored: said
     wait_saved(win, qtbot)
     stored = service.history(first)
     assert [(h.class_name, h.review_state) for h in stored] == [
