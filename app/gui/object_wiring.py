@@ -10,8 +10,9 @@ from app.gui.review_controller import ReviewController
 from app.gui.viewer import ImageViewer
 
 
-def class_menu(parent: QWidget, review: ReviewController) -> QMenu:
-    """The selected object's class: the image's, or one of the classifier's (as 1–9 set them)."""
+def class_menu(parent: QWidget, review: ReviewController, classes: list[str]) -> QMenu:
+    """The selected object's class: the image's, or one of ``classes`` (the label panel's buttons, read off the GUI
+    thread with the folder's facts; as 1–9 set them). It read the project's classes from storage on the GUI thread."""
     sel = review.objects
     obj = sel.current()
     menu = QMenu(parent)
@@ -23,7 +24,7 @@ def class_menu(parent: QWidget, review: ReviewController) -> QMenu:
     same.setCheckable(True)
     same.setChecked(obj.own_class is None)
     same.triggered.connect(lambda: sel.set_class(None))
-    for i, name in enumerate(review.service.classes()):
+    for i, name in enumerate(classes):
         act: QAction = menu.addAction(f"{i + 1}  {name}" if i < 9 else name)
         act.setCheckable(True)
         act.setChecked(obj.own_class == name)
@@ -46,7 +47,7 @@ def wire_objects(review: ReviewController, viewer: ImageViewer, panel: LabelPane
 
     def popup(at: QPoint) -> None:
         if sel.current() is not None:
-            class_menu(viewer, review).exec(at)
+            class_menu(viewer, review, panel.classes()).exec(at)
 
     def on_ring(k: int, n: int) -> None:
         """Tab reached a predicted target: the object there is selected (its class is what 1–9 set)."""

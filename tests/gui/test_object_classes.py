@@ -110,13 +110,13 @@ def test_the_list_and_the_menu_pick_an_object_and_its_class(service, db, folder,
     r.set_mask(two_objects())
     panel.objects.setCurrentRow(1)
     assert r.objects.current().number == 1
-    menu = class_menu(win, r)
+    menu = class_menu(win, r, panel.classes())
     texts = [a.text() for a in menu.actions() if not a.isSeparator()]
     assert texts[-len(CLASSES):] == [f"{i + 1}  {c}" for i, c in enumerate(CLASSES)]
     next(a for a in menu.actions() if a.text().endswith(CLASSES[1])).trigger()
     wait_saved(win, qtbot)
     assert service.detail(image_id).label.objects == (ObjectClass(10, 10, CLASSES[1]),)
-    menu = class_menu(win, r)
+    menu = class_menu(win, r, panel.classes())
     next(a for a in menu.actions() if a.text().startswith("Image's class")).trigger()
     wait_saved(win, qtbot)
     assert service.detail(image_id).label.objects == ()
