@@ -35,6 +35,8 @@ class LabelEdit(QUndoCommand):
         """The answer came after the step was pushed. Next to the stack's index it is dropped now (an undo or
         redo that only deletes it: Ctrl+Z then reaches the step before); deeper, the undo or redo reaching it
         drops it."""
+        if self._refused:  # a later write of the same step (its undo, made before the answer) is refused too
+            return
         self._refused = True
         self.setObsolete(True)
         stack = self.controller.undo_stack

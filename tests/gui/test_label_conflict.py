@@ -107,3 +107,29 @@ def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(
     assert len(errors) == 1 and "inspector2" in errors[0] and "kept in" in errors[0]
     assert list((recovery_dir() / CONFLICTS).glob(f"*-image{image_id}.json"))
     assert not list(recovery_dir().glob("*.json"))  # nothing `recover` would replay over theirs
+
+
+def test_an_undo_made_before_the_refusal_came_is_dropped_with_its_step(window, service, db, qtbot, monkeypatch):
+    """Found by CI on a loaded machine: Accept, another station's save, and Ctrl+Z before Accept's answer came —
+    the refusal dropped the step, and the undo's own refusal then touched the deleted step (an exception in the
+    event loop). Their label stands, the window shows it, no step is left."""
+    import time
+    win = window
+    image_id = win.review.image_id
+    real_save = service.save
+
+    def slow_save(*a, **k):
+        time.sleep(0.3)
+        return real_save(*a, **k)
+    monkeypatch.setattr(service, "save", slow_save)
+    errors: list[str] = []
+    win.review.save_failed.connect(errors.append)
+    press(qtbot, win, Qt.Key.Key_A)                                              # on its way, 0.3 s
+    db.labels.append(image_id, LabelChange(ReviewState.REJECTED), "inspector2")  # lands first
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)         # before Accept's answer
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: win.review.image_id == image_id and win.review.label is not None
+                    and win.review.label.review_state == "rejected", timeout=5000)
+    assert [h.author for h in service.history(image_id)] == ["inspector2"]
+    assert len(errors) == 1 and "inspector2" in errors[0]
+    assert win.review.undo_stack.count() == 0
