@@ -192,7 +192,7 @@ register_family(Family(
     train_entry="inference.training.segmenter_train:train",
     export_format="masks",
     headline=("iou", "pd", "fa"),
-    default_model="segmenter-sirst-v2",
+    default_model="segmenter-sirst-v3",
     half_tolerance=0.001,  # fraction of mask pixels that flip
     auto_epochs={"fine-tune": 16, "scratch": 50},
     profile_keys=("ensemble", "test_time_flips", "verifier"),

@@ -37,6 +37,7 @@ from inference.training.common import (
     set_threads,
     warmup_cosine,
 )
+from inference.training.segmenter_cli import DEFAULT_EPOCHS
 from inference.training.segmenter_data import CropSampler, Frame, SegTree, load_frames
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class TrainOptions:
     preset: str = "cpu"
     inner: str | None = None  # override the preset's inner block ("conv" = the ablation)
     init: str | None = None  # start from this model directory's weights (fine-tuning, retraining)
-    epochs: int = 60
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 8
     crop: int = 128
     lr: float = 2e-3

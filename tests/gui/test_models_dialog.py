@@ -118,7 +118,8 @@ def test_table_lists_the_bundled_versions_and_a_missing_directory(qtbot, db, cat
     dlg = make_dialog(qtbot, catalog)
     names = [cell(dlg, r, "name") for r in range(dlg.table.rowCount())]
     assert names == ["classifier-magnetic_tile", "classifier-neu", "classifier-neu-texture", "moved-away",
-                     "segmenter-sirst", "segmenter-sirst-v2", "anomaly-bottle", "anomaly-magnetic_tile"]
+                     "segmenter-sirst", "segmenter-sirst-v2", "segmenter-sirst-v3", "anomaly-bottle",
+                     "anomaly-magnetic_tile"]
     neu = row_of(dlg, "classifier-neu")                                   # MemoryMamba: bundled beside the default
     assert cell(dlg, neu, "active") == "" and cell(dlg, neu, "metrics") == "CV acc 0.966 | val acc 0.993 (288 images)"
     assert cell(dlg, row_of(dlg, "classifier-magnetic_tile"), "active") == ""  # bundled, not the family's default
@@ -187,7 +188,7 @@ def test_add_model_folder_registers_a_valid_one_and_refuses_a_broken_one(qtbot, 
     row = dlg.selected_row()
     assert row.family == "segmenter" and Path(row.path) == good.resolve() and not row.active
     assert dlg.table.rowCount() == before + 1 and dlg.error.text() == ""
-    assert db.model_versions.active("segmenter").name == "segmenter-sirst-v2"
+    assert db.model_versions.active("segmenter").name == "segmenter-sirst-v3"
     assert not dlg.add_folder() and dlg.table.rowCount() == before + 1   # dialog cancelled: nothing
 
 

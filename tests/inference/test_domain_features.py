@@ -118,7 +118,8 @@ def test_damaged_feature_names_are_refused(tmp_path) -> None:
         fit_domain({"descriptor": describe_images([_good(i) for i in range(20)])}, descriptor_features=("nope",))
 
 
-@pytest.mark.parametrize("name", ["classifier-neu", "segmenter-sirst", "segmenter-sirst-v2", "classifier-magnetic_tile",
+@pytest.mark.parametrize("name", ["classifier-neu", "segmenter-sirst", "segmenter-sirst-v2", "segmenter-sirst-v3",
+                                  "classifier-magnetic_tile",
                                   "anomaly-magnetic_tile", "anomaly-bottle"])
 def test_bundled_models_read_their_familys_features(name: str) -> None:
     from pathlib import Path

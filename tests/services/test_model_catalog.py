@@ -44,7 +44,9 @@ def test_a_fresh_database_lists_every_bundled_model_with_each_default_active(db)
     by_name = {r.name: r for r in rows}
     # what images of a kind training never saw get (group-aware CV), first; then the scored split's figure
     assert by_name["classifier-neu"].summary == "CV acc 0.966 | val acc 0.993 (288 images)"
-    # the default since session 23 (segmenter-bundle-clutter.md) beside the one it replaced, each with both figures
+    # the default since session 26 (segmenter-epochs80.md) beside the ones it replaced, each with both figures
+    assert by_name["segmenter-sirst-v3"].summary == ("new scenes IoU 0.648 · Pd 0.901 · Fa 62.1 | "
+                                                    "val IoU 0.656 · Pd 0.954 · Fa 101.9 (86 images)")
     assert by_name["segmenter-sirst-v2"].summary == "new scenes IoU 0.624 · Pd 0.894 · Fa 67.9 | val IoU 0.643 · Pd 0.936 · Fa 106.1 (86 images)"
     assert by_name["segmenter-sirst"].summary == "new scenes IoU 0.611 · Pd 0.894 · Fa 83.8 | val IoU 0.699 · Pd 0.927 · Fa 55.5 (86 images)"
     assert by_name["anomaly-magnetic_tile"].summary == ("new tiles image AUROC 0.806 · pixel AUROC 0.735 | "
@@ -245,6 +247,17 @@ def test_retrain_command_and_events() -> None:
     for junk in ("", "UserWarning: something", "{broken", "[1]", '{"event": "mystery"}',
                  '{"event": "progress", "done": "x", "total": 3}', '{"event": "done"}'):
         assert parse_event(junk) is None
+
+
+def test_a_station_that_ran_v2_keeps_it_and_sees_v3(db) -> None:
+    """Session 26 shipped segmenter-sirst-v3 (80 epochs) as the default: a station with v2 active keeps it."""
+    from app.services.prelabel import bundled_model_dir, read_card
+    old = bundled_model_dir("segmenter", "segmenter-sirst-v2")
+    db.model_versions.register("segmenter", old.name, str(old), bundled=True, activate=True, card=read_card(old))
+    rows = {r.name: r for r in ModelCatalog(db).rows("segmenter")}
+    assert rows["segmenter-sirst-v2"].active and not rows["segmenter-sirst-v3"].active
+    assert rows["segmenter-sirst-v3"].summary.startswith("new scenes IoU 0.648")
+    assert resolve_models(db, ["segmenter"])["segmenter"].name == "segmenter-sirst-v2"
 
 
 def test_a_station_that_ran_the_earlier_bundled_segmenter_keeps_it_and_sees_the_new_one(db) -> None:
