@@ -249,25 +249,15 @@ def test_retrain_command_and_events() -> None:
         assert parse_event(junk) is None
 
 
-def test_a_station_that_ran_v2_keeps_it_and_sees_v3(db) -> None:
-    """Session 26 shipped segmenter-sirst-v3 (80 epochs) as the default: a station with v2 active keeps it."""
+@pytest.mark.parametrize("old_name", ["segmenter-sirst", "segmenter-sirst-v2"])
+def test_a_station_that_ran_an_earlier_bundled_segmenter_keeps_it_and_sees_the_new_one(db, old_name) -> None:
+    """Sessions 23 and 26 shipped a new default segmenter beside the earlier ones: a station whose database has an
+    earlier bundle active (registered before the upgrade) keeps pre-labelling with it, with its stored predictions;
+    the new default is listed with its own figures, one click away."""
     from app.services.prelabel import bundled_model_dir, read_card
-    old = bundled_model_dir("segmenter", "segmenter-sirst-v2")
+    old = bundled_model_dir("segmenter", old_name)
     db.model_versions.register("segmenter", old.name, str(old), bundled=True, activate=True, card=read_card(old))
     rows = {r.name: r for r in ModelCatalog(db).rows("segmenter")}
-    assert rows["segmenter-sirst-v2"].active and not rows["segmenter-sirst-v3"].active
+    assert rows[old_name].active and not rows["segmenter-sirst-v3"].active
     assert rows["segmenter-sirst-v3"].summary.startswith("new scenes IoU 0.648")
-    assert resolve_models(db, ["segmenter"])["segmenter"].name == "segmenter-sirst-v2"
-
-
-def test_a_station_that_ran_the_earlier_bundled_segmenter_keeps_it_and_sees_the_new_one(db) -> None:
-    """Session 23 shipped segmenter-sirst-v2 as the default beside segmenter-sirst: a station whose
-    database has the earlier bundle active (registered before the upgrade) keeps pre-labelling with
-    it, with its stored predictions; the new one is listed with its own figures, one click away."""
-    from app.services.prelabel import bundled_model_dir, read_card
-    old = bundled_model_dir("segmenter", "segmenter-sirst")
-    db.model_versions.register("segmenter", old.name, str(old), bundled=True, activate=True, card=read_card(old))
-    rows = {r.name: r for r in ModelCatalog(db).rows("segmenter")}
-    assert rows["segmenter-sirst"].active and not rows["segmenter-sirst-v2"].active
-    assert rows["segmenter-sirst-v2"].summary.startswith("new scenes IoU 0.624")
-    assert resolve_models(db, ["segmenter"])["segmenter"].name == "segmenter-sirst"
+    assert resolve_models(db, ["segmenter"])["segmenter"].name == old_name
