@@ -571,12 +571,7 @@ class ReviewController(QObject):
                 self._chain_failed[w.image_id] = "failed"
                 return "failed", exc
             self._chain[w.image_id] = saved.label.revision
-            try:
-                item = self.service.item(w.image_id)
-            except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
-                log.warning("image %d re-read after save failed: %s", w.image_id, exc)
-                item = None
-            return "saved", (saved, item)
+            return "saved", (saved, self._row_after_save(w.image_id))
         self._writes.call(work, lambda outcome: self._written(w, outcome),
                           lambda text: self._written(w, ("failed", RuntimeError(text))))
 
@@ -696,8 +691,7 @@ class ReviewController(QObject):
         if not self._pending or self._flushing or self._closed:
             return
         self._flushing = True
-        todo = [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id))
-                for image_id, waiting in self._pending.items()]
+        todo = self._waiting_tries()
         for image_id, *_rest in todo:
             self._in_flight.setdefault(image_id, []).append(-1)  # later edits chain on these tries
 
@@ -720,10 +714,22 @@ class ReviewController(QObject):
                 if image_id not in self._pending:
                     self._pending[image_id] = waiting
                     self._pending_seq[image_id] = self._newest.get(image_id, 0)
-        todo = [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id))
-                for image_id, waiting in self._pending.items()]
-        self._flushed(self._flush_work(todo, None if patient else self.WRITE_WAIT_S, chain=False))
+        self._flushed(self._flush_work(self._waiting_tries(), None if patient else self.WRITE_WAIT_S, chain=False))
         return not self._pending
+
+    def _waiting_tries(self) -> list[tuple[int, int, tuple[LabelState, str, str | None], int | None]]:
+        """The waiting labels as a retry round takes them: (image id, its edit's number, the label, the revision
+        it is based on)."""
+        return [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id))
+                for image_id, waiting in self._pending.items()]
+
+    def _row_after_save(self, image_id: int) -> Any:
+        """The saved image's queue row, read on the thread that saved it (None if that read fails: logged)."""
+        try:
+            return self.service.item(image_id)
+        except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
+            log.warning("image %d re-read after save failed: %s", image_id, exc)
+            return None
 
     def _flush_work(self, todo: list, wait_s: float | None, chain: bool) -> list[tuple[int, int, str, Any]]:
         """The tries of a retry round (any thread): (image id, its waiting label's number, outcome, value)."""
@@ -756,12 +762,7 @@ class ReviewController(QObject):
             busy_in_a_row = 0
             if chain:
                 self._chain[image_id] = saved.label.revision
-            try:
-                item = self.service.item(image_id)
-            except Exception as exc:  # noqa: BLE001 - the label is saved; a failed re-read is logged
-                log.warning("image %d re-read after save failed: %s", image_id, exc)
-                item = None
-            out.append((image_id, seq, "saved", (saved, item)))
+            out.append((image_id, seq, "saved", (saved, self._row_after_save(image_id))))
         return out
 
     def _flushed(self, outcomes: list[tuple[int, int, str, Any]]) -> None:

@@ -77,6 +77,17 @@ def wait_saved(win, qtbot, timeout: int = 10000) -> None:
     qtbot.waitUntil(win.review.writes_idle, timeout=timeout)
 
 
+def slow_saves(service, monkeypatch, seconds: float) -> None:
+    """Every label save takes ``seconds`` longer (a slow server), on whichever thread it runs."""
+    import time
+    real_save = service.save
+
+    def slow_save(*a, **k):
+        time.sleep(seconds)
+        return real_save(*a, **k)
+    monkeypatch.setattr(service, "save", slow_save)
+
+
 def wait_prediction_shown(win, qtbot, timeout: int = 10000) -> None:
     """Wait until the open image's prediction has reached the review panel.
 

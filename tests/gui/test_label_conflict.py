@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from database import LabelChange, ReviewState
-from tests.gui.conftest import wait_saved
+from tests.gui.conftest import slow_saves, wait_saved
 from tests.gui.fixtures import CLASSES
 from tests.gui.test_main_window import press
 
@@ -113,15 +113,9 @@ def test_an_undo_made_before_the_refusal_came_is_dropped_with_its_step(window, s
     """Found by CI on a loaded machine: Accept, another station's save, and Ctrl+Z before Accept's answer came —
     the refusal dropped the step, and the undo's own refusal then touched the deleted step (an exception in the
     event loop). Their label stands, the window shows it, no step is left."""
-    import time
     win = window
     image_id = win.review.image_id
-    real_save = service.save
-
-    def slow_save(*a, **k):
-        time.sleep(0.3)
-        return real_save(*a, **k)
-    monkeypatch.setattr(service, "save", slow_save)
+    slow_saves(service, monkeypatch, 0.3)
     errors: list[str] = []
     win.review.save_failed.connect(errors.append)
     press(qtbot, win, Qt.Key.Key_A)                                              # on its way, 0.3 s

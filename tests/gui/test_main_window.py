@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
 
-from tests.gui.conftest import build_window, wait_saved, wait_shown
+from tests.gui.conftest import build_window, slow_saves, wait_saved, wait_shown
 from tests.gui.fixtures import CLASSES, make_folder, seed_predictions
 
 
@@ -614,19 +614,14 @@ def test_an_image_whose_file_goes_while_on_screen_stays_there_and_keys_act_on_it
     assert win.queue.off_view() is None and win.review.image_id == shown
 
 
-def test_label_saves_never_hold_the_window_on_a_slow_database(window, service, qtbot):
+def test_label_saves_never_hold_the_window_on_a_slow_database(window, service, qtbot, monkeypatch):
     """Label saves were the one wait left on the GUI thread (up to WRITE_WAIT_S per key, a round trip per key on a
     server). With every save taking 0.4 s, three keys return at once: the label, the cell and the counts show what
     was pressed; the writes land in the order pressed, and the counts agree with the database after."""
     import time
 
     win = window
-    real_save = service.save
-
-    def slow_save(*a, **k):
-        time.sleep(0.4)
-        return real_save(*a, **k)
-    service.save = slow_save
+    slow_saves(service, monkeypatch, 0.4)
     first = win.review.image_id
     t0 = time.monotonic()
     win.review.set_class("scratches")
@@ -669,20 +664,13 @@ def test_an_accept_refused_after_the_window_moved_on_brings_the_image_back(windo
     win.close()
 
 
-def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder, qtbot):
+def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder, qtbot, monkeypatch):
     """A label written on the label-writes thread when the window closes is stored before it goes (the close waits
     for the writes, then makes its last retry)."""
-    import time
-
     win = build_window(service, qtbot)
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
-    real_save = service.save
-
-    def slow_save(*a, **k):
-        time.sleep(0.5)
-        return real_save(*a, **k)
-    service.save = slow_save
+    slow_saves(service, monkeypatch, 0.5)
     image_id = win.review.image_id
     win.review.set_class("scratches")
     win.review.reject()
