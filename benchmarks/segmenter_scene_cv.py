@@ -41,6 +41,10 @@ RECIPES: dict[str, dict[str, Any]] = {
                   "fine_tune_epochs": 16, "fine_tune_lr": 1e-3},
     "clutter2stage": {"inner": "mamba", "augment": False, "clutter_prob": 0.25, "epochs": 36,
                       "fine_tune_epochs": 16, "fine_tune_lr": 1e-3},
+    # session 27 (segmenter-context192.md): the adopted crop mix on crops of 192 px (a frame's median is 212 x 304,
+    # a 128 crop a quarter of it) at the adopted schedule's pixels and optimiser steps: batch 4, 36 epochs
+    # (36 x 192² ≈ 80 x 128², 4 x 192² ≈ 8 x 128² a step)
+    "ctx192": {"inner": "mamba", "augment": False, "clutter_prob": 0.25, "crop": 192, "batch_size": 4, "epochs": 36},
 }
 
 
@@ -60,8 +64,8 @@ def train_fold(args: argparse.Namespace) -> None:
     tree = write_fold_tree(args.data, stems, args.work / f"data_{args.group_by}{args.folds}_{'alone' if args.alone else ''}{args.fold}")
     out = recipe_dir(args.work, args.recipe, args.fold, args.alone)
     t0 = time.monotonic()
-    fields = {"epochs": args.epochs, "target_prob": 0.5, **RECIPES[args.recipe]}
-    train(TrainOptions(data=str(tree), out=str(out), preset="cpu", batch_size=8, crop=128,
+    fields = {"epochs": args.epochs, "target_prob": 0.5, "batch_size": 8, "crop": 128, **RECIPES[args.recipe]}
+    train(TrainOptions(data=str(tree), out=str(out), preset="cpu",
                        seed=args.seed + (10 if args.alone else 0) + args.fold, threads=1,
                        held_out_fraction=0.0, quiet=True,
                        command=f"benchmarks/segmenter_scene_cv.py train --recipe {args.recipe} --fold {args.fold} "
