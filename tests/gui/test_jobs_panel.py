@@ -144,8 +144,11 @@ def test_opening_a_new_folder_queues_its_new_images_and_shows_the_routing(servic
     # The next session's window names the earlier automatic job by what it is, not by its families.
     again = _jobs_window(service, db, qtbot)
     qtbot.waitUntil(lambda: job in again.jobs_panel.rows, timeout=10000)
-    title = again.jobs_panel.rows[job].title.text()  # still waiting (no worker model): resumed, and said so
-    assert title.startswith(f"#{job} {TITLE} · ") and title.endswith("(from an earlier session)")
+    # Still waiting (no worker model): resumed, and said so once the window's facts about this session have come
+    # (the row can be drawn before them; reading it once at its first drawing was flaky).
+    qtbot.waitUntil(lambda: again.jobs_panel.rows[job].title.text().endswith("(from an earlier session)"),
+                    timeout=10000)
+    assert again.jobs_panel.rows[job].title.text().startswith(f"#{job} {TITLE} · ")
     again.close()
 
 
