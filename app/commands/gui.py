@@ -85,9 +85,15 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
         recovered = review.recover()
     except Exception as exc:  # noqa: BLE001 - start-up must open the window; logged
         log.warning("could not replay saved labels: %s", exc)
-        recovered = 0
-    if recovered:
-        window.statusBar().showMessage(f"Saved {recovered} label(s) kept from an earlier session.", 10000)
+    else:
+        said = []
+        if recovered.saved:
+            said.append(f"Saved {recovered.saved} label(s) kept from an earlier session.")
+        if recovered.kept_aside:
+            said.append(f"{recovered.kept_aside} label(s) kept from an earlier session were not saved: someone "
+                        f"labelled those images since; yours are kept in {recovered.aside}.")
+        if said:
+            window.statusBar().showMessage(" ".join(said), 0 if recovered.kept_aside else 10000)
     return window
 
 

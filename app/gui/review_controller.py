@@ -798,7 +798,8 @@ class ReviewController(QObject):
         """On close with the database still refusing: write the waiting labels to files."""
         if not self._pending:
             return None
-        return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()})
+        return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},
+                                           bases={i: self._seen.get(i) for i in self._pending})
 
 
 @dataclass(frozen=True)

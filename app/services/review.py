@@ -460,8 +460,11 @@ class ReviewService:
                 for r in self.db.labels.history(image_id)]
 
     # -- labels the database refused -------------------------------------------------------
-    def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None) -> str:
-        """Write labels that could not be saved to files, to be replayed by ``recover``."""
+    def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None,
+                       bases: dict[int, int | None] | None = None) -> str:
+        """Write labels that could not be saved to files, to be replayed by ``recover``. ``bases``: the label
+        revision each was made on (0: none; absent or None: not known), so that ``recover`` never replaces a
+        label someone saved after it unseen."""
         root = folder or recovery_dir()
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -470,7 +473,8 @@ class ReviewService:
             meta = {"image_id": image_id, "class_name": st.class_name, "anomaly_verdict": st.anomaly_verdict,
                     "review_state": st.review_state, "from_prediction_id": st.from_prediction_id,
                     "object_classes": as_json(st.objects),
-                    "author": self.settings.author, "db": self.db.url}
+                    "author": self.settings.author, "db": self.db.url,
+                    "base_revision": (bases or {}).get(image_id)}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
             np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
@@ -491,10 +495,16 @@ class ReviewService:
         kept for a person to look at, never replayed over the newer label by ``recover``."""
         return self.write_recovery(labels, recovery_dir() / CONFLICTS)
 
-    def recover(self, folder: Path | None = None) -> int:
-        """Save labels left in the recovery folder by an earlier session; returns how many."""
+    def recover(self, folder: Path | None = None) -> Recovered:
+        """Save labels left in the recovery folder by an earlier session.
+
+        A label whose file names the revision it was made on is saved only on that revision: when someone
+        saved the image since (another station, while this one could not reach the database), their label
+        stays, and the kept one moves to ``recovery/conflicts`` for a person to look at (it was replayed over
+        theirs unseen before); one the database already holds (the save landed after the file was written)
+        is done. Files of another database are left alone."""
         root = folder or recovery_dir()
-        done = 0
+        out = Recovered()
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -507,14 +517,37 @@ class ReviewService:
                                 meta.get("review_state", "corrected"),
                                 from_prediction_id=meta.get("from_prediction_id"),
                                 objects=parse(meta.get("object_classes")))
-                self.save_label(int(meta["image_id"]), st, "recovered after a failed save")
+                image_id, base = int(meta["image_id"]), meta.get("base_revision")
+                try:
+                    self.save(image_id, st, "recovered after a failed save",
+                              expected_revision=None if base is None else int(base))
+                except LabelConflict:
+                    current = self.db.labels.current(image_id)
+                    if current is None or not _label_from_revision(current).same_content(st):
+                        aside = root / CONFLICTS
+                        aside.mkdir(parents=True, exist_ok=True)
+                        for path in (meta_path, meta_path.with_suffix(".npz")):
+                            if path.exists():
+                                path.replace(aside / path.name)
+                        out = replace(out, kept_aside=out.kept_aside + 1, aside=str(aside))
+                        continue
+                out = replace(out, saved=out.saved + 1)
             except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
             meta_path.unlink(missing_ok=True)
             meta_path.with_suffix(".npz").unlink(missing_ok=True)
-            done += 1
-        return done
+        return out
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What ``recover`` did: labels saved (or found saved already), and labels kept aside in ``aside`` because
+    someone saved the image after them."""
+
+    saved: int = 0
+    kept_aside: int = 0
+    aside: str | None = None
 
 
 CONFLICTS = "conflicts"  # below recovery_dir(): refused saves kept for a person (recover skips it)

@@ -1,6 +1,8 @@
 """The main window offscreen: gallery, viewer, keyboard review, mask painting, undo/redo."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
 
@@ -338,8 +340,9 @@ def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifa
     win.close()
     blocker.rollback()
     blocker.close()
-    assert list(recovery_dir().glob("*.json"))
-    assert service.recover() == 1  # what the next start does
+    [kept] = recovery_dir().glob("*.json")
+    assert json.loads(kept.read_text())["base_revision"] == 0  # made on no label: never replayed over a newer one
+    assert service.recover().saved == 1  # what the next start does
     assert service.detail(image_id).label.mask.sum() == 6
     db.close()
 

@@ -148,7 +148,7 @@ def test_service_saves_canonical_objects_and_recovers_them(service, db, folder, 
     assert not service.detail(image_id).label.same_content(saved.with_(objects=()))
     other = service.queue(QueueFilter(folder_id=info.id))[1].image_id
     service.write_recovery({other: state}, tmp_path / "rec")
-    assert service.recover(tmp_path / "rec") == 1
+    assert service.recover(tmp_path / "rec").saved == 1
     assert service.detail(other).label.objects == (ObjectClass(40, 50, CLASSES[2]),)
 
 

@@ -104,10 +104,48 @@ def test_recovery_round_trip(service, seeded, tmp_path):
     where = service.write_recovery({image_id: LabelState(class_name="scratches", mask=mask,
                                                          review_state="corrected")}, tmp_path / "rec")
     assert list((tmp_path / "rec").glob("*.json"))
-    assert service.recover(tmp_path / "rec") == 1
+    assert service.recover(tmp_path / "rec").saved == 1
     label = service.detail(image_id).label
     assert label.class_name == "scratches" and np.array_equal(label.mask, mask)
     assert not list((tmp_path / "rec").glob("*")), where
+
+
+def test_recovery_never_replaces_a_label_saved_after_it(service, seeded, tmp_path):
+    """A label kept on closing (the database refused it) was made on a revision; when another station
+    labelled the image since, the next start keeps their label and sets ours aside (it was replayed over
+    theirs unseen)."""
+    from app.services.review import CONFLICTS
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
+    ours = LabelState(class_name="scratches", review_state="corrected")
+    service.write_recovery({image_id: ours}, tmp_path / "rec", bases={image_id: 0})
+    service.save(image_id, LabelState(class_name="inclusion", review_state="corrected"), "another station")
+    out = service.recover(tmp_path / "rec")
+    assert (out.saved, out.kept_aside) == (0, 1)
+    assert service.detail(image_id).label.class_name == "inclusion"
+    assert service.detail(image_id).label.revision == 1
+    assert not list((tmp_path / "rec").glob("*.json"))
+    assert len(list((tmp_path / "rec" / CONFLICTS).glob("*.json"))) == 1 and out.aside == str(tmp_path / "rec" / CONFLICTS)
+
+
+def test_recovery_of_a_label_that_landed_after_all_is_done_without_a_second_revision(service, seeded, tmp_path):
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
+    ours = LabelState(class_name="scratches", review_state="corrected")
+    service.write_recovery({image_id: ours}, tmp_path / "rec", bases={image_id: 0})
+    service.save(image_id, ours, "the write on its way when the window closed")
+    out = service.recover(tmp_path / "rec")
+    assert (out.saved, out.kept_aside) == (1, 0)
+    assert [r.revision for r in service.history(image_id)] == [1]
+    assert not list((tmp_path / "rec").rglob("*.json"))
+
+
+def test_recovery_on_the_revision_it_was_made_on_is_saved(service, seeded, tmp_path):
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
+    service.save(image_id, LabelState(class_name="inclusion", review_state="corrected"), "first")
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="accepted")},
+                           tmp_path / "rec", bases={image_id: 1})
+    assert service.recover(tmp_path / "rec").saved == 1
+    label = service.detail(image_id).label
+    assert (label.class_name, label.review_state, label.revision) == ("scratches", "accepted", 2)
 
 
 def test_images_without_the_sort_value_go_last_by_name(service, seeded):
