@@ -86,14 +86,19 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     except Exception as exc:  # noqa: BLE001 - start-up must open the window; logged
         log.warning("could not replay saved labels: %s", exc)
     else:
-        said = []
         if recovered.saved:
-            said.append(f"Saved {recovered.saved} label(s) kept from an earlier session.")
+            window.statusBar().showMessage(f"Saved {recovered.saved} label(s) kept from an earlier session.", 10000)
         if recovered.kept_aside:
-            said.append(f"{recovered.kept_aside} label(s) kept from an earlier session were not saved: someone "
-                        f"labelled those images since; yours are kept in {recovered.aside}.")
-        if said:
-            window.statusBar().showMessage(" ".join(said), 0 if recovered.kept_aside else 10000)
+            # A person has to look at these: a box once the window is up, not a status line the folder's own
+            # messages replace a moment later (seen under Xvfb).
+            text = (f"{recovered.kept_aside} label(s) kept from an earlier session (the database had refused them "
+                    f"when the window closed) were not saved: someone labelled those images since, and their labels "
+                    f"stand. Yours are kept in {recovered.aside}.")
+            log.warning(text)
+            if interactive:
+                from PySide6.QtCore import QTimer
+                from PySide6.QtWidgets import QMessageBox
+                QTimer.singleShot(0, lambda: QMessageBox.information(window, "Labels kept aside", text))
     return window
 
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.actions import build_actions, retint
+from app.gui.closing import ClosingLabels
 from app.gui.context import StationContext
 from app.gui.folder_browser import FolderBrowser
 from app.gui.folder_controller import FolderController
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         self.classes_dialog: ClassesDialog | None = None
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
+        self.closing = ClosingLabels(self, self.review, ctx.interactive)
         self.actions = build_actions(self, self.review.undo_stack)
         self.thumbs = ThumbnailCache(size=120, parent=self)
         self.gallery_model = GalleryModel(self)
@@ -314,29 +316,14 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.review.flush_pending(patient=True):
-            try:
-                where = self.review.rescue_pending()
-            except Exception as exc:  # noqa: BLE001 - closing must not lose labels; the user is asked
-                answer = QMessageBox.critical(
-                    self, "Labels not saved",
-                    f"{len(self.review.pending())} label(s) could not be saved nor written to a recovery file "
-                    f"({exc}). Close anyway and lose them?",
-                    QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Discard)
-                if answer != QMessageBox.StandardButton.Discard:
-                    event.ignore()
-                    return
-            else:
-                if self.ctx.interactive:
-                    QMessageBox.information(
-                        self, "Labels kept for later",
-                        f"The database refused {len(self.review.pending())} label(s); they were written to {where} "
-                        "and will be saved the next time the station opens this database.")
+        if not self.closing.ready():  # labels wait for the database: tried off the GUI thread, then closed
+            event.ignore()
+            return
         st = window_state()
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
         self.ctx.shutdown()
-        self.review.close()
+        self.review.close(wait_for_writes=not self.closing.abandoned)
         self.thumbs.shutdown()
         self.label_watch.close()
         self.queue.close()

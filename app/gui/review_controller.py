@@ -84,6 +84,7 @@ class ReviewController(QObject):
         self._chain: dict[int, int] = {}
         self._chain_failed: dict[int, str] = {}
         self._flushing = False
+        self._closing = False  # the window's last try (settle_before_close) is on its way: no timer round beside it
         # How an image came to be labelled, asked at each save (image id -> ``database.LabelSource`` value or
         # None): the "label next" controller answers "label_next" for its proposals (ADR 0049). A waiting save
         # keeps the answer it got when it was made.
@@ -327,14 +328,22 @@ class ReviewController(QObject):
         self._history.call(lambda: self.service.history(image_id), shown,
                            lambda text: log.warning("label history unavailable: %s", text))
 
-    def close(self) -> None:
+    def close(self, wait_for_writes: bool = True) -> None:
+        """``wait_for_writes`` False: the person closed without waiting for the database (their labels went to a
+        recovery file); a write still on its way finishes or fails on its own."""
         self._closed = True
         self._ticket += 1  # an answer still on its way is dropped
         self._reader.shutdown(wait=False, cancel_futures=True)
         self._history.close()
         self._reads.close()
         self._flags.close(finish=True)  # a flag asked for as the window closes is still written
-        self._writes.close(finish=True)  # and a label (the window waited for them before its last retry)
+        self._writes.close(finish=wait_for_writes)  # and a label (the window waited for them before its last retry)
+
+    def cancel_close(self) -> None:
+        """The window stays open after all (the person chose to keep labels nothing could save): retries resume."""
+        self._closing = False
+        if self._pending:
+            self._retry.start()
 
     # -- intents (each is one undoable step) ----------------------------------------------
     def _edit(self, after: LabelState, text: str, changed: str) -> None:
@@ -591,11 +600,15 @@ class ReviewController(QObject):
         if w.guess is not None:
             self.state_settled.emit(w.guess, None)  # not stored: the counts say what the database holds
         if kind == "conflict" or (kind == "skipped" and value == "conflict"):
-            self._settled(w.image_id, w.seq)
+            newest = self._settled(w.image_id, w.seq)
             if w.refused is not None:
                 w.refused()
             if kind == "conflict":
                 self._conflict(value, w.changed, bring_back=w.follow)
+            elif newest and self.image_id == w.image_id:
+                # The conflict's re-read can come back while this later edit still stood on screen over it (an
+                # undo made before the refusal came): the stored label was never shown. Read it again.
+                self.reload(w.image_id)
         else:  # refused for now (locked, server gone) or after such a refusal: kept and retried
             if kind == "failed":
                 self._locked = isinstance(value, StorageBusy)
@@ -688,7 +701,7 @@ class ReviewController(QObject):
 
     def _flush_later(self) -> None:
         """The retry timer: the waiting labels are tried again on the label-writes thread."""
-        if not self._pending or self._flushing or self._closed:
+        if not self._pending or self._flushing or self._closed or self._closing:
             return
         self._flushing = True
         todo = self._waiting_tries()
@@ -716,6 +729,25 @@ class ReviewController(QObject):
                     self._pending_seq[image_id] = self._newest.get(image_id, 0)
         self._flushed(self._flush_work(self._waiting_tries(), None if patient else self.WRITE_WAIT_S, chain=False))
         return not self._pending
+
+    def settle_before_close(self, done: Callable[[bool], None]) -> None:
+        """Closing the window without standing still: the labels on their way land, then one patient try of the
+        waiting ones (each may wait the database's busy timeout), all on the label-writes thread, in order after
+        them; ``done(True)`` on the GUI thread when nothing is left waiting. The retry timer stops: no round of
+        its own runs beside this one. Until ``done``, ``rescue_pending(on_the_way=True)`` keeps everything."""
+        self._retry.stop()
+        self._closing = True
+
+        def try_waiting(_barrier: object) -> None:  # every earlier write has answered (one thread, answers in order)
+            todo = self._waiting_tries()
+            for image_id, *_rest in todo:
+                self._in_flight.setdefault(image_id, []).append(-1)
+
+            def tried(outcomes: list) -> None:
+                self._flushed(outcomes)
+                done(not self._pending)
+            self._writes.call(lambda: self._flush_work(todo, None, chain=False), tried, lambda _text: done(False))
+        self._writes.call(lambda: None, try_waiting, lambda _text: try_waiting(None))
 
     def _waiting_tries(self) -> list[tuple[int, int, tuple[LabelState, str, str | None], int | None]]:
         """The waiting labels as a retry round takes them: (image id, its edit's number, the label, the revision
@@ -794,8 +826,15 @@ class ReviewController(QObject):
     def pending(self) -> dict[int, tuple[LabelState, str, str | None]]:
         return dict(self._pending)
 
-    def rescue_pending(self) -> str | None:
-        """On close with the database still refusing: write the waiting labels to files."""
+    def rescue_pending(self, on_the_way: bool = False) -> str | None:
+        """On close with the database still refusing: write the waiting labels to files; ``on_the_way``: also
+        those still on their way (closing without waiting for their answer: one that lands after all makes its
+        file a no-op at the next start, ``ReviewService.recover``)."""
+        if on_the_way:
+            for image_id, waiting in self._local.items():
+                if image_id not in self._pending:
+                    self._pending[image_id] = waiting
+                    self._pending_seq[image_id] = self._newest.get(image_id, 0)
         if not self._pending:
             return None
         return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},

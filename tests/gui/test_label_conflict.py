@@ -127,3 +127,30 @@ def test_an_undo_made_before_the_refusal_came_is_dropped_with_its_step(window, s
     assert [h.author for h in service.history(image_id)] == ["inspector2"]
     assert len(errors) == 1 and "inspector2" in errors[0]
     assert win.review.undo_stack.count() == 0
+
+
+def test_their_label_is_shown_when_the_conflicts_reread_comes_before_the_undos_answer(window, service, db, qtbot,
+                                                                                    monkeypatch):
+    """Found by the test above on a loaded machine (1 run in 5): Accept refused, its re-read of the image came
+    back while the undo made meanwhile still stood on screen, and the undo's own answer (dropped: it followed a
+    refused edit) showed nothing again — the panel said "unreviewed" while the image was rejected by inspector2.
+    Here that order is made certain: the undo's answer is held back until the re-read has come."""
+    from PySide6.QtCore import QTimer
+    win = window
+    image_id = win.review.image_id
+    slow_saves(service, monkeypatch, 0.3)
+    written = win.review._written
+
+    def late_for_followers(w, outcome):  # the answer of a write that followed a refused one comes 1 s late
+        if outcome[0] == "skipped":
+            QTimer.singleShot(1000, lambda: written(w, outcome))
+        else:
+            written(w, outcome)
+    monkeypatch.setattr(win.review, "_written", late_for_followers)
+    press(qtbot, win, Qt.Key.Key_A)
+    db.labels.append(image_id, LabelChange(ReviewState.REJECTED), "inspector2")
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: win.review.writes_idle() and win.review.unsaved(image_id) is None, timeout=10000)
+    qtbot.waitUntil(lambda: win.review.image_id == image_id and win.review.label is not None
+                    and win.review.label.review_state == "rejected" and win.review.label.author == "inspector2",
+                    timeout=5000)

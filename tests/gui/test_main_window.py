@@ -337,13 +337,73 @@ def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifa
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
     image_id = win.review.image_id
     win.review.set_mask(np.pad(np.ones((2, 3), bool), 10))
-    win.close()
+    win.close()  # the last try runs on the label-writes thread; the window closes itself after it
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     blocker.rollback()
     blocker.close()
     [kept] = recovery_dir().glob("*.json")
     assert json.loads(kept.read_text())["base_revision"] == 0  # made on no label: never replayed over a newer one
     assert service.recover().saved == 1  # what the next start does
     assert service.detail(image_id).label.mask.sum() == 6
+    db.close()
+
+
+def _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s: float):
+    """A window whose label the locked database refused, on a database that makes each try wait ``busy_s``."""
+    import sqlite3
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    db = open_database(db_url, busy_timeout_s=busy_s)
+    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    win.review.set_class("scratches")
+    qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=10000)
+    return db, service, win, blocker
+
+
+def test_closing_with_labels_waiting_never_freezes_the_window(db_url, folder, artifacts, qtbot):
+    """The last patient try (the busy timeout, here 3 s) ran on the GUI thread: the window froze, undrawn, with
+    nothing saying why. Now a dialog says what waits and the window closes itself once the label is saved."""
+    import time
+
+    from app.services.review import recovery_dir
+    db, service, win, blocker = _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s=3.0)
+    image_id = win.review.image_id
+    t0 = time.monotonic()
+    win.close()
+    assert time.monotonic() - t0 < 2.0  # not the busy timeout: the try is on the label-writes thread
+    assert win.isVisible() and win.closing.dialog is not None and win.closing.dialog.isVisible()
+    assert "Saving 1 label(s)" in win.closing.dialog.labelText()
+    blocker.rollback()  # the other program lets go during the try
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
+    assert service.detail(image_id).label.class_name == "scratches"
+    assert not list(recovery_dir().glob("*.json"))
+    db.close()
+
+
+def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, artifacts, qtbot):
+    from app.services.review import recovery_dir
+    db, service, win, blocker = _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s=3.0)
+    image_id = win.review.image_id
+    win.close()
+    assert win.closing.dialog is not None
+    from PySide6.QtWidgets import QPushButton
+    win.closing.dialog.findChild(QPushButton).click()  # "Close now"
+    assert not win.isVisible()
+    [kept] = recovery_dir().glob("*.json")
+    assert json.loads(kept.read_text())["image_id"] == image_id
+    blocker.rollback()
+    blocker.close()
+    # The abandoned try may still land once the lock goes: the next start then finds the label saved already.
+    assert service.recover().saved == 1
+    assert service.detail(image_id).label.class_name == "scratches"
+    assert [r.revision for r in service.history(image_id)] == [1]
     db.close()
 
 
@@ -677,6 +737,7 @@ def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder,
     image_id = win.review.image_id
     win.review.set_class("scratches")
     win.review.reject()
-    win.close()
+    win.close()  # 1 s of writes on their way: the window says so and closes itself once they have landed
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     assert [h.review_state for h in service.history(image_id)] == ["corrected", "rejected"]
     assert service.detail(image_id).label.class_name == "scratches"
