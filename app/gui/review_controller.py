@@ -85,6 +85,10 @@ class ReviewController(QObject):
         self._chain_failed: dict[int, str] = {}
         self._flushing = False
         self._closing = False  # the window's last try (settle_before_close) is on its way: no timer round beside it
+        # The stored label an image showed when its first edit not yet in the database was made (None: not known,
+        # the image was not on screen). A waiting label equal to it is not written: edits undone while the database
+        # refused them would otherwise land as a revision that changes nothing, e.g. "undo class" with no "class".
+        self._stored_under: dict[int, LabelState | None] = {}
         # How an image came to be labelled, asked at each save (image id -> ``database.LabelSource`` value or
         # None): the "label next" controller answers "label_next" for its proposals (ADR 0049). A waiting save
         # keeps the answer it got when it was made.
@@ -529,6 +533,8 @@ class ReviewController(QObject):
         self._seq += 1
         seq = self._seq
         source = self.label_source(image_id)
+        if image_id not in self._local:  # the first edit the database does not hold yet: what it holds is shown
+            self._stored_under[image_id] = self.label if self._shows(image_id) else None
         self._newest[image_id] = seq
         self._local[image_id] = (state, changed, source)
         guess = None
@@ -644,6 +650,7 @@ class ReviewController(QObject):
             return False
         self._newest.pop(image_id, None)
         self._local.pop(image_id, None)
+        self._stored_under.pop(image_id, None)
         return True
 
     def _stored(self, image_id: int, seq: int, saved: Any, item: Any) -> None:
@@ -652,6 +659,7 @@ class ReviewController(QObject):
         self._locked = False
         self._seen[image_id] = saved.label.revision
         if not self._settled(image_id, seq):
+            self._stored_under[image_id] = saved.label  # what a later edit of the image, still unsaved, replaces
             return
         if self._shows(image_id):
             self.label = saved.label
@@ -676,6 +684,7 @@ class ReviewController(QObject):
         ``kept_in``: where a refused waiting label was written). ``bring_back``: the answer came after the
         window moved on (Accept's advance): the image is shown again, as the message says."""
         self._seen.pop(exc.image_id, None)
+        self._stored_under.pop(exc.image_id, None)  # theirs, not known here: a later waiting edit is written
         self.conflicts += 1
         if self.image_id == exc.image_id:
             self.reload(exc.image_id)  # first: the warning below may be a modal box
@@ -749,11 +758,12 @@ class ReviewController(QObject):
             self._writes.call(lambda: self._flush_work(todo, None, chain=False), tried, lambda _text: done(False))
         self._writes.call(lambda: None, try_waiting, lambda _text: try_waiting(None))
 
-    def _waiting_tries(self) -> list[tuple[int, int, tuple[LabelState, str, str | None], int | None]]:
+    def _waiting_tries(self) -> list[tuple[int, int, tuple[LabelState, str, str | None], int | None,
+                                           LabelState | None]]:
         """The waiting labels as a retry round takes them: (image id, its edit's number, the label, the revision
-        it is based on)."""
-        return [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id))
-                for image_id, waiting in self._pending.items()]
+        it is based on, the stored label it replaces when known)."""
+        return [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id),
+                 self._stored_under.get(image_id)) for image_id, waiting in self._pending.items()]
 
     def _row_after_save(self, image_id: int) -> Any:
         """The saved image's queue row, read on the thread that saved it (None if that read fails: logged)."""
@@ -767,7 +777,10 @@ class ReviewController(QObject):
         """The tries of a retry round (any thread): (image id, its waiting label's number, outcome, value)."""
         out: list[tuple[int, int, str, Any]] = []
         busy_in_a_row = 0
-        for image_id, seq, (state, changed, source), base in todo:
+        for image_id, seq, (state, changed, source), base, stored in todo:
+            if stored is not None and state.same_content(stored):
+                out.append((image_id, seq, "unchanged", None))  # its edits were undone: nothing to write
+                continue
             if busy_in_a_row >= 2:
                 out.append((image_id, seq, "untried", None))
                 continue
@@ -817,6 +830,12 @@ class ReviewController(QObject):
                     self._pending_seq.pop(image_id, None)
                 self._settled(image_id, seq)
                 self._conflict(exc, changed, kept_in=where)
+            elif kind == "unchanged":
+                if current:
+                    del self._pending[image_id]
+                    self._pending_seq.pop(image_id, None)
+                if self._settled(image_id, seq) and self.image_id == image_id:
+                    self.reload(image_id)  # the stored label, as it is
             elif kind == "busy":
                 self._locked = True
         self.pending_changed.emit(len(self._pending))

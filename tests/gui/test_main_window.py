@@ -175,6 +175,49 @@ def _window_on_a_lockable_db(db_url, folder, artifacts, qtbot):
     return db, service, win, blocker
 
 
+def test_edits_undone_while_the_database_refused_them_write_nothing(db_url, folder, artifacts, qtbot):
+    """Seen under Xvfb: 3, A, Ctrl+Z, Ctrl+Z on an image while another program held the file landed as revision 1
+    "undo class" changing nothing (the edits themselves never reached the database). The waiting label equals
+    the stored one: nothing is written."""
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    win.review.set_class("scratches")
+    qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=10000)
+    win.review.undo_stack.undo()
+    blocker.rollback()
+    blocker.close()
+    assert win.review.flush_pending()
+    wait_saved(win, qtbot)
+    assert service.history(image_id) == []
+    assert win.review.label.class_name is None and win.review.label.revision == 0
+    db.close()
+
+
+def test_an_undo_back_past_a_label_stored_meanwhile_is_written(window, service, qtbot, monkeypatch):
+    """The other side of the test above: the first edit landed while a second was on its way, the second was
+    refused, and two undos went back to the start. The database holds the first edit, so the start is written."""
+    from app.services.review import StorageBusy
+    win = window
+    image_id = win.review.image_id
+    real_save, calls = service.save, []
+
+    def second_refused(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise StorageBusy("the database file is locked by another program (test)")
+        return real_save(*a, **k)
+    monkeypatch.setattr(service, "save", second_refused)
+    win.review.set_class("scratches")   # lands; its answer comes after the next edit was made
+    win.review.set_class("inclusion")   # refused: waits
+    qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=10000)
+    win.review.undo_stack.undo()        # back to scratches (what the database holds)
+    win.review.undo_stack.undo()        # back to no label
+    assert win.review.flush_pending()
+    wait_saved(win, qtbot)
+    assert service.detail(image_id).label.class_name is None
+    assert [h.class_name for h in service.history(image_id)] == ["scratches", None]
+
+
 def test_locked_database_keeps_the_label_and_saves_it_later(db_url, folder, artifacts, qtbot):
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
     image_id = win.review.image_id
