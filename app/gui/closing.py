@@ -12,6 +12,7 @@ quick as before.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
@@ -37,6 +38,7 @@ class ClosingLabels(QObject):
         self.dialog: QProgressDialog | None = None
         self._running = False
         self._done = False
+        self._copies: list[Path] = []  # recovery files written as the close began (keep_safe)
         self.abandoned = False  # "Close now": the writes on their way are not waited for
 
     def ready(self) -> bool:
@@ -51,9 +53,22 @@ class ClosingLabels(QObject):
             self._done = True
             return True
         self._running = True
+        try:  # a copy first: a station killed during the last try (a logout's SIGKILL) loses no label
+            self._copies = self.review.keep_safe()
+        except Exception as exc:  # noqa: BLE001 - the try goes on; what it leaves is written again afterwards
+            log.warning("could not copy the waiting labels before the last try: %s", exc)
         self._show()
         self.review.settle_before_close(self._answered)
         return False
+
+    def _drop_copies(self) -> None:
+        """The last try has answered (or the person closed now): what still waits is written afresh."""
+        for path in self._copies:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove %s: %s (replaying it is harmless)", path, exc)
+        self._copies = []
 
     def _show(self) -> None:
         n = len(self.review.pending()) or 1
@@ -76,6 +91,7 @@ class ClosingLabels(QObject):
         if self._done:  # closed already ("Close now")
             return
         self._hide()
+        self._drop_copies()
         if all_saved:
             self._finish()
         elif self._rescue(on_the_way=False):
@@ -85,6 +101,7 @@ class ClosingLabels(QObject):
         if self._done:
             return
         self._hide()
+        self._drop_copies()
         if self._rescue(on_the_way=True):
             self.abandoned = True
             self._finish()

@@ -845,6 +845,15 @@ class ReviewController(QObject):
     def pending(self) -> dict[int, tuple[LabelState, str, str | None]]:
         return dict(self._pending)
 
+    def keep_safe(self) -> list:
+        """The window starts closing with labels waiting or on their way: a copy of each goes to a recovery
+        file now (``ReviewService.recovery_files``), without changing what is retried; the caller removes
+        them once the last try has answered. Replayed at the next start only if the station was killed before."""
+        labels = {i: waiting[0] for i, waiting in {**self._local, **self._pending}.items()}
+        if not labels:
+            return []
+        return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing")
+
     def rescue_pending(self, on_the_way: bool = False) -> str | None:
         """On close with the database still refusing: write the waiting labels to files; ``on_the_way``: also
         those still on their way (closing without waiting for their answer: one that lands after all makes its

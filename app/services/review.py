@@ -466,10 +466,20 @@ class ReviewService:
         revision each was made on (0: none; absent or None: not known), so that ``recover`` never replaces a
         label someone saved after it unseen."""
         root = folder or recovery_dir()
+        self.recovery_files(labels, bases, root)
+        return str(root)
+
+    def recovery_files(self, labels: dict[int, LabelState], bases: dict[int, int | None] | None = None,
+                       folder: Path | None = None, tag: str = "") -> list[Path]:
+        """``write_recovery``'s files, returned (``tag`` goes into their names): the window writes the labels
+        waiting when it starts closing at once, so a station killed during the last try loses none, and
+        removes them once that try has answered."""
+        root = folder or recovery_dir()
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        written: list[Path] = []
         for image_id, st in labels.items():
-            base = root / f"{stamp}-image{image_id}"
+            base = root / f"{stamp}{tag}-image{image_id}"
             meta = {"image_id": image_id, "class_name": st.class_name, "anomaly_verdict": st.anomaly_verdict,
                     "review_state": st.review_state, "from_prediction_id": st.from_prediction_id,
                     "object_classes": as_json(st.objects),
@@ -478,8 +488,10 @@ class ReviewService:
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
             np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
+            written.append(base.with_suffix(".npz"))
             base.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        return str(root)
+            written.append(base.with_suffix(".json"))
+        return written
 
     def label_watermark(self) -> int:
         """A number that moves whenever any label is saved (the window's ``LabelWatch`` polls it)."""
