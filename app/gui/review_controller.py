@@ -849,7 +849,8 @@ class ReviewController(QObject):
         """The window starts closing with labels waiting or on their way: a copy of each goes to a recovery
         file now (``ReviewService.recovery_files``), without changing what is retried; the caller removes
         them once the last try has answered. Replayed at the next start only if the station was killed before."""
-        labels = {i: waiting[0] for i, waiting in {**self._local, **self._pending}.items()}
+        # An image's newest edit is its ``_local`` one (a waiting label it replaced may still be in ``_pending``).
+        labels = {i: waiting[0] for i, waiting in {**self._pending, **self._local}.items()}
         if not labels:
             return []
         return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing")
