@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QMessageBox, QProgressDialog
@@ -32,9 +32,12 @@ class ClosingLabels(QObject):
 
     QUICK_S = 0.5  # labels on their way usually land in milliseconds: waited for here, no dialog
 
-    def __init__(self, window: QWidget, review: ReviewController, interactive: bool) -> None:
+    def __init__(self, window: QWidget, review: ReviewController, interactive: bool,
+                 questions: list[Callable[[], str | None]] | None = None) -> None:
         super().__init__(window)
         self.window, self.review, self.interactive = window, review, interactive
+        self.questions = questions if questions is not None else []  # what closing would stop (asked first)
+        self._asked = False
         self.dialog: QProgressDialog | None = None
         self._running = False
         self._done = False
@@ -48,6 +51,9 @@ class ClosingLabels(QObject):
             return True
         if self._running:
             return False
+        if not self._asked and not self._confirmed():
+            return False
+        self._asked = True
         self.review.wait_for_writes(self.QUICK_S)
         if self.review.writes_idle() and not self.review.pending():
             self._done = True
@@ -69,6 +75,25 @@ class ClosingLabels(QObject):
             except OSError as exc:
                 log.warning("could not remove %s: %s (replaying it is harmless)", path, exc)
         self._copies = []
+
+    def _confirmed(self) -> bool:
+        """Work closing would stop (a retraining) is said and the person decides; without a person (tests,
+        scripts, a termination signal in a headless run) the station closes."""
+        said = []
+        for question in self.questions:
+            try:
+                text = question()
+            except Exception as exc:  # noqa: BLE001 - a broken question must not keep the station open; logged
+                log.warning("close question failed: %s", exc)
+                continue
+            if text:
+                said.append(text)
+        if not said or not self.interactive:
+            return True
+        return QMessageBox.question(
+            self.window, "Close the station?", "\n\n".join(said) + "\n\nClose the station anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes
 
     def _show(self) -> None:
         n = len(self.review.pending()) or 1
@@ -118,6 +143,7 @@ class ClosingLabels(QObject):
                 QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Discard)
             if answer != QMessageBox.StandardButton.Discard:
                 self._running = False
+                self._asked = False  # the next close asks again about what it would stop
                 self.review.cancel_close()
                 return False
             log.error("closing without %d label(s): %s", len(self.review.pending()), exc)

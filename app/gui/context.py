@@ -33,6 +33,9 @@ class StationContext:
     interactive: bool = True          # False in tests/screenshots: no modal message boxes
     extensions: list[Callable[[Any], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # What closing the station would stop (asked before it closes): each answers a sentence, or None when
+    # nothing of it runs (the Models dialog: a retraining in progress).
+    close_questions: list[Callable[[], str | None]] = field(default_factory=list)
 
     def extend_window(self, window) -> None:
         """Let optional parts (jobs panel, export, settings) add their docks and menu entries."""

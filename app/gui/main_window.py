@@ -85,7 +85,7 @@ class MainWindow(QMainWindow):
         self.classes_dialog: ClassesDialog | None = None
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
-        self.closing = ClosingLabels(self, self.review, ctx.interactive)
+        self.closing = ClosingLabels(self, self.review, ctx.interactive, ctx.close_questions)
         self.actions = build_actions(self, self.review.undo_stack)
         self.thumbs = ThumbnailCache(size=120, parent=self)
         self.gallery_model = GalleryModel(self)

@@ -457,5 +457,11 @@ def install(window) -> None:
         if dlg is not None:
             dlg.runner.stop()
             dlg.calls.close()        # a late answer finds no widgets to fill
+    def retraining_question() -> str | None:
+        dlg = window.models_dialog
+        if dlg is None or not dlg.runner.running:
+            return None
+        return "A retraining is running; closing the station cancels it (nothing of it is kept)."
     action.triggered.connect(run)
     window.ctx.closers.append(stop_retraining)
+    window.ctx.close_questions.append(retraining_question)

@@ -309,7 +309,7 @@ def test_closing_a_non_interactive_dialog_cancels_the_retraining(qtbot, catalog,
 
 
 def test_menu_entry_opens_the_dialog_beside_the_window_and_closing_the_station_ends_a_retraining(
-        qtbot, service, db, db_url, fake_retrain) -> None:
+        qtbot, service, db, db_url, fake_retrain, monkeypatch) -> None:
     from app.gui.context import StationContext
     from app.gui.extensions import default_extensions
     from app.gui.main_window import MainWindow
@@ -339,7 +339,16 @@ def test_menu_entry_opens_the_dialog_beside_the_window_and_closing_the_station_e
     dlg.retrain()
     qtbot.waitUntil(lambda: dlg.bar.value() > 0, timeout=20000)
     pid = dlg.runner.pid()
-    win.close()                                                  # the station closes: no orphan process
+    # Closing the station would cancel the retraining: a person is asked first (it was cancelled unasked).
+    from app.gui import closing
+    asked: list[str] = []
+    answers = [closing.QMessageBox.StandardButton.No, closing.QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(closing.QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or answers.pop(0))
+    win.closing.interactive = True
+    win.close()                                                  # "No": the station stays, the retraining runs
+    assert win.isVisible() and dlg.runner.running and "A retraining is running" in asked[0]
+    win.close()                                                  # "Yes": the station closes, no orphan process
+    assert len(asked) == 2 and not win.isVisible()
     assert not dlg.runner.running and gone(pid)
 
 
