@@ -182,6 +182,21 @@ def test_retrained_version_shows_its_parent_and_own_metrics(db, tmp_path: Path) 
     assert catalog.row(row.id) == row
 
 
+def test_a_retrained_version_is_summed_up_by_its_comparison_on_the_reviewed_held_out_images(db, tmp_path) -> None:
+    """Seen under Xvfb: a retrained segmenter's row read "held-out IoU 0.980 (1 image)" (the trainer's tenth of
+    its training share) while its comparison with the champion said 0.906 on 3 reviewed images it never saw."""
+    catalog = ModelCatalog(db)
+    parent = next(r for r in catalog.rows("segmenter") if r.bundled)
+    d = make_model_dir(tmp_path / "seg3", "segmenter", "mim_istd")
+    compared = {"held_out_images": 3, "new": {"iou": 0.9056, "pd": 1.0, "fa": 0.0},
+                "parent": {"iou": 1.0, "pd": 1.0, "fa": 0.0}, "parent_name": parent.name}
+    db.model_versions.register("segmenter", "seg-retrained", str(d), parent_id=parent.id,
+                               metrics={"held_out": {"iou": 0.98, "pd": 1.0, "fa": 0.0, "images": 1}},
+                               card={"retraining": {"held_out_comparison": compared}})
+    row = next(r for r in catalog.rows("segmenter") if r.name == "seg-retrained")
+    assert row.summary == "reviewed held-out IoU 0.906 · Pd 1.000 · Fa 0.000 (3 images)"
+
+
 def test_a_bundled_row_registered_before_its_card_said_what_new_data_gets_reads_it_from_disk(db) -> None:
     from app.services.prelabel import bundled_model_dir, read_card
     seg = bundled_model_dir("segmenter", "segmenter-sirst")
