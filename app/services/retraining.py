@@ -209,7 +209,13 @@ def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[s
         args += ["--init", str(pdir), "--preset", str(card.get("preset", "cpu")), "--lr", "1e-3", "--target-prob", "0.5"]
         if inner:
             args += ["--inner", str(inner)]
-        start = f"fine-tuned from {parent.name} (its main network; ensemble members and verifier are not retrained)"
+        left = [what for what, has in (("ensemble members", bool(card.get("ensemble"))),
+                                       ("target verifier", bool(card.get("verifier")) or (pdir / "verifier").is_dir()))
+                if has]
+        # Said only for a start point that has them (seen under Xvfb: said of segmenter-sirst-v3, which has neither).
+        start = (f"fine-tuned from {parent.name}"
+                 + (f" (its main network; its {' and '.join(left)} {'are' if len(left) > 1 else 'is'} not retrained)"
+                    if left else ""))
     held_out = len(_stems(root / "val.txt"))
     return args, start, {"frames": len(frames), "with_targets": with_targets, "held_out": held_out}, []
 

@@ -129,6 +129,15 @@ def test_segmenter_plan_counts_frames_with_masks(station, tmp_path: Path) -> Non
     assert plan.data == {"frames": 12, "with_targets": 6, "held_out": len(val)} and 0 < len(val) < 12
     assert plan.model_dir == tmp_path / "out" / "final" and plan.comparable
     assert "--init" in plan.train_args  # the bundled segmenter is registered and fine-tuned
+    active = db.model_versions.active("segmenter")
+    # What is not retrained is said only of a start point that has it (the default bundle has no ensemble, no verifier).
+    assert plan.start == f"fine-tuned from {active.name}"
+    from app.services.prelabel import bundled_model_dir
+    db.model_versions.register("segmenter", "segmenter-sirst", str(bundled_model_dir("segmenter", "segmenter-sirst")),
+                               activate=True)
+    old = plan_retraining(db, "segmenter", tmp_path / "s3.work", tmp_path / "out3")
+    assert old.start == "fine-tuned from segmenter-sirst (its main network; its target verifier is not retrained)"
+    db.model_versions.activate(active.id)
     scratch = plan_retraining(db, "segmenter", tmp_path / "s2.work", tmp_path / "out2", from_scratch=True)
     assert "--init" not in scratch.train_args and scratch.comparable  # the parent is still scored on the same frames
 
