@@ -45,6 +45,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # a 128 crop a quarter of it) at the adopted schedule's pixels and optimiser steps: batch 4, 36 epochs
     # (36 x 192² ≈ 80 x 128², 4 x 192² ≈ 8 x 128² a step)
     "ctx192": {"inner": "mamba", "augment": False, "clutter_prob": 0.25, "crop": 192, "batch_size": 4, "epochs": 36},
+    # session 27 (segmenter-context2phase.md): the adopted recipe's first 62 epochs, then 8 on crops of 192 px
+    # (batch 4) from its weights: the adopted pixels and steps (62 x 128² + 8 x 192² ≈ 80 x 128²)
+    "ctx2phase": {"inner": "mamba", "augment": False, "clutter_prob": 0.25, "epochs": 62, "fine_tune_epochs": 8,
+                  "fine_tune_lr": 1e-3, "fine_tune_crop": 192, "fine_tune_batch_size": 4},
 }
 
 

@@ -93,6 +93,12 @@ class TrainOptions:
     # network trained from scratch; 0 here keeps a caller's recorded recipe as it was.
     fine_tune_epochs: int = 0
     fine_tune_lr: float = 1e-3
+    # The second phase's crop side and batch (0: the first phase's). Session 27 (segmenter-context192.md): crops of
+    # 192 px cut new-scene false alarms by a quarter but, at the same pixels, centred each target in half as many
+    # crops and lost detections; a short phase on large crops after the adopted schedule is measured in
+    # segmenter-context2phase.md.
+    fine_tune_crop: int = 0
+    fine_tune_batch_size: int = 0
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -268,14 +274,16 @@ def train(opts: TrainOptions) -> Path:
     if not (opts.resume and (first / "card.json").is_file()):
         first = _train_phase(dataclasses.replace(opts, out=str(first_out), fine_tune_epochs=0, verifier=False))
     final = _train_phase(dataclasses.replace(opts, init=str(first), epochs=opts.fine_tune_epochs, lr=opts.fine_tune_lr,
-                                             fine_tune_epochs=0))
+                                             fine_tune_epochs=0, crop=opts.fine_tune_crop or opts.crop,
+                                             batch_size=opts.fine_tune_batch_size or opts.batch_size))
     from inference.checkpoints import read_json, save_card
 
     card = read_json(final / "card.json")
     card["training"] = training_record(opts)
     card["training_phases"] = [
         {"phase": 1, "epochs": opts.epochs, "lr": opts.lr, "init": opts.init, "out": str(first_out)},
-        {"phase": 2, "epochs": opts.fine_tune_epochs, "lr": opts.fine_tune_lr, "init": "phase 1's final weights"}]
+        {"phase": 2, "epochs": opts.fine_tune_epochs, "lr": opts.fine_tune_lr, "init": "phase 1's final weights",
+         "crop": opts.fine_tune_crop or opts.crop, "batch_size": opts.fine_tune_batch_size or opts.batch_size}]
     save_card(final, card)
     return final
 

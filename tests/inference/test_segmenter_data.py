@@ -334,3 +334,19 @@ def test_evaluate_reports_progress_per_frame(tmp_path):
     assert result["images"] == 4
     assert [(d, t) for _, d, t in heard] == [(i, 4) for i in range(5)]
     assert {task for task, _, _ in heard} == {"evaluate segmenter"}
+
+
+def test_the_second_phase_can_train_on_larger_crops(tmp_path):
+    """Session 27 (segmenter-context2phase.md): ``fine_tune_crop`` / ``fine_tune_batch_size`` give the second phase
+    its own crop side and batch; 0 keeps the first phase's."""
+    from inference.training.segmenter_train import TrainOptions, train
+
+    root = write_tree(tmp_path / "d", n=8)
+    final = train(TrainOptions(data=str(root), out=str(tmp_path / "o"), preset="test_tiny", epochs=1, batch_size=2,
+                               crop=32, fine_tune_epochs=1, fine_tune_crop=48, fine_tune_batch_size=1, quiet=True,
+                               threads=1, held_out_fraction=0.0))
+    card = json.loads((final / "card.json").read_text())
+    assert [(p.get("crop"), p.get("batch_size")) for p in card["training_phases"]][1] == (48, 1)
+    phase1 = json.loads((tmp_path / "o" / "phase1" / "final" / "card.json").read_text())
+    assert (phase1["training"]["crop"], phase1["training"]["batch_size"]) == (32, 2)
+    assert (card["training"]["fine_tune_crop"], card["training"]["fine_tune_batch_size"]) == (48, 1)
