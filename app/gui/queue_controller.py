@@ -74,6 +74,9 @@ class QueueController(QObject):
         # moved a state, is dropped.
         self._tally = DecodePool(1, 1, "queue-state-counts")
         self._tally_gen = 0
+        # ids of guessed moves (edits on their way) not settled yet: no recount replaces the counts meanwhile
+        self._guesses_out: set[int] = set()
+        self._guessed: set[int] = set()  # ids of the guesses shown in the counts (settle takes back only those)
         # The check after saves: one recount at most every RECOUNT_MS, however many saves.
         self._recount = QTimer(self)
         self._recount.setSingleShot(True)
@@ -94,6 +97,8 @@ class QueueController(QObject):
         same_folder = flt.folder_id == self.filter.folder_id and bool(self._counts)
         if flt.folder_id != self.filter.folder_id and self._counts:
             self._emit_counts({})  # the other folder's counts are not this one's: none until they come
+            self._guesses_out.clear()  # their edits moved the other folder's counts
+            self._guessed.clear()
         self.filter = flt
         self.refresh(recount=not same_folder)
 
@@ -291,9 +296,11 @@ class QueueController(QObject):
             return  # counted for a folder no longer shown
         if isinstance(counts, str):
             self.failed.emit(f"Cannot count the review states: {counts}")
-        elif gen != self._tally_gen:
+        elif gen != self._tally_gen or self._guesses_out:
+            # Also while edits are on their way: a count read before they land lacks them, and their answers would
+            # take back guesses it does not hold (found by test_loop: "accepted 0" after an Accept, 1 CI run).
             # A save since may or may not be in them: count again (at once while none are shown).
-            self.recount_soon() if self._counts else self.update_counts()
+            self.recount_soon() if self._counts or self._guesses_out else self.update_counts()
         else:
             self._emit_counts(counts)
 
@@ -328,18 +335,23 @@ class QueueController(QObject):
         answer. No recount here: one read before the write lands would undo the move."""
         if guess.moves(self.filter.folder_id):
             self._tally_gen += 1  # a recount on its way was read before this edit
+            self._guesses_out.add(id(guess))
             if self._counts:
+                self._guessed.add(id(guess))
                 self._emit_counts(guess.applied(self._counts, self.filter.folder_id))
 
     def settle(self, guess: StateMove, real: StateMove | None) -> None:
         """The answer for a guessed move: the guess taken back, the stored move (None: not saved, or
         not known) applied, and a recount as the check."""
         self._tally_gen += 1
+        self._guesses_out.discard(id(guess))
+        shown = id(guess) in self._guessed  # a guess made while the counts were not known was never shown
+        self._guessed.discard(id(guess))
         if self._counts:
             # Not ``applied``: guesses of one image chained on each other are taken back in the order made, and a
             # count floored at 0 on the way would not come back.
             counts = dict(self._counts)
-            for move, sign in ((guess, -1), (real, 1)):
+            for move, sign in ((guess if shown else None, -1), (real, 1)):
                 if move is not None and move.moves(self.filter.folder_id):
                     counts[move.before] = counts.get(move.before, 0) - sign
                     counts[move.after] = counts.get(move.after, 0) + sign

@@ -787,3 +787,23 @@ def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder,
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     assert [h.review_state for h in service.history(image_id)] == ["corrected", "rejected"]
     assert service.detail(image_id).label.class_name == "scratches"
+
+
+def test_a_guess_made_before_the_counts_came_is_not_taken_back_from_them(window, qtbot):
+    """Found by CI (test_loop, 1 run): "accepted 0" after an Accept. A guessed move made while the counts were not
+    known was taken back by its answer from counts that never held it; and a recount read while an edit was on its
+    way replaced the counts without it. Only guesses shown are taken back; recounts wait for the edits' answers."""
+    from app.services.review_types import StateMove
+    q = window.queue
+    qtbot.waitUntil(q.counts_known, timeout=10000)
+    known = dict(q._counts)
+    folder = window.current_folder
+    move = StateMove(window.review.image_id, folder, "unreviewed", "accepted")
+    q._emit_counts({})
+    q.apply_guess(move)                  # not shown: no counts to move
+    q._on_counts((folder, q._tally_gen), known)   # a recount read before the save landed: not taken
+    assert q._counts == {}
+    q._emit_counts(known)
+    q.settle(move, move)                 # stored: the move counts once
+    assert q._counts["accepted"] == known.get("accepted", 0) + 1
+    assert q._counts["unreviewed"] == known["unreviewed"] - 1
