@@ -449,6 +449,9 @@ class ReviewController(QObject):
                 continue
             seen = self._seen.get(image_id)
             local = self.unsaved(image_id)  # this window's edit on its way or waiting: the label to start from
+            if (local is None and seen is not None and seen > detail.label.revision and self._shows(image_id)
+                    and self.label is not None and self.label.revision == seen):
+                local = self.label  # the open image, saved by this window while the selection was read: its label
             if local is None and seen is not None and seen > detail.label.revision:
                 moved += 1  # this window saved it again while the selection was read: that read is behind
                 continue

@@ -63,6 +63,51 @@ def test_bulk_accept_keeps_each_images_own_correction(service, db, folder, artif
     win.close()
 
 
+def test_bulk_accept_read_before_the_open_images_save_landed_still_accepts_it(service, db, folder, artifacts, qtbot,
+                                                                              monkeypatch):
+    """Found by a fresh-clone CI run (the test above, 1 run): the selection was read before the open image's class
+    change landed, and that answer was handled after it — the image was left out as "changed meanwhile" and stayed
+    corrected. The open image's own stored label is the one to accept. Here that order is made certain."""
+    import time
+
+    from PySide6.QtCore import QTimer
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    corrected = win.review.image_id
+    wait_saved(win, qtbot)
+    mine = next(c for c in CLASSES if c != service.detail(corrected).prediction.predicted_class)
+    real_save = service.save
+    read_done = []
+
+    def save_after_the_read(*a, **k):  # the class change lands only after the selection was read
+        t0 = time.monotonic()
+        while not read_done and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        return real_save(*a, **k)
+    real_detail = service.detail
+
+    def detail_then_mark(image_id):
+        out = real_detail(image_id)
+        read_done.append(image_id)
+        return out
+    monkeypatch.setattr(service, "save", save_after_the_read)
+    monkeypatch.setattr(service, "detail", detail_then_mark)
+    decide = win.review._decide_read
+    monkeypatch.setattr(win.review, "_decide_read",  # the read's answer is handled after the save's
+                        lambda rows, decision: QTimer.singleShot(800, lambda: decide(rows, decision)))
+    win.review.set_class(mine)
+    sel = win.gallery.selectionModel()
+    for row in (1, 2):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
+    label = service.detail(corrected).label
+    assert (label.class_name, label.review_state) == (mine, "accepted")
+    win.close()
+
+
 def test_undo_and_redo_select_the_changed_image_alone(window, service, qtbot):
     win = window
     first = win.review.image_id
