@@ -735,10 +735,7 @@ class ReviewController(QObject):
         if not self.wait_for_writes():
             # Writes still on their way (a server gone): their labels wait with the others, so that none is
             # lost if the window closes now (one that lands later makes this try a conflict, kept in a file).
-            for image_id, waiting in self._local.items():
-                if image_id not in self._pending:
-                    self._pending[image_id] = waiting
-                    self._pending_seq[image_id] = self._newest.get(image_id, 0)
+            self._adopt_on_the_way()
         self._flushed(self._flush_work(self._waiting_tries(), None if patient else self.WRITE_WAIT_S, chain=False))
         return not self._pending
 
@@ -848,6 +845,13 @@ class ReviewController(QObject):
     def pending(self) -> dict[int, tuple[LabelState, str, str | None]]:
         return dict(self._pending)
 
+    def _adopt_on_the_way(self) -> None:
+        """Labels still on their way join the waiting ones (the window closes without their answer)."""
+        for image_id, waiting in self._local.items():
+            if image_id not in self._pending:
+                self._pending[image_id] = waiting
+                self._pending_seq[image_id] = self._newest.get(image_id, 0)
+
     def keep_safe(self) -> list:
         """The window starts closing with labels waiting or on their way: a copy of each goes to a recovery
         file now (``ReviewService.recovery_files``), without changing what is retried; the caller removes
@@ -863,10 +867,7 @@ class ReviewController(QObject):
         those still on their way (closing without waiting for their answer: one that lands after all makes its
         file a no-op at the next start, ``ReviewService.recover``)."""
         if on_the_way:
-            for image_id, waiting in self._local.items():
-                if image_id not in self._pending:
-                    self._pending[image_id] = waiting
-                    self._pending_seq[image_id] = self._newest.get(image_id, 0)
+            self._adopt_on_the_way()
         if not self._pending:
             return None
         return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},

@@ -516,7 +516,7 @@ class ReviewService:
         theirs unseen before); one the database already holds (the save landed after the file was written)
         is done. Files of another database are left alone."""
         root = folder or recovery_dir()
-        out = Recovered()
+        saved, aside = 0, 0
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -536,20 +536,19 @@ class ReviewService:
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
                     if current is None or not _label_from_revision(current).same_content(st):
-                        aside = root / CONFLICTS
-                        aside.mkdir(parents=True, exist_ok=True)
+                        (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
                         for path in (meta_path, meta_path.with_suffix(".npz")):
                             if path.exists():
-                                path.replace(aside / path.name)
-                        out = replace(out, kept_aside=out.kept_aside + 1, aside=str(aside))
+                                path.replace(root / CONFLICTS / path.name)
+                        aside += 1
                         continue
-                out = replace(out, saved=out.saved + 1)
+                saved += 1
             except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
             meta_path.unlink(missing_ok=True)
             meta_path.with_suffix(".npz").unlink(missing_ok=True)
-        return out
+        return Recovered(saved, aside, str(root / CONFLICTS) if aside else None)
 
 
 @dataclass(frozen=True)
