@@ -49,6 +49,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # (batch 4) from its weights: the adopted pixels and steps (62 x 128² + 8 x 192² ≈ 80 x 128²)
     "ctx2phase": {"inner": "mamba", "augment": False, "clutter_prob": 0.25, "epochs": 62, "fine_tune_epochs": 8,
                   "fine_tune_lr": 1e-3, "fine_tune_crop": 192, "fine_tune_batch_size": 4},
+    # session 28 (segmenter-paste.md): the adopted recipe, and half its crops get one more training target pasted in
+    # (segmenter_data.target_patches: a target's signal over its painted-out background, scaled by 0.7-1.2)
+    "paste": {"inner": "mamba", "augment": False, "clutter_prob": 0.25, "paste_prob": 0.5},
 }
 
 

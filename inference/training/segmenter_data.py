@@ -142,6 +142,43 @@ def clutter_points(frame: Frame, kernel: int = 15, quantile: float = 0.999, marg
 
 
 @dataclass(frozen=True)
+class TargetPatch:
+    """One training target lifted off its frame: what it adds to its local background, and its pixels."""
+
+    signal: np.ndarray  # float32 (c, h, w): the frame minus its background with the target painted out
+    mask: np.ndarray  # bool (h, w): the target's pixels
+
+
+def target_patches(frames: list[Frame], margin: int = 3) -> list[TargetPatch]:
+    """Every connected target of ``frames`` as a ``TargetPatch`` (for ``CropSampler``'s pasting).
+
+    A target's signal is its frame minus the same frame with every target painted out (OpenCV's
+    Navier-Stokes inpainting from the surrounding pixels, a ``margin``-pixel ring included; its Telea
+    method gives noise of the target's own size on float images), cut to the target and
+    one pixel around it: what an infrared target adds to whatever lies behind it. Radiance adds, so
+    the signal can be added to another scene's background and still look like a target there.
+    """
+    out: list[TargetPatch] = []
+    ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1,) * 2)
+    for frame in frames:
+        if not frame.mask.any():
+            continue
+        hole = cv2.dilate(frame.mask.astype(np.uint8), ring)
+        background = np.stack([cv2.inpaint(np.ascontiguousarray(ch, dtype=np.float32), hole, margin,
+                                           cv2.INPAINT_NS) for ch in frame.image])
+        signal = (frame.image - background).astype(np.float32)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(frame.mask.astype(np.uint8), connectivity=8)
+        h, w = frame.mask.shape
+        for k in range(1, n):
+            x, y, bw, bh = (int(v) for v in stats[k, :4])
+            y0, x0, y1, x1 = max(0, y - margin), max(0, x - margin), min(h, y + bh + margin), min(w, x + bw + margin)
+            own = labels[y0:y1, x0:x1] == k
+            area = cv2.dilate(own.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # its edge, not the ring's noise
+            out.append(TargetPatch(np.where(area, signal[:, y0:y1, x0:x1], 0.0).astype(np.float32), own.copy()))
+    return out
+
+
+@dataclass(frozen=True)
 class SceneAugment:
     """What changes between infrared scenes and cameras, applied to standardised crops (each part with
     probability ``p``). Gain and offset of the whole frame cancel in the per-frame standardisation, so
@@ -205,19 +242,38 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndar
     return img, m
 
 
+def random_turn(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A (c, h, w) image and its (h, w) mask mirrored left-right, upside down and transposed, each with
+    probability one half (views, not copies): an infrared scene has no 'up'."""
+    if rng.random() < 0.5:
+        image, mask = image[:, :, ::-1], mask[:, ::-1]
+    if rng.random() < 0.5:
+        image, mask = image[:, ::-1, :], mask[::-1, :]
+    if rng.random() < 0.5:
+        image, mask = image.transpose(0, 2, 1), mask.T
+    return image, mask
+
+
 class CropSampler:
     """Random crops biased to hold a target, with flips and transposes (IR scenes have no 'up').
 
     With ``clutter_prob`` > 0, that share of crops is centred on a bright non-target blob
     (``clutter_points``): most false alarms are such blobs, and uniform crops rarely show them.
+    With ``paste_prob`` > 0, that share of crops (of every kind) gets one more target: a training
+    target's signal (``target_patches``), flipped or turned, scaled by a factor from ``paste_gain``
+    (more often fainter: faint targets are the ones new scenes lose; not so faint that a target
+    labelled in its own scene vanishes in a noisier one) and added at a random free
+    place, its pixels joining the mask — targets seen against backgrounds they were never on.
     """
 
     def __init__(self, frames: list[Frame], size: int, target_prob: float = 0.7, seed: int = 0,
-                 clutter_prob: float = 0.0, augment: bool = False) -> None:
+                 clutter_prob: float = 0.0, augment: bool = False, paste_prob: float = 0.0,
+                 paste_gain: tuple[float, float] = (0.7, 1.2)) -> None:
         if not frames:
             raise SegDataError("no training frames")
-        if not (0.0 <= target_prob <= 1.0 and 0.0 <= clutter_prob <= 1.0):
-            raise SegDataError(f"crop shares must lie in [0, 1] (target {target_prob}, clutter {clutter_prob})")
+        if not (0.0 <= target_prob <= 1.0 and 0.0 <= clutter_prob <= 1.0 and 0.0 <= paste_prob <= 1.0):
+            raise SegDataError(f"crop shares must lie in [0, 1] (target {target_prob}, clutter {clutter_prob}, "
+                               f"paste {paste_prob})")
         if target_prob + clutter_prob > 1.0 + 1e-9:
             raise SegDataError(f"target and clutter crop shares add up to more than 1 ({target_prob} + {clutter_prob})")
         self.frames = frames
@@ -228,6 +284,9 @@ class CropSampler:
         self.augment = SceneAugment() if augment else None
         self.targets = [np.argwhere(f.mask) for f in frames]
         self.clutter = [clutter_points(f) for f in frames] if clutter_prob > 0 else [np.zeros((0, 2), np.int64)] * len(frames)
+        self.paste_prob = paste_prob
+        self.paste_gain = paste_gain
+        self.patches = target_patches(frames) if paste_prob > 0 else []
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.rng.integers(len(self.frames), size=n)
@@ -263,13 +322,30 @@ class CropSampler:
             y0, x0 = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
         img = image[:, y0:y0 + s, x0:x0 + s]
         msk = mask[y0:y0 + s, x0:x0 + s]
-        if rng.random() < 0.5:
-            img, msk = img[:, :, ::-1], msk[:, ::-1]
-        if rng.random() < 0.5:
-            img, msk = img[:, ::-1, :], msk[::-1, :]
-        if rng.random() < 0.5:
-            img, msk = img.transpose(0, 2, 1), msk.T
+        if self.patches and rng.random() < self.paste_prob:
+            img, msk = self._paste(img, msk)
+        img, msk = random_turn(img, msk, rng)
         if self.augment is not None:
             img, msk = resize_pair(img, msk, self.size)
             img = self.augment(img, rng)
+        return img, msk
+
+    def _paste(self, img: np.ndarray, msk: np.ndarray, tries: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The crop with one more target added where it touches no target (unchanged when none fits)."""
+        rng = self.rng
+        patch = self.patches[rng.integers(len(self.patches))]
+        signal, own = random_turn(patch.signal, patch.mask, rng)
+        ph, pw = own.shape
+        s_h, s_w = msk.shape
+        if ph > s_h or pw > s_w:
+            return img, msk
+        taken = cv2.dilate(msk.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0 if msk.any() else None
+        for _ in range(tries):
+            y, x = int(rng.integers(0, s_h - ph + 1)), int(rng.integers(0, s_w - pw + 1))
+            if taken is not None and taken[y:y + ph, x:x + pw].any():
+                continue
+            img, msk = np.array(img, dtype=np.float32), np.array(msk, dtype=bool)
+            img[:, y:y + ph, x:x + pw] += signal * np.float32(rng.uniform(*self.paste_gain))
+            msk[y:y + ph, x:x + pw] |= own
+            return img, msk
         return img, msk

@@ -73,6 +73,9 @@ class TrainOptions:
     target_prob: float = 0.5
     clutter_prob: float = 0.25
     augment: bool = False  # scene/camera augmentation of crops (segmenter_data.SceneAugment): gamma, contrast, blur, noise, stripes, scale
+    # Share of crops that get one more training target pasted in (segmenter_data.CropSampler, target_patches):
+    # targets against backgrounds they were never on. Measured in benchmarks/results/segmenter-paste.md.
+    paste_prob: float = 0.0
     eval_every: int = 5
     seed: int = 0
     device: str = "auto"
@@ -306,7 +309,7 @@ def _train_phase(opts: TrainOptions) -> Path:
     if not fit:
         raise ValueError(f"{opts.data}: no usable training frames")
     sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed, clutter_prob=opts.clutter_prob,
-                          augment=opts.augment)
+                          augment=opts.augment, paste_prob=opts.paste_prob)
     largest, max_fraction = size_limit(fit)
 
     model = MiMISTD(cfg).to(device)

@@ -350,3 +350,37 @@ def test_the_second_phase_can_train_on_larger_crops(tmp_path):
     phase1 = json.loads((tmp_path / "o" / "phase1" / "final" / "card.json").read_text())
     assert (phase1["training"]["crop"], phase1["training"]["batch_size"]) == (32, 2)
     assert (card["training"]["fine_tune_crop"], card["training"]["fine_tune_batch_size"]) == (48, 1)
+
+
+def test_pasted_targets_carry_their_rise_over_the_background_and_join_the_mask():
+    """``paste_prob``: a training target's signal (its frame minus the frame with it painted out) is added
+    to a crop at a free place, and its pixels join the crop's mask; ``paste_prob=0`` draws the same crops
+    as before the option existed."""
+    from inference.training.segmenter_data import Frame, target_patches
+
+    rng = np.random.default_rng(0)
+    img = (0.05 * rng.standard_normal((1, 80, 80)) + np.linspace(0, 1, 80)[None, None, :]).astype(np.float32)
+    mask = np.zeros((80, 80), bool)
+    img[0, 30:33, 40:43] += 3.0  # one 3x3 target, 3 above a sloping background
+    mask[30:33, 40:43] = True
+    frame = Frame("f", img, mask)
+    (patch,) = target_patches([frame])
+    assert patch.mask.sum() == 9 and patch.signal.shape[1:] == patch.mask.shape
+    assert patch.signal[0][patch.mask].mean() == pytest.approx(3.0, abs=0.15)  # the rise, not the slope under it
+    assert abs(patch.signal[0][~patch.mask]).max() < 0.5  # nothing but its edge around it
+
+    empty = Frame("g", np.zeros((1, 40, 40), np.float32), np.zeros((40, 40), bool))
+    sampler = CropSampler([frame, empty], 32, target_prob=0.0, seed=0, paste_prob=1.0, paste_gain=(1.0, 1.0))
+    sampler.patches = [patch]
+    for _ in range(5):
+        crop, msk = sampler._crop(empty, sampler.targets[1], sampler.clutter[1])
+        assert msk.sum() == 9  # the pasted target is the crop's only one
+        assert crop[0][msk].mean() == pytest.approx(3.0, abs=0.15) and abs(crop[0][~msk]).max() < 0.5
+    assert not empty.mask.any() and not empty.image.any()  # the frames themselves are untouched
+
+    plain = CropSampler([frame], 32, target_prob=0.5, seed=4)
+    off = CropSampler([frame], 32, target_prob=0.5, seed=4, paste_prob=0.0)
+    a, b = plain.batch(4), off.batch(4)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(SegDataError, match=r"must lie in \[0, 1\]"):
+        CropSampler([frame], 32, paste_prob=1.5)
