@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
             for bar in hashing:
                 bar.close()
         print(f"indexed {report.files} images in {report.root} ({len(report.added)} new, "
-              f"{len(report.changed)} changed, {report.missing} missing) in {report.seconds:.1f} s",
+              f"{len(report.changed)} changed, {report.missing} missing"
+              + (f", {len(report.moved)} moved or renamed with their labels" if report.moved else "")
+              + f") in {report.seconds:.1f} s",
               file=sys.stderr)
         if report.trace is not None:
             print(report.trace.summary(), file=sys.stderr)

@@ -52,6 +52,8 @@ class FolderFollower(QObject):
         if change.folder_id == w.current_folder:
             w.queue.refresh_in_background()  # keeps the shown image and the gallery's position
             w.queue.update_counts()
+            for image_id in change.moved_ids:  # the panel names the file on screen by its new path
+                w.review.reload_if_shown(image_id)
         auto = getattr(w, "auto_prelabel", None)
         if change.new_ids and auto is not None:  # of those, only images no active model has seen are queued
             auto.folder_opened(change.folder_id, change.new_ids)

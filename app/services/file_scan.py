@@ -15,7 +15,7 @@ import hashlib
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, MutableMapping
 
@@ -54,6 +54,9 @@ class ScanPlan:
     unchanged: int                    # how many: nothing to write for them
     gone: tuple[str, ...]             # rows whose file has gone (not marked missing yet)
     restored: tuple[FoundFile, ...] = ()  # unchanged files whose rows were marked missing
+    # content hash -> the one row not seen on disk (gone now or missing before) with those bytes; a hash
+    # two such rows share is left out (which row a new file with those bytes is cannot be told)
+    vanished: dict[str, str] = field(default_factory=dict)
 
 
 def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
@@ -85,8 +88,10 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
 
 def plan_changes(found: Iterable[FoundFile], known: MutableMapping[str, KnownFile]) -> ScanPlan:
     """Split the files on disk into new / changed / unchanged (size and mtime equal, only
-    counted) / restored (unchanged, but marked missing) / gone. ``known`` is consumed as the
-    files stream past (what is left at the end is what has gone): no second copy of the folder."""
+    counted) / restored (unchanged, but marked missing) / gone, and index the rows not seen by
+    their bytes (``vanished``: a new file with the same bytes was moved or renamed). ``known`` is
+    consumed as the files stream past (what is left at the end is what has gone): no second copy
+    of the folder."""
     new, changed, restored, unchanged = [], [], [], 0
     for entry in found:
         old = known.pop(entry.rel_path, None)
@@ -100,7 +105,12 @@ def plan_changes(found: Iterable[FoundFile], known: MutableMapping[str, KnownFil
         else:
             changed.append(entry)
     gone = tuple(sorted(p for p, k in known.items() if not k.missing))
-    return ScanPlan(tuple(new), tuple(changed), unchanged, gone, tuple(restored))
+    by_hash: dict[str, str | None] = {}
+    for p, k in known.items():
+        if k.content_hash:
+            by_hash[k.content_hash] = None if k.content_hash in by_hash else p
+    vanished = {h: p for h, p in by_hash.items() if p is not None}
+    return ScanPlan(tuple(new), tuple(changed), unchanged, gone, tuple(restored), vanished)
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:

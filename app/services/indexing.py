@@ -2,7 +2,10 @@
 
 Re-adding a folder hashes only files that are new or whose size or modification time changed;
 the database keeps rows for files that disappeared (marked missing, labels kept) and drops
-predictions of files whose content changed (``ImageRepository.sync``).
+predictions of files whose content changed (``ImageRepository.sync``). A new file with the bytes of
+one row whose file has gone (now or earlier) was moved or renamed inside the folder: that row
+follows it (``ImageRepository.move``), so an inspector's labels stay on the image, not on a
+missing row beside a new unreviewed one.
 
 A folder can hold a million files (issue 22, ADR 0024), so the index streams: unchanged files
 are only stat'ed and counted (re-opening an unchanged folder writes nothing), and new or
@@ -52,6 +55,7 @@ class IndexReport:
     seconds: float
     trace: TraceReport | None = None  # serial/lot/station read by the project's trace rule (None: no rule)
     restored: int = 0   # rows whose file came back after it had gone (unchanged: their flag cleared)
+    moved: tuple[int, ...] = ()  # rows whose file was moved or renamed in the folder (same bytes): they followed it
 
 
 FIRST_BATCH = 256  # one gallery page
@@ -93,12 +97,21 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     unreadable: list[str] = []
     added: list[int] = []
     changed: list[int] = []
+    # A new file with the bytes of a row whose file has gone was moved or renamed: the row follows it
+    # (labels, history and predictions kept) instead of a new unreviewed row beside a missing one.
+    vanished = plan.vanished
+    moves: list[tuple[str, FileEntry]] = []
+    moved: list[int] = []
 
     def write() -> None:
+        if moves:
+            moved.extend(db.images.move(info.id, moves))
+            moves.clear()
         result = db.images.sync(info.id, pending, complete=False)
         added.extend(result.added_ids)
         changed.extend(result.changed_ids)
         pending.clear()
+    new_files = set(plan.new) if vanished else frozenset()
     total = len(to_hash)
     on_done = (lambda done: progress(done, total, "hash")) if progress is not None else None
     for done, (entry, digest) in enumerate(hash_files(root, to_hash, on_done), 1):
@@ -106,6 +119,9 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
             unreadable.append(entry.rel_path)
             pending.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns,
                                      error="file could not be read while indexing"))
+        elif entry in new_files and digest in vanished:  # each vanished row follows one file at most
+            moves.append((vanished.pop(digest), FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns,
+                                                          content_hash=digest)))
         else:
             pending.append(FileEntry(entry.rel_path, entry.size_bytes, entry.mtime_ns, content_hash=digest))
         if stream and on_first is not None and done == first_batch:
@@ -114,11 +130,12 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         elif len(pending) >= CHUNK:
             write()
     write()  # also when nothing changed: the folder's indexed_at moves
-    missing = db.images.mark_missing(info.id, plan.gone)
+    missing = db.images.mark_missing(info.id, plan.gone)  # a moved row has its new path: not marked
     return IndexReport(trace=_trace(db, info.id),
         folder_id=info.id, root=str(root), files=files, added=tuple(sorted(added)),
         changed=tuple(sorted(changed)), unchanged=plan.unchanged, missing=missing,
         unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=len(plan.restored),
+        moved=tuple(sorted(moved)),
     )
 
 

@@ -41,18 +41,25 @@ class FolderChange:
     unreadable: int = 0  # files that could not be read while hashing
     seconds: float = 0.0  # how long the scan took (the window spaces its re-scans by it)
     new_ids: tuple[int, ...] = ()  # the added and changed images (what the window pre-labels)
+    moved_ids: tuple[int, ...] = ()  # images whose file was moved or renamed inside the folder: their rows followed
+
+    @property
+    def moved(self) -> int:
+        return len(self.moved_ids)
 
     @property
     def any(self) -> bool:
-        return bool(self.added or self.changed or self.restored or self.gone or self.unreadable)
+        return bool(self.added or self.changed or self.restored or self.gone or self.unreadable or self.moved)
 
     def summary(self) -> str:
         parts = [f"{n} {what}" for n, what in ((self.added, "new"), (self.changed, "changed"),
+                                               (self.moved, "moved or renamed"),
                                                (self.restored, "back"), (self.gone, "gone"),
                                                (self.unreadable, "unreadable")) if n]
         if not parts:
             return f"{self.name}: unchanged"
-        return f"{self.name}: {', '.join(parts)} image file(s) on disk"
+        kept = " (moved ones keep their labels)" if self.moved else ""
+        return f"{self.name}: {', '.join(parts)} image file(s) on disk{kept}"
 
 
 MISSING = "file is missing"  # a QueueItem's error when its file is gone (its row and labels are kept)

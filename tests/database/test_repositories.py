@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from database import (
     UNCHANGED,
@@ -288,3 +288,26 @@ def test_labels_chosen_by_label_next_are_counted_per_class(db: Database) -> None
     assert db.labels.chosen_by_label_next(folder) == {"dent": 1, "scratch": 1}
     with pytest.raises(ValueError):
         db.labels.append(ids[2], LabelChange(ReviewState.CORRECTED, source="guess"), "bob")
+
+
+def test_a_row_follows_its_file_to_a_new_path(db: Database) -> None:
+    """``ImageRepository.move`` (indexing finds a file moved or renamed inside its folder): the row keeps its
+    id, labels and predictions, takes the new path, size and time, is no longer missing, and the queue's
+    name key follows; a pair whose new path already has a row, or whose old row is gone, is skipped."""
+    folder_id, ids = _folder_with_images(db, 3)
+    mv = db.model_versions.register("classifier", "v1", "/ckpt/v1")
+    db.predictions.upsert_many([PredictionIn(ids[0], mv.id, predicted_class="ok", confidence=0.5)])
+    db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")
+    db.images.mark_missing(folder_id, ["img/00000.png"])
+    moved = db.images.move(folder_id, [("img/00000.png", FileEntry("lot/Ä-00000.png", 101, 7, content_hash="h0")),
+                                       ("img/00001.png", FileEntry("img/00002.png", 100, 7, content_hash="h1")),
+                                       ("img/nope.png", FileEntry("img/else.png", 1, 1, content_hash="x"))])
+    assert moved == [ids[0]]
+    img = db.images.get(ids[0])
+    assert (img.rel_path, img.size_bytes, img.mtime_ns, img.missing) == ("lot/Ä-00000.png", 101, 7, False)
+    assert db.labels.current(ids[0]).class_name == "scratch" and db.predictions.get(ids[0], mv.id) is not None
+    assert db.images.get(ids[1]).rel_path == "img/00001.png"
+    from database.models import Prediction
+    with db.session() as s:
+        key = s.scalar(select(Prediction.name_key).where(Prediction.image_id == ids[0]))
+        assert key == s.scalar(select(func.lower(Image.rel_path)).where(Image.id == ids[0]))  # the database's lower()

@@ -41,6 +41,18 @@ def station(tmp_path, monkeypatch):
     db.close()
 
 
+def _open_line(db, url: str, tmp_path, qtbot, images: int):
+    """A window on a folder ``line`` of ``images`` pictures (the real worker pre-labels it), its first image shown."""
+    good_images(tmp_path / "line", images)
+    win = build_window(db, StationSettings(reviewer="ann"), url, interactive=False,
+                       worker_args=("--batch-size", "2"))
+    qtbot.addWidget(win)
+    win.show()
+    win.open_folder(str(tmp_path / "line"))
+    wait_shown(win, qtbot)
+    return win
+
+
 def _predicted(db, folder_id: int) -> set[str]:
     from database.dto import ImageQuery
     return {im.rel_path for im in db.images.query(ImageQuery(folder_id=folder_id))
@@ -51,13 +63,8 @@ def test_files_a_line_writes_reach_the_queue_and_are_prelabelled_without_reopeni
                                                                                    monkeypatch):
     monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 300)
     db, url = station
-    good_images(tmp_path / "line", 4)
-    win = build_window(db, StationSettings(reviewer="ann"), url, interactive=False, worker_args=("--batch-size", "2"))
-    qtbot.addWidget(win)
-    win.show()
+    win = _open_line(db, url, tmp_path, qtbot, 4)
     try:
-        win.open_folder(str(tmp_path / "line"))
-        wait_shown(win, qtbot)
         folder_id = win.current_folder
         qtbot.waitUntil(lambda: len(_predicted(db, folder_id)) == 4, timeout=WORKER_MS)  # the automatic job
         win.queue.step(1)
@@ -86,5 +93,32 @@ def test_files_a_line_writes_reach_the_queue_and_are_prelabelled_without_reopeni
         qtbot.waitUntil(lambda: any("cannot be followed" in m for m in said), timeout=20_000)
         assert "folder not found" in next(m for m in said if "cannot be followed" in m)
         assert win.gallery_model.rowCount() == 5
+    finally:
+        win.close()
+
+
+def test_a_file_moved_or_renamed_under_review_keeps_its_label_and_the_panel_names_its_new_path(
+        station, tmp_path, qtbot, monkeypatch):
+    """Seen under Xvfb: a labelled image's file moved into a sub-folder had become a missing row beside a new,
+    unreviewed one (the label gone from the queue); now the row follows the bytes, the counts stay, and the
+    panel of the image on screen names the file where it now is."""
+    monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 300)
+    db, url = station
+    win = _open_line(db, url, tmp_path, qtbot, 3)
+    try:
+        shown = win.review.image_id
+        name = db.images.get(shown).rel_path
+        win.review.set_class("dark")
+        qtbot.waitUntil(lambda: db.labels.current(shown) is not None, timeout=10_000)
+        (tmp_path / "line" / "lot2").mkdir()
+        shutil.move(str(tmp_path / "line" / name), tmp_path / "line" / "lot2" / f"renamed_{name}")
+        qtbot.waitUntil(lambda: f"lot2/renamed_{name}" in win.label_panel.title.text(), timeout=20_000)
+        assert win.review.image_id == shown and win.review.detail.label.class_name == "dark"
+        qtbot.waitUntil(lambda: win.gallery_model.row_of(shown) is not None
+                        and win.gallery_model.item_at(win.gallery_model.row_of(shown)).rel_path == f"lot2/renamed_{name}",
+                        timeout=20_000)
+        assert win.gallery_model.rowCount() == 3
+        qtbot.waitUntil(lambda: win.queue.counts_known() and win.queue._counts.get("corrected") == 1
+                        and sum(win.queue._counts.values()) == 3, timeout=20_000)
     finally:
         win.close()

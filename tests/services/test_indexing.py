@@ -158,3 +158,60 @@ def test_a_rescan_of_an_open_folder_says_what_changed_and_writes_nothing_when_no
     shutil.rmtree(root)  # an unplugged drive
     with pytest.raises(ReviewError, match="folder not found"):
         svc.rescan_folder(folder_id)
+
+
+def test_a_moved_or_renamed_file_keeps_its_row_with_labels_history_and_predictions(db, tmp_path: Path) -> None:
+    """A file renamed, or moved into a sub-folder, had become a missing row (labels and all) beside a new
+    unreviewed one: the inspector's work vanished from the queue. The row now follows the bytes."""
+    import shutil
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.dto import LabelChange, PredictionIn
+    from database.states import ReviewState
+
+    root = tmp_path / "line"
+    (root / "lot7").mkdir(parents=True)
+    for name, v in (("a.png", 10), ("b.png", 20), ("c.png", 30), ("twin1.png", 40), ("twin2.png", 40)):
+        cv2.imwrite(str(root / name), np.full((6, 6), v, np.uint8))
+    first = index_folder(db, root)
+    ids = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=first.folder_id))}
+    db.labels.append(ids["a.png"], LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    db.labels.append(ids["a.png"], LabelChange(ReviewState.CORRECTED, class_name="dent"), "ann")
+    mv = db.model_versions.register("classifier", "v1", "/m", activate=True).id
+    db.predictions.upsert_many([PredictionIn(ids["a.png"], mv, predicted_class="dent", confidence=0.9)])
+
+    shutil.move(str(root / "a.png"), root / "lot7" / "A-renamed.png")  # moved and renamed
+    (root / "twin1.png").unlink()  # two rows with the same bytes: which one a new copy is cannot be told...
+    (root / "twin2.png").unlink()
+    cv2.imwrite(str(root / "twin3.png"), np.full((6, 6), 40, np.uint8))
+    svc = ReviewService(db, ReviewSettings(reviewer="tester"))
+    change = svc.rescan_folder(first.folder_id)
+    assert (change.moved, change.added, change.gone) == (1, 1, 2), change
+    assert change.summary() == "line: 1 new, 1 moved or renamed, 2 gone image file(s) on disk (moved ones keep their labels)"
+    assert change.moved_ids == (ids["a.png"],) and len(change.new_ids) == 1  # the moved one is not pre-labelled again
+
+    moved = db.images.get(ids["a.png"])
+    assert moved.rel_path == "lot7/A-renamed.png" and not moved.missing
+    assert [r.class_name for r in db.labels.history(moved.id)] == ["crack", "dent"]
+    assert db.predictions.get(moved.id, mv).predicted_class == "dent"
+    rows = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
+    assert len(rows) == 6 and {r.rel_path for r in rows if r.missing} == {"twin1.png", "twin2.png"}
+    assert db.images.by_path(first.folder_id, "twin3.png").review_state is ReviewState.UNREVIEWED  # ...so a new row
+    from database.review_queue import QueueQuery, queue_rows
+    by_name = queue_rows(db, QueueQuery(folder_id=first.folder_id, path_contains="renamed", classifier_id=mv))
+    assert [r.image_id for r in by_name] == [moved.id]  # the name search (SQLite's trigram index) follows
+    by_confidence = queue_rows(db, QueueQuery(folder_id=first.folder_id, sort="confidence", classifier_id=mv))
+    assert [r.rel_path for r in by_confidence][0] == "lot7/A-renamed.png"  # the prediction's copy of the name too
+    from sqlalchemy import select
+
+    from database.models import Prediction
+    with db.session() as s:
+        assert s.scalar(select(Prediction.name_key).where(Prediction.image_id == moved.id)) == "lot7/a-renamed.png"
+
+    # A file that had gone earlier (its row missing) and comes back under another name gets that row back.
+    shutil.move(str(root / "b.png"), tmp_path / "b.png")
+    assert index_folder(db, root).missing == 1
+    shutil.move(str(tmp_path / "b.png"), root / "lot7" / "b-again.png")
+    back = index_folder(db, root)
+    assert back.moved == (ids["b.png"],) and back.added == () and back.missing == 0
+    assert db.images.get(ids["b.png"]).rel_path == "lot7/b-again.png"
