@@ -41,6 +41,8 @@ class IndexResult:
     unchanged: int
     missing: int                  # rows whose file is gone (kept, with their labels)
     restored: int                 # rows whose file came back
+    # changed rows whose old and new bytes are both known and differ (not a file that could not be read)
+    content_changed_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,7 @@ class ImageRepository:
                     existing.update((r.rel_path, r) for r in s.execute(
                         select(*columns).where(Image.folder_id == folder_id, Image.rel_path.in_(part))))
             inserts, updates, changed, restored, unchanged = [], [], [], 0, 0
+            content_changed: list[int] = []
             seen: set[str] = set()
             for e in entries:
                 if e.rel_path in seen:
@@ -154,6 +155,8 @@ class ImageRepository:
                 updates.append({"id": old.id, **values})
                 if e.content_hash is None or old.content_hash != e.content_hash:
                     changed.append(old.id)
+                    if e.content_hash is not None and old.content_hash is not None:
+                        content_changed.append(old.id)
             if updates:
                 s.execute(update(Image), updates)
             for part in chunks(changed):
@@ -175,7 +178,8 @@ class ImageRepository:
                         s.execute(_FILL_NAMES, {"ids": list(new)})
             s.execute(update(Folder).where(Folder.id == folder_id).values(indexed_at=now))
             result = IndexResult(added_ids=tuple(added), changed_ids=tuple(sorted(changed)),
-                               unchanged=unchanged, missing=len(gone), restored=restored)
+                                 unchanged=unchanged, missing=len(gone), restored=restored,
+                                 content_changed_ids=tuple(sorted(content_changed)))
         if len(inserts) >= ANALYZE_AFTER:  # (without statistics a first paint took 15 s instead of 0.1)
             refresh_statistics(self.db, "images")
         return result

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"indexed {report.files} images in {report.root} ({len(report.added)} new, "
               f"{len(report.changed)} changed, {report.missing} missing"
               + (f", {len(report.moved)} moved or renamed with their labels" if report.moved else "")
+              + (f"; {len(report.set_aside)} reviewed image(s) whose file changed are unreviewed again, their labels "
+                 "kept in the history" if report.set_aside else "")
               + f") in {report.seconds:.1f} s",
               file=sys.stderr)
         if report.trace is not None:

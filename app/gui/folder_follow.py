@@ -50,10 +50,12 @@ class FolderFollower(QObject):
             return
         w = self.window
         if change.folder_id == w.current_folder:
+            for image_id in change.new_ids:  # a replaced file's thumbnail shows its new pixels
+                w.thumbs.invalidate(image_id)
             w.queue.refresh_in_background()  # keeps the shown image and the gallery's position
             w.queue.update_counts()
-            for image_id in change.moved_ids:  # the panel names the file on screen by its new path
-                w.review.reload_if_shown(image_id)
+            for image_id in (*change.moved_ids, *change.new_ids):  # the panel names the file on screen by its
+                w.review.reload_if_shown(image_id)              # new path; a replaced one shows its new pixels
         auto = getattr(w, "auto_prelabel", None)
         if change.new_ids and auto is not None:  # of those, only images no active model has seen are queued
             auto.folder_opened(change.folder_id, change.new_ids)

@@ -44,7 +44,9 @@ class ViewerController(QObject):
             self.viewer.editable = False
 
     def _on_detail(self, detail: ImageDetail) -> None:
-        same = self._detail is not None and self._detail.item.image_id == detail.item.image_id
+        # the same image, and the same bytes: a file the line replaced under its name is read again
+        same = (self._detail is not None and self._detail.item.image_id == detail.item.image_id
+                and self._detail.item.content_hash == detail.item.content_hash)
         self._detail = detail
         if same and self._shown_id == detail.item.image_id:
             self._apply_prediction()

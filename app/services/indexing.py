@@ -2,7 +2,8 @@
 
 Re-adding a folder hashes only files that are new or whose size or modification time changed;
 the database keeps rows for files that disappeared (marked missing, labels kept) and drops
-predictions of files whose content changed (``ImageRepository.sync``). A new file with the bytes of
+predictions of files whose content changed (``ImageRepository.sync``) and sets their labels aside
+into the history (``set_aside_labels``: the label described other pixels). A new file with the bytes of
 one row whose file has gone (now or earlier) was moved or renamed inside the folder: that row
 follows it (``ImageRepository.move``), so an inspector's labels stay on the image, not on a
 missing row beside a new unreviewed one.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from app.services.file_scan import FoundFile, KnownFile, hash_files, plan_changes, walk_images
 from app.services.trace import (
@@ -29,7 +30,9 @@ from app.services.trace import (
     apply_trace_rule,
     load_trace_rule,
 )
-from database.dto import FileEntry
+from database.dto import FileEntry, LabelChange
+from database.errors import StaleLabelError
+from database.states import ReviewState
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -56,6 +59,7 @@ class IndexReport:
     trace: TraceReport | None = None  # serial/lot/station read by the project's trace rule (None: no rule)
     restored: int = 0   # rows whose file came back after it had gone (unchanged: their flag cleared)
     moved: tuple[int, ...] = ()  # rows whose file was moved or renamed in the folder (same bytes): they followed it
+    set_aside: tuple[int, ...] = ()  # reviewed images whose bytes changed: their label moved into the history
 
 
 FIRST_BATCH = 256  # one gallery page
@@ -102,6 +106,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     vanished = plan.vanished
     moves: list[tuple[str, FileEntry]] = []
     moved: list[int] = []
+    content_changed: list[int] = []
 
     def write() -> None:
         if moves:
@@ -110,6 +115,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         result = db.images.sync(info.id, pending, complete=False)
         added.extend(result.added_ids)
         changed.extend(result.changed_ids)
+        content_changed.extend(result.content_changed_ids)
         pending.clear()
     new_files = set(plan.new) if vanished else frozenset()
     total = len(to_hash)
@@ -131,12 +137,42 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
             write()
     write()  # also when nothing changed: the folder's indexed_at moves
     missing = db.images.mark_missing(info.id, plan.gone)  # a moved row has its new path: not marked
+    set_aside = set_aside_labels(db, content_changed)
     return IndexReport(trace=_trace(db, info.id),
         folder_id=info.id, root=str(root), files=files, added=tuple(sorted(added)),
         changed=tuple(sorted(changed)), unchanged=plan.unchanged, missing=missing,
         unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=len(plan.restored),
-        moved=tuple(sorted(moved)),
+        moved=tuple(sorted(moved)), set_aside=set_aside,
     )
+
+
+CONTENT_CHANGED_NOTE = "the file's content changed on disk: the label given for its earlier content is kept in the history"
+INDEXER = "station"  # the author of those revisions: the station itself, not a person
+
+
+def set_aside_labels(db: "Database", image_ids: Sequence[int]) -> tuple[int, ...]:
+    """Images whose file now holds other bytes lose their label to the history: a revision back to
+    unreviewed, with no class, mask or verdict, says why. Why: a line that writes every part to the
+    same file name (or a file replaced by hand) left the earlier part's label on the new pixels — on
+    screen, in exports and in retraining — a label nobody gave. The earlier label stays one click away
+    (the history's restore). An image someone labels meanwhile (a newer revision than the one read)
+    is left as that person saved it. Returns the images set aside."""
+    if not image_ids:
+        return ()
+    done: list[int] = []
+    for image_id, current in sorted(db.labels.current_many(list(image_ids)).items()):
+        if ReviewState(current.review_state) is ReviewState.UNREVIEWED and not current.class_name \
+                and current.mask_png is None and current.anomaly_verdict is None:
+            continue  # nothing to set aside
+        try:
+            db.labels.append(image_id, LabelChange(ReviewState.UNREVIEWED, class_name=None, mask_png=None,
+                                                   anomaly_verdict=None, anomaly_mask_png=None, object_classes=None,
+                                                   note=CONTENT_CHANGED_NOTE),
+                             INDEXER, expected_revision=current.revision)
+        except StaleLabelError:
+            continue
+        done.append(image_id)
+    return tuple(done)
 
 
 def _trace(db: Database, folder_id: int) -> TraceReport | None:

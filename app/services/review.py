@@ -206,7 +206,8 @@ class ReviewService:
             raise ReviewError(str(exc)) from None
         return FolderChange(folder_id, f.name, len(report.added), len(report.changed), report.restored,
                             report.missing, len(report.unreadable), report.seconds,
-                            new_ids=tuple(sorted({*report.added, *report.changed})), moved_ids=report.moved)
+                            new_ids=tuple(sorted({*report.added, *report.changed})), moved_ids=report.moved,
+                            set_aside=len(report.set_aside))
 
     def _folder_info(self, folder_id: int) -> FolderInfo:
         f = self.db.folders.get(folder_id)

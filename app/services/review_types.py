@@ -42,6 +42,7 @@ class FolderChange:
     seconds: float = 0.0  # how long the scan took (the window spaces its re-scans by it)
     new_ids: tuple[int, ...] = ()  # the added and changed images (what the window pre-labels)
     moved_ids: tuple[int, ...] = ()  # images whose file was moved or renamed inside the folder: their rows followed
+    set_aside: int = 0   # of the changed ones, reviewed images whose label went into the history (other pixels now)
 
     @property
     def moved(self) -> int:
@@ -58,8 +59,10 @@ class FolderChange:
                                                (self.unreadable, "unreadable")) if n]
         if not parts:
             return f"{self.name}: unchanged"
-        kept = " (moved ones keep their labels)" if self.moved else ""
-        return f"{self.name}: {', '.join(parts)} image file(s) on disk{kept}"
+        notes = [n for n in ("moved ones keep their labels" if self.moved else "",
+                             f"{self.set_aside} changed one(s) back to unreviewed, their labels kept in the history"
+                             if self.set_aside else "") if n]
+        return f"{self.name}: {', '.join(parts)} image file(s) on disk" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 MISSING = "file is missing"  # a QueueItem's error when its file is gone (its row and labels are kept)

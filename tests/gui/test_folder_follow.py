@@ -53,6 +53,17 @@ def _open_line(db, url: str, tmp_path, qtbot, images: int):
     return win
 
 
+def _labelled_on_screen(db, url: str, tmp_path, qtbot, monkeypatch, images: int):
+    """``_open_line`` followed every 0.3 s, its first image labelled "dark" and saved: (window, image id, name)."""
+    monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 300)
+    win = _open_line(db, url, tmp_path, qtbot, images)
+    shown = win.review.image_id
+    qtbot.waitUntil(lambda: win.viewer._rgb is not None, timeout=10_000)
+    win.review.set_class("dark")
+    qtbot.waitUntil(lambda: db.labels.current(shown) is not None, timeout=10_000)
+    return win, shown, db.images.get(shown).rel_path
+
+
 def _predicted(db, folder_id: int) -> set[str]:
     from database.dto import ImageQuery
     return {im.rel_path for im in db.images.query(ImageQuery(folder_id=folder_id))
@@ -102,14 +113,9 @@ def test_a_file_moved_or_renamed_under_review_keeps_its_label_and_the_panel_name
     """Seen under Xvfb: a labelled image's file moved into a sub-folder had become a missing row beside a new,
     unreviewed one (the label gone from the queue); now the row follows the bytes, the counts stay, and the
     panel of the image on screen names the file where it now is."""
-    monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 300)
     db, url = station
-    win = _open_line(db, url, tmp_path, qtbot, 3)
+    win, shown, name = _labelled_on_screen(db, url, tmp_path, qtbot, monkeypatch, 3)
     try:
-        shown = win.review.image_id
-        name = db.images.get(shown).rel_path
-        win.review.set_class("dark")
-        qtbot.waitUntil(lambda: db.labels.current(shown) is not None, timeout=10_000)
         (tmp_path / "line" / "lot2").mkdir()
         shutil.move(str(tmp_path / "line" / name), tmp_path / "line" / "lot2" / f"renamed_{name}")
         qtbot.waitUntil(lambda: f"lot2/renamed_{name}" in win.label_panel.title.text(), timeout=20_000)
@@ -120,5 +126,23 @@ def test_a_file_moved_or_renamed_under_review_keeps_its_label_and_the_panel_name
         assert win.gallery_model.rowCount() == 3
         qtbot.waitUntil(lambda: win.queue.counts_known() and win.queue._counts.get("corrected") == 1
                         and sum(win.queue._counts.values()) == 3, timeout=20_000)
+    finally:
+        win.close()
+
+
+def test_a_labelled_file_replaced_under_review_shows_its_new_pixels_unreviewed(station, tmp_path, qtbot, monkeypatch):
+    """A line that writes every part to the same name: the window kept the earlier part's pixels, thumbnail and
+    label on screen. The new bytes are shown, the label went into the history (the panel says unreviewed)."""
+    import cv2
+    import numpy as np
+
+    db, url = station
+    win, shown, name = _labelled_on_screen(db, url, tmp_path, qtbot, monkeypatch, 2)
+    try:
+        assert cv2.imwrite(str(tmp_path / "line" / name), np.full((40, 24), 200, np.uint8))  # the next part
+        qtbot.waitUntil(lambda: win.viewer._rgb is not None and win.viewer._rgb.shape[:2] == (40, 24), timeout=20_000)
+        qtbot.waitUntil(lambda: ">UNREVIEWED<" in win.label_panel.state.text(), timeout=20_000)
+        assert win.review.image_id == shown and win.review.label.class_name is None and win.review.label.revision == 2
+        assert db.labels.history(shown)[0].class_name == "dark"
     finally:
         win.close()

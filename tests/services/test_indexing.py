@@ -215,3 +215,45 @@ def test_a_moved_or_renamed_file_keeps_its_row_with_labels_history_and_predictio
     back = index_folder(db, root)
     assert back.moved == (ids["b.png"],) and back.added == () and back.missing == 0
     assert db.images.get(ids["b.png"]).rel_path == "lot7/b-again.png"
+
+
+def test_a_reviewed_image_whose_file_now_holds_other_bytes_goes_back_to_unreviewed_its_label_in_history(
+        db, tmp_path: Path, monkeypatch) -> None:
+    """A line writing every part to the same name left the earlier part's label on the new pixels (on screen,
+    in exports, in retraining): the label now goes into the history, one click from being restored; a file
+    that merely could not be read keeps its label, and an image nobody labelled gets no revision."""
+    from app.services.indexing import CONTENT_CHANGED_NOTE, INDEXER
+    from database.dto import AnomalyVerdict, LabelChange
+    from database.states import ReviewState
+
+    root = tmp_path / "line"
+    root.mkdir()
+    for name, v in (("cam1.png", 10), ("cam2.png", 20), ("cam3.png", 30)):
+        cv2.imwrite(str(root / name), np.full((6, 6), v, np.uint8))
+    first = index_folder(db, root)
+    ids = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=first.folder_id))}
+    db.labels.append(ids["cam1.png"], LabelChange(ReviewState.CORRECTED, class_name="crack", mask_png=b"m",
+                                                  anomaly_verdict=AnomalyVerdict.ANOMALOUS), "ann")
+    db.labels.append(ids["cam3.png"], LabelChange(ReviewState.ACCEPTED, class_name="ok"), "ann")
+
+    def replace(name: str, value: int) -> None:
+        st = (root / name).stat()
+        cv2.imwrite(str(root / name), np.full((6, 6), value, np.uint8))
+        os.utime(root / name, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    replace("cam1.png", 11)
+    replace("cam2.png", 21)
+    replace("cam3.png", 31)
+    real = file_scan.hash_file
+    monkeypatch.setattr(file_scan, "hash_file",
+                        lambda p: (_ for _ in ()).throw(OSError("busy")) if Path(p).name == "cam3.png" else real(p))
+    report = index_folder(db, root)
+    assert set(report.changed) == set(ids.values()) and report.set_aside == (ids["cam1.png"],)
+    history = db.labels.history(ids["cam1.png"])
+    assert [r.review_state for r in history] == [ReviewState.CORRECTED, ReviewState.UNREVIEWED]
+    last = history[-1]
+    assert (last.class_name, last.mask_png, last.anomaly_verdict, last.author, last.note) == \
+        (None, None, None, INDEXER, CONTENT_CHANGED_NOTE)
+    assert history[0].class_name == "crack" and history[0].mask_png == b"m"  # kept, restorable
+    assert db.images.get(ids["cam1.png"]).review_state is ReviewState.UNREVIEWED
+    assert db.labels.history(ids["cam2.png"]) == []  # nothing to set aside
+    assert db.labels.current(ids["cam3.png"]).class_name == "ok"  # unreadable while indexing: not a new content
