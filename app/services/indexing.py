@@ -133,7 +133,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         if stream and on_first is not None and done == first_batch:
             write()
             on_first(info.id)
-        elif len(pending) >= CHUNK:
+        elif len(pending) + len(moves) >= CHUNK:
             write()
     write()  # also when nothing changed: the folder's indexed_at moves
     missing = db.images.mark_missing(info.id, plan.gone)  # a moved row has its new path: not marked

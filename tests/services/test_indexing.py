@@ -257,3 +257,23 @@ def test_a_reviewed_image_whose_file_now_holds_other_bytes_goes_back_to_unreview
     assert db.images.get(ids["cam1.png"]).review_state is ReviewState.UNREVIEWED
     assert db.labels.history(ids["cam2.png"]) == []  # nothing to set aside
     assert db.labels.current(ids["cam3.png"]).class_name == "ok"  # unreadable while indexing: not a new content
+
+
+def test_a_renamed_sub_folder_moves_its_rows_in_chunks(db, tmp_path: Path, monkeypatch) -> None:
+    """Renaming a lot's sub-folder moves every file in it: the moves are written in chunks, as new rows are."""
+    import app.services.indexing as indexing
+    root = tmp_path / "line"
+    (root / "lot1").mkdir(parents=True)
+    for i in range(5):
+        cv2.imwrite(str(root / "lot1" / f"p{i}.png"), np.full((4, 4), i, np.uint8))
+    first = index_folder(db, root)
+    written = []
+    real = db.images.move
+    monkeypatch.setattr(db.images, "move", lambda folder_id, moves: written.append(len(moves)) or real(folder_id, moves))
+    monkeypatch.setattr(indexing, "CHUNK", 2)
+    (root / "lot1").rename(root / "lot1-done")
+    report = index_folder(db, root)
+    assert sorted(report.moved) == sorted(first.added) and report.added == () and report.missing == 0
+    assert written == [2, 2, 1]
+    assert sorted(im.rel_path for im in db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))) \
+        == [f"lot1-done/p{i}.png" for i in range(5)]
