@@ -184,13 +184,14 @@ class ImageRepository:
             refresh_statistics(self.db, "images")
         return result
 
-    def move(self, folder_id: int, moves: Sequence[tuple[str, FileEntry]]) -> list[int]:
+    def move(self, folder_id: int, moves: Sequence[tuple[str, FileEntry]]) -> dict[str, int]:
         """Rows whose file was moved or renamed inside the folder follow it, in one transaction:
         ``(old path, entry at the new path)`` with the same bytes. The row keeps its id, labels,
         history and predictions (they describe the same pixels); its path, size and time change and
         it is no longer missing. A pair whose old row is gone, or whose new path has a row of its
-        own meanwhile, is skipped. Returns the ids moved."""
-        now, moved = utcnow(), []
+        own meanwhile, is skipped (its file is then a new row: the caller's). Returns new path -> id
+        of the rows moved."""
+        now, moved = utcnow(), {}
         with self.db.session(write=True) as s:
             for old_path, e in moves:
                 row_id = s.scalar(select(Image.id).where(Image.folder_id == folder_id, Image.rel_path == old_path))
@@ -202,7 +203,7 @@ class ImageRepository:
                 # the queue's name order reads the prediction's own copy of the lower-cased name
                 s.execute(update(Prediction).where(Prediction.image_id == row_id)
                           .values(name_key=select(func.lower(Image.rel_path)).where(Image.id == row_id).scalar_subquery()))
-                moved.append(row_id)
+                moved[e.rel_path] = row_id
         return moved
 
     def known_files(self, folder_id: int) -> dict[str, tuple[int, int, str | None, bool]]:

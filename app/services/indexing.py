@@ -110,7 +110,9 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
 
     def write() -> None:
         if moves:
-            moved.extend(db.images.move(info.id, moves))
+            followed = db.images.move(info.id, moves)
+            moved.extend(followed.values())
+            pending.extend(e for _, e in moves if e.rel_path not in followed)  # its row went meanwhile: a new one
             moves.clear()
         result = db.images.sync(info.id, pending, complete=False)
         added.extend(result.added_ids)

@@ -302,7 +302,7 @@ def test_a_row_follows_its_file_to_a_new_path(db: Database) -> None:
     moved = db.images.move(folder_id, [("img/00000.png", FileEntry("lot/Ä-00000.png", 101, 7, content_hash="h0")),
                                        ("img/00001.png", FileEntry("img/00002.png", 100, 7, content_hash="h1")),
                                        ("img/nope.png", FileEntry("img/else.png", 1, 1, content_hash="x"))])
-    assert moved == [ids[0]]
+    assert moved == {"lot/Ä-00000.png": ids[0]}
     img = db.images.get(ids[0])
     assert (img.rel_path, img.size_bytes, img.mtime_ns, img.missing) == ("lot/Ä-00000.png", 101, 7, False)
     assert db.labels.current(ids[0]).class_name == "scratch" and db.predictions.get(ids[0], mv.id) is not None

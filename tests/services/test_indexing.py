@@ -277,3 +277,10 @@ def test_a_renamed_sub_folder_moves_its_rows_in_chunks(db, tmp_path: Path, monke
     assert written == [2, 2, 1]
     assert sorted(im.rel_path for im in db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))) \
         == [f"lot1-done/p{i}.png" for i in range(5)]
+
+    # a vanished row that goes before its move is written (another station removed the folder's row): a new row
+    (root / "lot1-done" / "p0.png").rename(root / "p0-again.png")
+    monkeypatch.setattr(db.images, "move", lambda folder_id, moves: {})
+    again = index_folder(db, root)
+    assert again.moved == () and len(again.added) == 1
+    assert db.images.get(again.added[0]).rel_path == "p0-again.png"
