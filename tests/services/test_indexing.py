@@ -235,6 +235,7 @@ def test_a_reviewed_image_whose_file_now_holds_other_bytes_goes_back_to_unreview
     db.labels.append(ids["cam1.png"], LabelChange(ReviewState.CORRECTED, class_name="crack", mask_png=b"m",
                                                   anomaly_verdict=AnomalyVerdict.ANOMALOUS), "ann")
     db.labels.append(ids["cam3.png"], LabelChange(ReviewState.ACCEPTED, class_name="ok"), "ann")
+    db.images.set_inspector_flag([ids["cam1.png"], ids["cam3.png"]], True, "ann")
 
     def replace(name: str, value: int) -> None:
         st = (root / name).stat()
@@ -257,6 +258,12 @@ def test_a_reviewed_image_whose_file_now_holds_other_bytes_goes_back_to_unreview
     assert db.images.get(ids["cam1.png"]).review_state is ReviewState.UNREVIEWED
     assert db.labels.history(ids["cam2.png"]) == []  # nothing to set aside
     assert db.labels.current(ids["cam3.png"]).class_name == "ok"  # unreadable while indexing: not a new content
+    from sqlalchemy import select
+
+    from database.models import Image
+    with db.session() as s:
+        overrides = {i: o for i, o in s.execute(select(Image.id, Image.flag_override))}
+    assert overrides[ids["cam1.png"]] is None and overrides[ids["cam3.png"]] is True  # the flag was the old pixels'
 
 
 def test_a_renamed_sub_folder_moves_its_rows_in_chunks(db, tmp_path: Path, monkeypatch) -> None:
