@@ -77,9 +77,13 @@ def main() -> int:
     p.add_argument("--candidate", default="h", choices=TWO_VIEWS, help="the two-view set fixed before the run")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    report = run(args)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return finish(run(args), args.json)
+
+
+def finish(report: dict[str, Any], path: Path | None) -> int:
+    """Write a run's report where ``--json`` says (rows ``segmenter_seed_mean.py`` reads); exit status 0."""
+    if path:
+        path.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0
 
 
