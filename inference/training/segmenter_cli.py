@@ -53,6 +53,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "trainings (default 0: one training, settings from --held-out-fraction)")
     p.add_argument("--group-by", default="scene", choices=("scene", "none"),
                    help="with --cv-folds: what a fold never splits: scene (frames whose backgrounds look alike) or none")
+    p.add_argument("--networks", default="one", choices=("one", "pair"),
+                   help="with --cv-folds: one network, or a pair — one that rejects clutter (a last tenth on wider "
+                        "crops) and one that finds faint targets (pasted training targets), their maps averaged; "
+                        "twice the training (benchmarks/results/segmenter-pair.md)")
     p.add_argument("--cv-no-flips", action="store_true",
                    help="with --cv-folds: do not compare test-time flips (their out-of-fold maps cost four passes); no flips")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
@@ -120,7 +124,10 @@ def run_train(args: argparse.Namespace) -> int:
         return _error("--cv-folds must be 0 (off) or at least 2")
     try:
         opts = train_options(args, " ".join(shlex.quote(a) for a in sys.argv))
-        final = train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips) if args.cv_folds else train(opts)
+        if args.networks != "one" and not args.cv_folds:
+            raise ValueError("--networks pair needs --cv-folds (its views are chosen by the folds)")
+        final = (train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips, args.networks)
+                 if args.cv_folds else train(opts))
     except train_errors() as exc:
         return _error(str(exc).strip("'\""))
     print(f"model written to {final}")

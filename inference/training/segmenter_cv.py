@@ -306,7 +306,26 @@ def choose_additions(frames_by_fold: Sequence[Sequence[Any]], maps: dict[MapView
             "cv_estimate": variants[variant_name(kept)]}
 
 
-def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips: bool = True) -> Path:
+NETWORKS = ("one", "pair")  # ``train segmenter --networks``
+
+
+def pair_recipes(opts: Any) -> tuple[Any, Any]:
+    """The two networks of ``--networks pair`` (benchmarks/results/segmenter-pair.md), each at ``opts``'s training
+    cost: one that learns to reject clutter — the schedule's last tenth of epochs on crops 1.5 times as wide at half
+    the batch (lr 1e-3), the epochs before it shortened by the same pixels (segmenter-context2phase.md: false alarms
+    down, faint targets lost) — and one that learns faint targets — half its crops given a pasted training target
+    (segmenter-paste.md: targets found, false alarms up). Their mean map won against one network at the same
+    inference cost (two views each against four) under leave-scene-out CV."""
+    late = max(1, round(opts.epochs / 10))
+    wide = opts.crop * 3 // 2
+    early = max(1, opts.epochs - round(late * (wide / opts.crop) ** 2))
+    clutter = replace(opts, epochs=early, fine_tune_epochs=late, fine_tune_lr=1e-3, fine_tune_crop=wide,
+                      fine_tune_batch_size=max(1, opts.batch_size // 2))
+    return clutter, replace(opts, paste_prob=0.5, fine_tune_epochs=0)
+
+
+def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips: bool = True,
+                  networks: str = "one") -> Path:
     """``train segmenter --cv-folds K``: the protocol (docs/protocol.md) for the segmenter.
 
     K networks, each on every fold of whole scenes but one (nothing held out, final weights of the
@@ -316,35 +335,47 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     The model is one network on all of train.txt with the same schedule; its card holds the settings,
     the CV estimate (cross-fitted figures) and what it rests on. val.txt / test.txt are never read.
     Finished fold networks and out-of-fold maps under ``<out>/cv/`` are reused. ``compare_flips`` False
-    skips the flipped maps (six sevenths of the scoring cost) and the model runs without flips."""
+    skips the flipped maps (six sevenths of the scoring cost) and the model runs without flips.
+    ``networks="pair"``: each fold, and the model, is the two networks of ``pair_recipes`` (the second stored as
+    a member of the first, float16); the additions are chosen on their mean maps."""
     import time
 
     from inference.checkpoints import load_model, save_card
     from inference.training.segmenter_data import SegTree, load_frames
     from inference.training.segmenter_fold_negatives import write_fold_tree
-    from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, size_limit, train
+    from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, size_limit, train, training_record
 
+    if networks not in NETWORKS:
+        raise ValueError(f"--networks must be one of {', '.join(NETWORKS)}")
+    if networks == "pair" and opts.verifier:
+        raise ValueError("--verifier is for one network; --networks pair has none")
+    recipes = pair_recipes(opts) if networks == "pair" else (opts,)
     out, t0 = Path(opts.out), time.monotonic()
     parts = cv_parts(opts.data, folds, group_by)
-    nets = []
+    nets: list[list[Path]] = []
     for k in range(folds):
-        net = out / "cv" / f"net{k}"
-        if not (net / "final" / "card.json").is_file():
-            fold_tree = write_fold_tree(opts.data, [s for j, p in enumerate(parts) if j != k for s in p], out / "cv" / f"data{k}")
-            train(replace(opts, data=str(fold_tree), out=str(net), held_out_fraction=0.0, seed=opts.seed + 1 + k,
-                          verifier=False, resume=opts.resume))
-        nets.append(net / "final")
+        nets.append([])
+        for r, recipe in enumerate(recipes):  # the second network's folds: pnet<k>, seeds 100 further on
+            net = out / "cv" / f"{'p' * r}net{k}"
+            if not (net / "final" / "card.json").is_file():
+                fold_tree = write_fold_tree(opts.data, [s for j, p in enumerate(parts) if j != k for s in p],
+                                            out / "cv" / f"data{k}")
+                train(replace(recipe, data=str(fold_tree), out=str(net), held_out_fraction=0.0,
+                              seed=opts.seed + 1 + k + 100 * r, verifier=False, resume=opts.resume))
+            nets[k].append(net / "final")
     t_cv = time.monotonic() - t0
     tree = SegTree.open(opts.data)
-    in_chans = int(load_model(nets[0], family="segmenter").config.in_chans)
+    in_chans = int(load_model(nets[0][0], family="segmenter").config.in_chans)
     frames_by_fold = [load_frames(tree, list(p), in_chans)[0] for p in parts]
-    maps = scored_fold_maps([[n] for n in nets], frames_by_fold, out / "cv" / "maps",
+    maps = scored_fold_maps(nets, frames_by_fold, out / "cv" / ("maps" if networks == "one" else "pair_maps"),
                             views=(False, MIRROR, True) if compare_flips else (False,))
     choice = choose_additions(frames_by_fold, maps)
     use = set(choice["chosen_additions"])
     post = settings_for([f for fold in frames_by_fold for f in fold], maps, use)
     t_select = time.monotonic() - t0 - t_cv
-    final = train(replace(opts, held_out_fraction=0.0, verifier=False))
+    final = train(replace(recipes[0], held_out_fraction=0.0, verifier=False))
+    partners = [train(replace(recipe, out=str(out / "partner"), held_out_fraction=0.0, seed=opts.seed + 100,
+                              verifier=False)) for recipe in recipes[1:]]
     loaded = load_model(final, family="segmenter")
     card = {k: v for k, v in loaded.card.items() if k not in ("max_target_fraction", "max_target_fraction_rule", "mask_threshold")}
     card.update(threshold=post.threshold, test_time_flips=card_flips(use))
@@ -357,7 +388,8 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     estimate = choice["cv_estimate"]
     card["metrics"] = {**card.get("metrics", {}), "cv": {**estimate["pooled"], "fa_unit": "1e-6"}}
     card["cross_validation"] = {
-        "folds": folds, "group_by": group_by, "groups": len(set(frame_groups(opts.data, [s for p in parts for s in p], group_by)))
+        "networks": networks, "folds": folds, "group_by": group_by,
+        "groups": len(set(frame_groups(opts.data, [s for p in parts for s in p], group_by)))
         if group_by in SEGMENTER_GROUPINGS else None,
         "fold_frames": [len(p) for p in parts], "chosen_additions": choice["chosen_additions"],
         "flips_compared": compare_flips,
@@ -369,7 +401,12 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
         "seconds": {"fold_networks": round(t_cv, 1), "selection": round(t_select, 1),
                     "final_network": round(time.monotonic() - t0 - t_cv - t_select, 1)},
     }
+    if partners:
+        card["training_networks"] = [training_record(r) for r in recipes]
     save_card(final, card)
+    if partners:
+        from inference.training.segmenter_calibrate import add_members
+        add_members(final, partners, storage_dtype=torch.float16)
     if opts.verifier:  # asked for on the command line; not one of the additions the folds choose
         from inference.training.common import pick_device
         from inference.training.segmenter_verifier import VerifierOptions, train_verifier

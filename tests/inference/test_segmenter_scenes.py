@@ -206,3 +206,36 @@ def test_two_views_are_tried_before_four_and_four_must_beat_them(tmp_path):
     four = choose_additions(folds, {False: missed, MIRROR: missed, True: exact})
     assert four["chosen_additions"] == ["flips"] and card_flips(set(four["chosen_additions"])) is True
     assert card_flips(set()) is False
+
+
+def test_train_with_cv_folds_and_a_pair_of_networks_ships_both_as_one_ensemble(tmp_path, capsys):
+    """``--networks pair`` (segmenter-pair.md): each fold and the model are a clutter-rejecting network (a last
+    phase on wider crops) and a faint-target one (pasted targets); the views are chosen on their mean maps and the
+    model directory holds the second as a member, so the station averages both."""
+    from app.cli import main as cli_main
+    from inference.checkpoints import load_model
+    from inference.segmenter_predict import model_members, predict_masks
+    from inference.training.segmenter_data import SegTree, load_frames
+
+    root = write_tree(tmp_path / "d", n=8)
+    (root / "train.txt").write_text("\n".join(f"f{i}" for i in range(6)))
+    out = tmp_path / "run"
+    args = ["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "2",
+            "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1", "--cv-folds", "2", "--networks", "pair"]
+    assert cli_main(args) == 0
+    loaded = load_model(out / "final", family="segmenter")
+    card = loaded.card
+    assert card["cross_validation"]["networks"] == "pair" and card["ensemble"] == ["member1"]
+    first, second = card["training_networks"]
+    assert (first["fine_tune_crop"], first["fine_tune_batch_size"], first["paste_prob"]) == (48, 1, 0.0)
+    assert (second["fine_tune_epochs"], second["paste_prob"]) == (0, 0.5)
+    assert len(model_members(loaded)) == 2
+    for k in (0, 1):
+        assert (out / "cv" / f"net{k}" / "final" / "card.json").is_file()
+        assert json.loads((out / "cv" / f"pnet{k}" / "final" / "card.json").read_text())["training"]["paste_prob"] == 0.5
+    frames, _ = load_frames(SegTree.open(root), ["f6"], 1)
+    from inference.imageio import read_image
+    res = predict_masks(loaded, [read_image(root / "images" / "f6.png", "gray")])[0]
+    assert res.mask.shape == frames[0].mask.shape
+    assert cli_main(args[:-4] + ["--networks", "pair"]) == 2
+    assert "--networks pair needs --cv-folds" in capsys.readouterr().err
