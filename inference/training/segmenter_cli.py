@@ -57,6 +57,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --cv-folds: one network, or a pair — one that rejects clutter (a last tenth on wider "
                         "crops) and one that finds faint targets (pasted training targets), their maps averaged; "
                         "twice the training (benchmarks/results/segmenter-pair.md)")
+    p.add_argument("--cv-fold", type=int, default=None, metavar="K",
+                   help="with --cv-folds: train only fold K's network(s) and stop; run one process per fold, then the "
+                        "same command without --cv-fold reuses them (fold networks in parallel on several cores)")
     p.add_argument("--cv-no-flips", action="store_true",
                    help="with --cv-folds: do not compare test-time flips (their out-of-fold maps cost four passes); no flips")
     p.add_argument("--eval-every", type=int, default=5, help="score the held-out frames every N epochs")
@@ -126,8 +129,13 @@ def run_train(args: argparse.Namespace) -> int:
         opts = train_options(args, " ".join(shlex.quote(a) for a in sys.argv))
         if args.networks != "one" and not args.cv_folds:
             raise ValueError("--networks pair needs --cv-folds (its views are chosen by the folds)")
-        final = (train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips, args.networks)
+        if args.cv_fold is not None and not args.cv_folds:
+            raise ValueError("--cv-fold needs --cv-folds")
+        final = (train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips, args.networks, args.cv_fold)
                  if args.cv_folds else train(opts))
+        if args.cv_fold is not None:
+            print(f"fold {args.cv_fold}'s network(s) written beside {final}; run the command without --cv-fold to finish")
+            return 0
     except train_errors() as exc:
         return _error(str(exc).strip("'\""))
     print(f"model written to {final}")

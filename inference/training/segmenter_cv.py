@@ -325,7 +325,7 @@ def pair_recipes(opts: Any) -> tuple[Any, Any]:
 
 
 def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips: bool = True,
-                  networks: str = "one") -> Path:
+                  networks: str = "one", only_fold: int | None = None) -> Path:
     """``train segmenter --cv-folds K``: the protocol (docs/protocol.md) for the segmenter.
 
     K networks, each on every fold of whole scenes but one (nothing held out, final weights of the
@@ -337,7 +337,9 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     Finished fold networks and out-of-fold maps under ``<out>/cv/`` are reused. ``compare_flips`` False
     skips the flipped maps (six sevenths of the scoring cost) and the model runs without flips.
     ``networks="pair"``: each fold, and the model, is the two networks of ``pair_recipes`` (the second stored as
-    a member of the first, float16); the additions are chosen on their mean maps."""
+    a member of the first, float16); the additions are chosen on their mean maps. ``only_fold`` k: train fold k's
+    network(s) and stop (returns the first one's folder): folds run as parallel processes, then the whole command
+    reuses them."""
     import time
 
     from inference.checkpoints import load_model, save_card
@@ -352,9 +354,13 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     recipes = pair_recipes(opts) if networks == "pair" else (opts,)
     out, t0 = Path(opts.out), time.monotonic()
     parts = cv_parts(opts.data, folds, group_by)
+    if only_fold is not None and not 0 <= only_fold < folds:
+        raise ValueError(f"--cv-fold must lie in 0..{folds - 1}")
     nets: list[list[Path]] = []
     for k in range(folds):
         nets.append([])
+        if only_fold is not None and k != only_fold:
+            continue
         for r, recipe in enumerate(recipes):  # the second network's folds: pnet<k>, seeds 100 further on
             net = out / "cv" / f"{'p' * r}net{k}"
             if not (net / "final" / "card.json").is_file():
@@ -363,6 +369,8 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
                 train(replace(recipe, data=str(fold_tree), out=str(net), held_out_fraction=0.0,
                               seed=opts.seed + 1 + k + 100 * r, verifier=False, resume=opts.resume))
             nets[k].append(net / "final")
+    if only_fold is not None:
+        return nets[only_fold][0]
     t_cv = time.monotonic() - t0
     tree = SegTree.open(opts.data)
     in_chans = int(load_model(nets[0][0], family="segmenter").config.in_chans)

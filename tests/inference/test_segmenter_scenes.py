@@ -222,7 +222,12 @@ def test_train_with_cv_folds_and_a_pair_of_networks_ships_both_as_one_ensemble(t
     out = tmp_path / "run"
     args = ["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "2",
             "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1", "--cv-folds", "2", "--networks", "pair"]
+    assert cli_main(args + ["--cv-fold", "1"]) == 0  # one fold's two networks alone (a parallel process)
+    assert (out / "cv" / "pnet1" / "final" / "card.json").is_file() and not (out / "cv" / "net0").exists()
+    stamp = (out / "cv" / "pnet1" / "final" / "model.safetensors").stat().st_mtime_ns
+    assert not (out / "final").exists()
     assert cli_main(args) == 0
+    assert (out / "cv" / "pnet1" / "final" / "model.safetensors").stat().st_mtime_ns == stamp  # reused
     loaded = load_model(out / "final", family="segmenter")
     card = loaded.card
     assert card["cross_validation"]["networks"] == "pair" and card["ensemble"] == ["member1"]
@@ -239,3 +244,5 @@ def test_train_with_cv_folds_and_a_pair_of_networks_ships_both_as_one_ensemble(t
     assert res.mask.shape == frames[0].mask.shape
     assert cli_main(args[:-4] + ["--networks", "pair"]) == 2
     assert "--networks pair needs --cv-folds" in capsys.readouterr().err
+    assert cli_main(args + ["--cv-fold", "2"]) == 2
+    assert "--cv-fold must lie in 0..1" in capsys.readouterr().err
