@@ -147,7 +147,8 @@ def test_the_trainer_and_the_cli_take_the_crop_mix_leave_scene_out_cv_chose():
     defaults = {a.dest: a.default for a in p._actions}
     assert (defaults["target_prob"], defaults["clutter_prob"]) == (0.5, 0.25)
     assert RECIPES["clutter"]["clutter_prob"] == 0.25
-    built_on_clutter = {"ctx192", "ctx2phase"}  # session 27: the adopted crop mix at another crop size (segmenter-context192.md)
+    # session 27: the adopted crop mix at another crop size (segmenter-context192.md); session 28: with pasted targets
+    built_on_clutter = {"ctx192", "ctx2phase", "paste"}
     assert all(RECIPES[name]["clutter_prob"] == 0.25 for name in built_on_clutter)
     assert all(r["clutter_prob"] == 0.0 for name, r in RECIPES.items()
                if "clutter" not in name and name not in built_on_clutter)
