@@ -161,8 +161,8 @@ class ImageRepository:
                 s.execute(update(Image), updates)
             for part in chunks(changed):
                 s.execute(delete(Prediction).where(Prediction.image_id.in_(part)))
-            for part in chunks(content_changed):  # an inspector's flag was about the earlier pixels (ADR 0056)
-                s.execute(update(Image).where(Image.id.in_(part)).values(flag_override=None, flag_by=None))
+            for ids in chunks(content_changed):  # an inspector's flag was about the earlier pixels (ADR 0056)
+                s.execute(update(Image).where(Image.id.in_(ids)).values(flag_override=None, flag_by=None))
             gone = [r.id for p, r in existing.items() if complete and p not in seen and not r.missing]
             for part in chunks(gone):
                 s.execute(update(Image).where(Image.id.in_(part)).values(missing=True, updated_at=now))
