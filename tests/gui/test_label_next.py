@@ -91,6 +91,50 @@ def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Pat
     win.close()
 
 
+def test_a_batch_read_before_the_last_label_landed_is_not_adopted(service, db, tmp_path: Path, qtbot, monkeypatch):
+    """Found by a fresh-clone CI run: a count read while the batch's last label was on its way to the database
+    proposed that image again as the next batch. Such an answer is not adopted; the count after the save is."""
+    import threading
+
+    import app.gui.label_next_panel as panel_module
+
+    real = panel_module.label_next_for_folder
+    monkeypatch.setattr(panel_module, "label_next_for_folder", lambda d, f, **kw: real(d, f, size=3, **kw))
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=4)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    first = ctl.result.proposal.image_ids
+    for k, image_id in enumerate(first[:2]):
+        press(qtbot, win, Qt.Key.Key_P)
+        wait_shown(win, qtbot, image_id)
+        win.review.set_class("dark" if k % 2 else "bright")
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: not ctl._computing and not ctl._rest.isActive(), timeout=30000)
+    last, held, real_save = first[2], threading.Event(), service.save
+
+    def held_save(image_id, *a, **k):
+        if image_id == last:
+            assert held.wait(20)
+        return real_save(image_id, *a, **k)
+    monkeypatch.setattr(service, "save", held_save)
+    press(qtbot, win, Qt.Key.Key_P)
+    wait_shown(win, qtbot, last)
+    win.review.set_class("bright")  # on screen at once; its save waits
+    answered = ctl.latest
+    ctl.refresh()  # e.g. another station's save: a count that reads without the held label
+    qtbot.waitUntil(lambda: ctl.latest is not answered and not ctl._computing, timeout=30000)
+    assert last in ctl.latest.proposal.image_ids  # read before the label landed...
+    assert ctl.result.proposal.image_ids == first  # ...so not shown as the next batch
+    held.set()
+    qtbot.waitUntil(lambda: ctl.result.proposal.image_ids != first, timeout=30000)
+    assert not set(ctl.result.proposal.image_ids) & set(first)
+    win.close()
+
+
 def _window_with_a_batch(service, db, tmp_path: Path, qtbot, n: int = 12):
     """A window on a folder of ``n`` unlabelled parts (classes bright/dark), its first batch computed."""
     db.classes.set("classifier", ["bright", "dark"])
