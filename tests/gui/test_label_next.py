@@ -62,18 +62,17 @@ def test_p_before_the_first_batch_moves_once_it_is_ready(service, tmp_path: Path
     win.close()
 
 
-def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Path, qtbot, monkeypatch):
+def _window_with_batches_of_three(service, db, tmp_path: Path, qtbot, monkeypatch, n: int):
+    """``_window_with_a_batch`` with "label next" proposing three images a batch."""
     import app.gui.label_next_panel as panel_module
 
     real = panel_module.label_next_for_folder
     monkeypatch.setattr(panel_module, "label_next_for_folder", lambda d, f, **kw: real(d, f, size=3, **kw))
-    db.classes.set("classifier", ["bright", "dark"])
-    folder = make_folder(tmp_path / "parts", n=8)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ctl = win.label_next
-    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    return _window_with_a_batch(service, db, tmp_path, qtbot, n)
+
+
+def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Path, qtbot, monkeypatch):
+    win, ctl = _window_with_batches_of_three(service, db, tmp_path, qtbot, monkeypatch, 8)
     first = ctl.result.proposal.image_ids
     assert len(first) == 3
     for k, image_id in enumerate(first):
@@ -96,17 +95,7 @@ def test_a_batch_read_before_the_last_label_landed_is_not_adopted(service, db, t
     proposed that image again as the next batch. Such an answer is not adopted; the count after the save is."""
     import threading
 
-    import app.gui.label_next_panel as panel_module
-
-    real = panel_module.label_next_for_folder
-    monkeypatch.setattr(panel_module, "label_next_for_folder", lambda d, f, **kw: real(d, f, size=3, **kw))
-    db.classes.set("classifier", ["bright", "dark"])
-    folder = make_folder(tmp_path / "parts", n=4)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ctl = win.label_next
-    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    win, ctl = _window_with_batches_of_three(service, db, tmp_path, qtbot, monkeypatch, 4)
     first = ctl.result.proposal.image_ids
     for k, image_id in enumerate(first[:2]):
         press(qtbot, win, Qt.Key.Key_P)
