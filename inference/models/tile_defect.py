@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..texture_features import DEFECT_DIM, image_defect
+from ..texture_bank import BANK_DIM
+from ..texture_features import DEFECT_DIM, image_bank, image_defect
 from .local_deviation import TERMS, coarse, raw_terms, standardised, term_names
 from .registry import register
 from .texture_knn import TextureKnn, TextureKnnConfig
@@ -102,6 +103,9 @@ class TileDefectConfig(TextureKnnConfig):
     # same planes (weights under "pixel_net." in model.safetensors). Brief W, tile-pixel-net.md.
     pixel_head: str = "linear"
     pixel_net_widths: tuple = (16, 32, 64)  # the net's encoder widths (used with pixel_head "net")
+    # The image head also reads the tile's LBP / Gabor / co-occurrence / band-pass descriptors
+    # (texture_features.image_bank, what the tile classifier reads): tile-image-bank.md.
+    image_bank: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -133,7 +137,7 @@ class TileDefectConfig(TextureKnnConfig):
 
     @property
     def image_dim(self) -> int:
-        return DEFECT_DIM + self.n_terms + 1
+        return DEFECT_DIM + self.n_terms + 1 + (BANK_DIM if self.image_bank else 0)
 
 
 PRESETS = {
@@ -143,10 +147,15 @@ PRESETS = {
     "test_tiny_net": TileDefectConfig(image_size=32, sigmas=(1.0, 2.0), stride=4, bank_size=64, smoothing_sigma=1.0,
                                       local_sigmas=(1.0, 2.0), grid=4, map_size=16, context_sigmas=(2.0,),
                                       image_margin=2, topk=0.05, pixel_head="net", pixel_net_widths=(4, 4, 4)),
+    "test_tiny_bank": TileDefectConfig(image_size=32, sigmas=(1.0, 2.0), stride=4, bank_size=64, smoothing_sigma=1.0,
+                                       local_sigmas=(1.0, 2.0), grid=4, map_size=16, context_sigmas=(2.0,),
+                                       image_margin=2, topk=0.05, image_bank=True),
     # Magnetic tiles: every setting chosen by group cross-validation on the train split (tile-anomaly.md).
     "tile": TileDefectConfig(),
     # The same with the learned pixel head (brief W: adopted by tile-pixel-net.md's rule).
     "tile_net": TileDefectConfig(pixel_head="net"),
+    # The same with the texture descriptors in the image head (adopted by tile-image-bank.md's rule).
+    "tile_net_bank": TileDefectConfig(pixel_head="net", image_bank=True),
 }
 
 
@@ -182,9 +191,13 @@ def top_mean(m: np.ndarray, frac: float, margin: int) -> np.ndarray:
 
 
 def image_features(img: np.ndarray, z: np.ndarray, knn_z: np.ndarray, cfg: TileDefectConfig) -> np.ndarray:
-    """(image_dim,): the image's defect vector, then top-k means of the kNN map and each term."""
+    """(image_dim,): the image's defect vector, then top-k means of the kNN map and each term, then (with
+    ``image_bank``) the image's texture descriptors."""
     maps = np.concatenate([knn_z[None], np.maximum(z, 0)])
-    return np.concatenate([image_defect(img), top_mean(maps, cfg.topk, cfg.image_margin)]).astype(np.float32)
+    parts = [image_defect(img), top_mean(maps, cfg.topk, cfg.image_margin)]
+    if cfg.image_bank:
+        parts.append(image_bank(img))
+    return np.concatenate(parts).astype(np.float32)
 
 
 @register("tile_defect", "anomaly", TileDefectConfig)

@@ -12,7 +12,16 @@ from app.cli import main
 from inference.anomaly_predict import predict_images
 from inference.checkpoints import load_model
 from inference.models.local_deviation import coarse, position_stats, raw_terms, standardised, term_names
-from inference.models.tile_defect import PRESETS, TileDefectConfig, combined_map, pixel_features, top_mean
+from inference.models.tile_defect import (
+    PRESETS,
+    TileDefectConfig,
+    combined_map,
+    image_features,
+    pixel_features,
+    top_mean,
+)
+from inference.texture_bank import BANK_DIM
+from inference.texture_features import image_bank
 from inference.training.convert_magnetic_tile import convert
 from tests.inference.test_texture_knn import _mk, _tiles
 from tests.tiny_models import one_thread  # noqa: F401  (autouse)
@@ -180,6 +189,29 @@ def test_train_tile_defect_learns_the_defects_and_round_trips(tmp_path, capsys):
     # the image score is a probability (the queue's score filter and the label panel read 0-1),
     # and the card's threshold is in the same unit
     assert 0.0 <= pred.score <= 1.0 and 0.0 < card["threshold"]["image"] < 1.0
+
+
+def test_the_image_head_can_read_the_texture_descriptors(tmp_path, capsys):
+    """``image_bank`` (tile-image-bank.md): the image head's rows end with the tile's descriptors, and
+    a model trained with them saves, loads and scores like any other (older cards keep their size)."""
+    plain, bank = PRESETS["test_tiny"], PRESETS["test_tiny_bank"]
+    assert bank.image_dim == plain.image_dim + BANK_DIM
+    img = _tiles(1, np.random.default_rng(3))[0, 0]
+    z = np.zeros((bank.n_terms, bank.map_size, bank.map_size), np.float32)
+    rows = image_features(img, z, z[0], bank)
+    assert rows.shape == (bank.image_dim,)
+    assert np.allclose(rows[:plain.image_dim], image_features(img, z, z[0], plain))
+    assert np.allclose(rows[plain.image_dim:], image_bank(img))
+    convert(_source(tmp_path / "mt"), tmp_path / "out", defects_by_split=True)
+    out = tmp_path / "model"
+    rc = main(["train", "anomaly", "--data", str(tmp_path / "out"), "--out", str(out), "--arch", "tile_defect",
+               "--preset", "test_tiny_bank", "--threads", "1", "--no-evaluate"])
+    assert rc == 0, capsys.readouterr().err
+    loaded = load_model(out, family="anomaly")
+    assert loaded.model.config.image_bank and loaded.model.image_w.shape == (bank.image_dim,)
+    assert np.abs(loaded.model.image_w[plain.image_dim:].numpy()).sum() > 0  # the descriptors were fitted
+    tile = cv2.imread(str(next((tmp_path / "out" / "test" / "blowhole").iterdir())), cv2.IMREAD_GRAYSCALE) / 255.0
+    assert 0.0 <= predict_images(loaded, [tile.astype(np.float32)])[0].score <= 1.0
 
 
 def test_tile_defect_refuses_data_without_labelled_defects(tmp_path, capsys):
