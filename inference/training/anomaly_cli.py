@@ -28,7 +28,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="pattern_anomaly (the model), pixel_gaussian (the baseline), texture_knn (multi-scale "
                         "texture features + a memory of good cells; preset 'tile' for magnetic tiles) or tile_defect "
                         "(texture_knn + self-referenced local terms + linear heads learned from the labelled defects "
-                        "in DATA/validation; preset 'tile', or 'tile_net' for its learned pixel net) (default: pattern_anomaly, or --like's)")
+                        "in DATA/validation; preset 'tile', 'tile_net' for its learned pixel net, 'tile_net_bank' with the texture "
+                        "descriptors in its image head) (default: pattern_anomaly, or --like's)")
     p.add_argument("--like", metavar="MODEL_DIR",
                    help="take the architecture and every setting from this anomaly model folder's config.json (its "
                         "weights are not read): how `retrain anomaly` refits the active version's kind on reviewed "
