@@ -154,8 +154,9 @@ PRESETS = {
     "tile": TileDefectConfig(),
     # The same with the learned pixel head (brief W: adopted by tile-pixel-net.md's rule).
     "tile_net": TileDefectConfig(pixel_head="net"),
-    # The same with the texture descriptors in the image head (adopted by tile-image-bank.md's rule).
-    "tile_net_bank": TileDefectConfig(pixel_head="net", image_bank=True),
+    # The same with the texture descriptors in the image head (adopted by tile-image-bank.md's rule), the image
+    # logit only dimming a tile it clears ("veto": adopted by tile-map-rule.md's rule; ADR 0057).
+    "tile_net_bank": TileDefectConfig(pixel_head="net", image_bank=True, map_offset="veto"),
 }
 
 
