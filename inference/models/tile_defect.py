@@ -13,8 +13,9 @@ adds what group cross-validation on the training split showed to carry the rest
   standardised kNN distance, the same blurred at two context scales, their row means (a band spans
   the tile) and the distance to the borders; trained on the defect masks of the training split;
 - an **image head**: a logistic regression over the image's ``defect`` vector
-  (texture_features.image_defect) and the top-k means of the kNN map and of each term; its logit is
-  the image score;
+  (texture_features.image_defect) and the top-k means of the kNN map and of each term, and with
+  ``image_bank`` the image's texture descriptors (texture_features.image_bank; ADR 0057); its logit
+  is the image score;
 - the map shown is the pixel logit plus ``map_image_weight`` times the image logit ("sum"), or
   times its negative part only ("veto": a tile the image head clears is dim everywhere, and the
   map of a tile it flags is the pixel head's own, so it localises); see ``map_offset``.
