@@ -21,7 +21,7 @@ adds what group cross-validation on the training split showed to carry the rest
   map of a tile it flags is the pixel head's own, so it localises); see ``map_offset``.
 
 So this is *not* a good-images-only model: it needs labelled defect tiles with masks (the
-``validation/`` folder of the training data) and learns ~370 weights from them. Both heads are
+``validation/`` folder of the training data) and learns a few hundred weights from them (~370, ~500 with the descriptors). Both heads are
 fitted on out-of-fold maps (each training tile mapped by a kNN bank and term statistics that never
 saw its capture session), so they see what a new session looks like. numpy/OpenCV per image.
 
