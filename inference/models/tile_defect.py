@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..texture_bank import BANK_DIM
-from ..texture_features import DEFECT_DIM, image_bank, image_defect
+from ..texture_features import DEFECT_DIM, image_defect, image_defect_bank
 from .local_deviation import TERMS, coarse, raw_terms, standardised, term_names
 from .registry import register
 from .texture_knn import TextureKnn, TextureKnnConfig
@@ -196,10 +196,11 @@ def image_features(img: np.ndarray, z: np.ndarray, knn_z: np.ndarray, cfg: TileD
     """(image_dim,): the image's defect vector, then top-k means of the kNN map and each term, then (with
     ``image_bank``) the image's texture descriptors."""
     maps = np.concatenate([knn_z[None], np.maximum(z, 0)])
-    parts = [image_defect(img), top_mean(maps, cfg.topk, cfg.image_margin)]
-    if cfg.image_bank:
-        parts.append(image_bank(img))
-    return np.concatenate(parts).astype(np.float32)
+    top = top_mean(maps, cfg.topk, cfg.image_margin)
+    if not cfg.image_bank:
+        return np.concatenate([image_defect(img), top]).astype(np.float32)
+    both = image_defect_bank(img)  # the two vectors from one shrink of the tile (a tile's hot path)
+    return np.concatenate([both[:DEFECT_DIM], top, both[DEFECT_DIM:]]).astype(np.float32)
 
 
 @register("tile_defect", "anomaly", TileDefectConfig)
