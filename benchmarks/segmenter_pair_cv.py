@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.segmenter_scene_cv import recipe_dir  # noqa: E402
-from benchmarks.segmenter_views_cv import finish, view_maps  # noqa: E402
+from benchmarks.segmenter_views_cv import finish, row_line, view_maps  # noqa: E402
 
 VIEWS = {"1": False, "h": ["h"], "v": ["v"], "hv": ["hv"], "4": True}
 
@@ -51,9 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     row = {**cross_fitted(frames_by_fold, {bool(use): maps}, use), "members": args.member, "views_each": args.views,
            "passes_per_frame": len(members) * {"1": 1, "4": 4}.get(args.views, 2),
            "seconds": round(time.monotonic() - t0, 1)}
-    m = row["pooled"]
-    print(f"{args.row}: IoU {m['iou']:.4f} nIoU {m['niou']:.4f} Pd {m['pd']:.4f} ({m['detected']}/{m['targets']}) "
-          f"Fa {m['fa']:.2f}  per-fold IoU " + " ".join(f"{f['iou']:.3f}" for f in row["per_fold"]))
+    print(row_line(f"{args.row}:", row, width=0))
     return {"members": args.member, "folds": args.folds, "group_by": args.group_by, "rows": {args.row: row}}
 
 

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.segmenter_scene_cv import recipe_dir  # noqa: E402
-from benchmarks.segmenter_views_cv import finish, view_maps  # noqa: E402
+from benchmarks.segmenter_views_cv import finish, row_line, view_maps  # noqa: E402
 
 EPS = 1e-7  # probabilities are clipped this far from 0 and 1 before they are turned back into logits
 
@@ -102,9 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, (maps, passes) in sets.items():
         rows[name] = {**cross_fitted(frames_by_fold, {True: maps}, {"flips"}), "scale": args.scale,
                       "passes_per_frame": round(passes, 3), "seconds": round(time.monotonic() - t0, 1)}
-        m = rows[name]["pooled"]
-        print(f"{name:24s} IoU {m['iou']:.4f} nIoU {m['niou']:.4f} Pd {m['pd']:.4f} ({m['detected']}/{m['targets']}) "
-              f"Fa {m['fa']:.2f}  per-fold IoU " + " ".join(f"{f['iou']:.3f}" for f in rows[name]["per_fold"]), flush=True)
+        print(row_line(name, rows[name]), flush=True)
     return {"recipe": args.recipe, "folds": args.folds, "group_by": args.group_by, "scale": args.scale, "rows": rows}
 
 

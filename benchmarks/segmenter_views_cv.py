@@ -28,6 +28,13 @@ from benchmarks.segmenter_scene_cv import recipe_dir  # noqa: E402
 TWO_VIEWS = ("h", "v", "hv")
 
 
+def row_line(name: str, row: dict[str, Any], width: int = 24) -> str:
+    """One cross-fitted row as the segmenter studies print it: pooled IoU, nIoU, Pd (detected of all), Fa, per-fold IoU."""
+    m = row["pooled"]
+    return (f"{name.ljust(width)} IoU {m['iou']:.4f} nIoU {m['niou']:.4f} Pd {m['pd']:.4f} ({m['detected']}/{m['targets']}) "
+            f"Fa {m['fa']:.2f}  per-fold IoU " + " ".join(f"{f['iou']:.3f}" for f in row["per_fold"]))
+
+
 def view_maps(networks: list[Path], frames_by_fold: list[list[Any]], flips: Any, cache: Path) -> dict[str, np.ndarray]:
     """Out-of-fold probability maps of every frame with ``flips`` (False, True or one named view besides the
     frame), fold k scored by ``networks[k]``; kept beside ``cache`` (``segmenter_cv.scored_fold_maps``)."""
@@ -55,9 +62,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows[name] = {**cross_fitted(frames_by_fold, {bool(use): maps}, use), "flips": flips,
                       "passes_per_frame": 1 + (3 if flips is True else 0 if flips is False else 1),
                       "seconds": round(time.monotonic() - t0, 1)}
-        m = rows[name]["pooled"]
-        print(f"{name:24s} IoU {m['iou']:.4f} nIoU {m['niou']:.4f} Pd {m['pd']:.4f} ({m['detected']}/{m['targets']}) "
-              f"Fa {m['fa']:.2f}  per-fold IoU " + " ".join(f"{f['iou']:.3f}" for f in rows[name]["per_fold"]), flush=True)
+        print(row_line(name, rows[name]), flush=True)
     candidate = f"two views: frame + {args.candidate}"
     keep_four = wins(rows["four views"], rows[candidate])
     verdict = ("four views win against the candidate: the profile keeps them" if keep_four else
