@@ -103,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.tile_anomaly_cv import emit
     from benchmarks.tile_defect_localise import planes_for
-    from benchmarks.tile_image_bank import bank_rows
     from benchmarks.tile_image_net import image_figures
     from inference.models.tile_defect import PRESETS
     from inference.training.groups import name_group_function, series_groups
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PRESETS[args.preset]
     planes = planes_for(args, cfg)
     y = np.asarray(planes.labels, bool)
-    x = np.hstack([image_rows(cfg, planes, good_knn_stats(planes)), bank_rows(planes.images)]).astype(np.float32)
+    x = image_rows(cfg, planes, good_knn_stats(planes)).astype(np.float32)  # the preset's rows: descriptors included
     print(f"{int((~y).sum())} good, {int(y.sum())} defect tiles, {x.shape[1]} inputs", flush=True)
     group = name_group_function(args.group_by)
     session = [group(n) for n in planes.names]
