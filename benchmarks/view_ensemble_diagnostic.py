@@ -12,7 +12,9 @@ classify-and-count from 200 unlabelled images, ADR 0045) for every head:
 - ``linear``: the class-balanced regression on ``defect_bank`` with the run's C (nonlinear-diagnostic.md's row);
 - ``thumb``: the same kind of regression (C 1) on the 12×12 thumbnails (what the simple answer reads);
 - ``mean``: the mean of the two heads' logits (itself a linear head on both feature sets side by side);
-- ``concat``: one regression with the run's C on both feature sets side by side.
+- ``concat``: one regression with the run's C on both feature sets side by side;
+- ``pick``: ``mean`` or ``linear``, whichever has the higher macro F1 of out-of-fold predictions by the capture-session
+  folds inside the run's labels (how the command chooses among its candidates), scored like the others.
 
 A head that wins here would still have to be written as a candidate and decided on fresh seeds with the real
 command; the independent val is not read.
@@ -84,10 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             "concat": (both, lambda idx, c=c: fit_linear_head(both[idx], y[idx], k, c)),
         }
         line = []
+        cv_f1: dict[str, float] = {}
         for name, (feats, fit) in fits.items():
             oof = np.zeros(len(lab), int)
             for tr, te in folds:
                 oof[te] = fit(lab[tr]).predict(feats[lab[te]])
+            cv_f1[name] = float(f1_score(y[lab], oof, average="macro"))
             head = fit(lab)
             predicted = (np.bincount(head.predict(feats[sample]), minlength=k) + 1.0) / (len(sample) + k)
             q = folder_shares(adjusted_shares(predicted, y[lab], oof, len(sample)), counts, len(unl))
@@ -95,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             v = (float((pred == y[sc]).mean()), float(f1_score(y[sc], pred, average="macro")))
             res.setdefault(name, []).append(v)
             line.append(f"{name} {v[0]:.3f}/{v[1]:.3f}")
+        pick = "mean" if cv_f1["mean"] > cv_f1["linear"] else "linear"  # as the command picks: group-CV macro F1
+        res.setdefault("pick", []).append(res[pick][-1])
+        line.append(f"pick {pick}")
         print(f"{Path(f).name}: " + ", ".join(line), flush=True)
 
     print("\n| head | runs | accuracy | macro F1 | accuracy above linear in |\n|---|---|---|---|---|")
