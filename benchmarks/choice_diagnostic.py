@@ -1,0 +1,120 @@
+"""Does the retrain command's choice among its 32 light candidates (4 feature sets x 4 C x 2 priors, by group CV
+inside the reviewed labels) help at a few labels, or would one fixed candidate do better? A diagnostic on runs the
+retrain command already made on ``lnclasses.split``'s train-only splits (their ``labelled_files`` and the
+candidate their card records), nothing chosen (session 30, information for issue 20 item 1).
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/choice_diagnostic.py benchmarks/results/provenance/*_P_pc*_s*.json
+
+For each run, on its scored sessions, every head refitted on all the run's labels with the command's kind of prior
+(the folder's mix by adjusted classify-and-count from 200 unlabelled images, out-of-fold predictions by capture-
+session folds; a ``mix`` candidate's fitted prior is its labels' mix, as ``with_prior`` takes it):
+
+- ``chosen``: the candidate the run's card records (feature set, C, prior) — what the command picked by CV;
+- ``fixed``: ``defect_bank``, C 10, balanced — the command's most frequent pick at 40 per class;
+- ``best``: the best of all 32 on the scored sessions (an oracle: how much any choice could give).
+
+The independent val is not read. A rule built on this would still be decided on fresh seeds with the real command.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.prior_diagnostic import arguments, tiles  # noqa: E402
+
+FIXED = ("defect_bank", 10.0, False)
+
+
+def chosen_of(card: dict) -> tuple[str, float, bool]:
+    """(feature set, C, mix prior) of the candidate a run's card records."""
+    head = card["head"]
+    m = re.search(r"\d+ (\w+) features", head["features"])
+    if m is None:
+        raise ValueError(f"cannot read the feature set of {head['features']!r}")
+    return m.group(1), float(head["C"]), "class mix" in head.get("prior", "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
+    warnings.filterwarnings("ignore")
+    from sklearn.metrics import f1_score
+
+    from benchmarks.lnclasses import split
+    from inference.imageio import read_image
+    from inference.texture_features import DEFECT_DIM, image_texture
+    from inference.training.classifier_head import (
+        HEAD_C,
+        adjusted_shares,
+        fit_linear_head,
+        folder_shares,
+        with_label_mix,
+        with_prior,
+    )
+    from inference.training.groups import group_folds
+
+    t = tiles(args.data, args.cache)
+    paths, y, rel, sess, x = t.paths, t.y, t.rel, t.sess, t.x
+    tex_cache = args.cache.with_name(args.cache.stem + "_texture.npy")
+    if tex_cache.exists():
+        tex = np.load(tex_cache)
+    else:
+        tex = np.stack([image_texture(read_image(q, "gray")) for q in paths]).astype(np.float32)
+        np.save(tex_cache, tex)
+    sets = {"texture": tex, "defect": x[:, :DEFECT_DIM], "bank": x[:, DEFECT_DIM:], "defect_bank": x}
+    k = len(t.classes)
+    res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
+    agree: dict[tuple[str, int], int] = {}
+
+    for f in args.runs:
+        d = json.loads(Path(f).read_text())
+        scored = split("magnetic_tile", paths, int(d["seed"]))
+        sc = np.flatnonzero(scored)
+        lab = np.array([rel[r] for r in d["labelled_files"]])
+        unl = np.setdiff1d(np.flatnonzero(~scored), lab)
+        sample = np.random.default_rng(0).permutation(unl)[:200]
+        counts = np.bincount(y[lab], minlength=k)
+        folds = list(group_folds(y[lab], list(sess[lab]), 5, 0))
+
+        every: dict[tuple[str, float, bool], tuple[float, float]] = {}
+        for fs, feats in sets.items():
+            for c in HEAD_C:
+                oof = np.zeros(len(lab), int)
+                for tr, te in folds:
+                    oof[te] = fit_linear_head(feats[lab[tr]], y[lab[tr]], k, c).predict(feats[lab[te]])
+                head = fit_linear_head(feats[lab], y[lab], k, c)
+                predicted = (np.bincount(head.predict(feats[sample]), minlength=k) + 1.0) / (len(sample) + k)
+                q = folder_shares(adjusted_shares(predicted, y[lab], oof, len(sample)), counts, len(unl))
+                for mix in (False, True):
+                    fitted = with_label_mix(head, y[lab]) if mix else head  # what a mix candidate writes
+                    pred = with_prior(fitted, q, y[lab] if mix else None).predict(feats[sc])
+                    every[(fs, c, mix)] = (float((pred == y[sc]).mean()), float(f1_score(y[sc], pred, average="macro")))
+        pick = chosen_of(d["card_training"])
+        key = (str(d["order"]), int(d["per_class"]))
+        row = res.setdefault(key, {"chosen": [], "fixed": [], "best": []})
+        row["chosen"].append(every[pick])
+        row["fixed"].append(every[FIXED])
+        row["best"].append(max(every.values(), key=lambda v: (v[1], v[0])))
+        agree[key] = agree.get(key, 0) + int(pick == FIXED)
+        print(f"{Path(f).name}: chosen {pick} {every[pick][0]:.3f}/{every[pick][1]:.3f}, "
+              f"fixed {every[FIXED][0]:.3f}/{every[FIXED][1]:.3f}", flush=True)
+
+    print("\n| order | labels per class | runs | chosen (the command's pick) | fixed defect_bank C10 | best of 32 (oracle) "
+          "| fixed above chosen in (accuracy) | chosen = fixed |\n|---|---|---|---|---|---|---|---|")
+    for (order, per), row in sorted(res.items()):
+        cells = [f"{np.mean([a for a, _ in v]):.3f} / {np.mean([b for _, b in v]):.3f}" for v in row.values()]
+        above = sum(a[0] > b[0] for a, b in zip(row["fixed"], row["chosen"]))
+        print(f"| {order} | {per} | {len(row['chosen'])} | " + " | ".join(cells)
+              + f" | {above} of {len(row['chosen'])} | {agree[(order, per)]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
