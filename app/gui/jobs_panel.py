@@ -431,7 +431,8 @@ class JobsController(QObject):
     def _poll_title(self, job_id: int, snap) -> str:
         """A job this window did not queue (an earlier session, another station) is named by what it is."""
         families = ", ".join(snap.families.get(job_id, ())) or "?"
-        kind = AUTOMATIC_TITLE if job_id in snap.automatic else "Pre-label"
+        scope = snap.scopes.get(job_id)
+        kind = AUTOMATIC_TITLE if job_id in snap.automatic else f"Pre-label {scope}" if scope else "Pre-label"
         return f"{kind} · {families}" + (EARLIER if job_id in self._earlier else "")
 
     def _worker_note(self, p, pace: JobPace, worker) -> str:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 PRELABEL = "prelabel"
+# What a pre-label job was queued for (``params["scope"]``): the Jobs dock names a job by it, also after a restart.
+JOB_SCOPES = ("folder", "new images", "selection")
 # An automatic job (a followed folder's new files) that finished less than this long ago takes the next
 # re-scan's files back in (reopened) rather than a new job: one job per stretch of a line's work in the dock.
 AUTOMATIC_REOPEN_S = 600.0
@@ -121,7 +123,7 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
                     families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
                     priority: int = 0, skip_empty: bool = False, profile: str | None = None,
-                    join_automatic: bool = False) -> int | None:
+                    join_automatic: bool = False, scope: str | None = None) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
 
     With ``only_missing`` images that already have a prediction from every chosen model version
@@ -134,9 +136,13 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     finished less than ``AUTOMATIC_REOPEN_S`` ago (reopened), rather than queue another
     (``JobRepository.add_items``); its id is returned. A line's stream of files is then one job
     while it runs, whether the worker is behind or keeps up; a pause longer than that starts a new one.
+    ``scope``: what the inspector asked for (``JOB_SCOPES``: "folder", "new images", "selection"), recorded so a
+    window opened later names the job as the one that queued it did.
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
+    if scope is not None and scope not in JOB_SCOPES:
+        raise PrelabelError(f"unknown job scope {scope!r}; one of {', '.join(JOB_SCOPES)}")
     families = [f for f in FAMILIES if f in families]
     if not families:
         raise PrelabelError("no model family chosen")
@@ -160,6 +166,8 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     profile = project_speed_profile(db) if profile is None else profile
     if profile:
         params["profile"] = profile
+    if scope is not None:
+        params["scope"] = scope
     if join_automatic:
         params["automatic"] = True
         # Only the newest job of the same models and settings: after a cancel (or a failure) the line's

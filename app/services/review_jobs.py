@@ -53,6 +53,7 @@ class JobsSnapshot:
     families: dict[int, tuple[str, ...]] = field(default_factory=dict)
     worker: WorkerStatus = WorkerStatus(False)
     automatic: frozenset[int] = frozenset()  # jobs a followed folder's new files queued (``params["automatic"]``)
+    scopes: dict[int, str] = field(default_factory=dict)  # what each job was queued for (``params["scope"]``)
 
 
 class ReviewJobs:
@@ -107,7 +108,7 @@ class ReviewJobs:
     def prelabel_folder(self, folder_id: int, only_new: bool = False) -> list[int]:
         """Every image of the folder (or only those the active models have not seen); a job per
         set of families the project's routing gives."""
-        return self._submit(folder_id=folder_id, only_missing=only_new)
+        return self._submit(folder_id=folder_id, only_missing=only_new, scope="new images" if only_new else "folder")
 
     def prelabel_new_images(self, folder_id: int, image_ids: Sequence[int] | None = None) -> list[int]:
         """The folder's images no active model has seen yet, routed; no job when there are none.
@@ -139,7 +140,7 @@ class ReviewJobs:
     def prelabel_images(self, image_ids: Sequence[int]) -> list[int]:
         if not image_ids:
             raise JobsError("no image selected")
-        return self._submit(image_ids=list(image_ids), only_missing=False)
+        return self._submit(image_ids=list(image_ids), only_missing=False, scope="selection")
 
     def families_of(self, job_id: int) -> list[str]:
         """The families a pre-label job runs (from its recorded parameters)."""
@@ -246,7 +247,8 @@ class ReviewJobs:
             failures[p.job_id] = cached[1]
         families = {i: tuple(j.params.get("families", ())) for i, j in rows.items()}
         automatic = frozenset(i for i, j in rows.items() if j.params.get("automatic"))
-        return JobsSnapshot(jobs, failures, families, worker, automatic)
+        scopes = {i: str(j.params["scope"]) for i, j in rows.items() if isinstance(j.params.get("scope"), str)}
+        return JobsSnapshot(jobs, failures, families, worker, automatic, scopes)
 
     def _job_rows(self, include: Sequence[int]) -> dict[int, Any]:
         """The newest pre-label jobs' rows by id, plus those in ``include``."""

@@ -34,6 +34,18 @@ def _jobs_window(service, db, qtbot):
     return win
 
 
+def _title_in_the_next_session(service, db, job: int, qtbot) -> str:
+    """The job's row title in a new window. Still waiting (no worker): resumed, and said so once the window's facts
+    about this session have come (the row can be drawn before them; reading it at its first drawing was flaky)."""
+    again = _jobs_window(service, db, qtbot)
+    qtbot.waitUntil(lambda: job in again.jobs_panel.rows, timeout=10000)
+    qtbot.waitUntil(lambda: again.jobs_panel.rows[job].title.text().endswith("(from an earlier session)"),
+                    timeout=10000)
+    title = again.jobs_panel.rows[job].title.text()
+    again.close()
+    return title
+
+
 def _window_with_jobs(service, db, folder, qtbot):
     for family in ("classifier", "segmenter", "anomaly"):
         db.model_versions.register(family, f"{family}-x", "/nowhere", activate=True)
@@ -58,6 +70,19 @@ def test_prelabel_selection_queues_a_job_and_cancel_stops_it(service, db, folder
     qtbot.waitUntil(lambda: row.info.text().startswith("cancelled"))
     assert not row.cancel.isEnabled()
     win.close()
+
+
+def test_a_job_keeps_its_name_in_the_next_session(service, db, folder, qtbot):
+    """Seen under Xvfb: "#4 Pre-label folder · anomaly" came back after a restart as "#4 Pre-label · anomaly";
+    the job records what it was queued for and the next window names it so."""
+    win = _window_with_jobs(service, db, folder, qtbot)
+    qtbot.waitUntil(lambda: len(win.jobs.active) == 1, timeout=10000)  # the folder's automatic job
+    with qtbot.waitSignal(win.jobs.submitted, timeout=10000) as queued:
+        win.jobs.prelabel_folder()
+    [job] = queued.args[0]
+    assert win.jobs_panel.rows[job].title.text().startswith(f"#{job} Pre-label folder")
+    win.close()
+    assert _title_in_the_next_session(service, db, job, qtbot).startswith(f"#{job} Pre-label folder · ")
 
 
 def test_prelabel_without_a_folder_or_selection_is_a_message(service, db, folder, qtbot):
@@ -142,14 +167,7 @@ def test_opening_a_new_folder_queues_its_new_images_and_shows_the_routing(servic
     assert len(db.jobs.list()) == 1
     win.close()
     # The next session's window names the earlier automatic job by what it is, not by its families.
-    again = _jobs_window(service, db, qtbot)
-    qtbot.waitUntil(lambda: job in again.jobs_panel.rows, timeout=10000)
-    # Still waiting (no worker model): resumed, and said so once the window's facts about this session have come
-    # (the row can be drawn before them; reading it once at its first drawing was flaky).
-    qtbot.waitUntil(lambda: again.jobs_panel.rows[job].title.text().endswith("(from an earlier session)"),
-                    timeout=10000)
-    assert again.jobs_panel.rows[job].title.text().startswith(f"#{job} {TITLE} · ")
-    again.close()
+    assert _title_in_the_next_session(service, db, job, qtbot).startswith(f"#{job} {TITLE} · ")
 
 
 def test_the_project_setting_off_opens_a_folder_without_a_job(service, db, folder, qtbot):

@@ -165,3 +165,31 @@ def test_a_line_s_new_files_join_one_automatic_job_and_never_a_cancelled_stale_o
         assert sixth != [manual] and db.jobs.get(manual).progress_total == 1
     finally:
         db.close()
+
+
+def test_a_job_records_what_it_was_queued_for(tmp_path: Path) -> None:
+    """The Jobs dock of a later session names a job by what the inspector asked for (``params["scope"]``):
+    the folder, its new images or a selection; an automatic job keeps its own mark and no scope."""
+    import pytest
+
+    from app.services.prelabel import PrelabelError, submit_prelabel
+    from database.dto import FileEntry
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        folder = db.folders.add("/line")
+        ids = list(db.images.sync(folder.id, [FileEntry(f"p{i}.png", 10, i, content_hash=f"h{i}")
+                                              for i in range(4)]).added_ids)
+        jobs = ReviewJobs(db, "unused")
+        jobs.ensure_worker = lambda: None  # type: ignore[method-assign]
+        [whole] = jobs.prelabel_folder(folder.id)
+        [new] = jobs.prelabel_folder(folder.id, only_new=True)
+        [picked] = jobs.prelabel_images(ids[:2])
+        later = ReviewJobs(db, "unused")
+        later.check_worker = lambda work_waiting: WorkerStatus(False)  # type: ignore[method-assign]
+        snap = later.snapshot()
+        assert snap.scopes == {whole: "folder", new: "new images", picked: "selection"}
+        assert not snap.automatic
+        with pytest.raises(PrelabelError, match="unknown job scope"):
+            submit_prelabel(db, image_ids=ids, families=jobs.available_families(), scope="everything")
+    finally:
+        db.close()
