@@ -1,0 +1,89 @@
+"""Would standardising each image's features against its capture session's images lift few-label retraining? A
+diagnostic on runs the retrain command already made on ``lnclasses.split``'s train-only splits (their
+``labelled_files``), nothing chosen (session 30, information for issue 20 item 1).
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/session_norm_diagnostic.py benchmarks/results/refit/per-class_d_s*.json \\
+        benchmarks/results/selectfor/per-class_d_s*.json
+
+choice.md and the confusion of those runs say most errors are free tiles called defective (531 of 696 at 40 per class,
+random order: 204 "uneven", 170 "break"), and every capture session is one lighting. Each variant subtracts from every
+tile's ``defect_bank`` features a statistic of all tiles of its capture session (unlabelled: no label is read; a
+session's own tiles, the scored ones included, as a station would have a lot's images), then refits the command's
+kind of head (the run's C, the folder's mix by adjusted classify-and-count) and scores the run's held-out sessions:
+``none`` (as the command does), ``mean``, ``median``, ``mean_std`` (the mean subtracted and divided by the std).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.prior_diagnostic import arguments, tiles  # noqa: E402
+
+MODES = ("none", "mean", "median", "mean_std")
+
+
+def session_normalised(x: np.ndarray, sess: np.ndarray, mode: str) -> np.ndarray:
+    """``x`` with each session's statistic taken out (``MODES``)."""
+    out = x.astype(np.float64).copy()
+    if mode == "none":
+        return out
+    for s in np.unique(sess):
+        m = sess == s
+        out[m] = x[m] - (np.median(x[m], 0) if mode == "median" else x[m].mean(0))
+        if mode == "mean_std":
+            out[m] /= x[m].std(0) + 1e-6
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
+    warnings.filterwarnings("ignore")
+    from sklearn.metrics import f1_score
+
+    from benchmarks.lnclasses import split
+    from inference.training.classifier_head import adjusted_shares, fit_linear_head, folder_shares, with_prior
+    from inference.training.groups import group_folds
+
+    t = tiles(args.data, args.cache)
+    paths, y, rel, sess = t.paths, t.y, t.rel, t.sess
+    k = len(t.classes)
+    feats = {m: session_normalised(t.x, sess, m) for m in MODES}
+    res: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
+    for f in args.runs:
+        d = json.loads(Path(f).read_text())
+        sc = np.flatnonzero(split("magnetic_tile", paths, int(d["seed"])))
+        lab = np.array([rel[r] for r in d["labelled_files"]])
+        unl = np.setdiff1d(np.setdiff1d(np.arange(len(y)), sc), lab)
+        sample = np.random.default_rng(0).permutation(unl)[:200]
+        counts = np.bincount(y[lab], minlength=k)
+        folds = list(group_folds(y[lab], list(sess[lab]), 5, 0))
+        c = float(d["card_training"]["head"].get("C") or 10.0)
+        line = []
+        for m, x in feats.items():
+            oof = np.zeros(len(lab), int)
+            for tr, te in folds:
+                oof[te] = fit_linear_head(x[lab[tr]], y[lab[tr]], k, c).predict(x[lab[te]])
+            head = fit_linear_head(x[lab], y[lab], k, c)
+            predicted = (np.bincount(head.predict(x[sample]), minlength=k) + 1.0) / (len(sample) + k)
+            q = folder_shares(adjusted_shares(predicted, y[lab], oof, len(sample)), counts, len(unl))
+            pred = with_prior(head, q).predict(x[sc])
+            res[m].append((float((pred == y[sc]).mean()), float(f1_score(y[sc], pred, average="macro"))))
+            line.append(f"{m} {res[m][-1][0]:.3f}/{res[m][-1][1]:.3f}")
+        print(f"{Path(f).name}: " + ", ".join(line), flush=True)
+    base = np.array(res["none"])
+    print("\n| features | runs | accuracy | macro F1 | accuracy above `none` in |\n|---|---|---|---|---|")
+    for m, v in res.items():
+        a = np.array(v)
+        print(f"| {m} | {len(a)} | {a[:, 0].mean():.3f} | {a[:, 1].mean():.3f} | {int((a[:, 0] > base[:, 0]).sum())} of {len(a)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
