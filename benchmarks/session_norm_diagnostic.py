@@ -11,6 +11,7 @@ tile's ``defect_bank`` features a statistic of all tiles of its capture session 
 session's own tiles, the scored ones included, as a station would have a lot's images), then refits the command's
 kind of head (the run's C, the folder's mix by adjusted classify-and-count) and scores the run's held-out sessions:
 ``none`` (as the command does), ``mean``, ``median``, ``mean_std`` (the mean subtracted and divided by the std).
+``--sample N``: each session's statistic from N of its tiles drawn at random (what a lot's first images give).
 """
 from __future__ import annotations
 
@@ -29,21 +30,28 @@ from benchmarks.prior_diagnostic import arguments, tiles  # noqa: E402
 MODES = ("none", "mean", "median", "mean_std")
 
 
-def session_normalised(x: np.ndarray, sess: np.ndarray, mode: str) -> np.ndarray:
-    """``x`` with each session's statistic taken out (``MODES``)."""
+def session_normalised(x: np.ndarray, sess: np.ndarray, mode: str, sample: int = 0) -> np.ndarray:
+    """``x`` with each session's statistic taken out (``MODES``); ``sample`` > 0: the statistic of that many of the
+    session's tiles drawn at random (seed 0; a lot's first images), else of all of them."""
     out = x.astype(np.float64).copy()
     if mode == "none":
         return out
+    rng = np.random.default_rng(0)
     for s in np.unique(sess):
-        m = sess == s
-        out[m] = x[m] - (np.median(x[m], 0) if mode == "median" else x[m].mean(0))
+        m = np.flatnonzero(sess == s)
+        ref = x[rng.choice(m, sample, replace=False)] if 0 < sample < len(m) else x[m]
+        out[m] = x[m] - (np.median(ref, 0) if mode == "median" else ref.mean(0))
         if mode == "mean_std":
-            out[m] /= x[m].std(0) + 1e-6
+            out[m] /= ref.std(0) + 1e-6
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
+    import argparse
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--sample", type=int, default=0, help="each session's statistic from this many of its tiles")
+    known, rest = pre.parse_known_args(argv)
+    args = arguments(rest, __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
     from sklearn.metrics import f1_score
 
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     t = tiles(args.data, args.cache)
     paths, y, rel, sess = t.paths, t.y, t.rel, t.sess
     k = len(t.classes)
-    feats = {m: session_normalised(t.x, sess, m) for m in MODES}
+    feats = {m: session_normalised(t.x, sess, m, known.sample) for m in MODES}
     res: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
     for f in args.runs:
         d = json.loads(Path(f).read_text())
