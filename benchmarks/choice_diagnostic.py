@@ -6,8 +6,9 @@ candidate their card records), nothing chosen (session 30, information for issue
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/choice_diagnostic.py benchmarks/results/provenance/*_P_pc*_s*.json
 
 For each run, on its scored sessions, every head refitted on all the run's labels with the command's kind of prior
-(the folder's mix by adjusted classify-and-count from 200 unlabelled images, out-of-fold predictions by capture-
-session folds; a ``mix`` candidate's fitted prior is its labels' mix, as ``with_prior`` takes it):
+(the folder's mix by adjusted classify-and-count from 200 unlabelled images and the out-of-fold predictions by
+capture-session folds, both made by the candidate's own heads — a ``mix`` candidate's carry its labels' mix, which
+``with_prior`` takes out again):
 
 - ``chosen``: the candidate the run's card records (feature set, C, prior) — what the command picked by CV;
 - ``fixed``: ``defect_bank``, C 10, balanced — the command's most frequent pick at 40 per class;
@@ -28,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.prior_diagnostic import arguments, tiles  # noqa: E402
+from benchmarks.prior_diagnostic import arguments, folder_prior_scores, out_of_fold, run_labels, tiles  # noqa: E402
 
 FIXED = ("defect_bank", 10.0, False)
 
@@ -45,28 +46,17 @@ def chosen_of(card: dict) -> tuple[str, float, bool]:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
-    from sklearn.metrics import f1_score
-
-    from benchmarks.lnclasses import split
     from inference.imageio import read_image
     from inference.texture_features import DEFECT_DIM, image_texture
-    from inference.training.classifier_head import (
-        HEAD_C,
-        adjusted_shares,
-        fit_linear_head,
-        folder_shares,
-        with_label_mix,
-        with_prior,
-    )
-    from inference.training.groups import group_folds
+    from inference.training.classifier_head import HEAD_C, LinearHead, fit_linear_head, with_label_mix
 
     t = tiles(args.data, args.cache)
-    paths, y, rel, sess, x = t.paths, t.y, t.rel, t.sess, t.x
+    y, x = t.y, t.x
     tex_cache = args.cache.with_name(args.cache.stem + "_texture.npy")
     if tex_cache.exists():
         tex = np.load(tex_cache)
     else:
-        tex = np.stack([image_texture(read_image(q, "gray")) for q in paths]).astype(np.float32)
+        tex = np.stack([image_texture(read_image(q, "gray")) for q in t.paths]).astype(np.float32)
         np.save(tex_cache, tex)
     sets = {"texture": tex, "defect": x[:, :DEFECT_DIM], "bank": x[:, DEFECT_DIM:], "defect_bank": x}
     k = len(t.classes)
@@ -75,29 +65,22 @@ def main(argv: list[str] | None = None) -> int:
 
     for f in args.runs:
         d = json.loads(Path(f).read_text())
-        scored = split("magnetic_tile", paths, int(d["seed"]))
-        sc = np.flatnonzero(scored)
-        lab = np.array([rel[r] for r in d["labelled_files"]])
-        unl = np.setdiff1d(np.flatnonzero(~scored), lab)
-        sample = np.random.default_rng(0).permutation(unl)[:200]
-        counts = np.bincount(y[lab], minlength=k)
-        folds = list(group_folds(y[lab], list(sess[lab]), 5, 0))
-
+        r = run_labels(t, d)
+        lab = r.labelled
         every: dict[tuple[str, float, bool], tuple[float, float]] = {}
         for fs, feats in sets.items():
             for c in HEAD_C:
-                oof = np.zeros(len(lab), int)
-                for tr, te in folds:
-                    oof[te] = fit_linear_head(feats[lab[tr]], y[lab[tr]], k, c).predict(feats[lab[te]])
                 head = fit_linear_head(feats[lab], y[lab], k, c)
-                predicted = (np.bincount(head.predict(feats[sample]), minlength=k) + 1.0) / (len(sample) + k)
-                q = folder_shares(adjusted_shares(predicted, y[lab], oof, len(sample)), counts, len(unl))
                 for mix in (False, True):
-                    fitted = with_label_mix(head, y[lab]) if mix else head  # what a mix candidate writes
-                    pred = with_prior(fitted, q, y[lab] if mix else None).predict(feats[sc])
-                    every[(fs, c, mix)] = (float((pred == y[sc]).mean()), float(f1_score(y[sc], pred, average="macro")))
+                    # A mix candidate's out-of-fold and pool predictions come from its mixed heads, as in the command.
+                    def fit(idx: np.ndarray, feats: np.ndarray = feats, c: float = c, mix: bool = mix) -> LinearHead:
+                        h = fit_linear_head(feats[idx], y[idx], k, c)
+                        return with_label_mix(h, y[idx]) if mix else h
+                    fitted = with_label_mix(head, y[lab]) if mix else head
+                    every[(fs, c, mix)] = folder_prior_scores(fitted, feats, t, r, out_of_fold(fit, feats, r),
+                                                              y[lab] if mix else None)
         pick = chosen_of(d["card_training"])
-        key = (str(d["order"]), int(d["per_class"]))
+        key = (r.order, r.per_class)
         row = res.setdefault(key, {"chosen": [], "fixed": [], "best": []})
         row["chosen"].append(every[pick])
         row["fixed"].append(every[FIXED])

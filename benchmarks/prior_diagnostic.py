@@ -22,6 +22,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,6 +58,60 @@ def tiles(data: Path, cache: Path) -> Tiles:
     return Tiles(paths, classes, np.array([classes.index(n) for n in names]),
                  {f"{q.parent.name}/{q.name}": i for i, q in enumerate(paths)},
                  np.array([q.name.split("_")[0] for q in paths]), x)
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """One earlier run of the retrain command on a train-only split: the indices (rows of ``Tiles``) of its scored
+    sessions, its labelled images, the other unlabelled ones and the 200 of those whose predicted mix gives the
+    folder prior; the labels' class counts, the capture-session folds inside the labels and the run's C."""
+    scored: np.ndarray
+    labelled: np.ndarray
+    unlabelled: np.ndarray
+    sample: np.ndarray
+    counts: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    c: float
+    order: str
+    per_class: int
+
+
+def run_labels(t: Tiles, run: dict) -> RunLabels:
+    """The split and labels of one run's JSON (``lnclasses_command.py``), as every diagnostic reads them."""
+    from benchmarks.lnclasses import split
+    from inference.training.groups import group_folds
+
+    scored = split("magnetic_tile", t.paths, int(run["seed"]))
+    lab = np.array([t.rel[r] for r in run["labelled_files"]])
+    unl = np.setdiff1d(np.flatnonzero(~scored), lab)
+    return RunLabels(np.flatnonzero(scored), lab, unl, np.random.default_rng(0).permutation(unl)[:200],
+                     np.bincount(t.y[lab], minlength=len(t.classes)),
+                     list(group_folds(t.y[lab], list(t.sess[lab]), 5, 0)),
+                     float(run["card_training"]["head"].get("C") or 10.0), str(run["order"]), int(run["per_class"]))
+
+
+def out_of_fold(fit: Callable[[np.ndarray], Any], feats: np.ndarray, r: RunLabels) -> np.ndarray:
+    """Out-of-fold predictions on the labelled images: ``fit(indices)`` returns a head with ``predict``."""
+    oof = np.zeros(len(r.labelled), int)
+    for tr, te in r.folds:
+        oof[te] = fit(r.labelled[tr]).predict(feats[r.labelled[te]])
+    return oof
+
+
+def folder_prior_scores(head: Any, feats: np.ndarray, t: Tiles, r: RunLabels, oof: np.ndarray,
+                        fitted_labels: np.ndarray | None = None) -> tuple[float, float]:
+    """(accuracy, macro F1) on the scored sessions of ``head`` under the command's prior: the folder's mix by adjusted
+    classify-and-count (ADR 0045) from the sample's predictions and the out-of-fold ones."""
+    from sklearn.metrics import f1_score
+
+    from inference.training.classifier_head import adjusted_shares, folder_shares, with_prior
+
+    k = len(t.classes)
+    predicted = (np.bincount(head.predict(feats[r.sample]), minlength=k) + 1.0) / (len(r.sample) + k)
+    q = folder_shares(adjusted_shares(predicted, t.y[r.labelled], oof, len(r.sample)), r.counts, len(r.unlabelled))
+    pred = with_prior(head, q, fitted_labels).predict(feats[r.scored])
+    y = t.y[r.scored]
+    return float((pred == y).mean()), float(f1_score(y, pred, average="macro"))
 
 
 def arguments(argv: list[str] | None, doc: str, runs_help: str) -> argparse.Namespace:

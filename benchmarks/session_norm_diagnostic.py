@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.prior_diagnostic import arguments, tiles  # noqa: E402
+from benchmarks.prior_diagnostic import arguments, folder_prior_scores, out_of_fold, run_labels, tiles  # noqa: E402
 
 MODES = ("none", "mean", "median", "mean_std")
 
@@ -53,36 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     known, rest = pre.parse_known_args(argv)
     args = arguments(rest, __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
-    from sklearn.metrics import f1_score
-
-    from benchmarks.lnclasses import split
-    from inference.training.classifier_head import adjusted_shares, fit_linear_head, folder_shares, with_prior
-    from inference.training.groups import group_folds
+    from inference.training.classifier_head import fit_linear_head
 
     t = tiles(args.data, args.cache)
-    paths, y, rel, sess = t.paths, t.y, t.rel, t.sess
-    k = len(t.classes)
-    feats = {m: session_normalised(t.x, sess, m, known.sample) for m in MODES}
+    y, k = t.y, len(t.classes)
+    feats = {m: session_normalised(t.x, t.sess, m, known.sample) for m in MODES}
     res: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
     for f in args.runs:
-        d = json.loads(Path(f).read_text())
-        sc = np.flatnonzero(split("magnetic_tile", paths, int(d["seed"])))
-        lab = np.array([rel[r] for r in d["labelled_files"]])
-        unl = np.setdiff1d(np.setdiff1d(np.arange(len(y)), sc), lab)
-        sample = np.random.default_rng(0).permutation(unl)[:200]
-        counts = np.bincount(y[lab], minlength=k)
-        folds = list(group_folds(y[lab], list(sess[lab]), 5, 0))
-        c = float(d["card_training"]["head"].get("C") or 10.0)
+        r = run_labels(t, json.loads(Path(f).read_text()))
         line = []
         for m, x in feats.items():
-            oof = np.zeros(len(lab), int)
-            for tr, te in folds:
-                oof[te] = fit_linear_head(x[lab[tr]], y[lab[tr]], k, c).predict(x[lab[te]])
-            head = fit_linear_head(x[lab], y[lab], k, c)
-            predicted = (np.bincount(head.predict(x[sample]), minlength=k) + 1.0) / (len(sample) + k)
-            q = folder_shares(adjusted_shares(predicted, y[lab], oof, len(sample)), counts, len(unl))
-            pred = with_prior(head, q).predict(x[sc])
-            res[m].append((float((pred == y[sc]).mean()), float(f1_score(y[sc], pred, average="macro"))))
+            oof = out_of_fold(lambda idx, x=x, c=r.c: fit_linear_head(x[idx], y[idx], k, c), x, r)
+            res[m].append(folder_prior_scores(fit_linear_head(x[r.labelled], y[r.labelled], k, r.c), x, t, r, oof))
             line.append(f"{m} {res[m][-1][0]:.3f}/{res[m][-1][1]:.3f}")
         print(f"{Path(f).name}: " + ", ".join(line), flush=True)
     base = np.array(res["none"])

@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.prior_diagnostic import arguments, tiles  # noqa: E402
+from benchmarks.prior_diagnostic import arguments, folder_prior_scores, out_of_fold, run_labels, tiles  # noqa: E402
 
 THUMB_C = 1.0
 
@@ -42,24 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     from sklearn.metrics import f1_score
 
-    from benchmarks.lnclasses import split
-    from inference.training.classifier_head import (
-        LinearHead,
-        adjusted_shares,
-        fit_linear_head,
-        folder_shares,
-        with_prior,
-    )
-    from inference.training.groups import group_folds
+    from inference.training.classifier_head import LinearHead, fit_linear_head
     from inference.training.simple_answers import thumbnails
 
     t = tiles(args.data, args.cache)
-    paths, y, rel, sess, x = t.paths, t.y, t.rel, t.sess, t.x
+    y, x = t.y, t.x
     thumb_cache = args.cache.with_name(args.cache.stem + "_thumbs.npy")
     if thumb_cache.exists():
         th = np.load(thumb_cache)
     else:
-        th = thumbnails(paths)
+        th = thumbnails(t.paths)
         np.save(thumb_cache, th)
     both = np.hstack([x, th]).astype(np.float64)
     k = len(t.classes)
@@ -69,15 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return LinearHead(np.hstack([a.coef, b.coef]) / 2, (a.intercept + b.intercept) / 2, a.c)
 
     for f in args.runs:
-        d = json.loads(Path(f).read_text())
-        scored = split("magnetic_tile", paths, int(d["seed"]))
-        sc = np.flatnonzero(scored)
-        lab = np.array([rel[r] for r in d["labelled_files"]])
-        unl = np.setdiff1d(np.flatnonzero(~scored), lab)
-        sample = np.random.default_rng(0).permutation(unl)[:200]
-        counts = np.bincount(y[lab], minlength=k)
-        folds = list(group_folds(y[lab], list(sess[lab]), 5, 0))
-        c = float(d["card_training"]["head"].get("C") or 10.0)
+        r = run_labels(t, json.loads(Path(f).read_text()))
+        c = r.c
         fits: dict[str, tuple[np.ndarray, Callable[[np.ndarray], LinearHead]]] = {
             "linear": (x, lambda idx, c=c: fit_linear_head(x[idx], y[idx], k, c)),
             "thumb": (th, lambda idx: fit_linear_head(th[idx], y[idx], k, THUMB_C)),
@@ -88,15 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         line = []
         cv_f1: dict[str, float] = {}
         for name, (feats, fit) in fits.items():
-            oof = np.zeros(len(lab), int)
-            for tr, te in folds:
-                oof[te] = fit(lab[tr]).predict(feats[lab[te]])
-            cv_f1[name] = float(f1_score(y[lab], oof, average="macro"))
-            head = fit(lab)
-            predicted = (np.bincount(head.predict(feats[sample]), minlength=k) + 1.0) / (len(sample) + k)
-            q = folder_shares(adjusted_shares(predicted, y[lab], oof, len(sample)), counts, len(unl))
-            pred = with_prior(head, q).predict(feats[sc])
-            v = (float((pred == y[sc]).mean()), float(f1_score(y[sc], pred, average="macro")))
+            oof = out_of_fold(fit, feats, r)
+            cv_f1[name] = float(f1_score(y[r.labelled], oof, average="macro"))
+            v = folder_prior_scores(fit(r.labelled), feats, t, r, oof)
             res.setdefault(name, []).append(v)
             line.append(f"{name} {v[0]:.3f}/{v[1]:.3f}")
         pick = "mean" if cv_f1["mean"] > cv_f1["linear"] else "linear"  # as the command picks: group-CV macro F1
