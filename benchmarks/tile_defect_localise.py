@@ -65,6 +65,19 @@ def localisation(maps: np.ndarray, labels: np.ndarray, masks: list[np.ndarray | 
             "n_masked_defects": len(ious)}
 
 
+def planes_arguments(doc: str, preset: str) -> argparse.ArgumentParser:
+    """The tile studies' common command line (they read the out-of-fold planes of ``planes_for``): ``--data``,
+    ``--preset``, ``--cache``, ``--folds``, ``--group-by`` and ``--json``; a study adds its own options."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--preset", default=preset)
+    p.add_argument("--cache", required=True, help="the localise benchmark's out-of-fold planes (.npz; made when absent)")
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--group-by", default="prefix")
+    p.add_argument("--json", help="append one line per result here")
+    return p
+
+
 def planes_for(args: argparse.Namespace, cfg: Any) -> Any:
     """The out-of-fold planes, from ``--cache`` when it holds them."""
     from inference.training.anomaly_data import load_images, scan_category

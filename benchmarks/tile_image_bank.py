@@ -14,7 +14,6 @@ split is never read.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -32,13 +31,9 @@ def bank_rows(images: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--preset", default="tile_net")
-    p.add_argument("--cache", required=True, help="the localise benchmark's out-of-fold planes (.npz; made when absent)")
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--group-by", default="prefix")
-    p.add_argument("--json", help="append one line per result here")
+    from benchmarks.tile_defect_localise import planes_arguments
+
+    p = planes_arguments(__doc__, "tile_net")
     args = p.parse_args(argv)
 
     from benchmarks.tile_anomaly_cv import emit

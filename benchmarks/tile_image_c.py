@@ -11,7 +11,6 @@ and, for information, the plain (not nested) physical-tile CV AUROC of every C i
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,13 +22,9 @@ GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--preset", default="tile_net_bank")
-    p.add_argument("--cache", required=True)
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--group-by", default="prefix")
-    p.add_argument("--json")
+    from benchmarks.tile_defect_localise import planes_arguments
+
+    p = planes_arguments(__doc__, "tile_net_bank")
     args = p.parse_args(argv)
 
     from benchmarks.tile_anomaly_cv import emit

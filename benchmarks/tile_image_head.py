@@ -18,7 +18,6 @@ split is never read.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -90,15 +89,11 @@ def nested_flags(fit: Fit, x: np.ndarray, y: np.ndarray, session: list[str], ser
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--preset", default="tile_net_bank")
-    p.add_argument("--cache", required=True, help="the localise benchmark's out-of-fold planes (.npz; made when absent)")
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--group-by", default="prefix")
+    from benchmarks.tile_defect_localise import planes_arguments
+
+    p = planes_arguments(__doc__, "tile_net_bank")
     p.add_argument("--threshold-head", default="S", choices=sorted(HEADS),
                    help="the head part 2 is run with (the one part 1's rule keeps)")
-    p.add_argument("--json", help="append one line per result here")
     args = p.parse_args(argv)
 
     from benchmarks.tile_anomaly_cv import emit

@@ -12,7 +12,6 @@ per (candidate, seed, grouping). The test split is never read.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -51,15 +50,11 @@ def image_figures(labels: np.ndarray, types: list[str], logits: np.ndarray) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--preset", default="tile_net")
-    p.add_argument("--cache", required=True, help="the localise benchmark's out-of-fold planes (.npz)")
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--group-by", default="prefix")
+    from benchmarks.tile_defect_localise import planes_arguments
+
+    p = planes_arguments(__doc__, "tile_net")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--maps", help="keep each seed's out-of-fold net maps' two numbers here (.npz prefix)")
-    p.add_argument("--json", help="append one line per result here")
     args = p.parse_args(argv)
 
     import torch

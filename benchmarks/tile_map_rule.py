@@ -17,7 +17,6 @@ per (grouping, rule). The test split is never read.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,14 +27,10 @@ RULES = (("sum", 2.0, 0.0), ("veto", 2.0, 0.0), ("gate", 2.0, 0.0), ("gate", 2.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--preset", default="tile_net_bank")
-    p.add_argument("--cache", required=True, help="the localise benchmark's out-of-fold planes (.npz; made when absent)")
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--group-by", default="prefix")
+    from benchmarks.tile_defect_localise import planes_arguments
+
+    p = planes_arguments(__doc__, "tile_net_bank")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="append one line per result here")
     args = p.parse_args(argv)
 
     import torch

@@ -13,7 +13,6 @@ is never read.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -45,15 +44,11 @@ def head_times(cfg, planes, knn_stats, net, model_w, model_b, n: int = 40) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--preset", default="tile")
-    p.add_argument("--cache", required=True, help="the localise benchmark's out-of-fold planes (.npz)")
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--group-by", default="prefix")
+    from benchmarks.tile_defect_localise import planes_arguments
+
+    p = planes_arguments(__doc__, "tile")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--json", help="append one line per result here")
     args = p.parse_args(argv)
 
     import torch
