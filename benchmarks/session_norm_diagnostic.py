@@ -12,6 +12,8 @@ session's own tiles, the scored ones included, as a station would have a lot's i
 kind of head (the run's C, the folder's mix by adjusted classify-and-count) and scores the run's held-out sessions:
 ``none`` (as the command does), ``mean``, ``median``, ``mean_std`` (the mean subtracted and divided by the std).
 ``--sample N``: each session's statistic from N of its tiles drawn at random (what a lot's first images give).
+``--all-labels``: no runs; the bundled tile classifier's setting (every training tile labelled), CV by capture
+session against CV by physical tile.
 """
 from __future__ import annotations
 
@@ -46,11 +48,37 @@ def session_normalised(x: np.ndarray, sess: np.ndarray, mode: str, sample: int =
     return out
 
 
+def all_labels_cv(t, feats: dict[str, np.ndarray]) -> int:  # noqa: ANN001 - prior_diagnostic.Tiles
+    """Every training tile labelled (the bundled classifier's setting): does centring help a new lighting (folds by
+    capture session) or a new physical tile (folds by ``series_groups``)?"""
+    from sklearn.metrics import f1_score
+
+    from inference.training.classifier_head import fit_linear_head
+    from inference.training.groups import group_folds, series_groups
+
+    groupings = {"capture session": list(t.sess), "physical tile": series_groups([q.name for q in t.paths])}
+    print("| features | CV by capture session | CV by physical tile |\n|---|---|---|")
+    for m, x in feats.items():
+        cells = []
+        for groups in groupings.values():
+            pred = np.zeros(len(t.y), int)
+            for tr, te in group_folds(t.y, groups, 5, 0):
+                pred[te] = fit_linear_head(x[tr], t.y[tr], len(t.classes), 10.0).predict(x[te])
+            cells.append(f"{(pred == t.y).mean():.3f} / {f1_score(t.y, pred, average='macro'):.3f}")
+        print(f"| {m} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--sample", type=int, default=0, help="each session's statistic from this many of its tiles")
+    pre.add_argument("--all-labels", action="store_true",
+                     help="instead of the runs: the bundled tile classifier's head (defect_bank, C 10) on every "
+                          "training tile, 5-fold CV by capture session and by physical tile")
     known, rest = pre.parse_known_args(argv)
+    if known.all_labels and not [a for a in rest if not a.startswith("-")]:
+        rest = [*rest, "-"]  # the runs argument is required; with --all-labels no run is read
     args = arguments(rest, __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
     from inference.training.classifier_head import fit_linear_head
@@ -58,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     t = tiles(args.data, args.cache)
     y, k = t.y, len(t.classes)
     feats = {m: session_normalised(t.x, t.sess, m, known.sample) for m in MODES}
+    if known.all_labels:
+        return all_labels_cv(t, feats)
     res: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
     for f in args.runs:
         r = run_labels(t, json.loads(Path(f).read_text()))
