@@ -225,7 +225,7 @@ class ReviewJobs:
         Runs on the panel's polling thread. A worker that died while jobs are open is restarted
         here, and the crash is reported in ``worker.event`` rather than only in a log.
         """
-        from app.services.prelabel import failed_image_list, progress_of
+        from app.services.prelabel import JOB_SCOPES, failed_image_list, progress_of
         rows = self._job_rows(include)
         jobs = tuple(progress_of(rows[i]) for i in sorted(rows, reverse=True))
         event_id = self._event_id
@@ -247,7 +247,8 @@ class ReviewJobs:
             failures[p.job_id] = cached[1]
         families = {i: tuple(j.params.get("families", ())) for i, j in rows.items()}
         automatic = frozenset(i for i, j in rows.items() if j.params.get("automatic"))
-        scopes = {i: str(j.params["scope"]) for i, j in rows.items() if isinstance(j.params.get("scope"), str)}
+        # Only the known names: a row another program wrote cannot put its text in a job's title.
+        scopes = {i: j.params["scope"] for i, j in rows.items() if j.params.get("scope") in JOB_SCOPES}
         return JobsSnapshot(jobs, failures, families, worker, automatic, scopes)
 
     def _job_rows(self, include: Sequence[int]) -> dict[int, Any]:

@@ -189,6 +189,8 @@ def test_a_job_records_what_it_was_queued_for(tmp_path: Path) -> None:
         snap = later.snapshot()
         assert snap.scopes == {whole: "folder", new: "new images", picked: "selection"}
         assert not snap.automatic
+        odd = db.jobs.create(PRELABEL, {"families": ["classifier"], "scope": "x" * 10_000})  # written by another program
+        assert odd.id not in later.snapshot().scopes
         with pytest.raises(PrelabelError, match="unknown job scope"):
             submit_prelabel(db, image_ids=ids, families=jobs.available_families(), scope="everything")
     finally:
