@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.segmenter_scene_cv import recipe_dir  # noqa: E402
-from benchmarks.segmenter_views_cv import finish, row_line, view_maps  # noqa: E402
+from benchmarks.segmenter_views_cv import finish, fold_network_arguments, row_line, view_maps  # noqa: E402
 
 EPS = 1e-7  # probabilities are clipped this far from 0 and 1 before they are turned back into logits
 
@@ -107,14 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True, help="segmenter_scene_cv.py's work folder (fold networks)")
-    p.add_argument("--recipe", default="clutter")
+    p = fold_network_arguments(__doc__, "clutter")
     p.add_argument("--scale", type=float, default=1.25)
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--group-by", default="scene", choices=("scene", "none", "frame"))
-    p.add_argument("--json", type=Path)
     args = p.parse_args()
     if not 1.0 < args.scale <= 2.0:
         p.error("--scale must be above 1 and at most 2")

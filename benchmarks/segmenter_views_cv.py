@@ -72,15 +72,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "four_views_win": keep_four, "verdict": verdict, "rows": rows}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def fold_network_arguments(doc: str, recipe: str) -> argparse.ArgumentParser:
+    """The command line of the studies that score ``segmenter_scene_cv.py``'s fold networks: ``--data``, ``--work``,
+    ``--recipe``, ``--folds``, ``--group-by`` and ``--json``; a study adds its own options."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True, help="segmenter_scene_cv.py's work folder (fold networks)")
-    p.add_argument("--recipe", default="base")
+    p.add_argument("--recipe", default=recipe)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--group-by", default="scene", choices=("scene", "none", "frame"))
-    p.add_argument("--candidate", default="h", choices=TWO_VIEWS, help="the two-view set fixed before the run")
     p.add_argument("--json", type=Path)
+    return p
+
+
+def main() -> int:
+    p = fold_network_arguments(__doc__, "base")
+    p.add_argument("--candidate", default="h", choices=TWO_VIEWS, help="the two-view set fixed before the run")
     args = p.parse_args()
     return finish(run(args), args.json)
 
