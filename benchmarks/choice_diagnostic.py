@@ -12,7 +12,9 @@ capture-session folds, both made by the candidate's own heads — a ``mix`` cand
 
 - ``chosen``: the candidate the run's card records (feature set, C, prior) — what the command picked by CV;
 - ``fixed``: ``defect_bank``, C 10, balanced — the command's most frequent pick at 40 per class;
-- ``best``: the best of all 32 on the scored sessions (an oracle: how much any choice could give).
+- ``best``: the best of all 32 on the scored sessions (an oracle: how much any choice could give);
+
+and, per order and count, the fixed candidate's confusion on the scored sessions (where its errors are).
 
 The independent val is not read. A rule built on this would still be decided on fresh seeds with the real command.
 """
@@ -29,7 +31,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.prior_diagnostic import arguments, folder_prior_scores, out_of_fold, run_labels, tiles  # noqa: E402
+from benchmarks.prior_diagnostic import (  # noqa: E402
+    arguments,
+    folder_prior_predictions,
+    out_of_fold,
+    run_labels,
+    tile_matrix,
+    tiles,
+)
 
 FIXED = ("defect_bank", 10.0, False)
 
@@ -46,22 +55,21 @@ def chosen_of(card: dict) -> tuple[str, float, bool]:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
+    from sklearn.metrics import f1_score
+
     from inference.imageio import read_image
     from inference.texture_features import DEFECT_DIM, image_texture
     from inference.training.classifier_head import HEAD_C, LinearHead, fit_linear_head, with_label_mix
 
     t = tiles(args.data, args.cache)
     y, x = t.y, t.x
-    tex_cache = args.cache.with_name(args.cache.stem + "_texture.npy")
-    if tex_cache.exists():
-        tex = np.load(tex_cache)
-    else:
-        tex = np.stack([image_texture(read_image(q, "gray")) for q in t.paths]).astype(np.float32)
-        np.save(tex_cache, tex)
+    tex = tile_matrix(t, args.cache, "_texture",
+                      lambda paths: np.stack([image_texture(read_image(q, "gray")) for q in paths]).astype(np.float32))
     sets = {"texture": tex, "defect": x[:, :DEFECT_DIM], "bank": x[:, DEFECT_DIM:], "defect_bank": x}
     k = len(t.classes)
     res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
     agree: dict[tuple[str, int], int] = {}
+    confusion: dict[tuple[str, int], np.ndarray] = {}  # the fixed candidate's (true class, predicted class) counts
 
     for f in args.runs:
         d = json.loads(Path(f).read_text())
@@ -77,10 +85,15 @@ def main(argv: list[str] | None = None) -> int:
                         h = fit_linear_head(feats[idx], y[idx], k, c)
                         return with_label_mix(h, y[idx]) if mix else h
                     fitted = with_label_mix(head, y[lab]) if mix else head
-                    every[(fs, c, mix)] = folder_prior_scores(fitted, feats, t, r, out_of_fold(fit, feats, r),
-                                                              y[lab] if mix else None)
+                    pred = folder_prior_predictions(fitted, feats, t, r, out_of_fold(fit, feats, r),
+                                                    y[lab] if mix else None)
+                    every[(fs, c, mix)] = (float((pred == y[r.scored]).mean()),
+                                           float(f1_score(y[r.scored], pred, average="macro")))
+                    if (fs, c, mix) == FIXED:
+                        fixed_pred = pred
         pick = chosen_of(d["card_training"])
         key = (r.order, r.per_class)
+        np.add.at(confusion.setdefault(key, np.zeros((k, k), int)), (y[r.scored], fixed_pred), 1)
         row = res.setdefault(key, {"chosen": [], "fixed": [], "best": []})
         row["chosen"].append(every[pick])
         row["fixed"].append(every[FIXED])
@@ -96,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         above = sum(a[0] > b[0] for a, b in zip(row["fixed"], row["chosen"]))
         print(f"| {order} | {per} | {len(row['chosen'])} | " + " | ".join(cells)
               + f" | {above} of {len(row['chosen'])} | {agree[(order, per)]} |")
+    free = t.classes.index("free")
+    for (order, per), cm in sorted(confusion.items()):
+        off = cm - np.diag(np.diag(cm))
+        print(f"\nfixed candidate, {order} at {per} per class, rows true / columns predicted ({', '.join(t.classes)}):\n"
+              f"{cm}\nerrors {int(off.sum())} of {int(cm.sum())}: free called a defect {int(off[free].sum())} "
+              f"({', '.join(f'{n} {int(off[free, i])}' for i, n in enumerate(t.classes) if i != free)}), "
+              f"a defect called free {int(off[:, free].sum())}, "
+              f"a defect called another {int(off.sum() - off[free].sum() - off[:, free].sum())}")
     return 0
 
 

@@ -60,6 +60,17 @@ def tiles(data: Path, cache: Path) -> Tiles:
                  np.array([q.name.split("_")[0] for q in paths]), x)
 
 
+def tile_matrix(t: Tiles, cache: Path, suffix: str, compute: Callable[[list[Path]], np.ndarray]) -> np.ndarray:
+    """Another per-tile feature matrix (``compute(paths)``), kept beside the ``defect_bank`` cache as
+    ``<cache stem><suffix>.npy`` and read from there when it exists."""
+    path = cache.with_name(cache.stem + suffix + ".npy")
+    if path.exists():
+        return np.load(path)
+    m = compute(t.paths)
+    np.save(path, m)
+    return m
+
+
 @dataclass(frozen=True)
 class RunLabels:
     """One earlier run of the retrain command on a train-only split: the indices (rows of ``Tiles``) of its scored
@@ -98,18 +109,24 @@ def out_of_fold(fit: Callable[[np.ndarray], Any], feats: np.ndarray, r: RunLabel
     return oof
 
 
-def folder_prior_scores(head: Any, feats: np.ndarray, t: Tiles, r: RunLabels, oof: np.ndarray,
-                        fitted_labels: np.ndarray | None = None) -> tuple[float, float]:
-    """(accuracy, macro F1) on the scored sessions of ``head`` under the command's prior: the folder's mix by adjusted
+def folder_prior_predictions(head: Any, feats: np.ndarray, t: Tiles, r: RunLabels, oof: np.ndarray,
+                             fitted_labels: np.ndarray | None = None) -> np.ndarray:
+    """``head``'s classes for the scored sessions under the command's prior: the folder's mix by adjusted
     classify-and-count (ADR 0045) from the sample's predictions and the out-of-fold ones."""
-    from sklearn.metrics import f1_score
-
     from inference.training.classifier_head import adjusted_shares, folder_shares, with_prior
 
     k = len(t.classes)
     predicted = (np.bincount(head.predict(feats[r.sample]), minlength=k) + 1.0) / (len(r.sample) + k)
     q = folder_shares(adjusted_shares(predicted, t.y[r.labelled], oof, len(r.sample)), r.counts, len(r.unlabelled))
-    pred = with_prior(head, q, fitted_labels).predict(feats[r.scored])
+    return np.asarray(with_prior(head, q, fitted_labels).predict(feats[r.scored]))
+
+
+def folder_prior_scores(head: Any, feats: np.ndarray, t: Tiles, r: RunLabels, oof: np.ndarray,
+                        fitted_labels: np.ndarray | None = None) -> tuple[float, float]:
+    """(accuracy, macro F1) on the scored sessions of ``folder_prior_predictions``."""
+    from sklearn.metrics import f1_score
+
+    pred = folder_prior_predictions(head, feats, t, r, oof, fitted_labels)
     y = t.y[r.scored]
     return float((pred == y).mean()), float(f1_score(y, pred, average="macro"))
 

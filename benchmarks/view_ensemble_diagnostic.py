@@ -32,7 +32,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.prior_diagnostic import arguments, folder_prior_scores, out_of_fold, run_labels, tiles  # noqa: E402
+from benchmarks.prior_diagnostic import (  # noqa: E402
+    arguments,
+    folder_prior_scores,
+    out_of_fold,
+    run_labels,
+    tile_matrix,
+    tiles,
+)
 
 THUMB_C = 1.0
 
@@ -47,12 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = tiles(args.data, args.cache)
     y, x = t.y, t.x
-    thumb_cache = args.cache.with_name(args.cache.stem + "_thumbs.npy")
-    if thumb_cache.exists():
-        th = np.load(thumb_cache)
-    else:
-        th = thumbnails(t.paths)
-        np.save(thumb_cache, th)
+    th = tile_matrix(t, args.cache, "_thumbs", thumbnails)
     both = np.hstack([x, th]).astype(np.float64)
     k = len(t.classes)
     res: dict[str, list[tuple[float, float]]] = {}
