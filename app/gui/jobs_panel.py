@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from app.gui.background import BackgroundCalls
 from app.gui.style import icon
 from app.services.job_pace import JobPace, PaceTracker
+from app.services.review_jobs import folder_scope
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +331,7 @@ class JobsController(QObject):
         if folder_id is None:
             self.failed.emit("Open a folder first.")
             return
-        title = "new images" if only_new else "folder"
-        self._submit(lambda: self.jobs.prelabel_folder(folder_id, only_new=only_new), f"Pre-label {title}")
+        self._submit(lambda: self.jobs.prelabel_folder(folder_id, only_new=only_new), f"Pre-label {folder_scope(only_new)}")
 
     def resume_unfinished(self) -> None:
         """Follow the jobs an earlier session left unfinished (a worker is started for them)."""

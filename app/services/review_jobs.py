@@ -43,6 +43,12 @@ class WorkerStatus:
     event_id: int = 0          # grows with every new event: the window announces each once
 
 
+def folder_scope(only_new: bool) -> str:
+    """What a folder's pre-label job covers (one of ``prelabel.JOB_SCOPES``): all its images, or only those no active
+    model has seen; the job records it and the Jobs dock names the job by it."""
+    return "new images" if only_new else "folder"
+
+
 @dataclass(frozen=True)
 class JobsSnapshot:
     """Every pre-label job the panel shows (newest first), exactly as the database holds them,
@@ -108,7 +114,7 @@ class ReviewJobs:
     def prelabel_folder(self, folder_id: int, only_new: bool = False) -> list[int]:
         """Every image of the folder (or only those the active models have not seen); a job per
         set of families the project's routing gives."""
-        return self._submit(folder_id=folder_id, only_missing=only_new, scope="new images" if only_new else "folder")
+        return self._submit(folder_id=folder_id, only_missing=only_new, scope=folder_scope(only_new))
 
     def prelabel_new_images(self, folder_id: int, image_ids: Sequence[int] | None = None) -> list[int]:
         """The folder's images no active model has seen yet, routed; no job when there are none.
