@@ -49,9 +49,6 @@ def main() -> int:
     db = open_database(args.url)
     with db.engine.connect() as c:
         folder_id = c.execute(text("SELECT min(id) FROM folders")).scalar()
-        active = dict(c.execute(text("SELECT family, id FROM model_versions WHERE active")).all())
-    models = dict(classifier_id=active.get("classifier"), segmenter_id=active.get("segmenter"),
-                  anomaly_id=active.get("anomaly"))
     saved = {k: getattr(rq, k) for k in ("SCORE_CANDIDATES", "_walks_only")}
     times: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
@@ -61,7 +58,7 @@ def main() -> int:
                 db.engine.dispose()  # new connections: no statement prepared under the other setting
                 with db.engine.connect() as c:
                     c.execute(text("SELECT 1"))
-                qq = rq.QueueQuery(folder_id=folder_id, **models, **flt)  # type: ignore[arg-type]
+                qq = rq.QueueQuery(folder_id=folder_id, **flt)  # type: ignore[arg-type]
                 t = time.perf_counter()
                 n = rq.queue_count(db, qq, at_most=BOUND)
                 page = rq.queue_page(db, qq, 256)

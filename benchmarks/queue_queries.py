@@ -34,11 +34,8 @@ def main() -> int:
     db = open_database(sys.argv[1])
     with db.engine.connect() as c:
         folder_id = c.execute(text("SELECT min(id) FROM folders")).scalar()
-        active = dict(c.execute(text("SELECT family, id FROM model_versions WHERE active")).all())
-    models = dict(classifier_id=active.get("classifier"), segmenter_id=active.get("segmenter"),
-                  anomaly_id=active.get("anomaly"))
     for sort, flt in CASES:
-        qq = QueueQuery(folder_id=folder_id, sort=sort, **models, **flt)  # type: ignore[arg-type]
+        qq = QueueQuery(folder_id=folder_id, sort=sort, **flt)  # type: ignore[arg-type]
         n, counted = _timed(queue_count, db, qq)
         _page, first = _timed(queue_page, db, qq, 60)
         _page, middle = _timed(queue_page, db, qq, 60, offset=n // 2)

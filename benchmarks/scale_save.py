@@ -114,7 +114,7 @@ def compare(db, svc, ids: list[int], block: int = 50) -> int:
     """Before (ping on every checkout, row in two transactions) and after, alternating blocks."""
     import database.labels as labels_mod
     from app.services.review_types import LabelState
-    from database.review_queue import QueueQuery, queue_row
+    from database.review_queue import queue_row
     new_append = labels_mod._append
 
     def old_append(s, image_id, trace, prev, author, label, state, from_prediction_id, note):  # noqa: ANN001
@@ -131,10 +131,9 @@ def compare(db, svc, ids: list[int], block: int = 50) -> int:
         labels_mod.set_label_keys(s, [image_id], state, values["class_name"])
         return labels_mod.revision_dto(SimpleNamespace(id=new_id, **values))
 
-    def old_item(image_id: int) -> None:  # ReviewService.item before: active ids, then the row
-        ids_ = db.model_versions.active_ids()
-        queue_row(db, image_id, QueueQuery(classifier_id=ids_.get("classifier"),
-                                           segmenter_id=ids_.get("segmenter"), anomaly_id=ids_.get("anomaly")))
+    def old_item(image_id: int) -> None:  # ReviewService.item before: active ids, then the row (two transactions)
+        db.model_versions.active_ids()
+        queue_row(db, image_id)
 
     times: dict[str, list[float]] = {"before": [], "after": []}
     load = [os.getloadavg()[0]]

@@ -172,6 +172,8 @@ class PredictionInfo:
     flags: tuple[str, ...]
     created_at: datetime
     in_domain: float | None = None
+    # Its version's family when it is the prediction that counts for the image, else None.
+    current_family: str | None = None
 
 
 class _Unchanged:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from database import current_predictions
 from database.convert import to_dto
 from database.dto import ModelActivationInfo, ModelVersionInfo
 from database.errors import ConflictError
@@ -179,3 +180,4 @@ def _activate(s: Session, row: ModelVersion) -> None:
     row.active = True
     row.challenger = False
     s.flush()
+    current_predictions.move_to(s, row.family, row.id)

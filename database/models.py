@@ -204,16 +204,19 @@ class Prediction(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "model_version_id", name="uq_predictions_image_model"),
         Index("ix_predictions_model_version", "model_version_id"),
-        # The review queue's score orders: one model version's predictions walked by score, ties
-        # by the image's name key and id (0008_queue_keys). The high-first keys are stored high
-        # first, so their order (score down, name up) is one forward walk and its reverse one
-        # backward walk.
-        Index("ix_predictions_queue_confidence", "model_version_id", "confidence", "name_key", "image_id"),
+        # At most one prediction counts per (image, family) (0013_current_prediction; NULLs are
+        # distinct, so any number of others).
+        Index("uq_predictions_image_current", "image_id", "current_family", unique=True),
+        # The review queue's score orders: one family's predictions that count, walked by score,
+        # ties by the image's name key and id (0008_queue_keys, 0013). The high-first keys are
+        # stored high first, so their order (score down, name up) is one forward walk and its
+        # reverse one backward walk.
+        Index("ix_predictions_queue_confidence", "current_family", "confidence", "name_key", "image_id"),
         # (ix_predictions_queue_anomaly and _targets: below the class, they name its columns)
         # Exact counts of a folder's class and score-range filters read these alone (index-only
-        # range counts, 0010_folder_counts): one model version's predictions of one folder.
-        Index("ix_predictions_folder_class", "model_version_id", "folder_id", "predicted_class"),
-        Index("ix_predictions_folder_anomaly", "model_version_id", "folder_id", "anomaly_score"),
+        # range counts, 0010_folder_counts): one family's predictions that count, of one folder.
+        Index("ix_predictions_folder_class", "current_family", "folder_id", "predicted_class"),
+        Index("ix_predictions_folder_anomaly", "current_family", "folder_id", "anomaly_score"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -238,11 +241,15 @@ class Prediction(Base):
     # The image's folder, copied when the row is inserted (an image never changes folder): a
     # folder's class and score counts are then ranges of the prediction indexes above.
     folder_id: Mapped[int | None]
+    # The version's family when this is the prediction that counts for its image (the one the
+    # window shows, reviews, filters and counts), else NULL: today the active version's rows
+    # (``database/current_predictions.py`` keeps it so). docs/design/routing-versions.md.
+    current_family: Mapped[str | None] = mapped_column(String(64))
 
 
-Index("ix_predictions_queue_anomaly", Prediction.model_version_id, Prediction.anomaly_score.desc(),
+Index("ix_predictions_queue_anomaly", Prediction.current_family, Prediction.anomaly_score.desc(),
       Prediction.name_key, Prediction.image_id)
-Index("ix_predictions_queue_targets", Prediction.model_version_id, Prediction.target_count.desc(),
+Index("ix_predictions_queue_targets", Prediction.current_family, Prediction.target_count.desc(),
       Prediction.name_key, Prediction.image_id)
 
 

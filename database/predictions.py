@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from database import current_predictions
 from database.convert import to_dto
 from database.dto import PredictionIn, PredictionInfo
 from database.images import ANALYZE_AFTER, chunks, refresh_statistics
@@ -59,8 +60,11 @@ def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> int:
         return d
 
     updates = [{"id": existing[k], **values(p)} for k, p in latest.items() if k in existing]
-    inserts = [{"b_image_id": k[0], "model_version_id": k[1], **values(p)} for k, p in latest.items()
-               if k not in existing]
+    new_rows = [k for k in latest if k not in existing]
+    # A new row counts when its version does (an existing row keeps its marker).
+    marker = current_predictions.markers(s, {v for _i, v in new_rows})
+    inserts = [{"b_image_id": k[0], "model_version_id": k[1], "current_family": marker[k[1]], **values(latest[k])}
+               for k in new_rows]
     if updates:
         s.execute(update(Prediction), updates)  # ORM bulk update by primary key
     if inserts:
@@ -109,6 +113,16 @@ class PredictionRepository:
             for part in chunks(list(image_ids)):
                 for r in s.scalars(select(Prediction).where(Prediction.model_version_id == model_version_id,
                                                             Prediction.image_id.in_(part))):
+                    out[r.image_id] = prediction_dto(r)
+        return out
+
+    def current_for_images(self, image_ids: Sequence[int], family: str) -> dict[int, PredictionInfo]:
+        """The family's predictions that count for a page of images (``current_predictions``), by image id."""
+        out: dict[int, PredictionInfo] = {}
+        with self.db.session() as s:
+            for part in chunks(list(image_ids)):
+                for r in s.scalars(select(Prediction).where(Prediction.image_id.in_(part),
+                                                            Prediction.current_family == family)):
                     out[r.image_id] = prediction_dto(r)
         return out
 

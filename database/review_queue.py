@@ -10,8 +10,8 @@ indexes; one image's row after a save is fetched by its id.
 Order (the same on SQLite and PostgreSQL, whose ``rel_path`` compares bytes, ``COLLATE "C"``):
 the sort key, then the name (``lower(rel_path)``, ASCII case folded by both databases), then
 the id; ``descending`` flips all three. (A key whose natural order is high-first, the anomaly
-score or the target count, still breaks ties by name A→Z.) Images without the key's value (no prediction from
-the active model) come after all others, by name A→Z, whatever the direction: a page walks
+score or the target count, still breaks ties by name A→Z.) Images without the key's value (no prediction that
+counts, ``database/current_predictions.py``) come after all others, by name A→Z, whatever the direction: a page walks
 the "has a value" segment first, then the "no value" one.
 
 Columns are selected with Core (no ORM objects) and returned as frozen rows.
@@ -41,7 +41,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from database.images import NAME_FTS, text_match
-from database.model_versions import active_ids_in
 from database.models import Folder, Image, Prediction
 from database.states import ReviewState
 
@@ -81,14 +80,14 @@ class QueueRow:
     content_hash: str | None  # keys the thumbnail cache
     flag_override: bool | None = None  # an inspector's flag decision (None: the models' flag)
     flag_by: str | None = None
-    # family -> in-domain score of the active version's prediction (families with one)
+    # family -> in-domain score of the prediction that counts (families with one)
     in_domain: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class QueueQuery:
-    """Which images the queue holds, in which order, with whose predictions (model version ids;
-    None: that family's columns stay empty)."""
+    """Which images the queue holds, in which order. Each family's columns are those of its
+    prediction that counts for the image (``predictions.current_family``), if any."""
 
     folder_id: int | None = None
     states: tuple[str, ...] = ()          # empty: every state
@@ -101,9 +100,6 @@ class QueueQuery:
     include_missing: bool = False
     sort: str = "name"
     descending: bool = False
-    classifier_id: int | None = None
-    segmenter_id: int | None = None
-    anomaly_id: int | None = None
     ranking: tuple[int, ...] = ()         # sort "label_next": these image ids first, in this order
     # Only these image ids (the text filter's few candidates, ``_narrowed``: its own condition
     # still applies). None: no such bound.
@@ -141,6 +137,8 @@ class _Segment:
 # would spend more time building its statement than running it), and identical objects let
 # SQLAlchemy reuse its compiled statements.
 _PC, _PS, _PA = (aliased(Prediction, name=n) for n in ("pred_classifier", "pred_segmenter", "pred_anomaly"))
+# Which family's predictions each alias holds.
+_FAMILY = {"pc": "classifier", "ps": "segmenter", "pa": "anomaly"}
 # The anomaly predictions in a score range, by name (``QueueQuery.by_score``): joined apart from
 # ``_PA`` and read only for the score index's own columns, so the range is an index-only scan.
 _PR = aliased(Prediction, name="pred_range")
@@ -176,17 +174,15 @@ class _Shape:
                      if ranked else None)
 
     def joins(self, stmt: Select[*tuple[Any, ...]], every: bool, inner: str | None = None, order: bool = True) -> Select[*tuple[Any, ...]]:
-        """Join the predictions of the given model versions (all of them for rows; else those a
-        filter reads, and with ``order`` the one the order reads); outer joins except ``inner``'s."""
-        qq = self.qq
-        for name, mv in (("pc", qq.classifier_id), ("ps", qq.segmenter_id), ("pa", qq.anomaly_id)):
+        """Join each family's predictions that count (all families for rows; else those a filter
+        reads, and with ``order`` the one the order reads); outer joins except ``inner``'s."""
+        for name, family in _FAMILY.items():
             if every or self.needs[name] or (order and name == self.key_alias):
                 alias = self.alias_of[name]
-                on = and_(alias.image_id == Image.id, alias.model_version_id == (mv if mv is not None else -1))
+                on = and_(alias.image_id == Image.id, alias.current_family == family)
                 stmt = stmt.join(alias, on) if name == inner else stmt.outerjoin(alias, on)
-        if qq.by_score:
-            mv = qq.anomaly_id if qq.anomaly_id is not None else -1
-            stmt = stmt.join(_PR, and_(_PR.image_id == Image.id, _PR.model_version_id == mv))
+        if self.qq.by_score:
+            stmt = stmt.join(_PR, and_(_PR.image_id == Image.id, _PR.current_family == _FAMILY["pa"]))
         return stmt
 
     def conditions(self, counting: bool = False) -> list[ColumnElement[Any]]:
@@ -296,7 +292,7 @@ def _by_score_index(s: Session, qq: QueueQuery) -> bool:
     Counted on that index alone (an index-only range scan, stopped past the bound)."""
     if qq.score_min is None and qq.score_max is None:
         return False
-    bounds = [Prediction.model_version_id == (qq.anomaly_id if qq.anomaly_id is not None else -1)]
+    bounds = [Prediction.current_family == _FAMILY["pa"]]
     if qq.score_min is not None:
         bounds.append(Prediction.anomaly_score >= qq.score_min)
     if qq.score_max is not None:
@@ -463,10 +459,9 @@ def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
             or qq.path_contains or qq.in_domain_below is not None or qq.within is not None):
         return None
     folder = qq.folder_id
-    mv = (qq.anomaly_id if scored else qq.classifier_id)
-    mv = mv if mv is not None else -1
+    family = _FAMILY["pa"] if scored else _FAMILY["pc"]
     p = aliased(Prediction, name="p")
-    own = and_(p.image_id == Image.id, p.model_version_id == mv)
+    own = and_(p.image_id == Image.id, p.current_family == family)
     missing = [Image.folder_id == folder, Image.missing == true()]
 
     def count(stmt: Select[Any]) -> ColumnElement[int]:
@@ -476,11 +471,12 @@ def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
         def in_range(score: SQLColumnExpression[Any]) -> list[ColumnElement[bool]]:
             return ([score >= qq.score_min] if qq.score_min is not None else []) + \
                    ([score <= qq.score_max] if qq.score_max is not None else [])
-        total = count(select(p.id).where(p.model_version_id == mv, p.folder_id == folder, *in_range(p.anomaly_score)))
+        total = count(select(p.id).where(p.current_family == family, p.folder_id == folder, *in_range(p.anomaly_score)))
         gone = count(select(Image.id).join(p, own).where(*missing, *in_range(p.anomaly_score + 0)))
     else:
         name = qq.class_name
-        predicted = count(select(p.id).where(p.model_version_id == mv, p.folder_id == folder, p.predicted_class == name))
+        predicted = count(select(p.id).where(p.current_family == family, p.folder_id == folder,
+                                             p.predicted_class == name))
         other = or_(p.predicted_class.is_(None), p.predicted_class != name)
         # ("IS NOT TRUE": not a key of the folder's name indexes, so the planner starts from
         # the labelled images' index, not from every image of the folder.)
@@ -517,29 +513,19 @@ def queue_count(db: "Database", qq: QueueQuery, at_most: int | None = None) -> i
         return int(s.scalar(stmt) or 0)
 
 
-def queue_row(db: "Database", image_id: int, qq: QueueQuery | None = None) -> QueueRow | None:
+def queue_row(db: "Database", image_id: int) -> QueueRow | None:
     """One image's row (after a save or a flag change): a primary-key lookup, whatever the
-    folder's size. ``qq`` supplies only the model version ids; its filters are ignored. Without
-    ``qq`` the active versions are read in the same transaction as the row (one transaction,
-    not two: on PostgreSQL each costs round trips a save waits for)."""
+    folder's size, with the predictions that count for it."""
     with db.session() as s:
-        if qq is None:
-            ids = active_ids_in(s)
-            stmt = _row_select(ids.get("classifier"), ids.get("segmenter"), ids.get("anomaly"))
-        else:
-            stmt = _row_select(qq.classifier_id, qq.segmenter_id, qq.anomaly_id)
-        row = s.execute(stmt, {"image_id": image_id}).first()
+        row = s.execute(_row_select(), {"image_id": image_id}).first()
     return None if row is None else _queue_row(row)
 
 
-@functools.lru_cache(maxsize=32)
-def _row_select(classifier_id: int | None, segmenter_id: int | None,
-                anomaly_id: int | None) -> Select[*tuple[Any, ...]]:
-    """One image's row for these model versions, built once (a save re-reads a row: building
-    the statement cost more than running it)."""
-    shape = _Shape(QueueQuery(classifier_id=classifier_id, segmenter_id=segmenter_id,
-                              anomaly_id=anomaly_id, include_missing=True))
-    return _rows_select(shape).where(Image.id == bindparam("image_id"))
+@functools.lru_cache(maxsize=1)
+def _row_select() -> Select[*tuple[Any, ...]]:
+    """One image's row, built once (a save re-reads a row: building the statement cost more
+    than running it)."""
+    return _rows_select(_Shape(QueueQuery(include_missing=True))).where(Image.id == bindparam("image_id"))
 
 
 def queue_rows(db: "Database", qq: QueueQuery, page_size: int = 5000) -> list[QueueRow]:

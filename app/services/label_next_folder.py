@@ -55,12 +55,11 @@ def _candidates(db: "Database", folder_id: int, seed: int) -> tuple[list[Candida
     """The folder's usable images as candidates, their (path, content hash) and file names."""
     from database.review_queue import QueueQuery, queue_count, queue_page
 
-    classifier = db.model_versions.active_ids().get("classifier")
-    reviewed = QueueQuery(folder_id=folder_id, classifier_id=classifier, states=LABELLED_STATES)
+    reviewed = QueueQuery(folder_id=folder_id, states=LABELLED_STATES)
     labelled = [r for r in queue_page(db, reviewed, MAX_LABELLED).rows if r.label_class]
-    unreviewed = QueueQuery(folder_id=folder_id, classifier_id=classifier, states=("unreviewed",))
+    unreviewed = QueueQuery(folder_id=folder_id, states=("unreviewed",))
     chosen = labelled + _sample(db, unreviewed, queue_count(db, unreviewed), seed)
-    preds = db.predictions.for_images([r.image_id for r in chosen], classifier) if classifier is not None else {}
+    preds = db.predictions.current_for_images([r.image_id for r in chosen], "classifier")
     cands, files, names = [], [], []
     for r in chosen:
         p = preds.get(r.image_id)

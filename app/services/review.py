@@ -117,14 +117,12 @@ class ReviewService:
         self._classes = None
         self._versions.clear()
 
-    def active_versions(self) -> dict[str, Any]:
-        out = {}
-        for fam in FAMILIES:
-            mv = self.db.model_versions.active(fam)
-            if mv is not None:
-                out[fam] = mv
-                self._versions[mv.id] = mv
-        return out
+    def _version_name(self, version_id: int) -> str:
+        """A model version's name (cached until ``refresh_models``: a page of details asks often)."""
+        if version_id not in self._versions:
+            self._versions[version_id] = self.db.model_versions.get(version_id)
+        mv = self._versions[version_id]
+        return mv.name if mv is not None else f"version {version_id}"
 
     def classes(self) -> list[str]:
         """The project's class names in hotkey order (1 = first): its own list, else the active
@@ -260,23 +258,21 @@ class ReviewService:
         return QueuePage([_queue_item(r) for r in page.rows], page.cursor)
 
     def queue_query(self, flt: QueueFilter) -> QueueQuery:
-        """The database's form of ``flt``, with the active model versions' ids."""
+        """The database's form of ``flt`` (each image with its predictions that count)."""
         from database.review_queue import QueueQuery
         if flt.sort not in SORT_KEYS:
             raise ReviewError(f"unknown sort key {flt.sort!r}")
-        ids = self.db.model_versions.active_ids()
         return QueueQuery(folder_id=flt.folder_id, states=tuple(sorted(flt.states)),
                           flagged=True if flt.flagged_only else None, path_contains=flt.text or None,
                           class_name=flt.class_name, score_min=flt.score_min, score_max=flt.score_max,
                           in_domain_below=OUT_OF_DOMAIN_BELOW if flt.out_of_domain_only else None,
-                          sort=flt.sort, descending=flt.descending, classifier_id=ids.get("classifier"),
-                          segmenter_id=ids.get("segmenter"), anomaly_id=ids.get("anomaly"),
+                          sort=flt.sort, descending=flt.descending,
                           ranking=tuple(flt.ranking) if flt.sort == "label_next" else ())
 
     def item(self, image_id: int) -> QueueItem:
         """One image's queue item, fetched by id (after a save: never the whole queue)."""
         from database.review_queue import queue_row
-        row = queue_row(self.db, image_id)  # the active model versions: read with the row
+        row = queue_row(self.db, image_id)  # with the predictions that count for it
         if row is None:
             raise ReviewError(f"image {image_id} is no longer in the database")
         return _queue_item(row)
@@ -298,9 +294,9 @@ class ReviewService:
                            prediction, self._label(image_id), failure, trace)
 
     def _prediction(self, image_id: int, folder_id: int | None = None) -> PredictionView | None:
-        active = self.active_versions()
-        by_version = {p.model_version_id: p for p in self.db.predictions.for_image(image_id)}
-        fam_pred = {fam: by_version[mv.id] for fam, mv in active.items() if mv.id in by_version}
+        # The predictions that count for the image, one per family (``database/current_predictions``).
+        current = {p.current_family: p for p in self.db.predictions.for_image(image_id) if p.current_family}
+        fam_pred = {f: current[f] for f in FAMILIES if f in current}
         if not fam_pred:
             return None
         # A PredictionView has one field per built-in kind of result.
@@ -325,7 +321,7 @@ class ReviewService:
             heat_range=(0.0, 2.0 * self.region_threshold()) if heat is not None else None,
             anomalous=None if a is None or a.anomaly_score is None else a.anomaly_score >= thr,
             threshold=thr if a is not None else None,
-            flags=flags, models={f: active[f].name for f in fam_pred},
+            flags=flags, models={f: self._version_name(p.model_version_id) for f, p in fam_pred.items()},
             out_of_domain=tuple(f for f, p in fam_pred.items() if is_out_of_domain(p.in_domain)),
             in_domain={f: p.in_domain for f, p in fam_pred.items() if p.in_domain is not None},
         )

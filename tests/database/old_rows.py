@@ -2,7 +2,7 @@
 ORM knows only the newest schema): the migration tests upgrade it and check what survives."""
 from __future__ import annotations
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from database import migrate as mig
 
@@ -25,3 +25,16 @@ def old_labelled_image(url: str, revision: str, rel_path: str, class_name: str, 
     finally:
         engine.dispose()
     return 7
+
+
+def old_model_version(conn: Connection, version_id: int, family: str, active: bool) -> None:
+    """A model version row named ``v<id>`` as migrations 0006-0012 leave the table."""
+    conn.execute(text("INSERT INTO model_versions (id, family, name, checkpoint_path, config, metrics, "
+                      "card, active, bundled, created_at, challenger) VALUES (:i, :f, :n, '/m', '{}', "
+                      "'{}', '{}', :a, false, CURRENT_TIMESTAMP, false)"),
+                 {"i": version_id, "f": family, "n": f"v{version_id}", "a": active})
+
+
+def old_prediction(conn: Connection, image_id: int, version_id: int, target_count: int | None = None) -> None:
+    conn.execute(text("INSERT INTO predictions (image_id, model_version_id, target_count, flags, created_at) "
+                      "VALUES (:i, :v, :t, '[]', CURRENT_TIMESTAMP)"), {"i": image_id, "v": version_id, "t": target_count})

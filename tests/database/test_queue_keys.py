@@ -20,7 +20,7 @@ from database.dto import FileEntry, LabelChange, PredictionIn
 from database.errors import ConflictError
 from database.models import Image, Prediction
 from database.states import ReviewState
-from tests.database.old_rows import old_labelled_image
+from tests.database.old_rows import old_labelled_image, old_model_version, old_prediction
 
 CLASSES = ("scratch", "dent", None)
 
@@ -115,12 +115,9 @@ def test_upgrade_from_0007_fills_the_keys_from_the_rows_there(url: str) -> None:
             conn.execute(text("INSERT INTO images (id, folder_id, rel_path, size_bytes, mtime_ns, review_state, "
                               "flagged, priority, missing, added_at, updated_at) VALUES (8, 1, 'Other.png', 10, 5, "
                               "'unreviewed', false, 0, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO model_versions (id, family, name, checkpoint_path, config, metrics, "
-                              "card, active, bundled, created_at, challenger) VALUES (1, 'segmenter', 's', '/m', "
-                              "'{}', '{}', '{}', true, false, CURRENT_TIMESTAMP, false)"))
+            old_model_version(conn, 1, "segmenter", True)
             for image_id in (7, 8):
-                conn.execute(text("INSERT INTO predictions (image_id, model_version_id, target_count, flags, "
-                                  "created_at) VALUES (:i, 1, 2, '[]', CURRENT_TIMESTAMP)"), {"i": image_id})
+                old_prediction(conn, image_id, 1, target_count=2)
     finally:
         engine.dispose()
     db = open_database(url)

@@ -73,12 +73,11 @@ def _seed(db: Database, rng: random.Random, n: int = 70) -> tuple[int, dict[str,
 
 
 def _seed_rows(db: Database, rng: random.Random) -> tuple[int, dict[str, int], list[QueueRow]]:
-    """A seeded folder, the active models as ``QueueQuery`` fields, and every row of the folder."""
+    """A seeded folder, its model version ids, and every row of the folder (each read alone)."""
     folder_id, ids = _seed(db, rng)
-    models = dict(classifier_id=ids["classifier"], segmenter_id=ids["segmenter"], anomaly_id=ids["anomaly"])
-    everything = [queue_row(db, r.image_id, QueueQuery(**models))
+    everything = [queue_row(db, r.image_id)
                   for r in queue_rows(db, QueueQuery(folder_id=folder_id, include_missing=True))]
-    return folder_id, models, [r for r in everything if r is not None]
+    return folder_id, ids, [r for r in everything if r is not None]
 
 
 def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
@@ -133,7 +132,7 @@ def test_pages_and_counts_agree_with_a_straightforward_sort(db: Database) -> Non
     for sort in SORT_KEYS:
         for descending in (False, True):
             for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
-                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt,
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **flt,
                                 **_ranking(rng, everything, sort))
                 want = _reference(everything, qq)
                 what = (sort, descending, flt)
@@ -147,7 +146,7 @@ def test_pages_and_counts_agree_with_a_straightforward_sort(db: Database) -> Non
 
 def test_a_page_continues_after_its_cursor_when_rows_change_before_it(db: Database) -> None:
     folder_id, ids = _seed(db, random.Random(3))
-    qq = QueueQuery(folder_id=folder_id, sort="anomaly", anomaly_id=ids["anomaly"])
+    qq = QueueQuery(folder_id=folder_id, sort="anomaly")
     first = queue_page(db, qq, 5)
     rest = [r.image_id for r in queue_rows(db, qq)][5:12]
     db.images.set_flagged([first.rows[0].image_id], True)  # a change above the cursor moves nothing
@@ -160,22 +159,19 @@ def test_unknown_sort_key_is_refused(db: Database) -> None:
 
 
 def test_one_row_by_id_reads_only_that_image(db: Database) -> None:
-    folder_id, ids = _seed(db, random.Random(4))
+    folder_id, _ids = _seed(db, random.Random(4))
     image_id = queue_rows(db, QueueQuery(folder_id=folder_id))[3].image_id
     seen: list[str] = []
     listen = lambda conn, cursor, statement, params, context, many: seen.append(statement)  # noqa: E731
     event.listen(db.engine, "before_cursor_execute", listen)
     try:
-        row = queue_row(db, image_id, QueueQuery(classifier_id=ids["classifier"]))
+        row = queue_row(db, image_id)
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
     assert row is not None and row.image_id == image_id
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 1
     assert re.search(r"\nWHERE images\.id = (\?|%\(image_id\)s(::INTEGER)?)$", selects[0].rstrip()), selects[0]
-    # Without model ids the active versions are read in the row's transaction: the same row.
-    active = QueueQuery(classifier_id=ids["classifier"], segmenter_id=ids["segmenter"], anomaly_id=ids["anomaly"])
-    assert queue_row(db, image_id) == queue_row(db, image_id, active)
 
 
 def _reference_next(want: list[int], states: dict[int, str], after: int | None, backward: bool) -> tuple[int, int] | None:
@@ -194,14 +190,14 @@ def _reference_next(want: list[int], states: dict[int, str], after: int | None, 
 
 def test_next_unreviewed_agrees_with_a_scan_of_the_whole_queue(db: Database) -> None:
     rng = random.Random(5)
-    folder_id, models, everything = _seed_rows(db, rng)
+    folder_id, _ids, everything = _seed_rows(db, rng)
     states = {r.image_id: r.review_state for r in everything}
     assert 5 < sum(s == "unreviewed" for s in states.values()) < len(states) - 5
     found_some = 0
     for sort in SORT_KEYS:
         for descending in (False, True):
             for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
-                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **models, **flt,
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **flt,
                                 **_ranking(rng, everything, sort))
                 want = _reference(everything, qq)
                 starts = [None, *rng.sample(want, min(6, len(want)))]
@@ -244,7 +240,7 @@ def test_score_range_by_name_agrees_with_a_straightforward_filter(db: Database, 
     import database.review_queue as rq
     monkeypatch.setattr(rq, "SCORE_CANDIDATES", bound)
     rng = random.Random(8)
-    folder_id, models, everything = _seed_rows(db, rng)
+    folder_id, ids, everything = _seed_rows(db, rng)
     states = {r.image_id: r.review_state for r in everything}
     ranges = [{"score_min": 0.3, "score_max": 0.5}, {"score_min": 0.4}, {"score_max": 0.4},
               {"score_min": 0.8, "score_max": 0.8}, {"score_min": 0.9}]
@@ -253,8 +249,7 @@ def test_score_range_by_name_agrees_with_a_straightforward_filter(db: Database, 
     for rng_flt in ranges:
         for extra in extras:
             for descending in (False, True):
-                qq = QueueQuery(folder_id=folder_id, sort="name", descending=descending, **models,
-                                **rng_flt, **extra)
+                qq = QueueQuery(folder_id=folder_id, sort="name", descending=descending, **rng_flt, **extra)
                 assert rq._narrowed(db, qq).by_score == (bound > 0)
                 want = _reference(everything, qq)
                 what = (rng_flt, extra, descending)
@@ -274,8 +269,9 @@ def test_score_range_by_name_agrees_with_a_straightforward_filter(db: Database, 
                             start = got.position - got.position % size
                             assert [r.image_id for r in page_of(db, qq, got, size).rows] == \
                                 want[start:start + size], (what, after)
-    # a model version without predictions: an empty range either way
-    qq = QueueQuery(folder_id=folder_id, score_min=0.0, anomaly_id=None)
+    # an active version without predictions: an empty range either way
+    db.model_versions.activate(db.model_versions.register("anomaly", "anomaly-unused", "/m/u").id)
+    qq = QueueQuery(folder_id=folder_id, score_min=0.0)
     assert queue_rows(db, qq) == [] and queue_count(db, qq) == 0
 
 
@@ -286,11 +282,11 @@ def test_a_folders_class_and_score_counts_from_indexes_agree_with_a_straightforw
     import database.review_queue as rq
     from database.models import Image, Prediction
     rng = random.Random(10)
-    folder_id, models, everything = _seed_rows(db, rng)
+    folder_id, ids, everything = _seed_rows(db, rng)
     other = next(f.id for f in db.folders.list() if f.id != folder_id)
     others = [r.image_id for r in queue_rows(db, QueueQuery(folder_id=other, include_missing=True))]
-    db.predictions.upsert_many([PredictionIn(i, models["classifier_id"], predicted_class="dent")
-                                for i in others] + [PredictionIn(i, models["anomaly_id"], anomaly_score=0.4)
+    db.predictions.upsert_many([PredictionIn(i, ids["classifier"], predicted_class="dent")
+                                for i in others] + [PredictionIn(i, ids["anomaly"], anomaly_score=0.4)
                                                     for i in others])
     with db.session() as s:  # every prediction carries its image's folder (inserted or replaced)
         pairs = s.execute(select(Prediction.folder_id, Image.folder_id).join(Image, Image.id == Prediction.image_id))
@@ -298,14 +294,15 @@ def test_a_folders_class_and_score_counts_from_indexes_agree_with_a_straightforw
     assert any(r.missing for r in everything) and any(r.label_class for r in everything)
     filters = [{"class_name": c} for c in (*CLASSES, "none-such")] + \
               [{"score_min": 0.3, "score_max": 0.5}, {"score_min": 0.4}, {"score_max": 0.4}, {"score_min": 0.95}]
-    for flt in filters:
-        for extra in ({}, {"include_missing": True}, {"classifier_id": None, "anomaly_id": None}):
-            qq = QueueQuery(folder_id=folder_id, **{**models, **extra}, **flt)
-            assert rq._indexed_count(qq) is not None
-            if extra.get("anomaly_id", 1) is None:  # no active model: the rows have no prediction
-                rows = [dataclasses.replace(r, predicted_class=None, anomaly_score=None) for r in everything]
-            else:
-                rows = everything
-            assert queue_count(db, qq) == len(_reference(rows, qq)), (flt, extra)
+    unpredicted = [dataclasses.replace(r, predicted_class=None, anomaly_score=None) for r in everything]
+    for rows in (everything, unpredicted):
+        if rows is unpredicted:  # active versions that predicted nothing: no prediction counts
+            for fam in ("classifier", "anomaly"):
+                db.model_versions.activate(db.model_versions.register(fam, f"{fam}-unused", "/m/u").id)
+        for flt in filters:
+            for extra in ({}, {"include_missing": True}):
+                qq = QueueQuery(folder_id=folder_id, **extra, **flt)
+                assert rq._indexed_count(qq) is not None
+                assert queue_count(db, qq) == len(_reference(rows, qq)), (flt, extra)
     # with another filter the join counts (no index range holds both)
     assert rq._indexed_count(QueueQuery(folder_id=folder_id, class_name="dent", states=("unreviewed",))) is None

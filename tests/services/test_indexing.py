@@ -198,9 +198,9 @@ def test_a_moved_or_renamed_file_keeps_its_row_with_labels_history_and_predictio
     assert len(rows) == 6 and {r.rel_path for r in rows if r.missing} == {"twin1.png", "twin2.png"}
     assert db.images.by_path(first.folder_id, "twin3.png").review_state is ReviewState.UNREVIEWED  # ...so a new row
     from database.review_queue import QueueQuery, queue_rows
-    by_name = queue_rows(db, QueueQuery(folder_id=first.folder_id, path_contains="renamed", classifier_id=mv))
+    by_name = queue_rows(db, QueueQuery(folder_id=first.folder_id, path_contains="renamed"))
     assert [r.image_id for r in by_name] == [moved.id]  # the name search (SQLite's trigram index) follows
-    by_confidence = queue_rows(db, QueueQuery(folder_id=first.folder_id, sort="confidence", classifier_id=mv))
+    by_confidence = queue_rows(db, QueueQuery(folder_id=first.folder_id, sort="confidence"))
     assert [r.rel_path for r in by_confidence][0] == "lot7/A-renamed.png"  # the prediction's copy of the name too
     from sqlalchemy import select
 

@@ -1,0 +1,74 @@
+"""What the prediction marker (``predictions.current_family``, ADR 0058) costs the writes that keep it.
+
+On a copy of a database ``benchmarks/scale.py`` left behind (``--keep DIR``: a prediction per image
+and family), in one process:
+
+- a worker's batches: ``--batch`` predictions of the active classifier stored again (updates) and
+  of a new version (inserts), timed per batch (median, worst): the insert reads its versions'
+  markers in the same transaction;
+- an activation that moves the markers: a new classifier version with a prediction for every
+  image, activated and rolled back (each moves every row of both versions), timed.
+
+Run it on the same database copy with the code before and after the change to compare (the
+script uses only the public repositories: ``upsert_many``, ``register``, ``change_active``).
+
+    python benchmarks/current_prediction.py sqlite:////tmp/copy.sqlite [--batch 32] [--batches 50]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text  # noqa: E402
+
+from database import open_database  # noqa: E402
+from database.dto import PredictionIn  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=50)
+    args = ap.parse_args()
+    db = open_database(args.url)
+    with db.engine.connect() as c:
+        ids = [int(i) for i in c.execute(text("SELECT id FROM images ORDER BY id")).scalars()]
+    active = db.model_versions.active("classifier")
+    assert active is not None, "run benchmarks/scale.py first: it leaves an active classifier"
+    new = db.model_versions.register("classifier", f"marker-bench-{time.time_ns()}", "/none")
+    print(f"{len(ids)} images; active classifier {active.name}; new version {new.name}")
+
+    def batches(version_id: int, offset: int) -> list[float]:
+        out = []
+        for b in range(args.batches):
+            part = ids[offset + b * args.batch: offset + (b + 1) * args.batch]
+            preds = [PredictionIn(i, version_id, predicted_class="a", confidence=0.5) for i in part]
+            t = time.perf_counter()
+            db.predictions.upsert_many(preds)
+            out.append(time.perf_counter() - t)
+        return out
+
+    for what, vid in (("stored again (active version, updates)", active.id), ("new rows (another version)", new.id)):
+        times = batches(vid, 0)
+        print(f"worker batch of {args.batch}, {what}: median {statistics.median(times) * 1000:.1f} ms, "
+              f"worst {max(times) * 1000:.1f} ms")
+    rest = ids[args.batch * args.batches:]
+    for k in range(0, len(rest), 20_000):
+        db.predictions.upsert_many([PredictionIn(i, new.id, predicted_class="b", confidence=0.5)
+                                    for i in rest[k:k + 20_000]])
+    for action, vid in (("promote", new.id), ("rollback", active.id)):
+        t = time.perf_counter()
+        db.model_versions.change_active(vid, "bench", action=action)
+        print(f"{action} (both versions predicted all {len(ids)} images): {(time.perf_counter() - t) * 1000:.0f} ms")
+    db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
