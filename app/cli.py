@@ -253,12 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("routing", help="the project's model routing: show it, or propose rules from a folder's results")
     rsub = p.add_subparsers(dest="routing_command", metavar="ACTION", required=True)
     q = rsub.add_parser("show", help="the rules in force (first match wins)")
+    q.add_argument("--json", action="store_true", help="print them as the JSON `routing set` reads")
     _common(q)
     q = rsub.add_parser("propose", help="a rule per subfolder of a pre-labelled folder, from its in-domain scores")
     q.add_argument("folder", help="an indexed (pre-labelled) folder: its path, name or id")
     q.add_argument("--save", action="store_true", help="store the rules with the proposal merged in")
     q.add_argument("--remove-unrouted", action="store_true",
                    help="with --save: remove the folder's answers of models the rules no longer run on its images")
+    _common(q)
+    q = rsub.add_parser("set", help="replace the rules with those of a JSON file ({\"rules\": [{\"pattern\", "
+                                    "\"families\", \"versions\"}]}): what counts for each image is re-marked")
+    q.add_argument("file", help="the rules, as `routing show --json` prints them")
     _common(q)
     p.set_defaults(func=_handler("app.commands.routing", "run"))
 

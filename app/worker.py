@@ -104,6 +104,12 @@ def job_versions(params: Mapping) -> dict[str, int]:
         raise ValueError(f"malformed prelabel job parameters ({describe(exc)})") from None
 
 
+def job_named(params: Mapping) -> frozenset[str]:
+    """The families whose versions the job's routing rule names: their answers count for its images."""
+    named = params.get("named")
+    return frozenset(str(f) for f in named) if isinstance(named, list) else frozenset()
+
+
 def job_profile(params: Mapping) -> str | None:
     """The speed profile a prelabel job records (None: each card's default; see ``inference.profiles``)."""
     profile = params.get("profile")
@@ -400,6 +406,7 @@ class Worker:
         priorities: dict[int, float] = {}
         sizes: dict[int, tuple[int, int]] = {}
         folder_of = self._folders_with_own_threshold(results, settings)
+        named = job_named(batch.job.params) if batch.job.kind != COMPARE else frozenset()
         for r in results:
             item: JobItemInfo = r.key  # type: ignore[assignment]
             assert item.image_id is not None  # decoded, so its image row exists (pathless items left above)
@@ -412,7 +419,8 @@ class Worker:
             (flagged if flags.flagged else clear).append(item.image_id)
             priorities[item.image_id] = flags.priority
             for family, vid in versions.items():
-                preds.append(self._prediction(family, item.image_id, vid, r, flags.for_family(family)))
+                pred = self._prediction(family, item.image_id, vid, r, flags.for_family(family))
+                preds.append(dataclasses.replace(pred, counts=True) if family in named else pred)
                 self.stats.per_family[family] = self.stats.per_family.get(family, 0) + 1
         # Image-level flags first: if we die before the commit below, the items are redone and
         # these idempotent writes repeated; the reverse order could leave done items unflagged.

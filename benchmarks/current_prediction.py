@@ -7,7 +7,10 @@ and family), in one process:
   of a new version (inserts), timed per batch (median, worst): the insert reads its versions'
   markers in the same transaction;
 - an activation that moves the markers: a new classifier version with a prediction for every
-  image, activated and rolled back (each moves every row of both versions), timed.
+  image, activated and rolled back (each moves every row of both versions), timed;
+- with ``--routing PATTERN`` (the code after ADR 0059 only): rules naming the new version for the
+  images matching PATTERN saved (every image re-marked), saved again (nothing changes), then an
+  activation with those rules in force (the active one's images moved, then re-marked), timed.
 
 Run it on the same database copy with the code before and after the change to compare (the
 script uses only the public repositories: ``upsert_many``, ``register``, ``change_active``).
@@ -35,6 +38,7 @@ def main() -> int:
     ap.add_argument("url")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--batches", type=int, default=50)
+    ap.add_argument("--routing", help="a pattern: time the re-marks of rules naming the new version there")
     args = ap.parse_args()
     db = open_database(args.url)
     with db.engine.connect() as c:
@@ -66,8 +70,31 @@ def main() -> int:
         t = time.perf_counter()
         db.model_versions.change_active(vid, "bench", action=action)
         print(f"{action} (both versions predicted all {len(ids)} images): {(time.perf_counter() - t) * 1000:.0f} ms")
+    if args.routing:
+        remarks(db, args.routing, new.name)
     db.close()
     return 0
+
+
+def remarks(db, pattern: str, name: str) -> None:
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    rules = Routing((RoutingRule(pattern, ("classifier", "segmenter", "anomaly"), (("classifier", name),)),))
+    for what in ("rules naming it saved", "the same rules saved again"):
+        t = time.perf_counter()
+        changed = save_routing(db, rules)
+        print(f"{what} ({pattern}): {changed} rows re-marked in {(time.perf_counter() - t) * 1000:.0f} ms")
+    other = db.model_versions.register("classifier", f"marker-bench-other-{time.time_ns()}", "/none")
+    t = time.perf_counter()
+    _activate(db, other.id)
+    print(f"activate a third version with those rules in force: {(time.perf_counter() - t) * 1000:.0f} ms")
+
+
+def _activate(db, version_id: int) -> None:
+    """As the Models dialog does (``ModelCatalog.activate``, without its model-folder check)."""
+    from app.services.counting_versions import after_activation
+    version = db.model_versions.change_active(version_id, "bench", action="activate")
+    after_activation(db, version.family)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,10 @@ class PredictionIn:
     anomaly_map_ref: str | None = None
     flags: tuple[str, ...] = ()
     in_domain: float | None = None  # the model's in-domain score (inference.domain); None: no statistics
+    # The image's routing rule names this version (a routed job's pinned family): this row counts for
+    # the image whatever the active version is (``database/current_predictions``). False: it counts
+    # when its version is the active one and no named version's row counts there.
+    counts: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,8 @@ def _make_challenger(s: Session, row: ModelVersion) -> None:
 
 
 def _activate(s: Session, row: ModelVersion) -> None:
+    previous = s.scalar(select(ModelVersion.id).where(ModelVersion.family == row.family,
+                                                      ModelVersion.active.is_(True)))
     # Deactivate first: the partial unique index allows one active row per family at any time.
     s.execute(update(ModelVersion).where(ModelVersion.family == row.family, ModelVersion.id != row.id,
                                          ModelVersion.active.is_(True)).values(active=False))
@@ -180,4 +182,4 @@ def _activate(s: Session, row: ModelVersion) -> None:
     row.active = True
     row.challenger = False
     s.flush()
-    current_predictions.move_to(s, row.family, row.id)
+    current_predictions.move_to(s, row.family, row.id, previous)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -59,17 +59,44 @@ def upsert_predictions(s: Session, preds: Sequence[PredictionIn]) -> int:
         d["created_at"] = now
         return d
 
+    marker = _markers(s, latest, existing)
     updates = [{"id": existing[k], **values(p)} for k, p in latest.items() if k in existing]
-    new_rows = [k for k in latest if k not in existing]
-    # A new row counts when its version does (an existing row keeps its marker).
-    marker = current_predictions.markers(s, {v for _i, v in new_rows})
-    inserts = [{"b_image_id": k[0], "model_version_id": k[1], "current_family": marker[k[1]], **values(latest[k])}
-               for k in new_rows]
+    inserts = [{"b_image_id": k[0], "model_version_id": k[1], "current_family": marker.get(k), **values(p)}
+               for k, p in latest.items() if k not in existing]
     if updates:
         s.execute(update(Prediction), updates)  # ORM bulk update by primary key
+    counting = [{"id": existing[k], "current_family": f} for k, f in marker.items() if k in existing]
+    if counting:
+        s.execute(update(Prediction), counting)
     if inserts:
         s.execute(_INSERT, inserts)
     return len(latest)
+
+
+def _markers(s: Session, latest: dict[tuple[int, int], PredictionIn],
+             existing: dict[tuple[int, int], int]) -> dict[tuple[int, int], str]:
+    """(image, version) -> the family, for the rows about to count (``database/current_predictions``):
+    every row a routed job stores with ``counts`` (the family's other rows of its images unmarked
+    here), and each new row of an active version where no row of the image counts for its family.
+    Existing rows without ``counts`` keep their marker."""
+    family = current_predictions.families_of(s, {v for _i, v in latest})
+    out: dict[tuple[int, int], str] = {}
+    named: dict[tuple[str, int], list[int]] = {}
+    for (image_id, version_id), p in latest.items():
+        if p.counts and version_id in family:
+            named.setdefault((family[version_id][0], version_id), []).append(image_id)
+    for (fam, version_id), image_ids in named.items():
+        current_predictions.take(s, fam, version_id, image_ids)
+        out.update(((i, version_id), fam) for i in image_ids)
+    by_active: dict[tuple[str, int], list[int]] = {}
+    for (image_id, version_id), p in latest.items():
+        fam, active = family.get(version_id, ("", False))
+        if active and not p.counts and (image_id, version_id) not in existing:
+            by_active.setdefault((fam, version_id), []).append(image_id)
+    for (fam, version_id), image_ids in by_active.items():
+        taken = current_predictions.counted(s, fam, image_ids)
+        out.update(((i, version_id), fam) for i in image_ids if i not in taken)
+    return out
 
 
 class PredictionRepository:
@@ -126,6 +153,12 @@ class PredictionRepository:
                     out[r.image_id] = prediction_dto(r)
         return out
 
+    def set_current(self, family: str, wanted: Mapping[int, int | None]) -> int:
+        """Make the given version's row count for each image (None: none), in one transaction;
+        how many rows changed (``current_predictions.set_current``)."""
+        with self.db.session(write=True) as s:
+            return current_predictions.set_current(s, family, wanted)
+
     def image_ids_with(self, model_version_id: int) -> set[int]:
         """Images this version has already predicted (a resumed job skips them)."""
         with self.db.session() as s:
@@ -137,19 +170,17 @@ class PredictionRepository:
             return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id,
                                                                    Prediction.in_domain < in_domain_below)))
 
-    def in_domain_in_folder(self, folder_id: int,
-                            model_version_ids: Sequence[int]) -> list[tuple[int, str, int, float | None]]:
-        """(image id, path in the folder, model version id, in-domain score) of each of these versions'
-        predictions of the folder's images that are still there: what routing proposals and clean-ups read."""
-        ids = list(model_version_ids)
-        if not ids:
-            return []
-        stmt = (select(Prediction.image_id, Image.rel_path, Prediction.model_version_id, Prediction.in_domain)
+    def in_domain_in_folder(self, folder_id: int) -> list[tuple[int, str, int, str, float | None]]:
+        """(image id, path in the folder, model version id, family, in-domain score) of the predictions
+        that count for the folder's images that are still there: what routing proposals and clean-ups read."""
+        stmt = (select(Prediction.image_id, Image.rel_path, Prediction.model_version_id, Prediction.current_family,
+                       Prediction.in_domain)
                 .join(Image, Image.id == Prediction.image_id)
-                .where(Prediction.folder_id == folder_id, Prediction.model_version_id.in_(ids),
+                .where(Prediction.folder_id == folder_id, Prediction.current_family.is_not(None),
                        Image.missing.is_(False)))
         with self.db.session() as s:
-            return [(int(i), str(p), int(v), None if d is None else float(d)) for i, p, v, d in s.execute(stmt)]
+            return [(int(i), str(p), int(v), str(f), None if d is None else float(d))
+                    for i, p, v, f, d in s.execute(stmt)]
 
     def delete_for_images(self, model_version_id: int, image_ids: Sequence[int]) -> int:
         """Drop this version's predictions of these images; how many rows went."""

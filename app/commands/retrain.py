@@ -261,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
         if args.activate:   # recorded as a promotion, as the Models dialog's would be
             from app.services.model_catalog import login_name
             db.model_versions.change_active(version.id, login_name(), "promote", "retrain --activate")
+            from app.services.counting_versions import after_activation
+            after_activation(db, version.family)
             version = db.model_versions.get(version.id) or version
         events.emit("done", version_id=version.id, name=version.name, family=version.family,
                     path=version.checkpoint_path, metrics=version.metrics, comparison=compared,

@@ -5,11 +5,14 @@ project setting like any other, and the proposal the routing dialog makes from a
 scores (``app.services.routing_proposal``) is as useful there. ``propose`` prints the evidence and the
 rules; ``--save`` stores them (merged into the rules in force, as the dialog does) and
 ``--remove-unrouted`` then removes the folder's answers of models the saved rules no longer run on its
-images (``app.services.routing_answers``).
+images (``app.services.routing_answers``). ``set FILE`` replaces the rules with a JSON file's (rules
+may name the version a family runs, ADR 0059); ``show --json`` prints them in that form.
 """
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from app.cli import CommandError
 from app.commands import open_database_or_fail
@@ -19,7 +22,9 @@ def _show(routing) -> None:
     if not routing.rules:
         print("no model routing: every family runs on every image")
     for i, rule in enumerate(routing.rules, 1):
-        print(f"  {i}. {rule.pattern} → {', '.join(rule.families) or '(skipped)'}")
+        named = rule.named
+        runs = ", ".join(f"{f} ({named[f]})" if f in named else f for f in rule.families)
+        print(f"  {i}. {rule.pattern} → {runs or '(skipped)'}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +38,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         current = load_project_settings(db).routing
         if args.routing_command == "show":
-            _show(current)
+            if args.json:
+                print(json.dumps(current.to_dict(), indent=2))
+            else:
+                _show(current)
+            return 0
+        if args.routing_command == "set":
+            from app.services.routing import load_routing
+            path = Path(args.file)
+            if not path.is_file():
+                raise CommandError(f"{path}: no such file")
+            new = load_routing(path)
+            changed = save_routing(db, new)
+            _show(new)
+            print(f"saved: they apply to the next pre-label job; {changed} answer(s) re-marked as the ones that count")
             return 0
         folder = resolve_folder(db, args.folder)
         if folder is None:

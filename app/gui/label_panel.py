@@ -101,7 +101,9 @@ class LabelPanel(QWidget):
         self.class_group = QButtonGroup(self)
         self.class_group.setExclusive(True)
         self.class_group.idClicked.connect(self._class_clicked)
-        self._classes: list[str] = []
+        self._classes: list[str] = []          # the buttons shown
+        self._folder_classes: list[str] = []   # the open folder's list (``set_classes``)
+        self._image_classes: list[str] = []    # the shown image's own (``ImageDetail.classes``), which win
         lay.addWidget(self.class_box)
 
         self.objects_box = QGroupBox("Objects")
@@ -151,6 +153,12 @@ class LabelPanel(QWidget):
         return list(self._classes)
 
     def set_classes(self, classes: list[str]) -> None:
+        """The open folder's classes; an image whose classifier answer has its own (a version a routing
+        rule names) shows those while it is shown."""
+        self._folder_classes = list(classes)
+        self._show_classes(self._image_classes or self._folder_classes)
+
+    def _show_classes(self, classes: list[str]) -> None:
         if classes == self._classes:
             return
         self._classes = list(classes)
@@ -174,7 +182,12 @@ class LabelPanel(QWidget):
         if detail is None:
             self.title.setText("No image")
             self.trace.setText("")
+            self._image_classes = []
+            self._show_classes(self._folder_classes)
             return
+        # the classes of the classifier whose answer counts here (or the project's own)
+        self._image_classes = list(detail.classes)
+        self._show_classes(self._image_classes or self._folder_classes)
         self.trace.setText(" · ".join(f"{k.capitalize()} <b>{escape(v)}</b>" for k, v in detail.trace.items()))
         self.trace.setVisible(bool(detail.trace))
         it = detail.item

@@ -9,17 +9,21 @@ and shows the evidence; nothing is saved until OK.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QHeaderView,
     QLabel,
     QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from app.gui.background import BackgroundCalls
@@ -31,7 +35,43 @@ from app.services.routing_proposal import RoutingProposal
 HELP = ("Images whose path inside their folder (or with the folder's name in front, e.g. "
         "<i>line3/*</i>) matches a pattern get only the ticked models; the first matching row "
         "wins, and images that match no row get every model. <i>*</i> matches any text, "
-        "<i>?</i> one character. A row with nothing ticked skips its images.")
+        "<i>?</i> one character. A row with nothing ticked skips its images. Double-click a "
+        "model's cell to choose the version that runs there (e.g. the tile classifier on "
+        "<i>tiles/*</i>): its answers are the ones shown for those images.")
+ACTIVE = "active version"  # a family cell's text when the rule leaves the version to the active one
+NAME_ROLE = Qt.ItemDataRole.UserRole + 1  # the version name a family cell names ("" or absent: the active one)
+
+
+class VersionChooser(QStyledItemDelegate):
+    """A family cell's editor: the active version, or one of the family's versions by name."""
+
+    def __init__(self, dialog: "RoutingDialog") -> None:
+        super().__init__(dialog)
+        self.dialog = dialog
+
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem,
+                     index: QModelIndex | QPersistentModelIndex) -> QWidget:
+        box = QComboBox(parent)
+        family = FAMILY_ORDER[index.column() - 1]
+        box.addItem(ACTIVE, "")
+        for name in self.dialog.versions.get(family, []):
+            box.addItem(name, name)
+        return box
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex | QPersistentModelIndex) -> None:
+        assert isinstance(editor, QComboBox)
+        name = index.data(NAME_ROLE) or ""
+        at = editor.findData(name)
+        if at < 0:  # a name no version has (yet): kept, shown as it is
+            editor.addItem(name, name)
+            at = editor.count() - 1
+        editor.setCurrentIndex(at)
+
+    def setModelData(self, editor: QWidget, model, index: QModelIndex | QPersistentModelIndex) -> None:
+        assert isinstance(editor, QComboBox)
+        name = str(editor.currentData() or "")
+        model.setData(index, name, NAME_ROLE)
+        model.setData(index, name or ACTIVE, Qt.ItemDataRole.DisplayRole)
 
 
 class RoutingDialog(QDialog):
@@ -49,9 +89,14 @@ class RoutingDialog(QDialog):
         text = QLabel(HELP)
         text.setWordWrap(True)
         lay.addWidget(text)
+        self.versions: dict[str, list[str]] = {}  # family -> version names a rule may name (read with the rules)
         self.table = QTableWidget(0, 1 + len(FAMILY_ORDER))
         self.table.setHorizontalHeaderLabels(["pattern", *FAMILY_ORDER])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in range(1, 1 + len(FAMILY_ORDER)):
+            self.table.setItemDelegateForColumn(c, VersionChooser(self))
+            self.table.horizontalHeader().setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+
         self.table.verticalHeader().setVisible(False)
         lay.addWidget(self.table, 1)
         row = button_row((("Add rule", "mdi6.plus", lambda: self.add_rule(RoutingRule("*", tuple(FAMILY_ORDER)))),
@@ -92,6 +137,8 @@ class RoutingDialog(QDialog):
         elif jobs is not None:
             self._busy("Reading the project's rules…")
             self.calls.call(jobs.routing, self._rules_read, self._rules_failed)
+        if jobs is not None and hasattr(jobs, "version_names"):
+            self.calls.call(jobs.version_names, self._versions_read, lambda _text: None)
         self._enable()
 
     # -- what the dialog waits for ---------------------------------------------------------
@@ -113,6 +160,11 @@ class RoutingDialog(QDialog):
     def _rules_read(self, routing: Routing) -> None:
         for rule in routing.rules:
             self.add_rule(rule)
+        self._enable()
+
+    def _versions_read(self, names: dict[str, list[str]]) -> None:
+        """The versions each family's cells offer (a failed read leaves only "active version")."""
+        self.versions = names
         self._enable()
 
     def _rules_failed(self, text: str) -> None:
@@ -160,23 +212,32 @@ class RoutingDialog(QDialog):
     def add_rule(self, rule: RoutingRule) -> None:
         r = self.table.rowCount()
         self.table.insertRow(r)
-        self._fill(r, rule.pattern, rule.families)
+        self._fill(r, rule.pattern, rule.families, rule.named)
         self.table.setCurrentCell(r, 0)
 
-    def _fill(self, r: int, pattern: str, families: tuple[str, ...]) -> None:
+    def _fill(self, r: int, pattern: str, families: tuple[str, ...], named: dict[str, str]) -> None:
         self.table.setItem(r, 0, QTableWidgetItem(pattern))
         for c, fam in enumerate(FAMILY_ORDER, start=1):
-            item = QTableWidgetItem()
-            item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            item = QTableWidgetItem(named.get(fam) or ACTIVE)
+            item.setData(NAME_ROLE, named.get(fam, ""))
+            item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                          | Qt.ItemFlag.ItemIsEditable)
             item.setCheckState(Qt.CheckState.Checked if fam in families else Qt.CheckState.Unchecked)
+            item.setToolTip(f"Ticked: {fam} runs on these images. Double-click to choose its version "
+                            f"(the active one, or a version by name).")
             self.table.setItem(r, c, item)
 
-    def _row(self, r: int) -> tuple[str, tuple[str, ...]]:
+    def _row(self, r: int) -> tuple[str, tuple[str, ...], dict[str, str]]:
         cell = self.table.item(r, 0)
         pattern = cell.text() if cell else ""
-        fams = tuple(f for c, f in enumerate(FAMILY_ORDER, start=1)
-                     if (box := self.table.item(r, c)) is not None and box.checkState() == Qt.CheckState.Checked)
-        return pattern, fams
+        fams, named = [], {}
+        for c, f in enumerate(FAMILY_ORDER, start=1):
+            box = self.table.item(r, c)
+            if box is not None and box.checkState() == Qt.CheckState.Checked:
+                fams.append(f)
+                if name := str(box.data(NAME_ROLE) or ""):
+                    named[f] = name
+        return pattern, tuple(fams), named
 
     def remove_selected(self) -> None:
         for r in sorted({i.row() for i in self.table.selectedIndexes()} or {self.table.currentRow()}, reverse=True):
@@ -197,9 +258,9 @@ class RoutingDialog(QDialog):
         """The table as rules (RoutingError names the first bad row)."""
         rules = []
         for r in range(self.table.rowCount()):
-            pattern, fams = self._row(r)
+            pattern, fams, named = self._row(r)
             try:
-                rules.append(RoutingRule(pattern.strip(), fams))
+                rules.append(RoutingRule(pattern.strip(), fams, tuple(named.items())))
             except RoutingError as exc:
                 raise RoutingError(f"row {r + 1}: {exc}") from None
         return Routing(tuple(rules))

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from app.services.counting_versions import after_activation
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, read_card, version_for_dir
 from database.dto import ModelVersionInfo
@@ -276,6 +277,7 @@ class ModelCatalog:
         if not row.active:
             self.db.model_versions.change_active(version_id, self.author(), "promote" if row.challenger else "activate",
                                                  note)
+            after_activation(self.db, row.family)
         return self.row(version_id)
 
     def previous_champion(self, family: str) -> ModelRow | None:
@@ -306,6 +308,7 @@ class ModelCatalog:
             raise ModelCatalogError(f"{previous.name} cannot be made active again: {exc}") from None
         self.db.model_versions.change_active(previous.id, self.author(), "rollback", note,
                                              previous_becomes_challenger=True)
+        after_activation(self.db, family)
         return self.row(previous.id)
 
     def add_directory(self, family: str, path: str | Path) -> ModelRow:

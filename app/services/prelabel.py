@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from app.paths import REPO_ROOT
 from app.services.child_command import station_command
+from app.services.counting_versions import resolve_named
 from app.services.flags import FlagSettings
 from app.services.json_files import JsonFileError, read_json_object
-from app.services.routing import FAMILY_ORDER, Routing, group_by_families
+from app.services.routing import FAMILY_ORDER, Routing, RoutingError, group_by_families
 from database.dto import ImageQuery, JobInfo, ModelVersionInfo
 from database.states import ItemStatus, JobStatus
 from inference.bundled import bundled_model_dir
@@ -123,7 +124,8 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
                     families: Sequence[str] = FAMILIES, model_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
                     priority: int = 0, skip_empty: bool = False, profile: str | None = None,
-                    join_automatic: bool = False, scope: str | None = None) -> int | None:
+                    join_automatic: bool = False, scope: str | None = None,
+                    named: Mapping[str, int] | None = None) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
 
     With ``only_missing`` images that already have a prediction from every chosen model version
@@ -138,6 +140,8 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     while it runs, whether the worker is behind or keeps up; a pause longer than that starts a new one.
     ``scope``: what the inspector asked for (``JOB_SCOPES``: "folder", "new images", "selection"), recorded so a
     window opened later names the job as the one that queued it did.
+    ``named``: family -> the version the images' routing rule names (``counting_versions``): it runs
+    instead of the active one, and its answers are the ones that count for these images.
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
@@ -146,7 +150,14 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     families = [f for f in FAMILIES if f in families]
     if not families:
         raise PrelabelError("no model family chosen")
-    versions = resolve_models(db, families, model_dirs)
+    versions = resolve_models(db, [f for f in families if f not in (named or {})], model_dirs)
+    for family, version_id in (named or {}).items():
+        if family in families:
+            version = db.model_versions.get(version_id)
+            if version is None or version.family != family:
+                raise PrelabelError(f"the routing names {family} version {version_id}, which is not in this project")
+            versions[family] = version
+    versions = {f: versions[f] for f in families}
     if folder_id is not None:
         if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
@@ -161,6 +172,8 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     if skip_empty and not ids:
         return None
     params: dict[str, Any] = {"families": families, "model_versions": {f: v.id for f, v in versions.items()}}
+    if named:  # the worker marks these families' answers as the ones that count (ADR 0059)
+        params["named"] = [f for f in families if f in named]
     if flag_settings is not None:  # an explicit override; otherwise the worker flags with the project's
         params["flags"] = flag_settings.to_dict()
     profile = project_speed_profile(db) if profile is None else profile
@@ -195,7 +208,9 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
 
     Without ``routing`` the project's rules are read (``project_settings``). Each image runs only the
     families its first matching rule names (among ``families``); images with none are skipped.
-    Jobs stay per family set so a worker runs whole batches with one set of models.
+    Jobs stay per family set (and versions the rules name) so a worker runs whole batches with one
+    set of models; a rule's named versions run instead of the active ones, and their answers count
+    for its images (``counting_versions``; a name the project lacks is a ``PrelabelError``).
     Returns the job ids (empty when every image was routed to no family).
     """
     if (folder_id is None) == (image_ids is None):
@@ -218,7 +233,12 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     names = {f.id: f.name for f in db.folders.list()}
     groups = group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images),
                                routing, families)
-    jobs = (submit_prelabel(db, image_ids=ids, families=fams, **kw) for fams, ids in groups.items())
+    try:
+        resolved = resolve_named(db, routing)
+    except RoutingError as exc:
+        raise PrelabelError(str(exc)) from None
+    jobs = (submit_prelabel(db, image_ids=ids, families=fams, named={f: resolved[(f, n)].id for f, n in named},
+                            **kw) for (fams, named), ids in groups.items())
     return [j for j in jobs if j is not None]
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from database import Database
+    from database.dto import ModelVersionInfo
 
 TASK = "classifier"       # the classes table's task for image classes
 MAX_CLASSES = 200          # a list longer than this is not a list an inspector labels from
@@ -71,9 +72,21 @@ def model_classes(db: "Database") -> tuple[str | None, tuple[str, ...]]:
     mv = db.model_versions.active(TASK)
     if mv is None:
         return None, ()
-    card = mv.card or {}
+    return mv.name, version_classes(mv)
+
+
+def version_classes(version: "ModelVersionInfo | None") -> tuple[str, ...]:
+    """A classifier version's card classes (none: ())."""
+    card = (version.card if version is not None else None) or {}
     classes = card.get("classes", []) if isinstance(card, dict) else []
-    return mv.name, tuple(str(c) for c in classes) if isinstance(classes, list) else ()
+    return tuple(str(c) for c in classes) if isinstance(classes, list) else ()
+
+
+def names_for_version(db: "Database", version: "ModelVersionInfo | None") -> list[str]:
+    """The classes offered for an image whose classifier answer is ``version``'s: the project's own
+    list, else that version's (a routing rule may name another than the active one)."""
+    own = db.classes.names(TASK)
+    return own if own else list(version_classes(version))
 
 
 def names(db: "Database") -> list[str]:

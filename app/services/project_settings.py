@@ -127,8 +127,18 @@ def change_flag_settings(db: "Database", flags: FlagSettings, by: str | None = N
     return reflag_project(db, flags)
 
 
-def save_routing(db: "Database", routing: Routing, by: str | None = None) -> None:
+def save_routing(db: "Database", routing: Routing, by: str | None = None) -> int:
+    """Save the rules; the versions they name must exist (a bundled one is registered), else a
+    ``RoutingError`` and nothing saved. When these or the previous rules name versions, the
+    answers that count are re-marked (``counting_versions``): returns how many rows changed."""
+    from app.services.counting_versions import remark_after_change, resolve_named
+    resolve_named(db, routing)
+    try:
+        before = load_project_settings(db).routing
+    except ValueError:
+        before = Routing()
     db.project_settings.put(ROUTING, routing.to_dict(), by=by)
+    return remark_after_change(db, before, routing)
 
 
 def save_auto_prelabel(db: "Database", on: bool, by: str | None = None) -> None:
@@ -182,7 +192,10 @@ def routing_overview(db: "Database", folder_id: int, routing: Routing, families:
     for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id")):
         path = im.rel_path.replace("\\", "/")
         sub = path.split("/", 1)[0] + "/" if "/" in path else TOP_LEVEL
-        fams = tuple(f for f in routing.families_for(path, name) if f in families)
+        rule = routing.rule_for(path, name)
+        versions = rule.named if rule is not None else {}
+        fams = tuple(f"{f} ({versions[f]})" if f in versions else f
+                     for f in routing.families_for(path, name) if f in families)
         per_sub.setdefault(sub, set()).add(fams)
     subs = sorted(per_sub)
     more = " …" if len(subs) > MAX_LISTED else ""

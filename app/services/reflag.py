@@ -51,17 +51,23 @@ def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
 
 def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
                   versions: Mapping[str, int] | None = None) -> int:
-    """Recompute flags and priorities of a folder's images from the given (default: active)
-    model versions' predictions, with the folder's own anomaly threshold for that anomaly
-    version when it has one. Returns how many images were re-flagged."""
-    if versions is None:
-        versions = {f: v.id for f in FAMILIES if (v := db.model_versions.active(f)) is not None}
-    settings = settings.for_folder(folder_id, versions.get("anomaly"))
-    anomaly_thr = None
-    if "anomaly" in versions and (v := db.model_versions.get(versions["anomaly"])) is not None:
-        anomaly_thr = card_threshold(v.card or read_card(Path(v.checkpoint_path)))
+    """Recompute flags and priorities of a folder's images from the given model versions'
+    predictions (default: each image's predictions that count, ``database/current_predictions``),
+    with the folder's own anomaly threshold for the image's anomaly version when it has one.
+    Returns how many images were re-flagged."""
     ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
-    per_family = {f: db.predictions.for_images(ids, vid) for f, vid in versions.items()}
+    if versions is None:
+        per_family = {f: db.predictions.current_for_images(ids, f) for f in FAMILIES}
+    else:
+        per_family = {f: db.predictions.for_images(ids, vid) for f, vid in versions.items()}
+    card_thresholds: dict[int, float | None] = {}
+
+    def anomaly_threshold(version_id: int) -> float | None:
+        if version_id not in card_thresholds:
+            v = db.model_versions.get(version_id)
+            card_thresholds[version_id] = None if v is None else card_threshold(v.card or read_card(Path(v.checkpoint_path)))
+        return card_thresholds[version_id]
+
     flagged: list[int] = []
     clear: list[int] = []
     priorities, rewritten = {}, []
@@ -69,7 +75,11 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
         preds = {f: rows[image_id] for f, rows in per_family.items() if image_id in rows}
         if not preds:
             continue
-        flags = flag_result(result_from_predictions(image_id, preds, anomaly_thr), settings)
+        anomaly = preds.get("anomaly")
+        version = anomaly.model_version_id if anomaly is not None else None
+        folder_settings = settings.for_folder(folder_id, version)
+        thr = anomaly_threshold(version) if version is not None else None
+        flags = flag_result(result_from_predictions(image_id, preds, thr), folder_settings)
         (flagged if flags.flagged else clear).append(image_id)
         priorities[image_id] = flags.priority
         for family, p in preds.items():
@@ -87,7 +97,7 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
 
 
 def reflag_project(db: "Database", settings: FlagSettings) -> int:
-    """Every folder's images re-flagged with ``settings`` (the active versions' predictions)."""
+    """Every folder's images re-flagged with ``settings`` (the predictions that count)."""
     return sum(reflag_folder(db, f.id, settings) for f in db.folders.list())
 
 

@@ -132,26 +132,33 @@ class ReviewService:
             self._classes = project_classes.names(self.db)
         return list(self._classes)
 
-    def anomaly_threshold(self, folder_id: int | None = None) -> float:
-        """Image-level threshold: the folder's own for the active anomaly model (Operating point),
-        else the project's, else the anomaly model card's, else 0.5."""
+    def anomaly_threshold(self, folder_id: int | None = None, version_id: int | None = None) -> float:
+        """Image-level threshold of an anomaly version (default: the active one; an image's own is the
+        version whose answer counts for it): the folder's own for that version (Operating point), else
+        the project's, else the version's card's, else 0.5."""
+        mv = self._anomaly_version(version_id)
         if folder_id is not None and self.settings.folder_thresholds:
-            mv = self.db.model_versions.active("anomaly")
             own = find_folder_threshold(self.settings.folder_thresholds, folder_id, mv.id if mv else None)
             if own is not None:
                 return float(own.threshold)
         if self.settings.anomaly_threshold is not None:
             return float(self.settings.anomaly_threshold)
-        return self._card_threshold("image")
+        return self._card_threshold("image", mv)
 
-    def region_threshold(self) -> float:
+    def region_threshold(self, version_id: int | None = None) -> float:
         """Pixel-level threshold turning a heatmap into a region (the card's "pixel" one if any)."""
         if self.settings.anomaly_threshold is not None:
             return float(self.settings.anomaly_threshold)
-        return self._card_threshold("pixel")
+        return self._card_threshold("pixel", self._anomaly_version(version_id))
 
-    def _card_threshold(self, level: str) -> float:
-        mv = self.db.model_versions.active("anomaly")
+    def _anomaly_version(self, version_id: int | None) -> Any:
+        if version_id is None:
+            return self.db.model_versions.active("anomaly")
+        if version_id not in self._versions:
+            self._versions[version_id] = self.db.model_versions.get(version_id)
+        return self._versions[version_id]
+
+    def _card_threshold(self, level: str, mv: Any) -> float:
         card = (mv.card if mv else None) or {}
         for source in (card, card.get("metrics", {}) or {}, (mv.metrics if mv else None) or {}):
             thr = source.get("threshold") if isinstance(source, dict) else None
@@ -290,8 +297,18 @@ class ReviewService:
         prediction = self._prediction(image_id, im.folder_id if im is not None else None)
         failure = None if prediction is not None else self.db.jobs.last_failures([image_id]).get(image_id)
         trace = (trace_of(im.trace_serial, im.trace_lot, im.trace_station) if im else None) or {}
+        classifier = prediction.version_ids.get("classifier") if prediction is not None else None
+        classes = tuple(self.classes_for(classifier)) if classifier is not None else ()
         return ImageDetail(item, im.width if im else None, im.height if im else None,
-                           prediction, self._label(image_id), failure, trace)
+                           prediction, self._label(image_id), failure, trace, classes)
+
+    def classes_for(self, classifier_version_id: int) -> list[str]:
+        """The class buttons for an image whose classifier answer is this version's: the project's
+        own list, else that version's classes (``project_classes.names_for_version``)."""
+        from app.services import project_classes
+        if classifier_version_id not in self._versions:
+            self._versions[classifier_version_id] = self.db.model_versions.get(classifier_version_id)
+        return project_classes.names_for_version(self.db, self._versions[classifier_version_id])
 
     def _prediction(self, image_id: int, folder_id: int | None = None) -> PredictionView | None:
         # The predictions that count for the image, one per family (``database/current_predictions``).
@@ -309,7 +326,8 @@ class ReviewService:
                 heat = np.asarray(self._artifact_store().get_map(a.anomaly_map_ref), np.float32)
             except Exception as exc:  # noqa: BLE001 - the cache can be recomputed; a missing map is not fatal
                 log.warning("anomaly map %s unavailable: %s", a.anomaly_map_ref, exc)
-        thr = self.anomaly_threshold(folder_id)
+        anomaly_version = a.model_version_id if a is not None else None
+        thr = self.anomaly_threshold(folder_id, anomaly_version)
         flags = tuple(dict.fromkeys(f for p in fam_pred.values() for f in p.flags))
         return PredictionView(
             prediction_ids={f: p.id for f, p in fam_pred.items()},
@@ -318,12 +336,13 @@ class ReviewService:
             class_scores=dict(c.class_scores or {}) if c else {},
             mask=mask, target_count=s.target_count if s else None,
             anomaly_score=a.anomaly_score if a else None, heatmap=heat,
-            heat_range=(0.0, 2.0 * self.region_threshold()) if heat is not None else None,
+            heat_range=(0.0, 2.0 * self.region_threshold(anomaly_version)) if heat is not None else None,
             anomalous=None if a is None or a.anomaly_score is None else a.anomaly_score >= thr,
             threshold=thr if a is not None else None,
             flags=flags, models={f: self._version_name(p.model_version_id) for f, p in fam_pred.items()},
             out_of_domain=tuple(f for f, p in fam_pred.items() if is_out_of_domain(p.in_domain)),
             in_domain={f: p.in_domain for f, p in fam_pred.items() if p.in_domain is not None},
+            version_ids={f: p.model_version_id for f, p in fam_pred.items()},
         )
 
     def _mask_of(self, pred: PredictionInfo) -> np.ndarray | None:
@@ -427,7 +446,9 @@ class ReviewService:
                     size = (p.mask.shape[1], p.mask.shape[0])
                 if size is not None:
                     heat = resize_to(heat.astype(np.float32), *size)
-                region = threshold_region(heat, self.region_threshold())
+                # the pixel threshold of the image's anomaly version sits mid-scale of its heat range
+                pixel = p.heat_range[1] / 2.0 if p.heat_range is not None else self.region_threshold()
+                region = threshold_region(heat, pixel)
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
         return LabelState(class_name=p.predicted_class if answer_stands("classifier", ood) else None,

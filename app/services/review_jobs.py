@@ -190,6 +190,11 @@ class ReviewJobs:
         except DatabaseError as exc:
             raise JobsError(f"the old answers could not be removed: {exc}") from None
 
+    def version_names(self) -> dict[str, list[str]]:
+        """family -> the names of its model versions: what a routing rule may name."""
+        from app.services.counting_versions import version_names
+        return version_names(self.db)
+
     def save_routing(self, routing: "Routing") -> None:
         from app.services.project_settings import save_routing
         from database.errors import DatabaseError

@@ -156,6 +156,7 @@ class PredictionView:
     models: dict[str, str] = field(default_factory=dict)  # family -> model version name
     out_of_domain: tuple[str, ...] = ()  # families whose model calls the image unlike its training images
     in_domain: dict[str, float] = field(default_factory=dict)  # family -> in-domain score (where known)
+    version_ids: dict[str, int] = field(default_factory=dict)  # family -> the model version whose answer this is
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,6 +245,10 @@ class ImageDetail:
     label: LabelState
     prelabel_error: str | None = None  # why the latest pre-label run of this image failed (no prediction)
     trace: dict[str, str] = field(default_factory=dict)  # the part's serial/lot/station (known ones only)
+    # The class buttons for this image: the project's own list, else the classes of the classifier
+    # version whose answer counts here (a routing rule may name another than the active one). Empty:
+    # the folder's list stands.
+    classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,18 @@ class RoutingError(ValueError):
     """Rules that cannot be used, with the reason (unknown family, empty pattern, unreadable file)."""
 
 
+MAX_VERSION_NAME = 255  # model_versions.name's length
+
+
 @dataclass(frozen=True)
 class RoutingRule:
+    """Images matching ``pattern`` get ``families``; ``versions`` names, for some of them, the model
+    version that runs there (family, version name), instead of the family's active one (ADR 0059).
+    Its answers are the ones that count for those images (``database/current_predictions``)."""
+
     pattern: str
     families: tuple[str, ...]
+    versions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.pattern.strip():
@@ -47,6 +55,19 @@ class RoutingRule:
                                f"{self.pattern!r}; choose from {', '.join(FAMILY_ORDER)}")
         # One canonical order, so equal rules compare equal and jobs group the same way.
         object.__setattr__(self, "families", tuple(f for f in FAMILY_ORDER if f in self.families))
+        named = dict(self.versions)
+        for family, name in named.items():
+            if family not in self.families:
+                raise RoutingError(f"the rule for {self.pattern!r} names a {family} version but does not run "
+                                   f"{family}; tick it or leave its version to the active one")
+            if not isinstance(name, str) or not name.strip() or len(name) > MAX_VERSION_NAME:
+                raise RoutingError(f"the rule for {self.pattern!r} names no usable {family} version ({name!r})")
+        object.__setattr__(self, "versions", tuple((f, named[f].strip()) for f in FAMILY_ORDER if f in named))
+
+    @property
+    def named(self) -> dict[str, str]:
+        """family -> the version name this rule runs (families it leaves to the active version absent)."""
+        return dict(self.versions)
 
     def matches(self, rel_path: str, folder_name: str = "") -> bool:
         pat = self.pattern.strip().replace("\\", "/").lower()
@@ -59,15 +80,22 @@ class RoutingRule:
 class Routing:
     rules: tuple[RoutingRule, ...] = ()
 
+    def rule_for(self, rel_path: str, folder_name: str = "") -> RoutingRule | None:
+        """The first rule matching the image (None: no rule, every family with its active version)."""
+        return next((rule for rule in self.rules if rule.matches(rel_path, folder_name)), None)
+
     def families_for(self, rel_path: str, folder_name: str = "",
                      default: Sequence[str] = FAMILY_ORDER) -> tuple[str, ...]:
-        for rule in self.rules:
-            if rule.matches(rel_path, folder_name):
-                return rule.families
-        return tuple(f for f in FAMILY_ORDER if f in default)
+        rule = self.rule_for(rel_path, folder_name)
+        return rule.families if rule is not None else tuple(f for f in FAMILY_ORDER if f in default)
+
+    def named_versions(self) -> set[tuple[str, str]]:
+        """Every (family, version name) some rule names."""
+        return {pair for rule in self.rules for pair in rule.versions}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rules": [{"pattern": r.pattern, "families": list(r.families)} for r in self.rules]}
+        return {"rules": [{"pattern": r.pattern, "families": list(r.families),
+                           **({"versions": r.named} if r.versions else {})} for r in self.rules]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Routing":
@@ -79,30 +107,46 @@ class Routing:
         out = []
         for i, r in enumerate(rules):
             if not isinstance(r, Mapping) or not isinstance(r.get("pattern"), str) \
-                    or not isinstance(r.get("families", []), list):
-                raise RoutingError(f"rule {i + 1} must have a 'pattern' (text) and 'families' (a list)")
-            out.append(RoutingRule(r["pattern"], tuple(r.get("families", []))))
+                    or not isinstance(r.get("families", []), list) or not isinstance(r.get("versions", {}), Mapping):
+                raise RoutingError(f"rule {i + 1} must have a 'pattern' (text), 'families' (a list) and "
+                                   f"optionally 'versions' (family: version name)")
+            versions = tuple((str(f), v) for f, v in r.get("versions", {}).items())
+            out.append(RoutingRule(r["pattern"], tuple(r.get("families", [])), versions))
         return cls(tuple(out))
 
 
+# What one job runs: its families, and the versions its rule names for some of them.
+JobKey = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
 def group_by_families(images: Iterable[tuple[int, str, str]], routing: Routing,
-                      requested: Sequence[str]) -> dict[tuple[str, ...], list[int]]:
-    """(image id, path in folder, folder name) -> {families to run: image ids}, in first-seen order.
+                      requested: Sequence[str]) -> dict[JobKey, list[int]]:
+    """(image id, path in folder, folder name) -> {(families to run, versions named): image ids},
+    in first-seen order.
 
     Families are the image's routed ones that were also requested; images left with none are
     not in the result (nothing to run on them).
     """
-    groups: dict[tuple[str, ...], list[int]] = {}
+    groups: dict[JobKey, list[int]] = {}
     for image_id, rel_path, folder_name in images:
-        fams = tuple(f for f in routing.families_for(rel_path, folder_name) if f in requested)
+        rule = routing.rule_for(rel_path, folder_name)
+        routed = rule.families if rule is not None else FAMILY_ORDER
+        fams = tuple(f for f in routed if f in requested)
         if fams:
-            groups.setdefault(fams, []).append(image_id)
+            named = tuple(p for p in rule.versions if p[0] in fams) if rule is not None else ()
+            groups.setdefault((fams, named), []).append(image_id)
     return groups
 
 
+MAX_ROUTING_BYTES = 1 << 20  # a routing file is a few rules; anything larger is not one
+
+
 def load_routing(path: Path) -> Routing:
-    """Rules from an older station's JSON file; a missing file means no rules (every family on every image)."""
+    """Rules from a JSON file (an older station's, or ``routing set``'s); a missing file means no
+    rules (every family on every image)."""
     try:
+        if path.stat().st_size > MAX_ROUTING_BYTES:
+            raise RoutingError(f"{path}: {path.stat().st_size} bytes is not a model routing (at most {MAX_ROUTING_BYTES})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Routing()

@@ -6,7 +6,7 @@ alone still showed the steel classifier's "out of domain", stayed flagged, fille
 filter and came first in "label next". The saved rules only change the next job. Removing those
 answers (the routing dialog asks; pre-labelling brings them back) and re-flagging the folder from the
 answers that remain makes the gallery, the filters and "label next" say what the routed models say.
-Only the active versions' answers are touched; labels never are.
+Only the answers that count are touched (``database/current_predictions``); labels never are.
 """
 from __future__ import annotations
 
@@ -17,18 +17,19 @@ from app.services.routing import Routing
 if TYPE_CHECKING:
     from database import Database
 
-# (image id, path in the folder, active model version id, in-domain score or None)
+# (image id, path in the folder, model version id, in-domain score or None) of an answer that counts
 Answer = tuple[int, str, int, "float | None"]
 
 
 def active_answers(db: "Database", folder_id: int) -> tuple[str, dict[int, str], list[Answer]]:
-    """The folder's name, its families' active versions (id -> family) and their answers of the folder's
-    present images (one query): what the routing proposal and the clean-up below both read."""
+    """The folder's name, the versions whose answers count there (id -> family) and those answers of
+    the folder's present images (one query): what the routing proposal and the clean-up below both read."""
     folder = db.folders.get(folder_id)
     if folder is None:
         raise ValueError(f"folder {folder_id} is not indexed")
-    family_of = {v: f for f, v in db.model_versions.active_ids().items()}
-    return folder.name, family_of, db.predictions.in_domain_in_folder(folder_id, list(family_of))
+    rows = db.predictions.in_domain_in_folder(folder_id)
+    family_of = {v: f for _i, _p, v, f, _d in rows}
+    return folder.name, family_of, [(i, p, v, d) for i, p, v, _f, d in rows]
 
 
 def _unrouted(folder_name: str, family_of: dict[int, str], answers: list[Answer],

@@ -75,8 +75,8 @@ class RoutingProposal:
 
     def merged_into(self, current: Routing) -> Routing:
         """``current`` with the proposal: a rule of the same pattern (case aside) takes the proposed families
-        in its place and keeps its spelling; the other proposed rules go above every current one, so a
-        subfolder's rule wins over a broader one."""
+        in its place and keeps its spelling and the versions it names for families it still runs; the other
+        proposed rules go above every current one, so a subfolder's rule wins over a broader one."""
         rules = list(current.rules)
         above = []
         for rule in self.rules:
@@ -84,7 +84,8 @@ class RoutingProposal:
             if at is None:
                 above.append(rule)
             else:
-                rules[at] = RoutingRule(rules[at].pattern, rule.families)
+                kept = tuple(p for p in rules[at].versions if p[0] in rule.families)
+                rules[at] = RoutingRule(rules[at].pattern, rule.families, kept)
         return Routing(tuple(above) + tuple(rules))
 
     def text(self) -> str:
@@ -137,7 +138,7 @@ def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float
 
 
 def propose_routing(db: "Database", folder_id: int, current: Routing | None = None) -> RoutingProposal:
-    """The proposal for one folder, from its active model versions' in-domain scores (one query), beside
+    """The proposal for one folder, from the in-domain scores of its answers that count (one query), beside
     ``current`` (default: the project's stored rules)."""
     from app.services.routing_answers import active_answers
 

@@ -96,3 +96,33 @@ def test_upgrade_from_0012_marks_the_active_versions_rows(url: str) -> None:
         assert _marked(db) == {(7, 1): "classifier", (7, 2): None, (7, 3): "anomaly"}
     finally:
         db.close()
+
+
+def test_a_named_versions_rows_keep_their_images_through_stores_and_activations(db: Database) -> None:
+    """A routed job's rows (``counts``) take the marker; the active version's later rows and an
+    activation leave those images alone; ``set_current`` re-marks and writes nothing the second time."""
+    folder = db.folders.add("/line")
+    db.images.sync(folder.id, [FileEntry(f"p{k}.png", 10, 1) for k in range(4)])
+    ids = [r.image_id for r in queue_rows(db, QueueQuery(folder_id=folder.id))]
+    steel = db.model_versions.register("classifier", "steel", "/m", activate=True).id
+    tile = db.model_versions.register("classifier", "tile", "/m").id
+    newer = db.model_versions.register("classifier", "steel-2", "/m").id
+    db.predictions.upsert_many([PredictionIn(i, steel, predicted_class="dent") for i in ids])
+    db.predictions.upsert_many([PredictionIn(i, tile, predicted_class="crack", counts=True) for i in ids[:2]])
+
+    def shown() -> list[str | None]:
+        return [r.predicted_class for r in queue_rows(db, QueueQuery(folder_id=folder.id))]
+
+    assert shown() == ["crack", "crack", "dent", "dent"]
+    db.predictions.upsert_many([PredictionIn(i, steel, predicted_class="pit") for i in ids])  # stored again
+    db.predictions.upsert_many([PredictionIn(i, newer, predicted_class="scale") for i in ids])  # not active
+    assert shown() == ["crack", "crack", "pit", "pit"]
+    db.model_versions.activate(newer)
+    assert shown() == ["crack", "crack", "scale", "scale"]
+    with db.session() as s:  # one row counts per image
+        assert sorted(s.scalars(select(Prediction.image_id).where(Prediction.current_family == "classifier"))) == ids
+    assert db.predictions.set_current("classifier", {ids[0]: newer, ids[2]: tile, ids[3]: None}) == 4
+    assert shown() == ["scale", "crack", None, None]  # the tile model never ran on p2: nothing counts there
+    assert db.predictions.set_current("classifier", {ids[0]: newer, ids[2]: tile, ids[3]: None}) == 0
+    db.predictions.upsert_many([PredictionIn(ids[2], tile, predicted_class="crack", counts=True)])
+    assert shown() == ["scale", "crack", "crack", None]

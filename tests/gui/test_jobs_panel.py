@@ -123,8 +123,14 @@ def test_demo_first_launch_routes_each_subfolder_to_its_own_model(service, db, q
     win.ctx.prepare_demo(win)
     win.open_folder(str(DEMO))  # its images are new: pre-labelled automatically, routed per subfolder
     qtbot.waitUntil(lambda: len(win.jobs.active) == 3)
-    families = {tuple(win.ctx.jobs.families_of(j)) for j in win.jobs.active}
-    assert families == {("segmenter",), ("classifier",), ("anomaly",)}
+    families = {tuple(win.ctx.jobs.families_of(j)): j for j in win.jobs.active}
+    assert set(families) == {("segmenter",), ("classifier",), ("classifier", "anomaly")}
+    # the tiles run the tile classifier the demo's rule names, the steel strips the active one
+    tile = db.model_versions.by_name("classifier", "classifier-magnetic_tile")
+    assert tile is not None and not tile.active
+    assert db.jobs.get(families[("classifier", "anomaly")]).params["model_versions"]["classifier"] == tile.id
+    assert db.jobs.get(families[("classifier",)]).params["model_versions"]["classifier"] == \
+        db.model_versions.active("classifier").id
     assert all(" · " in row.title.text() for row in win.jobs_panel.rows.values())
     assert win.ctx.settings.demo_prelabelled
     # The Jobs dock says the routing at once (it said "No model routing" until the next 20 s poll).

@@ -151,8 +151,8 @@ def test_recovery_on_the_revision_it_was_made_on_is_saved(service, seeded, tmp_p
 def test_images_without_the_sort_value_go_last_by_name(service, seeded):
     f = QueueFilter(folder_id=seeded.id, sort="anomaly")
     first = service.queue(f)[0]
-    service.db.predictions.delete_for_model_version(service.active_versions()["anomaly"].id)
-    service.db.predictions.upsert_many([PredictionIn(first.image_id, service.active_versions()["anomaly"].id,
+    service.db.predictions.delete_for_model_version(service.db.model_versions.active("anomaly").id)
+    service.db.predictions.upsert_many([PredictionIn(first.image_id, service.db.model_versions.active("anomaly").id,
                                                      anomaly_score=0.3)])
     for descending in (False, True):
         items = service.queue(f.with_(descending=descending))

@@ -259,3 +259,28 @@ def test_in_the_station_a_proposal_saved_with_its_answers_removed_clears_the_sta
         qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 0)
     finally:
         win.close()
+
+
+def test_a_family_cell_names_the_version_that_runs_there(qtbot):
+    from PySide6.QtWidgets import QComboBox
+    tiles = RoutingRule("tiles/*", ("classifier", "anomaly"), (("classifier", "classifier-tile"),))
+    jobs = _Jobs(Routing((tiles,)))
+    jobs.version_names = lambda: {"classifier": ["classifier-neu", "classifier-tile"], "segmenter": [],  # type: ignore[attr-defined]
+                                  "anomaly": ["anomaly-magnetic_tile"]}
+    dlg = RoutingDialog(None, jobs=jobs)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: dlg.table.rowCount() == 1 and bool(dlg.versions))
+    assert dlg.routing() == Routing((tiles,))
+    assert [dlg.table.item(0, c).text() for c in (1, 2, 3)] == ["classifier-tile", "active version", "active version"]
+    dlg.table.editItem(dlg.table.item(0, 3))   # double-click: the anomaly cell's versions
+    box = dlg.table.findChild(QComboBox)
+    assert [box.itemText(i) for i in range(box.count())] == ["active version", "anomaly-magnetic_tile"]
+    box.setCurrentIndex(1)
+    index = dlg.table.model().index(0, 3)
+    dlg.table.itemDelegateForColumn(3).setModelData(box, dlg.table.model(), index)
+    assert dlg.routing().rules[0].named == {"classifier": "classifier-tile", "anomaly": "anomaly-magnetic_tile"}
+    dlg.table.item(0, 1).setCheckState(Qt.CheckState.Unchecked)   # the classifier off: its name goes with it
+    assert dlg.routing().rules[0] == RoutingRule("tiles/*", ("anomaly",), (("anomaly", "anomaly-magnetic_tile"),))
+    dlg._accept()
+    qtbot.waitUntil(lambda: bool(jobs.saved))
+    assert jobs.saved[0].rules[0].named == {"anomaly": "anomaly-magnetic_tile"}

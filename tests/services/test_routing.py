@@ -64,9 +64,13 @@ def test_file_round_trip_missing_file_and_broken_file(tmp_path: Path) -> None:
 def test_groups_keep_only_requested_families_and_drop_images_with_none() -> None:
     r = _routing(("ir/*", ("segmenter",)), ("steel/*", ("classifier", "anomaly")))
     images = [(1, "ir/a.png", "f"), (2, "steel/b.png", "f"), (3, "ir/c.png", "f"), (4, "x.png", "f")]
-    assert group_by_families(images, r, ALL) == {("segmenter",): [1, 3], ("classifier", "anomaly"): [2],
-                                                 ALL: [4]}
-    assert group_by_families(images, r, ("anomaly",)) == {("anomaly",): [2, 4]}
+    assert group_by_families(images, r, ALL) == {(("segmenter",), ()): [1, 3], (("classifier", "anomaly"), ()): [2],
+                                                 (ALL, ()): [4]}
+    assert group_by_families(images, r, ("anomaly",)) == {(("anomaly",), ()): [2, 4]}
+    # a rule naming a version makes its own group, with the names of the families that run
+    named = Routing((RoutingRule("steel/*", ("classifier", "anomaly"), (("classifier", "steel-2"),)),))
+    assert group_by_families(images, named, ALL)[(("classifier", "anomaly"), (("classifier", "steel-2"),))] == [2]
+    assert group_by_families(images, named, ("anomaly",)) == {(("anomaly",), ()): [1, 2, 3, 4]}
 
 
 def test_the_demo_routing_names_existing_subfolders() -> None:

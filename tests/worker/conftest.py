@@ -13,6 +13,12 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return save_tiny_models(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="session")
+def other_models(tmp_path_factory) -> dict[str, Path]:
+    """A second set of tiny models (another seed): a challenger, or a version a routing rule names."""
+    return save_tiny_models(tmp_path_factory.mktemp("other"), seed=1)
+
+
 @pytest.fixture
 def single_thread_env(monkeypatch) -> None:
     """Worker subprocesses started by a test use one thread each too."""

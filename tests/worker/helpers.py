@@ -26,3 +26,11 @@ def good_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Pat
         assert cv2.imwrite(str(p), rng.integers(0, 255, (size, size), dtype=np.uint8))
         out.append(p)
     return out
+
+
+def run_worker_once(db, tmp_path: Path) -> None:
+    """An in-process worker runs every queued item once (CPU, batches of 4), artifacts under ``tmp_path``."""
+    from app.services.artifacts import ArtifactStore
+    from app.worker import Worker, WorkerOptions
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
+           artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)

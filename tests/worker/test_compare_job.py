@@ -2,19 +2,14 @@
 stored as the challenger's, and the queue's flags and priorities stay the champion's."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from app.services.artifacts import ArtifactStore
 from app.services.champion import COMPARE, find_disagreements, submit_compare
 from app.services.flags import FlagSettings
 from app.services.indexing import index_folder
 from app.services.prelabel import job_status, submit_prelabel
-from app.worker import Worker, WorkerOptions
 from database.dto import ImageQuery
-from tests.tiny_models import save_tiny_models
-from tests.worker.helpers import good_images, make_db
+from tests.worker.helpers import good_images, make_db, run_worker_once
 
 
 @pytest.fixture
@@ -24,14 +19,6 @@ def db(url, tiny_models):
     database.close()
 
 
-@pytest.fixture(scope="module")
-def other_models(tmp_path_factory) -> dict[str, Path]:
-    return save_tiny_models(tmp_path_factory.mktemp("other"), seed=1)
-
-
-def _run(db, tmp_path: Path) -> None:
-    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
-           artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
 
 
 @pytest.mark.parametrize("family", ["classifier", "segmenter"])
@@ -41,7 +28,7 @@ def test_the_compare_job_stores_challenger_predictions_and_leaves_flags_alone(db
     folder = index_folder(db, tmp_path / "imgs").folder_id
     champion = db.model_versions.active(family)
     submit_prelabel(db, folder_id=folder, families=[family], flag_settings=FlagSettings(min_confidence=0.99))
-    _run(db, tmp_path)
+    run_worker_once(db, tmp_path)
     ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder))]
     # marks no flag rule gives, so a compare job that re-flagged or re-prioritised would show
     db.images.set_flagged(ids, True)
@@ -51,7 +38,7 @@ def test_the_compare_job_stores_challenger_predictions_and_leaves_flags_alone(db
                                             parent_id=champion.id, challenger=True)
     [job] = submit_compare(db, challenger.id)   # the champion has run them all already
     assert db.jobs.get(job).kind == COMPARE
-    _run(db, tmp_path)
+    run_worker_once(db, tmp_path)
     status = job_status(db, job)
     assert (status.state, status.done, status.failed) == ("done", 5, 0)
     stored = db.predictions.for_images(list(before), challenger.id)

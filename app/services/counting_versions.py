@@ -1,0 +1,102 @@
+"""Which model version's answer counts for each image: the one its routing rule names, else the active one.
+
+A routing rule may name a version per family (``RoutingRule.versions``, ADR 0059): the tile
+classifier on ``tiles/*`` beside the steel one everywhere else. The window shows, reviews, filters
+and counts the prediction marked on its row (``database/current_predictions``); this module moves
+the marks when the rules change or a version is activated, and resolves the names rules give.
+
+- ``resolve_named``: a named version must exist in the project; a bundled model of that name is
+  registered on first use (not activated). Anything else is a ``RoutingError`` with the name.
+  ``version_names`` lists what a rule may name.
+- ``remark``: every image of the project gets, per family, its rule's named version's row as the
+  one that counts, else the active version's; where that version has not run on the image, no row
+  counts (the image shows it is not pre-labelled by it, and an "only new" run queues it). Folder
+  by folder, a page of images per transaction: the window keeps working (the lock is held for
+  one page), and an interrupted re-mark is finished by the next one (it is the same pass).
+- ``after_activation``: re-mark after an activation when a rule names a version of that family
+  (the activation itself leaves the images a named version holds alone, but an image whose named
+  version has not run yet would otherwise show the new active version's answer).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from app.services.routing import FAMILY_ORDER, Routing, RoutingError
+
+if TYPE_CHECKING:
+    from database import Database
+    from database.dto import ModelVersionInfo
+
+log = logging.getLogger(__name__)
+
+
+def resolve_named(db: "Database", routing: Routing) -> dict[tuple[str, str], "ModelVersionInfo"]:
+    """(family, name) -> the version, for every version the rules name."""
+    out = {}
+    for family, name in sorted(routing.named_versions()):
+        version = db.model_versions.by_name(family, name)
+        if version is None:  # a bundled model not listed yet gets its row (as the Models dialog gives it)
+            from app.services.model_catalog import ModelCatalog
+            ModelCatalog(db).rows(family)
+            version = db.model_versions.by_name(family, name)
+        if version is None:
+            raise RoutingError(f"the routing names the {family} version {name!r}, which this project does not "
+                               f"have (Project ▸ Models lists its versions; add the model folder there first)")
+        out[(family, name)] = version
+    return out
+
+
+def version_names(db: "Database") -> dict[str, list[str]]:
+    """family -> the names of its versions (bundled ones included), oldest first: what a rule may name."""
+    from app.services.model_catalog import ModelCatalog
+    out: dict[str, list[str]] = {f: [] for f in FAMILY_ORDER}
+    for row in ModelCatalog(db).rows():
+        out.setdefault(row.family, []).append(row.name)
+    return out
+
+
+def remark(db: "Database", routing: Routing, families: Iterable[str] = FAMILY_ORDER) -> int:
+    """Mark, for every image and each of ``families``, the row of the version that counts there
+    (see the module's docstring); how many rows changed."""
+    fams = [f for f in FAMILY_ORDER if f in set(families)]
+    named = {key: v.id for key, v in resolve_named(db, routing).items()}
+    active = db.model_versions.active_ids()
+    changed = 0
+    for folder in db.folders.list():
+        for rows in db.images.trace_rows(folder.id):
+            wanted: dict[str, dict[int, int | None]] = {f: {} for f in fams}
+            for image_id, rel_path, _trace in rows:
+                rule = routing.rule_for(rel_path, folder.name)
+                names = rule.named if rule is not None else {}
+                for family in fams:
+                    wanted[family][image_id] = named[(family, names[family])] if family in names \
+                        else active.get(family)
+            for family in fams:
+                changed += db.predictions.set_current(family, wanted[family])
+    return changed
+
+
+def remark_after_change(db: "Database", before: Routing, after: Routing) -> int:
+    """After saving ``after`` over ``before``: re-mark when either names a version (otherwise
+    nothing that counts changes: rules without names leave every image to the active versions)."""
+    touched = {f for f, _n in before.named_versions() | after.named_versions()}
+    return remark(db, after, touched) if touched else 0
+
+
+def after_activation(db: "Database", family: str, routing: Routing | None = None) -> int:
+    """Re-mark ``family`` after one of its versions was activated, when a rule names a version of it."""
+    if routing is None:
+        from app.services.project_settings import load_project_settings
+        try:
+            routing = load_project_settings(db).routing
+        except ValueError:
+            return 0  # unreadable rules: the activation's own marks stand (the rules' owner is told elsewhere)
+    if not any(f == family for f, _n in routing.named_versions()):
+        return 0
+    try:
+        return remark(db, routing, [family])
+    except RoutingError as exc:  # a named version is gone: the activation stands; pre-labelling says why
+        log.warning("after activating a %s version, the routing's named versions were not re-marked: %s", family, exc)
+        return 0
