@@ -72,6 +72,7 @@ class VersionChooser(QStyledItemDelegate):
         name = str(editor.currentData() or "")
         model.setData(index, name, NAME_ROLE)
         model.setData(index, name or ACTIVE, Qt.ItemDataRole.DisplayRole)
+        model.setData(index, Qt.CheckState.Checked.value, Qt.ItemDataRole.CheckStateRole)  # a version chosen: it runs
 
 
 class RoutingDialog(QDialog):
@@ -96,6 +97,7 @@ class RoutingDialog(QDialog):
         for c in range(1, 1 + len(FAMILY_ORDER)):
             self.table.setItemDelegateForColumn(c, VersionChooser(self))
             self.table.horizontalHeader().setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.itemChanged.connect(self._ticked)
 
         self.table.verticalHeader().setVisible(False)
         lay.addWidget(self.table, 1)
@@ -121,6 +123,7 @@ class RoutingDialog(QDialog):
         self.clear_answers.setVisible(jobs is not None and folder_id is not None)
         lay.addWidget(self.clear_answers)
         self.removed = 0  # answers removed by the save (said by the window)
+        self.remarked = 0  # answers whose "counts" mark the save moved (rules naming versions)
         self.removal_error = ""  # the rules were saved but their removal failed: why
         self.saving = False
         self.status = QLabel("")  # what the dialog waits for (a helper thread reads or saves)
@@ -218,7 +221,7 @@ class RoutingDialog(QDialog):
     def _fill(self, r: int, pattern: str, families: tuple[str, ...], named: dict[str, str]) -> None:
         self.table.setItem(r, 0, QTableWidgetItem(pattern))
         for c, fam in enumerate(FAMILY_ORDER, start=1):
-            item = QTableWidgetItem(named.get(fam) or ACTIVE)
+            item = QTableWidgetItem((named.get(fam) or ACTIVE) if fam in families else "")
             item.setData(NAME_ROLE, named.get(fam, ""))
             item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
                           | Qt.ItemFlag.ItemIsEditable)
@@ -226,6 +229,15 @@ class RoutingDialog(QDialog):
             item.setToolTip(f"Ticked: {fam} runs on these images. Double-click to choose its version "
                             f"(the active one, or a version by name).")
             self.table.setItem(r, c, item)
+
+    def _ticked(self, item: QTableWidgetItem) -> None:
+        """A family cell ticked shows its version (the active one unless named), unticked nothing."""
+        if item.column() == 0:
+            return
+        ticked = item.checkState() == Qt.CheckState.Checked
+        text = (str(item.data(NAME_ROLE) or "") or ACTIVE) if ticked else ""
+        if item.text() != text:
+            item.setText(text)  # (itemChanged again, with the text already right: no loop)
 
     def _row(self, r: int) -> tuple[str, tuple[str, ...], dict[str, str]]:
         cell = self.table.item(r, 0)
@@ -282,18 +294,18 @@ class RoutingDialog(QDialog):
         jobs, folder_id = self.jobs, self.folder_id
         clear = self.clear_answers.isChecked() and folder_id is not None
 
-        def save() -> tuple[int, str]:
-            jobs.save_routing(routing)  # a failure here: nothing saved, the dialog stays
+        def save() -> tuple[int, str, int]:
+            remarked = jobs.save_routing(routing) or 0  # a failure here: nothing saved, the dialog stays
             if not clear:
-                return 0, ""
+                return 0, "", remarked
             try:
-                return jobs.remove_unrouted_answers(folder_id, routing), ""
+                return jobs.remove_unrouted_answers(folder_id, routing), "", remarked
             except Exception as exc:  # noqa: BLE001 - the rules are saved: the dialog closes and the window says this
-                return 0, str(exc) or type(exc).__name__
+                return 0, str(exc) or type(exc).__name__, remarked
 
-        def saved(answer: tuple[int, str]) -> None:
+        def saved(answer: tuple[int, str, int]) -> None:
             self.saving = False
-            self.removed, self.removal_error = answer
+            self.removed, self.removal_error, self.remarked = answer
             self.accept()
         self.calls.call(save, saved, self._save_failed)
 
@@ -325,11 +337,13 @@ def install(window) -> None:
                        "and the folder re-flagged." if dlg.removed else "")
             if dlg.removal_error:
                 window._warn(f"Model routing saved, but the earlier answers could not be removed: {dlg.removal_error}")
+            remarked = (f" The images now show the versions the rules name ({dlg.remarked} answer(s) re-marked); "
+                        "pre-label the folder where a named version has not run yet." if dlg.remarked else "")
             window.statusBar().showMessage("Model routing saved for the project: it applies to the next "
-                                           "pre-label job." + removed, 10000)
+                                           "pre-label job." + removed + remarked, 15000)
             if window.project is not None:
                 window.project.reload()  # the Jobs dock's routing line follows
-            if dlg.removed and hasattr(window, "refresh_models"):
+            if (dlg.removed or dlg.remarked) and hasattr(window, "refresh_models"):
                 window.refresh_models(background=True)  # badges, counts and filters lose the removed answers
                 window.review.reload()
                 if getattr(window, "label_next", None) is not None:

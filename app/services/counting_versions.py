@@ -12,7 +12,8 @@ the marks when the rules change or a version is activated, and resolves the name
   one that counts, else the active version's; where that version has not run on the image, no row
   counts (the image shows it is not pre-labelled by it, and an "only new" run queues it). Folder
   by folder, a page of images per transaction: the window keeps working (the lock is held for
-  one page), and an interrupted re-mark is finished by the next one (it is the same pass).
+  one page), and an interrupted re-mark is finished by the next one (it is the same pass). A folder
+  where something changed is re-flagged from the answers that now count.
 - ``after_activation``: re-mark after an activation when a rule names a version of that family
   (the activation itself leaves the images a named version holds alone, but an image whose named
   version has not run yet would otherwise show the new active version's answer).
@@ -59,12 +60,14 @@ def version_names(db: "Database") -> dict[str, list[str]]:
 
 def remark(db: "Database", routing: Routing, families: Iterable[str] = FAMILY_ORDER) -> int:
     """Mark, for every image and each of ``families``, the row of the version that counts there
-    (see the module's docstring); how many rows changed."""
+    (see the module's docstring), and re-flag the folders where that changed (their flags follow
+    the answers that count, ``reflag``); how many rows changed."""
     fams = [f for f in FAMILY_ORDER if f in set(families)]
     named = {key: v.id for key, v in resolve_named(db, routing).items()}
     active = db.model_versions.active_ids()
     changed = 0
     for folder in db.folders.list():
+        before = changed
         for rows in db.images.trace_rows(folder.id):
             wanted: dict[str, dict[int, int | None]] = {f: {} for f in fams}
             for image_id, rel_path, _trace in rows:
@@ -75,7 +78,20 @@ def remark(db: "Database", routing: Routing, families: Iterable[str] = FAMILY_OR
                         else active.get(family)
             for family in fams:
                 changed += db.predictions.set_current(family, wanted[family])
+        if changed > before:
+            _reflag(db, folder.id)
     return changed
+
+
+def _reflag(db: "Database", folder_id: int) -> None:
+    from app.services.project_settings import load_project_settings
+    from app.services.reflag import reflag_folder
+    try:
+        settings = load_project_settings(db).flags
+    except ValueError as exc:  # broken stored settings: the flags stay until they are mended (said where they are read)
+        log.warning("folder %s not re-flagged after a re-mark: %s", folder_id, exc)
+        return
+    reflag_folder(db, folder_id, settings)
 
 
 def remark_after_change(db: "Database", before: Routing, after: Routing) -> int:

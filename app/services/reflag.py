@@ -73,7 +73,8 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
     priorities, rewritten = {}, []
     for image_id in ids:
         preds = {f: rows[image_id] for f, rows in per_family.items() if image_id in rows}
-        if not preds:
+        if not preds:  # no answer counts (any more): no model flags it
+            clear.append(image_id)
             continue
         anomaly = preds.get("anomaly")
         version = anomaly.model_version_id if anomaly is not None else None

@@ -195,11 +195,12 @@ class ReviewJobs:
         from app.services.counting_versions import version_names
         return version_names(self.db)
 
-    def save_routing(self, routing: "Routing") -> None:
+    def save_routing(self, routing: "Routing") -> int:
+        """Save the rules; how many answers were re-marked as the ones that count (rules naming versions)."""
         from app.services.project_settings import save_routing
         from database.errors import DatabaseError
         try:
-            save_routing(self.db, routing)
+            return save_routing(self.db, routing)
         except DatabaseError as exc:
             raise JobsError(f"cannot save the model routing: {exc}") from None
 

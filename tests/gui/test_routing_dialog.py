@@ -271,16 +271,26 @@ def test_a_family_cell_names_the_version_that_runs_there(qtbot):
     qtbot.addWidget(dlg)
     qtbot.waitUntil(lambda: dlg.table.rowCount() == 1 and bool(dlg.versions))
     assert dlg.routing() == Routing((tiles,))
-    assert [dlg.table.item(0, c).text() for c in (1, 2, 3)] == ["classifier-tile", "active version", "active version"]
+    assert [dlg.table.item(0, c).text() for c in (1, 2, 3)] == ["classifier-tile", "", "active version"]
     dlg.table.editItem(dlg.table.item(0, 3))   # double-click: the anomaly cell's versions
     box = dlg.table.findChild(QComboBox)
     assert [box.itemText(i) for i in range(box.count())] == ["active version", "anomaly-magnetic_tile"]
     box.setCurrentIndex(1)
     index = dlg.table.model().index(0, 3)
     dlg.table.itemDelegateForColumn(3).setModelData(box, dlg.table.model(), index)
+    dlg.table.itemDelegateForColumn(3).closeEditor.emit(box)   # as leaving the cell does
+    qtbot.waitUntil(lambda: dlg.table.findChild(QComboBox) is None)
     assert dlg.routing().rules[0].named == {"classifier": "classifier-tile", "anomaly": "anomaly-magnetic_tile"}
     dlg.table.item(0, 1).setCheckState(Qt.CheckState.Unchecked)   # the classifier off: its name goes with it
     assert dlg.routing().rules[0] == RoutingRule("tiles/*", ("anomaly",), (("anomaly", "anomaly-magnetic_tile"),))
+    assert dlg.table.item(0, 1).text() == ""
+    dlg.table.editItem(dlg.table.item(0, 2))   # choosing a version for an unticked family ticks it
+    box = dlg.table.findChild(QComboBox)
+    assert [box.itemText(i) for i in range(box.count())] == ["active version"]
+    dlg.table.itemDelegateForColumn(2).setModelData(box, dlg.table.model(), dlg.table.model().index(0, 2))
+    assert dlg.routing().rules[0].families == ("segmenter", "anomaly")
+    assert dlg.table.item(0, 2).text() == "active version"
+    dlg.table.item(0, 2).setCheckState(Qt.CheckState.Unchecked)
     dlg._accept()
     qtbot.waitUntil(lambda: bool(jobs.saved))
     assert jobs.saved[0].rules[0].named == {"anomaly": "anomaly-magnetic_tile"}

@@ -76,10 +76,14 @@ def test_a_rules_named_version_runs_and_counts_on_its_images(db, tmp_path, other
     assert counted("steel/img_002.png")["classifier"] == "classifier-newer"
 
     # rules without the name: the tiles go back to the active version, which has not run there
+    tiles = [r.image_id for r in rows if r.rel_path.startswith("tiles/")]
+    db.images.set_flagged(tiles, True)   # as the tile classifier's answers could have flagged them
+    db.predictions.set_current("anomaly", {i: None for i in tiles})   # and no anomaly answer counts there either
     changed = save_routing(db, Routing((RoutingRule("tiles/*", ("classifier", "anomaly")),)))
     assert changed == 3
     shown = {r.rel_path: r.predicted_class for r in svc.queue(QueueFilter(folder_id=folder))}
     assert [shown[p] for p in sorted(shown) if p.startswith("tiles/")] == [None, None, None]
+    assert not any(im.flagged for im in db.images.get_many(tiles))  # no answer counts there: no model flag
     assert len(db.predictions.for_images([by_path["tiles/img_000.png"].image_id], tile.id)) == 1  # kept
 
 
