@@ -12,6 +12,7 @@ from database import current_predictions
 from database.convert import to_dto
 from database.dto import ModelActivationInfo, ModelVersionInfo
 from database.errors import ConflictError
+from database.images import refresh_statistics
 from database.models import ModelActivation, ModelVersion
 
 ACTIONS = ("activate", "promote", "rollback")
@@ -100,7 +101,9 @@ class ModelVersionRepository:
             if row is None:
                 raise ConflictError(f"model version {version_id} does not exist.")
             _activate(s, row)
-            return _dto(row)
+            out = _dto(row)
+        _moved(self.db)
+        return out
 
     def challenger(self, family: str) -> ModelVersionInfo | None:
         """The family's version under review beside the active one, if any."""
@@ -142,7 +145,9 @@ class ModelVersionRepository:
                                      action=action, author=author, note=note)
             s.add(record)
             s.flush()
-            return to_dto(record, ModelActivationInfo)
+            out = to_dto(record, ModelActivationInfo)
+        _moved(self.db)
+        return out
 
     def activations(self, family: str | None = None) -> builtins.list[ModelActivationInfo]:
         """Recorded changes of the active versions (of ``family``), oldest first."""
@@ -161,6 +166,13 @@ class ModelVersionRepository:
             row.metrics = json_safe({**row.metrics, **metrics})
             s.flush()
             return _dto(row)
+
+
+def _moved(db: Database) -> None:
+    """After an activation moved the prediction markers (``current_predictions.move_to``): both
+    versions' rows were rewritten, so PostgreSQL's statistics are refreshed at once (the queue's
+    plans read them; see ``refresh_statistics``)."""
+    refresh_statistics(db, "predictions")
 
 
 def _make_challenger(s: Session, row: ModelVersion) -> None:

@@ -157,7 +157,9 @@ class PredictionRepository:
         """Make the given version's row count for each image (None: none), in one transaction;
         how many rows changed (``current_predictions.set_current``)."""
         with self.db.session(write=True) as s:
-            return current_predictions.set_current(s, family, wanted)
+            changed = current_predictions.set_current(s, family, wanted)
+        self.written(changed)  # rewritten rows count toward PostgreSQL's statistics refresh
+        return changed
 
     def image_ids_with(self, model_version_id: int) -> set[int]:
         """Images this version has already predicted (a resumed job skips them)."""
