@@ -57,7 +57,7 @@ from app.services.retraining import comparison_text
 from app.services.routing import FAMILY_ORDER
 
 STAGE_CHARS = 140
-COLUMNS = ("family", "name", "active", "metrics", "created", "parent", "path")
+COLUMNS = ("family", "name", "active", "routing", "metrics", "created", "parent", "path")
 HELP = ("Each family pre-labels with its <b>active</b> version (the champion). Make another one active, add a "
         "model folder trained elsewhere, or retrain a family on the labels reviewed in this project: the new "
         "version is the family's <b>challenger</b>, compared below with the active one until you make it active.")
@@ -401,8 +401,11 @@ def _items(m: ModelRow) -> list[QTableWidgetItem]:
     created = m.created_at.astimezone().strftime("%Y-%m-%d %H:%M") if m.created_at else ""
     parent = m.parent_name or ("bundled" if m.bundled else "")
     path = m.path if m.exists else f"missing: {m.path}"
-    items = [QTableWidgetItem(t) for t in (m.family, m.name, "✓" if m.active else "", m.summary, created,
-                                           parent, path)]
+    items = [QTableWidgetItem(t) for t in (m.family, m.name, "✓" if m.active else "", ", ".join(m.named_by),
+                                           m.summary, created, parent, path)]
+    if m.named_by:
+        items[3].setToolTip("Model routing runs this version on the images these patterns match, whichever version "
+                            "is active (Project ▸ Model routing…)")
     items[0].setData(Qt.ItemDataRole.UserRole, m.id)
     items[2].setTextAlignment(Qt.AlignmentFlag.AlignCenter)
     if m.challenger:

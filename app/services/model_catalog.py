@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -68,6 +68,7 @@ class ModelRow:
     summary: str          # headline metrics, e.g. "val acc 0.993"; "" when the card has none
     exists: bool          # the model directory is still on disk
     challenger: bool = False  # under review beside the active version (app/services/champion.py)
+    named_by: tuple[str, ...] = ()  # patterns of the routing rules that run this version (ADR 0059)
 
 
 def _number(value: Any) -> float | None:
@@ -251,13 +252,30 @@ class ModelCatalog:
                 log.warning("bundled model %s not listed: %s", directory, exc)
 
     def rows(self, family: str | None = None) -> list[ModelRow]:
-        """Every version (of ``family``), families in pre-label order, oldest first within each."""
+        """Every version (of ``family``), families in pre-label order, oldest first within each, with the
+        routing rules that name it."""
         self._ensure_bundled()
         versions = self.db.model_versions.list()
         names = {v.id: v.name for v in versions}
         order = {f: i for i, f in enumerate(FAMILIES)}
         versions.sort(key=lambda v: (order.get(v.family, len(order)), v.created_at, v.id))
-        return [_row(v, names) for v in versions if family is None or v.family == family]
+        named = self._named_by()
+        return [replace(_row(v, names), named_by=tuple(named.get((v.family, v.name), ())))
+                for v in versions if family is None or v.family == family]
+
+    def _named_by(self) -> dict[tuple[str, str], list[str]]:
+        """(family, version name) -> the patterns of the routing rules that name it (none when the
+        stored rules cannot be read: the routing dialog says why)."""
+        from app.services.project_settings import load_project_settings
+        try:
+            routing = load_project_settings(self.db).routing
+        except ValueError:
+            return {}
+        out: dict[tuple[str, str], list[str]] = {}
+        for rule in routing.rules:
+            for pair in rule.versions:
+                out.setdefault(pair, []).append(rule.pattern)
+        return out
 
     def row(self, version_id: int) -> ModelRow:
         v = self.db.model_versions.get(version_id)

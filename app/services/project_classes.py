@@ -95,6 +95,24 @@ def names(db: "Database") -> list[str]:
     return own if own else list(model_classes(db)[1])
 
 
+def filter_names(db: "Database") -> list[str]:
+    """The classes the queue's class filter offers: ``names``, then (without a project list) the
+    classes of the classifier versions the model routing names, whose images are predicted in them."""
+    own = db.classes.names(TASK)
+    if own:
+        return own
+    out = dict.fromkeys(model_classes(db)[1])
+    from app.services.project_settings import load_project_settings
+    try:
+        routing = load_project_settings(db).routing
+    except ValueError:  # broken stored rules: said where they are read
+        return list(out)
+    for family, name in sorted(routing.named_versions()):
+        if family == TASK:
+            out.update(dict.fromkeys(version_classes(db.model_versions.by_name(family, name))))
+    return list(out)
+
+
 def read(db: "Database") -> ClassList:
     """The list with its source and label counts (the Classes dialog, ``main.py classes``)."""
     own = db.classes.names(TASK)

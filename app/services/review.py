@@ -302,6 +302,12 @@ class ReviewService:
         return ImageDetail(item, im.width if im else None, im.height if im else None,
                            prediction, self._label(image_id), failure, trace, classes)
 
+    def filter_classes(self) -> list[str]:
+        """The classes the queue's class filter offers (``project_classes.filter_names``: with routing that
+        names a classifier version, its classes too)."""
+        from app.services import project_classes
+        return project_classes.filter_names(self.db)
+
     def classes_for(self, classifier_version_id: int) -> list[str]:
         """The class buttons for an image whose classifier answer is this version's: the project's
         own list, else that version's classes (``project_classes.names_for_version``)."""

@@ -61,6 +61,9 @@ def test_a_rules_named_version_runs_and_counts_on_its_images(db, tmp_path, other
     assert counted("steel/img_000.png")["classifier"] == "classifier-tiny"
     assert svc.detail(by_path["tiles/img_001.png"].image_id).classes == tuple(TILE_CLASSES)
     assert svc.detail(by_path["steel/img_001.png"].image_id).classes == ()  # the folder's list stands
+    assert svc.filter_classes() == [*svc.classes(), *TILE_CLASSES]  # the class filter offers both
+    named = {m.name: m.named_by for m in ModelCatalog(db).rows("classifier")}
+    assert named["classifier-tile"] == ("tiles/*",) and named["classifier-tiny"] == ()
 
     # a new active classifier (no answers yet): the tiles keep the named one's, steel shows none until it runs
     newer = db.model_versions.register("classifier", "classifier-newer", str(other_models["classifier"]))
