@@ -58,7 +58,8 @@ from app.services.routing import FAMILY_ORDER
 
 STAGE_CHARS = 140
 COLUMNS = ("family", "name", "active", "routing", "metrics", "created", "parent", "path")
-HELP = ("Each family pre-labels with its <b>active</b> version (the champion). Make another one active, add a "
+HELP = ("Each family pre-labels with its <b>active</b> version (the champion), except on the images a model "
+        "routing rule runs another version on (its <b>routing</b> column). Make another one active, add a "
         "model folder trained elsewhere, or retrain a family on the labels reviewed in this project: the new "
         "version is the family's <b>challenger</b>, compared below with the active one until you make it active.")
 READING = "Reading the model versions…"
