@@ -117,20 +117,30 @@ class ReviewService:
         self._classes = None
         self._versions.clear()
 
+    def _version(self, version_id: int) -> Any:
+        """A model version (None: gone), cached until ``refresh_models``: a page of details asks often.
+        Helper threads read details while the GUI thread may clear the cache: only ``get`` and a
+        single store touch it, never a lookup after a check (a clear between the two raised KeyError
+        and lost the detail read)."""
+        mv = self._versions.get(version_id)
+        if mv is None:
+            mv = self.db.model_versions.get(version_id)
+            if mv is not None:
+                self._versions[version_id] = mv
+        return mv
+
     def _version_name(self, version_id: int) -> str:
-        """A model version's name (cached until ``refresh_models``: a page of details asks often)."""
-        if version_id not in self._versions:
-            self._versions[version_id] = self.db.model_versions.get(version_id)
-        mv = self._versions[version_id]
+        mv = self._version(version_id)
         return mv.name if mv is not None else f"version {version_id}"
 
     def classes(self) -> list[str]:
         """The project's class names in hotkey order (1 = first): its own list, else the active
         classifier's (``app.services.project_classes``)."""
-        if self._classes is None:
+        classes = self._classes  # (read once: ``refresh_models`` on another thread may clear it meanwhile)
+        if classes is None:
             from app.services import project_classes
-            self._classes = project_classes.names(self.db)
-        return list(self._classes)
+            classes = self._classes = project_classes.names(self.db)
+        return list(classes)
 
     def anomaly_threshold(self, folder_id: int | None = None, version_id: int | None = None) -> float:
         """Image-level threshold of an anomaly version (default: the active one; an image's own is the
@@ -154,9 +164,7 @@ class ReviewService:
     def _anomaly_version(self, version_id: int | None) -> Any:
         if version_id is None:
             return self.db.model_versions.active("anomaly")
-        if version_id not in self._versions:
-            self._versions[version_id] = self.db.model_versions.get(version_id)
-        return self._versions[version_id]
+        return self._version(version_id)
 
     def _card_threshold(self, level: str, mv: Any) -> float:
         card = (mv.card if mv else None) or {}
@@ -312,9 +320,7 @@ class ReviewService:
         """The class buttons for an image whose classifier answer is this version's: the project's
         own list, else that version's classes (``project_classes.names_for_version``)."""
         from app.services import project_classes
-        if classifier_version_id not in self._versions:
-            self._versions[classifier_version_id] = self.db.model_versions.get(classifier_version_id)
-        return project_classes.names_for_version(self.db, self._versions[classifier_version_id])
+        return project_classes.names_for_version(self.db, self._version(classifier_version_id))
 
     def _prediction(self, image_id: int, folder_id: int | None = None) -> PredictionView | None:
         # The predictions that count for the image, one per family (``database/current_predictions``).
