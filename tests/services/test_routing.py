@@ -47,6 +47,14 @@ def test_bad_rules_are_refused_with_the_reason() -> None:
         Routing.from_dict({"rules": [{"families": ["anomaly"]}]})
     with pytest.raises(RoutingError, match="must be a list"):
         Routing.from_dict({"rules": "ir/*"})
+    # a named version: text of a version's length, for a family the rule runs, in a mapping
+    for versions in ({"classifier": 5}, {"classifier": " "}, {"classifier": "x" * 300}):
+        with pytest.raises(RoutingError, match="no usable classifier version"):
+            Routing.from_dict({"rules": [{"pattern": "*", "families": ["classifier"], "versions": versions}]})
+    with pytest.raises(RoutingError, match="does not run anomaly"):
+        Routing.from_dict({"rules": [{"pattern": "*", "families": ["classifier"], "versions": {"anomaly": "a"}}]})
+    with pytest.raises(RoutingError, match="rule 1"):
+        Routing.from_dict({"rules": [{"pattern": "*", "families": ["classifier"], "versions": ["classifier"]}]})
 
 
 def test_file_round_trip_missing_file_and_broken_file(tmp_path: Path) -> None:
