@@ -170,9 +170,10 @@ def saved_operating_point(db: "Database", folder_id: int, model_version_id: int)
 def save_operating_point(db: "Database", folder_id: int, model_version_id: int, threshold: float,
                          costs: Costs | None = None, by: str | None = None) -> int:
     """Store the folder's threshold for this anomaly version and re-flag the folder's stored
-    predictions with it (no model runs; only this folder changes). Returns how many images were
-    re-flagged (0 when the version is not the active one: it applies once it is). Slow on a big
-    folder: call it off the GUI thread."""
+    predictions with it (no model runs; only this folder changes): the images whose anomaly answer
+    that counts is this version's take it (the active version's, or one a routing rule names, ADR
+    0059). Returns how many images were re-flagged (0 when no answer of the version counts in the
+    folder: it applies once one does). Slow on a big folder: call it off the GUI thread."""
     if not math.isfinite(threshold):
         raise OperatingPointError(f"the threshold must be a number, not {threshold}")
     if db.folders.get(folder_id) is None:
@@ -184,4 +185,9 @@ def save_operating_point(db: "Database", folder_id: int, model_version_id: int, 
         folder_id, model_version_id, float(threshold),
         costs.escape if costs else None, costs.false_call if costs else None))
     save_flag_settings(db, flags, by=by)
-    return reflag_folder(db, folder_id, flags) if version.active else 0
+    return reflag_folder(db, folder_id, flags) if version.active or _counts_in(db, folder_id, version.id) else 0
+
+
+def _counts_in(db: "Database", folder_id: int, version_id: int) -> bool:
+    """Whether an answer of this version counts for an image of the folder (a routing rule names it)."""
+    return any(v == version_id for _i, _p, v, _f, _d in db.predictions.in_domain_in_folder(folder_id))

@@ -3,6 +3,8 @@ images, its answers are the ones the queue, the label panel and flags read there
 leaves those images alone, and saving other rules re-marks what counts."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from app.services.artifacts import ArtifactStore
@@ -128,3 +130,24 @@ def test_the_command_line_sets_and_shows_rules_that_name_versions(url, tiny_mode
     assert "bytes is not a model routing" in capsys.readouterr().err
     assert main(["routing", "show", "--db", url]) == 0
     assert "classifier (classifier-tile)" in capsys.readouterr().out  # nothing replaced by the refused files
+
+
+def test_a_folder_threshold_for_a_named_anomaly_version_flags_its_images(db, tmp_path, other_models) -> None:
+    from app.services.operating_point import save_operating_point
+    good_images(tmp_path / "imgs" / "tiles", 2)
+    good_images(tmp_path / "imgs" / "steel", 2, seed=1)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    tile = db.model_versions.register("anomaly", "anomaly-tile", str(other_models["anomaly"]))
+    save_routing(db, Routing((RoutingRule("tiles/*", ("anomaly",), (("anomaly", "anomaly-tile"),)),)))
+    submit_routed_prelabel(db, folder_id=folder)
+    run_worker_once(db, tmp_path)
+    svc = ReviewService(db, artifacts=ArtifactStore(tmp_path / "artifacts"))
+    rows = {r.rel_path: r.image_id for r in svc.queue(QueueFilter(folder_id=folder))}
+    assert save_operating_point(db, folder, tile.id, -1e9) == 4   # not the active one, but it counts on the tiles
+    from app.services.project_settings import load_project_settings
+    svc.update_settings(replace(svc.settings, folder_thresholds=load_project_settings(db).flags.folder_thresholds))
+    tile_detail = svc.detail(rows["tiles/img_000.png"]).prediction
+    steel_detail = svc.detail(rows["steel/img_000.png"]).prediction
+    assert tile_detail is not None and tile_detail.threshold == -1e9 and tile_detail.anomalous
+    assert steel_detail is not None and steel_detail.threshold != -1e9   # the active version's: not this folder's
+    assert all(im.flagged for im in db.images.get_many([rows["tiles/img_000.png"], rows["tiles/img_001.png"]]))
