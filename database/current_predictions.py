@@ -9,7 +9,7 @@ The rule the marker follows, kept by the writes here:
   (``take``); a saved rule re-marks the images it covers (``app.services.counting_versions``,
   through ``set_current``);
 - **elsewhere the active version's predictions count**: a stored row is marked when its version is
-  active and no other row of the image counts for the family (``markers``, ``unmarked``); an
+  active and no other row of the image counts for the family (``families_of``, ``counted``); an
   activation moves the markers of the version it replaces onto the new one's rows, image by image,
   leaving the images where a named version counts alone (``move_to``).
 
