@@ -153,6 +153,13 @@ class PredictionRepository:
                     out[r.image_id] = prediction_dto(r)
         return out
 
+    def counts_in_folder(self, folder_id: int, model_version_id: int) -> bool:
+        """Whether an answer of this version counts for an image of the folder (stops at the first)."""
+        with self.db.session() as s:
+            return s.scalar(select(Prediction.id).where(
+                Prediction.current_family.is_not(None), Prediction.folder_id == folder_id,
+                Prediction.model_version_id == model_version_id).limit(1)) is not None
+
     def set_current(self, family: str, wanted: Mapping[int, int | None]) -> int:
         """Make the given version's row count for each image (None: none), in one transaction;
         how many rows changed (``current_predictions.set_current``)."""

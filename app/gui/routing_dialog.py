@@ -140,7 +140,7 @@ class RoutingDialog(QDialog):
         elif jobs is not None:
             self._busy("Reading the project's rules…")
             self.calls.call(jobs.routing, self._rules_read, self._rules_failed)
-        if jobs is not None and hasattr(jobs, "version_names"):
+        if jobs is not None:
             self.calls.call(jobs.version_names, self._versions_read, lambda _text: None)
         self._enable()
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError
 
 if TYPE_CHECKING:
+    from app.services.flags import FlagSettings
     from database import Database
     from database.dto import ModelVersionInfo
 
@@ -66,6 +67,7 @@ def remark(db: "Database", routing: Routing, families: Iterable[str] = FAMILY_OR
     named = {key: v.id for key, v in resolve_named(db, routing).items()}
     active = db.model_versions.active_ids()
     changed = 0
+    flags = _flag_settings(db)
     for folder in db.folders.list():
         before = changed
         for rows in db.images.trace_rows(folder.id):
@@ -78,20 +80,21 @@ def remark(db: "Database", routing: Routing, families: Iterable[str] = FAMILY_OR
                         else active.get(family)
             for family in fams:
                 changed += db.predictions.set_current(family, wanted[family])
-        if changed > before:
-            _reflag(db, folder.id)
+        if changed > before and flags is not None:
+            from app.services.reflag import reflag_folder
+            reflag_folder(db, folder.id, flags)
     return changed
 
 
-def _reflag(db: "Database", folder_id: int) -> None:
+def _flag_settings(db: "Database") -> "FlagSettings | None":
+    """The project's flag settings for re-flagging (None when they cannot be read: the flags stay
+    until they are mended; the settings dialog says why)."""
     from app.services.project_settings import load_project_settings
-    from app.services.reflag import reflag_folder
     try:
-        settings = load_project_settings(db).flags
-    except ValueError as exc:  # broken stored settings: the flags stay until they are mended (said where they are read)
-        log.warning("folder %s not re-flagged after a re-mark: %s", folder_id, exc)
-        return
-    reflag_folder(db, folder_id, settings)
+        return load_project_settings(db).flags
+    except ValueError as exc:
+        log.warning("folders are not re-flagged after a re-mark: %s", exc)
+        return None
 
 
 def remark_after_change(db: "Database", before: Routing, after: Routing) -> int:
@@ -103,12 +106,9 @@ def remark_after_change(db: "Database", before: Routing, after: Routing) -> int:
 
 def after_activation(db: "Database", family: str, routing: Routing | None = None) -> int:
     """Re-mark ``family`` after one of its versions was activated, when a rule names a version of it."""
-    if routing is None:
-        from app.services.project_settings import load_project_settings
-        try:
-            routing = load_project_settings(db).routing
-        except ValueError:
-            return 0  # unreadable rules: the activation's own marks stand (the rules' owner is told elsewhere)
+    if routing is None:  # unreadable rules read as none: the activation's own marks stand
+        from app.services.project_settings import readable_routing
+        routing = readable_routing(db)
     if not any(f == family for f, _n in routing.named_versions()):
         return 0
     try:

@@ -266,13 +266,9 @@ class ModelCatalog:
     def _named_by(self) -> dict[tuple[str, str], list[str]]:
         """(family, version name) -> the patterns of the routing rules that name it (none when the
         stored rules cannot be read: the routing dialog says why)."""
-        from app.services.project_settings import load_project_settings
-        try:
-            routing = load_project_settings(self.db).routing
-        except ValueError:
-            return {}
+        from app.services.project_settings import readable_routing
         out: dict[tuple[str, str], list[str]] = {}
-        for rule in routing.rules:
+        for rule in readable_routing(self.db).rules:
             for pair in rule.versions:
                 out.setdefault(pair, []).append(rule.pattern)
         return out

@@ -185,9 +185,5 @@ def save_operating_point(db: "Database", folder_id: int, model_version_id: int, 
         folder_id, model_version_id, float(threshold),
         costs.escape if costs else None, costs.false_call if costs else None))
     save_flag_settings(db, flags, by=by)
-    return reflag_folder(db, folder_id, flags) if version.active or _counts_in(db, folder_id, version.id) else 0
-
-
-def _counts_in(db: "Database", folder_id: int, version_id: int) -> bool:
-    """Whether an answer of this version counts for an image of the folder (a routing rule names it)."""
-    return any(v == version_id for _i, _p, v, _f, _d in db.predictions.in_domain_in_folder(folder_id))
+    counts = version.active or db.predictions.counts_in_folder(folder_id, version.id)  # a rule may name it
+    return reflag_folder(db, folder_id, flags) if counts else 0

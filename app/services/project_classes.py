@@ -102,12 +102,8 @@ def filter_names(db: "Database") -> list[str]:
     if own:
         return own
     out = dict.fromkeys(model_classes(db)[1])
-    from app.services.project_settings import load_project_settings
-    try:
-        routing = load_project_settings(db).routing
-    except ValueError:  # broken stored rules: said where they are read
-        return list(out)
-    for family, name in sorted(routing.named_versions()):
+    from app.services.project_settings import readable_routing
+    for family, name in sorted(readable_routing(db).named_versions()):
         if family == TASK:
             out.update(dict.fromkeys(version_classes(db.model_versions.by_name(family, name))))
     return list(out)

@@ -115,6 +115,15 @@ def load_project_settings(db: "Database") -> ProjectSettings:
     return replace(_parse(stored), classes=tuple(db.classes.names(TASK)))
 
 
+def readable_routing(db: "Database") -> Routing:
+    """The stored model routing, or no rules when the stored settings cannot be read (whoever edits
+    them is told why; readers that only look up named versions go on as without rules)."""
+    try:
+        return load_project_settings(db).routing
+    except ValueError:
+        return Routing()
+
+
 def save_flag_settings(db: "Database", flags: FlagSettings, by: str | None = None) -> None:
     db.project_settings.put(FLAGS, flags.to_dict(), by=by)
 
@@ -133,10 +142,7 @@ def save_routing(db: "Database", routing: Routing, by: str | None = None) -> int
     answers that count are re-marked (``counting_versions``): returns how many rows changed."""
     from app.services.counting_versions import remark_after_change, resolve_named
     resolve_named(db, routing)
-    try:
-        before = load_project_settings(db).routing
-    except ValueError:
-        before = Routing()
+    before = readable_routing(db)
     db.project_settings.put(ROUTING, routing.to_dict(), by=by)
     return remark_after_change(db, before, routing)
 

@@ -45,6 +45,7 @@ class _Jobs:
         self.saved: list[Routing] = []
         self.fail_saves = 0
         self.fail_read = ""
+        self.versions: dict[str, list[str]] = {}
 
     def routing(self) -> Routing:
         self.go.wait(10)
@@ -59,6 +60,9 @@ class _Jobs:
             self.fail_saves -= 1
             raise JobsError("cannot save the model routing: read-only file system")
         self.saved.append(routing)
+
+    def version_names(self) -> dict[str, list[str]]:
+        return dict(self.versions)
 
     def propose_routing(self, folder_id: int, current: Routing | None = None):
         self.go.wait(10)
@@ -265,8 +269,8 @@ def test_a_family_cell_names_the_version_that_runs_there(qtbot):
     from PySide6.QtWidgets import QComboBox
     tiles = RoutingRule("tiles/*", ("classifier", "anomaly"), (("classifier", "classifier-tile"),))
     jobs = _Jobs(Routing((tiles,)))
-    jobs.version_names = lambda: {"classifier": ["classifier-neu", "classifier-tile"], "segmenter": [],  # type: ignore[attr-defined]
-                                  "anomaly": ["anomaly-magnetic_tile"]}
+    jobs.versions = {"classifier": ["classifier-neu", "classifier-tile"], "segmenter": [],
+                     "anomaly": ["anomaly-magnetic_tile"]}
     dlg = RoutingDialog(None, jobs=jobs)
     qtbot.addWidget(dlg)
     qtbot.waitUntil(lambda: dlg.table.rowCount() == 1 and bool(dlg.versions))
