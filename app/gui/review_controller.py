@@ -89,6 +89,7 @@ class ReviewController(QObject):
         # the image was not on screen). A waiting label equal to it is not written: edits undone while the database
         # refused them would otherwise land as a revision that changes nothing, e.g. "undo class" with no "class".
         self._stored_under: dict[int, LabelState | None] = {}
+        self._landed: dict[int, int] = {}  # image -> the read ticket when this window's last save of it landed
         # How an image came to be labelled, asked at each save (image id -> ``database.LabelSource`` value or
         # None): the "label next" controller answers "label_next" for its proposals (ADR 0049). A waiting save
         # keeps the answer it got when it was made.
@@ -191,7 +192,7 @@ class ReviewController(QObject):
         if ticket != self._ticket:
             return  # the inspector has moved on, or an edit has read the image itself since
         self._reading = None
-        self._show(image_id, detail, error)
+        self._show(image_id, detail, error, ticket)
         if self._next_target is not None:  # the inspector moved on while keys waited for this image
             self._read_again = False
             self.reload(self._next_target)
@@ -224,7 +225,7 @@ class ReviewController(QObject):
         """True when the label on hand is ``image_id``'s (its detail has arrived)."""
         return self.detail is not None and self.detail.item.image_id == image_id
 
-    def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
+    def _show(self, image_id: int, detail: ImageDetail | None, error: str, ticket: int | None = None) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
             dropped = len(self._take_deferred(image_id))
             self.save_failed.emit(f"Cannot load image {image_id}: {error}"
@@ -236,8 +237,15 @@ class ReviewController(QObject):
             # the newer one (dropping it would leave "not pre-labelled" under a badged thumbnail).
             detail = replace(detail, prediction=early.prediction, prelabel_error=early.prelabel_error)
         local = self.unsaved(image_id)  # an edit on its way to the database, or waiting for it
+        shown = self.label
+        stale = (local is None and self._shows(image_id) and shown is not None
+                 and ticket is not None and ticket <= self._landed.get(image_id, 0))
+        if stale and shown is not None:
+            # Read before this window's own save of the image landed (the save is done now, so it is no
+            # longer "unsaved"): the database holds the label on screen, the read an older one.
+            detail = replace(detail, label=shown)
         label = local if local is not None else detail.label
-        if local is None:
+        if local is None and not stale:
             self._seen[image_id] = detail.label.revision
         if self.detail is None or self.detail.item.image_id != image_id:
             self.image_size = None
@@ -661,6 +669,7 @@ class ReviewController(QObject):
         the image is on its way."""
         self._locked = False
         self._seen[image_id] = saved.label.revision
+        self._landed[image_id] = self._ticket  # reads up to this ticket began before this save landed
         if not self._settled(image_id, seq):
             self._stored_under[image_id] = saved.label  # what a later edit of the image, still unsaved, replaces
             return
