@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 from pathlib import Path
 
 import cv2
@@ -166,7 +168,10 @@ def test_a_mask_import_replaces_the_objects_with_its_own(object_station) -> None
     masks.mkdir()
     m = block_and_dot()
     cv2.imwrite(str(masks / "a.png"), np.where(m, 255, 0).astype(np.uint8))
-    import_labels(db, masks, ImportOptions(format="masks"))
+    # The mask file must be newer than the label it replaces; written right after the label, its
+    # modification time (the file system's clock, coarser than Python's) could read a few ms older.
+    os.utime(masks / "a.png", (time.time() + 60,) * 2)
+    assert import_labels(db, masks, ImportOptions(format="masks")).written == 1
     assert db.labels.current(ids["a"]).object_classes is None
 
 
