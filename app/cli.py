@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrain", help="train a new model version from the reviewed labels in the database")
     p.add_argument("family", choices=FAMILIES)
     p.add_argument("--folder", help="only the reviewed images of this indexed folder (id, path or name)")
+    p.add_argument("--version", metavar="NAME",
+                   help="retrain this version (one a routing rule names, or the active one): it is the start point "
+                        "and the parent, and only the images it answers for are learnt from (default: the active "
+                        "version; where rules name versions of the family, the images they leave to it)")
     p.add_argument("--epochs", type=int, default=None,
                    help="training epochs (default, by how the new version starts: " + "; ".join(
                        f"{f.name} " + ", ".join(f"{mode} {n}" for mode, n in f.auto_epochs.items())
@@ -165,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the new version's name (default: FAMILY-retrained-DATE-TIME)")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the new model (default: beside the SQLite file, else the user data folder)")
-    p.add_argument("--activate", action="store_true", help="make the new version the active one when it is done")
+    p.add_argument("--activate", action="store_true",
+                   help="promote the new version when it is done (the active one; a version routing rules name: "
+                        "those rules name the new one instead)")
     p.add_argument("--from-scratch", action="store_true",
                    help="do not start from the active version's weights (it is still the parent and compared)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -293,7 +299,8 @@ def _models_arguments(p: argparse.ArgumentParser) -> None:
     cmp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="for --run")
     cmp.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
     _common(cmp)
-    for verb, helptext in (("promote", "make a version (the challenger) its family's active one"),
+    for verb, helptext in (("promote", "promote a version (the challenger) over its champion: its family's active one, or, where "
+                                        "routing rules name the version it was retrained from, in those rules"),
                            ("rollback", "make the version the active one replaced active again")):
         q = sub.add_parser(verb, help=helptext)
         q.add_argument("version" if verb == "promote" else "family", **(

@@ -303,6 +303,13 @@ class ImageRepository:
         with self.db.session() as s:
             return [image_dto(r) for r in s.scalars(stmt)]
 
+    def ids(self, q: ImageQuery = ImageQuery()) -> list[int]:
+        """The ids of every image the query selects (its limit and order ignored), ascending: a
+        retraining scoped to one model version intersects these with the images that version serves."""
+        stmt = self._filtered(select(Image.id), replace(q, sort="id", limit=None, offset=0)).order_by(Image.id)
+        with self.db.session() as s:
+            return [int(i) for i in s.scalars(stmt)]
+
     def count(self, q: ImageQuery = ImageQuery()) -> int:
         stmt = self._filtered(select(func.count(Image.id)).select_from(Image), replace(q, sort="id"))
         with self.db.session() as s:

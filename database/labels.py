@@ -6,6 +6,7 @@ filter and the label history can never disagree.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -236,20 +237,25 @@ class LabelRepository:
             row = _latest(s, image_id)
             return None if row is None else revision_dto(row)
 
-    def chosen_by_label_next(self, folder_id: int | None = None) -> dict[str, int]:
+    def chosen_by_label_next(self, folder_id: int | None = None,
+                             within: AbstractSet[int] | None = None) -> dict[str, int]:
         """Per class: the reviewed (accepted or corrected), present images whose label has that class and any of
         whose revisions was saved as a "label next" proposal (``LabelSource.LABEL_NEXT``); ``folder_id``: one
-        folder's. The retrain command's class-mix estimate reads these labels as chosen, not drawn (ADR 0049)."""
+        folder's; ``within``: only these images (the ones a retrained version serves). The retrain command's
+        class-mix estimate reads these labels as chosen, not drawn (ADR 0049)."""
         chosen = (select(LabelRevision.image_id).where(LabelRevision.source == LabelSource.LABEL_NEXT.value)
                   .distinct().subquery())
-        query = (select(Image.label_class, func.count()).join(chosen, chosen.c.image_id == Image.id)
+        query = (select(Image.id, Image.label_class).join(chosen, chosen.c.image_id == Image.id)
                  .where(Image.review_state.in_((ReviewState.ACCEPTED.value, ReviewState.CORRECTED.value)),
-                        Image.label_class.is_not(None), Image.missing.is_(False))
-                 .group_by(Image.label_class))
+                        Image.label_class.is_not(None), Image.missing.is_(False)))
         if folder_id is not None:
             query = query.where(Image.folder_id == folder_id)
+        out: dict[str, int] = {}
         with self.db.session() as s:
-            return {str(name): int(n) for name, n in s.execute(query)}
+            for image_id, name in s.execute(query):   # reviewed label-next images: hundreds, not millions
+                if within is None or image_id in within:
+                    out[str(name)] = out.get(str(name), 0) + 1
+        return out
 
     def history(self, image_id: int) -> list[LabelRevisionInfo]:
         """All revisions, oldest first."""

@@ -111,6 +111,17 @@ class ModelVersionRepository:
             row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.challenger.is_(True)))
             return None if row is None else _dto(row)
 
+    def end_challenge(self, version_id: int) -> ModelVersionInfo:
+        """The version stops being its family's challenger (promoted by routing rules that now name it,
+        ADR 0060); nothing else changes."""
+        with self.db.session(write=True) as s:
+            row = s.get(ModelVersion, version_id, with_for_update=True)
+            if row is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            row.challenger = False
+            s.flush()
+            return _dto(row)
+
     def set_challenger(self, version_id: int) -> ModelVersionInfo:
         """Make an inactive version its family's challenger (the previous challenger stops being one)."""
         with self.db.session(write=True) as s:

@@ -4,9 +4,10 @@ worker's time whatever the size of the project."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from database.models import Image, LabelRevision
 from database.states import ReviewState
@@ -17,20 +18,41 @@ if TYPE_CHECKING:
 REVIEWED = (ReviewState.ACCEPTED.value, ReviewState.CORRECTED.value)
 
 
-def recently_reviewed_ids(db: Database, limit: int) -> list[int]:
-    """Up to ``limit`` images accepted or corrected, the latest decision first (present on disk)."""
+def recently_reviewed_ids(db: Database, limit: int, within: AbstractSet[int] | None = None) -> list[int]:
+    """Up to ``limit`` images accepted or corrected, the latest decision first (present on disk);
+    ``within``: only these (the images a routed version serves), read in pages until enough."""
     newest = func.max(LabelRevision.id)
     stmt = (select(LabelRevision.image_id).join(Image, Image.id == LabelRevision.image_id)
             .where(Image.review_state.in_(REVIEWED), Image.missing.is_(False))
-            .group_by(LabelRevision.image_id).order_by(newest.desc()).limit(limit))
-    with db.session() as s:
-        return list(s.scalars(stmt))
+            .group_by(LabelRevision.image_id).order_by(newest.desc()))
+    return _first(db, stmt, limit, within)
 
 
-def recently_added_ids(db: Database, limit: int, exclude: Collection[int] = ()) -> list[int]:
-    """Up to ``limit`` images, the newest indexed first, leaving out ``exclude`` (present on disk)."""
-    stmt = (select(Image.id).where(Image.missing.is_(False))
-            .order_by(Image.added_at.desc(), Image.id.desc()).limit(limit + len(exclude)))
+def recently_added_ids(db: Database, limit: int, exclude: Collection[int] = (),
+                       within: AbstractSet[int] | None = None) -> list[int]:
+    """Up to ``limit`` images, the newest indexed first, leaving out ``exclude`` (present on disk);
+    ``within``: only these."""
+    stmt = select(Image.id).where(Image.missing.is_(False)).order_by(Image.added_at.desc(), Image.id.desc())
     skip = set(exclude)
+    if within is None:
+        with db.session() as s:
+            return [i for i in s.scalars(stmt.limit(limit + len(skip))) if i not in skip][:limit]
+    return _first(db, stmt, limit, within - skip)
+
+
+def _first(db: Database, stmt: Select[Any], limit: int, within: AbstractSet[int] | None) -> list[int]:
+    """The first ``limit`` ids of ``stmt`` (``within``: of those in it; read in pages of the ordered
+    ids until enough are found, since the rows it holds may lie anywhere in the order)."""
+    if within is None:
+        with db.session() as s:
+            return list(s.scalars(stmt.limit(limit)))
+    out: list[int] = []
+    offset, page = 0, max(256, 4 * limit)
     with db.session() as s:
-        return [i for i in s.scalars(stmt) if i not in skip][:limit]
+        while len(out) < limit:
+            ids = list(s.scalars(stmt.offset(offset).limit(page)))
+            out += [i for i in ids if i in within]
+            if len(ids) < page:
+                break
+            offset += page
+    return out[:limit]

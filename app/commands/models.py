@@ -3,7 +3,8 @@
 The same services as Project ▸ Models… (``ModelCatalog``, ``app.services.champion``), for stations
 without a screen: ``compare ID`` prints the held-out comparison and the disagreement queue (with
 ``--run`` it first runs the missing predictions in this process, as ``prelabel`` does; without,
-a standing worker does), ``promote ID`` makes a version active and ``rollback FAMILY`` returns to
+a standing worker does), ``promote ID`` makes a version active (or, where routing rules name the
+version it was retrained from, names it in those rules: ADR 0060) and ``rollback FAMILY`` returns to
 the version the active one replaced; both are recorded with ``--author`` (default: login name).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ def _open(url: str):
 def run(args: argparse.Namespace) -> int:
     from app.services.champion import ComparisonError
     from app.services.model_catalog import ModelCatalog, ModelCatalogError, login_name
+    from app.services.routing import RoutingError
 
     db = _open(args.db)
     author = (getattr(args, "author", None) or "").strip()
@@ -34,14 +36,14 @@ def run(args: argparse.Namespace) -> int:
                 role = "active" if r.active else "challenger" if r.challenger else ""
                 print(f"{r.family:<10} {r.id:>4}  {role:<10} {r.name}  {r.summary}")
         elif args.models_command == "promote":
-            row = catalog.activate(args.version, args.note)
-            print(f"{row.name} is the active {row.family} model (recorded for {catalog.author()}).")
+            done = catalog.promote(args.version, args.note)
+            print(f"{done.text} Recorded for {catalog.author()}.")
         elif args.models_command == "rollback":
             row = catalog.rollback(args.family, args.note)
             print(f"rolled back: {row.name} is the active {row.family} model again (recorded for {catalog.author()}).")
         else:
             return _compare(db, args)
-    except (ModelCatalogError, ComparisonError) as exc:
+    except (ModelCatalogError, ComparisonError, RoutingError) as exc:
         raise CommandError(str(exc)) from None
     finally:
         db.close()

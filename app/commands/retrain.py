@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         unlabelled_pool,
         unreviewed_count,
         version_name,
+        version_scope,
         work_dir,
     )
     from database import DatabaseError, open_database
@@ -175,12 +176,14 @@ def run(args: argparse.Namespace) -> int:
         final.mkdir()
         made_final = True
         events.emit("stage", stage="export", message=f"exporting the reviewed {args.family} labels")
+        scope = version_scope(db, args.family, getattr(args, "version", None))
+
         def planned(keep_min: int) -> RetrainPlan:
             return plan_retraining(db, args.family, work, final, folder=args.folder, epochs=args.epochs,
                                    threads=args.threads, device=args.device, name=name,
                                    extra_args=shlex.split(args.train_args), from_scratch=args.from_scratch,
                                    progress=lambda d, t: events.progress("export", "export", d, t),
-                                   min_per_class=keep_min)
+                                   min_per_class=keep_min, scope=scope)
         plan = planned(args.min_per_class or KEEP_MIN_PER_CLASS)
         method = classifier_method(plan, args.method)
         thin = sorted(k for k, v in plan.data.get("classes", {}).items() if v < MIN_PER_CLASS)
@@ -214,9 +217,10 @@ def run(args: argparse.Namespace) -> int:
         if method != "train":
             from inference.training.classifier_head import POOL_SAMPLE
 
-            pool = unlabelled_pool(db, args.folder, POOL_SAMPLE)  # their class mix is the feature heads' prior
-            unreviewed = unreviewed_count(db, args.folder) if args.class_mix == "acc-folder" else None
-            chosen = chosen_by_label_next(db, args.folder) if args.class_mix == "acc-folder" else None
+            # their class mix is the feature heads' prior: of the images the version answers for
+            pool = unlabelled_pool(db, args.folder, POOL_SAMPLE, within=scope.images)
+            unreviewed = unreviewed_count(db, args.folder, scope.images) if args.class_mix == "acc-folder" else None
+            chosen = chosen_by_label_next(db, args.folder, scope.images) if args.class_mix == "acc-folder" else None
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
                 candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed, chosen)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
@@ -258,20 +262,19 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
         version = register_retrained(db, plan, time.monotonic() - started, compared)
+        promoted = ""
         if args.activate:   # recorded as a promotion, as the Models dialog's would be
-            from app.services.model_catalog import login_name
-            db.model_versions.change_active(version.id, login_name(), "promote", "retrain --activate")
-            from app.services.counting_versions import after_activation
-            after_activation(db, version.family)
+            from app.services.model_catalog import ModelCatalog
+            promoted = ModelCatalog(db).promote(version.id, "retrain --activate").text
             version = db.model_versions.get(version.id) or version
         events.emit("done", version_id=version.id, name=version.name, family=version.family,
                     path=version.checkpoint_path, metrics=version.metrics, comparison=compared,
-                    activated=bool(version.active))
+                    activated=bool(version.active), **({"promoted": promoted} if promoted else {}))
         if not args.progress_json:
             print(comparison_text(compared))
             print(f"new {args.family} version {version.name!r} in {version.checkpoint_path}"
-                  + (" (active)" if version.active else " (the challenger: compare and promote it in Project ▸ Models… "
-                                                     f"or `python main.py models compare {version.id}`)"))
+                  + (f" ({promoted})" if promoted else " (the challenger: compare and promote it in Project ▸ Models… "
+                                                       f"or `python main.py models compare {version.id}`)"))
         return 0
     except Cancelled:
         discard()

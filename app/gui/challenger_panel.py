@@ -9,6 +9,8 @@ decode runs on a helper thread (``BackgroundCalls``), so the window never waits 
 """
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
@@ -29,6 +31,7 @@ from app.gui.style import PRED_MASK_RGB, STATE_COLORS, icon
 from app.gui.thumbnails import rgb_to_qimage
 from app.services.champion import MASK_IOU_MIN, ChampionReview, Comparison, Disagreement, ModelPair, side_by_side
 
+PROMOTE_TIP = "Promote the challenger: the next pre-label run uses it (recorded; Roll back returns to the current version)"
 DISAGREEMENT_COLUMNS = ("image", "human label", "champion", "challenger", "why")
 PREVIEW_PX = 240
 POLL_MS = 1000
@@ -95,12 +98,12 @@ class ChallengerPanel(QGroupBox):
         col.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
         self.find_button = QPushButton(icon("mdi6.compare-horizontal"), "Find disagreements")
-        self.find_button.setToolTip("Run the challenger (and the active version where needed) on the most recently "
-                                    f"reviewed and newest images, {self.review.limit} at most, in the worker")
+        self.find_button.setToolTip("Run the challenger (and the champion where needed) on the most recently "
+                                    f"reviewed and newest images the champion answers for, {self.review.limit} at most, "
+                                    "in the worker")
         self.find_button.clicked.connect(lambda: self.find_disagreements())
         self.promote_button = QPushButton(icon("mdi6.trophy"), "Make active")
-        self.promote_button.setToolTip("Promote the challenger: the next pre-label run uses it (recorded; Roll back "
-                                       "returns to the current version)")
+        self.promote_button.setToolTip(PROMOTE_TIP)
         self.promote_button.clicked.connect(self._promote)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -158,16 +161,27 @@ class ChallengerPanel(QGroupBox):
         self.held_out.setHorizontalHeaderLabels(["metric", "before", "challenger"])
         if found is None:
             self.headline.setText(f"The {self.family or 'selected'} family has no challenger: a retrained version "
-                                  "becomes one, to be compared here with the active version before it is made active."
+                                  "becomes one, to be compared here with the version it would replace before it is promoted."
                                   if self.family else "Select a model version.")
             self.held_note.setText("")
             self.status.setText("")
             self.find_button.setEnabled(False)
             self.promote_button.setEnabled(False)
+            self.promote_button.setText("Make active")
+            self.promote_button.setToolTip(PROMOTE_TIP)
             return
         champ = found.champion.name if found.champion else "none"
-        self.headline.setText(f"<b>{found.family}</b>: champion (active) <b>{champ}</b> · challenger "
-                              f"<b>{found.challenger.name}</b>")
+        where = f"routed: {html.escape(', '.join(found.routed))}" if found.routed else "active"
+        self.headline.setText(f"<b>{found.family}</b>: champion ({where}) <b>{html.escape(champ)}</b> · challenger "
+                              f"<b>{html.escape(found.challenger.name)}</b>")
+        if found.routed:   # promotion names the challenger in those rules (ADR 0060), the active version stays
+            self.promote_button.setText(f"Promote for {', '.join(found.routed)}")
+            self.promote_button.setToolTip(f"The routing rules {', '.join(found.routed)} name the challenger instead "
+                                           f"of {champ}; the project's active {found.family} version stays "
+                                           "(Project ▸ Model routing sets it back)")
+        else:
+            self.promote_button.setText("Make active")
+            self.promote_button.setToolTip(PROMOTE_TIP)
         h = found.held_out
         self.held_out.setHorizontalHeaderLabels(["metric", h.reference or "before", "challenger"])
         for r, (metric, before, after) in enumerate(h.rows):

@@ -51,7 +51,7 @@ from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
 from app.services.champion import ChampionReview
 from app.services.child_command import ChildCommand
-from app.services.model_catalog import ModelCatalog, ModelRow
+from app.services.model_catalog import ModelCatalog, ModelRow, Promotion
 from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
 from app.services.retraining import comparison_text
 from app.services.routing import FAMILY_ORDER
@@ -61,9 +61,11 @@ COLUMNS = ("family", "name", "active", "routing", "metrics", "created", "parent"
 HELP = ("Each family pre-labels with its <b>active</b> version (the champion), except on the images a model "
         "routing rule runs another version on (its <b>routing</b> column). Make another one active, add a "
         "model folder trained elsewhere, or retrain a family on the labels reviewed in this project: the new "
-        "version is the family's <b>challenger</b>, compared below with the active one until you make it active.")
+        "version is the family's <b>challenger</b>, compared below with the version it would replace (the active "
+        "one, or the one a routing rule names that it was retrained from) until you promote it.")
 READING = "Reading the model versions…"
-RetrainCommand = Callable[[str, int | None], ChildCommand | Sequence[str]]   # (family, epochs or None) -> command
+# (family, epochs or None, the version to retrain or None: the active one) -> command
+RetrainCommand = Callable[[str, int | None, str | None], ChildCommand | Sequence[str]]
 
 
 class ModelsDialog(QDialog):
@@ -99,7 +101,7 @@ class ModelsDialog(QDialog):
         header.setSectionResizeMode(COLUMNS.index("path"), QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.challenger = ChallengerPanel(review or ChampionReview(catalog.db))
-        self.challenger.promote.connect(lambda vid: self.make_active(vid))
+        self.challenger.promote.connect(lambda vid: self.promote(vid))
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(self.challenger)
@@ -248,6 +250,9 @@ class ModelsDialog(QDialog):
         if m is not None:
             self.family.setCurrentText(m.family)
             self.challenger.show_family(m.family)
+        target = self.retrain_target()
+        self.retrain_button.setText(f"Retrain {target} from its images' labels…" if target
+                                    else "Retrain from reviewed labels…")
 
     # -- actions ------------------------------------------------------------------------
     def make_active(self, version_id: int | None = None) -> bool:
@@ -259,6 +264,21 @@ class ModelsDialog(QDialog):
             return False
         return self._change_active(lambda: self.catalog.activate(version_id),
                                    "{name} is now the active {family} model: the next pre-label run uses it.")
+
+    def promote(self, version_id: int) -> bool:
+        """Promote the challenger over its champion (``ModelCatalog.promote``): made active, or, where routing
+        rules name its champion, named in those rules instead (ADR 0060); on the helper thread."""
+        def promoted(done: Promotion) -> None:
+            def shown() -> None:
+                self._say(done.text)
+                self.activated.emit(done.row)
+            self.refresh(select=done.row.id, then=shown)
+
+        self._say("")
+        self.error.setText("")
+        self.calls.call(lambda: self.catalog.promote(version_id), promoted, self._refused)
+        self._buttons()
+        return True
 
     def rollback(self, family: str | None = None) -> bool:
         """Make the version the selected family's active one replaced active again (recorded)."""
@@ -306,21 +326,31 @@ class ModelsDialog(QDialog):
             return False
         family = self.family.currentText()
         epochs = self.epochs.value() or None
+        version = self.retrain_target()
         try:
-            argv = self.retrain_command(family, epochs)
+            argv = self.retrain_command(family, epochs, version)
             self.runner.start(argv)
         except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(f"The retraining could not start: {exc}")
             return False
         self._say("")
         self.error.setText("")
-        self._set_stage(f"Retraining the {family} model…")
+        self._set_stage(f"Retraining {version} (the {family} version the routing names there)…" if version
+                        else f"Retraining the {family} model…")
         self.bar.setRange(0, 0)   # busy until the first progress event
         self.eta.setText("")
         self.cancel_button.setEnabled(True)
         self.progress_box.setVisible(True)
         self.retrain_button.setEnabled(False)
         return True
+
+    def retrain_target(self) -> str | None:
+        """The version a retraining starts from and learns for: the selected one when routing rules name it
+        (its own images' labels, ADR 0060), else None: the family's active version."""
+        m = self.selected_row()
+        if m is not None and m.family == self.family.currentText() and m.named_by and not m.active:
+            return m.name
+        return None
 
     def cancel_retrain(self) -> None:
         if self.runner.running:
@@ -363,8 +393,13 @@ class ModelsDialog(QDialog):
             self._say(f"Retrained {ev.name}; it is now the active {ev.family} model.{scores}")
             self.activated.emit(self.selected_row())
             return
+        row = self.selected_row()
+        parent = next((r for r in self.rows if row is not None and r.name == row.parent_name
+                       and r.family == row.family), None)
+        then = (f"Promote for {', '.join(parent.named_by)} to pre-label those images with it" if parent is not None
+                and parent.named_by and not parent.active else "Make active to pre-label with it")
         self._say(f"Retrained {ev.name} ({ev.family}); it is the challenger: look at the comparison and Find "
-                  f"disagreements below, then Make active to pre-label with it.{scores}")
+                  f"disagreements below, then {then}.{scores}")
 
     def _on_failed(self, message: str) -> None:
         self._idle()
@@ -436,12 +471,13 @@ def install(window) -> None:
     db_url = window.ctx.db_url
     jobs = window.ctx.jobs
     review = ChampionReview(catalog.db, start_worker=jobs.ensure_worker if jobs is not None else None)
-    command = (lambda family, epochs: retrain_argv(db_url, family, epochs)) if db_url else None
+    command = (lambda family, epochs, version: retrain_argv(db_url, family, epochs, version)) if db_url else None
 
     def on_activated(row: ModelRow) -> None:
         if hasattr(window, "refresh_models"):
             window.refresh_models()   # the review service forgets cached classes and versions
-        window.statusBar().showMessage(f"The next pre-label run uses {row.family} model {row.name}.", 10000)
+        where = f" on {', '.join(row.named_by)}" if row.named_by and not row.active else ""
+        window.statusBar().showMessage(f"The next pre-label run uses {row.family} model {row.name}{where}.", 10000)
 
     def run() -> None:
         # Not modal: a retraining takes minutes, and the inspector keeps reviewing meanwhile.

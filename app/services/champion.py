@@ -1,22 +1,26 @@
 """Champion and challenger: what a retrained version would change, before it pre-labels anything.
 
 A retrained version is registered as its family's *challenger* (``retraining.register_retrained``);
-the active version is the *champion*. Before promoting the challenger an inspector sees two things:
+the version it would replace is the *champion*: the active version, or the challenger's parent where
+routing rules name the parent for their images (``champion_of``, ADR 0060). Before promoting the
+challenger an inspector sees two things:
 
 - the held-out comparison the ``retrain`` command computed (both versions scored on the same
   reviewed images the training never saw), read from the challenger's card;
-- the *disagreement queue*: the most recently reviewed and most recently added images (at most
-  ``COMPARE_LIMIT``) on which the two versions answer differently, with the human label where
+- the *disagreement queue*: the most recently reviewed and most recently added images the champion
+  answers for (at most ``COMPARE_LIMIT``) on which the two versions answer differently, with the human label where
   there is one. The challenger's answers are computed by a worker (a ``compare`` job: the same
   claim/predict/store path as pre-labelling, but it never changes an image's flags or priority,
   which stay the champion's), stored as predictions of the challenger version, and compared here.
 
 Qt-free and model-free: this module reads and writes rows only (the GUI calls it on a helper thread).
-Promotion and roll back are ``ModelCatalog.activate`` / ``ModelCatalog.rollback`` (recorded in
-``model_activations``, part of the audit export).
+Promotion is ``ModelCatalog.promote`` (an activation recorded in ``model_activations``, part of the
+audit export; or, for a routed champion, the rules naming the challenger instead), roll back
+``ModelCatalog.rollback``.
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -63,6 +67,7 @@ class ModelPair:
     champion: ModelVersionInfo | None
     challenger: ModelVersionInfo
     held_out: HeldOut
+    routed: tuple[str, ...] = ()   # the rules that name the champion, when it is a routed version (ADR 0060)
 
 
 @dataclass(frozen=True)
@@ -137,19 +142,48 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
                    "; ".join(notes))
 
 
+def champion_of(db: Database, challenger: ModelVersionInfo) -> ModelVersionInfo | None:
+    """The version a challenger would replace: its parent when routing rules name the parent for their
+    images (a line's own version: the tile classifier retrained from tile labels), else the family's
+    active version (ADR 0060)."""
+    from app.services.counting_versions import named_in
+    from app.services.project_settings import readable_routing
+
+    parent = db.model_versions.get(challenger.parent_id) if challenger.parent_id is not None else None
+    if parent is not None and not parent.active and parent.id != challenger.id \
+            and named_in(readable_routing(db), challenger.family, parent.name):
+        return parent
+    return db.model_versions.active(challenger.family)
+
+
+def champion_images(db: Database, champion: ModelVersionInfo) -> frozenset[int] | None:
+    """The images the champion answers for (None: all, when no rule names a version of its family):
+    a comparison runs there, not on another line's images."""
+    from app.services.counting_versions import served_images
+    from app.services.project_settings import readable_routing
+
+    return served_images(db, readable_routing(db), champion.family, champion.name, champion.active)
+
+
 def pair(db: Database, family: str) -> ModelPair | None:
     """The family's champion and challenger, or None when it has no challenger."""
     challenger = db.model_versions.challenger(family)
     if challenger is None:
         return None
-    return ModelPair(family, db.model_versions.active(family), challenger, held_out(challenger))
+    from app.services.counting_versions import named_in
+    from app.services.project_settings import readable_routing
+
+    champion = champion_of(db, challenger)
+    routed = tuple(named_in(readable_routing(db), family, champion.name)) \
+        if champion is not None and not champion.active else ()
+    return ModelPair(family, champion, challenger, held_out(challenger), routed)
 
 
-def compare_image_ids(db: Database, limit: int = COMPARE_LIMIT) -> list[int]:
+def compare_image_ids(db: Database, limit: int = COMPARE_LIMIT, within: AbstractSet[int] | None = None) -> list[int]:
     """The most recently reviewed images and the newest ones, ``limit`` in all: half each when
-    both are plentiful, the rest to whichever has more."""
-    reviewed = recently_reviewed_ids(db, limit)
-    recent = recently_added_ids(db, limit, exclude=reviewed)
+    both are plentiful, the rest to whichever has more (``within``: of these images only)."""
+    reviewed = recently_reviewed_ids(db, limit, within)
+    recent = recently_added_ids(db, limit, exclude=reviewed, within=within)
     n_recent = min(len(recent), max(limit // 2, limit - len(reviewed)))
     taken = reviewed[:limit - n_recent]
     return taken + recent[:limit - len(taken)]
@@ -159,7 +193,7 @@ def _versions(db: Database, challenger_id: int) -> tuple[ModelVersionInfo, Model
     challenger = db.model_versions.get(challenger_id)
     if challenger is None:
         raise ComparisonError(f"model version {challenger_id} does not exist")
-    champion = db.model_versions.active(challenger.family)
+    champion = champion_of(db, challenger)
     if champion is None:
         raise ComparisonError(f"the {challenger.family} family has no active version to compare with")
     if champion.id == challenger.id:
@@ -177,7 +211,7 @@ def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT)
                if j.params.get("challenger") == challenger.id]
     if running:   # asked twice (a second click, a second station): the same run, not a second one
         return running
-    ids = compare_image_ids(db, limit)
+    ids = compare_image_ids(db, limit, champion_images(db, champion))
     profile = project_speed_profile(db)
     jobs = []
     for version in (challenger, champion):
@@ -295,7 +329,7 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
     predictions stored for both (images a worker has not run yet are counted, not compared)."""
     champion, challenger = _versions(db, challenger_id)
     family = challenger.family
-    ids = compare_image_ids(db, limit)
+    ids = compare_image_ids(db, limit, champion_images(db, champion))
     mine = db.predictions.for_images(ids, challenger.id)
     theirs = db.predictions.for_images(ids, champion.id)
     both = [i for i in ids if i in mine and i in theirs]

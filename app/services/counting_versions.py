@@ -86,6 +86,31 @@ def remark(db: "Database", routing: Routing, families: Iterable[str] = FAMILY_OR
     return changed
 
 
+def served_images(db: "Database", routing: Routing, family: str, name: str | None,
+                  active: bool) -> frozenset[int] | None:
+    """The images whose ``family`` answers come from the version called ``name``: the ones whose rule names
+    it, and, when it is the ``active`` one, the ones whose rule names no version of the family (or that no rule
+    matches; ``name`` None: the family has no version yet, those images). None when no rule names a version of
+    the family: the active version serves every image, nothing to narrow. What a retraining of that version
+    learns from, and where its challenger is compared (ADR 0060)."""
+    if not any(f == family for f, _n in routing.named_versions()):
+        return None
+    out: set[int] = set()
+    for folder in db.folders.list():
+        for rows in db.images.trace_rows(folder.id):
+            for image_id, rel_path, _trace in rows:
+                rule = routing.rule_for(rel_path, folder.name)
+                named = rule.named.get(family) if rule is not None else None
+                if (named is not None and named == name) or (named is None and active):
+                    out.add(image_id)
+    return frozenset(out)
+
+
+def named_in(routing: Routing, family: str, name: str) -> list[str]:
+    """The patterns of the rules that name ``name`` as their ``family`` version."""
+    return [r.pattern for r in routing.rules if r.named.get(family) == name]
+
+
 def _flag_settings(db: "Database") -> "FlagSettings | None":
     """The project's flag settings for re-flagging (None when they cannot be read: the flags stay
     until they are mended; the settings dialog says why)."""

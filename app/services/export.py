@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -263,14 +264,15 @@ def move_into_place(tmp: Path, out: Path) -> None:
 
 def export_database(db: Database, out: str | os.PathLike[str], options: ExportOptions = ExportOptions(),
                     folder: str | int | None = None, progress: ProgressFn | None = None,
-                    cancel: CancelFn | None = None) -> ExportResult:
-    """Export the current labels of reviewed images (of one folder: id, path or name; or all)."""
+                    cancel: CancelFn | None = None, within: AbstractSet[int] | None = None) -> ExportResult:
+    """Export the current labels of reviewed images (of one folder: id, path or name; or all;
+    ``within``: only these images)."""
     from app.services.export_source import FolderNotFound, class_order, items_from_database, resolve_folder
     from database import DatabaseError
 
     try:
         chosen = resolve_folder(db, folder)
-        items, skipped = items_from_database(db, chosen.id if chosen else None)
+        items, skipped = items_from_database(db, chosen.id if chosen else None, within)
         indexed_roots = [f.root_path for f in db.folders.list()]
         if not options.class_order:
             options = replace(options, class_order=class_order(db))

@@ -6,6 +6,7 @@ only reads, so an export can never change a label.
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +53,13 @@ def prediction_label(label: LabelRevisionInfo, predictions: list[PredictionInfo]
     return {} if pred is None else {"class_name": pred.predicted_class, "mask_png": pred.mask_png}
 
 
-def items_from_database(db: Database, folder_id: int | None = None) -> tuple[list[ExportItem], list[str]]:
-    """Exportable items (accepted or corrected, current revision) and why others were left out."""
+def items_from_database(db: Database, folder_id: int | None = None,
+                        within: AbstractSet[int] | None = None) -> tuple[list[ExportItem], list[str]]:
+    """Exportable items (accepted or corrected, current revision) and why others were left out;
+    ``within``: only these images (a retraining's: the ones its version serves)."""
     labels = db.labels.current_labels(folder_id)
+    if within is not None:
+        labels = [lab for lab in labels if lab.image_id in within]
     images = {i.id: i for i in db.images.get_many([lab.image_id for lab in labels])}
     folders = {f.id: f for f in db.folders.list()}
     items: list[ExportItem] = []

@@ -5,7 +5,9 @@ copied as is), a path with extra leading folders (an MVTec category, a split par
 station's export file names (``lot3__part_17.png``). Each record's path is tried from the longest
 suffix to the shortest, against both the relative paths and the export names; a name shared by
 several images never matches. Files renamed beyond recognition are found by their SHA-256, the
-hash the indexer already stored, computed only for records the paths did not place.
+hash the indexer already stored, computed only for records the paths did not place; last, a record
+whose path is the end of exactly one indexed path (a class tree whose copy in the station sits below
+other folders, with identical files the content cannot tell apart).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ class Target:
 
     image: ImageInfo
     folder: FolderInfo
-    how: str  # 'path', 'export name', 'stem' or 'content'
+    how: str  # 'path', 'export name', 'stem', 'content' or 'path end'
 
     @property
     def display(self) -> str:
@@ -48,6 +50,7 @@ class ImageMatcher:
         self.by_name: dict[str, list[ImageInfo]] = {}
         self.by_stem: dict[str, list[ImageInfo]] = {}
         self.by_hash: dict[str, list[ImageInfo]] = {}
+        self.by_tail: dict[str, list[ImageInfo]] = {}
         for img in images:
             folder = self.folders[img.folder_id]
             self.by_path.setdefault(img.rel_path, []).append(img)
@@ -59,6 +62,8 @@ class ImageMatcher:
                 self.by_stem.setdefault(str(PurePosixPath(name).with_suffix("")), []).append(img)
             if img.content_hash:
                 self.by_hash.setdefault(img.content_hash, []).append(img)
+            for tail in suffixes(img.rel_path)[1:]:   # 'patches/p_101.png', 'p_101.png' of 'steel/patches/p_101.png'
+                self.by_tail.setdefault(tail, []).append(img)
 
     def _one(self, table: dict[str, list[ImageInfo]], key: str) -> ImageInfo | None:
         found = {img.id: img for img in table.get(key, ())}  # a path and an export name may both list one image
@@ -83,4 +88,10 @@ class ImageMatcher:
                 img = None
             if img is not None:
                 return Target(img, self.folders[img.folder_id], "content")
+        # Last, the end of an indexed path: a class tree ('patches/p_101.png') whose station copy sits deeper
+        # ('steel/patches/p_101.png'), where the content is no help (two identical files: NEU holds such pairs).
+        for key in suffixes(rec.image_ref):
+            img = self._one(self.by_tail, key)
+            if img is not None:
+                return Target(img, self.folders[img.folder_id], "path end")
         return None

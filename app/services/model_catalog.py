@@ -49,6 +49,24 @@ SPLITS = ("test", "held_out", "val", "validation")   # the first with figures is
 EXPECTED = "expected_on_new_data"
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """What a promotion did: the version made active, or the routing rules that now name it."""
+
+    row: "ModelRow"
+    replaced: str | None          # the version it took over from
+    patterns: tuple[str, ...]     # the rules that now name it (empty: it was made the active version)
+    remarked: int = 0             # answers re-marked as the ones that count
+
+    @property
+    def text(self) -> str:
+        if not self.patterns:
+            return f"{self.row.name} is now the active {self.row.family} model: the next pre-label run uses it."
+        return (f"{self.row.name} now answers for {', '.join(self.patterns)} in place of {self.replaced} (the routing "
+                f"rules name it; an 'only new' pre-label run gives those images its answers; Project ▸ Model routing "
+                f"sets it back).")
+
+
 class ModelCatalogError(Exception):
     """A model version that cannot be added or activated, with the reason in one sentence."""
 
@@ -293,6 +311,36 @@ class ModelCatalog:
                                                  note)
             after_activation(self.db, row.family)
         return self.row(version_id)
+
+    def promote(self, version_id: int, note: str | None = None) -> "Promotion":
+        """Promote the version (a challenger, usually) over its champion (``champion.champion_of``): where
+        routing rules name the champion for their images, those rules name this version instead (saved and
+        re-marked as the routing dialog saves them: ``save_routing``; the routing setting keeps who and
+        when) and it stops being the challenger; otherwise it is made the family's active version
+        (``activate``, recorded in ``model_activations``). ADR 0060."""
+        from app.services.champion import champion_of
+        from app.services.counting_versions import named_in
+        from app.services.project_settings import readable_routing, save_routing
+        from app.services.routing import Routing
+
+        row = self.row(version_id)
+        version = self.db.model_versions.get(version_id)
+        champion = champion_of(self.db, version) if version is not None else None
+        routing = readable_routing(self.db)
+        patterns = tuple(named_in(routing, row.family, champion.name)) if champion is not None else ()
+        if champion is None or champion.active or champion.id == version_id or not patterns:
+            before = self.db.model_versions.active(row.family)
+            promoted = self.activate(version_id, note)
+            return Promotion(promoted, before.name if before is not None and before.id != version_id else None, ())
+        try:
+            check_model_dir(row.family, row.path)
+        except ModelCatalogError as exc:
+            raise ModelCatalogError(f"{row.name} cannot be promoted: {exc}") from None
+        rules = tuple(replace(r, versions=tuple((f, row.name if f == row.family and n == champion.name else n)
+                                                for f, n in r.versions)) for r in routing.rules)
+        remarked = save_routing(self.db, Routing(rules), by=self.author())
+        self.db.model_versions.end_challenge(version_id)
+        return Promotion(replace(self.row(version_id), named_by=patterns), champion.name, patterns, remarked)
 
     def previous_champion(self, family: str) -> ModelRow | None:
         """The version the family's active one replaced, as recorded (None: nothing to roll back to,

@@ -59,12 +59,15 @@ class RetrainCancelled:
 RetrainEvent = Union[RetrainStage, RetrainProgress, RetrainDone, RetrainError, RetrainCancelled]
 
 
-def retrain_argv(db_url: str, family: str, epochs: int | None = None) -> ChildCommand:
+def retrain_argv(db_url: str, family: str, epochs: int | None = None, version: str | None = None) -> ChildCommand:
     """The command that retrains ``family`` on the reviewed labels of ``db_url`` (``epochs``: None
-    lets the command choose); the URL travels in the child's environment."""
+    lets the command choose; ``version``: a version routing rules name, retrained on its own images);
+    the URL travels in the child's environment."""
     args = ["retrain", family, "--progress-json"]
     if epochs is not None:
         args += ["--epochs", str(int(epochs))]
+    if version is not None:
+        args += ["--version", version]
     return station_command(db_url, *args)
 
 

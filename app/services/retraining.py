@@ -14,6 +14,7 @@ import dataclasses
 import math
 import shlex
 import shutil
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +61,58 @@ RECORD = "retraining.json"  # written into the new model directory beside its ca
 
 class RetrainError(Exception):
     """Retraining cannot start (too few reviewed labels, unknown folder, unreadable model); nothing changed."""
+
+
+@dataclass(frozen=True)
+class VersionScope:
+    """The version a retraining starts from (its parent) and the images whose labels it learns from: where
+    routing rules name versions of the family, only the images that version answers for (ADR 0060), so the
+    tile classifier is not retrained on steel labels nor the steel one on tile labels."""
+
+    version: ModelVersionInfo | None     # None: the family has no version yet
+    images: frozenset[int] | None        # None: every image (no rule names a version of the family)
+    routed: tuple[str, ...] = ()         # the patterns of the rules that name the version
+
+    def describe(self) -> str | None:
+        """What the narrowing is, for the retrain command's notes (None: no narrowing)."""
+        if self.images is None:
+            return None
+        name = self.version.name if self.version is not None else "the active version"
+        why = []
+        if self.routed:
+            why.append(f"routing rule{'s' if len(self.routed) > 1 else ''} {', '.join(self.routed)}")
+        if self.version is None or self.version.active:
+            why.append("the images no rule names another version for")
+        return f"learns from the labels of the {len(self.images)} image(s) {name} answers for only ({'; '.join(why)})"
+
+
+def version_scope(db: Database, family: str, name: str | None = None) -> VersionScope:
+    """The scope of a retraining of ``family``: the version called ``name`` (it must be named by a routing rule
+    or be the active one), else the active version; a family no rule names a version of is not narrowed."""
+    from app.services.counting_versions import named_in, served_images
+    from app.services.project_settings import readable_routing
+
+    if family not in FAMILY_FORMAT:
+        raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
+    routing = readable_routing(db)
+    if name is None:
+        version = resolve_models(db, [family]).get(family)
+    else:
+        version = db.model_versions.by_name(family, name)
+        if version is None:   # a bundled model not listed yet gets its row, as a routing rule's name does
+            from app.services.model_catalog import ModelCatalog
+            ModelCatalog(db).rows(family)
+            version = db.model_versions.by_name(family, name)
+        if version is None:
+            raise RetrainError(f"this project has no {family} version named {name!r} "
+                               "(python main.py models list names them)")
+    routed = tuple(named_in(routing, family, version.name)) if version is not None else ()
+    if version is not None and not routed and not version.active:
+        raise RetrainError(f"{version.name} answers for no image: no routing rule names it and it is not the active "
+                           f"{family} version; name it in a rule (Project ▸ Model routing) or make it active first")
+    images = served_images(db, routing, family, version.name if version is not None else None,
+                           version is None or version.active)
+    return VersionScope(version, images, routed)
 
 
 @dataclass(frozen=True)
@@ -117,8 +170,10 @@ def _stems(path: Path) -> list[str]:
 
 
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
-                         progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
-    """Export the family's reviewed labels below ``work``; returns the format's folder."""
+                         progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                         within: AbstractSet[int] | None = None) -> Path:
+    """Export the family's reviewed labels below ``work`` (``within``: of these images only); returns the
+    format's folder."""
     if family not in FAMILY_FORMAT:
         raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
     fmt = FAMILY_FORMAT[family]
@@ -128,7 +183,7 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     split = None if family == "anomaly" else HELD_OUT_SPLIT
     try:
         result = export_database(db, work / "export", ExportOptions(formats=(fmt,), split=split), folder=folder,
-                                 progress=progress, cancel=cancel)
+                                 progress=progress, cancel=cancel, within=within)
     except ExportError as exc:
         raise RetrainError(f"no training data for the {family}: {exc}") from None
     root: Path = result.out / fmt
@@ -294,13 +349,15 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
                     epochs: int | None = None, threads: int | None = None, device: str = "auto",
                     extra_args: Sequence[str] = (), name: str | None = None, from_scratch: bool = False,
                     progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                    min_per_class: int = MIN_PER_CLASS) -> RetrainPlan:
+                    min_per_class: int = MIN_PER_CLASS, scope: VersionScope | None = None) -> RetrainPlan:
     """Export the data, check it is enough, and choose how the new version starts and trains
-    (``min_per_class``: the classifier's classes with fewer reviewed images are left out)."""
-    parent = resolve_models(db, [family]).get(family) if family in FAMILY_FORMAT else None
+    (``min_per_class``: the classifier's classes with fewer reviewed images are left out; ``scope``: the
+    version to start from and the images to learn from, default ``version_scope(db, family)``)."""
+    scope = scope if scope is not None else version_scope(db, family)
+    parent = scope.version
     if parent is not None and not (Path(parent.checkpoint_path) / "config.json").is_file():
         parent = None
-    root = export_training_data(db, family, work, folder, progress, cancel)
+    root = export_training_data(db, family, work, folder, progress, cancel, within=scope.images)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
     fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only
@@ -312,6 +369,9 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         args, start, data, notes = _segmenter_plan(root, start_from)
     else:
         root, args, start, data, notes = _anomaly_plan(root, start_from, parent_arch)
+    narrowed = scope.describe()
+    if narrowed:
+        notes = [narrowed, *notes]
     if fitted_parent and parent is not None:
         notes = [*notes, f"{parent.name} is a {parent_arch} "
                          "version (no network): --method train would start a network from scratch"]
@@ -352,13 +412,17 @@ def _unreviewed_query(db: Database, folder: str | int | None) -> "ImageQuery":
     return ImageQuery(folder_id=_folder_id(db, folder), states=(ReviewState.UNREVIEWED,), sort="id")
 
 
-def unreviewed_count(db: Database, folder: str | int | None = None) -> int:
-    """The unreviewed images of the folder the labels were exported from (all folders for None): with the
-    reviewed labels, what the folder's class mix is made of (``retrain --class-mix acc-folder``)."""
+def unreviewed_count(db: Database, folder: str | int | None = None, within: AbstractSet[int] | None = None) -> int:
+    """The unreviewed images of the folder the labels were exported from (all folders for None; ``within``: of
+    these images only): with the reviewed labels, what the folder's class mix is made of
+    (``retrain --class-mix acc-folder``)."""
+    if within is not None:
+        return sum(1 for i in db.images.ids(_unreviewed_query(db, folder)) if i in within)
     return db.images.count(_unreviewed_query(db, folder))
 
 
-def chosen_by_label_next(db: Database, folder: str | int | None = None) -> dict[str, int]:
+def chosen_by_label_next(db: Database, folder: str | int | None = None,
+                         within: AbstractSet[int] | None = None) -> dict[str, int]:
     """Per class, the reviewed labels of the folder the labels were exported from (all folders for None) that were
     saved as "label next" proposals: the class-mix estimate does not read their out-of-fold errors as the folder's
     (``retrain --class-mix acc-folder``, ADR 0049). Keyed as the export names the class folders the trainer reads
@@ -366,17 +430,23 @@ def chosen_by_label_next(db: Database, folder: str | int | None = None) -> dict[
     from app.services.export_items import safe_name
 
     counts: dict[str, int] = {}
-    for name, n in db.labels.chosen_by_label_next(_folder_id(db, folder)).items():
+    for name, n in db.labels.chosen_by_label_next(_folder_id(db, folder), within).items():
         key = safe_name(name)
         counts[key] = counts.get(key, 0) + n
     return counts
 
 
-def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 200, seed: int = 0) -> list[Path]:
+def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 200, seed: int = 0,
+                    within: AbstractSet[int] | None = None) -> list[Path]:
     """Up to ``limit`` random unreviewed images (not missing) of the folder the labels were exported from (all
-    folders for None): the pool whose class mix a light classifier head is given (ADR 0043). Seeded, so a rerun
-    on the same station reads the same images."""
+    folders for None; ``within``: of these images only): the pool whose class mix a light classifier head is
+    given (ADR 0043). Seeded, so a rerun on the same station reads the same images."""
     query = _unreviewed_query(db, folder)
+    if within is not None:
+        ids = [i for i in db.images.ids(query) if i in within]
+        drawn = np.random.default_rng(seed).choice(len(ids), size=min(limit, len(ids)), replace=False)
+        found = [db.images.path_of(ids[int(k)]) for k in sorted(drawn)]
+        return [Path(p) for p in found if p]
     total = db.images.count(query)
     # A folder may hold a million images: read only the rows drawn, one page of one row each.
     picked = sorted(int(i) for i in np.random.default_rng(seed).choice(total, size=min(limit, total), replace=False))

@@ -77,13 +77,16 @@ def group_folds(labels: np.ndarray, groups: Sequence[str], folds: int = FOLDS,
                 seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs, stratified by class as far as whole groups allow; no group is split.
 
-    Fewer groups than ``folds`` give one fold per group (at least 2 groups are needed).
+    Fewer groups than ``folds`` give one fold per group (at least 2 groups are needed); when even the largest
+    class has fewer images than ``folds``, there are as many folds as it has images (four labels per class
+    cross-validate in four folds, where sklearn would refuse five).
     """
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
     codes = np.unique(np.asarray(groups), return_inverse=True)[1]
-    k = min(folds, int(codes.max()) + 1 if len(codes) else 0)
+    largest = int(np.unique(np.asarray(labels), return_counts=True)[1].max()) if len(labels) else 0
+    k = min(folds, int(codes.max()) + 1 if len(codes) else 0, largest)
     if k < 2:
         raise ValueError("cross-validation needs at least 2 groups of images")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)

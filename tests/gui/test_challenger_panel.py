@@ -138,3 +138,57 @@ def test_the_station_records_promotions_as_its_reviewer(qtbot, db, db_url, tmp_p
     qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
     [record] = db.model_versions.activations("classifier")
     assert (record.action, record.author, record.previous_name) == ("promote", "ann", "a")
+
+
+def test_a_routed_versions_challenger_is_compared_on_its_images_and_promoted_in_the_rules(
+        qtbot, db, db_url, tmp_path, tiny_classifier, monkeypatch) -> None:
+    """ADR 0060: the tile classifier's challenger is set against the tile classifier, on tile images, by the real
+    worker; its promotion names it in the tiles rule and leaves the project's active classifier alone."""
+    from app.services.project_settings import readable_routing, save_routing
+    from app.services.routing import Routing, RoutingRule
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    card = json.loads((tiny_classifier / "card.json").read_text())
+    steel = db.model_versions.register("classifier", "clf-steel", str(shutil.copytree(tiny_classifier, tmp_path / "s")),
+                                       card=card, activate=True)
+    tile = db.model_versions.register("classifier", "clf-tile", str(tiny_classifier), card=card)
+    swapped = shutil.copytree(tiny_classifier, tmp_path / "swapped")
+    new_card = {**card, "classes": card["classes"][::-1], "retraining": {"held_out_comparison": {
+        **COMPARISON, "parent_name": "clf-tile"}}}
+    (swapped / "card.json").write_text(json.dumps(new_card))
+    challenger = db.model_versions.register("classifier", "clf-tile-2", str(swapped), card=new_card,
+                                            parent_id=tile.id, challenger=True)
+    good_images(tmp_path / "imgs" / "tiles", 2)
+    good_images(tmp_path / "imgs" / "steel", 3, seed=1)
+    index_folder(db, tmp_path / "imgs")
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "clf-tile"),)),)))
+    workers = []
+    review = ChampionReview(db, start_worker=lambda: workers.append(
+        start_worker_process(db_url, "cpu", once=True, log_path=tmp_path / "worker.log")))
+    dlg = ModelsDialog(ModelCatalog(db, author=lambda: "ann"), lambda f, e, v: ["true"], interactive=False,
+                       review=review)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    try:
+        qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
+        dlg.select(tile.id)
+        assert dlg.retrain_target() == "clf-tile" and dlg.retrain_button.text() == "Retrain clf-tile from its images' labels…"
+        dlg.select(steel.id)
+        assert dlg.retrain_target() is None and dlg.retrain_button.text() == "Retrain from reviewed labels…"
+        dlg.select(challenger.id)
+        panel = dlg.challenger
+        qtbot.waitUntil(lambda: "champion (routed: tiles/*) <b>clf-tile</b>" in panel.headline.text(), timeout=10000)
+        assert panel.promote_button.text() == "Promote for tiles/*"
+        panel.find_button.click()   # the worker runs both tile versions on the 2 tile images only
+        qtbot.waitUntil(lambda: panel.table.rowCount() == 2, timeout=WORKER_MS)
+        assert all(panel.table.item(r, 0).text().startswith("tiles/") for r in range(2))
+        assert "2 disagreement(s) in 2 image(s) compared" in panel.status.text()
+        panel.promote_button.click()
+        qtbot.waitUntil(lambda: not dlg.calls.busy and "now answers for tiles/*" in dlg.info.text(), timeout=10000)
+        assert readable_routing(db).rules[0].named == {"classifier": "clf-tile-2"}
+        assert db.model_versions.active("classifier").id == steel.id
+        assert db.model_versions.challenger("classifier") is None
+    finally:
+        for w in workers:
+            w.stop()

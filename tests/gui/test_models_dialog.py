@@ -73,11 +73,11 @@ def fake_retrain(tmp_path: Path, db_url: str):
     script = tmp_path / "fake_retrain.py"
     script.write_text(f"REPO = {str(REPO_ROOT)!r}\n" + FAKE_RETRAIN)
     def command(mode: str):
-        def argv(family: str, epochs: int | None) -> list[str]:
+        def argv(family: str, epochs: int | None, version: str | None = None) -> list[str]:
             out_dir = tmp_path / f"retrained-{family}"   # what the command writes: a model of that family
             if not out_dir.exists():
                 make_model_dir(out_dir, family, next(a for a, f in ARCHITECTURES.items() if f == family))
-            extra = ["--epochs", str(epochs)] if epochs is not None else []
+            extra = (["--epochs", str(epochs)] if epochs is not None else []) + (["--version", version] if version else [])
             return [sys.executable, str(script), mode, str(out_dir), "--db", db_url, "retrain", family,
                     "--progress-json", *extra]
         return argv
@@ -261,7 +261,7 @@ def test_a_process_that_dies_silently_reports_its_last_stderr_lines(qtbot, catal
 
 
 def test_a_command_that_cannot_start_is_reported(qtbot, catalog, tmp_path) -> None:
-    dlg = make_dialog(qtbot, catalog, lambda family, epochs: [str(tmp_path / "no-such-python")])
+    dlg = make_dialog(qtbot, catalog, lambda family, epochs, version: [str(tmp_path / "no-such-python")])
     dlg.retrain()
     qtbot.waitUntil(lambda: "could not start" in dlg.error.text(), timeout=10000)
     assert not dlg.runner.running and dlg.retrain_button.isEnabled()
@@ -325,7 +325,7 @@ def test_menu_entry_opens_the_dialog_beside_the_window_and_closing_the_station_e
     action.trigger()
     dlg = settled(qtbot, win.models_dialog)
     assert dlg.isVisible() and not dlg.isModal()
-    assert dlg.retrain_command("segmenter", 3) == retrain_argv(db_url, "segmenter", 3)   # the station's own
+    assert dlg.retrain_command("segmenter", 3, None) == retrain_argv(db_url, "segmenter", 3)   # the station's own
     dlg.table.selectRow(row_of(dlg, "anomaly-bottle"))
     dlg.activate_button.click()
     settled(qtbot, dlg)
@@ -361,7 +361,7 @@ def test_menu_entry_is_disabled_without_a_catalog(qtbot, service) -> None:
 def test_the_station_retrain_command_refusal_reaches_the_dialog(qtbot, db, db_url, catalog) -> None:
     """The real ``main.py retrain`` (not the fake): a project with no reviewed label is refused
     with its reason, and nothing is registered."""
-    dlg = make_dialog(qtbot, catalog, lambda family, epochs: retrain_argv(db_url, family, epochs))
+    dlg = make_dialog(qtbot, catalog, lambda family, epochs, version: retrain_argv(db_url, family, epochs, version))
     before = len(db.model_versions.list())
     dlg.family.setCurrentText("classifier")
     dlg.retrain()

@@ -117,3 +117,13 @@ def test_linear_head_version_predicts_through_the_engine_as_fitted(tmp_path: Pat
         assert r.ok, r.error
         assert r.classifier.classes == ("a", "b", "c")
         np.testing.assert_allclose(r.classifier.scores, p, atol=2e-3)
+
+
+def test_a_few_labels_per_class_cross_validate_in_as_many_folds_as_the_largest_class_has() -> None:
+    """Four labels per class (a line's first review, retrained on its own images: ADR 0060) gave sklearn's
+    "n_splits=5 cannot be greater than the number of members in each class" and no retraining."""
+    y = np.array([0] * 4 + [1] * 4)
+    folds = group_folds(y, [f"g{i}" for i in range(8)], 5, 0)
+    assert len(folds) == 4 and sorted(int(i) for _, te in folds for i in te) == list(range(8))
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        group_folds(np.array([0, 1]), ["a", "a"], 5, 0)

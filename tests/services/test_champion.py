@@ -245,7 +245,8 @@ def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, 
     data = json.loads(capsys.readouterr().out)
     assert data["waiting"] == 1 and data["disagreements"][0]["why"] == "class ok → scratch"
     assert main(["models", "promote", str(b.id), "--db", cli_url, "--author", "bob", "--note", "reviewed"]) == 0
-    assert "classifier-b is the active classifier model (recorded for bob)" in capsys.readouterr().out
+    assert "classifier-b is now the active classifier model: the next pre-label run uses it. Recorded for bob." \
+        in capsys.readouterr().out
     assert main(["models", "rollback", "classifier", "--db", cli_url, "--author", "bob"]) == 0
     assert main(["models", "rollback", "classifier", "--db", cli_url]) == 2   # once: b is the challenger again
     assert "nothing to roll back to" in capsys.readouterr().err

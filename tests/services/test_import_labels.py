@@ -97,6 +97,33 @@ def test_matches_renamed_copies_by_content(station) -> None:
     assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "e.png").id).class_name == "crack"
 
 
+def test_identical_files_in_a_deeper_station_copy_match_by_the_end_of_their_path(tmp_path: Path) -> None:
+    """NEU holds byte-identical pairs (patches_101 / patches_105): a class tree of them matched neither the
+    station's deeper copy's path ('steel/patches/...') nor, being two, its content; the end of the path does."""
+    root = make_folder(tmp_path / "lines")
+    same = (root / "a.png").read_bytes()
+    for name in ("p_101.png", "p_105.png", "p_7.png"):
+        (root / "steel" / "patches").mkdir(parents=True, exist_ok=True)
+        (root / "steel" / "patches" / name).write_bytes(same)
+    (root / "tiles").mkdir()
+    (root / "tiles" / "p_7.png").write_bytes((root / "b.png").read_bytes())   # the same name elsewhere
+    db = open_station(tmp_path, "lines", root)
+    try:
+        tree = tmp_path / "tree" / "crack"
+        tree.mkdir(parents=True)
+        for name in ("p_101.png", "p_105.png", "p_7.png"):
+            (tree / name).write_bytes(same)
+        result = import_labels(db, tmp_path / "tree", ImportOptions(format="imagefolder"))
+        folder = db.folders.list()[0].id
+        # p_7.png ends two indexed paths and its content is four images': left unmatched, as it should be
+        assert result.written == 2 and result.preview.unmatched == ("p_7.png",)
+        for name in ("p_101.png", "p_105.png"):
+            assert db.labels.current(db.images.by_path(folder, f"steel/patches/{name}").id).class_name == "crack"
+        assert db.labels.current(db.images.by_path(folder, "tiles/p_7.png").id) is None
+    finally:
+        db.close()
+
+
 def test_label_saved_after_the_preview_stops_the_import(station) -> None:
     db, root, tmp = station
     src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "good"})

@@ -1,0 +1,166 @@
+"""Retraining and promoting a version routing rules name (ADR 0060): the tile classifier is retrained from the
+tile labels only and starts from itself, its challenger is compared on tile images against it, and promoting
+the challenger names it in the tiles rule instead of replacing the project's active classifier."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.services import champion
+from app.services.model_catalog import ModelCatalog
+from app.services.project_settings import readable_routing, save_routing
+from app.services.retraining import RetrainError, plan_retraining, version_scope
+from app.services.routing import Routing, RoutingRule
+from database import FileEntry, LabelChange, PredictionIn, ReviewState, open_database
+from database.models import Prediction
+from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
+from tests.services.test_retraining import SIZE, events_of, run_retrain, save_tiny_classifier, write_part
+from tests.tiny_models import one_thread  # noqa: F401  (autouse)
+
+TILES = Routing((RoutingRule("tiles/*", ("classifier", "anomaly"), (("classifier", "clf-tile"),)),))
+
+
+@pytest.fixture
+def lines(tmp_path: Path, url: str):  # noqa: F811 - the imported fixture: SQLite, and PostgreSQL when reachable
+    """Two lines in one folder: tiles/ (5 crack, 5 good) routed to ``clf-tile``, steel/ (6 crack, 6 good) left
+    to the active ``clf-steel``; every image reviewed (good parts bright, cracked ones dark). Returns db, url,
+    {rel_path: id}, the tile and the steel versions."""
+    root = tmp_path / "lot1"
+    names = ([f"tiles/crack{i}" for i in range(5)] + [f"tiles/good{i}" for i in range(5)]
+             + [f"steel/crack{i}" for i in range(6)] + [f"steel/good{i}" for i in range(6)])
+    for i, n in enumerate(names):
+        write_part(root / f"{n}.png", "good" in n, i)
+    db = open_database(url)
+    folder = db.folders.add(str(root))
+    db.images.sync(folder.id, [FileEntry(f"{n}.png", (root / f"{n}.png").stat().st_size, 0, width=SIZE, height=SIZE)
+                               for n in names])
+    by_path = {im.rel_path: im.id for im in db.images.query()}
+    for rel, image_id in by_path.items():
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED,
+                                               class_name="good" if "good" in rel else "crack"), "ann")
+    steel = db.model_versions.register("classifier", "clf-steel",
+                                       str(save_tiny_classifier(tmp_path / "steel-model", ["crack", "good"])),
+                                       activate=True)
+    tile = db.model_versions.register("classifier", "clf-tile",
+                                      str(save_tiny_classifier(tmp_path / "tile-model", ["crack", "good"])))
+    save_routing(db, TILES)
+    yield db, url, by_path, tile, steel
+    db.close()
+
+
+def _exported(plan) -> set[str]:
+    return {p.name for p in plan.data_dir.rglob("*.png")}
+
+
+def test_a_routed_version_learns_from_its_own_images_and_starts_from_itself(lines, tmp_path: Path) -> None:
+    db, _url, by_path, tile, steel = lines
+    tiles = {i for p, i in by_path.items() if p.startswith("tiles/")}
+    scope = version_scope(db, "classifier", "clf-tile")
+    assert scope.version.id == tile.id and scope.images == tiles and scope.routed == ("tiles/*",)
+    plan = plan_retraining(db, "classifier", tmp_path / "t.work", tmp_path / "out", scope=scope)
+    assert plan.parent.id == tile.id and plan.start == "fine-tuned from clf-tile"
+    assert plan.data["classes"] == {"crack": 5, "good": 5}   # the steel labels are not its to learn
+    assert len(_exported(plan)) == 10
+    assert any("10 image(s) clf-tile answers for only (routing rule tiles/*)" in n for n in plan.notes)
+    # the active version: the images no rule gives to another version (steel), by default
+    default = plan_retraining(db, "classifier", tmp_path / "s.work", tmp_path / "out2")
+    assert default.parent.id == steel.id and default.data["classes"] == {"crack": 6, "good": 6}
+    assert any("12 image(s) clf-steel answers for only (the images no rule names another version for)" in n
+               for n in default.notes)
+    assert version_scope(db, "classifier", "clf-steel").images == frozenset(by_path.values()) - tiles
+
+
+def test_a_project_without_named_versions_retrains_on_every_label_as_before(lines, tmp_path: Path) -> None:
+    db = lines[0]
+    save_routing(db, Routing())
+    scope = version_scope(db, "classifier")
+    assert scope.images is None and scope.describe() is None
+    plan = plan_retraining(db, "classifier", tmp_path / "a.work", tmp_path / "out", scope=scope)
+    assert plan.data["classes"] == {"crack": 11, "good": 11} and not any("answers for" in n for n in plan.notes)
+
+
+def test_a_version_that_answers_for_nothing_or_does_not_exist_is_refused(lines, tmp_path: Path) -> None:
+    db = lines[0]
+    db.model_versions.register("classifier", "clf-idle", str(save_tiny_classifier(tmp_path / "idle", ["a", "b"])))
+    with pytest.raises(RetrainError, match="clf-idle answers for no image: no routing rule names it"):
+        version_scope(db, "classifier", "clf-idle")
+    with pytest.raises(RetrainError, match="no classifier version named 'clf-nope'"):
+        version_scope(db, "classifier", "clf-nope")
+
+
+def _challenger(db, tmp_path: Path, parent):
+    return db.model_versions.register("classifier", "clf-tile-2",
+                                      str(save_tiny_classifier(tmp_path / "tile-2", ["crack", "good"])),
+                                      parent_id=parent.id, challenger=True)
+
+
+def test_a_routed_versions_challenger_is_compared_on_its_images_against_it(lines, tmp_path: Path) -> None:
+    db, _url, by_path, tile, steel = lines
+    new = _challenger(db, tmp_path, tile)
+    pair = champion.pair(db, "classifier")
+    assert pair.champion.id == tile.id and pair.challenger.id == new.id   # not the active steel classifier
+    tiles = [i for p, i in by_path.items() if p.startswith("tiles/")]
+    jobs = champion.submit_compare(db, new.id)
+    items = {it.image_id for j in jobs for it in db.jobs.items(j)}
+    assert items == set(tiles)   # both versions run on the tile images only
+    db.predictions.upsert_many([PredictionIn(i, v.id, predicted_class="crack" if v is new and i == tiles[0] else "good",
+                                             confidence=0.9) for i in tiles for v in (tile, new)])
+    found = champion.find_disagreements(db, new.id)
+    assert found.images == 10 and [d.image_id for d in found.disagreements] == [tiles[0]]
+    # a challenger retrained from the active version is compared with it, on the images it answers for
+    other = db.model_versions.register("classifier", "clf-steel-2", str(save_tiny_classifier(
+        tmp_path / "steel-2", ["crack", "good"])), parent_id=steel.id, challenger=True)
+    assert champion.pair(db, "classifier").champion.id == steel.id
+    assert set(champion.compare_image_ids(db, 100, champion.champion_images(db, steel))) == \
+        set(by_path.values()) - set(tiles)
+    assert other.id != new.id
+
+
+def test_promoting_a_routed_versions_challenger_names_it_in_the_rules(lines, tmp_path: Path) -> None:
+    db, _url, by_path, tile, steel = lines
+    new = _challenger(db, tmp_path, tile)
+    first = by_path["tiles/crack0.png"]
+    db.predictions.upsert_many([PredictionIn(first, new.id, predicted_class="crack", confidence=0.9)])
+    done = ModelCatalog(db, author=lambda: "ann").promote(new.id)
+    assert done.patterns == ("tiles/*",) and done.replaced == "clf-tile"
+    assert "clf-tile-2 now answers for tiles/* in place of clf-tile" in done.text
+    assert readable_routing(db).rules[0].named == {"classifier": "clf-tile-2"}
+    assert db.model_versions.active("classifier").id == steel.id   # the steel line keeps its classifier
+    assert not db.model_versions.get(new.id).challenger and db.model_versions.challenger("classifier") is None
+    with db.session() as s:   # the marker moved to its answer: the window shows it on that tile at once
+        assert s.scalar(select(Prediction.model_version_id).where(
+            Prediction.image_id == first, Prediction.current_family == "classifier")) == new.id
+
+
+def test_promoting_a_challenger_of_the_active_version_activates_it(lines, tmp_path: Path) -> None:
+    db, _url, _by_path, tile, steel = lines
+    new = db.model_versions.register("classifier", "clf-steel-2", str(save_tiny_classifier(
+        tmp_path / "steel-2", ["crack", "good"])), parent_id=steel.id, challenger=True)
+    done = ModelCatalog(db, author=lambda: "ann").promote(new.id, "better")
+    assert done.patterns == () and done.replaced == "clf-steel" and done.row.active
+    assert readable_routing(db) == TILES   # the tiles rule still names its own version
+    assert [a.action for a in db.model_versions.activations("classifier")][-1] == "promote"
+
+
+def test_the_retrain_command_retrains_the_version_it_is_given(lines, tmp_path: Path) -> None:
+    db, db_url, _by_path, tile, _steel = lines
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the command's model folder lies beside a SQLite file; the scope is the same on PostgreSQL (above)")
+    proc = run_retrain(db_url, "--version", "clf-tile", "--name", "clf-tile-2", "--method", "texture", "--groups", "none",
+                       "--keep-if-worse", "--activate")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    events = events_of(out)
+    train = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
+    assert train["data"]["classes"] == {"crack": 5, "good": 5}
+    assert any("clf-tile answers for only" in n for n in train["notes"])
+    done = events[-1]
+    new = db.model_versions.get(done["version_id"])
+    assert new.parent_id == tile.id and not new.active   # promoted by routing, not made active
+    assert "now answers for tiles/* in place of clf-tile" in done["promoted"]
+    assert readable_routing(db).rules[0].named == {"classifier": "clf-tile-2"}
+    bad = run_retrain(db_url, "--version", "clf-nope")
+    _out, err = bad.communicate(timeout=120)
+    assert bad.returncode != 0 and "no classifier version named 'clf-nope'" in err
