@@ -51,7 +51,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(db, args: argparse.Namespace) -> int:
-    from app.services.champion import COMPARE_LIMIT, compare_status, find_disagreements, held_out, submit_compare
+    from app.services.champion import (
+        COMPARE_LIMIT,
+        LEARNT,
+        LEARNT_NOTE,
+        compare_status,
+        find_disagreements,
+        held_out,
+        submit_compare,
+    )
 
     limit = args.limit or COMPARE_LIMIT
     if limit < 1:
@@ -74,8 +82,10 @@ def _compare(db, args: argparse.Namespace) -> int:
             "held_out": {"images": figures.images, "reference": figures.reference, "note": figures.note,
                          "rows": [{"metric": m, "reference": a, "challenger": b} for m, a, b in figures.rows]},
             "images": result.images, "compared": result.compared, "waiting": result.waiting,
+            "learnt": result.learnt,
             "disagreements": [{"image_id": d.image_id, "image": d.rel_path, "why": d.reason, "human": d.human,
-                               "champion": d.champion.text, "challenger": d.challenger.text, "iou": d.iou}
+                               "champion": d.champion.text, "challenger": d.challenger.text, "iou": d.iou,
+                               "learnt": d.learnt}
                               for d in result.disagreements]}
         print(json.dumps(out, indent=1))
         return 0
@@ -88,8 +98,10 @@ def _compare(db, args: argparse.Namespace) -> int:
     if figures.note:
         print(figures.note)
     print(f"{len(result.disagreements)} disagreement(s) in {result.compared} of {result.images} image(s)")
+    if result.learnt:
+        print(f"{LEARNT_NOTE.format(n=result.learnt)}")
     for d in result.disagreements:
-        human = f"  [human: {d.human}]" if d.human else ""
+        human = f"  [human: {d.human}{', ' + LEARNT if d.learnt else ''}]" if d.human else ""
         print(f"  {d.rel_path}: {d.reason}  (champion {d.champion.text}; challenger {d.challenger.text}){human}")
     if result.waiting:
         queued = [] if args.run else submit_compare(db, version.id, limit)

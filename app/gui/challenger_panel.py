@@ -29,7 +29,16 @@ from PySide6.QtWidgets import (
 from app.gui.background import BackgroundCalls
 from app.gui.style import PRED_MASK_RGB, STATE_COLORS, icon
 from app.gui.thumbnails import rgb_to_qimage
-from app.services.champion import MASK_IOU_MIN, ChampionReview, Comparison, Disagreement, ModelPair, side_by_side
+from app.services.champion import (
+    LEARNT,
+    LEARNT_NOTE,
+    MASK_IOU_MIN,
+    ChampionReview,
+    Comparison,
+    Disagreement,
+    ModelPair,
+    side_by_side,
+)
 
 PROMOTE_TIP = "Promote the challenger: the next pre-label run uses it (recorded; Roll back returns to the current version)"
 DISAGREEMENT_COLUMNS = ("image", "human label", "champion", "challenger", "why")
@@ -215,10 +224,14 @@ class ChallengerPanel(QGroupBox):
         self.table.setRowCount(0)
         for r, d in enumerate(result.disagreements):
             self.table.insertRow(r)
-            for c, text in enumerate((d.rel_path, d.human or "not reviewed", d.champion.text, d.challenger.text,
-                                      d.reason)):
+            human = (f"{d.human} ({LEARNT})" if d.learnt else d.human) or "not reviewed"
+            for c, text in enumerate((d.rel_path, human, d.champion.text, d.challenger.text, d.reason)):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
+                if c == 1 and d.learnt:
+                    item.setForeground(STATE_COLORS["unreviewed"])   # grey: its agreement there proves little
+                    item.setToolTip("Labelled before the challenger's retraining, which may have learnt this label: "
+                                    "its answer here repeats it from memory")
                 self.table.setItem(r, c, item)
             if keep is not None and d.image_id == keep.image_id:
                 self.table.selectRow(r)
@@ -231,8 +244,9 @@ class ChallengerPanel(QGroupBox):
             f"; {result.waiting} image(s) not run by both yet" + (" (the worker is on it)" if self.jobs else
                                                                  ": Find disagreements runs them"))
         rule = f" (masks: IoU below {MASK_IOU_MIN})" if result.family == "segmenter" else ""
+        learnt = f" {LEARNT_NOTE.format(n=result.learnt)}." if result.learnt else ""
         return (f"{len(result.disagreements)} disagreement(s) in {result.compared} image(s) compared{rule}"
-                f"{waiting}.")
+                f"{waiting}.{learnt}")
 
     # -- the worker ----------------------------------------------------------------------
     def find_disagreements(self) -> None:

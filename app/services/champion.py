@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 
 COMPARE = "compare"     # the worker's job kind: predictions of one version, no flags written
 COMPARE_LIMIT = 200     # images a comparison runs on: the most recently reviewed, then the newest
+# Said of a reviewed image whose label is older than the challenger's retraining (``Disagreement.learnt``).
+LEARNT = "labelled before its retraining"
+LEARNT_NOTE = ("{n} of the compared images were labelled before the challenger's retraining, which may have learnt "
+               "them (it repeats those labels from memory): judge it on the others and on the held-out comparison")
 # Two segmentation masks disagree below this intersection over union (both empty: IoU 1). 0.5 is
 # the usual "same object" cut of detection benchmarks: below it an inspector would draw it anew.
 MASK_IOU_MIN = 0.5
@@ -88,6 +93,7 @@ class Disagreement:
     challenger: Answer
     human: str                 # the reviewed label ("" when the image is not reviewed)
     iou: float | None = None
+    learnt: bool = False       # its label is older than the challenger's retraining: it may have learnt it
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class Comparison:
     images: int                # images chosen for the comparison
     compared: int              # of those, answered by both versions
     disagreements: tuple[Disagreement, ...]
+    learnt: int = 0            # of the compared, reviewed images labelled before the challenger's retraining
 
     @property
     def waiting(self) -> int:
@@ -307,6 +314,17 @@ def disagreement_reason(family: str, champion: PredictionInfo, challenger: Predi
     return (f"mask IoU {iou:.2f}" if iou < MASK_IOU_MIN else None), iou
 
 
+def retrained_at(version: ModelVersionInfo) -> datetime | None:
+    """When the version's retraining read the reviewed labels (its registration less the run's seconds, from
+    its card's record); None for a version not retrained here."""
+    record = (version.card or {}).get("retraining")
+    seconds = record.get("seconds") if isinstance(record, Mapping) else None
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < 1e8:
+        return None
+    created = version.created_at if version.created_at.tzinfo else version.created_at.replace(tzinfo=timezone.utc)
+    return created - timedelta(seconds=float(seconds))
+
+
 def anomaly_threshold(db: Database, version: ModelVersionInfo, folder_id: int, flags: Any) -> float | None:
     """The threshold an anomaly version flags a folder's images at: the folder's own, else the
     project's, else the version's card."""
@@ -341,6 +359,17 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
         except ValueError:
             flags = None   # broken stored settings: the cards' thresholds
     labels = db.labels.current_many(both)
+    read_at = retrained_at(challenger)
+
+    def learnt(image_id: int) -> bool:
+        """A reviewed label older than the retraining: it was among the labels the retraining read (of its
+        folder and the images its version answers for), so the challenger may repeat it from memory."""
+        label = labels.get(image_id)
+        if read_at is None or label is None or images[image_id].review_state not in REVIEWED:
+            return False
+        at = label.created_at if label.created_at.tzinfo else label.created_at.replace(tzinfo=timezone.utc)
+        return at <= read_at
+
     out = []
     for i in both:
         im = images.get(i)
@@ -354,8 +383,9 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
         label = labels.get(i)
         human = human_text(family, label) if label is not None and im.review_state in REVIEWED else ""
         out.append(Disagreement(i, db.images.path_of(i), im.rel_path, reason, answer(family, theirs[i], thr[0]),
-                                answer(family, mine[i], thr[1]), human, iou))
-    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out))
+                                answer(family, mine[i], thr[1]), human, iou, learnt(i)))
+    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out),
+                      sum(1 for i in both if i in images and learnt(i)))
 
 
 def challengers(db: Database) -> dict[str, ModelPair]:

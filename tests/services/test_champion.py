@@ -289,3 +289,22 @@ def test_compare_jobs_run_the_projects_speed_profile(db, tmp_path) -> None:
     save_speed_profile(db, "fast")
     jobs = champion.submit_compare(db, b.id)
     assert jobs and all(db.jobs.get(j).params["profile"] == "fast" for j in jobs)
+
+
+def test_disagreements_on_labels_older_than_the_retraining_say_it_may_have_learnt_them(db, tmp_path) -> None:
+    """A retrained challenger (refitted on every reviewed label by default, ADR 0048) repeats the labels it learnt:
+    beside them the disagreement queue showed "human: scratch · challenger: scratch" as if it had found it."""
+    a = db.model_versions.register("classifier", "classifier-a", str(make_model_dir(tmp_path / "a")), activate=True)
+    ids = _folder(db, tmp_path, 3)
+    db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")   # before: read by it
+    card = {"family": "classifier", "retraining": {"held_out_comparison": COMPARISON, "seconds": 0.0}}
+    b = db.model_versions.register("classifier", "classifier-b", str(make_model_dir(tmp_path / "b", card=card)),
+                                   card=card, parent_id=a.id, challenger=True)
+    db.labels.append(ids[1], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")   # after: new evidence
+    db.predictions.upsert_many([PredictionIn(i, a.id, predicted_class="ok", confidence=0.8) for i in ids]
+                               + [PredictionIn(i, b.id, predicted_class="scratch", confidence=0.9) for i in ids])
+    found = champion.find_disagreements(db, b.id)
+    assert {d.image_id: (d.human, d.learnt) for d in found.disagreements} == {
+        ids[0]: ("scratch", True), ids[1]: ("scratch", False), ids[2]: ("", False)}
+    assert found.learnt == 1
+    assert champion.retrained_at(db.model_versions.get(a.id)) is None   # not retrained here: nothing said
