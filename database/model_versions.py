@@ -111,16 +111,22 @@ class ModelVersionRepository:
             row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.challenger.is_(True)))
             return None if row is None else _dto(row)
 
-    def end_challenge(self, version_id: int) -> ModelVersionInfo:
-        """The version stops being its family's challenger (promoted by routing rules that now name it,
-        ADR 0060); nothing else changes."""
+    def record_routed(self, version_id: int, previous_id: int, author: str, note: str) -> ModelActivationInfo:
+        """The version took over from ``previous_id`` in the routing rules that named it (a routed champion's
+        challenger promoted, ADR 0060): it stops being the challenger and the change is recorded as a 'route'
+        activation (``note``: the rules, and why), in one transaction. No active version changes."""
         with self.db.session(write=True) as s:
             row = s.get(ModelVersion, version_id, with_for_update=True)
-            if row is None:
-                raise ConflictError(f"model version {version_id} does not exist.")
+            previous = s.get(ModelVersion, previous_id)
+            if row is None or previous is None:
+                raise ConflictError(f"model version {version_id if row is None else previous_id} does not exist.")
             row.challenger = False
+            record = ModelActivation(family=row.family, version_id=row.id, version_name=row.name,
+                                     previous_id=previous.id, previous_name=previous.name, action="route",
+                                     author=author, note=note)
+            s.add(record)
             s.flush()
-            return _dto(row)
+            return to_dto(record, ModelActivationInfo)
 
     def set_challenger(self, version_id: int) -> ModelVersionInfo:
         """Make an inactive version its family's challenger (the previous challenger stops being one)."""

@@ -177,13 +177,14 @@ class ModelVersion(Base):
 
 
 class ModelActivation(Base):
-    """One change of a family's active version, who made it and why (promote / roll back / activate);
-    rows are only ever added: the audit trail of which model pre-labelled when, and what a roll
-    back returns to."""
+    """One change of a family's active version, who made it and why (promote / roll back / activate),
+    or of the version routing rules name (route: a routed champion's challenger promoted in its rules,
+    ADR 0060); rows are only ever added: the audit trail of which model pre-labelled when, and what a
+    roll back returns to (activations only)."""
 
     __tablename__ = "model_activations"
     __table_args__ = (
-        CheckConstraint("action IN ('activate', 'promote', 'rollback')", name="action"),
+        CheckConstraint("action IN ('activate', 'promote', 'rollback', 'route')", name="action"),
         Index("ix_model_activations_family", "family", "id"),
     )
 

@@ -6,9 +6,10 @@ the previous revision of that image (``class: ok → scratch``). Rows are writte
 (bounded memory), into a temporary file moved into place at the end, so a failed export never
 leaves half a file under the requested name.
 
-Changes of a family's active model version (promote, roll back, activate: ``model_activations``)
-follow the label decisions, one row each, with the folder and image columns empty: they apply to
-every folder from that moment on, so a folder's audit lists them too.
+Changes of a family's active model version (promote, roll back, activate: ``model_activations``; and
+promotions in routing rules, 'route', ADR 0060) follow the label decisions, one row each, with the
+folder and image columns empty: they apply to every folder from that moment on, so a folder's audit
+lists them too.
 
 The threshold column is the threshold configured *now* for the row's folder and model version
 (the anomaly threshold, or the classifier's minimum confidence): the station keeps no history
@@ -93,7 +94,8 @@ def activation_row(a: ModelActivationInfo) -> dict[str, object]:
     row: dict[str, object] = {name: "" for name in AUDIT_COLUMNS}
     row.update({"when": a.created_at.isoformat(), "who": a.author, "model_family": a.family,
                 "model_version": a.version_name, "note": a.note or "",
-                "changed": f"active: {a.previous_name or '—'} → {a.version_name} ({a.action})"})
+                "changed": (f"routed: {a.previous_name or '—'} → {a.version_name} (promote in routing rules)"
+                            if a.action == "route" else f"active: {a.previous_name or '—'} → {a.version_name} ({a.action})")})
     return row
 
 

@@ -316,8 +316,8 @@ class ModelCatalog:
         """Promote the version (a challenger, usually) over its champion (``champion.champion_of``): where
         routing rules name the champion for their images, those rules name this version instead (saved and
         re-marked as the routing dialog saves them: ``save_routing``; the routing setting keeps who and
-        when) and it stops being the challenger; otherwise it is made the family's active version
-        (``activate``, recorded in ``model_activations``). ADR 0060."""
+        when, and ``model_activations`` a 'route' record) and it stops being the challenger; otherwise it is
+        made the family's active version (``activate``, recorded in ``model_activations``). ADR 0060."""
         from app.services.champion import champion_of
         from app.services.counting_versions import named_in
         from app.services.project_settings import readable_routing, save_routing
@@ -339,14 +339,16 @@ class ModelCatalog:
         rules = tuple(replace(r, versions=tuple((f, row.name if f == row.family and n == champion.name else n)
                                                 for f, n in r.versions)) for r in routing.rules)
         remarked = save_routing(self.db, Routing(rules), by=self.author())
-        self.db.model_versions.end_challenge(version_id)
+        self.db.model_versions.record_routed(version_id, champion.id, self.author(),
+                                             f"routing {', '.join(patterns)}" + (f": {note}" if note else ""))
         return Promotion(replace(self.row(version_id), named_by=patterns), champion.name, patterns, remarked)
 
     def previous_champion(self, family: str) -> ModelRow | None:
         """The version the family's active one replaced, as recorded (None: nothing to roll back to,
         also right after a roll back)."""
         active = self.db.model_versions.active(family)
-        history = self.db.model_versions.activations(family)
+        # a promotion in routing rules (ADR 0060) changes no active version: not one to roll back
+        history = [a for a in self.db.model_versions.activations(family) if a.action != "route"]
         last = history[-1] if history else None
         # After a roll back the replaced version is the challenger again: Make active promotes it,
         # rather than a second roll back that would undo the first one unseen.

@@ -60,3 +60,42 @@ def test_migrations_form_one_line_from_base() -> None:
     script = mig.script_directory()
     assert len(script.get_heads()) == 1
     assert script.get_base() is not None
+
+
+def test_0014_lets_activations_record_a_routed_promotion_and_keeps_the_earlier_rows(url: str) -> None:
+    """ADR 0060: the CHECK on ``model_activations.action`` gains 'route' (SQLite copies the table in batch
+    mode: the rows must come through); a downgrade drops the 'route' rows and the old CHECK refuses them again."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from tests.database.old_rows import old_model_version
+
+    engine = create_engine(url)
+    insert = text("INSERT INTO model_activations (family, version_id, previous_id, version_name, previous_name, "
+                  "action, author, note, created_at) VALUES ('classifier', 2, 1, 'v2', 'v1', :a, 'ann', NULL, "
+                  "CURRENT_TIMESTAMP)")
+    try:
+        with engine.begin() as conn:
+            mig.upgrade(conn, "0013_current_prediction")
+            old_model_version(conn, 1, "classifier", True)
+            old_model_version(conn, 2, "classifier", False)
+            conn.execute(insert, {"a": "promote"})
+        with engine.begin() as conn:
+            mig.upgrade(conn)
+            conn.execute(insert, {"a": "route"})
+        with engine.connect() as conn:
+            assert [r[0] for r in conn.execute(text("SELECT action FROM model_activations ORDER BY id"))] == [
+                "promote", "route"]
+        with engine.begin() as conn:
+            mig.downgrade(conn, "0013_current_prediction")
+        with engine.connect() as conn:
+            assert [r[0] for r in conn.execute(text("SELECT action FROM model_activations"))] == ["promote"]
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert, {"a": "route"})
+            refused = False
+        except IntegrityError:
+            refused = True
+        assert refused
+    finally:
+        engine.dispose()

@@ -3,12 +3,15 @@ tile labels only and starts from itself, its challenger is compared on tile imag
 the challenger names it in the tiles rule instead of replacing the project's active classifier."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from app.services import champion
+from app.services.audit import write_audit
+from app.services.flags import FlagSettings
 from app.services.model_catalog import ModelCatalog
 from app.services.project_settings import readable_routing, save_routing
 from app.services.retraining import RetrainError, plan_retraining, version_scope
@@ -129,6 +132,14 @@ def test_promoting_a_routed_versions_challenger_names_it_in_the_rules(lines, tmp
     assert readable_routing(db).rules[0].named == {"classifier": "clf-tile-2"}
     assert db.model_versions.active("classifier").id == steel.id   # the steel line keeps its classifier
     assert not db.model_versions.get(new.id).challenger and db.model_versions.challenger("classifier") is None
+    record = db.model_versions.activations("classifier")[-1]   # audited, and no roll back of the active version
+    assert (record.action, record.previous_name, record.version_name, record.author, record.note) == (
+        "route", "clf-tile", "clf-tile-2", "ann", "routing tiles/*")
+    assert ModelCatalog(db).previous_champion("classifier") is None
+    out = write_audit(db, tmp_path / "audit.csv", None, FlagSettings())
+    rows = [r for r in csv.DictReader(open(out.path, encoding="utf-8")) if r["model_version"] == "clf-tile-2"]
+    assert [(r["who"], r["changed"], r["note"]) for r in rows] == [
+        ("ann", "routed: clf-tile → clf-tile-2 (promote in routing rules)", "routing tiles/*")]
     with db.session() as s:   # the marker moved to its answer: the window shows it on that tile at once
         assert s.scalar(select(Prediction.model_version_id).where(
             Prediction.image_id == first, Prediction.current_family == "classifier")) == new.id
