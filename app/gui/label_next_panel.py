@@ -100,7 +100,7 @@ class LabelNextController:
         if self._move_when_ready and (self._unreviewed_proposals() or not again):
             self._move_when_ready = False  # P was pressed meanwhile: move now, not after the recount
             self.next_proposed(compute=False)
-        if again or (result.needed is not None and result.needed.pending):
+        if again or result.pending:
             self._again = True  # a save overtook it, or the counter is still reading: count again after a rest
             self._rest.start()
 
@@ -202,10 +202,8 @@ class LabelNextController:
         n = len(shown.proposal.image_ids)
         left = len(self._unreviewed_proposals())
         batch = f"{left} of {n} proposed left" if n else "nothing left to propose"
-        needed = latest.needed
-        counter = needed.short if needed is not None else "more labels: unknown"
-        self._show_line(f"Label next (P): {batch} · next retraining: {counter}",
-                        (needed.text if needed is not None else "")
+        self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}",
+                        latest.counter_text
                         + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))
 
     def _show_line(self, text: str, tip: str = "") -> None:

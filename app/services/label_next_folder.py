@@ -45,14 +45,37 @@ class LabelNextResult:
 
     folder_id: int
     proposal: Proposal
-    needed: LabelsNeeded | None
+    needed: LabelsNeeded | None         # the counter, when the folder's classifier images are one version's
     considered: int = 0                 # images read (labelled + sampled unlabelled)
     problems: tuple[str, ...] = field(default_factory=tuple)  # unreadable files, one line each
     labelled: frozenset[int] = frozenset()  # images read as labelled (here or at another station)
+    # One counter per classifier version when routing rules give the folder's images to several (ADR 0060:
+    # each is retrained from its own images' labels): (version name, its counter).
+    scoped: tuple[tuple[str, LabelsNeeded | None], ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        """A counter is still reading the retrainer's features (count again after a rest)."""
+        counters = [n for _name, n in self.scoped] if self.scoped else [self.needed]
+        return any(n is not None and n.pending for n in counters)
+
+    @property
+    def counter_short(self) -> str:
+        if self.scoped:
+            return " · ".join(f"{name} {n.short if n is not None else 'unknown'}" for name, n in self.scoped)
+        return self.needed.short if self.needed is not None else "more labels: unknown"
+
+    @property
+    def counter_text(self) -> str:
+        if self.scoped:
+            return "\n".join(f"{name}: {n.text}" for name, n in self.scoped if n is not None)
+        return self.needed.text if self.needed is not None else ""
 
 
-def _candidates(db: "Database", folder_id: int, seed: int) -> tuple[list[Candidate], list[tuple[str, str | None]], list[str]]:
-    """The folder's usable images as candidates, their (path, content hash) and file names."""
+def _candidates(db: "Database", folder_id: int, seed: int
+                ) -> tuple[list[Candidate], list[tuple[str, str | None]], list[str], list[str | None]]:
+    """The folder's usable images as candidates, their (path, content hash), file names and classifier scopes
+    (``_scopes``)."""
     from database.review_queue import QueueQuery, queue_count, queue_page
 
     reviewed = QueueQuery(folder_id=folder_id, states=LABELLED_STATES)
@@ -61,6 +84,7 @@ def _candidates(db: "Database", folder_id: int, seed: int) -> tuple[list[Candida
     chosen = labelled + _sample(db, unreviewed, queue_count(db, unreviewed), seed)
     preds = db.predictions.current_for_images([r.image_id for r in chosen], "classifier")
     cands, files, names = [], [], []
+    scopes = _scopes(db, folder_id, [r.rel_path for r in chosen])
     for r in chosen:
         p = preds.get(r.image_id)
         label = r.label_class if r.review_state in LABELLED_STATES else None
@@ -68,7 +92,57 @@ def _candidates(db: "Database", folder_id: int, seed: int) -> tuple[list[Candida
                                out_of_domain=bool(p and OUT_OF_DOMAIN in p.flags)))
         files.append((str(Path(r.root_path) / r.rel_path), r.content_hash))
         names.append(r.rel_path.replace("/", "__"))  # the export's flat names: groups as the retrainer forms them
-    return cands, files, names
+    return cands, files, names, scopes
+
+
+def _scopes(db: "Database", folder_id: int, rel_paths: list[str]) -> list[str | None]:
+    """Per image, the classifier version whose retraining its label feeds: the one its routing rule names, else
+    the active one (``retraining.version_scope``, ADR 0060); None where its rule does not run the classifier
+    (an infrared frame beside tiles): not a candidate, its class is nobody's to learn."""
+    from app.services.project_settings import readable_routing
+
+    routing = readable_routing(db)
+    folder = db.folders.get(folder_id)
+    active = db.model_versions.active("classifier")
+    default = active.name if active is not None else "the classifier"
+    out: list[str | None] = []
+    for rel in rel_paths:
+        rule = routing.rule_for(rel, folder.name if folder is not None else "")
+        if rule is not None and "classifier" not in rule.families:
+            out.append(None)
+        else:
+            out.append((rule.named.get("classifier") if rule is not None else None) or default)
+    return out
+
+
+def _shares(pools: list[int], size: int) -> list[int]:
+    """``size`` proposals split over groups in proportion to their unlabelled images: one to each group that has
+    any while the batch has room, then by highest averages (the group whose pool per proposal is largest gets
+    the next one)."""
+    room = min(size, sum(pools))
+    out = [0] * len(pools)
+    for g in sorted(range(len(pools)), key=lambda k: -pools[k]):
+        if pools[g] and sum(out) < room:
+            out[g] = 1
+    while sum(out) < room:
+        g = max((k for k in range(len(pools)) if out[k] < pools[k]), key=lambda k: pools[k] / (out[k] + 1))
+        out[g] += 1
+    return out
+
+
+def _merged(proposals: list[tuple[str, Proposal]]) -> Proposal:
+    """One batch from several versions' batches: each spread evenly through it, in its own order; the reason
+    says whose images it is."""
+    ranked = []
+    for name, prop in proposals:
+        n = max(1, len(prop.image_ids))
+        ranked += [((k + 0.5) / n, name, i) for k, i in enumerate(prop.image_ids)]
+    ranked.sort(key=lambda t: t[0])
+    reasons = {i: f"{name}: {prop.reasons.get(i, '')}".rstrip(": ") for name, prop in proposals for i in prop.image_ids}
+    sources = {prop.uncertainty_from for _n, prop in proposals if prop.image_ids}
+    return Proposal(tuple(i for _r, _n, i in ranked), reasons,
+                    sources.pop() if len(sources) == 1 else "labels" if "labels" in sources else "classifier"
+                    if "classifier" in sources else "none")
 
 
 def _sample(db: "Database", qq: "QueueQuery", count: int, seed: int) -> list["QueueRow"]:
@@ -87,30 +161,55 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
                           source: EmbeddingSource | None = None, cache_root: Path | None = None,
                           progress: Callable[[int, int], None] | None = None, seed: int = 0,
                           counter_budget_s: float | None = None) -> LabelNextResult:
-    """The next batch to label in ``folder_id`` and how many labels the next retraining likely needs."""
-    cands, files, names = _candidates(db, folder_id, seed)
+    """The next batch to label in ``folder_id`` and how many labels the next retraining likely needs: per
+    classifier version, where routing rules give the folder's images to several (ADR 0060)."""
+    all_cands, all_files, all_names, scopes = _candidates(db, folder_id, seed)
+    keep = [i for i, sc in enumerate(scopes) if sc is not None]
+    cands = [all_cands[i] for i in keep]
+    files, names = [all_files[i] for i in keep], [all_names[i] for i in keep]
+    kept_scopes = [str(scopes[i]) for i in keep]
     cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", source or embedding_source())
     x, problems = cache.vectors(files, progress)
-    proposal = propose(cands, x, size)
-    needed = None
-    if cands:
-        # the counter reads the retrainer's features, only for the labelled images (about 50 ms each on a
-        # first visit, cached like the embedding; benchmarks/results/counter.md). A folder of thousands of
-        # labels would hold the batch back for minutes, so with ``counter_budget_s`` the vectors are read
-        # for that long per call and the counter says how far it got until a later call has them all.
-        labelled_rows = [i for i, c in enumerate(cands) if c.label is not None]
-        counter_cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", embedding_source(COUNTER_FEATURES))
-        deadline = None if counter_budget_s is None else time.monotonic() + counter_budget_s
-        xc, unreadable = counter_cache.vectors([files[i] for i in labelled_rows], deadline=deadline)
-        read = np.isfinite(xc).all(axis=1)
-        pending = int(np.isnan(xc).all(axis=1).sum()) - len(unreadable)  # rows not read yet (no reason given)
-        if pending:
-            needed = LabelsNeeded(None, len(labelled_rows), target, None, None, pending=pending,
-                                  text=f"reading the retrainer's features of the labelled images for the counter: "
-                                       f"{len(labelled_rows) - pending} of {len(labelled_rows)} so far (once per image)")
-        else:
-            rows = [i for i, ok in zip(labelled_rows, read) if ok]
-            needed = labels_needed(xc[read], [str(cands[i].label) for i in rows], [names[i] for i in rows],
-                                   target=target, pool=sum(1 for c in cands if c.label is None), seed=seed)
+    groups: dict[str, list[int]] = {}
+    for i, sc in enumerate(kept_scopes):
+        groups.setdefault(sc, []).append(i)
+    if len(groups) <= 1:
+        proposal = propose(cands, x, size)
+        needed = _counter(cands, files, names, target, seed, cache_root, counter_budget_s) if cands else None
+        scoped: tuple[tuple[str, LabelsNeeded | None], ...] = ()
+    else:
+        pools = [sum(1 for i in idx if cands[i].label is None) for idx in groups.values()]
+        parts = []
+        counters = []
+        budget = None if counter_budget_s is None else counter_budget_s / len(groups)
+        for (name, idx), share in zip(groups.items(), _shares(pools, size)):
+            sub = [cands[i] for i in idx]
+            parts.append((name, propose(sub, x[idx], share) if share else Proposal(())))
+            counters.append((name, _counter(sub, [files[i] for i in idx], [names[i] for i in idx], target, seed,
+                                            cache_root, budget)))
+        proposal, needed, scoped = _merged(parts), None, tuple(counters)
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
-    return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled)
+    return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled, scoped)
+
+
+def _counter(cands: list[Candidate], files: list[tuple[str, str | None]], names: list[str], target: float, seed: int,
+             cache_root: Path | None, counter_budget_s: float | None) -> LabelsNeeded:
+    """The labels-needed figure of one version's images.
+
+    The counter reads the retrainer's features, only for the labelled images (about 50 ms each on a first visit,
+    cached like the embedding; benchmarks/results/counter.md). A folder of thousands of labels would hold the
+    batch back for minutes, so with ``counter_budget_s`` the vectors are read for that long per call and the
+    counter says how far it got until a later call has them all."""
+    labelled_rows = [i for i, c in enumerate(cands) if c.label is not None]
+    counter_cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", embedding_source(COUNTER_FEATURES))
+    deadline = None if counter_budget_s is None else time.monotonic() + counter_budget_s
+    xc, unreadable = counter_cache.vectors([files[i] for i in labelled_rows], deadline=deadline)
+    read = np.isfinite(xc).all(axis=1)
+    pending = int(np.isnan(xc).all(axis=1).sum()) - len(unreadable)  # rows not read yet (no reason given)
+    if pending:
+        return LabelsNeeded(None, len(labelled_rows), target, None, None, pending=pending,
+                            text=f"reading the retrainer's features of the labelled images for the counter: "
+                                 f"{len(labelled_rows) - pending} of {len(labelled_rows)} so far (once per image)")
+    rows = [i for i, ok in zip(labelled_rows, read) if ok]
+    return labels_needed(xc[read], [str(cands[i].label) for i in rows], [names[i] for i in rows],
+                         target=target, pool=sum(1 for c in cands if c.label is None), seed=seed)

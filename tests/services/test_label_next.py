@@ -255,3 +255,45 @@ def test_the_thin_class_quota_takes_a_quarter_round_robin_thinnest_first() -> No
     assert [(r, c) for r, c, _ in got] == [(2, "tiny"), (1, "mid"), (4, "tiny"), (3, "mid"), (5, "tiny")]
     assert thin_class_picks(probs, ["big", "mid", "tiny"], ["big"] * 30 + ["mid"] * 10 + ["tiny"] * 12,
                             np.arange(6), size=20) == []  # every class has its 10: no quota
+
+
+def test_a_folder_of_several_lines_gets_each_versions_share_and_counter_and_no_frame_it_does_not_classify(
+        tmp_path: Path) -> None:
+    """ADR 0060, seen on the demo: "label next" proposed eight infrared frames (the classifier does not run there)
+    before any tile, and one counter mixed the tile and steel labels that feed two different retrainings."""
+    from app.services.indexing import index_folder
+    from app.services.label_next_folder import _shares
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.services.model_fixtures import make_model_dir
+
+    rng = np.random.default_rng(5)
+    root = tmp_path / "line"
+    for sub, n in (("ir", 6), ("tiles", 12), ("steel", 6)):
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            img = np.full((32, 48), 60 if i % 2 else 190, np.uint8) + rng.integers(0, 20, (32, 48), dtype=np.uint8)
+            cv2.imwrite(str(root / sub / f"{sub}{i:02d}.png"), img)
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        folder_id = index_folder(db, root).folder_id
+        db.model_versions.register("classifier", "clf-steel", str(make_model_dir(tmp_path / "s")), activate=True)
+        db.model_versions.register("classifier", "clf-tile", str(make_model_dir(tmp_path / "t")))
+        save_routing(db, Routing((RoutingRule("ir/*", ("segmenter",)),
+                                  RoutingRule("tiles/*", ("classifier",), (("classifier", "clf-tile"),)))))
+        by_path = {im.rel_path: im.id for im in db.images.query()}
+        for rel in ("tiles/tiles00.png", "tiles/tiles01.png", "steel/steel00.png"):
+            db.labels.append(by_path[rel], LabelChange(ReviewState.CORRECTED, class_name="dark"), "tester")
+        got = label_next_for_folder(db, folder_id, size=8, cache_root=tmp_path / "cache")
+        shown = [next(p for p, i in by_path.items() if i == image_id) for image_id in got.proposal.image_ids]
+        assert not any(p.startswith("ir/") for p in shown)
+        tiles, steel = sum(p.startswith("tiles/") for p in shown), sum(p.startswith("steel/") for p in shown)
+        assert (tiles, steel) in ((5, 3), (6, 2))   # 10 and 5 unlabelled: two thirds and one third of 8
+        assert got.needed is None and sorted(name for name, _n in got.scoped) == ["clf-steel", "clf-tile"]
+        assert dict(got.scoped)["clf-tile"].labelled == 2 and dict(got.scoped)["clf-steel"].labelled == 1
+        assert "clf-tile " in got.counter_short and "clf-steel " in got.counter_short and " · " in got.counter_short
+        assert all(got.proposal.reasons[i].startswith(("clf-tile: ", "clf-steel: ")) for i in got.proposal.image_ids)
+        assert len(list((tmp_path / "cache" / "texture").rglob("*.f32"))) == 18  # 12 tiles, 6 steel: the frames are not read
+    finally:
+        db.close()
+    assert _shares([10, 30], 20) == [5, 15] and _shares([0, 5], 20) == [0, 5] and _shares([3, 100], 2) == [1, 1]
