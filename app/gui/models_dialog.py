@@ -262,6 +262,9 @@ class ModelsDialog(QDialog):
         if version_id is None:
             self._fail("Select a model version first.")
             return False
+        row = next((r for r in self.rows if r.id == version_id), None)
+        if row is not None and row.challenger:   # over its champion: in the routing rules that name it, if any
+            return self.promote(version_id)
         return self._change_active(lambda: self.catalog.activate(version_id),
                                    "{name} is now the active {family} model: the next pre-label run uses it.")
 

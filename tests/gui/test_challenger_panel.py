@@ -184,7 +184,7 @@ def test_a_routed_versions_challenger_is_compared_on_its_images_and_promoted_in_
         qtbot.waitUntil(lambda: panel.table.rowCount() == 2, timeout=WORKER_MS)
         assert all(panel.table.item(r, 0).text().startswith("tiles/") for r in range(2))
         assert "2 disagreement(s) in 2 image(s) compared" in panel.status.text()
-        panel.promote_button.click()
+        dlg.activate_button.click()   # the table's Make active on the challenger promotes it over its champion too
         qtbot.waitUntil(lambda: not dlg.calls.busy and "now answers for tiles/*" in dlg.info.text(), timeout=10000)
         assert readable_routing(db).rules[0].named == {"classifier": "clf-tile-2"}
         assert db.model_versions.active("classifier").id == steel.id
