@@ -52,7 +52,7 @@ class ModelVersionRepository:
                  bundled: bool = False, parent_id: int | None = None, activate: bool = False,
                  challenger: bool = False) -> ModelVersionInfo:
         """Add a version; (family, name) must be new. ``activate`` also makes it the active one;
-        ``challenger`` makes it the family's challenger (replacing the previous one)."""
+        ``challenger`` makes it a challenger of the family (replacing the previous one of its parent)."""
         with self.db.session(write=True) as s:
             if s.scalar(select(ModelVersion.id).where(ModelVersion.family == family, ModelVersion.name == name)):
                 raise ConflictError(f"a {family} model named '{name}' is already registered.")
@@ -106,10 +106,17 @@ class ModelVersionRepository:
         return out
 
     def challenger(self, family: str) -> ModelVersionInfo | None:
-        """The family's version under review beside the active one, if any."""
+        """The family's newest version under review, if any (``challengers``: all of them, one per lineage)."""
+        found = self.challengers(family)
+        return found[0] if found else None
+
+    def challengers(self, family: str) -> builtins.list[ModelVersionInfo]:
+        """The family's versions under review, newest first: one per parent (the version it was retrained from;
+        two lines routed to two versions each have theirs, ADR 0060)."""
         with self.db.session() as s:
-            row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.challenger.is_(True)))
-            return None if row is None else _dto(row)
+            rows = s.scalars(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.challenger.is_(True))
+                             .order_by(ModelVersion.id.desc()))
+            return [_dto(r) for r in rows]
 
     def record_routed(self, version_id: int, previous_id: int, author: str, note: str) -> ModelActivationInfo:
         """The version took over from ``previous_id`` in the routing rules that named it (a routed champion's
@@ -193,8 +200,11 @@ def _moved(db: Database) -> None:
 
 
 def _make_challenger(s: Session, row: ModelVersion) -> None:
-    # As for the active one: the partial unique index allows one challenger per family.
-    s.execute(update(ModelVersion).where(ModelVersion.family == row.family, ModelVersion.id != row.id,
+    # As for the active one: the partial unique index allows one challenger per family and parent (its lineage:
+    # the version it was retrained from; ADR 0060). A version without a parent replaces the others without one.
+    same_parent = (ModelVersion.parent_id == row.parent_id) if row.parent_id is not None \
+        else ModelVersion.parent_id.is_(None)
+    s.execute(update(ModelVersion).where(ModelVersion.family == row.family, ModelVersion.id != row.id, same_parent,
                                          ModelVersion.challenger.is_(True)).values(challenger=False))
     s.flush()
     row.challenger = True

@@ -156,8 +156,9 @@ class ModelVersion(Base):
         # At most one active version per family, enforced by the database itself.
         Index("uq_model_versions_active_family", "family", unique=True,
               sqlite_where=text("active"), postgresql_where=text("active")),
-        # At most one challenger per family (app/services/champion.py): the version under review.
-        Index("uq_model_versions_challenger_family", "family", unique=True,
+        # At most one challenger per family and parent (app/services/champion.py): the version under review
+        # beside the one it was retrained from; two lines' versions (routing rules, ADR 0060) each have their own.
+        Index("uq_model_versions_challenger_lineage", "family", "parent_id", unique=True,
               sqlite_where=text("challenger"), postgresql_where=text("challenger")),
     )
 

@@ -145,10 +145,11 @@ class ChallengerPanel(QGroupBox):
         return box
 
     # -- reading -------------------------------------------------------------------------
-    def show_family(self, family: str) -> None:
-        """Show ``family``'s pair (read on the helper thread); the same family again re-reads it."""
+    def show_family(self, family: str, version_id: int | None = None) -> None:
+        """Show ``family``'s pair that ``version_id`` is in (its challenger or champion), else its newest (read on
+        the helper thread); the same family again re-reads it."""
         self.family = family
-        self.calls.call(lambda: self.review.pair(family), lambda p: self._on_pair(family, p), self._fail)
+        self.calls.call(lambda: self.review.pair(family, version_id), lambda p: self._on_pair(family, p), self._fail)
 
     def _on_pair(self, family: str, found: ModelPair | None) -> None:
         if family != self.family:

@@ -249,7 +249,7 @@ class ModelsDialog(QDialog):
         self.rollback_button.setText(f"Roll back to {back.name}" if back is not None else "Roll back")
         if m is not None:
             self.family.setCurrentText(m.family)
-            self.challenger.show_family(m.family)
+            self.challenger.show_family(m.family, m.id)
         target = self.retrain_target()
         self.retrain_button.setText(f"Retrain {target} from its images' labels…" if target
                                     else "Retrain from reviewed labels…")

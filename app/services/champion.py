@@ -172,15 +172,19 @@ def champion_images(db: Database, champion: ModelVersionInfo) -> frozenset[int] 
     return served_images(db, readable_routing(db), champion.family, champion.name, champion.active)
 
 
-def pair(db: Database, family: str) -> ModelPair | None:
-    """The family's champion and challenger, or None when it has no challenger."""
-    challenger = db.model_versions.challenger(family)
-    if challenger is None:
-        return None
+def pair(db: Database, family: str, version_id: int | None = None) -> ModelPair | None:
+    """A champion and its challenger of the family, or None when it has no challenger: the pair ``version_id`` is
+    in (as the challenger, or as the champion: the tile classifier's, not the steel one's), else the newest."""
     from app.services.counting_versions import named_in
     from app.services.project_settings import readable_routing
 
-    champion = champion_of(db, challenger)
+    found = db.model_versions.challengers(family)
+    if not found:
+        return None
+    champions = {c.id: champion_of(db, c) for c in found}
+    challenger = next((c for c in found if c.id == version_id), None) or next(
+        (c for c in found if (champ := champions[c.id]) is not None and champ.id == version_id), found[0])
+    champion = champions[challenger.id]
     routed = tuple(named_in(readable_routing(db), family, champion.name)) \
         if champion is not None and not champion.active else ()
     return ModelPair(family, champion, challenger, held_out(challenger), routed)
@@ -428,8 +432,8 @@ class ChampionReview:
                  limit: int = COMPARE_LIMIT) -> None:
         self.db, self.start_worker, self.limit = db, start_worker, limit
 
-    def pair(self, family: str) -> ModelPair | None:
-        return pair(self.db, family)
+    def pair(self, family: str, version_id: int | None = None) -> ModelPair | None:
+        return pair(self.db, family, version_id)
 
     def start(self, challenger_id: int) -> list[int]:
         jobs = submit_compare(self.db, challenger_id, self.limit)

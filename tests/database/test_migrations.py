@@ -99,3 +99,24 @@ def test_0014_lets_activations_record_a_routed_promotion_and_keeps_the_earlier_r
         assert refused
     finally:
         engine.dispose()
+
+
+def test_0015_lets_each_parent_have_a_challenger_and_a_downgrade_keeps_the_newest(url: str) -> None:
+    from sqlalchemy import text
+
+    from tests.database.old_rows import old_model_version
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            mig.upgrade(conn)
+            for vid in (1, 2, 3, 4):
+                old_model_version(conn, vid, "classifier", vid == 1)
+            conn.execute(text("UPDATE model_versions SET parent_id = 1, challenger = true WHERE id = 3"))
+            conn.execute(text("UPDATE model_versions SET parent_id = 2, challenger = true WHERE id = 4"))
+        with engine.begin() as conn:
+            mig.downgrade(conn, "0014_routed_promotion")
+        with engine.connect() as conn:
+            assert [r[0] for r in conn.execute(text("SELECT id FROM model_versions WHERE challenger"))] == [4]
+    finally:
+        engine.dispose()

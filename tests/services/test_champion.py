@@ -49,12 +49,17 @@ def _png(mask: np.ndarray) -> bytes:
     return cv2.imencode(".png", mask.astype(np.uint8) * 255)[1].tobytes()
 
 
-def test_a_challenger_is_not_active_and_one_per_family(db, tmp_path) -> None:
+def test_a_challenger_is_not_active_and_one_per_family_and_parent(db, tmp_path) -> None:
     a, b = _versions(db, tmp_path)
     assert not b.active and b.challenger and db.model_versions.active("classifier").id == a.id
-    c = db.model_versions.register("classifier", "classifier-c", str(tmp_path / "c"), challenger=True)
+    c = db.model_versions.register("classifier", "classifier-c", str(tmp_path / "c"), parent_id=a.id, challenger=True)
     assert db.model_versions.challenger("classifier").id == c.id
-    assert not db.model_versions.get(b.id).challenger
+    assert not db.model_versions.get(b.id).challenger   # the same parent: c replaces b
+    d = db.model_versions.register("classifier", "classifier-d", str(tmp_path / "d"), challenger=True)
+    e = db.model_versions.register("classifier", "classifier-e", str(tmp_path / "e"), parent_id=b.id, challenger=True)
+    assert [v.id for v in db.model_versions.challengers("classifier")] == [e.id, d.id, c.id]   # three lineages
+    f = db.model_versions.register("classifier", "classifier-f", str(tmp_path / "f"), challenger=True)
+    assert [v.id for v in db.model_versions.challengers("classifier")] == [f.id, e.id, c.id]   # no parent: one too
 
 
 def test_the_pair_shows_the_held_out_comparison_from_the_challengers_card(db, tmp_path) -> None:

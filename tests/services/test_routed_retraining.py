@@ -175,3 +175,23 @@ def test_the_retrain_command_retrains_the_version_it_is_given(lines, tmp_path: P
     bad = run_retrain(db_url, "--version", "clf-nope")
     _out, err = bad.communicate(timeout=120)
     assert bad.returncode != 0 and "no classifier version named 'clf-nope'" in err
+
+
+def test_each_lines_version_keeps_its_own_challenger(lines, tmp_path: Path) -> None:
+    """One challenger per family and parent (migration 0015): retraining the steel classifier no longer takes the
+    tile classifier's challenger away, each pair is found from either of its versions, and promoting one leaves the
+    other waiting."""
+    db, _url, _by_path, tile, steel = lines
+    tile_2 = _challenger(db, tmp_path, tile)
+    steel_2 = db.model_versions.register("classifier", "clf-steel-2", str(save_tiny_classifier(
+        tmp_path / "steel-2", ["crack", "good"])), parent_id=steel.id, challenger=True)
+    assert {v.id for v in db.model_versions.challengers("classifier")} == {tile_2.id, steel_2.id}
+    for version, expected in ((tile.id, (tile.id, tile_2.id)), (tile_2.id, (tile.id, tile_2.id)),
+                              (steel.id, (steel.id, steel_2.id)), (steel_2.id, (steel.id, steel_2.id))):
+        found = champion.pair(db, "classifier", version)
+        assert (found.champion.id, found.challenger.id) == expected
+    assert champion.pair(db, "classifier", tile.id).routed == ("tiles/*",) and not champion.pair(
+        db, "classifier", steel.id).routed
+    ModelCatalog(db).promote(tile_2.id)
+    assert [v.id for v in db.model_versions.challengers("classifier")] == [steel_2.id]
+    assert db.model_versions.active("classifier").id == steel.id
