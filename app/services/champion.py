@@ -133,6 +133,10 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
     notes = []
     if "parent_not_scored" in compared:
         notes.append(f"the previous version was not scored: {compared['parent_not_scored']}")
+    if compared.get("parent_saw_held_out"):
+        from app.services.retraining import PARENT_SAW_NOTE
+
+        notes.append(PARENT_SAW_NOTE.format(parent=compared.get("parent_name") or "the previous version"))
     simple = compared.get("simple_answers")
     if isinstance(simple, Mapping) and isinstance(simple.get("held_out"), Mapping):
         best = simple.get("best_simple")

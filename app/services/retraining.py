@@ -41,6 +41,10 @@ MIN_PER_CLASS = 5          # the classifier's trainer keeps a fifth of each clas
 # The light heads (linear layers on features) keep a class from 2 reviewed images: dropping the thin classes
 # "label next" leaves at 10 labels per class cost macro F1 0.27 -> 0.42 (benchmarks/results/thin.md).
 KEEP_MIN_PER_CLASS = 2
+# Said where the version scored beside the new one was itself refitted on this project's reviewed labels (ADR 0048):
+# every held-out image labelled before that refit was in its training.
+PARENT_SAW_NOTE = ("{parent} was itself refitted on this project's reviewed labels, the held-out images labelled "
+                   "before it among them: its figures here flatter it")
 # Said wherever a held-out comparison is shown of a version refitted on all labels after its check (ADR 0048).
 REFIT_NOTE = ("the new figures are the checked fit's: the registered version was then refitted on all reviewed "
               "labels, these included (ADR 0048)")
@@ -489,10 +493,20 @@ def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping
     if plan.parent is not None and parent is not None:
         out["parent"] = headline(plan.family, parent)
         out["parent_name"] = plan.parent.name
+        if refitted_here(plan.parent):
+            out["parent_saw_held_out"] = True
     elif plan.parent is not None:
         out["parent_not_scored"] = ("it was trained on other classes" if plan.family == "classifier"
                                     else "no held-out images it can be scored on")
     return out
+
+
+def refitted_here(version: ModelVersionInfo) -> bool:
+    """Whether the version was retrained in this project and then refitted on all its reviewed labels, the held-out
+    part included (its card's record says so)."""
+    record = (version.card or {}).get("retraining")
+    compared = record.get("held_out_comparison") if isinstance(record, Mapping) else None
+    return isinstance(compared, Mapping) and bool(compared.get("refitted_on_all"))
 
 
 def comparison_text(compared: Mapping[str, Any]) -> str:
@@ -507,6 +521,8 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
     text = f"on {n} held-out reviewed image(s): new {figures(compared.get('new', {}))}"
     if "parent" in compared:
         text += f"; {compared.get('parent_name', 'previous')} {figures(compared['parent'])}"
+        if compared.get("parent_saw_held_out"):
+            text += f" ({PARENT_SAW_NOTE.format(parent=compared.get('parent_name', 'the previous version'))})"
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
     simple = compared.get("simple_answers")

@@ -667,6 +667,32 @@ def test_comparison_text_names_both_versions() -> None:
         "; best simple answer (thumbnail_logreg) accuracy 0.75, f1 0.7")
 
 
+def test_a_parent_refitted_on_this_projects_labels_is_said_to_have_seen_the_held_out_images(tmp_path: Path) -> None:
+    """Seen under Xvfb on a routed tile line: the second retraining's parent, refitted on all 48 reviewed tiles by
+    the first, scored accuracy 1 on the 12 "held-out" ones beside the new version's 0.417."""
+    import dataclasses
+    from datetime import datetime, timezone
+
+    from app.services.champion import held_out
+    from app.services.retraining import RetrainPlan, comparison, comparison_text
+    from database.dto import ModelVersionInfo
+
+    card = {"retraining": {"held_out_comparison": {"held_out_images": 12, "refitted_on_all": True}}}
+    parent = ModelVersionInfo(id=1, family="classifier", name="tile-2", checkpoint_path="x", config={}, metrics={},
+                              card=card, active=False, bundled=False, parent_id=None,
+                              created_at=datetime.now(timezone.utc))
+    plan = RetrainPlan("classifier", "tile-3", tmp_path, tmp_path, (), parent, "", {"held_out": 12})
+    compared = comparison(plan, {"accuracy": 0.417}, {"accuracy": 1.0})
+    assert compared["parent_saw_held_out"] is True
+    assert "(tile-2 was itself refitted on this project's reviewed labels, the held-out images labelled before it " \
+           "among them: its figures here flatter it)" in comparison_text(compared)
+    challenger = dataclasses.replace(parent, id=2, name="tile-3", card={"retraining": {"held_out_comparison": compared}})
+    assert "tile-2 was itself refitted" in held_out(challenger).note
+    bundled = dataclasses.replace(parent, card={})
+    assert "parent_saw_held_out" not in comparison(dataclasses.replace(plan, parent=bundled), {"accuracy": 0.4},
+                                                   {"accuracy": 0.9})
+
+
 def test_auto_epochs_give_small_classifier_sets_enough_steps() -> None:
     from app.services.retraining import auto_epochs
 
