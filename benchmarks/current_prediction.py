@@ -10,7 +10,9 @@ and family), in one process:
   image, activated and rolled back (each moves every row of both versions), timed;
 - with ``--routing PATTERN`` (the code after ADR 0059 only): rules naming the new version for the
   images matching PATTERN saved (every image re-marked), saved again (nothing changes), then an
-  activation with those rules in force (the active one's images moved, then re-marked), timed.
+  activation with those rules in force (the active one's images moved, then re-marked), timed; and the
+  scope of a retraining of the named and of the active version (ADR 0060: ``version_scope``) with the
+  comparison images drawn from it.
 
 Run it on the same database copy with the code before and after the change to compare (the
 script uses only the public repositories: ``upsert_many``, ``register``, ``change_active``).
@@ -84,10 +86,26 @@ def remarks(db, pattern: str, name: str) -> None:
         t = time.perf_counter()
         changed = save_routing(db, rules)
         print(f"{what} ({pattern}): {changed} rows re-marked in {(time.perf_counter() - t) * 1000:.0f} ms")
+    scopes(db, name)
     other = db.model_versions.register("classifier", f"marker-bench-other-{time.time_ns()}", "/none")
     t = time.perf_counter()
     _activate(db, other.id)
     print(f"activate a third version with those rules in force: {(time.perf_counter() - t) * 1000:.0f} ms")
+
+
+def scopes(db, name: str) -> None:
+    """ADR 0060: what finding a version's images costs a retraining (``version_scope``) and a comparison (its
+    champion's images, then the 200 most recently reviewed and newest among them)."""
+    from app.services.champion import COMPARE_LIMIT, compare_image_ids
+    from app.services.retraining import version_scope
+    for label, version in (("the named version", name), ("the active version", None)):
+        t = time.perf_counter()
+        scope = version_scope(db, "classifier", version)
+        found = time.perf_counter() - t
+        t = time.perf_counter()
+        chosen = compare_image_ids(db, COMPARE_LIMIT, scope.images)
+        print(f"scope of {label}: {len(scope.images or ())} images found in {found * 1000:.0f} ms; "
+              f"{len(chosen)} comparison images among them in {(time.perf_counter() - t) * 1000:.0f} ms")
 
 
 def _activate(db, version_id: int) -> None:

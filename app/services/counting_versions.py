@@ -91,15 +91,18 @@ def served_images(db: "Database", routing: Routing, family: str, name: str | Non
     """The images whose ``family`` answers come from the version called ``name``: the ones whose rule names
     it, and, when it is the ``active`` one, the ones whose rule names no version of the family (or that no rule
     matches; ``name`` None: the family has no version yet, those images). None when no rule names a version of
-    the family: the active version serves every image, nothing to narrow. What a retraining of that version
-    learns from, and where its challenger is compared (ADR 0060)."""
-    if not any(f == family for f, _n in routing.named_versions()):
+    the family and every rule runs it: the active version serves every image, nothing to narrow. An image whose
+    rule does not run the family (an infrared frame, for the classifier) is nobody's. What a retraining of that
+    version learns from, and where its challenger is compared (ADR 0060)."""
+    if not any(f == family for f, _n in routing.named_versions()) and all(family in r.families for r in routing.rules):
         return None
     out: set[int] = set()
     for folder in db.folders.list():
         for rows in db.images.trace_rows(folder.id):
             for image_id, rel_path, _trace in rows:
                 rule = routing.rule_for(rel_path, folder.name)
+                if rule is not None and family not in rule.families:
+                    continue
                 named = rule.named.get(family) if rule is not None else None
                 if (named is not None and named == name) or (named is None and active):
                     out.add(image_id)

@@ -86,7 +86,7 @@ class VersionScope:
         if self.routed:
             why.append(f"routing rule{'s' if len(self.routed) > 1 else ''} {', '.join(self.routed)}")
         if self.version is None or self.version.active:
-            why.append("the images no rule names another version for")
+            why.append("the images whose rule runs the family and names no other version")
         return f"learns from the labels of the {len(self.images)} image(s) {name} answers for only ({'; '.join(why)})"
 
 
@@ -189,7 +189,9 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
         result = export_database(db, work / "export", ExportOptions(formats=(fmt,), split=split), folder=folder,
                                  progress=progress, cancel=cancel, within=within)
     except ExportError as exc:
-        raise RetrainError(f"no training data for the {family}: {exc}") from None
+        only = (f" (only the {len(within)} image(s) the version answers for by the routing rules were read)"
+                if within is not None else "")
+        raise RetrainError(f"no training data for the {family}: {exc}{only}") from None
     root: Path = result.out / fmt
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
         raise RetrainError(f"no reviewed {family} labels to train on: accept or correct some "

@@ -70,8 +70,8 @@ def test_a_routed_version_learns_from_its_own_images_and_starts_from_itself(line
     # the active version: the images no rule gives to another version (steel), by default
     default = plan_retraining(db, "classifier", tmp_path / "s.work", tmp_path / "out2")
     assert default.parent.id == steel.id and default.data["classes"] == {"crack": 6, "good": 6}
-    assert any("12 image(s) clf-steel answers for only (the images no rule names another version for)" in n
-               for n in default.notes)
+    assert any("12 image(s) clf-steel answers for only (the images whose rule runs the family and names no other "
+               "version)" in n for n in default.notes)
     assert version_scope(db, "classifier", "clf-steel").images == frozenset(by_path.values()) - tiles
 
 
@@ -82,6 +82,23 @@ def test_a_project_without_named_versions_retrains_on_every_label_as_before(line
     assert scope.images is None and scope.describe() is None
     plan = plan_retraining(db, "classifier", tmp_path / "a.work", tmp_path / "out", scope=scope)
     assert plan.data["classes"] == {"crack": 11, "good": 11} and not any("answers for" in n for n in plan.notes)
+
+
+def test_images_whose_rule_does_not_run_the_family_are_nobodys_to_learn_from(lines, tmp_path: Path) -> None:
+    """Rules that name no version but leave the classifier out of steel/ (as the demo's infrared/): a steel label
+    feeds no classifier retraining, and no comparison runs the classifier there."""
+    db, _url, by_path, _tile, steel = lines
+    save_routing(db, Routing((RoutingRule("steel/*", ("segmenter",)),)))
+    scope = version_scope(db, "classifier")
+    assert scope.version.id == steel.id and scope.images == {i for p, i in by_path.items() if p.startswith("tiles/")}
+    plan = plan_retraining(db, "classifier", tmp_path / "n.work", tmp_path / "out", scope=scope)
+    assert plan.data["classes"] == {"crack": 5, "good": 5}
+    assert version_scope(db, "segmenter").images is None   # every rule runs it or names nothing: not narrowed
+    for rel, image_id in by_path.items():   # the tiles unlabelled: nothing left to learn from, and it says why
+        if rel.startswith("tiles/"):
+            db.labels.append(image_id, LabelChange(ReviewState.UNREVIEWED), "ann")
+    with pytest.raises(RetrainError, match=r"nothing to export.* \(only the 10 image\(s\) the version answers for"):
+        plan_retraining(db, "classifier", tmp_path / "e.work", tmp_path / "out2", scope=version_scope(db, "classifier"))
 
 
 def test_a_version_that_answers_for_nothing_or_does_not_exist_is_refused(lines, tmp_path: Path) -> None:
