@@ -74,22 +74,30 @@ def set_current(s: Session, family: str, wanted: Mapping[int, int | None]) -> in
     """image id -> the version whose row must count for ``family`` (None: none counts): the other
     rows unmarked, the wanted ones marked where they exist. Rows already right are not written.
     Returns how many rows changed."""
+    return set_current_images(s, family, wanted)[0]
+
+
+def set_current_images(s: Session, family: str, wanted: Mapping[int, int | None]) -> tuple[int, set[int]]:
+    """``set_current``, and the images whose marker changed (what a re-mark re-flags: RETURNING, SQLite 3.35+
+    and PostgreSQL)."""
     by_version: dict[int | None, list[int]] = {}
     for image_id, version_id in wanted.items():
         by_version.setdefault(version_id, []).append(image_id)
     changed = 0
+    images: set[int] = set()
     for version_id, image_ids in by_version.items():
         for part in chunks(sorted(image_ids)):
             stale = [Prediction.current_family == family, Prediction.image_id.in_(part)]
             if version_id is not None:
                 stale.append(Prediction.model_version_id != version_id)
-            res = s.execute(update(Prediction).where(*stale).values(current_family=None)
-                            .execution_options(synchronize_session=False))
-            changed += int(getattr(res, "rowcount", 0) or 0)
+            hit = list(s.scalars(update(Prediction).where(*stale).values(current_family=None)
+                                 .returning(Prediction.image_id).execution_options(synchronize_session=False)))
             if version_id is not None:
-                res = s.execute(update(Prediction).where(Prediction.model_version_id == version_id,
-                                                         Prediction.image_id.in_(part),
-                                                         Prediction.current_family.is_(None))
-                                .values(current_family=family).execution_options(synchronize_session=False))
-                changed += int(getattr(res, "rowcount", 0) or 0)
-    return changed
+                hit += s.scalars(update(Prediction).where(Prediction.model_version_id == version_id,
+                                                          Prediction.image_id.in_(part),
+                                                          Prediction.current_family.is_(None))
+                                 .values(current_family=family).returning(Prediction.image_id)
+                                 .execution_options(synchronize_session=False))
+            changed += len(hit)
+            images.update(int(i) for i in hit)
+    return changed, images

@@ -163,10 +163,14 @@ class PredictionRepository:
     def set_current(self, family: str, wanted: Mapping[int, int | None]) -> int:
         """Make the given version's row count for each image (None: none), in one transaction;
         how many rows changed (``current_predictions.set_current``)."""
+        return self.set_current_images(family, wanted)[0]
+
+    def set_current_images(self, family: str, wanted: Mapping[int, int | None]) -> tuple[int, set[int]]:
+        """``set_current``, and the images whose marker changed (a re-mark re-flags only those)."""
         with self.db.session(write=True) as s:
-            changed = current_predictions.set_current(s, family, wanted)
+            changed, images = current_predictions.set_current_images(s, family, wanted)
         self.written(changed)  # rewritten rows count toward PostgreSQL's statistics refresh
-        return changed
+        return changed, images
 
     def image_ids_with(self, model_version_id: int) -> set[int]:
         """Images this version has already predicted (a resumed job skips them)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -55,7 +55,12 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
     predictions (default: each image's predictions that count, ``database/current_predictions``),
     with the folder's own anomaly threshold for the image's anomaly version when it has one.
     Returns how many images were re-flagged."""
-    ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))]
+    return reflag_images(db, folder_id, db.images.ids(ImageQuery(folder_id=folder_id)), settings, versions)
+
+
+def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: FlagSettings,
+                  versions: Mapping[str, int] | None = None) -> int:
+    """``reflag_folder`` for some of the folder's images (a re-mark's: those whose answer that counts changed)."""
     if versions is None:
         per_family = {f: db.predictions.current_for_images(ids, f) for f in FAMILIES}
     else:

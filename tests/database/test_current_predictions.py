@@ -121,8 +121,9 @@ def test_a_named_versions_rows_keep_their_images_through_stores_and_activations(
     assert shown() == ["crack", "crack", "scale", "scale"]
     with db.session() as s:  # one row counts per image
         assert sorted(s.scalars(select(Prediction.image_id).where(Prediction.current_family == "classifier"))) == ids
-    assert db.predictions.set_current("classifier", {ids[0]: newer, ids[2]: tile, ids[3]: None}) == 4
+    assert db.predictions.set_current_images("classifier", {ids[0]: newer, ids[2]: tile, ids[3]: None}) == (
+        4, {ids[0], ids[2], ids[3]})   # the images a re-mark re-flags
     assert shown() == ["scale", "crack", None, None]  # the tile model never ran on p2: nothing counts there
-    assert db.predictions.set_current("classifier", {ids[0]: newer, ids[2]: tile, ids[3]: None}) == 0
+    assert db.predictions.set_current_images("classifier", {ids[0]: newer, ids[2]: tile, ids[3]: None}) == (0, set())
     db.predictions.upsert_many([PredictionIn(ids[2], tile, predicted_class="crack", counts=True)])
     assert shown() == ["scale", "crack", "crack", None]
