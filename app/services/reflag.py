@@ -7,7 +7,6 @@ database: rebuild each image's result from its rows, flag it, write flags and pr
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from app.services.flags import FlagSettings, flag_result
 from app.services.prelabel import FAMILIES, read_card
-from database.dto import ImageQuery, PredictionIn, PredictionInfo
+from database.dto import ImageQuery, PredictionInfo
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
 
 if TYPE_CHECKING:
@@ -62,9 +61,9 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
                   versions: Mapping[str, int] | None = None) -> int:
     """``reflag_folder`` for some of the folder's images (a re-mark's: those whose answer that counts changed)."""
     if versions is None:
-        per_family = {f: db.predictions.current_for_images(ids, f) for f in FAMILIES}
+        per_family = {f: db.predictions.flag_inputs(ids, family=f) for f in FAMILIES}
     else:
-        per_family = {f: db.predictions.for_images(ids, vid) for f, vid in versions.items()}
+        per_family = {f: db.predictions.flag_inputs(ids, model_version_id=vid) for f, vid in versions.items()}
     card_thresholds: dict[int, float | None] = {}
 
     def anomaly_threshold(version_id: int) -> float | None:
@@ -75,7 +74,8 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
 
     flagged: list[int] = []
     clear: list[int] = []
-    priorities, rewritten = {}, []
+    priorities: dict[int, float] = {}
+    rewritten: dict[int, tuple[str, ...]] = {}
     for image_id in ids:
         preds = {f: rows[image_id] for f, rows in per_family.items() if image_id in rows}
         if not preds:  # no answer counts (any more): no model flags it
@@ -91,25 +91,16 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
         for family, p in preds.items():
             own = flags.for_family(family)
             if own != p.flags:
-                rewritten.append(_prediction_in(p, own))
+                rewritten[p.id] = own
     if flagged:
         db.images.set_flagged(flagged, True)
     if clear:
         db.images.set_flagged(clear, False)
     db.images.set_priorities(priorities)
-    if rewritten:
-        db.predictions.upsert_many(rewritten)
+    db.predictions.set_flags(rewritten)
     return len(priorities)
 
 
 def reflag_project(db: "Database", settings: FlagSettings) -> int:
     """Every folder's images re-flagged with ``settings`` (the predictions that count)."""
     return sum(reflag_folder(db, f.id, settings) for f in db.folders.list())
-
-
-def _prediction_in(p: PredictionInfo, flags: tuple[str, ...]) -> PredictionIn:
-    base = PredictionIn(p.image_id, p.model_version_id, class_scores=p.class_scores,
-                        predicted_class=p.predicted_class, confidence=p.confidence, mask_png=p.mask_png,
-                        mask_ref=p.mask_ref, target_count=p.target_count, anomaly_score=p.anomaly_score,
-                        anomaly_map_ref=p.anomaly_map_ref, in_domain=p.in_domain)
-    return replace(base, flags=flags)
