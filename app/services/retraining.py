@@ -74,7 +74,7 @@ class VersionScope:
     tile classifier is not retrained on steel labels nor the steel one on tile labels."""
 
     version: ModelVersionInfo | None     # None: the family has no version yet
-    images: frozenset[int] | None        # None: every image (no rule names a version of the family)
+    images: frozenset[int] | None        # None: every image (no rule names a version of the family, all run it)
     routed: tuple[str, ...] = ()         # the patterns of the rules that name the version
 
     def describe(self) -> str | None:
