@@ -253,3 +253,30 @@ def test_labels_of_proposals_are_stored_as_chosen_by_label_next(service, db, tmp
     qtbot.waitUntil(lambda: win.label_panel.history.count() == 1
                     and "label next" not in win.label_panel.history.item(0).text(), timeout=5000)
     win.close()
+
+
+def test_a_folder_of_several_lines_proposes_each_versions_images_and_counts_each(service, db, tmp_path: Path, qtbot):
+    """ADR 0060, seen on the demo: P proposed infrared frames (the classifier does not run there) and one counter
+    mixed two lines' labels. The window's line now names each version's counter, and no frame is proposed."""
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.services.model_fixtures import make_model_dir
+
+    root = tmp_path / "line"
+    for sub, n in (("ir", 5), ("tiles", 8), ("steel", 8)):
+        make_folder(root / sub, n=n)
+    db.model_versions.register("classifier", "clf-steel", str(make_model_dir(tmp_path / "s")), activate=True)
+    db.model_versions.register("classifier", "clf-tile", str(make_model_dir(tmp_path / "t")))
+    save_routing(db, Routing((RoutingRule("ir/*", ("segmenter",)),
+                              RoutingRule("tiles/*", ("classifier",), (("classifier", "clf-tile"),)))))
+    win = build_window(service, qtbot)
+    win.open_folder(str(root))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None and "clf-tile" in ctl.line.text(), timeout=30000)
+    assert "clf-steel" in ctl.line.text() and " · " in ctl.line.text()
+    press(qtbot, win, Qt.Key.Key_P)
+    shown = {im.id: im.rel_path for im in db.images.get_many(list(ctl.result.proposal.image_ids))}
+    assert shown and not any(p.startswith("ir/") for p in shown.values())
+    assert {p.split("/")[0] for p in shown.values()} == {"tiles", "steel"}
+    win.close()
