@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from database.errors import ConflictError
 from database.model_versions import json_safe
@@ -37,11 +38,7 @@ class ProjectSettingRepository:
     def put(self, key: str, value: Any, by: str | None = None) -> None:
         """Store ``value`` under ``key`` (insert or replace), in one transaction."""
         with self.db.session(write=True) as s:
-            row = s.get(ProjectSetting, key)
-            if row is None:
-                s.add(ProjectSetting(key=key, value=json_safe(value), updated_by=by))
-            else:
-                row.value, row.updated_at, row.updated_by = json_safe(value), utcnow(), by
+            put_in(s, key, value, by)
 
     def put_missing(self, values: dict[str, Any], by: str | None = None) -> list[str]:
         """Store the keys not stored yet (a one-time import); returns the keys written.
@@ -57,3 +54,13 @@ class ProjectSettingRepository:
             return new
         except ConflictError:
             return []
+
+
+def put_in(s: Session, key: str, value: Any, by: str | None = None) -> None:
+    """Store ``value`` under ``key`` (insert or replace) inside the caller's transaction (a routed promotion
+    writes the rules and its record together: ``ModelVersionRepository.record_routed``)."""
+    row = s.get(ProjectSetting, key)
+    if row is None:
+        s.add(ProjectSetting(key=key, value=json_safe(value), updated_by=by))
+    else:
+        row.value, row.updated_at, row.updated_by = json_safe(value), utcnow(), by

@@ -314,13 +314,13 @@ class ModelCatalog:
 
     def promote(self, version_id: int, note: str | None = None) -> "Promotion":
         """Promote the version (a challenger, usually) over its champion (``champion.champion_of``): where
-        routing rules name the champion for their images, those rules name this version instead (saved and
-        re-marked as the routing dialog saves them: ``save_routing``; the routing setting keeps who and
-        when, and ``model_activations`` a 'route' record) and it stops being the challenger; otherwise it is
-        made the family's active version (``activate``, recorded in ``model_activations``). ADR 0060."""
+        routing rules name the champion for their images, those rules name this version instead (checked as the
+        routing dialog's save checks them, stored with a 'route' record in ``model_activations`` and the end of
+        its challenge in one transaction, then re-marked and re-flagged); otherwise it is made the family's
+        active version (``activate``, recorded in ``model_activations``). ADR 0060."""
         from app.services.champion import champion_of
-        from app.services.counting_versions import named_in
-        from app.services.project_settings import readable_routing, save_routing
+        from app.services.counting_versions import named_in, remark_after_change, resolve_named
+        from app.services.project_settings import ROUTING, readable_routing
         from app.services.routing import Routing
 
         row = self.row(version_id)
@@ -336,11 +336,13 @@ class ModelCatalog:
             check_model_dir(row.family, row.path)
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{row.name} cannot be promoted: {exc}") from None
-        rules = tuple(replace(r, versions=tuple((f, row.name if f == row.family and n == champion.name else n)
-                                                for f, n in r.versions)) for r in routing.rules)
-        remarked = save_routing(self.db, Routing(rules), by=self.author())
+        rules = Routing(tuple(replace(r, versions=tuple((f, row.name if f == row.family and n == champion.name else n)
+                                                        for f, n in r.versions)) for r in routing.rules))
+        resolve_named(self.db, rules)   # as save_routing checks them; then the rules and the record in one go
         self.db.model_versions.record_routed(version_id, champion.id, self.author(),
-                                             f"routing {', '.join(patterns)}" + (f": {note}" if note else ""))
+                                             f"routing {', '.join(patterns)}" + (f": {note}" if note else ""),
+                                             setting=(ROUTING, rules.to_dict()))
+        remarked = remark_after_change(self.db, routing, rules)
         return Promotion(replace(self.row(version_id), named_by=patterns), champion.name, patterns, remarked)
 
     def previous_champion(self, family: str) -> ModelRow | None:
