@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         if args.models_command == "list":
             for r in catalog.rows():
                 role = "active" if r.active else "challenger" if r.challenger else ""
-                print(f"{r.family:<10} {r.id:>4}  {role:<10} {r.name}  {r.summary}")
+                routed = f"  [routing: {', '.join(r.named_by)}]" if r.named_by else ""   # ADR 0059/0060
+                print(f"{r.family:<10} {r.id:>4}  {role:<10} {r.name}{routed}  {r.summary}")
         elif args.models_command == "promote":
             done = catalog.promote(args.version, args.note)
             print(f"{done.text} Recorded for {catalog.author()}.")

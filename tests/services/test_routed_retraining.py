@@ -172,7 +172,7 @@ def test_promoting_a_challenger_of_the_active_version_activates_it(lines, tmp_pa
     assert [a.action for a in db.model_versions.activations("classifier")][-1] == "promote"
 
 
-def test_the_retrain_command_retrains_the_version_it_is_given(lines, tmp_path: Path) -> None:
+def test_the_retrain_command_retrains_the_version_it_is_given(lines, tmp_path: Path, capsys) -> None:
     db, db_url, _by_path, tile, _steel = lines
     if not db_url.startswith("sqlite"):
         pytest.skip("the command's model folder lies beside a SQLite file; the scope is the same on PostgreSQL (above)")
@@ -189,6 +189,11 @@ def test_the_retrain_command_retrains_the_version_it_is_given(lines, tmp_path: P
     assert new.parent_id == tile.id and not new.active   # promoted by routing, not made active
     assert "now answers for tiles/* in place of clf-tile" in done["promoted"]
     assert readable_routing(db).rules[0].named == {"classifier": "clf-tile-2"}
+    from app.cli import main
+    assert main(["models", "list", "--db", db_url]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if " clf-" in line]
+    assert any("clf-tile-2  [routing: tiles/*]" in line for line in listed)
+    assert any(" active " in line and "clf-steel " in line for line in listed)
     bad = run_retrain(db_url, "--version", "clf-nope")
     _out, err = bad.communicate(timeout=120)
     assert bad.returncode != 0 and "no classifier version named 'clf-nope'" in err
