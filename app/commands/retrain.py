@@ -209,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
                 print("note: --epochs and --train-args (other than --init DIR) apply to --method train; "
                       "the linear heads ignore them", file=sys.stderr)
         start = plan.start
-        events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}", method=method,
+        said = "".join(f"; {n}" for n in plan.notes)   # the scope of a routed line's version first (ADR 0060)
+        events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}{said}", method=method,
                     start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
         candidates = None

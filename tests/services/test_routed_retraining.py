@@ -184,6 +184,7 @@ def test_the_retrain_command_retrains_the_version_it_is_given(lines, tmp_path: P
     train = next(e for e in events if e["event"] == "stage" and e["stage"] == "train")
     assert train["data"]["classes"] == {"crack": 5, "good": 5}
     assert any("clf-tile answers for only" in n for n in train["notes"])
+    assert "clf-tile answers for only" in train["message"]   # the Models dialog's stage line shows it
     done = events[-1]
     new = db.model_versions.get(done["version_id"])
     assert new.parent_id == tile.id and not new.active   # promoted by routing, not made active
