@@ -142,7 +142,7 @@ class ModelVersionRepository:
             return to_dto(record, ModelActivationInfo)
 
     def set_challenger(self, version_id: int) -> ModelVersionInfo:
-        """Make an inactive version its family's challenger (the previous challenger stops being one)."""
+        """Make an inactive version a challenger of its family (the previous one of its parent stops being one)."""
         with self.db.session(write=True) as s:
             row = s.get(ModelVersion, version_id, with_for_update=True)
             if row is None:
