@@ -218,3 +218,15 @@ def test_each_lines_version_keeps_its_own_challenger(lines, tmp_path: Path) -> N
     ModelCatalog(db).promote(tile_2.id)
     assert [v.id for v in db.model_versions.challengers("classifier")] == [steel_2.id]
     assert db.model_versions.active("classifier").id == steel.id
+
+
+def test_a_broken_challenger_folder_is_refused_and_the_rules_stay(lines, tmp_path: Path) -> None:
+    from app.services.model_catalog import ModelCatalogError
+
+    db, _url, _by_path, tile, _steel = lines
+    new = _challenger(db, tmp_path, tile)
+    (Path(new.checkpoint_path) / "config.json").write_text("{not json")
+    with pytest.raises(ModelCatalogError, match="clf-tile-2 cannot be promoted"):
+        ModelCatalog(db).promote(new.id)
+    assert readable_routing(db) == TILES and db.model_versions.get(new.id).challenger
+    assert [a.action for a in db.model_versions.activations("classifier")].count("route") == 0
