@@ -140,9 +140,8 @@ def _merged(proposals: list[tuple[str, Proposal]]) -> Proposal:
     ranked.sort(key=lambda t: t[0])
     reasons = {i: f"{name}: {prop.reasons.get(i, '')}".rstrip(": ") for name, prop in proposals for i in prop.image_ids}
     sources = {prop.uncertainty_from for _n, prop in proposals if prop.image_ids}
-    return Proposal(tuple(i for _r, _n, i in ranked), reasons,
-                    sources.pop() if len(sources) == 1 else "labels" if "labels" in sources else "classifier"
-                    if "classifier" in sources else "none")
+    source = next((kind for kind in ("labels", "classifier") if kind in sources), "none")   # the strongest said
+    return Proposal(tuple(i for _r, _n, i in ranked), reasons, source)
 
 
 def _sample(db: "Database", qq: "QueueQuery", count: int, seed: int) -> list["QueueRow"]:
