@@ -16,6 +16,7 @@ next image is opened after they are applied.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
@@ -32,6 +33,9 @@ from app.services.review import LabelConflict, StorageBusy
 from app.services.review_types import MISSING, ImageDetail, LabelState, StateMove
 
 log = logging.getLogger(__name__)
+# The images whose last save's label is kept against reads that began before it landed: those reads come back within
+# seconds, so the last few saved images are enough (masks make each entry up to megabytes).
+LANDED_KEPT = 16
 
 
 class ReviewController(QObject):
@@ -89,7 +93,10 @@ class ReviewController(QObject):
         # the image was not on screen). A waiting label equal to it is not written: edits undone while the database
         # refused them would otherwise land as a revision that changes nothing, e.g. "undo class" with no "class".
         self._stored_under: dict[int, LabelState | None] = {}
-        self._landed: dict[int, int] = {}  # image -> the read ticket when this window's last save of it landed
+        # image -> the label this window's last save of it stored (the newest few): a read that began before that save
+        # landed returns an older revision, which must not replace it on screen nor in ``_seen`` (the next edit would
+        # be refused as made on an old revision: found by a test under load, the redo-then-Accept of test_review_keys).
+        self._landed: OrderedDict[int, LabelState] = OrderedDict()
         # How an image came to be labelled, asked at each save (image id -> ``database.LabelSource`` value or
         # None): the "label next" controller answers "label_next" for its proposals (ADR 0049). A waiting save
         # keeps the answer it got when it was made.
@@ -192,7 +199,7 @@ class ReviewController(QObject):
         if ticket != self._ticket:
             return  # the inspector has moved on, or an edit has read the image itself since
         self._reading = None
-        self._show(image_id, detail, error, ticket)
+        self._show(image_id, detail, error)
         if self._next_target is not None:  # the inspector moved on while keys waited for this image
             self._read_again = False
             self.reload(self._next_target)
@@ -225,7 +232,7 @@ class ReviewController(QObject):
         """True when the label on hand is ``image_id``'s (its detail has arrived)."""
         return self.detail is not None and self.detail.item.image_id == image_id
 
-    def _show(self, image_id: int, detail: ImageDetail | None, error: str, ticket: int | None = None) -> None:
+    def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
             dropped = len(self._take_deferred(image_id))
             self.save_failed.emit(f"Cannot load image {image_id}: {error}"
@@ -237,13 +244,13 @@ class ReviewController(QObject):
             # the newer one (dropping it would leave "not pre-labelled" under a badged thumbnail).
             detail = replace(detail, prediction=early.prediction, prelabel_error=early.prelabel_error)
         local = self.unsaved(image_id)  # an edit on its way to the database, or waiting for it
-        shown = self.label
-        stale = (local is None and self._shows(image_id) and shown is not None
-                 and ticket is not None and ticket <= self._landed.get(image_id, 0))
-        if stale and shown is not None:
-            # Read before this window's own save of the image landed (the save is done now, so it is no
-            # longer "unsaved"): the database holds the label on screen, the read an older one.
-            detail = replace(detail, label=shown)
+        known = self._landed.get(image_id)
+        stale = local is None and known is not None and known.revision > detail.label.revision
+        if stale and known is not None:
+            # Read before this window's own save of the image landed (the save is done now, so it is no longer
+            # "unsaved"), whether the image was on screen then or its read was on the way: the database holds the
+            # label this window saved, the read an older one.
+            detail = replace(detail, label=known)
         label = local if local is not None else detail.label
         if local is None and not stale:
             self._seen[image_id] = detail.label.revision
@@ -669,7 +676,10 @@ class ReviewController(QObject):
         the image is on its way."""
         self._locked = False
         self._seen[image_id] = saved.label.revision
-        self._landed[image_id] = self._ticket  # reads up to this ticket began before this save landed
+        self._landed[image_id] = saved.label   # a read that began before this landed returns an older revision
+        self._landed.move_to_end(image_id)
+        while len(self._landed) > LANDED_KEPT:
+            self._landed.popitem(last=False)
         if not self._settled(image_id, seq):
             self._stored_under[image_id] = saved.label  # what a later edit of the image, still unsaved, replaces
             return

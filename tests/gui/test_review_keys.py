@@ -132,6 +132,45 @@ def test_undo_and_redo_select_the_changed_image_alone(window, service, qtbot):
     win.close()
 
 
+def test_a_read_begun_before_the_redo_landed_does_not_bring_back_the_older_label(window, service, qtbot, monkeypatch):
+    """Found under load (the test above, 1 run in about 14): the redo saved image 1 while the window was still on
+    image 2; image 1's read began before that save landed and came back after it with the older revision, which the
+    window showed ("unreviewed") and took as the revision seen, so the next A was refused as made on an old one.
+    Here that order is made certain: the save waits for the read to have read, the read's answer for the save's."""
+    import threading
+    win, rc = window, window.review
+    first = rc.image_id
+    press(qtbot, win, Qt.Key.Key_D)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_Z, CTRL)   # back to the first image, unreviewed again (revision 2)
+    wait_saved(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    read_done, answered = threading.Event(), threading.Event()
+    real_save, real_detail = service.save, service.detail
+
+    def save_after_the_read(*a, **k):
+        read_done.wait(5)
+        return real_save(*a, **k)
+
+    def detail_held(image_id):
+        out = real_detail(image_id)
+        if image_id == first and not read_done.is_set():
+            read_done.set()
+            answered.wait(5)   # the save's answer reaches the window first
+        return out
+    monkeypatch.setattr(service, "save", save_after_the_read)
+    monkeypatch.setattr(service, "detail", detail_held)
+    press(qtbot, win, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)   # redo: revision 3, corrected
+    qtbot.waitUntil(lambda: rc._seen.get(first) == 3, timeout=10000)
+    answered.set()
+    qtbot.waitUntil(lambda: rc._reading is None and rc._shows(first), timeout=10000)
+    assert rc.label.review_state == "corrected" and rc.label.revision == 3 and rc._seen[first] == 3
+    press(qtbot, win, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: service.item(first).review_state == "accepted", timeout=10000)
+
+
 def test_n_pressed_while_the_folder_is_indexed_is_not_lost(service, folder, qtbot):
     """Issue 16 item 8: the first N after opening a folder went nowhere (the queue was still empty)."""
     from app.services.review_types import LabelState, QueueFilter
