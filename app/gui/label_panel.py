@@ -136,6 +136,7 @@ class LabelPanel(QWidget):
         hl = QVBoxLayout(hist)
         self.history = QListWidget()
         self.history.setObjectName("history")
+        self._history_of: int | None = None   # the image whose revisions the list may show
         self.history.setMinimumHeight(90)
         self.history.setMaximumHeight(160)
         self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -179,6 +180,13 @@ class LabelPanel(QWidget):
             self.class_chosen.emit(self._classes[index])
 
     def show_detail(self, detail: ImageDetail | None) -> None:
+        shown = detail.item.image_id if detail is not None else None
+        if shown != self._history_of:
+            # another image: the previous one's history goes at once (its own is read off the GUI thread and came
+            # later under load: the list showed the other image's revisions, and a double-click there would have
+            # brought back that revision number of this image)
+            self.history.clear()
+            self._history_of = shown
         if detail is None:
             self.title.setText("No image")
             self.trace.setText("")

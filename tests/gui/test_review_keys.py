@@ -324,3 +324,22 @@ def test_keys_waiting_for_a_read_are_not_starved_by_newer_reads_of_the_same_imag
     qtbot.waitUntil(lambda: service.detail(first).label.anomaly_verdict == "anomalous")
     qtbot.waitUntil(lambda: len(held.threads) >= reads + 1 and win.review._reading is None)  # read once more after
     assert win.review.label.anomaly_verdict == "anomalous"
+
+
+def test_the_history_list_never_shows_the_previous_images_revisions(window, service, qtbot, monkeypatch):
+    """Found looping the GUI tests under load (test_label_next, 1 run in 6): the history is read off the GUI thread,
+    and until it came the list still showed the image left behind — a double-click there would have brought back
+    that revision number of the new image."""
+    import time
+    win = window
+    first = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_D)
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: win.label_panel.history.count() == 1, timeout=5000)
+    real = service.history
+    monkeypatch.setattr(service, "history", lambda image_id: (time.sleep(0.8), real(image_id))[1])
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    assert win.review.image_id != first and win.label_panel.history.count() == 0   # not the first image's line
+    qtbot.wait(1200)   # its own history (none yet) came
+    assert win.label_panel.history.count() == 0
