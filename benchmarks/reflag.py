@@ -3,7 +3,9 @@ folder re-flagged from the stored predictions, no model run) on a database ``ben
 
 Two settings alternate, so each run rewrites flags; one process, timed per run:
 
-    python benchmarks/reflag.py sqlite:////tmp/copy.sqlite [--runs 3]
+    python benchmarks/reflag.py sqlite:////tmp/copy.sqlite [--runs 3] [--profile]
+
+``--profile``: one more run under cProfile, its top entries by cumulative time (where the time goes).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     db = open_database(args.url)
     images = sum(db.images.state_counts().values())
@@ -35,6 +38,12 @@ def main() -> int:
         times.append(time.perf_counter() - t)
         print(f"run {k + 1}: {n} of {images} images re-flagged in {times[-1] * 1000:.0f} ms")
     print(f"median {statistics.median(times) * 1000:.0f} ms")
+    if args.profile:
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.runcall(change_flag_settings, db, FlagSettings(min_confidence=0.5, min_targets=2), by="bench")
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(15)
     db.close()
     return 0
 
