@@ -10,7 +10,7 @@ from collections.abc import Set as AbstractSet
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
@@ -245,15 +245,19 @@ class LabelRepository:
         class-mix estimate reads these labels as chosen, not drawn (ADR 0049)."""
         chosen = (select(LabelRevision.image_id).where(LabelRevision.source == LabelSource.LABEL_NEXT.value)
                   .distinct().subquery())
-        query = (select(Image.id, Image.label_class).join(chosen, chosen.c.image_id == Image.id)
-                 .where(Image.review_state.in_((ReviewState.ACCEPTED.value, ReviewState.CORRECTED.value)),
-                        Image.label_class.is_not(None), Image.missing.is_(False)))
+        where: list[ColumnElement[bool]] = [Image.review_state.in_((ReviewState.ACCEPTED.value, ReviewState.CORRECTED.value)),
+                 Image.label_class.is_not(None), Image.missing.is_(False)]
         if folder_id is not None:
-            query = query.where(Image.folder_id == folder_id)
+            where.append(Image.folder_id == folder_id)
         out: dict[str, int] = {}
         with self.db.session() as s:
-            for image_id, name in s.execute(query):   # reviewed label-next images: hundreds, not millions
-                if within is None or image_id in within:
+            if within is None:   # counted by the database
+                query = (select(Image.label_class, func.count()).join(chosen, chosen.c.image_id == Image.id)
+                         .where(*where).group_by(Image.label_class))
+                return {str(name): int(n) for name, n in s.execute(query)}
+            rows = select(Image.id, Image.label_class).join(chosen, chosen.c.image_id == Image.id).where(*where)
+            for image_id, name in s.execute(rows):   # reviewed label-next images: hundreds, not millions
+                if image_id in within:
                     out[str(name)] = out.get(str(name), 0) + 1
         return out
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -329,8 +329,7 @@ def retrained_at(version: ModelVersionInfo) -> datetime | None:
     seconds = record.get("seconds") if isinstance(record, Mapping) else None
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < 1e8:
         return None
-    created = version.created_at if version.created_at.tzinfo else version.created_at.replace(tzinfo=timezone.utc)
-    return created - timedelta(seconds=float(seconds))
+    return version.created_at - timedelta(seconds=float(seconds))   # stored times are UTC-aware (database/types.py)
 
 
 def anomaly_threshold(db: Database, version: ModelVersionInfo, folder_id: int, flags: Any) -> float | None:
@@ -368,15 +367,11 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
             flags = None   # broken stored settings: the cards' thresholds
     labels = db.labels.current_many(both)
     read_at = retrained_at(challenger)
-
-    def learnt(image_id: int) -> bool:
-        """A reviewed label older than the retraining: it was among the labels the retraining read (of its
-        folder and the images its version answers for), so the challenger may repeat it from memory."""
-        label = labels.get(image_id)
-        if read_at is None or label is None or images[image_id].review_state not in REVIEWED:
-            return False
-        at = label.created_at if label.created_at.tzinfo else label.created_at.replace(tzinfo=timezone.utc)
-        return at <= read_at
+    # Reviewed labels older than the retraining: among the labels it read (of its folder and the images its version
+    # answers for), so the challenger may repeat them from memory.
+    learnt = set() if read_at is None else {
+        i for i in both if i in images and images[i].review_state in REVIEWED
+        and (label := labels.get(i)) is not None and label.created_at <= read_at}
 
     out = []
     for i in both:
@@ -391,9 +386,8 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
         label = labels.get(i)
         human = human_text(family, label) if label is not None and im.review_state in REVIEWED else ""
         out.append(Disagreement(i, db.images.path_of(i), im.rel_path, reason, answer(family, theirs[i], thr[0]),
-                                answer(family, mine[i], thr[1]), human, iou, learnt(i)))
-    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out),
-                      sum(1 for i in both if i in images and learnt(i)))
+                                answer(family, mine[i], thr[1]), human, iou, i in learnt))
+    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt))
 
 
 def challengers(db: Database) -> dict[str, ModelPair]:

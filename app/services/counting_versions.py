@@ -34,15 +34,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def version_by_name(db: "Database", family: str, name: str) -> "ModelVersionInfo | None":
+    """The project's ``family`` version called ``name``; a bundled model not listed yet gets its row first (as the
+    Models dialog gives it). None: the project has no such version."""
+    version = db.model_versions.by_name(family, name)
+    if version is None:
+        from app.services.model_catalog import ModelCatalog
+        ModelCatalog(db).rows(family)
+        version = db.model_versions.by_name(family, name)
+    return version
+
+
+def rule_version(routing: Routing, family: str, rel_path: str, folder_name: str) -> tuple[bool, str | None]:
+    """For one image: whether its rule runs ``family`` (no rule: every family), and the version it names for it
+    (None: the active one). Where a version's images are (``served_images``) and "label next"'s lines come from."""
+    rule = routing.rule_for(rel_path, folder_name)
+    if rule is None:
+        return True, None
+    return family in rule.families, rule.named.get(family)
+
+
 def resolve_named(db: "Database", routing: Routing) -> dict[tuple[str, str], "ModelVersionInfo"]:
     """(family, name) -> the version, for every version the rules name."""
     out = {}
     for family, name in sorted(routing.named_versions()):
-        version = db.model_versions.by_name(family, name)
-        if version is None:  # a bundled model not listed yet gets its row (as the Models dialog gives it)
-            from app.services.model_catalog import ModelCatalog
-            ModelCatalog(db).rows(family)
-            version = db.model_versions.by_name(family, name)
+        version = version_by_name(db, family, name)
         if version is None:
             raise RoutingError(f"the routing names the {family} version {name!r}, which this project does not "
                                f"have (Project ▸ Models lists its versions; add the model folder there first)")
@@ -104,11 +120,8 @@ def served_images(db: "Database", routing: Routing, family: str, name: str | Non
     for folder in db.folders.list():
         for rows in db.images.trace_rows(folder.id):
             for image_id, rel_path, _trace in rows:
-                rule = routing.rule_for(rel_path, folder.name)
-                if rule is not None and family not in rule.families:
-                    continue
-                named = rule.named.get(family) if rule is not None else None
-                if (named is not None and named == name) or (named is None and active):
+                runs, named = rule_version(routing, family, rel_path, folder.name)
+                if runs and (named == name if named is not None else active):
                     out.add(image_id)
     return frozenset(out)
 

@@ -99,6 +99,7 @@ def _scopes(db: "Database", folder_id: int, rel_paths: list[str]) -> list[str | 
     """Per image, the classifier version whose retraining its label feeds: the one its routing rule names, else
     the active one (``retraining.version_scope``, ADR 0060); None where its rule does not run the classifier
     (an infrared frame beside tiles): not a candidate, its class is nobody's to learn."""
+    from app.services.counting_versions import rule_version
     from app.services.project_settings import readable_routing
 
     routing = readable_routing(db)
@@ -107,11 +108,8 @@ def _scopes(db: "Database", folder_id: int, rel_paths: list[str]) -> list[str | 
     default = active.name if active is not None else "the classifier"
     out: list[str | None] = []
     for rel in rel_paths:
-        rule = routing.rule_for(rel, folder.name if folder is not None else "")
-        if rule is not None and "classifier" not in rule.families:
-            out.append(None)
-        else:
-            out.append((rule.named.get("classifier") if rule is not None else None) or default)
+        runs, named = rule_version(routing, "classifier", rel, folder.name if folder is not None else "")
+        out.append((named or default) if runs else None)
     return out
 
 

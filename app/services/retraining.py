@@ -93,7 +93,7 @@ class VersionScope:
 def version_scope(db: Database, family: str, name: str | None = None) -> VersionScope:
     """The scope of a retraining of ``family``: the version called ``name`` (it must be named by a routing rule
     or be the active one), else the active version; a family no rule names a version of is not narrowed."""
-    from app.services.counting_versions import named_in, served_images
+    from app.services.counting_versions import named_in, served_images, version_by_name
     from app.services.project_settings import readable_routing
 
     if family not in FAMILY_FORMAT:
@@ -102,11 +102,7 @@ def version_scope(db: Database, family: str, name: str | None = None) -> Version
     if name is None:
         version = resolve_models(db, [family]).get(family)
     else:
-        version = db.model_versions.by_name(family, name)
-        if version is None:   # a bundled model not listed yet gets its row, as a routing rule's name does
-            from app.services.model_catalog import ModelCatalog
-            ModelCatalog(db).rows(family)
-            version = db.model_versions.by_name(family, name)
+        version = version_by_name(db, family, name)
         if version is None:
             raise RetrainError(f"this project has no {family} version named {name!r} "
                                "(python main.py models list names them)")
