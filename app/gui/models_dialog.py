@@ -51,7 +51,7 @@ from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
 from app.services.champion import ChampionReview
 from app.services.child_command import ChildCommand
-from app.services.model_catalog import ModelCatalog, ModelRow, Promotion
+from app.services.model_catalog import ModelCatalog, ModelRow
 from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
 from app.services.retraining import comparison_text
 from app.services.routing import FAMILY_ORDER
@@ -265,23 +265,16 @@ class ModelsDialog(QDialog):
         row = next((r for r in self.rows if r.id == version_id), None)
         if row is not None and row.challenger:   # over its champion: in the routing rules that name it, if any
             return self.promote(version_id)
-        return self._change_active(lambda: self.catalog.activate(version_id),
-                                   "{name} is now the active {family} model: the next pre-label run uses it.")
+        return self._change_active(lambda: self._said(self.catalog.activate(version_id),
+                                   "{name} is now the active {family} model: the next pre-label run uses it."))
 
     def promote(self, version_id: int) -> bool:
         """Promote the challenger over its champion (``ModelCatalog.promote``): made active, or, where routing
         rules name its champion, named in those rules instead (ADR 0060); on the helper thread."""
-        def promoted(done: Promotion) -> None:
-            def shown() -> None:
-                self._say(done.text)
-                self.activated.emit(done.row)
-            self.refresh(select=done.row.id, then=shown)
-
-        self._say("")
-        self.error.setText("")
-        self.calls.call(lambda: self.catalog.promote(version_id), promoted, self._refused)
-        self._buttons()
-        return True
+        def promote() -> tuple[ModelRow, str]:
+            done = self.catalog.promote(version_id)
+            return done.row, done.text
+        return self._change_active(promote)
 
     def rollback(self, family: str | None = None) -> bool:
         """Make the version the selected family's active one replaced active again (recorded)."""
@@ -290,14 +283,22 @@ class ModelsDialog(QDialog):
         if chosen is None:
             self._fail("Select a model version first.")
             return False
-        return self._change_active(lambda: self.catalog.rollback(chosen),
+        return self._change_active(lambda: self._said(self.catalog.rollback(chosen),
                                    "Rolled back: {name} is the active {family} model again; the version it "
-                                   "replaced is the challenger again.")
+                                   "replaced is the challenger again."))
 
-    def _change_active(self, change: Callable[[], ModelRow], message: str) -> bool:
-        def changed(row: ModelRow) -> None:
+    @staticmethod
+    def _said(row: ModelRow, message: str) -> tuple[ModelRow, str]:
+        return row, message.format(name=row.name, family=row.family)
+
+    def _change_active(self, change: Callable[[], tuple[ModelRow, str]]) -> bool:
+        """Run ``change`` (the changed row and what to say) on the helper thread; the table is read again and the
+        row selected before it is said."""
+        def changed(answer: tuple[ModelRow, str]) -> None:
+            row, text = answer
+
             def shown() -> None:
-                self._say(message.format(name=row.name, family=row.family))
+                self._say(text)
                 self.activated.emit(row)
             self.refresh(select=row.id, then=shown)
 
