@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from app.services.artifacts import ArtifactStore, artifact_root
+from app.services.artifacts import ArtifactStore, store_for
 from app.services.champion import COMPARE
 from app.services.flags import FlagSettings, flag_result
 from app.services.prelabel import PRELABEL
@@ -158,7 +158,11 @@ class Worker:
         self.db = db
         self.options = options or WorkerOptions()
         self.id = worker_id or new_worker_id()
-        self.artifacts = artifacts or ArtifactStore(artifact_root(db.url))
+        # Where anomaly maps go: the project's maps folder (read again with each batch's thresholds, so a
+        # folder set at any station applies from the next batch), else this station's own (ADR 0061).
+        self._fixed_artifacts = artifacts is not None
+        self._maps_folder = ""
+        self.artifacts = artifacts or store_for(db.url)
         self.stats = WorkerStats()
         # Loaded engines by (family, version) set, least recently used first. Two batches are in
         # flight at once (one on the models, the next decoding), possibly of different jobs with
@@ -328,7 +332,15 @@ class Worker:
         ids = [it.image_id for it in items if it.image_id is not None]
         done = set(ids)
         for vid in versions.values():
-            done &= set(self.db.predictions.for_images(ids, vid))
+            stored = self.db.predictions.for_images(ids, vid)
+            done &= set(stored)
+            # An answer whose anomaly map this worker cannot read (made by a worker with another maps
+            # folder, or a cleared cache) is made again, so that pre-labelling the image brings it back;
+            # one only in this worker's own folder is copied into the project's maps folder (ADR 0061).
+            refs = {i: p.anomaly_map_ref for i, p in stored.items() if i in done and p.anomaly_map_ref}
+            if refs:
+                self._read_project()
+                done -= {i for i, ref in refs.items() if not self.artifacts.ensure_in_root(ref)}
         return [it for it in items if it.image_id not in done], [it for it in items if it.image_id in done]
 
     def _process(self, batch: ClaimedBatch, pending: list) -> list[ImageResult] | None:
@@ -388,14 +400,25 @@ class Worker:
         """A job's explicit thresholds (``submit_prelabel(flag_settings=…)``), else the project's
         current ones, read from the database for each batch once its models have run: a threshold
         changed in any station applies from the next batch on (``reflag`` re-flags what is stored).
-        Broken stored settings keep the last usable ones, with the reason in the log."""
+        Broken stored settings keep the last usable ones, with the reason in the log. The project's
+        maps folder is taken from the same read."""
+        self._read_project()
         if params.get("flags") is not None:
             return FlagSettings.from_dict(params["flags"])
+        return self._flags
+
+    def _read_project(self) -> None:
+        """The project's thresholds and maps folder as stored now (broken settings keep the last usable)."""
         try:
-            self._flags = load_project_settings(self.db).flags
+            project = load_project_settings(self.db)
         except ValueError as exc:
             log.warning("%s; flagging with the last usable thresholds", exc)
-        return self._flags
+            return
+        self._flags = project.flags
+        if not self._fixed_artifacts and project.maps_folder != self._maps_folder:
+            self._maps_folder = project.maps_folder
+            self.artifacts = store_for(self.db.url, project.maps_folder)
+            log.info("anomaly maps go to %s", self.artifacts.root)
 
     def _store(self, batch: ClaimedBatch, results: list[ImageResult], versions: Mapping[str, int],
                settings: FlagSettings) -> None:

@@ -73,6 +73,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
     project = start_project_settings(db)
     review = ReviewService(db, settings.review(project.flags if project is not None else None))
+    review.use_maps_folder(project.maps_folder if project is not None else "")
     ctx = StationContext(review=review, settings=settings, db_url=url, interactive=interactive,
                          extensions=default_extensions(), project_settings=project)
     if jobs:

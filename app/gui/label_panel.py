@@ -240,7 +240,9 @@ class LabelPanel(QWidget):
         else:
             verdict = "anomalous" if p.anomalous else "normal"
             thr = f" (threshold {p.threshold:.3g})" if p.threshold is not None else ""
-            self.pred_anomaly.setText(f"<b>{p.anomaly_score:.3g}</b>{thr} → {verdict}")
+            missing = "<br><span style='color:#d14343'>its map is not on this station</span>" if p.heatmap_missing else ""
+            self.pred_anomaly.setText(f"<b>{p.anomaly_score:.3g}</b>{thr} → {verdict}{missing}")
+            self.pred_anomaly.setToolTip(p.heatmap_missing or "")
             # The bar is half full at the threshold, full at twice the threshold.
             ratio = p.anomaly_score / (2 * p.threshold) if p.threshold else p.anomaly_score
             self.anomaly_bar.setValue(int(max(0.0, min(1.0, ratio)) * 1000))

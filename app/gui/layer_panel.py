@@ -3,6 +3,8 @@ and the heatmap → region group (threshold slider, Apply, grow tool), shown onl
 that has an anomaly heatmap."""
 from __future__ import annotations
 
+from typing import Mapping
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
@@ -21,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.style import OUT_OF_DOMAIN_TEXT
 from app.gui.viewer import TOOLS
 from app.services.display import COLORMAPS
 from app.services.heat_region import DEFAULT_GROW_FRACTION
@@ -110,13 +113,21 @@ class LayerPanel(QWidget):
         lay.addWidget(layers)
         lay.addStretch(1)
 
-    def set_withheld(self, layers: frozenset[str]) -> None:
-        """Say which layers the image on screen leaves empty because their model calls it out of domain."""
+    def set_withheld(self, layers: Mapping[str, str]) -> None:
+        """Say which layers the image on screen leaves empty, and why: their model calls it out of domain,
+        or its map is not on this station (ADR 0061: the layer said only "Heatmap" and drew nothing)."""
         for name, cb in self.checks.items():
-            out = name in layers
-            cb.setText(f"{LAYER_TITLES[name]} (out of domain)" if out else LAYER_TITLES[name])
-            cb.setToolTip("Not drawn: the model that makes this layer calls the image unlike its training "
-                          "images, so its answer is not shown, as in the Label panel" if out else "")
+            why = layers.get(name)
+            if why is None:
+                cb.setText(LAYER_TITLES[name])
+                cb.setToolTip("")
+            elif why == OUT_OF_DOMAIN_TEXT:
+                cb.setText(f"{LAYER_TITLES[name]} (out of domain)")
+                cb.setToolTip("Not drawn: the model that makes this layer calls the image unlike its training "
+                              "images, so its answer is not shown, as in the Label panel")
+            else:
+                cb.setText(f"{LAYER_TITLES[name]} (map not on this station)")
+                cb.setToolTip(why)
 
     def _heat_region_group(self, grow_action: QAction) -> QGroupBox:
         box = QGroupBox("Heatmap → region")

@@ -17,8 +17,10 @@ from app.gui.background import BackgroundCalls
 from app.services.project_settings import (
     ProjectSettings,
     change_flag_settings,
+    checked_maps_folder,
     load_project_settings,
     save_auto_prelabel,
+    save_maps_folder,
     save_routing,
     save_speed_profile,
 )
@@ -71,6 +73,8 @@ class ProjectSettingsController(QObject):
 
         def work() -> tuple[ProjectSettings, int | None]:
             reflagged = None
+            if new.maps_folder != old.maps_folder:
+                checked_maps_folder(new.maps_folder)  # a folder that cannot be used saves nothing of the dialog
             if new.flags != old.flags:
                 reflagged = change_flag_settings(db, new.flags, by=by)
             if new.auto_prelabel != old.auto_prelabel:
@@ -81,6 +85,8 @@ class ProjectSettingsController(QObject):
                 save_speed_profile(db, new.speed_profile, by=by)
             if new.trace != old.trace:  # re-reads every folder's serial/lot/station
                 change_trace_rule(db, new.trace, by=by)
+            if new.maps_folder != old.maps_folder:  # workers write there from their next batch (ADR 0061)
+                save_maps_folder(db, new.maps_folder, by=by)
             return load_project_settings(db), reflagged
 
         def done(answer: tuple[ProjectSettings, int | None]) -> None:

@@ -319,8 +319,8 @@ class ReviewController(QObject):
                 and detail.prelabel_error == self.detail.prelabel_error):
             return
         if (detail.prediction is not None and self.detail.prediction is not None
-                and detail.prediction.prediction_ids == self.detail.prediction.prediction_ids):
-            return
+                and detail.prediction.same_answers(self.detail.prediction)):
+            return  # (a version run again rewrites its row: same ids, a new time, maybe a map here now)
         self.detail = replace(detail, label=self.detail.label)
         self.image_loaded.emit(self.detail)
 

@@ -112,6 +112,14 @@ class SettingsDialog(QDialog):
             "networks and test-time views (several times faster on a CPU, at the held-out cost its card "
             "states); a model without that profile runs its default. Stored predictions are kept.")
         pform.addRow("Speed profile", self.speed_profile)
+        self.maps_folder = QLineEdit(self._project.maps_folder)
+        self.maps_folder.setPlaceholderText("each station its own (beside a SQLite file, else this user's cache)")
+        self.maps_folder.setToolTip(
+            "The folder every station and worker keeps anomaly maps in (a network share, the same path on "
+            "every machine; a machine that mounts it elsewhere sets INSPECTION_STATION_ARTIFACTS). Without it, "
+            "a heatmap made by another station's worker cannot be drawn here. New maps go there from the "
+            "workers' next batch; maps made before stay where they are.")
+        pform.addRow("Anomaly maps folder", self.maps_folder)
         self.trace = TraceRuleEditor(self._project.trace, sample_names)
         pform.addRow("Traceability", self.trace)
         pnote = QLabel("New thresholds re-flag every image already pre-labelled (no model runs again); "
@@ -164,7 +172,8 @@ class SettingsDialog(QDialog):
                         anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
                         min_targets=self.min_targets.value(), good_classes=good, min_confidence=self.min_conf.value())
         return replace(self._project, flags=flags, auto_prelabel=self.auto_prelabel.isChecked(),
-                       trace=self.trace.rule(), speed_profile=str(self.speed_profile.currentData()))
+                       trace=self.trace.rule(), speed_profile=str(self.speed_profile.currentData()),
+                       maps_folder=self.maps_folder.text().strip())
 
 
 def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None) -> None:
@@ -184,6 +193,7 @@ def apply_settings(window, new: StationSettings, project: ProjectSettings | None
 def _follow_project(window, settings: ProjectSettings) -> None:
     """New project settings (saved here or at another station): verdicts and the queue follow."""
     window.ctx.review.update_settings(window.ctx.settings.review(settings.flags))
+    window.ctx.review.use_maps_folder(settings.maps_folder)
     window.refresh_models(background=True)  # the queue's flags and order, read on a helper thread
     window.gallery.viewport().update()      # score badges are coloured by the threshold
     window.review.reload()                  # the open image's verdict and flags

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.gui.image_loader import ImageLoader
 from app.gui.review_controller import ReviewController
+from app.gui.style import OUT_OF_DOMAIN_TEXT as OUT_OF_DOMAIN
 from app.gui.viewer import ViewerPane
 from app.services.flags import answer_stands
 from app.services.review_types import ImageDetail, LabelState
@@ -21,7 +22,8 @@ LAYER_FAMILY = {"heatmap": "anomaly", "prediction": "segmenter"}
 
 class ViewerController(QObject):
     image_shown = Signal(int)  # image id, once its pixels are on screen
-    withheld = Signal(object)  # frozenset of layers not drawn: their model calls the image out of domain
+    # {layer: why it is not drawn}: OUT_OF_DOMAIN (its model calls the image so), or why its map is not here
+    withheld = Signal(object)
 
     def __init__(self, pane: ViewerPane, review: ReviewController, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -76,8 +78,13 @@ class ViewerController(QObject):
         p = self._detail.prediction if self._detail else None
         answers: dict[str, np.ndarray | None] = {"heatmap": None if p is None else p.heatmap,
                                                  "prediction": None if p is None else p.mask}
-        withheld = frozenset(n for n, a in answers.items()
-                             if p is not None and a is not None and not answer_stands(LAYER_FAMILY[n], p.out_of_domain))
+        # a map this station does not hold is still the family's answer: "out of domain" is said over it
+        made = {n: a is not None or (n == "heatmap" and p is not None and bool(p.heatmap_missing))
+                for n, a in answers.items()}
+        withheld = {n: OUT_OF_DOMAIN for n in answers
+                    if p is not None and made[n] and not answer_stands(LAYER_FAMILY[n], p.out_of_domain)}
+        if p is not None and p.heatmap_missing and "heatmap" not in withheld:
+            withheld["heatmap"] = p.heatmap_missing  # made by a worker whose maps folder is not this station's
         heat = None if "heatmap" in withheld else answers["heatmap"]
         self.viewer.set_heatmap(heat, None if heat is None or p is None else p.heat_range)
         self.viewer.set_predicted_mask(None if "prediction" in withheld else answers["prediction"])

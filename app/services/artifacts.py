@@ -7,14 +7,24 @@ and two workers writing the same content race harmlessly.
 
 Maps are stored as float16 in a compressed ``.npz`` (read back with ``allow_pickle=False``):
 display needs far less than float32's precision and this halves the size.
+
+Where: a project's **maps folder** (a project setting, ``project_settings.MAPS_FOLDER``) when one is
+set, so that every station and worker of a shared database writes and reads one folder (ADR 0061:
+seen under Xvfb, two stations on one PostgreSQL database — the maps station B's worker made were in
+B's user cache and station A drew no heatmap at all, saying nothing). Without it each station keeps
+its own (beside a SQLite file, else the user cache), and a map another station's worker made is
+reported unavailable with where it was looked for (``MapUnavailable``), never silently left out.
+``INSPECTION_STATION_ARTIFACTS`` overrides both on one machine (a share mounted at another path).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +32,20 @@ import numpy as np
 from app.paths import cache_dir
 
 ENV_OVERRIDE = "INSPECTION_STATION_ARTIFACTS"
+# A stored map is at most a few hundred kB (256 x 256 float16, compressed); a file far larger in a
+# shared folder is not one of ours and is not read into memory.
+MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+
+class MapUnavailable(FileNotFoundError):
+    """An artifact none of the store's folders holds: made by a worker whose maps folder this station
+    does not see, or removed. ``where`` names the folders looked in."""
+
+    def __init__(self, ref: str, where: tuple[Path, ...]) -> None:
+        self.ref, self.where = ref, where
+        super().__init__(f"{ref} is in none of {', '.join(str(w) for w in where)}")
 
 
 def beside_database(db_url: str, suffix: str) -> Path | None:
@@ -32,24 +56,55 @@ def beside_database(db_url: str, suffix: str) -> Path | None:
     return None
 
 
-def artifact_root(db_url: str) -> Path:
-    """Folder next to a SQLite file, else the user cache (``INSPECTION_STATION_ARTIFACTS`` overrides)."""
-    override = os.environ.get(ENV_OVERRIDE)
-    if override:
-        return Path(override)
+def station_root(db_url: str) -> Path:
+    """This station's own folder: next to a SQLite file, else the user cache."""
     return beside_database(db_url, "-artifacts") or cache_dir() / "artifacts"
 
 
+def artifact_root(db_url: str, maps_folder: str = "") -> Path:
+    """Where maps are written: ``INSPECTION_STATION_ARTIFACTS``, else the project's maps folder, else
+    this station's own."""
+    override = os.environ.get(ENV_OVERRIDE)
+    if override:
+        return Path(override)
+    return Path(maps_folder) if maps_folder else station_root(db_url)
+
+
+def store_for(db_url: str, maps_folder: str = "") -> "ArtifactStore":
+    """The store a station or worker uses: it writes to ``artifact_root`` and also reads this station's
+    own folder, where its maps were kept before the project had a maps folder."""
+    root, own = artifact_root(db_url, maps_folder), station_root(db_url)
+    return ArtifactStore(root, also=() if own == root else (own,))
+
+
 class ArtifactStore:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], also: tuple[Path, ...] = ()) -> None:
         self.root = Path(root)
+        self.also = tuple(Path(a) for a in also)  # read as well, and written when ``root`` cannot be
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return (self.root, *self.also)
 
     def put_bytes(self, data: bytes, suffix: str) -> str:
         digest = hashlib.sha256(data).hexdigest()
         ref = f"{digest[:2]}/{digest}{suffix}"
-        target = self.root / ref
+        try:
+            self._write(self.root, ref, data)
+        except OSError as exc:
+            if not self.also:
+                raise
+            # The shared folder is unreachable from here: the map is kept on this station (its
+            # prediction still lands) and other stations will say it is not on theirs.
+            log.warning("cannot write %s to the maps folder %s (%s); kept in %s", ref, self.root, exc, self.also[0])
+            self._write(self.also[0], ref, data)
+        return ref
+
+    @staticmethod
+    def _write(root: Path, ref: str, data: bytes) -> None:
+        target = root / ref
         if target.exists():
-            return ref
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -60,16 +115,41 @@ class ArtifactStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return ref
 
     def get_bytes(self, ref: str) -> bytes:
         return self._path(ref).read_bytes()
 
     def _path(self, ref: str) -> Path:
-        p = (self.root / ref).resolve()
-        if self.root.resolve() not in p.parents:
-            raise ValueError(f"artifact reference outside the cache: {ref!r}")
-        return p
+        """The first of the store's folders that holds ``ref`` (``MapUnavailable`` if none does);
+        a reference that points outside them or a file over ``MAX_ARTIFACT_BYTES`` is refused."""
+        for root in self.roots:
+            p = (root / ref).resolve()
+            if root.resolve() not in p.parents:
+                raise ValueError(f"artifact reference outside the cache: {ref!r}")
+            try:
+                size = p.stat().st_size
+            except OSError:
+                continue
+            if size > MAX_ARTIFACT_BYTES:
+                raise ValueError(f"{p} is {size} bytes, more than a stored map can be ({MAX_ARTIFACT_BYTES})")
+            return p
+        raise MapUnavailable(ref, self.roots)
+
+    def ensure_in_root(self, ref: str) -> bool:
+        """Whether ``root`` holds a usable ``ref`` once this returns: one found only in this station's own
+        folder is copied there (a project's maps folder set after its maps were made gets them from the
+        worker that made them); False when no folder holds it (a worker then makes it again)."""
+        try:
+            path = self._path(ref)
+        except (OSError, ValueError):
+            return False
+        if self.root.resolve() in path.parents:
+            return True
+        try:
+            self._write(self.root, ref, path.read_bytes())
+        except OSError as exc:
+            log.warning("cannot copy %s to the maps folder %s (%s)", ref, self.root, exc)
+        return True
 
     def put_map(self, anomaly_map: np.ndarray) -> str:
         buf = io.BytesIO()
@@ -77,7 +157,14 @@ class ArtifactStore:
         return self.put_bytes(buf.getvalue(), ".npz")
 
     def get_map(self, ref: str) -> np.ndarray:
-        """The map as float32; ``FileNotFoundError`` when the cache was cleared (recompute it)."""
-        with np.load(self._path(ref), allow_pickle=False) as data:
+        """The map as float32; ``MapUnavailable`` (a ``FileNotFoundError``) when no folder of the store
+        holds it (recompute it). A shared folder's file is read only if its map unpacks to at most
+        ``MAX_ARTIFACT_BYTES`` (a small compressed file could unpack to far more)."""
+        path = self._path(ref)
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+        if unpacked > MAX_ARTIFACT_BYTES:
+            raise ValueError(f"{path} unpacks to {unpacked} bytes, more than a stored map can be")
+        with np.load(path, allow_pickle=False) as data:
             return np.asarray(data["map"], dtype=np.float32)
 

@@ -35,6 +35,7 @@ FLAGS = "flags"
 AUTO_PRELABEL = "auto_prelabel"
 ROUTING = "routing"
 SPEED_PROFILE = "speed_profile"
+MAPS_FOLDER = "maps_folder"
 
 
 class ProjectSettingsError(ValueError):
@@ -56,6 +57,9 @@ class ProjectSettings:
     # active classifier's). Read here so a list saved at another station reaches this one's window
     # with the next poll; saved only through project_classes, never by ``save``.
     classes: tuple[str, ...] = ()
+    # The folder every station and worker keeps anomaly maps in (ADR 0061); "" = each station its own
+    # (beside a SQLite file, else the user cache), so a map made by another station's worker is not seen.
+    maps_folder: str = ""
 
 
 def legacy_flag_settings_path(db_url: str) -> Path:
@@ -98,7 +102,11 @@ def _parse(stored: Mapping[str, Any]) -> ProjectSettings:
     if profile not in ("",) + PROFILE_NAMES:
         raise ProjectSettingsError(f"the project's speed profile must be one of {', '.join(PROFILE_NAMES)} "
                                    f"or empty, not {profile!r}")
-    return ProjectSettings(flags=flags, auto_prelabel=auto, routing=routing, trace=trace, speed_profile=profile)
+    maps = stored.get(MAPS_FOLDER, "")
+    if not isinstance(maps, str):
+        raise ProjectSettingsError(f"the project's maps folder must be a path, not {maps!r}")
+    return ProjectSettings(flags=flags, auto_prelabel=auto, routing=routing, trace=trace, speed_profile=profile,
+                           maps_folder=maps)
 
 
 def load_project_settings(db: "Database") -> ProjectSettings:
@@ -156,6 +164,37 @@ def save_speed_profile(db: "Database", profile: str, by: str | None = None) -> N
     if profile not in ("",) + PROFILE_NAMES:
         raise ProjectSettingsError(f"unknown speed profile {profile!r}; choose from {', '.join(PROFILE_NAMES)}")
     db.project_settings.put(SPEED_PROFILE, profile, by=by)
+
+
+def checked_maps_folder(folder: str) -> str:
+    """The maps folder to store: "" (each station its own), or an absolute path to a folder that exists
+    and this station can write to; else ``ProjectSettingsError`` saying which. Checked on the saving
+    station only: another machine may reach the share at another path (``INSPECTION_STATION_ARTIFACTS``
+    there)."""
+    import os
+    import tempfile
+    folder = folder.strip()
+    if not folder:
+        return ""
+    path = Path(os.path.expanduser(folder))
+    if not path.is_absolute():
+        raise ProjectSettingsError(f"the maps folder must be a full path that every station reaches, not {folder!r}")
+    if not path.is_dir():
+        raise ProjectSettingsError(f"the maps folder {path} is not a folder on this station")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ProjectSettingsError(f"this station cannot write to the maps folder {path} ({exc.strerror or exc})") from None
+    return str(path)
+
+
+def save_maps_folder(db: "Database", folder: str, by: str | None = None) -> str:
+    """Store the project's maps folder (``checked_maps_folder``); workers write new maps there from their
+    next batch, and stations read there (maps already made stay where they are: see ADR 0061)."""
+    checked = checked_maps_folder(folder)
+    db.project_settings.put(MAPS_FOLDER, checked, by=by)
+    return checked
 
 
 def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] | None = None,

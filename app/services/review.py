@@ -79,6 +79,19 @@ class StorageBusy(ReviewError):
     would wait: nothing was written, the same save may succeed later (the window keeps and retries it)."""
 
 
+def map_missing_reason(exc: BaseException) -> str:
+    """What the window says when a prediction's anomaly map cannot be read here, and what to do."""
+    from app.services.artifacts import MapUnavailable
+    if isinstance(exc, MapUnavailable):
+        where = " or ".join(str(w) for w in exc.where)
+        return (f"The anomaly map is not on this station (looked in {where}): the worker that made it keeps "
+                "its maps in another folder, e.g. another station's own. Set a maps folder every station "
+                "reaches (Settings ▸ Project ▸ Anomaly maps folder; each worker then copies its maps there as "
+                "it pre-labels). Meanwhile Pre-label selection makes the map again when this station's "
+                "worker runs the image.")
+    return f"The anomaly map cannot be read ({exc}); pre-label the image again to make it anew."
+
+
 @dataclass(frozen=True)
 class ReviewSettings:
     """The reviewer's own choices (persisted by the GUI, passed in here)."""
@@ -105,6 +118,8 @@ class ReviewService:
         self.db = db
         self.settings = settings or ReviewSettings()
         self._artifacts = artifacts
+        self._fixed_artifacts = artifacts is not None
+        self._maps_folder = ""
         self._classes: list[str] | None = None
         self._versions: dict[int, Any] = {}
 
@@ -178,9 +193,17 @@ class ReviewService:
 
     def _artifact_store(self) -> ArtifactStore:
         if self._artifacts is None:
-            from app.services.artifacts import ArtifactStore, artifact_root
-            self._artifacts = ArtifactStore(artifact_root(self.db.url))
+            from app.services.artifacts import store_for
+            self._artifacts = store_for(self.db.url, self._maps_folder)
         return self._artifacts
+
+    def use_maps_folder(self, folder: str) -> None:
+        """The project's maps folder (``ProjectSettings.maps_folder``; ADR 0061): maps are read there, and
+        in this station's own folder."""
+        if folder != self._maps_folder:
+            self._maps_folder = folder
+            if not self._fixed_artifacts:
+                self._artifacts = None
 
     # -- folders --------------------------------------------------------------------------
     def folders(self) -> list[FolderInfo]:
@@ -330,7 +353,7 @@ class ReviewService:
             return None
         # A PredictionView has one field per built-in kind of result.
         c, s, a = fam_pred.get("classifier"), fam_pred.get("segmenter"), fam_pred.get("anomaly")
-        mask = heat = None
+        mask = heat = missing = None
         if s is not None:
             mask = self._mask_of(s)
         if a is not None and a.anomaly_map_ref:
@@ -338,6 +361,7 @@ class ReviewService:
                 heat = np.asarray(self._artifact_store().get_map(a.anomaly_map_ref), np.float32)
             except Exception as exc:  # noqa: BLE001 - the cache can be recomputed; a missing map is not fatal
                 log.warning("anomaly map %s unavailable: %s", a.anomaly_map_ref, exc)
+                missing = map_missing_reason(exc)
         anomaly_version = a.model_version_id if a is not None else None
         thr = self.anomaly_threshold(folder_id, anomaly_version)
         flags = tuple(dict.fromkeys(f for p in fam_pred.values() for f in p.flags))
@@ -355,6 +379,8 @@ class ReviewService:
             out_of_domain=tuple(f for f, p in fam_pred.items() if is_out_of_domain(p.in_domain)),
             in_domain={f: p.in_domain for f, p in fam_pred.items() if p.in_domain is not None},
             version_ids={f: p.model_version_id for f, p in fam_pred.items()},
+            heatmap_missing=missing,
+            answered_at={f: p.created_at for f, p in fam_pred.items()},
         )
 
     def _mask_of(self, pred: PredictionInfo) -> np.ndarray | None:

@@ -157,6 +157,16 @@ class PredictionView:
     out_of_domain: tuple[str, ...] = ()  # families whose model calls the image unlike its training images
     in_domain: dict[str, float] = field(default_factory=dict)  # family -> in-domain score (where known)
     version_ids: dict[str, int] = field(default_factory=dict)  # family -> the model version whose answer this is
+    # Why the anomaly family's map is not drawn although it made one (not on this station, unreadable);
+    # None when it is here or there is none (ADR 0061)
+    heatmap_missing: str | None = None
+    # family -> when its answer was stored: a job that runs a version again rewrites its row (same id)
+    answered_at: dict[str, Any] = field(default_factory=dict)
+
+    def same_answers(self, other: "PredictionView") -> bool:
+        """The same stored answers, with their maps as available: nothing to redraw."""
+        return (self.prediction_ids == other.prediction_ids and self.answered_at == other.answered_at
+                and self.heatmap_missing == other.heatmap_missing)
 
 
 @dataclass(frozen=True, eq=False)

@@ -42,3 +42,64 @@ def test_the_readme_names_the_folder_the_code_uses(tmp_path: Path) -> None:
     stem, folder = documented.groups()
     assert artifact_root(f"sqlite:///{tmp_path}/{stem}.sqlite") == tmp_path / folder
     assert "<database>-artifacts" not in readme
+
+
+def test_a_project_maps_folder_is_written_and_this_stations_own_still_read(tmp_path: Path, monkeypatch) -> None:
+    """ADR 0061: a project's maps folder is where every worker writes; a map this station kept before the
+    project had one is still found in its own folder."""
+    from app.services.artifacts import ENV_OVERRIDE, store_for
+    monkeypatch.delenv(ENV_OVERRIDE, raising=False)
+    url = f"sqlite:///{tmp_path}/station.sqlite"
+    old = store_for(url).put_map(np.ones((4, 4), np.float32))
+    store = store_for(url, str(tmp_path / "shared"))
+    assert store.root == tmp_path / "shared" and store.also == (tmp_path / "station-artifacts",)
+    new = store.put_map(np.zeros((4, 4), np.float32))
+    assert (tmp_path / "shared" / new).is_file() and not (tmp_path / "station-artifacts" / new).exists()
+    np.testing.assert_allclose(store.get_map(old), 1.0)
+    monkeypatch.setenv(ENV_OVERRIDE, str(tmp_path / "mounted-here"))  # one machine's path to the share wins
+    assert artifact_root(url, str(tmp_path / "shared")) == tmp_path / "mounted-here"
+
+
+def test_a_map_no_folder_holds_says_where_it_was_looked_for(tmp_path: Path) -> None:
+    from app.services.artifacts import MapUnavailable
+    made = ArtifactStore(tmp_path / "other-station").put_map(np.ones((4, 4), np.float32))
+    store = ArtifactStore(tmp_path / "shared", also=(tmp_path / "mine",))
+    with pytest.raises(MapUnavailable) as err:
+        store.get_map(made)
+    assert err.value.where == (tmp_path / "shared", tmp_path / "mine")
+    assert isinstance(err.value, FileNotFoundError)  # callers that treat a cleared cache alike still do
+
+
+def test_an_unreachable_maps_folder_keeps_the_map_on_this_station(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the share should be")
+    store = ArtifactStore(blocked, also=(tmp_path / "mine",))
+    ref = store.put_map(np.full((4, 4), 2.0, np.float32))
+    assert (tmp_path / "mine" / ref).is_file()
+    np.testing.assert_allclose(store.get_map(ref), 2.0)
+    with pytest.raises(OSError):  # with nowhere else to go the error is the caller's
+        ArtifactStore(blocked).put_map(np.ones((4, 4), np.float32))
+
+
+def test_a_shared_file_that_unpacks_to_too_much_is_not_read(tmp_path: Path, monkeypatch) -> None:
+    from app.services import artifacts
+    store = ArtifactStore(tmp_path / "shared")
+    ref = store.put_map(np.zeros((512, 512), np.float32))  # 512 kB unpacked, a few hundred bytes packed
+    monkeypatch.setattr(artifacts, "MAX_ARTIFACT_BYTES", 100_000)
+    with pytest.raises(ValueError, match="unpacks to"):
+        store.get_map(ref)
+    big = tmp_path / "shared" / "ab" / ("ab" + "0" * 62 + ".npz")
+    big.parent.mkdir(parents=True, exist_ok=True)
+    big.write_bytes(b"\0" * 200_000)
+    with pytest.raises(ValueError, match="more than a stored map"):
+        store.get_bytes(big.relative_to(tmp_path / "shared").as_posix())
+
+
+def test_a_map_only_in_this_stations_folder_is_copied_into_the_projects(tmp_path: Path) -> None:
+    own = ArtifactStore(tmp_path / "mine")
+    ref = own.put_map(np.full((4, 4), 3.0, np.float32))
+    store = ArtifactStore(tmp_path / "shared", also=(tmp_path / "mine",))
+    assert store.ensure_in_root(ref) and (tmp_path / "shared" / ref).is_file()
+    assert store.ensure_in_root(ref)  # already there: nothing to do
+    gone = ArtifactStore(tmp_path / "elsewhere").put_map(np.zeros((4, 4), np.float32))
+    assert not store.ensure_in_root(gone)  # nowhere here: the worker makes it again

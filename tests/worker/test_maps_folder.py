@@ -1,0 +1,124 @@
+"""Anomaly maps on a database several stations share (ADR 0061): a map made by another station's worker
+is said to be missing, not silently left out, and a project maps folder lets every station draw it.
+
+Found under Xvfb with two stations on one PostgreSQL database: station B's worker pre-labelled the folder,
+its maps went to B's user cache, and station A showed the anomaly score with an empty "Heatmap" layer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.services.artifacts import ENV_OVERRIDE, ArtifactStore
+from app.services.indexing import index_folder
+from app.services.prelabel import submit_prelabel
+from app.services.project_settings import ProjectSettingsError, load_project_settings, save_maps_folder
+from app.services.review import ReviewService
+from app.services.review_types import QueueFilter
+from app.worker import Worker, WorkerOptions
+from tests.worker.helpers import good_images, make_db
+
+
+@pytest.fixture
+def db(url, tiny_models, monkeypatch):
+    monkeypatch.delenv(ENV_OVERRIDE, raising=False)
+    database = make_db(url, tiny_models)
+    yield database
+    database.close()
+
+
+def _details(db, folder_id: int, review: ReviewService) -> list:
+    return [review.detail(r.image_id).prediction for r in review.queue(QueueFilter(folder_id=folder_id))]
+
+
+def test_a_map_made_by_another_stations_worker_is_said_missing(db, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 3)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder)
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
+           artifacts=ArtifactStore(tmp_path / "station-b")).run(once=True)
+
+    here = _details(db, folder, ReviewService(db, artifacts=ArtifactStore(tmp_path / "station-a")))
+    assert len(here) == 3
+    for p in here:
+        assert p.anomaly_score is not None and p.heatmap is None
+        assert p.heatmap_missing and "not on this station" in p.heatmap_missing
+        assert str(tmp_path / "station-a") in p.heatmap_missing and "Anomaly maps folder" in p.heatmap_missing
+    there = _details(db, folder, ReviewService(db, artifacts=ArtifactStore(tmp_path / "station-b")))
+    assert all(p.heatmap is not None and p.heatmap_missing is None for p in there)
+
+
+def test_the_projects_maps_folder_is_where_workers_write_and_stations_read(db, tmp_path: Path) -> None:
+    shared = tmp_path / "share"
+    shared.mkdir()
+    assert save_maps_folder(db, f" {shared} ", by="lead") == str(shared)
+    assert load_project_settings(db).maps_folder == str(shared)
+    good_images(tmp_path / "imgs", 3)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder)
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05)).run(once=True)  # reads the setting
+    assert len(list(shared.rglob("*.npz"))) >= 1
+
+    review = ReviewService(db)
+    review.use_maps_folder(str(shared))
+    assert all(p.heatmap is not None and p.heatmap_missing is None for p in _details(db, folder, review))
+
+
+@pytest.mark.parametrize("folder, says", [("relative/maps", "full path"), ("/no/such/maps/folder", "not a folder")])
+def test_a_maps_folder_that_cannot_be_used_is_refused_and_nothing_stored(db, folder: str, says: str) -> None:
+    with pytest.raises(ProjectSettingsError, match=says):
+        save_maps_folder(db, folder)
+    assert load_project_settings(db).maps_folder == ""
+
+
+def test_pre_labelling_again_makes_a_map_this_worker_cannot_read_and_skips_one_it_can(db, tmp_path: Path) -> None:
+    """A worker skips an image every version has answered; before ADR 0061 it also skipped one whose map was
+    gone (another station's folder, a cleared cache), so "Pre-label selection" could never bring it back."""
+    good_images(tmp_path / "imgs", 2)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder)
+    store = ArtifactStore(tmp_path / "mine")
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=store).run(once=True)
+    maps = sorted((tmp_path / "mine").rglob("*.npz"))
+    assert maps
+    for m in maps:
+        m.unlink()  # the cache cleared (or the maps made at another station)
+    review = ReviewService(db, artifacts=store)
+    assert all(p.heatmap_missing for p in _details(db, folder, review))
+
+    ids = [r.image_id for r in review.queue(QueueFilter(folder_id=folder))]
+    submit_prelabel(db, image_ids=ids, only_missing=False)
+    again = Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=store)
+    again.run(once=True)
+    assert again.stats.predicted == 2 and again.stats.skipped == 0
+    assert all(p.heatmap is not None and p.heatmap_missing is None for p in _details(db, folder, review))
+
+    submit_prelabel(db, image_ids=ids, only_missing=False)
+    third = Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=store)
+    third.run(once=True)
+    assert third.stats.skipped == 2 and third.stats.predicted == 0  # every answer and map here: nothing to run
+
+
+def test_a_maps_folder_set_later_gets_this_workers_maps_by_copy(db, tmp_path: Path) -> None:
+    """The maps a station's worker made before the project had a maps folder are copied there when a job
+    covers their images again: no model runs, and every station then draws them."""
+    from app.services.artifacts import station_root
+    good_images(tmp_path / "imgs", 2)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder)
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05)).run(once=True)  # its own folder
+    own = sorted(p.name for p in station_root(db.url).rglob("*.npz"))
+    assert own
+    shared = tmp_path / "share"
+    shared.mkdir()
+    save_maps_folder(db, str(shared))
+    review = ReviewService(db, artifacts=ArtifactStore(shared))  # another station, reading the share only
+    assert all(p.heatmap_missing for p in _details(db, folder, review))
+
+    ids = [r.image_id for r in review.queue(QueueFilter(folder_id=folder))]
+    submit_prelabel(db, image_ids=ids, only_missing=False)
+    worker = Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05))
+    worker.run(once=True)
+    assert worker.stats.skipped == 2 and worker.stats.predicted == 0
+    assert sorted(p.name for p in shared.rglob("*.npz")) == own
+    assert all(p.heatmap is not None for p in _details(db, folder, review))
