@@ -31,6 +31,7 @@ import numpy as np
 from app.services.artifacts import ArtifactStore, store_for
 from app.services.champion import COMPARE
 from app.services.flags import FlagSettings, flag_result
+from app.services.model_files import local_model_dir
 from app.services.prelabel import PRELABEL
 from app.services.project_settings import load_project_settings
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
@@ -281,7 +282,7 @@ class Worker:
             v = self.db.model_versions.get(int(vid))
             if v is None:
                 raise CheckpointError(f"model version {vid} ({family}) no longer exists")
-            dirs[family] = v.checkpoint_path
+            dirs[family] = str(local_model_dir(self.db, v))  # registered elsewhere: the database's copy (ADR 0062)
         started = time.perf_counter()
         engine = InspectionEngine(dirs, device=self.options.device, max_side=self.options.max_side, profile=profile)
         self.stats.add_time("load", started)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import math
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from database import current_predictions
@@ -13,7 +14,7 @@ from database.convert import to_dto
 from database.dto import ModelActivationInfo, ModelVersionInfo
 from database.errors import ConflictError
 from database.images import refresh_statistics
-from database.models import ModelActivation, ModelVersion
+from database.models import ModelActivation, ModelFile, ModelVersion
 
 ACTIONS = ("activate", "promote", "rollback")
 
@@ -186,6 +187,33 @@ class ModelVersionRepository:
             stmt = stmt.where(ModelActivation.family == family)
         with self.db.session() as s:
             return [to_dto(r, ModelActivationInfo) for r in s.scalars(stmt)]
+
+    def put_files(self, version_id: int, files: builtins.list[tuple[str, bytes]]) -> None:
+        """Keep the version's folder in the database (ADR 0062): ``files`` are (posix name, bytes) and
+        replace whatever it held, in one transaction (a reader sees all of them or none)."""
+        with self.db.session(write=True) as s:
+            if s.get(ModelVersion, version_id) is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            s.execute(delete(ModelFile).where(ModelFile.model_version_id == version_id))
+            s.add_all(ModelFile(model_version_id=version_id, name=name, sha256=hashlib.sha256(data).hexdigest(),
+                                size=len(data), data=data) for name, data in files)
+
+    def file_list(self, version_id: int) -> builtins.list[tuple[str, str, int]]:
+        """(name, sha256, size) of each file the database keeps for the version, by name; [] when none."""
+        with self.db.session() as s:
+            return [tuple(r) for r in s.execute(  # type: ignore[misc]
+                select(ModelFile.name, ModelFile.sha256, ModelFile.size)
+                .where(ModelFile.model_version_id == version_id).order_by(ModelFile.name))]
+
+    def kept_ids(self) -> set[int]:
+        """The versions whose files the database keeps."""
+        with self.db.session() as s:
+            return set(s.scalars(select(ModelFile.model_version_id).distinct()))
+
+    def file_data(self, version_id: int, name: str) -> bytes | None:
+        with self.db.session() as s:
+            return s.scalar(select(ModelFile.data).where(ModelFile.model_version_id == version_id,
+                                                         ModelFile.name == name))
 
     def update_metrics(self, version_id: int, metrics: dict[str, Any]) -> ModelVersionInfo:
         """Merge ``metrics`` into the version's metrics (e.g. after evaluating on new labels)."""

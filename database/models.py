@@ -177,6 +177,23 @@ class ModelVersion(Base):
     challenger: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
+class ModelFile(Base):
+    """One file of a model version's folder, kept in the database (ADR 0062): a version registered at one
+    station (a retraining, a folder brought by hand) must load at every station and worker of a shared
+    database, which do not see that station's disk. Only the files inference reads (JSON, safetensors,
+    text) are kept; each station writes them into its own cache when it needs them."""
+
+    __tablename__ = "model_files"
+    __table_args__ = (UniqueConstraint("model_version_id", "name", name="uq_model_files_version_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(1024))     # posix path inside the version's folder
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class ModelActivation(Base):
     """One change of a family's active version, who made it and why (promote / roll back / activate),
     or of the version routing rules name (route: a routed champion's challenger promoted in its rules,

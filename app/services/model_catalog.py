@@ -20,7 +20,7 @@ from app.services.json_files import JsonFileError, read_json_object
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, read_card, version_for_dir
 from database.dto import ModelVersionInfo
 from inference import families
-from inference.bundled import DEFAULT_MODEL, bundled_models
+from inference.bundled import DEFAULT_MODEL, bundled_model_dir, bundled_models
 from inference.model_limits import (
     MAX_JSON_BYTES,
     PRETRAINED_KIND,
@@ -84,9 +84,11 @@ class ModelRow:
     created_at: datetime
     parent_name: str | None
     summary: str          # headline metrics, e.g. "val acc 0.993"; "" when the card has none
-    exists: bool          # the model directory is still on disk
+    exists: bool          # this station can load it: its folder here, this install's bundled copy, or the database's
     challenger: bool = False  # under review beside the active version (app/services/champion.py)
     named_by: tuple[str, ...] = ()  # patterns of the routing rules that run this version (ADR 0059)
+    kept: bool = False    # the database keeps its files (ADR 0062): every station loads it, wherever it was made
+    here: bool = True     # its registered folder is on this station's disk
 
 
 def _number(value: Any) -> float | None:
@@ -278,7 +280,8 @@ class ModelCatalog:
         order = {f: i for i, f in enumerate(FAMILIES)}
         versions.sort(key=lambda v: (order.get(v.family, len(order)), v.created_at, v.id))
         named = self._named_by()
-        return [replace(_row(v, names), named_by=tuple(named.get((v.family, v.name), ())))
+        kept = self.db.model_versions.kept_ids()
+        return [replace(_row(v, names, v.id in kept), named_by=tuple(named.get((v.family, v.name), ())))
                 for v in versions if family is None or v.family == family]
 
     def _named_by(self) -> dict[tuple[str, str], list[str]]:
@@ -296,14 +299,15 @@ class ModelCatalog:
         if v is None:
             raise ModelCatalogError(f"model version {version_id} does not exist")
         parent = self.db.model_versions.get(v.parent_id) if v.parent_id is not None else None
-        return _row(v, {parent.id: parent.name} if parent is not None else {})
+        return _row(v, {parent.id: parent.name} if parent is not None else {},
+                    bool(self.db.model_versions.file_list(v.id)))
 
     def activate(self, version_id: int, note: str | None = None) -> ModelRow:
         """Make the version its family's active one, after checking its directory is still usable;
         recorded (who, when, which version it replaced): a challenger's activation is a promotion."""
         row = self.row(version_id)
         try:
-            check_model_dir(row.family, row.path)
+            check_model_dir(row.family, self._here(row.id))
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{row.name} cannot be made active: {exc}") from None
         if not row.active:
@@ -333,7 +337,7 @@ class ModelCatalog:
             promoted = self.activate(version_id, note)
             return Promotion(promoted, before.name if before is not None and before.id != version_id else None, ())
         try:
-            check_model_dir(row.family, row.path)
+            check_model_dir(row.family, self._here(row.id))
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{row.name} cannot be promoted: {exc}") from None
         rules = Routing(tuple(replace(r, versions=tuple((f, row.name if f == row.family and n == champion.name else n)
@@ -369,13 +373,25 @@ class ModelCatalog:
         if previous is None:
             raise ModelCatalogError(f"the active {family} version replaced none that still exists: nothing to roll back to")
         try:
-            check_model_dir(family, previous.path)
+            check_model_dir(family, self._here(previous.id))
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{previous.name} cannot be made active again: {exc}") from None
         self.db.model_versions.change_active(previous.id, self.author(), "rollback", note,
                                              previous_becomes_challenger=True)
         after_activation(self.db, family)
         return self.row(previous.id)
+
+    def _here(self, version_id: int) -> Path:
+        """The version's folder on this station (``model_files.local_model_dir``: a version registered at
+        another station loads from the database's copy), else ``ModelCatalogError`` saying why."""
+        from app.services.model_files import ModelFilesError, local_model_dir
+        v = self.db.model_versions.get(version_id)
+        if v is None:
+            raise ModelCatalogError(f"model version {version_id} does not exist")
+        try:
+            return local_model_dir(self.db, v)
+        except (ModelFilesError, OSError) as exc:
+            raise ModelCatalogError(str(exc)) from None
 
     def add_directory(self, family: str, path: str | Path) -> ModelRow:
         """Register a model directory (trained elsewhere) as a version of ``family``, not active;
@@ -389,14 +405,21 @@ class ModelCatalog:
         return self.row(v.id)
 
 
-def _row(v: ModelVersionInfo, names: Mapping[int, str]) -> ModelRow:
+def _row(v: ModelVersionInfo, names: Mapping[int, str], kept: bool = False) -> ModelRow:
     summary = (comparison_summary(v.card) or summarize_metrics(v.metrics)
                or summarize_metrics((v.card or {}).get("metrics")))
     expected = expected_summary(v.card)
     if not expected and v.bundled:  # registered by an older station: its card on disk may say it
         expected = expected_summary(read_card(Path(v.checkpoint_path)))
     summary = " | ".join(t for t in (expected, summary) if t)
+    here = Path(v.checkpoint_path).is_dir()
     return ModelRow(id=v.id, family=v.family, name=v.name, path=v.checkpoint_path, bundled=v.bundled,
                     active=v.active, created_at=v.created_at,
                     parent_name=names.get(v.parent_id) if v.parent_id is not None else None,
-                    summary=summary, exists=Path(v.checkpoint_path).is_dir(), challenger=v.challenger)
+                    summary=summary, exists=here or kept or _bundled_here(v), challenger=v.challenger, kept=kept,
+                    here=here)
+
+
+def _bundled_here(v: ModelVersionInfo) -> bool:
+    """A bundled version registered by an install at another path: this install's copy runs it."""
+    return v.bundled and (bundled_model_dir(v.family, Path(v.checkpoint_path).name) / "config.json").is_file()

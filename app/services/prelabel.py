@@ -9,6 +9,7 @@ changed mid-job applies to the rest of the job as ``reflag`` applies it to what 
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -26,6 +27,8 @@ from app.services.routing import FAMILY_ORDER, Routing, RoutingError, group_by_f
 from database.dto import ImageQuery, JobInfo, ModelVersionInfo
 from database.states import ItemStatus, JobStatus
 from inference.bundled import bundled_model_dir
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -87,7 +90,13 @@ def version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersio
         if Path(v.checkpoint_path).resolve() == directory:
             return v
     name = f"{directory.name} ({directory})"
-    return db.model_versions.register(family, name, str(directory), card=read_card(directory))
+    version = db.model_versions.register(family, name, str(directory), card=read_card(directory))
+    from app.services.model_files import ModelFilesError, keep_in_database
+    try:  # every station and worker loads it, not only this one (ADR 0062)
+        keep_in_database(db, version, directory)
+    except (OSError, ModelFilesError) as exc:
+        log.warning("%s runs only where %s is seen: %s", name, directory, exc)
+    return version
 
 
 def bundled_version(db: "Database", family: str, name: str | None = None, activate: bool = True) -> ModelVersionInfo:

@@ -11,6 +11,7 @@ promotion stays the inspector's decision, after the comparison.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import shlex
 import shutil
@@ -27,10 +28,13 @@ from app.services.artifacts import beside_database
 from app.services.export import CancelFn, ExportError, ExportOptions, ProgressFn, export_database
 from app.services.export_split import SplitSpec
 from app.services.json_files import JsonFileError, read_json_object, write_json_atomic
+from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
 from app.services.prelabel import resolve_models
 from database.model_versions import json_safe as finite
 from inference import families
 from inference.imageio import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from database import Database, ImageQuery
@@ -357,8 +361,12 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     version to start from and the images to learn from, default ``version_scope(db, family)``)."""
     scope = scope if scope is not None else version_scope(db, family)
     parent = scope.version
-    if parent is not None and not (Path(parent.checkpoint_path) / "config.json").is_file():
-        parent = None
+    if parent is not None:  # its folder here: where it was made, this install's bundled copy, or the database's
+        try:
+            parent = dataclasses.replace(parent, checkpoint_path=str(local_model_dir(db, parent)))
+        except ModelFilesError as exc:
+            log.warning("retraining without a start point: %s", exc)
+            parent = None
     root = export_training_data(db, family, work, folder, progress, cancel, within=scope.images)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
@@ -549,9 +557,14 @@ def register_retrained(db: Database, plan: RetrainPlan, seconds: float,
     write_json_atomic(model_dir / RECORD, record)
     card = {**card, "retraining": record}
     write_json_atomic(model_dir / "card.json", card)
-    return db.model_versions.register(plan.family, plan.name, str(model_dir.resolve()), card=card,
-                                      metrics=headline_metrics(card),
-                                      parent_id=plan.parent.id if plan.parent else None, challenger=True)
+    version = db.model_versions.register(plan.family, plan.name, str(model_dir.resolve()), card=card,
+                                         metrics=headline_metrics(card),
+                                         parent_id=plan.parent.id if plan.parent else None, challenger=True)
+    try:  # every station and worker loads it, not only this one (ADR 0062)
+        keep_in_database(db, version, model_dir)
+    except (OSError, ModelFilesError) as exc:
+        log.warning("%s runs only where %s is seen: %s", plan.name, model_dir, exc)
+    return version
 
 
 def safe_remove_tree(path: Path) -> None:

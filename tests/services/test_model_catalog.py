@@ -75,7 +75,7 @@ def test_activate_refuses_a_missing_or_broken_directory(db, tmp_path: Path) -> N
     gone = db.model_versions.register("classifier", "gone", str(tmp_path / "gone"))
     catalog = ModelCatalog(db)
     catalog.rows()
-    with pytest.raises(ModelCatalogError, match="gone cannot be made active: .*no such folder"):
+    with pytest.raises(ModelCatalogError, match="gone cannot be made active: .*which this station does not see, and the database holds no copy"):
         catalog.activate(gone.id)
     with pytest.raises(ModelCatalogError, match="does not exist"):
         catalog.activate(9999)

@@ -1,0 +1,138 @@
+"""A model version's folder at whichever station or worker needs it (ADR 0062).
+
+A version row used to be only a path on the disk of the station that registered it: a retraining at station A
+wrote ``A:~/…/models/classifier-retrained-…`` and every other station's worker failed the images it claimed with
+"model cannot be loaded"; a bundled model was registered with the installing station's checkout path. Now the
+files inference reads are kept in the database (``model_files``) when a version is registered, or the first time
+a station that sees its folder loads it (versions registered before this), and a station that does not see the
+folder writes them into its own cache, checked against their hashes. A bundled version is this install's copy.
+
+Only JSON, safetensors and text are kept (never a pickle: training states stay where they were made), within
+bounds on count, depth and size that are checked before anything is read or allocated.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from app.paths import cache_dir
+from inference.bundled import bundled_model_dir
+
+if TYPE_CHECKING:
+    from database.dto import ModelVersionInfo
+    from database.engine import Database
+
+log = logging.getLogger(__name__)
+
+KEPT_SUFFIXES = (".json", ".safetensors", ".txt", ".md")
+MAX_FILES = 256
+MAX_DEPTH = 4                          # sub-folders below the version's folder (a bundle's members, verifier)
+MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+
+
+class ModelFilesError(RuntimeError):
+    """A version's folder that cannot be kept or found here, with the reason."""
+
+
+def folder_files(directory: Path) -> list[tuple[str, bytes]]:
+    """(posix name, bytes) of the files inference reads below ``directory``; links, hidden entries and other
+    kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
+    chosen: list[tuple[str, Path]] = []
+    total = 0
+    for root, dirs, names in os.walk(directory, followlinks=False):
+        rel_root = Path(root).relative_to(directory)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and len(rel_root.parts) < MAX_DEPTH]
+        for name in sorted(names):
+            path = Path(root) / name
+            if name.startswith(".") or path.is_symlink() or path.suffix.lower() not in KEPT_SUFFIXES:
+                continue
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ModelFilesError(f"{path} is {size} bytes, more than a model file may be ({MAX_FILE_BYTES})")
+            total += size
+            chosen.append(((rel_root / name).as_posix(), path))
+            if len(chosen) > MAX_FILES or total > MAX_TOTAL_BYTES:
+                raise ModelFilesError(f"{directory} holds more than {MAX_FILES} files or {MAX_TOTAL_BYTES} bytes "
+                                      "of model files")
+    if not any(name == "config.json" for name, _ in chosen):
+        raise ModelFilesError(f"{directory}: not a model directory (no config.json)")
+    return [(name, path.read_bytes()) for name, path in chosen]
+
+
+def keep_in_database(db: "Database", version: "ModelVersionInfo", directory: Path | None = None) -> int:
+    """Copy the version's folder into the database unless it is bundled or already kept; returns how many
+    files were stored."""
+    if version.bundled or db.model_versions.file_list(version.id):
+        return 0
+    files = folder_files(Path(directory or version.checkpoint_path))
+    db.model_versions.put_files(version.id, files)
+    return len(files)
+
+
+def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
+    """A folder on this station holding the version's model: its registered folder where this station sees
+    it, this install's copy of a bundled model, else the database's copy written into this station's cache.
+    ``ModelFilesError`` says why when there is none."""
+    path = Path(version.checkpoint_path)
+    if (path / "config.json").is_file():
+        if not version.bundled:
+            try:  # a version registered before its files were kept: the first station that sees it shares it
+                keep_in_database(db, version, path)
+            except (OSError, ModelFilesError) as exc:
+                log.warning("cannot keep %s model %r in the database: %s", version.family, version.name, exc)
+        return path
+    if version.bundled:
+        with contextlib.suppress(KeyError):
+            local = bundled_model_dir(version.family, Path(version.checkpoint_path).name)
+            if (local / "config.json").is_file():
+                return local
+    listed = db.model_versions.file_list(version.id)
+    if not listed:
+        raise ModelFilesError(
+            f"the {version.family} model {version.name!r} is at {path}, which this station does not see, and the "
+            "database holds no copy of its files (a version registered before they were kept: open the station "
+            "that made it once, or run a job there, and every station gets them)")
+    return _written_here(db, version, listed)
+
+
+def _written_here(db: "Database", version: "ModelVersionInfo", listed: list[tuple[str, str, int]]) -> Path:
+    """The database's copy in this station's cache (``cache/models/<id>-<digest>``), written once, checked."""
+    digest = hashlib.sha256("\n".join(f"{n} {h}" for n, h, _ in listed).encode()).hexdigest()[:16]
+    root = cache_dir() / "models"
+    target = root / f"{version.id}-{digest}"
+    if (target / "config.json").is_file():
+        return target
+    total = 0
+    for name, _sha, size in listed:
+        pure = PurePosixPath(name)
+        if pure.is_absolute() or ".." in pure.parts or len(pure.parts) > MAX_DEPTH + 1:
+            raise ModelFilesError(f"the database's copy of {version.name!r} names a file outside its folder: {name!r}")
+        total += size
+        if size > MAX_FILE_BYTES or total > MAX_TOTAL_BYTES or len(listed) > MAX_FILES:
+            raise ModelFilesError(f"the database's copy of {version.name!r} is larger than a model may be")
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    try:
+        for name, sha, size in listed:
+            data = db.model_versions.file_data(version.id, name)
+            if data is None or len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+                raise ModelFilesError(f"the database's copy of {version.name!r} has a damaged file {name!r}")
+            out = work / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not (target / "config.json").is_file():  # another process wrote it meanwhile: theirs is the same
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("wrote %s model %r from the database into %s", version.family, version.name, target)
+    return target

@@ -1,0 +1,109 @@
+"""A model version registered at one station runs at every station and worker of a shared database (ADR 0062).
+
+Before, a version row was only a path on the registering station's disk: a worker elsewhere failed every image it
+claimed with "model cannot be loaded" (found looking at two stations on one PostgreSQL database: a retraining
+writes into the retraining station's user data folder)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.services.artifacts import ArtifactStore
+from app.services.indexing import index_folder
+from app.services.model_catalog import ModelCatalog
+from app.services.model_files import ModelFilesError, folder_files, keep_in_database, local_model_dir
+from app.services.prelabel import submit_prelabel, version_for_dir
+from app.worker import Worker, WorkerOptions
+from tests.worker.helpers import good_images
+
+
+@pytest.fixture
+def db(url):
+    from database.engine import open_database
+    database = open_database(url)
+    yield database
+    database.close()
+
+
+def _elsewhere(tiny_models: dict[str, Path], tmp_path: Path, family: str) -> Path:
+    """A copy of a tiny model in a folder of 'another station' (removed by the test to play this one)."""
+    return Path(shutil.copytree(tiny_models[family], tmp_path / "station-a" / f"{family}-made-there"))
+
+
+def test_a_version_made_at_another_station_prelabels_here_from_the_databases_copy(db, tiny_models, tmp_path) -> None:
+    versions = {}
+    for family in ("classifier", "segmenter", "anomaly"):
+        v = version_for_dir(db, family, _elsewhere(tiny_models, tmp_path, family))  # registers and keeps the files
+        db.model_versions.activate(v.id)
+        versions[family] = v
+    assert {n for n, _sha, _size in db.model_versions.file_list(versions["classifier"].id)} >= {
+        "config.json", "model.safetensors", "card.json"}
+    shutil.rmtree(tmp_path / "station-a")  # this station does not see station A's disk
+
+    good_images(tmp_path / "imgs", 3)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder)
+    worker = Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=ArtifactStore(tmp_path / "a"))
+    worker.run(once=True)
+    assert worker.stats.predicted == 3 and worker.stats.failed == 0  # before: 3 failed, "model cannot be loaded"
+    here = local_model_dir(db, versions["segmenter"])
+    assert here.is_dir() and here != Path(versions["segmenter"].checkpoint_path)
+    assert sorted(p.name for p in here.iterdir()) == sorted(p.name for p in tiny_models["segmenter"].iterdir()
+                                                            if p.suffix in (".json", ".safetensors"))
+
+    rows = {r.name: r for r in ModelCatalog(db).rows("classifier")}
+    made_there = rows[versions["classifier"].name]
+    assert made_there.exists and made_there.kept and not made_there.here
+    other = version_for_dir(db, "classifier", tiny_models["classifier"])
+    assert ModelCatalog(db).activate(other.id).active
+    assert ModelCatalog(db).activate(versions["classifier"].id).active  # its check reads the database's copy
+
+
+def test_a_version_registered_before_is_shared_by_the_first_station_that_sees_it(db, tiny_models, tmp_path) -> None:
+    folder = _elsewhere(tiny_models, tmp_path, "classifier")
+    v = db.model_versions.register("classifier", "older", str(folder))  # as stations before ADR 0062 did
+    assert db.model_versions.file_list(v.id) == []
+    with pytest.raises(ModelFilesError):  # gone before anyone shared it: says where it was, and why not here
+        shutil.move(str(folder), str(tmp_path / "hidden"))
+        local_model_dir(db, v)
+    shutil.move(str(tmp_path / "hidden"), str(folder))
+    assert local_model_dir(db, v) == folder  # station A loads it from its disk, and keeps a copy in the database
+    assert db.model_versions.file_list(v.id)
+    shutil.rmtree(folder)
+    assert (local_model_dir(db, v) / "config.json").is_file()
+
+
+def test_a_bundled_version_registered_by_another_install_runs_this_installs_copy(db) -> None:
+    from inference.bundled import bundled_model_dir
+    mine = bundled_model_dir("classifier")
+    v = db.model_versions.register("classifier", mine.name, f"/opt/other-install/resources/models/{mine.name}",
+                                   bundled=True)
+    assert local_model_dir(db, v) == mine
+    assert keep_in_database(db, v) == 0  # bundled: every install has it
+
+
+def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(db, tiny_models, tmp_path) -> None:
+    folder = _elsewhere(tiny_models, tmp_path, "classifier")
+    (folder / "training").mkdir()
+    (folder / "training" / "state.pt").write_bytes(b"a pickle stays where it was made")
+    (folder / "link.json").symlink_to(folder / "config.json")
+    names = [n for n, _ in folder_files(folder)]
+    assert "training/state.pt" not in names and "link.json" not in names and "config.json" in names
+    with pytest.raises(ModelFilesError, match="no config.json"):
+        folder_files(tmp_path / "imgs-none") if (tmp_path / "imgs-none").mkdir() is None else None
+
+    v = db.model_versions.register("classifier", "hostile", str(tmp_path / "nowhere"))
+    db.model_versions.put_files(v.id, [("config.json", b"{}"), ("../../escape.json", b"{}")])
+    with pytest.raises(ModelFilesError, match="outside its folder"):
+        local_model_dir(db, v)
+    damaged = db.model_versions.register("classifier", "damaged", str(tmp_path / "nowhere2"))
+    db.model_versions.put_files(damaged.id, [("config.json", b"{}")])
+    from sqlalchemy import update
+
+    from database.models import ModelFile
+    with db.session(write=True) as s:
+        s.execute(update(ModelFile).where(ModelFile.model_version_id == damaged.id).values(data=b"{ }"))
+    with pytest.raises(ModelFilesError, match="damaged"):
+        local_model_dir(db, damaged)
