@@ -81,6 +81,14 @@ FEATURE_KINDS = ("embedding", "descriptor")
 # worth noticing (inference.image_descriptor), so no direction is surer than one unit.
 MIN_VARIANCE = {"embedding": 0.0, "descriptor": 1.0, "descriptor_range": 1.0}
 RANGE_QUANTILE = 1.0  # the box the training images span (0.99 tried: a heavy-tailed feature then sets the threshold)
+# The threshold is at most this many times the training images' median out-of-fold distance. With a few dozen
+# images (a retraining's labels) the quantile is the single largest out-of-fold distance, and one odd training
+# image (an unusually bright steel strip) then admitted a whole other line (magnetic tiles at "in domain 0.53").
+# 4.9 is the largest ratio a well-sampled choosing set needed (SIRST training frames; MVTec bottle 1.76), so the cap
+# binds only where few images make the quantile meaningless (benchmarks/results/ood-few.md, ADR 0063): below
+# MEDIAN_CAP_BELOW images (the study's counts went to 160); a larger set's quantile stands (heavy-tailed features).
+MEDIAN_CAP = 4.9
+MEDIAN_CAP_BELOW = 200
 
 Features = Mapping[str, np.ndarray]
 
@@ -332,13 +340,16 @@ def _rule(feats: dict[str, np.ndarray], chosen: tuple[str, ...], components: int
     """The parts' scales and the threshold at each of ``quantiles``: the larger of that quantile of
     the out-of-fold distances with folds of whole ``groups`` and with mixed folds. The scales (the
     parts' median out-of-fold distances) come from the mixed folds, so with the same scales and a
-    threshold never below the mixed folds' one, grouping can only widen what is accepted."""
+    threshold never below the mixed folds' one, grouping can only widen what is accepted — below
+    ``MEDIAN_CAP_BELOW`` images, up to ``MEDIAN_CAP`` times the mixed folds' median distance."""
     mixed = out_of_fold_part_distances(feats, components, folds, seed, None, chosen)
     scales = part_scales(mixed)
     thresholds = np.quantile(_combined(mixed, scales), quantiles)
     if groups is not None and len(set(groups)) >= 2:
         grouped = out_of_fold_part_distances(feats, components, folds, seed, groups, chosen)
         thresholds = np.maximum(thresholds, np.quantile(_combined(grouped, scales), quantiles))
+    if next(iter(feats.values())).shape[0] < MEDIAN_CAP_BELOW:  # see MEDIAN_CAP
+        thresholds = np.minimum(thresholds, MEDIAN_CAP * float(np.median(_combined(mixed, scales))))
     return scales, np.maximum(np.asarray(thresholds, np.float64), 1e-6)
 
 

@@ -310,3 +310,23 @@ def test_scene_groups_are_the_fallback_of_auto_grouping(tmp_path) -> None:
     assert len(set(groups)) == 6 and all(len({groups[i] for i in range(s * 3, s * 3 + 3)}) == 1 for s in range(6))
     assert path_groups(paths, rule="none") == (None, "none")
     assert path_groups(paths, rule="prefix") == (None, "none")  # every frame is "Misc": no usable groups
+
+
+def test_one_odd_image_among_few_does_not_open_the_domain_to_another_line() -> None:
+    """ADR 0063: a retraining's 36 labelled images, one of them far brighter than the rest. Held out in
+    cross-validation it lies far out, and with 36 images the threshold quantile is that one distance: a whole
+    other line as far out was "in domain" (seen at the station: magnetic tiles under a retrained steel model).
+    The threshold is now at most MEDIAN_CAP times the median out-of-fold distance below MEDIAN_CAP_BELOW images."""
+    from inference.domain import MEDIAN_CAP, MEDIAN_CAP_BELOW
+    rng = np.random.default_rng(3)
+    few = rng.normal(0.0, 3.0, (36, 12))
+    few[0, :4] += 200.0                      # the one bright strip
+    other_line = rng.normal(0.0, 3.0, (50, 12))
+    other_line[:, 4:8] += 60.0               # another line: far out in features the training images agree on
+    own = rng.normal(0.0, 3.0, (200, 12))
+    stats = fit_domain({"descriptor": few}, parts=("descriptor", "descriptor_range"))
+    assert np.all(stats.scores({"descriptor": other_line}) < OUT_OF_DOMAIN_BELOW)
+    assert np.mean(stats.scores({"descriptor": own}) < OUT_OF_DOMAIN_BELOW) <= 0.05
+    many = fit_domain({"descriptor": np.vstack([few, rng.normal(0.0, 3.0, (MEDIAN_CAP_BELOW, 12))])},
+                      parts=("descriptor", "descriptor_range"))
+    assert many.images >= MEDIAN_CAP_BELOW and MEDIAN_CAP > 1  # a well-sampled set keeps its quantile
