@@ -157,6 +157,7 @@ class DomainStats:
     # in descriptor order; empty: all of them (every file before ADR 0038). A family describes its
     # domain by some of them (inference.families.Family.domain_descriptor_features).
     descriptor_features: tuple[str, ...] = ()
+    capped: bool = False           # the threshold is MEDIAN_CAP x the median distance, below its quantile (ADR 0063)
 
     @property
     def dim(self) -> int:
@@ -336,21 +337,24 @@ def _combined(distances: Mapping[str, np.ndarray], scales: Mapping[str, float]) 
 
 
 def _rule(feats: dict[str, np.ndarray], chosen: tuple[str, ...], components: int, folds: int, seed: int,
-          groups: Sequence[str] | None, quantiles: Sequence[float]) -> tuple[dict[str, float], np.ndarray]:
+          groups: Sequence[str] | None, quantiles: Sequence[float]) -> tuple[dict[str, float], np.ndarray, float]:
     """The parts' scales and the threshold at each of ``quantiles``: the larger of that quantile of
     the out-of-fold distances with folds of whole ``groups`` and with mixed folds. The scales (the
     parts' median out-of-fold distances) come from the mixed folds, so with the same scales and a
     threshold never below the mixed folds' one, grouping can only widen what is accepted — below
-    ``MEDIAN_CAP_BELOW`` images, up to ``MEDIAN_CAP`` times the mixed folds' median distance."""
+    ``MEDIAN_CAP_BELOW`` images, up to ``MEDIAN_CAP`` times the mixed folds' median distance (the cap is
+    returned third; infinite where it does not apply)."""
     mixed = out_of_fold_part_distances(feats, components, folds, seed, None, chosen)
     scales = part_scales(mixed)
     thresholds = np.quantile(_combined(mixed, scales), quantiles)
     if groups is not None and len(set(groups)) >= 2:
         grouped = out_of_fold_part_distances(feats, components, folds, seed, groups, chosen)
         thresholds = np.maximum(thresholds, np.quantile(_combined(grouped, scales), quantiles))
+    cap = float("inf")
     if next(iter(feats.values())).shape[0] < MEDIAN_CAP_BELOW:  # see MEDIAN_CAP
-        thresholds = np.minimum(thresholds, MEDIAN_CAP * float(np.median(_combined(mixed, scales))))
-    return scales, np.maximum(np.asarray(thresholds, np.float64), 1e-6)
+        cap = MEDIAN_CAP * float(np.median(_combined(mixed, scales)))
+        thresholds = np.minimum(thresholds, cap)
+    return scales, np.maximum(np.asarray(thresholds, np.float64), 1e-6), cap
 
 
 def own_rates(features: Features | np.ndarray, quantiles: Sequence[float] = THRESHOLD_QUANTILES,
@@ -369,7 +373,7 @@ def own_rates(features: Features | np.ndarray, quantiles: Sequence[float] = THRE
         rest, held = fold != f, fold == f
         sub = {k: v[rest] for k, v in feats.items()}
         sub_groups = [g for g, r in zip(groups, rest) if r] if groups is not None else None
-        scales, thresholds = _rule(sub, chosen, components, folds, seed, sub_groups, quantiles)
+        scales, thresholds, _cap = _rule(sub, chosen, components, folds, seed, sub_groups, quantiles)
         fitted = {p: fit_part(p, sub[PARTS[p][0]], components) for p in chosen}
         d = _combined({p: g.distances(feats[PARTS[p][0]][held]) for p, g in fitted.items()}, scales)
         flagged[:, held] = d[None, :] > thresholds[:, None]
@@ -409,11 +413,12 @@ def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
     candidates = (float(quantile),) if quantile is not None else THRESHOLD_QUANTILES
     rates = own_rates(feats, candidates, components, folds, seed, groups, chosen)
     pick = next((i for i, q in enumerate(candidates) if rates[q] <= OWN_RATE_TARGET), len(candidates) - 1)
-    scales, thresholds = _rule(feats, chosen, components, folds, seed, groups, candidates)
+    scales, thresholds, cap = _rule(feats, chosen, components, folds, seed, groups, candidates)
     fitted = {p: fit_part(p, feats[PARTS[p][0]], components) for p in PARTS if p in chosen}
     uses_descriptor = any(PARTS[p][0] == "descriptor" for p in fitted)
     return DomainStats(fitted, float(thresholds[pick]), candidates[pick], int(n), embedding,
-                       scales, descriptor if uses_descriptor else "", rates, names)
+                       scales, descriptor if uses_descriptor else "", rates, names,
+                       capped=bool(thresholds[pick] >= cap))
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -441,6 +446,8 @@ def save_domain(directory: str | Path, stats: DomainStats, extra: dict[str, Any]
             "own_rates_group_cv": {f"{q:g}": round(r, 5) for q, r in stats.own_rates.items()},
             "score": "distance = max over parts of (part distance / part scale); "
                      "in_domain = 0.5 ** (distance / threshold); out of domain below 0.5"}
+    if stats.capped:  # absent: the quantile itself (every file before ADR 0063)
+        meta["capped_at_median_times"] = MEDIAN_CAP
     if stats.descriptor_features:  # absent: every descriptor feature (files before ADR 0038)
         meta["descriptor_features"] = list(stats.descriptor_features)
     meta.update(extra or {})
@@ -546,7 +553,8 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
         {p: parts[p] for p in PARTS if p in parts}, _positive(meta, "threshold", 1e12),
         float(quantile) if isinstance(quantile, (int, float)) else math.nan,
         int(images) if isinstance(images, int) else 0,
-        str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor, _rates(meta), chosen)
+        str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor, _rates(meta), chosen,
+        capped=meta.get("capped_at_median_times") is not None)
 
 
 def _descriptor_features(meta: dict[str, Any], d: Path) -> tuple[str, ...]:

@@ -108,6 +108,10 @@ def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.P
 def rate_note(stats: DomainStats) -> str:
     """The threshold's quantile and its group cross-validated own-image rate, in words."""
     rate = stats.own_rates.get(stats.quantile)
+    if stats.capped:
+        from .domain import MEDIAN_CAP
+        return (f"{MEDIAN_CAP:g} times the median out-of-fold distance, below their {stats.quantile:.3g} quantile: "
+                "too few images for the quantile to say much (ADR 0063)")
     return (f"the {stats.quantile:.3g} quantile of out-of-fold distances"
             + (f"; {rate:.1%} of held-out groups' own images beyond it in group cross-validation" if rate is not None else ""))
 

@@ -327,6 +327,21 @@ def test_one_odd_image_among_few_does_not_open_the_domain_to_another_line() -> N
     stats = fit_domain({"descriptor": few}, parts=("descriptor", "descriptor_range"))
     assert np.all(stats.scores({"descriptor": other_line}) < OUT_OF_DOMAIN_BELOW)
     assert np.mean(stats.scores({"descriptor": own}) < OUT_OF_DOMAIN_BELOW) <= 0.05
+    assert stats.capped  # said so in domain.json and in the fit's line (inference.domain_fit.rate_note)
     many = fit_domain({"descriptor": np.vstack([few, rng.normal(0.0, 3.0, (MEDIAN_CAP_BELOW, 12))])},
                       parts=("descriptor", "descriptor_range"))
-    assert many.images >= MEDIAN_CAP_BELOW and MEDIAN_CAP > 1  # a well-sampled set keeps its quantile
+    assert many.images >= MEDIAN_CAP_BELOW and not many.capped  # a well-sampled set keeps its quantile
+    assert MEDIAN_CAP > 1
+
+
+def test_a_capped_threshold_is_said_so_in_its_file_and_its_line(tmp_path) -> None:
+    from inference.domain_fit import rate_note
+    rng = np.random.default_rng(3)
+    few = rng.normal(0.0, 3.0, (36, 12))
+    few[0, :4] += 200.0
+    stats = fit_domain({"descriptor": few}, parts=("descriptor", "descriptor_range"))
+    save_domain(tmp_path, stats)
+    back = load_domain(tmp_path)
+    assert back is not None and back.capped and "median out-of-fold distance" in rate_note(back)
+    plain = fit_domain({"descriptor": rng.normal(0.0, 3.0, (36, 12))}, parts=("descriptor", "descriptor_range"))
+    assert not plain.capped and "quantile of out-of-fold distances" in rate_note(plain)
