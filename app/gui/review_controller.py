@@ -434,6 +434,11 @@ class ReviewController(QObject):
             self.message.emit("Already accepted.")
             return
         self._edit(after, "accept", "accept")
+        p = self.detail.prediction if self.detail is not None else None
+        if (p is not None and p.heatmap_missing and after.anomaly_verdict == "anomalous"
+                and after.anomaly_region is None):  # ADR 0061: said, not silently left out
+            self.message.emit("Accepted \"anomalous\" without the model's region: its map is not on this station "
+                              "(draw one with R, or pre-label the image again here).")
 
     def decide_many(self, image_ids: list[int], decision: str) -> None:
         """Accept (each image's own label, the prediction filling what it lacks) or reject several

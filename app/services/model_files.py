@@ -85,7 +85,7 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
         if not version.bundled:
             try:  # a version registered before its files were kept: the first station that sees it shares it
                 keep_in_database(db, version, path)
-            except (OSError, ModelFilesError) as exc:
+            except Exception as exc:  # noqa: BLE001 - sharing is a courtesy: the model loads here either way
                 log.warning("cannot keep %s model %r in the database: %s", version.family, version.name, exc)
         return path
     if version.bundled:

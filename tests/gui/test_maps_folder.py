@@ -86,3 +86,32 @@ def test_a_heatmap_from_another_station_says_so_until_a_shared_maps_folder_holds
     qtbot.waitUntil(lambda: heat.text() == "Heatmap", timeout=20000)
     assert "not on this station" not in win.label_panel.pred_anomaly.text()
     win.close()
+
+
+def test_accept_without_the_maps_region_says_so(service, db, folder, tmp_path, qtbot):
+    """An anomalous answer whose map this station does not hold: Accept keeps the verdict and says that the
+    model's region is not in the label (it used to be left out silently)."""
+    from app.services.artifacts import ArtifactStore
+    from tests.gui.conftest import build_window, wait_shown
+    from tests.gui.fixtures import seed_predictions
+
+    info = service.open_folder(folder)
+    seed_predictions(db, info.id, ArtifactStore(tmp_path / "another-station"))  # maps not in the service's store
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    try:
+        hot = next(it.image_id for it in win.gallery_model.items() if it.rel_path == "part_03.png")  # 0.65 > 0.5
+        win.review.open_image(hot)
+        wait_shown(win, qtbot, hot)
+        qtbot.waitUntil(lambda: "not on this station" in win.label_panel.pred_anomaly.text())
+        assert win.layer_panel.checks["heatmap"].text() == "Heatmap (map not on this station)"
+        said: list[str] = []
+        win.review.message.connect(said.append)
+        win.review.accept()
+        assert any("without the model's region" in m for m in said)
+        qtbot.waitUntil(lambda: db.labels.current(hot) is not None and db.labels.current(hot).anomaly_verdict is not None)
+        current = db.labels.current(hot)
+        assert current.anomaly_verdict == "anomalous" and current.anomaly_mask_png is None
+    finally:
+        win.close()
