@@ -43,6 +43,7 @@ from inference.engine import InspectionEngine
 from inference.results import ImageResult
 
 MAX_ENGINES = 3  # see Worker._engines
+BLIND_RETRY_S = 60.0  # a job whose folder this machine does not see is claimed again after this long
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -161,6 +162,7 @@ class Worker:
         self.id = worker_id or new_worker_id()
         # Where anomaly maps go: the project's maps folder (read again with each batch's thresholds, so a
         # folder set at any station applies from the next batch), else this station's own (ADR 0061).
+        self._blind: dict[int, float] = {}  # job id -> until when its folder is known not to be seen here
         self._fixed_artifacts = artifacts is not None
         self._maps_folder = ""
         self.artifacts = artifacts or store_for(db.url)
@@ -303,9 +305,16 @@ class Worker:
             self.stats.add_time("claim", started + self.stats.seconds.get("load", 0.0) - loading)
 
     def _claim_and_submit(self) -> tuple[ClaimedBatch, list] | None:
-        batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL, COMPARE])
-        if batch is None:
-            return None
+        now = time.monotonic()
+        while True:
+            blind = [job for job, until in self._blind.items() if until > now]
+            batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL, COMPARE],
+                                             skip_jobs=blind)
+            if batch is None:
+                return None
+            batch = self._leave_unseen_folders(batch, now)
+            if batch.items:
+                break
         try:
             versions = job_versions(batch.job.params)
             engine = self._engine_for(versions, job_profile(batch.job.params))
@@ -327,6 +336,25 @@ class Worker:
         todo = [it for it in todo if it.image_path is not None]
         pending = engine.submit_decode([(it, it.image_path) for it in todo if it.image_path is not None], list(versions))
         return ClaimedBatch(batch.job, tuple(todo)), pending
+
+    def _leave_unseen_folders(self, batch: ClaimedBatch, now: float) -> ClaimedBatch:
+        """Give back the items whose folder this machine does not see (another station's disk, a share
+        mounted elsewhere, an unplugged drive): they stay queued for a worker that sees it, and the job says
+        why. Before, this worker failed each of them as "file not found" and wrote that error on the image,
+        shown at every station, also where the file was there. This worker leaves the job alone for
+        ``BLIND_RETRY_S`` (the drive may come back)."""
+        roots = {it.folder_root for it in batch.items if it.folder_root}
+        unseen = {r for r in roots if not os.path.isdir(r)}
+        if not unseen:
+            return batch
+        leave = [it.id for it in batch.items if it.folder_root in unseen]
+        self.db.jobs.release_items(self.id, leave)
+        self._blind[batch.job.id] = now + BLIND_RETRY_S
+        where = ", ".join(sorted(unseen))
+        self.db.jobs.note(batch.job.id, f"waiting for a worker that sees {where} (the worker on "
+                                        f"{socket.gethostname()} does not)")
+        log.warning("job %d: %d image(s) left queued: this machine does not see %s", batch.job.id, len(leave), where)
+        return ClaimedBatch(batch.job, tuple(it for it in batch.items if it.folder_root not in unseen))
 
     def _split_done(self, items: tuple[JobItemInfo, ...], versions: Mapping[str, int]
                     ) -> tuple[list[JobItemInfo], list[JobItemInfo]]:

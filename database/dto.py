@@ -291,6 +291,7 @@ class JobItemInfo:
     attempts: int
     error: str | None
     image_path: str | None = None  # folder root joined with the image's relative path
+    folder_root: str | None = None  # the image's folder root as stored (a worker that does not see it leaves the item)
 
 
 @dataclass(frozen=True, slots=True)

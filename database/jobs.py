@@ -49,8 +49,8 @@ def job_dto(row: Job) -> JobInfo:
     return to_dto(row, JobInfo, status=JobStatus(row.status))
 
 
-def item_dto(row: JobItem, image_path: str | None = None) -> JobItemInfo:
-    return to_dto(row, JobItemInfo, status=ItemStatus(row.status), image_path=image_path)
+def item_dto(row: JobItem, image_path: str | None = None, folder_root: str | None = None) -> JobItemInfo:
+    return to_dto(row, JobItemInfo, status=ItemStatus(row.status), image_path=image_path, folder_root=folder_root)
 
 
 def _touch_worker(s: Session, worker_id: str, job_id: int | None = None) -> Worker:
@@ -294,11 +294,14 @@ class JobRepository:
             return n
 
     # --- item jobs ---------------------------------------------------------------------------
-    def claim_items(self, worker_id: str, limit: int, kinds: Iterable[str] | None = None) -> ClaimedBatch | None:
-        """Atomically take up to ``limit`` queued items of the most urgent open job.
+    def claim_items(self, worker_id: str, limit: int, kinds: Iterable[str] | None = None,
+                    skip_jobs: Iterable[int] = ()) -> ClaimedBatch | None:
+        """Atomically take up to ``limit`` queued items of the most urgent open job (not of ``skip_jobs``:
+        jobs whose folder this worker found it cannot see).
 
         Two workers never receive the same item. Returns None when no item is waiting.
         """
+        skip = sorted(set(skip_jobs))
         kinds = list(kinds) if kinds is not None else None
         with self.db.session(write=True) as s:
             stmt = (select(Job.id).where(Job.has_items.is_(True), Job.status.in_(OPEN_JOB),
@@ -307,6 +310,8 @@ class JobRepository:
                     .order_by(Job.priority.desc(), Job.id).limit(8))
             if kinds is not None:
                 stmt = stmt.where(Job.kind.in_(kinds))
+            if skip:
+                stmt = stmt.where(Job.id.not_in(skip))
             for job_id in s.scalars(stmt).all():
                 ids = s.scalars(select(JobItem.id).where(JobItem.job_id == job_id, JobItem.status == QUEUED)
                                 .order_by(JobItem.id).limit(limit).with_for_update(skip_locked=True)).all()
@@ -323,7 +328,7 @@ class JobRepository:
                                  .outerjoin(Image, Image.id == JobItem.image_id)
                                  .outerjoin(Folder, Folder.id == Image.folder_id)
                                  .where(JobItem.id.in_(ids)).order_by(JobItem.id)).all()
-                items = tuple(item_dto(it, join_path(root, rel) if root is not None else None)
+                items = tuple(item_dto(it, join_path(root, rel) if root is not None else None, root)
                               for it, root, rel in rows)
                 job = s.get_one(Job, job_id)
                 s.refresh(job)
@@ -433,6 +438,11 @@ class JobRepository:
             _touch_worker(s, worker_id, row.id)
             s.flush()
             return job_dto(row)
+
+    def note(self, job_id: int, message: str) -> None:
+        """Say something about an open job that its counts do not (the Jobs dock shows it while the job waits)."""
+        with self.db.session(write=True) as s:
+            s.execute(update(Job).where(Job.id == job_id).values(message=message[:1000]))
 
     def set_progress(self, job_id: int, done: int, total: int | None = None, message: str | None = None) -> None:
         values: dict[str, Any] = {"progress_done": done, "heartbeat_at": utcnow()}

@@ -65,6 +65,8 @@ def progress_text(p, pace: JobPace | None = None, worker_note: str = "") -> str:
     head = f"{state}: {p.done + p.failed}/{p.total}{fails}"
     if worker_note:
         return f"{head} · {worker_note}"
+    if p.message and (pace is None or pace.stalled or not pace.rate):  # e.g. no worker here sees its folder
+        return f"{head} · {p.message}"
     if pace is not None and pace.stalled:
         if not p.done + p.failed:  # e.g. a worker loading large models on a busy machine
             return f"{head} · no image finished yet ({format_duration(pace.idle_s)})"

@@ -74,3 +74,14 @@ def test_a_long_title_never_pushes_progress_retry_and_cancel_out_of_the_row(qtbo
     assert row.cancel.geometry().right() <= row.width() and row.retry.geometry().right() <= row.width()
     assert row.title.text() == title and row.title.toolTip() == title     # the whole title is kept
     assert QLabel.text(row.title).endswith("…")                           # what is painted is shortened
+
+
+def test_a_waiting_job_says_what_its_worker_noted() -> None:
+    """A worker that does not see the job's folder leaves its images queued and notes why (ADR 0061's
+    neighbour, session 33): the row says it while nothing moves, and the rate once it moves again."""
+    from dataclasses import replace
+    waiting = replace(_p(done=0), message="waiting for a worker that sees /mnt/line3 (the worker on b does not)")
+    assert progress_text(waiting, JobPace(None, None, 80.0, True)).endswith("(the worker on b does not)")
+    assert progress_text(waiting, None).startswith("running: 0/300 · waiting for a worker that sees /mnt/line3")
+    moving = replace(waiting, done=40)
+    assert progress_text(moving, JobPace(2.0, 130.0, 0.5, False)) == "running: 40/300 · 2.0 img/s · ETA 2:10"

@@ -24,3 +24,12 @@ def single_thread_env(monkeypatch) -> None:
     """Worker subprocesses started by a test use one thread each too."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def tiny_db(url, tiny_models):  # noqa: F811 - the url fixture imported above
+    """A database (SQLite and PostgreSQL) whose active versions are the tiny models."""
+    from tests.worker.helpers import make_db
+    database = make_db(url, tiny_models)
+    yield database
+    database.close()

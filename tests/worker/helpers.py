@@ -34,3 +34,10 @@ def run_worker_once(db, tmp_path: Path) -> None:
     from app.worker import Worker, WorkerOptions
     Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
            artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+
+
+def cpu_worker(db, tmp_path: Path):
+    """An in-process worker (CPU, batches of 4) whose maps go under ``tmp_path``; not run yet."""
+    from app.services.artifacts import ArtifactStore
+    from app.worker import Worker, WorkerOptions
+    return Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=ArtifactStore(tmp_path / "a"))

@@ -16,15 +16,13 @@ from app.services.project_settings import ProjectSettingsError, load_project_set
 from app.services.review import ReviewService
 from app.services.review_types import QueueFilter
 from app.worker import Worker, WorkerOptions
-from tests.worker.helpers import good_images, make_db
+from tests.worker.helpers import good_images
 
 
 @pytest.fixture
-def db(url, tiny_models, monkeypatch):
+def db(tiny_db, monkeypatch):
     monkeypatch.delenv(ENV_OVERRIDE, raising=False)
-    database = make_db(url, tiny_models)
-    yield database
-    database.close()
+    return tiny_db
 
 
 def _details(db, folder_id: int, review: ReviewService) -> list:
