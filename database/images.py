@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
+from database import path_map
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
@@ -71,28 +72,30 @@ class FolderRepository:
         self.db = db
 
     def add(self, root_path: str, name: str | None = None) -> FolderInfo:
-        """Register a folder (by its absolute path); registering it again returns the same row."""
+        """Register a folder (by its absolute path on this machine, stored as the path map's canonical one:
+        ``database.path_map``); registering it again returns the same row."""
+        key = path_map.stored(root_path)
         with self.db.session(write=True) as s:
-            row = s.scalar(select(Folder).where(Folder.root_path == root_path))
+            row = s.scalar(select(Folder).where(Folder.root_path == key))
             if row is None:
-                row = Folder(root_path=root_path, name=name or PurePath(root_path).name or root_path)
+                row = Folder(root_path=key, name=name or PurePath(root_path).name or root_path)
                 s.add(row)
                 s.flush()
-            return to_dto(row, FolderInfo)
+            return _folder_dto(row)
 
     def get(self, folder_id: int) -> FolderInfo | None:
         with self.db.session() as s:
             row = s.get(Folder, folder_id)
-            return None if row is None else to_dto(row, FolderInfo)
+            return None if row is None else _folder_dto(row)
 
     def by_path(self, root_path: str) -> FolderInfo | None:
         with self.db.session() as s:
-            row = s.scalar(select(Folder).where(Folder.root_path == root_path))
-            return None if row is None else to_dto(row, FolderInfo)
+            row = s.scalar(select(Folder).where(Folder.root_path == path_map.stored(root_path)))
+            return None if row is None else _folder_dto(row)
 
     def list(self) -> list[FolderInfo]:
         with self.db.session() as s:
-            return [to_dto(r, FolderInfo) for r in s.scalars(select(Folder).order_by(Folder.id))]
+            return [_folder_dto(r) for r in s.scalars(select(Folder).order_by(Folder.id))]
 
     def remove(self, folder_id: int) -> None:
         """Forget a folder with its images, predictions and labels (an explicit user action)."""
@@ -252,7 +255,7 @@ class ImageRepository:
         with self.db.session() as s:
             row = s.execute(select(Folder.root_path, Image.rel_path)
                             .join(Folder, Folder.id == Image.folder_id).where(Image.id == image_id)).first()
-            return None if row is None else join_path(row[0], row[1])
+            return None if row is None else join_path(path_map.local(row[0]), row[1])
 
     def _filtered(self, stmt: Select[Any], q: ImageQuery) -> Select[Any]:
         conds = []
@@ -405,6 +408,11 @@ def text_match(needle: str) -> ColumnElement[bool]:
     folded = needle.lower()
     return or_(Image.rel_path.icontains(needle, autoescape=True),
                func.lower(Image.trace_serial) == folded, func.lower(Image.trace_lot) == folded)
+
+
+def _folder_dto(row: Folder) -> FolderInfo:
+    """The folder with its root as this machine reaches it (``database.path_map``)."""
+    return replace(to_dto(row, FolderInfo), root_path=path_map.local(row.root_path))
 
 
 def join_path(root: str, rel_path: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, upda
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from database import path_map
 from database.convert import to_dto
 from database.dto import ClaimedBatch, JobInfo, JobItemInfo, PredictionIn, WorkerInfo
 from database.errors import ConflictError
@@ -214,7 +215,7 @@ class JobRepository:
                 .where(JobItem.job_id == job_id, JobItem.status == ItemStatus.FAILED.value)
                 .order_by(JobItem.id).limit(max(0, int(limit))))
         with self.db.session() as s:
-            return [item_dto(it, join_path(root, rel) if root is not None else None)
+            return [item_dto(it, join_path(path_map.local(root), rel) if root is not None else None)
                     for it, root, rel in s.execute(stmt)]
 
     def last_failures(self, image_ids: Sequence[int]) -> dict[int, str]:
@@ -328,7 +329,8 @@ class JobRepository:
                                  .outerjoin(Image, Image.id == JobItem.image_id)
                                  .outerjoin(Folder, Folder.id == Image.folder_id)
                                  .where(JobItem.id.in_(ids)).order_by(JobItem.id)).all()
-                items = tuple(item_dto(it, join_path(root, rel) if root is not None else None, root)
+                items = tuple(item_dto(it, join_path(path_map.local(root), rel) if root is not None else None,
+                                      path_map.local(root) if root is not None else None)
                               for it, root, rel in rows)
                 job = s.get_one(Job, job_id)
                 s.refresh(job)

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from database import path_map
 from database.images import NAME_FTS, text_match
 from database.models import Folder, Image, Prediction
 from database.states import ReviewState
@@ -357,7 +358,8 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, 
 
 def _queue_row(r: Row[Any]) -> QueueRow:
     scores = zip(("classifier", "segmenter", "anomaly"), (r.d0, r.d1, r.d2))
-    return replace(QueueRow(*tuple(r)[:16]), in_domain={f: float(v) for f, v in scores if v is not None})
+    return replace(QueueRow(*tuple(r)[:16]), root_path=path_map.local(r.root_path),
+                   in_domain={f: float(v) for f, v in scores if v is not None})
 
 
 def _after(order: list[tuple[SQLColumnExpression[Any], bool]], values: tuple[Any, ...]) -> ColumnElement[Any]:

@@ -31,11 +31,14 @@ def run(args: argparse.Namespace) -> int:
 
     from app.gui.qt_runtime import close_on_termination
     from app.gui.settings_store import load_settings
-    from app.services.station import StationError, open_station
+    from app.services.station import StationError, open_station, use_path_map
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Inspection Review Station")
     settings = load_settings()
+    problem = use_path_map(settings.path_map)
+    if problem:
+        print(f"warning: the saved path map is not used: {problem}", file=sys.stderr)
     url = resolve_db_url(getattr(args, "db", None), settings.database_url)
     folder = getattr(args, "folder", None)
     if folder is not None and not Path(folder).is_dir():

@@ -32,7 +32,7 @@ from app.gui.settings_store import DEVICES, StationSettings, save_settings
 from app.gui.theme import THEMES
 from app.gui.trace_rule_editor import TraceRuleEditor
 from app.services.project_settings import PROFILE_NAMES, ProjectSettings
-from app.services.station import holds_password, shown_url
+from app.services.station import holds_password, path_map_problem, shown_url
 
 
 class SettingsDialog(QDialog):
@@ -64,6 +64,13 @@ class SettingsDialog(QDialog):
         note = QLabel("A new database URL is used from the next start.")
         note.setObjectName("muted")
         form.addRow("", note)
+        self.path_map = QLineEdit(settings.path_map)
+        self.path_map.setPlaceholderText("e.g. /mnt/parts=Z:\\parts  (folders stored with another machine's path)")
+        self.path_map.setToolTip(
+            "Where this computer reaches folders that another station indexed under its own path: STORED=LOCAL "
+            "pairs separated by ';'. The folder stays one folder with one set of labels, and this computer's "
+            "worker reads its images. Used from the next start; INSPECTION_PATH_MAP in the environment wins.")
+        form.addRow("Path map (this computer)", self.path_map)
         self.theme = QComboBox()
         self.theme.addItems(list(THEMES))
         self.theme.setCurrentText(settings.theme)
@@ -141,6 +148,10 @@ class SettingsDialog(QDialog):
     def _accept(self) -> None:
         """A password typed into the URL would be kept in plain text in this user's settings and
         shown here: refused, with where a password goes instead (docs/database.md)."""
+        problem = path_map_problem(self.path_map.text())
+        if problem is not None:
+            QMessageBox.warning(self, "Path map", f"The path map cannot be used: {problem}")
+            return
         url = self._database_url()
         if url != self._base.database_url and holds_password(url):
             QMessageBox.warning(
@@ -164,7 +175,7 @@ class SettingsDialog(QDialog):
         return replace(
             self._base, reviewer=self.reviewer.text().strip(), auto_advance=self.auto_advance.isChecked(),
             device=self.device.currentText(), database_url=self._database_url(),
-            theme=self.theme.currentText())
+            theme=self.theme.currentText(), path_map=self.path_map.text().strip())
 
     def result_project(self) -> ProjectSettings:
         good = tuple(c.strip() for c in self.good_classes.text().split(",") if c.strip())

@@ -27,6 +27,9 @@ class StationSettings:
     database_url: str = ""   # empty: the default SQLite file in the data folder
     theme: str = "light"
     demo_prelabelled: bool = False
+    # Where this computer reaches folders stored with another machine's path: "STORED=LOCAL; ..." (ADR 0065;
+    # INSPECTION_PATH_MAP, set in the environment, wins). Used from the next start, by this station and its worker.
+    path_map: str = ""
 
     def review(self, flags: FlagSettings | None = None) -> ReviewSettings:
         """The review service's settings: this user's choices with the project's thresholds."""

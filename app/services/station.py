@@ -29,3 +29,27 @@ def shown_url(url: str) -> str:
 def holds_password(url: str) -> bool:
     """Whether ``url`` carries a password (in its user part or as a ``password=`` parameter)."""
     return shown_url(url) != url
+
+
+def path_map_problem(text: str) -> str | None:
+    """Why a path map (``STORED=LOCAL; …``, ``database.path_map``, ADR 0065) cannot be used, or None."""
+    from database.path_map import PathMap, PathMapError
+    try:
+        PathMap.parse(text)
+    except PathMapError as exc:
+        return str(exc)
+    return None
+
+
+def use_path_map(saved: str) -> str | None:
+    """Take this computer's saved path map for this process and the workers it starts, unless the environment
+    sets one (it wins); returns why a saved map was left out, or None."""
+    import os
+
+    from database.path_map import ENV
+    if os.environ.get(ENV) or not saved.strip():
+        return None
+    problem = path_map_problem(saved)
+    if problem is None:
+        os.environ[ENV] = saved
+    return problem

@@ -183,3 +183,34 @@ def test_the_settings_dialog_never_shows_nor_stores_a_database_password(qtbot, m
     dlg._accept()
     assert dlg.result() == dlg.DialogCode.Accepted
     assert dlg.result_settings().database_url == "postgresql+psycopg://inspector@db.example/station"
+
+
+def test_the_path_map_is_checked_saved_and_taken_at_the_next_start(qtbot, monkeypatch):
+    """ADR 0065: this computer's path map, in Settings ▸ You; one that cannot be used keeps the dialog open,
+    a saved one is taken for this process and its worker at the next start unless the environment sets one."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.services.station import use_path_map
+    from database.path_map import ENV
+
+    dlg = SettingsDialog(StationSettings(reviewer="ann"))
+    qtbot.addWidget(dlg)
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    dlg.path_map.setText("/mnt/parts")
+    dlg._accept()
+    assert warned and "STORED=LOCAL" in warned[0] and dlg.result() != dlg.DialogCode.Accepted
+    dlg.path_map.setText("/mnt/parts=/Volumes/parts")
+    dlg._accept()
+    assert dlg.result() == dlg.DialogCode.Accepted
+    save_settings(dlg.result_settings())
+    assert load_settings().path_map == "/mnt/parts=/Volumes/parts"
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert use_path_map(load_settings().path_map) is None
+    import os
+    assert os.environ[ENV] == "/mnt/parts=/Volumes/parts"
+    monkeypatch.setenv(ENV, "/a=/b")          # the environment wins
+    assert use_path_map("/mnt/parts=/x") is None and os.environ[ENV] == "/a=/b"
+    monkeypatch.delenv(ENV)
+    assert "STORED=LOCAL" in (use_path_map("broken") or "") and ENV not in os.environ

@@ -55,3 +55,17 @@ def test_a_missing_file_in_a_folder_this_machine_sees_is_still_an_error(db, tmp_
     w.run(once=True)
     assert w.stats.failed == 1 and w.stats.predicted == 1
     assert sorted(im.error or "" for im in db.images.query())[1] == "file not found"
+
+
+def test_another_machines_worker_prelabels_through_the_map(db, tmp_path: Path, monkeypatch) -> None:
+    """ADR 0065: the share stored as station A's path, mounted elsewhere here and mapped: this worker reads it."""
+    from database.path_map import ENV
+    monkeypatch.delenv(ENV, raising=False)
+    good_images(tmp_path / "share" / "line3", 3)
+    folder = index_folder(db, tmp_path / "share" / "line3").folder_id
+    submit_prelabel(db, folder_id=folder)
+    shutil.move(str(tmp_path / "share"), str(tmp_path / "mnt-b"))
+    monkeypatch.setenv(ENV, f"{tmp_path / 'share'}={tmp_path / 'mnt-b'}")
+    worker = cpu_worker(db, tmp_path)
+    worker.run(once=True)
+    assert worker.stats.predicted == 3 and worker.stats.failed == 0
