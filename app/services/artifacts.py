@@ -14,7 +14,8 @@ seen under Xvfb, two stations on one PostgreSQL database — the maps station B'
 B's user cache and station A drew no heatmap at all, saying nothing). Without it each station keeps
 its own (beside a SQLite file, else the user cache), and a map another station's worker made is
 reported unavailable with where it was looked for (``MapUnavailable``), never silently left out.
-``INSPECTION_STATION_ARTIFACTS`` overrides both on one machine (a share mounted at another path).
+A machine that reaches the maps folder at another path maps it like the image folders (``database.path_map``,
+ADR 0065); ``INSPECTION_STATION_ARTIFACTS`` overrides both on one machine.
 """
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def artifact_root(db_url: str, maps_folder: str = "") -> Path:
     override = os.environ.get(ENV_OVERRIDE)
     if override:
         return Path(override)
-    return Path(maps_folder) if maps_folder else station_root(db_url)
+    from database import path_map  # a share stored as one machine's path, reached here elsewhere (ADR 0065)
+    return Path(path_map.local(maps_folder)) if maps_folder else station_root(db_url)
 
 
 def store_for(db_url: str, maps_folder: str = "") -> "ArtifactStore":

@@ -169,8 +169,8 @@ def save_speed_profile(db: "Database", profile: str, by: str | None = None) -> N
 def checked_maps_folder(folder: str) -> str:
     """The maps folder to store: "" (each station its own), or an absolute path to a folder that exists
     and this station can write to; else ``ProjectSettingsError`` saying which. Checked on the saving
-    station only: another machine may reach the share at another path (``INSPECTION_STATION_ARTIFACTS``
-    there)."""
+    station only, and stored as the path map's canonical path: another machine that reaches the share elsewhere
+    maps it (ADR 0065; or sets ``INSPECTION_STATION_ARTIFACTS``)."""
     import os
     import tempfile
     folder = folder.strip()
@@ -186,7 +186,8 @@ def checked_maps_folder(folder: str) -> str:
             pass
     except OSError as exc:
         raise ProjectSettingsError(f"this station cannot write to the maps folder {path} ({exc.strerror or exc})") from None
-    return str(path)
+    from database import path_map
+    return path_map.stored(str(path))  # as the folders are stored: each machine reads it through its path map
 
 
 def save_maps_folder(db: "Database", folder: str, by: str | None = None) -> str:

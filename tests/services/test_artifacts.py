@@ -103,3 +103,11 @@ def test_a_map_only_in_this_stations_folder_is_copied_into_the_projects(tmp_path
     assert store.ensure_in_root(ref)  # already there: nothing to do
     gone = ArtifactStore(tmp_path / "elsewhere").put_map(np.zeros((4, 4), np.float32))
     assert not store.ensure_in_root(gone)  # nowhere here: the worker makes it again
+
+
+def test_a_maps_folder_stored_as_another_machines_path_is_reached_through_the_path_map(tmp_path, monkeypatch) -> None:
+    from app.services.artifacts import ENV_OVERRIDE
+    from database.path_map import ENV
+    monkeypatch.delenv(ENV_OVERRIDE, raising=False)
+    monkeypatch.setenv(ENV, f"/mnt/maps={tmp_path / 'here'}")
+    assert artifact_root("postgresql+psycopg://u@h/db", "/mnt/maps/line3") == tmp_path / "here" / "line3"
