@@ -344,6 +344,9 @@ def test_retrain_registers_the_chosen_head_refitted_on_all_labels_after_the_chec
         done["comparison"])
     chosen = done["comparison"]["simple_answers"]["chosen"]
     assert card["metrics"]["val"]["accuracy"] == done["comparison"]["simple_answers"]["held_out"][chosen]["accuracy"]
+    # its out-of-domain description is of every image it learnt from, the held-out share included
+    domain = json.loads((Path(done["path"]) / "domain.json").read_text())
+    assert domain["images"] == 12
 
 
 def test_the_unlabelled_pool_is_a_seeded_sample_of_unreviewed_images(tmp_path: Path) -> None:
