@@ -32,7 +32,8 @@ def _elsewhere(tiny_models: dict[str, Path], tmp_path: Path, family: str) -> Pat
     return Path(shutil.copytree(tiny_models[family], tmp_path / "station-a" / f"{family}-made-there"))
 
 
-def test_a_version_made_at_another_station_prelabels_here_from_the_databases_copy(db, tiny_models, tmp_path) -> None:
+def test_a_version_made_at_another_station_prelabels_here_from_the_databases_copy(db, tiny_models, tmp_path,
+                                                                                  capsys) -> None:
     versions = {}
     for family in ("classifier", "segmenter", "anomaly"):
         v = version_for_dir(db, family, _elsewhere(tiny_models, tmp_path, family))  # registers and keeps the files
@@ -56,6 +57,10 @@ def test_a_version_made_at_another_station_prelabels_here_from_the_databases_cop
     rows = {r.name: r for r in ModelCatalog(db).rows("classifier")}
     made_there = rows[versions["classifier"].name]
     assert made_there.exists and made_there.kept and not made_there.here
+    from app.cli import main
+    assert main(["models", "list", "--db", db.url]) == 0
+    listed = capsys.readouterr().out
+    assert f"{versions['classifier'].name}  [files: the database's copy]" in listed
     other = version_for_dir(db, "classifier", tiny_models["classifier"])
     assert ModelCatalog(db).activate(other.id).active
     assert ModelCatalog(db).activate(versions["classifier"].id).active  # its check reads the database's copy
