@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from database import migrate as mig
+from database import path_map
 from database.errors import (
     DatabaseError,
     SchemaTooNewError,
@@ -340,6 +341,10 @@ def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.
     not a database, a locked or read-only file, or a schema from a newer application version
     (``SchemaTooNewError``, nothing written).
     """
+    try:  # this machine's path map (ADR 0065): a broken one is said before any folder path is read
+        path_map.current()
+    except path_map.PathMapError as exc:
+        raise DatabaseError(str(exc)) from None
     sa_url = _parse(url)
     if sa_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(sa_url, busy_timeout_s)

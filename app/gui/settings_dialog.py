@@ -125,7 +125,7 @@ class SettingsDialog(QDialog):
             "The folder every station and worker keeps anomaly maps in (a network share, the same path on "
             "every machine; a machine that mounts it elsewhere sets INSPECTION_STATION_ARTIFACTS). Without it, "
             "a heatmap made by another station's worker cannot be drawn here. New maps go there from the "
-            "workers' next batch; maps made before stay where they are.")
+            "workers' next batch; Pre-label folder at a station copies the maps it made before into it.")
         pform.addRow("Anomaly maps folder", self.maps_folder)
         self.trace = TraceRuleEditor(self._project.trace, sample_names)
         pform.addRow("Traceability", self.trace)

@@ -14,6 +14,8 @@ threshold or a rule by updating. Qt-free: the GUI passes its QSettings values in
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -171,8 +173,6 @@ def checked_maps_folder(folder: str) -> str:
     and this station can write to; else ``ProjectSettingsError`` saying which. Checked on the saving
     station only, and stored as the path map's canonical path: another machine that reaches the share elsewhere
     maps it (ADR 0065; or sets ``INSPECTION_STATION_ARTIFACTS``)."""
-    import os
-    import tempfile
     folder = folder.strip()
     if not folder:
         return ""
@@ -192,7 +192,8 @@ def checked_maps_folder(folder: str) -> str:
 
 def save_maps_folder(db: "Database", folder: str, by: str | None = None) -> str:
     """Store the project's maps folder (``checked_maps_folder``); workers write new maps there from their
-    next batch, and stations read there (maps already made stay where they are: see ADR 0061)."""
+    next batch, and stations read there; a map made before reaches it when a job covers its image at the station
+    that made it (copied, no model runs: ADR 0061)."""
     checked = checked_maps_folder(folder)
     db.project_settings.put(MAPS_FOLDER, checked, by=by)
     return checked

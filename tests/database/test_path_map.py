@@ -52,3 +52,10 @@ def test_another_machine_reads_and_reopens_the_same_folder(url, tmp_path: Path, 
     finally:
         db.close()
 
+
+
+def test_a_broken_map_in_the_environment_stops_a_command_with_its_reason(monkeypatch, capsys, tmp_path) -> None:
+    from app.cli import main
+    monkeypatch.setenv(ENV, "/mnt/parts")
+    assert main(["models", "list", "--db", f"sqlite:///{tmp_path / 's.sqlite'}"]) == 2
+    assert "is not STORED=LOCAL" in capsys.readouterr().err
