@@ -120,16 +120,17 @@ class ModelVersionRepository:
             return [_dto(r) for r in rows]
 
     def record_routed(self, version_id: int, previous_id: int, author: str, note: str,
-                      setting: tuple[str, Any] | None = None) -> ModelActivationInfo:
+                      setting: tuple[str, Any] | None = None, read: Any = None) -> ModelActivationInfo:
         """The version took over from ``previous_id`` in the routing rules that named it (a routed champion's
         challenger promoted, ADR 0060): it stops being the challenger and the change is recorded as a 'route'
         activation (``note``: the rules, and why); ``setting``: the project setting (key, value) that holds the
-        new rules, stored by ``author`` in the same transaction. No active version changes."""
+        new rules, stored by ``author`` in the same transaction, only if the setting still holds ``read`` (the value
+        they were computed from; ``ConflictError`` otherwise, nothing written). No active version changes."""
         from database.project_settings import put_in
 
         with self.db.session(write=True) as s:
             if setting is not None:
-                put_in(s, setting[0], setting[1], author)
+                put_in(s, setting[0], setting[1], author, expected=read)
             row = s.get(ModelVersion, version_id, with_for_update=True)
             previous = s.get(ModelVersion, previous_id)
             if row is None or previous is None:

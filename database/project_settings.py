@@ -56,10 +56,18 @@ class ProjectSettingRepository:
             return []
 
 
-def put_in(s: Session, key: str, value: Any, by: str | None = None) -> None:
+_UNSET = object()
+
+
+def put_in(s: Session, key: str, value: Any, by: str | None = None, expected: Any = _UNSET) -> None:
     """Store ``value`` under ``key`` (insert or replace) inside the caller's transaction (a routed promotion
-    writes the rules and its record together: ``ModelVersionRepository.record_routed``)."""
-    row = s.get(ProjectSetting, key)
+    writes the rules and its record together: ``ModelVersionRepository.record_routed``). With ``expected`` (the
+    value the caller read and computed ``value`` from; None: absent), the row is locked and a value changed
+    meanwhile — another station's save — raises ``ConflictError`` instead of being overwritten unseen."""
+    row = s.get(ProjectSetting, key, with_for_update=expected is not _UNSET)
+    if expected is not _UNSET and (row.value if row is not None else None) != json_safe(expected):
+        who = f" by {row.updated_by}" if row is not None and row.updated_by else ""
+        raise ConflictError(f"the project's {key} was changed{who} meanwhile; nothing was saved: look again and retry")
     if row is None:
         s.add(ProjectSetting(key=key, value=json_safe(value), updated_by=by))
     else:

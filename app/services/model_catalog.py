@@ -19,6 +19,7 @@ from app.services.counting_versions import after_activation
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, read_card, version_for_dir
 from database.dto import ModelVersionInfo
+from database.errors import ConflictError
 from inference import families
 from inference.bundled import DEFAULT_MODEL, bundled_model_dir, bundled_models
 from inference.model_limits import (
@@ -325,12 +326,16 @@ class ModelCatalog:
         from app.services.champion import champion_of
         from app.services.counting_versions import named_in, remark_after_change, resolve_named
         from app.services.project_settings import ROUTING, readable_routing
-        from app.services.routing import Routing
+        from app.services.routing import Routing, RoutingError
 
         row = self.row(version_id)
         version = self.db.model_versions.get(version_id)
         champion = champion_of(self.db, version) if version is not None else None
-        routing = readable_routing(self.db)
+        read = self.db.project_settings.all().get(ROUTING)  # the stored rules the new ones are computed from
+        try:
+            routing = Routing.from_dict(read) if read is not None else readable_routing(self.db)
+        except RoutingError:
+            routing = Routing()  # as readable_routing: rules that cannot be read name no version
         patterns = tuple(named_in(routing, row.family, champion.name)) if champion is not None else ()
         if champion is None or champion.active or champion.id == version_id or not patterns:
             before = self.db.model_versions.active(row.family)
@@ -343,9 +348,12 @@ class ModelCatalog:
         rules = Routing(tuple(replace(r, versions=tuple((f, row.name if f == row.family and n == champion.name else n)
                                                         for f, n in r.versions)) for r in routing.rules))
         resolve_named(self.db, rules)   # as save_routing checks them; then the rules and the record in one go
-        self.db.model_versions.record_routed(version_id, champion.id, self.author(),
-                                             f"routing {', '.join(patterns)}" + (f": {note}" if note else ""),
-                                             setting=(ROUTING, rules.to_dict()))
+        try:  # only over the rules read above: another station's save meanwhile is not overwritten unseen
+            self.db.model_versions.record_routed(version_id, champion.id, self.author(),
+                                                 f"routing {', '.join(patterns)}" + (f": {note}" if note else ""),
+                                                 setting=(ROUTING, rules.to_dict()), read=read)
+        except ConflictError as exc:
+            raise ModelCatalogError(f"{row.name} was not promoted: {exc}") from None
         remarked = remark_after_change(self.db, routing, rules)
         return Promotion(replace(self.row(version_id), named_by=patterns), champion.name, patterns, remarked)
 

@@ -162,6 +162,27 @@ def test_promoting_a_routed_versions_challenger_names_it_in_the_rules(lines, tmp
             Prediction.image_id == first, Prediction.current_family == "classifier")) == new.id
 
 
+def test_a_routed_promotion_never_overwrites_rules_saved_meanwhile_at_another_station(lines, tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """The promotion computes new rules from the rules it read; when another station saved rules in between,
+    it is refused whole (nothing written, still the challenger) instead of putting the old rules back unseen."""
+    from app.services.model_catalog import ModelCatalogError
+    db, _url, _by_path, tile, _steel = lines
+    new = _challenger(db, tmp_path, tile)
+    theirs = Routing((*TILES.rules, RoutingRule("ir/*", ("segmenter",))))
+    original = db.model_versions.record_routed
+
+    def after_bob_saved(*args, **kwargs):
+        save_routing(db, theirs, by="bob")   # another station's save, after the promotion read the rules
+        return original(*args, **kwargs)
+    monkeypatch.setattr(db.model_versions, "record_routed", after_bob_saved)
+    with pytest.raises(ModelCatalogError, match="clf-tile-2 was not promoted: the project's routing was changed by bob"):
+        ModelCatalog(db, author=lambda: "ann").promote(new.id)
+    assert readable_routing(db) == theirs                      # bob's rules stand
+    assert db.model_versions.get(new.id).challenger            # nothing of the promotion was written
+    assert [a.action for a in db.model_versions.activations("classifier")].count("route") == 0
+
+
 def test_promoting_a_challenger_of_the_active_version_activates_it(lines, tmp_path: Path) -> None:
     db, _url, _by_path, tile, steel = lines
     new = db.model_versions.register("classifier", "clf-steel-2", str(save_tiny_classifier(
