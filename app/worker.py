@@ -160,9 +160,9 @@ class Worker:
         self.db = db
         self.options = options or WorkerOptions()
         self.id = worker_id or new_worker_id()
+        self._blind: dict[int, float] = {}  # job id -> until when its folder is known not to be seen here
         # Where anomaly maps go: the project's maps folder (read again with each batch's thresholds, so a
         # folder set at any station applies from the next batch), else this station's own (ADR 0061).
-        self._blind: dict[int, float] = {}  # job id -> until when its folder is known not to be seen here
         self._fixed_artifacts = artifacts is not None
         self._maps_folder = ""
         self.artifacts = artifacts or store_for(db.url)

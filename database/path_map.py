@@ -64,19 +64,20 @@ class PathMap:
 
     def local(self, stored: str) -> str:
         """A stored root as this machine reaches it (the longest stored prefix wins; unmapped: as stored)."""
-        for s, loc in sorted(self.pairs, key=lambda p: -len(p[0])):
-            rest = _under(stored, s)
-            if rest is not None:
-                return loc + _styled(rest, loc)
-        return stored
+        return _translate(stored, self.pairs)
 
     def stored(self, local: str) -> str:
         """This machine's path of a root as it is stored (the inverse of ``local``)."""
-        for s, loc in sorted(self.pairs, key=lambda p: -len(p[1])):
-            rest = _under(local, loc)
-            if rest is not None:
-                return s + _styled(rest, s)
-        return local
+        return _translate(local, tuple((loc, s) for s, loc in self.pairs))
+
+
+def _translate(path: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    """``path`` with the longest matching ``from`` prefix of ``pairs`` (from, to) replaced by its ``to``."""
+    for src, dst in sorted(pairs, key=lambda p: -len(p[0])):
+        rest = _under(path, src)
+        if rest is not None:
+            return dst + _styled(rest, dst)
+    return path
 
 
 _cache: tuple[str, PathMap] | None = None

@@ -93,7 +93,9 @@ def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.P
     """Give each trained model directory its domain statistics from ``data``'s training images (and ``also``:
     images the model learnt from besides them, e.g. a retraining's held-out share once it was refitted on
     every label); returns one line per directory (what was written, or why not: training never fails here)."""
-    images = training_images(data) + [p for p in also if p not in set(training_images(data))]
+    images = training_images(data)
+    seen = set(images)
+    images += [p for p in also if p not in seen]
     lines = []
     for d in model_dirs:
         try:

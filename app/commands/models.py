@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
             for r in catalog.rows():
                 role = "active" if r.active else "challenger" if r.challenger else ""
                 routed = f"  [routing: {', '.join(r.named_by)}]" if r.named_by else ""   # ADR 0059/0060
-                where = ("" if r.here or r.bundled else "  [files: the database's copy]" if r.kept   # ADR 0062
-                         else "" if r.exists else f"  [files missing: {r.path}]")
+                note = r.files_note   # ADR 0062
+                where = f"  [files missing: {r.path}]" if note == "missing" else f"  [files: {note}]" if note else ""
                 print(f"{r.family:<10} {r.id:>4}  {role:<10} {r.name}{routed}{where}  {r.summary}")
         elif args.models_command == "promote":
             done = catalog.promote(args.version, args.note)

@@ -440,8 +440,8 @@ class ModelsDialog(QDialog):
 def _items(m: ModelRow) -> list[QTableWidgetItem]:
     created = m.created_at.astimezone().strftime("%Y-%m-%d %H:%M") if m.created_at else ""
     parent = m.parent_name or ("bundled" if m.bundled else "")
-    here = m.here
-    path = m.path if here else f"{m.path} (kept in the database)" if m.kept else m.path if m.exists else f"missing: {m.path}"
+    note = m.files_note
+    path = f"missing: {m.path}" if note == "missing" else f"{m.path} (kept in the database)" if note else m.path
     items = [QTableWidgetItem(t) for t in (m.family, m.name, "✓" if m.active else "", ", ".join(m.named_by),
                                            m.summary, created, parent, path)]
     if m.named_by:
@@ -461,7 +461,7 @@ def _items(m: ModelRow) -> list[QTableWidgetItem]:
         items[-1].setForeground(STATE_COLORS["rejected"])
         items[-1].setToolTip("The model directory is not on this station and the database holds no copy of it: "
                              "this version cannot run here until the station that made it shares it (ADR 0062).")
-    elif not here and m.kept:
+    elif note:
         items[-1].setToolTip(f"Made at another station ({m.path}); this station loads the database's copy of its files.")
     else:
         items[-1].setToolTip(m.path)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from app.services.counting_versions import after_activation
 from app.services.json_files import JsonFileError, read_json_object
+from app.services.model_files import ModelFilesError, bundled_copy, local_model_dir
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, read_card, version_for_dir
 from database.dto import ModelVersionInfo
 from database.errors import ConflictError
 from inference import families
-from inference.bundled import DEFAULT_MODEL, bundled_model_dir, bundled_models
+from inference.bundled import DEFAULT_MODEL, bundled_models
 from inference.model_limits import (
     MAX_JSON_BYTES,
     PRETRAINED_KIND,
@@ -90,6 +91,14 @@ class ModelRow:
     named_by: tuple[str, ...] = ()  # patterns of the routing rules that run this version (ADR 0059)
     kept: bool = False    # the database keeps its files (ADR 0062): every station loads it, wherever it was made
     here: bool = True     # its registered folder is on this station's disk
+
+    @property
+    def files_note(self) -> str:
+        """Where this station's copy of the files comes from when not from the registered folder here: "" (the
+        folder, or this install's bundled copy), "the database's copy", or "missing" (ADR 0062)."""
+        if self.here or (self.bundled and self.exists):
+            return ""
+        return "the database's copy" if self.kept else "" if self.exists else "missing"
 
 
 def _number(value: Any) -> float | None:
@@ -392,7 +401,6 @@ class ModelCatalog:
     def _here(self, version_id: int) -> Path:
         """The version's folder on this station (``model_files.local_model_dir``: a version registered at
         another station loads from the database's copy), else ``ModelCatalogError`` saying why."""
-        from app.services.model_files import ModelFilesError, local_model_dir
         v = self.db.model_versions.get(version_id)
         if v is None:
             raise ModelCatalogError(f"model version {version_id} does not exist")
@@ -424,10 +432,6 @@ def _row(v: ModelVersionInfo, names: Mapping[int, str], kept: bool = False) -> M
     return ModelRow(id=v.id, family=v.family, name=v.name, path=v.checkpoint_path, bundled=v.bundled,
                     active=v.active, created_at=v.created_at,
                     parent_name=names.get(v.parent_id) if v.parent_id is not None else None,
-                    summary=summary, exists=here or kept or _bundled_here(v), challenger=v.challenger, kept=kept,
+                    summary=summary, exists=here or kept or bundled_copy(v) is not None, challenger=v.challenger, kept=kept,
                     here=here)
 
-
-def _bundled_here(v: ModelVersionInfo) -> bool:
-    """A bundled version registered by an install at another path: this install's copy runs it."""
-    return v.bundled and (bundled_model_dir(v.family, Path(v.checkpoint_path).name) / "config.json").is_file()

@@ -88,11 +88,9 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
             except Exception as exc:  # noqa: BLE001 - sharing is a courtesy: the model loads here either way
                 log.warning("cannot keep %s model %r in the database: %s", version.family, version.name, exc)
         return path
-    if version.bundled:
-        with contextlib.suppress(KeyError):
-            local = bundled_model_dir(version.family, Path(version.checkpoint_path).name)
-            if (local / "config.json").is_file():
-                return local
+    local = bundled_copy(version)
+    if local is not None:
+        return local
     listed = db.model_versions.file_list(version.id)
     if not listed:
         raise ModelFilesError(
@@ -100,6 +98,18 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
             "database holds no copy of its files (a version registered before they were kept: open the station "
             "that made it once, or run a job there, and every station gets them)")
     return _written_here(db, version, listed)
+
+
+def bundled_copy(version: "ModelVersionInfo") -> Path | None:
+    """This install's copy of a bundled version (registered, maybe, by an install at another path); None for a
+    version that is not bundled or a bundled model this install lacks."""
+    if not version.bundled:
+        return None
+    with contextlib.suppress(KeyError):
+        local = bundled_model_dir(version.family, Path(version.checkpoint_path).name)
+        if (local / "config.json").is_file():
+            return local
+    return None
 
 
 def _written_here(db: "Database", version: "ModelVersionInfo", listed: list[tuple[str, str, int]]) -> Path:

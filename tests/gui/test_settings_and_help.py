@@ -164,45 +164,49 @@ def test_thresholds_kept_per_user_by_an_older_station_move_into_the_project(tmp_
     db.close()
 
 
+def _refused_then_accepted(dlg, field, bad: str, good: str, monkeypatch) -> tuple[list[str], bool]:
+    """Type ``bad`` into ``field`` and press OK (the dialog must stay open: checked here), then ``good``;
+    returns the warnings shown and whether the dialog accepted the second time."""
+    from PySide6.QtWidgets import QMessageBox
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    field.setText(bad)
+    dlg._accept()
+    assert dlg.result() != dlg.DialogCode.Accepted
+    field.setText(good)
+    dlg._accept()
+    return warned, dlg.result() == dlg.DialogCode.Accepted
+
+
 def test_the_settings_dialog_never_shows_nor_stores_a_database_password(qtbot, monkeypatch):
     """Issue 17: a saved URL's password is masked in the field and kept as saved when not edited;
     a new URL holding a password is refused (it would be stored in plain text), nothing saved."""
-    from PySide6.QtWidgets import QMessageBox
 
     saved = "postgresql+psycopg://inspector:s3cr@t@db.example/station"
     dlg = SettingsDialog(StationSettings(reviewer="ann", database_url=saved))
     qtbot.addWidget(dlg)
     assert "s3cr" not in dlg.db_url.text() and "t@db" not in dlg.db_url.text()
     assert dlg.result_settings().database_url == saved  # untouched: the real URL is kept
-    warned = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
-    dlg.db_url.setText("postgresql+psycopg://inspector:other@db.example/station")
-    dlg._accept()
-    assert warned and "pgpass" in warned[0] and dlg.result() != dlg.DialogCode.Accepted
-    dlg.db_url.setText("postgresql+psycopg://inspector@db.example/station")
-    dlg._accept()
-    assert dlg.result() == dlg.DialogCode.Accepted
+    warned, accepted = _refused_then_accepted(dlg, dlg.db_url, "postgresql+psycopg://inspector:other@db.example/station",
+                                              "postgresql+psycopg://inspector@db.example/station", monkeypatch)
+    assert warned and "pgpass" in warned[0]
+    assert accepted
     assert dlg.result_settings().database_url == "postgresql+psycopg://inspector@db.example/station"
 
 
 def test_the_path_map_is_checked_saved_and_taken_at_the_next_start(qtbot, monkeypatch):
     """ADR 0065: this computer's path map, in Settings ▸ You; one that cannot be used keeps the dialog open,
     a saved one is taken for this process and its worker at the next start unless the environment sets one."""
-    from PySide6.QtWidgets import QMessageBox
 
     from app.services.station import use_path_map
     from database.path_map import ENV
 
     dlg = SettingsDialog(StationSettings(reviewer="ann"))
     qtbot.addWidget(dlg)
-    warned = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
-    dlg.path_map.setText("/mnt/parts")
-    dlg._accept()
-    assert warned and "STORED=LOCAL" in warned[0] and dlg.result() != dlg.DialogCode.Accepted
-    dlg.path_map.setText("/mnt/parts=/Volumes/parts")
-    dlg._accept()
-    assert dlg.result() == dlg.DialogCode.Accepted
+    warned, accepted = _refused_then_accepted(dlg, dlg.path_map, "/mnt/parts", "/mnt/parts=/Volumes/parts",
+                                              monkeypatch)
+    assert warned and "STORED=LOCAL" in warned[0]
+    assert accepted
     save_settings(dlg.result_settings())
     assert load_settings().path_map == "/mnt/parts=/Volumes/parts"
 
