@@ -103,6 +103,25 @@ def _flagged(stats, x: np.ndarray) -> float:
     return float(np.mean([is_out_of_domain(float(s)) for s in scores]))
 
 
+def _ratios(ds: Path) -> int:
+    """Each whole training set fitted as ``fit_domain`` does (no cap): chosen threshold / median out-of-fold distance."""
+    from inference.domain import _combined, out_of_fold_part_distances, select_descriptor
+    frames = set((ds / "sirst" / "train.txt").read_text().split())
+    sets = {"sirst (choosing)": [f for f in _images(ds / "sirst" / "images") if f.stem in frames],
+            "bottle (choosing)": _images(ds / "mvtec_ad" / "bottle" / "train"),
+            "neu (information)": _images(ds / "neu_cls" / "train"),
+            "tile (information)": _images(ds / "magnetic_tile" / "train")}
+    for name, paths in sets.items():
+        x = _descriptors(paths)
+        stats = _fit(x, paths, RULES["current"], 0)
+        sel = select_descriptor(x, stats.descriptor_features) if stats.descriptor_features else x
+        mixed = out_of_fold_part_distances({"descriptor": sel}, 32, seed=0, parts=RULES["current"]["parts"])
+        median = float(np.median(_combined(mixed, stats.scales)))
+        print(f"{name:20s} {len(paths):5d} images  threshold {stats.threshold:.2f} (q {stats.quantile})  "
+              f"median {median:.3f}  ratio {stats.threshold / median:.2f}", flush=True)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -112,11 +131,16 @@ def main() -> int:
     p.add_argument("--test", action="store_true",
                    help="once, after the choice: score on the frozen splits (own: the line's val; foreign: the other "
                         "line's val, SIRST val frames, MVTec bottle test/good); the fit images stay training images")
+    p.add_argument("--ratios", action="store_true",
+                   help="print where CAP comes from: each training set's full fit, its chosen threshold over its "
+                        "median out-of-fold distance (the choosing sets SIRST and bottle; NEU and tile for information)")
     args = p.parse_args()
     import torch
     torch.set_num_threads(1)
     started = time.time()
     ds = args.datasets
+    if args.ratios:
+        return _ratios(ds)
     lines = {"neu": _images(ds / "neu_cls" / "train"), "tile": _images(ds / "magnetic_tile" / "train")}
     split = "val.txt" if args.test else "train.txt"  # the segmenter's training split, or its frozen val once
     frames = set((ds / "sirst" / split).read_text().split())
