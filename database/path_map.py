@@ -56,10 +56,10 @@ class PathMap:
                 continue
             stored, sep, local = part.partition("=")
             if not sep or not stored.strip() or not local.strip():
-                raise PathMapError(f"{ENV}: {part.strip()!r} is not STORED=LOCAL")
+                raise PathMapError(f"{part.strip()!r} is not STORED=LOCAL (e.g. /mnt/parts=Z:\\parts)")
             pairs.append((_norm(stored), _norm(local)))
         if len(pairs) > MAX_PAIRS:
-            raise PathMapError(f"{ENV}: more than {MAX_PAIRS} pairs")
+            raise PathMapError(f"more than {MAX_PAIRS} pairs")
         return PathMap(tuple(pairs))
 
     def local(self, stored: str) -> str:
@@ -89,7 +89,10 @@ def current() -> PathMap:
     global _cache
     text = os.environ.get(ENV, "")
     if _cache is None or _cache[0] != text:
-        _cache = (text, PathMap.parse(text) if text.strip() else PathMap())
+        try:
+            _cache = (text, PathMap.parse(text) if text.strip() else PathMap())
+        except PathMapError as exc:  # named where it came from: the environment, not a dialog
+            raise PathMapError(f"{ENV}: {exc}") from None
     return _cache[1]
 
 
