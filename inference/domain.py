@@ -48,7 +48,6 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .image_descriptor import FEATURES as DESCRIPTOR_FEATURES
-from .image_descriptor import LEGACY_FEATURES
 from .model_limits import ModelLimitError, read_json_bounded, read_safetensors_header
 
 DOMAIN_WEIGHTS = "domain.safetensors"
@@ -155,9 +154,8 @@ class DomainStats:
     descriptor: str = ""           # inference.image_descriptor.DESCRIPTOR_VERSION of the descriptor part
     own_rates: Mapping[float, float] = field(default_factory=dict)  # quantile -> its group-CV own-image rate
     # The descriptor features (inference.image_descriptor.FEATURES names) the descriptor parts read,
-    # in descriptor order; empty: all of them. A family describes its domain by some of them
-    # (inference.families.Family.domain_descriptor_features); a file that names none was fitted on
-    # image_descriptor.LEGACY_FEATURES (ADR 0066).
+    # in descriptor order; empty: all of them (every file before ADR 0038). A family describes its
+    # domain by some of them (inference.families.Family.domain_descriptor_features).
     descriptor_features: tuple[str, ...] = ()
     capped: bool = False           # the threshold is MEDIAN_CAP x the median distance, below its quantile (ADR 0063)
 
@@ -400,8 +398,6 @@ def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
         descriptor_columns(tuple(descriptor_features))  # checked: known and distinct
         names = tuple(n for n in DESCRIPTOR_FEATURES if n in set(descriptor_features))  # descriptor order
         feats["descriptor"] = select_descriptor(feats["descriptor"], names)
-    elif "descriptor" in feats and feats["descriptor"].shape[1] == len(DESCRIPTOR_FEATURES):
-        names = DESCRIPTOR_FEATURES  # named in the file: one that names none was fitted on LEGACY_FEATURES
     sizes = {v.shape[0] for v in feats.values()}
     if len(sizes) != 1:
         raise DomainError(f"the features describe different numbers of images: {sorted(sizes)}")
@@ -527,8 +523,7 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
     if not isinstance(meta, dict) or meta.get("format") not in (1, DOMAIN_FORMAT):
         raise DomainError(f"{d / DOMAIN_JSON}: not domain statistics of format 1 or {DOMAIN_FORMAT}")
     layout = _part_layout(meta)
-    widths = {v.get("dim") for p, v in layout.items() if PARTS[p][0] == "descriptor"}
-    chosen = _descriptor_features(meta, d, widths)
+    chosen = _descriptor_features(meta, d)
     want = _expected_arrays(layout)
     if set(header) != set(want) or any(header[n].shape != s or header[n].dtype != "F32" for n, s in want.items()):
         got = {n: (e.dtype, e.shape) for n, e in header.items()}
@@ -562,13 +557,11 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
         capped=meta.get("capped_at_median_times") is not None)
 
 
-def _descriptor_features(meta: dict[str, Any], d: Path, widths: set[Any]) -> tuple[str, ...]:
-    """``descriptor_features`` of the JSON (ADR 0038). Absent in older files: the features there were
-    then (``LEGACY_FEATURES``, when its descriptor parts are that wide; a file written since names what
-    it reads, ADR 0066); () without descriptor parts."""
+def _descriptor_features(meta: dict[str, Any], d: Path) -> tuple[str, ...]:
+    """``descriptor_features`` of the JSON (ADR 0038; absent in older files: all features)."""
     raw = meta.get("descriptor_features")
     if raw is None:
-        return LEGACY_FEATURES if widths == {len(LEGACY_FEATURES)} else ()
+        return ()
     if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw) or len(raw) > MAX_DIM:
         raise DomainError(f"{d / DOMAIN_JSON}: descriptor_features must be a list of feature names")
     try:

@@ -35,7 +35,6 @@ from .checkpoints import CheckpointError, load_model
 from .device import AUTO_MAX_THREADS, pick_device, set_threads
 from .engine_families import FamilyModel, family_model
 from .families import NAMES as FAMILIES
-from .image_descriptor import Source, colour_spread
 from .imageio import ImageReadError, convert_channels, read_raw, to_float
 from .profiles import ProfileError, apply_profile, resolve_profile
 from .results import ImageResult
@@ -55,12 +54,11 @@ class DecodedImage:
     width: int
     views: Mapping[str, np.ndarray]  # mode -> float32 (h', w') or (h', w', 3), shrunk to <= max side
     channels: int = 0  # of the file as stored (1 grey, 3 colour, 4 with alpha); 0: not known
-    colour: float = 0.0  # mean spread between the file's colour channels (0 grey; image_descriptor.colour_spread)
 
     @property
-    def source(self) -> Source:
-        """(height, width, channels, colour spread) of the file: what the image descriptor reads of the camera."""
-        return self.height, self.width, self.channels, self.colour
+    def source(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the file: what the image descriptor reads of the camera."""
+        return self.height, self.width, self.channels
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,7 @@ def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
             channels = raw.shape[2] if raw.ndim == 3 else 1
             raise ImageReadError(path, f"cannot convert image: unsupported pixel layout ({channels} channels, "
                                        f"{raw.dtype})") from None
-    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views, int(raw.shape[2]) if raw.ndim == 3 else 1,
-                        colour_spread(raw))
+    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views, int(raw.shape[2]) if raw.ndim == 3 else 1)
 
 
 class InspectionEngine:
@@ -256,7 +253,7 @@ class InspectionEngine:
             domain[f] = None if any(x is None for x in lists) else [v for x in lists for v in x]  # type: ignore[union-attr]
         return per_family, domain
 
-    def _in_domain(self, family: str, images: list[np.ndarray], sources: list[Source]) -> list[float] | None:
+    def _in_domain(self, family: str, images: list[np.ndarray], sources: list[tuple[int, int, int]]) -> list[float] | None:
         """In-domain scores of a batch (None: no statistics, or the embedding failed, which costs
         the score only: the prediction itself stands)."""
         try:
@@ -293,8 +290,8 @@ class InspectionEngine:
                 sources = [d.source for d in good]
                 if transform is not None:  # a camera change: the file's size changes as the image does
                     changed = [transform(im) for im in images]
-                    sources = [(round(s[0] * c.shape[0] / im.shape[0]), round(s[1] * c.shape[1] / im.shape[1]), *s[2:])
-                               for s, im, c in zip(sources, images, changed)]
+                    sources = [(round(h * c.shape[0] / im.shape[0]), round(w * c.shape[1] / im.shape[1]), ch)
+                               for (h, w, ch), im, c in zip(sources, images, changed)]
                     images = changed
                 unreadable += [p for p, d in zip(batch, decoded) if not isinstance(d, DecodedImage)]
                 if images:

@@ -21,7 +21,7 @@ import torch
 from . import families
 from .checkpoints import CheckpointError, LoadedModel
 from .domain import FEATURE_KINDS, DomainError, DomainStats, load_domain
-from .image_descriptor import DESCRIPTOR_VERSION, Source, describe_images
+from .image_descriptor import DESCRIPTOR_VERSION, describe_images
 from .preprocess import anomaly_input
 from .results import AnomalyResult, ClassResult, SegmentResult
 
@@ -71,10 +71,10 @@ class FamilyModel:
         return embed_images(self.loaded, images)
 
     def domain_features(self, images: Sequence[np.ndarray], parts: Sequence[str] = FEATURE_KINDS,
-                        sources: Sequence[Source] | None = None) -> dict[str, np.ndarray]:
+                        sources: Sequence[tuple[int, int, int]] | None = None) -> dict[str, np.ndarray]:
         """What domain statistics describe, per kind of feature: the backbone's embedding (a
         forward pass) and the image descriptor (``inference.image_descriptor``, a few
-        milliseconds; ``sources`` are the files' (height, width, channels, colour spread) as stored)."""
+        milliseconds; ``sources`` are the files' (height, width, channels) as stored)."""
         out = {}
         if "embedding" in parts:
             out["embedding"] = self.embed(images)
@@ -83,7 +83,7 @@ class FamilyModel:
         return out
 
     def in_domain(self, images: Sequence[np.ndarray],
-                  sources: Sequence[Source] | None = None) -> list[float] | None:
+                  sources: Sequence[tuple[int, int, int]] | None = None) -> list[float] | None:
         """Each image's in-domain score, None when the model carries no domain statistics
         (``sources``: the files' (height, width, channels), see ``domain_features``)."""
         if self.domain is None or not images:

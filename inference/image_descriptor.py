@@ -42,21 +42,14 @@ _NAMES: list[str] = (
     + [f"{k}_s{s}" for s in SCALES for k in ("log_grad_x", "log_grad_y", "log_laplacian")]
     + ["log_grad_peak_ratio", "log_block_std_q10", "log_block_std_q50", "log_block_std_q90",
        "row_profile_spread", "column_profile_spread"]
-    # The file's own colour (ADR 0066): a family that decodes grey sees none, so an infrared segmenter's domain
-    # (grey frames stored as RGB) could not tell a colour camera's photograph from its own frames.
-    + ["file_colour_spread"]
 )
-# The features every domain file written before ``file_colour_spread`` was fitted on (those files name none).
-LEGACY_FEATURES: tuple[str, ...] = tuple(_NAMES[:31])
 # The smallest change worth noticing, per feature (the unit it is expressed in). Size: 1 % (two
 # pixels at 200 px) is already another crop or another optical path; a training set whose
 # images all have one size pins it there. Channels stored in the file (grey, colour, alpha): a
 # tenth of a channel, so a grey file where colour ones were trained on is 20 units off. Detail and
 # contrast: 5 %; grey levels: 1 % of the range.
 _UNIT_OF = {"log_long_side": 0.01, "log_short_side": 0.01, "file_channels": 0.1, "log_": 0.05, "grey_q": 0.01,
-            "clipped_": 0.01, "file_colour_spread": 0.002, "colour_spread": 0.01, "_profile_spread": 0.01}
-# file_colour_spread: half an 8-bit grey level. A grey camera's file holds 0 even stored as colour (a JPEG of
-# grey content stays within a level), a colour camera's scene several levels (a grey-looking bottle: 8.5).
+            "clipped_": 0.01, "colour_spread": 0.01, "_profile_spread": 0.01}
 
 
 def _unit(name: str) -> float:
@@ -99,41 +92,18 @@ def _detail(g: np.ndarray) -> tuple[float, float, float]:
     return gx, gy, lap
 
 
-Source = tuple[int, int, int] | tuple[int, int, int, float]
-
-
-def colour_spread(image: np.ndarray, side: int = 256) -> float:
-    """Mean spread between the colour channels of a file as stored ((h, w) grey or (h, w, c) BGR(A), any
-    depth), in [0, 1]; 0 for a grey file. Read on a grid of about ``side`` x ``side`` pixels (the file's
-    colour, not its detail, is wanted: a few milliseconds at any size)."""
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] < 3:
-        return 0.0
-    step = max(1, max(a.shape[0], a.shape[1]) // side)
-    rgb = a[::step, ::step, :3]
-    if rgb.dtype == np.uint8:
-        scale = 255.0
-    elif rgb.dtype == np.uint16:
-        scale = 65535.0
-    else:
-        scale = 1.0
-    rgb = np.nan_to_num(rgb.astype(np.float32)) / scale
-    return float(np.clip(np.mean(rgb.max(axis=2) - rgb.min(axis=2)), 0.0, 1.0))
-
-
-def describe(image: np.ndarray, source: Source | None = None) -> np.ndarray:
+def describe(image: np.ndarray, source: tuple[int, int, int] | None = None) -> np.ndarray:
     """One decoded image -> (DESCRIPTOR_DIM,) float32 features, each in its unit (module docstring).
 
-    ``source``: (height, width, channels[, colour spread]) of the file as stored, when the decoder
-    shrank or channel-converted the image for the model (size, channels and colour are the camera's
-    and the file's; the other features read the image the model sees). A channel count of 0 is
-    unknown: the image's own is used; without the file's colour spread, the image's own is."""
+    ``source``: (height, width, channels) of the file as stored, when the decoder shrank or
+    channel-converted the image for the model (size and channels are the camera's and the
+    file's; the other features read the image the model sees). A channel count of 0 is unknown:
+    the image's own is used."""
     g, colour = _grey(image)
     h, w = g.shape
     g = np.clip(np.nan_to_num(g, nan=0.0), 0.0, 1.0)
     own = 1 if np.ndim(image) == 2 else int(np.shape(image)[2])
-    fh, fw, ch = source[:3] if source is not None else (h, w, own)
-    file_colour = float(source[3]) if source is not None and len(source) > 3 else colour
+    fh, fw, ch = source if source is not None else (h, w, own)
     f: list[float] = [float(np.log(max(fh, fw, 1))), float(np.log(max(min(fh, fw), 1))), float(ch or own), colour]
     f += [float(v) for v in np.quantile(g, QUANTILES)]
     f += [float(np.mean(g <= 1 / 255)), float(np.mean(g >= 254 / 255))]
@@ -151,11 +121,10 @@ def describe(image: np.ndarray, source: Source | None = None) -> np.ndarray:
     f += [float(np.log(v + _EPS)) for v in np.quantile(block_std, (0.1, 0.5, 0.9))]
     # Illumination: how much the row and column means vary (vignetting, a lit spot, a tile's edge).
     f += [float(np.std(g.mean(axis=1))), float(np.std(g.mean(axis=0)))]
-    f.append(file_colour)
     return (np.asarray(f, np.float64) / _UNITS).astype(np.float32)
 
 
-def describe_images(images: Sequence[np.ndarray], sources: Sequence[Source] | None = None) -> np.ndarray:
+def describe_images(images: Sequence[np.ndarray], sources: Sequence[tuple[int, int, int]] | None = None) -> np.ndarray:
     """(n, DESCRIPTOR_DIM) float32 descriptors of decoded images (``sources``: the files'
     (height, width, channels), see ``describe``)."""
     if not images:
@@ -165,5 +134,4 @@ def describe_images(images: Sequence[np.ndarray], sources: Sequence[Source] | No
     return np.stack([describe(im, sources[i] if sources is not None else None) for i, im in enumerate(images)])
 
 
-__all__ = ["describe", "describe_images", "colour_spread", "DESCRIPTOR_DIM", "DESCRIPTOR_VERSION", "FEATURES",
-           "LEGACY_FEATURES", "Source"]
+__all__ = ["describe", "describe_images", "DESCRIPTOR_DIM", "DESCRIPTOR_VERSION", "FEATURES"]

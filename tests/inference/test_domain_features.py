@@ -18,7 +18,7 @@ from inference.domain import (
 )
 from inference.domain_fit import DEFAULT_PARTS, family_descriptor_features
 from inference.families import families, family
-from inference.image_descriptor import DESCRIPTOR_DIM, DESCRIPTOR_VERSION, FEATURES, LEGACY_FEATURES, describe_images
+from inference.image_descriptor import DESCRIPTOR_DIM, DESCRIPTOR_VERSION, FEATURES, describe_images
 
 ANOMALY = family_descriptor_features("anomaly")
 
@@ -83,7 +83,7 @@ def test_all_features_fit_exactly_as_before() -> None:
     train = describe_images([_good(i) for i in range(40)])
     before = fit_domain({"descriptor": train}, parts=DEFAULT_PARTS)
     every = fit_domain({"descriptor": train}, parts=DEFAULT_PARTS, descriptor_features=FEATURES)
-    assert before.descriptor_features == FEATURES and every.descriptor_features == FEATURES  # named in the file
+    assert before.descriptor_features == () and every.descriptor_features == FEATURES
     probe = describe_images([_good(99), _dark_blob(_good(98))])
     np.testing.assert_allclose(every.distances({"descriptor": probe}), before.distances({"descriptor": probe}))
 
@@ -97,19 +97,14 @@ def test_named_features_round_trip_and_older_files_read_all(tmp_path) -> None:
     assert back is not None and back.descriptor_features == ANOMALY
     x = describe_images([_good(5), _dark_blob(_good(6))])
     np.testing.assert_allclose(back.scores({"descriptor": x}), stats.scores({"descriptor": x}), rtol=1e-6)
-    # A file written before ADR 0066 that names no features (classifier and segmenter files) reads the 31
-    # it was fitted on, handed today's full descriptors.
+    # A file of before ADR 0038 names no features: it reads all of them.
     old = tmp_path / "old"
     old.mkdir()
-    legacy = _fit(LEGACY_FEATURES)
-    save_domain(old, legacy)
-    meta = json.loads((old / DOMAIN_JSON).read_text())
-    del meta["descriptor_features"]
-    (old / DOMAIN_JSON).write_text(json.dumps(meta))
+    save_domain(old, _fit(()))
+    assert "descriptor_features" not in json.loads((old / DOMAIN_JSON).read_text())
     loaded = load_domain(old, DESCRIPTOR_VERSION)
-    assert loaded is not None and loaded.descriptor_features == LEGACY_FEATURES
-    assert loaded.parts["descriptor_range"].dim == len(LEGACY_FEATURES) == DESCRIPTOR_DIM - 1
-    np.testing.assert_allclose(loaded.scores({"descriptor": x}), legacy.scores({"descriptor": x}), rtol=1e-6)
+    assert loaded is not None and loaded.descriptor_features == ()
+    assert loaded.parts["descriptor_range"].dim == DESCRIPTOR_DIM
 
 
 def test_damaged_feature_names_are_refused(tmp_path) -> None:
@@ -137,6 +132,5 @@ def test_bundled_models_read_their_familys_features(name: str) -> None:
     stats = load_domain(d, DESCRIPTOR_VERSION)
     assert stats is not None
     wanted = family_descriptor_features(str(read_json(d / "config.json")["family"]))
-    # classifier and segmenter: every feature there was when the file was fitted (ADR 0066)
-    assert stats.descriptor_features == wanted or (not wanted and stats.descriptor_features in (LEGACY_FEATURES, FEATURES))
-    assert stats.parts["descriptor_range"].dim == len(stats.descriptor_features)
+    assert stats.descriptor_features == wanted  # classifier and segmenter: () = all 31, as before
+    assert stats.parts["descriptor_range"].dim == (len(wanted) or DESCRIPTOR_DIM)
