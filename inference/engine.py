@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -35,7 +34,7 @@ from .checkpoints import CheckpointError, load_model
 from .device import AUTO_MAX_THREADS, pick_device, set_threads
 from .engine_families import FamilyModel, family_model
 from .families import NAMES as FAMILIES
-from .imageio import ImageReadError, convert_channels, read_raw, to_float
+from .imageio import DecodedImage, ImageReadError, decode
 from .profiles import ProfileError, apply_profile, resolve_profile
 from .results import ImageResult
 
@@ -47,49 +46,12 @@ HALF_TOLERANCE = families.table("half_tolerance")
 
 
 @dataclass(frozen=True)
-class DecodedImage:
-    """One image read once, converted into every channel mode the loaded families need."""
-
-    height: int
-    width: int
-    views: Mapping[str, np.ndarray]  # mode -> float32 (h', w') or (h', w', 3), shrunk to <= max side
-    channels: int = 0  # of the file as stored (1 grey, 3 colour, 4 with alpha); 0: not known
-
-    @property
-    def source(self) -> tuple[int, int, int]:
-        """(height, width, channels) of the file: what the image descriptor reads of the camera."""
-        return self.height, self.width, self.channels
-
-
-@dataclass(frozen=True)
 class LoadedFamily:
     family: str
     name: str
     path: str
     half: bool
     profile: str | None = None  # the card's speed profile it runs (None: the card names none)
-
-
-def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if max(h, w) <= max_side:
-        return img
-    scale = max_side / max(h, w)
-    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-
-def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
-    """Read ``path`` once; for each mode, channel-convert and shrink (still integer) before scaling to float."""
-    raw = read_raw(path)
-    views = {}
-    for mode, max_side in modes.items():
-        try:
-            views[mode] = to_float(_shrink(convert_channels(raw, mode), max_side))
-        except cv2.error:  # an OpenCV assertion's text says nothing to a person: name what it got
-            channels = raw.shape[2] if raw.ndim == 3 else 1
-            raise ImageReadError(path, f"cannot convert image: unsupported pixel layout ({channels} channels, "
-                                       f"{raw.dtype})") from None
-    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views, int(raw.shape[2]) if raw.ndim == 3 else 1)
 
 
 class InspectionEngine:

@@ -22,14 +22,11 @@ from . import families
 from .checkpoints import CheckpointError, LoadedModel
 from .domain import FEATURE_KINDS, DomainError, DomainStats, load_domain
 from .image_descriptor import DESCRIPTOR_VERSION, describe_images
+from .input_view import InputViewError, input_view
 from .preprocess import anomaly_input
 from .results import AnomalyResult, ClassResult, SegmentResult
 
 log = logging.getLogger(__name__)
-
-# Whole frames up to this side go to the segmenter unshrunk (its helper tiles beyond 1024):
-# small targets are a few pixels wide, so shrinking loses them.
-SEGMENTER_MAX_SIDE = 1024
 
 
 def _helper(module: str, loaded: LoadedModel):
@@ -100,9 +97,7 @@ class ClassifierModel(FamilyModel):
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
         self._mod = _helper(families.family(self.family).predict_module, loaded)
-        cfg = loaded.config
-        self.mode = "gray" if cfg.in_chans == 1 else "rgb"
-        self.max_side = 2 * int(cfg.img_size)  # the helper area-averages the rest of the way
+        self.mode, self.max_side = input_view(self.family, loaded.config)
 
     def predict(self, images, sizes) -> list[ClassResult]:
         return [ClassResult(tuple(p.classes), np.asarray(p.scores, np.float32), p.label, float(p.confidence))
@@ -129,8 +124,7 @@ class SegmenterModel(FamilyModel):
         self._mod.model_members(loaded)
         self._mod.model_post_process(loaded)
         self._mod.model_flips(loaded)
-        self.mode = "gray" if loaded.config.in_chans == 1 else "rgb"
-        self.max_side = SEGMENTER_MAX_SIDE
+        self.mode, self.max_side = input_view(self.family, loaded.config)
 
     def predict(self, images, sizes) -> list[SegmentResult]:
         out = self._mod.predict_masks(self.loaded, list(images))
@@ -149,9 +143,7 @@ class AnomalyModel(FamilyModel):
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
         self._mod = _helper(families.family(self.family).predict_module, loaded)
-        cfg = loaded.config
-        self.mode = "gray" if cfg.in_channels == 1 else "rgb"
-        self.max_side = 2 * int(cfg.image_size)
+        self.mode, self.max_side = input_view(self.family, loaded.config)
         thr = self._mod.image_threshold(loaded.card)
         self.threshold = None if math.isnan(thr) else float(thr)
 
@@ -186,6 +178,6 @@ def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray]) -> np.ndarra
 def family_model(loaded: LoadedModel) -> FamilyModel:
     try:
         return adapter_class(loaded.family)(loaded)
-    except (AttributeError, TypeError) as exc:  # a config without the fields this adapter reads
+    except (AttributeError, TypeError, InputViewError) as exc:  # a config without the fields this adapter reads
         raise CheckpointError(f"{loaded.path}: unsupported {loaded.family} model {loaded.name!r} ({exc})") from None
 

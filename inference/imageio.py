@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -143,3 +145,40 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
     return (np.clip(to_float(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One image read once, converted into every channel mode the loaded families need."""
+
+    height: int
+    width: int
+    views: Mapping[str, np.ndarray]  # mode -> float32 (h', w') or (h', w', 3), shrunk to <= max side
+    channels: int = 0  # of the file as stored (1 grey, 3 colour, 4 with alpha); 0: not known
+
+    @property
+    def source(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the file: what the image descriptor reads of the camera."""
+        return self.height, self.width, self.channels
+
+
+def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return img
+    scale = max_side / max(h, w)
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
+    """Read ``path`` once; for each mode, channel-convert and shrink (still integer) before scaling to float."""
+    raw = read_raw(path)
+    views = {}
+    for mode, max_side in modes.items():
+        try:
+            views[mode] = to_float(_shrink(convert_channels(raw, mode), max_side))
+        except cv2.error:  # an OpenCV assertion's text says nothing to a person: name what it got
+            channels = raw.shape[2] if raw.ndim == 3 else 1
+            raise ImageReadError(path, f"cannot convert image: unsupported pixel layout ({channels} channels, "
+                                       f"{raw.dtype})") from None
+    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views, int(raw.shape[2]) if raw.ndim == 3 else 1)

@@ -12,17 +12,25 @@ dropped on a guess; with no rules, every family runs). A subfolder the rules alr
 no rule, nor does one whose images every model calls out of domain: skipping them would hide a new line
 from the inspector, while their out-of-domain flags put them first in "label next". Images directly in
 the folder get no rule: a pattern cannot name "no subfolder" (``*`` crosses ``/``).
+
+Where a family's answers call most of a subfolder foreign, its other versions are tried on a sample of the
+subfolder's images by their own domain descriptions (``app.services.version_fit``, ADR 0066): one that calls
+most of them in domain keeps the family there, named in the rule (a folder of bottles gets the bundled bottle
+anomaly model instead of "every model calls these images out of domain").
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from app.services.routing import FAMILY_ORDER, Routing, RoutingRule
+from app.services.version_fit import VersionFit, sample, versions_fit
 from inference.domain import OUT_OF_DOMAIN_BELOW
 
 if TYPE_CHECKING:
+    from app.services.routing_answers import Answer
     from database import Database
 
 IN_DOMAIN_SHARE = 0.5
@@ -34,16 +42,30 @@ class FamilyEvidence:
     scored: int      # images of the subfolder with an in-domain score by the family's active version
     in_domain: int   # of those, how many are in domain
     runs_now: bool   # the rules in force (or being edited) run this family on the subfolder
+    other: VersionFit | None = None  # another version that calls most of a sample in domain (where this one does not)
+
+    @property
+    def fits(self) -> bool:
+        """The answers that count call at least half of what they scored in domain."""
+        return self.scored > 0 and self.in_domain >= IN_DOMAIN_SHARE * self.scored
 
     @property
     def kept(self) -> bool:
-        """In domain for at least half of what it scored; without a score, as the rules have it."""
-        return self.in_domain >= IN_DOMAIN_SHARE * self.scored if self.scored else self.runs_now
+        """In domain for at least half of what it scored, or another version is; without a score, as the
+        rules have it."""
+        return self.fits or self.other is not None if self.scored else self.runs_now
+
+    @property
+    def named(self) -> str | None:
+        """The version the proposed rule names for this family (None: the one that runs now)."""
+        return self.other.name if self.other is not None and not self.fits else None
 
     def text(self) -> str:
         if self.scored == 0:
             return f"{self.family}: no answer here ({'runs' if self.runs_now else 'not run'} now)"
-        return f"{self.family} in domain {self.in_domain} of {self.scored}"
+        seen = f"{self.family} in domain {self.in_domain} of {self.scored}"
+        return seen + (f" ({self.named}: in domain {self.other.in_domain} of a sample of {self.other.scored})"
+                       if self.named and self.other else "")
 
 
 @dataclass(frozen=True)
@@ -57,7 +79,8 @@ class SubfolderEvidence:
         seen = "; ".join(f.text() for f in self.families)
         kept = [f for f in self.families if f.kept]
         if self.rule is not None:
-            verdict = "→ " + (", ".join(self.rule.families) + " only")
+            named = dict(self.rule.versions)
+            verdict = "→ " + ", ".join(f"{f} ({named[f]})" if f in named else f for f in self.rule.families) + " only"
         elif not kept:
             verdict = "→ no rule: every model calls these images out of domain (they stay flagged for labelling)"
         elif len(kept) == len(self.families) and all(f.runs_now for f in self.families):
@@ -84,8 +107,8 @@ class RoutingProposal:
             if at is None:
                 above.append(rule)
             else:
-                kept = tuple(p for p in rules[at].versions if p[0] in rule.families)
-                rules[at] = RoutingRule(rules[at].pattern, rule.families, kept)
+                named = {f: v for f, v in rules[at].versions if f in rule.families} | dict(rule.versions)
+                rules[at] = RoutingRule(rules[at].pattern, rule.families, tuple(named.items()))
         return Routing(tuple(above) + tuple(rules))
 
     def text(self) -> str:
@@ -104,10 +127,13 @@ def glob_literal(text: str) -> str:
 
 
 def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float | None]],
-                        current: Routing | None = None) -> RoutingProposal:
+                        current: Routing | None = None,
+                        others: Mapping[tuple[str, str], VersionFit] | None = None) -> RoutingProposal:
     """(image path in the folder, family, in-domain score or None) rows -> the proposal, beside the rules
-    ``current`` (in force or being edited; a family with no answer in a subfolder is kept as they have it).
+    ``current`` (in force or being edited; a family with no answer in a subfolder is kept as they have it);
+    ``others``: (subfolder, family) -> another version that fits there, named where the answers do not fit.
     Pure: tested alone."""
+    others = others or {}
     current = current or Routing()
     scored: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     inside: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -127,10 +153,12 @@ def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float
     evidence, rules = [], []
     for sub in sorted(example, key=str.lower):
         now = current.families_for(example[sub], folder_name)
-        fams = tuple(FamilyEvidence(f, scored[sub][f], inside[sub][f], f in now) for f in FAMILY_ORDER)
+        fams = tuple(FamilyEvidence(f, scored[sub][f], inside[sub][f], f in now, others.get((sub, f)))
+                     for f in FAMILY_ORDER)
         kept = tuple(f.family for f in fams if f.kept)
+        named = tuple((f.family, f.named) for f in fams if f.kept and f.named)
         pattern = f"{glob_literal(folder_name)}/{glob_literal(sub)}/*" if folder_name else f"{glob_literal(sub)}/*"
-        rule = RoutingRule(pattern, kept) if kept and kept != now else None
+        rule = RoutingRule(pattern, kept, named) if kept and (kept != now or named) else None
         if rule is not None:
             rules.append(rule)
         evidence.append(SubfolderEvidence(sub, pattern, fams, rule))
@@ -146,4 +174,33 @@ def propose_routing(db: "Database", folder_id: int, current: Routing | None = No
     if current is None:
         from app.services.project_settings import load_project_settings
         current = load_project_settings(db).routing
-    return propose_from_scores(name, ((p, family_of[v], d) for _i, p, v, d in answers), current)
+    rows = [(p, family_of[v], d) for _i, p, v, d in answers]
+    first = propose_from_scores(name, rows, current)
+    others = _other_versions(db, folder_id, first, answers, family_of)
+    return propose_from_scores(name, rows, current, others) if others else first
+
+
+def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answers: "list[Answer]", family_of: dict[int, str]
+                    ) -> dict[tuple[str, str], VersionFit]:
+    """(subfolder, family) -> the best other version of the family, where the answers call most of the
+    subfolder foreign and that version calls most of a sample of its images in domain."""
+    folder = db.folders.get(folder_id)
+    if folder is None:
+        return {}
+    paths: dict[str, list[str]] = defaultdict(list)
+    answered: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for _i, p, v, _d in answers:
+        sub = p.replace("\\", "/").split("/", 1)[0]
+        paths[sub].append(p)
+        answered[(sub, family_of[v])].add(v)
+    out = {}
+    for e in first.evidence:
+        for f in e.families:
+            if f.scored == 0 or f.fits:
+                continue
+            images = [Path(folder.root_path) / p for p in sample(sorted(set(paths[e.subfolder])))]
+            fits = [v for v in versions_fit(db, f.family, images, answered[(e.subfolder, f.family)])
+                    if v.scored and v.in_domain >= IN_DOMAIN_SHARE * v.scored]
+            if fits:
+                out[(e.subfolder, f.family)] = fits[0]
+    return out

@@ -163,3 +163,91 @@ def test_the_routing_command_proposes_saves_and_removes_as_the_dialog_does(url: 
     finally:
         database.close()
     assert main(["routing", "propose", str(tmp_path / "elsewhere"), "--db", url]) == 2   # not indexed: said
+
+
+# -- another version that fits (ADR 0066) ----------------------------------------------------------------------
+def test_a_family_whose_answers_call_a_subfolder_foreign_is_kept_with_a_version_that_fits_it() -> None:
+    """Seen under Xvfb: a folder of MVTec bottles got "segmenter only" (the tile anomaly model calls bottles
+    foreign) while the station holds anomaly-bottle."""
+    from app.services.version_fit import VersionFit
+
+    rows = (_rows("bottles", 30, {"classifier": 0.0, "segmenter": 0.8, "anomaly": 0.0})
+            + _rows("tiles", 4, {"classifier": 0.0, "segmenter": 0.0, "anomaly": 0.9}))
+    bottle = VersionFit("anomaly", 4, "anomaly-bottle", 16, 15)
+    p = propose_from_scores("f", rows, others={("bottles", "anomaly"): bottle})
+    assert [(r.pattern, r.families, r.versions) for r in p.rules] == [
+        ("f/bottles/*", ("segmenter", "anomaly"), (("anomaly", "anomaly-bottle"),)),
+        ("f/tiles/*", ("anomaly",), ())]
+    assert ("anomaly in domain 0 of 30 (anomaly-bottle: in domain 15 of a sample of 16) "
+            "→ segmenter, anomaly (anomaly-bottle) only") in p.text()
+    # Merged over a rule of the same pattern: the proposed version replaces the one it named.
+    current = Routing((RoutingRule("f/bottles/*", ("segmenter", "anomaly"), (("anomaly", "anomaly-tile-2"),)),))
+    merged = p.merged_into(current)
+    assert merged.rules[-1] == RoutingRule("f/bottles/*", ("segmenter", "anomaly"), (("anomaly", "anomaly-bottle"),))
+    # Where the rules already run that version, its answers fit and nothing is proposed.
+    p2 = propose_from_scores("f", _rows("bottles", 3, {"anomaly": 0.9}),
+                             Routing((RoutingRule("f/bottles/*", ("anomaly",), (("anomaly", "anomaly-bottle"),)),)))
+    assert p2.rules == ()
+
+
+def _version_folder(folder: Path, family_config: dict, images: list[Path], mode: str, side: int) -> Path:
+    """A model folder holding only what a domain check reads: config.json and domain statistics fitted on
+    ``images`` decoded as its model would be handed them."""
+    import json
+
+    from inference.domain import fit_domain, save_domain
+    from inference.domain_fit import DEFAULT_PARTS, family_descriptor_features
+    from inference.image_descriptor import DESCRIPTOR_VERSION, describe_images
+    from inference.imageio import decode
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"family": "anomaly", "format": 1, "model": "x",
+                                                    "config": family_config}))
+    decoded = [decode(p, {mode: side}) for p in images]
+    x = describe_images([d.views[mode] for d in decoded], [d.source for d in decoded])
+    save_domain(folder, fit_domain({"descriptor": x}, parts=DEFAULT_PARTS, descriptor=DESCRIPTOR_VERSION,
+                                   descriptor_features=family_descriptor_features("anomaly")))
+    return folder
+
+
+def _colour_parts(folder: Path, n: int, seed: int, size: int = 96) -> list[Path]:
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        base = np.clip(rng.normal(120, 25, (size, size, 3)) + [0, 30, 60], 0, 255).astype(np.uint8)
+        out.append(folder / f"part_{i:03d}.png")
+        cv2.imwrite(str(out[-1]), base)
+    return out
+
+
+def test_the_proposal_tries_the_familys_other_versions_on_a_sample_of_the_subfolder(db, tmp_path: Path) -> None:
+    root = tmp_path / "line"
+    grey_train = good_images(tmp_path / "train_tiles", 24, seed=3)
+    colour_train = _colour_parts(tmp_path / "train_parts", 24, seed=4)
+    good_images(root / "tiles", 3, seed=5)
+    _colour_parts(root / "parts", 20, seed=6)
+    (root / "parts" / "broken.png").write_bytes(b"not an image")
+    report = index_folder(db, root)
+    tile_dir = _version_folder(tmp_path / "m" / "tiles", {"in_channels": 1, "image_size": 64}, grey_train, "gray", 128)
+    part_dir = _version_folder(tmp_path / "m" / "parts", {"in_channels": 3, "image_size": 64}, colour_train, "rgb", 128)
+    active = db.model_versions.register("anomaly", "anomaly-tiles", str(tile_dir), activate=True)
+    parts = db.model_versions.register("anomaly", "anomaly-parts", str(part_dir))
+    db.model_versions.register("anomaly", "anomaly-gone", str(tmp_path / "m" / "gone"))  # files nowhere: passed over
+    images = {im.rel_path: im.id for im in db.images.get_many(list(report.added))}
+    db.predictions.upsert_many([PredictionIn(i, active.id, in_domain=0.9 if p.startswith("tiles/") else 0.0)
+                                for p, i in images.items() if p != "parts/broken.png"])
+    p = propose_routing(db, report.folder_id, Routing())
+    # The other families never answered here: kept as the (empty) rules have them.
+    assert [(r.pattern, r.families, r.versions) for r in p.rules] == [
+        ("line/parts/*", ("classifier", "segmenter", "anomaly"), (("anomaly", "anomaly-parts"),))]
+    assert "anomaly in domain 0 of 20 (anomaly-parts: in domain 16 of a sample of 16)" in p.text()
+    # Best first; an image that cannot be read counts for no version.
+    db.model_versions.register("anomaly", "anomaly-parts-2", str(tile_dir))
+    from app.services.version_fit import versions_fit
+    fits = versions_fit(db, "anomaly", [root / "parts" / "part_000.png", root / "parts" / "broken.png"], {active.id})
+    assert [(f.name, f.scored, f.in_domain) for f in fits] == [("anomaly-parts", 1, 1), ("anomaly-parts-2", 1, 0)]
+    assert parts.name == "anomaly-parts"

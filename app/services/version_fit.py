@@ -1,0 +1,111 @@
+"""Which of a family's other model versions a set of images lies inside, by each version's own domain description.
+
+Why: a new user opens a folder of another product (MVTec bottles) and every active model calls it out of domain,
+while the station holds a version made for exactly these images (the bundled ``anomaly-bottle``, or a version
+another line retrained). The routing proposal (``app.services.routing_proposal``) asks this module, for each
+subfolder a family's answers call foreign, whether another version would call a sample of its images in domain,
+and names that version in the rule it proposes (ADR 0066).
+
+No model is loaded: a version's domain description reads the image descriptor of the image as its model is handed
+it (``inference.input_view``: channel mode and largest side, from its ``config.json``), so decoding the image that
+way and describing it gives the score the worker would store. A version whose description also reads its backbone
+embedding cannot be scored so and is passed over, as is one with no description, damaged files, or files this
+station cannot reach (each logged). Plain data, Qt-free; the routing dialog calls it on a helper thread.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from inference.domain import OUT_OF_DOMAIN_BELOW, DomainError, DomainStats, load_domain
+from inference.image_descriptor import DESCRIPTOR_VERSION, describe
+from inference.imageio import ImageReadError, decode
+from inference.input_view import InputViewError, input_view
+from inference.model_limits import read_json_bounded
+
+if TYPE_CHECKING:
+    from database.dto import ModelVersionInfo
+    from database.engine import Database
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 16  # images of a subfolder each version is tried on: enough for "most", a second or so of decoding
+
+
+@dataclass(frozen=True)
+class VersionFit:
+    family: str
+    version_id: int
+    name: str
+    scored: int      # sample images it could describe
+    in_domain: int   # of those, inside its domain
+
+    def text(self) -> str:
+        return f"{self.name} in domain {self.in_domain} of {self.scored}"
+
+
+def sample(paths: Sequence[str], size: int = SAMPLE) -> list[str]:
+    """``size`` of ``paths`` spread evenly over their sorted order (all of them when fewer)."""
+    ordered = sorted(paths)
+    if len(ordered) <= size:
+        return ordered
+    return [ordered[round(i * (len(ordered) - 1) / (size - 1))] for i in range(size)]
+
+
+def _scorable(db: "Database", version: "ModelVersionInfo") -> tuple[DomainStats, str, int] | None:
+    """The version's description and how its model is handed an image, or None (why is logged)."""
+    from app.services.model_files import ModelFilesError, local_model_dir
+
+    try:
+        folder = local_model_dir(db, version)
+        stats = load_domain(folder, DESCRIPTOR_VERSION)
+        if stats is None:
+            return None
+        if stats.features != ("descriptor",):
+            log.info("%s: its domain description reads its backbone: not scored without loading it", version.name)
+            return None
+        meta = read_json_bounded(folder / "config.json")  # bounded; torch-free (the window imports this module)
+        config = meta.get("config") if isinstance(meta, dict) else None
+        mode, side = input_view(version.family, config if isinstance(config, dict) else {})
+    except (ModelFilesError, DomainError, InputViewError, OSError, ValueError) as exc:  # ValueError: bad JSON, limits
+        log.warning("%s %s: its domain cannot be read here (%s)", version.family, version.name, exc)
+        return None
+    return stats, mode, side
+
+
+def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out: Iterable[int] = ()) -> list[VersionFit]:
+    """How many of ``images`` each of ``family``'s versions (but those in ``leave_out``) calls in domain, best
+    first (ties: the newer version). Images that cannot be read are left out of every count."""
+    skip = set(leave_out)
+    paths = list(images)
+    views: dict[tuple[str, int], np.ndarray] = {}  # one decoding per channel mode and size
+    out = []
+    for version in sorted(db.model_versions.list(family), key=lambda v: -v.id):
+        if version.id in skip:
+            continue
+        scorable = _scorable(db, version)
+        if scorable is None:
+            continue
+        stats, mode, side = scorable
+        if (mode, side) not in views:
+            rows = []
+            for p in paths:
+                try:
+                    d = decode(p, {mode: side})
+                except (ImageReadError, MemoryError):
+                    continue
+                rows.append(describe(d.views[mode], d.source))
+            views[(mode, side)] = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+        x = views[(mode, side)]
+        if not len(x):
+            continue
+        inside = int((stats.scores({"descriptor": x}) >= OUT_OF_DOMAIN_BELOW).sum())
+        out.append(VersionFit(family, version.id, version.name, int(len(x)), inside))
+    return sorted(out, key=lambda f: -f.in_domain / f.scored)
+
+
+__all__ = ["VersionFit", "versions_fit", "sample", "SAMPLE"]
