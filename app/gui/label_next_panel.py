@@ -201,6 +201,12 @@ class LabelNextController:
             return
         n = len(shown.proposal.image_ids)
         left = len(self._unreviewed_proposals())
+        if not n and not latest.considered and latest.unrouted:  # seen: "nothing left to propose" on 46 unlabelled bottles
+            self._show_line("Label next (P): the model routing runs no classifier on this folder's images, so there "
+                            "is no class to learn here; review them in the queue's order",
+                            "Label next proposes images whose class labels would help the next classifier "
+                            "retraining most. Project ▸ Model routing… says which models run where.")
+            return
         batch = f"{left} of {n} proposed left" if n else "nothing left to propose"
         self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}",
                         latest.counter_text

@@ -52,6 +52,7 @@ class LabelNextResult:
     # One counter per classifier version when routing rules give the folder's images to several (ADR 0060:
     # each is retrained from its own images' labels): (version name, its counter).
     scoped: tuple[tuple[str, LabelsNeeded | None], ...] = ()
+    unrouted: int = 0                   # images read that the routing gives no classifier (not candidates)
 
     @property
     def pending(self) -> bool:
@@ -186,7 +187,8 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
                                             cache_root, budget)))
         proposal, needed, scoped = _merged(parts), None, tuple(counters)
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
-    return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled, scoped)
+    return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled, scoped,
+                           len(all_cands) - len(cands))
 
 
 def _counter(cands: list[Candidate], files: list[tuple[str, str | None]], names: list[str], target: float, seed: int,
