@@ -8,6 +8,12 @@ several images never matches. Files renamed beyond recognition are found by thei
 hash the indexer already stored, computed only for records the paths did not place; last, a record
 whose path is the end of exactly one indexed path (a class tree whose copy in the station sits below
 other folders, with identical files the content cannot tell apart).
+
+A match on a *shortened* path (leading folders dropped) or on a path end is only taken where it does not
+contradict the content: when the dataset holds its copy of the image and the station stored a hash, the two
+must agree. Seen importing an MVTec copy into a station holding some of its images: ``test/good/001.png`` and
+``ground_truth/broken_small/010_mask.png`` landed on the station's ``good/001.png`` and ``good/010.png`` (the
+training images of those names), and the whole import was refused as "labelled twice".
 """
 from __future__ import annotations
 
@@ -70,28 +76,50 @@ class ImageMatcher:
         return next(iter(found.values())) if len(found) == 1 else None
 
     def match(self, rec: ImportRecord) -> Target | None:
-        candidates: list[tuple[str, dict[str, list[ImageInfo]], str]] = []
+        digest = _Digest(rec.image_file)
+        # (how, table, key, whole path: taken without asking the content)
+        candidates: list[tuple[str, dict[str, list[ImageInfo]], str, bool]] = []
         if rec.origin:
-            candidates.append(("path", self.by_path, rec.origin))
-        for key in suffixes(rec.image_ref):
-            candidates += [("path", self.by_path, key), ("export name", self.by_name, key)]
+            candidates.append(("path", self.by_path, rec.origin, True))
+        for i, key in enumerate(suffixes(rec.image_ref)):
+            candidates += [("path", self.by_path, key, i == 0), ("export name", self.by_name, key, i == 0)]
         if not PurePosixPath(rec.image_ref).suffix:
-            candidates += [("stem", self.by_stem, key) for key in suffixes(rec.image_ref)]
-        for how, table, key in candidates:
+            candidates += [("stem", self.by_stem, key, i == 0) for i, key in enumerate(suffixes(rec.image_ref))]
+        for how, table, key, whole in candidates:
             img = self._one(table, key)
-            if img is not None:
+            if img is not None and (whole or digest.agrees(img)):
                 return Target(img, self.folders[img.folder_id], how)
-        if rec.image_file is not None:
-            try:
-                img = self._one(self.by_hash, hash_file(rec.image_file))
-            except OSError:
-                img = None
+        if digest.value is not None:
+            img = self._one(self.by_hash, digest.value)
             if img is not None:
                 return Target(img, self.folders[img.folder_id], "content")
         # Last, the end of an indexed path: a class tree ('patches/p_101.png') whose station copy sits deeper
         # ('steel/patches/p_101.png'), where the content is no help (two identical files: NEU holds such pairs).
         for key in suffixes(rec.image_ref):
             img = self._one(self.by_tail, key)
-            if img is not None:
+            if img is not None and digest.agrees(img):
                 return Target(img, self.folders[img.folder_id], "path end")
         return None
+
+
+class _Digest:
+    """The SHA-256 of a record's copy of its image, read once and only when asked (None: no copy, or unreadable)."""
+
+    def __init__(self, file: Path | None) -> None:
+        self.file = file
+        self._value: str | None = None
+        self._read = file is None
+
+    @property
+    def value(self) -> str | None:
+        if not self._read:
+            self._read = True
+            try:
+                self._value = hash_file(self.file) if self.file is not None else None
+            except OSError:
+                self._value = None
+        return self._value
+
+    def agrees(self, img: ImageInfo) -> bool:
+        """False only when both contents are known and differ."""
+        return not img.content_hash or self.value is None or self.value == img.content_hash

@@ -312,6 +312,41 @@ def test_mvtec_category_folder_in_place(tmp_path: Path) -> None:
         db.close()
 
 
+def test_an_mvtec_copy_lands_on_the_images_the_station_holds_of_it_not_on_others_of_the_same_name(
+        tmp_path: Path) -> None:
+    """Seen importing MVTec bottle into a station holding 30 of its training images (good/000.png ...) and renamed
+    copies of test images: test/good/001.png and ground_truth/crack_small/010_mask.png landed on the station's
+    good/001.png and good/010.png (shorter path, path end), and the whole import was refused as "labelled twice"."""
+    from tests.services.export_fixtures import write_image
+
+    cat = tmp_path / "mvtec" / "bottle"
+    for seed, rel in enumerate(("train/good/000", "train/good/001", "test/good/001", "test/crack/000",
+                                "test/crack/001")):
+        write_image(cat / rel, seed)
+    (cat / "ground_truth/crack").mkdir(parents=True)
+    for stem in ("000", "001"):
+        (cat / f"ground_truth/crack/{stem}_mask.png").write_bytes(encode_mask(region()))
+    line = tmp_path / "line"
+    (line / "good").mkdir(parents=True)
+    for name in ("000", "001"):  # the training images, as a station keeps them
+        (line / "good" / f"{name}.png").write_bytes((cat / f"train/good/{name}.png").read_bytes())
+    (line / "new").mkdir()
+    (line / "new" / "crack_001.png").write_bytes((cat / "test/crack/001.png").read_bytes())  # a renamed copy
+    db = open_station(tmp_path, "mv", line)
+    try:
+        result = import_labels(db, tmp_path / "mvtec", ImportOptions(format="mvtec"))
+        fid = db.folders.list()[0].id
+        lab = {rel: db.labels.current(db.images.by_path(fid, rel).id)
+               for rel in ("good/000.png", "good/001.png", "new/crack_001.png")}
+        assert {r: (v.anomaly_verdict.value, v.class_name) for r, v in lab.items()} == {
+            "good/000.png": ("normal", None), "good/001.png": ("normal", None),
+            "new/crack_001.png": ("anomalous", "crack")}
+        assert sorted(result.preview.unmatched) == ["bottle/test/crack/000.png", "bottle/test/good/001.png"]
+        assert result.written == 3
+    finally:
+        db.close()
+
+
 @pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
 def test_link_leading_outside_the_dataset_is_refused(station) -> None:
     db, root, tmp = station
