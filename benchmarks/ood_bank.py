@@ -121,8 +121,9 @@ def main() -> int:
         row["own_mean"] = round(float(np.mean([s["own"] for s in row["per_seed"]])), 4)
         row["changes_mean"] = round(float(np.mean([np.mean(list(s["changes"].values())) for s in row["per_seed"]])), 4)
         report["rules"][name] = row
+        per_seed = ", ".join(f"{s['own']:.2%}" for s in row["per_seed"])
         print(f"{name}: threshold {row['threshold']:.3f} (q {row['quantile']:g}); group-CV own {row['own_mean']:.2%} "
-              f"(seeds {', '.join(f'{s['own']:.2%}' for s in row['per_seed'])}); camera changes {row['changes_mean']:.1%}; "
+              f"(seeds {per_seed}); camera changes {row['changes_mean']:.1%}; "
               f"bottle train/good {row['bottle_train_good']:.1%}", flush=True)
     base, cand = (report["rules"][k] for k in RULES)
     adopt = (cand["own_mean"] <= OWN_MAX and cand["own_mean"] <= base["own_mean"] + OWN_ABOVE_MAX
