@@ -288,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
         return CANCELLED_EXIT
     except (RetrainError, DatabaseError, CommandError) as exc:
         discard()
-        events.emit("error", message=str(exc), **({"comparison": refused} if refused else {}))
+        if events.as_json:  # a person reads it once, from the CommandError below (it was printed twice)
+            events.emit("error", message=str(exc), **({"comparison": refused} if refused else {}))
         raise CommandError(str(exc)) from None
     except BaseException as exc:
         discard()

@@ -80,6 +80,18 @@ class VersionScope:
     version: ModelVersionInfo | None     # None: the family has no version yet
     images: frozenset[int] | None        # None: every image (no rule names a version of the family, all run it)
     routed: tuple[str, ...] = ()         # the patterns of the rules that name the version
+    others: tuple[str, ...] = ()         # the other versions of the family routing rules name (a retraining's way out)
+
+    def empty_note(self) -> str:
+        """Why a narrowed retraining found no labels, and where they went (the versions the rules give them to)."""
+        if self.images is None:
+            return ""
+        out = f" (only the {len(self.images)} image(s) the version answers for by the routing rules were read"
+        if self.others:
+            names = ", ".join(self.others)
+            out += (f"; the rules give the others to {names}: retrain that version "
+                    f"(--version {shlex.quote(self.others[0])}, or select it in the Models dialog and retrain it there)")
+        return out + ")"
 
     def describe(self) -> str | None:
         """What the narrowing is, for the retrain command's notes (None: no narrowing)."""
@@ -116,7 +128,9 @@ def version_scope(db: Database, family: str, name: str | None = None) -> Version
                            f"{family} version; name it in a rule (Project ▸ Model routing) or make it active first")
     images = served_images(db, routing, family, version.name if version is not None else None,
                            version is None or version.active)
-    return VersionScope(version, images, routed)
+    others = tuple(sorted({n for f, n in routing.named_versions()
+                           if f == family and (version is None or n != version.name)}))
+    return VersionScope(version, images, routed, others)
 
 
 @dataclass(frozen=True)
@@ -175,9 +189,9 @@ def _stems(path: Path) -> list[str]:
 
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                         within: AbstractSet[int] | None = None) -> Path:
-    """Export the family's reviewed labels below ``work`` (``within``: of these images only); returns the
-    format's folder."""
+                         within: AbstractSet[int] | None = None, scope: VersionScope | None = None) -> Path:
+    """Export the family's reviewed labels below ``work`` (``within``: of these images only; ``scope``: the
+    narrowing it comes from, for the message when nothing is left); returns the format's folder."""
     if family not in FAMILY_FORMAT:
         raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
     fmt = FAMILY_FORMAT[family]
@@ -189,7 +203,8 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
         result = export_database(db, work / "export", ExportOptions(formats=(fmt,), split=split), folder=folder,
                                  progress=progress, cancel=cancel, within=within)
     except ExportError as exc:
-        only = (f" (only the {len(within)} image(s) the version answers for by the routing rules were read)"
+        only = (scope.empty_note() if scope is not None else
+                f" (only the {len(within)} image(s) the version answers for by the routing rules were read)"
                 if within is not None else "")
         raise RetrainError(f"no training data for the {family}: {exc}{only}") from None
     root: Path = result.out / fmt
@@ -367,7 +382,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         except ModelFilesError as exc:
             log.warning("retraining without a start point: %s", exc)
             parent = None
-    root = export_training_data(db, family, work, folder, progress, cancel, within=scope.images)
+    root = export_training_data(db, family, work, folder, progress, cancel, within=scope.images, scope=scope)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
     fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only

@@ -101,6 +101,27 @@ def test_images_whose_rule_does_not_run_the_family_are_nobodys_to_learn_from(lin
         plan_retraining(db, "classifier", tmp_path / "e.work", tmp_path / "out2", scope=version_scope(db, "classifier"))
 
 
+def test_the_active_version_left_without_labels_names_the_version_the_rules_give_them_to(lines, tmp_path: Path) -> None:
+    """Seen at the station: a folder of bottles routed to the bundled anomaly-bottle and labelled; `retrain anomaly`
+    said "no training data ... (only the 0 image(s) the version answers for by the routing rules were read)", twice,
+    and nothing said which version the labels were for."""
+    db, db_url, _by_path, _tile, _steel = lines
+    save_routing(db, Routing((RoutingRule("*", ("classifier",), (("classifier", "clf-tile"),)),)))
+    with pytest.raises(RetrainError, match=r"only the 0 image\(s\) .*the rules give the others to clf-tile: retrain "
+                                           r"that version \(--version clf-tile, or select it in the Models dialog and retrain it there\)"):
+        plan_retraining(db, "classifier", tmp_path / "e.work", tmp_path / "out", scope=version_scope(db, "classifier"))
+    assert version_scope(db, "classifier", "clf-tile").others == ()
+    if db_url.startswith("sqlite"):
+        import subprocess
+        import sys
+        root = Path(__file__).resolve().parents[2]
+        proc = subprocess.Popen([sys.executable, str(root / "main.py"), "--db", db_url, "retrain", "classifier",
+                                 "--method", "texture", "--threads", "1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=root)
+        _out, err = proc.communicate(timeout=300)
+        assert proc.returncode != 0 and err.count("the rules give the others to clf-tile") == 1, err
+
+
 def test_a_version_that_answers_for_nothing_or_does_not_exist_is_refused(lines, tmp_path: Path) -> None:
     db = lines[0]
     db.model_versions.register("classifier", "clf-idle", str(save_tiny_classifier(tmp_path / "idle", ["a", "b"])))
