@@ -5,7 +5,7 @@
 Each case encodes a random image (PNG, JPEG, BMP or TIFF; 8 or 16 bit; gray, colour or alpha; 1
 to 300 pixels a side), damages its bytes (flips, truncation, inserted or deleted runs, sometimes
 keeping the signature so the damage reaches the decoder), or swaps in a text file, an empty file
-or another format's bytes, and reads it as every model does (``inference.engine.decode``). It
+or another format's bytes, and reads it as every model does (``inference.imageio.decode``, which the engine uses). It
 must decode or be refused with a clear reason, with nothing printed on stderr by libpng/OpenCV.
 Every --worker-every cases, the files so far go through a real pre-label job (tiny models) in a
 station with two human-labelled images: the job must finish, every failed image must carry a

@@ -94,11 +94,11 @@ def test_a_damaged_tiff_leaves_no_opencv_log_line(tmp_path: Path) -> None:
 
 
 def test_an_unsupported_pixel_layout_is_named_not_asserted(tmp_path: Path, monkeypatch) -> None:
-    from inference import engine
+    from inference import imageio
 
-    monkeypatch.setattr(engine, "read_raw", lambda _p: np.zeros((8, 8, 2), np.uint8))
+    monkeypatch.setattr(imageio, "read_raw", lambda _p: np.zeros((8, 8, 2), np.uint8))
     with pytest.raises(ImageReadError) as exc:
-        engine.decode(tmp_path / "two.tif", {"rgb": 64})
+        imageio.decode(tmp_path / "two.tif", {"rgb": 64})
     assert "unsupported pixel layout (2 channels, uint8)" in exc.value.reason
     assert "Assertion" not in exc.value.reason and "error:" not in exc.value.reason
 
