@@ -21,12 +21,12 @@ anomaly model instead of "every model calls these images out of domain").
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from app.services.routing import FAMILY_ORDER, Routing, RoutingRule
-from app.services.version_fit import VersionFit, sample, versions_fit
+from app.services.version_fit import Descriptors, VersionFit, sample, versions_fit
 from inference.domain import OUT_OF_DOMAIN_BELOW
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from database import Database
 
 IN_DOMAIN_SHARE = 0.5
+# Subfolders whose foreign families get other versions tried (each costs a few dozen decodes): a folder of a
+# year of daily subfolders is proposed in seconds, and the evidence says where the trying stopped.
+MAX_TRIED_SUBFOLDERS = 24
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class RoutingProposal:
     rules: tuple[RoutingRule, ...]
     evidence: tuple[SubfolderEvidence, ...]
     root_images: int  # images directly in the folder (no rule can name them)
+    untried: int = 0  # subfolders called foreign whose families' other versions were not tried (MAX_TRIED_SUBFOLDERS)
 
     def merged_into(self, current: Routing) -> Routing:
         """``current`` with the proposal: a rule of the same pattern (case aside) takes the proposed families
@@ -118,6 +122,9 @@ class RoutingProposal:
         lines = [e.text() for e in self.evidence]
         if self.root_images:
             lines.append(f"{self.root_images} image(s) directly in the folder: no rule can name them.")
+        if self.untried:
+            lines.append(f"Other versions were tried on the first {MAX_TRIED_SUBFOLDERS} subfolders only; "
+                         f"{self.untried} more keep the evidence of their answers.")
         return "\n".join(lines)
 
 
@@ -176,17 +183,19 @@ def propose_routing(db: "Database", folder_id: int, current: Routing | None = No
         current = load_project_settings(db).routing
     rows = [(p, family_of[v], d) for _i, p, v, d in answers]
     first = propose_from_scores(name, rows, current)
-    others = _other_versions(db, folder_id, first, answers, family_of)
-    return propose_from_scores(name, rows, current, others) if others else first
+    others, untried = _other_versions(db, folder_id, first, answers, family_of)
+    proposal = propose_from_scores(name, rows, current, others) if others else first
+    return replace(proposal, untried=untried) if untried else proposal
 
 
 def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answers: "list[Answer]", family_of: dict[int, str]
-                    ) -> dict[tuple[str, str], VersionFit]:
+                    ) -> tuple[dict[tuple[str, str], VersionFit], int]:
     """(subfolder, family) -> the best other version of the family, where the answers call most of the
-    subfolder foreign and that version calls most of a sample of its images in domain."""
+    subfolder foreign and that version calls most of a sample of its images in domain; and how many such
+    subfolders were past ``MAX_TRIED_SUBFOLDERS`` (not tried)."""
     folder = db.folders.get(folder_id)
     if folder is None:
-        return {}
+        return {}, 0
     paths: dict[str, list[str]] = defaultdict(list)
     answered: dict[tuple[str, str], set[int]] = defaultdict(set)
     for _i, p, v, _d in answers:
@@ -194,13 +203,15 @@ def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answ
         paths[sub].append(p)
         answered[(sub, family_of[v])].add(v)
     out = {}
-    for e in first.evidence:
+    cache: Descriptors = {}
+    foreign = [e for e in first.evidence if any(f.scored and not f.fits for f in e.families)]
+    for e in foreign[:MAX_TRIED_SUBFOLDERS]:
+        images = [Path(folder.root_path) / p for p in sample(sorted(set(paths[e.subfolder])))]
         for f in e.families:
             if f.scored == 0 or f.fits:
                 continue
-            images = [Path(folder.root_path) / p for p in sample(sorted(set(paths[e.subfolder])))]
-            fits = [v for v in versions_fit(db, f.family, images, answered[(e.subfolder, f.family)])
+            fits = [v for v in versions_fit(db, f.family, images, answered[(e.subfolder, f.family)], cache)
                     if v.scored and v.in_domain >= IN_DOMAIN_SHARE * v.scored]
             if fits:
                 out[(e.subfolder, f.family)] = fits[0]
-    return out
+    return out, max(0, len(foreign) - MAX_TRIED_SUBFOLDERS)

@@ -77,11 +77,17 @@ def _scorable(db: "Database", version: "ModelVersionInfo") -> tuple[DomainStats,
     return stats, mode, side
 
 
-def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out: Iterable[int] = ()) -> list[VersionFit]:
+Descriptors = dict[tuple[str, str, int], "np.ndarray | None"]  # (path, mode, side) -> descriptor (None: unreadable)
+
+
+def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out: Iterable[int] = (),
+                 cache: Descriptors | None = None) -> list[VersionFit]:
     """How many of ``images`` each of ``family``'s versions (but those in ``leave_out``) calls in domain, best
-    first (ties: the newer version). Images that cannot be read are left out of every count."""
+    first (ties: the newer version). Images that cannot be read are left out of every count. ``cache``: the
+    descriptors already read (one proposal asks for several families of the same images)."""
     skip = set(leave_out)
     paths = list(images)
+    cache = cache if cache is not None else {}
     views: dict[tuple[str, int], np.ndarray] = {}  # one decoding per channel mode and size
     out = []
     for version in sorted(db.model_versions.list(family), key=lambda v: -v.id):
@@ -92,13 +98,7 @@ def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out:
             continue
         stats, mode, side = scorable
         if (mode, side) not in views:
-            rows = []
-            for p in paths:
-                try:
-                    d = decode(p, {mode: side})
-                except (ImageReadError, MemoryError):
-                    continue
-                rows.append(describe(d.views[mode], d.source))
+            rows = [r for r in (_described(p, mode, side, cache) for p in paths) if r is not None]
             views[(mode, side)] = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
         x = views[(mode, side)]
         if not len(x):
@@ -108,4 +108,15 @@ def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out:
     return sorted(out, key=lambda f: -f.in_domain / f.scored)
 
 
-__all__ = ["VersionFit", "versions_fit", "sample", "SAMPLE"]
+def _described(path: Path, mode: str, side: int, cache: Descriptors) -> np.ndarray | None:
+    key = (str(path), mode, side)
+    if key not in cache:
+        try:
+            d = decode(path, {mode: side})
+            cache[key] = describe(d.views[mode], d.source)
+        except (ImageReadError, MemoryError):
+            cache[key] = None
+    return cache[key]
+
+
+__all__ = ["VersionFit", "Descriptors", "versions_fit", "sample", "SAMPLE"]

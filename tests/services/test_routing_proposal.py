@@ -224,7 +224,8 @@ def _colour_parts(folder: Path, n: int, seed: int, size: int = 96) -> list[Path]
     return out
 
 
-def test_the_proposal_tries_the_familys_other_versions_on_a_sample_of_the_subfolder(db, tmp_path: Path) -> None:
+def test_the_proposal_tries_the_familys_other_versions_on_a_sample_of_the_subfolder(db, tmp_path: Path,
+                                                                                    monkeypatch) -> None:
     root = tmp_path / "line"
     grey_train = good_images(tmp_path / "train_tiles", 24, seed=3)
     colour_train = _colour_parts(tmp_path / "train_parts", 24, seed=4)
@@ -245,6 +246,12 @@ def test_the_proposal_tries_the_familys_other_versions_on_a_sample_of_the_subfol
     assert [(r.pattern, r.families, r.versions) for r in p.rules] == [
         ("line/parts/*", ("classifier", "segmenter", "anomaly"), (("anomaly", "anomaly-parts"),))]
     assert "anomaly in domain 0 of 20 (anomaly-parts: in domain 16 of a sample of 16)" in p.text()
+    # A folder of many foreign subfolders: the trying stops at a bound, and says so.
+    from app.services import routing_proposal
+    monkeypatch.setattr(routing_proposal, "MAX_TRIED_SUBFOLDERS", 0)
+    capped = propose_routing(db, report.folder_id, Routing())
+    assert [(r.pattern, r.versions) for r in capped.rules] == [("line/parts/*", ())] and capped.untried == 1
+    assert "Other versions were tried on the first 0 subfolders only; 1 more keep" in capped.text()
     # Best first; an image that cannot be read counts for no version.
     db.model_versions.register("anomaly", "anomaly-parts-2", str(tile_dir))
     from app.services.version_fit import versions_fit
