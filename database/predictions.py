@@ -188,6 +188,14 @@ class PredictionRepository:
         self.written(len(flags))
         return len(flags)
 
+    def counting_versions(self, folder_id: int, family: str) -> dict[int, int]:
+        """Version id -> how many of the folder's images its ``family`` answer counts for (one grouped query)."""
+        with self.db.session() as s:
+            rows = s.execute(select(Prediction.model_version_id, func.count()).where(
+                Prediction.current_family == family, Prediction.folder_id == folder_id)
+                .group_by(Prediction.model_version_id))
+            return {int(v): int(n) for v, n in rows}
+
     def counts_in_folder(self, folder_id: int, model_version_id: int) -> bool:
         """Whether an answer of this version counts for an image of the folder (stops at the first)."""
         with self.db.session() as s:

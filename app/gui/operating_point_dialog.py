@@ -34,6 +34,8 @@ from app.services.operating_point import (
     OperatingPointError,
     Outcome,
     anomaly_versions,
+    folder_anomaly_versions,
+    most_counting,
     operating_point,
     reviewed_scores,
     save_operating_point,
@@ -54,6 +56,10 @@ class OperatingPointDialog(QDialog):
         self.resize(760, 600)
         self._db, self._author, self._on_saved = db, author, on_saved
         self._wanted_folder = folder_id
+        # The model follows the folder: the version whose answers count there (a routing rule may name one other
+        # than the active; seen: a folder of bottles opened on the tile model's scores), until one is picked here.
+        self._by_hand = False
+        self._counts: dict[int, dict[int, int]] = {}  # folder id -> {version id: images its answer counts for}
         self.point: OperatingPoint | None = None
         self.calls = BackgroundCalls("operating-point", self)
         self.finished.connect(lambda _: self.calls.close())
@@ -113,8 +119,9 @@ class OperatingPointDialog(QDialog):
 
         close.clicked.connect(self.reject)
         self.use.clicked.connect(self.save)
-        self.folder.currentIndexChanged.connect(self._read_scores)
+        self.folder.currentIndexChanged.connect(self._folder_changed)
         self.version.currentIndexChanged.connect(self._read_scores)
+        self.version.activated.connect(self._picked)
         for box in (self.cost_escape, self.cost_false_call):
             box.valueChanged.connect(lambda _: self._recompute(keep_threshold=True))
         self.histogram.thresholdChanged.connect(self._line_moved)
@@ -148,7 +155,36 @@ class OperatingPointDialog(QDialog):
             self.info.setText("No folder or no anomaly model in this project yet: open a folder and "
                               "pre-label it first.")
             return
+        self._folder_changed()
+
+    def _picked(self, _index: int) -> None:
+        self._by_hand = True
+
+    def _folder_changed(self) -> None:
+        """Read which versions answer for the folder, select the one that answers for most of it (unless a model
+        was picked here), then read its scores."""
+        fid = self.folder.currentData()
+        if fid is None:
+            return
+        self.use.setEnabled(False)
+        db = self._db
+        self.calls.call(lambda: folder_anomaly_versions(db, fid), lambda counts: self._counted(fid, counts),
+                        self._failed)
+
+    def _counted(self, fid: int, counts: dict[int, int]) -> None:
+        self._counts[fid] = counts
+        if fid != self.folder.currentData():
+            return  # another folder was chosen meanwhile; its own count is on its way
+        best = most_counting(counts)
+        if not self._by_hand and best is not None and (i := self.version.findData(best)) >= 0 \
+                and i != self.version.currentIndex():
+            self.version.setCurrentIndex(i)  # reads its scores
+            return
         self._read_scores()
+
+    def applies_here(self, fid: int, vid: int) -> bool:
+        """The version's answers count for some of the folder's images: its threshold re-flags them now."""
+        return vid in self._counts.get(fid, {})
 
     def _read_scores(self) -> None:
         fid, vid = self.folder.currentData(), self.version.currentData()
@@ -240,10 +276,10 @@ class OperatingPointDialog(QDialog):
         def done(reflagged: int) -> None:
             self.use.setEnabled(True)
             self._saved = FolderThreshold(fid, vid, thr, costs.escape, costs.false_call)
-            active = "(active)" in self.version.currentText()
             self.info.setText(f"Threshold {thr:.4g} saved for {self.folder.currentText()} with "
-                              f"{self.version.currentText()}: " + (f"{reflagged} image(s) re-flagged." if active
-                              else "it applies once this model version is the active one."))
+                              f"{self.version.currentText()}: " + (f"{reflagged} image(s) re-flagged."
+                              if self.applies_here(fid, vid) else "it applies once this model version's answers "
+                              "count here (the active one, or one a routing rule names for these images)."))
             if self._on_saved is not None:
                 self._on_saved(self.info.text())
 

@@ -6,6 +6,8 @@ threshold; what a threshold costs is the dialog's business.
 """
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
@@ -99,7 +101,7 @@ class ScoreHistogram(QWidget):
         for value, align in ((h.edges[0], Qt.AlignmentFlag.AlignLeft), (h.edges[-1], Qt.AlignmentFlag.AlignRight)):
             x = self.x_of(value)
             box = QRectF(x - 80 if align == Qt.AlignmentFlag.AlignRight else x, r.bottom() + 4, 80, 14)
-            p.drawText(box, align, f"{value:.3g}")
+            p.drawText(box, align, f"{value:.{_digits(h.edges[0], h.edges[-1])}g}")
         p.drawText(QRectF(r.left(), r.bottom() + 14, r.width(), 14), Qt.AlignmentFlag.AlignCenter, "anomaly score")
         self._legend(p, r)
         if self.optimum is not None:  # its label low, the chosen one's high: both readable when they meet
@@ -123,3 +125,12 @@ class ScoreHistogram(QWidget):
             p.drawRect(QRectF(x, y, 12, 10))
             p.setPen(self.palette().color(self.foregroundRole()))
             p.drawText(QPointF(x + 16, y + 10), name)
+
+
+def _digits(lo: float, hi: float) -> int:
+    """Significant digits that tell ``lo`` from ``hi`` (3 at least, 10 at most): a model whose scores saturate
+    (0.99997 to 0.999999) drew "1" at both ends of the axis."""
+    span, size = abs(hi - lo), max(abs(lo), abs(hi))
+    if span <= 0 or size <= 0:
+        return 3
+    return int(min(10, max(3, math.ceil(math.log10(size / span)) + 2)))

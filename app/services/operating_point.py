@@ -162,6 +162,17 @@ def anomaly_versions(db: "Database") -> list[tuple[int, str, bool]]:
     return [(v.id, v.name, v.active) for v in versions]
 
 
+def folder_anomaly_versions(db: "Database", folder_id: int) -> dict[int, int]:
+    """Anomaly version id -> how many of the folder's images its answer counts for (the active one's, or a
+    version's a routing rule names there, ADR 0059): the versions whose thresholds the folder's flags follow."""
+    return db.predictions.counting_versions(folder_id, "anomaly")
+
+
+def most_counting(counts: dict[int, int]) -> int | None:
+    """The version that answers for most of the folder (ties: the newer one); None: none answers."""
+    return max(counts, key=lambda v: (counts[v], v)) if counts else None
+
+
 def saved_operating_point(db: "Database", folder_id: int, model_version_id: int) -> FolderThreshold | None:
     """The folder's saved threshold and costs for this version, if any."""
     return load_project_settings(db).flags.folder_threshold(folder_id, model_version_id)

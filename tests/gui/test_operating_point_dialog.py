@@ -97,3 +97,52 @@ def test_saving_the_settings_dialog_keeps_the_folders_thresholds(qtbot):
     dlg.threshold.setValue(0.3)
     flags = dlg.result_project().flags
     assert flags.anomaly_threshold == 0.3 and flags.folder_thresholds == own
+
+
+def test_the_dialog_opens_on_the_version_whose_answers_count_in_the_folder(service, db, folder, artifacts, qtbot):
+    """Seen under Xvfb: a folder of bottles routed to anomaly-bottle opened the dialog on the active tile model's
+    scores, and saving anomaly-bottle's threshold said "it applies once this model version is the active one"
+    while it re-flagged the folder."""
+    from database.dto import ImageQuery, PredictionIn
+
+    win = build_window(service, qtbot)
+    fid = win.open_folder(str(folder))
+    versions = seed_predictions(db, fid, artifacts)
+    routed = db.model_versions.register("anomaly", "anomaly-bottle", "/nonexistent", card={"threshold": 5.0})
+    ims = db.images.query(ImageQuery(folder_id=fid, sort="rel_path"))
+    db.predictions.upsert_many([PredictionIn(im.id, routed.id, anomaly_score=2.0 + 2 * k) for k, im in enumerate(ims)])
+    db.predictions.set_current("anomaly", {im.id: routed.id for im in ims})   # as a rule naming it does
+    _review(db, fid, {0: "normal", 1: "normal", 3: "normal", 2: "anomalous", 4: "anomalous"})
+    win.refresh_models()
+    wait_shown(win, qtbot)
+
+    win.actions["operating_point"].trigger()
+    dlg = win.operating_point_dialog
+    qtbot.waitUntil(lambda: dlg.point is not None and dlg.version.currentData() == routed.id, timeout=10000)
+    assert dlg.version.currentText() == "anomaly-bottle" and dlg._scores.normal == (2.0, 4.0, 8.0)
+    dlg.use.click()
+    qtbot.waitUntil(lambda: "saved" in dlg.info.text(), timeout=10000)
+    assert "re-flagged" in dlg.info.text() and "active one" not in dlg.info.text()
+    # A version picked by hand stays picked; its threshold applies once its answers count here.
+    active = dlg.version.findData(versions["anomaly"])
+    dlg.version.setCurrentIndex(active)
+    dlg.version.activated.emit(active)
+    qtbot.waitUntil(lambda: dlg.point is not None and dlg._scores.model_version_id == versions["anomaly"],
+                    timeout=10000)
+    dlg.folder.currentIndexChanged.emit(dlg.folder.currentIndex())
+    qtbot.wait(300)
+    assert dlg.version.currentData() == versions["anomaly"]
+    dlg.use.click()
+    qtbot.waitUntil(lambda: "saved" in dlg.info.text() and "test-anom" in dlg.info.text(), timeout=10000)
+    assert "applies once this model version's answers count here" in dlg.info.text()
+    dlg.close()
+    win.close()
+
+
+def test_the_axis_tells_its_ends_apart_when_scores_saturate() -> None:
+    """The tile model's scores of bottles lie between 0.99997 and 0.999999: the axis read "1" at both ends."""
+    from app.gui.score_histogram import _digits
+
+    lo, hi = 0.9999680519104004, 0.9999986886978149
+    assert f"{lo:.{_digits(lo, hi)}g}" != f"{hi:.{_digits(lo, hi)}g}"
+    assert _digits(0.2, 0.95) == 3 and _digits(5.0, 5.0) == 3
