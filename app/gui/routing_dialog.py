@@ -122,6 +122,15 @@ class RoutingDialog(QDialog):
                                       "never touched; pre-labelling brings the answers back.")
         self.clear_answers.setVisible(jobs is not None and folder_id is not None)
         lay.addWidget(self.clear_answers)
+        # Seen under Xvfb: after a proposal naming anomaly-bottle was saved, every bottle showed "Anomaly —" and the
+        # status bar's "pre-label the folder where a named version has not run yet" was cut off at its edge.
+        self.prelabel_after = QCheckBox("Then pre-label this folder with the saved rules (only the answers it lacks "
+                                        "are computed)")
+        self.prelabel_after.setToolTip("Runs Pre-label folder once the rules are saved: models the rules now run "
+                                       "on images they have not answered (a version a rule names, a family added) "
+                                       "get their answers; images every model has answered are skipped.")
+        self.prelabel_after.setVisible(jobs is not None and folder_id is not None)
+        lay.addWidget(self.prelabel_after)
         self.removed = 0  # answers removed by the save (said by the window)
         self.remarked = 0  # answers whose "counts" mark the save moved (rules naming versions)
         self.removal_error = ""  # the rules were saved but their removal failed: why
@@ -206,6 +215,7 @@ class RoutingDialog(QDialog):
             self.resize(self.width(), self.height() + self.evidence.sizeHint().height())
         if proposal.rules:
             self.clear_answers.setChecked(True)  # the proposal comes from those answers: they are the noise
+            self.prelabel_after.setChecked(True)  # its rules are for this folder: run them on it
         self._enable()
 
     def _proposal_failed(self, text: str) -> None:
@@ -343,6 +353,8 @@ def install(window) -> None:
                                            "pre-label job." + removed + remarked, 15000)
             if window.project is not None:
                 window.project.reload()  # the Jobs dock's routing line follows
+            if dlg.prelabel_after.isChecked() and dlg.folder_id is not None and getattr(window, "jobs", None) is not None:
+                window.jobs.prelabel_folder(dlg.folder_id)
             if (dlg.removed or dlg.remarked) and hasattr(window, "refresh_models"):
                 window.refresh_models(background=True)  # badges, counts and filters lose the removed answers
                 window.review.reload()

@@ -254,8 +254,10 @@ def test_in_the_station_a_proposal_saved_with_its_answers_removed_clears_the_sta
             return dlg.result()
 
         monkeypatch.setattr(routing_dialog.RoutingDialog, "exec", exec_)
+        before = {j.id for j in db.jobs.list()}
         win.actions["model_routing"].trigger()
-        assert "12 answer(s)" in win.statusBar().currentMessage()
+        # the proposal's rules are for this folder: "then pre-label" was ticked with them and its job submitted
+        qtbot.waitUntil(lambda: any(j.id not in before and j.kind == "prelabel" for j in db.jobs.list()), timeout=10000)
         qtbot.waitUntil(lambda: not any(it.out_of_domain for it in win.gallery_model.items()), timeout=10000)
         assert [(r.pattern, r.families) for r in win.ctx.jobs.routing().rules] == [
             ("line/ir/*", ("segmenter",)), ("line/tiles/*", ("anomaly",))]
