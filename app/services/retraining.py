@@ -84,14 +84,7 @@ class VersionScope:
 
     def empty_note(self) -> str:
         """Why a narrowed retraining found no labels, and where they went (the versions the rules give them to)."""
-        if self.images is None:
-            return ""
-        out = f" (only the {len(self.images)} image(s) the version answers for by the routing rules were read"
-        if self.others:
-            names = ", ".join(self.others)
-            out += (f"; the rules give the others to {names}: retrain that version "
-                    f"(--version {shlex.quote(self.others[0])}, or select it in the Models dialog and retrain it there)")
-        return out + ")"
+        return narrowing_note(self.images, self.others)
 
     def describe(self) -> str | None:
         """What the narrowing is, for the retrain command's notes (None: no narrowing)."""
@@ -187,6 +180,18 @@ def _stems(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.is_file() else []
 
 
+def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()) -> str:
+    """What a retraining narrowed to a version's images read, for its "no training data" message ("" when not
+    narrowed); ``others``: the other versions the rules give images to, where the labels may have gone."""
+    if within is None:
+        return ""
+    out = f" (only the {len(within)} image(s) the version answers for by the routing rules were read"
+    if others:
+        out += (f"; the rules give the others to {', '.join(others)}: retrain that version "
+                f"(--version {shlex.quote(others[0])}, or select it in the Models dialog and retrain it there)")
+    return out + ")"
+
+
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                          within: AbstractSet[int] | None = None, scope: VersionScope | None = None) -> Path:
@@ -203,9 +208,7 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
         result = export_database(db, work / "export", ExportOptions(formats=(fmt,), split=split), folder=folder,
                                  progress=progress, cancel=cancel, within=within)
     except ExportError as exc:
-        only = (scope.empty_note() if scope is not None else
-                f" (only the {len(within)} image(s) the version answers for by the routing rules were read)"
-                if within is not None else "")
+        only = scope.empty_note() if scope is not None else narrowing_note(within)
         raise RetrainError(f"no training data for the {family}: {exc}{only}") from None
     root: Path = result.out / fmt
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):

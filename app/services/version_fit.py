@@ -44,9 +44,6 @@ class VersionFit:
     scored: int      # sample images it could describe
     in_domain: int   # of those, inside its domain
 
-    def text(self) -> str:
-        return f"{self.name} in domain {self.in_domain} of {self.scored}"
-
 
 def sample(paths: Sequence[str], size: int = SAMPLE) -> list[str]:
     """``size`` of ``paths`` spread evenly over their sorted order (all of them when fewer)."""
