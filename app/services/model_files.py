@@ -91,13 +91,41 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
     local = bundled_copy(version)
     if local is not None:
         return local
+    return _written_here(db, version, _listed(db, version))
+
+
+def model_files_here(db: "Database", version: "ModelVersionInfo", names: tuple[str, ...]) -> Path:
+    """A folder on this station holding the version's files ``names`` (those it has): ``local_model_dir``'s folder
+    where it needs no fetching, else only those files from the database, into this station's cache. For readers
+    of a version's description (its config and domain statistics, ``app.services.version_fit``), which must not
+    pull every version's weights onto a station to read a few kilobytes. ``ModelFilesError`` says why not."""
+    path = Path(version.checkpoint_path)
+    if (path / "config.json").is_file():
+        return path
+    local = bundled_copy(version)
+    if local is not None:
+        return local
+    listed = _listed(db, version)
+    whole = _cache_target(version, listed)
+    if (whole / "config.json").is_file():
+        return whole
+    return _written_here(db, version, [f for f in listed if f[0] in names or f[0] == "config.json"])
+
+
+def _listed(db: "Database", version: "ModelVersionInfo") -> list[tuple[str, str, int]]:
     listed = db.model_versions.file_list(version.id)
     if not listed:
         raise ModelFilesError(
-            f"the {version.family} model {version.name!r} is at {path}, which this station does not see, and the "
-            "database holds no copy of its files (a version registered before they were kept: open the station "
-            "that made it once, or run a job there, and every station gets them)")
-    return _written_here(db, version, listed)
+            f"the {version.family} model {version.name!r} is at {version.checkpoint_path}, which this station does "
+            "not see, and the database holds no copy of its files (a version registered before they were kept: "
+            "open the station that made it once, or run a job there, and every station gets them)")
+    return listed
+
+
+def _cache_target(version: "ModelVersionInfo", listed: list[tuple[str, str, int]]) -> Path:
+    """Where this station keeps the database's copy of these files (named by their hashes)."""
+    digest = hashlib.sha256("\n".join(f"{n} {h}" for n, h, _ in listed).encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"{version.id}-{digest}"
 
 
 def bundled_copy(version: "ModelVersionInfo") -> Path | None:
@@ -114,9 +142,8 @@ def bundled_copy(version: "ModelVersionInfo") -> Path | None:
 
 def _written_here(db: "Database", version: "ModelVersionInfo", listed: list[tuple[str, str, int]]) -> Path:
     """The database's copy in this station's cache (``cache/models/<id>-<digest>``), written once, checked."""
-    digest = hashlib.sha256("\n".join(f"{n} {h}" for n, h, _ in listed).encode()).hexdigest()[:16]
-    root = cache_dir() / "models"
-    target = root / f"{version.id}-{digest}"
+    target = _cache_target(version, listed)
+    root = target.parent
     if (target / "config.json").is_file():
         return target
     total = 0

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from inference.domain import OUT_OF_DOMAIN_BELOW, DomainError, DomainStats, load_domain
+from inference.domain import DOMAIN_JSON, DOMAIN_WEIGHTS, OUT_OF_DOMAIN_BELOW, DomainError, DomainStats, load_domain
 from inference.image_descriptor import DESCRIPTOR_VERSION, describe
 from inference.imageio import ImageReadError, decode
 from inference.input_view import InputViewError, input_view
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION_FILES = ("config.json", DOMAIN_JSON, DOMAIN_WEIGHTS)  # all a version's description needs (no weights)
 SAMPLE = 16  # images of a subfolder each version is tried on: enough for "most", a second or so of decoding
 
 
@@ -55,10 +56,10 @@ def sample(paths: Sequence[str], size: int = SAMPLE) -> list[str]:
 
 def _scorable(db: "Database", version: "ModelVersionInfo") -> tuple[DomainStats, str, int] | None:
     """The version's description and how its model is handed an image, or None (why is logged)."""
-    from app.services.model_files import ModelFilesError, local_model_dir
+    from app.services.model_files import ModelFilesError, model_files_here
 
     try:
-        folder = local_model_dir(db, version)
+        folder = model_files_here(db, version, DESCRIPTION_FILES)
         stats = load_domain(folder, DESCRIPTOR_VERSION)
         if stats is None:
             return None

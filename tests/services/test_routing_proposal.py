@@ -258,3 +258,26 @@ def test_the_proposal_tries_the_familys_other_versions_on_a_sample_of_the_subfol
     fits = versions_fit(db, "anomaly", [root / "parts" / "part_000.png", root / "parts" / "broken.png"], {active.id})
     assert [(f.name, f.scored, f.in_domain) for f in fits] == [("anomaly-parts", 1, 1), ("anomaly-parts-2", 1, 0)]
     assert parts.name == "anomaly-parts"
+
+
+def test_a_version_kept_only_in_the_database_is_scored_without_fetching_its_weights(db, tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """A proposal at a station that does not see a version's folder reads its config and domain statistics from the
+    database's copy, not its weights (a proposal would otherwise pull every version's model onto the station)."""
+    import shutil
+
+    from app.services import model_files
+    from app.services.version_fit import versions_fit
+
+    monkeypatch.setattr(model_files, "cache_dir", lambda: tmp_path / "cache")
+    train = _colour_parts(tmp_path / "train_parts", 24, seed=4)
+    folder = _version_folder(tmp_path / "m" / "parts", {"in_channels": 3, "image_size": 64}, train, "rgb", 128)
+    (folder / "model.safetensors").write_bytes(b"\0" * 4096)   # the weights: not needed to read its domain
+    version = db.model_versions.register("anomaly", "anomaly-parts", str(folder))
+    model_files.keep_in_database(db, version, folder)
+    shutil.rmtree(folder)
+    images = _colour_parts(tmp_path / "line" / "parts", 4, seed=6)
+    fits = versions_fit(db, "anomaly", images)
+    assert [(f.name, f.scored, f.in_domain) for f in fits] == [("anomaly-parts", 4, 4)]
+    fetched = {p.name for p in (tmp_path / "cache" / "models").rglob("*") if p.is_file()}
+    assert fetched == {"config.json", "domain.json", "domain.safetensors"}
