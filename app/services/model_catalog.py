@@ -261,6 +261,21 @@ def login_name() -> str:
         return "inspector"
 
 
+def ensure_bundled(db: "Database") -> None:
+    """Every bundled model has a row; a family without an active version gets its bundled default activated, as
+    the next pre-label run would do (so the Models table shows what will run, and a routing proposal can name a
+    bundled version no job has run yet: ADR 0066)."""
+    for directory in bundled_models():
+        try:
+            family = _read_object(directory / "config.json").get("family")
+            if not isinstance(family, str) or family not in FAMILIES:
+                continue
+            first = directory.name == DEFAULT_MODEL[family] and db.model_versions.active(family) is None
+            bundled_version(db, family, directory.name, activate=first)
+        except (ModelCatalogError, PrelabelError) as exc:   # a damaged bundle must not hide the rest
+            log.warning("bundled model %s not listed: %s", directory, exc)
+
+
 class ModelCatalog:
     """List, add and activate model versions of one database (the Models dialog's service)."""
 
@@ -269,17 +284,7 @@ class ModelCatalog:
         self.author = author   # who activations are recorded for (the station's reviewer name)
 
     def _ensure_bundled(self) -> None:
-        """Every bundled model has a row; a family without an active version gets its bundled default
-        activated, as the next pre-label run would do (so the table shows what will run)."""
-        for directory in bundled_models():
-            try:
-                family = _read_object(directory / "config.json").get("family")
-                if not isinstance(family, str) or family not in FAMILIES:
-                    continue
-                first = directory.name == DEFAULT_MODEL[family] and self.db.model_versions.active(family) is None
-                bundled_version(self.db, family, directory.name, activate=first)
-            except (ModelCatalogError, PrelabelError) as exc:   # a damaged bundle must not hide the rest
-                log.warning("bundled model %s not listed: %s", directory, exc)
+        ensure_bundled(self.db)
 
     def rows(self, family: str | None = None) -> list[ModelRow]:
         """Every version (of ``family``), families in pre-label order, oldest first within each, with the

@@ -205,6 +205,9 @@ def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answ
     out = {}
     cache: Descriptors = {}
     foreign = [e for e in first.evidence if any(f.scored and not f.fits for f in e.families)]
+    if foreign:  # the bundled versions no job has run yet are candidates too (seen: the tile classifier was not)
+        from app.services.model_catalog import ensure_bundled
+        ensure_bundled(db)
     for e in foreign[:MAX_TRIED_SUBFOLDERS]:
         images = [Path(folder.root_path) / p for p in sample(sorted(set(paths[e.subfolder])))]
         for f in e.families:

@@ -256,7 +256,8 @@ def test_the_proposal_tries_the_familys_other_versions_on_a_sample_of_the_subfol
     db.model_versions.register("anomaly", "anomaly-parts-2", str(tile_dir))
     from app.services.version_fit import versions_fit
     fits = versions_fit(db, "anomaly", [root / "parts" / "part_000.png", root / "parts" / "broken.png"], {active.id})
-    assert [(f.name, f.scored, f.in_domain) for f in fits] == [("anomaly-parts", 1, 1), ("anomaly-parts-2", 1, 0)]
+    mine = [(f.name, f.scored, f.in_domain) for f in fits if f.name.startswith("anomaly-parts")]  # bundled ones too
+    assert mine == [("anomaly-parts", 1, 1), ("anomaly-parts-2", 1, 0)]
     assert parts.name == "anomaly-parts"
 
 
@@ -281,3 +282,23 @@ def test_a_version_kept_only_in_the_database_is_scored_without_fetching_its_weig
     assert [(f.name, f.scored, f.in_domain) for f in fits] == [("anomaly-parts", 4, 4)]
     fetched = {p.name for p in (tmp_path / "cache" / "models").rglob("*") if p.is_file()}
     assert fetched == {"config.json", "domain.json", "domain.safetensors"}
+
+
+def test_a_bundled_version_no_job_has_run_yet_is_proposed_for_the_images_it_was_made_for(db, tmp_path: Path) -> None:
+    """Seen with a copy of the demo's folders in a new project: the tiles got "anomaly only" because the bundled tile
+    classifier had no row yet (bundled versions are registered on first use, or when the Models dialog opens)."""
+    import shutil
+
+    from app.services.prelabel import bundled_version
+
+    demo = Path(__file__).resolve().parents[2] / "resources" / "samples" / "demo" / "tiles"
+    if not demo.is_dir():
+        pytest.skip("the demo sample is not in this checkout")
+    root = tmp_path / "mixed"
+    shutil.copytree(demo, root / "tiles")
+    report = index_folder(db, root)
+    steel = bundled_version(db, "classifier")   # the active default only, as after a first pre-label run
+    assert [v.name for v in db.model_versions.list("classifier")] == [steel.name]
+    db.predictions.upsert_many([PredictionIn(i, steel.id, in_domain=0.0) for i in report.added])
+    p = propose_routing(db, report.folder_id, Routing())
+    assert [(r.pattern, r.versions) for r in p.rules] == [("mixed/tiles/*", (("classifier", "classifier-magnetic_tile"),))]
