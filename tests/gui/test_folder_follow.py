@@ -146,3 +146,27 @@ def test_a_labelled_file_replaced_under_review_shows_its_new_pixels_unreviewed(s
         assert db.labels.history(shown)[0].class_name == "dark"
     finally:
         win.close()
+
+
+def test_a_new_subfolder_the_line_starts_writing_is_named_in_the_routing_line(station, tmp_path, qtbot, monkeypatch):
+    """Seen under Xvfb: a bottles/ subfolder arrived in a routed folder; every family ran on it (no rule matches) and
+    the Jobs dock's routing line still named only the routed subfolders."""
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+
+    monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 300)
+    db, url = station
+    save_routing(db, Routing((RoutingRule("old/*", ("classifier",)),)))
+    good_images(tmp_path / "line" / "old", 2)
+    win = build_window(db, StationSettings(reviewer="ann"), url, interactive=False, worker_args=("--batch-size", "2"))
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        win.open_folder(str(tmp_path / "line"))
+        wait_shown(win, qtbot)
+        line = win.routing_notice.notice.text
+        qtbot.waitUntil(lambda: "old/ → classifier" in line.text(), timeout=20_000)
+        good_images(tmp_path / "line" / "cam2", 1, seed=5)
+        qtbot.waitUntil(lambda: "cam2/ → classifier, segmenter, anomaly" in line.text(), timeout=20_000)
+    finally:
+        win.close()
