@@ -20,6 +20,7 @@ anomaly model instead of "every model calls these images out of domain").
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +33,8 @@ from inference.domain import OUT_OF_DOMAIN_BELOW
 if TYPE_CHECKING:
     from app.services.routing_answers import Answer
     from database import Database
+
+log = logging.getLogger(__name__)
 
 IN_DOMAIN_SHARE = 0.5
 # Subfolders whose foreign families get other versions tried (each costs a few dozen decodes): a folder of a
@@ -207,7 +210,10 @@ def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answ
     foreign = [e for e in first.evidence if any(f.scored and not f.fits for f in e.families)]
     if foreign:  # the bundled versions no job has run yet are candidates too (seen: the tile classifier was not)
         from app.services.model_catalog import ensure_bundled
-        ensure_bundled(db)
+        try:
+            ensure_bundled(db)
+        except Exception as exc:  # noqa: BLE001 - a project that cannot register them (read-only) still gets a proposal
+            log.warning("bundled versions not registered for the routing proposal: %s", exc)
     for e in foreign[:MAX_TRIED_SUBFOLDERS]:
         images = [Path(folder.root_path) / p for p in sample(sorted(set(paths[e.subfolder])))]
         for f in e.families:
