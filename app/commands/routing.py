@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from app.cli import CommandError
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
             print("nothing saved (--save stores these rules)")
             return 0
         save_routing(db, merged)
-        print("saved: they apply to the next pre-label job")
+        print("saved: they apply to the next pre-label job (`python main.py prelabel "
+              f"{shlex.quote(folder.root_path)}` runs the models they name where they have not answered yet)")
         if args.remove_unrouted:
             gone = remove_unrouted_answers(db, folder.id, merged)
             print(f"{gone} answer(s) of models these rules do not run on the folder's images removed; "

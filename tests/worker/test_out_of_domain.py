@@ -112,6 +112,35 @@ def test_prelabel_report_counts_out_of_domain_images_per_family(sqlite_url, doma
     assert counts == {"classifier": 2, "segmenter": 2, "anomaly": 2}
 
 
+def test_the_report_counts_the_answers_that_count_not_a_version_the_rules_took_the_images_from(
+        sqlite_url, domain_models, tmp_path: Path) -> None:
+    """Seen: a bottle subfolder routed to anomaly-bottle was counted "anomaly: 10 out of domain" from the tile
+    model's earlier answers there, while the bottle model, whose answers count, called all 10 in domain."""
+    from app.cli import main
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+
+    db = make_db(sqlite_url, domain_models)
+    dark_images(tmp_path / "imgs", 3, seed=9)
+    checkerboard(tmp_path / "imgs" / "more" / "checks2.png")
+    report = tmp_path / "report.json"
+    args = ["prelabel", str(tmp_path / "imgs"), "--db", sqlite_url, "--device", "cpu", "--families", "anomaly",
+            "--report", str(report)]
+    try:
+        assert main(args) == 0
+        assert json.loads(report.read_text())["out_of_domain"] == {"anomaly": 1}   # checks2, by the active version
+        plain = Path(shutil.copytree(domain_models["anomaly"], tmp_path / "anomaly-plain"))
+        for name in ("domain.json", "domain.safetensors"):   # a version with no description: no in-domain score
+            (plain / name).unlink()
+        db.model_versions.register("anomaly", "anomaly-plain", str(plain))
+        save_routing(db, Routing((RoutingRule("more/*", ("anomaly",), (("anomaly", "anomaly-plain"),)),)))
+        assert main(args) == 0
+        data = json.loads(report.read_text())
+        assert data["out_of_domain"] == {"anomaly": 0} and data["predicted"] == {"anomaly": 4}
+    finally:
+        db.close()
+
+
 def test_damaged_statistics_cost_the_score_only(tiny_models, tmp_path: Path) -> None:
     from inference.engine import InspectionEngine
 
