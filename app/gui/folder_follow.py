@@ -58,7 +58,7 @@ class FolderFollower(QObject):
                 w.review.reload_if_shown(image_id)              # new path; a replaced one shows its new pixels
             notice = getattr(w, "routing_notice", None)
             if notice is not None and (change.new_ids or change.moved_ids):  # seen: a new bottles/ subfolder got
-                notice.refresh()                                 # every family while the line left it out
+                notice.files_arrived(change.folder_id, (*change.new_ids, *change.moved_ids))  # every family, unnamed
         auto = getattr(w, "auto_prelabel", None)
         if change.new_ids and auto is not None:  # of those, only images no active model has seen are queued
             auto.folder_opened(change.folder_id, change.new_ids)

@@ -7,11 +7,15 @@ Computing it reads the folder's images, so it runs on a helper thread.
 """
 from __future__ import annotations
 
+import logging
+
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from app.gui.background import BackgroundCalls
 from app.gui.style import icon
-from app.services.project_settings import routing_overview
+from app.services.project_settings import routing_overview_of, subfolders_of
+
+log = logging.getLogger(__name__)
 
 
 class RoutingNotice(QWidget):
@@ -41,6 +45,7 @@ class RoutingNoticeController:
         self.window = window
         self.notice = notice
         self.calls = BackgroundCalls("routing-notice", window)
+        self._covered: tuple[int, frozenset[str]] | None = None  # (folder id, the subfolders the line names)
 
     def refresh(self, *_args) -> None:
         folder_id = self.window.current_folder
@@ -49,12 +54,26 @@ class RoutingNoticeController:
             return
         db, jobs, routing = self.window.ctx.review.db, self.window.ctx.jobs, project.current.routing
 
-        def work() -> tuple[int, str]:
-            return folder_id, routing_overview(db, folder_id, routing, jobs.available_families())
+        def work() -> tuple[int, str, frozenset[str]]:
+            return folder_id, *routing_overview_of(db, folder_id, routing, jobs.available_families())
         self.calls.call(work, self._show, lambda e: self.notice.show_text(f"Model routing unknown: {e}"))
 
-    def _show(self, answer: tuple[int, str]) -> None:
+    def files_arrived(self, folder_id: int, image_ids: tuple[int, ...]) -> None:
+        """New or moved files in the shown folder: the line is read again only when they lie in a subfolder it
+        does not name yet (reading it walks the whole folder; a line writes every few seconds)."""
+        covered = self._covered
+        if covered is None or covered[0] != folder_id:
+            return
+        db = self.window.ctx.review.db
+
+        def work() -> bool:
+            return not subfolders_of(db, image_ids) <= covered[1]
+        self.calls.call(work, lambda new: new and self.refresh(),
+                        lambda e: log.warning("new files' subfolders not read for the routing line: %s", e))
+
+    def _show(self, answer: tuple[int, str, frozenset[str]]) -> None:
         if answer[0] == self.window.current_folder:  # not a folder left meanwhile
+            self._covered = (answer[0], answer[2])
             self.notice.show_text(answer[1])
 
 

@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from app.paths import data_dir
 from app.services.artifacts import beside_database
@@ -226,8 +226,26 @@ MAX_LISTED = 6                   # subfolders named in the Jobs dock's routing l
 TOP_LEVEL = "(top level)"        # images directly in the folder
 
 
+def first_level(rel_path: str) -> str:
+    """The first-level subfolder (``"ir/"``) an image of a folder lies in, or ``TOP_LEVEL``."""
+    path = rel_path.replace("\\", "/")
+    return path.split("/", 1)[0] + "/" if "/" in path else TOP_LEVEL
+
+
+def subfolders_of(db: "Database", image_ids: Sequence[int]) -> frozenset[str]:
+    """The first-level subfolders of these images (the window asks whether new files opened a new one)."""
+    return frozenset(first_level(im.rel_path) for im in db.images.get_many(list(image_ids)))
+
+
 def routing_overview(db: "Database", folder_id: int, routing: Routing, families: list[str]) -> str:
-    """One line saying which families run on which subfolders of a folder (for the Jobs dock).
+    """``routing_overview_of``'s line alone."""
+    return routing_overview_of(db, folder_id, routing, families)[0]
+
+
+def routing_overview_of(db: "Database", folder_id: int, routing: Routing, families: list[str]
+                        ) -> tuple[str, frozenset[str]]:
+    """One line saying which families run on which subfolders of a folder (for the Jobs dock), and the
+    first-level subfolders it covers (a new file elsewhere makes the line stale).
 
     Without rules every family runs on every image, which is worth saying out loud: a steel
     classifier's verdict on an infrared frame is noise the inspector has to look past. With
@@ -238,7 +256,7 @@ def routing_overview(db: "Database", folder_id: int, routing: Routing, families:
     per_sub: dict[str, set[tuple[str, ...]]] = {}
     for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id")):
         path = im.rel_path.replace("\\", "/")
-        sub = path.split("/", 1)[0] + "/" if "/" in path else TOP_LEVEL
+        sub = first_level(path)
         rule = routing.rule_for(path, name)
         versions = rule.named if rule is not None else {}
         fams = tuple(f"{f} ({versions[f]})" if f in versions else f
@@ -251,9 +269,10 @@ def routing_overview(db: "Database", folder_id: int, routing: Routing, families:
         where = ", ".join(named[:MAX_LISTED]) + more if named else "this folder"
         if named and TOP_LEVEL in per_sub:
             where += " and at its top level"
-        return f"No model routing: every family ({', '.join(families) or 'no model'}) runs on every image in {where}."
+        return (f"No model routing: every family ({', '.join(families) or 'no model'}) runs on every image in "
+                f"{where}.", frozenset(per_sub))
     parts = []
     for sub in subs[:MAX_LISTED]:
         choices = sorted(per_sub[sub], key=len, reverse=True)
         parts.append(f"{sub} → " + " or ".join(", ".join(c) or "nothing" for c in choices))
-    return "Model routing: " + ("; ".join(parts) or "no image yet") + more
+    return "Model routing: " + ("; ".join(parts) or "no image yet") + more, frozenset(per_sub)
