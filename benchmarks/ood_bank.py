@@ -28,8 +28,6 @@ for p in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 MODEL = "segmenter-sirst-v3"
-PICK = 100
-FOLDS = 5
 OWN_MAX, OWN_ABOVE_MAX, BOTTLE_MIN, CHANGES_BELOW_MAX = 0.01, 0.005, 0.95, 0.02
 RULES = {"shipped (descriptor + range)": ("descriptor", "descriptor_range"),
          "candidate (+ texture bank)": ("embedding", "descriptor", "descriptor_range")}
@@ -74,6 +72,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
+    from ood_group_cv import FOLDS, PICK  # the same choosing sample and folds as the other OOD studies
     from ood_select import CAMERA_CHANGES
 
     from inference.domain import fold_of

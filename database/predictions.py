@@ -220,12 +220,6 @@ class PredictionRepository:
         with self.db.session() as s:
             return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id)))
 
-    def image_ids_below(self, model_version_id: int, in_domain_below: float) -> set[int]:
-        """Images whose in-domain score by this version is below ``in_domain_below`` (out of domain)."""
-        with self.db.session() as s:
-            return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id,
-                                                                   Prediction.in_domain < in_domain_below)))
-
     def in_domain_in_folder(self, folder_id: int) -> list[tuple[int, str, int, str, float | None]]:
         """(image id, path in the folder, model version id, family, in-domain score) of the predictions
         that count for the folder's images that are still there: what routing proposals and clean-ups read."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from app.services.routing import FAMILY_ORDER, Routing, RoutingRule
-from app.services.version_fit import Descriptors, VersionFit, sample, versions_fit
+from app.services.version_fit import FitCache, VersionFit, sample, versions_fit
 from inference.domain import OUT_OF_DOMAIN_BELOW
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answ
         paths[sub].append(p)
         answered[(sub, family_of[v])].add(v)
     out = {}
-    cache: Descriptors = {}
+    cache = FitCache()
     foreign = [e for e in first.evidence if any(f.scored and not f.fits for f in e.families)]
     if foreign:  # the bundled versions no job has run yet are candidates too (seen: the tile classifier was not)
         from app.services.model_catalog import ensure_bundled
@@ -215,7 +215,7 @@ def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answ
         except Exception as exc:  # noqa: BLE001 - a project that cannot register them (read-only) still gets a proposal
             log.warning("bundled versions not registered for the routing proposal: %s", exc)
     for e in foreign[:MAX_TRIED_SUBFOLDERS]:
-        images = [Path(folder.root_path) / p for p in sample(sorted(set(paths[e.subfolder])))]
+        images = [Path(folder.root_path) / p for p in sample(list(set(paths[e.subfolder])))]
         for f in e.families:
             if f.scored == 0 or f.fits:
                 continue

@@ -15,7 +15,7 @@ station cannot reach (each logged). Plain data, Qt-free; the routing dialog call
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -75,28 +75,36 @@ def _scorable(db: "Database", version: "ModelVersionInfo") -> tuple[DomainStats,
     return stats, mode, side
 
 
-Descriptors = dict[tuple[str, str, int], "np.ndarray | None"]  # (path, mode, side) -> descriptor (None: unreadable)
+@dataclass
+class FitCache:
+    """What one proposal reads once: each image's descriptor per channel mode and size (None: unreadable) and
+    each version's description (None: not scorable here). A proposal asks about several subfolders and families."""
+
+    descriptors: dict[tuple[str, str, int], "np.ndarray | None"] = field(default_factory=dict)
+    descriptions: dict[int, "tuple[DomainStats, str, int] | None"] = field(default_factory=dict)
 
 
 def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out: Iterable[int] = (),
-                 cache: Descriptors | None = None) -> list[VersionFit]:
+                 cache: FitCache | None = None) -> list[VersionFit]:
     """How many of ``images`` each of ``family``'s versions (but those in ``leave_out``) calls in domain, best
-    first (ties: the newer version). Images that cannot be read are left out of every count. ``cache``: the
-    descriptors already read (one proposal asks for several families of the same images)."""
+    first (ties: the newer version). Images that cannot be read are left out of every count. ``cache``: what
+    an earlier call of the same proposal read."""
     skip = set(leave_out)
     paths = list(images)
-    cache = cache if cache is not None else {}
+    cache = cache if cache is not None else FitCache()
     views: dict[tuple[str, int], np.ndarray] = {}  # one decoding per channel mode and size
     out = []
     for version in sorted(db.model_versions.list(family), key=lambda v: -v.id):
         if version.id in skip:
             continue
-        scorable = _scorable(db, version)
+        if version.id not in cache.descriptions:
+            cache.descriptions[version.id] = _scorable(db, version)
+        scorable = cache.descriptions[version.id]
         if scorable is None:
             continue
         stats, mode, side = scorable
         if (mode, side) not in views:
-            rows = [r for r in (_described(p, mode, side, cache) for p in paths) if r is not None]
+            rows = [r for r in (_described(p, mode, side, cache.descriptors) for p in paths) if r is not None]
             views[(mode, side)] = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
         x = views[(mode, side)]
         if not len(x):
@@ -106,7 +114,8 @@ def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out:
     return sorted(out, key=lambda f: -f.in_domain / f.scored)
 
 
-def _described(path: Path, mode: str, side: int, cache: Descriptors) -> np.ndarray | None:
+def _described(path: Path, mode: str, side: int, cache: dict[tuple[str, str, int], "np.ndarray | None"]
+               ) -> np.ndarray | None:
     key = (str(path), mode, side)
     if key not in cache:
         try:
@@ -117,4 +126,4 @@ def _described(path: Path, mode: str, side: int, cache: Descriptors) -> np.ndarr
     return cache[key]
 
 
-__all__ = ["VersionFit", "Descriptors", "versions_fit", "sample", "SAMPLE"]
+__all__ = ["VersionFit", "FitCache", "versions_fit", "sample", "SAMPLE"]
