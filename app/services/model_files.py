@@ -80,16 +80,13 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
     """A folder on this station holding the version's model: its registered folder where this station sees
     it, this install's copy of a bundled model, else the database's copy written into this station's cache.
     ``ModelFilesError`` says why when there is none."""
-    path = Path(version.checkpoint_path)
-    if (path / "config.json").is_file():
-        if not version.bundled:
+    local = _on_disk_here(version)
+    if local is not None:
+        if local == Path(version.checkpoint_path) and not version.bundled:
             try:  # a version registered before its files were kept: the first station that sees it shares it
-                keep_in_database(db, version, path)
+                keep_in_database(db, version, local)
             except Exception as exc:  # noqa: BLE001 - sharing is a courtesy: the model loads here either way
                 log.warning("cannot keep %s model %r in the database: %s", version.family, version.name, exc)
-        return path
-    local = bundled_copy(version)
-    if local is not None:
         return local
     return _written_here(db, version, _listed(db, version))
 
@@ -99,10 +96,7 @@ def model_files_here(db: "Database", version: "ModelVersionInfo", names: tuple[s
     where it needs no fetching, else only those files from the database, into this station's cache. For readers
     of a version's description (its config and domain statistics, ``app.services.version_fit``), which must not
     pull every version's weights onto a station to read a few kilobytes. ``ModelFilesError`` says why not."""
-    path = Path(version.checkpoint_path)
-    if (path / "config.json").is_file():
-        return path
-    local = bundled_copy(version)
+    local = _on_disk_here(version)
     if local is not None:
         return local
     listed = _listed(db, version)
@@ -110,6 +104,13 @@ def model_files_here(db: "Database", version: "ModelVersionInfo", names: tuple[s
     if (whole / "config.json").is_file():
         return whole
     return _written_here(db, version, [f for f in listed if f[0] in names or f[0] == "config.json"])
+
+
+def _on_disk_here(version: "ModelVersionInfo") -> Path | None:
+    """The version's folder where this station has it without the database: its registered folder, else this
+    install's copy of a bundled model."""
+    path = Path(version.checkpoint_path)
+    return path if (path / "config.json").is_file() else bundled_copy(version)
 
 
 def _listed(db: "Database", version: "ModelVersionInfo") -> list[tuple[str, str, int]]:
