@@ -331,11 +331,16 @@ class ImageRepository:
                 counts[ReviewState(state)] = int(n)
         return counts
 
-    def label_class_counts(self) -> dict[str, int]:
+    def label_class_counts(self, folder_id: int | None = None, under: str | None = None) -> dict[str, int]:
         """Current labels per image class over every folder (missing files included: their labels
-        still exist). Read from the partial index ``ix_images_label_class``: labelled rows only."""
-        stmt = (select(Image.label_class, func.count(Image.id)).where(Image.label_class.is_not(None))
-                .group_by(Image.label_class))
+        still exist), or only ``folder_id``'s images whose path starts with ``under`` (a subfolder,
+        "dir/"). Read from the partial index ``ix_images_label_class``: labelled rows only."""
+        stmt = select(Image.label_class, func.count(Image.id)).where(Image.label_class.is_not(None))
+        if folder_id is not None:
+            stmt = stmt.where(Image.folder_id == folder_id)
+        if under:
+            stmt = stmt.where(Image.rel_path.startswith(under, autoescape=True))
+        stmt = stmt.group_by(Image.label_class)
         with self.db.session() as s:
             return {str(name): int(n) for name, n in s.execute(stmt)}
 

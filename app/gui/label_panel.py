@@ -104,6 +104,11 @@ class LabelPanel(QWidget):
         self._classes: list[str] = []          # the buttons shown
         self._folder_classes: list[str] = []   # the open folder's list (``set_classes``)
         self._image_classes: list[str] = []    # the shown image's own (``ImageDetail.classes``), which win
+        self._no_classifier = False            # the shown image's routing runs no classifier (its list only)
+        self.no_classes = QLabel("")           # why there are no buttons (one label, shown or hidden)
+        self.no_classes.setObjectName("muted")
+        self.no_classes.setWordWrap(True)
+        self.class_grid.addWidget(self.no_classes, 0, 0, 1, 2)
         lay.addWidget(self.class_box)
 
         self.objects_box = QGroupBox("Objects")
@@ -153,13 +158,33 @@ class LabelPanel(QWidget):
         """The class buttons shown, in hotkey order."""
         return list(self._classes)
 
+    def offered(self) -> list[str] | None:
+        """What keys 1–9 pick from: the buttons shown; None while there are none and the folder's list may still be
+        on its way (the key then reads the project's list); [] where the shown image's routing runs no classifier."""
+        if self._classes or self._no_classifier:
+            return list(self._classes)
+        return None
+
     def set_classes(self, classes: list[str]) -> None:
         """The open folder's classes; an image whose classifier answer has its own (a version a routing
         rule names) shows those while it is shown."""
         self._folder_classes = list(classes)
-        self._show_classes(self._image_classes or self._folder_classes)
+        self._show_classes(self._shown_list())
+
+    def _shown_list(self) -> list[str]:
+        """The image's own classes; where a classifier runs and it has none, the folder's list. Where the routing
+        runs no classifier, never the folder's: that list is another part's model's (steel classes on a bottle)."""
+        if self._no_classifier:
+            return self._image_classes
+        return self._image_classes or self._folder_classes
 
     def _show_classes(self, classes: list[str]) -> None:
+        self.no_classes.setText(
+            "" if classes else
+            "The model routing runs no classifier on this image, so no model offers classes here. "
+            "Project ▸ Classes… sets the classes this project labels with." if self._no_classifier else
+            "No classifier model: no classes yet. Project ▸ Classes… sets the classes this project labels with.")
+        self.no_classes.setVisible(not classes)
         if classes == self._classes:
             return
         self._classes = list(classes)
@@ -171,9 +196,7 @@ class LabelPanel(QWidget):
             b.setCheckable(True)
             b.setObjectName("classButton")
             self.class_group.addButton(b, i)
-            self.class_grid.addWidget(b, i // 2, i % 2)
-        if not classes:
-            self.class_grid.addWidget(QLabel("No classifier model: no classes yet."), 0, 0)
+            self.class_grid.addWidget(b, 1 + i // 2, i % 2)
 
     def _class_clicked(self, index: int) -> None:
         if 0 <= index < len(self._classes):
@@ -191,11 +214,13 @@ class LabelPanel(QWidget):
             self.title.setText("No image")
             self.trace.setText("")
             self._image_classes = []
+            self._no_classifier = False
             self._show_classes(self._folder_classes)
             return
-        # the classes of the classifier whose answer counts here (or the project's own)
+        # the classes of the classifier whose answer counts here (or the project's own; ``ImageDetail.classes``)
         self._image_classes = list(detail.classes)
-        self._show_classes(self._image_classes or self._folder_classes)
+        self._no_classifier = not detail.classifier_runs
+        self._show_classes(self._shown_list())
         self.trace.setText(" · ".join(f"{k.capitalize()} <b>{escape(v)}</b>" for k, v in detail.trace.items()))
         self.trace.setVisible(bool(detail.trace))
         it = detail.item

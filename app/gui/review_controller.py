@@ -390,12 +390,17 @@ class ReviewController(QObject):
         if self._ready(lambda: self.set_object_classes(mask, objects, text)):
             self._edit(self._corrected(mask=_none_if_empty(mask), objects=objects), text, "objects")
 
-    def set_class_index(self, index: int, shown: Sequence[str] = ()) -> None:
+    def set_class_index(self, index: int, shown: Sequence[str] | None = None) -> None:
         """Key ``index + 1``: the class of that button as the panel shows it (``shown``, read off the GUI thread
-        with the folder's facts); before the panel has them, the project's list (a cached read)."""
-        classes = list(shown) or self.service.classes()
+        with the folder's facts; ``LabelPanel.offered``); before the panel has them (None), the project's list (a
+        cached read). An empty ``shown`` is an answer: no class here (the routing runs no classifier on the image;
+        the project's list would have been another part's model's classes)."""
+        classes = list(shown) if shown is not None else self.service.classes()
         if 0 <= index < len(classes):
             self.set_class(classes[index])
+        elif shown is not None and not shown:
+            self.message.emit(f"No class {index + 1} here: the model routing runs no classifier on this image "
+                              f"(Project ▸ Classes… sets the classes this project labels with).")
         else:
             self.message.emit(f"There is no class {index + 1}: the project has {len(classes)} "
                               f"(Project ▸ Classes… adds one).")

@@ -121,6 +121,7 @@ class ReviewService:
         self._fixed_artifacts = artifacts is not None
         self._maps_folder = ""
         self._classes: list[str] | None = None
+        self._own_classes: list[str] | None = None   # the project's saved list ([]: none), until refresh_models
         self._versions: dict[int, Any] = {}
 
     # -- settings and models --------------------------------------------------------------
@@ -130,6 +131,7 @@ class ReviewService:
     def refresh_models(self) -> None:
         """Forget cached classes/model versions (after a pre-label run or a retraining)."""
         self._classes = None
+        self._own_classes = None
         self._versions.clear()
 
     def _version(self, version_id: int) -> Any:
@@ -328,10 +330,42 @@ class ReviewService:
         prediction = self._prediction(image_id, im.folder_id if im is not None else None)
         failure = None if prediction is not None else self.db.jobs.last_failures([image_id]).get(image_id)
         trace = (trace_of(im.trace_serial, im.trace_lot, im.trace_station) if im else None) or {}
-        classifier = prediction.version_ids.get("classifier") if prediction is not None else None
-        classes = tuple(self.classes_for(classifier)) if classifier is not None else ()
+        classes, runs = self._classes_here(im, prediction)
         return ImageDetail(item, im.width if im else None, im.height if im else None,
-                           prediction, self._label(image_id), failure, trace, classes)
+                           prediction, self._label(image_id), failure, trace, classes, runs)
+
+    def _classes_here(self, im: Any, prediction: PredictionView | None) -> tuple[tuple[str, ...], bool]:
+        """The class buttons for one image, and whether the model routing runs a classifier on it.
+
+        Why per image: the buttons are what an inspector labels with, and the active classifier's classes
+        are only right where its answer counts. A tile not yet pre-labelled by the tile classifier its rule
+        names showed the steel classes; a bottle no classifier runs on showed them too, also when an answer
+        from before the rules was still there (seen under Xvfb, session 35). Order: the project's own list;
+        where the image's rule runs no classifier, the classes labels in its subfolder already use (most used
+        first, else none); the version whose answer counts; the version the rule names (empty: the active
+        one, the folder's list)."""
+        from app.services import project_classes
+        own = self._own_classes
+        if own is None:
+            own = self._own_classes = list(self.db.classes.names(project_classes.TASK))
+        if own:
+            return tuple(own), True
+        if im is None:
+            return (), True
+        from app.services.counting_versions import rule_version
+        from app.services.project_settings import readable_routing
+        folder = self.db.folders.get(im.folder_id)
+        runs, named = rule_version(readable_routing(self.db), "classifier", im.rel_path,
+                                   folder.name if folder is not None else "")
+        if not runs:
+            under = im.rel_path.rsplit("/", 1)[0] + "/" if "/" in im.rel_path else None
+            counts = self.db.images.label_class_counts(im.folder_id, under)
+            return tuple(sorted(counts, key=lambda c: (-counts[c], c))), False
+        classifier = prediction.version_ids.get("classifier") if prediction is not None else None
+        if classifier is not None:
+            return tuple(self.classes_for(classifier)), True
+        version = self.db.model_versions.by_name("classifier", named) if named else None
+        return project_classes.version_classes(version), True
 
     def filter_classes(self) -> list[str]:
         """The classes the queue's class filter offers (``project_classes.filter_names``: with routing that

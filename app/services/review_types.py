@@ -255,10 +255,13 @@ class ImageDetail:
     label: LabelState
     prelabel_error: str | None = None  # why the latest pre-label run of this image failed (no prediction)
     trace: dict[str, str] = field(default_factory=dict)  # the part's serial/lot/station (known ones only)
-    # The class buttons for this image: the project's own list, else the classes of the classifier
-    # version whose answer counts here (a routing rule may name another than the active one). Empty:
-    # the folder's list stands.
+    # The class buttons for this image (``ReviewService._classes_here``): the classes of the classifier
+    # version whose answer counts here, else the project's own list, else the version its routing rule
+    # names. Empty where a classifier runs: the folder's list stands.
     classes: tuple[str, ...] = ()
+    # False where the model routing runs no classifier on this image: ``classes`` are then only those labels in
+    # its subfolder use (none: no buttons, and the panel says why), never another part's model's classes.
+    classifier_runs: bool = True
 
 
 @dataclass(frozen=True)

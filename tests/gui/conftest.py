@@ -110,3 +110,19 @@ def window(service, folder, qtbot):
     wait_shown(win, qtbot)
     yield win
     win.close()
+
+
+def open_bottles_without_classifier(service, db, tmp_path: Path, qtbot, n: int = 6):
+    """A window on a folder of "bottles" whose routing runs the segmenter and the anomaly model, no classifier
+    (the case seen under Xvfb with MVTec bottles), its first image shown."""
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.gui.fixtures import make_folder
+
+    root = tmp_path / "bottles"
+    make_folder(root / "good", n=n)
+    save_routing(db, Routing((RoutingRule("good/*", ("segmenter", "anomaly")),)))
+    win = build_window(service, qtbot)
+    win.open_folder(str(root))
+    wait_shown(win, qtbot)
+    return win

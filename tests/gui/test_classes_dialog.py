@@ -117,3 +117,22 @@ def test_a_list_saved_at_another_station_reaches_this_window_with_the_next_poll(
     qtbot.waitUntil(lambda: _buttons(win) == [*CLASSES, "fray"], timeout=5000)
     assert win.project.current.classes == (*CLASSES, "fray")
     win.close()
+
+
+def test_an_image_no_classifier_runs_on_offers_no_other_parts_classes(service, db, tmp_path, qtbot):
+    """Seen under Xvfb (session 35): bottles routed to the segmenter and the bottle anomaly model showed the
+    steel classifier's class buttons, and 1 would have labelled a bottle "crazing"."""
+    from tests.gui.conftest import open_bottles_without_classifier
+
+    db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": ["crazing", "patches"]},
+                               activate=True)
+    win = open_bottles_without_classifier(service, db, tmp_path, qtbot, n=3)
+    qtbot.waitUntil(lambda: win.label_panel.no_classes.isVisible(), timeout=5000)
+    assert _buttons(win) == [] and win.label_panel.classes() == []
+    assert "runs no classifier on this image" in win.label_panel.no_classes.text()
+    image_id = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_1)
+    qtbot.waitUntil(lambda: "No class 1 here" in win.statusBar().currentMessage(), timeout=5000)
+    current = db.labels.current(image_id)
+    assert current is None or current.class_name is None
+    win.close()

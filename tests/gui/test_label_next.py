@@ -285,15 +285,9 @@ def test_a_folder_of_several_lines_proposes_each_versions_images_and_counts_each
 def test_a_folder_the_routing_gives_no_classifier_says_so_instead_of_nothing_left(service, db, tmp_path: Path, qtbot):
     """Seen under Xvfb: a folder of bottles routed to the segmenter and the bottle anomaly model read "Label next (P):
     nothing left to propose · next retraining: more labels: unknown" over 46 unlabelled images."""
-    from app.services.project_settings import save_routing
-    from app.services.routing import Routing, RoutingRule
+    from tests.gui.conftest import open_bottles_without_classifier
 
-    root = tmp_path / "bottles"
-    make_folder(root / "good", n=6)
-    save_routing(db, Routing((RoutingRule("good/*", ("segmenter", "anomaly")),)))
-    win = build_window(service, qtbot)
-    win.open_folder(str(root))
-    wait_shown(win, qtbot)
+    win = open_bottles_without_classifier(service, db, tmp_path, qtbot)
     ctl = win.label_next
     qtbot.waitUntil(lambda: ctl.result is not None and "Label next" in ctl.line.text(), timeout=30000)
     assert "runs no classifier on this folder's images" in ctl.line.text()

@@ -97,3 +97,46 @@ def test_the_command_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
     assert "1 classes, the project's own list" in out and "1  fray  (0 labels)" in out
     assert main(["classes", "add", "FRAY ", "fray", "--db", url]) == 2  # twice on one line
     assert "twice" in capsys.readouterr().err
+
+
+def test_an_image_offers_the_classes_of_the_classifier_its_rule_runs_never_another_parts(tmp_path: Path, db) -> None:
+    """Seen under Xvfb (session 35): a bottle no classifier runs on, and a tile not yet pre-labelled by the tile
+    classifier its rule names, both offered the active steel classifier's classes on the label panel."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.worker.helpers import good_images
+
+    _model(db, ["crazing", "patches"])
+    db.model_versions.register("classifier", "tile-v1", "/nowhere", card={"classes": ["blowhole", "free"]})
+    for sub, seed in (("steel", 0), ("tiles", 1), ("bottles", 2)):
+        good_images(tmp_path / "lot" / sub, 3, seed=seed)
+    index_folder(db, tmp_path / "lot")
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier", "anomaly"), (("classifier", "tile-v1"),)),
+                              RoutingRule("bottles/*", ("segmenter", "anomaly")))))
+    svc = ReviewService(db)
+    ids = {i.rel_path: i.id for i in db.images.query()}
+
+    def offered(rel: str) -> tuple[tuple[str, ...], bool]:
+        detail = svc.detail(ids[rel])
+        return detail.classes, detail.classifier_runs
+
+    assert offered("tiles/img_000.png") == (("blowhole", "free"), True)     # no answer yet: its rule's version
+    assert offered("steel/img_000.png") == ((), True)                       # the folder's list (the active one's)
+    assert offered("bottles/img_000.png") == ((), False)                    # no classifier: nothing offered
+    from database.dto import PredictionIn  # an answer from before the rules
+    steel = db.model_versions.active("classifier")
+    db.predictions.upsert_many([PredictionIn(ids[rel], steel.id, class_scores={"crazing": 0.9, "patches": 0.1},
+                                             predicted_class="crazing", confidence=0.9)
+                                for rel in ("bottles/img_000.png", "steel/img_000.png")])
+    assert svc.detail(ids["steel/img_000.png"]).prediction is not None
+    assert offered("steel/img_000.png") == (("crazing", "patches"), True)
+    assert offered("bottles/img_000.png") == ((), False)                    # still none: the rules run none there
+    db.labels.append(ids["bottles/img_001.png"], LabelChange(ReviewState.CORRECTED, class_name="broken"), "ann")
+    db.labels.append(ids["bottles/img_002.png"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
+    db.labels.append(ids["bottles/img_000.png"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
+    db.labels.append(ids["steel/img_000.png"], LabelChange(ReviewState.CORRECTED, class_name="patches"), "ann")
+    assert offered("bottles/img_000.png") == (("good", "broken"), False)    # what its subfolder's labels use
+    pc.save(db, ["crack", "good"])
+    svc.refresh_models()
+    assert offered("bottles/img_000.png")[0] == offered("tiles/img_000.png")[0] == ("crack", "good")
