@@ -231,10 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "cross-validation: folder, prefix (file name up to the first _), scene (frames whose "
                           "backgrounds look alike), regex:PATTERN, none; auto (default) tries folder, prefix, "
                           "then scene")
-    fit.add_argument("--parts", default="descriptor,descriptor_range", metavar="LIST",
+    fit.add_argument("--parts", default=None, metavar="LIST",
                      help="what describes the images, comma-separated: descriptor (image descriptor, Gaussian), "
-                          "descriptor_range (its per-feature range), embedding (the backbone's; a forward pass "
-                          "per image). Default: descriptor,descriptor_range (ADR 0028)")
+                          "descriptor_range (its per-feature range), symmetry (how the frame is arranged: turned "
+                          "and mirrored, ADR 0067), embedding (the backbone's; a forward pass per image). Default: "
+                          "the model's family's (descriptor,descriptor_range, ADR 0028; see ADR 0067)")
     fit.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     fit.add_argument("--seed", type=int, default=0)
     _common(fit)

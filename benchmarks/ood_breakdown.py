@@ -48,7 +48,7 @@ def main() -> int:
     unseen = np.array([g not in seen for g in groups[len(train):]])
     with InspectionEngine({"segmenter": args.models / "segmenter-sirst"}, device="cpu", half=False) as engine:
         stats = engine.model("segmenter").domain
-        feats, _ = engine.domain_features_files(val, "segmenter", ("descriptor",))
+        feats, _ = engine.domain_features_files(val, "segmenter", stats.features)
     d = stats.distances(feats)
     new, old = d > stats.threshold, d > args.old_threshold
     report["segmenter-sirst"] = {
@@ -63,7 +63,7 @@ def main() -> int:
             rows = {}
             for sub in sorted(q for q in root.iterdir() if q.is_dir()):
                 paths = images_under(sub)
-                feats, _ = engine.domain_features_files(paths, family, ("descriptor",))
+                feats, _ = engine.domain_features_files(paths, family, stats.features)
                 rows[sub.name] = {"images": len(paths), "flagged": int((stats.distances(feats) > stats.threshold).sum())}
         report[name] = rows
     print(json.dumps(report, indent=1))

@@ -15,7 +15,10 @@ one shared variance for the remaining directions):
   which a camera or scene change moves even where a backbone trained on one narrow data set does
   not, read as a Gaussian or as
 - ``descriptor_range``: per-feature box: how far the most extreme feature lies beyond the range
-  the training images span (one feature far out is enough; a Gaussian of 30 features dilutes it).
+  the training images span (one feature far out is enough; a Gaussian of 30 features dilutes it);
+- ``symmetry``: a Gaussian of how the frame is arranged (its correlation with itself turned and
+  mirrored, ``inference.image_descriptor.symmetry``; ADR 0067): a scene has a direction, a part seen
+  from above on a fixture looks the same turned by a quarter.
 
 A Gaussian part's distance is the Mahalanobis distance per dimension. With several parts, each
 distance is divided by its median over the training images (out of fold) and the largest counts,
@@ -48,6 +51,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .image_descriptor import FEATURES as DESCRIPTOR_FEATURES
+from .image_descriptor import SYMMETRY_DIM
 from .model_limits import ModelLimitError, read_json_bounded, read_safetensors_header
 
 DOMAIN_WEIGHTS = "domain.safetensors"
@@ -75,11 +79,15 @@ PARTS: dict[str, tuple[str, str]] = {
     "embedding": ("embedding", "gaussian"),
     "descriptor": ("descriptor", "gaussian"),
     "descriptor_range": ("descriptor", "range"),
+    "symmetry": ("symmetry", "gaussian"),
 }
-FEATURE_KINDS = ("embedding", "descriptor")
+FEATURE_KINDS = ("embedding", "descriptor", "symmetry")
+# Kinds read off the decoded image itself, no model needed (``inference.image_descriptor``, versioned together by
+# its DESCRIPTOR_VERSION): a description reading only these can be scored without loading the model.
+IMAGE_FEATURE_KINDS = ("descriptor", "symmetry")
 # Absolute floor per part: descriptor features are expressed in units of the smallest change
 # worth noticing (inference.image_descriptor), so no direction is surer than one unit.
-MIN_VARIANCE = {"embedding": 0.0, "descriptor": 1.0, "descriptor_range": 1.0}
+MIN_VARIANCE = {"embedding": 0.0, "descriptor": 1.0, "descriptor_range": 1.0, "symmetry": 1.0}
 RANGE_QUANTILE = 1.0  # the box the training images span (0.99 tried: a heavy-tailed feature then sets the threshold)
 # The threshold is at most this many times the training images' median out-of-fold distance. With a few dozen
 # images (a retraining's labels) the quantile is the single largest out-of-fold distance, and one odd training
@@ -415,7 +423,7 @@ def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
     pick = next((i for i, q in enumerate(candidates) if rates[q] <= OWN_RATE_TARGET), len(candidates) - 1)
     scales, thresholds, cap = _rule(feats, chosen, components, folds, seed, groups, candidates)
     fitted = {p: fit_part(p, feats[PARTS[p][0]], components) for p in PARTS if p in chosen}
-    uses_descriptor = any(PARTS[p][0] == "descriptor" for p in fitted)
+    uses_descriptor = any(PARTS[p][0] in IMAGE_FEATURE_KINDS for p in fitted)
     return DomainStats(fitted, float(thresholds[pick]), candidates[pick], int(n), embedding,
                        scales, descriptor if uses_descriptor else "", rates, names,
                        capped=bool(thresholds[pick] >= cap))
@@ -530,7 +538,7 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
         raise DomainError(f"{d / DOMAIN_WEIGHTS}: expected float32 arrays {want}; the file holds {got}")
     descriptor = meta.get("descriptor", "")
     descriptor = str(descriptor)[:80] if isinstance(descriptor, str) else ""
-    uses_descriptor = any(PARTS[p][0] == "descriptor" for p in layout)
+    uses_descriptor = any(PARTS[p][0] in IMAGE_FEATURE_KINDS for p in layout)
     if uses_descriptor and descriptor_version is not None and descriptor != descriptor_version:
         raise DomainError(f"{d / DOMAIN_JSON}: image descriptor {descriptor!r} is not this version's "
                           f"{descriptor_version!r}; fit the statistics again (python main.py domain fit)")
@@ -542,6 +550,8 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
         raise DomainError(f"{d / DOMAIN_WEIGHTS}: holds non-finite values")
     parts = {p: _part(p, v, arrays) for p, v in layout.items()}
     for p, g in parts.items():
+        if PARTS[p][0] == "symmetry" and g.dim != SYMMETRY_DIM:
+            raise DomainError(f"{d / DOMAIN_JSON}: part {p} reads {g.dim} numbers, not the {SYMMETRY_DIM} of the symmetry")
         if chosen and PARTS[p][0] == "descriptor" and g.dim != len(chosen):
             raise DomainError(f"{d / DOMAIN_JSON}: part {p} reads {g.dim} descriptor features, "
                               f"not the {len(chosen)} it names")
@@ -588,4 +598,4 @@ def _rates(meta: dict[str, Any]) -> dict[float, float]:
 __all__ = ["DomainStats", "Gaussian", "Range", "DomainError", "ModelLimitError", "fit_domain", "fit_gaussian",
            "fit_range", "fold_of", "fold_fits", "own_rates", "THRESHOLD_QUANTILES", "OWN_RATE_TARGET", "out_of_fold_distances", "out_of_fold_part_distances", "load_domain",
            "save_domain", "has_domain", "in_domain_score", "is_out_of_domain", "OUT_OF_DOMAIN_BELOW", "PARTS",
-           "FEATURE_KINDS", "descriptor_columns", "select_descriptor"]
+           "FEATURE_KINDS", "IMAGE_FEATURE_KINDS", "descriptor_columns", "select_descriptor"]

@@ -119,6 +119,15 @@ def rate_note(stats: DomainStats) -> str:
             + (f"; {rate:.1%} of held-out groups' own images beyond it in group cross-validation" if rate is not None else ""))
 
 
+def family_parts(family: str) -> tuple[str, ...]:
+    """The parts a family's domain description holds by default (the catalogue's ``domain_parts``; empty or an
+    unknown family: ``DEFAULT_PARTS``)."""
+    try:
+        return family_entry(family).domain_parts or DEFAULT_PARTS
+    except KeyError:
+        return DEFAULT_PARTS
+
+
 def family_descriptor_features(family: str) -> tuple[str, ...]:
     """The descriptor features a family's domain statistics read (the catalogue's
     ``domain_descriptor_features``; empty: all; an unknown family: all)."""
@@ -138,10 +147,10 @@ def _subsample(paths: Sequence[Path], limit: int, seed: int) -> list[Path]:
 def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLike], device: str = "auto",
                   quantile: float | None = None, components: int = DEFAULT_COMPONENTS,
                   folds: int = DEFAULT_FOLDS, seed: int = 0, source: str = "",
-                  max_images: int = MAX_FIT_IMAGES, parts: Sequence[str] = DEFAULT_PARTS,
+                  max_images: int = MAX_FIT_IMAGES, parts: Sequence[str] | None = None,
                   grouping: Grouping | None = None) -> DomainFit:
-    """Describe the training ``images`` as the model in ``model_dir`` sees them (its backbone
-    embedding and the image descriptor, or the ``parts`` asked for), fit the statistics
+    """Describe the training ``images`` as the model in ``model_dir`` sees them (the ``parts`` asked for, else its
+    family's: ``family_parts``), fit the statistics
     (threshold out-of-fold on these images only; with ``grouping``, folds keep its capture
     groups or scenes whole, and the quantile is chosen by group cross-validation unless
     ``quantile`` is given: ``inference.domain.fit_domain``, ADR 0036), reading the descriptor
@@ -151,6 +160,7 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
 
     d = Path(model_dir)
     family = str(read_json(d / "config.json").get("family", ""))
+    parts = tuple(parts) if parts is not None else family_parts(family)
     paths = _subsample([Path(p) for p in images], max_images, seed)
     if not paths:
         raise DomainError(f"no training images given for {d}")

@@ -21,7 +21,7 @@ import torch
 from . import families
 from .checkpoints import CheckpointError, LoadedModel
 from .domain import FEATURE_KINDS, DomainError, DomainStats, load_domain
-from .image_descriptor import DESCRIPTOR_VERSION, describe_images
+from .image_descriptor import DESCRIPTOR_VERSION, describe_images, symmetry_images
 from .input_view import InputViewError, input_view
 from .preprocess import anomaly_input
 from .results import AnomalyResult, ClassResult, SegmentResult
@@ -70,13 +70,15 @@ class FamilyModel:
     def domain_features(self, images: Sequence[np.ndarray], parts: Sequence[str] = FEATURE_KINDS,
                         sources: Sequence[tuple[int, int, int]] | None = None) -> dict[str, np.ndarray]:
         """What domain statistics describe, per kind of feature: the backbone's embedding (a
-        forward pass) and the image descriptor (``inference.image_descriptor``, a few
-        milliseconds; ``sources`` are the files' (height, width, channels) as stored)."""
+        forward pass), the image descriptor and the frame's symmetry (``inference.image_descriptor``,
+        a few milliseconds; ``sources`` are the files' (height, width, channels) as stored)."""
         out = {}
         if "embedding" in parts:
             out["embedding"] = self.embed(images)
         if "descriptor" in parts:
             out["descriptor"] = describe_images(images, sources)
+        if "symmetry" in parts:
+            out["symmetry"] = symmetry_images(images)
         return out
 
     def in_domain(self, images: Sequence[np.ndarray],

@@ -52,6 +52,8 @@ class Family:
     # read; empty: all of them. The anomaly family reads only what a camera, product or sensor
     # changes, never what a defect changes (ADR 0038).
     domain_descriptor_features: tuple[str, ...] = ()
+    # The parts of its domain description (inference.domain.PARTS); empty: inference.domain_fit.DEFAULT_PARTS.
+    domain_parts: tuple[str, ...] = ()
 
 
 _CATALOGUE: dict[str, Family] = {}
@@ -196,6 +198,10 @@ register_family(Family(
     half_tolerance=0.001,  # fraction of mask pixels that flip
     auto_epochs={"fine-tune": 16, "scratch": 50},
     profile_keys=("ensemble", "test_time_flips", "verifier"),
+    # Its 278 infrared scenes span every global statistic of the descriptor so widely that a product photograph
+    # sits inside it; how the frame is arranged (a scene has a direction) keeps one out: chosen by
+    # benchmarks/ood_symmetry.py on training and choosing data (benchmarks/results/ood-symmetry.md, ADR 0067).
+    domain_parts=("descriptor", "descriptor_range", "symmetry"),
 ))
 register_family(Family(
     name="anomaly",

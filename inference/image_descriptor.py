@@ -29,7 +29,8 @@ import numpy as np
 
 from .texture_features import gray_of
 
-# Bumped whenever a feature or unit changes: statistics fitted on another version are set aside.
+# Bumped whenever a feature or unit changes (``symmetry`` included): statistics fitted on another version are set
+# aside.
 DESCRIPTOR_VERSION = "image-descriptor-4"
 SCALES = (1, 2, 4, 8)  # area-shrink factors at which detail is measured (absolute pixels: a camera's scale)
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -134,4 +135,39 @@ def describe_images(images: Sequence[np.ndarray], sources: Sequence[tuple[int, i
     return np.stack([describe(im, sources[i] if sources is not None else None) for i, im in enumerate(images)])
 
 
-__all__ = ["describe", "describe_images", "DESCRIPTOR_DIM", "DESCRIPTOR_VERSION", "FEATURES"]
+# -- how the frame is arranged (ADR 0067) ------------------------------------------------------
+# A scene has a direction (sky above, ground below); a part photographed from above on a fixture looks nearly the
+# same turned by a quarter. None of the features above says so: a bottle photograph sits inside every global
+# statistic of SIRST's 278 infrared scenes (benchmarks/results/ood-symmetry.md). The grey view, area-shrunk to
+# SYMMETRY_SIDE x SYMMETRY_SIDE with its mean removed, is correlated with itself turned and mirrored.
+SYMMETRY_FEATURES: tuple[str, ...] = ("turn_90", "turn_180", "mirror_left_right", "mirror_up_down")
+SYMMETRY_DIM = len(SYMMETRY_FEATURES)
+SYMMETRY_SIDE = 32
+SYMMETRY_UNIT = 0.05  # a correlation change smaller than this is not worth noticing (the domain's variance floor)
+
+
+def symmetry(image: np.ndarray) -> np.ndarray:
+    """(SYMMETRY_DIM,) float32: the correlation of the image's shrunk grey view with itself turned by 90° and
+    180° and mirrored left-right and up-down, in units of ``SYMMETRY_UNIT``. A flat image has no arrangement to
+    compare: 0 for each."""
+    g = np.clip(np.nan_to_num(gray_of(image), nan=0.0), 0.0, 1.0)
+    h, w = g.shape
+    interp = cv2.INTER_AREA if min(h, w) >= SYMMETRY_SIDE else cv2.INTER_LINEAR
+    small = cv2.resize(g, (SYMMETRY_SIDE, SYMMETRY_SIDE), interpolation=interp).astype(np.float64)
+    small -= small.mean()
+    energy = float((small * small).sum())
+    if energy < 1e-10:
+        return np.zeros(SYMMETRY_DIM, np.float32)
+    views = (np.rot90(small), np.rot90(small, 2), small[:, ::-1], small[::-1, :])  # each has the same energy
+    return (np.array([float((small * v).sum()) / energy for v in views]) / SYMMETRY_UNIT).astype(np.float32)
+
+
+def symmetry_images(images: Sequence[np.ndarray]) -> np.ndarray:
+    """(n, SYMMETRY_DIM) float32 ``symmetry`` of decoded images."""
+    if not images:
+        return np.zeros((0, SYMMETRY_DIM), np.float32)
+    return np.stack([symmetry(im) for im in images])
+
+
+__all__ = ["describe", "describe_images", "DESCRIPTOR_DIM", "DESCRIPTOR_VERSION", "FEATURES", "symmetry",
+           "symmetry_images", "SYMMETRY_DIM", "SYMMETRY_FEATURES"]

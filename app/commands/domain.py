@@ -27,9 +27,10 @@ def fit(args: argparse.Namespace) -> int:
     if not images:
         raise CommandError(f"no images under {data}" + (f" listed in {args.list}" if args.list else ""))
     source = f"{data}" + (f" (listed in {args.list})" if args.list else "")
-    parts = tuple(p.strip() for p in str(getattr(args, "parts", "descriptor,descriptor_range")).split(",") if p.strip())
-    unknown = [p for p in parts if p not in PARTS]
-    if unknown or not parts:
+    given = getattr(args, "parts", None)
+    parts = None if given is None else tuple(p.strip() for p in str(given).split(",") if p.strip())
+    unknown = [p for p in parts or () if p not in PARTS]
+    if unknown or parts == ():
         raise CommandError(f"--parts: {', '.join(unknown) or 'none given'}; choose from {', '.join(PARTS)}")
     try:
         result = fit_directory(args.model, images, device=args.device, quantile=args.quantile, seed=args.seed,

@@ -6,8 +6,8 @@ another line retrained). The routing proposal (``app.services.routing_proposal``
 subfolder a family's answers call foreign, whether another version would call a sample of its images in domain,
 and names that version in the rule it proposes (ADR 0066).
 
-No model is loaded: a version's domain description reads the image descriptor of the image as its model is handed
-it (``inference.input_view``: channel mode and largest side, from its ``config.json``), so decoding the image that
+No model is loaded: a version's domain description reads the image descriptor (and the frame's symmetry, ADR 0067) of
+the image as its model is handed it (``inference.input_view``: channel mode and largest side, from its ``config.json``), so decoding the image that
 way and describing it gives the score the worker would store. A version whose description also reads its backbone
 embedding cannot be scored so and is passed over, as is one with no description, damaged files, or files this
 station cannot reach (each logged). Plain data, Qt-free; the routing dialog calls it on a helper thread.
@@ -21,8 +21,16 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from inference.domain import DOMAIN_JSON, DOMAIN_WEIGHTS, OUT_OF_DOMAIN_BELOW, DomainError, DomainStats, load_domain
-from inference.image_descriptor import DESCRIPTOR_VERSION, describe
+from inference.domain import (
+    DOMAIN_JSON,
+    DOMAIN_WEIGHTS,
+    IMAGE_FEATURE_KINDS,
+    OUT_OF_DOMAIN_BELOW,
+    DomainError,
+    DomainStats,
+    load_domain,
+)
+from inference.image_descriptor import DESCRIPTOR_VERSION, describe, symmetry
 from inference.imageio import ImageReadError, decode
 from inference.input_view import InputViewError, input_view
 from inference.model_limits import read_json_bounded
@@ -63,7 +71,7 @@ def _scorable(db: "Database", version: "ModelVersionInfo") -> tuple[DomainStats,
         stats = load_domain(folder, DESCRIPTOR_VERSION)
         if stats is None:
             return None
-        if stats.features != ("descriptor",):
+        if not set(stats.features) <= set(IMAGE_FEATURE_KINDS):
             log.info("%s: its domain description reads its backbone: not scored without loading it", version.name)
             return None
         meta = read_json_bounded(folder / "config.json")  # bounded; torch-free (the window imports this module)
@@ -77,10 +85,10 @@ def _scorable(db: "Database", version: "ModelVersionInfo") -> tuple[DomainStats,
 
 @dataclass
 class FitCache:
-    """What one proposal reads once: each image's descriptor per channel mode and size (None: unreadable) and
+    """What one proposal reads once: each image's features per channel mode and size (None: unreadable) and
     each version's description (None: not scorable here). A proposal asks about several subfolders and families."""
 
-    descriptors: dict[tuple[str, str, int], "np.ndarray | None"] = field(default_factory=dict)
+    descriptors: dict[tuple[str, str, int], "dict[str, np.ndarray] | None"] = field(default_factory=dict)
     descriptions: dict[int, "tuple[DomainStats, str, int] | None"] = field(default_factory=dict)
 
 
@@ -92,7 +100,7 @@ def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out:
     skip = set(leave_out)
     paths = list(images)
     cache = cache if cache is not None else FitCache()
-    views: dict[tuple[str, int], np.ndarray] = {}  # one decoding per channel mode and size
+    views: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # one decoding per channel mode and size
     out = []
     for version in sorted(db.model_versions.list(family), key=lambda v: -v.id):
         if version.id in skip:
@@ -105,22 +113,23 @@ def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out:
         stats, mode, side = scorable
         if (mode, side) not in views:
             rows = [r for r in (_described(p, mode, side, cache.descriptors) for p in paths) if r is not None]
-            views[(mode, side)] = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+            views[(mode, side)] = {k: np.stack([r[k] for r in rows]) for k in IMAGE_FEATURE_KINDS} if rows else {}
         x = views[(mode, side)]
-        if not len(x):
+        if not x:
             continue
-        inside = int((stats.scores({"descriptor": x}) >= OUT_OF_DOMAIN_BELOW).sum())
-        out.append(VersionFit(family, version.id, version.name, int(len(x)), inside))
+        inside = int((stats.scores({k: x[k] for k in stats.features}) >= OUT_OF_DOMAIN_BELOW).sum())
+        out.append(VersionFit(family, version.id, version.name, int(len(x["descriptor"])), inside))
     return sorted(out, key=lambda f: -f.in_domain / f.scored)
 
 
-def _described(path: Path, mode: str, side: int, cache: dict[tuple[str, str, int], "np.ndarray | None"]
-               ) -> np.ndarray | None:
+def _described(path: Path, mode: str, side: int, cache: dict[tuple[str, str, int], "dict[str, np.ndarray] | None"]
+               ) -> dict[str, np.ndarray] | None:
+    """The image's descriptor and symmetry as a model of this channel mode and size is handed it (None: unreadable)."""
     key = (str(path), mode, side)
     if key not in cache:
         try:
             d = decode(path, {mode: side})
-            cache[key] = describe(d.views[mode], d.source)
+            cache[key] = {"descriptor": describe(d.views[mode], d.source), "symmetry": symmetry(d.views[mode])}
         except (ImageReadError, MemoryError):
             cache[key] = None
     return cache[key]

@@ -16,7 +16,7 @@ from inference.domain import (
     load_domain,
     save_domain,
 )
-from inference.domain_fit import DEFAULT_PARTS, family_descriptor_features
+from inference.domain_fit import DEFAULT_PARTS, family_descriptor_features, family_parts
 from inference.families import families, family
 from inference.image_descriptor import DESCRIPTOR_DIM, DESCRIPTOR_VERSION, FEATURES, describe_images
 
@@ -65,6 +65,18 @@ def test_the_anomaly_domain_keeps_a_large_local_defect_in_and_a_camera_change_ou
     # The whole descriptor (every family before ADR 0038, classifier and segmenter still) calls the
     # blob foreign: what the anomaly family's features leave out is what moved it.
     assert _out(_fit(()), [_dark_blob(p) for p in probes]).all()
+
+
+def test_only_the_segmenter_family_reads_the_frames_symmetry_and_fit_follows_the_family() -> None:
+    """ADR 0067: the segmenter's parts add the symmetry; every other family keeps ADR 0028's parts."""
+    from inference.domain import PARTS
+
+    assert family_parts("segmenter") == ("descriptor", "descriptor_range", "symmetry")
+    assert family_parts("no-such-family") == DEFAULT_PARTS
+    for fam in families():
+        assert set(family_parts(fam.name)) <= set(PARTS), fam.name
+        if fam.name != "segmenter":
+            assert family_parts(fam.name) == DEFAULT_PARTS, fam.name
 
 
 def test_only_the_anomaly_family_narrows_its_description() -> None:
@@ -134,3 +146,35 @@ def test_bundled_models_read_their_familys_features(name: str) -> None:
     wanted = family_descriptor_features(str(read_json(d / "config.json")["family"]))
     assert stats.descriptor_features == wanted  # classifier and segmenter: () = all 31, as before
     assert stats.parts["descriptor_range"].dim == (len(wanted) or DESCRIPTOR_DIM)
+    family = str(read_json(d / "config.json")["family"])
+    assert tuple(stats.parts) == family_parts(family)  # the segmenter's also reads the symmetry (ADR 0067)
+
+
+def test_a_description_with_the_symmetry_part_round_trips_and_a_damaged_one_is_refused(tmp_path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    from inference.domain import DOMAIN_WEIGHTS, fit_domain, load_domain, save_domain
+    from inference.image_descriptor import symmetry_images
+
+    images = [_good(i) for i in range(40)]
+    feats = {"descriptor": describe_images(images), "symmetry": symmetry_images(images)}
+    stats = fit_domain(feats, parts=family_parts("segmenter"), descriptor=DESCRIPTOR_VERSION)
+    save_domain(tmp_path, stats)
+    loaded = load_domain(tmp_path, DESCRIPTOR_VERSION)
+    assert loaded is not None and tuple(loaded.parts) == family_parts("segmenter")
+    assert loaded.features == ("descriptor", "symmetry")
+    assert np.allclose(loaded.scores(feats), stats.scores(feats), atol=1e-5)
+    turned = [np.rot90(im).copy() for im in images[:5]]   # the same texture turned: symmetry alike, in domain
+    assert (loaded.scores({"descriptor": describe_images(turned), "symmetry": symmetry_images(turned)}) >= 0.5).all()
+    with pytest.raises(DomainError, match="features missing for: symmetry"):
+        loaded.scores({"descriptor": feats["descriptor"]})
+    # A file whose symmetry part claims five numbers (arrays and JSON agreeing) is refused before use.
+    arrays = load_file(str(tmp_path / DOMAIN_WEIGHTS))
+    k = arrays["symmetry.components"].shape[0]
+    arrays.update({"symmetry.mean": np.zeros(5, np.float32), "symmetry.components": np.zeros((k, 5), np.float32)})
+    save_file(arrays, str(tmp_path / DOMAIN_WEIGHTS))
+    meta = json.loads((tmp_path / DOMAIN_JSON).read_text())
+    meta["parts"]["symmetry"]["dim"] = 5
+    (tmp_path / DOMAIN_JSON).write_text(json.dumps(meta))
+    with pytest.raises(DomainError, match="not the 4 of the symmetry"):
+        load_domain(tmp_path, DESCRIPTOR_VERSION)

@@ -55,3 +55,64 @@ def test_a_camera_change_moves_the_descriptor() -> None:
     assert _feature(dark, "grey_q50") == pytest.approx(_feature(base, "grey_q50") / 2, rel=0.02)
     with pytest.raises(ValueError, match="image"):
         describe(np.zeros((4, 4, 2), np.float32))
+
+
+def _ring_photo(size: int = 256) -> np.ndarray:
+    """A part seen from above on a fixture, like an MVTec bottle: bright background, dark rings, colour."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    r = np.hypot(yy - size / 2, xx - size / 2) / (size / 2)
+    grey = np.clip(0.9 - 0.7 * np.exp(-((r - 0.7) / 0.12) ** 2) - 0.5 * (r < 0.45) + 0.2 * np.cos(18 * r), 0, 1)
+    return np.stack([grey, grey * 0.95, grey * 0.85], axis=2).astype(np.float32)
+
+
+def _scene(size: int = 256) -> np.ndarray:
+    """An infrared-like scene: bright sky above, darker ground with clutter below, a horizon between."""
+    rng = np.random.default_rng(3)
+    yy = np.mgrid[:size, :size][0].astype(np.float32) / size
+    ground = (yy > 0.6) * (0.35 * cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), 3))
+    return np.clip(0.8 - 0.4 * yy - ground, 0, 1).astype(np.float32)
+
+
+def test_symmetry_tells_a_part_seen_from_above_from_a_scene_with_a_direction() -> None:
+    from inference.image_descriptor import SYMMETRY_DIM, SYMMETRY_FEATURES, SYMMETRY_UNIT, symmetry, symmetry_images
+
+    ring, scene = symmetry(_ring_photo()) * SYMMETRY_UNIT, symmetry(_scene()) * SYMMETRY_UNIT
+    assert ring.shape == (SYMMETRY_DIM,) == (len(SYMMETRY_FEATURES),) and ring.dtype == np.float32
+    assert (ring > 0.95).all()                      # the same turned and mirrored every way
+    turn_90, turn_180, mirror_lr, mirror_ud = scene
+    assert turn_90 < 0.3 and turn_180 < 0 and mirror_ud < 0 and mirror_lr > 0.8   # up differs from down only
+    assert np.allclose(symmetry(np.rot90(_scene()).copy())[[1, 2, 3]] * SYMMETRY_UNIT, [turn_180, mirror_ud, mirror_lr],
+                       atol=0.02)                   # a turned camera swaps the mirrors
+    assert (symmetry(np.full((64, 48), 0.4, np.float32)) == 0).all()   # flat: no arrangement to compare
+    assert symmetry(np.zeros((8, 8, 3), np.float32)).shape == (SYMMETRY_DIM,)  # tiny and colour images are read
+    assert symmetry_images([]).shape == (0, SYMMETRY_DIM)
+
+
+def test_the_bundled_segmenters_domain_keeps_out_a_part_seen_from_above() -> None:
+    """ood-5.md: every bundled segmenter called 100 % of MVTec bottles in domain; the symmetry part (ADR 0067)
+    calls a synthetic top-down photograph of a round part foreign, and the demo's infrared frames stay in."""
+    from pathlib import Path
+
+    from inference.checkpoints import read_json
+    from inference.domain import DOMAIN_JSON, OUT_OF_DOMAIN_BELOW, load_domain
+    from inference.image_descriptor import DESCRIPTOR_VERSION, symmetry_images
+    from inference.imageio import decode
+    from inference.input_view import input_view
+
+    root = Path(__file__).resolve().parents[2]
+    model = root / "resources" / "models" / "segmenter-sirst-v3"
+    frames = sorted((root / "resources" / "samples" / "demo" / "infrared").glob("*.png"))
+    if not (model / DOMAIN_JSON).is_file() or not frames:
+        pytest.skip("the bundled segmenter or the demo's infrared frames are not in this checkout")
+    stats = load_domain(model, DESCRIPTOR_VERSION)
+    assert stats is not None
+
+    def scores(images: list[np.ndarray], sources: list[tuple[int, int, int]]) -> np.ndarray:
+        return stats.scores({"descriptor": describe_images(images, sources), "symmetry": symmetry_images(images)})
+
+    photo = _ring_photo()
+    grey_view = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)   # the segmenter is handed the grey view of a colour file
+    assert scores([grey_view], [(256, 256, 3)])[0] < OUT_OF_DOMAIN_BELOW
+    mode, side = input_view("segmenter", read_json(model / "config.json").get("config", {}))
+    views = [decode(p, {mode: side}) for p in frames]
+    assert (scores([v.views[mode] for v in views], [v.source for v in views]) >= OUT_OF_DOMAIN_BELOW).all()

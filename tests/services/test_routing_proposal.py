@@ -302,3 +302,27 @@ def test_a_bundled_version_no_job_has_run_yet_is_proposed_for_the_images_it_was_
     db.predictions.upsert_many([PredictionIn(i, steel.id, in_domain=0.0) for i in report.added])
     p = propose_routing(db, report.folder_id, Routing())
     assert [(r.pattern, r.versions) for r in p.rules] == [("mixed/tiles/*", (("classifier", "classifier-magnetic_tile"),))]
+
+
+def test_a_version_whose_domain_reads_the_frames_symmetry_is_scored_without_its_model(db, tmp_path: Path) -> None:
+    """ADR 0067: the bundled segmenter's description reads the symmetry beside the descriptor; both come off the
+    decoded image, so the proposal still scores it without loading a model, and it calls a part photographed from
+    above foreign while an infrared frame stays in."""
+    import cv2
+
+    from app.services.version_fit import versions_fit
+    from tests.inference.test_image_descriptor import _ring_photo
+
+    root = Path(__file__).resolve().parents[2]
+    model = root / "resources" / "models" / "segmenter-sirst-v3"
+    frames = sorted((root / "resources" / "samples" / "demo" / "infrared").glob("*.png"))
+    if not (model / "domain.json").is_file() or not frames:
+        pytest.skip("the bundled segmenter or the demo's infrared frames are not in this checkout")
+    photo = tmp_path / "bottle.png"
+    cv2.imwrite(str(photo), (_ring_photo()[:, :, ::-1] * 255).astype("uint8"))
+    seg = db.model_versions.register("segmenter", "seg-symmetry", str(model))
+    fits = {f.name: f for f in versions_fit(db, "segmenter", [photo])}
+    assert (fits["seg-symmetry"].scored, fits["seg-symmetry"].in_domain) == (1, 0)
+    fits = {f.name: f for f in versions_fit(db, "segmenter", frames[:3])}
+    assert (fits["seg-symmetry"].scored, fits["seg-symmetry"].in_domain) == (3, 3)
+    assert seg.family == "segmenter"
