@@ -138,6 +138,24 @@ def test_classes(db: Database) -> None:
         db.classes.set("classifier", ["a", "a"])
 
 
+def test_label_classes_are_counted_per_folder_and_subfolder_with_wildcards_taken_literally(db: Database) -> None:
+    """The label panel offers the classes an unrouted subfolder's labels use (session 35): the path prefix is
+    matched as text, so "lot_1/" does not take "lotX1/" and "a%/" does not take everything."""
+    folder = db.folders.add("/data/parts")
+    other = db.folders.add("/data/other")
+    names = ["lot_1/a.png", "lot_1/b.png", "lotX1/c.png", "a%/d.png", "top.png"]
+    ids = dict(zip(names, db.images.sync(folder.id, [FileEntry(n, 10, 1, content_hash=n) for n in names]).added_ids))
+    (far,) = db.images.sync(other.id, [FileEntry("lot_1/e.png", 10, 1, content_hash="e")]).added_ids
+    for name, cls in (("lot_1/a.png", "good"), ("lot_1/b.png", "broken"), ("lotX1/c.png", "crack"),
+                      ("a%/d.png", "dent"), ("top.png", "good")):
+        db.labels.append(ids[name], LabelChange(ReviewState.CORRECTED, class_name=cls), "ann")
+    db.labels.append(far, LabelChange(ReviewState.CORRECTED, class_name="far"), "ann")
+    assert db.images.label_class_counts(folder.id, "lot_1/") == {"good": 1, "broken": 1}
+    assert db.images.label_class_counts(folder.id, "a%/") == {"dent": 1}
+    assert db.images.label_class_counts(folder.id) == {"good": 2, "broken": 1, "crack": 1, "dent": 1}
+    assert db.images.label_class_counts()["far"] == 1
+
+
 def test_model_versions_one_active_per_family(db: Database) -> None:
     v1 = db.model_versions.register("classifier", "v1", "/ckpt/v1", config={"depth": 2}, bundled=True,
                                     activate=True)
