@@ -73,6 +73,7 @@ class ModelPair:
     challenger: ModelVersionInfo
     held_out: HeldOut
     routed: tuple[str, ...] = ()   # the rules that name the champion, when it is a routed version (ADR 0060)
+    learnt: str = ""               # what each learnt from, in words (``learnt_note``)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,10 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
     keys = list(dict.fromkeys([*ref, *new]))
     rows = tuple((k, _number(ref.get(k)), _number(new.get(k))) for k in keys)
     notes = []
+    if not new:
+        notes.append("the challenger was not scored" + (
+            f": {compared['new_not_scored']}" if compared.get("new_not_scored") and "parent_not_scored" not in compared
+            else ""))
     if "parent_not_scored" in compared:
         notes.append(f"the previous version was not scored: {compared['parent_not_scored']}")
     if compared.get("parent_saw_held_out"):
@@ -151,6 +156,41 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
     images = compared.get("held_out_images")
     return HeldOut(int(images) if isinstance(images, int) else 0, str(compared.get("parent_name") or ""), rows,
                    "; ".join(notes))
+
+
+def learnt_from(version: ModelVersionInfo | None) -> tuple[int | None, int | None]:
+    """How many images a version learnt from and how many held-out good ones its anomaly threshold rests on, as
+    its card's ``data`` says (the trainers write ``train_good``/``holdout_good``, ``train_images`` or
+    ``fit_frames``); None where the card does not say."""
+    data = (version.card or {}).get("data") if version is not None else None
+    if not isinstance(data, Mapping):
+        return None, None
+    def count(key: str) -> int | None:
+        value = data.get(key)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    n = next((c for c in (count(k) for k in ("train_good", "train_images", "fit_frames")) if c is not None), None)
+    return n, count("holdout_good")
+
+
+FEW_TIMES = 5  # a challenger that learnt from this many times fewer images than its champion is said to
+
+
+def learnt_note(champion: ModelVersionInfo | None, challenger: ModelVersionInfo) -> str:
+    """What each version learnt from, in words, when the cards say: a challenger retrained from a dozen reviewed
+    bottles against a bundled model of 178 (seen under Xvfb, session 35) was one click from promotion with nothing
+    on screen saying so."""
+    def said(version: ModelVersionInfo, n: int, held: int | None) -> str:
+        return f"{version.name} {n} images" + (f" (its threshold from {held} held-out good ones)" if held else "")
+
+    (new, new_held), (old, old_held) = learnt_from(challenger), learnt_from(champion)
+    if new is None:
+        return ""
+    text = "learnt from: " + said(challenger, new, new_held)
+    if champion is not None and old is not None:
+        text += ", " + said(champion, old, old_held)
+        if new * FEW_TIMES <= old:
+            text += f"; the challenger learnt from 1/{FEW_TIMES} or less of what the champion did"
+    return text
 
 
 def champion_of(db: Database, challenger: ModelVersionInfo) -> ModelVersionInfo | None:
@@ -191,7 +231,7 @@ def pair(db: Database, family: str, version_id: int | None = None) -> ModelPair 
     champion = champions[challenger.id]
     routed = tuple(named_in(readable_routing(db), family, champion.name)) \
         if champion is not None and not champion.active else ()
-    return ModelPair(family, champion, challenger, held_out(challenger), routed)
+    return ModelPair(family, champion, challenger, held_out(challenger), routed, learnt_note(champion, challenger))
 
 
 def compare_image_ids(db: Database, limit: int = COMPARE_LIMIT, within: AbstractSet[int] | None = None) -> list[int]:

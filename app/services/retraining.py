@@ -514,6 +514,14 @@ def headline(family: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
 def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping[str, Any] | None) -> dict[str, Any]:
     """Both versions on the same held-out reviewed images (``parent`` None: not comparable, with the reason)."""
     out: dict[str, Any] = {"held_out_images": plan.data.get("held_out", 0), "new": headline(plan.family, new)}
+    unscorable = None
+    if plan.family == "anomaly" and not plan.data.get("anomalous_test"):
+        # seen (session 35): 12 reviewed good bottles gave "no held-out images it can be scored on" for the parent
+        # and said nothing of why the new version had no figure either
+        unscorable = ("the held-out reviewed images hold no anomalous part, and an AUROC needs normal and anomalous "
+                      "ones (mark defective parts anomalous, D)")
+    if not out["new"] and unscorable:
+        out["new_not_scored"] = unscorable
     if plan.parent is not None and parent is not None:
         out["parent"] = headline(plan.family, parent)
         out["parent_name"] = plan.parent.name
@@ -521,7 +529,7 @@ def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping
             out["parent_saw_held_out"] = True
     elif plan.parent is not None:
         out["parent_not_scored"] = ("it was trained on other classes" if plan.family == "classifier"
-                                    else "no held-out images it can be scored on")
+                                    else unscorable or "no held-out images it can be scored on")
     return out
 
 
@@ -543,6 +551,8 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
     if not n:
         return "no held-out reviewed images: the new version was not scored on your labels"
     text = f"on {n} held-out reviewed image(s): new {figures(compared.get('new', {}))}"
+    if compared.get("new_not_scored") and "parent_not_scored" not in compared:
+        text += f" ({compared['new_not_scored']})"
     if "parent" in compared:
         text += f"; {compared.get('parent_name', 'previous')} {figures(compared['parent'])}"
         if compared.get("parent_saw_held_out"):

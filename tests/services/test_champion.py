@@ -82,6 +82,35 @@ def test_the_held_out_note_says_when_the_challenger_was_refitted_after_its_check
     assert "then refitted on all reviewed labels" in champion.held_out(v).note
 
 
+def test_the_pair_says_what_each_version_learnt_from_and_why_neither_was_scored() -> None:
+    """Seen under Xvfb (session 35): a challenger retrained from 10 reviewed good bottles, its threshold from 2 of
+    them, was one click from replacing the bundled bottle model (178 images, threshold from 31); the panel said only
+    "the previous version was not scored: no held-out images it can be scored on"."""
+    from app.services.retraining import RetrainPlan, comparison, comparison_text
+
+    def version(vid: int, name: str, card: dict) -> ModelVersionInfo:
+        return ModelVersionInfo(id=vid, family="anomaly", name=name, checkpoint_path="x", config={}, metrics={},
+                                card=card, active=vid == 1, bundled=False, parent_id=None,
+                                created_at=datetime.now(timezone.utc))
+
+    parent = version(1, "anomaly-bottle", {"data": {"train_good": 178, "holdout_good": 31}})
+    plan = RetrainPlan("anomaly", "anomaly-retrained", Path("."), Path("."), (), parent, "from scratch on good parts",
+                       {"normal_train": 10, "anomalous_test": 0, "held_out": 2})
+    compared = comparison(plan, None, None)
+    assert "hold no anomalous part" in compared["parent_not_scored"]
+    assert "hold no anomalous part" in comparison_text(compared)
+    new = version(2, "anomaly-retrained", {"data": {"train_good": 8, "holdout_good": 2},
+                                            "retraining": {"held_out_comparison": compared}})
+    note = champion.held_out(new).note
+    assert note.startswith("the challenger was not scored") and "hold no anomalous part" in note
+    learnt = champion.learnt_note(parent, new)
+    assert learnt == ("learnt from: anomaly-retrained 8 images (its threshold from 2 held-out good ones), "
+                      "anomaly-bottle 178 images (its threshold from 31 held-out good ones); "
+                      "the challenger learnt from 1/5 or less of what the champion did")
+    assert champion.learnt_from(version(3, "x", {"data": {"train_images": 862}})) == (862, None)
+    assert champion.learnt_note(None, version(4, "y", {})) == ""
+
+
 def test_mask_iou_and_the_documented_cut() -> None:
     a = np.zeros((8, 8), bool)
     a[:4] = True
