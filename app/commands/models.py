@@ -62,6 +62,7 @@ def _compare(db, args: argparse.Namespace) -> int:
         find_disagreements,
         held_out,
         submit_compare,
+        trained_on_note,
     )
 
     limit = args.limit or COMPARE_LIMIT
@@ -79,13 +80,14 @@ def _compare(db, args: argparse.Namespace) -> int:
             worker.run(until=lambda: all(p.finished for p in compare_status(db, jobs)))
     result = find_disagreements(db, version.id, limit)
     figures = held_out(version)
+    trained = trained_on_note(db.model_versions.get(result.champion_id), version)
     if args.json:
         out: dict[str, Any] = {
             "family": result.family, "champion_id": result.champion_id, "challenger_id": result.challenger_id,
             "held_out": {"images": figures.images, "reference": figures.reference, "note": figures.note,
                          "rows": [{"metric": m, "reference": a, "challenger": b} for m, a, b in figures.rows]},
             "images": result.images, "compared": result.compared, "waiting": result.waiting,
-            "learnt": result.learnt,
+            "learnt": result.learnt, "trained_on": trained,
             "disagreements": [{"image_id": d.image_id, "image": d.rel_path, "why": d.reason, "human": d.human,
                                "champion": d.champion.text, "challenger": d.challenger.text, "iou": d.iou,
                                "learnt": d.learnt}
@@ -100,6 +102,8 @@ def _compare(db, args: argparse.Namespace) -> int:
               + (f" ({figures.reference} → challenger)" if figures.reference else ""))
     if figures.note:
         print(figures.note)
+    if trained:
+        print(trained)
     print(f"{len(result.disagreements)} disagreement(s) in {result.compared} of {result.images} image(s)")
     if result.learnt:
         print(f"{LEARNT_NOTE.format(n=result.learnt)}")

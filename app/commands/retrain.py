@@ -277,6 +277,10 @@ def run(args: argparse.Namespace) -> int:
                     activated=bool(version.active), **({"promoted": promoted} if promoted else {}))
         if not args.progress_json:
             print(comparison_text(compared))
+            from app.services.champion import trained_on_note
+            trained = trained_on_note(plan.parent, version)
+            if trained:
+                print(trained)
             print(f"new {args.family} version {version.name!r} in {version.checkpoint_path}"
                   + (f" ({promoted})" if promoted else " (the challenger: compare and promote it in Project ▸ Models… "
                                                        f"or `python main.py models compare {version.id}`)"))

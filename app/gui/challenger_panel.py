@@ -207,7 +207,7 @@ class ChallengerPanel(QGroupBox):
         if h.reference and found.champion is not None and h.reference != found.champion.name:
             parts.append(f"'before' is {h.reference}, the version it was retrained from (not the active one)")
         parts.append(h.note)
-        self.held_note.setText("\n".join(t for t in ("; ".join(p for p in parts if p), found.learnt) if t))
+        self.held_note.setText("\n".join(t for t in ("; ".join(p for p in parts if p), found.trained_on) if t))
         self.find_button.setEnabled(found.champion is not None)
         self.promote_button.setEnabled(True)
 

@@ -73,7 +73,7 @@ class ModelPair:
     challenger: ModelVersionInfo
     held_out: HeldOut
     routed: tuple[str, ...] = ()   # the rules that name the champion, when it is a routed version (ADR 0060)
-    learnt: str = ""               # what each learnt from, in words (``learnt_note``)
+    trained_on: str = ""           # what each learnt from, in words (``trained_on_note``)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
                    "; ".join(notes))
 
 
-def learnt_from(version: ModelVersionInfo | None) -> tuple[int | None, int | None]:
+def trained_on(version: ModelVersionInfo | None) -> tuple[int | None, int | None]:
     """How many images a version learnt from and how many held-out good ones its anomaly threshold rests on, as
     its card's ``data`` says (the trainers write ``train_good``/``holdout_good``, ``train_images`` or
     ``fit_frames``); None where the card does not say."""
@@ -175,14 +175,14 @@ def learnt_from(version: ModelVersionInfo | None) -> tuple[int | None, int | Non
 FEW_TIMES = 5  # a challenger that learnt from this many times fewer images than its champion is said to
 
 
-def learnt_note(champion: ModelVersionInfo | None, challenger: ModelVersionInfo) -> str:
+def trained_on_note(champion: ModelVersionInfo | None, challenger: ModelVersionInfo) -> str:
     """What each version learnt from, in words, when the cards say: a challenger retrained from a dozen reviewed
     bottles against a bundled model of 178 (seen under Xvfb, session 35) was one click from promotion with nothing
     on screen saying so."""
     def said(version: ModelVersionInfo, n: int, held: int | None) -> str:
         return f"{version.name} {n} images" + (f" (its threshold from {held} held-out good ones)" if held else "")
 
-    (new, new_held), (old, old_held) = learnt_from(challenger), learnt_from(champion)
+    (new, new_held), (old, old_held) = trained_on(challenger), trained_on(champion)
     if new is None:
         return ""
     text = "learnt from: " + said(challenger, new, new_held)
@@ -231,7 +231,7 @@ def pair(db: Database, family: str, version_id: int | None = None) -> ModelPair 
     champion = champions[challenger.id]
     routed = tuple(named_in(readable_routing(db), family, champion.name)) \
         if champion is not None and not champion.active else ()
-    return ModelPair(family, champion, challenger, held_out(challenger), routed, learnt_note(champion, challenger))
+    return ModelPair(family, champion, challenger, held_out(challenger), routed, trained_on_note(champion, challenger))
 
 
 def compare_image_ids(db: Database, limit: int = COMPARE_LIMIT, within: AbstractSet[int] | None = None) -> list[int]:

@@ -103,12 +103,12 @@ def test_the_pair_says_what_each_version_learnt_from_and_why_neither_was_scored(
                                             "retraining": {"held_out_comparison": compared}})
     note = champion.held_out(new).note
     assert note.startswith("the challenger was not scored") and "hold no anomalous part" in note
-    learnt = champion.learnt_note(parent, new)
+    learnt = champion.trained_on_note(parent, new)
     assert learnt == ("learnt from: anomaly-retrained 8 images (its threshold from 2 held-out good ones), "
                       "anomaly-bottle 178 images (its threshold from 31 held-out good ones); "
                       "the challenger learnt from 1/5 or less of what the champion did")
-    assert champion.learnt_from(version(3, "x", {"data": {"train_images": 862}})) == (862, None)
-    assert champion.learnt_note(None, version(4, "y", {})) == ""
+    assert champion.trained_on(version(3, "x", {"data": {"train_images": 862}})) == (862, None)
+    assert champion.trained_on_note(None, version(4, "y", {})) == ""
 
 
 def test_mask_iou_and_the_documented_cut() -> None:
