@@ -19,6 +19,9 @@ def _show(listing: "ClassList") -> None:
     for i, name in enumerate(listing.names, 1):
         key = str(i) if i <= 9 else " "
         print(f"  {key}  {name}  ({listing.in_use.get(name, 0)} labels)")
+    if listing.routed:
+        print(f"images whose routing rule names {', '.join(listing.routed)} offer its classes first, then those this "
+              "list adds beyond the active classifier's")
     extra = {n: c for n, c in listing.in_use.items() if n not in listing.names}
     if extra:
         print("labelled but not on the list: " + ", ".join(f"{n} ({c})" for n, c in sorted(extra.items())))

@@ -107,6 +107,9 @@ class ClassesDialog(QDialog):
             "model": f"These are the active classifier's classes ({listing.model}); saving makes them the "
                      "project's own list.",
             "none": "No classes yet (no classifier model): add the classes the inspectors label with."}[listing.source])
+        if listing.routed:
+            self.source.setText(self.source.text() + f" Images whose routing rule names {', '.join(listing.routed)} "
+                                "offer its classes first, then those this list adds beyond the active classifier's.")
         unlisted = {n: c for n, c in listing.in_use.items() if n not in listing.names}
         if unlisted:
             self.source.setText(self.source.text() + " Labelled but not on the list: "

@@ -38,6 +38,9 @@ class ClassList:
     source: str                       # "project" (saved), "model" (the active classifier's), "none"
     model: str | None = None          # the active classifier version's name, if any
     in_use: dict[str, int] = field(default_factory=dict)  # current labels per class (every folder)
+    # Other classifier versions the routing names that have classes of their own: their images offer those, then
+    # what this list adds beyond the active model's (``names_for_version``).
+    routed: tuple[str, ...] = ()
 
     def dropped_in_use(self, names: Sequence[str]) -> dict[str, int]:
         """Classes that labels use but ``names`` no longer offers (labels keep them)."""
@@ -83,10 +86,21 @@ def version_classes(version: "ModelVersionInfo | None") -> tuple[str, ...]:
 
 
 def names_for_version(db: "Database", version: "ModelVersionInfo | None") -> list[str]:
-    """The classes offered for an image whose classifier answer is ``version``'s: the project's own
-    list, else that version's (a routing rule may name another than the active one)."""
+    """The classes offered for an image whose classifier answer is ``version``'s (a routing rule may name
+    another than the active one).
+
+    For the active version (or none known): the project's own list, else the version's. For another version that
+    has classes of its own (the tile classifier on ``tiles/*`` beside the steel one): its classes, then those the
+    project's list adds beyond the active model's. Why: the project's list starts as a copy of the active model's
+    (``add``), so offering it on the tiles put the steel classes on their hotkeys (1 = "crazing" on a tile, seen
+    in session 35); a class the project added (a new defect) is still offered on every line."""
     own = db.classes.names(TASK)
-    return own if own else list(version_classes(version))
+    theirs = list(version_classes(version))
+    active = db.model_versions.active(TASK)
+    if version is None or not theirs or (active is not None and version.id == active.id):
+        return own if own else theirs
+    known = set(version_classes(active)) | set(theirs)
+    return theirs + [c for c in own if c not in known]
 
 
 def names(db: "Database") -> list[str]:
@@ -114,9 +128,12 @@ def read(db: "Database") -> ClassList:
     own = db.classes.names(TASK)
     model, theirs = model_classes(db)
     in_use = db.images.label_class_counts()
+    from app.services.project_settings import readable_routing
+    routed = tuple(name for family, name in sorted(readable_routing(db).named_versions())
+                   if family == TASK and name != model and version_classes(db.model_versions.by_name(family, name)))
     if own:
-        return ClassList(tuple(own), "project", model, in_use)
-    return ClassList(theirs, "model" if theirs else "none", model, in_use)
+        return ClassList(tuple(own), "project", model, in_use, routed)
+    return ClassList(theirs, "model" if theirs else "none", model, in_use, routed)
 
 
 def save(db: "Database", new_names: Iterable[str]) -> ClassList:

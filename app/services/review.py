@@ -340,18 +340,17 @@ class ReviewService:
         Why per image: the buttons are what an inspector labels with, and the active classifier's classes
         are only right where its answer counts. A tile not yet pre-labelled by the tile classifier its rule
         names showed the steel classes; a bottle no classifier runs on showed them too, also when an answer
-        from before the rules was still there (seen under Xvfb, session 35). Order: the project's own list;
-        where the image's rule runs no classifier, the classes labels in its subfolder already use (most used
-        first, else none); the version whose answer counts; the version the rule names (empty: the active
-        one, the folder's list)."""
+        from before the rules was still there (seen under Xvfb, session 35). Order: where the image's rule runs
+        no classifier, the classes the project's list adds beyond the active model's, then those labels in its
+        subfolder already use (most used first; none: no buttons); the version whose answer counts, else the version the rule names
+        (``project_classes.names_for_version``: its classes and what the project added); else the project's list
+        (empty: the folder's list, the active model's)."""
         from app.services import project_classes
         own = self._own_classes
         if own is None:
             own = self._own_classes = list(self.db.classes.names(project_classes.TASK))
-        if own:
-            return tuple(own), True
         if im is None:
-            return (), True
+            return tuple(own), True
         from app.services.counting_versions import rule_version
         from app.services.project_settings import readable_routing
         folder = self.db.folders.get(im.folder_id)
@@ -360,12 +359,16 @@ class ReviewService:
         if not runs:
             under = im.rel_path.rsplit("/", 1)[0] + "/" if "/" in im.rel_path else None
             counts = self.db.images.label_class_counts(im.folder_id, under)
-            return tuple(sorted(counts, key=lambda c: (-counts[c], c))), False
+            active = set(project_classes.model_classes(self.db)[1])
+            added = [c for c in own if c not in active]   # the list begins as a copy of the active model's
+            return tuple(added + sorted((c for c in counts if c not in added), key=lambda c: (-counts[c], c))), False
         classifier = prediction.version_ids.get("classifier") if prediction is not None else None
         if classifier is not None:
             return tuple(self.classes_for(classifier)), True
-        version = self.db.model_versions.by_name("classifier", named) if named else None
-        return project_classes.version_classes(version), True
+        if named:
+            version = self.db.model_versions.by_name("classifier", named)
+            return tuple(project_classes.names_for_version(self.db, version)), True
+        return tuple(own), True
 
     def filter_classes(self) -> list[str]:
         """The classes the queue's class filter offers (``project_classes.filter_names``: with routing that
@@ -374,8 +377,9 @@ class ReviewService:
         return project_classes.filter_names(self.db)
 
     def classes_for(self, classifier_version_id: int) -> list[str]:
-        """The class buttons for an image whose classifier answer is this version's: the project's
-        own list, else that version's classes (``project_classes.names_for_version``)."""
+        """The class buttons for an image whose classifier answer is this version's
+        (``project_classes.names_for_version``: the active one's the project's list, else its own; another's its
+        own, then what the project's list adds)."""
         from app.services import project_classes
         return project_classes.names_for_version(self.db, self._version(classifier_version_id))
 

@@ -137,6 +137,29 @@ def test_an_image_offers_the_classes_of_the_classifier_its_rule_runs_never_anoth
     db.labels.append(ids["bottles/img_000.png"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
     db.labels.append(ids["steel/img_000.png"], LabelChange(ReviewState.CORRECTED, class_name="patches"), "ann")
     assert offered("bottles/img_000.png") == (("good", "broken"), False)    # what its subfolder's labels use
-    pc.save(db, ["crack", "good"])
+    pc.add(db, ["dent"])    # the project's list: a copy of the active model's, and a new defect
     svc.refresh_models()
-    assert offered("bottles/img_000.png")[0] == offered("tiles/img_000.png")[0] == ("crack", "good")
+    assert offered("steel/img_000.png") == (("crazing", "patches", "dent"), True)
+    assert offered("bottles/img_000.png") == (("dent", "good", "broken"), False)   # added, then the subfolder's
+    # the tiles keep their own classifier's classes on hotkeys 1-2 (not "crazing"), then what the project added
+    assert offered("tiles/img_000.png") == (("blowhole", "free", "dent"), True)
+    tile_answer = PredictionIn(ids["tiles/img_001.png"], db.model_versions.by_name("classifier", "tile-v1").id,
+                               class_scores={"blowhole": 0.2, "free": 0.8}, predicted_class="free", confidence=0.8)
+    db.predictions.upsert_many([tile_answer])
+    assert offered("tiles/img_001.png") == (("blowhole", "free", "dent"), True)
+
+
+def test_the_list_says_which_routed_versions_offer_their_own_classes_first(tmp_path: Path, db, capsys) -> None:
+    from app.commands.classes import _show
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+
+    _model(db, ["crazing", "patches"])
+    db.model_versions.register("classifier", "tile-v1", "/nowhere", card={"classes": ["blowhole", "free"]})
+    db.model_versions.register("classifier", "plain-v1", "/nowhere")   # no classes of its own: the list stands
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)),
+                              RoutingRule("other/*", ("classifier",), (("classifier", "plain-v1"),)))))
+    listing = pc.read(db)
+    assert listing.routed == ("tile-v1",)
+    _show(listing)
+    assert "names tile-v1 offer its classes first" in capsys.readouterr().out
