@@ -110,12 +110,10 @@ def names(db: "Database") -> list[str]:
 
 
 def filter_names(db: "Database") -> list[str]:
-    """The classes the queue's class filter offers: ``names``, then (without a project list) the
-    classes of the classifier versions the model routing names, whose images are predicted in them."""
-    own = db.classes.names(TASK)
-    if own:
-        return own
-    out = dict.fromkeys(model_classes(db)[1])
+    """The classes the queue's class filter offers: ``names``, then the classes of the classifier versions the
+    model routing names, whose images are predicted and labelled in them (ADR 0068: their buttons offer them even
+    where the project has its own list)."""
+    out = dict.fromkeys(names(db))
     from app.services.project_settings import readable_routing
     for family, name in sorted(readable_routing(db).named_versions()):
         if family == TASK:

@@ -147,6 +147,7 @@ def test_an_image_offers_the_classes_of_the_classifier_its_rule_runs_never_anoth
                                class_scores={"blowhole": 0.2, "free": 0.8}, predicted_class="free", confidence=0.8)
     db.predictions.upsert_many([tile_answer])
     assert offered("tiles/img_001.png") == (("blowhole", "free", "dent"), True)
+    assert svc.filter_classes() == ["crazing", "patches", "dent", "blowhole", "free"]   # the tiles' too
 
 
 def test_the_list_says_which_routed_versions_offer_their_own_classes_first(tmp_path: Path, db, capsys) -> None:
