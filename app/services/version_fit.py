@@ -6,9 +6,9 @@ another line retrained). The routing proposal (``app.services.routing_proposal``
 subfolder a family's answers call foreign, whether another version would call a sample of its images in domain,
 and names that version in the rule it proposes (ADR 0066).
 
-No model is loaded: a version's domain description reads the image descriptor (and the frame's symmetry, ADR 0067) of
-the image as its model is handed it (``inference.input_view``: channel mode and largest side, from its ``config.json``), so decoding the image that
-way and describing it gives the score the worker would store. A version whose description also reads its backbone
+No model is loaded: a version's domain description reads the image descriptor (and the frame's symmetry, ADR 0067)
+of the image as its model is handed it (``inference.input_view``: channel mode and largest side, from its
+``config.json``), so decoding the image that way and describing it gives the score the worker would store. A version whose description also reads its backbone
 embedding cannot be scored so and is passed over, as is one with no description, damaged files, or files this
 station cannot reach (each logged). Plain data, Qt-free; the routing dialog calls it on a helper thread.
 """
