@@ -175,10 +175,16 @@ def trained_on(version: ModelVersionInfo | None) -> tuple[int | None, int | None
 FEW_TIMES = 5  # a challenger that learnt from this many times fewer images than its champion is said to
 
 
+def _classes(version: ModelVersionInfo) -> tuple[str, ...]:
+    from app.services.project_classes import version_classes
+    return version_classes(version)
+
+
 def trained_on_note(champion: ModelVersionInfo | None, challenger: ModelVersionInfo) -> str:
     """What each version learnt from, in words, when the cards say: a challenger retrained from a dozen reviewed
     bottles against a bundled model of 178 (seen under Xvfb, session 35) was one click from promotion with nothing
-    on screen saying so."""
+    on screen saying so. The "1/5 or less" warning only where both answer the same question (a classifier of
+    another part's classes learnt from other images by design)."""
     def said(version: ModelVersionInfo, n: int, held: int | None) -> str:
         return f"{version.name} {n} images" + (f" (its threshold from {held} held-out good ones)" if held else "")
 
@@ -188,7 +194,8 @@ def trained_on_note(champion: ModelVersionInfo | None, challenger: ModelVersionI
     text = "learnt from: " + said(challenger, new, new_held)
     if champion is not None and old is not None:
         text += ", " + said(champion, old, old_held)
-        if new * FEW_TIMES <= old:
+        same_task = _classes(champion) == _classes(challenger)   # a classifier of another part's classes: no ratio
+        if same_task and new * FEW_TIMES <= old:
             text += f"; the challenger learnt from 1/{FEW_TIMES} or less of what the champion did"
     return text
 

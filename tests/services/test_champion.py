@@ -108,6 +108,9 @@ def test_the_pair_says_what_each_version_learnt_from_and_why_neither_was_scored(
                       "anomaly-bottle 178 images (its threshold from 31 held-out good ones); "
                       "the challenger learnt from 1/5 or less of what the champion did")
     assert champion.trained_on(version(3, "x", {"data": {"train_images": 862}})) == (862, None)
+    steel = version(5, "steel", {"classes": ["crazing"], "data": {"train_images": 1152}})
+    bottles = version(6, "bottles", {"classes": ["broken"], "data": {"train_images": 31}})
+    assert champion.trained_on_note(steel, bottles) == "learnt from: bottles 31 images, steel 1152 images"
     assert champion.trained_on_note(None, version(4, "y", {})) == ""
 
 
