@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 FAMILIES = families.NAMES
 DEFAULT_ANOMALY_THRESHOLD = 0.5
+SUBFOLDER_CLASSES_S = 10.0  # how long the classes a subfolder's labels use are kept before they are read again
 
 
 class ReviewError(Exception):
@@ -122,6 +123,9 @@ class ReviewService:
         self._maps_folder = ""
         self._classes: list[str] | None = None
         self._own_classes: list[str] | None = None   # the project's saved list ([]: none), until refresh_models
+        # (folder id, subfolder) -> (when read, the classes its labels use): 3 ms a read at 20,000 images, and the
+        # panel reads the shown image's and its neighbours' details on every move (benchmarks/detail_classes.py)
+        self._subfolder_classes: dict[tuple[int, str | None], tuple[float, dict[str, int]]] = {}
         self._versions: dict[int, Any] = {}
 
     # -- settings and models --------------------------------------------------------------
@@ -132,6 +136,7 @@ class ReviewService:
         """Forget cached classes/model versions (after a pre-label run or a retraining)."""
         self._classes = None
         self._own_classes = None
+        self._subfolder_classes.clear()
         self._versions.clear()
 
     def _version(self, version_id: int) -> Any:
@@ -358,7 +363,7 @@ class ReviewService:
                                    folder.name if folder is not None else "")
         if not runs:
             under = im.rel_path.rsplit("/", 1)[0] + "/" if "/" in im.rel_path else None
-            counts = self.db.images.label_class_counts(im.folder_id, under)
+            counts = self._labelled_classes(im.folder_id, under)
             active = set(project_classes.model_classes(self.db)[1])
             added = [c for c in own if c not in active]   # the list begins as a copy of the active model's
             return tuple(added + sorted((c for c in counts if c not in added), key=lambda c: (-counts[c], c))), False
@@ -369,6 +374,17 @@ class ReviewService:
             version = self.db.model_versions.by_name("classifier", named)
             return tuple(project_classes.names_for_version(self.db, version)), True
         return tuple(own), True
+
+    def _labelled_classes(self, folder_id: int, under: str | None) -> dict[str, int]:
+        """The classes the labels of a subfolder use, read again after ``SUBFOLDER_CLASSES_S`` or any save here
+        (a class an inspector gives one bottle is offered on the next at once; another station's, within seconds)."""
+        key = (folder_id, under)
+        hit = self._subfolder_classes.get(key)   # (get, never a lookup after a check: refresh_models may clear)
+        if hit is not None and time.monotonic() - hit[0] < SUBFOLDER_CLASSES_S:
+            return hit[1]
+        counts = self.db.images.label_class_counts(folder_id, under)
+        self._subfolder_classes[key] = (time.monotonic(), counts)
+        return counts
 
     def filter_classes(self) -> list[str]:
         """The classes the queue's class filter offers (``project_classes.filter_names``: with routing that
@@ -457,6 +473,7 @@ class ReviewService:
         ``wait_s``: how long to wait for another program's write lock before failing (``StorageBusy``;
         None: the database's busy timeout): the review window keeps a refused label and retries it, so it
         waits briefly rather than standing still for the whole busy timeout."""
+        self._subfolder_classes.clear()   # a new class on this subfolder's labels is offered on its next image
         from database import LabelSource, LockedError, StaleLabelError
         from database.dto import LabelChange
         from database.states import AnomalyVerdict, ReviewState

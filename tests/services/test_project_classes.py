@@ -136,6 +136,8 @@ def test_an_image_offers_the_classes_of_the_classifier_its_rule_runs_never_anoth
     db.labels.append(ids["bottles/img_002.png"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
     db.labels.append(ids["bottles/img_000.png"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
     db.labels.append(ids["steel/img_000.png"], LabelChange(ReviewState.CORRECTED, class_name="patches"), "ann")
+    assert offered("bottles/img_000.png") == ((), False)   # written elsewhere: read again within SUBFOLDER_CLASSES_S
+    svc.refresh_models()                                    # (or at once after a refresh, or a save here)
     assert offered("bottles/img_000.png") == (("good", "broken"), False)    # what its subfolder's labels use
     pc.add(db, ["dent"])    # the project's list: a copy of the active model's, and a new defect
     svc.refresh_models()
