@@ -208,6 +208,14 @@ class LabelNextController:
                             "retraining most. Project ▸ Model routing… says which models run where.")
             return
         batch = f"{left} of {n} proposed left" if n else "nothing left to propose"
+        if latest.anomaly is not None:   # no classifier runs here: the anomaly model's verdicts (label_next_anomaly)
+            verdicts = f"{left} of {n} anomaly verdicts proposed left" if n else "nothing left to propose"
+            self._show_line(f"Label next (P): {verdicts} · next retraining: {latest.counter_short}",
+                            "No classifier runs on this folder's images (model routing), so Label next proposes the "
+                            "images the anomaly model is least sure of: out of its domain, then scored near its "
+                            "threshold, spread over the folder. " + latest.counter_text
+                            + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))
+            return
         self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}",
                         latest.counter_text
                         + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))

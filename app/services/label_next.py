@@ -53,7 +53,7 @@ class Proposal:
 
     image_ids: tuple[int, ...]
     reasons: dict[int, str] = field(default_factory=dict)
-    uncertainty_from: str = "none"            # "labels" | "classifier" | "none"
+    uncertainty_from: str = "none"            # "labels" | "classifier" | "anomaly" (label_next_anomaly) | "none"
 
 
 def margin_uncertainty(probs: np.ndarray) -> np.ndarray:

@@ -112,16 +112,17 @@ def window(service, folder, qtbot):
     win.close()
 
 
-def open_bottles_without_classifier(service, db, tmp_path: Path, qtbot, n: int = 6):
-    """A window on a folder of "bottles" whose routing runs the segmenter and the anomaly model, no classifier
-    (the case seen under Xvfb with MVTec bottles), its first image shown."""
+def open_bottles_without_classifier(service, db, tmp_path: Path, qtbot, n: int = 6,
+                                    families: tuple[str, ...] = ("segmenter", "anomaly")):
+    """A window on a folder of "bottles" whose routing runs ``families``, no classifier (the case seen under Xvfb
+    with MVTec bottles), its first image shown."""
     from app.services.project_settings import save_routing
     from app.services.routing import Routing, RoutingRule
     from tests.gui.fixtures import make_folder
 
     root = tmp_path / "bottles"
     make_folder(root / "good", n=n)
-    save_routing(db, Routing((RoutingRule("good/*", ("segmenter", "anomaly")),)))
+    save_routing(db, Routing((RoutingRule("good/*", families),)))
     win = build_window(service, qtbot)
     win.open_folder(str(root))
     wait_shown(win, qtbot)

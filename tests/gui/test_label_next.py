@@ -287,9 +287,25 @@ def test_a_folder_the_routing_gives_no_classifier_says_so_instead_of_nothing_lef
     nothing left to propose · next retraining: more labels: unknown" over 46 unlabelled images."""
     from tests.gui.conftest import open_bottles_without_classifier
 
-    win = open_bottles_without_classifier(service, db, tmp_path, qtbot)
+    win = open_bottles_without_classifier(service, db, tmp_path, qtbot, families=("segmenter",))
     ctl = win.label_next
     qtbot.waitUntil(lambda: ctl.result is not None and "Label next" in ctl.line.text(), timeout=30000)
     assert "runs no classifier on this folder's images" in ctl.line.text()
     assert "nothing left" not in ctl.line.text() and "unknown" not in ctl.line.text()
+    win.close()
+
+
+def test_p_on_a_folder_the_anomaly_model_alone_answers_walks_its_least_sure_images(service, db, tmp_path: Path,
+                                                                                 qtbot):
+    """Seen under Xvfb (session 35): bottles routed to the bottle anomaly model; P did nothing and the line said
+    there was nothing to learn, while the anomaly model's retraining wanted images reviewed normal."""
+    from tests.gui.conftest import open_bottles_without_classifier
+
+    win = open_bottles_without_classifier(service, db, tmp_path, qtbot, families=("segmenter", "anomaly"))
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None and "anomaly verdicts" in ctl.line.text(), timeout=30000)
+    assert "6 of 6 anomaly verdicts proposed left" in ctl.line.text()
+    assert "anomaly model: 10 more normal (G)" in ctl.line.text()
+    press(qtbot, win, Qt.Key.Key_P)
+    qtbot.waitUntil(lambda: win.review.image_id in ctl.result.proposal.image_ids, timeout=10000)
     win.close()

@@ -297,3 +297,68 @@ def test_a_folder_of_several_lines_gets_each_versions_share_and_counter_and_no_f
     finally:
         db.close()
     assert _shares([10, 30], 20) == [5, 15] and _shares([0, 5], 20) == [0, 5] and _shares([3, 100], 2) == [1, 1]
+
+
+def test_anomaly_batch_puts_out_of_domain_then_near_threshold_images_first_spread_over_the_folder() -> None:
+    from app.services.label_next_anomaly import AnomalyCandidate, closeness, propose_anomaly
+
+    assert closeness(10.0, 10.0) == 1.0 and abs(closeness(10.0 * np.e, 10.0) - 0.5) < 1e-9
+    assert closeness(None, 10.0) == closeness(5.0, None) == closeness(5.0, 0.0) == 0.0
+    rng = np.random.default_rng(0)
+    # two clusters of unreviewed images; in each, scores from far below the threshold (10) to at it
+    x = np.vstack([rng.normal(0, 0.1, (10, 4)), rng.normal(5, 0.1, (10, 4)), rng.normal(0, 0.1, (2, 4))])
+    scores = [0.5 + i for i in range(10)] * 2
+    cands = [AnomalyCandidate(i, False, scores[i], 10.0, 0.9) for i in range(20)]
+    cands += [AnomalyCandidate(20, True, 3.0, 10.0, 0.9),                    # reviewed: an anchor, never proposed
+              AnomalyCandidate(21, False, 2.0, 10.0, 0.1)]                   # out of the model's domain
+    got = propose_anomaly(cands, x, 3)
+    assert got.image_ids[0] == 21 and "out of the anomaly model's domain" in got.reasons[21]
+    assert 20 not in got.image_ids and got.uncertainty_from == "anomaly"
+    assert {i // 10 for i in got.image_ids[1:]} == {0, 1}                    # one from each cluster, not two from one
+    assert "near its threshold 10" in got.reasons[got.image_ids[1]]
+    alike = np.zeros((10, 4))                                                # ten images alike: by closeness alone
+    first = propose_anomaly([AnomalyCandidate(i, False, scores[i], 10.0, 0.9) for i in range(10)], alike, 1)
+    assert first.image_ids == (9,)                                           # 9.5 against a threshold of 10
+    unreadable = x.copy()
+    unreadable[21] = np.nan
+    assert 21 not in propose_anomaly(cands, unreadable, 3).image_ids
+
+
+def test_a_folder_no_classifier_runs_on_gets_the_anomaly_models_batch_and_counter(tmp_path: Path) -> None:
+    """Seen under Xvfb (session 35): 46 bottles routed to the bottle anomaly model alone; P did nothing."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database.dto import PredictionIn
+    from database.states import AnomalyVerdict
+    from tests.services.model_fixtures import make_model_dir
+
+    rng = np.random.default_rng(6)
+    root = tmp_path / "bottles"
+    (root / "good").mkdir(parents=True)
+    for i in range(16):
+        img = np.full((32, 48), 60 if i % 2 else 190, np.uint8) + rng.integers(0, 20, (32, 48), dtype=np.uint8)
+        cv2.imwrite(str(root / "good" / f"b{i:02d}.png"), img)
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        folder_id = index_folder(db, root).folder_id
+        db.model_versions.register("classifier", "clf-steel", str(make_model_dir(tmp_path / "s")), activate=True)
+        bottle = db.model_versions.register("anomaly", "anomaly-b", str(tmp_path / "nowhere"), activate=True,
+                                            card={"threshold": {"image": 10.0}})
+        ids = sorted(im.id for im in db.images.query())
+        db.predictions.upsert_many([PredictionIn(i, bottle.id, anomaly_score=1.0 + k, in_domain=0.9)
+                                    for k, i in enumerate(ids)])
+        save_routing(db, Routing((RoutingRule("good/*", ("anomaly",)),)))
+        from app.services.counting_versions import remark
+        remark(db, Routing((RoutingRule("good/*", ("anomaly",)),)))           # as the worker marks its answers
+        for i in ids[:4]:
+            db.labels.append(i, LabelChange(ReviewState.ACCEPTED, anomaly_verdict=AnomalyVerdict.NORMAL), "tester")
+        got = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
+        assert len(got.proposal.image_ids) == 5 and not set(got.proposal.image_ids) & set(ids[:4])
+        assert got.anomaly == (4, 6) and got.counter_short == "anomaly model: 6 more normal (G)"
+        assert "near its threshold 10" in got.proposal.reasons[got.proposal.image_ids[0]]
+        save_routing(db, Routing((RoutingRule("good/*", ("segmenter",)),)))   # neither classifier nor anomaly
+        none = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
+        assert none.proposal.image_ids == () and none.unrouted == 12 and none.anomaly is None   # the unreviewed read
+    finally:
+        db.close()

@@ -1,0 +1,105 @@
+""""Label next" where the routing runs no classifier on a folder's images but runs the anomaly model.
+
+Why: a new line starts with no classes. Bottles routed to `anomaly-bottle` alone got "the model routing runs no
+classifier on this folder's images, so there is no class to learn here", and `P` did nothing. The anomaly model
+is still retrained from the images reviewed normal (and the tile model from drawn regions), and its operating
+point is set from reviewed scores around its threshold. The verdicts that help most are those the model is least
+sure of: images it calls out of its domain, then images scored near the threshold (closeness
+``1 / (1 + |ln(score / threshold)|)``, 1 at the threshold). They are spread over what the folder holds by the same
+weighted k-center as the classifier's batches (``label_next.weighted_k_center``), with reviewed images as anchors,
+so one cluster of near-threshold images does not fill the batch. The counter says how many more images reviewed
+normal the next anomaly retraining needs (``retraining.MIN_GOOD_IMAGES``).
+
+Plain data in and out; Qt-free. ``label_next_folder`` calls it on the GUI's helper thread.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.services.label_next import Proposal, standardise, typicality, weighted_k_center
+
+if TYPE_CHECKING:
+    from database.engine import Database
+
+OUT_OF_DOMAIN_BELOW = 0.5   # the in-domain score under which an answer is out of domain (inference.domain)
+
+
+@dataclass(frozen=True)
+class AnomalyCandidate:
+    """One image as the anomaly batch sees it (plain data)."""
+
+    image_id: int
+    reviewed: bool
+    score: float | None = None       # the anomaly score that counts for it
+    threshold: float | None = None   # the threshold that flags it (its folder's for that version, else the card's)
+    in_domain: float | None = None   # the answer's in-domain score
+
+
+def closeness(score: float | None, threshold: float | None) -> float:
+    """1 at the threshold, falling with the distance in log-score (a score 2.7x above or below: 0.5); 0 without
+    a score or a usable threshold."""
+    if score is None or threshold is None or not threshold > 0 or not score > 0:
+        return 0.0
+    return 1.0 / (1.0 + abs(math.log(score / threshold)))
+
+
+def why(c: AnomalyCandidate) -> str:
+    if c.in_domain is not None and c.in_domain < OUT_OF_DOMAIN_BELOW:
+        return f"out of the anomaly model's domain (in-domain score {c.in_domain:.2f})"
+    if c.score is not None and c.threshold:
+        return f"anomaly score {c.score:.3g} near its threshold {c.threshold:.3g}"
+    return "not scored yet: a different kind of image from those labelled"
+
+
+def propose_anomaly(candidates: Sequence[AnomalyCandidate], embeddings: np.ndarray, size: int) -> Proposal:
+    """The next ``size`` unreviewed images: out of domain first (weight 2), then by closeness to the threshold
+    (floored at 0.1: a far one still counts a little), times typicality, spread by weighted k-center from the
+    reviewed images. Unreadable images (NaN rows) are left out."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    readable = np.zeros(len(candidates), dtype=bool)
+    if x.ndim == 2 and len(x) == len(candidates):
+        readable = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
+    pool = np.array([i for i, c in enumerate(candidates) if not c.reviewed and readable[i]], dtype=np.int64)
+    anchors = [i for i, c in enumerate(candidates) if c.reviewed and readable[i]]
+    if not len(pool) or size <= 0:
+        return Proposal(())
+    xs = np.zeros_like(x)
+    xs[readable] = standardise(x[readable])
+    weight = np.array([2.0 if (c.in_domain is not None and c.in_domain < OUT_OF_DOMAIN_BELOW)
+                       else max(0.1, closeness(c.score, c.threshold)) for c in (candidates[i] for i in pool)])
+    crowd = typicality(xs[pool])
+    crowd[~(crowd > 0)] = 1.0   # images alike (distance 0 to their neighbours) are in a crowd, not out of it
+    weight = weight * crowd
+    picks = weighted_k_center(xs, np.asarray(anchors, dtype=np.int64), pool, weight, size)
+    ordered = sorted(picks, key=lambda i: -weight[int(np.flatnonzero(pool == i)[0])])  # the surest help first
+    return Proposal(tuple(candidates[i].image_id for i in ordered),
+                    {candidates[i].image_id: why(candidates[i]) for i in ordered}, "anomaly")
+
+
+def normal_needed(db: "Database", image_ids: Sequence[int]) -> tuple[int, int]:
+    """(images reviewed normal among ``image_ids``, how many more the next anomaly retraining needs)."""
+    from app.services.retraining import MIN_GOOD_IMAGES
+    from database.states import AnomalyVerdict
+
+    normal = 0
+    for part in range(0, len(image_ids), 500):
+        for label in db.labels.current_many(list(image_ids[part:part + 500])).values():
+            if label is not None and label.anomaly_verdict == AnomalyVerdict.NORMAL:
+                normal += 1
+    return normal, max(0, MIN_GOOD_IMAGES - normal)
+
+
+def counter_text(normal: int, more: int) -> tuple[str, str]:
+    """The line's short counter and its tooltip."""
+    from app.services.retraining import MIN_GOOD_IMAGES
+
+    short = (f"anomaly model: {more} more normal (G)" if more
+             else f"anomaly model: ready ({normal} normal)")
+    return short, (f"The anomaly model is retrained from the images reviewed normal (at least {MIN_GOOD_IMAGES}); "
+                   f"{normal} so far. Verdicts near its threshold also set the folder's operating point "
+                   "(Project ▸ Operating point…).")
