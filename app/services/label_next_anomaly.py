@@ -48,12 +48,16 @@ def closeness(score: float | None, threshold: float | None) -> float:
     return 1.0 / (1.0 + abs(math.log(score / threshold)))
 
 
+def _foreign(c: AnomalyCandidate) -> bool:
+    return c.in_domain is not None and c.in_domain < OUT_OF_DOMAIN_BELOW
+
+
 def why(c: AnomalyCandidate) -> str:
-    if c.in_domain is not None and c.in_domain < OUT_OF_DOMAIN_BELOW:
+    if _foreign(c):
         return f"out of the anomaly model's domain (in-domain score {c.in_domain:.2f})"
     if c.score is not None and c.threshold:
         return f"anomaly score {c.score:.3g} near its threshold {c.threshold:.3g}"
-    return "not scored yet: a different kind of image from those labelled"
+    return "no anomaly score yet (the anomaly model has not answered on it)"
 
 
 def propose_anomaly(candidates: Sequence[AnomalyCandidate], embeddings: np.ndarray, size: int) -> Proposal:
@@ -70,13 +74,15 @@ def propose_anomaly(candidates: Sequence[AnomalyCandidate], embeddings: np.ndarr
         return Proposal(())
     xs = np.zeros_like(x)
     xs[readable] = standardise(x[readable])
-    weight = np.array([2.0 if (c.in_domain is not None and c.in_domain < OUT_OF_DOMAIN_BELOW)
-                       else max(0.1, closeness(c.score, c.threshold)) for c in (candidates[i] for i in pool)])
+    weight = np.array([2.0 if _foreign(c) else max(0.1, closeness(c.score, c.threshold))
+                       for c in (candidates[i] for i in pool)])
     crowd = typicality(xs[pool])
     crowd[~(crowd > 0)] = 1.0   # images alike (distance 0 to their neighbours) are in a crowd, not out of it
     weight = weight * crowd
     picks = weighted_k_center(xs, np.asarray(anchors, dtype=np.int64), pool, weight, size)
-    ordered = sorted(picks, key=lambda i: -weight[int(np.flatnonzero(pool == i)[0])])  # the surest help first
+    at = {int(i): k for k, i in enumerate(pool)}
+    # out of domain first, then the surest help (k-center chose which; this is the order they are walked in)
+    ordered = sorted(picks, key=lambda i: (not _foreign(candidates[i]), -weight[at[i]]))
     return Proposal(tuple(candidates[i].image_id for i in ordered),
                     {candidates[i].image_id: why(candidates[i]) for i in ordered}, "anomaly")
 
