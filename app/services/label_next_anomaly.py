@@ -1,7 +1,7 @@
 """"Label next" where the routing runs no classifier on a folder's images but runs the anomaly model.
 
-Why: a new line starts with no classes. Bottles routed to `anomaly-bottle` alone got "the model routing runs no
-classifier on this folder's images, so there is no class to learn here", and `P` did nothing. The anomaly model
+Why: a new line starts with no classes. Bottles routed to `anomaly-bottle` got "the model routing runs no classifier
+on this folder's images, so there is no class to learn here", and `P` had no batch to walk. The anomaly model
 is still retrained from the images reviewed normal (and the tile model from drawn regions), and its operating
 point is set from reviewed scores around its threshold. The verdicts that help most are those the model is least
 sure of: images it calls out of its domain, then images scored near the threshold (closeness

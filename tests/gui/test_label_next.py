@@ -297,7 +297,7 @@ def test_a_folder_the_routing_gives_no_classifier_says_so_instead_of_nothing_lef
 
 def test_p_on_a_folder_the_anomaly_model_alone_answers_walks_its_least_sure_images(service, db, tmp_path: Path,
                                                                                  qtbot):
-    """Seen under Xvfb (session 35): bottles routed to the bottle anomaly model; P did nothing and the line said
+    """Bottles routed to the bottle anomaly model (session 34 under Xvfb): P had no batch to walk and the line said
     there was nothing to learn, while the anomaly model's retraining wanted images reviewed normal."""
     from tests.gui.conftest import open_bottles_without_classifier
 

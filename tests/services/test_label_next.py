@@ -325,7 +325,8 @@ def test_anomaly_batch_puts_out_of_domain_then_near_threshold_images_first_sprea
 
 
 def test_a_folder_no_classifier_runs_on_gets_the_anomaly_models_batch_and_counter(tmp_path: Path) -> None:
-    """Seen under Xvfb (session 35): 46 bottles routed to the bottle anomaly model alone; P did nothing."""
+    """Bottles routed to the bottle anomaly model (session 34 under Xvfb): the line said there was no class to learn
+    and P had no batch to walk, while the anomaly model's retraining wanted images reviewed normal."""
     from app.services.indexing import index_folder
     from app.services.project_settings import save_routing
     from app.services.routing import Routing, RoutingRule
