@@ -343,9 +343,9 @@ class ReviewService:
         """The class buttons for one image, and whether the model routing runs a classifier on it.
 
         Why per image: the buttons are what an inspector labels with, and the active classifier's classes
-        are only right where its answer counts. A tile not yet pre-labelled by the tile classifier its rule
-        names showed the steel classes; a bottle no classifier runs on showed them too, also when an answer
-        from before the rules was still there (seen under Xvfb, session 35). Order: where the image's rule runs
+        are only right where its answer counts. A bottle no classifier runs on showed the steel classes, also
+        when an answer from before the rules was still there (seen under Xvfb, session 35); a tile not yet
+        pre-labelled by the tile classifier its rule names showed them too (found in the code). Order: where the image's rule runs
         no classifier, the classes the project's list adds beyond the active model's, then those labels in its
         subfolder already use (most used first; none: no buttons); the version whose answer counts, else the version the rule names
         (``project_classes.names_for_version``: its classes and what the project added); else the project's list

@@ -100,8 +100,9 @@ def test_the_command_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
 
 
 def test_an_image_offers_the_classes_of_the_classifier_its_rule_runs_never_another_parts(tmp_path: Path, db) -> None:
-    """Seen under Xvfb (session 35): a bottle no classifier runs on, and a tile not yet pre-labelled by the tile
-    classifier its rule names, both offered the active steel classifier's classes on the label panel."""
+    """Seen under Xvfb (session 35): a bottle no classifier runs on offered the active steel classifier's classes
+    on the label panel; found in the code: so did a tile not yet pre-labelled by the tile classifier its rule names,
+    and every tile once the project had its own list."""
     from app.services.indexing import index_folder
     from app.services.project_settings import save_routing
     from app.services.routing import Routing, RoutingRule
