@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.services.flags import is_out_of_domain
 from app.services.label_next import Proposal, standardise, typicality, weighted_k_center
 
 if TYPE_CHECKING:
     from database.engine import Database
-
-OUT_OF_DOMAIN_BELOW = 0.5   # the in-domain score under which an answer is out of domain (inference.domain)
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def closeness(score: float | None, threshold: float | None) -> float:
 
 
 def _foreign(c: AnomalyCandidate) -> bool:
-    return c.in_domain is not None and c.in_domain < OUT_OF_DOMAIN_BELOW
+    return is_out_of_domain(c.in_domain)
 
 
 def why(c: AnomalyCandidate) -> str:
@@ -92,11 +91,8 @@ def normal_needed(db: "Database", image_ids: Sequence[int]) -> tuple[int, int]:
     from app.services.retraining import MIN_GOOD_IMAGES
     from database.states import AnomalyVerdict
 
-    normal = 0
-    for part in range(0, len(image_ids), 500):
-        for label in db.labels.current_many(list(image_ids[part:part + 500])).values():
-            if label is not None and label.anomaly_verdict == AnomalyVerdict.NORMAL:
-                normal += 1
+    labels = db.labels.current_many(image_ids).values()   # read in chunks there
+    normal = sum(1 for label in labels if label.anomaly_verdict == AnomalyVerdict.NORMAL)
     return normal, max(0, MIN_GOOD_IMAGES - normal)
 
 

@@ -92,15 +92,22 @@ def names_for_version(db: "Database", version: "ModelVersionInfo | None") -> lis
     For the active version (or none known): the project's own list, else the version's. For another version that
     has classes of its own (the tile classifier on ``tiles/*`` beside the steel one): its classes, then those the
     project's list adds beyond the active model's. Why: the project's list starts as a copy of the active model's
-    (``add``), so offering it on the tiles put the steel classes on their hotkeys (1 = "crazing" on a tile, seen
-    in session 35); a class the project added (a new defect) is still offered on every line."""
+    (``add``), so offering it on the tiles put the steel classes on their hotkeys (1 = "crazing" on a tile, found
+    in the code in session 35); a class the project added (a new defect) is still offered on every line."""
     own = db.classes.names(TASK)
     theirs = list(version_classes(version))
     active = db.model_versions.active(TASK)
     if version is None or not theirs or (active is not None and version.id == active.id):
         return own if own else theirs
-    known = set(version_classes(active)) | set(theirs)
-    return theirs + [c for c in own if c not in known]
+    return theirs + [c for c in added(db, own) if c not in theirs]
+
+
+def added(db: "Database", own: Sequence[str] | None = None) -> list[str]:
+    """The classes the project's list (``own``, else read) adds beyond the active model's: what is offered on images
+    another classifier, or none, answers (ADR 0068). The list begins as a copy of the active model's (``add``)."""
+    own = db.classes.names(TASK) if own is None else own
+    theirs = set(model_classes(db)[1])
+    return [c for c in own if c not in theirs]
 
 
 def names(db: "Database") -> list[str]:

@@ -364,8 +364,7 @@ class ReviewService:
         if not runs:
             under = im.rel_path.rsplit("/", 1)[0] + "/" if "/" in im.rel_path else None
             counts = self._labelled_classes(im.folder_id, under)
-            active = set(project_classes.model_classes(self.db)[1])
-            added = [c for c in own if c not in active]   # the list begins as a copy of the active model's
+            added = project_classes.added(self.db, own)
             return tuple(added + sorted((c for c in counts if c not in added), key=lambda c: (-counts[c], c))), False
         classifier = prediction.version_ids.get("classifier") if prediction is not None else None
         if classifier is not None:
