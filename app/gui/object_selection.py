@@ -39,10 +39,11 @@ class ObjectSelection(QObject):
 
     # -- what there is --------------------------------------------------------------------
     def object_mask(self) -> np.ndarray | None:
-        """The label's mask, else the prediction's at the image's size (None: no object)."""
+        """The label's mask, else the prediction's at the image's size (None: no object). A label's empty mask is
+        the inspector's answer (every target erased): its objects are none, not the prediction's again."""
         label, detail = self.review.label, self.review.detail
-        if label is not None and label.mask is not None and label.mask.any():
-            return label.mask.astype(bool)
+        if label is not None and label.mask is not None:
+            return label.mask.astype(bool) if label.mask.any() else None
         p = detail.prediction if detail is not None else None
         if detail is None or p is None or p.mask is None or not p.mask.any():
             return None

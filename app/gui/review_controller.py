@@ -406,9 +406,11 @@ class ReviewController(QObject):
                               f"(Project ▸ Classes… adds one).")
 
     def set_mask(self, mask: np.ndarray | None) -> None:
+        """The labelled mask as painted. An empty mask is kept as the inspector's answer (no target here): saved as
+        None it read as "not set", and Accept brought back the predicted targets they had erased."""
         if self._ready(lambda: self.set_mask(mask)):
             assert self.label is not None  # what _ready() checked
-            mask = _none_if_empty(mask)  # objects keep their class where their anchor pixel is still painted
+            mask = None if mask is None else mask.astype(bool)  # objects keep their class where their anchor is
             self._edit(self._corrected(mask=mask, objects=resolve(mask, self.label.objects)), "paint mask", "mask")
 
     def set_region(self, region: np.ndarray | None) -> None:
@@ -422,6 +424,11 @@ class ReviewController(QObject):
 
     def mask_edited(self, target: str, mask: np.ndarray) -> None:
         (self.set_mask if target == "mask" else self.set_region)(mask)
+
+    def mask_start(self) -> np.ndarray | None:
+        """What the first mask edit on the image on screen starts from (``ReviewService.mask_start``); asked when
+        an edit begins, not on every label change."""
+        return self.service.mask_start(self.detail, self.label)
 
     def set_verdict(self, verdict: str | None) -> None:
         if not self._ready(lambda: self.set_verdict(verdict)):

@@ -48,8 +48,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Redo", "Edit", "mdi6.redo"),
     Shortcut("tool_pan", ("V", "Esc"), "Pan tool (drag to move; the middle button pans with any tool; a click "
              "selects the object under it, or the image)", "Edit", "mdi6.hand-back-right"),
-    Shortcut("tool_brush", ("B",), "Brush: paint the mask", "Edit", "mdi6.brush"),
-    Shortcut("tool_eraser", ("E",), "Eraser: erase the mask", "Edit", "mdi6.eraser"),
+    Shortcut("tool_brush", ("B",), "Brush: paint the mask (on an image whose label has none, from the predicted targets)", "Edit", "mdi6.brush"),
+    Shortcut("tool_eraser", ("E",), "Eraser: erase the mask (a false predicted target; erasing every target saves \"no target\")", "Edit", "mdi6.eraser"),
     Shortcut("tool_polygon", ("L",), "Polygon: click vertices, double-click/Enter fills (Shift erases)", "Edit", "mdi6.vector-polygon"),
     Shortcut("tool_grow", ("W",), "Grow: click the heatmap to add the connected hot area to the anomaly region",
              "Edit", "mdi6.auto-fix"),

@@ -12,6 +12,8 @@ emitted once, like a stroke, when the inspector lets go (``apply_threshold``).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -214,6 +216,10 @@ class ImageViewer(ImageView):
         self._last: QPointF | None = None
         self._poly: list[QPointF] = []
         self.editable = True
+        # the predicted targets the first mask edit starts from where the label holds no mask (None: its own layer),
+        # asked when that edit begins; set by the viewer controller (ReviewService.mask_start)
+        self.mask_start: Callable[[], np.ndarray | None] | None = None
+        self._mask_unset = True  # the label holds no mask: the first mask edit may start from the prediction
         self.rings = TargetRings()  # predicted targets, ringed at a visible size (drawForeground)
         self.object_tags = ObjectTags()  # each object's number and class; the selected one boxed
         self._click_at: QPointF | None = None
@@ -357,6 +363,18 @@ class ImageViewer(ImageView):
         fit = (lambda m: None if m is None else resize_to(m.astype(bool), w, h, nearest=True))
         self.mask.reset(w, h, fit(mask))
         self.region.reset(w, h, fit(region))
+        self._mask_unset = mask is None
+
+    def _begin_edit(self) -> None:
+        """Before the first stroke or polygon on a mask the label does not hold: start from the predicted targets,
+        so a brushed missed target keeps the others and the eraser removes a false one (ReviewService.mask_start)."""
+        if self.edit_target != "mask" or not self._mask_unset:
+            return
+        self._mask_unset = False
+        start = self.mask_start() if self.mask_start is not None else None
+        if start is not None and start.any():
+            w, h = self.image_size()
+            self.mask.reset(w, h, resize_to(start.astype(bool), w, h, nearest=True))
 
     def set_layer_visible(self, name: str, visible: bool) -> None:
         self.layers[name].setVisible(visible)
@@ -402,6 +420,7 @@ class ImageViewer(ImageView):
 
     def close_polygon(self, erase: bool = False) -> None:
         if len(self._poly) >= 3:
+            self._begin_edit()
             self._target_layer().setVisible(True)
             self._target_layer().fill_polygon(self._poly, erase)
             self.cancel_polygon()
@@ -430,6 +449,7 @@ class ImageViewer(ImageView):
         if (event.button() == Qt.MouseButton.LeftButton and self.editable and self.tool != "pan"
                 and self._rgb is not None):
             if self.tool in ("brush", "eraser"):
+                self._begin_edit()
                 self._target_layer().setVisible(True)
                 self._last = pos
                 self._target_layer().stroke(pos, pos, self.brush_radius, self.tool == "eraser")

@@ -39,6 +39,7 @@ class ViewerController(QObject):
         review.label_changed.connect(self._on_label)
         self.loader.loaded.connect(self._on_pixels)
         self.viewer.mask_edited.connect(review.mask_edited)
+        self.viewer.mask_start = review.mask_start
 
     def _on_loading(self, image_id: int) -> None:
         """Another image's detail is on its way: a stroke now would paint on the one it replaces."""

@@ -480,7 +480,8 @@ class ReviewService:
         change = LabelChange(
             review_state=ReviewState(state.review_state),
             class_name=state.class_name,
-            mask_png=None if state.mask is None or not state.mask.any() else encode_mask_png(state.mask),
+            # an empty mask is an answer (the inspector erased every target), stored as such: None is "not set"
+            mask_png=None if state.mask is None else encode_mask_png(state.mask),
             anomaly_verdict=None if state.anomaly_verdict is None else AnomalyVerdict(state.anomaly_verdict),
             anomaly_mask_png=(None if state.anomaly_region is None or not state.anomaly_region.any()
                               else encode_mask_png(state.anomaly_region)),
@@ -523,6 +524,17 @@ class ReviewService:
             anomaly_verdict=current.anomaly_verdict if has_verdict else model.anomaly_verdict,
             anomaly_region=current.anomaly_region if has_verdict else model.anomaly_region,
             review_state="accepted", from_prediction_id=model.from_prediction_id)
+
+    def mask_start(self, detail: ImageDetail | None, current: LabelState | None) -> np.ndarray | None:
+        """What the first brush, eraser or polygon edit of the mask starts from: the predicted targets Accept would
+        take, where the label holds no mask of its own; None: the label's layer. Seen under Xvfb (session 36): on
+        a frame with three predicted targets one brush stroke saved a mask of that stroke alone, and the eraser on a
+        false target erased nothing (the label's layer was empty), so Accept then saved the target the inspector
+        had erased. The anomaly region has no such start: the model's region is not drawn, only its heatmap."""
+        if (detail is None or current is None or detail.prediction is None or current.mask is not None
+                or current.from_prediction_id is not None):
+            return None
+        return self._prediction_label(detail.prediction, None).mask
 
     def _prediction_label(self, p: PredictionView, size: tuple[int, int] | None) -> LabelState:
         """The prediction as a label: class, mask, verdict and the heatmap's region over threshold;

@@ -116,3 +116,23 @@ def test_cli_export(tmp_path: Path, station, capsys) -> None:
     assert cli_main(["export", "--out", str(tmp_path / "o3"), "--db", url, "--format", "voc"]) == 2
     assert "unknown export format 'voc'" in capsys.readouterr().err
     assert label_fingerprint(db, ids) == before
+
+
+def test_an_erased_mask_exports_as_a_frame_without_targets(tmp_path: Path, station) -> None:
+    """The review window stores an empty mask when the inspector erases every predicted target (session 36): the
+    masks and COCO exports give that frame no target, where the prediction's targets would have been wrong."""
+    import json
+
+    db, _url, _root, ids = station
+    empty = np.zeros_like(two_blobs())
+    db.labels.append(ids["u"], LabelChange(ReviewState.ACCEPTED, class_name="good", mask_png=encode_mask(empty)), "ann")
+    out = tmp_path / "out"
+    export_database(db, out, ExportOptions(formats=("masks", "coco", "csv")))
+    m = cv2.imread(str(out / "masks/masks/u.png"), cv2.IMREAD_UNCHANGED)
+    assert m is not None and m.shape == empty.shape and not m.any()
+    coco = json.loads(next((out / "coco").rglob("*.json")).read_text())
+    u = next(i for i in coco["images"] if i["file_name"].endswith("u.png"))
+    assert not [a for a in coco["annotations"] if a["image_id"] == u["id"]]
+    with (out / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        rows = {r["rel_path"]: r for r in csv.DictReader(fh)}
+    assert rows["u.png"]["target_count"] == "0"
