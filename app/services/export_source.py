@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.services.export_items import ExportItem
+from app.services.flags import is_out_of_domain
 from app.services.object_classes import ObjectClassError, parse
 from app.services.project_classes import TASK as CLASSIFIER_TASK  # the classes table's task: one home
 
@@ -49,8 +50,14 @@ def confirms_prediction_only(label: LabelRevisionInfo) -> bool:
 
 
 def prediction_label(label: LabelRevisionInfo, predictions: list[PredictionInfo]) -> dict[str, object]:
+    """The parts of the prediction an accepted revision confirmed. Not an answer its model called out of domain:
+    the panel withheld it and Accept took nothing from it. Seen in an export (session 36): infrared frames accepted
+    while the panel said "Class: out of domain" (every family withheld, so the revision held no field) were
+    exported, and would have been retrained on, as the steel classifier's "crazing"."""
     pred = next((p for p in predictions if p.id == label.from_prediction_id), None)
-    return {} if pred is None else {"class_name": pred.predicted_class, "mask_png": pred.mask_png}
+    if pred is None or is_out_of_domain(pred.in_domain):
+        return {}
+    return {"class_name": pred.predicted_class, "mask_png": pred.mask_png}
 
 
 def items_from_database(db: Database, folder_id: int | None = None,

@@ -555,8 +555,11 @@ class ReviewService:
                 region = threshold_region(heat, pixel)
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
+        # The segmenter's "no target" is an answer too: accepted, it is a reviewed frame without targets (an empty
+        # mask, ADR 0069), which the masks export and a segmenter retraining read as background. Seen at the
+        # station: 11 accepted infrared frames gave "needs at least 10 reviewed frames with masks; there are 9".
         return LabelState(class_name=p.predicted_class if answer_stands("classifier", ood) else None,
-                          mask=p.mask if p.mask is not None and p.mask.any() and answer_stands("segmenter", ood) else None,
+                          mask=p.mask if p.mask is not None and answer_stands("segmenter", ood) else None,
                           anomaly_verdict=verdict, anomaly_region=region, from_prediction_id=from_id)
 
     def revision_label(self, image_id: int, revision: int) -> LabelState:

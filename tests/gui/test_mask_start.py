@@ -18,19 +18,20 @@ def two_targets() -> np.ndarray:
     return mask
 
 
-def targets_window(service, db, folder, artifacts, qtbot):
-    """A window on the seeded folder whose current image's segmenter answer is ``two_targets``."""
+def targets_window(service, db, folder, artifacts, qtbot, answer: np.ndarray | None = None):
+    """A window on the seeded folder whose current image's segmenter answer is ``answer`` (``two_targets``)."""
     from app.services.display import encode_mask_png
     from database.dto import PredictionIn
 
     win = _seeded_window(service, db, folder, artifacts, qtbot)
     image_id = win.review.image_id
     seg = db.model_versions.active("segmenter")
-    db.predictions.upsert_many([PredictionIn(image_id, seg.id, mask_png=encode_mask_png(two_targets()),
-                                             target_count=2)])
+    answer = two_targets() if answer is None else answer
+    db.predictions.upsert_many([PredictionIn(image_id, seg.id, mask_png=encode_mask_png(answer),
+                                             target_count=int(answer.any()) * 2)])
     win.review.reload()
     qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.prediction is not None
-                    and np.array_equal(win.review.detail.prediction.mask, two_targets()), timeout=5000)
+                    and np.array_equal(win.review.detail.prediction.mask, answer), timeout=5000)
     v = win.viewer
     v.one_to_one()
     v.centerOn(32, 32)
@@ -104,4 +105,13 @@ def test_an_out_of_domain_segmenter_gives_no_start(service, db, folder, artifact
                                                   out_of_domain=(*detail.prediction.out_of_domain, "segmenter")))
     assert service.mask_start(withheld, win.review.label) is None
     assert service.mask_start(detail, win.review.label) is not None
+    win.close()
+
+
+def test_accepting_the_segmenters_no_target_saves_a_frame_without_targets(service, db, folder, artifacts, qtbot):
+    """Seen at the station: 11 accepted infrared frames, "needs at least 10 reviewed frames with masks; there are
+    9": the frames where the segmenter found nothing were accepted with no mask at all, lost as negatives."""
+    win, image_id = targets_window(service, db, folder, artifacts, qtbot, np.zeros((64, 64), bool))
+    label = accepted(qtbot, win, service, image_id)
+    assert label.review_state == "accepted" and label.mask is not None and not label.mask.any()
     win.close()

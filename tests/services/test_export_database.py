@@ -136,3 +136,29 @@ def test_an_erased_mask_exports_as_a_frame_without_targets(tmp_path: Path, stati
     with (out / "summary.csv").open(encoding="utf-8", newline="") as fh:
         rows = {r["rel_path"]: r for r in csv.DictReader(fh)}
     assert rows["u.png"]["target_count"] == "0"
+
+
+def test_an_accepted_out_of_domain_answer_is_not_exported_as_a_class(tmp_path: Path, station) -> None:
+    """Seen in an export (session 36): infrared frames accepted while the panel said "Class: out of domain" were
+    exported as the steel classifier's "crazing": the revision held no field, so the export took the confirmed
+    prediction's class, which the panel had withheld."""
+    from inference.domain import OUT_OF_DOMAIN_BELOW
+
+    db, _url, _root, ids = station
+    cls = db.model_versions.register("classifier", "steel", "/nowhere")
+    db.predictions.upsert_many([PredictionIn(ids["u"], cls.id, predicted_class="crazing", confidence=0.99,
+                                             in_domain=OUT_OF_DOMAIN_BELOW / 2)])
+    pred = db.predictions.get(ids["u"], cls.id)
+    db.labels.append(ids["u"], LabelChange(ReviewState.ACCEPTED, from_prediction_id=pred.id), "ann")
+    out = tmp_path / "out"
+    export_database(db, out, ExportOptions(formats=("imagefolder", "csv")))
+    with (out / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        rows = {r["rel_path"]: r for r in csv.DictReader(fh)}
+    assert rows["u.png"]["class"] == ""
+    assert not list((out / "imagefolder").rglob("u.png"))
+    # in domain, the same revision stands for the prediction's class (what test_exports_current_labels... pins for d)
+    db.predictions.upsert_many([PredictionIn(ids["u"], cls.id, predicted_class="crazing", confidence=0.99,
+                                             in_domain=1.0)])
+    export_database(db, tmp_path / "out2", ExportOptions(formats=("csv",)))
+    with (tmp_path / "out2" / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        assert {r["rel_path"]: r for r in csv.DictReader(fh)}["u.png"]["class"] == "crazing"
