@@ -16,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.services.display import resize_to
+from app.services.flags import answer_stands
 from app.services.object_classes import Components, LabelObject, ObjectClassError, objects_of, with_class
 from app.services.review_types import ImageDetail, LabelState
 
@@ -46,6 +47,8 @@ class ObjectSelection(QObject):
             return label.mask.astype(bool) if label.mask.any() else None
         p = detail.prediction if detail is not None else None
         if detail is None or p is None or p.mask is None or not p.mask.any():
+            return None
+        if not answer_stands("segmenter", p.out_of_domain):  # withheld (seen: a tag over an undrawn mask)
             return None
         size = self.review.image_size or (detail.width, detail.height)
         if size[0] and size[1]:
