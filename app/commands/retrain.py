@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         chosen_by_label_next,
         comparison,
         comparison_text,
+        data_text,
         models_root,
         plan_retraining,
         register_retrained,
@@ -210,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
                       "the linear heads ignore them", file=sys.stderr)
         start = plan.start
         said = "".join(f"; {n}" for n in plan.notes)   # the scope of a routed line's version first (ADR 0060)
-        events.emit("stage", stage="train", message=f"{start}; data {dict(plan.data)}{said}", method=method,
-                    start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
+        events.emit("stage", stage="train", message=f"{start}; {data_text(args.family, plan.data)}{said}",
+                    method=method, start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
         candidates = None
         refit_on_all: Callable[[], None] | None = None

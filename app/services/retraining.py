@@ -359,6 +359,26 @@ def image_channels(paths: Sequence[Path], sample: int = 8) -> int:
     return 1
 
 
+def data_text(family: str, data: Mapping[str, Any]) -> str:
+    """A plan's data in words for the dialog and the command's stage line (seen under Xvfb, session 36: the
+    dialog read "data {'frames': 12, 'with_targets': 10, 'held_out': 2}")."""
+    held = int(data.get("held_out", 0) or 0)
+    if family == "classifier" and isinstance(data.get("classes"), Mapping):
+        classes = data["classes"]
+        text = (f"{sum(classes.values())} reviewed images in {len(classes)} classes ("
+                + ", ".join(f"{k} {v}" for k, v in classes.items()) + ")")
+    elif family == "segmenter" and "frames" in data:
+        frames, targets = int(data["frames"]), int(data.get("with_targets", 0))
+        text = f"{frames} reviewed frames ({targets} with targets, {frames - targets} without)"
+    elif family == "anomaly" and "category" in data:
+        text = (f"{data['category']}: {data.get('normal_train', 0)} normal images to learn from, "
+                f"{data.get('anomalous_test', 0)} anomalous to test on"
+                + (f", {data['defects_learned']} defect regions learnt" if data.get("defects_learned") else ""))
+    else:
+        return ", ".join(f"{k} {v}" for k, v in data.items())
+    return text + (f"; {held} held out to compare" if held else "")
+
+
 def auto_epochs(family: str, mode: str, data: Mapping[str, Any]) -> int:
     """The family's usual epochs, raised for a small classifier set to a minimum number of steps."""
     epochs = AUTO_EPOCHS[(family, mode)]

@@ -704,3 +704,16 @@ def test_auto_epochs_give_small_classifier_sets_enough_steps() -> None:
     small = {"classes": {c: 40 for c in "abcdef"}, "held_out": 43}  # 197 fitted: 6 steps per epoch
     assert auto_epochs("classifier", "transfer", small) == 167 and auto_epochs("classifier", "fine-tune", small) == 50
     assert auto_epochs("segmenter", "fine-tune", {"frames": 12}) == 16 and auto_epochs("anomaly", "scratch", {}) == 25
+
+
+def test_the_plans_data_is_said_in_words() -> None:
+    """Seen under Xvfb (session 36): the Models dialog read "data {'frames': 12, 'with_targets': 10, ...}"."""
+    from app.services.retraining import data_text
+
+    assert data_text("segmenter", {"frames": 12, "with_targets": 10, "held_out": 2}) == (
+        "12 reviewed frames (10 with targets, 2 without); 2 held out to compare")
+    assert data_text("classifier", {"classes": {"crack": 6, "good": 5}, "held_out": 3}) == (
+        "11 reviewed images in 2 classes (crack 6, good 5); 3 held out to compare")
+    assert data_text("anomaly", {"category": "tiles", "normal_train": 13, "anomalous_test": 3, "held_out": 6}) == (
+        "tiles: 13 normal images to learn from, 3 anomalous to test on; 6 held out to compare")
+    assert data_text("anomaly", {"odd": 1}) == "odd 1"
