@@ -86,7 +86,7 @@ def _compare(db, args: argparse.Namespace) -> int:
             "family": result.family, "champion_id": result.champion_id, "challenger_id": result.challenger_id,
             "held_out": {"images": figures.images, "reference": figures.reference, "note": figures.note,
                          "rows": [{"metric": m, "reference": a, "challenger": b} for m, a, b in figures.rows]},
-            "images": result.images, "compared": result.compared, "waiting": result.waiting,
+            "images": result.images, "compared": result.compared, "waiting": result.waiting, "failed": result.failed,
             "learnt": result.learnt, "trained_on": trained,
             "disagreements": [{"image_id": d.image_id, "image": d.rel_path, "why": d.reason, "human": d.human,
                                "champion": d.champion.text, "challenger": d.challenger.text, "iou": d.iou,
@@ -114,6 +114,9 @@ def _compare(db, args: argparse.Namespace) -> int:
         queued = [] if args.run else submit_compare(db, version.id, limit)
         print(f"{result.waiting} image(s) not run by both versions yet"
               + (f": queued for a worker (job {', '.join(map(str, queued))}); or add --run" if queued else ""),
+              file=sys.stderr)
+    if result.failed:
+        print(f"{result.failed} image(s) the worker could not read (the prelabel report and the Jobs dock say why)",
               file=sys.stderr)
     return 0
 

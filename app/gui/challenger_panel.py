@@ -244,6 +244,8 @@ class ChallengerPanel(QGroupBox):
         waiting = "" if not result.waiting else (
             f"; {result.waiting} image(s) not run by both yet" + (" (the worker is on it)" if self.jobs else
                                                                  ": Find disagreements runs them"))
+        if result.failed:
+            waiting += f"; {result.failed} image(s) the worker could not read (their reasons are in the Jobs dock)"
         rule = f" (masks: IoU below {MASK_IOU_MIN})" if result.family == "segmenter" else ""
         learnt = f" {LEARNT_NOTE.format(n=result.learnt)}." if result.learnt else ""
         return (f"{len(result.disagreements)} disagreement(s) in {result.compared} image(s) compared{rule}"

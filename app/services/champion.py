@@ -106,11 +106,14 @@ class Comparison:
     compared: int              # of those, answered by both versions
     disagreements: tuple[Disagreement, ...]
     learnt: int = 0            # of the compared, reviewed images labelled before the challenger's retraining
+    failed: int = 0            # of the others, images whose last worker run failed (an unreadable file)
 
     @property
     def waiting(self) -> int:
-        """Images a worker has still to run (by either version)."""
-        return self.images - self.compared
+        """Images a worker has still to run (by either version); not those its last run failed on, which another
+        run would not answer either (seen under Xvfb: an empty and a truncated file were "not run by both yet:
+        Find disagreements runs them" after every run)."""
+        return self.images - self.compared - self.failed
 
 
 def _number(value: Any) -> float | None:
@@ -405,6 +408,7 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
     mine = db.predictions.for_images(ids, challenger.id)
     theirs = db.predictions.for_images(ids, champion.id)
     both = [i for i in ids if i in mine and i in theirs]
+    failed = db.jobs.last_failures([i for i in ids if i not in mine or i not in theirs])
     images = {im.id: im for im in db.images.get_many(both)}
     flags = None
     if family == "anomaly":
@@ -434,7 +438,7 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
         human = human_text(family, label) if label is not None and im.review_state in REVIEWED else ""
         out.append(Disagreement(i, db.images.path_of(i), im.rel_path, reason, answer(family, theirs[i], thr[0]),
                                 answer(family, mine[i], thr[1]), human, iou, i in learnt))
-    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt))
+    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt), len(failed))
 
 
 def challengers(db: Database) -> dict[str, ModelPair]:

@@ -345,3 +345,21 @@ def test_disagreements_on_labels_older_than_the_retraining_say_it_may_have_learn
         ids[0]: ("scratch", True), ids[1]: ("scratch", False), ids[2]: ("", False)}
     assert found.learnt == 1
     assert champion.retrained_at(db.model_versions.get(a.id)) is None   # not retrained here: nothing said
+
+
+def test_images_the_worker_could_not_read_are_not_said_to_be_waiting(db, tmp_path) -> None:
+    """Seen under Xvfb (session 36): an empty and a truncated file were "2 image(s) not run by both yet: Find
+    disagreements runs them" after every run, which never answered them."""
+    a, b = _versions(db, tmp_path)
+    ids = _folder(db, tmp_path, 3)
+    db.predictions.upsert_many([PredictionIn(i, a.id, predicted_class="ok", confidence=0.8) for i in ids])
+    db.predictions.upsert_many([PredictionIn(i, b.id, predicted_class="ok", confidence=0.8) for i in ids[:2]])
+    job = champion.submit_compare(db, b.id)[0]
+    worker = "w1"
+    db.jobs.register_worker(worker)
+    claimed = db.jobs.claim_items(worker, 10)
+    assert claimed is not None
+    db.jobs.fail_items(worker, {it.id: "not a decodable image" for it in claimed.items})
+    result = champion.find_disagreements(db, b.id)
+    assert (result.images, result.compared, result.failed, result.waiting) == (3, 2, 1, 0)
+    assert db.jobs.get(job) is not None
