@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import existing labels (a dataset folder) as label revisions")
     p.add_argument("source", metavar="FOLDER", help="the dataset (or an export holding several formats)")
-    p.add_argument("--format", required=True,
-                   help="the export's format names, or labelme (checked by the import; see docs/import.md)")
+    p.add_argument("--format", default="auto",
+                   help="the export's format names, or labelme (checked by the import; see docs/import.md); "
+                        "auto (the default): the most telling one the dataset's layout holds")
     p.add_argument("--folder", help="match only images of this indexed folder (id, path or name)")
     p.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     p.add_argument("--overwrite-newer", action="store_true",

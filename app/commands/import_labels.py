@@ -12,8 +12,16 @@ def run(args: argparse.Namespace) -> int:
     from app.services.importing import ImportOptions, apply_import, parse_class_map, preview_import
     from database import DatabaseError, open_database
 
+    fmt = args.format
+    if fmt == "auto":
+        from app.services.import_detect import detect_formats
+        found = detect_formats(args.source)
+        if not found:
+            raise CommandError(f"{args.source}: no known dataset layout found; give --format (see docs/import.md)")
+        fmt = found[0]
+        print(f"format: {fmt} (found here: {', '.join(found)}; --format chooses another)")
     try:
-        options = ImportOptions(format=args.format, folder=args.folder, class_map=parse_class_map(args.map or ()),
+        options = ImportOptions(format=fmt, folder=args.folder, class_map=parse_class_map(args.map or ()),
                                 overwrite_newer=args.overwrite_newer, author=args.author or default_author())
     except LabelImportError as exc:
         raise CommandError(str(exc)) from None

@@ -31,6 +31,7 @@ from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
 from app.gui.dialog_rows import path_row, scope_row
 from app.services import project_classes
+from app.services.import_detect import detect_formats
 from app.services.import_records import LabelImportError
 from app.services.importing import (
     FORMAT_TITLES,
@@ -134,6 +135,8 @@ class ImportDialog(QDialog):
         for signal in (self.source.textChanged, self.format.currentIndexChanged, self.scope_folder.toggled,
                        self.overwrite_newer.toggled):
             signal.connect(self._stale)
+        self.source.editingFinished.connect(self.detect_format)
+        self._detected_for = ""  # the dataset path whose formats were last looked for
         self.resize(760, 620)
 
     # -- the project's facts, read off the GUI thread (open_import_dialog) ----------------------
@@ -165,6 +168,28 @@ class ImportDialog(QDialog):
         path = QFileDialog.getExistingDirectory(self, "Dataset folder")
         if path:
             self.source.setText(path)
+            self.detect_format()
+
+    def detect_format(self) -> bool:
+        """Look (on the pool thread) for the formats the dataset holds and choose the most telling one: seen under
+        Xvfb, the dialog's first format, ImageFolder, read an export's coco/ and masks/ folders as two classes."""
+        source = self.source.text().strip()
+        if not source or source == self._detected_for:
+            return False
+        self._detected_for = source
+        self._pool.start(_Task(self._relay, "detect", lambda: (source, detect_formats(source))))
+        return True
+
+    def _formats_found(self, source: str, found: list[str]) -> None:
+        if source != self.source.text().strip():
+            return  # another dataset was chosen meanwhile: its own look follows
+        if not found:
+            self._message("No known dataset layout here: choose its format above, then Preview.")
+            return
+        self.format.setCurrentIndex(max(0, self.format.findData(found[0])))
+        names = ", ".join(FORMAT_TITLES[f].split(" (")[0] for f in found)
+        more = " (another can be chosen above)" if len(found) > 1 else ""
+        self._message(f"Found here: {names}. {FORMAT_TITLES[found[0]].split(' (')[0]} chosen{more}; then Preview.")
 
     def class_map(self) -> dict[str, str]:
         out = {}
@@ -223,6 +248,10 @@ class ImportDialog(QDialog):
             self._message("Options changed: Preview again before importing.")
 
     def _on_done(self, step: str, result, error: str) -> None:
+        if step == "detect":
+            if result is not None:
+                self._formats_found(*result)
+            return
         self.preview_button.setEnabled(True)
         if step == "classes":
             if result is None:

@@ -23,6 +23,7 @@ from app.services.export_source import (
     prediction_label,
     resolve_folder,
 )
+from app.services.import_detect import export_formats
 from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Mask, Polygons
 from app.services.object_classes import MAX_OBJECTS, as_json
@@ -155,6 +156,10 @@ def read_records(source: str | Path, fmt: str) -> list[ImportRecord]:
         raise LabelImportError(f"{path}: not found")
     if not path.is_dir() and fmt not in ("csv", "coco"):
         raise LabelImportError(f"{path}: the {fmt} format is read from a folder")
+    exported = export_formats(path) if path.is_dir() else None
+    if exported is not None and fmt not in exported:  # seen: ImageFolder read an export's coco/ as a class
+        raise LabelImportError(f"{path} is an export holding {', '.join(exported) or 'no format'}, not {fmt}: "
+                               "choose one of those")
     try:
         records: list[ImportRecord] = importlib.import_module(READERS[fmt]).read(format_root(path, fmt))
         return records

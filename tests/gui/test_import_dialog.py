@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+
 from app.gui.import_dialog import ImportDialog
 from tests.gui.fixtures import CLASSES
 
@@ -109,3 +111,32 @@ def test_window_has_project_import(qtbot, service, db, folder, monkeypatch):
     action.trigger()
     assert len(opened) == 1 and opened[0].db is db and opened[0].scope_folder.isChecked()
     win.close()
+
+
+def test_the_dataset_folder_chooses_the_format_it_holds(service, db, folder, qtbot, tmp_path):
+    """Seen under Xvfb (session 36): given one of this station's exports, the dialog stayed on its first format,
+    ImageFolder, whose preview read the export's coco/ and masks/ folders as classes ("per class: coco 12")."""
+    from app.services.display import encode_mask_png
+    from app.services.export import ExportOptions, export_database
+    from database import LabelChange, ReviewState
+
+    info = service.open_folder(folder)
+    image_id = db.images.query()[0].id
+    mask = np.zeros((64, 64), bool)
+    mask[5:9, 5:9] = True
+    db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name=CLASSES[0],
+                                           mask_png=encode_mask_png(mask)), "ann")
+    out = tmp_path / "export"
+    export_database(db, out, ExportOptions(formats=("masks", "coco", "csv")))
+    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
+    qtbot.addWidget(dlg)
+    dlg.source.setText(str(out))
+    assert dlg.format.currentData() == "imagefolder"
+    assert dlg.detect_format()
+    qtbot.waitUntil(lambda: dlg.format.currentData() == "coco", timeout=10000)
+    assert "Found here: COCO JSON, PNG mask folder, CSV table" in dlg.status.text()
+    assert not dlg.detect_format()  # the same path is not looked at twice
+    dlg.source.setText(str(tmp_path / "nothing-here"))
+    assert dlg.detect_format()
+    qtbot.waitUntil(lambda: "No known dataset layout" in dlg.status.text(), timeout=10000)
+    assert dlg.format.currentData() == "coco"   # the person's (or the last) choice stays

@@ -251,6 +251,11 @@ def test_command_dry_run_then_import(station, capsys) -> None:
     assert "imported 3 label(s)" in capsys.readouterr().out
     assert cli_main(["import", str(tmp / "out"), "--format", "nonsense", "--db", url]) == 2
     assert "unknown import format 'nonsense'" in capsys.readouterr().err
+    # no --format: the layout's most telling format (here the export's one), said before the summary
+    assert cli_main(["import", str(tmp / "out"), "--db", url, "--dry-run", "--map", "crack=good"]) == 0
+    assert "format: imagefolder (found here: imagefolder" in capsys.readouterr().out
+    assert cli_main(["import", str(tmp / "nowhere"), "--db", url]) == 2
+    assert "no known dataset layout found; give --format" in capsys.readouterr().err
 
 
 def test_masks_without_images_match_by_export_stem(station) -> None:
