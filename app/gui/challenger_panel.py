@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
+from app.gui.dialog_rows import disable_keeping_focus
 from app.gui.style import PRED_MASK_RGB, STATE_COLORS, icon
 from app.gui.thumbnails import rgb_to_qimage
 from app.services.champion import (
@@ -257,7 +258,7 @@ class ChallengerPanel(QGroupBox):
         if self.pair is None:
             return
         challenger = self.pair.challenger.id
-        self.find_button.setEnabled(False)
+        disable_keeping_focus(self.table, self.find_button)
         self.status.setText("Queuing the comparison…")
         self.calls.call(lambda: self.review.start(challenger), self._on_started, self._fail)
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
-from app.gui.dialog_rows import button_row, message_label
+from app.gui.dialog_rows import button_row, disable_keeping_focus, message_label
 from app.gui.style import icon
 from app.services import project_classes as pc
 
@@ -168,7 +168,7 @@ class ClassesDialog(QDialog):
             self.message.setText(str(exc))
             return
         save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
-        save_button.setEnabled(False)
+        disable_keeping_focus(self.buttons.button(QDialogButtonBox.StandardButton.Close), save_button)
         self.message.setText("Saving …")
 
         def done(listing: pc.ClassList) -> None:

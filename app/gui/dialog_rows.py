@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QWidget
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QWidget
 
 from app.gui.style import icon
 
@@ -53,3 +53,14 @@ def message_label() -> QLabel:
     label.setObjectName("error")
     label.setWordWrap(True)
     return label
+
+
+def disable_keeping_focus(keep: QWidget, *widgets: QWidget) -> None:
+    """Disable ``widgets`` (a button pressed to start work); the keyboard focus one of them holds moves to ``keep``
+    first. Seen under Xvfb (session 36): the Import button, disabled while it held the focus, took the focus out of
+    the dialog, and once the dialog closed no key reached the review window (A, N, Ctrl+Z did nothing)."""
+    focus = QApplication.focusWidget()
+    if focus is not None and any(w is focus or w.isAncestorOf(focus) for w in widgets):
+        keep.setFocus()
+    for w in widgets:
+        w.setEnabled(False)

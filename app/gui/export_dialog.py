@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
-from app.gui.dialog_rows import path_row, scope_row
+from app.gui.dialog_rows import disable_keeping_focus, path_row, scope_row
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
 
@@ -191,7 +191,7 @@ class ExportDialog(QDialog):
             self._error(str(exc))
             return False
         self._cancel.clear()
-        self.export_button.setEnabled(False)
+        disable_keeping_focus(self.cancel_button, self.export_button)
         self.status.setText("Exporting…")
         self.status.setStyleSheet("")
         self.summary.setVisible(False)

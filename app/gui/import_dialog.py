@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
-from app.gui.dialog_rows import path_row, scope_row
+from app.gui.dialog_rows import disable_keeping_focus, path_row, scope_row
 from app.services import project_classes
 from app.services.import_detect import detect_formats
 from app.services.import_records import LabelImportError
@@ -237,8 +237,7 @@ class ImportDialog(QDialog):
         return True
 
     def _busy(self, text: str) -> None:
-        self.preview_button.setEnabled(False)
-        self.import_button.setEnabled(False)
+        disable_keeping_focus(self.close_button, self.preview_button, self.import_button)
         self._message(text)
 
     def _stale(self, *_: object) -> None:

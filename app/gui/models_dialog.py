@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.challenger_panel import ChallengerPanel
+from app.gui.dialog_rows import disable_keeping_focus
 from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
 from app.gui.style import STATE_COLORS, icon
@@ -345,7 +346,7 @@ class ModelsDialog(QDialog):
         self.eta.setText("")
         self.cancel_button.setEnabled(True)
         self.progress_box.setVisible(True)
-        self.retrain_button.setEnabled(False)
+        disable_keeping_focus(self.cancel_button, self.retrain_button)
         return True
 
     def retrain_target(self) -> str | None:

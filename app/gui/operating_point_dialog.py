@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
+from app.gui.dialog_rows import disable_keeping_focus
 from app.gui.score_histogram import ScoreHistogram
 from app.services.flags import FolderThreshold
 from app.services.operating_point import (
@@ -112,7 +113,7 @@ class OperatingPointDialog(QDialog):
         self.use = QPushButton("Use this threshold")
         self.use.setDefault(True)
         self.use.setEnabled(False)
-        close = QPushButton("Close")
+        self.close_button = close = QPushButton("Close")
         buttons.addWidget(self.use)
         buttons.addWidget(close)
         lay.addLayout(buttons)
@@ -270,7 +271,7 @@ class OperatingPointDialog(QDialog):
             return
         fid, vid, thr, costs, db, by = (self.folder.currentData(), self.version.currentData(),
                                         self.threshold.value(), self.costs(), self._db, self._author)
-        self.use.setEnabled(False)
+        disable_keeping_focus(self.close_button, self.use)
         self.info.setText("Saving and re-flagging the folder …")
 
         def done(reflagged: int) -> None:

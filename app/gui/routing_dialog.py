@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
-from app.gui.dialog_rows import button_row, message_label
+from app.gui.dialog_rows import button_row, disable_keeping_focus, message_label
 from app.gui.style import icon
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
 from app.services.routing_proposal import RoutingProposal
@@ -300,7 +300,7 @@ class RoutingDialog(QDialog):
             return
         self._busy("Saving…")
         self.saving = True
-        self.buttons.setEnabled(False)
+        disable_keeping_focus(self.table, self.buttons)
         jobs, folder_id = self.jobs, self.folder_id
         clear = self.clear_answers.isChecked() and folder_id is not None
 

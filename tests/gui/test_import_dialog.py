@@ -140,3 +140,29 @@ def test_the_dataset_folder_chooses_the_format_it_holds(service, db, folder, qtb
     assert dlg.detect_format()
     qtbot.waitUntil(lambda: "No known dataset layout" in dlg.status.text(), timeout=10000)
     assert dlg.format.currentData() == "coco"   # the person's (or the last) choice stays
+
+
+def test_a_button_disabled_while_it_has_the_focus_hands_it_to_the_one_named(qtbot):
+    """Seen under Xvfb (session 36): after Import, no key reached the review window (A, N, Ctrl+Z): the Import
+    button had the focus when the import disabled it, and the focus left the dialog for good. The dialogs now hand
+    it to a widget they name (the Close button) before disabling (``dialog_rows.disable_keeping_focus``)."""
+    from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QPushButton, QVBoxLayout
+
+    from app.gui.dialog_rows import disable_keeping_focus
+
+    dlg = QDialog()
+    qtbot.addWidget(dlg)
+    lay = QVBoxLayout(dlg)
+    keep, pressed, after = QLineEdit(), QPushButton("Import"), QPushButton("Next in the tab chain")
+    for w in (keep, pressed, after):
+        lay.addWidget(w)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    dlg.activateWindow()
+    pressed.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is pressed, timeout=3000)
+    disable_keeping_focus(keep, pressed)
+    assert not pressed.isEnabled() and QApplication.focusWidget() is keep   # Qt alone would pick ``after``
+    after.setFocus()
+    disable_keeping_focus(keep, pressed)   # the focus elsewhere: left where it is
+    assert QApplication.focusWidget() is after
