@@ -85,13 +85,20 @@ class ExportResult:
         if self.split_counts:
             lines.append("split: " + ", ".join(f"{k} {v}" for k, v in self.split_counts.items()))
         for name, info in self.formats.items():
-            lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+            lines.append(f"  {name}: " + ", ".join(f"{k.replace('_', ' ')} {_said(v)}" for k, v in info.items()))
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} image(s):")
             lines += [f"  {reason}" for reason in self.skipped[:20]]
             if len(self.skipped) > 20:
                 lines.append(f"  ... and {len(self.skipped) - 20} more (see {MANIFEST})")
         return lines
+
+
+def _said(value: object) -> str:
+    """A summary value as words, not a Python literal (seen in the export dialog: "classes {}")."""
+    if isinstance(value, dict):
+        return "(" + (", ".join(f"{k} {v}" for k, v in value.items()) or "none") + ")"
+    return str(value)
 
 
 def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:

@@ -162,3 +162,12 @@ def test_an_accepted_out_of_domain_answer_is_not_exported_as_a_class(tmp_path: P
     export_database(db, tmp_path / "out2", ExportOptions(formats=("csv",)))
     with (tmp_path / "out2" / "summary.csv").open(encoding="utf-8", newline="") as fh:
         assert {r["rel_path"]: r for r in csv.DictReader(fh)}["u.png"]["class"] == "crazing"
+
+
+def test_the_summary_is_said_in_words(tmp_path: Path, station) -> None:
+    """Seen in the export dialog (session 36): "imagefolder: images 0, classes {}"."""
+    db, _url, _root, _ids = station
+    lines = export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder", "mvtec"))).summary_lines()
+    text = "\n".join(lines)
+    assert "{" not in text and "_" not in text.split("\n", 1)[1]
+    assert "imagefolder: images 3, classes (crack 2, good 1)" in text
