@@ -11,7 +11,10 @@ domain; a family with no answer there is kept as the rules in force have it (no 
 dropped on a guess; with no rules, every family runs). A subfolder the rules already route that way gets
 no rule, nor does one whose images every model calls out of domain: skipping them would hide a new line
 from the inspector, while their out-of-domain flags put them first in "label next". Images directly in
-the folder get no rule: a pattern cannot name "no subfolder" (``*`` crosses ``/``).
+a folder that also has subfolders get no rule: a pattern cannot name "no subfolder" (``*`` crosses ``/``). A folder
+of images alone (no subfolder: one line, one folder, the common case) gets one rule for the whole folder,
+``<folder>/*`` (seen under Xvfb, session 36: a flat folder of infrared frames got "No proposal: the folder has no
+subfolders ... pre-label the folder first" after its pre-label).
 
 Where a family's answers call most of a subfolder foreign, its other versions are tried on a sample of the
 subfolder's images by their own domain descriptions (``app.services.version_fit``, ADR 0066): one that calls
@@ -120,8 +123,7 @@ class RoutingProposal:
 
     def text(self) -> str:
         if not self.evidence:
-            return ("No proposal: the folder has no subfolders with pre-labelled images (a rule names a "
-                    "subfolder; pre-label the folder first).")
+            return "No proposal: no image of the folder has a pre-label answer yet (pre-label the folder first)."
         lines = [e.text() for e in self.evidence]
         if self.root_images:
             lines.append(f"{self.root_images} image(s) directly in the folder: no rule can name them.")
@@ -129,6 +131,12 @@ class RoutingProposal:
             lines.append(f"Other versions were tried on the first {MAX_TRIED_SUBFOLDERS} subfolders only; "
                          f"{self.untried} more keep the evidence of their answers.")
         return "\n".join(lines)
+
+
+def subfolder_of(rel_path: str) -> str:
+    """The first folder of an image's path inside its folder; "" for an image directly in the folder."""
+    path = rel_path.replace("\\", "/")
+    return path.split("/", 1)[0] if "/" in path else ""
 
 
 def glob_literal(text: str) -> str:
@@ -151,28 +159,30 @@ def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float
     root: set[str] = set()
     for rel_path, family, score in scores:
         path = rel_path.replace("\\", "/")
-        if "/" not in path:
+        sub = subfolder_of(path)
+        if not sub:
             root.add(path)
-            continue
-        sub = path.split("/", 1)[0]
         example[sub] = min(example.get(sub, path), path)
         if score is None or family not in FAMILY_ORDER:
             continue
         scored[sub][family] += 1
         inside[sub][family] += int(score >= OUT_OF_DOMAIN_BELOW)
+    flat = set(example) == {""} and bool(folder_name)  # images alone, no subfolder: one rule names the folder
     evidence, rules = [], []
     for sub in sorted(example, key=str.lower):
+        if not sub and not flat:
+            continue  # images beside subfolders: no pattern names them alone (said in the text)
         now = current.families_for(example[sub], folder_name)
         fams = tuple(FamilyEvidence(f, scored[sub][f], inside[sub][f], f in now, others.get((sub, f)))
                      for f in FAMILY_ORDER)
         kept = tuple(f.family for f in fams if f.kept)
         named = tuple((f.family, f.named) for f in fams if f.kept and f.named)
-        pattern = f"{glob_literal(folder_name)}/{glob_literal(sub)}/*" if folder_name else f"{glob_literal(sub)}/*"
+        pattern = ("/".join(glob_literal(part) for part in (folder_name, sub) if part) + "/*")
         rule = RoutingRule(pattern, kept, named) if kept and (kept != now or named) else None
         if rule is not None:
             rules.append(rule)
         evidence.append(SubfolderEvidence(sub, pattern, fams, rule))
-    return RoutingProposal(tuple(rules), tuple(evidence), len(root))
+    return RoutingProposal(tuple(rules), tuple(evidence), 0 if flat else len(root))
 
 
 def propose_routing(db: "Database", folder_id: int, current: Routing | None = None) -> RoutingProposal:
@@ -202,7 +212,7 @@ def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answ
     paths: dict[str, list[str]] = defaultdict(list)
     answered: dict[tuple[str, str], set[int]] = defaultdict(set)
     for _i, p, v, _d in answers:
-        sub = p.replace("\\", "/").split("/", 1)[0]
+        sub = subfolder_of(p)
         paths[sub].append(p)
         answered[(sub, family_of[v])].add(v)
     out = {}

@@ -60,8 +60,30 @@ def test_beside_rules_in_force_families_with_no_answer_stay_as_the_rules_have_th
 
 
 def test_nothing_to_propose_is_said() -> None:
-    p = propose_from_scores("f", [("a.png", "classifier", 0.0)])
-    assert p.rules == () and "no subfolders" in p.text()
+    p = propose_from_scores("f", [])
+    assert p.rules == () and "pre-label the folder first" in p.text()
+
+
+def test_a_folder_of_images_alone_gets_one_rule_for_the_whole_folder() -> None:
+    """Seen under Xvfb (session 36): a flat folder of pre-labelled infrared frames got "No proposal: the folder has
+    no subfolders ... pre-label the folder first"."""
+    rows = [(f"Misc_{i}.png", f, s) for i in range(6)
+            for f, s in {"classifier": 0.0, "segmenter": 0.9, "anomaly": 0.0}.items()]
+    p = propose_from_scores("ir", rows)
+    assert [(r.pattern, r.families) for r in p.rules] == [("ir/*", ("segmenter",))]
+    assert Routing(p.rules).families_for("Misc_0.png", "ir") == ("segmenter",)
+    assert Routing(p.rules).families_for("Misc_0.png", "tiles") == ("classifier", "segmenter", "anomaly")
+    assert p.text().startswith("ir/*: classifier in domain 0 of 6; segmenter in domain 6 of 6")
+    assert "directly in the folder" not in p.text()
+
+
+def test_images_beside_subfolders_get_no_rule_and_it_is_said() -> None:
+    """``ir/*`` would also catch the subfolders no rule is proposed for: images beside subfolders stay unnamed."""
+    rows = (_rows("tiles", 4, {"classifier": 0.2, "segmenter": 0.0, "anomaly": 0.8})
+            + [("loose.png", "segmenter", 0.9), ("loose.png", "classifier", 0.0)])
+    p = propose_from_scores("line", rows)
+    assert [r.pattern for r in p.rules] == ["line/tiles/*"]
+    assert "1 image(s) directly in the folder: no rule can name them" in p.text()
 
 
 def test_names_with_glob_characters_match_only_themselves() -> None:
