@@ -1,0 +1,108 @@
+"""Would the few-label head do better on features of each tile brought to one exposure (its median grey at
+``TARGET_MEDIAN``)? A diagnostic on runs the retrain command already made on ``lnclasses.split``'s train-only splits,
+stage 1 of the rule in benchmarks/results/gain-norm.md (session 36, issue 20 item 1).
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gain_norm_diagnostic.py benchmarks/results/refit/per-class_d_s*.json \\
+        benchmarks/results/selectfor/per-class_d_s*.json        # and the label-next runs; --all-labels for the CV rows
+
+``none``: the command's kind of head on ``defect_bank`` as it is; ``gn``: on ``defect_bank`` of the tile scaled to a
+median grey of ``TARGET_MEDIAN``; ``both``: the two side by side. The head (the run's C, class-balanced) and the
+prior (the folder's mix by adjusted classify-and-count) as the command has them. Nothing here reads ``val``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.prior_diagnostic import (  # noqa: E402
+    arguments,
+    folder_prior_scores,
+    out_of_fold,
+    run_labels,
+    tile_matrix,
+    tiles,
+)
+
+TARGET_MEDIAN = 0.4  # fixed in gain-norm.md before any run
+
+
+def at_median(image: np.ndarray, target: float = TARGET_MEDIAN) -> np.ndarray:
+    """``image`` (float grey in [0, 1]) scaled so its median grey is ``target``, as a camera would give it."""
+    median = float(np.median(image))
+    gain = target / median if median > 1e-3 else 1.0
+    return (np.round(np.clip(image * gain, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def feature_sets(t, cache: Path) -> dict[str, np.ndarray]:  # noqa: ANN001 - prior_diagnostic.Tiles
+    from inference.imageio import read_image
+    from inference.texture_features import image_defect_bank
+
+    gn = tile_matrix(t, cache, "_median04", lambda paths: np.stack(
+        [image_defect_bank(at_median(read_image(q, "gray"))) for q in paths]).astype(np.float32))
+    return {"none": t.x, "gn": gn, "both": np.concatenate([t.x, gn], axis=1)}
+
+
+def all_labels_cv(t, sets: dict[str, np.ndarray]) -> int:  # noqa: ANN001
+    from sklearn.metrics import f1_score
+
+    from inference.training.classifier_head import fit_linear_head
+    from inference.training.groups import group_folds, series_groups
+
+    groupings = {"capture session": list(t.sess), "physical tile": series_groups([q.name for q in t.paths])}
+    print("| features | CV by capture session | CV by physical tile |\n|---|---|---|")
+    for name, x in sets.items():
+        cells = []
+        for groups in groupings.values():
+            pred = np.zeros(len(t.y), int)
+            for tr, te in group_folds(t.y, groups, 5, 0):
+                pred[te] = fit_linear_head(x[tr], t.y[tr], len(t.classes), 10.0).predict(x[te])
+            cells.append(f"{(pred == t.y).mean():.3f} / {f1_score(t.y, pred, average='macro'):.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--all-labels", action="store_true")
+    known, rest = pre.parse_known_args(argv)
+    if known.all_labels and not [a for a in rest if not a.startswith("-")]:
+        rest = [*rest, "-"]
+    args = arguments(rest, __doc__, "lnclasses_command.py JSON files")
+    warnings.filterwarnings("ignore")
+    from inference.training.classifier_head import fit_linear_head
+
+    t = tiles(args.data, args.cache)
+    sets = feature_sets(t, args.cache)
+    if known.all_labels:
+        return all_labels_cv(t, sets)
+    y, k = t.y, len(t.classes)
+    res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
+    for f in args.runs:
+        r = run_labels(t, json.loads(Path(f).read_text()))
+        row = res.setdefault((r.order, r.per_class), {name: [] for name in sets})
+        line = []
+        for name, x in sets.items():
+            oof = out_of_fold(lambda idx, x=x, c=r.c: fit_linear_head(x[idx], y[idx], k, c), x, r)
+            row[name].append(folder_prior_scores(fit_linear_head(x[r.labelled], y[r.labelled], k, r.c), x, t, r, oof))
+            line.append(f"{name} {row[name][-1][0]:.3f}/{row[name][-1][1]:.3f}")
+        print(f"{Path(f).name}: " + ", ".join(line), flush=True)
+    print("\n| order | labels per class | runs | " + " | ".join(sets) + " | accuracy above none in (gn, both) |\n"
+          "|---|---|---|" + "---|" * len(sets) + "---|")
+    for (order, per), row in sorted(res.items()):
+        base = np.array(row["none"])
+        cells = [f"{np.array(v)[:, 0].mean():.3f} / {np.array(v)[:, 1].mean():.3f}" for v in row.values()]
+        above = [int((np.array(row[n])[:, 0] > base[:, 0]).sum()) for n in ("gn", "both")]
+        print(f"| {order} | {per} | {len(base)} | " + " | ".join(cells) + f" | {above[0]}, {above[1]} of {len(base)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
