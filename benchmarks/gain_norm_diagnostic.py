@@ -46,7 +46,11 @@ def feature_sets(t, cache: Path) -> dict[str, np.ndarray]:  # noqa: ANN001 - pri
 
     gn = tile_matrix(t, cache, "_median04", lambda paths: np.stack(
         [image_defect_bank(at_median(read_image(q, "gray"))) for q in paths]).astype(np.float32))
-    return {"none": t.x, "gn": gn, "both": np.concatenate([t.x, gn], axis=1)}
+    from inference.texture_features import DEFECT_DIM
+    d = DEFECT_DIM  # defect_bank = the small-defect statistics, then the texture bank
+    return {"none": t.x, "gn": gn, "both": np.concatenate([t.x, gn], axis=1),
+            "gn_defect": np.concatenate([gn[:, :d], t.x[:, d:]], axis=1),   # the second look (gain-norm.md)
+            "gn_bank": np.concatenate([t.x[:, :d], gn[:, d:]], axis=1)}
 
 
 def all_labels_cv(t, sets: dict[str, np.ndarray]) -> int:  # noqa: ANN001
@@ -94,13 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             row[name].append(folder_prior_scores(fit_linear_head(x[r.labelled], y[r.labelled], k, r.c), x, t, r, oof))
             line.append(f"{name} {row[name][-1][0]:.3f}/{row[name][-1][1]:.3f}")
         print(f"{Path(f).name}: " + ", ".join(line), flush=True)
-    print("\n| order | labels per class | runs | " + " | ".join(sets) + " | accuracy above none in (gn, both) |\n"
+    print("\n| order | labels per class | runs | " + " | ".join(sets) + " | accuracy above none in (each other, in order) |\n"
           "|---|---|---|" + "---|" * len(sets) + "---|")
     for (order, per), row in sorted(res.items()):
         base = np.array(row["none"])
         cells = [f"{np.array(v)[:, 0].mean():.3f} / {np.array(v)[:, 1].mean():.3f}" for v in row.values()]
-        above = [int((np.array(row[n])[:, 0] > base[:, 0]).sum()) for n in ("gn", "both")]
-        print(f"| {order} | {per} | {len(base)} | " + " | ".join(cells) + f" | {above[0]}, {above[1]} of {len(base)} |")
+        above = [str(int((np.array(row[n])[:, 0] > base[:, 0]).sum())) for n in sets if n != "none"]
+        print(f"| {order} | {per} | {len(base)} | " + " | ".join(cells) + f" | {', '.join(above)} of {len(base)} |")
     return 0
 
 
