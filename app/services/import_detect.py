@@ -72,8 +72,9 @@ def _own_layout(folder: Path) -> set[str]:
     if (folder / "summary.csv").is_file():
         found.add("csv")
     subdirs = _dirs(folder)
-    if (folder / "train" / "good").is_dir() or any((d / "train" / "good").is_dir() or (d / "test").is_dir()
-                                                   and (d / "ground_truth").is_dir() for d in subdirs):
+    def mvtec_category(d: Path) -> bool:
+        return (d / "train" / "good").is_dir() or ((d / "test").is_dir() and (d / "ground_truth").is_dir())
+    if mvtec_category(folder) or any(mvtec_category(d) for d in subdirs):
         found.add("mvtec")
     json_files = _files(folder, {".json"})
     if any("shapes" in _json_keys(p) for p in json_files[:_JSON_LOOKED_AT]):
@@ -82,8 +83,7 @@ def _own_layout(folder: Path) -> set[str]:
         found.add("coco")
     named = {"annotations", "labels", "images", "masks", "ground_truth"}
     class_roots = subdirs if subdirs and all(d.name in SPLIT_NAMES for d in subdirs) else [folder]  # train/<class>/
-    if any(_files(d, IMAGE_SUFFIXES) for root in class_roots for d in _dirs(root)
-                         if d.name not in named):
+    if any(_files(d, IMAGE_SUFFIXES) for root in class_roots for d in _dirs(root) if d.name not in named):
         found.add("imagefolder")
     return found
 
