@@ -305,7 +305,8 @@ class ReviewController(QObject):
         if (image_id == self._target and image_id not in self._local and self._reading is None
                 and seen is not None and seen != revision):
             self.reload(image_id)
-            self.message.emit("This image's label was changed at another station or window: the new label is shown.")
+            self.message.emit("This image's label was changed elsewhere (another station or window, or an import): "
+                              "the new label is shown.")
 
     def show_new_prediction(self, detail: ImageDetail) -> None:
         """The open image re-read on a helper thread after a job wrote predictions: its prediction
