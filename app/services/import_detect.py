@@ -53,10 +53,15 @@ def _json_keys(path: Path) -> set[str]:
 
 
 def export_formats(folder: Path) -> list[str] | None:
-    """The formats this station's export wrote there (its ``export.json``), None when it is not an export."""
-    manifest = folder / "export.json"
-    formats = _json_object(manifest).get("formats") if manifest.is_file() else None
-    return [f for f in formats if isinstance(f, str)] if isinstance(formats, list) else None
+    """The formats this station's export wrote there (its ``export.json``), None when it is not an export. A format
+    the export wrote no image into (``per_format``: images 0) is not one it holds."""
+    manifest = _json_object(folder / "export.json") if (folder / "export.json").is_file() else {}
+    formats, per = manifest.get("formats"), manifest.get("per_format")
+    if not isinstance(formats, list):
+        return None
+    per = per if isinstance(per, dict) else {}
+    return [f for f in formats if isinstance(f, str)
+            and not (isinstance(per.get(f), dict) and per[f].get("images") == 0)]
 
 
 def _own_layout(folder: Path) -> set[str]:

@@ -77,8 +77,9 @@ def test_an_export_says_what_it_holds_and_refuses_another_format(tmp_path: Path)
     (out / "coco" / "annotations" / "instances.json").write_text(json.dumps(coco_doc()))
     image(out / "masks" / "masks" / "a.png")
     (out / "summary.csv").write_text("rel_path,class\na.png,crack\n")
-    (out / "export.json").write_text(json.dumps({"formats": ["masks", "coco", "csv"]}))
-    assert export_formats(out) == ["masks", "coco", "csv"]
+    (out / "export.json").write_text(json.dumps({"formats": ["masks", "coco", "csv", "mvtec"],
+                                                 "per_format": {"mvtec": {"images": 0, "folders": {}}}}))
+    assert export_formats(out) == ["masks", "coco", "csv"]   # nothing was written as mvtec
     assert detect_formats(out) == ["coco", "masks", "csv"]   # the most telling first
     with pytest.raises(LabelImportError, match="an export holding masks, coco, csv, not imagefolder"):
         read_records(out, "imagefolder")
