@@ -111,6 +111,11 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     wait_saved(win, qtbot)
     painted = win.ctx.review.detail(second).label.mask
     assert painted is not None and painted[100, 84:118].all()
+    # the first image was accepted as the real worker's segmenter answered it, "no target" included (ADR 0069)
+    accepted_first = win.ctx.review.detail(first)
+    assert accepted_first.prediction is not None and accepted_first.prediction.mask is not None
+    assert accepted_first.label.mask is not None
+    assert np.array_equal(accepted_first.label.mask, accepted_first.prediction.mask.astype(bool))
     _key(qtbot, win, Qt.Key.Key_R)                        # mark an anomaly region (polygon)
     _key(qtbot, win, Qt.Key.Key_L)
     for x, y in ((60, 60), (100, 60), (100, 90)):
