@@ -25,11 +25,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from app.services.artifacts import ArtifactStore, store_for
 from app.services.champion import COMPARE
+from app.services.display import encode_mask_png
 from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
 from app.services.prelabel import PRELABEL
@@ -86,10 +86,8 @@ class WorkerStats:
 
 
 def mask_png(mask: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    if not ok:
-        raise RuntimeError("PNG encoding of a mask failed")
-    return buf.tobytes()
+    """A predicted mask as stored: the station's mask encoder at level 6 (a mask per answered frame)."""
+    return encode_mask_png(mask, level=6)
 
 
 def describe(exc: BaseException) -> str:

@@ -116,9 +116,12 @@ def resize_to(arr: np.ndarray, width: int, height: int, nearest: bool = False) -
     return out.astype(bool) if arr.dtype == bool else out
 
 
-def encode_mask_png(mask: np.ndarray) -> bytes:
-    """Lossless storage form of a binary mask (0/255 gray PNG)."""
-    ok, buf = cv2.imencode(".png", (mask.astype(bool).astype(np.uint8) * 255))
+def encode_mask_png(mask: np.ndarray, level: int | None = None) -> bytes:
+    """Lossless storage form of a binary mask (0/255 gray PNG; any value above 0 is foreground): the one encoder
+    of label masks, exported and imported masks (byte-equal for the same mask, so a re-import reads "unchanged")
+    and, at ``level`` 6, the worker's predicted masks. ``level``: the PNG compression (None: OpenCV's default)."""
+    params = [] if level is None else [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
+    ok, buf = cv2.imencode(".png", np.where(mask > 0, 255, 0).astype(np.uint8), params)
     if not ok:
         raise DisplayError("could not encode the mask as PNG")
     return buf.tobytes()

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
+from app.services.display import encode_mask_png
 from app.services.object_classes import ObjectClass, component_classes
 
 ANOMALY_NORMAL = "normal"
@@ -154,11 +155,9 @@ def decode_mask(png: bytes, what: str, item: ExportItem) -> np.ndarray:
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    """bool/0-1 (h, w) -> 8-bit PNG with 0 and 255 (the value standard loaders threshold)."""
-    ok, buf = cv2.imencode(".png", np.where(mask > 0, 255, 0).astype(np.uint8))
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
+    """bool/0-1 (h, w) -> 8-bit PNG with 0 and 255 (the value standard loaders threshold): the station's one mask
+    encoder (``display.encode_mask_png``), so an exported mask is the stored label's bytes."""
+    return encode_mask_png(mask)
 
 
 @dataclass(frozen=True)

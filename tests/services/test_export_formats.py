@@ -237,3 +237,18 @@ def test_yolo_data_yaml_names_only_folders_the_export_made(tmp_path: Path, items
         if key in entries:
             folder = out / "yolo" / entries[key]
             assert folder.is_dir() and any(folder.iterdir()), (key, entries[key])
+
+
+def test_one_mask_encoder_for_labels_exports_imports_and_the_worker() -> None:
+    """The station writes mask PNGs in one place (``display.encode_mask_png``): a label the window saved, its
+    export and a re-import are the same bytes, so the re-import reads "unchanged" (session 36: three encoders)."""
+    from app.services.display import decode_mask_png, encode_mask_png
+    from app.services.export_items import encode_mask
+    from app.services.import_records import Mask
+    from app.worker import mask_png
+
+    mask = np.zeros((40, 50), bool)
+    mask[5:9, 7:20] = True
+    assert encode_mask(mask) == encode_mask_png(mask) == Mask.of(mask).png
+    assert encode_mask_png(mask.astype(np.uint8)) == encode_mask_png(mask)   # 0/1 the same as bool
+    assert np.array_equal(decode_mask_png(mask_png(mask)), mask) and len(mask_png(mask)) <= len(encode_mask(mask))
