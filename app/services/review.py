@@ -534,7 +534,7 @@ class ReviewService:
         if (detail is None or current is None or detail.prediction is None or current.mask is not None
                 or current.from_prediction_id is not None):
             return None
-        return self._prediction_label(detail.prediction, None).mask
+        return _prediction_mask(detail.prediction)
 
     def _prediction_label(self, p: PredictionView, size: tuple[int, int] | None) -> LabelState:
         """The prediction as a label: class, mask, verdict and the heatmap's region over threshold;
@@ -555,11 +555,8 @@ class ReviewService:
                 region = threshold_region(heat, pixel)
                 region = region if region.any() else None
         from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
-        # The segmenter's "no target" is an answer too: accepted, it is a reviewed frame without targets (an empty
-        # mask, ADR 0069), which the masks export and a segmenter retraining read as background. Seen at the
-        # station: 11 accepted infrared frames gave "needs at least 10 reviewed frames with masks; there are 9".
         return LabelState(class_name=p.predicted_class if answer_stands("classifier", ood) else None,
-                          mask=p.mask if p.mask is not None and answer_stands("segmenter", ood) else None,
+                          mask=_prediction_mask(p),
                           anomaly_verdict=verdict, anomaly_region=region, from_prediction_id=from_id)
 
     def revision_label(self, image_id: int, revision: int) -> LabelState:
@@ -687,6 +684,14 @@ class Recovered:
 
 
 CONFLICTS = "conflicts"  # below recovery_dir(): refused saves kept for a person (recover skips it)
+
+
+def _prediction_mask(p: PredictionView) -> np.ndarray | None:
+    """The segmenter's answer as a label mask, where it stands (not out of domain). Its "no target" is an answer
+    too: accepted, it is a reviewed frame without targets (an empty mask, ADR 0069), which the masks export and a
+    segmenter retraining read as background. Seen at the station: 11 accepted infrared frames gave "needs at least
+    10 reviewed frames with masks; there are 9". Alone, so the first mask edit does not resize the heatmap."""
+    return p.mask if p.mask is not None and answer_stands("segmenter", p.out_of_domain) else None
 
 
 def recovery_dir() -> Path:
