@@ -11,7 +11,6 @@ prior (the folder's mix by adjusted classify-and-count) as the command has them.
 """
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -22,12 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.prior_diagnostic import (  # noqa: E402
-    arguments,
-    folder_prior_scores,
-    out_of_fold,
-    run_labels,
+    all_labels_cv,
+    linear_variant,
+    runs_or_all_labels,
     tile_matrix,
     tiles,
+    variants_on_runs,
 )
 
 TARGET_MEDIAN = 0.4  # fixed in gain-norm.md before any run
@@ -53,51 +52,16 @@ def feature_sets(t, cache: Path) -> dict[str, np.ndarray]:  # noqa: ANN001 - pri
             "gn_bank": np.concatenate([t.x[:, :d], gn[:, d:]], axis=1)}
 
 
-def all_labels_cv(t, sets: dict[str, np.ndarray]) -> int:  # noqa: ANN001
-    from sklearn.metrics import f1_score
-
-    from inference.training.classifier_head import fit_linear_head
-    from inference.training.groups import group_folds, series_groups
-
-    groupings = {"capture session": list(t.sess), "physical tile": series_groups([q.name for q in t.paths])}
-    print("| features | CV by capture session | CV by physical tile |\n|---|---|---|")
-    for name, x in sets.items():
-        cells = []
-        for groups in groupings.values():
-            pred = np.zeros(len(t.y), int)
-            for tr, te in group_folds(t.y, groups, 5, 0):
-                pred[te] = fit_linear_head(x[tr], t.y[tr], len(t.classes), 10.0).predict(x[te])
-            cells.append(f"{(pred == t.y).mean():.3f} / {f1_score(t.y, pred, average='macro'):.3f}")
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-labels", action="store_true")
-    known, rest = pre.parse_known_args(argv)
-    if known.all_labels and not [a for a in rest if not a.startswith("-")]:
-        rest = [*rest, "-"]
-    args = arguments(rest, __doc__, "lnclasses_command.py JSON files")
+    known, args = runs_or_all_labels(argv, __doc__)
     warnings.filterwarnings("ignore")
-    from inference.training.classifier_head import fit_linear_head
 
     t = tiles(args.data, args.cache)
     sets = feature_sets(t, args.cache)
+    compared = {name: linear_variant(x, t) for name, x in sets.items()}
     if known.all_labels:
-        return all_labels_cv(t, sets)
-    y, k = t.y, len(t.classes)
-    res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
-    for f in args.runs:
-        r = run_labels(t, json.loads(Path(f).read_text()))
-        row = res.setdefault((r.order, r.per_class), {name: [] for name in sets})
-        line = []
-        for name, x in sets.items():
-            oof = out_of_fold(lambda idx, x=x, c=r.c: fit_linear_head(x[idx], y[idx], k, c), x, r)
-            row[name].append(folder_prior_scores(fit_linear_head(x[r.labelled], y[r.labelled], k, r.c), x, t, r, oof))
-            line.append(f"{name} {row[name][-1][0]:.3f}/{row[name][-1][1]:.3f}")
-        print(f"{Path(f).name}: " + ", ".join(line), flush=True)
+        return all_labels_cv(t, compared)
+    res = variants_on_runs(t, args.runs, compared)
     print("\n| order | labels per class | runs | " + " | ".join(sets) + " | accuracy above none in (each other, in order) |\n"
           "|---|---|---|" + "---|" * len(sets) + "---|")
     for (order, per), row in sorted(res.items()):

@@ -12,7 +12,6 @@ with it; scored and pool images are read as they are. Nothing here reads ``val``
 """
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -23,11 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.prior_diagnostic import (  # noqa: E402
-    arguments,
-    folder_prior_scores,
-    run_labels,
+    all_labels_cv,
+    runs_or_all_labels,
     tile_matrix,
     tiles,
+    variants_on_runs,
 )
 
 GAINS = (0.55, 0.75, 1.33, 1.8)  # fixed in lighting-aug.md before any run
@@ -54,58 +53,24 @@ def stacked(x: np.ndarray, copies: list[np.ndarray], idx: np.ndarray, y: np.ndar
     return np.concatenate([x[idx], *[c[idx] for c in copies]]), np.tile(y[idx], 1 + len(copies))
 
 
-def all_labels_cv(t, copies: list[np.ndarray]) -> int:  # noqa: ANN001
-    """Every training tile labelled: CV by capture session and by physical tile, ``none`` against ``gain4``."""
-    from sklearn.metrics import f1_score
-
+def variants(t, copies: list[np.ndarray]) -> dict:  # noqa: ANN001 - prior_diagnostic.Tiles
+    """``none`` and ``gain4``: the command's kind of head on each labelled tile, and also on its exposure copies."""
     from inference.training.classifier_head import fit_linear_head
-    from inference.training.groups import group_folds, series_groups
 
-    groupings = {"capture session": list(t.sess), "physical tile": series_groups([q.name for q in t.paths])}
-    print("| features | CV by capture session | CV by physical tile |\n|---|---|---|")
-    for name, cps in (("none", []), ("gain4", copies)):
-        cells = []
-        for groups in groupings.values():
-            pred = np.zeros(len(t.y), int)
-            for tr, te in group_folds(t.y, groups, 5, 0):
-                xs, ys = stacked(t.x, cps, tr, t.y)
-                pred[te] = fit_linear_head(xs, ys, len(t.classes), 10.0).predict(t.x[te])
-            cells.append(f"{(pred == t.y).mean():.3f} / {f1_score(t.y, pred, average='macro'):.3f}")
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-    return 0
+    def with_copies(cps: list[np.ndarray]):
+        return t.x, lambda c: lambda idx: fit_linear_head(*stacked(t.x, cps, idx, t.y), len(t.classes), c)
+    return {"none": with_copies([]), "gain4": with_copies(copies)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-labels", action="store_true")
-    known, rest = pre.parse_known_args(argv)
-    if known.all_labels and not [a for a in rest if not a.startswith("-")]:
-        rest = [*rest, "-"]
-    args = arguments(rest, __doc__, "lnclasses_command.py JSON files")
+    known, args = runs_or_all_labels(argv, __doc__)
     warnings.filterwarnings("ignore")
-    from inference.training.classifier_head import fit_linear_head
 
     t = tiles(args.data, args.cache)
-    copies = gain_matrices(t, args.cache)
+    compared = variants(t, gain_matrices(t, args.cache))
     if known.all_labels:
-        return all_labels_cv(t, copies)
-    y, k = t.y, len(t.classes)
-    res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
-    for f in args.runs:
-        r = run_labels(t, json.loads(Path(f).read_text()))
-        row = res.setdefault((r.order, r.per_class), {"none": [], "gain4": []})
-        line = []
-        for name, cps in (("none", []), ("gain4", copies)):
-            def fit(idx: np.ndarray, cps: list[np.ndarray] = cps, c: float = r.c):
-                xs, ys = stacked(t.x, cps, idx, y)
-                return fit_linear_head(xs, ys, k, c)
-            oof = np.zeros(len(r.labelled), int)
-            for tr, te in r.folds:
-                oof[te] = fit(r.labelled[tr]).predict(t.x[r.labelled[te]])
-            row[name].append(folder_prior_scores(fit(r.labelled), t.x, t, r, oof))
-            line.append(f"{name} {row[name][-1][0]:.3f}/{row[name][-1][1]:.3f}")
-        print(f"{Path(f).name}: " + ", ".join(line), flush=True)
+        return all_labels_cv(t, compared)
+    res = variants_on_runs(t, args.runs, compared)
     print("\n| order | labels per class | runs | none | gain4 | gain4 accuracy above none in |\n|---|---|---|---|---|---|")
     for (order, per), row in sorted(res.items()):
         a, b = np.array(row["none"]), np.array(row["gain4"])

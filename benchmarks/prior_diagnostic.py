@@ -131,6 +131,54 @@ def folder_prior_scores(head: Any, feats: np.ndarray, t: Tiles, r: RunLabels, oo
     return float((pred == y).mean()), float(f1_score(y, pred, average="macro"))
 
 
+# One variant of the features a diagnostic compares: the features the head scores with, and given a run's C the
+# fit of its head on training rows (indices of ``Tiles``).
+Fit = Callable[[np.ndarray], Any]
+Variant = tuple[np.ndarray, Callable[[float], Fit]]
+
+
+def linear_variant(x: np.ndarray, t: Tiles) -> Variant:
+    """The command's kind of head (class-balanced regression at the run's C) on features ``x``."""
+    from inference.training.classifier_head import fit_linear_head
+
+    return x, lambda c: lambda idx: fit_linear_head(x[idx], t.y[idx], len(t.classes), c)
+
+
+def variants_on_runs(t: Tiles, runs: list[Path], variants: dict[str, Variant]
+                     ) -> dict[tuple[str, int], dict[str, list[tuple[float, float]]]]:
+    """Each run's labels refitted with each variant under the command's prior, scored on its held-out sessions:
+    (order, labels per class) -> variant -> [(accuracy, macro F1)] per run; a line per run as it goes."""
+    res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
+    for f in runs:
+        r = run_labels(t, json.loads(Path(f).read_text()))
+        row = res.setdefault((r.order, r.per_class), {name: [] for name in variants})
+        for name, (x, fit_for) in variants.items():
+            fit = fit_for(r.c)
+            row[name].append(folder_prior_scores(fit(r.labelled), x, t, r, out_of_fold(fit, x, r)))
+        print(f"{Path(f).name}: " + ", ".join(f"{n} {v[-1][0]:.3f}/{v[-1][1]:.3f}" for n, v in row.items()), flush=True)
+    return res
+
+
+def all_labels_cv(t: Tiles, variants: dict[str, Variant]) -> int:
+    """Every training tile labelled (the bundled tile classifier's setting, C 10): 5-fold CV by capture session
+    (a new lighting) and by physical tile (``series_groups``: a new tile), a table row per variant."""
+    from sklearn.metrics import f1_score
+
+    from inference.training.groups import group_folds, series_groups
+
+    groupings = {"capture session": list(t.sess), "physical tile": series_groups([q.name for q in t.paths])}
+    print("| features | CV by capture session | CV by physical tile |\n|---|---|---|")
+    for name, (x, fit_for) in variants.items():
+        fit, cells = fit_for(10.0), []
+        for groups in groupings.values():
+            pred = np.zeros(len(t.y), int)
+            for tr, te in group_folds(t.y, groups, 5, 0):
+                pred[te] = fit(tr).predict(x[te])
+            cells.append(f"{(pred == t.y).mean():.3f} / {f1_score(t.y, pred, average='macro'):.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
 def arguments(argv: list[str] | None, doc: str, runs_help: str) -> argparse.Namespace:
     """The diagnostics' command line: run JSON files, the data folder and the feature cache."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
@@ -138,6 +186,23 @@ def arguments(argv: list[str] | None, doc: str, runs_help: str) -> argparse.Name
     p.add_argument("--data", type=Path, default=Path("/work/shared/datasets/magnetic_tile/train"))
     p.add_argument("--cache", type=Path, default=Path("/tmp/prior_diagnostic_defect_bank.npy"))
     return p.parse_args(argv)
+
+
+def runs_or_all_labels(argv: list[str] | None, doc: str,
+                       extra: Callable[[argparse.ArgumentParser], None] | None = None
+                       ) -> tuple[argparse.Namespace, argparse.Namespace]:
+    """The feature diagnostics' command line: ``--all-labels`` (no run read: ``all_labels_cv``) and ``extra``'s
+    options, then ``arguments``' runs, data and cache."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--all-labels", action="store_true",
+                     help="instead of the runs: the bundled tile classifier's head (defect_bank, C 10) on every "
+                          "training tile, 5-fold CV by capture session and by physical tile")
+    if extra is not None:
+        extra(pre)
+    known, rest = pre.parse_known_args(argv)
+    if known.all_labels and not [a for a in rest if not a.startswith("-")]:
+        rest = [*rest, "-"]  # the runs argument is required; with --all-labels no run is read
+    return known, arguments(rest, doc, "lnclasses_command.py JSON files")
 
 
 def main(argv: list[str] | None = None) -> int:

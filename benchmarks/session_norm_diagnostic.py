@@ -17,7 +17,6 @@ session against CV by physical tile.
 """
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -27,7 +26,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.prior_diagnostic import arguments, folder_prior_scores, out_of_fold, run_labels, tiles  # noqa: E402
+from benchmarks.prior_diagnostic import (  # noqa: E402
+    all_labels_cv,
+    linear_variant,
+    runs_or_all_labels,
+    tiles,
+    variants_on_runs,
+)
 
 MODES = ("none", "mean", "median", "mean_std")
 
@@ -48,55 +53,19 @@ def session_normalised(x: np.ndarray, sess: np.ndarray, mode: str, sample: int =
     return out
 
 
-def all_labels_cv(t, feats: dict[str, np.ndarray]) -> int:  # noqa: ANN001 - prior_diagnostic.Tiles
-    """Every training tile labelled (the bundled classifier's setting): does centring help a new lighting (folds by
-    capture session) or a new physical tile (folds by ``series_groups``)?"""
-    from sklearn.metrics import f1_score
-
-    from inference.training.classifier_head import fit_linear_head
-    from inference.training.groups import group_folds, series_groups
-
-    groupings = {"capture session": list(t.sess), "physical tile": series_groups([q.name for q in t.paths])}
-    print("| features | CV by capture session | CV by physical tile |\n|---|---|---|")
-    for m, x in feats.items():
-        cells = []
-        for groups in groupings.values():
-            pred = np.zeros(len(t.y), int)
-            for tr, te in group_folds(t.y, groups, 5, 0):
-                pred[te] = fit_linear_head(x[tr], t.y[tr], len(t.classes), 10.0).predict(x[te])
-            cells.append(f"{(pred == t.y).mean():.3f} / {f1_score(t.y, pred, average='macro'):.3f}")
-        print(f"| {m} | " + " | ".join(cells) + " |", flush=True)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--sample", type=int, default=0, help="each session's statistic from this many of its tiles")
-    pre.add_argument("--all-labels", action="store_true",
-                     help="instead of the runs: the bundled tile classifier's head (defect_bank, C 10) on every "
-                          "training tile, 5-fold CV by capture session and by physical tile")
-    known, rest = pre.parse_known_args(argv)
-    if known.all_labels and not [a for a in rest if not a.startswith("-")]:
-        rest = [*rest, "-"]  # the runs argument is required; with --all-labels no run is read
-    args = arguments(rest, __doc__, "lnclasses_command.py JSON files")
+    known, args = runs_or_all_labels(argv, __doc__, lambda pre: pre.add_argument(
+        "--sample", type=int, default=0, help="each session's statistic from this many of its tiles"))
     warnings.filterwarnings("ignore")
-    from inference.training.classifier_head import fit_linear_head
 
     t = tiles(args.data, args.cache)
-    y, k = t.y, len(t.classes)
-    feats = {m: session_normalised(t.x, t.sess, m, known.sample) for m in MODES}
+    variants = {m: linear_variant(session_normalised(t.x, t.sess, m, known.sample), t) for m in MODES}
     if known.all_labels:
-        return all_labels_cv(t, feats)
+        return all_labels_cv(t, variants)
     res: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
-    for f in args.runs:
-        r = run_labels(t, json.loads(Path(f).read_text()))
-        line = []
-        for m, x in feats.items():
-            oof = out_of_fold(lambda idx, x=x, c=r.c: fit_linear_head(x[idx], y[idx], k, c), x, r)
-            res[m].append(folder_prior_scores(fit_linear_head(x[r.labelled], y[r.labelled], k, r.c), x, t, r, oof))
-            line.append(f"{m} {res[m][-1][0]:.3f}/{res[m][-1][1]:.3f}")
-        print(f"{Path(f).name}: " + ", ".join(line), flush=True)
+    for row in variants_on_runs(t, args.runs, variants).values():
+        for m, v in row.items():
+            res[m] += v
     base = np.array(res["none"])
     print("\n| features | runs | accuracy | macro F1 | accuracy above `none` in |\n|---|---|---|---|---|")
     for m, v in res.items():
