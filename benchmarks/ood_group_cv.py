@@ -71,20 +71,34 @@ def _rules(family: str = "") -> dict[str, Callable[..., Any]]:
     }
 
 
-def _flag(stats: Any, x: np.ndarray) -> np.ndarray:
+# Features: the descriptor alone as an (n, d) array, or per kind of feature (``fit_domain``'s dict).
+Feats = np.ndarray | dict[str, np.ndarray]
+
+
+def _rows(x: Feats, idx: np.ndarray) -> Feats:
+    return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
+
+
+def _count(x: Feats) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _flag(stats: Any, x: Feats) -> np.ndarray:
     from inference.domain import OUT_OF_DOMAIN_BELOW
 
-    return stats.scores({"descriptor": x}) < OUT_OF_DOMAIN_BELOW
+    return stats.scores(x if isinstance(x, dict) else {"descriptor": x}) < OUT_OF_DOMAIN_BELOW
 
 
-def evaluate(x: np.ndarray, groups: list[str] | None, changed: dict[str, tuple[np.ndarray, np.ndarray]],
-             bottle: np.ndarray | None, seeds: list[int],
-             rules: dict[str, Callable[..., Any]] | None = None) -> dict[str, Any]:
-    """Per rule (default ``_rules()``): full-fit threshold and q, and per outer seed the held-out own
-    rate and choosing detection."""
+def evaluate(x: Feats, groups: list[str] | None, changed: dict[str, tuple[Feats, np.ndarray]],
+             bottle: Feats | None, seeds: list[int],
+             rules: dict[str, Callable[..., Any]] | None = None,
+             foreign: dict[str, Feats] | None = None) -> dict[str, Any]:
+    """Per rule (default ``_rules()``): full-fit threshold and q, the share of each ``foreign`` choosing set
+    (and of ``bottle``) it flags, and per outer seed the held-out own rate and choosing detection."""
     from inference.domain import fold_of
 
     out: dict[str, Any] = {}
+    n = _count(x)
     for name, rule in (rules if rules is not None else _rules()).items():
         full = rule(x, groups)
         row: dict[str, Any] = {"threshold": round(full.threshold, 4), "quantile": full.quantile,
@@ -92,21 +106,23 @@ def evaluate(x: np.ndarray, groups: list[str] | None, changed: dict[str, tuple[n
                                "per_seed": []}
         if bottle is not None:
             row["mvtec_bottle"] = round(float(_flag(full, bottle).mean()), 4)
+        for fname, fx in (foreign or {}).items():
+            row.setdefault("foreign", {})[fname] = round(float(_flag(full, fx).mean()), 4)
         for seed in seeds:
-            fold = fold_of(len(x), FOLDS, seed, groups)
-            own = np.zeros(len(x), bool)
+            fold = fold_of(n, FOLDS, seed, groups)
+            own = np.zeros(n, bool)
             hits = {c: np.zeros(len(src), bool) for c, (_, src) in changed.items()}
             quantiles = []
             for f in range(int(fold.max()) + 1):
                 rest, held = fold != f, fold == f
                 sub_groups = [g for g, r in zip(groups, rest) if r] if groups is not None else None
-                stats = rule(x[rest], sub_groups)
+                stats = rule(_rows(x, rest), sub_groups)
                 quantiles.append(stats.quantile)
-                own[held] = _flag(stats, x[held])
+                own[held] = _flag(stats, _rows(x, held))
                 for c, (cx, src) in changed.items():
                     mine = held[src]  # changes of held-out images, scored by the fit that did not see them
                     if mine.any():
-                        hits[c][mine] = _flag(stats, cx[mine])
+                        hits[c][mine] = _flag(stats, _rows(cx, mine))
             row["per_seed"].append({"seed": seed, "own": round(float(own.mean()), 4), "own_count": int(own.sum()),
                                     "quantiles": quantiles,
                                     "changes": {c: round(float(h.mean()), 4) for c, h in hits.items()}})

@@ -64,6 +64,10 @@ DEFAULT_QUANTILE = 0.99  # the lowest quantile the default rule tries, and the f
 # without one fold of whole capture groups, scoring that fold) is at most OWN_RATE_TARGET.
 THRESHOLD_QUANTILES = (0.99, 0.995, 0.998, 1.0)
 OWN_RATE_TARGET = 0.01
+# The candidate rule of benchmarks/results/ood-bound.md: from MEDIAN_CAP_BELOW images on, the quantile's group-CV
+# own-image count must also have a one-sided BOUND_CONFIDENCE Clopper-Pearson upper bound at most OWN_RATE_BOUND.
+OWN_RATE_BOUND = 0.02
+BOUND_CONFIDENCE = 0.95
 DEFAULT_COMPONENTS = 32
 DEFAULT_FOLDS = 5
 MAX_DIM = 4096  # feature width accepted from a file
@@ -388,10 +392,31 @@ def own_rates(features: Features | np.ndarray, quantiles: Sequence[float] = THRE
     return {float(q): float(r) for q, r in zip(quantiles, flagged.mean(axis=1))}
 
 
+def rate_upper_bound(rate: float, n: int, confidence: float = BOUND_CONFIDENCE) -> float:
+    """One-sided Clopper-Pearson upper bound of a rate measured as ``rate`` over ``n`` images: the largest true
+    rate under which so few images (``round(rate * n)``) would come out beyond the threshold with probability
+    ``1 - confidence``."""
+    from scipy.stats import beta  # fitting only: the runtime never chooses a threshold
+
+    k = int(round(rate * n))
+    return 1.0 if k >= n else float(beta.ppf(confidence, k + 1, n - k))
+
+
+def _pick(candidates: Sequence[float], rates: Mapping[float, float], n: int, bound: bool) -> int:
+    """The index of the quantile the threshold is: the smallest whose group-CV own rate is at most
+    ``OWN_RATE_TARGET`` (ADR 0036) and, with ``bound`` and at least ``MEDIAN_CAP_BELOW`` images, whose rate's upper
+    bound is at most ``OWN_RATE_BOUND`` too; the largest when none is."""
+    ok = [rates[q] <= OWN_RATE_TARGET for q in candidates]
+    if bound and n >= MEDIAN_CAP_BELOW:
+        ok = [good and rate_upper_bound(rates[q], n) <= OWN_RATE_BOUND for q, good in zip(candidates, ok)]
+    return next((i for i, good in enumerate(ok) if good), len(candidates) - 1)
+
+
 def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
                components: int = DEFAULT_COMPONENTS, folds: int = DEFAULT_FOLDS, seed: int = 0,
                embedding: str = "", groups: Sequence[str] | None = None, descriptor: str = "",
-               parts: Sequence[str] | None = None, descriptor_features: Sequence[str] = ()) -> DomainStats:
+               parts: Sequence[str] | None = None, descriptor_features: Sequence[str] = (),
+               bound: bool = False) -> DomainStats:
     """Statistics of the training images' features ((n, d) per kind of feature; an array alone is
     the embedding), one fitted description per part (default: every part whose feature is given),
     and a threshold chosen on these training images only (ADR 0036): a quantile of their
@@ -420,7 +445,7 @@ def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
         raise DomainError(f"{len(groups)} groups for {n} images")
     candidates = (float(quantile),) if quantile is not None else THRESHOLD_QUANTILES
     rates = own_rates(feats, candidates, components, folds, seed, groups, chosen)
-    pick = next((i for i, q in enumerate(candidates) if rates[q] <= OWN_RATE_TARGET), len(candidates) - 1)
+    pick = _pick(candidates, rates, n, bound)
     scales, thresholds, cap = _rule(feats, chosen, components, folds, seed, groups, candidates)
     fitted = {p: fit_part(p, feats[PARTS[p][0]], components) for p in PARTS if p in chosen}
     uses_descriptor = any(PARTS[p][0] in IMAGE_FEATURE_KINDS for p in fitted)
