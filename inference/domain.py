@@ -31,7 +31,9 @@ high quantile of those out-of-fold distances. A fit scored on its own images wou
 distances than new in-domain images get, and the threshold would flag them. Which quantile
 (ADR 0036): the smallest of ``THRESHOLD_QUANTILES`` whose group cross-validated own-image rate
 (the whole rule refitted without one fold of whole groups, scoring that fold) is at most 1 %: a
-0.99 quantile of a few hundred images promises 1 % and gave a new scene 1.5-3.5 %.
+0.99 quantile of a few hundred images promises 1 % and gave a new scene 1.5-3.5 %. From 200 images
+on, that count must also bound the rate to at most 2 % with 95 % confidence (ADR 0070): 3 of 341
+passes "1 %" and is too few to promise 2 %.
 
 The in-domain score stored with each prediction is ``0.5 ** (distance / threshold)``: 1 at the
 centre, 0.5 at the threshold, falling towards 0 far outside; below ``OUT_OF_DOMAIN_BELOW`` (0.5)
@@ -64,8 +66,9 @@ DEFAULT_QUANTILE = 0.99  # the lowest quantile the default rule tries, and the f
 # without one fold of whole capture groups, scoring that fold) is at most OWN_RATE_TARGET.
 THRESHOLD_QUANTILES = (0.99, 0.995, 0.998, 1.0)
 OWN_RATE_TARGET = 0.01
-# The candidate rule of benchmarks/results/ood-bound.md: from MEDIAN_CAP_BELOW images on, the quantile's group-CV
-# own-image count must also have a one-sided BOUND_CONFIDENCE Clopper-Pearson upper bound at most OWN_RATE_BOUND.
+# And from MEDIAN_CAP_BELOW images on, the quantile's group-CV own-image count must also have a one-sided
+# BOUND_CONFIDENCE Clopper-Pearson upper bound at most OWN_RATE_BOUND (ADR 0070, benchmarks/results/ood-bound.md):
+# the smallest quantile whose noisy count came out under 1 % was the lucky one (SIRST: 0.59 % in CV, 4.7 % on test).
 OWN_RATE_BOUND = 0.02
 BOUND_CONFIDENCE = 0.95
 DEFAULT_COMPONENTS = 32
@@ -416,14 +419,15 @@ def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
                components: int = DEFAULT_COMPONENTS, folds: int = DEFAULT_FOLDS, seed: int = 0,
                embedding: str = "", groups: Sequence[str] | None = None, descriptor: str = "",
                parts: Sequence[str] | None = None, descriptor_features: Sequence[str] = (),
-               bound: bool = False) -> DomainStats:
+               bound: bool = True) -> DomainStats:
     """Statistics of the training images' features ((n, d) per kind of feature; an array alone is
     the embedding), one fitted description per part (default: every part whose feature is given),
     and a threshold chosen on these training images only (ADR 0036): a quantile of their
     out-of-fold distances (folds of whole ``groups`` and mixed folds, the larger), the quantile
     ``quantile`` when given, else the smallest of ``THRESHOLD_QUANTILES`` whose group
-    cross-validated own-image rate (``own_rates``) is at most ``OWN_RATE_TARGET`` (the largest
-    when none is). ``descriptor_features``: the descriptor features the description reads (names of
+    cross-validated own-image rate (``own_rates``) is at most ``OWN_RATE_TARGET`` and, from
+    ``MEDIAN_CAP_BELOW`` images on unless ``bound`` is false, whose count bounds the rate to
+    ``OWN_RATE_BOUND`` (ADR 0070; the largest when none is). ``descriptor_features``: the descriptor features the description reads (names of
     ``inference.image_descriptor.FEATURES``, given full descriptors; empty: all; ADR 0038)."""
     feats, chosen = _checked(features, parts)
     names: tuple[str, ...] = ()

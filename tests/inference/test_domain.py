@@ -11,6 +11,7 @@ from inference.domain import (
     DOMAIN_JSON,
     DOMAIN_WEIGHTS,
     OUT_OF_DOMAIN_BELOW,
+    OWN_RATE_BOUND,
     OWN_RATE_TARGET,
     THRESHOLD_QUANTILES,
     DomainError,
@@ -23,6 +24,7 @@ from inference.domain import (
     out_of_fold_distances,
     out_of_fold_part_distances,
     own_rates,
+    rate_upper_bound,
     save_domain,
 )
 
@@ -267,10 +269,49 @@ def test_default_quantile_is_the_smallest_whose_group_cv_own_rate_meets_the_targ
     x, groups = _scenes(40, 8, seed=0)
     stats = fit_domain({"descriptor": x}, groups=groups, parts=PARTS2)
     assert set(stats.own_rates) == set(THRESHOLD_QUANTILES)
-    meets = [q for q in THRESHOLD_QUANTILES if stats.own_rates[q] <= OWN_RATE_TARGET]
+    n = x.shape[0]
+    assert n >= 200  # the count's bound applies too (ADR 0070)
+    meets = [q for q in THRESHOLD_QUANTILES
+             if stats.own_rates[q] <= OWN_RATE_TARGET and rate_upper_bound(stats.own_rates[q], n) <= OWN_RATE_BOUND]
     assert stats.quantile == (meets[0] if meets else THRESHOLD_QUANTILES[-1])
     fixed = fit_domain({"descriptor": x}, quantile=0.99, groups=groups, parts=PARTS2)
     assert fixed.quantile == 0.99 and set(fixed.own_rates) == {0.99}
+
+
+def _slow_upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
+    """The one-sided Clopper-Pearson bound by bisection on the binomial tail, summed term by term."""
+    from math import comb
+
+    def at_most_k(p: float) -> float:
+        return sum(comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if at_most_k(mid) > 1 - confidence else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("k,n", [(0, 149), (0, 341), (2, 341), (3, 341), (11, 1152), (1, 41)])
+def test_rate_upper_bound_agrees_with_the_binomial_tail(k: int, n: int) -> None:
+    assert rate_upper_bound(k / n, n) == pytest.approx(_slow_upper_bound(k, n), rel=1e-6)
+
+
+def test_the_count_must_bound_the_rate_from_200_images_on() -> None:
+    from inference.domain import _pick
+
+    qs = THRESHOLD_QUANTILES
+    # SIRST's case: 3 of 341 frames is under 1 %, but too few to promise 2 % (bound 2.3 %); 2 of 341 is not.
+    rates = {0.99: 3 / 341, 0.995: 2 / 341, 0.998: 1 / 341, 1.0: 0.0}
+    assert qs[_pick(qs, rates, 341, bound=False)] == 0.99
+    assert qs[_pick(qs, rates, 341, bound=True)] == 0.995
+    # The bound never loosens: at 1,152 images 1.1 % fails the point rule however tight its bound.
+    rates = {0.99: 13 / 1152, 0.995: 11 / 1152, 0.998: 2 / 1152, 1.0: 0.0}
+    assert qs[_pick(qs, rates, 1152, bound=True)] == qs[_pick(qs, rates, 1152, bound=False)] == 0.995
+    # Below 200 images no count can bound 2 % (ADR 0063's cap governs there): the point rule alone.
+    rates = {0.99: 0.0, 0.995: 0.0, 0.998: 0.0, 1.0: 0.0}
+    assert qs[_pick(qs, rates, 150, bound=True)] == 0.99
+    assert qs[_pick(qs, {q: 0.05 for q in qs}, 500, bound=True)] == 1.0  # none passes: the largest
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
