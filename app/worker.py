@@ -515,7 +515,7 @@ class Worker:
                                 confidence=c.confidence, flags=flags)
         if family == "segmenter" and r.segmenter is not None:
             return PredictionIn(image_id, version_id, mask_png=mask_png(r.segmenter.mask),
-                                target_count=r.segmenter.target_count, flags=flags)
+                                target_count=r.segmenter.target_count, confidence=r.segmenter.confidence, flags=flags)
         if family == "anomaly" and r.anomaly is not None:
             return PredictionIn(image_id, version_id, anomaly_score=r.anomaly.score,
                                 anomaly_map_ref=self.artifacts.put_map(r.anomaly.anomaly_map), flags=flags)

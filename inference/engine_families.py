@@ -131,7 +131,8 @@ class SegmenterModel(FamilyModel):
     def predict(self, images, sizes) -> list[SegmentResult]:
         out = self._mod.predict_masks(self.loaded, list(images))
         # Targets are counted at the resolution the model saw; the mask is scaled to the file's.
-        return [SegmentResult(_resize_mask(r.mask, size), int(r.count)) for r, size in zip(out, sizes)]
+        return [SegmentResult(_resize_mask(r.mask, size), int(r.count), float(r.confidence))
+                for r, size in zip(out, sizes)]
 
     def difference(self, a, b) -> float:
         return max(float(np.mean(x.mask != y.mask)) for x, y in zip(a, b))

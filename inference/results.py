@@ -30,6 +30,9 @@ class SegmentResult:
 
     mask: np.ndarray  # (h, w) bool, original image size
     target_count: int
+    # How sure the model is of every blob it nearly called (segmenter_predict.frame_confidence); None: not known
+    # (an answer stored before ADR 0071, or rebuilt from a stored count).
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class SegmentationResult:
     count: int  # 8-connected target components in the mask
     boxes: tuple[tuple[int, int, int, int], ...]  # (x, y, w, h) per component
     threshold: float
+    confidence: float = 1.0  # frame_confidence: how far every blob the map holds is from the decision
 
 
 def model_threshold(loaded: LoadedModel) -> float:
@@ -283,6 +284,39 @@ def model_verifier(loaded: LoadedModel) -> VerifierRule | None:
     return VerifierRule(cast(TargetVerifier, part.model), float(entry["threshold"]), float(rule["log_odds_per_pixel"]))
 
 
+# How far below the threshold, in log-odds, a blob still counts as one the model nearly called a target.
+NEAR_LOG_ODDS = 4.0
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
+def frame_confidence(probability: np.ndarray, threshold: float) -> float:
+    """How sure the segmenter is of its whole answer on a frame, in [0, 1], for "label next" (ADR 0071).
+
+    A frame teaches a retraining most where the model nearly decided otherwise: a target whose peak barely
+    clears the threshold, or a faint blob just below it (a target it may have missed). Each blob of the map
+    within ``NEAR_LOG_ODDS`` log-odds below the threshold (8-connected) is judged by its peak: its distance
+    from the threshold in log-odds, over ``NEAR_LOG_ODDS``, capped at 1. The frame's confidence is its
+    least sure blob's; 1 where the map holds none (nothing near a target anywhere). Read off the probability map
+    before the card's post-processing (verifier, hysteresis), so it says what the network was unsure of."""
+    prob = np.asarray(probability, dtype=np.float32)
+    if prob.size == 0:
+        return 1.0
+    t = float(_logit(threshold))
+    low = float(1.0 / (1.0 + np.exp(-(t - NEAR_LOG_ODDS))))
+    near = prob > low
+    if not near.any():
+        return 1.0
+    n, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=8)
+    peaks = np.zeros(n, dtype=np.float64)
+    np.maximum.at(peaks, labels.ravel().astype(np.int64), prob.ravel().astype(np.float64))
+    margin = np.abs(_logit(peaks[1:]) - t).min()
+    return float(min(1.0, margin / NEAR_LOG_ODDS))
+
+
 def binarise(probability: np.ndarray, threshold: float, max_fraction: float | None = None,
              plane: np.ndarray | None = None, verifier: VerifierRule | tuple[TargetVerifier, float] | None = None,
              mask_threshold: float | None = None) -> SegmentationResult:
@@ -295,7 +329,7 @@ def binarise(probability: np.ndarray, threshold: float, max_fraction: float | No
     mask = shrink_components(mask, probability, mask_threshold)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     boxes = tuple((int(x), int(y), int(w), int(h)) for x, y, w, h in stats[1:, :4])
-    return SegmentationResult(probability, mask, n - 1, boxes, threshold)
+    return SegmentationResult(probability, mask, n - 1, boxes, threshold, frame_confidence(probability, threshold))
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,15 @@ class LabelNextController:
             return label_next_for_folder(db, folder_id, counter_budget_s=COUNTER_BUDGET_S)
         self.calls.call(work, self._answered, self._failed)
 
+    def predictions_changed(self, *_args) -> None:
+        """A pre-label job finished: the answers a batch was chosen by may have come meanwhile (seen on an infrared
+        line: a batch computed on opening, before the worker answered, gave every frame "no segmenter answer yet"
+        and kept it). A batch the inspector is not walking yet (the queue in another order) is chosen again; one
+        being walked is replaced when done, as after a save."""
+        if self.result is not None and self.window.queue_panel.sort.currentData() != "label_next":
+            self.result = None
+        self.refresh()
+
     def _failed(self, error: str) -> None:
         self._computing = False
         self._move_when_ready = False
@@ -207,17 +216,20 @@ class LabelNextController:
                             "Label next proposes images whose class labels would help the next classifier "
                             "retraining most. Project ▸ Model routing… says which models run where.")
             return
-        batch = f"{left} of {n} proposed left" if n else "nothing left to propose"
+        what, why = "proposed", ""
         if latest.anomaly is not None:   # no classifier runs here: the anomaly model's verdicts (label_next_anomaly)
-            verdicts = f"{left} of {n} anomaly verdicts proposed left" if n else "nothing left to propose"
-            self._show_line(f"Label next (P): {verdicts} · next retraining: {latest.counter_short}",
-                            "No classifier runs on this folder's images (model routing), so Label next proposes the "
-                            "images the anomaly model is least sure of: out of its domain, then scored near its "
-                            "threshold, spread over the folder. " + latest.counter_text
-                            + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))
-            return
+            what, why = "anomaly verdicts proposed", (
+                "No classifier runs on this folder's images (model routing), so Label next proposes the images the "
+                "anomaly model is least sure of: out of its domain, then scored near its threshold, spread over the "
+                "folder. ")
+        elif latest.segmenter is not None:  # the segmenter alone runs here (label_next_segmenter, ADR 0071)
+            what, why = "frames proposed", (
+                "Only the segmenter runs on this folder's images (model routing), so Label next proposes the frames "
+                "it is least sure of: out of its domain, then a target that barely passed or a faint blob just under "
+                "its threshold, spread over the folder. ")
+        batch = f"{left} of {n} {what} left" if n else "nothing left to propose"
         self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}",
-                        latest.counter_text
+                        why + latest.counter_text
                         + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))
 
     def _show_line(self, text: str, tip: str = "") -> None:
@@ -243,4 +255,6 @@ def install(window) -> None:
     window.review.label_saved.connect(ctl.label_saved)
     window.review.item_changed.connect(lambda _item: ctl.show_counter())
     window.label_watch.changed.connect(ctl.refresh)  # labels saved at another station count too
+    if getattr(window, "jobs", None) is not None:       # the worker's answers that choose the batch
+        window.jobs.finished.connect(ctl.predictions_changed)
     window.ctx.closers.append(ctl.calls.close)

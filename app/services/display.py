@@ -137,6 +137,14 @@ def decode_mask_png(data: bytes) -> np.ndarray:
     return img > 0
 
 
+def mask_has_target(data: bytes) -> bool:
+    """Whether stored mask PNG bytes hold any foreground pixel (an unreadable one: no)."""
+    try:
+        return bool(decode_mask_png(data).any())
+    except DisplayError:
+        return False
+
+
 @dataclass(frozen=True)
 class Target:
     """One predicted target (an 8-connected component of the segmenter's mask), in image pixels.

@@ -257,3 +257,31 @@ def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int =
             f"uncertain (margin {1 - unc_of[i]:.2f})" if source != "none" else "unlike the images labelled so far")
         reasons[c.image_id] = why
     return Proposal(tuple(candidates[i].image_id for i in ordered), reasons, source)
+
+
+def verdict_batch(reviewed: Sequence[bool], foreign: Sequence[bool], closeness: Sequence[float],
+                  embeddings: np.ndarray, size: int) -> list[int]:
+    """Rows (aligned with the arguments) of the next ``size`` unreviewed images to review where a model gives a
+    verdict rather than a class (the anomaly model's, the segmenter's): out of its domain first (weight 2), then
+    by ``closeness`` to its decision (floored at ``UNCERTAINTY_FLOOR``: a sure one still counts a little), times
+    typicality, spread by weighted k-center from the reviewed images; walked out of domain first, then surest
+    help first. Unreadable images (NaN rows) are left out."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    n = len(reviewed)
+    readable = np.zeros(n, dtype=bool)
+    if x.ndim == 2 and len(x) == n:
+        readable = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
+    pool = np.array([i for i in range(n) if not reviewed[i] and readable[i]], dtype=np.int64)
+    anchors = [i for i in range(n) if reviewed[i] and readable[i]]
+    if not len(pool) or size <= 0:
+        return []
+    xs = np.zeros_like(x)
+    xs[readable] = standardise(x[readable])
+    weight = np.array([2.0 if foreign[i] else max(UNCERTAINTY_FLOOR, float(closeness[i])) for i in pool])
+    crowd = typicality(xs[pool])
+    crowd[~(crowd > 0)] = 1.0   # images alike (distance 0 to their neighbours) are in a crowd, not out of it
+    weight = weight * crowd
+    picks = weighted_k_center(xs, np.asarray(anchors, dtype=np.int64), pool, weight, size)
+    at = {int(i): k for k, i in enumerate(pool)}
+    # out of domain first, then the surest help (k-center chose which; this is the order they are walked in)
+    return sorted(picks, key=lambda i: (not foreign[i], -weight[at[i]]))

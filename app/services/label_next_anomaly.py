@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.services.flags import is_out_of_domain
-from app.services.label_next import Proposal, standardise, typicality, weighted_k_center
+from app.services.label_next import Proposal, verdict_batch
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -60,28 +60,10 @@ def why(c: AnomalyCandidate) -> str:
 
 
 def propose_anomaly(candidates: Sequence[AnomalyCandidate], embeddings: np.ndarray, size: int) -> Proposal:
-    """The next ``size`` unreviewed images: out of domain first (weight 2), then by closeness to the threshold
-    (floored at 0.1: a far one still counts a little), times typicality, spread by weighted k-center from the
-    reviewed images. Unreadable images (NaN rows) are left out."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    readable = np.zeros(len(candidates), dtype=bool)
-    if x.ndim == 2 and len(x) == len(candidates):
-        readable = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
-    pool = np.array([i for i, c in enumerate(candidates) if not c.reviewed and readable[i]], dtype=np.int64)
-    anchors = [i for i, c in enumerate(candidates) if c.reviewed and readable[i]]
-    if not len(pool) or size <= 0:
-        return Proposal(())
-    xs = np.zeros_like(x)
-    xs[readable] = standardise(x[readable])
-    weight = np.array([2.0 if _foreign(c) else max(0.1, closeness(c.score, c.threshold))
-                       for c in (candidates[i] for i in pool)])
-    crowd = typicality(xs[pool])
-    crowd[~(crowd > 0)] = 1.0   # images alike (distance 0 to their neighbours) are in a crowd, not out of it
-    weight = weight * crowd
-    picks = weighted_k_center(xs, np.asarray(anchors, dtype=np.int64), pool, weight, size)
-    at = {int(i): k for k, i in enumerate(pool)}
-    # out of domain first, then the surest help (k-center chose which; this is the order they are walked in)
-    ordered = sorted(picks, key=lambda i: (not _foreign(candidates[i]), -weight[at[i]]))
+    """The next ``size`` unreviewed images (``label_next.verdict_batch``): out of domain first, then by closeness
+    to the threshold, spread over the folder from the reviewed images."""
+    ordered = verdict_batch([c.reviewed for c in candidates], [_foreign(c) for c in candidates],
+                            [closeness(c.score, c.threshold) for c in candidates], embeddings, size)
     return Proposal(tuple(candidates[i].image_id for i in ordered),
                     {candidates[i].image_id: why(candidates[i]) for i in ordered}, "anomaly")
 

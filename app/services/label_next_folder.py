@@ -56,6 +56,9 @@ class LabelNextResult:
     # Where the routing runs no classifier but the anomaly model (``label_next_anomaly``): (images reviewed normal,
     # how many more the next anomaly retraining needs); the batch is then the anomaly model's.
     anomaly: tuple[int, int] | None = None
+    # Where the routing runs neither but the segmenter (``label_next_segmenter``, ADR 0071): (reviewed frames with a
+    # mask, of them with a target, how many more the next segmenter retraining needs); the batch is the segmenter's.
+    segmenter: tuple[int, int, int] | None = None
 
     @property
     def pending(self) -> bool:
@@ -68,6 +71,9 @@ class LabelNextResult:
         if self.anomaly is not None:
             from app.services.label_next_anomaly import counter_text
             return counter_text(*self.anomaly)[0]
+        if self.segmenter is not None:
+            from app.services.label_next_segmenter import counter_text as frames_text
+            return frames_text(*self.segmenter)[0]
         if self.scoped:
             return " · ".join(f"{name} {n.short if n is not None else 'unknown'}" for name, n in self.scoped)
         return self.needed.short if self.needed is not None else "more labels: unknown"
@@ -77,6 +83,9 @@ class LabelNextResult:
         if self.anomaly is not None:
             from app.services.label_next_anomaly import counter_text
             return counter_text(*self.anomaly)[1]
+        if self.segmenter is not None:
+            from app.services.label_next_segmenter import counter_text as frames_text
+            return frames_text(*self.segmenter)[1]
         if self.scoped:
             return "\n".join(f"{name}: {n.text}" for name, n in self.scoped if n is not None)
         return self.needed.text if self.needed is not None else ""
@@ -172,8 +181,9 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
     classifier version, where routing rules give the folder's images to several (ADR 0060)."""
     all_cands, all_files, all_names, scopes = _candidates(db, folder_id, seed)
     keep = [i for i, sc in enumerate(scopes) if sc is not None]
-    if not keep and all_cands:   # no classifier runs here: the anomaly model's batch, if it runs
-        found = _anomaly_result(db, folder_id, size, seed, source, cache_root, progress, len(all_cands))
+    if not keep and all_cands:   # no classifier runs here: the anomaly model's batch, else the segmenter's
+        found = (_anomaly_result(db, folder_id, size, seed, source, cache_root, progress, len(all_cands))
+                 or _segmenter_result(db, folder_id, size, seed, source, cache_root, progress, len(all_cands)))
         if found is not None:
             return found
     cands = [all_cands[i] for i in keep]
@@ -204,23 +214,37 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
                            len(all_cands) - len(cands))
 
 
-def _anomaly_result(db: "Database", folder_id: int, size: int, seed: int, source: EmbeddingSource | None,
-                    cache_root: Path | None, progress: Callable[[int, int], None] | None,
-                    unrouted: int) -> LabelNextResult | None:
-    """The anomaly model's batch and counter for a folder whose images the routing gives no classifier
-    (``label_next_anomaly``); None where it does not run the anomaly model on them either."""
-    from app.services.champion import anomaly_threshold
+def _routed_rows(db: "Database", folder_id: int, family: str, seed: int) -> list["QueueRow"]:
+    """The folder's reviewed images and a sample of its unreviewed ones that the routing gives ``family``."""
     from app.services.counting_versions import rule_version
-    from app.services.label_next_anomaly import AnomalyCandidate, normal_needed, propose_anomaly
-    from app.services.project_settings import ProjectSettingsError, load_project_settings, readable_routing
+    from app.services.project_settings import readable_routing
     from database.review_queue import QueueQuery, queue_count, queue_page
 
     folder = db.folders.get(folder_id)
     routing = readable_routing(db)
     reviewed = queue_page(db, QueueQuery(folder_id=folder_id, states=LABELLED_STATES), MAX_LABELLED).rows
     unreviewed_q = QueueQuery(folder_id=folder_id, states=("unreviewed",))
-    rows = [r for r in reviewed + _sample(db, unreviewed_q, queue_count(db, unreviewed_q), seed)
-            if rule_version(routing, "anomaly", r.rel_path, folder.name if folder is not None else "")[0]]
+    return [r for r in reviewed + _sample(db, unreviewed_q, queue_count(db, unreviewed_q), seed)
+            if rule_version(routing, family, r.rel_path, folder.name if folder is not None else "")[0]]
+
+
+def _vectors(rows: list["QueueRow"], source: EmbeddingSource | None, cache_root: Path | None,
+             progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, list[str]]:
+    files = [(str(Path(r.root_path) / r.rel_path), r.content_hash) for r in rows]
+    cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", source or embedding_source())
+    return cache.vectors(files, progress)
+
+
+def _anomaly_result(db: "Database", folder_id: int, size: int, seed: int, source: EmbeddingSource | None,
+                    cache_root: Path | None, progress: Callable[[int, int], None] | None,
+                    unrouted: int) -> LabelNextResult | None:
+    """The anomaly model's batch and counter for a folder whose images the routing gives no classifier
+    (``label_next_anomaly``); None where it does not run the anomaly model on them either."""
+    from app.services.champion import anomaly_threshold
+    from app.services.label_next_anomaly import AnomalyCandidate, normal_needed, propose_anomaly
+    from app.services.project_settings import ProjectSettingsError, load_project_settings
+
+    rows = _routed_rows(db, folder_id, "anomaly", seed)
     if not rows:
         return None
     try:
@@ -240,12 +264,33 @@ def _anomaly_result(db: "Database", folder_id: int, size: int, seed: int, source
                                       p.anomaly_score if p is not None else None,
                                       thresholds.get(p.model_version_id) if p is not None else None,
                                       r.in_domain.get("anomaly")))
-    files = [(str(Path(r.root_path) / r.rel_path), r.content_hash) for r in rows]
-    cache = EmbeddingCache(cache_root or cache_dir() / "embeddings", source or embedding_source())
-    x, problems = cache.vectors(files, progress)
+    x, problems = _vectors(rows, source, cache_root, progress)
     normal, more = normal_needed(db, [c.image_id for c in cands if c.reviewed])
     return LabelNextResult(folder_id, propose_anomaly(cands, x, size), None, len(cands), tuple(problems[:20]),
                            frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, (normal, more))
+
+
+def _segmenter_result(db: "Database", folder_id: int, size: int, seed: int, source: EmbeddingSource | None,
+                      cache_root: Path | None, progress: Callable[[int, int], None] | None,
+                      unrouted: int) -> LabelNextResult | None:
+    """The segmenter's batch and counter for a folder whose images the routing gives neither a classifier nor the
+    anomaly model (``label_next_segmenter``, ADR 0071); None where it does not run the segmenter on them either."""
+    from app.services.label_next_segmenter import SegmenterCandidate, frames_needed, propose_segmenter
+
+    rows = _routed_rows(db, folder_id, "segmenter", seed)
+    if not rows:
+        return None
+    preds = db.predictions.current_for_images([r.image_id for r in rows], "segmenter")
+    cands = []
+    for r in rows:
+        p = preds.get(r.image_id)
+        cands.append(SegmenterCandidate(r.image_id, r.review_state in LABELLED_STATES,
+                                        p.confidence if p is not None else None,
+                                        p.target_count if p is not None else None, r.in_domain.get("segmenter")))
+    x, problems = _vectors(rows, source, cache_root, progress)
+    counts = frames_needed(db, [c.image_id for c in cands if c.reviewed])
+    return LabelNextResult(folder_id, propose_segmenter(cands, x, size), None, len(cands), tuple(problems[:20]),
+                           frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, segmenter=counts)
 
 
 def _counter(cands: list[Candidate], files: list[tuple[str, str | None]], names: list[str], target: float, seed: int,

@@ -287,7 +287,7 @@ def test_a_folder_the_routing_gives_no_classifier_says_so_instead_of_nothing_lef
     nothing left to propose · next retraining: more labels: unknown" over 46 unlabelled images."""
     from tests.gui.conftest import open_bottles_without_classifier
 
-    win = open_bottles_without_classifier(service, db, tmp_path, qtbot, families=("segmenter",))
+    win = open_bottles_without_classifier(service, db, tmp_path, qtbot, families=())   # no model runs there
     ctl = win.label_next
     qtbot.waitUntil(lambda: ctl.result is not None and "Label next" in ctl.line.text(), timeout=30000)
     assert "runs no classifier on this folder's images" in ctl.line.text()
@@ -309,3 +309,4 @@ def test_p_on_a_folder_the_anomaly_model_alone_answers_walks_its_least_sure_imag
     press(qtbot, win, Qt.Key.Key_P)
     qtbot.waitUntil(lambda: win.review.image_id in ctl.result.proposal.image_ids, timeout=10000)
     win.close()
+

@@ -299,29 +299,47 @@ def test_a_folder_of_several_lines_gets_each_versions_share_and_counter_and_no_f
     assert _shares([10, 30], 20) == [5, 15] and _shares([0, 5], 20) == [0, 5] and _shares([3, 100], 2) == [1, 1]
 
 
+def _verdict_batch_checks(propose_fn, cand, kind: str, foreign_words: str, near_words: str) -> None:
+    """A verdict batch (anomaly, segmenter): out of domain first, then near the decision, one from each of two
+    clusters, a reviewed image never, an unreadable one never. ``cand(image_id, reviewed, step, foreign)``: step 0
+    is far from the model's decision, step 9 nearly at it."""
+    rng = np.random.default_rng(0)
+    # rows 0-9 and 10-19: two clusters, in each from far from the decision to at it; 20-21 near the first
+    x = np.vstack([rng.normal(0, 0.1, (10, 4)), rng.normal(5, 0.1, (10, 4)), rng.normal(0, 0.1, (2, 4))])
+    cands = [cand(i, False, i % 10, False) for i in range(20)]
+    cands += [cand(20, True, 2, False),    # reviewed: an anchor, never proposed
+              cand(21, False, 1, True)]    # out of the model's domain
+    got = propose_fn(cands, x, 3)
+    assert got.image_ids[0] == 21 and foreign_words in got.reasons[21]
+    assert 20 not in got.image_ids and got.uncertainty_from == kind
+    assert {i // 10 for i in got.image_ids[1:]} == {0, 1}   # one from each cluster, not two from one
+    assert near_words in got.reasons[got.image_ids[1]]
+    alike = np.zeros((10, 4))                               # ten images alike: by closeness alone
+    assert propose_fn([cand(i, False, i, False) for i in range(10)], alike, 1).image_ids == (9,)
+    unreadable = x.copy()
+    unreadable[21] = np.nan
+    assert 21 not in propose_fn(cands, unreadable, 3).image_ids
+
+
 def test_anomaly_batch_puts_out_of_domain_then_near_threshold_images_first_spread_over_the_folder() -> None:
     from app.services.label_next_anomaly import AnomalyCandidate, closeness, propose_anomaly
 
     assert closeness(10.0, 10.0) == 1.0 and abs(closeness(10.0 * np.e, 10.0) - 0.5) < 1e-9
     assert closeness(None, 10.0) == closeness(5.0, None) == closeness(5.0, 0.0) == 0.0
-    rng = np.random.default_rng(0)
-    # two clusters of unreviewed images; in each, scores from far below the threshold (10) to at it
-    x = np.vstack([rng.normal(0, 0.1, (10, 4)), rng.normal(5, 0.1, (10, 4)), rng.normal(0, 0.1, (2, 4))])
-    scores = [0.5 + i for i in range(10)] * 2
-    cands = [AnomalyCandidate(i, False, scores[i], 10.0, 0.9) for i in range(20)]
-    cands += [AnomalyCandidate(20, True, 3.0, 10.0, 0.9),                    # reviewed: an anchor, never proposed
-              AnomalyCandidate(21, False, 2.0, 10.0, 0.1)]                   # out of the model's domain
-    got = propose_anomaly(cands, x, 3)
-    assert got.image_ids[0] == 21 and "out of the anomaly model's domain" in got.reasons[21]
-    assert 20 not in got.image_ids and got.uncertainty_from == "anomaly"
-    assert {i // 10 for i in got.image_ids[1:]} == {0, 1}                    # one from each cluster, not two from one
-    assert "near its threshold 10" in got.reasons[got.image_ids[1]]
-    alike = np.zeros((10, 4))                                                # ten images alike: by closeness alone
-    first = propose_anomaly([AnomalyCandidate(i, False, scores[i], 10.0, 0.9) for i in range(10)], alike, 1)
-    assert first.image_ids == (9,)                                           # 9.5 against a threshold of 10
-    unreadable = x.copy()
-    unreadable[21] = np.nan
-    assert 21 not in propose_anomaly(cands, unreadable, 3).image_ids
+    _verdict_batch_checks(   # scores 0.5 ... 9.5 against a threshold of 10
+        propose_anomaly, lambda i, rev, k, out: AnomalyCandidate(i, rev, 0.5 + k, 10.0, 0.1 if out else 0.9),
+        "anomaly", "out of the anomaly model's domain", "near its threshold 10")
+
+
+def test_segmenter_batch_puts_out_of_domain_then_the_least_sure_frames_first_spread_over_the_folder() -> None:
+    from app.services.label_next_segmenter import SegmenterCandidate, closeness, propose_segmenter
+
+    assert closeness(SegmenterCandidate(1, False, 0.0, 2)) == 1.0 and closeness(SegmenterCandidate(1, False, 1.0, 0)) == 0
+    assert closeness(SegmenterCandidate(1, False, None, 1)) == 0.5      # an answer stored without its confidence
+    assert closeness(SegmenterCandidate(1, False, None, None)) == 0.0   # no answer yet
+    _verdict_batch_checks(   # frame confidence 1.0 ... 0.1
+        propose_segmenter, lambda i, rev, k, out: SegmenterCandidate(i, rev, 1.0 - 0.1 * k, 1, 0.1 if out else 0.9),
+        "segmenter", "out of the segmenter's domain", "near the segmenter's threshold")
 
 
 def test_a_folder_no_classifier_runs_on_gets_the_anomaly_models_batch_and_counter(tmp_path: Path) -> None:
@@ -358,8 +376,58 @@ def test_a_folder_no_classifier_runs_on_gets_the_anomaly_models_batch_and_counte
         assert len(got.proposal.image_ids) == 5 and not set(got.proposal.image_ids) & set(ids[:4])
         assert got.anomaly == (4, 6) and got.counter_short == "anomaly model: 6 more normal (G)"
         assert "near its threshold 10" in got.proposal.reasons[got.proposal.image_ids[0]]
-        save_routing(db, Routing((RoutingRule("good/*", ("segmenter",)),)))   # neither classifier nor anomaly
+        save_routing(db, Routing((RoutingRule("good/*", ()),)))   # no model runs there
         none = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
         assert none.proposal.image_ids == () and none.unrouted == 12 and none.anomaly is None   # the unreviewed read
+        assert none.segmenter is None
+    finally:
+        db.close()
+
+
+def test_a_folder_only_the_segmenter_runs_on_gets_its_batch_and_a_frames_counter(tmp_path: Path) -> None:
+    """An infrared line routed to the segmenter alone (session 37): P said there was no class to learn and had no
+    batch, while the segmenter's retraining wanted reviewed frames with masks."""
+    from app.services.counting_versions import remark
+    from app.services.display import encode_mask_png
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.retraining import MIN_SEGMENTER_FRAMES
+    from app.services.routing import Routing, RoutingRule
+    from database.dto import PredictionIn
+
+    rng = np.random.default_rng(7)
+    root = tmp_path / "ir"
+    (root / "line").mkdir(parents=True)
+    for i in range(16):
+        cv2.imwrite(str(root / "line" / f"f{i:02d}.png"), rng.integers(0, 255, (32, 40), dtype=np.uint8))
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        folder_id = index_folder(db, root).folder_id
+        seg = db.model_versions.register("segmenter", "seg", str(tmp_path / "nowhere"), activate=True)
+        ids = sorted(im.id for im in db.images.query())
+        db.predictions.upsert_many([PredictionIn(i, seg.id, target_count=1, confidence=0.05 * k, in_domain=0.9)
+                                    for k, i in enumerate(ids)])
+        routing = Routing((RoutingRule("line/*", ("segmenter",)),))
+        save_routing(db, routing)
+        remark(db, routing)
+        target = np.zeros((32, 40), bool)
+        target[5:8, 5:8] = True
+        db.labels.append(ids[-1], LabelChange(ReviewState.ACCEPTED, mask_png=encode_mask_png(np.zeros((32, 40), bool))),
+                         "tester")                                        # "no target": counts, holds no target
+        got = label_next_for_folder(db, folder_id, size=4, cache_root=tmp_path / "cache")
+        assert got.segmenter == (1, 0, MIN_SEGMENTER_FRAMES - 1) and got.anomaly is None
+        assert got.counter_short == f"segmenter: {MIN_SEGMENTER_FRAMES - 1} more reviewed frames with masks"
+        assert len(got.proposal.image_ids) == 4 and ids[-1] not in got.proposal.image_ids
+        assert ids[0] in got.proposal.image_ids                           # confidence 0: a blob at the threshold
+        assert "near the segmenter's threshold (confidence 0.00)" in got.proposal.reasons[ids[0]]
+        for i in ids[:MIN_SEGMENTER_FRAMES - 1]:
+            db.labels.append(i, LabelChange(ReviewState.CORRECTED, mask_png=encode_mask_png(np.zeros((32, 40), bool))),
+                             "tester")
+        no_target = label_next_for_folder(db, folder_id, size=4, cache_root=tmp_path / "cache")
+        assert no_target.segmenter == (MIN_SEGMENTER_FRAMES, 0, 1)        # the retraining refuses masks without one
+        db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, mask_png=encode_mask_png(target)), "tester")
+        ready = label_next_for_folder(db, folder_id, size=4, cache_root=tmp_path / "cache")
+        assert ready.segmenter == (MIN_SEGMENTER_FRAMES, 1, 0)
+        assert ready.counter_short == f"segmenter: ready ({MIN_SEGMENTER_FRAMES} frames, 1 with targets)"
     finally:
         db.close()

@@ -53,6 +53,7 @@ def test_worker_stores_all_three_families_and_flags(db, tmp_path: Path) -> None:
         seg = next(p for p in preds.values() if p.mask_png is not None)
         mask = cv2.imdecode(np.frombuffer(seg.mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
         assert mask.shape == (32, 32) and seg.target_count >= 0
+        assert seg.confidence is not None and 0.0 <= seg.confidence <= 1.0  # "label next" reads it (ADR 0071)
         anom = next(p for p in preds.values() if p.anomaly_map_ref is not None)
         assert w.artifacts.get_map(anom.anomaly_map_ref).ndim == 2
         assert images[name].flagged and images[name].priority >= 1
