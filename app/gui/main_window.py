@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
         r.label_changed.connect(lambda _l: r.read_history())
         r.history_read.connect(self.label_panel.show_history)
         r.message.connect(self._say)
+        r.note.connect(self._note)
         r.save_failed.connect(self._warn)
         r.pending_changed.connect(self.status.set_pending)
         r.save_waiting.connect(self._say)
@@ -260,7 +261,10 @@ class MainWindow(QMainWindow):
         self.review.check_label()
 
     def _say(self, text: str) -> None:
-        self.statusBar().showMessage(text, 5000)
+        self.status.say(text)
+
+    def _note(self, text: str) -> None:
+        self.status.note(text)
 
     def _warn(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)

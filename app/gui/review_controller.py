@@ -44,6 +44,7 @@ class ReviewController(QObject):
     item_changed = Signal(object)      # QueueItem with fresh badges
     state_moved = Signal(object)       # StateMove of a save (the shown counts move by it), right after item_changed
     message = Signal(str)              # status bar
+    note = Signal(str)                 # status bar, kept ahead of the next messages a while (the move after A)
     save_failed = Signal(str)          # a reason to show prominently
     save_waiting = Signal(str)         # a refused save, kept and retried: said without stopping the inspector
     label_saved = Signal(int)          # image id whose label the database has just stored (after item_changed)
@@ -447,6 +448,13 @@ class ReviewController(QObject):
             self.message.emit("Already accepted.")
             return
         self._edit(after, "accept", "accept")
+        withheld = self.service.withheld_from(self.detail, after)
+        if withheld:   # said, not silently left out
+            what = {"classifier": "its class (keys 1-9)", "segmenter": "its targets (B / L)",
+                    "anomaly": "its verdict (G / D)"}
+            self.note.emit("Accepted without the " + " and the ".join(f"{f}'s answer" for f in withheld)
+                              + ": out of that model's domain, so not taken. Give " + ", ".join(what[f] for f in withheld)
+                              + " yourself for the image to count for a retraining.")
         p = self.detail.prediction if self.detail is not None else None
         if (p is not None and p.heatmap_missing and after.anomaly_verdict == "anomalous"
                 and after.anomaly_region is None):  # ADR 0061: said, not silently left out

@@ -1,6 +1,8 @@
 """The status bar: counts per review state, unsaved labels, cursor position and pixel value."""
 from __future__ import annotations
 
+import time
+
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from app.gui.style import STATE_COLORS
@@ -9,6 +11,8 @@ from app.services.review_types import REVIEW_STATES
 
 class StationStatusBar(QStatusBar):
     cursor: QLabel  # type: ignore[assignment]  # shadows QWidget.cursor(): the pointer-position label
+    SAY_MS = 5000
+    NOTE_S = 8.0  # a note stays ahead of the messages that follow it this long
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -19,6 +23,21 @@ class StationStatusBar(QStatusBar):
         self.addWidget(self.cursor, 1)
         self.addPermanentWidget(self.pending)
         self.addPermanentWidget(self.counts)
+
+    def say(self, text: str) -> None:
+        """A passing message; within ``NOTE_S`` of a ``note`` it is added after the note instead of replacing it."""
+        note, until = getattr(self, "_sticky", ("", 0.0))
+        left = until - time.monotonic()
+        if note and left > 0 and text != note:
+            self.showMessage(f"{note} · {text}", int(1000 * left) + 1)
+            return
+        self.showMessage(text, self.SAY_MS)
+
+    def note(self, text: str) -> None:
+        """A message the next ones are added to for ``NOTE_S`` instead of replacing it (seen under Xvfb: Accept's
+        "without the segmenter's answer" was wiped at once by the move it makes, "No unreviewed image left")."""
+        self._sticky = (text, time.monotonic() + self.NOTE_S)
+        self.showMessage(text, int(1000 * self.NOTE_S))
 
     def set_counts(self, counts: dict[str, int]) -> None:
         """The folder's per-state counts; none: they are being counted (another folder)."""

@@ -525,6 +525,20 @@ class ReviewService:
             anomaly_region=current.anomaly_region if has_verdict else model.anomaly_region,
             review_state="accepted", from_prediction_id=model.from_prediction_id)
 
+    @staticmethod
+    def withheld_from(detail: ImageDetail | None, accepted: LabelState) -> tuple[str, ...]:
+        """The families whose answer an Accept left out because their model calls the image out of its domain, where
+        the accepted label has nothing of its own in their place. Seen under Xvfb (session 37): A on an infrared frame
+        the segmenter called foreign, two targets plainly visible, saved "accepted" with no mask and said nothing; the
+        frame then did not count for the segmenter's retraining."""
+        p = detail.prediction if detail is not None else None
+        if p is None:
+            return ()
+        lacks = {"classifier": accepted.class_name is None and p.predicted_class is not None,
+                 "segmenter": accepted.mask is None and p.target_count is not None,
+                 "anomaly": accepted.anomaly_verdict is None and p.anomaly_score is not None}
+        return tuple(f for f in p.out_of_domain if lacks.get(f, False))
+
     def mask_start(self, detail: ImageDetail | None, current: LabelState | None) -> np.ndarray | None:
         """What the first brush, eraser or polygon edit of the mask starts from: the predicted targets Accept would
         take, where the label holds no mask of its own; None: the label's layer. Seen under Xvfb (session 36): on

@@ -108,3 +108,45 @@ def test_accept_takes_no_answer_the_panel_shows_as_out_of_domain(service, db, fo
         assert checks["heatmap"].text() == "Heatmap" and checks["prediction"].text() == "Predicted mask"
     finally:
         win.close()
+
+
+def test_accept_says_which_withheld_answers_it_left_out(service, db, folder, artifacts, qtbot):
+    """Seen under Xvfb (session 37): A on an infrared frame the segmenter called foreign, two targets plainly
+    visible, saved "accepted" with no mask and said nothing; the frame then did not count for the segmenter's
+    retraining. The status bar now says what was left out and what to give instead; an in-domain image says nothing."""
+    from PySide6.QtCore import Qt
+
+    from tests.gui.conftest import wait_saved
+    from tests.gui.test_main_window import press
+
+    info = service.open_folder(folder)
+    versions = seed_predictions(db, info.id, artifacts)
+    (far,) = _mark_out_of_domain(db, info.id, versions, {"part_04.png"}, families=("segmenter",))
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    win.review.note.connect(said.append)
+    try:
+        win.review.open_image(far)
+        wait_shown(win, qtbot, far)
+        qtbot.waitUntil(lambda: "out of domain" in win.label_panel.pred_targets.text())
+        press(qtbot, win, Qt.Key.Key_A)
+        wait_saved(win, qtbot)
+        assert any("Accepted without the segmenter's answer" in s and "its targets (B / L)" in s for s in said), said
+        # the move A makes next (to the next unreviewed image, or "none left") does not wipe it from the status bar
+        qtbot.waitUntil(lambda: win.review.image_id != far or "No unreviewed" in win.statusBar().currentMessage())
+        win._say("No unreviewed image left in this view.")
+        assert "Accepted without the segmenter's answer" in win.statusBar().currentMessage()
+        label = service.detail(far).label
+        assert label.review_state == "accepted" and label.mask is None
+        said.clear()
+        inside = next(it.image_id for it in win.gallery_model.items() if it.image_id != far)
+        win.review.open_image(inside)
+        wait_shown(win, qtbot, inside)
+        press(qtbot, win, Qt.Key.Key_A)
+        wait_saved(win, qtbot)
+        assert not any("Accepted without" in s for s in said)
+    finally:
+        win.close()
