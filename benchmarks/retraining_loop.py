@@ -72,6 +72,15 @@ def label_next_picks(train_root: Path, per_class: int, seed: int, batch: int = B
     return [paths[i].relative_to(train_root).as_posix() for i in order]
 
 
+def random_order_picks(train_root: Path, per_class: int, seed: int) -> list[str]:
+    """Paths below ``train_root`` an inspector labels first when walking the folder in a seeded random order (the
+    issue's "random order": the folder's own class mix, not a per-class draw): ``per_class`` × the number of classes,
+    the same budget as the other orders."""
+    paths, names = tree(train_root)
+    order = np.random.default_rng(seed).permutation(len(paths))[:per_class * len(set(names))]
+    return [paths[int(i)].relative_to(train_root).as_posix() for i in order]
+
+
 def label_listed(db, rel_paths: list[str], source: LabelSource | None = None) -> dict[str, int]:
     """Corrected labels with the true class (the parent folder's name) for the listed images; counts per class.
     ``source``: stored with each label, as the station stores a "label next" proposal's (ADR 0049)."""
@@ -185,8 +194,9 @@ def main() -> int:
     ap.add_argument("--val", required=True, type=Path, help="independent class-folder tree for the final score")
     ap.add_argument("--per-class", type=int, default=40,
                     help="labels per class; with --order label-next, this times the number of classes in all")
-    ap.add_argument("--order", choices=("per-class", "label-next"), default="per-class",
-                    help="per-class: N random images of each class; label-next: the station's 'label next' order")
+    ap.add_argument("--order", choices=("per-class", "label-next", "random"), default="per-class",
+                    help="per-class: N random images of each class; label-next: the station's 'label next' order; "
+                         "random: the folder in a seeded random order (N times the number of classes in all)")
     ap.add_argument("--batch", type=int, default=BATCH, help="--order label-next: images per batch")
     ap.add_argument("--seed", type=int, default=0, help="which images of each class the inspector labels")
     ap.add_argument("--first-by-name", action="store_true", help="label the first N of each class by file name instead")
@@ -211,6 +221,9 @@ def main() -> int:
             picked = label_next_picks(args.train, args.per_class, args.seed, args.batch)
             print(f"label next: {len(picked)} picks in {time.monotonic() - t0:.0f} s (embedding included)")
             labelled = label_listed(db, picked, None if args.unmarked else LabelSource.LABEL_NEXT)
+        elif args.order == "random":
+            picked = random_order_picks(args.train, args.per_class, args.seed)
+            labelled = label_listed(db, picked)
         else:
             labelled = label_sample_per_class(db, args.per_class, args.seed, args.first_by_name)
         db.close()
