@@ -44,8 +44,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--per-class", type=int, default=40)
     p.add_argument("--root", type=Path, default=Path("/work/shared/datasets"))
-    p.add_argument("--order", choices=("label-next", "per-class"), default="label-next",
-                   help="per-class: random images of each class (the variant's chooser is then not used)")
+    p.add_argument("--order", choices=("label-next", "per-class", "random"), default="label-next",
+                   help="per-class: random images of each class; random: the pool in a seeded random order (the "
+                        "variant's chooser is then not used)")
     p.add_argument("--retrain-args", default="--keep-if-worse", help="options for the retrain command, one string")
     p.add_argument("--unmarked", action="store_true", help="label-next labels stored without their source (retraining_loop.py)")
     p.add_argument("--json", type=Path, required=True)
