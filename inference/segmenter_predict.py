@@ -312,7 +312,7 @@ def frame_confidence(probability: np.ndarray, threshold: float) -> float:
         return 1.0
     n, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=8)
     peaks = np.zeros(n, dtype=np.float64)
-    np.maximum.at(peaks, labels.ravel().astype(np.int64), prob.ravel().astype(np.float64))
+    np.maximum.at(peaks, labels[near].astype(np.int64), prob[near].astype(np.float64))  # near pixels only
     margin = np.abs(_logit(peaks[1:]) - t).min()
     return float(min(1.0, margin / NEAR_LOG_ODDS))
 
