@@ -237,6 +237,12 @@ class ModelsDialog(QDialog):
         row = self.selected_row()
         return row.id if row is not None else None
 
+    def suggest_family(self, family: str | None) -> None:
+        """Offer ``family`` for retraining and adding where no version is selected (seen under Xvfb: on a folder the
+        segmenter alone runs on, with "segmenter: ready" on the label-next line, the dialog opened on the classifier)."""
+        if family is not None and family in FAMILY_ORDER and self.selected_row() is None:
+            self.family.setCurrentText(family)
+
     def selected_row(self) -> ModelRow | None:
         rows = {i.row() for i in self.table.selectedIndexes()}
         return self.rows[min(rows)] if rows and min(rows) < len(self.rows) else None
@@ -469,6 +475,15 @@ def _items(m: ModelRow) -> list[QTableWidgetItem]:
     return items
 
 
+def family_hint(window) -> str | None:
+    """The family the open folder's "label next" line counts labels for where no classifier runs there (the anomaly
+    model's verdicts, the segmenter's frames); None: the classifier's, or not known yet."""
+    latest = getattr(getattr(window, "label_next", None), "latest", None)
+    if latest is None:
+        return None
+    return "anomaly" if latest.anomaly is not None else "segmenter" if latest.segmenter is not None else None
+
+
 def install(window) -> None:
     """Project ▸ Models… on the context's model catalog; retraining needs the database URL."""
     action = window.actions["models"]
@@ -497,6 +512,7 @@ def install(window) -> None:
             window.models_dialog = dlg
         elif not dlg.isVisible():
             dlg.refresh()
+        dlg.suggest_family(family_hint(window))
         dlg.show()
         dlg.raise_()
         dlg.activateWindow()

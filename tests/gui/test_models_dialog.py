@@ -425,3 +425,28 @@ def test_versions_that_cannot_be_read_say_why_and_keep_the_buttons_usable(qtbot,
     settled(qtbot, dlg)
     assert dlg.error.text() == "The model versions cannot be read: database is unreachable"
     assert dlg.table.rowCount() == shown and dlg.add_button.isEnabled()   # what was shown stays
+
+
+def test_the_family_follows_the_open_folders_label_next_line_where_no_version_is_selected(qtbot, catalog) -> None:
+    """Seen under Xvfb (session 37): on an infrared folder the segmenter alone runs on, the label-next line said
+    "segmenter: ready (10 frames, 10 with targets)" and Models… opened on the classifier family."""
+    from types import SimpleNamespace
+
+    from app.gui.models_dialog import family_hint
+
+    def window(**latest):
+        base = {"anomaly": None, "segmenter": None}
+        return SimpleNamespace(label_next=SimpleNamespace(latest=SimpleNamespace(**{**base, **latest})))
+    assert family_hint(window(segmenter=(10, 10, 0))) == "segmenter"
+    assert family_hint(window(anomaly=(4, 6))) == "anomaly"
+    assert family_hint(window()) is None and family_hint(SimpleNamespace()) is None
+    dlg = make_dialog(qtbot, catalog)
+    assert dlg.family.currentText() == "classifier"
+    dlg.suggest_family("segmenter")
+    assert dlg.family.currentText() == "segmenter"
+    dlg.table.selectRow(0)                         # a selected version decides the family, not the hint
+    chosen = dlg.family.currentText()
+    dlg.suggest_family("anomaly" if chosen != "anomaly" else "segmenter")
+    assert dlg.family.currentText() == chosen
+    dlg.suggest_family(None)
+    assert dlg.family.currentText() == chosen
