@@ -145,6 +145,10 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
         from app.services.retraining import PARENT_SAW_NOTE
 
         notes.append(PARENT_SAW_NOTE.format(parent=compared.get("parent_name") or "the previous version"))
+    if compared.get("parent_answers_held_out"):
+        from app.services.retraining import parent_answers_note
+
+        notes.append(parent_answers_note(compared))
     simple = compared.get("simple_answers")
     if isinstance(simple, Mapping) and isinstance(simple.get("held_out"), Mapping):
         best = simple.get("best_simple")

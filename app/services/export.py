@@ -79,6 +79,7 @@ class ExportResult:
     skipped: tuple[str, ...]
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     split_counts: dict[str, int] | None = None
+    held_out_ids: tuple[int, ...] = ()  # the exported images outside the train part (a retraining's held-out ones)
 
     def summary_lines(self) -> list[str]:
         lines = [f"exported {self.exported} image(s) to {self.out}"]
@@ -370,4 +371,6 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         "files": files_under(tmp),  # what a later --overwrite may delete, and nothing else
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts)
+    held = tuple(p.item.image_id for p in exported
+                 if p.split is not None and p.split != "train" and p.item.image_id is not None)
+    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held)

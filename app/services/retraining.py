@@ -49,6 +49,15 @@ KEEP_MIN_PER_CLASS = 2
 # every held-out image labelled before that refit was in its training.
 PARENT_SAW_NOTE = ("{parent} was itself refitted on this project's reviewed labels, the held-out images labelled "
                    "before it among them: its figures here flatter it")
+
+
+def parent_answers_note(compared: Mapping[str, Any]) -> str:
+    """Said beside a held-out comparison where some held-out labels are the previous version's own answers."""
+    k, n = int(compared.get("parent_answers_held_out", 0)), int(compared.get("held_out_images", 0))
+    return (f"{k} of {n} held-out label(s) are {compared.get('parent_name') or 'the previous version'}'s own answers "
+            "kept as they came: they agree with it by construction, its figures here lean its way")
+
+
 # Said wherever a held-out comparison is shown of a version refitted on all labels after its check (ADR 0048).
 REFIT_NOTE = ("the new figures are the checked fit's: the registered version was then refitted on all reviewed "
               "labels, these included (ADR 0048)")
@@ -194,9 +203,11 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
 
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                         within: AbstractSet[int] | None = None, scope: VersionScope | None = None) -> Path:
+                         within: AbstractSet[int] | None = None, scope: VersionScope | None = None
+                         ) -> tuple[Path, tuple[int, ...]]:
     """Export the family's reviewed labels below ``work`` (``within``: of these images only; ``scope``: the
-    narrowing it comes from, for the message when nothing is left); returns the format's folder."""
+    narrowing it comes from, for the message when nothing is left); returns the format's folder and the ids of the
+    images held out of training."""
     if family not in FAMILY_FORMAT:
         raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
     fmt = FAMILY_FORMAT[family]
@@ -214,7 +225,38 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
         raise RetrainError(f"no reviewed {family} labels to train on: accept or correct some "
                            f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'} first")
-    return root
+    return root, result.held_out_ids
+
+
+def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: Sequence[int],
+                         classes: AbstractSet[str] | None = None) -> int:
+    """How many of ``image_ids`` hold a label equal to ``version_id``'s own answer (its class; its mask, "no target"
+    included): accepted as they came, they agree with that version by construction, so a held-out comparison on them
+    leans its way (seen under Xvfb, session 37: a segmenter compared on one accepted frame, IoU 1.000 against the
+    challenger's 0.786). ``classes``: the classifier's classes kept for training (a left-out class's images are
+    not held out either)."""
+    from app.services.display import DisplayError, decode_mask_png
+
+    if family not in ("classifier", "segmenter") or not image_ids:
+        return 0
+    labels = db.labels.current_many(image_ids)
+    kept = 0
+    for image_id, label in labels.items():
+        pred = db.predictions.get(image_id, version_id)
+        if pred is None:
+            continue
+        if family == "classifier":
+            kept += (label.class_name is not None and label.class_name == pred.predicted_class
+                     and (classes is None or label.class_name in classes))
+            continue
+        if label.mask_png is None or pred.mask_png is None:
+            continue
+        try:
+            a, b = decode_mask_png(label.mask_png), decode_mask_png(pred.mask_png)
+        except DisplayError:
+            continue
+        kept += a.shape == b.shape and bool(np.array_equal(a, b))
+    return kept
 
 
 def _classifier_plan(root: Path, parent: ModelVersionInfo | None,
@@ -405,7 +447,8 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         except ModelFilesError as exc:
             log.warning("retraining without a start point: %s", exc)
             parent = None
-    root = export_training_data(db, family, work, folder, progress, cancel, within=scope.images, scope=scope)
+    root, held_ids = export_training_data(db, family, work, folder, progress, cancel, within=scope.images,
+                                          scope=scope)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
     fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only
@@ -417,6 +460,11 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         args, start, data, notes = _segmenter_plan(root, start_from)
     else:
         root, args, start, data, notes = _anomaly_plan(root, start_from, parent_arch)
+    if parent is not None and held_ids:
+        kept_classes = set(data["classes"]) if isinstance(data.get("classes"), Mapping) else None
+        kept_answers = parents_answers_kept(db, parent.id, family, held_ids, kept_classes)
+        if kept_answers:   # said only where there are some: the plan's data stays as it was otherwise
+            data["held_out_parents_answers"] = kept_answers
     narrowed = scope.describe()
     if narrowed:
         notes = [narrowed, *notes]
@@ -547,6 +595,8 @@ def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping
         out["parent_name"] = plan.parent.name
         if refitted_here(plan.parent):
             out["parent_saw_held_out"] = True
+        if plan.data.get("held_out_parents_answers"):
+            out["parent_answers_held_out"] = int(plan.data["held_out_parents_answers"])
     elif plan.parent is not None:
         out["parent_not_scored"] = ("it was trained on other classes" if plan.family == "classifier"
                                     else unscorable or "no held-out images it can be scored on")
@@ -577,6 +627,8 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
         text += f"; {compared.get('parent_name', 'previous')} {figures(compared['parent'])}"
         if compared.get("parent_saw_held_out"):
             text += f" ({PARENT_SAW_NOTE.format(parent=compared.get('parent_name', 'the previous version'))})"
+        if compared.get("parent_answers_held_out"):
+            text += f" ({parent_answers_note(compared)})"
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
     simple = compared.get("simple_answers")

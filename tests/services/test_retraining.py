@@ -92,6 +92,54 @@ def test_plan_leaves_out_thin_classes_and_fine_tunes_when_the_classes_match(stat
     assert plan.start == "fine-tuned from clf-v1"
 
 
+def test_held_out_labels_that_are_the_parents_own_answers_are_counted_and_said(station, tmp_path: Path) -> None:
+    """Seen under Xvfb (session 37): a segmenter retrained from 10 accepted infrared frames was compared with the
+    active version on 1 held-out frame, that version's own answer accepted as it came: IoU 1.000 against 0.786, and
+    nothing on screen said why."""
+    from app.services.champion import held_out
+    from app.services.retraining import comparison
+    from database.dto import PredictionIn
+
+    db, _url, _ = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    v = db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    labels = {i.id: db.labels.current(i.id) for i in db.images.query()}
+    # the active version answered every part as its label says, except crack0 and good0 (corrected by the inspector)
+    wrong = {i for i, lab in labels.items() if Path(db.images.get(i).rel_path).stem in ("crack0", "good0")}
+    db.predictions.upsert_many([PredictionIn(i, v.id, class_scores={"crack": 0.5, "good": 0.5},
+                                             predicted_class=("good" if lab.class_name == "crack" else "crack")
+                                             if i in wrong else lab.class_name, confidence=0.9)
+                                for i, lab in labels.items()])
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
+    held = [p for p in (plan.data_dir / "val").rglob("*.png")]
+    expected = sum(1 for p in held if p.stem not in ("crack0", "good0"))
+    assert plan.data["held_out_parents_answers"] == expected > 0
+    compared = comparison(plan, {"accuracy": 0.8}, {"accuracy": 1.0})
+    assert compared["parent_answers_held_out"] == expected
+    note = f"{expected} of {len(held)} held-out label(s) are clf-v1's own answers kept as they came"
+    assert note in comparison_text(compared)
+    import dataclasses
+    challenger = dataclasses.replace(v, id=99, name="clf-v2", card={"retraining": {"held_out_comparison": compared}})
+    assert any(note in n for n in [held_out(challenger).note])
+
+
+def test_a_segmenters_own_answer_counts_when_the_label_mask_is_the_same(station, tmp_path: Path) -> None:
+    from app.services.retraining import parents_answers_kept
+    from database.dto import PredictionIn
+
+    db, _url, _ = station
+    v = db.model_versions.register("segmenter", "seg-v1", str(tmp_path / "nowhere"), activate=True)
+    labels = {i.id: db.labels.current(i.id) for i in db.images.query()}
+    with_masks = [i for i, lab in labels.items() if lab.mask_png is not None]
+    same, other = with_masks[:5], with_masks[5:8]
+    moved = encode_mask(np.roll(target_mask(0), 5, axis=1))
+    db.predictions.upsert_many([PredictionIn(i, v.id, mask_png=labels[i].mask_png if i in same else moved,
+                                             target_count=1) for i in same + other])
+    # re-encoded bytes may differ: the masks are compared, not the bytes
+    assert parents_answers_kept(db, v.id, "segmenter", with_masks) == 5
+    assert parents_answers_kept(db, v.id, "anomaly", with_masks) == 0
+
+
 def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
     db, _url, _ = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "dent", "good"])
