@@ -450,7 +450,8 @@ class ReviewController(QObject):
         self._edit(after, "accept", "accept")
         withheld = self.service.withheld_from(self.detail, after)
         if withheld:   # said, not silently left out
-            what = {"classifier": "its class (keys 1-9)", "segmenter": "its targets (B / L)",
+            what = {"classifier": "its class (keys 1-9)",
+                    "segmenter": "its targets (B / L; one eraser stroke, E, says there are none)",
                     "anomaly": "its verdict (G / D)"}
             self.note.emit("Accepted without the " + " and the ".join(f"{f}'s answer" for f in withheld)
                               + ": out of that model's domain, so not taken. Give " + ", ".join(what[f] for f in withheld)

@@ -118,3 +118,25 @@ def test_accepting_the_segmenters_no_target_saves_a_frame_without_targets(servic
     label = accepted(qtbot, win, service, image_id)
     assert label.review_state == "accepted" and label.mask is not None and not label.mask.any()
     win.close()
+
+
+def test_an_eraser_stroke_on_a_withheld_frame_says_it_holds_no_target(service, db, folder, artifacts, qtbot):
+    """Accept on a frame whose segmenter answer is withheld (out of domain) saves no mask and says to give the
+    targets; where the frame holds none, one eraser stroke says so: an empty mask, which a retraining counts."""
+    from app.services.display import encode_mask_png
+    from database.dto import PredictionIn
+
+    win, image_id = targets_window(service, db, folder, artifacts, qtbot)
+    seg = db.model_versions.active("segmenter")
+    db.predictions.upsert_many([PredictionIn(image_id, seg.id, mask_png=encode_mask_png(two_targets()),
+                                             target_count=2, in_domain=0.1)])
+    win.review.reload()
+    qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.prediction is not None
+                    and "segmenter" in win.review.detail.prediction.out_of_domain, timeout=5000)
+    stroke(qtbot, win, Qt.Key.Key_E, 20, 20, 26)
+    mask = saved_mask(service, image_id)
+    assert mask is not None and not mask.any()   # "no target", not "not set"; the withheld targets not taken
+    label = accepted(qtbot, win, service, image_id)
+    assert label.mask is not None and not label.mask.any()
+    assert service.withheld_from(win.review.detail, label) == ()   # nothing left out: no note
+    win.close()

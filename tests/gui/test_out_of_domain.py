@@ -134,7 +134,7 @@ def test_accept_says_which_withheld_answers_it_left_out(service, db, folder, art
         qtbot.waitUntil(lambda: "out of domain" in win.label_panel.pred_targets.text())
         press(qtbot, win, Qt.Key.Key_A)
         wait_saved(win, qtbot)
-        assert any("Accepted without the segmenter's answer" in s and "its targets (B / L)" in s for s in said), said
+        assert any("Accepted without the segmenter's answer" in s and "its targets (B / L; one eraser stroke, E, says there are none)" in s for s in said), said
         # the move A makes next (to the next unreviewed image, or "none left") does not wipe it from the status bar
         qtbot.waitUntil(lambda: win.review.image_id != far or "No unreviewed" in win.statusBar().currentMessage())
         win._say("No unreviewed image left in this view.")
