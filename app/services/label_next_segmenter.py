@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 # An answer stored before ADR 0071 has no confidence: it counts as half sure (chosen for spread more than doubt).
 UNKNOWN_CLOSENESS = 0.5
+# Whether a label revision's mask holds a target, by (database, revision id, mask size) — a revision never changes:
+# every save recounts the folder's frames, and decoding thousands of reviewed masks each time would keep a core of
+# the station busy.
+_HAS_TARGET: dict[tuple[str, int, int], bool] = {}
+_HAS_TARGET_MAX = 200_000
 
 
 @dataclass(frozen=True)
@@ -76,12 +81,22 @@ def frames_needed(db: "Database", image_ids: Sequence[int]) -> tuple[int, int, i
     from app.services.display import mask_has_target
     from app.services.retraining import MIN_SEGMENTER_FRAMES
 
-    masks = [label.mask_png for label in db.labels.current_many(image_ids).values() if label.mask_png is not None]
-    with_targets = sum(1 for m in masks if mask_has_target(m))
-    more = max(0, MIN_SEGMENTER_FRAMES - len(masks))
+    masked = [label for label in db.labels.current_many(image_ids).values() if label.mask_png is not None]
+    if len(_HAS_TARGET) > _HAS_TARGET_MAX:
+        _HAS_TARGET.clear()
+    with_targets = 0
+    where = str(db.sa_url)
+    for label in masked:
+        data = label.mask_png or b""
+        key = (where, label.id, len(data))
+        known = _HAS_TARGET.get(key)
+        if known is None:
+            known = _HAS_TARGET[key] = mask_has_target(data)
+        with_targets += known
+    more = max(0, MIN_SEGMENTER_FRAMES - len(masked))
     if with_targets == 0 and more == 0:
         more = 1   # the retraining refuses masks that hold no target at all
-    return len(masks), with_targets, more
+    return len(masked), with_targets, more
 
 
 def counter_text(frames: int, with_targets: int, more: int) -> tuple[str, str]:

@@ -426,7 +426,20 @@ def test_a_folder_only_the_segmenter_runs_on_gets_its_batch_and_a_frames_counter
         no_target = label_next_for_folder(db, folder_id, size=4, cache_root=tmp_path / "cache")
         assert no_target.segmenter == (MIN_SEGMENTER_FRAMES, 0, 1)        # the retraining refuses masks without one
         db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, mask_png=encode_mask_png(target)), "tester")
-        ready = label_next_for_folder(db, folder_id, size=4, cache_root=tmp_path / "cache")
+        import app.services.display as display_module
+        decoded: list[bytes] = []
+        real = display_module.mask_has_target
+
+        def counting(data: bytes) -> bool:
+            decoded.append(data)
+            return real(data)
+        display_module.mask_has_target = counting   # each revision's mask is decoded once, not on every count
+        try:
+            ready = label_next_for_folder(db, folder_id, size=4, cache_root=tmp_path / "cache")
+            again = label_next_for_folder(db, folder_id, size=4, cache_root=tmp_path / "cache")
+        finally:
+            display_module.mask_has_target = real
+        assert len(decoded) == 1 and ready.segmenter == again.segmenter   # only ids[0]'s new revision
         assert ready.segmenter == (MIN_SEGMENTER_FRAMES, 1, 0)
         assert ready.counter_short == f"segmenter: ready ({MIN_SEGMENTER_FRAMES} frames, 1 with targets)"
     finally:
