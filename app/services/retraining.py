@@ -240,9 +240,10 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
     if family not in ("classifier", "segmenter") or not image_ids:
         return 0
     labels = db.labels.current_many(image_ids)
+    preds = db.predictions.for_images(list(labels), version_id)
     kept = 0
     for image_id, label in labels.items():
-        pred = db.predictions.get(image_id, version_id)
+        pred = preds.get(image_id)
         if pred is None:
             continue
         if family == "classifier":
