@@ -23,10 +23,11 @@ class StationStatusBar(QStatusBar):
         self.addWidget(self.cursor, 1)
         self.addPermanentWidget(self.pending)
         self.addPermanentWidget(self.counts)
+        self._sticky: tuple[str, float] = ("", 0.0)  # the last note and until when (monotonic) it stays ahead
 
     def say(self, text: str) -> None:
         """A passing message; within ``NOTE_S`` of a ``note`` it is added after the note instead of replacing it."""
-        note, until = getattr(self, "_sticky", ("", 0.0))
+        note, until = self._sticky
         left = until - time.monotonic()
         if note and left > 0 and text != note:
             self.showMessage(f"{note} · {text}", int(1000 * left) + 1)
