@@ -182,10 +182,11 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
     all_cands, all_files, all_names, scopes = _candidates(db, folder_id, seed)
     keep = [i for i, sc in enumerate(scopes) if sc is not None]
     if not keep and all_cands:   # no classifier runs here: the anomaly model's batch, else the segmenter's
-        found = (_anomaly_result(db, folder_id, size, seed, source, cache_root, progress, len(all_cands))
-                 or _segmenter_result(db, folder_id, size, seed, source, cache_root, progress, len(all_cands)))
-        if found is not None:
-            return found
+        routed = _routed_rows(db, folder_id, seed)   # the folder read once for both
+        for family, result in (("anomaly", _anomaly_result), ("segmenter", _segmenter_result)):
+            rows = routed(family)
+            if rows:
+                return result(db, folder_id, rows, size, source, cache_root, progress, len(all_cands))
     cands = [all_cands[i] for i in keep]
     files, names = [all_files[i] for i in keep], [all_names[i] for i in keep]
     kept_scopes = [str(scopes[i]) for i in keep]
@@ -214,18 +215,20 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
                            len(all_cands) - len(cands))
 
 
-def _routed_rows(db: "Database", folder_id: int, family: str, seed: int) -> list["QueueRow"]:
-    """The folder's reviewed images and a sample of its unreviewed ones that the routing gives ``family``."""
+def _routed_rows(db: "Database", folder_id: int, seed: int) -> Callable[[str], list["QueueRow"]]:
+    """The folder's reviewed images and a sample of its unreviewed ones, read once; returned as: family -> those the
+    routing gives that family."""
     from app.services.counting_versions import rule_version
     from app.services.project_settings import readable_routing
     from database.review_queue import QueueQuery, queue_count, queue_page
 
     folder = db.folders.get(folder_id)
+    name = folder.name if folder is not None else ""
     routing = readable_routing(db)
     reviewed = queue_page(db, QueueQuery(folder_id=folder_id, states=LABELLED_STATES), MAX_LABELLED).rows
     unreviewed_q = QueueQuery(folder_id=folder_id, states=("unreviewed",))
-    return [r for r in reviewed + _sample(db, unreviewed_q, queue_count(db, unreviewed_q), seed)
-            if rule_version(routing, family, r.rel_path, folder.name if folder is not None else "")[0]]
+    rows = reviewed + _sample(db, unreviewed_q, queue_count(db, unreviewed_q), seed)
+    return lambda family: [r for r in rows if rule_version(routing, family, r.rel_path, name)[0]]
 
 
 def _vectors(rows: list["QueueRow"], source: EmbeddingSource | None, cache_root: Path | None,
@@ -235,18 +238,15 @@ def _vectors(rows: list["QueueRow"], source: EmbeddingSource | None, cache_root:
     return cache.vectors(files, progress)
 
 
-def _anomaly_result(db: "Database", folder_id: int, size: int, seed: int, source: EmbeddingSource | None,
-                    cache_root: Path | None, progress: Callable[[int, int], None] | None,
-                    unrouted: int) -> LabelNextResult | None:
-    """The anomaly model's batch and counter for a folder whose images the routing gives no classifier
-    (``label_next_anomaly``); None where it does not run the anomaly model on them either."""
+def _anomaly_result(db: "Database", folder_id: int, rows: list["QueueRow"], size: int,
+                    source: EmbeddingSource | None, cache_root: Path | None,
+                    progress: Callable[[int, int], None] | None, unrouted: int) -> LabelNextResult:
+    """The anomaly model's batch and counter over ``rows``, the folder's images the routing gives it and no
+    classifier (``label_next_anomaly``)."""
     from app.services.champion import anomaly_threshold
     from app.services.label_next_anomaly import AnomalyCandidate, normal_needed, propose_anomaly
     from app.services.project_settings import ProjectSettingsError, load_project_settings
 
-    rows = _routed_rows(db, folder_id, "anomaly", seed)
-    if not rows:
-        return None
     try:
         flags = load_project_settings(db).flags
     except (ProjectSettingsError, ValueError):
@@ -270,16 +270,13 @@ def _anomaly_result(db: "Database", folder_id: int, size: int, seed: int, source
                            frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, (normal, more))
 
 
-def _segmenter_result(db: "Database", folder_id: int, size: int, seed: int, source: EmbeddingSource | None,
-                      cache_root: Path | None, progress: Callable[[int, int], None] | None,
-                      unrouted: int) -> LabelNextResult | None:
-    """The segmenter's batch and counter for a folder whose images the routing gives neither a classifier nor the
-    anomaly model (``label_next_segmenter``, ADR 0071); None where it does not run the segmenter on them either."""
+def _segmenter_result(db: "Database", folder_id: int, rows: list["QueueRow"], size: int,
+                      source: EmbeddingSource | None, cache_root: Path | None,
+                      progress: Callable[[int, int], None] | None, unrouted: int) -> LabelNextResult:
+    """The segmenter's batch and counter over ``rows``, the folder's images the routing gives it and neither a
+    classifier nor the anomaly model (``label_next_segmenter``, ADR 0071)."""
     from app.services.label_next_segmenter import SegmenterCandidate, frames_needed, propose_segmenter
 
-    rows = _routed_rows(db, folder_id, "segmenter", seed)
-    if not rows:
-        return None
     preds = db.predictions.current_for_images([r.image_id for r in rows], "segmenter")
     cands = []
     for r in rows:
