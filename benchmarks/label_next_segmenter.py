@@ -67,6 +67,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
+    from json_report import write_report
 
     from app.services.image_embedding import EmbeddingCache, embedding_source
     from app.services.label_next_segmenter import SegmenterCandidate, propose_segmenter
@@ -110,9 +111,7 @@ def main() -> int:
         print(f"  {name:22s} " + "; ".join(f"first {k}: {v['frames']} frames / {v['corrections']} corrections"
                                            for k, v in row.items()))
     print(f"  random range: {json.dumps(report['random_range'])}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_report(report, args.json)
     return 0
 
 

@@ -13,7 +13,6 @@ flagged (the other data sets' *training* images, at most ``PER_SET`` each); the 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -73,13 +72,10 @@ def verdict(models: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
-    ap.add_argument("--models", type=Path, default=ROOT / "resources" / "models")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--only", default="")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+    from json_report import write_report
+    from ood_part_study import arguments
+
+    args = arguments(__doc__ or "", ROOT, only=True)
 
     import torch
     from ood_group_cv import PICK, _specs, evaluate
@@ -130,9 +126,7 @@ def main() -> int:
         report["verdict"] = verdict(report["models"])
         print(f"\nrule (ood-bound.md): {'ADOPT' if report['verdict']['adopt'] else 'do not adopt'} "
               f"({json.dumps(report['verdict'])})")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_report(report, args.json)
     return 0
 
 

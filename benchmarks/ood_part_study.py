@@ -5,11 +5,11 @@ the fit that did not see its frame's scene); then the rule written before the st
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from json_report import write_report
 
 OWN_MAX, OWN_ABOVE_MAX, FOREIGN_MIN, CHANGES_BELOW_MAX = 0.01, 0.005, 0.95, 0.02
 MODEL = "segmenter-sirst-v3"  # the default segmenter, whose statistics every bundled one shares
@@ -77,12 +77,15 @@ def adopts(base: dict[str, Any], cand: dict[str, Any], foreign_name: str = "bott
             and cand[foreign_name] >= FOREIGN_MIN and cand["changes_mean"] >= base["changes_mean"] - CHANGES_BELOW_MAX)
 
 
-def arguments(doc: str, root: Path) -> argparse.Namespace:
-    """The studies' common command line (data sets, bundled models, fold seeds, JSON report)."""
+def arguments(doc: str, root: Path, only: bool = False) -> argparse.Namespace:
+    """The studies' common command line (data sets, bundled models, fold seeds, JSON report; with ``only``, a
+    comma-separated list of the bundled models to run)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--datasets", type=Path, default=root.parent / "shared" / "datasets")
     ap.add_argument("--models", type=Path, default=root / "resources" / "models")
     ap.add_argument("--seeds", default="0,1,2")
+    if only:
+        ap.add_argument("--only", default="")
     ap.add_argument("--json", type=Path, default=None)
     return ap.parse_args()
 
@@ -99,12 +102,6 @@ def choosing_sets(datasets: Path) -> tuple[Path, list[Path], list[Path], np.ndar
     bottles = images_under(datasets / "mvtec_ad" / "bottle" / "train" / "good")
     pick = np.sort(np.random.default_rng(1).choice(len(paths), min(PICK, len(paths)), replace=False))
     return root, paths, bottles, pick
-
-
-def write(report: dict[str, Any], path: Path | None) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 # (engine, paths, camera change or None) -> the features each rule's parts read, per kind
@@ -144,5 +141,5 @@ def run(doc: str, root: Path, candidate: tuple[str, tuple[str, ...]], features: 
     report["adopt"] = adopts(*(report["rules"][k] for k in rules))
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"rule ({rule_file}): {'ADOPT' if report['adopt'] else 'do not adopt'} the {part} ({report['seconds']} s)")
-    write(report, args.json)
+    write_report(report, args.json)
     return 0

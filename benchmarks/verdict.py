@@ -55,9 +55,14 @@ def main() -> int:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    from json_report import write_report
+
     rows, no_compare = [], []
     for path in sorted(args.runs):
-        got = judge(json.loads(path.read_text(encoding="utf-8")))
+        run = json.loads(path.read_text(encoding="utf-8"))
+        if "order" not in run:   # not a run's report (this script's own output may lie beside them)
+            continue
+        got = judge(run)
         if got is None or "skipped" in got:
             no_compare.append(f"{path.name}: {got['skipped'] if got else 'no comparison (too few labels)'}")
             continue
@@ -76,8 +81,7 @@ def main() -> int:
         print(f"not compared: {line}")
     print(f"truth: {report['truth']}; shipped {report['shipped']}; candidate {report['candidate']}")
     print(f"rule (verdict.md): {'ADOPT' if report['adopt'] else 'do not adopt'}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_report(report, args.json)
     return 0
 
 
