@@ -1,9 +1,11 @@
-"""The retrain command's refusal rules against the truth on an independent part (results/verdict.md, written before
-the runs): per run JSON of ``retraining_loop.py`` / ``lnclasses_command.py``, the shipped verdict (stored), the
-candidate's (below on both held-out figures), and whether the new version is truly better or worse than the best
-simple answer the command named, on the run's independent part.
+"""The retrain command's refusal rules against the truth on an independent part (results/verdict.md and
+verdict-pooled.md, each written before its runs): per run JSON of ``retraining_loop.py`` / ``lnclasses_command.py``,
+the shipped verdict (stored), verdict.md's candidate (below on both held-out figures), verdict-pooled.md's (the
+check on every label, stored beside the shipped one where the command computed it), and whether the new version is
+truly better or worse than the best simple answer the command named, on the run's independent part.
 
     PYTHONPATH=. python benchmarks/verdict.py benchmarks/results/verdict/*.json [--json OUT]
+    PYTHONPATH=. python benchmarks/verdict.py --rule pooled benchmarks/results/verdict-pooled/*.json [--json OUT]
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 EPS = 1e-9
 
@@ -36,10 +40,17 @@ def judge(run: dict[str, Any]) -> dict[str, Any] | None:
         return {"skipped": f"best simple answer {simple!r} not scored on the independent part"}
     new, base = run["independent_val"], independent[key]
     truth = "better" if _ge(new, base) else "worse" if _below_both(new, base) else "mixed"
-    return {"order": run["order"], "per_class": run["per_class"], "seed": run["seed"], "held_out": comp["held_out_images"],
-            "shipped_registers": bool(comp["wins"]), "candidate_registers": not _below_both(held_new, held_simple),
-            "truth": truth, "new": {k: round(new[k], 4) for k in ("accuracy", "f1")},
-            "best_simple": {"name": simple, **{k: round(base[k], 4) for k in ("accuracy", "f1")}}}
+    row = {"order": run["order"], "per_class": run["per_class"], "seed": run["seed"], "held_out": comp["held_out_images"],
+           "shipped_registers": bool(comp["wins"]), "below_both_registers": not _below_both(held_new, held_simple),
+           "truth": truth, "new": {k: round(new[k], 4) for k in ("accuracy", "f1")},
+           "best_simple": {"name": simple, **{k: round(base[k], 4) for k in ("accuracy", "f1")}}}
+    pooled = comp.get("pooled")
+    if pooled is not None:   # verdict-pooled.md: where the nested check could not be made, the shipped one decides
+        row["pooled_registers"] = bool(pooled["wins"]) if "wins" in pooled else bool(comp["wins"])
+        row["pooled_made"] = "wins" in pooled
+        row["pooled_seconds"] = float(pooled["seconds"])
+        row["retrain_seconds"] = float(run["retrain_seconds"])
+    return row
 
 
 def errors(rows: list[dict[str, Any]], rule: str) -> dict[str, int]:
@@ -53,6 +64,8 @@ def errors(rows: list[dict[str, Any]], rule: str) -> dict[str, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--rule", choices=("below_both", "pooled"), default="below_both",
+                    help="the candidate judged: verdict.md's (below on both held-out figures) or verdict-pooled.md's")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     from json_report import write_report
@@ -67,11 +80,22 @@ def main() -> int:
             no_compare.append(f"{path.name}: {got['skipped'] if got else 'no comparison (too few labels)'}")
             continue
         rows.append({"run": path.stem, **got})
-    report = {"runs": rows, "not_compared": no_compare, "shipped": errors(rows, "shipped"),
+    if args.rule == "pooled" and not all("pooled_registers" in r for r in rows):
+        ap.error("--rule pooled: a run's comparison holds no pooled check (run with the code of verdict-pooled.md)")
+    for r in rows:
+        r["candidate_registers"] = r[f"{args.rule}_registers"]
+    report = {"rule": args.rule, "runs": rows, "not_compared": no_compare, "shipped": errors(rows, "shipped"),
               "candidate": errors(rows, "candidate"),
               "truth": {t: sum(1 for r in rows if r["truth"] == t) for t in ("better", "worse", "mixed")}}
     report["adopt"] = (report["candidate"]["wrongful_registrations"] <= report["shipped"]["wrongful_registrations"]
                        and report["candidate"]["wrongful_refusals"] < report["shipped"]["wrongful_refusals"])
+    if args.rule == "pooled":   # verdict-pooled.md's third criterion, and verdict.md's rule beside it (information)
+        check = float(np.median([r["pooled_seconds"] for r in rows]))
+        rest = float(np.median([r["retrain_seconds"] - r["pooled_seconds"] for r in rows]))
+        report["cost"] = {"median_check_seconds": round(check, 1), "median_rest_seconds": round(rest, 1),
+                          "share_of_rest": round(check / rest, 3), "fell_back": sum(not r["pooled_made"] for r in rows)}
+        report["below_both"] = errors(rows, "below_both")
+        report["adopt"] = report["adopt"] and check <= 0.5 * rest
     for r in rows:
         flag = "" if r["shipped_registers"] == r["candidate_registers"] else "   <- the rules differ"
         print(f"{r['run']:22s} held out {r['held_out']:3d}  truth {r['truth']:6s}  shipped "
@@ -79,8 +103,11 @@ def main() -> int:
               f"{'registers' if r['candidate_registers'] else 'refuses  '}  new {r['new']}  simple {r['best_simple']}{flag}")
     for line in no_compare:
         print(f"not compared: {line}")
-    print(f"truth: {report['truth']}; shipped {report['shipped']}; candidate {report['candidate']}")
-    print(f"rule (verdict.md): {'ADOPT' if report['adopt'] else 'do not adopt'}")
+    print(f"truth: {report['truth']}; shipped {report['shipped']}; candidate ({args.rule}) {report['candidate']}")
+    if args.rule == "pooled":
+        print(f"cost: {report['cost']}; below on both (information) {report['below_both']}")
+    print(f"rule ({'verdict-pooled.md' if args.rule == 'pooled' else 'verdict.md'}): "
+          f"{'ADOPT' if report['adopt'] else 'do not adopt'}")
     write_report(report, args.json)
     return 0
 

@@ -45,6 +45,7 @@ from inference.models.memory_mamba import MemoryMamba
 from inference.models.texture_linear import TextureLinear, feature_config
 from inference.texture_features import FEATURE_SETS
 from inference.training.classifier_data import class_folders
+from inference.training.pooled_check import PooledCheck, Predict, Procedure, pooled_check
 from inference.training.simple_answers import (
     FOLDS,
     SIMPLE_MODELS,
@@ -391,24 +392,38 @@ def repeated_folds(labels: np.ndarray, groups: Sequence[str], seed: int = 0,
     return out
 
 
+def light_predictors(candidates: Mapping[str, LightCandidate], labels: np.ndarray,
+                     num_classes: int) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """Per candidate, ``predict(train_idx, test_idx)``: fitted on the train images (and their views), predicting
+    the test images' own view. A candidate and its ``mix`` twin share one fit per training set."""
+    fits: dict[tuple[str, str, float, int, bytes], LinearHead] = {}
+
+    def make(cand: LightCandidate) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        def predict(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+            key = (cand.feature_set, cand.head, cand.c, len(cand.views), tr.tobytes())
+            if key not in fits:
+                fits[key] = fit_head(*cand.rows(tr, labels), num_classes, cand.c, cand.head)
+            head = with_label_mix(fits[key], labels[tr]) if cand.mix else fits[key]
+            return head.predict(cand.views["none"][te])
+        return predict
+
+    return {name: make(cand) for name, cand in candidates.items()}
+
+
 def choose_candidate(candidates: dict[str, LightCandidate], labels: np.ndarray,
                      fold_sets: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
                      classes: Sequence[str],
-                     out_of_fold: dict[str, np.ndarray] | None = None) -> tuple[str, dict[str, Score]]:
+                     out_of_fold: dict[str, np.ndarray] | None = None,
+                     predictors: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] | None = None,
+                     ) -> tuple[str, dict[str, Score]]:
     """Group-CV of every candidate (trained on the other folds' images and their views, scored on the
     held-out fold's own images), accuracy and macro F1 averaged over the repeated fold sets; the best
     by macro F1, then accuracy, the first of equals. A candidate and its ``mix`` twin share one fit per fold.
-    ``out_of_fold``: filled with each candidate's out-of-fold predictions on the first fold set."""
+    ``out_of_fold``: filled with each candidate's out-of-fold predictions on the first fold set;
+    ``predictors``: ``light_predictors`` of the candidates, whose fits a later caller reuses."""
     cv: dict[str, Score] = {}
-    fits: dict[tuple[str, str, float, int, bytes], LinearHead] = {}
-    for name, cand in candidates.items():
-        def predict(tr: np.ndarray, te: np.ndarray, cand: LightCandidate = cand) -> np.ndarray:
-            key = (cand.feature_set, cand.head, cand.c, len(cand.views), tr.tobytes())
-            if key not in fits:
-                fits[key] = fit_head(*cand.rows(tr, labels), len(classes), cand.c, cand.head)
-            head = with_label_mix(fits[key], labels[tr]) if cand.mix else fits[key]
-            return head.predict(cand.views["none"][te])
-
+    predictors = predictors if predictors is not None else light_predictors(candidates, labels, len(classes))
+    for name, predict in predictors.items():
         preds = [out_of_fold_predictions(predict, len(labels), folds) for folds in fold_sets]
         runs = [score(labels, pred, classes) for pred in preds]
         if out_of_fold is not None:
@@ -615,6 +630,7 @@ class Comparison:
     best_simple: str
     held_out: dict[str, Score] = field(default_factory=dict)  # chosen and best simple answer
     held_out_images: int = 0
+    pooled: PooledCheck | None = None  # both procedures on every label (nested out of fold + held out): judged, not in force
 
     @property
     def wins(self) -> bool:
@@ -624,7 +640,8 @@ class Comparison:
     def as_dict(self) -> dict[str, Any]:
         return {"cv": {k: v.as_dict() for k, v in self.cv.items()}, "groups": self.groups, "chosen": self.chosen,
                 "best_simple": self.best_simple, "held_out_images": self.held_out_images,
-                "held_out": {k: v.as_dict() for k, v in self.held_out.items()}, "wins": self.wins}
+                "held_out": {k: v.as_dict() for k, v in self.held_out.items()}, "wins": self.wins,
+                **({"pooled": self.pooled.as_dict()} if self.pooled is not None else {})}
 
 
 def split_items(root: Path, part: str, classes: Sequence[str] | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -711,6 +728,7 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
         features["embedding"] = (views_emb[0], val_views_emb[0])
         tick(2)
     cv: dict[str, Score] = {}
+    simple_predictors: dict[str, Predict] = {}
     for kind, (x, _xv) in features.items():
         for model_name, make in SIMPLE_MODELS.items():
             if kind == "embedding" and model_name == "majority":
@@ -719,6 +737,7 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
             def simple(tr: np.ndarray, te: np.ndarray, x: np.ndarray = x, make: Callable[[int], Estimator] = make) -> np.ndarray:
                 return fit_predict(make, x[tr], y[tr], x[te])
 
+            simple_predictors[key] = simple
             cv[key] = cross_validated(simple, y, folds, classes)
     best_simple = best_name(cv)
     wanted = [fs for fs in FEATURE_KINDS if fs in kinds]
@@ -728,7 +747,8 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     light = light_candidates({fs: {v: by_view[v][fs] for v in views} for fs in wanted}, CANDIDATE_C, augment)
     fold_sets = [folds, *(f for f in repeated_folds(y, groups, seed, CV_REPEATS)[1:])]
     out_of_fold: dict[str, np.ndarray] = {}
-    _, heads = choose_candidate(light, y, fold_sets, classes, out_of_fold)
+    head_predictors: dict[str, Predict] = light_predictors(light, y, len(classes))
+    _, heads = choose_candidate(light, y, fold_sets, classes, out_of_fold, head_predictors)
     emb_avg: tuple[np.ndarray, np.ndarray] | None = None  # pooled backbone features averaged over the views
     if "backbone" in kinds and backbone is not None:
         emb_avg = (views_emb.mean(0), val_views_emb.mean(0))
@@ -736,6 +756,7 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
             def linear(tr: np.ndarray, te: np.ndarray, x: np.ndarray = emb_avg[0], c: float = c) -> np.ndarray:
                 return fit_linear_head(x[tr], y[tr], len(classes), c).predict(x[te])
 
+            head_predictors[head_name(c)] = linear
             runs = [cross_validated(linear, y, f, classes) for f in fold_sets]  # the same fold sets as above
             heads[head_name(c)] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
     cv.update(heads)
@@ -747,13 +768,23 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
         head = fit_candidate(light[chosen], y, len(classes))
     elif chosen and emb_avg is not None:
         head = fit_linear_head(emb_avg[0], y, len(classes), candidate_c(chosen))
+    pooled: PooledCheck | None = None
     if len(y_val):
         kind, _, model_name = best_simple.partition("_")
         x, xv = features[kind if model_name else "thumbnail"]
-        held_out[best_simple] = score(y_val, fit_predict(SIMPLE_MODELS[model_name or "majority"], x, y, xv), classes)
+        simple_val = fit_predict(SIMPLE_MODELS[model_name or "majority"], x, y, xv)
+        held_out[best_simple] = score(y_val, simple_val, classes)
         if head is not None:
             xv = val_sets[light[chosen].feature_set] if chosen in light else emb_avg[1] if emb_avg else xv
-            held_out[chosen] = score(y_val, head.predict(xv), classes)
+            head_val = head.predict(xv)
+            held_out[chosen] = score(y_val, head_val, classes)
+
+            def inner(rows: np.ndarray) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+                """One group fold set inside (the command's choice averages three: five times the fits again)."""
+                return [[(rows[a], rows[b]) for a, b in group_folds(y[rows], [groups[i] for i in rows], FOLDS, seed)]]
+
+            pooled = pooled_check(Procedure(head_predictors, inner), Procedure(simple_predictors, inner),
+                                  y, folds, classes, y_val, head_val, simple_val)
     arrays: dict[str, np.ndarray] = {}
     if chosen in light:
         rows, row_labels = light[chosen].rows(np.arange(len(y)), y)
@@ -767,7 +798,7 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
     tick(4)
     n_groups = len(set(groups))
     return Comparison(classes, {"rule": rule, "groups": n_groups, "folds": len(folds)}, cv, chosen, best_simple,
-                      held_out, int(len(y_val))), arrays
+                      held_out, int(len(y_val)), pooled), arrays
 
 
 def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:

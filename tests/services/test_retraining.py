@@ -369,6 +369,10 @@ def test_retrain_auto_registers_a_texture_linear_version_when_it_wins(station, t
     assert loaded.name == "texture_linear" and loaded.card["classes"] == ["crack", "good"]
     assert loaded.card["retraining"]["start"].startswith("a linear layer on texture features")
     assert done["comparison"]["new"] == answers["held_out"][answers["chosen"]]
+    # the check on every label: nested out of fold on the training part, with the held-out part
+    pooled = answers["pooled"]
+    assert loaded.card["data"]["held_out_in_fit"] and pooled["images"] == loaded.card["data"]["train_images"]
+    assert pooled["wins"] is True and pooled["new"]["accuracy"] >= pooled["simple"]["accuracy"]
     version = db.model_versions.get(done["version_id"])
     assert version.challenger and not version.active
 
