@@ -41,12 +41,14 @@ def judge(run: dict[str, Any]) -> dict[str, Any] | None:
     new, base = run["independent_val"], independent[key]
     truth = "better" if _ge(new, base) else "worse" if _below_both(new, base) else "mixed"
     row = {"order": run["order"], "per_class": run["per_class"], "seed": run["seed"], "held_out": comp["held_out_images"],
-           "shipped_registers": bool(comp["wins"]), "below_both_registers": not _below_both(held_new, held_simple),
+           # the held-out part's verdict: "wins" is the check on every label since ADR 0072
+           "shipped_registers": bool(comp.get("held_out_wins", comp["wins"])),
+           "below_both_registers": not _below_both(held_new, held_simple),
            "truth": truth, "new": {k: round(new[k], 4) for k in ("accuracy", "f1")},
            "best_simple": {"name": simple, **{k: round(base[k], 4) for k in ("accuracy", "f1")}}}
     pooled = comp.get("pooled")
     if pooled is not None:   # verdict-pooled.md: where the nested check could not be made, the shipped one decides
-        row["pooled_registers"] = bool(pooled["wins"]) if "wins" in pooled else bool(comp["wins"])
+        row["pooled_registers"] = bool(pooled["wins"]) if "wins" in pooled else row["shipped_registers"]
         row["pooled_made"] = "wins" in pooled
         row["pooled_seconds"] = float(pooled["seconds"])
         row["retrain_seconds"] = float(run["retrain_seconds"])
