@@ -156,6 +156,11 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
         if isinstance(figures, Mapping):
             text = ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if _number(v) is not None)
             notes.append(f"best simple answer ({best}): {text}")
+    from app.services.retraining import every_label_note
+
+    every = every_label_note(compared)
+    if every:
+        notes.append(every)
     if compared.get("refitted_on_all"):
         from app.services.retraining import REFIT_NOTE
 

@@ -58,6 +58,22 @@ def parent_answers_note(compared: Mapping[str, Any]) -> str:
             "kept as they came: they agree with it by construction, its figures here lean its way")
 
 
+def every_label_note(compared: Mapping[str, Any]) -> str | None:
+    """The classifier's check on every reviewed label (nested group cross-validation on the training part, with
+    the held-out part; ADR 0072), where the comparison holds it: what the refusal reads. None otherwise."""
+    simple = compared.get("simple_answers")
+    pooled = simple.get("pooled") if isinstance(simple, Mapping) else None
+    if not isinstance(pooled, Mapping) or not isinstance(pooled.get("new"), Mapping) \
+            or not isinstance(pooled.get("simple"), Mapping):
+        return None
+
+    def said(m: Mapping[str, Any]) -> str:
+        return ", ".join(f"{'macro F1' if k == 'f1' else k} {v:.3f}" for k, v in m.items() if isinstance(v, (int, float)))
+
+    return (f"on all {pooled.get('images', '?')} reviewed labels (nested cross-validation, with the held-out ones): "
+            f"new {said(pooled['new'])}, best simple answer {said(pooled['simple'])}")
+
+
 # Said wherever a held-out comparison is shown of a version refitted on all labels after its check (ADR 0048).
 REFIT_NOTE = ("the new figures are the checked fit's: the registered version was then refitted on all reviewed "
               "labels, these included (ADR 0048)")
@@ -635,6 +651,9 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
     simple = compared.get("simple_answers")
     if isinstance(simple, Mapping) and simple.get("best_simple") in simple.get("held_out", {}):
         text += f"; best simple answer ({simple['best_simple']}) {figures(simple['held_out'][simple['best_simple']])}"
+    every = every_label_note(compared)
+    if every:
+        text += f"; {every}"
     if compared.get("refitted_on_all"):
         text += f"; {REFIT_NOTE}"
     return text

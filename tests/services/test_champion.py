@@ -82,6 +82,20 @@ def test_the_held_out_note_says_when_the_challenger_was_refitted_after_its_check
     assert "then refitted on all reviewed labels" in champion.held_out(v).note
 
 
+def test_the_held_out_note_gives_the_check_on_every_label_that_decided() -> None:
+    """ADR 0072: the refusal reads every reviewed label (nested cross-validation with the held-out part); the panel
+    shows that figure beside the held-out one, which alone could read the other way."""
+    simple = {"best_simple": "thumbnail_logreg", "held_out": {"thumbnail_logreg": {"accuracy": 0.75, "f1": 0.41}},
+              "pooled": {"images": 240, "seconds": 3.9, "new": {"accuracy": 0.804, "f1": 0.611},
+                         "simple": {"accuracy": 0.725, "f1": 0.446}, "wins": True}}
+    card = {"retraining": {"held_out_comparison": {"held_out_images": 48, "new": {"accuracy": 0.729, "f1": 0.52},
+                                                   "simple_answers": simple}}}
+    v = ModelVersionInfo(id=1, family="classifier", name="c", checkpoint_path="x", config={}, metrics={}, card=card,
+                         active=False, bundled=False, parent_id=None, created_at=datetime.now(timezone.utc))
+    assert ("on all 240 reviewed labels (nested cross-validation, with the held-out ones): new accuracy 0.804, "
+            "macro F1 0.611, best simple answer accuracy 0.725, macro F1 0.446") in champion.held_out(v).note
+
+
 def test_the_pair_says_what_each_version_learnt_from_and_why_neither_was_scored() -> None:
     """Seen under Xvfb (session 35): a challenger retrained from 10 reviewed good bottles, its threshold from 2 of
     them, was one click from replacing the bundled bottle model (178 images, threshold from 31); the panel said only

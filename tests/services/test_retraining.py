@@ -1,6 +1,7 @@
 """Retraining from reviewed labels: the plan (data checks, start point) and the ``retrain`` command end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -720,6 +721,40 @@ def test_comparison_text_names_both_versions() -> None:
     simple = {"best_simple": "thumbnail_logreg", "held_out": {"thumbnail_logreg": {"accuracy": 0.75, "f1": 0.7}}}
     assert comparison_text({**both, "simple_answers": simple}).endswith(
         "; best simple answer (thumbnail_logreg) accuracy 0.75, f1 0.7")
+    pooled = {"images": 120, "new": {"accuracy": 0.9, "f1": 0.85}, "simple": {"accuracy": 0.8, "f1": 0.6}, "wins": True}
+    assert comparison_text({**both, "simple_answers": {**simple, "pooled": pooled}}).endswith(
+        "; best simple answer (thumbnail_logreg) accuracy 0.75, f1 0.7; on all 120 reviewed labels (nested "
+        "cross-validation, with the held-out ones): new accuracy 0.900, macro F1 0.850, best simple answer accuracy "
+        "0.800, macro F1 0.600")
+    fell_back = {"images": 0, "note": "an outer fold leaves fewer than two groups to choose in: ..."}
+    assert "on all" not in comparison_text({**both, "simple_answers": {**simple, "pooled": fell_back}})
+
+
+def test_the_refusal_reads_every_label_where_it_can_and_the_held_out_part_where_it_cannot() -> None:
+    """ADR 0072 (benchmarks/results/verdict-pooled.md): the held-out fifth alone refused 6 of 30 truly better
+    versions; the check on every label decides where the nested choice could be made, and the verdict says both."""
+    from app.commands.retrain_candidates import verdict_text
+    from inference.training.classifier_head import Comparison
+    from inference.training.pooled_check import PooledCheck
+    from inference.training.simple_answers import Score
+
+    held = {"defect_linear_C1": Score(0.729, 0.522), "thumbnail_logreg": Score(0.750, 0.451)}  # behind in accuracy
+    made = PooledCheck(Score(0.804, 0.611), Score(0.725, 0.446), 240, 3.9)
+    comp = Comparison(["a", "b"], {"rule": "prefix", "groups": 5, "folds": 5}, {}, "defect_linear_C1",
+                      "thumbnail_logreg", held, 48, made)
+    assert comp.wins and not comp.held_out_wins
+    assert comp.as_dict()["wins"] is True and comp.as_dict()["held_out_wins"] is False
+    text = verdict_text(comp)
+    assert text.startswith("the new version beats or ties the best simple answer: on all 240 reviewed labels "
+                           "(nested group cross-validation on 192, the 48 held out): defect_linear_C1 accuracy 0.804, "
+                           "macro F1 0.611 vs the best simple answer accuracy 0.725, macro F1 0.446; defect_linear_C1 "
+                           "accuracy 0.729")
+    losing = PooledCheck(Score(0.70, 0.60), Score(0.72, 0.50), 240, 3.9)
+    assert not dataclasses.replace(comp, pooled=losing).wins   # lower accuracy on every label: refused
+    fell_back = PooledCheck(None, None, 0, 0.1, "an outer fold leaves fewer than two groups to choose in: the "
+                                                "held-out part alone decides")
+    comp = dataclasses.replace(comp, pooled=fell_back)
+    assert not comp.wins and "(an outer fold leaves fewer than two groups" in verdict_text(comp)
 
 
 def test_a_parent_refitted_on_this_projects_labels_is_said_to_have_seen_the_held_out_images(tmp_path: Path) -> None:
