@@ -197,6 +197,19 @@ def test_a_retrained_version_is_summed_up_by_its_comparison_on_the_reviewed_held
     assert row.summary == "reviewed held-out IoU 0.906 · Pd 1.000 · Fa 0.000 (3 images)"
 
 
+def test_a_retrained_classifier_row_leads_with_the_check_on_every_reviewed_label(db, tmp_path) -> None:
+    """ADR 0072, seen under Xvfb: the row read "reviewed held-out acc 0.389 (18 images)" while the panel said the
+    check on all 100 reviewed labels (what decided) gave 0.610."""
+    catalog = ModelCatalog(db)
+    d = make_model_dir(tmp_path / "clf", "classifier", "texture_linear")
+    simple = {"best_simple": "thumbnail_logreg", "pooled": {"images": 100, "new": {"accuracy": 0.61, "f1": 0.568},
+                                                            "simple": {"accuracy": 0.46, "f1": 0.39}, "wins": True}}
+    compared = {"held_out_images": 18, "new": {"accuracy": 0.3889, "f1": 0.341}, "simple_answers": simple}
+    db.model_versions.register("classifier", "clf-retrained", str(d), card={"retraining": {"held_out_comparison": compared}})
+    row = next(r for r in catalog.rows("classifier") if r.name == "clf-retrained")
+    assert row.summary == "all 100 reviewed (nested CV) acc 0.610 | held-out acc 0.389 (18 images)"
+
+
 def test_a_bundled_row_registered_before_its_card_said_what_new_data_gets_reads_it_from_disk(db) -> None:
     from app.services.prelabel import bundled_model_dir, read_card
     seg = bundled_model_dir("segmenter", "segmenter-sirst")
