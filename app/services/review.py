@@ -349,7 +349,8 @@ class ReviewService:
         no classifier, the classes the project's list adds beyond the active model's, then those labels in its
         subfolder already use (most used first; none: no buttons); the version whose answer counts, else the version the rule names
         (``project_classes.names_for_version``: its classes and what the project added); else the project's list
-        (empty: the folder's list, the active model's)."""
+        (empty: the folder's list, the active model's); where a classifier runs, with the classes its subfolder's
+        labels use beyond those (``_with_line_classes``)."""
         from app.services import project_classes
         own = self._own_classes
         if own is None:
@@ -362,17 +363,42 @@ class ReviewService:
         runs, named = rule_version(readable_routing(self.db), "classifier", im.rel_path,
                                    folder.name if folder is not None else "")
         if not runs:
-            under = im.rel_path.rsplit("/", 1)[0] + "/" if "/" in im.rel_path else None
-            counts = self._labelled_classes(im.folder_id, under)
+            counts = self._line_counts(im)
             added = project_classes.added(self.db, own)
             return tuple(added + sorted((c for c in counts if c not in added), key=lambda c: (-counts[c], c))), False
         classifier = prediction.version_ids.get("classifier") if prediction is not None else None
         if classifier is not None:
-            return tuple(self.classes_for(classifier)), True
-        if named:
-            version = self.db.model_versions.by_name("classifier", named)
-            return tuple(project_classes.names_for_version(self.db, version)), True
-        return tuple(own), True
+            base = tuple(self.classes_for(classifier))
+        elif named:
+            base = tuple(project_classes.names_for_version(self.db, self.db.model_versions.by_name("classifier", named)))
+        else:
+            base = tuple(own)
+        return (base if own else self._with_line_classes(base, im)), True   # a project's own list is deliberate
+
+    def _with_line_classes(self, base: tuple[str, ...], im: Any) -> tuple[str, ...]:
+        """``base`` with the classes its subfolder's labels use that ``base`` lacks (most used first): before
+        ``base`` where most of those labels are in such classes, else after it. Seen under Xvfb (session 38): 100
+        imported tile labels (blowhole … uneven) on a folder the steel classifier answered offered only the steel
+        classes, so key 1 would have called a tile "crazing" and no key gave "blowhole". Per subfolder, so the keys
+        stay put from one image of a line to the next. An empty ``base`` (the window shows the folder's list) stays
+        empty unless something is added, which then comes with that list. Only where the project keeps no list of
+        its own: a class taken off that list stays on its labels and is no longer offered (project_classes)."""
+        counts = self._line_counts(im)
+        if not base and not counts:
+            return base
+        from app.services import project_classes
+        listed = base or tuple(project_classes.names(self.db))
+        extra = {c: n for c, n in counts.items() if n and c not in listed}
+        if not extra:
+            return base
+        ordered = tuple(sorted(extra, key=lambda c: (-extra[c], c)))
+        inside = sum(n for c, n in counts.items() if c in listed)
+        return ordered + listed if sum(extra.values()) > inside else listed + ordered
+
+    def _line_counts(self, im: Any) -> dict[str, int]:
+        """The classes the labels of the image's subfolder (its line) use, and how many."""
+        under = im.rel_path.rsplit("/", 1)[0] + "/" if "/" in im.rel_path else None
+        return self._labelled_classes(im.folder_id, under)
 
     def _labelled_classes(self, folder_id: int, under: str | None) -> dict[str, int]:
         """The classes the labels of a subfolder use, read again after ``SUBFOLDER_CLASSES_S`` or any save here

@@ -150,7 +150,40 @@ def test_an_image_offers_the_classes_of_the_classifier_its_rule_runs_never_anoth
                                class_scores={"blowhole": 0.2, "free": 0.8}, predicted_class="free", confidence=0.8)
     db.predictions.upsert_many([tile_answer])
     assert offered("tiles/img_001.png") == (("blowhole", "free", "dent"), True)
-    assert svc.filter_classes() == ["crazing", "patches", "dent", "blowhole", "free"]   # the tiles' too
+    # the tiles' too, then the classes labels use (the bottles')
+    assert svc.filter_classes() == ["crazing", "patches", "dent", "blowhole", "free", "good", "broken"]
+
+
+def test_a_line_whose_labels_use_classes_its_classifier_lacks_offers_them(tmp_path: Path, db) -> None:
+    """Seen under Xvfb (session 38): 100 imported tile labels on a folder the steel classifier answered (every
+    answer out of domain) offered only the steel classes: key 1 would have said "crazing", no key "blowhole"."""
+    from app.services.indexing import index_folder
+    from database.dto import PredictionIn
+    from tests.worker.helpers import good_images
+
+    _model(db, ["crazing", "patches"])
+    for sub, seed in (("steel", 0), ("tiles", 1)):
+        good_images(tmp_path / "lot" / sub, 3, seed=seed)
+    index_folder(db, tmp_path / "lot")
+    steel = db.model_versions.active("classifier")
+    ids = {i.rel_path: i.id for i in db.images.query()}
+    db.predictions.upsert_many([PredictionIn(i, steel.id, class_scores={"crazing": 0.9, "patches": 0.1},
+                                             predicted_class="crazing", confidence=0.9) for i in ids.values()])
+    for rel, name in (("tiles/img_001.png", "free"), ("tiles/img_002.png", "free"), ("tiles/img_000.png", "blowhole"),
+                      ("steel/img_001.png", "patches"), ("steel/img_002.png", "patches"), ("steel/img_000.png", "pit")):
+        db.labels.append(ids[rel], LabelChange(ReviewState.CORRECTED, class_name=name), "ann")
+    svc = ReviewService(db)
+
+    def offered(rel: str) -> tuple[str, ...]:
+        detail = svc.detail(ids[rel])
+        assert detail.classifier_runs
+        return detail.classes
+
+    # most of the tiles' labels are in classes the steel model lacks: theirs first (most used first), on every tile
+    assert offered("tiles/img_000.png") == offered("tiles/img_001.png") == ("free", "blowhole", "crazing", "patches")
+    # most of the steel labels are the model's: its classes keep keys 1-2, the line's own class follows
+    assert offered("steel/img_000.png") == ("crazing", "patches", "pit")
+    assert svc.filter_classes() == ["crazing", "patches", "free", "blowhole", "pit"]   # the queue filters by them too
 
 
 def test_the_list_says_which_routed_versions_offer_their_own_classes_first(tmp_path: Path, db, capsys) -> None:
