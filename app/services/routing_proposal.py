@@ -73,7 +73,9 @@ class FamilyEvidence:
         if self.scored == 0:
             return f"{self.family}: no answer here ({'runs' if self.runs_now else 'not run'} now)"
         seen = f"{self.family} in domain {self.in_domain} of {self.scored}"
-        return seen + (f" ({self.named}: in domain {self.other.in_domain} of a sample of {self.other.scored})"
+        review = (", a challenger not yet reviewed: compare it in Project ▸ Models… before you keep this rule"
+                  if self.other is not None and self.other.challenger else "")
+        return seen + (f" ({self.named}: in domain {self.other.in_domain} of a sample of {self.other.scored}{review})"
                        if self.named and self.other else "")
 
 

@@ -52,6 +52,7 @@ class VersionFit:
     name: str
     scored: int      # sample images it could describe
     in_domain: int   # of those, inside its domain
+    challenger: bool = False  # registered for review and not promoted yet (app/services/champion.py)
 
 
 def sample(paths: Sequence[str], size: int = SAMPLE) -> list[str]:
@@ -95,7 +96,7 @@ class FitCache:
 def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out: Iterable[int] = (),
                  cache: FitCache | None = None) -> list[VersionFit]:
     """How many of ``images`` each of ``family``'s versions (but those in ``leave_out``) calls in domain, best
-    first (ties: the newer version). Images that cannot be read are left out of every count. ``cache``: what
+    first (ties: a version that is not a challenger awaiting review, then the newer). Images that cannot be read are left out of every count. ``cache``: what
     an earlier call of the same proposal read."""
     skip = set(leave_out)
     paths = list(images)
@@ -118,8 +119,11 @@ def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out:
         if not x:
             continue
         inside = int((stats.scores({k: x[k] for k in stats.features}) >= OUT_OF_DOMAIN_BELOW).sum())
-        out.append(VersionFit(family, version.id, version.name, int(len(x["descriptor"])), inside))
-    return sorted(out, key=lambda f: -f.in_domain / f.scored)
+        out.append(VersionFit(family, version.id, version.name, int(len(x["descriptor"])), inside,
+                              bool(version.challenger)))
+    # a challenger after the versions that are not (its review and promotion come first: seen under Xvfb, a
+    # classifier retrained minutes before was proposed for its line over the bundled tile model, both in domain)
+    return sorted(out, key=lambda f: (-f.in_domain / f.scored, f.challenger))
 
 
 def _described(path: Path, mode: str, side: int, cache: dict[tuple[str, str, int], "dict[str, np.ndarray] | None"]

@@ -210,6 +210,11 @@ def test_a_family_whose_answers_call_a_subfolder_foreign_is_kept_with_a_version_
     p2 = propose_from_scores("f", _rows("bottles", 3, {"anomaly": 0.9}),
                              Routing((RoutingRule("f/bottles/*", ("anomaly",), (("anomaly", "anomaly-bottle"),)),)))
     assert p2.rules == ()
+    # A challenger, where it alone fits, is proposed and said to await its review.
+    fresh = VersionFit("anomaly", 9, "anomaly-retrained", 16, 16, challenger=True)
+    p3 = propose_from_scores("f", rows, others={("bottles", "anomaly"): fresh})
+    assert ("(anomaly-retrained: in domain 16 of a sample of 16, a challenger not yet reviewed: compare it in "
+            "Project ▸ Models… before you keep this rule)") in p3.text()
 
 
 def _version_folder(folder: Path, family_config: dict, images: list[Path], mode: str, side: int) -> Path:
@@ -274,12 +279,15 @@ def test_the_proposal_tries_the_familys_other_versions_on_a_sample_of_the_subfol
     capped = propose_routing(db, report.folder_id, Routing())
     assert [(r.pattern, r.versions) for r in capped.rules] == [("line/parts/*", ())] and capped.untried == 1
     assert "Other versions were tried on the first 0 subfolders only; 1 more keep" in capped.text()
-    # Best first; an image that cannot be read counts for no version.
+    # Best first; an image that cannot be read counts for no version. A challenger awaiting review comes after a
+    # version that fits as well (seen under Xvfb: a classifier retrained minutes before was proposed for its line
+    # over the bundled tile model, both in domain): the newer one otherwise.
     db.model_versions.register("anomaly", "anomaly-parts-2", str(tile_dir))
+    db.model_versions.register("anomaly", "anomaly-parts-3", str(part_dir), challenger=True)
     from app.services.version_fit import versions_fit
     fits = versions_fit(db, "anomaly", [root / "parts" / "part_000.png", root / "parts" / "broken.png"], {active.id})
-    mine = [(f.name, f.scored, f.in_domain) for f in fits if f.name.startswith("anomaly-parts")]  # bundled ones too
-    assert mine == [("anomaly-parts", 1, 1), ("anomaly-parts-2", 1, 0)]
+    mine = [(f.name, f.scored, f.in_domain, f.challenger) for f in fits if f.name.startswith("anomaly-parts")]
+    assert mine == [("anomaly-parts", 1, 1, False), ("anomaly-parts-3", 1, 1, True), ("anomaly-parts-2", 1, 0, False)]
     assert parts.name == "anomaly-parts"
 
 
