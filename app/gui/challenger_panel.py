@@ -242,6 +242,8 @@ class ChallengerPanel(QGroupBox):
         self.status.setText(self._summary(result))
 
     def _summary(self, result: Comparison) -> str:
+        if result.note:
+            return result.note[:1].upper() + result.note[1:] + "."
         waiting = "" if not result.waiting else (
             f"; {result.waiting} image(s) not run by both yet" + (" (the worker is on it)" if self.jobs else
                                                                  ": Find disagreements runs them"))

@@ -252,6 +252,26 @@ def test_no_comparison_without_a_champion_or_with_itself(db, tmp_path) -> None:
         champion.find_disagreements(db, 999)
 
 
+def test_a_champion_that_answers_for_no_image_says_why_nothing_is_compared(db, tmp_path) -> None:
+    """Seen under Xvfb: the tile line routed to the tile classifier, the pair of the steel champion and a challenger
+    retrained from it on tiles read "0 disagreement(s) in 0 image(s) compared" and nothing more."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.worker.helpers import good_images
+
+    a, b = _versions(db, tmp_path)
+    db.model_versions.register("classifier", "tile-v1", str(tmp_path / "tile"))
+    good_images(tmp_path / "lot" / "tiles", 3, seed=1)
+    index_folder(db, tmp_path / "lot")
+    assert champion.find_disagreements(db, b.id).note == ""          # every family on every image: a serves them
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)),)))
+    found = champion.find_disagreements(db, b.id)
+    assert found.images == 0 and found.note == (
+        "classifier-a answers for none of this project's images now: the model routing runs other classifier versions "
+        "on all of them, so there is nothing to compare classifier-b with here")
+
+
 def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_path) -> None:
     a, b = _versions(db, tmp_path)
     catalog = ModelCatalog(db, author=lambda: "ann")
