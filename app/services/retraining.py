@@ -31,6 +31,7 @@ from app.services.json_files import JsonFileError, read_json_object, write_json_
 from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
 from app.services.prelabel import resolve_models
 from database.model_versions import json_safe as finite
+from database.states import ReviewState
 from inference import families
 from inference.imageio import IMAGE_SUFFIXES
 
@@ -246,16 +247,19 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
 
 def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: Sequence[int],
                          classes: AbstractSet[str] | None = None) -> int:
-    """How many of ``image_ids`` hold a label equal to ``version_id``'s own answer (its class; its mask, "no target"
-    included): accepted as they came, they agree with that version by construction, so a held-out comparison on them
-    leans its way (seen under Xvfb, session 37: a segmenter compared on one accepted frame, IoU 1.000 against the
-    challenger's 0.786). ``classes``: the classifier's classes kept for training (a left-out class's images are
-    not held out either)."""
+    """How many of ``image_ids`` hold ``version_id``'s own answer accepted as it came (an accepted label made from a
+    prediction, equal to the version's answer: its class; its mask, "no target" included): they agree with that
+    version by construction, so a held-out comparison on them leans its way (seen under Xvfb, session 37: a
+    segmenter compared on one accepted frame, IoU 1.000 against the challenger's 0.786). A label given or imported
+    by a person that happens to equal the answer is evidence, not a copy (seen under Xvfb, session 38: 18 imported
+    tile labels were all called the tile classifier's own answers). ``classes``: the classifier's classes kept for
+    training (a left-out class's images are not held out either)."""
     from app.services.display import DisplayError, decode_mask_png
 
     if family not in ("classifier", "segmenter") or not image_ids:
         return 0
-    labels = db.labels.current_many(image_ids)
+    labels = {i: lab for i, lab in db.labels.current_many(image_ids).items()
+              if lab.review_state == ReviewState.ACCEPTED and lab.from_prediction_id is not None}
     preds = db.predictions.for_images(list(labels), version_id)
     kept = 0
     for image_id, label in labels.items():
