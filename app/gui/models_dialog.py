@@ -21,7 +21,7 @@ replaced. Both are recorded with the reviewer's name (the audit export lists the
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
@@ -53,7 +53,7 @@ from app.gui.style import STATE_COLORS, icon
 from app.services.champion import ChampionReview
 from app.services.child_command import ChildCommand
 from app.services.model_catalog import ModelCatalog, ModelRow
-from app.services.retrain_protocol import RetrainDone, RetrainProgress, RetrainStage, retrain_argv
+from app.services.retrain_protocol import RetrainDone, RetrainError, RetrainProgress, RetrainStage, retrain_argv
 from app.services.retraining import comparison_text
 from app.services.routing import FAMILY_ORDER
 
@@ -65,8 +65,11 @@ HELP = ("Each family pre-labels with its <b>active</b> version (the champion), e
         "version is the family's <b>challenger</b>, compared below with the version it would replace (the active "
         "one, or the one a routing rule names that it was retrained from) until you promote it.")
 READING = "Reading the model versions…"
-# (family, epochs or None, the version to retrain or None: the active one) -> command
-RetrainCommand = Callable[[str, int | None, str | None], ChildCommand | Sequence[str]]
+class RetrainCommand(Protocol):
+    """(family, epochs or None, the version to retrain or None: the active one, register a version the check
+    refuses) -> command."""
+    def __call__(self, family: str, epochs: int | None, version: str | None,
+                 keep_if_worse: bool = False) -> ChildCommand | Sequence[str]: ...
 
 
 class ModelsDialog(QDialog):
@@ -126,6 +129,7 @@ class ModelsDialog(QDialog):
         self.runner.progress.connect(self._on_progress)
         self.runner.succeeded.connect(self._on_done)
         self.runner.failed.connect(self._on_failed)
+        self.runner.refused.connect(self._on_refused)
         self.runner.cancelled.connect(self._on_cancelled)
         self.refresh()
 
@@ -154,11 +158,20 @@ class ModelsDialog(QDialog):
         row.addWidget(self.epochs)
         self.retrain_button = QPushButton(icon("mdi6.school"), "Retrain from reviewed labels…")
         self.retrain_button.clicked.connect(lambda: self.retrain())
+        # after a refusal: the same retraining again, registering the version it refused (retrain --keep-if-worse)
+        self.anyway_button = QPushButton(icon("mdi6.alert"), "Retrain and register anyway")
+        self.anyway_button.setToolTip("Runs the same retraining again and registers the new version although it "
+                                      "lost to the best simple answer (as the challenger: nothing is made active)")
+        self.anyway_button.clicked.connect(lambda: self.retrain_anyway())
+        self.anyway_button.setVisible(False)
+        self._running: tuple[str, int | None, str | None] | None = None   # (family, epochs, version) of the run
+        self._refused_run: tuple[str, int | None, str | None] | None = None
         if self.retrain_command is None:
             self.retrain_button.setEnabled(False)
             self.retrain_button.setToolTip("Not available: this station has no database URL to give the "
                                            "retrain command")
         row.addWidget(self.retrain_button)
+        row.addWidget(self.anyway_button)
         return row
 
     def _build_progress(self) -> QWidget:
@@ -335,15 +348,27 @@ class ModelsDialog(QDialog):
     def retrain(self) -> bool:
         if self.retrain_command is None or self.runner.running:
             return False
-        family = self.family.currentText()
-        epochs = self.epochs.value() or None
-        version = self.retrain_target()
+        return self._start_retrain(self.family.currentText(), self.epochs.value() or None, self.retrain_target())
+
+    def retrain_anyway(self) -> bool:
+        """The retraining the check refused, again, registering its version (``retrain --keep-if-worse``): the
+        inspector read the figures and keeps it as the challenger all the same."""
+        if self.retrain_command is None or self.runner.running or self._refused_run is None:
+            return False
+        return self._start_retrain(*self._refused_run, keep_if_worse=True)
+
+    def _start_retrain(self, family: str, epochs: int | None, version: str | None, keep_if_worse: bool = False) -> bool:
+        assert self.retrain_command is not None
+        self.anyway_button.setVisible(False)
+        self._refused_run = None
         try:
-            argv = self.retrain_command(family, epochs, version)
+            argv = (self.retrain_command(family, epochs, version, keep_if_worse=True) if keep_if_worse
+                    else self.retrain_command(family, epochs, version))
             self.runner.start(argv)
         except Exception as exc:  # noqa: BLE001 - GUI slot; the reason is shown
             self._fail(f"The retraining could not start: {exc}")
             return False
+        self._running = (family, epochs, version)
         self._say("")
         self.error.setText("")
         self._set_stage(f"Retraining {version} (the {family} version the routing names there)…" if version
@@ -415,6 +440,18 @@ class ModelsDialog(QDialog):
     def _on_failed(self, message: str) -> None:
         self._idle()
         self._fail(f"Retraining failed: {message}")
+
+    def _on_refused(self, ev: RetrainError) -> None:
+        """Not a failure: the check refused the version (it lost to the best simple answer on the reviewed labels).
+        Said with its figures; the same run can be repeated registering it (seen under Xvfb: the refusal read
+        "Retraining failed: … (--keep-if-worse registers it anyway)", an option the window did not offer)."""
+        self._idle()
+        reason = ev.message.removeprefix("refused:").strip().removesuffix(
+            "; nothing was registered (--keep-if-worse registers it anyway)")
+        self._fail(f"Not registered: {reason}. Label more images, or retrain and register it anyway to compare it "
+                   "as the challenger.")
+        self._refused_run = self._running
+        self.anyway_button.setVisible(self._refused_run is not None)
 
     def _on_cancelled(self) -> None:
         self._idle()
@@ -495,7 +532,8 @@ def install(window) -> None:
     db_url = window.ctx.db_url
     jobs = window.ctx.jobs
     review = ChampionReview(catalog.db, start_worker=jobs.ensure_worker if jobs is not None else None)
-    command = (lambda family, epochs, version: retrain_argv(db_url, family, epochs, version)) if db_url else None
+    command = (lambda family, epochs, version, keep_if_worse=False: retrain_argv(db_url, family, epochs, version,
+                                                                                 keep_if_worse)) if db_url else None
 
     def on_activated(row: ModelRow) -> None:
         if hasattr(window, "refresh_models"):

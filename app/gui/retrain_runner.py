@@ -19,17 +19,19 @@ from app.services.retrain_protocol import (
     RetrainError,
     RetrainProgress,
     RetrainStage,
+    is_refusal,
     parse_event,
 )
 
 
 class RetrainRunner(QObject):
-    """One retraining process at a time; every run ends in exactly one of succeeded, failed, cancelled."""
+    """One retraining process at a time; every run ends in exactly one of succeeded, refused, failed, cancelled."""
 
     stage = Signal(object)       # RetrainStage
     progress = Signal(object)    # RetrainProgress
     succeeded = Signal(object)   # RetrainDone
     failed = Signal(str)         # what went wrong, in a sentence (with the last stderr lines if nothing else)
+    refused = Signal(object)     # RetrainError: the classifier lost to the best simple answer; nothing registered
     cancelled = Signal()
 
     KILL_AFTER_MS = 5000         # after terminate(): time to save and leave before kill()
@@ -48,7 +50,7 @@ class RetrainRunner(QObject):
         self._err = b""
         self._stderr: deque[str] = deque(maxlen=self.STDERR_LINES)
         self._done: RetrainDone | None = None
-        self._error: str | None = None
+        self._error: RetrainError | None = None
         self._cancel_requested = False
         self._cancelled_event = False
 
@@ -128,7 +130,7 @@ class RetrainRunner(QObject):
         elif isinstance(event, RetrainDone):
             self._done = event
         elif isinstance(event, RetrainError):
-            self._error = event.message
+            self._error = event
         elif isinstance(event, RetrainCancelled):
             self._cancelled_event = True
 
@@ -147,8 +149,10 @@ class RetrainRunner(QObject):
         self._end()
         if self._done is not None:
             self.succeeded.emit(self._done)
+        elif self._error is not None and is_refusal(self._error):
+            self.refused.emit(self._error)
         elif self._error is not None:
-            self.failed.emit(self._error)
+            self.failed.emit(self._error.message)
         elif self._cancel_requested or self._cancelled_event:
             self.cancelled.emit()
         else:

@@ -59,16 +59,27 @@ class RetrainCancelled:
 RetrainEvent = Union[RetrainStage, RetrainProgress, RetrainDone, RetrainError, RetrainCancelled]
 
 
-def retrain_argv(db_url: str, family: str, epochs: int | None = None, version: str | None = None) -> ChildCommand:
+def retrain_argv(db_url: str, family: str, epochs: int | None = None, version: str | None = None,
+                 keep_if_worse: bool = False) -> ChildCommand:
     """The command that retrains ``family`` on the reviewed labels of ``db_url`` (``epochs``: None
-    lets the command choose; ``version``: a version routing rules name, retrained on its own images);
-    the URL travels in the child's environment."""
+    lets the command choose; ``version``: a version routing rules name, retrained on its own images;
+    ``keep_if_worse``: a classifier that loses to the best simple answer is registered all the same, after an
+    inspector read the refusal's figures); the URL travels in the child's environment."""
     args = ["retrain", family, "--progress-json"]
     if epochs is not None:
         args += ["--epochs", str(int(epochs))]
     if version is not None:
         args += ["--version", version]
+    if keep_if_worse:
+        args.append("--keep-if-worse")
     return station_command(db_url, *args)
+
+
+def is_refusal(event: "RetrainError") -> bool:
+    """Whether an error event is the classifier check's refusal (the version lost to the best simple answer; its
+    figures travel with it), not a failure."""
+    simple = event.comparison.get("simple_answers")
+    return event.message.startswith("refused:") and isinstance(simple, dict)
 
 
 def _int(value: Any) -> int | None:

@@ -39,11 +39,17 @@ emit(event="stage", stage="export", message=f"exporting reviewed labels; epochs 
 if mode == "error":
     emit(event="error", message="not enough reviewed labels: 3 images, at least 20 needed")
     sys.exit(2)
+if mode == "refused" and "--keep-if-worse" not in args:
+    emit(event="error", message="refused: the new version loses to the best simple answer: on all 60 reviewed labels "
+         "(nested group cross-validation on 48, the 12 held out): bank_linear_C100 accuracy 0.617, macro F1 0.262 vs "
+         "the best simple answer accuracy 0.683, macro F1 0.230; nothing was registered (--keep-if-worse registers "
+         "it anyway)", comparison={"held_out_images": 12, "simple_answers": {"wins": False}})
+    sys.exit(2)
 if mode == "crash":
     print("Traceback (most recent call last):\nRuntimeError: out of memory", file=sys.stderr, flush=True)
     sys.exit(1)
 emit(event="stage", stage="train", message="training")
-n = 4 if mode in ("ok", "activate") else 100000
+n = 4 if mode in ("ok", "activate", "refused") else 100000
 for i in range(n):
     emit(event="progress", stage="train", done=i + 1, total=n, eta_s=None if i == 0 else 0.1 * (n - i - 1))
     time.sleep(0.05)
@@ -73,11 +79,12 @@ def fake_retrain(tmp_path: Path, db_url: str):
     script = tmp_path / "fake_retrain.py"
     script.write_text(f"REPO = {str(REPO_ROOT)!r}\n" + FAKE_RETRAIN)
     def command(mode: str):
-        def argv(family: str, epochs: int | None, version: str | None = None) -> list[str]:
+        def argv(family: str, epochs: int | None, version: str | None = None, keep_if_worse: bool = False) -> list[str]:
             out_dir = tmp_path / f"retrained-{family}"   # what the command writes: a model of that family
             if not out_dir.exists():
                 make_model_dir(out_dir, family, next(a for a, f in ARCHITECTURES.items() if f == family))
             extra = (["--epochs", str(epochs)] if epochs is not None else []) + (["--version", version] if version else [])
+            extra += ["--keep-if-worse"] if keep_if_worse else []
             return [sys.executable, str(script), mode, str(out_dir), "--db", db_url, "retrain", family,
                     "--progress-json", *extra]
         return argv
@@ -249,6 +256,30 @@ def test_retrain_error_event_is_shown_and_nothing_is_added(qtbot, db, catalog, f
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
     assert dlg.error.text() == "Retraining failed: not enough reviewed labels: 3 images, at least 20 needed"
     assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
+
+
+def test_a_refusal_says_its_figures_and_the_same_run_can_register_it_anyway(qtbot, db, catalog, fake_retrain) -> None:
+    """Seen under Xvfb (session 38): the check's refusal read "Retraining failed: … (--keep-if-worse registers it
+    anyway)", a command-line option the window did not offer."""
+    dlg = make_dialog(qtbot, catalog, fake_retrain("refused"))
+    before = len(db.model_versions.list())
+    dlg.epochs.setValue(7)
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert dlg.error.text().startswith("Not registered: the new version loses to the best simple answer: on all 60 "
+                                       "reviewed labels (nested group cross-validation on 48, the 12 held out)")
+    assert "failed" not in dlg.error.text() and "--keep-if-worse" not in dlg.error.text()
+    assert not dlg.anyway_button.isHidden() and len(db.model_versions.list()) == before
+    dlg.epochs.setValue(0)   # what is repeated is the refused run, not the fields as they are now
+    stages: list[str] = []
+    dlg.runner.stage.connect(lambda ev: stages.append(ev.message))
+    assert dlg.retrain_anyway()
+    assert dlg.anyway_button.isHidden()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    qtbot.waitUntil(lambda: "it is the challenger" in dlg.info.text() or "active" in dlg.info.text(), timeout=10000)
+    assert "exporting reviewed labels; epochs 7" in stages
+    assert len(db.model_versions.list()) == before + 1 and dlg.error.text() == ""
+    assert not dlg.retrain_anyway()   # nothing refused since
 
 
 def test_a_process_that_dies_silently_reports_its_last_stderr_lines(qtbot, catalog, fake_retrain) -> None:

@@ -256,6 +256,11 @@ def test_retrain_command_and_events() -> None:
     assert cmd.env == {"INSPECTION_STATION_DB": secret} and "s3cret" not in " ".join(cmd.argv)  # not in `ps`
     assert cmd.environment()["INSPECTION_STATION_DB"] == secret
     assert retrain_argv("u", "anomaly", 5).argv[-2:] == ("--epochs", "5")
+    assert retrain_argv("u", "classifier", keep_if_worse=True).argv[-1] == "--keep-if-worse"
+    from app.services.retrain_protocol import is_refusal
+    refusal = parse_event('{"event": "error", "message": "refused: the new version loses ...", '
+                          '"comparison": {"simple_answers": {"wins": false}}}')
+    assert is_refusal(refusal) and not is_refusal(parse_event('{"event": "error", "message": "refused: no labels"}'))
     assert parse_event('{"event": "stage", "stage": "export", "message": "exporting"}') == \
         RetrainStage("export", "exporting")
     p = parse_event(b'{"event": "progress", "stage": "train", "done": 12, "total": 300, "eta_s": 95.0}\n')
