@@ -157,11 +157,9 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
         if isinstance(figures, Mapping):
             text = ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if _number(v) is not None)
             notes.append(f"best simple answer ({best}): {text}")
-    from app.services.retraining import every_label_note
+    from app.services.retraining import every_label_note, lost_note
 
-    every = every_label_note(compared)
-    if every:
-        notes.append(every)
+    notes.extend(n for n in (every_label_note(compared), lost_note(compared)) if n)
     if compared.get("refitted_on_all"):
         from app.services.retraining import REFIT_NOTE
 

@@ -75,6 +75,17 @@ def every_label_note(compared: Mapping[str, Any]) -> str | None:
             f"new {said(pooled['new'])}, best simple answer {said(pooled['simple'])}")
 
 
+def lost_note(compared: Mapping[str, Any]) -> str | None:
+    """Said where the classifier check refused the version and it was registered all the same (seen under Xvfb,
+    session 38: after "Retrain and register anyway" the panel gave the figures and the usual "look at the
+    comparison" line, nothing more). None otherwise."""
+    simple = compared.get("simple_answers")
+    if isinstance(simple, Mapping) and simple.get("wins") is False:
+        return ("it lost to the best simple answer and was registered all the same (retrain --keep-if-worse, or "
+                "Retrain and register anyway)")
+    return None
+
+
 # Said wherever a held-out comparison is shown of a version refitted on all labels after its check (ADR 0048).
 REFIT_NOTE = ("the new figures are the checked fit's: the registered version was then refitted on all reviewed "
               "labels, these included (ADR 0048)")
@@ -655,9 +666,9 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
     simple = compared.get("simple_answers")
     if isinstance(simple, Mapping) and simple.get("best_simple") in simple.get("held_out", {}):
         text += f"; best simple answer ({simple['best_simple']}) {figures(simple['held_out'][simple['best_simple']])}"
-    every = every_label_note(compared)
-    if every:
-        text += f"; {every}"
+    for note in (every_label_note(compared), lost_note(compared)):
+        if note:
+            text += f"; {note}"
     if compared.get("refitted_on_all"):
         text += f"; {REFIT_NOTE}"
     return text

@@ -94,6 +94,10 @@ def test_the_held_out_note_gives_the_check_on_every_label_that_decided() -> None
                          active=False, bundled=False, parent_id=None, created_at=datetime.now(timezone.utc))
     assert ("on all 240 reviewed labels (nested cross-validation, with the held-out ones): new accuracy 0.804, "
             "macro F1 0.611, best simple answer accuracy 0.725, macro F1 0.446") in champion.held_out(v).note
+    assert "registered all the same" not in champion.held_out(v).note
+    lost = {"retraining": {"held_out_comparison": {"held_out_images": 48, "simple_answers": {**simple, "wins": False}}}}
+    assert "it lost to the best simple answer and was registered all the same" in \
+        champion.held_out(dataclasses.replace(v, card=lost)).note
 
 
 def test_the_pair_says_what_each_version_learnt_from_and_why_neither_was_scored() -> None:

@@ -738,6 +738,9 @@ def test_comparison_text_names_both_versions() -> None:
         "; best simple answer (thumbnail_logreg) accuracy 0.75, f1 0.7; on all 120 reviewed labels (nested "
         "cross-validation, with the held-out ones): new accuracy 0.900, macro F1 0.850, best simple answer accuracy "
         "0.800, macro F1 0.600")
+    lost = comparison_text({**both, "simple_answers": {**simple, "pooled": {**pooled, "wins": False}, "wins": False}})
+    assert lost.endswith("best simple answer accuracy 0.800, macro F1 0.600; it lost to the best simple answer and was "
+                         "registered all the same (retrain --keep-if-worse, or Retrain and register anyway)")
     fell_back = {"images": 0, "note": "an outer fold leaves fewer than two groups to choose in: ..."}
     assert "on all" not in comparison_text({**both, "simple_answers": {**simple, "pooled": fell_back}})
 
