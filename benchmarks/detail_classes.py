@@ -13,7 +13,6 @@ classes, else none), alternating image by image in one process; medians and the 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -93,8 +92,9 @@ def main() -> int:
               "ratio_median": round(med["now"] / med["before"], 3)}
     print(f"{args.images} images, {len(sample)} details each way: median {med['before']:.2f} ms before, "
           f"{med['now']:.2f} ms now (x{report['ratio_median']}); p95 {p95['before']:.2f} -> {p95['now']:.2f} ms")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from json_report import write_report
+
+    write_report(report, args.json)
     db.close()
     return 0
 

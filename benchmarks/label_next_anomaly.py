@@ -20,7 +20,6 @@ is chosen here; the label-next order's constants are the shipped ones.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -136,9 +135,9 @@ def main() -> int:
               f"{mean['cost_per_image']:.3f} (escapes {mean['escapes']:.1f}, false calls {mean['false_calls']:.1f}; "
               f"point set in {sum(r['operating_point_set'] for r in rnd)} of {len(rnd)})", flush=True)
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from json_report import write_report
+
+    write_report(report, args.json)
     return 0
 
 

@@ -31,7 +31,6 @@ in-domain sets are used whole. Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -152,8 +151,9 @@ def main() -> int:
               f"({row['in_domain'][label]['out_of_domain']}/{row['in_domain'][label]['images']}); "
               f"foreign flagged: {foreign}; {'PASS' if row['pass'] else 'FAIL'} ({row['seconds']} s; "
               f"ms per image: {row['cost_ms_per_image']})", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    from json_report import write_report
+
+    write_report(report, args.json)
     return 0 if ok else 1
 
 

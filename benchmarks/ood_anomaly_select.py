@@ -24,7 +24,6 @@ detection averaged over the two models; within 1 point, the fewer features.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -172,8 +171,9 @@ def main() -> int:
     chosen = choose(summary)
     report["chosen"] = chosen
     print(f"\nchosen: {chosen} {list(CANDIDATES[chosen]) if chosen else ''}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from json_report import write_report
+
+    write_report(report, args.json)
     return 0
 
 

@@ -68,8 +68,9 @@ def main() -> int:
                 rows[sub.name] = {"images": len(paths), "flagged": int((stats.distances(feats) > stats.threshold).sum())}
         report[name] = rows
     print(json.dumps(report, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from json_report import write_report
+
+    write_report(report, args.json)
     return 0
 
 

@@ -23,7 +23,6 @@ out of domain by the full fit. Outer folds drawn with each of ``--seeds`` (mean 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -182,8 +181,9 @@ def main() -> int:
             print(f"  {rname:22s} threshold {r['threshold']:.3f} (q {r['quantile']:g}); group-CV own "
                   f"{r['own_mean']:.2%} (seeds {r['own_range'][0]:.2%}-{r['own_range'][1]:.2%}); "
                   f"camera changes {r['changes_mean']:.1%}{bottle_txt}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from json_report import write_report
+
+    write_report(report, args.json)
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -262,8 +261,9 @@ def main() -> int:
         row["pass"] = all((v <= OOF_MAX) if k.startswith("held_out") else (v >= FOREIGN_MIN) for k, v in t.items())
         ok &= row["pass"]
         print(f"  TEST {name}: " + ", ".join(f"{k} {v:.1%}" for k, v in t.items()) + f" -> {'PASS' if row['pass'] else 'FAIL'}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    from json_report import write_report
+
+    write_report(report, args.json)
     return 0 if ok else 1
 
 

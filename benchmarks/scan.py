@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import platform
 import statistics
@@ -222,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{backend:>10} {kind:>8} {first:9.1f} {ms:9.1f} {cpu_ms:9.1f} {ratio or float('nan'):8.1f} {naive_ratio or float('nan'):8.1f} {peak:8.1f} {peak / input_mb:8.2f}")
         report["shapes"].append(entry)
     report["machine"]["load_average_end"] = os.getloadavg()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    from json_report import write_report
+
+    write_report(report, args.output)
     print(f"\nwrote {args.output}")
     return 0
 
