@@ -249,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
             events.emit("verdict", message=verdict, wins=candidates.wins, simple_answers=compared["simple_answers"])
             if not candidates.wins and not args.keep_if_worse:
                 refused = compared  # the error event carries the figures the refusal rests on
-                raise RetrainError(f"refused: {verdict}; nothing was registered (--keep-if-worse registers it anyway)")
+                from app.services.retrain_protocol import refusal_message
+                raise RetrainError(refusal_message(verdict))
             print(verdict, file=sys.stderr)
         if refit_on_all is not None and args.refit_all:  # the check is over: the version learns from every reviewed label
             events.emit("stage", stage="refit", message=f"refitting {candidates.chosen if candidates else 'the head'} "

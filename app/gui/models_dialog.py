@@ -53,7 +53,14 @@ from app.gui.style import STATE_COLORS, icon
 from app.services.champion import ChampionReview
 from app.services.child_command import ChildCommand
 from app.services.model_catalog import ModelCatalog, ModelRow
-from app.services.retrain_protocol import RetrainDone, RetrainError, RetrainProgress, RetrainStage, retrain_argv
+from app.services.retrain_protocol import (
+    RetrainDone,
+    RetrainError,
+    RetrainProgress,
+    RetrainStage,
+    refusal_verdict,
+    retrain_argv,
+)
 from app.services.retraining import comparison_text
 from app.services.routing import FAMILY_ORDER
 
@@ -65,6 +72,8 @@ HELP = ("Each family pre-labels with its <b>active</b> version (the champion), e
         "version is the family's <b>challenger</b>, compared below with the version it would replace (the active "
         "one, or the one a routing rule names that it was retrained from) until you promote it.")
 READING = "Reading the model versions…"
+
+
 class RetrainCommand(Protocol):
     """(family, epochs or None, the version to retrain or None: the active one, register a version the check
     refuses) -> command."""
@@ -85,6 +94,8 @@ class ModelsDialog(QDialog):
         self.interactive = interactive
         self.rows: list[ModelRow] = []
         self.runner = RetrainRunner(self)
+        self._running: tuple[str, int | None, str | None] | None = None   # (family, epochs, version) of the run
+        self._refused_run: tuple[str, int | None, str | None] | None = None   # the last run the check refused
         self.calls = BackgroundCalls("models", self)   # storage and model folders, off the GUI thread
         self.setWindowTitle("Models")
         self.resize(1280, 880)
@@ -164,8 +175,6 @@ class ModelsDialog(QDialog):
                                       "lost to the best simple answer (as the challenger: nothing is made active)")
         self.anyway_button.clicked.connect(lambda: self.retrain_anyway())
         self.anyway_button.setVisible(False)
-        self._running: tuple[str, int | None, str | None] | None = None   # (family, epochs, version) of the run
-        self._refused_run: tuple[str, int | None, str | None] | None = None
         if self.retrain_command is None:
             self.retrain_button.setEnabled(False)
             self.retrain_button.setToolTip("Not available: this station has no database URL to give the "
@@ -446,10 +455,8 @@ class ModelsDialog(QDialog):
         Said with its figures; the same run can be repeated registering it (seen under Xvfb: the refusal read
         "Retraining failed: … (--keep-if-worse registers it anyway)", an option the window did not offer)."""
         self._idle()
-        reason = ev.message.removeprefix("refused:").strip().removesuffix(
-            "; nothing was registered (--keep-if-worse registers it anyway)")
-        self._fail(f"Not registered: {reason}. Label more images, or retrain and register it anyway to compare it "
-                   "as the challenger.")
+        self._fail(f"Not registered: {refusal_verdict(ev)}. Label more images, or retrain and register it anyway to "
+                   "compare it as the challenger.")
         self._refused_run = self._running
         self.anyway_button.setVisible(self._refused_run is not None)
 

@@ -75,11 +75,25 @@ def retrain_argv(db_url: str, family: str, epochs: int | None = None, version: s
     return station_command(db_url, *args)
 
 
+# The classifier check's refusal, as the retrain command says it: REFUSED + the verdict + NOT_REGISTERED.
+REFUSED = "refused: "
+NOT_REGISTERED = "; nothing was registered (--keep-if-worse registers it anyway)"
+
+
+def refusal_message(verdict: str) -> str:
+    return f"{REFUSED}{verdict}{NOT_REGISTERED}"
+
+
 def is_refusal(event: "RetrainError") -> bool:
     """Whether an error event is the classifier check's refusal (the version lost to the best simple answer; its
     figures travel with it), not a failure."""
     simple = event.comparison.get("simple_answers")
-    return event.message.startswith("refused:") and isinstance(simple, dict)
+    return event.message.startswith(REFUSED) and isinstance(simple, dict)
+
+
+def refusal_verdict(event: "RetrainError") -> str:
+    """The verdict a refusal's message carries, without the command-line advice around it."""
+    return event.message.removeprefix(REFUSED).removesuffix(NOT_REGISTERED)
 
 
 def _int(value: Any) -> int | None:
