@@ -96,8 +96,8 @@ class FitCache:
 def versions_fit(db: "Database", family: str, images: Iterable[Path], leave_out: Iterable[int] = (),
                  cache: FitCache | None = None) -> list[VersionFit]:
     """How many of ``images`` each of ``family``'s versions (but those in ``leave_out``) calls in domain, best
-    first (ties: a version that is not a challenger awaiting review, then the newer). Images that cannot be read are left out of every count. ``cache``: what
-    an earlier call of the same proposal read."""
+    first (ties: a version that is not a challenger awaiting review, then the newer). Images that cannot be read
+    are left out of every count. ``cache``: what an earlier call of the same proposal read."""
     skip = set(leave_out)
     paths = list(images)
     cache = cache if cache is not None else FitCache()

@@ -7,8 +7,9 @@ decides either figure, and a truly better version was refused in about one run i
 figure: that head was picked as the best of 32 by that very figure, so it is lifted by its own choice.
 
 Nested cross-validation removes the lift: for each outer group fold the choice is made again on the other folds
-alone (the same candidates, the same repeated group folds inside them, the same rule), the chosen candidate is
-fitted there and predicts the outer fold. The simple answers are nested the same way. Those out-of-fold
+alone (the same candidates, the same rule, over one group fold set inside them where the command's own choice
+averages three: a fifth of the cost, benchmarks/results/verdict-pooled.md), the chosen candidate is fitted there
+and predicts the outer fold. The simple answers are nested the same way. Those out-of-fold
 predictions, pooled with the held-out part's, give each side one figure on every label.
 
 No torch and no model here: candidates are callables ``predict(train_idx, test_idx) -> classes of test_idx`` over
