@@ -452,8 +452,9 @@ class ModelsDialog(QDialog):
 
     def _on_refused(self, ev: RetrainError) -> None:
         """Not a failure: the check refused the version (it lost to the best simple answer on the reviewed labels).
-        Said with its figures; the same run can be repeated registering it (seen under Xvfb: the refusal read
-        "Retraining failed: … (--keep-if-worse registers it anyway)", an option the window did not offer)."""
+        Said with its figures; the same run can be repeated registering it (found in the code in session 38, while
+        the refusal was checked under Xvfb: it would read "Retraining failed: … (--keep-if-worse registers it
+        anyway)", an option the window did not offer)."""
         self._idle()
         self._fail(f"Not registered: {refusal_verdict(ev)}. Label more images, or retrain and register it anyway to "
                    "compare it as the challenger.")

@@ -259,8 +259,8 @@ def test_retrain_error_event_is_shown_and_nothing_is_added(qtbot, db, catalog, f
 
 
 def test_a_refusal_says_its_figures_and_the_same_run_can_register_it_anyway(qtbot, db, catalog, fake_retrain) -> None:
-    """Seen under Xvfb (session 38): the check's refusal read "Retraining failed: … (--keep-if-worse registers it
-    anyway)", a command-line option the window did not offer."""
+    """Found in the code (session 38): the check's refusal would read "Retraining failed: … (--keep-if-worse
+    registers it anyway)", a command-line option the window did not offer. The new text was then seen under Xvfb."""
     dlg = make_dialog(qtbot, catalog, fake_retrain("refused"))
     before = len(db.model_versions.list())
     dlg.epochs.setValue(7)
