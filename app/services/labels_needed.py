@@ -48,12 +48,16 @@ class LabelsNeeded:
     text: str = ""
     at_least: bool = False        # ``more`` is only the retrainer's minimum (no curve yet)
     pending: int = 0              # labelled images whose features are still being read (no count yet)
+    none_left: bool = False       # the target needs labels the folder no longer holds (every image labelled)
 
     @property
     def short(self) -> str:
         """For a status bar: "≈ 120 more labels", "≥ 10 more labels", "label target reached"…"""
         if self.pending:
             return f"counting… ({self.labelled - self.pending} of {self.labelled} labelled images read)"
+        if self.none_left:
+            now = f"accuracy about {self.accuracy_now:.2f}, " if self.accuracy_now is not None else ""
+            return f"no image left to label here ({now}target {self.target:.2f})"
         if self.more == 0:
             return "label target reached"
         if self.more is None:
@@ -171,6 +175,13 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
     more = max(floor, int(math.ceil(trained_needed / fold_share)) - n)
     text = f"≈ {more} more labels to reach accuracy {target:.2f} (curve ceiling {a:.2f}); {source}"
     cap = pool if pool is not None else MAX_EXTRAPOLATION * n
+    if more > 0 and cap == 0:
+        # seen under Xvfb (session 38): 100 imported tiles, all labelled, accuracy 0.66: the line said "label target
+        # reached", because "more than the 0 images left" came out as 0 more labels
+        return LabelsNeeded(None, n, target, now, a, tuple(points),
+                            f"about {more} more labels to reach accuracy {target:.2f}, and every image of this folder "
+                            f"is labelled: add images of this kind to label (curve ceiling {a:.2f}); {source}",
+                            none_left=True)
     if more > cap:  # far beyond the points: the number itself means nothing, only "a lot"
         text = (f"more than {cap} more labels to reach accuracy {target:.2f}"
                 + (f" (more than the {pool} unlabelled images left)" if pool is not None else "")

@@ -177,6 +177,23 @@ def test_the_counter_reports_reached_for_easy_labels_and_a_positive_count_for_a_
     assert "group-CV accuracy" in hard.text and len(hard.points) >= 3
 
 
+
+def test_a_folder_with_every_image_labelled_below_the_target_is_never_said_to_have_reached_it() -> None:
+    """Seen under Xvfb (session 38): 100 imported tiles, all labelled, at accuracy 0.66 read "label target reached":
+    "more than the 0 unlabelled images left" came out as 0 more labels."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)   # one informative feature among noise: a rising curve, below the target at 60
+    x = np.concatenate([(y + 0.3 * rng.standard_normal(60))[:, None], rng.standard_normal((60, 20))], axis=1)
+    names = [f"s{i % 8}_{i}.png" for i in range(60)]
+    labels = ["ab"[k] for k in y]
+    done = labels_needed(x, labels, names, target=0.95, pool=0)
+    assert done.none_left and done.more is None and done.accuracy_now is not None and done.accuracy_now < 0.95
+    assert done.short == f"no image left to label here (accuracy about {done.accuracy_now:.2f}, target 0.95)"
+    assert "every image of this folder is labelled" in done.text
+    left = labels_needed(x, labels, names, target=0.95, pool=500)   # with images left: a count, as before
+    assert not left.none_left and left.more is not None and left.more > 0
+
+
 def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: Path, monkeypatch) -> None:
     rng = np.random.default_rng(4)
     root = tmp_path / "parts"
