@@ -69,10 +69,36 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
     except cv2.error:  # its text is an OpenCV assertion ("(-215:Assertion failed) …"), not a reason
         img = None
     if img is None or img.size == 0:
+        width, height = header_size(p)
+        if width * height > MAX_PIXELS:  # OpenCV's own guard refused it: say so, not "corrupt"
+            raise ImageReadError(path, too_large(width, height))
         raise ImageReadError(path, "not a decodable image (corrupt or unsupported format)")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise ImageReadError(path, f"image too large ({img.shape[1]}x{img.shape[0]} pixels)")
+        raise ImageReadError(path, too_large(img.shape[1], img.shape[0]))
     return img
+
+
+def too_large(width: int, height: int) -> str:
+    """The reason for an image over ``MAX_PIXELS``, with its size and the bound (one wording everywhere)."""
+    return (f"image too large ({width}x{height} pixels, {width * height / 1e6:.0f} megapixels; "
+            f"the station reads up to {MAX_PIXELS / 1e6:.0f} megapixels)")
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header alone, without decoding it; (0, 0) when the header says nothing.
+
+    Why: OpenCV's decompression-bomb guard (``OPENCV_IO_MAX_IMAGE_PIXELS``) makes ``imdecode`` answer None for an
+    image over ``MAX_PIXELS``, the same None as for a corrupt file, so without this a 30,000 x 30,000 scan read
+    "corrupt". ``imagesize`` (the header reader Sphinx uses) knows PNG, JPEG, TIFF, BMP and more; a file it
+    cannot read is only "corrupt" as before.
+    """
+    import imagesize
+
+    try:
+        width, height = imagesize.get(str(path))
+    except Exception:  # noqa: BLE001 - a header it cannot parse is the same as no header
+        return 0, 0
+    return (int(width), int(height)) if width > 0 and height > 0 else (0, 0)
 
 
 def png_damage(data: np.ndarray) -> str | None:

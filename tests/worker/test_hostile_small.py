@@ -4,8 +4,10 @@ re-run that only meets the known-bad files again is not a failure."""
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -124,3 +126,25 @@ def test_rerunning_prelabel_on_only_known_bad_files_exits_0(tmp_path: Path, sqli
     for out in (first, again):
         assert "libpng" not in out.stderr and "Traceback" not in out.stderr and "[ WARN" not in out.stderr
     assert len(json.loads((tmp_path / "r.json").read_text())["failed"]) == 5
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_an_image_over_the_pixel_bound_is_named_too_large_not_corrupt(tmp_path: Path) -> None:
+    """A well-formed PNG whose header says 20,000 x 20,000 (OpenCV's guard answers None for it, as for a corrupt
+    file): the reason names its size and the bound. Seen in session 39: a 30,000 x 30,000 scan read "corrupt"."""
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+           + _png_chunk(b"IEND", b""))
+    path = tmp_path / "scan.png"
+    path.write_bytes(png)
+    with pytest.raises(ImageReadError) as exc:
+        read_raw(path)
+    assert exc.value.reason.startswith("image too large (20000x20000 pixels, 400 megapixels")
+    assert "corrupt" not in exc.value.reason
+    truncated = tmp_path / "notes.png"
+    truncated.write_bytes(b"not an image at all")
+    with pytest.raises(ImageReadError, match="corrupt or unsupported format"):
+        read_raw(truncated)
