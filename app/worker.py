@@ -505,7 +505,7 @@ class Worker:
     def _prediction(self, family: str, image_id: int, version_id: int, r: ImageResult,
                     flags: tuple[str, ...]) -> PredictionIn:
         pred = self._family_prediction(family, image_id, version_id, r, flags)
-        return dataclasses.replace(pred, in_domain=r.in_domain.get(family))
+        return dataclasses.replace(pred, in_domain=r.in_domain.get(family), domain_note=r.domain_notes.get(family))
 
     def _family_prediction(self, family: str, image_id: int, version_id: int, r: ImageResult,
                            flags: tuple[str, ...]) -> PredictionIn:

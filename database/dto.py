@@ -154,6 +154,7 @@ class PredictionIn:
     anomaly_map_ref: str | None = None
     flags: tuple[str, ...] = ()
     in_domain: float | None = None  # the model's in-domain score (inference.domain); None: no statistics
+    domain_note: str | None = None  # why it is out of domain (inference.domain_notes); None inside or not known
     # The image's routing rule names this version (a routed job's pinned family): this row counts for
     # the image whatever the active version is (``database/current_predictions``). False: it counts
     # when its version is the active one and no named version's row counts there.
@@ -176,6 +177,7 @@ class PredictionInfo:
     flags: tuple[str, ...]
     created_at: datetime
     in_domain: float | None = None
+    domain_note: str | None = None
     # Its version's family when it is the prediction that counts for the image, else None.
     current_family: str | None = None
 

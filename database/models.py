@@ -253,6 +253,8 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # How like the model's training images this image is (inference.domain; < 0.5: out of domain).
     in_domain: Mapped[float | None] = mapped_column(Float)
+    # Why that score is below the threshold, in words (inference.domain_notes; 0017_domain_note); NULL inside.
+    domain_note: Mapped[str | None] = mapped_column(String(400))
     # ``lower(rel_path)`` of the image, copied when the row is inserted (a name never changes):
     # the queue's score orders break ties by name, and this lets one index walk give that order.
     name_key: Mapped[str | None] = mapped_column(String(4096).with_variant(String(4096, collation="C"),

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 _COLUMNS = ("class_scores", "predicted_class", "confidence", "mask_png", "mask_ref", "target_count",
-            "anomaly_score", "anomaly_map_ref", "in_domain")
+            "anomaly_score", "anomaly_map_ref", "in_domain", "domain_note")
 
 
 # A new row copies its image's name key (lower(rel_path), folded by the database as the queue's

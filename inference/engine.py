@@ -32,6 +32,7 @@ import torch
 from . import families
 from .checkpoints import CheckpointError, load_model
 from .device import AUTO_MAX_THREADS, pick_device, set_threads
+from .domain_notes import notes_by_family
 from .engine_families import FamilyModel, family_model
 from .families import NAMES as FAMILIES
 from .imageio import DecodedImage, ImageReadError, decode
@@ -39,6 +40,9 @@ from .profiles import ProfileError, apply_profile, resolve_profile
 from .results import ImageResult
 
 log = logging.getLogger(__name__)
+
+# A batch's in-domain scores and out-of-domain notes (``FamilyModel.domain_assessment``), image by image.
+Assessed = tuple[list[float], list[str]]
 
 # Largest difference half precision may make before a family falls back to float32 (per family,
 # from the catalogue: class probabilities absolute, mask pixels that flip, anomaly map fraction of range).
@@ -174,15 +178,16 @@ class InspectionEngine:
                 classifier=per_family["classifier"][j] if "classifier" in per_family else None,
                 segmenter=per_family["segmenter"][j] if "segmenter" in per_family else None,
                 anomaly=per_family["anomaly"][j] if "anomaly" in per_family else None,
-                in_domain={f: s[j] for f, s in domain.items() if s is not None},
+                in_domain={f: s[0][j] for f, s in domain.items() if s is not None},
+                domain_notes=notes_by_family({f: s[1] if s is not None else None for f, s in domain.items()}, j),
             ))
         return out
 
     def _run_models(self, good: Sequence[tuple[int, DecodedImage]], families: Sequence[str]
-                    ) -> tuple[dict[str, list], dict[str, list[float] | None]]:
-        """Each family's results and in-domain scores for the decoded images ``good``, in order."""
+                    ) -> tuple[dict[str, list], dict[str, Assessed | None]]:
+        """Each family's results and (in-domain scores, out-of-domain notes) for the decoded images ``good``, in order."""
         per_family: dict[str, list] = {}
-        domain: dict[str, list[float] | None] = {}
+        domain: dict[str, Assessed | None] = {}
         with torch.inference_mode():  # thread-local: entered on the thread that runs the models
             for f in families:
                 model = self._models[f]
@@ -196,7 +201,7 @@ class InspectionEngine:
         return per_family, domain
 
     def _run_lanes(self, parts: Sequence[Sequence[tuple[int, DecodedImage]]], families: Sequence[str]
-                   ) -> tuple[dict[str, list], dict[str, list[float] | None]]:
+                   ) -> tuple[dict[str, list], dict[str, Assessed | None]]:
         """``_run_models`` on each part at once, one thread per part, then joined in order."""
         if self._lanes is None:
             self._lanes = ThreadPoolExecutor(max_workers=AUTO_MAX_THREADS, thread_name_prefix="lane")
@@ -209,18 +214,20 @@ class InspectionEngine:
             if before != 1:
                 set_threads(before)
         per_family = {f: [r for run, _ in runs for r in run[f]] for f in families}
-        domain: dict[str, list[float] | None] = {}
+        domain: dict[str, Assessed | None] = {}
         for f in families:  # a lane whose in-domain scores failed costs the batch its scores, as in one lane
             lists = [d.get(f) for _, d in runs]
-            domain[f] = None if any(x is None for x in lists) else [v for x in lists for v in x]  # type: ignore[union-attr]
+            known = [x for x in lists if x is not None]
+            domain[f] = None if len(known) < len(lists) else (
+                [v for x in known for v in x[0]], [n for x in known for n in x[1]])
         return per_family, domain
 
-    def _in_domain(self, family: str, images: list[np.ndarray], sources: list[tuple[int, int, int]]) -> list[float] | None:
-        """In-domain scores of a batch (None: no statistics, or the embedding failed, which costs
-        the score only: the prediction itself stands)."""
+    def _in_domain(self, family: str, images: list[np.ndarray], sources: list[tuple[int, int, int]]) -> Assessed | None:
+        """In-domain scores of a batch and why each image out of domain is (None: no statistics, or the embedding
+        failed, which costs the score only: the prediction itself stands)."""
         try:
             with self._autocast(family):
-                return self._models[family].in_domain(images, sources)
+                return self._models[family].domain_assessment(images, sources)
         except (RuntimeError, ValueError) as exc:
             log.warning("%s: in-domain scores of a batch of %d failed (%s)", family, len(images), exc)
             return None

@@ -21,6 +21,7 @@ import torch
 from . import families
 from .checkpoints import CheckpointError, LoadedModel
 from .domain import FEATURE_KINDS, DomainError, DomainStats, load_domain
+from .domain_notes import domain_notes
 from .image_descriptor import DESCRIPTOR_VERSION, describe_images, symmetry_images
 from .input_view import InputViewError, input_view
 from .preprocess import anomaly_input
@@ -85,9 +86,17 @@ class FamilyModel:
                   sources: Sequence[tuple[int, int, int]] | None = None) -> list[float] | None:
         """Each image's in-domain score, None when the model carries no domain statistics
         (``sources``: the files' (height, width, channels), see ``domain_features``)."""
+        assessed = self.domain_assessment(images, sources)
+        return None if assessed is None else assessed[0]
+
+    def domain_assessment(self, images: Sequence[np.ndarray], sources: Sequence[tuple[int, int, int]] | None = None
+                          ) -> tuple[list[float], list[str]] | None:
+        """Each image's in-domain score and, where it is out of domain, why (``inference.domain_notes``; "" inside),
+        from one computation of the features; None when the model carries no domain statistics."""
         if self.domain is None or not images:
             return None
-        return [float(s) for s in self.domain.scores(self.domain_features(images, self.domain.features, sources))]
+        feats = self.domain_features(images, self.domain.features, sources)
+        return [float(s) for s in self.domain.scores(feats)], domain_notes(self.domain, feats)
 
     def difference(self, a: list, b: list) -> float:
         raise NotImplementedError

@@ -53,7 +53,8 @@ _UNIT_OF = {"log_long_side": 0.01, "log_short_side": 0.01, "file_channels": 0.1,
             "clipped_": 0.01, "colour_spread": 0.01, "_profile_spread": 0.01}
 
 
-def _unit(name: str) -> float:
+def unit_of(name: str) -> float:
+    """The unit feature ``name`` is expressed in (``_UNIT_OF``): a stored value times it is the raw measure."""
     for key, unit in _UNIT_OF.items():
         if name.startswith(key) or name.endswith(key):
             return unit
@@ -62,7 +63,7 @@ def _unit(name: str) -> float:
 
 FEATURES: tuple[str, ...] = tuple(_NAMES)
 DESCRIPTOR_DIM = len(FEATURES)
-_UNITS = np.array([_unit(n) for n in FEATURES], np.float64)
+_UNITS = np.array([unit_of(n) for n in FEATURES], np.float64)
 
 
 def _grey(image: np.ndarray) -> tuple[np.ndarray, float]:

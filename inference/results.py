@@ -58,6 +58,8 @@ class ImageResult:
     error: str | None = None
     # family -> in-domain score (inference.domain), for families whose model has domain statistics
     in_domain: Mapping[str, float] = field(default_factory=dict)
+    # family -> why its model calls the image out of domain (inference.domain_notes), for those that do
+    domain_notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -74,6 +74,8 @@ class LabelPanel(QWidget):
         self.pred_scores.setWordWrap(True)
         self.pred_targets = QLabel("—")
         self.pred_anomaly = QLabel("—")
+        for answer in (self.pred_class, self.pred_targets, self.pred_anomaly):
+            answer.setWordWrap(True)  # an out-of-domain answer says why on a second line
         self.anomaly_bar = QProgressBar()
         self.anomaly_bar.setRange(0, 1000)
         self.anomaly_bar.setTextVisible(False)
@@ -243,10 +245,11 @@ class LabelPanel(QWidget):
             return
         # A model that calls the image unlike its training images has no answer worth showing:
         # "out of domain" stands where its class, target count or score would.
-        outside = {f: _outside(p.in_domain.get(f)) for f in p.out_of_domain}
+        outside = {f: _outside(p.in_domain.get(f), p.domain_notes.get(f)) for f in p.out_of_domain}
         for family, label in (("classifier", self.pred_class), ("segmenter", self.pred_targets),
                               ("anomaly", self.pred_anomaly)):
-            label.setToolTip(OUTSIDE_TIP if family in outside else "")
+            note = p.domain_notes.get(family)
+            label.setToolTip((OUTSIDE_TIP + (f"\n\nWhy: {note}." if note else "")) if family in outside else "")
         conf = f" ({p.confidence:.1%})" if p.confidence is not None else ""
         top = sorted(p.class_scores.items(), key=lambda kv: -kv[1])[:3]
         if "classifier" in outside:
@@ -350,10 +353,12 @@ class LabelPanel(QWidget):
             self.history.addItem(item)
 
 
-def _outside(score: float | None) -> str:
-    """What stands in place of an out-of-domain model's answer (its in-domain score, when known)."""
+def _outside(score: float | None, note: str | None = None) -> str:
+    """What stands in place of an out-of-domain model's answer: its in-domain score, when known, and why, when the
+    prediction says (``inference.domain_notes``: "stored as colour with alpha (4 channels; training files: grey)")."""
     known = f" (in-domain score {score:.2f})" if score is not None else ""
-    return f"<b style='color:{OUT_OF_DOMAIN_COLOR.name()}'>{OUT_OF_DOMAIN_TEXT}</b>{known}"
+    why = f"<br><span style='color:#666'>{escape(note)}</span>" if note else ""
+    return f"<b style='color:{OUT_OF_DOMAIN_COLOR.name()}'>{OUT_OF_DOMAIN_TEXT}</b>{known}{why}"
 
 
 OUTSIDE_TIP = ("Out of domain: this image is unlike the images this model was trained on, so its answer "

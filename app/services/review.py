@@ -457,6 +457,7 @@ class ReviewService:
             flags=flags, models={f: self._version_name(p.model_version_id) for f, p in fam_pred.items()},
             out_of_domain=tuple(f for f, p in fam_pred.items() if is_out_of_domain(p.in_domain)),
             in_domain={f: p.in_domain for f, p in fam_pred.items() if p.in_domain is not None},
+            domain_notes={f: p.domain_note for f, p in fam_pred.items() if p.domain_note and is_out_of_domain(p.in_domain)},
             version_ids={f: p.model_version_id for f, p in fam_pred.items()},
             heatmap_missing=missing,
             answered_at={f: p.created_at for f, p in fam_pred.items()},

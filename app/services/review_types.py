@@ -156,6 +156,7 @@ class PredictionView:
     models: dict[str, str] = field(default_factory=dict)  # family -> model version name
     out_of_domain: tuple[str, ...] = ()  # families whose model calls the image unlike its training images
     in_domain: dict[str, float] = field(default_factory=dict)  # family -> in-domain score (where known)
+    domain_notes: dict[str, str] = field(default_factory=dict)  # family -> why it is out of domain (where known)
     version_ids: dict[str, int] = field(default_factory=dict)  # family -> the model version whose answer this is
     # Why the anomaly family's map is not drawn although it made one (not on this station, unreadable);
     # None when it is here or there is none (ADR 0061)

@@ -12,6 +12,8 @@ from database.dto import ImageQuery, PredictionIn
 from tests.gui.conftest import build_window, wait_shown
 from tests.gui.fixtures import seed_predictions
 
+NOTE = "stored as colour with alpha (4 channels; training files: grey)"
+
 
 def _mark_out_of_domain(db, folder_id: int, versions: dict[str, int], names: set[str],
                         families: tuple[str, ...] = ("classifier",)) -> list[int]:
@@ -29,7 +31,8 @@ def _mark_out_of_domain(db, folder_id: int, versions: dict[str, int], names: set
             rows.append(replace(PredictionIn(im.id, vid, class_scores=p.class_scores, predicted_class=p.predicted_class,
                                              confidence=p.confidence, mask_png=p.mask_png, target_count=p.target_count,
                                              anomaly_score=p.anomaly_score, anomaly_map_ref=p.anomaly_map_ref),
-                                flags=flags, in_domain=score))
+                                flags=flags, in_domain=score,
+                                domain_note=NOTE if far and family in families else None))
     db.predictions.upsert_many(rows)
     db.images.set_flagged(outside, True)
     return outside
@@ -53,6 +56,7 @@ def test_out_of_domain_shows_instead_of_the_class_and_the_filter_keeps_those_ima
         panel = win.label_panel
         qtbot.waitUntil(lambda: "out of domain" in panel.pred_class.text())
         assert "%" not in panel.pred_class.text() and panel.pred_scores.text() == ""
+        assert NOTE in panel.pred_class.text() and f"Why: {NOTE}." in panel.pred_class.toolTip()  # why, in words
         assert "out of domain" in panel.pred_models.text()  # the flag, named
         assert "out of domain" not in panel.pred_anomaly.text()  # the anomaly model is in its domain
 

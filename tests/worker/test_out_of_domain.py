@@ -78,9 +78,12 @@ def test_an_image_far_from_the_training_domain_is_flagged_out_of_domain(url, dom
         for p in far:
             assert p.in_domain is not None and p.in_domain < OUT_OF_DOMAIN_BELOW
             assert p.flags == (OUT_OF_DOMAIN,)
+            # Why, in words: half its pixels are white, the dark training images have none (inference.domain_notes).
+            assert p.domain_note and "(training images: " in p.domain_note, p.domain_note
         assert images["checks.png"].flagged and images["checks.png"].priority >= 1
         near = [p for name, im in images.items() if name != "checks.png" for p in db.predictions.for_image(im.id)]
         assert len(near) == 12 and all(p.in_domain is not None for p in near)
+        assert all(p.domain_note is None for p in near)
         assert min(p.in_domain for p in near) > max(p.in_domain for p in far)
         family_of = {v.id: v.family for v in db.model_versions.list()}
         assert {family_of[p.model_version_id] for p in far} == {"classifier", "segmenter", "anomaly"}

@@ -1,0 +1,147 @@
+"""Why an image is out of a model's domain, in words an inspector can act on (plain numpy; no torch, no Qt).
+
+Why: "out of domain (in-domain score 0.00)" on a crazing image that looks like every other one tells an inspector
+nothing. Seen in session 39: a NEU image saved with an alpha channel, a 3 x 3 px thumbnail and the steel images under
+the infrared segmenter all read the same. The description already knows which of its parts put the image out and,
+for the image descriptor, which measured property lies beyond what the training images span: "stored as colour with
+alpha (4 channels; training files: grey)" says the camera export changed; "long side 3 px (training images:
+200 px)" says it is not a part image at all.
+
+``domain_notes(stats, features)`` gives one short text per image: empty for an image in domain; else the part that
+decided (``inference.domain``: the largest scaled distance) and, for the descriptor, up to ``MAX_NAMED`` properties
+furthest outside the training images' span, each with its value and that span in the property's own measure
+(``inference.image_descriptor.unit_of`` turns a stored unit back into pixels, channels or grey level).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .domain import MIN_VARIANCE, DomainStats, Features, Gaussian, Range, select_descriptor
+from .image_descriptor import FEATURES as DESCRIPTOR_FEATURES
+from .image_descriptor import unit_of
+
+MAX_NAMED = 2        # properties named per image: the furthest out, and one more as far out as half of it
+NOTE_LIMIT = 400     # characters stored per note (the database column's width)
+GAUSSIAN_SPAN = 3.0  # a Gaussian-only description's span: mean +- this many standard deviations per feature
+CHANNEL_NAMES = {1: "grey", 2: "grey with alpha", 3: "colour", 4: "colour with alpha"}
+SCALE_WORDS = {"s1": "at full size", "s2": "at half size", "s4": "at a quarter size", "s8": "at an eighth size"}
+
+
+def _span(stats: DomainStats) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centre, half width) per descriptor feature of the training images: the range part's box when the
+    description has one, else the Gaussian's mean +- GAUSSIAN_SPAN marginal standard deviations."""
+    box = stats.parts.get("descriptor_range")
+    if isinstance(box, Range):
+        return box.center.astype(np.float64), box.spread.astype(np.float64)
+    g = stats.parts.get("descriptor")
+    if isinstance(g, Gaussian):
+        comps = g.components.astype(np.float64)
+        inside = (comps ** 2).sum(axis=0)
+        var = (comps ** 2 * g.variances.astype(np.float64)[:, None]).sum(axis=0) \
+            + g.residual_variance * np.maximum(1.0 - inside, 0.0)
+        return g.mean.astype(np.float64), GAUSSIAN_SPAN * np.sqrt(np.maximum(var, 1e-12))
+    return None
+
+
+def _number(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}"
+
+
+def _interval(lo: float, hi: float, fmt: Callable[[float], str], unit: str) -> str:
+    return f"{fmt(lo)}{unit}" if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}{unit}"
+
+
+def describe_property(name: str, value: float, lo: float, hi: float) -> str:
+    """One descriptor property of an image, in its own measure, beside the training images' span (stored units)."""
+    u = unit_of(name)
+    v, a, b = value * u, lo * u, hi * u
+    if name in ("log_long_side", "log_short_side"):
+        side = "long side" if name == "log_long_side" else "short side"
+        px = lambda x: f"{math.exp(x):.0f}"  # noqa: E731 - a format
+        return f"{side} {px(v)} px (training images: {_interval(a, b, px, ' px')})"
+    if name == "file_channels":
+        n = int(round(v))
+        names = sorted({CHANNEL_NAMES.get(int(round(x)), f"{int(round(x))} channels")
+                        for x in (a, b) if 1 <= round(x) <= 4} or {"grey"})
+        return (f"stored as {CHANNEL_NAMES.get(n, f'{n} channels')} ({n} channel{'s' if n != 1 else ''}; "
+                f"training files: {' to '.join(names)})")
+    pct = lambda x: f"{100 * x:.0f}"  # noqa: E731 - a format
+    if name == "colour_spread":
+        return f"colour spread {pct(v)} % (training images: {_interval(max(a, 0), b, pct, ' %')})"
+    if name.startswith("grey_q"):
+        q = int(name[len("grey_q"):])
+        what = "median grey" if q == 50 else f"{q}th percentile of its grey levels"
+        return f"{what} {pct(v)} % (training images: {_interval(max(a, 0), min(b, 1), pct, ' %')})"
+    if name.startswith("clipped_"):
+        kind = "black" if name.endswith("dark") else "white"
+        return f"{pct(v)} % of pixels {kind} (training images: {_interval(max(a, 0), b, pct, ' %')})"
+    if name.endswith("_profile_spread"):
+        way = "top to bottom" if name.startswith("row") else "left to right"
+        return f"brightness varying {pct(v)} % from {way} (training images: {_interval(max(a, 0), b, pct, ' %')})"
+    # The rest are logs of detail measures: say how many times beyond the nearest end of the span.
+    factor = math.exp(v - b) if v > b else math.exp(a - v)
+    more = "more" if v > b else "less"
+    if name.startswith(("log_grad_x", "log_grad_y", "log_laplacian")):
+        kind = {"log_grad_x": "left-right change", "log_grad_y": "top-bottom change",
+                "log_laplacian": "fine texture"}[name.rsplit("_", 1)[0]]
+        where = SCALE_WORDS.get(name.rsplit("_", 1)[1], "")
+        return f"{_number(factor)} times {more} {kind} {where} than any training image".replace("  ", " ")
+    if name == "log_grad_peak_ratio":
+        how = "in a few places" if v > b else "evenly"
+        return f"its edges spread {how}, {_number(factor)} times beyond any training image"
+    if name.startswith("log_block_std"):
+        return f"{_number(factor)} times {more} local contrast than any training image"
+    return f"{name} {_number(value)} (training images: {_number(lo)}–{_number(hi)})"
+
+
+def _descriptor_note(x: np.ndarray, names: tuple[str, ...], span: tuple[np.ndarray, np.ndarray]) -> str:
+    centre, half = span
+    ratio = np.abs(x - centre) / np.maximum(half, 1e-12)
+    order = np.argsort(-ratio, kind="stable")
+    named = [j for j in order[:MAX_NAMED] if ratio[j] > 1.0 and ratio[j] >= 0.5 * ratio[order[0]]]
+    if not named:
+        return ("each of its size, channels, grey levels and detail lies within the training images' range, "
+                "but not together as in any of them")
+    # A span at the floor (one unit either side, ``inference.domain.MIN_VARIANCE``) is a feature every training image
+    # shares (every NEU image is 200 x 200): its centre is the training value, not "198-202 px".
+    pinned = half <= MIN_VARIANCE["descriptor_range"] * (1 + 1e-6)
+    lo, hi = np.where(pinned, centre, centre - half), np.where(pinned, centre, centre + half)
+    return "; ".join(describe_property(names[j], float(x[j]), float(lo[j]), float(hi[j])) for j in named)
+
+
+PART_WORDS = {
+    "symmetry": "its frame is arranged unlike the training images' (how it looks turned and mirrored)",
+    "embedding": "the model's own features place it away from its training images",
+}
+
+
+def domain_notes(stats: DomainStats, features: Features) -> list[str]:
+    """One note per image (module docstring): "" in domain, else why out, at most NOTE_LIMIT characters."""
+    parts = stats.part_distances(features)
+    n = len(next(iter(parts.values())))
+    distance = np.max(np.stack(list(parts.values())), axis=0)
+    desc: np.ndarray | None = None
+    span = _span(stats)
+    names = stats.descriptor_features or DESCRIPTOR_FEATURES
+    if "descriptor" in features and span is not None:
+        desc = select_descriptor(np.asarray(features["descriptor"]), stats.descriptor_features)
+    out: list[str] = []
+    for i in range(n):
+        if not distance[i] > stats.threshold:
+            out.append("")
+            continue
+        lead = max(parts, key=lambda p: float(parts[p][i]))
+        if lead.startswith("descriptor") and desc is not None and span is not None:
+            note = _descriptor_note(desc[i], tuple(names), span)
+        else:
+            note = PART_WORDS.get(lead, f"its {lead} lies outside the training images'")
+        out.append(note[:NOTE_LIMIT])
+    return out
+
+
+def notes_by_family(notes: Mapping[str, list[str] | None], j: int) -> dict[str, str]:
+    """family -> image ``j``'s note, the families with a non-empty one only (what an ``ImageResult`` carries)."""
+    return {f: v[j] for f, v in notes.items() if v is not None and j < len(v) and v[j]}

@@ -1,0 +1,68 @@
+"""Why an image is out of a model's domain, in words (``inference.domain_notes``): described on real decoded images
+against statistics fitted on grey 200 x 200 textures, as the NEU classifier's are."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.domain import fit_domain, is_out_of_domain
+from inference.domain_notes import NOTE_LIMIT, describe_property, domain_notes, notes_by_family
+from inference.image_descriptor import describe, symmetry
+
+
+def _texture(seed: int, side: int = 200) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.35, 0.55)
+    noise = rng.normal(0, 0.06, (side, side))
+    return np.clip(base + noise, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def grey_domain():
+    images = [_texture(i) for i in range(120)]
+    feats = {"descriptor": np.stack([describe(im) for im in images])}
+    return fit_domain(feats, components=8, parts=("descriptor", "descriptor_range"))
+
+
+def _notes(stats, images, sources=None):
+    d = np.stack([describe(im, None if sources is None else sources[i]) for i, im in enumerate(images)])
+    return stats.scores({"descriptor": d}), domain_notes(stats, {"descriptor": d})
+
+
+def test_an_image_in_domain_has_no_note_and_a_foreign_one_says_what_lies_outside(grey_domain) -> None:
+    same = _texture(999)
+    alpha = _texture(1000)  # the same texture, the file stored with an alpha channel
+    tiny = _texture(1001)[:3, :3]
+    scores, notes = _notes(grey_domain, [same, alpha, tiny], [(200, 200, 1), (200, 200, 4), (3, 3, 1)])
+    assert not is_out_of_domain(float(scores[0])) and notes[0] == ""
+    assert is_out_of_domain(float(scores[1]))
+    assert notes[1] == "stored as colour with alpha (4 channels; training files: grey)"
+    assert is_out_of_domain(float(scores[2]))
+    # Every training image is 200 px: the span is said as that size, not as the floor's 198-202.
+    assert notes[2].startswith("long side 3 px (training images: 200 px)")
+
+
+def test_a_darker_image_names_its_grey_levels_with_the_training_span(grey_domain) -> None:
+    dark = np.clip(_texture(5) - 0.3, 0, 1)
+    scores, notes = _notes(grey_domain, [dark])
+    assert is_out_of_domain(float(scores[0]))
+    assert "grey" in notes[0] and "% (training images: " in notes[0]
+
+
+def test_symmetry_and_embedding_parts_are_named_in_words() -> None:
+    rng = np.random.default_rng(0)
+    sym = np.stack([symmetry(_texture(i, 64)) for i in range(60)])
+    stats = fit_domain({"symmetry": sym, "embedding": rng.normal(0, 1, (60, 6))}, components=3)
+    far = {"symmetry": np.stack([sym[0], sym[1], sym[2] + 60.0]), "embedding": np.array([[40.0] * 6, [0.0] * 6, [0.0] * 6])}
+    notes = domain_notes(stats, far)
+    assert notes[0] == "the model's own features place it away from its training images"
+    assert notes[1] == ""
+    assert notes[2].startswith("its frame is arranged unlike the training images'")
+
+
+def test_notes_are_bounded_and_only_families_with_a_note_are_kept() -> None:
+    assert notes_by_family({"classifier": ["", "why"], "segmenter": None, "anomaly": ["x" * 5, ""]}, 1) == \
+        {"classifier": "why"}
+    text = describe_property("log_grad_x_s1", 100.0, 10.0, 20.0)
+    assert text.startswith("more than") is False and "times more left-right change at full size" in text
+    assert len(text) < NOTE_LIMIT
