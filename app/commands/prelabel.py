@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from app.cli import FAMILIES, CommandError
 
@@ -30,6 +31,22 @@ def known_failures_only(db, job_id: int, known_bad: set[int]) -> bool:
 
     failed = {it.image_id for it in db.jobs.items(job_id, status=ItemStatus.FAILED)}
     return bool(failed) and failed <= known_bad
+
+
+OUT_OF_DOMAIN_SHOWN = 5  # example lines printed per run; the report lists every one
+
+
+def print_out_of_domain(counts: dict[str, int], images: list[dict[str, Any]]) -> None:
+    """Say on stderr how many images each family calls out of domain, and why for the first few: the report's
+    counts alone left a headless run saying "4 images pre-labelled" over answers the station withholds."""
+    if not any(counts.values()):
+        return
+    print("out of domain (their answers are withheld; the report's out_of_domain_images says why for each): "
+          + ", ".join(f"{f} {n}" for f, n in counts.items() if n), file=sys.stderr)
+    for item in images[:OUT_OF_DOMAIN_SHOWN]:
+        print(f"  {item['path']} ({item['family']}): {item['why'] or 'no reason stored'}", file=sys.stderr)
+    if len(images) > OUT_OF_DOMAIN_SHOWN:
+        print(f"  … and {len(images) - OUT_OF_DOMAIN_SHOWN} more", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         final = statuses()
         seconds = time.monotonic() - start
         failed = [f for j in job_ids for f in failed_images(db, j)]
-        folder_ids = [im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id))]
+        folder_images = {im.id: im.rel_path for im in db.images.query(ImageQuery(folder_id=report.folder_id))}
+        folder_ids = list(folder_images)
         # Per family the jobs ran: this folder's images whose answer that counts is there, and those it calls out
         # of domain. Not every answer of the jobs' versions: a version the routing no longer gives an image to kept
         # its old answer there (seen: 10 bottles counted out of domain by the tile anomaly model while the bottle
@@ -128,10 +146,15 @@ def run(args: argparse.Namespace) -> int:
         outside = {f: [p for p in preds.values() if p.in_domain is not None and p.in_domain < OUT_OF_DOMAIN_BELOW]
                    for f, preds in counting.items()}
         processed = sum(s.done + s.failed for s in final)
+        outside_counts = {f: len(ids) for f, ids in outside.items()}
+        # Each of them, with why (inference.domain_notes; null for answers stored before the note existed).
+        outside_images = [{"path": folder_images[p.image_id], "family": f, "in_domain": round(p.in_domain, 4),
+                           "why": p.domain_note} for f, preds in outside.items() for p in preds if p.in_domain is not None]
         summary = {
             "images": len(folder_ids),
             "predicted": predicted,
-            "out_of_domain": {f: len(ids) for f, ids in outside.items()},
+            "out_of_domain": outside_counts,
+            "out_of_domain_images": outside_images,
             "failed": [{"path": p, "reason": r} for p, r in failed],
             "seconds": round(seconds, 3),
             "images_per_second": round(processed / seconds, 3) if seconds > 0 else None,
@@ -142,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.report).write_text(json.dumps(summary, indent=2), encoding="utf-8")
         for path, reason in failed:
             print(f"failed: {path}: {reason}", file=sys.stderr)
+        print_out_of_domain(outside_counts, outside_images)
         code = 0
         for status in final:
             job_id = status.job_id

@@ -100,7 +100,8 @@ def test_an_image_far_from_the_training_domain_is_flagged_out_of_domain(url, dom
         db.close()
 
 
-def test_prelabel_report_counts_out_of_domain_images_per_family(sqlite_url, domain_models, tmp_path: Path) -> None:
+def test_prelabel_report_counts_out_of_domain_images_per_family(sqlite_url, domain_models, tmp_path: Path,
+                                                                capsys) -> None:
     from app.cli import main
 
     db = make_db(sqlite_url, domain_models)
@@ -111,8 +112,16 @@ def test_prelabel_report_counts_out_of_domain_images_per_family(sqlite_url, doma
     report = tmp_path / "report.json"
     assert main(["prelabel", str(tmp_path / "imgs"), "--db", sqlite_url, "--device", "cpu",
                  "--report", str(report)]) == 0
-    counts = json.loads(report.read_text())["out_of_domain"]
-    assert counts == {"classifier": 2, "segmenter": 2, "anomaly": 2}
+    data = json.loads(report.read_text())
+    assert data["out_of_domain"] == {"classifier": 2, "segmenter": 2, "anomaly": 2}
+    # Each one, with why; and the run says so on stderr, not only "N images pre-labelled".
+    listed = data["out_of_domain_images"]
+    assert sorted((i["path"], i["family"]) for i in listed) == sorted(
+        (p, f) for p in ("checks.png", "more/checks2.png") for f in ("classifier", "segmenter", "anomaly"))
+    assert all(i["why"] and i["in_domain"] < OUT_OF_DOMAIN_BELOW for i in listed)
+    err = capsys.readouterr().err
+    assert "out of domain (their answers are withheld" in err and "classifier 2, segmenter 2, anomaly 2" in err
+    assert f"checks.png (classifier): {next(i['why'] for i in listed if i['path'] == 'checks.png')}" in err
 
 
 def test_the_report_counts_the_answers_that_count_not_a_version_the_rules_took_the_images_from(
