@@ -12,7 +12,6 @@ classify-and-count) as the command has them. Nothing here reads ``val``.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import cv2
@@ -21,14 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.prior_diagnostic import (  # noqa: E402
-    all_labels_cv,
-    linear_variant,
-    runs_or_all_labels,
-    tile_matrix,
-    tiles,
-    variants_on_runs,
-)
+from benchmarks.prior_diagnostic import compare_feature_sets, tile_matrix  # noqa: E402
 
 CELL_SIGMAS = (1.0, 2.0, 4.0)
 LEVEL_SIGMA = 8.0
@@ -129,23 +121,7 @@ def feature_sets(t, cache: Path) -> dict[str, np.ndarray]:  # noqa: ANN001 - pri
 
 
 def main(argv: list[str] | None = None) -> int:
-    known, args = runs_or_all_labels(argv, __doc__)
-    warnings.filterwarnings("ignore")
-
-    t = tiles(args.data, args.cache)
-    sets = feature_sets(t, args.cache)
-    compared = {name: linear_variant(x, t) for name, x in sets.items()}
-    if known.all_labels:
-        return all_labels_cv(t, compared)
-    res = variants_on_runs(t, args.runs, compared)
-    print("\n| order | labels per class | runs | " + " | ".join(sets) + " | accuracy above none in (each other, in order) |\n"
-          "|---|---|---|" + "---|" * len(sets) + "---|")
-    for (order, per), row in sorted(res.items()):
-        base = np.array(row["none"])
-        cells = [f"{np.array(v)[:, 0].mean():.3f} / {np.array(v)[:, 1].mean():.3f}" for v in row.values()]
-        above = [str(int((np.array(row[n])[:, 0] > base[:, 0]).sum())) for n in sets if n != "none"]
-        print(f"| {order} | {per} | {len(base)} | " + " | ".join(cells) + f" | {', '.join(above)} of {len(base)} |")
-    return 0
+    return compare_feature_sets(argv, __doc__, feature_sets)
 
 
 if __name__ == "__main__":

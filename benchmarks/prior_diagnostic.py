@@ -205,6 +205,31 @@ def runs_or_all_labels(argv: list[str] | None, doc: str,
     return known, arguments(rest, doc, "lnclasses_command.py JSON files")
 
 
+def compare_feature_sets(argv: list[str] | None, doc: str,
+                         feature_sets: Callable[["Tiles", Path], dict[str, np.ndarray]]) -> int:
+    """The main of a diagnostic that compares feature sets (``feature_sets(tiles, cache)``; the first is the baseline,
+    named ``none``) under the command's kind of head and prior: the all-labels CV rows with ``--all-labels``, else
+    a table row per (order, labels per class) of the runs, each set's mean accuracy / macro F1 and in how many runs
+    each other set's accuracy is above the baseline's."""
+    known, args = runs_or_all_labels(argv, doc)
+    warnings.filterwarnings("ignore")
+
+    t = tiles(args.data, args.cache)
+    sets = feature_sets(t, args.cache)
+    compared = {name: linear_variant(x, t) for name, x in sets.items()}
+    if known.all_labels:
+        return all_labels_cv(t, compared)
+    res = variants_on_runs(t, args.runs, compared)
+    print("\n| order | labels per class | runs | " + " | ".join(sets) + " | accuracy above none in (each other, in order) |\n"
+          "|---|---|---|" + "---|" * len(sets) + "---|")
+    for (order, per), row in sorted(res.items()):
+        base = np.array(row["none"])
+        cells = [f"{np.array(v)[:, 0].mean():.3f} / {np.array(v)[:, 1].mean():.3f}" for v in row.values()]
+        above = [str(int((np.array(row[n])[:, 0] > base[:, 0]).sum())) for n in sets if n != "none"]
+        print(f"| {order} | {per} | {len(base)} | " + " | ".join(cells) + f" | {', '.join(above)} of {len(base)} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
