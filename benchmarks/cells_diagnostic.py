@@ -36,6 +36,8 @@ CELL_DIM = 2 * (2 * CELL_MAPS) + 5 + 3 + 2   # 74
 
 def _maps(g: np.ndarray, med: float, mad: float) -> list[np.ndarray]:
     """The 16 response maps of cells.md on the standardised, de-striated tile (full size, not cut to the margin)."""
+    from inference.texture_features import _hessian_ridges
+
     z = (g - med) / mad
     r = z - np.median(z, axis=0, keepdims=True)
     blurred = {s: cv2.GaussianBlur(r, (0, 0), s) for s in sorted({*CELL_SIGMAS, *(2 * s for s in CELL_SIGMAS)})}
@@ -43,15 +45,10 @@ def _maps(g: np.ndarray, med: float, mad: float) -> list[np.ndarray]:
     for sigma in CELL_SIGMAS:
         fine = blurred[sigma]
         dog = fine - blurred[2 * sigma]
-        s2 = sigma * sigma
-        dxx = cv2.Sobel(fine, cv2.CV_32F, 2, 0, ksize=3) * s2
-        dyy = cv2.Sobel(fine, cv2.CV_32F, 0, 2, ksize=3) * s2
-        dxy = cv2.Sobel(fine, cv2.CV_32F, 1, 1, ksize=3) * s2
-        root = np.sqrt((dxx - dyy) ** 2 + 4 * dxy * dxy)
+        dark_ridges, bright_ridges = _hessian_ridges(fine, sigma)   # the one home of the ridge responses
         gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
-        out += [np.maximum(-dog, 0), np.maximum(dog, 0), np.maximum((dxx + dyy + root) / 2, 0),
-                np.maximum(-(dxx + dyy - root) / 2, 0), np.sqrt(gx * gx + gy * gy) * sigma]
+        out += [np.maximum(-dog, 0), np.maximum(dog, 0), dark_ridges, bright_ridges, np.sqrt(gx * gx + gy * gy) * sigma]
     out.append(np.abs(cv2.GaussianBlur(z, (0, 0), LEVEL_SIGMA)))
     return [np.asarray(m, np.float32) for m in out]
 
