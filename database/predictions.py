@@ -232,6 +232,17 @@ class PredictionRepository:
             return [(int(i), str(p), int(v), str(f), None if d is None else float(d))
                     for i, p, v, f, d in s.execute(stmt)]
 
+    def domain_notes_in_folder(self, folder_id: int, limit: int = 2000) -> list[tuple[str, str, str]]:
+        """(path in the folder, family, why it is out of domain) of the answers that count for the folder's present
+        images and carry a note (``inference.domain_notes``), by path, at most ``limit``: a proposal's examples."""
+        stmt = (select(Image.rel_path, Prediction.current_family, Prediction.domain_note)
+                .join(Image, Image.id == Prediction.image_id)
+                .where(Prediction.folder_id == folder_id, Prediction.current_family.is_not(None),
+                       Prediction.domain_note.is_not(None), Image.missing.is_(False))
+                .order_by(Image.rel_path, Prediction.current_family).limit(max(0, int(limit))))
+        with self.db.session() as s:
+            return [(str(p), str(f), str(n)) for p, f, n in s.execute(stmt)]
+
     def delete_for_images(self, model_version_id: int, image_ids: Sequence[int]) -> int:
         """Drop this version's predictions of these images; how many rows went."""
         gone = 0

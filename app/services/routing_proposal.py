@@ -85,6 +85,13 @@ class SubfolderEvidence:
     pattern: str
     families: tuple[FamilyEvidence, ...]
     rule: RoutingRule | None  # None: no rule proposed (the rules already do it, or every model is out of domain)
+    # Where every model calls the images out of domain: one image's reason per family, "family: path: why"
+    # (``inference.domain_notes``), so the verdict says what to change (the files, or a model trained on them)
+    why: tuple[str, ...] = ()
+
+    @property
+    def all_foreign(self) -> bool:
+        return self.rule is None and not any(f.kept for f in self.families)
 
     def text(self) -> str:
         seen = "; ".join(f.text() for f in self.families)
@@ -94,6 +101,8 @@ class SubfolderEvidence:
             verdict = "→ " + ", ".join(f"{f} ({named[f]})" if f in named else f for f in self.rule.families) + " only"
         elif not kept:
             verdict = "→ no rule: every model calls these images out of domain (they stay flagged for labelling)"
+            if self.why:
+                verdict += "; why, e.g. " + "; ".join(self.why)
         elif len(kept) == len(self.families) and all(f.runs_now for f in self.families):
             verdict = "→ no rule (every model fits)"
         else:
@@ -200,7 +209,25 @@ def propose_routing(db: "Database", folder_id: int, current: Routing | None = No
     first = propose_from_scores(name, rows, current)
     others, untried = _other_versions(db, folder_id, first, answers, family_of)
     proposal = propose_from_scores(name, rows, current, others) if others else first
+    proposal = with_reasons(proposal, db.predictions.domain_notes_in_folder(folder_id)
+                            if any(e.all_foreign for e in proposal.evidence) else [])
     return replace(proposal, untried=untried) if untried else proposal
+
+
+def with_reasons(proposal: RoutingProposal, notes: Iterable[tuple[str, str, str]]) -> RoutingProposal:
+    """``proposal`` whose subfolders every model calls foreign say why: the first image's note per family
+    ((path in the folder, family, note) rows, by path). Pure: tested alone."""
+    foreign = {e.subfolder for e in proposal.evidence if e.all_foreign}
+    if not foreign:
+        return proposal
+    why: dict[str, dict[str, str]] = defaultdict(dict)
+    for rel_path, family, note in notes:
+        sub = subfolder_of(rel_path.replace("\\", "/"))
+        if sub in foreign and family not in why[sub]:
+            why[sub][family] = f"{family}: {rel_path}: {note}"
+    evidence = tuple(replace(e, why=tuple(why[e.subfolder][f] for f in FAMILY_ORDER if f in why[e.subfolder]))
+                     if e.subfolder in why else e for e in proposal.evidence)
+    return replace(proposal, evidence=evidence)
 
 
 def _other_versions(db: "Database", folder_id: int, first: RoutingProposal, answers: "list[Answer]", family_of: dict[int, str]

@@ -356,3 +356,26 @@ def test_a_version_whose_domain_reads_the_frames_symmetry_is_scored_without_its_
     fits = {f.name: f for f in versions_fit(db, "segmenter", frames[:3])}
     assert (fits["seg-symmetry"].scored, fits["seg-symmetry"].in_domain) == (3, 3)
     assert seg.family == "segmenter"
+
+
+def test_a_subfolder_every_model_calls_foreign_says_why_from_the_stored_notes(db, tmp_path: Path) -> None:
+    """Seen in session 39: "→ no rule: every model calls these images out of domain" gave no reason to act on; the
+    stored notes (inference.domain_notes) now say what lies outside, one image per family."""
+    report, versions, images = _line(db, tmp_path)
+    why = {"classifier": "stored as colour with alpha (4 channels; training files: grey)",
+           "segmenter": "long side 40 px (training images: 320 px)"}
+    rows = []
+    for path, i in images.items():
+        foreign = path.startswith("tiles/")
+        for f in ("classifier", "segmenter", "anomaly"):
+            score = 0.1 if foreign or f == "segmenter" else 0.9
+            note = why.get(f) if foreign else None
+            rows.append(PredictionIn(i, versions[f].id, in_domain=score, domain_note=note))
+    db.predictions.upsert_many(rows)
+    text = propose_routing(db, report.folder_id).text()
+    tiles_line = next(line for line in text.splitlines() if line.startswith("line/tiles/*"))
+    first = min(p for p in images if p.startswith("tiles/"))
+    assert "every model calls these images out of domain" in tiles_line
+    assert f"why, e.g. classifier: {first}: {why['classifier']}; segmenter: {first}: {why['segmenter']}" in tiles_line
+    ir_line = next(line for line in text.splitlines() if line.startswith("line/ir/*"))
+    assert "why, e.g." not in ir_line   # a rule is proposed there: no reason needed
