@@ -92,8 +92,14 @@ class OperatingPointDialog(QDialog):
         self.threshold.setDecimals(4)
         self.threshold.setRange(-1e9, 1e9)
         self.threshold.setSingleStep(0.01)
+        # Without reviewed scores there is no threshold to choose: the box says so ("—" at its minimum) instead of
+        # a 0.0000 that reads like the threshold in force (seen under Xvfb on the demo, session 39).
+        self.threshold.setSpecialValueText("—")
+        self.threshold.setValue(self.threshold.minimum())
+        self.threshold.setEnabled(False)
         row.addWidget(self.threshold)
         self.to_optimum = QPushButton("Go to the optimum")
+        self.to_optimum.setEnabled(False)
         row.addWidget(self.to_optimum)
         row.addStretch(1)
         lay.addLayout(row)
@@ -225,8 +231,12 @@ class OperatingPointDialog(QDialog):
         except OperatingPointError as exc:
             self.point = None
             self.histogram.set_data(None, None, None)
+            self.threshold.blockSignals(True)
+            self.threshold.setValue(self.threshold.minimum())   # "—"
+            self.threshold.blockSignals(False)
             self._show_table()
-            self.use.setEnabled(False)
+            for w in (self.use, self.threshold, self.to_optimum):
+                w.setEnabled(False)
             self.info.setText(f"No operating point: {exc}.")
             return
         p = self.point
@@ -236,7 +246,8 @@ class OperatingPointDialog(QDialog):
         self.info.setText(f"Rests on {scores.count} reviewed image(s): {len(scores.normal)} normal, "
                           f"{len(scores.anomalous)} anomalous."
                           + (f" Saved threshold: {self._saved.threshold:.4g}." if self._saved else ""))
-        self.use.setEnabled(True)
+        for w in (self.use, self.threshold, self.to_optimum):
+            w.setEnabled(True)
         self._choose(start)
 
     def _choose(self, threshold: float) -> None:

@@ -89,10 +89,16 @@ class SettingsDialog(QDialog):
         self.threshold.setDecimals(3)
         self.threshold.setSingleStep(0.05)
         self.threshold.setValue(0.5 if flags.anomaly_threshold is None else flags.anomaly_threshold)
-        self.threshold.setEnabled(not self.use_card.isChecked())
-        self.use_card.toggled.connect(lambda on: self.threshold.setEnabled(not on))
+        # With "model's own" ticked no number applies here (each version's card has its own, 0.484 for the tile
+        # model, 9.7 for the bottle one): a greyed 0.500 read like the threshold in force (seen under Xvfb, session 39).
+        self.own_note = QLabel("each version's card threshold; a folder's saved operating point wins")
+        self.own_note.setObjectName("muted")
+        self.threshold.setVisible(not self.use_card.isChecked())
+        self.own_note.setVisible(self.use_card.isChecked())
+        self.use_card.toggled.connect(lambda on: (self.threshold.setVisible(not on), self.own_note.setVisible(on)))
         rl.addWidget(self.use_card)
         rl.addWidget(self.threshold, 1)
+        rl.addWidget(self.own_note, 1)
         pform.addRow("Anomaly threshold", row)
         self.min_conf = QDoubleSpinBox()
         self.min_conf.setRange(0.0, 1.0)

@@ -78,6 +78,8 @@ def test_without_reviewed_anomalous_images_the_dialog_says_so_and_saves_nothing(
     dlg = win.operating_point_dialog
     qtbot.waitUntil(lambda: "No operating point" in dlg.info.text(), timeout=10000)
     assert "reviewed as anomalous" in dlg.info.text() and not dlg.use.isEnabled()
+    # No threshold is on offer: the box says "—", not a 0.0000 that reads like the threshold in force.
+    assert dlg.threshold.text() == "—" and not dlg.threshold.isEnabled() and not dlg.to_optimum.isEnabled()
     dlg.save()
     assert load_project_settings(db).flags.folder_thresholds == ()
     dlg.close()

@@ -26,7 +26,11 @@ def test_settings_dialog_applies_theme_reviewer_and_threshold(window, qtbot):
     dlg = SettingsDialog(window.ctx.settings, window.project.current, window)
     qtbot.addWidget(dlg)
     dlg.reviewer.setText("Bea")
+    dlg.show()
+    # "model's own": no number stands beside it (each version's card has its own); unticked, the box comes back.
+    assert dlg.use_card.isChecked() and not dlg.threshold.isVisible() and dlg.own_note.isVisible()
     dlg.use_card.setChecked(False)
+    assert dlg.threshold.isVisible() and not dlg.own_note.isVisible()
     dlg.threshold.setValue(0.25)
     dlg.theme.setCurrentText("dark")
     apply_settings(window, dlg.result_settings(), dlg.result_project())
