@@ -223,7 +223,8 @@ class MainWindow(QMainWindow):
         a["verdict_normal"].triggered.connect(lambda: r.set_verdict("normal"))
         a["verdict_anomalous"].triggered.connect(lambda: r.set_verdict("anomalous"))
         for i in range(1, 10):
-            a[f"class_{i}"].triggered.connect(lambda _=False, k=i - 1: r.set_class_index(k, self.label_panel.offered()))
+            a[f"class_{i}"].triggered.connect(lambda _=False, k=i - 1: r.set_class_index(
+                k, self.label_panel.offered(), self.queue.selected_ids()))
         a["next_unreviewed"].triggered.connect(lambda: q.next_unreviewed(1))
         a["prev_unreviewed"].triggered.connect(lambda: q.next_unreviewed(-1))
         a["next_image"].triggered.connect(lambda: q.step(1))

@@ -392,13 +392,16 @@ class ReviewController(QObject):
         if self._ready(lambda: self.set_object_classes(mask, objects, text)):
             self._edit(self._corrected(mask=_none_if_empty(mask), objects=objects), text, "objects")
 
-    def set_class_index(self, index: int, shown: Sequence[str] | None = None) -> None:
+    def set_class_index(self, index: int, shown: Sequence[str] | None = None, selection: Sequence[int] = ()) -> None:
         """Key ``index + 1``: the class of that button as the panel shows it (``shown``, read off the GUI thread
         with the folder's facts; ``LabelPanel.offered``); before the panel has them (None), the project's list (a
         cached read). An empty ``shown`` is an answer: no class here (the routing runs no classifier on the image;
-        the project's list would have been another part's model's classes)."""
+        the project's list would have been another part's model's classes). With several images selected in the
+        gallery (``selection``), each of them gets that class, as one undoable step (as A and X decide them all)."""
         classes = list(shown) if shown is not None else self.service.classes()
-        if 0 <= index < len(classes):
+        if 0 <= index < len(classes) and len(selection) > 1 and self.objects.current() is None:
+            self.decide_many(list(selection), "class", classes[index])
+        elif 0 <= index < len(classes):
             self.set_class(classes[index])
         elif shown is not None and not shown:
             self.message.emit(f"No class {index + 1} here: the model routing runs no classifier on this image "
@@ -462,11 +465,12 @@ class ReviewController(QObject):
             self.message.emit("Accepted \"anomalous\" without the model's region: its map is not on this station "
                               "(draw one with R, or pre-label the image again here).")
 
-    def decide_many(self, image_ids: list[int], decision: str) -> None:
-        """Accept (each image's own label, the prediction filling what it lacks) or reject several
+    def decide_many(self, image_ids: list[int], decision: str, class_name: str | None = None) -> None:
+        """Accept (each image's own label, the prediction filling what it lacks), reject, or give one class
+        (``decision`` "class", ``class_name``: a corrected label of that class, the rest of each label kept) several
         images as one undoable step. Their details are read on a helper thread first (hundreds of
         images, each with its prediction, were read on the GUI thread); ``decided_many`` then."""
-        if decision not in ("accept", "reject"):
+        if decision not in ("accept", "reject", "class") or (decision == "class") != (class_name is not None):
             raise ValueError(decision)
         ids = list(dict.fromkeys(image_ids))
 
@@ -479,11 +483,13 @@ class ReviewController(QObject):
                     rows.append((image_id, None, str(exc)))
             return rows
 
-        self.message.emit(f"Reading {len(ids)} images to {decision}…")
-        self._reads.call(read, lambda rows: self._decide_read(rows, decision),
-                         lambda text: self.save_failed.emit(f"Cannot {decision} the selection: {text}"))
+        verb = f"label as {class_name}" if decision == "class" else decision
+        self.message.emit(f"Reading {len(ids)} images to {verb}…")
+        self._reads.call(read, lambda rows: self._decide_read(rows, decision, class_name),
+                         lambda text: self.save_failed.emit(f"Cannot {verb} the selection: {text}"))
 
-    def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str) -> None:
+    def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
+                     class_name: str | None = None) -> None:
         edits, moved = [], 0
         for image_id, detail, error in rows:
             if detail is None:
@@ -501,20 +507,25 @@ class ReviewController(QObject):
             if local is None:
                 self._seen[image_id] = detail.label.revision
             after = (self.service.accepted_label(detail, before) if decision == "accept"
-                     else before.with_(review_state="rejected"))
+                     else before.with_(review_state="rejected") if decision == "reject"
+                     else before.with_(review_state="corrected", class_name=class_name))
             if not after.same_content(before):
-                edits.append(LabelEdit(self, image_id, before, after, decision, decision, follow=False))
+                text = f"class → {class_name}" if decision == "class" else decision
+                edits.append(LabelEdit(self, image_id, before, after, text, decision, follow=False))
+        done = f"Labelled {{}} image(s) {class_name}" if decision == "class" else f"{decision.capitalize()}ed {{}} image(s)"
         if edits:
             # A macro (not parent/child commands): the stack owns every command it is pushed.
-            self.undo_stack.beginMacro(f"{decision} {len(edits)} images")
+            self.undo_stack.beginMacro(f"{'class ' + str(class_name) if decision == 'class' else decision} "
+                                       f"{len(edits)} images")
             for edit in edits:
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
-            self.message.emit(f"{decision.capitalize()}ed {len(edits)} image(s); Ctrl+Z undoes them together."
+            self.message.emit(done.format(len(edits)) + "; Ctrl+Z undoes them together."
                               + (f" {moved} changed meanwhile and were left out." if moved else ""))
         else:
+            already = f"labelled {class_name}" if decision == "class" else f"{decision}ed"
             self.message.emit(f"{moved} image(s) changed while the selection was read: select and decide again."
-                              if moved else f"Nothing to {decision}: the selected images are {decision}ed already.")
+                              if moved else f"Nothing to change: the selected images are {already} already.")
         self.reload()
         self.decided_many.emit(len(edits))
 

@@ -19,7 +19,8 @@ class Shortcut:
 
 # The one line the 1–9 keys get in docs/shortcuts.md and the Help dialog.
 CLASS_KEYS_TEXT = ("Set the image's class (the n-th class of the label panel); while an object is selected "
-                   "(Tab, a click on it, or the Objects list), that object's own class")
+                   "(Tab, a click on it, or the Objects list), that object's own class; with several images selected "
+                   "in the gallery, each of them gets that class")
 
 SHORTCUTS: tuple[Shortcut, ...] = (
     # Review

@@ -517,6 +517,33 @@ def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder
     win.close()
 
 
+def test_a_class_key_on_a_gallery_selection_labels_each_image_as_one_undo_step(service, db, folder, artifacts,
+                                                                               qtbot):
+    """Seen in session 39: with twenty thumbnails of one kind selected, A and X decided them all but a class key
+    labelled only the image on screen. The key now gives that class to each selected image (its other parts kept),
+    as one undoable step, without moving off the image on screen."""
+    from PySide6.QtCore import QItemSelectionModel
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    current = win.review.image_id
+    sel = win.gallery.selectionModel()
+    for row in (1, 2, 3):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    ids = win.queue.selected_ids()
+    assert len(ids) >= 3
+    qtbot.waitUntil(lambda: bool(win.label_panel.offered()))
+    name = win.label_panel.offered()[1]
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_2)
+    wait_saved(win, qtbot)
+    assert all(service.item(i).review_state == "corrected" and service.item(i).label_class == name for i in ids)
+    assert win.review.image_id == current  # no jumping around
+    assert f"Labelled {len(ids)} image(s) {name}; Ctrl+Z undoes them together" in win.status.currentMessage()
+    win.review.undo_stack.undo()
+    wait_saved(win, qtbot)
+    assert all(service.item(i).review_state == "unreviewed" and service.item(i).label_class is None for i in ids)
+    win.close()
+
+
 def test_bulk_decisions_and_revision_restores_read_off_the_gui_thread(service, db, folder, artifacts, qtbot,
                                                                      monkeypatch):
     """Accept on a gallery selection read every chosen image's detail, and a restored revision its masks, on
