@@ -494,15 +494,20 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
     assert service.detail(image_id).label.class_name == "second"
 
 
-def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder, artifacts, qtbot):
+def _three_selected(service, db, folder, artifacts, qtbot):
+    """The seeded window with gallery rows 1-3 selected beside the image on screen: (window, that image, the ids)."""
     from PySide6.QtCore import QItemSelectionModel
     win = _seeded_window(service, db, folder, artifacts, qtbot)
-    current = win.review.image_id
     sel = win.gallery.selectionModel()
     for row in (1, 2, 3):
         sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
     ids = win.queue.selected_ids()
     assert len(ids) >= 3
+    return win, win.review.image_id, ids
+
+
+def test_bulk_accept_of_a_gallery_selection_is_one_undo_step(service, db, folder, artifacts, qtbot):
+    win, current, ids = _three_selected(service, db, folder, artifacts, qtbot)
     with qtbot.waitSignal(win.review.decided_many, timeout=10000):
         press(qtbot, win, Qt.Key.Key_A)
     wait_saved(win, qtbot)
@@ -522,14 +527,7 @@ def test_a_class_key_on_a_gallery_selection_labels_each_image_as_one_undo_step(s
     """Seen in session 39: with twenty thumbnails of one kind selected, A and X decided them all but a class key
     labelled only the image on screen. The key now gives that class to each selected image (its other parts kept),
     as one undoable step, without moving off the image on screen."""
-    from PySide6.QtCore import QItemSelectionModel
-    win = _seeded_window(service, db, folder, artifacts, qtbot)
-    current = win.review.image_id
-    sel = win.gallery.selectionModel()
-    for row in (1, 2, 3):
-        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
-    ids = win.queue.selected_ids()
-    assert len(ids) >= 3
+    win, current, ids = _three_selected(service, db, folder, artifacts, qtbot)
     qtbot.waitUntil(lambda: bool(win.label_panel.offered()))
     name = win.label_panel.offered()[1]
     with qtbot.waitSignal(win.review.decided_many, timeout=10000):
