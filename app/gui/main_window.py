@@ -220,8 +220,8 @@ class MainWindow(QMainWindow):
         a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
         a["flag"].triggered.connect(r.toggle_flag)
         a["clear_label"].triggered.connect(r.clear_label)
-        a["verdict_normal"].triggered.connect(lambda: r.set_verdict("normal"))
-        a["verdict_anomalous"].triggered.connect(lambda: r.set_verdict("anomalous"))
+        a["verdict_normal"].triggered.connect(lambda: r.set_verdict("normal", self.queue.selected_ids()))
+        a["verdict_anomalous"].triggered.connect(lambda: r.set_verdict("anomalous", self.queue.selected_ids()))
         for i in range(1, 10):
             a[f"class_{i}"].triggered.connect(lambda _=False, k=i - 1: r.set_class_index(
                 k, self.label_panel.offered(), self.queue.selected_ids()))

@@ -435,7 +435,12 @@ class ReviewController(QObject):
         an edit begins, not on every label change."""
         return self.service.mask_start(self.detail, self.label)
 
-    def set_verdict(self, verdict: str | None) -> None:
+    def set_verdict(self, verdict: str | None, selection: Sequence[int] = ()) -> None:
+        """The image's anomaly verdict (normal clears its region); with several images selected in the gallery
+        (``selection``), each of them gets it, as one undoable step (twenty good parts marked with one G)."""
+        if verdict is not None and len(selection) > 1:
+            self.decide_many(list(selection), "verdict", verdict)
+            return
         if not self._ready(lambda: self.set_verdict(verdict)):
             return
         changes = {"anomaly_verdict": verdict}
@@ -465,12 +470,15 @@ class ReviewController(QObject):
             self.message.emit("Accepted \"anomalous\" without the model's region: its map is not on this station "
                               "(draw one with R, or pre-label the image again here).")
 
-    def decide_many(self, image_ids: list[int], decision: str, class_name: str | None = None) -> None:
+    def decide_many(self, image_ids: list[int], decision: str, value: str | None = None) -> None:
         """Accept (each image's own label, the prediction filling what it lacks), reject, or give one class
-        (``decision`` "class", ``class_name``: a corrected label of that class, the rest of each label kept) several
-        images as one undoable step. Their details are read on a helper thread first (hundreds of
+        (``decision`` "class", ``value`` the class) or one anomaly verdict ("verdict", ``value`` "normal" or
+        "anomalous"; normal clears the region) to several images, each a corrected label with the rest kept, as one
+        undoable step. Their details are read on a helper thread first (hundreds of
         images, each with its prediction, were read on the GUI thread); ``decided_many`` then."""
-        if decision not in ("accept", "reject", "class") or (decision == "class") != (class_name is not None):
+        if decision not in ("accept", "reject", "class", "verdict") or \
+                (decision in ("class", "verdict")) != (value is not None) or \
+                (decision == "verdict" and value not in ("normal", "anomalous")):
             raise ValueError(decision)
         ids = list(dict.fromkeys(image_ids))
 
@@ -483,13 +491,13 @@ class ReviewController(QObject):
                     rows.append((image_id, None, str(exc)))
             return rows
 
-        verb = f"label as {class_name}" if decision == "class" else decision
+        verb = f"label as {value}" if decision in ("class", "verdict") else decision
         self.message.emit(f"Reading {len(ids)} images to {verb}…")
-        self._reads.call(read, lambda rows: self._decide_read(rows, decision, class_name),
+        self._reads.call(read, lambda rows: self._decide_read(rows, decision, value),
                          lambda text: self.save_failed.emit(f"Cannot {verb} the selection: {text}"))
 
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
-                     class_name: str | None = None) -> None:
+                     value: str | None = None) -> None:
         edits, moved = [], 0
         for image_id, detail, error in rows:
             if detail is None:
@@ -506,24 +514,29 @@ class ReviewController(QObject):
             before = detail.label if local is None else local
             if local is None:
                 self._seen[image_id] = detail.label.revision
-            after = (self.service.accepted_label(detail, before) if decision == "accept"
-                     else before.with_(review_state="rejected") if decision == "reject"
-                     else before.with_(review_state="corrected", class_name=class_name))
+            if decision == "accept":
+                after = self.service.accepted_label(detail, before)
+            elif decision == "reject":
+                after = before.with_(review_state="rejected")
+            elif decision == "class":
+                after = before.with_(review_state="corrected", class_name=value)
+            else:   # as set_verdict: a normal part has no anomaly region
+                after = before.with_(review_state="corrected", anomaly_verdict=value,
+                                     **({"anomaly_region": None} if value == "normal" else {}))
             if not after.same_content(before):
-                text = f"class → {class_name}" if decision == "class" else decision
+                text = f"{'class' if decision == 'class' else 'verdict'} → {value}" if value else decision
                 edits.append(LabelEdit(self, image_id, before, after, text, decision, follow=False))
-        done = f"Labelled {{}} image(s) {class_name}" if decision == "class" else f"{decision.capitalize()}ed {{}} image(s)"
+        done = f"Labelled {{}} image(s) {value}" if value else f"{decision.capitalize()}ed {{}} image(s)"
         if edits:
             # A macro (not parent/child commands): the stack owns every command it is pushed.
-            self.undo_stack.beginMacro(f"{'class ' + str(class_name) if decision == 'class' else decision} "
-                                       f"{len(edits)} images")
+            self.undo_stack.beginMacro(f"{value or decision} {len(edits)} images")
             for edit in edits:
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
             self.message.emit(done.format(len(edits)) + "; Ctrl+Z undoes them together."
                               + (f" {moved} changed meanwhile and were left out." if moved else ""))
         else:
-            already = f"labelled {class_name}" if decision == "class" else f"{decision}ed"
+            already = f"labelled {value}" if value else f"{decision}ed"
             self.message.emit(f"{moved} image(s) changed while the selection was read: select and decide again."
                               if moved else f"Nothing to change: the selected images are {already} already.")
         self.reload()

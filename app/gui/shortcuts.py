@@ -32,8 +32,10 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("flag", ("F",), "Flag / unflag the image for a second look: your decision stands when the models "
              "flag the image again (a later pre-label run or threshold change leaves it as you set it)", "Review",
              "mdi6.flag"),
-    Shortcut("verdict_normal", ("G",), "Anomaly verdict: normal (good part)", "Review", "mdi6.thumb-up"),
-    Shortcut("verdict_anomalous", ("D",), "Anomaly verdict: anomalous (defective part)", "Review", "mdi6.alert-octagon"),
+    Shortcut("verdict_normal", ("G",), "Anomaly verdict: normal (good part); with several images selected in the "
+             "gallery, each of them", "Review", "mdi6.thumb-up"),
+    Shortcut("verdict_anomalous", ("D",), "Anomaly verdict: anomalous (defective part); with several selected, each "
+             "of them", "Review", "mdi6.alert-octagon"),
     Shortcut("clear_label", ("Ctrl+Backspace",), "Clear the label (back to unreviewed)", "Review", "mdi6.eraser-variant"),
     *(Shortcut(f"class_{i}", (str(i),), f"Set class {i} (as listed in the label panel) of the image or the selected object", "Review") for i in range(1, 10)),
     # Navigation

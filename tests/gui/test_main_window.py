@@ -542,6 +542,24 @@ def test_a_class_key_on_a_gallery_selection_labels_each_image_as_one_undo_step(s
     win.close()
 
 
+def test_g_on_a_gallery_selection_marks_each_image_normal_as_one_undo_step(service, db, folder, artifacts, qtbot):
+    """Twenty good parts selected, one G: each gets the verdict normal (a normal part has no region), undone
+    together; as A, X and the class keys on a selection."""
+    win, current, ids = _three_selected(service, db, folder, artifacts, qtbot)
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_G)
+    wait_saved(win, qtbot)
+    labels = {i: service.detail(i).label for i in ids}
+    assert all(lb.anomaly_verdict == "normal" and lb.review_state == "corrected" and lb.anomaly_region is None
+               for lb in labels.values())
+    assert win.review.image_id == current
+    assert f"Labelled {len(ids)} image(s) normal; Ctrl+Z undoes them together" in win.status.currentMessage()
+    win.review.undo_stack.undo()
+    wait_saved(win, qtbot)
+    assert all(service.detail(i).label.anomaly_verdict is None for i in ids)
+    win.close()
+
+
 def test_bulk_decisions_and_revision_restores_read_off_the_gui_thread(service, db, folder, artifacts, qtbot,
                                                                      monkeypatch):
     """Accept on a gallery selection read every chosen image's detail, and a restored revision its masks, on

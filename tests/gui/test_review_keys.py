@@ -95,7 +95,7 @@ def test_bulk_accept_read_before_the_open_images_save_landed_still_accepts_it(se
     monkeypatch.setattr(service, "detail", detail_then_mark)
     decide = win.review._decide_read
     monkeypatch.setattr(win.review, "_decide_read",  # the read's answer is handled after the save's
-                        lambda rows, decision: QTimer.singleShot(800, lambda: decide(rows, decision)))
+                        lambda rows, decision, *rest: QTimer.singleShot(800, lambda: decide(rows, decision, *rest)))
     win.review.set_class(mine)
     sel = win.gallery.selectionModel()
     for row in (1, 2):
