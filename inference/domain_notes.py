@@ -46,12 +46,25 @@ def _span(stats: DomainStats) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th-13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _number(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}"
 
 
 def _interval(lo: float, hi: float, fmt: Callable[[float], str], unit: str) -> str:
     return f"{fmt(lo)}{unit}" if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}{unit}"
+
+
+def _training(lo: float, hi: float, fmt: Callable[[float], str], unit: str) -> str:
+    """The training side of a note: the value every training image has, or the range they set (the description's
+    box: their median +- the farthest of them, so one end is a training image's and the other may lie beyond all)."""
+    one = fmt(lo) == fmt(hi)
+    return f"{'training images' if one else 'training range'}: {_interval(lo, hi, fmt, unit)}"
 
 
 def describe_property(name: str, value: float, lo: float, hi: float) -> str:
@@ -61,7 +74,7 @@ def describe_property(name: str, value: float, lo: float, hi: float) -> str:
     if name in ("log_long_side", "log_short_side"):
         side = "long side" if name == "log_long_side" else "short side"
         px = lambda x: f"{math.exp(x):.0f}"  # noqa: E731 - a format
-        return f"{side} {px(v)} px (training images: {_interval(a, b, px, ' px')})"
+        return f"{side} {px(v)} px ({_training(a, b, px, ' px')})"
     if name == "file_channels":
         n = int(round(v))
         names = sorted({CHANNEL_NAMES.get(int(round(x)), f"{int(round(x))} channels")
@@ -70,17 +83,17 @@ def describe_property(name: str, value: float, lo: float, hi: float) -> str:
                 f"training files: {' to '.join(names)})")
     pct = lambda x: f"{100 * x:.0f}"  # noqa: E731 - a format
     if name == "colour_spread":
-        return f"colour spread {pct(v)} % (training images: {_interval(max(a, 0), b, pct, ' %')})"
+        return f"colour spread {pct(v)} % ({_training(max(a, 0), b, pct, ' %')})"
     if name.startswith("grey_q"):
         q = int(name[len("grey_q"):])
-        what = "median grey" if q == 50 else f"{q}th percentile of its grey levels"
-        return f"{what} {pct(v)} % (training images: {_interval(max(a, 0), min(b, 1), pct, ' %')})"
+        what = "median grey" if q == 50 else f"{_ordinal(q)} percentile of its grey levels"
+        return f"{what} {pct(v)} % ({_training(max(a, 0), min(b, 1), pct, ' %')})"
     if name.startswith("clipped_"):
         kind = "black" if name.endswith("dark") else "white"
-        return f"{pct(v)} % of pixels {kind} (training images: {_interval(max(a, 0), b, pct, ' %')})"
+        return f"{pct(v)} % of pixels {kind} ({_training(max(a, 0), b, pct, ' %')})"
     if name.endswith("_profile_spread"):
         way = "top to bottom" if name.startswith("row") else "left to right"
-        return f"brightness varying {pct(v)} % from {way} (training images: {_interval(max(a, 0), b, pct, ' %')})"
+        return f"brightness varying {pct(v)} % from {way} ({_training(max(a, 0), b, pct, ' %')})"
     # The rest are logs of detail measures: say how many times beyond the nearest end of the span.
     factor = math.exp(v - b) if v > b else math.exp(a - v)
     more = "more" if v > b else "less"
@@ -94,7 +107,55 @@ def describe_property(name: str, value: float, lo: float, hi: float) -> str:
         return f"its edges spread {how}, {_number(factor)} times beyond any training image"
     if name.startswith("log_block_std"):
         return f"{_number(factor)} times {more} local contrast than any training image"
-    return f"{name} {_number(value)} (training images: {_number(lo)}–{_number(hi)})"
+    return f"{name} {_number(value)} (training range: {_number(lo)}–{_number(hi)})"
+
+
+# What a camera, a product or an export changes first: the properties a version's summary names (in this order).
+SUMMARY_FEATURES = ("file_channels", "log_long_side", "log_short_side", "colour_spread", "grey_q50")
+
+
+def span_words(name: str, lo: float, hi: float) -> str:
+    """What the training images span of one descriptor property (stored units), in its own measure."""
+    u = unit_of(name)
+    a, b = lo * u, hi * u
+    if name == "file_channels":
+        names = sorted({CHANNEL_NAMES.get(int(round(x)), f"{int(round(x))} channels")
+                        for x in (a, b) if 1 <= round(x) <= 4} or {"grey"})
+        return f"files {' to '.join(names)}"
+    if name in ("log_long_side", "log_short_side"):
+        px = lambda x: f"{math.exp(x):.0f}"  # noqa: E731 - a format
+        return f"{'long' if name == 'log_long_side' else 'short'} side {_interval(a, b, px, ' px')}"
+    pct = lambda x: f"{100 * x:.0f}"  # noqa: E731 - a format
+    if name == "colour_spread":
+        return f"colour spread {_interval(max(a, 0), b, pct, ' %')}"
+    if name == "grey_q50":
+        return f"median grey {_interval(max(a, 0), min(b, 1), pct, ' %')}"
+    return f"{name} {_number(lo)}–{_number(hi)}"
+
+
+def domain_summary(stats: DomainStats) -> str:
+    """What a version's description says its training images were, in words: how many, and the span of the
+    properties a camera or an export changes first (``SUMMARY_FEATURES`` it reads), e.g. "862 training images; the
+    ranges they set (median ± the farthest of them): files grey; long side 241–272 px; ...". Shown beside the
+    version in the Models dialog, so that a note such as "stored as colour (3 channels; training files: grey)" can
+    be read against the whole picture."""
+    span = _span(stats)
+    names = tuple(stats.descriptor_features or DESCRIPTOR_FEATURES)
+    parts = []
+    if span is not None:
+        centre, half = span
+        pinned = half <= MIN_VARIANCE["descriptor_range"] * (1 + 1e-6)
+        for name in SUMMARY_FEATURES:
+            if name in names:
+                j = names.index(name)
+                lo, hi = (centre[j], centre[j]) if pinned[j] else (centre[j] - half[j], centre[j] + half[j])
+                parts.append(span_words(name, float(lo), float(hi)))
+    kinds = [k for k in ("embedding", "symmetry") if k in stats.parts]
+    if kinds:
+        parts.append("and " + " and ".join({"embedding": "the model's own features",
+                                             "symmetry": "how the frame is arranged"}[k] for k in kinds))
+    return (f"{stats.images} training images" + ("; the ranges they set (median ± the farthest of them): "
+                                                  + "; ".join(parts) if parts else ""))
 
 
 def _descriptor_note(x: np.ndarray, names: tuple[str, ...], span: tuple[np.ndarray, np.ndarray]) -> str:

@@ -21,6 +21,7 @@ replaced. Both are recorded with the reviewer's name (the audit export lists the
 """
 from __future__ import annotations
 
+from html import escape
 from typing import Callable, Protocol, Sequence
 
 from PySide6.QtCore import Qt, Signal
@@ -500,6 +501,8 @@ def _items(m: ModelRow) -> list[QTableWidgetItem]:
         items[3].setToolTip("Model routing runs this version on the images these patterns match, whichever version "
                             "is active (Project ▸ Model routing…)")
     items[0].setData(Qt.ItemDataRole.UserRole, m.id)
+    if m.domain:  # what "out of domain" is measured against, beside the notes the label panel gives
+        items[1].setToolTip(f"<qt>Trained on {escape(m.domain)}. Images unlike these are called out of domain.</qt>")
     items[2].setTextAlignment(Qt.AlignmentFlag.AlignCenter)
     if m.challenger:
         items[2].setText("challenger")

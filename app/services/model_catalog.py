@@ -23,6 +23,8 @@ from database.dto import ModelVersionInfo
 from database.errors import ConflictError
 from inference import families
 from inference.bundled import DEFAULT_MODEL, bundled_models
+from inference.domain import DomainError, load_domain
+from inference.domain_notes import domain_summary
 from inference.model_limits import (
     MAX_JSON_BYTES,
     PRETRAINED_KIND,
@@ -91,6 +93,9 @@ class ModelRow:
     named_by: tuple[str, ...] = ()  # patterns of the routing rules that run this version (ADR 0059)
     kept: bool = False    # the database keeps its files (ADR 0062): every station loads it, wherever it was made
     here: bool = True     # its registered folder is on this station's disk
+    # What its out-of-domain description says it was trained on (``inference.domain_notes.domain_summary``); ""
+    # when it has none or its folder is not on this station
+    domain: str = ""
 
     @property
     def files_note(self) -> str:
@@ -443,9 +448,23 @@ def _row(v: ModelVersionInfo, names: Mapping[int, str], kept: bool = False) -> M
         expected = expected_summary(read_card(Path(v.checkpoint_path)))
     summary = " | ".join(t for t in (expected, summary) if t)
     here = Path(v.checkpoint_path).is_dir()
+    copy = bundled_copy(v)
     return ModelRow(id=v.id, family=v.family, name=v.name, path=v.checkpoint_path, bundled=v.bundled,
                     active=v.active, created_at=v.created_at,
                     parent_name=names.get(v.parent_id) if v.parent_id is not None else None,
-                    summary=summary, exists=here or kept or bundled_copy(v) is not None, challenger=v.challenger, kept=kept,
-                    here=here)
+                    summary=summary, exists=here or kept or copy is not None, challenger=v.challenger, kept=kept,
+                    here=here, domain=trained_on(Path(v.checkpoint_path) if here else copy))
+
+
+def trained_on(directory: Path | None) -> str:
+    """``domain_summary`` of the description in ``directory`` (read with its bounds); "" without one, or when it
+    cannot be read (the dialog lists the version all the same)."""
+    if directory is None:
+        return ""
+    try:
+        stats = load_domain(directory)
+    except (DomainError, OSError, ValueError) as exc:
+        log.warning("domain description of %s not read: %s", directory, exc)
+        return ""
+    return domain_summary(stats) if stats is not None else ""
 

@@ -46,7 +46,10 @@ def test_a_darker_image_names_its_grey_levels_with_the_training_span(grey_domain
     dark = np.clip(_texture(5) - 0.3, 0, 1)
     scores, notes = _notes(grey_domain, [dark])
     assert is_out_of_domain(float(scores[0]))
-    assert "grey" in notes[0] and "% (training images: " in notes[0]
+    # A darker tile: its grey levels, each beside the range the training images set (not "1th percentile").
+    assert "percentile of its grey levels" in notes[0] and "% (training range: " in notes[0], notes[0]
+    assert describe_property("grey_q01", 7.0, 21.0, 44.0) == \
+        "1st percentile of its grey levels 7 % (training range: 21–44 %)"
 
 
 def test_symmetry_and_embedding_parts_are_named_in_words() -> None:

@@ -53,6 +53,12 @@ def test_a_fresh_database_lists_every_bundled_model_with_each_default_active(db)
                                                         "test image AUROC 0.945 · pixel AUROC 0.952 (214 images)")
     assert by_name["classifier-magnetic_tile"].summary == "new tiles acc 0.768 | test acc 0.963 (214 images)"
     assert by_name["anomaly-bottle"].summary.startswith("test image AUROC")  # no group CV for it: none claimed
+    # what each was trained on, as its out-of-domain description says (the name's tooltip in the Models dialog)
+    assert by_name["classifier-neu-texture"].domain.startswith(
+        "1152 training images; the ranges they set (median ± the farthest of them): files grey; long side 200 px; "
+        "short side 200 px;")
+    assert "files colour" in by_name["segmenter-sirst-v3"].domain and "how the frame is arranged" in \
+        by_name["segmenter-sirst-v3"].domain
     # the same rows as pre-labelling resolves: no second registration
     assert {f: v.name for f, v in resolve_models(db, list(DEFAULT_MODEL)).items()} == DEFAULT_MODEL
     assert len(ModelCatalog(db).rows()) == len(rows)
@@ -294,3 +300,13 @@ def test_a_station_that_ran_an_earlier_bundled_segmenter_keeps_it_and_sees_the_n
     assert rows[old_name].active and not rows["segmenter-sirst-v3"].active
     assert rows["segmenter-sirst-v3"].summary.startswith("new scenes IoU 0.648")
     assert resolve_models(db, ["segmenter"])["segmenter"].name == old_name
+
+
+def test_a_version_whose_description_cannot_be_read_is_listed_without_one(tmp_path: Path) -> None:
+    """A hostile or broken domain.json costs the row its "trained on" text, never the listing."""
+    from app.services.model_catalog import trained_on
+
+    assert trained_on(None) == "" and trained_on(tmp_path) == ""   # no folder here; no description in it
+    (tmp_path / "domain.json").write_text('{"format": 2, "parts": {"descriptor": {"dim": 999999999}}}')
+    (tmp_path / "domain.safetensors").write_bytes(b"\x00" * 16)
+    assert trained_on(tmp_path) == ""
