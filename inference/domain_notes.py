@@ -46,6 +46,13 @@ def _span(stats: DomainStats) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
+def _channel_span(lo: float, hi: float) -> str:
+    """The channel kinds the training files span ("grey", "grey to colour"), from the box's ends in channels."""
+    names = sorted({CHANNEL_NAMES.get(int(round(x)), f"{int(round(x))} channels")
+                    for x in (lo, hi) if 1 <= round(x) <= 4} or {"grey"})
+    return " to ".join(names)
+
+
 def _ordinal(n: int) -> str:
     """1st, 2nd, 3rd, 4th, ..., 11th-13th, 21st."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
@@ -77,10 +84,8 @@ def describe_property(name: str, value: float, lo: float, hi: float) -> str:
         return f"{side} {px(v)} px ({_training(a, b, px, ' px')})"
     if name == "file_channels":
         n = int(round(v))
-        names = sorted({CHANNEL_NAMES.get(int(round(x)), f"{int(round(x))} channels")
-                        for x in (a, b) if 1 <= round(x) <= 4} or {"grey"})
         return (f"stored as {CHANNEL_NAMES.get(n, f'{n} channels')} ({n} channel{'s' if n != 1 else ''}; "
-                f"training files: {' to '.join(names)})")
+                f"training files: {_channel_span(a, b)})")
     pct = lambda x: f"{100 * x:.0f}"  # noqa: E731 - a format
     if name == "colour_spread":
         return f"colour spread {pct(v)} % ({_training(max(a, 0), b, pct, ' %')})"
@@ -119,9 +124,7 @@ def span_words(name: str, lo: float, hi: float) -> str:
     u = unit_of(name)
     a, b = lo * u, hi * u
     if name == "file_channels":
-        names = sorted({CHANNEL_NAMES.get(int(round(x)), f"{int(round(x))} channels")
-                        for x in (a, b) if 1 <= round(x) <= 4} or {"grey"})
-        return f"files {' to '.join(names)}"
+        return f"files {_channel_span(a, b)}"
     if name in ("log_long_side", "log_short_side"):
         px = lambda x: f"{math.exp(x):.0f}"  # noqa: E731 - a format
         return f"{'long' if name == 'log_long_side' else 'short'} side {_interval(a, b, px, ' px')}"
