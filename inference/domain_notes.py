@@ -182,9 +182,11 @@ PART_WORDS = {
 }
 
 
-def domain_notes(stats: DomainStats, features: Features) -> list[str]:
-    """One note per image (module docstring): "" in domain, else why out, at most NOTE_LIMIT characters."""
-    parts = stats.part_distances(features)
+def domain_notes(stats: DomainStats, features: Features,
+                 parts: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    """One note per image (module docstring): "" in domain, else why out, at most NOTE_LIMIT characters.
+    ``parts``: ``stats.part_distances(features)`` when the caller has them (the scores read the same)."""
+    parts = stats.part_distances(features) if parts is None else parts
     n = len(next(iter(parts.values())))
     distance = np.max(np.stack(list(parts.values())), axis=0)
     desc: np.ndarray | None = None

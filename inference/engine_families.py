@@ -20,7 +20,7 @@ import torch
 
 from . import families
 from .checkpoints import CheckpointError, LoadedModel
-from .domain import FEATURE_KINDS, DomainError, DomainStats, load_domain
+from .domain import FEATURE_KINDS, DomainError, DomainStats, in_domain_score, load_domain
 from .domain_notes import domain_notes
 from .image_descriptor import DESCRIPTOR_VERSION, describe_images, symmetry_images
 from .input_view import InputViewError, input_view
@@ -96,7 +96,10 @@ class FamilyModel:
         if self.domain is None or not images:
             return None
         feats = self.domain_features(images, self.domain.features, sources)
-        return [float(s) for s in self.domain.scores(feats)], domain_notes(self.domain, feats)
+        parts = self.domain.part_distances(feats)   # once: the scores and the notes read the same distances
+        distance = np.max(np.stack(list(parts.values())), axis=0)
+        scores = in_domain_score(distance, self.domain.threshold)
+        return [float(s) for s in scores], domain_notes(self.domain, feats, parts)
 
     def difference(self, a: list, b: list) -> float:
         raise NotImplementedError
