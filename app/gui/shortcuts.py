@@ -37,7 +37,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("verdict_anomalous", ("D",), "Anomaly verdict: anomalous (defective part); with several selected, each "
              "of them", "Review", "mdi6.alert-octagon"),
     Shortcut("clear_label", ("Ctrl+Backspace",), "Clear the label (back to unreviewed)", "Review", "mdi6.eraser-variant"),
-    *(Shortcut(f"class_{i}", (str(i),), f"Set class {i} (as listed in the label panel) of the image or the selected object", "Review") for i in range(1, 10)),
+    *(Shortcut(f"class_{i}", (str(i),), f"Set class {i} (as listed in the label panel) of the image, the selected object, or each selected image", "Review") for i in range(1, 10)),
     # Navigation
     Shortcut("next_unreviewed", ("N",), "Next unreviewed image", "Navigate", "mdi6.skip-next"),
     Shortcut("prev_unreviewed", ("Shift+N",), "Previous unreviewed image", "Navigate", "mdi6.skip-previous"),

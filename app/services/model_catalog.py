@@ -7,6 +7,7 @@ version is what makes the next pre-label job use it (``prelabel.resolve_models``
 """
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import math
@@ -23,7 +24,7 @@ from database.dto import ModelVersionInfo
 from database.errors import ConflictError
 from inference import families
 from inference.bundled import DEFAULT_MODEL, bundled_models
-from inference.domain import DomainError, load_domain
+from inference.domain import DOMAIN_JSON, DomainError, load_domain
 from inference.domain_notes import domain_summary
 from inference.model_limits import (
     MAX_JSON_BYTES,
@@ -458,9 +459,19 @@ def _row(v: ModelVersionInfo, names: Mapping[int, str], kept: bool = False) -> M
 
 def trained_on(directory: Path | None) -> str:
     """``domain_summary`` of the description in ``directory`` (read with its bounds); "" without one, or when it
-    cannot be read (the dialog lists the version all the same)."""
+    cannot be read (the dialog lists the version all the same). Kept per folder and file state: ``rows()`` also
+    serves the routing dialog's version names, which should not re-read every description."""
     if directory is None:
         return ""
+    try:
+        st = (directory / DOMAIN_JSON).stat()
+    except OSError:
+        return ""
+    return _trained_on(str(directory), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _trained_on(directory: str, _mtime_ns: int, _size: int) -> str:
     try:
         stats = load_domain(directory)
     except (DomainError, OSError, ValueError) as exc:
