@@ -498,10 +498,13 @@ class ReviewController(QObject):
 
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
                      value: str | None = None) -> None:
-        edits, moved = [], 0
+        edits, moved, no_classifier = [], 0, 0
         for image_id, detail, error in rows:
             if detail is None:
                 self.save_failed.emit(f"Cannot read image {image_id}: {error}")
+                continue
+            if decision == "class" and not detail.classifier_runs and value not in detail.classes:
+                no_classifier += 1  # as its own key would say: no class here (another line's frame in the selection)
                 continue
             seen = self._seen.get(image_id)
             local = self.unsaved(image_id)  # this window's edit on its way or waiting: the label to start from
@@ -534,11 +537,15 @@ class ReviewController(QObject):
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
             self.message.emit(done.format(len(edits)) + "; Ctrl+Z undoes them together."
-                              + (f" {moved} changed meanwhile and were left out." if moved else ""))
+                              + (f" {moved} changed meanwhile and were left out." if moved else "")
+                              + (f" {no_classifier} left out: the model routing runs no classifier on them."
+                                 if no_classifier else ""))
         else:
             already = f"labelled {value}" if value else f"{decision}ed"
             self.message.emit(f"{moved} image(s) changed while the selection was read: select and decide again."
-                              if moved else f"Nothing to change: the selected images are {already} already.")
+                              if moved else f"No class here: the model routing runs no classifier on the "
+                              f"{no_classifier} selected image(s)." if no_classifier
+                              else f"Nothing to change: the selected images are {already} already.")
         self.reload()
         self.decided_many.emit(len(edits))
 

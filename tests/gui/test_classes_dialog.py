@@ -136,3 +136,20 @@ def test_an_image_no_classifier_runs_on_offers_no_other_parts_classes(service, d
     current = db.labels.current(image_id)
     assert current is None or current.class_name is None
     win.close()
+
+
+def test_a_class_key_on_a_selection_leaves_out_the_images_no_classifier_runs_on(service, db, tmp_path, qtbot):
+    """A selection that holds another line's frames (bottles routed away from the classifier) gives them no class,
+    as their own key would not, and says how many it left out."""
+    from tests.gui.conftest import open_bottles_without_classifier
+
+    db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": ["crazing", "patches"]},
+                               activate=True)
+    win = open_bottles_without_classifier(service, db, tmp_path, qtbot, n=3)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        win.review.decide_many(ids, "class", "crazing")
+    assert "No class here: the model routing runs no classifier on the 3 selected image(s)" in \
+        win.statusBar().currentMessage()
+    assert all((db.labels.current(i) is None or db.labels.current(i).class_name is None) for i in ids)
+    win.close()
