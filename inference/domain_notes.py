@@ -4,8 +4,8 @@ Why: "out of domain (in-domain score 0.00)" on a crazing image that looks like e
 nothing. Seen in session 39: a NEU image saved with an alpha channel, a 3 x 3 px thumbnail and the steel images under
 the infrared segmenter all read the same. The description already knows which of its parts put the image out and,
 for the image descriptor, which measured property lies beyond what the training images span: "stored as colour with
-alpha (4 channels; training files: grey)" says the camera export changed; "long side 3 px (training images:
-200 px)" says it is not a part image at all.
+alpha (4 channels; training files: grey)" says the camera export changed; "size 3 × 3 px (training images:
+200 × 200 px)" says it is not a part image at all.
 
 ``domain_notes(stats, features)`` gives one short text per image: empty for an image in domain; else the part that
 decided (``inference.domain``: the largest scaled distance) and, for the descriptor, up to ``MAX_NAMED`` properties
@@ -173,7 +173,23 @@ def _descriptor_note(x: np.ndarray, names: tuple[str, ...], span: tuple[np.ndarr
     # shares (every NEU image is 200 x 200): its centre is the training value, not "198-202 px".
     pinned = half <= MIN_VARIANCE["descriptor_range"] * (1 + 1e-6)
     lo, hi = np.where(pinned, centre, centre - half), np.where(pinned, centre, centre + half)
+    sides = [names.index(n) for n in ("log_long_side", "log_short_side") if n in names]
+    if len(sides) == 2 and all(j in named for j in sides):   # one phrase for the size, not two
+        named = [j for j in named if j not in sides]
+        size = _size_phrase(*(float(x[j]) for j in sides), *(float(lo[j]) for j in sides), *(float(hi[j]) for j in sides))
+        return "; ".join([size] + [describe_property(names[j], float(x[j]), float(lo[j]), float(hi[j])) for j in named])
     return "; ".join(describe_property(names[j], float(x[j]), float(lo[j]), float(hi[j])) for j in named)
+
+
+def _size_phrase(long_v: float, short_v: float, long_lo: float, short_lo: float, long_hi: float, short_hi: float) -> str:
+    """The image's size against the training images' where both sides lie outside, e.g. "size 256 × 256 px (training
+    images: 200 × 200 px)" (stored units of ``log_long_side`` / ``log_short_side``)."""
+    u = unit_of("log_long_side")
+    px = lambda x: f"{math.exp(x * u):.0f}"  # noqa: E731 - a format
+    side = lambda lo, hi: px(lo) if px(lo) == px(hi) else f"{px(lo)}–{px(hi)}"  # noqa: E731 - a format
+    one = px(long_lo) == px(long_hi) and px(short_lo) == px(short_hi)
+    return (f"size {px(long_v)} × {px(short_v)} px ({'training images' if one else 'training range'}: "
+            f"{side(long_lo, long_hi)} × {side(short_lo, short_hi)} px)")
 
 
 PART_WORDS = {

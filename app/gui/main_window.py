@@ -130,6 +130,9 @@ class MainWindow(QMainWindow):
         scroll.setWidget(self.label_panel)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Always there, so the panel's width never changes under its wrapped lines: a scroll bar that came after the
+        # layout narrowed the text by its width and cut the last line of a three-line out-of-domain note.
+        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.label_dock = self._dock("Label", "labelDock", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self.layer_dock = self._dock("Layers and tools", "layersDock", self.layer_panel,
                                      Qt.DockWidgetArea.RightDockWidgetArea)

@@ -39,7 +39,7 @@ def test_an_image_in_domain_has_no_note_and_a_foreign_one_says_what_lies_outside
     assert notes[1] == "stored as colour with alpha (4 channels; training files: grey)"
     assert is_out_of_domain(float(scores[2]))
     # Every training image is 200 px: the span is said as that size, not as the floor's 198-202.
-    assert notes[2].startswith("long side 3 px (training images: 200 px)")
+    assert notes[2].startswith("size 3 × 3 px (training images: 200 × 200 px)")
 
 
 def test_a_darker_image_names_its_grey_levels_with_the_training_span(grey_domain) -> None:
