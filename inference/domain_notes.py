@@ -74,19 +74,29 @@ def _training(lo: float, hi: float, fmt: Callable[[float], str], unit: str) -> s
     return f"{'training images' if one else 'training range'}: {_interval(lo, hi, fmt, unit)}"
 
 
+def _apart(value: float, bounds: tuple[float, ...], scale: Callable[[float], float]) -> Callable[[float], str]:
+    """A format of ``scale(x)`` with no decimals, or with as many (up to two) as it takes for ``value`` not to read
+    as one of ``bounds``: "median grey 31 % (training range: 31–37 %)" said nothing; "30.6 % (… 31.2–37.0 %)" does."""
+    for decimals in range(3):
+        fmt = (lambda d: lambda x: f"{scale(x):.{d}f}")(decimals)
+        if all(fmt(value) != fmt(b) for b in bounds):
+            return fmt
+    return fmt
+
+
 def describe_property(name: str, value: float, lo: float, hi: float) -> str:
     """One descriptor property of an image, in its own measure, beside the training images' span (stored units)."""
     u = unit_of(name)
     v, a, b = value * u, lo * u, hi * u
     if name in ("log_long_side", "log_short_side"):
         side = "long side" if name == "log_long_side" else "short side"
-        px = lambda x: f"{math.exp(x):.0f}"  # noqa: E731 - a format
+        px = _apart(v, (a, b), math.exp)
         return f"{side} {px(v)} px ({_training(a, b, px, ' px')})"
     if name == "file_channels":
         n = int(round(v))
         return (f"stored as {CHANNEL_NAMES.get(n, f'{n} channels')} ({n} channel{'s' if n != 1 else ''}; "
                 f"training files: {_channel_span(a, b)})")
-    pct = lambda x: f"{100 * x:.0f}"  # noqa: E731 - a format
+    pct = _apart(v, (a, b), lambda x: 100 * x)
     if name == "colour_spread":
         return f"colour spread {pct(v)} % ({_training(max(a, 0), b, pct, ' %')})"
     if name.startswith("grey_q"):
@@ -128,7 +138,7 @@ def span_words(name: str, lo: float, hi: float) -> str:
     if name in ("log_long_side", "log_short_side"):
         px = lambda x: f"{math.exp(x):.0f}"  # noqa: E731 - a format
         return f"{'long' if name == 'log_long_side' else 'short'} side {_interval(a, b, px, ' px')}"
-    pct = lambda x: f"{100 * x:.0f}"  # noqa: E731 - a format
+    pct = _apart(v, (a, b), lambda x: 100 * x)
     if name == "colour_spread":
         return f"colour spread {_interval(max(a, 0), b, pct, ' %')}"
     if name == "grey_q50":

@@ -69,3 +69,9 @@ def test_notes_are_bounded_and_only_families_with_a_note_are_kept() -> None:
     text = describe_property("log_grad_x_s1", 100.0, 10.0, 20.0)
     assert text.startswith("more than") is False and "times more left-right change at full size" in text
     assert len(text) < NOTE_LIMIT
+
+
+def test_a_value_just_outside_the_range_never_reads_as_inside_it() -> None:
+    """Seen under Xvfb (session 39): a contaminated bottle read "median grey 31 % (training range: 31–37 %)"."""
+    assert describe_property("grey_q50", 30.6, 31.2, 37.0) == "median grey 30.6 % (training range: 31.2–37.0 %)"
+    assert describe_property("grey_q50", 20.0, 31.2, 37.0) == "median grey 20 % (training range: 31–37 %)"
