@@ -138,7 +138,7 @@ def span_words(name: str, lo: float, hi: float) -> str:
     if name in ("log_long_side", "log_short_side"):
         px = lambda x: f"{math.exp(x):.0f}"  # noqa: E731 - a format
         return f"{'long' if name == 'log_long_side' else 'short'} side {_interval(a, b, px, ' px')}"
-    pct = _apart(v, (a, b), lambda x: 100 * x)
+    pct = lambda x: f"{100 * x:.0f}"  # noqa: E731 - a format
     if name == "colour_spread":
         return f"colour spread {_interval(max(a, 0), b, pct, ' %')}"
     if name == "grey_q50":
