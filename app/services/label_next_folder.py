@@ -181,12 +181,16 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
     classifier version, where routing rules give the folder's images to several (ADR 0060)."""
     all_cands, all_files, all_names, scopes = _candidates(db, folder_id, seed)
     keep = [i for i, sc in enumerate(scopes) if sc is not None]
-    if not keep and all_cands:   # no classifier runs here: the anomaly model's batch, else the segmenter's
-        routed = _routed_rows(db, folder_id, seed)   # the folder read once for both
-        for family, result in (("anomaly", _anomaly_result), ("segmenter", _segmenter_result)):
-            rows = routed(family)
-            if rows:
-                return result(db, folder_id, rows, size, source, cache_root, progress, len(all_cands))
+    if not keep:   # no classifier runs here: the anomaly model's batch, else the segmenter's
+        routed = _routed_rows(db, folder_id, seed)   # the folder read once for all
+        # No candidate at all (every image reviewed, none with a class): still the anomaly or segmenter line where the
+        # routing gives the classifier none of the folder's images. Seen in session 39: 40 bottles reviewed with
+        # G / D read "more labels: unknown", and the Models dialog offered to retrain the classifier.
+        if all_cands or not routed("classifier"):
+            for family, result in (("anomaly", _anomaly_result), ("segmenter", _segmenter_result)):
+                rows = routed(family)
+                if rows:
+                    return result(db, folder_id, rows, size, source, cache_root, progress, len(all_cands))
     cands = [all_cands[i] for i in keep]
     files, names = [all_files[i] for i in keep], [all_names[i] for i in keep]
     kept_scopes = [str(scopes[i]) for i in keep]
