@@ -83,6 +83,9 @@ class QueueRow:
     flag_by: str | None = None
     # family -> in-domain score of the prediction that counts (families with one)
     in_domain: dict[str, float] = field(default_factory=dict)
+    # The version of the anomaly answer that counts: its threshold says whether the score is over (routing may
+    # give a folder's subfolders different anomaly models, each with its own threshold)
+    anomaly_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +354,8 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, 
                    Image.missing, Image.error, pc.predicted_class, pc.confidence, ps.target_count,
                    pa.anomaly_score, shape.label_class, Image.content_hash, Image.flag_override, Image.flag_by,
                    pc.in_domain.label("d0"),
-                   ps.in_domain.label("d1"), pa.in_domain.label("d2"), key.label("k0"), shape.name_key.label("k1"))
+                   ps.in_domain.label("d1"), pa.in_domain.label("d2"), key.label("k0"), shape.name_key.label("k1"),
+                   pa.model_version_id.label("av"))
             .select_from(Image).join(Folder, Folder.id == Image.folder_id))
     return shape.joins(stmt, every=True, inner=inner)
 
@@ -359,7 +363,7 @@ def _rows_select(shape: _Shape, inner: str | None = None) -> Select[*tuple[Any, 
 def _queue_row(r: Row[Any]) -> QueueRow:
     scores = zip(("classifier", "segmenter", "anomaly"), (r.d0, r.d1, r.d2))
     return replace(QueueRow(*tuple(r)[:16]), root_path=path_map.local(r.root_path),
-                   in_domain={f: float(v) for f, v in scores if v is not None})
+                   in_domain={f: float(v) for f, v in scores if v is not None}, anomaly_version=r.av)
 
 
 def _after(order: list[tuple[SQLColumnExpression[Any], bool]], values: tuple[Any, ...]) -> ColumnElement[Any]:

@@ -35,22 +35,24 @@ class FolderFacts(QObject):
         def job() -> None:
             try:
                 self._read_done.emit((folder_id, service.classes(), service.anomaly_threshold(folder_id),
-                                      service.filter_classes()))
+                                      service.filter_classes(), service.anomaly_thresholds(folder_id)))
             except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
                 self._read_done.emit((folder_id, str(exc) or type(exc).__name__))
         self._reader.submit(job)
 
     def apply(self, folder_id: int, classes: list[str], threshold: float,
-              filter_classes: list[str] | None = None) -> None:
+              filter_classes: list[str] | None = None, thresholds: dict[int, float] | None = None) -> None:
         """Show classes and threshold read elsewhere (e.g. with a new prediction) for ``folder_id``;
         ``filter_classes``: the class filter's (default ``classes``; with routing that names a classifier
-        version, its classes too)."""
+        version, its classes too); ``thresholds``: each anomaly version's, for the gallery's score chips."""
         win = self.window
         if win.current_folder != folder_id:
             return  # the inspector moved on; that folder's answer would mislabel this one
         win.label_panel.set_classes(classes)
         win.queue_panel.set_classes(filter_classes or classes)
         win.gallery.delegate.anomaly_threshold = threshold
+        if thresholds is not None:
+            win.gallery.delegate.anomaly_thresholds = dict(thresholds)
         win.queue_panel.set_score_defaults(threshold)
         self.applied.emit(folder_id)
 

@@ -23,6 +23,9 @@ class GalleryDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self.cache = cache
         self.anomaly_threshold = 0.5
+        # anomaly version id -> its threshold in the open folder: a score is over the threshold of the model that
+        # gave it (``anomaly_threshold`` where its version is not known here)
+        self.anomaly_thresholds: dict[int, float] = {}
         self.cell = QSize(cache.size + 12, cache.size + 12 + TEXT_H)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
@@ -86,12 +89,21 @@ class GalleryDelegate(QStyledItemDelegate):
         p.drawText(rect, Qt.AlignmentFlag.AlignCenter,
                    fm.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() - 4))
 
+    def over_threshold(self, item: QueueItem) -> bool:
+        """The item's anomaly score is at or over the threshold of the version that gave it (the score chip's
+        colour); the open folder's default threshold where that version's is not known."""
+        if item.anomaly_score is None:
+            return False
+        threshold = self.anomaly_thresholds.get(item.anomaly_version, self.anomaly_threshold) \
+            if item.anomaly_version is not None else self.anomaly_threshold
+        return item.anomaly_score >= threshold
+
     def _badges(self, p: QPainter, rect: QRect, item: QueueItem) -> None:
         font = p.font()
         font.setPointSizeF(max(6.5, font.pointSizeF() - 1.5))
         font.setBold(True)
         p.setFont(font)
-        hot = item.anomaly_score is not None and item.anomaly_score >= self.anomaly_threshold
+        hot = self.over_threshold(item)
         outside = item.out_of_domain  # those families' scores mean nothing here: say so instead
         ood_top = bool(outside) and "classifier" not in outside  # the chip goes where the score or targets would
         if item.anomaly_score is not None and "anomaly" not in outside and not ood_top:

@@ -44,7 +44,8 @@ class PredictionRefresher(QObject):
                 service.refresh_models()
                 detail = service.detail(image_id) if image_id is not None else None
                 self._read_done.emit((folder_id, service.classes(), service.anomaly_threshold(folder_id), detail,
-                                      service.filter_classes()))
+                                      service.filter_classes(),
+                                      service.anomaly_thresholds(folder_id) if folder_id is not None else None))
             except Exception as exc:  # noqa: BLE001 - the next job progress asks again
                 self._read_done.emit(str(exc) or type(exc).__name__)
         self._reader.submit(read)
@@ -54,10 +55,10 @@ class PredictionRefresher(QObject):
         if isinstance(answer, str):
             log.warning("refresh after new predictions failed: %s", answer)
         else:
-            folder_id, classes, threshold, detail, filter_classes = answer
+            folder_id, classes, threshold, detail, filter_classes, thresholds = answer
             win = self.window
             if folder_id is not None:
-                win.folder_facts.apply(folder_id, classes, threshold, filter_classes)
+                win.folder_facts.apply(folder_id, classes, threshold, filter_classes, thresholds)
             if detail is not None:
                 win.review.show_new_prediction(detail)
         if self._again:

@@ -177,6 +177,27 @@ class ReviewService:
             return float(self.settings.anomaly_threshold)
         return self._card_threshold("image", mv)
 
+    def anomaly_thresholds(self, folder_id: int) -> dict[int, float]:
+        """Version id -> its image-level threshold in ``folder_id`` (``anomaly_threshold``), for the versions whose
+        answers may count there: the active one and those the routing rules name. The gallery colours a score by
+        the threshold of the version that gave it: a folder's bottles under the bottle model (9.7) were marked over
+        the tile model's 0.484 (seen under Xvfb, session 39)."""
+        from app.services.counting_versions import resolve_named
+        from app.services.project_settings import readable_routing
+        from app.services.routing import RoutingError
+
+        try:
+            named = resolve_named(self.db, readable_routing(self.db))
+        except RoutingError as exc:   # a rule naming a version the project lacks: its images keep the active one's
+            log.warning("anomaly thresholds of folder %s: %s", folder_id, exc)
+            named = {}
+        versions = [v for (family, _name), v in named.items() if family == "anomaly"]
+        active = self.db.model_versions.active("anomaly")
+        out = {v.id: self.anomaly_threshold(folder_id, v.id) for v in versions}
+        if active is not None:
+            out[active.id] = self.anomaly_threshold(folder_id, active.id)
+        return out
+
     def region_threshold(self, version_id: int | None = None) -> float:
         """Pixel-level threshold turning a heatmap into a region (the card's "pixel" one if any)."""
         if self.settings.anomaly_threshold is not None:
@@ -775,5 +796,5 @@ def _queue_item(r: QueueRow) -> QueueItem:
                                                    r.anomaly_score)),
         content_hash=r.content_hash,
         out_of_domain=tuple(f for f, v in r.in_domain.items() if is_out_of_domain(v)),
-        flag_override=r.flag_override, flag_by=r.flag_by,
+        flag_override=r.flag_override, flag_by=r.flag_by, anomaly_version=r.anomaly_version,
     )

@@ -89,6 +89,7 @@ class QueueItem:
     out_of_domain: tuple[str, ...] = ()  # families whose active model calls the image unlike its training images
     flag_override: bool | None = None  # an inspector's flag decision, kept over the models' (None: theirs)
     flag_by: str | None = None         # who set it
+    anomaly_version: int | None = None  # the version whose anomaly score this is (its threshold colours the chip)
 
     @property
     def name(self) -> str:

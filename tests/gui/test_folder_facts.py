@@ -38,3 +38,35 @@ def test_an_answer_for_a_folder_no_longer_shown_is_dropped(service, folder, qtbo
     with qtbot.assertNotEmitted(win.folder_facts.applied):
         win.folder_facts.apply(fid + 1000, ["a"], 9.0)
     assert win.gallery.delegate.anomaly_threshold == 0.123
+
+
+def test_score_chips_read_the_threshold_of_the_version_that_gave_the_score(service, db, folder, artifacts, qtbot):
+    """Seen under Xvfb (session 39): bottles routed to the bottle model (threshold 9.7) had every score chip marked
+    over the threshold, by the active tile model's 0.484, while the label panel said "normal"."""
+    from app.services.counting_versions import remark
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database.dto import ImageQuery, PredictionIn
+    from tests.gui.fixtures import seed_predictions
+
+    win = build_window(service, qtbot)
+    with qtbot.waitSignal(win.folder_facts.applied, timeout=10000):
+        fid = win.open_folder(str(folder))
+    versions = seed_predictions(db, fid, artifacts)          # the active anomaly version: threshold 0.5
+    bottle = db.model_versions.register("anomaly", "bottle", "/nonexistent", card={"threshold": 10.0})
+    images = sorted(db.images.query(ImageQuery(folder_id=fid)), key=lambda im: im.rel_path)
+    routed = images[0]
+    db.predictions.upsert_many([PredictionIn(routed.id, bottle.id, anomaly_score=6.0)])
+    routing = Routing((RoutingRule(routed.rel_path, ("classifier", "segmenter", "anomaly"), (("anomaly", "bottle"),)),))
+    save_routing(db, routing)
+    remark(db, routing)
+    with qtbot.waitSignal(win.folder_facts.applied, timeout=10000):
+        win.refresh_models()
+    delegate = win.gallery.delegate
+    assert delegate.anomaly_thresholds == {versions["anomaly"]: 0.5, bottle.id: 10.0}
+    qtbot.waitUntil(lambda: any(it.anomaly_version == bottle.id for it in win.gallery_model.items()), timeout=10000)
+    items = {it.image_id: it for it in win.gallery_model.items()}
+    assert items[routed.id].anomaly_score == 6.0 and not delegate.over_threshold(items[routed.id])  # 6 < 10
+    hot_elsewhere = [it for i, it in items.items() if i != routed.id and (it.anomaly_score or 0) >= 0.5]
+    assert hot_elsewhere and all(delegate.over_threshold(it) for it in hot_elsewhere)
+    win.close()
