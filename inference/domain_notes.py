@@ -48,9 +48,8 @@ def _span(stats: DomainStats) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _channel_span(lo: float, hi: float) -> str:
     """The channel kinds the training files span ("grey", "grey to colour"), from the box's ends in channels."""
-    names = sorted({CHANNEL_NAMES.get(int(round(x)), f"{int(round(x))} channels")
-                    for x in (lo, hi) if 1 <= round(x) <= 4} or {"grey"})
-    return " to ".join(names)
+    counts = sorted({int(round(x)) for x in (lo, hi) if 1 <= round(x) <= 4}) or [1]   # by channel count
+    return " to ".join(CHANNEL_NAMES.get(n, f"{n} channels") for n in counts)
 
 
 def _ordinal(n: int) -> str:

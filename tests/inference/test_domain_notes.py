@@ -75,3 +75,8 @@ def test_a_value_just_outside_the_range_never_reads_as_inside_it() -> None:
     """Seen under Xvfb (session 39): a contaminated bottle read "median grey 31 % (training range: 31–37 %)"."""
     assert describe_property("grey_q50", 30.6, 31.2, 37.0) == "median grey 30.6 % (training range: 31.2–37.0 %)"
     assert describe_property("grey_q50", 20.0, 31.2, 37.0) == "median grey 20 % (training range: 31–37 %)"
+
+
+def test_the_training_files_channels_read_in_channel_order() -> None:
+    assert describe_property("file_channels", 40.0, 10.0, 30.0) == \
+        "stored as colour with alpha (4 channels; training files: grey to colour)"
