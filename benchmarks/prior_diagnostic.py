@@ -219,15 +219,20 @@ def compare_feature_sets(argv: list[str] | None, doc: str,
     compared = {name: linear_variant(x, t) for name, x in sets.items()}
     if known.all_labels:
         return all_labels_cv(t, compared)
-    res = variants_on_runs(t, args.runs, compared)
-    print("\n| order | labels per class | runs | " + " | ".join(sets) + " | accuracy above none in (each other, in order) |\n"
-          "|---|---|---|" + "---|" * len(sets) + "---|")
+    print_variant_table(variants_on_runs(t, args.runs, compared), list(sets))
+    return 0
+
+
+def print_variant_table(res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]], names: list[str]) -> None:
+    """A row per (order, labels per class): each variant's mean accuracy / macro F1 over the runs (``names`` in
+    order, the first named ``none``, the baseline) and in how many runs each other one's accuracy is above it."""
+    print("\n| order | labels per class | runs | " + " | ".join(names) + " | accuracy above none in (each other, in order) |\n"
+          "|---|---|---|" + "---|" * len(names) + "---|")
     for (order, per), row in sorted(res.items()):
         base = np.array(row["none"])
-        cells = [f"{np.array(v)[:, 0].mean():.3f} / {np.array(v)[:, 1].mean():.3f}" for v in row.values()]
-        above = [str(int((np.array(row[n])[:, 0] > base[:, 0]).sum())) for n in sets if n != "none"]
+        cells = [f"{np.array(row[n])[:, 0].mean():.3f} / {np.array(row[n])[:, 1].mean():.3f}" for n in names]
+        above = [str(int((np.array(row[n])[:, 0] > base[:, 0]).sum())) for n in names if n != "none"]
         print(f"| {order} | {per} | {len(base)} | " + " | ".join(cells) + f" | {', '.join(above)} of {len(base)} |")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from benchmarks.prior_diagnostic import (  # noqa: E402
     folder_prior_scores,
     linear_variant,
     out_of_fold,
+    print_variant_table,
     run_labels,
     runs_or_all_labels,
     tiles,
@@ -60,11 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             fit = linear_variant(x, t)[1](r.c)
             row[name].append(folder_prior_scores(fit(r.labelled), x, t, r, out_of_fold(fit, x, r)))
         print(f"{Path(f).name}: " + ", ".join(f"{n} {v[-1][0]:.3f}/{v[-1][1]:.3f}" for n, v in row.items()), flush=True)
-    print("\n| order | labels per class | runs | none | qn | qn accuracy above none in |\n|---|---|---|---|---|---|")
-    for (order, per), row in sorted(res.items()):
-        a, b = np.array(row["none"]), np.array(row["qn"])
-        print(f"| {order} | {per} | {len(a)} | {a[:, 0].mean():.3f} / {a[:, 1].mean():.3f} | "
-              f"{b[:, 0].mean():.3f} / {b[:, 1].mean():.3f} | {int((b[:, 0] > a[:, 0]).sum())} of {len(a)} |")
+    print_variant_table(res, ["none", "qn"])
     return 0
 
 
