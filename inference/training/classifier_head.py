@@ -56,6 +56,7 @@ from inference.training.simple_answers import (
     cross_validated,
     fit_predict,
     group_folds,
+    mean_score,
     out_of_fold_predictions,
     score,
     thumbnails,
@@ -428,7 +429,7 @@ def choose_candidate(candidates: dict[str, LightCandidate], labels: np.ndarray,
         runs = [score(labels, pred, classes) for pred in preds]
         if out_of_fold is not None:
             out_of_fold[name] = preds[0]
-        cv[name] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
+        cv[name] = mean_score(runs)
     return (best_name(cv) if cv else ""), cv
 
 
@@ -767,7 +768,7 @@ def compare_candidates(loaded: LoadedModel | None, root: Path, group_rule: str =
 
             head_predictors[head_name(c)] = linear
             runs = [cross_validated(linear, y, f, classes) for f in fold_sets]  # the same fold sets as above
-            heads[head_name(c)] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
+            heads[head_name(c)] = mean_score(runs)
     cv.update(heads)
     tick(3)
     chosen = best_name(heads) if heads else ""  # the first of equals: the cheapest candidate

@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from inference.training.simple_answers import Score, best_name, score
+from inference.training.simple_answers import Score, best_name, mean_score, score
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -46,7 +46,7 @@ class Procedure:
                 idx = np.concatenate([te for _tr, te in folds])
                 pred = np.concatenate([predict(tr, te) for tr, te in folds])
                 runs.append(score(labels[idx], pred, classes))
-            scores[name] = Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
+            scores[name] = mean_score(runs)
         return best_name(scores)
 
 

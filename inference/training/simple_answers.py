@@ -115,6 +115,11 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> Sco
     return Score(float(report["accuracy"]), float(report["f1"]))
 
 
+def mean_score(runs: Sequence[Score]) -> Score:
+    """Accuracy and macro F1 averaged over repeated cross-validation runs (fold sets)."""
+    return Score(float(np.mean([r.accuracy for r in runs])), float(np.mean([r.f1 for r in runs])))
+
+
 def out_of_fold_predictions(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int,
                             folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Each of the ``n`` items predicted by ``predict(train_idx, test_idx)`` from the fold it is held out in."""
