@@ -20,6 +20,7 @@ from app.services.counting_versions import after_activation
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.model_files import ModelFilesError, bundled_copy, local_model_dir
 from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, read_card, version_for_dir
+from app.services.retrain_protocol import pooled_figures
 from database.dto import ModelVersionInfo
 from database.errors import ConflictError
 from inference import families
@@ -176,14 +177,13 @@ def comparison_summary(card: Any) -> str:
         return ""
     assert isinstance(compared, Mapping)
     held = f"reviewed held-out {text}{_scored_on({'images': compared.get('held_out_images')})}"
-    simple = compared.get("simple_answers")
-    pooled = simple.get("pooled") if isinstance(simple, Mapping) else None
-    every = _headline(pooled["new"]) if isinstance(pooled, Mapping) and isinstance(pooled.get("new"), Mapping) else ""
+    pooled = pooled_figures(compared)
+    every = _headline(pooled["new"]) if pooled is not None else ""
     if not every:
         return held
     # ADR 0072: the classifier's check read every reviewed label; seen under Xvfb, the row gave only the held-out
     # fifth's "acc 0.389 (18 images)" beside a panel that said 0.610 on all 100, the figure that decided
-    assert isinstance(pooled, Mapping)
+    assert pooled is not None
     return f"all {pooled.get('images')} reviewed (nested CV) {every} | {held.removeprefix('reviewed ')}"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 from app.services.child_command import ChildCommand, station_command
 
@@ -94,6 +94,16 @@ def is_refusal(event: "RetrainError") -> bool:
 def refusal_verdict(event: "RetrainError") -> str:
     """The verdict a refusal's message carries, without the command-line advice around it."""
     return event.message.removeprefix(REFUSED).removesuffix(NOT_REGISTERED)
+
+
+def pooled_figures(compared: Any) -> Mapping[str, Any] | None:
+    """The classifier check's figures on every reviewed label (ADR 0072) in a held-out comparison: its "pooled"
+    block, with the new version's and the best simple answer's figures; None where the comparison holds none."""
+    simple = compared.get("simple_answers") if isinstance(compared, Mapping) else None
+    pooled = simple.get("pooled") if isinstance(simple, Mapping) else None
+    if isinstance(pooled, Mapping) and isinstance(pooled.get("new"), Mapping) and isinstance(pooled.get("simple"), Mapping):
+        return pooled
+    return None
 
 
 def _int(value: Any) -> int | None:

@@ -30,6 +30,7 @@ from app.services.export_split import SplitSpec
 from app.services.json_files import JsonFileError, read_json_object, write_json_atomic
 from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
 from app.services.prelabel import resolve_models
+from app.services.retrain_protocol import pooled_figures
 from database.model_versions import json_safe as finite
 from database.states import ReviewState
 from inference import families
@@ -62,10 +63,8 @@ def parent_answers_note(compared: Mapping[str, Any]) -> str:
 def every_label_note(compared: Mapping[str, Any]) -> str | None:
     """The classifier's check on every reviewed label (nested group cross-validation on the training part, with
     the held-out part; ADR 0072), where the comparison holds it: what the refusal reads. None otherwise."""
-    simple = compared.get("simple_answers")
-    pooled = simple.get("pooled") if isinstance(simple, Mapping) else None
-    if not isinstance(pooled, Mapping) or not isinstance(pooled.get("new"), Mapping) \
-            or not isinstance(pooled.get("simple"), Mapping):
+    pooled = pooled_figures(compared)
+    if pooled is None:
         return None
 
     def said(m: Mapping[str, Any]) -> str:
