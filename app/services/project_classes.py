@@ -13,7 +13,7 @@ command read the list here (``names``) and change it here (``save``); storage is
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -116,6 +116,12 @@ def names(db: "Database") -> list[str]:
     return own if own else list(model_classes(db)[1])
 
 
+def by_use(counts: Mapping[str, int], leave_out: Collection[str] = ()) -> list[str]:
+    """The classes ``counts`` says labels use (a count above 0), most used first, then by name; ``leave_out``
+    not among them: how a line's own classes are offered beside a list."""
+    return sorted((c for c, n in counts.items() if n and c not in leave_out), key=lambda c: (-counts[c], c))
+
+
 def filter_names(db: "Database") -> list[str]:
     """The classes the queue's class filter offers: ``names``, then the classes of the classifier versions the
     model routing names, whose images are predicted and labelled in them (ADR 0068: their buttons offer them even
@@ -128,7 +134,7 @@ def filter_names(db: "Database") -> list[str]:
         if family == TASK:
             out.update(dict.fromkeys(version_classes(db.model_versions.by_name(family, name))))
     used = db.images.label_class_counts()
-    out.update(dict.fromkeys(sorted((c for c, n in used.items() if n), key=lambda c: (-used[c], c))))
+    out.update(dict.fromkeys(by_use(used)))
     return list(out)
 
 

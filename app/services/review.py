@@ -386,7 +386,7 @@ class ReviewService:
         if not runs:
             counts = self._line_counts(im)
             added = project_classes.added(self.db, own)
-            return tuple(added + sorted((c for c in counts if c not in added), key=lambda c: (-counts[c], c))), False
+            return tuple(added + project_classes.by_use(counts, leave_out=added)), False
         classifier = prediction.version_ids.get("classifier") if prediction is not None else None
         if classifier is not None:
             base = tuple(self.classes_for(classifier))
@@ -409,12 +409,11 @@ class ReviewService:
             return base
         from app.services import project_classes
         listed = base or tuple(project_classes.names(self.db))
-        extra = {c: n for c, n in counts.items() if n and c not in listed}
-        if not extra:
+        ordered = tuple(project_classes.by_use(counts, leave_out=listed))
+        if not ordered:
             return base
-        ordered = tuple(sorted(extra, key=lambda c: (-extra[c], c)))
         inside = sum(n for c, n in counts.items() if c in listed)
-        return ordered + listed if sum(extra.values()) > inside else listed + ordered
+        return ordered + listed if sum(counts[c] for c in ordered) > inside else listed + ordered
 
     def _line_counts(self, im: Any) -> dict[str, int]:
         """The classes the labels of the image's subfolder (its line) use, and how many."""
