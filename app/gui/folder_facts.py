@@ -18,6 +18,13 @@ from app.gui.thumbnails import DecodePool
 log = logging.getLogger(__name__)
 
 
+def read_facts(service: Any, folder_id: int) -> tuple[list[str], float, list[str], dict[int, float]]:
+    """What ``FolderFacts.apply`` shows of a folder, read from storage (on a helper thread): the classes, the
+    folder's anomaly threshold, the class filter's classes and each anomaly version's threshold there."""
+    return (service.classes(), service.anomaly_threshold(folder_id), service.filter_classes(),
+            service.anomaly_thresholds(folder_id))
+
+
 class FolderFacts(QObject):
     applied = Signal(int)          # folder id whose classes and threshold are now on screen
     _read_done = Signal(object)    # (folder id, classes, threshold) or (folder id, error string)
@@ -34,8 +41,7 @@ class FolderFacts(QObject):
 
         def job() -> None:
             try:
-                self._read_done.emit((folder_id, service.classes(), service.anomaly_threshold(folder_id),
-                                      service.filter_classes(), service.anomaly_thresholds(folder_id)))
+                self._read_done.emit((folder_id, *read_facts(service, folder_id)))
             except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
                 self._read_done.emit((folder_id, str(exc) or type(exc).__name__))
         self._reader.submit(job)

@@ -11,6 +11,7 @@ import logging
 
 from PySide6.QtCore import QObject, Signal
 
+from app.gui.folder_facts import read_facts
 from app.gui.thumbnails import DecodePool
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,8 @@ class PredictionRefresher(QObject):
             try:
                 service.refresh_models()
                 detail = service.detail(image_id) if image_id is not None else None
-                self._read_done.emit((folder_id, service.classes(), service.anomaly_threshold(folder_id), detail,
-                                      service.filter_classes(),
-                                      service.anomaly_thresholds(folder_id) if folder_id is not None else None))
+                facts = read_facts(service, folder_id) if folder_id is not None else None
+                self._read_done.emit((folder_id, facts, detail))
             except Exception as exc:  # noqa: BLE001 - the next job progress asks again
                 self._read_done.emit(str(exc) or type(exc).__name__)
         self._reader.submit(read)
@@ -55,9 +55,10 @@ class PredictionRefresher(QObject):
         if isinstance(answer, str):
             log.warning("refresh after new predictions failed: %s", answer)
         else:
-            folder_id, classes, threshold, detail, filter_classes, thresholds = answer
+            folder_id, facts, detail = answer
             win = self.window
-            if folder_id is not None:
+            if folder_id is not None and facts is not None:
+                classes, threshold, filter_classes, thresholds = facts
                 win.folder_facts.apply(folder_id, classes, threshold, filter_classes, thresholds)
             if detail is not None:
                 win.review.show_new_prediction(detail)
