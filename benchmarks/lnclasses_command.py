@@ -1,6 +1,7 @@
 """The real retrain command on the lnclasses train-only split, for one candidate (information only).
 
-    PYTHONPATH=. python benchmarks/lnclasses_command.py --variant base|A|B --seed S [--per-class 40] \
+    PYTHONPATH=. python benchmarks/lnclasses_command.py --variant base|A|B|station --seed S [--per-class 40] \
+        [--space texture|defect_bank] \
         [--order label-next|per-class] [--retrain-args "--keep-if-worse --class-mix folder"] [--unmarked] \
         --json benchmarks/results/lnclasses/command/B_s0.json
 
@@ -8,7 +9,9 @@ Why: lnclasses.md decides on the texture regression; whether the command itself 
 here, still without reading ``val``. The seed's split of ``magnetic_tile/train`` (``lnclasses.split``:
 two capture sessions scored) is copied to /tmp as a ``train`` (pool) and a ``val`` (scoring part)
 class-folder tree, "label next" in ``retraining_loop.py`` is replaced by the candidate's chooser
-(``base``: ``propose`` as it was before this branch), and ``retraining_loop.py`` runs as on val.
+(``base``: ``propose`` as it was before this branch; ``station``: ``propose`` as it is), and
+``retraining_loop.py`` runs as on val. ``--space defect_bank`` (lnhead.md) gives "label next" each image's
+``defect_bank`` vector, the retrain command's own features, instead of the ``texture`` embedding.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import benchmarks.retraining_loop as loop  # noqa: E402
 from benchmarks.label_next import CHOOSERS, tree  # noqa: E402
 from benchmarks.lnclasses import chooser, split  # noqa: E402
+from inference.training.classifier_head import texture_matrix  # noqa: E402
 
 
 def split_trees(data_root: Path, seed: int, out: Path) -> tuple[Path, Path]:
@@ -40,7 +44,10 @@ def split_trees(data_root: Path, seed: int, out: Path) -> tuple[Path, Path]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variant", choices=("base", "A", "B"), required=True)
+    p.add_argument("--variant", choices=("base", "A", "B", "station"), required=True,
+                   help="station: the station's own propose, unchanged")
+    p.add_argument("--space", choices=("texture", "defect_bank"), default="texture",
+                   help="the vectors label next chooses in (lnhead.md)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--per-class", type=int, default=40)
     p.add_argument("--root", type=Path, default=Path("/work/shared/datasets"))
@@ -52,7 +59,10 @@ def main() -> int:
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args()
     train, val = split_trees(a.root, a.seed, Path(f"/tmp/lnclasses_split_s{a.seed}"))
-    CHOOSERS["label_next"] = chooser(a.variant)
+    if a.variant != "station":
+        CHOOSERS["label_next"] = chooser(a.variant)
+    if a.space == "defect_bank":
+        loop.EMBED = lambda paths: texture_matrix(paths, "defect_bank")
     sys.argv = ["retraining_loop.py", "--train", str(train), "--val", str(val), "--per-class", str(a.per_class),
                 "--order", a.order, "--seed", str(a.seed), "--threads", "1", f"--retrain-args={a.retrain_args}",
                 "--json", str(a.json)] + (["--unmarked"] if a.unmarked else [])

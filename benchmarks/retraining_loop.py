@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +63,15 @@ def label_sample_per_class(db, per_class: int, seed: int, first: bool = False) -
     return counts
 
 
-def label_next_picks(train_root: Path, per_class: int, seed: int, batch: int = BATCH) -> list[str]:
+def label_next_picks(train_root: Path, per_class: int, seed: int, batch: int = BATCH,
+                     embed: Callable[[list[Path]], np.ndarray] = texture_embeddings) -> list[str]:
     """Paths below ``train_root`` (posix, relative: the station's ``rel_path``) that an inspector pressing
     "label next" labels first, in that order: ``per_class`` × the number of classes of the tree, so the
-    budget equals the per-class order's. The pool is embedded here (``texture``, as the station does)."""
+    budget equals the per-class order's. The pool is embedded here by ``embed`` (``texture``, as the station
+    does; lnhead.md tries another space)."""
     paths, names = tree(train_root)
     budget = per_class * len(set(names))
-    order = pool_order(CHOOSERS["label_next"], texture_embeddings(paths), names, budget, batch, seed)
+    order = pool_order(CHOOSERS["label_next"], embed(paths), names, budget, batch, seed)
     return [paths[i].relative_to(train_root).as_posix() for i in order]
 
 
@@ -95,6 +98,9 @@ def label_listed(db, rel_paths: list[str], source: LabelSource | None = None) ->
                          "benchmark")
         counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
+
+
+EMBED: Callable[[list[Path]], np.ndarray] = texture_embeddings  # the space "label next" chooses in
 
 
 def run_retrain(cmd: list[str], env: dict[str, str]) -> tuple[list[dict], dict, dict, float] | None:
@@ -218,7 +224,7 @@ def main() -> int:
         picked: list[str] | None = None
         if args.order == "label-next":
             t0 = time.monotonic()
-            picked = label_next_picks(args.train, args.per_class, args.seed, args.batch)
+            picked = label_next_picks(args.train, args.per_class, args.seed, args.batch, EMBED)
             print(f"label next: {len(picked)} picks in {time.monotonic() - t0:.0f} s (embedding included)")
             labelled = label_listed(db, picked, None if args.unmarked else LabelSource.LABEL_NEXT)
         elif args.order == "random":
