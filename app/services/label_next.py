@@ -5,10 +5,10 @@ points) spends labels on easy outliers. The batch here is a greedy *weighted k-c
 pick maximises (distance to the nearest labelled or already picked image) x (0.1 + uncertainty²)
 x typicality (1 in a crowd, less far out), so a pick is far from what the model has seen, where
 the model hesitates, and like many other images. Once the refitted regression gives the
-uncertainty, the weight is also multiplied by sqrt(mean labels per labelled class / labels of the
-image's predicted class): without it about half the picks on magnetic tile were ``free`` and fray
-got 4-9 labels of 240, below the retrain command's class minimum (benchmarks/results/lnclasses.md).
-Out-of-domain
+uncertainty, up to a quarter of the batch first goes to classes with fewer than ``COVERAGE_MIN``
+labels (``thin_class_picks``): without it about half the picks on magnetic tile were ``free`` and
+fray got 4-9 labels of 240, below the retrain command's class minimum (benchmarks/results/lnclasses.md,
+lnab.md). Out-of-domain
 images (the prediction's ``out_of_domain`` flag, once the out-of-domain work provides it) come
 first: no amount of labels elsewhere tells the model what they are.
 
@@ -29,9 +29,9 @@ import numpy as np
 BATCH = 20               # proposals per batch: about one sitting of the inspector
 UNCERTAINTY_FLOOR = 0.1  # a certain but far-away image still counts a little (new territory)
 UNCERTAINTY_POWER = 2    # squared margin: hesitation weighs more than distance (tuned on magnetic tile)
-MIN_FIT_PER_CLASS = 2
+MIN_FIT_PER_CLASS = 2    # labels per class (two classes) before the refitted regression's uncertainty is trusted
 DENSITY_NEIGHBOURS = 10  # typicality: mean distance to this many nearest unlabelled images
-DENSITY_POWER = 2.0    # labels per class before the refitted regression's uncertainty is trusted
+DENSITY_POWER = 2.0      # typicality = (median k-NN distance / the image's own) ** this, capped at 1
 COVERAGE_MIN = 10   # labels a class needs before it is off the quota (twice the retrain command's 5 per class)
 COVERAGE_SHARE = 4  # a quarter of the batch at most goes to thin classes
 
