@@ -3,7 +3,8 @@
 Why: a new user opens a folder that holds several lines (infrared frames, tiles, steel strips) with no
 routing, so every model runs on every image, and each model then calls the other lines' images out of
 domain (ADR 0021). Those in-domain scores already say which family fits which subfolder. The station
-proposes one rule per subfolder, shows the evidence beside it, and the inspector edits and saves it
+proposes one rule per subfolder (one for the folder where its lots all get the same models), shows the
+evidence beside it, and the inspector edits and saves it
 (nothing is saved by proposing). Plain data and Qt-free; the window asks for it on a helper thread.
 
 The rule for a subfolder keeps a family when at least ``IN_DOMAIN_SHARE`` of the images it scored are in
@@ -115,6 +116,7 @@ class RoutingProposal:
     rules: tuple[RoutingRule, ...]
     evidence: tuple[SubfolderEvidence, ...]
     root_images: int  # images directly in the folder (no rule can name them)
+    whole_folder: bool = False  # every subfolder got the same rule: ``rules`` is one rule for the folder
     untried: int = 0  # subfolders called foreign whose families' other versions were not tried (MAX_TRIED_SUBFOLDERS)
 
     def merged_into(self, current: Routing) -> Routing:
@@ -136,6 +138,9 @@ class RoutingProposal:
         if not self.evidence:
             return "No proposal: no image of the folder has a pre-label answer yet (pre-label the folder first)."
         lines = [e.text() for e in self.evidence]
+        if self.whole_folder and self.rules:
+            lines.append(f"Every subfolder gets the same models: one rule for the whole folder, {self.rules[0].pattern} "
+                         "(it also covers subfolders added later).")
         if self.root_images:
             lines.append(f"{self.root_images} image(s) directly in the folder: no rule can name them.")
         if self.untried:
@@ -193,7 +198,23 @@ def propose_from_scores(folder_name: str, scores: Iterable[tuple[str, str, float
         if rule is not None:
             rules.append(rule)
         evidence.append(SubfolderEvidence(sub, pattern, fams, rule))
-    return RoutingProposal(tuple(rules), tuple(evidence), 0 if flat else len(root))
+    whole = _one_rule_for_folder(folder_name, evidence, rules, current, example) if not root else None
+    return RoutingProposal((whole,) if whole else tuple(rules), tuple(evidence), 0 if flat else len(root),
+                           whole is not None)
+
+
+def _one_rule_for_folder(folder_name: str, evidence: list[SubfolderEvidence], rules: list[RoutingRule],
+                         current: Routing, example: Mapping[str, str]) -> RoutingRule | None:
+    """``<folder>/*`` where two or more subfolders, every one of the folder's, get the same rule and no rule in
+    force covers any of them: the lots of one line. Why: seven identical rules for seven lots (seen under Xvfb,
+    session 40) left a lot added later matching none of them, back to every model and every image out of domain."""
+    if len(evidence) < 2 or len(rules) != len(evidence) or not folder_name:
+        return None
+    if len({(r.families, r.versions) for r in rules}) != 1:
+        return None
+    if any(current.rule_for(example[e.subfolder], folder_name) is not None for e in evidence):
+        return None
+    return RoutingRule(glob_literal(folder_name) + "/*", rules[0].families, rules[0].versions)
 
 
 def propose_routing(db: "Database", folder_id: int, current: Routing | None = None) -> RoutingProposal:

@@ -86,6 +86,30 @@ def test_images_beside_subfolders_get_no_rule_and_it_is_said() -> None:
     assert "1 image(s) directly in the folder: no rule can name them" in p.text()
 
 
+def test_subfolders_that_all_get_the_same_models_get_one_rule_for_the_folder() -> None:
+    """Seen under Xvfb (session 40): a folder of tiles in seven lot subfolders, no routing, got seven identical
+    rules, and a lot added next week would have matched none of them (every model again, all out of domain)."""
+    rows = [(f"lot_{k}/t{i}.png", f, s) for k in range(3) for i in range(4)
+            for f, s in {"classifier": 0.9, "segmenter": 0.0, "anomaly": 0.8}.items()]
+    p = propose_from_scores("tiles", rows)
+    assert [(r.pattern, r.families) for r in p.rules] == [("tiles/*", ("classifier", "anomaly"))]
+    assert Routing(p.rules).families_for("lot_9/new.png", "tiles") == ("classifier", "anomaly")  # a later lot too
+    assert "tiles/lot_0/*: classifier in domain 4 of 4" in p.text()            # the evidence stays per subfolder
+    assert "one rule for the whole folder, tiles/*" in p.text()
+
+
+def test_one_rule_for_the_folder_only_where_nothing_else_would_be_covered_by_it() -> None:
+    agree = {"classifier": 0.9, "segmenter": 0.0, "anomaly": 0.8}
+    rows = _rows("a", 2, agree) + _rows("b", 2, agree)
+    beside = rows + [("top.png", "classifier", 0.9)]                   # images beside the subfolders
+    assert [r.pattern for r in propose_from_scores("f", beside).rules] == ["f/a/*", "f/b/*"]
+    differ = rows + _rows("c", 2, {"classifier": 0.0, "segmenter": 0.9, "anomaly": 0.0})
+    assert [r.pattern for r in propose_from_scores("f", differ).rules] == ["f/a/*", "f/b/*", "f/c/*"]
+    routed = Routing((RoutingRule("f/b/*", ("classifier",)),))       # a rule in force for one of them
+    assert [r.pattern for r in propose_from_scores("f", rows, routed).rules] == ["f/a/*", "f/b/*"]
+    assert [r.pattern for r in propose_from_scores("f", _rows("a", 2, agree)).rules] == ["f/a/*"]  # one subfolder
+
+
 def test_names_with_glob_characters_match_only_themselves() -> None:
     assert glob_literal("run[1]*?") == "run[[]1][*][?]"
     p = propose_from_scores("lot [7]", _rows("cam*", 2, {"classifier": 0.0, "segmenter": 0.9, "anomaly": 0.0}))
