@@ -223,6 +223,7 @@ def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] 
 
 
 MAX_LISTED = 6                   # subfolders named in the Jobs dock's routing line
+GROUP_NAMED = 3                  # of subfolders that get the same models, how many are named before "and N more"
 TOP_LEVEL = "(top level)"        # images directly in the folder
 
 
@@ -271,8 +272,21 @@ def routing_overview_of(db: "Database", folder_id: int, routing: Routing, famili
             where += " and at its top level"
         return (f"No model routing: every family ({', '.join(families) or 'no model'}) runs on every image in "
                 f"{where}.", frozenset(per_sub))
-    parts = []
-    for sub in subs[:MAX_LISTED]:
+    # subfolders that get the same models are named together: seven lots under one rule read as one line part
+    # (seen under Xvfb, session 40: the same part seven times, cut off before anything new was said)
+    groups: dict[str, list[str]] = {}
+    for sub in subs:
         choices = sorted(per_sub[sub], key=len, reverse=True)
-        parts.append(f"{sub} → " + " or ".join(", ".join(c) or "nothing" for c in choices))
+        groups.setdefault(" or ".join(", ".join(c) or "nothing" for c in choices), []).append(sub)
+    named = [x for x in subs if x != TOP_LEVEL]
+    if len(groups) == 1 and len(named) > 1:
+        what = next(iter(groups))
+        top = " and the top level" if TOP_LEVEL in per_sub else ""
+        return f"Model routing: all {len(named)} subfolders{top} → {what}", frozenset(per_sub)
+    parts = []
+    for what, members in list(groups.items())[:MAX_LISTED]:
+        names = ", ".join(members[:GROUP_NAMED]) + (f" and {len(members) - GROUP_NAMED} more"
+                                                     if len(members) > GROUP_NAMED else "")
+        parts.append(f"{names} → {what}")
+    more = " …" if len(groups) > MAX_LISTED else ""
     return "Model routing: " + ("; ".join(parts) or "no image yet") + more, frozenset(per_sub)

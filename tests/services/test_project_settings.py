@@ -116,3 +116,20 @@ def test_routing_overview_names_the_subfolders_and_what_runs_there(db, tmp_path:
     routed = Routing((RoutingRule("infrared/*", ("segmenter",)), RoutingRule("steel/*", ("classifier",))))
     assert routing_overview(db, folder, routed, fams) == (
         "Model routing: (top level) → classifier, segmenter, anomaly; infrared/ → segmenter; steel/ → classifier")
+
+
+def test_routing_overview_says_once_what_several_subfolders_share(db, tmp_path: Path) -> None:
+    """Seen under Xvfb (session 40): seven lots routed by one rule read "lot_exp0/ → classifier (classifier-magnetic_tile),
+    anomaly; lot_exp1/ → classifier (classifier-magnetic_tile), anomaly; …", cut off before it said anything new."""
+    root = tmp_path / "tiles"
+    for k in range(8):
+        (root / f"lot_{k}").mkdir(parents=True)
+        (root / f"lot_{k}" / "t.png").write_bytes(b"x" * (k + 1))
+    folder = index_folder(db, root).folder_id
+    fams = ["classifier", "segmenter", "anomaly"]
+    one = Routing((RoutingRule("tiles/*", ("classifier", "anomaly"), (("classifier", "classifier-tile"),)),))
+    assert routing_overview(db, folder, one, fams) == (
+        "Model routing: all 8 subfolders → classifier (classifier-tile), anomaly")
+    split = Routing((RoutingRule("tiles/lot_7/*", ("anomaly",)),) + one.rules)
+    assert routing_overview(db, folder, split, fams) == (
+        "Model routing: lot_0/, lot_1/, lot_2/ and 4 more → classifier (classifier-tile), anomaly; lot_7/ → anomaly")
