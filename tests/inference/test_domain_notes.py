@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inference.domain import fit_domain, is_out_of_domain
-from inference.domain_notes import NOTE_LIMIT, describe_property, domain_notes, notes_by_family
+from inference.domain_notes import NOTE_LIMIT, _descriptor_note, describe_property, domain_notes, notes_by_family
 from inference.image_descriptor import describe, symmetry
 
 
@@ -80,3 +80,15 @@ def test_a_value_just_outside_the_range_never_reads_as_inside_it() -> None:
 def test_the_training_files_channels_read_in_channel_order() -> None:
     assert describe_property("file_channels", 40.0, 10.0, 30.0) == \
         "stored as colour with alpha (4 channels; training files: grey to colour)"
+
+
+def test_an_image_at_the_end_of_the_training_span_says_so_rather_than_reading_inside_it() -> None:
+    """Seen under Xvfb (session 40): a tile of the tile classifier's own training set, flagged, read "5th percentile of its
+    grey levels 63.14 % (training range: 0.00–63.14 %); 19.80 % of pixels white (training range: 0.00–19.80 %)"."""
+    names = ("grey_q05", "clipped_bright", "grey_q50")
+    centre, half = np.array([0.3, 0.1, 0.5]), np.array([0.3314, 0.098, 0.2])
+    at_end = centre + half * np.array([1.0000001, 1.0000001, 0.1])
+    note = _descriptor_note(at_end, names, (centre, half))
+    assert note.startswith("as far out as the farthest training image, in 2 properties at once: 5th percentile"), note
+    beyond = centre + half * np.array([1.5, 0.2, 0.1])
+    assert _descriptor_note(beyond, names, (centre, half)).startswith("5th percentile of its grey levels ")
