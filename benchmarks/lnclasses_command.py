@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import benchmarks.retraining_loop as loop  # noqa: E402
-from benchmarks.label_next import CHOOSERS, tree  # noqa: E402
+from benchmarks.label_next import CHOOSERS, texture_embeddings, tree  # noqa: E402
 from benchmarks.lnclasses import chooser, split  # noqa: E402
 from inference.training.classifier_head import texture_matrix  # noqa: E402
 
@@ -46,8 +46,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variant", choices=("base", "A", "B", "station"), required=True,
                    help="station: the station's own propose, unchanged")
-    p.add_argument("--space", choices=("texture", "defect_bank"), default="texture",
-                   help="the vectors label next chooses in (lnhead.md)")
+    p.add_argument("--space", choices=("texture", "defect_bank"), default="defect_bank",
+                   help="the vectors label next chooses in (lnhead.md; defect_bank: the station's since ADR 0073; "
+                        "runs before it chose in texture)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--per-class", type=int, default=40)
     p.add_argument("--root", type=Path, default=Path("/work/shared/datasets"))
@@ -61,8 +62,7 @@ def main() -> int:
     train, val = split_trees(a.root, a.seed, Path(f"/tmp/lnclasses_split_s{a.seed}"))
     if a.variant != "station":
         CHOOSERS["label_next"] = chooser(a.variant)
-    if a.space == "defect_bank":
-        loop.EMBED = lambda paths: texture_matrix(paths, "defect_bank")
+    loop.EMBED = texture_embeddings if a.space == "texture" else lambda paths: texture_matrix(paths, "defect_bank")
     sys.argv = ["retraining_loop.py", "--train", str(train), "--val", str(val), "--per-class", str(a.per_class),
                 "--order", a.order, "--seed", str(a.seed), "--threads", "1", f"--retrain-args={a.retrain_args}",
                 "--json", str(a.json)] + (["--unmarked"] if a.unmarked else [])

@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from app.services.indexing import index_folder  # noqa: E402
 from app.services.label_next import BATCH  # noqa: E402
-from benchmarks.label_next import CHOOSERS, pool_order, texture_embeddings, tree  # noqa: E402
+from benchmarks.label_next import CHOOSERS, pool_order, tree  # noqa: E402
 from database import LabelChange, LabelSource, ReviewState, open_database  # noqa: E402
+from inference.training.classifier_head import texture_matrix  # noqa: E402
 
 
 def label_sample_per_class(db, per_class: int, seed: int, first: bool = False) -> dict[str, int]:
@@ -63,12 +64,19 @@ def label_sample_per_class(db, per_class: int, seed: int, first: bool = False) -
     return counts
 
 
+def station_space(paths: list[Path]) -> np.ndarray:
+    """The vectors the station's "label next" chooses a classifier's batch on (``CHOICE_SPACE``, ADR 0073)."""
+    from app.services.label_next_folder import CHOICE_SPACE
+
+    return texture_matrix(paths, CHOICE_SPACE)
+
+
 def label_next_picks(train_root: Path, per_class: int, seed: int, batch: int = BATCH,
-                     embed: Callable[[list[Path]], np.ndarray] = texture_embeddings) -> list[str]:
+                     embed: Callable[[list[Path]], np.ndarray] = station_space) -> list[str]:
     """Paths below ``train_root`` (posix, relative: the station's ``rel_path``) that an inspector pressing
     "label next" labels first, in that order: ``per_class`` × the number of classes of the tree, so the
-    budget equals the per-class order's. The pool is embedded here by ``embed`` (``texture``, as the station
-    does; lnhead.md tries another space)."""
+    budget equals the per-class order's. The pool is embedded here by ``embed`` (as the station does, ADR 0073;
+    lnhead.md compares ``texture_embeddings``, the space before it)."""
     paths, names = tree(train_root)
     budget = per_class * len(set(names))
     order = pool_order(CHOOSERS["label_next"], embed(paths), names, budget, batch, seed)
@@ -100,7 +108,7 @@ def label_listed(db, rel_paths: list[str], source: LabelSource | None = None) ->
     return dict(sorted(counts.items()))
 
 
-EMBED: Callable[[list[Path]], np.ndarray] = texture_embeddings  # the space "label next" chooses in
+EMBED: Callable[[list[Path]], np.ndarray] = station_space  # the space "label next" chooses in
 
 
 def run_retrain(cmd: list[str], env: dict[str, str]) -> tuple[list[dict], dict, dict, float] | None:

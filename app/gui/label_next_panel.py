@@ -228,7 +228,8 @@ class LabelNextController:
                 "it is least sure of: out of its domain, then a target that barely passed or a faint blob just under "
                 "its threshold, spread over the folder. ")
         batch = f"{left} of {n} {what} left" if n else "nothing left to propose"
-        self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}",
+        reading = f" · {latest.reading_text}" if latest.reading_text else ""
+        self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}{reading}",
                         why + latest.counter_text
                         + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))
 

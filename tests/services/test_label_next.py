@@ -215,20 +215,28 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         unreviewed = {im.id for im in images[7:]}
         assert len(got.proposal.image_ids) == 5 and set(got.proposal.image_ids) <= unreviewed
         assert got.needed is not None and got.needed.labelled == 6 and got.needed.more is not None
-        assert len(list((tmp_path / "cache" / "texture").rglob("*.f32"))) == 29  # rejected: not read
-        # the counter reads the retrainer's features, and only of the labelled images (counter.md)
-        assert len(list((tmp_path / "cache" / "defect_bank").rglob("*.f32"))) == 6
+        # the batch is chosen in the retrainer's own features (lnhead.md, ADR 0073), read once for every usable image
+        # (rejected: not read); the counter reads the same vectors of the labelled ones (counter.md)
+        assert len(list((tmp_path / "cache" / "defect_bank").rglob("*.f32"))) == 29
+        assert not (tmp_path / "cache" / "texture").exists() and got.reading == 0 and not got.pending
         assert "retrainer's head" in got.needed.text or got.needed.at_least
-        # with a time budget the counter reads what it can (at least one image per call) and says so
+        # with a time budget each count reads what it can (at least one image for choosing, one for the counter),
+        # chooses on the quick texture embedding meanwhile and says so, until everything is read
         cache2 = tmp_path / "cache2"
         partial = label_next_for_folder(db, folder_id, size=5, cache_root=cache2, counter_budget_s=0.0)
-        assert partial.needed is not None and partial.needed.pending == 5 and partial.needed.more is None
-        assert "counting… (1 of 6" in partial.needed.short and len(partial.proposal.image_ids) == 5
-        for left in (4, 3, 2, 1):
-            assert label_next_for_folder(db, folder_id, size=5, cache_root=cache2,
-                                         counter_budget_s=0.0).needed.pending == left  # type: ignore[union-attr]
-        done = label_next_for_folder(db, folder_id, size=5, cache_root=cache2, counter_budget_s=0.0).needed
-        assert done is not None and not done.pending and done == got.needed
+        assert partial.reading == 28 and partial.pending and len(partial.proposal.image_ids) == 5
+        assert partial.reading_text.startswith("batch from quick features until the retrainer's are read: 1 of 29")
+        assert len(list((cache2 / "texture").rglob("*.f32"))) == 29
+        assert partial.needed is not None and partial.needed.pending == 4 and partial.needed.more is None
+        assert "counting… (2 of 6" in partial.needed.short
+        seen = [partial.reading]
+        while True:
+            later = label_next_for_folder(db, folder_id, size=5, cache_root=cache2, counter_budget_s=0.0)
+            if not later.pending:
+                break
+            seen.append(later.reading)
+        assert seen == sorted(seen, reverse=True) and len(set(seen)) == len(seen)   # each count reads more
+        assert later.needed == got.needed and later.proposal == got.proposal   # once read, the same as read at once
         import app.services.label_next_folder as folder_module
 
         monkeypatch.setattr(folder_module, "MAX_POOL", 6)  # a "large" folder: 23 unreviewed, 2 stretches of 3
@@ -310,7 +318,7 @@ def test_a_folder_of_several_lines_gets_each_versions_share_and_counter_and_no_f
         assert dict(got.scoped)["clf-tile"].labelled == 2 and dict(got.scoped)["clf-steel"].labelled == 1
         assert "clf-tile " in got.counter_short and "clf-steel " in got.counter_short and " · " in got.counter_short
         assert all(got.proposal.reasons[i].startswith(("clf-tile: ", "clf-steel: ")) for i in got.proposal.image_ids)
-        assert len(list((tmp_path / "cache" / "texture").rglob("*.f32"))) == 18  # 12 tiles, 6 steel: the frames are not read
+        assert len(list((tmp_path / "cache" / "defect_bank").rglob("*.f32"))) == 18  # 12 tiles, 6 steel: the frames are not read
     finally:
         db.close()
     assert _shares([10, 30], 20) == [5, 15] and _shares([0, 5], 20) == [0, 5] and _shares([3, 100], 2) == [1, 1]
