@@ -230,7 +230,7 @@ class LabelNextController:
         batch = f"{left} of {n} {what} left" if n else "nothing left to propose"
         reading = f" · {latest.reading_text}" if latest.reading_text else ""
         self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}{reading}",
-                        why + latest.counter_text
+                        why + latest.reading_tip + latest.counter_text
                         + (f"\n{len(latest.problems)} unreadable file(s) left out" if latest.problems else ""))
 
     def _show_line(self, text: str, tip: str = "") -> None:

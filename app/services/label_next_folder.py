@@ -78,8 +78,16 @@ class LabelNextResult:
         """What the line says while the batch is chosen on the quick embedding (empty once it is not)."""
         if not self.reading:
             return ""
-        return (f"batch from quick features until the retrainer's are read: {self.considered - self.reading} of "
-                f"{self.considered} images so far (once per image)")
+        return (f"batch from quick features until the retrainer's are read ({self.considered - self.reading} of "
+                f"{self.considered} images)")
+
+    @property
+    def reading_tip(self) -> str:
+        if not self.reading:
+            return ""
+        return ("Label next chooses in the features the retrain command fits its head on (about 40 ms an image, read "
+                "once per image and kept); until this folder's are read, the batch is chosen on quick features. "
+                "docs/label_next.md, ADR 0073.\n")
 
     @property
     def counter_short(self) -> str:

@@ -225,7 +225,8 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         cache2 = tmp_path / "cache2"
         partial = label_next_for_folder(db, folder_id, size=5, cache_root=cache2, counter_budget_s=0.0)
         assert partial.reading == 28 and partial.pending and len(partial.proposal.image_ids) == 5
-        assert partial.reading_text.startswith("batch from quick features until the retrainer's are read: 1 of 29")
+        assert partial.reading_text == "batch from quick features until the retrainer's are read (1 of 29 images)"
+        assert "quick features" in partial.reading_tip and got.reading_text == got.reading_tip == ""
         assert len(list((cache2 / "texture").rglob("*.f32"))) == 29
         assert partial.needed is not None and partial.needed.pending == 4 and partial.needed.more is None
         assert "counting… (2 of 6" in partial.needed.short
