@@ -3,7 +3,10 @@
 in one process, with the peak memory each adds.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/label_next_count.py --tree ../shared/datasets/magnetic_tile/train \\
-        [--images 862] [--copies 6] [--labelled 1000] [--rounds 3]
+        [--images 862] [--copies 6] [--labelled 1000] [--rounds 3] [--compare distances|spaces]
+
+``--compare spaces`` (ADR 0073) times the same recount choosing in the cheap ``texture`` embedding (before) and in
+the retrainer's features (shipped), alternating, after a first count of each has filled its cache.
 
 The folder: up to ``--images`` files of the class-folder tree, each written ``--copies`` times with
 one pixel changed (distinct contents: a larger folder than the tree holds), indexed into a fresh
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copies", type=int, default=6)
     p.add_argument("--labelled", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--compare", choices=("distances", "spaces"), default="distances")
     args = p.parse_args(argv)
 
     import cv2
 
     import app.services.label_next as label_next
+    from app.services.image_embedding import embedding_source
     from app.services.indexing import index_folder
-    from app.services.label_next_folder import label_next_for_folder
+    from app.services.label_next_folder import LabelNextResult, label_next_for_folder
     from database.dto import LabelChange
     from database.engine import open_database
     from database.states import ReviewState
@@ -76,31 +82,42 @@ def main(argv: list[str] | None = None) -> int:
         for im in random.Random(1).sample(images, min(args.labelled, len(images))):
             db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name=im.rel_path.split("__")[0]), "bench")
         root = work / "cache"
-        t0 = time.perf_counter()
-        first = label_next_for_folder(db, folder_id, cache_root=root)
-        print(f"{len(images)} images, {args.labelled} labelled; first count (every vector computed): "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
-        times: dict[str, list[float]] = {"broadcast (before)": [], "cdist (shipped)": []}
+        texture = embedding_source("texture")
+        ways: dict[str, Callable[[], LabelNextResult]] = {}
+        if args.compare == "spaces":
+            ways = {"texture (before)": lambda: label_next_for_folder(db, folder_id, cache_root=root, source=texture),
+                    "retrainer's (shipped)": lambda: label_next_for_folder(db, folder_id, cache_root=root)}
+        else:
+            ways = {"broadcast (before)": lambda: label_next_for_folder(db, folder_id, cache_root=root),
+                    "cdist (shipped)": lambda: label_next_for_folder(db, folder_id, cache_root=root)}
+        distances = {"broadcast (before)": broadcast_nearest}
+        first = {}
+        for name, count in ways.items():
+            t0 = time.perf_counter()
+            first[name] = count()
+            print(f"{len(images)} images, {args.labelled} labelled; first count, {name} (every vector computed): "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+        times: dict[str, list[float]] = {name: [] for name in ways}
         peaks: dict[str, float] = {}
         for r in range(args.rounds):
-            for name, fn in (("broadcast (before)", broadcast_nearest), ("cdist (shipped)", shipped)):
-                label_next.nearest_distances = fn
+            for name, count in ways.items():
+                label_next.nearest_distances = distances.get(name, shipped)
                 if r == 0:
                     tracemalloc.start()
                 t0 = time.perf_counter()
-                got = label_next_for_folder(db, folder_id, cache_root=root)
+                got = count()
                 times[name].append(time.perf_counter() - t0)
                 if r == 0:
                     peaks[name] = tracemalloc.get_traced_memory()[1] / 2**20
                     tracemalloc.stop()
-                assert got.proposal == first.proposal and got.needed == first.needed, name
+                assert got.proposal == first[name].proposal and got.needed == first[name].needed, name
         label_next.nearest_distances = shipped
         med = {k: float(np.median(v)) for k, v in times.items()}
         for k, v in times.items():
-            print(f"recount, {k:20s} median {med[k]:.3f} s ({', '.join(f'{x:.3f}' for x in v)}); "
+            print(f"recount, {k:22s} median {med[k]:.3f} s ({', '.join(f'{x:.3f}' for x in v)}); "
                   f"peak Python allocation {peaks[k]:.0f} MiB (first round, traced)")
-        base, new = med["broadcast (before)"], med["cdist (shipped)"]
-        print(f"ratio before / shipped: {base / new:.2f}x; the same batch and counter in every round")
+        base, new = (med[k] for k in ways)
+        print(f"ratio before / shipped: {base / new:.2f}x; each way the same batch and counter in every round")
         db.close()
     finally:
         label_next.nearest_distances = shipped
