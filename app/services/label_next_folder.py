@@ -39,7 +39,7 @@ LABELLED_STATES = ("accepted", "corrected")
 LABEL_NEXT_SOURCE: str = LabelSource.LABEL_NEXT.value
 # A classifier's batch is chosen in the retrainer's own features (what the retrain command fits and the counter
 # reads), not in the cheap texture embedding: on train-only splits of magnetic tiles the command's accuracy at 240
-# labels in this order rose from 0.867 to 0.914 and macro F1 from 0.740 to 0.842 (benchmarks/results/lnhead.md,
+# labels in this order rose from 0.869 to 0.904 and macro F1 from 0.750 to 0.824 (benchmarks/results/lnhead.md,
 # ADR 0073). They cost about 40 ms an image, read once per file content; until a folder's are all read, the batch
 # is chosen on the texture embedding and the reading goes on at the next count.
 CHOICE_SPACE = COUNTER_FEATURES
