@@ -90,12 +90,11 @@ def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Pat
     win.close()
 
 
-def test_a_batch_read_before_the_last_label_landed_is_not_adopted(service, db, tmp_path: Path, qtbot, monkeypatch):
-    """Found by a fresh-clone CI run: a count read while the batch's last label was on its way to the database
-    proposed that image again as the next batch. Such an answer is not adopted; the count after the save is."""
+def _batch_labelled_but_its_last_save_held(service, win, ctl, qtbot, monkeypatch):
+    """The shown batch of three labelled through P, the last label on screen at once but its save held until the
+    returned event is set: (the batch, its last image, the event)."""
     import threading
 
-    win, ctl = _window_with_batches_of_three(service, db, tmp_path, qtbot, monkeypatch, 4)
     first = ctl.result.proposal.image_ids
     for k, image_id in enumerate(first[:2]):
         press(qtbot, win, Qt.Key.Key_P)
@@ -113,6 +112,14 @@ def test_a_batch_read_before_the_last_label_landed_is_not_adopted(service, db, t
     press(qtbot, win, Qt.Key.Key_P)
     wait_shown(win, qtbot, last)
     win.review.set_class("bright")  # on screen at once; its save waits
+    return first, last, held
+
+
+def test_a_batch_read_before_the_last_label_landed_is_not_adopted(service, db, tmp_path: Path, qtbot, monkeypatch):
+    """Found by a fresh-clone CI run: a count read while the batch's last label was on its way to the database
+    proposed that image again as the next batch. Such an answer is not adopted; the count after the save is."""
+    win, ctl = _window_with_batches_of_three(service, db, tmp_path, qtbot, monkeypatch, 4)
+    first, last, held = _batch_labelled_but_its_last_save_held(service, win, ctl, qtbot, monkeypatch)
     answered = ctl.latest
     ctl.refresh()  # e.g. another station's save: a count that reads without the held label
     qtbot.waitUntil(lambda: ctl.latest is not answered and not ctl._computing, timeout=30000)
@@ -121,6 +128,28 @@ def test_a_batch_read_before_the_last_label_landed_is_not_adopted(service, db, t
     held.set()
     qtbot.waitUntil(lambda: ctl.result.proposal.image_ids != first, timeout=30000)
     assert not set(ctl.result.proposal.image_ids) & set(first)
+    win.close()
+
+
+def test_p_at_the_end_of_a_batch_passes_over_a_count_that_read_before_its_last_label(service, db, tmp_path: Path,
+                                                                                       qtbot, monkeypatch):
+    """Seen under Xvfb (session 40): P right after a batch's last label adopted a count that had read while that
+    label was on its way, so the next batch proposed an image already labelled and came short ("18 of 20 proposed
+    left"). P now waits for a count that knows every label, then moves to its first proposal."""
+    win, ctl = _window_with_batches_of_three(service, db, tmp_path, qtbot, monkeypatch, 5)
+    first, last, held = _batch_labelled_but_its_last_save_held(service, win, ctl, qtbot, monkeypatch)
+    answered = ctl.latest
+    ctl.refresh()
+    qtbot.waitUntil(lambda: ctl.latest is not answered and not ctl._computing, timeout=30000)
+    assert last in ctl.latest.proposal.image_ids  # the count read without the held label
+    press(qtbot, win, Qt.Key.Key_P)               # the batch is labelled: P asks for the next one
+    assert ctl.result.proposal.image_ids == first and win.queue.current_id() == last   # the stale one not adopted
+    held.set()
+    qtbot.waitUntil(lambda: ctl.result.proposal.image_ids != first, timeout=30000)
+    second = ctl.result.proposal.image_ids
+    assert last not in second and not set(second) & set(first)
+    qtbot.waitUntil(lambda: win.queue.current_id() == second[0], timeout=10000)   # P's move follows the new batch
+    assert f"{len(second)} of {len(second)} proposed left" in ctl.line.text()
     win.close()
 
 
