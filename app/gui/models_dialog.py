@@ -91,6 +91,8 @@ class ModelsDialog(QDialog):
         super().__init__(parent)
         self.catalog = catalog
         self.previous: dict[str, ModelRow] = {}   # family -> the version Roll back returns to
+        # family -> the version a retraining with none selected learns for, and why not where it cannot tell
+        self.learning: dict[str, tuple[str | None, str]] = {}
         self.retrain_command = retrain_command
         self.interactive = interactive
         self.rows: list[ModelRow] = []
@@ -210,9 +212,10 @@ class ModelsDialog(QDialog):
         then call ``then`` (not called when they cannot be read: the reason is shown)."""
         keep = select if select is not None else self.selected_id()
 
-        def read() -> tuple[list[ModelRow], dict[str, ModelRow]]:
+        def read() -> tuple[list[ModelRow], dict[str, ModelRow], dict[str, tuple[str | None, str]]]:
             rows = self.catalog.rows()
-            return rows, {f: p for f in FAMILY_ORDER if (p := self.catalog.previous_champion(f)) is not None}
+            return (rows, {f: p for f in FAMILY_ORDER if (p := self.catalog.previous_champion(f)) is not None},
+                    self.catalog.learning_versions())
 
         if not self.rows:
             self.info.setText(READING)
@@ -224,9 +227,9 @@ class ModelsDialog(QDialog):
         self._buttons()
         self._fail(text)
 
-    def _show_rows(self, answer: tuple[list[ModelRow], dict[str, ModelRow]], keep: int | None,
-                   then: Callable[[], None] | None) -> None:
-        self.rows, self.previous = answer
+    def _show_rows(self, answer: tuple[list[ModelRow], dict[str, ModelRow], dict[str, tuple[str | None, str]]],
+                   keep: int | None, then: Callable[[], None] | None) -> None:
+        self.rows, self.previous, self.learning = answer
         if self.info.text() == READING:
             self.info.setText("")
         self.table.setRowCount(0)
@@ -358,7 +361,14 @@ class ModelsDialog(QDialog):
     def retrain(self) -> bool:
         if self.retrain_command is None or self.runner.running:
             return False
-        return self._start_retrain(self.family.currentText(), self.epochs.value() or None, self.retrain_target())
+        family = self.family.currentText()
+        target = self.retrain_target()
+        m = self.selected_row()
+        unclear = self.learning.get(family, (None, ""))[1] if m is None or m.family != family else ""
+        if target is None and unclear:
+            self._fail(unclear)
+            return False
+        return self._start_retrain(family, self.epochs.value() or None, target)
 
     def retrain_anyway(self) -> bool:
         """The retraining the check refused, again, registering its version (``retrain --keep-if-worse``): the
@@ -392,11 +402,16 @@ class ModelsDialog(QDialog):
 
     def retrain_target(self) -> str | None:
         """The version a retraining starts from and learns for: the selected one when routing rules name it
-        (its own images' labels, ADR 0060), else None: the family's active version."""
+        (its own images' labels, ADR 0060); another selected version of the family: None, the active one; with no
+        version of the family selected, the one the rules give every reviewed label to when the active version's
+        images hold none (``ModelCatalog.learning_versions``; seen under Xvfb, session 40: 61 tiles labelled
+        under a rule naming the tile classifier, *Retrain* retrained the active steel one and failed with
+        "nothing to export"); else None."""
         m = self.selected_row()
-        if m is not None and m.family == self.family.currentText() and m.named_by and not m.active:
-            return m.name
-        return None
+        family = self.family.currentText()
+        if m is not None and m.family == family:
+            return m.name if m.named_by and not m.active else None
+        return self.learning.get(family, (None, ""))[0]
 
     def cancel_retrain(self) -> None:
         if self.runner.running:

@@ -386,6 +386,12 @@ class ModelCatalog:
         remarked = remark_after_change(self.db, routing, rules)
         return Promotion(replace(self.row(version_id), named_by=patterns), champion.name, patterns, remarked)
 
+    def learning_versions(self) -> dict[str, tuple[str | None, str]]:
+        """family -> the version a retraining with none chosen learns for, and why not where it cannot tell
+        (``counting_versions.learning_version``)."""
+        from app.services.counting_versions import learning_version
+        return {f: learning_version(self.db, f) for f in FAMILIES}
+
     def previous_champion(self, family: str) -> ModelRow | None:
         """The version the family's active one replaced, as recorded (None: nothing to roll back to,
         also right after a roll back)."""

@@ -481,3 +481,31 @@ def test_the_family_follows_the_open_folders_label_next_line_where_no_version_is
     assert dlg.family.currentText() == chosen
     dlg.suggest_family(None)
     assert dlg.family.currentText() == chosen
+
+
+def test_retrain_with_nothing_selected_learns_for_the_version_whose_images_hold_the_labels(qtbot, db, catalog,
+                                                                                         fake_retrain, tmp_path) -> None:
+    """Seen under Xvfb (session 40): 61 tiles labelled under a rule naming the tile classifier; *Retrain from reviewed
+    labels…* with no row selected retrained the active steel classifier and failed with "nothing to export"."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database import LabelChange, ReviewState
+    from tests.worker.helpers import good_images
+
+    good_images(tmp_path / "line" / "tiles", 3)
+    index_folder(db, tmp_path / "line")
+    for im in db.images.query():
+        db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name="crazing"), "ann")
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "classifier-neu"),)),)))
+    asked: list[str | None] = []
+    build = fake_retrain("ok")
+    dlg = make_dialog(qtbot, catalog, lambda f, e, v=None, **k: asked.append(v) or build(f, e, v, **k))
+    dlg.table.clearSelection()
+    dlg.family.setCurrentText("classifier")
+    assert dlg.retrain_target() == "classifier-neu"
+    assert dlg.retrain_button.text() == "Retrain classifier-neu from its images' labels…"
+    assert dlg.retrain() and asked == ["classifier-neu"]
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    dlg.table.selectRow(row_of(dlg, "classifier-neu-texture"))   # chosen by hand: the active one, as asked
+    assert dlg.retrain_target() is None

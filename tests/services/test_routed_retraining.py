@@ -272,3 +272,28 @@ def test_a_broken_challenger_folder_is_refused_and_the_rules_stay(lines, tmp_pat
         ModelCatalog(db).promote(new.id)
     assert readable_routing(db) == TILES and db.model_versions.get(new.id).challenger
     assert [a.action for a in db.model_versions.activations("classifier")].count("route") == 0
+
+
+def test_a_retraining_with_no_version_chosen_learns_for_the_one_whose_images_hold_the_labels(lines) -> None:
+    """Seen under Xvfb (session 40): 61 tiles labelled under a rule naming the tile classifier; *Retrain* in the
+    Models dialog with no row selected retrained the active steel classifier and failed with "nothing to export"."""
+    from app.services.counting_versions import learning_version, reviewed_by_version
+
+    db, _url, by_path, tile, steel = lines
+    assert reviewed_by_version(db, "classifier") == {"clf-tile": 10, "clf-steel": 12}
+    assert learning_version(db, "classifier") == (None, "")            # the active one's images hold labels
+    for rel, image_id in by_path.items():
+        if rel.startswith("steel/"):
+            db.labels.append(image_id, LabelChange(ReviewState.UNREVIEWED), "ann")   # cleared
+    assert learning_version(db, "classifier") == ("clf-tile", "")      # all the labels are the tile version's
+    assert ModelCatalog(db).learning_versions()["classifier"] == ("clf-tile", "")
+    db.model_versions.register("classifier", "clf-tile-b", tile.checkpoint_path)
+    save_routing(db, Routing(TILES.rules + (RoutingRule("steel/*", ("classifier",), (("classifier", "clf-tile-b"),)),)))
+    for rel, image_id in by_path.items():
+        if rel.startswith("steel/good"):
+            db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
+    name, why = learning_version(db, "classifier")
+    assert name is None and why.startswith("The reviewed images belong to several classifier versions the model "
+                                           "routing names: clf-tile (10 labelled), clf-tile-b (6 labelled)")
+    save_routing(db, Routing())
+    assert learning_version(db, "classifier") == (None, "")            # no rule names a version: the active one
