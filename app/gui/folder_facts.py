@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def read_facts(service: Any, folder_id: int) -> tuple[list[str], float, list[str], dict[int, float]]:
     """What ``FolderFacts.apply`` shows of a folder, read from storage (on a helper thread): the classes, the
     folder's anomaly threshold, the class filter's classes and each anomaly version's threshold there."""
-    return (service.classes(), service.anomaly_threshold(folder_id), service.filter_classes(),
+    return (service.classes(), service.folder_anomaly_threshold(folder_id), service.filter_classes(),
             service.anomaly_thresholds(folder_id))
 
 

@@ -177,6 +177,16 @@ class ReviewService:
             return float(self.settings.anomaly_threshold)
         return self._card_threshold("image", mv)
 
+    def folder_anomaly_threshold(self, folder_id: int) -> float:
+        """The threshold a folder's scores are read against as a whole (where the queue's score filter starts, the
+        gallery's fallback): that of the one anomaly version whose answers count for its images, where one does;
+        else the active version's. Seen in session 39: a line of bottles under ``anomaly-bottle`` (9.7) started the
+        filter at the active tile model's 0.484, so ticking it listed every bottle."""
+        counting = self.db.predictions.counting_versions(folder_id, "anomaly")
+        if len(counting) == 1:
+            return self.anomaly_threshold(folder_id, next(iter(counting)))
+        return self.anomaly_threshold(folder_id)
+
     def anomaly_thresholds(self, folder_id: int) -> dict[int, float]:
         """Version id -> its image-level threshold in ``folder_id`` (``anomaly_threshold``), for the versions whose
         answers may count there: the active one and those the routing rules name. The gallery colours a score by

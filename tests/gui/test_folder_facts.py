@@ -70,3 +70,36 @@ def test_score_chips_read_the_threshold_of_the_version_that_gave_the_score(servi
     hot_elsewhere = [it for i, it in items.items() if i != routed.id and (it.anomaly_score or 0) >= 0.5]
     assert hot_elsewhere and all(delegate.over_threshold(it) for it in hot_elsewhere)
     win.close()
+
+
+def test_the_score_filter_starts_at_the_threshold_of_the_one_version_scoring_the_folder(service, db, folder, artifacts,
+                                                                                       qtbot):
+    """Known since session 39: on a line of bottles under the bottle model (9.7) the queue's "anomaly score from" box
+    started at the active tile model's 0.484. Where one version's answers count for the whole folder, its threshold;
+    where several do, the active one's as before."""
+    from app.services.counting_versions import remark
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database.dto import ImageQuery, PredictionIn
+    from tests.gui.fixtures import seed_predictions
+
+    win = build_window(service, qtbot)
+    with qtbot.waitSignal(win.folder_facts.applied, timeout=10000):
+        fid = win.open_folder(str(folder))
+    seed_predictions(db, fid, artifacts)                       # the active anomaly version: threshold 0.5
+    bottle = db.model_versions.register("anomaly", "bottle", "/nonexistent", card={"threshold": 10.0})
+    images = db.images.query(ImageQuery(folder_id=fid))
+    db.predictions.upsert_many([PredictionIn(im.id, bottle.id, anomaly_score=6.0) for im in images])
+    routing = Routing((RoutingRule("*", ("classifier", "segmenter", "anomaly"), (("anomaly", "bottle"),)),))
+    save_routing(db, routing)
+    remark(db, routing)
+    with qtbot.waitSignal(win.folder_facts.applied, timeout=10000):
+        win.refresh_models()
+    assert win.queue_panel.smin.value() == 10.0 and win.gallery.delegate.anomaly_threshold == 10.0
+    routing = Routing((RoutingRule(images[0].rel_path, ("classifier", "segmenter", "anomaly"), (("anomaly", "bottle"),)),))
+    save_routing(db, routing)
+    remark(db, routing)                                        # the others count the active version's answers again
+    with qtbot.waitSignal(win.folder_facts.applied, timeout=10000):
+        win.refresh_models()
+    assert win.queue_panel.smin.value() == 0.5
+    win.close()
