@@ -18,15 +18,34 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import app.services.label_next as label_next  # noqa: E402
 import benchmarks.retraining_loop as loop  # noqa: E402
 from benchmarks.label_next import CHOOSERS, texture_embeddings, tree  # noqa: E402
 from benchmarks.lnclasses import chooser, split  # noqa: E402
 from inference.training.classifier_head import texture_matrix  # noqa: E402
+
+
+def head_probabilities(x: np.ndarray, labels: Sequence[str | None]) -> tuple[np.ndarray, list[str]] | None:
+    """lnunc.md's U: ``label_next.fitted_probabilities`` with the retrainer's head kind (class-balanced logistic
+    regression, C 10: ``fit_linear_head``) in place of the ``logreg`` simple answer; the same fitting condition."""
+    from app.services.labels_needed import HEAD_C
+    from inference.training.classifier_head import fit_linear_head
+
+    idx = [i for i, lab in enumerate(labels) if lab is not None]
+    y = [str(labels[i]) for i in idx]
+    if sum(1 for c in set(y) if y.count(c) >= label_next.MIN_FIT_PER_CLASS) < 2:
+        return None
+    classes = sorted(set(y))
+    head = fit_linear_head(x[idx], np.searchsorted(classes, y), len(classes), HEAD_C)
+    return head.proba(x), classes
 
 
 def split_trees(data_root: Path, seed: int, out: Path) -> tuple[Path, Path]:
@@ -55,6 +74,9 @@ def main() -> int:
     p.add_argument("--order", choices=("label-next", "per-class", "random"), default="label-next",
                    help="per-class: random images of each class; random: the pool in a seeded random order (the "
                         "variant's chooser is then not used)")
+    p.add_argument("--uncertainty", choices=("logreg", "head"), default="logreg",
+                   help="label next's margin: logreg (the station's simple answer) or head (the retrainer's "
+                        "class-balanced C 10 regression, lnunc.md)")
     p.add_argument("--retrain-args", default="--keep-if-worse", help="options for the retrain command, one string")
     p.add_argument("--unmarked", action="store_true", help="label-next labels stored without their source (retraining_loop.py)")
     p.add_argument("--json", type=Path, required=True)
@@ -63,6 +85,8 @@ def main() -> int:
     if a.variant != "station":
         CHOOSERS["label_next"] = chooser(a.variant)
     loop.EMBED = texture_embeddings if a.space == "texture" else lambda paths: texture_matrix(paths, "defect_bank")
+    if a.uncertainty == "head":
+        label_next.fitted_probabilities = head_probabilities
     sys.argv = ["retraining_loop.py", "--train", str(train), "--val", str(val), "--per-class", str(a.per_class),
                 "--order", a.order, "--seed", str(a.seed), "--threads", "1", f"--retrain-args={a.retrain_args}",
                 "--json", str(a.json)] + (["--unmarked"] if a.unmarked else [])
