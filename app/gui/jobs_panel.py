@@ -321,9 +321,7 @@ class JobsController(QObject):
         """Show and watch jobs already queued (by ``_submit`` or on a helper thread), each with the
         families it runs (read where it was queued: this is the GUI thread)."""
         for job_id, families in queued:
-            label = title
-            if len(queued) > 1:
-                label = f"{title} · {', '.join(families) or '?'}"
+            label = f"{title} · {', '.join(families)}" if families else title
             self._follow(job_id, label)
         self.poller.poll()
         return [j for j, _ in queued]

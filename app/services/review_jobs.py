@@ -154,9 +154,10 @@ class ReviewJobs:
         return list(job.params.get("families", [])) if job is not None else []
 
     def with_families(self, job_ids: list[int]) -> list[tuple[int, list[str]]]:
-        """Each queued job with the families it runs, for the Jobs dock's titles (read only when the
-        routing split a submission into several jobs; storage, so on the submitting helper thread)."""
-        return [(j, self.families_of(j) if len(job_ids) > 1 else []) for j in job_ids]
+        """Each queued job with the families it runs, for the Jobs dock's titles (storage, so on the submitting
+        helper thread). Every job, not only those of a submission the routing split: under Xvfb (session 40) one
+        "Pre-label folder" read "· classifier, anomaly" and the next, on the same folder, nothing."""
+        return [(j, self.families_of(j)) for j in job_ids]
 
     def routing(self) -> "Routing":
         """The project's model routing rules (a ValueError when the stored rules are broken)."""
