@@ -126,15 +126,16 @@ def served_images(db: "Database", routing: Routing, family: str, name: str | Non
     return frozenset(out)
 
 
-def reviewed_by_version(db: "Database", family: str) -> dict[str, int]:
+def reviewed_by_version(db: "Database", family: str, routing: Routing | None = None) -> dict[str, int]:
     """Reviewed (accepted or corrected) images by the ``family`` version whose retraining learns from them: the one
     their routing rule names, else the active one (its name; "" when the family has none). Images whose rule does
-    not run the family are nobody's. Reads the reviewed images only, folder by folder."""
+    not run the family are nobody's. Reads the reviewed images only, folder by folder; ``routing``: the project's
+    rules when the caller has them."""
     from app.services.project_settings import readable_routing
     from database.dto import ImageQuery
     from database.states import ReviewState
 
-    routing = readable_routing(db)
+    routing = routing if routing is not None else readable_routing(db)
     active = db.model_versions.active(family)
     out: dict[str, int] = {}
     reviewed = (ReviewState.ACCEPTED, ReviewState.CORRECTED)
@@ -155,9 +156,10 @@ def learning_version(db: "Database", family: str) -> tuple[str | None, str]:
     failed with "nothing to export"); where several such versions hold them, (None, a message naming them)."""
     from app.services.project_settings import readable_routing
 
-    if not any(f == family for f, _n in readable_routing(db).named_versions()):
+    routing = readable_routing(db)
+    if not any(f == family for f, _n in routing.named_versions()):
         return None, ""   # no rule names a version of the family: the active one learns from every label
-    by = reviewed_by_version(db, family)
+    by = reviewed_by_version(db, family, routing)
     active = db.model_versions.active(family)
     mine = by.get(active.name if active is not None else "", 0)
     others = {name: n for name, n in by.items() if n and name != (active.name if active is not None else "")}
