@@ -128,16 +128,14 @@ class LabelNextController:
     def _unreviewed_proposals(self) -> list[int]:
         if self.result is None:
             return []
+        return [i for i in self.result.proposal.image_ids if i not in self._reviewed and not self._reviewed_on_screen(i)]
+
+    def _reviewed_on_screen(self, image_id: int) -> bool:
+        """The gallery shows the image reviewed (an image not on screen: trust the batch)."""
         model = self.window.gallery_model
-        out = []
-        for image_id in self.result.proposal.image_ids:
-            if image_id in self._reviewed:
-                continue
-            row = model.row_of(image_id)
-            item = model.item_at(row) if row is not None else None
-            if item is None or item.review_state == "unreviewed":  # not on screen: trust the batch
-                out.append(image_id)
-        return out
+        row = model.row_of(image_id)
+        item = model.item_at(row) if row is not None else None
+        return item is not None and item.review_state != "unreviewed"
 
     def next_proposed(self, compute: bool = True) -> bool:
         """Show the next proposed image still unlabelled (the queue in the "label next" order).
@@ -186,12 +184,8 @@ class LabelNextController:
 
     def _labelled_here(self, image_id: int) -> bool:
         """Labelled in this window since the batch was shown, on its way to the database, or reviewed on screen."""
-        if image_id in self._reviewed or self.window.review.unsaved(image_id) is not None:
-            return True
-        model = self.window.gallery_model
-        row = model.row_of(image_id)
-        item = model.item_at(row) if row is not None else None
-        return item is not None and item.review_state != "unreviewed"
+        return (image_id in self._reviewed or self.window.review.unsaved(image_id) is not None
+                or self._reviewed_on_screen(image_id))
 
     # -- following the labels -------------------------------------------------------------
     def source_of(self, image_id: int) -> str | None:
