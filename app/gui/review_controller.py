@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 LANDED_KEPT = 16
 
 
+def verdict_changes(verdict: str | None) -> dict[str, Any]:
+    """The label changes an anomaly verdict makes: the verdict, and for "normal" no anomaly region (a good part has
+    none). One home for the key on one image and on a gallery selection."""
+    return {"anomaly_verdict": verdict, **({"anomaly_region": None} if verdict == "normal" else {})}
+
+
 class ReviewController(QObject):
     image_loaded = Signal(object)      # ImageDetail
     label_changed = Signal(object)     # LabelState of the current image
@@ -443,10 +449,7 @@ class ReviewController(QObject):
             return
         if not self._ready(lambda: self.set_verdict(verdict)):
             return
-        changes = {"anomaly_verdict": verdict}
-        if verdict == "normal":
-            changes["anomaly_region"] = None
-        self._edit(self._corrected(**changes), f"verdict → {verdict}", "anomaly_verdict")
+        self._edit(self._corrected(**verdict_changes(verdict)), f"verdict → {verdict}", "anomaly_verdict")
 
     def accept(self) -> None:
         if not self._ready(self.accept):
@@ -523,9 +526,8 @@ class ReviewController(QObject):
                 after = before.with_(review_state="rejected")
             elif decision == "class":
                 after = before.with_(review_state="corrected", class_name=value)
-            else:   # as set_verdict: a normal part has no anomaly region
-                after = before.with_(review_state="corrected", anomaly_verdict=value,
-                                     **({"anomaly_region": None} if value == "normal" else {}))
+            else:
+                after = before.with_(review_state="corrected", **verdict_changes(value))
             if not after.same_content(before):
                 text = f"{'class' if decision == 'class' else 'verdict'} → {value}" if value else decision
                 edits.append(LabelEdit(self, image_id, before, after, text, decision, follow=False))
