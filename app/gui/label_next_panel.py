@@ -93,8 +93,7 @@ class LabelNextController:
         # Behind already: saves came while this ran, or it proposes an image this window has labelled whose label
         # had not landed when it read (found by a fresh-clone CI run: the next batch proposed the batch's last
         # image again, its save still on its way). Such an answer is not adopted; the count follows after a rest.
-        overtaken = any(i in self._reviewed or self.window.review.unsaved(i) is not None
-                        for i in result.proposal.image_ids)
+        overtaken = any(self._labelled_here(i) for i in result.proposal.image_ids)
         again = self._again or overtaken
         self.latest = result
         if self.result is not None:  # proposals labelled elsewhere (another station) are done too
