@@ -295,7 +295,9 @@ def run(args: argparse.Namespace) -> int:
     except (RetrainError, DatabaseError, CommandError) as exc:
         discard()
         if events.as_json:  # a person reads it once, from the CommandError below (it was printed twice)
-            events.emit("error", message=str(exc), **({"comparison": refused} if refused else {}))
+            events.emit("error", message=str(exc), **({"comparison": refused} if refused else {}),
+                        **({"not_retrained": True} if isinstance(exc, RetrainError) and not refused
+                           else {}))
         raise CommandError(str(exc)) from None
     except BaseException as exc:
         discard()

@@ -32,6 +32,7 @@ class RetrainRunner(QObject):
     succeeded = Signal(object)   # RetrainDone
     failed = Signal(str)         # what went wrong, in a sentence (with the last stderr lines if nothing else)
     refused = Signal(object)     # RetrainError: the classifier lost to the best simple answer; nothing registered
+    declined = Signal(str)       # the command declined its input (too few reviewed labels, …): nothing ran or changed
     cancelled = Signal()
 
     KILL_AFTER_MS = 5000         # after terminate(): time to save and leave before kill()
@@ -151,6 +152,8 @@ class RetrainRunner(QObject):
             self.succeeded.emit(self._done)
         elif self._error is not None and is_refusal(self._error):
             self.refused.emit(self._error)
+        elif self._error is not None and self._error.not_retrained:
+            self.declined.emit(self._error.message)
         elif self._error is not None:
             self.failed.emit(self._error.message)
         elif self._cancel_requested or self._cancelled_event:

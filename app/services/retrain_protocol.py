@@ -49,6 +49,9 @@ class RetrainError:
     message: str
     # a refusal's figures: the held-out scores and the simple answers the new version lost to
     comparison: dict[str, Any] = field(default_factory=dict, compare=False)
+    # the command declined its input (too few reviewed labels, a name taken, no candidate to fit): nothing broke and
+    # nothing changed, so the window says "Not retrained", not "Retraining failed" (seen under Xvfb, session 41)
+    not_retrained: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,8 @@ def parse_event(line: str | bytes) -> RetrainEvent | None:
                            comparison if isinstance(comparison, dict) else {})
     if kind == "error":
         comparison = obj.get("comparison")
-        return RetrainError(str(obj.get("message") or "retraining failed"), comparison if isinstance(comparison, dict) else {})
+        return RetrainError(str(obj.get("message") or "retraining failed"), comparison if isinstance(comparison, dict) else {},
+                            obj.get("not_retrained") is True)
     if kind == "cancelled":
         return RetrainCancelled()
     return None

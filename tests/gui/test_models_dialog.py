@@ -37,7 +37,10 @@ print("some library chatter on stdout", flush=True)
 print("UserWarning: chatter on stderr", file=sys.stderr, flush=True)
 emit(event="stage", stage="export", message=f"exporting reviewed labels; epochs {epochs}")
 if mode == "error":
-    emit(event="error", message="not enough reviewed labels: 3 images, at least 20 needed")
+    emit(event="error", message="ValueError: the trainer broke")
+    sys.exit(1)
+if mode == "declined":
+    emit(event="error", message="not enough reviewed labels: 3 images, at least 20 needed", not_retrained=True)
     sys.exit(2)
 if mode == "refused" and "--keep-if-worse" not in args:
     emit(event="error", message="refused: the new version loses to the best simple answer: on all 60 reviewed labels "
@@ -254,7 +257,19 @@ def test_retrain_error_event_is_shown_and_nothing_is_added(qtbot, db, catalog, f
     before = len(db.model_versions.list())
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
-    assert dlg.error.text() == "Retraining failed: not enough reviewed labels: 3 images, at least 20 needed"
+    assert dlg.error.text() == "Retraining failed: ValueError: the trainer broke"
+    assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
+
+
+def test_a_declined_input_is_not_called_a_failure(qtbot, db, catalog, fake_retrain) -> None:
+    """Seen under Xvfb (session 41): too few labels read "Retraining failed: …" as if something had broken."""
+    dlg = make_dialog(qtbot, catalog, fake_retrain("declined"))
+    before = len(db.model_versions.list())
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert dlg.error.text() == ("Not retrained: not enough reviewed labels: 3 images, at least 20 needed. "
+                                "Nothing changed.")
+    assert dlg.anyway_button.isHidden()
     assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
 
 
@@ -397,7 +412,7 @@ def test_the_station_retrain_command_refusal_reaches_the_dialog(qtbot, db, db_ur
     dlg.family.setCurrentText("classifier")
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=120000)
-    assert dlg.error.text().startswith("Retraining failed: no training data for the classifier"), dlg.error.text()
+    assert dlg.error.text().startswith("Not retrained: no training data for the classifier"), dlg.error.text()
     assert len(db.model_versions.list()) == before and dlg.retrain_button.isEnabled()
 
 

@@ -267,6 +267,10 @@ def test_retrain_command_and_events() -> None:
     refusal = parse_event('{"event": "error", "message": "refused: the new version loses ...", '
                           '"comparison": {"simple_answers": {"wins": false}}}')
     assert is_refusal(refusal) and not is_refusal(parse_event('{"event": "error", "message": "refused: no labels"}'))
+    assert not refusal.not_retrained
+    declined = parse_event('{"event": "error", "message": "too few labels", "not_retrained": true}')
+    assert declined.not_retrained and not is_refusal(declined)
+    assert not parse_event('{"event": "error", "message": "x", "not_retrained": "yes"}').not_retrained
     assert parse_event('{"event": "stage", "stage": "export", "message": "exporting"}') == \
         RetrainStage("export", "exporting")
     p = parse_event(b'{"event": "progress", "stage": "train", "done": 12, "total": 300, "eta_s": 95.0}\n')

@@ -277,6 +277,7 @@ def test_retrain_refuses_a_version_that_loses_to_a_simple_answer(station, tmp_pa
     assert proc.returncode == 2, err
     error = events_of(out)[-1]
     assert error["event"] == "error" and error["message"].startswith("refused: the new version loses to the best simple answer")
+    assert "not_retrained" not in error   # a refusal with its figures, not a declined input
     answers = error["comparison"]["simple_answers"]
     assert answers["wins"] is False and answers["best_simple"].startswith("thumbnail_")
     held = answers["held_out"]
@@ -596,6 +597,7 @@ def test_retrain_from_an_active_texture_linear_version_refits_the_texture_head(s
     proc = run_retrain(url, "--name", "nohead", "--method", "head", "--groups", "none")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "has no backbone to freeze" in events_of(out)[-1]["message"]
+    assert events_of(out)[-1]["not_retrained"] is True   # declined before anything ran: "Not retrained" in the window
     proc = run_retrain(url, "--min-per-class", "5", "--name", "tex-v2", "--groups", "none", "--keep-if-worse")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -624,6 +626,7 @@ def test_retrain_failure_reports_the_trainer_error_and_leaves_nothing(station, t
     assert proc.returncode == 2
     error = events_of(out)[-1]
     assert error["event"] == "error" and "--batch-size >= 2" in error["message"]
+    assert "not_retrained" not in error   # the trainer broke: the window says "Retraining failed"
     assert not (home / "station-models" / "bad").exists()
     assert db.model_versions.by_name("classifier", "bad") is None
 
