@@ -49,6 +49,7 @@ class LabelsNeeded:
     at_least: bool = False        # ``more`` is only the retrainer's minimum (no curve yet)
     pending: int = 0              # labelled images whose features are still being read (no count yet)
     none_left: bool = False       # the target needs labels the folder no longer holds (every image labelled)
+    beyond_pool: bool = False     # the estimate is more than the unlabelled images left: ``more`` is that count
 
     @property
     def short(self) -> str:
@@ -64,6 +65,10 @@ class LabelsNeeded:
             if self.ceiling is not None and self.ceiling <= self.target:
                 return f"accuracy levels off near {self.ceiling:.2f} (target {self.target:.2f})"
             return "more labels: no estimate yet"
+        if self.beyond_pool:
+            # seen under Xvfb (session 41): 40 imported labels of 160 tiles read "≥ 120 more labels" — every image
+            # left, and more, said as if 120 would do
+            return f"more labels than the {self.more} left here (target {self.target:.2f})"
         return f"{'≥' if self.at_least else '≈'} {self.more} more labels"
 
 
@@ -186,5 +191,5 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
         text = (f"more than {cap} more labels to reach accuracy {target:.2f}"
                 + (f" (more than the {pool} unlabelled images left)" if pool is not None else "")
                 + f"; curve ceiling {a:.2f}; {source}")
-        return LabelsNeeded(cap, n, target, now, a, tuple(points), text, at_least=True)
+        return LabelsNeeded(cap, n, target, now, a, tuple(points), text, at_least=True, beyond_pool=pool is not None)
     return LabelsNeeded(more, n, target, now, a, tuple(points), text)

@@ -146,6 +146,10 @@ def test_a_nearly_flat_curve_says_more_than_the_cap_instead_of_overflowing(monke
     y = ["a", "b"] * 15
     got = labels_needed(np.zeros((30, 2)), y, [f"g{i % 6}_{i}.png" for i in range(30)], pool=400)
     assert got.at_least and got.more == 400 and "more than the 400 unlabelled images left" in got.text
+    # the short line says so too, not "≥ 400 more labels" as if labelling every image left would do (session 41)
+    assert got.short == "more labels than the 400 left here (target 0.85)"
+    no_pool = labels_needed(np.zeros((30, 2)), y, [f"g{i % 6}_{i}.png" for i in range(30)])
+    assert no_pool.more == 300 and no_pool.short == "≥ 300 more labels"   # the 10x cap, no folder count: as before
 
 
 def test_the_retrainers_minimum_is_the_floor_of_the_counter() -> None:
