@@ -277,9 +277,10 @@ class ChallengerPanel(QGroupBox):
         if not self.jobs or self.calls.busy:
             return
         jobs = list(self.jobs)
-        self.calls.call(lambda: self.review.status(jobs), self._on_status, self._fail)
+        self.calls.call(lambda: (self.review.status(jobs), self.review.worker_running()),
+                        lambda got: self._on_status(*got), self._fail)
 
-    def _on_status(self, progress: list) -> None:
+    def _on_status(self, progress: list, worker_running: bool | None = None) -> None:
         done = sum(p.done + p.failed for p in progress)
         total = sum(p.total for p in progress)
         if all(p.finished for p in progress):
@@ -290,6 +291,12 @@ class ChallengerPanel(QGroupBox):
             self._load_disagreements()
             if failed:
                 self.status.setText(f"{failed} image(s) could not be run (see the worker log).")
+            return
+        if worker_running is False:
+            # seen under Xvfb (session 41): after a kill -9 of the worker this line kept "The worker runs the
+            # challenger: 24/160 image(s)…" while no worker ran; the station starts a new one while work waits
+            self.status.setText(f"Waiting for the worker: {done}/{total} image(s) run; this station's worker is not "
+                                "running (the Jobs dock says why; a new one starts while work waits).")
             return
         self.status.setText(f"The worker runs the challenger: {done}/{total} image(s)…")
 

@@ -565,7 +565,8 @@ def install(window) -> None:
         return
     db_url = window.ctx.db_url
     jobs = window.ctx.jobs
-    review = ChampionReview(catalog.db, start_worker=jobs.ensure_worker if jobs is not None else None)
+    review = ChampionReview(catalog.db, start_worker=jobs.ensure_worker if jobs is not None else None,
+                            worker_alive=jobs.worker_alive if jobs is not None else None)
     command = (lambda family, epochs, version, keep_if_worse=False: retrain_argv(db_url, family, epochs, version,
                                                                                  keep_if_worse)) if db_url else None
 

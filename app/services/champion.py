@@ -490,11 +490,13 @@ class ChampionReview:
     """The Models dialog's champion/challenger calls on one database, for its helper thread.
 
     ``start_worker`` (the station's ``ReviewJobs.ensure_worker``) makes sure a worker process runs
-    the compare jobs; without it they wait for any worker on the database."""
+    the compare jobs; without it they wait for any worker on the database. ``worker_alive`` (the station's
+    ``ReviewJobs.worker_alive``) lets the progress line say when this station's worker is not running."""
 
     def __init__(self, db: Database, start_worker: Callable[[], None] | None = None,
-                 limit: int = COMPARE_LIMIT) -> None:
+                 limit: int = COMPARE_LIMIT, worker_alive: Callable[[], bool] | None = None) -> None:
         self.db, self.start_worker, self.limit = db, start_worker, limit
+        self.worker_alive = worker_alive
 
     def pair(self, family: str, version_id: int | None = None) -> ModelPair | None:
         return pair(self.db, family, version_id)
@@ -507,6 +509,10 @@ class ChampionReview:
 
     def status(self, job_ids: Sequence[int]) -> list[JobProgress]:
         return compare_status(self.db, job_ids)
+
+    def worker_running(self) -> bool | None:
+        """Whether this station's worker runs (None: not known here — another program's worker may run the jobs)."""
+        return None if self.worker_alive is None else self.worker_alive()
 
     def disagreements(self, challenger_id: int) -> Comparison:
         return find_disagreements(self.db, challenger_id, self.limit)

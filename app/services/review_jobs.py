@@ -242,7 +242,7 @@ class ReviewJobs:
         rows = self._job_rows(include)
         jobs = tuple(progress_of(rows[i]) for i in sorted(rows, reverse=True))
         event_id = self._event_id
-        worker = self.check_worker(any(not p.finished for p in jobs))
+        worker = self.check_worker(any(not p.finished for p in jobs) or self._compare_waiting())
         if worker.event_id != event_id:
             # A worker stopped (and maybe a new one started) after the rows above were read: read
             # them again, so this snapshot holds everything the stopped worker wrote and any count
@@ -263,6 +263,14 @@ class ReviewJobs:
         # Only the known names: a row another program wrote cannot put its text in a job's title.
         scopes = {i: j.params["scope"] for i, j in rows.items() if j.params.get("scope") in JOB_SCOPES}
         return JobsSnapshot(jobs, failures, families, worker, automatic, scopes)
+
+    def _compare_waiting(self) -> bool:
+        """Whether a champion/challenger comparison waits for the worker (queued or running). Seen under Xvfb
+        (session 41): the worker killed during Find disagreements was never replaced, since only pre-label jobs
+        counted as waiting work, and the Models dialog said "The worker runs the challenger: 24/160" for good."""
+        from app.services.champion import COMPARE
+        from database.states import JobStatus
+        return bool(self.db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=COMPARE, limit=1))
 
     def _job_rows(self, include: Sequence[int]) -> dict[int, Any]:
         """The newest pre-label jobs' rows by id, plus those in ``include``."""

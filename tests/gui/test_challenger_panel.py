@@ -192,3 +192,43 @@ def test_a_routed_versions_challenger_is_compared_on_its_images_and_promoted_in_
     finally:
         for w in workers:
             w.stop()
+
+
+def test_a_worker_killed_during_the_comparison_is_said_and_replaced(qtbot, station, db_url, tmp_path,
+                                                                     monkeypatch) -> None:
+    """Seen under Xvfb (session 41): a kill -9 of the worker during Find disagreements left the comparison at 24 of
+    160 for good and the line saying "The worker runs the challenger: 24/160 image(s)…". Now the line says no worker
+    runs, and the station's jobs poll (the Jobs dock's) starts a new one, which finishes the comparison (both
+    versions on the 4 images: 8 runs)."""
+    import os
+    import signal
+
+    from app.services.review_jobs import ReviewJobs
+
+    db, _champion, challenger, _start = station
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
+    jobs = ReviewJobs(db, db_url, device="cpu")
+    dlg = ModelsDialog(ModelCatalog(db, author=lambda: "ann"), None, interactive=False,
+                       review=ChampionReview(db, start_worker=jobs.ensure_worker, worker_alive=jobs.worker_alive))
+    qtbot.addWidget(dlg)
+    dlg.show()
+    try:
+        qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
+        dlg.select(challenger.id)
+        panel = dlg.challenger
+        qtbot.waitUntil(lambda: "0 disagreement(s) in 0 image(s)" in panel.status.text(), timeout=10000)
+        panel.find_button.click()
+        qtbot.waitUntil(lambda: jobs.worker_pid() is not None, timeout=10000)
+        first = jobs.worker_pid()
+        assert first is not None
+        os.kill(first, signal.SIGKILL)   # while it still imports torch: nothing of the 4 images is done
+        qtbot.waitUntil(lambda: not jobs.worker_alive(), timeout=10000)
+        qtbot.waitUntil(lambda: panel.status.text().startswith("Waiting for the worker: 0/8 image(s) run; this "
+                                                               "station's worker is not running"), timeout=10000)
+        snap = jobs.snapshot()   # the Jobs dock's poll: comparison work waits, so a new worker starts
+        assert snap.worker.alive and snap.worker.pid != first
+        assert snap.worker.event is not None and "a new one was started" in snap.worker.event
+        qtbot.waitUntil(lambda: panel.table.rowCount() == 4, timeout=WORKER_MS)
+        assert "4 disagreement(s) in 4 image(s) compared" in panel.status.text()
+    finally:
+        jobs.stop_worker()

@@ -58,19 +58,25 @@ class _FakeWorker:
         self._alive = False
 
 
-def test_the_event_line_says_a_new_worker_started_however_it_was_started(tmp_path: Path, monkeypatch) -> None:
-    """Seen under Xvfb: a worker killed while idle, then "Pre-label folder" started a new one through the
-    submission, not the poll, and the Jobs dock kept saying only "stopped (exit code -9)" while the new
-    worker ran the jobs. A death nobody polled yet, found by the next submission, is said too."""
+def _fake_worker_starts(tmp_path: Path, monkeypatch, first_pid: int) -> "list[_FakeWorker]":
+    """``start_worker_process`` replaced by fakes with pids from ``first_pid``; the list of those started."""
     from app.services import prelabel
 
     monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
     started: list[_FakeWorker] = []
 
     def start(*_a, **_k) -> _FakeWorker:
-        started.append(_FakeWorker(100 + len(started)))
+        started.append(_FakeWorker(first_pid + len(started)))
         return started[-1]
     monkeypatch.setattr(prelabel, "start_worker_process", start)
+    return started
+
+
+def test_the_event_line_says_a_new_worker_started_however_it_was_started(tmp_path: Path, monkeypatch) -> None:
+    """Seen under Xvfb: a worker killed while idle, then "Pre-label folder" started a new one through the
+    submission, not the poll, and the Jobs dock kept saying only "stopped (exit code -9)" while the new
+    worker ran the jobs. A death nobody polled yet, found by the next submission, is said too."""
+    started = _fake_worker_starts(tmp_path, monkeypatch, 100)
     db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
     try:
         jobs = ReviewJobs(db, "unused")
@@ -88,6 +94,32 @@ def test_the_event_line_says_a_new_worker_started_however_it_was_started(tmp_pat
         st = jobs.check_worker(True)
         assert st.alive and st.restarts == 2 and st.pid == 102 and st.event is not None
         assert "stopped (exit code -9)" in st.event and st.event.endswith("a new one was started (pid 102)")
+    finally:
+        db.close()
+
+
+def test_a_worker_that_dies_during_a_comparison_is_replaced_while_the_comparison_waits(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """Seen under Xvfb (session 41): the worker killed during Find disagreements was never replaced (only pre-label
+    jobs counted as waiting work), so the comparison stopped at 24 of 160 for good. Once it is finished (or with no
+    comparison), a dead worker is noticed but not replaced, as before."""
+    from app.services.champion import COMPARE
+    from database.states import JobStatus
+
+    started = _fake_worker_starts(tmp_path, monkeypatch, 200)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        jobs = ReviewJobs(db, "unused")
+        compare = db.jobs.create(COMPARE, {"version_id": 1}, priority=1)
+        jobs.ensure_worker()
+        started[0].die(-9)
+        snap = jobs.snapshot()
+        assert snap.jobs == () and snap.worker.alive and snap.worker.pid == 201
+        assert snap.worker.event is not None and snap.worker.event.endswith("a new one was started (pid 201)")
+        assert db.jobs.request_cancel(compare.id).status == JobStatus.CANCELLED   # the comparison is over
+        started[1].die(-9)
+        idle = jobs.snapshot()
+        assert not idle.worker.alive and len(started) == 2 and "stopped (exit code -9)" in (idle.worker.event or "")
     finally:
         db.close()
 
