@@ -197,12 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier, light methods: after the held-out check, register the chosen head refitted on "
                         "all reviewed labels, held-out ones included (the card keeps the check's figures); the "
                         "default since benchmarks/results/refit.md, --no-refit-all registers the checked head")
-    p.add_argument("--class-mix", default="acc-folder", choices=("acc-folder", "pool"),
+    p.add_argument("--class-mix", default="acc-folder", choices=("acc-folder", "acc-folder-full", "pool"),
                    help="classifier, feature heads: the prior given to the head: 'acc-folder' (default, ADR 0045), "
                         "the whole folder's class mix, its reviewed labels plus the unreviewed rest by adjusted "
                         "classify-and-count, which does not read the errors of labels saved on 'label next' "
-                        "proposals as the folder's (ADR 0049); 'pool', the unreviewed images' mix as the head "
-                        "predicts a sample of them (ADR 0043)")
+                        "proposals as the folder's (ADR 0049) and is tempered towards equal classes as far as "
+                        "'label next' chose the labels (benchmarks/results/temper.md); 'acc-folder-full', the same "
+                        "mix untempered; 'pool', the unreviewed images' mix as the head predicts a sample of them "
+                        "(ADR 0043)")
     p.add_argument("--min-per-class", type=int, default=None, metavar="N",
                    help="classifier: a class with fewer reviewed images is left out (default 2 for the light heads, "
                         "benchmarks/results/thin.md; 5 when the network is trained, which needs 5); two classes need "

@@ -221,10 +221,12 @@ def run(args: argparse.Namespace) -> int:
 
             # their class mix is the feature heads' prior: of the images the version answers for
             pool = unlabelled_pool(db, args.folder, POOL_SAMPLE, within=scope.images)
-            unreviewed = unreviewed_count(db, args.folder, scope.images) if args.class_mix == "acc-folder" else None
-            chosen = chosen_by_label_next(db, args.folder, scope.images) if args.class_mix == "acc-folder" else None
+            folder_mix = args.class_mix in ("acc-folder", "acc-folder-full")
+            unreviewed = unreviewed_count(db, args.folder, scope.images) if folder_mix else None
+            chosen = chosen_by_label_next(db, args.folder, scope.images) if folder_mix else None
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
-                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed, chosen)
+                candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed, chosen,
+                                                        temper=args.class_mix == "acc-folder")
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):

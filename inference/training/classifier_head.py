@@ -256,16 +256,23 @@ def folder_shares(pool_q: np.ndarray, reviewed_counts: np.ndarray, unreviewed: i
     return (counts + pool_q * n) / max(counts.sum() + n, 1e-12)
 
 
+# How far the folder's estimated class mix is tempered towards equal classes when "label next" chose all the reviewed
+# labels: q ** (1 - LABEL_NEXT_TEMPER * share chosen), renormalised (benchmarks/results/temper.md; 0: never tempered).
+LABEL_NEXT_TEMPER = 0.5
+
+
 @dataclass(frozen=True)
 class FolderMix:
     """What the folder's class mix is estimated from (``retrain --class-mix acc-folder``): the reviewed labels the
     head was chosen on and its out-of-fold predictions of them, every reviewed label per class, the unreviewed count,
-    and per class how many reviewed labels "label next" chose (``chosen``; None: none known)."""
+    and per class how many reviewed labels "label next" chose (``chosen``; None: none known); ``temper_max``: the
+    temper at labels all chosen by label next (``temper``; 0 for ``--class-mix acc-folder-full``)."""
     labels: np.ndarray
     out_of_fold: np.ndarray
     reviewed_counts: np.ndarray
     unreviewed: int
     chosen: np.ndarray | None = None
+    temper_max: float = LABEL_NEXT_TEMPER
 
     @property
     def trust(self) -> np.ndarray | None:
@@ -276,10 +283,26 @@ class FolderMix:
         chosen = np.minimum(np.asarray(self.chosen, np.float64), reviewed)
         return np.where(reviewed > 0, 1.0 - chosen / np.maximum(reviewed, 1.0), 1.0)
 
+    @property
+    def temper(self) -> float:
+        """The power the estimated mix is raised to: 1 - temper_max * (the share of all reviewed labels "label next"
+        chose). Label next picks the images the head is unsure of, and the estimate still leans to the majority class
+        there (prior-diagnostic.md, prior-temper.md); 1 (the mix as estimated) where no label was chosen that way."""
+        if self.chosen is None:
+            return 1.0
+        reviewed = float(np.asarray(self.reviewed_counts, np.float64).sum())
+        chosen = float(np.minimum(np.asarray(self.chosen, np.float64), self.reviewed_counts).sum())
+        return 1.0 - self.temper_max * (chosen / reviewed if reviewed > 0 else 0.0)
+
     def shares(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
         q_pool = adjusted_shares(pool_shares(head, pool_features), self.labels, self.out_of_fold, len(pool_features),
                                  self.trust)
-        return folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
+        q = folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
+        t = self.temper
+        if t >= 1.0:
+            return q
+        q = np.power(np.maximum(q, 1e-12), t)
+        return q / q.sum()
 
 
 def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
@@ -605,9 +628,11 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
             if folder.chosen is not None:
                 training["pool_prior"]["folder"]["chosen_by_label_next"] = {
                     name: int(n) for name, n in zip(classes, folder.chosen)}
+                training["pool_prior"]["folder"]["temper"] = round(folder.temper, 4)
                 training["pool_prior"]["folder"]["note"] = (
                     "a class's out-of-fold errors correct its count only as far as its labels were not chosen by "
-                    "'label next' (ADR 0049)")
+                    "'label next' (ADR 0049); the mix is then raised to the power 'temper' and renormalised, "
+                    "1 - 0.5 x the share of labels 'label next' chose (benchmarks/results/temper.md)")
         card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
@@ -819,7 +844,8 @@ def can_refit_on_all(arrays: dict[str, np.ndarray]) -> bool:
 def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays: dict[str, np.ndarray], out: Path,
                       parent_card: dict[str, Any], command: str, all_labels: bool = False,
                       pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS,
-                      unreviewed: int | None = None, chosen: Mapping[str, int] | None = None) -> Path:
+                      unreviewed: int | None = None, chosen: Mapping[str, int] | None = None,
+                      temper: bool = True) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card.
 
     ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
@@ -830,7 +856,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     ``unreviewed`` (the folder's unreviewed images; needs the chosen candidate's ``out_of_fold`` predictions): the
     prior is the whole folder's mix by adjusted classify-and-count (``FolderMix``); ``chosen``: per class name, the
     reviewed labels "label next" chose (the database's ``labels.chosen_by_label_next``), whose out-of-fold errors the
-    estimate does not read as the folder's.
+    estimate does not read as the folder's, and which temper the mix towards equal classes (``temper``; False:
+    ``--class-mix acc-folder-full``).
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
@@ -839,7 +866,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
         reviewed = np.concatenate([labels[:images], arrays.get("held_out_labels", np.zeros(0, np.int64))]).astype(np.int64)
         folder = FolderMix(labels[:images], arrays["out_of_fold"],
                            np.bincount(reviewed, minlength=len(comparison.classes)), int(unreviewed),
-                           None if not chosen else np.array([int(chosen.get(c, 0)) for c in comparison.classes]))
+                           None if not chosen else np.array([int(chosen.get(c, 0)) for c in comparison.classes]),
+                           LABEL_NEXT_TEMPER if temper else 0.0)
     checked_on = images
     if all_labels:
         if not can_refit_on_all(arrays):

@@ -230,3 +230,27 @@ def test_labels_chosen_by_label_next_do_not_correct_their_class_count() -> None:
     np.testing.assert_allclose(mix.trust, [0.0, 1.0])
     np.testing.assert_allclose(FolderMix(y, oof, np.array([50, 0]), 40, chosen=np.array([80, 3])).trust, [0.0, 1.0])
     assert FolderMix(y, oof, np.array([50, 50]), 40).trust is None
+
+
+def test_the_folder_mix_is_tempered_as_far_as_label_next_chose_the_labels() -> None:
+    """benchmarks/results/temper.md: q ** (1 - 0.5 x the share of labels "label next" chose), renormalised; untouched
+    (to the bit) where it chose none, where the sources are unknown, or with ``--class-mix acc-folder-full``."""
+    from inference.training.classifier_head import FolderMix, fit_linear_head
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (60, 3)), rng.normal(2, 1, (20, 3))])
+    y = np.array([0] * 60 + [1] * 20)
+    head = fit_linear_head(x, y, 2, 1.0)
+    pool = np.concatenate([rng.normal(0, 1, (90, 3)), rng.normal(2, 1, (10, 3))])
+    counts, oof = np.bincount(y, minlength=2), head.predict(x)
+    full = FolderMix(y, oof, counts, 100).shares(head, pool)
+    assert FolderMix(y, oof, counts, 100).temper == 1.0
+    np.testing.assert_array_equal(FolderMix(y, oof, counts, 100, chosen=np.zeros(2, int)).shares(head, pool), full)
+    all_chosen = FolderMix(y, oof, counts, 100, chosen=counts)
+    assert all_chosen.temper == 0.5
+    q = all_chosen.shares(head, pool)
+    untempered = FolderMix(y, oof, counts, 100, chosen=counts, temper_max=0.0)
+    assert untempered.temper == 1.0
+    np.testing.assert_allclose(q, np.sqrt(untempered.shares(head, pool)) / np.sqrt(untempered.shares(head, pool)).sum())
+    assert q.sum() == pytest.approx(1.0) and q[0] < untempered.shares(head, pool)[0]   # towards equal classes
+    assert FolderMix(y, oof, counts, 100, chosen=np.array([40, 0])).temper == pytest.approx(0.75)   # half the labels

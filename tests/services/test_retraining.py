@@ -495,6 +495,7 @@ def test_labels_chosen_by_label_next_are_counted_as_such_in_the_class_mix(tmp_pa
         prior = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
         assert prior["folder"]["chosen_by_label_next"] == {"crack": 6, "good": 0}
         assert "label next" in prior["folder"]["note"] and sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
+        assert prior["folder"]["temper"] == 0.75   # half the labels chosen by label next (temper.md)
     finally:
         db.close()
 
