@@ -294,15 +294,23 @@ class FolderMix:
         chosen = float(np.minimum(np.asarray(self.chosen, np.float64), self.reviewed_counts).sum())
         return 1.0 - self.temper_max * (chosen / reviewed if reviewed > 0 else 0.0)
 
-    def shares(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
+    def estimate(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
+        """The folder's class mix as estimated (before the temper)."""
         q_pool = adjusted_shares(pool_shares(head, pool_features), self.labels, self.out_of_fold, len(pool_features),
                                  self.trust)
-        q = folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
+        return folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
+
+    def tempered(self, q: np.ndarray) -> np.ndarray:
+        """``q`` raised to ``temper`` and renormalised (``q`` itself, to the bit, at temper 1)."""
         t = self.temper
         if t >= 1.0:
             return q
         q = np.power(np.maximum(q, 1e-12), t)
         return q / q.sum()
+
+    def shares(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
+        """The prior the head is given: the estimate, tempered."""
+        return self.tempered(self.estimate(head, pool_features))
 
 
 def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
@@ -608,7 +616,8 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                         "with this weight; refitted, then the pool's class mix re-estimated; the held-out check and "
                         "metrics.val scored the model fitted on the reviewed labels alone"}
         else:
-            shares = pool_shares(head, pool_z) if folder is None else folder.shares(head, pool_z)
+            estimated = pool_shares(head, pool_z) if folder is None else folder.estimate(head, pool_z)
+            shares = estimated if folder is None else folder.tempered(estimated)
             head = with_prior(head, shares, labels if mix else None)
         training["pool_prior"] = {
             "images": int(len(pool_features)),
@@ -629,10 +638,14 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                 training["pool_prior"]["folder"]["chosen_by_label_next"] = {
                     name: int(n) for name, n in zip(classes, folder.chosen)}
                 training["pool_prior"]["folder"]["temper"] = round(folder.temper, 4)
+                training["pool_prior"]["folder"]["estimated_shares"] = {
+                    name: round(float(q), 4) for name, q in zip(classes, estimated)}
                 training["pool_prior"]["folder"]["note"] = (
                     "a class's out-of-fold errors correct its count only as far as its labels were not chosen by "
-                    "'label next' (ADR 0049); the mix is then raised to the power 'temper' and renormalised, "
-                    "1 - 0.5 x the share of labels 'label next' chose (benchmarks/results/temper.md)")
+                    "'label next' (ADR 0049); that estimate (estimated_shares) is then raised to the power "
+                    "'temper', 1 - 0.5 x the share of labels 'label next' chose, and renormalised: the shares given "
+                    "to the head lean towards equal classes, a better decision rule there, not a better estimate of "
+                    "the mix (benchmarks/results/temper.md, ADR 0074)")
         card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)

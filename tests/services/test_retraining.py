@@ -496,6 +496,9 @@ def test_labels_chosen_by_label_next_are_counted_as_such_in_the_class_mix(tmp_pa
         assert prior["folder"]["chosen_by_label_next"] == {"crack": 6, "good": 0}
         assert "label next" in prior["folder"]["note"] and sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
         assert prior["folder"]["temper"] == 0.75   # half the labels chosen by label next (temper.md)
+        est = np.array([prior["folder"]["estimated_shares"][c] for c in ("crack", "good")])
+        given = np.array([prior["shares"][c] for c in ("crack", "good")])
+        np.testing.assert_allclose(given, est ** 0.75 / (est ** 0.75).sum(), atol=2e-3)   # the estimate, tempered
     finally:
         db.close()
 
