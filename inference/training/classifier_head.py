@@ -624,7 +624,7 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
             "method": "classify-and-count, add-one smoothed" if folder is None else
                       "the folder's mix: its reviewed labels, and its unreviewed images by adjusted classify-and-count "
                       "(the head's out-of-fold confusion on the reviewed labels), add-one smoothed",
-            "class_mix": "pool" if folder is None else "acc-folder",
+            "class_mix": "pool" if folder is None else "acc-folder" if folder.temper_max > 0 else "acc-folder-full",
             "shares": {name: round(float(q), 4) for name, q in zip(classes, shares)},
             "note": ("the class mix of unreviewed images of the reviewed folder, as the fitted head predicts them"
                      if folder is None else "the reviewed folder's class mix")
@@ -642,10 +642,12 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                     name: round(float(q), 4) for name, q in zip(classes, estimated)}
                 training["pool_prior"]["folder"]["note"] = (
                     "a class's out-of-fold errors correct its count only as far as its labels were not chosen by "
-                    "'label next' (ADR 0049); that estimate (estimated_shares) is then raised to the power "
-                    "'temper', 1 - 0.5 x the share of labels 'label next' chose, and renormalised: the shares given "
-                    "to the head lean towards equal classes, a better decision rule there, not a better estimate of "
-                    "the mix (benchmarks/results/temper.md, ADR 0074)")
+                    "'label next' (ADR 0049); " + (
+                        f"that estimate (estimated_shares) is then raised to the power 'temper', 1 - "
+                        f"{folder.temper_max:g} x the share of labels 'label next' chose, and renormalised: the shares "
+                        "given to the head lean towards equal classes, a better decision rule there, not a better "
+                        "estimate of the mix (benchmarks/results/temper.md, ADR 0074)" if folder.temper_max > 0 else
+                        "the estimate is given untempered (--class-mix acc-folder-full)"))
         card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)

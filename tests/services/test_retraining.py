@@ -499,6 +499,13 @@ def test_labels_chosen_by_label_next_are_counted_as_such_in_the_class_mix(tmp_pa
         est = np.array([prior["folder"]["estimated_shares"][c] for c in ("crack", "good")])
         given = np.array([prior["shares"][c] for c in ("crack", "good")])
         np.testing.assert_allclose(given, est ** 0.75 / (est ** 0.75).sum(), atol=2e-3)   # the estimate, tempered
+        proc = run_retrain(url, "--name", "full", "--method", "defect", "--groups", "none", "--keep-if-worse",
+                           "--class-mix", "acc-folder-full")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        full = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
+        assert full["class_mix"] == "acc-folder-full" and full["folder"]["temper"] == 1.0
+        assert full["shares"] == full["folder"]["estimated_shares"] and "untempered" in full["folder"]["note"]
     finally:
         db.close()
 
