@@ -253,10 +253,24 @@ def propose(candidates: Sequence[Candidate], embeddings: np.ndarray, size: int =
     reasons = {}
     for i in ordered:
         c = candidates[i]
-        why = "out of domain" if c.out_of_domain else thin.get(i) or (
-            f"uncertain (margin {1 - unc_of[i]:.2f})" if source != "none" else "unlike the images labelled so far")
+        why = "out of domain" if c.out_of_domain else thin.get(i) or _spread_or_uncertain(
+            None if source == "none" else 1 - unc_of[i])
         reasons[c.image_id] = why
     return Proposal(tuple(candidates[i].image_id for i in ordered), reasons, source)
+
+
+SURE_MARGIN = 0.5   # a top class this far ahead of the next is no "uncertain" pick: it was chosen for being unlike
+
+
+def _spread_or_uncertain(margin: float | None) -> str:
+    """Why a pick that is neither out of domain nor for a thin class was proposed. Seen under Xvfb (session 41): on
+    the demo the first pick read "uncertain (margin 1.00)", a steel strip the classifier was sure of, chosen by the
+    batch's spread; a pick the model is sure of is said to be unlike the others, with its margin."""
+    if margin is None:
+        return "unlike the images labelled so far"
+    if margin >= SURE_MARGIN:
+        return f"unlike the images labelled or proposed so far (the model is sure of it: margin {margin:.2f})"
+    return f"uncertain (margin {margin:.2f})"
 
 
 def verdict_batch(reviewed: Sequence[bool], foreign: Sequence[bool], closeness: Sequence[float],

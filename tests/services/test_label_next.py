@@ -83,6 +83,12 @@ def test_the_classifier_scores_give_the_uncertainty_until_labels_can() -> None:
     scores = [{"a": 0.99, "b": 0.01}, {"a": 0.5, "b": 0.5}, {"a": 0.98, "b": 0.02}, {"a": 0.97, "b": 0.03}]
     got = propose([Candidate(i, class_scores=s) for i, s in enumerate(scores)], x, size=1)
     assert got.uncertainty_from == "classifier" and got.image_ids == (1,)
+    assert got.reasons[1] == "uncertain (margin 0.00)"
+    # a pick the classifier is sure of was chosen for the spread, and says so (seen under Xvfb on the demo, session
+    # 41: "uncertain (margin 1.00)")
+    both = propose([Candidate(i, class_scores=s) for i, s in enumerate(scores)], x, size=2)
+    assert both.image_ids[0] == 1 and both.reasons[both.image_ids[1]].startswith(
+        "unlike the images labelled or proposed so far (the model is sure of it: margin 0.9")
 
 
 def test_weighted_k_center_takes_nothing_from_an_empty_pool() -> None:
