@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
-out=benchmarks/results/lnhead
+out=${OUT:-benchmarks/results/lnhead}   # temper.md: OUT=benchmarks/results/temper
 for s in "$@"; do
   echo "s$s random pc80 start $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"
   nice -n 5 .venv/bin/python benchmarks/lnclasses_command.py --variant station --order random --seed "$s" --per-class 80 \
