@@ -308,10 +308,6 @@ class FolderMix:
         q = np.power(np.maximum(q, 1e-12), t)
         return q / q.sum()
 
-    def shares(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
-        """The prior the head is given: the estimate, tempered."""
-        return self.tempered(self.estimate(head, pool_features))
-
 
 def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
     """``head`` with the pool's class mix (``pool_shares``) as its prior (``with_prior``)."""

@@ -208,7 +208,7 @@ def test_adjusted_classify_and_count_undoes_the_heads_confusion_and_the_folder_c
     pool = rng.standard_normal((40, 2)) + 3.0 * np.eye(2)[[0] * 36 + [1] * 4]
     mix = FolderMix(y, head.predict(x), np.bincount(y, minlength=2), 40)
     want = folder_shares(adjusted_shares(pool_shares(head, pool), y, head.predict(x), 40), np.array([50, 50]), 40)
-    np.testing.assert_allclose(mix.shares(head, pool), want)
+    np.testing.assert_allclose(mix.estimate(head, pool), want)
 
 
 def test_labels_chosen_by_label_next_do_not_correct_their_class_count() -> None:
@@ -243,14 +243,17 @@ def test_the_folder_mix_is_tempered_as_far_as_label_next_chose_the_labels() -> N
     head = fit_linear_head(x, y, 2, 1.0)
     pool = np.concatenate([rng.normal(0, 1, (90, 3)), rng.normal(2, 1, (10, 3))])
     counts, oof = np.bincount(y, minlength=2), head.predict(x)
-    full = FolderMix(y, oof, counts, 100).shares(head, pool)
+
+    def given(mix: FolderMix) -> np.ndarray:   # the shares the head is given: the estimate, tempered
+        return mix.tempered(mix.estimate(head, pool))
+    full = given(FolderMix(y, oof, counts, 100))
     assert FolderMix(y, oof, counts, 100).temper == 1.0
-    np.testing.assert_array_equal(FolderMix(y, oof, counts, 100, chosen=np.zeros(2, int)).shares(head, pool), full)
+    np.testing.assert_array_equal(given(FolderMix(y, oof, counts, 100, chosen=np.zeros(2, int))), full)
     all_chosen = FolderMix(y, oof, counts, 100, chosen=counts)
     assert all_chosen.temper == 0.5
-    q = all_chosen.shares(head, pool)
+    q = given(all_chosen)
     untempered = FolderMix(y, oof, counts, 100, chosen=counts, temper_max=0.0)
     assert untempered.temper == 1.0
-    np.testing.assert_allclose(q, np.sqrt(untempered.shares(head, pool)) / np.sqrt(untempered.shares(head, pool)).sum())
-    assert q.sum() == pytest.approx(1.0) and q[0] < untempered.shares(head, pool)[0]   # towards equal classes
+    np.testing.assert_allclose(q, np.sqrt(given(untempered)) / np.sqrt(given(untempered)).sum())
+    assert q.sum() == pytest.approx(1.0) and q[0] < given(untempered)[0]   # towards equal classes
     assert FolderMix(y, oof, counts, 100, chosen=np.array([40, 0])).temper == pytest.approx(0.75)   # half the labels
