@@ -3,6 +3,7 @@ the rule in benchmarks/results/stable.md (session 41, issue 20 item 1): a diagno
 already made on ``lnclasses.split``'s train-only splits.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/stable_diagnostic.py RUN.json ...   # --all-labels for the CV rows
+    PYTHONPATH=. python benchmarks/stable_diagnostic.py --eta     # eta^2 of each feature over every training tile
 
 ``none``: the command's kind of head on ``defect_bank`` as it is; ``stable`` / ``stable2``: the same head with each
 standardised feature scaled by sqrt(1 - eta^2) / (1 - eta^2), eta^2 its between-session share of variance over every
@@ -82,9 +83,18 @@ def stable_variant(x: np.ndarray, t: Tiles, power: float) -> Variant:
 
 
 def main(argv: list[str] | None = None) -> int:
-    known, args = runs_or_all_labels(argv, __doc__)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--eta" in argv and all(a.startswith("-") for a in argv):
+        argv.append("-")   # no run is read
+    known, args = runs_or_all_labels(argv, __doc__, lambda p: p.add_argument(
+        "--eta", action="store_true", help="instead: percentiles of each feature's eta^2 over every training tile"))
     warnings.filterwarnings("ignore")
     t = tiles(args.data, args.cache)
+    if known.eta:   # the look stable.md's rule cites (labels unused)
+        q = (0, 25, 50, 75, 90, 99, 100)
+        eta = np.percentile(session_share(t.x, t.sess), q)
+        print("eta^2 percentiles " + ", ".join(f"{p}: {v:.3f}" for p, v in zip(q, eta)))
+        return 0
     compared = {"none": linear_variant(t.x, t), "stable": stable_variant(t.x, t, 0.5),
                 "stable2": stable_variant(t.x, t, 1.0)}
     if known.all_labels:
