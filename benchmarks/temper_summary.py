@@ -4,7 +4,8 @@ pair both ran, the mean macro F1 and accuracy differences (T adopted if F1 >= +0
     PYTHONPATH=. python benchmarks/temper_summary.py benchmarks/results/temper/*.json
 
 File names ``{base,T}_pc{10,20,40}_s{seed}.json`` (``benchmarks/temper_lane.sh``); a pair missing one side is named,
-not used.
+not used. With the addendum's ``random_pc80_s{seed}.json`` (``OUT=benchmarks/results/temper benchmarks/lnhead_random.sh``)
+it also prints, per seed, label next at 240 with T beside the random order at 480 ("half the labels" on those splits).
 """
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ from benchmarks.lnhead_summary import load
 
 F1_GAIN = 0.010
 ACC_SLACK = 0.005
+
+
+def half_the_labels(runs: dict[tuple[str, int], dict[int, dict]]) -> None:
+    """Per seed with both: label next at 240 labels with T against the random order at 480, then the means."""
+    t, r = runs.get(("T", 40), {}), runs.get(("random", 80), {})
+    seeds = sorted(set(t) & set(r))
+    if not seeds:
+        return
+    print("\n| seed | label next at 240, T | random order at 480 |\n|---|---|---|")
+    for s in seeds:
+        a, b = t[s]["independent_val"], r[s]["independent_val"]
+        print(f"| {s} | {a['accuracy']:.3f} / {a['f1']:.3f} | {b['accuracy']:.3f} / {b['f1']:.3f} |")
+    mean = statistics.mean
+    ta, tf = (mean(t[s]["independent_val"][k] for s in seeds) for k in ("accuracy", "f1"))
+    ra, rf = (mean(r[s]["independent_val"][k] for s in seeds) for k in ("accuracy", "f1"))
+    at_or_above = sum(1 for s in seeds if t[s]["independent_val"]["accuracy"] >= r[s]["independent_val"]["accuracy"])
+    print(f"| **mean** | **{ta:.3f} / {tf:.3f}** | **{ra:.3f} / {rf:.3f}** |\n\nhalf the labels (accuracy at 240 >= at "
+          f"480): {'met' if ta >= ra else 'not met'}; at or above in {at_or_above} of {len(seeds)} seeds")
 
 
 def main(argv: list[str]) -> int:
@@ -41,6 +60,7 @@ def main(argv: list[str]) -> int:
     if not d_acc:
         print("no pair")
         return 1
+    half_the_labels(runs)
     da, df = statistics.mean(d_acc), statistics.mean(d_f1)
     better = sum(1 for x in d_f1 if x > 0)
     adopted = df >= F1_GAIN and da >= -ACC_SLACK
