@@ -38,6 +38,25 @@ log = logging.getLogger(__name__)
 LANDED_KEPT = 16
 
 
+# What an inspector gives in place of a family's answer an Accept left out (its model called the image out of domain).
+_GIVE_INSTEAD = {"classifier": "its class (keys 1-9)",
+                 "segmenter": "its targets (B / L; one eraser stroke, E, says there are none)",
+                 "anomaly": "its verdict (G / D)"}
+
+
+def _withheld_many(withheld: dict[str, int], accepted: int) -> str:
+    """The sentence an Accept on a gallery selection adds for the answers it left out, per family, e.g. " Not
+    taken, out of its model's domain: the segmenter's answer on 1 of the 29; …". Seen under Xvfb (session 42):
+    Ctrl+A, A on 30 infrared frames said only "Accepted 29 image(s)", and a frame the segmenter called foreign kept
+    no mask, so it did not count for the segmenter's retraining, unsaid. Short, as the status bar shows it (its
+    tooltip holds the whole of a longer one); the single A's note says what to give for each family."""
+    if not withheld:
+        return ""
+    parts = [f"the {f}'s answer on {withheld[f]} of the {accepted}" for f in _GIVE_INSTEAD if f in withheld]
+    return (" Not taken, out of its model's domain: " + ", ".join(parts)
+            + "; give those yourself for the images to count for a retraining (filter: out of domain).")
+
+
 def verdict_changes(verdict: str | None) -> dict[str, Any]:
     """The label changes an anomaly verdict makes: the verdict, and for "normal" no anomaly region (a good part has
     none). One home for the key on one image and on a gallery selection."""
@@ -461,12 +480,10 @@ class ReviewController(QObject):
         self._edit(after, "accept", "accept")
         withheld = self.service.withheld_from(self.detail, after)
         if withheld:   # said, not silently left out
-            what = {"classifier": "its class (keys 1-9)",
-                    "segmenter": "its targets (B / L; one eraser stroke, E, says there are none)",
-                    "anomaly": "its verdict (G / D)"}
             self.note.emit("Accepted without the " + " and the ".join(f"{f}'s answer" for f in withheld)
-                              + ": out of that model's domain, so not taken. Give " + ", ".join(what[f] for f in withheld)
-                              + " yourself for the image to count for a retraining.")
+                           + ": out of that model's domain, so not taken. Give "
+                           + ", ".join(_GIVE_INSTEAD[f] for f in withheld)
+                           + " yourself for the image to count for a retraining.")
         p = self.detail.prediction if self.detail is not None else None
         if (p is not None and p.heatmap_missing and after.anomaly_verdict == "anomalous"
                 and after.anomaly_region is None):  # ADR 0061: said, not silently left out
@@ -502,6 +519,7 @@ class ReviewController(QObject):
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
                      value: str | None = None) -> None:
         edits, moved, no_classifier = [], 0, 0
+        withheld: dict[str, int] = {}   # family -> accepted images its out-of-domain answer was left out of
         for image_id, detail, error in rows:
             if detail is None:
                 self.save_failed.emit(f"Cannot read image {image_id}: {error}")
@@ -522,6 +540,9 @@ class ReviewController(QObject):
                 self._seen[image_id] = detail.label.revision
             if decision == "accept":
                 after = self.service.accepted_label(detail, before)
+                if not after.same_content(before):
+                    for family in self.service.withheld_from(detail, after):
+                        withheld[family] = withheld.get(family, 0) + 1
             elif decision == "reject":
                 after = before.with_(review_state="rejected")
             elif decision == "class":
@@ -538,10 +559,14 @@ class ReviewController(QObject):
             for edit in edits:
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
-            self.message.emit(done.format(len(edits)) + "; Ctrl+Z undoes them together."
-                              + (f" {moved} changed meanwhile and were left out." if moved else "")
-                              + (f" {no_classifier} left out: the model routing runs no classifier on them."
-                                 if no_classifier else ""))
+            text = (done.format(len(edits)) + "; Ctrl+Z undoes them together."
+                    + (f" {moved} changed meanwhile and were left out." if moved else "")
+                    + (f" {no_classifier} left out: the model routing runs no classifier on them."
+                       if no_classifier else ""))
+            if withheld:   # what the selection's labels lack stays ahead of the next messages, as A's own note
+                self.note.emit(text + _withheld_many(withheld, len(edits)))
+            else:
+                self.message.emit(text)
         else:
             already = f"labelled {value}" if value else f"{decision}ed"
             self.message.emit(f"{moved} image(s) changed while the selection was read: select and decide again."

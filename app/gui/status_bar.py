@@ -24,6 +24,9 @@ class StationStatusBar(QStatusBar):
         self.addPermanentWidget(self.pending)
         self.addPermanentWidget(self.counts)
         self._sticky: tuple[str, float] = ("", 0.0)  # the last note and until when (monotonic) it stays ahead
+        # A message longer than the bar is cut at its right end (seen under Xvfb, session 42: Accept's note ended
+        # "… its verdict (G / D) yo"): hovering the bar shows the whole of it while it is there.
+        self.messageChanged.connect(self.setToolTip)
 
     def say(self, text: str) -> None:
         """A passing message; within ``NOTE_S`` of a ``note`` it is added after the note instead of replacing it."""

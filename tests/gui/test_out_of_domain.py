@@ -154,3 +154,52 @@ def test_accept_says_which_withheld_answers_it_left_out(service, db, folder, art
         assert not any("Accepted without" in s for s in said)
     finally:
         win.close()
+
+
+def test_accept_on_a_selection_says_how_many_withheld_answers_it_left_out(service, db, folder, artifacts, qtbot):
+    """Seen under Xvfb (session 42): Ctrl+A, A on 30 infrared frames said only "Accepted 29 image(s)"; on a frame
+    the segmenter called foreign the label kept no mask, so it does not count for the segmenter's retraining, and
+    nothing said so (the single A has said it since session 37). The selection's message now counts, per family,
+    the images whose answer was left out, and says what to give instead."""
+    from PySide6.QtCore import Qt
+
+    from tests.gui.conftest import wait_saved
+    from tests.gui.test_main_window import press
+
+    info = service.open_folder(folder)
+    versions = seed_predictions(db, info.id, artifacts)
+    far = _mark_out_of_domain(db, info.id, versions, {"part_01.png", "part_04.png"}, families=("segmenter",))
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    try:
+        win.gallery.setFocus()
+        win.gallery.selectAll()
+        n = win.gallery_model.rowCount()
+        with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+            press(qtbot, win, Qt.Key.Key_A)
+        wait_saved(win, qtbot)
+        text = win.statusBar().currentMessage()
+        assert f"Accepted {n} image(s)" in text, text
+        assert f"Not taken, out of its model's domain: the segmenter's answer on 2 of the {n};" in text, text
+        assert "give those yourself" in text and win.statusBar().toolTip() == text   # the whole of it, on hover
+        assert all(service.detail(i).label.mask is None for i in far)
+        win.review.undo_stack.undo()
+        wait_saved(win, qtbot)
+        inside = [it.image_id for it in win.gallery_model.items() if it.image_id not in far]
+        win.gallery.clearSelection()
+        win.gallery.selectAll()
+        for i in far:   # only in-domain images selected: nothing is said of withheld answers
+            row = next(r for r, it in enumerate(win.gallery_model.items()) if it.image_id == i)
+            win.gallery.selectionModel().select(win.gallery_model.index(row, 0),
+                                                win.gallery.selectionModel().SelectionFlag.Deselect)
+        said: list[str] = []
+        win.review.message.connect(said.append)
+        win.review.note.connect(said.append)
+        with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+            press(qtbot, win, Qt.Key.Key_A)
+        wait_saved(win, qtbot)
+        assert any(s.startswith(f"Accepted {len(inside)} image(s)") for s in said), said
+        assert not any("out of its model's domain" in s for s in said), said
+    finally:
+        win.close()
