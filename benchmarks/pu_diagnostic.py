@@ -1,0 +1,156 @@
+"""Would a free-or-defect head that reads the folder's unreviewed tiles as the free surface's examples (a
+non-negative positive-unlabelled risk, Kiryo et al. 2017) lift the retrained head? Stage 1 of
+benchmarks/results/pu.md (session 42, issue 20 item 1): runs the retrain command already made on
+``lnclasses.split``'s train-only splits, their labels and unreviewed images, scored on their held-out sessions.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/pu_diagnostic.py RUN.json ...
+
+Columns: ``none`` (the command's kind of head on ``defect_bank`` at the run's C under its folder prior, tempered as
+the command tempers label-next labels), ``pu`` (pu.md's candidate) and ``pn`` (its control without the unreviewed
+images). Nothing here reads ``val``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.prior_diagnostic import (  # noqa: E402
+    RunLabels,
+    Tiles,
+    arguments,
+    out_of_fold,
+    print_variant_table,
+    run_labels,
+    tiles,
+)
+
+
+def softplus(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def fit_binary(xp: np.ndarray, ap: np.ndarray, xn: np.ndarray, xu: np.ndarray | None, pi: float, pi_u: float,
+               c: float, n: int) -> tuple[np.ndarray, float]:
+    """pu.md's free-or-defect head on standardised rows: positives ``xp`` weighted ``ap`` (sum 1), labelled negatives
+    ``xn``, unreviewed rows ``xu`` (None: the ``pn`` control); its weights and bias (z > 0: defect)."""
+    from scipy.optimize import minimize
+
+    d = xp.shape[1]
+    scale = 1.0 / (2.0 * c * n)
+
+    def risk(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:d], params[d]
+        zp, zn = xp @ w + b, xn @ w + b
+        gz_p = -pi * ap * sigmoid(-zp)                      # positives' loss softplus(-z)
+        value = pi * float(ap @ softplus(-zp))
+        neg_weight = 1.0 if xu is None else 0.5
+        value += (1 - pi) * neg_weight * float(softplus(zn).mean())
+        gz_n = (1 - pi) * neg_weight * sigmoid(zn) / len(zn)
+        gw, gb = xp.T @ gz_p + xn.T @ gz_n, float(gz_p.sum() + gz_n.sum())
+        if xu is not None:
+            zu = xu @ w + b
+            neg_u = (float(softplus(zu).mean()) - pi_u * float(ap @ softplus(zp))) / (1 - pi_u)
+            if neg_u > 0:   # the non-negative correction: a negative estimate counts as zero
+                value += (1 - pi) * 0.5 * neg_u
+                gz_u = (1 - pi) * 0.5 * sigmoid(zu) / len(zu) / (1 - pi_u)
+                gz_pu = -(1 - pi) * 0.5 * pi_u * ap * sigmoid(zp) / (1 - pi_u)
+                gw += xu.T @ gz_u + xp.T @ gz_pu
+                gb += float(gz_u.sum() + gz_pu.sum())
+        value += scale * float(w @ w)
+        gw = gw + 2 * scale * w
+        return value, np.concatenate([gw, [gb]])
+
+    res = minimize(risk, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": 2000})
+    return res.x[:d], float(res.x[d])
+
+
+def scores(t: Tiles, r: RunLabels, temper: float) -> dict[str, tuple[float, float]]:
+    """(accuracy, macro F1) on the run's scored sessions of ``none``, ``pu`` and ``pn``."""
+    from sklearn.metrics import f1_score
+
+    from inference.training.classifier_head import adjusted_shares, fit_linear_head, folder_shares, with_prior
+
+    k, free = len(t.classes), t.classes.index("free")
+    x, y = t.x, t.y
+
+    def fit(idx: np.ndarray, c: float = r.c):  # noqa: ANN202 - a LinearHead
+        return fit_linear_head(x[idx], y[idx], k, c)
+
+    oof = out_of_fold(fit, x, r)
+    head = fit(r.labelled)
+    predicted = (np.bincount(head.predict(x[r.sample]), minlength=k) + 1.0) / (len(r.sample) + k)
+    q_pool = adjusted_shares(predicted, y[r.labelled], oof, len(r.sample))
+    q = folder_shares(q_pool, r.counts, len(r.unlabelled))
+    if temper < 1.0:
+        q = np.power(np.maximum(q, 1e-12), temper)
+        q = q / q.sum()
+    prior_head = with_prior(head, q)
+    truth = y[r.scored]
+    proba = prior_head.proba(x[r.scored])
+    out = {"none": proba.argmax(1)}
+
+    pi, pi_u = 1.0 - float(q[free]), min(1.0 - float(q_pool[free]), 0.95)
+    rows = np.concatenate([r.labelled, r.unlabelled])
+    mu, sd = x[rows].mean(0), x[rows].std(0) + 1e-6
+    z = (x - mu) / sd
+    lab_y = y[r.labelled]
+    pos = r.labelled[lab_y != free]
+    neg = r.labelled[lab_y == free]
+    counts = np.bincount(y[pos], minlength=k).astype(np.float64)
+    ap = q[y[pos]] / counts[y[pos]]
+    ap = ap / ap.sum()
+    defect = np.arange(k) != free
+    rest = proba[:, defect] / proba[:, defect].sum(1, keepdims=True)
+    for name, xu in (("pu", z[r.unlabelled]), ("pn", None)):
+        w, b = fit_binary(z[pos], ap, z[neg], xu, pi, pi_u, r.c, len(r.labelled))
+        p_free = sigmoid(-(z[r.scored] @ w + b))
+        six = np.zeros_like(proba)
+        six[:, free] = p_free
+        six[:, defect] = (1 - p_free)[:, None] * rest
+        out[name] = six.argmax(1)
+    return {n: (float((p == truth).mean()), float(f1_score(truth, p, average="macro"))) for n, p in out.items()}
+
+
+GATE = {  # order -> (accuracy margin over none, macro F1 margin over none): pu.md's gate
+    "per-class": (0.010, -0.005), "random": (-0.005, 0.0), "label-next": (-0.005, -0.005)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
+    warnings.filterwarnings("ignore")
+    t = tiles(args.data, args.cache)
+    res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
+    for f in args.runs:
+        r = run_labels(t, json.loads(Path(f).read_text()))
+        got = scores(t, r, 0.5 if r.order == "label-next" else 1.0)
+        row = res.setdefault((r.order, r.per_class), {n: [] for n in got})
+        for n, v in got.items():
+            row[n].append(v)
+        print(f"{Path(f).name}: " + ", ".join(f"{n} {a:.3f}/{b:.3f}" for n, (a, b) in got.items()), flush=True)
+    names = ["none", "pu", "pn"]
+    print_variant_table(res, names)
+    print()
+    for cand in ("pu", "pn"):
+        fails = []
+        for (order, per), row in sorted(res.items()):
+            base, got = np.array(row["none"]).mean(0), np.array(row[cand]).mean(0)
+            da, df = GATE[order]
+            if got[0] < base[0] + da - 1e-12 or got[1] < base[1] + df - 1e-12:
+                fails.append(f"{order} {per}: {got[0]:.3f}/{got[1]:.3f} against none {base[0]:.3f}/{base[1]:.3f}")
+        print(f"{cand}: " + ("passes the gate" if not fails else "fails the gate: " + "; ".join(fails)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
