@@ -75,6 +75,71 @@ def fit_binary(xp: np.ndarray, ap: np.ndarray, xn: np.ndarray, xu: np.ndarray | 
     return res.x[:d], float(res.x[d])
 
 
+def fit_multi(x: np.ndarray, y: np.ndarray, k: int, free: int, xu: np.ndarray | None, q_u: np.ndarray,
+              c: float) -> tuple[np.ndarray, np.ndarray]:
+    """pu.md's ``pum`` head on standardised rows ``x`` labelled ``y`` (``xu`` None: the ``pnm`` control): the
+    class-balanced multinomial risk, the free class's half from the unreviewed rows ``xu`` less their defect shares
+    ``q_u``; its (k, d) weights and (k,) biases (classes without labels get no row of their own: a very low bias)."""
+    from scipy.optimize import minimize
+
+    n, d = x.shape
+    present = [cls for cls in range(k) if (y == cls).any()]
+    onehot = np.eye(k)[y]
+    row_w = np.zeros(n)
+    for cls in present:   # each labelled class's loss weighs 1 / (classes with labels), its images equally
+        row_w[y == cls] = 1.0 / (len(present) * (y == cls).sum())
+    use_u = xu is not None and len(xu) > 0 and q_u[free] > 0 and free in present
+    if use_u:
+        row_w[y == free] *= 0.5
+        # the unreviewed rows' free-class loss less each labelled defect class's share of it
+        corr = np.zeros(n)
+        for cls in present:
+            if cls != free:
+                corr[y == cls] = q_u[cls] / (y == cls).sum()
+    scale = 1.0 / (2.0 * c * n)
+    live = np.array([cls in present for cls in range(k)])
+
+    def risk(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w = params[: k * d].reshape(k, d)
+        b = params[k * d:]
+        z = x @ w.T + b
+        z[:, ~live] = -1e9
+        lse = np.logaddexp.reduce(z, axis=1)
+        p = np.exp(z - lse[:, None])
+        value = float(row_w @ (lse - z[np.arange(n), y]))
+        gz = row_w[:, None] * (p - onehot)
+        if use_u:
+            assert xu is not None
+            zu = xu @ w.T + b
+            zu[:, ~live] = -1e9
+            lse_u = np.logaddexp.reduce(zu, axis=1)
+            pu_ = np.exp(zu - lse_u[:, None])
+            ce_free_lab = lse - z[:, free]
+            est = (float((lse_u - zu[:, free]).mean()) - float(corr @ ce_free_lab)) / q_u[free]
+            if est > 0:   # the non-negative correction
+                wf = 0.5 / len(present)
+                value += wf * est
+                e_free = np.eye(k)[free]
+                gzu = wf * (pu_ - e_free) / len(zu) / q_u[free]
+                gz = gz - wf * corr[:, None] * (p - e_free) / q_u[free]
+                gw_u, gb_u = gzu.T @ xu, gzu.sum(0)
+            else:
+                gw_u, gb_u = 0.0, 0.0
+        else:
+            gw_u, gb_u = 0.0, 0.0
+        gw = gz.T @ x + gw_u + 2 * scale * w
+        gb = gz.sum(0) + gb_u
+        gw[~live] = 0.0
+        gb = np.where(live, gb, 0.0)
+        value += scale * float((w * w).sum())
+        return value, np.concatenate([gw.ravel(), gb])
+
+    res = minimize(risk, np.zeros(k * (d + 1)), jac=True, method="L-BFGS-B", options={"maxiter": 3000})
+    w, b = res.x[: k * d].reshape(k, d), res.x[k * d:].copy()
+    b[~live] = -1e9
+    return w, b
+
+
 def scores(t: Tiles, r: RunLabels, temper: float) -> dict[str, tuple[float, float]]:
     """(accuracy, macro F1) on the run's scored sessions of ``none``, ``pu`` and ``pn``."""
     from sklearn.metrics import f1_score
@@ -119,6 +184,12 @@ def scores(t: Tiles, r: RunLabels, temper: float) -> dict[str, tuple[float, floa
         six[:, free] = p_free
         six[:, defect] = (1 - p_free)[:, None] * rest
         out[name] = six.argmax(1)
+    with_labels = np.bincount(lab_y, minlength=k) > 0
+    p_fit = np.where(with_labels, 1.0 / with_labels.sum(), 0.0)   # the balanced fit's own prior
+    shift = np.where(with_labels, np.log(np.maximum(q, 1e-12)) - np.log(np.maximum(p_fit, 1e-12)), 0.0)
+    for name, xu in (("pum", z[r.unlabelled]), ("pnm", None)):
+        w, b = fit_multi(z[r.labelled], lab_y, k, free, xu, q_pool, r.c)
+        out[name] = (z[r.scored] @ w.T + b + shift).argmax(1)
     return {n: (float((p == truth).mean()), float(f1_score(truth, p, average="macro"))) for n, p in out.items()}
 
 
@@ -138,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         for n, v in got.items():
             row[n].append(v)
         print(f"{Path(f).name}: " + ", ".join(f"{n} {a:.3f}/{b:.3f}" for n, (a, b) in got.items()), flush=True)
-    names = ["none", "pu", "pn"]
+    names = ["none", "pu", "pn", "pum", "pnm"]
     print_variant_table(res, names)
     print()
-    for cand in ("pu", "pn"):
+    for cand in names[1:]:
         fails = []
         for (order, per), row in sorted(res.items()):
             base, got = np.array(row["none"]).mean(0), np.array(row[cand]).mean(0)
