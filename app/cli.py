@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "'label next' chose the labels (benchmarks/results/temper.md); 'acc-folder-full', the same "
                         "mix untempered; 'pool', the unreviewed images' mix as the head predicts a sample of them "
                         "(ADR 0043)")
+    p.add_argument("--unreviewed-in-fit", action=argparse.BooleanOptionalAction, default=True,
+                   help="classifier, feature heads with the folder's class mix: the unreviewed images read for the "
+                        "mix also teach the class most of them are (a free surface), as far as 'label next' did not "
+                        "choose the labels (benchmarks/results/pu.md); --no-unreviewed-in-fit fits on the labels only")
     p.add_argument("--min-per-class", type=int, default=None, metavar="N",
                    help="classifier: a class with fewer reviewed images is left out (default 2 for the light heads, "
                         "benchmarks/results/thin.md; 5 when the network is trained, which needs 5); two classes need "

@@ -3,7 +3,7 @@ non-negative positive-unlabelled risk, Kiryo et al. 2017) lift the retrained hea
 benchmarks/results/pu.md (session 42, issue 20 item 1): runs the retrain command already made on
 ``lnclasses.split``'s train-only splits, their labels and unreviewed images, scored on their held-out sessions.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/pu_diagnostic.py RUN.json ...
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/pu_diagnostic.py [--pus] RUN.json ...
 
 Columns: ``none`` (the command's kind of head on ``defect_bank`` at the run's C under its folder prior, tempered as
 the command tempers label-next labels), ``pu`` (pu.md's candidate) and ``pn`` (its control without the unreviewed
@@ -193,23 +193,66 @@ def scores(t: Tiles, r: RunLabels, temper: float) -> dict[str, tuple[float, floa
     return {n: (float((p == truth).mean()), float(f1_score(truth, p, average="macro"))) for n, p in out.items()}
 
 
+def scores_pus(t: Tiles, r: RunLabels, chosen_share: float) -> dict[str, tuple[float, float]]:
+    """(accuracy, macro F1) on the run's scored sessions of ``none`` and pu.md's third candidate ``pus``, the retrain
+    command's own code (``inference.training.unreviewed_fit``): the 200-image pool, features standardised over the
+    labelled rows, u = UNREVIEWED_WEIGHT * (1 - the share of labels label next chose)."""
+    from sklearn.metrics import f1_score
+
+    from inference.training.classifier_head import (
+        LABEL_NEXT_TEMPER,
+        UNREVIEWED_WEIGHT,
+        adjusted_shares,
+        fit_linear_head,
+        folder_shares,
+        with_prior,
+    )
+    from inference.training.unreviewed_fit import fit_with_unreviewed
+
+    k = len(t.classes)
+    mu, sd = t.x[r.labelled].mean(0), t.x[r.labelled].std(0) + 1e-6
+    z = (t.x - mu) / sd
+    y = t.y
+
+    def fit(idx: np.ndarray, c: float = r.c):  # noqa: ANN202 - a LinearHead
+        return fit_linear_head(z[idx], y[idx], k, c)
+
+    oof = out_of_fold(fit, z, r)
+    head = fit(r.labelled)
+    predicted = (np.bincount(head.predict(z[r.sample]), minlength=k) + 1.0) / (len(r.sample) + k)
+    q_pool = adjusted_shares(predicted, y[r.labelled], oof, len(r.sample))
+    q = folder_shares(q_pool, r.counts, len(r.unlabelled))
+    temper = 1.0 - LABEL_NEXT_TEMPER * chosen_share
+    if temper < 1.0:
+        q = np.power(np.maximum(q, 1e-12), temper)
+        q = q / q.sum()
+    pus, _ = fit_with_unreviewed(z[r.labelled], y[r.labelled], k, r.c, z[r.sample], q_pool,
+                                 UNREVIEWED_WEIGHT * (1.0 - chosen_share))
+    truth = y[r.scored]
+    out = {"none": with_prior(head, q).predict(z[r.scored]), "pus": with_prior(pus, q).predict(z[r.scored])}
+    return {n: (float((p == truth).mean()), float(f1_score(truth, p, average="macro"))) for n, p in out.items()}
+
+
 GATE = {  # order -> (accuracy margin over none, macro F1 margin over none): pu.md's gate
     "per-class": (0.010, -0.005), "random": (-0.005, 0.0), "label-next": (-0.005, -0.005)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(argv, __doc__, "lnclasses_command.py JSON files")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    third = "--pus" in argv   # pu.md's third candidate against the command's head (stage 1, information only)
+    args = arguments([a for a in argv if a != "--pus"], __doc__, "lnclasses_command.py JSON files")
     warnings.filterwarnings("ignore")
     t = tiles(args.data, args.cache)
     res: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = {}
     for f in args.runs:
         r = run_labels(t, json.loads(Path(f).read_text()))
-        got = scores(t, r, 0.5 if r.order == "label-next" else 1.0)
+        chosen = 1.0 if r.order == "label-next" else 0.0   # every label-next run's labels were label next's
+        got = scores_pus(t, r, chosen) if third else scores(t, r, 1.0 - 0.5 * chosen)
         row = res.setdefault((r.order, r.per_class), {n: [] for n in got})
         for n, v in got.items():
             row[n].append(v)
         print(f"{Path(f).name}: " + ", ".join(f"{n} {a:.3f}/{b:.3f}" for n, (a, b) in got.items()), flush=True)
-    names = ["none", "pu", "pn", "pum", "pnm"]
+    names = ["none", "pus"] if third else ["none", "pu", "pn", "pum", "pnm"]
     print_variant_table(res, names)
     print()
     for cand in names[1:]:

@@ -226,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
             chosen = chosen_by_label_next(db, args.folder, scope.images) if folder_mix else None
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
                 candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed, chosen,
-                                                        temper=args.class_mix == "acc-folder")
+                                                        temper=args.class_mix == "acc-folder",
+                                                        unreviewed_in_fit=args.unreviewed_in_fit)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):

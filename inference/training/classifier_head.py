@@ -259,6 +259,9 @@ def folder_shares(pool_q: np.ndarray, reviewed_counts: np.ndarray, unreviewed: i
 # How far the folder's estimated class mix is tempered towards equal classes when "label next" chose all the reviewed
 # labels: q ** (1 - LABEL_NEXT_TEMPER * share chosen), renormalised (benchmarks/results/temper.md; 0: never tempered).
 LABEL_NEXT_TEMPER = 0.5
+# How much of the folder's dominant class's loss its unreviewed images carry (``unreviewed_fit``) when "label next"
+# chose none of the reviewed labels: UNREVIEWED_WEIGHT * (1 - share chosen) (benchmarks/results/pu.md; 0: never).
+UNREVIEWED_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -266,13 +269,16 @@ class FolderMix:
     """What the folder's class mix is estimated from (``retrain --class-mix acc-folder``): the reviewed labels the
     head was chosen on and its out-of-fold predictions of them, every reviewed label per class, the unreviewed count,
     and per class how many reviewed labels "label next" chose (``chosen``; None: none known); ``temper_max``: the
-    temper at labels all chosen by label next (``temper``; 0 for ``--class-mix acc-folder-full``)."""
+    temper at labels all chosen by label next (``temper``; 0 for ``--class-mix acc-folder-full``);
+    ``unreviewed_weight_max``: the unreviewed images' part in the dominant class's loss at labels none of which label
+    next chose (``unreviewed_weight``; 0 for ``--no-unreviewed-in-fit``)."""
     labels: np.ndarray
     out_of_fold: np.ndarray
     reviewed_counts: np.ndarray
     unreviewed: int
     chosen: np.ndarray | None = None
     temper_max: float = LABEL_NEXT_TEMPER
+    unreviewed_weight_max: float = UNREVIEWED_WEIGHT
 
     @property
     def trust(self) -> np.ndarray | None:
@@ -284,20 +290,39 @@ class FolderMix:
         return np.where(reviewed > 0, 1.0 - chosen / np.maximum(reviewed, 1.0), 1.0)
 
     @property
+    def chosen_share(self) -> float:
+        """The share of all reviewed labels "label next" chose (0 where none is known)."""
+        if self.chosen is None:
+            return 0.0
+        reviewed = float(np.asarray(self.reviewed_counts, np.float64).sum())
+        chosen = float(np.minimum(np.asarray(self.chosen, np.float64), self.reviewed_counts).sum())
+        return chosen / reviewed if reviewed > 0 else 0.0
+
+    @property
     def temper(self) -> float:
         """The power the estimated mix is raised to: 1 - temper_max * (the share of all reviewed labels "label next"
         chose). Label next picks the images the head is unsure of, and the estimate still leans to the majority class
         there (prior-diagnostic.md, prior-temper.md); 1 (the mix as estimated) where no label was chosen that way."""
-        if self.chosen is None:
-            return 1.0
-        reviewed = float(np.asarray(self.reviewed_counts, np.float64).sum())
-        chosen = float(np.minimum(np.asarray(self.chosen, np.float64), self.reviewed_counts).sum())
-        return 1.0 - self.temper_max * (chosen / reviewed if reviewed > 0 else 0.0)
+        return 1.0 - self.temper_max * self.chosen_share
+
+    @property
+    def unreviewed_weight(self) -> float:
+        """The unreviewed images' part in the dominant class's loss (``unreviewed_fit``): unreviewed_weight_max * (1 -
+        the share label next chose). Label next leaves the easy images unreviewed, and they pulled the class to its
+        centre (benchmarks/results/pu.md)."""
+        return self.unreviewed_weight_max * (1.0 - self.chosen_share)
+
+    def pool_estimate(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
+        """The unreviewed pool's class mix by adjusted classify-and-count (before it is merged with the labels)."""
+        return adjusted_shares(pool_shares(head, pool_features), self.labels, self.out_of_fold, len(pool_features),
+                               self.trust)
 
     def estimate(self, head: "LinearHead", pool_features: np.ndarray) -> np.ndarray:
         """The folder's class mix as estimated (before the temper)."""
-        q_pool = adjusted_shares(pool_shares(head, pool_features), self.labels, self.out_of_fold, len(pool_features),
-                                 self.trust)
+        return self.from_pool(self.pool_estimate(head, pool_features))
+
+    def from_pool(self, q_pool: np.ndarray) -> np.ndarray:
+        """The folder's class mix from the pool's (``pool_estimate``) and the reviewed labels."""
         return folder_shares(q_pool, self.reviewed_counts, self.unreviewed)
 
     def tempered(self, q: np.ndarray) -> np.ndarray:
@@ -307,6 +332,27 @@ class FolderMix:
             return q
         q = np.power(np.maximum(q, 1e-12), t)
         return q / q.sum()
+
+
+def _unreviewed_in_fit(z: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, pool_z: np.ndarray,
+                       q_pool: np.ndarray, weight: float) -> tuple["LinearHead", dict[str, Any]]:
+    """The class-balanced regression refitted with the unreviewed pool in its dominant class's loss
+    (``unreviewed_fit``), and what the card says of it."""
+    from inference.training.unreviewed_fit import DOMINANT_SHARE, fit_with_unreviewed
+
+    head, d = fit_with_unreviewed(z, labels, len(classes), c, pool_z, q_pool, weight)
+    said: dict[str, Any] = {"weight": round(float(weight), 4), "pool_images": int(len(pool_z)),
+                            "pool_shares": {name: round(float(q), 4) for name, q in zip(classes, q_pool)}}
+    if d is None:
+        said["class"] = None
+        said["note"] = ("not used: " + ("'label next' chose every reviewed label" if weight <= 0 else
+                        f"no class is {DOMINANT_SHARE:.0%} or more of the unreviewed pool (or it has no label)"))
+    else:
+        said["class"] = classes[d]
+        said["note"] = (f"the unreviewed pool, less its estimated other classes, carried this weight of the "
+                        f"'{classes[d]}' loss (a non-negative positive-unlabelled risk; 0.5 x the share of labels "
+                        "'label next' did not choose; benchmarks/results/pu.md)")
+    return head, said
 
 
 def pool_prior_head(head: "LinearHead", pool_features: np.ndarray, fitted_labels: np.ndarray | None = None) -> "LinearHead":
@@ -600,6 +646,7 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
     if pool_features is not None and len(pool_features):
         pool_z = (pool_features - mu) / sd
         training = dict(card.get("training", {}))
+        in_fit: dict[str, Any] | None = None
         if head_kind == "lr" and balanced and self_train_rounds > 0:
             head, done = self_trained_head(head, z, labels, c, pool_z, mix, self_train_rounds)
             shares = done["shares"]
@@ -612,7 +659,15 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                         "with this weight; refitted, then the pool's class mix re-estimated; the held-out check and "
                         "metrics.val scored the model fitted on the reviewed labels alone"}
         else:
-            estimated = pool_shares(head, pool_z) if folder is None else folder.estimate(head, pool_z)
+            if folder is None:
+                estimated = pool_shares(head, pool_z)
+            else:
+                q_pool = folder.pool_estimate(head, pool_z)
+                estimated = folder.from_pool(q_pool)
+                if head_kind == "lr" and balanced and not mix and folder.unreviewed_weight_max > 0:
+                    head, in_fit = _unreviewed_in_fit(z, labels, classes, c, pool_z, q_pool, folder.unreviewed_weight)
+                elif head_kind == "lr" and balanced and not mix:
+                    in_fit = {"weight": 0.0, "class": None, "note": "not used (--no-unreviewed-in-fit)"}
             shares = estimated if folder is None else folder.tempered(estimated)
             head = with_prior(head, shares, labels if mix else None)
         training["pool_prior"] = {
@@ -644,6 +699,8 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                         "given to the head lean towards equal classes, a better decision rule there, not a better "
                         "estimate of the mix (benchmarks/results/temper.md, ADR 0074)" if folder.temper_max > 0 else
                         "the estimate is given untempered (--class-mix acc-folder-full)"))
+            if in_fit is not None:
+                training["pool_prior"]["folder"]["unreviewed_in_fit"] = in_fit
         card = {**card, "training": training}
     cfg = feature_config(feature_set, len(classes))
     model = TextureLinear(cfg)
@@ -856,7 +913,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
                       parent_card: dict[str, Any], command: str, all_labels: bool = False,
                       pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS,
                       unreviewed: int | None = None, chosen: Mapping[str, int] | None = None,
-                      temper: bool = True) -> Path:
+                      temper: bool = True, unreviewed_in_fit: bool = True) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card.
 
     ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
@@ -868,7 +925,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     prior is the whole folder's mix by adjusted classify-and-count (``FolderMix``); ``chosen``: per class name, the
     reviewed labels "label next" chose (the database's ``labels.chosen_by_label_next``), whose out-of-fold errors the
     estimate does not read as the folder's, and which temper the mix towards equal classes (``temper``; False:
-    ``--class-mix acc-folder-full``).
+    ``--class-mix acc-folder-full``); ``unreviewed_in_fit``: the pool joins the dominant class's loss as far as label
+    next did not choose the labels (``unreviewed_fit``; False: ``--no-unreviewed-in-fit``).
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
@@ -878,7 +936,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
         folder = FolderMix(labels[:images], arrays["out_of_fold"],
                            np.bincount(reviewed, minlength=len(comparison.classes)), int(unreviewed),
                            None if not chosen else np.array([int(chosen.get(c, 0)) for c in comparison.classes]),
-                           LABEL_NEXT_TEMPER if temper else 0.0)
+                           LABEL_NEXT_TEMPER if temper else 0.0, UNREVIEWED_WEIGHT if unreviewed_in_fit else 0.0)
     checked_on = images
     if all_labels:
         if not can_refit_on_all(arrays):

@@ -471,7 +471,12 @@ def test_class_mix_acc_folder_counts_the_reviewed_labels_and_the_unreviewed_esti
         assert proc.returncode == 0, err
         prior = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
         assert prior["class_mix"] == "acc-folder" and "adjusted classify-and-count" in prior["method"]
+        in_fit = prior["folder"].pop("unreviewed_in_fit")
         assert prior["folder"] == {"reviewed": {"crack": 6, "good": 6}, "unreviewed": 10}
+        # the ten unreviewed parts are mostly good (pu.md): they join good's loss at half weight, no label being
+        # label next's
+        assert in_fit["class"] == "good" and in_fit["weight"] == 0.5 and in_fit["pool_images"] == 10
+        assert in_fit["pool_shares"]["good"] >= 0.5 and "pu.md" in in_fit["note"]
         # at least the reviewed cracks' share of the folder, at most that plus the whole unreviewed rest
         assert 6 / 22 - 0.02 <= prior["shares"]["crack"] <= 16 / 22 + 0.02
         assert sum(prior["shares"].values()) == pytest.approx(1, abs=1e-3)
@@ -499,6 +504,7 @@ def test_labels_chosen_by_label_next_are_counted_as_such_in_the_class_mix(tmp_pa
         est = np.array([prior["folder"]["estimated_shares"][c] for c in ("crack", "good")])
         given = np.array([prior["shares"][c] for c in ("crack", "good")])
         np.testing.assert_allclose(given, est ** 0.75 / (est ** 0.75).sum(), atol=2e-3)   # the estimate, tempered
+        assert prior["folder"]["unreviewed_in_fit"]["weight"] == 0.25   # 0.5 x the half label next did not choose
         proc = run_retrain(url, "--name", "full", "--method", "defect", "--groups", "none", "--keep-if-worse",
                            "--class-mix", "acc-folder-full")
         out, err = proc.communicate(timeout=300)
@@ -506,6 +512,13 @@ def test_labels_chosen_by_label_next_are_counted_as_such_in_the_class_mix(tmp_pa
         full = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
         assert full["class_mix"] == "acc-folder-full" and full["folder"]["temper"] == 1.0
         assert full["shares"] == full["folder"]["estimated_shares"] and "untempered" in full["folder"]["note"]
+        proc = run_retrain(url, "--name", "labels-only", "--method", "defect", "--groups", "none", "--keep-if-worse",
+                           "--no-unreviewed-in-fit")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        off = load_model(events_of(out)[-1]["path"], family="classifier").card["training"]["pool_prior"]
+        assert off["folder"]["unreviewed_in_fit"] == {"weight": 0.0, "class": None,
+                                                      "note": "not used (--no-unreviewed-in-fit)"}
     finally:
         db.close()
 
