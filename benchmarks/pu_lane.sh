@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
-out=benchmarks/results/pu
+out=${OUT:-benchmarks/results/pu}   # the fourth candidate's runs: OUT=benchmarks/results/pu/all
 mkdir -p $out
 for s in "$@"; do for order in per-class random; do for v in base U; do
   if [ $v = base ]; then args="--keep-if-worse --no-unreviewed-in-fit"; else args="--keep-if-worse"; fi

@@ -664,9 +664,11 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
             else:
                 q_pool = folder.pool_estimate(head, pool_z)
                 estimated = folder.from_pool(q_pool)
-                if head_kind == "lr" and balanced and not mix and folder.unreviewed_weight_max > 0:
+                if head_kind == "lr" and balanced and folder.unreviewed_weight_max > 0:
+                    # a mix head is the same balanced fit with the labels' mix in its biases (with_prior takes it out)
                     head, in_fit = _unreviewed_in_fit(z, labels, classes, c, pool_z, q_pool, folder.unreviewed_weight)
-                elif head_kind == "lr" and balanced and not mix:
+                    head = with_label_mix(head, labels) if mix else head
+                elif head_kind == "lr" and balanced:
                     in_fit = {"weight": 0.0, "class": None, "note": "not used (--no-unreviewed-in-fit)"}
             shares = estimated if folder is None else folder.tempered(estimated)
             head = with_prior(head, shares, labels if mix else None)

@@ -84,3 +84,29 @@ def test_a_class_without_labels_stays_absent_and_the_gradient_is_right() -> None
         numeric = optimize.approx_fprime(p, lambda q: risk(q)[0], 1e-6)
         assert np.abs(numeric - grad)[live].max() == pytest.approx(0.0, abs=1e-5)
         assert np.isfinite(value)
+
+
+def test_a_mix_head_and_a_balanced_head_register_the_same_decisions(tmp_path) -> None:  # noqa: ANN001
+    """Under the folder's mix a ``mix`` candidate is the same balanced fit (its labels' mix leaves with the prior):
+    with the unreviewed pool in the fit both write the same class for every image, and the card says it was used."""
+    import json
+
+    from inference.checkpoints import load_model
+    from inference.training.classifier_head import FolderMix, write_texture_linear
+
+    rng = np.random.default_rng(3)
+    x = np.vstack([rng.normal(0, 1, (30, 184)), rng.normal(0.8, 1, (10, 184))]).astype(np.float32)
+    y = np.repeat([0, 1], [30, 10])
+    pool = np.vstack([rng.normal(0, 1.5, (70, 184)), rng.normal(0.8, 1, (10, 184))]).astype(np.float32)
+    folder = FolderMix(y, y.copy(), np.bincount(y), 80)
+    decisions = []
+    for mix in (False, True):
+        out = write_texture_linear(x, y, ["free", "crack"], 1.0, tmp_path / f"mix{mix}", {}, "texture", mix,
+                                   pool_features=pool, folder=folder)
+        card = json.loads((out / "card.json").read_text())
+        assert card["training"]["pool_prior"]["folder"]["unreviewed_in_fit"]["class"] == "free"
+        model = load_model(out, family="classifier").model
+        import torch
+        with torch.no_grad():
+            decisions.append(model.linear(((torch.from_numpy(pool) - model.mean) / model.scale)).argmax(1).numpy())
+    np.testing.assert_array_equal(decisions[0], decisions[1])
