@@ -4,7 +4,8 @@ every (seed, order) pair both ran the mean accuracy and macro F1 differences. U 
 
     PYTHONPATH=. python benchmarks/pu_summary.py benchmarks/results/pu/{base,U}_*_s*.json
 
-File names ``{base,U}_{per-class,random}_s{seed}.json``; a pair missing one side is named, not used.
+File names ``{base,U}_{per-class,random}[_pc{N}]_s{seed}.json``; a pair missing one side is named, not used. With
+``--curve`` (pu.md's check at other label counts) it prints each order's means and pair differences, no rule.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def load(files: list[str]) -> dict[tuple[str, str], dict[int, dict]]:
     """(variant, order) -> seed -> the run's JSON."""
     runs: dict[tuple[str, str], dict[int, dict]] = {}
     for f in files:
-        variant, order, _seed = Path(f).stem.split("_")
+        variant, order, *rest = Path(f).stem.split("_")   # {variant}_{order}[_pc{N}]_s{seed}
+        order = "_".join([order, *rest[:-1]])
         run = json.loads(Path(f).read_text(encoding="utf-8"))
         runs.setdefault((variant, order), {})[int(run["seed"])] = run
     return runs
@@ -46,7 +48,8 @@ def in_fit(run: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    runs = load(argv)
+    curve = "--curve" in argv
+    runs = load([a for a in argv if a != "--curve"])
     print("| order | variant | seeds | mean ± sd accuracy | mean ± sd macro F1 | unreviewed in the fit (class, weight) |")
     print("|---|---|---|---|---|---|")
     for (variant, order), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0] != "base")):
@@ -55,6 +58,14 @@ def main(argv: list[str]) -> int:
         used = sorted({in_fit(rs[s]) for s in seeds})
         print(f"| {order} | {variant} | {' '.join(map(str, seeds))} | {_ms([v['accuracy'] for v in iv])} "
               f"| {_ms([v['f1'] for v in iv])} | {', '.join(used)} |")
+    if curve:
+        for order in sorted({o for _, o in runs}):
+            d = deltas(runs, order)
+            if d:
+                print(f"\n{order}: {len(d)} pairs, accuracy {statistics.mean(x[1] for x in d):+.4f} (higher in "
+                      f"{sum(x[1] > 0 for x in d)}, lower in {sum(x[1] < 0 for x in d)}), macro F1 "
+                      f"{statistics.mean(x[2] for x in d):+.4f}")
+        return 0
     every = []
     verdicts = []
     for order in ("per-class", "random"):
