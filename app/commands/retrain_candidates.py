@@ -137,7 +137,7 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
     def refit() -> None:
         write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line(), all_labels=True,
                           pool_features=pool_features, unreviewed=unreviewed, chosen=chosen, temper=temper,
-                      unreviewed_in_fit=unreviewed_in_fit)
+                          unreviewed_in_fit=unreviewed_in_fit)
 
     return candidates, refit
 

@@ -350,8 +350,8 @@ def _unreviewed_in_fit(z: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     else:
         said["class"] = classes[d]
         said["note"] = (f"the unreviewed pool, less its estimated other classes, carried this weight of the "
-                        f"'{classes[d]}' loss (a non-negative positive-unlabelled risk; 0.5 x the share of labels "
-                        "'label next' did not choose; benchmarks/results/pu.md)")
+                        f"'{classes[d]}' loss (a non-negative positive-unlabelled risk; {UNREVIEWED_WEIGHT:g} x the "
+                        "share of labels 'label next' did not choose; benchmarks/results/pu.md)")
     return head, said
 
 
