@@ -44,12 +44,30 @@ def run(args: argparse.Namespace) -> int:
     if folder is not None and not Path(folder).is_dir():
         print(f"error: {folder}: not a folder", file=sys.stderr)
         return 2
-    try:
-        db = open_station(url)
-    except StationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    explicit = bool(getattr(args, "db", None)) and getattr(args, "db", None) != default_database_url()
+    fallback = None
+    while True:
+        try:
+            db = open_station(url)
+            break
+        except StationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            if explicit or not settings.database_url or url != settings.database_url:
+                return 2   # --db on the command line, or this computer's own file: one line, as before
+            choice = ask_unreachable(str(exc), url)
+            if choice == "retry":
+                continue
+            if choice != "local":
+                return 2
+            # this session only: ctx.settings keeps the saved URL, so Settings shows it and an OK there keeps it
+            fallback, url = url, default_database_url()
     window = build_window(db, settings, url, interactive=True)
+    if fallback is not None:
+        from app.services.station import shown_url
+        # said where it stays: the title for the session, the status bar ahead of the folder's first messages
+        window.setWindowTitle(f"{window.windowTitle()} — this computer's database (the saved one cannot be opened)")
+        window.status.note(f"This session uses this computer's database: the one saved in Settings "
+                           f"({shown_url(fallback)}) could not be opened. Settings (Ctrl+,) changes it.")
     window.show()
     restore_signals = close_on_termination(window)
     open_initial_folder(window, folder)
@@ -59,6 +77,27 @@ def run(args: argparse.Namespace) -> int:
         restore_signals()
     db.close()
     return int(code)
+
+
+def ask_unreachable(reason: str, url: str) -> str:
+    """What to do when the database saved in Settings cannot be opened at start: "retry", "local" (this computer's
+    own database, this session only) or "quit". Seen under Xvfb (session 42): a URL with a wrong port, saved in
+    Settings, made every later start print one line on stderr and show no window, with no way back but editing
+    settings.ini."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.services.station import shown_url
+    box = QMessageBox(QMessageBox.Icon.Critical, "Database cannot be opened",
+                      f"The database saved in Settings ({shown_url(url)}) cannot be opened:\n\n{reason}\n\n"
+                      "Retry (a server may be starting), open this computer's own database for this session (the "
+                      "saved setting stays until you change it in Settings), or quit.")
+    retry = box.addButton("Retry", QMessageBox.ButtonRole.AcceptRole)
+    local = box.addButton("Use this computer's database", QMessageBox.ButtonRole.ActionRole)
+    box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(retry)
+    box.exec()
+    clicked = box.clickedButton()
+    return "retry" if clicked is retry else "local" if clicked is local else "quit"
 
 
 def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = True,

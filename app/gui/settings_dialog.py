@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.background import BackgroundCalls
 from app.gui.project_settings_controller import ProjectSettingsController
 from app.gui.settings_store import DEVICES, StationSettings, save_settings
 from app.gui.theme import THEMES
@@ -226,9 +227,37 @@ def install(window) -> None:
     controller.failed.connect(window._warn)
     ctx.closers.append(controller.close)
 
+    probes = BackgroundCalls("database-probe", window)
+    ctx.closers.append(probes.close)
+
     def open_dialog() -> None:
         names = [it.rel_path for it in window.gallery_model.items()[:5]]  # rows already read: no wait
         dlg = SettingsDialog(ctx.settings, controller.current, window, sample_names=names)
         if dlg.exec() == QDialog.DialogCode.Accepted:
+            before = ctx.settings.database_url
             apply_settings(window, dlg.result_settings(), dlg.result_project())
+            if ctx.settings.database_url != before:
+                check_database_url(window, probes, ctx.settings.database_url)
     window.actions["settings"].triggered.connect(open_dialog)
+
+
+def check_database_url(window, probes: BackgroundCalls, url: str) -> None:
+    """Try a new database URL at once, on a helper thread, and say what the next start will meet. Seen under Xvfb
+    (session 42): a URL with a wrong port was saved without a word, and the next start printed one line on stderr
+    and showed no window at all."""
+    from app.services.station import database_problem, shown_url
+
+    if not url:
+        window._say("The database URL is back to the default (this computer's file); it is used from the next start.")
+        return
+    window._say(f"Trying the new database {shown_url(url)} …")
+
+    def answered(problem: str | None) -> None:
+        if problem is None:
+            window._say(f"The new database {shown_url(url)} answers; the station uses it from the next start.")
+        else:
+            window._warn(f"The new database URL is saved, but it cannot be opened now: {problem} This session keeps "
+                         "its database; at the next start the station will say so and offer this computer's "
+                         "database instead. Correct it in Settings (Ctrl+,) or clear it for the default.")
+    probes.call(lambda: database_problem(url), answered,
+                lambda text: window._warn(f"The new database URL could not be tried: {text}"))

@@ -20,6 +20,32 @@ def open_station(url: str) -> "Database":
         raise StationError(str(exc)) from None
 
 
+def database_problem(url: str) -> str | None:
+    """Why ``url`` cannot be opened now (one sentence), or None: a connection and a look at its schema, nothing
+    written, nothing migrated. A SQLite file that does not exist yet is no problem (the next start creates it) and is
+    not created here. Run off the GUI thread: a server may take its connect timeout to answer."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from database.engine import open_database
+    from database.errors import DatabaseError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        from pathlib import Path
+        name = parsed.database or ""
+        if name and name != ":memory:" and not Path(name).expanduser().exists():
+            return None
+    try:
+        open_database(url, migrate=False).close()
+    except DatabaseError as exc:
+        return str(exc)
+    return None
+
+
 def shown_url(url: str) -> str:
     """The database URL as a window may show it: any password masked (``database.errors.mask_url``)."""
     from database.errors import mask_url

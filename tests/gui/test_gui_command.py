@@ -73,3 +73,39 @@ def test_sigterm_closes_the_window_through_its_close_handler(folder, tmp_path, q
     code = gui.run(argparse.Namespace(folder=str(folder), db=f"sqlite:///{tmp_path}/station.sqlite"))
     assert code == 0 and closed == [True]
     assert signal.getsignal(signal.SIGTERM) == before  # the station's handler is gone with its window
+
+
+def test_a_saved_database_that_cannot_be_opened_offers_this_computers_own(folder, tmp_path, qtbot, monkeypatch):
+    """Seen under Xvfb (session 42): a wrong URL saved in Settings made every start print one line and show no
+    window. Now the station asks (retry, this computer's database for this session, quit) and says which it opened."""
+    from app.gui.settings_store import StationSettings, load_settings, save_settings
+
+    saved = "postgresql+psycopg://nobody@127.0.0.1:1/x"
+    save_settings(StationSettings(database_url=saved))
+    local = f"sqlite:///{tmp_path}/local.sqlite"
+    monkeypatch.setattr(gui, "default_database_url", lambda: local)
+    asked: list[str] = []
+    answers = iter(["retry", "local"])
+    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url: asked.append(reason) or next(answers))
+    seen = {}
+
+    def close_soon():
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not wins or wins[0].gallery_model.rowCount() == 0:
+            QTimer.singleShot(100, close_soon)
+            return
+        seen["url"] = wins[0].ctx.db_url
+        seen["title"] = wins[0].windowTitle()
+        seen["saved"] = wins[0].ctx.settings.database_url   # what Settings shows and an OK there keeps
+        wins[0].close()
+    QTimer.singleShot(200, close_soon)
+    code = gui.run(argparse.Namespace(folder=str(folder), db=None))
+    assert code == 0 and len(asked) == 2 and "cannot reach the database 'x' on 127.0.0.1:1" in asked[0]
+    assert seen["url"] == local and (tmp_path / "local.sqlite").exists()
+    assert seen["title"].endswith("this computer's database (the saved one cannot be opened)")
+    assert load_settings().database_url == saved == seen["saved"]   # this session only: the saved setting stays
+    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url: "quit")
+    assert gui.run(argparse.Namespace(folder=str(folder), db=None)) == 2
+    # --db on the command line stays one line and exit 2, no question
+    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url: (_ for _ in ()).throw(AssertionError("asked")))
+    assert gui.run(argparse.Namespace(folder=str(folder), db=saved)) == 2

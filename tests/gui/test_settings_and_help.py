@@ -222,3 +222,48 @@ def test_the_path_map_is_checked_saved_and_taken_at_the_next_start(qtbot, monkey
     assert use_path_map("/mnt/parts=/x") is None and os.environ[ENV] == "/a=/b"
     monkeypatch.delenv(ENV)
     assert "STORED=LOCAL" in (use_path_map("broken") or "") and ENV not in os.environ
+
+
+def test_a_new_database_url_is_tried_at_once_and_an_unreachable_one_is_said(window, qtbot, tmp_path, monkeypatch):
+    """Seen under Xvfb (session 42): a URL with a wrong port was saved without a word, and the next start showed no
+    window. The Settings dialog's new URL is now tried on a helper thread (nothing written) and the answer said."""
+    from PySide6.QtWidgets import QDialog
+
+    from app.gui import settings_dialog
+
+    warned: list[str] = []
+    monkeypatch.setattr(window, "_warn", warned.append)
+    said: list[str] = []
+    monkeypatch.setattr(window, "_say", said.append)
+    urls = iter(["postgresql+psycopg://nobody@127.0.0.1:1/x", f"sqlite:///{tmp_path}/elsewhere.sqlite"])
+
+    def fake_exec(dlg) -> QDialog.DialogCode:
+        dlg.db_url.setText(next(urls))
+        return QDialog.DialogCode.Accepted
+    monkeypatch.setattr(settings_dialog.SettingsDialog, "exec", fake_exec)
+    window.actions["settings"].trigger()
+    qtbot.waitUntil(lambda: bool(warned), timeout=15000)
+    assert "cannot be opened now: cannot reach the database 'x' on 127.0.0.1:1" in warned[0]
+    assert "at the next start the station will say so" in warned[0]
+    assert load_settings().database_url == "postgresql+psycopg://nobody@127.0.0.1:1/x"   # saved, as the user asked
+    window.actions["settings"].trigger()   # a file that does not exist yet: the next start creates it
+    qtbot.waitUntil(lambda: any("answers" in s for s in said), timeout=15000)
+    assert not (tmp_path / "elsewhere.sqlite").exists() and len(warned) == 1
+
+
+def test_database_problem_reads_without_writing(tmp_path):
+    from app.services.station import database_problem
+    from database.engine import open_database
+
+    assert "not a database" in (database_problem(_not_a_database(tmp_path)) or "")
+    assert database_problem(f"sqlite:///{tmp_path}/new.sqlite") is None and not (tmp_path / "new.sqlite").exists()
+    good = tmp_path / "good.sqlite"
+    open_database(f"sqlite:///{good}").close()
+    assert database_problem(f"sqlite:///{good}") is None
+    assert "URL" in (database_problem("not a url at all") or "") or database_problem("not a url at all")
+
+
+def _not_a_database(tmp_path) -> str:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database at all" * 10)
+    return f"sqlite:///{bad}"
