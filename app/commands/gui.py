@@ -52,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
             break
         except StationError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            if explicit or not settings.database_url or url != settings.database_url:
-                return 2   # --db on the command line, or this computer's own file: one line, as before
-            choice = ask_unreachable(str(exc), url)
+            if explicit:
+                return 2   # --db on the command line: one line, as before
+            saved = bool(settings.database_url) and url == settings.database_url and fallback is None
+            choice = ask_unreachable(str(exc), url, offer_local=saved)
             if choice == "retry":
                 continue
-            if choice != "local":
+            if choice != "local" or not saved:
                 return 2
             # this session only: ctx.settings keeps the saved URL, so Settings shows it and an OK there keeps it
             fallback, url = url, default_database_url()
@@ -79,25 +80,29 @@ def run(args: argparse.Namespace) -> int:
     return int(code)
 
 
-def ask_unreachable(reason: str, url: str) -> str:
-    """What to do when the database saved in Settings cannot be opened at start: "retry", "local" (this computer's
-    own database, this session only) or "quit". Seen under Xvfb (session 42): a URL with a wrong port, saved in
-    Settings, made every later start print one line on stderr and show no window, with no way back but editing
-    settings.ini."""
+def ask_unreachable(reason: str, url: str, offer_local: bool = True) -> str:
+    """What to do when the database cannot be opened at start: "retry", "local" (this computer's own database, this
+    session only; offered where the URL saved in Settings failed, ``offer_local``) or "quit". Seen under Xvfb
+    (session 42): a URL with a wrong port, saved in Settings, made every later start print one line on stderr and
+    show no window, with no way back but editing settings.ini; a station started from a desktop icon shows no stderr
+    either, so this computer's own file failing (locked, damaged) is said in a box too."""
     from PySide6.QtWidgets import QMessageBox
 
     from app.services.station import shown_url
+    what = (f"The database saved in Settings ({shown_url(url)})" if offer_local
+            else f"This computer's database ({shown_url(url)})")
+    then = ("Retry (a server may be starting), open this computer's own database for this session (the saved "
+            "setting stays until you change it in Settings), or quit." if offer_local else
+            "Retry (another program may hold it), or quit; nothing in it was changed.")
     box = QMessageBox(QMessageBox.Icon.Critical, "Database cannot be opened",
-                      f"The database saved in Settings ({shown_url(url)}) cannot be opened:\n\n{reason}\n\n"
-                      "Retry (a server may be starting), open this computer's own database for this session (the "
-                      "saved setting stays until you change it in Settings), or quit.")
+                      f"{what} cannot be opened:\n\n{reason}\n\n{then}")
     retry = box.addButton("Retry", QMessageBox.ButtonRole.AcceptRole)
-    local = box.addButton("Use this computer's database", QMessageBox.ButtonRole.ActionRole)
+    local = box.addButton("Use this computer's database", QMessageBox.ButtonRole.ActionRole) if offer_local else None
     box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
     box.setDefaultButton(retry)
     box.exec()
     clicked = box.clickedButton()
-    return "retry" if clicked is retry else "local" if clicked is local else "quit"
+    return "retry" if clicked is retry else "local" if local is not None and clicked is local else "quit"
 
 
 def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = True,

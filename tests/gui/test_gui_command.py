@@ -86,7 +86,7 @@ def test_a_saved_database_that_cannot_be_opened_offers_this_computers_own(folder
     monkeypatch.setattr(gui, "default_database_url", lambda: local)
     asked: list[str] = []
     answers = iter(["retry", "local"])
-    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url: asked.append(reason) or next(answers))
+    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url, offer_local: asked.append(reason) or next(answers))
     seen = {}
 
     def close_soon():
@@ -104,8 +104,22 @@ def test_a_saved_database_that_cannot_be_opened_offers_this_computers_own(folder
     assert seen["url"] == local and (tmp_path / "local.sqlite").exists()
     assert seen["title"].endswith("this computer's database (the saved one cannot be opened)")
     assert load_settings().database_url == saved == seen["saved"]   # this session only: the saved setting stays
-    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url: "quit")
+    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url, offer_local: "quit")
     assert gui.run(argparse.Namespace(folder=str(folder), db=None)) == 2
     # --db on the command line stays one line and exit 2, no question
-    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url: (_ for _ in ()).throw(AssertionError("asked")))
+    monkeypatch.setattr(gui, "ask_unreachable",
+                        lambda reason, url, offer_local: (_ for _ in ()).throw(AssertionError("asked")))
     assert gui.run(argparse.Namespace(folder=str(folder), db=saved)) == 2
+
+
+def test_this_computers_own_database_failing_is_said_in_a_box_too(tmp_path, monkeypatch):
+    """Started from a desktop icon there is no stderr: a damaged or locked default file is said in a box (retry or
+    quit; no other database to offer), not only as one line."""
+    bad = tmp_path / "station.sqlite"
+    bad.write_bytes(b"this is not a database at all" * 10)
+    monkeypatch.setattr(gui, "default_database_url", lambda: f"sqlite:///{bad}")
+    asked: list[tuple[str, bool]] = []
+    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url, offer_local: asked.append((reason, offer_local))
+                        or "quit")
+    assert gui.run(argparse.Namespace(folder=None, db=None)) == 2
+    assert len(asked) == 1 and "not a database" in asked[0][0] and asked[0][1] is False
