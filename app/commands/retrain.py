@@ -111,6 +111,19 @@ def _on_sigterm(_signum, _frame) -> None:
     raise Cancelled()
 
 
+def normal_classes(db: Any) -> tuple[str, ...]:
+    """The classes the project calls not a defect (Settings ▸ Project; the flags' defaults when its settings cannot be
+    read): the only ones the unreviewed pool may teach (ADR 0075)."""
+    from app.services.flags import FlagSettings
+    from app.services.project_settings import load_project_settings
+    try:
+        return tuple(load_project_settings(db).flags.good_classes)
+    except Exception as exc:  # noqa: BLE001 - a broken stored value must not stop a retraining; said
+        print(f"note: the project's settings cannot be read ({exc}); the default classes that are not a defect "
+              "are used", file=sys.stderr)
+        return tuple(FlagSettings().good_classes)
+
+
 def run(args: argparse.Namespace) -> int:
     import shlex
 
@@ -224,10 +237,11 @@ def run(args: argparse.Namespace) -> int:
             folder_mix = args.class_mix in ("acc-folder", "acc-folder-full")
             unreviewed = unreviewed_count(db, args.folder, scope.images) if folder_mix else None
             chosen = chosen_by_label_next(db, args.folder, scope.images) if folder_mix else None
+            normal = normal_classes(db)
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):
                 candidates, refit_on_all = head_version(plan, args.groups, listener, method, pool, unreviewed, chosen,
                                                         temper=args.class_mix == "acc-folder",
-                                                        unreviewed_in_fit=args.unreviewed_in_fit)
+                                                        unreviewed_in_fit=args.unreviewed_in_fit, normal=normal)
             plan = dataclasses.replace(plan, start=method_start(method, parent_name, candidates.chosen))
         else:
             with progress_listener(listener), contextlib.redirect_stdout(sys.stderr):

@@ -87,7 +87,8 @@ def _backbone(plan: RetrainPlan):
 def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str = "head",
                  pool: Sequence[Path] = (), unreviewed: int | None = None,
                  chosen: Mapping[str, int] | None = None, temper: bool = True,
-                 unreviewed_in_fit: bool = True) -> tuple[Any, Callable[[], None] | None]:
+                 unreviewed_in_fit: bool = True,
+                 normal: Sequence[str] | None = None) -> tuple[Any, Callable[[], None] | None]:
     """Compare the light heads of ``method`` and the simple answers, then write the chosen one into ``plan.model_dir``.
 
     ``pool``: unreviewed images of the reviewed folder; a chosen feature head takes their class mix, as it
@@ -95,7 +96,7 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
     unreviewed images) the whole folder's mix by adjusted classify-and-count, not reading the out-of-fold errors of
     the labels "label next" chose (``chosen``, per class, ADR 0049) as the folder's, and tempered as far as they were
     (``temper``, benchmarks/results/temper.md); the pool joins the dominant class's loss as far as they were not
-    (``unreviewed_in_fit``, benchmarks/results/pu.md). Returns the comparison
+    (``unreviewed_in_fit``, benchmarks/results/pu.md) when that class is one of ``normal``. Returns the comparison
     and, when there are held-out labels, the refit: it rewrites ``plan.model_dir`` with the chosen candidate
     fitted on all reviewed labels (training and held-out parts, ``--refit-all``), to be called once the
     held-out check is over; None when there is nothing to add.
@@ -130,14 +131,14 @@ def head_version(plan: RetrainPlan, groups: str, progress: Progress, method: str
     pool_features = pool_matrix(pool, feature_set, progress) if feature_set and pool else None
     write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line(), pool_features=pool_features,
                       unreviewed=unreviewed, chosen=chosen, temper=temper,
-                      unreviewed_in_fit=unreviewed_in_fit)
+                      unreviewed_in_fit=unreviewed_in_fit, normal=normal)
     if not can_refit_on_all(arrays):
         return candidates, None
 
     def refit() -> None:
         write_chosen_head(loaded, candidates, arrays, plan.model_dir, card, plan.command_line(), all_labels=True,
                           pool_features=pool_features, unreviewed=unreviewed, chosen=chosen, temper=temper,
-                          unreviewed_in_fit=unreviewed_in_fit)
+                          unreviewed_in_fit=unreviewed_in_fit, normal=normal)
 
     return candidates, refit
 

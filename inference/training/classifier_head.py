@@ -335,18 +335,25 @@ class FolderMix:
 
 
 def _unreviewed_in_fit(z: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, pool_z: np.ndarray,
-                       q_pool: np.ndarray, weight: float) -> tuple["LinearHead", dict[str, Any]]:
+                       q_pool: np.ndarray, weight: float,
+                       normal: Sequence[str] | None = None) -> tuple["LinearHead", dict[str, Any]]:
     """The class-balanced regression refitted with the unreviewed pool in its dominant class's loss
-    (``unreviewed_fit``), and what the card says of it."""
+    (``unreviewed_fit``), and what the card says of it; ``normal``: the class names the dominant class must be one of
+    (the project's classes that are not a defect, case-insensitive; None: any)."""
     from inference.training.unreviewed_fit import DOMINANT_SHARE, fit_with_unreviewed
 
-    head, d = fit_with_unreviewed(z, labels, len(classes), c, pool_z, q_pool, weight)
+    allowed = None if normal is None else {i for i, name in enumerate(classes)
+                                           if name.lower() in {n.lower() for n in normal}}
+    head, d = fit_with_unreviewed(z, labels, len(classes), c, pool_z, q_pool, weight, allowed)
     said: dict[str, Any] = {"weight": round(float(weight), 4), "pool_images": int(len(pool_z)),
                             "pool_shares": {name: round(float(q), 4) for name, q in zip(classes, q_pool)}}
     if d is None:
         said["class"] = None
+        top = classes[int(np.argmax(q_pool))]
         said["note"] = ("not used: " + ("'label next' chose every reviewed label" if weight <= 0 else
-                        f"no class is {DOMINANT_SHARE:.0%} or more of the unreviewed pool (or it has no label)"))
+                        f"the pool's largest class, '{top}', is not one the project calls not a defect "
+                        f"({', '.join(normal or ())})" if allowed is not None and int(np.argmax(q_pool)) not in allowed
+                        else f"no class is {DOMINANT_SHARE:.0%} or more of the unreviewed pool (or it has no label)"))
     else:
         said["class"] = classes[d]
         said["note"] = (f"the unreviewed pool, less its estimated other classes, carried this weight of the "
@@ -629,7 +636,8 @@ def write_linear_head(loaded: LoadedModel, head: LinearHead, features: np.ndarra
 def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, out: Path,
                          card: dict[str, Any], feature_set: str = "texture", mix: bool = False,
                          balanced: bool = True, head_kind: str = "lr", pool_features: np.ndarray | None = None,
-                         self_train_rounds: int = SELF_TRAIN_ROUNDS, folder: FolderMix | None = None) -> Path:
+                         self_train_rounds: int = SELF_TRAIN_ROUNDS, folder: FolderMix | None = None,
+                         normal: Sequence[str] | None = None) -> Path:
     """A ``texture_linear`` directory: the training features' mean and scale, then the fitted regression
     on the standardised features (the same fit ``fit_linear_head`` makes under cross-validation; ``mix``:
     the biases carry the labels' class mix, ``with_label_mix``; ``balanced``: class-balanced weights;
@@ -637,7 +645,8 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
     ``pool_features``: unlabelled images' features whose class mix, by classify-and-count, becomes the prior,
     ``pool_prior_head``; the card's ``training.pool_prior`` records it; ``self_train_rounds``: with pool features
     and a class-balanced regression, that many rounds of ``self_trained_head`` on them, ``training.self_training``;
-    ``folder``: the prior is the folder's mix by adjusted classify-and-count, ``FolderMix``)."""
+    ``folder``: the prior is the folder's mix by adjusted classify-and-count, ``FolderMix``, and the unreviewed pool
+    joins the fit of the class most of it is, one of ``normal`` (``unreviewed_fit``, ADR 0075))."""
     mu, sd = features.mean(0), features.std(0) + 1e-6
     z = (features - mu) / sd
     head = fit_lda_head(z, labels, len(classes)) if head_kind == "lda" else fit_linear_head(z, labels, len(classes), c, balanced)
@@ -666,7 +675,8 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                 estimated = folder.from_pool(q_pool)
                 if head_kind == "lr" and balanced and folder.unreviewed_weight_max > 0:
                     # a mix head is the same balanced fit with the labels' mix in its biases (with_prior takes it out)
-                    head, in_fit = _unreviewed_in_fit(z, labels, classes, c, pool_z, q_pool, folder.unreviewed_weight)
+                    head, in_fit = _unreviewed_in_fit(z, labels, classes, c, pool_z, q_pool, folder.unreviewed_weight,
+                                                      normal)
                     head = with_label_mix(head, labels) if mix else head
                 elif head_kind == "lr" and balanced:
                     in_fit = {"weight": 0.0, "class": None, "note": "not used (--no-unreviewed-in-fit)"}
@@ -915,7 +925,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
                       parent_card: dict[str, Any], command: str, all_labels: bool = False,
                       pool_features: np.ndarray | None = None, self_train_rounds: int = SELF_TRAIN_ROUNDS,
                       unreviewed: int | None = None, chosen: Mapping[str, int] | None = None,
-                      temper: bool = True, unreviewed_in_fit: bool = True) -> Path:
+                      temper: bool = True, unreviewed_in_fit: bool = True,
+                      normal: Sequence[str] | None = None) -> Path:
     """Refit the chosen candidate on every training image and write it as a model directory with its card.
 
     ``all_labels``: on the training images *and* the held-out ones (``can_refit_on_all``), with the same
@@ -928,7 +939,8 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     reviewed labels "label next" chose (the database's ``labels.chosen_by_label_next``), whose out-of-fold errors the
     estimate does not read as the folder's, and which temper the mix towards equal classes (``temper``; False:
     ``--class-mix acc-folder-full``); ``unreviewed_in_fit``: the pool joins the dominant class's loss as far as label
-    next did not choose the labels (``unreviewed_fit``; False: ``--no-unreviewed-in-fit``).
+    next did not choose the labels (``unreviewed_fit``; False: ``--no-unreviewed-in-fit``), if that class is one of
+    ``normal`` (the project's classes that are not a defect; None: any).
     """
     features, labels = arrays["train_features"], arrays["labels"]
     images = int(arrays["images"]) if "images" in arrays else len(labels)
@@ -989,7 +1001,7 @@ def write_chosen_head(loaded: LoadedModel | None, comparison: Comparison, arrays
     if feature_set is not None:
         return write_texture_linear(features, labels, comparison.classes, c, out, card, feature_set,
                                     candidate_mix(comparison.chosen), head_kind=head_kind, pool_features=pool_features,
-                                    self_train_rounds=self_train_rounds, folder=folder)
+                                    self_train_rounds=self_train_rounds, folder=folder, normal=normal)
     if loaded is None:
         raise ValueError("a frozen-backbone head needs the parent model")
     head = fit_linear_head(features, labels, len(comparison.classes), c)

@@ -14,6 +14,8 @@ labels: its unreviewed images are the ones it left, the easy ones, and they pull
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import numpy as np
 
 from inference.training.classifier_head import ABSENT_CLASS_BIAS, LinearHead, fit_linear_head
@@ -21,22 +23,28 @@ from inference.training.classifier_head import ABSENT_CLASS_BIAS, LinearHead, fi
 DOMINANT_SHARE = 0.5   # the pool's estimated share a class needs for its images to stand for it
 
 
-def dominant_class(pool_shares: np.ndarray, labels: np.ndarray) -> int | None:
-    """The class most of the unreviewed pool is estimated to be, if at least ``DOMINANT_SHARE`` of it and labelled."""
+def dominant_class(pool_shares: np.ndarray, labels: np.ndarray, allowed: AbstractSet[int] | None = None) -> int | None:
+    """The class most of the unreviewed pool is estimated to be, if at least ``DOMINANT_SHARE`` of it and labelled,
+    and one of ``allowed`` (the classes the project calls not a defect; None: any). From a weak head the estimate can
+    name a defect class (pu.md: `break`, `uneven` at 10 labels per class), and the pool would then teach it."""
     d = int(np.argmax(pool_shares))
+    if allowed is not None and d not in allowed:
+        return None
     return d if float(pool_shares[d]) >= DOMINANT_SHARE and bool((labels == d).any()) else None
 
 
 def fit_with_unreviewed(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float, pool: np.ndarray,
-                        pool_shares: np.ndarray, weight: float) -> tuple[LinearHead, int | None]:
+                        pool_shares: np.ndarray, weight: float,
+                        allowed: AbstractSet[int] | None = None) -> tuple[LinearHead, int | None]:
     """The class-balanced regression of ``fit_linear_head`` on standardised ``features`` (the unreviewed ``pool``
     standardised alike), with the dominant class's loss taking ``weight`` (u above) from the pool; the head and the
-    dominant class (None, and the plain fit, where no class dominates, ``weight`` is 0 or the pool is empty)."""
+    dominant class (None, and the plain fit, where no class of ``allowed`` dominates, ``weight`` is 0 or the pool is
+    empty)."""
     from scipy.optimize import minimize
 
     labels = np.asarray(labels, np.int64)
     base = fit_linear_head(features, labels, num_classes, c)
-    d = dominant_class(pool_shares, labels)
+    d = dominant_class(pool_shares, labels, allowed)
     if d is None or weight <= 0.0 or len(pool) == 0:
         return base, None
     x, xu = np.asarray(features, np.float64), np.asarray(pool, np.float64)

@@ -28,6 +28,9 @@ def test_dominant_class_needs_half_the_pool_and_a_label() -> None:
     assert dominant_class(np.array([0.6, 0.3, 0.1]), labels) == 0
     assert dominant_class(np.array([0.4, 0.35, 0.25]), labels) is None   # six even NEU classes: none dominates
     assert dominant_class(np.array([0.1, 0.1, 0.1, 0.7]), labels) is None   # the dominant class has no label
+    # only a class the project calls not a defect: a weak head's estimate named `break` (pu.md, 10 per class)
+    assert dominant_class(np.array([0.6, 0.3, 0.1]), labels, allowed={1}) is None
+    assert dominant_class(np.array([0.3, 0.6, 0.1]), labels, allowed={1}) == 1
 
 
 def test_weight_zero_or_no_dominant_class_is_the_plain_fit() -> None:
@@ -110,3 +113,19 @@ def test_a_mix_head_and_a_balanced_head_register_the_same_decisions(tmp_path) ->
         with torch.no_grad():
             decisions.append(model.linear(((torch.from_numpy(pool) - model.mean) / model.scale)).argmax(1).numpy())
     np.testing.assert_array_equal(decisions[0], decisions[1])
+
+
+def test_the_card_says_when_the_pools_largest_class_is_a_defect(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from inference.training.classifier_head import FolderMix, write_texture_linear
+
+    rng = np.random.default_rng(4)
+    x = np.vstack([rng.normal(0, 1, (20, 184)), rng.normal(0.8, 1, (20, 184))]).astype(np.float32)
+    y = np.repeat([0, 1], 20)
+    pool = rng.normal(0, 1, (60, 184)).astype(np.float32)   # mostly "crack" by any estimate
+    folder = FolderMix(y, y.copy(), np.bincount(y), 60)
+    out = write_texture_linear(x, y, ["crack", "free"], 1.0, tmp_path / "m", {}, "texture", pool_features=pool,
+                               folder=folder, normal=("free", "good"))
+    said = json.loads((out / "card.json").read_text())["training"]["pool_prior"]["folder"]["unreviewed_in_fit"]
+    assert said["class"] is None and "'crack', is not one the project calls not a defect (free, good)" in said["note"]
