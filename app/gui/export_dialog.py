@@ -210,7 +210,8 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(True)
         self.result_value = result
         if result is None:
-            self._error(f"Export failed: {error}. Nothing was written; no label was changed.")
+            said = "" if "nothing was changed" in error.lower() else " Nothing was written;"
+            self._error(f"Export failed: {error}.{said} No label was changed.")
         else:
             self.bar.setRange(0, 1)
             self.bar.setValue(1)

@@ -107,3 +107,20 @@ def test_bad_split_and_no_format_are_refused_before_starting(service, db, labell
     for cb in dlg.formats.values():
         cb.setChecked(False)
     assert not dlg.start() and "format" in dlg.status.text()
+
+
+def test_replacing_a_folder_that_is_no_export_is_refused_and_said_once(service, db, labelled, qtbot, tmp_path):
+    """Seen under Xvfb (session 42): "replace an earlier export" aimed at a folder of images was refused, but the line
+    read "… nothing was changed. Nothing was written; no label was changed." It is said once now."""
+    info, items, mask = labelled
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "keep.png").write_bytes(b"not touched")
+    dlg = _dialog(service, db, info, qtbot)
+    dlg.out.setText(str(other))
+    dlg.overwrite.setChecked(True)
+    with qtbot.waitSignal(dlg.finished_export, timeout=20000) as sig:
+        dlg.start()
+    text = dlg.status.text()
+    assert sig.args[0] is None and "holds no export.json" in text and text.count("othing was") == 1, text
+    assert text.endswith("No label was changed.") and (other / "keep.png").read_bytes() == b"not touched"
