@@ -243,8 +243,10 @@ class OperatingPointDialog(QDialog):
         start = (self.threshold.value() if keep_threshold
                  else self._saved.threshold if self._saved is not None else p.best.threshold)
         self.histogram.set_data(p.histogram, start, p.best.threshold)
+        from_classes = (f" ({scores.from_classes} of them by their class: a class the project calls not a defect "
+                        "is normal, any other anomalous; G / D on an image overrules it)" if scores.from_classes else "")
         self.info.setText(f"Rests on {scores.count} reviewed image(s): {len(scores.normal)} normal, "
-                          f"{len(scores.anomalous)} anomalous."
+                          f"{len(scores.anomalous)} anomalous{from_classes}."
                           + (f" Saved threshold: {self._saved.threshold:.4g}." if self._saved else ""))
         for w in (self.use, self.threshold, self.to_optimum):
             w.setEnabled(True)

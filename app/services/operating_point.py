@@ -46,6 +46,7 @@ class ReviewedScores:
     model_version_id: int
     normal: tuple[float, ...]
     anomalous: tuple[float, ...]
+    from_classes: int = 0   # of them, verdicts read from a class label (no G / D given)
 
     @property
     def count(self) -> int:
@@ -96,18 +97,28 @@ class OperatingPoint:
 
 
 def reviewed_scores(db: "Database", folder_id: int, model_version_id: int) -> ReviewedScores:
-    """The version's image scores of the folder's reviewed images with a normal/anomalous verdict
-    (accepted or corrected; rejected images are unusable and left out)."""
-    labels = [lab for lab in db.labels.current_labels(folder_id) if lab.anomaly_verdict is not None]
+    """The version's image scores of the folder's reviewed images (accepted or corrected; rejected images are
+    unusable and left out) by their verdict: the anomaly verdict where one was given (G / D), else the class label
+    read by the project's classes that are not a defect (Settings ▸ Project: such a class is a normal part, any other
+    class an anomalous one, as the queue's "defect class" flag reads them). Seen under Xvfb (session 42): 34 tiles
+    labelled by class, and the operating point said no image was reviewed."""
+    good = {c.lower() for c in load_project_settings(db).flags.good_classes}
+    labels = [lab for lab in db.labels.current_labels(folder_id)
+              if lab.anomaly_verdict is not None or lab.class_name]
     preds = db.predictions.for_images([lab.image_id for lab in labels], model_version_id)
     normal: list[float] = []
     anomalous: list[float] = []
+    from_classes = 0
     for lab in labels:
         p = preds.get(lab.image_id)
         if p is None or p.anomaly_score is None or not math.isfinite(p.anomaly_score):
             continue
-        (anomalous if lab.anomaly_verdict == AnomalyVerdict.ANOMALOUS else normal).append(float(p.anomaly_score))
-    return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous))
+        if lab.anomaly_verdict is not None:
+            bad = lab.anomaly_verdict == AnomalyVerdict.ANOMALOUS
+        else:
+            bad, from_classes = str(lab.class_name).lower() not in good, from_classes + 1
+        (anomalous if bad else normal).append(float(p.anomaly_score))
+    return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous), from_classes)
 
 
 def outcome(scores: ReviewedScores, costs: Costs, threshold: float) -> Outcome:
@@ -144,7 +155,7 @@ def operating_point(scores: ReviewedScores, costs: Costs, bins: int = DEFAULT_BI
         raise OperatingPointError(
             f"no image reviewed as {' or '.join(missing)} has a score from this model version in this folder "
             f"({len(scores.normal)} normal, {len(scores.anomalous)} anomalous reviewed); review a few with "
-            "G (normal) and D (anomalous) first")
+            "G (normal) and D (anomalous), or give them a class, first")
     normal = np.sort(np.asarray(scores.normal, np.float64))
     anom = np.sort(np.asarray(scores.anomalous, np.float64))
     every = np.concatenate([normal, anom])

@@ -168,3 +168,21 @@ def test_the_label_panels_verdict_uses_the_folders_threshold(project) -> None:
     assert review.detail(third_a).prediction.anomalous  # 0.3 > 0.25
     assert review.detail(third_b).prediction.threshold == 0.5  # the card's
     assert not review.detail(third_b).prediction.anomalous
+
+
+def test_a_class_label_counts_as_a_verdict_by_the_projects_defect_classes(project) -> None:
+    """Seen under Xvfb (session 42): 34 tiles labelled free / blowhole / break … and the operating point said "no
+    image reviewed as anomalous or normal". A class the project calls not a defect (Settings ▸ Project) is a normal
+    part, any other class an anomalous one; an explicit verdict wins; the count from classes is said."""
+    db, (a, b), vid = project
+    ims = db.images.query(ImageQuery(folder_id=b, sort="rel_path"))   # scores 0.1 … 0.8; no verdict given here
+    for im, cls in zip(ims, ["free", "ok", "crack", "blowhole", "free", None]):
+        if cls is not None:
+            db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name=cls), "ann")
+    db.labels.append(ims[4].id, LabelChange(ReviewState.CORRECTED, class_name="free",
+                                            anomaly_verdict=AnomalyVerdict.ANOMALOUS), "ann")   # the verdict wins
+    scores = reviewed_scores(db, b, vid)
+    assert sorted(scores.normal) == [0.1, 0.2] and sorted(scores.anomalous) == [0.3, 0.6, 0.7]
+    assert scores.from_classes == 4
+    assert operating_point(scores, Costs()).best.escapes == 0
+    assert reviewed_scores(db, a, vid).from_classes == 0   # verdicts only there, as before
