@@ -4,11 +4,13 @@ Polygons, rectangles and circles are filled into the image's one mask; points an
 name a class. The image's class is the label covering the most pixels, or (a classification
 project) the single image-level flag set to true; a filled shape of another label keeps it as its
 own class (per-object classes, ADR 0017). ``imagePath`` is followed relative to the JSON
-file and must stay inside the import folder.
+file; one that leaves the import folder (labelme writes ``../images/x.png`` when its JSON is saved
+apart from the images) is matched by the path's own end (``images/x.png``, then ``x.png``: a name
+shared by several indexed images never matches) and the file it names is never read.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
@@ -53,11 +55,26 @@ def paint(shape: dict[str, Any], canvas: np.ndarray, where: str) -> None:
         raise LabelImportError(f"{where}: a {kind} with {len(pts)} point(s) cannot be filled")
 
 
+def outside_ref(name: str) -> str:
+    """The part of an image path leaving the import folder that can still name an indexed image: its folders and
+    file name without the root, drive and ``..`` steps ("../ir/a.png" -> "ir/a.png")."""
+    text = name.replace("\\", "/").strip()
+    if len(text) > 1 and text[1] == ":":
+        text = text[2:]
+    return "/".join(p for p in PurePosixPath(text).parts if p not in ("", ".", "..", "/"))
+
+
 def read_file(path: Path, root: Path) -> ImportRecord:
     doc = read_json_object(path)
     where = str(path)
-    rel = dataset_path(doc.get("imagePath"), where)
-    image = inside(root, path.parent / rel, where)
+    try:
+        rel = dataset_path(doc.get("imagePath"), where)
+        image: Path | None = inside(root, path.parent / rel, where)
+    except LabelImportError:
+        raw = doc.get("imagePath")
+        if not isinstance(raw, str) or not outside_ref(raw):
+            raise
+        image = None   # outside the import folder: matched by its path's end, never read
     width, height = check_pixels(doc.get("imageWidth"), doc.get("imageHeight"), where)
     shapes = doc.get("shapes", [])
     if not isinstance(shapes, list) or not all(isinstance(s, dict) for s in shapes):
@@ -88,6 +105,9 @@ def read_file(path: Path, root: Path) -> ImportRecord:
             paint(shape, alone, f"{where}, shape {n} ({label})")
             objects += seed(alone, name)
     mask = Mask.of(canvas > 0, tuple(objects)) if filled_shapes or not (shapes or set_flags) else UNCHANGED
+    if image is None:
+        return ImportRecord(label_file=path, image_ref=outside_ref(str(doc.get("imagePath"))), image_file=None,
+                            class_name=class_name, mask=mask)
     return ImportRecord(label_file=path, image_ref=posix_rel(image, root.resolve()),
                         image_file=image if image.is_file() else None, class_name=class_name, mask=mask)
 

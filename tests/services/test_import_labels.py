@@ -147,6 +147,27 @@ def labelme_doc(image: str, shapes, width=W, height=H) -> dict:
             "shapes": shapes, "imageData": None}
 
 
+def test_labelme_json_saved_apart_from_its_images_is_matched_by_path_and_nothing_outside_is_read(station,
+                                                                                             monkeypatch) -> None:
+    """Seen in session 42: labelme writes ``"imagePath": "../ir/x.png"`` when its JSON is saved in a folder of its own,
+    and the whole import was refused ("outside the import folder"). The path's end now names the indexed image; the
+    file outside the import folder is never opened, and a path naming nothing indexed is only unmatched."""
+    import app.services.import_match as match
+
+    db, root, tmp = station
+    ann = tmp / "annotations"
+    write_json(ann / "a.json", labelme_doc(f"../{root.name}/a.png", [
+        {"label": "crack", "points": [[2, 2], [9, 2], [9, 6], [2, 6]], "shape_type": "polygon"}]))
+    write_json(ann / "x.json", labelme_doc("/etc/passwd", []))
+    opened: list[object] = []
+    monkeypatch.setattr(match, "hash_file", lambda path: opened.append(path) or "")
+    result = import_labels(db, ann, ImportOptions(format="labelme"))
+    assert result.written == 1 and opened == []
+    assert result.preview.unmatched == ("etc/passwd",)
+    lab = db.labels.current(db.images.by_path(db.folders.list()[0].id, "a.png").id)
+    assert lab.class_name == "crack"
+
+
 def test_labelme_polygons_and_rectangles(station) -> None:
     db, root, _ = station
     write_json(root / "a.json", labelme_doc("a.png", [
@@ -196,7 +217,6 @@ def test_coco_polygons_and_uncompressed_rle(station) -> None:
      "pixel limit"),
     ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": [5, 5]})),
      "do not cover"),
-    ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("/etc/passwd", [])), "outside the import folder"),
     ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [{"points": []}])), "has no label"),
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\n../x.png,crack\n"), "outside the import folder"),
     ("csv", lambda r, t: write_json(t / "t.csv", "name,colour\nb.png,red\n"), "needs an image column"),
