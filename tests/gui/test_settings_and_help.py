@@ -260,7 +260,7 @@ def test_database_problem_reads_without_writing(tmp_path):
     good = tmp_path / "good.sqlite"
     open_database(f"sqlite:///{good}").close()
     assert database_problem(f"sqlite:///{good}") is None
-    assert "URL" in (database_problem("not a url at all") or "") or database_problem("not a url at all")
+    assert "is not a database URL" in (database_problem("not a url at all") or "")
 
 
 def _not_a_database(tmp_path) -> str:
