@@ -15,6 +15,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,26 +141,36 @@ def fit_multi(x: np.ndarray, y: np.ndarray, k: int, free: int, xu: np.ndarray | 
     return w, b
 
 
-def scores(t: Tiles, r: RunLabels, temper: float) -> dict[str, tuple[float, float]]:
-    """(accuracy, macro F1) on the run's scored sessions of ``none``, ``pu`` and ``pn``."""
-    from sklearn.metrics import f1_score
+def command_head(feats: np.ndarray, t: Tiles, r: RunLabels, temper: float) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The command's head on ``feats`` at the run's C (fitted on the run's labels), the unreviewed pool's mix by
+    adjusted classify-and-count on the 200-image sample, and the folder's mix from it, raised to ``temper``."""
+    from inference.training.classifier_head import adjusted_shares, fit_linear_head, folder_shares
 
-    from inference.training.classifier_head import adjusted_shares, fit_linear_head, folder_shares, with_prior
-
-    k, free = len(t.classes), t.classes.index("free")
-    x, y = t.x, t.y
+    k, y = len(t.classes), t.y
 
     def fit(idx: np.ndarray, c: float = r.c):  # noqa: ANN202 - a LinearHead
-        return fit_linear_head(x[idx], y[idx], k, c)
+        return fit_linear_head(feats[idx], y[idx], k, c)
 
-    oof = out_of_fold(fit, x, r)
+    oof = out_of_fold(fit, feats, r)
     head = fit(r.labelled)
-    predicted = (np.bincount(head.predict(x[r.sample]), minlength=k) + 1.0) / (len(r.sample) + k)
+    predicted = (np.bincount(head.predict(feats[r.sample]), minlength=k) + 1.0) / (len(r.sample) + k)
     q_pool = adjusted_shares(predicted, y[r.labelled], oof, len(r.sample))
     q = folder_shares(q_pool, r.counts, len(r.unlabelled))
     if temper < 1.0:
         q = np.power(np.maximum(q, 1e-12), temper)
         q = q / q.sum()
+    return head, q_pool, q
+
+
+def scores(t: Tiles, r: RunLabels, temper: float) -> dict[str, tuple[float, float]]:
+    """(accuracy, macro F1) on the run's scored sessions of ``none``, ``pu`` and ``pn``."""
+    from sklearn.metrics import f1_score
+
+    from inference.training.classifier_head import with_prior
+
+    k, free = len(t.classes), t.classes.index("free")
+    x, y = t.x, t.y
+    head, q_pool, q = command_head(x, t, r, temper)
     prior_head = with_prior(head, q)
     truth = y[r.scored]
     proba = prior_head.proba(x[r.scored])
@@ -202,9 +213,6 @@ def scores_pus(t: Tiles, r: RunLabels, chosen_share: float) -> dict[str, tuple[f
     from inference.training.classifier_head import (
         LABEL_NEXT_TEMPER,
         UNREVIEWED_WEIGHT,
-        adjusted_shares,
-        fit_linear_head,
-        folder_shares,
         with_prior,
     )
     from inference.training.unreviewed_fit import fit_with_unreviewed
@@ -213,19 +221,7 @@ def scores_pus(t: Tiles, r: RunLabels, chosen_share: float) -> dict[str, tuple[f
     mu, sd = t.x[r.labelled].mean(0), t.x[r.labelled].std(0) + 1e-6
     z = (t.x - mu) / sd
     y = t.y
-
-    def fit(idx: np.ndarray, c: float = r.c):  # noqa: ANN202 - a LinearHead
-        return fit_linear_head(z[idx], y[idx], k, c)
-
-    oof = out_of_fold(fit, z, r)
-    head = fit(r.labelled)
-    predicted = (np.bincount(head.predict(z[r.sample]), minlength=k) + 1.0) / (len(r.sample) + k)
-    q_pool = adjusted_shares(predicted, y[r.labelled], oof, len(r.sample))
-    q = folder_shares(q_pool, r.counts, len(r.unlabelled))
-    temper = 1.0 - LABEL_NEXT_TEMPER * chosen_share
-    if temper < 1.0:
-        q = np.power(np.maximum(q, 1e-12), temper)
-        q = q / q.sum()
+    head, q_pool, q = command_head(z, t, r, 1.0 - LABEL_NEXT_TEMPER * chosen_share)
     pus, _ = fit_with_unreviewed(z[r.labelled], y[r.labelled], k, r.c, z[r.sample], q_pool,
                                  UNREVIEWED_WEIGHT * (1.0 - chosen_share))
     truth = y[r.scored]
