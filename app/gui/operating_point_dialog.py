@@ -247,6 +247,8 @@ class OperatingPointDialog(QDialog):
                         "is normal, any other anomalous; G / D on an image overrules it)" if scores.from_classes else "")
         self.info.setText(f"Rests on {scores.count} reviewed image(s): {len(scores.normal)} normal, "
                           f"{len(scores.anomalous)} anomalous{from_classes}."
+                          + (f" {scores.out_of_domain} reviewed image(s) left out: this model calls them out of its "
+                             "domain, so their scores are no finding." if scores.out_of_domain else "")
                           + (f" Saved threshold: {self._saved.threshold:.4g}." if self._saved else ""))
         for w in (self.use, self.threshold, self.to_optimum):
             w.setEnabled(True)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.services.flags import FolderThreshold
+from app.services.flags import FolderThreshold, is_out_of_domain
 from app.services.project_settings import load_project_settings, save_flag_settings
 from app.services.reflag import reflag_folder
 from database.states import AnomalyVerdict
@@ -47,6 +47,7 @@ class ReviewedScores:
     normal: tuple[float, ...]
     anomalous: tuple[float, ...]
     from_classes: int = 0   # of them, verdicts read from a class label (no G / D given)
+    out_of_domain: int = 0  # reviewed images left out: the version called them out of its domain (no finding)
 
     @property
     def count(self) -> int:
@@ -101,24 +102,28 @@ def reviewed_scores(db: "Database", folder_id: int, model_version_id: int) -> Re
     unusable and left out) by their verdict: the anomaly verdict where one was given (G / D), else the class label
     read by the project's classes that are not a defect (Settings ▸ Project: such a class is a normal part, any other
     class an anomalous one, as the queue's "defect class" flag reads them). Seen under Xvfb (session 42): 34 tiles
-    labelled by class, and the operating point said no image was reviewed."""
+    labelled by class, and the operating point said no image was reviewed. An image the version calls out of its
+    domain is left out (counted in ``out_of_domain``): its score is no finding, and its panel shows none."""
     good = {c.lower() for c in load_project_settings(db).flags.good_classes}
     labels = [lab for lab in db.labels.current_labels(folder_id)
               if lab.anomaly_verdict is not None or lab.class_name]
     preds = db.predictions.for_images([lab.image_id for lab in labels], model_version_id)
     normal: list[float] = []
     anomalous: list[float] = []
-    from_classes = 0
+    from_classes = outside = 0
     for lab in labels:
         p = preds.get(lab.image_id)
         if p is None or p.anomaly_score is None or not math.isfinite(p.anomaly_score):
+            continue
+        if is_out_of_domain(p.in_domain):   # its panel shows no score: an answer outside the domain is no finding
+            outside += 1
             continue
         if lab.anomaly_verdict is not None:
             bad = lab.anomaly_verdict == AnomalyVerdict.ANOMALOUS
         else:
             bad, from_classes = str(lab.class_name).lower() not in good, from_classes + 1
         (anomalous if bad else normal).append(float(p.anomaly_score))
-    return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous), from_classes)
+    return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous), from_classes, outside)
 
 
 def outcome(scores: ReviewedScores, costs: Costs, threshold: float) -> Outcome:
@@ -154,7 +159,9 @@ def operating_point(scores: ReviewedScores, costs: Costs, bins: int = DEFAULT_BI
     if missing:
         raise OperatingPointError(
             f"no image reviewed as {' or '.join(missing)} has a score from this model version in this folder "
-            f"({len(scores.normal)} normal, {len(scores.anomalous)} anomalous reviewed); review a few with "
+            f"({len(scores.normal)} normal, {len(scores.anomalous)} anomalous reviewed"
+            + (f"; {scores.out_of_domain} left out, out of its domain" if scores.out_of_domain else "")
+            + "); review a few with "
             "G (normal) and D (anomalous), or give them a class, first")
     normal = np.sort(np.asarray(scores.normal, np.float64))
     anom = np.sort(np.asarray(scores.anomalous, np.float64))

@@ -186,3 +186,21 @@ def test_a_class_label_counts_as_a_verdict_by_the_projects_defect_classes(projec
     assert scores.from_classes == 4
     assert operating_point(scores, Costs()).best.escapes == 0
     assert reviewed_scores(db, a, vid).from_classes == 0   # verdicts only there, as before
+
+
+def test_a_score_the_model_calls_out_of_domain_is_left_out_and_counted(project) -> None:
+    """Seen under Xvfb (session 42): a contaminated bottle the bottle model called out of domain (its panel showed no
+    score) was reviewed D, and its score joined the operating point's anomalous scores. An answer outside the
+    model's domain is no finding (docs/out_of_domain.md): it is left out, and counted."""
+    from dataclasses import replace as dc_replace
+
+    from app.services.flags import OUT_OF_DOMAIN
+
+    db, (a, b), vid = project
+    ims = db.images.query(ImageQuery(folder_id=a, sort="rel_path"))
+    p = db.predictions.get(ims[4].id, vid)   # score 0.7, reviewed anomalous
+    db.predictions.upsert_many([dc_replace(PredictionIn(ims[4].id, vid, anomaly_score=p.anomaly_score),
+                                           in_domain=0.1, flags=(OUT_OF_DOMAIN,))])
+    scores = reviewed_scores(db, a, vid)
+    assert sorted(scores.anomalous) == [0.3] and sorted(scores.normal) == [0.1, 0.2, 0.6]
+    assert scores.out_of_domain == 1
