@@ -114,14 +114,14 @@ def _on_sigterm(_signum, _frame) -> None:
 def normal_classes(db: Any) -> tuple[str, ...]:
     """The classes the project calls not a defect (Settings ▸ Project; the flags' defaults when its settings cannot be
     read): the only ones the unreviewed pool may teach (ADR 0075)."""
-    from app.services.flags import FlagSettings
     from app.services.project_settings import load_project_settings
+    from inference.normal_classes import DEFAULT_NORMAL_CLASSES
     try:
         return tuple(load_project_settings(db).flags.good_classes)
     except Exception as exc:  # noqa: BLE001 - a broken stored value must not stop a retraining; said
         print(f"note: the project's settings cannot be read ({exc}); the default classes that are not a defect "
               "are used", file=sys.stderr)
-        return tuple(FlagSettings().good_classes)
+        return DEFAULT_NORMAL_CLASSES
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from typing import Any, Collection, Mapping
 
 from inference.domain import OUT_OF_DOMAIN_BELOW as OUT_OF_DOMAIN_BELOW  # re-exported: prelabel report, GUI
 from inference.domain import is_out_of_domain as is_out_of_domain  # re-exported for the review service
+from inference.normal_classes import DEFAULT_NORMAL_CLASSES, is_normal_class
 from inference.results import ImageResult
 
 ANOMALY = "anomaly"
@@ -77,10 +78,14 @@ class FlagSettings:
     # None: use the anomaly model card's threshold (and if it has none, never flag on anomaly).
     anomaly_threshold: float | None = None
     min_targets: int = 1
-    good_classes: tuple[str, ...] = ("free", "good", "ok", "normal", "none")
+    good_classes: tuple[str, ...] = DEFAULT_NORMAL_CLASSES
     min_confidence: float = 0.6
     # Per folder and anomaly model version, over ``anomaly_threshold`` (Project ▸ Operating point…).
     folder_thresholds: tuple[FolderThreshold, ...] = ()
+
+    def is_defect(self, class_name: str) -> bool:
+        """Whether a class names a defect: any class the project does not list as not a defect (``good_classes``)."""
+        return not is_normal_class(class_name, self.good_classes)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -189,8 +194,7 @@ def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
         priority += _over(result.segmenter.target_count, settings.min_targets)
     cls = result.classifier if "classifier" not in ood else None
     if cls is not None:
-        good = {c.lower() for c in settings.good_classes}
-        if cls.label.lower() not in good:
+        if settings.is_defect(cls.label):
             reasons.append(DEFECT)
             priority += 1.0 + cls.confidence
         if cls.confidence < settings.min_confidence:

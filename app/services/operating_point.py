@@ -104,7 +104,7 @@ def reviewed_scores(db: "Database", folder_id: int, model_version_id: int) -> Re
     class an anomalous one, as the queue's "defect class" flag reads them). Seen under Xvfb (session 42): 34 tiles
     labelled by class, and the operating point said no image was reviewed. An image the version calls out of its
     domain is left out (counted in ``out_of_domain``): its score is no finding, and its panel shows none."""
-    good = {c.lower() for c in load_project_settings(db).flags.good_classes}
+    flags = load_project_settings(db).flags
     labels = [lab for lab in db.labels.current_labels(folder_id)
               if lab.anomaly_verdict is not None or lab.class_name]
     preds = db.predictions.for_images([lab.image_id for lab in labels], model_version_id)
@@ -121,7 +121,7 @@ def reviewed_scores(db: "Database", folder_id: int, model_version_id: int) -> Re
         if lab.anomaly_verdict is not None:
             bad = lab.anomaly_verdict == AnomalyVerdict.ANOMALOUS
         else:
-            bad, from_classes = str(lab.class_name).lower() not in good, from_classes + 1
+            bad, from_classes = flags.is_defect(str(lab.class_name)), from_classes + 1
         (anomalous if bad else normal).append(float(p.anomaly_score))
     return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous), from_classes, outside)
 

@@ -335,25 +335,30 @@ class FolderMix:
 
 
 def _unreviewed_in_fit(z: np.ndarray, labels: np.ndarray, classes: Sequence[str], c: float, pool_z: np.ndarray,
-                       q_pool: np.ndarray, weight: float,
-                       normal: Sequence[str] | None = None) -> tuple["LinearHead", dict[str, Any]]:
+                       q_pool: np.ndarray, weight: float, normal: Sequence[str] | None,
+                       start: "LinearHead") -> tuple["LinearHead", dict[str, Any]]:
     """The class-balanced regression refitted with the unreviewed pool in its dominant class's loss
-    (``unreviewed_fit``), and what the card says of it; ``normal``: the class names the dominant class must be one of
-    (the project's classes that are not a defect, case-insensitive; None: any)."""
+    (``unreviewed_fit``; ``start``: the plain fit on the same rows, not made twice), and what the card says of it;
+    ``normal``: the class names the dominant class must be one of (the project's classes that are not a defect,
+    ``inference.normal_classes``; None: any)."""
+    from inference.normal_classes import is_normal_class
     from inference.training.unreviewed_fit import DOMINANT_SHARE, fit_with_unreviewed
 
-    allowed = None if normal is None else {i for i, name in enumerate(classes)
-                                           if name.lower() in {n.lower() for n in normal}}
-    head, d = fit_with_unreviewed(z, labels, len(classes), c, pool_z, q_pool, weight, allowed)
+    allowed = None if normal is None else {i for i, name in enumerate(classes) if is_normal_class(name, normal)}
+    head, d = fit_with_unreviewed(z, labels, len(classes), c, pool_z, q_pool, weight, allowed, start)
     said: dict[str, Any] = {"weight": round(float(weight), 4), "pool_images": int(len(pool_z)),
                             "pool_shares": {name: round(float(q), 4) for name, q in zip(classes, q_pool)}}
+    top = int(np.argmax(q_pool))
     if d is None:
         said["class"] = None
-        top = classes[int(np.argmax(q_pool))]
-        said["note"] = ("not used: " + ("'label next' chose every reviewed label" if weight <= 0 else
-                        f"the pool's largest class, '{top}', is not one the project calls not a defect "
-                        f"({', '.join(normal or ())})" if allowed is not None and int(np.argmax(q_pool)) not in allowed
-                        else f"no class is {DOMINANT_SHARE:.0%} or more of the unreviewed pool (or it has no label)"))
+        if weight <= 0:
+            why = "'label next' chose every reviewed label"
+        elif allowed is not None and top not in allowed:
+            why = f"the pool's largest class, '{classes[top]}', is not one the project calls not a defect " \
+                  f"({', '.join(normal or ())})"
+        else:
+            why = f"no class is {DOMINANT_SHARE:.0%} or more of the unreviewed pool (or it has no label)"
+        said["note"] = "not used: " + why
     else:
         said["class"] = classes[d]
         said["note"] = (f"the unreviewed pool, less its estimated other classes, carried this weight of the "
@@ -650,6 +655,7 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
     mu, sd = features.mean(0), features.std(0) + 1e-6
     z = (features - mu) / sd
     head = fit_lda_head(z, labels, len(classes)) if head_kind == "lda" else fit_linear_head(z, labels, len(classes), c, balanced)
+    plain = head   # the fit itself, before any prior goes into its biases
     if mix:
         head = with_label_mix(head, labels)
     if pool_features is not None and len(pool_features):
@@ -676,7 +682,7 @@ def write_texture_linear(features: np.ndarray, labels: np.ndarray, classes: Sequ
                 if head_kind == "lr" and balanced and folder.unreviewed_weight_max > 0:
                     # a mix head is the same balanced fit with the labels' mix in its biases (with_prior takes it out)
                     head, in_fit = _unreviewed_in_fit(z, labels, classes, c, pool_z, q_pool, folder.unreviewed_weight,
-                                                      normal)
+                                                      normal, plain)
                     head = with_label_mix(head, labels) if mix else head
                 elif head_kind == "lr" and balanced:
                     in_fit = {"weight": 0.0, "class": None, "note": "not used (--no-unreviewed-in-fit)"}

@@ -34,16 +34,16 @@ def dominant_class(pool_shares: np.ndarray, labels: np.ndarray, allowed: Abstrac
 
 
 def fit_with_unreviewed(features: np.ndarray, labels: np.ndarray, num_classes: int, c: float, pool: np.ndarray,
-                        pool_shares: np.ndarray, weight: float,
-                        allowed: AbstractSet[int] | None = None) -> tuple[LinearHead, int | None]:
+                        pool_shares: np.ndarray, weight: float, allowed: AbstractSet[int] | None = None,
+                        start: LinearHead | None = None) -> tuple[LinearHead, int | None]:
     """The class-balanced regression of ``fit_linear_head`` on standardised ``features`` (the unreviewed ``pool``
     standardised alike), with the dominant class's loss taking ``weight`` (u above) from the pool; the head and the
     dominant class (None, and the plain fit, where no class of ``allowed`` dominates, ``weight`` is 0 or the pool is
-    empty)."""
+    empty). ``start``: that plain fit when the caller has made it already (the same rows, C and balance)."""
     from scipy.optimize import minimize
 
     labels = np.asarray(labels, np.int64)
-    base = fit_linear_head(features, labels, num_classes, c)
+    base = start if start is not None else fit_linear_head(features, labels, num_classes, c)
     d = dominant_class(pool_shares, labels, allowed)
     if d is None or weight <= 0.0 or len(pool) == 0:
         return base, None
@@ -89,8 +89,8 @@ def fit_with_unreviewed(features: np.ndarray, labels: np.ndarray, num_classes: i
         return value, np.concatenate([gw.ravel(), gb])
 
     # from the plain fit (its standardisation of already standardised features is the identity to 1e-6)
-    start = np.concatenate([base.coef.ravel(), np.where(present, base.intercept, 0.0)])
-    res = minimize(risk, start, jac=True, method="L-BFGS-B", options={"maxiter": 3000})
+    x0 = np.concatenate([base.coef.ravel(), np.where(present, base.intercept, 0.0)])
+    res = minimize(risk, x0, jac=True, method="L-BFGS-B", options={"maxiter": 3000})
     w, b = res.x[: k * dim].reshape(k, dim), res.x[k * dim:].copy()
     w[~present], b[~present] = 0.0, ABSENT_CLASS_BIAS
     return LinearHead(w, b, c), d
