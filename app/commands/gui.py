@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if folder is not None and not Path(folder).is_dir():
         print(f"error: {folder}: not a folder", file=sys.stderr)
         return 2
-    explicit = bool(getattr(args, "db", None)) and getattr(args, "db", None) != default_database_url()
+    given = getattr(args, "db", None)
+    explicit = bool(given) and given != default_database_url()   # as resolve_db_url reads it
     fallback = None
     while True:
         try:
