@@ -5,7 +5,8 @@ every (seed, order) pair both ran the mean accuracy and macro F1 differences. U 
     PYTHONPATH=. python benchmarks/pu_summary.py benchmarks/results/pu/{base,U}_*_s*.json
 
 File names ``{base,U}_{per-class,random}[_pc{N}]_s{seed}.json``; a pair missing one side is named, not used. With
-``--curve`` (pu.md's check at other label counts) it prints each order's means and pair differences, no rule.
+``--curve`` (pu.md's check at other label counts) it prints each order's means and pair differences, no rule; with
+``--per-pair``, every pair's figures and what its U run's card says it used.
 """
 from __future__ import annotations
 
@@ -47,9 +48,22 @@ def in_fit(run: dict) -> str:
     return f"{said.get('class')} {said.get('weight')}" if said.get("class") else "-"
 
 
+def head_prior(run: dict) -> str:
+    """``mix`` where the group CV chose a head whose biases carry the labels' mix, else ``balanced``."""
+    return "mix" if str(run["card_training"]["head"].get("prior", "")).startswith("the labels'") else "balanced"
+
+
 def main(argv: list[str]) -> int:
-    curve = "--curve" in argv
-    runs = load([a for a in argv if a != "--curve"])
+    curve, per_pair = "--curve" in argv, "--per-pair" in argv
+    runs = load([a for a in argv if a not in ("--curve", "--per-pair")])
+    if per_pair:   # each pair: base and U, their difference and what the U run's card says it used
+        print("| order | seed | base | U | U − base | unreviewed in the fit | U's head |\n|---|---|---|---|---|---|---|")
+        for order in sorted({o for _, o in runs}):
+            for s, da, df in deltas(runs, order):
+                b, u = runs[("base", order)][s]["independent_val"], runs[("U", order)][s]["independent_val"]
+                print(f"| {order} | {s} | {b['accuracy']:.3f} / {b['f1']:.3f} | {u['accuracy']:.3f} / {u['f1']:.3f} "
+                      f"| {da:+.3f} / {df:+.3f} | {in_fit(runs[('U', order)][s])} | {head_prior(runs[('U', order)][s])} |")
+        return 0
     print("| order | variant | seeds | mean ± sd accuracy | mean ± sd macro F1 | unreviewed in the fit (class, weight) |")
     print("|---|---|---|---|---|---|")
     for (variant, order), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0] != "base")):
