@@ -153,13 +153,13 @@ class ImageRepository:
                     restored += 1
                     updates.append({"id": old.id, "missing": False, "updated_at": now})
                     continue
-                if old.missing:
-                    restored += 1
                 updates.append({"id": old.id, **values})
                 if e.content_hash is None or old.content_hash != e.content_hash:
-                    changed.append(old.id)
+                    changed.append(old.id)  # back with other bytes counts as changed, not as back
                     if e.content_hash is not None and old.content_hash is not None:
                         content_changed.append(old.id)
+                elif old.missing:  # the same bytes back under a new mtime (a copy put back)
+                    restored += 1
             if updates:
                 s.execute(update(Image), updates)
             for part in chunks(changed):

@@ -107,8 +107,10 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     moves: list[tuple[str, FileEntry]] = []
     moved: list[int] = []
     content_changed: list[int] = []
+    restored = 0  # as the writes count them: a copy put back has a new mtime and reaches them as "changed"
 
     def write() -> None:
+        nonlocal restored
         if moves:
             followed = db.images.move(info.id, moves)
             moved.extend(followed.values())
@@ -118,6 +120,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         added.extend(result.added_ids)
         changed.extend(result.changed_ids)
         content_changed.extend(result.content_changed_ids)
+        restored += result.restored
         pending.clear()
     new_files = set(plan.new) if vanished else frozenset()
     total = len(to_hash)
@@ -143,7 +146,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     return IndexReport(trace=_trace(db, info.id),
         folder_id=info.id, root=str(root), files=files, added=tuple(sorted(added)),
         changed=tuple(sorted(changed)), unchanged=plan.unchanged, missing=missing,
-        unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=len(plan.restored),
+        unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=restored,
         moved=tuple(sorted(moved)), set_aside=set_aside,
     )
 

@@ -160,6 +160,34 @@ def test_a_rescan_of_an_open_folder_says_what_changed_and_writes_nothing_when_no
         svc.rescan_folder(folder_id)
 
 
+def test_a_gone_file_copied_back_under_a_new_mtime_is_said_back_with_its_label(db, tmp_path: Path) -> None:
+    """Seen under Xvfb (session 43): two tiles deleted from a followed folder left the queue ("2 gone"), one of
+    them labelled; copied back (``cp`` gives a new mtime) their rows were un-marked missing, but the re-scan
+    said nothing had changed, so the window kept showing 158 of 160 images and one correction fewer until
+    the folder was opened again. The same bytes back count as back; other bytes back count as changed."""
+    from app.services.review import ReviewService, ReviewSettings
+    from database.dto import LabelChange
+    from database.states import ReviewState
+    root = _folder(tmp_path / "parts")
+    folder_id = index_folder(db, root).folder_id
+    svc = ReviewService(db, ReviewSettings(reviewer="tester"))
+    rows = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=folder_id))}
+    db.labels.append(rows["gray.png"], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")
+    kept = {name: (root / name).read_bytes() for name in ("gray.png", "colour.jpg")}
+    for name in kept:
+        (root / name).unlink()
+    assert svc.rescan_folder(folder_id).gone == 2
+
+    (root / "gray.png").write_bytes(kept["gray.png"])  # as cp does: same bytes, a new mtime
+    (root / "colour.jpg").write_bytes(kept["colour.jpg"][:-40] + bytes(40))  # other bytes under the name
+    change = svc.rescan_folder(folder_id)
+    assert (change.added, change.changed, change.restored, change.gone) == (0, 1, 1, 0)
+    assert change.any and change.summary() == "parts: 1 changed, 1 back image file(s) on disk"
+    assert not db.images.get(rows["gray.png"]).missing
+    assert db.labels.current(rows["gray.png"]).class_name == "scratch"
+    assert db.images.count(ImageQuery(folder_id=folder_id)) == 4
+
+
 def test_a_moved_or_renamed_file_keeps_its_row_with_labels_history_and_predictions(db, tmp_path: Path) -> None:
     """A file renamed, or moved into a sub-folder, had become a missing row (labels and all) beside a new
     unreviewed one: the inspector's work vanished from the queue. The row now follows the bytes."""
