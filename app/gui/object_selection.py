@@ -59,8 +59,10 @@ class ObjectSelection(QObject):
         return list(self._objects)
 
     def current(self) -> LabelObject | None:
-        """The selected object as listed now (None: the image itself is selected)."""
-        if self.selected is None or self._comps is None:
+        """The selected object as listed now (None: the image itself is selected, or the session has moved to
+        another image whose detail is still on its way: the selection was the left image's, and a class key then
+        would have set its object's class, with its mask, on the image coming; seen by a session-43 probe)."""
+        if self.selected is None or self._comps is None or self.review.image_id != self._image_id:
             return None
         x, y = self.selected
         return self._object(self._comps.at(y, x))

@@ -419,6 +419,9 @@ class ImageViewer(ImageView):
         self._poly_item.setPath(QPainterPath())
 
     def close_polygon(self, erase: bool = False) -> None:
+        if not self.editable:  # the next image is on its way: these vertices were clicked on the one it replaces
+            self.cancel_polygon()
+            return
         if len(self._poly) >= 3:
             self._begin_edit()
             self._target_layer().setVisible(True)
@@ -490,7 +493,8 @@ class ImageViewer(ImageView):
                 self.object_clicked.emit(pos.x(), pos.y(), self._pick_tolerance())
         if event.button() == Qt.MouseButton.LeftButton and self._last is not None:
             self._last = None
-            self._emit_edit()
+            if self.editable:  # else the stroke began on an image another one is replacing: not saved to it
+                self._emit_edit()
             event.accept()
             return
         super().mouseReleaseEvent(event)

@@ -162,3 +162,37 @@ def test_the_tag_on_the_image_says_what_the_objects_list_says():
     mask[1, 1] = True
     (obj,) = objects_of(mask, (), None)
     assert ObjectTags.text(obj) == "1 no class (image's)"   # not "1 image class" beside a target ring
+
+
+def test_a_class_key_after_moving_on_never_carries_the_left_images_object_and_mask(service, db, folder, artifacts,
+                                                                                   qtbot, monkeypatch):
+    """Found by a session-43 probe: an object selected on one image, J, then a class key before the next image's
+    detail came. The key went to the selection of the image left, was held for the image coming, and saved the
+    left image's mask with that object's class on it (the next image's own mask replaced, the left one unchanged).
+    The selection belongs to its image: the key now gives the image coming its class. A polygon closed after J is
+    dropped the same way (its vertices were clicked on the image left)."""
+    from tests.gui.test_review_keys import _HeldDetails
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    r, v = win.review, win.viewer
+    first = r.image_id
+    r.set_mask(two_objects())
+    wait_saved(win, qtbot)
+    r.objects.step(1)
+    assert r.objects.current() is not None
+    v.set_tool("polygon")
+    v._poly = [v.mapToScene(0, 0), v.mapToScene(30, 0), v.mapToScene(30, 30)]  # three vertices clicked on it
+    second = win.gallery_model.item_at(1).image_id
+    held = _HeldDetails(service, monkeypatch)
+    held.hold.add(second)
+    press(qtbot, win, Qt.Key.Key_J)
+    assert r.image_id == second and r.detail.item.image_id == first  # its detail is on its way
+    assert r.objects.current() is None
+    press(qtbot, win, Qt.Key.Key_2)
+    v.close_polygon()                      # Enter after J: nothing is painted anywhere
+    held.gate.set()
+    qtbot.waitUntil(lambda: service.detail(second).label.class_name == CLASSES[1])
+    wait_saved(win, qtbot)
+    got = service.detail(second).label
+    assert got.mask is None and got.objects == ()          # its class, not the left image's mask and object
+    left = service.detail(first).label
+    assert left.objects == () and left.mask is not None and int(left.mask.sum()) == int(two_objects().sum())
