@@ -8,14 +8,21 @@ Now the tries run on the label-writes thread behind a small dialog that says how
 and offers **Close now** (they go to a recovery file, replayed at the next start on the revision they
 were made on); the window closes itself when the answer comes. A close with nothing waiting is as
 quick as before.
+
+Keys pressed for an image whose detail is still on its way, and a decision on a gallery selection whose images are
+still being read (G on twenty parts, then Ctrl+Q), are intents no label holds yet: the window closed over them and
+they were lost without a word (found by a session-43 probe). The close now waits for those reads to answer and their
+labels to be made, then goes on as above; when that takes long, the same kind of dialog says so and offers
+**Close now**, which says they are not applied.
 """
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox, QProgressDialog
 
 if TYPE_CHECKING:
@@ -31,6 +38,7 @@ class ClosingLabels(QObject):
     the dialog, lets the label-writes thread try them, and closes the window itself when done."""
 
     QUICK_S = 0.5  # labels on their way usually land in milliseconds: waited for here, no dialog
+    INTENTS_POLL_MS = 50  # how often a close waiting for keys' and decisions' reads looks again
 
     def __init__(self, window: QWidget, review: ReviewController, interactive: bool,
                  questions: list[Callable[[], str | None]] | None = None) -> None:
@@ -39,10 +47,16 @@ class ClosingLabels(QObject):
         self.questions = questions if questions is not None else []  # what closing would stop (asked first)
         self._asked = False
         self.dialog: QProgressDialog | None = None
+        self._on_cancel: Callable[[], None] = self._close_now  # what the dialog's Close now does
         self._running = False
         self._done = False
         self._copies: list[Path] = []  # recovery files written as the close began (keep_safe)
         self.abandoned = False  # "Close now": the writes on their way are not waited for
+        self._intents_dropped = False  # "Close now" while keys or decisions waited for their images' reads
+        self._intents_since: float | None = None  # monotonic time the close began waiting for them
+        self._intents_timer = QTimer(self)
+        self._intents_timer.setInterval(self.INTENTS_POLL_MS)
+        self._intents_timer.timeout.connect(self._intents_check)
 
     def ready(self) -> bool:
         """True: the window may close (nothing waits, or the last try has answered). False: it stays open while
@@ -54,6 +68,9 @@ class ClosingLabels(QObject):
         if not self._asked and not self._confirmed():
             return False
         self._asked = True
+        if not self._intents_dropped and self.review.intents_waiting():
+            self._await_intents()
+            return False
         self.review.wait_for_writes(self.QUICK_S)
         if self.review.writes_idle() and not self.review.pending():
             self._done = True
@@ -66,6 +83,36 @@ class ClosingLabels(QObject):
         self._show()
         self.review.settle_before_close(self._answered)
         return False
+
+    def _await_intents(self) -> None:
+        """Let the reads that keys and gallery decisions wait for answer (their labels are made then); the window
+        is closed again afterwards. The events go on meanwhile: the answers arrive on this thread."""
+        if self._intents_timer.isActive():
+            return
+        self._intents_since = time.monotonic()
+        self._intents_timer.start()
+
+    def _intents_check(self) -> None:
+        waiting = self.review.intents_waiting()
+        if not waiting:
+            self._intents_timer.stop()
+            self._hide()
+            self.window.close()  # ready() again: the labels they made are saved like any other
+            return
+        if self.dialog is None and self._intents_since is not None \
+                and time.monotonic() - self._intents_since >= self.QUICK_S:
+            self._show(f"Applying {waiting} key(s) or decision(s) made while their images were still being read, "
+                       "before the station closes: the database has not answered those reads yet.\n\n"
+                       "Close now closes without them: they are not applied.", self._close_without_intents)
+
+    def _close_without_intents(self) -> None:
+        self._intents_timer.stop()
+        self._hide()
+        waiting = self.review.intents_waiting()
+        if waiting:
+            log.warning("closing without %d key(s) or decision(s) whose images were still being read", waiting)
+        self._intents_dropped = True
+        self.window.close()
 
     def _drop_copies(self) -> None:
         """The last try has answered (or the person closed now): what still waits is written afresh."""
@@ -95,12 +142,12 @@ class ClosingLabels(QObject):
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes
 
-    def _show(self) -> None:
+    def _show(self, text: str | None = None, close_now: Callable[[], None] | None = None) -> None:
         n = len(self.review.pending()) or 1
         dialog = QProgressDialog(self.window)
         dialog.setWindowTitle("Saving labels")
-        dialog.setLabelText(f"Saving {n} label(s) before the station closes: the database has not accepted them "
-                            "yet and may keep them waiting a while.\n\nClose now keeps them in a recovery file; "
+        dialog.setLabelText(text or f"Saving {n} label(s) before the station closes: the database has not accepted "
+                            "them yet and may keep them waiting a while.\n\nClose now keeps them in a recovery file; "
                             "the next start saves them.")
         dialog.setCancelButtonText("Close now")
         dialog.setRange(0, 0)  # no figure to give: the database answers when it answers
@@ -108,7 +155,8 @@ class ClosingLabels(QObject):
         dialog.setAutoClose(False)
         dialog.setAutoReset(False)
         dialog.setWindowModality(Qt.WindowModality.WindowModal)  # no new edits while the last ones are tried
-        dialog.canceled.connect(self._close_now)
+        self._on_cancel = close_now or self._close_now
+        dialog.canceled.connect(self._on_cancel)
         dialog.show()
         self.dialog = dialog
 
@@ -157,7 +205,7 @@ class ClosingLabels(QObject):
 
     def _hide(self) -> None:
         if self.dialog is not None:
-            self.dialog.canceled.disconnect(self._close_now)
+            self.dialog.canceled.disconnect(self._on_cancel)
             self.dialog.close()
             self.dialog.deleteLater()
             self.dialog = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from tests.gui.conftest import build_window, slow_saves, wait_saved, wait_shown
@@ -830,6 +831,65 @@ def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder,
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     assert [h.review_state for h in service.history(image_id)] == ["corrected", "rejected"]
     assert service.detail(image_id).label.class_name == "scratches"
+
+
+def _hold_reads(service, monkeypatch):
+    """Image details read off the GUI thread wait for the returned event (a slow server's reads)."""
+    import threading
+    gate, real = threading.Event(), service.detail
+
+    def held(image_id):
+        if threading.current_thread() is not threading.main_thread():
+            gate.wait(10)
+        return real(image_id)
+    monkeypatch.setattr(service, "detail", held)
+    return gate
+
+
+def test_closing_while_a_selections_images_are_read_still_decides_them(service, folder, qtbot, monkeypatch):
+    """Found by a session-43 probe: G on a gallery selection, then Ctrl+Q while its images were still being read
+    (the decision reads them on a helper thread first): the window closed, the decision was never made, and the last
+    word was "Reading 6 images…". The close now waits for that read and saves what it decides."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    gate = _hold_reads(service, monkeypatch)
+    win.review.set_verdict("normal", selection=ids)          # G on the selection: its images are being read
+    win.close()
+    assert win.isVisible() and win.review.intents_waiting()  # not closed over the decision
+    qtbot.waitUntil(lambda: win.closing.dialog is not None, timeout=5000)  # a slow read: the window says so
+    assert "still being read" in win.closing.dialog.labelText()
+    gate.set()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
+    monkeypatch.undo()
+    assert [service.detail(i).label.anomaly_verdict for i in ids] == ["normal"] * len(ids)
+
+
+@pytest.mark.parametrize("close_now", [False, True])
+def test_closing_while_a_key_waits_for_its_image(service, folder, qtbot, monkeypatch, close_now):
+    """A class key pressed for the image coming (its detail on its way), then Ctrl+Q: the key was dropped without a
+    word. It is applied when the detail comes, then the window closes; "Close now" in the dialog a slow read brings
+    says it is not applied, and it is not."""
+    from PySide6.QtWidgets import QPushButton
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    gate = _hold_reads(service, monkeypatch)
+    win.queue.step(1)
+    second = win.review.image_id
+    win.review.set_class("scratches")
+    win.close()
+    assert win.isVisible()
+    if close_now:
+        qtbot.waitUntil(lambda: win.closing.dialog is not None, timeout=5000)
+        assert "they are not applied" in win.closing.dialog.labelText()
+        win.closing.dialog.findChild(QPushButton).click()  # "Close now"
+        assert not win.isVisible()
+    gate.set()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
+    monkeypatch.undo()
+    assert service.detail(second).label.class_name == (None if close_now else "scratches")
 
 
 def test_a_guess_made_before_the_counts_came_is_not_taken_back_from_them(window, qtbot):
