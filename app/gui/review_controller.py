@@ -108,6 +108,7 @@ class ReviewController(QObject):
         # image id -> that edit's (label, what changed, source): shown over a stored one, rescued on closing
         self._local: dict[int, tuple[LabelState, str, str | None]] = {}
         self._in_flight: dict[int, list[int]] = {}      # image id -> edits on the writer's queue (-1: a retry)
+        self._flying: dict[int, dict[int, LabelState]] = {}  # image id -> edit number -> its label, on its way
         # Written on the label-writes thread only, cleared on this one once nothing of the image is queued: the
         # revision the last write of an image's chain made (the next one is based on it), and a refusal that
         # the rest of the chain follows ("conflict": dropped; "failed": kept and retried).
@@ -671,6 +672,7 @@ class ReviewController(QObject):
 
     def _write(self, w: "_Write") -> None:
         self._in_flight.setdefault(w.image_id, []).append(w.seq)
+        self._flying.setdefault(w.image_id, {})[w.seq] = w.state
         if not self._slow_writes.isActive():
             self._slow_writes.start()
 
@@ -697,6 +699,10 @@ class ReviewController(QObject):
         """A write's answer, on the GUI thread, in the order the writes were made."""
         kind, value = outcome
         self._off_queue(w.image_id, w.seq)
+        flying = self._flying.get(w.image_id, {})
+        flying.pop(w.seq, None)
+        if not flying:
+            self._flying.pop(w.image_id, None)
         if kind == "saved":
             saved, item = value
             self._stored(w.image_id, w.seq, saved, item)
@@ -969,7 +975,13 @@ class ReviewController(QObject):
         labels = {i: waiting[0] for i, waiting in {**self._pending, **self._local}.items()}
         if not labels:
             return []
-        return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing")
+        return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing",
+                                           landing=self._landing(labels))
+
+    def _landing(self, image_ids) -> dict[int, list[str]]:
+        """Per image, the labels of this window's writes still on their way: one may land after a recovery file
+        based on the revision before it is written (``ReviewService.recover`` then replays the file on it)."""
+        return {i: [st.content_digest() for st in self._flying[i].values()] for i in image_ids if i in self._flying}
 
     def rescue_pending(self, on_the_way: bool = False) -> str | None:
         """On close with the database still refusing: write the waiting labels to files; ``on_the_way``: also
@@ -980,7 +992,8 @@ class ReviewController(QObject):
         if not self._pending:
             return None
         return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},
-                                           bases={i: self._seen.get(i) for i in self._pending})
+                                           bases={i: self._seen.get(i) for i in self._pending},
+                                           landing=self._landing(self._pending))
 
 
 @dataclass(frozen=True)

@@ -654,19 +654,21 @@ class ReviewService:
 
     # -- labels the database refused -------------------------------------------------------
     def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None,
-                       bases: dict[int, int | None] | None = None) -> str:
+                       bases: dict[int, int | None] | None = None, landing: dict[int, list[str]] | None = None) -> str:
         """Write labels that could not be saved to files, to be replayed by ``recover``. ``bases``: the label
         revision each was made on (0: none; absent or None: not known), so that ``recover`` never replaces a
-        label someone saved after it unseen."""
+        label someone saved after it unseen; ``landing``: see ``recovery_files``."""
         root = folder or recovery_dir()
-        self.recovery_files(labels, bases, root)
+        self.recovery_files(labels, bases, root, landing=landing)
         return str(root)
 
     def recovery_files(self, labels: dict[int, LabelState], bases: dict[int, int | None] | None = None,
-                       folder: Path | None = None, tag: str = "") -> list[Path]:
+                       folder: Path | None = None, tag: str = "",
+                       landing: dict[int, list[str]] | None = None) -> list[Path]:
         """``write_recovery``'s files, returned (``tag`` goes into their names): the window writes the labels
         waiting when it starts closing at once, so a station killed during the last try loses none, and
-        removes them once that try has answered."""
+        removes them once that try has answered. ``landing``: per image, the ``content_digest`` of this window's
+        labels still on their way, which may land after the file is written (``recover`` then replays on them)."""
         root = folder or recovery_dir()
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -677,7 +679,8 @@ class ReviewService:
                     "review_state": st.review_state, "from_prediction_id": st.from_prediction_id,
                     "object_classes": as_json(st.objects),
                     "author": self.settings.author, "db": self.db.url,
-                    "base_revision": (bases or {}).get(image_id)}
+                    "base_revision": (bases or {}).get(image_id),
+                    "may_land": list((landing or {}).get(image_id, []))}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
             np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
@@ -728,6 +731,13 @@ class ReviewService:
                               expected_revision=None if base is None else int(base))
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
+                    own = self._own_landing(image_id, base, meta) if current is not None else None
+                    if own is not None:  # only this window's own writes landed after the file: replayed on them
+                        try:
+                            self.save(image_id, st, "recovered after a failed save", expected_revision=own)
+                            current = self.db.labels.current(image_id)
+                        except LabelConflict:
+                            current = self.db.labels.current(image_id)
                     if current is None or not _label_from_revision(current).same_content(st):
                         (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
                         for path in (meta_path, meta_path.with_suffix(".npz")):
@@ -742,6 +752,21 @@ class ReviewService:
             meta_path.unlink(missing_ok=True)
             meta_path.with_suffix(".npz").unlink(missing_ok=True)
         return Recovered(saved, aside, str(root / CONFLICTS) if aside else None)
+
+    def _own_landing(self, image_id: int, base: Any, meta: dict[str, Any]) -> int | None:
+        """The image's current revision when every revision saved after ``base`` is one of the labels the file's
+        window still had on its way (``may_land``: same author, same content): closing without waiting for them,
+        the window based its file on the revision before them, and they landed afterwards. Seen by a session-43
+        probe: the newest edit was set aside at the next start as if another station had labelled the image.
+        None otherwise (someone else saved it: their label stays)."""
+        landing = set(meta.get("may_land") or ())
+        if not landing or base is None:
+            return None
+        after = [r for r in self.db.labels.history(image_id) if r.revision > int(base)]
+        if not after or any(r.author != meta.get("author")
+                            or _label_from_revision(r).content_digest() not in landing for r in after):
+            return None
+        return max(r.revision for r in after)
 
 
 @dataclass(frozen=True)

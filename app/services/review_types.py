@@ -6,6 +6,7 @@ bool arrays at the image's own size.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -194,6 +195,18 @@ class LabelState:
                 and self.review_state == other.review_state
                 and _same_mask(self.mask, other.mask)
                 and _same_mask(self.anomaly_region, other.anomaly_region))
+
+    def content_digest(self) -> str:
+        """A short fingerprint that two labels share exactly when ``same_content`` holds: a recovery file names the
+        labels this window still had on their way with it, so the next start can tell their landing from another
+        station's save."""
+        h = hashlib.sha256(repr((self.class_name, self.objects, self.anomaly_verdict, self.review_state)).encode())
+        for m in (self.mask, self.anomaly_region):
+            if m is None or not m.any():
+                h.update(b"-")
+            else:
+                h.update(repr(m.shape).encode() + np.packbits(m.astype(bool)).tobytes())
+        return h.hexdigest()[:32]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LabelState) and self.same_content(other) and self.revision == other.revision

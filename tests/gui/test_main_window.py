@@ -454,6 +454,66 @@ def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, ar
     db.close()
 
 
+def _closed_with_two_edits_on_the_way(service, folder, qtbot, monkeypatch, save_s: float):
+    """A window on a slow server (each save ``save_s``): a class, then a reject on the image on screen (made on the
+    class's revision, not known yet), then Ctrl+Q. Returns the window and the image."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    slow_saves(service, monkeypatch, save_s)
+    image_id = win.review.image_id
+    win.review.set_class("scratches")
+    win.review.reject()
+    win.close()
+    return win, image_id
+
+
+def test_close_now_with_two_edits_of_an_image_on_the_way_replays_the_newest_at_the_next_start(service, folder, qtbot,
+                                                                                              monkeypatch):
+    """Found by a session-43 probe: a slow server, a class then a reject on one image, Ctrl+Q, Close now. The file
+    kept the reject on the revision before both; the class write already running landed after it; the next start
+    took that for another station's save: the reject went to recovery/conflicts and the start-up box said
+    someone had labelled the image since. The file now names the labels on their way, and those landing are
+    this window's own: the reject is replayed on them."""
+    import time
+
+    from PySide6.QtWidgets import QPushButton
+
+    from app.services.review import recovery_dir
+    win, image_id = _closed_with_two_edits_on_the_way(service, folder, qtbot, monkeypatch, 1.0)
+    qtbot.waitUntil(lambda: win.closing.dialog is not None, timeout=5000)
+    win.closing.dialog.findChild(QPushButton).click()  # "Close now"
+    assert not win.isVisible()
+    [kept] = recovery_dir().glob("*.json")
+    time.sleep(1.5)                      # the class write that was running lands, as the process would let it
+    monkeypatch.delattr(service, "save")  # saves at full speed again (the station's home stays this test's)
+    assert [h.review_state for h in service.history(image_id)] == ["corrected"]
+    got = service.recover()               # the next start
+    assert (got.saved, got.kept_aside) == (1, 0)
+    assert [h.review_state for h in service.history(image_id)] == ["corrected", "rejected"]
+    assert service.detail(image_id).label.class_name == "scratches" and not kept.exists()
+    assert not list((recovery_dir() / "conflicts").glob("*.json"))
+
+
+def test_a_recovery_file_is_still_set_aside_when_another_station_saved_the_image_after_it(service, folder, tmp_path):
+    """The replay on this window's own landed labels is only for them: another author's save, or other content,
+    keeps the file aside as before."""
+    from app.services.indexing import index_folder
+    from app.services.review import CONFLICTS, ReviewService, ReviewSettings
+    from app.services.review_types import LabelState
+    from database.dto import ImageQuery
+    folder_id = index_folder(service.db, folder).folder_id
+    image_id = service.db.images.query(ImageQuery(folder_id=folder_id))[0].id
+    on_the_way = LabelState(class_name="scratches", review_state="corrected")
+    newest = on_the_way.with_(review_state="rejected")
+    service.recovery_files({image_id: newest}, {image_id: 0}, tmp_path, landing={image_id: [on_the_way.content_digest()]})
+    other = ReviewService(service.db, ReviewSettings(reviewer="someone-else"))
+    other.save(image_id, on_the_way, "class")  # the same content, but another station's
+    got = service.recover(tmp_path)
+    assert got.kept_aside == 1 and list((tmp_path / CONFLICTS).glob("*.json"))
+    assert [h.review_state for h in service.history(image_id)] == ["corrected"]
+
+
 def test_background_refresh_updates_badges_without_resetting_the_gallery(window, service, qtbot):
     from app.services.review_types import LabelState
     win = window
@@ -820,14 +880,8 @@ def test_an_accept_refused_after_the_window_moved_on_brings_the_image_back(windo
 def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder, qtbot, monkeypatch):
     """A label written on the label-writes thread when the window closes is stored before it goes (the close waits
     for the writes, then makes its last retry)."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    slow_saves(service, monkeypatch, 0.5)
-    image_id = win.review.image_id
-    win.review.set_class("scratches")
-    win.review.reject()
-    win.close()  # 1 s of writes on their way: the window says so and closes itself once they have landed
+    win, image_id = _closed_with_two_edits_on_the_way(service, folder, qtbot, monkeypatch, 0.5)
+    # 1 s of writes on their way: the window says so and closes itself once they have landed
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     assert [h.review_state for h in service.history(image_id)] == ["corrected", "rejected"]
     assert service.detail(image_id).label.class_name == "scratches"
