@@ -101,9 +101,9 @@ class ClosingLabels(QObject):
             return
         if self.dialog is None and self._intents_since is not None \
                 and time.monotonic() - self._intents_since >= self.QUICK_S:
-            self._show(f"Applying {waiting} key(s) or decision(s) made while their images were still being read, "
-                       "before the station closes: the database has not answered those reads yet.\n\n"
-                       "Close now closes without them: they are not applied.", self._close_without_intents)
+            self._show(f"Applying {waiting} key(s), decision(s) or flag(s) before the station closes: the database "
+                       "has not answered yet (the images they are for are still being read, or a flag is being "
+                       "written).\n\nClose now closes without them: they are not applied.", self._close_without_intents)
 
     def _close_without_intents(self) -> None:
         self._intents_timer.stop()

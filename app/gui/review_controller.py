@@ -814,9 +814,11 @@ class ReviewController(QObject):
         return None if local is None else local[0]
 
     def intents_waiting(self) -> int:
-        """Keys held for an image whose detail is on its way, plus reads of images a decision waits for (a gallery
-        selection's, a history restore's): no label holds them yet, so a closing window waits for them."""
-        return len(self._deferred) + (1 if self._reads.busy else 0)
+        """Keys held for an image whose detail is on its way, reads of images a decision waits for (a gallery
+        selection's, a history restore's), and flags on their way: no label holds them yet, so a closing window
+        waits for them (a flag asked for on a locked database held the GUI thread for the busy timeout as the
+        window closed, and was then lost without a word)."""
+        return len(self._deferred) + (1 if self._reads.busy else 0) + (1 if self._flags.busy else 0)
 
     def writes_idle(self) -> bool:
         """No label is on its way to the database (waiting ones aside)."""

@@ -434,6 +434,36 @@ def test_closing_with_labels_waiting_never_freezes_the_window(db_url, folder, ar
     db.close()
 
 
+def test_a_flag_asked_for_as_the_window_closes_on_a_locked_database_never_freezes_it(db_url, folder, artifacts, qtbot):
+    """Found by a session-43 probe: F, then Ctrl+Q, with another program holding the SQLite file: the close waited
+    for the flag's write on the GUI thread (the busy timeout, frozen) and then dropped its answer. The close now
+    waits for it off the GUI thread, like a label, and the flag is stored once the file is free."""
+    import sqlite3
+    import time
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    db = open_database(db_url, busy_timeout_s=3.0)
+    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    image_id = win.review.image_id
+    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    win.review.toggle_flag()
+    t0 = time.monotonic()
+    win.close()
+    assert time.monotonic() - t0 < 1.0 and win.isVisible()
+    qtbot.waitUntil(lambda: win.closing.dialog is not None, timeout=5000)
+    assert "flag" in win.closing.dialog.labelText()
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=15000)
+    assert service.item(image_id).flagged
+    db.close()
+
+
 def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, artifacts, qtbot):
     from app.services.review import recovery_dir
     db, service, win, blocker = _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s=3.0)
