@@ -769,8 +769,10 @@ class ReviewController(QObject):
         self._seen[image_id] = saved.label.revision
         self._landed[image_id] = saved.label   # a read that began before this landed returns an older revision
         self._landed.move_to_end(image_id)
-        while len(self._landed) > LANDED_KEPT:
-            self._landed.popitem(last=False)
+        while len(self._landed) > LANDED_KEPT:  # the image the session is on stays: a decision on a selection of
+            # more than LANDED_KEPT images landed its save first and then pushed it out, so its re-read (begun before)
+            # showed the older label and the next key was refused as "changed at another station" (a probe)
+            del self._landed[next(k for k in self._landed if k != self._target)]
         if not self._settled(image_id, seq):
             self._stored_under[image_id] = saved.label  # what a later edit of the image, still unsaved, replaces
             return

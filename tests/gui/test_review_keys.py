@@ -108,6 +108,45 @@ def test_bulk_accept_read_before_the_open_images_save_landed_still_accepts_it(se
     win.close()
 
 
+def test_a_decision_on_a_large_selection_never_leaves_the_image_on_screen_showing_its_older_label(
+        service, tmp_path, qtbot, monkeypatch):
+    """Found by a session-43 probe (slow storage): G on 24 images with the one on screen among them. Its save
+    landed first, the 23 after it pushed it out of the window's memory of landed saves (16 kept), and its re-read,
+    begun before, then showed no verdict; the next key was refused as changed "at another station or window". The
+    image on screen is now always remembered."""
+    import threading
+    import time
+
+    from tests.gui.conftest import slow_saves
+    from tests.gui.fixtures import make_folder
+    win = build_window(service, qtbot)
+    win.open_folder(str(make_folder(tmp_path / "many", n=24)))
+    wait_shown(win, qtbot)
+    r = win.review
+    shown = r.image_id
+    ids = [it.image_id for it in win.gallery_model.items()]
+    real = service.detail
+
+    def slow_for_the_shown(image_id):
+        d = real(image_id)
+        if image_id == shown and threading.current_thread() is not threading.main_thread():
+            time.sleep(4.0)  # read before its save landed, answered after the others landed
+        return d
+    monkeypatch.setattr(service, "detail", slow_for_the_shown)
+    slow_saves(service, monkeypatch, 0.1)
+    refused: list[str] = []
+    r.save_failed.connect(refused.append)
+    r.set_verdict("normal", selection=ids)
+    qtbot.waitUntil(lambda: r._reading is None and r.writes_idle() and not r._reads.busy, timeout=20000)
+    assert r.label.anomaly_verdict == "normal"
+    r.set_class(CLASSES[0])
+    wait_saved(win, qtbot)
+    assert not refused
+    label = real(shown).label
+    assert (label.anomaly_verdict, label.class_name) == ("normal", CLASSES[0])
+    win.close()
+
+
 def test_undo_and_redo_select_the_changed_image_alone(window, service, qtbot):
     win = window
     first = win.review.image_id
