@@ -21,6 +21,7 @@ the cold start). Qt-free, torch-free: it runs on a helper thread of the GUI and 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -65,9 +66,12 @@ def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
 
 
 def standardise(x: np.ndarray) -> np.ndarray:
-    """Columns to zero mean, unit spread (constant columns stay 0): distances weigh every feature."""
-    mu = np.nanmean(x, axis=0)
-    sd = np.nanstd(x, axis=0)
+    """Columns to zero mean, unit spread (constant columns stay 0, a column with no value at all too): distances
+    weigh every feature."""
+    with warnings.catch_warnings():  # an all-NaN column (a feature no image has yet) is 0, said nowhere else
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mu = np.nanmean(x, axis=0)
+        sd = np.nanstd(x, axis=0)
     return np.asarray(np.nan_to_num((x - mu) / np.where(sd > 1e-9, sd, 1.0)), dtype=np.float64)
 
 
