@@ -217,6 +217,7 @@ class MainWindow(QMainWindow):
         self.folder_ctl.failed.connect(lambda _m: q.stop_awaiting())
         v.cursor_moved.connect(self.status.cursor.setText)
         v.target_stepped.connect(lambda k, n: self._say(f"Target {k}/{n}" if n else "No predicted target on this image."))
+        v.said.connect(self._say)
         self.viewer_ctl.image_shown.connect(lambda _id: self.label_panel.show_size(*v.image_size()))
 
         a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))

@@ -46,7 +46,7 @@ from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB
 from app.gui.target_rings import TargetRings
 from app.gui.thumbnails import rgb_to_qimage
 from app.services.display import colorize_heatmap, colorize_mask, resize_to, targets_of
-from app.services.heat_region import DEFAULT_GROW_FRACTION, grow_region, heat_bounds, threshold_region
+from app.services.heat_region import DEFAULT_GROW_FRACTION, cold_flood, grow_region, heat_bounds, threshold_region
 
 TOOLS = ("pan", "brush", "eraser", "polygon", "grow")
 LAYERS = ("heatmap", "prediction", "region", "mask")
@@ -175,6 +175,7 @@ class ImageViewer(ImageView):
     tool_changed = Signal(str)
     target_stepped = Signal(int, int)   # which target Tab reached (1-based; 0: none) and how many
     heat_changed = Signal(object)       # (min, max, default level) of the shown heatmap, or None
+    said = Signal(str)                  # a tool's answer for the status bar (a grow refused, and why)
     # An object picked with the pan tool: image x, y and how far (image pixels) a miss may be.
     object_clicked = Signal(float, float, float)
     object_menu_requested = Signal(float, float, float, QPoint)  # right click: ... and the global position
@@ -285,7 +286,15 @@ class ImageViewer(ImageView):
         """Add the heatmap's connected area around ``pos`` to the region (see ``grow_region``)."""
         if self._heat is None or not self._inside(pos):
             return
-        blob = grow_region(self._heat, int(pos.x()), int(pos.y()), self.grow_fraction)
+        x, y = int(pos.x()), int(pos.y())
+        blob = grow_region(self._heat, x, y, self.grow_fraction)
+        threshold = (self._heat_range[0] + self._heat_range[1]) / 2 if self._heat_range else None  # mid-scale
+        share = cold_flood(self._heat, x, y, blob, threshold)
+        if share is not None:
+            self.said.emit(f"Grow: nothing hot here. The map is {float(self._heat[y, x]):.3g} at the click, under the "
+                           f"model's region threshold {threshold:.3g}, and growing from it would cover {share:.0%} of "
+                           "the image. Click a hot spot, or paint the region with the brush (B).")
+            return
         region = self.region.to_bool()
         if not blob.any() or region[blob].all():
             return

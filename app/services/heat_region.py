@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 DEFAULT_GROW_FRACTION = 0.5
+COLD_FLOOD_SHARE = 0.5  # a grow from under the model's threshold that would cover more than this is refused
 
 
 def heat_bounds(heat: np.ndarray) -> tuple[float, float]:
@@ -63,3 +64,16 @@ def grow_region(heat: np.ndarray, x: int, y: int, fraction: float = DEFAULT_GROW
     # costs several times more); equal values (loDiff = upDiff = 0) of the 0/1 image are "above".
     cv2.floodFill(above, filled, (x, y), 0, 0, 0, 8 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
     return np.ascontiguousarray(filled[1:-1, 1:-1]).view(bool)
+
+
+def cold_flood(heat: np.ndarray, x: int, y: int, blob: np.ndarray, threshold: float | None) -> float | None:
+    """The share of the image ``blob`` (grown from a click at (x, y)) would cover, when the click is under the
+    model's region ``threshold`` and that share is over ``COLD_FLOOD_SHARE``; else None (the grow stands).
+
+    Why: seen under Xvfb (session 43) on a normal tile whose whole map lay under the tile model's threshold, one
+    grow click (W) on plain surface made nearly the whole tile the anomaly region, and the image anomalous. The
+    level is relative to the map's minimum, so on a cold, flat map any click floods it."""
+    if threshold is None or blob.size == 0 or not (0 <= y < heat.shape[0] and 0 <= x < heat.shape[1]):
+        return None
+    share = float(blob.mean())
+    return share if float(heat[y, x]) < threshold and share > COLD_FLOOD_SHARE else None

@@ -131,6 +131,43 @@ def test_grow_adds_connected_blobs_then_brush_refines_and_accept_keeps_it(servic
     win.close()
 
 
+def test_a_grow_click_on_a_cold_map_floods_nothing_and_says_why(service, db, folder, artifacts, qtbot):
+    """Seen under Xvfb (session 43): on a normal tile whose map lay wholly under the tile model's region threshold,
+    one W click on plain surface made nearly the whole tile the anomaly region (and the image anomalous): the grow
+    level runs from the map's minimum, so a flat cold map floods. Such a click now adds nothing and says why; a
+    small warm blob under the threshold can still be grown."""
+    from database.dto import PredictionIn
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    threshold = service.region_threshold()
+    cold = np.linspace(threshold - 3.0, threshold - 2.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    cold[50:53, 5:8] = threshold - 0.5  # a small warm spot, still under the threshold
+    anomaly = db.model_versions.active("anomaly")
+    ref = artifacts.put_map(cold)
+    db.predictions.upsert_many([PredictionIn(image_id, anomaly.id, anomaly_score=0.1, anomaly_map_ref=ref)])
+    shown = np.asarray(artifacts.get_map(ref), np.float32)
+    win.review.reload()
+    v = win.viewer
+    qtbot.waitUntil(lambda: v.has_heat() and np.array_equal(v._heat, shown), timeout=5000)
+    wait_saved(win, qtbot)
+    revisions = len(service.history(image_id))
+    said: list[str] = []
+    v.said.connect(said.append)
+    v.one_to_one()
+    v.centerOn(32, 32)
+    press(qtbot, win, Qt.Key.Key_W)
+    qtbot.mouseClick(v.viewport(), Qt.MouseButton.LeftButton, pos=v.mapFromScene(32, 40))
+    wait_saved(win, qtbot)
+    assert len(service.history(image_id)) == revisions and not region_on_screen(win).any()
+    assert said and "nothing hot here" in said[-1] and "% of the image" in said[-1]
+    assert "nothing hot here" in win.statusBar().currentMessage()
+    qtbot.mouseClick(v.viewport(), Qt.MouseButton.LeftButton, pos=v.mapFromScene(6, 51))
+    wait_saved(win, qtbot)
+    grown = service.detail(image_id).label.anomaly_region
+    assert grown is not None and grown[50:53, 5:8].all() and grown.sum() < 0.1 * grown.size
+    win.close()
+
+
 def test_no_heatmap_hides_the_slider_and_disables_grow(window, qtbot):
     win = window
     assert not win.viewer.has_heat()
