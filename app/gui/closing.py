@@ -52,7 +52,7 @@ class ClosingLabels(QObject):
         self._done = False
         self._copies: list[Path] = []  # recovery files written as the close began (keep_safe)
         self.abandoned = False  # "Close now": the writes on their way are not waited for
-        self._intents_dropped = False  # "Close now" while keys or decisions waited for their images' reads
+        self.intents_dropped = False  # "Close now" while keys, decisions or flags waited for the database
         self._intents_since: float | None = None  # monotonic time the close began waiting for them
         self._intents_timer = QTimer(self)
         self._intents_timer.setInterval(self.INTENTS_POLL_MS)
@@ -68,7 +68,7 @@ class ClosingLabels(QObject):
         if not self._asked and not self._confirmed():
             return False
         self._asked = True
-        if not self._intents_dropped and self.review.intents_waiting():
+        if not self.intents_dropped and self.review.intents_waiting():
             self._await_intents()
             return False
         self.review.wait_for_writes(self.QUICK_S)
@@ -111,7 +111,7 @@ class ClosingLabels(QObject):
         waiting = self.review.intents_waiting()
         if waiting:
             log.warning("closing without %d key(s) or decision(s) whose images were still being read", waiting)
-        self._intents_dropped = True
+        self.intents_dropped = True
         self.window.close()
 
     def _drop_copies(self) -> None:

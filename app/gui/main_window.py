@@ -332,7 +332,7 @@ class MainWindow(QMainWindow):
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
         self.ctx.shutdown()
-        self.review.close(wait_for_writes=not self.closing.abandoned)
+        self.review.close(wait_for_writes=not self.closing.abandoned, wait_for_flags=not self.closing.intents_dropped)
         self.thumbs.shutdown()
         self.label_watch.close()
         self.queue.close()

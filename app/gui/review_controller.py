@@ -375,15 +375,16 @@ class ReviewController(QObject):
         self._history.call(lambda: self.service.history(image_id), shown,
                            lambda text: log.warning("label history unavailable: %s", text))
 
-    def close(self, wait_for_writes: bool = True) -> None:
+    def close(self, wait_for_writes: bool = True, wait_for_flags: bool = True) -> None:
         """``wait_for_writes`` False: the person closed without waiting for the database (their labels went to a
-        recovery file); a write still on its way finishes or fails on its own."""
+        recovery file); a write still on its way finishes or fails on its own. ``wait_for_flags`` False: the same
+        for a flag (the closing dialog's Close now said it is not applied)."""
         self._closed = True
         self._ticket += 1  # an answer still on its way is dropped
         self._reader.shutdown(wait=False, cancel_futures=True)
         self._history.close()
         self._reads.close()
-        self._flags.close(finish=True)  # a flag asked for as the window closes is still written
+        self._flags.close(finish=wait_for_flags)  # a flag asked for as the window closes is still written
         self._writes.close(finish=wait_for_writes)  # and a label (the window waited for them before its last retry)
 
     def cancel_close(self) -> None:

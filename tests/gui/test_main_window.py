@@ -434,7 +434,9 @@ def test_closing_with_labels_waiting_never_freezes_the_window(db_url, folder, ar
     db.close()
 
 
-def test_a_flag_asked_for_as_the_window_closes_on_a_locked_database_never_freezes_it(db_url, folder, artifacts, qtbot):
+@pytest.mark.parametrize("close_now", [False, True])
+def test_a_flag_asked_for_as_the_window_closes_on_a_locked_database_never_freezes_it(db_url, folder, artifacts, qtbot,
+                                                                                     close_now):
     """Found by a session-43 probe: F, then Ctrl+Q, with another program holding the SQLite file: the close waited
     for the flag's write on the GUI thread (the busy timeout, frozen) and then dropped its answer. The close now
     waits for it off the GUI thread, like a label, and the flag is stored once the file is free."""
@@ -457,10 +459,16 @@ def test_a_flag_asked_for_as_the_window_closes_on_a_locked_database_never_freeze
     assert time.monotonic() - t0 < 1.0 and win.isVisible()
     qtbot.waitUntil(lambda: win.closing.dialog is not None, timeout=5000)
     assert "flag" in win.closing.dialog.labelText()
+    if close_now:  # the dialog's Close now: the window goes at once, the flag is not waited for
+        from PySide6.QtWidgets import QPushButton
+        t0 = time.monotonic()
+        win.closing.dialog.findChild(QPushButton).click()
+        assert not win.isVisible() and time.monotonic() - t0 < 1.0
     blocker.rollback()
     blocker.close()
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=15000)
-    assert service.item(image_id).flagged
+    if not close_now:
+        assert service.item(image_id).flagged
     db.close()
 
 
