@@ -54,6 +54,7 @@ class ClosingLabels(QObject):
         self.abandoned = False  # "Close now": the writes on their way are not waited for
         self.intents_dropped = False  # "Close now" while keys, decisions or flags waited for the database
         self._intents_since: float | None = None  # monotonic time the close began waiting for them
+        self._lost: list[str] = []  # what of them the database did not take meanwhile (said before closing)
         self._intents_timer = QTimer(self)
         self._intents_timer.setInterval(self.INTENTS_POLL_MS)
         self._intents_timer.timeout.connect(self._intents_check)
@@ -90,6 +91,8 @@ class ClosingLabels(QObject):
         if self._intents_timer.isActive():
             return
         self._intents_since = time.monotonic()
+        self._lost = []
+        self.review.intent_lost.connect(self._on_lost)
         self._intents_timer.start()
 
     def _intents_check(self) -> None:
@@ -97,6 +100,9 @@ class ClosingLabels(QObject):
         if not waiting:
             self._intents_timer.stop()
             self._hide()
+            self.review.intent_lost.disconnect(self._on_lost)
+            if self._lost and not self._close_without_lost():
+                return
             self.window.close()  # ready() again: the labels they made are saved like any other
             return
         if self.dialog is None and self._intents_since is not None \
@@ -105,9 +111,32 @@ class ClosingLabels(QObject):
                        "has not answered yet (the images they are for are still being read, or a flag is being "
                        "written).\n\nClose now closes without them: they are not applied.", self._close_without_intents)
 
+    def _on_lost(self, text: str) -> None:
+        self._lost.append(text)
+
+    def _close_without_lost(self) -> bool:
+        """Some of them failed (a flag on a database locked past its busy timeout, a selection that could not be
+        read): seen under Xvfb, the flag was lost while the window closed over its one-line status message. The
+        person is told and decides; False keeps the window open (nothing more is closed)."""
+        text = "\n".join(f"• {t}" for t in self._lost[:5]) + (f"\n… and {len(self._lost) - 5} more"
+                                                             if len(self._lost) > 5 else "")
+        log.warning("closing: %d key(s), decision(s) or flag(s) not applied: %s", len(self._lost), "; ".join(self._lost))
+        if not self.interactive:
+            return True
+        answer = QMessageBox.question(
+            self.window, "Not applied",
+            f"These were not applied before closing:\n\n{text}\n\nClose the station anyway? (No keeps it open, "
+            "to try them again.)", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer == QMessageBox.StandardButton.Yes:
+            return True
+        self._asked = False  # the next close asks again about what it would stop
+        return False
+
     def _close_without_intents(self) -> None:
         self._intents_timer.stop()
         self._hide()
+        self.review.intent_lost.disconnect(self._on_lost)
         waiting = self.review.intents_waiting()
         if waiting:
             log.warning("closing without %d key(s) or decision(s) whose images were still being read", waiting)

@@ -71,6 +71,7 @@ class ReviewController(QObject):
     message = Signal(str)              # status bar
     note = Signal(str)                 # status bar, kept ahead of the next messages a while (the move after A)
     save_failed = Signal(str)          # a reason to show prominently
+    intent_lost = Signal(str)          # ... when it is a key, decision or flag that no label holds (told at close too)
     save_waiting = Signal(str)         # a refused save, kept and retried: said without stopping the inspector
     label_saved = Signal(int)          # image id whose label the database has just stored (after item_changed)
     state_guessed = Signal(object)     # StateMove of an edit on screen not stored yet: the counts move at once
@@ -262,8 +263,8 @@ class ReviewController(QObject):
     def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
             dropped = len(self._take_deferred(image_id))
-            self.save_failed.emit(f"Cannot load image {image_id}: {error}"
-                                  + (f" ({dropped} key(s) pressed for it were not applied)" if dropped else ""))
+            self._lost(f"Cannot load image {image_id}: {error}"
+                       + (f" ({dropped} key(s) pressed for it were not applied)" if dropped else ""))
             return
         early, self._early_prediction = self._early_prediction, None
         if early is not None and early.item.image_id == image_id and _newer(early, detail):
@@ -516,7 +517,7 @@ class ReviewController(QObject):
         verb = f"label as {value}" if decision in ("class", "verdict") else decision
         self.message.emit(f"Reading {len(ids)} images to {verb}…")
         self._reads.call(read, lambda rows: self._decide_read(rows, decision, value),
-                         lambda text: self.save_failed.emit(f"Cannot {verb} the selection: {text}"))
+                         lambda text: self._lost(f"Cannot {verb} the selection: {text}"))
 
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
                      value: str | None = None) -> None:
@@ -524,7 +525,7 @@ class ReviewController(QObject):
         withheld: dict[str, int] = {}   # family -> accepted images its out-of-domain answer was left out of
         for image_id, detail, error in rows:
             if detail is None:
-                self.save_failed.emit(f"Cannot read image {image_id}: {error}")
+                self._lost(f"Cannot read image {image_id}: {error}")
                 continue
             if decision == "class" and not detail.classifier_runs and value not in detail.classes:
                 no_classifier += 1  # as its own key would say: no class here (another line's frame in the selection)
@@ -594,7 +595,7 @@ class ReviewController(QObject):
             if self._target == image_id and self._ready(lambda: restore(old)) and self.label is not None:
                 self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
         self._reads.call(lambda: self.service.revision_label(image_id, revision), restore,
-                         lambda text: self.save_failed.emit(f"Cannot read revision {revision}: {text}"))
+                         lambda text: self._lost(f"Cannot read revision {revision}: {text}"))
 
     def clear_label(self) -> None:
         if self._ready(self.clear_label):
@@ -622,7 +623,7 @@ class ReviewController(QObject):
 
         def failed(text: str) -> None:
             self._flag_asked.pop(image_id, None)
-            self.save_failed.emit(f"Could not change the flag of image {image_id}: {text}")
+            self._lost(f"Could not change the flag of image {image_id}: {text}")
         self._flags.call(lambda: self.service.set_flag(image_id, want), done, failed)
 
     # -- applying (called by undo commands) ------------------------------------------------
@@ -815,6 +816,12 @@ class ReviewController(QObject):
         """This window's label of ``image_id`` that the database does not hold yet (on its way, or waiting)."""
         local = self._local.get(image_id)
         return None if local is None else local[0]
+
+    def _lost(self, text: str) -> None:
+        """A key, decision or flag the database did not take (no label holds it, nothing retries it): said now,
+        and to a closing window, which asks before it goes (``ClosingLabels``)."""
+        self.save_failed.emit(text)
+        self.intent_lost.emit(text)
 
     def intents_waiting(self) -> int:
         """Keys held for an image whose detail is on its way, reads of images a decision waits for (a gallery

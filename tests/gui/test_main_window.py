@@ -472,6 +472,44 @@ def test_a_flag_asked_for_as_the_window_closes_on_a_locked_database_never_freeze
     db.close()
 
 
+def test_a_flag_the_database_refused_while_the_window_closed_is_said_and_the_person_decides(db_url, folder,
+                                                                                            artifacts, qtbot,
+                                                                                            monkeypatch):
+    """Seen under Xvfb (session 43): F then Ctrl+Q with another program holding the file past its busy timeout: the
+    flag failed, its one-line status message went with the window, and the flag was lost. Now a box lists what was
+    not applied and asks; No keeps the window open, and F then Ctrl+Q again, the file free, stores the flag."""
+    import sqlite3
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    db = open_database(db_url, busy_timeout_s=0.5)
+    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    image_id = win.review.image_id
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda _w, _title, text, *_a: asked.append(text) or QMessageBox.StandardButton.No)
+    win.closing.interactive = True
+    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    win.review.toggle_flag()
+    win.close()
+    qtbot.waitUntil(lambda: bool(asked), timeout=10000)
+    assert "Could not change the flag of image" in asked[0] and win.isVisible()
+    blocker.rollback()
+    blocker.close()
+    win.review.toggle_flag()
+    win.closing.interactive = False
+    win.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
+    assert service.item(image_id).flagged
+    db.close()
+
+
 def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, artifacts, qtbot):
     from app.services.review import recovery_dir
     db, service, win, blocker = _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s=3.0)
