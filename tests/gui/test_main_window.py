@@ -341,7 +341,8 @@ def test_the_flag_key_never_waits_on_a_locked_database_and_keeps_the_order_asked
     assert service.item(first).flag_by == "tester"             # whose decision, kept over the models' flags
     assert "flagged by tester" in win.gallery_model.data(win.gallery_model.index(0), Qt.ItemDataRole.ToolTipRole)
     win.actions["flag"].trigger()
-    win.close()                                                # closing at once: the write still lands
+    win.close()                                                # closing at once: the write still lands, then it goes
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     assert not service.item(first).flagged and service.item(first).flag_override is False
     db.close()
 
@@ -392,8 +393,9 @@ def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifa
     db.close()
 
 
-def _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s: float):
-    """A window whose label the locked database refused, on a database that makes each try wait ``busy_s``."""
+def _window_on_a_locked_database(db_url, folder, artifacts, qtbot, busy_s: float):
+    """A window on a database that makes each try wait ``busy_s``, once shown locked by another program (the
+    returned connection holds the lock: ``rollback`` lets go)."""
     import sqlite3
 
     from app.services.review import ReviewService, ReviewSettings
@@ -405,6 +407,12 @@ def _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s: float
     wait_shown(win, qtbot)
     blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
     blocker.execute("BEGIN EXCLUSIVE")
+    return db, service, win, blocker
+
+
+def _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s: float):
+    """A window whose label the locked database refused, on a database that makes each try wait ``busy_s``."""
+    db, service, win, blocker = _window_on_a_locked_database(db_url, folder, artifacts, qtbot, busy_s)
     win.review.set_class("scratches")
     qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=10000)
     return db, service, win, blocker
@@ -440,19 +448,9 @@ def test_a_flag_asked_for_as_the_window_closes_on_a_locked_database_never_freeze
     """Found by a session-43 probe: F, then Ctrl+Q, with another program holding the SQLite file: the close waited
     for the flag's write on the GUI thread (the busy timeout, frozen) and then dropped its answer. The close now
     waits for it off the GUI thread, like a label, and the flag is stored once the file is free."""
-    import sqlite3
     import time
-
-    from app.services.review import ReviewService, ReviewSettings
-    from database.engine import open_database
-    db = open_database(db_url, busy_timeout_s=3.0)
-    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    db, service, win, blocker = _window_on_a_locked_database(db_url, folder, artifacts, qtbot, 3.0)
     image_id = win.review.image_id
-    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
-    blocker.execute("BEGIN EXCLUSIVE")
     win.review.toggle_flag()
     t0 = time.monotonic()
     win.close()
@@ -478,24 +476,13 @@ def test_a_flag_the_database_refused_while_the_window_closed_is_said_and_the_per
     """Seen under Xvfb (session 43): F then Ctrl+Q with another program holding the file past its busy timeout: the
     flag failed, its one-line status message went with the window, and the flag was lost. Now a box lists what was
     not applied and asks; No keeps the window open, and F then Ctrl+Q again, the file free, stores the flag."""
-    import sqlite3
-
     from PySide6.QtWidgets import QMessageBox
-
-    from app.services.review import ReviewService, ReviewSettings
-    from database.engine import open_database
-    db = open_database(db_url, busy_timeout_s=0.5)
-    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    db, service, win, blocker = _window_on_a_locked_database(db_url, folder, artifacts, qtbot, 0.5)
     image_id = win.review.image_id
     asked: list[str] = []
     monkeypatch.setattr(QMessageBox, "question",
                         lambda _w, _title, text, *_a: asked.append(text) or QMessageBox.StandardButton.No)
     win.closing.interactive = True
-    blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
-    blocker.execute("BEGIN EXCLUSIVE")
     win.review.toggle_flag()
     win.close()
     qtbot.waitUntil(lambda: bool(asked), timeout=10000)
