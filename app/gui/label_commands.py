@@ -29,6 +29,7 @@ class LabelEdit(QUndoCommand):
         self.follow = follow  # undo brings the image back on screen (not for bulk decisions)
 
         self._pushed = False  # the first redo is the edit itself, later ones are a redo
+        self.made_at = controller.edit_mark()  # a label of the image saved elsewhere after this refuses replays
         self._refused = False  # the database said the image was saved elsewhere first: this step never happened
 
     def _was_refused(self) -> None:
@@ -46,9 +47,18 @@ class LabelEdit(QUndoCommand):
         elif at < stack.count() and stack.command(at) is self:
             stack.redo()
 
+    def _foreign(self) -> bool:
+        """Someone else's label of the image came after this step: a replay is not written, and said."""
+        why = self.controller.foreign_after(self.image_id, self.made_at)
+        if why is not None:
+            self.controller.save_failed.emit(why)
+        return why is not None
+
     def redo(self) -> None:
         if self._refused:
             self.setObsolete(True)
+            return
+        if self._pushed and self._foreign():
             return
         self.controller.apply_label(self.image_id, self.after, self.changed, self.follow, replay=self._pushed,
                                     refused=self._was_refused)
@@ -57,6 +67,8 @@ class LabelEdit(QUndoCommand):
     def undo(self) -> None:
         if self._refused:  # nothing to take back (the status bar said so when it was refused): the stack drops it
             self.setObsolete(True)
+            return
+        if self._foreign():
             return
         self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow, replay=True,
                                     refused=self._was_refused)

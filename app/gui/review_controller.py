@@ -110,6 +110,10 @@ class ReviewController(QObject):
         self._local: dict[int, tuple[LabelState, str, str | None]] = {}
         self._in_flight: dict[int, list[int]] = {}      # image id -> edits on the writer's queue (-1: a retry)
         self._flying: dict[int, dict[int, LabelState]] = {}  # image id -> edit number -> its label, on its way
+        self._own_rev: dict[int, int] = {}  # image id -> the newest revision this window stored
+        self._marks = 0                     # undo steps made so far (``edit_mark``)
+        self._foreign: dict[int, tuple[int, str]] = {}  # image id -> (marks then, author): a label seen that is
+        # not this window's, saved after its own: undo steps made before it are refused (``foreign_after``)
         # Written on the label-writes thread only, cleared on this one once nothing of the image is queued: the
         # revision the last write of an image's chain made (the next one is based on it), and a refusal that
         # the rest of the chain follows ("conflict": dropped; "failed": kept and retried).
@@ -282,6 +286,8 @@ class ReviewController(QObject):
         label = local if local is not None else detail.label
         if local is None and not stale:
             self._seen[image_id] = detail.label.revision
+            if detail.label.revision > self._own_rev.get(image_id, detail.label.revision):
+                self._foreign[image_id] = (self._marks, detail.label.author or "someone")
         if self.detail is None or self.detail.item.image_id != image_id:
             self.image_size = None
         self.detail = detail
@@ -769,6 +775,7 @@ class ReviewController(QObject):
         the image is on its way."""
         self._locked = False
         self._seen[image_id] = saved.label.revision
+        self._own_rev[image_id] = saved.label.revision
         self._landed[image_id] = saved.label   # a read that began before this landed returns an older revision
         self._landed.move_to_end(image_id)
         while len(self._landed) > LANDED_KEPT:  # the image the session is on stays: a decision on a selection of
@@ -816,6 +823,22 @@ class ReviewController(QObject):
         """This window's label of ``image_id`` that the database does not hold yet (on its way, or waiting)."""
         local = self._local.get(image_id)
         return None if local is None else local[0]
+
+    def edit_mark(self) -> int:
+        """A new undo step's place in time, for ``foreign_after``."""
+        self._marks += 1
+        return self._marks
+
+    def foreign_after(self, image_id: int, mark: int) -> str | None:
+        """Why an undo or redo of the step made at ``mark`` must not be written: after it, this window showed a
+        label of the image that it did not save (another station, window or an import). The write was based on the
+        revision shown, so it replaced theirs without a word (found by a session-43 probe: set class, another
+        station saves, the window re-reads it and says so, Ctrl+Z puts the old class back over theirs). None: go on."""
+        foreign = self._foreign.get(image_id)
+        if foreign is None or foreign[0] < mark:
+            return None
+        return (f"Not undone or redone: image {image_id} was labelled by {foreign[1]} elsewhere after this step; their "
+                "label stands (it is on screen and in the history). Make the change again if it still holds.")
 
     def _lost(self, text: str) -> None:
         """A key, decision or flag the database did not take (no label holds it, nothing retries it): said now,

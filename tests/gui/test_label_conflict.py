@@ -2,6 +2,7 @@
 the window shows their label and says so, and the undo stack keeps no step that did not happen."""
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 
 from database import LabelChange, ReviewState
@@ -154,3 +155,50 @@ def test_their_label_is_shown_when_the_conflicts_reread_comes_before_the_undos_a
     qtbot.waitUntil(lambda: win.review.image_id == image_id and win.review.label is not None
                     and win.review.label.review_state == "rejected" and win.review.label.author == "inspector2",
                     timeout=5000)
+
+
+def _two_classes_then_theirs(win, service, qtbot) -> int:
+    """This window sets two classes (two undo steps, both saved); then another station saves its own."""
+    image_id = win.review.image_id
+    win.review.set_class(CLASSES[0])
+    win.review.set_class(CLASSES[1])
+    wait_saved(win, qtbot)
+    service.db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name=CLASSES[2]), "inspector2")
+    return image_id
+
+
+def _refuse_a_restore(win) -> None:
+    win.label_panel.revision_chosen.emit(1)
+
+
+def _refuse_an_edit(win) -> None:
+    win.review.set_class(CLASSES[3])
+
+
+def _see_it_idle(win) -> None:
+    win.review.reload()  # what the window's poll of new labels does on an idle image
+
+
+@pytest.mark.parametrize("meet_theirs", [_see_it_idle, _refuse_an_edit, _refuse_a_restore])
+def test_ctrl_z_after_the_window_showed_another_stations_label_never_puts_the_old_one_back(window, service, qtbot,
+                                                                                         meet_theirs):
+    """Found by a session-43 probe: once the window had read another station's newer label (its poll on an idle
+    image, or an edit or a restore refused because of it: "… the new label is shown"), Ctrl+Z wrote the step's
+    old class over theirs without a word — the write was based on the revision on screen, theirs. A step made before
+    their label is now not replayed, and the window says why; their label stands."""
+    win = window
+    image_id = _two_classes_then_theirs(win, service, qtbot)
+    said: list[str] = []
+    win.review.save_failed.connect(said.append)
+    meet_theirs(win)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == CLASSES[2], timeout=5000)
+    wait_saved(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    wait_saved(win, qtbot)
+    assert [(h.class_name, h.author) for h in service.history(image_id)][-1] == (CLASSES[2], "inspector2")
+    assert service.detail(image_id).label.class_name == CLASSES[2]
+    assert any(m.startswith("Not undone or redone: image") and "inspector2" in m for m in said)
+    press(qtbot, win, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # nor redone
+    wait_saved(win, qtbot)
+    assert service.detail(image_id).label.class_name == CLASSES[2]
