@@ -78,6 +78,8 @@ class ImportDialog(QDialog):
         self.setWindowTitle("Import labels")
         self.db, self.folder_id, self.classes, self.author = db, folder_id, tuple(classes), author
         self.preview: ImportPreview | None = None
+        self._options_gen = 0   # moves at every change of the dataset, format, scope, overwrite or class mapping
+        self._preview_gen = -1  # the options' generation the running (or last) preview was made with
         self.result_value = None
         self.facts_calls: BackgroundCalls | None = None  # the project's facts being read (read_facts)
         self._pool = QThreadPool(self)
@@ -213,6 +215,7 @@ class ImportDialog(QDialog):
             self._message("Choose a dataset folder.", error=True)
             return False
         options, db = self.options(), self.db
+        self._preview_gen = self._options_gen
         self._busy("Reading the dataset and matching images…")
         self._pool.start(_Task(self._relay, "preview", lambda: preview_import(db, Path(source), options)))
         return True
@@ -241,6 +244,7 @@ class ImportDialog(QDialog):
         self._message(text)
 
     def _stale(self, *_: object) -> None:
+        self._options_gen += 1  # a preview running now was made with the options before: its answer is dropped
         if self.preview is not None:
             self.preview = None
             self.import_button.setEnabled(False)
@@ -261,6 +265,14 @@ class ImportDialog(QDialog):
             self.start_preview()
             return
         if step == "preview":
+            if self._preview_gen != self._options_gen:
+                # Found by a session-43 probe: "overwrite newer" ticked, Preview, unticked before the answer came,
+                # Import: the late preview was kept and imported over the inspector's newer label, the box unticked.
+                self.preview = None
+                self.import_button.setEnabled(False)
+                self._message("The options changed while the preview ran: Preview again before importing.")
+                self.finished_preview.emit(None, "options changed")
+                return
             self._show_preview(result, error)
             self.finished_preview.emit(result, error)
             return

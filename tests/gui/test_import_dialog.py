@@ -49,6 +49,36 @@ def test_preview_map_then_import(service, db, folder, qtbot, tmp_path):
     assert db.labels.current(by_name["part_00.png"]).author == "tester"
 
 
+def test_an_option_changed_while_the_preview_runs_drops_its_answer(service, db, folder, qtbot, tmp_path, monkeypatch):
+    """Found by a session-43 probe: "also replace labels saved here after the dataset's" ticked, Preview, unticked
+    before the answer came, Import: the late preview (made with the box ticked) was kept and imported over the
+    inspector's newer label while the box read unticked. An answer made with other options is dropped."""
+    import threading
+
+    import app.gui.import_dialog as import_dialog
+    db.classes.set("classifier", list(CLASSES))
+    info = service.open_folder(folder)
+    src = class_tree(folder, tmp_path / "dataset", {"part_00.png": "crazing"})
+    gate, real = threading.Event(), import_dialog.preview_import
+
+    def held(*a, **k):
+        gate.wait(10)
+        return real(*a, **k)
+    monkeypatch.setattr(import_dialog, "preview_import", held)
+    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
+    qtbot.addWidget(dlg)
+    dlg.source.setText(str(src))
+    dlg.format.setCurrentIndex(dlg.format.findData("imagefolder"))
+    dlg.overwrite_newer.setChecked(True)
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        assert dlg.start_preview()
+        dlg.overwrite_newer.setChecked(False)  # changed while it runs
+        gate.set()
+    assert sig.args == [None, "options changed"]
+    assert dlg.preview is None and not dlg.import_button.isEnabled() and "Preview again" in dlg.status.text()
+    assert not dlg.start_import()
+
+
 def test_unknown_classes_can_be_added_to_the_project_then_imported(service, db, folder, qtbot, tmp_path):
     """A dataset of a new kind of part: its classes are not the project's. One click puts them on the
     project's list (Project ▸ Classes…) and previews again; the import then goes through unmapped."""
