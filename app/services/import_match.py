@@ -11,7 +11,10 @@ other folders, with identical files the content cannot tell apart).
 
 A match on a *shortened* path (leading folders dropped) or on a path end is only taken where it does not
 contradict the content: when the dataset holds its copy of the image and the station stored a hash, the two
-must agree. Seen importing an MVTec copy into a station holding some of its images: ``test/good/001.png`` and
+must agree. A match on the whole path as the dataset names it gives way to another image whose bytes are the
+dataset's copy (found by a session-43 probe: a class tree names ``crack/part_17.png``, its path ``part_17.png``
+once the class folder is read; the station holds ``part_17.png`` and ``lot3/part_17.png``, the copy is the second's,
+and the class landed on the first); where no image holds those bytes (a re-encoded copy), the path stands. Seen importing an MVTec copy into a station holding some of its images: ``test/good/001.png`` and
 ``ground_truth/broken_small/010_mask.png`` landed on the station's ``good/001.png`` and ``good/010.png`` (the
 training images of those names), and the whole import was refused as "labelled twice".
 """
@@ -87,8 +90,15 @@ class ImageMatcher:
             candidates += [("stem", self.by_stem, key, i == 0) for i, key in enumerate(suffixes(rec.image_ref))]
         for how, table, key, whole in candidates:
             img = self._one(table, key)
-            if img is not None and (whole or digest.agrees(img)):
+            if img is None:
+                continue
+            if digest.agrees(img):
                 return Target(img, self.folders[img.folder_id], how)
+            if whole:  # the path as the dataset names it, other bytes: another image holding those bytes wins
+                other = self._one(self.by_hash, digest.value) if digest.value is not None else None
+                if other is not None:
+                    return Target(other, self.folders[other.folder_id], "content")
+                return Target(img, self.folders[img.folder_id], how)  # a re-encoded copy: the path stands
         if digest.value is not None:
             img = self._one(self.by_hash, digest.value)
             if img is not None:

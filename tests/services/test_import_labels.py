@@ -97,6 +97,30 @@ def test_matches_renamed_copies_by_content(station) -> None:
     assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "e.png").id).class_name == "crack"
 
 
+def test_a_name_two_station_images_share_lands_on_the_one_whose_bytes_the_dataset_holds(tmp_path: Path) -> None:
+    """Found by a session-43 probe: the station holds ``part_17.png`` and ``lot3/part_17.png`` (other pixels); a
+    class tree names ``crack/part_17.png``, a copy of the second. Its path once the class folder is read,
+    ``part_17.png``, was taken as whole and the class landed on the first image, the preview saying "1 matched".
+    Another image holding the dataset's bytes now wins; a re-encoded copy (no image holds its bytes) keeps the path."""
+    import shutil
+
+    from tests.services.export_fixtures import write_image
+    root = tmp_path / "station"
+    write_image(root / "part_17", 1)
+    write_image(root / "lot3" / "part_17", 2)
+    db = open_station(tmp_path, "s", root)
+    ids = {i.rel_path: i.id for i in db.images.query()}
+    (tmp_path / "ds" / "crack").mkdir(parents=True)
+    shutil.copy(root / "lot3" / "part_17.png", tmp_path / "ds" / "crack" / "part_17.png")
+    assert import_labels(db, tmp_path / "ds", ImportOptions(format="imagefolder")).written == 1
+    assert db.labels.current(ids["lot3/part_17.png"]).class_name == "crack"
+    assert db.labels.current(ids["part_17.png"]) is None
+    (tmp_path / "ds2" / "good").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "ds2" / "good" / "part_17.png"), np.full((H, W), 9, np.uint8))  # no one's bytes
+    assert import_labels(db, tmp_path / "ds2", ImportOptions(format="imagefolder")).written == 1
+    assert db.labels.current(ids["part_17.png"]).class_name == "good"
+
+
 def test_identical_files_in_a_deeper_station_copy_match_by_the_end_of_their_path(tmp_path: Path) -> None:
     """NEU holds byte-identical pairs (patches_101 / patches_105): a class tree of them matched neither the
     station's deeper copy's path ('steel/patches/...') nor, being two, its content; the end of the path does."""
