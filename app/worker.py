@@ -490,8 +490,9 @@ class Worker:
         if errors:
             self.db.jobs.fail_items(self.id, errors)
         ok_items = [r.key.id for r in results if r.ok]  # type: ignore[attr-defined]
-        if ok_items:
-            self.db.jobs.complete_items(self.id, ok_items, preds)
+        if ok_items:  # an image re-indexed as changed since its claim goes back to the queue (complete_items)
+            read_bytes = {it.image_id: it.content_hash for it in batch.items if it.image_id is not None}
+            self.db.jobs.complete_items(self.id, ok_items, preds, read_bytes)
         self.stats.predicted += len(ok_items)
         self.stats.failed += len(errors)
 

@@ -294,6 +294,7 @@ class JobItemInfo:
     error: str | None
     image_path: str | None = None  # folder root joined with the image's relative path
     folder_root: str | None = None  # the image's folder root as stored (a worker that does not see it leaves the item)
+    content_hash: str | None = None  # the image's bytes when the item was claimed (a batch's answers are for those)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,10 @@ def job_dto(row: Job) -> JobInfo:
     return to_dto(row, JobInfo, status=JobStatus(row.status))
 
 
-def item_dto(row: JobItem, image_path: str | None = None, folder_root: str | None = None) -> JobItemInfo:
-    return to_dto(row, JobItemInfo, status=ItemStatus(row.status), image_path=image_path, folder_root=folder_root)
+def item_dto(row: JobItem, image_path: str | None = None, folder_root: str | None = None,
+             content_hash: str | None = None) -> JobItemInfo:
+    return to_dto(row, JobItemInfo, status=ItemStatus(row.status), image_path=image_path, folder_root=folder_root,
+                  content_hash=content_hash)
 
 
 def _touch_worker(s: Session, worker_id: str, job_id: int | None = None) -> Worker:
@@ -325,13 +327,13 @@ class JobRepository:
                     status=JobStatus.RUNNING.value, heartbeat_at=now,
                     started_at=func.coalesce(Job.started_at, now)))
                 _touch_worker(s, worker_id, job_id)
-                rows = s.execute(select(JobItem, Folder.root_path, Image.rel_path)
+                rows = s.execute(select(JobItem, Folder.root_path, Image.rel_path, Image.content_hash)
                                  .outerjoin(Image, Image.id == JobItem.image_id)
                                  .outerjoin(Folder, Folder.id == Image.folder_id)
                                  .where(JobItem.id.in_(ids)).order_by(JobItem.id)).all()
                 items = tuple(item_dto(it, join_path(path_map.local(root), rel) if root is not None else None,
-                                      path_map.local(root) if root is not None else None)
-                              for it, root, rel in rows)
+                                      path_map.local(root) if root is not None else None, digest)
+                              for it, root, rel, digest in rows)
                 job = s.get_one(Job, job_id)
                 s.refresh(job)
                 return ClaimedBatch(job=job_dto(job), items=items)
@@ -346,14 +348,29 @@ class JobRepository:
         return rows
 
     def complete_items(self, worker_id: str, item_ids: Sequence[int],
-                       predictions: Sequence[PredictionIn] = ()) -> int:
+                       predictions: Sequence[PredictionIn] = (),
+                       read_bytes: Mapping[int, str | None] | None = None) -> int:
         """Mark items done and store their predictions in the same transaction.
 
         Items this worker no longer holds (requeued after a stale heartbeat) are skipped, as are
-        their predictions; returns how many items were completed.
+        their predictions; returns how many items were completed. ``read_bytes``: image id -> the content hash the
+        answers were made for (the item's at its claim); an image whose stored hash differs now was re-indexed
+        as changed meanwhile, so its answers describe pixels the file no longer holds: its item goes back to the
+        queue (no attempt counted) and nothing of it is stored. Found by a session-43 probe: such an answer was
+        stored after the re-index had dropped the old one, and nothing ever redid it.
         """
         with self.db.session(write=True) as s:
             rows = self._held(s, worker_id, item_ids)
+            if read_bytes:
+                now_hash = dict(s.execute(select(Image.id, Image.content_hash).where(
+                    Image.id.in_([r.image_id for r in rows if r.image_id in read_bytes]))).tuples().all())
+                changed = {r.id for r in rows if r.image_id is not None and read_bytes.get(r.image_id) is not None
+                           and now_hash.get(r.image_id) not in (None, read_bytes[r.image_id])}
+                for r in rows:
+                    if r.id in changed:
+                        r.status, r.claimed_by, r.claimed_at = QUEUED, None, None
+                        r.attempts = max(0, r.attempts - 1)
+                rows = [r for r in rows if r.id not in changed]
             images = {r.image_id for r in rows}
             written = upsert_predictions(s, [p for p in predictions if p.image_id in images])
             now = utcnow()

@@ -87,6 +87,37 @@ def test_cancel_stops_a_job_between_batches(db, tmp_path: Path) -> None:
     assert sum(seen) == status.done
 
 
+def test_a_file_changed_while_its_batch_was_on_the_way_is_pre_labelled_again_on_its_new_bytes(db, tmp_path: Path) -> None:
+    """Found by a session-43 probe: a file overwritten (and re-indexed) while its item sat decoded in the worker's
+    next batch got the answer made from its old bytes, stored after the re-index had dropped the old one, with the
+    old size; nothing redid it (a new pre-label skipped it as done). Its item now goes back to the queue and is
+    pre-labelled on the bytes the file holds."""
+    import time
+    paths = good_images(tmp_path / "imgs", 4)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    target = paths[3]
+    seen: list[int] = []
+
+    def on_batch(batch, results) -> None:
+        seen.append(len(results))
+        if len(seen) == 1:
+            time.sleep(1.0)  # the next batch (the target among it) is decoded meanwhile
+            img = np.full((48, 48), 255, np.uint8)
+            img[::3] = 0
+            assert cv2.imwrite(str(target), img)
+            assert index_folder(db, tmp_path / "imgs").changed
+    _worker(db, tmp_path, batch_size=2).run(once=True, on_batch=on_batch)
+    image = {i.rel_path: i for i in db.images.query(ImageQuery(folder_id=folder))}[target.name]
+    assert (image.width, image.height) == (48, 48)
+    [stored] = [p.anomaly_score for p in db.predictions.for_image(image.id) if p.anomaly_score is not None]
+    db.predictions.delete_for_images(db.model_versions.active("anomaly").id, [image.id])
+    submit_prelabel(db, image_ids=[image.id], families=["anomaly"])
+    _worker(db, tmp_path).run(once=True)
+    [fresh] = [p.anomaly_score for p in db.predictions.for_image(image.id) if p.anomaly_score is not None]
+    assert stored == pytest.approx(fresh)  # the answer of the bytes the file holds
+
+
 def test_claims_of_a_dead_worker_are_requeued_and_finished(db, tmp_path: Path) -> None:
     good_images(tmp_path / "imgs", 3)
     job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
