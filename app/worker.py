@@ -34,6 +34,7 @@ from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
 from app.services.prelabel import PRELABEL
 from app.services.project_settings import load_project_settings
+from app.services.reflag import reflag_where
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.errors import DatabaseError
 from database.jobs import new_worker_id
@@ -493,6 +494,8 @@ class Worker:
         if ok_items:  # an image re-indexed as changed since its claim goes back to the queue (complete_items)
             read_bytes = {it.image_id: it.content_hash for it in batch.items if it.image_id is not None}
             self.db.jobs.complete_items(self.id, ok_items, preds, read_bytes)
+            if batch.job.kind != COMPARE:  # the flags above read this job's families; the image's are all that count
+                reflag_where(self.db, [r.key.image_id for r in results if r.ok], settings)  # type: ignore[attr-defined]
         self.stats.predicted += len(ok_items)
         self.stats.failed += len(errors)
 

@@ -195,8 +195,21 @@ def remark_after_change(db: "Database", before: Routing, after: Routing) -> int:
     return remark(db, after, touched) if touched else 0
 
 
-def after_activation(db: "Database", family: str, routing: Routing | None = None) -> int:
-    """Re-mark ``family`` after one of its versions was activated, when a rule names a version of it."""
+def after_activation(db: "Database", family: str, routing: Routing | None = None,
+                     versions: tuple[int | None, ...] = ()) -> int:
+    """Re-mark ``family`` after one of its versions was activated, when a rule names a version of it; and re-flag
+    the images ``versions`` (the new active one and the one it replaced) have answers for: their answer that counts
+    changed, and their flags were the replaced version's (found by a session-43 probe: six images stayed flagged,
+    and listed by the flagged filter, by a version no longer active)."""
+    if versions:
+        flags = _flag_settings(db)
+        if flags is not None:
+            from app.services.reflag import reflag_where
+            touched: set[int] = set()
+            for vid in versions:
+                if vid is not None:
+                    touched |= db.predictions.image_ids_with(vid)
+            reflag_where(db, sorted(touched), flags)
     if routing is None:  # unreadable rules read as none: the activation's own marks stand
         from app.services.project_settings import readable_routing
         routing = readable_routing(db)

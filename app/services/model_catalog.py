@@ -341,9 +341,9 @@ class ModelCatalog:
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{row.name} cannot be made active: {exc}") from None
         if not row.active:
-            self.db.model_versions.change_active(version_id, self.author(), "promote" if row.challenger else "activate",
-                                                 note)
-            after_activation(self.db, row.family)
+            done = self.db.model_versions.change_active(version_id, self.author(),
+                                                        "promote" if row.challenger else "activate", note)
+            after_activation(self.db, row.family, versions=(done.version_id, done.previous_id))
         return self.row(version_id)
 
     def promote(self, version_id: int, note: str | None = None) -> "Promotion":
@@ -419,9 +419,9 @@ class ModelCatalog:
             check_model_dir(family, self._here(previous.id))
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{previous.name} cannot be made active again: {exc}") from None
-        self.db.model_versions.change_active(previous.id, self.author(), "rollback", note,
-                                             previous_becomes_challenger=True)
-        after_activation(self.db, family)
+        done = self.db.model_versions.change_active(previous.id, self.author(), "rollback", note,
+                                                    previous_becomes_challenger=True)
+        after_activation(self.db, family, versions=(done.version_id, done.previous_id))
         return self.row(previous.id)
 
     def _here(self, version_id: int) -> Path:

@@ -78,8 +78,9 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
     rewritten: dict[int, tuple[str, ...]] = {}
     for image_id in ids:
         preds = {f: rows[image_id] for f, rows in per_family.items() if image_id in rows}
-        if not preds:  # no answer counts (any more): no model flags it
+        if not preds:  # no answer counts (any more): no model flags it, nor puts it first
             clear.append(image_id)
+            priorities[image_id] = 0.0
             continue
         anomaly = preds.get("anomaly")
         version = anomaly.model_version_id if anomaly is not None else None
@@ -99,6 +100,19 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
     db.images.set_priorities(priorities)
     db.predictions.set_flags(rewritten)
     return len(priorities)
+
+
+def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSettings) -> int:
+    """``reflag_images`` for images of any folders (each with its folder's own thresholds): after a pre-label job's
+    batch and after an activation, the flags follow the answers that count. Found by a session-43 probe: a job
+    running one family re-flagged its images from that family alone (the classifier's out-of-domain answer,
+    still shown, no longer flagged them), and an activation left the images flagged by the replaced version."""
+    by_folder: dict[int, list[int]] = {}
+    ids = sorted(set(image_ids))
+    for start in range(0, len(ids), 5000):
+        for img in db.images.get_many(ids[start:start + 5000]):
+            by_folder.setdefault(img.folder_id, []).append(img.id)
+    return sum(reflag_images(db, folder_id, sorted(found), settings) for folder_id, found in by_folder.items())
 
 
 def reflag_project(db: "Database", settings: FlagSettings) -> int:

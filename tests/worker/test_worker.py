@@ -211,6 +211,34 @@ def test_an_inspectors_flag_stands_over_later_pre_labelling_and_re_flagging(db, 
     assert got == {ids[0]: (True, True, "alice"), ids[1]: (False, False, "bob"), ids[2]: (True, None, None)}
 
 
+def test_flags_follow_every_answer_that_counts_after_a_one_family_job_and_after_an_activation(
+        db, other_models, tmp_path: Path) -> None:
+    """Found by a session-43 probe: a job running one family re-flagged its images from that family alone (the
+    classifier's low-confidence answers, still shown, no longer flagged them: the flagged filter lost every image);
+    and making another version active left the images flagged, and first in the queue, by the version replaced,
+    whose answers no longer count. The worker's batch and an activation now re-flag from the answers that count."""
+    from app.services.model_catalog import ModelCatalog
+    from app.services.project_settings import change_flag_settings
+    good_images(tmp_path / "imgs", 4)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    change_flag_settings(db, FlagSettings(anomaly_threshold=1e9, min_confidence=0.99))  # only the classifier flags
+    submit_prelabel(db, folder_id=folder)
+    _worker(db, tmp_path).run(once=True)
+
+    def flagged() -> list[bool]:
+        return [im.flagged for im in db.images.query(ImageQuery(folder_id=folder, sort="id"))]
+    assert flagged() == [True] * 4
+    v2 = db.model_versions.register("anomaly", "anomaly-other", str(other_models["anomaly"]))
+    ModelCatalog(db).activate(v2.id)
+    submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    _worker(db, tmp_path).run(once=True)
+    assert flagged() == [True] * 4  # the classifier's answers still count, and still flag
+    c2 = db.model_versions.register("classifier", "classifier-other", str(other_models["classifier"]))
+    ModelCatalog(db).activate(c2.id)  # no answer of it yet: no classifier answer counts
+    assert flagged() == [False] * 4
+    assert all(im.priority == 0.0 for im in db.images.query(ImageQuery(folder_id=folder)))
+
+
 def test_the_worker_flags_with_the_projects_thresholds_in_the_database(db, tmp_path: Path) -> None:
     """No threshold copied into the job: a change saved by any station applies to the next batch."""
     from app.services.project_settings import save_flag_settings
