@@ -109,7 +109,10 @@ def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
         return
     job.finished_at = utcnow()
     job.claimed_by = None
-    if job.cancel_requested:
+    if job.cancel_requested or s.scalar(select(JobItem.id).where(
+            JobItem.job_id == job_id, JobItem.status == ItemStatus.CANCELLED.value).limit(1)) is not None:
+        # A cancelled job whose failed images were retried: the images its cancel left are still not run, so it
+        # stays cancelled (it read "done: 1/8" with six never run; found by a session-43 probe).
         job.status = JobStatus.CANCELLED.value
     elif job.progress_total and job.progress_failed >= job.progress_total:
         job.status = JobStatus.FAILED.value

@@ -118,6 +118,26 @@ def test_a_file_changed_while_its_batch_was_on_the_way_is_pre_labelled_again_on_
     assert stored == pytest.approx(fresh)  # the answer of the bytes the file holds
 
 
+def test_retrying_the_failed_images_of_a_cancelled_job_leaves_it_cancelled(db, tmp_path: Path) -> None:
+    """Found by a session-43 probe: cancelled after its first batch (one image broken), then Retry: the job read
+    "done: 1/8 · 1 of 8 images failed" with six images never run. It stays cancelled."""
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    good_images(tmp_path / "imgs", 7)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+    seen: list[int] = []
+
+    def on_batch(batch, results) -> None:
+        seen.append(len(results))
+        if len(seen) == 1:
+            cancel_job(db, job)
+    _worker(db, tmp_path, batch_size=2).run(once=True, on_batch=on_batch)
+    assert db.jobs.requeue_failed(job) == 1
+    _worker(db, tmp_path, batch_size=2).run(once=True)
+    status = job_status(db, job)
+    assert (status.state, status.done, status.failed, status.total) == ("cancelled", 1, 1, 8)
+
+
 def test_claims_of_a_dead_worker_are_requeued_and_finished(db, tmp_path: Path) -> None:
     good_images(tmp_path / "imgs", 3)
     job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
