@@ -95,10 +95,15 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
             raise LabelImportError(f"{doc_file}: annotation {a.get('id')} has unknown category_id {a.get('category_id')!r}")
         per_image.setdefault(a["image_id"], []).append(a)
     records = []
+    seen_ids: dict[Any, Any] = {}
     for img in images:
         if not isinstance(img, dict):
             raise LabelImportError(f"{doc_file}: an image entry is not an object")
         where = f"{doc_file} (image {img.get('id')!r})"
+        if img.get("id") in seen_ids:  # its annotations would go to every entry of the id (found by a probe)
+            raise LabelImportError(f"{where}: the id is given to two images ({seen_ids[img.get('id')]!r} and "
+                                   f"{img.get('file_name')!r}); an annotation's image_id must name one image")
+        seen_ids[img.get("id")] = img.get("file_name")
         ref = dataset_path(img.get("file_name"), where)
         width, height = check_pixels(img.get("width"), img.get("height"), where)
         own = per_image.get(img.get("id"), [])

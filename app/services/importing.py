@@ -251,8 +251,9 @@ class Planner:
         if current is not None and confirms_prediction_only(current):
             change = self.keep_confirmed_prediction(change, current)
         before = current.class_name if current else None
-        after = before if change.class_name is UNCHANGED else change.class_name
         action = self.action(change, rec, current)
+        # a skipped row keeps the station's class: its "after" and the per-class counts said the dataset's (a probe)
+        after = before if change.class_name is UNCHANGED or action == SKIPPED_NEWER else change.class_name
         return PlannedLabel(target.image.id, target.display, str(rec.label_file), action, before, after, change,
                             current.revision if current else 0)
 
@@ -307,7 +308,9 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     planned = [planner.plan(rec, target, current.get(image_id)) for image_id, (rec, target) in matched.items()]
     if planner.unknown:
         known = ", ".join(sorted(planner.known_classes))
-        planner.errors.insert(0, f"unknown class(es) {', '.join(sorted(planner.unknown))}: the station's classes are "
+        named = sorted(n if planner.class_map.get(n, n) == n else f"{planner.class_map[n]} (mapped from {n})"
+                       for n in planner.unknown)  # "--map good=god" named good unknown, listing good as known
+        planner.errors.insert(0, f"unknown class(es) {', '.join(named)}: the station's classes are "
                                  f"{known}; map them onto those (--map OLD=NEW, or the Import dialog's class mapping), "
                                  f"or add them to the project's classes (Project ▸ Classes…, main.py classes add NAME)")
     per_class = Counter(p.class_after for p in planned if p.class_after)

@@ -66,6 +66,8 @@ def test_newer_human_label_is_kept_unless_asked(station) -> None:
     result = import_labels(db, src, ImportOptions(format="imagefolder"))
     assert result.preview.counts["skipped_newer"] == 1 and result.written == 0
     assert db.labels.current(image_id).class_name == "good"
+    # the skipped row keeps the station's class: its "class after" and the per-class count said crack (a probe)
+    assert [p.class_after for p in result.preview.planned] == ["good"] and result.preview.per_class == {"good": 1}
     result = import_labels(db, src, ImportOptions(format="imagefolder", overwrite_newer=True, author="imp"))
     assert result.written == 1
     history = db.labels.history(image_id)
@@ -82,6 +84,8 @@ def test_unknown_classes_refused_until_mapped(station) -> None:
     with pytest.raises(LabelImportError, match="nothing imported"):
         apply_import(db, preview)
     assert fingerprint(db) == before
+    mistyped = preview_import(db, src, ImportOptions(format="imagefolder", class_map={"Scratch": "crak"}))
+    assert "unknown class(es) crak (mapped from Scratch), ok:" in mistyped.errors[0]  # it named Scratch (a probe)
     result = import_labels(db, src, ImportOptions(format="imagefolder", class_map={"Scratch": "crack", "ok": "good"}))
     assert result.written == 2 and result.preview.per_class == {"crack": 1, "good": 1}
     assert result.preview.class_map == {"Scratch": "crack", "ok": "good"}
@@ -233,6 +237,13 @@ def test_coco_polygons_and_uncompressed_rle(station) -> None:
     assert (cv2.imdecode(np.frombuffer(d.mask_png, np.uint8), cv2.IMREAD_UNCHANGED) > 0).tolist() == m.tolist()
 
 
+def _two_images_one_id() -> dict:
+    """A COCO file whose two images share an id (found by a session-43 probe: the annotation went to both)."""
+    doc = coco_doc("b.png", [[3, 3, 8, 3, 8, 7, 3, 7]])
+    doc["images"].append({**doc["images"][0], "file_name": "d.png"})
+    return doc
+
+
 @pytest.mark.parametrize("fmt, setup, message", [
     ("coco", lambda r, t: write_json(t / "bad.json", '{"images": [1, 2'), "not valid JSON (line 1"),
     ("coco", lambda r, t: write_json(t / "bad.json", "[]"), "expected a JSON object"),
@@ -241,6 +252,7 @@ def test_coco_polygons_and_uncompressed_rle(station) -> None:
      "pixel limit"),
     ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": [5, 5]})),
      "do not cover"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _two_images_one_id()), "the id is given to two images"),
     ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [{"points": []}])), "has no label"),
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\n../x.png,crack\n"), "outside the import folder"),
     ("csv", lambda r, t: write_json(t / "t.csv", "name,colour\nb.png,red\n"), "needs an image column"),
