@@ -291,6 +291,27 @@ def export_database(db: Database, out: str | os.PathLike[str], options: ExportOp
     return export_items(items, out, options, progress, cancel, skipped=skipped, indexed_roots=indexed_roots)
 
 
+def changed_since_indexed(item: ExportItem) -> bool:
+    """True when the file holds other bytes than the ones indexed (its size differs, or its hash where its time
+    moved; an unchanged size and time are trusted, as the indexer trusts them, so an export reads each file once). Found by a session-43 probe: a labelled 32 x 24 image replaced by a 64 x 48 frame was exported, not
+    yet re-indexed, with its old 32 x 24 mask and COCO size, and nothing said so."""
+    if item.size_bytes is None:
+        return False
+    try:
+        st = item.source.stat()
+    except OSError:
+        return False  # unreadable: the copy says so
+    if st.st_size != item.size_bytes:
+        return True
+    if item.content_hash is None or st.st_mtime_ns == item.mtime_ns:
+        return False
+    from app.services.file_scan import hash_file
+    try:
+        return hash_file(item.source) != item.content_hash
+    except OSError:
+        return False
+
+
 def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], options: ExportOptions = ExportOptions(),
                  progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                  skipped: Sequence[str] = (), indexed_roots: Sequence[str | os.PathLike[str]] = ()) -> ExportResult:
@@ -309,6 +330,10 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
             continue
         if not item.source.is_file() or not os.access(item.source, os.R_OK):
             skipped.append(f"{item.display_path}: image file missing or unreadable ({item.source})")
+            continue
+        if changed_since_indexed(item):
+            skipped.append(f"{item.display_path}: the file changed on disk since it was indexed, so its label was "
+                           "given for other pixels (open its folder in the station to index it again)")
             continue
         usable.append(item)
     if not usable:

@@ -53,6 +53,9 @@ class ExportItem:
     lot: str | None = None
     station: str | None = None
     objects: tuple[ObjectClass, ...] = ()  # classes of the mask's own components (the rest: class_name)
+    size_bytes: int | None = None  # the file as indexed: one that changed since is not exported with this label
+    mtime_ns: int | None = None
+    content_hash: str | None = None
 
     @property
     def display_path(self) -> str:

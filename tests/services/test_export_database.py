@@ -98,6 +98,33 @@ def test_folder_filter_and_missing_files(tmp_path: Path, station) -> None:
     assert export_database(db, tmp_path / "out2", ExportOptions(formats=("csv",)), folder="lot1").exported == 2
 
 
+def test_a_file_changed_since_it_was_indexed_is_not_exported_with_its_label(tmp_path: Path) -> None:
+    """Found by a session-43 probe: a labelled 32 x 24 image replaced by a 64 x 48 frame and exported before the
+    station re-indexed it went out as the new pixels with the old mask (and the old size in COCO), said nowhere.
+    It is skipped with the reason; the same bytes under a new time (a copy put back) are exported."""
+    import os
+
+    from app.services.indexing import index_folder
+    root = tmp_path / "lot1"
+    write_image(root / "a", 1)
+    write_image(root / "b", 2)
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    db = open_database(url)
+    index_folder(db, root)
+    for image in db.images.query():
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack",
+                                               mask_png=encode_mask(two_blobs())), "ann")
+    cv2.imwrite(str(root / "a.png"), np.zeros((2 * H, 2 * W), np.uint8))  # a new frame under the name
+    kept = (root / "b.png").read_bytes()
+    (root / "b.png").write_bytes(kept)
+    os.utime(root / "b.png", ns=(1, 1))  # the same bytes, another time
+    result = export_database(db, tmp_path / "out", ExportOptions(formats=("masks", "coco")))
+    assert result.exported == 1
+    assert any(s.startswith("lot1/a.png: the file changed on disk since it was indexed") for s in result.skipped)
+    assert sorted(p.name for p in (tmp_path / "out" / "masks" / "images").iterdir()) == ["b.png"]
+    db.close()
+
+
 def test_cli_export(tmp_path: Path, station, capsys) -> None:
     db, url, _root, ids = station
     before = label_fingerprint(db, ids)
