@@ -384,6 +384,10 @@ class JobRepository:
             s.flush()
             for job_id, n in sorted(per_job.items()):
                 _settle(s, job_id, done=n)
+            if per_job:  # a worker got on with them: a note that none sees their folder is past (a probe: it read
+                # "waiting for a worker that sees …" over a job stalled long after the folder came back)
+                s.execute(update(Job).where(Job.id.in_(sorted(per_job)), Job.has_items.is_(True),
+                                            Job.message.is_not(None)).values(message=None))
             _touch_worker(s, worker_id)
         self.db.predictions.written(written)  # committed: statistics after a model's bulk of rows
         return len(rows)

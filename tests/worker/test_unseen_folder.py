@@ -44,6 +44,7 @@ def test_items_of_a_folder_this_machine_does_not_see_stay_queued_and_the_job_say
     seeing = _worker(db, tmp_path)
     seeing.run(once=True)
     assert seeing.stats.predicted == 3 and db.jobs.get(job).status.value == "done"
+    assert db.jobs.get(job).message is None  # the note is past once a worker got on with it (it stayed: a probe)
 
 
 def test_a_missing_file_in_a_folder_this_machine_sees_is_still_an_error(db, tmp_path: Path) -> None:
