@@ -9,6 +9,7 @@ is allocated and every file name must stay inside the dataset.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,10 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
             cat = names[a["category_id"]]
             area[cat] = area.get(cat, 0) + int(m.sum())
             firsts.append((first_pixel(m), cat))
-        for a in own:
+        for a in own:  # an object without a polygon (a detection set's box) weighs by its box or stated area: the
+            # class was the alphabetically last category where every area was 0 (a session-43 probe)
+            if not a.get("segmentation"):
+                area[names[a["category_id"]]] = area.get(names[a["category_id"]], 0) + _box_area(a)
             area.setdefault(names[a["category_id"]], 0)
         if "class" in img:
             class_name = img["class"] if isinstance(img["class"], str) and img["class"] else UNCHANGED
@@ -138,3 +142,14 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
 
 def read(root: Path) -> list[ImportRecord]:
     return [r for f in annotation_files(root) for r in read_document(f, root)]
+
+
+def _box_area(annotation: dict[str, Any]) -> int:
+    """An annotation's ``area``, else its ``bbox`` width times height; 0 when neither is a usable number."""
+    value = annotation.get("area")
+    if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+        return int(value)
+    box = annotation.get("bbox")
+    if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+        return max(0, int(box[2] * box[3]))
+    return 0

@@ -237,6 +237,19 @@ def test_coco_polygons_and_uncompressed_rle(station) -> None:
     assert (cv2.imdecode(np.frombuffer(d.mask_png, np.uint8), cv2.IMREAD_UNCHANGED) > 0).tolist() == m.tolist()
 
 
+def test_a_coco_detection_set_gives_each_image_the_class_of_its_largest_box(station) -> None:
+    """Boxes without polygons (a detection set): every area was 0 and the class fell to the alphabetically last
+    category among the image's (a session-43 probe). The largest box (or stated area) decides."""
+    db, root, tmp = station
+    doc = coco_doc("b.png", [])
+    doc["categories"].append({"id": 2, "name": "good"})
+    doc["annotations"] = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 8], "iscrowd": 0},
+                          {"id": 2, "image_id": 1, "category_id": 2, "bbox": [12, 0, 2, 2], "iscrowd": 0}]
+    write_json(tmp / "boxes.json", doc)
+    assert import_labels(db, tmp / "boxes.json", ImportOptions(format="coco")).written == 1
+    assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "b.png").id).class_name == "crack"
+
+
 def _two_images_one_id() -> dict:
     """A COCO file whose two images share an id (found by a session-43 probe: the annotation went to both)."""
     doc = coco_doc("b.png", [[3, 3, 8, 3, 8, 7, 3, 7]])
