@@ -23,14 +23,18 @@ def layout(root: Path) -> tuple[Path, Path | None]:
 
 def read(root: Path) -> list[ImportRecord]:
     mask_dir, image_dir = layout(root)
-    images: dict[str, Path] = {}
+    images: dict[str, list[Path]] = {}
     if image_dir is not None:
         for path in files_under(image_dir, IMAGE_SUFFIXES):
-            images.setdefault(posix_rel(path.with_suffix(""), image_dir), path)
+            images.setdefault(posix_rel(path.with_suffix(""), image_dir), []).append(path)
     records = []
     for path in files_under(mask_dir, MASK_SUFFIXES):
         stem_ref = posix_rel(path.with_suffix(""), mask_dir)
-        image = images.get(stem_ref)
+        found = images.get(stem_ref, [])
+        if len(found) > 1:  # x.jpg and x.png beside masks/x.png: the mask went to the first by name, unsaid
+            raise LabelImportError(f"{path}: {len(found)} images share its name "
+                                   f"({', '.join(p.name for p in found)}); which one it is for cannot be told")
+        image = found[0] if found else None
         ref = posix_rel(image, image_dir) if image is not None and image_dir is not None else stem_ref
         records.append(ImportRecord(label_file=path, image_ref=ref, image_file=image, mask=load_mask(path)))
     if not records:

@@ -250,6 +250,15 @@ def test_a_coco_detection_set_gives_each_image_the_class_of_its_largest_box(stat
     assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "b.png").id).class_name == "crack"
 
 
+def _one_mask_two_images(t) -> None:
+    """masks/b.png beside images/b.png and images/b.jpg (a probe: the mask went to the first by name, unsaid)."""
+    (t / "masks").mkdir()
+    (t / "images").mkdir()
+    (t / "masks" / "b.png").write_bytes(encode_mask(region()))
+    for suffix in (".png", ".jpg"):
+        cv2.imwrite(str(t / "images" / f"b{suffix}"), np.zeros((H, W), np.uint8))
+
+
 def _two_images_one_id() -> dict:
     """A COCO file whose two images share an id (found by a session-43 probe: the annotation went to both)."""
     doc = coco_doc("b.png", [[3, 3, 8, 3, 8, 7, 3, 7]])
@@ -266,6 +275,7 @@ def _two_images_one_id() -> dict:
     ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": [5, 5]})),
      "do not cover"),
     ("coco", lambda r, t: write_json(t / "bad.json", _two_images_one_id()), "the id is given to two images"),
+    ("masks", lambda r, t: _one_mask_two_images(t), "2 images share its name"),
     ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [{"points": []}])), "has no label"),
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\n../x.png,crack\n"), "outside the import folder"),
     ("csv", lambda r, t: write_json(t / "t.csv", "name,colour\nb.png,red\n"), "needs an image column"),
