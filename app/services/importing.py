@@ -145,6 +145,8 @@ def parse_class_map(pairs: Iterable[str]) -> dict[str, str]:
 def format_root(source: Path, fmt: str) -> Path:
     """The dataset itself, or the format's folder inside an export holding several formats."""
     sub = source / fmt
+    if fmt == "masks":  # an export's masks/ holds masks/ and images/; a dataset's masks/ sits beside its images/
+        return sub if (sub / "masks").is_dir() else source
     return sub if fmt not in ("csv", "labelme") and sub.is_dir() else source
 
 
