@@ -18,6 +18,21 @@ from app.services.review_types import QueueItem
 TEXT_H = 18
 
 
+def ood_chip_place(item: QueueItem) -> str | None:
+    """Where a cell says "out of domain" (one chip at most): in place of the class (bottom left) when the classifier
+    calls the image foreign and no class is labelled, else of the anomaly score (top right), else of the target count
+    (top left). It stood top right for any family but the classifier: seen under Xvfb (session 43), the segmenter's
+    "out of domain" hid every tile's in-domain anomaly score once the classifier had no answer."""
+    outside = item.out_of_domain
+    if "classifier" in outside:
+        return None if item.label_class else "bl"
+    if "anomaly" in outside:
+        return "tr"
+    if "segmenter" in outside:
+        return "tl"
+    return None
+
+
 class GalleryDelegate(QStyledItemDelegate):
     def __init__(self, cache: ThumbnailCache, parent=None) -> None:
         super().__init__(parent)
@@ -73,9 +88,12 @@ class GalleryDelegate(QStyledItemDelegate):
         text = f"⚠ cannot load\n{error}" if error else "…"
         p.drawText(rect.adjusted(4, 4, -4, -4), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
 
-    def _chip(self, p: QPainter, text: str, anchor: QRect, where: str, bg: QColor) -> None:
+    def _chip(self, p: QPainter, text: str, anchor: QRect, where: str, bg: QColor, room: int | None = None) -> int:
+        """Draw a chip in a corner; ``room``: the most width it may take (its text elided). Returns its width."""
         fm = p.fontMetrics()
         w, h = fm.horizontalAdvance(text) + 8, fm.height() + 2
+        if room is not None:
+            w = max(12, min(w, room))
         if where == "tl":
             rect = QRect(anchor.left() + 2, anchor.top() + 2, w, h)
         elif where == "tr":
@@ -88,6 +106,7 @@ class GalleryDelegate(QStyledItemDelegate):
         p.setPen(QColor("white"))
         p.drawText(rect, Qt.AlignmentFlag.AlignCenter,
                    fm.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() - 4))
+        return rect.width()
 
     def over_threshold(self, item: QueueItem) -> bool:
         """The item's anomaly score is at or over the threshold of the version that gave it (the score chip's
@@ -105,16 +124,18 @@ class GalleryDelegate(QStyledItemDelegate):
         p.setFont(font)
         hot = self.over_threshold(item)
         outside = item.out_of_domain  # those families' scores mean nothing here: say so instead
-        ood_top = bool(outside) and "classifier" not in outside  # the chip goes where the score or targets would
-        if item.anomaly_score is not None and "anomaly" not in outside and not ood_top:
-            self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",
-                       ANOMALY_COLOR if hot else QColor(40, 40, 40, 170))
-        if ood_top:
-            self._chip(p, OUT_OF_DOMAIN_TEXT, rect, "tr", OUT_OF_DOMAIN_COLOR)
+        where = ood_chip_place(item)
+        score_w = 0
+        if item.anomaly_score is not None and "anomaly" not in outside:
+            score_w = self._chip(p, f"{item.anomaly_score:.3g}", rect, "tr",
+                                 ANOMALY_COLOR if hot else QColor(40, 40, 40, 170))
+        if where in ("tr", "tl"):  # top left beside a score: elided to leave the score whole
+            self._chip(p, OUT_OF_DOMAIN_TEXT, rect, where, OUT_OF_DOMAIN_COLOR,
+                       rect.width() - score_w - 8 if where == "tl" and score_w else None)
         elif item.target_count and "segmenter" not in outside:
             self._chip(p, f"◎{item.target_count}", rect, "tl", QColor(0, 140, 170, 200))
         cls = item.label_class or (item.predicted_class if "classifier" not in outside else None)
-        if "classifier" in outside and not item.label_class:
+        if where == "bl":
             self._chip(p, OUT_OF_DOMAIN_TEXT, rect, "bl", OUT_OF_DOMAIN_COLOR)
         elif cls:
             conf = "" if item.label_class or item.confidence is None else f" {item.confidence:.0%}"

@@ -260,3 +260,19 @@ def test_n_after_a_save_goes_on_from_where_the_row_sits_in_a_by_state_order(qtbo
     queue.next_unreviewed(1)
     qtbot.waitUntil(lambda: queue.current_id() != want[3], timeout=5000)
     assert queue.current_id() == want[4]
+
+
+def test_a_cell_says_out_of_domain_where_that_familys_answer_would_stand_and_keeps_the_others():
+    """Seen under Xvfb (session 43): once the active classifier had no answer on the tiles, the segmenter's "out of
+    domain" took the anomaly score's corner and every tile's in-domain score vanished from the gallery."""
+    from app.gui.gallery_view import ood_chip_place
+    from app.services.review_types import QueueItem
+
+    def cell(*outside: str, label_class: str | None = None) -> QueueItem:
+        return QueueItem(image_id=1, folder_id=1, rel_path="t.png", path="/t.png", anomaly_score=0.16,
+                         out_of_domain=outside, label_class=label_class)
+    assert ood_chip_place(cell("segmenter")) == "tl"                  # where the target count would be
+    assert ood_chip_place(cell("anomaly", "segmenter")) == "tr"       # where the score would be
+    assert ood_chip_place(cell("classifier", "segmenter")) == "bl"    # where the class would be
+    assert ood_chip_place(cell("classifier", label_class="crack")) is None  # the inspector's class stands there
+    assert ood_chip_place(cell()) is None
