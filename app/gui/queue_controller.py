@@ -58,6 +58,7 @@ class QueueController(QObject):
         # label moved it out of the filter): it stays on screen and under the keys, never swapped
         # for another image behind the inspector's back; cleared when anything is chosen.
         self._off_view: int | None = None
+        self._off_row: int | None = None  # the row it had when it left the list (J, K and N go on from there)
         self._pending_nav = 0    # N / Shift+N pressed meanwhile, done once they are
         self._reader = DecodePool(1, 1, "queue-reader")
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
@@ -108,7 +109,7 @@ class QueueController(QObject):
         keep = self.current_id() if keep is None else keep
         if keep is None:
             keep = self._off_view
-        self._off_view = None  # a view the inspector chose: its first image when the shown one is not in it
+        self._off_view = self._off_row = None  # a view the inspector chose: its first image when the shown one is not in it
         flt = self.filter
         try:
             # Another view: a bounded count (its first page now, the exact count after).
@@ -223,7 +224,7 @@ class QueueController(QObject):
             self.model.put_page(page, got.items, got.cursor)
 
     def _chosen(self, _image_id: int) -> None:
-        self._off_view = None
+        self._off_view = self._off_row = None
 
     def off_view(self) -> int | None:
         """The image on screen that this view of the queue no longer lists (None: it does, or none)."""
@@ -243,6 +244,7 @@ class QueueController(QObject):
         pages = {p: pg.items for p, pg in read.pages.items()}
         cursors = {p: pg.cursor for p, pg in read.pages.items()}
         self._count_exact = read.exact
+        old_row = self.model.row_of(keep) if keep is not None else None
         reset = self.model.replace_pages(read.count, pages, cursors)
         if keep is not None and self.model.row_of(keep) is not None:
             if reset or keep == self._off_view:
@@ -251,7 +253,7 @@ class QueueController(QObject):
                     bar.setValue(scroll)  # same view, new data: stay where the inspector was
         elif background and keep is not None:
             if keep != self._off_view:
-                self._off_view = keep
+                self._off_view, self._off_row = keep, old_row
                 self.view.selectionModel().clear()
                 self.message.emit("The image on screen is no longer in this view of the queue (its file has "
                                   "gone, or its label no longer matches the filter); it stays on screen until "
@@ -368,15 +370,35 @@ class QueueController(QObject):
         return self.view.select_image(image_id)
 
     def select_alone(self, image_id: int) -> bool:
-        """Select ``image_id`` and nothing else (after an undo: the next decision is for it only)."""
-        return self.view.select_image(image_id, alone=True)
+        """Select ``image_id`` and nothing else (after an undo: the next decision is for it only). Where this view
+        does not list it now (an undo under a state filter brings back an image the filter had dropped), the
+        selection is cleared and it is the image on screen off the list until a re-read lists it: the gallery kept
+        the next image selected, and the next re-read opened that one behind the inspector's back, so the next key
+        labelled it (found by a session-43 probe)."""
+        if self.view.select_image(image_id, alone=True):
+            return True
+        if image_id != self._off_view:
+            self._off_view, self._off_row = image_id, None
+        self.view.selectionModel().clear()
+        return False
+
+    def _from_row(self) -> int | None:
+        """The row the keys start from: the current one, or, for the image on screen off the list, the row it left
+        (J, K and N started at the queue's top once a label had dropped it out of the filter: a probe)."""
+        idx = self.view.currentIndex()
+        if idx.isValid():
+            return idx.row()
+        if self._off_view is not None and self._off_row is not None:
+            return self._off_row
+        return None
 
     def step(self, delta: int) -> bool:
         n = self.model.rowCount()
         if not n:
             return False
-        idx = self.view.currentIndex()
-        row = (idx.row() if idx.isValid() else -1) + delta
+        at = self._from_row()
+        off = at is not None and not self.view.currentIndex().isValid()  # the rows after it moved up by one
+        row = (-1 if at is None else at) + delta - (1 if off and delta > 0 else 0)
         if not 0 <= row < n:
             self.message.emit("End of the queue." if delta > 0 else "Start of the queue.")
             return False
@@ -406,10 +428,12 @@ class QueueController(QObject):
                 self.message.emit("The folder is still being indexed: its first unreviewed image is shown "
                                   "as soon as it is listed.")
             return False
-        idx = self.view.currentIndex()
-        if not idx.isValid():
+        at = self._from_row()
+        if at is None:
             return self._first_unreviewed(delta)
-        return self._seek_unreviewed(delta, idx.row())
+        if not self.view.currentIndex().isValid():  # off the list: the row it left now holds the image after it
+            return self._seek_unreviewed(delta, at - 1 if delta > 0 else at)
+        return self._seek_unreviewed(delta, at)
 
     def _first_unreviewed(self, delta: int) -> bool:
         """The first (``delta`` > 0) or last unreviewed image of the queue, the current one included."""

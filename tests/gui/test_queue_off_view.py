@@ -1,0 +1,66 @@
+"""The image on screen that the queue's filter no longer lists (a label moved it out, an undo brought it back):
+it stays the image the keys are about, and J, K and N go on from where it was (found by a session-43 probe)."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.gui.conftest import wait_saved, wait_shown
+from tests.gui.test_main_window import press
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+def _unreviewed_only(win, qtbot) -> list[int]:
+    win.queue_panel.set_states({"unreviewed"})
+    qtbot.waitUntil(lambda: win.queue.filter.states == frozenset({"unreviewed"}))
+    wait_shown(win, qtbot)
+    return [win.gallery_model.item_at(r).image_id for r in range(win.gallery_model.rowCount())]
+
+
+def _relisted(win, qtbot, rows: int) -> None:
+    """What the label watch does a few seconds after a save: the queue is read again."""
+    win._labels_changed_somewhere()
+    qtbot.waitUntil(lambda: win.gallery_model.rowCount() == rows)
+
+
+def test_an_undo_under_a_state_filter_keeps_the_keys_on_the_image_it_brought_back(window, service, qtbot):
+    """A on the first image under "unreviewed" (the next comes), the list re-read, Ctrl+Z: the viewer showed the first
+    image again but the gallery kept the second selected, and the next re-read opened the second behind the
+    inspector's back; G meant for the first went to the second."""
+    win = window
+    ids = _unreviewed_only(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
+    wait_shown(win, qtbot, ids[1])
+    _relisted(win, qtbot, len(ids) - 1)
+    press(qtbot, win, Qt.Key.Key_Z, CTRL)
+    wait_saved(win, qtbot)
+    wait_shown(win, qtbot, ids[0])
+    assert ids[1] not in win.queue.selected_ids()
+    _relisted(win, qtbot, len(ids))  # unreviewed again: listed, and it is the one selected
+    qtbot.wait(200)
+    assert win.review.image_id == ids[0] and win.queue.current_id() == ids[0]
+    press(qtbot, win, Qt.Key.Key_G)
+    wait_saved(win, qtbot)
+    assert service.detail(ids[0]).label.anomaly_verdict == "normal"
+    assert service.detail(ids[1]).label.anomaly_verdict is None
+
+
+@pytest.mark.parametrize("key, expect", [(Qt.Key.Key_J, 4), (Qt.Key.Key_K, 2), (Qt.Key.Key_N, 4)])
+def test_keys_go_on_from_the_image_a_label_moved_out_of_the_filter(window, service, qtbot, key, expect):
+    """J three times, G (the image is no longer unreviewed), the list re-read: J went to the queue's first image,
+    K said "Start of the queue", N went to the first unreviewed; they go on from the image's place now."""
+    win = window
+    ids = _unreviewed_only(win, qtbot)
+    for _ in range(3):
+        press(qtbot, win, Qt.Key.Key_J)
+        wait_shown(win, qtbot)
+    assert win.review.image_id == ids[3]
+    press(qtbot, win, Qt.Key.Key_G)
+    wait_saved(win, qtbot)
+    _relisted(win, qtbot, len(ids) - 1)
+    assert win.queue.off_view() == ids[3]
+    press(qtbot, win, key)
+    wait_shown(win, qtbot, ids[expect])
+    assert win.review.image_id == ids[expect]
