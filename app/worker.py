@@ -494,8 +494,13 @@ class Worker:
         if ok_items:  # an image re-indexed as changed since its claim goes back to the queue (complete_items)
             read_bytes = {it.image_id: it.content_hash for it in batch.items if it.image_id is not None}
             self.db.jobs.complete_items(self.id, ok_items, preds, read_bytes)
-            if batch.job.kind != COMPARE:  # the flags above read this job's families; the image's are all that count
-                reflag_where(self.db, [r.key.image_id for r in results if r.ok], settings)  # type: ignore[attr-defined]
+            done = [r.key.image_id for r in results if r.ok]  # type: ignore[attr-defined]
+            if batch.job.kind == COMPARE:  # only where it stored the champion's own first answers, which count (it
+                # left them unflagged, and a later "only new" pre-label skipped them as done: a session-43 probe)
+                active = set(self.db.model_versions.active_ids().values())
+                done = sorted({p.image_id for p in preds if p.model_version_id in active})
+            if done:  # the flags above read this job's families; the image's are all the answers that count
+                reflag_where(self.db, done, settings)
         self.stats.predicted += len(ok_items)
         self.stats.failed += len(errors)
 

@@ -54,3 +54,27 @@ def test_the_compare_job_stores_challenger_predictions_and_leaves_flags_alone(db
     assert (result.images, result.compared) == (5, 5)
     for d in result.disagreements:
         assert d.champion.text != d.challenger.text or d.iou is not None
+
+
+def test_the_champions_first_answers_a_compare_job_stores_flag_their_images(db, tmp_path, other_models) -> None:
+    """Found by a session-43 probe: "Find disagreements" runs the champion too where it had not answered; those
+    answers count, but the compare job wrote no flag, and a later "only new" pre-label skipped the images as done:
+    never flagged. Those images are flagged from the answers that count; the others keep theirs."""
+    from app.services.project_settings import change_flag_settings
+    paths = good_images(tmp_path / "imgs", 5)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    change_flag_settings(db, FlagSettings(min_confidence=0.99, anomaly_threshold=1e9))  # every tiny answer flags
+    ids = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=folder))}
+    first = [ids[p.name] for p in paths[:3]]
+    submit_prelabel(db, image_ids=first, families=["classifier"])
+    run_worker_once(db, tmp_path)
+    db.images.set_priorities({i: 42.0 for i in first})  # a mark no rule gives: the compare job leaves them alone
+    champion = db.model_versions.active("classifier")
+    challenger = db.model_versions.register("classifier", "classifier-other", str(other_models["classifier"]),
+                                            parent_id=champion.id, challenger=True)
+    submit_compare(db, challenger.id)
+    run_worker_once(db, tmp_path)
+    rows = {im.id: im for im in db.images.query(ImageQuery(folder_id=folder))}
+    new = [i for i in rows if i not in first]
+    assert all(rows[i].flagged and rows[i].priority > 0 for i in new)
+    assert all(rows[i].priority == 42.0 for i in first)
