@@ -285,15 +285,28 @@ def run(args: argparse.Namespace) -> int:
                                        grouping=lambda paths: path_groups(paths, rule=rule), also=learnt_too):
             print(line, file=sys.stderr)
         events.emit("stage", stage="register", message=f"registering {name}")
-        version = register_retrained(db, plan, time.monotonic() - started, compared)
+        # A cancel from here on comes too late to undo: the row is committed and its files are being copied into
+        # the database. It was taken then, the folder removed and "nothing was registered" said, while a challenger
+        # with no files stood registered in place of the earlier one (found by a session-43 probe). It waits for
+        # the registration, which then stands, and the command says so.
+        late: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, _frame: late.append(signum))
+        try:
+            version = register_retrained(db, plan, time.monotonic() - started, compared)
+        finally:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        if late:
+            print(f"the cancel came while {name} was being registered: it is registered as the challenger "
+                  "(compare it in Project ▸ Models…; it is not made active)", file=sys.stderr)
         promoted = ""
-        if args.activate:   # recorded as a promotion, as the Models dialog's would be
+        if args.activate and not late:   # recorded as a promotion, as the Models dialog's would be
             from app.services.model_catalog import ModelCatalog
             promoted = ModelCatalog(db).promote(version.id, "retrain --activate").text
             version = db.model_versions.get(version.id) or version
         events.emit("done", version_id=version.id, name=version.name, family=version.family,
                     path=version.checkpoint_path, metrics=version.metrics, comparison=compared,
-                    activated=bool(version.active), **({"promoted": promoted} if promoted else {}))
+                    activated=bool(version.active), **({"promoted": promoted} if promoted else {}),
+                    **({"cancel_too_late": True} if late else {}))
         if not args.progress_json:
             print(comparison_text(compared))
             from app.services.champion import trained_on_note

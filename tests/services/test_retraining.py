@@ -846,3 +846,30 @@ def test_the_plans_data_is_said_in_words() -> None:
     assert data_text("anomaly", {"category": "tiles", "normal_train": 13, "anomalous_test": 3, "held_out": 6}) == (
         "tiles: 13 normal images to learn from, 3 anomalous to test on; 6 held out to compare")
     assert data_text("anomaly", {"odd": 1}) == "odd 1"
+
+
+def test_a_cancel_while_the_version_is_registered_waits_for_it_and_says_so(station, monkeypatch, capsys) -> None:
+    """Found by a session-43 probe: SIGTERM (the dialog's Cancel) while the registered version's files were copied
+    into the database: the folder was removed and "nothing was registered" said, while a version with no files stood
+    registered as the challenger. The cancel now waits for the registration, which stands, and it is said."""
+    import json
+    import os
+    import signal
+
+    import app.services.retraining as rt
+    db, url, _home = station
+    real_keep = rt.keep_in_database
+
+    def keep(db_, version, model_dir):
+        os.kill(os.getpid(), signal.SIGTERM)  # Cancel pressed while the files go into the database
+        return real_keep(db_, version, model_dir)
+    monkeypatch.setattr(rt, "keep_in_database", keep)
+    rc = cli_main(["--db", url, "retrain", "classifier", "--progress-json", "--threads", "1", "--name", "cx",
+                   "--method", "texture", "--groups", "none", "--keep-if-worse", "--min-per-class", "5", "--activate"])
+    out = capsys.readouterr()
+    done = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")][-1]
+    assert rc == 0 and done["event"] == "done" and done["cancel_too_late"] and not done["activated"]
+    assert "the cancel came while cx was being registered" in out.err
+    version = db.model_versions.by_name("classifier", "cx")
+    assert version.challenger and not version.active and Path(version.checkpoint_path).is_dir()
+    assert db.model_versions.file_list(version.id)
