@@ -17,6 +17,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from app.services.export_items import safe_name
+
 if TYPE_CHECKING:
     from database import Database
     from database.dto import ModelVersionInfo
@@ -61,6 +63,10 @@ def validate(names: Iterable[str]) -> tuple[str, ...]:
             raise ClassListError("a class name cannot be empty")
         if len(name) > MAX_NAME:
             raise ClassListError(f"class name {name[:40]!r}… is longer than {MAX_NAME} characters")
+        if safe_name(name, "") != name:  # found by a session-43 probe: "crack>1mm" was exported and retrained as
+            # "crack_1mm", a class the project does not have, and the comparison said the parent knew other classes
+            raise ClassListError(f"{name!r} cannot name a folder, as exports and retraining need (no < > : \" / \\ | ? * "
+                                 f"and no trailing dot): {safe_name(name)!r}, for instance")
         if name.lower() in seen:
             raise ClassListError(f"{name!r} is on the list twice (as {seen[name.lower()]!r})")
         seen[name.lower()] = name
