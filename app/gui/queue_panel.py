@@ -146,6 +146,10 @@ class QueuePanel(QWidget):
         self.class_combo.addItem("any class", None)
         for c in classes:
             self.class_combo.addItem(c, c)
+        if current is not None and current not in classes:
+            # The class filtered on left the project's list (labels keep it): it stays chosen and says so. The box
+            # fell back to "any class" unseen by the queue, which went on listing that class only (a probe).
+            self.class_combo.addItem(f"{current} (no longer on the list)", current)
         i = self.class_combo.findData(current)
         self.class_combo.setCurrentIndex(max(0, i))
         self.class_combo.blockSignals(False)

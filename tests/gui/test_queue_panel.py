@@ -28,3 +28,15 @@ def test_typed_upper_bound_filters_and_no_limit_can_be_typed_back(qtbot):
     qtbot.keyClicks(panel.smax.lineEdit(), NO_LIMIT)
     panel.smax.interpretText()
     assert panel.smax.text() == NO_LIMIT and panel.current().score_max is None
+
+
+def test_a_class_filtered_on_that_leaves_the_list_stays_chosen_and_says_so(qtbot):
+    """Found by a session-43 probe: the box fell back to "any class" (signals blocked) while the queue kept listing
+    the removed class only; the next change of any filter then showed every image."""
+    panel = QueuePanel()
+    qtbot.addWidget(panel)
+    panel.set_classes(["crazing", "scratches"])
+    panel.class_combo.setCurrentIndex(panel.class_combo.findData("scratches"))
+    panel.set_classes(["crazing"])
+    assert panel.class_combo.currentText() == "scratches (no longer on the list)"
+    assert panel.current().class_name == "scratches"
