@@ -170,6 +170,10 @@ class LabelNextController:
             reason = self.result.proposal.reasons.get(target, "")
             self.window.statusBar().showMessage(
                 f"Label next {ids.index(target) + 1}/{len(ids)}" + (f": {reason}" if reason else ""), 5000)
+        else:  # P did nothing and said nothing under a search that hid the batch (a session-43 probe)
+            self.window.statusBar().showMessage(
+                f"Label next: its {len(left)} proposed image(s) left are not in this view of the queue (a search or a "
+                "filter hides them); clear it to label them.", 8000)
         return moved
 
     def _fresh(self, result: LabelNextResult) -> bool:

@@ -339,3 +339,23 @@ def test_p_on_a_folder_the_anomaly_model_alone_answers_walks_its_least_sure_imag
     qtbot.waitUntil(lambda: win.review.image_id in ctl.result.proposal.image_ids, timeout=10000)
     win.close()
 
+
+
+def test_p_under_a_search_that_hides_the_batch_says_so(service, db, tmp_path: Path, qtbot):
+    """Found by a session-43 probe: P with a search on an image outside the batch switched the sort and did nothing
+    else, the status bar empty, while the line said "20 of 20 proposed left"."""
+    db.classes.set("classifier", ["bright", "dark"])
+    folder = make_folder(tmp_path / "parts", n=BATCH + 6)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ctl = win.label_next
+    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    outside = next(i for i in range(1, BATCH + 7) if i not in ctl.result.proposal.image_ids)
+    win.queue_panel.search.setText(service.item(outside).name)
+    qtbot.waitUntil(lambda: win.queue.filter.text != "", timeout=3000)
+    wait_shown(win, qtbot)
+    win.statusBar().clearMessage()
+    press(qtbot, win, Qt.Key.Key_P)
+    assert "not in this view of the queue" in win.statusBar().currentMessage()
+    win.close()
