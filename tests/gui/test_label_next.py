@@ -17,13 +17,7 @@ def _rows(win, n: int) -> list[int]:
 
 
 def test_p_orders_the_queue_by_the_proposals_and_walks_them(service, db, tmp_path: Path, qtbot):
-    db.classes.set("classifier", ["bright", "dark"])
-    folder = make_folder(tmp_path / "parts", n=BATCH + 6)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ctl = win.label_next
-    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)  # computed in the background
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot, n=BATCH + 6)
     ids = ctl.result.proposal.image_ids
     assert len(ids) == BATCH and len(set(ids)) == BATCH
     assert win.queue_panel.sort.currentData() == "name"  # nothing moves before the inspector asks
@@ -344,13 +338,7 @@ def test_p_on_a_folder_the_anomaly_model_alone_answers_walks_its_least_sure_imag
 def test_p_under_a_search_that_hides_the_batch_says_so(service, db, tmp_path: Path, qtbot):
     """Found by a session-43 probe: P with a search on an image outside the batch switched the sort and did nothing
     else, the status bar empty, while the line said "20 of 20 proposed left"."""
-    db.classes.set("classifier", ["bright", "dark"])
-    folder = make_folder(tmp_path / "parts", n=BATCH + 6)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ctl = win.label_next
-    qtbot.waitUntil(lambda: ctl.result is not None, timeout=30000)
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot, n=BATCH + 6)
     outside = next(i for i in range(1, BATCH + 7) if i not in ctl.result.proposal.image_ids)
     win.queue_panel.search.setText(service.item(outside).name)
     qtbot.waitUntil(lambda: win.queue.filter.text != "", timeout=3000)
