@@ -56,9 +56,15 @@ class FolderFacts(QObject):
             return  # the inspector moved on; that folder's answer would mislabel this one
         win.label_panel.set_classes(classes)
         win.queue_panel.set_classes(filter_classes or classes)
-        win.gallery.delegate.anomaly_threshold = threshold
+        delegate = win.gallery.delegate
+        before = (delegate.anomaly_threshold, dict(delegate.anomaly_thresholds))
+        delegate.anomaly_threshold = threshold
         if thresholds is not None:
-            win.gallery.delegate.anomaly_thresholds = dict(thresholds)
+            delegate.anomaly_thresholds = dict(thresholds)
+        if (delegate.anomaly_threshold, delegate.anomaly_thresholds) != before:
+            # the chips are coloured against them: without a repaint the cells on screen kept the old colours until
+            # something else redrew them (after an operating point was saved; a session-43 probe, 2 runs in 6)
+            win.gallery.viewport().update()
         win.queue_panel.set_score_defaults(threshold)
         self.applied.emit(folder_id)
 

@@ -103,3 +103,29 @@ def test_the_score_filter_starts_at_the_threshold_of_the_one_version_scoring_the
         win.refresh_models()
     assert win.queue_panel.smin.value() == 0.5
     win.close()
+
+
+def test_new_thresholds_repaint_the_score_chips_on_screen(service, folder, qtbot):
+    """Found by a session-43 probe (2 runs in 6): after an operating point was saved the chips kept their old
+    colours until something else redrew the cells; the thresholds arrive from a helper thread, unpainted."""
+    from PySide6.QtCore import QEvent, QObject
+
+    from tests.gui.conftest import wait_shown
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    qtbot.wait(200)
+    painted: list[int] = []
+
+    class Paints(QObject):
+        def eventFilter(self, _obj, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Paint:
+                painted.append(1)
+            return False
+    spy = Paints()
+    win.gallery.viewport().installEventFilter(spy)
+    qtbot.wait(200)
+    painted.clear()
+    win.folder_facts.apply(win.current_folder, [], 0.9, thresholds={1: 0.9})
+    qtbot.waitUntil(lambda: bool(painted), timeout=2000)
+    win.close()
