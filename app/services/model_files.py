@@ -42,8 +42,8 @@ class ModelFilesError(RuntimeError):
 
 
 def folder_files(directory: Path) -> list[tuple[str, bytes]]:
-    """(posix name, bytes) of the files inference reads below ``directory``; links, hidden entries and other
-    kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
+    """(posix name, bytes) of the files inference reads below ``directory`` (a link to a regular file as the file it
+    names); hidden entries, other links and other kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
     chosen: list[tuple[str, Path]] = []
     total = 0
     for root, dirs, names in os.walk(directory, followlinks=False):
@@ -51,8 +51,12 @@ def folder_files(directory: Path) -> list[tuple[str, bytes]]:
         dirs[:] = [d for d in dirs if not d.startswith(".") and len(rel_root.parts) < MAX_DEPTH]
         for name in sorted(names):
             path = Path(root) / name
-            if name.startswith(".") or path.is_symlink() or path.suffix.lower() not in KEPT_SUFFIXES:
+            if name.startswith(".") or path.suffix.lower() not in KEPT_SUFFIXES:
                 continue
+            if not path.is_file():
+                continue  # a pipe, a device, or a link to one, to a folder or to nothing: never read
+            # A link to a regular file is read (a git-annex, DVC or Hugging Face cache folder keeps its weights so):
+            # left out, the database's copy lacked the weights the folder loads (a session-43 probe).
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
                 raise ModelFilesError(f"{path} is {size} bytes, more than a model file may be ({MAX_FILE_BYTES})")

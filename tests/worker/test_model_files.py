@@ -93,9 +93,14 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
     folder = _elsewhere(tiny_models, tmp_path, "classifier")
     (folder / "training").mkdir()
     (folder / "training" / "state.pt").write_bytes(b"a pickle stays where it was made")
-    (folder / "link.json").symlink_to(folder / "config.json")
-    names = [n for n, _ in folder_files(folder)]
-    assert "training/state.pt" not in names and "link.json" not in names and "config.json" in names
+    import os
+    (folder / "link.json").symlink_to(folder / "config.json")  # a git-annex / DVC weights file is such a link:
+    (folder / "dir.json").symlink_to(folder / "training", target_is_directory=True)  # kept as the file it names
+    os.mkfifo(folder / "pipe.json")  # never read (it would block)
+    files = dict(folder_files(folder))
+    assert "training/state.pt" not in files and "config.json" in files
+    assert files["link.json"] == (folder / "config.json").read_bytes()
+    assert "dir.json" not in files and "pipe.json" not in files
     with pytest.raises(ModelFilesError, match="no config.json"):
         folder_files(tmp_path / "imgs-none") if (tmp_path / "imgs-none").mkdir() is None else None
 
