@@ -63,14 +63,17 @@ class Promotion:
     replaced: str | None          # the version it took over from
     patterns: tuple[str, ...]     # the rules that now name it (empty: it was made the active version)
     remarked: int = 0             # answers re-marked as the ones that count
+    activated: bool = False       # with ``patterns``: made the active version too (its champion was both)
 
     @property
     def text(self) -> str:
         if not self.patterns:
             return f"{self.row.name} is now the active {self.row.family} model: the next pre-label run uses it."
-        return (f"{self.row.name} now answers for {', '.join(self.patterns)} in place of {self.replaced} (the routing "
-                f"rules name it; an 'only new' pre-label run gives those images its answers; Project ▸ Model routing "
-                f"sets it back).")
+        also = (f", and it is the active {self.row.family} model for the images no rule gives another version"
+                if self.activated else "")
+        return (f"{self.row.name} now answers for {', '.join(self.patterns)} in place of {self.replaced}{also} (the "
+                f"routing rules name it; an 'only new' pre-label run gives those images its answers; Project ▸ Model "
+                f"routing sets it back).")
 
 
 class ModelCatalogError(Exception):
@@ -366,7 +369,9 @@ class ModelCatalog:
         except RoutingError:
             routing = Routing()  # as readable_routing: rules that cannot be read name no version
         patterns = tuple(named_in(routing, row.family, champion.name)) if champion is not None else ()
-        if champion is None or champion.active or champion.id == version_id or not patterns:
+        # A champion both active and named by rules answers for both kinds of images: the promotion takes both.
+        # It only became active, and no image ran it, where the rules covered every image (a session-43 probe).
+        if champion is None or champion.id == version_id or not patterns:
             before = self.db.model_versions.active(row.family)
             promoted = self.activate(version_id, note)
             return Promotion(promoted, before.name if before is not None and before.id != version_id else None, ())
@@ -384,7 +389,10 @@ class ModelCatalog:
         except ConflictError as exc:
             raise ModelCatalogError(f"{row.name} was not promoted: {exc}") from None
         remarked = remark_after_change(self.db, routing, rules)
-        return Promotion(replace(self.row(version_id), named_by=patterns), champion.name, patterns, remarked)
+        if champion.active:
+            self.activate(version_id, note)
+        return Promotion(replace(self.row(version_id), named_by=patterns), champion.name, patterns, remarked,
+                         activated=champion.active)
 
     def learning_versions(self) -> dict[str, tuple[str | None, str]]:
         """family -> the version a retraining with none chosen learns for, and why not where it cannot tell

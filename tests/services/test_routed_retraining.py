@@ -214,6 +214,22 @@ def test_promoting_a_challenger_of_the_active_version_activates_it(lines, tmp_pa
     assert [a.action for a in db.model_versions.activations("classifier")][-1] == "promote"
 
 
+def test_promoting_a_challenger_of_an_active_version_a_rule_also_names_takes_both(lines, tmp_path: Path) -> None:
+    """Found by a session-43 probe: the rules named the active version for steel/* (and another for tiles/*), every
+    image under a rule; its challenger promoted was only made active, said "the next pre-label run uses it", and no
+    image ran it. It now takes the rules' place and the active one."""
+    db, _url, _by_path, _tile, steel = lines
+    pinned = Routing((RoutingRule("steel/*", ("classifier",), (("classifier", "clf-steel"),)), *TILES.rules))
+    save_routing(db, pinned)
+    new = db.model_versions.register("classifier", "clf-steel-2", str(save_tiny_classifier(
+        tmp_path / "steel-2", ["crack", "good"])), parent_id=steel.id, challenger=True)
+    done = ModelCatalog(db, author=lambda: "ann").promote(new.id)
+    assert done.patterns == ("steel/*",) and done.activated and done.row.active
+    assert "in place of clf-steel, and it is the active classifier model" in done.text
+    assert readable_routing(db).rules[0].named == {"classifier": "clf-steel-2"}
+    assert readable_routing(db).rules[1:] == TILES.rules
+
+
 def test_the_retrain_command_retrains_the_version_it_is_given(lines, tmp_path: Path, capsys) -> None:
     db, db_url, _by_path, tile, _steel = lines
     if not db_url.startswith("sqlite"):
