@@ -319,7 +319,7 @@ class ModelsDialog(QDialog):
             return False
         return self._change_active(lambda: self._said(self.catalog.rollback(chosen),
                                    "Rolled back: {name} is the active {family} model again; the version it "
-                                   "replaced is the challenger again."))
+                                   "replaced is now its challenger."))
 
     @staticmethod
     def _said(row: ModelRow, message: str) -> tuple[ModelRow, str]:
