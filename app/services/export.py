@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from app.services.export_formats import CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter, TraceWriter
 from app.services.export_instances import CocoWriter, YoloWriter, category_names
 from app.services.export_items import (
+    ANOMALY_ANOMALOUS,
     ANOMALY_NORMAL,
     EXPORTED_STATES,
     ExportItem,
@@ -398,4 +399,9 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     held = tuple(p.item.image_id for p in exported
                  if p.split is not None and p.split != "train" and p.item.image_id is not None)
+    if options.split is None and "mvtec" in options.formats:  # MVTec's own test side: its good images held out, and
+        # every anomalous one (an anomaly retraining is compared on them; they went unnamed, a session-43 probe)
+        held = tuple(p.item.image_id for p in exported if p.item.image_id is not None and (
+            p.item.anomaly_verdict == ANOMALY_ANOMALOUS
+            or (p.item.anomaly_verdict == ANOMALY_NORMAL and mvtec_parts.get(p.file_name, "train") != "train")))
     return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held)

@@ -266,11 +266,13 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
     training (a left-out class's images are not held out either)."""
     from app.services.display import DisplayError, decode_mask_png
 
-    if family not in ("classifier", "segmenter") or not image_ids:
+    if not image_ids:
         return 0
     labels = {i: lab for i, lab in db.labels.current_many(image_ids).items()
               if lab.review_state == ReviewState.ACCEPTED and lab.from_prediction_id is not None}
     preds = db.predictions.for_images(list(labels), version_id)
+    if family == "anomaly":
+        return _anomaly_answers_kept(db, version_id, labels, preds)
     kept = 0
     for image_id, label in labels.items():
         pred = preds.get(image_id)
@@ -287,6 +289,28 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
         except DisplayError:
             continue
         kept += a.shape == b.shape and bool(np.array_equal(a, b))
+    return kept
+
+
+def _anomaly_answers_kept(db: Database, version_id: int, labels: Mapping[int, Any], preds: Mapping[int, Any]) -> int:
+    """``parents_answers_kept`` for the anomaly model: an accepted label whose verdict is the version's own (its score
+    against its card's threshold; a label holding no verdict of its own takes the prediction's). Such a held-out
+    verdict sits on the version's side of its threshold by construction, so its AUROC there leans its way (1.0 where
+    every held-out verdict is its own): the comparison said nothing of it (a session-43 probe)."""
+    from app.services.reflag import card_threshold
+
+    version = db.model_versions.get(version_id)
+    threshold = card_threshold(version.card or {}) if version is not None else None
+    if threshold is None:
+        return 0
+    kept = 0
+    for image_id, label in labels.items():
+        pred = preds.get(image_id)
+        if pred is None or pred.anomaly_score is None:
+            continue
+        own = "anomalous" if pred.anomaly_score >= threshold else "normal"
+        given = label.anomaly_verdict.value if label.anomaly_verdict is not None else None
+        kept += given is None or given == own
     return kept
 
 

@@ -153,6 +153,49 @@ def test_a_segmenters_own_answer_counts_when_the_label_mask_is_the_same(station,
     assert parents_answers_kept(db, v.id, "anomaly", with_masks) == 0
 
 
+def test_an_anomaly_models_own_verdicts_held_out_are_counted(station, tmp_path: Path) -> None:
+    """Found by a session-43 probe: a held-out anomaly verdict accepted from the parent sits on its side of its
+    threshold by construction (its AUROC there is 1.0 where every one is), and the comparison said nothing. They are
+    counted as for the classifier and the segmenter: a label holding no verdict of its own, or the parent's."""
+    from app.services.retraining import parents_answers_kept
+    from database.dto import PredictionIn
+
+    db, _url, _ = station
+    v = db.model_versions.register("anomaly", "anom-v1", str(tmp_path / "nowhere"), activate=True,
+                                   card={"threshold": {"image": 0.5}})
+    ids = [i.id for i in db.images.query()][:5]
+    db.predictions.upsert_many([PredictionIn(i, v.id, anomaly_score=0.9 if k < 3 else 0.1) for k, i in enumerate(ids)])
+    preds = db.predictions.for_images(ids, v.id)
+    verdicts = [None, "anomalous", "normal", None, "anomalous"]  # 3: overruled on a high score; 5: on a low one
+    for i, verdict in zip(ids, verdicts):
+        db.labels.append(i, LabelChange(ReviewState.ACCEPTED, anomaly_verdict=verdict,
+                                        from_prediction_id=preds[i].id), "ann")
+    assert parents_answers_kept(db, v.id, "anomaly", ids) == 3
+
+
+def test_an_mvtec_export_without_a_split_names_its_test_side_as_held_out(tmp_path: Path) -> None:
+    """The anomaly retraining's comparison images (MVTec's test side: a fifth of the good ones, every anomalous one)
+    were not named, so nothing could be said of them."""
+    from app.services.export import ExportOptions, export_database
+    from tests.services.export_fixtures import write_image
+    root = tmp_path / "line"
+    for k in range(10):
+        write_image(root / f"p{k}", k)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    folder = db.folders.add(str(root))
+    db.images.sync(folder.id, [FileEntry(f"p{k}.png", (root / f"p{k}.png").stat().st_size, 0) for k in range(10)])
+    ids = {i.rel_path: i.id for i in db.images.query()}
+    for k in range(10):
+        db.labels.append(ids[f"p{k}.png"], LabelChange(ReviewState.CORRECTED,
+                                                       anomaly_verdict="anomalous" if k < 2 else "normal"), "ann")
+    result = export_database(db, tmp_path / "out", ExportOptions(formats=("mvtec",)))
+    held = set(result.held_out_ids)
+    assert {ids["p0.png"], ids["p1.png"]} <= held and 0 < len(held - {ids["p0.png"], ids["p1.png"]}) < 8
+    tested = {p.name for p in (tmp_path / "out" / "mvtec" / "line" / "test" / "good").iterdir()}
+    assert {f"p{k}.png" for k in range(2, 10) if ids[f"p{k}.png"] in held} == tested
+    db.close()
+
+
 def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
     db, _url, _ = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "dent", "good"])
