@@ -233,7 +233,7 @@ class ChallengerPanel(QGroupBox):
                 if c == 1 and d.learnt:
                     item.setForeground(STATE_COLORS["unreviewed"])   # grey: its agreement there proves little
                     item.setToolTip("Labelled before the challenger's retraining, which may have learnt this label: "
-                                    "its answer here repeats it from memory")
+                                    "if so, its answer here may repeat it from memory")
                 self.table.setItem(r, c, item)
             if keep is not None and d.image_id == keep.image_id:
                 self.table.selectRow(r)

@@ -46,7 +46,8 @@ COMPARE_LIMIT = 200     # images a comparison runs on: the most recently reviewe
 # Said of a reviewed image whose label is older than the challenger's retraining (``Disagreement.learnt``).
 LEARNT = "labelled before its retraining"
 LEARNT_NOTE = ("{n} of the compared images were labelled before the challenger's retraining, which may have learnt "
-               "them (it repeats those labels from memory): judge it on the others and on the held-out comparison")
+               "them (if so, it may repeat those labels from memory): judge it on the others and on the held-out "
+               "comparison")
 # Two segmentation masks disagree below this intersection over union (both empty: IoU 1). 0.5 is
 # the usual "same object" cut of detection benchmarks: below it an inspector would draw it anew.
 MASK_IOU_MIN = 0.5
