@@ -669,8 +669,16 @@ class ReviewController(QObject):
             self._pending_seq.pop(image_id, None)
             if self._pending.pop(image_id, None) is not None:  # this newer label replaces one waiting
                 self.pending_changed.emit(len(self._pending))
-            self._write(_Write(seq, image_id, state, changed, source, self._seen.get(image_id),
-                               bool(self._in_flight.get(image_id)), refused, follow, guess))
+            stored = self._stored_under.get(image_id)
+            if stored is not None and not self._in_flight.get(image_id) and state.same_content(stored):
+                # back to the label the database holds (an undo of an edit it refused, a connection lost): nothing
+                # to write; it wrote a revision that changed nothing, "undo class" over no class (a session-43 probe)
+                self._settled(image_id, seq)
+                if guess is not None:
+                    self.state_settled.emit(guess, None)
+            else:
+                self._write(_Write(seq, image_id, state, changed, source, self._seen.get(image_id),
+                                   bool(self._in_flight.get(image_id)), refused, follow, guess))
         if guess is None and self.image_id is not None and follow:
             # Undo of an edit made on another image: bring that image back so the change is seen.
             self.reload(image_id)

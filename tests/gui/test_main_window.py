@@ -194,6 +194,29 @@ def test_edits_undone_while_the_database_refused_them_write_nothing(db_url, fold
     db.close()
 
 
+def test_an_edit_undone_after_a_lost_connection_writes_nothing(window, service, qtbot, monkeypatch):
+    """Found by a session-43 probe: the same as the test above, but the save failed for another reason than a lock
+    (a server that closed the connection): the undo was written at once as a revision "undo class" that changed
+    nothing."""
+    win = window
+    image_id = win.review.image_id
+    real_save, calls = service.save, []
+
+    def first_fails(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("server closed the connection unexpectedly")
+        return real_save(*a, **k)
+    monkeypatch.setattr(service, "save", first_fails)
+    win.review.set_class("scratches")
+    qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=5000)
+    win.review.undo_stack.undo()
+    wait_saved(win, qtbot)
+    qtbot.wait(200)
+    assert service.history(image_id) == [] and not win.review.pending()
+    assert win.review.label.class_name is None
+
+
 def test_an_undo_back_past_a_label_stored_meanwhile_is_written(window, service, qtbot, monkeypatch):
     """The other side of the test above: the first edit landed while a second was on its way, the second was
     refused, and two undos went back to the start. The database holds the first edit, so the start is written."""
