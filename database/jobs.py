@@ -364,15 +364,26 @@ class JobRepository:
         """
         with self.db.session(write=True) as s:
             rows = self._held(s, worker_id, item_ids)
+            settle_too: set[int] = set()
             if read_bytes:
+                # FOR SHARE: a re-index committing between this read and the upsert below would store the old
+                # bytes' answer after all (PostgreSQL; SQLite's one writer already keeps them apart)
                 now_hash = dict(s.execute(select(Image.id, Image.content_hash).where(
-                    Image.id.in_([r.image_id for r in rows if r.image_id in read_bytes]))).tuples().all())
+                    Image.id.in_([r.image_id for r in rows if r.image_id in read_bytes]))
+                    .with_for_update(read=True)).tuples().all())
                 changed = {r.id for r in rows if r.image_id is not None and read_bytes.get(r.image_id) is not None
                            and now_hash.get(r.image_id) not in (None, read_bytes[r.image_id])}
+                cancelling = set(s.scalars(select(Job.id).where(
+                    Job.id.in_({r.job_id for r in rows if r.id in changed}), Job.cancel_requested.is_(True)))) \
+                    if changed else set()
                 for r in rows:
                     if r.id in changed:
-                        r.status, r.claimed_by, r.claimed_at = QUEUED, None, None
-                        r.attempts = max(0, r.attempts - 1)
+                        r.claimed_by, r.claimed_at = None, None
+                        if r.job_id in cancelling:  # queued again, no worker would take it: the job stayed open
+                            r.status, r.finished_at = ItemStatus.CANCELLED.value, utcnow()
+                            settle_too.add(r.job_id)
+                        else:
+                            r.status, r.attempts = QUEUED, max(0, r.attempts - 1)
                 rows = [r for r in rows if r.id not in changed]
             images = {r.image_id for r in rows}
             written = upsert_predictions(s, [p for p in predictions if p.image_id in images])
@@ -382,6 +393,8 @@ class JobRepository:
                 r.status, r.finished_at, r.error = ItemStatus.DONE.value, now, None
                 per_job[r.job_id] = per_job.get(r.job_id, 0) + 1
             s.flush()
+            for job_id in sorted(settle_too - set(per_job)):
+                _settle(s, job_id)
             for job_id, n in sorted(per_job.items()):
                 _settle(s, job_id, done=n)
             if per_job:  # a worker got on with them: a note that none sees their folder is past (a probe: it read

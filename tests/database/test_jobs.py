@@ -144,6 +144,36 @@ def test_crashed_worker_of_a_cancelled_job_lets_the_job_finish(db: Database) -> 
     assert db.jobs.item_counts(job.id)[ItemStatus.CANCELLED] == 3
 
 
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_an_item_whose_image_changed_since_its_claim_goes_back_or_is_cancelled(db: Database, cancelled: bool) -> None:
+    """An image re-indexed as changed while its item was on its way: its answers are not stored and the item goes
+    back to the queue; where the job's cancel was asked meanwhile it is cancelled instead (queued again, no worker
+    took it and the job stayed open for good: found by the session-43 review)."""
+    from database.models import Image
+    ids = _images(db, 3)
+    with db.session(write=True) as s:
+        s.execute(update(Image).values(content_hash="old"))
+    mv = db.model_versions.register("anomaly", "a1", "/a")
+    job = db.jobs.create("prelabel", {}, ids)
+    w = new_worker_id()
+    batch = db.jobs.claim_items(w, 3)
+    assert [it.content_hash for it in batch.items] == ["old"] * 3
+    if cancelled:
+        db.jobs.request_cancel(job.id)
+    with db.session(write=True) as s:
+        s.execute(update(Image).where(Image.id == ids[0]).values(content_hash="new"))
+    preds = [PredictionIn(i, mv.id, anomaly_score=0.5) for i in ids]
+    read = {it.image_id: it.content_hash for it in batch.items}
+    assert db.jobs.complete_items(w, [it.id for it in batch.items], preds, read) == 2
+    assert db.predictions.image_ids_with(mv.id) == set(ids[1:])
+    first = db.jobs.items(job.id)[0]
+    if cancelled:
+        assert first.status is ItemStatus.CANCELLED and db.jobs.get(job.id).status is JobStatus.CANCELLED
+    else:
+        assert (first.status, first.attempts) == (ItemStatus.QUEUED, 0)
+        assert [it.image_id for it in db.jobs.claim_items(w, 3).items] == [ids[0]]
+
+
 def test_item_that_keeps_killing_workers_is_failed(db: Database) -> None:
     ids = _images(db, 1)
     job = db.jobs.create("prelabel", {}, ids)
