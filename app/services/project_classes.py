@@ -50,9 +50,11 @@ class ClassList:
         return {n: c for n, c in sorted(self.in_use.items()) if c and n not in kept}
 
 
-def validate(names: Iterable[str]) -> tuple[str, ...]:
+def validate(names: Iterable[str], kept: Collection[str] = ()) -> tuple[str, ...]:
     """The names stripped and checked: none empty, none longer than the column, no two equal
-    (ignoring case: "Crack" and "crack" on two hotkeys is a mistake), at most ``MAX_CLASSES``."""
+    (ignoring case: "Crack" and "crack" on two hotkeys is a mistake), at most ``MAX_CLASSES``; a new name one a folder
+    can take (``kept``: names already on the list, or the model's, pass as they are: refusing them blocked every edit
+    of such a list, the session-43 review)."""
     out: list[str] = []
     seen: dict[str, str] = {}
     for raw in names:
@@ -63,7 +65,7 @@ def validate(names: Iterable[str]) -> tuple[str, ...]:
             raise ClassListError("a class name cannot be empty")
         if len(name) > MAX_NAME:
             raise ClassListError(f"class name {name[:40]!r}… is longer than {MAX_NAME} characters")
-        if safe_name(name, "") != name:  # found by a session-43 probe: "crack>1mm" was exported and retrained as
+        if safe_name(name, "") != name and name not in kept:  # found by a session-43 probe: "crack>1mm" was exported and retrained as
             # "crack_1mm", a class the project does not have, and the comparison said the parent knew other classes
             raise ClassListError(f"{name!r} cannot name a folder, as exports and retraining need (no < > : \" / \\ | ? * "
                                  f"and no trailing dot): {safe_name(name)!r}, for instance")
@@ -160,7 +162,7 @@ def read(db: "Database") -> ClassList:
 def save(db: "Database", new_names: Iterable[str]) -> ClassList:
     """Make ``new_names`` the project's list (validated; labels untouched). An empty list goes
     back to the active classifier's classes."""
-    checked = validate(new_names)
+    checked = validate(new_names, kept=read(db).names)
     db.classes.set(TASK, checked)
     return read(db)
 

@@ -36,6 +36,16 @@ def test_validate_strips_and_refuses_what_cannot_be_a_hotkey_list() -> None:
             pc.validate(bad)  # type: ignore[arg-type]
 
 
+def test_a_list_already_holding_a_name_no_folder_takes_can_still_be_edited(db) -> None:
+    """The session-43 review: a list saved before the folder-name check (or copied from a model) refused every
+    later add or remove. Names already on it pass; a new one is still refused."""
+    db.classes.set(pc.TASK, ("crack>1mm", "ok"))
+    assert pc.add(db, ["blowhole"]).names == ("crack>1mm", "ok", "blowhole")
+    assert pc.remove(db, ["ok"]).names == ("crack>1mm", "blowhole")
+    with pytest.raises(pc.ClassListError, match="cannot name a folder"):
+        pc.add(db, ["edge|burr"])
+
+
 def test_model_list_until_the_project_saves_its_own(db) -> None:
     assert pc.read(db).source == "none" and pc.names(db) == []
     _model(db, ["crazing", "patches"])
