@@ -13,7 +13,7 @@ Keys pressed for an image whose detail is still on its way, and a decision on a 
 still being read (G on twenty parts, then Ctrl+Q), are intents no label holds yet: the window closed over them and
 they were lost without a word (found by a session-43 probe). The close now waits for those reads to answer and their
 labels to be made, then goes on as above; when that takes long, the same kind of dialog says so and offers
-**Close now**, which says they are not applied.
+**Close now**, which says they are not applied (a flag already being written may still land).
 """
 from __future__ import annotations
 
@@ -109,7 +109,8 @@ class ClosingLabels(QObject):
                 and time.monotonic() - self._intents_since >= self.QUICK_S:
             self._show(f"Applying {waiting} key(s), decision(s) or flag(s) before the station closes: the database "
                        "has not answered yet (the images they are for are still being read, or a flag is being "
-                       "written).\n\nClose now closes without them: they are not applied.", self._close_without_intents)
+                       "written).\n\nClose now closes without waiting: keys and decisions still waiting are not applied (a flag "
+                       "already being written may still be stored).", self._close_without_intents)
 
     def _on_lost(self, text: str) -> None:
         self._lost.append(text)
@@ -221,6 +222,7 @@ class ClosingLabels(QObject):
             if answer != QMessageBox.StandardButton.Discard:
                 self._running = False
                 self._asked = False  # the next close asks again about what it would stop
+                self.intents_dropped = False  # and waits for keys and flags again (the session-43 review)
                 self.review.cancel_close()
                 return False
             log.error("closing without %d label(s): %s", len(self.review.pending()), exc)

@@ -1023,7 +1023,7 @@ def test_closing_while_a_key_waits_for_its_image(service, folder, qtbot, monkeyp
     assert win.isVisible()
     if close_now:
         qtbot.waitUntil(lambda: win.closing.dialog is not None, timeout=5000)
-        assert "they are not applied" in win.closing.dialog.labelText()
+        assert "are not applied" in win.closing.dialog.labelText()
         win.closing.dialog.findChild(QPushButton).click()  # "Close now"
         assert not win.isVisible()
     gate.set()
