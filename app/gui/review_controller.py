@@ -285,9 +285,7 @@ class ReviewController(QObject):
             detail = replace(detail, label=known)
         label = local if local is not None else detail.label
         if local is None and not stale:
-            self._seen[image_id] = detail.label.revision
-            if detail.label.revision > self._own_rev.get(image_id, detail.label.revision):
-                self._foreign[image_id] = (self._marks, detail.label.author or "someone")
+            self._saw(image_id, detail.label)
         if self.detail is None or self.detail.item.image_id != image_id:
             self.image_size = None
         self.detail = detail
@@ -546,7 +544,7 @@ class ReviewController(QObject):
                 continue
             before = detail.label if local is None else local
             if local is None:
-                self._seen[image_id] = detail.label.revision
+                self._saw(image_id, detail.label)  # a gallery decision's read too (the session-43 review)
             if decision == "accept":
                 after = self.service.accepted_label(detail, before)
                 if not after.same_content(before):
@@ -831,6 +829,13 @@ class ReviewController(QObject):
         """This window's label of ``image_id`` that the database does not hold yet (on its way, or waiting)."""
         local = self._local.get(image_id)
         return None if local is None else local[0]
+
+    def _saw(self, image_id: int, label: LabelState) -> None:
+        """The stored label read for ``image_id``: edits are based on its revision, and one this window did not save
+        (newer than its own) refuses replays of the undo steps made before it (``foreign_after``)."""
+        self._seen[image_id] = label.revision
+        if label.revision > self._own_rev.get(image_id, label.revision):
+            self._foreign[image_id] = (self._marks, label.author or "someone")
 
     def edit_mark(self) -> int:
         """A new undo step's place in time, for ``foreign_after``."""

@@ -202,3 +202,28 @@ def test_ctrl_z_after_the_window_showed_another_stations_label_never_puts_the_ol
     press(qtbot, win, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # nor redone
     wait_saved(win, qtbot)
     assert service.detail(image_id).label.class_name == CLASSES[2]
+
+
+def test_ctrl_z_after_a_gallery_decision_read_another_stations_label_never_puts_the_old_one_back(window, service,
+                                                                                               qtbot):
+    """The session-43 review: the same through a gallery decision, whose read of the image met their label (the
+    decision itself left it as it was: the class was theirs already), then two Ctrl+Z."""
+    from tests.gui.conftest import wait_shown
+    win = window
+    x = win.review.image_id
+    win.review.set_class(CLASSES[0])
+    wait_saved(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    y = win.review.image_id
+    service.db.labels.append(x, LabelChange(ReviewState.CORRECTED, class_name=CLASSES[2]), "inspector2")
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        win.review.decide_many([x, y], "class", CLASSES[2])
+    wait_saved(win, qtbot)
+    win.review.undo_stack.undo()
+    wait_saved(win, qtbot)
+    win.review.undo_stack.undo()
+    wait_saved(win, qtbot)
+    qtbot.wait(200)
+    assert service.detail(x).label.class_name == CLASSES[2]
+    assert service.history(x)[-1].author == "inspector2"
