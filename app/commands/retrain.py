@@ -176,8 +176,10 @@ def run(args: argparse.Namespace) -> int:
     refused: dict[str, Any] | None = None
     started = time.monotonic()
 
-    def discard() -> None:  # only a model folder this run created, never one that was there before
-        if made_final:
+    registered = False
+
+    def discard() -> None:  # only a model folder this run created, never one that was there before, nor a
+        if made_final and not registered:  # registered version's (its row stands: the review of session 43)
             shutil.rmtree(final, ignore_errors=True)
 
     try:
@@ -289,20 +291,22 @@ def run(args: argparse.Namespace) -> int:
         # the database. It was taken then, the folder removed and "nothing was registered" said, while a challenger
         # with no files stood registered in place of the earlier one (found by a session-43 probe). It waits for
         # the registration, which then stands, and the command says so.
+        # The handler stays until the command returns (the caller's is put back then): a cancel during the
+        # promotion or the last lines left a registered, maybe promoted, version without its folder (the review).
         late: list[int] = []
         signal.signal(signal.SIGTERM, lambda signum, _frame: late.append(signum))
-        try:
-            version = register_retrained(db, plan, time.monotonic() - started, compared)
-        finally:
-            signal.signal(signal.SIGTERM, _on_sigterm)
-        if late:
-            print(f"the cancel came while {name} was being registered: it is registered as the challenger "
-                  "(compare it in Project ▸ Models…; it is not made active)", file=sys.stderr)
+        version = register_retrained(db, plan, time.monotonic() - started, compared)
+        registered = True
+        cancelled_before_promotion = bool(late)
         promoted = ""
         if args.activate and not late:   # recorded as a promotion, as the Models dialog's would be
             from app.services.model_catalog import ModelCatalog
             promoted = ModelCatalog(db).promote(version.id, "retrain --activate").text
             version = db.model_versions.get(version.id) or version
+        if late:
+            print(f"the cancel came after {name} was registered: it stands"
+                  + (", as the challenger (compare it in Project ▸ Models…; it is not made active)"
+                     if cancelled_before_promotion or not promoted else f" ({promoted})"), file=sys.stderr)
         events.emit("done", version_id=version.id, name=version.name, family=version.family,
                     path=version.checkpoint_path, metrics=version.metrics, comparison=compared,
                     activated=bool(version.active), **({"promoted": promoted} if promoted else {}),

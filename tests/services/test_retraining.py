@@ -912,7 +912,29 @@ def test_a_cancel_while_the_version_is_registered_waits_for_it_and_says_so(stati
     out = capsys.readouterr()
     done = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")][-1]
     assert rc == 0 and done["event"] == "done" and done["cancel_too_late"] and not done["activated"]
-    assert "the cancel came while cx was being registered" in out.err
+    assert "the cancel came after cx was registered: it stands, as the challenger" in out.err
     version = db.model_versions.by_name("classifier", "cx")
     assert version.challenger and not version.active and Path(version.checkpoint_path).is_dir()
     assert db.model_versions.file_list(version.id)
+
+
+
+def test_a_cancel_during_the_promotion_of_retrain_activate_leaves_the_promoted_version_whole(station, monkeypatch,
+                                                                                            capsys) -> None:
+    """The session-43 review: after registration the SIGTERM handler was the cancelling one again, so a cancel during
+    `--activate`'s promotion removed the folder of a registered, maybe promoted, version and said "nothing was
+    registered". The promotion finishes and stands, and it is said."""
+    import app.services.model_catalog as catalog
+    db, url, _home = station
+    real = catalog.ModelCatalog.promote
+
+    def promote(self, version_id, note=None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, version_id, note)
+    monkeypatch.setattr(catalog.ModelCatalog, "promote", promote)
+    rc = cli_main(["--db", url, "retrain", "classifier", "--threads", "1", "--name", "cy", "--method", "texture",
+                   "--groups", "none", "--keep-if-worse", "--min-per-class", "5", "--activate"])
+    err = capsys.readouterr().err
+    version = db.model_versions.by_name("classifier", "cy")
+    assert rc == 0 and version.active and Path(version.checkpoint_path).is_dir()
+    assert "the cancel came after cy was registered: it stands (" in err and "nothing was registered" not in err
