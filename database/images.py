@@ -245,6 +245,15 @@ class ImageRepository:
                 rows.update((r.id, r) for r in s.scalars(select(Image).where(Image.id.in_(part))))
             return [image_dto(rows[i]) for i in image_ids if i in rows]
 
+    def folders_of(self, image_ids: Sequence[int]) -> dict[int, int]:
+        """image id -> its folder's id (two columns read, not whole rows: a re-flag after an activation asks for
+        every image either version answered)."""
+        out: dict[int, int] = {}
+        with self.db.session() as s:
+            for part in chunks(sorted(set(image_ids))):
+                out.update(s.execute(select(Image.id, Image.folder_id).where(Image.id.in_(part))).tuples().all())
+        return out
+
     def by_path(self, folder_id: int, rel_path: str) -> ImageInfo | None:
         with self.db.session() as s:
             row = s.scalar(select(Image).where(Image.folder_id == folder_id, Image.rel_path == rel_path))

@@ -108,10 +108,8 @@ def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSetting
     running one family re-flagged its images from that family alone (the classifier's out-of-domain answer,
     still shown, no longer flagged them), and an activation left the images flagged by the replaced version."""
     by_folder: dict[int, list[int]] = {}
-    ids = sorted(set(image_ids))
-    for start in range(0, len(ids), 5000):
-        for img in db.images.get_many(ids[start:start + 5000]):
-            by_folder.setdefault(img.folder_id, []).append(img.id)
+    for image_id, folder_id in db.images.folders_of(image_ids).items():
+        by_folder.setdefault(folder_id, []).append(image_id)
     return sum(reflag_images(db, folder_id, sorted(found), settings) for folder_id, found in by_folder.items())
 
 
