@@ -194,20 +194,25 @@ def test_edits_undone_while_the_database_refused_them_write_nothing(db_url, fold
     db.close()
 
 
+def _save_refused(service, monkeypatch, nth: int, error: Exception) -> None:
+    """The ``nth`` label save raises ``error``; the others save."""
+    real_save, calls = service.save, []
+
+    def refused(*a, **k):
+        calls.append(1)
+        if len(calls) == nth:
+            raise error
+        return real_save(*a, **k)
+    monkeypatch.setattr(service, "save", refused)
+
+
 def test_an_edit_undone_after_a_lost_connection_writes_nothing(window, service, qtbot, monkeypatch):
     """Found by a session-43 probe: the same as the test above, but the save failed for another reason than a lock
     (a server that closed the connection): the undo was written at once as a revision "undo class" that changed
     nothing."""
     win = window
     image_id = win.review.image_id
-    real_save, calls = service.save, []
-
-    def first_fails(*a, **k):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("server closed the connection unexpectedly")
-        return real_save(*a, **k)
-    monkeypatch.setattr(service, "save", first_fails)
+    _save_refused(service, monkeypatch, 1, RuntimeError("server closed the connection unexpectedly"))
     win.review.set_class("scratches")
     qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=5000)
     win.review.undo_stack.undo()
@@ -223,14 +228,7 @@ def test_an_undo_back_past_a_label_stored_meanwhile_is_written(window, service, 
     from app.services.review import StorageBusy
     win = window
     image_id = win.review.image_id
-    real_save, calls = service.save, []
-
-    def second_refused(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise StorageBusy("the database file is locked by another program (test)")
-        return real_save(*a, **k)
-    monkeypatch.setattr(service, "save", second_refused)
+    _save_refused(service, monkeypatch, 2, StorageBusy("the database file is locked by another program (test)"))
     win.review.set_class("scratches")   # lands; its answer comes after the next edit was made
     win.review.set_class("inclusion")   # refused: waits
     qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=10000)
