@@ -250,26 +250,32 @@ class Planner:
             note=f"{IMPORTED_NOTE}{rec.label_file}",
             object_classes=self.object_part(mask, rec),
         )
+        filled: dict[str, Any] = {}
         if current is not None and confirms_prediction_only(current):
-            change = self.keep_confirmed_prediction(change, current)
+            filled = prediction_label(current, self.db.predictions.for_image(current.image_id))
+            change = self.keep_confirmed_prediction(change, current, filled)
         before = current.class_name if current else None
-        action = self.action(change, rec, current)
+        action = self.action(change, rec, current, filled)
         # a skipped row keeps the station's class: its "after" and the per-class counts said the dataset's (a probe)
         after = before if change.class_name is UNCHANGED or action == SKIPPED_NEWER else change.class_name
         return PlannedLabel(target.image.id, target.display, str(rec.label_file), action, before, after, change,
                             current.revision if current else 0)
 
-    def keep_confirmed_prediction(self, change: LabelChange, current: LabelRevisionInfo) -> LabelChange:
+    def keep_confirmed_prediction(self, change: LabelChange, current: LabelRevisionInfo,
+                                  confirmed: Mapping[str, Any]) -> LabelChange:
         """An accepted prediction is a label too: the parts the dataset does not set keep its values."""
-        confirmed = prediction_label(current, self.db.predictions.for_image(current.image_id))
         kept: dict[str, Any] = {f: v for f, v in confirmed.items() if getattr(change, f) is UNCHANGED}
         return replace(change, from_prediction_id=current.from_prediction_id, **kept)
 
-    def action(self, change: LabelChange, rec: ImportRecord, current: LabelRevisionInfo | None) -> str:
+    def action(self, change: LabelChange, rec: ImportRecord, current: LabelRevisionInfo | None,
+               filled: Mapping[str, Any] | None = None) -> str:
+        """``filled``: a label accepted from a prediction holds its parts there; the station's own CSV of such a
+        label was counted "would overwrite" and written again, unchanged (a session-43 probe)."""
         if current is None or current.review_state == ReviewState.UNREVIEWED:
             return NEW
+        held = dict(filled or {})
         same = change.review_state == current.review_state and all(
-            getattr(change, f) is UNCHANGED or getattr(change, f) == getattr(current, f)
+            getattr(change, f) is UNCHANGED or getattr(change, f) == held.get(f, getattr(current, f))
             for f in ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png", "object_classes"))
         if same:
             return UNCHANGED_LABEL

@@ -90,3 +90,29 @@ def test_round_trip_keeps_per_object_classes(object_station, fmt: str) -> None:
     assert import_labels(fresh, out, ImportOptions(format=fmt)).written == 0
     fresh.close()
     assert db.labels.current(ids["a"]).object_classes == as_json([ObjectClass(15, 20, "scratch")])
+
+
+def test_yolo_gives_an_image_without_a_class_none_from_its_objects(object_station) -> None:
+    """Found by a session-43 probe: an image with no class whose objects carry their own classes came back from the
+    station's YOLO export with an object's class as its own (the export's "target" for its plain objects lost the
+    vote to them), and its plain object took it too."""
+    from database import LabelChange, ReviewState
+    db, root, tmp = object_station
+    ids = label_object_classes(db)
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, class_name=None), "ann")
+    out = tmp / "export"
+    export_database(db, out, ExportOptions(formats=("yolo",)))
+    fresh = open_station(tmp, "fresh-yolo-none", root)
+    fresh.classes.set("classifier", OBJECT_CLASSES)
+    assert import_labels(fresh, out, ImportOptions(format="yolo")).preview.errors == ()
+    got = fresh.labels.current(fresh.images.by_path(fresh.folders.list()[0].id, "a.png").id)
+    assert got.class_name is None and parse(got.object_classes) == (ObjectClass(15, 20, "scratch"),)
+    fresh.close()
+
+
+def test_a_quoted_yolo_class_name_keeps_a_hash_in_it() -> None:
+    """`"defect #2"` in data.yaml was read as `defect` (the comment rule cut it; a session-43 probe)."""
+    from app.services.import_yolo import scalar
+    assert scalar('"defect #2"  # the second kind') == "defect #2"
+    assert scalar("'it''s #3' # YAML's own escape") == "it's #3"
+    assert scalar("crack # a comment") == "crack"
