@@ -148,6 +148,10 @@ class ImageRepository:
                         and (e.content_hash is None or old.content_hash in (None, e.content_hash)))
                 if same and not old.missing:
                     unchanged += 1
+                    if old.content_hash is None and e.content_hash is not None:
+                        # read at last (it was unreadable when indexed): its hash stored and its error cleared; the
+                        # error stood for good, the file re-hashed at every scan (found by a session-43 probe)
+                        updates.append({"id": old.id, **values})
                     continue
                 if same:
                     restored += 1

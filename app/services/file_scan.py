@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, MutableMapping
+from typing import Callable, Collection, Iterable, Iterator, MutableMapping
 
 from inference.imageio import IMAGE_SUFFIXES
 
@@ -59,8 +59,19 @@ class ScanPlan:
     vanished: dict[str, str] = field(default_factory=dict)
 
 
-def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
-    """Every image file under ``root`` (recursive, by suffix, hidden folders skipped), sorted per folder."""
+@dataclass
+class WalkNotes:
+    """What a walk could not read: folders (their rows are not taken for gone) and entries, with the reason."""
+
+    unread_dirs: set[str] = field(default_factory=set)
+    skipped: list[str] = field(default_factory=list)
+
+
+def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None) -> Iterator[FoundFile]:
+    """Every image file under ``root`` (recursive, by suffix, hidden folders skipped), sorted per folder. A folder or
+    a name that cannot be read is passed over and noted (``notes``): a sub-folder read-protected had its images
+    marked missing, and one name with invalid UTF-8 bytes or a path too long for the system stopped the whole
+    index, the folder's other images included (found by a session-43 probe)."""
     base = os.fspath(root)
     stack = [""]
     while stack:
@@ -68,13 +79,22 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
         try:
             with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except (PermissionError, FileNotFoundError, NotADirectoryError):
-            continue  # an unreadable sub-folder must not stop the rest of the index
+        except OSError as exc:  # unreadable, gone meanwhile, a name too long: the rest of the index goes on
+            if rel_dir and notes is not None and not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                notes.unread_dirs.add(rel_dir)
+                notes.skipped.append(f"{shown_name(rel_dir)}/: {exc.strerror or exc}")
+            continue
         subdirs = []
         for e in entries:
             if e.name.startswith("."):
                 continue
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                if notes is not None:
+                    notes.skipped.append(f"{shown_name(rel)}: the name is not valid UTF-8 (rename it to index it)")
+                continue
             try:
                 if e.is_dir(follow_symlinks=False):
                     subdirs.append(rel)
@@ -86,7 +106,14 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[FoundFile]:
         stack.extend(reversed(subdirs))
 
 
-def plan_changes(found: Iterable[FoundFile], known: MutableMapping[str, KnownFile]) -> ScanPlan:
+def shown_name(rel: str) -> str:
+    """A walked path as text, whatever bytes its name holds (a very long one by its end)."""
+    text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text if len(text) <= 160 else "…" + text[-150:]
+
+
+def plan_changes(found: Iterable[FoundFile], known: MutableMapping[str, KnownFile],
+                 unread_dirs: Collection[str] = ()) -> ScanPlan:
     """Split the files on disk into new / changed / unchanged (size and mtime equal, only
     counted) / restored (unchanged, but marked missing) / gone, and index the rows not seen by
     their bytes (``vanished``: a new file with the same bytes was moved or renamed). ``known`` is
@@ -104,9 +131,12 @@ def plan_changes(found: Iterable[FoundFile], known: MutableMapping[str, KnownFil
                 unchanged += 1
         else:
             changed.append(entry)
-    gone = tuple(sorted(p for p, k in known.items() if not k.missing))
+    unseen = {p for p in known if any(p.startswith(d + "/") for d in unread_dirs)}  # not read is not gone
+    gone = tuple(sorted(p for p, k in known.items() if not k.missing and p not in unseen))
     by_hash: dict[str, str | None] = {}
     for p, k in known.items():
+        if p in unseen:
+            continue
         if k.content_hash:
             by_hash[k.content_hash] = None if k.content_hash in by_hash else p
     vanished = {h: p for h, p in by_hash.items() if p is not None}

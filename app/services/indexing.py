@@ -18,12 +18,13 @@ finds unchanged; rows are marked missing only after the whole folder was walked.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from app.services.file_scan import FoundFile, KnownFile, hash_files, plan_changes, walk_images
+from app.services.file_scan import FoundFile, KnownFile, WalkNotes, hash_files, plan_changes, walk_images
 from app.services.trace import (
     TraceReport,
     TraceRuleError,
@@ -33,6 +34,8 @@ from app.services.trace import (
 from database.dto import FileEntry, LabelChange
 from database.errors import StaleLabelError
 from database.states import ReviewState
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -58,6 +61,7 @@ class IndexReport:
     seconds: float
     trace: TraceReport | None = None  # serial/lot/station read by the project's trace rule (None: no rule)
     restored: int = 0   # rows whose file came back after it had gone (unchanged: their flag cleared)
+    skipped: tuple[str, ...] = ()  # folders and names the walk could not read, each with its reason (not indexed)
     moved: tuple[int, ...] = ()  # rows whose file was moved or renamed in the folder (same bytes): they followed it
     set_aside: tuple[int, ...] = ()  # reviewed images whose bytes changed: their label moved into the history
 
@@ -82,18 +86,22 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     info = db.folders.add(str(root))
     known = {path: KnownFile(*values) for path, values in db.images.known_files(info.id).items()}
     files = 0
+    notes = WalkNotes()
 
     def walk() -> Iterator[FoundFile]:
         nonlocal files
-        for files, entry in enumerate(walk_images(root), 1):
+        for files, entry in enumerate(walk_images(root, notes), 1):
             if progress is not None and files % 500 == 0:
                 progress(files, 0, "scan")
             yield entry
-    plan = plan_changes(walk(), known)
+    plan = plan_changes(walk(), known, notes.unread_dirs)
+    for why in notes.skipped:
+        log.warning("%s: not indexed: %s", root, why)
     del known
     if changes_only and not (plan.new or plan.changed or plan.restored or plan.gone):
         return IndexReport(folder_id=info.id, root=str(root), files=files, added=(), changed=(),
-                           unchanged=plan.unchanged, missing=0, unreadable=(), seconds=time.monotonic() - start)
+                           unchanged=plan.unchanged, missing=0, unreadable=(), seconds=time.monotonic() - start,
+                           skipped=tuple(notes.skipped))
     stream = on_first is not None and len(plan.new) > first_batch
     to_hash = [*(sorted(plan.new, key=lambda e: e.rel_path.lower()) if stream else plan.new), *plan.changed]
     # Restored rows (unchanged files back from missing) need only their flag cleared.
@@ -147,7 +155,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         folder_id=info.id, root=str(root), files=files, added=tuple(sorted(added)),
         changed=tuple(sorted(changed)), unchanged=plan.unchanged, missing=missing,
         unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=restored,
-        moved=tuple(sorted(moved)), set_aside=set_aside,
+        moved=tuple(sorted(moved)), set_aside=set_aside, skipped=tuple(notes.skipped),
     )
 
 

@@ -263,8 +263,12 @@ class ReviewService:
         except FolderIndexError as exc:
             raise ReviewError(str(exc)) from None
         info = self._folder_info(report.folder_id)
-        if report.trace is not None and report.trace.problems:
-            info = replace(info, note=report.trace.summary())
+        notes = [report.trace.summary()] if report.trace is not None and report.trace.problems else []
+        if report.skipped:  # a folder or a name the walk could not read: said, not passed over in silence
+            notes.append(f"{len(report.skipped)} not indexed: " + "; ".join(report.skipped[:3])
+                         + (" …" if len(report.skipped) > 3 else ""))
+        if notes:
+            info = replace(info, note=" · ".join(notes))
         return info
 
     def rescan_folder(self, folder_id: int) -> FolderChange:

@@ -319,3 +319,52 @@ def test_a_renamed_sub_folder_moves_its_rows_in_chunks(db, tmp_path: Path, monke
     again = index_folder(db, root)
     assert again.moved == () and len(again.added) == 1
     assert db.images.get(again.added[0]).rel_path == "p0-again.png"
+
+
+def test_a_name_or_folder_the_walk_cannot_read_is_said_and_stops_nothing(db, tmp_path: Path, monkeypatch) -> None:
+    """Found by a session-43 probe: one file name with invalid UTF-8 bytes, or a sub-folder path too long for the
+    system, stopped the whole index (the folder's other images included); a sub-folder that could not be read had its
+    indexed images marked missing. Each is passed over, said, and its rows are kept."""
+    import errno
+    import os
+
+    from app.services import file_scan
+    root = _folder(tmp_path / "parts")
+    first = index_folder(db, root)
+    assert first.skipped == () and len(first.added) == 4
+    bad = os.fsencode(root) + b"/caf\xe9.png"
+    with open(bad, "wb") as f:
+        f.write((root / "gray.png").read_bytes())
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path).endswith("/sub"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_scandir(path)
+    monkeypatch.setattr(file_scan.os, "scandir", scandir)
+    again = index_folder(db, root)
+    assert again.missing == 0 and len(again.skipped) == 2
+    assert any("caf" in s and "not valid UTF-8" in s for s in again.skipped)
+    assert any(s.startswith("sub/: Permission denied") for s in again.skipped)
+    rows = {im.rel_path: im.missing for im in db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))}
+    assert rows == {"gray.png": False, "colour.jpg": False, "sub/deep.bmp": False, "sub/wide.tiff": False}
+
+
+def test_a_file_unreadable_when_indexed_loses_its_error_once_it_is_read(db, tmp_path: Path, monkeypatch) -> None:
+    """Found by a session-43 probe: a file that could not be read while indexing kept "file could not be read while
+    indexing" and no hash for good once readable again (same size and time: taken for unchanged)."""
+    from app.services import indexing
+    root = _folder(tmp_path / "parts")
+    real = indexing.hash_files
+
+    def unreadable_gray(root_, entries, on_done=None):
+        for entry, digest in real(root_, entries, on_done):
+            yield entry, None if entry.rel_path == "gray.png" else digest
+    monkeypatch.setattr(indexing, "hash_files", unreadable_gray)
+    folder_id = index_folder(db, root).folder_id
+    gray = {im.rel_path: im for im in db.images.query(ImageQuery(folder_id=folder_id))}["gray.png"]
+    assert gray.error and gray.content_hash is None
+    monkeypatch.setattr(indexing, "hash_files", real)
+    index_folder(db, root)
+    gray = db.images.get(gray.id)
+    assert gray.error is None and gray.content_hash
