@@ -20,6 +20,7 @@ class FolderController(QObject):
     opened = Signal(object)     # FolderInfo, after indexing
     failed = Signal(str)
     message = Signal(str)
+    noted = Signal(str)                       # an opening's note (what was not indexed, trace problems): it stays a while
     _done = Signal(str, object, str)          # path, FolderInfo | None, error (from the indexer)
     _progress = Signal(str, int, int, str)    # path, done, total, phase
     _first = Signal(object)                   # FolderInfo: the first page is indexed (from the indexer)
@@ -108,7 +109,9 @@ class FolderController(QObject):
             self.failed.emit(f"Cannot open {path}: {error}")
             return
         self.refresh(info.id)
-        self.message.emit(f"{info.name}: {info.image_count} images" + (f" ({info.note})" if info.note else ""))
+        said = f"{info.name}: {info.image_count} images" + (f" ({info.note})" if info.note else "")
+        # a note was wiped at once by the job and label lines that follow an opening (seen under Xvfb, session 43)
+        (self.noted if info.note else self.message).emit(said)
         self.opened.emit(info)
 
     def refresh(self, current: int | None = None) -> None:

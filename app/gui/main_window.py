@@ -213,6 +213,7 @@ class MainWindow(QMainWindow):
         self.folders.folder_chosen.connect(self.show_folder)
         self.folder_ctl.opened.connect(lambda info: self.show_folder(info.id))
         self.folder_ctl.message.connect(self._say)
+        self.folder_ctl.noted.connect(self._note)
         self.folder_ctl.failed.connect(self._warn)
         self.folder_ctl.failed.connect(lambda _m: q.stop_awaiting())
         v.cursor_moved.connect(self.status.cursor.setText)

@@ -95,8 +95,8 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
                 progress(files, 0, "scan")
             yield entry
     plan = plan_changes(walk(), known, notes.unread_dirs)
-    for why in notes.skipped:
-        log.warning("%s: not indexed: %s", root, why)
+    for why in notes.skipped:  # said at an opening; a follower's re-scan every few seconds says it once in the log
+        (log.debug if changes_only else log.warning)("%s: not indexed: %s", root, why)
     del known
     if changes_only and not (plan.new or plan.changed or plan.restored or plan.gone):
         return IndexReport(folder_id=info.id, root=str(root), files=files, added=(), changed=(),
