@@ -199,6 +199,11 @@ def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
 def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
     """Read ``path`` once; for each mode, channel-convert and shrink (still integer) before scaling to float."""
     raw = read_raw(path)
+    if np.issubdtype(raw.dtype, np.floating) and raw.size:
+        lo, hi = float(np.nanmin(raw)), float(np.nanmax(raw))
+        if lo < 0.0 or hi > 1.0:  # scored as a blank frame, clipped to 0-1, while the viewer stretched it (a probe)
+            raise ImageReadError(path, f"floating-point pixels outside 0-1 ({lo:.4g} to {hi:.4g}): the models read "
+                                       "float images in 0-1; save it as 8 or 16 bit, or scaled to 0-1")
     views = {}
     for mode, max_side in modes.items():
         try:

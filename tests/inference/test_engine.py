@@ -92,6 +92,18 @@ def test_decode_shrinks_large_images_but_keeps_their_size(tmp_path: Path) -> Non
         decode(files["text"], {"gray": 64})
 
 
+def test_a_float_image_outside_0_to_1_is_refused_with_its_range(tmp_path: Path) -> None:
+    """Found by a session-43 probe: a 32-bit float TIFF of values 20-80 reached the models as a blank white frame
+    (clipped to 0-1) and scored 1.0, while the viewer stretched it; one in 0-1 is read as it is."""
+    hot = tmp_path / "f32.tif"
+    assert cv2.imwrite(str(hot), np.linspace(20, 80, 64 * 48, dtype=np.float32).reshape(48, 64))
+    with pytest.raises(ImageReadError, match="floating-point pixels outside 0-1 .20 to 80"):
+        decode(hot, {"gray": 64})
+    fine = tmp_path / "unit.tif"
+    assert cv2.imwrite(str(fine), np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64))
+    assert decode(fine, {"gray": 64}).views["gray"].max() == pytest.approx(1.0)
+
+
 def test_broken_or_mismatched_model_directories_are_refused(models, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError):
         InspectionEngine({"classifier": tmp_path / "nothing"}, device="cpu")
