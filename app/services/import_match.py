@@ -20,6 +20,7 @@ training images of those names), and the whole import was refused as "labelled t
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -28,6 +29,7 @@ from app.services.export_items import ExportItem, flat_name
 from app.services.file_scan import hash_file
 from app.services.import_records import ImportRecord
 from database.dto import FolderInfo, ImageInfo
+from database.images import join_path
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,14 @@ class ImageMatcher:
             self.by_path.setdefault(f"{folder.name}/{img.rel_path}", []).append(img)
             self.by_stem.setdefault(str(PurePosixPath(img.rel_path).with_suffix("")), []).append(img)
             probe = ExportItem(source=Path(), rel_path=img.rel_path, folder=folder.name, review_state="")
-            for name in {flat_name(probe, False), flat_name(probe, True)}:  # exports of several folders prefix it
-                self.by_name.setdefault(name, []).append(img)
-                self.by_stem.setdefault(str(PurePosixPath(name).with_suffix("")), []).append(img)
+            # an export gives colliding flat names a hash of the file's path (``unique_file_names``): those names
+            # matched nothing, so both images of a collision came back unmatched (a session-43 probe)
+            digest = hashlib.sha256(str(Path(join_path(folder.root_path, img.rel_path))).encode("utf-8")).hexdigest()[:8]
+            for plain in {flat_name(probe, False), flat_name(probe, True)}:  # exports of several folders prefix it
+                tagged = f"{PurePosixPath(plain).stem}-{digest}{PurePosixPath(plain).suffix}"
+                for name in (plain, tagged):
+                    self.by_name.setdefault(name, []).append(img)
+                    self.by_stem.setdefault(str(PurePosixPath(name).with_suffix("")), []).append(img)
             if img.content_hash:
                 self.by_hash.setdefault(img.content_hash, []).append(img)
             for tail in suffixes(img.rel_path)[1:]:   # 'patches/p_101.png', 'p_101.png' of 'steel/patches/p_101.png'

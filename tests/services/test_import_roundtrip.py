@@ -116,3 +116,36 @@ def test_a_quoted_yolo_class_name_keeps_a_hash_in_it() -> None:
     assert scalar('"defect #2"  # the second kind') == "defect #2"
     assert scalar("'it''s #3' # YAML's own escape") == "it's #3"
     assert scalar("crack # a comment") == "crack"
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "masks", "yolo"])
+def test_images_whose_export_names_collided_come_back_each_to_its_own(tmp_path: Path, fmt: str) -> None:
+    """Found by a session-43 probe: `sub/c.png` and `sub__c.png` (the same bytes) share the flat name `sub__c.png`,
+    and the export names each with a hash of its path; the import knew no such names and left both unmatched."""
+    import shutil
+
+    import numpy as np
+
+    from app.services.export_items import encode_mask
+    from database import LabelChange, ReviewState
+    from tests.services.export_fixtures import H, W, write_image
+    root = tmp_path / "lot"
+    write_image(root / "sub" / "c", 1)
+    shutil.copy(root / "sub" / "c.png", root / "sub__c.png")
+    db = open_station(tmp_path, "first", root)
+    db.classes.set("classifier", ["crack", "good"])
+    m = np.zeros((H, W), bool)
+    m[2:5, 2:5] = True
+    given = {}
+    for image, cls in zip(sorted(db.images.query(), key=lambda i: i.rel_path), ("crack", "good")):
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=cls, mask_png=encode_mask(m)), "ann")
+        given[image.rel_path] = cls
+    export_database(db, tmp_path / "export", ExportOptions(formats=(fmt,)))
+    fresh = open_station(tmp_path, f"fresh-{fmt}", root)
+    fresh.classes.set("classifier", ["crack", "good"])
+    result = import_labels(fresh, tmp_path / "export", ImportOptions(format=fmt))
+    assert result.preview.unmatched == () and result.written == 2
+    if fmt == "imagefolder":
+        assert {i.rel_path: fresh.labels.current(i.id).class_name for i in fresh.images.query()} == given
+    fresh.close()
+    db.close()
