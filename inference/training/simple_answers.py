@@ -35,12 +35,17 @@ THUMBNAIL = 12  # side of the gray thumbnail (12×12 = 144 numbers per image)
 
 def thumbnails(paths: Sequence[Path], size: int = THUMBNAIL) -> np.ndarray:
     """(n, size*size) float32 gray thumbnails in [0, 1] (area-resized); an unreadable file raises ValueError."""
+    from inference.imageio import ImageReadError, read_image, to_uint8
+
     out = np.empty((len(paths), size * size), dtype=np.float32)
     for i, path in enumerate(paths):
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"{path}: not a readable image")
-        out[i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
+        # The station's own reader (one preprocessing home): cv2.imread turned a JPEG by its EXIF orientation, which
+        # the station and its models do not, and cut 16-bit images to 8 (a session-43 probe)
+        try:
+            img = read_image(path, "gray")
+        except ImageReadError as exc:
+            raise ValueError(f"{path}: not a readable image ({exc})") from None
+        out[i] = cv2.resize(to_uint8(img), (size, size), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
     return out
 
 
