@@ -123,6 +123,44 @@ def png_damage(data: np.ndarray) -> str | None:
     return "truncated (no IEND chunk)"
 
 
+def exif_orientation(path: str | os.PathLike) -> int | None:
+    """A JPEG's EXIF orientation (1-8; None: not a JPEG, none stated, or unreadable), from its first 64 KiB. The
+    station reads the pixels as stored (``read_raw`` ignores it, as the models were trained), while many readers turn
+    the image by it: an export says so (a session-43 probe: a mask drawn on the stored pixels, turned elsewhere)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return None
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(head) and head[pos] == 0xFF:
+        marker, length = head[pos + 1], struct.unpack(">H", head[pos + 2:pos + 4])[0]
+        if marker == 0xE1 and head[pos + 4:pos + 10] == b"Exif\x00\x00":
+            tiff = head[pos + 10:pos + 2 + length]
+            if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+                return None
+            order = "<" if tiff[:2] == b"II" else ">"
+            ifd = struct.unpack(order + "I", tiff[4:8])[0]
+            if ifd + 2 > len(tiff):
+                return None
+            count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
+            for k in range(min(count, 512)):
+                at = ifd + 2 + 12 * k
+                if at + 12 > len(tiff):
+                    return None
+                tag, kind, _n = struct.unpack(order + "HHI", tiff[at:at + 8])
+                if tag == 0x0112 and kind == 3:
+                    value = struct.unpack(order + "H", tiff[at + 8:at + 10])[0]
+                    return value if 1 <= value <= 8 else None
+            return None
+        if marker in (0xDA, 0xD9):  # image data, or the end: no EXIF before them
+            return None
+        pos += 2 + length
+    return None
+
+
 def to_float(img: np.ndarray) -> np.ndarray:
     """Scale any integer depth to float32 in [0, 1]; floats are clipped to [0, 1]."""
     if img.dtype == np.uint8:

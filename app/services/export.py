@@ -33,6 +33,7 @@ from app.services.export_items import (
 )
 from app.services.export_split import SplitSpec, assign_splits, counts
 from app.services.json_files import read_json_object
+from inference.imageio import exif_orientation
 
 if TYPE_CHECKING:
     from database import Database
@@ -81,6 +82,7 @@ class ExportResult:
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     split_counts: dict[str, int] | None = None
     held_out_ids: tuple[int, ...] = ()  # the exported images outside the train part (a retraining's held-out ones)
+    notes: tuple[str, ...] = ()  # what a reader of the export must know (images an EXIF tag would turn)
 
     def summary_lines(self) -> list[str]:
         lines = [f"exported {self.exported} image(s) to {self.out}"]
@@ -88,6 +90,7 @@ class ExportResult:
             lines.append("split: " + ", ".join(f"{k} {v}" for k, v in self.split_counts.items()))
         for name, info in self.formats.items():
             lines.append(f"  {name}: " + ", ".join(f"{k.replace('_', ' ')} {_said(v)}" for k, v in info.items()))
+        lines += [f"note: {n}" for n in self.notes]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} image(s):")
             lines += [f"  {reason}" for reason in self.skipped[:20]]
@@ -385,6 +388,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
     per_format = {w.name: w.finish() for w in writers}
     split_counts = counts(p.split for p in exported if p.split is not None) if options.split else None
+    notes = turned_notes(exported)
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "formats": list(options.formats),
@@ -393,6 +397,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         "exported": len(exported),
         "per_format": per_format,
         "skipped": skipped,
+        "notes": notes,
         "written_by": WRITTEN_BY,
         "files": files_under(tmp),  # what a later --overwrite may delete, and nothing else
     }
@@ -404,4 +409,16 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         held = tuple(p.item.image_id for p in exported if p.item.image_id is not None and (
             p.item.anomaly_verdict == ANOMALY_ANOMALOUS
             or (p.item.anomaly_verdict == ANOMALY_NORMAL and mvtec_parts.get(p.file_name, "train") != "train")))
-    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held)
+    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held, tuple(notes))
+
+
+def turned_notes(exported: Sequence[PlannedItem]) -> list[str]:
+    """A note for the JPEGs whose EXIF orientation asks readers to turn them: the station, its models and their
+    labels use the pixels as stored, and the export copies the bytes, so a reader that honours the tag (OpenCV's
+    default, PIL's exif_transpose) sees the image turned against its mask (a session-43 probe)."""
+    turned = [p.item.display_path for p in exported
+              if p.item.source.suffix.lower() in (".jpg", ".jpeg") and exif_orientation(p.item.source) not in (None, 1)]
+    if not turned:
+        return []
+    return [f"{len(turned)} JPEG(s) carry an EXIF orientation that the station ignores (labels are on the pixels as "
+            f"stored); read them without it (cv2.IMREAD_IGNORE_ORIENTATION), e.g. {', '.join(turned[:3])}"]

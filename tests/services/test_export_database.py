@@ -198,3 +198,23 @@ def test_the_summary_is_said_in_words(tmp_path: Path, station) -> None:
     text = "\n".join(lines)
     assert "{" not in text and "_" not in text.split("\n", 1)[1]
     assert "imagefolder: images 3, classes (crack 2, good 1)" in text
+
+
+def test_an_export_says_which_jpegs_an_exif_tag_would_turn(tmp_path: Path) -> None:
+    """Found by a session-43 probe: the station labels the pixels as stored and the export copies the bytes, so a
+    reader honouring the EXIF orientation saw the image turned against its mask; nothing said so."""
+    from app.services.indexing import index_folder
+    from tests.inference.test_simple_answer_thumbnails import _jpeg_turned_by_exif
+    root = tmp_path / "line"
+    root.mkdir()
+    _jpeg_turned_by_exif(root / "turned.jpg")
+    write_image(root / "plain", 1)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    index_folder(db, root)
+    for image in db.images.query():
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    result = export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder",)))
+    assert result.exported == 2 and len(result.notes) == 1
+    assert result.notes[0].startswith("1 JPEG(s) carry an EXIF orientation") and "line/turned.jpg" in result.notes[0]
+    assert any(line.startswith("note: 1 JPEG(s)") for line in result.summary_lines())
+    db.close()
