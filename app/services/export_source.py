@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.services.export_items import ExportItem
+from app.services.file_scan import shown
 from app.services.flags import is_out_of_domain
 from app.services.object_classes import ObjectClassError, parse
 from app.services.project_classes import TASK as CLASSIFIER_TASK  # the classes table's task: one home
@@ -118,16 +119,6 @@ def items_from_database(db: Database, folder_id: int | None = None,
     return items, skipped
 
 
-SHOWN_PATH_CHARS = 200
-
-
-def shown(rel_path: str, limit: int = SHOWN_PATH_CHARS) -> str:
-    """A stored path as a message shows it: a tampered row's path of thousands of characters is
-    cut in the middle (its start and its file name stay readable) instead of flooding the report."""
-    if len(rel_path) <= limit:
-        return rel_path
-    keep = (limit - 1) // 2
-    return f"{rel_path[:keep]}…{rel_path[-keep:]}"
 
 
 def confined_source(root_path: str, rel_path: str) -> Path | None:

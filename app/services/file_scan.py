@@ -106,10 +106,21 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None) ->
         stack.extend(reversed(subdirs))
 
 
+SHOWN_PATH_CHARS = 200
+
+
+def shown(rel_path: str, limit: int = SHOWN_PATH_CHARS) -> str:
+    """A stored path as a message shows it: a tampered row's path of thousands of characters is
+    cut in the middle (its start and its file name stay readable) instead of flooding the report."""
+    if len(rel_path) <= limit:
+        return rel_path
+    keep = (limit - 1) // 2
+    return f"{rel_path[:keep]}…{rel_path[-keep:]}"
+
+
 def shown_name(rel: str) -> str:
-    """A walked path as text, whatever bytes its name holds (a very long one by its end)."""
-    text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text if len(text) <= 160 else "…" + text[-150:]
+    """A walked path as text, whatever bytes its name holds, cut as ``shown`` cuts a stored one."""
+    return shown(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
 def plan_changes(found: Iterable[FoundFile], known: MutableMapping[str, KnownFile],
