@@ -127,3 +127,25 @@ def open_bottles_without_classifier(service, db, tmp_path: Path, qtbot, n: int =
     win.open_folder(str(root))
     wait_shown(win, qtbot)
     return win
+
+
+class HeldDetails:
+    """Wraps ``service.detail``: notes each caller's thread; reads off the GUI thread of the images in ``hold``
+    (or of every image, ``everything``) wait for ``gate`` (a slow server's reads)."""
+
+    def __init__(self, service, monkeypatch, everything: bool = False) -> None:
+        import threading
+        self.real = service.detail
+        self.threads: list[str] = []
+        self.hold: set[int] = set()
+        self.everything = everything
+        self.gate = threading.Event()
+        monkeypatch.setattr(service, "detail", self)
+
+    def __call__(self, image_id: int):
+        import threading
+        name = threading.current_thread().name
+        self.threads.append(name)
+        if (self.everything or image_id in self.hold) and name != "MainThread":
+            self.gate.wait(10)
+        return self.real(image_id)

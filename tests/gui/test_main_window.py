@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from tests.gui.conftest import build_window, slow_saves, wait_saved, wait_shown
+from tests.gui.conftest import HeldDetails, build_window, slow_saves, wait_saved, wait_shown
 from tests.gui.fixtures import CLASSES, make_folder, seed_predictions
 
 
@@ -971,19 +971,6 @@ def test_closing_the_window_lands_the_labels_still_on_their_way(service, folder,
     assert service.detail(image_id).label.class_name == "scratches"
 
 
-def _hold_reads(service, monkeypatch):
-    """Image details read off the GUI thread wait for the returned event (a slow server's reads)."""
-    import threading
-    gate, real = threading.Event(), service.detail
-
-    def held(image_id):
-        if threading.current_thread() is not threading.main_thread():
-            gate.wait(10)
-        return real(image_id)
-    monkeypatch.setattr(service, "detail", held)
-    return gate
-
-
 def test_closing_while_a_selections_images_are_read_still_decides_them(service, folder, qtbot, monkeypatch):
     """Found by a session-43 probe: G on a gallery selection, then Ctrl+Q while its images were still being read
     (the decision reads them on a helper thread first): the window closed, the decision was never made, and the last
@@ -992,7 +979,7 @@ def test_closing_while_a_selections_images_are_read_still_decides_them(service, 
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
     ids = [it.image_id for it in win.gallery_model.items()]
-    gate = _hold_reads(service, monkeypatch)
+    gate = HeldDetails(service, monkeypatch, everything=True).gate
     win.review.set_verdict("normal", selection=ids)          # G on the selection: its images are being read
     win.close()
     assert win.isVisible() and win.review.intents_waiting()  # not closed over the decision
@@ -1013,7 +1000,7 @@ def test_closing_while_a_key_waits_for_its_image(service, folder, qtbot, monkeyp
     win = build_window(service, qtbot)
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
-    gate = _hold_reads(service, monkeypatch)
+    gate = HeldDetails(service, monkeypatch, everything=True).gate
     win.queue.step(1)
     second = win.review.image_id
     win.review.set_class("scratches")

@@ -171,7 +171,7 @@ def test_a_class_key_after_moving_on_never_carries_the_left_images_object_and_ma
     left image's mask with that object's class on it (the next image's own mask replaced, the left one unchanged).
     The selection belongs to its image: the key now gives the image coming its class. A polygon closed after J is
     dropped the same way (its vertices were clicked on the image left)."""
-    from tests.gui.test_review_keys import _HeldDetails
+    from tests.gui.conftest import HeldDetails
     win = _seeded_window(service, db, folder, artifacts, qtbot)
     r, v = win.review, win.viewer
     first = r.image_id
@@ -182,7 +182,7 @@ def test_a_class_key_after_moving_on_never_carries_the_left_images_object_and_ma
     v.set_tool("polygon")
     v._poly = [v.mapToScene(0, 0), v.mapToScene(30, 0), v.mapToScene(30, 30)]  # three vertices clicked on it
     second = win.gallery_model.item_at(1).image_id
-    held = _HeldDetails(service, monkeypatch)
+    held = HeldDetails(service, monkeypatch)
     held.hold.add(second)
     press(qtbot, win, Qt.Key.Key_J)
     assert r.image_id == second and r.detail.item.image_id == first  # its detail is on its way

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from tests.gui.conftest import build_window, wait_saved, wait_shown
+from tests.gui.conftest import HeldDetails, build_window, wait_saved, wait_shown
 from tests.gui.fixtures import CLASSES
 from tests.gui.test_main_window import _drag, _seeded_window, press
 
@@ -231,26 +231,6 @@ def test_n_pressed_while_the_folder_is_indexed_is_not_lost(service, folder, qtbo
     win.close()
 
 
-class _HeldDetails:
-    """Wraps ``service.detail``: notes each caller's thread; reader-thread reads of ``hold`` wait."""
-
-    def __init__(self, service, monkeypatch) -> None:
-        import threading
-        self.real = service.detail
-        self.threads: list[str] = []
-        self.hold: set[int] = set()
-        self.gate = threading.Event()
-        monkeypatch.setattr(service, "detail", self)
-
-    def __call__(self, image_id: int):
-        import threading
-        name = threading.current_thread().name
-        self.threads.append(name)
-        if image_id in self.hold and name != "MainThread":
-            self.gate.wait(10)
-        return self.real(image_id)
-
-
 def test_opening_an_image_reads_its_detail_off_the_gui_thread_and_drops_stale_answers(window, service, qtbot,
                                                                                       monkeypatch):
     """Issue 16 item 8: reload → detail ran on the GUI thread (ADR 0005 says it must not)."""
@@ -258,7 +238,7 @@ def test_opening_an_image_reads_its_detail_off_the_gui_thread_and_drops_stale_an
     first = win.review.image_id
     rows = [win.gallery_model.item_at(r).image_id for r in range(3)]
     second, third = rows[1], rows[2]
-    held = _HeldDetails(service, monkeypatch)
+    held = HeldDetails(service, monkeypatch)
     held.hold.add(second)
     press(qtbot, win, Qt.Key.Key_J)  # returns although reading the second image's detail hangs
     assert win.review.image_id == second and win.review.detail.item.image_id == first
@@ -278,7 +258,7 @@ def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, 
     win = window
     first = win.review.image_id
     second = win.gallery_model.item_at(1).image_id
-    held = _HeldDetails(service, monkeypatch)
+    held = HeldDetails(service, monkeypatch)
     held.hold.add(second)
     press(qtbot, win, Qt.Key.Key_J)
     assert win.review.detail.item.image_id == first  # still on its way
@@ -306,7 +286,7 @@ def test_keys_for_an_image_left_before_its_detail_came_are_applied_to_it(window,
     at the second J; now the second J waits with D: D is applied when the detail comes, then the third opens."""
     win = window
     second, third = (win.gallery_model.item_at(r).image_id for r in (1, 2))
-    held = _HeldDetails(service, monkeypatch)
+    held = HeldDetails(service, monkeypatch)
     held.hold.add(second)
     press(qtbot, win, Qt.Key.Key_J)
     press(qtbot, win, Qt.Key.Key_D)
@@ -349,7 +329,7 @@ def test_keys_waiting_for_a_read_are_not_starved_by_newer_reads_of_the_same_imag
     the keys apply, then the image is read once more."""
     win = window
     first = win.review.image_id
-    held = _HeldDetails(service, monkeypatch)
+    held = HeldDetails(service, monkeypatch)
     held.hold.add(first)
     win.review.reload()                      # a refresh of the open image, held
     press(qtbot, win, Qt.Key.Key_D)          # waits for it
