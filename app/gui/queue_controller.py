@@ -382,22 +382,22 @@ class QueueController(QObject):
         self.view.selectionModel().clear()
         return False
 
-    def _from_row(self) -> int | None:
-        """The row the keys start from: the current one, or, for the image on screen off the list, the row it left
-        (J, K and N started at the queue's top once a label had dropped it out of the filter: a probe)."""
+    def _from_row(self) -> tuple[int | None, bool]:
+        """The row the keys start from, and whether it is the row the image on screen left (off the list: that row
+        now holds the image after it); (None, False): none (J, K and N started at the queue's top once a label had
+        dropped the image out of the filter: a probe)."""
         idx = self.view.currentIndex()
         if idx.isValid():
-            return idx.row()
+            return idx.row(), False
         if self._off_view is not None and self._off_row is not None:
-            return self._off_row
-        return None
+            return self._off_row, True
+        return None, False
 
     def step(self, delta: int) -> bool:
         n = self.model.rowCount()
         if not n:
             return False
-        at = self._from_row()
-        off = at is not None and not self.view.currentIndex().isValid()  # the rows after it moved up by one
+        at, off = self._from_row()  # off the list: the rows after it moved up by one
         row = (-1 if at is None else at) + delta - (1 if off and delta > 0 else 0)
         if not 0 <= row < n:
             self.message.emit("End of the queue." if delta > 0 else "Start of the queue.")
@@ -428,12 +428,10 @@ class QueueController(QObject):
                 self.message.emit("The folder is still being indexed: its first unreviewed image is shown "
                                   "as soon as it is listed.")
             return False
-        at = self._from_row()
+        at, off = self._from_row()
         if at is None:
             return self._first_unreviewed(delta)
-        if not self.view.currentIndex().isValid():  # off the list: the row it left now holds the image after it
-            return self._seek_unreviewed(delta, at - 1 if delta > 0 else at)
-        return self._seek_unreviewed(delta, at)
+        return self._seek_unreviewed(delta, at - 1 if off and delta > 0 else at)
 
     def _first_unreviewed(self, delta: int) -> bool:
         """The first (``delta`` > 0) or last unreviewed image of the queue, the current one included."""
