@@ -71,7 +71,8 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None) ->
     """Every image file under ``root`` (recursive, by suffix, hidden folders skipped), sorted per folder. A folder or
     a name that cannot be read is passed over and noted (``notes``): a sub-folder read-protected had its images
     marked missing, and one name with invalid UTF-8 bytes or a path too long for the system stopped the whole
-    index, the folder's other images included (found by a session-43 probe)."""
+    index, the folder's other images included (found by a session-43 probe). A linked sub-folder is not followed
+    and an image link whose target has gone cannot be read: both are noted too (they were passed over in silence)."""
     base = os.fspath(root)
     stack = [""]
     while stack:
@@ -98,9 +99,16 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None) ->
             try:
                 if e.is_dir(follow_symlinks=False):
                     subdirs.append(rel)
-                elif e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES:
-                    st = e.stat()
-                    yield FoundFile(rel, st.st_size, st.st_mtime_ns)
+                elif e.is_symlink() and e.is_dir():  # not followed: it may lead out of the folder, or round a loop
+                    if notes is not None:
+                        notes.skipped.append(f"{shown_name(rel)}/: a linked folder is not followed "
+                                             "(open it as a folder of its own to index its images)")
+                elif os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES:
+                    if e.is_file():
+                        st = e.stat()
+                        yield FoundFile(rel, st.st_size, st.st_mtime_ns)
+                    elif e.is_symlink() and notes is not None and not os.path.exists(e.path):
+                        notes.skipped.append(f"{shown_name(rel)}: a link whose target has gone")
             except OSError:
                 continue
         stack.extend(reversed(subdirs))

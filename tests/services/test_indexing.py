@@ -350,6 +350,24 @@ def test_a_name_or_folder_the_walk_cannot_read_is_said_and_stops_nothing(db, tmp
     assert rows == {"gray.png": False, "colour.jpg": False, "sub/deep.bmp": False, "sub/wide.tiff": False}
 
 
+def test_a_linked_folder_and_a_broken_link_are_said_not_passed_over_in_silence(db, tmp_path: Path) -> None:
+    """Left as found in session 43: a linked sub-folder (say ``cam2 -> /mnt/cam2``) is not followed and a link to an
+    image that has gone cannot be read; both were passed over without a word, so an inspector took the folder for
+    complete. Each is said with what to do; a link to an image file is indexed as before."""
+    import os
+    root = _folder(tmp_path / "parts")
+    elsewhere = _folder(tmp_path / "cam2")
+    os.symlink(elsewhere, root / "cam2")
+    os.symlink(root / "gone.png", root / "dangling.png")
+    os.symlink(elsewhere / "gray.png", root / "linked.png")
+    result = index_folder(db, root)
+    assert sorted(db.images.get(i).rel_path for i in result.added) == [
+        "colour.jpg", "gray.png", "linked.png", "sub/deep.bmp", "sub/wide.tiff"]
+    assert len(result.skipped) == 2
+    assert any(s.startswith("cam2/: a linked folder") and "open it as a folder of its own" in s for s in result.skipped)
+    assert any(s.startswith("dangling.png: a link whose target") for s in result.skipped)
+
+
 def test_a_file_unreadable_when_indexed_loses_its_error_once_it_is_read(db, tmp_path: Path, monkeypatch) -> None:
     """Found by a session-43 probe: a file that could not be read while indexing kept "file could not be read while
     indexing" and no hash for good once readable again (same size and time: taken for unchanged)."""
