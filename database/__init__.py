@@ -28,14 +28,20 @@ from database.dto import (
     WorkerInfo,
 )
 from database.engine import Database, open_database
-from database.errors import ConflictError, DatabaseError, LockedError, SchemaTooNewError, StaleLabelError
+from database.errors import (
+    ConflictError,
+    DatabaseError,
+    LockedError,
+    RowGoneError,
+    SchemaTooNewError,
+    StaleLabelError,
+)
 from database.jobs import new_worker_id
 from database.states import AnomalyVerdict, ItemStatus, JobStatus, LabelSource, ReviewState
 
 __all__ = [
     "UNCHANGED", "AnomalyVerdict", "ClaimedBatch", "ClassInfo", "ConflictError", "Database", "DatabaseError", "LockedError",
-    "StaleLabelError",
-    "FileEntry", "FolderInfo", "ImageInfo", "ImageQuery", "IndexResult", "ItemStatus", "JobInfo", "JobItemInfo",
+    "RowGoneError", "StaleLabelError", "FileEntry", "FolderInfo", "ImageInfo", "ImageQuery", "IndexResult", "ItemStatus", "JobInfo", "JobItemInfo",
     "JobStatus", "LabelChange", "LabelRevisionInfo", "LabelSource", "ModelVersionInfo", "PredictionIn", "PredictionInfo",
     "ReviewState", "SchemaTooNewError", "WorkerInfo", "new_worker_id", "open_database",
 ]

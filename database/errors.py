@@ -32,6 +32,16 @@ class StaleLabelError(ConflictError):
                          f"revision {expected} this save was based on.")
 
 
+class RowGoneError(ConflictError):
+    """A label save names an image or a model answer that is no longer stored (the file changed and was indexed
+    again, which drops the old picture's answers, or the image was removed): the same save can never succeed.
+    ``image_gone``: the image row itself (else the model answer the save takes from)."""
+
+    def __init__(self, message: str, image_gone: bool) -> None:
+        super().__init__(message)
+        self.image_gone = image_gone
+
+
 class LockedError(DatabaseError):
     """Another program (or station) held the lock longer than this write would wait: nothing was
     written, and the same write may succeed later."""

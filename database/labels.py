@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
-from database.errors import ConflictError, StaleLabelError
+from database.errors import ConflictError, RowGoneError, StaleLabelError
 from database.images import chunks, label_keys_update, set_label_keys
 from database.models import Image, LabelRevision, Prediction, table_of, utcnow
 from database.states import AnomalyVerdict, LabelSource, ReviewState
@@ -77,7 +77,7 @@ def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple
                            _IMAGES.c.folder_id, _IMAGES.c.review_state, _IMAGES.c.missing)
                     .where(_IMAGES.c.id == image_id).with_for_update()).first()
     if row is None:
-        raise ConflictError(f"image {image_id} does not exist.")
+        raise RowGoneError(f"image {image_id} does not exist.", image_gone=True)
     return trace_of(*row[:3]), (int(row[3]), str(row[4]), bool(row[5]))
 
 
@@ -88,7 +88,7 @@ def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tupl
     ``locked``) and set the image's keys."""
     trace, (folder_id, before, missing) = locked
     if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
-        raise ConflictError(f"prediction {from_prediction_id} does not exist.")
+        raise RowGoneError(f"prediction {from_prediction_id} does not exist.", image_gone=False)
     values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace, source),
               "created_at": utcnow()}
     keys = label_keys_update([image_id], state, values["class_name"])
@@ -184,7 +184,7 @@ class LabelRepository:
                     .where(Image.id.in_(part)).with_for_update()))
                 found = set(traces).intersection(part)
                 if len(found) != len(part):
-                    raise ConflictError(f"image {min(set(part) - found)} does not exist.")
+                    raise RowGoneError(f"image {min(set(part) - found)} does not exist.", image_gone=True)
                 latest.update(_newest(s, part))
             rows: list[dict[str, Any]] = []
             by_keys: dict[tuple[ReviewState, str | None], list[int]] = {}
@@ -195,7 +195,7 @@ class LabelRepository:
                     raise ConflictError(f"image {image_id} got label revision {prev.revision if prev else 0} "
                                         f"since revision {expected} was read.")
                 if change.from_prediction_id is not None and s.get(Prediction, change.from_prediction_id) is None:
-                    raise ConflictError(f"prediction {change.from_prediction_id} does not exist.")
+                    raise RowGoneError(f"prediction {change.from_prediction_id} does not exist.", image_gone=False)
                 state = ReviewState(change.review_state)
                 label = _resolve(change, prev)
                 rows.append({**_revision_values(image_id, prev, label, state, author, change.from_prediction_id,

@@ -822,8 +822,7 @@ class ReviewController(QObject):
             self.bring_back.emit(exc.image_id)
         what = f" ({changed})" if changed else ""
         kept = f" Your label of image {exc.image_id} is kept in {kept_in}." if kept_in else ""
-        self.save_failed.emit(f"Not saved{what}: {exc}. The image now shows that label; make your change "
-                              f"again if it still holds.{kept}")
+        self.save_failed.emit(f"Not saved{what}: {exc}. {exc.next_step}{kept}")
 
     def unsaved(self, image_id: int) -> LabelState | None:
         """This window's label of ``image_id`` that the database does not hold yet (on its way, or waiting)."""

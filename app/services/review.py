@@ -74,6 +74,23 @@ class LabelConflict(ReviewError):
         by = f"by {author} " if author else ""
         super().__init__(f"the label was changed {by}at another station or window meanwhile (revision {revision})")
 
+    next_step = "The image now shows that label; make your change again if it still holds."
+
+
+class LabelGone(LabelConflict):
+    """A save refused for good: the model answer it takes from (or the image) is no longer stored. The file changed
+    and was indexed again meanwhile, at another station or window, which drops the old picture's answers: a retry
+    can never succeed, and the label it holds was made on the old picture (a session-44 probe: Accept said "kept
+    and will be saved" and was retried every few seconds for good)."""
+
+    next_step = "The image is read again as it is stored now: look at it anew and make your change again if it holds."
+
+    def __init__(self, image_id: int, image_gone: bool) -> None:
+        self.image_id, self.revision, self.author = image_id, 0, None
+        ReviewError.__init__(self, f"image {image_id} is no longer in the database" if image_gone else
+                             "the image's file changed and was indexed again meanwhile, at another station or window, "
+                             "so the model answer this label took from (the old picture's) is gone")
+
 
 class StorageBusy(ReviewError):
     """A save refused because another program held the database's lock longer than the save
@@ -534,7 +551,7 @@ class ReviewService:
         None: the database's busy timeout): the review window keeps a refused label and retries it, so it
         waits briefly rather than standing still for the whole busy timeout."""
         self._subfolder_classes.clear()   # a new class on this subfolder's labels is offered on its next image
-        from database import LabelSource, LockedError, StaleLabelError
+        from database import LabelSource, LockedError, RowGoneError, StaleLabelError
         from database.dto import LabelChange
         from database.states import AnomalyVerdict, ReviewState
         objects = resolve(state.mask, state.objects)
@@ -556,6 +573,8 @@ class ReviewService:
                 rev = self.db.labels.append(image_id, change, self.settings.author, expected_revision)
         except StaleLabelError as exc:
             raise LabelConflict(image_id, exc.current, exc.author) from None
+        except RowGoneError as exc:
+            raise LabelGone(image_id, exc.image_gone) from None
         except LockedError as exc:
             raise StorageBusy(str(exc)) from exc
         m = rev.moved

@@ -227,3 +227,40 @@ def test_ctrl_z_after_a_gallery_decision_read_another_stations_label_never_puts_
     qtbot.wait(200)
     assert service.detail(x).label.class_name == CLASSES[2]
     assert service.history(x)[-1].author == "inspector2"
+
+
+def test_accept_whose_answer_was_dropped_by_a_reindex_elsewhere_is_refused_not_retried_for_ever(
+        service, folder, db, artifacts, qtbot, monkeypatch):
+    """Found by a session-44 probe (two stations, one database): the window showed an image with its model answer;
+    the file was replaced and another station indexed it again, which drops the old picture's answers. A then
+    said "Could not save … yet (prediction 1 does not exist.). It is kept and will be saved as soon as the
+    database accepts it" and retried every few seconds for good, holding the old picture's class. Now it is
+    refused as a conflict: nothing is kept to retry, the image is read again, and the line says why."""
+    import cv2
+    import numpy as np
+
+    from app.services.indexing import index_folder
+    from tests.gui.conftest import build_window, wait_prediction_shown, wait_shown
+    from tests.gui.fixtures import seed_predictions
+    monkeypatch.setattr("app.gui.folder_follow.FOLLOW_MS", 0)
+    service.open_folder(str(folder))
+    seed_predictions(db, db.folders.list()[0].id, artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    wait_prediction_shown(win, qtbot)
+    image_id = win.review.image_id
+    cv2.imwrite(str(folder / db.images.get(image_id).rel_path), np.full((64, 64, 3), 255, np.uint8))
+    index_folder(db, folder)  # another station's re-index: the answers of the old picture are dropped
+    failed: list[str] = []
+    waiting: list[str] = []
+    win.review.save_failed.connect(failed.append)
+    win.review.save_waiting.connect(waiting.append)
+    press(qtbot, win, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: bool(failed), timeout=5000)
+    wait_saved(win, qtbot)
+    assert waiting == [] and win.review.pending() == {}
+    assert "changed and was indexed again" in failed[-1] and "does not exist" not in failed[-1]
+    assert db.labels.current(image_id) is None
+    qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.prediction is None, timeout=5000)
+    win.close()
