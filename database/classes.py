@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import builtins
+import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import ClassInfo
@@ -14,6 +16,23 @@ from database.models import TaskClass
 
 if TYPE_CHECKING:
     from database.engine import Database
+
+
+class ClassListChanged(ConflictError):
+    """The class list was saved elsewhere after the caller read it; ``now`` is the list as stored."""
+
+    def __init__(self, now: Sequence[str]) -> None:
+        self.now = list(now)
+        super().__init__(f"the class list was changed at another station meanwhile (now: {', '.join(now) or 'none'})")
+
+
+def _lock_list(s: Session, task: str) -> None:
+    """Take the task's class list for this transaction: two stations adding a class at once each read the list and
+    replaced it whole, so one addition was lost without a word, or PostgreSQL refused one with a duplicate key (a
+    session-44 probe). SQLite's write transaction holds its one lock already; PostgreSQL takes a transaction-scoped
+    advisory lock on the task, which also covers a list with no row yet to lock."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"classes:{task}".encode())})
 
 
 class ClassRepository:
@@ -28,11 +47,18 @@ class ClassRepository:
     def names(self, task: str) -> builtins.list[str]:
         return [c.name for c in self.list(task)]
 
-    def set(self, task: str, names: Sequence[str]) -> builtins.list[ClassInfo]:
-        """Replace the task's classes by ``names`` in this order (labels keep their names)."""
+    def set(self, task: str, names: Sequence[str], expected: Sequence[str] | None = None) -> builtins.list[ClassInfo]:
+        """Replace the task's classes by ``names`` in this order (labels keep their names). ``expected``: the list the
+        caller read and made ``names`` from; a list changed since (another station's save) raises
+        ``ClassListChanged`` and nothing is written."""
         if len(set(names)) != len(names):
             raise ConflictError(f"class names for '{task}' must be unique: {list(names)}.")
         with self.db.session(write=True) as s:
+            _lock_list(s, task)
+            if expected is not None:
+                now = list(s.scalars(select(TaskClass.name).where(TaskClass.task == task).order_by(TaskClass.index)))
+                if now != list(expected):
+                    raise ClassListChanged(now)
             s.execute(delete(TaskClass).where(TaskClass.task == task))
             s.flush()
             rows = [TaskClass(task=task, name=n, index=i) for i, n in enumerate(names)]
@@ -43,6 +69,7 @@ class ClassRepository:
     def add(self, task: str, name: str) -> ClassInfo:
         """Append a class at the next index; an existing name is returned unchanged."""
         with self.db.session(write=True) as s:
+            _lock_list(s, task)
             row = s.scalar(select(TaskClass).where(TaskClass.task == task, TaskClass.name == name))
             if row is None:
                 nxt = s.scalar(select(func.coalesce(func.max(TaskClass.index) + 1, 0)).where(TaskClass.task == task))

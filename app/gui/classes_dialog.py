@@ -171,8 +171,14 @@ class ClassesDialog(QDialog):
         disable_keeping_focus(self.buttons.button(QDialogButtonBox.StandardButton.Close), save_button)
         self.message.setText("Saving …")
 
-        def done(listing: pc.ClassList) -> None:
+        def done(outcome: pc.ClassList | tuple[pc.ClassList, str]) -> None:
             save_button.setEnabled(True)
+            if isinstance(outcome, tuple):  # saved elsewhere since this list was read: the next Save is made on it
+                self._listing, why = outcome
+                self.message.setText(f"The classes were not saved (the list stays on screen): {why}. Add what "
+                                     "you still want of it and save again.")
+                return
+            listing = outcome
             self._show(listing)
             text = (f"Classes saved: {', '.join(listing.names) or 'none'}"
                     + (" (the active classifier's)." if listing.source != "project" else "."))
@@ -183,7 +189,15 @@ class ClassesDialog(QDialog):
         def failed(reason: str) -> None:
             save_button.setEnabled(True)
             self.message.setText(f"The classes were not saved (the list stays on screen): {reason}")
-        self.calls.call(lambda: pc.save(db, names), done, failed)
+        read_from = self._listing
+
+        def work() -> pc.ClassList | tuple[pc.ClassList, str]:
+            from database.classes import ClassListChanged
+            try:
+                return pc.save(db, names, read_from=read_from)
+            except ClassListChanged as exc:
+                return pc.read(db), str(exc)
+        self.calls.call(work, done, failed)
 
 
 def install(window) -> None:

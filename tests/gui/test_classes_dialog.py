@@ -153,3 +153,31 @@ def test_a_class_key_on_a_selection_leaves_out_the_images_no_classifier_runs_on(
         win.statusBar().currentMessage()
     assert all((db.labels.current(i) is None or db.labels.current(i).class_name is None) for i in ids)
     win.close()
+
+
+def test_a_save_over_a_class_added_at_another_station_is_refused_and_said(tmp_path, qtbot):
+    """Found by a session-44 probe: the dialog opened at station B; station A (or ``main.py classes add``) added
+    "blowhole"; B added "fray" and saved: "Classes saved: crack, scratch, fray." and A's class was gone from the
+    list. Now the save is refused, the list stays on screen and the line says what the list holds now."""
+    from app.gui.classes_dialog import ClassesDialog
+    from database import open_database
+    url = f"sqlite:///{(tmp_path / 'shared.sqlite').as_posix()}"
+    a, b = open_database(url), open_database(url)
+    project_classes.save(a, ["crack", "scratch"])
+    dlg = ClassesDialog(b)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: dlg.names() == ["crack", "scratch"], timeout=5000)
+    project_classes.add(a, ["blowhole"])
+    dlg.name.setText("fray")
+    dlg.add_typed()
+    dlg.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: "not saved" in dlg.message.text(), timeout=5000)
+    assert "changed at another station" in dlg.message.text() and "blowhole" in dlg.message.text()
+    assert dlg.names() == ["crack", "scratch", "fray"]
+    assert project_classes.names(a) == ["crack", "scratch", "blowhole"]
+    dlg.buttons.button(QDialogButtonBox.StandardButton.Save).click()  # the inspector saves their list as it stands
+    qtbot.waitUntil(lambda: dlg.message.text().startswith("Classes saved"), timeout=5000)
+    assert project_classes.names(a) == ["crack", "scratch", "fray"]
+    dlg.close()
+    a.close()
+    b.close()
