@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 
+_UNSET = object()
+
+
 class ProjectSettingRepository:
     def __init__(self, db: "Database") -> None:
         self.db = db
@@ -35,10 +38,10 @@ class ProjectSettingRepository:
             row = s.get(ProjectSetting, key)
             return default if row is None else row.value
 
-    def put(self, key: str, value: Any, by: str | None = None) -> None:
-        """Store ``value`` under ``key`` (insert or replace), in one transaction."""
+    def put(self, key: str, value: Any, by: str | None = None, expected: Any = _UNSET) -> None:
+        """Store ``value`` under ``key`` (insert or replace), in one transaction; ``expected``: as ``put_in``."""
         with self.db.session(write=True) as s:
-            put_in(s, key, value, by)
+            put_in(s, key, value, by, expected)
 
     def put_missing(self, values: dict[str, Any], by: str | None = None) -> list[str]:
         """Store the keys not stored yet (a one-time import); returns the keys written.
@@ -56,7 +59,6 @@ class ProjectSettingRepository:
             return []
 
 
-_UNSET = object()
 
 
 def put_in(s: Session, key: str, value: Any, by: str | None = None, expected: Any = _UNSET) -> None:

@@ -8,7 +8,7 @@ while on a big project.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -66,26 +66,32 @@ class ProjectSettingsController(QObject):
         self.calls.call(lambda: load_project_settings(self._db), done,
                         lambda e: self.failed.emit(f"Cannot read the project settings: {e}"))
 
-    def save(self, new: ProjectSettings) -> None:
-        """Store what differs from ``current``; new thresholds re-flag every stored prediction."""
-        old, by, db = self.current, self._author(), self._db
+    def save(self, new: ProjectSettings, read: ProjectSettings | None = None) -> None:
+        """Store what ``new`` changes of ``read`` (the copy it was made from; default ``current``), each part
+        over the database's copy as it is now: new thresholds re-flag every stored prediction. Found by a session-44
+        probe: OK in Settings wrote its whole copy, up to 20 s old, back, so a routing rule or a folder's own
+        threshold (Operating point) saved at another station meanwhile was undone without a word."""
+        base, by, db = (self.current if read is None else read), self._author(), self._db
         self._generation += 1
 
         def work() -> tuple[ProjectSettings, int | None]:
+            fresh = load_project_settings(db)
             reflagged = None
-            if new.maps_folder != old.maps_folder:
+            if new.maps_folder != base.maps_folder:
                 checked_maps_folder(new.maps_folder)  # a folder that cannot be used saves nothing of the dialog
-            if new.flags != old.flags:
-                reflagged = change_flag_settings(db, new.flags, by=by)
-            if new.auto_prelabel != old.auto_prelabel:
+            flags = replace(fresh.flags, **{f.name: getattr(new.flags, f.name) for f in fields(new.flags)
+                                            if getattr(new.flags, f.name) != getattr(base.flags, f.name)})
+            if flags != fresh.flags:
+                reflagged = change_flag_settings(db, flags, by=by)
+            if new.auto_prelabel != base.auto_prelabel:
                 save_auto_prelabel(db, new.auto_prelabel, by=by)
-            if new.routing != old.routing:
-                save_routing(db, new.routing, by=by)
-            if new.speed_profile != old.speed_profile:  # new pre-label jobs run it (ADR 0025)
+            if new.routing != base.routing:
+                save_routing(db, new.routing, by=by, read=base.routing)
+            if new.speed_profile != base.speed_profile:  # new pre-label jobs run it (ADR 0025)
                 save_speed_profile(db, new.speed_profile, by=by)
-            if new.trace != old.trace:  # re-reads every folder's serial/lot/station
+            if new.trace != base.trace:  # re-reads every folder's serial/lot/station
                 change_trace_rule(db, new.trace, by=by)
-            if new.maps_folder != old.maps_folder:  # workers write there from their next batch (ADR 0061)
+            if new.maps_folder != base.maps_folder:  # workers write there from their next batch (ADR 0061)
                 save_maps_folder(db, new.maps_folder, by=by)
             return load_project_settings(db), reflagged
 

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_rows import button_row, disable_keeping_focus, message_label
 from app.gui.style import icon
+from app.services.project_settings import RoutingChanged
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
 from app.services.routing_proposal import RoutingProposal
 
@@ -84,6 +85,7 @@ class RoutingDialog(QDialog):
         self.jobs, self.folder_id = jobs, folder_id
         self.calls = BackgroundCalls("routing", self)
         self.readable = True  # False when the stored rules could not be read: nothing may be saved over them
+        self.read: Routing | None = None  # the stored rules these edits start from: OK saves only over them
         self.setWindowTitle("Model routing")
         self.resize(720, 400)
         lay = QVBoxLayout(self)
@@ -170,6 +172,7 @@ class RoutingDialog(QDialog):
         self.propose_button.setEnabled(editable and self.jobs is not None and self.folder_id is not None)
 
     def _rules_read(self, routing: Routing) -> None:
+        self.read = routing
         for rule in routing.rules:
             self.add_rule(rule)
         self._enable()
@@ -301,11 +304,14 @@ class RoutingDialog(QDialog):
         self._busy("Saving…")
         self.saving = True
         disable_keeping_focus(self.table, self.buttons)
-        jobs, folder_id = self.jobs, self.folder_id
+        jobs, folder_id, read = self.jobs, self.folder_id, self.read
         clear = self.clear_answers.isChecked() and folder_id is not None
 
-        def save() -> tuple[int, str, int]:
-            remarked = jobs.save_routing(routing) or 0  # a failure here: nothing saved, the dialog stays
+        def save() -> tuple[int, str, int] | RoutingChanged:
+            try:
+                remarked = jobs.save_routing(routing, read=read) or 0  # a failure here: nothing saved, the dialog stays
+            except RoutingChanged as exc:
+                return exc
             if not clear:
                 return 0, "", remarked
             try:
@@ -313,7 +319,11 @@ class RoutingDialog(QDialog):
             except Exception as exc:  # noqa: BLE001 - the rules are saved: the dialog closes and the window says this
                 return 0, str(exc) or type(exc).__name__, remarked
 
-        def saved(answer: tuple[int, str, int]) -> None:
+        def saved(answer: tuple[int, str, int] | RoutingChanged) -> None:
+            if isinstance(answer, RoutingChanged):  # the next OK saves these edits over the rules it names
+                self.read = answer.now
+                self._save_failed(f"{answer}. Your rules stay here: OK saves them over those, Cancel keeps those")
+                return
             self.saving = False
             self.removed, self.removal_error, self.remarked = answer
             self.accept()

@@ -184,6 +184,11 @@ class SettingsDialog(QDialog):
             device=self.device.currentText(), database_url=self._database_url(),
             theme=self.theme.currentText(), path_map=self.path_map.text().strip())
 
+    @property
+    def read_project(self) -> ProjectSettings:
+        """The project's settings this dialog opened on: OK changes only what the inspector changed of them."""
+        return self._project
+
     def result_project(self) -> ProjectSettings:
         good = tuple(c.strip() for c in self.good_classes.text().split(",") if c.strip())
         flags = replace(self._project.flags,  # keeps the folders' own thresholds (Operating point)
@@ -194,18 +199,20 @@ class SettingsDialog(QDialog):
                        maps_folder=self.maps_folder.text().strip())
 
 
-def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None) -> None:
+def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None,
+                   read: ProjectSettings | None = None) -> None:
     """Save and use new settings: this user's at once (the database URL from the next start),
-    the project's on a helper thread (the window follows when they are stored)."""
+    the project's on a helper thread (the window follows when they are stored): what ``project`` changes of
+    ``read``, the copy the dialog opened on (default: the window's copy now)."""
     save_settings(new)
     window.ctx.settings = new
     controller: ProjectSettingsController = window.project
     window.ctx.review.update_settings(new.review(controller.current.flags))
     window.apply_theme(new.theme)
     window.refresh_models()
-    if project is not None and project != controller.current:
+    if project is not None and project != (controller.current if read is None else read):
         window._say("Saving the project settings …")
-        controller.save(project)
+        controller.save(project, read)
 
 
 def _follow_project(window, settings: ProjectSettings) -> None:
@@ -235,7 +242,7 @@ def install(window) -> None:
         dlg = SettingsDialog(ctx.settings, controller.current, window, sample_names=names)
         if dlg.exec() == QDialog.DialogCode.Accepted:
             before = ctx.settings.database_url
-            apply_settings(window, dlg.result_settings(), dlg.result_project())
+            apply_settings(window, dlg.result_settings(), dlg.result_project(), read=dlg.read_project)
             if ctx.settings.database_url != before:
                 check_database_url(window, probes, ctx.settings.database_url)
     window.actions["settings"].triggered.connect(open_dialog)

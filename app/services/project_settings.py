@@ -146,14 +146,29 @@ def change_flag_settings(db: "Database", flags: FlagSettings, by: str | None = N
     return reflag_project(db, flags)
 
 
-def save_routing(db: "Database", routing: Routing, by: str | None = None) -> int:
+class RoutingChanged(ProjectSettingsError):
+    """The rules were saved elsewhere after the caller read the ones it edited; ``now`` are the rules stored."""
+
+    def __init__(self, now: Routing) -> None:
+        self.now = now
+        shown = "; ".join(f"{r.pattern} → {', '.join(r.families) or 'none'}" for r in now.rules) or "no rules"
+        super().__init__(f"the model routing was changed at another station meanwhile (now: {shown}); nothing was "
+                         "saved")
+
+
+def save_routing(db: "Database", routing: Routing, by: str | None = None, read: Routing | None = None) -> int:
     """Save the rules; the versions they name must exist (a bundled one is registered), else a
     ``RoutingError`` and nothing saved. When these or the previous rules name versions, the
-    answers that count are re-marked (``counting_versions``): returns how many rows changed."""
+    answers that count are re-marked (``counting_versions``): returns how many rows changed. ``read``: the rules the
+    caller edited (the Model routing dialog's); rules saved elsewhere since raise ``RoutingChanged`` and nothing is
+    saved (a session-44 probe: a rule another station saved while the dialog was open was dropped by its OK)."""
     from app.services.counting_versions import remark_after_change, resolve_named
     resolve_named(db, routing)
+    stored = db.project_settings.get(ROUTING)
     before = readable_routing(db)
-    db.project_settings.put(ROUTING, routing.to_dict(), by=by)
+    if read is not None and before != read:
+        raise RoutingChanged(before)
+    db.project_settings.put(ROUTING, routing.to_dict(), by=by, **({} if read is None else {"expected": stored}))
     return remark_after_change(db, before, routing)
 
 

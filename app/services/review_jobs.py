@@ -196,12 +196,13 @@ class ReviewJobs:
         from app.services.counting_versions import version_names
         return version_names(self.db)
 
-    def save_routing(self, routing: "Routing") -> int:
-        """Save the rules; how many answers were re-marked as the ones that count (rules naming versions)."""
+    def save_routing(self, routing: "Routing", read: "Routing | None" = None) -> int:
+        """Save the rules; how many answers were re-marked as the ones that count (rules naming versions). ``read``:
+        the rules edited, as ``project_settings.save_routing`` checks them."""
         from app.services.project_settings import save_routing
         from database.errors import DatabaseError
         try:
-            return save_routing(self.db, routing)
+            return save_routing(self.db, routing, read=read)
         except DatabaseError as exc:
             raise JobsError(f"cannot save the model routing: {exc}") from None
 

@@ -53,7 +53,7 @@ class _Jobs:
             raise ValueError(self.fail_read)
         return self.rules
 
-    def save_routing(self, routing: Routing) -> None:
+    def save_routing(self, routing: Routing, read: Routing | None = None) -> None:
         from app.services.review_jobs import JobsError
         self.go.wait(10)
         if self.fail_saves:
@@ -300,3 +300,29 @@ def test_a_family_cell_names_the_version_that_runs_there(qtbot):
     dlg._accept()
     qtbot.waitUntil(lambda: bool(jobs.saved))
     assert jobs.saved[0].rules[0].named == {"anomaly": "anomaly-magnetic_tile"}
+
+
+def test_ok_over_rules_saved_at_another_station_meanwhile_is_refused_then_saves_on_a_second_ok(tmp_path, qtbot):
+    """Found by a session-44 probe (two stations, one SQLite file): station B opened Model routing with no rules;
+    station A saved ``ir/*``; B added ``steel/*`` and pressed OK: A's rule was gone, and nothing was said. Now the
+    OK is refused, the line names the rules stored now, and B's edits stay; a second OK saves them knowingly."""
+    from app.services.project_settings import load_project_settings, save_routing
+    from app.services.review_jobs import ReviewJobs
+    from database import open_database
+    url = f"sqlite:///{(tmp_path / 'shared.sqlite').as_posix()}"
+    a, b = open_database(url), open_database(url)
+    dlg = RoutingDialog(None, jobs=ReviewJobs(b, url))
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=5000)
+    save_routing(a, Routing((RoutingRule("ir/*", ("anomaly",)),)), by="alice")
+    dlg.add_rule(RoutingRule("steel/*", ("classifier",)))
+    dlg._accept()
+    qtbot.waitUntil(lambda: "Not saved" in dlg.error.text(), timeout=5000)
+    assert "changed at another station" in dlg.error.text() and "ir/* → anomaly" in dlg.error.text()
+    assert [r.pattern for r in load_project_settings(a).routing.rules] == ["ir/*"]
+    assert dlg.result() != QDialog.DialogCode.Accepted and [r.pattern for r in dlg.routing().rules] == ["steel/*"]
+    dlg._accept()
+    qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted, timeout=5000)
+    assert [r.pattern for r in load_project_settings(a).routing.rules] == ["steel/*"]
+    a.close()
+    b.close()

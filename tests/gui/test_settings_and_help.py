@@ -267,3 +267,37 @@ def _not_a_database(tmp_path) -> str:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database at all" * 10)
     return f"sqlite:///{bad}"
+
+
+def test_ok_in_settings_changes_only_what_was_changed_never_another_stations_save(tmp_path, qtbot):
+    """Found by a session-44 probe (two stations, one SQLite file): station B's Settings dialog, opened on a copy up
+    to 20 s old, wrote its whole copy back on OK: a routing rule and a folder's own anomaly threshold (Operating
+    point) saved at station A meanwhile were undone without a word. OK now changes what B changed, over what is
+    stored."""
+    from app.gui.project_settings_controller import ProjectSettingsController
+    from app.services.operating_point import save_operating_point
+    from app.services.project_settings import load_project_settings, save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database import open_database
+    url = f"sqlite:///{(tmp_path / 'shared.sqlite').as_posix()}"
+    a, b = open_database(url), open_database(url)
+    (tmp_path / "parts").mkdir()
+    folder_id = a.folders.add(str(tmp_path / "parts")).id
+    version_id = a.model_versions.register("anomaly", "anom-v1", str(tmp_path / "x"), activate=True).id
+    controller = ProjectSettingsController(b, load_project_settings(b), author=lambda: "bob")
+    dlg = SettingsDialog(StationSettings(), controller.current)  # B opens Settings
+    qtbot.addWidget(dlg)
+    save_routing(a, Routing((RoutingRule("ir/*", ("anomaly",)),)), by="alice")  # A saves meanwhile
+    save_operating_point(a, folder_id, version_id, 0.42, by="alice")
+    controller.reload()  # B's poll brings A's copy while the dialog is open
+    qtbot.waitUntil(lambda: bool(controller.current.routing.rules), timeout=5000)
+    dlg.min_conf.setValue(0.7)  # B changes one threshold and presses OK
+    controller.save(dlg.result_project(), dlg.read_project)
+    qtbot.waitUntil(lambda: not controller.calls.busy, timeout=10000)
+    stored = load_project_settings(a)
+    assert stored.flags.min_confidence == 0.7
+    assert [r.pattern for r in stored.routing.rules] == ["ir/*"]
+    assert [t.threshold for t in stored.flags.folder_thresholds] == [0.42]
+    controller.close()
+    a.close()
+    b.close()
