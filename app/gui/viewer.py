@@ -228,8 +228,20 @@ class ImageViewer(ImageView):
         self.set_tool("pan")
 
     # -- content --------------------------------------------------------------------------
+    @property
+    def stroking(self) -> bool:
+        """A brush or eraser stroke is in progress (the button is down)."""
+        return self._last is not None
+
+    def end_stroke(self) -> None:
+        """The image the stroke began on is being replaced: the stroke ends here and nothing more of it is painted or
+        saved (a session-44 probe: a stroke held across J went on painting the next image and was saved to it as
+        "corrected", its predicted target dropped)."""
+        self._last = None
+
     def show_image(self, rgb: np.ndarray | None, message: str = "") -> None:
         self._rgb = rgb
+        self.end_stroke()
         self.cancel_polygon()
         self.set_rgb(rgb, message)
         h, w = (rgb.shape[:2] if rgb is not None else (0, 0))

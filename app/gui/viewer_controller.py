@@ -45,6 +45,7 @@ class ViewerController(QObject):
         """Another image's detail is on its way: a stroke now would paint on the one it replaces."""
         if self._shown_id != image_id:
             self.viewer.editable = False
+            self.viewer.end_stroke()
 
     def _on_detail(self, detail: ImageDetail) -> None:
         # the same image, and the same bytes: a file the line replaced under its name is read again
@@ -95,8 +96,10 @@ class ViewerController(QObject):
         previous, self._label = self._label, label
         if self._shown_id is None or self._detail is None or self._shown_id != self._detail.item.image_id:
             return
-        if previous is not None and previous.same_content(label) and self._masks_match(label):
-            return  # nothing to redraw (and a stroke in progress keeps its pixels)
+        if previous is not None and previous.same_content(label) and (self.viewer.stroking or self._masks_match(label)):
+            # nothing to redraw; a stroke in progress keeps its pixels (the layer holds more than the label until it
+            # ends: a save landing mid-stroke wiped the stroke's first half, from the screen and the save; a probe)
+            return
         self.viewer.set_label_masks(label.mask, label.anomaly_region)
 
     def _masks_match(self, label: LabelState) -> bool:

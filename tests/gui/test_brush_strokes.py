@@ -1,0 +1,62 @@
+"""A brush stroke belongs to the image it began on, and its pixels stay on screen until it ends (session-44 probes)."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from tests.gui.conftest import slow_saves, wait_saved
+from tests.gui.test_main_window import _seeded_window, press
+
+
+def test_a_stroke_held_across_j_never_paints_the_next_image(service, db, folder, artifacts, qtbot):
+    """The button went down on image A, J was pressed, B's pixels came, the drag went on and the button came up:
+    the rest of the stroke was saved onto B as "corrected", its predicted target dropped. The stroke ends with its
+    image now; B keeps its answer and nothing of it is saved."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    v, vp = win.viewer, win.viewer.viewport()
+    first = win.review.image_id
+    v.one_to_one()
+    v.centerOn(32, 32)
+    v.set_brush_radius(3)
+    press(qtbot, win, Qt.Key.Key_B)
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(30, 50))
+    qtbot.mouseMove(vp, v.mapFromScene(34, 50))
+    press(qtbot, win, Qt.Key.Key_J)  # the button still down
+    qtbot.waitUntil(lambda: win.review.image_id != first and win.viewer_ctl._shown_id == win.review.image_id,
+                    timeout=5000)
+    second = win.review.image_id
+    v.one_to_one()
+    v.centerOn(32, 32)
+    for x in (38, 42, 46):
+        qtbot.mouseMove(vp, v.mapFromScene(x, 50))
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(46, 50))
+    wait_saved(win, qtbot)
+    label = service.detail(second).label
+    assert label.review_state == "unreviewed" and label.mask is None
+    assert not v.mask.to_bool().any()
+    win.close()
+
+
+def test_a_save_answering_during_the_next_stroke_leaves_its_pixels(window, service, qtbot, monkeypatch):
+    """On a slow server stroke 1's save answered while stroke 2 was being drawn: the layer was redrawn from the stored
+    label and stroke 2's first half vanished, from the screen and from what was saved."""
+    win, v, vp = window, window.viewer, window.viewer.viewport()
+    image_id = win.review.image_id
+    v.one_to_one()
+    v.centerOn(32, 32)
+    v.set_brush_radius(2)
+    press(qtbot, win, Qt.Key.Key_B)
+    slow_saves(service, monkeypatch, 0.4)
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(10, 10))
+    qtbot.mouseMove(vp, v.mapFromScene(30, 10))
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(30, 10))
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(10, 40))
+    qtbot.mouseMove(vp, v.mapFromScene(20, 40))
+    qtbot.waitUntil(lambda: not win.review._local, timeout=5000)  # stroke 1's save answered
+    assert v.mask.to_bool()[40, 12:19].all()
+    qtbot.mouseMove(vp, v.mapFromScene(30, 40))
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(30, 40))
+    wait_saved(win, qtbot)
+    stored = service.detail(image_id).label.mask
+    assert stored is not None and stored[40, 12:29].all() and stored[10, 12:29].all()
+    assert np.array_equal(stored, v.mask.to_bool())
