@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="write every label decision (who, when, part, model, change) as CSV")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="the CSV file to write")
-    p.add_argument("--folder", help="only decisions on images of this indexed folder (id, path or name)")
+    p.add_argument("--folder", help="only decisions on images of this indexed folder (id, path or name; id:N for an id only)")
     _common(p)
     p.set_defaults(func=_handler("app.commands.audit", "run"))
 
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto",
                    help="the export's format names, or labelme (checked by the import; see docs/import.md); "
                         "auto (the default): the most telling one the dataset's layout holds")
-    p.add_argument("--folder", help="match only images of this indexed folder (id, path or name)")
+    p.add_argument("--folder", help="match only images of this indexed folder (id, path or name; id:N for an id only)")
     p.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     p.add_argument("--overwrite-newer", action="store_true",
                    help="also replace labels saved here after the imported ones were made")
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retrain", help="train a new model version from the reviewed labels in the database")
     p.add_argument("family", choices=FAMILIES)
-    p.add_argument("--folder", help="only the reviewed images of this indexed folder (id, path or name)")
+    p.add_argument("--folder", help="only the reviewed images of this indexed folder (id, path or name; id:N for an id only)")
     p.add_argument("--version", metavar="NAME",
                    help="retrain this version (one a routing rule names, or the active one): it is the start point "
                         "and the parent, and only the images it answers for are learnt from (default: the active "

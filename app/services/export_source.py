@@ -25,23 +25,36 @@ class FolderNotFound(LookupError):
 
 
 def resolve_folder(db: Database, folder: str | int | None) -> FolderInfo | None:
-    """A folder by id, absolute path or name (``--folder`` accepts any); None means every folder."""
+    """A folder by id, absolute or relative path, or name (``--folder`` accepts any; ``id:N`` is an id only); None
+    means every folder. An argument two folders answer to in different ways is refused: a session-44 probe's
+    ``import lotds --folder 3``, run beside folders named 1, 2 and 3, took folder *id* 3 (the folder "2") and put lot
+    3's labels on lot 2's images without a word."""
     if folder is None or folder == "":
         return None
     folders = db.folders.list()
-    text = str(folder)
-    for f in folders:
-        if text.isdigit() and f.id == int(text):
-            return f
-    wanted = str(Path(text).expanduser().resolve()) if not text.isdigit() else None
-    for f in folders:
-        if wanted is not None and str(Path(f.root_path).resolve()) == wanted:
-            return f
+    text = f"id:{folder}" if isinstance(folder, int) else str(folder)  # a caller's id (the window's) is an id only
+    if text.startswith("id:") and text[3:].isdigit():
+        by_id = [f for f in folders if f.id == int(text[3:])]
+        if by_id:
+            return by_id[0]
+        raise FolderNotFound(f"no indexed folder with id {text[3:]} (known folders: {_known(folders)})")
+    wanted = str(Path(text).expanduser().resolve())
     named = [f for f in folders if f.name == text]
-    if len(named) == 1:
-        return named[0]
-    known = ", ".join(f"{f.id}: {f.name} ({f.root_path})" for f in folders) or "none indexed yet"
-    raise FolderNotFound(f"no indexed folder {text!r} (known folders: {known})")
+    answers = {f.id: (f, how) for f, how in (
+        *((f, "its id") for f in folders if text.isdigit() and f.id == int(text)),
+        *((f, "its path") for f in folders if str(Path(f.root_path).resolve()) == wanted),
+        *((f, "its name") for f in named if len(named) == 1))}
+    if len(answers) == 1:
+        return next(iter(answers.values()))[0]
+    if answers:
+        which = "; ".join(f"{f.id}: {f.name} ({f.root_path}) by {how}" for f, how in answers.values())
+        raise FolderNotFound(f"--folder {text!r} names more than one indexed folder ({which}): give its full path, "
+                             f"or id:N for an id")
+    raise FolderNotFound(f"no indexed folder {text!r} (known folders: {_known(folders)})")
+
+
+def _known(folders: list[FolderInfo]) -> str:
+    return ", ".join(f"{f.id}: {f.name} ({f.root_path})" for f in folders) or "none indexed yet"
 
 
 def confirms_prediction_only(label: LabelRevisionInfo) -> bool:
