@@ -592,10 +592,14 @@ class ReviewService:
         and only a part it lacks is taken from the prediction. Once a label has taken the
         prediction (``from_prediction_id`` set), an empty part is the inspector's own erasure and
         stays empty. ``size`` (width, height) is the image's: a heatmap at model resolution
-        becomes a region at image resolution.
+        becomes a region at image resolution; None: the size the worker recorded when it decoded the image (a probe:
+        A on a gallery selection, which has no pixels on screen, stored 32 × 32 regions for 80 × 50 images, which the
+        export then skipped).
         """
         if detail.prediction is None or current.from_prediction_id is not None:
             return current.with_(review_state="accepted")
+        if size is None and detail.width and detail.height:
+            size = (detail.width, detail.height)
         model = self._prediction_label(detail.prediction, size)
         has_verdict = current.anomaly_verdict is not None or current.anomaly_region is not None
         return current.with_(

@@ -175,3 +175,37 @@ def test_no_heatmap_hides_the_slider_and_disables_grow(window, qtbot):
     assert not win.actions["tool_grow"].isEnabled()
     win.layer_panel.apply.click()  # nothing to threshold: no edit
     assert win.review.undo_stack.count() == 0
+
+
+def test_accept_on_a_gallery_selection_stores_each_region_at_its_image_size(service, db, artifacts, qtbot, tmp_path):
+    """Found by a session-44 probe: A on a gallery selection of 80 × 50 images scored by an anomaly model whose map is
+    32 × 32 stored each region at 32 × 32 (the single A, with the pixels on screen, at 80 × 50), and the export then
+    skipped those images ("anomaly region is 32x32 but the image is 80x50"). The size the worker recorded is used."""
+    import cv2
+
+    from app.services.review_types import QueueFilter
+    from database.dto import PredictionIn
+    from tests.gui.conftest import build_window, wait_shown
+    root = tmp_path / "parts"
+    root.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(root / f"img_{i}.png"), np.full((50, 80), 100 + i, np.uint8))
+    info = service.open_folder(root)
+    ids = [it.image_id for it in service.queue(QueueFilter(folder_id=info.id))]
+    version = db.model_versions.register("anomaly", "anom", "/nonexistent", activate=True, card={"threshold": 0.5})
+    heat = np.zeros((32, 32), np.float32)
+    heat[4:12, 4:12] = 2.0
+    db.predictions.upsert_many([PredictionIn(i, version.id, anomaly_score=0.9, anomaly_map_ref=artifacts.put_map(heat))
+                                for i in ids])
+    db.images.set_decoded({i: (80, 50) for i in ids})  # as the worker records them
+    service.refresh_models()
+    win = build_window(service, qtbot)
+    win.open_folder(str(root))
+    wait_shown(win, qtbot)
+    win.review.decide_many(ids[1:], "accept")
+    qtbot.waitUntil(lambda: all(service.item(i).review_state == "accepted" for i in ids[1:]), timeout=5000)
+    wait_saved(win, qtbot)
+    for i in ids[1:]:
+        region = service.detail(i).label.anomaly_region
+        assert region is not None and region.shape == (50, 80)
+    win.close()
