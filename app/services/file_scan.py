@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Iterator, MutableMapping
+from typing import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 
 from inference.imageio import IMAGE_SUFFIXES
 
@@ -67,12 +67,15 @@ class WalkNotes:
     skipped: list[str] = field(default_factory=list)
 
 
-def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None) -> Iterator[FoundFile]:
+def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None,
+                own_folders: Mapping[str, str] | None = None) -> Iterator[FoundFile]:
     """Every image file under ``root`` (recursive, by suffix, hidden folders skipped), sorted per folder. A folder or
     a name that cannot be read is passed over and noted (``notes``): a sub-folder read-protected had its images
     marked missing, and one name with invalid UTF-8 bytes or a path too long for the system stopped the whole
     index, the folder's other images included (found by a session-43 probe). A linked sub-folder is not followed
-    and an image link whose target has gone cannot be read: both are noted too (they were passed over in silence)."""
+    and an image link whose target has gone cannot be read: both are noted too (they were passed over in silence).
+    ``own_folders``: sub-folders (relative path -> name) indexed as folders of their own, whose images are theirs:
+    not walked, and noted (one file would otherwise have two rows)."""
     base = os.fspath(root)
     stack = [""]
     while stack:
@@ -98,6 +101,12 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None) ->
                 continue
             try:
                 if e.is_dir(follow_symlinks=False):
+                    if own_folders and rel in own_folders:
+                        if notes is not None:  # not read is not gone: rows an older index made there stay
+                            notes.unread_dirs.add(rel)
+                            notes.skipped.append(f"{shown_name(rel)}/: indexed as a folder of its own "
+                                                 f"({own_folders[rel]}): its images are there")
+                        continue
                     subdirs.append(rel)
                 elif e.is_symlink() and e.is_dir():  # not followed: it may lead out of the folder, or round a loop
                     if notes is not None:

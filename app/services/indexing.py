@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from app.services.file_scan import FoundFile, KnownFile, WalkNotes, hash_files, plan_changes, walk_images
@@ -83,14 +83,23 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         raise FolderIndexError(f"{root}: folder not found")
     if not root.is_dir():
         raise FolderIndexError(f"{root}: not a folder")
+    others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
+    if db.folders.by_path(str(root)) is None:
+        holder = next((f for f in others if PurePath(root).is_relative_to(f.root_path)), None)
+        if holder is not None:  # its images are rows of that folder: a second row each (a session-44 probe)
+            raise FolderIndexError(f"{root}: lies inside the indexed folder {holder.root_path} ({holder.name}); open "
+                                   "that folder, which holds these images already (indexing this one too would give "
+                                   "each image two rows, exported twice with whatever two labels they get)")
     info = db.folders.add(str(root))
+    inner = {PurePath(f.root_path).relative_to(root).as_posix(): f.name for f in others
+             if PurePath(f.root_path).is_relative_to(root)}
     known = {path: KnownFile(*values) for path, values in db.images.known_files(info.id).items()}
     files = 0
     notes = WalkNotes()
 
     def walk() -> Iterator[FoundFile]:
         nonlocal files
-        for files, entry in enumerate(walk_images(root, notes), 1):
+        for files, entry in enumerate(walk_images(root, notes, own_folders=inner), 1):
             if progress is not None and files % 500 == 0:
                 progress(files, 0, "scan")
             yield entry

@@ -386,3 +386,24 @@ def test_a_file_unreadable_when_indexed_loses_its_error_once_it_is_read(db, tmp_
     index_folder(db, root)
     gray = db.images.get(gray.id)
     assert gray.error is None and gray.content_hash
+
+
+def test_a_folder_inside_an_indexed_one_is_refused_and_one_holding_it_leaves_it_to_itself(db, tmp_path: Path) -> None:
+    """Found by a session-44 probe: ``prelabel imgs/sub`` after ``imgs`` was indexed registered the sub-folder as a
+    second folder, so each of its files had two rows; labelled in each, the export wrote one file twice with two
+    classes ("exported 5 image(s)" for 4 files). A folder inside an indexed one is refused, naming it; a folder
+    indexed after one inside it leaves that one's images to it and says so."""
+    root = _folder(tmp_path / "parts")
+    index_folder(db, root)
+    with pytest.raises(FolderIndexError, match="lies inside the indexed folder"):
+        index_folder(db, root / "sub")
+    assert len(db.folders.list()) == 1
+
+    outer = tmp_path / "line"
+    inner = _folder(outer / "cam1")
+    cv2.imwrite(str(outer / "top.png"), np.zeros((4, 4), np.uint8))
+    first = index_folder(db, inner)
+    report = index_folder(db, outer)
+    assert [db.images.get(i).rel_path for i in report.added] == ["top.png"]
+    assert any(s.startswith("cam1/: indexed as a folder of its own") for s in report.skipped)
+    assert len(db.images.query(ImageQuery(folder_id=first.folder_id))) == 4
