@@ -372,6 +372,9 @@ class ModelCatalog:
         # A champion both active and named by rules answers for both kinds of images: the promotion takes both.
         # It only became active, and no image ran it, where the rules covered every image (a session-43 probe).
         if champion is None or champion.id == version_id or not patterns:
+            if row.active:  # a session-44 probe: "is now the active … Recorded for alice." recorded nothing
+                raise ModelCatalogError(f"{row.name} is already the active {row.family} model: nothing was changed "
+                                        "or recorded")
             before = self.db.model_versions.active(row.family)
             promoted = self.activate(version_id, note)
             return Promotion(promoted, before.name if before is not None and before.id != version_id else None, ())

@@ -401,3 +401,49 @@ def test_images_the_worker_could_not_read_are_not_said_to_be_waiting(db, tmp_pat
     result = champion.find_disagreements(db, b.id)
     assert (result.images, result.compared, result.failed, result.waiting) == (3, 2, 1, 0)
     assert db.jobs.get(job) is not None
+
+
+def test_compare_json_queues_what_waits_and_promote_of_the_active_version_says_nothing_changed(tmp_path, capsys) -> None:
+    """Found by a session-44 CLI probe: ``models compare ID --json`` never queued the images not run by both versions
+    (a script read "waiting" for good; only the printed form queued them), ``--limit 0`` was taken for the default,
+    and ``models promote`` of the version already active said "is now the active … Recorded for bob." (exit 0)
+    although it recorded nothing and dropped the note."""
+    from app.cli import main
+    cli_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    db = open_database(cli_url)
+    a, b = _versions(db, tmp_path)
+    ids = _folder(db, tmp_path, 2)
+    db.predictions.upsert_many([PredictionIn(ids[0], a.id, predicted_class="ok", confidence=0.7)])
+    db.close()
+    assert main(["models", "compare", str(b.id), "--db", cli_url, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["waiting"] == 2 and data["queued_jobs"]
+    db = open_database(cli_url)
+    try:
+        assert sorted(j.id for j in db.jobs.list(kind=champion.COMPARE)) == sorted(data["queued_jobs"])
+    finally:
+        db.close()
+    assert main(["models", "compare", str(b.id), "--db", cli_url, "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+    assert main(["models", "promote", str(a.id), "--db", cli_url, "--note", "again"]) == 2
+    assert "already the active classifier model: nothing was changed or recorded" in capsys.readouterr().err
+
+
+def test_the_models_command_says_a_locked_database_in_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """Found by a session-44 CLI probe: ``models list`` (which registers the bundled versions, a write) and ``models
+    promote`` on a SQLite file another program held locked ended in a Python traceback, exit 1; every other command
+    says it in one line, exit 2."""
+    from app.cli import main
+    from app.services.model_catalog import ModelCatalog
+    from database import LockedError
+    cli_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    open_database(cli_url).close()
+
+    def locked(self, *args, **kwargs):
+        raise LockedError("the database file cli.sqlite is locked by another program; close it there or try again.")
+    monkeypatch.setattr(ModelCatalog, "rows", locked)
+    monkeypatch.setattr(ModelCatalog, "promote", locked)
+    assert main(["models", "list", "--db", cli_url]) == 2
+    assert main(["models", "promote", "1", "--db", cli_url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("is locked by another program") == 2 and "Traceback" not in err
