@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Set as AbstractSet
@@ -248,9 +249,18 @@ def files_under(folder: Path) -> list[str]:
 
 
 def make_temp_dir(out: Path) -> Path:
+    """The folder an export is written into before it is renamed onto ``out``, with the permissions a folder made
+    by ``mkdir`` gets (``mkdtemp`` makes it 0700: a session-44 probe found every export folder readable by its
+    owner alone, so a training service or a colleague on the share could not read the dataset)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        while True:  # os.mkdir honours the umask; changing the process's umask would race the other threads
+            tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.partial"
+            try:
+                tmp.mkdir()
+                return tmp
+            except FileExistsError:
+                continue
     except OSError as exc:
         raise ExportError(os_error_message(exc, out.parent)) from None
 

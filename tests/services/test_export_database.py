@@ -218,3 +218,16 @@ def test_an_export_says_which_jpegs_an_exif_tag_would_turn(tmp_path: Path) -> No
     assert result.notes[0].startswith("1 JPEG(s) carry an EXIF orientation") and "line/turned.jpg" in result.notes[0]
     assert any(line.startswith("note: 1 JPEG(s)") for line in result.summary_lines())
     db.close()
+
+
+def test_the_export_folder_gets_the_permissions_any_new_folder_gets(tmp_path: Path, station) -> None:
+    """Found by a session-44 CLI probe: the export folder came out mode 0700 (the temporary folder it is written in
+    was renamed onto it) while its files were 0644, so nobody but its owner could read the dataset."""
+    import os
+    db = station[0]
+    old = os.umask(0o022)
+    try:
+        export_database(db, tmp_path / "ds", ExportOptions(formats=("csv",)))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ds").stat().st_mode & 0o777 == 0o755
