@@ -110,7 +110,7 @@ def read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing") from None
     except ModelLimitError as exc:
         raise CheckpointError(str(exc)) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, JSONDecodeError, a document nested too deeply
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")

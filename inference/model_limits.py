@@ -68,12 +68,22 @@ class TensorEntry:
     nbytes: int
 
 
+def parse_json(text: str) -> Any:
+    """``json.loads``, with a document nested too deeply for it a ``ValueError`` too: a 6 KB ``domain.json`` of 3000
+    nested brackets raised RecursionError, which no reader caught, so a version was registered while Add said it was
+    refused, and the Models dialog and ``models list`` then failed for every version (a session-44 probe)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be read") from None
+
+
 def read_json_bounded(path: Path) -> Any:
     """The JSON in ``path`` once its size is known to be small; OSError/ValueError otherwise."""
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         raise ModelLimitError(f"{path} is {size} bytes; a model's JSON file is at most {MAX_JSON_BYTES} bytes")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return parse_json(path.read_text(encoding="utf-8"))
 
 
 def check_config_values(values: Mapping[str, Any], where: str = "config.json") -> None:
@@ -127,7 +137,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorEntry]:
                                   f"a {size}-byte file)")
         raw = f.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = parse_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ModelLimitError(f"{path} is not a safetensors file (its header is not JSON: {exc})") from None
     if not isinstance(header, dict):

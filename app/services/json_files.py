@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from inference.model_limits import parse_json
+
 
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,7 +28,7 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise JsonFileError(f"{path.name} is missing in {path.parent}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise JsonFileError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):

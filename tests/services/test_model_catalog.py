@@ -314,3 +314,21 @@ def test_a_version_whose_description_cannot_be_read_is_listed_without_one(tmp_pa
     (tmp_path / "domain.json").write_text('{"format": 2, "parts": {"descriptor": {"dim": 999999999}}}')
     (tmp_path / "domain.safetensors").write_bytes(b"\x00" * 16)
     assert trained_on(tmp_path) == ""
+
+
+def test_json_nested_too_deeply_is_refused_or_set_aside_never_a_crash(db, tmp_path: Path) -> None:
+    """Found by a session-44 probe: a 6 KB ``domain.json`` of 3000 nested brackets raised RecursionError, which no
+    reader caught: Add said the folder was refused yet registered it, and the Models dialog and ``models list`` then
+    failed for every version. A config nested so is refused in one sentence; domain statistics so are set aside (the
+    model still predicts) and the list reads."""
+    deep = "[" * 3000 + "]" * 3000
+    catalog = ModelCatalog(db)
+    bad_config = make_model_dir(tmp_path / "deep-config")
+    (bad_config / "config.json").write_text(deep)
+    with pytest.raises(ModelCatalogError, match="nested too deeply"):
+        catalog.add_directory("classifier", bad_config)
+    d = make_model_dir(tmp_path / "deep-domain")
+    (d / "domain.json").write_text(deep)
+    (d / "domain.safetensors").write_bytes(b"\0" * 16)
+    row = catalog.add_directory("classifier", d)
+    assert any(r.id == row.id for r in catalog.rows())
