@@ -193,7 +193,7 @@ class LabelState:
                 and self.objects == other.objects
                 and self.anomaly_verdict == other.anomaly_verdict
                 and self.review_state == other.review_state
-                and _same_mask(self.mask, other.mask)
+                and _same_mask(self.mask, other.mask, empty_is_an_answer=True)
                 and _same_mask(self.anomaly_region, other.anomaly_region))
 
     def content_digest(self) -> str:
@@ -201,8 +201,8 @@ class LabelState:
         labels this window still had on their way with it, so the next start can tell their landing from another
         station's save."""
         h = hashlib.sha256(repr((self.class_name, self.objects, self.anomaly_verdict, self.review_state)).encode())
-        for m in (self.mask, self.anomaly_region):
-            if m is None or not m.any():
+        for m, empty_is_an_answer in ((self.mask, True), (self.anomaly_region, False)):
+            if m is None or not (empty_is_an_answer or m.any()):
                 h.update(b"-")
             else:
                 h.update(repr(m.shape).encode() + np.packbits(m.astype(bool)).tobytes())
@@ -217,8 +217,13 @@ class LabelState:
         return replace(self, **changes)
 
 
-def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+def _same_mask(a: np.ndarray | None, b: np.ndarray | None, empty_is_an_answer: bool = False) -> bool:
+    """``empty_is_an_answer``: an empty mask ("no target here", ADR 0069) differs from None ("not set"); a probe found
+    one eraser stroke on a label without a mask taken for no change, so "no target" was never saved. An anomaly
+    region is stored only where one is drawn, so there the two are one."""
     if a is None or b is None:
+        if empty_is_an_answer:
+            return a is None and b is None
         return (a is None or not a.any()) and (b is None or not b.any())
     return a.shape == b.shape and bool(np.array_equal(a.astype(bool), b.astype(bool)))
 
