@@ -42,8 +42,8 @@ class ModelFilesError(RuntimeError):
 
 
 def folder_files(directory: Path) -> list[tuple[str, bytes]]:
-    """(posix name, bytes) of the files inference reads below ``directory`` (a link to a regular file as the file it
-    names); hidden entries, other links and other kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
+    """(posix name, bytes) of the files inference reads below ``directory`` (a link to a safetensors file as the file
+    it names); hidden entries, other links and other kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
     chosen: list[tuple[str, Path]] = []
     total = 0
     for root, dirs, names in os.walk(directory, followlinks=False):
@@ -55,8 +55,12 @@ def folder_files(directory: Path) -> list[tuple[str, bytes]]:
                 continue
             if not path.is_file():
                 continue  # a pipe, a device, or a link to one, to a folder or to nothing: never read
-            # A link to a regular file is read (a git-annex, DVC or Hugging Face cache folder keeps its weights so):
-            # left out, the database's copy lacked the weights the folder loads (a session-43 probe).
+            # A link to a weights file is read (a git-annex, DVC or Hugging Face cache folder keeps its weights so):
+            # left out, the database's copy lacked the weights the folder loads (a session-43 probe). Any other link
+            # is not: a session-44 probe's notes.txt -> ~/.ssh/id_rsa was copied into the shared database, and so
+            # to every station's cache.
+            if path.is_symlink() and not _weights_file(path):
+                continue
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
                 raise ModelFilesError(f"{path} is {size} bytes, more than a model file may be ({MAX_FILE_BYTES})")
@@ -68,6 +72,18 @@ def folder_files(directory: Path) -> list[tuple[str, bytes]]:
     if not any(name == "config.json" for name, _ in chosen):
         raise ModelFilesError(f"{directory}: not a model directory (no config.json)")
     return [(name, path.read_bytes()) for name, path in chosen]
+
+
+def _weights_file(path: Path) -> bool:
+    """A safetensors file by name and by its header (what a link is followed for)."""
+    from inference.model_limits import read_safetensors_header
+    if path.suffix.lower() != ".safetensors":
+        return False
+    try:
+        read_safetensors_header(path)
+    except (OSError, ValueError):  # ModelLimitError is a ValueError
+        return False
+    return True
 
 
 def keep_in_database(db: "Database", version: "ModelVersionInfo", directory: Path | None = None) -> int:

@@ -94,13 +94,18 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
     (folder / "training").mkdir()
     (folder / "training" / "state.pt").write_bytes(b"a pickle stays where it was made")
     import os
-    (folder / "link.json").symlink_to(folder / "config.json")  # a git-annex / DVC weights file is such a link:
+    weights = next(folder.glob("*.safetensors"))
+    (folder / "linked.safetensors").symlink_to(weights)  # a git-annex / DVC weights file is such a link:
     (folder / "dir.json").symlink_to(folder / "training", target_is_directory=True)  # kept as the file it names
     os.mkfifo(folder / "pipe.json")  # never read (it would block)
+    (tmp_path / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
+    (folder / "notes.txt").symlink_to(tmp_path / "id_rsa")  # a session-44 probe: copied into the shared database
+    (folder / "fake.safetensors").symlink_to(tmp_path / "id_rsa")
     files = dict(folder_files(folder))
     assert "training/state.pt" not in files and "config.json" in files
-    assert files["link.json"] == (folder / "config.json").read_bytes()
+    assert files["linked.safetensors"] == weights.read_bytes()
     assert "dir.json" not in files and "pipe.json" not in files
+    assert "notes.txt" not in files and "fake.safetensors" not in files
     with pytest.raises(ModelFilesError, match="no config.json"):
         folder_files(tmp_path / "imgs-none") if (tmp_path / "imgs-none").mkdir() is None else None
 
