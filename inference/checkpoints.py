@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -154,6 +154,11 @@ def load_state(model: nn.Module, weights: Path) -> None:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
     expected = model.state_dict()
+    # a float parameter stored as integers: load_state_dict would cast the raw numbers and the model would answer
+    # nonsense (a session-44 probe: F32 tensors relabelled I32 loaded, then every image failed "non-finite output")
+    kinds = [k for k, v in state.items() if k in expected and expected[k].is_floating_point() and not v.is_floating_point()]
+    if kinds:
+        raise CheckpointError(f"{weights}: integer values where the model holds real numbers: {', '.join(kinds[:8])}")
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{weights}: non-finite values in {', '.join(bad[:8])}")
@@ -161,6 +166,32 @@ def load_state(model: nn.Module, weights: Path) -> None:
     state = {k: v.to(expected[k].dtype) if v.is_floating_point() and expected[k].is_floating_point()
              and v.dtype != expected[k].dtype else v for k, v in state.items()}
     model.load_state_dict(state, strict=True)
+
+
+def checked_config(d: Path, name: str, meta: dict[str, Any]) -> Any:
+    """The architecture ``name``'s config from a model folder's ``config.json`` (``meta``), checked against the
+    weights file's header without allocating a tensor (``CheckpointError`` says why not). Adding a folder runs it
+    too: a session-44 probe added and activated a classifier whose num_classes (9999) disagreed with its 2-class
+    weights, and the user learnt it only when every pre-label job failed."""
+    def check() -> Any:
+        config = registry.config_from_dict(name, meta.get("config", {}))
+        check_against_weights(name, config, d / WEIGHTS)
+        return config
+    return _built(d, name, check)
+
+
+def _built(d: Path, name: str, make: Callable[[], Any]) -> Any:
+    """``make()``, with what a config can make the architecture raise said as a ``CheckpointError``."""
+    try:
+        return make()
+    except (KeyError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{d / CONFIG}: {first[:300]}") from None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a config the architecture's constructor cannot take
+        raise CheckpointError(f"{d / CONFIG}: the {name} model cannot be built from it "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def load_model(
@@ -181,18 +212,8 @@ def load_model(
         raise CheckpointError(f"{d / CONFIG}: 'format' must be a whole number, not {str(fmt)[:40]!r}")
     if fmt > FORMAT_VERSION:
         raise CheckpointError(f"{d}: written by a newer version of this application (format {meta['format']})")
-    try:
-        config = registry.config_from_dict(name, meta.get("config", {}))
-        check_against_weights(name, config, d / WEIGHTS)
-        model = registry.build(name, config)
-    except (KeyError, ValueError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{d / CONFIG}: {first[:300]}") from None
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a config the architecture's constructor cannot take
-        raise CheckpointError(f"{d / CONFIG}: the {name} model cannot be built from it "
-                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    config = checked_config(d, name, meta)
+    model = _built(d, name, lambda: registry.build(name, config))
     load_state(model, d / WEIGHTS)
     model.to(map_location).eval()
     found = registry.spec(name).family

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,16 @@ class TensorEntry:
     nbytes: int
 
 
+def regular_file_size(path: Path) -> int:
+    """The size of ``path``, a regular file (or a link to one); FileNotFoundError when missing, ``ModelLimitError``
+    for a pipe, device or folder: opening a pipe blocks for good (a session-44 probe: a worker loading a version
+    whose weights had become a named pipe hung, its heartbeat keeping the job's claim fresh)."""
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelLimitError(f"{path} is not a regular file (a pipe, device or folder is never read)")
+    return st.st_size
+
+
 def parse_json(text: str) -> Any:
     """``json.loads``, with a document nested too deeply for it a ``ValueError`` too: a 6 KB ``domain.json`` of 3000
     nested brackets raised RecursionError, which no reader caught, so a version was registered while Add said it was
@@ -80,7 +91,7 @@ def parse_json(text: str) -> Any:
 
 def read_json_bounded(path: Path) -> Any:
     """The JSON in ``path`` once its size is known to be small; OSError/ValueError otherwise."""
-    size = path.stat().st_size
+    size = regular_file_size(path)
     if size > MAX_JSON_BYTES:
         raise ModelLimitError(f"{path} is {size} bytes; a model's JSON file is at most {MAX_JSON_BYTES} bytes")
     return parse_json(path.read_text(encoding="utf-8"))
@@ -126,7 +137,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorEntry]:
     Every tensor's byte range must lie inside the file and hold exactly shape × dtype bytes, so
     loading can never be asked to allocate more than the file backs. OSError when unreadable.
     """
-    size = path.stat().st_size
+    size = regular_file_size(path)
     with path.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:

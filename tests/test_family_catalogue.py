@@ -8,9 +8,11 @@ modules: its train/evaluate CLI and its engine adapter.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from app import cli
 from app.services import model_catalog, retraining
@@ -53,13 +55,29 @@ class ToyModel(FamilyModel):
     family = "toy"
 
 
+@dataclasses.dataclass
+class ToyConfig:
+    width: int = 3
+
+
+class ToyNet(torch.nn.Module):
+    """The toy family's architecture: what a model folder of it holds is checked against its shapes."""
+
+    def __init__(self, config: ToyConfig) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(config.width, 2)
+
+
 # --- the test -----------------------------------------------------------------------------------
 @pytest.fixture
 def toy_family():
+    from inference.models import registry
     families.register_family(TOY)
+    registry.register("toy_net", "toy", ToyConfig)(ToyNet)
     try:
         yield TOY
     finally:
+        registry._REGISTRY.pop("toy_net", None)
         families.unregister_family("toy")
 
 

@@ -221,7 +221,7 @@ def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
     if not isinstance(arch, str):
         raise ModelCatalogError(f"{directory / 'config.json'} names no model architecture ('model')")
     fmt = config.get("format", 1)
-    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > FORMAT_VERSION:
         raise ModelCatalogError(f"{directory} was written by a newer version of the station (format {fmt!r})")
     if arch in PART_ONLY and not as_part:
         raise ModelCatalogError(f"{directory} holds a {arch}, which is part of a {PART_ONLY[arch]} model "
@@ -237,6 +237,11 @@ def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
     except ModelLimitError as exc:
         raise ModelCatalogError(str(exc)) from None
     check_safetensors(directory / "model.safetensors")
+    from inference.checkpoints import CheckpointError, checked_config
+    try:
+        checked_config(directory, arch, config)  # the weights' shapes, as loading checks them, without loading
+    except CheckpointError as exc:
+        raise ModelCatalogError(str(exc)) from None
     return config
 
 

@@ -160,3 +160,36 @@ def test_a_long_shape_mismatch_is_summarised() -> None:
     [line] = shape_mismatches(expected, header)
     assert line.startswith("wrong shapes: block0.weight (16, 16) (model expects (64, 64)); ")
     assert line.endswith(" and 7 more") and len(line) < 300
+
+
+def test_a_folder_the_worker_could_never_run_is_refused_when_it_is_added(tmp_path: Path, tiny) -> None:
+    """Found by a session-44 probe: a classifier whose num_classes (9999) disagreed with its 2-class weights, and one
+    whose ``format`` was ``true``, passed Add and Make active ("Make active to pre-label with it"); the user learnt it
+    only when every pre-label job failed. Each is refused at Add now, saying why."""
+    wrong = copy_with_config(tiny["classifier"], tmp_path / "wrong", num_classes=9999)
+    with pytest.raises(ModelCatalogError, match="does not match its config"):
+        check_model_dir("classifier", wrong)
+    flag = shutil.copytree(tiny["classifier"], tmp_path / "flag")
+    meta = json.loads((flag / "config.json").read_text())
+    (flag / "config.json").write_text(json.dumps({**meta, "format": True}))
+    with pytest.raises(ModelCatalogError, match="format True"):
+        check_model_dir("classifier", flag)
+
+
+def test_weights_stored_as_integers_and_a_weights_pipe_are_refused_when_loaded(tmp_path: Path, tiny) -> None:
+    """Found by a session-44 probe: real-number tensors relabelled I32 in the header loaded without a word and every
+    image then failed "selective_scan: non-finite output", blamed on the image; a weights file replaced by a named
+    pipe hung the worker for good (its heartbeat kept the job's claim fresh)."""
+    import os
+    d = shutil.copytree(tiny["classifier"], tmp_path / "ints")
+    raw = (d / "model.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = raw[8:8 + n].replace(b'"F32"', b'"I32"')
+    (d / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + raw[8 + n:])
+    with pytest.raises(CheckpointError, match="integer values where the model holds real numbers"):
+        load_model(d, family="classifier")
+    piped = shutil.copytree(tiny["classifier"], tmp_path / "pipe")
+    (piped / "model.safetensors").unlink()
+    os.mkfifo(piped / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_model(piped, family="classifier")
