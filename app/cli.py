@@ -9,7 +9,9 @@ import argparse
 import functools
 import importlib
 import logging
+import signal
 import sys
+import threading
 from typing import Callable, Sequence
 
 from app import __version__
@@ -348,11 +350,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     if getattr(args, "db", None) is None:
         args.db = default_database_url()
+    before = None
+    if getattr(args, "command", None) in TERMINATED_AS_INTERRUPT and threading.current_thread() is threading.main_thread():
+        before = signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+# Commands that write files and clean up what they leave half-written on Ctrl+C: SIGTERM (a job runner's stop) takes
+# the same way out. A session-44 probe's SIGTERM during ``export`` left its hidden ``.partial`` folder of copies
+# behind. (``gui``, ``worker``, ``prelabel``, ``pretrain`` and ``retrain`` answer SIGTERM themselves.)
+TERMINATED_AS_INTERRUPT = frozenset({"export", "import", "audit"})
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so its cleanup runs as for Ctrl+C; exit status 143."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise Terminated()

@@ -128,4 +128,7 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise AuditError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    except BaseException:  # Ctrl+C, SIGTERM, a database error: half the rows are no audit (a session-44 probe)
+        tmp.unlink(missing_ok=True)
+        raise
     return AuditResult(rows, path)

@@ -92,3 +92,19 @@ def test_audit_streams_in_pages(project) -> None:
             ("L1/SN1.png", 1), ("L1/SN1.png", 2), ("L2/SN2.png", 1)]
     finally:
         db.close()
+
+
+def test_an_audit_interrupted_midway_leaves_no_half_file(tmp_path: Path, monkeypatch) -> None:
+    """Found by a session-44 CLI probe: Ctrl+C during ``audit`` left ``audit.csv.partial`` holding half the rows (only
+    an OSError removed it)."""
+    from app.services import audit
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+
+    def rows_then_ctrl_c(*_args, **_kwargs):
+        yield from ()
+        raise KeyboardInterrupt
+    monkeypatch.setattr(audit, "audit_records", rows_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        audit.write_audit(db, tmp_path / "audit.csv", None, FlagSettings())
+    assert list(p.name for p in tmp_path.iterdir() if p.name.startswith("audit")) == []
+    db.close()

@@ -231,3 +231,27 @@ def test_the_export_folder_gets_the_permissions_any_new_folder_gets(tmp_path: Pa
     finally:
         os.umask(old)
     assert (tmp_path / "ds").stat().st_mode & 0o777 == 0o755
+
+
+def test_sigterm_during_an_export_leaves_no_half_written_folder(tmp_path: Path, station, capsys, monkeypatch) -> None:
+    """Found by a session-44 CLI probe: Ctrl+C cleaned up, but SIGTERM (a job runner's stop) during ``export`` left its
+    hidden ``.partial`` folder of copied images beside the destination. It now takes Ctrl+C's way out, exit 143."""
+    import os
+    import signal
+
+    from app.services import export as export_module
+    url = station[1]
+    real = export_module.load
+    calls = []
+
+    def load_then_terminated(path):
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(path)
+    monkeypatch.setattr(export_module, "load", load_then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli_main(["export", "--out", str(tmp_path / "out" / "ds"), "--db", url]) == 143
+    assert "terminated" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before
