@@ -11,6 +11,7 @@ from database.migrate import head_revision
 
 def test_current_then_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    (tmp_path / "station.sqlite").touch()  # an empty file: no schema yet
     assert main(["db", "current", "--db", url]) == 0
     assert "revision (none) (empty" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", url]) == 0
@@ -37,3 +38,13 @@ def test_unreachable_server_gives_one_error_line(capsys: pytest.CaptureFixture[s
     assert main(["db", "upgrade", "--db", "postgresql+psycopg://u:pw@127.0.0.1:1/station"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot reach the database 'station' on 127.0.0.1:1")
+
+
+def test_current_on_a_file_that_does_not_exist_says_so_and_creates_nothing(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a session-44 CLI probe: ``db current`` ("without changing anything") on a mistyped path answered
+    "revision (none) (empty …)", exit 0, and left a new folder and an empty database file there."""
+    path = tmp_path / "nodir" / "x.sqlite"
+    assert main(["db", "current", "--db", f"sqlite:///{path}"]) == 2
+    assert f"no database at {path} (nothing was created" in capsys.readouterr().err
+    assert not (tmp_path / "nodir").exists()
