@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
     families = _families(args.families)
     if args.batch_size < 1:
         raise CommandError("--batch-size must be at least 1")
+    if args.report:  # said before the run, not after it (a session-44 probe: a traceback once every image had run)
+        report_dir = Path(args.report).expanduser().parent
+        if Path(args.report).is_dir() or not report_dir.is_dir() or not os.access(report_dir, os.W_OK):
+            raise CommandError(f"--report {args.report}: cannot be written there (give a file in a folder that "
+                               "exists and this account may write to)")
     prepare_inference_process(getattr(args, "threads", 1))
     start = time.monotonic()
     try:
@@ -162,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
                       "families": params[s.job_id]["families"]} for s in final],
         }
         if args.report:
-            Path(args.report).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            try:
+                Path(args.report).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            except OSError as exc:  # gone or full since the check: the run stands, the report is said lost
+                print(f"error: the report could not be written to {args.report} ({exc.strerror or exc})",
+                      file=sys.stderr)
         for path, reason in failed:
             print(f"failed: {path}: {reason}", file=sys.stderr)
         print_out_of_domain(outside_counts, outside_images)

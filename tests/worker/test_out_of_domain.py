@@ -229,3 +229,14 @@ def test_domain_fit_groups_folds_by_the_rule_asked_and_train_hands_its_own(tiny_
     after_train(argparse.Namespace(out=str(d), data=data, device="cpu", group_by=r"regex:^(s\d)_"))
     meta = json.loads((d / "domain.json").read_text())
     assert (meta["fold_groups"], meta["fold_group_count"]) == (r"regex:^(s\d)_", 6)
+
+
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(sqlite_url, tmp_path: Path, capsys) -> None:
+    """Found by a session-44 CLI probe: ``prelabel --report`` into a folder that does not exist ran every image, then
+    died with a FileNotFoundError traceback (exit 1) and printed no summary."""
+    from app.cli import main
+    dark_images(tmp_path / "imgs", 1, seed=3)
+    assert main(["prelabel", str(tmp_path / "imgs"), "--db", sqlite_url, "--device", "cpu",
+                 "--report", str(tmp_path / "nowhere" / "r.json")]) == 2
+    assert "cannot be written there" in capsys.readouterr().err
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # refused before anything was opened or run
