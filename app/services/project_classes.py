@@ -45,9 +45,11 @@ class ClassList:
     routed: tuple[str, ...] = ()
 
     def dropped_in_use(self, names: Sequence[str]) -> dict[str, int]:
-        """Classes that labels use but ``names`` no longer offers (labels keep them)."""
-        kept = set(names)
-        return {n: c for n, c in sorted(self.in_use.items()) if c and n not in kept}
+        """Classes on this list that labels use but ``names`` no longer offers (labels keep them). Not a class that was
+        never on it (a session-44 probe: ``classes add`` said "note: 12 labels keep 'blowhole'; it is no longer
+        offered" of a class no list had held)."""
+        kept, offered = set(names), set(self.names)
+        return {n: c for n, c in sorted(self.in_use.items()) if c and n in offered and n not in kept}
 
 
 def validate(names: Iterable[str], kept: Collection[str] = ()) -> tuple[str, ...]:

@@ -78,6 +78,8 @@ def test_removing_a_class_keeps_every_label_and_reports_them(tmp_path: Path, db)
     assert db.labels.current(ids[0]).class_name == "crack"  # the label is not touched
     with pytest.raises(pc.ClassListError, match="not on the list: nope"):
         pc.remove(db, ["nope"])
+    # a class labels use that was not on the list is not "no longer offered" by a later change (a session-44 probe)
+    assert pc.read(db).dropped_in_use(pc.add(db, ["fray"]).names) == {}
 
 
 def test_the_window_and_the_import_read_the_same_list(tmp_path: Path, db) -> None:
