@@ -239,10 +239,36 @@ def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
     check_safetensors(directory / "model.safetensors")
     from inference.checkpoints import CheckpointError, checked_config
     try:
-        checked_config(directory, arch, config)  # the weights' shapes, as loading checks them, without loading
+        built = checked_config(directory, arch, config)  # the weights' shapes, as loading checks them, without loading
     except CheckpointError as exc:
         raise ModelCatalogError(str(exc)) from None
+    if not as_part:
+        _check_classes(directory, getattr(built, "num_classes", None))
     return config
+
+
+def _check_classes(directory: Path, outputs: int | None) -> None:
+    """A card's class names, one per output of the model and each once (ignoring case), at most ``MAX_CLASSES``:
+    a session-44 probe's three names on a two-output model offered three buttons while its answers were stored as
+    class_0 / class_1, and ["crack", "crack"] stored scores that contradict the stored confidence."""
+    from app.services.project_classes import MAX_CLASSES
+    if outputs is None or not (directory / "card.json").is_file():
+        return
+    classes = _read_object(directory / "card.json").get("classes")
+    if classes is None:
+        return
+    where = directory / "card.json"
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() for c in classes):
+        raise ModelCatalogError(f"{where}: 'classes' must be a list of names")
+    if len(classes) != outputs:
+        raise ModelCatalogError(f"{where} names {len(classes)} classes for a model of {outputs} outputs")
+    if len(classes) > MAX_CLASSES:
+        raise ModelCatalogError(f"{where} names {len(classes)} classes (at most {MAX_CLASSES})")
+    seen: dict[str, str] = {}
+    for c in classes:
+        if c.strip().lower() in seen:
+            raise ModelCatalogError(f"{where} names the class {c!r} twice (as {seen[c.strip().lower()]!r})")
+        seen[c.strip().lower()] = c
 
 
 def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:

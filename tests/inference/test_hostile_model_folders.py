@@ -193,3 +193,18 @@ def test_weights_stored_as_integers_and_a_weights_pipe_are_refused_when_loaded(t
     os.mkfifo(piped / "model.safetensors")
     with pytest.raises(CheckpointError, match="not a regular file"):
         load_model(piped, family="classifier")
+
+
+@pytest.mark.parametrize("classes,why", [
+    (["free", "crack", "scratch"], "names 3 classes for a model of 2 outputs"),
+    (["crack", "Crack"], "names the class 'Crack' twice"),
+    (["free", 7], "must be a list of names"),
+])
+def test_class_names_that_do_not_fit_the_model_are_refused_at_add(tmp_path: Path, tiny, classes, why) -> None:
+    """Found by a session-44 probe: three names on a two-output classifier offered three buttons while its answers were
+    stored as class_0 / class_1; ["crack", "crack"] stored scores contradicting the stored confidence."""
+    d = shutil.copytree(tiny["classifier"], tmp_path / "m")
+    card = json.loads((d / "card.json").read_text())
+    (d / "card.json").write_text(json.dumps({**card, "classes": classes}))
+    with pytest.raises(ModelCatalogError, match=why):
+        check_model_dir("classifier", d)
