@@ -103,12 +103,33 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
     local = _on_disk_here(version)
     if local is not None:
         if local == Path(version.checkpoint_path) and not version.bundled:
+            listed = db.model_versions.file_list(version.id)
+            if listed and _differs(local, listed):
+                # one version, one model: a session-44 probe overwrote the folder's weights and card after Add, and
+                # this station's worker answered with the new ones ("ok"/"defect") while other stations ran the kept
+                # copy and the buttons offered its classes
+                log.warning("%s model %r: its folder %s no longer holds the files registered with it; the "
+                            "database's copy runs", version.family, version.name, local)
+                return _written_here(db, version, listed)
             try:  # a version registered before its files were kept: the first station that sees it shares it
                 keep_in_database(db, version, local)
             except Exception as exc:  # noqa: BLE001 - sharing is a courtesy: the model loads here either way
                 log.warning("cannot keep %s model %r in the database: %s", version.family, version.name, exc)
         return local
     return _written_here(db, version, _listed(db, version))
+
+
+def _differs(folder: Path, listed: list[tuple[str, str, int]]) -> bool:
+    """Whether a kept file of the version is gone from ``folder`` or holds other bytes now."""
+    from app.services.file_scan import hash_file
+    for name, sha, size in listed:
+        path = folder / name
+        try:
+            if not path.is_file() or path.stat().st_size != size or hash_file(path) != sha:
+                return True
+        except OSError:
+            return True
+    return False
 
 
 def model_files_here(db: "Database", version: "ModelVersionInfo", names: tuple[str, ...]) -> Path:

@@ -122,3 +122,16 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
         s.execute(update(ModelFile).where(ModelFile.model_version_id == damaged.id).values(data=b"{ }"))
     with pytest.raises(ModelFilesError, match="damaged"):
         local_model_dir(db, damaged)
+
+
+def test_a_folder_changed_after_it_was_registered_runs_the_kept_copy(db, tiny_models, tmp_path) -> None:
+    """Found by a session-44 probe: after Add, the folder's weights and card were overwritten; this station's worker
+    answered with the new weights under the same version while other stations ran the database's copy."""
+    folder = _elsewhere(tiny_models, tmp_path, "classifier")
+    v = version_for_dir(db, "classifier", folder)
+    kept = (folder / "model.safetensors").read_bytes()
+    assert local_model_dir(db, v) == folder
+    (folder / "card.json").write_text('{"classes": ["ok", "defect"]}')
+    here = local_model_dir(db, v)
+    assert here != folder and (here / "model.safetensors").read_bytes() == kept
+    assert "ok" not in (here / "card.json").read_text()
