@@ -481,6 +481,13 @@ class ModelCatalog:
         """Register a model directory (trained elsewhere) as a version of ``family``, not active;
         a directory already registered returns its row."""
         check_model_dir(family, path)
+        from app.services.model_files import ModelFilesError, folder_files
+        if Path(path).resolve() not in {d.resolve() for d in bundled_models()}:
+            try:  # kept in the database for every station (ADR 0062): a folder that cannot be is said here, not in a
+                folder_files(Path(path))  # log line (a session-44 probe: 300 small text files, added without a word)
+            except (ModelFilesError, OSError) as exc:
+                raise ModelCatalogError(f"{path} cannot be shared with the other stations and workers: {exc}; "
+                                        "keep only the model's files in its folder") from None
         self._ensure_bundled()   # adding a bundled directory finds its bundled row
         try:
             v = version_for_dir(self.db, family, Path(path))

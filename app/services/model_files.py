@@ -159,8 +159,9 @@ def _listed(db: "Database", version: "ModelVersionInfo") -> list[tuple[str, str,
     if not listed:
         raise ModelFilesError(
             f"the {version.family} model {version.name!r} is at {version.checkpoint_path}, which this station does "
-            "not see, and the database holds no copy of its files (a version registered before they were kept: "
-            "open the station that made it once, or run a job there, and every station gets them)")
+            "not see, and the database holds no copy of its files: either it was registered before they were kept "
+            "(open the station that made it once, or run a job there, and every station gets them) or its folder "
+            "could not be kept (that station's log says why: add its model files alone)")
     return listed
 
 

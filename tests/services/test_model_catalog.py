@@ -332,3 +332,14 @@ def test_json_nested_too_deeply_is_refused_or_set_aside_never_a_crash(db, tmp_pa
     (d / "domain.safetensors").write_bytes(b"\0" * 16)
     row = catalog.add_directory("classifier", d)
     assert any(r.id == row.id for r in catalog.rows())
+
+
+def test_a_folder_that_cannot_be_shared_is_refused_at_add_saying_why(db, tmp_path: Path) -> None:
+    """Found by a session-44 probe: a valid model beside 300 small text files was added without a word, none of its
+    files kept in the database, and other stations were told to open the station that made it (it never helps)."""
+    d = make_model_dir(tmp_path / "crowded")
+    for i in range(300):
+        (d / f"log{i}.txt").write_text("x")
+    with pytest.raises(ModelCatalogError, match="cannot be shared with the other stations"):
+        ModelCatalog(db).add_directory("classifier", d)
+    assert not any(Path(v.checkpoint_path).resolve() == d.resolve() for v in db.model_versions.list("classifier"))
