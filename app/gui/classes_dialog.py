@@ -100,8 +100,13 @@ class ClassesDialog(QDialog):
             self.list.addItem(self._item(n))
 
     def _show(self, listing: pc.ClassList) -> None:
-        self._listing = listing
+        self._adopt(listing)  # first: each row's label count is read from it
         self._fill(listing.names)
+        self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(True)
+
+    def _adopt(self, listing: pc.ClassList) -> None:
+        """``listing`` is the stored list the next Save is made on; the line above the list says whose it is."""
+        self._listing = listing
         self.source.setText({
             "project": "This is the project's own list.",
             "model": f"These are the active classifier's classes ({listing.model}); saving makes them the "
@@ -114,7 +119,6 @@ class ClassesDialog(QDialog):
         if unlisted:
             self.source.setText(self.source.text() + " Labelled but not on the list: "
                                 + ", ".join(f"{n} ({c})" for n, c in sorted(unlisted.items())) + ".")
-        self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(True)
 
     def _read_failed(self, reason: str) -> None:
         self.source.setText(f"The project's classes cannot be read: {reason}")
@@ -174,7 +178,8 @@ class ClassesDialog(QDialog):
         def done(outcome: pc.ClassList | tuple[pc.ClassList, str]) -> None:
             save_button.setEnabled(True)
             if isinstance(outcome, tuple):  # saved elsewhere since this list was read: the next Save is made on it
-                self._listing, why = outcome
+                stored, why = outcome
+                self._adopt(stored)  # the line above the list says whose list is stored now (seen under Xvfb)
                 self.message.setText(f"The classes were not saved (the list stays on screen): {why}. Add what "
                                      "you still want of it and save again.")
                 return
