@@ -101,6 +101,18 @@ def header_size(path: Path) -> tuple[int, int]:
     return (int(width), int(height)) if width > 0 and height > 0 else (0, 0)
 
 
+def page_count(path: str | os.PathLike) -> int:
+    """How many images a TIFF holds (1 for any other format, or when that cannot be told). The station and its
+    models read the first page only; a multi-page TIFF showed page 1 with no word that there were more (left as
+    found in session 43, seen under Xvfb in session 44: a two-page TIFF's second page was never seen)."""
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    try:
+        return max(1, int(cv2.imcount(os.fspath(path))))
+    except (cv2.error, OSError, ValueError):
+        return 1
+
+
 def png_damage(data: np.ndarray) -> str | None:
     """Why a PNG's chunk structure is broken (truncated, a chunk's CRC wrong, no IEND), or None.
 

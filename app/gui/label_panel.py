@@ -228,6 +228,9 @@ class LabelPanel(QWidget):
         it = detail.item
         size = f" · {detail.width}×{detail.height}" if detail.width else ""
         err = f"<br><span style='color:#d14343'>Cannot load: {it.error}</span>" if it.error else ""
+        if detail.pages > 1:
+            err += (f"<br><span style='color:#b26b00'>Page 1 of {detail.pages} shown: the station and its models read "
+                    "the first page only</span>")
         self.title.setText(f"<b>{it.name}</b><br><span>{it.rel_path}{size}</span>{err}")
         p = detail.prediction
         if p is None:

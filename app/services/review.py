@@ -388,8 +388,9 @@ class ReviewService:
         failure = None if prediction is not None else self.db.jobs.last_failures([image_id]).get(image_id)
         trace = (trace_of(im.trace_serial, im.trace_lot, im.trace_station) if im else None) or {}
         classes, runs = self._classes_here(im, prediction)
+        from inference.imageio import page_count
         return ImageDetail(item, im.width if im else None, im.height if im else None,
-                           prediction, self._label(image_id), failure, trace, classes, runs)
+                           prediction, self._label(image_id), failure, trace, classes, runs, page_count(item.path))
 
     def _classes_here(self, im: Any, prediction: PredictionView | None) -> tuple[tuple[str, ...], bool]:
         """The class buttons for one image, and whether the model routing runs a classifier on it.

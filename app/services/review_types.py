@@ -282,6 +282,7 @@ class ImageDetail:
     # False where the model routing runs no classifier on this image: ``classes`` are then only those labels in
     # its subfolder use (none: no buttons, and the panel says why), never another part's model's classes.
     classifier_runs: bool = True
+    pages: int = 1  # images the file holds (a multi-page TIFF): only the first is shown, labelled and pre-labelled
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,28 @@ def test_new_thresholds_repaint_the_score_chips_on_screen(service, folder, qtbot
     win.folder_facts.apply(win.current_folder, [], 0.9, thresholds={1: 0.9})
     qtbot.waitUntil(lambda: bool(painted), timeout=2000)
     win.close()
+
+
+def test_a_multi_page_tiff_says_only_its_first_page_is_shown(service, qtbot, tmp_path):
+    """Left as found in session 43, seen under Xvfb in session 44: a two-page TIFF showed page 1 and nothing said
+    there was a second page, which no one then looked at and no model read."""
+    import cv2
+    import numpy as np
+
+    from inference.imageio import page_count
+    from tests.gui.conftest import wait_shown
+    root = tmp_path / "scans"
+    root.mkdir()
+    page = np.full((20, 30), 90, np.uint8)
+    assert cv2.imwritemulti(str(root / "two.tiff"), [page, 255 - page])
+    cv2.imwrite(str(root / "one.tiff"), page)
+    assert page_count(root / "two.tiff") == 2 and page_count(root / "one.tiff") == 1
+    win = build_window(service, qtbot)
+    win.open_folder(str(root))
+    wait_shown(win, qtbot)
+    shown = {win.review.detail.item.rel_path: win.label_panel.title.text()}
+    qtbot.keyClick(win, "j")
+    qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.item.rel_path not in shown, timeout=5000)
+    shown[win.review.detail.item.rel_path] = win.label_panel.title.text()
+    assert "Page 1 of 2 shown" in shown["two.tiff"] and "Page 1 of" not in shown["one.tiff"]
+    win.close()
