@@ -197,10 +197,9 @@ class ClassesDialog(QDialog):
         read_from = self._listing
 
         def work() -> pc.ClassList | tuple[pc.ClassList, str]:
-            from database.classes import ClassListChanged
             try:
                 return pc.save(db, names, read_from=read_from)
-            except ClassListChanged as exc:
+            except pc.ClassListChanged as exc:
                 return pc.read(db), str(exc)
         self.calls.call(work, done, failed)
 

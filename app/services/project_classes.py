@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.services.export_items import safe_name
+from database.classes import ClassListChanged  # raised by ``save`` (the Classes dialog catches it through here)
 
 if TYPE_CHECKING:
     from database import Database
@@ -180,7 +181,6 @@ def _changed(db: "Database", change: Callable[[ClassList], list[str]]) -> ClassL
     """The list after ``change`` of the list as stored, read and written as one: another station's addition made
     between the read and the write is read again, not replaced unseen (two stations adding at once lost one
     class in 3 of 5 rounds on one SQLite file, a session-44 probe)."""
-    from database.classes import ClassListChanged
     tries = CHANGE_TRIES
     while True:
         current = read(db)
