@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemD
 from app.gui.gallery_model import ITEM_ROLE, GalleryModel
 from app.gui.style import ANOMALY_COLOR, FLAG_COLOR, OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
 from app.gui.thumbnails import ThumbnailCache
+from app.services.flags import over_threshold
 from app.services.review_types import QueueItem
 
 TEXT_H = 18
@@ -109,13 +110,14 @@ class GalleryDelegate(QStyledItemDelegate):
         return rect.width()
 
     def over_threshold(self, item: QueueItem) -> bool:
-        """The item's anomaly score is at or over the threshold of the version that gave it (the score chip's
-        colour); the open folder's default threshold where that version's is not known."""
+        """The item's anomaly score is over the threshold of the version that gave it (the score chip's colour; "over"
+        as the model and the flags count it); the open folder's default threshold where that version's is not
+        known."""
         if item.anomaly_score is None:
             return False
         threshold = self.anomaly_thresholds.get(item.anomaly_version, self.anomaly_threshold) \
             if item.anomaly_version is not None else self.anomaly_threshold
-        return item.anomaly_score >= threshold
+        return over_threshold(item.anomaly_score, threshold)
 
     def _badges(self, p: QPainter, rect: QRect, item: QueueItem) -> None:
         font = p.font()

@@ -327,7 +327,8 @@ def mask_iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
 def verdict(score: float | None, threshold: float | None) -> str | None:
     if score is None or threshold is None:
         return None
-    return "anomalous" if score >= threshold else "normal"
+    from app.services.flags import over_threshold
+    return "anomalous" if over_threshold(score, threshold) else "normal"
 
 
 def stands(p: PredictionInfo) -> bool:

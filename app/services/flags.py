@@ -176,6 +176,14 @@ def _over(value: float, threshold: float) -> float:
     return 1.0 + min(1.0, max(0.0, (value - threshold) / scale))
 
 
+def over_threshold(score: float, threshold: float) -> bool:
+    """One rule for "anomalous": a score above its threshold, as the model's own verdict, the flags and the
+    operating point count it. The label panel, the gallery's chips, the disagreement queue and the retraining's
+    held-out count said ">=": at a threshold equal to a score (the operating point proposes such thresholds) the
+    panel said anomalous and Accept saved it while the queue said not flagged (a session-44 probe)."""
+    return score > threshold
+
+
 def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
     reasons: list[str] = []
     priority = 0.0
@@ -185,7 +193,7 @@ def flag_result(result: ImageResult, settings: FlagSettings) -> Flags:
         priority += _domain_severity(result, ood)
     if result.anomaly is not None and answer_stands("anomaly", ood):
         thr = settings.anomaly_threshold if settings.anomaly_threshold is not None else result.anomaly.threshold
-        if thr is not None and result.anomaly.score > thr:
+        if thr is not None and over_threshold(result.anomaly.score, thr):
             reasons.append(ANOMALY)
             priority += _over(result.anomaly.score, thr)
     if (result.segmenter is not None and "segmenter" not in ood

@@ -297,6 +297,7 @@ def _anomaly_answers_kept(db: Database, version_id: int, labels: Mapping[int, An
     against its card's threshold; a label holding no verdict of its own takes the prediction's). Such a held-out
     verdict sits on the version's side of its threshold by construction, so its AUROC there leans its way (1.0 where
     every held-out verdict is its own): the comparison said nothing of it (a session-43 probe)."""
+    from app.services.champion import verdict
     from app.services.reflag import card_threshold
 
     version = db.model_versions.get(version_id)
@@ -308,7 +309,7 @@ def _anomaly_answers_kept(db: Database, version_id: int, labels: Mapping[int, An
         pred = preds.get(image_id)
         if pred is None or pred.anomaly_score is None:
             continue
-        own = "anomalous" if pred.anomaly_score >= threshold else "normal"
+        own = verdict(pred.anomaly_score, threshold)
         given = label.anomaly_verdict.value if label.anomaly_verdict is not None else None
         kept += given is None or given == own
     return kept

@@ -25,6 +25,7 @@ from app.services.flags import (
     answer_stands,
     find_folder_threshold,
     is_out_of_domain,
+    over_threshold,
 )
 from app.services.heat_region import threshold_region
 from app.services.object_classes import ObjectClass, ObjectClassError, as_json, parse, resolve
@@ -504,7 +505,9 @@ class ReviewService:
             mask=mask, target_count=s.target_count if s else None,
             anomaly_score=a.anomaly_score if a else None, heatmap=heat,
             heat_range=(0.0, 2.0 * self.region_threshold(anomaly_version)) if heat is not None else None,
-            anomalous=None if a is None or a.anomaly_score is None else a.anomaly_score >= thr,
+            # above the threshold, as the model, the flags and the operating point count it: at a threshold equal to
+            # a score the panel said "anomalous" and Accept saved it while the queue said "not flagged" (a probe)
+            anomalous=None if a is None or a.anomaly_score is None else over_threshold(a.anomaly_score, thr),
             threshold=thr if a is not None else None,
             flags=flags, models={f: self._version_name(p.model_version_id) for f, p in fam_pred.items()},
             out_of_domain=tuple(f for f, p in fam_pred.items() if is_out_of_domain(p.in_domain)),

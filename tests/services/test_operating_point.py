@@ -204,3 +204,25 @@ def test_a_score_the_model_calls_out_of_domain_is_left_out_and_counted(project) 
     scores = reviewed_scores(db, a, vid)
     assert sorted(scores.anomalous) == [0.3] and sorted(scores.normal) == [0.1, 0.2, 0.6]
     assert scores.out_of_domain == 1
+
+
+def test_a_score_equal_to_the_threshold_is_not_anomalous_anywhere(tmp_path: Path) -> None:
+    """Found by a session-44 probe: the operating point proposes thresholds equal to a reviewed score ("flag none"); at
+    such a threshold the queue said "not flagged" (score > threshold, as the model counts) while the label panel and
+    the gallery's chip said anomalous (>=), and Accept saved "anomalous"."""
+    from app.services.review import ReviewService, ReviewSettings
+    from app.services.review_types import LabelState
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    version = db.model_versions.register("anomaly", "anom-v1", str(tmp_path / "none"),
+                                         card={"threshold": {"image": 0.8}}, activate=True)
+    good_images(tmp_path / "a", 1, seed=0)
+    folder_id = index_folder(db, tmp_path / "a").folder_id
+    (image,) = db.images.query(ImageQuery(folder_id=folder_id))
+    db.predictions.upsert_many([PredictionIn(image.id, version.id, anomaly_score=0.8, counts=True)])
+    reflag_project(db, FlagSettings())
+    review = ReviewService(db, ReviewSettings())
+    detail = review.detail(image.id)
+    assert db.images.get(image.id).flagged is False
+    assert detail.prediction.anomalous is False
+    assert review.accepted_label(detail, LabelState()).anomaly_verdict == "normal"
+    db.close()
