@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.services.export_items import safe_name
-from database.classes import ClassListChanged  # raised by ``save`` (the Classes dialog catches it through here)
+from database.classes import ClassListChanged as ClassListChanged  # noqa: I001 - the dialog catches it from here
 
 if TYPE_CHECKING:
     from database import Database

@@ -44,10 +44,14 @@ def test_read_only_destination(tmp_path: Path, items) -> None:
 def test_unwritable_destination_is_a_clear_error(tmp_path: Path, items, monkeypatch) -> None:
     before = source_bytes(items)
 
-    def refuse(*_a, **_k):
-        raise PermissionError(errno.EROFS, "Read-only file system")
+    real_mkdir = Path.mkdir
 
-    monkeypatch.setattr(export_mod.tempfile, "mkdtemp", refuse)
+    def refuse(self, *args, **kwargs):  # the folder the export is written into first
+        if self.name.endswith(".partial"):
+            raise PermissionError(errno.EROFS, "Read-only file system")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
     with pytest.raises(ExportError, match="read-only or not writable"):
         export_items(list(items.values()), tmp_path / "out")
     assert not (tmp_path / "out").exists()
