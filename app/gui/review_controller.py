@@ -244,8 +244,9 @@ class ReviewController(QObject):
 
         While a read is in flight the screen still shows the previous image, and an edit must not go to it.
         ``again`` (the intent itself): it waits for that read and runs when the detail arrives (False now); when
-        nothing is on its way (an earlier read failed), the image is read again on the reader thread first. The
-        GUI thread never reads the detail itself (it did, for those two cases, until session 26)."""
+        nothing is on its way (an earlier read failed: the screen shows another image), the image is read again on
+        the reader thread and the key is not applied. The GUI thread never reads the detail itself (it did, for those
+        two cases, until session 26)."""
         if self._target is None:
             return False
         loaded = self.detail is not None and self.detail.item.image_id == self._target
@@ -254,7 +255,14 @@ class ReviewController(QObject):
         if again is None:
             return False
         if self._reading is None:
-            self.reload()  # an earlier read failed: read it again; the key waits for that answer
+            # An earlier read failed, so the screen still shows another image: the key is not held for this one,
+            # which the inspector has not seen (a session-44 probe: after a PostgreSQL outage the window showed
+            # part 0, and G, held, became a verdict for part 1 when it came). It is read again; the key waits for
+            # nothing.
+            self.reload()
+            self.message.emit(f"Image {self._target} is being read again (it could not be read before); the key was "
+                              "not applied: press it again once the image is shown.")
+            return False
         self._deferred.append((self._target, again))
         if not self._slow_keys.isActive():
             self._slow_keys.start()

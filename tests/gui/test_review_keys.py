@@ -362,3 +362,35 @@ def test_the_history_list_never_shows_the_previous_images_revisions(window, serv
     assert win.review.image_id != first and win.label_panel.history.count() == 0   # not the first image's line
     qtbot.wait(1200)   # its own history (none yet) came
     assert win.label_panel.history.count() == 0
+
+
+def test_a_key_after_the_next_image_could_not_be_read_is_not_applied_unseen(window, service, qtbot, monkeypatch):
+    """Found by a session-44 probe (a PostgreSQL outage): X on part 0 moved on, the next image could not be read, so
+    the screen still showed part 0; once the server was back, G was held for the next image and applied to it when
+    it came, a verdict for a part the inspector never saw. A key pressed while the image it would go to is not on
+    screen now only brings that image up, and says so."""
+    win = window
+    first = win.review.image_id
+    real = service.detail
+    failing = {"on": True}
+
+    def detail(image_id: int):
+        if failing["on"] and image_id != first:
+            raise RuntimeError("cannot reach the database")
+        return real(image_id)
+    monkeypatch.setattr(service, "detail", detail)
+    notes: list[str] = []
+    win.review.message.connect(notes.append)
+    press(qtbot, win, Qt.Key.Key_X)
+    wait_saved(win, qtbot)
+    target = win.review.image_id
+    assert target != first and win.review.detail.item.image_id == first  # the screen still shows part 0
+    failing["on"] = False  # the database is back
+    press(qtbot, win, Qt.Key.Key_G)
+    qtbot.waitUntil(lambda: win.review.detail.item.image_id == target, timeout=5000)
+    wait_saved(win, qtbot)
+    assert service.detail(target).label.review_state == "unreviewed"
+    assert any("not applied" in n and "press it again" in n for n in notes)
+    press(qtbot, win, Qt.Key.Key_G)  # now on screen: applied
+    wait_saved(win, qtbot)
+    assert service.detail(target).label.anomaly_verdict == "normal"
