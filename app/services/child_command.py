@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 from app.paths import REPO_ROOT
 
 DB_ENV = "INSPECTION_STATION_DB"
+HOME_ENV = "INSPECTION_STATION_HOME"
 
 
 @dataclass(frozen=True)
@@ -22,9 +24,32 @@ class ChildCommand:
     env: Mapping[str, str] = field(default_factory=dict)  # added to the parent's environment
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, **self.env}
+        env = {**os.environ, **self.env}
+        home = env.get(HOME_ENV)
+        if home:  # the child runs in the repository's folder: a relative data folder would be another one there
+            env[HOME_ENV] = str(Path(home).expanduser().resolve())
+        return env
 
 
 def station_command(db_url: str, *args: str) -> ChildCommand:
-    """``python main.py ARGS`` against ``db_url``, the URL kept off the command line."""
-    return ChildCommand((sys.executable, str(REPO_ROOT / "main.py"), *args), {DB_ENV: db_url})
+    """``python main.py ARGS`` against ``db_url``, the URL kept off the command line. A SQLite file named by a
+    relative path is named by its full path: the child runs in the repository's folder, so a session-44 probe's
+    ``--db sqlite:///line3.sqlite`` had the station on ./line3.sqlite and its worker on a new, empty database in the
+    repository (pre-labels never came)."""
+    return ChildCommand((sys.executable, str(REPO_ROOT / "main.py"), *args), {DB_ENV: absolute_sqlite(db_url)})
+
+
+def absolute_sqlite(db_url: str) -> str:
+    """``db_url`` with a relative SQLite file path made absolute (from this process's working folder); any other URL
+    as it is."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        url = make_url(db_url)
+    except (ArgumentError, ValueError):
+        return db_url
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or url.query.get("uri") \
+            or Path(name).expanduser().is_absolute():
+        return db_url
+    return url.set(database=str(Path(name).expanduser().resolve())).render_as_string(hide_password=False)
