@@ -763,7 +763,9 @@ class ReviewService:
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
                     own = self._own_landing(image_id, base, meta) if current is not None else None
-                    if own is not None:  # only this window's own writes landed after the file: replayed on them
+                    if own is not None and current is not None and _label_from_revision(current).same_content(st):
+                        pass  # its own landing is the file's label: done, no second revision (a session-44 probe)
+                    elif own is not None:  # only this window's own writes landed after the file: replayed on them
                         try:
                             self.save(image_id, st, "recovered after a failed save", expected_revision=own)
                             current = self.db.labels.current(image_id)

@@ -598,6 +598,23 @@ def test_a_recovery_file_is_still_set_aside_when_another_station_saved_the_image
     assert [h.review_state for h in service.history(image_id)] == ["corrected"]
 
 
+def test_a_recovery_file_whose_own_label_landed_as_it_is_writes_no_second_revision(service, folder, tmp_path):
+    """Found by a session-44 probe (a PostgreSQL server frozen while the window closed with Close now): the label on its
+    way landed after the recovery file was written, with the file's very content; the next start replayed the file
+    on it anyway, a second revision changing nothing ("recovered after a failed save")."""
+    from app.services.indexing import index_folder
+    from app.services.review_types import LabelState
+    from database.dto import ImageQuery
+    folder_id = index_folder(service.db, folder).folder_id
+    image_id = service.db.images.query(ImageQuery(folder_id=folder_id))[0].id
+    rejected = LabelState(review_state="rejected")
+    service.recovery_files({image_id: rejected}, {image_id: 0}, tmp_path, landing={image_id: [rejected.content_digest()]})
+    service.save(image_id, rejected, "reject")  # the write on its way lands after the file
+    got = service.recover(tmp_path)
+    assert (got.saved, got.kept_aside) == (1, 0)
+    assert [(h.review_state, h.note) for h in service.history(image_id)] == [("rejected", "reject")]
+
+
 def test_background_refresh_updates_badges_without_resetting_the_gallery(window, service, qtbot):
     from app.services.review_types import LabelState
     win = window
