@@ -586,6 +586,17 @@ class ReviewService:
                                                  m.counted)
         return Saved(replace(state, revision=rev.revision, author=rev.author, note=rev.note, objects=objects), moved)
 
+    def landed_already(self, image_id: int, state: LabelState) -> Saved | None:
+        """The image's stored label as a ``Saved`` when it is this author's and holds ``state``'s content: a save
+        refused as a conflict had itself landed (a session-44 probe: the connection dropped after the server committed
+        the label, and the retry then called the inspector's own label "changed by tester at another station",
+        writing a conflict file). None otherwise."""
+        rev = self.db.labels.current(image_id)
+        if rev is None or rev.author != self.settings.author:
+            return None
+        label = _label_from_revision(rev)
+        return Saved(label, None) if label.same_content(state) else None
+
     def accepted_label(self, detail: ImageDetail, current: LabelState,
                        size: tuple[int, int] | None = None) -> LabelState:
         """The label Accept saves (not saved here): what is on screen, marked accepted.

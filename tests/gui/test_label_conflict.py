@@ -264,3 +264,32 @@ def test_accept_whose_answer_was_dropped_by_a_reindex_elsewhere_is_refused_not_r
     assert db.labels.current(image_id) is None
     qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.prediction is None, timeout=5000)
     win.close()
+
+
+def test_a_save_whose_answer_was_lost_after_it_landed_is_not_called_a_conflict(window, service, db, qtbot,
+                                                                               monkeypatch):
+    """Found by a session-44 probe (a connection dropped between the server's commit and its reply): the label was
+    stored, the window kept it and retried, and the retry, refused on the revision that label made, said "Not saved
+    (reject): the label was changed by tester at another station" and wrote a conflict file. The retry now finds
+    the window's own label there and takes it as saved."""
+    from app.services.review import recovery_dir
+    win = window
+    image_id = win.review.image_id
+    real = service.save
+    calls = []
+
+    def save_then_lose_the_answer(*args, **kwargs):
+        calls.append(1)
+        saved = real(*args, **kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("server closed the connection unexpectedly")
+        return saved
+    monkeypatch.setattr(service, "save", save_then_lose_the_answer)
+    failed: list[str] = []
+    win.review.save_failed.connect(failed.append)
+    press(qtbot, win, Qt.Key.Key_X)
+    qtbot.waitUntil(lambda: len(calls) >= 2 and win.review.pending() == {}, timeout=15000)
+    wait_saved(win, qtbot)
+    assert failed == []
+    assert [(h.review_state, h.author) for h in service.history(image_id)] == [("rejected", "tester")]
+    assert not list((recovery_dir() / "conflicts").glob("*.json"))
