@@ -223,9 +223,15 @@ class Worker:
             # counts (unregister's would not), and a batch that kills every restart fails for good.
             if in_hand is not None and in_hand.items:
                 try:
-                    self._retry(in_hand.items, f"the worker stopped on an error while processing it: {describe(exc)}")
+                    if isinstance(exc, DatabaseError):  # the database failed, not these images: given back untried
+                        # (a session-44 probe: three connection drops while storing failed a batch for good, the
+                        # database's error shown as each image's pre-label error)
+                        self.db.jobs.release_items(self.id, [it.id for it in in_hand.items])
+                    else:
+                        self._retry(in_hand.items,
+                                    f"the worker stopped on an error while processing it: {describe(exc)}")
                 except DatabaseError as db_exc:
-                    log.warning("could not count the failed attempt (%s)", db_exc)
+                    log.warning("could not give back or count the attempt (%s)", db_exc)
             raise
         finally:
             self._heartbeat.stop()

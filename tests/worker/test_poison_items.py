@@ -91,6 +91,28 @@ def test_an_error_that_stops_the_worker_counts_an_attempt_across_restarts(db, tm
     assert "worker stopped on an error" in failed_images(db, job)[0][1]
 
 
+def test_a_database_error_while_storing_gives_the_batch_back_untried(db, tmp_path: Path, monkeypatch) -> None:
+    """Found by a session-44 probe (connection drops while a worker stored its answers): each drop counted an attempt
+    of the batch in hand, three failed it for good, and the database's error became each image's pre-label error.
+    The database failed, not the images: they go back untried and keep no error."""
+    from app.worker import Worker as W
+    from database import DatabaseError
+    good_images(tmp_path / "imgs", 2)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+
+    def dropped(*_args, **_kwargs):
+        raise DatabaseError("cannot reach the database 'station' on 127.0.0.1:5432 (server closed the connection)")
+    monkeypatch.setattr(W, "_store", dropped)
+    for _ in range(MAX_ATTEMPTS + 1):
+        with pytest.raises(DatabaseError):
+            worker(db, tmp_path).run(once=True)
+    assert [(it.status.value, it.attempts) for it in db.jobs.items(job)] == [("queued", 0), ("queued", 0)]
+    assert all(im.error is None for im in db.images.query())
+    monkeypatch.undo()  # the database is back: the images run
+    worker(db, tmp_path).run(once=True)
+    assert job_status(db, job).state == "done"
+
+
 def test_give_back_after_a_graceful_stop_is_not_an_attempt(db, tmp_path: Path) -> None:
     good_images(tmp_path / "imgs", 2)
     job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
