@@ -249,6 +249,8 @@ class OperatingPointDialog(QDialog):
                           f"{len(scores.anomalous)} anomalous{from_classes}."
                           + (f" {scores.out_of_domain} reviewed image(s) left out: this model calls them out of its "
                              "domain, so their scores are no finding." if scores.out_of_domain else "")
+                          + (f" {scores.elsewhere} reviewed image(s) left out: their routing rule gives them another "
+                             "version, so this threshold does not apply to them." if scores.elsewhere else "")
                           + (f" Saved threshold: {self._saved.threshold:.4g}." if self._saved else ""))
         for w in (self.use, self.threshold, self.to_optimum):
             w.setEnabled(True)

@@ -48,6 +48,7 @@ class ReviewedScores:
     anomalous: tuple[float, ...]
     from_classes: int = 0   # of them, verdicts read from a class label (no G / D given)
     out_of_domain: int = 0  # reviewed images left out: the version called them out of its domain (no finding)
+    elsewhere: int = 0      # reviewed images left out: another version's answer counts there (their routing rule)
 
     @property
     def count(self) -> int:
@@ -103,17 +104,25 @@ def reviewed_scores(db: "Database", folder_id: int, model_version_id: int) -> Re
     read by the project's classes that are not a defect (Settings ▸ Project: such a class is a normal part, any other
     class an anomalous one, as the queue's "defect class" flag reads them). Seen under Xvfb (session 42): 34 tiles
     labelled by class, and the operating point said no image was reviewed. An image the version calls out of its
-    domain is left out (counted in ``out_of_domain``): its score is no finding, and its panel shows none."""
+    domain is left out (counted in ``out_of_domain``): its score is no finding, and its panel shows none; so is one
+    where another version's answer counts (``elsewhere``), where the version counts for any of the folder's images."""
     flags = load_project_settings(db).flags
     labels = [lab for lab in db.labels.current_labels(folder_id)
               if lab.anomaly_verdict is not None or lab.class_name]
     preds = db.predictions.for_images([lab.image_id for lab in labels], model_version_id)
     normal: list[float] = []
     anomalous: list[float] = []
-    from_classes = outside = 0
+    from_classes = outside = elsewhere = 0
+    # Where the version's answer counts for some of the folder's images, the threshold applies to those alone: a
+    # session-44 probe's folder of tiles (this version) and bottles (routed to another) gave an optimum from both that
+    # flagged every good tile.
+    counting = any(p.current_family is not None for p in preds.values())
     for lab in labels:
         p = preds.get(lab.image_id)
         if p is None or p.anomaly_score is None or not math.isfinite(p.anomaly_score):
+            continue
+        if counting and p.current_family is None:
+            elsewhere += 1
             continue
         if is_out_of_domain(p.in_domain):   # its panel shows no score: an answer outside the domain is no finding
             outside += 1
@@ -123,7 +132,8 @@ def reviewed_scores(db: "Database", folder_id: int, model_version_id: int) -> Re
         else:
             bad, from_classes = flags.is_defect(str(lab.class_name)), from_classes + 1
         (anomalous if bad else normal).append(float(p.anomaly_score))
-    return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous), from_classes, outside)
+    return ReviewedScores(folder_id, model_version_id, tuple(normal), tuple(anomalous), from_classes, outside,
+                          elsewhere)
 
 
 def outcome(scores: ReviewedScores, costs: Costs, threshold: float) -> Outcome:

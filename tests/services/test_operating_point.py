@@ -226,3 +226,33 @@ def test_a_score_equal_to_the_threshold_is_not_anomalous_anywhere(tmp_path: Path
     assert detail.prediction.anomalous is False
     assert review.accepted_label(detail, LabelState()).anomaly_verdict == "normal"
     db.close()
+
+
+def test_the_operating_point_rests_on_the_images_the_versions_answer_counts_for(tmp_path: Path) -> None:
+    """Found by a session-44 probe: on a folder of tiles (the active tile model) and bottles (a routing rule gives them
+    the bottle model), the tile model's operating point read its old scores on the bottles too; its optimum flagged
+    every good tile. Those images are left out and counted."""
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    tile = db.model_versions.register("anomaly", "anom-tile", str(tmp_path / "t"), card={"threshold": {"image": 0.5}},
+                                      activate=True)
+    bottle = db.model_versions.register("anomaly", "anom-bottle", str(tmp_path / "b"), card={"threshold": 9.7})
+    good_images(tmp_path / "line" / "tiles", 2, seed=0)
+    good_images(tmp_path / "line" / "bottles", 2, seed=1)
+    folder_id = index_folder(db, tmp_path / "line").folder_id
+    images = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=folder_id))}
+    tile_scores = {"tiles/img_000.png": 0.2, "tiles/img_001.png": 0.7, "bottles/img_000.png": 0.9,
+                   "bottles/img_001.png": 0.1}
+    db.predictions.upsert_many([PredictionIn(images[p], tile.id, anomaly_score=s, counts=True)
+                                for p, s in tile_scores.items()])
+    db.predictions.upsert_many([PredictionIn(images[p], bottle.id, anomaly_score=5.0) for p in images
+                                if p.startswith("bottles/")])
+    save_routing(db, Routing((RoutingRule("bottles/*", ("anomaly",), (("anomaly", "anom-bottle"),)),)))
+    for path, verdict in (("tiles/img_000.png", "normal"), ("tiles/img_001.png", "anomalous"),
+                          ("bottles/img_000.png", "normal"), ("bottles/img_001.png", "anomalous")):
+        db.labels.append(images[path], LabelChange(ReviewState.CORRECTED, anomaly_verdict=AnomalyVerdict(verdict)),
+                         "ann")
+    scores = reviewed_scores(db, folder_id, tile.id)
+    assert (scores.normal, scores.anomalous, scores.elsewhere) == ((0.2,), (0.7,), 2)
+    db.close()
