@@ -9,6 +9,7 @@ project settings controller, like any other threshold change.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -89,6 +90,7 @@ class OperatingPointDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(QLabel("Threshold"))
         self.threshold = QDoubleSpinBox()
+        self._exact: float | None = None  # the threshold chosen exactly (the box rounds it to its decimals)
         self.threshold.setDecimals(4)
         self.threshold.setRange(-1e9, 1e9)
         self.threshold.setSingleStep(0.01)
@@ -240,7 +242,7 @@ class OperatingPointDialog(QDialog):
             self.info.setText(f"No operating point: {exc}.")
             return
         p = self.point
-        start = (self.threshold.value() if keep_threshold
+        start = (self.chosen_threshold() if keep_threshold
                  else self._saved.threshold if self._saved is not None else p.best.threshold)
         self.histogram.set_data(p.histogram, start, p.best.threshold)
         from_classes = (f" ({scores.from_classes} of them by their class: a class the project calls not a defect "
@@ -257,7 +259,13 @@ class OperatingPointDialog(QDialog):
         self._choose(start)
 
     def _choose(self, threshold: float) -> None:
+        """``threshold`` chosen (the optimum, a saved one, the dragged line): kept exactly, the box showing enough
+        decimals for it. A session-44 probe: with scores of 0.00011–0.00018 "Go to the optimum" (0.000145, no error)
+        put 0.0001 in the 4-decimal box, and Use saved that, flagging all six images."""
+        self._exact = threshold
         self.threshold.blockSignals(True)
+        if threshold:
+            self.threshold.setDecimals(min(10, max(4, 3 - math.floor(math.log10(abs(threshold))))))
         self.threshold.setValue(threshold)
         self.threshold.blockSignals(False)
         self.histogram.set_threshold(threshold)
@@ -267,11 +275,16 @@ class OperatingPointDialog(QDialog):
         self._choose(threshold)
 
     def _typed(self, threshold: float) -> None:
+        self._exact = None  # what the box holds is the choice
         self.histogram.set_threshold(threshold)
         self._show_table()
 
+    def chosen_threshold(self) -> float:
+        """The threshold chosen: the exact value picked, or what was typed in the box."""
+        return self.threshold.value() if self._exact is None else self._exact
+
     def chosen(self) -> Outcome | None:
-        return None if self.point is None else self.point.at(self.threshold.value())
+        return None if self.point is None else self.point.at(self.chosen_threshold())
 
     def _show_table(self) -> None:
         rows = (self.chosen(), self.point.best if self.point else None)
@@ -287,7 +300,7 @@ class OperatingPointDialog(QDialog):
         if self.point is None:
             return
         fid, vid, thr, costs, db, by = (self.folder.currentData(), self.version.currentData(),
-                                        self.threshold.value(), self.costs(), self._db, self._author)
+                                        self.chosen_threshold(), self.costs(), self._db, self._author)
         disable_keeping_focus(self.close_button, self.use)
         self.info.setText("Saving and re-flagging the folder …")
 

@@ -148,3 +148,34 @@ def test_the_axis_tells_its_ends_apart_when_scores_saturate() -> None:
     lo, hi = 0.9999680519104004, 0.9999986886978149
     assert f"{lo:.{_digits(lo, hi)}g}" != f"{hi:.{_digits(lo, hi)}g}"
     assert _digits(0.2, 0.95) == 3 and _digits(5.0, 5.0) == 3
+
+
+def test_the_optimum_is_saved_exactly_whatever_the_scale_of_the_scores(db, qtbot, tmp_path) -> None:
+    """Found by a session-44 probe: scores of 0.00011-0.00018; the optimum (0.000145, no error) went into the
+    4-decimal box as 0.0001, and Use saved that: every image flagged. The chosen threshold is kept exactly."""
+    from app.gui.operating_point_dialog import OperatingPointDialog
+    from app.services.indexing import index_folder
+    from app.services.project_settings import load_project_settings
+    from database.dto import ImageQuery, PredictionIn
+    from database.states import AnomalyVerdict, ReviewState
+    from tests.worker.helpers import good_images
+    version = db.model_versions.register("anomaly", "anom-v1", str(tmp_path / "none"),
+                                         card={"threshold": {"image": 0.001}}, activate=True)
+    good_images(tmp_path / "a", 6, seed=0)
+    fid = index_folder(db, tmp_path / "a").folder_id
+    images = db.images.query(ImageQuery(folder_id=fid, sort="rel_path"))
+    scores = [0.00011, 0.00012, 0.00013, 0.00016, 0.00017, 0.00018]
+    db.predictions.upsert_many([PredictionIn(im.id, version.id, anomaly_score=s, counts=True)
+                                for im, s in zip(images, scores)])
+    for im, verdict in zip(images, ["normal"] * 3 + ["anomalous"] * 3):
+        db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, anomaly_verdict=AnomalyVerdict(verdict)), "ann")
+    dlg = OperatingPointDialog(db, fid, author="ann")
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: dlg.point is not None, timeout=10000)
+    dlg.to_optimum.click()
+    assert dlg.table.item(0, 1).text() == "0" and dlg.table.item(0, 2).text() == "0"
+    dlg.save()
+    qtbot.waitUntil(lambda: "saved" in dlg.info.text(), timeout=10000)
+    [saved] = load_project_settings(db).flags.folder_thresholds
+    assert 0.00013 < saved.threshold < 0.00016
+    assert [im.flagged for im in db.images.query(ImageQuery(folder_id=fid, sort="rel_path"))] == [False] * 3 + [True] * 3
