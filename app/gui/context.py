@@ -43,11 +43,13 @@ class StationContext:
             ext(window)
 
     def prepare_demo(self, window) -> None:
-        """First launch on the demo project: route each demo subfolder (infrared frames, steel
-        strips, tiles) to the family trained for it, before the demo opens, so its automatic
-        pre-label job runs the right models. A project's own rules are never replaced."""
+        """First launch of the demo on a database: route each demo subfolder (infrared frames, steel strips, tiles)
+        to the family trained for it, before the demo opens, so its automatic pre-label job runs the right models. A
+        project's own rules are never replaced (``ReviewJobs.adopt_routing``). Not a per-user flag: a session-44
+        probe's new database (station.sqlite deleted, or --db other.sqlite) got no routing because settings.ini said
+        the demo had been routed once, and the steel classifier ran on infrared frames and tiles."""
         jobs = window.jobs
-        if self.settings.demo_prelabelled or jobs is None:
+        if jobs is None:
             return
         try:
             from app.paths import SAMPLES

@@ -165,10 +165,12 @@ class ReviewJobs:
         return load_project_settings(self.db).routing
 
     def adopt_routing(self, routing: "Routing") -> bool:
-        """Use ``routing`` if the project has no rules of its own yet (the demo's first launch);
-        True when saved. A project's own rules, or broken ones, are never replaced."""
+        """Use ``routing`` if the project has never saved rules of its own (the demo's first launch on this
+        database); True when saved. A project's own rules, broken ones, or none saved on purpose (every model on every
+        image) are never replaced."""
+        from app.services.project_settings import ROUTING
         try:
-            if self.routing().rules:
+            if ROUTING in self.db.project_settings.all() or self.routing().rules:
                 return False
         except ValueError as exc:
             log.warning("%s", exc)

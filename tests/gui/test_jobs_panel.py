@@ -145,7 +145,27 @@ def test_demo_first_launch_routes_each_subfolder_to_its_own_model(service, db, q
     win.ctx.jobs.save_routing(own)
     assert not win.ctx.jobs.adopt_routing(Routing((RoutingRule("x/*", ("segmenter",)),)))
     assert win.ctx.jobs.routing() == own
+    win.ctx.jobs.save_routing(Routing(()))  # none, on purpose: every model on every image
+    assert not win.ctx.jobs.adopt_routing(Routing((RoutingRule("x/*", ("segmenter",)),)))
     win.close()
+
+
+def test_the_demo_is_routed_on_a_new_database_even_after_it_was_routed_on_another(tmp_path, qtbot):
+    """Found by a session-44 probe: settings.ini's "demo routed once" flag, a per-user one, kept a new database (the
+    old one deleted, or --db other.sqlite) from getting the demo's routing: the steel classifier ran on infrared
+    frames and tiles. Whether a database has its routing is the database's to say."""
+    from app.gui.settings_store import StationSettings
+    from app.services.project_settings import load_project_settings
+    from app.services.review import ReviewService, ReviewSettings
+    from database import open_database
+    db = open_database(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    service = ReviewService(db, ReviewSettings(reviewer="tester"))
+    win = _jobs_window(service, db, qtbot)
+    win.ctx.settings = StationSettings(demo_prelabelled=True)  # routed once, on another database
+    win.ctx.prepare_demo(win)
+    assert any(r.pattern == "demo/infrared/*" for r in load_project_settings(db).routing.rules)
+    win.close()
+    db.close()
 
 
 def test_opening_a_new_folder_queues_its_new_images_and_shows_the_routing(service, db, folder, qtbot):
