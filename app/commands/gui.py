@@ -30,12 +30,16 @@ def run(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.gui.qt_runtime import close_on_termination
-    from app.gui.settings_store import load_settings
+    from app.gui.settings_store import SettingsStoreError, load_settings
     from app.services.station import StationError, open_station, use_path_map
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Inspection Review Station")
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     problem = use_path_map(settings.path_map)
     if problem:
         print(f"warning: the saved path map is not used: {problem}", file=sys.stderr)

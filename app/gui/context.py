@@ -63,9 +63,12 @@ class StationContext:
         except Exception as exc:  # noqa: BLE001 - the demo still runs every model on every image
             window.statusBar().showMessage(f"Demo model routing not applied: {exc}", 10000)
             return
-        from app.gui.settings_store import save_settings
-        self.settings = replace(self.settings, demo_prelabelled=True)
-        save_settings(self.settings)
+        from app.gui.settings_store import SettingsStoreError, save_settings
+        before, self.settings = self.settings, replace(self.settings, demo_prelabelled=True)
+        try:
+            save_settings(self.settings, before)
+        except SettingsStoreError as exc:  # only a mark kept for older stations: said in the log
+            log.warning("%s", exc)
 
     def shutdown(self) -> None:
         for close in reversed(self.closers):

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.project_settings_controller import ProjectSettingsController
-from app.gui.settings_store import DEVICES, StationSettings, save_settings
+from app.gui.settings_store import DEVICES, SettingsStoreError, StationSettings, save_settings
 from app.gui.theme import THEMES
 from app.gui.trace_rule_editor import TraceRuleEditor
 from app.services.project_settings import PROFILE_NAMES, ProjectSettings
@@ -204,7 +204,10 @@ def apply_settings(window, new: StationSettings, project: ProjectSettings | None
     """Save and use new settings: this user's at once (the database URL from the next start),
     the project's on a helper thread (the window follows when they are stored): what ``project`` changes of
     ``read``, the copy the dialog opened on (default: the window's copy now)."""
-    save_settings(new)
+    try:
+        save_settings(new, window.ctx.settings)
+    except SettingsStoreError as exc:
+        window._warn(f"Your settings were not saved: {exc}.")
     window.ctx.settings = new
     controller: ProjectSettingsController = window.project
     window.ctx.review.update_settings(new.review(controller.current.flags))

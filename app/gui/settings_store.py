@@ -4,7 +4,8 @@ Only per-user, per-machine choices live here: reviewer name, auto-advance, worke
 theme, window layout, and the database URL (it cannot live in the database it points to).
 What a whole project shares (flag thresholds, auto pre-label, model routing) lives in the
 database (``app.services.project_settings``); docs/settings.md lists which is which. Values are
-validated on the way in so a hand-edited file cannot break start-up.
+validated on the way in so a hand-edited file cannot break start-up (a value holding a comma or a semicolon must be
+quoted there, as the station writes it: ``reviewer="Smith, John"``).
 """
 from __future__ import annotations
 
@@ -38,8 +39,16 @@ class StationSettings:
                               flags.folder_thresholds)
 
 
+class SettingsStoreError(OSError):
+    """This user's settings file cannot be made or written where the data folder is; ``str()`` says where and why."""
+
+
 def _qsettings() -> QSettings:
-    data_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir().mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a session-44 probe: INSPECTION_STATION_HOME naming a file ended the start in a traceback
+        raise SettingsStoreError(f"the station's data folder {data_dir()} cannot be made "
+                                 f"({exc.strerror or exc}); set INSPECTION_STATION_HOME to a folder") from None
     return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
 
 
@@ -58,7 +67,11 @@ def _coerce(name: str, raw, default):
             return min(1.0, max(0.0, float(raw)))
         except (TypeError, ValueError):
             return default
-    return str(raw)
+    if isinstance(raw, (list, tuple)):  # an unquoted comma in a hand-edited file: "Smith, John" reads as a list
+        return ", ".join(str(v) for v in raw)
+    if not isinstance(raw, str):  # @ByteArray(…) and such: not a value this file holds
+        return default
+    return raw
 
 
 def load_settings() -> StationSettings:
@@ -72,12 +85,20 @@ def load_settings() -> StationSettings:
     return StationSettings(**values)
 
 
-def save_settings(s: StationSettings) -> None:
+def save_settings(s: StationSettings, read: StationSettings | None = None) -> None:
+    """Write ``s``: only what it changes of ``read`` (the copy it was made from), so a second window of this user
+    keeps what it saved meanwhile (a session-44 probe: window B's Settings wrote its whole copy back over window A's
+    reviewer, theme and path map). ``SettingsStoreError`` when the file cannot be written (that probe's unwritable
+    data folder: the reviewer name was lost at the next start without a word)."""
     q = _qsettings()
     for f in fields(StationSettings):
         v = getattr(s, f.name)
-        q.setValue(f.name, "" if v is None else v)
+        if read is None or v != getattr(read, f.name):
+            q.setValue(f.name, "" if v is None else v)
     q.sync()
+    if q.status() != QSettings.Status.NoError:
+        raise SettingsStoreError(f"{q.fileName()} cannot be written (a read-only or full disk, or not a file): your "
+                                 "settings apply to this session only")
 
 
 LEGACY_THRESHOLDS = {"anomaly_threshold": None, "min_confidence": 0.6}

@@ -22,6 +22,43 @@ def test_settings_round_trip_and_bad_values(tmp_path):
     assert loaded.device == "auto" and loaded.theme == "light"
 
 
+def test_two_windows_keep_each_others_settings_and_a_file_that_cannot_be_written_is_said(_private_home, monkeypatch):
+    """Found by a session-44 probe: window B's Settings wrote its whole copy back over what window A had saved (the
+    reviewer, theme and path map), and a settings file that could not be written lost the reviewer name at the next
+    start without a word. A save writes what it changes; a file it cannot write is an error the window says."""
+    import pytest
+
+    from app.gui.settings_store import SettingsStoreError
+    start = load_settings()
+    save_settings(StationSettings(reviewer="alice", theme="dark", path_map="/a=/b"), start)   # window A
+    save_settings(StationSettings(auto_advance=False), start)                                  # window B, opened before
+    loaded = load_settings()
+    assert (loaded.reviewer, loaded.theme, loaded.path_map, loaded.auto_advance) == ("alice", "dark", "/a=/b", False)
+    (_private_home / "settings.ini").unlink()
+    (_private_home / "settings.ini").mkdir()
+    with pytest.raises(SettingsStoreError, match="cannot be written"):
+        save_settings(StationSettings(reviewer="bob"))
+
+
+def test_a_hand_edited_value_with_a_comma_reads_as_written(_private_home):
+    """Found by a session-44 probe: ``reviewer=Smith, John`` written by hand read as "['Smith', 'John']", the author
+    then stored with every label; a value of another kind (@ByteArray) read as "b'bob'"."""
+    (_private_home / "settings.ini").write_text("[General]\nreviewer=Smith, John\ntheme=@ByteArray(dark)\n")
+    loaded = load_settings()
+    assert loaded.reviewer == "Smith, John" and loaded.theme == "light"
+
+
+def test_a_data_folder_that_cannot_be_made_ends_the_start_in_one_line(tmp_path, monkeypatch, capsys):
+    """Found by a session-44 probe: INSPECTION_STATION_HOME naming a file ended ``python main.py`` in a traceback
+    (FileExistsError); the command-line tools said it in one line."""
+    from app.cli import main
+    (tmp_path / "home").write_text("a file")
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
+    assert main(["gui", "--db", f"sqlite:///{tmp_path / 's.sqlite'}"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be made" in err and "Traceback" not in err
+
+
 def test_settings_dialog_applies_theme_reviewer_and_threshold(window, qtbot):
     dlg = SettingsDialog(window.ctx.settings, window.project.current, window)
     qtbot.addWidget(dlg)
