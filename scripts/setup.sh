@@ -15,8 +15,9 @@ pip_step() {
   local what=$1 log=.venv/setup-pip.log status
   shift
   say "$what"
+  echo "=== $what ===" >> "$log"
   set +e
-  .venv/bin/python -m pip install --disable-pip-version-check "$@" 2>&1 | tee "$log" \
+  .venv/bin/python -m pip install --disable-pip-version-check "$@" 2>&1 | tee -a "$log" \
     | grep --line-buffered -E '^\s*(Collecting|Downloading|Installing collected|Successfully installed|ERROR)' \
     | sed -u 's/^\s*/  /'
   status=${PIPESTATUS[0]}
@@ -36,6 +37,7 @@ stamp=.venv/.station-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing the station's dependencies into .venv (the first time: a few minutes)"
+  : > .venv/setup-pip.log  # every step's whole output, one after another (each step used to replace the last's)
   pip_step "1/3 torch 2.13.0 (CPU build)" "torch==2.13.0"
   pip_step "2/3 the station and its tools (PySide6, OpenCV, SQLAlchemy, numba, pytest, …)" -e ".[dev]"
   say "3/3 checking that everything imports"
