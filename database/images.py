@@ -14,6 +14,7 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    literal,
     or_,
     select,
     text,
@@ -423,7 +424,9 @@ def text_match(needle: str) -> ColumnElement[bool]:
     """The queue's text filter: the name contains the text (ASCII case folded, as SQLite's LIKE),
     or the part's serial or lot is the text (case folded, whole value). The queue indexes carry
     all three folded, so the filter walks an index and never reads the table's rows."""
-    folded = needle.lower()
+    # folded by the database as it folds the column: Python's lower() folds every letter and SQLite's ASCII alone, so
+    # a lot "Łódź-3" typed as the panel shows it found nothing (a session-44 probe)
+    folded = func.lower(literal(needle))
     return or_(Image.rel_path.icontains(needle, autoescape=True),
                func.lower(Image.trace_serial) == folded, func.lower(Image.trace_lot) == folded)
 

@@ -329,7 +329,7 @@ def _narrowed(db: "Database", qq: QueueQuery, counting: bool = False) -> QueueQu
         found = _name_candidates(s, db, needle)
         if found is None:
             return qq
-        folded = needle.lower()
+        folded = func.lower(literal(needle))  # as text_match folds it: by the database, as it folds the column
         for column in (Image.trace_serial, Image.trace_lot):
             if len(found) > TEXT_CANDIDATES:
                 break

@@ -149,6 +149,22 @@ def test_queue_text_filter_finds_a_part_by_serial_or_lot(db, tmp_path: Path) -> 
     assert found("SN-7") == []                 # serial and lot match whole values
 
 
+def test_a_serial_or_lot_with_a_letter_beyond_ascii_is_found_as_it_is_shown(db, tmp_path: Path) -> None:
+    """Found by a session-44 probe: on SQLite the lot "Łódź-3" typed as the panel shows it found nothing (the text
+    was folded by Python, which folds every letter, the column by SQLite, which folds ASCII alone)."""
+    root = _folder(tmp_path / "parts", ["a.png", "b.png"])
+    (root / "trace.csv").write_text("file,serial,lot,station\na.png,SNÄ100,Łódź-3,\nb.png,SN-2,LOT-2,\n",
+                                    encoding="utf-8")
+    change_trace_rule(db, TraceRule(use_csv=True))
+    folder_id = index_folder(db, root).folder_id
+
+    def found(text: str) -> list[str]:
+        return [r.rel_path for r in queue_page(db, QueueQuery(folder_id=folder_id, path_contains=text), 50).rows]
+
+    assert found("Łódź-3") == ["a.png"]
+    assert found("SNÄ100") == ["a.png"]
+
+
 def test_each_revision_records_the_trace_of_its_time(db, tmp_path: Path) -> None:
     root = _folder(tmp_path / "parts", ["L1/SN1_st1.png", "L1/SN2_st1.png"])
     change_trace_rule(db, TraceRule(pattern=PATTERN))
