@@ -30,6 +30,7 @@ from app.services.trace import change_trace_rule
 class ProjectSettingsController(QObject):
     changed = Signal(object)    # ProjectSettings now in force (saved here or at another station)
     reflagged = Signal(int)     # images re-flagged after a threshold change saved here
+    traced = Signal(str)        # what a new trace rule saved here read in each folder (one line)
     failed = Signal(str)
 
     POLL_MS = 20_000
@@ -74,9 +75,9 @@ class ProjectSettingsController(QObject):
         base, by, db = (self.current if read is None else read), self._author(), self._db
         self._generation += 1
 
-        def work() -> tuple[ProjectSettings, int | None]:
+        def work() -> tuple[ProjectSettings, int | None, str]:
             fresh = load_project_settings(db)
-            reflagged = None
+            reflagged, traced = None, ""
             if new.maps_folder != base.maps_folder:
                 checked_maps_folder(new.maps_folder)  # a folder that cannot be used saves nothing of the dialog
             flags = replace(fresh.flags, **{f.name: getattr(new.flags, f.name) for f in fields(new.flags)
@@ -89,16 +90,19 @@ class ProjectSettingsController(QObject):
                 save_routing(db, new.routing, by=by, read=base.routing)
             if new.speed_profile != base.speed_profile:  # new pre-label jobs run it (ADR 0025)
                 save_speed_profile(db, new.speed_profile, by=by)
-            if new.trace != base.trace:  # re-reads every folder's serial/lot/station
-                change_trace_rule(db, new.trace, by=by)
+            if new.trace != base.trace:  # re-reads every folder's serial/lot/station, and says what it read (a
+                # session-44 probe: a trace.csv with a duplicate and a bad row was saved without a word)
+                traced = " · ".join(r.summary(changes=True) for r in change_trace_rule(db, new.trace, by=by))
             if new.maps_folder != base.maps_folder:  # workers write there from their next batch (ADR 0061)
                 save_maps_folder(db, new.maps_folder, by=by)
-            return load_project_settings(db), reflagged
+            return load_project_settings(db), reflagged, traced
 
-        def done(answer: tuple[ProjectSettings, int | None]) -> None:
+        def done(answer: tuple[ProjectSettings, int | None, str]) -> None:
             self._adopt(answer[0])
             if answer[1] is not None:
                 self.reflagged.emit(answer[1])
+            if answer[2]:
+                self.traced.emit(answer[2])
         self.calls.call(work, done, lambda e: self.failed.emit(f"The project settings were not saved: {e}"))
 
     def saved_elsewhere(self, settings: ProjectSettings) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,8 +214,10 @@ class TraceReport:
     updated: int = 0              # images whose stored trace changed
     problems: tuple[str, ...] = field(default=())  # why some of the trace could not be read
 
-    def summary(self) -> str:
-        text = f"trace: {self.traced} of {self.images} images have a serial, lot or station"
+    def summary(self, changes: bool = False) -> str:
+        """One line; ``changes``: with how many images' trace it changed (a new rule's re-read)."""
+        text = (f"trace: {self.traced} of {self.images} images have a serial, lot or station"
+                + (f" ({self.updated} changed)" if changes and self.updated else ""))
         return text + (f"; {len(self.problems)} problem(s): " + "; ".join(self.problems[:3]) if self.problems else "")
 
 
@@ -239,22 +242,37 @@ def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None
         if read is None and not problems:
             problems.append(f"{folder.name} has no {CSV_NAME}")
         if read is not None:
-            sidecar = read.rows
+            sidecar = {_row_key(k): v for k, v in read.rows.items()}
             problems += [f"{CSV_NAME} {p}" for p in read.problems]
             if read.bad_rows > len(read.problems):
                 problems.append(f"{CSV_NAME}: {read.bad_rows - len(read.problems)} more bad row(s)")
     images = traced = updated = 0
+    unused = set(sidecar)
     for page in db.images.trace_rows(folder_id):
         changes: dict[int, Trace] = {}
         for image_id, rel_path, stored in page:
-            new = merge(parse_name(pattern, rel_path), sidecar.get(rel_path.replace("\\", "/")))
+            key = _row_key(rel_path)
+            unused.discard(key)
+            new = merge(parse_name(pattern, rel_path), sidecar.get(key))
             images += 1
             traced += any(new)
             if new != tuple(stored):
                 changes[image_id] = new
         db.images.set_traces(changes)
         updated += len(changes)
+    if unused:  # a row that matches no image was ignored in silence (a session-44 probe: "./Part_2.png")
+        problems.append(f"{CSV_NAME}: {len(unused)} row(s) name no image of {folder.name}, e.g. "
+                        + ", ".join(sorted(unused)[:3]))
     return TraceReport(images, traced, updated, tuple(problems))
+
+
+def _row_key(name: str) -> str:
+    """A file name as trace.csv rows and indexed images are matched: '/' separated, no leading './', Unicode in one
+    composed form (a name copied from a Mac is stored decomposed, one typed in a spreadsheet composed)."""
+    name = unicodedata.normalize("NFC", name.replace("\\", "/"))
+    while name.startswith("./"):
+        name = name[2:]
+    return name
 
 
 def change_trace_rule(db: Database, rule: TraceRule, by: str | None = None) -> list[TraceReport]:

@@ -34,6 +34,30 @@ def test_a_saved_rule_is_applied_and_shown_in_the_label_panel(window, qtbot) -> 
     qtbot.waitUntil(lambda: f"Serial <b>{shown.trace_serial}</b>" in window.label_panel.trace.text(), timeout=5000)
 
 
+def test_a_saved_rule_says_what_it_read_and_which_rows_matched_nothing(window, folder, qtbot) -> None:
+    """Found by a session-44 probe: a rule reading trace.csv was saved without a word, its duplicate and bad rows
+    unsaid; and a row naming no image (``./part_01.png`` style, a name copied from a Mac, a typo) was ignored in
+    silence. The status line says what the re-read found; rows are matched as names are written, and the rest named."""
+    import unicodedata
+    messages: list[str] = []
+    window.statusBar().messageChanged.connect(messages.append)
+    from app.services.indexing import index_folder
+    nfd = unicodedata.normalize("NFD", "pärt_99.png")
+    (folder / unicodedata.normalize("NFC", "pärt_99.png")).write_bytes((folder / "part_00.png").read_bytes() + b"x")
+    index_folder(window.ctx.review.db, folder)
+    (folder / "trace.csv").write_text(f"file,serial\n./part_01.png,SN-1\n{nfd},SN-9\nmissing.png,SN-0\n",
+                                      encoding="utf-8")
+    dlg = SettingsDialog(window.ctx.settings, window.project.current, window)
+    qtbot.addWidget(dlg)
+    dlg.trace.use_csv.setChecked(True)
+    apply_settings(window, dlg.result_settings(), dlg.result_project())
+    qtbot.waitUntil(lambda: any(m.startswith("Trace rule saved: trace:") for m in messages), timeout=10000)
+    said = next(m for m in messages if m.startswith("Trace rule saved"))
+    assert "1 row(s) name no image" in said and "missing.png" in said
+    serials = {im.rel_path: im.trace_serial for im in window.ctx.review.db.images.query()}
+    assert serials["part_01.png"] == "SN-1" and serials[unicodedata.normalize("NFC", "pärt_99.png")] == "SN-9"
+
+
 def test_the_history_tooltip_names_the_part_each_revision_recorded(window, qtbot) -> None:
     from dataclasses import replace
 
