@@ -75,8 +75,21 @@ def run(args: argparse.Namespace) -> int:
     parent = getattr(args, "exit_with_parent", None)
     if parent is not None:
         watch_parent(parent, stop, stopping)
+    left: str | None = None  # the id of a worker that stopped on a database error, its claims not given back yet
     try:
         while not stopping.is_set():
+            if left is not None:
+                # Its claims (the batch on the models, the one decoding) could not be given back while the database
+                # was away: given back untried now, not left "running" until they go stale and count an attempt (a
+                # session-44 probe: 50-60 s of a false ETA after a server restart, an attempt each).
+                try:
+                    given = db.jobs.unregister_worker(left)
+                except DatabaseError as exc:
+                    log.error("database still unreachable, retrying in %.0f s: %s", RETRY_S, exc)
+                    stopping.wait(RETRY_S)
+                    continue
+                log.info("gave back %d image(s) worker %s held when the database went away", given, left)
+                left = None
             worker = Worker(db, options)
             current[:] = [worker]
             log.info("worker %s on %s (device %s)", worker.id, db.url, args.device)
@@ -86,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.once:
                     raise CommandError(str(exc)) from None
                 # A standing worker outlives a database hiccup (server restart, long lock).
+                left = worker.id
                 log.error("database error, retrying in %.0f s: %s", RETRY_S, exc)
                 stopping.wait(RETRY_S)
                 continue

@@ -119,3 +119,33 @@ def test_give_back_after_a_graceful_stop_is_not_an_attempt(db, tmp_path: Path) -
     batch = db.jobs.claim_items("me:1:a", 2)
     db.jobs.release_items("me:1:a", [it.id for it in batch.items])
     assert [it.attempts for it in db.jobs.items(job)] == [0, 0]
+
+
+def test_a_standing_worker_gives_back_what_it_held_when_the_database_went_away(db, tmp_path: Path, monkeypatch) -> None:
+    """Found by a session-44 probe (a PostgreSQL restart): the standing worker started afresh under a new id, so the
+    batches the old one held stayed "running" until they went stale (50-60 s of a false ETA in the Jobs dock) and
+    each cost an attempt. They are given back untried as soon as the database answers again."""
+    import argparse
+
+    from app.commands import worker as worker_command
+    from database import DatabaseError
+    good_images(tmp_path / "imgs", 3)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+    seen: list[list[tuple[str, int]]] = []
+
+    def run(self, once=False, until=None, on_batch=None):
+        if not seen:
+            seen.append([])
+            self.db.jobs.register_worker(self.id)
+            self.db.jobs.claim_items(self.id, 4)  # claimed, then the server goes away
+            raise DatabaseError("cannot reach the database (server closed the connection)")
+        seen.append([(it.status.value, it.attempts) for it in db.jobs.items(job)])
+        return self.stats
+
+    monkeypatch.setattr(Worker, "run", run)
+    monkeypatch.setattr(worker_command, "RETRY_S", 0.0)
+    monkeypatch.setattr(worker_command.signal, "signal", lambda *_a: None)
+    args = argparse.Namespace(db=db.url, device="cpu", once=False, batch_size=4, stale_after=60.0, threads=1, nice=0,
+                              exit_with_parent=None)
+    assert worker_command.run(args) == 0
+    assert seen[1] == [("queued", 0)] * 3
