@@ -208,6 +208,9 @@ def apply_settings(window, new: StationSettings, project: ProjectSettings | None
         save_settings(new, window.ctx.settings)
     except SettingsStoreError as exc:
         window._warn(f"Your settings were not saved: {exc}.")
+    jobs = window.ctx.jobs
+    if jobs is not None and new.device != window.ctx.settings.device:
+        _use_device(window, jobs, new.device)
     window.ctx.settings = new
     controller: ProjectSettingsController = window.project
     window.ctx.review.update_settings(new.review(controller.current.flags))
@@ -216,6 +219,19 @@ def apply_settings(window, new: StationSettings, project: ProjectSettings | None
     if project is not None and project != (controller.current if read is None else read):
         window._say("Saving the project settings …")
         controller.save(project, read)
+
+
+def _use_device(window, jobs, device: str) -> None:
+    """The worker runs on ``device`` from now on (restarted on a helper thread when one runs): it used to keep the old
+    device until the station restarted."""
+    calls = getattr(window, "_device_calls", None)
+    if calls is None:
+        calls = window._device_calls = BackgroundCalls("worker-device", window)
+        window.ctx.closers.append(calls.close)
+    calls.call(lambda: jobs.use_device(device),
+               lambda restarted: window._say(f"Worker device: {device}"
+                                             + (" (the worker was restarted with it)." if restarted else ".")),
+               lambda text: window._warn(f"The worker could not be moved to {device}: {text}"))
 
 
 def _follow_project(window, settings: ProjectSettings) -> None:

@@ -341,6 +341,23 @@ class ReviewJobs:
         w = self._worker
         return w.pid if w is not None and w.alive() else None
 
+    def use_device(self, device: str) -> bool:
+        """Run the worker on ``device`` from now on: a worker running on another device is stopped (it gives back what
+        it holds, untried) and a new one started on this one. True when one was restarted. Blocks for up to the
+        worker's stop: call it off the GUI thread. A session-44 probe: Settings changed cuda to cpu, the worker
+        kept running on cuda until the station restarted, and every image (Retry too) failed "no CUDA GPU"."""
+        with self._lock:
+            if device == self.device:
+                return False
+            self.device = device
+            running = self._worker if self._worker is not None and self._worker.alive() else None
+            if running is None or self._closed:
+                return False
+            self._worker = None
+        running.stop()
+        self.ensure_worker()
+        return True
+
     def stop_worker(self) -> None:
         with self._lock:
             self._closed = True

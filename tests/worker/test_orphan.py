@@ -52,3 +52,33 @@ def test_a_worker_whose_station_died_stops_by_itself(tmp_path: Path, single_thre
         os.kill(pid, 9)
         pytest.fail(f"the orphaned worker kept running; its log:\n{log[-2000:]}")
     assert "is gone: stopping" in log
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads the worker's command line from /proc")
+def test_a_new_device_restarts_the_running_worker_on_it(tmp_path) -> None:
+    """Found by a session-44 probe: Settings changed the worker device from cuda to cpu; the worker went on running on
+    cuda until the station restarted, and every image, Retry too, failed "no CUDA GPU". The running worker is
+    replaced by one on the new device (the real worker process)."""
+    import time
+
+    from app.services.review_jobs import ReviewJobs
+    from database import open_database
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    db = open_database(url)
+    jobs = ReviewJobs(db, url, device="auto")
+    try:
+        jobs.ensure_worker()
+        first = jobs.worker_pid()
+        assert first is not None
+        assert jobs.use_device("cpu") is True
+        second = jobs.worker_pid()
+        assert second is not None and second != first
+        deadline = time.monotonic() + 10
+        while not Path(f"/proc/{second}/cmdline").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        argv = Path(f"/proc/{second}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--device") + 1] == b"cpu"
+        assert jobs.use_device("cpu") is False  # the same device: nothing restarted
+    finally:
+        jobs.stop_worker()
+        db.close()
