@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import cast
 
 from app.paths import SAMPLES, default_database_url
+from app.services.child_command import DB_ENV
 
 log = logging.getLogger("station.gui")
 DEMO = SAMPLES / "demo"
 
 
 def resolve_db_url(args_db: str | None, saved: str) -> str:
-    """An explicit ``--db`` wins, then the URL saved in Settings, then the default file."""
+    """An explicit ``--db`` wins, then ``INSPECTION_STATION_DB`` (a choice made for this shell, as the command-line
+    tools and the station's worker read it), then the URL saved in Settings, then the default file. A session-44
+    probe: with a URL saved in Settings the window ignored the exported variable while every other command used it,
+    so the window and the standing workers ran on two databases."""
     default = default_database_url()
     if args_db and args_db != default:
         return args_db
+    env = os.environ.get(DB_ENV)
+    if env:
+        return env
     return saved or args_db or default
 
 

@@ -31,6 +31,15 @@ def test_db_url_precedence():
     assert gui.resolve_db_url(default, "") == default
 
 
+def test_the_environments_database_outranks_the_one_saved_in_settings(monkeypatch):
+    """Found by a session-44 probe: the README's ``export INSPECTION_STATION_DB=…; python main.py`` opened the URL saved
+    in Settings in the window, while the command-line tools and workers used the variable's."""
+    monkeypatch.setenv("INSPECTION_STATION_DB", "sqlite:///shared.sqlite")
+    default = default_database_url()
+    assert gui.resolve_db_url(default, "sqlite:///saved.sqlite") == "sqlite:///shared.sqlite"
+    assert gui.resolve_db_url("sqlite:///explicit.sqlite", "sqlite:///saved.sqlite") == "sqlite:///explicit.sqlite"
+
+
 def test_run_opens_the_window_on_a_folder(folder, tmp_path, qtbot):
     seen = {}
 
