@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 
 from database.models import Folder, Image, LabelRevision, ModelVersion, Prediction
 
@@ -56,7 +56,9 @@ def audit_records(db: Database, folder_id: int | None = None, page: int = 2000) 
         stmt = (select(*_COLUMNS).join(Image, Image.id == LabelRevision.image_id)
                 .join(Folder, Folder.id == Image.folder_id)
                 .outerjoin(Prediction, Prediction.id == LabelRevision.from_prediction_id)
-                .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+                # the model as the revision recorded it when its prediction row has gone (migration 0018)
+                .outerjoin(ModelVersion, ModelVersion.id == func.coalesce(Prediction.model_version_id,
+                                                                          LabelRevision.from_model_version_id))
                 .order_by(LabelRevision.image_id, LabelRevision.revision).limit(page))
         if folder_id is not None:
             stmt = stmt.where(Image.folder_id == folder_id)

@@ -58,7 +58,8 @@ def trace_of(serial: str | None, lot: str | None, station: str | None) -> dict[s
 
 def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str, Any], state: ReviewState,
                      author: str, from_prediction_id: int | None, note: str | None,
-                     trace: dict[str, str] | None, source: str | None = None) -> dict[str, Any]:
+                     trace: dict[str, str] | None, source: str | None = None,
+                     from_model_version_id: int | None = None) -> dict[str, Any]:
     """The columns of the revision that follows ``prev``, with what changed from it."""
     before = {f: getattr(prev, f) if prev else None for f in LABEL_FIELDS}
     before["review_state"] = prev.review_state if prev else ReviewState.UNREVIEWED.value
@@ -66,7 +67,7 @@ def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str,
     changed = [CHANGE_NAMES[f] for f in (*LABEL_FIELDS, "review_state") if after[f] != before[f]]
     return dict(image_id=image_id, revision=(prev.revision + 1) if prev else 1, author=author,
                 changed=",".join(changed), from_prediction_id=from_prediction_id, note=note, trace=trace,
-                source=source, **after)
+                source=source, from_model_version_id=from_model_version_id, **after)
 
 
 def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple[int, str, bool]]:
@@ -83,13 +84,18 @@ def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple
 
 def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tuple[int, str, bool]], prev: Any,
             author: str, label: dict[str, Any], state: ReviewState, from_prediction_id: int | None,
-            note: str | None, source: str | None = None) -> LabelRevisionInfo:
+            note: str | None, source: str | None = None, model_version_id: int | None = None) -> LabelRevisionInfo:
     """Insert the revision after ``prev`` (read under ``_lock_image``, whose answer is
-    ``locked``) and set the image's keys."""
+    ``locked``) and set the image's keys. ``model_version_id``: the model the label was taken from when no prediction
+    row says it any more (a revert to a revision whose prediction has gone)."""
     trace, (folder_id, before, missing) = locked
-    if from_prediction_id is not None and s.get(Prediction, from_prediction_id) is None:
-        raise RowGoneError(f"prediction {from_prediction_id} does not exist.", image_gone=False)
-    values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace, source),
+    if from_prediction_id is not None:
+        pred = s.get(Prediction, from_prediction_id)
+        if pred is None:
+            raise RowGoneError(f"prediction {from_prediction_id} does not exist.", image_gone=False)
+        model_version_id = pred.model_version_id
+    values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace, source,
+                                 model_version_id),
               "created_at": utcnow()}
     keys = label_keys_update([image_id], state, values["class_name"])
     if s.get_bind().dialect.name == "postgresql":
@@ -194,13 +200,15 @@ class LabelRepository:
                 if (prev.revision if prev else 0) != expected:
                     raise ConflictError(f"image {image_id} got label revision {prev.revision if prev else 0} "
                                         f"since revision {expected} was read.")
-                if change.from_prediction_id is not None and s.get(Prediction, change.from_prediction_id) is None:
+                pred = None if change.from_prediction_id is None else s.get(Prediction, change.from_prediction_id)
+                if change.from_prediction_id is not None and pred is None:
                     raise RowGoneError(f"prediction {change.from_prediction_id} does not exist.", image_gone=False)
                 state = ReviewState(change.review_state)
                 label = _resolve(change, prev)
                 rows.append({**_revision_values(image_id, prev, label, state, author, change.from_prediction_id,
                                                 change.note, traces[image_id],
-                                                None if change.source is None else LabelSource(change.source).value),
+                                                None if change.source is None else LabelSource(change.source).value,
+                                                None if pred is None else pred.model_version_id),
                              "created_at": now})
                 by_keys.setdefault((state, label["class_name"]), []).append(image_id)
             if rows:
@@ -214,7 +222,7 @@ class LabelRepository:
         with self.db.session(write=True) as s:
             if to_revision == 0:
                 label = {f: None for f in LABEL_FIELDS}
-                state, pred = ReviewState.UNREVIEWED, None
+                state, pred, model = ReviewState.UNREVIEWED, None, None
             else:
                 old = s.scalar(select(LabelRevision).where(LabelRevision.image_id == image_id,
                                                            LabelRevision.revision == to_revision))
@@ -222,9 +230,10 @@ class LabelRepository:
                     raise ConflictError(f"image {image_id} has no label revision {to_revision}.")
                 label = {f: getattr(old, f) for f in LABEL_FIELDS}
                 state, pred = ReviewState(old.review_state), old.from_prediction_id
+                model = old.from_model_version_id
             locked = _lock_image(s, image_id)
             return _append(s, image_id, locked, _latest(s, image_id), author, label, state, pred,
-                           f"reverted to revision {to_revision}")
+                           f"reverted to revision {to_revision}", model_version_id=model)
 
     def newest_id(self) -> int:
         """The id of the newest label revision of the whole database (0: none): it moves with every

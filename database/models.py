@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -297,6 +298,10 @@ class LabelRevision(Base):
     anomaly_mask_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     review_state: Mapped[str] = mapped_column(String(16))
     from_prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
+    # The model version of that prediction, kept as a record (migration 0018): the prediction row goes when its image
+    # is re-indexed as changed or the routing clean-up removes it, and the audit then showed the decision as made
+    # without a model (a session-44 probe). None: no prediction taken.
+    from_model_version_id: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str | None] = mapped_column(Text)
     # How the image came to be labelled (``LabelSource``; None: not said): "label_next" when it was saved while
     # the image was one of the proposals of "label next" (migration 0011): the retrain command's class-mix

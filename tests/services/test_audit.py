@@ -108,3 +108,20 @@ def test_an_audit_interrupted_midway_leaves_no_half_file(tmp_path: Path, monkeyp
         audit.write_audit(db, tmp_path / "audit.csv", None, FlagSettings())
     assert list(p.name for p in tmp_path.iterdir() if p.name.startswith("audit")) == []
     db.close()
+
+
+def test_a_decision_keeps_its_model_once_the_prediction_row_has_gone(project, tmp_path: Path) -> None:
+    """Found by a session-44 probe: the audit read a decision's model through its prediction row; once that row went
+    (the file re-indexed as changed, the routing clean-up), the decision read as made without a model. The revision
+    keeps the model version itself (migration 0018), and a revert to it keeps it too."""
+    url, root = project
+    db = open_database(url)
+    (root / "L1" / "SN1.png").write_bytes(b"the part re-shot")
+    index_folder(db, root)  # the old picture's answers are dropped
+    image = next(im.id for im in db.images.query() if im.rel_path == "L1/SN1.png")
+    db.labels.revert(image, 1, "cy")
+    db.close()
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--db", url, "--out", str(out)]) == 0
+    rows = [r for r in _read(out) if r["image"] == "L1/SN1.png"]
+    assert rows[0]["model_version"] == "patchcore-v2" and rows[-1]["model_version"] == "patchcore-v2"
