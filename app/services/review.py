@@ -227,9 +227,10 @@ class ReviewService:
         return out
 
     def region_threshold(self, version_id: int | None = None) -> float:
-        """Pixel-level threshold turning a heatmap into a region (the card's "pixel" one if any)."""
-        if self.settings.anomaly_threshold is not None:
-            return float(self.settings.anomaly_threshold)
+        """Pixel-level threshold turning a heatmap into a region: the version card's "pixel" one (else its image one).
+        Never the project's image threshold (Settings ▸ Project): image scores and map values are in other units (the
+        tile model's 0.484 against 2.80); a session-44 probe's project threshold of 0.5 turned the tile map solid red
+        and Accept saved the whole image as the anomaly region, exported as ground truth."""
         return self._card_threshold("pixel", self._anomaly_version(version_id))
 
     def _anomaly_version(self, version_id: int | None) -> Any:

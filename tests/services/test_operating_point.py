@@ -256,3 +256,16 @@ def test_the_operating_point_rests_on_the_images_the_versions_answer_counts_for(
     scores = reviewed_scores(db, folder_id, tile.id)
     assert (scores.normal, scores.anomalous, scores.elsewhere) == ((0.2,), (0.7,), 2)
     db.close()
+
+
+def test_the_project_threshold_never_becomes_a_maps_pixel_threshold(tmp_path: Path) -> None:
+    """Found by a session-44 probe: with Settings ▸ Project ▸ Anomaly threshold at 0.5, the tile model's map (pixel
+    threshold 2.80 on its card) was scaled 0-1.0 and turned solid red, and Accept saved the whole image as the anomaly
+    region, exported as ground truth. Image scores and map values are in other units."""
+    from app.services.review import ReviewService, ReviewSettings
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    version = db.model_versions.register("anomaly", "tile", str(tmp_path / "t"),
+                                         card={"threshold": {"image": 0.484, "pixel": 2.8}}, activate=True)
+    review = ReviewService(db, ReviewSettings(anomaly_threshold=0.5))
+    assert review.region_threshold(version.id) == 2.8 and review.region_threshold() == 2.8
+    db.close()
