@@ -36,7 +36,7 @@ from app.services.prelabel import PRELABEL
 from app.services.project_settings import load_project_settings
 from app.services.reflag import reflag_where
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
-from database.errors import DatabaseError
+from database.errors import ConflictError, DatabaseError
 from database.jobs import new_worker_id
 from inference.checkpoints import CheckpointError
 from inference.device import AUTO_THREADS, ThreadGovernor, set_threads
@@ -223,9 +223,10 @@ class Worker:
             # counts (unregister's would not), and a batch that kills every restart fails for good.
             if in_hand is not None and in_hand.items:
                 try:
-                    if isinstance(exc, DatabaseError):  # the database failed, not these images: given back untried
+                    if isinstance(exc, DatabaseError) and not isinstance(exc, ConflictError):
+                        # the database failed (unreachable, locked), not these images: given back untried
                         # (a session-44 probe: three connection drops while storing failed a batch for good, the
-                        # database's error shown as each image's pre-label error)
+                        # database's error shown as each image's pre-label error); a refusal of the data counts
                         self.db.jobs.release_items(self.id, [it.id for it in in_hand.items])
                     else:
                         self._retry(in_hand.items,

@@ -149,3 +149,20 @@ def test_a_standing_worker_gives_back_what_it_held_when_the_database_went_away(d
                               exit_with_parent=None)
     assert worker_command.run(args) == 0
     assert seen[1] == [("queued", 0)] * 3
+
+
+def test_a_refusal_of_the_data_while_storing_still_counts_an_attempt(db, tmp_path: Path, monkeypatch) -> None:
+    """The session-44 review: only the database being away gives a batch back untried; a refusal of the data itself
+    (a ConflictError) counts, so a batch refused every time fails for good instead of looping."""
+    from app.worker import Worker as W
+    from database import ConflictError
+    good_images(tmp_path / "imgs", 1)
+    job = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+
+    def refused(*_args, **_kwargs):
+        raise ConflictError("a duplicate key")
+    monkeypatch.setattr(W, "_store", refused)
+    for _ in range(MAX_ATTEMPTS):
+        with pytest.raises(ConflictError):
+            worker(db, tmp_path).run(once=True)
+    assert job_status(db, job).state == "failed"
