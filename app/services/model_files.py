@@ -42,8 +42,8 @@ class ModelFilesError(RuntimeError):
 
 
 def folder_files(directory: Path) -> list[tuple[str, bytes]]:
-    """(posix name, bytes) of the files inference reads below ``directory`` (a link to a safetensors file as the file
-    it names); hidden entries, other links and other kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
+    """(posix name, bytes) of the files inference reads below ``directory`` (a link to a safetensors or JSON file as the
+    file it names); hidden entries, other links and other kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
     chosen: list[tuple[str, Path]] = []
     total = 0
     for root, dirs, names in os.walk(directory, followlinks=False):
@@ -59,7 +59,7 @@ def folder_files(directory: Path) -> list[tuple[str, bytes]]:
             # left out, the database's copy lacked the weights the folder loads (a session-43 probe). Any other link
             # is not: a session-44 probe's notes.txt -> ~/.ssh/id_rsa was copied into the shared database, and so
             # to every station's cache.
-            if path.is_symlink() and not _weights_file(path):
+            if path.is_symlink() and not _model_file(path):
                 continue
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
@@ -74,16 +74,24 @@ def folder_files(directory: Path) -> list[tuple[str, bytes]]:
     return [(name, path.read_bytes()) for name, path in chosen]
 
 
-def _weights_file(path: Path) -> bool:
-    """A safetensors file by name and by its header (what a link is followed for)."""
-    from inference.model_limits import read_safetensors_header
-    if path.suffix.lower() != ".safetensors":
-        return False
+def _model_file(path: Path) -> bool:
+    """A file a link is followed for: one inference reads, by its suffix and by what it holds (a safetensors header, a
+    JSON object). A Hugging Face or DVC cache folder links its config, card and weights so (the session-43 probe);
+    a text or a file that is not what its name says is never followed (notes.txt -> ~/.ssh/id_rsa, session 44)."""
+    from inference.model_limits import parse_json, read_safetensors_header, regular_file_size
+    suffix = path.suffix.lower()
     try:
-        read_safetensors_header(path)
-    except (OSError, ValueError):  # ModelLimitError is a ValueError
+        if suffix == ".safetensors":
+            read_safetensors_header(path)
+            return True
+        if suffix == ".json" and regular_file_size(path) <= MAX_LINKED_JSON_BYTES:
+            return isinstance(parse_json(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):  # ModelLimitError and UnicodeDecodeError are ValueErrors
         return False
-    return True
+    return False
+
+
+MAX_LINKED_JSON_BYTES = 16 * 1024 * 1024
 
 
 def keep_in_database(db: "Database", version: "ModelVersionInfo", directory: Path | None = None) -> int:
@@ -100,17 +108,9 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
     """A folder on this station holding the version's model: its registered folder where this station sees
     it, this install's copy of a bundled model, else the database's copy written into this station's cache.
     ``ModelFilesError`` says why when there is none."""
-    local = _on_disk_here(version)
+    local = _on_disk_here(db, version)
     if local is not None:
         if local == Path(version.checkpoint_path) and not version.bundled:
-            listed = db.model_versions.file_list(version.id)
-            if listed and _differs(local, listed):
-                # one version, one model: a session-44 probe overwrote the folder's weights and card after Add, and
-                # this station's worker answered with the new ones ("ok"/"defect") while other stations ran the kept
-                # copy and the buttons offered its classes
-                log.warning("%s model %r: its folder %s no longer holds the files registered with it; the "
-                            "database's copy runs", version.family, version.name, local)
-                return _written_here(db, version, listed)
             try:  # a version registered before its files were kept: the first station that sees it shares it
                 keep_in_database(db, version, local)
             except Exception as exc:  # noqa: BLE001 - sharing is a courtesy: the model loads here either way
@@ -137,7 +137,7 @@ def model_files_here(db: "Database", version: "ModelVersionInfo", names: tuple[s
     where it needs no fetching, else only those files from the database, into this station's cache. For readers
     of a version's description (its config and domain statistics, ``app.services.version_fit``), which must not
     pull every version's weights onto a station to read a few kilobytes. ``ModelFilesError`` says why not."""
-    local = _on_disk_here(version)
+    local = _on_disk_here(db, version)
     if local is not None:
         return local
     listed = _listed(db, version)
@@ -147,11 +147,21 @@ def model_files_here(db: "Database", version: "ModelVersionInfo", names: tuple[s
     return _written_here(db, version, [f for f in listed if f[0] in names or f[0] == "config.json"])
 
 
-def _on_disk_here(version: "ModelVersionInfo") -> Path | None:
+def _on_disk_here(db: "Database", version: "ModelVersionInfo") -> Path | None:
     """The version's folder where this station has it without the database: its registered folder, else this
-    install's copy of a bundled model."""
+    install's copy of a bundled model. Not a registered folder whose files differ from those kept with the version:
+    one version, one model. A session-44 probe overwrote a folder's weights and card after Add; this station's worker
+    answered with the new ones ("ok"/"defect") while other stations ran the kept copy. The database's copy is read
+    then, by every reader (the worker's models and the routing proposal's domain descriptions alike)."""
     path = Path(version.checkpoint_path)
-    return path if (path / "config.json").is_file() else bundled_copy(version)
+    if not (path / "config.json").is_file():
+        return bundled_copy(version)
+    listed = [] if version.bundled else db.model_versions.file_list(version.id)
+    if listed and _differs(path, listed):
+        log.warning("%s model %r: its folder %s no longer holds the files registered with it; the database's copy "
+                    "is read", version.family, version.name, path)
+        return None
+    return path
 
 
 def _listed(db: "Database", version: "ModelVersionInfo") -> list[tuple[str, str, int]]:

@@ -95,17 +95,20 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
     (folder / "training" / "state.pt").write_bytes(b"a pickle stays where it was made")
     import os
     weights = next(folder.glob("*.safetensors"))
+    (folder / "link.json").symlink_to(folder / "config.json")  # a Hugging Face cache links its JSON files so
     (folder / "linked.safetensors").symlink_to(weights)  # a git-annex / DVC weights file is such a link:
     (folder / "dir.json").symlink_to(folder / "training", target_is_directory=True)  # kept as the file it names
     os.mkfifo(folder / "pipe.json")  # never read (it would block)
     (tmp_path / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
     (folder / "notes.txt").symlink_to(tmp_path / "id_rsa")  # a session-44 probe: copied into the shared database
     (folder / "fake.safetensors").symlink_to(tmp_path / "id_rsa")
+    (folder / "fake.json").symlink_to(tmp_path / "id_rsa")
     files = dict(folder_files(folder))
     assert "training/state.pt" not in files and "config.json" in files
     assert files["linked.safetensors"] == weights.read_bytes()
+    assert files["link.json"] == (folder / "config.json").read_bytes()
     assert "dir.json" not in files and "pipe.json" not in files
-    assert "notes.txt" not in files and "fake.safetensors" not in files
+    assert "notes.txt" not in files and "fake.safetensors" not in files and "fake.json" not in files
     with pytest.raises(ModelFilesError, match="no config.json"):
         folder_files(tmp_path / "imgs-none") if (tmp_path / "imgs-none").mkdir() is None else None
 
@@ -135,3 +138,19 @@ def test_a_folder_changed_after_it_was_registered_runs_the_kept_copy(db, tiny_mo
     here = local_model_dir(db, v)
     assert here != folder and (here / "model.safetensors").read_bytes() == kept
     assert "ok" not in (here / "card.json").read_text()
+    from app.services.model_files import model_files_here  # the routing proposal's reader, the same copy
+    assert model_files_here(db, v, ("config.json",)) != folder
+
+
+def test_a_cache_folder_of_links_is_kept_whole(db, tiny_models, tmp_path) -> None:
+    """The session-44 review: a Hugging Face cache folder (config, card and weights all links into its blobs) was
+    refused at Add as "no config.json" after the link fix; a DVC one kept no card, so other stations ran the model
+    without its classes. Links to the files inference reads are followed when they hold what their names say."""
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    for name in ("config.json", "card.json", "model.safetensors"):
+        (blobs / name).write_bytes((tiny_models["classifier"] / name).read_bytes())
+        (folder / name).symlink_to(blobs / name)
+    assert sorted(dict(folder_files(folder))) == ["card.json", "config.json", "model.safetensors"]
