@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     families = _families(args.families)
     if args.batch_size < 1:
         raise CommandError("--batch-size must be at least 1")
-    if args.report:  # said before the run, not after it (a session-44 probe: a traceback once every image had run)
-        report_dir = Path(args.report).expanduser().parent
-        if Path(args.report).is_dir() or not report_dir.is_dir() or not os.access(report_dir, os.W_OK):
+    report_path = Path(args.report).expanduser() if args.report else None  # one path for the check and the write
+    if report_path is not None:  # said before the run (a session-44 probe: a traceback once every image had run)
+        if report_path.is_dir() or not report_path.parent.is_dir() or not os.access(report_path.parent, os.W_OK):
             raise CommandError(f"--report {args.report}: cannot be written there (give a file in a folder that "
                                "exists and this account may write to)")
     prepare_inference_process(getattr(args, "threads", 1))
@@ -167,12 +167,14 @@ def run(args: argparse.Namespace) -> int:
             "jobs": [{"id": s.job_id, "state": s.state, "error": s.error,
                       "families": params[s.job_id]["families"]} for s in final],
         }
-        if args.report:
+        report_lost = False
+        if report_path is not None:
             try:
-                Path(args.report).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+                report_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
             except OSError as exc:  # gone or full since the check: the run stands, the report is said lost
-                print(f"error: the report could not be written to {args.report} ({exc.strerror or exc})",
+                print(f"error: the report could not be written to {report_path} ({exc.strerror or exc})",
                       file=sys.stderr)
+                report_lost = True
         for path, reason in failed:
             print(f"failed: {path}: {reason}", file=sys.stderr)
         print_out_of_domain(outside_counts, outside_images)
@@ -195,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             elif status.state == "failed" and status.done == 0 and status.total and code == 0:
                 code = 1
         print(f"{summary['images_per_second']} images/s", file=sys.stderr)
-        return code
+        return 2 if report_lost and code == 0 else code  # a script asked for the report: its absence is a failure
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     finally:

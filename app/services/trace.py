@@ -156,7 +156,7 @@ def parse_trace_csv(text: str) -> CsvTraces:
         if len(record) != len(header):
             refuse(line, f"{len(record)} values for {len(header)} columns")
             continue
-        name = record[where["file"]].strip().replace("\\", "/")
+        name = row_key(record[where["file"]].strip())  # before the duplicate check: "./a.png" is "a.png"
         if not name:
             refuse(line, "no file name")
             continue
@@ -242,7 +242,7 @@ def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None
         if read is None and not problems:
             problems.append(f"{folder.name} has no {CSV_NAME}")
         if read is not None:
-            sidecar = {_row_key(k): v for k, v in read.rows.items()}
+            sidecar = read.rows  # keyed by ``row_key`` already
             problems += [f"{CSV_NAME} {p}" for p in read.problems]
             if read.bad_rows > len(read.problems):
                 problems.append(f"{CSV_NAME}: {read.bad_rows - len(read.problems)} more bad row(s)")
@@ -251,7 +251,7 @@ def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None
     for page in db.images.trace_rows(folder_id):
         changes: dict[int, Trace] = {}
         for image_id, rel_path, stored in page:
-            key = _row_key(rel_path)
+            key = row_key(rel_path)
             unused.discard(key)
             new = merge(parse_name(pattern, rel_path), sidecar.get(key))
             images += 1
@@ -266,7 +266,7 @@ def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None
     return TraceReport(images, traced, updated, tuple(problems))
 
 
-def _row_key(name: str) -> str:
+def row_key(name: str) -> str:
     """A file name as trace.csv rows and indexed images are matched: '/' separated, no leading './', Unicode in one
     composed form (a name copied from a Mac is stored decomposed, one typed in a spreadsheet composed)."""
     name = unicodedata.normalize("NFC", name.replace("\\", "/"))

@@ -202,3 +202,11 @@ def test_opening_a_folder_tells_the_inspector_about_bad_trace_rows(db, tmp_path:
     info = ReviewService(db, ReviewSettings(reviewer="t")).open_folder(root)
     assert info.note == ("trace: 1 of 1 images have a serial, lot or station; 1 problem(s): "
                          "trace.csv line 2: 3 values for 2 columns")
+
+
+def test_a_name_listed_twice_in_two_spellings_keeps_the_first_row_and_says_so() -> None:
+    """The session-44 review: "Part_2.png" and "./Part_2.png" (or one composed, one decomposed) were two rows for the
+    duplicate check and merged afterwards, the later winning without a word."""
+    parsed = parse_trace_csv("file,serial\nPart_2.png,FIRST\n./Part_2.png,SECOND\n")
+    assert parsed.rows == {"Part_2.png": ("FIRST", None, None)}
+    assert any("listed twice" in p for p in parsed.problems)

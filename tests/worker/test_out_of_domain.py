@@ -240,3 +240,15 @@ def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(sqlite_u
                  "--report", str(tmp_path / "nowhere" / "r.json")]) == 2
     assert "cannot be written there" in capsys.readouterr().err
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # refused before anything was opened or run
+
+
+def test_a_report_path_with_a_tilde_is_the_one_checked_and_written(sqlite_url, tmp_path: Path, monkeypatch) -> None:
+    """The session-44 review: the check expanded ``~`` and the write did not, so ``--report '~/r.json'`` ran every image
+    and then failed to write, exit 0."""
+    from app.cli import main
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    dark_images(tmp_path / "imgs", 1, seed=4)
+    assert main(["prelabel", str(tmp_path / "imgs"), "--db", sqlite_url, "--device", "cpu", "--families", "anomaly",
+                 "--report", "~/r.json"]) == 0
+    assert json.loads((tmp_path / "home" / "r.json").read_text())["jobs"]
