@@ -209,6 +209,10 @@ def check_destination(out: Path, overwrite: bool, indexed_roots: Sequence[str | 
         if real_out == real_root or real_out.is_relative_to(real_root):
             raise ExportError(f"{out} is inside the indexed folder {root}: the exported copies would be indexed "
                               "as new images; choose a folder outside every indexed folder")
+        if real_root.is_relative_to(real_out):  # replacing it would delete that folder's images (a session-44 probe:
+            # an earlier export's imagefolder/ opened and labelled in the station, then the export replaced)
+            raise ExportError(f"{out} holds the indexed folder {root}: an export there would replace or mix with its "
+                              "images; choose a folder outside every indexed folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ExportError(f"{out} is not empty: choose a new or empty folder (or overwrite a previous export)")

@@ -106,6 +106,20 @@ def test_reexport_from_an_indexed_export_folder_keeps_its_images(tmp_path: Path,
         second.close()
 
 
+def test_replacing_an_export_that_holds_an_indexed_folder_is_refused(tmp_path: Path, station) -> None:
+    """Found by a session-44 probe: an earlier export's imagefolder/ opened in the station and labelled there, then
+    the export replaced ("replace an earlier export"): the indexed folder's images were deleted (the labelled one then
+    missing) and new files put in their place, to be indexed as new images."""
+    db, _root = station
+    first = tmp_path / "ds"
+    export_database(db, first, ExportOptions(formats=("imagefolder",)))
+    db.folders.add(str(first / "imagefolder"))
+    before = tree(first)
+    with pytest.raises(ExportError, match="holds the indexed folder"):
+        export_database(db, first, ExportOptions(formats=("imagefolder",), overwrite=True))
+    assert tree(first) == before
+
+
 @pytest.mark.parametrize("stored", ["../secret.png", "{outside}"])
 def test_a_stored_path_leading_outside_is_refused_and_reported(tmp_path: Path, station, stored: str) -> None:
     db, root = station
