@@ -64,3 +64,11 @@ def disable_keeping_focus(keep: QWidget, *widgets: QWidget) -> None:
         keep.setFocus()
     for w in widgets:
         w.setEnabled(False)
+
+
+def labels_on_their_way(count: int, what: str) -> str:
+    """Why ``what`` (an export, an import) waits: labels made in this window are not in the database yet. A session-44
+    probe: an export right after a correction wrote the old label, and an import's preview missed the inspector's
+    newer label and then refused it as another station's."""
+    return (f"{count} label(s) made in this window are still being saved: {what} waits for them (the status bar says "
+            "when they are saved); try again then.")

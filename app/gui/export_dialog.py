@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtWidgets import (
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
-from app.gui.dialog_rows import disable_keeping_focus, path_row, scope_row
+from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path_row, scope_row
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
 
@@ -76,6 +77,7 @@ class ExportDialog(QDialog):
         self._relay.done.connect(self._on_done)
         self.result_value = None
         self.facts_calls: BackgroundCalls | None = None  # the folder's facts being read (read_facts)
+        self.unsaved: Callable[[], int] = lambda: 0  # the window's labels not in the database yet (set by the window)
         self._running = False
 
         lay = QVBoxLayout(self)
@@ -190,6 +192,10 @@ class ExportDialog(QDialog):
         except ValueError as exc:
             self._error(str(exc))
             return False
+        waiting = self.unsaved()
+        if waiting:
+            self._error(labels_on_their_way(waiting, "the export"))
+            return False
         self._cancel.clear()
         disable_keeping_focus(self.cancel_button, self.export_button)
         self.status.setText("Exporting…")
@@ -249,6 +255,7 @@ def open_export_dialog(window) -> ExportDialog:
     folder_id = window.current_folder
     dlg = ExportDialog(window.ctx.export_db, folder_id, None, None, (), window)
     dlg.read_facts(window.ctx.review)
+    dlg.unsaved = window.review.unsaved_count
     return dlg
 
 

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
-from app.gui.dialog_rows import disable_keeping_focus, path_row, scope_row
+from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path_row, scope_row
 from app.services import project_classes
 from app.services.import_detect import detect_formats
 from app.services.import_records import LabelImportError
@@ -82,6 +82,7 @@ class ImportDialog(QDialog):
         self._preview_gen = -1  # the options' generation the running (or last) preview was made with
         self.result_value = None
         self.facts_calls: BackgroundCalls | None = None  # the project's facts being read (read_facts)
+        self.unsaved: Callable[[], int] = lambda: 0  # the window's labels not in the database yet (set by the window)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._relay = _Relay(self)
@@ -214,6 +215,8 @@ class ImportDialog(QDialog):
         if not source:
             self._message("Choose a dataset folder.", error=True)
             return False
+        if self._labels_wait("the preview"):
+            return False
         options, db = self.options(), self.db
         self._preview_gen = self._options_gen
         self._busy("Reading the dataset and matching images…")
@@ -221,12 +224,18 @@ class ImportDialog(QDialog):
         return True
 
     def start_import(self) -> bool:
-        if self.preview is None or self.preview.errors:
+        if self.preview is None or self.preview.errors or self._labels_wait("the import"):
             return False
         preview, db, author = self.preview, self.db, self.author
         self._busy(f"Importing {len(preview.writes)} label(s)…")
         self._pool.start(_Task(self._relay, "import", lambda: apply_import(db, preview, author)))
         return True
+
+    def _labels_wait(self, what: str) -> bool:
+        waiting = self.unsaved()
+        if waiting:
+            self._message(labels_on_their_way(waiting, what), error=True)
+        return bool(waiting)
 
     def add_unknown_classes(self) -> bool:
         """Put the preview's unknown classes on the project's list (a helper thread), then preview again."""
@@ -344,6 +353,7 @@ def open_import_dialog(window) -> ImportDialog:
     folder_id = window.current_folder
     dlg = ImportDialog(window.ctx.export_db, folder_id, None, (), "import", window)
     dlg.read_facts(window.ctx.review)
+    dlg.unsaved = window.review.unsaved_count
     dlg.finished_import.connect(lambda result, _error: result is not None and window.queue.refresh_in_background())
     dlg.classes_added.connect(lambda _names: window.refresh_models(background=True))  # hotkeys and filters follow
     return dlg

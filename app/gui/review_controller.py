@@ -876,6 +876,10 @@ class ReviewController(QObject):
         window closed, and was then lost without a word)."""
         return len(self._deferred) + (1 if self._reads.busy else 0) + (1 if self._flags.busy else 0)
 
+    def unsaved_count(self) -> int:
+        """Labels shown here that the database does not hold yet (on their way, or waiting to be retried)."""
+        return len(self._local)
+
     def writes_idle(self) -> bool:
         """No label is on its way to the database (waiting ones aside)."""
         return not self._writes.busy

@@ -124,3 +124,34 @@ def test_replacing_a_folder_that_is_no_export_is_refused_and_said_once(service, 
     text = dlg.status.text()
     assert sig.args[0] is None and "holds no export.json" in text and text.count("othing was") == 1, text
     assert text.endswith("No label was changed.") and (other / "keep.png").read_bytes() == b"not touched"
+
+
+def test_export_and_import_wait_for_the_labels_still_being_saved(window, service, qtbot, tmp_path, monkeypatch):
+    """Found by a session-44 probe (saves slowed as on a slow server): an export started right after a class key wrote
+    the image's old label, and an import's preview missed the inspector's newer label, which the import then refused
+    as "changed by root at another station". Both now wait until this window's labels are in the database, and say
+    so."""
+    from PySide6.QtCore import Qt
+
+    from app.gui.export_dialog import open_export_dialog
+    from app.gui.import_dialog import open_import_dialog
+    from tests.gui.conftest import slow_saves, wait_saved
+    from tests.gui.test_main_window import press
+    slow_saves(service, monkeypatch, 1.5)
+    press(qtbot, window, Qt.Key.Key_X)
+    assert window.review.unsaved_count() == 1
+    export = open_export_dialog(window)
+    qtbot.addWidget(export)
+    qtbot.waitUntil(lambda: not export.reading, timeout=5000)
+    export.out.setText(str(tmp_path / "ds"))
+    assert export.start() is False and "still being saved" in export.status.text()
+    importer = open_import_dialog(window)
+    qtbot.addWidget(importer)
+    qtbot.waitUntil(lambda: not importer.reading, timeout=5000)
+    importer.source.setText(str(tmp_path))
+    assert importer.start_preview() is False and "still being saved" in importer.status.text()
+    wait_saved(window, qtbot)
+    assert window.review.unsaved_count() == 0
+    assert export.start() is not False  # saved now: the export runs
+    qtbot.waitUntil(lambda: not export._running, timeout=10000)
+    assert "still being saved" not in export.status.text()
