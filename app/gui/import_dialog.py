@@ -348,13 +348,22 @@ class ImportDialog(QDialog):
         super().done(r)
 
 
+def _imported(window, result: Any) -> None:
+    """After an import: the queue and the open image are read again (a session-44 probe: the open image kept its old
+    label for seconds, and a key pressed then was refused as "changed at another station")."""
+    if result is None:
+        return
+    window.queue.refresh_in_background()
+    window.review.reload()
+
+
 def open_import_dialog(window) -> ImportDialog:
     """Open at once; the folder's name, the classes and the author are read on a helper thread."""
     folder_id = window.current_folder
     dlg = ImportDialog(window.ctx.export_db, folder_id, None, (), "import", window)
     dlg.read_facts(window.ctx.review)
     dlg.unsaved = window.review.unsaved_count
-    dlg.finished_import.connect(lambda result, _error: result is not None and window.queue.refresh_in_background())
+    dlg.finished_import.connect(lambda result, _error: _imported(window, result))
     dlg.classes_added.connect(lambda _names: window.refresh_models(background=True))  # hotkeys and filters follow
     return dlg
 

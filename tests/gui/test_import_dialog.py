@@ -196,3 +196,31 @@ def test_a_button_disabled_while_it_has_the_focus_hands_it_to_the_one_named(qtbo
     after.setFocus()
     disable_keeping_focus(keep, pressed)   # the focus elsewhere: left where it is
     assert QApplication.focusWidget() is after
+
+
+def test_the_open_image_shows_its_imported_label_at_once(service, db, folder, qtbot, tmp_path):
+    """Found by a session-44 probe: after an import the open image kept its old label for seconds (until the periodic
+    label check), and a key pressed then was refused as "changed by root at another station or window"."""
+    from app.gui.context import StationContext
+    from app.gui.extensions import default_extensions
+    from app.gui.import_dialog import open_import_dialog
+    from app.gui.main_window import MainWindow
+    from app.gui.settings_store import StationSettings
+    from tests.gui.conftest import wait_shown
+    win = MainWindow(StationContext(review=service, settings=StationSettings(), interactive=False,
+                                    extensions=default_extensions(), export_db=db))
+    qtbot.addWidget(win)
+    win.show()
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    shown = win.review.detail.item.rel_path
+    dataset = class_tree(folder, tmp_path / "ds", {shown: CLASSES[1]})
+    dlg = open_import_dialog(win)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: not dlg.reading, timeout=5000)
+    dlg.source.setText(str(dataset))
+    assert dlg.start_preview()
+    qtbot.waitUntil(lambda: dlg.preview is not None, timeout=10000)
+    assert dlg.start_import()
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == CLASSES[1], timeout=2000)
+    win.close()
