@@ -112,7 +112,11 @@ class ImageView(QGraphicsView):
 
     def zoom_by(self, factor: float, anchor_under_mouse: bool = True) -> None:
         z = self.zoom()
-        factor = max(ZOOM_MIN / z, min(ZOOM_MAX / z, factor))
+        # a fit can leave the zoom outside the limits (an 8 x 6 image fitted at 99x, a 60000 x 40 one at 0.013x): the
+        # clamp below then turned zoom in into zoom out and back (a probe); a step there only moves towards the limits
+        if (z >= ZOOM_MAX and factor > 1) or (z <= ZOOM_MIN and factor < 1):
+            return
+        factor = max(ZOOM_MIN / z, min(ZOOM_MAX / z, factor)) if ZOOM_MIN <= z <= ZOOM_MAX else factor
         self._fit_on_resize = False
         old = self.transformationAnchor()
         if not anchor_under_mouse:
@@ -433,7 +437,12 @@ class ImageViewer(ImageView):
         self.mask_edited.emit(self.edit_target, self._target_layer().to_bool())
 
     def _inside(self, pos: QPointF) -> bool:
-        return self._rgb is not None and self.image_rect().contains(pos)
+        """``pos`` falls on a pixel of the image: the far edges are outside (a rectangle's ``contains`` counts them in,
+        and the cursor readout then indexed one past the last column or row on every move there: a probe)."""
+        if self._rgb is None:
+            return False
+        h, w = self._rgb.shape[:2]
+        return 0 <= pos.x() < w and 0 <= pos.y() < h
 
     def cancel_polygon(self) -> None:
         self._poly = []

@@ -1,0 +1,54 @@
+"""The viewer at its edges: the last column and row of an image, and zoom on images a fit leaves out of bounds."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+
+from app.gui.viewer import ImageViewer
+
+
+def _move(viewer: ImageViewer, scene: QPointF) -> None:
+    vp = viewer.mapFromScene(scene)
+    viewer.mouseMoveEvent(QMouseEvent(QEvent.Type.MouseMove, QPointF(vp), QPointF(viewer.viewport().mapToGlobal(vp)),
+                                      Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
+                                      Qt.KeyboardModifier.NoModifier))
+
+
+def test_the_cursor_past_the_last_column_or_row_reads_nothing_and_raises_nothing(qtbot) -> None:
+    """Found by a session-44 probe: at 1:1 the viewport pixel past a 50 x 30 image's right edge mapped to x = 50.0,
+    which the image rectangle counts as inside; the readout indexed column 50 and raised IndexError on every move
+    there (the move then dropped for pan and brush)."""
+    v = ImageViewer()
+    qtbot.addWidget(v)
+    v.resize(400, 300)
+    v.show()
+    v.show_image(np.zeros((30, 50, 3), np.uint8))
+    v.one_to_one()
+    said: list[str] = []
+    v.cursor_moved.connect(said.append)
+    _move(v, QPointF(10, 10))
+    assert said and said[-1].startswith("x 10, y 10")
+    _move(v, QPointF(50, 10))  # the viewport pixel past the last column
+    _move(v, QPointF(10, 30))  # and past the last row
+    assert len(said) == 1
+
+
+def test_zoom_in_never_shrinks_and_zoom_out_never_grows(qtbot) -> None:
+    """Found by a session-44 probe: an 8 x 6 image fitted at 99x went to 64x on zoom in; a 60000 x 40 one fitted at
+    0.013x went to 0.02x on zoom out."""
+    v = ImageViewer()
+    qtbot.addWidget(v)
+    v.resize(800, 600)
+    v.show()
+    for shape in ((6, 8, 3), (40, 60000, 3)):
+        v.show_image(np.full(shape, 128, np.uint8))
+        qtbot.wait(20)
+        fitted = v.zoom()
+        v.zoom_by(1.25, anchor_under_mouse=False)
+        assert v.zoom() >= fitted
+        v.fit()
+        qtbot.wait(20)
+        fitted = v.zoom()
+        v.zoom_by(0.8, anchor_under_mouse=False)
+        assert v.zoom() <= fitted
