@@ -6,7 +6,7 @@ so the newest of each is kept and applied once the pixels are there.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.gui.image_loader import ImageLoader
 from app.gui.review_controller import ReviewController
@@ -21,6 +21,7 @@ LAYER_FAMILY = {"heatmap": "anomaly", "prediction": "segmenter"}
 
 
 class ViewerController(QObject):
+    STALE_MS = 200  # how long the previous image may stay on screen while the next one's pixels are read
     image_shown = Signal(int)  # image id, once its pixels are on screen
     # {layer: why it is not drawn}: OUT_OF_DOMAIN (its model calls the image so), or why its map is not here
     withheld = Signal(object)
@@ -31,6 +32,13 @@ class ViewerController(QObject):
         self.viewer = pane.viewer
         self.review = review
         self.loader = ImageLoader(self)
+        # The previous image's pixels and layers stay on screen while the next is decoded (no flicker at J), but not
+        # for long: a session-44 probe, decoding delayed, had the panel on part 1 and the viewer on part 0's pixels and
+        # heatmap, and D then saved a verdict for a part not seen. Past this, the viewer says the image is being read.
+        self._stale = QTimer(self)
+        self._stale.setSingleShot(True)
+        self._stale.setInterval(self.STALE_MS)
+        self._stale.timeout.connect(self._say_reading)
         self._detail: ImageDetail | None = None
         self._shown_id: int | None = None
         self._label: LabelState | None = None
@@ -57,11 +65,17 @@ class ViewerController(QObject):
             return
         self._shown_id = None
         self.viewer.editable = False
+        self._stale.start()
         self.loader.request(detail.item.image_id, detail.item.path)
+
+    def _say_reading(self) -> None:
+        if self._detail is not None and self._shown_id != self._detail.item.image_id:
+            self.pane.show_image(None, f"Reading {self._detail.item.rel_path} …")
 
     def _on_pixels(self, image_id: int, rgb: np.ndarray | None, error: str) -> None:
         if self._detail is None or self._detail.item.image_id != image_id:
             return
+        self._stale.stop()
         message = "" if rgb is not None else f"Cannot show {self._detail.item.rel_path}:\n{error}"
         self.pane.show_image(rgb, message)
         self._shown_id = image_id

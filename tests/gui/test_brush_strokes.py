@@ -90,3 +90,4 @@ def test_a_mask_not_set_and_an_empty_mask_are_different_labels() -> None:
     assert not unset.same_content(empty) and unset.content_digest() != empty.content_digest()
     assert empty.same_content(unset.with_(mask=np.zeros((4, 4), np.uint8)))
     assert unset.same_content(unset.with_(anomaly_region=np.zeros((4, 4), bool)))  # a region is stored only if drawn
+

@@ -1,4 +1,5 @@
-"""The viewer at its edges: the last column and row of an image, and zoom on images a fit leaves out of bounds."""
+"""The viewer at its edges: the last column and row of an image, zoom on images a fit leaves out of bounds, and the
+moment between two images."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 
 from app.gui.viewer import ImageViewer
+from tests.gui.test_main_window import _seeded_window, press
 
 
 def _move(viewer: ImageViewer, scene: QPointF) -> None:
@@ -52,3 +54,29 @@ def test_zoom_in_never_shrinks_and_zoom_out_never_grows(qtbot) -> None:
         fitted = v.zoom()
         v.zoom_by(0.8, anchor_under_mouse=False)
         assert v.zoom() <= fitted
+
+
+def test_the_previous_image_does_not_stay_on_screen_while_the_next_is_read(service, db, folder, artifacts, qtbot,
+                                                                            monkeypatch):
+    """Found by a session-44 probe: decoding of the next image delayed (a large frame on a share), the label panel was
+    on part 1 while the viewer kept part 0's pixels, heatmap and mask, and D then saved a verdict for a part not
+    seen. Past a moment the viewer says the next image is being read and draws nothing of the previous one."""
+    import time
+
+    import app.gui.image_loader as loader
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    first = win.review.image_id
+    real = loader.load_rgb
+
+    def slow(path):
+        if "part_01" in str(path):
+            time.sleep(1.5)
+        return real(path)
+    monkeypatch.setattr(loader, "load_rgb", slow)
+    press(qtbot, win, Qt.Key.Key_J)
+    qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.item.image_id != first, timeout=3000)
+    qtbot.wait(win.viewer_ctl.STALE_MS + 150)
+    assert win.viewer._rgb is None and win.viewer._heat is None
+    qtbot.waitUntil(lambda: win.viewer_ctl._shown_id == win.review.image_id, timeout=5000)
+    assert win.viewer._rgb is not None
+    win.close()
