@@ -176,6 +176,7 @@ class ImageViewer(ImageView):
     mask: MaskLayer  # type: ignore[assignment]  # shadows QWidget.mask(): the label mask layer
     mask_edited = Signal(str, object)   # target ("mask" | "region"), bool ndarray
     cursor_moved = Signal(str)          # "x, y  value" for the status bar
+    layer_shown = Signal(str)           # a hidden layer an edit made visible: the Layers panel and View menu follow
     tool_changed = Signal(str)
     target_stepped = Signal(int, int)   # which target Tab reached (1-based; 0: none) and how many
     heat_changed = Signal(object)       # (min, max, default level) of the shown heatmap, or None
@@ -286,7 +287,7 @@ class ImageViewer(ImageView):
         if self._heat is None or not self.editable:
             return False
         w, h = self.image_size()
-        self.region.setVisible(True)
+        self._show_layer(self.region)
         self.region.reset(w, h, threshold_region(self._heat, level))
         return True
 
@@ -315,7 +316,7 @@ class ImageViewer(ImageView):
         if not blob.any() or region[blob].all():
             return
         w, h = self.image_size()
-        self.region.setVisible(True)
+        self._show_layer(self.region)
         self.region.reset(w, h, region | blob)
         self.mask_edited.emit("region", self.region.to_bool())
 
@@ -433,6 +434,13 @@ class ImageViewer(ImageView):
     def _target_layer(self) -> MaskLayer:
         return self.mask if self.edit_target == "mask" else self.region
 
+    def _show_layer(self, layer: MaskLayer) -> None:
+        """Make a hidden layer an edit draws on visible, and say so: a session-44 probe had a stroke show the hidden
+        mask layer while the Layers panel and View menu still said it was off, so Shift+M then showed it again."""
+        if not layer.isVisible():
+            layer.setVisible(True)
+            self.layer_shown.emit(next(n for n, lay in self.layers.items() if lay is layer))
+
     def _emit_edit(self) -> None:
         self.mask_edited.emit(self.edit_target, self._target_layer().to_bool())
 
@@ -454,7 +462,7 @@ class ImageViewer(ImageView):
             return
         if len(self._poly) >= 3:
             self._begin_edit()
-            self._target_layer().setVisible(True)
+            self._show_layer(self._target_layer())
             self._target_layer().fill_polygon(self._poly, erase)
             self.cancel_polygon()
             self._emit_edit()
@@ -483,7 +491,7 @@ class ImageViewer(ImageView):
                 and self._rgb is not None):
             if self.tool in ("brush", "eraser"):
                 self._begin_edit()
-                self._target_layer().setVisible(True)
+                self._show_layer(self._target_layer())
                 self._last = pos
                 self._target_layer().stroke(pos, pos, self.brush_radius, self.tool == "eraser")
             elif self.tool == "polygon" and self._inside(pos):

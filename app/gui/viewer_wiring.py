@@ -29,6 +29,7 @@ def wire_view_actions(a: dict[str, QAction], pane: ViewerPane, lp: LayerPanel) -
     wire_heat_region(a, v, lp)
     lp.visibility_changed.connect(v.set_layer_visible)
     lp.visibility_changed.connect(sync_layer_action)
+    v.layer_shown.connect(lambda name: lp.checks[name].setChecked(True))  # an edit showed it: the panel says so
     lp.opacity_changed.connect(v.set_layer_opacity)
     lp.colormap_changed.connect(v.set_colormap)
     lp.heat_scale_changed.connect(v.set_heat_absolute)

@@ -91,3 +91,21 @@ def test_a_mask_not_set_and_an_empty_mask_are_different_labels() -> None:
     assert empty.same_content(unset.with_(mask=np.zeros((4, 4), np.uint8)))
     assert unset.same_content(unset.with_(anomaly_region=np.zeros((4, 4), bool)))  # a region is stored only if drawn
 
+
+
+def test_a_stroke_on_a_hidden_layer_shows_it_and_the_panel_says_so(window, qtbot):
+    """Found by a session-44 probe: Shift+M hid the labelled masks; a brush stroke then drew the mask layer again while
+    the Layers panel and the View menu still said it was off, for every later image, and the next Shift+M showed
+    what it meant to hide."""
+    from tests.gui.test_main_window import _drag
+    win, v = window, window.viewer
+    press(qtbot, win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
+    assert not v.mask.isVisible() and not win.layer_panel.checks["mask"].isChecked()
+    press(qtbot, win, Qt.Key.Key_B)
+    v.one_to_one()
+    v.centerOn(32, 32)
+    _drag(qtbot, v, v.mapFromScene(30, 32), v.mapFromScene(34, 32))
+    wait_saved(win, qtbot)
+    assert v.mask.isVisible() and win.layer_panel.checks["mask"].isChecked()
+    press(qtbot, win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)  # hides, as the panel now says it is shown
+    assert not v.mask.isVisible()
