@@ -198,6 +198,9 @@ class ExportDialog(QDialog):
             return False
         self._cancel.clear()
         disable_keeping_focus(self.cancel_button, self.export_button)
+        self.cancel_button.setText("Cancel")  # a second export: the first one's "Close" would cancel this one
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
         self.status.setText("Exporting…")
         self.status.setStyleSheet("")
         self.summary.setVisible(False)
@@ -215,8 +218,12 @@ class ExportDialog(QDialog):
         self._running = False
         self.export_button.setEnabled(True)
         self.result_value = result
-        if result is None:
-            said = "" if "nothing was changed" in error.lower() else " Nothing was written;"
+        if result is None and self._cancel.is_set():  # said as what it is, once (it read "Export failed: export
+            # cancelled; nothing was written. Nothing was written; No label was changed.": a session-44 probe)
+            self._error("Export cancelled: nothing was written, and no label was changed.")
+            self.bar.setValue(0)
+        elif result is None:
+            said = "" if "nothing was" in error.lower() else " Nothing was written;"
             self._error(f"Export failed: {error}.{said} No label was changed.")
         else:
             self.bar.setRange(0, 1)

@@ -155,3 +155,32 @@ def test_export_and_import_wait_for_the_labels_still_being_saved(window, service
     assert export.start() is not False  # saved now: the export runs
     qtbot.waitUntil(lambda: not export._running, timeout=10000)
     assert "still being saved" not in export.status.text()
+
+
+def test_a_second_export_can_be_cancelled_and_says_so_once(service, db, labelled, qtbot, tmp_path, monkeypatch):
+    """Found by a session-44 probe: while a second export ran the button still read "Close" (pressing it cancelled),
+    and a cancel read "Export failed: export cancelled; nothing was written. Nothing was written; No label was
+    changed.", the progress bar left part way."""
+    import threading
+
+    from app.services import export as export_module
+    info, *_ = labelled
+    dlg = _dialog(service, db, info, qtbot)
+    dlg.out.setText(str(tmp_path / "one"))
+    with qtbot.waitSignal(dlg.finished_export, timeout=20000):
+        assert dlg.start()
+    assert dlg.cancel_button.text() == "Close"
+    held, real = threading.Event(), export_module.load
+
+    def load_held(path):
+        held.wait(10)
+        return real(path)
+    monkeypatch.setattr(export_module, "load", load_held)
+    dlg.out.setText(str(tmp_path / "two"))
+    assert dlg.start()
+    assert dlg.cancel_button.text() == "Cancel"
+    with qtbot.waitSignal(dlg.finished_export, timeout=20000):
+        dlg.cancel_button.click()
+        held.set()
+    assert dlg.status.text() == "Export cancelled: nothing was written, and no label was changed."
+    assert not (tmp_path / "two").exists()
