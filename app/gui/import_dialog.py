@@ -83,6 +83,8 @@ class ImportDialog(QDialog):
         self.result_value = None
         self.facts_calls: BackgroundCalls | None = None  # the project's facts being read (read_facts)
         self.unsaved: Callable[[], int] = lambda: 0  # the window's labels not in the database yet (set by the window)
+        self._importing = False  # an import is being written
+        self._close_after: int | None = None  # closing was asked while it was: the result to close with
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._relay = _Relay(self)
@@ -227,6 +229,7 @@ class ImportDialog(QDialog):
         if self.preview is None or self.preview.errors or self._labels_wait("the import"):
             return False
         preview, db, author = self.preview, self.db, self.author
+        self._importing = True
         self._busy(f"Importing {len(preview.writes)} label(s)…")
         self._pool.start(_Task(self._relay, "import", lambda: apply_import(db, preview, author)))
         return True
@@ -286,6 +289,7 @@ class ImportDialog(QDialog):
             self.finished_preview.emit(result, error)
             return
         self.result_value = result
+        self._importing = False
         if result is None:
             self._message(f"Import failed: {error}", error=True)
         else:
@@ -293,6 +297,8 @@ class ImportDialog(QDialog):
             self._message(f"Done: imported {result.written} label(s). Each is a new revision (undo keeps working).")
             self.close_button.setText("Close")
         self.finished_import.emit(result, error)
+        if self._close_after is not None:  # asked to close while it ran: now it has answered
+            super().done(self._close_after)
 
     def _show_preview(self, preview: ImportPreview | None, error: str) -> None:
         self.preview = preview
@@ -341,10 +347,17 @@ class ImportDialog(QDialog):
         """Block until the running step finished (tests); its result arrives with the next events."""
         return self._pool.waitForDone(msecs)
 
-    def done(self, r: int) -> None:  # an import in flight finishes (it is one transaction) before closing
+    def done(self, r: int) -> None:
+        """Close without holding the window: an import in flight (one transaction) is let finish and the dialog closes
+        when it answers, saying so meanwhile; a preview's answer (it only reads) is dropped. Both used to wait here on
+        the GUI thread, the whole station frozen for up to a minute with nothing on screen (a session-44 probe)."""
         if self.facts_calls is not None:
             self.facts_calls.close()
-        self._pool.waitForDone(60_000)
+        if self._importing:
+            self._close_after = r
+            self._message("Finishing the import (it is one transaction: all its labels or none); this closes when it "
+                          "is done.")
+            return
         super().done(r)
 
 

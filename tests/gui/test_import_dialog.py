@@ -224,3 +224,32 @@ def test_the_open_image_shows_its_imported_label_at_once(service, db, folder, qt
     assert dlg.start_import()
     qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == CLASSES[1], timeout=2000)
     win.close()
+
+
+def test_closing_while_an_import_runs_holds_nothing_and_closes_when_it_is_done(service, db, folder, qtbot, tmp_path,
+                                                                               monkeypatch):
+    """Found by a session-44 probe: Close or Escape while the import (or its preview) ran waited on the GUI thread for
+    up to a minute, the whole station frozen with nothing on screen. Now the dialog says the import is finishing and
+    closes when it has answered; the window is never held."""
+    import threading
+    import time
+
+    from app.gui import import_dialog
+    db.classes.set("classifier", list(CLASSES))
+    info = service.open_folder(folder)
+    src = class_tree(folder, tmp_path / "dataset", {"part_00.png": "crazing"})
+    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
+    qtbot.addWidget(dlg)
+    dlg.show()
+    dlg.source.setText(str(src))
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000):
+        assert dlg.start_preview()
+    gate, real = threading.Event(), import_dialog.apply_import
+    monkeypatch.setattr(import_dialog, "apply_import", lambda *a: (gate.wait(10), real(*a))[1])
+    assert dlg.start_import()
+    started = time.monotonic()
+    dlg.reject()
+    assert time.monotonic() - started < 1.0 and dlg.isVisible() and "Finishing the import" in dlg.status.text()
+    gate.set()
+    qtbot.waitUntil(lambda: not dlg.isVisible(), timeout=10000)
+    assert db.labels.current(next(i.id for i in db.images.query() if i.rel_path == "part_00.png")) is not None
