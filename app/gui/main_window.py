@@ -40,6 +40,7 @@ from app.gui.review_controller import ReviewController
 from app.gui.settings_store import window_state
 from app.gui.shortcuts import SHORTCUTS
 from app.gui.status_bar import StationStatusBar
+from app.gui.text_keys import keep_editing_keys
 from app.gui.theme import apply_theme
 from app.gui.thumbnails import ThumbnailCache
 from app.gui.viewer import ViewerPane
@@ -108,6 +109,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self.ctx.extend_window(self)
+        self._editing_keys = keep_editing_keys(self)  # a text field's editing keys never act on the image
         self.resize(1500, 920)
 
     # -- layout ---------------------------------------------------------------------------

@@ -394,3 +394,30 @@ def test_a_key_after_the_next_image_could_not_be_read_is_not_applied_unseen(wind
     press(qtbot, win, Qt.Key.Key_G)  # now on screen: applied
     wait_saved(win, qtbot)
     assert service.detail(target).label.anomaly_verdict == "normal"
+
+
+def test_editing_keys_typed_in_the_search_box_stay_there(service, db, folder, artifacts, qtbot):
+    """Found by a session-44 probe: Ctrl+Backspace ("delete the previous word") in the queue's search box cleared the
+    open image's label and saved it; Tab there jumped the viewer to a target (the next class key then set that
+    object's class); Esc switched the brush to Pan. The field keeps its editing keys."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    press(qtbot, win, Qt.Key.Key_2)
+    wait_saved(win, qtbot)
+    labelled = win.review.label.class_name
+    assert labelled is not None
+    press(qtbot, win, Qt.Key.Key_B)
+    search = win.queue_panel.search
+    search.setFocus()
+    search.setText("part_0 abc")
+    search.setCursorPosition(len(search.text()))
+    win.statusBar().clearMessage()
+    qtbot.keyClick(search, Qt.Key.Key_Escape)
+    assert win.viewer.tool == "brush"
+    qtbot.keyClick(search, Qt.Key.Key_Backspace, Qt.KeyboardModifier.ControlModifier)
+    qtbot.wait(200)
+    wait_saved(win, qtbot)
+    assert win.review.label.class_name == labelled and service.item(win.review.image_id).review_state == "corrected"
+    assert search.text() == "part_0 "
+    qtbot.keyClick(search, Qt.Key.Key_Tab)
+    assert not win.statusBar().currentMessage().startswith("Target")
+    win.close()
