@@ -72,6 +72,7 @@ class ChallengerPanel(QGroupBox):
         self.review = review
         self.calls = BackgroundCalls("challenger", self)
         self.pair: ModelPair | None = None
+        self._changing = False  # the dialog is changing the versions: promote waits
         self.family = ""
         self.comparison: Comparison | None = None
         self.jobs: list[int] = []
@@ -210,7 +211,7 @@ class ChallengerPanel(QGroupBox):
         parts.append(h.note)
         self.held_note.setText("\n".join(t for t in ("; ".join(p for p in parts if p), found.trained_on) if t))
         self.find_button.setEnabled(found.champion is not None)
-        self.promote_button.setEnabled(True)
+        self.promote_button.setEnabled(not self._changing)
 
     def _load_disagreements(self) -> None:
         if self.pair is None:
@@ -333,8 +334,15 @@ class ChallengerPanel(QGroupBox):
             label.clear()
             caption.setText(caption.text().split(":")[0])
 
+    def set_changing(self, changing: bool) -> None:
+        """The dialog is changing the versions (a promotion on its way): promote waits for the answer, which shows
+        the pair anew (a second click promoted the version project-wide: a session-44 probe)."""
+        self._changing = changing
+        self.promote_button.setEnabled(not changing and self.pair is not None)
+
     def _promote(self) -> None:
-        if self.pair is not None:
+        if self.pair is not None and not self._changing:
+            self.set_changing(True)
             self.promote.emit(self.pair.challenger.id)
 
     def _fail(self, text: str) -> None:

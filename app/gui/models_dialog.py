@@ -249,6 +249,7 @@ class ModelsDialog(QDialog):
     def _buttons(self) -> None:
         """While a read or a change is on the helper thread, the buttons that change the versions wait for it."""
         self.add_button.setEnabled(not self.calls.busy)
+        self.challenger.set_changing(self.calls.busy)  # its promote waits too (a second click promoted project-wide)
         self._selection_changed()
 
     def select(self, version_id: int) -> bool:

@@ -400,6 +400,13 @@ class ModelCatalog:
         except RoutingError:
             routing = Routing()  # as readable_routing: rules that cannot be read name no version
         patterns = tuple(named_in(routing, row.family, champion.name)) if champion is not None else ()
+        own = tuple(named_in(routing, row.family, row.name))
+        if own and not row.challenger and not row.active:
+            # already promoted for its rules' images (a second click, or another station first): made the active
+            # version on top it would take every other image too (a session-44 probe: the steel line's classifier
+            # replaced by the tile challenger for the whole project, an 'activate' recorded by nobody's choice)
+            raise ModelCatalogError(f"{row.name} already answers for {', '.join(own)} (promoted meanwhile): nothing was "
+                                    "changed; Make active makes it the active version for every other image too")
         # A champion both active and named by rules answers for both kinds of images: the promotion takes both.
         # It only became active, and no image ran it, where the rules covered every image (a session-43 probe).
         if champion is None or champion.id == version_id or not patterns:

@@ -107,8 +107,16 @@ def test_the_disagreement_queue_then_promote_and_roll_back(qtbot, station) -> No
     assert db.model_versions.active("classifier").id == champion.id
     assert db.model_versions.challenger("classifier").id == challenger.id
     assert not dlg.rollback_button.isEnabled()   # the challenger again: Make active, not a second roll back
+    # promote waits while the dialog changes the versions (a second click promoted project-wide: session 44), and is
+    # offered again once the change has answered
+    qtbot.waitUntil(lambda: panel.pair is not None and panel.promote_button.isEnabled(), timeout=10000)
+    panel.promote_button.click()
+    assert not panel.promote_button.isEnabled()
+    qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
+    assert db.model_versions.active("classifier").id == challenger.id
     assert [(a.action, a.version_name, a.author) for a in db.model_versions.activations("classifier")] == [
-        ("promote", "classifier-swapped", "ann"), ("rollback", "classifier-tiny", "ann")]
+        ("promote", "classifier-swapped", "ann"), ("rollback", "classifier-tiny", "ann"),
+        ("promote", "classifier-swapped", "ann")]
 
 
 def test_a_family_without_challenger_says_so(qtbot, db) -> None:

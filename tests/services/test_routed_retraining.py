@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.services import champion
 from app.services.audit import write_audit
 from app.services.flags import FlagSettings
-from app.services.model_catalog import ModelCatalog
+from app.services.model_catalog import ModelCatalog, ModelCatalogError
 from app.services.project_settings import readable_routing, save_routing
 from app.services.retraining import RetrainError, plan_retraining, version_scope
 from app.services.routing import Routing, RoutingRule
@@ -174,6 +174,11 @@ def test_promoting_a_routed_versions_challenger_names_it_in_the_rules(lines, tmp
     assert (record.action, record.previous_name, record.version_name, record.author, record.note) == (
         "route", "clf-tile", "clf-tile-2", "ann", "routing tiles/*")
     assert ModelCatalog(db).previous_champion("classifier") is None
+    # A second click (or another station first) promotes nothing more: it made the tile version the active one for
+    # every image, the steel line's too (a session-44 probe)
+    with pytest.raises(ModelCatalogError, match="already answers for tiles/"):
+        ModelCatalog(db, author=lambda: "ann").promote(new.id)
+    assert db.model_versions.active("classifier").id == steel.id
     out = write_audit(db, tmp_path / "audit.csv", None, FlagSettings())
     rows = [r for r in csv.DictReader(open(out.path, encoding="utf-8")) if r["model_version"] == "clf-tile-2"]
     assert [(r["who"], r["changed"], r["note"]) for r in rows] == [
