@@ -573,7 +573,10 @@ def install(window) -> None:
 
     def on_activated(row: ModelRow) -> None:
         if hasattr(window, "refresh_models"):
-            window.refresh_models()   # the review service forgets cached classes and versions
+            # the review service forgets cached classes and versions; the queue is read again on a helper thread (it
+            # was read on the GUI thread, the window held for as long as the database took: a session-44 probe)
+            window.refresh_models(background=True)
+            window.review.reload()  # the open image's answer that counts may be another version's now
         where = f" on {', '.join(row.named_by)}" if row.named_by and not row.active else ""
         window.statusBar().showMessage(f"The next pre-label run uses {row.family} model {row.name}{where}.", 10000)
 

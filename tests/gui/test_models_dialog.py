@@ -524,3 +524,46 @@ def test_retrain_with_nothing_selected_learns_for_the_version_whose_images_hold_
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
     dlg.table.selectRow(row_of(dlg, "classifier-neu-texture"))   # chosen by hand: the active one, as asked
     assert dlg.retrain_target() is None
+
+
+def test_make_active_never_reads_the_queue_on_the_gui_thread(qtbot, tmp_path) -> None:
+    """Found by a session-44 probe: after Make active (and Promote, Roll back) the window read the queue's count and
+    page on the GUI thread, held for as long as the database took to answer."""
+    import threading
+    import time
+
+    from app.commands.gui import build_window
+    from app.gui.settings_store import StationSettings
+    from database.engine import open_database
+    from tests.services.model_fixtures import make_model_dir
+    from tests.worker.helpers import good_images
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    db = open_database(url)
+    a = db.model_versions.register("classifier", "A", str(make_model_dir(tmp_path / "a")), activate=True)
+    db.model_versions.register("classifier", "B", str(make_model_dir(tmp_path / "b")), parent_id=a.id,
+                               challenger=True)
+    good_images(tmp_path / "imgs", 3)
+    win = build_window(db, StationSettings(reviewer="ann"), url, interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    win.open_folder(str(tmp_path / "imgs"), wait=True)
+    qtbot.wait(300)
+    service, main, seen = win.queue.service, threading.main_thread(), []
+    for name in ("queue_count", "queue_page"):
+        real = getattr(service, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            if threading.current_thread() is main:
+                seen.append(_name)
+            return _real(*args, **kwargs)
+        setattr(service, name, spy)
+    win.actions["models"].trigger()
+    dlg = win.models_dialog
+    qtbot.waitUntil(lambda: not dlg.calls.busy and dlg.selected_row() is not None, timeout=20000)
+    dlg.select(next(r.id for r in dlg.rows if r.name == "B"))
+    dlg.activate_button.click()
+    qtbot.waitUntil(lambda: "is now the active" in dlg.info.text(), timeout=20000)
+    time.sleep(0.2)
+    qtbot.wait(500)
+    assert seen == []
+    dlg.close()
+    win.close()
