@@ -318,7 +318,9 @@ class ModelsDialog(QDialog):
         if chosen is None:
             self._fail("Select a model version first.")
             return False
-        return self._change_active(lambda: self._said(self.catalog.rollback(chosen),
+        named = self.previous.get(chosen)  # the version the button names
+        to = named.id if named is not None else None
+        return self._change_active(lambda: self._said(self.catalog.rollback(chosen, to=to),
                                    "Rolled back: {name} is the active {family} model again; the version it "
                                    "replaced is now its challenger."))
 

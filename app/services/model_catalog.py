@@ -458,12 +458,18 @@ class ModelCatalog:
         except ModelCatalogError:   # deleted since
             return None
 
-    def rollback(self, family: str, note: str | None = None) -> ModelRow:
+    def rollback(self, family: str, note: str | None = None, to: int | None = None) -> ModelRow:
         """Make the version the active one replaced active again; the replaced one becomes the
-        challenger again (its comparison stays available). Recorded as a roll back."""
+        challenger again (its comparison stays available). Recorded as a roll back. ``to``: the version the caller
+        named ("Roll back to A"); another one now is refused (a session-44 probe: another station made C active, and
+        the button still reading "Roll back to A" rolled back to B)."""
         previous = self.previous_champion(family)
         if previous is None:
             raise ModelCatalogError(f"the active {family} version replaced none that still exists: nothing to roll back to")
+        if to is not None and previous.id != to:
+            raise ModelCatalogError(f"the active {family} version was changed meanwhile (at another station): a roll "
+                                    f"back now goes to {previous.name}, not the version named; nothing was changed, "
+                                    "look again")
         try:
             check_model_dir(family, self._here(previous.id))
         except ModelCatalogError as exc:

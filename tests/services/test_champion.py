@@ -447,3 +447,20 @@ def test_the_models_command_says_a_locked_database_in_one_line(tmp_path, capsys,
     assert main(["models", "promote", "1", "--db", cli_url]) == 2
     err = capsys.readouterr().err
     assert err.count("is locked by another program") == 2 and "Traceback" not in err
+
+
+def test_a_roll_back_goes_to_the_version_it_names_or_nowhere(tmp_path) -> None:
+    """Found by a session-44 probe: the dialog's button read "Roll back to A"; another station made C active; the click
+    rolled back to B (and made C a challenger never retrained). A roll back names its target and is refused when the
+    history now leads elsewhere."""
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    a, b = _versions(db, tmp_path)
+    catalog = ModelCatalog(db, author=lambda: "ann")
+    catalog.promote(b.id)
+    assert catalog.previous_champion("classifier").id == a.id
+    c = db.model_versions.register("classifier", "classifier-c", str(make_model_dir(tmp_path / "c")))
+    ModelCatalog(db, author=lambda: "bob").activate(c.id)  # another station
+    with pytest.raises(ModelCatalogError, match="changed meanwhile"):
+        catalog.rollback("classifier", to=a.id)
+    assert db.model_versions.active("classifier").id == c.id
+    db.close()
