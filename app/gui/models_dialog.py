@@ -491,6 +491,7 @@ class ModelsDialog(QDialog):
     def _on_cancelled(self) -> None:
         self._idle()
         self._say("Retraining cancelled; no version was added.")
+        self.refresh()  # the table as stored: what it lists is what there is
 
     def _say(self, text: str) -> None:
         self.info.setText(text)

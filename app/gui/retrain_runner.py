@@ -54,6 +54,7 @@ class RetrainRunner(QObject):
         self._error: RetrainError | None = None
         self._cancel_requested = False
         self._cancelled_event = False
+        self._registering = False  # the command said it is registering its version: never killed then
 
     @property
     def running(self) -> bool:
@@ -125,6 +126,8 @@ class RetrainRunner(QObject):
     def _handle(self, line: bytes) -> None:
         event = parse_event(line)
         if isinstance(event, RetrainStage):
+            if event.stage == "register":
+                self._registering = True
             self.stage.emit(event)
         elif isinstance(event, RetrainProgress):
             self.progress.emit(event)
@@ -136,7 +139,10 @@ class RetrainRunner(QObject):
             self._cancelled_event = True
 
     def _kill(self) -> None:
-        if self._proc is not None:
+        """Kill a process that did not stop on SIGTERM, unless it is registering its version: it defers the signal
+        there and answers when the version is in (a kill then left a registered version while the dialog said "no
+        version was added", its files half kept: a session-44 probe)."""
+        if self._proc is not None and not self._registering:
             self._proc.kill()
 
     def _finished(self, code: int, status: QProcess.ExitStatus) -> None:

@@ -52,11 +52,16 @@ if mode == "crash":
     print("Traceback (most recent call last):\nRuntimeError: out of memory", file=sys.stderr, flush=True)
     sys.exit(1)
 emit(event="stage", stage="train", message="training")
-n = 4 if mode in ("ok", "activate", "refused") else 100000
+n = 4 if mode in ("ok", "activate", "refused", "late") else 100000
 for i in range(n):
     emit(event="progress", stage="train", done=i + 1, total=n, eta_s=None if i == 0 else 0.1 * (n - i - 1))
     time.sleep(0.05)
+late = []
+if mode == "late":  # as the real command: a SIGTERM while it registers is deferred until the version is in
+    signal.signal(signal.SIGTERM, lambda *_: late.append(1))
 emit(event="stage", stage="register", message="registering")
+if mode == "late":
+    time.sleep(2.0)  # keeping a large model's files in the database
 sys.path.insert(0, REPO)
 from database.engine import open_database
 db = open_database(db_url)
@@ -65,7 +70,7 @@ v = db.model_versions.register(family, family + "-retrained", out_dir, parent_id
                                metrics={"val": {"accuracy": 0.95}}, activate=mode == "activate")
 db.close()
 sys.stdout.write(json.dumps(dict(event="done", version_id=v.id, name=v.name, family=family, path=out_dir,
-                                 metrics=v.metrics, activated=mode == "activate",
+                                 metrics=v.metrics, activated=mode == "activate", cancel_too_late=bool(late),
                                  comparison={"held_out_images": 12, "new": {"accuracy": 0.95},
                                              "parent": {"accuracy": 0.9}, "parent_name": parent.name})))   # the last line without its newline
 '''
@@ -567,3 +572,24 @@ def test_make_active_never_reads_the_queue_on_the_gui_thread(qtbot, tmp_path) ->
     assert seen == []
     dlg.close()
     win.close()
+
+
+def test_a_cancel_while_the_version_is_registered_is_not_killed_and_says_what_was_added(qtbot, db, catalog,
+                                                                                      fake_retrain) -> None:
+    """Found by a session-44 probe: Cancel during the register stage was followed by a kill after 5 s, mid-way
+    through keeping the files; the dialog said "no version was added" while the challenger was in the database (its
+    files half kept) and not in the table. A command registering is let finish; the dialog shows what it added."""
+    dlg = make_dialog(qtbot, catalog, fake_retrain("late"))
+    dlg.runner.KILL_AFTER_MS = 300
+    before = len(db.model_versions.list())
+    stages: list[str] = []
+    dlg.runner.stage.connect(lambda event: stages.append(event.stage))
+    dlg.retrain()
+    qtbot.waitUntil(lambda: "register" in stages, timeout=20000)
+    dlg.cancel_button.click()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=10000)
+    settled(qtbot, dlg)
+    assert len(db.model_versions.list()) == before + 1
+    assert "no version was added" not in dlg.info.text()
+    assert any(dlg.table.item(r, COLUMNS.index("name")).text().endswith("-retrained")
+               for r in range(dlg.table.rowCount()))
