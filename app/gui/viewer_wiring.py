@@ -13,6 +13,10 @@ def wire_view_actions(a: dict[str, QAction], pane: ViewerPane, lp: LayerPanel) -
     v = pane.viewer
 
     def sync_layer_action(name: str, on: bool) -> None:
+        if name == "region":  # Shift+M stands for both labelled masks: ticked while both are drawn (a probe found it
+            name, on = "mask", on and lp.checks["mask"].isChecked()  # ticked with the region hidden)
+        elif name == "mask":
+            on = on and lp.checks["region"].isChecked()
         if name in LAYER_ACTIONS:
             a[LAYER_ACTIONS[name]].setChecked(on)
 
@@ -52,7 +56,10 @@ def wire_heat_region(a: dict[str, QAction], v, lp: LayerPanel) -> None:
     def on_heat(levels) -> None:
         lp.set_heat_levels(levels)
         a["tool_grow"].setEnabled(levels is not None)
+        if levels is None and v.tool == "grow":  # no map here: Grow was left on, unseen, and left-drag did nothing
+            v.set_tool("pan")
 
+    a["tool_grow"].setEnabled(False)  # until an image with a heatmap is shown
     v.heat_changed.connect(on_heat)
     lp.threshold_previewed.connect(lambda level: v.preview_threshold(level) and lp.set_target("region"))
     lp.threshold_applied.connect(lambda level: (lp.set_target("region"), v.apply_threshold(level)))

@@ -209,3 +209,26 @@ def test_accept_on_a_gallery_selection_stores_each_region_at_its_image_size(serv
         region = service.detail(i).label.anomaly_region
         assert region is not None and region.shape == (50, 80)
     win.close()
+
+
+def test_grow_is_never_left_on_unseen_and_shift_m_is_ticked_only_while_both_masks_show(
+        service, db, folder, artifacts, qtbot, tmp_path):
+    """Found by a session-44 probe: W on an image with a map, then a folder without predictions: Grow stayed the tool
+    with its button hidden and its menu item greyed but ticked, and left-drag did nothing; View ▸ Labelled masks stayed
+    ticked with the anomaly region unticked in the Layers panel (the next Shift+M hid the mask instead)."""
+    import cv2
+    win, _image_id, _heat = heat_window(service, db, folder, artifacts, qtbot)
+    lp, actions = win.layer_panel, win.actions
+    lp.checks["region"].setChecked(False)
+    assert not actions["toggle_mask"].isChecked()
+    lp.checks["region"].setChecked(True)
+    assert actions["toggle_mask"].isChecked()
+    press(qtbot, win, Qt.Key.Key_W)
+    assert win.viewer.tool == "grow"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cv2.imwrite(str(plain / "a.png"), np.full((16, 16), 80, np.uint8))
+    win.open_folder(str(plain))
+    qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.item.rel_path == "a.png", timeout=5000)
+    qtbot.waitUntil(lambda: win.viewer.tool == "pan", timeout=5000)
+    assert not actions["tool_grow"].isEnabled() and actions["tool_pan"].isChecked()
