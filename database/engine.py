@@ -77,6 +77,20 @@ def _sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (``~`` expanded), or None: another kind of database, an in-memory or URI-style
+    one, or a text that is not a URL (``open_database`` says what is wrong with it). The one reading of such a path
+    for the commands and the station's child processes."""
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = _sqlite_path(parsed)
+    return None if path is None else path.expanduser()
+
+
 def _prepare_sqlite_file(url: URL, busy_timeout_s: float) -> None:
     """Create the parent folder, and check an existing file before any pragma can change it."""
     path = _sqlite_path(url)

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from database import DatabaseError, open_database
+from database.engine import sqlite_file
 from database.migrate import head_revision
 
 
@@ -34,8 +31,8 @@ def current(args: argparse.Namespace) -> int:
     """Print the schema revision without changing anything: a SQLite file that does not exist is said, not created
     (a session-44 probe: a mistyped path answered "revision (none) (empty …)", exit 0, and left a new folder and an
     empty database file there)."""
-    missing = _missing_sqlite_file(args.db)
-    if missing is not None:
+    missing = sqlite_file(args.db)
+    if missing is not None and not missing.exists():
         print(f"error: no database at {missing} (nothing was created; 'db upgrade' or starting the station on it "
               "creates one)", file=sys.stderr)
         return 2
@@ -56,15 +53,3 @@ def current(args: argparse.Namespace) -> int:
     print(f"{db.url}: revision {rev or '(none)'} ({state})")
     return 0
 
-
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The file a SQLite URL names when it does not exist (None: it exists, or the URL is not a SQLite file's)."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return None  # open_database says what is wrong with it
-    name = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or parsed.query.get("uri"):
-        return None
-    path = Path(name).expanduser()
-    return None if path.exists() else path

@@ -43,13 +43,9 @@ def absolute_sqlite(db_url: str) -> str:
     """``db_url`` with a relative SQLite file path made absolute (from this process's working folder); any other URL
     as it is."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-    try:
-        url = make_url(db_url)
-    except (ArgumentError, ValueError):
+
+    from database.engine import sqlite_file
+    path = sqlite_file(db_url)
+    if path is None or path.is_absolute():
         return db_url
-    name = url.database or ""
-    if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or url.query.get("uri") \
-            or Path(name).expanduser().is_absolute():
-        return db_url
-    return url.set(database=str(Path(name).expanduser().resolve())).render_as_string(hide_password=False)
+    return make_url(db_url).set(database=str(path.resolve())).render_as_string(hide_password=False)

@@ -24,21 +24,12 @@ def database_problem(url: str) -> str | None:
     """Why ``url`` cannot be opened now (one sentence), or None: a connection and a look at its schema, nothing
     written, nothing migrated. A SQLite file that does not exist yet is no problem (the next start creates it) and is
     not created here. Run off the GUI thread: a server may take its connect timeout to answer."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from database.engine import open_database
+    from database.engine import open_database, sqlite_file
     from database.errors import DatabaseError
 
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        parsed = None
-    if parsed is not None and parsed.get_backend_name() == "sqlite":
-        from pathlib import Path
-        name = parsed.database or ""
-        if name and name != ":memory:" and not Path(name).expanduser().exists():
-            return None
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return None
     try:
         open_database(url, migrate=False).close()
     except DatabaseError as exc:
