@@ -214,8 +214,9 @@ def check_safetensors(path: Path) -> int:
         raise ModelCatalogError(f"{path} cannot be read ({exc.strerror or exc})") from None
 
 
-def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
-    """config.json + model.safetensors of one directory; returns the config."""
+def _check_one(directory: Path, family: str, as_part: bool) -> Any:
+    """config.json + model.safetensors of one directory; returns the architecture's config (checked against the
+    weights)."""
     config = _read_object(directory / "config.json")
     arch = config.get("model")
     if not isinstance(arch, str):
@@ -239,25 +240,18 @@ def _check_one(directory: Path, family: str, as_part: bool) -> dict[str, Any]:
     check_safetensors(directory / "model.safetensors")
     from inference.checkpoints import CheckpointError, checked_config
     try:
-        built = checked_config(directory, arch, config)  # the weights' shapes, as loading checks them, without loading
+        return checked_config(directory, arch, config)  # the weights' shapes, as loading checks them, without loading
     except CheckpointError as exc:
         raise ModelCatalogError(str(exc)) from None
-    if not as_part:
-        _check_classes(directory, getattr(built, "num_classes", None))
-    return config
 
 
-def _check_classes(directory: Path, outputs: int | None) -> None:
-    """A card's class names, one per output of the model and each once (ignoring case), at most ``MAX_CLASSES``:
-    a session-44 probe's three names on a two-output model offered three buttons while its answers were stored as
-    class_0 / class_1, and ["crack", "crack"] stored scores that contradict the stored confidence."""
+def _check_classes(where: Path, classes: Any, outputs: int | None) -> None:
+    """A card's class names (``where``: the card), one per output of the model and each once (ignoring case), at most
+    ``MAX_CLASSES``: a session-44 probe's three names on a two-output model offered three buttons while its answers
+    were stored as class_0 / class_1, and ["crack", "crack"] stored scores that contradict the stored confidence."""
     from app.services.project_classes import MAX_CLASSES
-    if outputs is None or not (directory / "card.json").is_file():
+    if outputs is None or classes is None:
         return
-    classes = _read_object(directory / "card.json").get("classes")
-    if classes is None:
-        return
-    where = directory / "card.json"
     if not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() for c in classes):
         raise ModelCatalogError(f"{where}: 'classes' must be a list of names")
     if len(classes) != outputs:
@@ -283,8 +277,9 @@ def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
     directory = Path(path)
     if not directory.is_dir():
         raise ModelCatalogError(f"{directory}: no such folder")
-    _check_one(directory, family, as_part=False)
+    built = _check_one(directory, family, as_part=False)
     card = _read_object(directory / "card.json")
+    _check_classes(directory / "card.json", card.get("classes"), getattr(built, "num_classes", None))
     if card.get("family", family) != family:
         raise ModelCatalogError(f"{directory / 'card.json'} describes a {card['family']} model, not a {family} model")
     if card.get("kind") == PRETRAINED_KIND:
@@ -494,10 +489,10 @@ class ModelCatalog:
         """Register a model directory (trained elsewhere) as a version of ``family``, not active;
         a directory already registered returns its row."""
         check_model_dir(family, path)
-        from app.services.model_files import ModelFilesError, folder_files
+        from app.services.model_files import ModelFilesError, folder_entries
         if Path(path).resolve() not in {d.resolve() for d in bundled_models()}:
             try:  # kept in the database for every station (ADR 0062): a folder that cannot be is said here, not in a
-                folder_files(Path(path))  # log line (a session-44 probe: 300 small text files, added without a word)
+                folder_entries(Path(path))  # log line (a session-44 probe: 300 small text files, added without a word)
             except (ModelFilesError, OSError) as exc:
                 raise ModelCatalogError(f"{path} cannot be shared with the other stations and workers: {exc}; "
                                         "keep only the model's files in its folder") from None

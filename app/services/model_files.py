@@ -42,8 +42,15 @@ class ModelFilesError(RuntimeError):
 
 
 def folder_files(directory: Path) -> list[tuple[str, bytes]]:
-    """(posix name, bytes) of the files inference reads below ``directory`` (a link to a safetensors or JSON file as the
-    file it names); hidden entries, other links and other kinds of files are left out; too many or too large files raise ``ModelFilesError`` before reading them."""
+    """(posix name, bytes) of ``folder_entries``."""
+    return [(name, path.read_bytes()) for name, path in folder_entries(directory)]
+
+
+def folder_entries(directory: Path) -> list[tuple[str, Path]]:
+    """(posix name, path) of the files inference reads below ``directory`` (a link to a safetensors or JSON file as the
+    file it names); hidden entries, other links and other kinds of files are left out; too many or too large files
+    raise ``ModelFilesError``. Nothing is read but a linked file's header: Add checks a folder can be kept with this,
+    before keeping it reads the bytes once."""
     chosen: list[tuple[str, Path]] = []
     total = 0
     for root, dirs, names in os.walk(directory, followlinks=False):
@@ -71,7 +78,7 @@ def folder_files(directory: Path) -> list[tuple[str, bytes]]:
                                       "of model files")
     if not any(name == "config.json" for name, _ in chosen):
         raise ModelFilesError(f"{directory}: not a model directory (no config.json)")
-    return [(name, path.read_bytes()) for name, path in chosen]
+    return chosen
 
 
 def _model_file(path: Path) -> bool:
