@@ -127,16 +127,31 @@ def local_model_dir(db: "Database", version: "ModelVersionInfo") -> Path:
 
 
 def _differs(folder: Path, listed: list[tuple[str, str, int]]) -> bool:
-    """Whether a kept file of the version is gone from ``folder`` or holds other bytes now."""
+    """Whether a kept file of the version is gone from ``folder`` or holds other bytes now. A file is hashed again only
+    when its size or time changed (``_HASHED``): every load and every routing proposal asks, and a weights file may
+    be hundreds of megabytes."""
     from app.services.file_scan import hash_file
     for name, sha, size in listed:
         path = folder / name
         try:
-            if not path.is_file() or path.stat().st_size != size or hash_file(path) != sha:
+            st = path.stat()
+            if not path.is_file() or st.st_size != size:
+                return True
+            key = (str(path), st.st_size, st.st_mtime_ns)
+            digest = _HASHED.get(key)
+            if digest is None:
+                if len(_HASHED) >= HASHED_KEPT:
+                    _HASHED.clear()
+                digest = _HASHED[key] = hash_file(path)
+            if digest != sha:
                 return True
         except OSError:
             return True
     return False
+
+
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> its SHA-256, for ``_differs``
+HASHED_KEPT = 1024
 
 
 def model_files_here(db: "Database", version: "ModelVersionInfo", names: tuple[str, ...]) -> Path:
