@@ -707,11 +707,8 @@ class ReviewController(QObject):
                 saved = self.service.save(w.image_id, w.state, w.changed, expected_revision=expected,
                                           source=w.source, wait_s=self.WRITE_WAIT_S)
             except LabelConflict as exc:
-                landed = self._landed_after_all(w.image_id, w.state)
-                if landed is None:
-                    self._chain_failed[w.image_id] = "conflict"
-                    return "conflict", exc
-                saved = landed
+                self._chain_failed[w.image_id] = "conflict"
+                return "conflict", exc
             except Exception as exc:  # noqa: BLE001 - kept and retried; the reason is shown
                 self._chain_failed[w.image_id] = "failed"
                 return "failed", exc
@@ -950,14 +947,6 @@ class ReviewController(QObject):
             log.warning("image %d re-read after save failed: %s", image_id, exc)
             return None
 
-    def _landed_after_all(self, image_id: int, state: LabelState) -> Any:
-        """A conflict that is this window's own earlier write: ``ReviewService.landed_already`` (any thread)."""
-        try:
-            return self.service.landed_already(image_id, state)
-        except Exception as exc:  # noqa: BLE001 - the conflict stands as it was said
-            log.warning("image %d: cannot tell whether the refused save had landed: %s", image_id, exc)
-            return None
-
     def _flush_work(self, todo: list, wait_s: float | None, chain: bool) -> list[tuple[int, int, str, Any]]:
         """The tries of a retry round (any thread): (image id, its waiting label's number, outcome, value)."""
         out: list[tuple[int, int, str, Any]] = []
@@ -973,12 +962,6 @@ class ReviewController(QObject):
                 saved = self.service.save(image_id, state, changed, expected_revision=base, source=source,
                                           wait_s=wait_s)
             except LabelConflict as exc:
-                landed = self._landed_after_all(image_id, state)
-                if landed is not None:  # the earlier try's answer was lost, not its write
-                    if chain:
-                        self._chain[image_id] = landed.label.revision
-                    out.append((image_id, seq, "saved", (landed, self._row_after_save(image_id))))
-                    continue
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
                 try:
                     where = self.service.keep_conflicted({image_id: state})

@@ -577,6 +577,9 @@ class ReviewService:
             with self.db.waiting_at_most(wait_s):
                 rev = self.db.labels.append(image_id, change, self.settings.author, expected_revision)
         except StaleLabelError as exc:
+            landed = self.landed_already(image_id, state)  # this author's own write landed without its answer
+            if landed is not None:
+                return landed
             raise LabelConflict(image_id, exc.current, exc.author) from None
         except RowGoneError as exc:
             raise LabelGone(image_id, exc.image_gone) from None
@@ -589,9 +592,10 @@ class ReviewService:
 
     def landed_already(self, image_id: int, state: LabelState) -> Saved | None:
         """The image's stored label as a ``Saved`` when it is this author's and holds ``state``'s content: a save
-        refused as a conflict had itself landed (a session-44 probe: the connection dropped after the server committed
-        the label, and the retry then called the inspector's own label "changed by tester at another station",
-        writing a conflict file). None otherwise."""
+        refused as stale had itself landed (``save`` takes it as saved; session-44 probes: the connection dropped after
+        the server committed the label, and the retry then called the inspector's own label "changed by tester at
+        another station", writing a conflict file; a recovery file replayed a label that had landed, a second
+        revision changing nothing). None otherwise."""
         rev = self.db.labels.current(image_id)
         if rev is None or rev.author != self.settings.author:
             return None
@@ -775,9 +779,7 @@ class ReviewService:
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
                     own = self._own_landing(image_id, base, meta) if current is not None else None
-                    if own is not None and current is not None and _label_from_revision(current).same_content(st):
-                        pass  # its own landing is the file's label: done, no second revision (a session-44 probe)
-                    elif own is not None:  # only this window's own writes landed after the file: replayed on them
+                    if own is not None:  # only this window's own writes landed after the file: replayed on them
                         try:
                             self.save(image_id, st, "recovered after a failed save", expected_revision=own)
                             current = self.db.labels.current(image_id)
