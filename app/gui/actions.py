@@ -1,6 +1,7 @@
 """QActions built from the shortcut table (one action per id, shared by menus and buttons)."""
 from __future__ import annotations
 
+from PySide6.QtCore import SignalInstance
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import QWidget
 
@@ -24,6 +25,10 @@ SHORT = {
     "target_mask": "Edit defect mask", "target_region": "Edit anomaly region", "focus_filter": "Search",
 }
 CHECKED = {"toggle_heatmap", "toggle_prediction", "toggle_mask", "tool_pan", "target_mask"}
+# Keys that decide or step through the image on screen: with none chosen yet (no folder open, the first
+# image not listed) they did nothing, silently, or said "There is no class 1" (a session-44 probe).
+ON_AN_IMAGE = ("accept", "reject", "flag", "clear_label", "verdict_normal", "verdict_anomalous",
+               *(f"class_{i}" for i in range(1, 10)), "next_target", "prev_target")
 
 
 def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None) -> dict[str, QAction]:
@@ -53,6 +58,19 @@ def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None) -> dict
     for t in ("target_mask", "target_region"):
         targets.addAction(actions[t])
     return actions
+
+
+def enable_with_an_image(actions: dict[str, QAction], image_chosen: SignalInstance) -> None:
+    """Keep the actions of ``ON_AN_IMAGE`` disabled until ``image_chosen`` first fires (an image is being read:
+    keys pressed while its detail comes are kept for it, so they are enabled from then on)."""
+    for key in ON_AN_IMAGE:
+        actions[key].setEnabled(False)
+
+    def chosen(_image_id: int) -> None:
+        for key in ON_AN_IMAGE:
+            actions[key].setEnabled(True)
+        image_chosen.disconnect(chosen)
+    image_chosen.connect(chosen)
 
 
 def retint(actions: dict[str, QAction]) -> None:

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.actions import build_actions, retint
+from app.gui.actions import build_actions, enable_with_an_image, retint
 from app.gui.closing import ClosingLabels
 from app.gui.context import StationContext
 from app.gui.folder_browser import FolderBrowser
@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         v.said.connect(self._say)
         self.viewer_ctl.image_shown.connect(lambda _id: self.label_panel.show_size(*v.image_size()))
 
+        enable_with_an_image(a, r.loading)
         a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
         a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
         a["flag"].triggered.connect(r.toggle_flag)

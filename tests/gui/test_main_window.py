@@ -1052,3 +1052,21 @@ def test_a_guess_made_before_the_counts_came_is_not_taken_back_from_them(window,
     q.settle(move, move)                 # stored: the move counts once
     assert q._counts["accepted"] == known.get("accepted", 0) + 1
     assert q._counts["unreviewed"] == known["unreviewed"] - 1
+
+
+def test_keys_that_decide_an_image_wait_for_one(service, folder, qtbot):
+    """A session-44 probe: with no folder open, A, R and G did nothing without a word and key 1 said "There is no
+    class 1". They are disabled until an image is chosen, and work from then on."""
+    win = build_window(service, qtbot)
+    assert not win.actions["accept"].isEnabled() and not win.actions["class_1"].isEnabled()
+    assert not win.actions["verdict_normal"].isEnabled() and not win.actions["next_target"].isEnabled()
+    assert win.actions["open_folder"].isEnabled() and win.actions["next_image"].isEnabled()
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    assert win.actions["accept"].isEnabled() and win.actions["class_1"].isEnabled()
+    image_id = win.review.image_id
+    win.actions["accept"].trigger()
+    wait_saved(win, qtbot)
+    label = service.detail(image_id).label
+    assert label is not None and label.review_state == "accepted"
+    win.close()
