@@ -4,12 +4,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from app.gui.thumbnails import DecodePool
-from app.services.display import DisplayError, load_rgb
+from app.services.display import DisplayError, load_for_viewer
 
 
 class ImageLoader(QObject):
-    loaded = Signal(int, object, str)  # image_id, rgb | None, error
-    _done = Signal(int, int, object, str)  # ticket, image_id, rgb | None, error
+    loaded = Signal(int, object, str)  # image_id, ViewerPixels | None, error
+    _done = Signal(int, int, object, str)  # ticket, image_id, ViewerPixels | None, error
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -25,15 +25,15 @@ class ImageLoader(QObject):
 
     def _load(self, ticket: int, image_id: int, path: str) -> None:
         try:
-            self._done.emit(ticket, image_id, load_rgb(path), "")
+            self._done.emit(ticket, image_id, load_for_viewer(path), "")
         except DisplayError as exc:
             self._done.emit(ticket, image_id, None, exc.reason)
         except Exception as exc:  # noqa: BLE001 - a decoder bug shows as a reason, never a frozen viewer
             self._done.emit(ticket, image_id, None, f"{type(exc).__name__}: {exc}")
 
-    def _deliver(self, ticket: int, image_id: int, rgb, error: str) -> None:
+    def _deliver(self, ticket: int, image_id: int, pixels, error: str) -> None:
         if ticket == self._ticket:
-            self.loaded.emit(image_id, rgb, error)
+            self.loaded.emit(image_id, pixels, error)
 
     def wait_idle(self, msecs: int = 10_000) -> bool:
         ok = self._pool.wait_idle(msecs / 1000.0)

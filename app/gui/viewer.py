@@ -45,7 +45,14 @@ from app.gui.object_overlay import ObjectTags
 from app.gui.style import MASK_RGB, PRED_MASK_RGB, REGION_RGB
 from app.gui.target_rings import TargetRings
 from app.gui.thumbnails import rgb_to_qimage
-from app.services.display import colorize_heatmap, colorize_mask, resize_to, targets_of
+from app.services.display import (
+    ViewerPixels,
+    colorize_heatmap,
+    colorize_mask,
+    pixel_readout,
+    resize_to,
+    targets_of,
+)
 from app.services.heat_region import DEFAULT_GROW_FRACTION, cold_flood, grow_region, heat_bounds, threshold_region
 
 TOOLS = ("pan", "brush", "eraser", "polygon", "grow")
@@ -219,6 +226,7 @@ class ImageViewer(ImageView):
         self._heat_range: tuple[float, float] | None = None
         self.heat_absolute = True
         self._rgb: np.ndarray | None = None
+        self._pixels: ViewerPixels | None = None
         self._last: QPointF | None = None
         self._poly: list[QPointF] = []
         self.editable = True
@@ -244,8 +252,10 @@ class ImageViewer(ImageView):
         "corrected", its predicted target dropped)."""
         self._last = None
 
-    def show_image(self, rgb: np.ndarray | None, message: str = "") -> None:
+    def show_image(self, rgb: np.ndarray | None, message: str = "", pixels: ViewerPixels | None = None) -> None:
+        """``pixels``: the file's own values for the cursor readout, where ``rgb`` stretches a deep image."""
         self._rgb = rgb
+        self._pixels = pixels if pixels is not None else (ViewerPixels(rgb) if rgb is not None else None)
         self.end_stroke()
         self.cancel_polygon()
         self.set_rgb(rgb, message)
@@ -505,11 +515,10 @@ class ImageViewer(ImageView):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = self.mapToScene(event.position().toPoint())
-        if self._rgb is not None and self._inside(pos):
+        if self._pixels is not None and self._inside(pos):
             x, y = int(pos.x()), int(pos.y())
-            px = self._rgb[y, x]
             heat = f"  heat {self._heat[y, x]:.3f}" if self._heat is not None else ""
-            self.cursor_moved.emit(f"x {x}, y {y}  rgb {tuple(int(v) for v in px)}{heat}  zoom {self.zoom():.0%}")
+            self.cursor_moved.emit(f"x {x}, y {y}  {pixel_readout(self._pixels, x, y)}{heat}  zoom {self.zoom():.0%}")
         if self.tool in ("brush", "eraser"):
             self._brush_item.setVisible(True)
             self._update_brush_cursor(pos)
@@ -577,8 +586,8 @@ class ViewerPane(QWidget):
         lay.addWidget(split)
         self.viewer.view_changed.connect(self._sync)
 
-    def show_image(self, rgb: np.ndarray | None, message: str = "") -> None:
-        self.viewer.show_image(rgb, message)
+    def show_image(self, rgb: np.ndarray | None, message: str = "", pixels: ViewerPixels | None = None) -> None:
+        self.viewer.show_image(rgb, message, pixels)
         self.original.set_rgb(rgb, message)
         self._sync()
 

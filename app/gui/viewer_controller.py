@@ -12,6 +12,7 @@ from app.gui.image_loader import ImageLoader
 from app.gui.review_controller import ReviewController
 from app.gui.style import OUT_OF_DOMAIN_TEXT as OUT_OF_DOMAIN
 from app.gui.viewer import ViewerPane
+from app.services.display import ViewerPixels
 from app.services.flags import answer_stands
 from app.services.review_types import ImageDetail, LabelState
 
@@ -72,12 +73,13 @@ class ViewerController(QObject):
         if self._detail is not None and self._shown_id != self._detail.item.image_id:
             self.pane.show_image(None, f"Reading {self._detail.item.rel_path} …")
 
-    def _on_pixels(self, image_id: int, rgb: np.ndarray | None, error: str) -> None:
+    def _on_pixels(self, image_id: int, pixels: ViewerPixels | None, error: str) -> None:
         if self._detail is None or self._detail.item.image_id != image_id:
             return
         self._stale.stop()
+        rgb = None if pixels is None else pixels.rgb
         message = "" if rgb is not None else f"Cannot show {self._detail.item.rel_path}:\n{error}"
-        self.pane.show_image(rgb, message)
+        self.pane.show_image(rgb, message, pixels)
         self._shown_id = image_id
         self.viewer.editable = rgb is not None
         if rgb is not None and self.review.image_id == image_id:

@@ -73,14 +73,59 @@ def _stretch_to_uint8(img: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """The whole image as contiguous uint8 RGB (h, w, 3)."""
+def _read(path: str | os.PathLike[str]) -> np.ndarray:
     try:
-        raw = read_raw(path)
+        return read_raw(path)
     except ImageReadError as exc:
         raise DisplayError(exc.reason) from None
-    rgb = convert_channels(_stretch_to_uint8(raw), "rgb")
-    return np.ascontiguousarray(rgb)
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """The whole image as contiguous uint8 RGB (h, w, 3)."""
+    return np.ascontiguousarray(convert_channels(_stretch_to_uint8(_read(path)), "rgb"))
+
+
+VALUES_MAX_PIXELS = 50_000_000  # a deep image's own values are kept for the cursor readout up to this size
+
+
+@dataclass(frozen=True)
+class ViewerPixels:
+    """What the viewer paints, and the file's own values where the screen shows them stretched.
+
+    A 16-bit infrared frame is stretched to its own range to be seen; the cursor readout gave that stretched level
+    ("rgb (87, 87, 87)") where an inspector reading a sensor value needs the file's 12,345 (a session-44 probe).
+    ``values`` is None for 8-bit files (the painted level is the file's) and past ``VALUES_MAX_PIXELS`` (the readout
+    then says it shows the display level)."""
+
+    rgb: np.ndarray
+    values: np.ndarray | None = None
+    deep: bool = False
+
+
+def load_for_viewer(path: str | os.PathLike[str]) -> ViewerPixels:
+    raw = _read(path)
+    rgb = np.ascontiguousarray(convert_channels(_stretch_to_uint8(raw), "rgb"))
+    if raw.dtype == np.uint8:
+        return ViewerPixels(rgb)
+    colour = raw.ndim == 3 and raw.shape[2] >= 3
+    small = raw.shape[0] * raw.shape[1] <= VALUES_MAX_PIXELS
+    return ViewerPixels(rgb, convert_channels(raw, "rgb" if colour else "gray") if small else None, deep=True)
+
+
+def _number(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(int(v))
+
+
+def pixel_readout(pixels: ViewerPixels, x: int, y: int) -> str:
+    """The cursor's pixel in words: the file's value where it differs from what is painted."""
+    painted = f"rgb {tuple(int(v) for v in pixels.rgb[y, x])}"
+    if not pixels.deep:
+        return painted
+    if pixels.values is None:
+        return f"{painted} as shown (stretched; the file's own values are not kept for an image this large)"
+    v = pixels.values[y, x]
+    value = _number(v) if np.ndim(v) == 0 else "(" + ", ".join(_number(c) for c in v) + ")"
+    return f"value {value} in the file, shown as {painted}"
 
 
 def load_thumbnail(image_id: int, path: str | os.PathLike[str], size: int) -> Thumbnail:

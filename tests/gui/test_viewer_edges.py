@@ -66,17 +66,40 @@ def test_the_previous_image_does_not_stay_on_screen_while_the_next_is_read(servi
     import app.gui.image_loader as loader
     win = _seeded_window(service, db, folder, artifacts, qtbot)
     first = win.review.image_id
-    real = loader.load_rgb
+    real = loader.load_for_viewer
 
     def slow(path):
         if "part_01" in str(path):
             time.sleep(1.5)
         return real(path)
-    monkeypatch.setattr(loader, "load_rgb", slow)
+    monkeypatch.setattr(loader, "load_for_viewer", slow)
     press(qtbot, win, Qt.Key.Key_J)
     qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.item.image_id != first, timeout=3000)
     qtbot.wait(win.viewer_ctl.STALE_MS + 150)
     assert win.viewer._rgb is None and win.viewer._heat is None
     qtbot.waitUntil(lambda: win.viewer_ctl._shown_id == win.review.image_id, timeout=5000)
     assert win.viewer._rgb is not None
+    win.close()
+
+
+def test_the_viewer_reads_out_a_16_bit_files_own_value(service, tmp_path, qtbot) -> None:
+    """The window end to end (loader, controller, viewer) on a real 16-bit file: the status text carries the file's
+    value, not only the stretched level painted."""
+    import cv2
+
+    from tests.gui.conftest import build_window, wait_shown
+    root = tmp_path / "deep"
+    root.mkdir()
+    img = np.zeros((30, 50), np.uint16)
+    img[:, :] = np.linspace(1000, 60000, 50, dtype=np.uint16)[None, :]
+    cv2.imwrite(str(root / "a.png"), img)
+    win = build_window(service, qtbot)
+    win.open_folder(str(root))
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(lambda: win.viewer._rgb is not None, timeout=5000)
+    win.viewer.one_to_one()
+    said: list[str] = []
+    win.viewer.cursor_moved.connect(said.append)
+    _move(win.viewer, QPointF(10, 10))
+    assert said and f"value {int(img[10, 10])} in the file" in said[-1]
     win.close()

@@ -18,3 +18,38 @@ def test_a_deep_image_is_stretched_to_its_own_range_row_block_by_row_block() -> 
     assert _stretch_to_uint8(flat).dtype == np.uint8  # no range: no division by zero
     eight = rng.integers(0, 255, (4, 4), dtype=np.uint8)
     assert _stretch_to_uint8(eight) is eight
+
+
+def test_the_cursor_reads_a_deep_files_own_value_beside_the_stretched_level(tmp_path) -> None:
+    """Found by a session-44 probe: on a 16-bit infrared frame the readout gave the stretched display level
+    ("rgb (87, 87, 87)"), not the sensor's value the file holds."""
+    import cv2
+
+    from app.services.display import load_for_viewer, pixel_readout
+    grey = np.zeros((30, 50), np.uint16)
+    grey[:, :] = np.linspace(1000, 60000, 50, dtype=np.uint16)[None, :]
+    cv2.imwrite(str(tmp_path / "deep.png"), grey)
+    pixels = load_for_viewer(tmp_path / "deep.png")
+    text = pixel_readout(pixels, 10, 3)
+    assert text.startswith(f"value {int(grey[3, 10])} in the file, shown as rgb (")
+    colour = np.zeros((4, 5, 3), np.uint16)
+    colour[..., 0], colour[..., 2] = 40000, 300  # BGR on disk: blue 40000, red 300
+    cv2.imwrite(str(tmp_path / "deep_colour.png"), colour)
+    assert pixel_readout(load_for_viewer(tmp_path / "deep_colour.png"), 1, 1).startswith("value (300, 0, 40000) ")
+    plain = np.full((4, 5), 77, np.uint8)
+    cv2.imwrite(str(tmp_path / "plain.png"), plain)
+    assert pixel_readout(load_for_viewer(tmp_path / "plain.png"), 0, 0) == "rgb (77, 77, 77)"
+    floats = np.full((4, 5), 0.123456, np.float32)
+    cv2.imwrite(str(tmp_path / "f.tiff"), floats)
+    assert pixel_readout(load_for_viewer(tmp_path / "f.tiff"), 0, 0).startswith("value 0.1235 in the file")
+
+
+def test_a_deep_image_past_the_kept_size_says_its_readout_is_the_shown_level(monkeypatch, tmp_path) -> None:
+    import cv2
+
+    import app.services.display as display
+    cv2.imwrite(str(tmp_path / "deep.png"), np.full((30, 50), 5000, np.uint16))
+    monkeypatch.setattr(display, "VALUES_MAX_PIXELS", 100)
+    pixels = display.load_for_viewer(tmp_path / "deep.png")
+    assert pixels.values is None
+    assert "as shown (stretched" in display.pixel_readout(pixels, 0, 0)
