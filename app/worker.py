@@ -491,15 +491,12 @@ class Worker:
                 self.db.images.set_flagged(clear, False)
             self.db.images.set_priorities(priorities)
         self.db.images.set_decoded(sizes)
-        for item_id, reason in errors.items():
-            image_id = next(it.image_id for it in batch.items if it.id == item_id)
-            if image_id is not None:  # the image row may have been deleted meanwhile
-                self.db.images.set_error(image_id, reason)
-        if errors:
-            self.db.jobs.fail_items(self.id, errors)
+        # an image re-indexed as changed since its claim goes back to the queue (complete_items, fail_items)
+        read_bytes = {it.image_id: it.content_hash for it in batch.items if it.image_id is not None}
+        if errors:  # the file's own reason, stored on the image only while this worker still holds its item
+            self.db.jobs.fail_items(self.id, errors, read_bytes, image_error=True)
         ok_items = [r.key.id for r in results if r.ok]  # type: ignore[attr-defined]
-        if ok_items:  # an image re-indexed as changed since its claim goes back to the queue (complete_items)
-            read_bytes = {it.image_id: it.content_hash for it in batch.items if it.image_id is not None}
+        if ok_items:
             self.db.jobs.complete_items(self.id, ok_items, preds, read_bytes)
             done = [r.key.image_id for r in results if r.ok]  # type: ignore[attr-defined]
             if batch.job.kind == COMPARE:  # only where it stored the champion's own first answers, which count (it

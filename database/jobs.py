@@ -90,6 +90,36 @@ def _pause_if_idle(s: Session, job_id: int) -> None:
         s.flush()
 
 
+
+def _give_back_changed(s: Session, rows: list[JobItem], read_bytes: Mapping[int, str | None] | None
+                       ) -> tuple[list[JobItem], set[int]]:
+    """The held ``rows`` whose image still holds the bytes the claim read (``read_bytes``: image id -> hash), and
+    the jobs to settle; the others were re-indexed as changed since, so their answer or failure describes bytes the
+    file no longer holds: each goes back to the queue (no attempt counted), or is cancelled if its job's cancel was
+    asked. Found by a session-43 probe: such an answer was stored after the re-index had dropped the old one."""
+    settle_too: set[int] = set()
+    if not read_bytes:
+        return rows, settle_too
+    # FOR SHARE: a re-index committing between this read and the writes after it would store the old bytes' answer
+    # after all (PostgreSQL; SQLite's one writer already keeps them apart)
+    now_hash = dict(s.execute(select(Image.id, Image.content_hash).where(
+        Image.id.in_([r.image_id for r in rows if r.image_id in read_bytes]))
+        .with_for_update(read=True)).tuples().all())
+    changed = {r.id for r in rows if r.image_id is not None and read_bytes.get(r.image_id) is not None
+               and now_hash.get(r.image_id) not in (None, read_bytes[r.image_id])}
+    cancelling = set(s.scalars(select(Job.id).where(
+        Job.id.in_({r.job_id for r in rows if r.id in changed}), Job.cancel_requested.is_(True)))) \
+        if changed else set()
+    for r in rows:
+        if r.id in changed:
+            r.claimed_by, r.claimed_at = None, None
+            if r.job_id in cancelling:  # queued again, no worker would take it: the job stayed open
+                r.status, r.finished_at = ItemStatus.CANCELLED.value, utcnow()
+                settle_too.add(r.job_id)
+            else:
+                r.status, r.attempts = QUEUED, max(0, r.attempts - 1)
+    return [r for r in rows if r.id not in changed], settle_too
+
 def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
     """Add to the job's counters and finish it once no item is queued or running.
 
@@ -363,28 +393,7 @@ class JobRepository:
         stored after the re-index had dropped the old one, and nothing ever redid it.
         """
         with self.db.session(write=True) as s:
-            rows = self._held(s, worker_id, item_ids)
-            settle_too: set[int] = set()
-            if read_bytes:
-                # FOR SHARE: a re-index committing between this read and the upsert below would store the old
-                # bytes' answer after all (PostgreSQL; SQLite's one writer already keeps them apart)
-                now_hash = dict(s.execute(select(Image.id, Image.content_hash).where(
-                    Image.id.in_([r.image_id for r in rows if r.image_id in read_bytes]))
-                    .with_for_update(read=True)).tuples().all())
-                changed = {r.id for r in rows if r.image_id is not None and read_bytes.get(r.image_id) is not None
-                           and now_hash.get(r.image_id) not in (None, read_bytes[r.image_id])}
-                cancelling = set(s.scalars(select(Job.id).where(
-                    Job.id.in_({r.job_id for r in rows if r.id in changed}), Job.cancel_requested.is_(True)))) \
-                    if changed else set()
-                for r in rows:
-                    if r.id in changed:
-                        r.claimed_by, r.claimed_at = None, None
-                        if r.job_id in cancelling:  # queued again, no worker would take it: the job stayed open
-                            r.status, r.finished_at = ItemStatus.CANCELLED.value, utcnow()
-                            settle_too.add(r.job_id)
-                        else:
-                            r.status, r.attempts = QUEUED, max(0, r.attempts - 1)
-                rows = [r for r in rows if r.id not in changed]
+            rows, settle_too = _give_back_changed(s, self._held(s, worker_id, item_ids), read_bytes)
             images = {r.image_id for r in rows}
             written = upsert_predictions(s, [p for p in predictions if p.image_id in images])
             now = utcnow()
@@ -405,16 +414,29 @@ class JobRepository:
         self.db.predictions.written(written)  # committed: statistics after a model's bulk of rows
         return len(rows)
 
-    def fail_items(self, worker_id: str, errors: Mapping[int, str]) -> int:
-        """Mark items failed with their reasons (e.g. an unreadable image); not retried."""
+    def fail_items(self, worker_id: str, errors: Mapping[int, str],
+                   read_bytes: Mapping[int, str | None] | None = None, *, image_error: bool = False) -> int:
+        """Mark items failed with their reasons (e.g. an unreadable image); not retried.
+
+        Only items this worker still holds fail. ``read_bytes`` (image id -> the hash the claim read): an image
+        re-indexed as changed since goes back to the queue, as in ``complete_items`` (a file still being written
+        when decoded failed "damaged PNG" for good, and automatic pre-labelling never took its finished bytes).
+        ``image_error``: the reason is the file's own (it cannot be read), stored on the image in the same
+        transaction, so a worker that lost its claim never marks "Cannot load" an image another worker has since
+        pre-labelled (both found by session-45 probes)."""
         with self.db.session(write=True) as s:
-            rows = self._held(s, worker_id, list(errors))
+            rows, settle_too = _give_back_changed(s, self._held(s, worker_id, list(errors)), read_bytes)
             now = utcnow()
             per_job: dict[int, int] = {}
             for r in rows:
                 r.status, r.finished_at, r.error = ItemStatus.FAILED.value, now, errors[r.id]
                 per_job[r.job_id] = per_job.get(r.job_id, 0) + 1
+                if image_error and r.image_id is not None:
+                    s.execute(update(Image).where(Image.id == r.image_id).values(error=errors[r.id],
+                                                                                 updated_at=now))
             s.flush()
+            for job_id in sorted(settle_too - set(per_job)):
+                _settle(s, job_id)
             for job_id, n in sorted(per_job.items()):
                 _settle(s, job_id, failed=n)
             return len(rows)

@@ -174,6 +174,49 @@ def test_an_item_whose_image_changed_since_its_claim_goes_back_or_is_cancelled(d
         assert [it.image_id for it in db.jobs.claim_items(w, 3).items] == [ids[0]]
 
 
+def test_an_unreadable_image_changed_since_its_claim_goes_back_instead_of_failing(db: Database) -> None:
+    """Found by a session-45 probe: a file still being written when the worker decoded it ("damaged PNG") was
+    re-indexed as changed once complete, then the batch's failure landed: the image read "Cannot load" and its
+    item failed for good, so automatic pre-labelling never took the finished bytes. It goes back to the queue."""
+    from database.models import Image
+    ids = _images(db, 2)
+    with db.session(write=True) as s:
+        s.execute(update(Image).values(content_hash="partial"))
+    job = db.jobs.create("prelabel", {}, ids)
+    w = new_worker_id()
+    batch = db.jobs.claim_items(w, 2)
+    with db.session(write=True) as s:
+        s.execute(update(Image).where(Image.id == ids[0]).values(content_hash="complete"))
+    read = {it.image_id: it.content_hash for it in batch.items}
+    errors = {it.id: "not a decodable image (damaged PNG)" for it in batch.items}
+    assert db.jobs.fail_items(w, errors, read, image_error=True) == 1
+    first, second = db.jobs.items(job.id)
+    assert (first.status, first.attempts, first.error) == (ItemStatus.QUEUED, 0, None)
+    assert second.status is ItemStatus.FAILED
+    with db.session() as s:
+        assert s.get(Image, ids[0]).error is None
+        assert s.get(Image, ids[1]).error == "not a decodable image (damaged PNG)"
+
+
+def test_a_worker_that_lost_its_claim_never_marks_the_image_unreadable(db: Database) -> None:
+    """Found by a session-45 probe: a worker declared stale decoded a file half-written, another worker then
+    pre-labelled the finished file, and the first one's late failure still wrote "Cannot load" on the image."""
+    from database.models import Image
+    ids = _images(db, 1)
+    mv = db.model_versions.register("classifier", "v1", "/c")
+    db.jobs.create("prelabel", {}, ids)
+    slow, other = new_worker_id(), new_worker_id()
+    lost = db.jobs.claim_items(slow, 1)
+    _age_worker(db, slow, 120)
+    assert db.jobs.requeue_stale(timeout_s=60) == 1
+    took = db.jobs.claim_items(other, 1)
+    db.jobs.complete_items(other, [it.id for it in took.items], [PredictionIn(ids[0], mv.id, predicted_class="ok")])
+    assert db.jobs.fail_items(slow, {it.id: "damaged PNG" for it in lost.items}, image_error=True) == 0
+    with db.session() as s:
+        assert s.get(Image, ids[0]).error is None
+    assert db.jobs.items(took.job.id)[0].status is ItemStatus.DONE
+
+
 def test_item_that_keeps_killing_workers_is_failed(db: Database) -> None:
     ids = _images(db, 1)
     job = db.jobs.create("prelabel", {}, ids)
