@@ -112,8 +112,8 @@ def load_for_viewer(path: str | os.PathLike[str]) -> ViewerPixels:
     return ViewerPixels(rgb, convert_channels(raw, "rgb" if colour else "gray") if small else None, deep=True)
 
 
-def _number(v: object) -> str:
-    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(int(v))
+def _number(v: np.generic) -> str:
+    return f"{float(v):.4g}" if isinstance(v, np.floating) else str(int(v))
 
 
 def pixel_readout(pixels: ViewerPixels, x: int, y: int) -> str:
