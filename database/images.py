@@ -145,6 +145,12 @@ class ImageRepository:
                                         review_state=ReviewState.UNREVIEWED.value, flagged=False,
                                         priority=0.0, **values))
                     continue
+                if e.content_hash is None and old.content_hash is not None:
+                    # Unreadable now (locked by the writer, gone a moment): the bytes the labels were given for keep
+                    # their hash, size and time, so the next readable scan compares the file with them. Stored as
+                    # read, a replaced file's new pixels were later taken for the old (their hash had been wiped)
+                    # and the old label stayed on them (a session-45 probe).
+                    values.update(size_bytes=old.size_bytes, mtime_ns=old.mtime_ns, content_hash=old.content_hash)
                 same = (old.size_bytes == e.size_bytes and old.mtime_ns == e.mtime_ns
                         and (e.content_hash is None or old.content_hash in (None, e.content_hash)))
                 if same and not old.missing:

@@ -388,6 +388,36 @@ def test_a_file_unreadable_when_indexed_loses_its_error_once_it_is_read(db, tmp_
     assert gray.error is None and gray.content_hash
 
 
+def test_a_replaced_file_unreadable_at_one_scan_still_sets_its_label_aside_once_read(db, tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """Found by a session-45 probe: the line wrote the next part under the same name, the scan after could not read
+    it (locked by the writer) and stored its new size and time with no hash; the scan after that took the new pixels
+    for the old ones and the label given to the old part stayed on the new one, accepted."""
+    from app.services import indexing
+    from database.dto import LabelChange
+    from database.states import ReviewState
+    root = _folder(tmp_path / "parts")
+    folder_id = index_folder(db, root).folder_id
+    gray = {im.rel_path: im for im in db.images.query(ImageQuery(folder_id=folder_id))}["gray.png"]
+    db.labels.append(gray.id, LabelChange(ReviewState.ACCEPTED, class_name="ok"), "ann")
+    st = (root / "gray.png").stat()
+    cv2.imwrite(str(root / "gray.png"), np.full((20, 30), 99, np.uint8))
+    os.utime(root / "gray.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    real = indexing.hash_files
+
+    def locked(root_, entries, on_done=None):
+        for entry, digest in real(root_, entries, on_done):
+            yield entry, None if entry.rel_path == "gray.png" else digest
+    monkeypatch.setattr(indexing, "hash_files", locked)
+    index_folder(db, root)
+    assert db.labels.current(gray.id).class_name == "ok"  # not known to be other pixels yet: kept
+    monkeypatch.setattr(indexing, "hash_files", real)
+    report = index_folder(db, root)
+    assert gray.id in report.set_aside
+    image = db.images.get(gray.id)
+    assert image.review_state is ReviewState.UNREVIEWED and image.content_hash == file_scan.hash_file(root / "gray.png")
+
+
 def test_a_folder_inside_an_indexed_one_is_refused_and_one_holding_it_leaves_it_to_itself(db, tmp_path: Path) -> None:
     """Found by a session-44 probe: ``prelabel imgs/sub`` after ``imgs`` was indexed registered the sub-folder as a
     second folder, so each of its files had two rows; labelled in each, the export wrote one file twice with two
