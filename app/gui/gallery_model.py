@@ -10,7 +10,7 @@ with ``put_page``). Loaded pages are kept in least-recently-used order, at most
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
@@ -24,6 +24,7 @@ MAX_PAGES = 64  # 16k rows held at most: a few screens around each place the ins
 
 class GalleryModel(QAbstractListModel):
     page_wanted = Signal(int)  # page number whose rows are on screen but not loaded
+    rows_read = Signal(int, int)  # first and last row of a page stored outside a reset (its images may have moved)
 
     def __init__(self, parent=None, page_size: int = PAGE_SIZE, max_pages: int = MAX_PAGES) -> None:
         super().__init__(parent)
@@ -143,6 +144,7 @@ class GalleryModel(QAbstractListModel):
         last = min(self._count, first + len(items)) - 1
         if last >= first:
             self.dataChanged.emit(self.index(first), self.index(last))
+            self.rows_read.emit(first, last)
 
     def forget_wanted(self) -> None:
         """Requests were dropped (the reader skipped them): let the next repaint ask again."""
@@ -154,6 +156,12 @@ class GalleryModel(QAbstractListModel):
 
     def loaded_pages(self) -> list[int]:
         return sorted(self._pages)
+
+    def want_rows(self, rows: Iterable[int]) -> None:
+        """Ask for the pages of ``rows`` that are not loaded (a selection's rows never read)."""
+        for page in sorted({r // self.page_size for r in rows if 0 <= r < self._count}):
+            if page not in self._pages:
+                self._want(page)
 
     def _want(self, page: int) -> None:
         if page not in self._wanted:
@@ -201,6 +209,12 @@ class GalleryModel(QAbstractListModel):
         """The review state the image had when its page was read: what placed its row in a
         by-state order (a save changes the cell, not the row, until the next refresh)."""
         return self._placed.get(image_id)
+
+    def peek(self, row: int) -> QueueItem | None:
+        """``item_at`` without marking the page as recently used (a look, not a visit)."""
+        page = self._pages.get(row // self.page_size) if 0 <= row < self._count else None
+        k = row % self.page_size
+        return page[k] if page is not None and k < len(page) else None
 
     def item_at(self, row: int) -> QueueItem | None:
         """The row's item, or None when its page is not loaded (or the row does not exist)."""

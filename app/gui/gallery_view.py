@@ -6,7 +6,20 @@ threshold), target count (top-left), flag. Unloadable images get a placeholder a
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, Signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from PySide6.QtCore import (
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
@@ -176,6 +189,17 @@ class GalleryView(QListView):
         cache.ready.connect(self._thumb_ready)
         self.selectionModel().currentChanged.connect(self._current_changed)
         self._model = model
+        # The selection is the images the inspector chose, not row numbers: a page is dropped and read again in
+        # another order (a new sort, another station's save re-sorting the queue) and Qt's row selection then
+        # named other images; a class key labelled images never chosen, and left out chosen ones (session-45
+        # probes). Rows selected before their page was read (Ctrl+A on a large folder) wait in ``_unread``.
+        self._chosen: dict[int, None] = {}
+        self._unread: set[int] = set()
+        self._syncing = False
+        self._holding = False
+        self.selectionModel().selectionChanged.connect(self._selection_changed)
+        model.rows_read.connect(self._rows_read)
+        model.modelReset.connect(self._forget_selection)
 
     def _thumb_ready(self, image_id: int) -> None:
         row = self._model.row_of(image_id)
@@ -186,9 +210,10 @@ class GalleryView(QListView):
         if current.isValid():
             self.current_image_changed.emit(current.data(ITEM_ROLE).image_id)
 
-    def select_image(self, image_id: int, alone: bool = False) -> bool:
+    def select_image(self, image_id: int, alone: bool = False, keep_selection: bool = False) -> bool:
         """Make ``image_id`` the current image, selected alone when it was not current yet
-        (or always, with ``alone``); a multi-selection around the current image is kept otherwise.
+        (or always, with ``alone``); a multi-selection around the current image is kept otherwise, and with
+        ``keep_selection`` where the image is one of those chosen (a re-read of the same view).
 
         ``setCurrentIndex`` would read the keyboard modifiers still held (Ctrl of ``Ctrl+Z``)
         and toggle the image into the selection, leaving two images selected for the next
@@ -198,10 +223,102 @@ class GalleryView(QListView):
         if row is None:
             return False
         idx = self._model.index(row)
-        if alone or self.currentIndex() != idx:
+        if keep_selection and image_id in self._chosen and self.selectionModel().isSelected(idx):
+            self.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.NoUpdate)
+        elif alone or self.currentIndex() != idx:
             self.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.scrollTo(idx)
         return True
 
     def selected_ids(self) -> list[int]:
-        return [i.data(ITEM_ROLE).image_id for i in self.selectionModel().selectedIndexes()]
+        """The images the inspector selected, wherever the queue has moved them since (see ``unread_selected``)."""
+        return list(self._chosen)
+
+    def unread_selected(self) -> int:
+        """Selected rows whose images are not read yet (their ids are not known)."""
+        return len(self._unread)
+
+    def read_selection(self) -> None:
+        """Ask for the pages of the selected rows not read yet."""
+        self._model.want_rows(self._unread)
+
+    @staticmethod
+    def _ranges(selection: QItemSelection) -> list[tuple[int, int]]:
+        return [(selection.at(k).top(), selection.at(k).bottom()) for k in range(selection.count())]
+
+    @classmethod
+    def _rows(cls, selection: QItemSelection) -> list[int]:
+        return [row for top, bottom in cls._ranges(selection) for row in range(top, bottom + 1)]
+
+    def _selection_changed(self, selected: QItemSelection, deselected: QItemSelection) -> None:
+        if self._syncing:
+            return
+        for row in self._rows(deselected):
+            item = self._model.peek(row)
+            if item is not None:
+                self._chosen.pop(item.image_id, None)
+            else:
+                self._unread.discard(row)
+        now = self._rows(selected)
+        if sum(b - t + 1 for t, b in self._ranges(self.selectionModel().selection())) == len(now):
+            self._chosen.clear()  # a fresh selection: nothing chosen earlier stays, wherever it has moved
+            self._unread.clear()
+        for row in now:
+            item = self._model.peek(row)
+            if item is not None:
+                self._chosen[item.image_id] = None
+            else:
+                self._unread.add(row)
+
+    @contextmanager
+    def selection_held(self, held: bool = True) -> Iterator[None]:
+        """A reset inside reads the same view again (another station's save moved rows): the chosen images stay
+        selected where the new pages list them."""
+        self._holding = held
+        try:
+            yield
+        finally:
+            self._holding = False
+
+    def _forget_selection(self) -> None:
+        """A reset (another folder, filter or order) clears Qt's selection without a signal."""
+        self._unread.clear()
+        if not self._holding:
+            self._chosen.clear()
+            return
+        # where the new pages hold the whole view, a chosen image they do not list has left it (another station's
+        # label took it out of an "unreviewed" filter): no longer chosen. Otherwise it may sit on a page not read
+        # yet, and is selected there when that page is read.
+        listed = [it.image_id for it in self._model.items()]
+        if len(listed) >= self._model.rowCount():
+            for gone in [i for i in self._chosen if i not in set(listed)]:
+                del self._chosen[gone]
+        size = self._model.page_size
+        for page in self._model.loaded_pages():
+            self._rows_read(page * size, min(self._model.rowCount(), (page + 1) * size) - 1)
+
+    def _rows_read(self, first: int, last: int) -> None:
+        """A page was stored: its rows are selected where they hold a chosen image, and only there."""
+        sm = self.selectionModel()
+        add, drop = QItemSelection(), QItemSelection()
+        for row in range(first, last + 1):
+            item = self._model.peek(row)
+            if item is None:
+                continue
+            idx = self._model.index(row)
+            if row in self._unread:  # selected before it was read: now it is known which image that is
+                self._unread.discard(row)
+                self._chosen[item.image_id] = None
+            elif item.image_id in self._chosen:
+                if not sm.isSelected(idx):
+                    add.select(idx, idx)
+            elif sm.isSelected(idx):
+                drop.select(idx, idx)
+        if add.isEmpty() and drop.isEmpty():
+            return
+        self._syncing = True
+        try:
+            sm.select(add, QItemSelectionModel.SelectionFlag.Select)
+            sm.select(drop, QItemSelectionModel.SelectionFlag.Deselect)
+        finally:
+            self._syncing = False

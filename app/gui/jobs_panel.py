@@ -359,7 +359,9 @@ class JobsController(QObject):
         self.calls.call(work, done, failed)
 
     def prelabel_selection(self) -> None:
-        ids = self.window.queue.selected_ids()
+        self.window.queue.with_selection(self._prelabel_ids)
+
+    def _prelabel_ids(self, ids: list[int]) -> None:
         if not ids:
             self.failed.emit("Cannot pre-label: no image selected")
             return

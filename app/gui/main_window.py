@@ -228,11 +228,12 @@ class MainWindow(QMainWindow):
         a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
         a["flag"].triggered.connect(r.toggle_flag)
         a["clear_label"].triggered.connect(r.clear_label)
-        a["verdict_normal"].triggered.connect(lambda: r.set_verdict("normal", self.queue.selected_ids()))
-        a["verdict_anomalous"].triggered.connect(lambda: r.set_verdict("anomalous", self.queue.selected_ids()))
+        a["verdict_normal"].triggered.connect(lambda: q.with_selection(lambda ids: r.set_verdict("normal", ids)))
+        a["verdict_anomalous"].triggered.connect(lambda: q.with_selection(
+            lambda ids: r.set_verdict("anomalous", ids)))
         for i in range(1, 10):
-            a[f"class_{i}"].triggered.connect(lambda _=False, k=i - 1: r.set_class_index(
-                k, self.label_panel.offered(), self.queue.selected_ids()))
+            a[f"class_{i}"].triggered.connect(lambda _=False, k=i - 1: q.with_selection(
+                lambda ids: r.set_class_index(k, self.label_panel.offered(), ids)))
         a["next_unreviewed"].triggered.connect(lambda: q.next_unreviewed(1))
         a["prev_unreviewed"].triggered.connect(lambda: q.next_unreviewed(-1))
         a["next_image"].triggered.connect(lambda: q.step(1))
@@ -248,7 +249,9 @@ class MainWindow(QMainWindow):
         a["quit"].triggered.connect(self.close)
 
     def _decide(self, decision, name: str) -> None:
-        selected = self.queue.selected_ids()
+        self.queue.with_selection(lambda selected: self._decide_on(selected, decision, name))
+
+    def _decide_on(self, selected: list[int], decision, name: str) -> None:
         if len(selected) > 1:  # a multi-selection in the gallery: decide them all at once
             self.review.decide_many(selected, name)  # read off this thread; it reloads the open image after
             return

@@ -11,7 +11,7 @@ names costs every image of a million-image folder).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QPoint, QTimer, Signal
@@ -245,10 +245,11 @@ class QueueController(QObject):
         cursors = {p: pg.cursor for p, pg in read.pages.items()}
         self._count_exact = read.exact
         old_row = self.model.row_of(keep) if keep is not None else None
-        reset = self.model.replace_pages(read.count, pages, cursors)
+        with self.view.selection_held(background):  # the same view read again: the chosen images stay chosen
+            reset = self.model.replace_pages(read.count, pages, cursors)
         if keep is not None and self.model.row_of(keep) is not None:
             if reset or keep == self._off_view:
-                self.view.select_image(keep)
+                self.view.select_image(keep, keep_selection=background and keep != self._off_view)
                 if flt == self._last_filter:
                     bar.setValue(scroll)  # same view, new data: stay where the inspector was
         elif background and keep is not None:
@@ -512,6 +513,18 @@ class QueueController(QObject):
 
     def selected_ids(self) -> list[int]:
         return self.view.selected_ids()
+
+    def with_selection(self, act: Callable[[list[int]], None]) -> None:
+        """``act`` on the selected images; where some selected rows are not read yet (Ctrl+A on a folder larger
+        than a page: the key raised and did nothing, without a word, a session-45 probe) they are read and the
+        inspector is asked to press again, rather than deciding images nobody has listed."""
+        waiting = self.view.unread_selected()
+        if waiting:
+            self.view.read_selection()
+            self.message.emit(f"{waiting} of the selected images are still being listed: press the key again in a "
+                              "moment (nothing was changed).")
+            return
+        act(self.view.selected_ids())
 
     def close(self) -> None:
         self._recount.stop()

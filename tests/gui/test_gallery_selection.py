@@ -1,0 +1,125 @@
+"""A gallery selection is the images the inspector chose, not row numbers: the gallery holds the queue in pages,
+drops them and reads them again, and the queue can re-sort in between (session-45 probes: a class key labelled
+images never chosen and left chosen ones out; Ctrl+A then A on a folder larger than a page did nothing)."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+
+from app.gui.gallery_model import GalleryModel
+from app.services.review_types import LabelState, QueueFilter
+from tests.gui.conftest import build_window, wait_saved, wait_shown
+from tests.gui.fixtures import make_folder
+from tests.gui.test_main_window import press
+
+
+@pytest.fixture
+def small_pages(service, db, tmp_path, qtbot, monkeypatch):
+    db.classes.set("classifier", ["crazing", "inclusion", "patches"])
+    monkeypatch.setattr(GalleryModel.__init__, "__defaults__", (None, 4, 3))  # pages of 4 rows, 3 pages held
+    w = build_window(service, qtbot)
+    w.open_folder(str(make_folder(tmp_path / "parts", n=24, size=24)))
+    wait_shown(w, qtbot)
+    qtbot.waitUntil(w.queue.count_is_exact)
+    yield w
+    w.close()
+
+
+def _select_rows(win, first: int, last: int) -> None:
+    m, sm = win.gallery_model, win.gallery.selectionModel()
+    sm.select(QItemSelection(m.index(first), m.index(last)), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    sm.setCurrentIndex(m.index(first), QItemSelectionModel.SelectionFlag.NoUpdate)
+
+
+def _classed(service, names: dict[int, str]) -> set[str]:
+    return {names[i] for i in names if service.detail(i).label is not None and service.detail(i).label.class_name}
+
+
+def test_a_class_key_labels_the_chosen_images_after_another_station_re_sorted_the_queue(small_pages, service, qtbot):
+    """Sorted by state, rows 0-11 selected; another station accepts row 9's image, the queue is read again (page 0
+    and the pages on screen; the others dropped), and the dropped page comes back with its rows moved up."""
+    win = small_pages
+    m = win.gallery_model
+    win.queue_panel.set_sort("state")
+    qtbot.waitUntil(lambda: win.queue.filter.sort == "state")
+    wait_shown(win, qtbot)
+    for step in (1, -1):
+        for _ in range(11):
+            win.queue.step(step)
+    qtbot.wait(200)
+    _select_rows(win, 0, 11)
+    names = {it.image_id: it.name for it in service.queue(QueueFilter(folder_id=win.current_folder))}
+    chosen = {names[i] for i in win.queue.selected_ids()}
+    assert len(chosen) == 12
+    service.save_label(m.item_at(9).image_id, LabelState(review_state="accepted"))
+    win.gallery.scrollToTop()
+    win._labels_changed_somewhere()  # what the label watch does after another station's save
+    qtbot.waitUntil(lambda: not win.queue._reading, timeout=5000)
+    win.gallery.scrollTo(m.index(11))
+    qtbot.waitUntil(lambda: m.item_at(11) is not None, timeout=5000)
+    assert {names[i] for i in win.queue.selected_ids()} == chosen
+    selected_rows = {i.row() for i in win.gallery.selectionModel().selectedIndexes()}
+    assert {m.item_at(r).name for r in selected_rows if m.item_at(r) is not None} <= chosen  # drawn where they are
+    press(qtbot, win, Qt.Key.Key_2)
+    qtbot.wait(500)
+    wait_saved(win, qtbot)
+    assert _classed(service, names) == chosen
+
+
+def test_a_selection_survives_a_new_sort_whose_first_page_is_the_same(small_pages, service, qtbot):
+    win = small_pages
+    names = {it.image_id: it.name for it in service.queue(QueueFilter(folder_id=win.current_folder))}
+    by_name = {v: k for k, v in names.items()}
+    for n in ("part_05.png", "part_06.png"):
+        service.save_label(by_name[n], LabelState(review_state="accepted"))
+    win.queue.refresh()
+    for _ in range(7):
+        win.queue.step(1)
+    qtbot.wait(200)
+    _select_rows(win, 0, 7)
+    chosen = {names[i] for i in win.queue.selected_ids()}
+    assert chosen == {f"part_{k:02d}.png" for k in range(8)}
+    win.queue_panel.set_sort("state")  # unreviewed first: rows 5-7 now hold part_07, part_08, part_09
+    qtbot.waitUntil(lambda: win.queue.filter.sort == "state")
+    qtbot.wait(300)
+    press(qtbot, win, Qt.Key.Key_2)
+    qtbot.wait(500)
+    wait_saved(win, qtbot)
+    labelled = _classed(service, names)
+    assert labelled <= chosen and "part_08.png" not in labelled
+
+
+def test_select_all_on_a_folder_larger_than_a_page_lists_the_rest_then_decides_them_all(service, tmp_path, qtbot):
+    win = build_window(service, qtbot)
+    win.open_folder(str(make_folder(tmp_path / "many", n=300, size=12)))
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(win.queue.count_is_exact)
+    assert win.gallery_model.rowCount() == 300 and win.gallery_model.loaded_pages() == [0]
+    press(qtbot, win, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    press(qtbot, win, Qt.Key.Key_A)
+    assert "still being listed" in win.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: win.gallery.unread_selected() == 0, timeout=10000)
+    assert len(win.queue.selected_ids()) == 300
+    press(qtbot, win, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: all(it.review_state == "accepted" for it in service.queue(win.queue.filter)),
+                    timeout=20000)
+    wait_saved(win, qtbot)
+    win.close()
+
+
+def test_a_chosen_image_another_station_took_out_of_the_view_is_no_longer_chosen(service, tmp_path, qtbot):
+    win = build_window(service, qtbot)
+    win.open_folder(str(make_folder(tmp_path / "parts", n=24, size=24)))
+    wait_shown(win, qtbot)
+    win.queue_panel.set_states({"unreviewed"})
+    qtbot.waitUntil(lambda: win.queue.filter.states == frozenset({"unreviewed"}), timeout=5000)
+    wait_shown(win, qtbot)
+    _select_rows(win, 0, 3)
+    chosen = list(win.queue.selected_ids())
+    assert len(chosen) == 4
+    service.save_label(chosen[2], LabelState(review_state="accepted"))  # another station: it leaves this view
+    win._labels_changed_somewhere()
+    qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 23, timeout=5000)
+    qtbot.waitUntil(lambda: not win.queue._reading, timeout=5000)
+    assert set(win.queue.selected_ids()) == set(chosen) - {chosen[2]}
+    win.close()
