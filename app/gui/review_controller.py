@@ -821,7 +821,14 @@ class ReviewController(QObject):
         the newer label is shown, and the inspector is told once (their edit is one key to redo;
         ``kept_in``: where a refused waiting label was written). ``bring_back``: the answer came after the
         window moved on (Accept's advance): the image is shown again, as the message says."""
-        self._seen.pop(exc.image_id, None)
+        if exc.revision:
+            # theirs: a later edit is based on it, and no undo or redo of a step made before it is written over it.
+            # Forgotten instead, an undo after a refused retry (or a refused part of a gallery decision) was written
+            # with no revision check and replaced their label without a word (session-45 probes).
+            self._seen[exc.image_id] = exc.revision
+            self._foreign[exc.image_id] = (self._marks, exc.author or "someone")
+        else:  # the image or its answer is gone (LabelGone): nothing of it to base an edit on
+            self._seen.pop(exc.image_id, None)
         self._stored_under.pop(exc.image_id, None)  # theirs, not known here: a later waiting edit is written
         self.conflicts += 1
         if self.image_id == exc.image_id:

@@ -293,3 +293,71 @@ def test_a_save_whose_answer_was_lost_after_it_landed_is_not_called_a_conflict(w
     assert failed == []
     assert [(h.review_state, h.author) for h in service.history(image_id)] == [("rejected", "tester")]
     assert not list((recovery_dir() / "conflicts").glob("*.json"))
+
+
+def test_ctrl_z_after_a_retried_save_was_refused_never_puts_the_old_label_back(service, db, folder, artifacts, qtbot,
+                                                                               monkeypatch):
+    """Found by a session-45 probe: a class key met a locked database and waited; another station saved the image;
+    the window's retry was refused as a conflict and their label shown, yet Ctrl+Z then wrote "undo class" over it
+    without a word (the step stayed on the stack and the image's revision had been forgotten)."""
+    from app.services.review import StorageBusy
+    from tests.gui.test_main_window import _save_refused, _seeded_window
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    x = win.review.image_id
+    _save_refused(service, monkeypatch, 1, StorageBusy("the database file is locked by another program (test)"))
+    press(qtbot, win, Qt.Key.Key_1)
+    qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=5000)
+    db.labels.append(x, LabelChange(ReviewState.CORRECTED, class_name=CLASSES[2]), "inspector2")
+    said: list[str] = []
+    win.review.save_failed.connect(said.append)
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)  # the retry timer's round, refused
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: win.review.label.class_name == CLASSES[2], timeout=5000)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)
+    wait_saved(win, qtbot)
+    assert service.detail(x).label.class_name == CLASSES[2]
+    assert [h.author for h in service.history(x)] == ["inspector2"]
+    assert any(m.startswith("Not undone or redone") for m in said)
+    win.close()
+
+
+def test_ctrl_z_of_an_earlier_step_on_an_image_a_gallery_decision_was_refused_on_keeps_their_label(
+        service, db, folder, artifacts, qtbot, monkeypatch):
+    """Found by a session-45 probe: key 1 on image X (saved); a gallery decision over X and two others met another
+    station's save of X between its read and its write (refused for X, said); two Ctrl+Z then undid the decision
+    (X left alone) and the earlier class on X, written over their label with no revision check."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    from tests.gui.conftest import wait_shown
+    from tests.gui.test_main_window import _seeded_window
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    x = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_1)
+    wait_saved(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_K)
+    wait_shown(win, qtbot)
+    real_save, armed = service.save, [True]
+
+    def save(image_id, state, changed="", **k):
+        if armed and image_id == x:
+            armed.clear()  # another station saves X after the selection was read, before its write
+            db.labels.append(x, LabelChange(ReviewState.CORRECTED, class_name=CLASSES[2]), "inspector2")
+        return real_save(image_id, state, changed, **k)
+    monkeypatch.setattr(service, "save", save)
+    for row in (1, 2):
+        win.gallery.selectionModel().select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    assert x in win.queue.selected_ids()
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_3)
+    wait_saved(win, qtbot)
+    for _ in range(2):
+        press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        wait_saved(win, qtbot)
+        qtbot.wait(200)
+    assert service.detail(x).label.class_name == CLASSES[2]
+    assert service.history(x)[-1].author == "inspector2"
+    win.close()
