@@ -16,7 +16,7 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_PIXELS = 200_000_000  # ~14k x 14k: beyond this a station runs out of memory, not patience
 MAX_FILE_BYTES = 1 << 30
 
@@ -254,6 +254,11 @@ def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
         if lo < 0.0 or hi > 1.0:  # scored as a blank frame, clipped to 0-1, while the viewer stretched it (a probe)
             raise ImageReadError(path, f"floating-point pixels outside 0-1 ({lo:.4g} to {hi:.4g}): the models read "
                                        "float images in 0-1; save it as 8 or 16 bit, or scaled to 0-1")
+    if np.issubdtype(raw.dtype, np.integer) and raw.dtype.itemsize > 2:
+        # scaled by the whole 32-bit range, a sensor's counts all fell near one grey: scored as a blank frame while
+        # the viewer stretched it to its own range (a session-45 probe)
+        raise ImageReadError(path, f"{raw.dtype.itemsize * 8}-bit integer pixels ({raw.dtype}): the models read 8 or "
+                                   "16 bit images; save it as 8 or 16 bit")
     views = {}
     for mode, max_side in modes.items():
         try:

@@ -104,6 +104,15 @@ def test_a_float_image_outside_0_to_1_is_refused_with_its_range(tmp_path: Path) 
     assert decode(fine, {"gray": 64}).views["gray"].max() == pytest.approx(1.0)
 
 
+def test_a_32_bit_integer_image_is_refused_with_its_depth(tmp_path: Path) -> None:
+    """Found by a session-45 probe: an int32 TIFF of counts 0-2,559,000 reached the models as a flat grey frame
+    (0.5 to 0.5006, scaled by the whole 32-bit range) and was scored, while the viewer stretched it."""
+    deep = tmp_path / "i32.tif"
+    assert cv2.imwrite(str(deep), (np.arange(64 * 48, dtype=np.int32) * 833).reshape(48, 64))
+    with pytest.raises(ImageReadError, match="32-bit integer pixels"):
+        decode(deep, {"gray": 64})
+
+
 def test_broken_or_mismatched_model_directories_are_refused(models, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError):
         InspectionEngine({"classifier": tmp_path / "nothing"}, device="cpu")
