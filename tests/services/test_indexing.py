@@ -43,6 +43,17 @@ def test_index_records_every_image_with_hash_and_size(db, tmp_path: Path) -> Non
         assert im.content_hash == file_scan.hash_file(root / rel)
 
 
+def test_a_webp_image_is_indexed_and_read(db, tmp_path: Path) -> None:
+    """Found by a session-45 probe: a WebP image (which the reader decodes) was passed over without a word."""
+    from inference.imageio import read_raw
+    root = tmp_path / "web"
+    root.mkdir()
+    cv2.imwrite(str(root / "part.webp"), np.full((40, 64, 3), 90, np.uint8))
+    report = index_folder(db, root)
+    assert report.files == 1 and not report.skipped
+    assert read_raw(root / "part.webp").shape == (40, 64, 3)
+
+
 def test_reindex_hashes_only_new_or_changed_files(db, tmp_path: Path, monkeypatch) -> None:
     root = _folder(tmp_path / "parts")
     first = index_folder(db, root)
