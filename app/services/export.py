@@ -430,8 +430,8 @@ def turned_notes(exported: Sequence[PlannedItem]) -> list[str]:
     """A note for the JPEGs whose EXIF orientation asks readers to turn them: the station, its models and their
     labels use the pixels as stored, and the export copies the bytes, so a reader that honours the tag (OpenCV's
     default, PIL's exif_transpose) sees the image turned against its mask (a session-43 probe)."""
-    turned = [p.item.display_path for p in exported
-              if p.item.source.suffix.lower() in (".jpg", ".jpeg") and exif_orientation(p.item.source) not in (None, 1)]
+    turned = [p.item.display_path for p in exported  # read from the bytes: a JPEG named .png turns as well
+              if exif_orientation(p.item.source) not in (None, 1)]
     if not turned:
         return []
     return [f"{len(turned)} JPEG(s) carry an EXIF orientation that the station ignores (labels are on the pixels as "

@@ -208,15 +208,17 @@ def test_an_export_says_which_jpegs_an_exif_tag_would_turn(tmp_path: Path) -> No
     root = tmp_path / "line"
     root.mkdir()
     _jpeg_turned_by_exif(root / "turned.jpg")
+    _jpeg_turned_by_exif(root / "named.png")  # a session-45 probe: a JPEG under another name was left out
     write_image(root / "plain", 1)
     db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
     index_folder(db, root)
     for image in db.images.query():
         db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
     result = export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder",)))
-    assert result.exported == 2 and len(result.notes) == 1
-    assert result.notes[0].startswith("1 JPEG(s) carry an EXIF orientation") and "line/turned.jpg" in result.notes[0]
-    assert any(line.startswith("note: 1 JPEG(s)") for line in result.summary_lines())
+    assert result.exported == 3 and len(result.notes) == 1
+    assert result.notes[0].startswith("2 JPEG(s) carry an EXIF orientation") and "line/turned.jpg" in result.notes[0]
+    assert "line/named.png" in result.notes[0]
+    assert any(line.startswith("note: 2 JPEG(s)") for line in result.summary_lines())
     db.close()
 
 
