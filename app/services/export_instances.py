@@ -169,6 +169,8 @@ class YoloWriter(FormatWriter):
         else:
             lines += ["train: images", "val: images"]
         lines.append("names:")
-        lines += [f"  {i}: {json.dumps(name)}" for i, name in enumerate(self.categories)]
+        # as written, not \u-escaped: a name beyond the basic plane ("𝛼-crack") became two lone surrogates for
+        # YAML readers and this station's own import (a session-45 probe)
+        lines += [f"  {i}: {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(self.categories)]
         write_bytes(self.root / "data.yaml", ("\n".join(lines) + "\n").encode("utf-8"))
         return {"images": self.images, "instances": self.instances}

@@ -118,6 +118,19 @@ def test_a_quoted_yolo_class_name_keeps_a_hash_in_it() -> None:
     assert scalar("crack # a comment") == "crack"
 
 
+def test_a_class_name_beyond_the_basic_plane_is_written_as_itself_in_data_yaml(tmp_path: Path) -> None:
+    """Found by a session-45 probe: `𝛼-crack` was written as "\\ud835\\udefc-crack" (JSON's surrogate pair), which
+    YAML readers and this station's own import read as two lone surrogates: the import refused its own export."""
+    from app.services.export_instances import YoloWriter
+    from app.services.import_yolo import scalar
+    writer = YoloWriter(tmp_path, ["𝛼-crack", "ok"], ("train",))
+    writer.images = 1  # as after one image was written
+    writer.finish()
+    names = [line.split(":", 1)[1] for line in (tmp_path / "yolo" / "data.yaml").read_text("utf-8").splitlines()
+             if line.startswith("  0:") or line.startswith("  1:")]
+    assert [scalar(n) for n in names] == ["𝛼-crack", "ok"]
+
+
 @pytest.mark.parametrize("fmt", ["imagefolder", "masks", "yolo"])
 def test_images_whose_export_names_collided_come_back_each_to_its_own(tmp_path: Path, fmt: str) -> None:
     """Found by a session-43 probe: `sub/c.png` and `sub__c.png` (the same bytes) share the flat name `sub__c.png`,
