@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import platformdirs
+from sqlalchemy.engine import URL
 
 APP_NAME = "inspection-station"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +24,10 @@ def default_database_url() -> str:
     env = os.environ.get("INSPECTION_STATION_DB")
     if env:
         return env
-    return f"sqlite:///{(data_dir() / 'station.sqlite').as_posix()}"
+    # built, not formatted: a data folder named "st?1" or "h%41x" put the database at /…/st or in /…/hAx, outside it
+    # (SQLAlchemy reads "?" as the query and decodes "%41"; a session-45 probe)
+    return URL.create("sqlite", database=(data_dir() / "station.sqlite").as_posix()).render_as_string(
+        hide_password=False)
 
 
 def cache_dir() -> Path:

@@ -51,10 +51,9 @@ class MapUnavailable(FileNotFoundError):
 
 def beside_database(db_url: str, suffix: str) -> Path | None:
     """``station.sqlite`` + ``-artifacts`` -> ``station-artifacts`` in the same folder; None if not a file."""
-    if db_url.startswith("sqlite:///") and ":memory:" not in db_url:
-        db_file = Path(db_url[len("sqlite:///"):].split("?", 1)[0])
-        return db_file.with_name(db_file.stem + suffix)
-    return None
+    from database.engine import sqlite_file  # the one reading of a SQLite URL's path (a "?" or "%41" in it too)
+    db_file = sqlite_file(db_url)
+    return None if db_file is None else db_file.with_name(db_file.stem + suffix)
 
 
 def station_root(db_url: str) -> Path:

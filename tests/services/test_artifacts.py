@@ -30,6 +30,23 @@ def test_root_sits_next_to_a_sqlite_file(tmp_path: Path) -> None:
     assert artifact_root("postgresql+psycopg://u@h/db").name == "artifacts"
 
 
+@pytest.mark.parametrize("name", ["st?1", "h%41x", "a b#c"])
+def test_a_data_folder_with_url_characters_in_its_name_keeps_its_database_and_artifacts(tmp_path: Path, monkeypatch,
+                                                                                        name: str) -> None:
+    """Found by a session-45 probe: with the data folder "…/q?z" the database was created as the file "…/q", outside
+    it (two folders "st?1" and "st?2" shared one), and with "…/h%41x" in "…/hAx" while the maps stayed in h%41x."""
+    from app.paths import default_database_url
+    from database.engine import open_database, sqlite_file
+    home = tmp_path / name
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(home))
+    monkeypatch.delenv("INSPECTION_STATION_DB", raising=False)
+    url = default_database_url()
+    assert sqlite_file(url) == home / "station.sqlite"
+    assert artifact_root(url).parent == home
+    open_database(url).close()
+    assert (home / "station.sqlite").is_file()
+
+
 def test_the_readme_names_the_folder_the_code_uses(tmp_path: Path) -> None:
     """Issue 17: the README said ``<database>-artifacts`` while the folder is ``<name>-artifacts``."""
     import re
