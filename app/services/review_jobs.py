@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Sequence
 
 from app.paths import data_dir
@@ -84,7 +85,7 @@ class ReviewJobs:
         self._restarts = 0
         self._event: str | None = None
         self._event_id = 0
-        self._failures: dict[int, tuple[int, tuple[FailedImage, ...]]] = {}
+        self._failures: dict[int, tuple[tuple[int, datetime | None], tuple[FailedImage, ...]]] = {}  # (count, finished at)
 
     def available_families(self) -> list[str]:
         """Families with a model to run: given explicitly, active in the database, or bundled."""
@@ -255,10 +256,14 @@ class ReviewJobs:
         failures = {}
         for p in jobs:
             if not p.failed:
+                self._failures.pop(p.job_id, None)
                 continue
+            # re-read only when the count moved or the job finished again: a Retry pressed at another station took
+            # the count 1 -> 0 -> 1 between reads, and this panel kept the first failure's reason (a session-45 probe)
+            key = (p.failed, p.finished_at)
             cached = self._failures.get(p.job_id)
-            if cached is None or cached[0] != p.failed:  # re-read only when the count moved
-                cached = (p.failed, tuple(failed_image_list(self.db, p.job_id, self.FAILED_SHOWN)))
+            if cached is None or cached[0] != key:
+                cached = (key, tuple(failed_image_list(self.db, p.job_id, self.FAILED_SHOWN)))
                 self._failures[p.job_id] = cached
             failures[p.job_id] = cached[1]
         families = {i: tuple(j.params.get("families", ())) for i, j in rows.items()}

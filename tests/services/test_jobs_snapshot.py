@@ -227,3 +227,30 @@ def test_a_job_records_what_it_was_queued_for(tmp_path: Path) -> None:
             submit_prelabel(db, image_ids=ids, families=jobs.available_families(), scope="everything")
     finally:
         db.close()
+
+
+def test_a_failure_retried_at_another_station_shows_its_new_reason(tmp_path: Path) -> None:
+    """Found by a session-45 probe: station Y listed a failed image as "empty file"; station X pressed Retry and it
+    failed again as "not a decodable image"; Y went on listing the first reason (its list was cached by the count,
+    1 both times)."""
+    from database import FileEntry, new_worker_id
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        folder = db.folders.add("/data/line")
+        ids = list(db.images.sync(folder.id, [FileEntry("cam.png", 1, 1)]).added_ids)
+        job = db.jobs.create(PRELABEL, {"families": ["anomaly"]}, ids)
+        worker = new_worker_id()
+
+        def fail(reason: str) -> None:
+            batch = db.jobs.claim_items(worker, 1)
+            db.jobs.fail_items(worker, {it.id: reason for it in batch.items})
+        station_y = ReviewJobs(db, "unused")
+        station_y.check_worker = lambda work_waiting: WorkerStatus(False)  # type: ignore[method-assign]
+        fail("empty file (0 bytes)")
+        assert [f.reason for f in station_y.snapshot().failures[job.id]] == ["empty file (0 bytes)"]
+        assert db.jobs.requeue_failed(job.id) == 1  # Retry at station X
+        fail("not a decodable image (corrupt or unsupported format)")
+        assert [f.reason for f in station_y.snapshot().failures[job.id]] == [
+            "not a decodable image (corrupt or unsupported format)"]
+    finally:
+        db.close()
