@@ -236,6 +236,7 @@ class ImageViewer(ImageView):
         self._mask_unset = True  # the label holds no mask: the first mask edit may start from the prediction
         self.rings = TargetRings()  # predicted targets, ringed at a visible size (drawForeground)
         self.object_tags = ObjectTags()  # each object's number and class; the selected one boxed
+        self._off_image = False  # the brush stroke in progress has not come onto the image yet
         self._click_at: QPointF | None = None
         self.setMouseTracking(True)
         self.set_tool("pan")
@@ -251,6 +252,7 @@ class ImageViewer(ImageView):
         saved (a session-44 probe: a stroke held across J went on painting the next image and was saved to it as
         "corrected", its predicted target dropped)."""
         self._last = None
+        self._off_image = False
 
     def show_image(self, rgb: np.ndarray | None, message: str = "", pixels: ViewerPixels | None = None) -> None:
         """``pixels``: the file's own values for the cursor readout, where ``rgb`` stretches a deep image."""
@@ -500,12 +502,20 @@ class ImageViewer(ImageView):
         if (event.button() == Qt.MouseButton.LeftButton and self.editable and self.tool != "pan"
                 and self._rgb is not None):
             if self.tool in ("brush", "eraser"):
-                self._begin_edit()
-                self._show_layer(self._target_layer())
                 self._last = pos
-                self._target_layer().stroke(pos, pos, self.brush_radius, self.tool == "eraser")
-            elif self.tool == "polygon" and self._inside(pos):
-                self._poly.append(pos)
+                # A press in the margin starts nothing until the cursor comes onto the image: a click there saved
+                # the untouched label as "corrected" (the predicted targets, or "no target") and took the image out of
+                # the unreviewed queue though nothing on screen changed (a session-45 probe).
+                self._off_image = not self._inside(pos)
+                if not self._off_image:
+                    self._begin_edit()
+                    self._show_layer(self._target_layer())
+                    self._target_layer().stroke(pos, pos, self.brush_radius, self.tool == "eraser")
+            elif self.tool == "polygon":
+                # a corner clicked beyond the image is taken to its edge (a shape hugging the border), not dropped:
+                # the filled shape was not the one clicked, or nothing at all (a session-45 probe)
+                h, w = self._rgb.shape[:2]
+                self._poly.append(QPointF(min(max(pos.x(), 0.0), float(w)), min(max(pos.y(), 0.0), float(h))))
                 self._update_poly_preview()
             elif self.tool == "grow":
                 self.grow_at(pos)
@@ -523,7 +533,12 @@ class ImageViewer(ImageView):
             self._brush_item.setVisible(True)
             self._update_brush_cursor(pos)
             if self._last is not None and event.buttons() & Qt.MouseButton.LeftButton:
-                self._target_layer().stroke(self._last, pos, self.brush_radius, self.tool == "eraser")
+                if self._off_image and self._inside(pos):  # the stroke reaches the image: it starts here
+                    self._off_image = False
+                    self._begin_edit()
+                    self._show_layer(self._target_layer())
+                if not self._off_image:
+                    self._target_layer().stroke(self._last, pos, self.brush_radius, self.tool == "eraser")
                 self._last = pos
                 event.accept()
                 return
@@ -540,8 +555,8 @@ class ImageViewer(ImageView):
                 self.object_clicked.emit(pos.x(), pos.y(), self._pick_tolerance())
         if event.button() == Qt.MouseButton.LeftButton and self._last is not None:
             self._last = None
-            if self.editable:  # else the stroke began on an image another one is replacing: not saved to it
-                self._emit_edit()
+            if self.editable and not self._off_image:  # else it began on an image another one is replacing, or
+                self._emit_edit()                      # never came onto the image: nothing of it is saved
             event.accept()
             return
         super().mouseReleaseEvent(event)

@@ -1070,3 +1070,47 @@ def test_keys_that_decide_an_image_wait_for_one(service, folder, qtbot):
     label = service.detail(image_id).label
     assert label is not None and label.review_state == "accepted"
     win.close()
+
+
+def test_a_brush_or_eraser_click_beside_the_image_saves_nothing(service, db, folder, artifacts, qtbot):
+    """Found by a session-45 probe: zoomed out, a brush click in the grey margin stored the predicted targets as the
+    inspector's correction, and an eraser click there stored "no target" on an image nobody had looked at; both left
+    the unreviewed queue though nothing on screen changed. A stroke from the margin onto the image paints from
+    where it comes onto it."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    v = win.viewer
+    image_id = win.review.image_id
+    v.fit()
+    v.zoom_by(0.4, anchor_under_mouse=False)
+    margin = v.mapFromScene(-15, 32)
+    assert v.viewport().rect().contains(margin)
+    for key in (Qt.Key.Key_B, Qt.Key.Key_E):
+        press(qtbot, win, key)
+        v.set_brush_radius(3)
+        qtbot.mouseClick(v.viewport(), Qt.MouseButton.LeftButton, pos=margin)
+        wait_saved(win, qtbot)
+        assert service.detail(image_id).label.review_state == "unreviewed"
+        assert service.history(image_id) == []
+    press(qtbot, win, Qt.Key.Key_B)
+    _drag(qtbot, v, margin, v.mapFromScene(10, 32))
+    wait_saved(win, qtbot)
+    label = service.detail(image_id).label
+    assert label.review_state == "corrected" and label.mask is not None and label.mask[32, 5]
+    win.close()
+
+
+def test_polygon_corners_beyond_the_image_are_taken_to_its_edge(window, service, qtbot):
+    """Found by a session-45 probe: corners clicked just beside the image were dropped, so the filled shape was not
+    the one clicked (a strip along the border missing), or with one corner left nothing was filled at all."""
+    win, v = window, window.viewer
+    image_id = win.review.image_id
+    v.fit()
+    v.zoom_by(0.6, anchor_under_mouse=False)
+    press(qtbot, win, Qt.Key.Key_L)
+    vp = v.viewport()
+    for x, y in ((-6, -6), (30, -6), (30, 30), (-6, 30)):
+        qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(x, y))
+    qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(-6, 30))  # (its press added the corner)
+    wait_saved(win, qtbot)
+    mask = service.detail(image_id).label.mask
+    assert mask is not None and mask[0, 0] and mask[1, 20] and mask[20, 1] and not mask[40, 40]
