@@ -53,6 +53,12 @@ def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.nda
             if len(polys) != len(seg) or any(len(p) < 6 or len(p) % 2 or not all(
                     isinstance(v, (int, float)) for v in p) for p in polys):
                 raise LabelImportError(f"{where}: a polygon must be a list of at least 3 x, y number pairs")
+            # finite and near the image: NaN or a point at 4e8 crashed the process inside pycocotools (a session-45
+            # probe: signal 11, or a hang tracing billions of edge points)
+            if not all(math.isfinite(v) and -width <= v <= 2 * width for p in polys for v in p[0::2]) or not all(
+                    math.isfinite(v) and -height <= v <= 2 * height for p in polys for v in p[1::2]):
+                raise LabelImportError(f"{where}: a polygon point is not a number within reach of the {width}x{height} "
+                                       "image")
             rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
         elif isinstance(seg, dict) and isinstance(seg.get("counts"), (list, str)):
             if list(seg.get("size", [])) != [height, width]:
@@ -63,12 +69,44 @@ def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.nda
                     raise LabelImportError(f"{where}: RLE counts do not cover the {width}x{height} image")
                 rle = mask_utils.frPyObjects(seg, height, width)
             else:
+                if rle_string_total(seg["counts"]) != height * width:  # pycocotools reads past a short one: a mask
+                    # of memory never written, different at each run (a session-45 probe)
+                    raise LabelImportError(f"{where}: RLE counts do not cover the {width}x{height} image")
                 rle = {"size": [height, width], "counts": seg["counts"].encode("ascii")}
         else:
             raise LabelImportError(f"{where}: segmentation is neither polygons nor RLE")
         return np.asarray(mask_utils.decode(rle), dtype=bool)
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise LabelImportError(f"{where}: unreadable segmentation ({exc})") from None
+
+
+def rle_string_total(counts: str) -> int | None:
+    """The pixels a compressed COCO RLE string covers (the sum of its runs), or None when it is not one: each run
+    is a little-endian number in 5-bit groups, one character each (48 added), the 0x20 bit saying another group
+    follows and the last group's 0x10 bit its sign; from the third run on, a run is stored as its difference from
+    the run two before (COCO's ``rleToString``)."""
+    runs: list[int] = []
+    pos = 0
+    while pos < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(counts):
+                return None
+            c = ord(counts[pos]) - 48
+            if not 0 <= c < 64:
+                return None
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            return None
+        runs.append(value)
+    return sum(runs)
 
 
 def image_location(doc_file: Path, root: Path, file_name: str) -> Path | None:
@@ -95,7 +133,7 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         if a.get("category_id") not in names:
             raise LabelImportError(f"{doc_file}: annotation {a.get('id')} has unknown category_id {a.get('category_id')!r}")
         per_image.setdefault(a["image_id"], []).append(a)
-    records = []
+    records: list[ImportRecord] = []
     seen_ids: dict[Any, Any] = {}
     for img in images:
         if not isinstance(img, dict):
@@ -137,6 +175,10 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         records.append(ImportRecord(label_file=doc_file, image_ref=ref, image_file=image_location(doc_file, root, ref),
                                     origin=source if isinstance(source, str) else None,
                                     class_name=class_name, mask=mask))
+    orphans = sorted({repr(k) for k in per_image if k not in seen_ids})
+    if orphans:  # their labels would be lost without a word (a session-45 probe)
+        raise LabelImportError(f"{doc_file}: annotations for image id(s) {', '.join(orphans[:5])} that 'images' does "
+                               "not list")
     return records
 
 

@@ -7,7 +7,6 @@ choose another format.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Set as AbstractSet
 from itertools import islice
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from app.services.export_split import SPLIT_NAMES
 from app.services.import_records import LabelImportError, check_size
 from inference.imageio import IMAGE_SUFFIXES
+from inference.model_limits import parse_json
 
 # Most telling first: the first format found is the one proposed. COCO before masks (it holds the classes and each
 # object's own class as well as the masks); the CSV last (it holds no mask).
@@ -42,7 +42,7 @@ def _json_object(path: Path) -> dict[str, Any]:
     """A (size-checked) JSON object file; empty when it is not one or cannot be read: it tells nothing."""
     try:
         check_size(path)
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        doc = parse_json(path.read_text(encoding="utf-8-sig"))  # nested too deeply: a ValueError
     except (LabelImportError, OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}

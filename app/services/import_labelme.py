@@ -33,6 +33,7 @@ from app.services.import_records import (
 from app.services.object_classes import ObjectClass
 
 FILLED = ("polygon", "rectangle", "circle")
+OUTLINES = ("point", "points", "line", "linestrip")  # no area: they name a class only
 
 
 def paint(shape: dict[str, Any], canvas: np.ndarray, where: str) -> None:
@@ -43,6 +44,10 @@ def paint(shape: dict[str, Any], canvas: np.ndarray, where: str) -> None:
         raise LabelImportError(f"{where}: shape points must be [x, y] pairs") from None
     if not np.all(np.isfinite(pts)):
         raise LabelImportError(f"{where}: shape points must be finite numbers")
+    h, w = canvas.shape
+    if len(pts) and not (np.all(np.abs(pts[:, 0] - w / 2) <= 1.5 * w) and np.all(np.abs(pts[:, 1] - h / 2) <= 1.5 * h)):
+        # far outside: OpenCV raised its own error, or a coordinate past 2^31 wrapped round and drew elsewhere
+        raise LabelImportError(f"{where}: shape points lie far outside the {w}x{h} image")
     if kind == "polygon" and len(pts) >= 3:
         cv2.fillPoly(canvas, [np.round(pts).astype(np.int32).reshape(-1, 1, 2)], 1)
     elif kind == "rectangle" and len(pts) == 2:
@@ -87,7 +92,12 @@ def read_file(path: Path, root: Path) -> ImportRecord:
         if not isinstance(label, str) or not label:
             raise LabelImportError(f"{where}: shape {n} has no label")
         before = int(canvas.sum())
-        if (shape.get("shape_type") or "polygon") in FILLED:
+        kind = shape.get("shape_type") or "polygon"
+        if kind not in FILLED and kind not in OUTLINES:  # labelme's "mask", another tool's own kind: its pixels
+            # were dropped without a word, the image's mask left as it was (a session-45 probe)
+            raise LabelImportError(f"{where}: shape {n} ({label}) is a {kind!r} shape; the station reads polygons, "
+                                   "rectangles and circles (points and lines give a class only)")
+        if kind in FILLED:
             paint(shape, canvas, f"{where}, shape {n} ({label})")
             filled_shapes.append((n, shape, label))
         area[label] = area.get(label, 0) + int(canvas.sum()) - before

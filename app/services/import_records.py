@@ -24,6 +24,7 @@ from app.services.export_items import TARGET_CATEGORY, encode_mask
 from app.services.object_classes import ObjectClass, resolve
 from database.dto import UNCHANGED as UNCHANGED  # re-exported for the format readers
 from inference.imageio import MAX_PIXELS, ImageReadError, read_mask
+from inference.model_limits import parse_json
 
 MAX_LABEL_FILE_BYTES = 512 << 20  # a COCO file of ~100k instances is well below this
 
@@ -138,9 +139,11 @@ def read_text(path: Path) -> str:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A bounded JSON file that must hold an object; a clear message names the file and the line."""
     try:
-        doc = json.loads(read_text(path))
+        doc = parse_json(read_text(path))
     except json.JSONDecodeError as exc:
         raise LabelImportError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except ValueError as exc:  # nested too deeply (a traceback, a session-45 probe)
+        raise LabelImportError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise LabelImportError(f"{path}: expected a JSON object, found {type(doc).__name__}")
     return doc

@@ -266,6 +266,12 @@ def _two_images_one_id() -> dict:
     return doc
 
 
+def _orphan_annotation() -> dict:
+    doc = coco_doc("b.png", [[3, 3, 8, 3, 8, 7, 3, 7]])
+    doc["annotations"].append({**doc["annotations"][0], "id": 99, "image_id": 2})
+    return doc
+
+
 @pytest.mark.parametrize("fmt, setup, message", [
     ("coco", lambda r, t: write_json(t / "bad.json", '{"images": [1, 2'), "not valid JSON (line 1"),
     ("coco", lambda r, t: write_json(t / "bad.json", "[]"), "expected a JSON object"),
@@ -275,6 +281,25 @@ def _two_images_one_id() -> dict:
     ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": [5, 5]})),
      "do not cover"),
     ("coco", lambda r, t: write_json(t / "bad.json", _two_images_one_id()), "the id is given to two images"),
+    # session-45 probes: a short compressed RLE gave a mask of memory never written; NaN or a far point crashed the
+    # process in pycocotools; an annotation for an image the file does not list was lost without a word; a
+    # document nested too deeply raised RecursionError; labelme's "mask" shapes were dropped, and far points drew
+    # elsewhere or raised OpenCV's error
+    ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": "04"})),
+     "do not cover"),
+    ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", [[0, 0, float("nan"), 0, 10, 10]])),
+     "not a number within reach"),
+    ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", [[0, 0, 4e8, 0, 4e8, 4e8]])),
+     "not a number within reach"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _orphan_annotation()), "annotations for image id"),
+    ("coco", lambda r, t: write_json(t / "bad.json", "[" * 200_000 + "]" * 200_000), "nested too deeply"),
+    ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [
+        {"label": "crack", "shape_type": "mask", "points": [[1, 1], [5, 5]], "mask": "iVBORw0KGgo="}])),
+     "is a 'mask' shape"),
+    ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [
+        {"label": "crack", "shape_type": "rectangle", "points": [[1, 1], [1e12, 5]]}])), "far outside"),
+    ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [
+        {"label": "crack", "points": [[1, 1], [4294967306, 5], [3, 9]]}])), "far outside"),
     ("masks", lambda r, t: _one_mask_two_images(t), "2 images share its name"),
     ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b.png", [{"points": []}])), "has no label"),
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\n../x.png,crack\n"), "outside the import folder"),
