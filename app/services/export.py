@@ -83,6 +83,7 @@ class ExportResult:
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     split_counts: dict[str, int] | None = None
     held_out_ids: tuple[int, ...] = ()  # the exported images outside the train part (a retraining's held-out ones)
+    held_out_files: dict[str, int] = field(default_factory=dict)  # their file names -> image ids
     notes: tuple[str, ...] = ()  # what a reader of the export must know (images an EXIF tag would turn)
 
     def summary_lines(self) -> list[str]:
@@ -423,7 +424,8 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         held = tuple(p.item.image_id for p in exported if p.item.image_id is not None and (
             p.item.anomaly_verdict == ANOMALY_ANOMALOUS
             or (p.item.anomaly_verdict == ANOMALY_NORMAL and mvtec_parts.get(p.file_name, "train") != "train")))
-    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held, tuple(notes))
+    files = {p.file_name: p.item.image_id for p in exported if p.item.image_id in set(held)}
+    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held, files, tuple(notes))
 
 
 def turned_notes(exported: Sequence[PlannedItem]) -> list[str]:

@@ -152,3 +152,29 @@ def test_like_takes_the_kind_and_settings_and_refuses_a_disagreeing_arch(tiny_ti
     rc = cli_main(["train", "anomaly", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--like",
                    str(tmp_path / "bad"), "--no-evaluate"])
     assert rc == 2 and "not an anomaly model folder" in capsys.readouterr().err
+
+
+def test_the_held_out_answers_counted_are_those_still_held_out(tiny_tile_model: Path, tmp_path: Path) -> None:
+    """Found by a session-45 probe: with every verdict accepted from the active tile_defect version's answers, the
+    comparison read "13 of 5 held-out labels are its own answers": the count ran over the anomalous images the
+    refit had moved to validation/ to learn from."""
+    from app.services.reflag import card_threshold
+    from database import PredictionIn
+    db, _url = reviewed_tiles(tmp_path, regions=14, without_region=2)
+    parent = db.model_versions.register("anomaly", "tiles-v1", str(tiny_tile_model), activate=True,
+                                        card={"threshold": {"image": 0.5}})  # as a test run writes it
+    threshold = card_threshold(parent.card or {})
+    assert threshold == 0.5
+    labels = db.labels.current_many([i.id for i in db.images.query()])
+    db.predictions.upsert_many([
+        PredictionIn(i, parent.id, anomaly_score=(threshold + 1.0 if lab.anomaly_verdict.value == "anomalous" else 0.0))
+        for i, lab in labels.items()])
+    preds = db.predictions.for_images(list(labels), parent.id)
+    for i, lab in labels.items():
+        db.labels.append(i, LabelChange(ReviewState.ACCEPTED, anomaly_verdict=lab.anomaly_verdict,
+                                        anomaly_mask_png=lab.anomaly_mask_png, from_prediction_id=preds[i].id), "ann")
+    plan = plan_retraining(db, "anomaly", tmp_path / "work", tmp_path / "out")
+    held = plan.data["held_out"]
+    assert plan.data["defects_learned"] >= MIN_DEFECT_REGIONS
+    assert plan.data["held_out_parents_answers"] == held  # every one still held out, and none of those learnt from
+    db.close()
