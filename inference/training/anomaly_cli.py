@@ -203,11 +203,12 @@ def evaluate_results(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """``evaluate anomaly`` as data: model directory -> its metrics (``--record`` also writes them
     into each model's card)."""
     from ..bundled import bundled_model_dir
-    from ..checkpoints import load_model, save_card
+    from ..checkpoints import load_model
     from ..device import prepare_inference_process
     from .anomaly_data import scan_category
     from .anomaly_eval import evaluate_tree
-    from .common import pick_device
+    from .common import command_line, pick_device
+    from .test_record import record_test
 
     prepare_inference_process(args.threads)
     dirs = args.model or [str(bundled_model_dir("anomaly"))]
@@ -220,8 +221,7 @@ def evaluate_results(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if args.record:
             r = results[d]
             test = {k: v for k, v in r.items() if k not in ("skipped", "model")} | {"skipped": len(r["skipped"])}
-            card = loaded.card | {"metrics": {"test": test | {"data": str(tree.root)}}}
-            save_card(d, card)
+            record_test(Path(d), test | {"data": str(tree.root)}, tree.root / "test", command_line())
     return results
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,11 +87,6 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None)
 
 
-def _command_line() -> str:
-    argv = sys.argv[1:] if Path(sys.argv[0]).name == "main.py" else sys.argv
-    return "python main.py " + shlex.join(argv) if Path(sys.argv[0]).name == "main.py" else shlex.join(argv)
-
-
 def train_options(args: argparse.Namespace, command: str) -> Any:
     """The trainer's typed options from parsed ``train classifier`` arguments (ValueError: refused)."""
     from inference.training.classifier_train import TrainOptions
@@ -118,28 +112,25 @@ def train_errors() -> tuple[type[Exception], ...]:
 
 def run_train(args: argparse.Namespace) -> int:
     from inference.training.classifier_train import train_classifier
+    from inference.training.common import command_line
 
     try:
-        out = train_classifier(train_options(args, _command_line()))
+        out = train_classifier(train_options(args, command_line()))
     except train_errors() as exc:
         return _error(str(exc))
     print(f"cross-validation report written to {out}" if args.cv_only else f"model written to {out}")
     return 0
 
 
-def _record_test(model_dir: Path, report: dict[str, Any]) -> None:
-    """metrics.test beside metrics.cv; every recording is counted, so a test scored twice shows it."""
-    from inference.checkpoints import read_json, save_card
+def _record_test(model_dir: Path, report: dict[str, Any]) -> int:
+    """metrics.test beside metrics.cv (inference/training/test_record.py)."""
+    from inference.training.common import command_line
+    from inference.training.test_record import record_test
 
-    card = read_json(Path(model_dir) / "card.json")
-    metrics = dict(card.get("metrics") or {})
-    earlier = metrics.get("test")
-    times = int(earlier.get("times_recorded", 0)) if isinstance(earlier, dict) else 0
-    metrics["test"] = {**{k: report[k] for k in ("accuracy", "precision", "recall", "f1", "count")},
-                       "per_class": report.get("per_class"), "confusion_matrix": report.get("confusion_matrix"),
-                       "data": report.get("data"), "test_time_augmentation": report.get("test_time_augmentation"),
-                       "command": _command_line(), "times_recorded": times + 1}
-    save_card(model_dir, {**card, "metrics": metrics})
+    figures = {**{k: report[k] for k in ("accuracy", "precision", "recall", "f1", "count")},
+               "per_class": report.get("per_class"), "confusion_matrix": report.get("confusion_matrix"),
+               "data": report.get("data"), "test_time_augmentation": report.get("test_time_augmentation")}
+    return record_test(model_dir, figures, Path(str(report.get("data"))), command_line())
 
 
 def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
@@ -180,8 +171,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"model {report['model']}\ndata  {report['data']}\ntest-time augmentation {report['test_time_augmentation']}\n")
     print(format_report(report))
     if args.record:
-        _record_test(Path(report["model"]), report)
-        print(f"\ntest figures written into {Path(report['model']) / 'card.json'} (metrics.test)")
+        from inference.training.test_record import RecordRefused
+        try:
+            times = _record_test(Path(report["model"]), report)
+        except RecordRefused as exc:
+            return _error(str(exc))
+        print(f"\ntest figures written into {Path(report['model']) / 'card.json'} (metrics.test; recorded {times} "
+              "time(s))")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")

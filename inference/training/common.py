@@ -129,3 +129,11 @@ def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+def command_line() -> str:
+    """The command this process runs, as a person would type it (for cards and records)."""
+    import shlex
+    import sys
+    on_main = Path(sys.argv[0]).name == "main.py"
+    return "python main.py " + shlex.join(sys.argv[1:]) if on_main else shlex.join(sys.argv)

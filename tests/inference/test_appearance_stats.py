@@ -159,12 +159,19 @@ def test_train_with_stats_and_add_stats(tmp_path, capsys):
     forced = add_stats(out, cat, tmp_path / "m3", log=lambda s: None, force=("max", 2.0))["appearance_stats"]
     assert forced["forced"] and forced["rule_choice"] == info["chosen"]
     assert load_model(tmp_path / "m3").config.stats_fusion == "max" and load_model(tmp_path / "m3").config.stats_weight == 2.0
-    # evaluate --record writes the test figures into the card
-    rc = main(["evaluate", "anomaly", "--data", str(cat), "--model", str(tmp_path / "m2"), "--threads", "1", "--record"])
-    assert rc == 0, capsys.readouterr().err
-    rec = load_model(tmp_path / "m2").card["metrics"]["test"]
-    assert 0.0 <= rec["image_auroc"] <= 1.0 and rec["n_images"] == 5
-    assert np.isfinite(rec["pixel_auroc"])
+    # evaluate --record writes the test figures into the card, beside its other figures, and counts each recording
+    # (a session-45 probe: it replaced the card's metrics whole, its cross-validation figures gone, and no count)
+    from inference.checkpoints import save_card
+    save_card(tmp_path / "m2", {**again.card, "metrics": {**(again.card.get("metrics") or {}), "cv": {"folds": 3}}})
+    for times in (1, 2):
+        rc = main(["evaluate", "anomaly", "--data", str(cat), "--model", str(tmp_path / "m2"), "--threads", "1",
+                   "--record"])
+        assert rc == 0, capsys.readouterr().err
+        metrics = load_model(tmp_path / "m2").card["metrics"]
+        rec = metrics["test"]
+        assert 0.0 <= rec["image_auroc"] <= 1.0 and rec["n_images"] == 5
+        assert np.isfinite(rec["pixel_auroc"])
+        assert rec["times_recorded"] == times and metrics["cv"] == {"folds": 3}
 
 
 def test_stats_command_reports_a_missing_model(tmp_path, capsys):

@@ -191,3 +191,18 @@ def test_cli_evaluate_record_puts_the_test_figure_beside_the_cv_estimate(tmp_pat
     assert metrics["cv"]["count"] == 24  # the CV estimate is kept beside it
     assert main(args) == 0  # a second look at the test split is counted, not hidden
     assert json.loads((out / "card.json").read_text())["metrics"]["test"]["times_recorded"] == 2
+
+
+def test_cli_evaluate_record_refuses_the_images_the_model_was_trained_on(tmp_path, capsys):
+    """Found by a session-45 probe: ``evaluate --record`` on the model's own training folder wrote its figure as
+    metrics.test, and the station then showed "test acc" for images the model had learnt."""
+    root = _session_tree(tmp_path / "t", val=False)
+    out = tmp_path / "m"
+    assert main(_train_args(root / "train", out, "--cv-folds", "2")) == 0
+    before = (out / "card.json").read_text()
+    capsys.readouterr()
+    args = ["evaluate", "classifier", "--data", str(root / "train"), "--model", str(out), "--device", "cpu", "--record"]
+    assert main(args) == 2
+    assert "is the folder it was trained from" in capsys.readouterr().err
+    assert (out / "card.json").read_text() == before
+
