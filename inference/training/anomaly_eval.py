@@ -40,12 +40,18 @@ def evaluate_tree(model: AnomalyNet, tree: CategoryTree, device: torch.device | 
         for item in chunk:
             try:
                 img = read_image(item.path, channel_mode(cfg.in_channels))
-                gt = read_test_mask(item, img.shape[:2])
             except ImageReadError as exc:
                 skipped.append(f"{exc} (left out)")
                 continue
-            if gt is None:
-                skipped.append(f"{item.path}: no ground-truth mask (image score only)")
+            try:
+                gt = read_test_mask(item, img.shape[:2])
+            except ImageReadError as exc:  # the image still counts for the image AUROC (it was left out whole, and a
+                # readable defect image with it: a session-45 probe)
+                skipped.append(f"{item.path}: its ground-truth mask cannot be read ({exc.reason}; image score only)")
+                gt = None
+            else:
+                if gt is None:
+                    skipped.append(f"{item.path}: no ground-truth mask (image score only)")
             items.append((item, gt))
             inputs.append(to_model_input(img, cfg.image_size, cfg.in_channels))
             shapes.append(img.shape[:2])

@@ -37,6 +37,10 @@ def evaluate_model(loaded: LoadedModel, data: Path, batch_size: int = 32, tta: s
             f"{source}: class folder(s) {', '.join(unknown)} unknown to the model (it knows: {', '.join(classes)})"
         )
     if callable(getattr(loaded.model, "image_input", None)):
+        if tta not in (None, "none"):  # it was said and recorded as "d4" while no view ran (a session-45 probe)
+            raise ValueError(f"{loaded.name} computes its own input from the picture: it takes no test-time "
+                             f"views (--tta {tta}); score it with --tta none")
+        tta = "none"
         labels, pred, failures = _own_input_predictions(loaded, items, classes)
     else:
         labels, pred, failures = _pixel_predictions(loaded, items, classes, batch_size, tta, progress)

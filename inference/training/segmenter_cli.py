@@ -77,11 +77,22 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def unit_interval(text: str) -> float:
+    """A threshold in 0-1: NaN or a value outside was taken, and every figure then read 0 as if valid (a probe)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"a threshold is between 0 and 1, not {text}")
+    return value
+
+
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="tree with images/ and masks/ (test.txt, else val.txt, else all)")
     p.add_argument("--model", help="model directory (default: the bundled segmenter)")
     p.add_argument("--split", choices=("train", "val", "test", "all"), help="override the split to score")
-    p.add_argument("--threshold", type=float, help="override the model card's decision threshold")
+    p.add_argument("--threshold", type=unit_interval, help="override the model card's decision threshold (0-1)")
     p.add_argument("--max-target-fraction", type=float, default=None, metavar="F",
                    help="drop predicted components larger than F of the frame (default: the card's limit; 0: off)")
     p.add_argument("--no-verifier", action="store_true", help="score without the model's target verifier (if it has one)")

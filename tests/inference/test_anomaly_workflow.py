@@ -140,6 +140,13 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
     assert res["n_images"] == 5 and res["n_pixel_evaluated"] == 4  # broken.png left out, 002 image-only
     assert set(res["pixel_auroc_by_type"]) == {t for t in res["mean_score_by_type"] if t != "good"}
     assert "no ground-truth mask" in text and "broken.png" in text
+    # a session-45 probe: a mask that cannot be read left its readable image out of the image AUROC too
+    mask = sorted((cat / "ground_truth").rglob("*.png"))[0]
+    mask.write_bytes(b"not a png")
+    assert main(["evaluate", "anomaly", "--data", str(cat), "--model", str(out), "--json", str(tmp_path / "m.json")]) == 0
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["n_images"] == 5 and again["n_pixel_evaluated"] == 3
+    assert "ground-truth mask cannot be read" in capsys.readouterr().out
 
     loaded = load_model(out)
     imgs = [np.random.default_rng(0).random((45, 70)).astype(np.float32),

@@ -384,3 +384,11 @@ def test_pasted_targets_carry_their_rise_over_the_background_and_join_the_mask()
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     with pytest.raises(SegDataError, match=r"must lie in \[0, 1\]"):
         CropSampler([frame], 32, paste_prob=1.5)
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "1.5"])
+def test_evaluate_refuses_a_threshold_outside_0_to_1(tmp_path, capsys, value: str):
+    """Found by a session-45 probe: --threshold nan was taken and every figure read 0 as if valid."""
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "segmenter", "--data", str(tmp_path), f"--threshold={value}"])
+    assert stop.value.code == 2 and "threshold" in capsys.readouterr().err

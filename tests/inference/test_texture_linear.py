@@ -67,6 +67,10 @@ def test_texture_linear_round_trips_and_predicts_through_the_engine(tmp_path: Pa
         (tmp_path / "eval" / ("horizontal", "vertical", "plain")[label]).mkdir(parents=True, exist_ok=True)
         (tmp_path / "eval" / ("horizontal", "vertical", "plain")[label] / name.name).write_bytes(name.read_bytes())
     assert evaluate_model(loaded, tmp_path / "eval").report["accuracy"] == 1.0
+    # a session-45 probe: --tta d4 was said and recorded while no view ran (it takes none)
+    assert evaluate_model(loaded, tmp_path / "eval", tta="none").report["test_time_augmentation"] == "none"
+    with pytest.raises(ValueError, match="takes no test-time views"):
+        evaluate_model(loaded, tmp_path / "eval", tta="d4")
 
 
 def test_texture_linear_config_is_checked_before_loading(tmp_path: Path) -> None:
