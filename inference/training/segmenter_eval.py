@@ -38,10 +38,25 @@ def evaluate_tree(
     """
     tree = SegTree.open(data)
     split = split or tree.eval_split()
+    if split != "all" and not (tree.root / f"{split}.txt").is_file():
+        # scored from a fallback, the figures said "test" over val.txt's frames, or "val" over a hash share of
+        # frames train.txt lists (a session-45 probe): a split is scored from its own list or not at all
+        raise ValueError(f"{data}: no {split}.txt; choose a split the folder lists, or --split all")
     stems = tree.stems(split)
-    frames, problems = load_frames(tree, stems, cast(MiMISTD, loaded.model).config.in_chans)
+    problems: list[str] = []
+    if split == "all":  # every image and mask of the folder: one without its other half is said, not dropped
+        problems += [f"{tree.images[s]}: no mask (left out)" for s in sorted(set(tree.images) - set(tree.masks))]
+        problems += [f"{tree.masks[s]}: no image (left out)" for s in sorted(set(tree.masks) - set(tree.images))]
+    else:
+        trained = set(tree.stems("train")) if split != "train" and (tree.root / "train.txt").is_file() else set()
+        overlap = sorted(trained & set(stems))
+        if overlap:
+            raise ValueError(f"{data}: {len(overlap)} frame(s) of {split}.txt are listed in train.txt too, e.g. "
+                             f"{', '.join(overlap[:3])}")
+    frames, unusable = load_frames(tree, stems, cast(MiMISTD, loaded.model).config.in_chans)
+    problems += unusable
     if not frames:
-        raise ValueError(f"{data}: no usable frames in split {split!r}" + (f" ({problems[0]})" if problems else ""))
+        raise ValueError(f"{data}: no usable frames in split {split!r}" + (f" ({unusable[0]})" if unusable else ""))
     thr = model_threshold(loaded) if threshold is None else float(threshold)
     flips = model_flips(loaded)
     limit = model_max_fraction(loaded) if max_fraction is None else (float(max_fraction) or None)

@@ -392,3 +392,26 @@ def test_evaluate_refuses_a_threshold_outside_0_to_1(tmp_path, capsys, value: st
     with pytest.raises(SystemExit) as stop:
         main(["evaluate", "segmenter", "--data", str(tmp_path), f"--threshold={value}"])
     assert stop.value.code == 2 and "threshold" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_split_from_its_own_list_and_says_what_it_left_out(tmp_path, capsys):
+    """Found by a session-45 probe: --split test with no test.txt scored val.txt's frames and said "test"; with no
+    val.txt, --split val scored a hash share of frames train.txt lists; a test list that repeats train.txt was
+    scored without a word; and with no split files an image without its mask vanished from the count."""
+    from inference.checkpoints import load_model
+    from inference.training.segmenter_eval import evaluate_tree
+    model = MiMISTD(preset("test_tiny"))
+    loaded = load_model(save_model(tmp_path / "m", NAME, model, model.config, {"family": "segmenter", "threshold": 0.5}),
+                        family="segmenter")
+    root = write_tree(tmp_path / "d", n=6)
+    with pytest.raises(ValueError, match="no test.txt"):
+        evaluate_tree(loaded, root, "test")
+    (root / "test.txt").write_text((root / "train.txt").read_text())
+    with pytest.raises(ValueError, match="listed in train.txt too"):
+        evaluate_tree(loaded, root, "test")
+    for name in ("train.txt", "val.txt", "test.txt"):
+        (root / name).unlink()
+    cv2.imwrite(str(root / "images" / "lonely.png"), np.zeros((40, 56), np.uint8))
+    result = evaluate_tree(loaded, root)
+    assert result["split"] == "all" and result["images"] == 6
+    assert any("lonely.png: no mask" in s for s in result["skipped"])

@@ -147,6 +147,7 @@ def clutter_tree(root: Path) -> Path:
     """30 small frames, each with a target and a brighter non-target blob (the clutter to reject)."""
     write_tree(root, n=30)
     (root / "train.txt").write_text("\n".join(f"f{i}" for i in range(26)))
+    (root / "val.txt").write_text("\n".join(f"f{i}" for i in range(26, 30)))  # apart from train.txt's frames
     for i in range(30):  # a bright non-target blob in every frame: the clutter the verifier learns to reject
         img = cv2.imread(str(root / "images" / f"f{i}.png"), cv2.IMREAD_GRAYSCALE)
         mask = cv2.imread(str(root / "masks" / f"f{i}.png"), cv2.IMREAD_GRAYSCALE)
