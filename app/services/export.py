@@ -30,6 +30,7 @@ from app.services.export_items import (
     ItemSkipped,
     PlannedItem,
     load,
+    no_class_category,
     unique_file_names,
 )
 from app.services.export_split import SplitSpec, assign_splits, counts
@@ -155,15 +156,16 @@ def make_writers(tmp: Path, options: ExportOptions, planned: Sequence[PlannedIte
                  mvtec_parts: dict[str, str]) -> list[FormatWriter]:
     parts = options.split.used if options.split else ()
     masked = [p.item for p in planned if p.item.mask_png]
-    categories = category_names(options.class_order, [*(i.class_name for i in masked),
-                                                       *(o.class_name for i in masked for o in i.objects)])
+    named = [*(i.class_name for i in masked), *(o.class_name for i in masked for o in i.objects)]
+    placeholder = no_class_category([*options.class_order, *named])
+    categories = category_names(options.class_order, named, placeholder)
     factories: dict[str, Callable[[], FormatWriter]] = {
         "imagefolder": lambda: ImageFolderWriter(tmp),
         "masks": lambda: MaskWriter(tmp, parts),
-        "coco": lambda: CocoWriter(tmp, categories),
+        "coco": lambda: CocoWriter(tmp, categories, placeholder),
         "mvtec": lambda: MvtecWriter(tmp, mvtec_parts),
-        "yolo": lambda: YoloWriter(tmp, categories, parts),
-        "csv": lambda: CsvWriter(tmp),
+        "yolo": lambda: YoloWriter(tmp, categories, parts, placeholder),
+        "csv": lambda: CsvWriter(tmp, placeholder),
     }
     writers = [factories[f]() for f in options.formats]
     if any(p.item.trace for p in planned):

@@ -12,7 +12,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from app.services.export_items import ANOMALY_ANOMALOUS, ANOMALY_NORMAL, LoadedItem, encode_mask, safe_name
+from app.services.export_items import (
+    ANOMALY_ANOMALOUS,
+    ANOMALY_NORMAL,
+    TARGET_CATEGORY,
+    LoadedItem,
+    encode_mask,
+    safe_name,
+)
 
 NORMAL_CLASS_NAMES = frozenset({"good", "ok", "normal", "free", "none", "no_defect"})
 
@@ -173,9 +180,9 @@ class CsvTableWriter(FormatWriter):
         return {"rows": len(self.rows)}
 
 
-def target_classes(it: LoadedItem) -> str:
+def target_classes(it: LoadedItem, placeholder: str = TARGET_CATEGORY) -> str:
     """The CSV's count of targets per category, as COCO and YOLO name them (``crack:2;scratch:1``)."""
-    found = Counter(it.categories)
+    found = Counter(it.categories(placeholder))
     return ";".join(f"{name}:{n}" for name, n in sorted(found.items()))
 
 
@@ -185,6 +192,10 @@ class CsvWriter(CsvTableWriter):
     name = "csv"
     file_name = "summary.csv"
     columns = CSV_COLUMNS
+
+    def __init__(self, out: Path, placeholder: str = TARGET_CATEGORY) -> None:
+        super().__init__(out)
+        self.placeholder = placeholder
 
     def add(self, it: LoadedItem) -> None:
         item = it.item
@@ -199,7 +210,7 @@ class CsvWriter(CsvTableWriter):
             "anomaly_verdict": item.anomaly_verdict or "",
             "anomaly_region_pixels": "" if it.anomaly_mask is None else int(it.anomaly_mask.sum()),
             "target_count": "" if it.target_count is None else it.target_count,
-            "target_classes": target_classes(it),
+            "target_classes": target_classes(it, self.placeholder),
             "reviewer": item.reviewer or "",
             "reviewed_at": item.reviewed_at.isoformat() if item.reviewed_at else "",
             "serial": item.serial or "", "lot": item.lot or "", "station": item.station or "",

@@ -21,13 +21,16 @@ from app.services.export_formats import FormatWriter, write_bytes
 from app.services.export_items import TARGET_CATEGORY, Component, LoadedItem, components, instance_category
 
 
-def category_names(class_order: Sequence[str], masked_classes: Iterable[str | None]) -> list[str]:
-    """Known classes in their model order, then other classes seen, then ``target`` if needed."""
+def category_names(class_order: Sequence[str], masked_classes: Iterable[str | None],
+                   placeholder: str = TARGET_CATEGORY) -> list[str]:
+    """Known classes in their model order, then other classes seen, then the no-class ``placeholder`` if needed."""
     names = list(dict.fromkeys(class_order))
-    seen = {instance_category(c) for c in masked_classes}
-    names += sorted(seen - set(names) - {TARGET_CATEGORY})
-    if TARGET_CATEGORY in seen and TARGET_CATEGORY not in names:
-        names.append(TARGET_CATEGORY)
+    seen = {instance_category(c, placeholder) for c in masked_classes}
+    names += sorted(seen - set(names) - {placeholder})
+    # beside a class named "target", the placeholder is listed even unused: it tells a reader (this station's import)
+    # that "target" is that class here, not "no class"
+    if (placeholder in seen or placeholder != TARGET_CATEGORY) and placeholder not in names:
+        names.append(placeholder)
     return names
 
 
@@ -70,8 +73,9 @@ class CocoWriter(FormatWriter):
 
     name = "coco"
 
-    def __init__(self, out: Path, categories: Sequence[str]) -> None:
+    def __init__(self, out: Path, categories: Sequence[str], placeholder: str = TARGET_CATEGORY) -> None:
         super().__init__(out)
+        self.placeholder = placeholder
         self.category_ids = {name: i + 1 for i, name in enumerate(categories)}
         self.categories = [{"id": i, "name": n, "supercategory": "defect"} for n, i in self.category_ids.items()]
         self.docs: dict[str | None, dict[str, list[Any]]] = {}
@@ -89,7 +93,7 @@ class CocoWriter(FormatWriter):
         doc["images"].append({"id": image_id, "file_name": it.planned.file_name, "width": w, "height": h,
                               "source": it.item.display_path, "class": it.item.class_name,
                               **({"attributes": it.item.trace} if it.item.trace else {})})
-        for inst, category in zip(rle_instances(it.mask), it.categories):
+        for inst, category in zip(rle_instances(it.mask), it.categories(self.placeholder)):
             doc["annotations"].append({"id": self.next_ann_id, "image_id": image_id,
                                        "category_id": self.category_ids[category], "iscrowd": 0, **inst})
             self.next_ann_id += 1
@@ -135,8 +139,10 @@ class YoloWriter(FormatWriter):
 
     name = "yolo"
 
-    def __init__(self, out: Path, categories: Sequence[str], parts: tuple[str, ...]) -> None:
+    def __init__(self, out: Path, categories: Sequence[str], parts: tuple[str, ...],
+                 placeholder: str = TARGET_CATEGORY) -> None:
         super().__init__(out)
+        self.placeholder = placeholder
         self.categories = list(categories)
         self.index = {name: i for i, name in enumerate(categories)}
         self.parts = parts
@@ -147,7 +153,7 @@ class YoloWriter(FormatWriter):
             return
         self.copy_image(it, self.part_dir(self.root / "images", it))
         lines = []
-        for poly, category in zip(yolo_polygons(it.mask), it.categories):
+        for poly, category in zip(yolo_polygons(it.mask), it.categories(self.placeholder)):
             lines.append(" ".join([str(self.index[category]), *(f"{v:.6f}" for v in poly.reshape(-1))]))
         self.instances += len(lines)
         text = "".join(f"{line}\n" for line in lines)

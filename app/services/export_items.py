@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -22,10 +23,18 @@ ANOMALY_NORMAL = "normal"
 ANOMALY_ANOMALOUS = "anomalous"
 EXPORTED_STATES = frozenset({"accepted", "corrected"})
 TARGET_CATEGORY = "target"  # the instance category of a target on an image without a class
+# ... where a class of the project is itself named "target": the two shared one COCO id and YOLO index, and the import
+# then read the real class as "no class" (a session-45 probe; docs/export.md)
+TARGET_BESIDE_A_CLASS = "target (no class)"
 
 
-def instance_category(class_name: str | None) -> str:
-    return class_name or TARGET_CATEGORY
+def no_class_category(classes: Iterable[str | None]) -> str:
+    """The category an export gives a target on an image without a class, apart from every class it names."""
+    return TARGET_BESIDE_A_CLASS if TARGET_CATEGORY in set(classes) else TARGET_CATEGORY
+
+
+def instance_category(class_name: str | None, placeholder: str = TARGET_CATEGORY) -> str:
+    return class_name or placeholder
 
 
 class ItemSkipped(Exception):
@@ -94,10 +103,10 @@ class LoadedItem:
     def item(self) -> ExportItem:
         return self.planned.item
 
-    @property
-    def categories(self) -> list[str]:
-        """Each component's instance category (COCO, YOLO, the CSV): its own class, else the image's."""
-        return [instance_category(own or self.item.class_name) for own in self.object_classes]
+    def categories(self, placeholder: str = TARGET_CATEGORY) -> list[str]:
+        """Each component's instance category (COCO, YOLO, the CSV): its own class, else the image's, else
+        ``placeholder`` (``no_class_category``)."""
+        return [instance_category(own or self.item.class_name, placeholder) for own in self.object_classes]
 
 
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from app.services.export_items import TARGET_CATEGORY
 from app.services.import_records import (
     UNCHANGED,
     ImportRecord,
@@ -27,6 +26,7 @@ from app.services.import_records import (
     dataset_path,
     first_pixel,
     inside,
+    no_class_in,
     own_class,
     read_json_object,
 )
@@ -126,6 +126,7 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
     if not isinstance(images, list) or not isinstance(anns, list) or not isinstance(cats, list):
         raise LabelImportError(f"{doc_file}: not a COCO file ('images', 'annotations' and 'categories' must be lists)")
     names = {c.get("id"): str(c.get("name")) for c in cats if isinstance(c, dict)}
+    no_class = no_class_in(names.values())
     per_image: dict[Any, list[dict[str, Any]]] = {}
     for a in anns:
         if not isinstance(a, dict) or "image_id" not in a:
@@ -166,10 +167,10 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
             class_name = img["class"] if isinstance(img["class"], str) and img["class"] else UNCHANGED
         else:
             best = max(area, key=lambda c: (area[c], c), default=None)
-            class_name = best if best and best != TARGET_CATEGORY else UNCHANGED
+            class_name = best if best and best != no_class else UNCHANGED
         if painted is not None:
             objects = tuple(ObjectClass(at[0], at[1], name) for at, cat in firsts
-                            if at is not None and (name := own_class(cat, class_name)))
+                            if at is not None and (name := own_class(cat, class_name, no_class)))
             mask = Mask.of(painted, objects)
         source = img.get("source")
         records.append(ImportRecord(label_file=doc_file, image_ref=ref, image_file=image_location(doc_file, root, ref),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -20,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.services.export_items import TARGET_CATEGORY, encode_mask
+from app.services.export_items import TARGET_BESIDE_A_CLASS, TARGET_CATEGORY, encode_mask
 from app.services.object_classes import ObjectClass, resolve
 from database.dto import UNCHANGED as UNCHANGED  # re-exported for the format readers
 from inference.imageio import MAX_PIXELS, ImageReadError, read_mask
@@ -48,9 +49,15 @@ class Mask:
         return cls(encode_mask(mask), int(mask.shape[1]), int(mask.shape[0]), resolve(mask, objects))
 
 
-def own_class(category: str, image_class: Any) -> str | None:
-    """An instance's class of its own: None where it is the image's (or the placeholder ``target``)."""
-    if category == TARGET_CATEGORY or (isinstance(image_class, str) and category == image_class):
+def no_class_in(categories: Iterable[str]) -> str:
+    """The category a station export names a target on an image without a class: ``target (no class)`` where the
+    export holds it (then ``target`` is a class of the project), else ``target``."""
+    return TARGET_BESIDE_A_CLASS if TARGET_BESIDE_A_CLASS in set(categories) else TARGET_CATEGORY
+
+
+def own_class(category: str, image_class: Any, no_class: str = TARGET_CATEGORY) -> str | None:
+    """An instance's class of its own: None where it is the image's (or the no-class placeholder, ``no_class_in``)."""
+    if category == no_class or (isinstance(image_class, str) and category == image_class):
         return None
     return category
 

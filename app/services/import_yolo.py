@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from app.services.export_items import TARGET_CATEGORY
 from app.services.export_split import SPLIT_NAMES
 from app.services.import_records import (
     UNCHANGED,
@@ -26,6 +25,7 @@ from app.services.import_records import (
     LabelImportError,
     Polygons,
     files_under,
+    no_class_in,
     own_class,
     posix_rel,
     read_text,
@@ -120,8 +120,9 @@ def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None
     detection_only = bool(classes) and not polys
     # The export's "target" is "a target on an image without a class": where one stands, the image had none, and its
     # own-classed objects do not give it theirs (it took the most frequent object's class: a session-43 probe).
-    class_name = UNCHANGED if not classes or TARGET_CATEGORY in classes else classes.most_common(1)[0][0]
-    own = tuple(own_class(c, class_name) for c in poly_classes)
+    no_class = no_class_in(names.values())
+    class_name = UNCHANGED if not classes or no_class in classes else classes.most_common(1)[0][0]
+    own = tuple(own_class(c, class_name, no_class) for c in poly_classes)
     return class_name, None if detection_only else Polygons(tuple(polys), normalised=True, own_classes=own)
 
 

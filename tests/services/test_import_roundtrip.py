@@ -162,3 +162,46 @@ def test_images_whose_export_names_collided_come_back_each_to_its_own(tmp_path: 
         assert {i.rel_path: fresh.labels.current(i.id).class_name for i in fresh.images.query()} == given
     fresh.close()
     db.close()
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo"])
+def test_a_class_named_target_survives_a_round_trip(tmp_path: Path, fmt: str) -> None:
+    """Found by a session-45 probe (an infrared project whose classes are target, aircraft, glint): the class
+    "target" shared its id with the export's "no class" placeholder, and the import read it as no class: an image
+    of class target came back with none, an object of class target took the image's class."""
+    import cv2
+    import numpy as np
+
+    from app.services.export_items import encode_mask
+    from app.services.indexing import index_folder
+    from database import LabelChange, ReviewState, open_database
+    root = tmp_path / "ir"
+    root.mkdir()
+    for i, name in enumerate(("f1.png", "f2.png", "f3.png")):
+        cv2.imwrite(str(root / name), np.random.default_rng(i).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    classes = ["target", "aircraft", "glint"]
+
+    def station(name: str):
+        db = open_database(f"sqlite:///{(tmp_path / f'{name}.sqlite').as_posix()}")
+        index_folder(db, root)
+        db.classes.set("classifier", classes)
+        return db
+    db = station("first")
+    ids = {i.rel_path: i.id for i in db.images.query()}
+    m = np.zeros((20, 30), bool)
+    m[2:5, 2:5] = m[10:13, 10:13] = m[15:18, 20:23] = True
+    labels = {"f1.png": ("target", [ObjectClass(10, 10, "aircraft"), ObjectClass(15, 20, "glint")]),
+              "f2.png": ("aircraft", [ObjectClass(15, 20, "target")]), "f3.png": (None, [])}
+    for name, (cls, objects) in labels.items():
+        db.labels.append(ids[name], LabelChange(ReviewState.CORRECTED, class_name=cls, mask_png=encode_mask(m),
+                                                object_classes=as_json(objects)), "ann")
+    out = tmp_path / "export"
+    export_database(db, out, ExportOptions(formats=(fmt,)))
+    fresh = station(f"fresh-{fmt}")
+    assert import_labels(fresh, out, ImportOptions(format=fmt)).preview.errors == ()
+    for image in fresh.images.query():
+        got = fresh.labels.current(image.id)
+        cls, objects = labels[image.rel_path]
+        assert (got.class_name, parse(got.object_classes)) == (cls, tuple(objects)), image.rel_path
+    db.close()
+    fresh.close()
