@@ -73,11 +73,28 @@ class ObjectSelection(QObject):
     def _refresh(self) -> None:
         mask = self.object_mask()
         label = self.review.label or LabelState()
+        before, held = self._comps, self.selected
         self._comps = None if mask is None else Components.of(mask)
         self._objects = objects_of(mask, label.objects, label.class_name, self._comps)
+        if self.current() is None and held is not None and before is not None:
+            self._follow(before, held)
         if self.current() is None:
             self.selected = None
         self.changed.emit(self.objects(), self.current())
+
+    def _follow(self, before: Components, held: tuple[int, int]) -> None:
+        """The selected object was edited under its anchor pixel (a stroke of the eraser over its corner): the
+        selection goes to the part of the new mask that overlaps it, as its class does (``resolve``), rather than
+        to the image, whose class the next key then set (a session-45 probe)."""
+        k = before.at(held[1], held[0])
+        if not k or self._comps is None or before.labels.shape != self._comps.labels.shape:
+            return
+        x, y, w, h = (int(v) for v in before.stats[k, :4])
+        parts = self._comps.labels[y:y + h, x:x + w][before.labels[y:y + h, x:x + w] == k]
+        parts = parts[parts > 0]
+        obj = self._object(int(parts.min())) if parts.size else None
+        if obj is not None:
+            self.selected = (obj.seed.x, obj.seed.y)
 
     def _on_image(self, detail: ImageDetail) -> None:
         if detail.item.image_id != self._image_id:

@@ -456,7 +456,9 @@ class ReviewController(QObject):
         if self._ready(lambda: self.set_mask(mask)):
             assert self.label is not None  # what _ready() checked
             mask = None if mask is None else mask.astype(bool)  # objects keep their class where their anchor is
-            self._edit(self._corrected(mask=mask, objects=resolve(mask, self.label.objects)), "paint mask", "mask")
+            before = self.label.mask if self.label.mask is not None else self.mask_start()  # what the seeds lay on
+            self._edit(self._corrected(mask=mask, objects=resolve(mask, self.label.objects, before)),
+                       "paint mask", "mask")
 
     def set_region(self, region: np.ndarray | None) -> None:
         if not self._ready(lambda: self.set_region(region)):

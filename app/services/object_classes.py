@@ -101,16 +101,34 @@ class Components:
         return chosen
 
 
-def resolve(mask: np.ndarray | None, objects: Sequence[ObjectClass]) -> tuple[ObjectClass, ...]:
+def resolve(mask: np.ndarray | None, objects: Sequence[ObjectClass],
+            before: np.ndarray | None = None) -> tuple[ObjectClass, ...]:
     """Canonical seeds of ``objects`` on ``mask``: the component each seed lies in, at its first pixel.
 
     Seeds outside the mask (their object was erased) are dropped; of several seeds in one
     component the first listed keeps its class. Sorted in reading order.
+
+    ``before``: the mask the seeds were placed on, when ``mask`` is an edit of it. A classified object then passes
+    its class to every part of the new mask that overlaps it, not only to the one holding its old first pixel:
+    erasing a few pixels at an object's top-left corner dropped the class the inspector gave it, and of an object
+    cut in two only the top-left piece kept it (a session-45 probe). A seed still lying in a component wins.
     """
     if mask is None or not objects or not mask.any():
         return ()
     comps = Components.of(mask)
-    return tuple(sorted(ObjectClass(*comps.firsts[k - 1], name) for k, name in comps.own_classes(objects).items()))
+    chosen = comps.own_classes(objects)
+    if before is not None and before.shape == mask.shape and before.any():
+        old = Components.of(before.astype(bool))
+        for o in objects:
+            k = old.at(o.y, o.x)
+            if not k:
+                continue
+            x, y, w, h = (int(v) for v in old.stats[k, :4])  # only the old object's box is read
+            inside = old.labels[y:y + h, x:x + w] == k
+            for part in np.unique(comps.labels[y:y + h, x:x + w][inside]):
+                if part:
+                    chosen.setdefault(int(part), o.class_name)
+    return tuple(sorted(ObjectClass(*comps.firsts[k - 1], name) for k, name in chosen.items()))
 
 
 @dataclass(frozen=True)

@@ -196,3 +196,39 @@ def test_a_class_key_after_moving_on_never_carries_the_left_images_object_and_ma
     assert got.mask is None and got.objects == ()          # its class, not the left image's mask and object
     left = service.detail(first).label
     assert left.objects == () and left.mask is not None and int(left.mask.sum()) == int(two_objects().sum())
+
+
+def test_an_object_whose_corner_is_erased_keeps_its_class_and_its_selection(service, db, folder, artifacts, qtbot):
+    """Found by a session-45 probe: object 1 given class 3, then the eraser shaved a few pixels at its top-left
+    corner: it lost its class (it kept nearly all its pixels), the selection went to the image, and the next key
+    changed the image's class. Cut in two, only the top-left piece had kept it."""
+    from tests.gui.test_main_window import _drag
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    r, v = win.review, win.viewer
+    image_id = r.image_id
+    press(qtbot, win, Qt.Key.Key_1)
+    m = np.zeros((64, 64), bool)
+    m[10:20, 10:30] = True
+    m[40:46, 40:46] = True
+    r.set_mask(m)
+    wait_saved(win, qtbot)
+    v.one_to_one()
+    v.centerOn(32, 32)
+    click(qtbot, v, 20, 15)
+    press(qtbot, win, Qt.Key.Key_3)
+    wait_saved(win, qtbot)
+    v.set_brush_radius(1)
+    press(qtbot, win, Qt.Key.Key_E)
+    _drag(qtbot, v, v.mapFromScene(8, 10.5), v.mapFromScene(14, 10.5))  # shave the top-left corner only
+    wait_saved(win, qtbot)
+    label = service.detail(image_id).label
+    assert [o.class_name for o in label.objects] == [CLASSES[2]]
+    assert r.objects.current() is not None and r.objects.current().number == 1
+    press(qtbot, win, Qt.Key.Key_4)  # the object's class, as the selection on screen says
+    wait_saved(win, qtbot)
+    label = service.detail(image_id).label
+    assert label.class_name == CLASSES[0] and [o.class_name for o in label.objects] == [CLASSES[3]]
+    _drag(qtbot, v, v.mapFromScene(20, 5), v.mapFromScene(20, 25))  # cut it in two
+    wait_saved(win, qtbot)
+    assert [o.class_name for o in service.detail(image_id).label.objects] == [CLASSES[3], CLASSES[3]]
+    win.close()

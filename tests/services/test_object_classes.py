@@ -51,6 +51,26 @@ def test_two_classified_objects_painted_into_one_keep_the_first_listed_class() -
     assert resolve(mask, seeds) == (ObjectClass(2, 3, "scratch"),)
 
 
+def test_an_object_trimmed_at_its_first_pixel_or_cut_in_two_keeps_its_class_given_the_mask_before() -> None:
+    """Found by a session-45 probe: erasing a few pixels at an object's top-left corner dropped the class the
+    inspector gave it (the object kept nearly all its pixels), and of an object cut in two only the top-left piece
+    kept it; the other half quietly took the image's class."""
+    before = block_and_dot()  # object 1's first pixel at (2, 3), its box rows 2-5, columns 3-8
+    seeds = (ObjectClass(2, 3, "scratch"),)
+    trimmed = before.copy()
+    trimmed[2, 3:5] = False
+    assert resolve(trimmed, seeds) == ()  # without the mask before, as before: the anchor pixel is gone
+    assert resolve(trimmed, seeds, before) == (ObjectClass(2, 5, "scratch"),)
+    cut = before.copy()
+    cut[:, 5] = False
+    assert resolve(cut, seeds, before) == (ObjectClass(2, 3, "scratch"), ObjectClass(2, 6, "scratch"))
+    merged = before.copy()  # the merge rule stands: the seed lying in the component wins
+    merged[6, 8:20] = True
+    merged[6:15, 19] = True
+    assert resolve(merged, (ObjectClass(15, 20, "crack"), ObjectClass(2, 3, "scratch")), before) == (
+        ObjectClass(2, 3, "crack"),)
+
+
 def test_objects_of_lists_every_component_with_its_own_or_the_images_class() -> None:
     mask = block_and_dot()
     found = objects_of(mask, (ObjectClass(15, 20, "scratch"),), "crack")
