@@ -270,7 +270,11 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
         return 0
     labels = {i: lab for i, lab in db.labels.current_many(image_ids).items()
               if lab.review_state == ReviewState.ACCEPTED and lab.from_prediction_id is not None}
-    preds = db.predictions.for_images(list(labels), version_id)
+    # only a label accepted from this version's own answer row: one accepted from an earlier version's answer, which
+    # this version happens to give too, is evidence for it, not a copy (a session-45 probe: clf-v1's accepted
+    # answers were called clf-v2's "own answers kept as they came" after v2 was made active)
+    preds = {i: p for i, p in db.predictions.for_images(list(labels), version_id).items()
+             if p.id == labels[i].from_prediction_id}
     if family == "anomaly":
         return _anomaly_answers_kept(db, version_id, labels, preds)
     kept = 0

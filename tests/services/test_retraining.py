@@ -173,6 +173,27 @@ def test_an_anomaly_models_own_verdicts_held_out_are_counted(station, tmp_path: 
     assert parents_answers_kept(db, v.id, "anomaly", ids) == 3
 
 
+def test_answers_accepted_from_an_earlier_version_are_not_the_new_parents_own(station, tmp_path: Path) -> None:
+    """Found by a session-45 probe: clf-v1's answers were accepted; clf-v2 then gave the same classes and was made
+    active; the next retraining called those labels clf-v2's "own answers kept as they came". They are clf-v1's:
+    that clf-v2 agrees with them is evidence, as for a label a person gave."""
+    from app.services.retraining import parents_answers_kept
+    from database.dto import PredictionIn
+
+    db, _url, _ = station
+    v1 = db.model_versions.register("classifier", "clf-v1", str(tmp_path / "nowhere1"), activate=True)
+    v2 = db.model_versions.register("classifier", "clf-v2", str(tmp_path / "nowhere2"))
+    ids = [i.id for i in db.images.query()][:4]
+    for v in (v1, v2):
+        db.predictions.upsert_many([PredictionIn(i, v.id, predicted_class="crack") for i in ids])
+    first = db.predictions.for_images(ids, v1.id)
+    for i in ids:
+        db.labels.append(i, LabelChange(ReviewState.ACCEPTED, class_name="crack", from_prediction_id=first[i].id),
+                         "ann")
+    assert parents_answers_kept(db, v1.id, "classifier", ids) == 4
+    assert parents_answers_kept(db, v2.id, "classifier", ids) == 0
+
+
 def test_an_mvtec_export_without_a_split_names_its_test_side_as_held_out(tmp_path: Path) -> None:
     """The anomaly retraining's comparison images (MVTec's test side: a fifth of the good ones, every anomalous one)
     were not named, so nothing could be said of them."""
