@@ -17,7 +17,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, update
@@ -56,8 +56,18 @@ def item_dto(row: JobItem, image_path: str | None = None, folder_root: str | Non
                   content_hash=content_hash)
 
 
+def _clock(s: Session) -> datetime:
+    """Now by the database's clock (UTC): what heartbeats and claims are stamped with and stale workers are judged
+    by. Each station stamped its own clock, so a line PC 90 s behind had a healthy worker's batches taken as stale by
+    another station's worker, redone, and at last failed "stopped responding 3 times" (a session-45 probe). SQLite
+    lives on one machine: its clock is this process's."""
+    if s.get_bind().dialect.name == "postgresql":
+        return cast(datetime, s.scalar(select(func.now()))).astimezone(timezone.utc)
+    return utcnow()
+
+
 def _touch_worker(s: Session, worker_id: str, job_id: int | None = None) -> Worker:
-    now = utcnow()
+    now = _clock(s)
     w = s.get(Worker, worker_id)
     if w is None:
         host, _, rest = worker_id.partition(":")
@@ -307,12 +317,13 @@ class JobRepository:
             # Rows are locked in the order every writer uses (items, jobs, then the worker's row):
             # a beat that took the worker's row first deadlocked on PostgreSQL with the worker's
             # own complete_items, which settles its job and then touches the worker.
+            now = _clock(s)
             if held:
-                s.execute(update(Job).where(Job.id.in_(sorted(held))).values(heartbeat_at=utcnow()))
+                s.execute(update(Job).where(Job.id.in_(sorted(held))).values(heartbeat_at=now))
             # Only a registered worker's row is refreshed: a beat that lands after the worker
             # signed off (unregister_worker) must not write the row back, or the worker would
             # later be reported as crashed ("gone from this host").
-            s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow()))
+            s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=now))
             return frozenset(s.scalars(select(Job.id).where(Job.id.in_(held), Job.cancel_requested.is_(True)))) \
                 if held else frozenset()
 
@@ -353,7 +364,7 @@ class JobRepository:
                                 .order_by(JobItem.id).limit(limit).with_for_update(skip_locked=True)).all()
                 if not ids:
                     continue  # another worker holds all of this job's remaining items
-                now = utcnow()
+                now = _clock(s)
                 s.execute(update(JobItem).where(JobItem.id.in_(ids)).values(
                     status=RUNNING, claimed_by=worker_id, claimed_at=now, attempts=JobItem.attempts + 1))
                 s.execute(update(Job).where(Job.id == job_id).values(
@@ -492,7 +503,7 @@ class JobRepository:
                             .with_for_update(skip_locked=True)).first()
             if row is None:
                 return None
-            now = utcnow()
+            now = _clock(s)
             row.status, row.claimed_by, row.heartbeat_at = JobStatus.RUNNING.value, worker_id, now
             row.started_at = row.started_at or now
             row.attempts += 1
@@ -506,13 +517,13 @@ class JobRepository:
             s.execute(update(Job).where(Job.id == job_id).values(message=message[:1000]))
 
     def set_progress(self, job_id: int, done: int, total: int | None = None, message: str | None = None) -> None:
-        values: dict[str, Any] = {"progress_done": done, "heartbeat_at": utcnow()}
+        values: dict[str, Any] = {"progress_done": done}
         if total is not None:
             values["progress_total"] = total
         if message is not None:
             values["message"] = message
         with self.db.session(write=True) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(**values))
+            s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=_clock(s), **values))
 
     def finish_job(self, job_id: int, worker_id: str, result: Mapping[str, Any] | None = None,
                    cancelled: bool = False) -> bool:
@@ -560,8 +571,8 @@ class JobRepository:
         crashes every worker must not loop forever); whole jobs likewise. Returns how many
         items and jobs were recovered.
         """
-        cutoff = utcnow() - timedelta(seconds=timeout_s)
         with self.db.session(write=True) as s:
+            cutoff = _clock(s) - timedelta(seconds=timeout_s)
             stale = set(s.scalars(select(Worker.id).where(Worker.heartbeat_at < cutoff))) | set(dead_workers)
             known = select(Worker.id)
             rows = s.scalars(select(JobItem).where(

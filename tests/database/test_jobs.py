@@ -217,6 +217,24 @@ def test_a_worker_that_lost_its_claim_never_marks_the_image_unreadable(db: Datab
     assert db.jobs.items(took.job.id)[0].status is ItemStatus.DONE
 
 
+def test_a_station_whose_clock_is_behind_keeps_its_claims_on_postgresql(db: Database, monkeypatch) -> None:
+    """Found by a session-45 probe: each station stamped heartbeats and claims with its own clock, so a worker on a
+    line PC 90 s behind had its batch taken as stale by another station's recovery, redone, and after three claims
+    failed as "stopped responding". Stamps and the staleness check read the database's clock."""
+    import database.jobs as jobs
+    if db.dialect != "postgresql":
+        pytest.skip("one SQLite file is read by one machine's clock")
+    ids = _images(db, 2)
+    db.jobs.create("prelabel", {}, ids)
+    behind = new_worker_id()
+    real = jobs.utcnow
+    monkeypatch.setattr(jobs, "utcnow", lambda: real() - timedelta(seconds=90))
+    db.jobs.claim_items(behind, 2)
+    db.jobs.heartbeat(behind)
+    monkeypatch.setattr(jobs, "utcnow", real)
+    assert db.jobs.requeue_stale(timeout_s=60) == 0  # its beat is fresh by the server's clock
+
+
 def test_item_that_keeps_killing_workers_is_failed(db: Database) -> None:
     ids = _images(db, 1)
     job = db.jobs.create("prelabel", {}, ids)
