@@ -31,6 +31,7 @@ from app.services.export_items import (
     PlannedItem,
     load,
     no_class_category,
+    safe_name,
     unique_file_names,
 )
 from app.services.export_split import SplitSpec, assign_splits, counts
@@ -361,6 +362,7 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
         raise ExportError("nothing to export: no accepted or corrected image with a readable file"
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
     check_destination(out, options.overwrite, indexed_roots)
+    check_class_folders(usable, options.formats)
     planned, mvtec_parts = plan(usable, options)
     need = estimated_bytes(planned, options.formats) + SPACE_MARGIN_BYTES
     free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
@@ -378,6 +380,25 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str]) -> None:
+    """Formats whose folders are class names (ImageFolder, MVTec's defect types) need one folder per class: two
+    classes whose names give the same folder ("pit/dent" and "pit_dent") were written into one, the summary still
+    counting them apart, and a reader saw one class (a session-45 probe). Refused before anything is written."""
+    used = [f for f in formats if f in ("imagefolder", "mvtec")]
+    if not used:
+        return
+    by_folder: dict[str, set[str]] = {}
+    for item in items:
+        if item.class_name:
+            by_folder.setdefault(safe_name(item.class_name), set()).add(item.class_name)
+    clashes = {folder: names for folder, names in by_folder.items() if len(names) > 1}
+    if clashes:
+        folder, names = sorted(clashes.items())[0]
+        raise ExportError(f"the classes {' and '.join(repr(n) for n in sorted(names))} would share the folder "
+                          f"{folder!r} in {' and '.join(used)}: rename one (Project ▸ Classes…) or leave "
+                          f"{' and '.join(used)} out; nothing was written")
 
 
 def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts: dict[str, str],

@@ -257,3 +257,23 @@ def test_sigterm_during_an_export_leaves_no_half_written_folder(tmp_path: Path, 
     assert "terminated" in capsys.readouterr().err
     assert list((tmp_path / "out").iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_two_classes_that_would_share_a_class_folder_refuse_those_formats(tmp_path: Path) -> None:
+    """Found by a session-45 probe: classes "pit/dent" and "pit_dent" were both written into imagefolder/pit_dent/
+    (the summary still counted them apart): a reader saw one class, and a round trip relabelled an image."""
+    from app.services.indexing import index_folder
+    root = tmp_path / "line"
+    root.mkdir()
+    write_image(root / "a", 1)
+    write_image(root / "b", 2)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    index_folder(db, root)
+    for image, cls in zip(db.images.query(), ("pit/dent", "pit_dent")):
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=cls), "ann")
+    for fmt in ("imagefolder", "mvtec"):
+        with pytest.raises(ExportError, match="would share the folder 'pit_dent'"):
+            export_database(db, tmp_path / f"out-{fmt}", ExportOptions(formats=(fmt,)))
+        assert not (tmp_path / f"out-{fmt}").exists()
+    assert export_database(db, tmp_path / "out", ExportOptions(formats=("csv",))).exported == 2
+    db.close()
