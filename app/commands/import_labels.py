@@ -14,10 +14,10 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = args.format
     if fmt == "auto":
-        from app.services.import_detect import detect_formats
+        from app.services.import_detect import detect_formats, no_layout_message
         found = detect_formats(args.source)
         if not found:
-            raise CommandError(f"{args.source}: no known dataset layout found; give --format (see docs/import.md)")
+            raise CommandError(no_layout_message(args.source))
         fmt = found[0]
         print(f"format: {fmt} (found here: {', '.join(found)}; --format chooses another)")
     try:

@@ -31,7 +31,7 @@ from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
 from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path_row, scope_row
 from app.services import project_classes
-from app.services.import_detect import detect_formats
+from app.services.import_detect import detect_formats, foreign_here
 from app.services.import_records import LabelImportError
 from app.services.importing import (
     FORMAT_TITLES,
@@ -182,14 +182,15 @@ class ImportDialog(QDialog):
         if not source or source == self._detected_for:
             return False
         self._detected_for = source
-        self._pool.start(_Task(self._relay, "detect", lambda: (source, detect_formats(source))))
+        self._pool.start(_Task(self._relay, "detect", lambda: (source, detect_formats(source), foreign_here(source))))
         return True
 
-    def _formats_found(self, source: str, found: list[str]) -> None:
+    def _formats_found(self, source: str, found: list[str], foreign: str | None = None) -> None:
         if source != self.source.text().strip():
             return  # another dataset was chosen meanwhile: its own look follows
         if not found:
-            self._message("No known dataset layout here: choose its format above, then Preview.")
+            self._message(f"This is {foreign}, which the station does not read: export it from its tool as COCO."
+                          if foreign else "No known dataset layout here: choose its format above, then Preview.")
             return
         self.format.setCurrentIndex(max(0, self.format.findData(found[0])))
         names = ", ".join(FORMAT_TITLES[f].split(" (")[0] for f in found)

@@ -64,8 +64,36 @@ def export_formats(folder: Path) -> list[str] | None:
             and not (isinstance(per.get(f), dict) and per[f].get("images") == 0)]
 
 
+def foreign_layout(folder: Path) -> str | None:
+    """A dataset layout the station does not read, by name: its sub-folders are not classes (a Pascal VOC set was
+    taken for an ImageFolder tree and every image labelled "JPEGImages", a session-45 probe)."""
+    if (folder / "Annotations").is_dir() and (folder / "JPEGImages").is_dir():
+        return "a Pascal VOC dataset (Annotations/ and JPEGImages/)"
+    if (folder / "obj.names").is_file() or any(d.name.startswith("obj_") and d.name.endswith("_data")
+                                               for d in _dirs(folder)):
+        return "CVAT's YOLO 1.1 layout (obj.names and obj_*_data/)"
+    return None
+
+
+def foreign_here(source: str | Path) -> str | None:
+    """``foreign_layout`` of a folder given as text (None for a file or nothing)."""
+    path = Path(source).expanduser()
+    return foreign_layout(path) if path.is_dir() else None
+
+
+def no_layout_message(source: str | Path) -> str:
+    """What to say when ``detect_formats`` found nothing."""
+    foreign = foreign_here(source)
+    if foreign:
+        return (f"{source} holds {foreign}, which the station does not read: export it from its tool as COCO, "
+                "or as YOLO with a data.yaml (docs/import.md)")
+    return f"{source}: no known dataset layout found; give --format (see docs/import.md)"
+
+
 def _own_layout(folder: Path) -> set[str]:
     """The formats whose layout ``folder`` itself has."""
+    if foreign_layout(folder):
+        return set()
     found = set()
     if _files(folder / "annotations", {".json"}):
         found.add("coco")

@@ -92,3 +92,25 @@ def test_an_export_without_its_manifest_is_told_by_its_format_folders(tmp_path: 
     (out / "coco" / "annotations" / "instances.json").write_text(json.dumps(coco_doc()))
     image(out / "masks" / "masks" / "a.png")
     assert detect_formats(out) == ["coco", "masks"]
+
+
+def test_pascal_voc_and_cvat_yolo_1_1_are_named_not_taken_for_class_folders(tmp_path: Path, capsys) -> None:
+    """Found by a session-45 probe: a Pascal VOC set (JPEGImages/, Annotations/*.xml) was detected as an ImageFolder
+    tree and every image imported with the class "JPEGImages"; CVAT's YOLO 1.1 layout likewise as "obj_train_data"."""
+    from app.cli import main
+    from app.services.import_detect import no_layout_message
+    voc = tmp_path / "VOC2012"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "Annotations" / "a.xml").write_text("<annotation/>")
+    (voc / "JPEGImages").mkdir()
+    cv2.imwrite(str(voc / "JPEGImages" / "a.jpg"), np.zeros((8, 8), np.uint8))
+    cvat = tmp_path / "cvat"
+    (cvat / "obj_train_data").mkdir(parents=True)
+    cv2.imwrite(str(cvat / "obj_train_data" / "a.png"), np.zeros((8, 8), np.uint8))
+    (cvat / "obj.names").write_text("crack\n")
+    for folder, name in ((voc, "Pascal VOC"), (cvat, "YOLO 1.1")):
+        assert detect_formats(folder) == []
+        assert name in no_layout_message(folder)
+        assert main(["--db", f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}", "import", str(folder),
+                     "--dry-run"]) == 2
+        assert name in capsys.readouterr().err
