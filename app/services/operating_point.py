@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.services.flags import FolderThreshold, is_out_of_domain
-from app.services.project_settings import load_project_settings, save_flag_settings
+from app.services.project_settings import load_project_settings, update_flag_settings
 from app.services.reflag import reflag_folder
 from database.states import AnomalyVerdict
 
@@ -220,9 +220,8 @@ def save_operating_point(db: "Database", folder_id: int, model_version_id: int, 
     version = db.model_versions.get(model_version_id)
     if version is None or version.family != "anomaly":
         raise OperatingPointError(f"model version {model_version_id} is not an anomaly model of this project")
-    flags = load_project_settings(db).flags.with_folder_threshold(FolderThreshold(
-        folder_id, model_version_id, float(threshold),
-        costs.escape if costs else None, costs.false_call if costs else None))
-    save_flag_settings(db, flags, by=by)
+    point = FolderThreshold(folder_id, model_version_id, float(threshold),
+                            costs.escape if costs else None, costs.false_call if costs else None)
+    flags = update_flag_settings(db, lambda now: now.with_folder_threshold(point), by=by)
     counts = version.active or db.predictions.counts_in_folder(folder_id, version.id)  # a rule may name it
     return reflag_folder(db, folder_id, flags) if counts else 0

@@ -157,6 +157,28 @@ def test_a_saved_folder_threshold_reflags_that_folder_only_and_survives_a_projec
         save_operating_point(db, a, vid + 99, 0.3)
 
 
+def test_two_stations_saving_two_folders_operating_points_at_once_keep_both(project, monkeypatch) -> None:
+    """Found by a session-45 probe (PostgreSQL, two stations): each read the thresholds, added its folder's and
+    wrote the whole back, so one of the two was lost in 8 of 10 rounds while both were told "saved". Here the other
+    station's save lands between this one's read and its write."""
+    import app.services.project_settings as settings
+    db, (a, b), vid = project
+    real, landed = settings.load_project_settings, []
+
+    def read_then_other_station_saves(database):
+        now = real(database)
+        if not landed:
+            landed.append(True)
+            save_operating_point(db, b, vid, 0.55, by="bob")  # the other station, meanwhile
+        return now
+    import app.services.operating_point as op_module
+    for module in (settings, op_module):  # wherever the thresholds are read before they are written
+        monkeypatch.setattr(module, "load_project_settings", read_then_other_station_saves)
+    save_operating_point(db, a, vid, 0.25, by="ann")
+    stored = real(db).flags
+    assert stored.folder_threshold(a, vid).threshold == 0.25 and stored.folder_threshold(b, vid).threshold == 0.55
+
+
 def test_the_label_panels_verdict_uses_the_folders_threshold(project) -> None:
     from app.services.review import ReviewService, ReviewSettings
 
