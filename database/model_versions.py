@@ -162,11 +162,19 @@ class ModelVersionRepository:
         if action not in ACTIONS:
             raise ValueError(f"unknown activation action {action!r}")
         with self.db.session(write=True) as s:
-            row = s.get(ModelVersion, version_id, with_for_update=True)
+            family = s.scalar(select(ModelVersion.family).where(ModelVersion.id == version_id))
+            if family is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            # The whole family is locked, in one order, before the active one is read: locking only the active row,
+            # a second station's activation waited on it, found it no longer active once the first had committed
+            # (PostgreSQL re-reads a locked row) and recorded that it replaced nothing, so Roll back had nothing to
+            # return to (a session-45 probe).
+            rows = s.scalars(select(ModelVersion).where(ModelVersion.family == family).order_by(ModelVersion.id)
+                             .with_for_update().execution_options(populate_existing=True)).all()
+            row = next((r for r in rows if r.id == version_id), None)
             if row is None:
                 raise ConflictError(f"model version {version_id} does not exist.")
-            previous = s.scalar(select(ModelVersion).where(ModelVersion.family == row.family,
-                                                           ModelVersion.active.is_(True)).with_for_update())
+            previous = next((r for r in rows if r.active), None)
             row.challenger = False
             _activate(s, row)
             if previous is not None and previous.id != row.id and previous_becomes_challenger:
