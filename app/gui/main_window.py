@@ -186,6 +186,7 @@ class MainWindow(QMainWindow):
         a, r, q, v = self.actions, self.review, self.queue, self.viewer
         self.queue_panel.filter_changed.connect(q.set_filter)
         q.current_changed.connect(r.open_image)
+        q.saves_answered = r.writes_idle
         q.counts_changed.connect(self.status.set_counts)
         q.counts_changed.connect(self.queue_panel.set_counts)
         q.message.connect(self._say)

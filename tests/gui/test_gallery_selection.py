@@ -123,3 +123,44 @@ def test_a_chosen_image_another_station_took_out_of_the_view_is_no_longer_chosen
     qtbot.waitUntil(lambda: not win.queue._reading, timeout=5000)
     assert set(win.queue.selected_ids()) == set(chosen) - {chosen[2]}
     win.close()
+
+
+def test_a_recount_read_between_a_saves_commit_and_its_answer_never_counts_it_twice(service, db, artifacts, tmp_path,
+                                                                                    qtbot, monkeypatch) -> None:
+    """Found by a session-45 probe: a recount (the worker's progress, the label watch, the 3 s timer) read after a
+    gallery Accept's save had committed but before its answer came counted it, and the answer's move then counted it
+    again: 4 accepted shown with 3 in the database ("121 images" in a folder of 120) until the next recount."""
+    import threading
+    import time
+
+    from tests.gui.fixtures import seed_predictions
+    win = build_window(service, qtbot)
+    win.open_folder(str(make_folder(tmp_path / "parts", n=10, size=24)))
+    wait_shown(win, qtbot)
+    folder = win.current_folder
+    seed_predictions(db, folder, artifacts)
+    win.refresh_models()
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(win.queue.counts_known, timeout=5000)
+    real_item, committed = service.item, threading.Event()
+
+    def item(image_id):  # the row read again after a save, on the writer's thread: a slow server
+        if threading.current_thread().name.startswith("label-writes"):
+            committed.set()
+            time.sleep(0.5)
+        return real_item(image_id)
+    monkeypatch.setattr(service, "item", item)
+    m = win.gallery_model
+    win.gallery.selectionModel().select(QItemSelection(m.index(4), m.index(6)),
+                                        QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    win.actions["accept"].trigger()  # three images, none of them the one on screen
+    qtbot.waitUntil(committed.is_set, timeout=5000)
+    win.queue.update_counts()  # a recount at that moment
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        qtbot.wait(40)
+        shown = win.queue._counts
+        stored = service.counts(folder)
+        assert shown.get("accepted", 0) <= stored.get("accepted", 0), (shown, stored)
+    assert win.queue._counts.get("accepted") == service.counts(folder).get("accepted") == 3
+    win.close()
