@@ -97,9 +97,13 @@ class LabelNextController:
         again = self._again or overtaken
         self.latest = result
         if self.result is not None:  # proposals labelled elsewhere (another station) are done too
-            # (not those whose label this window has on its way: the count may have read before it landed)
+            # (not those whose label this window has on its way: the count may have read before it landed). Read
+            # anew, not only added to: a proposal another station labelled and then took back (its Ctrl+Z) stayed
+            # "done" for good, the line said "9 of 12 left" and P skipped it (a session-45 probe).
             unsaved = self.window.review.unsaved
-            self._reviewed |= {i for i in set(self.result.proposal.image_ids) & result.labelled if unsaved(i) is None}
+            self._reviewed = {i for i in self.result.proposal.image_ids
+                              if (i in result.labelled and unsaved(i) is None)
+                              or (i in self._reviewed and (unsaved(i) is not None or self._reviewed_on_screen(i)))}
         # A batch counted before the latest saves may propose what was just labelled: adopt only
         # an answer no save has overtaken (the next count follows after REST_MS).
         if not again and (self.result is None or not self._unreviewed_proposals()):

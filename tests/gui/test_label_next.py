@@ -195,6 +195,27 @@ def test_labels_from_another_station_move_the_counter_and_the_batch(service, db,
     win.close()
 
 
+def test_a_proposal_another_station_labelled_then_took_back_is_left_to_label_again(service, db, tmp_path, qtbot,
+                                                                                  monkeypatch) -> None:
+    """Found by a session-45 probe: another station labelled three proposals (the line: "9 of 12 proposed left"),
+    then took them back (its Ctrl+Z); the line kept saying 9 of 12 for good and P skipped the three."""
+    import app.gui.label_watch as watch
+    from database import LabelChange, ReviewState
+    monkeypatch.setattr(watch, "INTERVAL_MS", 150)
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot)
+    proposed = ctl.result.proposal.image_ids
+    n, theirs = len(proposed), proposed[:3]
+    for i in theirs:
+        db.labels.append(i, LabelChange(ReviewState.CORRECTED, class_name="dark"), "inspector2")
+    qtbot.waitUntil(lambda: f"{n - 3} of {n} proposed left" in ctl.line.text(), timeout=15000)
+    for i in theirs:
+        db.labels.append(i, LabelChange(ReviewState.UNREVIEWED), "inspector2")
+    qtbot.waitUntil(lambda: f"{n} of {n} proposed left" in ctl.line.text(), timeout=15000)
+    press(qtbot, win, Qt.Key.Key_P)
+    assert win.queue.current_id() == proposed[0]
+    win.close()
+
+
 def test_a_folder_with_many_labels_shows_its_batch_at_once_and_the_counter_as_it_reads(
         service, db, tmp_path: Path, qtbot, monkeypatch):
     """The counter reads the retrainer's features of every labelled image (about 50 ms each, once):
