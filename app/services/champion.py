@@ -245,6 +245,10 @@ def pair(db: Database, family: str, version_id: int | None = None) -> ModelPair 
     if not found:
         return None
     champions = {c.id: champion_of(db, c) for c in found}
+    # A challenger made from its champion comes first: after a roll back the replaced version is the champion's
+    # challenger again, and a later one made from that replaced version (its figures measured against it, not
+    # against the champion) was offered instead and promoted by Make active (a session-45 probe).
+    found = sorted(found, key=lambda c: (champ := champions[c.id]) is None or c.parent_id != champ.id)
     challenger = next((c for c in found if c.id == version_id), None) or next(
         (c for c in found if (champ := champions[c.id]) is not None and champ.id == version_id), found[0])
     champion = champions[challenger.id]

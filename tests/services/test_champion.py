@@ -301,6 +301,23 @@ def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_pa
         ("ann", "classifier-a", "active: classifier-b → classifier-a (rollback)")]
 
 
+def test_after_a_roll_back_the_pair_is_the_replaced_version_not_one_made_from_it(db, tmp_path) -> None:
+    """Found by a session-45 probe: b promoted over a; c retrained from b and registered; roll back to a (b is a's
+    challenger again, as the message said). The panel paired a with c, whose figures were measured against b, and
+    Make active promoted c."""
+    a, b = _versions(db, tmp_path)
+    catalog = ModelCatalog(db, author=lambda: "ann")
+    catalog.activate(b.id)
+    c = db.model_versions.register("classifier", "classifier-c", str(make_model_dir(tmp_path / "c", "classifier",
+                                                                                   "memory_mamba")),
+                                   parent_id=b.id, challenger=True)
+    catalog.rollback("classifier")
+    assert {v.id for v in db.model_versions.challengers("classifier")} == {b.id, c.id}
+    pair = champion.pair(db, "classifier")
+    assert pair.champion.id == a.id and pair.challenger.id == b.id
+    assert champion.pair(db, "classifier", a.id).challenger.id == b.id
+
+
 def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, capsys) -> None:
     from app.cli import main
     cli_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
