@@ -231,10 +231,10 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                          within: AbstractSet[int] | None = None, scope: VersionScope | None = None
-                         ) -> tuple[Path, dict[str, int]]:
+                         ) -> tuple[Path, dict[str, int], tuple[str, ...]]:
     """Export the family's reviewed labels below ``work`` (``within``: of these images only; ``scope``: the
-    narrowing it comes from, for the message when nothing is left); returns the format's folder and the images held
-    out of training (file name -> image id)."""
+    narrowing it comes from, for the message when nothing is left); returns the format's folder, the images held
+    out of training (file name -> image id) and the reviewed images left out, each with why (file missing, changed)."""
     if family not in FAMILY_FORMAT:
         raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
     fmt = FAMILY_FORMAT[family]
@@ -252,7 +252,7 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
         raise RetrainError(f"no reviewed {family} labels to train on: accept or correct some "
                            f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'} first")
-    return root, result.held_out_files
+    return root, result.held_out_files, tuple(result.skipped)
 
 
 def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: Sequence[int],
@@ -360,7 +360,8 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None,
                 args += [flag, str(config[key])]
         start = (f"fine-tuned from {parent.name}" if same else
                  f"transferred from {parent.name}: its features, a new class layer for {sorted(kept)} "
-                 f"(it knew {theirs})")
+                 + (f"(it knows the same classes in another order: {theirs})" if set(theirs) == set(kept)
+                    else f"(it knew {theirs})"))
     held_out = sum(len(image_files(d)) for d in (root / "val").glob("*") if d.is_dir())
     return args, start, {"classes": kept, "held_out": held_out}, notes
 
@@ -507,8 +508,8 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         except ModelFilesError as exc:
             log.warning("retraining without a start point: %s", exc)
             parent = None
-    root, held_files = export_training_data(db, family, work, folder, progress, cancel, within=scope.images,
-                                            scope=scope)
+    root, held_files, skipped = export_training_data(db, family, work, folder, progress, cancel,
+                                                     within=scope.images, scope=scope)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
     fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only
@@ -530,6 +531,9 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         kept_answers = parents_answers_kept(db, parent.id, family, held_ids, kept_classes)
         if kept_answers:   # said only where there are some: the plan's data stays as it was otherwise
             data["held_out_parents_answers"] = kept_answers
+    if skipped:  # they were dropped without a word, and "all 28 reviewed labels" said of 30 (a session-45 probe)
+        notes = [f"{len(skipped)} reviewed label(s) not used: {'; '.join(skipped[:3])}"
+                 + (f"; … and {len(skipped) - 3} more" if len(skipped) > 3 else ""), *notes]
     narrowed = scope.describe()
     if narrowed:
         notes = [narrowed, *notes]
@@ -547,8 +551,10 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     args += list(extra_args)  # last, so they override the plan's choices (argparse keeps the last value)
     # Scoring the parent needs held-out images it can read: the same classes for the classifier,
     # normal and anomalous images for the anomaly model's AUROC.
-    same_classes = family != "classifier" or [str(c) for c in read_json(
-        Path(parent.checkpoint_path) / "card.json").get("classes", [])] == sorted(data["classes"]) if parent else False
+    # the same names in any order: the parent is scored by class name (a card listing them in another order was
+    # said to be "trained on other classes" and left unscored; a session-45 probe)
+    same_classes = family != "classifier" or {str(c) for c in read_json(
+        Path(parent.checkpoint_path) / "card.json").get("classes", [])} == set(data["classes"]) if parent else False
     comparable = parent is not None and data.get("held_out", 0) > 0 and same_classes and not (
         family == "anomaly" and "--no-evaluate" in args)
     return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,

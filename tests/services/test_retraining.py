@@ -217,6 +217,30 @@ def test_an_mvtec_export_without_a_split_names_its_test_side_as_held_out(tmp_pat
     db.close()
 
 
+def test_a_parent_knowing_the_same_classes_in_another_order_is_scored(station, tmp_path: Path) -> None:
+    """Found by a session-45 probe: the active version's card listed ["good", "crack"]; the retraining said "the
+    previous version was not scored: it was trained on other classes" (it is scored by class name) and that it
+    knew other classes."""
+    db, _url, _ = station
+    active = save_tiny_classifier(tmp_path / "clf", ["good", "crack"])
+    db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
+    assert plan.comparable
+    assert "the same classes in another order" in plan.start
+
+
+def test_reviewed_labels_whose_files_are_missing_are_said_not_used(station, tmp_path: Path) -> None:
+    """Found by a session-45 probe: two of 30 labelled files deleted; the retraining used 28 and said "on all 28
+    reviewed labels", with no word of the two anywhere (stage, note, card)."""
+    db, _url, _ = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(active), activate=True)
+    next(tmp_path.rglob("crack0.png")).unlink()
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
+    assert plan.data["classes"] == {"crack": 5, "good": 6}
+    assert any(n.startswith("1 reviewed label(s) not used: ") and "crack0" in n for n in plan.notes)
+
+
 def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
     db, _url, _ = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "dent", "good"])
