@@ -11,6 +11,7 @@ a bounded number of files.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -224,6 +225,7 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
     if len(groups) <= 1:
         proposal = propose(cands, x, size)
         needed = _counter(cands, files, names, target, seed, cache_root, counter_budget_s) if cands else None
+        needed = _elsewhere_said(db, folder_id, needed)
         scoped: tuple[tuple[str, LabelsNeeded | None], ...] = ()
     else:
         pools = [sum(1 for i in idx if cands[i].label is None) for idx in groups.values()]
@@ -239,6 +241,22 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
     return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled, scoped,
                            len(all_cands) - len(cands), reading=reading)
+
+
+def _elsewhere_said(db: "Database", folder_id: int, needed: LabelsNeeded | None) -> LabelsNeeded | None:
+    """The counter reads this folder's labels; where other folders hold reviewed images, the retraining it predicts
+    reads theirs too: said, so "9 so far, ≥ 11 more" is not read as the retraining's own count (it learnt from 21;
+    a session-45 probe)."""
+    from database.review_queue import QueueQuery, queue_count
+    if needed is None or needed.pending:
+        return needed
+    here = queue_count(db, QueueQuery(folder_id=folder_id, states=LABELLED_STATES))
+    elsewhere = queue_count(db, QueueQuery(states=LABELLED_STATES)) - here
+    if elsewhere <= 0:
+        return needed
+    return dataclasses.replace(needed, text=f"{needed.text} (counted on this folder's labels; {elsewhere} reviewed "
+                                            "image(s) in other folders may feed the next retraining too, so it may "
+                                            "need fewer)")
 
 
 def _choice_vectors(files: list[tuple[str, str | None]], source: EmbeddingSource | None, cache_root: Path | None,

@@ -254,6 +254,18 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         monkeypatch.setattr(folder_module, "SAMPLE_STRETCHES", 2)
         sampled = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
         assert sampled.considered == 6 + 6 and set(sampled.proposal.image_ids) <= unreviewed
+        monkeypatch.undo()
+        assert "other folders" not in got.needed.text
+        # a session-45 probe: the counter reads this folder's labels while the retraining reads every folder's
+        other = tmp_path / "other"
+        other.mkdir()
+        for i in range(4):
+            cv2.imwrite(str(other / f"o{i}.png"), np.full((32, 48), 60 if i % 2 else 190, np.uint8))
+        index_folder(db, other)
+        for im in [im for im in db.images.query() if im.rel_path.startswith("o")]:
+            db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name="dark"), "tester")
+        there = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
+        assert "4 reviewed image(s) in other folders may feed the next retraining too" in there.needed.text
     finally:
         db.close()
 
