@@ -30,7 +30,7 @@ from app.services.object_classes import MAX_OBJECTS, as_json
 from app.services.project_classes import TASK as CLASSIFIER_TASK
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
-from inference.imageio import ImageReadError, read_raw
+from inference.imageio import ImageReadError, exif_orientation, read_raw
 
 if TYPE_CHECKING:
     from database import Database
@@ -92,6 +92,7 @@ class ImportPreview:
     # Station classes (after mapping) the project's class list lacks: what "add them" would add
     # (``app.services.project_classes``); empty when the project keeps no list of its own.
     unknown_classes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what the person importing must know (masks on images an EXIF tag turns)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -115,6 +116,7 @@ class ImportPreview:
         renamed = {k: v for k, v in self.class_map.items() if k != v}
         if renamed:
             lines.append("  class mapping: " + ", ".join(f"{k} -> {v}" for k, v in sorted(renamed.items())))
+        lines += [f"  note: {n}" for n in self.notes]
         for title, rows in (("unmatched", self.unmatched), ("error", self.errors)):
             lines += [f"  {title}: {r}" for r in rows[:limit]]
             if len(rows) > limit:
@@ -180,6 +182,7 @@ class Planner:
         self.db, self.options = db, options
         self.known_classes = set(db.classes.names(CLASSIFIER_TASK))
         self.errors: list[str] = []
+        self.turned: list[str] = []  # images given a mask whose file an EXIF orientation tag asks readers to turn
         self.unknown: set[str] = set()
         self.unknown_mapped: set[str] = set()
         self.class_map: dict[str, str] = {}
@@ -202,11 +205,20 @@ class Planner:
         size = self.image_size(target)
         if size is None:
             return UNCHANGED
+        turn = exif_orientation(target.path)
+        if turn not in (None, 1):
+            # The station labels the pixels as stored; a tool that turns the image by its tag (Ultralytics, CVAT,
+            # labelme) drew on the turned picture, and fractional coordinates fit either way: the masks went onto
+            # the wrong pixels without a word (a session-45 probe). Said, as the export says it.
+            self.turned.append(target.display)
         if isinstance(mask, Polygons):
             mask = mask.rasterise(*size)
         if (mask.width, mask.height) != size:
+            swapped = (mask.width, mask.height) == (size[1], size[0]) and turn in (5, 6, 7, 8)
             self.errors.append(f"{rec.label_file}: mask is {mask.width}x{mask.height} but {target.display} "
-                               f"is {size[0]}x{size[1]}")
+                               f"is {size[0]}x{size[1]}" + (" as stored (the size it has turned by its EXIF "
+                                                            "orientation: the tool that drew it turned the image)"
+                                                            if swapped else ""))
             return UNCHANGED
         return mask
 
@@ -326,7 +338,15 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
         progress(len(records), len(records))
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
                          tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
-                         tuple(sorted(planner.unknown_mapped)))
+                         tuple(sorted(planner.unknown_mapped)), turned_note(planner.turned))
+
+
+def turned_note(turned: Sequence[str]) -> tuple[str, ...]:
+    if not turned:
+        return ()
+    return (f"{len(turned)} image(s) given a mask carry an EXIF orientation that the station ignores (it labels the "
+            "pixels as stored); a mask drawn in a tool that turned them lies on other pixels: check them, e.g. "
+            f"{', '.join(turned[:3])}",)
 
 
 def apply_import(db: Database, preview: ImportPreview, author: str = "import") -> ImportResult:

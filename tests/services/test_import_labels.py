@@ -483,3 +483,34 @@ def test_an_accepted_prediction_keeps_its_class_when_a_mask_is_imported(station)
     out = tmp / "export"
     export_database(db, out, ExportOptions(formats=("imagefolder",)))
     assert (out / "imagefolder" / "crack" / "b.png").is_file()
+
+
+def test_masks_imported_onto_images_an_exif_tag_turns_are_said_and_a_turned_size_explained(tmp_path: Path) -> None:
+    """Found by a session-45 probe: YOLO labels drawn in a tool that turns JPEGs by their EXIF orientation (as
+    Ultralytics and CVAT show them) were imported onto the stored pixels without a word (fractions fit either way);
+    a mask of the turned size was refused as only "mask is 48x64 but … is 64x48"."""
+    import shutil
+
+    from app.services.indexing import index_folder
+    from database import open_database
+    from tests.inference.test_simple_answer_thumbnails import _jpeg_turned_by_exif
+    root = tmp_path / "line"
+    root.mkdir()
+    _jpeg_turned_by_exif(root / "turned.jpg")
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    index_folder(db, root)
+    ds = tmp_path / "yolo"
+    (ds / "images").mkdir(parents=True)
+    shutil.copy(root / "turned.jpg", ds / "images" / "turned.jpg")
+    write_json(ds / "labels" / "turned.txt", "0 0.1 0.1 0.5 0.1 0.5 0.5\n")
+    write_json(ds / "data.yaml", "names:\n  0: crack\n")
+    from app.services.importing import preview_import
+    preview = preview_import(db, ds, ImportOptions(format="yolo"))
+    assert any("EXIF orientation" in n and "turned.jpg" in n for n in preview.notes)
+    assert any(line.startswith("  note: 1 image(s) given a mask") for line in preview.summary_lines())
+    masks = tmp_path / "masks"
+    (masks / "masks").mkdir(parents=True)
+    (masks / "masks" / "turned.png").write_bytes(encode_mask(np.ones((64, 48), bool)))  # the turned size
+    refused = preview_import(db, masks, ImportOptions(format="masks"))
+    assert any("turned by its EXIF orientation" in e for e in refused.errors)
+    db.close()
