@@ -152,15 +152,25 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         area: dict[str, int] = {}
         painted = np.zeros((height, width), bool) if with_seg or not own else None
         firsts: list[tuple[tuple[int, int] | None, str]] = []  # each instance's first pixel, not its mask
-        for a in with_seg:
-            m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
+        # On an image with outlines, a box-only annotation (CVAT and datumaro write rectangles so) is drawn as its
+        # box: dropped, the image's class named a region its mask did not hold (a session-45 probe). An image of
+        # boxes alone stays a detection label: its mask is left as it is.
+        boxed = [a for a in own if not a.get("segmentation") and _box(a, width, height) is not None] \
+            if with_seg else []
+        for a in with_seg + boxed:
+            box = None if a.get("segmentation") else _box(a, width, height)
+            if box is None:
+                m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
+            else:
+                m = np.zeros((height, width), bool)
+                m[box[1]:box[3], box[0]:box[2]] = True
             painted |= m
             cat = names[a["category_id"]]
             area[cat] = area.get(cat, 0) + int(m.sum())
             firsts.append((first_pixel(m), cat))
         for a in own:  # an object without a polygon (a detection set's box) weighs by its box or stated area: the
             # class was the alphabetically last category where every area was 0 (a session-43 probe)
-            if not a.get("segmentation"):
+            if not a.get("segmentation") and not any(a is b for b in boxed):
                 area[names[a["category_id"]]] = area.get(names[a["category_id"]], 0) + _box_area(a)
             area.setdefault(names[a["category_id"]], 0)
         if "class" in img:
@@ -185,6 +195,19 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
 
 def read(root: Path) -> list[ImportRecord]:
     return [r for f in annotation_files(root) for r in read_document(f, root)]
+
+
+def _box(annotation: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int] | None:
+    """An annotation's ``bbox`` as pixel bounds (x0, y0, x1, y1) inside the image, covering every pixel it touches;
+    None when it has none, or it is not finite numbers or covers no pixel."""
+    box = annotation.get("bbox")
+    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+            and all(math.isfinite(v) for v in box)):
+        return None
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
+    x1, y1 = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def _box_area(annotation: dict[str, Any]) -> int:

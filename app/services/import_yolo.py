@@ -100,6 +100,7 @@ def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None
     classes: Counter[str] = Counter()
     polys = []
     poly_classes: list[str] = []
+    boxes: list[tuple[np.ndarray, str]] = []
     for n, line in enumerate(read_text(path).splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -117,7 +118,14 @@ def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None
         if len(values) >= 6:
             polys.append(np.clip(values, 0.0, 1.0).reshape(-1, 2))
             poly_classes.append(names.get(cls, str(cls)))
+        else:  # a box (centre x, y, width, height): drawn as its rectangle where the file holds outlines too
+            boxes.append((values, names.get(cls, str(cls))))
     detection_only = bool(classes) and not polys
+    if polys:  # dropped, the image's class named a region its mask did not hold (a session-45 probe)
+        for (cx, cy, w, h), name in boxes:
+            x0, y0, x1, y1 = (float(np.clip(v, 0.0, 1.0)) for v in (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+            polys.append(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64))
+            poly_classes.append(name)
     # The export's "target" is "a target on an image without a class": where one stands, the image had none, and its
     # own-classed objects do not give it theirs (it took the most frequent object's class: a session-43 probe).
     no_class = no_class_in(names.values())

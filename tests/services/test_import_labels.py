@@ -237,6 +237,31 @@ def test_coco_polygons_and_uncompressed_rle(station) -> None:
     assert (cv2.imdecode(np.frombuffer(d.mask_png, np.uint8), cv2.IMREAD_UNCHANGED) > 0).tolist() == m.tolist()
 
 
+def test_a_box_beside_outlines_on_one_image_is_drawn_as_its_box(station) -> None:
+    """Found by a session-45 probe: a polygon "crack" and a box-only "scratch" (as CVAT and datumaro write
+    rectangles) on one image: the class came from the box, the mask held only the polygon. YOLO likewise dropped a
+    box line beside a polygon line. Both are drawn; an image of boxes alone stays a detection label."""
+    db, root, tmp = station
+    folder = db.folders.list()[0].id
+    doc = coco_doc("b.png", [[3, 3, 8, 3, 8, 7, 3, 7]])
+    doc["categories"].append({"id": 2, "name": "scratch"})
+    doc["annotations"].append({"id": 2, "image_id": 1, "category_id": 2, "segmentation": [], "bbox": [20, 10, 6, 4],
+                               "area": 24, "iscrowd": 0})
+    write_json(tmp / "coco" / "coco.json", doc)
+    db.classes.set("classifier", ["crack", "scratch"])
+    assert import_labels(db, tmp / "coco" / "coco.json", ImportOptions(format="coco")).written == 1
+    got = db.labels.current(db.images.by_path(folder, "b.png").id)
+    mask = cv2.imdecode(np.frombuffer(got.mask_png, np.uint8), cv2.IMREAD_UNCHANGED) > 0
+    assert mask[5, 5] and mask[10:14, 20:26].all() and not mask[15, 27] and mask.sum() > 24
+    write_json(tmp / "yolo" / "labels" / "b.txt", f"0 {3 / W} {3 / H} {8 / W} {3 / H} {8 / W} {7 / H} {3 / W} {7 / H}\n"
+                                                   f"1 {23 / W} {12 / H} {6 / W} {4 / H}\n")
+    write_json(tmp / "yolo" / "data.yaml", "names:\n  0: crack\n  1: scratch\n")
+    import_labels(db, tmp / "yolo", ImportOptions(format="yolo", overwrite_newer=True))
+    got = db.labels.current(db.images.by_path(folder, "b.png").id)
+    mask = cv2.imdecode(np.frombuffer(got.mask_png, np.uint8), cv2.IMREAD_UNCHANGED) > 0
+    assert mask[5, 5] and mask[11, 22]
+
+
 def test_a_coco_detection_set_gives_each_image_the_class_of_its_largest_box(station) -> None:
     """Boxes without polygons (a detection set): every area was 0 and the class fell to the alphabetically last
     category among the image's (a session-43 probe). The largest box (or stated area) decides."""
