@@ -96,6 +96,14 @@ def class_names(yaml_file: Path) -> dict[int, str]:
     return {}
 
 
+def listed_names(path: Path) -> dict[int, str]:
+    """``classes.txt`` (Label Studio's YOLO export: one name per line, the line number the index); empty when
+    absent. Without it a class came in as its index ("1" for "scratch"; a session-45 probe)."""
+    if not path.is_file():
+        return {}
+    return {i: name.strip() for i, name in enumerate(read_text(path).splitlines()) if name.strip()}
+
+
 def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None]:
     classes: Counter[str] = Counter()
     polys = []
@@ -139,7 +147,7 @@ def read(root: Path) -> list[ImportRecord]:
     if not labels_dir.is_dir():
         raise LabelImportError(f"{root}: no labels/ folder (expected a YOLO dataset: images/ and labels/)")
     yaml_file = next((p for p in (root / "data.yaml", root / "dataset.yaml") if p.is_file()), None)
-    names = class_names(yaml_file) if yaml_file else {}
+    names = class_names(yaml_file) if yaml_file else listed_names(root / "classes.txt")
     images = {}
     if images_dir.is_dir():
         images = {posix_rel(p.with_suffix(""), images_dir): p for p in files_under(images_dir, IMAGE_SUFFIXES)}

@@ -539,3 +539,16 @@ def test_masks_imported_onto_images_an_exif_tag_turns_are_said_and_a_turned_size
     refused = preview_import(db, masks, ImportOptions(format="masks"))
     assert any("turned by its EXIF orientation" in e for e in refused.errors)
     db.close()
+
+
+def test_a_yolo_set_naming_its_classes_in_classes_txt_imports_the_names(station) -> None:
+    """Found by a session-45 probe: Label Studio's YOLO export names its classes in classes.txt, not data.yaml; the
+    import gave the image the class "1" instead of "scratch"."""
+    db, root, tmp = station
+    db.classes.set("classifier", ["crack", "scratch"])
+    write_json(tmp / "ls" / "labels" / "b.txt", f"1 {3 / W} {3 / H} {8 / W} {3 / H} {8 / W} {7 / H}\n")
+    write_json(tmp / "ls" / "classes.txt", "crack\nscratch\n")
+    (tmp / "ls" / "images").mkdir()
+    result = import_labels(db, tmp / "ls", ImportOptions(format="yolo"))
+    assert result.preview.errors == () and result.written == 1
+    assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "b.png").id).class_name == "scratch"
