@@ -581,10 +581,21 @@ class JobRepository:
                 .order_by(JobItem.id).with_for_update(skip_locked=True)).all()
             cancelling = set(s.scalars(select(Job.id).where(Job.id.in_({r.job_id for r in rows}),
                                                             Job.cancel_requested.is_(True)))) if rows else set()
+            # A worker has one batch on the models and may hold the next, claimed ahead and decoding: only its
+            # earliest claim was tried. Counted too, the batch claimed ahead failed for good as "stopped responding
+            # 3 times" beside the one image that killed the worker, never having reached the models (a session-45
+            # probe); it goes back with its claim not counted.
+            first: dict[str | None, Any] = {}
+            for r in rows:
+                if r.claimed_at is not None and (r.claimed_by not in first or r.claimed_at < first[r.claimed_by]):
+                    first[r.claimed_by] = r.claimed_at
             failed: dict[int, int] = {}
             for r in rows:
+                ahead = r.claimed_at is not None and r.claimed_at > first.get(r.claimed_by, r.claimed_at)
                 if r.job_id in cancelling:
                     r.status, r.finished_at = ItemStatus.CANCELLED.value, utcnow()
+                elif ahead:
+                    r.status, r.attempts = QUEUED, max(0, r.attempts - 1)
                 elif r.attempts >= max_attempts:
                     r.status, r.finished_at = ItemStatus.FAILED.value, utcnow()
                     r.error = f"the worker stopped responding {r.attempts} times while processing it"

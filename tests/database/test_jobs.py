@@ -263,6 +263,23 @@ def test_dead_worker_claims_count_as_attempts(db: Database) -> None:
     assert item.status is ItemStatus.FAILED and item.attempts == 2
 
 
+def test_a_batch_claimed_ahead_by_a_worker_that_died_goes_back_uncounted(db: Database) -> None:
+    """Found by a session-45 probe: a worker killed by the image on its models (the OOM killer) also held the next
+    batch, claimed ahead and decoding; after three such deaths that batch failed for good as "the worker stopped
+    responding 3 times" though it never reached the models. Only the earliest claim of a dead worker is counted."""
+    ids = _images(db, 4)
+    job = db.jobs.create("prelabel", {}, ids)
+    for _ in range(3):
+        w = new_worker_id()
+        on_models = db.jobs.claim_items(w, 2)
+        ahead = db.jobs.claim_items(w, 2)
+        assert on_models is not None and ahead is not None
+        db.jobs.requeue_stale(timeout_s=60, max_attempts=3, dead_workers=[w])
+    items = {it.image_id: it for it in db.jobs.items(job.id)}
+    assert [items[i].status for i in ids[:2]] == [ItemStatus.FAILED] * 2
+    assert [(items[i].status, items[i].attempts) for i in ids[2:]] == [(ItemStatus.QUEUED, 0)] * 2
+
+
 def test_whole_jobs_claim_progress_finish_and_recover(db: Database) -> None:
     train = db.jobs.create("train", {"family": "classifier"})
     assert not train.has_items
