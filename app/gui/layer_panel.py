@@ -141,7 +141,8 @@ class LayerPanel(QWidget):
         self.threshold.valueChanged.connect(self._on_threshold_moved)
         self.threshold.sliderPressed.connect(lambda: setattr(self, "_pressed_at", self.threshold.value()))
         self.threshold.sliderReleased.connect(self._on_threshold_released)
-        self._pressed_at = 0
+        self._pressed_at: int | None = None  # the handle's value when pressed on the image shown
+        self._previewing = False
         # A drag sends many positions; a big image is thresholded once per pass of the event loop,
         # for the newest one only, so the handle never lags behind the mouse.
         self._preview = QTimer(self)
@@ -177,6 +178,14 @@ class LayerPanel(QWidget):
     def set_heat_levels(self, levels: tuple[float, float, float] | None) -> None:
         """Show the group for a heatmap's (min, max, default) levels, or hide it (None)."""
         self._preview.stop()  # a preview still due belongs to the previous image
+        # so does a drag of the handle: let go after J, it saved a region on the next image at its default level
+        # and the one previewed was lost (a session-45 probe)
+        self._pressed_at = None
+        self._previewing = False
+        if self.threshold.isSliderDown():
+            self.threshold.blockSignals(True)
+            self.threshold.setSliderDown(False)
+            self.threshold.blockSignals(False)
         self.heat_region_box.setVisible(levels is not None)
         if levels is None:
             return
@@ -196,15 +205,22 @@ class LayerPanel(QWidget):
 
     def _on_threshold_moved(self, _value: int) -> None:
         self._show_level()
+        self._previewing = True
         self._preview.start()
+
+    def previewing(self) -> bool:
+        """A region is previewed on screen (the handle moved by keys or wheel) and not applied yet."""
+        return self._previewing and self.heat_region_box.isVisible()
 
     def _on_threshold_released(self) -> None:
         """Letting go saves the region, unless the handle was only clicked (nothing previewed)."""
-        if self.threshold.value() != self._pressed_at:
+        if self._pressed_at is not None and self.threshold.value() != self._pressed_at:
             self.apply_threshold()
+        self._pressed_at = None
 
     def apply_threshold(self) -> None:
         self._preview.stop()  # the applied region is the preview's last word
+        self._previewing = False
         self.threshold_applied.emit(self.threshold_level())
 
     def set_target(self, target: str) -> None:

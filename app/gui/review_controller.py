@@ -464,6 +464,9 @@ class ReviewController(QObject):
         if not self._ready(lambda: self.set_region(region)):
             return
         region = _none_if_empty(region)
+        assert self.label is not None  # what _ready() checked
+        if region is None and self.label.anomaly_region is None:
+            return  # no region before or after: nothing changed (it saved an empty "corrected" revision)
         changes: dict[str, Any] = {"anomaly_region": region}
         if region is not None:
             changes["anomaly_verdict"] = "anomalous"  # a marked region means the part is anomalous

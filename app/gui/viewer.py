@@ -279,7 +279,16 @@ class ImageViewer(ImageView):
         self._heat = None if heat is None or not w else resize_to(heat.astype(np.float32), w, h)
         self._heat_range = heat_range
         self._paint_heat()
-        self.heat_changed.emit(None if self._heat is None else self.heat_levels())
+        self.heat_changed.emit(self.heat_levels() if self.heat_has_levels() else None)
+
+    def heat_has_levels(self) -> bool:
+        """The map on screen spans a range a threshold or a grow can cut: a flat map (every level the whole image:
+        Apply made all of a good part the region) or one without a finite value (Apply saved an empty "corrected"
+        revision) offers no heatmap tools (a session-45 probe)."""
+        if self._heat is None:
+            return False
+        lo, hi = heat_bounds(self._heat)
+        return hi > lo
 
     def heat_levels(self) -> tuple[float, float, float]:
         """(min, max, default threshold) of the map on screen; the default is the model's pixel

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6.QtCore import Qt
 
 from app.services.heat_region import threshold_region
@@ -232,3 +233,69 @@ def test_grow_is_never_left_on_unseen_and_shift_m_is_ticked_only_while_both_mask
     qtbot.waitUntil(lambda: win.review.detail is not None and win.review.detail.item.rel_path == "a.png", timeout=5000)
     qtbot.waitUntil(lambda: win.viewer.tool == "pan", timeout=5000)
     assert not actions["tool_grow"].isEnabled() and actions["tool_pan"].isChecked()
+
+
+def test_letting_go_of_the_threshold_after_moving_on_saves_nothing_on_either_image(service, db, folder, artifacts,
+                                                                                   qtbot):
+    """Found by a session-45 probe: the handle dragged on image A, J pressed while it was held, then let go on B:
+    B got a region at its default level, marked anomalous and "corrected", and A's previewed region was lost."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QStyle, QStyleOptionSlider
+
+    from tests.gui.conftest import wait_shown
+    win, a, _heat = heat_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    slider = win.layer_panel.threshold
+
+    def handle() -> QPoint:
+        opt = QStyleOptionSlider()
+        slider.initStyleOption(opt)
+        return slider.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderHandle,
+                                             slider).center()
+    at = handle()
+    qtbot.mousePress(slider, Qt.MouseButton.LeftButton, pos=at)
+    qtbot.mouseMove(slider, QPoint(at.x() - 40, at.y()))
+    qtbot.wait(50)
+    press(qtbot, win, Qt.Key.Key_J)
+    qtbot.waitUntil(lambda: win.review.image_id != a, timeout=5000)
+    wait_shown(win, qtbot)
+    b = win.review.image_id
+    qtbot.mouseRelease(slider, Qt.MouseButton.LeftButton, pos=handle())
+    wait_saved(win, qtbot)
+    assert service.history(b) == [] and service.history(a) == []
+    win.close()
+
+
+def test_accept_keeps_the_region_previewed_on_screen(service, db, folder, artifacts, qtbot):
+    """Found by a session-45 probe: the threshold moved by keys (a preview of 100 px on screen), then A: the model's
+    region (206 px) was stored and the window moved on, so nobody saw the difference."""
+    win, image_id, _heat = heat_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    win.layer_panel.threshold.setValue(800)
+    qtbot.waitUntil(lambda: region_on_screen(win).any(), timeout=3000)
+    shown = region_on_screen(win).copy()
+    press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
+    stored = service.detail(image_id).label
+    assert stored.anomaly_region is not None and np.array_equal(stored.anomaly_region, shown)
+    win.close()
+
+
+@pytest.mark.parametrize("flat", [0.1, float("nan")])
+def test_a_map_without_a_range_offers_no_threshold_or_grow(service, db, folder, artifacts, qtbot, flat: float):
+    """Found by a session-45 probe: on a flat map Apply made the whole of a good part the anomaly region (every level
+    covers it all); on a map of NaN it saved an empty "corrected" revision. Neither offers the tools now."""
+    from database.dto import PredictionIn
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    anomaly = db.model_versions.active("anomaly")
+    db.predictions.upsert_many([PredictionIn(image_id, anomaly.id, anomaly_score=0.1,
+                                             anomaly_map_ref=artifacts.put_map(np.full((64, 64), flat, np.float32)))])
+    win.review.reload()
+    qtbot.waitUntil(win.viewer.has_heat, timeout=5000)
+    qtbot.wait(100)
+    assert not win.layer_panel.heat_region_box.isVisibleTo(win) and not win.actions["tool_grow"].isEnabled()
+    win.review.set_region(np.zeros((64, 64), bool))  # an empty region where none was: nothing changes
+    wait_saved(win, qtbot)
+    assert service.history(image_id) == []
+    win.close()
