@@ -79,6 +79,7 @@ class ExportDialog(QDialog):
         self.facts_calls: BackgroundCalls | None = None  # the folder's facts being read (read_facts)
         self.unsaved: Callable[[], int] = lambda: 0  # the window's labels not in the database yet (set by the window)
         self._running = False
+        self._close_after: int | None = None  # closing was asked while it ran: the result to close with
 
         lay = QVBoxLayout(self)
         self.head = QLabel("Reading what this folder holds…")
@@ -217,6 +218,11 @@ class ExportDialog(QDialog):
     def _on_done(self, result, error: str) -> None:
         self._running = False
         self.export_button.setEnabled(True)
+        if self._close_after is not None:  # asked to close while it ran: now it has answered
+            self.result_value = result
+            self.finished_export.emit(result, error)
+            super().done(self._close_after)
+            return
         self.result_value = result
         if result is None and self._cancel.is_set():  # said as what it is, once (it read "Export failed: export
             # cancelled; nothing was written. Nothing was written; No label was changed.": a session-44 probe)
@@ -249,11 +255,17 @@ class ExportDialog(QDialog):
         """Block until the export finished (tests); its result arrives with the next events."""
         return self._pool.waitForDone(msecs)
 
-    def done(self, r: int) -> None:  # closing the dialog cancels a running export
+    def done(self, r: int) -> None:
+        """Closing cancels a running export and closes when it answers (a cancelled export removes what it wrote; one
+        that had finished first is kept), saying so meanwhile: waiting here froze the station for up to 30 s while the export read
+        the labels, which it cannot cancel (a session-45 probe; the Import dialog closes the same way)."""
         if self.facts_calls is not None:
             self.facts_calls.close()
-        self._cancel.set()
-        self._pool.waitForDone(30_000)
+        if self._running:
+            self._cancel.set()
+            self._close_after = r
+            self.status.setText("Cancelling the export; this closes when it has stopped.")
+            return
         super().done(r)
 
 

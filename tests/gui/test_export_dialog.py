@@ -184,3 +184,32 @@ def test_a_second_export_can_be_cancelled_and_says_so_once(service, db, labelled
         held.set()
     assert dlg.status.text() == "Export cancelled: nothing was written, and no label was changed."
     assert not (tmp_path / "two").exists()
+
+
+def test_closing_the_dialog_during_an_export_never_holds_the_window(service, db, labelled, qtbot, tmp_path,
+                                                                     monkeypatch):
+    """Found by a session-45 probe: Esc (or the title bar's X) while an export ran waited on the GUI thread until it
+    stopped, up to 30 s, the station frozen (the export cannot be cancelled while it reads the labels). The dialog
+    says it is cancelling and closes when the export answers; nothing is written."""
+    import threading
+    import time
+
+    from app.services import export as export_module
+    info, *_ = labelled
+    dlg = _dialog(service, db, info, qtbot)
+    held, real = threading.Event(), export_module.load
+
+    def load_held(path):
+        held.wait(10)
+        return real(path)
+    monkeypatch.setattr(export_module, "load", load_held)
+    dlg.out.setText(str(tmp_path / "out"))
+    dlg.show()
+    assert dlg.start()
+    started = time.monotonic()
+    dlg.reject()  # Esc
+    assert time.monotonic() - started < 1.0 and dlg.isVisible() and "Cancelling" in dlg.status.text()
+    with qtbot.waitSignal(dlg.finished_export, timeout=20000):
+        held.set()
+    qtbot.waitUntil(lambda: not dlg.isVisible(), timeout=5000)
+    assert not (tmp_path / "out").exists()
