@@ -208,7 +208,7 @@ def evaluate_results(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from .anomaly_data import scan_category
     from .anomaly_eval import evaluate_tree
     from .common import command_line, pick_device
-    from .test_record import record_test
+    from .test_record import record_test, recorded_line
 
     prepare_inference_process(args.threads)
     dirs = args.model or [str(bundled_model_dir("anomaly"))]
@@ -221,7 +221,8 @@ def evaluate_results(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if args.record:
             r = results[d]
             test = {k: v for k, v in r.items() if k not in ("skipped", "model")} | {"skipped": len(r["skipped"])}
-            record_test(Path(d), test | {"data": str(tree.root)}, tree.root / "test", command_line())
+            times = record_test(Path(d), test | {"data": str(tree.root)}, tree.root / "test", command_line())
+            print(recorded_line(Path(d), times))
     return results
 
 

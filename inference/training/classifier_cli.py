@@ -171,13 +171,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"model {report['model']}\ndata  {report['data']}\ntest-time augmentation {report['test_time_augmentation']}\n")
     print(format_report(report))
     if args.record:
-        from inference.training.test_record import RecordRefused
+        from inference.training.test_record import RecordRefused, recorded_line
         try:
             times = _record_test(Path(report["model"]), report)
         except RecordRefused as exc:
             return _error(str(exc))
-        print(f"\ntest figures written into {Path(report['model']) / 'card.json'} (metrics.test; recorded {times} "
-              "time(s))")
+        print("\n" + recorded_line(Path(report["model"]), times))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -179,13 +179,14 @@ def test_cli_bad_protocol_options_are_one_line_errors(tmp_path, capsys, extra, m
     assert message in capsys.readouterr().err
 
 
-def test_cli_evaluate_record_puts_the_test_figure_beside_the_cv_estimate(tmp_path):
+def test_cli_evaluate_record_puts_the_test_figure_beside_the_cv_estimate(tmp_path, capsys):
     root = _session_tree(tmp_path / "t", val=False) / "train"
     out = tmp_path / "m"
     assert main(_train_args(root, out, "--cv-folds", "2")) == 0
     test_tree = _session_tree(tmp_path / "test", sessions=1, per_session=2, val=False) / "train"
     args = ["evaluate", "classifier", "--data", str(test_tree), "--model", str(out), "--device", "cpu", "--record"]
     assert main(args) == 0
+    assert "add the folder again as a new version" in capsys.readouterr().out  # a registered copy keeps its card
     metrics = json.loads((out / "card.json").read_text())["metrics"]
     assert metrics["test"]["count"] == 4 and metrics["test"]["times_recorded"] == 1
     assert metrics["cv"]["count"] == 24  # the CV estimate is kept beside it
