@@ -54,9 +54,9 @@ def record_test(model_dir: Path, figures: Mapping[str, Any], scored: Path, comma
 
 def recorded_line(model_dir: Path, times: int) -> str:
     """What ``--record`` says it did. A station that registered the folder keeps the card it read then (a registered
-    version is what was registered; ADR 0062): the new figure shows there only for the folder registered anew (a
+    version is what was registered; ADR 0062): the new figure shows there only for a copy of the folder registered as a new version (a
     session-45 probe found the Models dialog still showing the old figure after "written into card.json")."""
     return (f"test figures written into {Path(model_dir) / 'card.json'} (metrics.test; recorded {times} time(s)); a "
-            "station that registered this folder before shows the figures it read then: add the folder again as a "
-            "new version to show these")
+            "station that registered this folder before shows the figures it read then: add a copy of the folder as "
+            "a new version to show these")
 

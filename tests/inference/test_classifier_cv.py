@@ -186,7 +186,7 @@ def test_cli_evaluate_record_puts_the_test_figure_beside_the_cv_estimate(tmp_pat
     test_tree = _session_tree(tmp_path / "test", sessions=1, per_session=2, val=False) / "train"
     args = ["evaluate", "classifier", "--data", str(test_tree), "--model", str(out), "--device", "cpu", "--record"]
     assert main(args) == 0
-    assert "add the folder again as a new version" in capsys.readouterr().out  # a registered copy keeps its card
+    assert "add a copy of the folder as a new version" in capsys.readouterr().out  # a registered copy keeps its card
     metrics = json.loads((out / "card.json").read_text())["metrics"]
     assert metrics["test"]["count"] == 4 and metrics["test"]["times_recorded"] == 1
     assert metrics["cv"]["count"] == 24  # the CV estimate is kept beside it
