@@ -253,8 +253,10 @@ class MainWindow(QMainWindow):
         self.queue.with_selection(lambda selected: self._decide_on(selected, decision, name))
 
     def _decide_on(self, selected: list[int], decision, name: str) -> None:
-        if name == "accept" and len(selected) <= 1 and self.layer_panel.previewing():
-            self.layer_panel.apply_threshold()  # Accept keeps the region on screen (it stored the model's instead)
+        lp = self.layer_panel
+        if name == "accept" and len(selected) <= 1 and lp.previewing() and self.viewer.shows_threshold(
+                lp.threshold_level()):
+            lp.apply_threshold()  # Accept keeps the region previewed on screen (it stored the model's instead)
         if len(selected) > 1:  # a multi-selection in the gallery: decide them all at once
             self.review.decide_many(selected, name)  # read off this thread; it reloads the open image after
             return

@@ -312,6 +312,14 @@ class ImageViewer(ImageView):
         self.region.reset(w, h, threshold_region(self._heat, level))
         return True
 
+    def shows_threshold(self, level: float) -> bool:
+        """The region layer shows exactly the heatmap's region at ``level``: a preview nothing has refined since
+        (a grow or an eraser stroke after it were saved, and Accept must not put the bare threshold back over them;
+        the session-45 review)."""
+        if self._heat is None or self._rgb is None:
+            return False
+        return bool(np.array_equal(self.region.to_bool(), threshold_region(self._heat, level)))
+
     def apply_threshold(self, level: float) -> None:
         """The region at ``level`` becomes the label's anomaly region: one edit, like a stroke."""
         if self.preview_threshold(level):
@@ -473,6 +481,17 @@ class ImageViewer(ImageView):
         h, w = self._rgb.shape[:2]
         return 0 <= pos.x() < w and 0 <= pos.y() < h
 
+    def _reaches(self, pos: QPointF) -> bool:
+        """The brush disc at ``pos`` covers part of the image: painting a border's defect with the cursor just
+        beside the image works, while a click whose disc misses the image starts nothing (the session-45 review:
+        the first fix asked for the cursor itself on the image)."""
+        if self._rgb is None:
+            return False
+        h, w = self._rgb.shape[:2]
+        dx = max(0.0, -pos.x(), pos.x() - w)
+        dy = max(0.0, -pos.y(), pos.y() - h)
+        return dx * dx + dy * dy < max(0.0, self.brush_radius - 0.5) ** 2 or self._inside(pos)
+
     def cancel_polygon(self) -> None:
         self._poly = []
         self._poly_item.setPath(QPainterPath())
@@ -515,7 +534,7 @@ class ImageViewer(ImageView):
                 # A press in the margin starts nothing until the cursor comes onto the image: a click there saved
                 # the untouched label as "corrected" (the predicted targets, or "no target") and took the image out of
                 # the unreviewed queue though nothing on screen changed (a session-45 probe).
-                self._off_image = not self._inside(pos)
+                self._off_image = not self._reaches(pos)
                 if not self._off_image:
                     self._begin_edit()
                     self._show_layer(self._target_layer())
@@ -542,7 +561,7 @@ class ImageViewer(ImageView):
             self._brush_item.setVisible(True)
             self._update_brush_cursor(pos)
             if self._last is not None and event.buttons() & Qt.MouseButton.LeftButton:
-                if self._off_image and self._inside(pos):  # the stroke reaches the image: it starts here
+                if self._off_image and self._reaches(pos):  # the stroke reaches the image: it starts here
                     self._off_image = False
                     self._begin_edit()
                     self._show_layer(self._target_layer())

@@ -299,3 +299,28 @@ def test_a_map_without_a_range_offers_no_threshold_or_grow(service, db, folder, 
     wait_saved(win, qtbot)
     assert service.history(image_id) == []
     win.close()
+
+
+def test_accept_after_a_preview_then_a_grow_and_an_eraser_stroke_keeps_the_refined_region(service, db, folder,
+                                                                                          artifacts, qtbot):
+    """The session-45 review: the threshold previewed by keys, then a grow and an eraser stroke (each saved); A put
+    the bare threshold region back over them."""
+    win, image_id, _heat = heat_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    v = win.viewer
+    v.one_to_one()
+    v.centerOn(32, 32)
+    win.layer_panel.threshold.setValue(800)
+    qtbot.waitUntil(lambda: region_on_screen(win).any(), timeout=3000)
+    press(qtbot, win, Qt.Key.Key_W)
+    qtbot.mouseClick(v.viewport(), Qt.MouseButton.LeftButton, pos=v.mapFromScene(45, 45))
+    wait_saved(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_E)
+    v.set_brush_radius(1)
+    _drag(qtbot, v, v.mapFromScene(40, 45), v.mapFromScene(49, 45))
+    wait_saved(win, qtbot)
+    refined = service.detail(image_id).label.anomaly_region.copy()
+    press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
+    assert np.array_equal(service.detail(image_id).label.anomaly_region, refined)
+    win.close()
