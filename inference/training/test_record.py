@@ -30,6 +30,8 @@ def learnt_from(card: Mapping[str, Any], scored: Path) -> str | None:
     base, scored = base.resolve(), Path(scored).resolve()
     parts = {base: "the folder it was trained from", base / "train": "its training images",
              base / "val": "the split it was chosen on"}
+    if not (base / "val").is_dir():  # without val/ the trainer chose on test/ (the session-45 review)
+        parts[base / "test"] = "the split it was chosen on (the tree has no val/)"
     return parts.get(scored)
 
 

@@ -1096,6 +1096,11 @@ def test_a_brush_or_eraser_click_beside_the_image_saves_nothing(service, db, fol
     wait_saved(win, qtbot)
     label = service.detail(image_id).label
     assert label.review_state == "corrected" and label.mask is not None and label.mask[32, 5]
+    # the session-45 review: a wide brush dragged with the cursor just beside the image paints the border
+    v.set_brush_radius(10)
+    _drag(qtbot, v, v.mapFromScene(-3, 10), v.mapFromScene(-3, 20))
+    wait_saved(win, qtbot)
+    assert service.detail(image_id).label.mask[15, 0:5].all()
     win.close()
 
 
