@@ -10,7 +10,7 @@ with ``put_page``). Loaded pages are kept in least-recently-used order, at most
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
@@ -156,12 +156,6 @@ class GalleryModel(QAbstractListModel):
 
     def loaded_pages(self) -> list[int]:
         return sorted(self._pages)
-
-    def want_rows(self, rows: Iterable[int]) -> None:
-        """Ask for the pages of ``rows`` that are not loaded (a selection's rows never read)."""
-        for page in sorted({r // self.page_size for r in rows if 0 <= r < self._count}):
-            if page not in self._pages:
-                self._want(page)
 
     def _want(self, page: int) -> None:
         if page not in self._wanted:

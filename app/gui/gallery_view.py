@@ -195,6 +195,7 @@ class GalleryView(QListView):
         # probes). Rows selected before their page was read (Ctrl+A on a large folder) wait in ``_unread``.
         self._chosen: dict[int, None] = {}
         self._unread: set[int] = set()
+        self._seen_at: dict[int, int] = {}  # row -> the chosen image last read there (its page may be dropped since)
         self._syncing = False
         self._holding = False
         self.selectionModel().selectionChanged.connect(self._selection_changed)
@@ -238,9 +239,9 @@ class GalleryView(QListView):
         """Selected rows whose images are not read yet (their ids are not known)."""
         return len(self._unread)
 
-    def read_selection(self) -> None:
-        """Ask for the pages of the selected rows not read yet."""
-        self._model.want_rows(self._unread)
+    def unread_rows(self) -> set[int]:
+        """The selected rows whose images are not read yet."""
+        return set(self._unread)
 
     @staticmethod
     def _ranges(selection: QItemSelection) -> list[tuple[int, int]]:
@@ -255,18 +256,23 @@ class GalleryView(QListView):
             return
         for row in self._rows(deselected):
             item = self._model.peek(row)
-            if item is not None:
-                self._chosen.pop(item.image_id, None)
-            else:
-                self._unread.discard(row)
+            # a row whose page was dropped since (a background re-read) is the image last seen there: deselected on
+            # screen, it stayed chosen and the next key decided it (the session-45 review)
+            gone = item.image_id if item is not None else self._seen_at.get(row)
+            if gone is not None:
+                self._chosen.pop(gone, None)
+            self._seen_at.pop(row, None)
+            self._unread.discard(row)
         now = self._rows(selected)
         if sum(b - t + 1 for t, b in self._ranges(self.selectionModel().selection())) == len(now):
             self._chosen.clear()  # a fresh selection: nothing chosen earlier stays, wherever it has moved
             self._unread.clear()
+            self._seen_at.clear()
         for row in now:
             item = self._model.peek(row)
             if item is not None:
                 self._chosen[item.image_id] = None
+                self._seen_at[row] = item.image_id
             else:
                 self._unread.add(row)
 
@@ -283,6 +289,7 @@ class GalleryView(QListView):
     def _forget_selection(self) -> None:
         """A reset (another folder, filter or order) clears Qt's selection without a signal."""
         self._unread.clear()
+        self._seen_at.clear()  # rows of another view (rebuilt below where the chosen are read again)
         if not self._holding:
             self._chosen.clear()
             return
@@ -306,10 +313,13 @@ class GalleryView(QListView):
             if item is None:
                 continue
             idx = self._model.index(row)
+            self._seen_at.pop(row, None)
             if row in self._unread:  # selected before it was read: now it is known which image that is
                 self._unread.discard(row)
                 self._chosen[item.image_id] = None
+                self._seen_at[row] = item.image_id
             elif item.image_id in self._chosen:
+                self._seen_at[row] = item.image_id
                 if not sm.isSelected(idx):
                     add.select(idx, idx)
             elif sm.isSelected(idx):

@@ -66,6 +66,7 @@ class QueueController(QObject):
         self._pages = DecodePool(1, 4, "queue-pages")
         # N beyond the rows read: one search of the whole queue at a time, never dropped.
         self._seeker = DecodePool(1, 2, "queue-seek")
+        self._bulk = DecodePool(1, 1, "queue-selection")  # the pages of a selection not read yet, in one job
         self._seeking = False
         # The exact count after a bounded one: newest filter first, stale ones dropped.
         self._counter = DecodePool(1, 1, "queue-count")
@@ -220,6 +221,24 @@ class QueueController(QObject):
             self._page_done.emit(flt, page, got)
         if self._pages.submit(read):
             self.model.forget_wanted()
+
+    def _read_rows(self, rows: set[int]) -> None:
+        """Read every page of ``rows`` not loaded, in one job on the selection thread (a selection's rows never
+        seen: Ctrl+A on a large folder). Asked of the page thread, which keeps the newest few requests, a folder of
+        a hundred pages took a key press per few pages (the session-45 review)."""
+        flt, size = self.filter, self.model.page_size
+        pages = sorted({r // size for r in rows if 0 <= r < self.model.rowCount()} - set(self.model.loaded_pages()))
+
+        def read() -> None:
+            for page in pages:
+                try:
+                    got = self._fetch_page(flt, page, None)
+                except Exception as exc:  # noqa: BLE001 - thread boundary; logged, the key asks again
+                    log.warning("queue page %d failed: %s", page, exc)
+                    got = None
+                self._page_done.emit(flt, page, got)
+        if pages:
+            self._bulk.submit(read)
 
     def _on_page(self, flt: QueueFilter, page: int, got) -> None:
         if got is None:
@@ -525,7 +544,7 @@ class QueueController(QObject):
         inspector is asked to press again, rather than deciding images nobody has listed."""
         waiting = self.view.unread_selected()
         if waiting:
-            self.view.read_selection()
+            self._read_rows(self.view.unread_rows())
             self.message.emit(f"{waiting} of the selected images are still being listed: press the key again in a "
                               "moment (nothing was changed).")
             return
@@ -537,6 +556,7 @@ class QueueController(QObject):
         self._counter.close()
         self._pages.close()
         self._seeker.close()
+        self._bulk.close()
         self._reader.close()
 
 
