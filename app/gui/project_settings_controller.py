@@ -80,10 +80,11 @@ class ProjectSettingsController(QObject):
             reflagged, traced = None, ""
             if new.maps_folder != base.maps_folder:
                 checked_maps_folder(new.maps_folder)  # a folder that cannot be used saves nothing of the dialog
-            flags = replace(fresh.flags, **{f.name: getattr(new.flags, f.name) for f in fields(new.flags)
-                                            if getattr(new.flags, f.name) != getattr(base.flags, f.name)})
-            if flags != fresh.flags:
-                reflagged = change_flag_settings(db, flags, by=by)
+            edited = {f.name: getattr(new.flags, f.name) for f in fields(new.flags)
+                      if getattr(new.flags, f.name) != getattr(base.flags, f.name)}
+            if replace(fresh.flags, **edited) != fresh.flags:  # over the stored ones as they are when written (the
+                # session-45 review: a folder's operating point saved between this read and the write was lost)
+                reflagged = change_flag_settings(db, lambda now: replace(now, **edited), by=by)
             if new.auto_prelabel != base.auto_prelabel:
                 save_auto_prelabel(db, new.auto_prelabel, by=by)
             if new.routing != base.routing:

@@ -156,11 +156,16 @@ def update_flag_settings(db: "Database", change: Callable[[FlagSettings], FlagSe
                                "try again")
 
 
-def change_flag_settings(db: "Database", flags: FlagSettings, by: str | None = None) -> int:
+def change_flag_settings(db: "Database", flags: FlagSettings | Callable[[FlagSettings], FlagSettings],
+                         by: str | None = None) -> int:
     """Store new thresholds and re-flag every stored prediction with them (no model runs);
-    returns how many images were re-flagged. Slow on a big project: call it off the GUI thread."""
+    returns how many images were re-flagged. ``flags``: the settings, or a change of the stored ones (applied over
+    them as they are when written: ``update_flag_settings``). Slow on a big project: call it off the GUI thread."""
     from app.services.reflag import reflag_project
-    save_flag_settings(db, flags, by=by)
+    if callable(flags):
+        flags = update_flag_settings(db, flags, by=by)
+    else:
+        save_flag_settings(db, flags, by=by)
     return reflag_project(db, flags)
 
 

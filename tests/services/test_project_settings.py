@@ -133,3 +133,25 @@ def test_routing_overview_says_once_what_several_subfolders_share(db, tmp_path: 
     split = Routing((RoutingRule("tiles/lot_7/*", ("anomaly",)),) + one.rules)
     assert routing_overview(db, folder, split, fams) == (
         "Model routing: lot_0/, lot_1/, lot_2/ and 4 more → classifier (classifier-tile), anomaly; lot_7/ → anomaly")
+
+
+def test_a_threshold_change_is_written_over_a_folders_operating_point_saved_meanwhile(db, monkeypatch) -> None:
+    """The session-45 review: Settings' OK read the thresholds, changed the project's, and wrote them all back, so a
+    folder's operating point another station saved between the read and the write was lost."""
+    import dataclasses
+
+    import app.services.project_settings as settings
+    from app.services.flags import FolderThreshold
+    from app.services.project_settings import change_flag_settings, update_flag_settings
+    real, landed = settings.load_project_settings, []
+
+    def read_then_other_station_saves(database):
+        now = real(database)
+        if not landed:
+            landed.append(True)
+            update_flag_settings(db, lambda f: f.with_folder_threshold(FolderThreshold(7, 3, 0.42, None, None)))
+        return now
+    monkeypatch.setattr(settings, "load_project_settings", read_then_other_station_saves)
+    change_flag_settings(db, lambda f: dataclasses.replace(f, anomaly_threshold=0.77))
+    stored = real(db).flags
+    assert stored.anomaly_threshold == 0.77 and stored.folder_threshold(7, 3).threshold == 0.42
