@@ -245,7 +245,7 @@ def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] 
     database already holds are never replaced. Returns the keys written (empty after the first time).
     Raises ProjectSettingsError, writing nothing, when a legacy file is broken."""
     stored = db.project_settings.all()
-    if FLAGS in stored and ROUTING in stored:
+    if FLAGS in stored and (ROUTING in stored or not legacy_routing_path(db.url).is_file()):
         return []
     try:
         legacy = _legacy(db.url)
@@ -256,7 +256,10 @@ def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] 
                if k in ("anomaly_threshold", "min_confidence") and v != getattr(FlagSettings(), k)}
     if overlay:
         flags = replace(flags, **overlay)
-    values = {FLAGS: flags.to_dict(), ROUTING: legacy.get(ROUTING, Routing().to_dict())}
+    # Rules only where an older station kept some: stored as "no rules" here, they read as rules a person saved empty
+    # on purpose, and the demo's routing was never adopted on a new database (every family ran on every demo image;
+    # the session-45 Xvfb run of the README's launch command)
+    values = {FLAGS: flags.to_dict(), **({ROUTING: legacy[ROUTING]} if ROUTING in legacy else {})}
     return db.project_settings.put_missing({k: v for k, v in values.items() if k not in stored}, by=by)
 
 

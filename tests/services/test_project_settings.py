@@ -98,9 +98,19 @@ def test_a_broken_legacy_file_is_reported_and_nothing_is_imported(tmp_path: Path
         assert legacy_routing_path(station_url).read_text() == "{not json"
 
 
-def test_without_legacy_values_the_import_stores_the_defaults(db) -> None:
-    assert sorted(adopt_legacy_settings(db, {"anomaly_threshold": None, "min_confidence": 0.6})) == [FLAGS, ROUTING]
+def test_without_legacy_values_the_import_stores_the_default_flags_and_no_rules(db) -> None:
+    """No rules are stored for a project that never had any: stored empty, they read as rules saved empty on
+    purpose, and the demo's routing was never adopted at the README's first launch (found under Xvfb, session 45)."""
+    from app.paths import SAMPLES
+    from app.services.review_jobs import ReviewJobs
+    from app.services.routing import load_routing
+    assert adopt_legacy_settings(db, {"anomaly_threshold": None, "min_confidence": 0.6}) == [FLAGS]
     assert load_project_settings(db) == ProjectSettings()
+    assert ROUTING not in db.project_settings.all()
+    assert adopt_legacy_settings(db) == []  # once
+    demo = load_routing(SAMPLES / "demo_routing.json")
+    jobs = ReviewJobs(db, db.url)
+    assert jobs.adopt_routing(demo) and load_project_settings(db).routing == demo
 
 
 def test_routing_overview_names_the_subfolders_and_what_runs_there(db, tmp_path: Path) -> None:
