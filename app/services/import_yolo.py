@@ -104,7 +104,7 @@ def listed_names(path: Path) -> dict[int, str]:
     return {i: name.strip() for i, name in enumerate(read_text(path).splitlines()) if name.strip()}
 
 
-def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None]:
+def parse_label(path: Path, names: dict[int, str], named_in: str = "data.yaml") -> tuple[Any, Polygons | None]:
     classes: Counter[str] = Counter()
     polys = []
     poly_classes: list[str] = []
@@ -118,7 +118,7 @@ def parse_label(path: Path, names: dict[int, str]) -> tuple[Any, Polygons | None
         except ValueError:
             raise LabelImportError(f"{path}, line {n}: expected '<class> x1 y1 x2 y2 …' numbers") from None
         if cls < 0 or (names and cls not in names):
-            raise LabelImportError(f"{path}, line {n}: class index {cls} is not in data.yaml's names")
+            raise LabelImportError(f"{path}, line {n}: class index {cls} is not in {named_in}'s names")
         if len(values) < 4 or len(values) % 2 or not np.all(np.isfinite(values)) \
                 or values.min() < -TOLERANCE or values.max() > 1 + TOLERANCE:
             raise LabelImportError(f"{path}, line {n}: coordinates must be x, y pairs in [0, 1]")
@@ -159,7 +159,7 @@ def read(root: Path) -> list[ImportRecord]:
         first, _, rest = ref.partition("/")
         if rest and first in SPLIT_NAMES:
             ref = rest
-        class_name, polys = parse_label(path, names)
+        class_name, polys = parse_label(path, names, yaml_file.name if yaml_file else "classes.txt")
         records.append(ImportRecord(label_file=path, image_ref=ref, image_file=image, class_name=class_name,
                                     mask=polys if polys is not None else UNCHANGED))
     if not records:

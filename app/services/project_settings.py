@@ -74,12 +74,15 @@ def legacy_routing_path(db_url: str) -> Path:
     return beside_database(db_url, "-" + ROUTING_FILE) or data_dir() / ROUTING_FILE
 
 
-def _legacy(db_url: str) -> dict[str, Any]:
-    """The values older stations kept in files (absent files: nothing)."""
+def _legacy(db_url: str, keys: Sequence[str] = (FLAGS, ROUTING)) -> dict[str, Any]:
+    """The values older stations kept in files, of ``keys`` only (absent files: nothing). Only the keys the database
+    lacks are read: with no rules stored (a project that never had any), the flags' old file was read again at
+    every load, and one this version cannot read failed every settings load, thresholds stored in the database
+    ignored (the session-45 review)."""
     out: dict[str, Any] = {}
-    if legacy_flag_settings_path(db_url).is_file():
+    if FLAGS in keys and legacy_flag_settings_path(db_url).is_file():
         out[FLAGS] = load_flag_settings(legacy_flag_settings_path(db_url)).to_dict()
-    if legacy_routing_path(db_url).is_file():
+    if ROUTING in keys and legacy_routing_path(db_url).is_file():
         out[ROUTING] = load_routing(legacy_routing_path(db_url)).to_dict()
     return out
 
@@ -115,9 +118,10 @@ def load_project_settings(db: "Database") -> ProjectSettings:
     """The project's settings (defaults for what was never set; ProjectSettingsError if a stored
     value, or a not yet imported legacy file, is broken)."""
     stored = db.project_settings.all()
-    if FLAGS not in stored or ROUTING not in stored:
+    missing = [k for k in (FLAGS, ROUTING) if k not in stored]
+    if missing:
         try:
-            legacy = _legacy(db.url)
+            legacy = _legacy(db.url, missing)
         except ValueError as exc:
             raise ProjectSettingsError(str(exc)) from None
         stored = {**legacy, **stored}

@@ -30,7 +30,9 @@ def learnt_from(card: Mapping[str, Any], scored: Path) -> str | None:
     base, scored = base.resolve(), Path(scored).resolve()
     parts = {base: "the folder it was trained from", base / "train": "its training images",
              base / "val": "the split it was chosen on"}
-    if not (base / "val").is_dir():  # without val/ the trainer chose on test/ (the session-45 review)
+    split = data.get("split") if isinstance(data, Mapping) else None
+    if isinstance(split, str) and split.rstrip().endswith("and test/"):  # the classifier's trainer, given no val/,
+        # chose on test/ and says so in its card (the session-45 review); an anomaly model's test/ is its frozen one
         parts[base / "test"] = "the split it was chosen on (the tree has no val/)"
     return parts.get(scored)
 

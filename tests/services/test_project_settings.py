@@ -165,3 +165,20 @@ def test_a_threshold_change_is_written_over_a_folders_operating_point_saved_mean
     change_flag_settings(db, lambda f: dataclasses.replace(f, anomaly_threshold=0.77))
     stored = real(db).flags
     assert stored.anomaly_threshold == 0.77 and stored.folder_threshold(7, 3).threshold == 0.42
+
+
+def test_an_old_stations_file_is_not_read_again_once_its_key_is_stored(tmp_path: Path) -> None:
+    """The session-45 review: with no rules stored (a project that never had any), the old flags file beside the
+    database was read at every load; one this version cannot read failed every settings load, the thresholds
+    stored in the database ignored (workers flagged with the defaults)."""
+    import dataclasses
+
+    from app.services.project_settings import legacy_flag_settings_path, update_flag_settings
+    db = open_database(f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}")
+    try:
+        assert adopt_legacy_settings(db) == [FLAGS]
+        update_flag_settings(db, lambda f: dataclasses.replace(f, anomaly_threshold=0.77))
+        legacy_flag_settings_path(db.url).write_text(json.dumps({"old_key": 1}))
+        assert load_project_settings(db).flags.anomaly_threshold == 0.77
+    finally:
+        db.close()
