@@ -161,21 +161,14 @@ def test_a_second_export_can_be_cancelled_and_says_so_once(service, db, labelled
     """Found by a session-44 probe: while a second export ran the button still read "Close" (pressing it cancelled),
     and a cancel read "Export failed: export cancelled; nothing was written. Nothing was written; No label was
     changed.", the progress bar left part way."""
-    import threading
 
-    from app.services import export as export_module
     info, *_ = labelled
     dlg = _dialog(service, db, info, qtbot)
     dlg.out.setText(str(tmp_path / "one"))
     with qtbot.waitSignal(dlg.finished_export, timeout=20000):
         assert dlg.start()
     assert dlg.cancel_button.text() == "Close"
-    held, real = threading.Event(), export_module.load
-
-    def load_held(path):
-        held.wait(10)
-        return real(path)
-    monkeypatch.setattr(export_module, "load", load_held)
+    held = _hold_exports(monkeypatch)
     dlg.out.setText(str(tmp_path / "two"))
     assert dlg.start()
     assert dlg.cancel_button.text() == "Cancel"
@@ -191,18 +184,11 @@ def test_closing_the_dialog_during_an_export_never_holds_the_window(service, db,
     """Found by a session-45 probe: Esc (or the title bar's X) while an export ran waited on the GUI thread until it
     stopped, up to 30 s, the station frozen (the export cannot be cancelled while it reads the labels). The dialog
     says it is cancelling and closes when the export answers; nothing is written."""
-    import threading
     import time
 
-    from app.services import export as export_module
     info, *_ = labelled
     dlg = _dialog(service, db, info, qtbot)
-    held, real = threading.Event(), export_module.load
-
-    def load_held(path):
-        held.wait(10)
-        return real(path)
-    monkeypatch.setattr(export_module, "load", load_held)
+    held = _hold_exports(monkeypatch)
     dlg.out.setText(str(tmp_path / "out"))
     dlg.show()
     assert dlg.start()
@@ -213,3 +199,18 @@ def test_closing_the_dialog_during_an_export_never_holds_the_window(service, db,
         held.set()
     qtbot.waitUntil(lambda: not dlg.isVisible(), timeout=5000)
     assert not (tmp_path / "out").exists()
+
+
+def _hold_exports(monkeypatch):
+    """Each exported image waits for the returned event (set it to let the export go on)."""
+    import threading
+
+    from app.services import export as export_module
+    held, real = threading.Event(), export_module.load
+
+    def load_held(path):
+        held.wait(10)
+        return real(path)
+    monkeypatch.setattr(export_module, "load", load_held)
+    return held
+
