@@ -159,8 +159,19 @@ class LabelNextController:
             return False
         switched = panel.sort.currentData() != "label_next"
         if switched:
-            panel.set_sort("label_next")  # the queue re-reads: proposals first
+            panel.set_sort("label_next")  # the queue re-reads (on its thread): proposals first
+            queue.after_view(lambda: self._move_to_proposal(switched))
+            return True
+        return self._move_to_proposal(switched)
+
+    def _move_to_proposal(self, switched: bool) -> bool:
+        """Show the next proposal left, once the queue lists the batch's order."""
+        queue = self.window.queue
+        if self.result is None:
+            return False
         left = self._unreviewed_proposals()
+        if not left:
+            return False
         ids = self.result.proposal.image_ids
         current = queue.current_id()
         if switched or current not in ids:  # from the top of the batch

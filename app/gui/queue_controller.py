@@ -39,6 +39,7 @@ class QueueController(QObject):
     failed = Signal(str)
     left_view = Signal(int)           # the image on screen is no longer listed by this view (its file went, ...)
     _read_done = Signal(object, object, str)  # filter, QueueRead | None, error (from the reader thread)
+    _view_done = Signal(int, object, object, object, str)  # ticket, filter, (keep, shown, recount), QueueRead | None, error
     _page_done = Signal(object, int, object)  # filter, page number, QueuePage (from the page reader)
     _counts_done = Signal(object, object)     # (folder id, save generation), counts | error (from the tally)
     _seek_done = Signal(object, object, object, str)  # filter, current id then, (Found, page) | None, error
@@ -61,6 +62,11 @@ class QueueController(QObject):
         self._off_row: int | None = None  # the row it had when it left the list (J, K and N go on from there)
         self._pending_nav = 0    # N / Shift+N pressed meanwhile, done once they are
         self._reader = DecodePool(1, 1, "queue-reader")
+        # A view the inspector asks for (filter, order, folder): newest first, an answer overtaken dropped.
+        self._view_pool = DecodePool(1, 1, "queue-view")
+        self._view_ticket = 0
+        self._viewing = False
+        self._after_view: list[Callable[[], None]] = []
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
         # is read before those it flew past (dropped requests are asked for again).
         self._pages = DecodePool(1, 4, "queue-pages")
@@ -90,6 +96,7 @@ class QueueController(QObject):
         self._recount.timeout.connect(self.update_counts)
         self._count_done.connect(self._on_count)
         self._read_done.connect(self._on_read)
+        self._view_done.connect(self._on_view)
         self._page_done.connect(self._on_page)
         self._counts_done.connect(self._on_counts)
         self._seek_done.connect(self._on_seek)
@@ -109,30 +116,65 @@ class QueueController(QObject):
         self.refresh(recount=not same_folder)
 
     def refresh(self, keep: int | None = None, recount: bool = True) -> None:
-        """Re-read the queue now (a user's filter change: the answer is awaited). Reads the
-        count and the pages on screen only, whatever the folder's size."""
+        """Re-read the queue (a user's view: a filter, an order, a folder) on the view thread; the answer is shown
+        when it comes, the newest asked winning. Reads the count and the pages on screen only, whatever the
+        folder's size. Read here, it held the window for every statement of the count and the first page (a
+        search: sixteen; 24 s on a slow server, nothing on screen; a session-45 probe). ``after_view`` runs what
+        needs the new view's rows."""
         keep = self.current_id() if keep is None else keep
         if keep is None:
             keep = self._off_view
         self._off_view = self._off_row = None  # a view the inspector chose: its first image when the shown one is not in it
         flt = self.filter
-        try:
-            # Another view: a bounded count (its first page now, the exact count after).
-            read = self._read(flt, self._pages_to_read(flt), bound=flt != self._last_filter)
-        except Exception as exc:
-            log.exception("queue query failed")
-            self.failed.emit(f"Cannot read the review queue: {exc}")
-            return
-        self._apply(read, keep, flt)
-        if not read.exact:
-            self._count_exactly(flt)
-        if recount:
-            self.update_counts()  # on a helper thread: the GUI thread never waits on storage
+        # Another view: a bounded count (its first page now, the exact count after).
+        pages, bound = self._pages_to_read(flt), flt != self._last_filter
+        self._view_ticket += 1
+        ticket, shown = self._view_ticket, self.current_id()
+
+        def read() -> None:
+            try:
+                self._view_done.emit(ticket, flt, (keep, shown, recount), self._read(flt, pages, bound=bound), "")
+            except Exception as exc:  # noqa: BLE001 - thread boundary; the reason goes to the GUI thread
+                log.exception("queue query failed")
+                self._view_done.emit(ticket, flt, (keep, shown, recount), None, str(exc))
+        self._viewing = True
+        self._view_pool.submit(read)
+
+    def _on_view(self, ticket: int, flt: QueueFilter, asked: tuple, read, error: str) -> None:
+        if ticket != self._view_ticket:
+            return  # a newer view was asked meanwhile: its answer is the one to show
+        self._viewing = False
+        keep, shown, recount = asked
+        if error:
+            self.failed.emit(f"Cannot read the review queue: {error}")
+        elif flt == self.filter:
+            now = self.current_id()
+            if now is not None and now != shown:  # the inspector moved on in the old view meanwhile: that image
+                keep = now
+            self._apply(read, keep, flt)
+            if not read.exact:
+                self._count_exactly(flt)
+            if recount:
+                self.update_counts()  # on a helper thread: the GUI thread never waits on storage
+        waiting, self._after_view = self._after_view, []
+        for then in waiting:
+            then()
+
+    def after_view(self, then: Callable[[], None]) -> None:
+        """Run ``then`` once the view asked last is shown (now, when none is on its way)."""
+        if self._viewing:
+            self._after_view.append(then)
+        else:
+            then()
+
+    def reading(self) -> bool:
+        """A read of the queue is on its way (a view asked, or a background re-read)."""
+        return self._viewing or self._reading
 
     def refresh_in_background(self) -> None:
         """Re-read the queue on a helper thread (progress of a job: the window never waits);
-        skipped while the previous read is still running."""
-        if self._reading:
+        skipped while the previous read, or a view asked, is still running."""
+        if self._reading or self._viewing:
             return
         self._reading = True
         flt = self.filter
@@ -201,6 +243,8 @@ class QueueController(QObject):
 
     def _on_read(self, flt: QueueFilter, read, error: str) -> None:
         self._reading = False
+        if self._viewing:
+            return  # a view asked since is on its way: read after this one, it is shown instead
         if error:
             log.warning("background queue read failed: %s", error)
             return
@@ -557,6 +601,7 @@ class QueueController(QObject):
         self._pages.close()
         self._seeker.close()
         self._bulk.close()
+        self._view_pool.close()
         self._reader.close()
 
 

@@ -70,6 +70,11 @@ def wait_shown(win, qtbot, image_id: int | None = None, timeout: int = 5000) -> 
     qtbot.waitUntil(ready, timeout=timeout)
 
 
+def wait_listed(win, qtbot, timeout: int = 10000) -> None:
+    """Wait until the queue has read the view asked last (a folder, filter or order is read on the view thread)."""
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=timeout)
+
+
 def wait_saved(win, qtbot, timeout: int = 10000) -> None:
     """Wait until the labels this window made have reached the database (they are written on the
     label-writes thread; the window shows them at once). Labels the database refused and keeps for a

@@ -14,6 +14,11 @@ from tests.gui.fixtures import make_folder
 RECOUNT_WAIT_MS = RECOUNT_MS + 5000  # the check after saves comes within RECOUNT_MS
 
 
+def view_shown(queue, qtbot) -> None:
+    """A view asked for is read on the view thread (the window never waits on the queue query): wait for it."""
+    qtbot.waitUntil(lambda: not queue.reading(), timeout=5000)
+
+
 @pytest.fixture
 def paged(qtbot, service, tmp_path):
     info = service.open_folder(make_folder(tmp_path / "many", n=40, size=24))
@@ -33,7 +38,16 @@ def test_first_page_at_once_then_the_exact_count_and_pages_as_they_come_on_scree
                                                                                    monkeypatch):
     info, model, view, queue = paged
     monkeypatch.setattr(service, "queue", lambda *a, **k: pytest.fail("the gallery read the whole queue"))
+    import time
+    real_count = service.queue_count
+
+    def slow_exact(flt, at_most=None):
+        if at_most is None:
+            time.sleep(0.5)  # the exact count comes after the bounded one
+        return real_count(flt, at_most=at_most) if at_most is not None else real_count(flt)
+    monkeypatch.setattr(service, "queue_count", slow_exact)
     queue.set_filter(QueueFilter(folder_id=info.id, sort="name", descending=True))
+    view_shown(queue, qtbot)
     assert model.rowCount() == 4 * (1 + BOUND_PAGES) and not queue.count_is_exact()  # counted no further
     qtbot.waitUntil(queue.count_is_exact, timeout=5000)  # the exact count, from the counter thread
     assert model.rowCount() == 40
@@ -48,6 +62,7 @@ def test_first_page_at_once_then_the_exact_count_and_pages_as_they_come_on_scree
 def test_stepping_past_a_page_reads_the_next_one(qtbot, service, paged):
     info, model, view, queue = paged
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     want = [it.image_id for it in service.queue(QueueFilter(folder_id=info.id))]
     seen = [queue.current_id()]
     for _ in range(9):
@@ -66,6 +81,7 @@ def test_a_save_moves_the_counts_without_waiting_for_a_recount(qtbot, service, p
     got = []
     queue.counts_changed.connect(got.append)
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     qtbot.waitUntil(queue.counts_known, timeout=5000)  # they follow from a helper thread
     real, gate, asked = service.counts, threading.Event(), []
 
@@ -95,6 +111,7 @@ def test_a_recount_wins_over_the_moved_counts_when_read_after_the_save(qtbot, se
     from app.services.review_types import LabelState
     info, model, view, queue = paged
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     qtbot.waitUntil(queue.counts_known, timeout=5000)
     queue._recount.setInterval(50)  # the test waits for the check, not for its pace
     mine, theirs = model.item_at(0).image_id, model.item_at(1).image_id
@@ -121,6 +138,7 @@ def test_a_folder_change_counts_the_states_off_the_gui_thread_and_drops_stale_co
     queue.counts_changed.connect(got.append)
     queue.set_filter(QueueFilter(folder_id=info.id))
     queue.set_filter(QueueFilter(folder_id=other.id))  # before the first folder's counts came
+    view_shown(queue, qtbot)
     qtbot.waitUntil(lambda: queue.counts_known() and got[-1].get("unreviewed") == 3, timeout=5000)
     _delivered(queue)  # any late answer for the first folder too
     assert threads and threading.main_thread() not in threads
@@ -132,6 +150,7 @@ def test_counts_read_before_a_save_are_counted_again(qtbot, service, paged, monk
     from app.services.review_types import LabelState
     info, model, view, queue = paged
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     qtbot.waitUntil(queue.counts_known, timeout=5000)
     real, gate = service.counts, __import__("threading").Event()
 
@@ -166,6 +185,7 @@ def test_a_refresh_rereads_the_pages_on_screen_and_drops_the_others(qtbot, servi
     from app.services.review_types import LabelState
     info, model, view, queue = paged
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     qtbot.waitUntil(queue.count_is_exact, timeout=5000)  # the scroll bar's end is the queue's
     view.scrollToBottom()
     qtbot.waitUntil(lambda: model.item_at(39) is not None, timeout=5000)
@@ -175,6 +195,7 @@ def test_a_refresh_rereads_the_pages_on_screen_and_drops_the_others(qtbot, servi
     real = service.queue_page
     monkeypatch.setattr(service, "queue_page", lambda *a, **k: reads.append(k) or real(*a, **k))
     queue.refresh()
+    view_shown(queue, qtbot)
     assert model.item_at(39).review_state == "rejected"  # the page on screen was read again
     assert len(reads) <= 4 and model.rowCount() == 40
     assert {0, 9} <= set(model.loaded_pages())  # the first page and the one on screen
@@ -197,6 +218,7 @@ def test_n_finds_an_unreviewed_image_on_a_page_not_read_yet(qtbot, service, page
     queue.message.connect(said.append)
     monkeypatch.setattr(service, "queue", lambda *a, **k: pytest.fail("N read the whole queue"))
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     assert model.item_at(30) is None  # not read: the answer has to come from the database
     queue.next_unreviewed(1)
     assert queue.current_id() == want[1]  # within the rows read: at once
@@ -217,6 +239,7 @@ def test_n_presses_while_looking_make_one_search_and_none_left_is_the_databases_
     said = []
     queue.message.connect(said.append)
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     calls = []
     real = service.next_unreviewed
     monkeypatch.setattr(service, "next_unreviewed", lambda *a, **k: calls.append(a) or real(*a, **k))
@@ -240,6 +263,7 @@ def test_n_pressed_while_indexing_goes_to_the_first_unreviewed_image_beyond_the_
     queue.await_items()
     queue.next_unreviewed(1)  # nothing listed yet: kept
     queue.set_filter(QueueFilter(folder_id=info.id))
+    view_shown(queue, qtbot)
     qtbot.waitUntil(lambda: queue.current_id() == want[22], timeout=5000)
 
 
@@ -252,6 +276,7 @@ def test_n_after_a_save_goes_on_from_where_the_row_sits_in_a_by_state_order(qtbo
     view.resize(40, 40)  # about one thumbnail on screen: the pages below stay unread
     want = _review_all_but(service, info, set(range(6)))
     queue.set_filter(QueueFilter(folder_id=info.id, sort="state"))
+    view_shown(queue, qtbot)
     assert queue.select(want[3])
     service.save_label(want[3], LabelState(review_state="accepted"))
     queue.update_item(service.item(want[3]))
@@ -276,3 +301,26 @@ def test_a_cell_says_out_of_domain_where_that_familys_answer_would_stand_and_kee
     assert ood_chip_place(cell("classifier", "segmenter")) == "bl"    # where the class would be
     assert ood_chip_place(cell("classifier", label_class="crack")) is None  # the inspector's class stands there
     assert ood_chip_place(cell()) is None
+
+
+def test_a_new_view_is_read_off_the_gui_thread(qtbot, service, paged, monkeypatch):
+    """Found by a session-45 probe (storage slowed to 1.5 s a statement): every filter, order, search, folder and P
+    held the window for the whole count and first page, 24 s for a search, nothing on screen meanwhile. The view is
+    read on its own thread and shown when it comes; the newest asked wins."""
+    import threading
+    import time
+    info, model, view, queue = paged
+    real, on_gui = service.queue_count, []
+
+    def slow(flt, at_most=None):
+        on_gui.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.5)
+        return real(flt, at_most=at_most) if at_most is not None else real(flt)
+    monkeypatch.setattr(service, "queue_count", slow)
+    started = time.monotonic()
+    queue.set_filter(QueueFilter(folder_id=info.id, sort="name"))
+    queue.set_filter(QueueFilter(folder_id=info.id, sort="name", descending=True))  # typed on: the newest wins
+    assert time.monotonic() - started < 0.4 and queue.reading()
+    view_shown(queue, qtbot)
+    qtbot.waitUntil(queue.count_is_exact, timeout=5000)
+    assert model.item_at(0).name == "part_39.png" and not any(on_gui)

@@ -8,7 +8,7 @@ from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 
 from app.gui.gallery_model import GalleryModel
 from app.services.review_types import LabelState, QueueFilter
-from tests.gui.conftest import build_window, wait_saved, wait_shown
+from tests.gui.conftest import build_window, wait_listed, wait_saved, wait_shown
 from tests.gui.fixtures import make_folder
 from tests.gui.test_main_window import press
 
@@ -41,7 +41,7 @@ def test_a_class_key_labels_the_chosen_images_after_another_station_re_sorted_th
     win = small_pages
     m = win.gallery_model
     win.queue_panel.set_sort("state")
-    qtbot.waitUntil(lambda: win.queue.filter.sort == "state")
+    wait_listed(win, qtbot)
     wait_shown(win, qtbot)
     for step in (1, -1):
         for _ in range(11):
@@ -80,7 +80,7 @@ def test_a_selection_survives_a_new_sort_whose_first_page_is_the_same(small_page
     chosen = {names[i] for i in win.queue.selected_ids()}
     assert chosen == {f"part_{k:02d}.png" for k in range(8)}
     win.queue_panel.set_sort("state")  # unreviewed first: rows 5-7 now hold part_07, part_08, part_09
-    qtbot.waitUntil(lambda: win.queue.filter.sort == "state")
+    wait_listed(win, qtbot)
     qtbot.wait(300)
     press(qtbot, win, Qt.Key.Key_2)
     qtbot.wait(500)
@@ -112,7 +112,7 @@ def test_a_chosen_image_another_station_took_out_of_the_view_is_no_longer_chosen
     win.open_folder(str(make_folder(tmp_path / "parts", n=24, size=24)))
     wait_shown(win, qtbot)
     win.queue_panel.set_states({"unreviewed"})
-    qtbot.waitUntil(lambda: win.queue.filter.states == frozenset({"unreviewed"}), timeout=5000)
+    wait_listed(win, qtbot)
     wait_shown(win, qtbot)
     _select_rows(win, 0, 3)
     chosen = list(win.queue.selected_ids())

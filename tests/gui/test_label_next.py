@@ -78,7 +78,7 @@ def test_a_labelled_batch_is_followed_by_the_next_one(service, db, tmp_path: Pat
     qtbot.waitUntil(lambda: ctl.result.proposal.image_ids != first, timeout=30000)
     second = ctl.result.proposal.image_ids
     assert len(second) == 3 and not set(second) & set(first)
-    assert _rows(win, 3) == list(second)
+    qtbot.waitUntil(lambda: _rows(win, 3) == list(second), timeout=5000)  # the queue's order, read on its thread
     press(qtbot, win, Qt.Key.Key_P)
     assert win.queue.current_id() == second[0]
     win.close()
@@ -363,6 +363,7 @@ def test_p_under_a_search_that_hides_the_batch_says_so(service, db, tmp_path: Pa
     outside = next(i for i in range(1, BATCH + 7) if i not in ctl.result.proposal.image_ids)
     win.queue_panel.search.setText(service.item(outside).name)
     qtbot.waitUntil(lambda: win.queue.filter.text != "", timeout=3000)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=5000)
     wait_shown(win, qtbot)
     win.statusBar().clearMessage()
     press(qtbot, win, Qt.Key.Key_P)

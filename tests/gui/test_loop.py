@@ -64,7 +64,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     # open (pre-labelled automatically in the worker process)
     win = _window(db, url, qtbot)
     win.open_folder(str(folder))
-    assert win.gallery_model.rowCount() == 6
+    qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 6, timeout=5000)  # listed from the view thread
     ticks: list[float] = []
     heartbeat = QTimer()
     heartbeat.setInterval(20)
@@ -144,6 +144,7 @@ def test_open_prelabel_review_undo_reopen_export(tmp_path, tiny_models, qtbot, m
     # reopen: everything is there
     win2 = _window(db, url, qtbot, jobs=False)
     win2.open_folder(str(folder))
+    qtbot.waitUntil(lambda: win2.gallery_model.rowCount() == 6, timeout=5000)  # listed from the view thread
     win2.queue.select(second)
     wait_shown(win2, qtbot, second)
     again = win2.review.label

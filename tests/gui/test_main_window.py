@@ -15,6 +15,8 @@ def press(qtbot, win, key, modifier=Qt.KeyboardModifier.NoModifier):
     win.activateWindow()
     win.gallery.setFocus()
     qtbot.keyClick(win.gallery, key, modifier)
+    # a key that asks for another view of the queue (P: the "label next" order) has it read on the view thread
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
 
 
 def test_window_shows_folder_gallery_and_viewer(window, qtbot):
@@ -790,7 +792,8 @@ def test_opening_a_folder_in_the_background_keeps_the_window_working(service, fo
     win = build_window(service, qtbot)
     with qtbot.waitSignal(win.folder_ctl.opened, timeout=10000) as sig:
         assert win.open_folder(str(folder), wait=False) is None  # returns at once
-    assert sig.args[0].image_count == 6 and win.gallery_model.rowCount() == 6
+    assert sig.args[0].image_count == 6
+    qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 6, timeout=5000)  # listed from the view thread
     messages = []
     win.folder_ctl.failed.connect(messages.append)
     with qtbot.waitSignal(win.folder_ctl.failed, timeout=10000):

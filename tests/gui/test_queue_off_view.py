@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.gui.conftest import wait_saved, wait_shown
+from tests.gui.conftest import wait_listed, wait_saved, wait_shown
 from tests.gui.test_main_window import press
 
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -13,7 +13,7 @@ CTRL = Qt.KeyboardModifier.ControlModifier
 
 def _unreviewed_only(win, qtbot) -> list[int]:
     win.queue_panel.set_states({"unreviewed"})
-    qtbot.waitUntil(lambda: win.queue.filter.states == frozenset({"unreviewed"}))
+    wait_listed(win, qtbot)
     wait_shown(win, qtbot)
     return [win.gallery_model.item_at(r).image_id for r in range(win.gallery_model.rowCount())]
 
