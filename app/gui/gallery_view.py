@@ -296,9 +296,9 @@ class GalleryView(QListView):
         # where the new pages hold the whole view, a chosen image they do not list has left it (another station's
         # label took it out of an "unreviewed" filter): no longer chosen. Otherwise it may sit on a page not read
         # yet, and is selected there when that page is read.
-        listed = [it.image_id for it in self._model.items()]
+        listed = {it.image_id for it in self._model.items()}
         if len(listed) >= self._model.rowCount():
-            for gone in [i for i in self._chosen if i not in set(listed)]:
+            for gone in [i for i in self._chosen if i not in listed]:
                 del self._chosen[gone]
         size = self._model.page_size
         for page in self._model.loaded_pages():

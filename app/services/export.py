@@ -447,7 +447,8 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         held = tuple(p.item.image_id for p in exported if p.item.image_id is not None and (
             p.item.anomaly_verdict == ANOMALY_ANOMALOUS
             or (p.item.anomaly_verdict == ANOMALY_NORMAL and mvtec_parts.get(p.file_name, "train") != "train")))
-    files = {p.file_name: p.item.image_id for p in exported if p.item.image_id in set(held)}
+    held_set = set(held)
+    files = {p.file_name: p.item.image_id for p in exported if p.item.image_id in held_set}
     return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held, files, tuple(notes))
 
 

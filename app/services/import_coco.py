@@ -155,10 +155,10 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         # On an image with outlines, a box-only annotation (CVAT and datumaro write rectangles so) is drawn as its
         # box: dropped, the image's class named a region its mask did not hold (a session-45 probe). An image of
         # boxes alone stays a detection label: its mask is left as it is.
-        boxed = [a for a in own if not a.get("segmentation") and _box(a, width, height) is not None] \
-            if with_seg else []
-        for a in with_seg + boxed:
-            box = None if a.get("segmentation") else _box(a, width, height)
+        boxes = {id(a): box for a in own if with_seg and not a.get("segmentation")
+                 and (box := _box(a, width, height)) is not None}
+        for a in with_seg + [a for a in own if id(a) in boxes]:
+            box = boxes.get(id(a))
             if box is None:
                 m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
             else:
@@ -170,7 +170,7 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
             firsts.append((first_pixel(m), cat))
         for a in own:  # an object without a polygon (a detection set's box) weighs by its box or stated area: the
             # class was the alphabetically last category where every area was 0 (a session-43 probe)
-            if not a.get("segmentation") and not any(a is b for b in boxed):
+            if not a.get("segmentation") and id(a) not in boxes:
                 area[names[a["category_id"]]] = area.get(names[a["category_id"]], 0) + _box_area(a)
             area.setdefault(names[a["category_id"]], 0)
         if "class" in img:
