@@ -89,10 +89,8 @@ class ObjectSelection(QObject):
         k = before.at(held[1], held[0])
         if not k or self._comps is None or before.labels.shape != self._comps.labels.shape:
             return
-        x, y, w, h = (int(v) for v in before.stats[k, :4])
-        parts = self._comps.labels[y:y + h, x:x + w][before.labels[y:y + h, x:x + w] == k]
-        parts = parts[parts > 0]
-        obj = self._object(int(parts.min())) if parts.size else None
+        parts = self._comps.parts_over(before, k)
+        obj = self._object(parts[0]) if parts else None
         if obj is not None:
             self.selected = (obj.seed.x, obj.seed.y)
 

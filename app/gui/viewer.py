@@ -481,6 +481,12 @@ class ImageViewer(ImageView):
         h, w = self._rgb.shape[:2]
         return 0 <= pos.x() < w and 0 <= pos.y() < h
 
+    def _start_stroke(self) -> None:
+        """A brush or eraser stroke begins on the image: the layer it paints starts (from the prediction, for a
+        mask the label lacks) and is shown."""
+        self._begin_edit()
+        self._show_layer(self._target_layer())
+
     def _reaches(self, pos: QPointF) -> bool:
         """The brush disc at ``pos`` covers part of the image: painting a border's defect with the cursor just
         beside the image works, while a click whose disc misses the image starts nothing (the session-45 review:
@@ -536,8 +542,7 @@ class ImageViewer(ImageView):
                 # the unreviewed queue though nothing on screen changed (a session-45 probe).
                 self._off_image = not self._reaches(pos)
                 if not self._off_image:
-                    self._begin_edit()
-                    self._show_layer(self._target_layer())
+                    self._start_stroke()
                     self._target_layer().stroke(pos, pos, self.brush_radius, self.tool == "eraser")
             elif self.tool == "polygon":
                 # a corner clicked beyond the image is taken to its edge (a shape hugging the border), not dropped:
@@ -563,8 +568,7 @@ class ImageViewer(ImageView):
             if self._last is not None and event.buttons() & Qt.MouseButton.LeftButton:
                 if self._off_image and self._reaches(pos):  # the stroke reaches the image: it starts here
                     self._off_image = False
-                    self._begin_edit()
-                    self._show_layer(self._target_layer())
+                    self._start_stroke()
                 if not self._off_image:
                     self._target_layer().stroke(self._last, pos, self.brush_radius, self.tool == "eraser")
                 self._last = pos

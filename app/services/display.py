@@ -80,9 +80,14 @@ def _read(path: str | os.PathLike[str]) -> np.ndarray:
         raise DisplayError(exc.reason) from None
 
 
+def _painted(raw: np.ndarray) -> np.ndarray:
+    """A decoded file as the screen paints it: contiguous uint8 RGB (h, w, 3), a deep one stretched."""
+    return np.ascontiguousarray(convert_channels(_stretch_to_uint8(raw), "rgb"))
+
+
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """The whole image as contiguous uint8 RGB (h, w, 3)."""
-    return np.ascontiguousarray(convert_channels(_stretch_to_uint8(_read(path)), "rgb"))
+    return _painted(_read(path))
 
 
 VALUES_MAX_PIXELS = 50_000_000  # a deep image's own values are kept for the cursor readout up to this size
@@ -104,7 +109,7 @@ class ViewerPixels:
 
 def load_for_viewer(path: str | os.PathLike[str]) -> ViewerPixels:
     raw = _read(path)
-    rgb = np.ascontiguousarray(convert_channels(_stretch_to_uint8(raw), "rgb"))
+    rgb = _painted(raw)
     if raw.dtype == np.uint8:
         return ViewerPixels(rgb)
     colour = raw.ndim == 3 and raw.shape[2] >= 3

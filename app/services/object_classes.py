@@ -91,6 +91,13 @@ class Components:
         h, w = self.labels.shape
         return int(self.labels[y, x]) if 0 <= y < h and 0 <= x < w else 0
 
+    def parts_over(self, before: Components, k: int) -> list[int]:
+        """This mask's components overlapping component ``k`` of ``before`` (the mask an edit started from), in
+        label order; only ``k``'s box is read."""
+        x, y, w, h = (int(v) for v in before.stats[k, :4])
+        inside = before.labels[y:y + h, x:x + w] == k
+        return [int(p) for p in np.unique(self.labels[y:y + h, x:x + w][inside]) if p]
+
     def own_classes(self, objects: Sequence[ObjectClass]) -> dict[int, str]:
         """Component label -> class, the first seed lying in it winning; seeds on background are dropped."""
         chosen: dict[int, str] = {}
@@ -121,13 +128,8 @@ def resolve(mask: np.ndarray | None, objects: Sequence[ObjectClass],
         old = Components.of(before.astype(bool))
         for o in objects:
             k = old.at(o.y, o.x)
-            if not k:
-                continue
-            x, y, w, h = (int(v) for v in old.stats[k, :4])  # only the old object's box is read
-            inside = old.labels[y:y + h, x:x + w] == k
-            for part in np.unique(comps.labels[y:y + h, x:x + w][inside]):
-                if part:
-                    chosen.setdefault(int(part), o.class_name)
+            for part in comps.parts_over(old, k) if k else []:
+                chosen.setdefault(part, o.class_name)
     return tuple(sorted(ObjectClass(*comps.firsts[k - 1], name) for k, name in chosen.items()))
 
 
