@@ -98,6 +98,21 @@ class FolderRepository:
         with self.db.session() as s:
             return [_folder_dto(r) for r in s.scalars(select(Folder).order_by(Folder.id))]
 
+    def relocate(self, folder_id: int, root_path: str) -> FolderInfo:
+        """The folder's files are now at ``root_path`` (renamed on disk): the row, its images, labels, history and
+        name stay (routing rules and exports read the name). Raises ``ConflictError`` where another folder is
+        registered there."""
+        key = path_map.stored(root_path)
+        with self.db.session(write=True) as s:
+            row = s.get(Folder, folder_id)
+            if row is None:
+                raise ConflictError(f"folder {folder_id} does not exist")
+            if s.scalar(select(Folder.id).where(Folder.root_path == key, Folder.id != folder_id)) is not None:
+                raise ConflictError(f"another folder is registered at {root_path}")
+            row.root_path = key
+            s.flush()
+            return _folder_dto(row)
+
     def remove(self, folder_id: int) -> None:
         """Forget a folder with its images, predictions and labels (an explicit user action)."""
         with self.db.session(write=True) as s:

@@ -31,8 +31,8 @@ from app.services.trace import (
     apply_trace_rule,
     load_trace_rule,
 )
-from database.dto import FileEntry, LabelChange
-from database.errors import StaleLabelError
+from database.dto import FileEntry, FolderInfo, LabelChange
+from database.errors import ConflictError, StaleLabelError
 from database.states import ReviewState
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class IndexReport:
     skipped: tuple[str, ...] = ()  # folders and names the walk could not read, each with its reason (not indexed)
     moved: tuple[int, ...] = ()  # rows whose file was moved or renamed in the folder (same bytes): they followed it
     set_aside: tuple[int, ...] = ()  # reviewed images whose bytes changed: their label moved into the history
+    renamed_from: str | None = None  # the folder was registered at this path, renamed on disk: it followed
 
 
 FIRST_BATCH = 256  # one gallery page
@@ -84,12 +85,28 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     if not root.is_dir():
         raise FolderIndexError(f"{root}: not a folder")
     others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
+    renamed_from: str | None = None
     if db.folders.by_path(str(root)) is None:
         holder = next((f for f in others if PurePath(root).is_relative_to(f.root_path)), None)
         if holder is not None:  # its images are rows of that folder: a second row each (a session-44 probe)
             raise FolderIndexError(f"{root}: lies inside the indexed folder {holder.root_path} ({holder.name}); open "
                                    "that folder, which holds these images already (indexing this one too would give "
                                    "each image two rows, exported twice with whatever two labels they get)")
+        renamed = renamed_folder(db, root, others)
+        if renamed is not None:  # its rows follow it (a session-45 probe: it came back as a new, unreviewed folder)
+            try:
+                db.folders.relocate(renamed.id, str(root))
+                renamed_from = renamed.root_path
+            except ConflictError as exc:  # registered there by another station meanwhile: that row is the folder
+                log.warning("%s: not followed from %s: %s", root, renamed.root_path, exc)
+        if renamed_from is not None:
+            for f in others:  # folders registered inside it moved with it
+                if PurePath(f.root_path).is_relative_to(renamed_from) and PurePath(f.root_path) != PurePath(renamed_from):
+                    try:
+                        db.folders.relocate(f.id, str(root / PurePath(f.root_path).relative_to(renamed_from)))
+                    except ConflictError as exc:
+                        log.warning("%s: not followed: %s", f.root_path, exc)
+            others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
     info = db.folders.add(str(root))
     inner = {PurePath(f.root_path).relative_to(root).as_posix(): f.name for f in others
              if PurePath(f.root_path).is_relative_to(root)}
@@ -164,8 +181,60 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         folder_id=info.id, root=str(root), files=files, added=tuple(sorted(added)),
         changed=tuple(sorted(changed)), unchanged=plan.unchanged, missing=missing,
         unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=restored,
-        moved=tuple(sorted(moved)), set_aside=set_aside, skipped=tuple(notes.skipped),
+        moved=tuple(sorted(moved)), set_aside=set_aside, skipped=tuple(notes.skipped), renamed_from=renamed_from,
     )
+
+
+def renamed_note(name: str, renamed_from: str) -> str:
+    """What the window and the commands say of a folder followed to its new name."""
+    return (f"the folder '{name}' was registered at {renamed_from}, renamed on disk to this one: it follows, its "
+            "images keep their labels and history, and it keeps the name routing rules and exports know it by")
+
+
+RENAME_SAMPLE = 2000   # rows of a vanished folder looked for under the new one (evenly spread; a stat each)
+RENAME_HASHES = 8      # of those found, files whose bytes are compared with the stored hash
+RENAME_SHARE = 0.9     # found with the same size, of those looked for
+
+
+def renamed_folder(db: "Database", root: Path, others: Sequence[FolderInfo]) -> FolderInfo | None:
+    """The registered folder ``root`` is, renamed on disk (``mv line3 line3_done``): one whose path is gone, in the
+    same parent folder, whose files are found under ``root`` at the same relative paths with the same sizes (nine in
+    ten of them, up to ``RENAME_SAMPLE`` looked at) and the same bytes (up to ``RENAME_HASHES`` hashed, every one
+    equal). Only a rename in place is followed: another parent may be another machine's view of a share this one
+    does not reach (ADR 0065), whose folder must not be taken from the stations that do. Two such folders: neither
+    (which one it is cannot be told)."""
+    from app.services.file_scan import hash_file
+
+    found: list[FolderInfo] = []
+    for f in others:
+        old = Path(f.root_path)
+        if old.parent != root.parent or old.name == root.name or old.exists():
+            continue
+        rows = [(rel, size, digest) for rel, (size, _mtime, digest, missing) in db.images.known_files(f.id).items()
+                if not missing]
+        if not rows:
+            continue
+        rows.sort()
+        step = max(1, len(rows) // RENAME_SAMPLE)
+        looked = rows[::step][:RENAME_SAMPLE]
+        same = []
+        for rel, size, digest in looked:
+            try:
+                if (root / rel).stat().st_size == size:
+                    same.append((rel, digest))
+            except OSError:
+                continue
+        if len(same) < RENAME_SHARE * len(looked):
+            continue
+        hashed = [(rel, digest) for rel, digest in same if digest][:RENAME_HASHES]
+        try:
+            if hashed and all(hash_file(root / rel) == digest for rel, digest in hashed):
+                found.append(f)
+        except OSError:
+            continue
+    if len(found) > 1:
+        log.warning("%s: looks like each of %s renamed; followed neither", root, ", ".join(f.name for f in found))
+    return found[0] if len(found) == 1 else None
 
 
 CONTENT_CHANGED_NOTE = "the file's content changed on disk: the label given for its earlier content is kept in the history"

@@ -275,7 +275,7 @@ class ReviewService:
         """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept.
         ``on_first(FolderInfo)``: a large new folder's first page is in the database (the rest
         is still indexing)."""
-        from app.services.indexing import FolderIndexError, index_folder
+        from app.services.indexing import FolderIndexError, index_folder, renamed_note
         first = None if on_first is None else (lambda folder_id: on_first(self._folder_info(folder_id)))
         try:
             report = index_folder(self.db, path, progress, on_first=first)
@@ -283,6 +283,8 @@ class ReviewService:
             raise ReviewError(str(exc)) from None
         info = self._folder_info(report.folder_id)
         notes = [report.trace.summary()] if report.trace is not None and report.trace.problems else []
+        if report.renamed_from is not None:
+            notes.append(renamed_note(info.name, report.renamed_from))
         if report.skipped:  # a folder or a name the walk could not read: said, not passed over in silence
             notes.append(f"{len(report.skipped)} not indexed: " + "; ".join(report.skipped[:3])
                          + (" …" if len(report.skipped) > 3 else ""))

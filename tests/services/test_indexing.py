@@ -448,3 +448,47 @@ def test_a_folder_inside_an_indexed_one_is_refused_and_one_holding_it_leaves_it_
     assert [db.images.get(i).rel_path for i in report.added] == ["top.png"]
     assert any(s.startswith("cam1/: indexed as a folder of its own") for s in report.skipped)
     assert len(db.images.query(ImageQuery(folder_id=first.folder_id))) == 4
+
+
+def test_a_folder_renamed_on_disk_follows_with_its_labels(db, tmp_path: Path) -> None:
+    """A session-45 probe: ``mv line3 line3_done`` then opening line3_done registered a new, unreviewed folder
+    (the labels stayed on a folder whose path had gone). Renamed in place, the folder follows: its rows, labels,
+    name and a folder registered inside it; a copy elsewhere, or beside the old one still there, is a new folder."""
+    import shutil
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.dto import LabelChange
+    from database.states import ReviewState
+
+    old = tmp_path / "lines" / "line3"
+    (old / "lot1").mkdir(parents=True)
+    for i in range(5):
+        cv2.imwrite(str(old / f"p{i}.png"), np.full((6, 6), 10 * i, np.uint8))
+    cv2.imwrite(str(old / "lot1" / "q.png"), np.full((6, 6), 99, np.uint8))
+    inner = index_folder(db, old / "lot1")  # registered first, then the folder around it
+    first = index_folder(db, old)
+    ids = {im.rel_path: im.id for im in db.images.query(ImageQuery(folder_id=first.folder_id))}
+    db.labels.append(ids["p1.png"], LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    shutil.copytree(old, tmp_path / "elsewhere" / "line3")  # a copy in another parent: a new folder
+    copy = index_folder(db, tmp_path / "elsewhere" / "line3")
+    assert copy.folder_id != first.folder_id and copy.renamed_from is None
+
+    old.rename(tmp_path / "lines" / "line3_done")
+    svc = ReviewService(db, ReviewSettings(reviewer="tester"))
+    info = svc.open_folder(tmp_path / "lines" / "line3_done")
+    assert info.id == first.folder_id and info.name == "line3" and info.image_count == 5
+    assert "renamed on disk" in info.note and str(old) in info.note
+    assert db.labels.current(ids["p1.png"]).class_name == "crack"
+    assert not any(im.missing for im in db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True)))
+    assert db.folders.get(first.folder_id).root_path == str(tmp_path / "lines" / "line3_done")
+    assert db.folders.get(inner.folder_id).root_path == str(tmp_path / "lines" / "line3_done" / "lot1")
+    assert not index_folder(db, tmp_path / "lines" / "line3_done" / "lot1").added
+
+    # another folder of other files renamed beside it is not taken for it
+    other = tmp_path / "lines" / "line4"
+    other.mkdir()
+    cv2.imwrite(str(other / "p1.png"), np.full((6, 6), 10, np.uint8))
+    index_folder(db, other)
+    other.rename(tmp_path / "lines" / "line4b")
+    (tmp_path / "lines" / "line4b" / "p1.png").write_bytes(b"not the same bytes")
+    assert index_folder(db, tmp_path / "lines" / "line4b").renamed_from is None
