@@ -18,7 +18,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from app.services.export_formats import CsvWriter, FormatWriter, ImageFolderWriter, MaskWriter, MvtecWriter, TraceWriter
 from app.services.export_instances import CocoWriter, YoloWriter, category_names
@@ -133,8 +133,9 @@ def plan(items: Sequence[ExportItem], options: ExportOptions) -> tuple[list[Plan
     by_name = dict(zip(names, ordered))
     parts: dict[str, str] = {}
     if options.split is not None:
-        parts = assign_splits({n: i.rel_path for n, i in by_name.items()},
-                              {n: stratum(i) for n, i in by_name.items()}, options.split)
+        strata = {n: stratum(i) for n, i in by_name.items()}
+        parts = assign_splits({n: i.rel_path for n, i in by_name.items()}, strata, options.split,
+                              capture_groups(strata, options.split.group_rule))
     planned = [PlannedItem(item, parts.get(name), name) for name, item in by_name.items()]
     normal = {p.file_name: p.item for p in planned if p.item.anomaly_verdict == ANOMALY_NORMAL}
     if options.split is not None:
@@ -143,6 +144,20 @@ def plan(items: Sequence[ExportItem], options: ExportOptions) -> tuple[list[Plan
         mvtec_parts = assign_splits({n: i.rel_path for n, i in normal.items()},
                                     {n: i.folder for n, i in normal.items()}, MVTEC_DEFAULT_HOLDOUT)
     return planned, mvtec_parts
+
+
+def capture_groups(strata: Mapping[str, str], rule: str | None) -> dict[str, str] | None:
+    """The capture group of each exported file name under ``rule`` (the retrain command's ``--groups``: the
+    one rule of ``inference.training.groups``, so the held-out part and the cross-validation inside the
+    training part keep the same sessions together); None: no rule, or it finds no usable groups (then images
+    are cut one by one, as the cross-validation's ``none``)."""
+    if rule is None or rule == "none":
+        return None
+    from inference.training.groups import assign_groups
+
+    names = list(strata)
+    found, made_by = assign_groups(names, [strata[n].removeprefix("class:") for n in names], rule)
+    return None if made_by == "none" else dict(zip(names, found))
 
 
 def stratum(item: ExportItem) -> str:

@@ -27,6 +27,10 @@ class SplitSpec:
     val: float
     test: float
     seed: int = 0
+    # keep each capture group (sub-folder, file-name prefix: ``inference.training.groups``) on one side; None: cut
+    # image by image. A retraining's held-out part needs it: a session split across both sides lets the new
+    # version look better on the held-out images than it will on the next session.
+    group_rule: str | None = None
 
     def __post_init__(self) -> None:
         fracs = (self.train, self.val, self.test)
@@ -89,17 +93,21 @@ def part_sizes(n: int, spec: SplitSpec) -> dict[str, int]:
     return sizes
 
 
-def assign_splits(names: Mapping[K, str], strata: Mapping[K, str], spec: SplitSpec) -> dict[K, str]:
+def assign_splits(names: Mapping[K, str], strata: Mapping[K, str], spec: SplitSpec,
+                  groups: Mapping[K, str] | None = None) -> dict[K, str]:
     """Map each key to 'train', 'val' or 'test'.
 
     ``names`` gives the string hashed for the ranking (ties broken by the string itself, so equal
     names cannot make the result order-dependent); ``strata`` the group each key is cut within.
+    ``groups``: capture groups kept whole (``group_parts``).
     """
-    groups: dict[str, list[K]] = defaultdict(list)
+    if groups is not None:
+        return group_parts(strata, groups, spec)
+    groups_of: dict[str, list[K]] = defaultdict(list)
     for key in names:
-        groups[strata[key]].append(key)
+        groups_of[strata[key]].append(key)
     out: dict[K, str] = {}
-    for members in groups.values():
+    for members in groups_of.values():
         ranked = sorted(members, key=lambda k: (rank_key(names[k], spec.seed), names[k]))
         sizes = part_sizes(len(ranked), spec)
         start = 0
@@ -108,6 +116,47 @@ def assign_splits(names: Mapping[K, str], strata: Mapping[K, str], spec: SplitSp
                 out[key] = part
             start += sizes[part]
     return out
+
+
+def group_parts(strata: Mapping[K, str], groups: Mapping[K, str], spec: SplitSpec) -> dict[K, str]:
+    """Whole capture groups to 'train', 'val' or 'test', each stratum's counts as near its parts' sizes as
+    whole groups allow: groups largest first (ties by a hash of the name, so the result is the same on every
+    machine and in every order), each to the part whose squared shortfall per stratum (relative to the stratum's
+    size, so a rare class weighs as much as a common one) it reduces most (ties to the earlier part). A stratum
+    left with no training image takes its smallest group back from the held-out parts: a class held out whole
+    could not be learnt, only scored."""
+    members: dict[str, list[K]] = defaultdict(list)
+    for key in strata:
+        members[groups[key]].append(key)
+    total: dict[str, int] = defaultdict(int)
+    for key in strata:
+        total[strata[key]] += 1
+    want = {s: part_sizes(n, spec) for s, n in total.items()}
+    have: dict[str, dict[str, int]] = {s: dict.fromkeys(SPLIT_NAMES, 0) for s in total}
+    part_of: dict[str, str] = {}
+    order = sorted(members, key=lambda g: (-len(members[g]), rank_key(g, spec.seed), g))
+    for g in order:
+        per: dict[str, int] = defaultdict(int)
+        for key in members[g]:
+            per[strata[key]] += 1
+
+        # each stratum's error relative to its size: a rare class weighs as much as a common one
+        cost = {part: sum(((have[s][part] + c - want[s][part]) ** 2 - (have[s][part] - want[s][part]) ** 2) / total[s]
+                          for s, c in per.items()) for part in spec.used}
+        best = min(spec.used, key=lambda part: (cost[part], SPLIT_NAMES.index(part)))
+        part_of[g] = best
+        for s, c in per.items():
+            have[s][best] += c
+    if "train" in spec.used:
+        for s in sorted(total):
+            if have[s]["train"] == 0:
+                held = [g for g in order if part_of[g] != "train" and any(strata[k] == s for k in members[g])]
+                if held:
+                    back = min(held, key=lambda g: (len(members[g]), rank_key(g, spec.seed), g))
+                    part_of[back] = "train"
+                    for key in members[back]:
+                        have[strata[key]]["train"] += 1
+    return {key: part_of[groups[key]] for key in strata}
 
 
 def counts(assignment: Iterable[str]) -> dict[str, int]:

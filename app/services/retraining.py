@@ -230,10 +230,11 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
 
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                         within: AbstractSet[int] | None = None, scope: VersionScope | None = None
-                         ) -> tuple[Path, dict[str, int], tuple[str, ...]]:
+                         within: AbstractSet[int] | None = None, scope: VersionScope | None = None,
+                         groups: str | None = "auto") -> tuple[Path, dict[str, int], tuple[str, ...]]:
     """Export the family's reviewed labels below ``work`` (``within``: of these images only; ``scope``: the
-    narrowing it comes from, for the message when nothing is left); returns the format's folder, the images held
+    narrowing it comes from, for the message when nothing is left; ``groups``: the capture-group rule the held-out
+    part keeps whole, as the cross-validation does); returns the format's folder, the images held
     out of training (file name -> image id) and the reviewed images left out, each with why (file missing, changed)."""
     if family not in FAMILY_FORMAT:
         raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
@@ -241,7 +242,10 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     # The classifier and segmenter get an explicit held-out part, so the new version and the one it
     # replaces are scored on the same reviewed images the training never saw; the MVTec layout
     # already keeps a fifth of the normal images (and every anomalous one) for its test split.
-    split = None if family == "anomaly" else HELD_OUT_SPLIT
+    # Whole capture sessions are held out where the images show them (a session-45 probe: the held-out part was cut
+    # image by image, so a session the new version trained on was also what it was scored on, and its figure leaned
+    # its way against the cross-validation's, which keeps sessions whole).
+    split = None if family == "anomaly" else dataclasses.replace(HELD_OUT_SPLIT, group_rule=groups)
     try:
         result = export_database(db, work / "export", ExportOptions(formats=(fmt,), split=split), folder=folder,
                                  progress=progress, cancel=cancel, within=within)
@@ -496,7 +500,8 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
                     epochs: int | None = None, threads: int | None = None, device: str = "auto",
                     extra_args: Sequence[str] = (), name: str | None = None, from_scratch: bool = False,
                     progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                    min_per_class: int = MIN_PER_CLASS, scope: VersionScope | None = None) -> RetrainPlan:
+                    min_per_class: int = MIN_PER_CLASS, scope: VersionScope | None = None,
+                    groups: str | None = "auto") -> RetrainPlan:
     """Export the data, check it is enough, and choose how the new version starts and trains
     (``min_per_class``: the classifier's classes with fewer reviewed images are left out; ``scope``: the
     version to start from and the images to learn from, default ``version_scope(db, family)``)."""
@@ -509,7 +514,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
             log.warning("retraining without a start point: %s", exc)
             parent = None
     root, held_files, skipped = export_training_data(db, family, work, folder, progress, cancel,
-                                                     within=scope.images, scope=scope)
+                                                     within=scope.images, scope=scope, groups=groups)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
     fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only

@@ -983,3 +983,20 @@ def test_a_cancel_during_the_promotion_of_retrain_activate_leaves_the_promoted_v
     version = db.model_versions.by_name("classifier", "cy")
     assert rc == 0 and version.active and Path(version.checkpoint_path).is_dir()
     assert "the cancel came after cy was registered: it stands (" in err and "nothing was registered" not in err
+
+
+def test_the_held_out_part_keeps_each_capture_session_whole(tmp_path: Path) -> None:
+    # a session-45 probe: the held-out part was cut image by image, so every session sat on both sides and the new
+    # version was scored on the sessions it learnt (the cross-validation keeps them whole)
+    names = [f"exp{s}_{c}{i}" for s in range(6) for c in ("crack", "good") for i in range(3)]
+    db, _url, ids = indexed_parts(tmp_path, "line", names)
+    for n in names:
+        db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=n.split("_")[1].rstrip("0123456789")),
+                         "ann")
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", groups="auto")
+    side = {}
+    for part in ("train", "val"):
+        for f in (plan.data_dir / part).rglob("*.png"):
+            assert side.setdefault(f.name.split("_")[0], part) == part, f"{f.name}: its session is on both sides"
+    assert sorted(side.values()).count("val") == 1 and plan.data["held_out"] == 6
+    db.close()
