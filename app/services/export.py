@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -406,13 +407,19 @@ def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str]) -> 
         return
     by_folder: dict[str, set[str]] = {}
     for item in items:
-        if item.class_name:
-            by_folder.setdefault(safe_name(item.class_name), set()).add(item.class_name)
+        if item.class_name:  # folders differing only by case or by the spelling of an accent are one folder on
+            # Windows and macOS (a session-46 probe: "patches" and "Patches" after a rename by case)
+            key = unicodedata.normalize("NFC", safe_name(item.class_name)).casefold()
+            by_folder.setdefault(key, set()).add(item.class_name)
     clashes = {folder: names for folder, names in by_folder.items() if len(names) > 1}
     if clashes:
-        folder, names = sorted(clashes.items())[0]
-        raise ExportError(f"the classes {' and '.join(repr(n) for n in sorted(names))} would share the folder "
-                          f"{folder!r} in {' and '.join(used)}: rename one (Project ▸ Classes…) or leave "
+        _key, names = sorted(clashes.items())[0]
+        folders = sorted({safe_name(n) for n in names})
+        where = (f"the folder {folders[0]!r}" if len(folders) == 1 else
+                 f"one folder on Windows and macOS ({' and '.join(map(repr, folders))} differ only by case or accent "
+                 "spelling)")
+        raise ExportError(f"the classes {' and '.join(repr(n) for n in sorted(names))} would share {where} in "
+                          f"{' and '.join(used)}: rename one (Project ▸ Classes…) or leave "
                           f"{' and '.join(used)} out; nothing was written")
 
 

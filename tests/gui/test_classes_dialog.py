@@ -73,6 +73,28 @@ def test_a_new_class_reaches_the_hotkeys_and_a_removed_one_stays_on_its_labels(s
     win.close()
 
 
+def test_a_list_holding_a_name_no_folder_takes_can_be_edited_here_too(service, db, folder, qtbot):
+    """A session-46 probe: with "crack>1mm" stored (before the folder-name check, or by a model), every Add and Save
+    in the dialog was refused for that name, while ``main.py classes add`` could edit the list."""
+    db.classes.set(project_classes.TASK, ("crack>1mm", "ok"))
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    win.actions["project_classes"].trigger()
+    dlg = win.classes_dialog
+    qtbot.waitUntil(lambda: dlg.names() == ["crack>1mm", "ok"], timeout=5000)
+    qtbot.keyClicks(dlg.name, "pit")
+    dlg.add_button.click()
+    assert dlg.message.text() == "" and dlg.names() == ["crack>1mm", "ok", "pit"]
+    qtbot.keyClicks(dlg.name, "edge|burr")   # a new name is still checked
+    dlg.add_button.click()
+    assert "cannot name a folder" in dlg.message.text()
+    dlg.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: project_classes.names(db) == ["crack>1mm", "ok", "pit"], timeout=5000)
+    dlg.close()
+    win.close()
+
+
 def test_a_failed_save_keeps_the_list_on_screen(service, db, folder, qtbot, monkeypatch):
     win = build_window(service, qtbot)
     win.open_folder(str(folder))

@@ -276,4 +276,10 @@ def test_two_classes_that_would_share_a_class_folder_refuse_those_formats(tmp_pa
             export_database(db, tmp_path / f"out-{fmt}", ExportOptions(formats=(fmt,)))
         assert not (tmp_path / f"out-{fmt}").exists()
     assert export_database(db, tmp_path / "out", ExportOptions(formats=("csv",))).exported == 2
+    # a session-46 probe: a class renamed by case ("patches" -> "Patches") left both, two folders on Linux and one
+    # on Windows and macOS
+    for image, cls in zip(db.images.query(), ("patches", "Patches")):
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=cls), "ann")
+    with pytest.raises(ExportError, match="one folder on Windows and macOS"):
+        export_database(db, tmp_path / "out-case", ExportOptions(formats=("imagefolder",)))
     db.close()

@@ -36,6 +36,22 @@ def test_validate_strips_and_refuses_what_cannot_be_a_hotkey_list() -> None:
             pc.validate(bad)  # type: ignore[arg-type]
 
 
+def test_names_that_look_alike_or_hide_their_folder_are_refused() -> None:
+    """Session-46 probes: "Kratzer-ä" typed precomposed and decomposed, and "ok" with a zero-width space, gave two
+    buttons that look the same (labels split between them); ".hidden" was exported as a hidden folder that training
+    and imports pass over (a retraining "of 2 classes" learnt one)."""
+    assert pc.validate(["Kratzer-a\u0308"]) == ("Kratzer-\xe4",)
+    with pytest.raises(pc.ClassListError, match="twice"):
+        pc.validate(["Kratzer-\xe4", "Kratzer-a\u0308"])
+    with pytest.raises(pc.ClassListError, match="invisible"):
+        pc.validate(["ok", "ok\u200b"])
+    with pytest.raises(pc.ClassListError, match="start with a dot"):
+        pc.validate([".hidden"])
+    with pytest.raises(pc.ClassListError, match="twice"):
+        pc.validate(["STRASSE", "straße"])  # one word to a case-insensitive reader
+    assert pc.validate([".old", "x\u200by"], kept=(".old", "x\u200by")) == (".old", "x\u200by")  # stored ones pass
+
+
 def test_a_list_already_holding_a_name_no_folder_takes_can_still_be_edited(db) -> None:
     """The session-43 review: a list saved before the folder-name check (or copied from a model) refused every
     later add or remove. Names already on it pass; a new one is still refused."""
