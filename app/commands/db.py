@@ -16,10 +16,13 @@ def _fail(exc: DatabaseError) -> int:
 
 def upgrade(args: argparse.Namespace) -> int:
     """Migrate the database at ``--db`` to this version's schema (creating it if needed)."""
+    file = sqlite_file(args.db)
+    new = file is not None and not file.exists()  # a mistyped path made a new database and said only "(head)"
     try:
         db = open_database(args.db, migrate=True)
         try:
-            print(f"{db.url}: schema at revision {db.revision()} (head)")
+            print(f"{db.url}: schema at revision {db.revision()} (head)"
+                  + (f"; a new, empty database was created at {file.resolve()}" if new and file else ""))
         finally:
             db.close()
     except DatabaseError as exc:

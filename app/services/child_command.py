@@ -46,6 +46,6 @@ def absolute_sqlite(db_url: str) -> str:
 
     from database.engine import sqlite_file
     path = sqlite_file(db_url)
-    if path is None or path.is_absolute():
-        return db_url
+    if path is None or path.is_absolute() and not (make_url(db_url).database or "").startswith("~"):
+        return db_url  # (a path from ~ is spelt out: a child started in another folder read ./~/…)
     return make_url(db_url).set(database=str(path.resolve())).render_as_string(hide_password=False)

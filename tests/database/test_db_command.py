@@ -48,3 +48,25 @@ def test_current_on_a_file_that_does_not_exist_says_so_and_creates_nothing(tmp_p
     assert main(["db", "current", "--db", f"sqlite:///{path}"]) == 2
     assert f"no database at {path} (nothing was created" in capsys.readouterr().err
     assert not (tmp_path / "nodir").exists()
+
+
+def test_a_database_named_from_home_is_the_one_in_home(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session-46 probe: ``--db sqlite:///~/line3.sqlite`` was checked at ~/line3.sqlite but opened (created
+    empty) at ./~/line3.sqlite, and a child process started elsewhere read a third file: the labels seemed gone."""
+    from app.services.child_command import absolute_sqlite
+
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    assert main(["db", "upgrade", "--db", "sqlite:///~/line3.sqlite"]) == 0
+    out = capsys.readouterr().out
+    assert f"a new, empty database was created at {home / 'line3.sqlite'}" in out
+    assert main(["db", "current", "--db", "sqlite:///~/line3.sqlite"]) == 0
+    assert "(up to date)" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--db", "sqlite:///~/line3.sqlite"]) == 0
+    assert "created" not in capsys.readouterr().out  # it was there
+    assert not (elsewhere / "~").exists() and (home / "line3.sqlite").is_file()
+    assert absolute_sqlite("sqlite:///~/line3.sqlite") == f"sqlite:///{home / 'line3.sqlite'}"
