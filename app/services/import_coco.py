@@ -80,6 +80,9 @@ def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.nda
         raise LabelImportError(f"{where}: unreadable segmentation ({exc})") from None
 
 
+MAX_RUN_BITS = 40  # a run of more pixels than 2**40 covers no image the station reads (inference.imageio.MAX_PIXELS)
+
+
 def rle_string_total(counts: str) -> int | None:
     """The pixels a compressed COCO RLE string covers (the sum of its runs), or None when it is not one: each run
     is a little-endian number in 5-bit groups, one character each (48 added), the 0x20 bit saying another group
@@ -99,6 +102,8 @@ def rle_string_total(counts: str) -> int | None:
             more = bool(c & 0x20)
             pos += 1
             shift += 5
+            if shift > MAX_RUN_BITS:  # a run past any image: a long string of continuation characters grew one
+                return None           # number without bound, the work quadratic in its length (a session-46 probe)
             if not more and c & 0x10:
                 value |= -1 << shift
         if len(runs) > 2:

@@ -46,8 +46,13 @@ def cell(row: dict[str, Any], column: str | None) -> Any:
 
 def read(root: Path) -> list[ImportRecord]:
     path = table_file(root)
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    columns = reader.fieldnames or []
+    # strict: a quote left open ran to the end of the file as one class name, every later row lost without a word
+    # (a session-46 probe); a csv error (a cell over the module's limit) is said with its line, not a traceback
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), strict=True)
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise LabelImportError(f"{path}, line {reader.line_num}: {exc}") from None
     image_col = next((c for c in IMAGE_COLUMNS if c in columns), None)
     class_col = next((c for c in CLASS_COLUMNS if c in columns), None)
     verdict_col = "anomaly_verdict" if "anomaly_verdict" in columns else None
@@ -55,10 +60,18 @@ def read(root: Path) -> list[ImportRecord]:
         raise LabelImportError(f"{path}: needs an image column ({', '.join(IMAGE_COLUMNS)}) and a "
                                f"class column ({', '.join(CLASS_COLUMNS)}); found {', '.join(columns) or 'none'}")
     records = []
-    for n, row in enumerate(reader, start=2):
-        where = f"{path}, line {n}"
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise LabelImportError(f"{path}, line {reader.line_num}: {exc} (a quote opened and never closed?)") from None
+        where = f"{path}, line {reader.line_num}"
         if None in row:
             raise LabelImportError(f"{where}: more cells than columns")
+        if any(isinstance(v, str) and ("\n" in v or "\r" in v) for v in row.values()):
+            raise LabelImportError(f"{where}: a cell holds a line break (a quote left open?)")
         ref = dataset_path(row.get(image_col), where)
         verdict = cell(row, verdict_col)
         if verdict not in (UNCHANGED, None, ANOMALY_NORMAL, ANOMALY_ANOMALOUS):

@@ -27,7 +27,9 @@ from database.dto import UNCHANGED as UNCHANGED  # re-exported for the format re
 from inference.imageio import MAX_PIXELS, ImageReadError, read_mask
 from inference.model_limits import parse_json
 
-MAX_LABEL_FILE_BYTES = 512 << 20  # a COCO file of ~100k instances is well below this
+# A COCO file of ~100k polygon instances is below this. Its parsed form takes up to ~25 times the file in memory (a
+# session-46 probe: a 20 MB file of empty annotations peaked at 606 MB), so 512 MiB could take 13 GB in the window.
+MAX_LABEL_FILE_BYTES = 128 << 20
 
 
 class LabelImportError(Exception):
@@ -129,7 +131,8 @@ def check_size(path: Path, limit: int | None = None) -> int:
         raise LabelImportError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size > limit:
         raise LabelImportError(f"{path}: file too large to import ({size / 2**20:.0f} MiB; "
-                               f"the limit is {limit / 2**20:.0f} MiB)")
+                               f"the limit is {limit / 2**20:.0f} MiB: read, it takes many times that in memory; "
+                               "split it into parts, e.g. one file per folder)")
     return size
 
 

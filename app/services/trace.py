@@ -130,8 +130,13 @@ class CsvTraces:
 def parse_trace_csv(text: str) -> CsvTraces:
     """Rows of a trace.csv; bad rows (missing file, wrong column count, duplicate file, value
     too long) are left out and named with their line number; the good ones are kept."""
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    # strict: a quote left open ran to the end of the file as one value, every later row lost without a word
+    # (a session-46 probe)
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise TraceCsvError(f"{CSV_NAME}, line {reader.line_num}: {exc}") from None
     if header is None:
         raise TraceCsvError(f"{CSV_NAME} is empty (expected the header {','.join(CSV_COLUMNS)})")
     header = [h.strip().lower() for h in header]
@@ -149,9 +154,19 @@ def parse_trace_csv(text: str) -> CsvTraces:
         if len(problems) < MAX_PROBLEMS:
             problems.append(f"line {line}: {why}")
 
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise TraceCsvError(f"{CSV_NAME}, line {reader.line_num}: {exc} (a quote opened and never closed?); "
+                                "nothing was read from it") from None
         line = reader.line_num
         if not any(cell.strip() for cell in record):
+            continue
+        if any("\n" in cell or "\r" in cell for cell in record):
+            refuse(line, "a value holds a line break (a quote left open?)")
             continue
         if len(record) != len(header):
             refuse(line, f"{len(record)} values for {len(header)} columns")

@@ -312,6 +312,9 @@ def _orphan_annotation() -> dict:
     # elsewhere or raised OpenCV's error
     ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": "04"})),
      "do not cover"),
+    # a long run of continuation characters grew one number without bound, quadratic work (a session-46 probe)
+    ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", {"size": [H, W], "counts": "_" * 20 + "0"})),
+     "do not cover"),
     ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", [[0, 0, float("nan"), 0, 10, 10]])),
      "not a number within reach"),
     ("coco", lambda r, t: write_json(t / "bad.json", coco_doc("b.png", [[0, 0, 4e8, 0, 4e8, 4e8]])),
@@ -330,6 +333,10 @@ def _orphan_annotation() -> dict:
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\n../x.png,crack\n"), "outside the import folder"),
     ("csv", lambda r, t: write_json(t / "t.csv", "name,colour\nb.png,red\n"), "needs an image column"),
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class,state\nb.png,crack,maybe\n"), "state must be"),
+    # a quote left open swallowed every later row into one class name (a session-46 probe), a huge cell raised
+    ("csv", lambda r, t: write_json(t / "t.csv", 'rel_path,class\nb.png,"scratch\nc.png,dent\n'), "never closed"),
+    ("csv", lambda r, t: write_json(t / "t.csv", 'rel_path,class\nb.png,"scr\natch"\n'), "line break"),
+    ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\nb.png," + "x" * 200_000 + "\n"), "field limit"),
     ("yolo", lambda r, t: write_json(t / "labels" / "b.txt", "0 0.1 0.1 0.5 0.1 1.7 0.9\n"), "in [0, 1]"),
 ])
 def test_malformed_input_gives_a_clear_message_and_writes_nothing(station, fmt, setup, message) -> None:
@@ -362,6 +369,12 @@ def test_huge_label_file_is_refused_before_reading(station, monkeypatch) -> None
     write_json(tmp / "big" / "coco.json", coco_doc("b.png", []))
     monkeypatch.setattr(records, "MAX_LABEL_FILE_BYTES", 16)
     with pytest.raises(LabelImportError, match="too large to import"):
+        import_labels(db, tmp / "big", ImportOptions(format="coco"))
+    monkeypatch.undo()
+    # 200 MiB (sparse: nothing is written) was read into ~25 times that (a session-46 probe: 512 MiB was the limit)
+    with (tmp / "big" / "coco.json").open("r+b") as fh:
+        fh.truncate(200 << 20)
+    with pytest.raises(LabelImportError, match="200 MiB; the limit is 128 MiB"):
         import_labels(db, tmp / "big", ImportOptions(format="coco"))
 
 
@@ -552,3 +565,9 @@ def test_a_yolo_set_naming_its_classes_in_classes_txt_imports_the_names(station)
     result = import_labels(db, tmp / "ls", ImportOptions(format="yolo"))
     assert result.preview.errors == () and result.written == 1
     assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "b.png").id).class_name == "scratch"
+
+
+def test_a_compressed_rle_run_past_any_image_is_no_rle() -> None:
+    from app.services.import_coco import rle_string_total
+    assert rle_string_total("_" * 10 + "0") is None  # ten 5-bit groups: a run of 2**50 pixels
+    assert rle_string_total("04") is not None

@@ -98,6 +98,11 @@ def test_csv_without_a_usable_header_or_too_big_is_refused(tmp_path: Path) -> No
         parse_trace_csv("name,value\na,b\n")
     with pytest.raises(TraceCsvError, match="empty"):
         parse_trace_csv("")
+    # a quote left open ran to the end as one serial, the later rows lost without a word (a session-46 probe)
+    with pytest.raises(TraceCsvError, match="never closed"):
+        parse_trace_csv('file,serial\na.png,"SN1\nb.png,SN2\nc.png,SN3\n')
+    split = parse_trace_csv('file,serial\na.png,"SN\n1"\nb.png,SN2\n')
+    assert split.rows == {"b.png": ("SN2", None, None)} and "line break" in split.problems[0]
     assert read_trace_csv(tmp_path) is None
     (tmp_path / "trace.csv").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(TraceCsvError, match="not UTF-8"):
