@@ -767,9 +767,20 @@ class ReviewService:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 if meta.get("db") != self.db.url:
                     continue
-                with np.load(meta_path.with_suffix(".npz"), allow_pickle=False) as z:
-                    mask = z["mask"] if "mask" in z else None
-                    region = z["region"] if "region" in z else None
+                arrays = recovery_arrays(meta_path.with_suffix(".npz"))
+                mask, region = arrays.get("mask"), arrays.get("region")
+                shape = self._file_shape(int(meta["image_id"]))
+                if shape is not None and any(a is not None and a.shape != shape for a in (mask, region)):
+                    # the file now holds a picture of another size (replaced and indexed meanwhile): the mask was
+                    # drawn on the earlier one (a session-46 probe saved a 64 x 64 mask on a 128 x 96 picture)
+                    log.warning("%s: its mask is not the size of image %s now (%s x %s): kept aside",
+                                meta_path, meta["image_id"], shape[1], shape[0])
+                    (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
+                    for path in (meta_path, meta_path.with_suffix(".npz")):
+                        if path.exists():
+                            path.replace(root / CONFLICTS / path.name)
+                    aside += 1
+                    continue
                 st = LabelState(meta.get("class_name"), mask, meta.get("anomaly_verdict"), region,
                                 meta.get("review_state", "corrected"),
                                 from_prediction_id=meta.get("from_prediction_id"),
@@ -802,6 +813,16 @@ class ReviewService:
             meta_path.with_suffix(".npz").unlink(missing_ok=True)
         return Recovered(saved, aside, str(root / CONFLICTS) if aside else None)
 
+    def _file_shape(self, image_id: int) -> tuple[int, int] | None:
+        """(height, width) of the image's file now, from its header (None: not known)."""
+        from inference.imageio import header_size
+
+        path = self.db.images.path_of(image_id)
+        if path is None:
+            return None
+        width, height = header_size(Path(path))
+        return (height, width) if width and height else None
+
     def _own_landing(self, image_id: int, base: Any, meta: dict[str, Any]) -> int | None:
         """The image's current revision when every revision saved after ``base`` is one of the labels the file's
         window still had on its way (``may_land``: same author, same content): closing without waiting for them,
@@ -816,6 +837,34 @@ class ReviewService:
                             or _label_from_revision(r).content_digest() not in landing for r in after):
             return None
         return max(r.revision for r in after)
+
+
+def recovery_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The masks of a recovery file, each checked from its header before it is read: a 2-D array of at most
+    ``MAX_PIXELS`` (a session-46 probe: a 299 KB file holding a 16000 x 16000 mask took 2.3 GB at start-up).
+    ValueError for anything else."""
+    import zipfile
+
+    from inference.imageio import MAX_PIXELS
+
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            key = name.removesuffix(".npy")
+            if key not in ("mask", "region"):
+                raise ValueError(f"unexpected array {name!r}")
+            with zf.open(name) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read_header(fh)
+                if len(shape) != 2 or shape[0] * shape[1] > MAX_PIXELS or dtype != np.dtype(bool):
+                    raise ValueError(f"{key} is {dtype} of shape {shape}, not a mask")
+    with np.load(path, allow_pickle=False) as z:
+        for key in ("mask", "region"):
+            if key in z:
+                out[key] = z[key]
+    return out
 
 
 @dataclass(frozen=True)

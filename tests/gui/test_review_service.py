@@ -110,6 +110,30 @@ def test_recovery_round_trip(service, seeded, tmp_path):
     assert not list((tmp_path / "rec").glob("*")), where
 
 
+def test_recovery_checks_a_mask_before_reading_it_and_against_the_picture_now(service, seeded, tmp_path):
+    """Session-46 probes: a 299 KB recovery file holding a 16000 x 16000 mask took 2.3 GB at start-up and was saved on
+    a 64 x 64 image; a mask drawn before the file was replaced by a picture of another size was saved on it."""
+    import cv2
+
+    from app.services.review import CONFLICTS
+    items = service.queue(QueueFilter(folder_id=seeded.id))
+    first, second = items[1].image_id, items[2].image_id
+    rec = tmp_path / "rec"
+    service.write_recovery({first: LabelState(class_name="scratches", mask=np.eye(64, dtype=bool),
+                                              review_state="corrected")}, rec)
+    (npz,) = rec.glob("*.npz")
+    np.savez_compressed(npz, mask=np.zeros((16000, 16000), bool))  # 256 MB as it would be read
+    assert service.recover(rec).saved == 0 and service.detail(first).label.revision == 0  # refused from its header
+    for f in rec.glob("*"):
+        f.unlink()
+    service.write_recovery({second: LabelState(class_name="scratches", mask=np.eye(64, dtype=bool),
+                                               review_state="corrected")}, rec)
+    cv2.imwrite(items[2].path, np.zeros((96, 128), np.uint8))  # replaced by a picture of another size
+    out = service.recover(rec)
+    assert (out.saved, out.kept_aside) == (0, 1) and service.detail(second).label.revision == 0
+    assert len(list((rec / CONFLICTS).glob("*.json"))) == 1
+
+
 def test_recovery_never_replaces_a_label_saved_after_it(service, seeded, tmp_path):
     """A label kept on closing (the database refused it) was made on a revision; when another station
     labelled the image since, the next start keeps their label and sets ours aside (it was replayed over
