@@ -19,6 +19,12 @@ import numpy as np
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_PIXELS = 200_000_000  # ~14k x 14k: beyond this a station runs out of memory, not patience
 MAX_FILE_BYTES = 1 << 30
+# What a decoded PNG may take, from its header's size, channels and depth: a 1.5 MB PNG of 14000 x 14000 16-bit
+# RGBA zeros is within MAX_PIXELS but decodes to 1.5 GB (3.5 GB at the peak, a session-46 probe), and the window
+# decodes up to three images at once. 8-bit colour at MAX_PIXELS (600 MB) passes.
+MAX_DECODED_BYTES = 800_000_000
+# PNG colour type -> the channels OpenCV decodes it to (palette and grey with alpha come out as BGR(A))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,6 +67,14 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
+    if data[:8].tobytes() == PNG_SIGNATURE and len(data) >= 26:
+        width, height = (int.from_bytes(data[o:o + 4].tobytes(), "big") for o in (16, 20))
+        depth = 2 if int(data[24]) == 16 else 1
+        need = width * height * _PNG_CHANNELS.get(int(data[25]), 4) * depth
+        if need > MAX_DECODED_BYTES and width * height <= MAX_PIXELS:
+            raise ImageReadError(path, f"image too large to decode ({width}x{height} pixels of "
+                                       f"{'16' if depth == 2 else '8'}-bit samples, {need / 1e6:.0f} MB decoded; "
+                                       f"the station decodes up to {MAX_DECODED_BYTES / 1e6:.0f} MB)")
     damage = png_damage(data) if data[:8].tobytes() == PNG_SIGNATURE else None
     if damage:  # refused before libpng sees it: libpng prints its own "libpng error: …" lines
         raise ImageReadError(path, f"not a decodable image (damaged PNG: {damage})")

@@ -148,3 +148,19 @@ def test_an_image_over_the_pixel_bound_is_named_too_large_not_corrupt(tmp_path: 
     truncated.write_bytes(b"not an image at all")
     with pytest.raises(ImageReadError, match="corrupt or unsupported format"):
         read_raw(truncated)
+
+
+def test_a_small_png_that_decodes_past_the_memory_bound_is_refused_from_its_header(tmp_path: Path) -> None:
+    """A session-46 probe: a 1.5 MB PNG of 14000 x 14000 16-bit RGBA zeros (within the pixel bound) decoded to
+    1.5 GB, 3.5 GB at the peak, in each of up to three decoders of the window. Its header says so: refused unread;
+    8-bit grey of the same size passes the check."""
+    for depth, colour, refused in ((16, 6, True), (8, 0, False)):
+        ihdr = struct.pack(">IIBBBBB", 14000, 14000, depth, colour, 0, 0, 0)
+        png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+               + _png_chunk(b"IEND", b""))
+        path = tmp_path / f"deep{depth}.png"
+        path.write_bytes(png)
+        with pytest.raises(ImageReadError) as exc:
+            read_raw(path)  # (the 8-bit one is refused only later, as the damaged file it is)
+        assert ("too large to decode (14000x14000 pixels of 16-bit samples, 1568 MB decoded"
+                in exc.value.reason) is refused
