@@ -64,6 +64,9 @@ class WorkerOptions:
     # busy the machine's other work is (inference.device.ThreadGovernor, ADR 0040). A batch of several
     # images runs on that many lanes of one thread each, a single image on that many threads (ADR 0041).
     threads: int | str | None = None
+    # Claim items of these jobs alone (None: any): ``prelabel FOLDER`` runs its own jobs, not a station's backlog of
+    # other folders' jobs first in its process (a session-46 probe: its images/s counted its 1 image over 7 run).
+    jobs: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -315,7 +318,7 @@ class Worker:
         while True:
             blind = [job for job, until in self._blind.items() if until > now]
             batch = self.db.jobs.claim_items(self.id, self.options.batch_size, kinds=[PRELABEL, COMPARE],
-                                             skip_jobs=blind)
+                                             skip_jobs=blind, only_jobs=self.options.jobs)
             if batch is None:
                 return None
             batch = self._leave_unseen_folders(batch, now)

@@ -342,9 +342,9 @@ class JobRepository:
 
     # --- item jobs ---------------------------------------------------------------------------
     def claim_items(self, worker_id: str, limit: int, kinds: Iterable[str] | None = None,
-                    skip_jobs: Iterable[int] = ()) -> ClaimedBatch | None:
+                    skip_jobs: Iterable[int] = (), only_jobs: Iterable[int] | None = None) -> ClaimedBatch | None:
         """Atomically take up to ``limit`` queued items of the most urgent open job (not of ``skip_jobs``:
-        jobs whose folder this worker found it cannot see).
+        jobs whose folder this worker found it cannot see; ``only_jobs``: of these jobs alone).
 
         Two workers never receive the same item. Returns None when no item is waiting.
         """
@@ -359,6 +359,8 @@ class JobRepository:
                 stmt = stmt.where(Job.kind.in_(kinds))
             if skip:
                 stmt = stmt.where(Job.id.not_in(skip))
+            if only_jobs is not None:
+                stmt = stmt.where(Job.id.in_(sorted(set(only_jobs))))
             for job_id in s.scalars(stmt).all():
                 ids = s.scalars(select(JobItem.id).where(JobItem.job_id == job_id, JobItem.status == QUEUED)
                                 .order_by(JobItem.id).limit(limit).with_for_update(skip_locked=True)).all()

@@ -25,6 +25,24 @@ def _families(text: str) -> list[str]:
     return chosen
 
 
+def routed_images(db, folder_id: int, images: dict[int, str], families: list[str]) -> dict[str, list[int]]:
+    """Per family asked for (in the catalogue's order): the folder's images the project's routing gives it now."""
+    from app.services.project_settings import load_project_settings
+
+    try:
+        routing = load_project_settings(db).routing
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    folder = db.folders.get(folder_id)
+    name = folder.name if folder is not None else ""
+    out: dict[str, list[int]] = {f: [] for f in FAMILIES if f in families}
+    for image_id, rel_path in images.items():
+        for family in routing.families_for(rel_path, name):
+            if family in out:
+                out[family].append(image_id)
+    return out
+
+
 def known_failures_only(db, job_id: int, known_bad: set[int]) -> bool:
     """Whether every image the job failed on had already failed before this run (a re-run of a
     folder whose only unlabelled images are broken files is not a failure of this run)."""
@@ -134,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         # are all this run had and fail again, nothing went wrong now: see known_failures_only.
         known_bad = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id)) if im.error}
         worker = Worker(db, WorkerOptions(device=args.device, batch_size=args.batch_size,
-                                              threads=getattr(args, "threads", 1)))
+                                          threads=getattr(args, "threads", 1), jobs=tuple(job_ids)))
         worker.install_signal_handlers()
         try:
             worker.run(until=lambda: all(s.finished for s in statuses()), on_batch=on_batch)
@@ -149,9 +167,13 @@ def run(args: argparse.Namespace) -> int:
         # of domain. Not every answer of the jobs' versions: a version the routing no longer gives an image to kept
         # its old answer there (seen: 10 bottles counted out of domain by the tile anomaly model while the bottle
         # model, which the rules name for them, calls all 10 in domain).
-        families_run = dict.fromkeys(f for j in job_ids for f in params[j]["model_versions"])
-        counting = {f: db.predictions.current_for_images(folder_ids, f) for f in families_run}
+        # Every family asked for, in the catalogue's order, over the images the routing gives it now: counted over
+        # the families this run's jobs ran, an image a rule no longer gives a family kept counting for it, and a
+        # family no job ran here lost its key while the station still flagged its answers (a session-46 probe).
+        given = routed_images(db, report.folder_id, folder_images, families)
+        counting = {f: db.predictions.current_for_images(ids, f) for f, ids in given.items()}
         predicted = {f: len(preds) for f, preds in counting.items()}
+        not_routed = len(set(folder_ids) - {i for ids in given.values() for i in ids})
         outside = {f: [p for p in preds.values() if p.in_domain is not None and p.in_domain < OUT_OF_DOMAIN_BELOW]
                    for f, preds in counting.items()}
         processed = sum(s.done + s.failed for s in final)
@@ -161,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
                            "why": p.domain_note} for f, preds in outside.items() for p in preds if p.in_domain is not None]
         summary = {
             "images": len(folder_ids),
+            "not_routed": not_routed,  # images the routing gives none of the families asked for
             "predicted": predicted,
             "out_of_domain": outside_counts,
             "out_of_domain_images": outside_images,

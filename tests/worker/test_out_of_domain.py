@@ -153,6 +153,45 @@ def test_the_report_counts_the_answers_that_count_not_a_version_the_rules_took_t
         db.close()
 
 
+def test_the_report_counts_every_family_asked_over_the_images_the_rules_give_it_now(
+        sqlite_url, domain_models, tmp_path: Path) -> None:
+    """Session-46 probes: counted over the families this run's jobs ran, an image a rule no longer gives the
+    classifier still counted for it, a family no job ran here lost its key (the station still flags its answers),
+    the keys came in job order; and the command ran another folder's queued job in its process first."""
+    from app.cli import main
+    from app.services.indexing import index_folder
+    from app.services.prelabel import submit_prelabel
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+
+    db = make_db(sqlite_url, domain_models)
+    dark_images(tmp_path / "imgs", 3, seed=9)
+    checkerboard(tmp_path / "imgs" / "checks.png")
+    checkerboard(tmp_path / "imgs" / "more" / "checks2.png")
+    dark_images(tmp_path / "backlog", 2, seed=3)
+    waiting = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "backlog").folder_id)
+    report = tmp_path / "report.json"
+    args = ["prelabel", str(tmp_path / "imgs"), "--db", sqlite_url, "--device", "cpu", "--report", str(report)]
+    try:
+        assert main(args) == 0
+        data = json.loads(report.read_text())
+        assert data["out_of_domain"] == {"classifier": 2, "segmenter": 2, "anomaly": 2} and data["not_routed"] == 0
+        assert db.jobs.get(waiting).status == "queued"  # the other folder's job is left to a worker
+        save_routing(db, Routing((RoutingRule("more/*", ("segmenter",)),)))
+        assert main(args) == 0
+        assert json.loads(report.read_text())["out_of_domain"] == {"classifier": 1, "segmenter": 2, "anomaly": 1}
+        save_routing(db, Routing((RoutingRule("*", ("segmenter",)),)))
+        assert main(args) == 0
+        data = json.loads(report.read_text())
+        assert list(data["out_of_domain"].items()) == [("classifier", 0), ("segmenter", 2), ("anomaly", 0)]
+        assert list(data["predicted"]) == ["classifier", "segmenter", "anomaly"]
+        save_routing(db, Routing((RoutingRule("more/*", ()), RoutingRule("*", ("segmenter",)))))
+        assert main(args) == 0
+        assert json.loads(report.read_text())["not_routed"] == 1
+    finally:
+        db.close()
+
+
 def test_damaged_statistics_cost_the_score_only(tiny_models, tmp_path: Path) -> None:
     from inference.engine import InspectionEngine
 
