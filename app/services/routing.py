@@ -18,12 +18,12 @@ never rewritten behind the user's back.
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from inference import families
+from inference.model_limits import parse_json
 
 ROUTING_FILE = "model_routing.json"
 FAMILY_ORDER = families.NAMES  # pre-label order
@@ -101,17 +101,26 @@ class Routing:
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Routing":
         if not data:
             return cls()
+        # a misspelt key was read as absent (a session-46 probe: "family" made a rule that skipped its images, "Rules"
+        # wiped every rule, each saved with exit 0): only the keys below are read, every one named
+        extra = sorted(map(str, set(data) - {"rules"})) if isinstance(data, Mapping) else []
+        if extra:
+            raise RoutingError(f"unknown key {extra[0]!r} (a model routing holds 'rules' only)")
         rules = data.get("rules", []) if isinstance(data, Mapping) else None
         if not isinstance(rules, list):
             raise RoutingError("'rules' must be a list")
         out = []
         for i, r in enumerate(rules):
             if not isinstance(r, Mapping) or not isinstance(r.get("pattern"), str) \
-                    or not isinstance(r.get("families", []), list) or not isinstance(r.get("versions", {}), Mapping):
-                raise RoutingError(f"rule {i + 1} must have a 'pattern' (text), 'families' (a list) and "
+                    or not isinstance(r.get("families"), list) or not isinstance(r.get("versions", {}), Mapping):
+                raise RoutingError(f"rule {i + 1} must have a 'pattern' (text), 'families' (a list, [] for none) and "
                                    f"optionally 'versions' (family: version name)")
+            odd = sorted(map(str, set(r) - {"pattern", "families", "versions"}))
+            if odd:
+                raise RoutingError(f"rule {i + 1}: unknown key {odd[0]!r} (a rule holds 'pattern', 'families' and "
+                                   "'versions')")
             versions = tuple((str(f), v) for f, v in r.get("versions", {}).items())
-            out.append(RoutingRule(r["pattern"], tuple(r.get("families", [])), versions))
+            out.append(RoutingRule(r["pattern"], tuple(r["families"]), versions))
         return cls(tuple(out))
 
 
@@ -153,6 +162,12 @@ def load_routing(path: Path) -> Routing:
     except OSError as exc:
         raise RoutingError(f"{path}: cannot read the model routing ({exc.strerror or exc})") from None
     try:
-        return Routing.from_dict(json.loads(text))
+        doc = parse_json(text)  # bounded nesting: a deep file raised RecursionError past every caller (a session-46 probe)
+    except ValueError as exc:
+        raise RoutingError(f"{path}: invalid model routing ({exc})") from None
+    if not isinstance(doc, Mapping) or "rules" not in doc:  # {} or a misspelt key wiped every rule without a word
+        raise RoutingError(f"{path}: a model routing is an object with 'rules' (write {{\"rules\": []}} for none)")
+    try:
+        return Routing.from_dict(doc)
     except (ValueError, TypeError, AttributeError) as exc:
         raise RoutingError(f"{path}: invalid model routing ({exc})") from None

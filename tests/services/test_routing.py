@@ -57,6 +57,25 @@ def test_bad_rules_are_refused_with_the_reason() -> None:
         Routing.from_dict({"rules": [{"pattern": "*", "families": ["classifier"], "versions": ["classifier"]}]})
 
 
+def test_a_misspelt_key_is_refused_not_read_as_absent(tmp_path: Path) -> None:
+    """Session-46 probes: ``routing set`` saved {"family": [...]} as a rule that skips its images, and {"Rules": ...}
+    or {} as no rules at all (every rule wiped), each with exit 0; a deeply nested file raised RecursionError."""
+    with pytest.raises(RoutingError, match="rule 1: unknown key 'family'"):
+        Routing.from_dict({"rules": [{"pattern": "*", "families": [], "family": ["segmenter"]}]})
+    with pytest.raises(RoutingError, match="rule 1 must have"):
+        Routing.from_dict({"rules": [{"pattern": "*", "family": ["segmenter"]}]})
+    with pytest.raises(RoutingError, match="unknown key 'Rules'"):
+        Routing.from_dict({"Rules": []})
+    assert Routing.from_dict({"rules": [{"pattern": "*", "families": []}]}).rules[0].families == ()
+    path = tmp_path / "r.json"
+    for text, why in (("{}", "with 'rules'"), ("[" * 100_000 + "]" * 100_000, "nested too deeply")):
+        path.write_text(text)
+        with pytest.raises(RoutingError, match=why):
+            load_routing(path)
+    path.write_text('{"rules": []}')
+    assert load_routing(path) == Routing()
+
+
 def test_file_round_trip_missing_file_and_broken_file(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     assert load_routing(path) == Routing()
