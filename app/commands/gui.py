@@ -171,6 +171,9 @@ def start_project_settings(db):
     from app.services.project_settings import adopt_legacy_settings, load_project_settings
     try:
         adopt_legacy_settings(db, legacy_thresholds())
+    except Exception as exc:  # noqa: BLE001 - an old file that cannot be read must not cost the stored settings
+        log.warning("project settings: %s", exc)
+    try:
         return load_project_settings(db)
     except Exception as exc:  # noqa: BLE001 - old settings must not block start-up; logged
         log.warning("project settings: %s", exc)

@@ -22,7 +22,6 @@ model on one product are comparable, across products or versions they are not.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,16 +226,24 @@ def _closeness(result: ImageResult, settings: FlagSettings) -> float:
 
 
 SETTINGS_FILE = "flag_settings.json"
+MAX_FLAG_FILE_BYTES = 1 << 20
 
 
 def load_flag_settings(path: Path) -> FlagSettings:
     """Read thresholds from an older station's JSON file (for the one-time import into the
     database); a missing file means the defaults."""
+    from inference.model_limits import parse_json
+
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:  # a few thresholds: more than 1 MiB is not such a file (read no further)
+            data = fh.read(MAX_FLAG_FILE_BYTES + 1)
     except FileNotFoundError:
         return FlagSettings()
-    try:
-        return FlagSettings.from_dict(json.loads(text))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FLAG_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_FLAG_FILE_BYTES} bytes, not flag settings")
+    try:  # bounded nesting: a deep file raised RecursionError past the callers (a session-46 probe)
+        return FlagSettings.from_dict(parse_json(data.decode("utf-8")))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: invalid flag settings ({exc})") from None

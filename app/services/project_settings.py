@@ -14,6 +14,7 @@ threshold or a rule by updating. Qt-free: the GUI passes its QSettings values in
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from inference.profiles import NAMES
 if TYPE_CHECKING:
     from database.engine import Database
 
+log = logging.getLogger(__name__)
 PROFILE_NAMES = NAMES  # the speed profiles a project may choose (the GUI offers them through here)
 
 FLAGS = "flags"
@@ -115,16 +117,18 @@ def _parse(stored: Mapping[str, Any]) -> ProjectSettings:
 
 
 def load_project_settings(db: "Database") -> ProjectSettings:
-    """The project's settings (defaults for what was never set; ProjectSettingsError if a stored
-    value, or a not yet imported legacy file, is broken)."""
+    """The project's settings (defaults for what was never set; ProjectSettingsError if a stored value is broken;
+    a not yet imported legacy file that cannot be read is passed over, logged: ``adopt_legacy_settings`` says it)."""
     stored = db.project_settings.all()
-    missing = [k for k in (FLAGS, ROUTING) if k not in stored]
-    if missing:
+    legacy: dict[str, Any] = {}
+    for key in (k for k in (FLAGS, ROUTING) if k not in stored):
         try:
-            legacy = _legacy(db.url, missing)
-        except ValueError as exc:
-            raise ProjectSettingsError(str(exc)) from None
-        stored = {**legacy, **stored}
+            legacy.update(_legacy(db.url, (key,)))
+        except ValueError as exc:  # an old file this version cannot read stands for nothing: the stored settings
+            # stand (a session-46 probe: a broken old routing file beside a database without rules failed every
+            # load, and the station and its worker flagged with the default thresholds, not the stored ones)
+            log.warning("%s: not read (%s); the project's stored settings apply", key, exc)
+    stored = {**legacy, **stored}
     from app.services.project_classes import TASK
     return replace(_parse(stored), classes=tuple(db.classes.names(TASK)))
 

@@ -98,3 +98,11 @@ def test_settings_round_trip_and_validation(tmp_path: Path) -> None:
     path.write_text('{"min_confidence": 3}')
     with pytest.raises(ValueError, match="min_confidence"):
         load_flag_settings(path)
+    # a deeply nested or huge old file (a session-46 probe: RecursionError past every caller; read whole)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        load_flag_settings(path)
+    with path.open("r+b") as fh:
+        fh.truncate(50 << 20)  # sparse
+    with pytest.raises(ValueError, match="not flag settings"):
+        load_flag_settings(path)

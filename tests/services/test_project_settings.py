@@ -167,6 +167,28 @@ def test_a_threshold_change_is_written_over_a_folders_operating_point_saved_mean
     assert stored.anomaly_threshold == 0.77 and stored.folder_threshold(7, 3).threshold == 0.42
 
 
+def test_an_old_routing_file_that_cannot_be_read_leaves_the_stored_thresholds_in_force(tmp_path: Path) -> None:
+    """A session-46 probe: a broken old routing file beside a database storing thresholds but no rules failed every
+    settings load, so the station and its worker flagged with the defaults, not the stored 0.85."""
+    import dataclasses
+
+    from app.services.project_settings import update_flag_settings
+    db = open_database(f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}")
+    try:
+        assert adopt_legacy_settings(db) == [FLAGS]
+        update_flag_settings(db, lambda f: dataclasses.replace(f, min_confidence=0.85))
+        legacy_routing_path(db.url).write_text('{"rules": [')
+        settings = load_project_settings(db)
+        assert settings.flags.min_confidence == 0.85 and settings.routing == Routing()
+        with pytest.raises(ProjectSettingsError, match="model_routing.json"):  # the adoption still says it
+            adopt_legacy_settings(db)
+        from app.commands.gui import start_project_settings
+        started = start_project_settings(db)  # the window's start: the stored thresholds, not the defaults
+        assert started is not None and started.flags.min_confidence == 0.85
+    finally:
+        db.close()
+
+
 def test_an_old_stations_file_is_not_read_again_once_its_key_is_stored(tmp_path: Path) -> None:
     """The session-45 review: with no rules stored (a project that never had any), the old flags file beside the
     database was read at every load; one this version cannot read failed every settings load, the thresholds
