@@ -497,7 +497,12 @@ class ReviewController(QObject):
         if after.same_content(self.label):
             self.message.emit("Already accepted.")
             return
+        unlisted = self.service.unlisted_class(self.detail, self.label)
         self._edit(after, "accept", "accept")
+        if unlisted:   # said, not saved under a name the project no longer uses
+            self.note.emit(f"Accepted without the classifier's class '{unlisted}': it is not among this image's "
+                           "classes (renamed or taken off the list: Project ▸ Classes…). Give the class with its "
+                           "key for the image to count for a retraining.")
         withheld = self.service.withheld_from(self.detail, after)
         if withheld:   # said, not silently left out
             self.note.emit("Accepted without the " + " and the ".join(f"{f}'s answer" for f in withheld)
@@ -538,7 +543,7 @@ class ReviewController(QObject):
 
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
                      value: str | None = None) -> None:
-        edits, moved, no_classifier = [], 0, 0
+        edits, moved, no_classifier, unlisted = [], 0, 0, 0
         withheld: dict[str, int] = {}   # family -> accepted images its out-of-domain answer was left out of
         for image_id, detail, error in rows:
             if detail is None:
@@ -560,6 +565,8 @@ class ReviewController(QObject):
                 self._saw(image_id, detail.label)  # a gallery decision's read too (the session-43 review)
             if decision == "accept":
                 after = self.service.accepted_label(detail, before)
+                if self.service.unlisted_class(detail, before):
+                    unlisted += 1
                 if not after.same_content(before):
                     for family in self.service.withheld_from(detail, after):
                         withheld[family] = withheld.get(family, 0) + 1
@@ -582,7 +589,9 @@ class ReviewController(QObject):
             text = (done.format(len(edits)) + "; Ctrl+Z undoes them together."
                     + (f" {moved} changed meanwhile and were left out." if moved else "")
                     + (f" {no_classifier} left out: the model routing runs no classifier on them."
-                       if no_classifier else ""))
+                       if no_classifier else "")
+                    + (f" {unlisted} kept no class: the classifier's class is not among their classes now "
+                       "(Project ▸ Classes…)." if unlisted else ""))
             if withheld:   # what the selection's labels lack stays ahead of the next messages, as A's own note
                 self.note.emit(text + _withheld_many(withheld, len(edits)))
             else:

@@ -624,12 +624,25 @@ class ReviewService:
             size = (detail.width, detail.height)
         model = self._prediction_label(detail.prediction, size)
         has_verdict = current.anomaly_verdict is not None or current.anomaly_region is not None
+        taken = None if self.unlisted_class(detail, current) else model.class_name
         return current.with_(
-            class_name=current.class_name if current.class_name is not None else model.class_name,
+            class_name=current.class_name if current.class_name is not None else taken,
             mask=current.mask if current.mask is not None else model.mask,
             anomaly_verdict=current.anomaly_verdict if has_verdict else model.anomaly_verdict,
             anomaly_region=current.anomaly_region if has_verdict else model.anomaly_region,
             review_state="accepted", from_prediction_id=model.from_prediction_id)
+
+    @staticmethod
+    def unlisted_class(detail: ImageDetail | None, current: LabelState) -> str | None:
+        """The classifier's class an Accept leaves out because this image's classes (``ImageDetail.classes``, what an
+        inspector labels it with) no longer hold it: the project renamed or removed it, the model still answers it.
+        Saved, it split the labels between the old name and the new (export, counts, retraining) and nothing was
+        said (a session-46 probe). None where the label has a class of its own, or nothing is left out."""
+        p = detail.prediction if detail is not None else None
+        if p is None or current.class_name is not None or current.from_prediction_id is not None:
+            return None
+        cls = p.predicted_class
+        return cls if cls is not None and detail is not None and detail.classes and cls not in detail.classes else None
 
     @staticmethod
     def withheld_from(detail: ImageDetail | None, accepted: LabelState) -> tuple[str, ...]:

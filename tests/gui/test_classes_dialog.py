@@ -203,3 +203,31 @@ def test_a_save_over_a_class_added_at_another_station_is_refused_and_said(tmp_pa
     dlg.close()
     a.close()
     b.close()
+
+
+def test_accept_keeps_no_class_the_project_took_off_its_list_and_says_so(service, db, folder, artifacts, qtbot):
+    """A session-46 probe: with the predicted class renamed on the project's list, A saved the model's old name as a
+    reviewed label, without a word: the labels split between the old name and the new in exports, counts and
+    retraining. Accept now keeps the rest of the answer and no class, and says why; a class key still labels."""
+    from tests.gui.conftest import wait_saved
+
+    win = build_window(service, qtbot)
+    fid = win.open_folder(str(folder))
+    seed_predictions(db, fid, artifacts)
+    win.refresh_models()
+    wait_shown(win, qtbot)
+    wait_prediction_shown(win, qtbot)
+    predicted = win.review.detail.prediction.predicted_class
+    project_classes.save(db, [c if c != predicted else f"{c} defect" for c in CLASSES])  # renamed on the list
+    win.refresh_models()
+    win.review.reload()
+    qtbot.waitUntil(lambda: f"{predicted} defect" in _buttons(win), timeout=5000)
+    image_id = win.review.image_id
+    notes: list[str] = []
+    win.review.note.connect(notes.append)
+    press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
+    label = db.labels.current(image_id)
+    assert label.review_state == "accepted" and label.class_name is None
+    assert any(f"without the classifier's class '{predicted}'" in n for n in notes)
+    win.close()
