@@ -9,6 +9,7 @@ from the URL; never hand one across a fork).
 """
 from __future__ import annotations
 
+import logging
 import select
 import sqlite3
 import time
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from database.predictions import PredictionRepository
     from database.project_settings import ProjectSettingRepository
 
+log = logging.getLogger(__name__)
 SUPPORTED = ("sqlite", "postgresql")
 EXAMPLES = "sqlite:///path/to/station.sqlite or postgresql+psycopg://user@host/dbname"
 PASSWORD_HELP = "PGPASSWORD, ~/.pgpass or a PGPASSFILE (see docs/database.md)"
@@ -331,9 +333,17 @@ class Database:
         return ProjectSettingRepository(self)
 
 
+# The advisory lock every migration of a server database takes first: two processes starting together on an older
+# database (workers restarted after an update) ran the same migration twice, the second failing with "column
+# label_class already exists", a message that made the database look broken (a session-46 probe).
+MIGRATION_LOCK = 0x5354_4E4D  # any constant of this application's own
+
+
 def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout_s: float) -> None:
     if url.get_backend_name() != "sqlite" or _sqlite_path(url) is None:
         with engine.begin() as conn:
+            if url.get_backend_name() == "postgresql":  # held to the commit; the revision is read after it
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             mig.upgrade(conn)
         return
     # SQLite batch migrations copy tables; foreign keys must be off meanwhile (a pragma that
@@ -342,11 +352,19 @@ def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout
                              foreign_keys=False, pooled=False)
     try:
         with mengine.execution_options(write=True).begin() as conn:
+            # only references the migration breaks refuse it: a dangling one the older version lived with (written
+            # with foreign keys off, as the sqlite3 shell does) refused every newer version for good, blaming the
+            # migration and naming no table (a session-46 probe)
+            before = {tuple(r) for r in conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()}
             mig.upgrade(conn)
-            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            broken = [r for r in conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if tuple(r) not in before]
             if broken:
-                raise DatabaseError(f"migrating {where(url)} would break {len(broken)} references; "
+                tables = ", ".join(sorted({str(r[0]) for r in broken}))
+                raise DatabaseError(f"migrating {where(url)} would break {len(broken)} references (in {tables}); "
                                     f"it was left as it was.")
+            if before:
+                log.warning("%s: %d references point at rows that are gone (in %s), as before the upgrade",
+                            where(url), len(before), ", ".join(sorted({str(r[0]) for r in before})))
     finally:
         mengine.dispose()
 

@@ -120,3 +120,52 @@ def test_0015_lets_each_parent_have_a_challenger_and_a_downgrade_keeps_the_newes
             assert [r[0] for r in conn.execute(text("SELECT id FROM model_versions WHERE challenger"))] == [4]
     finally:
         engine.dispose()
+
+
+def test_a_dangling_reference_the_older_version_lived_with_does_not_refuse_the_upgrade(sqlite_url: str) -> None:
+    """A session-46 probe: one job item pointing at a missing job, written with foreign keys off (the sqlite3 shell's
+    default), refused every newer version for good ("would break 1 references", no table named)."""
+    import sqlite3
+
+    open_database(sqlite_url).close()
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        mig.downgrade(conn, "0012_inspector_flag")
+    engine.dispose()
+    path = sqlite_url.removeprefix("sqlite:///")
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO job_items (job_id, image_id, status, attempts) VALUES (999, 1, 'done', 0)")
+    raw.commit()
+    raw.close()
+    db = open_database(sqlite_url)
+    try:
+        assert db.revision() == mig.head_revision()
+    finally:
+        db.close()
+
+
+def test_two_processes_upgrading_a_server_database_at_once_both_succeed(pg_url: str) -> None:
+    """A session-46 probe: two workers restarted together on an older PostgreSQL database ran the same migration
+    twice; the second failed with "column label_class already exists", as if the database were broken."""
+    import subprocess
+    import sys
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        mig.upgrade(conn, "0007_ood_in_domain")
+        # rows enough for the migrations to take a moment, so the processes overlap
+        conn.exec_driver_sql("INSERT INTO folders VALUES (1, '/parts', 'parts', now(), NULL)")
+        conn.exec_driver_sql(
+            "INSERT INTO images (id, folder_id, rel_path, size_bytes, mtime_ns, review_state, flagged, priority, "
+            "missing, added_at, updated_at) SELECT i, 1, 'd' || mod(i, 50) || '/IMG_' || i || '.png', 10, 5, "
+            "'unreviewed', false, 0, false, now(), now() FROM generate_series(1, 20000) i")
+    engine.dispose()
+    code = f"from database import open_database; open_database({pg_url!r}).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    db = open_database(pg_url)
+    try:
+        assert db.revision() == mig.head_revision()
+    finally:
+        db.close()
