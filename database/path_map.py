@@ -76,7 +76,14 @@ def _translate(path: str, pairs: tuple[tuple[str, str], ...]) -> str:
     for src, dst in sorted(pairs, key=lambda p: -len(p[0])):
         rest = _under(path, src)
         if rest is not None:
-            return dst + _styled(rest, dst)
+            # one separator between the two: a side that is a drive or a root ("Z:\\", "/") ends in one, the rest
+            # after a prefix ending in one starts without (a session-46 probe: "Z:\\=/mnt/share" gave
+            # "/mnt/shareline3", and the share was registered again as a folder without its labels)
+            rest = _styled(rest, dst).lstrip("/\\")
+            if not rest:
+                return dst
+            sep = "\\" if "\\" in dst and "/" not in dst else "/"
+            return dst + ("" if dst.endswith(("/", "\\")) else sep) + rest
     return path
 
 

@@ -18,6 +18,15 @@ def test_prefixes_map_both_ways_on_separator_boundaries() -> None:
     assert m.stored("/data/line9/a") == "/mnt/parts/line9/a"
     assert m.local("/mnt/parts2/x") == "/mnt/parts2/x"           # not under /mnt/parts
     assert m.local("/mnt/parts") == "Z:\\parts" and m.stored("/elsewhere") == "/elsewhere"
+    # a side that is a whole drive or the root (a session-46 probe: "Z:\\=/mnt/share" gave "/mnt/shareline3", and
+    # the share was registered again without its labels)
+    drive = PathMap.parse("Z:\\=/mnt/share")
+    assert drive.local("Z:\\line3\\lot1") == "/mnt/share/line3/lot1" and drive.stored("/mnt/share/line3") == "Z:\\line3"
+    assert drive.local("Z:\\") == "/mnt/share"
+    back = PathMap.parse("/mnt/parts=Z:\\")
+    assert back.local("/mnt/parts/line3") == "Z:\\line3" and back.stored("Z:\\line3") == "/mnt/parts/line3"
+    root = PathMap.parse("/=/mnt/root")
+    assert root.local("/home/x") == "/mnt/root/home/x" and root.stored("/mnt/root/home/x") == "/home/x"
 
 
 @pytest.mark.parametrize("text", ["/mnt/parts", "=Z:\\parts", "/mnt/parts="])
