@@ -1,6 +1,7 @@
 """Folders and their images: incremental indexing and the review queue's queries."""
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import PurePath
@@ -441,6 +442,12 @@ class ImageRepository:
             s.execute(update(Image).where(Image.id == image_id).values(error=error, updated_at=utcnow()))
 
 
+def spellings(needle: str) -> tuple[str, ...]:
+    """A searched name in both Unicode spellings: macOS writes names decomposed ("e" + accent), a person types them
+    precomposed, and "défaut" found no decomposed file (a session-46 probe)."""
+    return tuple(dict.fromkeys(unicodedata.normalize(form, needle) for form in ("NFC", "NFD")))
+
+
 def text_match(needle: str) -> ColumnElement[bool]:
     """The queue's text filter: the name contains the text (ASCII case folded, as SQLite's LIKE),
     or the part's serial or lot is the text (case folded, whole value). The queue indexes carry
@@ -448,7 +455,7 @@ def text_match(needle: str) -> ColumnElement[bool]:
     # folded by the database as it folds the column: Python's lower() folds every letter and SQLite's ASCII alone, so
     # a lot "Łódź-3" typed as the panel shows it found nothing (a session-44 probe)
     folded = func.lower(literal(needle))
-    return or_(Image.rel_path.icontains(needle, autoescape=True),
+    return or_(*(Image.rel_path.icontains(s, autoescape=True) for s in spellings(needle)),
                func.lower(Image.trace_serial) == folded, func.lower(Image.trace_lot) == folded)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,6 +127,12 @@ def flat_name(item: ExportItem, with_folder: bool) -> str:
     return "__".join(safe_name(p) for p in parts) or "image"
 
 
+def _stem_key(name: str) -> str:
+    """A file stem as a case-insensitive file system sees it, one Unicode spelling for both (a session-46 probe:
+    "défaut.png" written precomposed and decomposed were two files here and one on a Mac, the export counting two)."""
+    return unicodedata.normalize("NFC", PurePosixPath(name).stem).lower()
+
+
 def unique_file_names(items: list[ExportItem]) -> list[str]:
     """Flat names whose stems are unique even case-insensitively (masks are named by stem).
 
@@ -136,12 +143,12 @@ def unique_file_names(items: list[ExportItem]) -> list[str]:
     names = [flat_name(i, with_folder) for i in items]
     stems: dict[str, int] = {}
     for n in names:
-        key = PurePosixPath(n).stem.lower()
+        key = _stem_key(n)
         stems[key] = stems.get(key, 0) + 1
     out = []
     for item, name in zip(items, names):
         p = PurePosixPath(name)
-        if stems[p.stem.lower()] > 1:
+        if stems[_stem_key(name)] > 1:
             # The source path, not folder/rel_path: two indexed folders may share a name.
             digest = hashlib.sha256(str(item.source).encode("utf-8")).hexdigest()[:8]
             name = f"{p.stem}-{digest}{p.suffix}"

@@ -306,3 +306,14 @@ def test_a_folders_class_and_score_counts_from_indexes_agree_with_a_straightforw
                 assert queue_count(db, qq) == len(_reference(rows, qq)), (flt, extra)
     # with another filter the join counts (no index range holds both)
     assert rq._indexed_count(QueueQuery(folder_id=folder_id, class_name="dent", states=("unreviewed",))) is None
+
+
+def test_a_name_search_finds_both_unicode_spellings(db: Database) -> None:
+    """A session-46 probe: "défaut" typed (precomposed) found no file named as macOS writes it (decomposed)."""
+    folder = db.folders.add("/data/line7")
+    names = ["d\u00e9faut_1.png", "de\u0301faut_2.png", "other.png"]
+    db.images.sync(folder.id, [FileEntry(n, 1, 0) for n in names])
+    for typed in ("d\u00e9faut", "de\u0301faut"):
+        rows = queue_rows(db, QueueQuery(folder_id=folder.id, path_contains=typed))
+        assert sorted(r.rel_path for r in rows) == sorted(names[:2]), typed
+        assert queue_count(db, QueueQuery(folder_id=folder.id, path_contains=typed)) == 2

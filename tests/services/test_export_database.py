@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import unicodedata
 from pathlib import Path
 
 import cv2
@@ -283,3 +284,13 @@ def test_two_classes_that_would_share_a_class_folder_refuse_those_formats(tmp_pa
     with pytest.raises(ExportError, match="one folder on Windows and macOS"):
         export_database(db, tmp_path / "out-case", ExportOptions(formats=("imagefolder",)))
     db.close()
+
+
+def test_names_differing_only_by_unicode_spelling_are_two_files_everywhere() -> None:
+    """A session-46 probe: "défaut.png" precomposed and decomposed were exported as two files here, one on a Mac
+    (which reads both spellings as one name), the summary counting two."""
+    from app.services.export_items import ExportItem, unique_file_names
+
+    items = [ExportItem(Path("/x") / n, n, "line", "corrected") for n in ("d\u00e9faut.png", "de\u0301faut.png")]
+    a, b = unique_file_names(items)
+    assert unicodedata.normalize("NFC", a).lower() != unicodedata.normalize("NFC", b).lower()
