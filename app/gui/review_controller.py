@@ -136,6 +136,9 @@ class ReviewController(QObject):
         # The label revision this window last showed or saved per image: a save is based on it, and
         # one saved elsewhere since (another station, another window) refuses the save (LabelConflict).
         self._seen: dict[int, int] = {}
+        # per image, its file's path and content hash as last read: a recovery file records them (``recover``
+        # sets a label aside whose image now has another file or other bytes)
+        self._files: dict[int, tuple[str | None, str | None]] = {}
         self.conflicts = 0  # saves refused that way so far (the window does not auto-advance past one)
         # The last save or retry found the database locked by another program: later saves join the
         # waiting ones without trying (each try would stand still WRITE_WAIT_S) until a retry gets through.
@@ -298,6 +301,7 @@ class ReviewController(QObject):
             self.image_size = None
         self.detail = detail
         self.label = label
+        self._files[image_id] = (detail.item.path, detail.item.content_hash)
         self.image_loaded.emit(detail)
         self.label_changed.emit(label)
         self._run_deferred(image_id)
@@ -561,6 +565,7 @@ class ReviewController(QObject):
                 moved += 1  # this window saved it again while the selection was read: that read is behind
                 continue
             before = detail.label if local is None else local
+            self._files[image_id] = (detail.item.path, detail.item.content_hash)
             if local is None:
                 self._saw(image_id, detail.label)  # a gallery decision's read too (the session-43 review)
             if decision == "accept":
@@ -1056,7 +1061,10 @@ class ReviewController(QObject):
         if not labels:
             return []
         return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing",
-                                           landing=self._landing(labels))
+                                           landing=self._landing(labels), images=self._files_of(labels))
+
+    def _files_of(self, image_ids) -> dict[int, tuple[str | None, str | None]]:
+        return {i: self._files[i] for i in image_ids if i in self._files}
 
     def _landing(self, image_ids) -> dict[int, list[str]]:
         """Per image, the labels of this window's writes still on their way: one may land after a recovery file
@@ -1073,6 +1081,7 @@ class ReviewController(QObject):
             return None
         return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},
                                            bases={i: self._seen.get(i) for i in self._pending},
+                                           images=self._files_of(self._pending),
                                            landing=self._landing(self._pending))
 
 

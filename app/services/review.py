@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -548,7 +549,7 @@ class ReviewService:
         return self.save(image_id, state, changed).label
 
     def save(self, image_id: int, state: LabelState, changed: str = "", expected_revision: int | None = None,
-             source: str | None = None, wait_s: float | None = None) -> Saved:
+             source: str | None = None, wait_s: float | None = None, author: str | None = None) -> Saved:
         """``save_label``, with the review-state move the save made (read under its lock: the
         shown counts move by it at once, no recount of the folder). ``expected_revision``: the
         revision the edit was made on; a newer one saved meanwhile raises ``LabelConflict`` and
@@ -577,7 +578,7 @@ class ReviewService:
         )
         try:
             with self.db.waiting_at_most(wait_s):
-                rev = self.db.labels.append(image_id, change, self.settings.author, expected_revision)
+                rev = self.db.labels.append(image_id, change, author or self.settings.author, expected_revision)
         except StaleLabelError as exc:
             landed = self.landed_already(image_id, state)  # this author's own write landed without its answer
             if landed is not None:
@@ -716,38 +717,49 @@ class ReviewService:
 
     # -- labels the database refused -------------------------------------------------------
     def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None,
-                       bases: dict[int, int | None] | None = None, landing: dict[int, list[str]] | None = None) -> str:
+                       bases: dict[int, int | None] | None = None, landing: dict[int, list[str]] | None = None,
+                       images: dict[int, tuple[str | None, str | None]] | None = None) -> str:
         """Write labels that could not be saved to files, to be replayed by ``recover``. ``bases``: the label
         revision each was made on (0: none; absent or None: not known), so that ``recover`` never replaces a
-        label someone saved after it unseen; ``landing``: see ``recovery_files``."""
+        label someone saved after it unseen; ``landing`` and ``images``: see ``recovery_files``."""
         root = folder or recovery_dir()
-        self.recovery_files(labels, bases, root, landing=landing)
+        self.recovery_files(labels, bases, root, landing=landing, images=images)
         return str(root)
 
     def recovery_files(self, labels: dict[int, LabelState], bases: dict[int, int | None] | None = None,
                        folder: Path | None = None, tag: str = "",
-                       landing: dict[int, list[str]] | None = None) -> list[Path]:
+                       landing: dict[int, list[str]] | None = None,
+                       images: dict[int, tuple[str | None, str | None]] | None = None) -> list[Path]:
         """``write_recovery``'s files, returned (``tag`` goes into their names): the window writes the labels
         waiting when it starts closing at once, so a station killed during the last try loses none, and
         removes them once that try has answered. ``landing``: per image, the ``content_digest`` of this window's
-        labels still on their way, which may land after the file is written (``recover`` then replays on them)."""
+        labels still on their way, which may land after the file is written (``recover`` then replays on them).
+        ``images``: per image, its file's path and content hash as the label was made on them: ``recover`` sets a
+        label aside whose image now has another file or other bytes (a session-46 probe: a label kept for one image
+        was saved on whatever image had its id in a database replaced at the same path, or on new pixels). Each file
+        name is this window's alone (two stations sharing a home wrote one name in the same second, the second file
+        replacing the first) and the JSON, which ``recover`` looks for, is written whole or not at all."""
         root = folder or recovery_dir()
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         written: list[Path] = []
         for image_id, st in labels.items():
-            base = root / f"{stamp}{tag}-image{image_id}"
+            base = root / f"{stamp}{tag}-image{image_id}-{secrets.token_hex(4)}"
+            path, digest = (images or {}).get(image_id, (None, None))
             meta = {"image_id": image_id, "class_name": st.class_name, "anomaly_verdict": st.anomaly_verdict,
                     "review_state": st.review_state, "from_prediction_id": st.from_prediction_id,
                     "object_classes": as_json(st.objects),
                     "author": self.settings.author, "db": self.db.url,
                     "base_revision": (bases or {}).get(image_id),
-                    "may_land": list((landing or {}).get(image_id, []))}
+                    "may_land": list((landing or {}).get(image_id, [])),
+                    "path": path, "content_hash": digest}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
             np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
             written.append(base.with_suffix(".npz"))
-            base.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            partial = base.with_suffix(".json.partial")
+            partial.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            partial.replace(base.with_suffix(".json"))
             written.append(base.with_suffix(".json"))
         return written
 
@@ -783,11 +795,13 @@ class ReviewService:
                 arrays = recovery_arrays(meta_path.with_suffix(".npz"))
                 mask, region = arrays.get("mask"), arrays.get("region")
                 shape = self._file_shape(int(meta["image_id"]))
-                if shape is not None and any(a is not None and a.shape != shape for a in (mask, region)):
+                other = self._other_image(int(meta["image_id"]), meta)
+                if other or shape is not None and any(a is not None and a.shape != shape for a in (mask, region)):
                     # the file now holds a picture of another size (replaced and indexed meanwhile): the mask was
-                    # drawn on the earlier one (a session-46 probe saved a 64 x 64 mask on a 128 x 96 picture)
-                    log.warning("%s: its mask is not the size of image %s now (%s x %s): kept aside",
-                                meta_path, meta["image_id"], shape[1], shape[0])
+                    # drawn on the earlier one (a session-46 probe saved a 64 x 64 mask on a 128 x 96 picture); or
+                    # the image id is another file's now, or its bytes changed
+                    log.warning("%s: image %s is not the picture the label was made on (%s): kept aside",
+                                meta_path, meta["image_id"], other or "its mask is of another size")
                     (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
                     for path in (meta_path, meta_path.with_suffix(".npz")):
                         if path.exists():
@@ -799,15 +813,17 @@ class ReviewService:
                                 from_prediction_id=meta.get("from_prediction_id"),
                                 objects=parse(meta.get("object_classes")))
                 image_id, base = int(meta["image_id"]), meta.get("base_revision")
-                try:
+                author = meta.get("author") if isinstance(meta.get("author"), str) and meta.get("author") else None
+                try:  # under the inspector who made it, not whoever starts the station next
                     self.save(image_id, st, "recovered after a failed save",
-                              expected_revision=None if base is None else int(base))
+                              expected_revision=None if base is None else int(base), author=author)
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
                     own = self._own_landing(image_id, base, meta) if current is not None else None
                     if own is not None:  # only this window's own writes landed after the file: replayed on them
                         try:
-                            self.save(image_id, st, "recovered after a failed save", expected_revision=own)
+                            self.save(image_id, st, "recovered after a failed save", expected_revision=own,
+                                      author=author)
                             current = self.db.labels.current(image_id)
                         except LabelConflict:
                             current = self.db.labels.current(image_id)
@@ -825,6 +841,20 @@ class ReviewService:
             meta_path.unlink(missing_ok=True)
             meta_path.with_suffix(".npz").unlink(missing_ok=True)
         return Recovered(saved, aside, str(root / CONFLICTS) if aside else None)
+
+    def _other_image(self, image_id: int, meta: dict[str, Any]) -> str | None:
+        """Why the image ``meta``'s label was made on is not ``image_id``'s now (None: it is, or the file does not
+        say: written before it recorded the path and the hash)."""
+        info = self.db.images.get(image_id)
+        if info is None:
+            return "the image is gone"
+        path, digest = meta.get("path"), meta.get("content_hash")
+        now = self.db.images.path_of(image_id)
+        if path and (now is None or Path(now) != Path(path)):
+            return f"the id is {now}'s now, the label was made on {path}"
+        if digest and info.content_hash and digest != info.content_hash:
+            return "its file holds other bytes now"
+        return None
 
     def _file_shape(self, image_id: int) -> tuple[int, int] | None:
         """(height, width) of the image's file now, from its header (None: not known)."""

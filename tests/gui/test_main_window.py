@@ -404,13 +404,16 @@ def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifa
     from app.services.review import recovery_dir
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
     image_id = win.review.image_id
-    win.review.set_mask(np.pad(np.ones((2, 3), bool), 10))
+    win.review.set_mask(np.pad(np.ones((2, 3), bool), ((10, 52), (10, 51))))  # at the 64 x 64 image's size
     win.close()  # the last try runs on the label-writes thread; the window closes itself after it
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     blocker.rollback()
     blocker.close()
     [kept] = recovery_dir().glob("*.json")
     assert json.loads(kept.read_text())["base_revision"] == 0  # made on no label: never replayed over a newer one
+    shown = service.detail(image_id).item  # the picture it was made on (replayed only on it: a session-46 probe)
+    assert (json.loads(kept.read_text())["path"], json.loads(kept.read_text())["content_hash"]) == \
+        (shown.path, shown.content_hash) and shown.content_hash
     assert service.recover().saved == 1  # what the next start does
     assert service.detail(image_id).label.mask.sum() == 6
     db.close()

@@ -134,6 +134,31 @@ def test_recovery_checks_a_mask_before_reading_it_and_against_the_picture_now(se
     assert len(list((rec / CONFLICTS).glob("*.json"))) == 1
 
 
+def test_recovery_replays_only_on_the_picture_it_was_made_on_under_its_author(service, seeded, tmp_path):
+    """Session-46 probes: a recovery file named only an image id, so its label was saved on whatever image had that id
+    (a database replaced at the same path) or on new bytes, credited to whoever started the station next; two
+    stations sharing a home wrote one file name in the same second, the second replacing the first."""
+    from app.services.review import CONFLICTS
+    items = service.queue(QueueFilter(folder_id=seeded.id))
+    a, b, c = items[1], items[2], items[3]
+    rec = tmp_path / "rec"
+    label = LabelState(class_name="scratches", review_state="corrected")
+    service.write_recovery({a.image_id: label}, rec, images={a.image_id: (items[4].path, a.content_hash)})
+    service.write_recovery({b.image_id: label}, rec, images={b.image_id: (b.path, "0" * 64)})
+    service.write_recovery({c.image_id: label}, rec, images={c.image_id: (c.path, c.content_hash)})
+    service.write_recovery({c.image_id: label.with_(class_name="inclusion")}, rec,
+                           images={c.image_id: (c.path, c.content_hash)})  # the same second, the same image
+    assert len(list(rec.glob("*.json"))) == 4
+    from app.services.review import ReviewService, ReviewSettings
+    other = ReviewService(service.db, ReviewSettings(reviewer="ann"))   # the next start, another inspector's
+    out = other.recover(rec)
+    assert (out.saved, out.kept_aside) == (2, 2)
+    assert service.detail(a.image_id).label.revision == 0 and service.detail(b.image_id).label.revision == 0
+    assert len(list((rec / CONFLICTS).glob("*.json"))) == 2
+    history = service.db.labels.history(c.image_id)
+    assert len(history) == 2 and {r.author for r in history} == {service.settings.author} != {"ann"}
+
+
 def test_recovery_never_replaces_a_label_saved_after_it(service, seeded, tmp_path):
     """A label kept on closing (the database refused it) was made on a revision; when another station
     labelled the image since, the next start keeps their label and sets ours aside (it was replayed over
