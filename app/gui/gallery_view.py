@@ -76,7 +76,7 @@ class GalleryDelegate(QStyledItemDelegate):
 
         thumb_rect = QRect(r.left() + 3, r.top() + 3, r.width() - 6, r.height() - TEXT_H - 6)
         pm = self.cache.pixmap(item.image_id, item.path, item.content_hash)
-        err = item.error or self.cache.error(item.image_id)
+        err = item.error or self.cache.error(item.image_id, item.content_hash)
         if pm is not None:
             scaled = pm.size().scaled(thumb_rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(0, 0, scaled.width(), scaled.height())

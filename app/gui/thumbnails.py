@@ -94,9 +94,12 @@ class ThumbnailCache(QObject):
         self.size = size
         self.store = ThumbnailStore(cache_dir() / "thumbnails") if store is True else (store or None)
         self.capacity = capacity
-        self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
-        self._errors: dict[int, str] = {}
-        self._pending: set[int] = set()
+        # keyed by the image and its bytes: by the id alone, a file replaced while another folder was open kept its
+        # old thumbnail beside the viewer's new pixels, and a decode of the old bytes answering after an invalidate
+        # was kept for good (session-46 probes)
+        self._pixmaps: OrderedDict[tuple[int, str | None], QPixmap] = OrderedDict()
+        self._errors: dict[tuple[int, str | None], str] = {}
+        self._pending: set[tuple[int, str | None]] = set()
         self._lock = threading.Lock()
         self._pool = DecodePool(threads, self.MAX_PENDING, "thumbnails")
         self._decoded.connect(self._on_done)
@@ -105,30 +108,32 @@ class ThumbnailCache(QObject):
     def pixmap(self, image_id: int, path: str, content_hash: str | None = None) -> QPixmap | None:
         """The cached thumbnail, or None (and a decode is queued unless it already failed);
         ``content_hash`` finds it in the on-disk cache when an earlier session decoded it."""
-        pm = self._pixmaps.get(image_id)
+        key = (image_id, content_hash)
+        pm = self._pixmaps.get(key)
         if pm is not None:
-            self._pixmaps.move_to_end(image_id)
+            self._pixmaps.move_to_end(key)
             return pm
-        if image_id not in self._errors and image_id not in self._pending:
+        if key not in self._errors and key not in self._pending:
             if self._pool.submit(lambda: self._decode(image_id, path, content_hash)):
                 self._pending.clear()  # scrolled far: queued decodes were dropped, repaints ask again
-            self._pending.add(image_id)
+            self._pending.add(key)
         return None
 
     def _decode(self, image_id: int, path: str, content_hash: str | None) -> None:
         thumb = cached_thumbnail(self.store, image_id, path, self.size, content_hash)
-        self._decoded.emit(thumb)  # queued to the GUI thread
+        self._decoded.emit((thumb, content_hash))  # queued to the GUI thread
 
-    def error(self, image_id: int) -> str | None:
-        return self._errors.get(image_id)
+    def error(self, image_id: int, content_hash: str | None = None) -> str | None:
+        return self._errors.get((image_id, content_hash))
 
     def invalidate(self, image_id: int | None = None) -> None:
         if image_id is None:
             self._pixmaps.clear()
             self._errors.clear()
         else:
-            self._pixmaps.pop(image_id, None)
-            self._errors.pop(image_id, None)
+            for table in (self._pixmaps, self._errors):
+                for key in [k for k in table if k[0] == image_id]:
+                    table.pop(key, None)
 
     def wait_idle(self, msecs: int = 10_000) -> bool:
         ok = self._pool.wait_idle(msecs / 1000.0)
@@ -139,13 +144,15 @@ class ThumbnailCache(QObject):
     def shutdown(self) -> None:
         self._pool.close()
 
-    def _on_done(self, thumb: Thumbnail) -> None:
-        self._pending.discard(thumb.image_id)
+    def _on_done(self, done: tuple[Thumbnail, str | None]) -> None:
+        thumb, content_hash = done
+        key = (thumb.image_id, content_hash)
+        self._pending.discard(key)
         self.decoded_count += 1
         if thumb.rgb is None:
-            self._errors[thumb.image_id] = thumb.error or "cannot be decoded"
+            self._errors[key] = thumb.error or "cannot be decoded"
         else:
-            self._pixmaps[thumb.image_id] = QPixmap.fromImage(rgb_to_qimage(thumb.rgb))
+            self._pixmaps[key] = QPixmap.fromImage(rgb_to_qimage(thumb.rgb))
             while len(self._pixmaps) > self.capacity:
                 self._pixmaps.popitem(last=False)
         self.ready.emit(thumb.image_id)

@@ -324,3 +324,25 @@ def test_a_new_view_is_read_off_the_gui_thread(qtbot, service, paged, monkeypatc
     view_shown(queue, qtbot)
     qtbot.waitUntil(queue.count_is_exact, timeout=5000)
     assert model.item_at(0).name == "part_39.png" and not any(on_gui)
+
+
+def test_a_thumbnail_is_the_one_of_the_bytes_the_image_holds_now(qtbot, tmp_path):
+    """Session-46 probes: the thumbnail cache was keyed by image id alone, so a file replaced while another folder
+    was open kept its old thumbnail beside the viewer's new pixels (until a restart), and a decode of the old bytes
+    answering after an invalidate was kept for good."""
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "cam.png"
+    cv2.imwrite(str(path), np.zeros((24, 24), np.uint8))
+    cache = ThumbnailCache(size=24, store=False)
+    try:
+        assert cache.pixmap(7, str(path), "old-bytes") is None
+        qtbot.waitUntil(lambda: cache.pixmap(7, str(path), "old-bytes") is not None, timeout=5000)
+        assert cache.pixmap(7, str(path), "old-bytes").toImage().pixelColor(5, 5).value() == 0
+        cv2.imwrite(str(path), np.full((24, 24), 255, np.uint8))   # replaced and indexed again: a new hash
+        assert cache.pixmap(7, str(path), "new-bytes") is None       # not the old picture: decoded again
+        qtbot.waitUntil(lambda: cache.pixmap(7, str(path), "new-bytes") is not None, timeout=5000)
+        assert cache.pixmap(7, str(path), "new-bytes").toImage().pixelColor(5, 5).value() == 255
+    finally:
+        cache.shutdown()
