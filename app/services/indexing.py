@@ -198,9 +198,11 @@ RENAME_SHARE = 0.9     # found with the same size, of those looked for
 
 def renamed_folder(db: "Database", root: Path, others: Sequence[FolderInfo]) -> FolderInfo | None:
     """The registered folder ``root`` is, renamed on disk (``mv line3 line3_done``): one whose path is gone, in the
-    same parent folder, whose files are found under ``root`` at the same relative paths with the same sizes (nine in
-    ten of them, up to ``RENAME_SAMPLE`` looked at) and the same bytes (up to ``RENAME_HASHES`` hashed, every one
-    equal). Only a rename in place is followed: another parent may be another machine's view of a share this one
+    same parent folder, whose files are found under ``root`` at the same relative paths with the same sizes and
+    modification times (nine in ten of them, up to ``RENAME_SAMPLE`` looked at: a rename keeps both, a new capture of
+    fixed-size frames keeps only the size) and the same bytes (up to ``RENAME_HASHES`` hashed, spread over the
+    folder, every one equal: a day's folder beside yesterday's shares its first reference images, a session-46
+    review probe). Only a rename in place is followed: another parent may be another machine's view of a share this one
     does not reach (ADR 0065), whose folder must not be taken from the stations that do. Two such folders: neither
     (which one it is cannot be told)."""
     from app.services.file_scan import hash_file
@@ -210,23 +212,25 @@ def renamed_folder(db: "Database", root: Path, others: Sequence[FolderInfo]) -> 
         old = Path(f.root_path)
         if old.parent != root.parent or old.name == root.name or old.exists():
             continue
-        rows = [(rel, size, digest) for rel, (size, _mtime, digest, missing) in db.images.known_files(f.id).items()
-                if not missing]
+        rows = [(rel, size, mtime, digest) for rel, (size, mtime, digest, missing)
+                in db.images.known_files(f.id).items() if not missing]
         if not rows:
             continue
         rows.sort()
         step = max(1, len(rows) // RENAME_SAMPLE)
         looked = rows[::step][:RENAME_SAMPLE]
         same = []
-        for rel, size, digest in looked:
+        for rel, size, mtime, digest in looked:
             try:
-                if (root / rel).stat().st_size == size:
-                    same.append((rel, digest))
+                st = (root / rel).stat()
             except OSError:
                 continue
+            if st.st_size == size and st.st_mtime_ns == mtime:
+                same.append((rel, digest))
         if len(same) < RENAME_SHARE * len(looked):
             continue
-        hashed = [(rel, digest) for rel, digest in same if digest][:RENAME_HASHES]
+        with_hash = [(rel, digest) for rel, digest in same if digest]
+        hashed = with_hash[::max(1, len(with_hash) // RENAME_HASHES)][:RENAME_HASHES]
         try:
             if hashed and all(hash_file(root / rel) == digest for rel, digest in hashed):
                 found.append(f)

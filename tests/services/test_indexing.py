@@ -492,3 +492,35 @@ def test_a_folder_renamed_on_disk_follows_with_its_labels(db, tmp_path: Path) ->
     other.rename(tmp_path / "lines" / "line4b")
     (tmp_path / "lines" / "line4b" / "p1.png").write_bytes(b"not the same bytes")
     assert index_folder(db, tmp_path / "lines" / "line4b").renamed_from is None
+
+
+def test_another_days_folder_of_the_same_names_and_sizes_is_not_taken_for_a_renamed_one(db, tmp_path: Path) -> None:
+    """The session-46 review: a camera writing fixed-size frames under the same names each day, beside reference
+    images of the same bytes every day: yesterday's folder moved to an archive, today's was taken for it renamed
+    (sizes compared, the first names hashed were the references), yesterday's labels set aside."""
+    import shutil
+    import time
+
+    from database.dto import LabelChange
+    from database.states import ReviewState
+
+    def day(path: Path, seed: int) -> None:
+        path.mkdir(parents=True)
+        rng = np.random.default_rng(seed)
+        for i in range(8):   # as many as the check hashes: the first names in order
+            cv2.imwrite(str(path / f"000_ref_{i}.bmp"), np.full((8, 8), 20 * i, np.uint8))
+        for i in range(6):
+            cv2.imwrite(str(path / f"img_{i}.bmp"), rng.integers(0, 255, (8, 8), dtype=np.uint8))
+
+    day(tmp_path / "lines" / "d1", 1)
+    first = index_folder(db, tmp_path / "lines" / "d1")
+    for im in db.images.query(ImageQuery(folder_id=first.folder_id)):
+        db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name="ok"), "ann")
+    (tmp_path / "archive").mkdir()
+    shutil.move(str(tmp_path / "lines" / "d1"), tmp_path / "archive" / "d1")
+    time.sleep(0.01)
+    day(tmp_path / "lines" / "d2", 2)
+    today = index_folder(db, tmp_path / "lines" / "d2")
+    assert today.renamed_from is None and today.folder_id != first.folder_id
+    assert all(db.labels.current(im.id).class_name == "ok"
+               for im in db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True)))
