@@ -159,6 +159,29 @@ def test_recovery_replays_only_on_the_picture_it_was_made_on_under_its_author(se
     assert len(history) == 2 and {r.author for r in history} == {service.settings.author} != {"ann"}
 
 
+def test_recovery_takes_a_mask_on_an_exif_turned_jpeg_at_the_size_the_station_reads(service, tmp_path):
+    """The session-46 review: the header reader turned an EXIF orientation 6 JPEG, so a mask at its stored size was
+    set aside as "not the size of the image now"."""
+    import struct
+
+    import cv2
+
+    from inference.imageio import read_raw
+    folder = tmp_path / "turned"
+    folder.mkdir()
+    jpg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (20, 40, 3), np.uint8))[1].tobytes()
+    tiff = (b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHI", 0x0112, 3, 1)
+            + struct.pack(">HH", 6, 0) + struct.pack(">I", 0))
+    app1 = b"Exif\x00\x00" + tiff
+    (folder / "cam.jpg").write_bytes(jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpg[2:])
+    info = service.open_folder(folder)
+    (item,) = service.queue(QueueFilter(folder_id=info.id))
+    mask = np.zeros(read_raw(item.path).shape[:2], bool)
+    mask[2:8, 5:30] = True
+    service.write_recovery({item.image_id: LabelState(mask=mask, review_state="corrected")}, tmp_path / "rec")
+    assert service.recover(tmp_path / "rec").saved == 1
+
+
 def test_recovery_never_replaces_a_label_saved_after_it(service, seeded, tmp_path):
     """A label kept on closing (the database refused it) was made on a revision; when another station
     labelled the image since, the next start keeps their label and sets ours aside (it was replayed over
