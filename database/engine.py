@@ -69,7 +69,12 @@ def _parse(url: str) -> URL:
     if parsed.get_backend_name() == "sqlite" and (parsed.database or "").startswith("~") and not parsed.query.get("uri"):
         # the one reading of the path (``sqlite_file``'s): a session-46 probe found sqlite:///~/line3.sqlite checked
         # at ~/line3.sqlite but opened (created empty) at ./~/line3.sqlite, the user's labels seemingly gone
-        parsed = parsed.set(database=str(Path(parsed.database or "").expanduser()))
+        raw, home = Path(parsed.database or ""), Path(parsed.database or "").expanduser()
+        if raw.exists() and not home.exists():  # what earlier versions opened: said, not passed over for a new file
+            raise DatabaseError(f"'{mask_url(url)}' names {home}, which does not exist; earlier versions opened it as "
+                                f"{raw.resolve()} (a folder named '~' in the working folder), which holds a "
+                                f"database: move that file to {home}, or give its full path.")
+        parsed = parsed.set(database=str(home))
     if "@" in (parsed.host or "") or "@" in (parsed.database or "") and parsed.get_backend_name() != "sqlite":
         raise DatabaseError(f"'{mask_url(url)}' has an '@' in its user name or password: write it as %40 "
                             f"there, or leave the password out of the URL and give it through {PASSWORD_HELP}.")

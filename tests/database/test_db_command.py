@@ -70,3 +70,10 @@ def test_a_database_named_from_home_is_the_one_in_home(tmp_path: Path, capsys: p
     assert "created" not in capsys.readouterr().out  # it was there
     assert not (elsewhere / "~").exists() and (home / "line3.sqlite").is_file()
     assert absolute_sqlite("sqlite:///~/line3.sqlite") == f"sqlite:///{home / 'line3.sqlite'}"
+    # the file earlier versions made in a folder named "~" is named, not passed over (the session-46 review)
+    (elsewhere / "~").mkdir()
+    (home / "line3.sqlite").rename(elsewhere / "~" / "line3.sqlite")
+    assert main(["db", "upgrade", "--db", "sqlite:///~/line3.sqlite"]) == 2  # (it would make a new, empty one)
+    err = capsys.readouterr().err
+    assert f"earlier versions opened it as {elsewhere / '~' / 'line3.sqlite'}" in err and "move that file" in err
+    assert not (home / "line3.sqlite").exists()
