@@ -127,16 +127,29 @@ def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in chosen)
 
 
-def plan(items: Sequence[ExportItem], options: ExportOptions) -> tuple[list[PlannedItem], dict[str, str]]:
-    """Names and split parts for every item, plus the train/test side of MVTec's good images."""
+def plan(items: Sequence[ExportItem], options: ExportOptions,
+         notes: list[str] | None = None) -> tuple[list[PlannedItem], dict[str, str]]:
+    """Names and split parts for every item, plus the train/test side of MVTec's good images; ``notes`` gets what a
+    reader must know of the split."""
     ordered = sorted(items, key=lambda i: (i.folder, i.rel_path, str(i.source)))
     names = unique_file_names(ordered)
     by_name = dict(zip(names, ordered))
     parts: dict[str, str] = {}
     if options.split is not None:
         strata = {n: stratum(i) for n, i in by_name.items()}
-        parts = assign_splits({n: i.rel_path for n, i in by_name.items()}, strata, options.split,
-                              capture_groups(strata, options.split.group_rule))
+        rank = {n: i.rel_path for n, i in by_name.items()}
+        groups = capture_groups(strata, options.split.group_rule)
+        parts = assign_splits(rank, strata, options.split, groups)
+        held = [part for part in options.split.used if part != "train"]
+        if groups is not None and held and not any(parts[n] in held for n in parts) and len(parts) >= len(
+                options.split.used):
+            # every group held a class training would otherwise lack (one defect per capture session): cut image by
+            # image rather than hold nothing out (the session-46 review), and said
+            parts = assign_splits(rank, strata, options.split)
+            if notes is not None:
+                notes.append(f"the {' and '.join(held)} part is cut image by image: every capture group "
+                             f"({options.split.group_rule} rule) holds a class the training part would lack without it, "
+                             "so its figures are those of sessions the training part also saw")
     planned = [PlannedItem(item, parts.get(name), name) for name, item in by_name.items()]
     normal = {p.file_name: p.item for p in planned if p.item.anomaly_verdict == ANOMALY_NORMAL}
     if options.split is not None:
@@ -379,7 +392,8 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
     check_destination(out, options.overwrite, indexed_roots)
     check_class_folders(usable, options.formats)
-    planned, mvtec_parts = plan(usable, options)
+    split_notes: list[str] = []
+    planned, mvtec_parts = plan(usable, options, split_notes)
     need = estimated_bytes(planned, options.formats) + SPACE_MARGIN_BYTES
     free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
     if need > free:
@@ -388,7 +402,7 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
 
     tmp = make_temp_dir(out)
     try:
-        result = write_all(tmp, out, planned, mvtec_parts, options, skipped, progress, cancel)
+        result = write_all(tmp, out, planned, mvtec_parts, options, skipped, progress, cancel, split_notes)
         move_into_place(tmp, out)
         return result
     except OSError as exc:
@@ -425,7 +439,7 @@ def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str]) -> 
 
 def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts: dict[str, str],
               options: ExportOptions, skipped: list[str], progress: ProgressFn | None,
-              cancel: CancelFn | None) -> ExportResult:
+              cancel: CancelFn | None, plan_notes: Sequence[str] = ()) -> ExportResult:
     writers = make_writers(tmp, options, planned, mvtec_parts)
     total = len(planned)
     if progress:
@@ -448,7 +462,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
     per_format = {w.name: w.finish() for w in writers}
     split_counts = counts(p.split for p in exported if p.split is not None) if options.split else None
-    notes = turned_notes(exported)
+    notes = [*plan_notes, *turned_notes(exported)]
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "formats": list(options.formats),

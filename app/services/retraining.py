@@ -231,11 +231,12 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
 def export_training_data(db: Database, family: str, work: Path, folder: str | int | None = None,
                          progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                          within: AbstractSet[int] | None = None, scope: VersionScope | None = None,
-                         groups: str | None = "auto") -> tuple[Path, dict[str, int], tuple[str, ...]]:
+                         groups: str | None = "auto") -> tuple[Path, dict[str, int], tuple[str, ...], tuple[str, ...]]:
     """Export the family's reviewed labels below ``work`` (``within``: of these images only; ``scope``: the
     narrowing it comes from, for the message when nothing is left; ``groups``: the capture-group rule the held-out
     part keeps whole, as the cross-validation does); returns the format's folder, the images held
-    out of training (file name -> image id) and the reviewed images left out, each with why (file missing, changed)."""
+    out of training (file name -> image id), the reviewed images left out, each with why (file missing, changed), and
+    what the export says of its split."""
     if family not in FAMILY_FORMAT:
         raise RetrainError(f"unknown family {family!r}; choose from {', '.join(FAMILY_FORMAT)}")
     fmt = FAMILY_FORMAT[family]
@@ -256,7 +257,7 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
         raise RetrainError(f"no reviewed {family} labels to train on: accept or correct some "
                            f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'} first")
-    return root, result.held_out_files, tuple(result.skipped)
+    return root, result.held_out_files, tuple(result.skipped), tuple(result.notes)
 
 
 def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: Sequence[int],
@@ -513,8 +514,8 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         except ModelFilesError as exc:
             log.warning("retraining without a start point: %s", exc)
             parent = None
-    root, held_files, skipped = export_training_data(db, family, work, folder, progress, cancel,
-                                                     within=scope.images, scope=scope, groups=groups)
+    root, held_files, skipped, split_notes = export_training_data(db, family, work, folder, progress, cancel,
+                                                                  within=scope.images, scope=scope, groups=groups)
     start_from = None if from_scratch else parent  # the parent stays the lineage and the comparison either way
     parent_arch = str(read_json(Path(parent.checkpoint_path) / "config.json").get("model")) if parent else None
     fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only
@@ -539,6 +540,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     if skipped:  # they were dropped without a word, and "all 28 reviewed labels" said of 30 (a session-45 probe)
         notes = [f"{len(skipped)} reviewed label(s) not used: {'; '.join(skipped[:3])}"
                  + (f"; … and {len(skipped) - 3} more" if len(skipped) > 3 else ""), *notes]
+    notes = [*notes, *split_notes]  # what the export says its reader must know (how its held-out part was cut)
     narrowed = scope.describe()
     if narrowed:
         notes = [narrowed, *notes]

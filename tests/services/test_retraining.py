@@ -1000,3 +1000,18 @@ def test_the_held_out_part_keeps_each_capture_session_whole(tmp_path: Path) -> N
             assert side.setdefault(f.name.split("_")[0], part) == part, f"{f.name}: its session is on both sides"
     assert sorted(side.values()).count("val") == 1 and plan.data["held_out"] == 6
     db.close()
+
+
+def test_the_held_out_part_is_cut_image_by_image_where_whole_sessions_would_hold_nothing_out(tmp_path: Path) -> None:
+    """The session-46 review: six sessions, each photographing one defect type among good parts: every session held
+    a class training would otherwise lack, so each was put back and nothing was held out. Now cut image by image, and
+    the plan says so."""
+    names = [f"exp{s}_{'good' if i >= 6 else 'defect'}{i}" for s in range(6) for i in range(12)]
+    db, _url, ids = indexed_parts(tmp_path, "line", names)
+    for n in names:
+        cls = "good" if "good" in n else f"defect{n.split('_')[0][3:]}"
+        db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name=cls), "ann")
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", groups="auto", min_per_class=2)
+    assert plan.data["held_out"] > 0
+    assert any("cut image by image" in n for n in plan.notes)
+    db.close()
