@@ -423,7 +423,7 @@ def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str]) -> 
     for item in items:
         if item.class_name:  # folders differing only by case or by the spelling of an accent are one folder on
             # Windows and macOS (a session-46 probe: "patches" and "Patches" after a rename by case)
-            key = unicodedata.normalize("NFC", safe_name(item.class_name)).casefold()
+            key = unicodedata.normalize("NFC", safe_name(item.class_name)).lower()
             by_folder.setdefault(key, set()).add(item.class_name)
     clashes = {folder: names for folder, names in by_folder.items() if len(names) > 1}
     if clashes:

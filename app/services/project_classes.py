@@ -82,9 +82,11 @@ def validate(names: Iterable[str], kept: Collection[str] = ()) -> tuple[str, ...
             # "crack_1mm", a class the project does not have, and the comparison said the parent knew other classes
             raise ClassListError(f"{name!r} cannot name a folder, as exports and retraining need (no < > : \" / \\ | ? * "
                                  f"and no trailing dot): {safe_name(name)!r}, for instance")
-        if name.casefold() in seen:
-            raise ClassListError(f"{name!r} is on the list twice (as {seen[name.casefold()]!r})")
-        seen[name.casefold()] = name
+        key = unicodedata.normalize("NFC", name).lower()  # a stored decomposed name meets the typed one (lower(),
+        # not casefold(): "Maße" and "Masse", stored side by side before, are two names and two folders everywhere)
+        if key in seen:
+            raise ClassListError(f"{name!r} is on the list twice (as {seen[key]!r})")
+        seen[key] = name
         out.append(name)
     if len(out) > MAX_CLASSES:
         raise ClassListError(f"{len(out)} classes: at most {MAX_CLASSES}")
