@@ -85,7 +85,7 @@ def _legacy(db_url: str, keys: Sequence[str] = (FLAGS, ROUTING)) -> dict[str, An
     if FLAGS in keys and legacy_flag_settings_path(db_url).is_file():
         out[FLAGS] = load_flag_settings(legacy_flag_settings_path(db_url)).to_dict()
     if ROUTING in keys and legacy_routing_path(db_url).is_file():
-        out[ROUTING] = load_routing(legacy_routing_path(db_url)).to_dict()
+        out[ROUTING] = load_routing(legacy_routing_path(db_url), strict=False).to_dict()
     return out
 
 

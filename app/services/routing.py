@@ -98,12 +98,15 @@ class Routing:
                            **({"versions": r.named} if r.versions else {})} for r in self.rules]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Routing":
+    def from_dict(cls, data: Mapping[str, Any] | None, strict: bool = True) -> "Routing":
+        """``strict``: a key it does not read is refused (what a person hands ``routing set``, and what the station
+        stores); not strict: passed over, as an older station's file beside the database was read (the session-46
+        review: a rule's "comment" key dropped every rule of such a file)."""
         if not data:
             return cls()
         # a misspelt key was read as absent (a session-46 probe: "family" made a rule that skipped its images, "Rules"
         # wiped every rule, each saved with exit 0): only the keys below are read, every one named
-        extra = sorted(map(str, set(data) - {"rules"})) if isinstance(data, Mapping) else []
+        extra = sorted(map(str, set(data) - {"rules"})) if isinstance(data, Mapping) and strict else []
         if extra:
             raise RoutingError(f"unknown key {extra[0]!r} (a model routing holds 'rules' only)")
         rules = data.get("rules", []) if isinstance(data, Mapping) else None
@@ -112,15 +115,16 @@ class Routing:
         out = []
         for i, r in enumerate(rules):
             if not isinstance(r, Mapping) or not isinstance(r.get("pattern"), str) \
-                    or not isinstance(r.get("families"), list) or not isinstance(r.get("versions", {}), Mapping):
+                    or not isinstance(r.get("families", None if strict else []), list) \
+                    or not isinstance(r.get("versions", {}), Mapping):
                 raise RoutingError(f"rule {i + 1} must have a 'pattern' (text), 'families' (a list, [] for none) and "
                                    f"optionally 'versions' (family: version name)")
-            odd = sorted(map(str, set(r) - {"pattern", "families", "versions"}))
+            odd = sorted(map(str, set(r) - {"pattern", "families", "versions"})) if strict else []
             if odd:
                 raise RoutingError(f"rule {i + 1}: unknown key {odd[0]!r} (a rule holds 'pattern', 'families' and "
                                    "'versions')")
             versions = tuple((str(f), v) for f, v in r.get("versions", {}).items())
-            out.append(RoutingRule(r["pattern"], tuple(r["families"]), versions))
+            out.append(RoutingRule(r["pattern"], tuple(r.get("families", [])), versions))
         return cls(tuple(out))
 
 
@@ -150,9 +154,9 @@ def group_by_families(images: Iterable[tuple[int, str, str]], routing: Routing,
 MAX_ROUTING_BYTES = 1 << 20  # a routing file is a few rules; anything larger is not one
 
 
-def load_routing(path: Path) -> Routing:
-    """Rules from a JSON file (an older station's, or ``routing set``'s); a missing file means no
-    rules (every family on every image)."""
+def load_routing(path: Path, strict: bool = True) -> Routing:
+    """Rules from a JSON file (``routing set``'s, strict; an older station's, not: ``Routing.from_dict``); a missing
+    file means no rules (every family on every image)."""
     try:
         if path.stat().st_size > MAX_ROUTING_BYTES:
             raise RoutingError(f"{path}: {path.stat().st_size} bytes is not a model routing (at most {MAX_ROUTING_BYTES})")
@@ -165,9 +169,9 @@ def load_routing(path: Path) -> Routing:
         doc = parse_json(text)  # bounded nesting: a deep file raised RecursionError past every caller (a session-46 probe)
     except ValueError as exc:
         raise RoutingError(f"{path}: invalid model routing ({exc})") from None
-    if not isinstance(doc, Mapping) or "rules" not in doc:  # {} or a misspelt key wiped every rule without a word
+    if strict and (not isinstance(doc, Mapping) or "rules" not in doc):  # {} or a misspelt key wiped every rule
         raise RoutingError(f"{path}: a model routing is an object with 'rules' (write {{\"rules\": []}} for none)")
     try:
-        return Routing.from_dict(doc)
+        return Routing.from_dict(doc, strict=strict)
     except (ValueError, TypeError, AttributeError) as exc:
         raise RoutingError(f"{path}: invalid model routing ({exc})") from None

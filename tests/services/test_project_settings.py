@@ -189,6 +189,17 @@ def test_an_old_routing_file_that_cannot_be_read_leaves_the_stored_thresholds_in
         db.close()
 
 
+def test_an_old_stations_routing_file_is_read_as_it_was_then(tmp_path: Path) -> None:
+    """The session-46 review: a rule's "comment" key in an older station's file (which it read) made the stricter
+    parser drop every rule of it, every family then running on every image."""
+    station_url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    legacy_routing_path(station_url).write_text(json.dumps(
+        {"rules": [{"pattern": "infrared/*", "families": ["segmenter"], "comment": "IR line"}]}))
+    with open_database(station_url) as db:
+        assert adopt_legacy_settings(db) == [FLAGS, ROUTING]
+        assert load_project_settings(db).routing.families_for("infrared/a.png") == ("segmenter",)
+
+
 def test_an_old_stations_file_is_not_read_again_once_its_key_is_stored(tmp_path: Path) -> None:
     """The session-45 review: with no rules stored (a project that never had any), the old flags file beside the
     database was read at every load; one this version cannot read failed every settings load, the thresholds
