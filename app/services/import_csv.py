@@ -59,6 +59,7 @@ def read(root: Path) -> list[ImportRecord]:
     if image_col is None or (class_col is None and verdict_col is None):
         raise LabelImportError(f"{path}: needs an image column ({', '.join(IMAGE_COLUMNS)}) and a "
                                f"class column ({', '.join(CLASS_COLUMNS)}); found {', '.join(columns) or 'none'}")
+    read_columns = [c for c in (image_col, class_col, verdict_col, "state", "reviewed_at", "folder") if c]
     records = []
     while True:
         try:
@@ -66,11 +67,13 @@ def read(root: Path) -> list[ImportRecord]:
         except StopIteration:
             break
         except csv.Error as exc:
-            raise LabelImportError(f"{path}, line {reader.line_num}: {exc} (a quote opened and never closed?)") from None
+            hint = " (a quote opened and never closed?)" if "end of data" in str(exc) else ""
+            raise LabelImportError(f"{path}, line {reader.line_num}: {exc}{hint}") from None
         where = f"{path}, line {reader.line_num}"
         if None in row:
             raise LabelImportError(f"{where}: more cells than columns")
-        if any(isinstance(v, str) and ("\n" in v or "\r" in v) for v in row.values()):
+        # a line break in a cell this import reads (one in a notes column it does not read is that column's business)
+        if any("\n" in v or "\r" in v for c in read_columns if isinstance(v := row.get(c), str)):
             raise LabelImportError(f"{where}: a cell holds a line break (a quote left open?)")
         ref = dataset_path(row.get(image_col), where)
         verdict = cell(row, verdict_col)

@@ -160,12 +160,12 @@ def parse_trace_csv(text: str) -> CsvTraces:
         except StopIteration:
             break
         except csv.Error as exc:
-            raise TraceCsvError(f"{CSV_NAME}, line {reader.line_num}: {exc} (a quote opened and never closed?); "
-                                "nothing was read from it") from None
+            hint = " (a quote opened and never closed?)" if "end of data" in str(exc) else ""
+            raise TraceCsvError(f"{CSV_NAME}, line {reader.line_num}: {exc}{hint}; nothing was read from it") from None
         line = reader.line_num
         if not any(cell.strip() for cell in record):
             continue
-        if any("\n" in cell or "\r" in cell for cell in record):
+        if any("\n" in record[i] or "\r" in record[i] for i in where.values() if i < len(record)):
             refuse(line, "a value holds a line break (a quote left open?)")
             continue
         if len(record) != len(header):

@@ -103,6 +103,8 @@ def test_csv_without_a_usable_header_or_too_big_is_refused(tmp_path: Path) -> No
         parse_trace_csv('file,serial\na.png,"SN1\nb.png,SN2\nc.png,SN3\n')
     split = parse_trace_csv('file,serial\na.png,"SN\n1"\nb.png,SN2\n')
     assert split.rows == {"b.png": ("SN2", None, None)} and "line break" in split.problems[0]
+    remark = parse_trace_csv('file,serial,remark\na.png,SN1,"two\nlines"\n')  # a column it does not read
+    assert remark.rows == {"a.png": ("SN1", None, None)} and not remark.problems
     assert read_trace_csv(tmp_path) is None
     (tmp_path / "trace.csv").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(TraceCsvError, match="not UTF-8"):
