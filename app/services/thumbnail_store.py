@@ -69,13 +69,16 @@ class ThumbnailStore:
             return
         data = HEADER.pack(thumb.width, thumb.height) + png.tobytes()
         path = self._path(content_hash, size)
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("cannot cache thumbnail %s: %s", path, exc)
+            # a partial file of a full disk is removed: the size limit counts thumbnails only, so they piled up
+            # unbounded (a session-46 probe)
+            tmp.unlink(missing_ok=True)
             return
         with self._lock:
             if self._total is None:

@@ -48,3 +48,21 @@ def test_the_cache_folder_stays_under_its_bound(tmp_path):
     total = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*.thumb"))
     assert 0 < total <= 60_000
     assert store.get(29, f"{29:064x}", 64) is not None  # the newest is kept
+
+
+def test_a_write_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A session-46 probe: on a full disk each failed write left its partial ``.tmp`` file, which the size limit
+    (counting thumbnails only) never removed."""
+    from pathlib import Path
+
+    src = _picture(tmp_path / "a.png")
+    store = ThumbnailStore(tmp_path / "cache")
+    real = Path.write_bytes
+
+    def full(self, data):
+        real(self, data[:10])
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_bytes", full)
+    for i in range(3):
+        assert cached_thumbnail(store, i, src, 64, f"{i:02d}" * 32).rgb is not None  # shown all the same
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
