@@ -75,13 +75,18 @@ def store_for(db_url: str, maps_folder: str = "") -> "ArtifactStore":
     """The store a station or worker uses: it writes to ``artifact_root`` and also reads this station's
     own folder, where its maps were kept before the project had a maps folder."""
     root, own = artifact_root(db_url, maps_folder), station_root(db_url)
-    return ArtifactStore(root, also=() if own == root else (own,))
+    return ArtifactStore(root, also=() if own == root else (own,),
+                         shared=bool(maps_folder) and not os.environ.get(ENV_OVERRIDE))
 
 
 class ArtifactStore:
-    def __init__(self, root: str | os.PathLike[str], also: tuple[Path, ...] = ()) -> None:
+    def __init__(self, root: str | os.PathLike[str], also: tuple[Path, ...] = (), shared: bool = False) -> None:
         self.root = Path(root)
         self.also = tuple(Path(a) for a in also)  # read as well, and written when ``root`` cannot be
+        # ``root`` is the project's maps folder (a share): never made here. A share not mounted leaves its empty mount
+        # point, and the maps went to a folder made on this station's disk, said nowhere, hidden once the share came
+        # back (a session-46 probe): they go to this station's own folder, logged.
+        self.shared = shared
 
     @property
     def roots(self) -> tuple[Path, ...]:
@@ -91,7 +96,7 @@ class ArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         ref = f"{digest[:2]}/{digest}{suffix}"
         try:
-            self._write(self.root, ref, data)
+            self._write(self.root, ref, data, make_root=not self.shared)
         except OSError as exc:
             if not self.also:
                 raise
@@ -102,10 +107,12 @@ class ArtifactStore:
         return ref
 
     @staticmethod
-    def _write(root: Path, ref: str, data: bytes) -> None:
+    def _write(root: Path, ref: str, data: bytes, make_root: bool = True) -> None:
         target = root / ref
         if target.exists():
             return
+        if not make_root and not root.is_dir():
+            raise FileNotFoundError(f"the maps folder {root} is not there (a share not mounted?)")
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -147,7 +154,7 @@ class ArtifactStore:
         if self.root.resolve() in path.parents:
             return True
         try:
-            self._write(self.root, ref, path.read_bytes())
+            self._write(self.root, ref, path.read_bytes(), make_root=not self.shared)
         except OSError as exc:
             log.warning("cannot copy %s to the maps folder %s (%s)", ref, self.root, exc)
         return True

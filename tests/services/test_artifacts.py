@@ -68,6 +68,7 @@ def test_a_project_maps_folder_is_written_and_this_stations_own_still_read(tmp_p
     monkeypatch.delenv(ENV_OVERRIDE, raising=False)
     url = f"sqlite:///{tmp_path}/station.sqlite"
     old = store_for(url).put_map(np.ones((4, 4), np.float32))
+    (tmp_path / "shared").mkdir()   # a maps folder is one that exists (ProjectSettings' check when it is saved)
     store = store_for(url, str(tmp_path / "shared"))
     assert store.root == tmp_path / "shared" and store.also == (tmp_path / "station-artifacts",)
     new = store.put_map(np.zeros((4, 4), np.float32))
@@ -96,6 +97,18 @@ def test_an_unreachable_maps_folder_keeps_the_map_on_this_station(tmp_path: Path
     np.testing.assert_allclose(store.get_map(ref), 2.0)
     with pytest.raises(OSError):  # with nowhere else to go the error is the caller's
         ArtifactStore(blocked).put_map(np.ones((4, 4), np.float32))
+
+
+def test_a_maps_share_not_mounted_is_not_made_on_this_stations_disk(tmp_path: Path, caplog) -> None:
+    """A session-46 probe: with the share unmounted (its folder gone, the mount point left), the worker made the maps
+    folder anew on the local disk and wrote there, said nowhere; other stations were told "not on this station" and
+    the maps were hidden once the share came back. They go to this station's own folder, and the log says so."""
+    mount = tmp_path / "mnt" / "share"
+    mount.mkdir(parents=True)   # the empty mount point
+    store = ArtifactStore(mount / "maps", also=(tmp_path / "mine",), shared=True)
+    ref = store.put_map(np.full((4, 4), 3.0, np.float32))
+    assert not (mount / "maps").exists() and (tmp_path / "mine" / ref).is_file()
+    assert "is not there" in caplog.text
 
 
 def test_a_shared_file_that_unpacks_to_too_much_is_not_read(tmp_path: Path, monkeypatch) -> None:
