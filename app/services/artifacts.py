@@ -79,6 +79,19 @@ def store_for(db_url: str, maps_folder: str = "") -> "ArtifactStore":
                          shared=bool(maps_folder) and not os.environ.get(ENV_OVERRIDE))
 
 
+def _intact(path: Path, ref: str) -> bool:
+    """Whether the file holds the bytes its name is the SHA-256 of (maps are named by their content)."""
+    digest = Path(ref).name.split(".", 1)[0]
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return False
+    return h.hexdigest() == digest
+
+
 class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str], also: tuple[Path, ...] = (), shared: bool = False) -> None:
         self.root = Path(root)
@@ -109,8 +122,8 @@ class ArtifactStore:
     @staticmethod
     def _write(root: Path, ref: str, data: bytes, make_root: bool = True) -> None:
         target = root / ref
-        if target.exists():
-            return
+        if target.exists() and _intact(target, ref):
+            return  # (a damaged one is replaced: it was kept for good, the panel saying "pre-label again" in vain)
         if not make_root and not root.is_dir():
             raise FileNotFoundError(f"the maps folder {root} is not there (a share not mounted?)")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +163,9 @@ class ArtifactStore:
         try:
             path = self._path(ref)
         except (OSError, ValueError):
+            return False
+        if not _intact(path, ref):  # truncated or garbage: made again (a session-46 probe: counted as there for good)
+            log.warning("%s does not hold the map it is named for: it is made again", path)
             return False
         if self.root.resolve() in path.parents:
             return True

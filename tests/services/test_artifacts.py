@@ -141,3 +141,16 @@ def test_a_maps_folder_stored_as_another_machines_path_is_reached_through_the_pa
     monkeypatch.delenv(ENV_OVERRIDE, raising=False)
     monkeypatch.setenv(ENV, f"/mnt/maps={tmp_path / 'here'}")
     assert artifact_root("postgresql+psycopg://u@h/db", "/mnt/maps/line3") == tmp_path / "here" / "line3"
+
+
+def test_a_damaged_map_is_made_again_not_counted_as_there(tmp_path: Path) -> None:
+    """A session-46 probe: a truncated map file was counted as there (the image "done" at every pre-label run) and
+    never replaced, while the panel said "pre-label the image again to make it anew"."""
+    store = ArtifactStore(tmp_path / "maps")
+    ref = store.put_map(np.full((4, 4), 5.0, np.float32))
+    path = tmp_path / "maps" / ref
+    path.write_bytes(path.read_bytes()[:100])
+    assert not store.ensure_in_root(ref)   # the worker makes it again...
+    assert store.put_map(np.full((4, 4), 5.0, np.float32)) == ref
+    np.testing.assert_allclose(store.get_map(ref), 5.0)   # ...and the new one replaces the damaged file
+    assert store.ensure_in_root(ref)
