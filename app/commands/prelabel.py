@@ -70,7 +70,7 @@ def print_out_of_domain(counts: dict[str, int], images: list[dict[str, Any]]) ->
 
 def run(args: argparse.Namespace) -> int:
     from app.services.flags import OUT_OF_DOMAIN_BELOW
-    from app.services.indexing import FolderIndexError, index_folder, renamed_note
+    from app.services.indexing import FolderIndexError, index_folder, renamed_away_note, renamed_note
     from app.services.prelabel import PrelabelError, failed_images, job_status, submit_routed_prelabel
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         if report.renamed_from is not None:
             folder = db.folders.get(report.folder_id)
             print(f"note: {renamed_note(folder.name if folder else report.root, report.renamed_from)}", file=sys.stderr)
+        if report.renamed_away is not None:
+            print(f"note: {renamed_away_note(report.renamed_away)}", file=sys.stderr)
         if report.trace is not None:
             print(report.trace.summary(), file=sys.stderr)
         try:

@@ -49,6 +49,10 @@ class FolderFollower(QObject):
         if not change.any:
             return
         w = self.window
+        if change.renamed_to is not None:   # renamed on disk: the Folders panel names its new path, and the image on
+            w.refresh_folders(w.current_folder)  # screen is read again from there (its panel named the old one)
+            if change.folder_id == w.current_folder:
+                w.review.reload()
         if change.folder_id == w.current_folder:
             for image_id in change.new_ids:  # a replaced file's thumbnail shows its new pixels
                 w.thumbs.invalidate(image_id)

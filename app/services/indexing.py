@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -65,6 +65,8 @@ class IndexReport:
     moved: tuple[int, ...] = ()  # rows whose file was moved or renamed in the folder (same bytes): they followed it
     set_aside: tuple[int, ...] = ()  # reviewed images whose bytes changed: their label moved into the history
     renamed_from: str | None = None  # the folder was registered at this path, renamed on disk: it followed
+    renamed_away: str | None = None  # the folder registered here was renamed on disk to this path and followed it;
+    # this report is of a new folder at its old name
 
 
 FIRST_BATCH = 256  # one gallery page
@@ -81,7 +83,12 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     start = time.monotonic()
     root = Path(folder).expanduser().resolve()
     if not root.exists():
-        raise FolderIndexError(f"{root}: folder not found")
+        gone = db.folders.by_path(str(root))
+        to = renamed_to(db, gone) if gone is not None else None
+        if gone is None or to is None or not relocate_folder(db, gone, to):
+            raise FolderIndexError(f"{root}: folder not found")
+        # the open folder renamed on disk: the window follows it (it said "cannot be followed: folder not found")
+        return replace(index_folder(db, to, progress, on_first, first_batch, changes_only), renamed_from=str(root))
     if not root.is_dir():
         raise FolderIndexError(f"{root}: not a folder")
     others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
@@ -93,20 +100,19 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
                                    "that folder, which holds these images already (indexing this one too would give "
                                    "each image two rows, exported twice with whatever two labels they get)")
         renamed = renamed_folder(db, root, others)
-        if renamed is not None:  # its rows follow it (a session-45 probe: it came back as a new, unreviewed folder)
-            try:
-                db.folders.relocate(renamed.id, str(root))
-                renamed_from = renamed.root_path
-            except ConflictError as exc:  # registered there by another station meanwhile: that row is the folder
-                log.warning("%s: not followed from %s: %s", root, renamed.root_path, exc)
-        if renamed_from is not None:
-            for f in others:  # folders registered inside it moved with it
-                if PurePath(f.root_path).is_relative_to(renamed_from) and PurePath(f.root_path) != PurePath(renamed_from):
-                    try:
-                        db.folders.relocate(f.id, str(root / PurePath(f.root_path).relative_to(renamed_from)))
-                    except ConflictError as exc:
-                        log.warning("%s: not followed: %s", f.root_path, exc)
+        # its rows follow it (a session-45 probe: it came back as a new, unreviewed folder)
+        if renamed is not None and relocate_folder(db, renamed, root):
+            renamed_from = renamed.root_path
             others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
+    else:
+        # a folder registered inside this one renamed in place: followed before the walk, or this folder's re-scan
+        # took its files for its own, unreviewed (a session-46 probe)
+        for f in others:
+            if PurePath(f.root_path).is_relative_to(root) and not Path(f.root_path).exists():
+                to = renamed_to(db, f)
+                if to is not None:
+                    relocate_folder(db, f, to)
+        others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
     info = db.folders.add(str(root))
     inner = {PurePath(f.root_path).relative_to(root).as_posix(): f.name for f in others
              if PurePath(f.root_path).is_relative_to(root)}
@@ -123,7 +129,17 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     plan = plan_changes(walk(), known, notes.unread_dirs)
     for why in notes.skipped:  # said at an opening; a follower's re-scan every few seconds says it once in the log
         (log.debug if changes_only else log.warning)("%s: not indexed: %s", root, why)
+    present = sum(1 for k in known.values() if not k.missing)
     del known
+    if renamed_from is None and present and len(plan.changed) + len(plan.gone) >= max(3, present // 2):
+        # most of its files changed or went: was it renamed and a new folder made at its name (``mv line3
+        # line3_done`` while the line writes on into a new line3)? Its labels were set aside onto the new line's
+        # files, and its renamed folder opened unreviewed (a session-46 probe)
+        to = renamed_to(db, info)
+        if to is not None and relocate_folder(db, info, to):
+            if changes_only:  # the window's follower: it follows its folder to the new name
+                return replace(index_folder(db, to, changes_only=True), renamed_from=str(root))
+            return replace(index_folder(db, root, progress, on_first, first_batch), renamed_away=str(to))
     if changes_only and not (plan.new or plan.changed or plan.restored or plan.gone):
         return IndexReport(folder_id=info.id, root=str(root), files=files, added=(), changed=(),
                            unchanged=plan.unchanged, missing=0, unreadable=(), seconds=time.monotonic() - start,
@@ -191,6 +207,78 @@ def renamed_note(name: str, renamed_from: str) -> str:
             "images keep their labels and history, and it keeps the name routing rules and exports know it by")
 
 
+def renamed_away_note(renamed_away: str) -> str:
+    """What the window and the commands say where the folder registered at a path was renamed and a new one is there."""
+    return (f"the folder registered here was renamed on disk to {renamed_away}: it followed, with its labels and "
+            "history; the files here now are a new folder")
+
+
+def relocate_folder(db: "Database", folder: FolderInfo, to: Path) -> bool:
+    """``folder``'s row, and those of folders registered inside it, to ``to`` (renamed on disk). False when another
+    folder is registered there meanwhile (that row is the folder)."""
+    old = folder.root_path
+    try:
+        db.folders.relocate(folder.id, str(to))
+    except ConflictError as exc:
+        log.warning("%s: not followed from %s: %s", to, old, exc)
+        return False
+    for f in db.folders.list():
+        if f.id != folder.id and PurePath(f.root_path).is_relative_to(old):
+            try:
+                db.folders.relocate(f.id, str(to / PurePath(f.root_path).relative_to(old)))
+            except ConflictError as exc:
+                log.warning("%s: not followed: %s", f.root_path, exc)
+    return True
+
+
+def renamed_to(db: "Database", folder: FolderInfo) -> Path | None:
+    """The folder beside ``folder``'s path (the same parent), not registered, that holds its files (``_holds``):
+    where it was renamed to. Two such: neither."""
+    old = Path(folder.root_path)
+    registered = {PurePath(f.root_path) for f in db.folders.list()}
+    try:
+        siblings = sorted(d for d in old.parent.iterdir() if d.is_dir() and PurePath(d) not in registered)
+    except OSError:
+        return None
+    rows = _sample_rows(db, folder)
+    found = [d for d in siblings if rows and _holds(d.resolve(), rows)]
+    if len(found) > 1:
+        log.warning("%s: each of %s holds its files; followed neither", old, ", ".join(map(str, found)))
+    return found[0].resolve() if len(found) == 1 else None
+
+
+def _sample_rows(db: "Database", folder: FolderInfo) -> list[tuple[str, int, int, str | None]]:
+    """Up to ``RENAME_SAMPLE`` of the folder's present rows (path, size, mtime, hash), evenly spread by name."""
+    rows = sorted((rel, size, mtime, digest) for rel, (size, mtime, digest, missing)
+                  in db.images.known_files(folder.id).items() if not missing)
+    return rows[::max(1, len(rows) // RENAME_SAMPLE)][:RENAME_SAMPLE]
+
+
+def _holds(root: Path, looked: list[tuple[str, int, int, str | None]]) -> bool:
+    """Whether ``root`` holds these files at the same relative paths with the same sizes and modification times (nine
+    in ten: a rename keeps both, a new day's capture of fixed-size frames only the size) and the same bytes (up to
+    ``RENAME_HASHES`` hashed, spread over them, every one equal). Stops at the first misses a match cannot afford."""
+    from app.services.file_scan import hash_file
+
+    allowed = int((1 - RENAME_SHARE) * len(looked))
+    same: list[tuple[str, str | None]] = []
+    for i, (rel, size, mtime, digest) in enumerate(looked):
+        try:
+            st = (root / rel).stat()
+            if st.st_size == size and st.st_mtime_ns == mtime:
+                same.append((rel, digest))
+        except OSError:
+            pass
+        if i + 1 - len(same) > allowed:
+            return False
+    with_hash = [(rel, digest) for rel, digest in same if digest]
+    hashed = with_hash[::max(1, len(with_hash) // RENAME_HASHES)][:RENAME_HASHES]
+    try:
+        return bool(hashed) and all(hash_file(root / rel) == digest for rel, digest in hashed)
+    except OSError:
+        return False
+
+
 RENAME_SAMPLE = 2000   # rows of a vanished folder looked for under the new one (evenly spread; a stat each)
 RENAME_HASHES = 8      # of those found, files whose bytes are compared with the stored hash
 RENAME_SHARE = 0.9     # found with the same size, of those looked for
@@ -198,44 +286,13 @@ RENAME_SHARE = 0.9     # found with the same size, of those looked for
 
 def renamed_folder(db: "Database", root: Path, others: Sequence[FolderInfo]) -> FolderInfo | None:
     """The registered folder ``root`` is, renamed on disk (``mv line3 line3_done``): one whose path is gone, in the
-    same parent folder, whose files are found under ``root`` at the same relative paths with the same sizes and
-    modification times (nine in ten of them, up to ``RENAME_SAMPLE`` looked at: a rename keeps both, a new capture of
-    fixed-size frames keeps only the size) and the same bytes (up to ``RENAME_HASHES`` hashed, spread over the
-    folder, every one equal: a day's folder beside yesterday's shares its first reference images, a session-46
-    review probe). Only a rename in place is followed: another parent may be another machine's view of a share this one
+    same parent folder, whose files ``root`` holds (``_holds``: a day's folder beside yesterday's, sharing its
+    reference images, is not it, the session-46 review). Only a rename in place is followed: another parent may be another machine's view of a share this one
     does not reach (ADR 0065), whose folder must not be taken from the stations that do. Two such folders: neither
     (which one it is cannot be told)."""
-    from app.services.file_scan import hash_file
-
-    found: list[FolderInfo] = []
-    for f in others:
-        old = Path(f.root_path)
-        if old.parent != root.parent or old.name == root.name or old.exists():
-            continue
-        rows = [(rel, size, mtime, digest) for rel, (size, mtime, digest, missing)
-                in db.images.known_files(f.id).items() if not missing]
-        if not rows:
-            continue
-        rows.sort()
-        step = max(1, len(rows) // RENAME_SAMPLE)
-        looked = rows[::step][:RENAME_SAMPLE]
-        same = []
-        for rel, size, mtime, digest in looked:
-            try:
-                st = (root / rel).stat()
-            except OSError:
-                continue
-            if st.st_size == size and st.st_mtime_ns == mtime:
-                same.append((rel, digest))
-        if len(same) < RENAME_SHARE * len(looked):
-            continue
-        with_hash = [(rel, digest) for rel, digest in same if digest]
-        hashed = with_hash[::max(1, len(with_hash) // RENAME_HASHES)][:RENAME_HASHES]
-        try:
-            if hashed and all(hash_file(root / rel) == digest for rel, digest in hashed):
-                found.append(f)
-        except OSError:
-            continue
+    found = [f for f in others
+             if Path(f.root_path).parent == root.parent and Path(f.root_path).name != root.name
+             and not Path(f.root_path).exists() and (rows := _sample_rows(db, f)) and _holds(root, rows)]
     if len(found) > 1:
         log.warning("%s: looks like each of %s renamed; followed neither", root, ", ".join(f.name for f in found))
     return found[0] if len(found) == 1 else None

@@ -276,7 +276,7 @@ class ReviewService:
         """Add (or re-scan) a folder: new files are indexed, labels of known ones are kept.
         ``on_first(FolderInfo)``: a large new folder's first page is in the database (the rest
         is still indexing)."""
-        from app.services.indexing import FolderIndexError, index_folder, renamed_note
+        from app.services.indexing import FolderIndexError, index_folder, renamed_away_note, renamed_note
         first = None if on_first is None else (lambda folder_id: on_first(self._folder_info(folder_id)))
         try:
             report = index_folder(self.db, path, progress, on_first=first)
@@ -286,6 +286,8 @@ class ReviewService:
         notes = [report.trace.summary()] if report.trace is not None and report.trace.problems else []
         if report.renamed_from is not None:
             notes.append(renamed_note(info.name, report.renamed_from))
+        if report.renamed_away is not None:
+            notes.append(renamed_away_note(report.renamed_away))
         if report.skipped:  # a folder or a name the walk could not read: said, not passed over in silence
             notes.append(f"{len(report.skipped)} not indexed: " + "; ".join(report.skipped[:3])
                          + (" …" if len(report.skipped) > 3 else ""))
@@ -307,7 +309,8 @@ class ReviewService:
         return FolderChange(folder_id, f.name, len(report.added), len(report.changed), report.restored,
                             report.missing, len(report.unreadable), report.seconds,
                             new_ids=tuple(sorted({*report.added, *report.changed})), moved_ids=report.moved,
-                            set_aside=len(report.set_aside))
+                            set_aside=len(report.set_aside),
+                            renamed_to=report.root if report.renamed_from is not None else None)
 
     def _folder_info(self, folder_id: int) -> FolderInfo:
         f = self.db.folders.get(folder_id)

@@ -44,6 +44,7 @@ class FolderChange:
     new_ids: tuple[int, ...] = ()  # the added and changed images (what the window pre-labels)
     moved_ids: tuple[int, ...] = ()  # images whose file was moved or renamed inside the folder: their rows followed
     set_aside: int = 0   # of the changed ones, reviewed images whose label went into the history (other pixels now)
+    renamed_to: str | None = None  # the folder was renamed on disk to this path: its row followed it
 
     @property
     def moved(self) -> int:
@@ -51,19 +52,23 @@ class FolderChange:
 
     @property
     def any(self) -> bool:
-        return bool(self.added or self.changed or self.restored or self.gone or self.unreadable or self.moved)
+        return bool(self.added or self.changed or self.restored or self.gone or self.unreadable or self.moved
+                    or self.renamed_to)
 
     def summary(self) -> str:
         parts = [f"{n} {what}" for n, what in ((self.added, "new"), (self.changed, "changed"),
                                                (self.moved, "moved or renamed"),
                                                (self.restored, "back"), (self.gone, "gone"),
                                                (self.unreadable, "unreadable")) if n]
+        renamed = (f"{self.name}: renamed on disk to {self.renamed_to}; followed there, with its labels"
+                   if self.renamed_to is not None else "")
         if not parts:
-            return f"{self.name}: unchanged"
+            return renamed or f"{self.name}: unchanged"
         notes = [n for n in ("moved ones keep their labels" if self.moved else "",
                              f"{self.set_aside} changed one(s) back to unreviewed, their labels kept in the history"
                              if self.set_aside else "") if n]
-        return f"{self.name}: {', '.join(parts)} image file(s) on disk" + (f" ({'; '.join(notes)})" if notes else "")
+        text = f"{self.name}: {', '.join(parts)} image file(s) on disk" + (f" ({'; '.join(notes)})" if notes else "")
+        return f"{renamed}. {text}" if renamed else text
 
 
 MISSING = "file is missing"  # a QueueItem's error when its file is gone (its row and labels are kept)

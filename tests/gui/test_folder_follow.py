@@ -130,6 +130,27 @@ def test_a_file_moved_or_renamed_under_review_keeps_its_label_and_the_panel_name
         win.close()
 
 
+def test_the_open_folder_renamed_on_disk_is_followed_with_its_labels(station, tmp_path, qtbot, monkeypatch):
+    """A session-46 probe: the open folder renamed on disk (``mv line line_done``) made the window say "The open
+    folder cannot be followed: folder not found" every few seconds. It follows the folder to its new name: the
+    Folders panel names the new path, the labels stay, the image on screen is read from there."""
+    db, url = station
+    win, shown, name = _labelled_on_screen(db, url, tmp_path, qtbot, monkeypatch, 3)
+    try:
+        folder_id = win.current_folder
+        (tmp_path / "line").rename(tmp_path / "line_done")
+        qtbot.waitUntil(lambda: "renamed on disk" in win.statusBar().currentMessage(), timeout=20_000)
+        assert db.folders.get(folder_id).root_path == str(tmp_path / "line_done")
+        qtbot.waitUntil(lambda: win.folders.list.count() == 1 and win.folders.list.item(0).toolTip()
+                        == str(tmp_path / "line_done"), timeout=20_000)
+        qtbot.waitUntil(lambda: win.review.detail is not None
+                        and win.review.detail.item.path == str(tmp_path / "line_done" / name), timeout=20_000)
+        assert win.review.image_id == shown and win.review.detail.label.class_name == "dark"
+        assert "cannot be followed" not in win.statusBar().currentMessage()
+    finally:
+        win.close()
+
+
 def test_a_labelled_file_replaced_under_review_shows_its_new_pixels_unreviewed(station, tmp_path, qtbot, monkeypatch):
     """A line that writes every part to the same name: the window kept the earlier part's pixels, thumbnail and
     label on screen. The new bytes are shown, the label went into the history (the panel says unreviewed)."""

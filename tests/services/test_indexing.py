@@ -524,3 +524,51 @@ def test_another_days_folder_of_the_same_names_and_sizes_is_not_taken_for_a_rena
     assert today.renamed_from is None and today.folder_id != first.folder_id
     assert all(db.labels.current(im.id).class_name == "ok"
                for im in db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True)))
+
+
+def test_the_open_folder_renamed_and_a_new_one_at_its_name_each_keep_their_own_files(db, tmp_path: Path) -> None:
+    """Session-46 probes: the window's re-scan of a folder renamed on disk said "cannot be followed: folder not
+    found"; with the line writing on into a new folder of the old name, the labels were set aside onto the new
+    line's files (a restore would put them on other parts) and the renamed folder opened unreviewed; a folder
+    registered inside another, renamed in place, had its files taken by the outer one's re-scan, unreviewed."""
+    import time
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.dto import LabelChange
+    from database.states import ReviewState
+
+    lines = tmp_path / "lines"
+
+    def fill(path: Path, seed: int, n: int = 6) -> None:
+        path.mkdir(parents=True)
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            cv2.imwrite(str(path / f"img_{i}.png"), rng.integers(0, 255, (8, 8), dtype=np.uint8))
+
+    fill(lines / "line3", 1)
+    svc = ReviewService(db, ReviewSettings(reviewer="tester"))
+    first = svc.open_folder(lines / "line3")
+    labelled = {im.id for im in db.images.query(ImageQuery(folder_id=first.id))}
+    for image_id in labelled:
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="ok"), "ann")
+
+    (lines / "line3").rename(lines / "line3_a")          # renamed while the window shows it
+    change = svc.rescan_folder(first.id)
+    assert change.renamed_to == str(lines / "line3_a") and "followed there, with its labels" in change.summary()
+    assert db.folders.get(first.id).root_path == str(lines / "line3_a")
+
+    (lines / "line3_a").rename(lines / "line3_b")        # renamed again, and the line writes on under the old name
+    time.sleep(0.01)
+    fill(lines / "line3_a", 2, n=2)
+    change = svc.rescan_folder(first.id)
+    assert change.renamed_to == str(lines / "line3_b") and not change.set_aside
+    assert all(db.labels.current(i).class_name == "ok" for i in labelled)
+    fresh = svc.open_folder(lines / "line3_a")             # the new files: a new folder
+    assert fresh.id != first.id and fresh.image_count == 2
+
+    outer = svc.open_folder(lines)                        # a folder around them, then the inner one renamed
+    (lines / "line3_b").rename(lines / "line3_c")
+    index_folder(db, lines, changes_only=True)
+    assert db.folders.get(first.id).root_path == str(lines / "line3_c")
+    assert not any(im.rel_path.startswith("line3_c/") for im in db.images.query(ImageQuery(folder_id=outer.id)))
+    assert all(db.labels.current(i).class_name == "ok" for i in labelled)
