@@ -129,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job
-        if not job_ids:
+        if not job_ids and not report.files:  # not the routing's doing (a session-46 probe: it was said to be)
+            print("nothing to run: the folder holds no images", file=sys.stderr)
+        elif not job_ids:
             print(f"nothing to run: the project's model routing gives this folder's images "
                   f"none of the families {', '.join(families)}", file=sys.stderr)
         elif len(job_ids) > 1:

@@ -154,7 +154,7 @@ def test_the_report_counts_the_answers_that_count_not_a_version_the_rules_took_t
 
 
 def test_the_report_counts_every_family_asked_over_the_images_the_rules_give_it_now(
-        sqlite_url, domain_models, tmp_path: Path) -> None:
+        sqlite_url, domain_models, tmp_path: Path, capsys) -> None:
     """Session-46 probes: counted over the families this run's jobs ran, an image a rule no longer gives the
     classifier still counted for it, a family no job ran here lost its key (the station still flags its answers),
     the keys came in job order; and the command ran another folder's queued job in its process first."""
@@ -188,6 +188,9 @@ def test_the_report_counts_every_family_asked_over_the_images_the_rules_give_it_
         save_routing(db, Routing((RoutingRule("more/*", ()), RoutingRule("*", ("segmenter",)))))
         assert main(args) == 0
         assert json.loads(report.read_text())["not_routed"] == 1
+        (tmp_path / "empty").mkdir()   # no images: not the routing's doing
+        assert main(["prelabel", str(tmp_path / "empty"), "--db", sqlite_url, "--device", "cpu"]) == 0
+        assert "nothing to run: the folder holds no images" in capsys.readouterr().err
     finally:
         db.close()
 
