@@ -624,7 +624,8 @@ class ReviewController(QObject):
 
         def restore(old: LabelState) -> None:  # on the GUI thread, once read; dropped if the inspector moved on
             if self._target == image_id and self._ready(lambda: restore(old)) and self.label is not None:
-                self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}", "restore")
+                self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}",
+                           f"restored revision {revision}")  # the history says which (it said only "restore")
         self._reads.call(lambda: self.service.revision_label(image_id, revision), restore,
                          lambda text: self._lost(f"Cannot read revision {revision}: {text}"))
 

@@ -654,7 +654,7 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
     qtbot.waitUntil(lambda: win.review.label.class_name == "first", timeout=5000)  # the revision is read off-thread
     wait_saved(win, qtbot)
     hist = service.history(image_id)
-    assert [h.class_name for h in hist] == ["first", "second", "first"] and "restore" in hist[-1].changed
+    assert [h.class_name for h in hist] == ["first", "second", "first"] and "restored revision 1" in hist[-1].changed
     qtbot.waitUntil(lambda: win.label_panel.history.count() == 3, timeout=5000)   # read off the GUI thread
     win.review.undo_stack.undo()
     wait_saved(win, qtbot)
