@@ -149,12 +149,16 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     else:
         if recovered.saved:
             window.statusBar().showMessage(f"Saved {recovered.saved} label(s) kept from an earlier session.", 10000)
-        if recovered.kept_aside:
+        if recovered.kept_aside or recovered.unreadable:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).
-            text = (f"{recovered.kept_aside} label(s) kept from an earlier session (the database had refused them "
-                    f"when the window closed) were not saved: someone labelled those images since, and their labels "
-                    f"stand. Yours are kept in {recovered.aside}.")
+            parts = ([f"{recovered.kept_aside} label(s) kept from an earlier session (the database had refused them "
+                      "when the window closed) were not saved: those images changed since (someone labelled them, or "
+                      "their files were replaced), and what is stored now stands."] if recovered.kept_aside else [])
+            if recovered.unreadable:
+                parts.append(f"{recovered.unreadable} recovery file(s) could not be read (damaged or not the "
+                             "station's).")
+            text = " ".join(parts) + f" They are kept in {recovered.aside}."
             log.warning(text)
             if interactive:
                 from PySide6.QtCore import QTimer

@@ -123,9 +123,10 @@ def test_recovery_checks_a_mask_before_reading_it_and_against_the_picture_now(se
                                               review_state="corrected")}, rec)
     (npz,) = rec.glob("*.npz")
     np.savez_compressed(npz, mask=np.zeros((16000, 16000), bool))  # 256 MB as it would be read
-    assert service.recover(rec).saved == 0 and service.detail(first).label.revision == 0  # refused from its header
-    for f in rec.glob("*"):
-        f.unlink()
+    out = service.recover(rec)   # refused from its header, set aside for a person
+    assert (out.saved, out.unreadable) == (0, 1) and service.detail(first).label.revision == 0
+    import shutil
+    shutil.rmtree(rec / CONFLICTS)
     service.write_recovery({second: LabelState(class_name="scratches", mask=np.eye(64, dtype=bool),
                                                review_state="corrected")}, rec)
     cv2.imwrite(items[2].path, np.zeros((96, 128), np.uint8))  # replaced by a picture of another size
@@ -180,6 +181,21 @@ def test_recovery_takes_a_mask_on_an_exif_turned_jpeg_at_the_size_the_station_re
     mask[2:8, 5:30] = True
     service.write_recovery({item.image_id: LabelState(mask=mask, review_state="corrected")}, tmp_path / "rec")
     assert service.recover(tmp_path / "rec").saved == 1
+
+
+def test_a_recovery_file_no_start_can_read_is_set_aside_and_counted(service, seeded, tmp_path):
+    """A session-46 probe: a damaged recovery file was only logged, tried again at every start, and nobody told."""
+    from app.services.review import CONFLICTS
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
+    rec = tmp_path / "rec"
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec)
+    (good,) = rec.glob("*.json")
+    (rec / "garbage.json").write_text("{not json")
+    good.with_suffix(".npz").write_bytes(b"not a zip")   # its arrays damaged
+    out = service.recover(rec)
+    assert (out.saved, out.unreadable) == (0, 2) and out.aside == str(rec / CONFLICTS)
+    assert not list(rec.glob("*.json")) and len(list((rec / CONFLICTS).glob("*.json"))) == 2
+    assert service.recover(rec).unreadable == 0   # not tried again
 
 
 def test_recovery_never_replaces_a_label_saved_after_it(service, seeded, tmp_path):
