@@ -143,6 +143,10 @@ class ReviewService:
         self._maps_folder = ""
         self._classes: list[str] | None = None
         self._own_classes: list[str] | None = None   # the project's saved list ([]: none), until refresh_models
+        # moves with every refresh_models: a list read before it is not cached after it (a detail read on the reader
+        # thread while another station's new list arrived kept the list from before for good: seen under Xvfb,
+        # session 46, the old class name offered on key 1 and taken by Accept)
+        self._generation = 0
         # (folder id, subfolder) -> (when read, the classes its labels use): 3 ms a read at 20,000 images, and the
         # panel reads the shown image's and its neighbours' details on every move (benchmarks/detail_classes.py)
         self._subfolder_classes: dict[tuple[int, str | None], tuple[float, dict[str, int]]] = {}
@@ -154,6 +158,7 @@ class ReviewService:
 
     def refresh_models(self) -> None:
         """Forget cached classes/model versions (after a pre-label run or a retraining)."""
+        self._generation += 1
         self._classes = None
         self._own_classes = None
         self._subfolder_classes.clear()
@@ -181,7 +186,10 @@ class ReviewService:
         classes = self._classes  # (read once: ``refresh_models`` on another thread may clear it meanwhile)
         if classes is None:
             from app.services import project_classes
-            classes = self._classes = project_classes.names(self.db)
+            generation = self._generation
+            classes = project_classes.names(self.db)
+            if generation == self._generation:
+                self._classes = classes
         return list(classes)
 
     def anomaly_threshold(self, folder_id: int | None = None, version_id: int | None = None) -> float:
@@ -416,7 +424,10 @@ class ReviewService:
         from app.services import project_classes
         own = self._own_classes
         if own is None:
-            own = self._own_classes = list(self.db.classes.names(project_classes.TASK))
+            generation = self._generation
+            own = list(self.db.classes.names(project_classes.TASK))
+            if generation == self._generation:
+                self._own_classes = own
         if im is None:
             return tuple(own), True
         from app.services.counting_versions import rule_version

@@ -316,3 +316,24 @@ def test_accept_after_erasing_an_accepted_mask_keeps_it_erased(service, seeded):
     erased = accepted.with_(mask=None, review_state="corrected")
     again = service.accepted_label(d, erased)
     assert again.mask is None and again.review_state == "accepted" and again.class_name == accepted.class_name
+
+
+def test_a_class_list_read_while_the_models_are_refreshed_is_not_kept(service, seeded, monkeypatch):
+    """Seen under Xvfb (session 46): another station's new class list arrived while a detail was read on the reader
+    thread; the list read before the refresh was cached after it, so the old class name stayed on key 1 for good and
+    Accept took it. A read that a refresh overtook answers once and is not kept."""
+    from app.services import project_classes
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[0].image_id
+    service.refresh_models()
+    real = service.db.classes.names
+    stale = list(real(project_classes.TASK))
+
+    def overtaken(task):
+        service.refresh_models()        # the GUI thread, meanwhile: the new list is in
+        service.db.classes.set(project_classes.TASK, ("crack", "ok"))
+        return stale
+    monkeypatch.setattr(service.db.classes, "names", overtaken)
+    service.detail(image_id)
+    service.classes()
+    monkeypatch.setattr(service.db.classes, "names", real)
+    assert service.detail(image_id).classes[:2] == ("crack", "ok") and service.classes() == ["crack", "ok"]
