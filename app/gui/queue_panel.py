@@ -5,6 +5,8 @@ the review service for the matching items. Counts per state are shown on the sta
 """
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
@@ -56,6 +58,7 @@ class QueuePanel(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        self._threshold: tuple[float, float] | None = None  # the exact default lower bound, and the box's value of it
         self._folder_id: int | None = None
         self._ranking: tuple[int, ...] = ()  # the "label next" proposals, best first
         grid = QGridLayout(self)
@@ -155,12 +158,24 @@ class QueuePanel(QWidget):
         self.class_combo.blockSignals(False)
 
     def set_score_defaults(self, threshold: float) -> None:
-        """Ticking the score filter shows the images over the anomaly threshold by default."""
+        """Ticking the score filter shows the images over the anomaly threshold by default: over it exactly, as the
+        panel and the flags call an image anomalous (score > threshold), not over the box's three decimals (a
+        session-46 probe: a threshold of 0.48463 shown as 0.485 hid an image of 0.4848 the panel called anomalous,
+        and an image scored at the threshold was listed while the panel called it normal)."""
         if not self.score_filter.isChecked():
             for sp, v in ((self.smin, threshold), (self.smax, SCORE_CEILING)):
                 sp.blockSignals(True)
                 sp.setValue(v)
                 sp.blockSignals(False)
+            self._threshold = (float(threshold), self.smin.value())
+
+    def _score_min(self) -> float:
+        """The range's lower bound: the exact threshold, strictly, while the box shows it as set; a value an
+        inspector typed, as typed ("from 0.5" includes 0.5)."""
+        exact, shown = self._threshold if self._threshold is not None else (None, None)
+        if exact is not None and self.smin.value() == shown:
+            return math.nextafter(exact, math.inf)
+        return self.smin.value()
 
     def set_counts(self, counts: dict[str, int]) -> None:
         for s, b in self.state_buttons.items():
@@ -199,7 +214,7 @@ class QueuePanel(QWidget):
             flagged_only=self.flagged.isChecked(),
             out_of_domain_only=self.out_of_domain.isChecked(),
             class_name=self.class_combo.currentData(),
-            score_min=self.smin.value() if scored else None,
+            score_min=self._score_min() if scored else None,
             score_max=self.smax.bound() if scored else None,
             text=self.search.text().strip(),
             sort=self.sort.currentData() or "name",

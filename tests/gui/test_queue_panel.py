@@ -1,6 +1,8 @@
 """The review queue's anomaly-score range: an open top reads "no limit" and filters nothing."""
 from __future__ import annotations
 
+import math
+
 from app.gui.queue_panel import NO_LIMIT, QueuePanel
 
 
@@ -13,7 +15,20 @@ def test_score_range_is_open_ended_by_default(qtbot):
     with qtbot.waitSignal(panel.filter_changed) as sig:
         panel.score_filter.setChecked(True)
     flt = sig.args[0]
-    assert flt.score_min == 62.5 and flt.score_max is None
+    assert flt.score_min == math.nextafter(62.5, math.inf) and flt.score_max is None  # over it, as the panel says
+
+
+def test_the_default_range_starts_over_the_exact_threshold_a_typed_one_as_typed(qtbot):
+    """A session-46 probe: a threshold of 0.48463 was shown and filtered as 0.485, hiding an image of 0.4848 the panel
+    and the flags call anomalous; one scored at the threshold (normal) was listed."""
+    panel = QueuePanel()
+    qtbot.addWidget(panel)
+    panel.set_score_defaults(0.48463)
+    panel.score_filter.setChecked(True)
+    low = panel.current().score_min
+    assert 0.48463 < low < 0.4848 and not 0.48463 > low
+    panel.smin.setValue(0.5)                  # an inspector's own bound: from 0.5, 0.5 included
+    assert panel.current().score_min == 0.5
 
 
 def test_typed_upper_bound_filters_and_no_limit_can_be_typed_back(qtbot):
