@@ -193,6 +193,10 @@ class ImageRepository:
                 s.execute(delete(Prediction).where(Prediction.image_id.in_(part)))
             for ids in chunks(content_changed):  # an inspector's flag was about the earlier pixels (ADR 0056)
                 s.execute(update(Image).where(Image.id.in_(ids)).values(flag_override=None, flag_by=None))
+            for ids in chunks(changed):  # no model answer counts for them now: no models' flag either (the flagged
+                # filter and chip kept a replaced file until a worker answered, a session-46 probe)
+                s.execute(update(Image).where(Image.id.in_(ids)).values(
+                    flagged=func.coalesce(Image.flag_override, false()), priority=0.0))
             gone = [r.id for p, r in existing.items() if complete and p not in seen and not r.missing]
             for part in chunks(gone):
                 s.execute(update(Image).where(Image.id.in_(part)).values(missing=True, updated_at=now))

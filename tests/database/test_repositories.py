@@ -308,6 +308,21 @@ def test_labels_chosen_by_label_next_are_counted_per_class(db: Database) -> None
         db.labels.append(ids[2], LabelChange(ReviewState.CORRECTED, source="guess"), "bob")
 
 
+def test_a_file_whose_bytes_changed_keeps_no_models_flag(db: Database) -> None:
+    """A session-46 probe: a replaced file's answers were deleted but it stayed "flagged" (the flagged filter, its
+    count and the chip) until a worker answered, never where none runs; an inspector's flag was cleared too (ADR 0056)
+    while the image stayed flagged."""
+    folder_id, ids = _folder_with_images(db, 3)
+    db.images.set_flagged(ids[:2], True)                   # by the models
+    db.images.set_inspector_flag([ids[2]], True, "ann")     # by a person
+    changed = _entries(3)
+    changed = [FileEntry(e.rel_path, 999, 5, content_hash=f"new{i}") for i, e in enumerate(changed)]
+    db.images.sync(folder_id, [changed[0], changed[2], _entries(3)[1]])
+    assert not db.images.get(ids[0]).flagged and not db.images.get(ids[2]).flagged
+    assert db.images.get(ids[1]).flagged                  # unchanged: its answers and flag stand
+    assert db.images.count(ImageQuery(folder_id=folder_id, flagged=True)) == 1
+
+
 def test_a_row_follows_its_file_to_a_new_path(db: Database) -> None:
     """``ImageRepository.move`` (indexing finds a file moved or renamed inside its folder): the row keeps its
     id, labels and predictions, takes the new path, size and time, is no longer missing, and the queue's
