@@ -190,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "with an active version, the best of head, texture, defect and bank by group "
                         "cross-validation, else train")
     p.add_argument("--groups", default="auto", choices=("auto", "folder", "prefix", "none"),
-                   help="classifier: what keeps images of one capture session together in cross-validation: the "
-                        "image's sub-folder, its file-name prefix up to the first _ (exp1_num_3.png -> exp1), "
-                        "none; auto tries folder, then prefix")
+                   help="classifier and segmenter: what keeps images of one capture session together in the "
+                        "held-out part (and the classifier's cross-validation): the image's sub-folder, its file-name "
+                        "prefix up to the first _ (exp1_num_3.png -> exp1), none; auto tries folder, then prefix")
     p.add_argument("--keep-if-worse", action="store_true",
                    help="classifier: register the new version even when it loses to the best simple answer")
     p.add_argument("--refit-all", action=argparse.BooleanOptionalAction, default=True,

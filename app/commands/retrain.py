@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
                                    extra_args=shlex.split(args.train_args), from_scratch=args.from_scratch,
                                    progress=lambda d, t: events.progress("export", "export", d, t),
                                    min_per_class=keep_min, scope=scope,
-                                   groups=args.groups if args.family == "classifier" else "auto")
+                                   groups=args.groups if args.family in ("classifier", "segmenter") else "auto")
         plan = planned(args.min_per_class or KEEP_MIN_PER_CLASS)
         method = classifier_method(plan, args.method)
         thin = sorted(k for k, v in plan.data.get("classes", {}).items() if v < MIN_PER_CLASS)

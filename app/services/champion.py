@@ -151,6 +151,8 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
         from app.services.retraining import parent_answers_note
 
         notes.append(parent_answers_note(compared))
+    if compared.get("held_out_cut"):   # the held-out part shares sessions with the training part (the session-46 review)
+        notes.append(str(compared["held_out_cut"]))
     simple = compared.get("simple_answers")
     if isinstance(simple, Mapping) and isinstance(simple.get("held_out"), Mapping):
         best = simple.get("best_simple")

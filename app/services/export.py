@@ -136,8 +136,14 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
     by_name = dict(zip(names, ordered))
     parts: dict[str, str] = {}
     if options.split is not None:
-        strata = {n: stratum(i) for n, i in by_name.items()}
-        rank = {n: i.rel_path for n, i in by_name.items()}
+        # a retraining's capture groups are cut over the images its one format writes (a segmenter's masks are not
+        # every reviewed image's): cut over all of them, none of its own could be held out (the session-46 review:
+        # 10 frames with masks among 20 labelled, none held out, said nowhere). A person's export keeps the cut over
+        # every image, so two exports of the same images put each on the same side whatever their formats.
+        writes = {n: i for n, i in by_name.items()
+                  if options.split.group_rule is None or _written(i, options.formats)}
+        strata = {n: stratum(i) for n, i in writes.items()}
+        rank = {n: i.rel_path for n, i in writes.items()}
         groups = capture_groups(strata, options.split.group_rule)
         parts = assign_splits(rank, strata, options.split, groups)
         held = [part for part in options.split.used if part != "train"]
@@ -147,9 +153,11 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
             # image rather than hold nothing out (the session-46 review), and said
             parts = assign_splits(rank, strata, options.split)
             if notes is not None:
-                notes.append(f"the {' and '.join(held)} part is cut image by image: every capture group "
+                notes.append(f"the {' and '.join(held)} part is {IMAGE_BY_IMAGE}: every capture group "
                              f"({options.split.group_rule} rule) holds a class the training part would lack without it, "
                              "so its figures are those of sessions the training part also saw")
+        parts |= assign_splits({n: i.rel_path for n, i in by_name.items() if n not in writes},
+                               {n: stratum(i) for n, i in by_name.items() if n not in writes}, options.split)
     planned = [PlannedItem(item, parts.get(name), name) for name, item in by_name.items()]
     normal = {p.file_name: p.item for p in planned if p.item.anomaly_verdict == ANOMALY_NORMAL}
     if options.split is not None:
@@ -158,6 +166,19 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
         mvtec_parts = assign_splits({n: i.rel_path for n, i in normal.items()},
                                     {n: i.folder for n, i in normal.items()}, MVTEC_DEFAULT_HOLDOUT)
     return planned, mvtec_parts
+
+
+IMAGE_BY_IMAGE = "cut image by image"  # said where capture groups would have held nothing out
+
+
+def _written(item: ExportItem, formats: Sequence[str]) -> bool:
+    """Whether an export of these formats writes ``item``: the one format of a retraining writes only its family's
+    labels (a class for ImageFolder, a mask for the masks); several formats write every item somewhere."""
+    if tuple(formats) == ("masks",):
+        return item.mask_png is not None
+    if tuple(formats) == ("imagefolder",):
+        return bool(item.class_name)
+    return True
 
 
 def capture_groups(strata: Mapping[str, str], rule: str | None) -> dict[str, str] | None:

@@ -541,6 +541,10 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         notes = [f"{len(skipped)} reviewed label(s) not used: {'; '.join(skipped[:3])}"
                  + (f"; … and {len(skipped) - 3} more" if len(skipped) > 3 else ""), *notes]
     notes = [*notes, *split_notes]  # what the export says its reader must know (how its held-out part was cut)
+    from app.services.export import IMAGE_BY_IMAGE
+    cut = [n for n in split_notes if IMAGE_BY_IMAGE in n]
+    if cut:  # kept with the comparison: the card, the Models dialog and `models compare` say it beside the figures
+        data["held_out_cut"] = cut[0]
     narrowed = scope.describe()
     if narrowed:
         notes = [narrowed, *notes]
@@ -660,6 +664,8 @@ def headline(family: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
 def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping[str, Any] | None) -> dict[str, Any]:
     """Both versions on the same held-out reviewed images (``parent`` None: not comparable, with the reason)."""
     out: dict[str, Any] = {"held_out_images": plan.data.get("held_out", 0), "new": headline(plan.family, new)}
+    if plan.data.get("held_out_cut"):
+        out["held_out_cut"] = str(plan.data["held_out_cut"])
     unscorable = None
     if plan.family == "anomaly" and not plan.data.get("anomalous_test"):
         # seen (session 35): 12 reviewed good bottles gave "no held-out images it can be scored on" for the parent
@@ -717,6 +723,8 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
             text += f"; {note}"
     if compared.get("refitted_on_all"):
         text += f"; {REFIT_NOTE}"
+    if compared.get("held_out_cut"):
+        text += f"; {compared['held_out_cut']}"
     return text
 
 

@@ -1014,4 +1014,25 @@ def test_the_held_out_part_is_cut_image_by_image_where_whole_sessions_would_hold
     plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", groups="auto", min_per_class=2)
     assert plan.data["held_out"] > 0
     assert any("cut image by image" in n for n in plan.notes)
+    # and beside the figures: the card's comparison, its line and the champion panel (the session-46 review)
+    from app.services.champion import held_out
+    from app.services.retraining import comparison
+    compared = comparison(plan, {"accuracy": 0.5}, None)
+    assert "cut image by image" in compared["held_out_cut"] and "cut image by image" in comparison_text(compared)
+    card = {"retraining": {"held_out_comparison": compared}}
+    version = dataclasses.replace(db.model_versions.register("classifier", "clf-x", "/m"), card=card)
+    assert any("cut image by image" in n for n in [held_out(version).note])
+    db.close()
+
+
+def test_a_segmenter_held_out_part_is_cut_over_the_frames_with_masks(tmp_path: Path) -> None:
+    """The session-46 review: capture groups were cut over every reviewed image, so with most of the held-out sessions
+    holding class labels only, no frame with a mask was held out, said nowhere."""
+    names = [f"exp{s}_f{i}" for s in range(4) for i in range(5)] + [f"solo{s}_g0" for s in range(5)]
+    db, _url, ids = indexed_parts(tmp_path, "line", names)
+    for i, n in enumerate(names):
+        mask = encode_mask(target_mask(i)) if n.startswith("exp") else None
+        db.labels.append(ids[n], LabelChange(ReviewState.CORRECTED, class_name="crack", mask_png=mask), "ann")
+    plan = plan_retraining(db, "segmenter", tmp_path / "w.work", tmp_path / "out", groups="auto")
+    assert plan.data["frames"] == 20 and plan.data["held_out"] > 0
     db.close()
