@@ -443,9 +443,15 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
     read_at = retrained_at(challenger)
     # Reviewed labels older than the retraining: among the labels it read (of its folder and the images its version
     # answers for), so the challenger may repeat them from memory.
+    # Only labels it could read: of its folder, holding its family's part (a session-46 probe counted a second
+    # folder's parts and labels without a class as "labelled before its retraining", the evidence of images the
+    # challenger never saw discounted)
+    record = (challenger.card or {}).get("retraining")
+    folder_id = record.get("folder_id") if isinstance(record, Mapping) else None
     learnt = set() if read_at is None else {
         i for i in both if i in images and images[i].review_state in REVIEWED
-        and (label := labels.get(i)) is not None and label.created_at <= read_at}
+        and (label := labels.get(i)) is not None and label.created_at <= read_at and _holds_part(family, label)
+        and (not isinstance(folder_id, int) or images[i].folder_id == folder_id)}
 
     out = []
     for i in both:
@@ -462,6 +468,15 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
         out.append(Disagreement(i, db.images.path_of(i), im.rel_path, reason, answer(family, theirs[i], thr[0]),
                                 answer(family, mine[i], thr[1]), human, iou, i in learnt))
     return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt), len(failed))
+
+
+def _holds_part(family: str, label: Any) -> bool:
+    """Whether a label holds what the family's retraining reads: a class, a mask, an anomaly verdict."""
+    if family == "classifier":
+        return bool(label.class_name)
+    if family == "segmenter":
+        return label.mask_png is not None
+    return label.anomaly_verdict is not None
 
 
 def challengers(db: Database) -> dict[str, ModelPair]:

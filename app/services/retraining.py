@@ -177,6 +177,7 @@ class RetrainPlan:
     head_only: str | None = None  # classifier: a light head (no train run), cross-validated with groups by this rule
     head_method: str = "head"     # which light heads: "head" (frozen backbone), "texture", "defect", or "auto" (all)
     fitted_parent: bool = False   # the start point is a version the trainer cannot start from (texture_linear)
+    folder_id: int | None = None  # the folder the labels were read from (None: every folder)
 
     @property
     def model_dir(self) -> Path:
@@ -570,7 +571,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         family == "anomaly" and "--no-evaluate" in args)
     return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,
                        train_args=tuple(args), parent=parent, start=start, data=data, notes=tuple(notes),
-                       comparable=comparable, fitted_parent=fitted_parent)
+                       comparable=comparable, fitted_parent=fitted_parent, folder_id=_folder_id(db, folder))
 
 
 def _folder_id(db: Database, folder: str | int | None) -> int | None:
@@ -736,7 +737,7 @@ def register_retrained(db: Database, plan: RetrainPlan, seconds: float,
     card = read_json(model_dir / "card.json")
     record = {
         "name": plan.name, "family": plan.family, "parent": plan.parent.name if plan.parent else None,
-        "start": plan.start, "data": dict(plan.data), "left_out": list(plan.notes),
+        "start": plan.start, "data": dict(plan.data), "left_out": list(plan.notes), "folder_id": plan.folder_id,
         "held_out_comparison": dict(compared or {}),
         "command": plan.command_line(), "seconds": round(seconds, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -402,6 +402,29 @@ def test_disagreements_on_labels_older_than_the_retraining_say_it_may_have_learn
     assert champion.retrained_at(db.model_versions.get(a.id)) is None   # not retrained here: nothing said
 
 
+def test_only_labels_the_retraining_could_read_are_said_to_be_learnt(db, tmp_path) -> None:
+    """A session-46 probe: after `retrain --folder line`, a second folder's labelled parts and labels without a class
+    were said "labelled before its retraining, which may have learnt them": evidence it never saw, discounted."""
+    a = db.model_versions.register("classifier", "classifier-a", str(make_model_dir(tmp_path / "a")), activate=True)
+    ids = _folder(db, tmp_path, 3)
+    good_images(tmp_path / "other", 1)
+    other = index_folder(db, tmp_path / "other")
+    (elsewhere,) = other.added
+    for i in (ids[0], elsewhere):
+        db.labels.append(i, LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")
+    db.labels.append(ids[1], LabelChange(ReviewState.CORRECTED, anomaly_verdict="anomalous"), "ann")  # no class
+    line = db.images.get(ids[0]).folder_id
+    card = {"family": "classifier", "retraining": {"held_out_comparison": COMPARISON, "seconds": 0.0,
+                                                   "folder_id": line}}
+    b = db.model_versions.register("classifier", "classifier-b", str(make_model_dir(tmp_path / "b", card=card)),
+                                   card=card, parent_id=a.id, challenger=True)
+    every = [*ids, elsewhere]
+    db.predictions.upsert_many([PredictionIn(i, a.id, predicted_class="ok", confidence=0.8) for i in every]
+                               + [PredictionIn(i, b.id, predicted_class="scratch", confidence=0.9) for i in every])
+    found = champion.find_disagreements(db, b.id)
+    assert {d.image_id for d in found.disagreements if d.learnt} == {ids[0]} and found.learnt == 1
+
+
 def test_images_the_worker_could_not_read_are_not_said_to_be_waiting(db, tmp_path) -> None:
     """Seen under Xvfb (session 36): an empty and a truncated file were "2 image(s) not run by both yet: Find
     disagreements runs them" after every run, which never answered them."""

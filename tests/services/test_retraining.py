@@ -999,6 +999,9 @@ def test_the_held_out_part_keeps_each_capture_session_whole(tmp_path: Path) -> N
         for f in (plan.data_dir / part).rglob("*.png"):
             assert side.setdefault(f.name.split("_")[0], part) == part, f"{f.name}: its session is on both sides"
     assert sorted(side.values()).count("val") == 1 and plan.data["held_out"] == 6
+    assert plan.folder_id is None   # every folder's labels (the card records which folder, for the champion panel)
+    assert plan_retraining(db, "classifier", tmp_path / "w2.work", tmp_path / "out2", folder="line").folder_id == \
+        db.folders.list()[0].id
     db.close()
 
 
