@@ -635,13 +635,15 @@ def unlabelled_pool(db: Database, folder: str | int | None = None, limit: int = 
 
 
 def headline_metrics(card: Mapping[str, Any]) -> dict[str, Any]:
-    """The figures a version list shows: the card's own metrics, else the segmenter's held-out ones."""
+    """The figures a version list shows: the card's own metrics, else the segmenter trainer's on the tenth of its
+    training frames it chose its epoch, threshold and flips on: a validation figure, not a held-out one (a
+    session-46 probe: with no reviewed frame held out, `models list` read "held-out IoU 0.000 (2 images)")."""
     metrics = card.get("metrics")
     if isinstance(metrics, dict) and metrics:
         safe: dict[str, Any] = finite(metrics)
         return safe
     held = card.get("held_out_metrics")
-    return {"held_out": finite(held)} if isinstance(held, dict) else {}
+    return {"validation": finite(held)} if isinstance(held, dict) else {}
 
 
 # The split of the card's metrics where the trainer already scored the held-out part (the

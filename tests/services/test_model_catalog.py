@@ -343,3 +343,11 @@ def test_a_folder_that_cannot_be_shared_is_refused_at_add_saying_why(db, tmp_pat
     with pytest.raises(ModelCatalogError, match="cannot be shared with the other stations"):
         ModelCatalog(db).add_directory("classifier", d)
     assert not any(Path(v.checkpoint_path).resolve() == d.resolve() for v in db.model_versions.list("classifier"))
+
+
+def test_a_segmenter_trainers_own_figure_is_called_validation_not_held_out() -> None:
+    """A session-46 probe: with no reviewed frame held out, `models list` read "held-out IoU 0.000 · Pd 0.000 · Fa
+    0.000 (2 images)": the trainer's tenth of its training frames, on which it chose its epoch and threshold."""
+    from app.services.retraining import headline_metrics
+    metrics = headline_metrics({"held_out_metrics": {"iou": 0.0, "pd": 0.0, "fa": 0.0, "images": 2}})
+    assert summarize_metrics(metrics) == "validation IoU 0.000 · Pd 0.000 · Fa 0.000 (2 images)"
