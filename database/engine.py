@@ -102,6 +102,32 @@ def sqlite_file(url: str) -> Path | None:
     return None if path is None else path.expanduser()
 
 
+def sqlite_revision(url: str) -> str | None:
+    """The schema revision of an existing SQLite file, read without changing anything: opened read-only, no pragma
+    (``db current`` went through ``open_database``, whose pragmas turned an older file's journal to WAL, and on
+    read-only media it could not say the revision; a session-46 probe). ``DatabaseError`` for a file that is not a
+    database or cannot be read."""
+    parsed = _parse(url)
+    path = _sqlite_path(parsed)
+    if path is None:
+        raise DatabaseError(f"{where(parsed)} is not a SQLite file")
+    try:
+        raw = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = raw.execute(f"SELECT version_num FROM {mig.VERSION_TABLE}").fetchone() \
+                if mig.VERSION_TABLE in tables else None
+        finally:
+            raw.close()
+    except sqlite3.Error as exc:
+        raise DatabaseError(describe(exc, parsed)) from None
+    if row is None and tables - {mig.VERSION_TABLE} - {t for t in tables if t.startswith("sqlite_")}:
+        raise _foreign(parsed)
+    revision = None if row is None else str(row[0])
+    _check_known(revision, parsed)
+    return revision
+
+
 def _prepare_sqlite_file(url: URL, busy_timeout_s: float) -> None:
     """Create the parent folder, and check an existing file before any pragma can change it."""
     path = _sqlite_path(url)

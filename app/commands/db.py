@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from database import DatabaseError, open_database
-from database.engine import sqlite_file
+from database.engine import sqlite_file, sqlite_revision
 from database.migrate import head_revision
 
 
@@ -39,12 +39,16 @@ def current(args: argparse.Namespace) -> int:
         print(f"error: no database at {missing} (nothing was created; 'db upgrade' or starting the station on it "
               "creates one)", file=sys.stderr)
         return 2
+    head = head_revision()
     try:
-        db = open_database(args.db, migrate=False)
-        try:
-            rev, head = db.revision(), head_revision()
-        finally:
-            db.close()
+        if missing is not None:  # a file: read as it is, nothing written (read-only media included)
+            rev, shown = sqlite_revision(args.db), args.db
+        else:
+            db = open_database(args.db, migrate=False)
+            try:
+                rev, shown = db.revision(), db.url
+            finally:
+                db.close()
     except DatabaseError as exc:
         return _fail(exc)
     if rev is None:
@@ -53,6 +57,6 @@ def current(args: argparse.Namespace) -> int:
         state = "up to date"
     else:
         state = f"older than this version's {head}: run 'db upgrade'"
-    print(f"{db.url}: revision {rev or '(none)'} ({state})")
+    print(f"{shown}: revision {rev or '(none)'} ({state})")
     return 0
 

@@ -77,3 +77,31 @@ def test_a_database_named_from_home_is_the_one_in_home(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert f"earlier versions opened it as {elsewhere / '~' / 'line3.sqlite'}" in err and "move that file" in err
     assert not (home / "line3.sqlite").exists()
+
+
+def test_current_reads_an_older_file_without_changing_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session-46 probe: ``db current`` ("without changing anything") turned an older file's rollback journal into
+    WAL through the station's connection pragmas (its bytes changed)."""
+    import hashlib
+    import sqlite3
+
+    from sqlalchemy import create_engine
+
+    from database import migrate as mig
+    from database import open_database
+
+    path = tmp_path / "old.sqlite"
+    url = f"sqlite:///{path}"
+    open_database(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        mig.downgrade(conn, "0012_inspector_flag")
+    engine.dispose()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA journal_mode = DELETE")
+    raw.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main(["db", "current", "--db", url]) == 0
+    assert "older than this version's" in capsys.readouterr().out
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "old.sqlite-wal").exists()
