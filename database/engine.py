@@ -111,20 +111,27 @@ def sqlite_revision(url: str) -> str | None:
     path = _sqlite_path(parsed)
     if path is None:
         raise DatabaseError(f"{where(parsed)} is not a SQLite file")
+    return _file_revision(f"{path.resolve().as_uri()}?mode=ro", parsed, 5.0, uri=True)
+
+
+def _file_revision(target: str, url: URL, timeout_s: float, uri: bool = False) -> str | None:
+    """A SQLite file's schema revision read on a plain connection (no pragma: nothing written); a file of another
+    application's tables, or of a newer schema, is refused."""
     try:
-        raw = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        raw = sqlite3.connect(target, timeout=timeout_s, uri=uri)
         try:
-            tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {r[0] for r in raw.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
             row = raw.execute(f"SELECT version_num FROM {mig.VERSION_TABLE}").fetchone() \
                 if mig.VERSION_TABLE in tables else None
         finally:
             raw.close()
     except sqlite3.Error as exc:
-        raise DatabaseError(describe(exc, parsed)) from None
-    if row is None and tables - {mig.VERSION_TABLE} - {t for t in tables if t.startswith("sqlite_")}:
-        raise _foreign(parsed)
+        raise DatabaseError(describe(exc, url)) from None
+    if row is None and tables - {mig.VERSION_TABLE}:
+        raise _foreign(url)
     revision = None if row is None else str(row[0])
-    _check_known(revision, parsed)
+    _check_known(revision, url)
     return revision
 
 
@@ -142,21 +149,7 @@ def _prepare_sqlite_file(url: URL, busy_timeout_s: float) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     # A plain connection without pragmas: reading the header and the revision writes nothing.
-    try:
-        raw = sqlite3.connect(str(path), timeout=busy_timeout_s)
-        try:
-            tables = {r[0] for r in raw.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
-            revision = raw.execute(f"SELECT version_num FROM {mig.VERSION_TABLE}").fetchone() \
-                if mig.VERSION_TABLE in tables else None
-        finally:
-            raw.close()
-    except sqlite3.Error as exc:
-        raise DatabaseError(describe(exc, url)) from None
-    if revision is not None:
-        _check_known(revision[0], url)
-    elif tables - {mig.VERSION_TABLE}:
-        raise _foreign(url)
+    _file_revision(str(path), url, busy_timeout_s)
 
 
 def _foreign(url: URL) -> DatabaseError:

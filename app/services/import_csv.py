@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.services.csv_rows import strict_rows
 from app.services.export_items import ANOMALY_ANOMALOUS, ANOMALY_NORMAL
 from app.services.import_records import UNCHANGED, ImportRecord, LabelImportError, dataset_path, read_text
 from database.states import ReviewState
@@ -61,14 +62,7 @@ def read(root: Path) -> list[ImportRecord]:
                                f"class column ({', '.join(CLASS_COLUMNS)}); found {', '.join(columns) or 'none'}")
     read_columns = [c for c in (image_col, class_col, verdict_col, "state", "reviewed_at", "folder") if c]
     records = []
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            hint = " (a quote opened and never closed?)" if "end of data" in str(exc) else ""
-            raise LabelImportError(f"{path}, line {reader.line_num}: {exc}{hint}") from None
+    for row in strict_rows(reader, lambda text: LabelImportError(f"{path}, {text}")):
         where = f"{path}, line {reader.line_num}"
         if None in row:
             raise LabelImportError(f"{where}: more cells than columns")

@@ -818,10 +818,7 @@ class ReviewService:
                     # a file no start can read was only logged, and tried again at every start (a session-46
                     # probe): set aside with the others a person looks at, and counted in the start-up box
                     log.warning("cannot read the recovery file %s (%s): kept aside", meta_path, exc)
-                    (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
-                    for path in (meta_path, meta_path.with_suffix(".npz")):
-                        if path.exists():
-                            path.replace(root / CONFLICTS / path.name)
+                    _set_aside(root, meta_path)
                     unreadable += 1
                     continue
                 mask, region = arrays.get("mask"), arrays.get("region")
@@ -833,10 +830,7 @@ class ReviewService:
                     # the image id is another file's now, or its bytes changed
                     log.warning("%s: image %s is not the picture the label was made on (%s): kept aside",
                                 meta_path, meta["image_id"], other or "its mask is of another size")
-                    (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
-                    for path in (meta_path, meta_path.with_suffix(".npz")):
-                        if path.exists():
-                            path.replace(root / CONFLICTS / path.name)
+                    _set_aside(root, meta_path)
                     aside += 1
                     continue
                 st = LabelState(meta.get("class_name"), mask, meta.get("anomaly_verdict"), region,
@@ -859,10 +853,7 @@ class ReviewService:
                         except LabelConflict:
                             current = self.db.labels.current(image_id)
                     if current is None or not _label_from_revision(current).same_content(st):
-                        (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
-                        for path in (meta_path, meta_path.with_suffix(".npz")):
-                            if path.exists():
-                                path.replace(root / CONFLICTS / path.name)
+                        _set_aside(root, meta_path)
                         aside += 1
                         continue
                 saved += 1
@@ -913,6 +904,14 @@ class ReviewService:
                             or _label_from_revision(r).content_digest() not in landing for r in after):
             return None
         return max(r.revision for r in after)
+
+
+def _set_aside(root: Path, meta_path: Path) -> None:
+    """A recovery file and its masks to ``root/conflicts``, for a person to look at (never replayed)."""
+    (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
+    for path in (meta_path, meta_path.with_suffix(".npz")):
+        if path.exists():
+            path.replace(root / CONFLICTS / path.name)
 
 
 def recovery_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.services.csv_rows import strict_rows
 from database.labels import TRACE_FIELDS
 
 if TYPE_CHECKING:
@@ -154,14 +155,7 @@ def parse_trace_csv(text: str) -> CsvTraces:
         if len(problems) < MAX_PROBLEMS:
             problems.append(f"line {line}: {why}")
 
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            hint = " (a quote opened and never closed?)" if "end of data" in str(exc) else ""
-            raise TraceCsvError(f"{CSV_NAME}, line {reader.line_num}: {exc}{hint}; nothing was read from it") from None
+    for record in strict_rows(reader, lambda text: TraceCsvError(f"{CSV_NAME}, {text}; nothing was read from it")):
         line = reader.line_num
         if not any(cell.strip() for cell in record):
             continue

@@ -106,7 +106,7 @@ def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(
     wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "accepted"  # theirs stands
     assert len(errors) == 1 and "inspector2" in errors[0] and "kept in" in errors[0]
-    assert list((recovery_dir() / CONFLICTS).glob(f"*-image{image_id}.json"))
+    assert list((recovery_dir() / CONFLICTS).glob(f"*-image{image_id}-*.json"))
     assert not list(recovery_dir().glob("*.json"))  # nothing `recover` would replay over theirs
 
 

@@ -25,7 +25,8 @@ def test_window_shows_folder_gallery_and_viewer(window, qtbot):
     assert "unreviewed" in window.status.counts.text()
     assert window.status.counts.property("counts")["unreviewed"] == 6
     window.thumbs.wait_idle()
-    qtbot.waitUntil(lambda: window.thumbs.pixmap(window.review.image_id, "") is not None)
+    shown = window.review.detail.item   # the thumbnail of the image and the bytes it holds (its cache key)
+    qtbot.waitUntil(lambda: window.thumbs.pixmap(shown.image_id, shown.path, shown.content_hash) is not None)
 
 
 def _seeded_window(service, db, folder, artifacts, qtbot):
@@ -140,8 +141,8 @@ def test_unloadable_image_gets_a_placeholder_and_reason(service, tmp_path, qtbot
     wait_shown(win, qtbot, broken.image_id)
     assert win.viewer._message.isVisible() and "not a decodable image" in win.viewer._message.text()
     assert not win.viewer.editable
-    qtbot.waitUntil(lambda: win.thumbs.error(broken.image_id) is not None)
-    assert "decodable" in win.thumbs.error(broken.image_id)
+    qtbot.waitUntil(lambda: win.thumbs.error(broken.image_id, broken.content_hash) is not None)
+    assert "decodable" in win.thumbs.error(broken.image_id, broken.content_hash)
     win.close()
 
 
