@@ -117,6 +117,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     inner = {PurePath(f.root_path).relative_to(root).as_posix(): f.name for f in others
              if PurePath(f.root_path).is_relative_to(root)}
     known = {path: KnownFile(*values) for path, values in db.images.known_files(info.id).items()}
+    present = sum(1 for k in known.values() if not k.missing)  # before the plan, which takes the files it sees out
     files = 0
     notes = WalkNotes()
 
@@ -129,9 +130,8 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     plan = plan_changes(walk(), known, notes.unread_dirs)
     for why in notes.skipped:  # said at an opening; a follower's re-scan every few seconds says it once in the log
         (log.debug if changes_only else log.warning)("%s: not indexed: %s", root, why)
-    present = sum(1 for k in known.values() if not k.missing)
     del known
-    if renamed_from is None and present and len(plan.changed) + len(plan.gone) >= max(3, present // 2):
+    if renamed_from is None and present and len(plan.changed) + len(plan.gone) >= max(3, present // 2 + 1):
         # most of its files changed or went: was it renamed and a new folder made at its name (``mv line3
         # line3_done`` while the line writes on into a new line3)? Its labels were set aside onto the new line's
         # files, and its renamed folder opened unreviewed (a session-46 probe)
@@ -161,6 +161,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
 
     def write() -> None:
         nonlocal restored
+        still_here(db, info.id, root)
         if moves:
             followed = db.images.move(info.id, moves)
             moved.extend(followed.values())
@@ -191,6 +192,7 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         elif len(pending) + len(moves) >= CHUNK:
             write()
     write()  # also when nothing changed: the folder's indexed_at moves
+    still_here(db, info.id, root)
     missing = db.images.mark_missing(info.id, plan.gone)  # a moved row has its new path: not marked
     set_aside = set_aside_labels(db, content_changed)
     return IndexReport(trace=_trace(db, info.id),
@@ -211,6 +213,16 @@ def renamed_away_note(renamed_away: str) -> str:
     """What the window and the commands say where the folder registered at a path was renamed and a new one is there."""
     return (f"the folder registered here was renamed on disk to {renamed_away}: it followed, with its labels and "
             "history; the files here now are a new folder")
+
+
+def still_here(db: "Database", folder_id: int, root: Path) -> None:
+    """``FolderIndexError`` when the folder's row no longer points at ``root``: another station followed it to a new
+    name while this scan walked the old one, whose files (a new line's, at the old name) must not be written to its
+    rows (the session-46 review: they were, the labels set aside onto other parts)."""
+    now = db.folders.get(folder_id)
+    if now is None or PurePath(now.root_path) != PurePath(root):
+        raise FolderIndexError(f"{root}: the folder was followed to {now.root_path if now else 'nowhere'} meanwhile "
+                               "(renamed on disk); scan again")
 
 
 def relocate_folder(db: "Database", folder: FolderInfo, to: Path) -> bool:

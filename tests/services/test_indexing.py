@@ -572,3 +572,56 @@ def test_the_open_folder_renamed_and_a_new_one_at_its_name_each_keep_their_own_f
     assert db.folders.get(first.id).root_path == str(lines / "line3_c")
     assert not any(im.rel_path.startswith("line3_c/") for im in db.images.query(ImageQuery(folder_id=outer.id)))
     assert all(db.labels.current(i).class_name == "ok" for i in labelled)
+
+
+def test_a_cleanup_is_not_a_rename_and_a_new_line_reusing_every_name_is(db, tmp_path: Path, monkeypatch) -> None:
+    """The session-46 review: the share of files gone was counted after the plan had taken the files it saw out, so
+    any 3 files deleted looked like "most", and a folder beside it holding a copy (cp -a) took the folder's row; and
+    a new line reusing every name (nothing gone) never triggered the check, its labels set aside onto other parts.
+    A second station's scan that a rename overtook writes nothing."""
+    import shutil
+
+    import app.services.indexing as indexing
+    from app.services.indexing import FolderIndexError
+    from database.dto import LabelChange
+    from database.states import ReviewState
+
+    lines = tmp_path / "lines"
+
+    def fill(path: Path, seed: int, n: int) -> None:
+        path.mkdir(parents=True)
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            cv2.imwrite(str(path / f"img_{i:02d}.png"), rng.integers(0, 255, (8, 8), dtype=np.uint8))
+
+    fill(lines / "line3", 1, 20)
+    first = index_folder(db, lines / "line3")
+    for image_id in first.added:
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="ok"), "ann")
+    shutil.copytree(lines / "line3", lines / "line3_backup", copy_function=shutil.copy2)   # cp -a
+    for i in range(3):
+        (lines / "line3" / f"img_{i:02d}.png").unlink()
+    cleaned = index_folder(db, lines / "line3", changes_only=True)
+    assert cleaned.renamed_from is None and cleaned.missing == 3
+    assert db.folders.get(first.folder_id).root_path == str(lines / "line3")
+
+    shutil.rmtree(lines / "line3_backup")
+    (lines / "line3").rename(lines / "line3_done")          # overnight: renamed, the counter restarts in a new line3
+    fill(lines / "line3", 2, 17)
+    ((lines / "line3") / "img_00.png").rename(lines / "line3" / "img_19.png")  # (names the old folder still had)
+    opened = index_folder(db, lines / "line3")
+    assert opened.renamed_away == str(lines / "line3_done") and opened.folder_id != first.folder_id
+    assert not opened.set_aside and all(db.labels.current(i).class_name == "ok" for i in first.added)
+
+    # a second station's scan that a rename overtook between its walk and its writes writes nothing
+    fresh = index_folder(db, lines / "line3")
+    real = indexing.plan_changes
+
+    def overtaken(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        db.folders.relocate(fresh.folder_id, str(tmp_path / "elsewhere"))   # another station followed it
+        return plan
+    monkeypatch.setattr(indexing, "plan_changes", overtaken)
+    (lines / "line3" / "img_05.png").write_bytes((lines / "line3" / "img_06.png").read_bytes())
+    with pytest.raises(FolderIndexError, match="followed to"):
+        index_folder(db, lines / "line3")
