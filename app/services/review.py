@@ -814,6 +814,8 @@ class ReviewService:
                         continue
                     arrays = recovery_arrays(meta_path.with_suffix(".npz"))
                     int(meta["image_id"])
+                except FileNotFoundError:
+                    continue  # another start (a station sharing this home) took the file meanwhile: not damaged
                 except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RecursionError) as exc:
                     # a file no start can read was only logged, and tried again at every start (a session-46
                     # probe): set aside with the others a person looks at, and counted in the start-up box

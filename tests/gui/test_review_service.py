@@ -196,6 +196,20 @@ def test_a_recovery_file_no_start_can_read_is_set_aside_and_counted(service, see
     assert (out.saved, out.unreadable) == (0, 2) and out.aside == str(rec / CONFLICTS)
     assert not list(rec.glob("*.json")) and len(list((rec / CONFLICTS).glob("*.json"))) == 2
     assert service.recover(rec).unreadable == 0   # not tried again
+    # a file another start took meanwhile (two stations sharing a home) is not called damaged (the session-46 review)
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec)
+    (taken,) = rec.glob("*.json")
+    taken.with_suffix(".npz").unlink()
+    real_stat = type(taken).stat
+
+    def gone(self, *a, **k):
+        if self == taken:
+            raise FileNotFoundError(2, "No such file", str(self))
+        return real_stat(self, *a, **k)
+    import pytest
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(taken), "stat", gone)
+        assert service.recover(rec).unreadable == 0
 
 
 def test_recovery_never_replaces_a_label_saved_after_it(service, seeded, tmp_path):
