@@ -58,7 +58,7 @@ class QueuePanel(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self._threshold: tuple[float, float] | None = None  # the exact default lower bound, and the box's value of it
+        self._threshold: float | None = None  # the exact default lower bound, until an inspector types one
         self._folder_id: int | None = None
         self._ranking: tuple[int, ...] = ()  # the "label next" proposals, best first
         grid = QGridLayout(self)
@@ -126,6 +126,7 @@ class QueuePanel(QWidget):
             sp.setSingleStep(0.05)
             sp.setValue(v)
             sp.valueChanged.connect(self._changed)
+        self.smin.valueChanged.connect(self._min_typed)   # (signals are blocked while defaults are set)
         score.addWidget(self.score_filter)
         score.addWidget(self.smin, 1)
         score.addWidget(QLabel("to"))
@@ -167,14 +168,20 @@ class QueuePanel(QWidget):
                 sp.blockSignals(True)
                 sp.setValue(v)
                 sp.blockSignals(False)
-            self._threshold = (float(threshold), self.smin.value())
+            # the exact threshold only where the box can show it (one it cannot is filtered as shown)
+            inside = self.smin.minimum() <= threshold <= self.smin.maximum()
+            self._threshold = float(threshold) if inside else None
+
+    def _min_typed(self, *_args) -> None:
+        """An inspector's own lower bound replaces the default's exact one (a value typed back to the shown
+        threshold is the typed value, the session-46 review)."""
+        self._threshold = None
 
     def _score_min(self) -> float:
-        """The range's lower bound: the exact threshold, strictly, while the box shows it as set; a value an
-        inspector typed, as typed ("from 0.5" includes 0.5)."""
-        exact, shown = self._threshold if self._threshold is not None else (None, None)
-        if exact is not None and self.smin.value() == shown:
-            return math.nextafter(exact, math.inf)
+        """The range's lower bound: the exact threshold, strictly, until an inspector types one; a typed value as
+        typed ("from 0.5" includes 0.5)."""
+        if self._threshold is not None:
+            return math.nextafter(self._threshold, math.inf)
         return self.smin.value()
 
     def set_counts(self, counts: dict[str, int]) -> None:

@@ -29,6 +29,12 @@ def test_the_default_range_starts_over_the_exact_threshold_a_typed_one_as_typed(
     assert 0.48463 < low < 0.4848 and not 0.48463 > low
     panel.smin.setValue(0.5)                  # an inspector's own bound: from 0.5, 0.5 included
     assert panel.current().score_min == 0.5
+    panel.smin.setValue(0.485)                # typed back to the number shown: as typed (the session-46 review)
+    assert panel.current().score_min == 0.485
+    panel.score_filter.setChecked(False)
+    panel.set_score_defaults(2e6)             # a threshold the box cannot show is filtered as shown
+    panel.score_filter.setChecked(True)
+    assert panel.current().score_min == panel.smin.value()
 
 
 def test_typed_upper_bound_filters_and_no_limit_can_be_typed_back(qtbot):
