@@ -79,6 +79,30 @@ def store_for(db_url: str, maps_folder: str = "") -> "ArtifactStore":
                          shared=bool(maps_folder) and not os.environ.get(ENV_OVERRIDE))
 
 
+MAPS_MARKER = ".inspection-maps-folder"  # written into a project's maps folder when it is saved
+
+
+def mark_maps_folder(root: Path) -> None:
+    """Mark ``root`` as a project's maps folder (``checked_maps_folder`` when it is saved)."""
+    (root / MAPS_MARKER).write_text("the anomaly maps of an inspection station project (ADR 0061)\n", encoding="utf-8")
+
+
+def is_maps_folder(root: Path) -> bool:
+    """Whether ``root`` is the project's maps folder as saved, not an empty mount point of a share not mounted (the
+    session-46 review: a maps folder that is the mount point itself was written on the station's disk): its marker,
+    or maps already in it (a folder saved before the marker existed, marked now)."""
+    if (root / MAPS_MARKER).is_file():
+        return True
+    try:
+        holds_maps = any(d.is_dir() and len(d.name) == 2 for d in root.iterdir())
+    except OSError:
+        return False
+    if holds_maps:
+        with contextlib.suppress(OSError):
+            mark_maps_folder(root)
+    return holds_maps
+
+
 def _intact(path: Path, ref: str) -> bool:
     """Whether the file holds the bytes its name is the SHA-256 of (maps are named by their content)."""
     digest = Path(ref).name.split(".", 1)[0]
@@ -124,7 +148,7 @@ class ArtifactStore:
         target = root / ref
         if target.exists() and _intact(target, ref):
             return  # (a damaged one is replaced: it was kept for good, the panel saying "pre-label again" in vain)
-        if not make_root and not root.is_dir():
+        if not make_root and not is_maps_folder(root):
             raise FileNotFoundError(f"the maps folder {root} is not there (a share not mounted?)")
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")

@@ -230,6 +230,8 @@ def checked_maps_folder(folder: str) -> str:
     try:
         with tempfile.TemporaryFile(dir=path):
             pass
+        from app.services.artifacts import mark_maps_folder
+        mark_maps_folder(path)   # a worker writes only where it finds it (a share not mounted leaves an empty folder)
     except OSError as exc:
         raise ProjectSettingsError(f"this station cannot write to the maps folder {path} ({exc.strerror or exc})") from None
     from database import path_map

@@ -68,7 +68,9 @@ def test_a_project_maps_folder_is_written_and_this_stations_own_still_read(tmp_p
     monkeypatch.delenv(ENV_OVERRIDE, raising=False)
     url = f"sqlite:///{tmp_path}/station.sqlite"
     old = store_for(url).put_map(np.ones((4, 4), np.float32))
-    (tmp_path / "shared").mkdir()   # a maps folder is one that exists (ProjectSettings' check when it is saved)
+    (tmp_path / "shared").mkdir()   # a maps folder as saved (ProjectSettings' check marks it)
+    from app.services.artifacts import mark_maps_folder
+    mark_maps_folder(tmp_path / "shared")
     store = store_for(url, str(tmp_path / "shared"))
     assert store.root == tmp_path / "shared" and store.also == (tmp_path / "station-artifacts",)
     new = store.put_map(np.zeros((4, 4), np.float32))
@@ -109,6 +111,14 @@ def test_a_maps_share_not_mounted_is_not_made_on_this_stations_disk(tmp_path: Pa
     ref = store.put_map(np.full((4, 4), 3.0, np.float32))
     assert not (mount / "maps").exists() and (tmp_path / "mine" / ref).is_file()
     assert "is not there" in caplog.text
+    # the maps folder the mount point itself (the session-46 review): empty and unmarked while not mounted
+    at_mount = ArtifactStore(mount, also=(tmp_path / "mine",), shared=True)
+    ref = at_mount.put_map(np.full((4, 4), 4.0, np.float32))
+    assert not any(mount.iterdir()) and (tmp_path / "mine" / ref).is_file()
+    # a folder saved before the marker existed, holding maps: still written, and marked now
+    (tmp_path / "old" / "ab").mkdir(parents=True)
+    ArtifactStore(tmp_path / "old", also=(tmp_path / "mine",), shared=True).put_map(np.ones((4, 4), np.float32))
+    assert (tmp_path / "old" / ".inspection-maps-folder").is_file() and len(list((tmp_path / "old").iterdir())) == 3
 
 
 def test_a_shared_file_that_unpacks_to_too_much_is_not_read(tmp_path: Path, monkeypatch) -> None:
