@@ -291,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     cur = dbsub.add_parser("current", help="print the database's schema revision")
     _common(cur)
     cur.set_defaults(func=_handler("app.commands.db", "current"))
+    sw = dbsub.add_parser("sweep-maps", help="remove the anomaly map files no answer refers to any more (a file "
+                                             "whose content changed leaves its old maps behind)")
+    sw.add_argument("--older-than-days", type=float, default=1.0,
+                    help="only maps untouched this long (a worker writes a map before its answer lands; default 1)")
+    sw.add_argument("--dry-run", action="store_true", help="count them, remove nothing")
+    _common(sw)
+    sw.set_defaults(func=_handler("app.commands.db", "sweep_maps"))
     return top
 
 

@@ -105,6 +105,12 @@ class PredictionRepository:
         self._unanalyzed = 0  # rows this process wrote since it last refreshed the statistics
         self._lock = threading.Lock()
 
+    def map_refs(self) -> set[str]:
+        """Every anomaly map reference an answer holds (``db sweep-maps`` removes the map files no answer refers to)."""
+        with self.db.session() as s:
+            return {r for r in s.scalars(select(Prediction.anomaly_map_ref).where(
+                Prediction.anomaly_map_ref.is_not(None)).distinct()) if r}
+
     def written(self, rows: int) -> None:
         """Committed ``rows`` predictions: every ``ANALYZE_AFTER`` rows (however they were batched:
         a job writes a few at a time) PostgreSQL's statistics of the table are refreshed, so the

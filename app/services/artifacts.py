@@ -25,7 +25,10 @@ import io
 import logging
 import os
 import tempfile
+import time
 import zipfile
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +219,40 @@ class ArtifactStore:
         with np.load(path, allow_pickle=False) as data:
             return np.asarray(data["map"], dtype=np.float32)
 
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What ``sweep_maps`` found (and removed, unless it only looked) in one maps folder."""
+
+    root: Path
+    files: int
+    bytes: int
+
+
+def sweep_maps(root: Path, referenced: AbstractSet[str], older_than_s: float, remove: bool = True) -> Swept:
+    """Map files under ``root`` no answer refers to and not touched for ``older_than_s`` (a worker writes a map before
+    its answer lands): removed, or only counted. Why: a map is never deleted with its answer, so a line writing every
+    part to one file name left a map per part for good (a session-46 probe: 5 parts, 5 maps, 1 referenced)."""
+    now, files, size = time.time(), 0, 0
+    if not root.is_dir():
+        return Swept(root, 0, 0)
+    for sub in sorted(root.iterdir()):
+        if not (sub.is_dir() and len(sub.name) == 2):
+            continue
+        for path in sorted(sub.iterdir()):
+            ref = f"{sub.name}/{path.name}"
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if not path.is_file() or ref in referenced or now - st.st_mtime < older_than_s:
+                continue
+            if remove:
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    log.warning("cannot remove %s: %s", path, exc)
+                    continue
+            files, size = files + 1, size + st.st_size
+    return Swept(root, files, size)

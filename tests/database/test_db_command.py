@@ -105,3 +105,38 @@ def test_current_reads_an_older_file_without_changing_it(tmp_path: Path, capsys:
     assert "older than this version's" in capsys.readouterr().out
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert not (tmp_path / "old.sqlite-wal").exists()
+
+
+def test_sweep_maps_removes_the_maps_no_answer_refers_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session-46 probe: a line writing every part to one file name left a map per part (its answers are deleted
+    when the bytes change, its maps never): 5 parts, 5 maps, 1 referenced. ``db sweep-maps`` removes the others,
+    old enough that no worker is about to refer to them; ``--dry-run`` only counts."""
+    import os
+
+    import numpy as np
+
+    from app.services.artifacts import store_for
+    from database import open_database
+    from database.dto import FileEntry, PredictionIn
+
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    db = open_database(url)
+    store = store_for(url)
+    refs = [store.put_map(np.full((4, 4), float(i), np.float32)) for i in range(5)]
+    folder = db.folders.add(str(tmp_path / "line"))
+    (image,) = db.images.sync(folder.id, [FileEntry("cam1_latest.png", 1, 0)]).added_ids
+    version = db.model_versions.register("anomaly", "a1", "/m", activate=True)
+    db.predictions.upsert_many([PredictionIn(image, version.id, anomaly_score=0.2, anomaly_map_ref=refs[-1])])
+    db.close()
+    old = 3 * 86400
+    for ref in refs[:4]:
+        path = store.root / ref
+        os.utime(path, (path.stat().st_atime - old, path.stat().st_mtime - old))
+    fresh = store.put_map(np.full((4, 4), 9.0, np.float32))   # written now, its answer not landed yet
+    assert main(["db", "sweep-maps", "--db", url, "--dry-run"]) == 0
+    assert "would remove 4 map file(s)" in capsys.readouterr().out
+    assert all((store.root / r).is_file() for r in refs)
+    assert main(["db", "sweep-maps", "--db", url]) == 0
+    assert "removed 4 map file(s)" in capsys.readouterr().out
+    assert [(store.root / r).is_file() for r in refs] == [False, False, False, False, True]
+    assert (store.root / fresh).is_file()
