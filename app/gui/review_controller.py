@@ -503,16 +503,19 @@ class ReviewController(QObject):
             return
         unlisted = self.service.unlisted_class(self.detail, self.label)
         self._edit(after, "accept", "accept")
+        notes = []
         if unlisted:   # said, not saved under a name the project no longer uses
-            self.note.emit(f"Accepted without the classifier's class '{unlisted}': it is not among this image's "
-                           "classes (renamed or taken off the list: Project ▸ Classes…). Give the class with its "
-                           "key for the image to count for a retraining.")
+            notes.append(f"Accepted without the classifier's class '{unlisted}': it is not among this image's "
+                         "classes (renamed or taken off the list: Project ▸ Classes…). Give the class with its "
+                         "key for the image to count for a retraining.")
         withheld = self.service.withheld_from(self.detail, after)
         if withheld:   # said, not silently left out
-            self.note.emit("Accepted without the " + " and the ".join(f"{f}'s answer" for f in withheld)
-                           + ": out of that model's domain, so not taken. Give "
-                           + ", ".join(_GIVE_INSTEAD[f] for f in withheld)
-                           + " yourself for the image to count for a retraining.")
+            notes.append("Accepted without the " + " and the ".join(f"{f}'s answer" for f in withheld)
+                         + ": out of that model's domain, so not taken. Give "
+                         + ", ".join(_GIVE_INSTEAD[f] for f in withheld)
+                         + " yourself for the image to count for a retraining.")
+        if notes:   # one note: a second replaced the first on the status bar (seen under Xvfb, session 46)
+            self.note.emit(" ".join(notes))
         p = self.detail.prediction if self.detail is not None else None
         if (p is not None and p.heatmap_missing and after.anomaly_verdict == "anomalous"
                 and after.anomaly_region is None):  # ADR 0061: said, not silently left out

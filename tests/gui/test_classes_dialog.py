@@ -211,12 +211,16 @@ def test_accept_keeps_no_class_the_project_took_off_its_list_and_says_so(service
     retraining. Accept now keeps the rest of the answer and no class, and says why; a class key still labels."""
     from tests.gui.conftest import wait_saved
 
+    from tests.gui.test_out_of_domain import _mark_out_of_domain
+
     win = build_window(service, qtbot)
     fid = win.open_folder(str(folder))
-    seed_predictions(db, fid, artifacts)
+    versions = seed_predictions(db, fid, artifacts)
+    _mark_out_of_domain(db, fid, versions, {"part_00.png"}, families=("segmenter",))  # a second note to say
     win.refresh_models()
     wait_shown(win, qtbot)
     wait_prediction_shown(win, qtbot)
+    assert win.review.detail.item.name == "part_00.png"
     predicted = win.review.detail.prediction.predicted_class
     project_classes.save(db, [c if c != predicted else f"{c} defect" for c in CLASSES])  # renamed on the list
     win.refresh_models()
@@ -229,5 +233,7 @@ def test_accept_keeps_no_class_the_project_took_off_its_list_and_says_so(service
     wait_saved(win, qtbot)
     label = db.labels.current(image_id)
     assert label.review_state == "accepted" and label.class_name is None
-    assert any(f"without the classifier's class '{predicted}'" in n for n in notes)
+    # one note says both (a second replaced the first on the status bar, seen under Xvfb)
+    assert len(notes) == 1 and f"without the classifier's class '{predicted}'" in notes[0]
+    assert "segmenter's answer" in notes[0]
     win.close()
