@@ -280,7 +280,7 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
     # this version happens to give too, is evidence for it, not a copy (a session-45 probe: clf-v1's accepted
     # answers were called clf-v2's "own answers kept as they came" after v2 was made active)
     preds = {i: p for i, p in db.predictions.for_images(list(labels), version_id).items()
-             if p.id == labels[i].from_prediction_id}
+             if p.id == labels[i].from_prediction_id or _shown_with(db, family, p, labels[i])}
     if family == "anomaly":
         return _anomaly_answers_kept(db, version_id, labels, preds)
     kept = 0
@@ -300,6 +300,21 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
             continue
         kept += a.shape == b.shape and bool(np.array_equal(a, b))
     return kept
+
+
+def _shown_with(db: Database, family: str, pred: Any, label: Any) -> bool:
+    """Whether ``pred`` was the family's answer on screen when ``label`` was accepted from its image's answers: an
+    accepted label names one answer row only (the first family's), so a segmenter's or anomaly model's own answer
+    accepted beside a classifier's was not counted, and the "own answers" note never came (a session-46 probe). It
+    was, where the label was accepted from a row of this image and ``pred`` is the only answer of its family the image
+    had then (another version's beside it: which one was shown cannot be told, and it is not counted)."""
+    rows = db.predictions.for_image(pred.image_id)
+    if label.from_prediction_id not in {r.id for r in rows}:
+        return False
+    families = {r.model_version_id: (v.family if (v := db.model_versions.get(r.model_version_id)) else None)
+                for r in rows}
+    then = [r for r in rows if families.get(r.model_version_id) == family and r.created_at <= label.created_at]
+    return [r.id for r in then] == [pred.id]
 
 
 def _anomaly_answers_kept(db: Database, version_id: int, labels: Mapping[int, Any], preds: Mapping[int, Any]) -> int:

@@ -210,7 +210,6 @@ def test_accept_keeps_no_class_the_project_took_off_its_list_and_says_so(service
     reviewed label, without a word: the labels split between the old name and the new in exports, counts and
     retraining. Accept now keeps the rest of the answer and no class, and says why; a class key still labels."""
     from tests.gui.conftest import wait_saved
-
     from tests.gui.test_out_of_domain import _mark_out_of_domain
 
     win = build_window(service, qtbot)

@@ -1039,3 +1039,36 @@ def test_a_segmenter_held_out_part_is_cut_over_the_frames_with_masks(tmp_path: P
     plan = plan_retraining(db, "segmenter", tmp_path / "w.work", tmp_path / "out", groups="auto")
     assert plan.data["frames"] == 20 and plan.data["held_out"] > 0
     db.close()
+
+
+def test_a_segmenters_own_answers_accepted_beside_a_classifiers_are_counted(tmp_path: Path) -> None:
+    """A session-46 probe: an accepted label names one answer row, the first family's (the classifier's), so masks
+    accepted as the segmenter gave them were not counted as its own answers and the comparison's note never came;
+    the same with another segmenter version's answer beside it (which one was shown cannot be told) is not counted."""
+    from app.services.review import ReviewService
+    from database.dto import PredictionIn
+    from tests.tiny_models import save_tiny_models
+
+    names = [f"frame{i:02d}" for i in range(15)]
+    db, _url, ids = indexed_parts(tmp_path, "ir", names)
+    dirs = save_tiny_models(tmp_path / "models")
+    seg = db.model_versions.register("segmenter", "seg-v1", str(dirs["segmenter"]), activate=True)
+    clf = db.model_versions.register("classifier", "clf-v1", str(dirs["classifier"]),
+                                     card={"classes": ["free", "crack"]}, activate=True)
+    other = db.model_versions.register("segmenter", "seg-v0", str(dirs["segmenter"]))
+    for k, i in enumerate(ids.values()):
+        rows = [PredictionIn(i, clf.id, class_scores={"free": 0.3, "crack": 0.7}, predicted_class="crack",
+                             confidence=0.7), PredictionIn(i, seg.id, mask_png=encode_mask(target_mask(k)),
+                                                           target_count=1)]
+        if k % 2:   # another segmenter version had answered these too
+            rows.append(PredictionIn(i, other.id, mask_png=encode_mask(target_mask(k)), target_count=1))
+        db.predictions.upsert_many(rows)
+    service = ReviewService(db)
+    for i in ids.values():    # A on every frame
+        service.save(i, service.accepted_label(service.detail(i), service._label(i)))
+    from app.services.retraining import parents_answers_kept
+    counted = parents_answers_kept(db, seg.id, "segmenter", list(ids.values()))
+    assert counted == sum(1 for k in range(15) if not k % 2)     # the 8 frames only seg-v1 had answered
+    plan = plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out", groups="none")
+    assert plan.data.get("held_out_parents_answers", 0) > 0      # the comparison says it
+    db.close()
