@@ -111,7 +111,13 @@ def sqlite_revision(url: str) -> str | None:
     path = _sqlite_path(parsed)
     if path is None:
         raise DatabaseError(f"{where(parsed)} is not a SQLite file")
-    return _file_revision(f"{path.resolve().as_uri()}?mode=ro", parsed, 5.0, uri=True)
+    target = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        return _file_revision(target, parsed, 5.0, uri=True)
+    except SchemaTooNewError:
+        raise
+    except DatabaseError:  # a WAL file on read-only media (no -shm can be made): read as it stands on disk
+        return _file_revision(f"{target}&immutable=1", parsed, 5.0, uri=True)
 
 
 def _file_revision(target: str, url: URL, timeout_s: float, uri: bool = False) -> str | None:

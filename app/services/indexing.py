@@ -131,7 +131,9 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     for why in notes.skipped:  # said at an opening; a follower's re-scan every few seconds says it once in the log
         (log.debug if changes_only else log.warning)("%s: not indexed: %s", root, why)
     del known
-    if renamed_from is None and present and len(plan.changed) + len(plan.gone) >= max(3, present // 2 + 1):
+    # (files still there unchanged are a clean-up's, not a rename's: a backup beside it must not take its row)
+    if renamed_from is None and present and len(plan.changed) + len(plan.gone) >= max(3, present // 2 + 1) \
+            and plan.unchanged <= present // 10:
         # most of its files changed or went: was it renamed and a new folder made at its name (``mv line3
         # line3_done`` while the line writes on into a new line3)? Its labels were set aside onto the new line's
         # files, and its renamed folder opened unreviewed (a session-46 probe)
@@ -219,8 +221,9 @@ def still_here(db: "Database", folder_id: int, root: Path) -> None:
     """``FolderIndexError`` when the folder's row no longer points at ``root``: another station followed it to a new
     name while this scan walked the old one, whose files (a new line's, at the old name) must not be written to its
     rows (the session-46 review: they were, the labels set aside onto other parts)."""
-    now = db.folders.get(folder_id)
-    if now is None or PurePath(now.root_path) != PurePath(root):
+    here = db.folders.by_path(str(root))   # compared as stored (a path map need not read back the same way)
+    if here is None or here.id != folder_id:
+        now = db.folders.get(folder_id)
         raise FolderIndexError(f"{root}: the folder was followed to {now.root_path if now else 'nowhere'} meanwhile "
                                "(renamed on disk); scan again")
 

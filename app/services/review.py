@@ -815,7 +815,12 @@ class ReviewService:
                     arrays = recovery_arrays(meta_path.with_suffix(".npz"))
                     int(meta["image_id"])
                 except FileNotFoundError:
-                    continue  # another start (a station sharing this home) took the file meanwhile: not damaged
+                    if not meta_path.exists():
+                        continue  # another start (a station sharing this home) took the file meanwhile: not damaged
+                    log.warning("the recovery file %s lost its masks: kept aside", meta_path)  # (the review: skipped
+                    _set_aside(root, meta_path)                                      # silently at every start)
+                    unreadable += 1
+                    continue
                 except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RecursionError) as exc:
                     # a file no start can read was only logged, and tried again at every start (a session-46
                     # probe): set aside with the others a person looks at, and counted in the start-up box

@@ -140,3 +140,23 @@ def test_sweep_maps_removes_the_maps_no_answer_refers_to(tmp_path: Path, capsys:
     assert "removed 4 map file(s)" in capsys.readouterr().out
     assert [(store.root / r).is_file() for r in refs] == [False, False, False, False, True]
     assert (store.root / fresh).is_file()
+
+
+def test_current_reads_a_wal_file_on_read_only_media(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session-46 review: a station's file is WAL, and a read-only open cannot make its -shm on read-only media
+    ("unable to open database file"); the revision is then read from the file as it stands."""
+    import database.engine as engine
+    from database import open_database
+
+    url = f"sqlite:///{tmp_path / 'st.sqlite'}"
+    open_database(url).close()
+    real = engine._file_revision
+
+    def read_only_media(target, *args, **kwargs):
+        if "immutable=1" not in target:
+            raise engine.DatabaseError("cannot open the database file (unable to open database file).")
+        return real(target, *args, **kwargs)
+    monkeypatch.setattr(engine, "_file_revision", read_only_media)
+    assert main(["db", "current", "--db", url]) == 0
+    assert "(up to date)" in capsys.readouterr().out

@@ -210,6 +210,8 @@ def test_a_recovery_file_no_start_can_read_is_set_aside_and_counted(service, see
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(type(taken), "stat", gone)
         assert service.recover(rec).unreadable == 0
+    # a file whose masks were lost (its JSON still there) is set aside and counted, not skipped at every start
+    assert service.recover(rec).unreadable == 1 and not list(rec.glob("*.json"))
 
 
 def test_recovery_never_replaces_a_label_saved_after_it(service, seeded, tmp_path):

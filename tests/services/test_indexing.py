@@ -604,6 +604,14 @@ def test_a_cleanup_is_not_a_rename_and_a_new_line_reusing_every_name_is(db, tmp_
     cleaned = index_folder(db, lines / "line3", changes_only=True)
     assert cleaned.renamed_from is None and cleaned.missing == 3
     assert db.folders.get(first.folder_id).root_path == str(lines / "line3")
+    for i in range(3, 12):   # most of them deleted, the rest still there unchanged: a clean-up too (the review)
+        (lines / "line3" / f"img_{i:02d}.png").unlink()
+    cleaned = index_folder(db, lines / "line3", changes_only=True)
+    assert cleaned.renamed_from is None and cleaned.missing == 9
+    assert db.folders.get(first.folder_id).root_path == str(lines / "line3")
+    for i in range(12):      # (put back for the next part: a rename of the whole folder)
+        shutil.copy2(lines / "line3_backup" / f"img_{i:02d}.png", lines / "line3" / f"img_{i:02d}.png")
+    index_folder(db, lines / "line3", changes_only=True)
 
     shutil.rmtree(lines / "line3_backup")
     (lines / "line3").rename(lines / "line3_done")          # overnight: renamed, the counter restarts in a new line3
@@ -625,3 +633,16 @@ def test_a_cleanup_is_not_a_rename_and_a_new_line_reusing_every_name_is(db, tmp_
     (lines / "line3" / "img_05.png").write_bytes((lines / "line3" / "img_06.png").read_bytes())
     with pytest.raises(FolderIndexError, match="followed to"):
         index_folder(db, lines / "line3")
+
+
+def test_a_path_map_that_does_not_read_back_the_same_way_scans_as_before(db, tmp_path: Path, monkeypatch) -> None:
+    """The session-46 review: with a share and its subfolder mapped separately, the stored path of a scanned folder
+    read back through the map as another path, and every scan failed "followed … meanwhile"."""
+    (tmp_path / "x" / "b" / "line3").mkdir(parents=True)
+    (tmp_path / "y").mkdir()
+    cv2.imwrite(str(tmp_path / "x" / "b" / "line3" / "a.png"), np.zeros((4, 4), np.uint8))
+    monkeypatch.setenv("INSPECTION_PATH_MAP", f"/mnt/a={tmp_path / 'x'};/mnt/a/b={tmp_path / 'y'}")
+    first = index_folder(db, tmp_path / "x" / "b" / "line3")
+    cv2.imwrite(str(tmp_path / "x" / "b" / "line3" / "b.png"), np.ones((4, 4), np.uint8))
+    again = index_folder(db, tmp_path / "x" / "b" / "line3")
+    assert again.folder_id == first.folder_id and len(again.added) == 1
