@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from database import DatabaseError, open_database
 from database.engine import sqlite_file, sqlite_revision
@@ -64,35 +65,71 @@ def current(args: argparse.Namespace) -> int:
 
 
 def sweep_maps(args: argparse.Namespace) -> int:
-    """Remove (or count) the map files of the project's maps folder and of this station's own folder beside a SQLite
-    file that no answer refers to. This station's folder in the user cache is left alone: every database opened
-    here without a maps folder shares it, and the answers of only one of them are known here."""
-    from app.services.artifacts import ENV_OVERRIDE, station_root, store_for
+    """Remove (or count) the map files no answer of this database refers to, in the folders only it writes: the
+    project's maps folder where its marker names this project (another project may share a folder), and this
+    station's folder beside a SQLite file where no other database file shares its name's stem. The folder in the user
+    cache and ``INSPECTION_STATION_ARTIFACTS`` are shared by every database opened here: left alone, and said."""
+    from app.services.artifacts import ENV_OVERRIDE, maps_folder_project, station_root
     from app.services.artifacts import sweep_maps as sweep
-    from app.services.project_settings import load_project_settings
+    from app.services.project_settings import load_project_settings, project_id
+    from database import path_map
 
     if not args.older_than_days >= 0:
         print("error: --older-than-days must be 0 or more", file=sys.stderr)
         return 2
     try:
         db = open_database(args.db, migrate=False)
+    except DatabaseError as exc:
+        return _fail(exc)
+    try:
         try:
-            maps_folder = load_project_settings(db).maps_folder
-            referenced = db.predictions.map_refs()
-        finally:
-            db.close()
-    except (DatabaseError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    store = store_for(args.db, maps_folder)
-    own = station_root(args.db)
-    roots = [r for r in store.roots if r != own or sqlite_file(args.db) is not None or os.environ.get(ENV_OVERRIDE)]
-    for left in (r for r in store.roots if r not in roots):
-        print(f"{left}: not swept (this station's folder in the user cache: every database opened here without a "
-              "maps folder shares it)", file=sys.stderr)
-    for root in roots:
-        done = sweep(root, referenced, args.older_than_days * 86400, remove=not args.dry_run)
-        verb = "would remove" if args.dry_run else "removed"
-        print(f"{root}: {verb} {done.files} map file(s), {done.bytes / 2**20:.1f} MiB, that no answer refers to "
-              f"(untouched for {args.older_than_days:g} day(s) or more)")
+            maps_folder, project = load_project_settings(db).maps_folder, project_id(db)
+        except (DatabaseError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        roots: list[Path] = []
+        if maps_folder:
+            shared = Path(path_map.local(maps_folder))
+            if maps_folder_project(shared) == project:
+                roots.append(shared)
+            else:
+                print(f"{shared}: not swept (its marker does not name this project: another project's maps may be "
+                      "there too; save the maps folder again in Settings if only this project writes there)",
+                      file=sys.stderr)
+        own, file = station_root(args.db), sqlite_file(args.db)
+        if os.environ.get(ENV_OVERRIDE):
+            print(f"{os.environ[ENV_OVERRIDE]}: not swept ({ENV_OVERRIDE}: every database opened here writes there)",
+                  file=sys.stderr)
+        elif file is None:
+            print(f"{own}: not swept (this station's folder in the user cache: every database opened here without a "
+                  "maps folder shares it)", file=sys.stderr)
+        elif _shares_stem(file):
+            print(f"{own}: not swept (another database file beside {file.name} has the same name's stem and the same "
+                  "maps folder)", file=sys.stderr)
+        else:
+            roots.append(own)
+        for root in roots:
+            done = sweep(root, db.predictions.map_refs, args.older_than_days * 86400, remove=not args.dry_run)
+            verb = "would remove" if args.dry_run else "removed"
+            print(f"{root}: {verb} {done.files} map file(s), {done.bytes / 2**20:.1f} MiB, that no answer refers to "
+                  f"(untouched for {args.older_than_days:g} day(s) or more)")
+    finally:
+        db.close()
     return 0
+
+
+def _shares_stem(file: Path) -> bool:
+    """Whether another SQLite file beside ``file`` has its name's stem (``station.sqlite`` and ``station.db`` both keep
+    their maps in ``station-artifacts``)."""
+    try:
+        others = [p for p in file.parent.iterdir() if p != file and p.is_file() and p.stem == file.stem]
+    except OSError:
+        return True
+    for other in others:
+        try:
+            with other.open("rb") as fh:
+                if fh.read(16) == b"SQLite format 3\x00":
+                    return True
+        except OSError:
+            return True
+    return False

@@ -94,7 +94,9 @@ class ProjectSettingsController(QObject):
             if new.trace != base.trace:  # re-reads every folder's serial/lot/station, and says what it read (a
                 # session-44 probe: a trace.csv with a duplicate and a bad row was saved without a word)
                 traced = " · ".join(r.summary(changes=True) for r in change_trace_rule(db, new.trace, by=by))
-            if new.maps_folder != base.maps_folder:  # workers write there from their next batch (ADR 0061)
+            if new.maps_folder != base.maps_folder or new.maps_folder:  # workers write there from their next batch
+                # (ADR 0061); saved again as it is, it is marked again (a folder an older version saved has no marker
+                # and is not written until it has one: the session-46 review)
                 save_maps_folder(db, new.maps_folder, by=by)
             return load_project_settings(db), reflagged, traced
 

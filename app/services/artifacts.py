@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,23 @@ def store_for(db_url: str, maps_folder: str = "") -> "ArtifactStore":
 MAPS_MARKER = ".inspection-maps-folder"  # written into a project's maps folder when it is saved
 
 
-def mark_maps_folder(root: Path) -> None:
-    """Mark ``root`` as a project's maps folder (``checked_maps_folder`` when it is saved)."""
-    (root / MAPS_MARKER).write_text("the anomaly maps of an inspection station project (ADR 0061)\n", encoding="utf-8")
+def mark_maps_folder(root: Path, project: str | None = None) -> None:
+    """Mark ``root`` as a project's maps folder (when it is saved), naming the project where known (``db sweep-maps``
+    sweeps only a folder that names its project: another project's maps may be there too)."""
+    marker = root / MAPS_MARKER
+    if project is None and marker.is_file():
+        return  # a marker naming its project stays
+    text = "the anomaly maps of an inspection station project (ADR 0061)\n" + (f"project {project}\n" if project else "")
+    marker.write_text(text, encoding="utf-8")
+
+
+def maps_folder_project(root: Path) -> str | None:
+    """The project a maps folder's marker names (None: none named)."""
+    try:
+        lines = (root / MAPS_MARKER).read_text(encoding="utf-8").splitlines()[:4]
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((line.split(" ", 1)[1].strip() for line in lines if line.startswith("project ")), None)
 
 
 def is_maps_folder(root: Path) -> bool:
@@ -150,6 +165,8 @@ class ArtifactStore:
     def _write(root: Path, ref: str, data: bytes, make_root: bool = True) -> None:
         target = root / ref
         if target.exists() and _intact(target, ref):
+            with contextlib.suppress(OSError):  # in use again: ``sweep_maps`` leaves maps touched lately alone
+                os.utime(target)
             return  # (a damaged one is replaced: it was kept for good, the panel saying "pre-label again" in vain)
         if not make_root and not is_maps_folder(root):
             raise FileNotFoundError(f"the maps folder {root} is not there (a share not mounted?)")
@@ -230,13 +247,18 @@ class Swept:
     bytes: int
 
 
-def sweep_maps(root: Path, referenced: AbstractSet[str], older_than_s: float, remove: bool = True) -> Swept:
+def sweep_maps(root: Path, referenced: Callable[[], AbstractSet[str]], older_than_s: float,
+               remove: bool = True) -> Swept:
     """Map files under ``root`` no answer refers to and not touched for ``older_than_s`` (a worker writes a map before
-    its answer lands): removed, or only counted. Why: a map is never deleted with its answer, so a line writing every
-    part to one file name left a map per part for good (a session-46 probe: 5 parts, 5 maps, 1 referenced)."""
-    now, files, size = time.time(), 0, 0
+    its answer lands; one stored again is touched): removed, or only counted. ``referenced`` is read before and again
+    after the folder is walked, so an answer landing meanwhile keeps its map. Why: a map is never deleted with its
+    answer, so a line writing every part to one file name left a map per part for good (a session-46 probe: 5 parts,
+    5 maps, 1 referenced)."""
+    now = time.time()
     if not root.is_dir():
         return Swept(root, 0, 0)
+    known = referenced()
+    candidates: list[tuple[str, Path, int]] = []
     for sub in sorted(root.iterdir()):
         if not (sub.is_dir() and len(sub.name) == 2):
             continue
@@ -246,13 +268,19 @@ def sweep_maps(root: Path, referenced: AbstractSet[str], older_than_s: float, re
                 st = path.stat()
             except OSError:
                 continue
-            if not path.is_file() or ref in referenced or now - st.st_mtime < older_than_s:
+            if path.is_file() and ref not in known and now - st.st_mtime >= older_than_s:
+                candidates.append((ref, path, st.st_size))
+    if candidates:
+        known = referenced()
+    files = size = 0
+    for ref, path, n in candidates:
+        if ref in known:
+            continue
+        if remove:
+            try:
+                path.unlink()
+            except OSError as exc:
+                log.warning("cannot remove %s: %s", path, exc)
                 continue
-            if remove:
-                try:
-                    path.unlink()
-                except OSError as exc:
-                    log.warning("cannot remove %s: %s", path, exc)
-                    continue
-            files, size = files + 1, size + st.st_size
+        files, size = files + 1, size + n
     return Swept(root, files, size)

@@ -241,10 +241,29 @@ def checked_maps_folder(folder: str) -> str:
 def save_maps_folder(db: "Database", folder: str, by: str | None = None) -> str:
     """Store the project's maps folder (``checked_maps_folder``); workers write new maps there from their
     next batch, and stations read there; a map made before reaches it when a job covers its image at the station
-    that made it (copied, no model runs: ADR 0061)."""
+    that made it (copied, no model runs: ADR 0061). The folder's marker names the project (``project_id``)."""
     checked = checked_maps_folder(folder)
+    if checked:
+        from app.services.artifacts import mark_maps_folder
+        mark_maps_folder(Path(os.path.expanduser(folder.strip())), project_id(db))
     db.project_settings.put(MAPS_FOLDER, checked, by=by)
     return checked
+
+
+PROJECT_ID = "project_id"
+
+
+def project_id(db: "Database") -> str:
+    """This project's own name for itself, made once (a maps folder's marker names it: ``db sweep-maps`` sweeps only
+    the maps of the project a folder names)."""
+    import uuid
+
+    stored = db.project_settings.get(PROJECT_ID)
+    if isinstance(stored, str) and stored:
+        return stored
+    db.project_settings.put_missing({PROJECT_ID: uuid.uuid4().hex})
+    again = db.project_settings.get(PROJECT_ID)
+    return str(again)
 
 
 def adopt_legacy_settings(db: "Database", station_thresholds: Mapping[str, Any] | None = None,

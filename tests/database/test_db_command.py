@@ -160,3 +160,55 @@ def test_current_reads_a_wal_file_on_read_only_media(tmp_path: Path, capsys: pyt
     monkeypatch.setattr(engine, "_file_revision", read_only_media)
     assert main(["db", "current", "--db", url]) == 0
     assert "(up to date)" in capsys.readouterr().out
+
+
+def test_sweep_maps_sweeps_only_folders_this_database_alone_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session-46 review: the sweep removed maps another database still used: two files of one stem share a maps
+    folder beside them, two projects may share a maps folder, the INSPECTION_STATION_ARTIFACTS folder is every
+    database's; and a map stored again (a dedupe) kept its old time, so the sweep took it from its new answer."""
+    import os
+    import shutil
+
+    import numpy as np
+
+    from app.services.artifacts import ArtifactStore, store_for
+    from app.services.project_settings import save_maps_folder
+    from database import open_database
+
+    def aged(store_root: Path, ref: str) -> None:
+        path = store_root / ref
+        os.utime(path, (path.stat().st_atime - 3 * 86400, path.stat().st_mtime - 3 * 86400))
+
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    open_database(url).close()
+    ref = store_for(url).put_map(np.ones((4, 4), np.float32))
+    aged(store_for(url).root, ref)
+    shutil.copy(tmp_path / "station.sqlite", tmp_path / "station.db")   # a second database of the same stem
+    assert main(["db", "sweep-maps", "--db", url]) == 0
+    assert "not swept (another database file" in capsys.readouterr().err and (store_for(url).root / ref).is_file()
+    (tmp_path / "station.db").unlink()
+
+    store = store_for(url)
+    store.put_map(np.ones((4, 4), np.float32))   # stored again: in use, touched
+    assert main(["db", "sweep-maps", "--db", url]) == 0
+    assert "removed 0 map file(s)" in capsys.readouterr().out and (store.root / ref).is_file()
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    other = ArtifactStore(shared).put_map(np.full((4, 4), 7.0, np.float32))   # another project's map there
+    aged(shared, other)
+    db = open_database(url)
+    db.project_settings.put("maps_folder", str(shared))   # saved by an older version: its marker names no project
+    db.close()
+    assert main(["db", "sweep-maps", "--db", url]) == 0
+    assert "its marker does not name this project" in capsys.readouterr().err and (shared / other).is_file()
+    db = open_database(url)
+    save_maps_folder(db, str(shared))    # saved again in Settings: the marker names this project
+    db.close()
+    assert main(["db", "sweep-maps", "--db", url]) == 0
+    assert not (shared / other).is_file()  # (only this project writes there now, as the person said by saving it)
+
+    monkeypatch.setenv("INSPECTION_STATION_ARTIFACTS", str(tmp_path / "override"))
+    assert main(["db", "sweep-maps", "--db", url]) == 0
+    assert "INSPECTION_STATION_ARTIFACTS: every database" in capsys.readouterr().err
