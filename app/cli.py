@@ -55,8 +55,9 @@ def _then_fit_domain(train: Callable[[argparse.Namespace], int]) -> Callable[[ar
     @functools.wraps(train)
     def run(args: argparse.Namespace) -> int:
         code = int(train(args) or 0)
-        if code == 0 and not getattr(args, "no_domain_fit", False):
-            importlib.import_module("app.commands.domain").after_train(args)
+        if code == 0:   # (without a fit, an earlier training's statistics in the folder would describe other data)
+            importlib.import_module("app.commands.domain").after_train(
+                args, fit=not getattr(args, "no_domain_fit", False))
         return code
 
     return run

@@ -60,7 +60,10 @@ def images_under(folder: str | os.PathLike, names: Iterable[str] | None = None) 
     """Every image under ``folder`` (recursive, sorted); with ``names``, only the images whose
     file stem or path relative to ``folder`` is listed (a split file such as SIRST's train.txt)."""
     root = Path(folder)
-    found = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    # hidden folders are not a trainer's data (a session-46 probe: a model trained on 11 images was described by 14,
+    # three of them from .hidden/)
+    found = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p)
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if names is None:
         return found
     wanted = {n.strip() for n in names if n.strip()}
@@ -74,12 +77,26 @@ def training_images(data: str | os.PathLike) -> list[Path]:
     root = Path(data)
     if (root / "train.txt").is_file() and (root / "images").is_dir():
         return images_under(root / "images", (root / "train.txt").read_text(encoding="utf-8").splitlines())
+    if (root / "images").is_dir() and (root / "masks").is_dir():  # frames and their masks: the frames alone (the
+        return images_under(root / "images")                      # masks were described as training images)
     # MVTec: train/ holds only good/ (an image folder whose classes include "good" holds more).
     goods = [root / "train" / "good"] + sorted(root.glob("*/train/good"))
     good = next((g for g in goods if g.is_dir() and [d.name for d in g.parent.iterdir() if d.is_dir()] == ["good"]), None)
     if good is not None:
         return images_under(good)
     return images_under(root / "train" if (root / "train").is_dir() else root)
+
+
+def forget_domain(model_dir: str | os.PathLike) -> None:
+    """Remove a model folder's domain statistics: written by an earlier training into the same folder, they describe
+    other data (a session-46 probe: the command said "no domain statistics" while the first run's stayed in force)."""
+    from inference.domain import DOMAIN_JSON, DOMAIN_WEIGHTS
+
+    for name in (DOMAIN_JSON, DOMAIN_WEIGHTS):
+        try:
+            (Path(model_dir) / name).unlink()
+        except FileNotFoundError:
+            pass
 
 
 # Capture groups of the training images and the rule that made them (None: no usable groups).
@@ -101,6 +118,7 @@ def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.P
         try:
             fit = fit_directory(d, images, device=device, source=f"training images of {data}", grouping=grouping)
         except Exception as exc:  # noqa: BLE001 - the model is good without statistics; say why there are none
+            forget_domain(d)   # an earlier training's into the same folder would describe other data (a probe)
             lines.append(f"{d}: no domain statistics ({type(exc).__name__}: {exc})")
             continue
         lines.append(f"{d}: domain statistics of {fit.images} training images, out-of-domain threshold "

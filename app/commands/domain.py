@@ -47,16 +47,20 @@ def fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def after_train(args: argparse.Namespace) -> None:
+def after_train(args: argparse.Namespace, fit: bool = True) -> None:
     """After ``train FAMILY``: domain statistics for each model directory it wrote (``--out``, or the
     segmenter's ``final/`` and ``best/``) from the training images of ``--data``, folds grouped by
     the family's own ``--group-by`` (classifier: auto/folder/prefix/none; anomaly: prefix/none/regex;
     segmenter: scene/none), as its cross-validation groups them."""
-    from inference.domain_fit import fit_after_training
+    from inference.domain_fit import fit_after_training, forget_domain
     from inference.training.groups import path_groups
 
     out = Path(args.out)
     dirs = [d for d in (out, out / "final", out / "best") if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
+    if not fit:   # --no-domain-fit: none, not an earlier training's of other data (a session-46 probe)
+        for d in dirs:
+            forget_domain(d)
+        return
     rule = str(getattr(args, "group_by", "auto") or "auto")
     for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"),
                                    grouping=lambda paths: path_groups(paths, rule=rule)):

@@ -152,6 +152,30 @@ def test_training_images_follow_each_trainers_layout(tmp_path) -> None:
     touch("sirst", "images", "f2.png")
     (tmp_path / "sirst" / "train.txt").write_text("f1\n")
     assert [p.name for p in training_images(tmp_path / "sirst")] == ["f1.png"]
+    # session-46 probes: frames beside their masks without a train.txt were described with the masks; a hidden
+    # folder's images that no trainer reads were described too
+    touch("seg", "images", "f1.png")
+    touch("seg", "masks", "f1.png")
+    assert [p.relative_to(tmp_path).as_posix() for p in training_images(tmp_path / "seg")] == ["seg/images/f1.png"]
+    touch("flat", "ok", "a.png")
+    touch("flat", ".hidden", "b.png")
+    assert [p.name for p in training_images(tmp_path / "flat")] == ["a.png"]
+
+
+def test_a_training_without_statistics_leaves_none_of_an_earlier_one(tmp_path) -> None:
+    """A session-46 probe: training again into the same --out kept the first run's domain statistics (of other data)
+    while the command said "no domain statistics"; --no-domain-fit left them behind too."""
+    from inference.domain import DOMAIN_JSON, DOMAIN_WEIGHTS
+    from inference.domain_fit import fit_after_training
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in (DOMAIN_JSON, DOMAIN_WEIGHTS):
+        (model / name).write_text("an earlier training's")
+    (tmp_path / "data").mkdir()   # too few images to describe
+    (line,) = fit_after_training([model], tmp_path / "data", device="cpu")
+    assert "no domain statistics" in line and not (model / DOMAIN_JSON).exists()
+    assert not (model / DOMAIN_WEIGHTS).exists()
 
 
 def test_two_parts_flag_what_either_part_alone_sees() -> None:
@@ -386,3 +410,17 @@ def test_a_capped_threshold_is_said_so_in_its_file_and_its_line(tmp_path) -> Non
     assert back is not None and back.capped and "median out-of-fold distance" in rate_note(back)
     plain = fit_domain({"descriptor": rng.normal(0.0, 3.0, (36, 12))}, parts=("descriptor", "descriptor_range"))
     assert not plain.capped and "quantile of out-of-fold distances" in rate_note(plain)
+
+
+def test_no_domain_fit_removes_an_earlier_trainings_statistics(tmp_path) -> None:
+    import argparse
+
+    from app.commands.domain import after_train
+    from inference.domain import DOMAIN_JSON
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("config.json", "model.safetensors", DOMAIN_JSON):
+        (out / name).write_text("x")
+    after_train(argparse.Namespace(out=str(out), data=str(tmp_path)), fit=False)
+    assert not (out / DOMAIN_JSON).exists() and (out / "model.safetensors").exists()
