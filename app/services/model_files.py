@@ -46,6 +46,9 @@ def folder_files(directory: Path) -> list[tuple[str, bytes]]:
     return [(name, path.read_bytes()) for name, path in folder_entries(directory)]
 
 
+TRAINER_STATE = "training"   # a trainer's resumable state and snapshots inside its --out (classifier_train._state_dir)
+
+
 def folder_entries(directory: Path) -> list[tuple[str, Path]]:
     """(posix name, path) of the files inference reads below ``directory`` (a link to a safetensors or JSON file as the
     file it names); hidden entries, other links and other kinds of files are left out; too many or too large files
@@ -55,7 +58,10 @@ def folder_entries(directory: Path) -> list[tuple[str, Path]]:
     total = 0
     for root, dirs, names in os.walk(directory, followlinks=False):
         rel_root = Path(root).relative_to(directory)
-        dirs[:] = [d for d in dirs if not d.startswith(".") and len(rel_root.parts) < MAX_DEPTH]
+        # (the trainer's own state folder, ``training/``, is not read by inference: its snapshots were copied into the
+        # shared database, some six more copies of the weights to every station; a session-46 probe)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and len(rel_root.parts) < MAX_DEPTH
+                   and not (not rel_root.parts and d == TRAINER_STATE)]
         for name in sorted(names):
             path = Path(root) / name
             if name.startswith(".") or path.suffix.lower() not in KEPT_SUFFIXES:

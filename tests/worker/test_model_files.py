@@ -93,6 +93,9 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
     folder = _elsewhere(tiny_models, tmp_path, "classifier")
     (folder / "training").mkdir()
     (folder / "training" / "state.pt").write_bytes(b"a pickle stays where it was made")
+    (folder / "training" / "snapshots").mkdir()   # the trainer's snapshots: not inference's (a session-46 probe)
+    (folder / "training" / "snapshots" / "epoch10.safetensors").write_bytes(next(folder.glob("*.safetensors")).read_bytes())
+    (folder / "training" / "report.json").write_text("{}")
     import os
     weights = next(folder.glob("*.safetensors"))
     (folder / "link.json").symlink_to(folder / "config.json")  # a Hugging Face cache links its JSON files so
@@ -104,7 +107,7 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
     (folder / "fake.safetensors").symlink_to(tmp_path / "id_rsa")
     (folder / "fake.json").symlink_to(tmp_path / "id_rsa")
     files = dict(folder_files(folder))
-    assert "training/state.pt" not in files and "config.json" in files
+    assert not any(name.startswith("training/") for name in files) and "config.json" in files
     assert files["linked.safetensors"] == weights.read_bytes()
     assert files["link.json"] == (folder / "config.json").read_bytes()
     assert "dir.json" not in files and "pipe.json" not in files
