@@ -119,15 +119,19 @@ class Images:
     skipped: list[str]          # "path: reason" for every file left out
 
 
+LABEL_FOLDERS = frozenset({"masks", "ground_truth"})  # a segmentation tree's masks, an MVTec category's defect masks
+
+
 def find_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (recursively, hidden folders left out), in a stable order."""
+    """Every image file under ``folder`` (recursively, hidden folders and label folders left out: a session-46 probe
+    pretrained a segmenter on 24 "frames" of a tree of 12 frames and their 12 masks), in a stable order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder")
     found = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel[:-1]) or not is_image_file(p):
+        if any(part.startswith(".") or part in LABEL_FOLDERS for part in rel[:-1]) or not is_image_file(p):
             continue
         found.append(p)
     return found

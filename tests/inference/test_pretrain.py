@@ -169,3 +169,17 @@ def test_folder_may_be_an_indexed_folder_of_the_station(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--folder", "no-such-line"]) == 2
     assert "no indexed folder 'no-such-line'" in capsys.readouterr().err
+
+
+def test_label_folders_are_not_pretrained_on(tmp_path):
+    """A session-46 probe: a segmentation tree of 12 frames and their 12 masks gave 24 "frames" (the docs: labels are
+    ignored); an MVTec category's ground_truth/ masks likewise."""
+    from inference.training.pretrain import find_images
+
+    for rel in ("images/f1.png", "masks/f1.png", "tile/train/good/a.png", "tile/ground_truth/crack/b_mask.png",
+                ".hidden/c.png"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)] == ["images/f1.png",
+                                                                                   "tile/train/good/a.png"]
