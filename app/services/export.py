@@ -145,16 +145,20 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
         strata = {n: stratum(i) for n, i in writes.items()}
         rank = {n: i.rel_path for n, i in writes.items()}
         groups = capture_groups(strata, options.split.group_rule)
+        if options.split.group_rule is not None:
+            groups = same_bytes_together(groups, {n: i.content_hash for n, i in writes.items()})
         parts = assign_splits(rank, strata, options.split, groups)
         held = [part for part in options.split.used if part != "train"]
         if groups is not None and held and not any(parts[n] in held for n in parts) and len(parts) >= len(
                 options.split.used):
-            # every group held a class training would otherwise lack (one defect per capture session): cut image by
-            # image rather than hold nothing out (the session-46 review), and said
+            # whole groups could hold none out (too few of them, or each holds a class training would otherwise
+            # lack: one defect per capture session): cut image by image rather than hold nothing out (the session-46
+            # review), and said
             parts = assign_splits(rank, strata, options.split)
             if notes is not None:
-                notes.append(f"the {' and '.join(held)} part is {IMAGE_BY_IMAGE}: every capture group "
-                             f"({options.split.group_rule} rule) holds a class the training part would lack without it, "
+                notes.append(f"the {' and '.join(held)} part is {IMAGE_BY_IMAGE}: whole capture groups "
+                             f"({len(set(groups.values()))} by the {options.split.group_rule} rule) could hold none "
+                             "out (too few of them, or each holds a class the training part would lack without it), "
                              "so its figures are those of sessions the training part also saw")
         parts |= assign_splits({n: i.rel_path for n, i in by_name.items() if n not in writes},
                                {n: stratum(i) for n, i in by_name.items() if n not in writes}, options.split)
@@ -179,6 +183,34 @@ def _written(item: ExportItem, formats: Sequence[str]) -> bool:
     if tuple(formats) == ("imagefolder",):
         return bool(item.class_name)
     return True
+
+
+def same_bytes_together(groups: Mapping[str, str] | None, hashes: Mapping[str, str | None]) -> dict[str, str] | None:
+    """``groups`` (None: each image its own) with the groups of images holding the same bytes joined: a copy of a
+    training image in the held-out part scored the new version on what it learnt (a session-46 probe: NEU's identical
+    pair patches_101 and patches_105, one on each side). None when nothing is to be joined and there were none."""
+    by_hash: dict[str, list[str]] = {}
+    for name, digest in hashes.items():
+        if digest:
+            by_hash.setdefault(digest, []).append(name)
+    copies = [names for names in by_hash.values() if len(names) > 1]
+    if not copies:
+        return None if groups is None else dict(groups)
+    out = {n: (groups[n] if groups is not None else f"image:{n}") for n in hashes}
+    parent: dict[str, str] = {}
+
+    def find(g: str) -> str:
+        while parent.get(g, g) != g:
+            g = parent[g]
+        return g
+    for names in copies:
+        first = find(out[names[0]])
+        for n in names[1:]:
+            other = find(out[n])
+            if other != first:
+                parent[max(first, other)] = min(first, other)
+                first = min(first, other)
+    return {n: find(g) for n, g in out.items()}
 
 
 def capture_groups(strata: Mapping[str, str], rule: str | None) -> dict[str, str] | None:

@@ -1072,3 +1072,26 @@ def test_a_segmenters_own_answers_accepted_beside_a_classifiers_are_counted(tmp_
     plan = plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out", groups="none")
     assert plan.data.get("held_out_parents_answers", 0) > 0      # the comparison says it
     db.close()
+
+
+def test_images_of_the_same_bytes_are_held_out_together(tmp_path: Path) -> None:
+    """A session-46 probe: NEU holds an identical pair (patches_101, patches_105); one went to training, its copy to
+    the held-out part, and the new version was scored on what it had learnt, unsaid."""
+    import shutil
+
+    names = [f"{c}{i}" for c in ("crack", "good") for i in range(10)]
+    db, _url, ids = indexed_parts(tmp_path, "line", names)
+    root = tmp_path / "line"
+    for i in range(10):   # every crack has a twin of the same bytes
+        shutil.copy(root / f"crack{i}.png", root / f"twin{i}.png")
+    from app.services.indexing import index_folder
+    index_folder(db, root)
+    ids = {Path(im.rel_path).stem: im.id for im in db.images.query()}
+    for n, i in ids.items():
+        db.labels.append(i, LabelChange(ReviewState.CORRECTED, class_name="good" if n.startswith("good") else "crack"),
+                         "ann")
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", groups="none")
+    side = {f.stem: part for part in ("train", "val") for f in (plan.data_dir / part).rglob("*.png")}
+    assert plan.data["held_out"] > 0
+    assert all(side[f"crack{i}"] == side[f"twin{i}"] for i in range(10))
+    db.close()
