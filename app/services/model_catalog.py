@@ -460,6 +460,18 @@ class ModelCatalog:
         the button still reading "Roll back to A" rolled back to B)."""
         previous = self.previous_champion(family)
         if previous is None:
+            history = [a for a in self.db.model_versions.activations(family) if a.action != "route"]
+            last = history[-1] if history else None
+            if last is not None and last.action == "rollback" and last.previous_id is not None:
+                # the roll back just made is undone by promoting again, not by a second roll back (a session-46 probe:
+                # this read "replaced none that still exists" of a version that exists, the challenger again)
+                try:
+                    undone = self.row(last.previous_id).name
+                except ModelCatalogError:
+                    undone = None
+                if undone is not None:
+                    raise ModelCatalogError(f"the last change of the {family} was a roll back: promote {undone} to "
+                                            "undo it (nothing was changed)")
             raise ModelCatalogError(f"the active {family} version replaced none that still exists: nothing to roll back to")
         if to is not None and previous.id != to:
             raise ModelCatalogError(f"the active {family} version was changed meanwhile (at another station): a roll "
