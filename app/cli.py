@@ -347,6 +347,21 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def _paths_usable(args: argparse.Namespace) -> None:
+    """Paths a command writes, checked before it runs: a trainer's --out that is a file, an evaluation's --json that is
+    a folder ended in a traceback from deep inside (a session-46 probe)."""
+    from pathlib import Path
+
+    command = getattr(args, "command", None)
+    out = getattr(args, "out", None)
+    if command in ("train", "pretrain") and out and Path(out).expanduser().exists() \
+            and not Path(out).expanduser().is_dir():
+        raise CommandError(f"--out {out}: a file is there, not a folder the model can be written to")
+    report = getattr(args, "json", None)
+    if command == "evaluate" and isinstance(report, (str, Path)) and Path(report).expanduser().is_dir():
+        raise CommandError(f"--json {report}: a folder is there; give a file to write the figures to")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(_normalise_argv(argv))
@@ -362,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) in TERMINATED_AS_INTERRUPT and threading.current_thread() is threading.main_thread():
         before = signal.signal(signal.SIGTERM, _terminated)
     try:
+        _paths_usable(args)
         return int(args.func(args) or 0)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -36,7 +36,7 @@ def fit(args: argparse.Namespace) -> int:
         result = fit_directory(args.model, images, device=args.device, quantile=args.quantile, seed=args.seed,
                                source=source, parts=parts,
                                grouping=lambda paths: path_groups(paths, data, args.group_by))
-    except (CheckpointError, DomainError, ValueError) as exc:
+    except (CheckpointError, DomainError, ValueError, RuntimeError) as exc:  # (--device cuda here: one line)
         raise CommandError(str(exc)) from None
     s = result.stats
     described = ", ".join(f"{p} ({g.dim} features)" for p, g in s.parts.items())

@@ -183,3 +183,19 @@ def test_label_folders_are_not_pretrained_on(tmp_path):
         path.write_bytes(b"")
     assert [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)] == ["images/f1.png",
                                                                                    "tile/train/good/a.png"]
+
+
+def test_paths_a_command_cannot_write_are_one_line(tmp_path, capsys):
+    """A session-46 probe: a trainer's --out that is a file, an evaluation's --json that is a folder, ended in a
+    traceback from deep inside (NotADirectoryError, FileExistsError, IsADirectoryError)."""
+    from app.cli import main
+
+    (tmp_path / "out").write_text("a file")
+    for argv in (["train", "classifier", "--data", str(tmp_path), "--out", str(tmp_path / "out")],
+                 ["train", "anomaly", "--data", str(tmp_path), "--out", str(tmp_path / "out")],
+                 ["pretrain", "--family", "classifier", "--folder", str(tmp_path), "--out", str(tmp_path / "out")]):
+        assert main(argv) == 2
+        assert "a file is there" in capsys.readouterr().err
+    assert main(["evaluate", "classifier", "--data", str(tmp_path), "--model", str(tmp_path),
+                 "--json", str(tmp_path)]) == 2
+    assert "a folder is there" in capsys.readouterr().err
