@@ -310,6 +310,9 @@ def _train_phase(opts: TrainOptions) -> Path:
         log.warning("skipped: %s", msg)
     if not fit:
         raise ValueError(f"{opts.data}: no usable training frames")
+    if not any(f.mask.any() for f in fit):   # "model written" of one that never saw a target (a session-46 probe)
+        raise ValueError(f"{opts.data}: no training frame holds a target (every mask is empty): nothing to learn "
+                         "targets from")
     sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed, clutter_prob=opts.clutter_prob,
                           augment=opts.augment, paste_prob=opts.paste_prob)
     largest, max_fraction = size_limit(fit)

@@ -415,3 +415,16 @@ def test_evaluate_scores_a_split_from_its_own_list_and_says_what_it_left_out(tmp
     result = evaluate_tree(loaded, root)
     assert result["split"] == "all" and result["images"] == 6
     assert any("lonely.png: no mask" in s for s in result["skipped"])
+
+
+def test_training_on_masks_without_a_target_is_refused(tmp_path, capsys):
+    """A session-46 probe: twelve frames whose masks were all empty trained, and "model written" registered and
+    activated like any other model (the retrain command refuses this case)."""
+    root = write_tree(tmp_path / "d", n=6)
+    for mask in (root / "masks").glob("*.png"):
+        cv2.imwrite(str(mask), np.zeros(cv2.imread(str(mask), 0).shape, np.uint8))
+    out = tmp_path / "empty"
+    assert main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+                 "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1"]) != 0
+    assert "no training frame holds a target" in capsys.readouterr().err
+    assert not (out / "final" / "model.safetensors").exists()
