@@ -39,6 +39,7 @@ class Target:
     image: ImageInfo
     folder: FolderInfo
     how: str  # 'path', 'export name', 'stem', 'content' or 'path end'
+    other_bytes: bool = False  # matched by its whole path although the dataset's copy holds other bytes
 
     @property
     def display(self) -> str:
@@ -105,7 +106,9 @@ class ImageMatcher:
                 other = self._one(self.by_hash, digest.value) if digest.value is not None else None
                 if other is not None:
                     return Target(other, self.folders[other.folder_id], "content")
-                return Target(img, self.folders[img.folder_id], how)  # a re-encoded copy: the path stands
+                # a re-encoded copy: the path stands, and the preview says how many (another part under the same
+                # name would land here too: a session-46 probe imported 18 labels onto other images, unsaid)
+                return Target(img, self.folders[img.folder_id], how, other_bytes=digest.value is not None)
         if digest.value is not None:
             img = self._one(self.by_hash, digest.value)
             if img is not None:

@@ -313,15 +313,20 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     planner = Planner(db, options)
     matched: dict[int, tuple[ImportRecord, Target]] = {}
     unmatched: list[str] = []
+    differ: list[str] = []
+    refused = 0
     for n, rec in enumerate(records, 1):
         target = matcher.match(rec)
         if target is None:
             unmatched.append(rec.image_ref)
         elif target.image.id in matched:
+            refused += 1
             planner.errors.append(f"{target.display} is labelled twice: in {matched[target.image.id][0].label_file} "
                                   f"and in {rec.label_file}")
         else:
             matched[target.image.id] = (rec, target)
+            if target.other_bytes:
+                differ.append(target.display)
         if progress is not None and n % 200 == 0:
             progress(n, len(records))
     current = db.labels.current_many(list(matched))
@@ -338,7 +343,21 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
         progress(len(records), len(records))
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
                          tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
-                         tuple(sorted(planner.unknown_mapped)), turned_note(planner.turned))
+                         tuple(sorted(planner.unknown_mapped)),
+                         (*turned_note(planner.turned), *differ_note(differ), *refused_note(refused)))
+
+
+def differ_note(differ: Sequence[str]) -> tuple[str, ...]:
+    """Images matched by their whole path although the dataset's copy holds other bytes."""
+    if not differ:
+        return ()
+    return (f"{len(differ)} image(s) matched by name although the dataset's copy holds other bytes (re-encoded, or "
+            f"another part under the same name): check them before importing, e.g. {', '.join(differ[:3])}",)
+
+
+def refused_note(refused: int) -> tuple[str, ...]:
+    """Records left out because their image is labelled twice (the counts said nothing of them)."""
+    return (f"{refused} record(s) not counted above: their image is labelled twice in the dataset",) if refused else ()
 
 
 def turned_note(turned: Sequence[str]) -> tuple[str, ...]:

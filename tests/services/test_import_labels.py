@@ -577,3 +577,22 @@ def test_a_line_break_in_a_column_the_import_does_not_read_is_left_alone(station
     src.mkdir()
     write_json(src / "t.csv", 'rel_path,class,notes\nb.png,crack,"seen twice\nby ann"\n')
     assert import_labels(db, src, ImportOptions(format="csv"), dry_run=True).preview.records == 1
+
+
+def test_a_name_match_onto_other_bytes_and_a_record_labelled_twice_are_said(station) -> None:
+    """Session-46 probes: labels of a dataset whose images share the station's names but not their bytes (another
+    lot's parts, a camera's counter restarted) were imported by name without a word; and a record whose image is
+    labelled twice was in no count ("43 records, 42 matched, 0 unmatched")."""
+    import cv2
+    import numpy as np
+
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "good"})
+    cv2.imwrite(str(src / "crack" / "a.png"), np.full((24, 32), 77, np.uint8))   # another part under the same name
+    preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+    assert any("matched by name although the dataset's copy holds other bytes" in n and "a.png" in n
+               for n in preview.notes), preview.notes
+    (src / "good" / "b_again.png").write_bytes((src / "good" / "b.png").read_bytes())
+    (src / "crack" / "b.png").write_bytes((src / "good" / "b.png").read_bytes())
+    twice = preview_import(db, src, ImportOptions(format="imagefolder"))
+    assert any("not counted above: their image is labelled twice" in n for n in twice.notes), twice.notes
