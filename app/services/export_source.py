@@ -50,6 +50,9 @@ def resolve_folder(db: Database, folder: str | int | None) -> FolderInfo | None:
         which = "; ".join(f"{f.id}: {f.name} ({f.root_path}) by {how}" for f, how in answers.values())
         raise FolderNotFound(f"--folder {text!r} names more than one indexed folder ({which}): give its full path, "
                              f"or id:N for an id")
+    if len(named) > 1:  # "no indexed folder 'parts'" was said of a name two folders have (a session-46 probe)
+        raise FolderNotFound(f"--folder {text!r} is the name of {len(named)} indexed folders ({_known(named)}): give "
+                             "its full path, or id:N")
     raise FolderNotFound(f"no indexed folder {text!r} (known folders: {_known(folders)})")
 
 

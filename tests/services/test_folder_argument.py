@@ -38,3 +38,12 @@ def test_an_id_a_path_or_a_name_that_answers_once_is_taken(lots, tmp_path: Path)
         resolve_folder(lots, "id:9")
     with pytest.raises(FolderNotFound, match="no indexed folder 'elsewhere'"):
         resolve_folder(lots, "elsewhere")
+
+
+def test_a_name_two_folders_have_is_said_to_be_theirs(lots, tmp_path: Path) -> None:
+    """A session-46 probe: with `parts` and `other/parts` indexed, `--folder parts` read "no indexed folder 'parts'"."""
+    for where in ("a", "b"):
+        (tmp_path / where / "parts").mkdir(parents=True)
+        lots.folders.add(str(tmp_path / where / "parts"))
+    with pytest.raises(FolderNotFound, match="is the name of 2 indexed folders"):
+        resolve_folder(lots, "parts")
