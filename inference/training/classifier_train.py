@@ -396,6 +396,15 @@ def train_classifier(opts: TrainOptions) -> Path:
             raise ValueError(f"{state_path}: saved for another model configuration; use a new --out or drop --resume")
         if int(state["total_steps"]) != total_steps:
             raise ValueError(f"{state_path}: saved for a run of {state['total_steps']} steps, this one has {total_steps}; keep --epochs/--batch-size")
+        # the data and its classes too (a session-46 probe resumed 134 epochs of one folder on another without a word,
+        # the card naming the last folder alone); a state saved before it recorded them is taken as before
+        saved_data = state.get("data")
+        if saved_data is not None and json.loads(str(saved_data)) != {"root": str(Path(opts.data).resolve()),
+                                                                      "classes": list(classes)}:
+            was = json.loads(str(saved_data))
+            raise ValueError(f"{state_path}: saved for a run on {was.get('root')} (classes "
+                             f"{', '.join(was.get('classes', []))}), not {Path(opts.data).resolve()} (classes "
+                             f"{', '.join(classes)}); give that --data, or a new --out without --resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -440,6 +449,7 @@ def train_classifier(opts: TrainOptions) -> Path:
                 "elapsed": record["seconds"],
                 "crop": opts.crop,
                 "commands": json.dumps(commands),
+                "data": json.dumps({"root": str(Path(opts.data).resolve()), "classes": list(classes)}),
             },
         )
     progress.close()

@@ -221,6 +221,11 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     # resuming a finished run trains no more epochs and rewrites the same model
     assert main(args + ["--resume"]) == 0
     assert len((out / "training" / "history.jsonl").read_text().splitlines()) == 2
+    # not on other data (a session-46 probe resumed one folder's run on another without a word)
+    other = _write_tree(tmp_path / "other", per_class=8)
+    capsys.readouterr()
+    assert main([*args[:3], str(other), *args[4:], "--resume"]) == 2
+    assert f"saved for a run on {root.resolve()}" in capsys.readouterr().err
 
     js = tmp_path / "eval.json"
     assert main(["evaluate", "classifier", "--data", str(root), "--model", str(out), "--json", str(js), "--device", "cpu"]) == 0
