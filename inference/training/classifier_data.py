@@ -6,6 +6,7 @@ kept as one uint8 array; an epoch then costs only augmentation and the model.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Split:
     val: list[Item]
     classes: list[str]
     description: str
+    copies: int = 0   # held-out images whose bytes are a training image's (their figures are training figures)
 
 
 @dataclass
@@ -61,6 +63,35 @@ def class_folders(root: Path) -> dict[str, list[Path]]:
         if files:
             found[sub.name] = files
     return found
+
+
+def copies_of(train: list[Path], held: list[Path]) -> int:
+    """How many ``held`` files hold the bytes of a ``train`` file (sizes compared first; only equal sizes are hashed)."""
+    import hashlib
+
+    def digest(path: Path) -> str | None:
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+    sizes: dict[int, list[Path]] = {}
+    for path in train:
+        with contextlib.suppress(OSError):
+            sizes.setdefault(path.stat().st_size, []).append(path)
+    hashed: dict[int, set[str | None]] = {}
+    n = 0
+    for path in held:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size not in sizes:
+            continue
+        if size not in hashed:
+            hashed[size] = {digest(p) for p in sizes[size]}
+        value = digest(path)
+        n += value is not None and value in hashed[size]
+    return n
 
 
 def _items(folders: dict[str, list[Path]]) -> list[Item]:
@@ -84,7 +115,12 @@ def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
         if unknown:
             raise DataTreeError(f"{root / held_name}: classes not in train/: {', '.join(unknown)}")
         classes = sorted(train_folders)
-        return Split(_items(train_folders), _items(held_folders), classes, f"{root}: train/ and {held_name}/")
+        train_items, held_items = _items(train_folders), _items(held_folders)
+        copies = copies_of([i.path for i in train_items], [i.path for i in held_items])
+        if copies:  # a session-46 probe: val/ held copies of train/, and "val acc 1.000" was shown as a figure
+            log.warning("%s: %d of the %d %s/ images are byte-for-byte copies of train/ images: their figures are "
+                        "training figures", root, copies, len(held_items), held_name)
+        return Split(train_items, held_items, classes, f"{root}: train/ and {held_name}/", copies)
     folders = class_folders(root)
     if len(folders) < 2:
         raise DataTreeError(

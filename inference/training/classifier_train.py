@@ -494,6 +494,7 @@ def train_classifier(opts: TrainOptions) -> Path:
             "train_counts": {c: int(n) for c, n in zip(classes, counts)},
             "unreadable": train.failures + val.failures,
             "balanced_sampling": bool(balanced),
+            **({"val_copies_of_train": split.copies} if split.copies else {}),
         },
         "training": {
             "epochs": cv[1].epochs if cv else opts.epochs,

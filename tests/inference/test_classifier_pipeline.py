@@ -303,3 +303,29 @@ def test_evaluate_reports_progress_over_the_images(tmp_path):
     assert ev.report["count"] == 4
     assert [(d, t) for _, d, t in heard] == [(0, 4), (3, 4), (4, 4)]
     assert {task for task, _, _ in heard} == {"evaluate classifier"}
+
+
+def test_validation_images_that_are_copies_of_training_images_are_said(tmp_path, caplog):
+    """A session-46 probe: a val/ holding byte-for-byte copies of train/ gave "val acc 1.000" in the Models row with
+    no word; the trainer now warns, the card counts them and the row says it."""
+    import shutil
+
+    from app.services.model_catalog import _row
+    from database.dto import ModelVersionInfo
+
+    root = _write_tree(tmp_path / "t", per_class=8)
+    for cls in CLASSES:
+        for f in (root / "val" / cls).iterdir():
+            f.unlink()
+        for f in sorted((root / "train" / cls).iterdir())[:2]:
+            shutil.copy(f, root / "val" / cls / f.name)
+    out = tmp_path / "leak"
+    assert main(["train", "classifier", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+                 "--batch-size", "4", "--threads", "1", "--quiet", "--device", "cpu", "--cv-folds", "0"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["data"]["val_copies_of_train"] == 2 * len(CLASSES) and "copies of train/" in caplog.text
+    from datetime import datetime, timezone
+    version = ModelVersionInfo(id=1, family="classifier", name="leak", checkpoint_path=str(out), config={},
+                               metrics=card["metrics"], active=False, created_at=datetime.now(timezone.utc),
+                               card=card, bundled=False, parent_id=None)
+    assert f"({2 * len(CLASSES)} of its validation images are copies of training images)" in _row(version, {}).summary
