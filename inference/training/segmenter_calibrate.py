@@ -111,8 +111,12 @@ def choose_mask_threshold(post: PostProcess, probs: Sequence[np.ndarray], frames
 
     base = score(None)
     sweep = {f"{c:g}": score(float(c)) for c in candidates}
+    def iou_kept(c: float) -> bool:  # frames without a target pixel have no IoU (None): nothing to keep (it raised
+        now, before = sweep[f"{c:g}"]["iou"], base["iou"]   # a TypeError on a fold with few targets, session 46)
+        return now is None or before is None or now >= before - IOU_TOLERANCE
+
     allowed = [c for c in candidates if sweep[f"{c:g}"]["detected"] >= base["detected"]
-               and sweep[f"{c:g}"]["iou"] >= base["iou"] - IOU_TOLERANCE and sweep[f"{c:g}"]["fa"] < base["fa"]]
+               and iou_kept(c) and sweep[f"{c:g}"]["fa"] < base["fa"]]
     chosen = min(allowed, key=lambda c: (sweep[f"{c:g}"]["fa"], c)) if allowed else None
     where = label.replace("_", "-")
     return {"chosen": chosen, f"{label}_without": base, f"{label}_sweep": sweep,

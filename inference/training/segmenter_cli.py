@@ -132,7 +132,7 @@ def train_errors() -> tuple[type[Exception], ...]:
 
 def run_train(args: argparse.Namespace) -> int:
     from inference.training.segmenter_cv import train_with_cv
-    from inference.training.segmenter_train import train
+    from inference.training.segmenter_train import require_targets, train
 
     if args.cv_folds == 1 or args.cv_folds < 0:
         return _error("--cv-folds must be 0 (off) or at least 2")
@@ -142,6 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError("--networks pair needs --cv-folds (its views are chosen by the folds)")
         if args.cv_fold is not None and not args.cv_folds:
             raise ValueError("--cv-fold needs --cv-folds")
+        require_targets(opts.data)
         final = (train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips, args.networks, args.cv_fold)
                  if args.cv_folds else train(opts))
         if args.cv_fold is not None:

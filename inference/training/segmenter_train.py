@@ -293,6 +293,23 @@ def train(opts: TrainOptions) -> Path:
     return final
 
 
+def require_targets(data: str | Path) -> None:
+    """``ValueError`` when no frame of the data's training split holds a target: a model trained on it was written
+    and registered like any other (a session-46 probe). Checked once on ``--data``, before any fold network (a fold
+    whose frames happen to hold none is not the data's fault: the review of that probe's fix)."""
+    from inference.imageio import ImageReadError, read_mask
+
+    tree = SegTree.open(data)
+    for stem in tree.stems("train"):
+        try:
+            if read_mask(tree.masks[stem]).any():
+                return
+        except ImageReadError:
+            continue
+    raise ValueError(f"{data}: no frame of the training split holds a target (its masks are empty): nothing to learn "
+                     "targets from")
+
+
 def _train_phase(opts: TrainOptions) -> Path:
     """One schedule of ``opts.epochs`` (``train`` runs one or two of them)."""
     if opts.loss not in LOSSES:
@@ -310,9 +327,6 @@ def _train_phase(opts: TrainOptions) -> Path:
         log.warning("skipped: %s", msg)
     if not fit:
         raise ValueError(f"{opts.data}: no usable training frames")
-    if not any(f.mask.any() for f in fit):   # "model written" of one that never saw a target (a session-46 probe)
-        raise ValueError(f"{opts.data}: no training frame holds a target (every mask is empty): nothing to learn "
-                         "targets from")
     sampler = CropSampler(fit, opts.crop, opts.target_prob, seed=opts.seed, clutter_prob=opts.clutter_prob,
                           augment=opts.augment, paste_prob=opts.paste_prob)
     largest, max_fraction = size_limit(fit)

@@ -426,5 +426,13 @@ def test_training_on_masks_without_a_target_is_refused(tmp_path, capsys):
     out = tmp_path / "empty"
     assert main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
                  "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1"]) != 0
-    assert "no training frame holds a target" in capsys.readouterr().err
+    assert "no frame of the training split holds a target" in capsys.readouterr().err
     assert not (out / "final" / "model.safetensors").exists()
+    # targets in one fold only: the data holds targets, its folds train (the review of this check's first place)
+    write_tree(tmp_path / "cv", n=6, splits=False)
+    for i, mask in enumerate(sorted((tmp_path / "cv" / "masks").glob("*.png"))):
+        if i not in (0, 3):
+            cv2.imwrite(str(mask), np.zeros(cv2.imread(str(mask), 0).shape, np.uint8))
+    assert main(["train", "segmenter", "--data", str(tmp_path / "cv"), "--out", str(tmp_path / "cvout"), "--preset",
+                 "test_tiny", "--epochs", "1", "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1",
+                 "--cv-folds", "3", "--group-by", "none"]) == 0
