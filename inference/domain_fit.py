@@ -106,11 +106,13 @@ Grouping = Callable[[Sequence[Path]], "tuple[list[str] | None, str]"]
 
 
 def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.PathLike, device: str = "auto",
-                       grouping: Grouping | None = None, also: Sequence[Path] = ()) -> list[str]:
-    """Give each trained model directory its domain statistics from ``data``'s training images (and ``also``:
-    images the model learnt from besides them, e.g. a retraining's held-out share once it was refitted on
-    every label); returns one line per directory (what was written, or why not: training never fails here)."""
-    images = training_images(data)
+                       grouping: Grouping | None = None, also: Sequence[Path] = (),
+                       images: Sequence[Path] | None = None) -> list[str]:
+    """Give each trained model directory its domain statistics from ``data``'s training images (``images``: the
+    trainer's own list where it chose them, e.g. the segmenter's split; and ``also``: images the model learnt from
+    besides them, e.g. a retraining's held-out share once it was refitted on every label); returns one line per
+    directory (what was written, or why not: training never fails here)."""
+    images = list(images) if images is not None else training_images(data)
     seen = set(images)
     images += [p for p in also if p not in seen]
     lines = []

@@ -63,5 +63,21 @@ def after_train(args: argparse.Namespace, fit: bool = True) -> None:
         return
     rule = str(getattr(args, "group_by", "auto") or "auto")
     for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"),
-                                   grouping=lambda paths: path_groups(paths, rule=rule)):
+                                   grouping=lambda paths: path_groups(paths, rule=rule),
+                                   images=_segmenter_training_frames(Path(args.data))):
         print(line)
+
+
+def _segmenter_training_frames(data: Path) -> list[Path] | None:
+    """A segmentation tree's frames the trainer fits on (its own split: train.txt, else its hash split of the frames
+    with masks), or None for another layout. The statistics described every frame, the held-out fifth and frames
+    without a mask too (the session-46 review)."""
+    if not ((data / "images").is_dir() and (data / "masks").is_dir()):
+        return None
+    from inference.training.segmenter_data import SegDataError, SegTree
+
+    try:
+        tree = SegTree.open(data)
+        return [tree.images[stem] for stem in tree.stems("train")]
+    except SegDataError:
+        return None

@@ -154,7 +154,9 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
             # whole groups could hold none out (too few of them, or each holds a class training would otherwise
             # lack: one defect per capture session): cut image by image rather than hold nothing out (the session-46
             # review), and said
-            parts = assign_splits(rank, strata, options.split)
+            # (copies of one image stay together still: the review of that fallback)
+            parts = assign_splits(rank, strata, options.split,
+                                  same_bytes_together(None, {n: i.content_hash for n, i in writes.items()}))
             if notes is not None:
                 notes.append(f"the {' and '.join(held)} part is {IMAGE_BY_IMAGE}: whole capture groups "
                              f"({len(set(groups.values()))} by the {options.split.group_rule} rule) could hold none "

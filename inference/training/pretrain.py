@@ -119,9 +119,6 @@ class Images:
     skipped: list[str]          # "path: reason" for every file left out
 
 
-LABEL_FOLDERS = frozenset({"masks", "ground_truth"})  # a segmentation tree's masks, an MVTec category's defect masks
-
-
 def find_images(folder: Path) -> list[Path]:
     """Every image file under ``folder`` (recursively, hidden folders and label folders left out: a session-46 probe
     pretrained a segmenter on 24 "frames" of a tree of 12 frames and their 12 masks), in a stable order."""
@@ -131,10 +128,22 @@ def find_images(folder: Path) -> list[Path]:
     found = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).parts
-        if any(part.startswith(".") or part in LABEL_FOLDERS for part in rel[:-1]) or not is_image_file(p):
+        if any(part.startswith(".") for part in rel[:-1]) or not is_image_file(p) or _label_folder(folder, rel):
             continue
         found.append(p)
     return found
+
+
+def _label_folder(folder: Path, rel: tuple[str, ...]) -> bool:
+    """Whether the file lies in a label folder: ``masks/`` beside an ``images/`` folder, ``ground_truth/`` beside an
+    MVTec ``train/`` or ``test/`` (a folder of real frames named ``masks`` elsewhere is read: the review)."""
+    for depth, part in enumerate(rel[:-1]):
+        parent = folder.joinpath(*rel[:depth])
+        if part == "masks" and (parent / "images").is_dir():
+            return True
+        if part == "ground_truth" and ((parent / "train").is_dir() or (parent / "test").is_dir()):
+            return True
+    return False
 
 
 def load_images(paths: list[Path], size: int, mode: str, max_images: int, max_file_mb: float,

@@ -424,3 +424,20 @@ def test_no_domain_fit_removes_an_earlier_trainings_statistics(tmp_path) -> None
         (out / name).write_text("x")
     after_train(argparse.Namespace(out=str(out), data=str(tmp_path)), fit=False)
     assert not (out / DOMAIN_JSON).exists() and (out / "model.safetensors").exists()
+
+
+def test_a_segmenters_statistics_describe_the_frames_its_trainer_fits_on(tmp_path) -> None:
+    """The session-46 review: with images/ and masks/ but no train.txt, the trainer fits on its 80 % hash split, while
+    the statistics described every frame, the held-out fifth and frames without a mask too."""
+    from app.commands.domain import _segmenter_training_frames
+    from inference.training.segmenter_data import SegTree
+
+    for i in range(10):
+        for sub in ("images", "masks"):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            (tmp_path / sub / f"f{i}.png").write_bytes(b"")
+    (tmp_path / "images" / "nomask.png").write_bytes(b"")
+    frames = _segmenter_training_frames(tmp_path)
+    assert frames is not None and {p.stem for p in frames} == set(SegTree.open(tmp_path).stems("train"))
+    assert "nomask" not in {p.stem for p in frames} and len(frames) < 10
+    assert _segmenter_training_frames(tmp_path / "images") is None   # another layout: the usual reading

@@ -1095,3 +1095,35 @@ def test_images_of_the_same_bytes_are_held_out_together(tmp_path: Path) -> None:
     assert plan.data["held_out"] > 0
     assert all(side[f"crack{i}"] == side[f"twin{i}"] for i in range(10))
     db.close()
+
+
+def test_copies_stay_together_where_whole_sessions_could_hold_nothing_out(tmp_path: Path) -> None:
+    """The session-46 review: where whole capture groups held nothing out (two lots, each of every class), the
+    image-by-image fallback split each crack from its byte-identical twin again, unsaid."""
+    import shutil
+    from collections import defaultdict
+    from hashlib import sha256
+
+    from app.services.indexing import index_folder
+
+    root, k = tmp_path / "line", 0
+    for lot in ("lotA", "lotB"):
+        for c in ("crack", "good"):
+            for i in range(6):
+                write_part(root / lot / f"{c}{i}.png", c == "good", k)
+                k += 1
+        for i in range(6):
+            shutil.copy(root / lot / f"crack{i}.png", root / lot / f"twin{i}.png")
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    index_folder(db, root)
+    for im in db.images.query():
+        db.labels.append(im.id, LabelChange(ReviewState.CORRECTED,
+                                            class_name="good" if "good" in im.rel_path else "crack"), "ann")
+    plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out", groups="folder")
+    assert plan.data["held_out"] > 0 and any("cut image by image" in n for n in plan.notes)
+    sides = defaultdict(set)
+    for part in ("train", "val"):
+        for f in (plan.data_dir / part).rglob("*.png"):
+            sides[sha256(f.read_bytes()).hexdigest()].add(part)
+    assert all(len(s) == 1 for s in sides.values())
+    db.close()
