@@ -223,10 +223,14 @@ def read_image(path: str | os.PathLike, mode: str = "rgb") -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a binary mask: any non-zero pixel is foreground. Returns bool (h, w)."""
+    """Read a binary mask: any non-zero pixel is foreground; in a JPEG (lossy: its compression rings every edge with
+    faint non-zero pixels) the brighter half, not any (a session-46 probe: a 9-pixel target read as 107). Returns
+    bool (h, w)."""
     img = read_raw(path)
     if img.ndim == 3:
         img = img[:, :, :3].max(axis=2)
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        return img > (np.iinfo(img.dtype).max // 2 if np.issubdtype(img.dtype, np.integer) else 0.5)
     return img > 0
 
 

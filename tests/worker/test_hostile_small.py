@@ -164,3 +164,19 @@ def test_a_small_png_that_decodes_past_the_memory_bound_is_refused_from_its_head
             read_raw(path)  # (the 8-bit one is refused only later, as the damaged file it is)
         assert ("too large to decode (14000x14000 pixels of 16-bit samples, 1568 MB decoded"
                 in exc.value.reason) is refused
+
+
+def test_a_jpeg_mask_is_read_without_its_compression_ring(tmp_path: Path) -> None:
+    """A session-46 probe: a mask saved as JPEG read every faint pixel of its compression ring as target (9 pixels
+    became 107). A lossless mask still reads any non-zero pixel."""
+    import cv2
+    import numpy as np
+
+    from inference.imageio import read_mask
+
+    mask = np.zeros((32, 32), np.uint8)
+    mask[10:13, 10:13] = 255
+    cv2.imwrite(str(tmp_path / "m.jpg"), mask, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    cv2.imwrite(str(tmp_path / "m.png"), (mask > 0).astype(np.uint8))   # a 0/1 PNG: 1 is target
+    assert abs(int(read_mask(tmp_path / "m.jpg").sum()) - 9) <= 3
+    assert int(read_mask(tmp_path / "m.png").sum()) == 9
