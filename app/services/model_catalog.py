@@ -520,9 +520,10 @@ def _row(v: ModelVersionInfo, names: Mapping[int, str], kept: bool = False) -> M
     summary = (comparison_summary(v.card) or summarize_metrics(v.metrics)
                or summarize_metrics((v.card or {}).get("metrics")))
     data = (v.card or {}).get("data") if isinstance(v.card, Mapping) else None
-    copies = data.get("val_copies_of_train") if isinstance(data, Mapping) else None
-    if summary and isinstance(copies, int) and copies > 0:   # (a session-46 probe: "val acc 1.000" of copies)
-        summary += f" ({copies} of its validation images are copies of training images)"
+    for key, part in (("val_copies_of_train", "validation"), ("test_copies_of_train", "test")):
+        copies = data.get(key) if isinstance(data, Mapping) else None
+        if summary and isinstance(copies, int) and copies > 0:   # (a session-46 probe: "val acc 1.000" of copies)
+            summary += f" ({copies} of its {part} images are copies of training images)"
     expected = expected_summary(v.card)
     if not expected and v.bundled:  # registered by an older station: its card on disk may say it
         expected = expected_summary(read_card(Path(v.checkpoint_path)))

@@ -50,6 +50,12 @@ class CategoryTree:
     test: list[TestImage] = field(default_factory=list)
     missing_masks: list[Path] = field(default_factory=list)
 
+    def test_copies(self) -> int:
+        """How many test images hold the bytes of a training image (their figures are training figures: a
+        session-46 probe's test/good of train/good copies read "test image AUROC 1.000")."""
+        from inference.training.classifier_data import copies_of
+        return copies_of(self.train_good, [t.path for t in self.test])
+
 
 def _images_in(folder: Path) -> list[Path]:
     out: list[Path] = []

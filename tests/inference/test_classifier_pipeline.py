@@ -329,3 +329,24 @@ def test_validation_images_that_are_copies_of_training_images_are_said(tmp_path,
                                metrics=card["metrics"], active=False, created_at=datetime.now(timezone.utc),
                                card=card, bundled=False, parent_id=None)
     assert f"({2 * len(CLASSES)} of its validation images are copies of training images)" in _row(version, {}).summary
+
+
+def test_anomaly_test_images_that_are_copies_of_training_images_are_counted(tmp_path) -> None:
+    """A session-46 probe: an MVTec category whose test/good held copies of train/good read "test image AUROC 1.000"
+    with no word; the tree counts them (the card and the Models row say it)."""
+    import shutil
+
+    import cv2
+
+    from inference.training.anomaly_data import scan_category
+
+    root = tmp_path / "cat"
+    for sub in ("train/good", "test/good", "test/crack"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(root / "train" / "good" / f"g{i}.png"), rng.integers(0, 255, (8, 8), dtype=np.uint8))
+    for i in range(2):
+        shutil.copy(root / "train" / "good" / f"g{i}.png", root / "test" / "good" / f"t{i}.png")
+    cv2.imwrite(str(root / "test" / "crack" / "c.png"), rng.integers(0, 255, (8, 8), dtype=np.uint8))
+    assert scan_category(root).test_copies() == 2
