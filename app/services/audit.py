@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from app.services.flags import FlagSettings
 from app.services.reflag import card_threshold
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 AUDIT_COLUMNS = ("when", "who", "folder", "image", "revision", *TRACE_FIELDS, "state", "class", "verdict",
-                 "model_family", "model_version", "threshold_now", "changed", "note", "source")
+                 "model_family", "model_version", "threshold_now", "changed", "note", "source", "folder_path")
 # The label fields whose before → after the "changed" column spells out.
 SPELLED = (("state", "review_state"), ("class", "class_name"), ("verdict", "anomaly_verdict"))
 
@@ -74,7 +74,8 @@ def describe_change(record: AuditRecord, previous: AuditRecord | None) -> str:
     return "; ".join(parts)
 
 
-def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSettings) -> dict[str, object]:
+def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSettings,
+              roots: Mapping[int, str] | None = None) -> dict[str, object]:
     trace = record.trace if isinstance(record.trace, dict) else {}
     threshold = threshold_now(record, flags)
     return {
@@ -86,6 +87,9 @@ def audit_row(record: AuditRecord, previous: AuditRecord | None, flags: FlagSett
         "threshold_now": "" if threshold is None else threshold,
         "changed": describe_change(record, previous), "note": record.note or "",
         "source": record.source or "",   # "label_next": saved on a proposal of "label next" (ADR 0049)
+        # the folder as a path too: two folders of one name (parts and other/parts) gave rows no reader could tell
+        # apart (a session-46 probe)
+        "folder_path": (roots or {}).get(record.folder_id, ""),
     }
 
 
@@ -114,9 +118,10 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
             writer = csv.DictWriter(fh, fieldnames=AUDIT_COLUMNS)
             writer.writeheader()
             previous: AuditRecord | None = None
+            roots = {f.id: f.root_path for f in db.folders.list()}
             for record in audit_records(db, folder_id):
                 same_image = previous is not None and previous.image_id == record.image_id
-                writer.writerow(audit_row(record, previous if same_image else None, flags))
+                writer.writerow(audit_row(record, previous if same_image else None, flags, roots))
                 previous = record
                 rows += 1
                 if progress is not None and rows % 1000 == 0:

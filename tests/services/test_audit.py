@@ -69,6 +69,11 @@ def test_audit_command_writes_every_decision_with_part_model_and_change(project,
     assert third["changed"] == "class: — → scratch; state: unreviewed → corrected"
     assert (first["source"], third["source"]) == ("", "label_next")  # saved on a "label next" proposal
     assert first["when"] <= second["when"]
+    # the folder's path beside its name (two folders of one name gave rows no reader could tell apart; a session-46
+    # probe)
+    import sqlite3
+    root = sqlite3.connect(url.removeprefix("sqlite:///")).execute("SELECT root_path FROM folders").fetchone()[0]
+    assert all(r["folder_path"] == root for r in rows)
 
 
 def test_audit_of_one_folder_and_bad_destinations(project, tmp_path: Path, capsys) -> None:
