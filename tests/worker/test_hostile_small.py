@@ -180,3 +180,7 @@ def test_a_jpeg_mask_is_read_without_its_compression_ring(tmp_path: Path) -> Non
     cv2.imwrite(str(tmp_path / "m.png"), (mask > 0).astype(np.uint8))   # a 0/1 PNG: 1 is target
     assert abs(int(read_mask(tmp_path / "m.jpg").sum()) - 9) <= 3
     assert int(read_mask(tmp_path / "m.png").sum()) == 9
+    big = np.zeros((32, 32), np.uint8)
+    big[8:20, 8:20] = 1                     # a JPEG mask of 0 / 1 values: its ones, not nothing
+    cv2.imwrite(str(tmp_path / "one.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert abs(int(read_mask(tmp_path / "one.jpg").sum()) - 144) <= 12
