@@ -64,20 +64,24 @@ def after_train(args: argparse.Namespace, fit: bool = True) -> None:
     rule = str(getattr(args, "group_by", "auto") or "auto")
     for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"),
                                    grouping=lambda paths: path_groups(paths, rule=rule),
-                                   images=_segmenter_training_frames(Path(args.data))):
+                                   images=_segmenter_training_frames(
+                                       Path(args.data), 0.0 if getattr(args, "cv_folds", 0) else
+                                       getattr(args, "held_out_fraction", None))):
         print(line)
 
 
-def _segmenter_training_frames(data: Path) -> list[Path] | None:
-    """A segmentation tree's frames the trainer fits on (its own split: train.txt, else its hash split of the frames
-    with masks), or None for another layout. The statistics described every frame, the held-out fifth and frames
-    without a mask too (the session-46 review)."""
+def _segmenter_training_frames(data: Path, held_out_fraction: float | None = None) -> list[Path] | None:
+    """A segmentation tree's frames the trainer fits on (its own cut: train.txt, else its hash split of the frames
+    with masks, less the tenth it holds out; ``segmenter_train.split_stems``), or None for another layout. The
+    statistics described every frame, the held-out ones and frames without a mask too (the session-46 reviews)."""
     if not ((data / "images").is_dir() and (data / "masks").is_dir()):
         return None
     from inference.training.segmenter_data import SegDataError, SegTree
+    from inference.training.segmenter_train import HELD_OUT_FRACTION, split_stems
 
     try:
         tree = SegTree.open(data)
-        return [tree.images[stem] for stem in tree.stems("train")]
-    except SegDataError:
+        fraction = HELD_OUT_FRACTION if held_out_fraction is None else held_out_fraction
+        return [tree.images[stem] for stem in split_stems(tree, fraction)[0]]
+    except (SegDataError, ValueError):
         return None

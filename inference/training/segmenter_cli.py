@@ -142,7 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError("--networks pair needs --cv-folds (its views are chosen by the folds)")
         if args.cv_fold is not None and not args.cv_folds:
             raise ValueError("--cv-fold needs --cv-folds")
-        require_targets(opts.data)
+        require_targets(opts.data, 0.0 if args.cv_folds else opts.held_out_fraction)   # (the folds hold none out)
         final = (train_with_cv(opts, args.cv_folds, args.group_by, not args.cv_no_flips, args.networks, args.cv_fold)
                  if args.cv_folds else train(opts))
         if args.cv_fold is not None:

@@ -220,6 +220,17 @@ def choose_threshold_and_flips(
     return best
 
 
+def split_stems(tree: SegTree, held_out_fraction: float = HELD_OUT_FRACTION) -> tuple[list[str], list[str]]:
+    """(fit stems, held-out stems) of train.txt as the trainer cuts them: the one home of that cut (the trainer, its
+    no-target check and its domain statistics read it)."""
+    if not 0.0 <= held_out_fraction < 1.0:
+        raise ValueError(f"held-out fraction must be in [0, 1), not {held_out_fraction}")
+    if held_out_fraction == 0.0:
+        return list(tree.stems("train")), []
+    fit, held = deterministic_split(tree.stems("train"), held_out_fraction, seed=1)
+    return list(fit), list(held)
+
+
 def training_frames(
     tree: SegTree, in_chans: int, held_out_fraction: float = HELD_OUT_FRACTION
 ) -> tuple[list[Frame], list[Frame], list[str]]:
@@ -227,12 +238,7 @@ def training_frames(
 
     ``held_out_fraction`` 0 holds nothing out (deterministic_split alone would always keep one frame back).
     """
-    if not 0.0 <= held_out_fraction < 1.0:
-        raise ValueError(f"held-out fraction must be in [0, 1), not {held_out_fraction}")
-    if held_out_fraction == 0.0:
-        fit_stems, held_stems = list(tree.stems("train")), list[str]()
-    else:
-        fit_stems, held_stems = deterministic_split(tree.stems("train"), held_out_fraction, seed=1)
+    fit_stems, held_stems = split_stems(tree, held_out_fraction)
     fit, problems = load_frames(tree, fit_stems, in_chans)
     held, more = load_frames(tree, held_stems, in_chans)
     return fit, held, problems + more
@@ -293,21 +299,27 @@ def train(opts: TrainOptions) -> Path:
     return final
 
 
-def require_targets(data: str | Path) -> None:
-    """``ValueError`` when no frame of the data's training split holds a target: a model trained on it was written
-    and registered like any other (a session-46 probe). Checked once on ``--data``, before any fold network (a fold
-    whose frames happen to hold none is not the data's fault: the review of that probe's fix)."""
-    from inference.imageio import ImageReadError, read_mask
+def require_targets(data: str | Path, held_out_fraction: float = HELD_OUT_FRACTION) -> None:
+    """``ValueError`` when no frame the trainer fits on holds a target: a model trained on it was written and
+    registered like any other (a session-46 probe). Checked once on ``--data``, on the frames it fits on (its own cut:
+    a target only in its held-out tenth, or a mask not the size of its frame, teaches nothing), before any fold network
+    (a fold whose frames hold none is not the data's fault). Masks are read, frames only by their header."""
+    from inference.imageio import ImageReadError, header_size, read_mask
 
     tree = SegTree.open(data)
-    for stem in tree.stems("train"):
+    unreadable: list[str] = []
+    for stem in split_stems(tree, held_out_fraction)[0]:
         try:
-            if read_mask(tree.masks[stem]).any():
-                return
-        except ImageReadError:
+            mask = read_mask(tree.masks[stem])
+        except ImageReadError as exc:
+            unreadable.append(exc.reason if len(unreadable) < 3 else "")
             continue
-    raise ValueError(f"{data}: no frame of the training split holds a target (its masks are empty): nothing to learn "
-                     "targets from")
+        width, height = header_size(tree.images[stem])
+        if mask.any() and (not width or mask.shape == (height, width)):
+            return
+    said = f" ({len(unreadable)} unreadable, e.g. {'; '.join(u for u in unreadable[:3] if u)})" if unreadable else ""
+    raise ValueError(f"{data}: no frame the trainer fits on holds a target{said}: its masks hold none, or only frames it "
+                     "holds out do: nothing to learn targets from")
 
 
 def _train_phase(opts: TrainOptions) -> Path:

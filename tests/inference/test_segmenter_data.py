@@ -426,8 +426,20 @@ def test_training_on_masks_without_a_target_is_refused(tmp_path, capsys):
     out = tmp_path / "empty"
     assert main(["train", "segmenter", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
                  "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1"]) != 0
-    assert "no frame of the training split holds a target" in capsys.readouterr().err
+    assert "no frame the trainer fits on holds a target" in capsys.readouterr().err
     assert not (out / "final" / "model.safetensors").exists()
+    # targets only in the tenth the trainer holds out, or on a mask not the size of its frame: refused too (the
+    # review of the check's second place)
+    from inference.training.segmenter_data import SegTree
+    from inference.training.segmenter_train import require_targets, split_stems
+    held_tree = write_tree(tmp_path / "held", n=20, splits=False)
+    fit, held = split_stems(SegTree.open(held_tree))
+    for stem in fit:
+        mask = held_tree / "masks" / f"{stem}.png"
+        cv2.imwrite(str(mask), np.zeros(cv2.imread(str(mask), 0).shape, np.uint8))
+    with pytest.raises(ValueError, match="no frame the trainer fits on holds a target"):
+        require_targets(held_tree)
+    require_targets(held_tree, 0.0)   # nothing held out (the folds): the held-out frames' targets count
     # targets in one fold only: the data holds targets, its folds train (the review of this check's first place)
     write_tree(tmp_path / "cv", n=6, splits=False)
     for i, mask in enumerate(sorted((tmp_path / "cv" / "masks").glob("*.png"))):
