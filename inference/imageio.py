@@ -224,14 +224,14 @@ def read_image(path: str | os.PathLike, mode: str = "rgb") -> np.ndarray:
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a binary mask: any non-zero pixel is foreground; in a JPEG (lossy: its compression rings every edge with
-    faint non-zero pixels) the brighter half of its values, not any (a session-46 probe: a 9-pixel target read as
-    107). Returns bool (h, w)."""
+    faint non-zero pixels) those over a quarter of its brightest, not any (a session-46 probe: a 9-pixel target read
+    as 107; half dropped a fainter target). Returns bool (h, w)."""
     img = read_raw(path)
     if img.ndim == 3:
         img = img[:, :, :3].max(axis=2)
-    if Path(path).suffix.lower() in (".jpg", ".jpeg"):   # the brighter half of its own range (a 0/1 mask too)
-        top = float(img.max())
-        return img > top / 2 if top > 0 else np.zeros(img.shape, bool)
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):   # over a quarter of its own range: the ring stays under it,
+        top = float(img.max())                            # a fainter target or a 0/1 mask over it (the review)
+        return img > top / 4 if top > 0 else np.zeros(img.shape, bool)
     return img > 0
 
 

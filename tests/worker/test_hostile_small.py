@@ -184,3 +184,7 @@ def test_a_jpeg_mask_is_read_without_its_compression_ring(tmp_path: Path) -> Non
     big[8:20, 8:20] = 1                     # a JPEG mask of 0 / 1 values: its ones, not nothing
     cv2.imwrite(str(tmp_path / "one.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert abs(int(read_mask(tmp_path / "one.jpg").sum()) - 144) <= 12
+    two = np.zeros((48, 48), np.uint8)
+    two[5:20, 5:20], two[28:43, 28:43] = 100, 255   # a fainter target beside a bright one: both kept (the review)
+    cv2.imwrite(str(tmp_path / "two.jpg"), two, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert abs(int(read_mask(tmp_path / "two.jpg").sum()) - 450) <= 30
