@@ -133,7 +133,12 @@ def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
         tr, va = deterministic_split(keys, val_frac=val_frac, seed=seed)
         train += [Item(root / k, name) for k in tr]
         val += [Item(root / k, name) for k in va]
-    return Split(train, val, sorted(folders), f"{root}: deterministic per-class split, val {val_frac:.0%}, seed {seed}")
+    copies = copies_of([i.path for i in train], [i.path for i in val])   # (a class tree too: the review)
+    if copies:
+        log.warning("%s: %d of the %d validation images are byte-for-byte copies of training images: their figures "
+                    "are training figures", root, copies, len(val))
+    return Split(train, val, sorted(folders), f"{root}: deterministic per-class split, val {val_frac:.0%}, seed {seed}",
+                 copies)
 
 
 def evaluation_items(root: Path) -> tuple[list[Item], str]:

@@ -350,3 +350,21 @@ def test_anomaly_test_images_that_are_copies_of_training_images_are_counted(tmp_
         shutil.copy(root / "train" / "good" / f"g{i}.png", root / "test" / "good" / f"t{i}.png")
     cv2.imwrite(str(root / "test" / "crack" / "c.png"), rng.integers(0, 255, (8, 8), dtype=np.uint8))
     assert scan_category(root).test_copies() == 2
+
+
+
+def test_copies_across_an_automatic_split_are_counted(tmp_path) -> None:
+    """The session-46 review: a plain class tree (no train/ and val/) whose files are each stored twice was split with
+    copies on both sides, uncounted."""
+    import shutil
+
+    from inference.training.classifier_data import training_split
+
+    root = _write_tree(tmp_path / "t", per_class=8)
+    flat = tmp_path / "flat"
+    for cls in CLASSES:
+        (flat / cls).mkdir(parents=True)
+        for i, f in enumerate(sorted((root / "train" / cls).iterdir())):
+            shutil.copy(f, flat / cls / f"a{i}.png")
+            shutil.copy(f, flat / cls / f"b{i}.png")
+    assert training_split(flat).copies > 0
