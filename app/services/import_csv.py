@@ -85,5 +85,8 @@ def read(root: Path) -> list[ImportRecord]:
         folder = (row.get("folder") or "").strip()
         records.append(ImportRecord(
             label_file=path, image_ref=ref, origin=f"{folder}/{ref}" if folder and image_col == "rel_path" else None,
+            # the full path first: two indexed folders of one name made 'folder/rel_path' ambiguous, and the station's
+            # own CSV of them came back mostly unmatched (a session-46 probe)
+            source_path=(row.get("path") or "").strip() or None if image_col != "path" else None,
             class_name=cell(row, class_col), anomaly_verdict=verdict, review_state=state, labelled_at=when))
     return records

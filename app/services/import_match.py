@@ -63,8 +63,10 @@ class ImageMatcher:
         self.by_stem: dict[str, list[ImageInfo]] = {}
         self.by_hash: dict[str, list[ImageInfo]] = {}
         self.by_tail: dict[str, list[ImageInfo]] = {}
+        self.by_full: dict[str, list[ImageInfo]] = {}
         for img in images:
             folder = self.folders[img.folder_id]
+            self.by_full.setdefault(str(PurePosixPath(join_path(folder.root_path, img.rel_path))), []).append(img)
             self.by_path.setdefault(img.rel_path, []).append(img)
             self.by_path.setdefault(f"{folder.name}/{img.rel_path}", []).append(img)
             self.by_stem.setdefault(str(PurePosixPath(img.rel_path).with_suffix("")), []).append(img)
@@ -90,6 +92,8 @@ class ImageMatcher:
         digest = _Digest(rec.image_file)
         # (how, table, key, whole path: taken without asking the content)
         candidates: list[tuple[str, dict[str, list[ImageInfo]], str, bool]] = []
+        if rec.source_path:
+            candidates.append(("path", self.by_full, str(PurePosixPath(rec.source_path)), True))
         if rec.origin:
             candidates.append(("path", self.by_path, rec.origin, True))
         for i, key in enumerate(suffixes(rec.image_ref)):

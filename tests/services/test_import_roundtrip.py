@@ -205,3 +205,40 @@ def test_a_class_named_target_survives_a_round_trip(tmp_path: Path, fmt: str) ->
         assert (got.class_name, parse(got.object_classes)) == (cls, tuple(objects)), image.rel_path
     db.close()
     fresh.close()
+
+
+def test_the_stations_csv_comes_back_onto_two_folders_of_one_name(tmp_path) -> None:
+    """A session-46 probe: with `parts` and `other/parts` indexed, the station's own summary.csv came back mostly
+    unmatched ('folder/rel_path' named two images); its `path` column names each one."""
+    import cv2
+    import numpy as np
+
+    from app.services.export import ExportOptions, export_database
+    from app.services.importing import ImportOptions, import_labels
+    from app.services.indexing import index_folder
+    from database import LabelChange, ReviewState, open_database
+
+    roots = [tmp_path / "parts", tmp_path / "other" / "parts"]
+    for k, root in enumerate(roots):
+        (root / "lot1").mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(root / "lot1" / f"p{i}.png"), np.full((8, 8), 10 * i + 100 * k, np.uint8))
+    db = open_database(f"sqlite:///{(tmp_path / 'a.sqlite').as_posix()}")
+    for root in roots:
+        index_folder(db, root)
+    for im in db.images.query():
+        root = next(f.root_path for f in db.folders.list() if f.id == im.folder_id)
+        db.labels.append(im.id, LabelChange(ReviewState.CORRECTED,
+                                            class_name="near" if "other" not in root else "far"), "ann")
+    export_database(db, tmp_path / "exp", ExportOptions(formats=("csv",)))
+    db.close()
+    fresh = open_database(f"sqlite:///{(tmp_path / 'b.sqlite').as_posix()}")
+    fresh.classes.set("classifier", ("near", "far"))
+    for root in roots:
+        index_folder(fresh, root)
+    result = import_labels(fresh, tmp_path / "exp", ImportOptions(format="csv"))
+    assert result.preview.records == 6 and not result.preview.unmatched and result.written == 6
+    for im in fresh.images.query():
+        root = next(f.root_path for f in fresh.folders.list() if f.id == im.folder_id)
+        assert fresh.labels.current(im.id).class_name == ("far" if "other" in root else "near")
+    fresh.close()
