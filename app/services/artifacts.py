@@ -121,23 +121,30 @@ def is_maps_folder(root: Path) -> bool:
     return holds_maps
 
 
-def _intact(path: Path, ref: str) -> bool:
-    """Whether the file holds the bytes its name is the SHA-256 of (maps are named by their content)."""
-    digest = Path(ref).name.split(".", 1)[0]
-    h = hashlib.sha256()
+def _intact(path: Path, ref: str, verified: set[tuple[str, int, int]]) -> bool:
+    """Whether the file holds the bytes its name is the SHA-256 of (maps are named by their content). ``verified``:
+    files (path, size, mtime) found intact before, not hashed again: the worker asks of every answered image at every
+    batch, and a map's bytes do not change under its name unless its size or time does."""
+    from app.services.file_scan import hash_file
+
     try:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key in verified:
+            return True
+        if hash_file(path) != Path(ref).name.split(".", 1)[0]:
+            return False
     except OSError:
         return False
-    return h.hexdigest() == digest
+    verified.add(key)
+    return True
 
 
 class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str], also: tuple[Path, ...] = (), shared: bool = False) -> None:
         self.root = Path(root)
         self.also = tuple(Path(a) for a in also)  # read as well, and written when ``root`` cannot be
+        self._verified: set[tuple[str, int, int]] = set()  # map files found intact (``_intact``)
         # ``root`` is the project's maps folder (a share): never made here. A share not mounted leaves its empty mount
         # point, and the maps went to a folder made on this station's disk, said nowhere, hidden once the share came
         # back (a session-46 probe): they go to this station's own folder, logged.
@@ -161,10 +168,9 @@ class ArtifactStore:
             self._write(self.also[0], ref, data)
         return ref
 
-    @staticmethod
-    def _write(root: Path, ref: str, data: bytes, make_root: bool = True) -> None:
+    def _write(self, root: Path, ref: str, data: bytes, make_root: bool = True) -> None:
         target = root / ref
-        if target.exists() and _intact(target, ref):
+        if target.exists() and _intact(target, ref, self._verified):
             with contextlib.suppress(OSError):  # in use again: ``sweep_maps`` leaves maps touched lately alone
                 os.utime(target)
             return  # (a damaged one is replaced: it was kept for good, the panel saying "pre-label again" in vain)
@@ -208,7 +214,7 @@ class ArtifactStore:
             path = self._path(ref)
         except (OSError, ValueError):
             return False
-        if not _intact(path, ref):  # truncated or garbage: made again (a session-46 probe: counted as there for good)
+        if not _intact(path, ref, self._verified):  # truncated or garbage: made again (a session-46 probe: counted as there for good)
             log.warning("%s does not hold the map it is named for: it is made again", path)
             return False
         if self.root.resolve() in path.parents:
