@@ -226,24 +226,23 @@ def _closeness(result: ImageResult, settings: FlagSettings) -> float:
 
 
 SETTINGS_FILE = "flag_settings.json"
-MAX_FLAG_FILE_BYTES = 1 << 20
-
-
 def load_flag_settings(path: Path) -> FlagSettings:
     """Read thresholds from an older station's JSON file (for the one-time import into the
-    database); a missing file means the defaults."""
-    from inference.model_limits import parse_json
+    database); a missing file means the defaults. Read bounded (a few thresholds: a large or deeply nested file is not
+    such a file; a session-46 probe's raised RecursionError past the callers)."""
+    from inference.model_limits import ModelLimitError, read_json_bounded
 
     try:
-        with path.open("rb") as fh:  # a few thresholds: more than 1 MiB is not such a file (read no further)
-            data = fh.read(MAX_FLAG_FILE_BYTES + 1)
+        doc = read_json_bounded(path)
     except FileNotFoundError:
         return FlagSettings()
+    except ModelLimitError:
+        raise ValueError(f"{path}: too large to be read, not flag settings") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if len(data) > MAX_FLAG_FILE_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_FLAG_FILE_BYTES} bytes, not flag settings")
-    try:  # bounded nesting: a deep file raised RecursionError past the callers (a session-46 probe)
-        return FlagSettings.from_dict(parse_json(data.decode("utf-8")))
+    except ValueError as exc:
+        raise ValueError(f"{path}: invalid flag settings ({exc})") from None
+    try:
+        return FlagSettings.from_dict(doc)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: invalid flag settings ({exc})") from None

@@ -8,7 +8,6 @@ A failed write raises and leaves the caller's label untouched, so the GUI can ke
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import secrets
 import time
@@ -30,6 +29,7 @@ from app.services.flags import (
     over_threshold,
 )
 from app.services.heat_region import threshold_region
+from app.services.json_files import write_json_atomic
 from app.services.object_classes import ObjectClass, ObjectClassError, as_json, parse, resolve
 from app.services.review_types import (
     MISSING,
@@ -48,6 +48,7 @@ from app.services.review_types import (
 )
 from database.labels import trace_of
 from inference import families
+from inference.model_limits import read_json_bounded
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -772,9 +773,7 @@ class ReviewService:
                       if v is not None}
             np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
             written.append(base.with_suffix(".npz"))
-            partial = base.with_suffix(".json.partial")
-            partial.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            partial.replace(base.with_suffix(".json"))
+            write_json_atomic(base.with_suffix(".json"), meta)   # whole or not at all (``recover`` reads *.json)
             written.append(base.with_suffix(".json"))
         return written
 
@@ -805,9 +804,7 @@ class ReviewService:
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
             try:
                 try:
-                    if meta_path.stat().st_size > MAX_RECOVERY_META:
-                        raise ValueError(f"{meta_path.stat().st_size} bytes, not a recovery file")
-                    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                    meta = read_json_bounded(meta_path)   # (a few hundred bytes: a large or deep file is not one)
                     if not isinstance(meta, dict):
                         raise ValueError("not a recovery file")
                     if meta.get("db") != self.db.url:
@@ -821,7 +818,7 @@ class ReviewService:
                     _set_aside(root, meta_path)                                      # silently at every start)
                     unreadable += 1
                     continue
-                except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RecursionError) as exc:
+                except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
                     # a file no start can read was only logged, and tried again at every start (a session-46
                     # probe): set aside with the others a person looks at, and counted in the start-up box
                     log.warning("cannot read the recovery file %s (%s): kept aside", meta_path, exc)
@@ -959,8 +956,6 @@ class Recovered:
     aside: str | None = None
     unreadable: int = 0
 
-
-MAX_RECOVERY_META = 1 << 20  # a recovery file's JSON is a few hundred bytes
 
 
 CONFLICTS = "conflicts"  # below recovery_dir(): refused saves kept for a person (recover skips it)
