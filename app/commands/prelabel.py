@@ -33,13 +33,15 @@ def routed_images(db, folder_id: int, images: dict[int, str], families: list[str
         routing = load_project_settings(db).routing
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    from app.services.routing import group_by_families
+
     folder = db.folders.get(folder_id)
     name = folder.name if folder is not None else ""
     out: dict[str, list[int]] = {f: [] for f in FAMILIES if f in families}
-    for image_id, rel_path in images.items():
-        for family in routing.families_for(rel_path, name):
-            if family in out:
-                out[family].append(image_id)
+    for (fams, _named), ids in group_by_families(((i, rel, name) for i, rel in images.items()), routing,
+                                                 families).items():
+        for family in fams:
+            out[family].extend(ids)
     return out
 
 

@@ -107,12 +107,13 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
     else:
         # a folder registered inside this one renamed in place: followed before the walk, or this folder's re-scan
         # took its files for its own, unreviewed (a session-46 probe)
+        followed = False
         for f in others:
             if PurePath(f.root_path).is_relative_to(root) and not Path(f.root_path).exists():
                 to = renamed_to(db, f)
-                if to is not None:
-                    relocate_folder(db, f, to)
-        others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
+                followed = to is not None and relocate_folder(db, f, to) or followed
+        if followed:   # (read again only then: the window's re-scan runs every few seconds)
+            others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
     info = db.folders.add(str(root))
     inner = {PurePath(f.root_path).relative_to(root).as_posix(): f.name for f in others
              if PurePath(f.root_path).is_relative_to(root)}

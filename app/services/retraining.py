@@ -279,8 +279,9 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
     # only a label accepted from this version's own answer row: one accepted from an earlier version's answer, which
     # this version happens to give too, is evidence for it, not a copy (a session-45 probe: clf-v1's accepted
     # answers were called clf-v2's "own answers kept as they came" after v2 was made active)
+    mine = {v.id for v in db.model_versions.list(family)}   # the family's versions, read once
     preds = {i: p for i, p in db.predictions.for_images(list(labels), version_id).items()
-             if p.id == labels[i].from_prediction_id or _shown_with(db, family, p, labels[i])}
+             if p.id == labels[i].from_prediction_id or _shown_with(db, mine, p, labels[i])}
     if family == "anomaly":
         return _anomaly_answers_kept(db, version_id, labels, preds)
     kept = 0
@@ -302,7 +303,7 @@ def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: 
     return kept
 
 
-def _shown_with(db: Database, family: str, pred: Any, label: Any) -> bool:
+def _shown_with(db: Database, family_versions: AbstractSet[int], pred: Any, label: Any) -> bool:
     """Whether ``pred`` was the family's answer on screen when ``label`` was accepted from its image's answers: an
     accepted label names one answer row only (the first family's), so a segmenter's or anomaly model's own answer
     accepted beside a classifier's was not counted, and the "own answers" note never came (a session-46 probe). It
@@ -311,9 +312,7 @@ def _shown_with(db: Database, family: str, pred: Any, label: Any) -> bool:
     rows = db.predictions.for_image(pred.image_id)
     if label.from_prediction_id not in {r.id for r in rows}:
         return False
-    families = {r.model_version_id: (v.family if (v := db.model_versions.get(r.model_version_id)) else None)
-                for r in rows}
-    then = [r for r in rows if families.get(r.model_version_id) == family and r.created_at <= label.created_at]
+    then = [r for r in rows if r.model_version_id in family_versions and r.created_at <= label.created_at]
     return [r.id for r in then] == [pred.id]
 
 
