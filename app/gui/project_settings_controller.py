@@ -19,6 +19,7 @@ from app.services.project_settings import (
     change_flag_settings,
     checked_maps_folder,
     load_project_settings,
+    mark_maps_folder_here,
     save_auto_prelabel,
     save_maps_folder,
     save_routing,
@@ -94,10 +95,10 @@ class ProjectSettingsController(QObject):
             if new.trace != base.trace:  # re-reads every folder's serial/lot/station, and says what it read (a
                 # session-44 probe: a trace.csv with a duplicate and a bad row was saved without a word)
                 traced = " · ".join(r.summary(changes=True) for r in change_trace_rule(db, new.trace, by=by))
-            if new.maps_folder != base.maps_folder or new.maps_folder:  # workers write there from their next batch
-                # (ADR 0061); saved again as it is, it is marked again (a folder an older version saved has no marker
-                # and is not written until it has one: the session-46 review)
+            if new.maps_folder != base.maps_folder:  # workers write there from their next batch (ADR 0061)
                 save_maps_folder(db, new.maps_folder, by=by)
+            elif new.maps_folder:   # unchanged: marked as this project's if it is not yet (a folder an older version
+                mark_maps_folder_here(db, new.maps_folder)   # saved has no marker, and is not written until it has)
             return load_project_settings(db), reflagged, traced
 
         def done(answer: tuple[ProjectSettings, int | None, str]) -> None:

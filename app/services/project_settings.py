@@ -230,8 +230,6 @@ def checked_maps_folder(folder: str) -> str:
     try:
         with tempfile.TemporaryFile(dir=path):
             pass
-        from app.services.artifacts import mark_maps_folder
-        mark_maps_folder(path)   # a worker writes only where it finds it (a share not mounted leaves an empty folder)
     except OSError as exc:
         raise ProjectSettingsError(f"this station cannot write to the maps folder {path} ({exc.strerror or exc})") from None
     from database import path_map
@@ -244,10 +242,26 @@ def save_maps_folder(db: "Database", folder: str, by: str | None = None) -> str:
     that made it (copied, no model runs: ADR 0061). The folder's marker names the project (``project_id``)."""
     checked = checked_maps_folder(folder)
     if checked:
-        from app.services.artifacts import mark_maps_folder
-        mark_maps_folder(Path(os.path.expanduser(folder.strip())), project_id(db))
+        mark_maps_folder_here(db, checked)
     db.project_settings.put(MAPS_FOLDER, checked, by=by)
     return checked
+
+
+def mark_maps_folder_here(db: "Database", stored: str) -> None:
+    """Mark the project's maps folder as this project's where its marker does not say so (a worker writes only where
+    it finds the mark: a share not mounted leaves an empty folder; ``db sweep-maps`` sweeps only a folder naming its
+    project). Settings' OK calls it for a folder saved before markers existed, without storing the setting again."""
+    from app.services.artifacts import maps_folder_project, mark_maps_folder
+    from database import path_map
+
+    path = Path(path_map.local(stored))   # (stored as the path map's canonical path: reached here locally)
+    project = project_id(db)
+    if path.is_dir() and maps_folder_project(path) != project:
+        try:
+            mark_maps_folder(path, project)
+        except OSError as exc:
+            raise ProjectSettingsError(f"this station cannot write to the maps folder {path} "
+                                       f"({exc.strerror or exc})") from None
 
 
 PROJECT_ID = "project_id"
