@@ -279,16 +279,11 @@ class ImageViewer(ImageView):
         self._heat = None if heat is None or not w else resize_to(heat.astype(np.float32), w, h)
         self._heat_range = heat_range
         self._paint_heat()
-        self.heat_changed.emit(self.heat_levels() if self.heat_has_levels() else None)
-
-    def heat_has_levels(self) -> bool:
-        """The map on screen spans a range a threshold or a grow can cut: a flat map (every level the whole image:
-        Apply made all of a good part the region) or one without a finite value (Apply saved an empty "corrected"
-        revision) offers no heatmap tools (a session-45 probe)."""
-        if self._heat is None:
-            return False
-        lo, hi = heat_bounds(self._heat)
-        return hi > lo
+        # Tools only for a map spanning a range a threshold or a grow can cut: a flat map (every level the whole image:
+        # Apply made all of a good part the region) or one without a finite value (Apply saved an empty "corrected"
+        # revision) offers none (a session-45 probe). Its bounds are read once (a full-resolution pass).
+        levels = self.heat_levels() if self._heat is not None else None
+        self.heat_changed.emit(levels if levels is not None and levels[1] > levels[0] else None)
 
     def heat_levels(self) -> tuple[float, float, float]:
         """(min, max, default threshold) of the map on screen; the default is the model's pixel
