@@ -138,7 +138,7 @@ def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
     """
     s.execute(update(Job).where(Job.id == job_id).values(
         progress_done=Job.progress_done + done, progress_failed=Job.progress_failed + failed,
-        heartbeat_at=utcnow()))
+        heartbeat_at=_clock(s)))   # (by the database's clock, as every heartbeat: the stale check reads them together)
     open_item = s.scalar(select(JobItem.id).where(JobItem.job_id == job_id, JobItem.status.in_((QUEUED, RUNNING)))
                          .limit(1))  # existence only: counting would grow with the job
     if open_item is not None:
