@@ -53,8 +53,8 @@ class CategoryTree:
     def test_copies(self) -> int:
         """How many test images hold the bytes of a training image (their figures are training figures: a
         session-46 probe's test/good of train/good copies read "test image AUROC 1.000")."""
-        from inference.training.classifier_data import copies_of
-        return copies_of(self.train_good, [t.path for t in self.test])
+        from inference.training.classifier_data import said_copies
+        return said_copies(self.root, self.train_good, [t.path for t in self.test], "test")
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -336,7 +336,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         "threshold": threshold,
         "data": {"root": str(tree.root), "train_good": len(fit), "holdout_good": len(hold),
                  "unreadable": unreadable, "licence": _licence_note(tree.root, opts.data_licence),
-                 **({"test_copies_of_train": copies} if (copies := _said_copies(tree)) else {})},
+                 **({"test_copies_of_train": copies} if (copies := tree.test_copies()) else {})},
         "training": {"epochs": epochs_done, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
                      "device": str(device), "threads": torch.get_num_threads(),
                      "seconds": round(train_seconds, 1),
@@ -359,13 +359,3 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
                (dataclasses.replace(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else config), card)
     return card
 
-
-def _said_copies(tree: Any) -> int:
-    """The test images that are copies of training images, warned of (their figures are training figures)."""
-    import logging
-
-    copies = int(tree.test_copies())
-    if copies:
-        logging.getLogger(__name__).warning("%s: %d of the test images are byte-for-byte copies of train/good images: their figures are "
-                    "training figures", tree.root, copies)
-    return copies

@@ -94,6 +94,16 @@ def copies_of(train: list[Path], held: list[Path]) -> int:
     return n
 
 
+def said_copies(root: Path, train: list[Path], held: list[Path], what: str, of: str = "training") -> int:
+    """``copies_of``, warned of where there are any: their figures are training figures (a session-46 probe: a val/ of
+    copies of train/ read "val acc 1.000", unsaid). One wording for the classifier's and the anomaly model's trees."""
+    copies = copies_of(train, held)
+    if copies:
+        log.warning("%s: %d of the %d %s images are byte-for-byte copies of %s images: their figures are training "
+                    "figures", root, copies, len(held), what, of)
+    return copies
+
+
 def _items(folders: dict[str, list[Path]]) -> list[Item]:
     return [Item(p, name) for name, files in folders.items() for p in files]
 
@@ -116,10 +126,8 @@ def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
             raise DataTreeError(f"{root / held_name}: classes not in train/: {', '.join(unknown)}")
         classes = sorted(train_folders)
         train_items, held_items = _items(train_folders), _items(held_folders)
-        copies = copies_of([i.path for i in train_items], [i.path for i in held_items])
-        if copies:  # a session-46 probe: val/ held copies of train/, and "val acc 1.000" was shown as a figure
-            log.warning("%s: %d of the %d %s/ images are byte-for-byte copies of train/ images: their figures are "
-                        "training figures", root, copies, len(held_items), held_name)
+        copies = said_copies(root, [i.path for i in train_items], [i.path for i in held_items], f"{held_name}/",
+                             "train/")
         return Split(train_items, held_items, classes, f"{root}: train/ and {held_name}/", copies)
     folders = class_folders(root)
     if len(folders) < 2:
@@ -133,10 +141,7 @@ def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
         tr, va = deterministic_split(keys, val_frac=val_frac, seed=seed)
         train += [Item(root / k, name) for k in tr]
         val += [Item(root / k, name) for k in va]
-    copies = copies_of([i.path for i in train], [i.path for i in val])   # (a class tree too: the review)
-    if copies:
-        log.warning("%s: %d of the %d validation images are byte-for-byte copies of training images: their figures "
-                    "are training figures", root, copies, len(val))
+    copies = said_copies(root, [i.path for i in train], [i.path for i in val], "validation")   # (a class tree too)
     return Split(train, val, sorted(folders), f"{root}: deterministic per-class split, val {val_frac:.0%}, seed {seed}",
                  copies)
 
