@@ -24,7 +24,7 @@ def upgrade(args: argparse.Namespace) -> int:
         db = open_database(args.db, migrate=True)
         try:
             print(f"{db.url}: schema at revision {db.revision()} (head)"
-                  + (f"; a new, empty database was created at {file.resolve()}" if new and file else ""))
+                  + (f"; a new, empty database was created at {file.resolve()}" if file is not None and new else ""))
         finally:
             db.close()
     except DatabaseError as exc:

@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +105,11 @@ def maps_folder_project(root: Path) -> str | None:
     return next((line.split(" ", 1)[1].strip() for line in lines if line.startswith("project ")), None)
 
 
+def map_subfolders(root: Path) -> Iterator[Path]:
+    """The folders maps are kept in (``ab/`` of ``ab/abcdef….npz``: ``put_bytes``)."""
+    return (d for d in root.iterdir() if d.is_dir() and len(d.name) == 2)
+
+
 def is_maps_folder(root: Path) -> bool:
     """Whether ``root`` is the project's maps folder as saved, not an empty mount point of a share not mounted (the
     session-46 review: a maps folder that is the mount point itself was written on the station's disk): its marker,
@@ -112,7 +117,7 @@ def is_maps_folder(root: Path) -> bool:
     if (root / MAPS_MARKER).is_file():
         return True
     try:
-        holds_maps = any(d.is_dir() and len(d.name) == 2 for d in root.iterdir())
+        holds_maps = next(map_subfolders(root), None) is not None
     except OSError:
         return False
     if holds_maps:
@@ -265,9 +270,7 @@ def sweep_maps(root: Path, referenced: Callable[[], AbstractSet[str]], older_tha
         return Swept(root, 0, 0)
     known = referenced()
     candidates: list[tuple[str, Path, int]] = []
-    for sub in sorted(root.iterdir()):
-        if not (sub.is_dir() and len(sub.name) == 2):
-            continue
+    for sub in sorted(map_subfolders(root)):
         for path in sorted(sub.iterdir()):
             ref = f"{sub.name}/{path.name}"
             try:
