@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import platformdirs
-from sqlalchemy.engine import URL
 
 APP_NAME = "inspection-station"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +23,9 @@ def default_database_url() -> str:
     env = os.environ.get("INSPECTION_STATION_DB")
     if env:
         return env
+    # imported here: `main.py --help` imports this module, and SQLAlchemy at the top cost it a tenth of a second
+    from sqlalchemy.engine import URL
+
     # built, not formatted: a data folder named "st?1" or "h%41x" put the database at /…/st or in /…/hAx, outside it
     # (SQLAlchemy reads "?" as the query and decodes "%41"; a session-45 probe)
     return URL.create("sqlite", database=(data_dir() / "station.sqlite").as_posix()).render_as_string(

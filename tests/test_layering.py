@@ -8,6 +8,8 @@ tests never execute (lazy imports inside functions count too).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,12 @@ def test_rule_checker_catches_a_violation(tmp_path: Path) -> None:
         assert violations("inference", RULES["inference"]) == ["inference/_layering_probe_tmp.py imports sqlalchemy"]
     finally:
         bad.unlink()
+
+
+def test_command_line_loads_nothing_heavy() -> None:
+    """The static rule reads app/cli.py's own imports only; what they import in turn once put SQLAlchemy in
+    every `main.py --help` (app/paths.py imported it at the top; a session-47 audit). Imported, not read."""
+    probe = ("import sys, app.cli; "
+             "print(' '.join(m for m in sys.modules if m.split('.')[0] in {'sqlalchemy', 'torch', 'PySide6', 'numpy', 'cv2'}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []
