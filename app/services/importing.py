@@ -286,7 +286,11 @@ class Planner:
         if current is None or current.review_state == ReviewState.UNREVIEWED:
             return NEW
         held = dict(filled or {})
-        same = change.review_state == current.review_state and all(
+        # a format without review states (all but the CSV) says nothing of accepted vs corrected: the station's own
+        # export of an accepted label re-imported read "would overwrite" and turned it "corrected" (a session-47 audit)
+        same_state = change.review_state == current.review_state or (
+            not rec.review_state and current.review_state in (ReviewState.ACCEPTED, ReviewState.CORRECTED))
+        same = same_state and all(
             getattr(change, f) is UNCHANGED or getattr(change, f) == held.get(f, getattr(current, f))
             for f in ("class_name", "mask_png", "anomaly_verdict", "anomaly_mask_png", "object_classes"))
         if same:

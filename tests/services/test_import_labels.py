@@ -420,6 +420,19 @@ def test_importing_twice_writes_nothing_new(station) -> None:
     assert fingerprint(db) == before
 
 
+def test_an_accepted_label_read_back_from_a_class_tree_is_unchanged(station) -> None:
+    """A class tree says nothing of accepted vs corrected: the station's own export of an accepted label,
+    imported again, read "would overwrite" and turned it "corrected" (a session-47 audit)."""
+    db, root, tmp = station
+    image_id = db.images.by_path(db.folders.list()[0].id, "a.png").id
+    db.labels.append(image_id, LabelChange(ReviewState.ACCEPTED, class_name="crack"), "ann")
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    before = fingerprint(db)
+    again = import_labels(db, src, ImportOptions(format="imagefolder"))
+    assert again.written == 0 and again.preview.counts["unchanged"] == 1
+    assert fingerprint(db) == before
+
+
 def test_an_image_labelled_twice_is_refused(station) -> None:
     db, root, tmp = station
     src = class_tree(tmp / "tree", root, {"a.png": "crack"})
