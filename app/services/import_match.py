@@ -21,6 +21,7 @@ training images of those names), and the whole import was refused as "labelled t
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -50,6 +51,12 @@ class Target:
         return Path(self.folder.root_path) / self.image.rel_path
 
 
+def _nfc(key: str) -> str:
+    """One Unicode spelling of a path: a dataset written on macOS names ``ü`` decomposed (NFD), and such a record
+    matched no indexed image that looks the same (a session-47 audit)."""
+    return unicodedata.normalize("NFC", key)
+
+
 def suffixes(ref: str) -> list[str]:
     parts = PurePosixPath(ref).parts
     return ["/".join(parts[i:]) for i in range(len(parts))]
@@ -66,10 +73,10 @@ class ImageMatcher:
         self.by_full: dict[str, list[ImageInfo]] = {}
         for img in images:
             folder = self.folders[img.folder_id]
-            self.by_full.setdefault(str(PurePosixPath(join_path(folder.root_path, img.rel_path))), []).append(img)
-            self.by_path.setdefault(img.rel_path, []).append(img)
-            self.by_path.setdefault(f"{folder.name}/{img.rel_path}", []).append(img)
-            self.by_stem.setdefault(str(PurePosixPath(img.rel_path).with_suffix("")), []).append(img)
+            self.by_full.setdefault(_nfc(str(PurePosixPath(join_path(folder.root_path, img.rel_path)))), []).append(img)
+            self.by_path.setdefault(_nfc(img.rel_path), []).append(img)
+            self.by_path.setdefault(_nfc(f"{folder.name}/{img.rel_path}"), []).append(img)
+            self.by_stem.setdefault(_nfc(str(PurePosixPath(img.rel_path).with_suffix(""))), []).append(img)
             probe = ExportItem(source=Path(), rel_path=img.rel_path, folder=folder.name, review_state="")
             # an export gives colliding flat names a hash of the file's path (``unique_file_names``): those names
             # matched nothing, so both images of a collision came back unmatched (a session-43 probe)
@@ -77,15 +84,15 @@ class ImageMatcher:
             for plain in {flat_name(probe, False), flat_name(probe, True)}:  # exports of several folders prefix it
                 tagged = f"{PurePosixPath(plain).stem}-{digest}{PurePosixPath(plain).suffix}"
                 for name in (plain, tagged):
-                    self.by_name.setdefault(name, []).append(img)
-                    self.by_stem.setdefault(str(PurePosixPath(name).with_suffix("")), []).append(img)
+                    self.by_name.setdefault(_nfc(name), []).append(img)
+                    self.by_stem.setdefault(_nfc(str(PurePosixPath(name).with_suffix(""))), []).append(img)
             if img.content_hash:
                 self.by_hash.setdefault(img.content_hash, []).append(img)
             for tail in suffixes(img.rel_path)[1:]:   # 'patches/p_101.png', 'p_101.png' of 'steel/patches/p_101.png'
-                self.by_tail.setdefault(tail, []).append(img)
+                self.by_tail.setdefault(_nfc(tail), []).append(img)
 
     def _one(self, table: dict[str, list[ImageInfo]], key: str) -> ImageInfo | None:
-        found = {img.id: img for img in table.get(key, ())}  # a path and an export name may both list one image
+        found = {img.id: img for img in table.get(_nfc(key), ())}  # a path and an export name may both list one image
         return next(iter(found.values())) if len(found) == 1 else None
 
     def match(self, rec: ImportRecord) -> Target | None:

@@ -410,6 +410,27 @@ def test_masks_without_images_match_by_export_stem(station) -> None:
     assert result.preview.unmatched == () and result.written == 2
 
 
+def test_a_name_in_decomposed_unicode_matches_the_indexed_image(station) -> None:
+    """macOS tools write names decomposed (NFD): a mask named so matched nothing although the station holds an
+    image whose name looks the same (a session-47 audit)."""
+    import unicodedata
+
+    db, root, tmp = station
+    name = unicodedata.normalize("NFC", "prüfung")
+    (root / f"{name}.png").write_bytes((root / "a.png").read_bytes())
+    from app.services.indexing import index_folder
+
+    index_folder(db, root)
+    (tmp / "ds" / "masks").mkdir(parents=True)
+    decomposed = unicodedata.normalize("NFD", name)
+    assert decomposed != name
+    (tmp / "ds" / "masks" / f"{decomposed}.png").write_bytes(encode_mask(region()))
+    result = import_labels(db, tmp / "ds", ImportOptions(format="masks"))
+    assert result.preview.unmatched == () and result.written == 1
+    image_id = db.images.by_path(db.folders.list()[0].id, f"{name}.png").id
+    assert db.labels.current(image_id).mask_png is not None
+
+
 def test_importing_twice_writes_nothing_new(station) -> None:
     db, root, tmp = station
     src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "good"})
