@@ -16,6 +16,8 @@ from typing import Mapping
 import cv2
 import numpy as np
 
+from inference.preprocess import shrink_to
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_PIXELS = 200_000_000  # ~14k x 14k: beyond this a station runs out of memory, not patience
 MAX_FILE_BYTES = 1 << 30
@@ -257,14 +259,6 @@ class DecodedImage:
         return self.height, self.width, self.channels
 
 
-def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if max(h, w) <= max_side:
-        return img
-    scale = max_side / max(h, w)
-    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-
 def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
     """Read ``path`` once; for each mode, channel-convert and shrink (still integer) before scaling to float."""
     raw = read_raw(path)
@@ -281,7 +275,7 @@ def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
     views = {}
     for mode, max_side in modes.items():
         try:
-            views[mode] = to_float(_shrink(convert_channels(raw, mode), max_side))
+            views[mode] = to_float(shrink_to(convert_channels(raw, mode), max_side))
         except cv2.error:  # an OpenCV assertion's text says nothing to a person: name what it got
             channels = raw.shape[2] if raw.ndim == 3 else 1
             raise ImageReadError(path, f"cannot convert image: unsupported pixel layout ({channels} channels, "

@@ -46,6 +46,17 @@ def to_channels(image: np.ndarray, chans: int) -> np.ndarray:
     return a
 
 
+def shrink_to(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The image area-shrunk so that its longer side is at most ``max_side`` (its own aspect; never enlarged): the
+    decoder, the segmenter's domain embedding, the texture bank, thumbnails and the comparison panel each carried
+    this step (a session-47 audit found five copies)."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def classifier_input(img: np.ndarray, size: int, chans: int) -> np.ndarray:
     """Any float image -> (chans, size, size) float32 in [0, 1]: area-averaged when shrinking."""
     a = np.nan_to_num(to_channels(img, chans), nan=0.0, posinf=1.0, neginf=0.0)

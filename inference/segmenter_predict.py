@@ -18,7 +18,7 @@ import torch
 from inference.checkpoints import CheckpointError, LoadedModel
 from inference.models.mim_istd import MiMISTD, pad_to_stride, segment_logits
 from inference.models.target_verifier import TargetVerifier, verify
-from inference.preprocess import segmenter_input, standardise
+from inference.preprocess import segmenter_input, shrink_to, standardise
 from inference.segmenter_metrics import SegmentationMeter, components
 
 DEFAULT_THRESHOLD = 0.5  # logit > 0, the field's convention
@@ -389,11 +389,7 @@ def embed_images(loaded: LoadedModel, images: Sequence[np.ndarray], device: str 
     in_chans = model.config.in_chans
     out = []
     for img in images:
-        a: np.ndarray = np.asarray(img, np.float32)
-        h, w = a.shape[:2]
-        if max(h, w) > EMBED_SIDE:
-            scale = EMBED_SIDE / max(h, w)
-            a = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        a = shrink_to(np.asarray(img, np.float32), EMBED_SIDE)
         frame = standardise(segmenter_input(a, in_chans))
         x, _ = pad_to_stride(torch.from_numpy(np.ascontiguousarray(frame)).to(dev)[None], model.config.stride)
         deepest = model.encode(x)[1][-1]

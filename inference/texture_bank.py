@@ -26,6 +26,8 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
+from inference.preprocess import shrink_to
+
 BANK_SIDE = 256                       # longer side the descriptors work at (larger images are area-shrunk)
 LBP_POINTS = 8
 LBP_RADII = (1, 2, 4, 8)
@@ -313,11 +315,7 @@ def _band(blurred: dict[float, np.ndarray], sigma: float) -> list[float]:
 
 def shrunk_with_spread(gray: np.ndarray, side: int) -> tuple[np.ndarray, float, float]:
     """The gray image area-shrunk to at most ``side`` px (own aspect), its median and robust spread (MAD)."""
-    g = np.asarray(gray, np.float32)
-    h, w = g.shape
-    if max(h, w) > side:
-        s = side / max(h, w)
-        g = np.asarray(cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), np.float32)
+    g = np.asarray(shrink_to(np.asarray(gray, np.float32), side), np.float32)
     med = median(g.reshape(-1))
     return g, med, median(np.abs(g - med).reshape(-1)) * 1.4826 + 1e-3
 

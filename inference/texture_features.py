@@ -28,6 +28,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from inference.preprocess import to_channels
 from inference.texture_bank import BANK_DIM, BANK_SIDE, bank_of_shrunk, bank_vector, percentiles, shrunk_with_spread
 
 GRID = 4           # gradient energy on a GRID x GRID layout: where on the part an edge or spot sits
@@ -39,14 +40,9 @@ TEXTURE_DIM = THUMB * THUMB + ORIENTATIONS + GRID * GRID + STATS
 
 
 def gray_of(image: np.ndarray) -> np.ndarray:
-    """A (h, w) float32 gray image of an (h, w), (h, w, 1), (h, w, 3) or (h, w, 4) float image in [0, 1]."""
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim == 3:
-        colour = np.ascontiguousarray(img[..., :3])
-        img = img[..., 0] if img.shape[2] == 1 else np.asarray(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY), np.float32)
-    if img.ndim != 2 or img.size == 0:
-        raise ValueError(f"expected an image, got an array of shape {np.shape(image)}")
-    return img
+    """A (h, w) float32 gray image of an (h, w), (h, w, 1|2|3|4) float image in [0, 1], by the one channel
+    conversion (``preprocess.to_channels``; this kept a second one, which refused gray + alpha)."""
+    return to_channels(image, 1)[..., 0]
 
 
 def texture_vector(gray: np.ndarray, aspect: float) -> np.ndarray:

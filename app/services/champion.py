@@ -37,6 +37,7 @@ from app.services.reflag import card_threshold
 from database.dto import ModelVersionInfo, PredictionInfo
 from database.recent_images import REVIEWED, recently_added_ids, recently_reviewed_ids
 from database.states import JobStatus
+from inference.preprocess import shrink_to
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -500,12 +501,7 @@ def side_by_side(d: Disagreement, size: int, color: tuple[int, int, int]) -> tup
     with the challenger's (the same image when the family draws no mask). Raises DisplayError."""
     if d.path is None:
         raise ComparisonError(f"{d.rel_path}: its folder is no longer indexed")
-    rgb = load_rgb(d.path)
-    h, w = rgb.shape[:2]
-    scale = min(1.0, size / max(h, w))
-    if scale < 1.0:
-        rgb = np.ascontiguousarray(cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                              interpolation=cv2.INTER_AREA))
+    rgb = np.ascontiguousarray(shrink_to(load_rgb(d.path), size))
     return overlay(rgb, d.champion.mask_png, color), overlay(rgb, d.challenger.mask_png, color)
 
 

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from inference.imageio import ImageReadError, convert_channels, read_raw
+from inference.preprocess import shrink_to
 
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET,
@@ -142,11 +143,7 @@ def load_thumbnail(image_id: int, path: str | os.PathLike[str], size: int) -> Th
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not kill a pool thread silently
         return Thumbnail(image_id, None, f"cannot decode ({type(exc).__name__}: {exc})")
     h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    if scale < 1.0:
-        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                         interpolation=cv2.INTER_AREA)
-    return Thumbnail(image_id, np.ascontiguousarray(rgb), None, w, h)
+    return Thumbnail(image_id, np.ascontiguousarray(shrink_to(rgb, size)), None, w, h)
 
 
 def colorize_heatmap(heat: np.ndarray, colormap: str = "jet", vmin: float | None = None,

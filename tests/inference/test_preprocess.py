@@ -9,7 +9,8 @@ import pytest
 
 from inference.classifier_predict import resize_to_model_input
 from inference.imageio import read_image
-from inference.preprocess import LUMA, anomaly_input, to_channels
+from inference.preprocess import LUMA, anomaly_input, shrink_to, to_channels
+from inference.texture_features import gray_of
 from inference.training.anomaly_data import to_model_input
 from inference.training.segmenter_data import SegDataError
 from inference.training.segmenter_data import to_channels as segmenter_channels
@@ -37,6 +38,16 @@ def test_every_family_converts_rgb_to_the_same_gray(colour_file: Path):
     assert np.allclose(resize_to_model_input(rgb, 16, 1)[0], luma, atol=1e-6)
     assert np.allclose(segmenter_channels(rgb, 1)[0], luma, atol=1e-6)
     assert np.allclose(anomaly_input(rgb, 16, 1)[0], luma, atol=1e-6)
+    # the texture features and the out-of-domain descriptor read gray through the same conversion; theirs was a
+    # second one (OpenCV's), which refused gray + alpha (a session-47 audit)
+    assert np.array_equal(gray_of(rgb), luma)
+    assert np.array_equal(gray_of(np.dstack([luma, np.ones_like(luma)])), luma)
+
+
+def test_one_shrink_to_a_longest_side():
+    wide = np.zeros((30, 90, 3), np.uint8)
+    assert shrink_to(wide, 90) is wide and shrink_to(wide, 45).shape == (15, 45, 3)
+    assert shrink_to(np.zeros((1, 900), np.float32), 30).shape == (1, 30)  # never a side of 0
 
 
 def test_alpha_dropped_and_gray_repeated():
