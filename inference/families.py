@@ -54,6 +54,11 @@ class Family:
     domain_descriptor_features: tuple[str, ...] = ()
     # The parts of its domain description (inference.domain.PARTS); empty: inference.domain_fit.DEFAULT_PARTS.
     domain_parts: tuple[str, ...] = ()
+    # Its retraining takes the user's capture-group rule (`retrain --groups`: the held-out cut, the cross-validation
+    # and the domain description keep one session together); otherwise "auto".
+    takes_groups: bool = False
+    # Its backbone can be pretrained on unlabelled images (`main.py pretrain`), with this default batch; 0: it cannot.
+    pretrain_batch: int = 0
 
 
 _CATALOGUE: dict[str, Family] = {}
@@ -161,6 +166,11 @@ def architecture_table(part_only: bool = False) -> Mapping[str, str]:
                            for a in (f.part_only if part_only else f.architectures)))
 
 
+def pretrainable() -> tuple[str, ...]:
+    """The families whose backbone `main.py pretrain` pretrains, in pre-label order."""
+    return tuple(f.name for f in _CATALOGUE.values() if f.pretrain_batch)
+
+
 def epochs_table() -> Mapping[tuple[str, str], int]:
     """(family, retraining mode) -> the usual number of epochs."""
     return _Table(lambda: (((f.name, m), n) for f in _CATALOGUE.values() for m, n in f.auto_epochs.items()))
@@ -182,6 +192,8 @@ register_family(Family(
     trainer_scored="val",  # the classifier's val/ is the export's held-out part
     fitted_only=("texture_linear",),  # a linear layer on texture features: no network to fine-tune
     profile_keys=("test_time_augmentation",),
+    takes_groups=True,
+    pretrain_batch=32,
 ))
 register_family(Family(
     name="segmenter",
@@ -202,6 +214,8 @@ register_family(Family(
     # sits inside it; how the frame is arranged (a scene has a direction) keeps one out: chosen by
     # benchmarks/ood_symmetry.py on training and choosing data (benchmarks/results/ood-symmetry.md, ADR 0067).
     domain_parts=("descriptor", "descriptor_range", "symmetry"),
+    takes_groups=True,
+    pretrain_batch=8,
 ))
 register_family(Family(
     name="anomaly",

@@ -164,3 +164,18 @@ def test_registry_refuses_an_architecture_the_catalogue_does_not_list():
     with pytest.raises(ValueError, match="unknown family 'toy'"):
         registry.register("toy_net", "toy", object)(nn.Module)
     assert "unlisted_net" not in {s.name for s in registry.available()}
+
+
+def test_pretraining_and_capture_groups_read_the_catalogue():
+    """Which families pretrain (and their batch) and which take `retrain --groups` were tuples in the commands
+    and the trainer (a session-47 audit); a family registered with them is offered without another edit."""
+    assert families.pretrainable() == ("classifier", "segmenter")
+    assert [f.name for f in families.families() if f.takes_groups] == ["classifier", "segmenter"]
+    families.register_family(dataclasses.replace(TOY, pretrain_batch=4, takes_groups=True))
+    try:
+        args = cli.build_parser().parse_args(["pretrain", "--folder", "x", "--family", "toy"])
+        assert args.family == "toy" and families.family("toy").pretrain_batch == 4
+    finally:
+        families.unregister_family("toy")
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["pretrain", "--folder", "x", "--family", "anomaly"])

@@ -27,11 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="model directory to write (default: FOLDER-pretrained beside the folder); "
                         "resume state under OUT/training/")
-    p.add_argument("--family", default="classifier", choices=("classifier", "segmenter"),
+    p.add_argument("--family", default="classifier", choices=families.pretrainable(),
                    help="whose network to pretrain: the classifier's MemoryMamba backbone (contrastive views) or the "
                         "segmenter's MiM-ISTD (masked-patch prediction) (default: classifier)")
     p.add_argument("--preset", default="cpu",
-                   choices=sorted(set(families.family("classifier").presets) | set(families.family("segmenter").presets)),
+                   choices=sorted({p for f in families.pretrainable() for p in families.family(f).presets}),
                    help="model size; must match the later `train --preset` (default: cpu)")
     p.add_argument("--img-size", type=int, default=None,
                    help="input size (classifier default: the preset's); segmenter: the side frames are resized to (256)")
@@ -84,7 +84,7 @@ def _command_line(argv: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from app.commands.retrain import CANCELLED_EXIT, Events  # its progress lines, as the GUI reads them
     from inference.training.common import progress_listener
-    from inference.training.pretrain import DEFAULT_BATCH, PretrainCancelled, PretrainOptions, pretrain
+    from inference.training.pretrain import PretrainCancelled, PretrainOptions, pretrain
 
     folder = Path(args.folder).expanduser()
     paths, source = None, ""
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     opts = PretrainOptions(
         folder=folder, out=out, family=args.family, preset=args.preset, img_size=args.img_size,
-        input_norm=args.input_norm, epochs=args.epochs, batch_size=args.batch_size or DEFAULT_BATCH[args.family],
+        input_norm=args.input_norm, epochs=args.epochs, batch_size=args.batch_size or families.family(args.family).pretrain_batch,
         lr=args.lr, temperature=args.temperature, crop=args.crop, mask_ratio=args.mask_ratio, mask_patch=args.mask_patch, max_images=args.max_images, max_file_mb=args.max_file_mb, seed=args.seed,
         device=args.device, threads=args.threads, resume=args.resume, quiet=args.quiet or args.progress_json,
         command=_command_line(sys.argv[1:]), paths=paths, source=source,

@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir,
     )
     from database import DatabaseError, open_database
+    from inference import families
     from inference.domain_fit import fit_after_training, images_under
     from inference.training.common import progress_listener
     from inference.training.groups import path_groups
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
                                    extra_args=shlex.split(args.train_args), from_scratch=args.from_scratch,
                                    progress=lambda d, t: events.progress("export", "export", d, t),
                                    min_per_class=keep_min, scope=scope,
-                                   groups=args.groups if args.family in ("classifier", "segmenter") else "auto")
+                                   groups=args.groups if families.family(args.family).takes_groups else "auto")
         plan = planned(args.min_per_class or KEEP_MIN_PER_CLASS)
         method = classifier_method(plan, args.method)
         thin = sorted(k for k, v in plan.data.get("classes", {}).items() if v < MIN_PER_CLASS)
@@ -279,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
                 refit_on_all()
             compared["refitted_on_all"] = True  # the figures are the checked fit's; the version learnt from every label
         events.emit("stage", stage="domain", message="describing the training images (out-of-domain statistics)")
-        rule = args.groups if plan.family == "classifier" else "auto"  # --groups is the classifier's CV grouping
+        rule = args.groups if families.family(plan.family).takes_groups else "auto"
         # A version refitted on every reviewed label learnt the held-out share too: its description says so
         # (more images: fewer of its own line's images called out of domain, benchmarks/results/ood-few.md).
         learnt_too = images_under(plan.data_dir / "val") if compared.get("refitted_on_all") and \

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference import families
 from inference.checkpoints import save_model
 from inference.classifier_predict import resize_to_model_input
 from inference.imageio import ImageReadError, is_image_file, read_image
@@ -72,8 +73,6 @@ OBJECTIVE = "contrastive views (SimCLR InfoNCE / NT-Xent) on the pooled backbone
 SEGMENTER_OBJECTIVE = ("masked-patch prediction (SimMIM-style L1 on the hidden pixels' standardised intensity) "
                        "through a temporary pixel layer on the decoder's last feature map")
 SEGMENTER_IMG_SIZE = 256    # frames are preloaded at this side; crops of --crop are cut from them
-FAMILIES = ("classifier", "segmenter")  # the families this pretrains (the anomaly model: see docs/pretraining.md)
-DEFAULT_BATCH = {"classifier": 32, "segmenter": 8}
 PLACEHOLDER_CLASSES = 2     # the architecture needs a class layer; a pretrained backbone's is never trained
 
 
@@ -91,7 +90,7 @@ class PretrainOptions:
     img_size: int | None = None
     input_norm: str | None = None
     epochs: int = 20
-    batch_size: int = 32            # the classifier's default; DEFAULT_BATCH has the segmenter's
+    batch_size: int = 32            # the classifier's default; the catalogue's pretrain_batch has each family's
     lr: float = 1e-3
     weight_decay: float = 0.05
     temperature: float = 0.2
@@ -316,8 +315,8 @@ class _MaskedPatches(_Objective):
 
 
 def _objective(opts: PretrainOptions) -> _Contrastive | _MaskedPatches:
-    if opts.family not in FAMILIES:
-        raise ValueError(f"--family {opts.family}: pretraining covers {', '.join(FAMILIES)} so far")
+    if opts.family not in families.pretrainable():
+        raise ValueError(f"--family {opts.family}: pretraining covers {', '.join(families.pretrainable())} so far")
     return _Contrastive(opts) if opts.family == "classifier" else _MaskedPatches(opts)
 
 
