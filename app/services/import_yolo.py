@@ -147,7 +147,10 @@ def read(root: Path) -> list[ImportRecord]:
     if not labels_dir.is_dir():
         raise LabelImportError(f"{root}: no labels/ folder (expected a YOLO dataset: images/ and labels/)")
     yaml_file = next((p for p in (root / "data.yaml", root / "dataset.yaml") if p.is_file()), None)
-    names = class_names(yaml_file) if yaml_file else listed_names(root / "classes.txt")
+    # Label Studio writes classes.txt beside labels/, labelImg inside it (that one was read as a label file and
+    # refused the whole import: a session-47 audit)
+    names_file = next((p for p in (root / "classes.txt", labels_dir / "classes.txt") if p.is_file()), None)
+    names = class_names(yaml_file) if yaml_file else listed_names(names_file) if names_file else {}
     images = {}
     if images_dir.is_dir():
         images = {posix_rel(p.with_suffix(""), images_dir): p for p in files_under(images_dir, IMAGE_SUFFIXES)}
@@ -155,6 +158,8 @@ def read(root: Path) -> list[ImportRecord]:
     for path in files_under(labels_dir, {".txt"}):
         stem_ref = posix_rel(path.with_suffix(""), labels_dir)
         image = images.get(stem_ref)
+        if path == names_file and image is None:
+            continue
         ref = posix_rel(image, images_dir) if image is not None else stem_ref
         first, _, rest = ref.partition("/")
         if rest and first in SPLIT_NAMES:

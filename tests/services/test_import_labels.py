@@ -598,6 +598,19 @@ def test_a_yolo_set_naming_its_classes_in_classes_txt_imports_the_names(station)
     assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "b.png").id).class_name == "scratch"
 
 
+def test_a_yolo_set_naming_its_classes_inside_labels_imports_the_names(station) -> None:
+    """labelImg writes classes.txt into the labels folder: it was read as a label file and refused the whole import
+    ("expected '<class> x1 y1 …' numbers"; a session-47 audit)."""
+    db, root, tmp = station
+    db.classes.set("classifier", ["crack", "scratch"])
+    write_json(tmp / "li" / "labels" / "b.txt", f"1 {3 / W} {3 / H} {8 / W} {3 / H} {8 / W} {7 / H}\n")
+    write_json(tmp / "li" / "labels" / "classes.txt", "crack\nscratch\n")
+    (tmp / "li" / "images").mkdir()
+    result = import_labels(db, tmp / "li", ImportOptions(format="yolo"))
+    assert result.preview.errors == () and result.preview.records == 1 and result.written == 1
+    assert db.labels.current(db.images.by_path(db.folders.list()[0].id, "b.png").id).class_name == "scratch"
+
+
 def test_a_compressed_rle_run_past_any_image_is_no_rle() -> None:
     from app.services.import_coco import rle_string_total
     assert rle_string_total("_" * 10 + "0") is None  # ten 5-bit groups: a run of 2**50 pixels
