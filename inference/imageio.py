@@ -117,6 +117,18 @@ def header_size(path: Path) -> tuple[int, int]:
     return (int(width), int(height)) if width > 0 and height > 0 else (0, 0)
 
 
+def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of the pixels as the station reads them (as stored: ``read_raw`` ignores a JPEG's EXIF
+    orientation, the header reader applies it), from the header alone; None when the header says nothing. What a
+    mask is checked against where no model has read the image yet (its indexed size is not known)."""
+    width, height = header_size(Path(path))
+    if not (width and height):
+        return None
+    if (exif_orientation(path) or 1) >= 5:
+        width, height = height, width
+    return width, height
+
+
 def page_count(path: str | os.PathLike) -> int:
     """How many images a TIFF holds (1 for any other format, or when that cannot be told). The station and its
     models read the first page only; a multi-page TIFF showed page 1 with no word that there were more (left as

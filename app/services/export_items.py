@@ -19,6 +19,7 @@ import numpy as np
 
 from app.services.display import encode_mask_png
 from app.services.object_classes import ObjectClass, component_classes
+from inference.imageio import stored_size
 
 ANOMALY_NORMAL = "normal"
 ANOMALY_ANOMALOUS = "anomalous"
@@ -165,11 +166,12 @@ def decode_mask(png: bytes, what: str, item: ExportItem) -> np.ndarray:
     if img is None or img.size == 0:
         raise ItemSkipped(f"{item.display_path}: stored {what} is not a readable PNG")
     mask = img.max(axis=2) > 0 if img.ndim == 3 else img > 0
-    if item.width and item.height and mask.shape != (item.height, item.width):
-        raise ItemSkipped(
-            f"{item.display_path}: {what} is {mask.shape[1]}x{mask.shape[0]} but the image is "
-            f"{item.width}x{item.height}"
-        )
+    # an image no model has read has no indexed size: its header's (the check passed every mask there, and the
+    # station's own import then refused the export whole; a session-47 audit)
+    width, height = (item.width, item.height) if item.width and item.height else stored_size(item.source) or (0, 0)
+    if width and height and mask.shape != (height, width):
+        raise ItemSkipped(f"{item.display_path}: {what} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                          f"{width}x{height}")
     return mask
 
 

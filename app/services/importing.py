@@ -30,7 +30,7 @@ from app.services.object_classes import MAX_OBJECTS, as_json
 from app.services.project_classes import TASK as CLASSIFIER_TASK
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
-from inference.imageio import ImageReadError, exif_orientation, read_raw
+from inference.imageio import ImageReadError, exif_orientation, read_raw, stored_size
 
 if TYPE_CHECKING:
     from database import Database
@@ -237,6 +237,9 @@ class Planner:
         img = target.image
         if img.width and img.height:
             return img.width, img.height
+        size = stored_size(target.path)  # the header's, as the export checks it; decoded only where it says nothing
+        if size is not None:
+            return size
         try:
             raw = read_raw(target.path)
         except ImageReadError as exc:

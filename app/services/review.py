@@ -884,15 +884,11 @@ class ReviewService:
 
     def _file_shape(self, image_id: int) -> tuple[int, int] | None:
         """(height, width) of the image's file now, from its header (None: not known)."""
-        from inference.imageio import exif_orientation, header_size
+        from inference.imageio import stored_size
 
         path = self.db.images.path_of(image_id)
-        if path is None:
-            return None
-        width, height = header_size(Path(path))
-        if (exif_orientation(path) or 1) >= 5:  # the header reader turns a JPEG by its EXIF tag; the station reads
-            width, height = height, width         # the pixels as stored (the session-46 review: its masks set aside)
-        return (height, width) if width and height else None
+        size = stored_size(path) if path is not None else None  # as stored, not EXIF-turned (the session-46 review)
+        return (size[1], size[0]) if size else None
 
     def _own_landing(self, image_id: int, base: Any, meta: dict[str, Any]) -> int | None:
         """The image's current revision when every revision saved after ``base`` is one of the labels the file's

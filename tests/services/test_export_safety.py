@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from app.services import export as export_mod
@@ -148,3 +150,15 @@ def test_missing_file_and_bad_mask_are_skipped_with_reasons(tmp_path: Path, item
     assert "gone.png: image file missing" in reasons
     assert "b.png: stored mask is not a readable PNG" in reasons
     assert "a.png: mask is 32x24 but the image is 99x24" in reasons
+
+
+def test_a_mask_of_another_size_is_skipped_where_no_model_read_the_image(tmp_path: Path, items) -> None:
+    """Indexing leaves an image's size unknown until a model reads it: the check passed every mask there, and the
+    station's own import then refused the whole export (a session-47 audit). The file's header says it."""
+    from dataclasses import replace
+
+    unread = replace(items["a"], width=None, height=None)
+    cv2.imwrite(str(unread.source), np.zeros((24, 40), np.uint8))  # the file is 40 wide, the mask 32
+    result = export_items([unread, items["c"]], tmp_path / "out")
+    assert result.exported == 1
+    assert "a.png: mask is 32x24 but the image is 40x24" in "\n".join(result.skipped)
