@@ -16,11 +16,12 @@ import builtins
 import os
 import socket
 import uuid
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, update
+from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -54,6 +55,25 @@ def item_dto(row: JobItem, image_path: str | None = None, folder_root: str | Non
              content_hash: str | None = None) -> JobItemInfo:
     return to_dto(row, JobItemInfo, status=ItemStatus(row.status), image_path=image_path, folder_root=folder_root,
                   content_hash=content_hash)
+
+
+def _waiting_among(s: Session, kind: str, ids: Sequence[int]) -> set[int]:
+    """Of ``ids``, the images queued or running in an open job of ``kind``, read inside the submitting transaction
+    after ``_lock_submissions``: two stations opening one folder at once read "not waiting" apart and queued every
+    image twice (two workers then ran the models on each; a session-47 audit)."""
+    out: set[int] = set()
+    for part in chunks(list(ids)):
+        out.update(s.scalars(select(JobItem.image_id).join(Job, Job.id == JobItem.job_id).where(
+            Job.kind == kind, Job.status.in_(OPEN_JOB), JobItem.status.in_((QUEUED, RUNNING)),
+            JobItem.image_id.in_(part))))
+    return out
+
+
+def _lock_submissions(s: Session, kind: str) -> None:
+    """Submissions of one kind of job, one at a time: SQLite's write transaction already is (BEGIN IMMEDIATE); on
+    PostgreSQL an advisory lock held to the commit, so the next submission's read sees this one's items."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"jobs:{kind}".encode())})
 
 
 def _clock(s: Session) -> datetime:
@@ -174,8 +194,27 @@ class JobRepository:
     def create(self, kind: str, params: Mapping[str, Any] | None = None, image_ids: Sequence[int] | None = None,
                priority: int = 0) -> JobInfo:
         """Queue a job; with ``image_ids`` it gets one item per image (duplicates dropped)."""
+        job = self._create(kind, params, image_ids, priority, skip_waiting=False)
+        assert job is not None
+        return job
+
+    def create_unless_waiting(self, kind: str, params: Mapping[str, Any] | None, image_ids: Sequence[int],
+                              priority: int = 0) -> JobInfo | None:
+        """Queue a job for those of ``image_ids`` not already queued or running in an open job of ``kind``; None
+        when none is left (nothing written). The check and the insert are one transaction, one submission at a
+        time: automatic pre-labelling queues each image once whichever station submits it."""
+        return self._create(kind, params, image_ids, priority, skip_waiting=True)
+
+    def _create(self, kind: str, params: Mapping[str, Any] | None, image_ids: Sequence[int] | None, priority: int,
+                skip_waiting: bool) -> JobInfo | None:
         ids = list(dict.fromkeys(image_ids)) if image_ids is not None else None
         with self.db.session(write=True) as s:
+            if skip_waiting and ids:
+                _lock_submissions(s, kind)
+                waiting = _waiting_among(s, kind, ids)
+                ids = [i for i in ids if i not in waiting]
+                if not ids:
+                    return None
             job = Job(kind=kind, params=dict(params or {}), priority=priority, has_items=ids is not None,
                       progress_total=len(ids) if ids is not None else 0, status=JobStatus.QUEUED.value)
             s.add(job)
@@ -188,7 +227,8 @@ class JobRepository:
             s.flush()
             return job_dto(job)
 
-    def add_items(self, job_id: int, image_ids: Sequence[int], reopen_within_s: float | None = None) -> bool:
+    def add_items(self, job_id: int, image_ids: Sequence[int], reopen_within_s: float | None = None,
+                  skip_waiting: bool = False) -> bool:
         """Append images to an item job that is still open (queued or running, no cancel asked);
         False, and nothing written, when it is not (the caller queues a new job instead).
 
@@ -198,7 +238,9 @@ class JobRepository:
         many seconds ago is reopened for them too (queued again, its finish time cleared), so a
         worker that keeps up with the line does not make one small job per re-scan either.
         The UPDATE takes the job row's lock first, as ``_settle`` does: a job the last worker
-        commit closed is seen closed here, and items added here are seen by that count."""
+        commit closed is seen closed here, and items added here are seen by that count.
+        ``skip_waiting``: images already queued or running in an open job of its kind are left out, in the same
+        transaction (``create_unless_waiting``); True, and nothing written, when none is left."""
         ids = list(dict.fromkeys(image_ids))
         if not ids:
             return True
@@ -208,6 +250,15 @@ class JobRepository:
             accepts = or_(accepts, and_(Job.status == JobStatus.DONE.value, Job.finished_at.is_not(None),
                                         Job.finished_at >= since))
         with self.db.session(write=True) as s:
+            if skip_waiting:
+                kind = s.scalar(select(Job.kind).where(Job.id == job_id))
+                if kind is None:
+                    return False
+                _lock_submissions(s, kind)
+                waiting = _waiting_among(s, kind, ids)
+                ids = [i for i in ids if i not in waiting]
+                if not ids:
+                    return True
             done = Job.status == JobStatus.DONE.value
             res = s.execute(update(Job).where(Job.id == job_id, Job.has_items.is_(True), accepts,
                                               Job.cancel_requested.is_(False))

@@ -195,8 +195,11 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         # Only the newest job of the same models and settings: after a cancel (or a failure) the line's
         # next files start a new job, never one behind it.
         same = next((j for j in db.jobs.list(kind=PRELABEL, limit=50) if j.params == params), None)  # newest first
-        if same is not None and db.jobs.add_items(same.id, ids, reopen_within_s=AUTOMATIC_REOPEN_S):
+        if same is not None and db.jobs.add_items(same.id, ids, reopen_within_s=AUTOMATIC_REOPEN_S, skip_waiting=True):
             return same.id  # refused once cancelled, failed, or finished longer ago than that
+        # another station may have queued them a moment ago: each image once (a session-47 audit)
+        job = db.jobs.create_unless_waiting(PRELABEL, params, ids, priority=priority)
+        return None if job is None else job.id
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
 
 

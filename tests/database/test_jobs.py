@@ -474,3 +474,35 @@ def test_a_just_finished_job_reopens_for_new_items_but_never_a_cancelled_failed_
     assert not db.jobs.add_items(failing.id, ids[7:8], reopen_within_s=600)
     assert [len(db.jobs.items(j)) for j in (job.id, cancelled.id, failing.id)] == [4, 1, 1]  # nothing written
 
+
+
+def test_submissions_at_the_same_moment_queue_each_image_once(url: str) -> None:
+    """Two stations opening one folder at once (a session-47 audit): each read "nothing waiting" and queued every
+    image. ``create_unless_waiting`` and ``add_items(skip_waiting=True)`` check inside the submitting transaction,
+    one submission at a time, on SQLite and PostgreSQL."""
+    a, b = open_database(url), open_database(url)
+    try:
+        ids = _images(a, 6)
+        for _ in range(3):
+            barrier = threading.Barrier(2)
+            made: list[object] = []
+
+            def submit(db: Database, barrier: threading.Barrier, made: list[object]) -> None:
+                barrier.wait()
+                made.append(db.jobs.create_unless_waiting("prelabel", {"families": ["classifier"]}, ids))
+
+            threads = [threading.Thread(target=submit, args=(d, barrier, made)) for d in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            open_ids = [j.id for j in a.jobs.list(statuses=(JobStatus.QUEUED,))]
+            queued = sorted(i.image_id for j in open_ids for i in a.jobs.items(j))
+            assert queued == ids and sorted(made, key=lambda j: j is not None)[0] is None
+            job = next(j for j in made if j is not None)
+            assert a.jobs.add_items(job.id, ids[:3], skip_waiting=True)  # all waiting: nothing written
+            assert a.jobs.get(job.id).progress_total == 6
+            a.jobs.request_cancel(job.id)  # a cancelled job's images wait no more: the next round queues them again
+    finally:
+        a.close()
+        b.close()

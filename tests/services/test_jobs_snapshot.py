@@ -146,6 +146,31 @@ def test_new_images_of_a_rescan_are_queued_without_reading_the_rest_of_the_folde
         db.close()
 
 
+def test_two_stations_opening_one_folder_at_once_queue_each_image_once(tmp_path: Path, monkeypatch) -> None:
+    """A session-47 audit: two stations read "nothing waiting" before either submitted, and each queued every image
+    (on SQLite two jobs, two workers ran the models on each image; on PostgreSQL one job with two items per image).
+    The second station's read is made stale here; the check inside the submitting transaction still holds."""
+    from app.services import prelabel
+    from database.dto import FileEntry
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        folder = db.folders.add("/line")
+        ids = list(db.images.sync(folder.id, [FileEntry(f"p{i}.png", 10, i, content_hash=f"h{i}")
+                                              for i in range(5)]).added_ids)
+        a, b = ReviewJobs(db, "unused"), ReviewJobs(db, "unused")
+        first = a.prelabel_new_images(folder.id)
+        monkeypatch.setattr(prelabel, "images_waiting", lambda db: set())  # b read before a's submission landed
+        assert b.prelabel_new_images(folder.id) in ([], first)
+        queued = [item.image_id for job in db.jobs.list() for item in db.jobs.items(job.id)]
+        assert sorted(queued) == ids and db.jobs.get(first[0]).progress_total == 5
+        # a cancelled job's images are not waiting: a later submission queues them again
+        db.jobs.request_cancel(first[0])
+        again = b.prelabel_new_images(folder.id)
+        assert again and again != first and len(db.jobs.items(again[0])) == 5
+    finally:
+        db.close()
+
+
 def test_a_line_s_new_files_join_one_automatic_job_and_never_a_cancelled_stale_or_manual_one(
         tmp_path: Path, monkeypatch) -> None:
     """A followed folder on a line: every re-scan finds a few files. They join the automatic job still
