@@ -14,7 +14,7 @@ from database.convert import to_dto
 from database.dto import ModelActivationInfo, ModelVersionInfo
 from database.errors import ConflictError
 from database.images import refresh_statistics
-from database.models import ModelActivation, ModelFile, ModelVersion
+from database.models import VERSION_NAME_CHARS, ModelActivation, ModelFile, ModelVersion
 
 ACTIONS = ("activate", "promote", "rollback")
 
@@ -54,6 +54,8 @@ class ModelVersionRepository:
                  challenger: bool = False) -> ModelVersionInfo:
         """Add a version; (family, name) must be new. ``activate`` also makes it the active one;
         ``challenger`` makes it a challenger of the family (replacing the previous one of its parent)."""
+        if not name.strip() or len(name) > VERSION_NAME_CHARS:
+            raise ValueError(f"a model version's name holds 1 to {VERSION_NAME_CHARS} characters ({len(name)} given)")
         with self.db.session(write=True) as s:
             if s.scalar(select(ModelVersion.id).where(ModelVersion.family == family, ModelVersion.name == name)):
                 raise ConflictError(f"a {family} model named '{name}' is already registered.")

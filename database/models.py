@@ -66,6 +66,9 @@ def table_of(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
+VERSION_NAME_CHARS = 255  # a model version's name (PostgreSQL refuses a longer one; SQLite would keep it)
+
+
 class Folder(Base):
     __tablename__ = "folders"
 
@@ -165,7 +168,7 @@ class ModelVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     family: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(VERSION_NAME_CHARS))
     checkpoint_path: Mapped[str] = mapped_column(String(4096))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)

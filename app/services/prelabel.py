@@ -9,6 +9,7 @@ changed mid-job applies to the rest of the job as ``reflag`` applies it to what 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -21,10 +22,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from app.paths import REPO_ROOT
 from app.services.child_command import station_command
 from app.services.counting_versions import resolve_named
+from app.services.file_scan import shown
 from app.services.flags import FlagSettings
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, group_by_families
 from database.dto import ImageQuery, JobInfo, ModelVersionInfo
+from database.errors import ConflictError
+from database.models import VERSION_NAME_CHARS
 from database.states import ItemStatus, JobStatus
 from inference.bundled import bundled_model_dir
 
@@ -86,11 +90,21 @@ def version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersio
     directory = directory.resolve()
     if not (directory / "config.json").is_file():
         raise PrelabelError(f"{directory}: not a model directory (no config.json)")
-    for v in db.model_versions.list(family):
-        if Path(v.checkpoint_path).resolve() == directory:
-            return v
+    def registered() -> ModelVersionInfo | None:
+        return next((v for v in db.model_versions.list(family) if Path(v.checkpoint_path).resolve() == directory), None)
+
+    if (known := registered()) is not None:
+        return known
     name = f"{directory.name} ({directory})"
-    version = db.model_versions.register(family, name, str(directory), card=read_card(directory))
+    if len(name) > VERSION_NAME_CHARS:  # a deep folder's path past the column (PostgreSQL refused it: a session-47 audit)
+        digest = hashlib.sha256(str(directory).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        name = f"{shown(directory.name, VERSION_NAME_CHARS - 20)} ({digest})"
+    try:
+        version = db.model_versions.register(family, name, str(directory), card=read_card(directory))
+    except ConflictError:  # another station registered it a moment ago (a session-47 audit)
+        if (known := registered()) is None:
+            raise
+        return known
     from app.services.model_files import ModelFilesError, keep_in_database
     try:  # every station and worker loads it, not only this one (ADR 0062)
         keep_in_database(db, version, directory)
@@ -108,8 +122,13 @@ def bundled_version(db: "Database", family: str, name: str | None = None, activa
                             f"checkpoint at {bundled}")
     existing = db.model_versions.by_name(family, bundled.name)
     if existing is None:
-        return db.model_versions.register(family, bundled.name, str(bundled), bundled=True,
-                                          activate=activate, card=read_card(bundled))
+        try:
+            return db.model_versions.register(family, bundled.name, str(bundled), bundled=True,
+                                              activate=activate, card=read_card(bundled))
+        except ConflictError:  # two stations on a new database registered it at once; one failed its first
+            existing = db.model_versions.by_name(family, bundled.name)  # pre-labelling (a session-47 audit)
+            if existing is None:
+                raise
     return db.model_versions.activate(existing.id) if activate and not existing.active else existing
 
 

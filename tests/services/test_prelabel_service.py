@@ -77,3 +77,34 @@ def test_status_has_rate_and_eta_and_cancel_stops_the_job(db, tmp_path: Path, mo
     assert job_status(db, job_id).state == "cancelled"
     with pytest.raises(PrelabelError, match="does not exist"):
         job_status(db, 999)
+
+
+def test_a_version_registered_by_another_station_meanwhile_is_used(db, models, monkeypatch) -> None:
+    """Two stations on a new database registered the bundled model at once: one failed its first pre-labelling
+    with "already registered" (a raw duplicate-key line on PostgreSQL; a session-47 audit)."""
+    from app.services import prelabel
+
+    other = prelabel.bundled_version(db, "classifier")         # the other station, a moment ago
+    real = db.model_versions.by_name
+    reads: list[str] = []
+
+    def by_name(family: str, name: str):
+        reads.append(name)
+        return None if len(reads) == 1 else real(family, name)  # the first read was made before the other's commit
+    monkeypatch.setattr(db.model_versions, "by_name", by_name)
+    assert prelabel.bundled_version(db, "classifier").id == other.id  # this station had read "not there"
+
+
+def test_a_model_folder_deep_in_the_tree_gets_a_name_that_fits(db, tmp_path: Path, models) -> None:
+    """The version's name held the folder's whole path: past 255 characters PostgreSQL refused it with "value too
+    long", the dialog blaming the database (a session-47 audit)."""
+    import shutil
+
+    from app.services.prelabel import version_for_dir
+    deep = tmp_path.joinpath(*(["a_rather_long_folder_name_of_a_line"] * 8)) / "classifier-copy"
+    shutil.copytree(models["classifier"], deep)
+    version = version_for_dir(db, "classifier", deep)
+    assert len(version.name) <= 255 and version.name.startswith("classifier-copy (")
+    assert version_for_dir(db, "classifier", deep).id == version.id
+    with pytest.raises(ValueError, match="1 to 255 characters"):
+        db.model_versions.register("classifier", "x" * 256, str(deep))
