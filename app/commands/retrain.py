@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         MIN_PER_CLASS,
         RetrainError,
         RetrainPlan,
+        check_version_name,
         chosen_by_label_next,
         comparison,
         comparison_text,
@@ -164,13 +165,18 @@ def run(args: argparse.Namespace) -> int:
     events = Events(args.progress_json, sys.stdout)
     if args.family == "classifier" and args.min_per_class is not None and not 2 <= args.min_per_class <= 1000:
         raise CommandError(f"--min-per-class must be between 2 and 1000, not {args.min_per_class}")
+    name = args.name or version_name(args.family)
+    try:  # before any path is made of it: "a/../../b" put the work folder, removed at the end, outside --out
+        check_version_name(name)
+    except RetrainError as exc:
+        events.emit("error", message=str(exc))
+        raise CommandError(str(exc)) from None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         db = open_database(args.db)
     except DatabaseError as exc:
         events.emit("error", message=str(exc))
         raise CommandError(str(exc)) from None
-    name = args.name or version_name(args.family)
     root = Path(args.out).expanduser().absolute() if args.out else models_root(db.url)
     final, work = root / name, work_dir(root, name)
     made_final = False

@@ -201,6 +201,22 @@ def version_name(family: str, now: datetime | None = None) -> str:
     return f"{family}-retrained-{now.strftime('%Y%m%d-%H%M%S')}"
 
 
+NAME_BYTES = 200  # the folder's name and its work folder's (".NAME.work") within a file system's 255 bytes
+
+
+def check_version_name(name: str) -> None:
+    """A new version's name is also its folder's: one plain name, not a path (a session-47 audit: "line3/steel" and a
+    300-character name ended in a traceback, and "a/../../b" led the work folder outside the models folder)."""
+    if not name.strip() or name != name.strip() or name in (".", "..") or name.startswith("."):
+        raise RetrainError(f"{name!r} cannot be a version's name: it is also its folder's (no leading dot or space)")
+    if any(c in name for c in '/\\:*?"<>|') or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise RetrainError(f"{name!r} cannot be a version's name: it is also its folder's, and holds a character "
+                           "a folder name cannot (/ \\ : * ? \" < > | or a control character)")
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_BYTES:
+        raise RetrainError(f"a version's name is also its folder's: at most {NAME_BYTES} bytes "
+                           f"({len(name.encode('utf-8', 'surrogateescape'))} given)")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         return read_json_object(path)

@@ -1127,3 +1127,22 @@ def test_copies_stay_together_where_whole_sessions_could_hold_nothing_out(tmp_pa
             sides[sha256(f.read_bytes()).hexdigest()].add(part)
     assert all(len(s) == 1 for s in sides.values())
     db.close()
+
+
+@pytest.mark.parametrize("name", ["line3/steel", "a/../../b", "x" * 300, "..", ".hidden", "tab\there", " spaced"])
+def test_a_version_name_that_cannot_be_one_folder_is_refused_before_anything_is_made(tmp_path: Path, name) -> None:
+    """A session-47 audit: "line3/steel" and a 300-character name ended in a traceback, and "a/../../b" led the work
+    folder (removed at the end) outside --out. Refused in one line before the database is opened."""
+    from app.services.retraining import RetrainError, check_version_name
+    with pytest.raises(RetrainError, match="version's name"):
+        check_version_name(name)
+    proc = run_retrain(f"sqlite:///{(tmp_path / 'none.sqlite').as_posix()}", "--name", name, "--out", str(tmp_path / "o"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in err and "version's name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_plain_version_names_pass() -> None:
+    from app.services.retraining import check_version_name
+    for name in ("clf-v2", "tiles v2 (line 3)", "prüfung-2026", "x" * 200):
+        check_version_name(name)
