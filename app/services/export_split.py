@@ -80,7 +80,9 @@ def part_sizes(n: int, spec: SplitSpec) -> dict[str, int]:
     fracs = spec.fractions
     exact = {k: round(n * f, 9) for k, f in fracs.items()}  # 25 * 0.7 is 17.5, not 17.4999...
     sizes = {k: math.floor(v) for k, v in exact.items()}
-    by_remainder = sorted(SPLIT_NAMES, key=lambda k: (-(exact[k] - sizes[k]), SPLIT_NAMES.index(k)))
+    # the remainder rounded too: 8 * 0.7 - 5 is 0.5999999999 beside 8 * 0.2 - 1 = 0.6000000001, and the tie went to
+    # val (5 / 2 / 1 instead of 6 / 1 / 1; a session-47 audit)
+    by_remainder = sorted(SPLIT_NAMES, key=lambda k: (-round(exact[k] - sizes[k], 9), SPLIT_NAMES.index(k)))
     for k in by_remainder[: n - sum(sizes.values())]:
         sizes[k] += 1
     used = spec.used

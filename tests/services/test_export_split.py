@@ -61,6 +61,13 @@ def test_part_sizes_sum_and_minimums(n: int) -> None:
     assert part_sizes(n, SplitSpec(1.0, 0.0, 0.0)) == {"train": n, "val": 0, "test": 0}
 
 
+@pytest.mark.parametrize(("n", "expected"), [(8, (6, 1, 1)), (18, (13, 3, 2)), (24, (17, 5, 2))])
+def test_a_tie_of_remainders_goes_to_the_earlier_part(n: int, expected: tuple[int, int, int]) -> None:
+    """docs/export.md: largest remainders of n x fraction, ties to the earlier part. 8 x 0.7 - 5 is 0.5999999999 in
+    floating point beside 8 x 0.2 - 1 = 0.6000000001: the tie went to val (a session-47 audit)."""
+    assert tuple(part_sizes(n, SplitSpec(0.7, 0.2, 0.1)).values()) == expected
+
+
 def test_parse() -> None:
     assert SplitSpec.parse("0.7,0.2,0.1").fractions == {"train": 0.7, "val": 0.2, "test": 0.1}
     assert SplitSpec.parse("70/20/10").fractions == pytest.approx({"train": 0.7, "val": 0.2, "test": 0.1})
