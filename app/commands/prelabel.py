@@ -127,12 +127,18 @@ def run(args: argparse.Namespace) -> int:
         if report.trace is not None:
             print(report.trace.summary(), file=sys.stderr)
         try:
-            job_ids = submit_routed_prelabel(db, folder_id=report.folder_id, families=families)
+            # no job when every image has its answers: a re-run added a job of 0 images per family set, pushing real
+            # ones out of the Jobs panel's newest 20 (a session-47 audit)
+            job_ids = submit_routed_prelabel(db, folder_id=report.folder_id, families=families, skip_empty=True)
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job
         if not job_ids and not report.files:  # not the routing's doing (a session-46 probe: it was said to be)
             print("nothing to run: the folder holds no images", file=sys.stderr)
+        elif not job_ids and any(routed_images(db, report.folder_id, {im.id: im.rel_path for im in db.images.query(
+                ImageQuery(folder_id=report.folder_id))}, families).values()):
+            print("nothing new to pre-label: every image has the answers of the versions that run on it",
+                  file=sys.stderr)
         elif not job_ids:
             print(f"nothing to run: the project's model routing gives this folder's images "
                   f"none of the families {', '.join(families)}", file=sys.stderr)

@@ -109,3 +109,27 @@ def test_prelabel_runs_a_texture_linear_classifier_like_any_other(tmp_path: Path
             assert abs(sum((pred.class_scores or {}).values()) - 1.0) < 1e-3
     finally:
         db.close()
+
+
+def test_a_rerun_on_a_done_folder_queues_no_empty_job(tmp_path: Path, tiny_models, single_thread_env) -> None:
+    """A session-47 audit: each re-run stored one job of 0 images per family set, pushing real jobs out of the Jobs
+    panel's newest 20, and said "job N done: 0 images pre-labelled"."""
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    make_db(url, tiny_models).close()
+    (tmp_path / "parts").mkdir()
+    for i in range(2):
+        assert cv2.imwrite(str(tmp_path / "parts" / f"p{i}.png"), np.full((24, 24), 40 * i, np.uint8))
+    first = _prelabel(tmp_path, url)
+    assert len(first["jobs"]) == 1 and first["predicted"]["classifier"] == 2
+    proc = subprocess.run([sys.executable, "main.py", "prelabel", str(tmp_path / "parts"), "--db", url, "--device",
+                           "cpu", "--report", str(tmp_path / "again.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["jobs"] == [] and again["predicted"] == first["predicted"]
+    assert "nothing new to pre-label" in proc.stderr and "0 images pre-labelled" not in proc.stderr
+    db = open_database(url)
+    try:
+        assert len(db.jobs.list()) == 1
+    finally:
+        db.close()
