@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from app.services.artifacts import ArtifactStore, store_for
+from app.services.artifacts import ArtifactStore, MapsUnwritable, store_for
 from app.services.champion import COMPARE
 from app.services.display import encode_mask_png
 from app.services.flags import FlagSettings, flag_result
@@ -226,11 +226,15 @@ class Worker:
             # counts (unregister's would not), and a batch that kills every restart fails for good.
             if in_hand is not None and in_hand.items:
                 try:
-                    if isinstance(exc, DatabaseError) and not isinstance(exc, ConflictError):
-                        # the database failed (unreachable, locked), not these images: given back untried
-                        # (a session-44 probe: three connection drops while storing failed a batch for good, the
-                        # database's error shown as each image's pre-label error); a refusal of the data counts
+                    if isinstance(exc, MapsUnwritable) or (isinstance(exc, DatabaseError)
+                                                           and not isinstance(exc, ConflictError)):
+                        # the database failed (unreachable, locked) or the maps folder cannot be written, not these
+                        # images: given back untried (a session-44 probe: three connection drops while storing failed
+                        # a batch for good, the database's error shown as each image's pre-label error); a refusal of
+                        # the data counts
                         self.db.jobs.release_items(self.id, [it.id for it in in_hand.items])
+                        if isinstance(exc, MapsUnwritable):  # the Jobs dock says why the job waits
+                            self.db.jobs.note(in_hand.job.id, f"{exc}; its images wait, none was failed for it")
                     else:
                         self._retry(in_hand.items,
                                     f"the worker stopped on an error while processing it: {describe(exc)}")
@@ -396,7 +400,7 @@ class Worker:
         self.stats.add_time("decode", started)
         try:
             results = self._predict_and_store(engine, batch, decoded, versions, settings)
-        except DatabaseError:
+        except (DatabaseError, MapsUnwritable):
             raise
         except Exception as exc:  # noqa: BLE001 - any error of a model: see the loop below
             if len(decoded) == 1:
@@ -409,7 +413,7 @@ class Worker:
                 item: JobItemInfo = one[0]  # type: ignore[assignment]
                 try:
                     results += self._predict_and_store(engine, ClaimedBatch(job, (item,)), [one], versions, settings)
-                except DatabaseError:
+                except (DatabaseError, MapsUnwritable):
                     raise
                 except Exception as item_exc:  # noqa: BLE001
                     self._retry((item,), f"prediction failed: {describe(item_exc)}")

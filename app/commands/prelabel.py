@@ -71,6 +71,7 @@ def print_out_of_domain(counts: dict[str, int], images: list[dict[str, Any]]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.services.artifacts import MapsUnwritable
     from app.services.flags import OUT_OF_DOMAIN_BELOW
     from app.services.indexing import FolderIndexError, index_folder, renamed_away_note, renamed_note
     from app.services.prelabel import PrelabelError, failed_images, job_status, submit_routed_prelabel
@@ -238,5 +239,8 @@ def run(args: argparse.Namespace) -> int:
         return 2 if report_lost and code == 0 else code  # a script asked for the report: its absence is a failure
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
+    except MapsUnwritable as exc:
+        raise CommandError(f"{exc}; the images stay queued (none was failed for it): "
+                           "`python main.py worker --once` finishes them once it can be written") from None
     finally:
         db.close()

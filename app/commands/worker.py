@@ -49,6 +49,7 @@ def lower_priority(by: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.services.artifacts import MapsUnwritable
     from app.worker import Worker, WorkerOptions
     from database.engine import open_database
     from database.errors import DatabaseError
@@ -95,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
             log.info("worker %s on %s (device %s)", worker.id, db.url, args.device)
             try:
                 stats = worker.run(once=args.once)
+            except MapsUnwritable as exc:  # its batch was given back untried and the job says why
+                if args.once:
+                    raise CommandError(str(exc)) from None
+                log.error("%s; retrying in %.0f s", exc, RETRY_S)
+                stopping.wait(RETRY_S)
+                continue
             except DatabaseError as exc:
                 if args.once:
                     raise CommandError(str(exc)) from None

@@ -145,6 +145,12 @@ def _intact(path: Path, ref: str, verified: set[tuple[str, int, int]]) -> bool:
     return True
 
 
+class MapsUnwritable(Exception):
+    """No maps folder this worker can write to (permissions, a full disk): not the image's fault. The worker gives
+    its batch back untried and says so on the job; each image was failed for good with it, its error then kept it
+    out of automatic pre-labelling once the folder was fixed (a session-47 audit)."""
+
+
 class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str], also: tuple[Path, ...] = (), shared: bool = False) -> None:
         self.root = Path(root)
@@ -166,11 +172,15 @@ class ArtifactStore:
             self._write(self.root, ref, data, make_root=not self.shared)
         except OSError as exc:
             if not self.also:
-                raise
+                raise MapsUnwritable(f"the anomaly maps cannot be written to {self.root} ({exc.strerror or exc})") from exc
             # The shared folder is unreachable from here: the map is kept on this station (its
             # prediction still lands) and other stations will say it is not on theirs.
             log.warning("cannot write %s to the maps folder %s (%s); kept in %s", ref, self.root, exc, self.also[0])
-            self._write(self.also[0], ref, data)
+            try:
+                self._write(self.also[0], ref, data)
+            except OSError as own:
+                raise MapsUnwritable(f"the anomaly maps cannot be written to {self.root} ({exc.strerror or exc}) "
+                                     f"nor to {self.also[0]} ({own.strerror or own})") from own
         return ref
 
     def _write(self, root: Path, ref: str, data: bytes, make_root: bool = True) -> None:

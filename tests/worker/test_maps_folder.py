@@ -120,3 +120,32 @@ def test_a_maps_folder_set_later_gets_this_workers_maps_by_copy(db, tmp_path: Pa
     assert worker.stats.skipped == 2 and worker.stats.predicted == 0
     assert sorted(p.name for p in shared.rglob("*.npz")) == own
     assert all(p.heatmap is not None for p in _details(db, folder, review))
+
+
+def test_a_maps_folder_that_cannot_be_written_fails_no_image(db, tmp_path: Path, monkeypatch) -> None:
+    """A session-47 audit: with the maps folder unwritable every image failed for good ("prediction failed:
+    PermissionError"), after six runs of the models each, and its stored error then kept it out of automatic
+    pre-labelling once the folder was fixed. The batch is given back untried; the job says why."""
+    from app.services import artifacts
+    from app.services.artifacts import MapsUnwritable
+    from database.states import ItemStatus
+
+    good_images(tmp_path / "imgs", 3)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    job = submit_prelabel(db, folder_id=folder)
+    real_write = artifacts.ArtifactStore._write
+
+    def refused(self, root, ref, data, make_root=True):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(artifacts.ArtifactStore, "_write", refused)
+    with pytest.raises(MapsUnwritable, match="cannot be written to .*Permission denied"):
+        Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
+               artifacts=ArtifactStore(tmp_path / "maps")).run(once=True)
+    items = db.jobs.items(job)
+    assert [(i.status, i.attempts) for i in items] == [(ItemStatus.QUEUED, 0)] * 3
+    assert all(im.error is None for im in db.images.query())
+    assert "cannot be written" in (db.jobs.get(job).message or "")
+    monkeypatch.setattr(artifacts.ArtifactStore, "_write", real_write)  # the folder fixed: the same job finishes
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
+           artifacts=ArtifactStore(tmp_path / "maps")).run(once=True)
+    assert db.jobs.get(job).progress_done == 3 and db.jobs.get(job).message is None
