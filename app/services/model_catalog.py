@@ -268,9 +268,11 @@ def _check_classes(where: Path, classes: Any, outputs: int | None) -> None:
 def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
     """Refuse, with the reason, a directory that is not a usable ``family`` model; returns its card.
 
-    Checks what loading would need, without loading: the folder, ``config.json`` and ``card.json``
-    as JSON objects, the architecture's family, the safetensors header, and the card's ``parts``
-    (sub-directories checked the same way).
+    Checks the folder, ``config.json`` and ``card.json`` as JSON objects, the architecture's family, the
+    safetensors header and the card's ``parts`` (sub-directories checked the same way) before reading any tensor;
+    then loads it once as the worker will (bounded by those checks), so that what the loader refuses besides shapes
+    (integers stored for real numbers, non-finite values, a size the family's adapter cannot use) is refused here:
+    a session-47 audit added and activated four such folders, and every later pre-label run failed.
     """
     if family not in FAMILIES:
         raise ModelCatalogError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
@@ -295,6 +297,12 @@ def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
         if not sub_dir.is_dir():
             raise ModelCatalogError(f"{directory}: part {part!r} is missing ({sub_dir})")
         _check_one(sub_dir, family, as_part=True)
+    from inference.checkpoints import CheckpointError, load_model
+    from inference.engine_families import family_model
+    try:
+        family_model(load_model(directory, "cpu", family))
+    except CheckpointError as exc:
+        raise ModelCatalogError(str(exc)) from None
     return card
 
 

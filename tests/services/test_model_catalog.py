@@ -7,6 +7,7 @@ import struct
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.paths import REPO_ROOT
@@ -137,6 +138,19 @@ def _break(case: str, d: Path) -> None:
         (d / "card.json").write_text(json.dumps({"parts": {"v": "../elsewhere"}}))
     elif case == "part missing":
         (d / "card.json").write_text(json.dumps({"parts": {"v": "verifier"}}))
+    elif case in ("weights nan", "weights integers"):  # accepted at Add, refused by every load (a session-47 audit)
+        from safetensors.numpy import load_file, save_file
+        weights = load_file(str(d / "model.safetensors"))
+        first = next(k for k, v in weights.items() if v.dtype == np.float32 and v.size)
+        if case == "weights nan":
+            weights[first] = np.full_like(weights[first], np.nan)
+        else:
+            weights = {k: v.astype(np.int32) if v.dtype == np.float32 else v for k, v in weights.items()}
+        save_file(weights, str(d / "model.safetensors"))
+    elif case == "image size zero":
+        config = json.loads((d / "config.json").read_text())
+        config["config"]["img_size"] = 0
+        (d / "config.json").write_text(json.dumps(config))
 
 
 BROKEN = {
@@ -148,6 +162,8 @@ BROKEN = {
     "verifier alone": "part of a segmenter model directory", "unknown architecture": "unknown model architecture 'resnet50'",
     "newer format": "newer version", "card of other family": "describes a anomaly model",
     "part outside": "must be a sub-directory", "part missing": "part 'v' is missing",
+    "weights nan": "non-finite values", "weights integers": "integer values where the model holds real numbers",
+    "image size zero": "img_size",
 }
 
 
