@@ -174,6 +174,7 @@ class Worker:
         # different models (model routing makes one job per family set): keeping MAX_ENGINES >= 3
         # means switching never closes an engine a batch in flight still needs.
         self._engines: OrderedDict[tuple, InspectionEngine] = OrderedDict()
+        self._unloadable: tuple[tuple | None, str] = (None, "")  # a model set that failed to load, and why
         self._stop = threading.Event()
         self._heartbeat = _Heartbeat(db, self.id, self.options.heartbeat_s)
         self._last_recovery = 0.0
@@ -326,18 +327,33 @@ class Worker:
             if batch is None:
                 return None
             batch = self._leave_unseen_folders(batch, now)
-            if batch.items:
+            if not batch.items:
+                continue
+            try:
+                versions = job_versions(batch.job.params)
+                key = (tuple(sorted(versions.items())), job_profile(batch.job.params))
+            except (ValueError, RuntimeError) as exc:
+                self._unloadable = (None, f"model cannot be loaded: {exc}")
+                key = None
+            if key is None or key in self._engines or self._unloadable[0] == key:
                 break
-        try:
-            versions = job_versions(batch.job.params)
-            engine = self._engine_for(versions, job_profile(batch.job.params))
-        except (CheckpointError, ValueError, RuntimeError) as exc:
+            # Models are loaded with nothing claimed: a worker killed while loading them (the OOM killer) had each
+            # image it held counted as tried, and three such kills failed them for good as "stopped responding"
+            # although no model had seen them (a session-47 audit). The batch is given back untried and claimed anew.
+            self.db.jobs.release_items(self.id, [it.id for it in batch.items])
+            try:
+                self._engine_for(versions, key[1])
+            except (CheckpointError, ValueError, RuntimeError) as exc:
+                self._unloadable = (key, f"model cannot be loaded: {exc}")  # the next claim of this job fails it
+        if key is None or key not in self._engines:
             # A model that cannot load fails the job's items with the reason (not retried forever).
-            reason = f"model cannot be loaded: {exc}"
+            reason = self._unloadable[1]
+            self._unloadable = (None, "")
             log.error(reason)
             self.db.jobs.fail_items(self.id, {it.id: reason for it in batch.items})
             self.stats.failed += len(batch.items)
             return None
+        engine = self._engine_for(versions, key[1])
         todo, skip = self._split_done(batch.items, versions)
         if skip:
             self.db.jobs.complete_items(self.id, [it.id for it in skip])

@@ -166,3 +166,32 @@ def test_a_refusal_of_the_data_while_storing_still_counts_an_attempt(db, tmp_pat
         with pytest.raises(ConflictError):
             worker(db, tmp_path).run(once=True)
     assert job_status(db, job).state == "failed"
+
+
+def test_models_are_loaded_with_no_image_claimed(db, tmp_path: Path, monkeypatch) -> None:
+    """A session-47 audit: three kills while the worker loaded its models (the OOM killer) failed its first batch's
+    images for good as "stopped responding 3 times" although no model had seen them: the claim came first and
+    counted an attempt. Now nothing is held while models load; a model that cannot load still fails the items."""
+    import app.worker as worker_module
+    from database.states import ItemStatus
+
+    folder = index_folder(db, poison_folder(tmp_path)).folder_id
+    job = submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    held_at_load: list[int] = []
+    real = worker_module.InspectionEngine
+
+    def engine(*args, **kwargs):
+        held_at_load.append(sum(it.status == ItemStatus.RUNNING for it in db.jobs.items(job)))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(worker_module, "InspectionEngine", engine)
+    worker(db, tmp_path).run(once=True)
+    assert held_at_load == [0] and job_status(db, job).done == 4
+    assert all(it.attempts == 1 for it in db.jobs.items(job))  # the give-back before the load counted nothing
+
+    def broken(*args, **kwargs):
+        raise worker_module.CheckpointError("model.safetensors: truncated")
+    monkeypatch.setattr(worker_module, "InspectionEngine", broken)
+    again = submit_prelabel(db, folder_id=folder, families=["anomaly"], only_missing=False)
+    worker(db, tmp_path).run(once=True)
+    assert job_status(db, again).failed == 4
+    assert all("model cannot be loaded: model.safetensors: truncated" in (it.error or "") for it in db.jobs.items(again))
