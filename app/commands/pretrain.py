@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return INTERRUPTED_EXIT if stop.get("signal") == signal.SIGINT else CANCELLED_EXIT
     except (ValueError, RuntimeError, FloatingPointError) as exc:
-        events.emit("error", message=str(exc))
+        if events.as_json:  # a person reads it once, from the CommandError (it was printed twice)
+            events.emit("error", message=str(exc))
         raise CommandError(str(exc)) from None
     finally:
         for s, handler in previous.items():

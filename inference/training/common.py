@@ -72,7 +72,17 @@ def save_training_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A run's resume state, never unpickled beyond tensors and plain data; a damaged or foreign file is a ValueError in
+    one line (a session-47 audit: random bytes, an empty file or a pickle ended in a traceback, torch's own message
+    inviting the user to load it with weights_only=False)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever torch's reader raises on bytes it cannot take
+        raise ValueError(f"{path}: not a resume state this station wrote ({type(exc).__name__}); "
+                         "drop --resume or use a new --out") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a resume state this station wrote; drop --resume or use a new --out")
+    return state
 
 
 ProgressListener = Callable[[str, int, int], None]  # (task, done, total)

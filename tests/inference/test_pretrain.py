@@ -201,3 +201,20 @@ def test_paths_a_command_cannot_write_are_one_line(tmp_path, capsys):
     assert main(["evaluate", "classifier", "--data", str(tmp_path), "--model", str(tmp_path),
                  "--json", str(tmp_path)]) == 2
     assert "a folder is there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(300), b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94."
+                                     b"\x8c\x01a\x94\x8c\x01b\x94s."])
+def test_a_damaged_resume_state_is_one_line_never_unpickled(tmp_path, capsys, content):
+    """A session-47 audit: random bytes, an empty file or a plain pickle as the resume state ended in a traceback
+    (IndexError, EOFError, torch's invitation to load it with weights_only=False), and the line was printed twice."""
+    folder = _images(tmp_path / "imgs")
+    out = tmp_path / "o"
+    (out / "training").mkdir(parents=True)
+    (out / "training" / STATE_FILE).write_bytes(content)
+    assert main(["pretrain", "--folder", str(folder), "--out", str(out), "--preset", "test_tiny", "--device", "cpu",
+                 "--epochs", "1", "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "not a resume state this station wrote" in err and err.count("not a resume state") == 1
+    with pytest.raises(ValueError, match="drop --resume"):
+        load_training_state(out / "training" / STATE_FILE)
