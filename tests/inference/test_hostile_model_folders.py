@@ -96,6 +96,16 @@ def test_a_header_claiming_a_huge_tensor_backed_by_16_bytes_is_refused(tmp_path:
         load_model(d, family="classifier")
 
 
+def test_a_header_of_millions_of_tensors_is_refused_before_it_is_parsed(tmp_path: Path, tiny) -> None:
+    """A session-47 audit: a 100 MB header of 1.75 million empty tensors took 1.7 GB and 35 s to check at Add."""
+    d = tmp_path / "m"
+    shutil.copytree(tiny["classifier"], d)
+    header = b"{" + b" " * (9 << 20) + b"}"
+    (d / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(ModelCatalogError, match="more tensors than any model"):
+        check_model_dir("classifier", d)
+
+
 @pytest.mark.parametrize("text", ['{"format": "x", "model": "memory_mamba"}', '{"format": true, "model": "pixel_gaussian"}'])
 def test_a_malformed_format_is_a_clear_error(tmp_path: Path, tiny, text: str) -> None:
     d = tmp_path / "m"
