@@ -25,8 +25,9 @@ class JsonFileError(ValueError):
 
 def read_json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; anything else is a ``JsonFileError`` naming the file."""
-    if not path.is_file():
-        raise JsonFileError(f"{path.name} is missing in {path.parent}")
+    if not path.is_file():  # a folder or a pipe of that name is there, not "missing" (a session-47 audit)
+        what = "missing" if not path.exists() else "not a regular file"
+        raise JsonFileError(f"{path.name} is {what} in {path.parent}")
     try:
         data = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

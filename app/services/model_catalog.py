@@ -205,13 +205,19 @@ def check_safetensors(path: Path) -> int:
     Every tensor's byte range must lie inside the file and hold exactly its shape × dtype bytes
     (``inference.model_limits``, the loader's own check)."""
     if not path.is_file():
-        raise ModelCatalogError(f"{path.name} is missing in {path.parent}")
+        raise ModelCatalogError(f"{path.name} is {'missing' if not path.exists() else 'not a regular file'} in "
+                                f"{path.parent}")
     try:
         return len(read_safetensors_header(path))
     except ModelLimitError as exc:
         raise ModelCatalogError(str(exc)) from None
     except OSError as exc:
         raise ModelCatalogError(f"{path} cannot be read ({exc.strerror or exc})") from None
+
+
+def _a(word: str) -> str:
+    """"an anomaly", "a classifier": the refusals named "a anomaly model"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _check_one(directory: Path, family: str, as_part: bool) -> Any:
@@ -222,7 +228,9 @@ def _check_one(directory: Path, family: str, as_part: bool) -> Any:
     if not isinstance(arch, str):
         raise ModelCatalogError(f"{directory / 'config.json'} names no model architecture ('model')")
     fmt = config.get("format", 1)
-    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > FORMAT_VERSION:
+    if not isinstance(fmt, int) or isinstance(fmt, bool):  # "1" read "written by a newer version" (a session-47 audit)
+        raise ModelCatalogError(f"{directory / 'config.json'}: 'format' must be a whole number, not {str(fmt)[:40]!r}")
+    if fmt > FORMAT_VERSION:
         raise ModelCatalogError(f"{directory} was written by a newer version of the station (format {fmt!r})")
     if arch in PART_ONLY and not as_part:
         raise ModelCatalogError(f"{directory} holds a {arch}, which is part of a {PART_ONLY[arch]} model "
@@ -231,8 +239,11 @@ def _check_one(directory: Path, family: str, as_part: bool) -> Any:
     if found is None:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ModelCatalogError(f"{directory} holds an unknown model architecture {arch!r} (known: {known})")
-    if found != family or config.get("family", found) != found:
-        raise ModelCatalogError(f"{directory} holds a {found} model ({arch}), not a {family} model")
+    if found != family:
+        raise ModelCatalogError(f"{directory} holds {_a(found)} model ({arch}), not {_a(family)} model")
+    if config.get("family", found) != found:  # it read "holds a classifier model (texture_linear), not a classifier"
+        raise ModelCatalogError(f"{directory / 'config.json'} says family {str(config.get('family'))[:40]!r}, but its "
+                                f"architecture {arch} is {_a(found)} model")
     try:
         check_config_values(config.get("config", {}), str(directory / "config.json"))
     except ModelLimitError as exc:
@@ -283,7 +294,8 @@ def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
     card = _read_object(directory / "card.json")
     _check_classes(directory / "card.json", card.get("classes"), getattr(built, "num_classes", None))
     if card.get("family", family) != family:
-        raise ModelCatalogError(f"{directory / 'card.json'} describes a {card['family']} model, not a {family} model")
+        raise ModelCatalogError(f"{directory / 'card.json'} describes {_a(str(card['family'])[:40])} model, not "
+                                f"{_a(family)} model")
     if card.get("kind") == PRETRAINED_KIND:
         raise ModelCatalogError(f"{directory} is a pretrained backbone (a start point for `python main.py train "
                                 f"{family} --init {directory}`), not a trained model: its head was never trained")

@@ -182,7 +182,7 @@ def test_a_folder_the_worker_could_never_run_is_refused_when_it_is_added(tmp_pat
     flag = shutil.copytree(tiny["classifier"], tmp_path / "flag")
     meta = json.loads((flag / "config.json").read_text())
     (flag / "config.json").write_text(json.dumps({**meta, "format": True}))
-    with pytest.raises(ModelCatalogError, match="format True"):
+    with pytest.raises(ModelCatalogError, match="'format' must be a whole number, not 'True'"):
         check_model_dir("classifier", flag)
 
 

@@ -147,6 +147,15 @@ def _break(case: str, d: Path) -> None:
         else:
             weights = {k: v.astype(np.int32) if v.dtype == np.float32 else v for k, v in weights.items()}
         save_file(weights, str(d / "model.safetensors"))
+    elif case == "config family contradicts":  # the refusal read "holds a classifier model, not a classifier model"
+        config = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**config, "family": "segmenter"}))
+    elif case == "format a string":  # read "written by a newer version of the station" (a session-47 audit)
+        config = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**config, "format": "1"}))
+    elif case == "weights a folder":  # read "model.safetensors is missing"
+        (d / "model.safetensors").unlink()
+        (d / "model.safetensors").mkdir()
     elif case == "image size zero":
         config = json.loads((d / "config.json").read_text())
         config["config"]["img_size"] = 0
@@ -160,10 +169,13 @@ BROKEN = {
     "weights truncated": "tensor .* byte range", "weights a pickle": "not a safetensors file",
     "header not json": "header is not JSON", "other family": "holds a segmenter model \\(mim_istd\\), not a classifier",
     "verifier alone": "part of a segmenter model directory", "unknown architecture": "unknown model architecture 'resnet50'",
-    "newer format": "newer version", "card of other family": "describes a anomaly model",
+    "newer format": "newer version", "card of other family": "describes an anomaly model",
     "part outside": "must be a sub-directory", "part missing": "part 'v' is missing",
     "weights nan": "non-finite values", "weights integers": "integer values where the model holds real numbers",
     "image size zero": "img_size",
+    "config family contradicts": "says family 'segmenter', but its architecture memory_mamba is a classifier model",
+    "format a string": "'format' must be a whole number, not '1'",
+    "weights a folder": "model.safetensors is not a regular file",
 }
 
 
