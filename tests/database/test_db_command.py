@@ -48,6 +48,11 @@ def test_current_on_a_file_that_does_not_exist_says_so_and_creates_nothing(tmp_p
     assert main(["db", "current", "--db", f"sqlite:///{path}"]) == 2
     assert f"no database at {path} (nothing was created" in capsys.readouterr().err
     assert not (tmp_path / "nodir").exists()
+    # db sweep-maps, even --dry-run, created the file and then failed on its missing tables (a session-47 audit)
+    typo = tmp_path / "typo.sqlite"
+    assert main(["db", "sweep-maps", "--dry-run", "--db", f"sqlite:///{typo}"]) == 2
+    assert f"no database at {typo} (nothing was created" in capsys.readouterr().err
+    assert not typo.exists()
 
 
 def test_a_database_named_from_home_is_the_one_in_home(tmp_path: Path, capsys: pytest.CaptureFixture[str],
