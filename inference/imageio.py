@@ -77,9 +77,16 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
             raise ImageReadError(path, f"image too large to decode ({width}x{height} pixels of "
                                        f"{'16' if depth == 2 else '8'}-bit samples, {need / 1e6:.0f} MB decoded; "
                                        f"the station decodes up to {MAX_DECODED_BYTES / 1e6:.0f} MB)")
-    damage = png_damage(data) if data[:8].tobytes() == PNG_SIGNATURE else None
-    if damage:  # refused before libpng sees it: libpng prints its own "libpng error: …" lines
-        raise ImageReadError(path, f"not a decodable image (damaged PNG: {damage})")
+    if data[:8].tobytes() == PNG_SIGNATURE:
+        damage, profiles = png_damage(data)
+        if damage:  # refused before libpng sees it: libpng prints its own "libpng error: …" lines
+            raise ImageReadError(path, f"not a decodable image (damaged PNG: {damage})")
+        if profiles:  # an ICC profile libpng finds fault with was a "libpng warning: iCCP: …" line on stderr in every
+            # command (a session-47 audit, on SIRST frames); OpenCV applies no profile, so the pixels are the same
+            keep = np.ones(len(data), bool)
+            for start, end in profiles:
+                keep[start:end] = False
+            data = data[keep]
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
     except cv2.error:  # its text is an OpenCV assertion ("(-215:Assertion failed) …"), not a reason
@@ -141,26 +148,30 @@ def page_count(path: str | os.PathLike) -> int:
         return 1
 
 
-def png_damage(data: np.ndarray) -> str | None:
-    """Why a PNG's chunk structure is broken (truncated, a chunk's CRC wrong, no IEND), or None.
+def png_damage(data: np.ndarray) -> tuple[str | None, list[tuple[int, int]]]:
+    """Why a PNG's chunk structure is broken (truncated, a chunk's CRC wrong, no IEND), or None; and the byte spans of
+    its ICC profile chunks (``iCCP``), which the station never applies and libpng warns about on stderr.
 
     Checks what libpng would complain about on stderr, at the cost of one CRC pass over the file.
     """
     buf = memoryview(data.tobytes())
     pos, n = 8, len(buf)
+    profiles: list[tuple[int, int]] = []
     while pos + 12 <= n:
         length, kind = struct.unpack(">I4s", buf[pos:pos + 8])
         end = pos + 12 + length
         name = kind.decode("latin-1", "replace")
         if length > 0x7FFFFFFF or end > n:
-            return f"truncated in chunk {name!r}"
+            return f"truncated in chunk {name!r}", profiles
         crc = struct.unpack(">I", buf[end - 4:end])[0]
         if zlib.crc32(buf[pos + 4:end - 4]) != crc:
-            return f"CRC error in chunk {name!r}"
+            return f"CRC error in chunk {name!r}", profiles
+        if kind == b"iCCP":
+            profiles.append((pos, end))
         if kind == b"IEND":
-            return None
+            return None, profiles
         pos = end
-    return "truncated (no IEND chunk)"
+    return "truncated (no IEND chunk)", profiles
 
 
 def exif_orientation(path: str | os.PathLike) -> int | None:

@@ -82,6 +82,23 @@ def test_damaged_pngs_are_refused_with_a_reason_and_nothing_on_stderr(tmp_path: 
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
+def test_a_png_with_an_icc_profile_libpng_dislikes_reads_the_same_pixels_in_silence(tmp_path: Path) -> None:
+    """A session-47 audit: SIRST frames printed "libpng warning: iCCP: …" during prelabel, routing propose and domain
+    fit. The station applies no colour profile: the chunk is left out before decoding, the pixels are the same."""
+    import struct
+    import zlib
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    png = cv2.imencode(".png", pixels)[1].tobytes()
+    body = b"ICC Profile\0\0" + zlib.compress(b"\0" * 132)  # a profile libpng calls "too short"
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    (tmp_path / "icc.png").write_bytes(png[:33] + chunk + png[33:])
+    assert np.array_equal(read_raw(tmp_path / "icc.png"), pixels)
+    code = "import sys\nfrom inference.imageio import read_raw\nread_raw(sys.argv[1])\n"
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "icc.png")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
 def test_a_damaged_tiff_leaves_no_opencv_log_line(tmp_path: Path) -> None:
     """Found by benchmarks/fuzz_images.py: OpenCV logged "[ERROR…] TIFF_Error …" for broken TIFFs."""
     ok, buf = cv2.imencode(".tif", np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
