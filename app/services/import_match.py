@@ -70,6 +70,7 @@ class ImageMatcher:
         self.by_stem: dict[str, list[ImageInfo]] = {}
         self.by_hash: dict[str, list[ImageInfo]] = {}
         self.by_tail: dict[str, list[ImageInfo]] = {}
+        self.by_tail_stem: dict[str, list[ImageInfo]] = {}  # the same without the extension: masks alone name a stem
         self.by_full: dict[str, list[ImageInfo]] = {}
         for img in images:
             folder = self.folders[img.folder_id]
@@ -90,6 +91,7 @@ class ImageMatcher:
                 self.by_hash.setdefault(img.content_hash, []).append(img)
             for tail in suffixes(img.rel_path)[1:]:   # 'patches/p_101.png', 'p_101.png' of 'steel/patches/p_101.png'
                 self.by_tail.setdefault(_nfc(tail), []).append(img)
+                self.by_tail_stem.setdefault(_nfc(str(PurePosixPath(tail).with_suffix(""))), []).append(img)
 
     def _one(self, table: dict[str, list[ImageInfo]], key: str) -> ImageInfo | None:
         found = {img.id: img for img in table.get(_nfc(key), ())}  # a path and an export name may both list one image
@@ -126,8 +128,11 @@ class ImageMatcher:
                 return Target(img, self.folders[img.folder_id], "content")
         # Last, the end of an indexed path: a class tree ('patches/p_101.png') whose station copy sits deeper
         # ('steel/patches/p_101.png'), where the content is no help (two identical files: NEU holds such pairs).
+        # A folder of masks alone names stems ('Misc_1'): the station's 'infrared/Misc_1.png' matched nothing (a session-47
+        # audit), the stem table holding whole relative paths only.
+        tails = self.by_tail if PurePosixPath(rec.image_ref).suffix else self.by_tail_stem
         for key in suffixes(rec.image_ref):
-            img = self._one(self.by_tail, key)
+            img = self._one(tails, key)
             if img is not None and digest.agrees(img):
                 return Target(img, self.folders[img.folder_id], "path end")
         return None

@@ -410,6 +410,24 @@ def test_masks_without_images_match_by_export_stem(station) -> None:
     assert result.preview.unmatched == () and result.written == 2
 
 
+def test_masks_alone_match_images_in_a_subfolder_by_their_stem(station) -> None:
+    """docs/import.md: a folder of PNG masks alone matches by stem and by path end; a mask 'x.png' never matched the
+    station's 'sub/x.png' (a session-47 audit)."""
+    db, root, tmp = station
+    (root / "sub").mkdir(exist_ok=True)
+    (root / "sub" / "only_here.png").write_bytes((root / "a.png").read_bytes())
+    from app.services.indexing import index_folder
+
+    index_folder(db, root)
+    (tmp / "ds" / "masks").mkdir(parents=True)
+    for stem in ("only_here", "c"):
+        (tmp / "ds" / "masks" / f"{stem}.png").write_bytes(encode_mask(region()))
+    result = import_labels(db, tmp / "ds", ImportOptions(format="masks"))
+    assert result.preview.unmatched == () and result.written == 2
+    image_id = db.images.by_path(db.folders.list()[0].id, "sub/only_here.png").id
+    assert db.labels.current(image_id).mask_png is not None
+
+
 def test_a_name_in_decomposed_unicode_matches_the_indexed_image(station) -> None:
     """macOS tools write names decomposed (NFD): a mask named so matched nothing although the station holds an
     image whose name looks the same (a session-47 audit)."""
