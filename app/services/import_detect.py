@@ -24,6 +24,9 @@ _LISTED = 200            # entries looked at per folder: a dataset's layout show
 _JSON_LOOKED_AT = 3      # labelme: the first few .json files are read to tell them from other JSON
 
 
+_LOTS_LOOKED_AT = 8  # sub-folders of a class folder looked into for images
+
+
 def _dirs(folder: Path) -> list[Path]:
     try:
         return [d for d in islice(folder.iterdir(), _LISTED) if d.is_dir() and not d.name.startswith(".")]
@@ -116,7 +119,12 @@ def _own_layout(folder: Path) -> set[str]:
         found.add("coco")
     named = {"annotations", "labels", "images", "masks", "ground_truth"}
     class_roots = subdirs if subdirs and all(d.name in SPLIT_NAMES for d in subdirs) else [folder]  # train/<class>/
-    if any(_files(d, IMAGE_SUFFIXES) for root in class_roots for d in _dirs(root) if d.name not in named):
+    def images_in(d: Path) -> bool:  # <class>/<image>, or <class>/<lot>/<image> as the reader walks it (a session-47
+        # audit: a class tree of lots imported with --format imagefolder, and auto said "no known dataset layout")
+        # (a split part's <class>/<image>, an MVTec category's train/good/, is no class of lots)
+        return bool(_files(d, IMAGE_SUFFIXES)) or (d.name not in SPLIT_NAMES and any(
+            _files(lot, IMAGE_SUFFIXES) for lot in _dirs(d)[:_LOTS_LOOKED_AT]))
+    if any(images_in(d) for root in class_roots for d in _dirs(root) if d.name not in named):
         found.add("imagefolder")
     return found
 

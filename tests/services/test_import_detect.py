@@ -59,6 +59,11 @@ def test_each_layout_is_told_apart(tmp_path: Path) -> None:
     image(tree / "val" / "good" / "b.png")
     assert detect_formats(tree) == ["imagefolder"]
 
+    lots = tmp_path / "lots"  # <class>/<lot>/<image>: the reader walks it; auto said "no known layout" (session 47)
+    image(lots / "crack" / "lot1" / "a.png")
+    image(lots / "good" / "lot2" / "b.png")
+    assert detect_formats(lots) == ["imagefolder"]
+
     table = tmp_path / "labels.csv"
     table.write_text("file_name,class\na.png,crack\n")
     assert detect_formats(table) == ["csv"]
