@@ -125,21 +125,42 @@ def find_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder")
     found = []
+    beside: dict[Path, bool] = {}
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel[:-1]) or not is_image_file(p) or _label_folder(folder, rel):
+        if any(part.startswith(".") for part in rel[:-1]) or not is_image_file(p) or _label_folder(folder, rel, beside):
             continue
         found.append(p)
     return found
 
 
-def _label_folder(folder: Path, rel: tuple[str, ...]) -> bool:
-    """Whether the file lies in a label folder: ``masks/`` beside an ``images/`` folder, ``ground_truth/`` beside an
-    MVTec ``train/`` or ``test/`` (a folder of real frames named ``masks`` elsewhere is read: the review)."""
+def _masks_of_images(masks: Path) -> bool:
+    """Whether a ``masks/`` folder holds the masks of images in a folder beside it (``images/``, ``frames/``, …): one
+    of its first files' stems is an image's there (a session-47 audit pretrained on the masks of ``frames/``)."""
+    stems = {p.stem for p in sorted(masks.iterdir())[:50] if p.is_file()}
+    for sibling in masks.parent.iterdir():
+        if sibling != masks and sibling.is_dir() and not sibling.name.startswith("."):
+            if any(p.stem in stems for p in sibling.iterdir() if p.is_file() and is_image_file(p)):
+                return True
+    return False
+
+
+def _label_folder(folder: Path, rel: tuple[str, ...], beside: dict[Path, bool] | None = None) -> bool:
+    """Whether the file lies in a label folder: ``masks/`` beside an ``images/`` folder or beside a folder of the images
+    its files are the masks of, ``ground_truth/`` beside an MVTec ``train/`` or ``test/`` (a folder of real frames named
+    ``masks`` elsewhere is read: the review). ``beside``: what was found of each ``masks/`` folder so far."""
     for depth, part in enumerate(rel[:-1]):
         parent = folder.joinpath(*rel[:depth])
         if part == "masks" and (parent / "images").is_dir():
             return True
+        if part == "masks":
+            masks = parent / part
+            if beside is None:
+                beside = {}
+            if masks not in beside:
+                beside[masks] = _masks_of_images(masks)
+            if beside[masks]:
+                return True
         if part == "ground_truth" and ((parent / "train").is_dir() or (parent / "test").is_dir()):
             return True
     return False

@@ -177,14 +177,15 @@ def test_label_folders_are_not_pretrained_on(tmp_path):
     from inference.training.pretrain import find_images
 
     for rel in ("images/f1.png", "masks/f1.png", "tile/train/good/a.png", "tile/ground_truth/crack/b_mask.png",
-                ".hidden/c.png", "line/masks/wafer.png", "exp/masks/images/e.png", "exp/masks/masks/e.png"):
+                ".hidden/c.png", "line/masks/wafer.png", "exp/masks/images/e.png", "exp/masks/masks/e.png",
+                "seg/frames/f2.png", "seg/masks/f2.png"):  # masks beside frames/ were read (a session-47 audit)
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
     # a folder of real frames named "masks" (no images/ beside it), and the station's masks export (masks/images/
     # beside masks/masks/), are read (the review of the first version of this rule)
     assert [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)] == [
-        "exp/masks/images/e.png", "images/f1.png", "line/masks/wafer.png", "tile/train/good/a.png"]
+        "exp/masks/images/e.png", "images/f1.png", "line/masks/wafer.png", "seg/frames/f2.png", "tile/train/good/a.png"]
 
 
 def test_paths_a_command_cannot_write_are_one_line(tmp_path, capsys):
