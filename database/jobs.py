@@ -659,6 +659,9 @@ class JobRepository:
             s.flush()
             for job_id in sorted({r.job_id for r in rows}):
                 _settle(s, job_id, failed=failed.get(job_id, 0))
+                # nobody on it now: queued, not "running" with nothing running (a killed prelabel left its job so for
+                # good, its ETA counting down; a session-47 audit)
+                _pause_if_idle(s, job_id)
             jobs = s.scalars(select(Job).where(
                 Job.has_items.is_(False), Job.status == RUNNING,
                 Job.claimed_by.in_(stale) | (Job.claimed_by.not_in(known) & (Job.heartbeat_at < cutoff)))

@@ -132,6 +132,18 @@ def test_crashed_worker_loses_only_its_batch(db: Database) -> None:
     assert db.jobs.complete_items(crashed, [i.id for i in lost.items]) == 0  # late report is ignored
 
 
+def test_a_job_whose_only_worker_crashed_waits_queued_not_running(db: Database) -> None:
+    """A session-47 audit: after a kill -9 of `prelabel`, its job stayed "running" with nothing running, for good."""
+    ids = _images(db, 3)
+    job = db.jobs.create("prelabel", {}, ids)
+    crashed = new_worker_id()
+    db.jobs.claim_items(crashed, 2)
+    assert db.jobs.get(job.id).status is JobStatus.RUNNING
+    _age_worker(db, crashed, 120)
+    assert db.jobs.requeue_stale(timeout_s=60) == 2
+    assert db.jobs.get(job.id).status is JobStatus.QUEUED
+
+
 def test_crashed_worker_of_a_cancelled_job_lets_the_job_finish(db: Database) -> None:
     ids = _images(db, 3)
     job = db.jobs.create("prelabel", {}, ids)
