@@ -227,6 +227,17 @@ class JobRepository:
             s.flush()
             return job_dto(job)
 
+    def open_jobs_holding(self, kind: str, image_ids: Sequence[int]) -> builtins.list[JobInfo]:
+        """Open jobs of ``kind`` (queued or running, no cancel asked) with some of ``image_ids`` still to do, oldest
+        first: what a command run again over a folder takes up instead of queuing its images a second time."""
+        ids: set[int] = set()
+        with self.db.session() as s:
+            for part in chunks(list(dict.fromkeys(image_ids))):
+                ids.update(s.scalars(select(Job.id).join(JobItem, JobItem.job_id == Job.id).where(
+                    Job.kind == kind, Job.status.in_(OPEN_JOB), Job.cancel_requested.is_(False),
+                    JobItem.status.in_((QUEUED, RUNNING)), JobItem.image_id.in_(part))))
+            return [job_dto(j) for j in s.scalars(select(Job).where(Job.id.in_(sorted(ids))).order_by(Job.id))]
+
     def add_items(self, job_id: int, image_ids: Sequence[int], reopen_within_s: float | None = None,
                   skip_waiting: bool = False) -> bool:
         """Append images to an item job that is still open (queued or running, no cancel asked);

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from app.services.artifacts import MapsUnwritable
     from app.services.flags import OUT_OF_DOMAIN_BELOW
     from app.services.indexing import FolderIndexError, index_folder, renamed_away_note, renamed_note
-    from app.services.prelabel import PrelabelError, failed_images, job_status, submit_routed_prelabel
+    from app.services.prelabel import PRELABEL, PrelabelError, failed_images, job_status, submit_routed_prelabel
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
     from database.engine import open_database
@@ -127,10 +127,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {renamed_away_note(report.renamed_away)}", file=sys.stderr)
         if report.trace is not None:
             print(report.trace.summary(), file=sys.stderr)
+        # Open jobs already holding this folder's images (a run interrupted or killed, a station's automatic job) are
+        # taken up, and their images not queued again: a re-run queued them in a new job and left the old one open
+        # for good, a later worker claiming each image twice (a session-47 audit).
+        taken = [j for j in db.jobs.open_jobs_holding(
+            PRELABEL, [im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id))])
+            if set(j.params.get("families", ())) <= set(families)]
+        for open_job in taken:
+            print(f"taking up job {open_job.id} ({', '.join(open_job.params.get('families', ()))}), still open from an "
+                  "earlier run", file=sys.stderr)
         try:
             # no job when every image has its answers: a re-run added a job of 0 images per family set, pushing real
             # ones out of the Jobs panel's newest 20 (a session-47 audit)
-            job_ids = submit_routed_prelabel(db, folder_id=report.folder_id, families=families, skip_empty=True)
+            job_ids = [j.id for j in taken] + submit_routed_prelabel(
+                db, folder_id=report.folder_id, families=families, skip_empty=True, skip_waiting=True)
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job

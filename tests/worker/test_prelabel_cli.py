@@ -133,3 +133,29 @@ def test_a_rerun_on_a_done_folder_queues_no_empty_job(tmp_path: Path, tiny_model
         assert len(db.jobs.list()) == 1
     finally:
         db.close()
+
+
+def test_a_rerun_takes_up_the_job_an_interrupted_run_left_open(tmp_path: Path, tiny_models, single_thread_env) -> None:
+    """A session-47 audit: after a Ctrl-C or a kill of `prelabel`, running it again queued the same images in a new
+    job and left the old one open for good (a later worker claimed every image twice). It is taken up now."""
+    from app.services.indexing import index_folder
+    from app.services.prelabel import submit_prelabel
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    db = make_db(url, tiny_models)
+    (tmp_path / "parts").mkdir()
+    for i in range(3):
+        assert cv2.imwrite(str(tmp_path / "parts" / f"p{i}.png"), np.full((24, 24), 60 * i, np.uint8))
+    left_open = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "parts").folder_id)  # the interrupted run's
+    db.close()
+    proc = subprocess.run([sys.executable, "main.py", "prelabel", str(tmp_path / "parts"), "--db", url, "--device",
+                           "cpu", "--report", str(tmp_path / "r.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [j["id"] for j in report["jobs"]] == [left_open] and report["jobs"][0]["state"] == "done"
+    assert f"taking up job {left_open}" in proc.stderr and report["predicted"]["classifier"] == 3
+    db = open_database(url)
+    try:
+        assert [j.id for j in db.jobs.list()] == [left_open]
+    finally:
+        db.close()
