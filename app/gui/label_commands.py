@@ -19,10 +19,13 @@ _MERGE_ID = 4711
 
 class LabelEdit(QUndoCommand):
     def __init__(self, controller: "ReviewController", image_id: int, before: LabelState,
-                 after: LabelState, text: str, changed: str, follow: bool = True) -> None:
+                 after: LabelState, text: str, changed: str, follow: bool = True, told: str | None = None) -> None:
         super().__init__(text)
         self.controller = controller
         self.image_id = image_id
+        # what the status bar says once it is undone or redone: the step's text, or its batch's (a session-47 audit:
+        # Ctrl+Z jumped to another image and undid its class without a word)
+        self.told = told or text
         self.before = before
         self.after = after
         self.changed = changed
@@ -62,6 +65,8 @@ class LabelEdit(QUndoCommand):
             return
         self.controller.apply_label(self.image_id, self.after, self.changed, self.follow, replay=self._pushed,
                                     refused=self._was_refused)
+        if self._pushed:
+            self.controller.message.emit(f"Redone: {self.told}")
         self._pushed = True
 
     def undo(self) -> None:
@@ -72,3 +77,26 @@ class LabelEdit(QUndoCommand):
             return
         self.controller.apply_label(self.image_id, self.before, f"undo {self.changed}", self.follow, replay=True,
                                     refused=self._was_refused)
+        self.controller.message.emit(f"Undone: {self.told}")
+
+
+class FlagEdit(QUndoCommand):
+    """F on an image: undone and redone like a label change (it was not on the stack, and Ctrl+Z after F took back
+    an older change on another image instead: a session-47 audit). A flag is no label revision: it is set back."""
+
+    def __init__(self, controller: "ReviewController", image_id: int, before: bool, after: bool, name: str) -> None:
+        super().__init__(f"{'flag' if after else 'unflag'} {name}")
+        self.controller = controller
+        self.image_id = image_id
+        self.before, self.after = before, after
+        self._pushed = False
+
+    def redo(self) -> None:
+        self.controller.apply_flag(self.image_id, self.after, replay=self._pushed)
+        if self._pushed:
+            self.controller.message.emit(f"Redone: {self.text()}")
+        self._pushed = True
+
+    def undo(self) -> None:
+        self.controller.apply_flag(self.image_id, self.before, replay=True)
+        self.controller.message.emit(f"Undone: {self.text()}")

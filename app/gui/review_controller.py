@@ -19,6 +19,7 @@ import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -26,7 +27,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
 from app.gui.background import BackgroundCalls
-from app.gui.label_commands import LabelEdit
+from app.gui.label_commands import FlagEdit, LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
 from app.services.review import LabelConflict, StorageBusy
@@ -417,7 +418,8 @@ class ReviewController(QObject):
         assert self.detail is not None and self.label is not None  # what _ready() checked
         if after.same_content(self.label):
             return
-        self.undo_stack.push(LabelEdit(self, self.detail.item.image_id, self.label, after, text, changed))
+        name = PurePosixPath(self.detail.item.rel_path).name
+        self.undo_stack.push(LabelEdit(self, self.detail.item.image_id, self.label, after, f"{text} on {name}", changed))
 
     def _corrected(self, **changes) -> LabelState:
         assert self.label is not None
@@ -590,6 +592,8 @@ class ReviewController(QObject):
         done = f"Labelled {{}} image(s) {value}" if value else f"{decision.capitalize()}ed {{}} image(s)"
         if edits:
             # A macro (not parent/child commands): the stack owns every command it is pushed.
+            for edit in edits:
+                edit.told = f"{value or decision} {len(edits)} images"
             self.undo_stack.beginMacro(f"{value or decision} {len(edits)} images")
             for edit in edits:
                 self.undo_stack.push(edit)
@@ -644,7 +648,11 @@ class ReviewController(QObject):
             return
         assert self.detail is not None  # what _ready() checked
         image_id = self.detail.item.image_id
-        want = not self._flag_asked.get(image_id, self.detail.item.flagged)
+        now = self._flag_asked.get(image_id, self.detail.item.flagged)
+        self.undo_stack.push(FlagEdit(self, image_id, now, not now, PurePosixPath(self.detail.item.rel_path).name))
+
+    def apply_flag(self, image_id: int, want: bool, replay: bool = False) -> None:
+        """Flag or unflag ``image_id`` (F, or its undo and redo: ``replay``, which bring the image back on screen)."""
         self._flag_asked[image_id] = want
 
         def done(item) -> None:
@@ -653,13 +661,18 @@ class ReviewController(QObject):
             if self.detail is not None and self.detail.item.image_id == image_id:
                 self.detail = replace(self.detail, item=item)
             self.item_changed.emit(item)
-            self.message.emit(("Flagged" if item.flagged else "Flag removed")
-                              + ": it stays so when the models flag the image again.")
+            if not replay:  # an undo or redo has said what it did (FlagEdit)
+                self.message.emit(("Flagged" if item.flagged else "Flag removed")
+                                  + ": it stays so when the models flag the image again.")
 
         def failed(text: str) -> None:
             self._flag_asked.pop(image_id, None)
             self._lost(f"Could not change the flag of image {image_id}: {text}")
         self._flags.call(lambda: self.service.set_flag(image_id, want), done, failed)
+        if replay:
+            if self.image_id is not None and self.image_id != image_id:
+                self.reload(image_id)
+            self.replayed.emit(image_id)
 
     # -- applying (called by undo commands) ------------------------------------------------
     def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,

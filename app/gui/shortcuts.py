@@ -27,8 +27,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("accept", ("A", "Space"), "Accept the label on screen: your corrections as they are, the prediction "
              "for what you did not set (and go to the next unreviewed); with several images selected in the "
              "gallery, accept each one's own label", "Review", "mdi6.check-bold"),
-    Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export); with several selected, "
-             "reject them all", "Review", "mdi6.close-thick"),
+    Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export) and go to the next unreviewed; "
+             "with several selected, reject them all", "Review", "mdi6.close-thick"),
     Shortcut("flag", ("F",), "Flag / unflag the image for a second look: your decision stands when the models "
              "flag the image again (a later pre-label run or threshold change leaves it as you set it)", "Review",
              "mdi6.flag"),
@@ -47,7 +47,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "the queue switches to the \"label next\" order)", "Navigate", "mdi6.lightbulb-on-outline"),
     Shortcut("focus_filter", ("Ctrl+F",), "Search the queue by file name", "Navigate", "mdi6.magnify"),
     # Edit
-    Shortcut("undo", ("Ctrl+Z",), "Undo the last label change", "Edit", "mdi6.undo"),
+    Shortcut("undo", ("Ctrl+Z",), "Undo the last label change or flag, on whichever image (the status bar says "
+             "which)", "Edit", "mdi6.undo"),
     Shortcut("redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Redo", "Edit", "mdi6.redo"),
     Shortcut("tool_pan", ("V", "Esc"), "Pan tool (drag to move; the middle button pans with any tool; a click "
              "selects the object under it, or the image)", "Edit", "mdi6.hand-back-right"),
@@ -90,8 +91,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("import_labels", ("Ctrl+Shift+I",), "Import labels from a dataset (preview, then import)", "Project",
              "mdi6.import"),
     Shortcut("settings", ("Ctrl+,",), "Settings: yours (reviewer, device, database, theme) and the project's (thresholds, automatic pre-label)", "Project", "mdi6.cog"),
-    Shortcut("help_shortcuts", ("F1",), "This list of shortcuts", "Help", "mdi6.keyboard"),
     Shortcut("quit", ("Ctrl+Q",), "Quit (everything is already saved)", "Project", "mdi6.exit-run"),
+    Shortcut("help_shortcuts", ("F1",), "This list of shortcuts", "Help", "mdi6.keyboard"),
 )
 
 BY_ID = {s.id: s for s in SHORTCUTS}

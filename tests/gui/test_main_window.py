@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1126,3 +1127,44 @@ def test_polygon_corners_beyond_the_image_are_taken_to_its_edge(window, service,
     wait_saved(win, qtbot)
     mask = service.detail(image_id).label.mask
     assert mask is not None and mask[0, 0] and mask[1, 20] and mask[20, 1] and not mask[40, 40]
+
+
+def test_undo_after_f_takes_back_the_flag_and_says_what_it_undid(db_url, folder, artifacts, qtbot):
+    """A session-47 audit: a class on one image, J, F on the next, Ctrl+Z: the flag stayed, the window jumped back to
+    the first image and undid its class, and the status bar said nothing. F is a step of its own now, and every undo
+    and redo says what it took back, and on which image."""
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    db = open_database(db_url)
+    service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    first = win.review.image_id
+    win.review.set_class("scratches")
+    wait_saved(win, qtbot)
+    win.queue.step(1)
+    wait_shown(win, qtbot)
+    second = win.review.image_id
+    second_name = Path(service.item(second).rel_path).name
+    win.actions["flag"].trigger()
+    qtbot.waitUntil(lambda: service.item(second).flagged, timeout=15000)
+    assert win.actions["undo"].text().endswith(f"flag {second_name}")
+    win.actions["undo"].trigger()
+    qtbot.waitUntil(lambda: not service.item(second).flagged, timeout=15000)
+    assert said[-1] == f"Undone: flag {second_name}"
+    assert service.detail(first).label.class_name == "scratches"  # the older change on the other image stands
+    win.actions["redo"].trigger()
+    qtbot.waitUntil(lambda: service.item(second).flagged, timeout=15000)
+    assert said[-1] == f"Redone: flag {second_name}"
+    win.actions["undo"].trigger()
+    qtbot.waitUntil(lambda: not service.item(second).flagged, timeout=15000)
+    win.actions["undo"].trigger()  # now the class on the first image, said with its name
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: service.detail(first).label.class_name is None, timeout=15000)
+    first_name = Path(service.item(first).rel_path).name
+    assert said[-1].startswith("Undone: ") and "scratches" in said[-1] and said[-1].endswith(f" on {first_name}")
+    win.close()
+    db.close()
