@@ -445,6 +445,10 @@ class ReviewController(QObject):
         the project's list would have been another part's model's classes). With several images selected in the
         gallery (``selection``), each of them gets that class, as one undoable step (as A and X decide them all)."""
         classes = list(shown) if shown is not None else self.service.classes()
+        if not classes and len(selection) > 1 and self.objects.current() is None:
+            # the image on screen runs no classifier, the selected ones may: the key refused them all with "no class
+            # here" (a session-47 audit); they get the project's class, those without a classifier left out and said
+            classes = self.service.classes()
         if 0 <= index < len(classes) and len(selection) > 1 and self.objects.current() is None:
             self.decide_many(list(selection), "class", classes[index])
         elif 0 <= index < len(classes):

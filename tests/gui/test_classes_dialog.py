@@ -2,7 +2,7 @@
 hotkey, and taking a class off the list keeps every label that has it."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from app.services import project_classes
@@ -235,4 +235,42 @@ def test_accept_keeps_no_class_the_project_took_off_its_list_and_says_so(service
     # one note says both (a second replaced the first on the status bar, seen under Xvfb)
     assert len(notes) == 1 and f"without the classifier's class '{predicted}'" in notes[0]
     assert "segmenter's answer" in notes[0]
+    win.close()
+
+
+def test_a_class_key_on_a_selection_works_with_an_image_no_classifier_runs_on_shown(service, db, tmp_path, qtbot):
+    """A session-47 audit: with a tile on screen (the routing runs no classifier on it) and two steel images selected
+    beside it, 2 changed nothing and said "No class 2 here"; with a steel image on screen the same selection was
+    labelled. The selection gets the project's class, the tile left out and said."""
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.gui.fixtures import make_folder
+
+    db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": ["crazing", "patches"]},
+                               activate=True)
+    root = tmp_path / "line"
+    make_folder(root / "tiles", n=1)
+    make_folder(root / "steel", n=2)
+    save_routing(db, Routing((RoutingRule("steel/*", ("classifier",)), RoutingRule("tiles/*", ("anomaly",)))))
+    win = build_window(service, qtbot)
+    win.open_folder(str(root))
+    wait_shown(win, qtbot)
+    items = win.gallery_model.items()
+    tile = next(it.image_id for it in items if it.rel_path.startswith("tiles/"))
+    steel = [it.image_id for it in items if it.rel_path.startswith("steel/")]
+    win.queue.select_alone(tile)
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(lambda: win.review.image_id == tile and win.label_panel.no_classes.isVisible(), timeout=5000)
+    view = win.gallery
+    for image_id in steel:
+        view.selectionModel().select(win.gallery_model.index(win.gallery_model.row_of(image_id)),
+                                     QItemSelectionModel.SelectionFlag.Select)
+    assert sorted(view.selected_ids()) == sorted([tile, *steel])
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_2)
+    qtbot.waitUntil(lambda: all(db.labels.current(i) is not None for i in steel), timeout=10000)
+    assert all(db.labels.current(i).class_name == "patches" for i in steel)  # the 2nd of the project's classes
+    current = db.labels.current(tile)
+    assert current is None or current.class_name is None
+    assert "1 left out: the model routing runs no classifier on them" in win.statusBar().currentMessage()
     win.close()
