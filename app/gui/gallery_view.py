@@ -275,6 +275,12 @@ class GalleryView(QListView):
                 self._seen_at[row] = item.image_id
             else:
                 self._unread.add(row)
+        if deselected.count() and len(self._chosen) == 1 and not self._unread:
+            # Ctrl+click took the image on screen out of a selection of two: one image highlighted, another on screen,
+            # and G / A / 1–9 decided the one on screen, not highlighted (a session-47 audit). The one left is shown.
+            left = self._model.row_of(next(iter(self._chosen)))
+            if left is not None and self.currentIndex().row() != left:
+                self.selectionModel().setCurrentIndex(self._model.index(left), QItemSelectionModel.SelectionFlag.NoUpdate)
 
     @contextmanager
     def selection_held(self, held: bool = True) -> Iterator[None]:

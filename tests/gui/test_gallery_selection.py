@@ -201,3 +201,24 @@ def test_select_all_over_many_pages_needs_one_more_press(service, tmp_path, qtbo
     qtbot.waitUntil(lambda: win.gallery.unread_selected() == 0, timeout=10000)
     assert len(win.queue.selected_ids()) == 80
     win.close()
+
+
+def test_ctrl_click_off_the_image_on_screen_shows_the_one_left_selected(small_pages, service, qtbot):
+    """A session-47 audit: click image 0, Ctrl+click image 1, Ctrl+click image 1 again: the gallery highlighted image
+    0 alone while image 1 stayed on screen, and G marked image 1, the one not highlighted. The image left selected is
+    now the one on screen, and the key decides it."""
+    win = small_pages
+    m, sm = win.gallery_model, win.gallery.selectionModel()
+    first, second = m.items()[0].image_id, m.items()[1].image_id
+    win.queue.select_alone(first)
+    wait_shown(win, qtbot)
+    sm.setCurrentIndex(m.index(1), QItemSelectionModel.SelectionFlag.Select)  # Ctrl+click image 1
+    qtbot.waitUntil(lambda: win.review.image_id == second, timeout=5000)
+    sm.select(m.index(1), QItemSelectionModel.SelectionFlag.Deselect)           # Ctrl+click it again
+    assert win.gallery.selected_ids() == [first]
+    qtbot.waitUntil(lambda: win.review.image_id == first, timeout=5000)
+    wait_shown(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_G)
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: service.detail(first).label.anomaly_verdict == "normal", timeout=5000)
+    assert service.detail(second).label.anomaly_verdict is None
