@@ -519,8 +519,11 @@ class Worker:
         if errors:  # the file's own reason, stored on the image only while this worker still holds its item
             self.db.jobs.fail_items(self.id, errors, read_bytes, image_error=True)
         ok_items = [r.key.id for r in results if r.ok]  # type: ignore[attr-defined]
+        stored = 0
         if ok_items:
-            self.db.jobs.complete_items(self.id, ok_items, preds, read_bytes)
+            # what was stored, not what was run: a worker that stalled past its claims ran them and stored nothing,
+            # and still said "20 images predicted" beside the one that took them over (a session-47 audit)
+            stored = self.db.jobs.complete_items(self.id, ok_items, preds, read_bytes)
             done = [r.key.image_id for r in results if r.ok]  # type: ignore[attr-defined]
             if batch.job.kind == COMPARE:  # only where it stored the champion's own first answers, which count (it
                 # left them unflagged, and a later "only new" pre-label skipped them as done: a session-43 probe)
@@ -528,7 +531,7 @@ class Worker:
                 done = sorted({p.image_id for p in preds if p.model_version_id in active})
             if done:  # the flags above read this job's families; the image's are all the answers that count
                 reflag_where(self.db, done, settings)
-        self.stats.predicted += len(ok_items)
+        self.stats.predicted += stored
         self.stats.failed += len(errors)
 
     def _folders_with_own_threshold(self, results: list[ImageResult], settings: FlagSettings) -> dict[int, int]:

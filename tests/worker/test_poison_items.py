@@ -195,3 +195,24 @@ def test_models_are_loaded_with_no_image_claimed(db, tmp_path: Path, monkeypatch
     worker(db, tmp_path).run(once=True)
     assert job_status(db, again).failed == 4
     assert all("model cannot be loaded: model.safetensors: truncated" in (it.error or "") for it in db.jobs.items(again))
+
+
+def test_the_worker_counts_what_it_stored_not_what_it_ran(db, tmp_path: Path, monkeypatch) -> None:
+    """A session-47 audit: a worker that stalled past its claims ran them, stored nothing (another worker had taken
+    them over) and still logged "20 images predicted"."""
+    folder = index_folder(db, poison_folder(tmp_path)).folder_id
+    submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    real = db.jobs.complete_items
+    taken_over: list[int] = []
+
+    def complete(worker_id, item_ids, *args, **kwargs):
+        if not taken_over:  # the first batch's claims went stale meanwhile: nothing of it is stored
+            taken_over.extend(item_ids)
+            db.jobs.release_items(worker_id, list(item_ids))
+        return real(worker_id, item_ids, *args, **kwargs)
+    monkeypatch.setattr(db.jobs, "complete_items", complete)
+    w = worker(db, tmp_path)
+    w.run(once=True)
+    # the batch given back was claimed again and stored then: each image counted once, as stored
+    assert taken_over and w.stats.predicted == 4
+    assert w.stats.predicted == sum(1 for im in db.images.query() if db.predictions.for_image(im.id))
