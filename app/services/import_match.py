@@ -31,6 +31,7 @@ from app.services.file_scan import hash_file
 from app.services.import_records import ImportRecord
 from database.dto import FolderInfo, ImageInfo
 from database.images import join_path
+from inference.imageio import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ def _nfc(key: str) -> str:
     """One Unicode spelling of a path: a dataset written on macOS names ``ü`` decomposed (NFD), and such a record
     matched no indexed image that looks the same (a session-47 audit)."""
     return unicodedata.normalize("NFC", key)
+
+
+def _stem_only(ref: str) -> bool:
+    """Whether a record names its image without the extension (a mask folder's 'frame.001' names frame.001.png: the
+    '.001' is no image file's extension; it was taken for one and matched nothing, the review of session 47)."""
+    return PurePosixPath(ref).suffix.lower() not in IMAGE_SUFFIXES
 
 
 def suffixes(ref: str) -> list[str]:
@@ -107,7 +114,8 @@ class ImageMatcher:
             candidates.append(("path", self.by_path, rec.origin, True))
         for i, key in enumerate(suffixes(rec.image_ref)):
             candidates += [("path", self.by_path, key, i == 0), ("export name", self.by_name, key, i == 0)]
-        if not PurePosixPath(rec.image_ref).suffix:
+        stem_only = _stem_only(rec.image_ref)
+        if stem_only:
             candidates += [("stem", self.by_stem, key, i == 0) for i, key in enumerate(suffixes(rec.image_ref))]
         for how, table, key, whole in candidates:
             img = self._one(table, key)
@@ -130,7 +138,7 @@ class ImageMatcher:
         # ('steel/patches/p_101.png'), where the content is no help (two identical files: NEU holds such pairs).
         # A folder of masks alone names stems ('Misc_1'): the station's 'infrared/Misc_1.png' matched nothing (a session-47
         # audit), the stem table holding whole relative paths only.
-        tails = self.by_tail if PurePosixPath(rec.image_ref).suffix else self.by_tail_stem
+        tails = self.by_tail_stem if stem_only else self.by_tail
         for key in suffixes(rec.image_ref):
             img = self._one(tails, key)
             if img is not None and digest.agrees(img):

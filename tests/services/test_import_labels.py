@@ -420,10 +420,12 @@ def test_masks_alone_match_images_in_a_subfolder_by_their_stem(station) -> None:
 
     index_folder(db, root)
     (tmp / "ds" / "masks").mkdir(parents=True)
-    for stem in ("only_here", "c"):
+    (root / "sub" / "frame.001.png").write_bytes((root / "b.png").read_bytes())  # a dot in the stem (the review)
+    index_folder(db, root)
+    for stem in ("only_here", "c", "frame.001"):
         (tmp / "ds" / "masks" / f"{stem}.png").write_bytes(encode_mask(region()))
     result = import_labels(db, tmp / "ds", ImportOptions(format="masks"))
-    assert result.preview.unmatched == () and result.written == 2
+    assert result.preview.unmatched == () and result.written == 3
     image_id = db.images.by_path(db.folders.list()[0].id, "sub/only_here.png").id
     assert db.labels.current(image_id).mask_png is not None
 
