@@ -315,6 +315,8 @@ def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
         family_model(load_model(directory, "cpu", family))
     except CheckpointError as exc:
         raise ModelCatalogError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a value a model's code cannot take ('abc' for a threshold): one line, the folder named
+        raise ModelCatalogError(f"{directory}: cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
     return card
 
 

@@ -218,3 +218,13 @@ def test_class_names_that_do_not_fit_the_model_are_refused_at_add(tmp_path: Path
     (d / "card.json").write_text(json.dumps({**card, "classes": classes}))
     with pytest.raises(ModelCatalogError, match=why):
         check_model_dir("classifier", d)
+
+
+def test_a_card_value_the_models_code_cannot_take_is_one_refusal_naming_the_folder(tmp_path: Path, tiny) -> None:
+    """The review of session 47: Add now loads the folder, and a segmenter card's threshold "abc" let a ValueError
+    escape (a traceback from `models promote`, a line naming no file in the dialog)."""
+    d = shutil.copytree(tiny["segmenter"], tmp_path / "seg")
+    card = json.loads((d / "card.json").read_text())
+    (d / "card.json").write_text(json.dumps({**card, "threshold": "abc"}))
+    with pytest.raises(ModelCatalogError, match=f"{d}: cannot be loaded"):
+        check_model_dir("segmenter", d)
