@@ -23,6 +23,7 @@ def _open(url: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.services.artifacts import MapsUnwritable
     from app.services.champion import ComparisonError
     from app.services.model_catalog import ModelCatalog, ModelCatalogError, login_name
     from app.services.routing import RoutingError
@@ -47,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"rolled back: {row.name} is the active {row.family} model again (recorded for {catalog.author()}).")
         else:
             return _compare(db, args)
-    except (ModelCatalogError, ComparisonError, RoutingError, DatabaseError) as exc:  # a locked file: one line, exit 2
-        raise CommandError(str(exc)) from None
+    except (ModelCatalogError, ComparisonError, RoutingError, DatabaseError, MapsUnwritable) as exc:  # a locked file, a
+        raise CommandError(str(exc)) from None  # maps folder `compare --run` cannot write: one line, exit 2
     finally:
         db.close()
     return 0

@@ -159,3 +159,28 @@ def test_a_rerun_takes_up_the_job_an_interrupted_run_left_open(tmp_path: Path, t
         assert [j.id for j in db.jobs.list()] == [left_open]
     finally:
         db.close()
+
+
+def test_models_compare_run_with_a_maps_folder_it_cannot_write_is_one_line(tmp_path: Path, tiny_models,
+                                                                          single_thread_env) -> None:
+    """The review of session 47: once a maps folder that cannot be written stopped the worker (its images wait,
+    none failed for it), `models compare --run` ended in a traceback."""
+    from app.services.artifacts import ArtifactStore
+    from app.services.indexing import index_folder
+    from app.services.prelabel import submit_prelabel
+    from app.worker import Worker, WorkerOptions
+    from tests.tiny_models import save_tiny_models
+    from tests.worker.helpers import good_images
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    db = make_db(url, {"anomaly": tiny_models["anomaly"]})
+    good_images(tmp_path / "imgs", 2)
+    submit_prelabel(db, folder_id=index_folder(db, tmp_path / "imgs").folder_id, families=["anomaly"])
+    Worker(db, WorkerOptions(device="cpu", batch_size=4), artifacts=ArtifactStore(tmp_path / "maps0")).run(once=True)
+    other = save_tiny_models(tmp_path / "other", seed=1)
+    challenger = db.model_versions.register("anomaly", "challenger", str(other["anomaly"]), challenger=True)
+    db.close()
+    (tmp_path / "db-artifacts").write_text("not a folder")  # the station's maps folder cannot be made
+    proc = subprocess.run([sys.executable, "main.py", "--db", url, "models", "compare", str(challenger.id), "--run",
+                           "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the anomaly maps cannot be written to" in proc.stderr.strip().splitlines()[-1]
