@@ -214,7 +214,7 @@ class Worker:
                     continue
                 # Claim and start decoding the next batch while this one runs on the models.
                 if not self._stop.is_set() and not (until is not None and until()):
-                    pending = self._claim_and_decode()
+                    pending = self._claim_and_decode(ahead=True)
                 in_hand = current[0]
                 if self._governor is not None:
                     self._govern_threads(self._governor)
@@ -311,14 +311,15 @@ class Worker:
             oldest.close()
         return engine
 
-    def _claim_and_decode(self) -> tuple[ClaimedBatch, list] | None:
+    def _claim_and_decode(self, ahead: bool = False) -> tuple[ClaimedBatch, list] | None:
+        """The next batch, its files decoding; ``ahead``: claimed while another batch is held (on the models next)."""
         started, loading = time.perf_counter(), self.stats.seconds.get("load", 0.0)
         try:
-            return self._claim_and_submit()
+            return self._claim_and_submit(ahead)
         finally:  # models loaded on the way are "load", not "claim"
             self.stats.add_time("claim", started + self.stats.seconds.get("load", 0.0) - loading)
 
-    def _claim_and_submit(self) -> tuple[ClaimedBatch, list] | None:
+    def _claim_and_submit(self, ahead: bool = False) -> tuple[ClaimedBatch, list] | None:
         now = time.monotonic()
         while True:
             blind = [job for job, until in self._blind.items() if until > now]
@@ -341,6 +342,8 @@ class Worker:
             # image it held counted as tried, and three such kills failed them for good as "stopped responding"
             # although no model had seen them (a session-47 audit). The batch is given back untried and claimed anew.
             self.db.jobs.release_items(self.id, [it.id for it in batch.items])
+            if ahead:  # the batch in hand is held: the models load when it is done, with nothing claimed (the review)
+                return None
             try:
                 self._engine_for(versions, key[1])
             except (CheckpointError, ValueError, RuntimeError) as exc:

@@ -216,3 +216,25 @@ def test_the_worker_counts_what_it_stored_not_what_it_ran(db, tmp_path: Path, mo
     # the batch given back was claimed again and stored then: each image counted once, as stored
     assert taken_over and w.stats.predicted == 4
     assert w.stats.predicted == sum(1 for im in db.images.query() if db.predictions.for_image(im.id))
+
+
+def test_the_next_jobs_models_load_after_the_batch_in_hand_is_done(db, tmp_path: Path, monkeypatch) -> None:
+    """The review of session 47: the batch claimed ahead, while another was on the models, loaded its own job's models
+    with the batch in hand still claimed: a kill then counted an attempt on images no model had seen."""
+    import app.worker as worker_module
+    from database.states import ItemStatus
+
+    folder = index_folder(db, poison_folder(tmp_path)).folder_id
+    first = submit_prelabel(db, folder_id=folder, families=["anomaly"])
+    second = submit_prelabel(db, folder_id=folder, families=["classifier"], only_missing=False)
+    held_at_load: list[int] = []
+    real = worker_module.InspectionEngine
+
+    def engine(*args, **kwargs):
+        held_at_load.append(sum(it.status == ItemStatus.RUNNING for j in (first, second) for it in db.jobs.items(j)))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(worker_module, "InspectionEngine", engine)
+    Worker(db, WorkerOptions(device="cpu", batch_size=2, poll_s=0.05),
+           artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+    assert held_at_load == [0, 0]
+    assert job_status(db, first).done == 4 and job_status(db, second).done == 4
