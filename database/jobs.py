@@ -57,15 +57,30 @@ def item_dto(row: JobItem, image_path: str | None = None, folder_root: str | Non
                   content_hash=content_hash)
 
 
-def _waiting_among(s: Session, kind: str, ids: Sequence[int]) -> set[int]:
-    """Of ``ids``, the images queued or running in an open job of ``kind``, read inside the submitting transaction
-    after ``_lock_submissions``: two stations opening one folder at once read "not waiting" apart and queued every
-    image twice (two workers then ran the models on each; a session-47 audit)."""
+def _waiting_among(s: Session, kind: str, params: Mapping[str, Any], ids: Sequence[int],
+                   among: Sequence[int] | None = None) -> set[int]:
+    """Of ``ids``, the images queued or running in an open job of ``kind`` that does the work ``params`` asks for
+    (each of its families, by the same model version), read inside the submitting transaction after
+    ``_lock_submissions``: two stations opening one folder at once read "not waiting" apart and queued every image
+    twice (two workers then ran the models on each; a session-47 audit). A job of other families or versions does
+    not count (an image waiting for the anomaly model alone still needs the classifier: the review of session 47).
+    ``among``: only these jobs count."""
+    families = list(params.get("families") or ())
+    versions = params.get("model_versions") or {}
+    stmt = select(Job.id, Job.params).where(Job.kind == kind, Job.status.in_(OPEN_JOB), Job.cancel_requested.is_(False))
+    if among is not None:
+        stmt = stmt.where(Job.id.in_(list(among)))
+    covering = []
+    for job_id, theirs in s.execute(stmt):
+        theirs = theirs or {}
+        their_versions = theirs.get("model_versions") or {}
+        if set(families) <= set(theirs.get("families") or ()) and all(
+                str(their_versions.get(f)) == str(versions.get(f)) for f in families):
+            covering.append(job_id)
     out: set[int] = set()
-    for part in chunks(list(ids)):
-        out.update(s.scalars(select(JobItem.image_id).join(Job, Job.id == JobItem.job_id).where(
-            Job.kind == kind, Job.status.in_(OPEN_JOB), JobItem.status.in_((QUEUED, RUNNING)),
-            JobItem.image_id.in_(part))))
+    for part in chunks(list(ids)) if covering else ():
+        out.update(s.scalars(select(JobItem.image_id).where(
+            JobItem.job_id.in_(covering), JobItem.status.in_((QUEUED, RUNNING)), JobItem.image_id.in_(part))))
     return out
 
 
@@ -199,19 +214,20 @@ class JobRepository:
         return job
 
     def create_unless_waiting(self, kind: str, params: Mapping[str, Any] | None, image_ids: Sequence[int],
-                              priority: int = 0) -> JobInfo | None:
-        """Queue a job for those of ``image_ids`` not already queued or running in an open job of ``kind``; None
-        when none is left (nothing written). The check and the insert are one transaction, one submission at a
-        time: automatic pre-labelling queues each image once whichever station submits it."""
-        return self._create(kind, params, image_ids, priority, skip_waiting=True)
+                              priority: int = 0, among: Sequence[int] | None = None) -> JobInfo | None:
+        """Queue a job for those of ``image_ids`` not already queued or running in an open job of ``kind`` doing the
+        same work (``_waiting_among``; ``among``: only these jobs count); None when none is left (nothing written).
+        The check and the insert are one transaction, one submission at a time: automatic pre-labelling queues each
+        image once whichever station submits it."""
+        return self._create(kind, params, image_ids, priority, skip_waiting=True, among=among)
 
     def _create(self, kind: str, params: Mapping[str, Any] | None, image_ids: Sequence[int] | None, priority: int,
-                skip_waiting: bool) -> JobInfo | None:
+                skip_waiting: bool, among: Sequence[int] | None = None) -> JobInfo | None:
         ids = list(dict.fromkeys(image_ids)) if image_ids is not None else None
         with self.db.session(write=True) as s:
             if skip_waiting and ids:
                 _lock_submissions(s, kind)
-                waiting = _waiting_among(s, kind, ids)
+                waiting = _waiting_among(s, kind, params or {}, ids, among)
                 ids = [i for i in ids if i not in waiting]
                 if not ids:
                     return None
@@ -262,11 +278,11 @@ class JobRepository:
                                         Job.finished_at >= since))
         with self.db.session(write=True) as s:
             if skip_waiting:
-                kind = s.scalar(select(Job.kind).where(Job.id == job_id))
-                if kind is None:
+                row = s.execute(select(Job.kind, Job.params).where(Job.id == job_id)).first()
+                if row is None:
                     return False
-                _lock_submissions(s, kind)
-                waiting = _waiting_among(s, kind, ids)
+                _lock_submissions(s, row.kind)
+                waiting = _waiting_among(s, row.kind, row.params or {}, ids)
                 ids = [i for i in ids if i not in waiting]
                 if not ids:
                     return True

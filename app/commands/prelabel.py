@@ -139,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             # no job when every image has its answers: a re-run added a job of 0 images per family set, pushing real
             # ones out of the Jobs panel's newest 20 (a session-47 audit)
+            # only the jobs taken up count as the images' waiting place: this run's worker runs them (the review)
             job_ids = [j.id for j in taken] + submit_routed_prelabel(
-                db, folder_id=report.folder_id, families=families, skip_empty=True, skip_waiting=True)
+                db, folder_id=report.folder_id, families=families, skip_empty=True, skip_waiting=True,
+                waiting_in=[j.id for j in taken])
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job

@@ -153,7 +153,8 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
                     flag_settings: FlagSettings | None = None, only_missing: bool = True,
                     priority: int = 0, skip_empty: bool = False, profile: str | None = None,
                     join_automatic: bool = False, scope: str | None = None,
-                    named: Mapping[str, int] | None = None, skip_waiting: bool = False) -> int | None:
+                    named: Mapping[str, int] | None = None, skip_waiting: bool = False,
+                    waiting_in: Sequence[int] | None = None) -> int | None:
     """Queue a pre-label job over a folder's images (or the given ids); returns the job id.
 
     With ``only_missing`` images that already have a prediction from every chosen model version
@@ -170,8 +171,9 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     window opened later names the job as the one that queued it did.
     ``named``: family -> the version the images' routing rule names (``counting_versions``): it runs
     instead of the active one, and its answers are the ones that count for these images.
-    ``skip_waiting`` (implied by ``join_automatic``): images queued or running in an open pre-label job are left out,
-    checked in the transaction that queues the rest.
+    ``skip_waiting`` (implied by ``join_automatic``): images queued or running in an open pre-label job doing the same
+    work (its families include these, by the same versions) are left out, checked in the transaction that queues the
+    rest; ``waiting_in``: only these jobs count.
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
@@ -219,7 +221,7 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         if same is not None and db.jobs.add_items(same.id, ids, reopen_within_s=AUTOMATIC_REOPEN_S, skip_waiting=True):
             return same.id  # refused once cancelled, failed, or finished longer ago than that
     if join_automatic or skip_waiting:  # another station may have queued them a moment ago: each image once
-        job = db.jobs.create_unless_waiting(PRELABEL, params, ids, priority=priority)  # (a session-47 audit)
+        job = db.jobs.create_unless_waiting(PRELABEL, params, ids, priority=priority, among=waiting_in)  # (session 47)
         return None if job is None else job.id
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
 

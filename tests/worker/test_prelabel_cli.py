@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from database.engine import open_database
 from tests.conftest import ROOT
@@ -184,3 +185,22 @@ def test_models_compare_run_with_a_maps_folder_it_cannot_write_is_one_line(tmp_p
                            "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the anomaly maps cannot be written to" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("open_for", "asked"), [(["anomaly"], None), (["classifier", "segmenter", "anomaly"], "anomaly")])
+def test_a_rerun_runs_every_family_asked_whatever_job_was_left_open(tmp_path: Path, tiny_models, single_thread_env,
+                                                                     open_for, asked) -> None:
+    """The review of session 47: with an anomaly-only job left open, a plain re-run took it up and left the images
+    out of its own job, so the classifier and the segmenter never ran; with a three-family job open, `--families
+    anomaly` said "nothing new" and ran nothing. An image waits only in a job doing the same work."""
+    from app.services.indexing import index_folder
+    from app.services.prelabel import submit_prelabel
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    db = make_db(url, tiny_models)
+    (tmp_path / "parts").mkdir()
+    for i in range(3):
+        assert cv2.imwrite(str(tmp_path / "parts" / f"p{i}.png"), np.full((24, 24), 60 * i, np.uint8))
+    submit_prelabel(db, folder_id=index_folder(db, tmp_path / "parts").folder_id, families=open_for)
+    db.close()
+    report = _prelabel(tmp_path, url, *(["--families", asked] if asked else []))
+    assert report["predicted"] == ({"anomaly": 3} if asked else {"classifier": 3, "segmenter": 3, "anomaly": 3})
