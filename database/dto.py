@@ -216,6 +216,9 @@ class LabelChange:
     note: str | None = None
     object_classes: list[dict[str, Any]] | None = UNCHANGED  # seeds of the mask's classified components
     source: LabelSource | None = None  # how the image came to be labelled, when known (e.g. a "label next" proposal)
+    # the model the label was taken from where no prediction row says it any more (a revision brought back after its
+    # prediction was dropped: the window's restore left the audit's model column empty, a session-47 audit)
+    from_model_version_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,7 @@ class LabelRevisionInfo:
     trace: dict[str, str] | None = None  # serial/lot/station of the image when this revision was saved
     object_classes: list[dict[str, Any]] | None = None  # [{"x", "y", "class"}]; None: the image's class
     source: str | None = None  # LabelSource value: how the image came to be labelled; None: not said
+    from_model_version_id: int | None = None  # the model the label was taken from (kept when its prediction goes)
     # What this save did to the image's review state (a save or a revert; None for revisions read
     # back). Not part of the revision: two DTOs of one revision are equal with or without it.
     moved: StateMove | None = field(default=None, compare=False)

@@ -166,7 +166,8 @@ class LabelRepository:
                 raise StaleLabelError(image_id, expected_revision, current, prev.author if prev else None)
             return _append(s, image_id, locked, prev, author, _resolve(change, prev),
                            ReviewState(change.review_state), change.from_prediction_id, change.note,
-                           None if change.source is None else LabelSource(change.source).value)
+                           None if change.source is None else LabelSource(change.source).value,
+                           model_version_id=change.from_model_version_id)
 
     def append_many(self, changes: Sequence[tuple[int, LabelChange, int]], author: str) -> int:
         """Save many edits in ONE transaction (an import): every revision is written, or none.

@@ -13,6 +13,7 @@ import secrets
 import time
 import zipfile
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -588,6 +589,7 @@ class ReviewService:
             anomaly_mask_png=(None if state.anomaly_region is None or not state.anomaly_region.any()
                               else encode_mask_png(state.anomaly_region)),
             from_prediction_id=state.from_prediction_id,
+            from_model_version_id=state.from_model_version_id,
             note=changed or None,
             object_classes=as_json(objects),
             source=None if source is None else LabelSource(source),
@@ -764,7 +766,11 @@ class ReviewService:
             path, digest = (images or {}).get(image_id, (None, None))
             meta = {"image_id": image_id, "class_name": st.class_name, "anomaly_verdict": st.anomaly_verdict,
                     "review_state": st.review_state, "from_prediction_id": st.from_prediction_id,
+                    "from_model_version_id": st.from_model_version_id,
                     "object_classes": as_json(st.objects),
+                    # when it was decided: the replay at the next start, maybe days later, is dated then (a
+                    # session-47 audit); the revision's note keeps this time
+                    "decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "author": self.settings.author, "db": self.db.url,
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),
@@ -840,18 +846,20 @@ class ReviewService:
                 st = LabelState(meta.get("class_name"), mask, meta.get("anomaly_verdict"), region,
                                 meta.get("review_state", "corrected"),
                                 from_prediction_id=meta.get("from_prediction_id"),
-                                objects=parse(meta.get("object_classes")))
+                                objects=parse(meta.get("object_classes")),
+                                from_model_version_id=_whole_number(meta.get("from_model_version_id")))
                 image_id, base = int(meta["image_id"]), meta.get("base_revision")
                 author = meta.get("author") if isinstance(meta.get("author"), str) and meta.get("author") else None
+                note = "recovered after a failed save" + _decided(meta.get("decided_at"))
                 try:  # under the inspector who made it, not whoever starts the station next
-                    self.save(image_id, st, "recovered after a failed save",
+                    self.save(image_id, st, note,
                               expected_revision=None if base is None else int(base), author=author)
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
                     own = self._own_landing(image_id, base, meta) if current is not None else None
                     if own is not None:  # only this window's own writes landed after the file: replayed on them
                         try:
-                            self.save(image_id, st, "recovered after a failed save", expected_revision=own,
+                            self.save(image_id, st, note, expected_revision=own,
                                       author=author)
                             current = self.db.labels.current(image_id)
                         except LabelConflict:
@@ -982,7 +990,22 @@ def _label_from_revision(rev: LabelRevisionInfo) -> LabelState:
                       anomaly_verdict=rev.anomaly_verdict.value if rev.anomaly_verdict else None,
                       anomaly_region=mask(rev.anomaly_mask_png), review_state=str(rev.review_state.value),
                       revision=rev.revision, author=rev.author, from_prediction_id=rev.from_prediction_id,
-                      note=rev.note, objects=resolve(label_mask, _objects(rev)))
+                      note=rev.note, objects=resolve(label_mask, _objects(rev)),
+                      from_model_version_id=rev.from_model_version_id)
+
+
+def _whole_number(value: Any) -> int | None:
+    """A recovery file's id field, or None where it holds anything else (the file is user data)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _decided(value: Any) -> str:
+    """" (decided 2026-12-07T02:16:28+00:00)" from a recovery file's time, or "" where it holds none we can read."""
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) and len(value) < 40 else None
+    except ValueError:
+        when = None
+    return f" (decided {when.isoformat(timespec='seconds')})" if when is not None and when.tzinfo else ""
 
 
 def _objects(rev: LabelRevisionInfo) -> tuple[ObjectClass, ...]:

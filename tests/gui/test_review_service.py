@@ -110,6 +110,22 @@ def test_recovery_round_trip(service, seeded, tmp_path):
     assert not list((tmp_path / "rec").glob("*")), where
 
 
+def test_a_recovered_label_says_when_it_was_decided_and_keeps_its_model(service, seeded, tmp_path):
+    """A session-47 audit: a label replayed at the next start (maybe days later) was dated then, its decision time lost,
+    and the model a restored revision came from was left out of the file."""
+    from datetime import datetime, timezone
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
+    version = service.db.model_versions.list()[0].id
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected",
+                                                 from_model_version_id=version)}, tmp_path / "rec")
+    assert service.recover(tmp_path / "rec").saved == 1
+    rev = service.db.labels.current(image_id)
+    decided = datetime.fromisoformat(rev.note.split("(decided ")[1].rstrip(")"))
+    assert rev.note.startswith("recovered after a failed save (decided ") and decided >= before
+    assert rev.from_model_version_id == version
+
+
 def test_recovery_checks_a_mask_before_reading_it_and_against_the_picture_now(service, seeded, tmp_path):
     """Session-46 probes: a 299 KB recovery file holding a 16000 x 16000 mask took 2.3 GB at start-up and was saved on
     a 64 x 64 image; a mask drawn before the file was replaced by a picture of another size was saved on it."""

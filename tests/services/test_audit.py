@@ -130,3 +130,21 @@ def test_a_decision_keeps_its_model_once_the_prediction_row_has_gone(project, tm
     assert main(["audit", "--db", url, "--out", str(out)]) == 0
     rows = [r for r in _read(out) if r["image"] == "L1/SN1.png"]
     assert rows[0]["model_version"] == "patchcore-v2" and rows[-1]["model_version"] == "patchcore-v2"
+
+
+def test_the_windows_restore_of_a_revision_keeps_its_model(project, tmp_path: Path) -> None:
+    """A session-47 audit: the window's restore (ReviewService.revision_label, then save) of a decision whose
+    prediction row had gone read as made without a model in the audit, where db.labels.revert kept it."""
+    from app.services.review import ReviewService, ReviewSettings
+    url, root = project
+    db = open_database(url)
+    (root / "L1" / "SN1.png").write_bytes(b"the part re-shot")
+    index_folder(db, root)  # the old picture's answers are dropped
+    image = next(im.id for im in db.images.query() if im.rel_path == "L1/SN1.png")
+    review = ReviewService(db, ReviewSettings(reviewer="cy"))
+    review.save(image, review.revision_label(image, 1), "restored revision 1")
+    db.close()
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--db", url, "--out", str(out)]) == 0
+    rows = [r for r in _read(out) if r["image"] == "L1/SN1.png"]
+    assert rows[-1]["note"] == "restored revision 1" and rows[-1]["model_version"] == "patchcore-v2"
