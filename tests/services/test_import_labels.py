@@ -663,3 +663,25 @@ def test_a_name_match_onto_other_bytes_and_a_record_labelled_twice_are_said(stat
     (src / "crack" / "b.png").write_bytes((src / "good" / "b.png").read_bytes())
     twice = preview_import(db, src, ImportOptions(format="imagefolder"))
     assert any("not counted above: their image is labelled twice" in n for n in twice.notes), twice.notes
+
+
+def test_a_reviewed_at_without_an_offset_is_this_computers_local_time(station, monkeypatch) -> None:
+    """A session-47 audit (TZ=Asia/Kolkata): a table's "06:46" written an hour before a label here was read as UTC,
+    five and a half hours later, and replaced the newer label without --overwrite-newer."""
+    import time as time_module
+    from datetime import datetime, timedelta
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time_module.tzset()
+    try:
+        db, root, tmp = station
+        image_id = db.images.by_path(db.folders.list()[0].id, "a.png").id
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="good"), "bob")  # now
+        an_hour_ago = (datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")  # local, no offset
+        (tmp / "t").mkdir()
+        write_json(tmp / "t" / "t.csv", f"rel_path,class,reviewed_at\na.png,crack,{an_hour_ago}\n")
+        result = import_labels(db, tmp / "t", ImportOptions(format="csv"))
+        assert result.preview.counts["skipped_newer"] == 1 and result.written == 0
+        assert db.labels.current(image_id).class_name == "good"
+    finally:
+        monkeypatch.undo()  # TZ as it was, and the process's local time with it
+        time_module.tzset()
