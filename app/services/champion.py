@@ -451,8 +451,9 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
     folder_id = record.get("folder_id") if isinstance(record, Mapping) else None
     learnt = set() if read_at is None else {
         i for i in both if i in images and images[i].review_state in REVIEWED
-        and (label := labels.get(i)) is not None and label.created_at <= read_at and _holds_part(family, label)
-        and (not isinstance(folder_id, int) or images[i].folder_id == folder_id)}
+        and (label := labels.get(i)) is not None and _holds_part(family, label)
+        and (not isinstance(folder_id, int) or images[i].folder_id == folder_id)
+        and (label.created_at <= read_at or _read_then(db, family, i, label, read_at))}
 
     out = []
     for i in both:
@@ -469,6 +470,21 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
         out.append(Disagreement(i, db.images.path_of(i), im.rel_path, reason, answer(family, theirs[i], thr[0]),
                                 answer(family, mine[i], thr[1]), human, iou, i in learnt))
     return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt), len(failed))
+
+
+def _read_then(db: Database, family: str, image_id: int, label: Any, read_at: datetime) -> bool:
+    """Whether the retraining read the label's part as it is now, though a revision came after it: a class cleared by
+    a slip and put back, a restore, a mask-only edit of a classified image (a session-47 audit: such images read as
+    not learnt, and the learnt count fell short)."""
+    then = [r for r in db.labels.history(image_id) if r.created_at <= read_at]
+    if not then or then[-1].review_state.value not in REVIEWED or not _holds_part(family, then[-1]):
+        return False
+    old = then[-1]
+    if family == "classifier":
+        return bool(old.class_name == label.class_name)
+    if family == "segmenter":
+        return bool(old.mask_png == label.mask_png)
+    return bool(old.anomaly_verdict == label.anomaly_verdict)
 
 
 def _holds_part(family: str, label: Any) -> bool:

@@ -404,6 +404,26 @@ def test_disagreements_on_labels_older_than_the_retraining_say_it_may_have_learn
     assert champion.retrained_at(db.model_versions.get(a.id)) is None   # not retrained here: nothing said
 
 
+def test_a_label_read_by_the_retraining_and_put_back_after_it_counts_as_learnt(db, tmp_path) -> None:
+    """A session-47 audit: a class read by the retraining, cleared by a slip and put back after it, read as not
+    learnt (only the newest revision's time was looked at); a class changed after it stays new evidence."""
+    a = db.model_versions.register("classifier", "classifier-a", str(make_model_dir(tmp_path / "a")), activate=True)
+    ids = _folder(db, tmp_path, 3)
+    for i in ids[:2]:
+        db.labels.append(i, LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")   # read by it
+    card = {"family": "classifier", "retraining": {"held_out_comparison": COMPARISON, "seconds": 0.0}}
+    b = db.model_versions.register("classifier", "classifier-b", str(make_model_dir(tmp_path / "b", card=card)),
+                                   card=card, parent_id=a.id, challenger=True)
+    db.labels.revert(ids[0], 0, "ann")                                                      # a slip...
+    db.labels.append(ids[0], LabelChange(ReviewState.CORRECTED, class_name="scratch"), "ann")  # ...put back
+    db.labels.append(ids[1], LabelChange(ReviewState.CORRECTED, class_name="dent"), "ann")     # changed: new
+    db.predictions.upsert_many([PredictionIn(i, a.id, predicted_class="ok", confidence=0.8) for i in ids]
+                               + [PredictionIn(i, b.id, predicted_class="scratch", confidence=0.9) for i in ids])
+    found = champion.find_disagreements(db, b.id)
+    assert {d.image_id: d.learnt for d in found.disagreements if d.human} == {ids[0]: True, ids[1]: False}
+    assert found.learnt == 1
+
+
 def test_only_labels_the_retraining_could_read_are_said_to_be_learnt(db, tmp_path) -> None:
     """A session-46 probe: after `retrain --folder line`, a second folder's labelled parts and labels without a class
     were said "labelled before its retraining, which may have learnt them": evidence it never saw, discounted."""
