@@ -18,7 +18,7 @@ import socket
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, text, update
@@ -30,7 +30,7 @@ from database.convert import to_dto
 from database.dto import ClaimedBatch, JobInfo, JobItemInfo, PredictionIn, WorkerInfo
 from database.errors import ConflictError
 from database.images import chunks, join_path
-from database.models import Folder, Image, Job, JobItem, Worker, table_of, utcnow
+from database.models import Folder, Image, Job, JobItem, Worker, db_now, table_of, utcnow
 from database.predictions import upsert_predictions
 from database.states import ItemStatus, JobStatus
 
@@ -91,18 +91,8 @@ def _lock_submissions(s: Session, kind: str) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"jobs:{kind}".encode())})
 
 
-def _clock(s: Session) -> datetime:
-    """Now by the database's clock (UTC): what heartbeats and claims are stamped with and stale workers are judged
-    by. Each station stamped its own clock, so a line PC 90 s behind had a healthy worker's batches taken as stale by
-    another station's worker, redone, and at last failed "stopped responding 3 times" (a session-45 probe). SQLite
-    lives on one machine: its clock is this process's."""
-    if s.get_bind().dialect.name == "postgresql":
-        return cast(datetime, s.scalar(select(func.now()))).astimezone(timezone.utc)
-    return utcnow()
-
-
 def _touch_worker(s: Session, worker_id: str, job_id: int | None = None) -> Worker:
-    now = _clock(s)
+    now = db_now(s)
     w = s.get(Worker, worker_id)
     if w is None:
         host, _, rest = worker_id.partition(":")
@@ -173,7 +163,7 @@ def _settle(s: Session, job_id: int, done: int = 0, failed: int = 0) -> None:
     """
     s.execute(update(Job).where(Job.id == job_id).values(
         progress_done=Job.progress_done + done, progress_failed=Job.progress_failed + failed,
-        heartbeat_at=_clock(s)))   # (by the database's clock, as every heartbeat: the stale check reads them together)
+        heartbeat_at=db_now(s)))   # (by the database's clock, as every heartbeat: the stale check reads them together)
     open_item = s.scalar(select(JobItem.id).where(JobItem.job_id == job_id, JobItem.status.in_((QUEUED, RUNNING)))
                          .limit(1))  # existence only: counting would grow with the job
     if open_item is not None:
@@ -395,7 +385,7 @@ class JobRepository:
             # Rows are locked in the order every writer uses (items, jobs, then the worker's row):
             # a beat that took the worker's row first deadlocked on PostgreSQL with the worker's
             # own complete_items, which settles its job and then touches the worker.
-            now = _clock(s)
+            now = db_now(s)
             if held:
                 s.execute(update(Job).where(Job.id.in_(sorted(held))).values(heartbeat_at=now))
             # Only a registered worker's row is refreshed: a beat that lands after the worker
@@ -444,7 +434,7 @@ class JobRepository:
                                 .order_by(JobItem.id).limit(limit).with_for_update(skip_locked=True)).all()
                 if not ids:
                     continue  # another worker holds all of this job's remaining items
-                now = _clock(s)
+                now = db_now(s)
                 s.execute(update(JobItem).where(JobItem.id.in_(ids)).values(
                     status=RUNNING, claimed_by=worker_id, claimed_at=now, attempts=JobItem.attempts + 1))
                 s.execute(update(Job).where(Job.id == job_id).values(
@@ -583,7 +573,7 @@ class JobRepository:
                             .with_for_update(skip_locked=True)).first()
             if row is None:
                 return None
-            now = _clock(s)
+            now = db_now(s)
             row.status, row.claimed_by, row.heartbeat_at = JobStatus.RUNNING.value, worker_id, now
             row.started_at = row.started_at or now
             row.attempts += 1
@@ -603,7 +593,7 @@ class JobRepository:
         if message is not None:
             values["message"] = message
         with self.db.session(write=True) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=_clock(s), **values))
+            s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=db_now(s), **values))
 
     def finish_job(self, job_id: int, worker_id: str, result: Mapping[str, Any] | None = None,
                    cancelled: bool = False) -> bool:
@@ -652,7 +642,7 @@ class JobRepository:
         items and jobs were recovered.
         """
         with self.db.session(write=True) as s:
-            cutoff = _clock(s) - timedelta(seconds=timeout_s)
+            cutoff = db_now(s) - timedelta(seconds=timeout_s)
             stale = set(s.scalars(select(Worker.id).where(Worker.heartbeat_at < cutoff))) | set(dead_workers)
             known = select(Worker.id)
             rows = s.scalars(select(JobItem).where(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,7 +18,7 @@ from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
 from database.errors import ConflictError, RowGoneError, StaleLabelError
 from database.images import chunks, label_keys_update, set_label_keys
-from database.models import Image, LabelRevision, Prediction, table_of, utcnow
+from database.models import Image, LabelRevision, Prediction, db_now, table_of, utcnow
 from database.states import AnomalyVerdict, LabelSource, ReviewState
 
 if TYPE_CHECKING:
@@ -70,25 +71,30 @@ def _revision_values(image_id: int, prev: LabelRevision | None, label: dict[str,
                 source=source, from_model_version_id=from_model_version_id, **after)
 
 
-def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple[int, str, bool]]:
+def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple[int, str, bool], datetime]:
     """Lock the image row (on PostgreSQL: two saves of one image get consecutive numbers; read
     the newest revision only after this) and return its trace, and its folder, review state and
-    ``missing`` as they are before this save (the counts' move: ``StateMove``)."""
+    ``missing`` as they are before this save (the counts' move: ``StateMove``), and now by the database's clock
+    (``db_now``; on PostgreSQL read in the same statement, no round trip more: a revision is stamped by one clock
+    whichever station saves it, a session-47 audit)."""
+    server = s.get_bind().dialect.name == "postgresql"
     row = s.execute(select(_IMAGES.c.trace_serial, _IMAGES.c.trace_lot, _IMAGES.c.trace_station,
-                           _IMAGES.c.folder_id, _IMAGES.c.review_state, _IMAGES.c.missing)
+                           _IMAGES.c.folder_id, _IMAGES.c.review_state, _IMAGES.c.missing,
+                           *([func.now()] if server else []))
                     .where(_IMAGES.c.id == image_id).with_for_update()).first()
     if row is None:
         raise RowGoneError(f"image {image_id} does not exist.", image_gone=True)
-    return trace_of(*row[:3]), (int(row[3]), str(row[4]), bool(row[5]))
+    now = cast(datetime, row[6]).astimezone(timezone.utc) if server else utcnow()
+    return trace_of(*row[:3]), (int(row[3]), str(row[4]), bool(row[5])), now
 
 
-def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tuple[int, str, bool]], prev: Any,
+def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tuple[int, str, bool], datetime], prev: Any,
             author: str, label: dict[str, Any], state: ReviewState, from_prediction_id: int | None,
             note: str | None, source: str | None = None, model_version_id: int | None = None) -> LabelRevisionInfo:
     """Insert the revision after ``prev`` (read under ``_lock_image``, whose answer is
     ``locked``) and set the image's keys. ``model_version_id``: the model the label was taken from when no prediction
     row says it any more (a revert to a revision whose prediction has gone)."""
-    trace, (folder_id, before, missing) = locked
+    trace, (folder_id, before, missing), now = locked
     if from_prediction_id is not None:
         pred = s.get(Prediction, from_prediction_id)
         if pred is None:
@@ -96,7 +102,7 @@ def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tupl
         model_version_id = pred.model_version_id
     values = {**_revision_values(image_id, prev, label, state, author, from_prediction_id, note, trace, source,
                                  model_version_id),
-              "created_at": utcnow()}
+              "created_at": now}
     keys = label_keys_update([image_id], state, values["class_name"])
     if s.get_bind().dialect.name == "postgresql":
         # One statement, not two: the INSERT rides along the UPDATE as a data-modifying CTE (a
@@ -195,7 +201,7 @@ class LabelRepository:
                 latest.update(_newest(s, part))
             rows: list[dict[str, Any]] = []
             by_keys: dict[tuple[ReviewState, str | None], list[int]] = {}
-            now = utcnow()
+            now = db_now(s)
             for image_id, change, expected in changes:
                 prev = latest.get(image_id)
                 if (prev.revision if prev else 0) != expected:
@@ -209,7 +215,7 @@ class LabelRepository:
                 rows.append({**_revision_values(image_id, prev, label, state, author, change.from_prediction_id,
                                                 change.note, traces[image_id],
                                                 None if change.source is None else LabelSource(change.source).value,
-                                                None if pred is None else pred.model_version_id),
+                                                change.from_model_version_id if pred is None else pred.model_version_id),
                              "created_at": now})
                 by_keys.setdefault((state, label["class_name"]), []).append(image_id)
             if rows:

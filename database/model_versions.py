@@ -14,7 +14,7 @@ from database.convert import to_dto
 from database.dto import ModelActivationInfo, ModelVersionInfo
 from database.errors import ConflictError
 from database.images import refresh_statistics
-from database.models import VERSION_NAME_CHARS, ModelActivation, ModelFile, ModelVersion
+from database.models import VERSION_NAME_CHARS, ModelActivation, ModelFile, ModelVersion, db_now
 
 ACTIONS = ("activate", "promote", "rollback")
 
@@ -140,7 +140,7 @@ class ModelVersionRepository:
             row.challenger = False
             record = ModelActivation(family=row.family, version_id=row.id, version_name=row.name,
                                      previous_id=previous.id, previous_name=previous.name, action="route",
-                                     author=author, note=note)
+                                     author=author, note=note, created_at=db_now(s))
             s.add(record)
             s.flush()
             return to_dto(record, ModelActivationInfo)
@@ -184,7 +184,7 @@ class ModelVersionRepository:
             record = ModelActivation(family=row.family, version_id=row.id, version_name=row.name,
                                      previous_id=previous.id if previous is not None else None,
                                      previous_name=previous.name if previous is not None else None,
-                                     action=action, author=author, note=note)
+                                     action=action, author=author, note=note, created_at=db_now(s))
             s.add(record)
             s.flush()
             out = to_dto(record, ModelActivationInfo)

@@ -30,9 +30,10 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from database.states import ItemStatus, JobStatus, ReviewState
 from database.types import UTCDateTime
@@ -49,6 +50,16 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def db_now(s: Session) -> datetime:
+    """Now by the database's clock (UTC): what heartbeats, claims and label revisions are stamped with. Each station
+    stamped its own clock, so a line PC 90 s behind had a healthy worker's batches taken as stale (a session-45 probe)
+    and its revisions dated before the ones they follow (a session-47 audit). SQLite lives on one machine: its clock is
+    this process's."""
+    if s.get_bind().dialect.name == "postgresql":
+        return cast(datetime, s.scalar(select(func.now()))).astimezone(timezone.utc)
+    return utcnow()
 
 
 def _in(column: str, values: Iterable[Enum]) -> str:
