@@ -27,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     finally:
         db.close()
-    print(f"{result.rows} decisions written to {result.path}")
+    print(result.text())
     return 0

@@ -47,6 +47,14 @@ class AuditError(Exception):
 class AuditResult:
     rows: int
     path: Path
+    model_changes: int = 0  # of ``rows``: changes of the active model versions (the rest are label decisions)
+
+    def text(self) -> str:
+        """What was written, each kind counted ("7 decisions" counted two model changes as label decisions: a
+        session-47 audit)."""
+        labels = self.rows - self.model_changes
+        return (f"{labels} label decision(s)" + (f" and {self.model_changes} model change(s)" if self.model_changes
+                                                  else "") + f" written to {self.path}")
 
 
 def threshold_now(record: AuditRecord, flags: FlagSettings) -> float | None:
@@ -112,7 +120,7 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
     if not path.parent.is_dir():
         raise AuditError(f"{path.parent}: folder not found")
     tmp = path.with_name(path.name + ".partial")
-    rows = 0
+    rows = changes = 0
     try:
         with tmp.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=AUDIT_COLUMNS)
@@ -129,6 +137,7 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
             for activation in db.model_versions.activations():
                 writer.writerow(activation_row(activation))
                 rows += 1
+                changes += 1
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -136,4 +145,4 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
     except BaseException:  # Ctrl+C, SIGTERM, a database error: half the rows are no audit (a session-44 probe)
         tmp.unlink(missing_ok=True)
         raise
-    return AuditResult(rows, path)
+    return AuditResult(rows, path, changes)
