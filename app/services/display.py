@@ -61,7 +61,13 @@ def _stretch_to_uint8(img: np.ndarray) -> np.ndarray:
     sample = np.nan_to_num(img[::step, ::step].astype(np.float32))
     lo, hi = float(np.percentile(sample, 0.5)), float(np.percentile(sample, 99.5))
     if hi <= lo:
-        hi = lo + 1.0
+        # Nearly every pixel one value (a saturated frame): it was painted black, and a dark defect on it too (a
+        # session-47 audit). The whole range of the sample then; a frame of one value stays where that value sits in
+        # its type's range (65535 white, as an 8-bit 255 is).
+        lo, hi = float(sample.min()), float(sample.max())
+        if hi <= lo:
+            kind = np.iinfo(img.dtype) if np.issubdtype(img.dtype, np.integer) else None
+            lo, hi = (float(kind.min), float(kind.max)) if kind is not None else (0.0, 1.0)
 
     def stretched(part: np.ndarray) -> np.ndarray:
         return np.asarray(np.clip((np.nan_to_num(part.astype(np.float32)) - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5,

@@ -53,3 +53,16 @@ def test_a_deep_image_past_the_kept_size_says_its_readout_is_the_shown_level(mon
     pixels = display.load_for_viewer(tmp_path / "deep.png")
     assert pixels.values is None
     assert "as shown (stretched" in display.pixel_readout(pixels, 0, 0)
+
+
+def test_a_saturated_deep_frame_is_white_and_a_small_dark_defect_on_it_shows() -> None:
+    """A session-47 audit: an all-65535 frame was painted black (the percentiles collapse), and a dark defect on 0.3 %
+    of an overexposed frame was black on black, where the 8-bit copy showed it."""
+    saturated = np.full((40, 40), 65535, np.uint16)
+    assert (_stretch_to_uint8(saturated) == 255).all()
+    assert (_stretch_to_uint8(np.full((8, 8), 32768, np.uint16)) == 128).all()  # one value: where it sits
+    assert (_stretch_to_uint8(np.full((8, 8), 1.0, np.float32)) == 255).all()
+    defect = saturated.copy()
+    defect[:2, :2] = 2000
+    shown = _stretch_to_uint8(defect)
+    assert shown[0, 0] < 40 and shown[20, 20] == 255
