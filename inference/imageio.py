@@ -98,6 +98,8 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, "not a decodable image (corrupt or unsupported format)")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageReadError(path, too_large(img.shape[1], img.shape[0]))
+    if data[:4].tobytes() in TIFF_SIGNATURES and (orientation := exif_orientation(p)) not in (None, 1):
+        img = _as_stored(img, orientation)
     return img
 
 
@@ -174,14 +176,39 @@ def png_damage(data: np.ndarray) -> tuple[str | None, list[tuple[int, int]]]:
     return "truncated (no IEND chunk)", profiles
 
 
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
+_IFD_ENTRIES = 512  # entries of a TIFF directory read for the Orientation tag, at most
+
+
+def _ifd_orientation(tiff: bytes, ifd: int, order: str) -> int | None:
+    """The Orientation tag (274) of the TIFF directory at ``ifd`` in ``tiff`` (1-8), or None."""
+    if ifd + 2 > len(tiff):
+        return None
+    count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
+    for k in range(min(count, _IFD_ENTRIES)):
+        at = ifd + 2 + 12 * k
+        if at + 12 > len(tiff):
+            return None
+        tag, kind, _n = struct.unpack(order + "HHI", tiff[at:at + 8])
+        if tag == 0x0112 and kind == 3:
+            value = struct.unpack(order + "H", tiff[at + 8:at + 10])[0]
+            return value if 1 <= value <= 8 else None
+    return None
+
+
 def exif_orientation(path: str | os.PathLike) -> int | None:
-    """A JPEG's EXIF orientation (1-8; None: not a JPEG, none stated, or unreadable), from its first 64 KiB. The
+    """A JPEG's EXIF orientation or a TIFF's own Orientation tag (1-8; None: neither, none stated, or unreadable). The
     station reads the pixels as stored (``read_raw`` ignores it, as the models were trained), while many readers turn
     the image by it: an export says so (a session-43 probe: a mask drawn on the stored pixels, turned elsewhere)."""
     try:
         with open(path, "rb") as f:
             head = f.read(65536)
-    except OSError:
+            if head[:4] in TIFF_SIGNATURES:  # its first directory may sit after the pixels, anywhere in the file
+                order = "<" if head[:2] == b"II" else ">"
+                ifd = struct.unpack(order + "I", head[4:8])[0]
+                f.seek(ifd)
+                return _ifd_orientation(f.read(2 + 12 * _IFD_ENTRIES), 0, order)
+    except (OSError, ValueError, struct.error):
         return None
     if head[:2] != b"\xff\xd8":
         return None
@@ -193,23 +220,21 @@ def exif_orientation(path: str | os.PathLike) -> int | None:
             if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
                 return None
             order = "<" if tiff[:2] == b"II" else ">"
-            ifd = struct.unpack(order + "I", tiff[4:8])[0]
-            if ifd + 2 > len(tiff):
-                return None
-            count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
-            for k in range(min(count, 512)):
-                at = ifd + 2 + 12 * k
-                if at + 12 > len(tiff):
-                    return None
-                tag, kind, _n = struct.unpack(order + "HHI", tiff[at:at + 8])
-                if tag == 0x0112 and kind == 3:
-                    value = struct.unpack(order + "H", tiff[at + 8:at + 10])[0]
-                    return value if 1 <= value <= 8 else None
-            return None
+            return _ifd_orientation(tiff, struct.unpack(order + "I", tiff[4:8])[0], order)
         if marker in (0xDA, 0xD9):  # image data, or the end: no EXIF before them
             return None
         pos += 2 + length
     return None
+
+
+def _as_stored(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Undo the turn OpenCV's TIFF decoder makes by the file's Orientation tag (it ignores a JPEG's with
+    IMREAD_UNCHANGED): the pixels as stored, as for every other format (a session-47 audit: a TIFF tagged 6 was read
+    turned, its labels and masks then fitting no reader of the raster)."""
+    undo = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+            5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, 1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+            8: lambda a: np.rot90(a, -1)}
+    return np.ascontiguousarray(undo[orientation](img)) if orientation in undo else img
 
 
 def to_float(img: np.ndarray) -> np.ndarray:

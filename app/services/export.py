@@ -544,12 +544,13 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
 
 
 def turned_notes(exported: Sequence[PlannedItem]) -> list[str]:
-    """A note for the JPEGs whose EXIF orientation asks readers to turn them: the station, its models and their
-    labels use the pixels as stored, and the export copies the bytes, so a reader that honours the tag (OpenCV's
-    default, PIL's exif_transpose) sees the image turned against its mask (a session-43 probe)."""
+    """A note for the JPEGs (EXIF) and TIFFs whose orientation tag asks readers to turn them: the station, its models
+    and their labels use the pixels as stored, and the export copies the bytes, so a reader that honours the tag
+    (OpenCV's default, PIL's exif_transpose) sees the image turned against its mask (a session-43 probe; TIFFs: 47)."""
     turned = [p.item.display_path for p in exported  # read from the bytes: a JPEG named .png turns as well
               if exif_orientation(p.item.source) not in (None, 1)]
     if not turned:
         return []
-    return [f"{len(turned)} JPEG(s) carry an EXIF orientation that the station ignores (labels are on the pixels as "
-            f"stored); read them without it (cv2.IMREAD_IGNORE_ORIENTATION), e.g. {', '.join(turned[:3])}"]
+    return [f"{len(turned)} image(s) carry an orientation tag (JPEG EXIF, TIFF) that the station ignores (labels are "
+            f"on the pixels as stored); read them without turning them by it (JPEG: cv2.IMREAD_IGNORE_ORIENTATION), "
+            f"e.g. {', '.join(turned[:3])}"]

@@ -216,8 +216,8 @@ class Planner:
         if (mask.width, mask.height) != size:
             swapped = (mask.width, mask.height) == (size[1], size[0]) and turn in (5, 6, 7, 8)
             self.errors.append(f"{rec.label_file}: mask is {mask.width}x{mask.height} but {target.display} "
-                               f"is {size[0]}x{size[1]}" + (" as stored (the size it has turned by its EXIF "
-                                                            "orientation: the tool that drew it turned the image)"
+                               f"is {size[0]}x{size[1]}" + (" as stored (the size it has turned by its orientation "
+                                                            "tag: the tool that drew it turned the image)"
                                                             if swapped else ""))
             return UNCHANGED
         return mask
@@ -370,7 +370,7 @@ def refused_note(refused: int) -> tuple[str, ...]:
 def turned_note(turned: Sequence[str]) -> tuple[str, ...]:
     if not turned:
         return ()
-    return (f"{len(turned)} image(s) given a mask carry an EXIF orientation that the station ignores (it labels the "
+    return (f"{len(turned)} image(s) given a mask carry an orientation tag that the station ignores (it labels the "
             "pixels as stored); a mask drawn in a tool that turned them lies on other pixels: check them, e.g. "
             f"{', '.join(turned[:3])}",)
 

@@ -217,9 +217,9 @@ def test_an_export_says_which_jpegs_an_exif_tag_would_turn(tmp_path: Path) -> No
         db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
     result = export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder",)))
     assert result.exported == 3 and len(result.notes) == 1
-    assert result.notes[0].startswith("2 JPEG(s) carry an EXIF orientation") and "line/turned.jpg" in result.notes[0]
+    assert result.notes[0].startswith("2 image(s) carry an orientation tag") and "line/turned.jpg" in result.notes[0]
     assert "line/named.png" in result.notes[0]
-    assert any(line.startswith("note: 2 JPEG(s)") for line in result.summary_lines())
+    assert any(line.startswith("note: 2 image(s) carry an orientation tag") for line in result.summary_lines())
     db.close()
 
 

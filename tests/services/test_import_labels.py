@@ -595,13 +595,13 @@ def test_masks_imported_onto_images_an_exif_tag_turns_are_said_and_a_turned_size
     write_json(ds / "data.yaml", "names:\n  0: crack\n")
     from app.services.importing import preview_import
     preview = preview_import(db, ds, ImportOptions(format="yolo"))
-    assert any("EXIF orientation" in n and "turned.jpg" in n for n in preview.notes)
+    assert any("orientation tag" in n and "turned.jpg" in n for n in preview.notes)
     assert any(line.startswith("  note: 1 image(s) given a mask") for line in preview.summary_lines())
     masks = tmp_path / "masks"
     (masks / "masks").mkdir(parents=True)
     (masks / "masks" / "turned.png").write_bytes(encode_mask(np.ones((64, 48), bool)))  # the turned size
     refused = preview_import(db, masks, ImportOptions(format="masks"))
-    assert any("turned by its EXIF orientation" in e for e in refused.errors)
+    assert any("turned by its orientation tag" in e for e in refused.errors)
     db.close()
 
 

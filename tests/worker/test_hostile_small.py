@@ -205,3 +205,25 @@ def test_a_jpeg_mask_is_read_without_its_compression_ring(tmp_path: Path) -> Non
     two[5:20, 5:20], two[28:43, 28:43] = 100, 255   # a fainter target beside a bright one: both kept (the review)
     cv2.imwrite(str(tmp_path / "two.jpg"), two, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert abs(int(read_mask(tmp_path / "two.jpg").sum()) - 450) <= 30
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiff_with_an_orientation_tag_is_read_as_stored_like_a_jpeg(tmp_path: Path, orientation: int) -> None:
+    """A session-47 audit: OpenCV's TIFF decoder turned a TIFF by its Orientation tag (it ignores a JPEG's), so its
+    labels, masks and stored size fit the turned picture, not the raster an export copies."""
+    import struct
+
+    from inference.imageio import exif_orientation, stored_size
+    width, height = 64, 48
+    raster = (np.arange(height * width) % 251).astype(np.uint8).reshape(height, width)
+    data = raster.tobytes()
+    tags = [(256, 3, width), (257, 3, height), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+            (274, 3, orientation), (277, 3, 1), (278, 3, height), (279, 4, len(data))]
+    start = 8 + 2 + 12 * len(tags) + 4
+    ifd = b"".join(struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else
+                                                         struct.pack("<I", start if tag == 273 else value))
+                   for tag, kind, value in tags)
+    path = tmp_path / "tagged.tif"
+    path.write_bytes(b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + struct.pack("<I", 0) + data)
+    assert exif_orientation(path) == orientation
+    assert np.array_equal(read_raw(path), raster) and stored_size(path) == (width, height)
