@@ -328,4 +328,20 @@ def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
             channels = raw.shape[2] if raw.ndim == 3 else 1
             raise ImageReadError(path, f"cannot convert image: unsupported pixel layout ({channels} channels, "
                                        f"{raw.dtype})") from None
-    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views, int(raw.shape[2]) if raw.ndim == 3 else 1)
+    return DecodedImage(int(raw.shape[0]), int(raw.shape[1]), views, stored_channels(path, raw))
+
+
+def stored_channels(path: str | os.PathLike, raw: np.ndarray) -> int:
+    """The channels the file stores (1 grey, 2 grey with alpha, 3 colour, 4 colour with alpha): OpenCV decodes a grey +
+    alpha PNG to four channels, and an opaque grey strip saved so was said "stored as colour with alpha" (a session-47
+    audit); its header's colour type says grey with alpha."""
+    channels = int(raw.shape[2]) if raw.ndim == 3 else 1
+    if channels == 4:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(26)
+        except OSError:
+            return channels
+        if head[:8] == PNG_SIGNATURE and len(head) == 26 and head[25] == 4:  # PNG colour type 4: grey + alpha
+            return 2
+    return channels

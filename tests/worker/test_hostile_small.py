@@ -227,3 +227,22 @@ def test_a_tiff_with_an_orientation_tag_is_read_as_stored_like_a_jpeg(tmp_path: 
     path.write_bytes(b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + struct.pack("<I", 0) + data)
     assert exif_orientation(path) == orientation
     assert np.array_equal(read_raw(path), raster) and stored_size(path) == (width, height)
+
+
+def test_a_grey_png_with_alpha_is_said_to_store_grey_with_alpha(tmp_path: Path) -> None:
+    """A session-47 audit: OpenCV decodes PNG colour type 4 (grey + alpha) to four channels, and the out-of-domain
+    note said such a strip was "stored as colour with alpha"."""
+    import struct
+    import zlib
+
+    from inference.imageio import decode
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    rows = b"".join(b"\0" + bytes([90, 255] * 16) for _ in range(16))  # grey 90, opaque, no filter
+    (tmp_path / "ga.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 4, 0, 0, 0))
+                                      + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    grey = np.full((16, 16), 90, np.uint8)
+    assert cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([grey, grey, grey, np.full_like(grey, 255)]))
+    assert decode(tmp_path / "ga.png", {"gray": 64}).channels == 2
+    assert decode(tmp_path / "rgba.png", {"gray": 64}).channels == 4
