@@ -337,7 +337,14 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
         if progress is not None and n % 200 == 0:
             progress(n, len(records))
     current = db.labels.current_many(list(matched))
-    planned = [planner.plan(rec, target, current.get(image_id)) for image_id, (rec, target) in matched.items()]
+    planned = []
+    for image_id, (rec, target) in matched.items():
+        errors = len(planner.errors)
+        plan = planner.plan(rec, target, current.get(image_id))
+        if len(planner.errors) > errors:  # its mask or objects refused: not counted as "unchanged" (a session-47 audit)
+            refused += 1
+            continue
+        planned.append(plan)
     if planner.unknown:
         known = ", ".join(sorted(planner.known_classes))
         named = sorted(n if planner.class_map.get(n, n) == n else f"{planner.class_map[n]} (mapped from {n})"
@@ -363,8 +370,10 @@ def differ_note(differ: Sequence[str]) -> tuple[str, ...]:
 
 
 def refused_note(refused: int) -> tuple[str, ...]:
-    """Records left out because their image is labelled twice (the counts said nothing of them)."""
-    return (f"{refused} record(s) not counted above: their image is labelled twice in the dataset",) if refused else ()
+    """Records left out because their image is labelled twice, or a part of them is refused (the counts said nothing
+    of the first, and counted the second "unchanged")."""
+    return (f"{refused} record(s) not counted above: refused for the reasons listed (an image labelled twice, a mask "
+            "that does not fit its image)",) if refused else ()
 
 
 def turned_note(turned: Sequence[str]) -> tuple[str, ...]:

@@ -602,6 +602,9 @@ def test_masks_imported_onto_images_an_exif_tag_turns_are_said_and_a_turned_size
     (masks / "masks" / "turned.png").write_bytes(encode_mask(np.ones((64, 48), bool)))  # the turned size
     refused = preview_import(db, masks, ImportOptions(format="masks"))
     assert any("turned by its orientation tag" in e for e in refused.errors)
+    # counted apart, not "unchanged" (a session-47 audit)
+    assert refused.counts["unchanged"] == 0 and any("1 record(s) not counted above: refused" in n
+                                                    for n in refused.notes)
     db.close()
 
 
@@ -662,7 +665,7 @@ def test_a_name_match_onto_other_bytes_and_a_record_labelled_twice_are_said(stat
     (src / "good" / "b_again.png").write_bytes((src / "good" / "b.png").read_bytes())
     (src / "crack" / "b.png").write_bytes((src / "good" / "b.png").read_bytes())
     twice = preview_import(db, src, ImportOptions(format="imagefolder"))
-    assert any("not counted above: their image is labelled twice" in n for n in twice.notes), twice.notes
+    assert any("record(s) not counted above: refused" in n for n in twice.notes), twice.notes
 
 
 def test_a_reviewed_at_without_an_offset_is_this_computers_local_time(station, monkeypatch) -> None:
