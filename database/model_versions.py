@@ -61,7 +61,7 @@ class ModelVersionRepository:
                 raise ConflictError(f"a {family} model named '{name}' is already registered.")
             row = ModelVersion(family=family, name=name, checkpoint_path=checkpoint_path, config=json_safe(config or {}),
                                metrics=json_safe(metrics or {}), card=json_safe(card or {}), bundled=bundled,
-                               parent_id=parent_id)
+                               parent_id=parent_id, created_at=db_now(s))  # labels' clock: "learnt" compares them
             s.add(row)
             s.flush()
             if activate:
