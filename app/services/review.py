@@ -847,7 +847,7 @@ class ReviewService:
                                 meta.get("review_state", "corrected"),
                                 from_prediction_id=meta.get("from_prediction_id"),
                                 objects=parse(meta.get("object_classes")),
-                                from_model_version_id=_whole_number(meta.get("from_model_version_id")))
+                                from_model_version_id=self._version_id(meta.get("from_model_version_id")))
                 image_id, base = int(meta["image_id"]), meta.get("base_revision")
                 author = meta.get("author") if isinstance(meta.get("author"), str) and meta.get("author") else None
                 note = "recovered after a failed save" + _decided(meta.get("decided_at"))
@@ -889,6 +889,14 @@ class ReviewService:
         if digest and info.content_hash and digest != info.content_hash:
             return "its file holds other bytes now"
         return None
+
+    def _version_id(self, value: Any) -> int | None:
+        """A recovery file's model version id where it names one of this database's versions, else None: the file is
+        user data, and an id past the column's range made the save raise, its label never replayed nor set aside
+        (the review of session 47)."""
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2 ** 31:
+            return None
+        return value if self.db.model_versions.get(value) is not None else None
 
     def _file_shape(self, image_id: int) -> tuple[int, int] | None:
         """(height, width) of the image's file now, from its header (None: not known)."""
@@ -992,11 +1000,6 @@ def _label_from_revision(rev: LabelRevisionInfo) -> LabelState:
                       revision=rev.revision, author=rev.author, from_prediction_id=rev.from_prediction_id,
                       note=rev.note, objects=resolve(label_mask, _objects(rev)),
                       from_model_version_id=rev.from_model_version_id)
-
-
-def _whole_number(value: Any) -> int | None:
-    """A recovery file's id field, or None where it holds anything else (the file is user data)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _decided(value: Any) -> str:

@@ -190,8 +190,8 @@ class LabelState:
     author: str | None = None
     from_prediction_id: int | None = None
     note: str | None = None
-    objects: tuple[ObjectClass, ...] = ()
-    from_model_version_id: int | None = None  # the model it came from, where its prediction row is gone  # classes of the mask's own objects (canonical seeds; the rest: class_name)
+    objects: tuple[ObjectClass, ...] = ()  # classes of the mask's own objects (canonical seeds; the rest: class_name)
+    from_model_version_id: int | None = None  # the model it came from, where its prediction row is gone
 
     def same_content(self, other: "LabelState") -> bool:
         """Equal labels (ignoring who/when), used to skip no-op saves."""

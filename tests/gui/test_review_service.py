@@ -124,6 +124,16 @@ def test_a_recovered_label_says_when_it_was_decided_and_keeps_its_model(service,
     decided = datetime.fromisoformat(rev.note.split("(decided ")[1].rstrip(")"))
     assert rev.note.startswith("recovered after a failed save (decided ") and decided >= before
     assert rev.from_model_version_id == version
+    # a file is user data: an id past the column's range (or naming no version) is dropped, the label replayed (the
+    # review of session 47: the save raised, the label was never replayed nor set aside)
+    import json
+    for hostile in (2 ** 63, 10 ** 6, "7", True):
+        service.write_recovery({image_id: LabelState(class_name="inclusion", review_state="corrected")},
+                               tmp_path / "rec2")
+        (meta,) = (tmp_path / "rec2").glob("*.json")
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "from_model_version_id": hostile}))
+        assert service.recover(tmp_path / "rec2").saved == 1
+        assert service.db.labels.current(image_id).from_model_version_id is None
 
 
 def test_recovery_checks_a_mask_before_reading_it_and_against_the_picture_now(service, seeded, tmp_path):
