@@ -176,22 +176,25 @@ def png_damage(data: np.ndarray) -> tuple[str | None, list[tuple[int, int]]]:
     return "truncated (no IEND chunk)", profiles
 
 
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic TIFF, BigTIFF
 _IFD_ENTRIES = 512  # entries of a TIFF directory read for the Orientation tag, at most
 
 
-def _ifd_orientation(tiff: bytes, ifd: int, order: str) -> int | None:
-    """The Orientation tag (274) of the TIFF directory at ``ifd`` in ``tiff`` (1-8), or None."""
-    if ifd + 2 > len(tiff):
+def _ifd_orientation(tiff: bytes, ifd: int, order: str, big: bool = False) -> int | None:
+    """The Orientation tag (274) of the TIFF directory at ``ifd`` in ``tiff`` (1-8), or None. ``big``: a BigTIFF's
+    directory (an 8-byte count, 20-byte entries; the review of session 47 read one turned)."""
+    head, entry, count_format = (8, 20, "Q") if big else (2, 12, "H")
+    if ifd + head > len(tiff):
         return None
-    count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
+    count = struct.unpack(order + count_format, tiff[ifd:ifd + head])[0]
     for k in range(min(count, _IFD_ENTRIES)):
-        at = ifd + 2 + 12 * k
-        if at + 12 > len(tiff):
+        at = ifd + head + entry * k
+        if at + entry > len(tiff):
             return None
-        tag, kind, _n = struct.unpack(order + "HHI", tiff[at:at + 8])
+        tag, kind = struct.unpack(order + "HH", tiff[at:at + 4])
         if tag == 0x0112 and kind == 3:
-            value = struct.unpack(order + "H", tiff[at + 8:at + 10])[0]
+            value_at = at + (12 if big else 8)
+            value = struct.unpack(order + "H", tiff[value_at:value_at + 2])[0]
             return value if 1 <= value <= 8 else None
     return None
 
@@ -205,9 +208,11 @@ def exif_orientation(path: str | os.PathLike) -> int | None:
             head = f.read(65536)
             if head[:4] in TIFF_SIGNATURES:  # its first directory may sit after the pixels, anywhere in the file
                 order = "<" if head[:2] == b"II" else ">"
-                ifd = struct.unpack(order + "I", head[4:8])[0]
+                big = head[2:4] in (b"+\x00", b"\x00+")
+                ifd = struct.unpack(order + ("Q" if big else "I"), head[8:16] if big else head[4:8])[0]
                 f.seek(ifd)
-                return _ifd_orientation(f.read(2 + 12 * _IFD_ENTRIES), 0, order)
+                return _ifd_orientation(f.read((8 + 20 * _IFD_ENTRIES) if big else (2 + 12 * _IFD_ENTRIES)), 0, order,
+                                        big)
     except (OSError, ValueError, struct.error):
         return None
     if head[:2] != b"\xff\xd8":

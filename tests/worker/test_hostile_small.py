@@ -246,3 +246,25 @@ def test_a_grey_png_with_alpha_is_said_to_store_grey_with_alpha(tmp_path: Path) 
     assert cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([grey, grey, grey, np.full_like(grey, 255)]))
     assert decode(tmp_path / "ga.png", {"gray": 64}).channels == 2
     assert decode(tmp_path / "rgba.png", {"gray": 64}).channels == 4
+
+
+def test_a_bigtiff_with_an_orientation_tag_is_read_as_stored_too(tmp_path: Path) -> None:
+    """The review of session 47: the fix above knew classic TIFF only; a BigTIFF (II+, 8-byte offsets, 20-byte
+    directory entries) tagged 6 was still read turned."""
+    import struct
+
+    from inference.imageio import exif_orientation
+    raster = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    blob = bytearray(b"II+\x00" + struct.pack("<HHQ", 8, 0, 0)) + raster.tobytes()
+    ifd = len(blob)
+    entries = [(256, 3, 6), (257, 3, 4), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 16, 16), (274, 3, 6),
+               (277, 3, 1), (278, 3, 4), (279, 16, raster.nbytes)]
+    blob += struct.pack("<Q", len(entries))
+    for tag, kind, value in entries:
+        blob += struct.pack("<HHQ", tag, kind, 1) + (struct.pack("<HHI", value, 0, 0) if kind == 3
+                                                      else struct.pack("<Q", value))
+    blob += struct.pack("<Q", 0)
+    blob[8:16] = struct.pack("<Q", ifd)
+    (tmp_path / "big.tif").write_bytes(bytes(blob))
+    assert exif_orientation(tmp_path / "big.tif") == 6
+    assert np.array_equal(read_raw(tmp_path / "big.tif"), raster)
