@@ -145,7 +145,7 @@ def _intact(path: Path, ref: str, verified: set[tuple[str, int, int]]) -> bool:
     return True
 
 
-class MapsUnwritable(Exception):
+class MapsUnwritable(OSError):
     """No maps folder this worker can write to (permissions, a full disk): not the image's fault. The worker gives
     its batch back untried and says so on the job; each image was failed for good with it, its error then kept it
     out of automatic pre-labelling once the folder was fixed (a session-47 audit)."""
