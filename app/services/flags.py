@@ -117,8 +117,23 @@ class FlagSettings:
         if unknown:
             raise ValueError(f"unknown flag settings: {', '.join(sorted(unknown))}")
         values = dict(data)
+        # each value's kind, as a hand-edited old flags file may hold anything: a threshold "0.5" was stored, then
+        # re-flagging raised TypeError and the Settings dialog could not open to mend it (a session-47 audit)
+        threshold = values.get("anomaly_threshold")
+        if threshold is not None and (not _real(threshold) or not math.isfinite(threshold)):
+            raise ValueError(f"anomaly_threshold must be a number or null, not {str(threshold)[:40]!r}")
+        for key in ("min_confidence", "min_targets"):
+            if key in values and not _real(values[key]):
+                raise ValueError(f"{key} must be a number, not {str(values[key])[:40]!r}")
+        if "min_targets" in values:
+            if float(values["min_targets"]) != int(values["min_targets"]):
+                raise ValueError("min_targets must be a whole number")
+            values["min_targets"] = int(values["min_targets"])
         if "good_classes" in values:
-            values["good_classes"] = tuple(str(c) for c in values["good_classes"])
+            if not isinstance(values["good_classes"], (list, tuple)) or not all(
+                    isinstance(c, str) for c in values["good_classes"]):
+                raise ValueError("good_classes must be a list of class names")  # a text was split into letters
+            values["good_classes"] = tuple(values["good_classes"])
         if "folder_thresholds" in values:
             if not isinstance(values["folder_thresholds"], (list, tuple)):
                 raise ValueError("folder_thresholds must be a list")
@@ -129,6 +144,11 @@ class FlagSettings:
         if s.min_targets < 1:
             raise ValueError("min_targets must be at least 1")
         return s
+
+
+def _real(value: Any) -> bool:
+    """A JSON number (a bool is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

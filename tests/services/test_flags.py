@@ -98,6 +98,15 @@ def test_settings_round_trip_and_validation(tmp_path: Path) -> None:
     path.write_text('{"min_confidence": 3}')
     with pytest.raises(ValueError, match="min_confidence"):
         load_flag_settings(path)
+    # a hand-edited old file's values of the wrong kind (a session-47 audit: "0.5" was stored, then re-flagging raised
+    # TypeError and the Settings dialog could not open; "ok" became the classes o and k)
+    for bad, says in (({"anomaly_threshold": "0.5"}, "anomaly_threshold must be a number"),
+                      ({"anomaly_threshold": float("nan")}, "anomaly_threshold must be a number"),
+                      ({"min_confidence": "0.6"}, "min_confidence must be a number"),
+                      ({"min_targets": 1.5}, "whole number"), ({"good_classes": "ok"}, "list of class names")):
+        with pytest.raises(ValueError, match=says):
+            FlagSettings.from_dict(bad)
+    assert FlagSettings.from_dict({"min_targets": 2.0, "anomaly_threshold": 1}).min_targets == 2
     # a deeply nested or huge old file (a session-46 probe: RecursionError past every caller; read whole)
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError, match="nested too deeply"):
