@@ -191,12 +191,24 @@ class SettingsDialog(QDialog):
 
     def result_project(self) -> ProjectSettings:
         good = tuple(c.strip() for c in self.good_classes.text().split(",") if c.strip())
-        flags = replace(self._project.flags,  # keeps the folders' own thresholds (Operating point)
-                        anomaly_threshold=None if self.use_card.isChecked() else self.threshold.value(),
-                        min_targets=self.min_targets.value(), good_classes=good, min_confidence=self.min_conf.value())
+        stored = self._project.flags
+        flags = replace(stored,  # keeps the folders' own thresholds (Operating point)
+                        anomaly_threshold=None if self.use_card.isChecked() else _edited(
+                            self.threshold, stored.anomaly_threshold),
+                        min_targets=self.min_targets.value(), good_classes=good,
+                        min_confidence=_edited(self.min_conf, stored.min_confidence))
         return replace(self._project, flags=flags, auto_prelabel=self.auto_prelabel.isChecked(),
                        trace=self.trace.rule(), speed_profile=str(self.speed_profile.currentData()),
                        maps_folder=self.maps_folder.text().strip())
+
+
+def _edited(box: QDoubleSpinBox, stored: float | None) -> float:
+    """The box's value where the inspector changed it, else the stored one: a box shows a few decimals, and OK with
+    nothing edited wrote a stored 0.4843 back as 0.484 for every station and re-flagged the project (a session-47
+    audit)."""
+    if stored is not None and round(stored, box.decimals()) == round(box.value(), box.decimals()):
+        return stored
+    return box.value()
 
 
 def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None,

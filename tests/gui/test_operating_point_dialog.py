@@ -101,6 +101,24 @@ def test_saving_the_settings_dialog_keeps_the_folders_thresholds(qtbot):
     assert flags.anomaly_threshold == 0.3 and flags.folder_thresholds == own
 
 
+def test_ok_with_nothing_edited_keeps_the_stored_thresholds_to_the_last_digit(qtbot):
+    """A session-47 audit: the boxes show 3 and 2 decimals, and OK with nothing edited wrote a stored 0.4843 / 0.655
+    back as 0.484 / 0.66 for every station and re-flagged the project; an edit still takes the box's value."""
+    from app.gui.settings_dialog import SettingsDialog
+    from app.gui.settings_store import StationSettings
+    from app.services.flags import FlagSettings
+    from app.services.project_settings import ProjectSettings
+
+    stored = ProjectSettings(flags=FlagSettings(anomaly_threshold=0.4843, min_confidence=0.655))
+    dlg = SettingsDialog(StationSettings(), stored)
+    qtbot.addWidget(dlg)
+    assert dlg.result_project() == stored
+    dlg.threshold.setValue(0.52)
+    dlg.min_conf.setValue(0.7)
+    flags = dlg.result_project().flags
+    assert (flags.anomaly_threshold, flags.min_confidence) == (0.52, 0.7)
+
+
 def test_the_dialog_opens_on_the_version_whose_answers_count_in_the_folder(service, db, folder, artifacts, qtbot):
     """Seen under Xvfb: a folder of bottles routed to anomaly-bottle opened the dialog on the active tile model's
     scores, and saving anomaly-bottle's threshold said "it applies once this model version is the active one"
