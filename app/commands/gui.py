@@ -43,11 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Inspection Review Station")
+    notes: list[str] = []
     try:
-        settings = load_settings()
+        settings = load_settings(notes)
     except SettingsStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     problem = use_path_map(settings.path_map)
     if problem:
         print(f"warning: the saved path map is not used: {problem}", file=sys.stderr)
@@ -82,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         window.setWindowTitle(f"{window.windowTitle()} — this computer's database (the saved one cannot be opened)")
         window.status.note(f"This session uses this computer's database: the one saved in Settings "
                            f"({shown_url(fallback)}) could not be opened. Settings (Ctrl+,) changes it.")
+    if notes:  # said where the inspector looks, not only on a console nobody reads
+        window.status.note(" · ".join(notes))
     window.show()
     restore_signals = close_on_termination(window)
     open_initial_folder(window, folder)

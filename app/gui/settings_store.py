@@ -52,6 +52,10 @@ def _qsettings() -> QSettings:
     return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
 
 
+class _NotUnderstood(ValueError):
+    """A hand-edited value this file cannot hold: its setting falls back, and the start says so."""
+
+
 def _coerce(name: str, raw, default):
     if raw is None or raw == "":
         return default
@@ -61,27 +65,47 @@ def _coerce(name: str, raw, default):
         except (TypeError, ValueError):
             return None
     if isinstance(default, bool):
-        return str(raw).lower() in ("1", "true", "yes", "on")
+        word = str(raw).lower()
+        if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise _NotUnderstood(f"{str(raw)[:40]!r} is not true or false")  # "maybe" read as False (default: True)
+        return word in ("1", "true", "yes", "on")
     if isinstance(default, float):
         try:
             return min(1.0, max(0.0, float(raw)))
         except (TypeError, ValueError):
             return default
     if isinstance(raw, (list, tuple)):  # an unquoted comma in a hand-edited file: "Smith, John" reads as a list
-        return ", ".join(str(v) for v in raw)
+        raw = ", ".join(str(v) for v in raw)
     if not isinstance(raw, str):  # @ByteArray(…) and such: not a value this file holds
         return default
+    if any(ord(c) < 32 for c in raw):
+        # a quote left open swallows every later line into this value: "Smith, John\ndevice=cpu…" was stamped on
+        # label revisions as their author (a session-47 audit)
+        raise _NotUnderstood("it runs over several lines (a quote left open?)")
     return raw
 
 
-def load_settings() -> StationSettings:
+def load_settings(notes: list[str] | None = None) -> StationSettings:
+    """This user's settings; a value the file holds that cannot be one falls back to its default, and ``notes`` gets
+    a line for it (garbage in a hand-edited settings.ini was dropped without a word: a session-47 audit)."""
     q = _qsettings()
+    said = notes if notes is not None else []
+    if q.status() == QSettings.Status.FormatError:
+        said.append(f"{q.fileName()}: a line could not be read (a section or quote left open?); the settings after it "
+                    "may be the defaults")
     base = StationSettings()
-    values = {f.name: _coerce(f.name, q.value(f.name), getattr(base, f.name)) for f in fields(StationSettings)}
-    if values["device"] not in DEVICES:
-        values["device"] = "auto"
-    if values["theme"] not in ("light", "dark"):
-        values["theme"] = "light"
+    values = {}
+    for f in fields(StationSettings):
+        default = getattr(base, f.name)
+        try:
+            values[f.name] = _coerce(f.name, q.value(f.name), default)
+        except _NotUnderstood as exc:
+            values[f.name] = default
+            said.append(f"settings.ini: {f.name} not used ({exc}); {default!r} instead")
+    for name, allowed, default in (("device", DEVICES, "auto"), ("theme", ("light", "dark"), "light")):
+        if values[name] not in allowed:
+            said.append(f"settings.ini: {name} {str(values[name])[:40]!r} not understood; {default!r} instead")
+            values[name] = default
     return StationSettings(**values)
 
 

@@ -48,6 +48,24 @@ def test_a_hand_edited_value_with_a_comma_reads_as_written(_private_home):
     assert loaded.reviewer == "Smith, John" and loaded.theme == "light"
 
 
+def test_a_hand_edited_value_that_cannot_be_one_falls_back_and_is_said(_private_home):
+    """A session-47 audit: a quote left open read every later line into the reviewer, stamped on label revisions as
+    their author; auto_advance=maybe read False (default True); device=gpu and theme=blue went to their defaults; a
+    section left open hid the lines after it. Each falls back to its default, said."""
+    (_private_home / "settings.ini").write_text('[General]\nreviewer="Smith, John\ndevice=gpu\ntheme=blue\n'
+                                                 'auto_advance=maybe\n')
+    notes: list[str] = []
+    loaded = load_settings(notes)
+    assert loaded.reviewer == "" and "\n" not in loaded.reviewer
+    assert any("reviewer not used" in n and "quote left open" in n for n in notes), notes
+    (_private_home / "settings.ini").write_text("[General]\ndevice=gpu\ntheme=blue\nauto_advance=maybe\n[oops\n")
+    notes = []
+    loaded = load_settings(notes)
+    assert (loaded.device, loaded.theme, loaded.auto_advance) == ("auto", "light", True)
+    assert any("device 'gpu' not understood" in n for n in notes) and any("auto_advance not used" in n for n in notes)
+    assert any("could not be read" in n for n in notes)
+
+
 def test_a_data_folder_that_cannot_be_made_ends_the_start_in_one_line(tmp_path, monkeypatch, capsys):
     """Found by a session-44 probe: INSPECTION_STATION_HOME naming a file ended ``python main.py`` in a traceback
     (FileExistsError); the command-line tools said it in one line."""
