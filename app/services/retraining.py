@@ -334,20 +334,29 @@ def _shown_with(db: Database, family_versions: AbstractSet[int], pred: Any, labe
 
 def _anomaly_answers_kept(db: Database, version_id: int, labels: Mapping[int, Any], preds: Mapping[int, Any]) -> int:
     """``parents_answers_kept`` for the anomaly model: an accepted label whose verdict is the version's own (its score
-    against its card's threshold; a label holding no verdict of its own takes the prediction's). Such a held-out
-    verdict sits on the version's side of its threshold by construction, so its AUROC there leans its way (1.0 where
-    every held-out verdict is its own): the comparison said nothing of it (a session-43 probe)."""
-    from app.services.champion import verdict
-    from app.services.reflag import card_threshold
+    against the threshold in force where the image is, as the panel showed it: the folder's, else the project's, else
+    the card's; a label holding no verdict of its own takes the prediction's). Such a held-out verdict sits on the
+    version's side of its threshold by construction, so its AUROC there leans its way (1.0 where every held-out
+    verdict is its own): the comparison said nothing of it (a session-43 probe). The card's threshold alone counted a
+    verdict accepted under a folder's operating point as not its own (a session-47 audit)."""
+    from app.services.champion import anomaly_threshold, verdict
+    from app.services.project_settings import load_project_settings
 
     version = db.model_versions.get(version_id)
-    threshold = card_threshold(version.card or {}) if version is not None else None
-    if threshold is None:
+    if version is None:
         return 0
+    try:
+        flags = load_project_settings(db).flags
+    except ValueError:
+        flags = None  # broken stored settings: the card's threshold, as the worker flags then
+    folders = {im.id: im.folder_id for im in db.images.get_many(list(labels))}
     kept = 0
     for image_id, label in labels.items():
         pred = preds.get(image_id)
-        if pred is None or pred.anomaly_score is None:
+        if pred is None or pred.anomaly_score is None or image_id not in folders:
+            continue
+        threshold = anomaly_threshold(db, version, folders[image_id], flags)
+        if threshold is None:
             continue
         own = verdict(pred.anomaly_score, threshold)
         given = label.anomaly_verdict.value if label.anomaly_verdict is not None else None

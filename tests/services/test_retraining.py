@@ -173,6 +173,29 @@ def test_an_anomaly_models_own_verdicts_held_out_are_counted(station, tmp_path: 
     assert parents_answers_kept(db, v.id, "anomaly", ids) == 3
 
 
+def test_an_anomaly_verdict_accepted_under_a_folders_threshold_is_the_models_own(station, tmp_path: Path) -> None:
+    """A session-47 audit: Accept saves the verdict the panel showed under the folder's operating point; counted by the
+    card's threshold alone, a score between the two made it "not its own", and the held-out note came short."""
+    from app.services.flags import FolderThreshold
+    from app.services.project_settings import load_project_settings, save_flag_settings
+    from app.services.retraining import parents_answers_kept
+    from database.dto import PredictionIn
+
+    db, _url, _ = station
+    v = db.model_versions.register("anomaly", "anom-v1", str(tmp_path / "nowhere"), activate=True,
+                                   card={"threshold": {"image": 0.5}})
+    ids = [i.id for i in db.images.query()][:3]
+    folder = db.images.get(ids[0]).folder_id
+    flags = load_project_settings(db).flags
+    save_flag_settings(db, flags.with_folder_threshold(FolderThreshold(folder, v.id, 0.3)))
+    db.predictions.upsert_many([PredictionIn(i, v.id, anomaly_score=0.4) for i in ids])  # between 0.3 and 0.5
+    preds = db.predictions.for_images(ids, v.id)
+    for i in ids:  # anomalous, as the panel showed at the folder's 0.3
+        db.labels.append(i, LabelChange(ReviewState.ACCEPTED, anomaly_verdict="anomalous",
+                                        from_prediction_id=preds[i].id), "ann")
+    assert parents_answers_kept(db, v.id, "anomaly", ids) == 3
+
+
 def test_answers_accepted_from_an_earlier_version_are_not_the_new_parents_own(station, tmp_path: Path) -> None:
     """Found by a session-45 probe: clf-v1's answers were accepted; clf-v2 then gave the same classes and was made
     active; the next retraining called those labels clf-v2's "own answers kept as they came". They are clf-v1's:
