@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from app.gui.style import OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
 from app.services.label_next_folder import LABEL_NEXT_SOURCE
 from app.services.object_classes import LabelObject
-from app.services.review_types import ImageDetail, LabelState, RevisionInfo
+from app.services.review_types import ImageDetail, LabelState, QueueItem, RevisionInfo
 
 
 def _action_button(action: QAction) -> QToolButton:
@@ -144,6 +144,9 @@ class LabelPanel(QWidget):
         self.history = QListWidget()
         self.history.setObjectName("history")
         self._history_of: int | None = None   # the image whose revisions the list may show
+        self._flag_of: int | None = None        # the image whose prediction line shows (show_flag)
+        self._flag_reasons: tuple[str, ...] = ()
+        self._models_line = ""
         self.history.setMinimumHeight(90)
         self.history.setMaximumHeight(160)
         self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -245,6 +248,7 @@ class LabelPanel(QWidget):
             self.pred_anomaly.setText("—")
             self.anomaly_bar.setValue(0)
             self.pred_models.setText("")
+            self._flag_of = None
             return
         # A model that calls the image unlike its training images has no answer worth showing:
         # "out of domain" stands where its class, target count or score would.
@@ -277,8 +281,21 @@ class LabelPanel(QWidget):
             # The bar is half full at the threshold, full at twice the threshold.
             ratio = p.anomaly_score / (2 * p.threshold) if p.threshold else p.anomaly_score
             self.anomaly_bar.setValue(int(max(0.0, min(1.0, ratio)) * 1000))
-        flags = f"flagged: {', '.join(f.replace('_', ' ') for f in p.flags)}\n" if p.flags else ""
-        self.pred_models.setText(flags + ", ".join(f"{f}: {n}" for f, n in sorted(p.models.items())))
+        self._models_line = ", ".join(f"{f}: {n}" for f, n in sorted(p.models.items()))
+        self._flag_reasons, self._flag_of = tuple(p.flags), it.image_id
+        self.show_flag(it)
+
+    def show_flag(self, item: QueueItem) -> None:
+        """The prediction's flag line with the inspector's F decision where one stands: the panel read "flagged:
+        anomaly" after F removed the flag, while the queue said "flag removed by root" (a session-47 audit)."""
+        if self._flag_of != item.image_id:
+            return
+        reasons = ", ".join(f.replace("_", " ") for f in self._flag_reasons)
+        if item.flag_override is None:
+            line = f"flagged: {reasons}\n" if reasons else ""
+        else:
+            line = item.flag_text + (f"; the models: {reasons}" if reasons else "") + "\n"
+        self.pred_models.setText(line + self._models_line)
 
     def show_size(self, width: int, height: int) -> None:
         """The decoded size, once the viewer has the pixels (the index may not know it)."""

@@ -193,6 +193,7 @@ class MainWindow(QMainWindow):
         q.failed.connect(self._warn)
         q.left_view.connect(r.reload_if_shown)
         r.item_changed.connect(q.update_item)
+        r.item_changed.connect(self.label_panel.show_flag)  # F: the panel's flag line follows (it kept the models')
         r.state_moved.connect(q.apply_move)
         r.state_guessed.connect(q.apply_guess)
         r.state_settled.connect(q.settle)

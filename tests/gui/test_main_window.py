@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from tests.gui.conftest import HeldDetails, build_window, slow_saves, wait_saved, wait_shown
+from tests.gui.conftest import HeldDetails, build_window, slow_saves, wait_prediction_shown, wait_saved, wait_shown
 from tests.gui.fixtures import CLASSES, make_folder, seed_predictions
 
 
@@ -1168,3 +1168,18 @@ def test_undo_after_f_takes_back_the_flag_and_says_what_it_undid(db_url, folder,
     assert said[-1].startswith("Undone: ") and "scratches" in said[-1] and said[-1].endswith(f" on {first_name}")
     win.close()
     db.close()
+
+
+def test_the_panels_flag_line_says_the_inspectors_decision(service, db, folder, artifacts, qtbot):
+    """A session-47 audit: after F removed the models' flag the panel still read "flagged: anomaly" while the queue
+    said "flag removed by root"; an image flagged with F showed no flag at all."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    wait_prediction_shown(win, qtbot)
+    image = win.review.image_id
+    before = service.item(image).flagged
+    win.actions["flag"].trigger()
+    qtbot.waitUntil(lambda: service.item(image).flag_override is not None, timeout=15000)
+    said = "flag removed by" if before else "flagged by"
+    qtbot.waitUntil(lambda: win.label_panel.pred_models.text().startswith(said), timeout=5000)
+    assert "kept over the models' flags" in win.label_panel.pred_models.text()
+    win.close()
