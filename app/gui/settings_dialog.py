@@ -284,19 +284,22 @@ def check_database_url(window, probes: BackgroundCalls, url: str) -> None:
     """Try a new database URL at once, on a helper thread, and say what the next start will meet. Seen under Xvfb
     (session 42): a URL with a wrong port was saved without a word, and the next start printed one line on stderr
     and showed no window at all."""
-    from app.services.station import database_problem, shown_url
+    from app.services.station import database_problem, new_database_note, shown_url
 
     if not url:
         window._say("The database URL is back to the default (this computer's file); it is used from the next start.")
         return
     window._say(f"Trying the new database {shown_url(url)} …")
 
-    def answered(problem: str | None) -> None:
-        if problem is None:
+    def answered(found: tuple[str | None, str | None]) -> None:
+        problem, note = found
+        if problem is None and note is not None:
+            window._warn(f"The new database URL is saved: {note}. The station uses it from the next start.")
+        elif problem is None:
             window._say(f"The new database {shown_url(url)} answers; the station uses it from the next start.")
         else:
             window._warn(f"The new database URL is saved, but it cannot be opened now: {problem} This session keeps "
                          "its database; at the next start the station will say so and offer this computer's "
                          "database instead. Correct it in Settings (Ctrl+,) or clear it for the default.")
-    probes.call(lambda: database_problem(url), answered,
+    probes.call(lambda: (problem := database_problem(url), None if problem else new_database_note(url)), answered,
                 lambda text: window._warn(f"The new database URL could not be tried: {text}"))

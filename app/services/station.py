@@ -37,6 +37,29 @@ def database_problem(url: str) -> str | None:
     return None
 
 
+def new_database_note(url: str) -> str | None:
+    """What a SQLite URL that answers will really be, where that is not an existing project: no file there yet (the next
+    start creates a new, empty one: a typo in a shared file's name was reported as "answers", a session-47 audit), a
+    relative path (read from wherever the station starts), an in-memory database (nothing kept). None otherwise."""
+    from sqlalchemy.engine import make_url
+
+    from database.engine import sqlite_file
+
+    path = sqlite_file(url)
+    if path is None:
+        try:
+            memory = make_url(url).get_backend_name() == "sqlite" and not make_url(url).database
+        except Exception:  # noqa: BLE001 - not a URL: database_problem says so
+            memory = False
+        return "an in-memory database keeps nothing once the station closes" if memory else None
+    if not path.is_absolute():
+        return f"the path {path} is relative: it is read from the folder the station starts in; give the full path"
+    if not path.exists():
+        return (f"there is no database at {path} yet: the next start creates a new, empty project there; if you meant "
+                "an existing shared file, check its name")
+    return None
+
+
 def shown_url(url: str) -> str:
     """The database URL as a window may show it: any password masked (``database.errors.mask_url``)."""
     from database.errors import mask_url

@@ -290,7 +290,10 @@ def test_a_new_database_url_is_tried_at_once_and_an_unreachable_one_is_said(wind
     monkeypatch.setattr(window, "_warn", warned.append)
     said: list[str] = []
     monkeypatch.setattr(window, "_say", said.append)
-    urls = iter(["postgresql+psycopg://nobody@127.0.0.1:1/x", f"sqlite:///{tmp_path}/elsewhere.sqlite"])
+    from database.engine import open_database
+    open_database(f"sqlite:///{tmp_path}/shared.sqlite").close()
+    urls = iter(["postgresql+psycopg://nobody@127.0.0.1:1/x", f"sqlite:///{tmp_path}/elsewhere.sqlite",
+                 f"sqlite:///{tmp_path}/shared.sqlite"])
 
     def fake_exec(dlg) -> QDialog.DialogCode:
         dlg.db_url.setText(next(urls))
@@ -301,9 +304,15 @@ def test_a_new_database_url_is_tried_at_once_and_an_unreachable_one_is_said(wind
     assert "cannot be opened now: cannot reach the database 'x' on 127.0.0.1:1" in warned[0]
     assert "at the next start the station will say so" in warned[0]
     assert load_settings().database_url == "postgresql+psycopg://nobody@127.0.0.1:1/x"   # saved, as the user asked
-    window.actions["settings"].trigger()   # a file that does not exist yet: the next start creates it
+    # a file that does not exist yet (a typo in a shared file's name?): the next start creates a new, empty project
+    # there, which read "answers" (a session-47 audit)
+    window.actions["settings"].trigger()
+    qtbot.waitUntil(lambda: len(warned) == 2, timeout=15000)
+    assert f"there is no database at {tmp_path / 'elsewhere.sqlite'} yet" in warned[1]
+    assert not (tmp_path / "elsewhere.sqlite").exists()
+    window.actions["settings"].trigger()   # an existing project answers
     qtbot.waitUntil(lambda: any("answers" in s for s in said), timeout=15000)
-    assert not (tmp_path / "elsewhere.sqlite").exists() and len(warned) == 1
+    assert len(warned) == 2
 
 
 def test_database_problem_reads_without_writing(tmp_path):
@@ -356,3 +365,10 @@ def test_ok_in_settings_changes_only_what_was_changed_never_another_stations_sav
     controller.close()
     a.close()
     b.close()
+
+
+def test_a_database_url_that_keeps_nothing_or_depends_on_the_start_folder_is_said():
+    from app.services.station import new_database_note
+    assert "in-memory" in (new_database_note("sqlite://") or "")
+    assert "relative" in (new_database_note("sqlite:///station.sqlite") or "")
+    assert new_database_note("postgresql+psycopg://u@h/db") is None
