@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.gui.background import BackgroundCalls
 from app.services.project_settings import (
     ProjectSettings,
+    ProjectSettingsError,
     change_flag_settings,
     checked_maps_folder,
     load_project_settings,
@@ -76,11 +77,15 @@ class ProjectSettingsController(QObject):
         base, by, db = (self.current if read is None else read), self._author(), self._db
         self._generation += 1
 
-        def work() -> tuple[ProjectSettings, int | None, str]:
+        def work() -> tuple[ProjectSettings, int | None, str, str | None]:
+            nonlocal new
             fresh = load_project_settings(db)
-            reflagged, traced = None, ""
+            reflagged, traced, maps_problem = None, "", None
             if new.maps_folder != base.maps_folder:
-                checked_maps_folder(new.maps_folder)  # a folder that cannot be used saves nothing of the dialog
+                try:  # a folder that cannot be used is not saved, and said; the dialog's other edits are (they were
+                    checked_maps_folder(new.maps_folder)  # all dropped with it: a session-47 audit)
+                except ProjectSettingsError as exc:
+                    maps_problem, new = str(exc), replace(new, maps_folder=base.maps_folder)
             edited = {f.name: getattr(new.flags, f.name) for f in fields(new.flags)
                       if getattr(new.flags, f.name) != getattr(base.flags, f.name)}
             if replace(fresh.flags, **edited) != fresh.flags:  # over the stored ones as they are when written (the
@@ -99,14 +104,16 @@ class ProjectSettingsController(QObject):
                 save_maps_folder(db, new.maps_folder, by=by)
             elif new.maps_folder:   # unchanged: marked as this project's if it is not yet (a folder an older version
                 mark_maps_folder_here(db, new.maps_folder)   # saved has no marker, and is not written until it has)
-            return load_project_settings(db), reflagged, traced
+            return load_project_settings(db), reflagged, traced, maps_problem
 
-        def done(answer: tuple[ProjectSettings, int | None, str]) -> None:
+        def done(answer: tuple[ProjectSettings, int | None, str, str | None]) -> None:
             self._adopt(answer[0])
             if answer[1] is not None:
                 self.reflagged.emit(answer[1])
             if answer[2]:
                 self.traced.emit(answer[2])
+            if answer[3]:
+                self.failed.emit(f"The maps folder was not saved (the other project settings were): {answer[3]}")
         self.calls.call(work, done, lambda e: self.failed.emit(f"The project settings were not saved: {e}"))
 
     def saved_elsewhere(self, settings: ProjectSettings) -> None:
