@@ -70,12 +70,25 @@ def propose_anomaly(candidates: Sequence[AnomalyCandidate], embeddings: np.ndarr
 
 def normal_needed(db: "Database", image_ids: Sequence[int]) -> tuple[int, int]:
     """(images reviewed normal among ``image_ids``, how many more the next anomaly retraining needs)."""
-    from app.services.retraining import MIN_GOOD_IMAGES
     from database.states import AnomalyVerdict
 
     labels = db.labels.current_many(image_ids).values()   # read in chunks there
     normal = sum(1 for label in labels if label.anomaly_verdict == AnomalyVerdict.NORMAL)
-    return normal, max(0, MIN_GOOD_IMAGES - normal)
+    return normal, normal_to_train(normal)
+
+
+def normal_to_train(normal: int) -> int:
+    """How many more normal images a folder needs for the retraining to train on ``MIN_GOOD_IMAGES``: its export keeps
+    a fifth of them to test (``export.MVTEC_DEFAULT_HOLDOUT``), so 10 reviewed normal gave 8 to train, and the line read
+    "ready" while the retraining refused (a session-47 audit)."""
+    from app.services.export import MVTEC_DEFAULT_HOLDOUT
+    from app.services.export_split import part_sizes
+    from app.services.retraining import MIN_GOOD_IMAGES
+
+    n = normal
+    while part_sizes(n, MVTEC_DEFAULT_HOLDOUT)["train"] < MIN_GOOD_IMAGES:
+        n += 1
+    return n - normal
 
 
 def counter_text(normal: int, more: int) -> tuple[str, str]:
@@ -84,6 +97,6 @@ def counter_text(normal: int, more: int) -> tuple[str, str]:
 
     short = (f"anomaly model: {more} more normal (G)" if more
              else f"anomaly model: ready ({normal} normal)")
-    return short, (f"The anomaly model is retrained from the images reviewed normal (at least {MIN_GOOD_IMAGES}); "
-                   f"{normal} so far. Verdicts near its threshold also set the folder's operating point "
+    return short, (f"The anomaly model is retrained from the images reviewed normal (at least {MIN_GOOD_IMAGES} to "
+                   f"train on, after a fifth is kept to test it); {normal} so far. Verdicts near its threshold also set the folder's operating point "
                    "(Project ▸ Operating point…).")

@@ -349,7 +349,7 @@ def test_p_on_a_folder_the_anomaly_model_alone_answers_walks_its_least_sure_imag
     ctl = win.label_next
     qtbot.waitUntil(lambda: ctl.result is not None and "anomaly verdicts" in ctl.line.text(), timeout=30000)
     assert "6 of 6 anomaly verdicts proposed left" in ctl.line.text()
-    assert "anomaly model: 10 more normal (G)" in ctl.line.text()
+    assert "anomaly model: 12 more normal (G)" in ctl.line.text()
     press(qtbot, win, Qt.Key.Key_P)
     qtbot.waitUntil(lambda: win.review.image_id in ctl.result.proposal.image_ids, timeout=10000)
     win.close()

@@ -422,7 +422,9 @@ def test_a_folder_no_classifier_runs_on_gets_the_anomaly_models_batch_and_counte
             db.labels.append(i, LabelChange(ReviewState.ACCEPTED, anomaly_verdict=AnomalyVerdict.NORMAL), "tester")
         got = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
         assert len(got.proposal.image_ids) == 5 and not set(got.proposal.image_ids) & set(ids[:4])
-        assert got.anomaly == (4, 6) and got.counter_short == "anomaly model: 6 more normal (G)"
+        # 12, not 10: the retraining keeps a fifth to test (at 10 the line said "ready" and it refused; a session-47
+        # audit)
+        assert got.anomaly == (4, 8) and got.counter_short == "anomaly model: 8 more normal (G)"
         assert "near its threshold 10" in got.proposal.reasons[got.proposal.image_ids[0]]
         # Every image reviewed (verdicts, no class): still the anomaly model's counter, not "more labels: unknown"
         # (seen under Xvfb in session 39 on 40 reviewed bottles; the Models dialog then offered the classifier).
@@ -499,3 +501,17 @@ def test_a_folder_only_the_segmenter_runs_on_gets_its_batch_and_a_frames_counter
         assert ready.counter_short == f"segmenter: ready ({MIN_SEGMENTER_FRAMES} frames, 1 with targets)"
     finally:
         db.close()
+
+
+def test_the_anomaly_counter_says_ready_when_the_retraining_has_enough_to_train_on() -> None:
+    """A session-47 audit: the line said "ready (10 normal)" while the retraining refused: it keeps a fifth of the
+    normal images to test, so it trains on 8."""
+    from app.services.export import MVTEC_DEFAULT_HOLDOUT
+    from app.services.export_split import part_sizes
+    from app.services.label_next_anomaly import normal_to_train
+    from app.services.retraining import MIN_GOOD_IMAGES
+    for normal in range(0, 30):
+        more = normal_to_train(normal)
+        assert part_sizes(normal + more, MVTEC_DEFAULT_HOLDOUT)["train"] >= MIN_GOOD_IMAGES
+        assert more == 0 or part_sizes(normal + more - 1, MVTEC_DEFAULT_HOLDOUT)["train"] < MIN_GOOD_IMAGES
+    assert normal_to_train(10) == 2 and normal_to_train(12) == 0
