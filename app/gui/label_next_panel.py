@@ -150,7 +150,13 @@ class LabelNextController:
         if self.result is None or not self._unreviewed_proposals():
             if not compute:
                 self.show_counter()
-                self.window.statusBar().showMessage("Label next: no unlabelled image left to propose in this folder.", 5000)
+                latest = self.latest
+                no_model = latest is not None and not latest.proposal.image_ids and not latest.considered \
+                    and latest.unrouted  # 78 unreviewed images here read "no unlabelled image left" (session 47)
+                self.window.statusBar().showMessage(
+                    "Label next: the model routing runs no classifier on this folder's images, so it proposes none; "
+                    "review them in the queue's order." if no_model else
+                    "Label next: no unlabelled image left to propose in this folder.", 5000)
                 return False
             self._move_when_ready = True
             self._show_line("Label next: choosing the images to label…" if self.result is None
