@@ -67,6 +67,7 @@ class LabelNextResult:
     # mask, of them with a target, how many more the next segmenter retraining needs); the batch is the segmenter's.
     segmenter: tuple[int, int, int] | None = None
     reading: int = 0                    # images whose features for choosing (``CHOICE_SPACE``) are still to be read
+    unreadable: int = 0                 # how many files could not be read (``problems`` lists the first 20 only)
 
     @property
     def pending(self) -> bool:
@@ -240,7 +241,7 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
         proposal, needed, scoped = _merged(parts), None, tuple(counters)
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
     return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled, scoped,
-                           len(all_cands) - len(cands), reading=reading)
+                           len(all_cands) - len(cands), reading=reading, unreadable=len(problems))
 
 
 def _elsewhere_said(db: "Database", folder_id: int, needed: LabelsNeeded | None) -> LabelsNeeded | None:
@@ -329,7 +330,8 @@ def _anomaly_result(db: "Database", folder_id: int, rows: list["QueueRow"], size
     x, problems = _vectors(rows, source, cache_root, progress)
     normal, more = normal_needed(db, [c.image_id for c in cands if c.reviewed])
     return LabelNextResult(folder_id, propose_anomaly(cands, x, size), None, len(cands), tuple(problems[:20]),
-                           frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, (normal, more))
+                           frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, (normal, more),
+                           unreadable=len(problems))
 
 
 def _segmenter_result(db: "Database", folder_id: int, rows: list["QueueRow"], size: int,
@@ -349,7 +351,8 @@ def _segmenter_result(db: "Database", folder_id: int, rows: list["QueueRow"], si
     x, problems = _vectors(rows, source, cache_root, progress)
     counts = frames_needed(db, [c.image_id for c in cands if c.reviewed])
     return LabelNextResult(folder_id, propose_segmenter(cands, x, size), None, len(cands), tuple(problems[:20]),
-                           frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, segmenter=counts)
+                           frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, segmenter=counts,
+                           unreadable=len(problems))
 
 
 def _counter(cands: list[Candidate], files: list[tuple[str, str | None]], names: list[str], target: float, seed: int,

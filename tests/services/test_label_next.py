@@ -515,3 +515,32 @@ def test_the_anomaly_counter_says_ready_when_the_retraining_has_enough_to_train_
         assert part_sizes(normal + more, MVTEC_DEFAULT_HOLDOUT)["train"] >= MIN_GOOD_IMAGES
         assert more == 0 or part_sizes(normal + more - 1, MVTEC_DEFAULT_HOLDOUT)["train"] < MIN_GOOD_IMAGES
     assert normal_to_train(10) == 2 and normal_to_train(12) == 0
+
+
+def test_every_unreadable_file_is_counted_though_twenty_are_listed(tmp_path: Path) -> None:
+    """A session-47 audit: 25 files that fail to decode read "20 unreadable file(s) left out" (the list is cut at 20)."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database.dto import PredictionIn
+
+    root = tmp_path / "bottles" / "good"
+    root.mkdir(parents=True)
+    for i in range(6):
+        cv2.imwrite(str(root / f"b{i:02d}.png"), np.full((32, 48), 40 * i, np.uint8))
+    for i in range(25):
+        (root / f"broken{i:02d}.png").write_bytes(b"not an image %d" % i)
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        folder_id = index_folder(db, tmp_path / "bottles").folder_id
+        bottle = db.model_versions.register("anomaly", "anomaly-b", str(tmp_path / "nowhere"), activate=True,
+                                            card={"threshold": {"image": 10.0}})
+        db.predictions.upsert_many([PredictionIn(im.id, bottle.id, anomaly_score=1.0, in_domain=0.9)
+                                    for im in db.images.query()])
+        save_routing(db, Routing((RoutingRule("good/*", ("anomaly",)),)))
+        from app.services.counting_versions import remark
+        remark(db, Routing((RoutingRule("good/*", ("anomaly",)),)))
+        got = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
+        assert got.unreadable == 25 and len(got.problems) == 20
+    finally:
+        db.close()
