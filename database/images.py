@@ -358,6 +358,16 @@ class ImageRepository:
         with self.db.session() as s:
             return int(s.scalar(stmt) or 0)
 
+    def classified_count(self, states: Sequence[str], outside_folder: int | None = None) -> int:
+        """Images in ``states`` whose label holds a class (what a classifier retraining can read), of every folder but
+        ``outside_folder``, missing ones left out."""
+        stmt = select(func.count(Image.id)).where(Image.review_state.in_(list(states)), Image.label_class.is_not(None),
+                                                  Image.missing == false())
+        if outside_folder is not None:
+            stmt = stmt.where(Image.folder_id != outside_folder)
+        with self.db.session() as s:
+            return int(s.scalar(stmt) or 0)
+
     def state_counts(self, folder_id: int | None = None, include_missing: bool = False) -> dict[ReviewState, int]:
         """Images per review state (every state present, zero included)."""
         stmt = select(Image.review_state, func.count(Image.id)).group_by(Image.review_state)

@@ -248,11 +248,10 @@ def _elsewhere_said(db: "Database", folder_id: int, needed: LabelsNeeded | None)
     """The counter reads this folder's labels; where other folders hold reviewed images, the retraining it predicts
     reads theirs too: said, so "9 so far, ≥ 11 more" is not read as the retraining's own count (it learnt from 21;
     a session-45 probe)."""
-    from database.review_queue import QueueQuery, queue_count
     if needed is None or needed.pending:
         return needed
-    here = queue_count(db, QueueQuery(folder_id=folder_id, states=LABELLED_STATES))
-    elsewhere = queue_count(db, QueueQuery(states=LABELLED_STATES)) - here
+    # only labels a classifier can read: reviewed infrared frames with masks and no class were counted (session 47)
+    elsewhere = db.images.classified_count(LABELLED_STATES, outside_folder=folder_id)
     if elsewhere <= 0:
         return needed
     return dataclasses.replace(needed, text=f"{needed.text} (counted on this folder's labels; {elsewhere} reviewed "

@@ -264,6 +264,13 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         index_folder(db, other)
         for im in [im for im in db.images.query() if im.rel_path.startswith("o")]:
             db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name="dark"), "tester")
+        frames = tmp_path / "frames"  # reviewed with masks and no class: nothing a classifier reads (session 47)
+        frames.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(frames / f"f{i}.png"), np.full((32, 48), 90, np.uint8))
+        index_folder(db, frames)
+        for im in [im for im in db.images.query() if im.rel_path.startswith("f")]:
+            db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, anomaly_verdict="normal"), "tester")
         there = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
         assert "4 reviewed image(s) in other folders may feed the next retraining too" in there.needed.text
     finally:
