@@ -660,12 +660,14 @@ class ReviewController(QObject):
         self._flag_asked[image_id] = want
 
         def done(item) -> None:
-            if self._flag_asked.get(image_id) == item.flagged:
+            last = self._flag_asked.get(image_id) == item.flagged
+            if last:
                 del self._flag_asked[image_id]  # the last one asked is written
             if self.detail is not None and self.detail.item.image_id == image_id:
                 self.detail = replace(self.detail, item=item)
             self.item_changed.emit(item)
-            if not replay:  # an undo or redo has said what it did (FlagEdit)
+            if not replay and last:  # an undo or redo has said what it did (FlagEdit); an F undone meanwhile says
+                # nothing now (its "Flagged" came after the "Undone" and replaced it)
                 self.message.emit(("Flagged" if item.flagged else "Flag removed")
                                   + ": it stays so when the models flag the image again.")
 
