@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -91,12 +92,48 @@ def normal_to_train(normal: int) -> int:
     return n - normal
 
 
-def counter_text(normal: int, more: int) -> tuple[str, str]:
-    """The line's short counter and its tooltip."""
+def regions_learnt(db: "Database", image_ids: Sequence[int], versions: Sequence[Any]) -> tuple[int, int] | None:
+    """(drawn anomalous regions the next retraining would learn from, the least it needs) where a version answering
+    here learns from them (``refit_with_defects``: tile_defect; its retraining refused under "ready", a session-47
+    audit), else None. The retraining keeps a fifth of each defect kind's regions to test (``defects_to_validation``)."""
+    import json
+
+    from app.services.export_formats import defect_type
+    from app.services.export_split import part_sizes
+    from app.services.retrain_anomaly import MIN_DEFECT_REGIONS
+    from app.services.retraining import HELD_OUT_SPLIT
+    from database.states import AnomalyVerdict
+    from inference import families
+
+    def learns_regions(version: Any) -> bool:
+        try:  # the version's own folder says its architecture; one not on this station: not known, not said
+            config = json.loads((Path(version.checkpoint_path) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(config, dict) and config.get("model") in families.family("anomaly").refit_with_defects
+
+    if not any(learns_regions(v) for v in versions):
+        return None
+    kinds: dict[str, int] = {}
+    for label in db.labels.current_many(image_ids).values():
+        if label.anomaly_verdict == AnomalyVerdict.ANOMALOUS and label.anomaly_mask_png is not None:
+            kind = defect_type(label.class_name)
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return sum(part_sizes(n, HELD_OUT_SPLIT)["train"] for n in kinds.values()), MIN_DEFECT_REGIONS
+
+
+def counter_text(normal: int, more: int, regions: tuple[int, int] | None = None) -> tuple[str, str]:
+    """The line's short counter and its tooltip; ``regions``: ``regions_learnt``'s answer."""
     from app.services.retraining import MIN_GOOD_IMAGES
 
     short = (f"anomaly model: {more} more normal (G)" if more
              else f"anomaly model: ready ({normal} normal)")
+    if regions is not None and regions[0] < regions[1]:
+        short = (f"anomaly model: {more} more normal (G), " if more else "anomaly model: ") + \
+            f"drawn regions (R) {regions[0]} of {regions[1]}"
+    drawn = ("" if regions is None else
+             f" This version also learns from the regions drawn on anomalous images (R): at least {regions[1]} to learn "
+             f"from, after a fifth of each defect kind is kept to test it; {regions[0]} so far.")
     return short, (f"The anomaly model is retrained from the images reviewed normal (at least {MIN_GOOD_IMAGES} to "
-                   f"train on, after a fifth is kept to test it); {normal} so far. Verdicts near its threshold also set the folder's operating point "
-                   "(Project ▸ Operating point…).")
+                   f"train on, after a fifth is kept to test it); {normal} so far.{drawn} Verdicts near its threshold "
+                   "also set the folder's operating point (Project ▸ Operating point…).")

@@ -63,6 +63,9 @@ class LabelNextResult:
     # Where the routing runs no classifier but the anomaly model (``label_next_anomaly``): (images reviewed normal,
     # how many more the next anomaly retraining needs); the batch is then the anomaly model's.
     anomaly: tuple[int, int] | None = None
+    # Where that model learns from drawn regions too (``refit_with_defects``: tile_defect): (regions its retraining
+    # would learn from, the least it needs); None where it does not.
+    anomaly_regions: tuple[int, int] | None = None
     # Where the routing runs neither but the segmenter (``label_next_segmenter``, ADR 0071): (reviewed frames with a
     # mask, of them with a target, how many more the next segmenter retraining needs); the batch is the segmenter's.
     segmenter: tuple[int, int, int] | None = None
@@ -95,7 +98,7 @@ class LabelNextResult:
     def counter_short(self) -> str:
         if self.anomaly is not None:
             from app.services.label_next_anomaly import counter_text
-            return counter_text(*self.anomaly)[0]
+            return counter_text(*self.anomaly, regions=self.anomaly_regions)[0]
         if self.segmenter is not None:
             from app.services.label_next_segmenter import counter_text as frames_text
             return frames_text(*self.segmenter)[0]
@@ -107,7 +110,7 @@ class LabelNextResult:
     def counter_text(self) -> str:
         if self.anomaly is not None:
             from app.services.label_next_anomaly import counter_text
-            return counter_text(*self.anomaly)[1]
+            return counter_text(*self.anomaly, regions=self.anomaly_regions)[1]
         if self.segmenter is not None:
             from app.services.label_next_segmenter import counter_text as frames_text
             return frames_text(*self.segmenter)[1]
@@ -306,7 +309,7 @@ def _anomaly_result(db: "Database", folder_id: int, rows: list["QueueRow"], size
     """The anomaly model's batch and counter over ``rows``, the folder's images the routing gives it and no
     classifier (``label_next_anomaly``)."""
     from app.services.champion import anomaly_threshold
-    from app.services.label_next_anomaly import AnomalyCandidate, normal_needed, propose_anomaly
+    from app.services.label_next_anomaly import AnomalyCandidate, normal_needed, propose_anomaly, regions_learnt
     from app.services.project_settings import ProjectSettingsError, load_project_settings
 
     try:
@@ -328,9 +331,11 @@ def _anomaly_result(db: "Database", folder_id: int, rows: list["QueueRow"], size
                                       r.in_domain.get("anomaly")))
     x, problems = _vectors(rows, source, cache_root, progress)
     normal, more = normal_needed(db, [c.image_id for c in cands if c.reviewed])
+    versions = [v for vid in thresholds if (v := db.model_versions.get(vid)) is not None]
     return LabelNextResult(folder_id, propose_anomaly(cands, x, size), None, len(cands), tuple(problems[:20]),
                            frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, (normal, more),
-                           unreadable=len(problems))
+                           unreadable=len(problems),
+                           anomaly_regions=regions_learnt(db, [c.image_id for c in cands if c.reviewed], versions))
 
 
 def _segmenter_result(db: "Database", folder_id: int, rows: list["QueueRow"], size: int,

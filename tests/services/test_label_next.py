@@ -551,3 +551,38 @@ def test_every_unreadable_file_is_counted_though_twenty_are_listed(tmp_path: Pat
         assert got.unreadable == 25 and len(got.problems) == 20
     finally:
         db.close()
+
+
+def test_the_anomaly_counter_of_a_model_that_learns_drawn_regions_counts_them(tmp_path: Path) -> None:
+    """A session-47 audit: with a tile_defect version answering, the line read "ready" while its retraining refused
+    for want of 5 drawn anomalous regions in the training share."""
+    import json
+
+    from app.services.label_next_anomaly import counter_text, regions_learnt
+    from database.states import AnomalyVerdict
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        folder = tmp_path / "tiles"
+        folder.mkdir()
+        for i in range(8):
+            cv2.imwrite(str(folder / f"t{i}.png"), np.full((16, 16), 20 * i, np.uint8))
+        from app.services.indexing import index_folder
+        index_folder(db, folder)
+        ids = sorted(im.id for im in db.images.query())
+        (tmp_path / "tile-model").mkdir()
+        (tmp_path / "tile-model" / "config.json").write_text(json.dumps({"model": "tile_defect"}))
+        (tmp_path / "bank-model").mkdir()
+        (tmp_path / "bank-model" / "config.json").write_text(json.dumps({"model": "texture_knn"}))
+        tile = db.model_versions.register("anomaly", "tile", str(tmp_path / "tile-model"))
+        bank = db.model_versions.register("anomaly", "bank", str(tmp_path / "bank-model"))
+        region = cv2.imencode(".png", np.full((16, 16), 255, np.uint8))[1].tobytes()
+        for i in ids[:6]:
+            db.labels.append(i, LabelChange(ReviewState.CORRECTED, anomaly_verdict=AnomalyVerdict.ANOMALOUS,
+                                            anomaly_mask_png=region), "tester")
+        assert regions_learnt(db, ids, [bank]) is None
+        learnt = regions_learnt(db, ids, [tile])
+        assert learnt == (5, 5)   # four in five of 6 regions of one kind: 5 (rounded as the export does)
+        assert counter_text(12, 0, (3, 5))[0] == "anomaly model: drawn regions (R) 3 of 5"
+        assert counter_text(12, 0, learnt)[0] == "anomaly model: ready (12 normal)"
+    finally:
+        db.close()
