@@ -120,11 +120,12 @@ class FlagSettings:
         # each value's kind, as a hand-edited old flags file may hold anything: a threshold "0.5" was stored, then
         # re-flagging raised TypeError and the Settings dialog could not open to mend it (a session-47 audit)
         threshold = values.get("anomaly_threshold")
-        if threshold is not None and (not _real(threshold) or not math.isfinite(threshold)):
+        if threshold is not None and (not _real(threshold) or not _finite(threshold)):
             raise ValueError(f"anomaly_threshold must be a number or null, not {str(threshold)[:40]!r}")
         for key in ("min_confidence", "min_targets"):
-            if key in values and not _real(values[key]):
-                raise ValueError(f"{key} must be a number, not {str(values[key])[:40]!r}")
+            if key in values and (not _real(values[key]) or not _finite(values[key])):
+                raise ValueError(f"{key} must be a number, not {str(values[key])[:40]!r}")  # 1e999 raised OverflowError
+                # past every handler and stopped the worker (the review of session 47)
         if "min_targets" in values:
             if float(values["min_targets"]) != int(values["min_targets"]):
                 raise ValueError("min_targets must be a whole number")
@@ -149,6 +150,14 @@ class FlagSettings:
 def _real(value: Any) -> bool:
     """A JSON number (a bool is not one)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: float) -> bool:
+    """A finite number, a 400-digit integer included as not one (float() of it raises OverflowError)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)

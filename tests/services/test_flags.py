@@ -103,7 +103,9 @@ def test_settings_round_trip_and_validation(tmp_path: Path) -> None:
     for bad, says in (({"anomaly_threshold": "0.5"}, "anomaly_threshold must be a number"),
                       ({"anomaly_threshold": float("nan")}, "anomaly_threshold must be a number"),
                       ({"min_confidence": "0.6"}, "min_confidence must be a number"),
-                      ({"min_targets": 1.5}, "whole number"), ({"good_classes": "ok"}, "list of class names")):
+                      ({"min_targets": 1.5}, "whole number"), ({"good_classes": "ok"}, "list of class names"),
+                      ({"min_targets": float("inf")}, "min_targets must be a number"),  # OverflowError stopped the worker
+                      ({"min_targets": 10 ** 400}, "min_targets must be a number")):
         with pytest.raises(ValueError, match=says):
             FlagSettings.from_dict(bad)
     assert FlagSettings.from_dict({"min_targets": 2.0, "anomaly_threshold": 1}).min_targets == 2
