@@ -90,6 +90,7 @@ class SettingsDialog(QDialog):
         self.threshold.setDecimals(3)
         self.threshold.setSingleStep(0.05)
         self.threshold.setValue(0.5 if flags.anomaly_threshold is None else flags.anomaly_threshold)
+        _shown(self.threshold)
         # With "model's own" ticked no number applies here (each version's card has its own, 0.484 for the tile
         # model, 9.7 for the bottle one): a greyed 0.500 read like the threshold in force (seen under Xvfb, session 39).
         self.own_note = QLabel("each version's card threshold; a folder's saved operating point wins")
@@ -105,6 +106,7 @@ class SettingsDialog(QDialog):
         self.min_conf.setRange(0.0, 1.0)
         self.min_conf.setSingleStep(0.05)
         self.min_conf.setValue(flags.min_confidence)
+        _shown(self.min_conf)
         pform.addRow("Uncertain below confidence", self.min_conf)
         self.min_targets = QSpinBox()
         self.min_targets.setRange(1, 100_000)
@@ -205,10 +207,17 @@ class SettingsDialog(QDialog):
 def _edited(box: QDoubleSpinBox, stored: float | None) -> float:
     """The box's value where the inspector changed it, else the stored one: a box shows a few decimals, and OK with
     nothing edited wrote a stored 0.4843 back as 0.484 for every station and re-flagged the project (a session-47
-    audit)."""
-    if stored is not None and round(stored, box.decimals()) == round(box.value(), box.decimals()):
+    audit). "Changed" is against the value the box took when it was filled (``_shown``; Qt rounds a half up where
+    Python's round() goes to even: 0.5625 compared unequal, the review of session 47)."""
+    shown = box.property("shown_value")
+    if stored is not None and isinstance(shown, float) and box.value() == shown:
         return stored
     return box.value()
+
+
+def _shown(box: QDoubleSpinBox) -> None:
+    """Note the value the box shows once filled (``_edited`` compares with it)."""
+    box.setProperty("shown_value", float(box.value()))
 
 
 def apply_settings(window, new: StationSettings, project: ProjectSettings | None = None,

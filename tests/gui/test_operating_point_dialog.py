@@ -109,10 +109,11 @@ def test_ok_with_nothing_edited_keeps_the_stored_thresholds_to_the_last_digit(qt
     from app.services.flags import FlagSettings
     from app.services.project_settings import ProjectSettings
 
-    stored = ProjectSettings(flags=FlagSettings(anomaly_threshold=0.4843, min_confidence=0.655))
-    dlg = SettingsDialog(StationSettings(), stored)
-    qtbot.addWidget(dlg)
-    assert dlg.result_project() == stored
+    for threshold, confidence in ((0.4843, 0.655), (0.5625, 0.125)):  # halves: Qt rounds up, round() to even
+        stored = ProjectSettings(flags=FlagSettings(anomaly_threshold=threshold, min_confidence=confidence))
+        dlg = SettingsDialog(StationSettings(), stored)
+        qtbot.addWidget(dlg)
+        assert dlg.result_project() == stored
     dlg.threshold.setValue(0.52)
     dlg.min_conf.setValue(0.7)
     flags = dlg.result_project().flags
