@@ -100,10 +100,13 @@ class ProjectSettingsController(QObject):
             if new.trace != base.trace:  # re-reads every folder's serial/lot/station, and says what it read (a
                 # session-44 probe: a trace.csv with a duplicate and a bad row was saved without a word)
                 traced = " · ".join(r.summary(changes=True) for r in change_trace_rule(db, new.trace, by=by))
-            if new.maps_folder != base.maps_folder:  # workers write there from their next batch (ADR 0061)
-                save_maps_folder(db, new.maps_folder, by=by)
-            elif new.maps_folder:   # unchanged: marked as this project's if it is not yet (a folder an older version
-                mark_maps_folder_here(db, new.maps_folder)   # saved has no marker, and is not written until it has)
+            try:  # the rest is saved by now: a marker it cannot write is the maps folder's note, not "nothing saved"
+                if new.maps_folder != base.maps_folder:  # workers write there from their next batch (ADR 0061)
+                    save_maps_folder(db, new.maps_folder, by=by)
+                elif new.maps_folder:   # unchanged: marked as this project's if it is not yet (a folder an older
+                    mark_maps_folder_here(db, new.maps_folder)   # version saved has no marker, and is not written
+            except ProjectSettingsError as exc:                  # until it has)
+                maps_problem = str(exc)
             return load_project_settings(db), reflagged, traced, maps_problem
 
         def done(answer: tuple[ProjectSettings, int | None, str, str | None]) -> None:
