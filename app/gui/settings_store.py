@@ -78,7 +78,7 @@ def _coerce(name: str, raw, default):
         raw = ", ".join(str(v) for v in raw)
     if not isinstance(raw, str):  # @ByteArray(…) and such: not a value this file holds
         return default
-    if any(ord(c) < 32 for c in raw):
+    if "\n" in raw or "\r" in raw:
         # a quote left open swallows every later line into this value: "Smith, John\ndevice=cpu…" was stamped on
         # label revisions as their author (a session-47 audit)
         raise _NotUnderstood("it runs over several lines (a quote left open?)")

@@ -45,13 +45,17 @@ def new_database_note(url: str) -> str | None:
 
     from database.engine import sqlite_file
 
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL: database_problem says so
+        return None
+    name = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and (name in ("", ":memory:") or "mode=memory" in name
+                                                  or parsed.query.get("mode") == "memory"):
+        return "an in-memory database keeps nothing once the station closes"  # sqlite:///:memory: read "answers"
     path = sqlite_file(url)
     if path is None:
-        try:
-            memory = make_url(url).get_backend_name() == "sqlite" and not make_url(url).database
-        except Exception:  # noqa: BLE001 - not a URL: database_problem says so
-            memory = False
-        return "an in-memory database keeps nothing once the station closes" if memory else None
+        return None
     if not path.is_absolute():
         return f"the path {path} is relative: it is read from the folder the station starts in; give the full path"
     if not path.exists():

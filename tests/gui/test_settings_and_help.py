@@ -64,6 +64,8 @@ def test_a_hand_edited_value_that_cannot_be_one_falls_back_and_is_said(_private_
     assert (loaded.device, loaded.theme, loaded.auto_advance) == ("auto", "light", True)
     assert any("device 'gpu' not understood" in n for n in notes) and any("auto_advance not used" in n for n in notes)
     assert any("could not be read" in n for n in notes)
+    (_private_home / "settings.ini").write_text("[General]\nreviewer=Smith\tJohn\n")  # a tab is no line break
+    assert load_settings().reviewer == "Smith\tJohn"
 
 
 def test_a_data_folder_that_cannot_be_made_ends_the_start_in_one_line(tmp_path, monkeypatch, capsys):
@@ -370,5 +372,6 @@ def test_ok_in_settings_changes_only_what_was_changed_never_another_stations_sav
 def test_a_database_url_that_keeps_nothing_or_depends_on_the_start_folder_is_said():
     from app.services.station import new_database_note
     assert "in-memory" in (new_database_note("sqlite://") or "")
+    assert "in-memory" in (new_database_note("sqlite:///:memory:") or "")   # read "answers" (the review)
     assert "relative" in (new_database_note("sqlite:///station.sqlite") or "")
     assert new_database_note("postgresql+psycopg://u@h/db") is None
