@@ -218,6 +218,8 @@ class LabelPanel(QWidget):
         if detail is None:
             self.title.setText("No image")
             self.trace.setText("")
+            self._flag_of = None        # a late F answer of the image left must not write on the cleared panel
+            self.pred_models.setText("")
             self._image_classes = []
             self._no_classifier = False
             self._show_classes(self._folder_classes)
@@ -247,8 +249,8 @@ class LabelPanel(QWidget):
             self.pred_targets.setText("—")
             self.pred_anomaly.setText("—")
             self.anomaly_bar.setValue(0)
-            self.pred_models.setText("")
-            self._flag_of = None
+            self._models_line, self._flag_reasons, self._flag_of = "", (), it.image_id  # F says so here too
+            self.show_flag(it)
             return
         # A model that calls the image unlike its training images has no answer worth showing:
         # "out of domain" stands where its class, target count or score would.
@@ -295,7 +297,7 @@ class LabelPanel(QWidget):
             line = f"flagged: {reasons}\n" if reasons else ""
         else:
             line = item.flag_text + (f"; the models: {reasons}" if reasons else "") + "\n"
-        self.pred_models.setText(line + self._models_line)
+        self.pred_models.setText((line + self._models_line).rstrip("\n"))
 
     def show_size(self, width: int, height: int) -> None:
         """The decoded size, once the viewer has the pixels (the index may not know it)."""

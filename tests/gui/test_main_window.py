@@ -1183,3 +1183,11 @@ def test_the_panels_flag_line_says_the_inspectors_decision(service, db, folder, 
     qtbot.waitUntil(lambda: win.label_panel.pred_models.text().startswith(said), timeout=5000)
     assert "kept over the models' flags" in win.label_panel.pred_models.text()
     win.close()
+
+
+def test_f_on_an_image_not_pre_labelled_yet_shows_on_the_panel(window, qtbot):
+    """The review of session 47: the panel's flag line followed F only where a prediction was shown."""
+    image = window.review.image_id
+    window.actions["flag"].trigger()
+    qtbot.waitUntil(lambda: window.label_panel.pred_models.text().startswith("flagged by"), timeout=10000)
+    assert window.review.image_id == image
