@@ -56,9 +56,12 @@ def db_now(s: Session) -> datetime:
     """Now by the database's clock (UTC): what heartbeats, claims and label revisions are stamped with. Each station
     stamped its own clock, so a line PC 90 s behind had a healthy worker's batches taken as stale (a session-45 probe)
     and its revisions dated before the ones they follow (a session-47 audit). SQLite lives on one machine: its clock is
-    this process's."""
+    this process's. PostgreSQL's ``now()`` is the transaction's start, so it is read once per session (each is one
+    transaction): a worker's batch stamps items, predictions and its heartbeat without a round trip each."""
     if s.get_bind().dialect.name == "postgresql":
-        return cast(datetime, s.scalar(select(func.now()))).astimezone(timezone.utc)
+        if "db_now" not in s.info:
+            s.info["db_now"] = cast(datetime, s.scalar(select(func.now()))).astimezone(timezone.utc)
+        return cast(datetime, s.info["db_now"])
     return utcnow()
 
 
