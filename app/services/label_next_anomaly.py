@@ -15,18 +15,15 @@ Plain data in and out; Qt-free. ``label_next_folder`` calls it on the GUI's help
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from app.services.flags import is_out_of_domain
 from app.services.label_next import Proposal, verdict_batch
-
-if TYPE_CHECKING:
-    from database.engine import Database
 
 
 @dataclass(frozen=True)
@@ -69,11 +66,10 @@ def propose_anomaly(candidates: Sequence[AnomalyCandidate], embeddings: np.ndarr
                     {candidates[i].image_id: why(candidates[i]) for i in ordered}, "anomaly")
 
 
-def normal_needed(db: "Database", image_ids: Sequence[int]) -> tuple[int, int]:
-    """(images reviewed normal among ``image_ids``, how many more the next anomaly retraining needs)."""
+def normal_needed(labels: Iterable[Any]) -> tuple[int, int]:
+    """(images reviewed normal among the current ``labels``, how many more the next anomaly retraining needs)."""
     from database.states import AnomalyVerdict
 
-    labels = db.labels.current_many(image_ids).values()   # read in chunks there
     normal = sum(1 for label in labels if label.anomaly_verdict == AnomalyVerdict.NORMAL)
     return normal, normal_to_train(normal)
 
@@ -92,14 +88,13 @@ def normal_to_train(normal: int) -> int:
     return n - normal
 
 
-def regions_learnt(db: "Database", image_ids: Sequence[int], versions: Sequence[Any]) -> tuple[int, int] | None:
+def regions_learnt(labels: Iterable[Any], versions: Sequence[Any]) -> tuple[int, int] | None:
     """(drawn anomalous regions the next retraining would learn from, the least it needs) where a version answering
     here learns from them (``refit_with_defects``: tile_defect; its retraining refused under "ready", a session-47
     audit), else None. The retraining keeps a fifth of each defect kind's regions to test (``defects_to_validation``)."""
-    import json
-
     from app.services.export_formats import defect_type
     from app.services.export_split import part_sizes
+    from app.services.json_files import JsonFileError, read_json_object
     from app.services.retrain_anomaly import MIN_DEFECT_REGIONS
     from app.services.retraining import HELD_OUT_SPLIT
     from database.states import AnomalyVerdict
@@ -107,15 +102,15 @@ def regions_learnt(db: "Database", image_ids: Sequence[int], versions: Sequence[
 
     def learns_regions(version: Any) -> bool:
         try:  # the version's own folder says its architecture; one not on this station: not known, not said
-            config = json.loads((Path(version.checkpoint_path) / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            config = read_json_object(Path(version.checkpoint_path) / "config.json")
+        except JsonFileError:
             return False
-        return isinstance(config, dict) and config.get("model") in families.family("anomaly").refit_with_defects
+        return config.get("model") in families.family("anomaly").refit_with_defects
 
     if not any(learns_regions(v) for v in versions):
         return None
     kinds: dict[str, int] = {}
-    for label in db.labels.current_many(image_ids).values():
+    for label in labels:
         if label.anomaly_verdict == AnomalyVerdict.ANOMALOUS and label.anomaly_mask_png is not None:
             kind = defect_type(label.class_name)
             kinds[kind] = kinds.get(kind, 0) + 1

@@ -330,12 +330,13 @@ def _anomaly_result(db: "Database", folder_id: int, rows: list["QueueRow"], size
                                       thresholds.get(p.model_version_id) if p is not None else None,
                                       r.in_domain.get("anomaly")))
     x, problems = _vectors(rows, source, cache_root, progress)
-    normal, more = normal_needed(db, [c.image_id for c in cands if c.reviewed])
+    labels = list(db.labels.current_many([c.image_id for c in cands if c.reviewed]).values())  # read once, for both
+    normal, more = normal_needed(labels)
     versions = [v for vid in thresholds if (v := db.model_versions.get(vid)) is not None]
     return LabelNextResult(folder_id, propose_anomaly(cands, x, size), None, len(cands), tuple(problems[:20]),
                            frozenset(c.image_id for c in cands if c.reviewed), (), unrouted, (normal, more),
                            unreadable=len(problems),
-                           anomaly_regions=regions_learnt(db, [c.image_id for c in cands if c.reviewed], versions))
+                           anomaly_regions=regions_learnt(labels, versions))
 
 
 def _segmenter_result(db: "Database", folder_id: int, rows: list["QueueRow"], size: int,

@@ -350,12 +350,13 @@ def _anomaly_answers_kept(db: Database, version_id: int, labels: Mapping[int, An
     except ValueError:
         flags = None  # broken stored settings: the card's threshold, as the worker flags then
     folders = {im.id: im.folder_id for im in db.images.get_many(list(labels))}
+    thresholds = {f: anomaly_threshold(db, version, f, flags) for f in set(folders.values())}  # once per folder
     kept = 0
     for image_id, label in labels.items():
         pred = preds.get(image_id)
         if pred is None or pred.anomaly_score is None or image_id not in folders:
             continue
-        threshold = anomaly_threshold(db, version, folders[image_id], flags)
+        threshold = thresholds[folders[image_id]]
         if threshold is None:
             continue
         own = verdict(pred.anomaly_score, threshold)

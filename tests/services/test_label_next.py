@@ -579,8 +579,9 @@ def test_the_anomaly_counter_of_a_model_that_learns_drawn_regions_counts_them(tm
         for i in ids[:6]:
             db.labels.append(i, LabelChange(ReviewState.CORRECTED, anomaly_verdict=AnomalyVerdict.ANOMALOUS,
                                             anomaly_mask_png=region), "tester")
-        assert regions_learnt(db, ids, [bank]) is None
-        learnt = regions_learnt(db, ids, [tile])
+        labels = db.labels.current_many(ids).values()
+        assert regions_learnt(labels, [bank]) is None
+        learnt = regions_learnt(labels, [tile])
         assert learnt == (5, 5)   # four in five of 6 regions of one kind: 5 (rounded as the export does)
         assert counter_text(12, 0, (3, 5))[0] == "anomaly model: drawn regions (R) 3 of 5"
         assert counter_text(12, 0, learnt)[0] == "anomaly model: ready (12 normal)"
