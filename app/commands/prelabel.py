@@ -130,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
         # Open jobs already holding this folder's images (a run interrupted or killed, a station's automatic job) are
         # taken up, and their images not queued again: a re-run queued them in a new job and left the old one open
         # for good, a later worker claiming each image twice (a session-47 audit).
-        taken = [j for j in db.jobs.open_jobs_holding(
-            PRELABEL, [im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id))])
-            if set(j.params.get("families", ())) <= set(families)]
+        rows = db.images.query(ImageQuery(folder_id=report.folder_id))  # the folder's images, read once before the run
+        folder_images = {im.id: im.rel_path for im in rows}
+        taken = [j for j in db.jobs.open_jobs_holding(PRELABEL, list(folder_images))
+                 if set(j.params.get("families", ())) <= set(families)]
         for open_job in taken:
             print(f"taking up job {open_job.id} ({', '.join(open_job.params.get('families', ()))}), still open from an "
                   "earlier run", file=sys.stderr)
@@ -148,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job
         if not job_ids and not report.files:  # not the routing's doing (a session-46 probe: it was said to be)
             print("nothing to run: the folder holds no images", file=sys.stderr)
-        elif not job_ids and any(routed_images(db, report.folder_id, {im.id: im.rel_path for im in db.images.query(
-                ImageQuery(folder_id=report.folder_id))}, families).values()):
+        elif not job_ids and any(routed_images(db, report.folder_id, folder_images, families).values()):
             print("nothing new to pre-label: every image has the answers of the versions that run on it",
                   file=sys.stderr)
         elif not job_ids:
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
         # Images that failed in an earlier run are queued again (they have no prediction); if they
         # are all this run had and fail again, nothing went wrong now: see known_failures_only.
-        known_bad = {im.id for im in db.images.query(ImageQuery(folder_id=report.folder_id)) if im.error}
+        known_bad = {im.id for im in rows if im.error}
         worker = Worker(db, WorkerOptions(device=args.device, batch_size=args.batch_size,
                                           threads=getattr(args, "threads", 1), jobs=tuple(job_ids)))
         worker.install_signal_handlers()
@@ -186,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
         final = statuses()
         seconds = time.monotonic() - start
         failed = [f for j in job_ids for f in failed_images(db, j)]
-        folder_images = {im.id: im.rel_path for im in db.images.query(ImageQuery(folder_id=report.folder_id))}
         folder_ids = list(folder_images)
         # Per family the jobs ran: this folder's images whose answer that counts is there, and those it calls out
         # of domain. Not every answer of the jobs' versions: a version the routing no longer gives an image to kept
