@@ -334,10 +334,14 @@ class Worker:
                 versions = job_versions(batch.job.params)
                 key = (tuple(sorted(versions.items())), job_profile(batch.job.params))
             except (ValueError, RuntimeError) as exc:
-                self._unloadable = (None, f"model cannot be loaded: {exc}")
-                key = None
-            if key is None or key in self._engines or self._unloadable[0] == key:
+                self._fail_unloadable(batch, f"model cannot be loaded: {exc}")
+                return None
+            if key in self._engines:
                 break
+            if self._unloadable[0] == key:
+                reason, self._unloadable = self._unloadable[1], (None, "")
+                self._fail_unloadable(batch, reason)
+                return None
             # Models are loaded with nothing claimed: a worker killed while loading them (the OOM killer) had each
             # image it held counted as tried, and three such kills failed them for good as "stopped responding"
             # although no model had seen them (a session-47 audit). The batch is given back untried and claimed anew.
@@ -348,14 +352,6 @@ class Worker:
                 self._engine_for(versions, key[1])
             except (CheckpointError, ValueError, RuntimeError) as exc:
                 self._unloadable = (key, f"model cannot be loaded: {exc}")  # the next claim of this job fails it
-        if key is None or key not in self._engines:
-            # A model that cannot load fails the job's items with the reason (not retried forever).
-            reason = self._unloadable[1]
-            self._unloadable = (None, "")
-            log.error(reason)
-            self.db.jobs.fail_items(self.id, {it.id: reason for it in batch.items})
-            self.stats.failed += len(batch.items)
-            return None
         engine = self._engine_for(versions, key[1])
         todo, skip = self._split_done(batch.items, versions)
         if skip:
@@ -368,6 +364,12 @@ class Worker:
         todo = [it for it in todo if it.image_path is not None]
         pending = engine.submit_decode([(it, it.image_path) for it in todo if it.image_path is not None], list(versions))
         return ClaimedBatch(batch.job, tuple(todo)), pending
+
+    def _fail_unloadable(self, batch: ClaimedBatch, reason: str) -> None:
+        """A model that cannot load fails the job's items with the reason (not retried forever)."""
+        log.error(reason)
+        self.db.jobs.fail_items(self.id, {it.id: reason for it in batch.items})
+        self.stats.failed += len(batch.items)
 
     def _leave_unseen_folders(self, batch: ClaimedBatch, now: float) -> ClaimedBatch:
         """Give back the items whose folder this machine does not see (another station's disk, a share
