@@ -19,13 +19,13 @@ _MERGE_ID = 4711
 
 class LabelEdit(QUndoCommand):
     def __init__(self, controller: "ReviewController", image_id: int, before: LabelState,
-                 after: LabelState, text: str, changed: str, follow: bool = True, told: str | None = None) -> None:
+                 after: LabelState, text: str, changed: str, follow: bool = True) -> None:
         super().__init__(text)
         self.controller = controller
         self.image_id = image_id
         # what the status bar says once it is undone or redone: the step's text, or its batch's (a session-47 audit:
         # Ctrl+Z jumped to another image and undid its class without a word)
-        self.told = told or text
+        self.told = text
         self.before = before
         self.after = after
         self.changed = changed

@@ -596,9 +596,10 @@ class ReviewController(QObject):
         done = f"Labelled {{}} image(s) {value}" if value else f"{decision.capitalize()}ed {{}} image(s)"
         if edits:
             # A macro (not parent/child commands): the stack owns every command it is pushed.
+            batch = f"{value or decision} {len(edits)} images"
             for edit in edits:
-                edit.told = f"{value or decision} {len(edits)} images"
-            self.undo_stack.beginMacro(f"{value or decision} {len(edits)} images")
+                edit.told = batch
+            self.undo_stack.beginMacro(batch)
             for edit in edits:
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
