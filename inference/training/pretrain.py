@@ -126,11 +126,15 @@ def find_images(folder: Path) -> list[Path]:
         raise ValueError(f"{folder}: not a folder")
     found = []
     beside: dict[Path, bool] = {}
+    labels: dict[Path, bool] = {}  # per directory: its files all share the answer
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel[:-1]) or not is_image_file(p) or _label_folder(folder, rel, beside):
+        if any(part.startswith(".") for part in rel[:-1]) or not is_image_file(p):
             continue
-        found.append(p)
+        if p.parent not in labels:
+            labels[p.parent] = _label_folder(folder, rel, beside)
+        if not labels[p.parent]:
+            found.append(p)
     return found
 
 
@@ -145,20 +149,16 @@ def _masks_of_images(masks: Path) -> bool:
     return False
 
 
-def _label_folder(folder: Path, rel: tuple[str, ...], beside: dict[Path, bool] | None = None) -> bool:
+def _label_folder(folder: Path, rel: tuple[str, ...], beside: dict[Path, bool]) -> bool:
     """Whether the file lies in a label folder: ``masks/`` beside an ``images/`` folder or beside a folder of the images
     its files are the masks of, ``ground_truth/`` beside an MVTec ``train/`` or ``test/`` (a folder of real frames named
     ``masks`` elsewhere is read: the review). ``beside``: what was found of each ``masks/`` folder so far."""
     for depth, part in enumerate(rel[:-1]):
         parent = folder.joinpath(*rel[:depth])
-        if part == "masks" and (parent / "images").is_dir():
-            return True
         if part == "masks":
             masks = parent / part
-            if beside is None:
-                beside = {}
             if masks not in beside:
-                beside[masks] = _masks_of_images(masks)
+                beside[masks] = (parent / "images").is_dir() or _masks_of_images(masks)
             if beside[masks]:
                 return True
         if part == "ground_truth" and ((parent / "train").is_dir() or (parent / "test").is_dir()):
