@@ -130,12 +130,13 @@ def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of the pixels as the station reads them (as stored: ``read_raw`` ignores a JPEG's EXIF
     orientation, the header reader applies it), from the header alone; None when the header says nothing. What a
     mask is checked against where no model has read the image yet (its indexed size is not known)."""
-    width, height = header_size(Path(path))
-    if not (width and height):
+    import imagesize
+
+    try:
+        width, height = imagesize.get(os.fspath(path), exif_rotation=False)
+    except Exception:  # noqa: BLE001 - a header it cannot parse is the same as no header
         return None
-    if (exif_orientation(path) or 1) >= 5:
-        width, height = height, width
-    return width, height
+    return (int(width), int(height)) if width > 0 and height > 0 else None
 
 
 def page_count(path: str | os.PathLike) -> int:
@@ -177,59 +178,20 @@ def png_damage(data: np.ndarray) -> tuple[str | None, list[tuple[int, int]]]:
 
 
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic TIFF, BigTIFF
-_IFD_ENTRIES = 512  # entries of a TIFF directory read for the Orientation tag, at most
-
-
-def _ifd_orientation(tiff: bytes, ifd: int, order: str, big: bool = False) -> int | None:
-    """The Orientation tag (274) of the TIFF directory at ``ifd`` in ``tiff`` (1-8), or None. ``big``: a BigTIFF's
-    directory (an 8-byte count, 20-byte entries; the review of session 47 read one turned)."""
-    head, entry, count_format = (8, 20, "Q") if big else (2, 12, "H")
-    if ifd + head > len(tiff):
-        return None
-    count = struct.unpack(order + count_format, tiff[ifd:ifd + head])[0]
-    for k in range(min(count, _IFD_ENTRIES)):
-        at = ifd + head + entry * k
-        if at + entry > len(tiff):
-            return None
-        tag, kind = struct.unpack(order + "HH", tiff[at:at + 4])
-        if tag == 0x0112 and kind == 3:
-            value_at = at + (12 if big else 8)
-            value = struct.unpack(order + "H", tiff[value_at:value_at + 2])[0]
-            return value if 1 <= value <= 8 else None
-    return None
 
 
 def exif_orientation(path: str | os.PathLike) -> int | None:
-    """A JPEG's EXIF orientation or a TIFF's own Orientation tag (1-8; None: neither, none stated, or unreadable). The
-    station reads the pixels as stored (``read_raw`` ignores it, as the models were trained), while many readers turn
-    the image by it: an export says so (a session-43 probe: a mask drawn on the stored pixels, turned elsewhere)."""
+    """A JPEG's EXIF orientation or a TIFF's (or BigTIFF's) own Orientation tag (1-8; None: neither, none stated, or
+    unreadable), from the header (``imagesize``, the header reader the station already uses). The station reads the
+    pixels as stored (``read_raw`` ignores it, as the models were trained), while many readers turn the image by it:
+    an export says so (a session-43 probe: a mask drawn on the stored pixels, turned elsewhere)."""
+    import imagesize
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(65536)
-            if head[:4] in TIFF_SIGNATURES:  # its first directory may sit after the pixels, anywhere in the file
-                order = "<" if head[:2] == b"II" else ">"
-                big = head[2:4] in (b"+\x00", b"\x00+")
-                ifd = struct.unpack(order + ("Q" if big else "I"), head[8:16] if big else head[4:8])[0]
-                f.seek(ifd)
-                return _ifd_orientation(f.read((8 + 20 * _IFD_ENTRIES) if big else (2 + 12 * _IFD_ENTRIES)), 0, order,
-                                        big)
-    except (OSError, ValueError, struct.error):
+        rotation = imagesize.get_info(os.fspath(path)).rotation
+    except Exception:  # noqa: BLE001 - a header it cannot parse states no orientation
         return None
-    if head[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 4 <= len(head) and head[pos] == 0xFF:
-        marker, length = head[pos + 1], struct.unpack(">H", head[pos + 2:pos + 4])[0]
-        if marker == 0xE1 and head[pos + 4:pos + 10] == b"Exif\x00\x00":
-            tiff = head[pos + 10:pos + 2 + length]
-            if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
-                return None
-            order = "<" if tiff[:2] == b"II" else ">"
-            return _ifd_orientation(tiff, struct.unpack(order + "I", tiff[4:8])[0], order)
-        if marker in (0xDA, 0xD9):  # image data, or the end: no EXIF before them
-            return None
-        pos += 2 + length
-    return None
+    return rotation if 1 <= rotation <= 8 else None
 
 
 def _as_stored(img: np.ndarray, orientation: int) -> np.ndarray:
