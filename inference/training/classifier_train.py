@@ -390,6 +390,7 @@ def train_classifier(opts: TrainOptions) -> Path:
     commands = [opts.command]
     state_path = state_dir / STATE_FILE
     snapshot_dir = state_dir / SNAPSHOTS
+    data_key = {"root": str(Path(opts.data).resolve()), "classes": list(classes)}  # what a resume must be on
     if opts.resume and state_path.exists():
         state = load_training_state(state_path)
         if json.loads(state["config"]) != json.loads(json.dumps(cfg_dict)):
@@ -399,9 +400,8 @@ def train_classifier(opts: TrainOptions) -> Path:
         # the data and its classes too (a session-46 probe resumed 134 epochs of one folder on another without a word,
         # the card naming the last folder alone); a state saved before it recorded them is taken as before
         saved_data = state.get("data")
-        if saved_data is not None and json.loads(str(saved_data)) != {"root": str(Path(opts.data).resolve()),
-                                                                      "classes": list(classes)}:
-            was = json.loads(str(saved_data))
+        was = json.loads(str(saved_data)) if saved_data is not None else None
+        if was is not None and was != data_key:
             raise ValueError(f"{state_path}: saved for a run on {was.get('root')} (classes "
                              f"{', '.join(was.get('classes', []))}), not {Path(opts.data).resolve()} (classes "
                              f"{', '.join(classes)}); give that --data, or a new --out without --resume")
@@ -449,7 +449,7 @@ def train_classifier(opts: TrainOptions) -> Path:
                 "elapsed": record["seconds"],
                 "crop": opts.crop,
                 "commands": json.dumps(commands),
-                "data": json.dumps({"root": str(Path(opts.data).resolve()), "classes": list(classes)}),
+                "data": json.dumps(data_key),
             },
         )
     progress.close()
