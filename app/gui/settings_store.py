@@ -9,7 +9,9 @@ quoted there, as the station writes it: ``reviewer="Smith, John"``).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
@@ -18,6 +20,7 @@ from app.services.flags import FlagSettings
 from app.services.review import ReviewSettings
 
 DEVICES = ("auto", "cpu", "cuda")
+MAX_SETTINGS_BYTES = 1 << 20  # the station writes a few KiB (the window layout the most); larger is not its file
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,38 @@ class SettingsStoreError(OSError):
     """This user's settings file cannot be made or written where the data folder is; ``str()`` says where and why."""
 
 
-def _qsettings() -> QSettings:
+def _qsettings(notes: list[str] | None = None) -> QSettings:
     try:
         data_dir().mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a session-44 probe: INSPECTION_STATION_HOME naming a file ended the start in a traceback
         raise SettingsStoreError(f"the station's data folder {data_dir()} cannot be made "
                                  f"({exc.strerror or exc}); set INSPECTION_STATION_HOME to a folder") from None
-    return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+    path = data_dir() / "settings.ini"
+    note = _set_aside_if_oversized(path)
+    if note and notes is not None:
+        notes.append(note)
+    return QSettings(str(path), QSettings.Format.IniFormat)
+
+
+def _set_aside_if_oversized(path: Path) -> str | None:
+    """A settings.ini larger than ``MAX_SETTINGS_BYTES`` is renamed beside itself, kept for its owner, and the station
+    starts with the defaults; why: QSettings reads the whole file at every start and every save (a 311 MB file was
+    loaded whole, a session-47 audit), and no file the station writes comes near the bound."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None   # absent (a first start) or unreadable: QSettings says so through its status
+    if size <= MAX_SETTINGS_BYTES:
+        return None
+    aside = path.with_name(f"settings.ini.oversized-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        path.rename(aside)
+    except OSError as exc:
+        raise SettingsStoreError(f"{path} is {size / 2**20:.0f} MiB, not a settings file this station writes (at most "
+                                 f"{MAX_SETTINGS_BYTES >> 10} KiB), and cannot be set aside ({exc.strerror or exc}); "
+                                 "move it away") from None
+    return (f"{path} was {size / 2**20:.0f} MiB, not a settings file this station writes: kept as {aside.name}, "
+            "and the settings start from the defaults")
 
 
 class _NotUnderstood(ValueError):
@@ -88,8 +116,8 @@ def _coerce(name: str, raw, default):
 def load_settings(notes: list[str] | None = None) -> StationSettings:
     """This user's settings; a value the file holds that cannot be one falls back to its default, and ``notes`` gets
     a line for it (garbage in a hand-edited settings.ini was dropped without a word: a session-47 audit)."""
-    q = _qsettings()
     said = notes if notes is not None else []
+    q = _qsettings(said)
     if q.status() == QSettings.Status.FormatError:
         said.append(f"{q.fileName()}: a line could not be read (a section or quote left open?); the settings after it "
                     "may be the defaults")

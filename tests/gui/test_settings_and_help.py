@@ -68,6 +68,24 @@ def test_a_hand_edited_value_that_cannot_be_one_falls_back_and_is_said(_private_
     assert load_settings().reviewer == "Smith\tJohn"
 
 
+def test_an_oversized_settings_file_is_set_aside_not_read(_private_home, monkeypatch):
+    """A session-47 audit: settings.ini was read whole at every start whatever its size (311 MB for a 42 MB file).
+    One past the bound is kept beside, named, and the settings start from the defaults."""
+    from app.gui import settings_store
+    from app.gui.settings_store import load_settings
+    monkeypatch.setattr(settings_store, "MAX_SETTINGS_BYTES", 64)
+    path = _private_home / "settings.ini"
+    body = "[General]\nreviewer=Smith\n" + "#" * 100 + "\n"
+    path.write_text(body)
+    notes: list[str] = []
+    loaded = load_settings(notes)
+    assert loaded.reviewer == "" and len(notes) == 1 and "not a settings file this station writes" in notes[0]
+    kept = list(_private_home.glob("settings.ini.oversized-*"))
+    assert len(kept) == 1 and kept[0].read_text() == body and kept[0].name in notes[0]
+    path.write_text("[General]\nreviewer=Smith\n")   # within the bound: read as before
+    assert load_settings().reviewer == "Smith"
+
+
 def test_a_data_folder_that_cannot_be_made_ends_the_start_in_one_line(tmp_path, monkeypatch, capsys):
     """Found by a session-44 probe: INSPECTION_STATION_HOME naming a file ended ``python main.py`` in a traceback
     (FileExistsError); the command-line tools said it in one line."""
