@@ -54,6 +54,7 @@ FORMAT_TITLES = {  # for choosers (the GUI's export dialog); details in docs/exp
 ALL_FORMATS = ("imagefolder", "masks", "coco", "mvtec", "csv")  # 'all': YOLO is asked for by name
 MVTEC_DEFAULT_HOLDOUT = SplitSpec(0.8, 0.0, 0.2)  # MVTec needs good test images even without a split
 MANIFEST = "export.json"
+STAGE_NAME = ".image-being-copied"  # one image's bytes at a time, inside the temporary folder (never in the manifest)
 MANIFEST_MAX_BYTES = 256 << 20  # read before an overwrite: a stray file of any size is not loaded whole
 WRITTEN_BY = "inspection-review-station export"  # in the manifest: marks a folder --overwrite may replace
 SPACE_MARGIN_BYTES = 16 << 20
@@ -397,6 +398,39 @@ def export_database(db: Database, out: str | os.PathLike[str], options: ExportOp
     return export_items(items, out, options, progress, cancel, skipped=skipped, indexed_roots=indexed_roots)
 
 
+def readable_file(path: Path) -> bool:
+    """A regular file this process may read. ``Path.is_file`` raised on a folder that cannot be entered (EACCES): an
+    export whose labelled images included one there ended in a traceback (a session-48 probe)."""
+    try:
+        return path.is_file() and os.access(path, os.R_OK)
+    except OSError:
+        return False
+
+
+STAGE_CHUNK = 1 << 20
+
+
+def stage_source(item: ExportItem, stage: Path) -> None:
+    """Copy the image's bytes into ``stage`` (inside the export's temporary folder) before any writer takes them: a
+    file gone or unreadable by then is that image skipped, with its reason, not the whole export failed as a fault of
+    the destination (a session-48 probe deleted one file mid-export: "cannot write the export to …"), and no format
+    holds the image while another lacks it. An error writing ``stage`` is the destination's and is raised as is."""
+    try:
+        src = open(item.source, "rb")
+    except OSError as exc:
+        raise ItemSkipped(f"{item.display_path}: image file missing or unreadable ({exc.strerror or exc})") from None
+    with src, open(stage, "wb") as dst:
+        while True:
+            try:
+                chunk = src.read(STAGE_CHUNK)
+            except OSError as exc:
+                raise ItemSkipped(f"{item.display_path}: the image file could not be read "
+                                  f"({exc.strerror or exc})") from None
+            if not chunk:
+                break
+            dst.write(chunk)
+
+
 def changed_since_indexed(item: ExportItem) -> bool:
     """True when the file holds other bytes than the ones indexed (its size differs, or its hash where its time
     moved; an unchanged size and time are trusted, as the indexer trusts them, so an export reads each file once). Found by a session-43 probe: a labelled 32 x 24 image replaced by a 64 x 48 frame was exported, not
@@ -434,7 +468,7 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
     for item in items:
         if item.review_state not in EXPORTED_STATES:
             continue
-        if not item.source.is_file() or not os.access(item.source, os.R_OK):
+        if not readable_file(item.source):
             skipped.append(f"{item.display_path}: image file missing or unreadable ({item.source})")
             continue
         if changed_since_indexed(item):
@@ -500,19 +534,22 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
     if progress:
         progress(0, total)
     exported: list[PlannedItem] = []
+    stage = tmp / STAGE_NAME
     for done, p in enumerate(planned, start=1):
         if cancel is not None and cancel():
             raise ExportCancelled("export cancelled; nothing was written")
         try:
             loaded = load(p)
+            stage_source(p.item, stage)
         except ItemSkipped as exc:
             skipped.append(str(exc))
         else:
             for w in writers:
-                w.add(loaded)
+                w.add(replace(loaded, staged=stage))
             exported.append(p)
         if progress:
             progress(done, total)
+    stage.unlink(missing_ok=True)
     if not exported:
         raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
     per_format = {w.name: w.finish() for w in writers}

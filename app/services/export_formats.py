@@ -36,7 +36,7 @@ class FormatWriter:
     def copy_image(self, it: LoadedItem, folder: Path, file_name: str | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         dst = folder / (file_name or it.planned.file_name)
-        shutil.copyfile(it.item.source, dst)
+        shutil.copyfile(it.copy_from, dst)
         self.images += 1
         return dst
 

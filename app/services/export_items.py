@@ -100,6 +100,12 @@ class LoadedItem:
     anomaly_mask: np.ndarray | None  # bool (h, w)
     target_count: int | None  # connected components of ``mask``
     object_classes: tuple[str | None, ...] = ()  # per component of ``mask`` (``components`` order): its own class
+    staged: Path | None = None  # the image's bytes, read once into the export's own folder: what every writer copies
+
+    @property
+    def copy_from(self) -> Path:
+        """The file a writer copies: the staged bytes where there are, so every format gets the same ones."""
+        return self.staged or self.item.source
 
     @property
     def item(self) -> ExportItem:

@@ -162,3 +162,38 @@ def test_a_mask_of_another_size_is_skipped_where_no_model_read_the_image(tmp_pat
     result = export_items([unread, items["c"]], tmp_path / "out")
     assert result.exported == 1
     assert "a.png: mask is 32x24 but the image is 40x24" in "\n".join(result.skipped)
+
+
+def test_a_file_gone_mid_export_is_skipped_and_the_rest_exported(tmp_path: Path, items) -> None:
+    """A session-48 probe deleted one labelled file after the first image was written: the whole export failed with
+    "cannot write the export to <out>", blaming the destination. The image is skipped with its reason now, and no
+    format holds it."""
+    victim = items["c"].source
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:
+            victim.unlink()
+
+    result = export_items(list(items.values()), tmp_path / "out",
+                          ExportOptions(formats=("imagefolder", "csv", "coco")), progress=progress)
+    assert result.exported == 3
+    assert any("c.jpg: image file missing or unreadable" in r for r in result.skipped), result.skipped
+    written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert "c.jpg" not in written and not any(n.startswith(".image") for n in written)
+    assert "c.jpg" not in (tmp_path / "out" / "summary.csv").read_text()
+
+
+def test_an_image_in_a_folder_that_cannot_be_entered_is_skipped(tmp_path: Path, items, monkeypatch) -> None:
+    """A session-48 probe: ``Path.is_file`` raises PermissionError (it passes only on "not found") for a file in a
+    sub-folder made unreadable (chmod 000), and ``main.py export`` ended in that traceback."""
+    locked = items["c"].source
+    real = Path.is_file
+
+    def is_file(self: Path) -> bool:
+        if self == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    result = export_items(list(items.values()), tmp_path / "out", ExportOptions(formats=("imagefolder",)))
+    assert result.exported == 3 and any("c.jpg: image file missing or unreadable" in r for r in result.skipped)
