@@ -24,7 +24,7 @@ def read(root: Path) -> list[ImportRecord]:
     records = []
     for base in class_roots(root):
         for class_dir in sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")):
-            for path in files_under(class_dir, IMAGE_SUFFIXES):
+            for path in files_under(class_dir, IMAGE_SUFFIXES, root):
                 records.append(ImportRecord(label_file=path, image_ref=posix_rel(path, class_dir),
                                             image_file=path, class_name=class_dir.name))
     if not records:

@@ -25,10 +25,10 @@ def read(root: Path) -> list[ImportRecord]:
     mask_dir, image_dir = layout(root)
     images: dict[str, list[Path]] = {}
     if image_dir is not None:
-        for path in files_under(image_dir, IMAGE_SUFFIXES):
+        for path in files_under(image_dir, IMAGE_SUFFIXES, root):
             images.setdefault(posix_rel(path.with_suffix(""), image_dir), []).append(path)
     records = []
-    for path in files_under(mask_dir, MASK_SUFFIXES):
+    for path in files_under(mask_dir, MASK_SUFFIXES, root):
         stem_ref = posix_rel(path.with_suffix(""), mask_dir)
         found = images.get(stem_ref, [])
         if len(found) > 1:  # x.jpg and x.png beside masks/x.png: the mask went to the first by name, unsaid

@@ -40,7 +40,7 @@ def read_category(cat: Path, root: Path) -> list[ImportRecord]:
             kind = kind_dir.name
             if part == "train" and kind != GOOD:
                 raise LabelImportError(f"{kind_dir}: MVTec training images must all be good (train/good)")
-            for path in files_under(kind_dir, IMAGE_SUFFIXES):
+            for path in files_under(kind_dir, IMAGE_SUFFIXES, root):
                 ref = posix_rel(path, root)
                 if kind == GOOD:
                     records.append(ImportRecord(label_file=path, image_ref=ref, image_file=path,

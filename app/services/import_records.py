@@ -196,17 +196,26 @@ def inside(root: Path, path: Path, where: str) -> Path:
     return real
 
 
-def files_under(root: Path, suffixes: frozenset[str] | set[str]) -> list[Path]:
-    """Files with these suffixes below ``root``, sorted, hidden entries and links leaving it skipped."""
+def files_under(folder: Path, suffixes: frozenset[str] | set[str], root: Path | None = None) -> list[Path]:
+    """Files with these suffixes below ``folder``, sorted, hidden entries skipped; each must lie under ``root`` (the
+    import folder; ``folder`` itself by default), links followed. A class folder linked out of the dataset was read
+    as if inside, being its own bound (a session-48 probe labelled a file outside), and a folder that cannot be read
+    was passed over without a word, a class's labels with it: both refuse the import now."""
+    bound = root or folder
+    unreadable: list[OSError] = []
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable.append):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
                 continue
             path = Path(dirpath) / name
-            inside(root, path, "import folder")
+            inside(bound, path, "import folder")
             out.append(path)
+    if unreadable:
+        exc = unreadable[0]
+        raise LabelImportError(f"{exc.filename or folder}: cannot be read ({exc.strerror or exc}); nothing was "
+                               "imported: make it readable, or move it out of the import folder")
     return out
 
 

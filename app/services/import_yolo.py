@@ -153,9 +153,9 @@ def read(root: Path) -> list[ImportRecord]:
     names = class_names(yaml_file) if yaml_file else listed_names(names_file) if names_file else {}
     images = {}
     if images_dir.is_dir():
-        images = {posix_rel(p.with_suffix(""), images_dir): p for p in files_under(images_dir, IMAGE_SUFFIXES)}
+        images = {posix_rel(p.with_suffix(""), images_dir): p for p in files_under(images_dir, IMAGE_SUFFIXES, root)}
     records = []
-    for path in files_under(labels_dir, {".txt"}):
+    for path in files_under(labels_dir, {".txt"}, root):
         stem_ref = posix_rel(path.with_suffix(""), labels_dir)
         image = images.get(stem_ref)
         if path == names_file and image is None:

@@ -554,6 +554,41 @@ def test_link_leading_outside_the_dataset_is_refused(station) -> None:
         import_labels(db, src, ImportOptions(format="imagefolder"))
 
 
+def test_a_class_folder_linked_out_of_the_dataset_is_refused(station) -> None:
+    """A session-48 probe: each class folder was its own bound, so ``patches -> /elsewhere`` was read and its file
+    outside labelled, and ``loop -> ..`` walked the whole parent tree."""
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    (src / "patches").symlink_to(root)   # the indexed folder itself: outside the import folder
+    with pytest.raises(LabelImportError, match=r"leads outside the import folder .*tree"):
+        import_labels(db, src, ImportOptions(format="imagefolder"))
+    (src / "patches").unlink()
+    (src / "loop").symlink_to("..")
+    with pytest.raises(LabelImportError, match="leads outside the import folder"):
+        import_labels(db, src, ImportOptions(format="imagefolder"))
+    assert all(db.labels.current(i.id) is None for i in db.images.query())
+
+
+def test_a_class_folder_that_cannot_be_read_refuses_the_import(station, monkeypatch) -> None:
+    """A session-48 probe: a class folder made unreadable (chmod 000) was passed over by ``os.walk`` without a word,
+    its class's labels lost from an import that said it went well."""
+    import os as os_mod
+
+    db, root, tmp = station
+    src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "scratch"})
+    real = os_mod.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("scratch"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os_mod, "scandir", scandir)
+    with pytest.raises(LabelImportError, match=r"scratch: cannot be read \(Permission denied\); nothing was imported"):
+        import_labels(db, src, ImportOptions(format="imagefolder"))
+    assert all(db.labels.current(i.id) is None for i in db.images.query())
+
+
 def test_an_accepted_prediction_keeps_its_class_when_a_mask_is_imported(station) -> None:
     from database import PredictionIn
 
