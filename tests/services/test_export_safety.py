@@ -197,3 +197,21 @@ def test_an_image_in_a_folder_that_cannot_be_entered_is_skipped(tmp_path: Path, 
     monkeypatch.setattr(Path, "is_file", is_file)
     result = export_items(list(items.values()), tmp_path / "out", ExportOptions(formats=("imagefolder",)))
     assert result.exported == 3 and any("c.jpg: image file missing or unreadable" in r for r in result.skipped)
+
+
+def test_copies_of_one_image_go_to_one_part_of_a_split(tmp_path: Path) -> None:
+    """A session-48 probe: 12 images each saved under a second name, exported by a person with ``--split``: cut
+    image by image, 6 had one copy in training and the other held out. Copies (the same content hash) go together."""
+    from dataclasses import replace
+
+    from app.services.export import plan
+
+    base = make_items(tmp_path / "src")["b"]
+    items = []
+    for i in range(12):
+        one = replace(base, rel_path=f"x{i:02d}.png", content_hash=f"h{i}")
+        items += [one, replace(one, rel_path=f"copy_of_x{i:02d}.png")]
+    planned, _ = plan(items, ExportOptions(split=SplitSpec(0.6, 0.2, 0.2)))
+    part = {p.item.rel_path: p.split for p in planned}
+    assert all(part[f"x{i:02d}.png"] == part[f"copy_of_x{i:02d}.png"] for i in range(12)), part
+    assert {"train", "val", "test"} <= set(part.values())
