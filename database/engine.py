@@ -29,6 +29,7 @@ from database import migrate as mig
 from database import path_map
 from database.errors import (
     DatabaseError,
+    FileReplacedError,
     SchemaTooNewError,
     describe,
     mask_url,
@@ -86,6 +87,15 @@ def _sqlite_path(url: URL) -> Path | None:
     if not url.database or url.database == ":memory:" or url.query.get("uri"):
         return None
     return Path(url.database)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None where there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -260,6 +270,9 @@ class Database:
     def __init__(self, engine: Engine, url: URL) -> None:
         self.engine = engine
         self.sa_url = url
+        path = _sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+        self._file = path.absolute() if path is not None else None
+        self._file_id = _file_identity(self._file) if self._file is not None else None
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(engine.execution_options(write=True), expire_on_commit=False)
 
@@ -279,6 +292,8 @@ class Database:
         Driver errors leave as ``DatabaseError`` with one sentence.
         """
         factory = self._write if write else self._read
+        if self._file_id is not None:
+            self._check_same_file()
         try:
             with factory.begin() as s:
                 wait = _WRITE_WAIT_S.get()
@@ -292,6 +307,15 @@ class Database:
             if unreadable_row(exc):  # a tampered or hand-edited row: one sentence, rolled back
                 raise unreadable(exc, self.sa_url) from exc
             raise
+
+    def _check_same_file(self) -> None:
+        """Raise ``FileReplacedError`` when the file at the opened path is not the one opened (one ``stat``)."""
+        assert self._file is not None
+        if _file_identity(self._file) != self._file_id:
+            raise FileReplacedError(
+                f"the database file {self._file} was deleted or replaced after this station opened it: nothing more is "
+                "saved to it from here (labels not saved yet wait, and are kept when the station closes); start the "
+                "station again to open the file now at that path")
 
     @contextmanager
     def waiting_at_most(self, seconds: float | None) -> Iterator[None]:

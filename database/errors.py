@@ -47,6 +47,12 @@ class LockedError(DatabaseError):
     written, and the same write may succeed later."""
 
 
+class FileReplacedError(DatabaseError):
+    """The SQLite file this station opened is no longer the one at its path (deleted, or another moved over it): its
+    pooled connections would go on writing to the unlinked file, every label lost at the next start (a session-48
+    probe). Nothing is read or written until the station is started again on the file now there."""
+
+
 class SchemaTooNewError(DatabaseError):
     """The database was migrated by a newer version of the application."""
 

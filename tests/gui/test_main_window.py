@@ -421,6 +421,55 @@ def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifa
     db.close()
 
 
+@pytest.mark.parametrize("how", ["delete", "replace"])
+def test_labels_made_after_the_database_file_was_deleted_or_replaced_wait_and_are_kept(db_url, folder, artifacts,
+                                                                                         qtbot, how):
+    """A session-48 probe: after ``rm station.sqlite*`` (or a backup moved over it) the window saved on as before,
+    into the unlinked file through its pooled connections, said nothing, and the labels were gone at the next start.
+    Now every write is refused with why, the label waits ("not saved yet") and is kept in a recovery file on close."""
+    import os
+    import sqlite3
+
+    from app.services.review import ReviewService, ReviewSettings, recovery_dir
+    from database.engine import open_database
+    db = open_database(db_url)
+    service = ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    boxes: list[str] = []
+    win.review.save_failed.connect(boxes.append)
+    win.review.save_waiting.connect(boxes.append)
+    image_id = win.review.image_id
+    path = Path(db.sa_url.database)
+    if how == "replace":  # a backup restored over it: copied aside, then moved over (a new file at the path)
+        backup = path.with_name("backup.sqlite")
+        src, dst = sqlite3.connect(path), sqlite3.connect(backup)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        os.replace(backup, path)
+    else:
+        path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    win.review.set_class("inclusion")
+    qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=10000)
+    assert any("deleted or replaced after this station opened it" in b for b in boxes), boxes
+    win.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=20000)
+    db.close()
+    [kept] = recovery_dir().glob("*.json")
+    assert json.loads(kept.read_text())["class_name"] == "inclusion"
+    if how == "replace":  # the next start on the file now there replays it on the same picture
+        db2 = open_database(db_url)
+        again = ReviewService(db2, ReviewSettings(reviewer="bob"), artifacts=artifacts)
+        assert again.recover().saved == 1
+        label = again.detail(image_id).label
+        assert (label.class_name, label.author) == ("inclusion", "alice")
+        db2.close()
+
+
 def _window_on_a_locked_database(db_url, folder, artifacts, qtbot, busy_s: float):
     """A window on a database that makes each try wait ``busy_s``, once shown locked by another program (the
     returned connection holds the lock: ``rollback`` lets go)."""
