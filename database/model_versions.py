@@ -226,6 +226,48 @@ class ModelVersionRepository:
             return s.scalar(select(ModelFile.data).where(ModelFile.model_version_id == version_id,
                                                          ModelFile.name == name))
 
+    def set_config(self, version_id: int, config: dict[str, Any]) -> ModelVersionInfo:
+        """Merge ``config`` into the version's config (what the station keeps about its files)."""
+        with self.db.session(write=True) as s:
+            row = s.get(ModelVersion, version_id)
+            if row is None:
+                raise ConflictError(f"model version {version_id} does not exist.")
+            row.config = json_safe({**row.config, **config})
+            s.flush()
+            return _dto(row)
+
+    def replace_bundled(self, version_id: int, *, card: dict[str, Any], config: dict[str, Any], retired_name: str,
+                        author: str, note: str) -> ModelVersionInfo:
+        """A bundled version whose files the install replaced (an update of the station): it keeps its id, answers
+        and history under ``retired_name``, stops being bundled and is marked ``replaced`` (it can no longer run:
+        its files are gone); a new bundled version takes its name, folder, ``card`` and ``config``, and its place as
+        the active one (recorded, by ``author`` with ``note``) where it held it. One transaction."""
+        with self.db.session(write=True) as s:
+            old = s.get(ModelVersion, version_id, with_for_update=True)
+            if old is None or not old.bundled:
+                raise ConflictError(f"model version {version_id} is not a bundled version (any more).")
+            if s.scalar(select(ModelVersion.id).where(ModelVersion.family == old.family,
+                                                      ModelVersion.name == retired_name)):
+                raise ConflictError(f"a {old.family} model named '{retired_name}' is already registered.")
+            name, path, was_active = old.name, old.checkpoint_path, old.active
+            old.name, old.bundled = retired_name, False
+            old.config = json_safe({**old.config, "replaced": {"by_update_of": name, "note": note}})
+            s.flush()
+            new = ModelVersion(family=old.family, name=name, checkpoint_path=path, config=json_safe(config),
+                               metrics={}, card=json_safe(card), bundled=True, created_at=db_now(s))
+            s.add(new)
+            s.flush()
+            if was_active:
+                _activate(s, new)
+                s.add(ModelActivation(family=new.family, version_id=new.id, version_name=new.name,
+                                      previous_id=old.id, previous_name=old.name, action="activate",
+                                      author=author, note=note, created_at=db_now(s)))
+                s.flush()
+            out = _dto(new)
+        if was_active:
+            _moved(self.db)
+        return out
+
     def update_metrics(self, version_id: int, metrics: dict[str, Any]) -> ModelVersionInfo:
         """Merge ``metrics`` into the version's metrics (e.g. after evaluating on new labels)."""
         with self.db.session(write=True) as s:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from app.services.counting_versions import after_activation
 from app.services.json_files import JsonFileError, read_json_object
 from app.services.model_files import ModelFilesError, bundled_copy, local_model_dir
-from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, read_card, version_for_dir
+from app.services.prelabel import FAMILIES, PrelabelError, bundled_version, refresh_bundled, version_for_dir
 from app.services.retrain_protocol import pooled_figures
 from database.dto import ModelVersionInfo
 from database.errors import ConflictError
@@ -330,7 +330,9 @@ def login_name() -> str:
 def ensure_bundled(db: "Database") -> None:
     """Every bundled model has a row; a family without an active version gets its bundled default activated, as
     the next pre-label run would do (so the Models table shows what will run, and a routing proposal can name a
-    bundled version no job has run yet: ADR 0066)."""
+    bundled version no job has run yet: ADR 0066). A bundled model an update of the install replaced becomes a new
+    version first (``refresh_bundled``)."""
+    refresh_bundled(db)
     for directory in bundled_models():
         try:
             family = _read_object(directory / "config.json").get("family")
@@ -546,9 +548,9 @@ def _row(v: ModelVersionInfo, names: Mapping[int, str], kept: bool = False) -> M
         copies = data.get(key) if isinstance(data, Mapping) else None
         if summary and isinstance(copies, int) and copies > 0:   # (a session-46 probe: "val acc 1.000" of copies)
             summary += f" ({copies} of its {part} images are copies of training images)"
+    # one card: the one stored with the version (a bundled row's card is the one on disk: ``refresh_bundled``; the disk's
+    # figures beside an older stored card's described two models in one line, a session-48 probe)
     expected = expected_summary(v.card)
-    if not expected and v.bundled:  # registered by an older station: its card on disk may say it
-        expected = expected_summary(read_card(Path(v.checkpoint_path)))
     summary = " | ".join(t for t in (expected, summary) if t)
     here = Path(v.checkpoint_path).is_dir()
     copy = bundled_copy(v)

@@ -87,6 +87,26 @@ def folder_entries(directory: Path) -> list[tuple[str, Path]]:
     return chosen
 
 
+_FINGERPRINTS: dict[str, tuple[tuple[tuple[str, int, int], ...], str]] = {}
+
+
+def folder_fingerprint(directory: Path) -> str:
+    """A SHA-256 over the names and bytes of the files inference reads in ``directory`` (``folder_entries``): what
+    tells a bundled model replaced by an update of the install from the one registered. Kept per process while no
+    file's size or modification time moves, so asking at each pre-label run reads only the files' stats."""
+    entries = folder_entries(directory)
+    stats = tuple((name, st.st_size, st.st_mtime_ns) for name, st in ((n, p.stat()) for n, p in entries))
+    known = _FINGERPRINTS.get(str(directory))
+    if known is not None and known[0] == stats:
+        return known[1]
+    digest = hashlib.sha256()
+    for name, path in entries:
+        with open(path, "rb") as f:
+            digest.update(f"{name}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode("utf-8", "surrogateescape"))
+    _FINGERPRINTS[str(directory)] = (stats, digest.hexdigest())
+    return digest.hexdigest()
+
+
 def _model_file(path: Path) -> bool:
     """A file a link is followed for: one inference reads, by its suffix and by what it holds (a safetensors header, a
     JSON object). A Hugging Face or DVC cache folder links its config, card and weights so (the session-43 probe);
@@ -181,9 +201,21 @@ def _on_disk_here(db: "Database", version: "ModelVersionInfo") -> Path | None:
     one version, one model. A session-44 probe overwrote a folder's weights and card after Add; this station's worker
     answered with the new ones ("ok"/"defect") while other stations ran the kept copy. The database's copy is read
     then, by every reader (the worker's models and the routing proposal's domain descriptions alike)."""
+    replaced = version.config.get("replaced")
+    if isinstance(replaced, dict):  # a bundled model the install's update replaced: its files are gone
+        raise ModelFilesError(f"the {version.family} model {version.name!r} was replaced by an update of the station "
+                              f"(its files are gone; {replaced.get('by_update_of')!r} holds the new ones): it can no "
+                              "longer run")
     path = Path(version.checkpoint_path)
-    if not (path / "config.json").is_file():
-        return bundled_copy(version)
+    if not (path / "config.json").is_file() or version.bundled:
+        local = path if (path / "config.json").is_file() else bundled_copy(version)
+        stored = version.config.get("bundle_fingerprint")
+        if local is not None and stored and folder_fingerprint(local) != stored:
+            raise ModelFilesError(f"this install's copy of the bundled {version.family} model {version.name!r} holds "
+                                  "other files than the ones registered with it (the station was updated, here or at "
+                                  "another station): pre-label again, which registers the update as a new version, or "
+                                  "update this station")
+        return local
     listed = [] if version.bundled else db.model_versions.file_list(version.id)
     if listed and _differs(path, listed):
         log.warning("%s model %r: its folder %s no longer holds the files registered with it; the database's copy "

@@ -10,6 +10,7 @@ changed mid-job applies to the rest of the job as ``reflag`` applies it to what 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -113,6 +114,69 @@ def version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersio
     return version
 
 
+BUNDLE_FINGERPRINT = "bundle_fingerprint"   # in a bundled version's config: its files' fingerprint when registered
+UPDATER = "station"   # who the activation of a bundled model replaced by an update is recorded for
+
+
+def refresh_bundled(db: "Database") -> list[str]:
+    """Bundled versions whose files an update of the install replaced become new versions (one line each, returned).
+
+    A bundled version runs this install's copy of its folder, found by name. An upgrade that shipped a retrained model
+    under the same name had the new model answer under the old version, judged by the old card's threshold (62.56 for
+    scores of 0 to 1: no tile could be called anomalous) and listed with both cards' figures (a session-48 probe). The
+    old version keeps its answers and history under a dated name and can no longer run; a new version takes the
+    bundle's name, card and, where the old one was active, its place (recorded). A version registered before
+    fingerprints were kept adopts the install's files where its card is the one on disk."""
+    from app.services.model_files import ModelFilesError, bundled_copy, folder_fingerprint
+
+    said = []
+    versions = db.model_versions.list()
+    for version in versions:
+        local = bundled_copy(version)
+        if local is None:
+            continue
+        try:
+            fingerprint = folder_fingerprint(local)
+        except (OSError, ModelFilesError) as exc:
+            log.warning("bundled model %s: its files cannot be read (%s)", local, exc)
+            continue
+        stored = version.config.get(BUNDLE_FINGERPRINT)
+        if stored == fingerprint:
+            continue
+        if stored is not None and any(v.config.get(BUNDLE_FINGERPRINT) == fingerprint for v in versions
+                                      if v.family == version.family and v.id != version.id):
+            # this install holds a bundle an update replaced (another station was updated first): not undone here
+            said.append(f"this station's bundled {version.family} model {version.name} is older than the one "
+                        "registered by an updated station: update this station to run it")
+            continue
+        card = read_card(local)
+        if stored is None and (not version.card or version.card == json.loads(json.dumps(card))):
+            db.model_versions.set_config(version.id, {BUNDLE_FINGERPRINT: fingerprint})
+            continue
+        retired = _retired_name(db, version)
+        note = (f"the station's bundled {version.family} model {version.name} was updated with the install; the "
+                f"earlier one keeps its answers as {retired!r}")
+        try:
+            db.model_versions.replace_bundled(version.id, card=card, config={BUNDLE_FINGERPRINT: fingerprint},
+                                              retired_name=retired, author=UPDATER, note=note)
+        except ConflictError:   # another station did it a moment ago
+            continue
+        log.warning("%s", note)
+        said.append(note + (" (pre-label the folders again for its answers)" if version.active else ""))
+    return said
+
+
+def _retired_name(db: "Database", version: ModelVersionInfo) -> str:
+    """``name (until YYYY-MM-DD)``, numbered where that is taken, within the name column."""
+    day = datetime.now(timezone.utc).date().isoformat()
+    for n in range(1, 1000):
+        tail = f" (until {day})" if n == 1 else f" (until {day}, {n})"
+        name = shown(version.name, VERSION_NAME_CHARS - len(tail)) + tail
+        if db.model_versions.by_name(version.family, name) is None:
+            return name
+    raise ConflictError(f"no free name to keep {version.name!r} under")
+
+
 def bundled_version(db: "Database", family: str, name: str | None = None, activate: bool = True) -> ModelVersionInfo:
     """A bundled model directory's version (the family's default unless ``name``), registered with
     its card on first use; ``activate`` also makes it the family's active version."""
@@ -122,9 +186,14 @@ def bundled_version(db: "Database", family: str, name: str | None = None, activa
                             f"checkpoint at {bundled}")
     existing = db.model_versions.by_name(family, bundled.name)
     if existing is None:
+        from app.services.model_files import ModelFilesError, folder_fingerprint
+        try:
+            config = {BUNDLE_FINGERPRINT: folder_fingerprint(bundled)}
+        except (OSError, ModelFilesError) as exc:
+            raise PrelabelError(f"the bundled {family} model at {bundled} cannot be read: {exc}") from None
         try:
             return db.model_versions.register(family, bundled.name, str(bundled), bundled=True,
-                                              activate=activate, card=read_card(bundled))
+                                              activate=activate, card=read_card(bundled), config=config)
         except ConflictError:  # two stations on a new database registered it at once; one failed its first
             existing = db.model_versions.by_name(family, bundled.name)  # pre-labelling (a session-47 audit)
             if existing is None:
@@ -250,6 +319,7 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
+    refresh_bundled(db)   # before any version is chosen by name or as the active one
     if routing is None:
         from app.services.project_settings import load_project_settings
         try:

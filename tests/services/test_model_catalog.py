@@ -244,12 +244,58 @@ def test_a_retrained_classifier_row_leads_with_the_check_on_every_reviewed_label
     assert row.summary == "all 100 reviewed (nested CV) acc 0.610 | held-out acc 0.389 (18 images)"
 
 
-def test_a_bundled_row_registered_before_its_card_said_what_new_data_gets_reads_it_from_disk(db) -> None:
-    from app.services.prelabel import bundled_model_dir, read_card
+def test_a_bundled_row_whose_install_copy_was_replaced_becomes_a_new_version(db, tmp_path: Path, monkeypatch) -> None:
+    """A session-48 probe upgraded a station in place: the bundled tile anomaly model had been retrained under the same
+    name, and the new model answered under the old version, judged by the old card's threshold (62.56 for scores of 0
+    to 1: no tile could be called anomalous), listed with both cards' figures. The old version keeps its answers and
+    history under a dated name and can no longer run; a new one takes the bundle's name, card and active place."""
+    import shutil
+
+    from app.services import model_files, prelabel
+    from app.services.model_files import ModelFilesError, local_model_dir
+    from app.services.prelabel import bundled_model_dir, read_card, refresh_bundled
+    from database import PredictionIn
+
+    root = tmp_path / "models"
+    shutil.copytree(bundled_model_dir("anomaly", "anomaly-magnetic_tile"), root / "anomaly-magnetic_tile")
+    monkeypatch.setattr("inference.bundled.BUNDLED_ROOT", root)
+    monkeypatch.setattr(model_files, "_FINGERPRINTS", {})
+    here = root / "anomaly-magnetic_tile"
+    old_card = {**read_card(here), "threshold": 62.56}   # what the earlier install's card said
+    old = db.model_versions.register("anomaly", here.name, str(here), bundled=True, activate=True, card=old_card)
+    from app.services.indexing import index_folder
+    from tests.worker.helpers import good_images
+    good_images(tmp_path / "imgs", 1)
+    index_folder(db, tmp_path / "imgs")
+    image_id = db.images.query()[0].id
+    db.predictions.upsert_many([PredictionIn(image_id, old.id, anomaly_score=30.0)])
+    said = refresh_bundled(db)
+    assert len(said) == 1 and "was updated with the install" in said[0] and "pre-label the folders again" in said[0]
+    new = db.model_versions.active("anomaly")
+    assert new.id != old.id and new.name == "anomaly-magnetic_tile" and new.bundled
+    assert new.card["threshold"] == read_card(here)["threshold"] != 62.56
+    retired = db.model_versions.get(old.id)
+    assert retired.name.startswith("anomaly-magnetic_tile (until ") and not retired.bundled and not retired.active
+    assert db.predictions.get(image_id, old.id).anomaly_score == 30.0   # its answer is history, kept
+    with pytest.raises(ModelFilesError, match="replaced by an update of the station"):
+        local_model_dir(db, retired)
+    [record] = [a for a in db.model_versions.activations("anomaly") if a.version_id == new.id]
+    assert record.previous_id == old.id and record.author == prelabel.UPDATER
+    assert refresh_bundled(db) == []   # once
+    assert local_model_dir(db, new) == here
+    (here / "card.json").write_text(json.dumps({**read_card(here), "note": "edited after"}))  # files moved again
+    with pytest.raises(ModelFilesError, match="holds other files than the ones registered"):
+        local_model_dir(db, db.model_versions.get(new.id))   # the worker never runs them under this version
+
+
+def test_a_bundled_row_an_older_station_registered_with_the_same_card_adopts_the_files(db) -> None:
+    """A row registered before fingerprints were kept, whose card is the one on disk: the same model, kept as is."""
+    from app.services.prelabel import BUNDLE_FINGERPRINT, bundled_model_dir, read_card, refresh_bundled
     seg = bundled_model_dir("segmenter", "segmenter-sirst")
-    card = read_card(seg)
-    card.pop("expected_on_new_data")
-    db.model_versions.register("segmenter", seg.name, str(seg), bundled=True, activate=True, card=card)  # an older station's row
+    row = db.model_versions.register("segmenter", seg.name, str(seg), bundled=True, activate=True, card=read_card(seg))
+    assert refresh_bundled(db) == []
+    kept = db.model_versions.get(row.id)
+    assert kept.active and kept.name == seg.name and kept.config[BUNDLE_FINGERPRINT]
     row = next(r for r in ModelCatalog(db).rows("segmenter") if r.name == "segmenter-sirst")
     assert row.summary.startswith("new scenes IoU 0.611 · Pd 0.894 · Fa 83.8 | ")
 
