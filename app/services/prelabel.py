@@ -266,10 +266,13 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     else:
         ids = list(dict.fromkeys(image_ids or ()))
     if only_missing and ids:
-        done = set(ids)
-        for v in versions.values():
-            done &= db.predictions.image_ids_with(v.id)
-        ids = [i for i in ids if i not in done]
+        answered = {f: db.predictions.image_ids_with(v.id) for f, v in versions.items()}
+        ids = [i for i in ids if not all(i in answered[f] for f in versions)]
+        # only the families some of these images lack: pre-labelling a folder again after a new classifier version
+        # ran the tile anomaly model over every image a second time, rewriting its answers (a session-48 audit)
+        lacking = [f for f in families if any(i not in answered[f] for i in ids)]
+        if lacking:
+            families, versions = lacking, {f: versions[f] for f in lacking}
     if skip_empty and not ids:
         return None
     params: dict[str, Any] = {"families": families, "model_versions": {f: v.id for f, v in versions.items()}}

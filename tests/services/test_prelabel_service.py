@@ -108,3 +108,21 @@ def test_a_model_folder_deep_in_the_tree_gets_a_name_that_fits(db, tmp_path: Pat
     assert version_for_dir(db, "classifier", deep).id == version.id
     with pytest.raises(ValueError, match="1 to 255 characters"):
         db.model_versions.register("classifier", "x" * 256, str(deep))
+
+
+def test_a_folder_pre_labelled_again_runs_only_the_families_its_images_lack(db, tmp_path: Path, models) -> None:
+    """A session-48 audit: after a new classifier version, pre-labelling the folder again ran the tile anomaly model over
+    every image a second time (a job does all its families on each image), rewriting answers it already had."""
+    from database import PredictionIn
+
+    folder = _folder(db, tmp_path)
+    first = db.jobs.get(submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"], model_dirs=models))
+    ids = [im.id for im in db.images.query()]
+    anomaly = first.params["model_versions"]["anomaly"]
+    db.predictions.upsert_many([PredictionIn(i, anomaly, anomaly_score=0.1) for i in ids])   # the anomaly model answered
+    again = db.jobs.get(submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"], model_dirs=models))
+    assert again.params["families"] == ["classifier"] and list(again.params["model_versions"]) == ["classifier"]
+    assert again.progress_total == 3
+    db.predictions.delete_for_images(anomaly, ids[:1])   # one image lacks both: the job runs both
+    both = db.jobs.get(submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"], model_dirs=models))
+    assert both.params["families"] == ["classifier", "anomaly"]
