@@ -19,6 +19,7 @@ import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, Callable, Sequence
 
@@ -109,6 +110,7 @@ class ReviewController(QObject):
         self._newest: dict[int, int] = {}               # image id -> its newest edit not known stored yet
         # image id -> that edit's (label, what changed, source): shown over a stored one, rescued on closing
         self._local: dict[int, tuple[LabelState, str, str | None]] = {}
+        self._decided: dict[int, datetime] = {}   # when each image's newest edit here was made
         self._in_flight: dict[int, list[int]] = {}      # image id -> edits on the writer's queue (-1: a retry)
         self._flying: dict[int, dict[int, LabelState]] = {}  # image id -> edit number -> its label, on its way
         self._own_rev: dict[int, int] = {}  # image id -> the newest revision this window stored
@@ -698,6 +700,7 @@ class ReviewController(QObject):
             self._stored_under[image_id] = self.label if self._shows(image_id) else None
         self._newest[image_id] = seq
         self._local[image_id] = (state, changed, source)
+        self._decided[image_id] = datetime.now(timezone.utc)   # a recovery file's "decided_at" (not the close's time)
         guess = None
         if self._shows(image_id):
             assert self.detail is not None
@@ -842,6 +845,8 @@ class ReviewController(QObject):
         if not self._settled(image_id, seq):
             self._stored_under[image_id] = saved.label  # what a later edit of the image, still unsaved, replaces
             return
+        if image_id not in self._pending:
+            self._decided.pop(image_id, None)
         if self._shows(image_id):
             self.label = saved.label
             self.label_changed.emit(saved.label)
@@ -1085,7 +1090,8 @@ class ReviewController(QObject):
         if not labels:
             return []
         return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing",
-                                           landing=self._landing(labels), images=self._files_of(labels))
+                                           landing=self._landing(labels), images=self._files_of(labels),
+                                           decided=self._decided)
 
     def _files_of(self, image_ids) -> dict[int, tuple[str | None, str | None]]:
         return {i: self._files[i] for i in image_ids if i in self._files}
@@ -1106,7 +1112,7 @@ class ReviewController(QObject):
         return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},
                                            bases={i: self._seen.get(i) for i in self._pending},
                                            images=self._files_of(self._pending),
-                                           landing=self._landing(self._pending))
+                                           landing=self._landing(self._pending), decided=self._decided)
 
 
 @dataclass(frozen=True)

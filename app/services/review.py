@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -736,18 +736,20 @@ class ReviewService:
     # -- labels the database refused -------------------------------------------------------
     def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None,
                        bases: dict[int, int | None] | None = None, landing: dict[int, list[str]] | None = None,
-                       images: dict[int, tuple[str | None, str | None]] | None = None) -> str:
+                       images: dict[int, tuple[str | None, str | None]] | None = None,
+                       decided: Mapping[int, datetime] | None = None) -> str:
         """Write labels that could not be saved to files, to be replayed by ``recover``. ``bases``: the label
         revision each was made on (0: none; absent or None: not known), so that ``recover`` never replaces a
         label someone saved after it unseen; ``landing`` and ``images``: see ``recovery_files``."""
         root = folder or recovery_dir()
-        self.recovery_files(labels, bases, root, landing=landing, images=images)
+        self.recovery_files(labels, bases, root, landing=landing, images=images, decided=decided)
         return str(root)
 
     def recovery_files(self, labels: dict[int, LabelState], bases: dict[int, int | None] | None = None,
                        folder: Path | None = None, tag: str = "",
                        landing: dict[int, list[str]] | None = None,
-                       images: dict[int, tuple[str | None, str | None]] | None = None) -> list[Path]:
+                       images: dict[int, tuple[str | None, str | None]] | None = None,
+                       decided: Mapping[int, datetime] | None = None) -> list[Path]:
         """``write_recovery``'s files, returned (``tag`` goes into their names): the window writes the labels
         waiting when it starts closing at once, so a station killed during the last try loses none, and
         removes them once that try has answered. ``landing``: per image, the ``content_digest`` of this window's
@@ -756,7 +758,8 @@ class ReviewService:
         label aside whose image now has another file or other bytes (a session-46 probe: a label kept for one image
         was saved on whatever image had its id in a database replaced at the same path, or on new pixels). Each file
         name is this window's alone (two stations sharing a home wrote one name in the same second, the second file
-        replacing the first) and the JSON, which ``recover`` looks for, is written whole or not at all."""
+        replacing the first) and the JSON, which ``recover`` looks for, is written whole or not at all. ``decided``:
+        when each label was made (else now: the file's ``decided_at`` said the window's close, a session-48 probe)."""
         root = folder or recovery_dir()
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -770,7 +773,8 @@ class ReviewService:
                     "object_classes": as_json(st.objects),
                     # when it was decided: the replay at the next start, maybe days later, is dated then (a
                     # session-47 audit); the revision's note keeps this time
-                    "decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "decided_at": (decided or {}).get(image_id, datetime.now(timezone.utc)).isoformat(
+                        timespec="seconds"),
                     "author": self.settings.author, "db": self.db.url,
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),

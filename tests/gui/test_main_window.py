@@ -405,13 +405,18 @@ def test_one_image_locked_elsewhere_does_not_hold_back_the_others(window, servic
 def test_labels_refused_until_close_go_to_a_recovery_file(db_url, folder, artifacts, qtbot, tmp_path):
     from app.services.review import recovery_dir
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    from datetime import datetime, timezone
     image_id = win.review.image_id
     win.review.set_mask(np.pad(np.ones((2, 3), bool), ((10, 52), (10, 51))))  # at the 64 x 64 image's size
+    made = datetime.now(timezone.utc).replace(microsecond=0)
+    qtbot.wait(2100)
     win.close()  # the last try runs on the label-writes thread; the window closes itself after it
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     blocker.rollback()
     blocker.close()
     [kept] = recovery_dir().glob("*.json")
+    # when the mask was made, not when the window closed (a session-48 probe: the close's time)
+    assert datetime.fromisoformat(json.loads(kept.read_text())["decided_at"]) <= made
     assert json.loads(kept.read_text())["base_revision"] == 0  # made on no label: never replayed over a newer one
     shown = service.detail(image_id).item  # the picture it was made on (replayed only on it: a session-46 probe)
     assert (json.loads(kept.read_text())["path"], json.loads(kept.read_text())["content_hash"]) == \
