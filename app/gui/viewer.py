@@ -501,7 +501,10 @@ class ImageViewer(ImageView):
         if not self.editable:  # the next image is on its way: these vertices were clicked on the one it replaces
             self.cancel_polygon()
             return
-        if len(self._poly) >= 3:
+        if len(self._poly) >= 3 and _area(self._poly) >= 0.5:
+            # a shape with no area (every corner clicked beside the image is taken to one edge) fills nothing: it saved
+            # the untouched label as "corrected" and took the image out of the queue (a session-48 probe), as a brush
+            # press in the margin did before session 45
             self._begin_edit()
             self._show_layer(self._target_layer())
             self._target_layer().fill_polygon(self._poly, erase)
@@ -646,3 +649,9 @@ class ViewerPane(QWidget):
     def _sync(self) -> None:
         if self.original.isVisible():
             self.original.copy_view_of(self.viewer)
+
+
+def _area(points: list[QPointF]) -> float:
+    """The polygon's area in image pixels (shoelace)."""
+    twice = sum(a.x() * b.y() - b.x() * a.y() for a, b in zip(points, points[1:] + points[:1]))
+    return abs(twice) / 2

@@ -1181,6 +1181,19 @@ def test_polygon_corners_beyond_the_image_are_taken_to_its_edge(window, service,
     wait_saved(win, qtbot)
     mask = service.detail(image_id).label.mask
     assert mask is not None and mask[0, 0] and mask[1, 20] and mask[20, 1] and not mask[40, 40]
+    # a polygon clicked wholly beside the image has no area once at its edge: nothing is saved (a session-48 probe:
+    # it stored the untouched label as "corrected")
+    win.queue.step(1)
+    wait_shown(win, qtbot)
+    other = win.review.image_id
+    assert other != image_id and service.history(other) == []
+    press(qtbot, win, Qt.Key.Key_L)
+    for x, y in ((-8, 20), (-3, 30), (-8, 40)):
+        qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(x, y))
+    v.setFocus()
+    qtbot.keyClick(v, Qt.Key.Key_Return)
+    wait_saved(win, qtbot)
+    assert service.history(other) == [] and service.detail(other).label.review_state == "unreviewed"
 
 
 def test_undo_after_f_takes_back_the_flag_and_says_what_it_undid(db_url, folder, artifacts, qtbot):
