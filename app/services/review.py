@@ -74,10 +74,15 @@ class LabelConflict(ReviewError):
     """A save refused because the image's label was saved elsewhere (another station or window)
     after the revision this edit was made on; ``revision`` and ``author`` are that newer save's."""
 
-    def __init__(self, image_id: int, revision: int, author: str | None) -> None:
+    def __init__(self, image_id: int, revision: int, author: str | None, file_changed: bool = False) -> None:
         self.image_id, self.revision, self.author = image_id, revision, author
         by = f"by {author} " if author else ""
-        super().__init__(f"the label was changed {by}at another station or window meanwhile (revision {revision})")
+        if file_changed:  # the station set the label aside: no person saved it (a session-48 probe blamed "station
+            # at another station or window")
+            super().__init__(f"the image's file changed on disk after this edit, so its label was set aside (revision "
+                             f"{revision}; the earlier one is in the history)")
+        else:
+            super().__init__(f"the label was changed {by}at another station or window meanwhile (revision {revision})")
 
     next_step = "The image now shows that label; make your change again if it still holds."
 
@@ -601,7 +606,10 @@ class ReviewService:
             landed = self.landed_already(image_id, state)  # this author's own write landed without its answer
             if landed is not None:
                 return landed
-            raise LabelConflict(image_id, exc.current, exc.author) from None
+            from app.services.indexing import CONTENT_CHANGED_NOTE, INDEXER
+            now = self.db.labels.current(image_id)
+            set_aside = now is not None and now.author == INDEXER and now.note == CONTENT_CHANGED_NOTE
+            raise LabelConflict(image_id, exc.current, exc.author, file_changed=set_aside) from None
         except RowGoneError as exc:
             raise LabelGone(image_id, exc.image_gone) from None
         except LockedError as exc:

@@ -256,6 +256,27 @@ def test_a_moved_or_renamed_file_keeps_its_row_with_labels_history_and_predictio
     assert db.images.get(ids["b.png"]).rel_path == "lot7/b-again.png"
 
 
+def test_an_edit_made_before_its_file_changed_is_refused_with_that_reason(db, tmp_path: Path) -> None:
+    """A session-48 probe: an undo written after the file changed on disk and its label was set aside said "the label
+    was changed by station at another station or window meanwhile"; no one else had saved it."""
+    from app.services.review import LabelConflict, ReviewService, ReviewSettings
+    from app.services.review_types import LabelState
+
+    root = tmp_path / "line"
+    root.mkdir()
+    cv2.imwrite(str(root / "cam1.png"), np.full((6, 6), 10, np.uint8))
+    index_folder(db, root)
+    image_id = db.images.query()[0].id
+    service = ReviewService(db, ReviewSettings(reviewer="ann"))
+    service.save(image_id, LabelState(class_name="crack", review_state="corrected"), expected_revision=0)
+    st = (root / "cam1.png").stat()
+    cv2.imwrite(str(root / "cam1.png"), np.full((6, 6), 11, np.uint8))
+    os.utime(root / "cam1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    index_folder(db, root)
+    with pytest.raises(LabelConflict, match="file changed on disk after this edit, so its label was set aside"):
+        service.save(image_id, LabelState(class_name="dent", review_state="corrected"), expected_revision=1)
+
+
 def test_a_reviewed_image_whose_file_now_holds_other_bytes_goes_back_to_unreviewed_its_label_in_history(
         db, tmp_path: Path, monkeypatch) -> None:
     """A line writing every part to the same name left the earlier part's label on the new pixels (on screen,
