@@ -641,7 +641,7 @@ class ReviewController(QObject):
                 self._edit(old.with_(revision=self.label.revision), f"restore revision {revision}",
                            f"restored revision {revision}")  # the history says which (it said only "restore")
         self._reads.call(lambda: self.service.revision_label(image_id, revision), restore,
-                         lambda text: self._lost(f"Cannot read revision {revision}: {text}"))
+                         lambda text: self._lost(f"Revision {revision} not restored: {text}"))
 
     def clear_label(self) -> None:
         if self._ready(self.clear_label):

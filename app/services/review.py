@@ -723,8 +723,30 @@ class ReviewService:
         """An earlier revision's label (to bring it back as a new revision)."""
         for rev in self.db.labels.history(image_id):
             if rev.revision == revision:
-                return _label_from_revision(rev)
+                label = _label_from_revision(rev)
+                self._check_fits(image_id, revision, label)
+                return label
         raise ReviewError(f"image {image_id} has no label revision {revision}")
+
+    def _check_fits(self, image_id: int, revision: int, label: LabelState) -> None:
+        """A revision whose mask or region is not the image's size now (made for a file's earlier content that had
+        another size) is refused: restored, it was stretched on screen, the Objects list and Accept kept the old size,
+        and the export skipped the image (a session-48 probe)."""
+        shapes = {m.shape[:2] for m in (label.mask, label.anomaly_region) if m is not None}
+        if not shapes:
+            return
+        row = self.db.images.get(image_id)
+        size = (row.width, row.height) if row is not None and row.width and row.height else None
+        if size is None:
+            from inference.imageio import stored_size
+            size = stored_size(self.item(image_id).path)
+        if size is None:
+            return
+        w, h = size
+        if shapes != {(h, w)}:
+            mh, mw = next(iter(shapes - {(h, w)}))
+            raise ReviewError(f"its mask is {mw} x {mh} px, made for the file's earlier content, and the image is now "
+                              f"{w} x {h} px: it cannot be put back on it (give its class or verdict again by hand)")
 
     def set_flag(self, image_id: int, flagged: bool, wait_s: float | None = None) -> QueueItem:
         """``wait_s`` as for ``save``."""

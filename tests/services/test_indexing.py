@@ -277,6 +277,35 @@ def test_an_edit_made_before_its_file_changed_is_refused_with_that_reason(db, tm
         service.save(image_id, LabelState(class_name="dent", review_state="corrected"), expected_revision=1)
 
 
+def test_a_set_aside_revision_is_restored_only_onto_a_file_of_its_size(db, tmp_path: Path) -> None:
+    """A session-48 probe restored a set-aside revision (ADR 0056: one click away) after its frame was replaced by one
+    of another size: the mask was stretched on screen, Accept kept the old size and the export skipped the image."""
+    from app.services.review import ReviewError, ReviewService, ReviewSettings
+    from app.services.review_types import LabelState
+
+    root = tmp_path / "line"
+    root.mkdir()
+    cv2.imwrite(str(root / "cam1.png"), np.full((24, 32), 10, np.uint8))
+    index_folder(db, root)
+    image_id = db.images.query()[0].id
+    service = ReviewService(db, ReviewSettings(reviewer="ann"))
+    mask = np.zeros((24, 32), bool)
+    mask[5:9, 5:9] = True
+    service.save(image_id, LabelState(class_name="bird", review_state="corrected", mask=mask), expected_revision=0)
+
+    def replace(shape: tuple[int, int], value: int) -> None:
+        st = (root / "cam1.png").stat()
+        cv2.imwrite(str(root / "cam1.png"), np.full(shape, value, np.uint8))
+        os.utime(root / "cam1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        index_folder(db, root)
+    replace((48, 64), 11)
+    with pytest.raises(ReviewError, match=r"its mask is 32 x 24 px, made for the file's earlier content, and the "
+                                          r"image is now 64 x 48 px"):
+        service.revision_label(image_id, 1)
+    replace((24, 32), 12)   # the same size again: it goes back on
+    assert service.revision_label(image_id, 1).mask.sum() == 16
+
+
 def test_a_reviewed_image_whose_file_now_holds_other_bytes_goes_back_to_unreviewed_its_label_in_history(
         db, tmp_path: Path, monkeypatch) -> None:
     """A line writing every part to the same name left the earlier part's label on the new pixels (on screen,
