@@ -69,6 +69,7 @@ class ClosingLabels(QObject):
         if not self._asked and not self._confirmed():
             return False
         self._asked = True
+        self.review.flags_last_try()  # flags waiting for the database get one patient try; one refused is asked about
         if not self.intents_dropped and self.review.intents_waiting():
             self._await_intents()
             return False
@@ -96,6 +97,7 @@ class ClosingLabels(QObject):
         self._intents_timer.start()
 
     def _intents_check(self) -> None:
+        self.review.flags_last_try()  # one refused while the close waited: its patient try now
         waiting = self.review.intents_waiting()
         if not waiting:
             self._intents_timer.stop()

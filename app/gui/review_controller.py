@@ -31,7 +31,7 @@ from app.gui.background import BackgroundCalls
 from app.gui.label_commands import FlagEdit, LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
-from app.services.review import LabelConflict, StorageBusy
+from app.services.review import LabelConflict, ReviewError, StorageBusy
 from app.services.review_types import MISSING, ImageDetail, LabelState, StateMove
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,12 @@ class ReviewController(QObject):
         # Flag changes, written in the order asked on their own thread (image id -> the state asked last).
         self._flags = BackgroundCalls("flag-writes", self)
         self._flag_asked: dict[int, bool] = {}
+        # Flags the database refused for now (locked, unreachable): kept and tried again like labels (a session-48
+        # probe: a flag refused once was said in a box and never stored, while the labels beside it were retried)
+        self._flags_waiting: dict[int, bool] = {}
+        self._flag_retry = QTimer(self)
+        self._flag_retry.setInterval(self.RETRY_MS)
+        self._flag_retry.timeout.connect(self._retry_flags)
         self._closed = False  # after close() a late request (indexing finishing as the window closes) reads nothing
         self._loaded.connect(self._on_loaded)
         self._checked.connect(self._on_checked)
@@ -661,8 +667,33 @@ class ReviewController(QObject):
     def apply_flag(self, image_id: int, want: bool, replay: bool = False) -> None:
         """Flag or unflag ``image_id`` (F, or its undo and redo: ``replay``, which bring the image back on screen)."""
         self._flag_asked[image_id] = want
+        self._flags_waiting.pop(image_id, None)  # what is asked now replaces a flag still waiting for the database
+        self._send_flag(image_id, want, replay)
+        if replay:
+            if self.image_id is not None and self.image_id != image_id:
+                self.reload(image_id)
+            self.replayed.emit(image_id)
 
-        def done(item) -> None:
+    def _send_flag(self, image_id: int, want: bool, replay: bool = False, last_try: bool = False) -> None:
+        """Write the flag on the flag-writes thread. Refused for now (the database locked or unreachable), it waits
+        and is tried again every ``RETRY_MS``; ``last_try`` (the window closing): waits the database's own timeout,
+        and a refusal is said and asked about (``intent_lost``)."""
+        def answered(answer: tuple[bool, Any]) -> None:
+            stored, result = answer
+            if not stored:
+                if self._flag_asked.get(image_id) != want:
+                    return  # asked otherwise since: that one is on its way
+                if last_try or self._closed:
+                    failed(result)
+                    return
+                first = image_id not in self._flags_waiting
+                self._flags_waiting[image_id] = want
+                self._flag_retry.start()
+                if first:
+                    self.save_waiting.emit(f"Could not {'flag' if want else 'unflag'} image {image_id} yet ({result}). "
+                                           "It is kept and tried again every few seconds.")
+                return
+            item = result
             last = self._flag_asked.get(image_id) == item.flagged
             if last:
                 del self._flag_asked[image_id]  # the last one asked is written
@@ -677,11 +708,38 @@ class ReviewController(QObject):
         def failed(text: str) -> None:
             self._flag_asked.pop(image_id, None)
             self._lost(f"Could not change the flag of image {image_id}: {text}")
-        self._flags.call(lambda: self.service.set_flag(image_id, want), done, failed)
-        if replay:
-            if self.image_id is not None and self.image_id != image_id:
-                self.reload(image_id)
-            self.replayed.emit(image_id)
+        wait = None if last_try else self.WRITE_WAIT_S
+        self._flags.call(lambda: self._write_flag(image_id, want, wait), answered, failed)
+
+    def _write_flag(self, image_id: int, want: bool, wait_s: float | None) -> tuple[bool, Any]:
+        """(True, the row) once stored; (False, why) when the database refused it for now (another program's lock,
+        a server gone). A refusal for good (the image is gone) raises."""
+        try:
+            return True, self.service.set_flag(image_id, want, wait_s=wait_s)
+        except StorageBusy as exc:
+            return False, str(exc)
+        except ReviewError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the database's refusal, said and retried
+            return False, str(exc) or type(exc).__name__
+
+    def _retry_flags(self) -> None:
+        if not self._flags_waiting or self._closed:
+            self._flag_retry.stop()
+            return
+        if self._flags.busy:
+            return  # a write is on its way: the next tick
+        waiting, self._flags_waiting = self._flags_waiting, {}
+        for image_id, want in waiting.items():
+            self._send_flag(image_id, want)
+
+    def flags_last_try(self) -> None:
+        """The window is closing: each waiting flag is tried once more, waiting the database's own timeout; one
+        still refused is said, and the person decides (``intent_lost``)."""
+        self._flag_retry.stop()
+        waiting, self._flags_waiting = self._flags_waiting, {}
+        for image_id, want in waiting.items():
+            self._send_flag(image_id, want, last_try=True)
 
     # -- applying (called by undo commands) ------------------------------------------------
     def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,
@@ -926,7 +984,8 @@ class ReviewController(QObject):
         selection's, a history restore's), and flags on their way: no label holds them yet, so a closing window
         waits for them (a flag asked for on a locked database held the GUI thread for the busy timeout as the
         window closed, and was then lost without a word)."""
-        return len(self._deferred) + (1 if self._reads.busy else 0) + (1 if self._flags.busy else 0)
+        return (len(self._deferred) + (1 if self._reads.busy else 0) + (1 if self._flags.busy else 0)
+                + len(self._flags_waiting))
 
     def unsaved_count(self) -> int:
         """Labels shown here that the database does not hold yet (on their way, or waiting to be retried)."""

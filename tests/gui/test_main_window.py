@@ -579,6 +579,28 @@ def test_a_flag_the_database_refused_while_the_window_closed_is_said_and_the_per
     db.close()
 
 
+def test_a_flag_the_database_refuses_for_now_is_kept_and_stored_once_it_answers(db_url, folder, artifacts, qtbot):
+    """A session-48 probe: F with the database locked by another program (or a server down for 15 s) was said in a
+    box and never stored, while the labels made beside it were kept and saved after. A flag now waits the same way."""
+    db, service, win, blocker = _window_on_a_locked_database(db_url, folder, artifacts, qtbot, 0.5)
+    image_id = win.review.image_id
+    said: list[str] = []
+    lost: list[str] = []
+    win.review.save_waiting.connect(said.append)
+    win.review.intent_lost.connect(lost.append)
+    win.review.toggle_flag()
+    qtbot.waitUntil(lambda: any(f"Could not flag image {image_id} yet" in t for t in said), timeout=10000)
+    assert not service.item(image_id).flagged and win.review.intents_waiting() == 1
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: service.item(image_id).flagged, timeout=10000)   # the retry stored it, no key pressed
+    qtbot.waitUntil(lambda: win.review.intents_waiting() == 0, timeout=5000)
+    assert lost == [] and service.item(image_id).flag_by == "tester"
+    win.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
+    db.close()
+
+
 def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, artifacts, qtbot):
     from app.services.review import recovery_dir
     db, service, win, blocker = _window_with_a_label_waiting(db_url, folder, artifacts, qtbot, busy_s=3.0)
