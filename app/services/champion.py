@@ -275,12 +275,30 @@ def _versions(db: Database, challenger_id: int) -> tuple[ModelVersionInfo, Model
     if challenger is None:
         raise ComparisonError(f"model version {challenger_id} does not exist")
     champion = champion_of(db, challenger)
+    if not challenger.challenger and not challenger.active:
+        from app.services.counting_versions import named_in
+        from app.services.project_settings import readable_routing
+        serves = tuple(named_in(readable_routing(db), challenger.family, challenger.name))
+        if serves:   # promoted for its rules' images: compared with the version it was made from, as its held-out
+            # figures are (it was paired with the family's active version, another line's model: a session-48 audit)
+            parent = db.model_versions.get(challenger.parent_id) if challenger.parent_id is not None else None
+            if parent is None:
+                raise ComparisonError(f"{challenger.name} answers for {', '.join(serves)} (the routing names it) and "
+                                      "was made from no earlier version: there is nothing to compare it with")
+            champion = parent
     if champion is None:
         raise ComparisonError(f"the {challenger.family} family has no active version to compare with")
     if champion.id == challenger.id:
         raise ComparisonError(f"{challenger.name} is the active {challenger.family} version: there is nothing "
                               "to compare it with")
     return champion, challenger
+
+
+def _scope(db: Database, champion: ModelVersionInfo, challenger: ModelVersionInfo) -> frozenset[int] | None:
+    """The images a comparison runs on: the champion's, or, for a version promoted for its rules' images (compared
+    with the version it was made from, which answers for none of them now), the ones it answers for."""
+    promoted = not challenger.challenger and not challenger.active and challenger.parent_id == champion.id
+    return champion_images(db, challenger if promoted else champion)
 
 
 def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT) -> list[int]:
@@ -292,7 +310,7 @@ def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT)
                if j.params.get("challenger") == challenger.id]
     if running:   # asked twice (a second click, a second station): the same run, not a second one
         return running
-    ids = compare_image_ids(db, limit, champion_images(db, champion))
+    ids = compare_image_ids(db, limit, _scope(db, champion, challenger))
     profile = project_speed_profile(db)
     jobs = []
     for version in (challenger, champion):
@@ -421,7 +439,7 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
     predictions stored for both (images a worker has not run yet are counted, not compared)."""
     champion, challenger = _versions(db, challenger_id)
     family = challenger.family
-    served = champion_images(db, champion)
+    served = _scope(db, champion, challenger)
     if served is not None and not served:
         # seen under Xvfb: after the tile line was routed to the tile classifier, the pair of the steel champion and
         # a challenger retrained from it on tiles read "0 disagreement(s) in 0 image(s) compared" and nothing more

@@ -276,6 +276,36 @@ def test_a_champion_that_answers_for_no_image_says_why_nothing_is_compared(db, t
         "on all of them, so there is nothing to compare classifier-b with here")
 
 
+def test_a_version_promoted_for_its_rules_images_is_compared_with_the_one_it_was_made_from(db, tmp_path) -> None:
+    """A session-48 audit: after ``models promote`` of a tile classifier retrained from the tile line's version, ``models
+    compare`` paired it with the family's active steel classifier, which answers for none of the tiles, while its
+    held-out line named its parent. It is compared with its parent, on the images it answers for."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database import PredictionIn
+    from tests.worker.helpers import good_images
+
+    _versions(db, tmp_path)   # classifier-a: the active (steel) one
+    tile = db.model_versions.register("classifier", "tile-v1", str(make_model_dir(tmp_path / "t1", "classifier",
+                                                                                  "memory_mamba")))
+    new = db.model_versions.register("classifier", "tile-v2", str(make_model_dir(tmp_path / "t2", "classifier",
+                                                                                 "memory_mamba")), parent_id=tile.id)
+    good_images(tmp_path / "lot" / "tiles", 3, seed=1)
+    good_images(tmp_path / "lot" / "steel", 2, seed=2)
+    index_folder(db, tmp_path / "lot")
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v2"),)),)))   # promoted
+    tiles = [im.id for im in db.images.query() if im.rel_path.startswith("tiles/")]
+    db.predictions.upsert_many([PredictionIn(i, v.id, predicted_class=c, confidence=0.9)
+                                for i in tiles for v, c in ((tile, "ok"), (new, "crack"))])
+    found = champion.find_disagreements(db, new.id)
+    assert found.champion_id == tile.id and found.images == 3 and len(found.disagreements) == 3
+    orphan = db.model_versions.register("classifier", "tile-v0", str(tmp_path / "t0"))
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v0"),)),)))
+    with pytest.raises(champion.ComparisonError, match=r"tile-v0 answers for tiles/\* .* made from no earlier version"):
+        champion.find_disagreements(db, orphan.id)
+
+
 def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_path) -> None:
     a, b = _versions(db, tmp_path)
     catalog = ModelCatalog(db, author=lambda: "ann")
