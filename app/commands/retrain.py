@@ -225,8 +225,9 @@ def run(args: argparse.Namespace) -> int:
             start_dir = backbone_dir(plan)
             if start_dir is not None and (plan.parent is None or start_dir != Path(plan.parent.checkpoint_path)):
                 parent_name = str(start_dir)   # a pretrained backbone named by --train-args "--init DIR"
-            plan = dataclasses.replace(plan, start=method_start(method, parent_name), head_only=args.groups,
-                                       head_method=method)
+            network = start_dir is not None or (plan.parent is not None and not plan.fitted_parent)   # as _backbone
+            plan = dataclasses.replace(plan, start=method_start(method, parent_name, with_backbone=network),
+                                       head_only=args.groups, head_method=method)
             extra = shlex.split(args.train_args)
             ignored = [a for i, a in enumerate(extra) if a != "--init" and (i == 0 or extra[i - 1] != "--init")]
             if args.epochs is not None or ignored:  # --init DIR names the backbone the head sits on: used

@@ -41,8 +41,10 @@ def classifier_method(plan: RetrainPlan, asked: str) -> str:
     return asked
 
 
-def method_start(method: str, parent_name: str, chosen: str = "") -> str:
-    """How the new version starts, for the plan and the record (``chosen``: the candidate picked)."""
+def method_start(method: str, parent_name: str, chosen: str = "", with_backbone: bool = True) -> str:
+    """How the new version starts, for the plan and the record (``chosen``: the candidate picked). ``with_backbone``
+    False: no network to freeze (the active version is a fitted one and no ``--init`` names one), so the candidates
+    said are the feature heads only (the plan promised a backbone head never tried: a session-48 audit)."""
     from inference.training.classifier_head import candidate_features
 
     texture = "a linear layer on texture features (no network)"
@@ -54,9 +56,10 @@ def method_start(method: str, parent_name: str, chosen: str = "") -> str:
         picked = {"texture": texture, "defect": defect, "bank": bank, "defect_bank": defect_bank}.get(
             candidate_features(chosen) or "", backbone)
         return picked + (", chosen by group cross-validation over all candidates" if method == "auto" else "")
+    heads = f"{texture}, {defect}, {bank} and {defect_bank}"
     return {"head": backbone, "texture": texture, "defect": defect,
             "bank": "the better of " + bank + " and " + defect_bank + ", by group cross-validation"}.get(
-        method, f"the best of a {backbone}, {texture}, {defect}, {bank} and {defect_bank}, by group cross-validation")
+        method, f"the best of {'a ' + backbone + ', ' if with_backbone else ''}{heads}, by group cross-validation")
 
 
 def backbone_dir(plan: RetrainPlan) -> Path | None:

@@ -500,6 +500,16 @@ def test_retrain_auto_registers_a_texture_linear_version_when_it_wins(station, t
     assert pooled["wins"] is True and pooled["new"]["accuracy"] >= pooled["simple"]["accuracy"]
     version = db.model_versions.get(done["version_id"])
     assert version.challenger and not version.active
+    assert "frozen backbone of clf-v1" in train["start"]
+    # the texture version made active: a retraining from it has no network to freeze, and its plan says no backbone
+    # head (it promised one never tried: a session-48 audit)
+    db.model_versions.activate(version.id)
+    _url = station[1]
+    proc = run_retrain(_url, "--min-per-class", "5", "--name", "tex2", "--groups", "none", "--keep-if-worse")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    again = next(e for e in events_of(out) if e["event"] == "stage" and e["stage"] == "train")
+    assert "backbone" not in again["start"] and again["start"].startswith("the best of a linear layer on texture")
 
 
 def test_retrain_registers_the_chosen_head_refitted_on_all_labels_after_the_check(station, tmp_path: Path) -> None:
