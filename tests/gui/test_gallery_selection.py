@@ -61,7 +61,9 @@ def test_a_class_key_labels_the_chosen_images_after_another_station_re_sorted_th
     selected_rows = {i.row() for i in win.gallery.selectionModel().selectedIndexes()}
     assert {m.item_at(r).name for r in selected_rows if m.item_at(r) is not None} <= chosen  # drawn where they are
     press(qtbot, win, Qt.Key.Key_2)
-    qtbot.wait(500)
+    # the selection's details are read first (on their own thread), then labelled: waited for, not a fixed 500 ms (the
+    # whole GUI suite beside another test run missed it once)
+    qtbot.waitUntil(lambda: _classed(service, names) == chosen, timeout=10000)
     wait_saved(win, qtbot)
     assert _classed(service, names) == chosen
 
