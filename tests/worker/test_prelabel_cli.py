@@ -147,14 +147,24 @@ def test_a_rerun_takes_up_the_job_an_interrupted_run_left_open(tmp_path: Path, t
     for i in range(3):
         assert cv2.imwrite(str(tmp_path / "parts" / f"p{i}.png"), np.full((24, 24), 60 * i, np.uint8))
     left_open = submit_prelabel(db, folder_id=index_folder(db, tmp_path / "parts").folder_id)  # the interrupted run's
+    db.jobs.register_worker("killed")
+    batch = db.jobs.claim_items("killed", 1)
+    from database import PredictionIn
+    versions = db.jobs.get(left_open).params["model_versions"]
+    db.jobs.complete_items("killed", [batch.items[0].id],   # the killed run did one image, with every family
+                           [PredictionIn(batch.items[0].image_id, v, predicted_class="crazing", confidence=0.9)
+                            for v in versions.values()])
     db.close()
     proc = subprocess.run([sys.executable, "main.py", "prelabel", str(tmp_path / "parts"), "--db", url, "--device",
                            "cpu", "--report", str(tmp_path / "r.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "r.json").read_text())
-    assert [j["id"] for j in report["jobs"]] == [left_open] and report["jobs"][0]["state"] == "done"
+    assert [j["id"] for j in report["jobs"]] == [left_open] and report["jobs"][0]["state"] == "done", (report["jobs"], proc.stderr[-2000:])
     assert f"taking up job {left_open}" in proc.stderr and report["predicted"]["classifier"] == 3
+    # this run's count and rate are its own (a session-48 probe: 72 images/s, the earlier run's 120 images counted)
+    assert f"job {left_open} done: 3 images pre-labelled, 0 failed (2 in this run, 1 by the earlier one)" in proc.stderr
+    assert report["images_per_second"] == pytest.approx(2 / report["seconds"], rel=0.01)
     db = open_database(url)
     try:
         assert [j.id for j in db.jobs.list()] == [left_open]
