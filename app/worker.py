@@ -29,6 +29,7 @@ import numpy as np
 
 from app.services.artifacts import ArtifactStore, MapsUnwritable, store_for
 from app.services.champion import COMPARE
+from app.services.child_command import pid_alive
 from app.services.display import encode_mask_png
 from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
@@ -118,18 +119,6 @@ def job_profile(params: Mapping) -> str | None:
     """The speed profile a prelabel job records (None: each card's default; see ``inference.profiles``)."""
     profile = params.get("profile")
     return str(profile) if profile else None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True
-    return True
 
 
 class _Heartbeat(threading.Thread):
@@ -279,7 +268,7 @@ class Worker:
         # A vanished process crashed: its claims count as attempts, so an image that kills
         # every worker fails after a few tries instead of looping (unregister would not count).
         dead = [w.id for w in self.db.jobs.workers()
-                if w.id != self.id and w.host == host and w.pid and not _pid_alive(w.pid)]
+                if w.id != self.id and w.host == host and w.pid and not pid_alive(w.pid)]
         if dead:
             log.info("workers %s are gone from this host; recovering their claims", ", ".join(dead))
         n = self.db.jobs.requeue_stale(timeout_s=self.options.stale_after_s, dead_workers=dead)

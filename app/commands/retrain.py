@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         RetrainPlan,
         check_version_name,
         chosen_by_label_next,
+        claim_work,
         comparison,
         comparison_text,
         data_text,
@@ -149,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         plan_retraining,
         register_retrained,
         safe_remove_tree,
+        sweep_dead_work,
         trainer_scores,
         unlabelled_pool,
         unreviewed_count,
@@ -195,7 +197,11 @@ def run(args: argparse.Namespace) -> int:
         if db.model_versions.by_name(args.family, name) is not None:
             raise RetrainError(f"a {args.family} version named {name!r} is already registered")
         root.mkdir(parents=True, exist_ok=True)
+        kept = {(v.name, Path(v.checkpoint_path)) for v in db.model_versions.list()}   # any family's, by name or folder
+        for gone in sweep_dead_work(root, lambda n: any(n == name or root / n == path for name, path in kept)):
+            print(f"note: removed {gone}, left by a retraining that was killed", file=sys.stderr)
         safe_remove_tree(work)
+        claim_work(work)
         final.mkdir()
         made_final = True
         events.emit("stage", stage="export", message=f"exporting the reviewed {args.family} labels")
@@ -217,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
                                    f"{', '.join(thin)} ha{'s' if len(thin) == 1 else 've'} fewer "
                                    f"(--min-per-class {args.min_per_class}): raise it to {MIN_PER_CLASS} or use a light method")
             safe_remove_tree(work)  # the network is trained: export again, leaving out the classes below 5
+            claim_work(work)
             plan = planned(MIN_PER_CLASS)
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -49,3 +49,14 @@ def absolute_sqlite(db_url: str) -> str:
     if path is None or path.is_absolute() and not (make_url(db_url).database or "").startswith("~"):
         return db_url  # (a path from ~ is spelt out: a child started in another folder read ./~/…)
     return make_url(db_url).set(database=str(path.resolve())).render_as_string(hide_password=False)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with that id runs (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # PermissionError: another user's process
+        return True
+    return True

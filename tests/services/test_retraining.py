@@ -1179,3 +1179,40 @@ def test_plain_version_names_pass() -> None:
     from app.services.retraining import check_version_name
     for name in ("clf-v2", "tiles v2 (line 3)", "prüfung-2026", "x" * 200):
         check_version_name(name)
+
+
+def test_what_killed_retrainings_left_is_swept_and_nothing_else(tmp_path: Path) -> None:
+    """A session-48 probe: each retraining killed with -9 left its work folder (a copy of every reviewed image) and an
+    empty model folder for good, each run named anew. The next retraining removes a dead run's, never a living run's,
+    another machine's, or a registered version's folder."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from app.services.retraining import WORK_OWNER, sweep_dead_work
+    host = socket.gethostname()
+    done = subprocess.Popen(["true"])
+    done.wait()
+    root = tmp_path / "models"
+
+    def left(name: str, owner: str | None, model: bool = True, age_s: float = 0) -> None:
+        work = root / f".{name}.work"
+        (work / "export").mkdir(parents=True)
+        (work / "export" / "a.png").write_bytes(b"x")
+        if owner is not None:
+            (work / WORK_OWNER).write_text(owner)
+        if model:
+            (root / name).mkdir()
+        if age_s:
+            os.utime(work, (time.time() - age_s, time.time() - age_s))
+    left("dead", f"{host} {done.pid}")
+    left("alive", f"{host} {os.getpid()}")
+    left("elsewhere", "another-host 1")
+    left("old", None, age_s=3 * 24 * 3600)
+    left("fresh", None)
+    left("registered", f"{host} {done.pid}")
+    removed = sweep_dead_work(root, lambda name: name == "registered")
+    assert sorted(Path(p).name for p in removed) == [".dead.work", ".old.work", ".registered.work", "dead", "old"]
+    assert sorted(p.name for p in root.iterdir()) == [".alive.work", ".elsewhere.work", ".fresh.work", "alive",
+                                                       "elsewhere", "fresh", "registered"]
