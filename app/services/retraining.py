@@ -41,6 +41,7 @@ from inference.imageio import IMAGE_SUFFIXES
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from app.services.routing import Routing
     from database import Database, ImageQuery
     from database.dto import ModelVersionInfo
 
@@ -119,10 +120,21 @@ class VersionScope:
     images: frozenset[int] | None        # None: every image (no rule names a version of the family, all run it)
     routed: tuple[str, ...] = ()         # the patterns of the rules that name the version
     others: tuple[str, ...] = ()         # the other versions of the family routing rules name (a retraining's way out)
+    # reviewed images under rules that do not run the family at all, per rule pattern (their labels are nobody's)
+    unrun: tuple[tuple[str, int], ...] = ()
 
     def empty_note(self) -> str:
-        """Why a narrowed retraining found no labels, and where they went (the versions the rules give them to)."""
-        return narrowing_note(self.images, self.others)
+        """Why a narrowed retraining found no labels, and where they went (the versions the rules give them to, and
+        the rules that run no version of the family: a session-48 audit followed docs/new_line.md on bottles routed to
+        the anomaly model alone, and `retrain classifier` said only "nothing to export")."""
+        note = narrowing_note(self.images, self.others)
+        if self.unrun:
+            family = self.version.family if self.version is not None else "family"
+            n = sum(c for _p, c in self.unrun)
+            note += (f"; {n} reviewed image(s) sit under routing rules that run no {family}: "
+                     f"{', '.join(f'{p} ({c})' for p, c in self.unrun)}: tick {family} in those rules (Project ▸ "
+                     f"Model routing) to learn from their labels")
+        return note
 
     def describe(self) -> str | None:
         """What the narrowing is, for the retrain command's notes (None: no narrowing)."""
@@ -161,7 +173,23 @@ def version_scope(db: Database, family: str, name: str | None = None) -> Version
                            version is None or version.active)
     others = tuple(sorted({n for f, n in routing.named_versions()
                            if f == family and (version is None or n != version.name)}))
-    return VersionScope(version, images, routed, others)
+    return VersionScope(version, images, routed, others, _reviewed_unrun(db, routing, family))
+
+
+def _reviewed_unrun(db: Database, routing: Routing, family: str) -> tuple[tuple[str, int], ...]:
+    """Reviewed images whose routing rule does not run ``family``, counted per rule pattern (none read where every
+    rule runs it)."""
+    if all(family in r.families for r in routing.rules):
+        return ()
+    from database.dto import ImageQuery as Query
+    counts: dict[str, int] = {}
+    for folder in db.folders.list():
+        for im in db.images.query(Query(folder_id=folder.id, states=(ReviewState.ACCEPTED, ReviewState.CORRECTED),
+                                        sort="id")):
+            rule = routing.rule_for(im.rel_path, folder.name)
+            if rule is not None and family not in rule.families:
+                counts[rule.pattern] = counts.get(rule.pattern, 0) + 1
+    return tuple(counts.items())
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,18 @@ def test_the_active_version_left_without_labels_names_the_version_the_rules_give
         assert proc.returncode != 0 and err.count("the rules give the others to clf-tile") == 1, err
 
 
+def test_labels_under_rules_that_run_no_classifier_are_counted_with_the_way_out(lines, tmp_path: Path) -> None:
+    """A session-48 audit followed docs/new_line.md on bottles routed to the anomaly model alone: `retrain classifier`
+    said only "nothing to export (only the 0 image(s) the version answers for ...)", nothing about the 15 labels on
+    images whose rule runs no classifier."""
+    db = lines[0]
+    save_routing(db, Routing((RoutingRule("tiles/*", ("anomaly",)), RoutingRule("steel/*", ("segmenter",)))))
+    with pytest.raises(RetrainError, match=r"22 reviewed image\(s\) sit under routing rules that run no classifier: "
+                                           r"tiles/\* \(10\), steel/\* \(12\): tick classifier in those rules"):
+        plan_retraining(db, "classifier", tmp_path / "e.work", tmp_path / "out", scope=version_scope(db, "classifier"))
+    assert version_scope(db, "anomaly").unrun == (("steel/*", 12),)
+
+
 def test_a_version_that_answers_for_nothing_or_does_not_exist_is_refused(lines, tmp_path: Path) -> None:
     db = lines[0]
     db.model_versions.register("classifier", "clf-idle", str(save_tiny_classifier(tmp_path / "idle", ["a", "b"])))
