@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from app.services.disk_budget import DiskBudget
 from inference.imageio import ImageReadError, read_image
 from inference.texture_features import FEATURE_SETS, TEXTURE_DIM, image_defect_bank, image_texture
 
@@ -65,15 +66,19 @@ class TextureEmbedding:
         return image_texture(read_image(path, "gray"))
 
 
+MAX_CACHE_BYTES = 256 * 1024 * 1024  # per source, on disk (4 KiB a vector): some 60,000 images' vectors
+
+
 class EmbeddingCache:
     """Vectors of one source on disk, keyed by content hash; thread-safe by construction (each
     write goes to a temporary file renamed into place)."""
 
-    def __init__(self, root: str | os.PathLike[str], source: EmbeddingSource) -> None:
+    def __init__(self, root: str | os.PathLike[str], source: EmbeddingSource, max_bytes: int = MAX_CACHE_BYTES) -> None:
         if not _SAFE_NAME.match(source.name):
             raise ValueError(f"embedding source name {source.name!r}: use a-z, 0-9, _ and - only")
         self.source = source
         self.root = Path(root) / source.name
+        self._budget = DiskBudget(self.root, ".f32", max_bytes)   # the vectors written longest ago go first
 
     def _path(self, content_hash: str) -> Path:
         return self.root / content_hash[:2] / f"{content_hash}.f32"
@@ -108,6 +113,8 @@ class EmbeddingCache:
             os.replace(tmp, path)
         except OSError as exc:  # a full or read-only disk: the vector is recomputed next time
             log.warning("cannot cache embedding %s: %s", path, exc)
+            return
+        self._budget.wrote(path)
 
     def vectors(self, items: Sequence[tuple[str, str | None]],
                 progress: Callable[[int, int], None] | None = None,

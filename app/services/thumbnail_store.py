@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.services.disk_budget import DiskBudget
 from app.services.display import Thumbnail, load_thumbnail
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,7 @@ class ThumbnailStore:
     def __init__(self, root: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._total: int | None = None  # bytes on disk, measured at the first write
+        self._budget = DiskBudget(self.root, ".thumb", max_bytes)
 
     def _path(self, content_hash: str, size: int) -> Path:
         return self.root / content_hash[:2] / f"{content_hash}-{size}.thumb"
@@ -80,39 +80,7 @@ class ThumbnailStore:
             # unbounded (a session-46 probe)
             tmp.unlink(missing_ok=True)
             return
-        with self._lock:
-            if self._total is None:
-                self._total = self._measure()
-            else:
-                self._total += len(data)
-            if self._total > self.max_bytes:
-                self._total = self._prune(int(self.max_bytes * 0.9))
-
-    def _files(self) -> list[os.DirEntry[str]]:
-        out: list[os.DirEntry[str]] = []
-        if not self.root.is_dir():
-            return out
-        for sub in os.scandir(self.root):
-            if sub.is_dir():
-                out.extend(e for e in os.scandir(sub.path) if e.name.endswith(".thumb"))
-        return out
-
-    def _measure(self) -> int:
-        return sum(e.stat().st_size for e in self._files())
-
-    def _prune(self, target: int) -> int:
-        """Delete the oldest files until the folder holds at most ``target`` bytes."""
-        files = sorted(((e.stat().st_mtime, e.stat().st_size, e.path) for e in self._files()))
-        total = sum(size for _m, size, _p in files)
-        for _mtime, size, path in files:
-            if total <= target:
-                break
-            try:
-                os.unlink(path)
-                total -= size
-            except OSError:
-                pass
-        return total
+        self._budget.wrote(path)
 
 
 def cached_thumbnail(store: ThumbnailStore | None, image_id: int, path: str | os.PathLike[str], size: int,

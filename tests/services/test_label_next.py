@@ -123,6 +123,24 @@ def test_embeddings_are_computed_once_per_content_and_a_damaged_cache_file_is_re
         EmbeddingCache(tmp_path, type("Bad", (), {"name": "../x", "dim": 1})())
 
 
+def test_the_embeddings_cache_stays_under_its_bound_the_oldest_going_first(tmp_path: Path) -> None:
+    """A session-48 probe: one file per image content label next ever read, old contents included, never removed (40
+    files a round of a line rewriting its parts, 240 after six). The cache keeps a budget as the thumbnails do."""
+    import os
+    import time
+
+    from app.services.disk_budget import disk_bytes
+    src = CountingSource()
+    cache = EmbeddingCache(tmp_path, src, max_bytes=10 * 4096)
+    for k in range(30):
+        cache.vectors([(f"{k}.png", f"{k:040x}")])
+        path = tmp_path / "counting" / f"{k:040x}"[:2] / f"{k:040x}.f32"
+        os.utime(path, (time.time() - 100 + k, time.time() - 100 + k))   # written in this order
+    files = list((tmp_path / "counting").rglob("*.f32"))
+    assert 0 < sum(disk_bytes(f.stat()) for f in files) <= 10 * 4096
+    assert cache.get(f"{29:040x}") is not None and cache.get(f"{0:040x}") is None   # the newest kept
+
+
 def test_the_texture_embedding_reads_a_file_and_reports_an_unreadable_one(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     cv2.imwrite(str(tmp_path / "tile.png"), rng.integers(0, 255, (40, 90), dtype=np.uint8))
