@@ -690,7 +690,8 @@ class ReviewController(QObject):
                 self._flags_waiting[image_id] = want
                 self._flag_retry.start()
                 if first:
-                    self.save_waiting.emit(f"Could not {'flag' if want else 'unflag'} image {image_id} yet ({result}). "
+                    self.save_waiting.emit(f"Could not {'flag' if want else 'unflag'} image {image_id} yet "
+                                           f"({str(result).rstrip('.')}). "
                                            "It is kept and tried again every few seconds.")
                 return
             item = result
@@ -857,8 +858,9 @@ class ReviewController(QObject):
             if kind == "failed":
                 # Not a modal box: the retry may save it while a box still said it was not saved. The
                 # status bar's "not saved yet" mark stays exactly as long as a label waits.
-                self.save_waiting.emit(f"Could not save the label of image {w.image_id} yet ({value}). It is "
-                                       "kept and will be saved as soon as the database accepts it.")
+                self.save_waiting.emit(f"Could not save the label of image {w.image_id} yet "
+                                       f"({str(value).rstrip('.')}). It is kept and will be saved as soon as the "
+                                       "database accepts it.")
 
     def _say_writes_wait(self) -> None:
         """The screen shows labels the database does not hold yet: said while they are on their way."""
