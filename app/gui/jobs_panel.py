@@ -166,7 +166,7 @@ class JobsPanel(QWidget):
             b.setToolTip(actions[key].toolTip())
             buttons.addWidget(b)
         buttons.addStretch(1)
-        self.summary = QLabel("No job yet.")
+        self.summary = ElidedLabel("No job yet.")   # a long "cannot read the jobs: …" widened the window past the screen
         buttons.addWidget(self.summary)
         lay.addLayout(buttons)
         self.worker_line = QLabel("")

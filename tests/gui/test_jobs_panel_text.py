@@ -52,6 +52,14 @@ def test_a_database_that_stops_answering_is_said_on_the_panel(service, db, folde
     finally:
         release.set()
     qtbot.waitUntil(lambda: "has not answered" not in win.jobs_panel.summary.text(), timeout=10000)
+    # a long reason never widens the window (seen under Xvfb, session 48: "⚠ cannot read the jobs: the database file
+    # … was deleted or replaced …" pushed the window past the screen, the label dock out of sight)
+    width = win.width()
+    reason = "the database file /tmp/x/station.sqlite was deleted or replaced after this station opened it; " * 4
+    win.jobs._on_poll_error(reason)
+    qtbot.wait(100)   # the layouts settle
+    assert win.jobs_panel.summary.text() == f"⚠ cannot read the jobs: {reason}"   # kept whole (and as its tooltip)
+    assert win.jobs_panel.minimumSizeHint().width() < 800 and win.width() == width
     win.close()
 
 
