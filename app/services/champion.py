@@ -270,11 +270,13 @@ def compare_image_ids(db: Database, limit: int = COMPARE_LIMIT, within: Abstract
     return taken + recent[:limit - len(taken)]
 
 
-def _versions(db: Database, challenger_id: int) -> tuple[ModelVersionInfo, ModelVersionInfo]:
+def _versions(db: Database, challenger_id: int) -> tuple[ModelVersionInfo, ModelVersionInfo, bool]:
+    """(champion, challenger, promoted): ``promoted``, the challenger is a version promoted for its rules' images,
+    compared with the version it was made from on the images it answers for."""
     challenger = db.model_versions.get(challenger_id)
     if challenger is None:
         raise ComparisonError(f"model version {challenger_id} does not exist")
-    champion = champion_of(db, challenger)
+    champion, promoted = champion_of(db, challenger), False
     if not challenger.challenger and not challenger.active:
         from app.services.counting_versions import named_in
         from app.services.project_settings import readable_routing
@@ -285,19 +287,18 @@ def _versions(db: Database, challenger_id: int) -> tuple[ModelVersionInfo, Model
             if parent is None:
                 raise ComparisonError(f"{challenger.name} answers for {', '.join(serves)} (the routing names it) and "
                                       "was made from no earlier version: there is nothing to compare it with")
-            champion = parent
+            champion, promoted = parent, True
     if champion is None:
         raise ComparisonError(f"the {challenger.family} family has no active version to compare with")
     if champion.id == challenger.id:
         raise ComparisonError(f"{challenger.name} is the active {challenger.family} version: there is nothing "
                               "to compare it with")
-    return champion, challenger
+    return champion, challenger, promoted
 
 
-def _scope(db: Database, champion: ModelVersionInfo, challenger: ModelVersionInfo) -> frozenset[int] | None:
+def _scope(db: Database, champion: ModelVersionInfo, challenger: ModelVersionInfo, promoted: bool) -> frozenset[int] | None:
     """The images a comparison runs on: the champion's, or, for a version promoted for its rules' images (compared
     with the version it was made from, which answers for none of them now), the ones it answers for."""
-    promoted = not challenger.challenger and not challenger.active and challenger.parent_id == champion.id
     return champion_images(db, challenger if promoted else champion)
 
 
@@ -305,12 +306,12 @@ def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT)
     """Queue the worker runs a comparison needs: the challenger (and the champion) on the chosen
     images each has not predicted yet. Returns the job ids (empty: everything is there); while
     this challenger's earlier compare jobs are unfinished, those."""
-    champion, challenger = _versions(db, challenger_id)
+    champion, challenger, promoted = _versions(db, challenger_id)
     running = [j.id for j in db.jobs.list(statuses=(JobStatus.QUEUED, JobStatus.RUNNING), kind=COMPARE)
                if j.params.get("challenger") == challenger.id]
     if running:   # asked twice (a second click, a second station): the same run, not a second one
         return running
-    ids = compare_image_ids(db, limit, _scope(db, champion, challenger))
+    ids = compare_image_ids(db, limit, _scope(db, champion, challenger, promoted))
     profile = project_speed_profile(db)
     jobs = []
     for version in (challenger, champion):
@@ -437,9 +438,9 @@ def human_text(family: str, label: Any) -> str:
 def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT) -> Comparison:
     """The chosen images on which the champion and the challenger answer differently, from the
     predictions stored for both (images a worker has not run yet are counted, not compared)."""
-    champion, challenger = _versions(db, challenger_id)
+    champion, challenger, promoted = _versions(db, challenger_id)
     family = challenger.family
-    served = _scope(db, champion, challenger)
+    served = _scope(db, champion, challenger, promoted)
     if served is not None and not served:
         # seen under Xvfb: after the tile line was routed to the tile classifier, the pair of the steel champion and
         # a challenger retrained from it on tiles read "0 disagreement(s) in 0 image(s) compared" and nothing more

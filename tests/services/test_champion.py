@@ -300,6 +300,18 @@ def test_a_version_promoted_for_its_rules_images_is_compared_with_the_one_it_was
                                 for i in tiles for v, c in ((tile, "ok"), (new, "crack"))])
     found = champion.find_disagreements(db, new.id)
     assert found.champion_id == tile.id and found.images == 3 and len(found.disagreements) == 3
+    # an earlier candidate of the active version (no longer the challenger: a later retraining replaced it) is still
+    # compared with the active one on its images (the review of this fix: it was taken for a promoted one, 0 images)
+    steel_a = db.model_versions.active("classifier")
+    steel_b = db.model_versions.by_name("classifier", "classifier-b")
+    db.model_versions.register("classifier", "classifier-c", str(make_model_dir(tmp_path / "c", "classifier",
+                                                                                "memory_mamba")),
+                               parent_id=steel_a.id, challenger=True)
+    steel = [im.id for im in db.images.query() if im.rel_path.startswith("steel/")]
+    db.predictions.upsert_many([PredictionIn(i, v.id, predicted_class=c, confidence=0.9)
+                                for i in steel for v, c in ((steel_a, "ok"), (steel_b, "crack"))])
+    earlier = champion.find_disagreements(db, steel_b.id)
+    assert earlier.champion_id == steel_a.id and earlier.images == 2 and earlier.note == ""
     orphan = db.model_versions.register("classifier", "tile-v0", str(tmp_path / "t0"))
     save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v0"),)),)))
     with pytest.raises(champion.ComparisonError, match=r"tile-v0 answers for tiles/\* .* made from no earlier version"):
