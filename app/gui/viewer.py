@@ -501,7 +501,7 @@ class ImageViewer(ImageView):
         if not self.editable:  # the next image is on its way: these vertices were clicked on the one it replaces
             self.cancel_polygon()
             return
-        if len(self._poly) >= 3 and _area(self._poly) >= 0.5:
+        if len(self._poly) >= 3 and not _flat(self._poly):
             # a shape with no area (every corner clicked beside the image is taken to one edge) fills nothing: it saved
             # the untouched label as "corrected" and took the image out of the queue (a session-48 probe), as a brush
             # press in the margin did before session 45
@@ -651,7 +651,9 @@ class ViewerPane(QWidget):
             self.original.copy_view_of(self.viewer)
 
 
-def _area(points: list[QPointF]) -> float:
-    """The polygon's area in image pixels (shoelace)."""
-    twice = sum(a.x() * b.y() - b.x() * a.y() for a, b in zip(points, points[1:] + points[:1]))
-    return abs(twice) / 2
+def _flat(points: list[QPointF]) -> bool:
+    """Whether the polygon fills nothing: its corners on one line (every corner clicked beside the image, taken to the
+    same edge). Not its signed area: a shape clicked in crossing order (an hourglass) has none and fills both lobes."""
+    x0, y0 = points[0].x(), points[0].y()
+    return all(abs((a.x() - x0) * (b.y() - y0) - (b.x() - x0) * (a.y() - y0)) < 0.5
+               for i, a in enumerate(points[1:], 1) for b in points[i + 1:])

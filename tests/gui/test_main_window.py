@@ -1216,6 +1216,15 @@ def test_polygon_corners_beyond_the_image_are_taken_to_its_edge(window, service,
     qtbot.keyClick(v, Qt.Key.Key_Return)
     wait_saved(win, qtbot)
     assert service.history(other) == [] and service.detail(other).label.review_state == "unreviewed"
+    # corners clicked in crossing order (an hourglass) fill both lobes, as before (the review of that fix: its signed
+    # area is 0, and the first version of it saved nothing)
+    for x, y in ((5, 5), (25, 5), (5, 25), (25, 25)):
+        qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=v.mapFromScene(x, y))
+    v.setFocus()
+    qtbot.keyClick(v, Qt.Key.Key_Return)
+    wait_saved(win, qtbot)
+    mask = service.detail(other).label.mask
+    assert mask is not None and mask[7, 15] and mask[23, 15]
 
 
 def test_undo_after_f_takes_back_the_flag_and_says_what_it_undid(db_url, folder, artifacts, qtbot):
