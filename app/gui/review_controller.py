@@ -674,7 +674,8 @@ class ReviewController(QObject):
                 self.reload(image_id)
             self.replayed.emit(image_id)
 
-    def _send_flag(self, image_id: int, want: bool, replay: bool = False, last_try: bool = False) -> None:
+    def _send_flag(self, image_id: int, want: bool, replay: bool = False, last_try: bool = False,
+                   retried: bool = False) -> None:
         """Write the flag on the flag-writes thread. Refused for now (the database locked or unreachable), it waits
         and is tried again every ``RETRY_MS``; ``last_try`` (the window closing): waits the database's own timeout,
         and a refusal is said and asked about (``intent_lost``)."""
@@ -703,8 +704,10 @@ class ReviewController(QObject):
             self.item_changed.emit(item)
             if not replay and last:  # an undo or redo has said what it did (FlagEdit); an F undone meanwhile says
                 # nothing now (its "Flagged" came after the "Undone" and replaced it)
+                shown = self.detail is not None and self.detail.item.image_id == image_id
+                where = "" if shown and not retried else f" {item.name} (saved once the database answered)"
                 self.message.emit(("Flagged" if item.flagged else "Flag removed")
-                                  + ": it stays so when the models flag the image again.")
+                                  + f"{where}: it stays so when the models flag the image again.")
 
         def failed(text: str) -> None:
             self._flag_asked.pop(image_id, None)
@@ -732,7 +735,7 @@ class ReviewController(QObject):
             return  # a write is on its way: the next tick
         waiting, self._flags_waiting = self._flags_waiting, {}
         for image_id, want in waiting.items():
-            self._send_flag(image_id, want)
+            self._send_flag(image_id, want, retried=True)
 
     def flags_last_try(self) -> None:
         """The window is closing: each waiting flag is tried once more, waiting the database's own timeout; one
@@ -740,7 +743,7 @@ class ReviewController(QObject):
         self._flag_retry.stop()
         waiting, self._flags_waiting = self._flags_waiting, {}
         for image_id, want in waiting.items():
-            self._send_flag(image_id, want, last_try=True)
+            self._send_flag(image_id, want, last_try=True, retried=True)
 
     # -- applying (called by undo commands) ------------------------------------------------
     def apply_label(self, image_id: int, state: LabelState, changed: str, follow: bool = True,

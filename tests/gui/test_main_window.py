@@ -591,11 +591,17 @@ def test_a_flag_the_database_refuses_for_now_is_kept_and_stored_once_it_answers(
     win.review.toggle_flag()
     qtbot.waitUntil(lambda: any(f"Could not flag image {image_id} yet" in t for t in said), timeout=10000)
     assert not service.item(image_id).flagged and win.review.intents_waiting() == 1
+    messages: list[str] = []
+    win.review.message.connect(messages.append)
+    win.queue.step(1)   # the inspector moves on: the flag's answer names its image (the review of this fix)
     blocker.rollback()
     blocker.close()
     qtbot.waitUntil(lambda: service.item(image_id).flagged, timeout=10000)   # the retry stored it, no key pressed
     qtbot.waitUntil(lambda: win.review.intents_waiting() == 0, timeout=5000)
     assert lost == [] and service.item(image_id).flag_by == "tester"
+    name = service.item(image_id).name
+    qtbot.waitUntil(lambda: any(m.startswith(f"Flagged {name} (saved once the database answered)") for m in messages),
+                    timeout=5000)
     win.close()
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     db.close()
