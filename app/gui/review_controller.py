@@ -31,7 +31,7 @@ from app.gui.background import BackgroundCalls
 from app.gui.label_commands import FlagEdit, LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
-from app.services.review import LabelConflict, ReviewError, StorageBusy
+from app.services.review import LabelConflict, ReviewError, StorageBusy, set_aside_by_station
 from app.services.review_types import MISSING, ImageDetail, LabelState, StateMove
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class ReviewController(QObject):
         self._flying: dict[int, dict[int, LabelState]] = {}  # image id -> edit number -> its label, on its way
         self._own_rev: dict[int, int] = {}  # image id -> the newest revision this window stored
         self._marks = 0                     # undo steps made so far (``edit_mark``)
-        self._foreign: dict[int, tuple[int, str]] = {}  # image id -> (marks then, author): a label seen that is
+        self._foreign: dict[int, tuple[int, str, bool]] = {}  # image id -> (marks then, author, set aside by the
+        # station as its file changed): a label seen that is
         # not this window's, saved after its own: undo steps made before it are refused (``foreign_after``)
         # Written on the label-writes thread only, cleared on this one once nothing of the image is queued: the
         # revision the last write of an image's chain made (the next one is based on it), and a refusal that
@@ -937,7 +938,7 @@ class ReviewController(QObject):
             # Forgotten instead, an undo after a refused retry (or a refused part of a gallery decision) was written
             # with no revision check and replaced their label without a word (session-45 probes).
             self._seen[exc.image_id] = exc.revision
-            self._foreign[exc.image_id] = (self._marks, exc.author or "someone")
+            self._foreign[exc.image_id] = (self._marks, exc.author or "someone", exc.file_changed)
         else:  # the image or its answer is gone (LabelGone): nothing of it to base an edit on
             self._seen.pop(exc.image_id, None)
         self._stored_under.pop(exc.image_id, None)  # theirs, not known here: a later waiting edit is written
@@ -960,7 +961,8 @@ class ReviewController(QObject):
         (newer than its own) refuses replays of the undo steps made before it (``foreign_after``)."""
         self._seen[image_id] = label.revision
         if label.revision > self._own_rev.get(image_id, label.revision):
-            self._foreign[image_id] = (self._marks, label.author or "someone")
+            self._foreign[image_id] = (self._marks, label.author or "someone",
+                                       set_aside_by_station(label.author, label.note))
 
     def edit_mark(self) -> int:
         """A new undo step's place in time, for ``foreign_after``."""
@@ -975,6 +977,10 @@ class ReviewController(QObject):
         foreign = self._foreign.get(image_id)
         if foreign is None or foreign[0] < mark:
             return None
+        if foreign[2]:   # the station set it aside: no one labelled it elsewhere (a session-48 review)
+            return (f"Not undone or redone: image {image_id}'s file changed on disk after this step, so the station set "
+                    "its label aside (the earlier one is in the history). Look at the image anew and make the change "
+                    "again if it still holds.")
         return (f"Not undone or redone: image {image_id} was labelled by {foreign[1]} elsewhere after this step; their "
                 "label stands (it is on screen and in the history). Make the change again if it still holds.")
 

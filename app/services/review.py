@@ -75,7 +75,7 @@ class LabelConflict(ReviewError):
     after the revision this edit was made on; ``revision`` and ``author`` are that newer save's."""
 
     def __init__(self, image_id: int, revision: int, author: str | None, file_changed: bool = False) -> None:
-        self.image_id, self.revision, self.author = image_id, revision, author
+        self.image_id, self.revision, self.author, self.file_changed = image_id, revision, author, file_changed
         by = f"by {author} " if author else ""
         if file_changed:  # the station set the label aside: no person saved it (a session-48 probe blamed "station
             # at another station or window")
@@ -85,6 +85,12 @@ class LabelConflict(ReviewError):
             super().__init__(f"the label was changed {by}at another station or window meanwhile (revision {revision})")
 
     next_step = "The image now shows that label; make your change again if it still holds."
+
+
+def set_aside_by_station(author: str | None, note: str | None) -> bool:
+    """Whether a label revision is the station's setting aside of a label whose file changed on disk (no person's)."""
+    from app.services.indexing import CONTENT_CHANGED_NOTE, INDEXER
+    return author == INDEXER and note == CONTENT_CHANGED_NOTE
 
 
 class LabelGone(LabelConflict):
@@ -606,9 +612,8 @@ class ReviewService:
             landed = self.landed_already(image_id, state)  # this author's own write landed without its answer
             if landed is not None:
                 return landed
-            from app.services.indexing import CONTENT_CHANGED_NOTE, INDEXER
             now = self.db.labels.current(image_id)
-            set_aside = now is not None and now.author == INDEXER and now.note == CONTENT_CHANGED_NOTE
+            set_aside = now is not None and set_aside_by_station(now.author, now.note)
             raise LabelConflict(image_id, exc.current, exc.author, file_changed=set_aside) from None
         except RowGoneError as exc:
             raise LabelGone(image_id, exc.image_gone) from None

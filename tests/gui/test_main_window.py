@@ -1295,3 +1295,31 @@ def test_f_on_an_image_not_pre_labelled_yet_shows_on_the_panel(window, qtbot):
     window.actions["flag"].trigger()
     qtbot.waitUntil(lambda: window.label_panel.pred_models.text().startswith("flagged by"), timeout=10000)
     assert window.review.image_id == image
+
+
+def test_an_undo_after_the_station_set_the_label_aside_says_the_file_changed(window, service, db, folder, qtbot):
+    """The review of a session-48 fix: after the file changed on disk and the station set the label aside, the next
+    edit said so, but Ctrl+Z of the step made before said "labelled by station elsewhere"; no one labelled it."""
+    import os
+    import time
+
+    import cv2
+
+    from app.services.indexing import index_folder
+    win = window
+    boxes: list[str] = []
+    win.review.save_failed.connect(boxes.append)
+    image_id = win.review.image_id
+    win.review.set_class("inclusion")
+    wait_saved(win, qtbot)
+    path = folder / service.detail(image_id).item.rel_path
+    cv2.imwrite(str(path), (np.random.default_rng(5).random((64, 64)) * 200).astype(np.uint8))
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    index_folder(db, folder)                      # the station follows the folder: the label is set aside
+    win.review.set_class("scratches")             # made on the label shown (before the set-aside)
+    qtbot.waitUntil(lambda: bool(boxes), timeout=10000)
+    assert "file changed on disk after this edit, so its label was set aside" in boxes[-1]
+    win.review.undo_stack.undo()                  # the class set before: refused, with the same reason
+    qtbot.waitUntil(lambda: len(boxes) >= 2, timeout=10000)
+    assert "file changed on disk after this step, so the station set its label aside" in boxes[-1], boxes
+    assert "elsewhere" not in boxes[-1]
