@@ -1089,7 +1089,8 @@ class ReviewController(QObject):
             except LabelConflict as exc:
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
                 try:
-                    where = self.service.keep_conflicted({image_id: state})
+                    made = self._decided.get(image_id)   # one atomic read of the GUI thread's dict (a datetime)
+                    where = self.service.keep_conflicted({image_id: state}, {image_id: made} if made else None)
                 except Exception as write_exc:  # noqa: BLE001 - said to the inspector
                     where = f"no file (it could not be written: {write_exc})"
                 out.append((image_id, seq, "conflict", (exc, changed, where)))

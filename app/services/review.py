@@ -831,10 +831,11 @@ class ReviewService:
         rev = self.db.labels.current(image_id)
         return 0 if rev is None else rev.revision
 
-    def keep_conflicted(self, labels: dict[int, LabelState]) -> str:
+    def keep_conflicted(self, labels: dict[int, LabelState], decided: Mapping[int, datetime] | None = None) -> str:
         """Write labels refused because someone saved the image meanwhile to ``recovery/conflicts``:
-        kept for a person to look at, never replayed over the newer label by ``recover``."""
-        return self.write_recovery(labels, recovery_dir() / CONFLICTS)
+        kept for a person to look at, never replayed over the newer label by ``recover`` (``decided``: when each was
+        made, else now)."""
+        return self.write_recovery(labels, recovery_dir() / CONFLICTS, decided=decided)
 
     def recover(self, folder: Path | None = None) -> Recovered:
         """Save labels left in the recovery folder by an earlier session.

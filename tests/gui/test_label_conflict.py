@@ -95,9 +95,12 @@ def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(
     def locked(*_a, **_k):
         raise RuntimeError("database is locked")
     monkeypatch.setattr(service, "save", locked)
+    from datetime import datetime, timezone
     press(qtbot, win, Qt.Key.Key_X)  # reject: kept pending
+    made = datetime.now(timezone.utc).replace(microsecond=0)
     wait_saved(win, qtbot)
     assert image_id in win.review.pending()
+    qtbot.wait(1100)   # the retry comes later: the file says when the label was made, not when it met theirs
     monkeypatch.setattr(service, "save", real_save)
     db.labels.append(image_id, LabelChange(ReviewState.ACCEPTED), "inspector2")
     errors: list[str] = []
@@ -106,8 +109,10 @@ def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(
     wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "accepted"  # theirs stands
     assert len(errors) == 1 and "inspector2" in errors[0] and "kept in" in errors[0]
-    assert list((recovery_dir() / CONFLICTS).glob(f"*-image{image_id}-*.json"))
+    [kept] = (recovery_dir() / CONFLICTS).glob(f"*-image{image_id}-*.json")
     assert not list(recovery_dir().glob("*.json"))  # nothing `recover` would replay over theirs
+    import json
+    assert datetime.fromisoformat(json.loads(kept.read_text())["decided_at"]) <= made   # (the review of session 48)
 
 
 def test_an_undo_made_before_the_refusal_came_is_dropped_with_its_step(window, service, db, qtbot, monkeypatch):
