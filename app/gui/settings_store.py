@@ -73,11 +73,11 @@ def _set_aside_if_oversized(path: Path) -> str | None:
     try:
         path.rename(aside)
     except OSError as exc:
-        raise SettingsStoreError(f"{path} is {size / 2**20:.0f} MiB, not a settings file this station writes (at most "
-                                 f"{MAX_SETTINGS_BYTES >> 10} KiB), and cannot be set aside ({exc.strerror or exc}); "
+        raise SettingsStoreError(f"{path} holds {size:,} bytes, more than a settings file this station writes (at most "
+                                 f"{MAX_SETTINGS_BYTES:,}), and cannot be set aside ({exc.strerror or exc}); "
                                  "move it away") from None
-    return (f"{path} was {size / 2**20:.0f} MiB, not a settings file this station writes: kept as {aside.name}, "
-            "and the settings start from the defaults")
+    return (f"{path} held {size:,} bytes, more than a settings file this station writes (at most "
+            f"{MAX_SETTINGS_BYTES:,}): kept as {aside.name}, and the settings start from the defaults")
 
 
 class _NotUnderstood(ValueError):

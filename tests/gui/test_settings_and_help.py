@@ -79,7 +79,8 @@ def test_an_oversized_settings_file_is_set_aside_not_read(_private_home, monkeyp
     path.write_text(body)
     notes: list[str] = []
     loaded = load_settings(notes)
-    assert loaded.reviewer == "" and len(notes) == 1 and "not a settings file this station writes" in notes[0]
+    assert loaded.reviewer == "" and len(notes) == 1
+    assert f"held {len(body):,} bytes, more than a settings file this station writes (at most 64)" in notes[0]
     kept = list(_private_home.glob("settings.ini.oversized-*"))
     assert len(kept) == 1 and kept[0].read_text() == body and kept[0].name in notes[0]
     path.write_text("[General]\nreviewer=Smith\n")   # within the bound: read as before
