@@ -226,22 +226,28 @@ class ModelVersionRepository:
             return s.scalar(select(ModelFile.data).where(ModelFile.model_version_id == version_id,
                                                          ModelFile.name == name))
 
-    def set_config(self, version_id: int, config: dict[str, Any]) -> ModelVersionInfo:
-        """Merge ``config`` into the version's config (what the station keeps about its files)."""
+    def set_config(self, version_id: int, config: dict[str, Any], card: dict[str, Any] | None = None) -> ModelVersionInfo:
+        """Merge ``config`` into the version's config (what the station keeps about its files); ``card``: the card
+        it stores from now on (a row registered with none)."""
         with self.db.session(write=True) as s:
             row = s.get(ModelVersion, version_id)
             if row is None:
                 raise ConflictError(f"model version {version_id} does not exist.")
             row.config = json_safe({**row.config, **config})
+            if card is not None:
+                row.card = json_safe(card)
             s.flush()
             return _dto(row)
 
     def replace_bundled(self, version_id: int, *, card: dict[str, Any], config: dict[str, Any], retired_name: str,
-                        author: str, note: str) -> ModelVersionInfo:
+                        author: str, note: str, checkpoint_path: str,
+                        retired_config: dict[str, Any] | None = None) -> ModelVersionInfo:
         """A bundled version whose files the install replaced (an update of the station): it keeps its id, answers
         and history under ``retired_name``, stops being bundled and is marked ``replaced`` (it can no longer run:
         its files are gone); a new bundled version takes its name, folder, ``card`` and ``config``, and its place as
-        the active one (recorded, by ``author`` with ``note``) where it held it. One transaction."""
+        the active one (recorded, by ``author`` with ``note``) where it held it; ``checkpoint_path``: this install's
+        folder; ``retired_config``: merged into the old row's config (the earlier files' fingerprint where known: a
+        station still holding them is told to update). One transaction."""
         with self.db.session(write=True) as s:
             old = s.get(ModelVersion, version_id, with_for_update=True)
             if old is None or not old.bundled:
@@ -249,9 +255,10 @@ class ModelVersionRepository:
             if s.scalar(select(ModelVersion.id).where(ModelVersion.family == old.family,
                                                       ModelVersion.name == retired_name)):
                 raise ConflictError(f"a {old.family} model named '{retired_name}' is already registered.")
-            name, path, was_active = old.name, old.checkpoint_path, old.active
+            name, path, was_active = old.name, checkpoint_path, old.active   # the updated install's folder
             old.name, old.bundled = retired_name, False
-            old.config = json_safe({**old.config, "replaced": {"by_update_of": name, "note": note}})
+            old.config = json_safe({**old.config, "replaced": {"by_update_of": name, "note": note},
+                                    **(retired_config or {})})
             s.flush()
             new = ModelVersion(family=old.family, name=name, checkpoint_path=path, config=json_safe(config),
                                metrics={}, card=json_safe(card), bundled=True, created_at=db_now(s))

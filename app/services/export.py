@@ -157,13 +157,21 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
             # lack: one defect per capture session): cut image by image rather than hold nothing out (the session-46
             # review), and said
             # (copies of one image stay together still: the review of that fallback)
-            parts = assign_splits(rank, strata, options.split,
-                                  same_bytes_together(None, {n: i.content_hash for n, i in writes.items()}))
-            if notes is not None:
-                notes.append(f"the {' and '.join(held)} part is {IMAGE_BY_IMAGE}: whole capture groups "
-                             f"({len(set(groups.values()))} by the {options.split.group_rule} rule) could hold none "
-                             "out (too few of them, or each holds a class the training part would lack without it), "
-                             "so its figures are those of sessions the training part also saw")
+            rule = options.split.group_rule
+            copies = same_bytes_together(None, {n: i.content_hash for n, i in writes.items()})
+            if rule is None:   # only copies were joined, and that held nothing out: the plain cut, said
+                parts = assign_splits(rank, strata, options.split)
+                if notes is not None:
+                    notes.append(f"copies of one image (the same bytes under other names) are in the train and "
+                                 f"{' and '.join(held)} parts: kept together, none of the {len(parts)} images could "
+                                 "be held out")
+            else:
+                parts = assign_splits(rank, strata, options.split, copies)
+                if notes is not None:
+                    notes.append(f"the {' and '.join(held)} part is {IMAGE_BY_IMAGE}: whole capture groups "
+                                 f"({len(set(groups.values()))} by the {rule} rule) could hold none "
+                                 "out (too few of them, or each holds a class the training part would lack without it), "
+                                 "so its figures are those of sessions the training part also saw")
         parts |= assign_splits({n: i.rel_path for n, i in by_name.items() if n not in writes},
                                {n: stratum(i) for n, i in by_name.items() if n not in writes}, options.split)
     planned = [PlannedItem(item, parts.get(name), name) for name, item in by_name.items()]

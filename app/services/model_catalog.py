@@ -332,7 +332,8 @@ def ensure_bundled(db: "Database") -> None:
     the next pre-label run would do (so the Models table shows what will run, and a routing proposal can name a
     bundled version no job has run yet: ADR 0066). A bundled model an update of the install replaced becomes a new
     version first (``refresh_bundled``)."""
-    refresh_bundled(db)
+    for note in refresh_bundled(db):
+        log.warning("%s", note)
     for directory in bundled_models():
         try:
             family = _read_object(directory / "config.json").get("family")
@@ -473,9 +474,10 @@ class ModelCatalog:
                 or last.action == "rollback"):
             return None
         try:
-            return self.row(last.previous_id)
+            row = self.row(last.previous_id)
         except ModelCatalogError:   # deleted since
             return None
+        return None if not row.exists else row   # a bundle an update replaced cannot run again
 
     def rollback(self, family: str, note: str | None = None, to: int | None = None) -> ModelRow:
         """Make the version the active one replaced active again; the replaced one becomes the
@@ -552,7 +554,10 @@ def _row(v: ModelVersionInfo, names: Mapping[int, str], kept: bool = False) -> M
     # figures beside an older stored card's described two models in one line, a session-48 probe)
     expected = expected_summary(v.card)
     summary = " | ".join(t for t in (expected, summary) if t)
-    here = Path(v.checkpoint_path).is_dir()
+    replaced = isinstance(v.config.get("replaced"), Mapping)   # a bundle an update replaced: its files are gone
+    if replaced:
+        summary = " | ".join(t for t in ("replaced by an update of the station: cannot run", summary) if t)
+    here = Path(v.checkpoint_path).is_dir() and not replaced
     copy = bundled_copy(v)
     return ModelRow(id=v.id, family=v.family, name=v.name, path=v.checkpoint_path, bundled=v.bundled,
                     active=v.active, created_at=v.created_at,

@@ -87,6 +87,7 @@ def folder_entries(directory: Path) -> list[tuple[str, Path]]:
     return chosen
 
 
+BUNDLE_FINGERPRINT = "bundle_fingerprint"   # in a bundled version's config: its files' fingerprint (ADR 0079)
 _FINGERPRINTS: dict[str, tuple[tuple[tuple[str, int, int], ...], str]] = {}
 
 
@@ -207,15 +208,19 @@ def _on_disk_here(db: "Database", version: "ModelVersionInfo") -> Path | None:
                               f"(its files are gone; {replaced.get('by_update_of')!r} holds the new ones): it can no "
                               "longer run")
     path = Path(version.checkpoint_path)
-    if not (path / "config.json").is_file() or version.bundled:
-        local = path if (path / "config.json").is_file() else bundled_copy(version)
-        stored = version.config.get("bundle_fingerprint")
-        if local is not None and stored and folder_fingerprint(local) != stored:
-            raise ModelFilesError(f"this install's copy of the bundled {version.family} model {version.name!r} holds "
-                                  "other files than the ones registered with it (the station was updated, here or at "
-                                  "another station): pre-label again, which registers the update as a new version, or "
-                                  "update this station")
+    if version.bundled:   # this install's copy first: an older install left on disk at the registered path is not it
+        local = bundled_copy(version) or (path if (path / "config.json").is_file() else None)
+        stored = version.config.get(BUNDLE_FINGERPRINT)
+        if local is not None and stored and (here := folder_fingerprint(local)) != stored:
+            older = any(v.config.get(BUNDLE_FINGERPRINT) == here for v in db.model_versions.list(version.family))
+            raise ModelFilesError(
+                f"this install's copy of the bundled {version.family} model {version.name!r} holds other files than "
+                "the ones registered with it: " + (
+                    "this station is older than the one that registered them; update this station" if older else
+                    "the station was updated; pre-label again, which registers the update as a new version"))
         return local
+    if not (path / "config.json").is_file():
+        return None
     listed = [] if version.bundled else db.model_versions.file_list(version.id)
     if listed and _differs(path, listed):
         log.warning("%s model %r: its folder %s no longer holds the files registered with it; the database's copy "

@@ -114,11 +114,10 @@ def version_for_dir(db: "Database", family: str, directory: Path) -> ModelVersio
     return version
 
 
-BUNDLE_FINGERPRINT = "bundle_fingerprint"   # in a bundled version's config: its files' fingerprint when registered
 UPDATER = "station"   # who the activation of a bundled model replaced by an update is recorded for
 
 
-def refresh_bundled(db: "Database") -> list[str]:
+def refresh_bundled(db: "Database") -> list[BundledNote]:
     """Bundled versions whose files an update of the install replaced become new versions (one line each, returned).
 
     A bundled version runs this install's copy of its folder, found by name. An upgrade that shipped a retrained model
@@ -127,7 +126,7 @@ def refresh_bundled(db: "Database") -> list[str]:
     old version keeps its answers and history under a dated name and can no longer run; a new version takes the
     bundle's name, card and, where the old one was active, its place (recorded). A version registered before
     fingerprints were kept adopts the install's files where its card is the one on disk."""
-    from app.services.model_files import ModelFilesError, bundled_copy, folder_fingerprint
+    from app.services.model_files import BUNDLE_FINGERPRINT, ModelFilesError, bundled_copy, folder_fingerprint
 
     said = []
     versions = db.model_versions.list()
@@ -146,24 +145,59 @@ def refresh_bundled(db: "Database") -> list[str]:
         if stored is not None and any(v.config.get(BUNDLE_FINGERPRINT) == fingerprint for v in versions
                                       if v.family == version.family and v.id != version.id):
             # this install holds a bundle an update replaced (another station was updated first): not undone here
-            said.append(f"this station's bundled {version.family} model {version.name} is older than the one "
-                        "registered by an updated station: update this station to run it")
+            said.append(BundledNote(version.family, f"this station's bundled {version.family} model {version.name} is "
+                                    "older than the one registered by an updated station: update this station to run "
+                                    "it", outdated=True))
             continue
         card = read_card(local)
         if stored is None and (not version.card or version.card == json.loads(json.dumps(card))):
-            db.model_versions.set_config(version.id, {BUNDLE_FINGERPRINT: fingerprint})
+            # the same model, registered before fingerprints were kept (and, before 2026-11-23, with no card)
+            db.model_versions.set_config(version.id, {BUNDLE_FINGERPRINT: fingerprint},
+                                         card=None if version.card else card)
             continue
         retired = _retired_name(db, version)
         note = (f"the station's bundled {version.family} model {version.name} was updated with the install; the "
                 f"earlier one keeps its answers as {retired!r}")
+        earlier = stored or _fingerprint_at(Path(version.checkpoint_path), local)
         try:
-            db.model_versions.replace_bundled(version.id, card=card, config={BUNDLE_FINGERPRINT: fingerprint},
-                                              retired_name=retired, author=UPDATER, note=note)
+            new = db.model_versions.replace_bundled(version.id, card=card, config={BUNDLE_FINGERPRINT: fingerprint},
+                                                    retired_name=retired, author=UPDATER, note=note,
+                                                    checkpoint_path=str(local),
+                                                    retired_config={BUNDLE_FINGERPRINT: earlier} if earlier else None)
         except ConflictError:   # another station did it a moment ago
             continue
+        # which answer counts and the flags follow, as after any activation (a rule naming the bundle by name now
+        # names the new version: its images' old answers no longer count)
+        from app.services.counting_versions import after_activation
+        after_activation(db, version.family, versions=(new.id, version.id))
         log.warning("%s", note)
-        said.append(note + (" (pre-label the folders again for its answers)" if version.active else ""))
+        said.append(BundledNote(version.family, note + " (pre-label the folders again for its answers)"))
     return said
+
+
+@dataclass(frozen=True)
+class BundledNote:
+    """A line ``refresh_bundled`` says; ``outdated``: this station's install is older than the bundle registered
+    (what it cannot run)."""
+
+    family: str
+    text: str
+    outdated: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _fingerprint_at(path: Path, local: Path) -> str | None:
+    """The fingerprint of the earlier install's folder a row was registered at, where it is still on disk (another
+    folder than this install's): a station still running it is then told to update."""
+    from app.services.model_files import ModelFilesError, folder_fingerprint
+    try:
+        if path.resolve() == local.resolve() or not (path / "config.json").is_file():
+            return None
+        return folder_fingerprint(path)
+    except (OSError, ModelFilesError):
+        return None
 
 
 def _retired_name(db: "Database", version: ModelVersionInfo) -> str:
@@ -186,7 +220,7 @@ def bundled_version(db: "Database", family: str, name: str | None = None, activa
                             f"checkpoint at {bundled}")
     existing = db.model_versions.by_name(family, bundled.name)
     if existing is None:
-        from app.services.model_files import ModelFilesError, folder_fingerprint
+        from app.services.model_files import BUNDLE_FINGERPRINT, ModelFilesError, folder_fingerprint
         try:
             config = {BUNDLE_FINGERPRINT: folder_fingerprint(bundled)}
         except (OSError, ModelFilesError) as exc:
@@ -322,7 +356,9 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     """
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
-    refresh_bundled(db)   # before any version is chosen by name or as the active one
+    for note in refresh_bundled(db):   # before any version is chosen by name or as the active one
+        if note.outdated and note.family in families:
+            raise PrelabelError(note.text)   # its worker would refuse every image (a session-48 review)
     if routing is None:
         from app.services.project_settings import load_project_settings
         try:

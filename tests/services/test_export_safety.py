@@ -215,3 +215,14 @@ def test_copies_of_one_image_go_to_one_part_of_a_split(tmp_path: Path) -> None:
     part = {p.item.rel_path: p.split for p in planned}
     assert all(part[f"x{i:02d}.png"] == part[f"copy_of_x{i:02d}.png"] for i in range(12)), part
     assert {"train", "val", "test"} <= set(part.values())
+    # only copies, each class one pair: kept together nothing could be held out; the plain cut, said in those words
+    # (the review of this fix: "whole capture groups (2 by the None rule)" and an empty test part)
+    pairs = []
+    for i, cls in enumerate(("ok", "bad")):
+        one = replace(base, rel_path=f"{cls}.png", content_hash=f"p{i}", class_name=cls)
+        pairs += [one, replace(one, rel_path=f"{cls}_copy.png")]
+    notes: list[str] = []
+    planned, _ = plan(pairs, ExportOptions(split=SplitSpec(0.5, 0.0, 0.5)), notes)
+    assert sorted(p.split for p in planned) == ["test", "test", "train", "train"]
+    assert notes == ["copies of one image (the same bytes under other names) are in the train and test parts: kept "
+                     "together, none of the 4 images could be held out"]

@@ -262,17 +262,29 @@ def test_a_bundled_row_whose_install_copy_was_replaced_becomes_a_new_version(db,
     monkeypatch.setattr(model_files, "_FINGERPRINTS", {})
     here = root / "anomaly-magnetic_tile"
     old_card = {**read_card(here), "threshold": 62.56}   # what the earlier install's card said
-    old = db.model_versions.register("anomaly", here.name, str(here), bundled=True, activate=True, card=old_card)
+    # registered by the earlier install at its own folder, still on disk beside the updated one (the review of this
+    # fix: the new version kept that path and could never run here)
+    earlier = tmp_path / "opt-1.4" / "anomaly-magnetic_tile"
+    shutil.copytree(here, earlier)
+    (earlier / "card.json").write_text(json.dumps(old_card))
+    old = db.model_versions.register("anomaly", here.name, str(earlier), bundled=True, activate=True, card=old_card)
     from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
     from tests.worker.helpers import good_images
     good_images(tmp_path / "imgs", 1)
     index_folder(db, tmp_path / "imgs")
     image_id = db.images.query()[0].id
     db.predictions.upsert_many([PredictionIn(image_id, old.id, anomaly_score=30.0)])
+    save_routing(db, Routing((RoutingRule("*", ("anomaly",), (("anomaly", here.name),)),)))   # named by a rule
+    assert db.predictions.current_for_images([image_id], "anomaly")[image_id].model_version_id == old.id
     said = refresh_bundled(db)
-    assert len(said) == 1 and "was updated with the install" in said[0] and "pre-label the folders again" in said[0]
+    assert len(said) == 1 and "was updated with the install" in str(said[0])
+    assert "pre-label the folders again" in str(said[0]) and not said[0].outdated
     new = db.model_versions.active("anomaly")
     assert new.id != old.id and new.name == "anomaly-magnetic_tile" and new.bundled
+    assert Path(new.checkpoint_path) == here and local_model_dir(db, new) == here   # this install's folder
+    assert image_id not in db.predictions.current_for_images([image_id], "anomaly")   # the old answer counts no more
     assert new.card["threshold"] == read_card(here)["threshold"] != 62.56
     retired = db.model_versions.get(old.id)
     assert retired.name.startswith("anomaly-magnetic_tile (until ") and not retired.bundled and not retired.active
@@ -282,20 +294,37 @@ def test_a_bundled_row_whose_install_copy_was_replaced_becomes_a_new_version(db,
     [record] = [a for a in db.model_versions.activations("anomaly") if a.version_id == new.id]
     assert record.previous_id == old.id and record.author == prelabel.UPDATER
     assert refresh_bundled(db) == []   # once
-    assert local_model_dir(db, new) == here
+    rows = {r.id: r for r in ModelCatalog(db).rows("anomaly")}
+    assert not rows[old.id].exists and "replaced by an update" in rows[old.id].summary   # listed as unable to run
+    assert ModelCatalog(db).previous_champion("anomaly") is None   # no roll back to files that are gone
     (here / "card.json").write_text(json.dumps({**read_card(here), "note": "edited after"}))  # files moved again
-    with pytest.raises(ModelFilesError, match="holds other files than the ones registered"):
+    with pytest.raises(ModelFilesError, match="holds other files than the ones registered with it: the station "
+                                              "was updated; pre-label again"):
         local_model_dir(db, db.model_versions.get(new.id))   # the worker never runs them under this version
+    # a station whose install still holds the earlier files (sharing the database): told to update, and it refuses
+    monkeypatch.setattr("inference.bundled.BUNDLED_ROOT", earlier.parent)
+    monkeypatch.setattr(model_files, "_FINGERPRINTS", {})
+    with pytest.raises(ModelFilesError, match="this station is older than the one that registered them"):
+        local_model_dir(db, db.model_versions.get(new.id))
+    [note] = refresh_bundled(db)
+    assert note.outdated and "update this station" in note.text
+    from app.services.prelabel import PrelabelError, submit_routed_prelabel
+    with pytest.raises(PrelabelError, match="older than the one registered by an updated station"):
+        submit_routed_prelabel(db, folder_id=db.folders.list()[0].id, families=["anomaly"])
 
 
-def test_a_bundled_row_an_older_station_registered_with_the_same_card_adopts_the_files(db) -> None:
-    """A row registered before fingerprints were kept, whose card is the one on disk: the same model, kept as is."""
-    from app.services.prelabel import BUNDLE_FINGERPRINT, bundled_model_dir, read_card, refresh_bundled
+@pytest.mark.parametrize("with_card", [True, False])
+def test_a_bundled_row_an_older_station_registered_with_the_same_card_adopts_the_files(db, with_card) -> None:
+    """A row registered before fingerprints were kept, whose card is the one on disk (or none: before 2026-11-23): the
+    same model, kept as is; a row with no card stores the one on disk (its summary came from there)."""
+    from app.services.model_files import BUNDLE_FINGERPRINT
+    from app.services.prelabel import bundled_model_dir, read_card, refresh_bundled
     seg = bundled_model_dir("segmenter", "segmenter-sirst")
-    row = db.model_versions.register("segmenter", seg.name, str(seg), bundled=True, activate=True, card=read_card(seg))
+    row = db.model_versions.register("segmenter", seg.name, str(seg), bundled=True, activate=True,
+                                     card=read_card(seg) if with_card else None)
     assert refresh_bundled(db) == []
     kept = db.model_versions.get(row.id)
-    assert kept.active and kept.name == seg.name and kept.config[BUNDLE_FINGERPRINT]
+    assert kept.active and kept.name == seg.name and kept.config[BUNDLE_FINGERPRINT] and kept.card == read_card(seg)
     row = next(r for r in ModelCatalog(db).rows("segmenter") if r.name == "segmenter-sirst")
     assert row.summary.startswith("new scenes IoU 0.611 · Pd 0.894 · Fa 83.8 | ")
 
