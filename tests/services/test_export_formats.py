@@ -252,3 +252,22 @@ def test_one_mask_encoder_for_labels_exports_imports_and_the_worker() -> None:
     assert encode_mask(mask) == encode_mask_png(mask) == Mask.of(mask).png
     assert encode_mask_png(mask.astype(np.uint8)) == encode_mask_png(mask)   # 0/1 the same as bool
     assert np.array_equal(decode_mask_png(mask_png(mask)), mask) and len(mask_png(mask)) <= len(encode_mask(mask))
+
+
+def test_yolo_polygons_keep_a_region_s_holes() -> None:
+    """A session-48 probe: a ring was written as its outline alone, which every YOLO reader fills, so a round trip
+    made the disc (and an import into the project rewrote the inspector's exact mask). Holes are joined by a slit."""
+    from app.services.export_instances import yolo_polygons
+    yy, xx = np.mgrid[:40, :48]
+    d = np.hypot(yy - 20, xx - 22)
+    ring = (d <= 9) & (d > 4)
+    ring |= (np.hypot(yy - 20, xx - 40) <= 5) & (np.hypot(yy - 20, xx - 40) > 1.5)   # a second ring, touching
+    two_holes = np.zeros((40, 48), bool)
+    two_holes[2:14, 2:30] = True
+    two_holes[5:9, 5:9] = False
+    two_holes[6:10, 15:25] = False
+    for mask in (ring, two_holes):
+        drawn = np.zeros(mask.shape, np.uint8)
+        for poly in yolo_polygons(mask):
+            cv2.fillPoly(drawn, [(poly * (mask.shape[1], mask.shape[0])).astype(np.int32)], 1)
+        np.testing.assert_array_equal(drawn.astype(bool), mask)
