@@ -24,6 +24,11 @@ from app.services.export_items import (
 NORMAL_CLASS_NAMES = frozenset({"good", "ok", "normal", "free", "none", "no_defect"})
 
 
+# In the manifest's per-format part: folder -> class where a class's name is no folder name ("pit/dent" is written as
+# "pit_dent"); the import reads it back (a session-48 probe: the round trip refused "unknown class pit_dent")
+CLASS_FOLDERS = "class_folders"
+
+
 class FormatWriter:
     """Base: a sub-folder of the export named after the format, and byte-exact copies into it."""
 
@@ -63,16 +68,21 @@ class ImageFolderWriter(FormatWriter):
     def __init__(self, out: Path) -> None:
         super().__init__(out)
         self.per_class: dict[str, int] = {}
+        self.renamed: dict[str, str] = {}   # folder -> class, where a class's name is no folder name
 
     def add(self, it: LoadedItem) -> None:
         cls = it.item.class_name
         if not cls:
             return
-        self.copy_image(it, self.part_dir(self.root, it) / safe_name(cls))
+        folder = safe_name(cls)
+        if folder != cls:
+            self.renamed[folder] = cls
+        self.copy_image(it, self.part_dir(self.root, it) / folder)
         self.per_class[cls] = self.per_class.get(cls, 0) + 1
 
     def finish(self) -> dict[str, Any]:
-        return {"images": self.images, "classes": dict(sorted(self.per_class.items()))}
+        return {"images": self.images, "classes": dict(sorted(self.per_class.items())),
+                **({CLASS_FOLDERS: dict(sorted(self.renamed.items()))} if self.renamed else {})}
 
 
 class MaskWriter(FormatWriter):
@@ -130,6 +140,7 @@ class MvtecWriter(FormatWriter):
         self.normal_parts = normal_parts
         self.counts: dict[str, int] = {}
         self.without_region = 0
+        self.renamed: dict[str, str] = {}   # defect folder -> class, where a class's name is no folder name
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -143,6 +154,8 @@ class MvtecWriter(FormatWriter):
             self._count(f"{part}/good")
         elif verdict == ANOMALY_ANOMALOUS:
             kind = defect_type(it.item.class_name)
+            if it.item.class_name and kind not in (it.item.class_name, ANOMALY_ANOMALOUS):
+                self.renamed[kind] = it.item.class_name
             self.copy_image(it, base / "test" / kind)
             self._count(f"test/{kind}")
             if it.anomaly_mask is not None:
@@ -153,7 +166,8 @@ class MvtecWriter(FormatWriter):
 
     def finish(self) -> dict[str, Any]:
         return {"images": self.images, "folders": dict(sorted(self.counts.items())),
-                "anomalous_without_region": self.without_region}
+                "anomalous_without_region": self.without_region,
+                **({CLASS_FOLDERS: dict(sorted(self.renamed.items()))} if self.renamed else {})}
 
 
 CSV_COLUMNS = ("path", "folder", "rel_path", "file_name", "split", "state", "class", "anomaly_verdict",

@@ -15,6 +15,7 @@ from app.services.import_records import (
     UNCHANGED,
     ImportRecord,
     LabelImportError,
+    exported_class_folders,
     files_under,
     inside,
     load_mask,
@@ -31,8 +32,9 @@ def categories(root: Path) -> list[Path]:
     return [d for d in sorted(root.iterdir()) if d.is_dir() and ((d / "test").is_dir() or (d / "train").is_dir())]
 
 
-def read_category(cat: Path, root: Path) -> list[ImportRecord]:
+def read_category(cat: Path, root: Path, named: dict[str, str] | None = None) -> list[ImportRecord]:
     records = []
+    named = named or {}
     for part in ("train", "test"):
         if not (cat / part).is_dir():
             continue
@@ -50,13 +52,14 @@ def read_category(cat: Path, root: Path) -> list[ImportRecord]:
                 region: Any = load_mask(inside(root, gt, str(path))) if gt.is_file() else None
                 records.append(ImportRecord(
                     label_file=gt if gt.is_file() else path, image_ref=ref, image_file=path,
-                    class_name=UNCHANGED if kind == ANOMALY_ANOMALOUS else kind,
+                    class_name=UNCHANGED if kind == ANOMALY_ANOMALOUS else named.get(kind, kind),
                     anomaly_verdict=ANOMALY_ANOMALOUS, anomaly_mask=region))
     return records
 
 
 def read(root: Path) -> list[ImportRecord]:
-    records = [r for cat in categories(root) for r in read_category(cat, root)]
+    named = exported_class_folders(root, "mvtec")   # this station's export: "pit_dent" is "pit/dent"
+    records = [r for cat in categories(root) for r in read_category(cat, root, named)]
     if not records:
         raise LabelImportError(f"{root}: no MVTec images (expected <category>/train/good, test/<defect>)")
     return records

@@ -219,5 +219,30 @@ def files_under(folder: Path, suffixes: frozenset[str] | set[str], root: Path | 
     return out
 
 
+def exported_class_folders(root: Path, fmt: str) -> dict[str, str]:
+    """folder -> class, as this station's export wrote a class whose name is no folder name (``pit/dent`` as
+    ``pit_dent``), from the ``export.json`` beside ``root`` or above it (the export's own folder); {} for any other
+    tree. The manifest is read within the export's own bound."""
+    from app.services.export import MANIFEST, MANIFEST_MAX_BYTES, WRITTEN_BY
+    from app.services.export_formats import CLASS_FOLDERS
+    for base in (root, root.parent):
+        manifest = base / MANIFEST
+        try:
+            if not manifest.is_file():
+                continue
+            if manifest.stat().st_size > MANIFEST_MAX_BYTES:
+                return {}
+            data = parse_json(manifest.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return {}
+        part = data.get("per_format", {}).get(fmt) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("written_by") != WRITTEN_BY or not isinstance(part, dict):
+            return {}
+        folders = part.get(CLASS_FOLDERS)
+        return {k: v for k, v in folders.items() if isinstance(k, str) and isinstance(v, str) and v.strip()} \
+            if isinstance(folders, dict) else {}
+    return {}
+
+
 def posix_rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()

@@ -242,3 +242,37 @@ def test_the_stations_csv_comes_back_onto_two_folders_of_one_name(tmp_path) -> N
         root = next(f.root_path for f in fresh.folders.list() if f.id == im.folder_id)
         assert fresh.labels.current(im.id).class_name == ("far" if "other" in root else "near")
     fresh.close()
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "mvtec"])
+def test_a_class_whose_name_is_no_folder_name_comes_back(tmp_path: Path, fmt: str) -> None:
+    """A session-48 probe: "pit/dent" is written as the folder "pit_dent" (documented), and importing the export into a
+    project whose class list holds "pit/dent" refused it ("unknown class(es) pit_dent"); without a list the class came
+    back renamed. The export's manifest names the folder's class, and the import reads it."""
+    import cv2
+    import numpy as np
+
+    from app.services.indexing import index_folder
+    from database import AnomalyVerdict, LabelChange, ReviewState, open_database
+    root = tmp_path / "parts"
+    root.mkdir()
+    for i, name in enumerate(("a.png", "b.png")):
+        cv2.imwrite(str(root / name), np.random.default_rng(i).integers(0, 256, (20, 30), dtype=np.uint8))
+
+    def station(name: str):
+        db = open_database(f"sqlite:///{(tmp_path / f'{name}.sqlite').as_posix()}")
+        index_folder(db, root)
+        db.classes.set("classifier", ["pit/dent", "ok"])
+        return db
+    db = station("first")
+    for im in db.images.query():
+        db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name="pit/dent",
+                                            anomaly_verdict=AnomalyVerdict.ANOMALOUS), "ann")
+    out = tmp_path / "export"
+    export_database(db, out, ExportOptions(formats=(fmt,)))
+    db.close()
+    fresh = station(f"fresh-{fmt}")
+    result = import_labels(fresh, out / fmt, ImportOptions(format=fmt))
+    assert result.preview.errors == () and result.written == 2
+    assert {fresh.labels.current(i.id).class_name for i in fresh.images.query()} == {"pit/dent"}
+    fresh.close()
