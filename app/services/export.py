@@ -91,7 +91,14 @@ class ExportResult:
     notes: tuple[str, ...] = ()  # what a reader of the export must know (images an EXIF tag would turn)
 
     def summary_lines(self) -> list[str]:
-        lines = [f"exported {self.exported} image(s) to {self.out}"]
+        held = {name: info.get("images") for name, info in self.formats.items() if isinstance(info.get("images"), int)}
+        if all(n == self.exported for n in held.values()):
+            lines = [f"exported {self.exported} image(s) to {self.out}"]
+        else:  # a format holds only the images with what it stores: "exported 39" of a YOLO export holding 14 (a
+            # session-48 probe)
+            lines = [f"exported {self.exported} reviewed image(s) to {self.out}; the files hold "
+                     + ", ".join(f"{n} in {name}" for name, n in held.items())
+                     + " (a format holds only the images with what it stores: a mask, a class, a verdict)"]
         if self.split_counts:
             lines.append("split: " + ", ".join(f"{k} {v}" for k, v in self.split_counts.items()))
         for name, info in self.formats.items():

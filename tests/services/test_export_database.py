@@ -133,7 +133,7 @@ def test_cli_export(tmp_path: Path, station, capsys) -> None:
     code = cli_main(["export", "--out", str(out), "--db", url, "--format", "all,yolo", "--split", "0.5,0.5"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "exported 3 image(s)" in captured.out and "split: train 2, val 1, test 0" in captured.out
+    assert "exported 3 reviewed image(s)" in captured.out and "split: train 2, val 1, test 0" in captured.out
     assert (out / "export.json").is_file() and (out / "yolo/data.yaml").is_file()
     assert SplitSpec.parse("0.5,0.5").used == ("train", "val")
 
@@ -199,6 +199,12 @@ def test_the_summary_is_said_in_words(tmp_path: Path, station) -> None:
     text = "\n".join(lines)
     assert "{" not in text and "_" not in text.split("\n", 1)[1]
     assert "imagefolder: images 3, classes (crack 2, good 1)" in text
+    # a format holding fewer images than were exported says so in the headline (a session-48 probe: "exported 39
+    # image(s)" of a YOLO export holding 14)
+    only = export_database(db, tmp_path / "out2", ExportOptions(formats=("yolo",)))
+    held = only.formats["yolo"]["images"]
+    assert held < only.exported and only.summary_lines()[0].startswith(
+        f"exported {only.exported} reviewed image(s) to {tmp_path / 'out2'}; the files hold {held} in yolo")
 
 
 def test_an_export_says_which_jpegs_an_exif_tag_would_turn(tmp_path: Path) -> None:
