@@ -32,6 +32,9 @@ BOUND_PAGES = 8
 RECOUNT_MS = 3000
 
 
+OFF_NEIGHBOURS = 64   # images after the one on screen remembered when it leaves the list
+
+
 class QueueController(QObject):
     current_changed = Signal(int)     # image id chosen (by click or keyboard)
     counts_changed = Signal(dict)     # review state -> count for the current folder
@@ -60,6 +63,10 @@ class QueueController(QObject):
         # for another image behind the inspector's back; cleared when anything is chosen.
         self._off_view: int | None = None
         self._off_row: int | None = None  # the row it had when it left the list (J, K and N go on from there)
+        # the images that followed it in the list it left (nearest first, the rows read then): J, K and N go on from
+        # the first of them still listed (the rows above it may have left too: a re-read dropped five labelled images
+        # at once, and J went five rows too far, K forwards; a session-48 probe)
+        self._off_after: tuple[int, ...] = ()
         self._pending_nav = 0    # N / Shift+N pressed meanwhile, done once they are
         self._reader = DecodePool(1, 1, "queue-reader")
         # A view the inspector asks for (filter, order, folder): newest first, an answer overtaken dropped.
@@ -125,6 +132,7 @@ class QueueController(QObject):
         if keep is None:
             keep = self._off_view
         self._off_view = self._off_row = None  # a view the inspector chose: its first image when the shown one is not in it
+        self._off_after = ()
         flt = self.filter
         # Another view: a bounded count (its first page now, the exact count after).
         pages, bound = self._pages_to_read(flt), flt != self._last_filter
@@ -292,6 +300,7 @@ class QueueController(QObject):
 
     def _chosen(self, _image_id: int) -> None:
         self._off_view = self._off_row = None
+        self._off_after = ()
 
     def off_view(self) -> int | None:
         """The image on screen that this view of the queue no longer lists (None: it does, or none)."""
@@ -312,6 +321,8 @@ class QueueController(QObject):
         cursors = {p: pg.cursor for p, pg in read.pages.items()}
         self._count_exact = read.exact
         old_row = self.model.row_of(keep) if keep is not None else None
+        following = tuple(it.image_id for r in range(old_row + 1, old_row + 1 + OFF_NEIGHBOURS)
+                          if (it := self.model.item_at(r)) is not None) if old_row is not None else ()
         with self.view.selection_held(background):  # the same view read again: the chosen images stay chosen
             reset = self.model.replace_pages(read.count, pages, cursors)
         if keep is not None and self.model.row_of(keep) is not None:
@@ -321,7 +332,7 @@ class QueueController(QObject):
                     bar.setValue(scroll)  # same view, new data: stay where the inspector was
         elif background and keep is not None:
             if keep != self._off_view:
-                self._off_view, self._off_row = keep, old_row
+                self._off_view, self._off_row, self._off_after = keep, old_row, following
                 self.view.selectionModel().clear()
                 self.message.emit("The image on screen is no longer in this view of the queue (its file has "
                                   "gone, or its label no longer matches the filter); it stays on screen until "
@@ -447,7 +458,7 @@ class QueueController(QObject):
         if self.view.select_image(image_id, alone=True):
             return True
         if image_id != self._off_view:
-            self._off_view, self._off_row = image_id, None
+            self._off_view, self._off_row, self._off_after = image_id, None, ()
         self.view.selectionModel().clear()
         return False
 
@@ -458,8 +469,12 @@ class QueueController(QObject):
         idx = self.view.currentIndex()
         if idx.isValid():
             return idx.row(), False
-        if self._off_view is not None and self._off_row is not None:
-            return self._off_row, True
+        if self._off_view is not None:
+            after = next((r for i in self._off_after if (r := self.model.row_of(i)) is not None), None)
+            if after is not None:   # the first image that followed it and is still listed
+                return after, True
+            if self._off_row is not None:
+                return self._off_row, True
         return None, False
 
     def step(self, delta: int) -> bool:

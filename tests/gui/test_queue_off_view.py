@@ -64,3 +64,31 @@ def test_keys_go_on_from_the_image_a_label_moved_out_of_the_filter(window, servi
     press(qtbot, win, key)
     wait_shown(win, qtbot, ids[expect])
     assert win.review.image_id == ids[expect]
+
+
+@pytest.mark.parametrize("key, expect", [(Qt.Key.Key_J, 5), (Qt.Key.Key_K, None), (Qt.Key.Key_N, 5)])
+def test_keys_go_on_from_the_right_place_when_a_re_read_drops_several_images_at_once(window, service, qtbot, key,
+                                                                                     expect):
+    """A session-48 probe: "2 J" four times at a human pace, then "2": the label watch's re-read dropped all four
+    images above the one on screen at once; J and N went four rows too far (those unreviewed images never shown) and
+    K went forwards. They go on from the first image still listed that followed it."""
+    win = window
+    said: list[str] = []
+    win.queue.message.connect(said.append)
+    ids = _unreviewed_only(win, qtbot)
+    for i in range(4):
+        press(qtbot, win, Qt.Key.Key_G)
+        wait_saved(win, qtbot)
+        press(qtbot, win, Qt.Key.Key_J)
+        wait_shown(win, qtbot, ids[i + 1])
+    press(qtbot, win, Qt.Key.Key_G)   # the fifth, on screen: all five leave the list in one re-read
+    wait_saved(win, qtbot)
+    _relisted(win, qtbot, len(ids) - 5)
+    assert win.queue.off_view() == ids[4]
+    press(qtbot, win, key)
+    if expect is None:   # every earlier image was labelled: nothing before it is listed
+        qtbot.waitUntil(lambda: "Start of the queue." in said)
+        assert win.review.image_id == ids[4]
+    else:
+        wait_shown(win, qtbot, ids[expect])
+        assert win.review.image_id == ids[expect]
