@@ -1,6 +1,8 @@
 """QActions built from the shortcut table (one action per id, shared by menus and buttons)."""
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import SignalInstance
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import QWidget
@@ -31,13 +33,15 @@ ON_AN_IMAGE = ("accept", "reject", "flag", "clear_label", "verdict_normal", "ver
                *(f"class_{i}" for i in range(1, 10)), "next_target", "prev_target")
 
 
-def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None) -> dict[str, QAction]:
-    """One QAction per shortcut; undo/redo come from ``undo_stack`` (Qt keeps their text current)."""
+def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None,
+                  steps: dict[str, Callable[[], None]] | None = None) -> dict[str, QAction]:
+    """One QAction per shortcut; undo/redo follow ``undo_stack`` (their text and whether they can run) and run
+    ``steps["undo"]`` / ``steps["redo"]`` (the review's, which wait behind keys still waiting for an image)."""
     actions: dict[str, QAction] = {}
     for s in SHORTCUTS:
         text = SHORT.get(s.id) or (f"Class {s.id[6:]}" if s.id.startswith("class_") else s.text.split(" (")[0])
         if undo_stack is not None and s.id in ("undo", "redo"):
-            a = (undo_stack.createUndoAction if s.id == "undo" else undo_stack.createRedoAction)(parent, text)
+            a = _stack_action(parent, undo_stack, s.id, text, (steps or {}).get(s.id))
             if s.icon:
                 a.setIcon(icon(s.icon))
         else:
@@ -78,3 +82,20 @@ def retint(actions: dict[str, QAction]) -> None:
     for s in SHORTCUTS:
         if s.icon and s.id in actions:
             actions[s.id].setIcon(icon(s.icon))
+
+
+def _stack_action(parent: QWidget, stack: QUndoStack, which: str, prefix: str,
+                  step: Callable[[], None] | None) -> QAction:
+    """Undo or redo as ``createUndoAction`` makes it (enabled when the stack can, "Undo <its text>"), running
+    ``step`` when given."""
+    undo = which == "undo"
+    a = QAction(prefix, parent)
+
+    def named(text: str) -> None:
+        a.setText(f"{prefix} {text}" if text else prefix)
+    a.setEnabled(stack.canUndo() if undo else stack.canRedo())
+    named(stack.undoText() if undo else stack.redoText())
+    (stack.canUndoChanged if undo else stack.canRedoChanged).connect(a.setEnabled)
+    (stack.undoTextChanged if undo else stack.redoTextChanged).connect(named)
+    a.triggered.connect(step or (stack.undo if undo else stack.redo))
+    return a

@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
         self.closing = ClosingLabels(self, self.review, ctx.interactive, ctx.close_questions)
-        self.actions = build_actions(self, self.review.undo_stack)
+        self.actions = build_actions(self, self.review.undo_stack, {"undo": self.review.undo, "redo": self.review.redo})
         self.thumbs = ThumbnailCache(size=120, parent=self)
         self.gallery_model = GalleryModel(self)
         self.gallery = GalleryView(self.gallery_model, self.thumbs)

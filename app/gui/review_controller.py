@@ -164,6 +164,7 @@ class ReviewController(QObject):
         # Flag changes, written in the order asked on their own thread (image id -> the state asked last).
         self._flags = BackgroundCalls("flag-writes", self)
         self._flag_asked: dict[int, bool] = {}
+        self._visit: list[int] = []   # images moved past while keys waited, holding keys of their own (read in order)
         # Flags the database refused for now (locked, unreachable): kept and tried again like labels (a session-48
         # probe: a flag refused once was said in a box and never stored, while the labels beside it were retried)
         self._flags_waiting: dict[int, bool] = {}
@@ -209,14 +210,22 @@ class ReviewController(QObject):
         if self._deferred and image_id != self._target and self._reading is not None:
             # Keys pressed for the image being left wait for its detail: they are applied to it when it comes, and
             # then this image is opened (the gallery has moved already; it read the left image on this thread).
+            # An image moved to meanwhile that got keys of its own is read in its turn, before this one.
+            if self._next_target is not None and self._next_target != image_id \
+                    and any(t == self._next_target for t, _ in self._deferred):
+                self._visit.append(self._next_target)
             self._next_target = image_id
             return
         self._next_target = None
+        self._visit.clear()
         if self._reading is not None and any(target == image_id for target, _ in self._deferred):
             # Keys wait for the read on its way: dropping it for a newer one (a job's refreshes come every few
             # seconds) could keep them waiting on a slow server; it lands, they apply, then the image is read again.
             self._read_again = True
             return
+        self._start_read(image_id)
+
+    def _start_read(self, image_id: int) -> None:
         self._target = image_id
         self._ticket += 1
         self._reading = self._ticket
@@ -245,7 +254,10 @@ class ReviewController(QObject):
             return  # the inspector has moved on, or an edit has read the image itself since
         self._reading = None
         self._show(image_id, detail, error)
-        if self._next_target is not None:  # the inspector moved on while keys waited for this image
+        if self._visit:   # an image moved to meanwhile holds keys of its own: read in its turn
+            self._read_again = False
+            self._start_read(self._visit.pop(0))
+        elif self._next_target is not None:  # the inspector moved on while keys waited for this image
             self._read_again = False
             self.reload(self._next_target)
         elif self._read_again:
@@ -276,7 +288,9 @@ class ReviewController(QObject):
             self.message.emit(f"Image {self._target} is being read again (it could not be read before); the key was "
                               "not applied: press it again once the image is shown.")
             return False
-        self._deferred.append((self._target, again))
+        # a key pressed after moving on (J) while keys wait for the image left is for the image moved to, which is
+        # read once they are applied (it went to the image left: a session-48 probe, J 2 J 3 on a slow database)
+        self._deferred.append((self._next_target if self._next_target is not None else self._target, again))
         if not self._slow_keys.isActive():
             self._slow_keys.start()
         return False
@@ -320,6 +334,20 @@ class ReviewController(QObject):
         if self._deferred:
             self.message.emit(f"{len(self._deferred)} key(s) wait for image {self._deferred[0][0]} to be read (the "
                               "database is slow); they are applied when it comes.")
+
+    def undo(self) -> None:
+        """Ctrl+Z: where keys wait for an image's read, the undo waits behind them and takes back the last step pressed
+        (run at once, it undid an older step, and the waiting key landed afterwards: a session-48 probe)."""
+        self._after_keys(self.undo_stack.undo)
+
+    def redo(self) -> None:
+        self._after_keys(self.undo_stack.redo)
+
+    def _after_keys(self, step: Callable[[], None]) -> None:
+        if self._deferred:
+            self._deferred.append((self._deferred[-1][0], step))
+        else:
+            step()
 
     def after_waiting_keys(self, image_id: int | None, then: Callable[[], None]) -> bool:
         """When keys pressed for ``image_id`` wait for its detail: run ``then`` after them (e.g. move on after

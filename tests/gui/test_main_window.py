@@ -1323,3 +1323,50 @@ def test_an_undo_after_the_station_set_the_label_aside_says_the_file_changed(win
     qtbot.waitUntil(lambda: len(boxes) >= 2, timeout=10000)
     assert "file changed on disk after this step, so the station set its label aside" in boxes[-1], boxes
     assert "elsewhere" not in boxes[-1]
+
+
+def test_keys_typed_ahead_on_a_slow_database_go_to_the_image_they_were_pressed_on(service, folder, qtbot, monkeypatch):
+    """A session-48 probe, reads taking 0.5 s: J 2 J 3 gave the first image moved to both classes and left the second
+    unlabelled (the key after the second J was filed under the image being left)."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win.queue.step(1)
+    win.review.set_class("scratches")      # for ids[1], whose read is on its way
+    win.queue.step(1)
+    win.review.set_class("inclusion")      # for ids[2]: the gallery is on it
+    gate.set()
+    qtbot.waitUntil(lambda: win.review.image_id == ids[2] and win.review.detail is not None
+                    and win.review.detail.item.image_id == ids[2], timeout=10000)
+    wait_saved(win, qtbot)
+    monkeypatch.undo()
+    assert service.detail(ids[1]).label.class_name == "scratches"
+    assert service.detail(ids[2]).label.class_name == "inclusion"
+    assert [r.class_name for r in service.history(ids[1])] == ["scratches"]
+    win.close()
+
+
+def test_an_undo_pressed_while_keys_wait_takes_back_the_last_key(service, folder, qtbot, monkeypatch):
+    """A session-48 probe: 1 J F Ctrl+Z with the second image's read on its way undid the first image's class, and the
+    waiting F landed afterwards and stayed. The undo waits behind the keys and takes back F."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    first = win.review.image_id
+    win.review.set_class("scratches")
+    wait_saved(win, qtbot)
+    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win.queue.step(1)
+    second = win.review.image_id
+    win.review.toggle_flag()                # waits for the second image's read
+    win.actions["undo"].trigger()           # Ctrl+Z
+    gate.set()
+    qtbot.waitUntil(lambda: win.review.intents_waiting() == 0 and win.review.undo_stack.canRedo(), timeout=10000)
+    wait_saved(win, qtbot)
+    monkeypatch.undo()
+    assert service.detail(first).label.class_name == "scratches"     # the older step stands
+    assert not service.item(second).flagged                          # F taken back
+    assert "flag" in win.review.undo_stack.redoText().lower()
+    win.close()
