@@ -198,6 +198,7 @@ class GalleryView(QListView):
         self._seen_at: dict[int, int] = {}  # row -> the chosen image last read there (its page may be dropped since)
         self._syncing = False
         self._holding = False
+        self._current_unread: int | None = None   # the current row, its page not read yet (its image opens then)
         self.selectionModel().selectionChanged.connect(self._selection_changed)
         model.rows_read.connect(self._rows_read)
         model.modelReset.connect(self._forget_selection)
@@ -208,8 +209,16 @@ class GalleryView(QListView):
             self.viewport().update(self.visualRect(self._model.index(row)))
 
     def _current_changed(self, current: QModelIndex, _prev: QModelIndex) -> None:
+        self._current_unread = None
         if current.isValid():
-            self.current_image_changed.emit(current.data(ITEM_ROLE).image_id)
+            item = current.data(ITEM_ROLE)   # asks for the row's page when it is not read yet
+            if item is None:
+                # End (or PageDown) onto a row whose page is not read yet: an AttributeError, the gallery on the last
+                # row and the screen, and the next key, on the first image (a session-48 probe). The image is opened
+                # once its page comes.
+                self._current_unread = current.row()
+                return
+            self.current_image_changed.emit(item.image_id)
 
     def select_image(self, image_id: int, alone: bool = False, keep_selection: bool = False) -> bool:
         """Make ``image_id`` the current image, selected alone when it was not current yet
@@ -311,7 +320,14 @@ class GalleryView(QListView):
             self._rows_read(page * size, min(self._model.rowCount(), (page + 1) * size) - 1)
 
     def _rows_read(self, first: int, last: int) -> None:
-        """A page was stored: its rows are selected where they hold a chosen image, and only there."""
+        """A page was stored: its rows are selected where they hold a chosen image, and only there; the current row,
+        moved to before its page was read, opens its image now."""
+        unread = self._current_unread
+        if unread is not None and first <= unread <= last and self.currentIndex().row() == unread:
+            self._current_unread = None
+            item = self._model.peek(unread)
+            if item is not None:
+                self.current_image_changed.emit(item.image_id)
         sm = self.selectionModel()
         add, drop = QItemSelection(), QItemSelection()
         for row in range(first, last + 1):

@@ -224,3 +224,20 @@ def test_ctrl_click_off_the_image_on_screen_shows_the_one_left_selected(small_pa
     wait_saved(win, qtbot)
     qtbot.waitUntil(lambda: service.detail(first).label.anomaly_verdict == "normal", timeout=5000)
     assert service.detail(second).label.anomaly_verdict is None
+
+
+def test_end_onto_a_row_not_read_yet_opens_its_image_once_its_page_comes(small_pages, service, qtbot):
+    """A session-48 probe: End in the gallery of a large folder (the last page not read) raised an AttributeError,
+    the gallery stood on the last row while the screen and the next key stayed on the first image."""
+    win = small_pages
+    m = win.gallery_model
+    last = m.rowCount() - 1
+    assert m.item_at(last) is None    # its page is not read
+    win.gallery.setFocus()
+    qtbot.keyClick(win.gallery, Qt.Key.Key_End)
+    qtbot.waitUntil(lambda: m.item_at(last) is not None and win.review.image_id == m.item_at(last).image_id,
+                    timeout=5000)
+    wait_shown(win, qtbot, m.item_at(last).image_id)
+    win.review.set_class("inclusion")
+    wait_saved(win, qtbot)
+    assert service.detail(m.item_at(last).image_id).label.class_name == "inclusion"
