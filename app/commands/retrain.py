@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -107,7 +108,14 @@ def _score(family: str, data: Path, model_dir: Path, args: argparse.Namespace) -
         return None
 
 
+_TERMINATED = False   # a SIGTERM arrived (the window's Cancel): an error raised from inside a library's native code
+# meanwhile (safetensors turned the Cancelled into a ValueError: "the backbone to start from cannot be read") is said
+# as the cancel it is (a session-48 probe)
+
+
 def _on_sigterm(_signum, _frame) -> None:
+    global _TERMINATED
+    _TERMINATED = True
     raise Cancelled()
 
 
@@ -167,12 +175,15 @@ def run(args: argparse.Namespace) -> int:
     events = Events(args.progress_json, sys.stdout)
     if args.family == "classifier" and args.min_per_class is not None and not 2 <= args.min_per_class <= 1000:
         raise CommandError(f"--min-per-class must be between 2 and 1000, not {args.min_per_class}")
-    name = args.name or version_name(args.family)
+    now = datetime.now(timezone.utc)
+    name = args.name or version_name(args.family, now)
     try:  # before any path is made of it: "a/../../b" put the work folder, removed at the end, outside --out
         check_version_name(name)
     except RetrainError as exc:
         events.emit("error", message=str(exc))
         raise CommandError(str(exc)) from None
+    global _TERMINATED
+    _TERMINATED = False   # this run's (a command run twice in one process, as the tests do)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         db = open_database(args.db)
@@ -191,19 +202,34 @@ def run(args: argparse.Namespace) -> int:
         if made_final and not registered:  # registered version's (its row stands: the review of session 43)
             shutil.rmtree(final, ignore_errors=True)
 
+    claimed = False
     try:
-        if final.exists():
-            raise RetrainError(f"{final} already exists: choose another --name")
-        if db.model_versions.by_name(args.family, name) is not None:
-            raise RetrainError(f"a {args.family} version named {name!r} is already registered")
         root.mkdir(parents=True, exist_ok=True)
         kept = {(v.name, Path(v.checkpoint_path)) for v in db.model_versions.list()}   # any family's, by name or folder
         for gone in sweep_dead_work(root, lambda n: any(n == name or root / n == path for name, path in kept)):
             print(f"note: removed {gone}, left by a retraining that was killed", file=sys.stderr)
+        # the model folder is made here, which reserves its name: two retrainings started in the same second took
+        # one default name and one work folder, the second's refusal removing the first's export, and neither was
+        # registered (a session-48 probe); a default name taken gets a number instead
+        for n in range(2, 100):
+            if db.model_versions.by_name(args.family, name) is None:
+                try:
+                    final.mkdir()
+                    break
+                except FileExistsError:
+                    pass
+            if args.name:
+                if final.exists():
+                    raise RetrainError(f"{final} already exists: choose another --name")
+                raise RetrainError(f"a {args.family} version named {name!r} is already registered")
+            name = f"{version_name(args.family, now)}-{n}"
+            final, work = root / name, work_dir(root, name)
+        else:
+            raise RetrainError(f"no free name for the new {args.family} version in {root}")
+        made_final = True
         safe_remove_tree(work)
         claim_work(work)
-        final.mkdir()
-        made_final = True
+        claimed = True
         events.emit("stage", stage="export", message=f"exporting the reviewed {args.family} labels")
         scope = version_scope(db, args.family, getattr(args, "version", None))
 
@@ -344,6 +370,10 @@ def run(args: argparse.Namespace) -> int:
         return CANCELLED_EXIT
     except (RetrainError, DatabaseError, CommandError) as exc:
         discard()
+        if _TERMINATED:   # the error came of the cancel (raised inside native code): said as the cancel
+            events.emit("cancelled")
+            print("retraining cancelled; nothing was registered", file=sys.stderr)
+            return CANCELLED_EXIT
         if events.as_json:  # a person reads it once, from the CommandError below (it was printed twice)
             events.emit("error", message=str(exc), **({"comparison": refused} if refused else {}),
                         **({"not_retrained": True} if isinstance(exc, RetrainError) and not refused
@@ -351,10 +381,15 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     except BaseException as exc:
         discard()
+        if _TERMINATED and isinstance(exc, Exception):
+            events.emit("cancelled")
+            print("retraining cancelled; nothing was registered", file=sys.stderr)
+            return CANCELLED_EXIT
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        safe_remove_tree(work)
+        if claimed:   # only this run's (a refused one removed another run's work folder of the same name)
+            safe_remove_tree(work)
         signal.signal(signal.SIGTERM, previous)
         db.close()
 

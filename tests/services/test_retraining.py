@@ -1216,3 +1216,52 @@ def test_what_killed_retrainings_left_is_swept_and_nothing_else(tmp_path: Path) 
     assert sorted(Path(p).name for p in removed) == [".dead.work", ".old.work", ".registered.work", "dead", "old"]
     assert sorted(p.name for p in root.iterdir()) == [".alive.work", ".elsewhere.work", ".fresh.work", "alive",
                                                        "elsewhere", "fresh", "registered"]
+
+
+def test_two_retrainings_started_in_the_same_second_each_get_a_name(station, tmp_path: Path) -> None:
+    """A session-48 probe: two Models dialogs (or commands) retraining in the same second took one default name and
+    one work folder; one was refused ("already exists: choose another --name", though the dialog has no name field),
+    its clean-up removed the other's export, and neither version was registered. A default name taken gets a number;
+    a refused run leaves another run's work folder alone."""
+    from datetime import datetime, timedelta, timezone
+
+    from app.services.retraining import models_root, version_name, work_dir
+    db, url, _home = station
+    root = models_root(url)
+    now = datetime.now(timezone.utc)
+    for s in range(40):   # the default names of the next 40 seconds are another run's
+        (root / version_name("classifier", now + timedelta(seconds=s))).mkdir(parents=True)
+    events, _train = retrain_light(station, tmp_path, "--groups", "none", "--keep-if-worse", "--method", "texture")
+    done = events[-1]
+    assert done["event"] == "done" and done["name"].endswith("-2"), done
+    # an explicit name taken: refused, and the other run's work folder stays
+    other = work_dir(root, "clf-taken")
+    (other / "export").mkdir(parents=True)
+    (root / "clf-taken").mkdir()
+    proc = run_retrain(url, "--name", "clf-taken", "--method", "texture")
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "already exists: choose another --name" in err
+    assert (other / "export").is_dir()
+
+
+def test_a_cancel_that_native_code_turned_into_an_error_is_said_as_the_cancel(station, monkeypatch, capsys) -> None:
+    """A session-48 probe: Cancel landing inside safetensors' loader came back as "Not retrained: the backbone to start
+    from cannot be read: … not a readable safetensors file" (the library turned the cancel into a ValueError)."""
+    import os
+    import signal
+
+    from app.commands import retrain as retrain_cmd
+    from app.services.retraining import RetrainError
+    _db, url, _home = station
+
+    def cancelled_inside_native_code(*_a, **_k):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException as exc:  # noqa: BLE001 - what the native loader did with the Cancelled raised in it
+            raise RetrainError(f"the backbone to start from cannot be read: {exc!r}") from None
+    import app.services.retraining as svc
+    monkeypatch.setattr(svc, "plan_retraining", cancelled_inside_native_code)
+    code = cli_main(["--db", url, "retrain", "classifier", "--progress-json", "--method", "texture"])
+    out = capsys.readouterr()
+    assert code == retrain_cmd.CANCELLED_EXIT and '"event": "cancelled"' in out.out
+    assert "cannot be read" not in out.out + out.err
