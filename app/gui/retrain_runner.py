@@ -156,6 +156,8 @@ class RetrainRunner(QObject):
         self._end()
         if self._done is not None:
             self.succeeded.emit(self._done)
+        elif self._cancelled_event:   # the command said so, also where an error came of the cancel
+            self.cancelled.emit()
         elif self._error is not None and is_refusal(self._error):
             self.refused.emit(self._error)
         elif self._error is not None and self._error.not_retrained:
@@ -165,9 +167,15 @@ class RetrainRunner(QObject):
         elif self._cancel_requested or self._cancelled_event:
             self.cancelled.emit()
         else:
-            how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"stopped with exit code {code}"
-            last = " | ".join(self._stderr)
-            self.failed.emit(f"the process {how} without saying why" + (f": {last}" if last else ""))
+            # its "note:" lines are not why it ended: a kill -9 read "crashed without saying why: note: … is a
+            # texture_linear version" (a session-48 probe)
+            last = " | ".join(line for line in self._stderr if not line.lstrip().startswith("note:"))
+            if status == QProcess.ExitStatus.CrashExit:
+                self.failed.emit("the retraining process was ended from outside (killed, e.g. for want of memory) "
+                                 "before it said anything" + (f": {last}" if last else ""))
+            else:
+                self.failed.emit(f"the process stopped with exit code {code} without saying why"
+                                 + (f": {last}" if last else ""))
 
     def _error_occurred(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and self._proc is not None:

@@ -51,6 +51,10 @@ if mode == "refused" and "--keep-if-worse" not in args:
 if mode == "crash":
     print("Traceback (most recent call last):\nRuntimeError: out of memory", file=sys.stderr, flush=True)
     sys.exit(1)
+if mode == "killed":   # ended from outside (kill -9) after a note on stderr
+    import os
+    print("note: clf is a texture_linear version (no network)", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
 emit(event="stage", stage="train", message="training")
 n = 4 if mode in ("ok", "activate", "refused", "late") else 100000
 for i in range(n):
@@ -300,6 +304,16 @@ def test_a_refusal_says_its_figures_and_the_same_run_can_register_it_anyway(qtbo
     assert "exporting reviewed labels; epochs 7" in stages
     assert len(db.model_versions.list()) == before + 1 and dlg.error.text() == ""
     assert not dlg.retrain_anyway()   # nothing refused since
+
+
+def test_a_process_killed_from_outside_says_so_not_its_last_note(qtbot, catalog, fake_retrain) -> None:
+    """A session-48 probe: after a kill -9 the dialog read "the process crashed without saying why: note: … is a
+    texture_linear version (no network)", the note reading as the cause."""
+    dlg = make_dialog(qtbot, catalog, fake_retrain("killed"))
+    dlg.retrain()
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+    assert dlg.error.text().startswith("Retraining failed: the retraining process was ended from outside (killed")
+    assert "note:" not in dlg.error.text() and "texture_linear" not in dlg.error.text()
 
 
 def test_a_process_that_dies_silently_reports_its_last_stderr_lines(qtbot, catalog, fake_retrain) -> None:
