@@ -635,8 +635,18 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     # normal and anomalous images for the anomaly model's AUROC.
     # the same names in any order: the parent is scored by class name (a card listing them in another order was
     # said to be "trained on other classes" and left unscored; a session-45 probe)
-    same_classes = family != "classifier" or {str(c) for c in read_json(
-        Path(parent.checkpoint_path) / "card.json").get("classes", [])} == set(data["classes"]) if parent else False
+    # the reviewed classes among the parent's own: it is scored on them (its answers in a class the labels do not use
+    # count as misses, said); it was left unscored as "trained on other classes" when the line labelled 3 of its 6
+    # (a session-48 probe)
+    same_classes = parent is not None
+    if parent is not None and family == "classifier":
+        known = {str(c) for c in read_json(Path(parent.checkpoint_path) / "card.json").get("classes", [])}
+        reviewed = {str(c) for c in data["classes"]}
+        same_classes = reviewed <= known
+        if not same_classes:
+            data["parent_lacks_classes"] = sorted(reviewed - known)
+        elif known - reviewed:
+            data["parent_more_classes"] = sorted(known - reviewed)
     comparable = parent is not None and data.get("held_out", 0) > 0 and same_classes and not (
         family == "anomaly" and "--no-evaluate" in args)
     return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,
@@ -754,8 +764,12 @@ def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping
             out["parent_saw_held_out"] = True
         if plan.data.get("held_out_parents_answers"):
             out["parent_answers_held_out"] = int(plan.data["held_out_parents_answers"])
+        if plan.data.get("parent_more_classes"):
+            out["parent_more_classes"] = list(plan.data["parent_more_classes"])
     elif plan.parent is not None:
-        out["parent_not_scored"] = ("it was trained on other classes" if plan.family == "classifier"
+        lacks = plan.data.get("parent_lacks_classes")
+        out["parent_not_scored"] = ((f"it does not know {', '.join(map(str, lacks))}" if lacks
+                                     else "it was trained on other classes") if plan.family == "classifier"
                                     else unscorable or "no held-out images it can be scored on")
     return out
 
@@ -786,6 +800,11 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
             text += f" ({PARENT_SAW_NOTE.format(parent=compared.get('parent_name', 'the previous version'))})"
         if compared.get("parent_answers_held_out"):
             text += f" ({parent_answers_note(compared)})"
+        more = compared.get("parent_more_classes")
+        if isinstance(more, list) and more:
+            text += (f" (it also knows {len(more)} class(es) these labels do not use, {', '.join(map(str, more[:4]))}"
+                     f"{' …' if len(more) > 4 else ''}: its answers there count as misses; the new version knows only "
+                     "the reviewed ones)")
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
     simple = compared.get("simple_answers")

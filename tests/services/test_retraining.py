@@ -273,7 +273,9 @@ def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_p
     assert args[args.index("--init-head") + 1] == "new" and args[args.index("--lr") + 1] == "1e-3"
     assert plan.start.startswith("transferred from clf-v1") and "'dent'" in plan.start
     assert args[args.index("--epochs") + 1] == "400"  # 1000 steps wanted, capped
-    assert not plan.comparable  # its head means other classes: it cannot be scored on these labels
+    # scored on the reviewed classes, which are among its own (it knows one more: said); it was left unscored until a
+    # session-48 probe found "trained on other classes" said of a line labelling 3 of its 6
+    assert plan.comparable and plan.data["parent_more_classes"] == ["dent"]
     scratch = plan_retraining(db, "classifier", tmp_path / "w2.work", tmp_path / "out2", epochs=3, from_scratch=True)
     assert "--init" not in scratch.train_args and scratch.start == "from scratch" and scratch.parent.name == "clf-v1"
     assert scratch.train_args[scratch.train_args.index("--epochs") + 1] == "3"
@@ -1265,3 +1267,22 @@ def test_a_cancel_that_native_code_turned_into_an_error_is_said_as_the_cancel(st
     out = capsys.readouterr()
     assert code == retrain_cmd.CANCELLED_EXIT and '"event": "cancelled"' in out.out
     assert "cannot be read" not in out.out + out.err
+
+
+def test_the_parent_is_scored_on_the_reviewed_classes_among_its_own(station, tmp_path: Path) -> None:
+    """A session-48 probe: a line labelling 3 of the active classifier's 6 classes was told "the previous version was
+    not scored (it was trained on other classes)", its column empty. It is scored on them, and the line says it knows
+    classes the labels do not use."""
+    db, url, _home = station
+    active = save_tiny_classifier(tmp_path / "clf", ["crack", "dent", "good", "pit"])
+    db.model_versions.register("classifier", "clf-wide", str(active), activate=True)
+    proc = run_retrain(url, "--min-per-class", "5", "--name", "narrow", "--method", "texture", "--groups", "none",
+                       "--keep-if-worse")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    compared = events_of(out)[-1]["comparison"]
+    assert "parent" in compared and "parent_not_scored" not in compared
+    assert compared["parent_more_classes"] == ["dent", "pit"]
+    from app.services.retraining import comparison_text
+    assert "clf-wide" in comparison_text(compared) and "it also knows 2 class(es) these labels do not use, dent, pit" \
+        in comparison_text(compared)
