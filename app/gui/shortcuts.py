@@ -115,4 +115,11 @@ def as_markdown() -> str:
         if s.id == "class_1":
             keys, text = "`1` … `9`", CLASS_KEYS_TEXT
         out.append(f"| {keys} | {text} |")
+    out += ["", "## In the gallery (when it has the focus)", "", GALLERY_KEYS_TEXT]
     return "\n".join(out) + "\n"
+
+
+GALLERY_KEYS_TEXT = (
+    "The list's own keys also move through the queue: arrows, `Home` / `End`, `PageUp` / `PageDown`; the image moved to\n"
+    "opens as with `J` / `K` (a row whose page is not read yet opens once it is), and `Shift` / `Ctrl` with a click or an\n"
+    "arrow choose several images for one decision.")
