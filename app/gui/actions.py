@@ -14,7 +14,7 @@ from app.gui.viewer import TOOLS
 CHECKABLE = {"toggle_heatmap", "toggle_prediction", "toggle_mask", "compare",
              *(f"tool_{t}" for t in TOOLS), "target_mask", "target_region"}
 SHORT = {
-    "accept": "Accept", "reject": "Reject", "flag": "Flag", "verdict_normal": "Normal",
+    "undo": "Undo", "redo": "Redo", "accept": "Accept", "reject": "Reject", "flag": "Flag", "verdict_normal": "Normal",
     "verdict_anomalous": "Anomalous", "clear_label": "Clear label", "next_unreviewed": "Next unreviewed",
     "prev_unreviewed": "Previous unreviewed", "label_next": "Label next", "next_image": "Next image", "prev_image": "Previous image",
     "tool_pan": "Pan", "tool_brush": "Brush", "tool_eraser": "Eraser", "tool_polygon": "Polygon",

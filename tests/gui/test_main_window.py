@@ -1369,4 +1369,6 @@ def test_an_undo_pressed_while_keys_wait_takes_back_the_last_key(service, folder
     assert service.detail(first).label.class_name == "scratches"     # the older step stands
     assert not service.item(second).flagged                          # F taken back
     assert "flag" in win.review.undo_stack.redoText().lower()
+    # the menu's item reads "Redo <what>" (it read "Redo …" after the whole description of the key before)
+    assert win.actions["redo"].text() == f"Redo {win.review.undo_stack.redoText()}" and win.actions["redo"].isEnabled()
     win.close()
