@@ -744,6 +744,22 @@ def headline(family: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: finite(metrics.get(k)) for k in HEADLINE[family] if k in metrics} if metrics else {}
 
 
+def over_reviewed_classes(report: Mapping[str, Any], classes: Sequence[str]) -> Mapping[str, Any]:
+    """A classifier's report with its macro averages taken over ``classes`` (the reviewed ones) alone: a parent knowing
+    more classes got an F1 of 0 averaged in for each it answered in (0.593 beside the new version's 0.956, with half
+    its errors; the review of a session-48 fix). Its answers there still count against recall and accuracy."""
+    per = report.get("per_class")
+    rows = [per[c] for c in classes if isinstance(per, Mapping) and isinstance(per.get(c), Mapping)]
+    if not rows or len(rows) != len(classes):
+        return report
+    out = dict(report)
+    for key in ("precision", "recall", "f1"):
+        values = [r.get(key) for r in rows]
+        if all(isinstance(v, (int, float)) for v in values):
+            out[key] = float(np.mean(values))
+    return out
+
+
 def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping[str, Any] | None) -> dict[str, Any]:
     """Both versions on the same held-out reviewed images (``parent`` None: not comparable, with the reason)."""
     out: dict[str, Any] = {"held_out_images": plan.data.get("held_out", 0), "new": headline(plan.family, new)}
@@ -758,6 +774,8 @@ def comparison(plan: RetrainPlan, new: Mapping[str, Any] | None, parent: Mapping
     if not out["new"] and unscorable:
         out["new_not_scored"] = unscorable
     if plan.parent is not None and parent is not None:
+        if plan.data.get("parent_more_classes"):
+            parent = over_reviewed_classes(parent, [str(c) for c in plan.data.get("classes", {})])
         out["parent"] = headline(plan.family, parent)
         out["parent_name"] = plan.parent.name
         if refitted_here(plan.parent):
@@ -803,8 +821,8 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
         more = compared.get("parent_more_classes")
         if isinstance(more, list) and more:
             text += (f" (it also knows {len(more)} class(es) these labels do not use, {', '.join(map(str, more[:4]))}"
-                     f"{' …' if len(more) > 4 else ''}: its answers there count as misses; the new version knows only "
-                     "the reviewed ones)")
+                     f"{' …' if len(more) > 4 else ''}: its answers there count as misses, its averages are over the "
+                     "reviewed classes; the new version knows only those)")
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
     simple = compared.get("simple_answers")
