@@ -147,7 +147,7 @@ def refresh_bundled(db: "Database") -> list[BundledNote]:
             # this install holds a bundle an update replaced (another station was updated first): not undone here
             said.append(BundledNote(version.family, f"this station's bundled {version.family} model {version.name} is "
                                     "older than the one registered by an updated station: update this station to run "
-                                    "it", outdated=True))
+                                    "it", outdated=True, runs=version.active or _named_anywhere(db, version)))
             continue
         card = read_card(local)
         if stored is None and (not version.card or version.card == json.loads(json.dumps(card))):
@@ -171,7 +171,9 @@ def refresh_bundled(db: "Database") -> list[BundledNote]:
         from app.services.counting_versions import after_activation
         after_activation(db, version.family, versions=(new.id, version.id))
         log.warning("%s", note)
-        said.append(BundledNote(version.family, note + " (pre-label the folders again for its answers)"))
+        runs = version.active or _named_anywhere(db, new)
+        said.append(BundledNote(version.family, note + (" (pre-label the folders again for its answers)" if runs else ""),
+                                runs=runs))
     return said
 
 
@@ -183,9 +185,16 @@ class BundledNote:
     family: str
     text: str
     outdated: bool = False
+    runs: bool = False   # the version is the active one or named by a routing rule: pre-labelling runs it
 
     def __str__(self) -> str:
         return self.text
+
+
+def _named_anywhere(db: "Database", version: ModelVersionInfo) -> bool:
+    """Whether a routing rule names the version (by its name) for some images."""
+    from app.services.project_settings import readable_routing
+    return (version.family, version.name) in readable_routing(db).named_versions()
 
 
 def _fingerprint_at(path: Path, local: Path) -> str | None:
@@ -357,8 +366,12 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     if (folder_id is None) == (image_ids is None):
         raise PrelabelError("give either a folder or a list of images")
     for note in refresh_bundled(db):   # before any version is chosen by name or as the active one
-        if note.outdated and note.family in families:
-            raise PrelabelError(note.text)   # its worker would refuse every image (a session-48 review)
+        if note.outdated and note.runs and note.family in families:
+            # its worker would refuse every image of the family (a session-48 review): the others still run
+            families = [f for f in families if f != note.family]
+            if not families:
+                raise PrelabelError(note.text)
+            log.warning("%s; pre-labelling without the %s", note.text, note.family)
     if routing is None:
         from app.services.project_settings import load_project_settings
         try:

@@ -311,6 +311,12 @@ def test_a_bundled_row_whose_install_copy_was_replaced_becomes_a_new_version(db,
     from app.services.prelabel import PrelabelError, submit_routed_prelabel
     with pytest.raises(PrelabelError, match="older than the one registered by an updated station"):
         submit_routed_prelabel(db, folder_id=db.folders.list()[0].id, families=["anomaly"])
+    # the other families still pre-label (the review of this fix: every submission was refused)
+    save_routing(db, Routing(()))
+    db.model_versions.register("classifier", "clf-here", str(REPO_ROOT / "resources" / "models" / "classifier-neu-texture"),
+                               activate=True)
+    jobs = submit_routed_prelabel(db, folder_id=db.folders.list()[0].id, families=["classifier", "anomaly"])
+    assert jobs and all(db.jobs.get(j).params["families"] == ["classifier"] for j in jobs)
 
 
 @pytest.mark.parametrize("with_card", [True, False])
