@@ -225,7 +225,7 @@ def exported_class_folders(root: Path, fmt: str) -> dict[str, str]:
     tree. The manifest is read within the export's own bound."""
     from app.services.export import MANIFEST, MANIFEST_MAX_BYTES, WRITTEN_BY
     from app.services.export_formats import CLASS_FOLDERS
-    for base in (root, root.parent):
+    for base in (root, root.parent, root.parent.parent):   # the export, a format's folder, or a split part in it
         manifest = base / MANIFEST
         try:
             if not manifest.is_file():
@@ -235,7 +235,8 @@ def exported_class_folders(root: Path, fmt: str) -> dict[str, str]:
             data = parse_json(manifest.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             return {}
-        part = data.get("per_format", {}).get(fmt) if isinstance(data, dict) else None
+        formats = data.get("per_format") if isinstance(data, dict) else None
+        part = formats.get(fmt) if isinstance(formats, dict) else None   # a hostile manifest: any shape
         if not isinstance(data, dict) or data.get("written_by") != WRITTEN_BY or not isinstance(part, dict):
             return {}
         folders = part.get(CLASS_FOLDERS)

@@ -276,3 +276,18 @@ def test_a_class_whose_name_is_no_folder_name_comes_back(tmp_path: Path, fmt: st
     assert result.preview.errors == () and result.written == 2
     assert {fresh.labels.current(i.id).class_name for i in fresh.images.query()} == {"pit/dent"}
     fresh.close()
+    if fmt == "imagefolder":   # a split part's folder finds the manifest too; a hostile one is passed over
+        import json
+        db = station("first-again")
+        for im in db.images.query():
+            db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, class_name="pit/dent"), "ann")
+        export_database(db, tmp_path / "split", ExportOptions(formats=("imagefolder",), split=SplitSpec(0.5, 0.5, 0)))
+        db.close()
+        part = station("part")
+        assert import_labels(part, tmp_path / "split" / "imagefolder" / "train", ImportOptions(format=fmt)).written == 1
+        assert {lab.class_name for i in part.images.query() if (lab := part.labels.current(i.id))} == {"pit/dent"}
+        part.close()
+        manifest = tmp_path / "split" / "export.json"
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "per_format": ["not", "an", "object"]}))
+        from app.services.import_records import exported_class_folders
+        assert exported_class_folders(tmp_path / "split" / "imagefolder" / "train", fmt) == {}
