@@ -170,9 +170,9 @@ class RetrainRunner(QObject):
             # its "note:" lines are not why it ended: a kill -9 read "crashed without saying why: note: … is a
             # texture_linear version" (a session-48 probe)
             last = " | ".join(line for line in self._stderr if not line.lstrip().startswith("note:"))
-            if status == QProcess.ExitStatus.CrashExit:
-                self.failed.emit("the retraining process was ended from outside (killed, e.g. for want of memory) "
-                                 "before it said anything" + (f": {last}" if last else ""))
+            if status == QProcess.ExitStatus.CrashExit:   # a signal ended it: a crash of native code, or a kill
+                self.failed.emit("the retraining process crashed or was killed (a signal ended it"
+                                 + (f"; its last words: {last})" if last else ", before it said why)"))
             else:
                 self.failed.emit(f"the process stopped with exit code {code} without saying why"
                                  + (f": {last}" if last else ""))

@@ -154,8 +154,8 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
         rank = {n: i.rel_path for n, i in writes.items()}
         # copies of one image (the same bytes under two names, hard links) go to one part, a person's export too: cut
         # image by image, 6 of 12 copied images had their copies on both sides of a split (a session-48 probe)
-        groups = same_bytes_together(capture_groups(strata, options.split.group_rule),
-                                     {n: i.content_hash for n, i in writes.items()})
+        captured = capture_groups(strata, options.split.group_rule)
+        groups = same_bytes_together(captured, {n: i.content_hash for n, i in writes.items()})
         parts = assign_splits(rank, strata, options.split, groups)
         held = [part for part in options.split.used if part != "train"]
         if groups is not None and held and not any(parts[n] in held for n in parts) and len(parts) >= len(
@@ -166,7 +166,9 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
             # (copies of one image stay together still: the review of that fallback)
             rule = options.split.group_rule
             copies = same_bytes_together(None, {n: i.content_hash for n, i in writes.items()})
-            if rule is None:   # only copies were joined, and that held nothing out: the plain cut, said
+            if captured is None:   # no capture groups (no rule, or it found none): only copies
+                # were joined, and that held nothing out: the plain cut, said so (the capture-group note was said of
+                # the "none" rule too: the review of a session-48 fix)
                 parts = assign_splits(rank, strata, options.split)
                 if notes is not None:
                     notes.append(f"copies of one image (the same bytes under other names) are in the train and "

@@ -312,7 +312,8 @@ def test_a_process_killed_from_outside_says_so_not_its_last_note(qtbot, catalog,
     dlg = make_dialog(qtbot, catalog, fake_retrain("killed"))
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
-    assert dlg.error.text().startswith("Retraining failed: the retraining process was ended from outside (killed")
+    assert dlg.error.text().startswith("Retraining failed: the retraining process crashed or was killed (a signal "
+                                       "ended it, before it said why)")
     assert "note:" not in dlg.error.text() and "texture_linear" not in dlg.error.text()
 
 
