@@ -313,7 +313,7 @@ def test_a_process_killed_from_outside_says_so_not_its_last_note(qtbot, catalog,
     dlg.retrain()
     qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
     assert dlg.error.text().startswith("Retraining failed: the retraining process crashed or was killed (a signal "
-                                       "ended it, before it said why)")
+                                       "ended it")
     assert "note:" not in dlg.error.text() and "texture_linear" not in dlg.error.text()
 
 
