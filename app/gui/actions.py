@@ -34,14 +34,15 @@ ON_AN_IMAGE = ("accept", "reject", "flag", "clear_label", "verdict_normal", "ver
 
 
 def build_actions(parent: QWidget, undo_stack: QUndoStack | None = None,
-                  steps: dict[str, Callable[[], None]] | None = None) -> dict[str, QAction]:
+                  steps: dict[str, Callable[[], None]] | None = None,
+                  keys_waiting: SignalInstance | None = None) -> dict[str, QAction]:
     """One QAction per shortcut; undo/redo follow ``undo_stack`` (their text and whether they can run) and run
     ``steps["undo"]`` / ``steps["redo"]`` (the review's, which wait behind keys still waiting for an image)."""
     actions: dict[str, QAction] = {}
     for s in SHORTCUTS:
         text = SHORT.get(s.id) or (f"Class {s.id[6:]}" if s.id.startswith("class_") else s.text.split(" (")[0])
         if undo_stack is not None and s.id in ("undo", "redo"):
-            a = _stack_action(parent, undo_stack, s.id, text, (steps or {}).get(s.id))
+            a = _stack_action(parent, undo_stack, s.id, text, (steps or {}).get(s.id), keys_waiting)
             if s.icon:
                 a.setIcon(icon(s.icon))
         else:
@@ -85,17 +86,31 @@ def retint(actions: dict[str, QAction]) -> None:
 
 
 def _stack_action(parent: QWidget, stack: QUndoStack, which: str, prefix: str,
-                  step: Callable[[], None] | None) -> QAction:
+                  step: Callable[[], None] | None, keys_waiting: SignalInstance | None = None) -> QAction:
     """Undo or redo as ``createUndoAction`` makes it (enabled when the stack can, "Undo <its text>"), running
-    ``step`` when given."""
+    ``step`` when given; ``keys_waiting(bool)`` also enables it while keys wait for an image's read
+    (Ctrl+Z then waits behind them: a disabled action swallowed it when the stack was empty)."""
     undo = which == "undo"
     a = QAction(prefix, parent)
+    waiting = [False]
 
     def named(text: str) -> None:
         a.setText(f"{prefix} {text}" if text else prefix)
-    a.setEnabled(stack.canUndo() if undo else stack.canRedo())
+
+    def enable(_: object = None) -> None:
+        try:
+            a.setEnabled(waiting[0] or (stack.canUndo() if undo else stack.canRedo()))
+        except RuntimeError:   # the window is going away (its stack deleted before the last signal)
+            pass
+
+    def keys(now: bool) -> None:
+        waiting[0] = now
+        enable()
+    if keys_waiting is not None:
+        keys_waiting.connect(keys)
+    enable()
     named(stack.undoText() if undo else stack.redoText())
-    (stack.canUndoChanged if undo else stack.canRedoChanged).connect(a.setEnabled)
+    (stack.canUndoChanged if undo else stack.canRedoChanged).connect(enable)
     (stack.undoTextChanged if undo else stack.redoTextChanged).connect(named)
     a.triggered.connect(step or (stack.undo if undo else stack.redo))
     return a

@@ -87,7 +87,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Inspection Review Station")
         self.review = ReviewController(ctx.review, self)
         self.closing = ClosingLabels(self, self.review, ctx.interactive, ctx.close_questions)
-        self.actions = build_actions(self, self.review.undo_stack, {"undo": self.review.undo, "redo": self.review.redo})
+        self.actions = build_actions(self, self.review.undo_stack, {"undo": self.review.undo, "redo": self.review.redo},
+                                     self.review.keys_waiting)
         self.thumbs = ThumbnailCache(size=120, parent=self)
         self.gallery_model = GalleryModel(self)
         self.gallery = GalleryView(self.gallery_model, self.thumbs)
@@ -228,8 +229,10 @@ class MainWindow(QMainWindow):
         enable_with_an_image(a, r.loading)
         a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
         a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
-        a["flag"].triggered.connect(r.toggle_flag)
-        a["clear_label"].triggered.connect(r.clear_label)
+        # through the selection as the other keys: after End onto a row whose page is not read yet they went to the
+        # image still on screen (the review of a session-48 fix); on a selection they act on the image on screen
+        a["flag"].triggered.connect(lambda: q.with_selection(lambda _ids: r.toggle_flag()))
+        a["clear_label"].triggered.connect(lambda: q.with_selection(lambda _ids: r.clear_label()))
         a["verdict_normal"].triggered.connect(lambda: q.with_selection(lambda ids: r.set_verdict("normal", ids)))
         a["verdict_anomalous"].triggered.connect(lambda: q.with_selection(
             lambda ids: r.set_verdict("anomalous", ids)))
@@ -261,7 +264,9 @@ class MainWindow(QMainWindow):
         if len(selected) > 1:  # a multi-selection in the gallery: decide them all at once
             self.review.decide_many(selected, name)  # read off this thread; it reloads the open image after
             return
-        before, refused = self.review.image_id, self.review.conflicts
+        # the image the decision is for: the one moved to while keys wait for another's read (the move-on ran after
+        # the image left's keys, and the decision was never applied: the review of a session-48 fix)
+        before, refused = self.review.key_target, self.review.conflicts
 
         def advance() -> None:
             if (self.ctx.settings.auto_advance and before is not None and self.review.image_id == before

@@ -75,6 +75,7 @@ class ReviewController(QObject):
     save_failed = Signal(str)          # a reason to show prominently
     intent_lost = Signal(str)          # ... when it is a key, decision or flag that no label holds (told at close too)
     save_waiting = Signal(str)         # a refused save, kept and retried: said without stopping the inspector
+    keys_waiting = Signal(bool)        # keys wait for an image's read (Undo then waits behind them: enabled)
     label_saved = Signal(int)          # image id whose label the database has just stored (after item_changed)
     state_guessed = Signal(object)     # StateMove of an edit on screen not stored yet: the counts move at once
     state_settled = Signal(object, object)  # that guess, and the stored StateMove (None: not saved / not known)
@@ -165,6 +166,7 @@ class ReviewController(QObject):
         self._flags = BackgroundCalls("flag-writes", self)
         self._flag_asked: dict[int, bool] = {}
         self._visit: list[int] = []   # images moved past while keys waited, holding keys of their own (read in order)
+        self._applying_keys = False
         # Flags the database refused for now (locked, unreachable): kept and tried again like labels (a session-48
         # probe: a flag refused once was said in a box and never stored, while the labels beside it were retried)
         self._flags_waiting: dict[int, bool] = {}
@@ -199,6 +201,14 @@ class ReviewController(QObject):
 
     def open_image(self, image_id: int) -> None:
         if self._target == image_id:
+            if self._next_target is not None and not self._applying_keys:   # K back to the image being read while
+                # keys wait for it (not the image shown now bringing the gallery back to it): the image
+                # moved past keeps its own keys for later, and new keys are for this one (they went to the image left:
+                # the review of a session-48 fix)
+                if any(t == self._next_target for t, _ in self._deferred) and self._next_target not in self._visit:
+                    self._visit.append(self._next_target)
+                # after those, the screen comes back here, the image the inspector went back to
+                self._next_target = image_id if self._visit else None
             return
         self.reload(image_id)
 
@@ -216,6 +226,13 @@ class ReviewController(QObject):
                 self._visit.append(self._next_target)
             self._next_target = image_id
             return
+        waiting = [t for t in dict.fromkeys([*self._visit, *(t for t, _ in self._deferred)]) if t != image_id]
+        if waiting and self._reading is None:
+            # keys wait for images not read yet (a move made after its image's keys ran): those are read first, in
+            # order, then this one (they were dropped, the keys never applied: the review of a session-48 fix)
+            self._visit, self._next_target = waiting[1:], image_id
+            self._start_read(waiting[0])
+            return
         self._next_target = None
         self._visit.clear()
         if self._reading is not None and any(target == image_id for target, _ in self._deferred):
@@ -231,6 +248,11 @@ class ReviewController(QObject):
         self._reading = self._ticket
         self.loading.emit(image_id)
         self._reader.submit(self._read, self._ticket, image_id)
+
+    @property
+    def key_target(self) -> int | None:
+        """The image the next key is for: the one moved to while keys wait for another's read, else the current one."""
+        return self._next_target if self._next_target is not None else self._target
 
     def reload_if_shown(self, image_id: int) -> None:
         """Read the image's detail again if it is still the one on screen (its file went: the panel says
@@ -253,7 +275,12 @@ class ReviewController(QObject):
         if ticket != self._ticket:
             return  # the inspector has moved on, or an edit has read the image itself since
         self._reading = None
-        self._show(image_id, detail, error)
+        # the image shown (and its keys applied) brings the gallery back to it: not a K (``open_image``)
+        self._applying_keys = True
+        try:
+            self._show(image_id, detail, error)
+        finally:
+            self._applying_keys = False
         if self._visit:   # an image moved to meanwhile holds keys of its own: read in its turn
             self._read_again = False
             self._start_read(self._visit.pop(0))
@@ -291,6 +318,7 @@ class ReviewController(QObject):
         # a key pressed after moving on (J) while keys wait for the image left is for the image moved to, which is
         # read once they are applied (it went to the image left: a session-48 probe, J 2 J 3 on a slow database)
         self._deferred.append((self._next_target if self._next_target is not None else self._target, again))
+        self.keys_waiting.emit(True)
         if not self._slow_keys.isActive():
             self._slow_keys.start()
         return False
@@ -361,6 +389,8 @@ class ReviewController(QObject):
         """The keys pressed for ``image_id`` while its detail was on its way, in the order pressed; no longer kept."""
         todo = [intent for target, intent in self._deferred if target == image_id]
         self._deferred = [(t, intent) for t, intent in self._deferred if t != image_id]
+        if not self._deferred:
+            self.keys_waiting.emit(False)
         return todo
 
     def _run_deferred(self, image_id: int) -> None:
@@ -411,6 +441,7 @@ class ReviewController(QObject):
         self.detail = None
         self.label = None
         self._deferred.clear()  # keys for an image of a folder no longer shown
+        self.keys_waiting.emit(False)
         self._read_again = False
         self._next_target = None
         self._target = None

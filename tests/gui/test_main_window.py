@@ -1372,3 +1372,69 @@ def test_an_undo_pressed_while_keys_wait_takes_back_the_last_key(service, folder
     # the menu's item reads "Redo <what>" (it read "Redo …" after the whole description of the key before)
     assert win.actions["redo"].text() == f"Redo {win.review.undo_stack.redoText()}" and win.actions["redo"].isEnabled()
     win.close()
+
+
+def test_a_decision_on_the_image_moved_to_while_keys_wait_is_applied_there(service, folder, qtbot, monkeypatch):
+    """The review of a session-48 fix: J 2 J X with the first read held: X (filed for the image moved to) was never
+    applied, and a later Ctrl+Z and the close waited behind it for good."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win.queue.step(1)
+    win.review.set_class("scratches")        # for ids[1], read held
+    win.queue.step(1)
+    win.actions["reject"].trigger()          # X for ids[2]
+    gate.set()
+    qtbot.waitUntil(lambda: win.review.intents_waiting() == 0, timeout=10000)
+    wait_saved(win, qtbot)
+    monkeypatch.undo()
+    assert service.detail(ids[1]).label.class_name == "scratches"
+    assert service.detail(ids[2]).label.review_state == "rejected"
+    win.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
+
+
+def test_k_back_to_the_image_being_read_takes_the_next_key(service, folder, qtbot, monkeypatch):
+    """The review of a session-48 fix: J 2 J 3 K 4 with the first read held: the last key went to the image left (K
+    had come back to the one being read)."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win.queue.step(1)
+    win.review.set_class("scratches")        # ids[1]
+    win.queue.step(1)
+    win.review.set_class("inclusion")        # ids[2]
+    win.queue.step(-1)                       # K: back to ids[1], still being read
+    win.review.set_verdict("anomalous")      # for ids[1]
+    gate.set()
+    qtbot.waitUntil(lambda: win.review.intents_waiting() == 0, timeout=10000)
+    wait_saved(win, qtbot)
+    monkeypatch.undo()
+    first, second = service.detail(ids[1]).label, service.detail(ids[2]).label
+    assert (first.class_name, first.anomaly_verdict) == ("scratches", "anomalous")
+    assert (second.class_name, second.anomaly_verdict) == ("inclusion", None)
+    qtbot.waitUntil(lambda: win.review.image_id == ids[1], timeout=5000)
+    win.close()
+
+
+def test_an_undo_with_nothing_before_it_waits_behind_a_waiting_key(service, folder, qtbot, monkeypatch):
+    """The review of a session-48 fix: J F Ctrl+Z with nothing on the undo stack: the Undo action was disabled and
+    swallowed the key, and F stayed."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win.queue.step(1)
+    second = win.review.image_id
+    win.review.toggle_flag()
+    assert win.actions["undo"].isEnabled()   # while the key waits
+    win.actions["undo"].trigger()
+    gate.set()
+    qtbot.waitUntil(lambda: win.review.intents_waiting() == 0 and win.review.undo_stack.canRedo(), timeout=10000)
+    monkeypatch.undo()
+    assert not service.item(second).flagged and not win.actions["undo"].isEnabled()
+    win.close()
