@@ -216,6 +216,10 @@ def install(window) -> None:
             window.refresh_models()  # the review service forgets its cached classes; the panels follow
 
         dlg = ClassesDialog(window.ctx.review.db, on_saved=saved, parent=window)
+        old = getattr(window, "classes_dialog", None)
+        if old is not None:   # one at a time: each one opened stayed in memory with the window (a session-48 probe)
+            old.close()
+            old.deleteLater()
         window.classes_dialog = dlg
         dlg.show()
     window.actions["project_classes"].triggered.connect(run)

@@ -331,6 +331,10 @@ def install(window) -> None:
 
         dlg = OperatingPointDialog(window.ctx.review.db, window.current_folder,
                                    author=window.ctx.settings.review().author, on_saved=saved, parent=window)
+        old = getattr(window, "operating_point_dialog", None)
+        if old is not None:   # one at a time: each one opened stayed in memory with the window (a session-48 probe)
+            old.close()
+            old.deleteLater()
         window.operating_point_dialog = dlg
         dlg.show()
     window.actions["operating_point"].triggered.connect(run)

@@ -65,6 +65,9 @@ def verdict_changes(verdict: str | None) -> dict[str, Any]:
     return {"anomaly_verdict": verdict, **({"anomaly_region": None} if verdict == "normal" else {})}
 
 
+UNDO_STEPS = 100   # undo steps kept (older ones go): masks are held whole in each
+
+
 class ReviewController(QObject):
     image_loaded = Signal(object)      # ImageDetail
     label_changed = Signal(object)     # LabelState of the current image
@@ -98,6 +101,9 @@ class ReviewController(QObject):
         super().__init__(parent)
         self.service = service
         self.undo_stack = QUndoStack(self)
+        # each step keeps the label before and after, masks whole (4 MiB a brush stroke on a 2048 x 2048 image): a
+        # shift's strokes held 480 MiB and counting (a session-48 probe). The oldest steps go past this many.
+        self.undo_stack.setUndoLimit(UNDO_STEPS)
         self.detail: ImageDetail | None = None
         self.label: LabelState | None = None
         self.image_size: tuple[int, int] | None = None  # (w, h) once the viewer decoded the pixels

@@ -84,6 +84,7 @@ class RoutingDialog(QDialog):
         super().__init__(parent)
         self.jobs, self.folder_id = jobs, folder_id
         self.calls = BackgroundCalls("routing", self)
+        self.finished.connect(lambda _: self.calls.close())   # its thread ended with it (one stayed per opening)
         self.readable = True  # False when the stored rules could not be read: nothing may be saved over them
         self.read: Routing | None = None  # the stored rules these edits start from: OK saves only over them
         self.setWindowTitle("Model routing")
@@ -352,7 +353,13 @@ def install(window) -> None:
 
     def run() -> None:
         dlg = RoutingDialog(None, window, jobs=window.ctx.jobs, folder_id=getattr(window, "current_folder", None))
-        if dlg.exec() == QDialog.DialogCode.Accepted:
+        try:
+            answered(dlg, dlg.exec())
+        finally:
+            dlg.deleteLater()   # each one opened stayed in memory with the window (a session-48 probe)
+
+    def answered(dlg: RoutingDialog, code: int) -> None:
+        if code == QDialog.DialogCode.Accepted:
             removed = (f" {dlg.removed} answer(s) of models it no longer runs on this folder's images were removed "
                        "and the folder re-flagged." if dlg.removed else "")
             if dlg.removal_error:

@@ -281,11 +281,14 @@ def install(window) -> None:
     def open_dialog() -> None:
         names = [it.rel_path for it in window.gallery_model.items()[:5]]  # rows already read: no wait
         dlg = SettingsDialog(ctx.settings, controller.current, window, sample_names=names)
-        if dlg.exec() == QDialog.DialogCode.Accepted:
-            before = ctx.settings.database_url
-            apply_settings(window, dlg.result_settings(), dlg.result_project(), read=dlg.read_project)
-            if ctx.settings.database_url != before:
-                check_database_url(window, probes, ctx.settings.database_url)
+        try:
+            if dlg.exec() == QDialog.DialogCode.Accepted:
+                before = ctx.settings.database_url
+                apply_settings(window, dlg.result_settings(), dlg.result_project(), read=dlg.read_project)
+                if ctx.settings.database_url != before:
+                    check_database_url(window, probes, ctx.settings.database_url)
+        finally:
+            dlg.deleteLater()   # each one opened stayed in memory with the window (a session-48 probe: +2 MB a time)
     window.actions["settings"].triggered.connect(open_dialog)
 
 

@@ -101,7 +101,7 @@ BY_ID = {s.id: s for s in SHORTCUTS}
 def as_markdown() -> str:
     """The table for docs/shortcuts.md (kept in sync by a test)."""
     out = ["# Keyboard shortcuts", "",
-           "Every change is saved at once as a label revision; undo/redo works across images.",
+           "Every change is saved at once as a label revision; undo/redo works across images (the last 100 steps).",
            "The same list is in the application under Help → Keyboard shortcuts (F1).", ""]
     group = None
     for s in SHORTCUTS:

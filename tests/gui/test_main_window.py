@@ -1438,3 +1438,14 @@ def test_an_undo_with_nothing_before_it_waits_behind_a_waiting_key(service, fold
     monkeypatch.undo()
     assert not service.item(second).flagged and not win.actions["undo"].isEnabled()
     win.close()
+
+
+def test_the_undo_stack_keeps_the_last_hundred_steps(window, qtbot):
+    """A session-48 probe: the undo stack had no bound, each step holding masks whole (480 MiB after 120 strokes on a
+    2048 x 2048 image)."""
+    from app.gui.review_controller import UNDO_STEPS
+    win = window
+    for i in range(UNDO_STEPS + 5):
+        win.review.set_class("scratches" if i % 2 else "inclusion")
+    wait_saved(win, qtbot)
+    assert win.review.undo_stack.count() == UNDO_STEPS and win.review.undo_stack.canUndo()

@@ -394,3 +394,27 @@ def test_a_database_url_that_keeps_nothing_or_depends_on_the_start_folder_is_sai
     assert "in-memory" in (new_database_note("sqlite:///:memory:") or "")   # read "answers" (the review)
     assert "relative" in (new_database_note("sqlite:///station.sqlite") or "")
     assert new_database_note("postgresql+psycopg://u@h/db") is None
+
+
+def test_dialogs_opened_and_closed_do_not_pile_up(window, qtbot, monkeypatch):
+    """A session-48 probe left a review window open for a shift: every Settings, Routing, Classes and Operating point
+    dialog opened stayed in memory (+6.6 MB a round), and each Routing one kept a thread."""
+    import threading
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QDialog
+
+    from app.gui.classes_dialog import ClassesDialog
+    from app.gui.operating_point_dialog import OperatingPointDialog
+    from app.gui.settings_dialog import SettingsDialog
+    monkeypatch.setattr(QDialog, "exec", lambda self: (self.done(0), 0)[1])
+    threads = threading.active_count()
+    for _ in range(3):
+        for action in ("settings", "project_classes", "operating_point", "model_routing"):
+            if window.actions[action].isEnabled():
+                window.actions[action].trigger()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        qtbot.wait(50)
+    assert len(window.findChildren(SettingsDialog)) == 0
+    assert len(window.findChildren(ClassesDialog)) <= 1 and len(window.findChildren(OperatingPointDialog)) <= 1
+    qtbot.waitUntil(lambda: threading.active_count() <= threads + 3, timeout=5000)
