@@ -234,8 +234,9 @@ class ExportDialog(QDialog):
         else:
             self.bar.setRange(0, 1)
             self.bar.setValue(1)
-            self.status.setText(f"Done: {result.exported} image(s) exported to {result.out}")
-            self.summary.setPlainText("\n".join(result.summary_lines()))
+            lines = result.summary_lines()
+            self.status.setText(f"Done: {lines[0]}")   # the headline says what each format holds where they differ
+            self.summary.setPlainText("\n".join(lines))
             self.summary.setVisible(True)
             self.cancel_button.setText("Close")
         self.finished_export.emit(result, error)
