@@ -1082,11 +1082,7 @@ def test_closing_while_a_selections_images_are_read_still_decides_them(service, 
     """Found by a session-43 probe: G on a gallery selection, then Ctrl+Q while its images were still being read
     (the decision reads them on a helper thread first): the window closed, the decision was never made, and the last
     word was "Reading 6 images…". The close now waits for that read and saves what it decides."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ids = [it.image_id for it in win.gallery_model.items()]
-    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win, ids, gate = _window_with_reads_held(service, folder, qtbot, monkeypatch)
     win.review.set_verdict("normal", selection=ids)          # G on the selection: its images are being read
     win.close()
     assert win.isVisible() and win.review.intents_waiting()  # not closed over the decision
@@ -1328,11 +1324,7 @@ def test_an_undo_after_the_station_set_the_label_aside_says_the_file_changed(win
 def test_keys_typed_ahead_on_a_slow_database_go_to_the_image_they_were_pressed_on(service, folder, qtbot, monkeypatch):
     """A session-48 probe, reads taking 0.5 s: J 2 J 3 gave the first image moved to both classes and left the second
     unlabelled (the key after the second J was filed under the image being left)."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ids = [it.image_id for it in win.gallery_model.items()]
-    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win, ids, gate = _window_with_reads_held(service, folder, qtbot, monkeypatch)
     win.queue.step(1)
     win.review.set_class("scratches")      # for ids[1], whose read is on its way
     win.queue.step(1)
@@ -1377,11 +1369,7 @@ def test_an_undo_pressed_while_keys_wait_takes_back_the_last_key(service, folder
 def test_a_decision_on_the_image_moved_to_while_keys_wait_is_applied_there(service, folder, qtbot, monkeypatch):
     """The review of a session-48 fix: J 2 J X with the first read held: X (filed for the image moved to) was never
     applied, and a later Ctrl+Z and the close waited behind it for good."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ids = [it.image_id for it in win.gallery_model.items()]
-    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win, ids, gate = _window_with_reads_held(service, folder, qtbot, monkeypatch)
     win.queue.step(1)
     win.review.set_class("scratches")        # for ids[1], read held
     win.queue.step(1)
@@ -1399,11 +1387,7 @@ def test_a_decision_on_the_image_moved_to_while_keys_wait_is_applied_there(servi
 def test_k_back_to_the_image_being_read_takes_the_next_key(service, folder, qtbot, monkeypatch):
     """The review of a session-48 fix: J 2 J 3 K 4 with the first read held: the last key went to the image left (K
     had come back to the one being read)."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    ids = [it.image_id for it in win.gallery_model.items()]
-    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win, ids, gate = _window_with_reads_held(service, folder, qtbot, monkeypatch)
     win.queue.step(1)
     win.review.set_class("scratches")        # ids[1]
     win.queue.step(1)
@@ -1449,3 +1433,13 @@ def test_the_undo_stack_keeps_the_last_hundred_steps(window, qtbot):
         win.review.set_class("scratches" if i % 2 else "inclusion")
     wait_saved(win, qtbot)
     assert win.review.undo_stack.count() == UNDO_STEPS and win.review.undo_stack.canUndo()
+
+
+def _window_with_reads_held(service, folder, qtbot, monkeypatch):
+    """A window on ``folder`` (its first image shown) whose image reads from now on wait for the returned gate (a slow
+    database): (window, the images in queue order, gate)."""
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    return win, ids, HeldDetails(service, monkeypatch, everything=True).gate

@@ -256,23 +256,38 @@ def test_a_moved_or_renamed_file_keeps_its_row_with_labels_history_and_predictio
     assert db.images.get(ids["b.png"]).rel_path == "lot7/b-again.png"
 
 
-def test_an_edit_made_before_its_file_changed_is_refused_with_that_reason(db, tmp_path: Path) -> None:
-    """A session-48 probe: an undo written after the file changed on disk and its label was set aside said "the label
-    was changed by station at another station or window meanwhile"; no one else had saved it."""
-    from app.services.review import LabelConflict, ReviewService, ReviewSettings
+def _one_labelled_frame(db, tmp_path: Path, shape: tuple[int, int]):
+    """A folder of one frame of ``shape``, indexed and labelled by ann (a 4 x 4 mask on it): (its id, the review
+    service, ``replace(shape, value)``, which writes other pixels there and indexes the folder again)."""
+    from app.services.review import ReviewService, ReviewSettings
     from app.services.review_types import LabelState
 
     root = tmp_path / "line"
     root.mkdir()
-    cv2.imwrite(str(root / "cam1.png"), np.full((6, 6), 10, np.uint8))
+    cv2.imwrite(str(root / "cam1.png"), np.full(shape, 10, np.uint8))
     index_folder(db, root)
     image_id = db.images.query()[0].id
     service = ReviewService(db, ReviewSettings(reviewer="ann"))
-    service.save(image_id, LabelState(class_name="crack", review_state="corrected"), expected_revision=0)
-    st = (root / "cam1.png").stat()
-    cv2.imwrite(str(root / "cam1.png"), np.full((6, 6), 11, np.uint8))
-    os.utime(root / "cam1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    index_folder(db, root)
+    mask = np.zeros(shape, bool)
+    mask[1:5, 1:5] = True
+    service.save(image_id, LabelState(class_name="crack", review_state="corrected", mask=mask), expected_revision=0)
+
+    def replace(new_shape: tuple[int, int], value: int) -> None:
+        st = (root / "cam1.png").stat()
+        cv2.imwrite(str(root / "cam1.png"), np.full(new_shape, value, np.uint8))
+        os.utime(root / "cam1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        index_folder(db, root)
+    return image_id, service, replace
+
+
+def test_an_edit_made_before_its_file_changed_is_refused_with_that_reason(db, tmp_path: Path) -> None:
+    """A session-48 probe: an undo written after the file changed on disk and its label was set aside said "the label
+    was changed by station at another station or window meanwhile"; no one else had saved it."""
+    from app.services.review import LabelConflict
+    from app.services.review_types import LabelState
+
+    image_id, service, replace = _one_labelled_frame(db, tmp_path, (6, 6))
+    replace((6, 6), 11)
     with pytest.raises(LabelConflict, match="file changed on disk after this edit, so its label was set aside"):
         service.save(image_id, LabelState(class_name="dent", review_state="corrected"), expected_revision=1)
 
@@ -280,24 +295,9 @@ def test_an_edit_made_before_its_file_changed_is_refused_with_that_reason(db, tm
 def test_a_set_aside_revision_is_restored_only_onto_a_file_of_its_size(db, tmp_path: Path) -> None:
     """A session-48 probe restored a set-aside revision (ADR 0056: one click away) after its frame was replaced by one
     of another size: the mask was stretched on screen, Accept kept the old size and the export skipped the image."""
-    from app.services.review import ReviewError, ReviewService, ReviewSettings
-    from app.services.review_types import LabelState
+    from app.services.review import ReviewError
 
-    root = tmp_path / "line"
-    root.mkdir()
-    cv2.imwrite(str(root / "cam1.png"), np.full((24, 32), 10, np.uint8))
-    index_folder(db, root)
-    image_id = db.images.query()[0].id
-    service = ReviewService(db, ReviewSettings(reviewer="ann"))
-    mask = np.zeros((24, 32), bool)
-    mask[5:9, 5:9] = True
-    service.save(image_id, LabelState(class_name="bird", review_state="corrected", mask=mask), expected_revision=0)
-
-    def replace(shape: tuple[int, int], value: int) -> None:
-        st = (root / "cam1.png").stat()
-        cv2.imwrite(str(root / "cam1.png"), np.full(shape, value, np.uint8))
-        os.utime(root / "cam1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-        index_folder(db, root)
+    image_id, service, replace = _one_labelled_frame(db, tmp_path, (24, 32))
     replace((48, 64), 11)
     with pytest.raises(ReviewError, match=r"its mask is 32 x 24 px, made for the file's earlier content, and the "
                                           r"image is now 64 x 48 px"):
