@@ -1100,10 +1100,7 @@ def test_closing_while_a_key_waits_for_its_image(service, folder, qtbot, monkeyp
     word. It is applied when the detail comes, then the window closes; "Close now" in the dialog a slow read brings
     says it is not applied, and it is not."""
     from PySide6.QtWidgets import QPushButton
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win, _ids, gate = _window_with_reads_held(service, folder, qtbot, monkeypatch)
     win.queue.step(1)
     second = win.review.image_id
     win.review.set_class("scratches")
@@ -1408,10 +1405,7 @@ def test_k_back_to_the_image_being_read_takes_the_next_key(service, folder, qtbo
 def test_an_undo_with_nothing_before_it_waits_behind_a_waiting_key(service, folder, qtbot, monkeypatch):
     """The review of a session-48 fix: J F Ctrl+Z with nothing on the undo stack: the Undo action was disabled and
     swallowed the key, and F stayed."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
-    gate = HeldDetails(service, monkeypatch, everything=True).gate
+    win, _ids, gate = _window_with_reads_held(service, folder, qtbot, monkeypatch)
     win.queue.step(1)
     second = win.review.image_id
     win.review.toggle_flag()
