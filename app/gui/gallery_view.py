@@ -220,6 +220,10 @@ class GalleryView(QListView):
                 return
             self.current_image_changed.emit(item.image_id)
 
+    def current_unread(self) -> bool:
+        """Whether the current row's page is not read yet (its image opens when it comes)."""
+        return self._current_unread is not None and self.currentIndex().row() == self._current_unread
+
     def select_image(self, image_id: int, alone: bool = False, keep_selection: bool = False) -> bool:
         """Make ``image_id`` the current image, selected alone when it was not current yet
         (or always, with ``alone``); a multi-selection around the current image is kept otherwise, and with

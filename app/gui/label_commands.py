@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import shiboken6
 from PySide6.QtGui import QUndoCommand
 
 from app.services.review_types import LabelState
@@ -42,6 +43,8 @@ class LabelEdit(QUndoCommand):
         if self._refused:  # a later write of the same step (its undo, made before the answer) is refused too
             return
         self._refused = True
+        if not shiboken6.isValid(self):   # past the stack's limit (deleted) before its answer came: nothing to drop
+            return
         self.setObsolete(True)
         stack = self.controller.undo_stack
         at = stack.index()

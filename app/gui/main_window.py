@@ -229,10 +229,10 @@ class MainWindow(QMainWindow):
         enable_with_an_image(a, r.loading)
         a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
         a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
-        # through the selection as the other keys: after End onto a row whose page is not read yet they went to the
-        # image still on screen (the review of a session-48 fix); on a selection they act on the image on screen
-        a["flag"].triggered.connect(lambda: q.with_selection(lambda _ids: r.toggle_flag()))
-        a["clear_label"].triggered.connect(lambda: q.with_selection(lambda _ids: r.clear_label()))
+        # after End onto a row whose page is not read yet they went to the image still on screen (the review of a
+        # session-48 fix): they wait for that row, not for a selection's (they act on the image on screen alone)
+        a["flag"].triggered.connect(lambda: q.with_current(r.toggle_flag))
+        a["clear_label"].triggered.connect(lambda: q.with_current(r.clear_label))
         a["verdict_normal"].triggered.connect(lambda: q.with_selection(lambda ids: r.set_verdict("normal", ids)))
         a["verdict_anomalous"].triggered.connect(lambda: q.with_selection(
             lambda ids: r.set_verdict("anomalous", ids)))

@@ -609,6 +609,15 @@ class QueueController(QObject):
             return
         act(self.view.selected_ids())
 
+    def with_current(self, act: Callable[[], None]) -> None:
+        """``act`` on the image on screen, unless the gallery's current row is not read yet (End onto an unread page:
+        the key would go to the image still on screen); then it is asked for again, as ``with_selection`` does."""
+        if self.view.current_unread():
+            self.message.emit("The image chosen is still being listed: press the key again in a moment (nothing was "
+                              "changed).")
+            return
+        act()
+
     def close(self) -> None:
         self._recount.stop()
         self._tally.close()

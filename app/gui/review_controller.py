@@ -232,6 +232,11 @@ class ReviewController(QObject):
                 self._visit.append(self._next_target)
             self._next_target = image_id
             return
+        if image_id == self._target and self._reading is not None and (self._next_target is not None or self._visit):
+            # the image being read, read again (a refresh) while the inspector has moved on with keys waiting: the
+            # moves stand (cleared, the next key went to the image left: the review of a session-48 fix)
+            self._read_again = True
+            return
         waiting = [t for t in dict.fromkeys([*self._visit, *(t for t, _ in self._deferred)]) if t != image_id]
         if waiting and self._reading is None:
             # keys wait for images not read yet (a move made after its image's keys ran): those are read first, in
@@ -913,7 +918,10 @@ class ReviewController(QObject):
         if kind == "conflict" or (kind == "skipped" and value == "conflict"):
             newest = self._settled(w.image_id, w.seq)
             if w.refused is not None:
-                w.refused()
+                try:
+                    w.refused()
+                except RuntimeError as exc:   # its undo step is gone: the conflict is still said below
+                    log.warning("could not drop the refused undo step of image %d: %s", w.image_id, exc)
             if kind == "conflict":
                 self._conflict(value, w.changed, bring_back=w.follow)
             elif newest and self.image_id == w.image_id:

@@ -247,3 +247,15 @@ def test_end_onto_a_row_not_read_yet_opens_its_image_once_its_page_comes(small_p
     win.review.set_class("inclusion")
     wait_saved(win, qtbot)
     assert service.detail(m.item_at(last).image_id).label.class_name == "inclusion"
+
+
+def test_f_after_ctrl_a_flags_the_image_on_screen_at_once(small_pages, service, qtbot):
+    """The review of a session-48 fix: F waited for every selected row to be read ("press the key again"), though it
+    acts on the image on screen alone; only an unread current row makes it wait."""
+    win = small_pages
+    shown = win.review.image_id
+    win.gallery.setFocus()
+    qtbot.keyClick(win.gallery, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    assert win.gallery.unread_selected()     # rows beyond the pages read are selected
+    win.actions["flag"].trigger()
+    qtbot.waitUntil(lambda: service.item(shown).flagged, timeout=5000)

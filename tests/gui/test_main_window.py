@@ -1437,3 +1437,55 @@ def _window_with_reads_held(service, folder, qtbot, monkeypatch):
     wait_shown(win, qtbot)
     ids = [it.image_id for it in win.gallery_model.items()]
     return win, ids, HeldDetails(service, monkeypatch, everything=True).gate
+
+
+def test_a_refresh_between_keys_typed_ahead_keeps_the_next_key_on_the_image_moved_to(service, folder, qtbot,
+                                                                                      monkeypatch):
+    """The review of a session-48 fix: J 2 J, then a refresh of the open image (a job's progress, the project poll),
+    then 3: the refresh forgot the move, and 3 went to the image left."""
+    win, ids, gate = _window_with_reads_held(service, folder, qtbot, monkeypatch)
+    win.queue.step(1)
+    win.review.set_class("scratches")      # ids[1], read held
+    win.queue.step(1)
+    win.review.reload()                    # a refresh of the open image
+    win.review.set_class("inclusion")      # for ids[2]
+    gate.set()
+    qtbot.waitUntil(lambda: win.review.intents_waiting() == 0 and win.review.image_id == ids[2], timeout=10000)
+    wait_saved(win, qtbot)
+    monkeypatch.undo()
+    assert [r.class_name for r in service.history(ids[1])] == ["scratches"]
+    assert service.detail(ids[2]).label.class_name == "inclusion"
+    win.close()
+
+
+def test_a_refused_write_whose_undo_step_went_past_the_limit_is_still_said(window, service, qtbot, monkeypatch):
+    """The review of a session-48 fix: a write on its way, another station saving the image first, then 100 more
+    steps: the refused answer found its undo step deleted (the stack's limit), raised, and the conflict was never
+    said."""
+    import threading
+
+    from app.gui.review_controller import UNDO_STEPS
+    from app.services.review_types import LabelState
+    win = window
+    first_image = win.review.image_id
+    real = service.save
+    gate, first = threading.Event(), [True]
+
+    def held(*args, **kw):
+        if first[0] and threading.current_thread().name != "MainThread":
+            first[0] = False
+            gate.wait(20)
+        return real(*args, **kw)
+    monkeypatch.setattr(service, "save", held)
+    failed: list[str] = []
+    win.review.save_failed.connect(failed.append)
+    win.review.set_class("scratches")      # held on the label-writes thread
+    real(first_image, LabelState(class_name="inclusion", review_state="corrected"), "class", author="other-station")
+    win.queue.step(1)
+    wait_shown(win, qtbot)
+    for i in range(UNDO_STEPS):
+        win.review.set_class("patches" if i % 2 else "crazing")
+    gate.set()
+    wait_saved(win, qtbot)
+    qtbot.waitUntil(lambda: bool(failed), timeout=5000)
+    assert "other-station" in failed[0] and win.review.conflicts == 1
