@@ -215,11 +215,14 @@ def install(window) -> None:
             window._say(message)
             window.refresh_models()  # the review service forgets its cached classes; the panels follow
 
-        dlg = ClassesDialog(window.ctx.review.db, on_saved=saved, parent=window)
         old = getattr(window, "classes_dialog", None)
+        if old is not None and old.isVisible():   # open already: brought forward (its save on its way is kept)
+            old.raise_()
+            old.activateWindow()
+            return
         if old is not None:   # one at a time: each one opened stayed in memory with the window (a session-48 probe)
-            old.close()
             old.deleteLater()
+        dlg = ClassesDialog(window.ctx.review.db, on_saved=saved, parent=window)
         window.classes_dialog = dlg
         dlg.show()
     window.actions["project_classes"].triggered.connect(run)

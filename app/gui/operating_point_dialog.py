@@ -51,6 +51,11 @@ COLUMNS = ("threshold", "escapes", "false calls", "cost")
 
 
 class OperatingPointDialog(QDialog):
+    @property
+    def opened_for(self) -> int | None:
+        """The folder the dialog was opened on."""
+        return self._wanted_folder
+
     def __init__(self, db: Any, folder_id: int | None = None, author: str | None = None,
                  on_saved=None, parent=None) -> None:
         super().__init__(parent)
@@ -329,12 +334,16 @@ def install(window) -> None:
             if project is not None:
                 project.reload()  # verdicts and the queue's flags follow (ProjectSettingsController)
 
-        dlg = OperatingPointDialog(window.ctx.review.db, window.current_folder,
-                                   author=window.ctx.settings.review().author, on_saved=saved, parent=window)
         old = getattr(window, "operating_point_dialog", None)
+        if old is not None and old.isVisible() and old.opened_for == window.current_folder:
+            old.raise_()   # open already on this folder: brought forward (its save on its way is kept)
+            old.activateWindow()
+            return
         if old is not None:   # one at a time: each one opened stayed in memory with the window (a session-48 probe)
             old.close()
             old.deleteLater()
+        dlg = OperatingPointDialog(window.ctx.review.db, window.current_folder,
+                                   author=window.ctx.settings.review().author, on_saved=saved, parent=window)
         window.operating_point_dialog = dlg
         dlg.show()
     window.actions["operating_point"].triggered.connect(run)
