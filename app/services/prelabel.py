@@ -294,14 +294,7 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     families = [f for f in FAMILIES if f in families]
     if not families:
         raise PrelabelError("no model family chosen")
-    versions = resolve_models(db, [f for f in families if f not in (named or {})], model_dirs)
-    for family, version_id in (named or {}).items():
-        if family in families:
-            version = db.model_versions.get(version_id)
-            if version is None or version.family != family:
-                raise PrelabelError(f"the routing names {family} version {version_id}, which is not in this project")
-            versions[family] = version
-    versions = {f: versions[f] for f in families}
+    versions = chosen_versions(db, families, named, model_dirs)
     if folder_id is not None:
         if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
@@ -339,6 +332,37 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
         job = db.jobs.create_unless_waiting(PRELABEL, params, ids, priority=priority, among=waiting_in)  # (session 47)
         return None if job is None else job.id
     return db.jobs.create(PRELABEL, params, ids, priority=priority).id
+
+
+def chosen_versions(db: "Database", families: Sequence[str], named: Mapping[str, int] | None = None,
+                    model_dirs: Mapping[str, str | os.PathLike[str]] | None = None) -> dict[str, ModelVersionInfo]:
+    """family -> the version a job runs: the one ``named`` (a routing rule's), else ``resolve_models``'."""
+    versions = resolve_models(db, [f for f in families if f not in (named or {})], model_dirs)
+    for family, version_id in (named or {}).items():
+        if family in families:
+            version = db.model_versions.get(version_id)
+            if version is None or version.family != family:
+                raise PrelabelError(f"the routing names {family} version {version_id}, which is not in this project")
+            versions[family] = version
+    return {f: versions[f] for f in families}
+
+
+def _by_what_they_lack(db: "Database", ids: Sequence[int], families: Sequence[str], named: Mapping[str, int],
+                       kw: Mapping[str, Any]) -> list[tuple[list[str], list[int]]]:
+    """``ids`` grouped by the families whose answers each lacks (those with every answer left out): a job runs each
+    of its families on each of its images, so a folder of new images and images lacking only a new classifier's
+    answers ran the anomaly model again on the latter (a session-48 audit). As given where every answer is asked for
+    again (``only_missing`` False)."""
+    if not kw.get("only_missing", True):
+        return [(list(families), list(ids))]
+    versions = chosen_versions(db, families, named, kw.get("model_dirs"))
+    answered = {f: db.predictions.image_ids_with(v.id) for f, v in versions.items()}
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in ids:
+        lack = tuple(f for f in families if i not in answered[f])
+        if lack:
+            groups.setdefault(lack, []).append(i)
+    return [(list(lack), members) for lack, members in groups.items()] or [(list(families), [])]
 
 
 def project_speed_profile(db: "Database") -> str:
@@ -379,8 +403,13 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
         except ValueError as exc:
             raise PrelabelError(str(exc)) from None
     if not routing.rules:
-        job = submit_prelabel(db, folder_id=folder_id, image_ids=image_ids, families=families, **kw)
-        return [] if job is None else [job]
+        if folder_id is not None and db.folders.get(folder_id) is None:
+            raise PrelabelError(f"folder {folder_id} is not indexed")
+        ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))] \
+            if folder_id is not None else list(dict.fromkeys(image_ids or ()))
+        jobs = [submit_prelabel(db, image_ids=part, families=lack, **kw)
+                for lack, part in _by_what_they_lack(db, ids, families, {}, kw)]
+        return [j for j in jobs if j is not None]
     if folder_id is not None:
         if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
@@ -394,9 +423,15 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
         resolved = resolve_named(db, routing)
     except RoutingError as exc:
         raise PrelabelError(str(exc)) from None
-    jobs = (submit_prelabel(db, image_ids=ids, families=fams, named={f: resolved[(f, n)].id for f, n in named},
-                            **kw) for (fams, named), ids in groups.items())
-    return [j for j in jobs if j is not None]
+    queued: list[int] = []
+    for (fams, named), ids in groups.items():
+        ids_named = {f: resolved[(f, n)].id for f, n in named}
+        for lack, part in _by_what_they_lack(db, ids, fams, ids_named, kw):
+            job = submit_prelabel(db, image_ids=part, families=lack,
+                                  named={f: v for f, v in ids_named.items() if f in lack}, **kw)
+            if job is not None:
+                queued.append(job)
+    return queued
 
 
 def images_waiting(db: "Database") -> set[int]:

@@ -126,3 +126,21 @@ def test_a_folder_pre_labelled_again_runs_only_the_families_its_images_lack(db, 
     db.predictions.delete_for_images(anomaly, ids[:1])   # one image lacks both: the job runs both
     both = db.jobs.get(submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"], model_dirs=models))
     assert both.params["families"] == ["classifier", "anomaly"]
+
+
+def test_a_folder_of_new_images_and_images_lacking_one_answer_is_queued_by_what_each_lacks(db, tmp_path: Path,
+                                                                                          models) -> None:
+    """A job runs each of its families on each of its images: a folder holding new images beside images that lack
+    only a new classifier's answers ran the anomaly model again on the latter. They are queued apart."""
+    from app.services.prelabel import submit_routed_prelabel
+    from database import PredictionIn
+
+    folder = _folder(db, tmp_path)
+    first = db.jobs.get(submit_prelabel(db, folder_id=folder, families=["anomaly", "classifier"], model_dirs=models))
+    ids = sorted(im.id for im in db.images.query())
+    anomaly = first.params["model_versions"]["anomaly"]
+    db.predictions.upsert_many([PredictionIn(i, anomaly, anomaly_score=0.1) for i in ids[1:]])
+    jobs = [db.jobs.get(j) for j in submit_routed_prelabel(db, folder_id=folder, families=["anomaly", "classifier"],
+                                                           model_dirs=models)]
+    by_families = {tuple(j.params["families"]): j.progress_total for j in jobs}
+    assert by_families == {("classifier", "anomaly"): 1, ("classifier",): 2}
