@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+from pathlib import Path
 
 from app.cli import CommandError
 
@@ -13,6 +14,13 @@ def run(args: argparse.Namespace) -> int:
     from database import DatabaseError, open_database
 
     fmt = args.format
+    source = Path(args.source)
+    if not source.exists():   # said before the layout is guessed ("no known dataset layout found; give --format" was
+        # the answer to a mistyped path: a session-48 probe)
+        raise CommandError(f"{source}: not found")
+    if fmt == "auto" and not source.is_dir():
+        raise CommandError(f"{source}: not a folder; give the dataset's folder (or --format for a format read from "
+                           "a file)")
     if fmt == "auto":
         from app.services.import_detect import detect_formats, no_layout_message
         found = detect_formats(args.source)

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         if args.routing_command == "set":
             from app.services.routing import load_routing
             path = Path(args.file)
+            if path.is_dir():
+                raise CommandError(f"{path} is a folder; give the rules' JSON file (`python main.py routing show --json "
+                                   "> routing.json` writes one to edit)")
             if not path.is_file():
                 raise CommandError(f"{path}: no such file")
             new = load_routing(path)

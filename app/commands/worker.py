@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from database.errors import DatabaseError
     from inference.device import prepare_inference_process
 
+    if getattr(args, "batch_size", 8) < 1:   # 0 claimed nothing for good, and exited 0 (a session-48 probe)
+        raise CommandError("--batch-size must be at least 1")
+    if not getattr(args, "stale_after", 60.0) > 0:   # a negative one took every other worker for stale
+        raise CommandError("--stale-after must be more than 0 seconds")
     lower_priority(getattr(args, "nice", 0))  # first: threads started later inherit it
     prepare_inference_process(getattr(args, "threads", 1))
     try:
