@@ -394,6 +394,9 @@ def test_command_dry_run_then_import(station, capsys) -> None:
     assert cli_main(["import", str(tmp / "out"), "--db", url, "--dry-run", "--map", "crack=good"]) == 0
     assert "format: imagefolder (found here: imagefolder" in capsys.readouterr().out
     assert cli_main(["import", str(tmp / "nowhere"), "--db", url]) == 2
+    assert f"{tmp / 'nowhere'}: not found" in capsys.readouterr().err   # a path that is not there, said so
+    (tmp / "empty").mkdir()
+    assert cli_main(["import", str(tmp / "empty"), "--db", url]) == 2
     assert "no known dataset layout found; give --format" in capsys.readouterr().err
 
 
