@@ -82,6 +82,7 @@ class ReviewJobs:
         self._closed = False
         self._crashes: list[float] = []
         self._replace = False  # a worker died and was not replaced yet
+        self._gave_up = False  # it kept stopping and was not restarted: the next start says so
         self._restarts = 0
         self._event: str | None = None
         self._event_id = 0
@@ -295,12 +296,15 @@ class ReviewJobs:
         """Notice a worker that exited; start one while jobs wait (unless it keeps crashing)."""
         with self._lock:
             self._notice_exit()
+            now = time.monotonic()   # stops older than the window no longer count (the give-up lasted for good)
+            self._crashes = [t for t in self._crashes if now - t < self.RESTART_WINDOW_S]
             if work_waiting and self._worker is None and not self._closed:
                 if len(self._crashes) < self.RESTART_LIMIT:
                     self.ensure_worker()  # says "a new one was started" after a stop
                     self._replace = False
                 elif self._replace:
                     self._replace = False
+                    self._gave_up = True
                     self._say(f"The pre-label worker stopped {len(self._crashes)} times within "
                               f"{self.RESTART_WINDOW_S / 60:.0f} min and was not restarted; "
                               f"see {data_dir() / 'worker.log'}")
@@ -337,6 +341,12 @@ class ReviewJobs:
                 self._restarts += 1
                 self._say(f"{self._event}; a new one was started (pid {self._worker.pid})")
                 self._replace = False
+            elif self._gave_up:   # started again after the give-up (a new job, Retry): the red "was not restarted"
+                # stayed while the new worker ran the jobs (a session-48 probe)
+                self._restarts += 1
+                self._say(f"A new pre-label worker was started (pid {self._worker.pid}) after {len(self._crashes)} "
+                          "stops")
+            self._gave_up = False
 
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.alive()

@@ -279,3 +279,42 @@ def test_a_failure_retried_at_another_station_shows_its_new_reason(tmp_path: Pat
             "not a decodable image (corrupt or unsupported format)"]
     finally:
         db.close()
+
+
+def test_a_worker_started_after_the_give_up_says_so_and_the_give_up_expires(tmp_path: Path, monkeypatch) -> None:
+    """A session-48 probe: after three kills the Jobs dock said "stopped 3 times … was not restarted" in red, and kept
+    saying it while a worker started by a new job ran the jobs; and the give-up never expired."""
+    import app.services.prelabel as prelabel
+
+    class Handle:
+        pid, n = 100, 0
+
+        def __init__(self) -> None:
+            Handle.n += 1
+            self.pid = 100 + Handle.n
+            self.dead = False
+            self.process = type("P", (), {"returncode": -9})()
+
+        def alive(self) -> bool:
+            return not self.dead
+
+    started: list[Handle] = []
+    monkeypatch.setattr(prelabel, "start_worker_process", lambda *a, **k: started.append(Handle()) or started[-1])
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        jobs = ReviewJobs(db, "unused")
+        jobs.ensure_worker()
+        for _ in range(3):   # three kills in a row: restarted twice, then given up
+            started[-1].dead = True
+            jobs.check_worker(work_waiting=True)
+        assert len(started) == 3 and "was not restarted" in jobs._event
+        jobs.ensure_worker()   # a new job (or Retry) starts one
+        assert len(started) == 4 and jobs._event.startswith(f"A new pre-label worker was started (pid {started[-1].pid})")
+        started[-1].dead = True
+        jobs.check_worker(work_waiting=True)   # a fourth stop within the window: not restarted, said
+        assert len(started) == 4 and "was not restarted" in jobs._event
+        monkeypatch.setattr(ReviewJobs, "RESTART_WINDOW_S", 0.0)   # the window has passed
+        jobs.check_worker(work_waiting=True)
+        assert len(started) == 5 and started[-1].alive()
+    finally:
+        db.close()
