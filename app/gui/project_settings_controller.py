@@ -43,6 +43,7 @@ class ProjectSettingsController(QObject):
         self._db = db
         self._author = author
         self.current = current or ProjectSettings()
+        self._active: dict[str, int] | None = None   # family -> active version id, as last read (None: not yet)
         # Bumped by each change made here: a read submitted before it answers with the old copy and
         # is ignored (it would put the old settings back on screen until the next poll).
         self._generation = 0
@@ -63,10 +64,12 @@ class ProjectSettingsController(QObject):
     def _read(self) -> None:
         generation = self._generation
 
-        def done(settings: ProjectSettings) -> None:
+        def done(answer: tuple[ProjectSettings, dict[str, int]]) -> None:
             if generation == self._generation:
-                self._adopt(settings)
-        self.calls.call(lambda: load_project_settings(self._db), done,
+                self._adopt(*answer)
+        # each family's active version is read beside them: one made active at another station reaches this window
+        # with the poll (its class keys went on labelling with the old classifier's classes: a session-48 probe)
+        self.calls.call(lambda: (load_project_settings(self._db), self._db.model_versions.active_ids()), done,
                         lambda e: self.failed.emit(f"Cannot read the project settings: {e}"))
 
     def save(self, new: ProjectSettings, read: ProjectSettings | None = None) -> None:
@@ -131,8 +134,11 @@ class ProjectSettingsController(QObject):
     def set_auto_prelabel(self, on: bool) -> None:
         self.save(replace(self.current, auto_prelabel=on))
 
-    def _adopt(self, settings: ProjectSettings) -> None:
-        if settings != self.current:
+    def _adopt(self, settings: ProjectSettings, active: dict[str, int] | None = None) -> None:
+        moved = active is not None and self._active is not None and active != self._active
+        if active is not None:
+            self._active = active
+        if settings != self.current or moved:
             self.current = settings
             self.changed.emit(settings)
 

@@ -164,7 +164,7 @@ class RetrainRunner(QObject):
             self.declined.emit(self._error.message)
         elif self._error is not None:
             self.failed.emit(self._error.message)
-        elif self._cancel_requested or self._cancelled_event:
+        elif self._cancel_requested:
             self.cancelled.emit()
         else:
             # its "note:" lines are not why it ended: a kill -9 read "crashed without saying why: note: … is a

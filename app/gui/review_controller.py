@@ -172,7 +172,6 @@ class ReviewController(QObject):
         self._flags = BackgroundCalls("flag-writes", self)
         self._flag_asked: dict[int, bool] = {}
         self._visit: list[int] = []   # images moved past while keys waited, holding keys of their own (read in order)
-        self._applying_keys = False
         # Flags the database refused for now (locked, unreachable): kept and tried again like labels (a session-48
         # probe: a flag refused once was said in a box and never stored, while the labels beside it were retried)
         self._flags_waiting: dict[int, bool] = {}
@@ -207,7 +206,7 @@ class ReviewController(QObject):
 
     def open_image(self, image_id: int) -> None:
         if self._target == image_id:
-            if self._next_target is not None and not self._applying_keys:   # K back to the image being read while
+            if self._next_target is not None and self._reading is not None:   # K back to the image being read while
                 # keys wait for it (not the image shown now bringing the gallery back to it): the image
                 # moved past keeps its own keys for later, and new keys are for this one (they went to the image left:
                 # the review of a session-48 fix)
@@ -286,12 +285,9 @@ class ReviewController(QObject):
         if ticket != self._ticket:
             return  # the inspector has moved on, or an edit has read the image itself since
         self._reading = None
-        # the image shown (and its keys applied) brings the gallery back to it: not a K (``open_image``)
-        self._applying_keys = True
-        try:
-            self._show(image_id, detail, error)
-        finally:
-            self._applying_keys = False
+        self._show(image_id, detail, error)   # it brings the gallery back to it: not a K (``_reading`` is None)
+        if self._next_target == image_id and not self._visit:
+            self._next_target = None   # the image just read is the one moved to
         if self._visit:   # an image moved to meanwhile holds keys of its own: read in its turn
             self._read_again = False
             self._start_read(self._visit.pop(0))
@@ -965,6 +961,8 @@ class ReviewController(QObject):
         self._newest.pop(image_id, None)
         self._local.pop(image_id, None)
         self._stored_under.pop(image_id, None)
+        if image_id not in self._pending:   # a waiting label keeps when it was made (its recovery file's time)
+            self._decided.pop(image_id, None)
         return True
 
     def _stored(self, image_id: int, seq: int, saved: Any, item: Any) -> None:
@@ -982,8 +980,6 @@ class ReviewController(QObject):
         if not self._settled(image_id, seq):
             self._stored_under[image_id] = saved.label  # what a later edit of the image, still unsaved, replaces
             return
-        if image_id not in self._pending:
-            self._decided.pop(image_id, None)
         if self._shows(image_id):
             self.label = saved.label
             self.label_changed.emit(saved.label)

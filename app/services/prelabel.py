@@ -407,7 +407,8 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
             raise PrelabelError(f"folder {folder_id} is not indexed")
         ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))] \
             if folder_id is not None else list(dict.fromkeys(image_ids or ()))
-        jobs = [submit_prelabel(db, image_ids=part, families=lack, **kw)
+        # each group lacks exactly its families: not sought again (``only_missing`` off for the call)
+        jobs = [submit_prelabel(db, image_ids=part, families=lack, **{**kw, "only_missing": False})
                 for lack, part in _by_what_they_lack(db, ids, families, {}, kw)]
         return [j for j in jobs if j is not None]
     if folder_id is not None:
@@ -428,7 +429,8 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
         ids_named = {f: resolved[(f, n)].id for f, n in named}
         for lack, part in _by_what_they_lack(db, ids, fams, ids_named, kw):
             job = submit_prelabel(db, image_ids=part, families=lack,
-                                  named={f: v for f, v in ids_named.items() if f in lack}, **kw)
+                                  named={f: v for f, v in ids_named.items() if f in lack},
+                                  **{**kw, "only_missing": False})
             if job is not None:
                 queued.append(job)
     return queued

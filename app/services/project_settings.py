@@ -64,10 +64,6 @@ class ProjectSettings:
     # The folder every station and worker keeps anomaly maps in (ADR 0061); "" = each station its own
     # (beside a SQLite file, else the user cache), so a map made by another station's worker is not seen.
     maps_folder: str = ""
-    # Each family's active version (family, id), read with the settings so a version made active at another station
-    # reaches this one's window with the next poll: its class keys labelled with the old classifier's classes for
-    # good (a session-48 probe). Changed only through the model catalogue, never by ``save``.
-    active_versions: tuple[tuple[str, int], ...] = ()
 
 
 def legacy_flag_settings_path(db_url: str) -> Path:
@@ -134,8 +130,7 @@ def load_project_settings(db: "Database") -> ProjectSettings:
             log.warning("%s: not read (%s); the project's stored settings apply", key, exc)
     stored = {**legacy, **stored}
     from app.services.project_classes import TASK
-    return replace(_parse(stored), classes=tuple(db.classes.names(TASK)),
-                   active_versions=tuple(sorted(db.model_versions.active_ids().items())))
+    return replace(_parse(stored), classes=tuple(db.classes.names(TASK)))
 
 
 def readable_routing(db: "Database") -> Routing:
