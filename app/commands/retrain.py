@@ -113,6 +113,12 @@ _TERMINATED = False   # a SIGTERM arrived (the window's Cancel): an error raised
 # as the cancel it is (a session-48 probe)
 
 
+def _said_cancelled(events: "Events") -> int:
+    events.emit("cancelled")
+    print("retraining cancelled; nothing was registered", file=sys.stderr)
+    return CANCELLED_EXIT
+
+
 def _on_sigterm(_signum, _frame) -> None:
     global _TERMINATED
     _TERMINATED = True
@@ -365,15 +371,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except Cancelled:
         discard()
-        events.emit("cancelled")
-        print("retraining cancelled; nothing was registered", file=sys.stderr)
-        return CANCELLED_EXIT
+        return _said_cancelled(events)
     except (RetrainError, DatabaseError, CommandError) as exc:
         discard()
         if _TERMINATED:   # the error came of the cancel (raised inside native code): said as the cancel
-            events.emit("cancelled")
-            print("retraining cancelled; nothing was registered", file=sys.stderr)
-            return CANCELLED_EXIT
+            return _said_cancelled(events)
         if events.as_json:  # a person reads it once, from the CommandError below (it was printed twice)
             events.emit("error", message=str(exc), **({"comparison": refused} if refused else {}),
                         **({"not_retrained": True} if isinstance(exc, RetrainError) and not refused
@@ -382,9 +384,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException as exc:
         discard()
         if _TERMINATED and isinstance(exc, Exception):
-            events.emit("cancelled")
-            print("retraining cancelled; nothing was registered", file=sys.stderr)
-            return CANCELLED_EXIT
+            return _said_cancelled(events)
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:

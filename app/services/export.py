@@ -165,7 +165,6 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
             # review), and said
             # (copies of one image stay together still: the review of that fallback)
             rule = options.split.group_rule
-            copies = same_bytes_together(None, {n: i.content_hash for n, i in writes.items()})
             if captured is None:   # no capture groups (no rule, or it found none): only copies
                 # were joined, and that held nothing out: the plain cut, said so (the capture-group note was said of
                 # the "none" rule too: the review of a session-48 fix)
@@ -175,7 +174,8 @@ def plan(items: Sequence[ExportItem], options: ExportOptions,
                                  f"{' and '.join(held)} parts: kept together, none of the {len(parts)} images could "
                                  "be held out")
             else:
-                parts = assign_splits(rank, strata, options.split, copies)
+                parts = assign_splits(rank, strata, options.split,
+                                      same_bytes_together(None, {n: i.content_hash for n, i in writes.items()}))
                 if notes is not None:
                     notes.append(f"the {' and '.join(held)} part is {IMAGE_BY_IMAGE}: whole capture groups "
                                  f"({len(set(groups.values()))} by the {rule} rule) could hold none "

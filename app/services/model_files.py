@@ -25,6 +25,8 @@ from app.paths import cache_dir
 from inference.bundled import bundled_model_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from database.dto import ModelVersionInfo
     from database.engine import Database
 
@@ -106,6 +108,13 @@ def folder_fingerprint(directory: Path) -> str:
             digest.update(f"{name}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode("utf-8", "surrogateescape"))
     _FINGERPRINTS[str(directory)] = (stats, digest.hexdigest())
     return digest.hexdigest()
+
+
+def held_by_another(versions: "Iterable[ModelVersionInfo]", version: "ModelVersionInfo", fingerprint: str) -> bool:
+    """Whether another version of ``version``'s family was registered with files of ``fingerprint``: an install
+    holding them is older than the one that registered ``version`` (ADR 0079)."""
+    return any(v.config.get(BUNDLE_FINGERPRINT) == fingerprint for v in versions
+               if v.family == version.family and v.id != version.id)
 
 
 def _model_file(path: Path) -> bool:
@@ -212,7 +221,7 @@ def _on_disk_here(db: "Database", version: "ModelVersionInfo") -> Path | None:
         local = bundled_copy(version) or (path if (path / "config.json").is_file() else None)
         stored = version.config.get(BUNDLE_FINGERPRINT)
         if local is not None and stored and (here := folder_fingerprint(local)) != stored:
-            older = any(v.config.get(BUNDLE_FINGERPRINT) == here for v in db.model_versions.list(version.family))
+            older = held_by_another(db.model_versions.list(version.family), version, here)
             raise ModelFilesError(
                 f"this install's copy of the bundled {version.family} model {version.name!r} holds other files than "
                 "the ones registered with it: " + (

@@ -126,7 +126,13 @@ def refresh_bundled(db: "Database") -> list[BundledNote]:
     old version keeps its answers and history under a dated name and can no longer run; a new version takes the
     bundle's name, card and, where the old one was active, its place (recorded). A version registered before
     fingerprints were kept adopts the install's files where its card is the one on disk."""
-    from app.services.model_files import BUNDLE_FINGERPRINT, ModelFilesError, bundled_copy, folder_fingerprint
+    from app.services.model_files import (
+        BUNDLE_FINGERPRINT,
+        ModelFilesError,
+        bundled_copy,
+        folder_fingerprint,
+        held_by_another,
+    )
 
     said = []
     versions = db.model_versions.list()
@@ -142,8 +148,7 @@ def refresh_bundled(db: "Database") -> list[BundledNote]:
         stored = version.config.get(BUNDLE_FINGERPRINT)
         if stored == fingerprint:
             continue
-        if stored is not None and any(v.config.get(BUNDLE_FINGERPRINT) == fingerprint for v in versions
-                                      if v.family == version.family and v.id != version.id):
+        if stored is not None and held_by_another(versions, version, fingerprint):
             # this install holds a bundle an update replaced (another station was updated first): not undone here
             said.append(BundledNote(version.family, f"this station's bundled {version.family} model {version.name} is "
                                     "older than the one registered by an updated station: update this station to run "

@@ -741,13 +741,10 @@ class ReviewService:
         if not shapes:
             return
         row = self.db.images.get(image_id)
-        size = (row.width, row.height) if row is not None and row.width and row.height else None
-        if size is None:
-            from inference.imageio import stored_size
-            size = stored_size(self.item(image_id).path)
-        if size is None:
+        shape = (row.height, row.width) if row is not None and row.width and row.height else self._file_shape(image_id)
+        if shape is None:
             return
-        w, h = size
+        h, w = shape
         if shapes != {(h, w)}:
             mh, mw = next(iter(shapes - {(h, w)}))
             raise ReviewError(f"its mask is {mw} x {mh} px, made for the file's earlier content, and the image is now "

@@ -33,7 +33,6 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # a thumbnail file larger than this is not one
 class ThumbnailStore:
     def __init__(self, root: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root)
-        self.max_bytes = max_bytes
         self._budget = DiskBudget(self.root, ".thumb", max_bytes)
 
     def _path(self, content_hash: str, size: int) -> Path:
