@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
+from app.gui.dialog_life import one_at_a_time
 from app.gui.dialog_rows import button_row, disable_keeping_focus, message_label
 from app.gui.style import icon
 from app.services import project_classes as pc
@@ -215,14 +216,6 @@ def install(window) -> None:
             window._say(message)
             window.refresh_models()  # the review service forgets its cached classes; the panels follow
 
-        old = getattr(window, "classes_dialog", None)
-        if old is not None and old.isVisible():   # open already: brought forward (its save on its way is kept)
-            old.raise_()
-            old.activateWindow()
-            return
-        if old is not None:   # one at a time: each one opened stayed in memory with the window (a session-48 probe)
-            old.deleteLater()
-        dlg = ClassesDialog(window.ctx.review.db, on_saved=saved, parent=window)
-        window.classes_dialog = dlg
-        dlg.show()
+        one_at_a_time(window, "classes_dialog", lambda: ClassesDialog(window.ctx.review.db, on_saved=saved,
+                                                                       parent=window))
     window.actions["project_classes"].triggered.connect(run)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
+from app.gui.dialog_life import one_at_a_time
 from app.gui.dialog_rows import disable_keeping_focus
 from app.gui.score_histogram import ScoreHistogram
 from app.services.flags import FolderThreshold
@@ -334,16 +335,9 @@ def install(window) -> None:
             if project is not None:
                 project.reload()  # verdicts and the queue's flags follow (ProjectSettingsController)
 
-        old = getattr(window, "operating_point_dialog", None)
-        if old is not None and old.isVisible() and old.opened_for == window.current_folder:
-            old.raise_()   # open already on this folder: brought forward (its save on its way is kept)
-            old.activateWindow()
-            return
-        if old is not None:   # one at a time: each one opened stayed in memory with the window (a session-48 probe)
-            old.close()
-            old.deleteLater()
-        dlg = OperatingPointDialog(window.ctx.review.db, window.current_folder,
-                                   author=window.ctx.settings.review().author, on_saved=saved, parent=window)
-        window.operating_point_dialog = dlg
-        dlg.show()
+        one_at_a_time(window, "operating_point_dialog",
+                      lambda: OperatingPointDialog(window.ctx.review.db, window.current_folder,
+                                                   author=window.ctx.settings.review().author, on_saved=saved,
+                                                   parent=window),
+                      same=lambda d: d.opened_for == window.current_folder)
     window.actions["operating_point"].triggered.connect(run)

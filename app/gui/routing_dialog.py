@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
+from app.gui.dialog_life import run_modal
 from app.gui.dialog_rows import button_row, disable_keeping_focus, message_label
 from app.gui.style import icon
 from app.services.project_settings import RoutingChanged
@@ -353,10 +354,7 @@ def install(window) -> None:
 
     def run() -> None:
         dlg = RoutingDialog(None, window, jobs=window.ctx.jobs, folder_id=getattr(window, "current_folder", None))
-        try:
-            answered(dlg, dlg.exec())
-        finally:
-            dlg.deleteLater()   # each one opened stayed in memory with the window (a session-48 probe)
+        run_modal(dlg, lambda code: answered(dlg, code))
 
     def answered(dlg: RoutingDialog, code: int) -> None:
         if code == QDialog.DialogCode.Accepted:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
+from app.gui.dialog_life import run_modal
 from app.gui.project_settings_controller import ProjectSettingsController
 from app.gui.settings_store import DEVICES, SettingsStoreError, StationSettings, save_settings
 from app.gui.theme import THEMES
@@ -281,14 +282,14 @@ def install(window) -> None:
     def open_dialog() -> None:
         names = [it.rel_path for it in window.gallery_model.items()[:5]]  # rows already read: no wait
         dlg = SettingsDialog(ctx.settings, controller.current, window, sample_names=names)
-        try:
-            if dlg.exec() == QDialog.DialogCode.Accepted:
+
+        def answered(code: int) -> None:
+            if code == QDialog.DialogCode.Accepted:
                 before = ctx.settings.database_url
                 apply_settings(window, dlg.result_settings(), dlg.result_project(), read=dlg.read_project)
                 if ctx.settings.database_url != before:
                     check_database_url(window, probes, ctx.settings.database_url)
-        finally:
-            dlg.deleteLater()   # each one opened stayed in memory with the window (a session-48 probe: +2 MB a time)
+        run_modal(dlg, answered)
     window.actions["settings"].triggered.connect(open_dialog)
 
 
