@@ -109,8 +109,9 @@ def too_large(width: int, height: int) -> str:
             f"the station reads up to {MAX_PIXELS / 1e6:.0f} megapixels)")
 
 
-def header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header alone, without decoding it; (0, 0) when the header says nothing.
+def header_size(path: str | os.PathLike, exif_rotation: bool = True) -> tuple[int, int]:
+    """(width, height) from the file's header alone, without decoding it; (0, 0) when the header says nothing
+    (``exif_rotation`` False: as stored, a JPEG's EXIF orientation not applied).
 
     Why: OpenCV's decompression-bomb guard (``OPENCV_IO_MAX_IMAGE_PIXELS``) makes ``imdecode`` answer None for an
     image over ``MAX_PIXELS``, the same None as for a corrupt file, so without this a 30,000 x 30,000 scan read
@@ -120,7 +121,7 @@ def header_size(path: Path) -> tuple[int, int]:
     import imagesize
 
     try:
-        width, height = imagesize.get(str(path))
+        width, height = imagesize.get(os.fspath(path), exif_rotation=exif_rotation)
     except Exception:  # noqa: BLE001 - a header it cannot parse is the same as no header
         return 0, 0
     return (int(width), int(height)) if width > 0 and height > 0 else (0, 0)
@@ -130,13 +131,8 @@ def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of the pixels as the station reads them (as stored: ``read_raw`` ignores a JPEG's EXIF
     orientation, the header reader applies it), from the header alone; None when the header says nothing. What a
     mask is checked against where no model has read the image yet (its indexed size is not known)."""
-    import imagesize
-
-    try:
-        width, height = imagesize.get(os.fspath(path), exif_rotation=False)
-    except Exception:  # noqa: BLE001 - a header it cannot parse is the same as no header
-        return None
-    return (int(width), int(height)) if width > 0 and height > 0 else None
+    size = header_size(path, exif_rotation=False)
+    return size if size != (0, 0) else None
 
 
 def page_count(path: str | os.PathLike) -> int:
