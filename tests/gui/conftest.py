@@ -110,11 +110,17 @@ def wait_prediction_shown(win, qtbot, timeout: int = 10000) -> None:
 
 @pytest.fixture
 def window(service, folder, qtbot):
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     yield win
     win.close()
+
+
+def open_window(service, qtbot, folder, **settings):
+    """A window on ``folder``, its first image shown (the ``window`` fixture's, for another service or settings)."""
+    win = build_window(service, qtbot, **settings)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    return win
 
 
 def open_bottles_without_classifier(service, db, tmp_path: Path, qtbot, n: int = 6,

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from tests.gui.conftest import HeldDetails, build_window, slow_saves, wait_prediction_shown, wait_saved, wait_shown
+from tests.gui.conftest import (
+    HeldDetails,
+    build_window,
+    open_window,
+    slow_saves,
+    wait_prediction_shown,
+    wait_saved,
+    wait_shown,
+)
 from tests.gui.fixtures import CLASSES, make_folder, seed_predictions
 
 
@@ -34,9 +42,7 @@ def _seeded_window(service, db, folder, artifacts, qtbot):
     """A window on a folder whose images all have predictions of the three families."""
     info = service.open_folder(folder)
     seed_predictions(db, info.id, artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     return win
 
 
@@ -134,9 +140,7 @@ def test_undo_of_an_edit_on_another_image_goes_back_to_it(window, service, qtbot
 
 def test_unloadable_image_gets_a_placeholder_and_reason(service, tmp_path, qtbot):
     folder = make_folder(tmp_path / "bad", n=2, corrupt=True)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     broken = [it for it in win.gallery_model.items() if it.name == "zz_broken.png"][0]
     win.queue.select(broken.image_id)
     wait_shown(win, qtbot, broken.image_id)
@@ -148,9 +152,7 @@ def test_unloadable_image_gets_a_placeholder_and_reason(service, tmp_path, qtbot
 
 
 def test_labels_survive_closing_and_reopening(service, folder, qtbot):
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     image_id = win.review.image_id
     win.review.set_verdict("anomalous")
     win.review.set_mask(np.pad(np.ones((4, 4), bool), 30))
@@ -172,9 +174,7 @@ def _window_on_a_lockable_db(db_url, folder, artifacts, qtbot):
     from database.engine import open_database
     db = open_database(db_url, busy_timeout_s=0.2)
     service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
     blocker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
     return db, service, win, blocker
@@ -284,9 +284,7 @@ def test_a_locked_database_never_holds_the_window_for_its_busy_timeout(db_url, f
     db = open_database(db_url)  # the station's own busy timeout
     assert db.engine.url.get_backend_name() == "sqlite"
     service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     boxes, said, tries = [], [], []
     win.review.save_failed.connect(boxes.append)
     win.review.save_waiting.connect(said.append)
@@ -336,9 +334,7 @@ def test_the_flag_key_never_waits_on_a_locked_database_and_keeps_the_order_asked
     from database.engine import open_database
     db = open_database(db_url)
     service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     first = win.review.image_id
     boxes: list[str] = []
     win.review.save_failed.connect(boxes.append)
@@ -439,9 +435,7 @@ def test_labels_made_after_the_database_file_was_deleted_or_replaced_wait_and_ar
     from database.engine import open_database
     db = open_database(db_url)
     service = ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     boxes: list[str] = []
     win.review.save_failed.connect(boxes.append)
     win.review.save_waiting.connect(boxes.append)
@@ -484,9 +478,7 @@ def _window_on_a_locked_database(db_url, folder, artifacts, qtbot, busy_s: float
     from database.engine import open_database
     db = open_database(db_url, busy_timeout_s=busy_s)
     service = ReviewService(db, ReviewSettings(reviewer="tester"), artifacts=artifacts)
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     blocker = sqlite3.connect(db.sa_url.database, timeout=0.1)
     blocker.execute("BEGIN EXCLUSIVE")
     return db, service, win, blocker
@@ -630,9 +622,7 @@ def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, ar
 def _closed_with_two_edits_on_the_way(service, folder, qtbot, monkeypatch, save_s: float):
     """A window on a slow server (each save ``save_s``): a class, then a reject on the image on screen (made on the
     class's revision, not known yet), then Ctrl+Q. Returns the window and the image."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     slow_saves(service, monkeypatch, save_s)
     image_id = win.review.image_id
     win.review.set_class("scratches")
@@ -1340,9 +1330,7 @@ def test_keys_typed_ahead_on_a_slow_database_go_to_the_image_they_were_pressed_o
 def test_an_undo_pressed_while_keys_wait_takes_back_the_last_key(service, folder, qtbot, monkeypatch):
     """A session-48 probe: 1 J F Ctrl+Z with the second image's read on its way undid the first image's class, and the
     waiting F landed afterwards and stayed. The undo waits behind the keys and takes back F."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     first = win.review.image_id
     win.review.set_class("scratches")
     wait_saved(win, qtbot)
@@ -1432,9 +1420,7 @@ def test_the_undo_stack_keeps_the_last_hundred_steps(window, qtbot):
 def _window_with_reads_held(service, folder, qtbot, monkeypatch):
     """A window on ``folder`` (its first image shown) whose image reads from now on wait for the returned gate (a slow
     database): (window, the images in queue order, gate)."""
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     ids = [it.image_id for it in win.gallery_model.items()]
     return win, ids, HeldDetails(service, monkeypatch, everything=True).gate
 

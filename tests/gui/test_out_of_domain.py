@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from app.services.flags import OUT_OF_DOMAIN
 from database.dto import ImageQuery, PredictionIn
-from tests.gui.conftest import build_window, wait_shown
+from tests.gui.conftest import open_window, wait_shown
 from tests.gui.fixtures import seed_predictions
 
 NOTE = "stored as colour with alpha (4 channels; training files: grey)"
@@ -43,9 +43,7 @@ def test_out_of_domain_shows_instead_of_the_class_and_the_filter_keeps_those_ima
     info = service.open_folder(folder)
     versions = seed_predictions(db, info.id, artifacts)
     outside = _mark_out_of_domain(db, info.id, versions, {"part_01.png", "part_04.png"})
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     try:
         items = {it.image_id: it for it in win.gallery_model.items()}
         assert {i for i, it in items.items() if it.out_of_domain} == set(outside)
@@ -83,9 +81,7 @@ def test_accept_takes_no_answer_the_panel_shows_as_out_of_domain(service, db, fo
     versions = seed_predictions(db, info.id, artifacts)
     (hot,) = _mark_out_of_domain(db, info.id, versions, {"part_04.png"},
                                  families=("classifier", "segmenter", "anomaly"))
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     try:
         panel = win.label_panel
         win.review.open_image(hot)
@@ -126,9 +122,7 @@ def test_accept_says_which_withheld_answers_it_left_out(service, db, folder, art
     info = service.open_folder(folder)
     versions = seed_predictions(db, info.id, artifacts)
     (far,) = _mark_out_of_domain(db, info.id, versions, {"part_04.png"}, families=("segmenter",))
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     said: list[str] = []
     win.review.message.connect(said.append)
     win.review.note.connect(said.append)
@@ -169,9 +163,7 @@ def test_accept_on_a_selection_says_how_many_withheld_answers_it_left_out(servic
     info = service.open_folder(folder)
     versions = seed_predictions(db, info.id, artifacts)
     far = _mark_out_of_domain(db, info.id, versions, {"part_01.png", "part_04.png"}, families=("segmenter",))
-    win = build_window(service, qtbot)
-    win.open_folder(str(folder))
-    wait_shown(win, qtbot)
+    win = open_window(service, qtbot, folder)
     try:
         win.gallery.setFocus()
         win.gallery.selectAll()
