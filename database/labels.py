@@ -18,7 +18,7 @@ from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
 from database.errors import ConflictError, RowGoneError, StaleLabelError
 from database.images import chunks, label_keys_update, set_label_keys
-from database.models import Image, LabelRevision, Prediction, db_now, table_of, utcnow
+from database.models import Image, LabelRevision, Prediction, db_now, table_of
 from database.states import AnomalyVerdict, LabelSource, ReviewState
 
 if TYPE_CHECKING:
@@ -84,8 +84,9 @@ def _lock_image(s: Session, image_id: int) -> tuple[dict[str, str] | None, tuple
                     .where(_IMAGES.c.id == image_id).with_for_update()).first()
     if row is None:
         raise RowGoneError(f"image {image_id} does not exist.", image_gone=True)
-    now = cast(datetime, row[6]).astimezone(timezone.utc) if server else utcnow()
-    return trace_of(*row[:3]), (int(row[3]), str(row[4]), bool(row[5])), now
+    if server:   # kept as ``db_now``'s: a later stamp in this transaction reads it, not the server again
+        s.info.setdefault("db_now", cast(datetime, row[6]).astimezone(timezone.utc))
+    return trace_of(*row[:3]), (int(row[3]), str(row[4]), bool(row[5])), db_now(s)
 
 
 def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tuple[int, str, bool], datetime], prev: Any,
