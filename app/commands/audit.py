@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from app.cli import CommandError
+from app.commands import open_project_or_fail
 
 
 def run(args: argparse.Namespace) -> int:
@@ -13,12 +14,8 @@ def run(args: argparse.Namespace) -> int:
         ProjectSettingsError,
         load_project_settings,
     )
-    from database import DatabaseError, open_database
 
-    try:
-        db = open_database(args.db)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
+    db = open_project_or_fail(args.db)
     try:
         folder = resolve_folder(db, args.folder)
         flags = load_project_settings(db).flags

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.commands import refuse_missing_project
 from database import DatabaseError, open_database
 from database.engine import sqlite_file, sqlite_revision
 from database.migrate import head_revision
@@ -32,24 +33,11 @@ def upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_file(url: str) -> int | None:
-    """2, said, where ``url`` is a SQLite file that does not exist: a command that only reads or tidies creates none
-    (``db current`` a session-44 probe, ``db sweep-maps --dry-run`` a session-47 audit: a mistyped path left an empty
-    database file there, then failed on its missing tables)."""
-    missing = sqlite_file(url)
-    if missing is not None and not missing.exists():
-        print(f"error: no database at {missing} (nothing was created; 'db upgrade' or starting the station on it "
-              "creates one)", file=sys.stderr)
-        return 2
-    return None
-
-
 def current(args: argparse.Namespace) -> int:
     """Print the schema revision without changing anything: a SQLite file that does not exist is said, not created
     (a session-44 probe: a mistyped path answered "revision (none) (empty …)", exit 0, and left a new folder and an
     empty database file there)."""
-    if (refused := _no_file(args.db)) is not None:
-        return refused
+    refuse_missing_project(args.db)  # a command that only reads or tidies creates none
     missing = sqlite_file(args.db)
     head = head_revision()
     try:
@@ -87,8 +75,7 @@ def sweep_maps(args: argparse.Namespace) -> int:
     if not args.older_than_days >= 0:
         print("error: --older-than-days must be 0 or more", file=sys.stderr)
         return 2
-    if (refused := _no_file(args.db)) is not None:
-        return refused
+    refuse_missing_project(args.db)  # a command that only reads or tidies creates none
     try:
         db = open_database(args.db, migrate=False)
     except DatabaseError as exc:

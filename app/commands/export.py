@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from app.cli import CommandError
+from app.commands import open_project_or_fail
 
 
 def run(args: argparse.Namespace) -> int:
@@ -12,7 +13,6 @@ def run(args: argparse.Namespace) -> int:
 
     from app.services.export import ExportError, ExportOptions, export_database, parse_formats
     from app.services.export_split import SplitSpec
-    from database import DatabaseError, open_database
 
     try:
         formats = parse_formats(args.format)
@@ -20,10 +20,7 @@ def run(args: argparse.Namespace) -> int:
     except (ExportError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     options = ExportOptions(formats=formats, split=split, overwrite=getattr(args, "overwrite", False))
-    try:
-        db = open_database(args.db)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
+    db = open_project_or_fail(args.db)
     bars: list[tqdm] = []  # opened at the first report, so a refused export prints only its error
 
     def progress(done: int, total: int) -> None:

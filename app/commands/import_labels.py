@@ -6,12 +6,12 @@ import getpass
 from pathlib import Path
 
 from app.cli import CommandError
+from app.commands import open_project_or_fail
 
 
 def run(args: argparse.Namespace) -> int:
     from app.services.import_records import LabelImportError
     from app.services.importing import ImportOptions, apply_import, parse_class_map, preview_import
-    from database import DatabaseError, open_database
 
     fmt = args.format
     source = Path(args.source)
@@ -33,10 +33,7 @@ def run(args: argparse.Namespace) -> int:
                                 overwrite_newer=args.overwrite_newer, author=args.author or default_author())
     except LabelImportError as exc:
         raise CommandError(str(exc)) from None
-    try:
-        db = open_database(args.db)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
+    db = open_project_or_fail(args.db)
     try:
         preview = preview_import(db, args.source, options)
         print("\n".join(preview.summary_lines()))

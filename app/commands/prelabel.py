@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from app.services.prelabel import PRELABEL, PrelabelError, failed_images, job_status, submit_routed_prelabel
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
-    from database.engine import open_database
+    from database.engine import open_database, sqlite_file
     from database.errors import DatabaseError
     from inference.device import prepare_inference_process
     from inference.training.common import Progress
@@ -90,12 +90,21 @@ def run(args: argparse.Namespace) -> int:
         if report_path.is_dir() or not report_path.parent.is_dir() or not os.access(report_path.parent, os.W_OK):
             raise CommandError(f"--report {args.report}: cannot be written there (give a file in a folder that "
                                "exists and this account may write to)")
+    folder = Path(args.folder).expanduser()
+    if not folder.exists():  # said before the database is opened: a refused run made or migrated one first
+        raise CommandError(f"{args.folder}: folder not found")
+    if not folder.is_dir():
+        raise CommandError(f"{args.folder}: not a folder")
     prepare_inference_process(getattr(args, "threads", 1))
     start = time.monotonic()
+    new_file = sqlite_file(args.db)
+    new_file = new_file if new_file is not None and not new_file.exists() else None
     try:
         db = open_database(args.db)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
+    if new_file is not None:  # a mistyped --db starts a project here: said, not only logged as a migration
+        print(f"a new, empty project database was created at {new_file.resolve()}")
     try:
         hashing: list = []
 

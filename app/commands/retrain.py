@@ -141,6 +141,7 @@ def normal_classes(db: Any) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
+    from app.commands import refuse_missing_project
     from app.commands.retrain_candidates import (
         backbone_dir,
         classifier_method,
@@ -192,8 +193,9 @@ def run(args: argparse.Namespace) -> int:
     _TERMINATED = False   # this run's (a command run twice in one process, as the tests do)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        refuse_missing_project(args.db)
         db = open_database(args.db)
-    except DatabaseError as exc:
+    except (DatabaseError, CommandError) as exc:
         events.emit("error", message=str(exc))
         raise CommandError(str(exc)) from None
     root = Path(args.out).expanduser().absolute() if args.out else models_root(db.url)

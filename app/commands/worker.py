@@ -9,6 +9,7 @@ import threading
 from typing import Callable
 
 from app.cli import CommandError
+from app.commands import open_project_or_fail
 
 log = logging.getLogger("station.worker")
 RETRY_S = 5.0
@@ -51,7 +52,6 @@ def lower_priority(by: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.services.artifacts import MapsUnwritable
     from app.worker import Worker, WorkerOptions
-    from database.engine import open_database
     from database.errors import DatabaseError
     from inference.device import prepare_inference_process
 
@@ -61,10 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--stale-after must be more than 0 seconds")
     lower_priority(getattr(args, "nice", 0))  # first: threads started later inherit it
     prepare_inference_process(getattr(args, "threads", 1))
-    try:
-        db = open_database(args.db)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
+    db = open_project_or_fail(args.db)
     options = WorkerOptions(device=args.device, batch_size=getattr(args, "batch_size", 8),
                             stale_after_s=getattr(args, "stale_after", 60.0), threads=getattr(args, "threads", 1))
     stopping = threading.Event()

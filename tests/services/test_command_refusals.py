@@ -33,3 +33,37 @@ def test_routing_set_on_a_folder_says_it_is_a_folder(tmp_path: Path, capsys) -> 
     (tmp_path / "rules").mkdir()
     assert main(["routing", "set", str(tmp_path / "rules"), "--db", _db(tmp_path)]) == 2
     assert "is a folder; give the rules' JSON file" in capsys.readouterr().err
+
+
+def test_commands_that_need_a_project_refuse_a_database_file_that_is_not_there(tmp_path: Path, capsys) -> None:
+    """A mistyped --db made a new, empty database there, then said only "no folder indexed" / "no indexed images" /
+    "nothing to export": read as a project that had lost its labels, with a stray file left behind (a session-48
+    audit). The worker sat idle on it for good."""
+    typo = tmp_path / "projct" / "station.sqlite"
+    url = f"sqlite:///{typo.as_posix()}"
+    (tmp_path / "ds" / "a").mkdir(parents=True)
+    (tmp_path / "ds" / "a" / "x.png").write_bytes(b"x")
+    for argv in (["export", "--out", str(tmp_path / "out")], ["import", str(tmp_path / "ds")],
+                 ["audit", "--out", str(tmp_path / "a.csv")], ["worker", "--once"],
+                 ["retrain", "classifier", "--out", str(tmp_path / "models")]):
+        assert main([*argv, "--db", url]) == 2, argv
+        assert f"no database at {typo} (nothing was created; check --db" in capsys.readouterr().err, argv
+    assert not typo.parent.exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "models").exists()
+
+
+def test_prelabel_starts_a_project_on_a_new_database_file_and_says_so(tmp_path: Path, capsys) -> None:
+    """Starting a project is what ``prelabel`` of a folder is for: its database is made, and said (only the migration
+    was logged). A folder that is not there is refused before any database is made or migrated."""
+    db = tmp_path / "new" / "station.sqlite"
+    url = f"sqlite:///{db.as_posix()}"
+    assert main(["prelabel", str(tmp_path / "nope"), "--db", url]) == 2
+    assert f"{tmp_path / 'nope'}: folder not found" in capsys.readouterr().err
+    assert not db.parent.exists()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    assert main(["prelabel", str(folder), "--db", url]) == 0
+    assert db.exists()
+    assert f"a new, empty project database was created at {db.resolve()}" in capsys.readouterr().out
+    assert main(["prelabel", str(folder), "--db", url]) == 0
+    assert "a new, empty project database" not in capsys.readouterr().out
