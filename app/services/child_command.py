@@ -60,3 +60,19 @@ def pid_alive(pid: int) -> bool:
     except OSError:   # PermissionError: another user's process
         return True
     return True
+
+
+def owner_tag() -> str:
+    """"host pid" of this process, written where a run leaves work that only it may remove (``owner_gone``)."""
+    import socket
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def owner_gone(tag: str) -> bool | None:
+    """Whether the process an ``owner_tag`` names has ended: True or False for one of this machine, None where that
+    cannot be told (another machine's on a shared disk, or a text that is no tag)."""
+    import socket
+    parts = tag.split()
+    if len(parts) != 2 or not parts[1].isdigit() or parts[0] != socket.gethostname():
+        return None
+    return not pid_alive(int(parts[1]))

@@ -9,11 +9,14 @@ the same dataset.
 from __future__ import annotations
 
 import errno
+import glob
 import json
+import logging
 import os
 import secrets
 import shutil
 import tempfile
+import time
 import unicodedata
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -42,6 +45,8 @@ from inference.imageio import exif_orientation
 if TYPE_CHECKING:
     from database import Database
 
+
+log = logging.getLogger(__name__)
 FORMATS = ("imagefolder", "masks", "coco", "mvtec", "yolo", "csv")
 FORMAT_TITLES = {  # for choosers (the GUI's export dialog); details in docs/export.md
     "imagefolder": "ImageFolder: one folder per class",
@@ -54,6 +59,8 @@ FORMAT_TITLES = {  # for choosers (the GUI's export dialog); details in docs/exp
 ALL_FORMATS = ("imagefolder", "masks", "coco", "mvtec", "csv")  # 'all': YOLO is asked for by name
 MVTEC_DEFAULT_HOLDOUT = SplitSpec(0.8, 0.0, 0.2)  # MVTec needs good test images even without a split
 MANIFEST = "export.json"
+PARTIAL_OWNER = ".export-owner"   # in the temporary folder until its rename: "host pid" of the export writing it
+STALE_PARTIAL_S = 2 * 24 * 3600   # an ownerless temporary folder (an older version's) this old is a killed export's
 STAGE_NAME = ".image-being-copied"  # one image's bytes at a time, inside the temporary folder (never in the manifest)
 MANIFEST_MAX_BYTES = 256 << 20  # read before an overwrite: a stray file of any size is not loaded whole
 WRITTEN_BY = "inspection-review-station export"  # in the manifest: marks a folder --overwrite may replace
@@ -363,36 +370,82 @@ def make_temp_dir(out: Path) -> Path:
     """The folder an export is written into before it is renamed onto ``out``, with the permissions a folder made
     by ``mkdir`` gets (``mkdtemp`` makes it 0700: a session-44 probe found every export folder readable by its
     owner alone, so a training service or a colleague on the share could not read the dataset)."""
+    from app.services.child_command import owner_tag
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        sweep_dead_partials(out)
         while True:  # os.mkdir honours the umask; changing the process's umask would race the other threads
             tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.partial"
             try:
                 tmp.mkdir()
-                return tmp
             except FileExistsError:
                 continue
+            (tmp / PARTIAL_OWNER).write_text(owner_tag(), encoding="utf-8")
+            return tmp
     except OSError as exc:
         raise ExportError(os_error_message(exc, out.parent)) from None
 
 
-def move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished export onto ``out``; a replaced export is deleted only once the new one is there."""
-    old = None
-    if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old / "previous")
-    elif out.is_dir():
-        out.rmdir()
+def sweep_dead_partials(out: Path) -> list[Path]:
+    """Remove the hidden folders that exports into ``out`` killed with SIGKILL (or a power cut) left beside it: the
+    copies stayed for good, and their space then refused the next export as "the destination is full" without a
+    word about them (a session-49 audit). A living export's folder, another machine's and one with no owner file
+    younger than ``STALE_PARTIAL_S`` are left alone. Returns what was removed."""
+    from app.services.child_command import owner_gone
+    removed = []
+    for partial in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+        if not partial.is_dir() or partial.is_symlink():
+            continue
+        try:
+            owner = (partial / PARTIAL_OWNER).read_text(encoding="utf-8")
+        except OSError:
+            owner = ""
+        gone = owner_gone(owner)
+        try:
+            old_enough = time.time() - partial.stat().st_mtime >= STALE_PARTIAL_S
+        except OSError:
+            continue
+        if gone or (gone is None and not owner.strip() and old_enough):
+            shutil.rmtree(partial, ignore_errors=True)
+            removed.append(partial)
+    if removed:
+        log.info("removed %d folder(s) a killed export into %s left: %s", len(removed), out,
+                 ", ".join(p.name for p in removed))
+    return removed
+
+
+def move_into_place(tmp: Path, out: Path, overwrite: bool = False,
+                    indexed_roots: Sequence[str | os.PathLike[str]] = ()) -> None:
+    """Rename the finished export onto ``out``; a replaced export is deleted only once the new one is there.
+
+    ``out`` is looked at again here, not only before the copies: whatever reached it while they were written (a file
+    a person saved there, another export into the same new folder) was moved aside and deleted, also without
+    ``overwrite`` (a session-49 audit). Without ``overwrite`` the rename itself refuses a folder that is no longer
+    empty (POSIX renames a folder only onto an empty one), so nothing can slip in between a check and the rename."""
+    (tmp / PARTIAL_OWNER).unlink(missing_ok=True)
+    if not overwrite or not (out.is_dir() and any(out.iterdir())):
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if out.is_dir() and not any(out.iterdir()):  # Windows renames nothing onto a folder, even an empty one
+                out.rmdir()
+                os.rename(tmp, out)
+                return
+            if out.exists():
+                raise ExportError(f"{out} was written to during the export and is not empty now: nothing was "
+                                  "changed there; choose a new or empty folder") from None
+            raise
+        return
+    check_destination(out, overwrite, indexed_roots)  # still only a previous export, whole
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, old / "previous")
     try:
         os.replace(tmp, out)
     except OSError:
-        if old is not None:
-            os.replace(old / "previous", out)
-            old.rmdir()
+        os.replace(old / "previous", out)
+        old.rmdir()
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def export_database(db: Database, out: str | os.PathLike[str], options: ExportOptions = ExportOptions(),
@@ -510,7 +563,7 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
     tmp = make_temp_dir(out)
     try:
         result = write_all(tmp, out, planned, mvtec_parts, options, skipped, progress, cancel, split_notes)
-        move_into_place(tmp, out)
+        move_into_place(tmp, out, options.overwrite, indexed_roots)
         return result
     except OSError as exc:
         raise ExportError(os_error_message(exc, out)) from exc
@@ -583,7 +636,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         "skipped": skipped,
         "notes": notes,
         "written_by": WRITTEN_BY,
-        "files": files_under(tmp),  # what a later --overwrite may delete, and nothing else
+        "files": [f for f in files_under(tmp) if f != PARTIAL_OWNER],  # what a later --overwrite may delete, and nothing else
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     held = tuple(p.item.image_id for p in exported

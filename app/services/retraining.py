@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import shlex
 import shutil
 import time
@@ -882,9 +881,9 @@ STALE_WORK_S = 2 * 24 * 3600  # a work folder with no owner file (an older versi
 
 def claim_work(work: Path) -> None:
     """Make the run's work folder, naming its owner (``sweep_dead_work`` leaves a living run's alone)."""
-    import socket
+    from app.services.child_command import owner_tag
     work.mkdir(parents=True, exist_ok=True)
-    (work / WORK_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}", encoding="utf-8")
+    (work / WORK_OWNER).write_text(owner_tag(), encoding="utf-8")
 
 
 def sweep_dead_work(root: Path, registered: Callable[[str], bool]) -> list[str]:
@@ -893,24 +892,20 @@ def sweep_dead_work(root: Path, registered: Callable[[str], bool]) -> list[str]:
     model folder where no version of that name is registered (``registered(name)``). A ``kill -9``, a crash or a
     power loss left them for good, each run named anew (a session-48 probe: 91 files, 2 MB, per killed run).
     Returns what was removed."""
-    import socket
-
-    from app.services.child_command import pid_alive
-    host, removed = socket.gethostname(), list[str]()
+    from app.services.child_command import owner_gone
+    removed = list[str]()
     try:
         found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(".") and p.name.endswith(".work")]
     except OSError:
         return removed
     for work in found:
         try:
-            owner = (work / WORK_OWNER).read_text(encoding="utf-8").split()
+            owner = (work / WORK_OWNER).read_text(encoding="utf-8")
         except OSError:
-            owner = []
-        if len(owner) == 2 and owner[1].isdigit():
-            if owner[0] != host or pid_alive(int(owner[1])):
-                continue   # another machine's run (not known here), or one still running
-        elif owner or time.time() - work.stat().st_mtime < STALE_WORK_S:
-            continue
+            owner = ""
+        gone = owner_gone(owner)
+        if gone is False or (gone is None and (owner.strip() or time.time() - work.stat().st_mtime < STALE_WORK_S)):
+            continue   # one still running, another machine's run (not known here), or an ownerless one not yet old
         name = work.name[1:-len(".work")]
         safe_remove_tree(work)
         removed.append(str(work))

@@ -227,3 +227,63 @@ def test_copies_of_one_image_go_to_one_part_of_a_split(tmp_path: Path) -> None:
         assert sorted(p.split for p in planned) == ["test", "test", "train", "train"], rule
         assert notes == ["copies of one image (the same bytes under other names) are in the train and test parts: kept "
                          "together, none of the 4 images could be held out"], rule
+
+
+def test_what_reaches_the_destination_during_the_export_is_never_deleted(tmp_path: Path, items) -> None:
+    """``--out`` was looked at once, before the copies: a file a person saved there meanwhile, or another export's
+    output, was moved aside and deleted at the end, also without ``overwrite`` (a session-49 audit)."""
+    out = tmp_path / "out"
+
+    def someone_writes(done: int, total: int) -> None:
+        if done == 1 and not out.exists():
+            out.mkdir()
+            (out / "notes.txt").write_text("mine")
+
+    with pytest.raises(ExportError, match="was written to during the export and is not empty now"):
+        export_items(list(items.values()), out, progress=someone_writes)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_previous_export_that_gains_a_file_during_an_overwrite_is_kept(tmp_path: Path, items) -> None:
+    """``overwrite`` replaces only a previous export whose every file its manifest lists: one saved into it while the
+    new export ran was deleted with it."""
+    out = tmp_path / "out"
+    export_items(list(items.values()), out)
+    before = sorted(export_mod.files_under(out))
+
+    def someone_writes(done: int, total: int) -> None:
+        if done == 1:
+            (out / "README-notes.txt").write_text("mine")
+
+    with pytest.raises(ExportError, match="holds files the export did not write"):
+        export_items(list(items.values()), out, ExportOptions(overwrite=True), progress=someone_writes)
+    assert (out / "README-notes.txt").read_text() == "mine"
+    assert sorted(export_mod.files_under(out)) == sorted([*before, "README-notes.txt"])
+    assert leftovers(tmp_path) == []
+
+
+def test_a_killed_exports_hidden_folder_is_removed_by_the_next_export(tmp_path: Path, items) -> None:
+    """SIGKILL (or a power cut) left ``.out.<hex>.partial`` with its copies for good, and their space made the next
+    export refuse as "the destination is full". A living export's folder, and an ownerless recent one, stay."""
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    from app.services.child_command import owner_tag
+    host = owner_tag().split()[0]
+    dead, living, ownerless = (tmp_path / f".out.{h}.partial" for h in ("dead0001", "live0001", "none0001"))
+    for folder, tag in ((dead, f"{host} {ended.stdout.strip()}"), (living, owner_tag()), (ownerless, None)):
+        folder.mkdir()
+        (folder / "copy.png").write_bytes(b"x" * 10)
+        if tag is not None:
+            (folder / export_mod.PARTIAL_OWNER).write_text(tag)
+    result = export_items(list(items.values()), tmp_path / "out")
+    assert result.exported > 0
+    assert leftovers(tmp_path) == [living.name, ownerless.name]
+    assert export_mod.PARTIAL_OWNER not in export_mod.files_under(tmp_path / "out")
+    old = 3 * 24 * 3600
+    os.utime(ownerless, (ownerless.stat().st_atime - old, ownerless.stat().st_mtime - old))
+    export_mod.sweep_dead_partials(tmp_path / "out")
+    assert leftovers(tmp_path) == [living.name]
