@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
         if report_path.is_dir() or not report_path.parent.is_dir() or not os.access(report_path.parent, os.W_OK):
             raise CommandError(f"--report {args.report}: cannot be written there (give a file in a folder that "
                                "exists and this account may write to)")
-    given = Path(args.folder).expanduser()
-    if not given.exists():  # said before the database is opened: a refused run made or migrated one first
+    asked = Path(args.folder).expanduser()
+    if not asked.exists():  # said before the database is opened: a refused run made or migrated one first
         raise CommandError(f"{args.folder}: folder not found")
-    if not given.is_dir():
+    if not asked.is_dir():
         raise CommandError(f"{args.folder}: not a folder")
     prepare_inference_process(getattr(args, "threads", 1))
     start = time.monotonic()
