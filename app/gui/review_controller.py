@@ -754,10 +754,10 @@ class ReviewController(QObject):
                 if last_try or self._closed:
                     failed(result)
                     return
-                first = image_id not in self._flags_waiting
                 self._flags_waiting[image_id] = want
                 self._flag_retry.start()
-                if first:
+                if not retried:  # said once: each retry's refusal said it again, covering every other message
+                    # every few seconds (a session-49 audit)
                     self.save_waiting.emit(f"Could not {'flag' if want else 'unflag'} image {image_id} yet "
                                            f"({str(result).rstrip('.')}). "
                                            "It is kept and tried again every few seconds.")

@@ -583,6 +583,8 @@ def test_a_flag_the_database_refuses_for_now_is_kept_and_stored_once_it_answers(
     win.review.toggle_flag()
     qtbot.waitUntil(lambda: any(f"Could not flag image {image_id} yet" in t for t in said), timeout=10000)
     assert not service.item(image_id).flagged and win.review.intents_waiting() == 1
+    qtbot.wait(int(win.review.RETRY_MS * 2.5))   # refused again at each retry: said once, not every few seconds over
+    assert sum(f"Could not flag image {image_id} yet" in t for t in said) == 1   # every other message (a session-49 audit)
     messages: list[str] = []
     win.review.message.connect(messages.append)
     win.queue.step(1)   # the inspector moves on: the flag's answer names its image (the review of this fix)
