@@ -144,6 +144,10 @@ class LabelNextController:
         """Show the next proposed image still unlabelled (the queue in the "label next" order).
         True when it moved now; else a batch is computed (``compute``) and the move follows it."""
         panel, queue = self.window.queue_panel, self.window.queue
+        if self.window.current_folder is None:  # "choosing the images to label…" stayed, and the press moved the queue
+            # of the next folder opened to a proposal unasked (a session-49 audit)
+            self.window.statusBar().showMessage("Label next: open a folder first.", 5000)
+            return False
         if not self._unreviewed_proposals() and self.latest is not None and self.latest is not self.result \
                 and self._fresh(self.latest):
             self._adopt(self.latest)  # a newer batch is already here

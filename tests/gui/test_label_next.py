@@ -56,6 +56,21 @@ def test_p_before_the_first_batch_moves_once_it_is_ready(service, tmp_path: Path
     win.close()
 
 
+def test_p_with_no_folder_open_says_so_and_is_not_acted_on_later(service, tmp_path: Path, qtbot):
+    """A session-49 audit: P with no folder showed "choosing the images to label…" for good, the status bar silent, and
+    the next folder opened switched to the "label next" order and jumped to a proposal unasked."""
+    win = build_window(service, qtbot)
+    win.actions["label_next"].trigger()   # the menu item (the key reaches it once a widget holds the focus)
+    assert win.statusBar().currentMessage() == "Label next: open a folder first."
+    assert "choosing" not in win.label_next.line.text()
+    win.open_folder(str(make_folder(tmp_path / "parts", n=4)))
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(lambda: not win.label_next.calls.busy and win.label_next.latest is not None, timeout=30000)
+    qtbot.wait(200)
+    assert win.queue_panel.sort.currentData() == "name" and win.queue.current_id() == win.gallery_model.item_at(0).image_id
+    win.close()
+
+
 def _window_with_batches_of_three(service, db, tmp_path: Path, qtbot, monkeypatch, n: int):
     """``_window_with_a_batch`` with "label next" proposing three images a batch."""
     import app.gui.label_next_panel as panel_module
