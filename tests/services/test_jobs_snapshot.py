@@ -254,6 +254,36 @@ def test_a_job_records_what_it_was_queued_for(tmp_path: Path) -> None:
         db.close()
 
 
+def test_a_folder_with_nothing_to_pre_label_says_why_and_stores_no_empty_job(tmp_path: Path) -> None:
+    """A session-49 audit: Pre-label folder on an empty folder, and Pre-label new images on a folder every model had
+    answered, each stored a job of 0 images ("Pre-label job #1 done: 0/0 images") and said nothing of why."""
+    import pytest
+
+    from app.services.prelabel import chosen_versions
+    from app.services.review_jobs import JobsError
+    from database.dto import FileEntry, PredictionIn
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        empty = db.folders.add("/empty")
+        line = db.folders.add("/line")
+        ids = list(db.images.sync(line.id, [FileEntry(f"p{i}.png", 10, i, content_hash=f"h{i}")
+                                            for i in range(3)]).added_ids)
+        jobs = ReviewJobs(db, "unused")
+        jobs.ensure_worker = lambda: None  # type: ignore[method-assign]
+        for only_new in (False, True):
+            with pytest.raises(JobsError, match="^the folder holds no images$"):
+                jobs.prelabel_folder(empty.id, only_new=only_new)
+        for version in chosen_versions(db, jobs.available_families(), {}, None).values():
+            db.predictions.upsert_many([PredictionIn(i, version.id) for i in ids])
+        with pytest.raises(JobsError, match="every image here has the answers of the models the routing runs"):
+            jobs.prelabel_folder(line.id, only_new=True)
+        assert db.jobs.list() == []
+        [job] = jobs.prelabel_folder(line.id)   # the whole folder again: asked for, queued
+        assert db.jobs.get(job).progress_total == 3
+    finally:
+        db.close()
+
+
 def test_a_failure_retried_at_another_station_shows_its_new_reason(tmp_path: Path) -> None:
     """Found by a session-45 probe: station Y listed a failed image as "empty file"; station X pressed Retry and it
     failed again as "not a decodable image"; Y went on listing the first reason (its list was cached by the count,
