@@ -193,6 +193,11 @@ class ReviewService:
         mv = self._version(version_id)
         return mv.name if mv is not None else f"version {version_id}"
 
+    def cached_classes(self) -> list[str] | None:
+        """``classes()`` where it is known without a read (None: ``classes()`` would read the database)."""
+        classes = self._classes
+        return None if classes is None else list(classes)
+
     def classes(self) -> list[str]:
         """The project's class names in hotkey order (1 = first): its own list, else the active
         classifier's (``app.services.project_classes``)."""

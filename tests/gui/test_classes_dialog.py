@@ -238,10 +238,14 @@ def test_accept_keeps_no_class_the_project_took_off_its_list_and_says_so(service
     win.close()
 
 
-def test_a_class_key_on_a_selection_works_with_an_image_no_classifier_runs_on_shown(service, db, tmp_path, qtbot):
+def test_a_class_key_on_a_selection_works_with_an_image_no_classifier_runs_on_shown(service, db, tmp_path, qtbot,
+                                                                                  monkeypatch):
     """A session-47 audit: with a tile on screen (the routing runs no classifier on it) and two steel images selected
     beside it, 2 changed nothing and said "No class 2 here"; with a steel image on screen the same selection was
-    labelled. The selection gets the project's class, the tile left out and said."""
+    labelled. The selection gets the project's class, the tile left out and said. The project's classes are read off
+    the GUI thread (a session-49 audit: after a model refresh the key waited there on two queries)."""
+    import threading
+
     from app.services.project_settings import save_routing
     from app.services.routing import Routing, RoutingRule
     from tests.gui.fixtures import make_folder
@@ -266,8 +270,18 @@ def test_a_class_key_on_a_selection_works_with_an_image_no_classifier_runs_on_sh
         view.selectionModel().select(win.gallery_model.index(win.gallery_model.row_of(image_id)),
                                      QItemSelectionModel.SelectionFlag.Select)
     assert sorted(view.selected_ids()) == sorted([tile, *steel])
+    on_gui_thread: list[str] = []
+    real_classes = service.classes
+
+    def watched() -> list[str]:
+        if threading.current_thread() is threading.main_thread():
+            on_gui_thread.append("classes")
+        return real_classes()
+    monkeypatch.setattr(service, "classes", watched)
+    service.refresh_models()   # as after every pre-label job's progress: the cached list forgotten
     with qtbot.waitSignal(win.review.decided_many, timeout=10000):
         press(qtbot, win, Qt.Key.Key_2)
+    assert on_gui_thread == []
     qtbot.waitUntil(lambda: all(db.labels.current(i) is not None for i in steel), timeout=10000)
     assert all(db.labels.current(i).class_name == "patches" for i in steel)  # the 2nd of the project's classes
     current = db.labels.current(tile)
