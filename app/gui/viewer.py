@@ -58,6 +58,7 @@ from app.services.heat_region import DEFAULT_GROW_FRACTION, cold_flood, grow_reg
 TOOLS = ("pan", "brush", "eraser", "polygon", "grow")
 LAYERS = ("heatmap", "prediction", "region", "mask")
 ZOOM_MIN, ZOOM_MAX = 0.02, 64.0
+FIT_MIN_SIDE_PX = 32   # a fitted image's short side is shown at least this many pixels across
 
 
 class ImageView(QGraphicsView):
@@ -106,9 +107,21 @@ class ImageView(QGraphicsView):
         return self.transform().m11()
 
     def fit(self) -> None:
+        """The whole image in view; a strip far longer than it is wide (a line-scan frame, 4000 x 3) is shown at least
+        ``FIT_MIN_SIDE_PX`` across, scrolled along its length: fitted whole it was under a pixel high, and the viewer
+        looked empty, its masks with it (a session-49 audit)."""
         self._fit_on_resize = True
-        self.fitInView(self.image_rect(), Qt.AspectRatioMode.KeepAspectRatio)
+        self._fit_view()
         self.view_changed.emit()
+
+    def _fit_view(self) -> None:
+        rect = self.image_rect()
+        self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+        short = min(rect.width(), rect.height())
+        if short > 0 and short * self.zoom() < min(FIT_MIN_SIDE_PX, short * ZOOM_MAX):
+            factor = min(FIT_MIN_SIDE_PX, short * ZOOM_MAX) / (short * self.zoom())
+            self.scale(factor, factor)
+            self.centerOn(rect.topLeft())   # from its start, scrolled along
 
     def one_to_one(self) -> None:
         self._fit_on_resize = False
@@ -147,7 +160,7 @@ class ImageView(QGraphicsView):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self._fit_on_resize:
-            self.fitInView(self.image_rect(), Qt.AspectRatioMode.KeepAspectRatio)
+            self._fit_view()
 
     # Middle button pans whatever the tool.
     def mousePressEvent(self, event: QMouseEvent) -> None:

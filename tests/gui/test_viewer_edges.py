@@ -103,3 +103,23 @@ def test_the_viewer_reads_out_a_16_bit_files_own_value(service, tmp_path, qtbot)
     _move(win.viewer, QPointF(10, 10))
     assert said and f"value {int(img[10, 10])} in the file" in said[-1]
     win.close()
+
+
+def test_a_strip_far_longer_than_wide_is_fitted_visible_and_scrolled_along(qtbot) -> None:
+    """A session-49 audit: a 4000 x 3 line-scan frame was fitted 576 x 0.43 screen pixels, the viewer empty (its
+    masks too) and nothing said. Its short side is now shown 32 pixels across, from its start; an ordinary image is
+    fitted whole as before."""
+    from app.gui.viewer import FIT_MIN_SIDE_PX
+    v = ImageViewer()
+    qtbot.addWidget(v)
+    v.resize(600, 400)
+    v.show()
+    for shape in ((3, 4000, 3), (4000, 3, 3)):
+        v.show_image(np.full(shape, 200, np.uint8))
+        qtbot.wait(20)
+        assert abs(min(shape[:2]) * v.zoom() - FIT_MIN_SIDE_PX) < 1e-6
+        start = v.mapFromScene(QPointF(0, 0))
+        assert 0 <= start.x() < v.viewport().width() and 0 <= start.y() < v.viewport().height()
+    v.show_image(np.full((300, 400, 3), 200, np.uint8))
+    qtbot.wait(20)
+    assert 400 * v.zoom() <= v.viewport().width() and 300 * v.zoom() <= v.viewport().height()
