@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
+from app.gui.dialog_life import run_modal
 from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path_row, scope_row
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
@@ -283,4 +284,4 @@ def install(window) -> None:
     if window.ctx.export_db is None:
         window.actions["export"].setEnabled(False)
         return
-    window.actions["export"].triggered.connect(lambda: open_export_dialog(window).exec())
+    window.actions["export"].triggered.connect(lambda: run_modal(open_export_dialog(window), lambda _answer: None))

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
+from app.gui.dialog_life import run_modal
 from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path_row, scope_row
 from app.services import project_classes
 from app.services.import_detect import detect_formats, foreign_here
@@ -386,4 +387,5 @@ def install(window) -> None:
     if window.ctx.export_db is None:
         window.actions["import_labels"].setEnabled(False)
         return
-    window.actions["import_labels"].triggered.connect(lambda: open_import_dialog(window).exec())
+    window.actions["import_labels"].triggered.connect(lambda: run_modal(open_import_dialog(window),
+                                                                          lambda _answer: None))

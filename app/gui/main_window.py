@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from app.gui.actions import build_actions, enable_with_an_image, retint
 from app.gui.closing import ClosingLabels
 from app.gui.context import StationContext
+from app.gui.dialog_life import run_modal
 from app.gui.folder_browser import FolderBrowser
 from app.gui.folder_controller import FolderController
 from app.gui.folder_facts import FolderFacts
@@ -250,7 +251,7 @@ class MainWindow(QMainWindow):
         self.viewer_ctl.withheld.connect(self.layer_panel.set_withheld)
         wire_objects(r, v, self.label_panel, a)
         a["open_folder"].triggered.connect(self.choose_folder)
-        a["help_shortcuts"].triggered.connect(lambda: ShortcutsDialog(self).exec())
+        a["help_shortcuts"].triggered.connect(lambda: run_modal(ShortcutsDialog(self), lambda _answer: None))
         a["quit"].triggered.connect(self.close)
 
     def _decide(self, decision, name: str) -> None:

@@ -410,11 +410,15 @@ def test_dialogs_opened_and_closed_do_not_pile_up(window, qtbot, monkeypatch):
     monkeypatch.setattr(QDialog, "exec", lambda self: (self.done(0), 0)[1])
     threads = threading.active_count()
     for _ in range(3):
-        for action in ("settings", "project_classes", "operating_point", "model_routing"):
+        for action in ("settings", "project_classes", "operating_point", "model_routing", "export", "import_labels",
+                       "help_shortcuts"):
             if window.actions[action].isEnabled():
                 window.actions[action].trigger()
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         qtbot.wait(50)
     assert len(window.findChildren(SettingsDialog)) == 0
+    # Export, Import and Help too (a session-49 audit: each stayed a child of the window once closed)
+    assert [type(d).__name__ for d in window.findChildren(QDialog)
+            if type(d).__name__ in ("ExportDialog", "ImportDialog", "ShortcutsDialog")] == []
     assert len(window.findChildren(ClassesDialog)) <= 1 and len(window.findChildren(OperatingPointDialog)) <= 1
     qtbot.waitUntil(lambda: threading.active_count() <= threads + 3, timeout=5000)
