@@ -63,6 +63,19 @@ def _number(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}"
 
 
+def _times(factor: float) -> str:
+    """How many times beyond the training span a detail measure lies (``factor`` > 1). Two significant digits
+    made a value just past the end read "1 times less left-right change" (a session-49 audit): below 2 it has two
+    decimals ("1.02 times"), more where two would still read as 1."""
+    if factor >= 2:
+        return _number(factor)
+    for decimals in (2, 3, 4):
+        text = f"{factor:.{decimals}f}"
+        if text.strip("0.") != "1":
+            break
+    return text
+
+
 def _interval(lo: float, hi: float, fmt: Callable[[float], str], unit: str) -> str:
     return f"{fmt(lo)}{unit}" if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}{unit}"
 
@@ -116,12 +129,12 @@ def describe_property(name: str, value: float, lo: float, hi: float) -> str:
         kind = {"log_grad_x": "left-right change", "log_grad_y": "top-bottom change",
                 "log_laplacian": "fine texture"}[name.rsplit("_", 1)[0]]
         where = SCALE_WORDS.get(name.rsplit("_", 1)[1], "")
-        return f"{_number(factor)} times {more} {kind} {where} than any training image".replace("  ", " ")
+        return f"{_times(factor)} times {more} {kind} {where} than any training image".replace("  ", " ")
     if name == "log_grad_peak_ratio":
         how = "in a few places" if v > b else "evenly"
-        return f"its edges spread {how}, {_number(factor)} times beyond any training image"
+        return f"its edges spread {how}, {_times(factor)} times beyond any training image"
     if name.startswith("log_block_std"):
-        return f"{_number(factor)} times {more} local contrast than any training image"
+        return f"{_times(factor)} times {more} local contrast than any training image"
     return f"{name} {_number(value)} (training range: {_number(lo)}–{_number(hi)})"
 
 

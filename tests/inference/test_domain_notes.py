@@ -7,7 +7,7 @@ import pytest
 
 from inference.domain import fit_domain, is_out_of_domain
 from inference.domain_notes import NOTE_LIMIT, _descriptor_note, describe_property, domain_notes, notes_by_family
-from inference.image_descriptor import describe, symmetry
+from inference.image_descriptor import describe, symmetry, unit_of
 
 
 def _texture(seed: int, side: int = 200) -> np.ndarray:
@@ -92,3 +92,15 @@ def test_an_image_at_the_end_of_the_training_span_says_so_rather_than_reading_in
     assert note.startswith("as far out as the farthest training image, in 2 properties at once: 5th percentile"), note
     beyond = centre + half * np.array([1.5, 0.2, 0.1])
     assert _descriptor_note(beyond, names, (centre, half)).startswith("5th percentile of its grey levels ")
+
+
+def test_a_detail_measure_just_past_the_training_span_reads_its_true_ratio() -> None:
+    """Seen in a session-49 audit: a detail measure 2 % past the training span read "1 times less left-right change
+    than any training image" (two significant digits); below 2 the ratio has two decimals."""
+    u = unit_of("log_grad_x_s4")
+    assert describe_property("log_grad_x_s4", 0.98 / u, 1.0 / u, 2.0 / u).startswith("1.02 times less left-right change")
+    v = unit_of("log_block_std_8")
+    assert describe_property("log_block_std_8", 2.03 / v, 1.0 / v, 2.0 / v) == \
+        "1.03 times more local contrast than any training image"
+    assert describe_property("log_block_std_8", 3.0 / v, 1.0 / v, 2.0 / v).startswith("2.7 times more")
+    assert describe_property("log_block_std_8", 2.0005 / v, 1.0 / v, 2.0 / v).startswith("1.001 times more")
