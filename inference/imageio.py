@@ -11,7 +11,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import BinaryIO, Mapping
 
 import cv2
 import numpy as np
@@ -297,14 +297,44 @@ def decode(path: str | os.PathLike, modes: Mapping[str, int]) -> DecodedImage:
 def stored_channels(path: str | os.PathLike, raw: np.ndarray) -> int:
     """The channels the file stores (1 grey, 2 grey with alpha, 3 colour, 4 colour with alpha): OpenCV decodes a grey +
     alpha PNG to four channels, and an opaque grey strip saved so was said "stored as colour with alpha" (a session-47
-    audit); its header's colour type says grey with alpha."""
+    audit); its header's colour type says grey with alpha. It decodes an indexed (palette) PNG to three channels (four
+    with a tRNS chunk's alpha), and one whose palette holds grey levels only was said "stored as colour" and its answers
+    withheld as out of domain (a session-49 audit): its palette says grey."""
     channels = int(raw.shape[2]) if raw.ndim == 3 else 1
-    if channels == 4:
+    if channels in (3, 4):
         try:
             with open(path, "rb") as f:
-                head = f.read(26)
+                head = f.read(33)   # signature, then the IHDR chunk (length, type, 13 bytes, CRC)
+                if head[:8] != PNG_SIGNATURE or len(head) != 33:
+                    return channels
+                if head[25] == 4 and channels == 4:  # PNG colour type 4: grey + alpha
+                    return 2
+                if head[25] == 3 and _png_palette_is_grey(f):   # colour type 3: indexed
+                    return 2 if channels == 4 else 1
         except OSError:
             return channels
-        if head[:8] == PNG_SIGNATURE and len(head) == 26 and head[25] == 4:  # PNG colour type 4: grey + alpha
-            return 2
     return channels
+
+
+PNG_MAX_PALETTE = 256 * 3   # a PLTE chunk's largest body: 256 RGB entries
+PNG_CHUNKS_BEFORE_PALETTE = 256   # ancillary chunks read past before a palette is given up for
+
+
+def _png_palette_is_grey(f: BinaryIO) -> bool:
+    """Whether the PLTE chunk of the PNG whose IHDR ``f`` has just passed holds grey levels only (R = G = B in every
+    entry). Reads chunk headers and the palette only (at most ``PNG_MAX_PALETTE`` bytes), skipping any other chunk's
+    body; False when no well-formed palette comes before the image data."""
+    for _ in range(PNG_CHUNKS_BEFORE_PALETTE):
+        header = f.read(8)
+        if len(header) != 8:
+            return False
+        length, kind = struct.unpack(">I4s", header)
+        if kind in (b"IDAT", b"IEND"):   # the palette must come before the image data
+            return False
+        if kind == b"PLTE":
+            if length == 0 or length % 3 or length > PNG_MAX_PALETTE:
+                return False
+            body = f.read(length)
+            return len(body) == length and all(body[i] == body[i + 1] == body[i + 2] for i in range(0, length, 3))
+        f.seek(length + 4, os.SEEK_CUR)   # its body and CRC
+    return False

@@ -248,6 +248,24 @@ def test_a_grey_png_with_alpha_is_said_to_store_grey_with_alpha(tmp_path: Path) 
     assert decode(tmp_path / "rgba.png", {"gray": 64}).channels == 4
 
 
+def test_an_indexed_png_whose_palette_is_grey_is_said_to_store_grey(tmp_path: Path) -> None:
+    """A session-49 audit: OpenCV decodes an indexed (palette) PNG to three channels, and one of grey levels only was
+    said "stored as colour (3 channels; training files: grey)", the classifier's and anomaly model's answers withheld
+    as out of domain. Its palette says grey (with alpha where a tRNS chunk gives it); a colour palette stays colour."""
+    from inference.imageio import decode
+
+    rows = b"".join(b"\0" + bytes(range(i, i + 16)) for i in range(16))   # indices 0-31, no filter
+    grey = b"".join(bytes([v * 8] * 3) for v in range(32))
+    pink = b"".join(bytes([v * 8, 0, v * 8]) for v in range(32))
+    for name, palette, extra, channels in (("grey", grey, b"", 1), ("grey_alpha", grey, _png_chunk(b"tRNS", b"\0"), 2),
+                                           ("pink", pink, b"", 3)):
+        ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 3, 0, 0, 0))
+        text = _png_chunk(b"tEXt", b"Comment\0" + b"x" * 5000)   # a chunk before the palette is read past
+        (tmp_path / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + text + _png_chunk(b"PLTE", palette) + extra
+                                               + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b""))
+        assert decode(tmp_path / f"{name}.png", {"gray": 64}).channels == channels, name
+
+
 def test_a_bigtiff_with_an_orientation_tag_is_read_as_stored_too(tmp_path: Path) -> None:
     """The review of session 47: the fix above knew classic TIFF only; a BigTIFF (II+, 8-byte offsets, 20-byte
     directory entries) tagged 6 was still read turned."""
