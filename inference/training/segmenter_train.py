@@ -303,8 +303,10 @@ def require_targets(data: str | Path, held_out_fraction: float = HELD_OUT_FRACTI
     """``ValueError`` when no frame the trainer fits on holds a target: a model trained on it was written and
     registered like any other (a session-46 probe). Checked once on ``--data``, on the frames it fits on (its own cut:
     a target only in its held-out tenth, or a mask not the size of its frame, teaches nothing), before any fold network
-    (a fold whose frames hold none is not the data's fault). Masks are read, frames only by their header."""
-    from inference.imageio import ImageReadError, header_size, read_mask
+    (a fold whose frames hold none is not the data's fault). Masks are read, frames only by their header, at their
+    stored size as the trainer reads them (``stored_size``: a JPEG's EXIF turn not applied; with it, frames tagged
+    6 whose masks the station's own export wrote at the stored size were refused, a session-49 audit)."""
+    from inference.imageio import ImageReadError, read_mask, stored_size
 
     tree = SegTree.open(data)
     unreadable: list[str] = []
@@ -314,8 +316,8 @@ def require_targets(data: str | Path, held_out_fraction: float = HELD_OUT_FRACTI
         except ImageReadError as exc:
             unreadable.append(exc.reason if len(unreadable) < 3 else "")
             continue
-        width, height = header_size(tree.images[stem])
-        if mask.any() and (not width or mask.shape == (height, width)):
+        size = stored_size(tree.images[stem])
+        if mask.any() and (size is None or mask.shape == (size[1], size[0])):
             return
     said = f" ({len(unreadable)} unreadable, e.g. {'; '.join(u for u in unreadable[:3] if u)})" if unreadable else ""
     raise ValueError(f"{data}: no frame the trainer fits on holds a target{said}: its masks hold none, or only frames it "

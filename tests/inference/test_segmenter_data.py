@@ -448,3 +448,25 @@ def test_training_on_masks_without_a_target_is_refused(tmp_path, capsys):
     assert main(["train", "segmenter", "--data", str(tmp_path / "cv"), "--out", str(tmp_path / "cvout"), "--preset",
                  "test_tiny", "--epochs", "1", "--batch-size", "2", "--crop", "32", "--quiet", "--threads", "1",
                  "--cv-folds", "3", "--group-by", "none"]) == 0
+
+
+def test_exif_turned_jpeg_frames_with_masks_at_their_stored_size_are_not_refused(tmp_path):
+    """A session-49 audit: frames saved as JPEG with an EXIF orientation of 6, their masks at the stored size (what the
+    station's own masks export writes, and what the trainer reads), were refused: "no frame the trainer fits on holds
+    a target" (the check measured the frame turned by its tag). A mask at the turned size fits nothing it reads."""
+    from inference.training.segmenter_train import require_targets
+    from tests.inference.test_simple_answer_thumbnails import _jpeg_turned_by_exif
+
+    root = tmp_path / "turned"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(4):
+        stored = _jpeg_turned_by_exif(root / "images" / f"f{i}.jpg")
+        mask = np.zeros(stored.shape, np.uint8)
+        mask[10:14, 30:34] = 255
+        cv2.imwrite(str(root / "masks" / f"f{i}.png"), mask)
+    require_targets(root)
+    for mask_path in (root / "masks").glob("*.png"):   # the same masks at the size the tag turns the frame to
+        cv2.imwrite(str(mask_path), np.ascontiguousarray(cv2.imread(str(mask_path), 0).T))
+    with pytest.raises(ValueError, match="no frame the trainer fits on holds a target"):
+        require_targets(root)
