@@ -26,7 +26,8 @@ so any part alone can call an image foreign.
 
 The threshold is chosen on training images only: the statistics are fitted ``folds`` times
 without one fold (whole capture groups or scenes when the images have them, and mixed folds;
-the larger) and each held-out image is scored by the fit that did not see it; the threshold is a
+the larger; mixed only where a fold of whole groups would leave fewer than ``MIN_IMAGES`` to fit
+on) and each held-out image is scored by the fit that did not see it; the threshold is a
 high quantile of those out-of-fold distances. A fit scored on its own images would give smaller
 distances than new in-domain images get, and the threshold would flag them. Which quantile
 (ADR 0036): the smallest of ``THRESHOLD_QUANTILES`` whose group cross-validated own-image rate
@@ -293,14 +294,29 @@ def _checked(features: Features | np.ndarray, parts: Sequence[str] | None) -> tu
     return feats, chosen
 
 
-def fold_of(n: int, folds: int = DEFAULT_FOLDS, seed: int = 0, groups: Sequence[str] | None = None) -> np.ndarray:
-    """(n,) fold index of each image. With ``groups``, whole groups go to one fold (a capture
-    session never spans two); fewer groups than folds give one fold per group."""
+def group_folds(n: int, folds: int = DEFAULT_FOLDS, seed: int = 0,
+                groups: Sequence[str] | None = None) -> np.ndarray | None:
+    """(n,) fold index of each image with whole ``groups`` in one fold (a capture session never
+    spans two; fewer groups than folds give one fold per group), or None where groups cannot make
+    the folds: fewer than two, or a fold would leave fewer than ``MIN_IMAGES`` images to fit without
+    it (a retraining's 10 images in groups of 1 and 9 left one image to refit the threshold rule on,
+    and no statistics were written: "IndexError: index -1 is out of bounds", a session-49 audit)."""
+    if groups is None or len(set(groups)) < 2:
+        return None
     rng = np.random.default_rng(seed)
-    if groups is not None and len(set(groups)) >= 2:
-        names, codes = np.unique(np.asarray(groups), return_inverse=True)
-        k = min(folds, len(names))
-        return (rng.permutation(len(names)) % k)[codes]
+    names, codes = np.unique(np.asarray(groups), return_inverse=True)
+    k = min(folds, len(names))
+    fold = (rng.permutation(len(names)) % k)[codes]
+    return fold if n - int(np.bincount(fold).max()) >= MIN_IMAGES else None
+
+
+def fold_of(n: int, folds: int = DEFAULT_FOLDS, seed: int = 0, groups: Sequence[str] | None = None) -> np.ndarray:
+    """(n,) fold index of each image: ``group_folds``' where groups can make the folds, else mixed
+    folds of about equal size."""
+    grouped = group_folds(n, folds, seed, groups)
+    if grouped is not None:
+        return grouped
+    rng = np.random.default_rng(seed)
     k = max(2, min(folds, n // 2))
     out = np.empty(n, np.int64)
     out[rng.permutation(n)] = np.arange(n) % k
@@ -313,6 +329,9 @@ def fold_fits(features: Features | np.ndarray, components: int = DEFAULT_COMPONE
     """Each image's fold and, per fold, every part fitted without that fold."""
     feats, chosen = _checked(features, parts)
     n = next(iter(feats.values())).shape[0]
+    if n < 2:   # holding its one fold out leaves nothing to fit (numpy's own words were an IndexError)
+        raise DomainError(f"{n} image{'' if n == 1 else 's'} cannot be split into folds to fit without one "
+                          "(at least 2)")
     fold = fold_of(n, folds, seed, groups)
     fits = [{p: fit_part(p, feats[PARTS[p][0]][fold != f], components) for p in chosen}
             for f in range(int(fold.max()) + 1)]
@@ -362,7 +381,7 @@ def _rule(feats: dict[str, np.ndarray], chosen: tuple[str, ...], components: int
     mixed = out_of_fold_part_distances(feats, components, folds, seed, None, chosen)
     scales = part_scales(mixed)
     thresholds = np.quantile(_combined(mixed, scales), quantiles)
-    if groups is not None and len(set(groups)) >= 2:
+    if group_folds(next(iter(feats.values())).shape[0], folds, seed, groups) is not None:
         grouped = out_of_fold_part_distances(feats, components, folds, seed, groups, chosen)
         thresholds = np.maximum(thresholds, np.quantile(_combined(grouped, scales), quantiles))
     cap = float("inf")

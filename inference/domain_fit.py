@@ -20,10 +20,12 @@ from .checkpoints import read_json
 from .domain import (
     DEFAULT_COMPONENTS,
     DEFAULT_FOLDS,
+    MIN_IMAGES,
     PARTS,
     DomainError,
     DomainStats,
     fit_domain,
+    group_folds,
     save_domain,
 )
 from .families import family as family_entry
@@ -53,7 +55,8 @@ class DomainFit:
     images: int
     unreadable: tuple[str, ...]
     directory: Path
-    fold_groups: str = "none"  # the grouping rule the folds followed ("none": mixed folds only)
+    fold_groups: str = "none"  # the grouping rule the folds followed ("none": mixed folds only, and why where groups
+    #                            were given)
 
 
 def images_under(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
@@ -192,6 +195,11 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
         bad = set(unreadable)
         paths = [p for p in paths if str(p) not in bad]
     groups, rule = grouping(paths) if grouping is not None else (None, "none")
+    said = rule
+    if groups is not None and group_folds(len(paths), folds, seed, groups) is None:   # the folds are mixed: say so
+        said = (f"none ({rule} groups: a fold of whole groups would leave fewer than {MIN_IMAGES} images to fit "
+                "without it)")
+        groups, rule = None, "none"
     stats = fit_domain(feats, quantile=quantile, components=components, folds=folds, seed=seed, groups=groups,
                        embedding=f"{family}: {EMBEDDING_NOTE.get(family, 'pooled backbone embedding')}"
                        if "embedding" in parts else "", descriptor=DESCRIPTOR_VERSION, parts=parts,
@@ -199,4 +207,4 @@ def fit_directory(model_dir: str | os.PathLike, images: Sequence[str | os.PathLi
     save_domain(d, stats, {"source": source[:200], "folds": folds, "seed": seed, "fold_groups": rule,
                            "fold_group_count": len(set(groups)) if groups is not None else 0,
                            "subsampled_from": len(images) if len(images) > len(paths) else None})
-    return DomainFit(stats, len(paths), tuple(unreadable), d, rule)
+    return DomainFit(stats, len(paths), tuple(unreadable), d, said)

@@ -16,7 +16,9 @@ from inference.domain import (
     THRESHOLD_QUANTILES,
     DomainError,
     fit_domain,
+    fold_fits,
     fold_of,
+    group_folds,
     has_domain,
     in_domain_score,
     is_out_of_domain,
@@ -231,6 +233,28 @@ def test_folds_keep_capture_groups_whole() -> None:
     assert len(set(fold.tolist())) == 5
     # Without groups: about equal random folds.
     assert sorted(np.bincount(fold_of(100, folds=5)).tolist()) == [20] * 5
+
+
+def test_groups_that_would_leave_too_few_images_to_fit_on_give_mixed_folds() -> None:
+    """A session-49 audit: a segmenter retrained on 12 frames was saved with no domain statistics, the reason a raw
+    "IndexError: index -1 is out of bounds for axis 0 with size 0" beside numpy's "Mean of empty slice" warnings: its
+    10 training images fell into scene groups of 1 and 9, and holding out the 9 left one image to refit the threshold
+    rule on. Such groups give mixed folds (as fewer than two groups do); a fit on too few images says why in words."""
+    import warnings
+
+    x = _cloud(10, d=6, seed=4)
+    lopsided = ["scene0"] + ["scene1"] * 9
+    assert group_folds(10, groups=lopsided) is None
+    assert np.array_equal(fold_of(10, groups=lopsided), fold_of(10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no "Mean of empty slice"
+        stats = fit_domain({"descriptor": x}, groups=lopsided, parts=("descriptor", "descriptor_range"))
+    assert stats.images == 10 and np.isfinite(stats.threshold) and set(stats.own_rates) == set(THRESHOLD_QUANTILES)
+    even = [f"s{i % 2}" for i in range(20)]   # groups that leave enough either way still make the folds
+    fold = group_folds(20, groups=even)
+    assert fold is not None and len({(int(f), g) for f, g in zip(fold, even)}) == 2
+    with pytest.raises(DomainError, match="1 image cannot be split into folds"):
+        fold_fits({"descriptor": x[:1]}, parts=("descriptor",))
 
 
 def test_range_part_flags_one_feature_far_out_that_a_gaussian_dilutes() -> None:

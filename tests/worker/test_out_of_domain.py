@@ -273,6 +273,23 @@ def test_domain_fit_groups_folds_by_the_rule_asked_and_train_hands_its_own(tiny_
     assert (meta["fold_groups"], meta["fold_group_count"]) == (r"regex:^(s\d)_", 6)
 
 
+def test_domain_fit_on_groups_too_uneven_to_fold_says_its_folds_are_mixed(tiny_models, tmp_path: Path, capsys) -> None:
+    """A session-49 audit: 10 training images in groups of 1 and 9 gave no domain statistics ("IndexError: index -1
+    is out of bounds"); they are fitted on mixed folds now, and the line and domain.json say the folds were not the
+    groups', and why."""
+    from app.cli import main
+
+    d = Path(shutil.copytree(tiny_models["classifier"], tmp_path / "cls"))
+    for i, p in enumerate(dark_images(tmp_path / "train", 10, seed=5)):
+        p.rename(p.with_name(f"{'s0' if i == 0 else 's1'}_{p.name}"))
+    assert main(["domain", "fit", "--model", str(d), "--data", str(tmp_path / "train"), "--device", "cpu",
+                 "--group-by", "prefix"]) == 0
+    assert ("folds by none (prefix groups: a fold of whole groups would leave fewer than 8 images to fit without it)"
+            in capsys.readouterr().out)
+    meta = json.loads((d / "domain.json").read_text())
+    assert (meta["fold_groups"], meta["fold_group_count"], meta["images"]) == ("none", 0, 10)
+
+
 def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(sqlite_url, tmp_path: Path, capsys) -> None:
     """Found by a session-44 CLI probe: ``prelabel --report`` into a folder that does not exist ran every image, then
     died with a FileNotFoundError traceback (exit 1) and printed no summary."""
