@@ -99,7 +99,12 @@ class GalleryModel(QAbstractListModel):
             self.set_pages(count, pages, cursors, keep_all)
             return True
         for page, items in pages.items():
-            old = self._pages[page]
+            old = self._pages.get(page)
+            if old is None:
+                # an empty page never held (an empty folder shown since the model was made, or its page dropped by
+                # an exact count of 0): the same nothing, held now as ``set_pages`` holds it (it raised KeyError)
+                self._store(page, items, (cursors or {}).get(page), keep_all)
+                continue
             for k, (before, after) in enumerate(zip(old, items)):
                 if before != after:
                     old[k] = after

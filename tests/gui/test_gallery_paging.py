@@ -346,3 +346,27 @@ def test_a_thumbnail_is_the_one_of_the_bytes_the_image_holds_now(qtbot, tmp_path
         assert cache.pixmap(7, str(path), "new-bytes").toImage().pixelColor(5, 5).value() == 255
     finally:
         cache.shutdown()
+
+
+def test_an_empty_folder_read_again_raises_nothing_and_its_counts_come(qtbot, service, tmp_path):
+    """A session-49 audit: an empty folder on screen (a line that has written nothing yet), then another station's save
+    or Pre-label folder read the queue again: KeyError 0 in the gallery model (the view "unchanged" at 0 rows, its
+    empty first page never held), and the counts refresh after it was skipped."""
+    (tmp_path / "line_out").mkdir()
+    info = service.open_folder(tmp_path / "line_out")
+    model, cache = GalleryModel(page_size=4), ThumbnailCache(size=48)
+    view = GalleryView(model, cache)
+    qtbot.addWidget(view)
+    queue = QueueController(service, model, view)
+    counted: list[dict] = []
+    queue.counts_changed.connect(counted.append)
+    try:
+        queue.set_filter(QueueFilter(folder_id=info.id))  # the first read of a fresh window
+        view_shown(queue, qtbot)
+        counted.clear()
+        queue.refresh_in_background()                      # what the label watch does after another station's save
+        qtbot.waitUntil(lambda: bool(counted), timeout=5000)
+        assert model.rowCount() == 0
+    finally:
+        queue.close()
+        cache.shutdown()
