@@ -215,14 +215,24 @@ class LabelPanel(QWidget):
             # brought back that revision number of this image)
             self.history.clear()
             self._history_of = shown
-        if detail is None:
+        if detail is None:  # as the window starts: the image left says nothing more here (a session-49 audit)
             self.title.setText("No image")
             self.trace.setText("")
+            self.state.setText("")
+            self.region_info.setText("")
             self._flag_of = None        # a late F answer of the image left must not write on the cleared panel
-            self.pred_models.setText("")
+            for answer, empty in ((self.pred_class, "—"), (self.pred_scores, ""), (self.pred_targets, "—"),
+                                  (self.pred_anomaly, "—"), (self.pred_models, "")):
+                answer.setText(empty)
+                answer.setToolTip("")
+            self.anomaly_bar.setValue(0)
+            self.objects.clear()
+            self.objects_box.setTitle("Objects")
+            self._selected_object, self._object_count, self._image_class = None, 0, None
             self._image_classes = []
             self._no_classifier = False
             self._show_classes(self._folder_classes)
+            self._class_title()
             return
         # the classes of the classifier whose answer counts here (or the project's own; ``ImageDetail.classes``)
         self._image_classes = list(detail.classes)

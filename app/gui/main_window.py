@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
         q.message.connect(self._say)
         q.failed.connect(self._warn)
         q.left_view.connect(r.reload_if_shown)
+        q.emptied.connect(r.clear)
         r.item_changed.connect(q.update_item)
         r.item_changed.connect(self.label_panel.show_flag)  # F: the panel's flag line follows (it kept the models')
         r.state_moved.connect(q.apply_move)
@@ -228,6 +229,8 @@ class MainWindow(QMainWindow):
         self.viewer_ctl.image_shown.connect(lambda _id: self.label_panel.show_size(*v.image_size()))
 
         enable_with_an_image(a, r.loading)
+        r.cleared.connect(lambda: self.label_panel.show_detail(None))
+        r.cleared.connect(lambda: enable_with_an_image(a, r.loading))  # off again until the next image is chosen
         a["accept"].triggered.connect(lambda: self._decide(r.accept, "accept"))
         a["reject"].triggered.connect(lambda: self._decide(r.reject, "reject"))
         # after End onto a row whose page is not read yet they went to the image still on screen (the review of a

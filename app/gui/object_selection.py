@@ -37,6 +37,7 @@ class ObjectSelection(QObject):
         self._comps: Components | None = None  # the object mask's components, for hit tests
         review.image_loaded.connect(self._on_image)
         review.label_changed.connect(self._on_label)
+        review.cleared.connect(self._on_cleared)
 
     # -- what there is --------------------------------------------------------------------
     def object_mask(self) -> np.ndarray | None:
@@ -101,6 +102,11 @@ class ObjectSelection(QObject):
         self._refresh()
 
     def _on_label(self, _label: LabelState) -> None:
+        self._refresh()
+
+    def _on_cleared(self) -> None:
+        """No image under review: no object, none selected."""
+        self._image_id, self.selected = None, None
         self._refresh()
 
     # -- selecting ------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class QueueController(QObject):
     message = Signal(str)
     failed = Signal(str)
     left_view = Signal(int)           # the image on screen is no longer listed by this view (its file went, ...)
+    emptied = Signal()                # a view of another folder lists no image: the image on screen goes
     _read_done = Signal(object, object, str)  # filter, QueueRead | None, error (from the reader thread)
     _view_done = Signal(int, object, object, object, str)  # ticket, filter, (keep, shown, recount), QueueRead | None, error
     _page_done = Signal(object, int, object)  # filter, page number, QueuePage (from the page reader)
@@ -342,11 +343,26 @@ class QueueController(QObject):
             first = self.model.item_at(0)
             if first is not None:
                 self.view.select_image(first.image_id)
+        elif not background:
+            self._shown_nothing(keep, flt)
         self._last_filter = flt
         if read.count and self._awaiting:
             self._awaiting, delta, self._pending_nav = False, self._pending_nav, 0
             if delta:
                 self._first_unreviewed(delta)
+
+    def _shown_nothing(self, keep: int | None, flt: QueueFilter) -> None:
+        """A view the inspector asked for lists no image. Another folder's (an empty one): nothing of it is on
+        screen, so the image left goes (``emptied``); the viewer, the label panel and the image keys stayed on the
+        last folder's image, and D, F and A saved to it (a session-49 audit). The same folder under a search or a
+        filter that lists nothing: the image on screen is still this folder's, so it stays, under the keys, as one
+        this view does not list (as a background re-read leaves it), and the inspector is told."""
+        if self._last_filter is None or flt.folder_id != self._last_filter.folder_id:
+            self.emptied.emit()
+        elif keep is not None:
+            self._off_view, self._off_row, self._off_after = keep, None, ()
+            self.message.emit("The image on screen is not in this view of the queue (a search or a filter hides "
+                              "it); it stays on screen until you move on.")
 
     def await_items(self) -> None:
         """A folder is being indexed in the background: until its images are listed the gallery

@@ -86,6 +86,7 @@ class ReviewController(QObject):
     pending_changed = Signal(int)      # labels waiting for the database
     replayed = Signal(int)             # image id whose edit an undo/redo just replayed
     loading = Signal(int)              # image id whose detail is being read (the screen still shows the last)
+    cleared = Signal()                 # no image is under review any more (``clear``): nothing is shown
     history_read = Signal(object)      # list[RevisionInfo] of the image on screen (read on the history thread)
     decided_many = Signal(int)         # images a multi-selection Accept/Reject changed (after its off-thread read)
     _loaded = Signal(int, int, object, str)  # ticket, image id, ImageDetail | None, error (from the reader)
@@ -445,15 +446,24 @@ class ReviewController(QObject):
         self.image_loaded.emit(self.detail)
 
     def clear(self) -> None:
+        """No image is under review any more: the folder shown lists none (an empty one opened after another's image:
+        the viewer, the panel and the keys stayed on that image, and D, F and A saved to it; a session-49 audit).
+        Keys still waiting for an image's read are applied to it first, as when moving on to another image; then
+        ``cleared``."""
+        if self._deferred:
+            self._after_keys(self.clear)
+            return
         self.detail = None
         self.label = None
-        self._deferred.clear()  # keys for an image of a folder no longer shown
-        self.keys_waiting.emit(False)
+        self.image_size = None
+        self._early_prediction = None
         self._read_again = False
         self._next_target = None
+        self._visit.clear()
         self._target = None
         self._ticket += 1
         self._reading = None
+        self.cleared.emit()
 
     def read_history(self) -> None:
         """Read the history of the image on screen off the GUI thread; ``history_read`` when it comes

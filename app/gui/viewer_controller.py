@@ -46,6 +46,7 @@ class ViewerController(QObject):
         review.loading.connect(self._on_loading)
         review.image_loaded.connect(self._on_detail)
         review.label_changed.connect(self._on_label)
+        review.cleared.connect(self._clear)
         self.loader.loaded.connect(self._on_pixels)
         self.viewer.mask_edited.connect(review.mask_edited)
         self.viewer.mask_start = review.mask_start
@@ -68,6 +69,15 @@ class ViewerController(QObject):
         self.viewer.editable = False
         self._stale.start()
         self.loader.request(detail.item.image_id, detail.item.path)
+
+    def _clear(self) -> None:
+        """No image under review: the viewer is empty, as before the first folder (a late decode of the image left is
+        dropped)."""
+        self._stale.stop()
+        self._detail, self._shown_id, self._label = None, None, None
+        self.viewer.editable = False
+        self.pane.show_image(None)
+        self.withheld.emit({})
 
     def _say_reading(self) -> None:
         if self._detail is not None and self._shown_id != self._detail.item.image_id:

@@ -92,3 +92,69 @@ def test_keys_go_on_from_the_right_place_when_a_re_read_drops_several_images_at_
     else:
         wait_shown(win, qtbot, ids[expect])
         assert win.review.image_id == ids[expect]
+
+
+def test_an_empty_folder_opened_after_another_leaves_no_image_under_the_keys(window, service, tmp_path, qtbot):
+    """A session-49 audit: line_a's first image on screen, then the empty line_b opened: the status said "line_b: 0
+    images" and the gallery was empty, but the viewer and the label panel still showed line_a's part_00.png, the image
+    keys stayed enabled, and D, F and A saved to it. Now nothing is under review, as when the window starts."""
+    win = window
+    first = win.review.image_id
+    (tmp_path / "line_b").mkdir()
+    win.open_folder(str(tmp_path / "line_b"))
+    wait_listed(win, qtbot)
+    qtbot.waitUntil(lambda: win.review.image_id is None)
+    assert win.gallery_model.rowCount() == 0 and win.viewer_ctl._shown_id is None
+    assert win.label_panel.title.text() == "No image" and win.viewer.image_size() == (0, 0)
+    assert not any(win.actions[k].isEnabled() for k in ("accept", "flag", "verdict_anomalous", "class_1"))
+    for key in (Qt.Key.Key_D, Qt.Key.Key_F, Qt.Key.Key_A):
+        press(qtbot, win, key)
+    wait_saved(win, qtbot)
+    item = service.item(first)
+    assert item.review_state == "unreviewed" and not item.flagged
+    win.open_folder(str(tmp_path / "parts"))  # back to a folder with images: its first is chosen and the keys work
+    wait_shown(win, qtbot)
+    assert win.actions["accept"].isEnabled()
+
+
+def test_a_search_matching_nothing_keeps_the_image_on_screen_and_says_so(window, qtbot):
+    """A session-49 audit: a search that matched nothing left the image on screen under the keys without a word
+    (the gallery empty, nothing chosen). It stays there, said to be outside this view, and comes back chosen when
+    the search is cleared."""
+    win = window
+    said: list[str] = []
+    win.queue.message.connect(said.append)
+    shown = win.review.image_id
+    win.queue_panel.search.setText("no-such-part")
+    qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 0 and not win.queue.reading())
+    assert win.review.image_id == shown and win.queue.off_view() == shown
+    assert any("not in this view" in m and "a search or a filter" in m for m in said)
+    win.queue_panel.search.setText("")
+    qtbot.waitUntil(lambda: win.gallery_model.rowCount() > 0 and not win.queue.reading())
+    assert win.queue.current_id() == shown
+
+
+def test_keys_waiting_for_an_images_read_land_on_it_when_an_empty_folder_is_opened(window, service, tmp_path, qtbot,
+                                                                                    monkeypatch):
+    """The empty folder's view clears the screen (a session-49 audit), but not before the keys pressed for the image
+    being read (a slow database) are applied to it, as when moving on to another image: D is not lost."""
+    import threading
+    import time
+    win = window
+    ids = [it.image_id for it in win.gallery_model.items()]
+    real = service.detail
+
+    def slow_for_the_second(image_id):
+        if image_id == ids[1] and threading.current_thread() is not threading.main_thread():
+            time.sleep(1.5)
+        return real(image_id)
+    monkeypatch.setattr(service, "detail", slow_for_the_second)
+    press(qtbot, win, Qt.Key.Key_J)
+    press(qtbot, win, Qt.Key.Key_D)    # waits for the second image's read
+    assert win.review._deferred
+    (tmp_path / "line_b").mkdir()
+    win.open_folder(str(tmp_path / "line_b"))
+    qtbot.waitUntil(lambda: win.review.image_id is None, timeout=10000)
+    wait_saved(win, qtbot)
+    assert real(ids[1]).label.anomaly_verdict == "anomalous"
+    assert win.viewer_ctl._shown_id is None and not win.actions["verdict_anomalous"].isEnabled()
