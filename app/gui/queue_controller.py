@@ -496,6 +496,7 @@ class QueueController(QObject):
     def step(self, delta: int) -> bool:
         n = self.model.rowCount()
         if not n:
+            self.message.emit(self._why_empty())
             return False
         at, off = self._from_row()  # off the list: the rows after it moved up by one
         row = (-1 if at is None else at) + delta - (1 if off and delta > 0 else 0)
@@ -504,6 +505,22 @@ class QueueController(QObject):
             return False
         item = self.model.item_at(row) or self._load_row(row)
         return item is not None and self.view.select_image(item.image_id)
+
+    def _why_empty(self) -> str:
+        """Why this view lists no image, for a key with nothing to move to (N, Shift+N, J and K did nothing and said
+        nothing with no folder, an empty one or a search matching nothing, while P explained: a session-49 audit).
+        The folder's state counts tell an empty folder from one a search or a filter hides."""
+        flt = self.filter
+        if flt.folder_id is None:
+            return "No image to move to: no folder is open (Project ▸ Open folder…, Ctrl+O)."
+        if self._awaiting:
+            return "No image listed yet: the folder is still being indexed."
+        total = sum(self._counts.values()) if self._counts else None
+        if not flt.narrows or total == 0:
+            return "No image in this view: the folder is empty."
+        if total is None:
+            return "No image in this view: the folder is empty, or a search or a filter hides its images."
+        return "No image in this view: a search or a filter hides the folder's images; clear it to see them."
 
     def _load_row(self, row: int) -> QueueItem | None:
         """The next row lies on a page not read yet (a key press at a page's edge): read that
@@ -527,6 +544,8 @@ class QueueController(QObject):
                 self._pending_nav = delta
                 self.message.emit("The folder is still being indexed: its first unreviewed image is shown "
                                   "as soon as it is listed.")
+            else:
+                self.message.emit(self._why_empty())
             return False
         at, off = self._from_row()
         if at is None:

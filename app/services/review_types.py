@@ -134,6 +134,13 @@ class QueueFilter:
     def with_(self, **changes: Any) -> "QueueFilter":
         return replace(self, **changes)
 
+    @property
+    def narrows(self) -> bool:
+        """Whether it may list fewer than the folder's images (a state, flag, class, score, out-of-domain or name
+        filter; an order lists them all): an empty view is then not an empty folder."""
+        return bool(self.states or self.flagged_only or self.class_name or self.score_min is not None
+                    or self.score_max is not None or self.out_of_domain_only or self.text)
+
 
 @dataclass(frozen=True)
 class QueuePage:

@@ -158,3 +158,43 @@ def test_keys_waiting_for_an_images_read_land_on_it_when_an_empty_folder_is_open
     wait_saved(win, qtbot)
     assert real(ids[1]).label.anomaly_verdict == "anomalous"
     assert win.viewer_ctl._shown_id is None and not win.actions["verdict_anomalous"].isEnabled()
+
+
+NAV_KEYS = ((Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier),
+            (Qt.Key.Key_J, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_K, Qt.KeyboardModifier.NoModifier))
+
+
+def _said_by_nav_keys(win, qtbot) -> list[str]:
+    said: list[str] = []
+    win.queue.message.connect(said.append)
+    qtbot.waitUntil(win.isActiveWindow)  # the keys are the window's shortcuts
+    for key, modifier in NAV_KEYS:
+        before = len(said)
+        press(qtbot, win, key, modifier)
+        assert len(said) == before + 1, f"{key} said nothing"
+    return said
+
+
+@pytest.mark.parametrize("view, why", [("no folder", "no folder is open"), ("empty", "the folder is empty"),
+                                       ("search", "a search or a filter hides the folder's images")])
+def test_n_j_and_k_in_a_view_listing_no_image_say_why(service, tmp_path, qtbot, view, why):
+    """A session-49 audit: with no folder open, an empty folder, or a search matching nothing, N, Shift+N, J and K did
+    nothing and said nothing (P explained). Each says why there is no image to move to."""
+    from tests.gui.conftest import build_window, open_window
+    from tests.gui.fixtures import make_folder
+    if view == "no folder":
+        win = build_window(service, qtbot)
+    elif view == "empty":
+        (tmp_path / "line_b").mkdir()
+        win = build_window(service, qtbot)
+        win.open_folder(str(tmp_path / "line_b"))
+        wait_listed(win, qtbot)
+        qtbot.waitUntil(win.queue.counts_known)
+    else:
+        win = open_window(service, qtbot, make_folder(tmp_path / "parts", n=3))
+        win.queue_panel.search.setText("no-such-part")
+        qtbot.waitUntil(lambda: win.gallery_model.rowCount() == 0 and not win.queue.reading())
+    try:
+        assert all(why in text for text in _said_by_nav_keys(win, qtbot))
+    finally:
+        win.close()
