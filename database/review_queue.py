@@ -55,7 +55,7 @@ SORTS: dict[str, tuple[str | None, bool]] = {
     "name": (None, True),
     "state": (None, True),
     "uncertainty": ("confidence", True),   # least confident first
-    "confidence": ("confidence", True),
+    "confidence": ("confidence", False),   # most confident first (it was the same order as "uncertainty")
     "anomaly": ("anomaly_score", False),   # highest score first
     "targets": ("target_count", False),    # most targets first
     "label_next": (None, True),            # the ranked images ("label next" proposals) first, in rank order

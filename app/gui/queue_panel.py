@@ -25,7 +25,7 @@ from app.gui.style import state_icon
 from app.services.review_types import REVIEW_STATES, QueueFilter
 
 SORTS = {"name": "name", "uncertainty": "uncertainty (least confident first)",
-         "anomaly": "anomaly score (highest first)", "confidence": "confidence",
+         "anomaly": "anomaly score (highest first)", "confidence": "confidence (most confident first)",
          "targets": "target count", "state": "review state",
          "label_next": "label next (proposed first)"}
 DEFAULT_DESC: dict[str, bool] = {}  # each sort already puts what needs attention first

@@ -102,7 +102,7 @@ def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
         ranked = sorted((r for r in rows if r.image_id in rank), key=lambda r: rank[r.image_id], reverse=qq.descending)
         return [r.image_id for r in ranked] + [r.image_id for r in sorted(rows, key=name) if r.image_id not in rank]
     col = NULLABLE[qq.sort]
-    sign = -1 if qq.sort in ("anomaly", "targets") else 1
+    sign = -1 if qq.sort in ("anomaly", "targets", "confidence") else 1   # "confidence": most confident first
     have = [r for r in rows if getattr(r, col) is not None]
     have.sort(key=lambda r: (sign * getattr(r, col), *name(r)), reverse=qq.descending)
     return [r.image_id for r in have] + [r.image_id for r in sorted(rows, key=name)
@@ -317,3 +317,10 @@ def test_a_name_search_finds_both_unicode_spellings(db: Database) -> None:
         rows = queue_rows(db, QueueQuery(folder_id=folder.id, path_contains=typed))
         assert sorted(r.rel_path for r in rows) == sorted(names[:2]), typed
         assert queue_count(db, QueueQuery(folder_id=folder.id, path_contains=typed)) == 2
+
+
+def test_the_confidence_sort_is_not_the_uncertainty_sort_again() -> None:
+    """A session-49 audit: "confidence" gave exactly the order of "uncertainty (least confident first)", forwards and
+    reversed: two entries of the sort box doing one thing. It puts the most confident first."""
+    from database.review_queue import SORTS
+    assert SORTS["uncertainty"] == ("confidence", True) and SORTS["confidence"] == ("confidence", False)
