@@ -45,8 +45,13 @@ def annotation_files(root: Path) -> list[Path]:
     return files
 
 
-def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.ndarray:
-    """One annotation's segmentation as a bool (h, w) mask, whatever COCO encoding it uses."""
+Region = tuple[tuple[int, int], np.ndarray]  # (top, left) of an annotation's bounding box and its mask inside it
+
+
+def decode_segmentation(seg: Any, height: int, width: int, where: str) -> Region:
+    """One annotation's segmentation, whatever COCO encoding it uses, as the bool mask of its bounding box and where
+    that box lies: decoded to the whole image, each small outline on a 2048x2048 image cost 50 ms to decode, paint,
+    count and search (a session-49 audit), so the work is now the size of the box."""
     try:
         if isinstance(seg, list):
             polys = [p for p in seg if isinstance(p, list)]
@@ -59,7 +64,9 @@ def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.nda
                     math.isfinite(v) and -height <= v <= 2 * height for p in polys for v in p[1::2]):
                 raise LabelImportError(f"{where}: a polygon point is not a number within reach of the {width}x{height} "
                                        "image")
-            rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+            runs = rle_string_runs(mask_utils.merge(mask_utils.frPyObjects(polys, height, width))["counts"].decode())
+            if runs is None:
+                raise ValueError("pycocotools gave an outline no run lengths")
         elif isinstance(seg, dict) and isinstance(seg.get("counts"), (list, str)):
             if list(seg.get("size", [])) != [height, width]:
                 raise LabelImportError(f"{where}: RLE size {seg.get('size')} differs from the image's "
@@ -67,27 +74,51 @@ def decode_segmentation(seg: Any, height: int, width: int, where: str) -> np.nda
             if isinstance(seg["counts"], list):
                 if not all(isinstance(v, int) and v >= 0 for v in seg["counts"]) or sum(seg["counts"]) != height * width:
                     raise LabelImportError(f"{where}: RLE counts do not cover the {width}x{height} image")
-                rle = mask_utils.frPyObjects(seg, height, width)
+                runs = seg["counts"]
             else:
-                if rle_string_total(seg["counts"]) != height * width:  # pycocotools reads past a short one: a mask
-                    # of memory never written, different at each run (a session-45 probe)
+                runs = rle_string_runs(seg["counts"])
+                if runs is None or sum(runs) != height * width:  # pycocotools read past a short one (a mask of
+                    # memory never written, different at each run: a session-45 probe); it still says so
                     raise LabelImportError(f"{where}: RLE counts do not cover the {width}x{height} image")
-                rle = {"size": [height, width], "counts": seg["counts"].encode("ascii")}
         else:
             raise LabelImportError(f"{where}: segmentation is neither polygons nor RLE")
-        return np.asarray(mask_utils.decode(rle), dtype=bool)
+        return runs_region(runs, height)
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise LabelImportError(f"{where}: unreadable segmentation ({exc})") from None
+
+
+def runs_region(runs: list[int], height: int) -> Region:
+    """The pixels COCO run lengths mark, as the mask of the box holding them and the box's (top, left). The runs
+    go down each column in turn, from the left, the first one background; they are checked to cover the image.
+    A run that crosses into the next column makes the box the image's full height, so every run is one stretch of
+    the box's own column-major order: its ends are painted into the box alone, never into the image."""
+    lengths = np.asarray(runs, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    first, last = (ends - lengths)[1::2], ends[1::2] - 1  # each marked run's first and last pixel
+    first, last = first[last >= first], last[last >= first]  # (an empty run marks none)
+    if not first.size:
+        return (0, 0), np.zeros((0, 0), bool)
+    x_first, y_first = np.divmod(first, height)
+    x_last, y_last = np.divmod(last, height)
+    crosses = bool((x_last > x_first).any())
+    top, bottom = (0, height) if crosses else (int(y_first.min()), int(y_last.max()) + 1)
+    left, right = int(x_first.min()), int(x_last.max()) + 1
+    box_h, size = bottom - top, (bottom - top) * (right - left)
+    starts = (x_first - left) * box_h + y_first - top
+    stops = (x_last - left) * box_h + y_last - top + 1
+    steps = np.bincount(starts, minlength=size + 1) - np.bincount(stops, minlength=size + 1)
+    inside_box = np.cumsum(steps[:size]) > 0
+    return (top, left), np.ascontiguousarray(inside_box.reshape(right - left, box_h).T)
 
 
 MAX_RUN_BITS = 40  # a run of more pixels than 2**40 covers no image the station reads (inference.imageio.MAX_PIXELS)
 
 
-def rle_string_total(counts: str) -> int | None:
-    """The pixels a compressed COCO RLE string covers (the sum of its runs), or None when it is not one: each run
-    is a little-endian number in 5-bit groups, one character each (48 added), the 0x20 bit saying another group
-    follows and the last group's 0x10 bit its sign; from the third run on, a run is stored as its difference from
-    the run two before (COCO's ``rleToString``)."""
+def rle_string_runs(counts: str) -> list[int] | None:
+    """The run lengths a compressed COCO RLE string holds, or None when it is not one: each run is a little-endian
+    number in 5-bit groups, one character each (48 added), the 0x20 bit saying another group follows and the last
+    group's 0x10 bit its sign; from the third run on, a run is stored as its difference from the run two before
+    (COCO's ``rleToString``)."""
     runs: list[int] = []
     pos = 0
     while pos < len(counts):
@@ -111,7 +142,7 @@ def rle_string_total(counts: str) -> int | None:
         if value < 0:
             return None
         runs.append(value)
-    return sum(runs)
+    return runs
 
 
 def image_location(doc_file: Path, root: Path, file_name: str) -> Path | None:
@@ -165,14 +196,16 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
         for a in with_seg + [a for a in own if id(a) in boxes]:
             box = boxes.get(id(a))
             if box is None:
-                m = decode_segmentation(a["segmentation"], height, width, f"{where}, annotation {a.get('id')!r}")
+                (top, left), m = decode_segmentation(a["segmentation"], height, width,
+                                                     f"{where}, annotation {a.get('id')!r}")
             else:
-                m = np.zeros((height, width), bool)
-                m[box[1]:box[3], box[0]:box[2]] = True
-            painted |= m
+                (top, left), m = (box[1], box[0]), np.ones((box[3] - box[1], box[2] - box[0]), bool)
+            assert painted is not None  # made for every image with outlines, the only ones drawn
+            painted[top:top + m.shape[0], left:left + m.shape[1]] |= m
             cat = names[a["category_id"]]
             area[cat] = area.get(cat, 0) + int(m.sum())
-            firsts.append((first_pixel(m), cat))
+            at = first_pixel(m)
+            firsts.append((None if at is None else (top + at[0], left + at[1]), cat))
         for a in own:  # an object without a polygon (a detection set's box) weighs by its box or stated area: the
             # class was the alphabetically last category where every area was 0 (a session-43 probe)
             if not a.get("segmentation") and id(a) not in boxes:
