@@ -456,10 +456,26 @@ class ImageRepository:
             s.execute(update(Image).where(Image.id == image_id).values(error=error, updated_at=utcnow()))
 
 
+CASED_BEYOND_ASCII_MAX = 6   # letters beyond ASCII in a searched text given both cases (2**6 spellings at most)
+
+
 def spellings(needle: str) -> tuple[str, ...]:
     """A searched name in both Unicode spellings: macOS writes names decomposed ("e" + accent), a person types them
-    precomposed, and "défaut" found no decomposed file (a session-46 probe)."""
-    return tuple(dict.fromkeys(unicodedata.normalize(form, needle) for form in ("NFC", "NFD")))
+    precomposed, and "défaut" found no decomposed file (a session-46 probe). The database folds ASCII letters alone
+    (SQLite's LIKE and lower()), so each letter beyond ASCII of the precomposed spelling is also given in its other
+    case, up to ``CASED_BEYOND_ASCII_MAX`` of them: "écaille" found no "ÉCAILLE.png", and "DÉFAUT" only the
+    decomposed "défaut" (a session-49 audit). The decomposed spelling's letters are ASCII with marks beside them."""
+    out = [unicodedata.normalize(form, needle) for form in ("NFC", "NFD")]
+    nfc = out[0]
+    cased = [i for i, ch in enumerate(nfc) if ord(ch) > 127 and ch.lower() != ch.upper()
+             and len(ch.lower()) == 1 and len(ch.upper()) == 1][:CASED_BEYOND_ASCII_MAX]
+    for pick in range(1, 2 ** len(cased)):
+        chars = list(nfc)
+        for bit, i in enumerate(cased):
+            if pick >> bit & 1:
+                chars[i] = chars[i].upper() if chars[i].islower() else chars[i].lower()
+        out.append("".join(chars))
+    return tuple(dict.fromkeys(out))
 
 
 def text_match(needle: str) -> ColumnElement[bool]:

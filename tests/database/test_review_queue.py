@@ -319,6 +319,20 @@ def test_a_name_search_finds_both_unicode_spellings(db: Database) -> None:
         assert queue_count(db, QueueQuery(folder_id=folder.id, path_contains=typed)) == 2
 
 
+def test_a_name_search_folds_the_case_of_letters_beyond_ascii(db: Database) -> None:
+    """A session-49 audit: the README says the name filter is case-insensitive, but the database folds ASCII letters
+    alone: "écaille" found no "ÉCAILLE.png", "łódź" no "Łódź_part.png", and "DÉFAUT" only the decomposed "défaut"."""
+    folder = db.folders.add("/data/line8")
+    names = ["\u00c9CAILLE.png", "\u0141\u00f3d\u017a_part.png", "d\u00e9faut_1.png", "de\u0301faut_2.png",
+             "other.png"]
+    db.images.sync(folder.id, [FileEntry(n, 1, 0) for n in names])
+    for typed, found in (("\u00e9caille", names[:1]), ("\u00c9CAILLE", names[:1]), ("\u0142\u00f3d\u017a", names[1:2]),
+                         ("\u0141\u00d3D\u0179", names[1:2]), ("D\u00c9FAUT", names[2:4]), ("d\u00e9faut", names[2:4])):
+        rows = queue_rows(db, QueueQuery(folder_id=folder.id, path_contains=typed))
+        assert sorted(r.rel_path for r in rows) == sorted(found), typed
+        assert queue_count(db, QueueQuery(folder_id=folder.id, path_contains=typed)) == len(found), typed
+
+
 def test_the_confidence_sort_is_not_the_uncertainty_sort_again() -> None:
     """A session-49 audit: "confidence" gave exactly the order of "uncertainty (least confident first)", forwards and
     reversed: two entries of the sort box doing one thing. It puts the most confident first."""
