@@ -128,7 +128,7 @@ class ClassesDialog(QDialog):
         typed = self.name.text()
         try:
             (name,) = pc.validate([typed])
-            pc.validate([*self.names(), name], kept=self._kept())
+            pc.validate([*self.names(), name], kept=self._kept(), taken=self._taken())
         except (pc.ClassListError, ValueError) as exc:
             self.message.setText(str(exc))
             return
@@ -141,6 +141,11 @@ class ClassesDialog(QDialog):
         """Names on the list as read, which pass as they are (as ``project_classes.save`` lets them: a session-46 probe
         found a stored "crack>1mm" refused every Add and Save here while the command line could edit the list)."""
         return self._listing.names if self._listing is not None else ()
+
+    def _taken(self) -> dict[str, int]:
+        """The project's classes in every spelling, as read (``ClassList.taken``): Remove "crazing", Add "Crazing" is
+        refused here as ``project_classes.save`` refuses it (a session-49 audit)."""
+        return self._listing.taken() if self._listing is not None else {}
 
     def remove_selected(self) -> None:
         row = self.list.currentRow()
@@ -173,7 +178,7 @@ class ClassesDialog(QDialog):
     def save(self) -> None:
         names, db = self.names(), self._db
         try:
-            pc.validate(names, kept=self._kept())
+            pc.validate(names, kept=self._kept(), taken=self._taken())
         except pc.ClassListError as exc:
             self.message.setText(str(exc))
             return

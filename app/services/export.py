@@ -17,7 +17,7 @@ import secrets
 import shutil
 import tempfile
 import time
-import unicodedata
+from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -33,6 +33,7 @@ from app.services.export_items import (
     ExportItem,
     ItemSkipped,
     PlannedItem,
+    folder_key,
     load,
     no_class_category,
     safe_name,
@@ -72,6 +73,16 @@ CancelFn = Callable[[], bool]
 
 class ExportError(Exception):
     """An export that cannot be made, with a reason a person can act on; nothing was written."""
+
+
+class ClassFolderError(ExportError):
+    """Class folders an ImageFolder or MVTec export cannot write (two classes in one folder): what is wrong, how to
+    mend the labels, and "or leave the format out", which an export can take and a retraining cannot
+    (``problem_and_advice``; a session-49 audit: `retrain classifier` was told to leave imagefolder out)."""
+
+    def __init__(self, problem: str, advice: str, formats: Sequence[str]) -> None:
+        self.problem_and_advice = f"{problem}: {advice}"
+        super().__init__(f"{self.problem_and_advice}; or leave {' and '.join(formats)} out; nothing was written")
 
 
 class ExportCancelled(ExportError):
@@ -551,7 +562,7 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
         raise ExportError("nothing to export: no accepted or corrected image with a readable file"
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
     check_destination(out, options.overwrite, indexed_roots)
-    check_class_folders(usable, options.formats)
+    check_class_folders(usable, options.formats, options.class_order)
     split_notes: list[str] = []
     planned, mvtec_parts = plan(usable, options, split_notes)
     need = estimated_bytes(planned, options.formats) + SPACE_MARGIN_BYTES
@@ -572,19 +583,19 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str]) -> None:
+def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str], offered: Sequence[str] = ()) -> None:
     """Formats whose folders are class names (ImageFolder, MVTec's defect types) need one folder per class: two
     classes whose names give the same folder ("pit/dent" and "pit_dent") were written into one, the summary still
-    counting them apart, and a reader saw one class (a session-45 probe). Refused before anything is written."""
+    counting them apart, and a reader saw one class (a session-45 probe). Refused before anything is written, saying
+    how to give their labels one name (``offered``: the classes on the keys, the one to keep)."""
     used = [f for f in formats if f in ("imagefolder", "mvtec")]
     if not used:
         return
-    by_folder: dict[str, set[str]] = {}
+    by_folder: dict[str, Counter[str]] = {}
     for item in items:
         if item.class_name:  # folders differing only by case or by the spelling of an accent are one folder on
             # Windows and macOS (a session-46 probe: "patches" and "Patches" after a rename by case)
-            key = unicodedata.normalize("NFC", safe_name(item.class_name)).lower()
-            by_folder.setdefault(key, set()).add(item.class_name)
+            by_folder.setdefault(folder_key(item.class_name), Counter())[item.class_name] += 1
     clashes = {folder: names for folder, names in by_folder.items() if len(names) > 1}
     if clashes:
         _key, names = sorted(clashes.items())[0]
@@ -592,9 +603,20 @@ def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str]) -> 
         where = (f"the folder {folders[0]!r}" if len(folders) == 1 else
                  f"one folder on Windows and macOS ({' and '.join(map(repr, folders))} differ only by case or accent "
                  "spelling)")
-        raise ExportError(f"the classes {' and '.join(repr(n) for n in sorted(names))} would share {where} in "
-                          f"{' and '.join(used)}: rename one (Project ▸ Classes…) or leave "
-                          f"{' and '.join(used)} out; nothing was written")
+        listed = " and ".join(f"{n!r} ({c} image{'s' if c != 1 else ''})" for n, c in sorted(names.items()))
+        raise ClassFolderError(f"the classes {listed} would share {where} in {' and '.join(used)}",
+                               one_name_advice(names, offered), used)
+
+
+def one_name_advice(labelled: Counter[str], offered: Sequence[str]) -> str:
+    """How an inspector moves the labels of classes that share a folder onto one of them: the one a class key offers,
+    else the most used. Saving the class list again changes no label (a session-49 audit: following "rename one
+    (Project ▸ Classes…)" left both spellings on the labels, and the export was refused again and again)."""
+    keep = next((n for n in offered if n in labelled), None) or min(labelled, key=lambda n: (-labelled[n], n))
+    move = " and ".join(repr(n) for n in sorted(labelled) if n != keep)
+    return (f"give their labels one name: in the review window filter each folder's queue by class {move} (the "
+            f"filter also shows images only predicted so), select the images labelled so and press the class key of "
+            f"{keep!r}" + ("" if keep in offered else " (add it on Project ▸ Classes… if no key offers it)"))
 
 
 def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts: dict[str, str],

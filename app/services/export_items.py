@@ -126,6 +126,19 @@ def safe_name(text: str, fallback: str = "unnamed") -> str:
     return cleaned if cleaned and cleaned not in (".", "..") else fallback
 
 
+def disk_key(text: str) -> str:
+    """``text`` as a case-insensitive file system that keeps one Unicode spelling sees it (Windows, macOS): two names
+    with one key are one file or folder there. ``lower()``, not ``casefold()``: "Maße" and "Masse" stay two."""
+    return unicodedata.normalize("NFC", text).lower()
+
+
+def folder_key(class_name: str) -> str:
+    """The class folder ``class_name`` is written to, as every disk compares it: classes with one key share a folder
+    in ImageFolder and MVTec exports and in retraining (the export's check), so the class list refuses a new name
+    whose key another class of the project has (``project_classes.validate``)."""
+    return disk_key(safe_name(class_name))
+
+
 def flat_name(item: ExportItem, with_folder: bool) -> str:
     """Flatten sub-folders into the file name so every format can use one flat directory."""
     parts = [p for p in PurePosixPath(item.rel_path.replace("\\", "/")).parts if p not in ("", ".", "..")]
@@ -137,7 +150,7 @@ def flat_name(item: ExportItem, with_folder: bool) -> str:
 def _stem_key(name: str) -> str:
     """A file stem as a case-insensitive file system sees it, one Unicode spelling for both (a session-46 probe:
     "défaut.png" written precomposed and decomposed were two files here and one on a Mac, the export counting two)."""
-    return unicodedata.normalize("NFC", PurePosixPath(name).stem).lower()
+    return disk_key(PurePosixPath(name).stem)
 
 
 def unique_file_names(items: list[ExportItem]) -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from app.services.export_items import safe_name
+from app.services.export_items import disk_key, folder_key, safe_name
 from database.classes import ClassListChanged as ClassListChanged  # noqa: I001 - the dialog catches it from here
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class ClassList:
     # Other classifier versions the routing names that have classes of their own: their images offer those, then
     # what this list adds beyond the active model's (``names_for_version``).
     routed: tuple[str, ...] = ()
+    # The classes of the active classifier and of those the routing names: an image they answer saves their spelling.
+    model_classes: tuple[str, ...] = ()
 
     def dropped_in_use(self, names: Sequence[str]) -> dict[str, int]:
         """Classes on this list that labels use but ``names`` no longer offers (labels keep them). Not a class that was
@@ -53,21 +55,33 @@ class ClassList:
         kept, offered = set(names), set(self.names)
         return {n: c for n, c in sorted(self.in_use.items()) if c and n in offered and n not in kept}
 
+    def taken(self) -> dict[str, int]:
+        """Every spelling of a class the project has (on this list, a classifier model's, on labels) with how many
+        labels use it: what ``validate`` refuses a new name in another spelling of."""
+        return {**dict.fromkeys((*self.names, *self.model_classes), 0), **{n: c for n, c in self.in_use.items() if c}}
 
-def validate(names: Iterable[str], kept: Collection[str] = ()) -> tuple[str, ...]:
-    """The names stripped and checked: none empty, none longer than the column, no two equal
-    (ignoring case: "Crack" and "crack" on two hotkeys is a mistake), at most ``MAX_CLASSES``; a new name one a folder
+
+def validate(names: Iterable[str], kept: Collection[str] = (), taken: Mapping[str, int] | None = None
+             ) -> tuple[str, ...]:
+    """The names stripped and checked: none empty, none longer than the column, no two in one class folder
+    (``folder_key``: "Crack" and "crack" on two hotkeys is a mistake), at most ``MAX_CLASSES``; a new name one a folder
     can take (``kept``: names already on the list, or the model's, pass as they are: refusing them blocked every edit
-    of such a list, the session-43 review)."""
+    of such a list, the session-43 review), and not another spelling of a class the project has (``taken``,
+    ``ClassList.taken``: a session-49 audit renamed "crazing", used by 5 labels, to "Crazing"; key 1 saved the new
+    spelling, the old labels kept theirs, and every class-folder export and retraining was refused from then on)."""
     out: list[str] = []
     seen: dict[str, str] = {}
+    uses: Mapping[str, int] = taken or {}
+    spellings: dict[str, list[str]] = {}
+    for other in uses:
+        spellings.setdefault(folder_key(other), []).append(other)
     for raw in names:
         if not isinstance(raw, str):
             raise ClassListError(f"a class name must be text (got {raw!r})")
         # one spelling of each character (a session-46 probe: "Kratzer-ä" typed precomposed and decomposed made two
         # buttons that look the same, labels split between them) and no invisible ones ("ok" and "ok\u200b")
         name = " ".join(raw.split())
-        name = name if name in kept else unicodedata.normalize("NFC", name)
+        name = name if name in kept or name in uses else unicodedata.normalize("NFC", name)
         if name not in kept and any(unicodedata.category(ch) in ("Cf", "Cc") for ch in name):
             raise ClassListError(f"{name!r} holds an invisible character: type the name again")
         if not name:
@@ -82,15 +96,28 @@ def validate(names: Iterable[str], kept: Collection[str] = ()) -> tuple[str, ...
             # "crack_1mm", a class the project does not have, and the comparison said the parent knew other classes
             raise ClassListError(f"{name!r} cannot name a folder, as exports and retraining need (no < > : \" / \\ | ? * "
                                  f"and no trailing dot): {safe_name(name)!r}, for instance")
-        key = unicodedata.normalize("NFC", name).lower()  # a stored decomposed name meets the typed one (lower(),
-        # not casefold(): "Maße" and "Masse", stored side by side before, are two names and two folders everywhere)
-        if key in seen:
+        key = folder_key(name)  # a stored decomposed name meets the typed one
+        if key in seen and not (name in kept and seen[key] in kept):  # a pair stored before stays editable
             raise ClassListError(f"{name!r} is on the list twice (as {seen[key]!r})")
+        if key in spellings and name not in kept and name not in uses:
+            twin = max(spellings[key], key=lambda t: (uses[t], t))
+            raise ClassListError(twin_refusal(name, twin, uses[twin]))
         seen[key] = name
         out.append(name)
     if len(out) > MAX_CLASSES:
         raise ClassListError(f"{len(out)} classes: at most {MAX_CLASSES}")
     return tuple(out)
+
+
+def twin_refusal(name: str, other: str, labels: int) -> str:
+    """Why ``name`` is refused beside ``other``, a class of the project that ``labels`` labels use."""
+    has = (f"{labels} labels use it" if labels > 1 else "1 label uses it" if labels
+           else "the project has it (list or model)")
+    why = ("names that differ only by case or accent spelling are one folder on Windows and macOS"
+           if disk_key(name) == disk_key(other) else f"{other!r} is written to the folder {safe_name(other)!r}")
+    return (f"{name!r} would share a class folder with {other!r} ({has}): {why}, and class-folder exports and "
+            "retraining refuse two classes in one folder. "
+            f"Keep {other!r}, or choose another name")
 
 
 def model_classes(db: "Database") -> tuple[str | None, tuple[str, ...]]:
@@ -122,7 +149,8 @@ def names_for_version(db: "Database", version: "ModelVersionInfo | None") -> lis
     active = db.model_versions.active(TASK)
     if version is None or not theirs or (active is not None and version.id == active.id):
         return own if own else theirs
-    return theirs + [c for c in added(db, own) if c not in theirs]
+    keys = {folder_key(c) for c in theirs}  # not "blowhole" and the list's "Blowhole" on two keys (a session-49 audit)
+    return theirs + [c for c in added(db, own) if folder_key(c) not in keys]
 
 
 def added(db: "Database", own: Sequence[str] | None = None) -> list[str]:
@@ -167,11 +195,13 @@ def read(db: "Database") -> ClassList:
     model, theirs = model_classes(db)
     in_use = db.images.label_class_counts()
     from app.services.project_settings import readable_routing
-    routed = tuple(name for family, name in sorted(readable_routing(db).named_versions())
-                   if family == TASK and name != model and version_classes(db.model_versions.by_name(family, name)))
+    routed_classes = {name: version_classes(db.model_versions.by_name(family, name))
+                      for family, name in sorted(readable_routing(db).named_versions()) if family == TASK and name != model}
+    routed = tuple(name for name, classes in routed_classes.items() if classes)
+    models = tuple(dict.fromkeys(c for classes in (theirs, *routed_classes.values()) for c in classes))
     if own:
-        return ClassList(tuple(own), "project", model, in_use, routed)
-    return ClassList(theirs, "model" if theirs else "none", model, in_use, routed)
+        return ClassList(tuple(own), "project", model, in_use, routed, models)
+    return ClassList(theirs, "model" if theirs else "none", model, in_use, routed, models)
 
 
 def save(db: "Database", new_names: Iterable[str], read_from: ClassList | None = None) -> ClassList:
@@ -179,7 +209,8 @@ def save(db: "Database", new_names: Iterable[str], read_from: ClassList | None =
     back to the active classifier's classes. ``read_from``: the listing the caller made ``new_names`` from (the
     Classes dialog's); a list saved elsewhere since raises ``ClassListChanged`` and nothing is written (a
     session-44 probe: a class another station added while the dialog was open was dropped by its save)."""
-    checked = validate(new_names, kept=read(db).names)
+    current = read(db)
+    checked = validate(new_names, kept=current.names, taken=current.taken())
     db.classes.set(TASK, checked, expected=None if read_from is None else own_names(read_from))
     return read(db)
 

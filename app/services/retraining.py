@@ -26,7 +26,7 @@ import numpy as np
 
 from app.paths import data_dir
 from app.services.artifacts import beside_database
-from app.services.export import CancelFn, ExportError, ExportOptions, ProgressFn, export_database
+from app.services.export import CancelFn, ClassFolderError, ExportError, ExportOptions, ProgressFn, export_database
 from app.services.export_split import SplitSpec
 from app.services.json_files import JsonFileError, read_json_object, write_json_atomic
 from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
@@ -296,6 +296,8 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     try:
         result = export_database(db, work / "export", ExportOptions(formats=(fmt,), split=split), folder=folder,
                                  progress=progress, cancel=cancel, within=within)
+    except ClassFolderError as exc:  # "or leave imagefolder out" is no way for a retraining (a session-49 audit)
+        raise RetrainError(f"the {family} cannot be trained on these labels: {exc.problem_and_advice}") from None
     except ExportError as exc:
         only = scope.empty_note() if scope is not None else narrowing_note(within)
         raise RetrainError(f"no training data for the {family}: {exc}{only}") from None

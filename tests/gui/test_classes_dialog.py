@@ -6,7 +6,8 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from app.services import project_classes
-from database.dto import ImageQuery
+from database.dto import ImageQuery, LabelChange
+from database.states import ReviewState
 from tests.gui.conftest import build_window, wait_prediction_shown, wait_shown
 from tests.gui.fixtures import CLASSES, seed_predictions
 from tests.gui.test_main_window import press
@@ -91,6 +92,29 @@ def test_a_list_holding_a_name_no_folder_takes_can_be_edited_here_too(service, d
     assert "cannot name a folder" in dlg.message.text()
     dlg.buttons.button(QDialogButtonBox.StandardButton.Save).click()
     qtbot.waitUntil(lambda: project_classes.names(db) == ["crack>1mm", "ok", "pit"], timeout=5000)
+    dlg.close()
+    win.close()
+
+
+def test_renaming_a_labelled_class_by_case_is_refused_here_and_says_how_many_labels_use_it(service, db, folder,
+                                                                                            qtbot):
+    """A session-49 audit: Remove "crazing", Add "Crazing", Save was accepted; key 1 then saved "Crazing" beside the
+    old labels' "crazing", and every ImageFolder or MVTec export and retraining was refused from then on."""
+    db.classes.set(project_classes.TASK, ("crazing", "ok"))
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    image_id = db.images.query()[0].id
+    db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="crazing"), "ann")
+    win.actions["project_classes"].trigger()
+    dlg = win.classes_dialog
+    qtbot.waitUntil(lambda: dlg.names() == ["crazing", "ok"], timeout=5000)
+    dlg.list.setCurrentRow(0)
+    dlg.remove_selected()
+    qtbot.keyClicks(dlg.name, "Crazing")
+    dlg.add_button.click()
+    assert "'Crazing' would share a class folder with 'crazing' (1 label uses it)" in dlg.message.text()
+    assert dlg.names() == ["ok"]
     dlg.close()
     win.close()
 

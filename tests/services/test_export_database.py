@@ -292,6 +292,41 @@ def test_two_classes_that_would_share_a_class_folder_refuse_those_formats(tmp_pa
     db.close()
 
 
+def test_classes_sharing_a_folder_are_refused_with_a_way_that_moves_their_labels(tmp_path: Path) -> None:
+    """A session-49 audit: after a rename by case ("crazing" labels, "Crazing" on key 1) the export said "rename one
+    (Project ▸ Classes…) or leave imagefolder out". Saving the list changes no label, so the refusal came back every
+    time, and ``retrain classifier`` was told to leave imagefolder out, which it cannot. Now it says how to give the
+    labels one name: filter by the class, select its labels, press the key of the class on the list."""
+    from app.services.indexing import index_folder
+    from app.services.retraining import RetrainError, export_training_data
+    root = tmp_path / "line"
+    root.mkdir()
+    for i in range(3):
+        write_image(root / f"i{i}", i)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    index_folder(db, root)
+    db.classes.set("classifier", ("Crazing", "inclusion"))
+    for image, cls in zip(db.images.query(), ("crazing", "crazing", "Crazing")):
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=cls), "ann")
+    with pytest.raises(ExportError) as refused:
+        export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder",)))
+    assert str(refused.value) == (
+        "the classes 'Crazing' (1 image) and 'crazing' (2 images) would share one folder on Windows and macOS "
+        "('Crazing' and 'crazing' differ only by case or accent spelling) in imagefolder: give their labels one name: "
+        "in the review window filter each folder's queue by class 'crazing' (the filter also shows images only "
+        "predicted so), select the images labelled so and press the class key of 'Crazing'; or leave imagefolder "
+        "out; nothing was written")
+    with pytest.raises(RetrainError) as not_trained:
+        export_training_data(db, "classifier", tmp_path / "work")
+    assert "press the class key of 'Crazing'" in str(not_trained.value)
+    assert "leave" not in str(not_trained.value) and "Project ▸ Classes" not in str(not_trained.value)
+    db.classes.set("classifier", ())  # no list: the most used spelling is kept, and said how to put it on a key
+    with pytest.raises(ExportError, match="filter each folder's queue by class 'Crazing' .* press the class key of "
+                                          r"'crazing' \(add it on Project ▸ Classes… if no key offers it\)"):
+        export_database(db, tmp_path / "out", ExportOptions(formats=("mvtec",)))
+    db.close()
+
+
 def test_names_differing_only_by_unicode_spelling_are_two_files_everywhere() -> None:
     """A session-46 probe: "défaut.png" precomposed and decomposed were exported as two files here, one on a Mac
     (which reads both spellings as one name), the summary counting two."""

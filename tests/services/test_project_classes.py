@@ -231,3 +231,55 @@ def test_the_list_says_which_routed_versions_offer_their_own_classes_first(tmp_p
     assert listing.routed == ("tile-v1",)
     _show(listing)
     assert "names tile-v1 offer its classes first" in capsys.readouterr().out
+
+
+def test_a_new_spelling_of_a_class_labels_or_a_model_use_is_refused(tmp_path: Path, db) -> None:
+    """A session-49 audit: ``classes set Crazing …`` (or Remove, then Add in Project ▸ Classes…) renamed "crazing",
+    which 5 labels used, by case. Key 1 then saved "Crazing", the old labels kept "crazing", and every ImageFolder or
+    MVTec export and ``retrain classifier`` was refused from then on (one folder on Windows and macOS); setting the
+    list back changed no label, so the refusal came again and again."""
+    from app.services.indexing import index_folder
+
+    index_folder(db, make_folder(tmp_path / "lot"))
+    _model(db, ["crazing", "inclusion"])
+    pc.save(db, ["crazing", "inclusion"])
+    ids = [i.id for i in db.images.query()]
+    for image_id in ids[:2]:
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="crazing"), "ann")
+    with pytest.raises(pc.ClassListError, match=r"'Crazing' would share a class folder with 'crazing' \(2 labels "
+                                                r"use it\).*Keep 'crazing'"):
+        pc.save(db, ["Crazing", "inclusion"])
+    pc.save(db, ["inclusion"])  # "crazing" off the list: its labels and the model still have it
+    for bad in ("Crazing", "CRAZING"):
+        with pytest.raises(pc.ClassListError, match="would share a class folder"):
+            pc.add(db, [bad])
+    db.model_versions.register("classifier", "steel-v2", "/nowhere", card={"classes": ["Dent"]}, activate=True)
+    with pytest.raises(pc.ClassListError, match=r"with 'Dent' \(the project has it"):  # the active model's
+        pc.add(db, ["dent"])
+    assert pc.add(db, ["crazing", "Dent"]).names == ("inclusion", "crazing", "Dent")  # the spellings they have
+    # A project caught before: both spellings on labels, "Crazing" on the list. Either spelling labels use may be
+    # put back on the list (it is theirs), and is the one key the inspector moves the other's labels to.
+    db.classes.set(pc.TASK, ("Crazing", "inclusion"))
+    db.labels.append(ids[2], LabelChange(ReviewState.CORRECTED, class_name="Crazing"), "ann")
+    assert pc.save(db, ["crazing", "inclusion"]).names == ("crazing", "inclusion")
+    assert pc.save(db, ["Crazing", "inclusion"]).names == ("Crazing", "inclusion")
+
+
+def test_a_routed_classifier_and_the_list_never_offer_one_class_on_two_keys(tmp_path: Path, db) -> None:
+    """A session-49 audit: the list held "Blowhole" and "Fray" (added before the tile classifier was routed); a rule
+    then ran the tile classifier (classes "blowhole", "fray") on odd/: its images offered "blowhole" on key 1 and
+    "Blowhole" on key 8, and labels split between the two refused every class-folder export."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.worker.helpers import good_images
+
+    _model(db, ["crazing", "patches"])
+    tile = db.model_versions.register("classifier", "tile-v1", "/nowhere", card={"classes": ["blowhole", "fray"]})
+    db.classes.set(pc.TASK, ("crazing", "patches", "Blowhole", "Fray", "dent"))   # stored before the check
+    good_images(tmp_path / "lot" / "tiles", 1, seed=1)
+    index_folder(db, tmp_path / "lot")
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)),)))
+    assert pc.names_for_version(db, tile) == ["blowhole", "fray", "dent"]
+    with pytest.raises(pc.ClassListError, match="'FRAY' would share a class folder with 'fray'"):
+        pc.validate(["FRAY"], taken=pc.read(db).taken())  # the routed version's class counts as the project's
