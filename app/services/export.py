@@ -30,6 +30,7 @@ from app.services.export_items import (
     ANOMALY_ANOMALOUS,
     ANOMALY_NORMAL,
     EXPORTED_STATES,
+    MAX_FOLDER_BYTES,
     ExportItem,
     ItemSkipped,
     PlannedItem,
@@ -586,16 +587,26 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
 def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str], offered: Sequence[str] = ()) -> None:
     """Formats whose folders are class names (ImageFolder, MVTec's defect types) need one folder per class: two
     classes whose names give the same folder ("pit/dent" and "pit_dent") were written into one, the summary still
-    counting them apart, and a reader saw one class (a session-45 probe). Refused before anything is written, saying
-    how to give their labels one name (``offered``: the classes on the keys, the one to keep)."""
+    counting them apart, and a reader saw one class (a session-45 probe); a class too long to name a folder failed
+    half-way. Refused before anything is written, saying how to move the labels (``offered``: the classes on the
+    keys, the one to keep)."""
     used = [f for f in formats if f in ("imagefolder", "mvtec")]
     if not used:
         return
     by_folder: dict[str, Counter[str]] = {}
     for item in items:
-        if item.class_name:  # folders differing only by case or by the spelling of an accent are one folder on
-            # Windows and macOS (a session-46 probe: "patches" and "Patches" after a rename by case)
-            by_folder.setdefault(folder_key(item.class_name), Counter())[item.class_name] += 1
+        if not item.class_name:
+            continue
+        size = len(safe_name(item.class_name).encode("utf-8"))
+        if size > MAX_FOLDER_BYTES:  # a session-49 audit: "File name too long" half-way through the export, or the
+            # retraining
+            raise ClassFolderError(f"the class {item.class_name[:40]!r}… is {size} bytes long in UTF-8, more than the "
+                                   f"{MAX_FOLDER_BYTES} a folder name holds, and {' and '.join(used)} name a folder by "
+                                   "each class", "give its labels a shorter name: "
+                                   + relabel_advice((item.class_name,), None, offered), used)
+        # folders differing only by case or by the spelling of an accent are one folder on Windows and macOS (a
+        # session-46 probe: "patches" and "Patches" after a rename by case)
+        by_folder.setdefault(folder_key(item.class_name), Counter())[item.class_name] += 1
     clashes = {folder: names for folder, names in by_folder.items() if len(names) > 1}
     if clashes:
         _key, names = sorted(clashes.items())[0]
@@ -613,10 +624,16 @@ def one_name_advice(labelled: Counter[str], offered: Sequence[str]) -> str:
     else the most used. Saving the class list again changes no label (a session-49 audit: following "rename one
     (Project ▸ Classes…)" left both spellings on the labels, and the export was refused again and again)."""
     keep = next((n for n in offered if n in labelled), None) or min(labelled, key=lambda n: (-labelled[n], n))
-    move = " and ".join(repr(n) for n in sorted(labelled) if n != keep)
-    return (f"give their labels one name: in the review window filter each folder's queue by class {move} (the "
-            f"filter also shows images only predicted so), select the images labelled so and press the class key of "
-            f"{keep!r}" + ("" if keep in offered else " (add it on Project ▸ Classes… if no key offers it)"))
+    return "give their labels one name: " + relabel_advice(sorted(n for n in labelled if n != keep), keep, offered)
+
+
+def relabel_advice(move: Sequence[str], onto: str | None, offered: Sequence[str]) -> str:
+    """The window's way to move the labels of the classes ``move`` onto ``onto`` (None: a shorter class, added)."""
+    names = " and ".join(repr(n if len(n) <= 40 else n[:40] + "…") for n in move)
+    target = ("a class of a shorter name (add one on Project ▸ Classes…)" if onto is None else
+              repr(onto) + ("" if onto in offered else " (add it on Project ▸ Classes… if no key offers it)"))
+    return (f"in the review window filter each folder's queue by class {names} (the filter also shows images only "
+            f"predicted so), select the images labelled so and press the class key of {target}")
 
 
 def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts: dict[str, str],

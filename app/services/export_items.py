@@ -139,6 +139,9 @@ def folder_key(class_name: str) -> str:
     return disk_key(safe_name(class_name))
 
 
+MAX_FOLDER_BYTES = 255  # the longest file or folder name ext4 and APFS take (UTF-8 bytes; NTFS: 255 UTF-16 units)
+
+
 def flat_name(item: ExportItem, with_folder: bool) -> str:
     """Flatten sub-folders into the file name so every format can use one flat directory."""
     parts = [p for p in PurePosixPath(item.rel_path.replace("\\", "/")).parts if p not in ("", ".", "..")]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from app.services.export_items import disk_key, folder_key, safe_name
+from app.services.export_items import MAX_FOLDER_BYTES, disk_key, folder_key, safe_name
 from database.classes import ClassListChanged as ClassListChanged  # noqa: I001 - the dialog catches it from here
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 TASK = "classifier"       # the classes table's task for image classes
 MAX_CLASSES = 200          # a list longer than this is not a list an inspector labels from
-MAX_NAME = 255             # the classes table's column
 
 
 class ClassListError(ValueError):
@@ -63,8 +62,10 @@ class ClassList:
 
 def validate(names: Iterable[str], kept: Collection[str] = (), taken: Mapping[str, int] | None = None
              ) -> tuple[str, ...]:
-    """The names stripped and checked: none empty, none longer than the column, no two in one class folder
-    (``folder_key``: "Crack" and "crack" on two hotkeys is a mistake), at most ``MAX_CLASSES``; a new name one a folder
+    """The names stripped and checked: none empty, no new one longer than a folder name may be (in UTF-8 bytes: 200
+    "ä" passed the column's count of characters, then every class-folder export and retraining failed with "File name
+    too long", a session-49 audit), no two in one class folder (``folder_key``: "Crack" and "crack" on two hotkeys is
+    a mistake), at most ``MAX_CLASSES``; a new name one a folder
     can take (``kept``: names already on the list, or the model's, pass as they are: refusing them blocked every edit
     of such a list, the session-43 review), and not another spelling of a class the project has (``taken``,
     ``ClassList.taken``: a session-49 audit renamed "crazing", used by 5 labels, to "Crazing"; key 1 saved the new
@@ -86,8 +87,11 @@ def validate(names: Iterable[str], kept: Collection[str] = (), taken: Mapping[st
             raise ClassListError(f"{name!r} holds an invisible character: type the name again")
         if not name:
             raise ClassListError("a class name cannot be empty")
-        if len(name) > MAX_NAME:
-            raise ClassListError(f"class name {name[:40]!r}… is longer than {MAX_NAME} characters")
+        size = len(name.encode("utf-8"))
+        if size > MAX_FOLDER_BYTES and name not in kept:
+            raise ClassListError(f"class name {name[:40]!r}… is {size} bytes long in UTF-8: a folder name, as exports "
+                                 f"and retraining need, holds at most {MAX_FOLDER_BYTES} bytes (an accented letter "
+                                 "takes 2, many other scripts' letters 3)")
         if name.startswith(".") and name not in kept:  # a session-46 probe: ".hidden" was exported as a hidden
             # folder that the trainer and the import pass over: a retraining "of 2 classes" learnt one
             raise ClassListError(f"{name!r}: a class name cannot start with a dot (its folder would be hidden, and "

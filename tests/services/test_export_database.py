@@ -327,6 +327,29 @@ def test_classes_sharing_a_folder_are_refused_with_a_way_that_moves_their_labels
     db.close()
 
 
+def test_a_class_too_long_for_a_folder_name_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """A session-49 audit: a class of 200 "ä" (400 bytes in UTF-8) failed every ImageFolder export and classifier
+    retraining half-way with "File name too long"."""
+    from app.services.indexing import index_folder
+    from app.services.retraining import RetrainError, export_training_data
+    root = tmp_path / "line"
+    write_image(root / "a", 1)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    index_folder(db, root)
+    db.labels.append(db.images.query()[0].id, LabelChange(ReviewState.CORRECTED, class_name="ä" * 200), "ann")
+    for fmt in ("imagefolder", "mvtec"):
+        with pytest.raises(ExportError, match=f"the class '{'ä' * 40}'… is 400 bytes long in UTF-8, more than the 255 "
+                                              f"a folder name holds.* give its labels a shorter name: .*; or leave "
+                                              f"{fmt} out; nothing was written"):
+            export_database(db, tmp_path / f"out-{fmt}", ExportOptions(formats=(fmt,)))
+        assert not (tmp_path / f"out-{fmt}").exists()
+    with pytest.raises(RetrainError, match="400 bytes long") as refused:
+        export_training_data(db, "classifier", tmp_path / "work")
+    assert "leave" not in str(refused.value)
+    assert export_database(db, tmp_path / "out", ExportOptions(formats=("csv",))).exported == 1
+    db.close()
+
+
 def test_names_differing_only_by_unicode_spelling_are_two_files_everywhere() -> None:
     """A session-46 probe: "défaut.png" precomposed and decomposed were exported as two files here, one on a Mac
     (which reads both spellings as one name), the summary counting two."""

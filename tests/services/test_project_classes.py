@@ -28,7 +28,7 @@ def _model(db, classes: list[str]) -> None:
 
 def test_validate_strips_and_refuses_what_cannot_be_a_hotkey_list() -> None:
     assert pc.validate(["  crack ", "fray  edge"]) == ("crack", "fray edge")
-    for bad, why in ((["crack", " Crack"], "twice"), ([""], "empty"), (["x" * 256], "longer"),
+    for bad, why in ((["crack", " Crack"], "twice"), ([""], "empty"), (["x" * 256], "256 bytes"),
                      ([str(i) for i in range(pc.MAX_CLASSES + 1)], "at most"), ([3], "text"),
                      # exported and retrained as "crack_1mm", a class the project lacks (a session-43 probe)
                      (["crack>1mm"], "cannot name a folder.*'crack_1mm'"), (["edge."], "cannot name a folder")):
@@ -51,6 +51,15 @@ def test_names_that_look_alike_or_hide_their_folder_are_refused() -> None:
         pc.validate(["Kratzer-a\u0308", "Kratzer-\xe4"], kept=("Kratzer-a\u0308",))
     assert pc.validate(["Maße", "Masse", "ok"], kept=("Maße", "Masse", "ok")) == ("Maße", "Masse", "ok")  # as before
     assert pc.validate([".old", "x\u200by"], kept=(".old", "x\u200by")) == (".old", "x\u200by")  # stored ones pass
+
+
+def test_a_name_is_bounded_by_the_bytes_a_folder_name_holds() -> None:
+    """A session-49 audit: 200 "ä" (200 characters, 400 bytes in UTF-8) passed the count of characters, then every
+    ImageFolder or MVTec export and every classifier retraining failed with "File name too long"."""
+    with pytest.raises(pc.ClassListError, match="is 400 bytes long in UTF-8: .* at most 255 bytes"):
+        pc.validate(["ä" * 200])
+    assert pc.validate(["ä" * 127 + "x"]) == ("ä" * 127 + "x",)  # 255 bytes
+    assert pc.validate(["ä" * 200], kept=("ä" * 200,)) == ("ä" * 200,)  # stored before: the list stays editable
 
 
 def test_a_list_already_holding_a_name_no_folder_takes_can_still_be_edited(db) -> None:
