@@ -34,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
     db = open_database_or_fail(args.db)
     try:
         verb = args.classes_command
+        listed: list[str] = []
         before = pc.read(db)
         if verb == "list":
             after = before
         elif verb == "add":
             after = pc.add(db, args.names)
+            listed = [n for n in pc.validate(args.names) if n in before.names]
         elif verb == "remove":
             after = pc.remove(db, args.names)
         else:
@@ -49,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.close()
     _show(after)
+    for name in listed:
+        print(f"note: {name!r} is on the list already")
     for name, count in dropped.items():
         print(f"note: {count} labels keep {name!r}; it is no longer offered")
     return 0

@@ -244,12 +244,13 @@ CHANGE_TRIES = 5  # reads of a list that keeps changing under a change before it
 
 def add(db: "Database", new_names: Iterable[str]) -> ClassList:
     """Append names the list does not have yet (the first save copies the model's list first,
-    so adding "blowhole" keeps "crazing" on hotkey 1)."""
+    so adding "blowhole" keeps "crazing" on hotkey 1). A name on it already is left as it is; another spelling of one
+    is refused as the Classes dialog refuses it (a session-49 audit: ``classes add Blowhole`` beside "blowhole" added
+    nothing and said nothing, exit 0)."""
     wanted = validate(new_names)
 
     def change(current: ClassList) -> list[str]:
-        known = {n.lower() for n in current.names}
-        return [*current.names, *(n for n in wanted if n.lower() not in known)]
+        return [*current.names, *(n for n in wanted if n not in current.names)]
     return _changed(db, change)
 
 

@@ -139,6 +139,24 @@ def test_the_command_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
     assert "twice" in capsys.readouterr().err
 
 
+def test_adding_another_spelling_of_a_listed_class_is_refused_as_the_dialog_refuses_it(tmp_path: Path, db,
+                                                                                       capsys) -> None:
+    """A session-49 audit: ``classes add Blowhole Fray`` on a list holding "blowhole" exited 0, added "Fray" and left
+    "Blowhole" out without a word, where Project ▸ Classes… refuses it and says why."""
+    from app.cli import main
+
+    pc.save(db, ["crazing", "blowhole"])
+    with pytest.raises(pc.ClassListError, match=r"'Blowhole' is on the list twice \(as 'blowhole'\)"):
+        pc.add(db, ["Blowhole", "Fray"])
+    assert pc.names(db) == ["crazing", "blowhole"]
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    assert main(["classes", "add", "Blowhole", "Fray", "--db", url]) == 2
+    assert "'Blowhole' is on the list twice (as 'blowhole')" in capsys.readouterr().err
+    assert main(["classes", "add", "blowhole", "fray", "--db", url]) == 0  # the same name again: said, not refused
+    assert "note: 'blowhole' is on the list already" in capsys.readouterr().out
+    assert pc.names(db) == ["crazing", "blowhole", "fray"]
+
+
 def test_an_image_offers_the_classes_of_the_classifier_its_rule_runs_never_another_parts(tmp_path: Path, db) -> None:
     """Seen under Xvfb (session 35): a bottle no classifier runs on offered the active steel classifier's classes
     on the label panel; found in the code: so did a tile not yet pre-labelled by the tile classifier its rule names,
