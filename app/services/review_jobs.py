@@ -109,7 +109,7 @@ class ReviewJobs:
         except PrelabelError as exc:
             raise JobsError(str(exc)) from None
         if not job_ids:
-            raise JobsError(self._why_no_job(kw.get("folder_id"), families) if kw.get("skip_empty") else
+            raise JobsError(self._why_no_job(kw["folder_id"], families) if kw.get("skip_empty") else
                             "the project's model routing gives these images no model to run")
         self.ensure_worker()
         return job_ids
@@ -121,7 +121,7 @@ class ReviewJobs:
         answered)."""
         return self._submit(folder_id=folder_id, only_missing=only_new, scope=folder_scope(only_new), skip_empty=True)
 
-    def _why_no_job(self, folder_id: int | None, families: Sequence[str]) -> str:
+    def _why_no_job(self, folder_id: int, families: Sequence[str]) -> str:
         """Why a folder's pre-labelling queued nothing: no image, no model routed to them, or every answer there."""
         from app.services.project_settings import load_project_settings
         from app.services.routing import group_by_families
