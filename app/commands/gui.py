@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                            f"({shown_url(fallback)}) could not be opened. Settings (Ctrl+,) changes it.")
     if notes:  # said where the inspector looks, not only on a console nobody reads
         window.status.note(" · ".join(notes))
+    window.restore_layout()   # this user's size, place and docks from the last close
     window.show()
     restore_signals = close_on_termination(window)
     open_initial_folder(window, folder)

@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self._sized = False
+        self._restored = False  # a saved dock layout was put back (restore_layout): the default sizes stay away
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -152,6 +153,8 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._size_docks)
 
     def _size_docks(self) -> None:
+        if self._restored:  # the inspector's own sizes, saved when the window last closed
+            return
         self.resizeDocks([self.folders_dock, self.queue_dock], [90, 700], Qt.Orientation.Vertical)
         self.resizeDocks([self.queue_dock, self.label_dock], [3 * 132 + 40, 320], Qt.Orientation.Horizontal)
         self.resizeDocks([self.label_dock, self.layer_dock], [560, 330], Qt.Orientation.Vertical)
@@ -339,12 +342,16 @@ class MainWindow(QMainWindow):
 
     # -- lifetime -------------------------------------------------------------------------
     def restore_layout(self) -> None:
+        """The window's size and place and its docks as this user left them (``closeEvent`` saves them), kept on
+        the screen it opens on (``restoreGeometry`` moves and shrinks a window saved on a larger or another monitor
+        inside this one's free area): the layout was saved at every close and never read back, so a window made smaller
+        and a dock closed came back at 1500×920 with every dock (a session-49 audit)."""
         st = window_state()
         geo, state = st.value("window/geometry"), st.value("window/state")
         if isinstance(geo, QByteArray):
             self.restoreGeometry(geo)
         if isinstance(state, QByteArray):
-            self.restoreState(state)
+            self._restored = self.restoreState(state)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.closing.ready():  # labels wait for the database: tried off the GUI thread, then closed

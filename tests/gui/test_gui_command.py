@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.commands import gui
@@ -132,3 +132,36 @@ def test_this_computers_own_database_failing_is_said_in_a_box_too(tmp_path, monk
                         or "quit")
     assert gui.run(argparse.Namespace(folder=None, db=None)) == 2
     assert len(asked) == 1 and "not a database" in asked[0][0] and asked[0][1] is False
+
+
+def test_the_window_opens_as_it_was_left(folder, tmp_path, qtbot):
+    """Size and docks come back at the next start (docs/settings.md keeps them per user). Before (a session-49 audit):
+    they were saved at every close and never read back, so a window made lower with a taller Folders dock and Layers
+    closed opened again at 1500×920 with every dock at its default size."""
+    url = f"sqlite:///{tmp_path}/station.sqlite"
+    seen: list[tuple] = []
+
+    def when_listed(act):
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not wins or wins[0].gallery_model.rowCount() == 0:
+            QTimer.singleShot(100, lambda: when_listed(act))
+            return
+        act(wins[0])
+
+    def leave(win):
+        win.resize(win.width(), 600)
+        win.resizeDocks([win.folders_dock], [200], Qt.Orientation.Vertical)
+        win.layer_dock.close()
+        QTimer.singleShot(300, lambda: (seen.append((win.height(), win.folders_dock.height())), win.close()))
+
+    def look(win):
+        QApplication.processEvents()
+        seen.append((win.height(), win.folders_dock.height(), win.layer_dock.isVisible(), win.label_dock.isVisible()))
+        win.close()
+    QTimer.singleShot(200, lambda: when_listed(leave))
+    assert gui.run(argparse.Namespace(folder=str(folder), db=url)) == 0
+    QTimer.singleShot(200, lambda: when_listed(look))
+    assert gui.run(argparse.Namespace(folder=str(folder), db=url)) == 0
+    left, back = seen
+    assert left[0] == 600 and left[1] > 150   # the default Folders dock is 90 high
+    assert back == (*left, False, True)
