@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Callable
 
-from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.background import BackgroundCalls
 from app.gui.style import icon
+from app.gui.text_fit import ElidedLabel
 from app.services.job_pace import JobPace, PaceTracker
 from app.services.review_jobs import folder_scope
 
@@ -73,41 +74,6 @@ def progress_text(p, pace: JobPace | None = None, worker_note: str = "") -> str:
         return f"{head} · stalled: no progress for {format_duration(pace.idle_s)}"
     rate = f" · {pace.rate:.1f} img/s" if pace is not None and pace.rate else ""
     return f"{head}{rate} · {format_eta(pace.eta_s if pace is not None else None)}"
-
-
-class ElidedLabel(QLabel):
-    """A label that shortens its text with "…" to the width it is given (the whole text in its
-    tooltip) instead of widening its row: a long job title pushed the row's progress, Retry and
-    Cancel off the dock's right edge (seen under Xvfb)."""
-
-    def __init__(self, text: str = "", parent=None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setMinimumWidth(80)
-        self.setText(text)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def text(self) -> str:  # the whole title (what is painted may be shortened)
-        return self._full
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
-        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height())
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
-        return QSize(self.minimumWidth(), super().minimumSizeHint().height())
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 20))
-        if shown != QLabel.text(self):
-            super().setText(shown)
 
 
 class JobRow(QWidget):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from html import escape
 
-from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QFontMetrics
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFormLayout,
@@ -18,13 +18,13 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QProgressBar,
-    QPushButton,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.gui.style import OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS, state_icon
+from app.gui.text_fit import ElidedButton, ElidedGroupBox
 from app.services.label_next_folder import LABEL_NEXT_SOURCE
 from app.services.object_classes import LabelObject
 from app.services.review_types import ImageDetail, LabelState, QueueItem, RevisionInfo
@@ -36,6 +36,61 @@ def _action_button(action: QAction) -> QToolButton:
     b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     b.setSizePolicy(b.sizePolicy().horizontalPolicy().Expanding, b.sizePolicy().verticalPolicy())
     return b
+
+
+class ImageTitle(QLabel):
+    """The image's name (bold) over its path, each shortened in the middle with "…" to the panel's width, the whole of
+    them in the tooltip and ``text()``: a line camera's file name of 106 characters with no space could not wrap, so it
+    widened the label panel past its dock and put Reject, Clear label and Anomalous out of sight (a session-49 audit).
+    What follows them (why the file cannot be loaded) wraps as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWordWrap(True)
+        self._parts: tuple[str, str, str] | None = None   # name, path line, the rest (rich text)
+        self.setText("No image")
+
+    def show_image(self, name: str, path: str, rest: str = "") -> None:
+        self._parts = (name, path, rest)
+        self.setToolTip(f"{name}\n{path}")
+        self._fit()
+
+    def add_size(self, width: int, height: int) -> None:
+        """The size after the path, where the index gave none."""
+        if self._parts is not None and width and "×" not in self.text():
+            name, path, rest = self._parts
+            self.show_image(name, f"{path} · {width}×{height}", rest)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        self._parts = None
+        self.setToolTip("")
+        super().setText(text)
+
+    def text(self) -> str:  # the whole title (what is painted may be shortened)
+        if self._parts is None:
+            return super().text()
+        name, path, rest = self._parts
+        return f"<b>{name}</b><br><span>{path}</span>{rest}"
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name: never wider than the panel gives it
+        return QSize(80, super().minimumSizeHint().height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._parts is None:
+            return
+        name, path, rest = self._parts
+        room = max(self.contentsRect().width() - 2, 20)
+        bold = self.font()
+        bold.setBold(True)
+        name = QFontMetrics(bold).elidedText(name, Qt.TextElideMode.ElideMiddle, room)
+        path = self.fontMetrics().elidedText(path, Qt.TextElideMode.ElideMiddle, room)
+        shown = f"<b>{escape(name)}</b><br><span>{escape(path)}</span>{rest}"
+        if shown != QLabel.text(self):
+            QLabel.setText(self, shown)
 
 
 class LabelPanel(QWidget):
@@ -50,9 +105,8 @@ class LabelPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
 
-        self.title = QLabel("No image")
+        self.title = ImageTitle()
         self.title.setObjectName("imageTitle")
-        self.title.setWordWrap(True)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.state = QLabel()
         self.state.setObjectName("reviewState")
@@ -98,8 +152,10 @@ class LabelPanel(QWidget):
             grid.addWidget(_action_button(actions[key]), i // 2, i % 2)
         lay.addWidget(review)
 
-        self.class_box = QGroupBox("Class (1–9)")
+        self.class_box = ElidedGroupBox("Class (1–9)")   # it names the class: a long one is shortened
         self.class_grid = QGridLayout(self.class_box)
+        for column in (0, 1):   # two even columns: a long name shortens its own button, not its neighbour's
+            self.class_grid.setColumnStretch(column, 1)
         self.class_group = QButtonGroup(self)
         self.class_group.setExclusive(True)
         self.class_group.idClicked.connect(self._class_clicked)
@@ -197,7 +253,8 @@ class LabelPanel(QWidget):
             self.class_group.removeButton(b)
             b.deleteLater()
         for i, name in enumerate(classes):
-            b = QPushButton(f"{i + 1}  {name}" if i < 9 else name)
+            key = f"{i + 1}  " if i < 9 else ""   # the hotkey stays in sight, a long name ends in "…"
+            b = ElidedButton(key + name, keep=key)
             b.setCheckable(True)
             b.setObjectName("classButton")
             self.class_group.addButton(b, i)
@@ -246,7 +303,7 @@ class LabelPanel(QWidget):
         if detail.pages > 1:
             err += (f"<br><span style='color:#b26b00'>Page 1 of {detail.pages} shown: the station and its models read "
                     "the first page only</span>")
-        self.title.setText(f"<b>{it.name}</b><br><span>{it.rel_path}{size}</span>{err}")
+        self.title.show_image(it.name, f"{it.rel_path}{size}", err)
         p = detail.prediction
         if p is None:
             failed = detail.prelabel_error
@@ -311,9 +368,7 @@ class LabelPanel(QWidget):
 
     def show_size(self, width: int, height: int) -> None:
         """The decoded size, once the viewer has the pixels (the index may not know it)."""
-        text = self.title.text()
-        if width and "×" not in text:
-            self.title.setText(text.replace("</span>", f" · {width}×{height}</span>", 1))
+        self.title.add_size(width, height)
 
     def show_label(self, label: LabelState | None) -> None:
         label = label or LabelState()
