@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.background import BackgroundCalls
+from app.gui.flow_layout import FlowLayout
 from app.gui.style import icon
 from app.gui.text_fit import ElidedLabel
 from app.services.job_pace import JobPace, PaceTracker
@@ -126,11 +127,13 @@ class JobsPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         buttons = QHBoxLayout()
+        flow = FlowLayout()   # onto a second row where the dock is narrow, so the window fits a 1280-px screen
         for key in ("prelabel_folder", "prelabel_selection", "prelabel_new"):
             b = QPushButton(actions[key].icon(), actions[key].text())
             b.clicked.connect(actions[key].trigger)
             b.setToolTip(actions[key].toolTip())
-            buttons.addWidget(b)
+            flow.addWidget(b)
+        buttons.addLayout(flow)
         buttons.addStretch(1)
         self.summary = ElidedLabel("No job yet.")   # a long "cannot read the jobs: …" widened the window past the screen
         buttons.addWidget(self.summary)
@@ -158,6 +161,17 @@ class JobsPanel(QWidget):
         lay.addWidget(self.failures)
         self.rows: dict[int, JobRow] = {}
         self._failure_key: tuple = ()
+
+    def event(self, event: QEvent) -> bool:
+        """As high as its lines need at this width (after a resize or a change of what it shows): a dock takes no
+        height for width from its widget, so buttons wrapped onto a second row lay over the next line."""
+        done = super().event(event)
+        lay = self.layout()
+        if lay is not None and event.type() in (QEvent.Type.Resize, QEvent.Type.LayoutRequest):
+            need = lay.heightForWidth(self.width())
+            if need > 0 and need != self.minimumHeight():
+                self.setMinimumHeight(need)
+        return done
 
     def add_job(self, job_id: int, title: str) -> JobRow:
         row = self.rows.get(job_id)

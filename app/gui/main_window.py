@@ -38,6 +38,7 @@ from app.gui.object_wiring import wire_objects
 from app.gui.queue_controller import QueueController
 from app.gui.queue_panel import QueuePanel
 from app.gui.review_controller import ReviewController
+from app.gui.screen_fit import fit_to_screen
 from app.gui.settings_store import window_state
 from app.gui.shortcuts import SHORTCUTS
 from app.gui.status_bar import StationStatusBar
@@ -112,7 +113,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self.ctx.extend_window(self)
         self._editing_keys = keep_editing_keys(self)  # a text field's editing keys never act on the image
-        self.resize(1500, 920)
+        fit_to_screen(self, 1500, 920)   # a smaller screen: its free area (a saved layout is restore_layout's)
 
     # -- layout ---------------------------------------------------------------------------
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:

@@ -251,3 +251,30 @@ def test_a_locked_database_never_holds_the_window_when_a_job_is_queued(service, 
         win.jobs.cancel(job)
     assert sig.args[0].state == "cancelled"
     win.close()
+
+
+def test_the_window_fits_a_1280_screen_and_the_jobs_buttons_wrap(service, db, folder, qtbot):
+    """Before (a session-49 audit): the window opened at 1500×920 on any screen (its status bar below a 1366×768
+    laptop's edge) and could not be made narrower than 1360 px, wider than a 1280-px screen: the Jobs dock's three
+    pre-label buttons stood in one row (539 px). Now it opens within the screen's free area and its buttons wrap onto
+    further rows, the lines under them moved down, not overlapped."""
+    from PySide6.QtWidgets import QPushButton
+
+    win = _window_with_jobs(service, db, folder, qtbot)
+    area = win.screen().availableGeometry()
+    assert win.height() <= area.height()
+    assert win.minimumSizeHint().width() < 1200
+    win.resize(win.minimumSizeHint().width(), win.height())
+    panel = win.jobs_panel
+    qtbot.waitUntil(lambda: panel.width() < 400)
+    buttons = [b for b in panel.findChildren(QPushButton) if b.text().startswith("Pre-label")]
+    assert win.routing_notice is not None
+    qtbot.waitUntil(lambda: win.routing_notice.notice.isVisible())   # the line under the buttons
+
+    def laid_out() -> None:
+        assert len({b.y() for b in buttons}) > 1   # wrapped
+        lowest = max(b.mapTo(panel, b.rect().bottomLeft()).y() for b in buttons)
+        below = [w for w in (panel.worker_line, win.routing_notice.notice) if w.isVisible()]
+        assert all(w.mapTo(panel, w.rect().topLeft()).y() > lowest for w in below)
+        assert all(b.mapTo(panel, b.rect().topRight()).x() <= panel.width() for b in buttons)
+    qtbot.waitUntil(laid_out)
