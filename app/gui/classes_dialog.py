@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_life import one_at_a_time
 from app.gui.dialog_rows import button_row, disable_keeping_focus, message_label
+from app.gui.screen_fit import fit_to_screen
 from app.gui.style import icon
 from app.services import project_classes as pc
 
@@ -38,7 +39,7 @@ class ClassesDialog(QDialog):
     def __init__(self, db: Any, on_saved: Callable[[str], None] | None = None, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Classes")
-        self.resize(460, 440)
+        fit_to_screen(self, 460, 440)
         self._db, self._on_saved = db, on_saved
         self._listing: pc.ClassList | None = None
         self.calls = BackgroundCalls("classes", self)

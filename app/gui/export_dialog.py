@@ -33,6 +33,7 @@ from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
 from app.gui.dialog_life import run_modal
 from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path_row, scope_row
+from app.gui.screen_fit import fit_to_screen
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
 
@@ -135,7 +136,7 @@ class ExportDialog(QDialog):
         self.export_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self._cancel_or_close)
         lay.addWidget(self.buttons)
-        self.resize(620, 420)
+        fit_to_screen(self, 620, 420)
         if counts is not None:
             self._show_head(folder_name, counts)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLayout
 
+from app.gui.screen_fit import fit_to_screen
 from app.gui.shortcuts import CLASS_KEYS_TEXT, SHORTCUTS
 
 
@@ -11,7 +12,7 @@ class ShortcutsDialog(QDialog):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        self.resize(760, 680)
+        fit_to_screen(self, 760, 680)
         rows = [s for s in SHORTCUTS if not s.id.startswith("class_") or s.id == "class_1"]
         table = QTableWidget(len(rows), 3, self)
         table.setObjectName("shortcutTable")

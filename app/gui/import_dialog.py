@@ -31,6 +31,7 @@ from app.gui.background import BackgroundCalls
 from app.gui.dialog_facts import FolderFacts, read_facts_for
 from app.gui.dialog_life import run_modal
 from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path_row, scope_row
+from app.gui.screen_fit import fit_to_screen
 from app.services import project_classes
 from app.services.import_detect import detect_formats, foreign_here
 from app.services.import_records import LabelImportError
@@ -143,7 +144,7 @@ class ImportDialog(QDialog):
             signal.connect(self._stale)
         self.source.editingFinished.connect(self.detect_format)
         self._detected_for = ""  # the dataset path whose formats were last looked for
-        self.resize(760, 620)
+        fit_to_screen(self, 760, 620)
 
     # -- the project's facts, read off the GUI thread (open_import_dialog) ----------------------
     def read_facts(self, review) -> None:

@@ -50,6 +50,7 @@ from app.gui.challenger_panel import ChallengerPanel
 from app.gui.dialog_rows import disable_keeping_focus
 from app.gui.jobs_panel import format_eta
 from app.gui.retrain_runner import RetrainRunner
+from app.gui.screen_fit import fit_to_screen
 from app.gui.style import STATE_COLORS, icon
 from app.services.champion import ChampionReview
 from app.services.child_command import ChildCommand
@@ -101,7 +102,7 @@ class ModelsDialog(QDialog):
         self._refused_run: tuple[str, int | None, str | None] | None = None   # the last run the check refused
         self.calls = BackgroundCalls("models", self)   # storage and model folders, off the GUI thread
         self.setWindowTitle("Models")
-        self.resize(1280, 880)
+        fit_to_screen(self, 1280, 880)   # a laptop's 768 px: its buttons stay on screen
         lay = QVBoxLayout(self)
         text = QLabel(HELP)
         text.setWordWrap(True)

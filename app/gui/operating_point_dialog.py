@@ -30,6 +30,7 @@ from app.gui.background import BackgroundCalls
 from app.gui.dialog_life import one_at_a_time
 from app.gui.dialog_rows import disable_keeping_focus
 from app.gui.score_histogram import ScoreHistogram
+from app.gui.screen_fit import fit_to_screen
 from app.services.flags import FolderThreshold
 from app.services.operating_point import (
     Costs,
@@ -61,7 +62,7 @@ class OperatingPointDialog(QDialog):
                  on_saved=None, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Operating point")
-        self.resize(760, 600)
+        fit_to_screen(self, 760, 600)
         self._db, self._author, self._on_saved = db, author, on_saved
         self._wanted_folder = folder_id
         # The model follows the folder: the version whose answers count there (a routing rule may name one other

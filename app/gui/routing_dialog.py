@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.gui.background import BackgroundCalls
 from app.gui.dialog_life import run_modal
 from app.gui.dialog_rows import button_row, disable_keeping_focus, message_label
+from app.gui.screen_fit import fit_to_screen
 from app.gui.style import icon
 from app.services.project_settings import RoutingChanged
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
@@ -89,7 +90,7 @@ class RoutingDialog(QDialog):
         self.readable = True  # False when the stored rules could not be read: nothing may be saved over them
         self.read: Routing | None = None  # the stored rules these edits start from: OK saves only over them
         self.setWindowTitle("Model routing")
-        self.resize(720, 400)
+        fit_to_screen(self, 720, 400)
         lay = QVBoxLayout(self)
         text = QLabel(HELP)
         text.setWordWrap(True)
@@ -217,7 +218,7 @@ class RoutingDialog(QDialog):
                               + ("\nReview the ticks, then OK saves them." if proposal.rules else ""))
         if self.evidence.isHidden():  # room for the evidence, not taken from the table
             self.evidence.show()
-            self.resize(self.width(), self.height() + self.evidence.sizeHint().height())
+            fit_to_screen(self, self.width(), self.height() + self.evidence.sizeHint().height())
         if proposal.rules:
             self.clear_answers.setChecked(True)  # the proposal comes from those answers: they are the noise
             self.prelabel_after.setChecked(True)  # its rules are for this folder: run them on it

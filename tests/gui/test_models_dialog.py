@@ -608,3 +608,11 @@ def test_a_cancel_while_the_version_is_registered_is_not_killed_and_says_what_wa
     assert "no version was added" not in dlg.info.text()
     assert any(dlg.table.item(r, COLUMNS.index("name")).text().endswith("-retrained")
                for r in range(dlg.table.rowCount()))
+
+
+def test_the_dialog_opens_within_the_screen(qtbot, catalog) -> None:
+    """Before (a session-49 audit): it opened at 1280×880 on any screen, so on a 1366×768 laptop Make active, Roll back,
+    Retrain and Close lay below the screen's edge. Now it takes at most the screen's free area."""
+    dlg = make_dialog(qtbot, catalog)
+    area = dlg.screen().availableGeometry()
+    assert dlg.width() <= area.width() and dlg.height() <= area.height()
