@@ -15,6 +15,7 @@ class ShortcutsDialog(QDialog):
         fit_to_screen(self, 760, 680)
         rows = [s for s in SHORTCUTS if not s.id.startswith("class_") or s.id == "class_1"]
         table = QTableWidget(len(rows), 3, self)
+        table.setTabKeyNavigation(False)   # Tab reaches Close; the arrows walk the cells
         table.setObjectName("shortcutTable")
         table.setHorizontalHeaderLabels(["Group", "Keys", "Action"])
         for r, s in enumerate(rows):

@@ -106,6 +106,7 @@ class ImportDialog(QDialog):
         form.addRow("", self.overwrite_newer)
         lay.addLayout(form)
         self.mapping = QTableWidget(0, 2)
+        self.mapping.setTabKeyNavigation(False)   # Tab leaves for the next field; the arrows walk the cells
         self.mapping.setHorizontalHeaderLabels(["Dataset class", "Becomes"])
         self.mapping.horizontalHeader().setStretchLastSection(True)
         self.mapping.setMaximumHeight(130)
@@ -116,6 +117,7 @@ class ImportDialog(QDialog):
         self.summary.setMaximumHeight(120)
         lay.addWidget(self.summary)
         self.changes = QTableWidget(0, 4)
+        self.changes.setTabKeyNavigation(False)   # Tab leaves for the next field; the arrows walk the cells
         self.changes.setHorizontalHeaderLabels(["Image", "Action", "Class now", "Class after"])
         header = self.changes.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)

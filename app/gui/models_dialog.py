@@ -108,6 +108,7 @@ class ModelsDialog(QDialog):
         text.setWordWrap(True)
         lay.addWidget(text)
         self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setTabKeyNavigation(False)   # Tab leaves for the buttons; the arrows walk the cells
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)

@@ -113,6 +113,7 @@ class OperatingPointDialog(QDialog):
         row.addStretch(1)
         lay.addLayout(row)
         self.table = QTableWidget(2, len(COLUMNS))
+        self.table.setTabKeyNavigation(False)   # Tab leaves for Save; the arrows walk the cells
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setVerticalHeaderLabels(["chosen", "optimal"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)

@@ -97,6 +97,7 @@ class RoutingDialog(QDialog):
         lay.addWidget(text)
         self.versions: dict[str, list[str]] = {}  # family -> version names a rule may name (read with the rules)
         self.table = QTableWidget(0, 1 + len(FAMILY_ORDER))
+        self.table.setTabKeyNavigation(False)   # Tab leaves for the buttons; the arrows walk the cells
         self.table.setHorizontalHeaderLabels(["pattern", *FAMILY_ORDER])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for c in range(1, 1 + len(FAMILY_ORDER)):

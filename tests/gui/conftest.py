@@ -160,3 +160,16 @@ class HeldDetails:
         if (self.everything or image_id in self.hold) and name != "MainThread":
             self.gate.wait(10)
         return self.real(image_id)
+
+
+def tab_leaves(qtbot, view) -> bool:
+    """Tab pressed on ``view``'s first cell moves the focus on to the dialog's next field, not to the next cell (a table
+    that took Tab kept it for good: a session-49 audit)."""
+    from PySide6.QtCore import Qt
+    view.window().show()
+    qtbot.waitUntil(view.isVisible)
+    view.setFocus()
+    view.setCurrentIndex(view.model().index(0, 0))
+    assert view.window().focusWidget() is view and view.model().rowCount() * view.model().columnCount() > 1
+    qtbot.keyClick(view, Qt.Key.Key_Tab)
+    return view.window().focusWidget() is not view

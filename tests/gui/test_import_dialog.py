@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 
 from app.gui.import_dialog import ImportDialog
+from tests.gui.conftest import tab_leaves
 from tests.gui.fixtures import CLASSES
 
 
@@ -32,6 +33,7 @@ def test_preview_map_then_import(service, db, folder, qtbot, tmp_path):
     assert "unknown class(es) Scratch" in dlg.status.text()
     assert not dlg.import_button.isEnabled()  # nothing is written while a class is unknown
     assert dlg.mapping.rowCount() == 2 and dlg.changes.rowCount() == 2
+    assert tab_leaves(qtbot, dlg.mapping) and tab_leaves(qtbot, dlg.changes)   # Tab was kept there (session 49)
 
     row = next(r for r in range(dlg.mapping.rowCount()) if dlg.mapping.item(r, 0).text() == "Scratch")
     dlg.mapping.cellWidget(row, 1).setCurrentText("scratches")

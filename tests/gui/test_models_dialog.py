@@ -13,6 +13,7 @@ from app.gui.models_dialog import COLUMNS, ModelsDialog
 from app.paths import REPO_ROOT
 from app.services.model_catalog import ARCHITECTURES, ModelCatalog
 from app.services.retrain_protocol import retrain_argv
+from tests.gui.conftest import tab_leaves
 from tests.services.model_fixtures import make_model_dir
 
 # A stand-in for ``main.py --db URL retrain FAMILY --progress-json [--epochs N]``: it speaks the
@@ -616,3 +617,10 @@ def test_the_dialog_opens_within_the_screen(qtbot, catalog) -> None:
     dlg = make_dialog(qtbot, catalog)
     area = dlg.screen().availableGeometry()
     assert dlg.width() <= area.width() and dlg.height() <= area.height()
+
+
+def test_tab_leaves_the_versions_table(qtbot, catalog) -> None:
+    """Before (a session-49 audit): Tab moved from cell to cell and never left the table, so a keyboard user could not
+    reach Make active, Retrain or Close at all."""
+    dlg = make_dialog(qtbot, catalog)
+    assert tab_leaves(qtbot, dlg.table)

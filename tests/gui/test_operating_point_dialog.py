@@ -7,7 +7,7 @@ from PySide6.QtCore import QPoint, Qt
 
 from database.dto import ImageQuery, LabelChange
 from database.states import AnomalyVerdict, ReviewState
-from tests.gui.conftest import build_window, wait_shown
+from tests.gui.conftest import build_window, tab_leaves, wait_shown
 from tests.gui.fixtures import seed_predictions
 
 
@@ -198,3 +198,12 @@ def test_the_optimum_is_saved_exactly_whatever_the_scale_of_the_scores(db, qtbot
     [saved] = load_project_settings(db).flags.folder_thresholds
     assert 0.00013 < saved.threshold < 0.00016
     assert [im.flagged for im in db.images.query(ImageQuery(folder_id=fid, sort="rel_path"))] == [False] * 3 + [True] * 3
+
+
+def test_tab_leaves_the_thresholds_table(service, db, folder, qtbot) -> None:
+    """Before (a session-49 audit): Tab moved from cell to cell and never left the table, so a keyboard user could not
+    reach the buttons under it."""
+    from app.gui.operating_point_dialog import OperatingPointDialog
+    dlg = OperatingPointDialog(db, service.open_folder(folder).id, author="ann")
+    qtbot.addWidget(dlg)
+    assert tab_leaves(qtbot, dlg.table)

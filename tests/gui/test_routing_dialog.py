@@ -6,6 +6,7 @@ from PySide6.QtWidgets import QDialog
 
 from app.gui.routing_dialog import RoutingDialog
 from app.services.routing import Routing, RoutingRule
+from tests.gui.conftest import tab_leaves
 
 
 def test_table_round_trips_rules_and_edits_them(qtbot):
@@ -326,3 +327,11 @@ def test_ok_over_rules_saved_at_another_station_meanwhile_is_refused_then_saves_
     assert [r.pattern for r in load_project_settings(a).routing.rules] == ["steel/*"]
     a.close()
     b.close()
+
+
+def test_tab_leaves_the_rules_table(qtbot):
+    """Before (a session-49 audit): Tab moved from cell to cell and never left the table, so a keyboard user could not
+    reach the buttons or OK at all."""
+    dlg = RoutingDialog(Routing((RoutingRule("ir/*", ("segmenter",)), RoutingRule("steel/*", ("classifier",)))))
+    qtbot.addWidget(dlg)
+    assert tab_leaves(qtbot, dlg.table)

@@ -9,7 +9,7 @@ from app.gui.help_dialog import ShortcutsDialog
 from app.gui.settings_dialog import SettingsDialog, apply_settings
 from app.gui.settings_store import StationSettings, load_settings, save_settings
 from app.gui.shortcuts import SHORTCUTS
-from tests.gui.conftest import wait_shown
+from tests.gui.conftest import tab_leaves, wait_shown
 
 
 def test_settings_round_trip_and_bad_values(tmp_path):
@@ -422,3 +422,12 @@ def test_dialogs_opened_and_closed_do_not_pile_up(window, qtbot, monkeypatch):
             if type(d).__name__ in ("ExportDialog", "ImportDialog", "ShortcutsDialog")] == []
     assert len(window.findChildren(ClassesDialog)) <= 1 and len(window.findChildren(OperatingPointDialog)) <= 1
     qtbot.waitUntil(lambda: threading.active_count() <= threads + 3, timeout=5000)
+
+
+def test_tab_leaves_the_help_table(window, qtbot):
+    """Before (a session-49 audit): Tab moved from cell to cell and never left the table, so a keyboard user could not
+    reach Close at all."""
+    dlg = ShortcutsDialog(window)
+    qtbot.addWidget(dlg)
+    dlg.open()   # modal, as Help runs it: the window's own Tab (next target) does not act behind it
+    assert tab_leaves(qtbot, dlg.table)
