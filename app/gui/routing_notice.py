@@ -35,6 +35,7 @@ class RoutingNotice(QWidget):
     def show_text(self, text: str) -> None:
         warn = text.startswith("No model routing")
         self.text.setText(("⚠ " if warn else "") + text)
+        self.text.setToolTip(text)   # the whole of it, should the dock be too low for every wrapped line
         self.text.setObjectName("" if warn else "muted")
         self.text.setStyleSheet("color: #b35c00;" if warn else "")
         self.setVisible(bool(text))

@@ -278,3 +278,19 @@ def test_the_window_fits_a_1280_screen_and_the_jobs_buttons_wrap(service, db, fo
         assert all(w.mapTo(panel, w.rect().topLeft()).y() > lowest for w in below)
         assert all(b.mapTo(panel, b.rect().topRight()).x() <= panel.width() for b in buttons)
     qtbot.waitUntil(laid_out)
+
+
+def test_the_routing_line_shows_every_wrapped_line(service, db, folder, qtbot):
+    """Before (a session-49 audit): in a narrow Jobs dock the routing line wrapped to more lines than its row's height
+    (47 px shown of the 56 its text needs), its last line cut at the top and bottom, and it had no tooltip. Now the
+    dock is as high as its lines need at its width (``JobsPanel.event``) and the whole line is the tooltip too."""
+    win = _window_with_jobs(service, db, folder, qtbot)
+    win.resize(win.minimumSizeHint().width(), win.height())
+    notice = win.routing_notice.notice
+    text = ("No model routing: every family (classifier, segmenter, anomaly) runs on every image in "
+            "a very long subfolder name for the night shift line 7 camera B/, infrared/, steel/, tiles/.")
+    notice.show_text(text)
+    line = notice.text
+    qtbot.waitUntil(lambda: line.isVisible() and line.width() < 400)
+    qtbot.waitUntil(lambda: line.height() >= line.heightForWidth(line.width()))
+    assert line.toolTip() == text
