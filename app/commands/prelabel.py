@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         begun = statuses()
         before = {s.job_id: s.done + s.failed for s in begun}
         shown = sum(before.values())
-        bar = Progress(sum(s.total for s in begun) - shown, desc="pre-labelling")
+        bar = Progress(sum(s.total for s in begun) - shown, desc="pre-labelling", disable=not job_ids)
 
         def on_batch(*_) -> None:
             nonlocal shown
@@ -226,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
             "out_of_domain_images": outside_images,
             "failed": [{"path": p, "reason": r} for p, r in failed],
             "seconds": round(seconds, 3),
-            "images_per_second": round(processed / seconds, 3) if seconds > 0 else None,
+            # no rate where nothing ran: a run with nothing new read "0.0 images/s" (a session-49 audit)
+            "images_per_second": round(processed / seconds, 3) if seconds > 0 and processed else None,
             "jobs": [{"id": s.job_id, "state": s.state, "error": s.error,
                       "families": params[s.job_id]["families"]} for s in final],
         }
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             earlier = before.get(job_id, 0)
             print(f"job {job_id} {status.state}: {status.done} images pre-labelled, {status.failed} failed"
-                  + (f" ({status.done + status.failed - earlier} in this run, {earlier} by the earlier one)"
+                  + (f" ({status.done + status.failed - earlier} in this run, {earlier} by earlier runs)"
                      if earlier else ""), file=sys.stderr)
             if not status.finished:  # stopped by Ctrl-C / SIGTERM: claims were given back
                 print(f"interrupted: job {job_id} keeps its {status.total - status.done - status.failed} "
@@ -261,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
                 code = 130
             elif status.state == "failed" and status.done == 0 and status.total and code == 0:
                 code = 1
-        print(f"{summary['images_per_second']} images/s", file=sys.stderr)
+        if summary["images_per_second"] is not None:
+            print(f"{summary['images_per_second']} images/s", file=sys.stderr)
         return 2 if report_lost and code == 0 else code  # a script asked for the report: its absence is a failure
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None

@@ -129,6 +129,8 @@ def test_a_rerun_on_a_done_folder_queues_no_empty_job(tmp_path: Path, tiny_model
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["jobs"] == [] and again["predicted"] == first["predicted"]
     assert "nothing new to pre-label" in proc.stderr and "0 images pre-labelled" not in proc.stderr
+    # no rate, no empty bar where nothing ran (a session-49 audit: "0.0 images/s", and 0.0 in the report)
+    assert again["images_per_second"] is None and "images/s" not in proc.stderr and "0it" not in proc.stderr
     db = open_database(url)
     try:
         assert len(db.jobs.list()) == 1
@@ -163,7 +165,7 @@ def test_a_rerun_takes_up_the_job_an_interrupted_run_left_open(tmp_path: Path, t
     assert [j["id"] for j in report["jobs"]] == [left_open] and report["jobs"][0]["state"] == "done", (report["jobs"], proc.stderr[-2000:])
     assert f"taking up job {left_open}" in proc.stderr and report["predicted"]["classifier"] == 3
     # this run's count and rate are its own (a session-48 probe: 72 images/s, the earlier run's 120 images counted)
-    assert f"job {left_open} done: 3 images pre-labelled, 0 failed (2 in this run, 1 by the earlier one)" in proc.stderr
+    assert f"job {left_open} done: 3 images pre-labelled, 0 failed (2 in this run, 1 by earlier runs)" in proc.stderr
     assert report["images_per_second"] == pytest.approx(2 / report["seconds"], rel=0.01)
     db = open_database(url)
     try:
