@@ -523,35 +523,25 @@ class ReviewController(QObject):
         if self._ready(lambda: self.set_object_classes(mask, objects, text)):
             self._edit(self._corrected(mask=_none_if_empty(mask), objects=objects), text, "objects")
 
-    def set_class_index(self, index: int, shown: Sequence[str] | None = None, selection: Sequence[int] = (),
-                        project: Sequence[str] | None = None) -> None:
+    def set_class_index(self, index: int, shown: Sequence[str] | None = None, selection: Sequence[int] = ()) -> None:
         """Key ``index + 1``: the class of that button as the panel shows it (``shown``, read off the GUI thread
-        with the folder's facts; ``LabelPanel.offered``); before the panel has them (None), the project's list
-        (``project``: read on the reader thread where it is not cached, the key applied when it comes; it was read on
-        the GUI thread, a wait of two queries per key after every model refresh: a session-49 audit). An empty
-        ``shown`` is an answer: no class here (the routing runs no classifier on the image; the project's list would
-        have been another part's model's classes). With several images selected in the gallery (``selection``), each
-        of them gets that class, as one undoable step (as A and X decide them all)."""
+        with the folder's facts; ``LabelPanel.offered``); before the panel has them (None), the project's list as last
+        read (``cached_classes``, kept across a model refresh until the folder's facts read it again: the key read it
+        on the GUI thread after every refresh, a wait of two queries; a session-49 audit). An empty ``shown`` is an
+        answer: no class here (the routing runs no classifier on the image; the project's list would have been another
+        part's model's classes). With several images selected in the gallery (``selection``), each of them gets that
+        class, as one undoable step (as A and X decide them all)."""
         many = len(selection) > 1 and self.objects.current() is None
-        if project is None and (shown is None or (not shown and many)):
-            project = self.service.cached_classes()
-            if project is None:
-                target = self._target
-
-                def read(got: list[str]) -> None:
-                    if self._target != target:
-                        self.message.emit(f"Key {index + 1} was not applied: the image changed before the project's "
-                                          "classes were read. Press it again.")
-                        return
-                    self.set_class_index(index, shown, selection, got)
-                self._reads.call(self.service.classes, read,
-                                 lambda text: self.message.emit(f"Could not read the project's classes: {text}"))
-                return
-        classes = list(shown) if shown is not None else list(project or ())
+        project: list[str] = []
+        if shown is None or (not shown and many):
+            known = self.service.cached_classes()
+            # never read yet (the window's first moments, before its folder's facts): read here, as before
+            project = known if known is not None else self.service.classes()
+        classes = list(shown) if shown is not None else project
         if not classes and many:
             # the image on screen runs no classifier, the selected ones may: the key refused them all with "no class
             # here" (a session-47 audit); they get the project's class, those without a classifier left out and said
-            classes = list(project or ())
+            classes = project
         if 0 <= index < len(classes) and len(selection) > 1 and self.objects.current() is None:
             self.decide_many(list(selection), "class", classes[index])
         elif 0 <= index < len(classes):

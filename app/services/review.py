@@ -155,6 +155,7 @@ class ReviewService:
         self._fixed_artifacts = artifacts is not None
         self._maps_folder = ""
         self._classes: list[str] | None = None
+        self._last_classes: list[str] | None = None   # kept across refresh_models (cached_classes)
         self._own_classes: list[str] | None = None   # the project's saved list ([]: none), until refresh_models
         # moves with every refresh_models: a list read before it is not cached after it (a detail read on the reader
         # thread while another station's new list arrived kept the list from before for good: seen under Xvfb,
@@ -194,8 +195,9 @@ class ReviewService:
         return mv.name if mv is not None else f"version {version_id}"
 
     def cached_classes(self) -> list[str] | None:
-        """``classes()`` where it is known without a read (None: ``classes()`` would read the database)."""
-        classes = self._classes
+        """The project's classes as last read, kept across ``refresh_models`` until the next read replaces them (what
+        the window's class buttons show until its folder's facts are read again); None before any read."""
+        classes = self._classes if self._classes is not None else self._last_classes
         return None if classes is None else list(classes)
 
     def classes(self) -> list[str]:
@@ -208,6 +210,7 @@ class ReviewService:
             classes = project_classes.names(self.db)
             if generation == self._generation:
                 self._classes = classes
+            self._last_classes = classes
         return list(classes)
 
     def anomaly_threshold(self, folder_id: int | None = None, version_id: int | None = None) -> float:
