@@ -14,7 +14,6 @@ run repeats at most one fold on ``--resume``.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,6 +24,7 @@ import torch
 from inference.classifier_predict import TTA_MODES, tta_views
 from inference.training.classifier_data import Preloaded
 from inference.training.classifier_metrics import classification_report, confusion_matrix
+from inference.training.common import signature_text
 from inference.training.groups import assign_groups, group_folds, group_key
 
 CV_DIR = "cv"
@@ -120,7 +120,7 @@ def run_folds(plan: CvPlan, data: Preloaded, points: Sequence[int], work: Path, 
     work.mkdir(parents=True, exist_ok=True)
     n_classes = None
     pooled: dict[int, np.ndarray] = {}
-    sig = json.dumps(signature, sort_keys=True)
+    sig = signature_text(signature)
     for k, (tr, te) in enumerate(plan.folds):
         cache = work / f"fold{k}.npz"
         found: dict[int, np.ndarray] = {}

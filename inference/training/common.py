@@ -6,6 +6,7 @@ refuses arbitrary objects); the model a user receives is the safetensors directo
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import random
@@ -63,6 +64,12 @@ def deterministic_split(keys: Sequence[str], val_frac: float = 0.2, seed: int = 
         n_val = min(max(n_val, 1), len(ranked) - 1)
     val = set(ranked[:n_val])
     return [k for k in keys if k not in val], [k for k in keys if k in val]
+
+
+def signature_text(signature: dict[str, Any]) -> str:
+    """What a cached fold result was made from, as text to compare: a fold trained for other data or other settings
+    is never taken for this run's (the classifier's out-of-fold logits, the segmenter's fold networks)."""
+    return json.dumps(signature, sort_keys=True, default=str)
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:

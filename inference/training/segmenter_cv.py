@@ -324,6 +324,40 @@ def pair_recipes(opts: Any) -> tuple[Any, Any]:
     return clutter, replace(opts, paste_prob=0.5, fine_tune_epochs=0)
 
 
+FOLD_SIGNATURE = "signature.json"  # beside a fold network of ``train segmenter --cv-folds``: what it was trained from
+RUN_ONLY = ("threads", "device", "resume")  # options that change how a fold network is trained, not what it learns
+
+
+def fold_signature(data: str | Path, fit: Sequence[str], fold_opts: Any) -> str:
+    """What fold network ``fold_opts.out`` learns from: the data, the frames it fits on and its recipe (epochs, seed
+    and every other training option but ``RUN_ONLY``), as ``signature_text``."""
+    from inference.training.common import signature_text
+    from inference.training.segmenter_train import training_record
+
+    recipe = {k: v for k, v in training_record(fold_opts).items() if k not in RUN_ONLY}
+    return signature_text({"data": str(Path(data).resolve()), "fit": list(fit), "recipe": recipe})
+
+
+def reusable_fold(net: Path, signature: str, resume: bool) -> bool:
+    """Whether fold network folder ``net`` may be kept (finished, it is reused; unfinished, ``--resume`` goes on with
+    it): it was started for this ``signature``. A fresh run into an earlier run's --out reused its fold networks
+    whatever data, epochs or seed they had (a session-49 audit). A folder from before signatures were written is
+    kept under ``--resume`` alone, as then."""
+    file = net / FOLD_SIGNATURE
+    if file.is_file():
+        return file.read_text(encoding="utf-8") == signature
+    return resume or not net.exists()
+
+
+def clear_fold(work: Path, k: int, net: Path) -> None:
+    """Remove fold network ``net`` and fold k's data tree (its links may point into other data)."""
+    import shutil
+
+    for folder in (net, work / f"data{k}"):
+        if folder.exists():
+            shutil.rmtree(folder)
+
+
 def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips: bool = True,
                   networks: str = "one", only_fold: int | None = None) -> Path:
     """``train segmenter --cv-folds K``: the protocol (docs/protocol.md) for the segmenter.
@@ -334,7 +368,8 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     threshold and mask threshold with the chosen additions on all out-of-fold maps (``settings_for``).
     The model is one network on all of train.txt with the same schedule; its card holds the settings,
     the CV estimate (cross-fitted figures) and what it rests on. val.txt / test.txt are never read.
-    Finished fold networks and out-of-fold maps under ``<out>/cv/`` are reused. ``compare_flips`` False
+    Finished fold networks under ``<out>/cv/`` are reused when trained from the same data, frames and recipe
+    (``reusable_fold``; others are trained again), and their out-of-fold maps with them. ``compare_flips`` False
     skips the flipped maps (six sevenths of the scoring cost) and the model runs without flips.
     ``networks="pair"``: each fold, and the model, is the two networks of ``pair_recipes`` (the second stored as
     a member of the first, float16); the additions are chosen on their mean maps. ``only_fold`` k: train fold k's
@@ -361,13 +396,21 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
         nets.append([])
         if only_fold is not None and k != only_fold:
             continue
+        fit = [s for j, p in enumerate(parts) if j != k for s in p]
         for r, recipe in enumerate(recipes):  # the second network's folds: pnet<k>, seeds 100 further on
             net = out / "cv" / f"{'p' * r}net{k}"
+            fold_opts = replace(recipe, data=str(out / "cv" / f"data{k}"), out=str(net), held_out_fraction=0.0,
+                                seed=opts.seed + 1 + k + 100 * r, verifier=False, resume=opts.resume)
+            signature = fold_signature(opts.data, fit, fold_opts)
+            if not reusable_fold(net, signature, opts.resume):
+                clear_fold(out / "cv", k, net)
             if not (net / "final" / "card.json").is_file():
-                fold_tree = write_fold_tree(opts.data, [s for j, p in enumerate(parts) if j != k for s in p],
-                                            out / "cv" / f"data{k}")
-                train(replace(recipe, data=str(fold_tree), out=str(net), held_out_fraction=0.0,
-                              seed=opts.seed + 1 + k + 100 * r, verifier=False, resume=opts.resume))
+                net.mkdir(parents=True, exist_ok=True)
+                (net / FOLD_SIGNATURE).write_text(signature, encoding="utf-8")
+                for old in (out / "cv").glob(f"*maps_fold{k}_*.npz"):  # made by the network this one replaces
+                    old.unlink()
+                write_fold_tree(opts.data, fit, fold_opts.data)
+                train(fold_opts)
             nets[k].append(net / "final")
     if only_fold is not None:
         return nets[only_fold][0]

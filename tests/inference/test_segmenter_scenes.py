@@ -184,6 +184,40 @@ def test_train_with_cv_folds_writes_settings_and_the_cv_estimate_and_reuses_fold
     assert "--cv-folds" in capsys.readouterr().err
 
 
+def test_a_fresh_cv_run_into_an_earlier_runs_out_trains_fold_networks_of_other_data_or_epochs_again(tmp_path):
+    """A session-49 audit: ``train segmenter --cv-folds 2`` into the --out of an earlier run on other data with other
+    epochs reused that run's fold networks (their cards still said 1 epoch and the other data's frames), so the
+    additions and the CV estimate came from networks of another run. A fold network is reused only when its data,
+    frames and recipe are this run's (as a finished ``--cv-fold`` process's are); its maps go with it."""
+    from app.cli import main as cli_main
+
+    first = write_tree(tmp_path / "a", n=6, splits=False)
+    (first / "train.txt").write_text("\n".join(f"f{i}" for i in range(6)))
+    other = write_tree(tmp_path / "b", n=8, splits=False)
+    (other / "train.txt").write_text("\n".join(f"f{i}" for i in range(8)))
+    out = tmp_path / "run"
+    base = ["train", "segmenter", "--out", str(out), "--preset", "test_tiny", "--batch-size", "2", "--crop", "32",
+            "--quiet", "--threads", "1", "--cv-folds", "2", "--group-by", "none", "--cv-no-flips", "--no-domain-fit"]
+
+    def fold_cards() -> list[dict]:
+        return [json.loads((out / "cv" / f"net{k}" / "final" / "card.json").read_text()) for k in (0, 1)]
+
+    assert cli_main(base + ["--data", str(first), "--epochs", "1"]) == 0
+    assert [c["data"]["fit_frames"] for c in fold_cards()] == [3, 3]
+    assert cli_main(base + ["--data", str(other), "--epochs", "2"]) == 0
+    assert [(c["data"]["fit_frames"], c["training"]["epochs"]) for c in fold_cards()] == [(4, 2), (4, 2)]
+    links = list((out / "cv" / "data0" / "images").iterdir())
+    assert len(links) == 4 and {p.resolve().parent.parent for p in links} == {other.resolve()}  # not the first data's
+    stamp = (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns
+    assert cli_main(base + ["--data", str(other), "--epochs", "2", "--seed", "3"]) == 0  # another seed: trained again
+    assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns != stamp
+    assert fold_cards()[0]["training"]["seed"] == 3 + 1
+    (out / "cv" / "net0" / "signature.json").unlink()  # a fold network from before signatures: --resume keeps it
+    stamp = (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns
+    assert cli_main(base + ["--data", str(other), "--epochs", "2", "--seed", "3", "--resume"]) == 0
+    assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
 def test_without_flipped_maps_flips_are_not_compared(tmp_path):
     _, folds, _, blob = _frames_and_maps(tmp_path)
     got = choose_additions(folds, {False: blob})
