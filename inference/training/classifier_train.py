@@ -415,6 +415,8 @@ def train_classifier(opts: TrainOptions) -> Path:
         elapsed_before = float(state.get("elapsed", 0.0))
         commands = json.loads(state.get("commands", "[]")) + [opts.command]
         log.info("resumed from %s at epoch %d", state_path, start_epoch + 1)
+    else:  # a fresh run's log starts anew: a rerun into the same --out appended to the earlier run's (a session-49 audit)
+        (state_dir / "history.jsonl").unlink(missing_ok=True)
 
     aug = AugmentConfig(crop=opts.crop, **AUGMENTATIONS[opts.augment])
     progress = Progress(total=stop_epoch * steps_per_epoch, desc="train classifier", disable=opts.quiet)

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -371,6 +372,11 @@ def _train_phase(opts: TrainOptions) -> Path:
         start_epoch, best, history = int(state["epoch"]), state["best"], json.loads(state["history"])
         sampler.rng = np.random.default_rng([opts.seed, start_epoch])
         log.info("resumed from %s at epoch %d", state_path, start_epoch)
+    else:  # a fresh run: an earlier run's best epoch and log in this --out are not this run's (a session-49 audit: a
+        # rerun with nothing held out kept the earlier best/, and domain statistics of the new data were fitted to it)
+        if (out / "best").exists():
+            shutil.rmtree(out / "best")
+        (out / "log.jsonl").unlink(missing_ok=True)
 
     card_base = {
         "model": NAME,

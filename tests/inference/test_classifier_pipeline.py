@@ -235,6 +235,19 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert "confusion matrix" in capsys.readouterr().out
 
 
+def test_a_fresh_run_into_an_earlier_runs_out_starts_its_history_anew(tmp_path):
+    """A session-49 audit: a second ``train classifier`` (no --resume) into the same --out appended its epochs to
+    the earlier run's training/history.jsonl (1 + 2 lines for a 2-epoch run); it is this run's alone now."""
+    root = _write_tree(tmp_path / "t", per_class=4)
+    out = tmp_path / "run"
+    args = ["train", "classifier", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--batch-size", "4",
+            "--threads", "1", "--quiet", "--device", "cpu", "--cv-folds", "0", "--no-domain-fit"]
+    assert main(args + ["--epochs", "1"]) == 0
+    assert main(args + ["--epochs", "2"]) == 0
+    history = [json.loads(line) for line in (out / "training" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["evaluate", "classifier", "--data", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
     assert "error:" in capsys.readouterr().err

@@ -170,6 +170,25 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     assert "Fa (x1e-6)" in capsys.readouterr().out
 
 
+def test_a_fresh_run_into_an_earlier_runs_out_keeps_neither_its_best_epoch_nor_its_log(tmp_path):
+    """A session-49 audit: a second ``train segmenter`` (no --resume) with nothing held out into the --out of a run
+    that held frames out kept that run's best/ (its card naming the other data), gave it the new data's domain
+    statistics, and appended to its log.jsonl. A fresh run removes them; ``--resume`` keeps them."""
+    from inference.checkpoints import read_json
+
+    first, other = write_tree(tmp_path / "a", n=8), write_tree(tmp_path / "b", n=6)
+    out = tmp_path / "run"
+    args = ["train", "segmenter", "--out", str(out), "--preset", "test_tiny", "--batch-size", "2", "--crop", "32",
+            "--quiet", "--threads", "1", "--eval-every", "1"]
+    assert main(args + ["--data", str(first), "--epochs", "2"]) == 0
+    assert (out / "best" / "card.json").is_file() and len((out / "log.jsonl").read_text().splitlines()) == 2
+    assert main(args + ["--data", str(other), "--epochs", "1", "--held-out-fraction", "0"]) == 0
+    assert not (out / "best").exists() and len((out / "log.jsonl").read_text().splitlines()) == 1
+    assert read_json(out / "final" / "card.json")["data"]["path"] == str(other.resolve())
+    assert main(args + ["--data", str(other), "--epochs", "2", "--held-out-fraction", "0", "--resume"]) == 0
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+
+
 def test_commands_fail_with_one_line_on_bad_input(tmp_path, capsys):
     assert main(["train", "segmenter", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "data folder not found" in capsys.readouterr().err
