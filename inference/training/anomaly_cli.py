@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -191,9 +192,13 @@ def train_errors() -> tuple[type[Exception], ...]:
 def run_train(args: argparse.Namespace) -> int:
     from .anomaly_train import train
 
+    out = Path(args.out)
+    created = not out.exists()
     try:
         card = train(train_options(args, "python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:])))
     except train_errors() as exc:
+        if created:  # a refused run leaves no folder of its own (it left one holding only train_state.pt: a session-49 audit)
+            shutil.rmtree(out, ignore_errors=True)
         return _fail(str(exc))
     print(f"saved {args.out} (trained {card['training']['seconds']:.0f} s)")
     return 0

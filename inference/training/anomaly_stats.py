@@ -38,6 +38,7 @@ from .anomaly_bank import (
     recalibrated_card,
     score_validation,
     step_main,
+    validation_kinds,
     validation_maps,
     validation_set,
 )
@@ -103,14 +104,15 @@ def choose_term(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, device
     fitted = with_terms(model, **{key_f: term})
     getattr(fitted, spec.fit)(normalise_batch(fitted, fit, device), STAT_IMAGES)
     val = validation_set(held, seed, tuple(k for k in spec.kinds if k not in VALIDATION_DEFECTS))
+    kinds = validation_kinds(val, spec.kinds, log)
     masks = {k: v[1] for k, v in val.items()}
     zpred, current = _term_maps(model, val, device)
     zterm = {k: validation_maps(getattr(fitted, spec.map), fitted, v[0], device) for k, v in val.items()}
 
     def line(r: dict[str, Any]) -> str:
-        return f"pixel {r['pixel']:.4f} (" + ", ".join(f"{k} {r['pixel_' + k]:.4f}" for k in spec.kinds) + f"), image {r['image']:.4f}"
+        return f"pixel {r['pixel']:.4f} (" + ", ".join(f"{k} {r['pixel_' + k]:.4f}" for k in kinds) + f"), image {r['image']:.4f}"
 
-    reference = score_validation(model, zpred, masks, spec.kinds)
+    reference = score_validation(model, zpred, masks, kinds)
     table = [{"map": "prediction map alone (reference for image AUROC)", key_f: None, key_w: None, **reference}]
     log(f"validation, prediction map alone: {line(reference)}")
     current_name = f"bank {cfg.bank_fusion} w {cfg.bank_weight:g}" if cfg.bank_size else "prediction map"
@@ -121,7 +123,7 @@ def choose_term(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, device
         for w in weights:
             fused = {k: fuse_maps(current[k], zterm[k], fusion, w) for k in val}
             r: dict[str, Any] = {"map": current_name if fusion == "none" else f"{current_name} with {term}",
-                 key_f: fusion, key_w: w} | score_validation(model, fused, masks, spec.kinds)
+                 key_f: fusion, key_w: w} | score_validation(model, fused, masks, kinds)
             table.append(r)
             log(f"  {term} {fusion:>5} w {w:g}: {line(r)}")
             if r["image"] >= reference["image"] - IMAGE_AUROC_TOLERANCE and (r["pixel"], r["image"]) > best_key:
@@ -139,7 +141,7 @@ def choose_term(model: PatternAnomaly, fit: np.ndarray, held: np.ndarray, device
         "method": f"{spec.method} (blur sigma {cfg.stats_blur:g}, contrast {cfg.stats_window}x{cfg.stats_window} std, "
                   f"std floored at {cfg.stats_floor:g}); smoothed, standardised per position with statistics of "
                   f"{min(len(fit), STAT_IMAGES)} fit images each scored without itself",
-        "selection_rule": f"highest mean validation pixel AUROC (synthetic defects {', '.join(spec.kinds)} on the held-out "
+        "selection_rule": f"highest mean validation pixel AUROC (synthetic defects {', '.join(kinds)} on the held-out "
                           f"good images), image AUROC at most {IMAGE_AUROC_TOLERANCE} below the prediction map alone; "
                           "the current map without the term wins ties",
         "validation": table,

@@ -69,3 +69,21 @@ def test_the_statistics_term_is_chosen_on_structural_kinds_too():
 
     for term in TERMS.values():
         assert {"small", "large", "missing", "shifted"} <= set(term.kinds)
+
+
+def test_a_kind_that_changed_no_held_out_image_is_left_out_and_said():
+    """A session-49 audit: an empty kind reached ``validation_maps`` and training ended in torch.cat's "expected a
+    non-empty list of Tensors"; it is left out of the set, skipped with a line, and with no kind left a ValueError."""
+    import pytest
+
+    from inference.training.anomaly_bank import validation_kinds, validation_set
+
+    flat = np.full((1, 1, 32, 32), 0.4, np.float32)
+    val = validation_set(flat, seed=0, extra=("missing", "shifted"))
+    assert {"good", "small", "large"} <= set(val) and not {"missing", "shifted"} & set(val)
+    said: list[str] = []
+    assert validation_kinds(val, ("small", "missing"), said.append) == ("small",)
+    assert said == ["validation: a synthetic 'missing' defect changed none of the 1 held-out good image(s); "
+                    "the rule averages over small"]
+    with pytest.raises(ValueError, match="no synthetic defect changed any of the 1 held-out good image"):
+        validation_kinds(val, ("missing", "shifted"), said.append)

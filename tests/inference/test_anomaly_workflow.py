@@ -208,3 +208,35 @@ def test_train_without_the_post_training_terms(tmp_path, capsys):
                                       "--no-evaluate")
     assert not {"memory_bank", "appearance_stats"} & set(card)
     assert load_model(out).config.bank_size == 0
+
+
+def test_few_good_images_skip_a_validation_kind_their_defect_leaves_unchanged(tmp_path, capsys):
+    """A session-49 audit: ``train anomaly`` on six good images (one held out) trained, then ended with "error:
+    torch.cat(): expected a non-empty list of Tensors", as a synthetic structural defect changed nothing on the held-out
+    image and its validation kind was empty. Such a kind is skipped and said; the run saves its model."""
+    good = tmp_path / "cat" / "train" / "good"
+    for i in range(6):  # flat parts: nothing to remove or move, so "missing" and "shifted" change nothing
+        _write(good / f"{i:03d}.png", np.full((30, 40), 90 + i, np.uint8))
+    out = tmp_path / "model"
+    assert train_tiny(tmp_path / "cat", out, "--no-evaluate") == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert "a synthetic 'missing' defect changed none of the 1 held-out good image(s)" in said
+    card = json.loads((out / "card.json").read_text())
+    assert "missing" not in card["appearance_stats"]["selection_rule"]
+
+
+def test_a_refused_training_leaves_no_folder_it_created(tmp_path, capsys, monkeypatch):
+    """A session-49 audit: a ``train anomaly`` that failed after training left its new --out holding only
+    train_state.pt; a folder that was there before is left as it was."""
+    import inference.training.anomaly_train as anomaly_train
+
+    def refuse(*_args, **_kwargs):
+        raise ValueError("refused after training")
+
+    monkeypatch.setattr(anomaly_train, "choose_term", refuse)
+    cat = make_tree(tmp_path)
+    assert train_tiny(cat, tmp_path / "new", "--no-evaluate") == 2
+    assert "refused after training" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    assert train_tiny(cat, tmp_path / "old", "--no-evaluate") == 2
+    assert (tmp_path / "old").is_dir()
