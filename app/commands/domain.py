@@ -12,11 +12,15 @@ def fit(args: argparse.Namespace) -> int:
     from inference.checkpoints import CheckpointError
     from inference.domain import PARTS, DomainError
     from inference.domain_fit import fit_directory, images_under, rate_note
-    from inference.training.groups import path_groups
+    from inference.training.groups import check_path_rule, path_groups
 
     data = Path(args.data)
     if not data.is_dir():
         raise CommandError(f"{data} is not a folder")
+    try:
+        check_path_rule(args.group_by)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     names = None
     if args.list:
         try:

@@ -198,6 +198,9 @@ def good_split(data: Path, config: Any, seed: int = 0, max_train_images: int = 0
 
 
 def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from .groups import name_group_function
+
+    name_group_function(opts.group_by)  # a bad --group-by is refused before training, not after it (a session-49 audit)
     seed_everything(opts.seed)
     device = torch.device(opts.device)
     config = opts.config if opts.config is not None else registry.spec(opts.arch).config_cls()
@@ -213,7 +216,6 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, A
         model.fit(normalise_batch(model, fit, device))
         epochs_done = 0
     elif isinstance(model, TileDefect):  # arch "tile_defect": needs the labelled defects in validation/
-        from .groups import name_group_function
         from .texture_knn_fit import load_validation
         from .tile_defect_fit import fit_tile_defect
 

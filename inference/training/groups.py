@@ -152,6 +152,7 @@ def path_groups(paths: Sequence[Path], root: str | Path | None = None,
     ``--group-by`` values are all rules here, so a model's domain folds follow its training CV's."""
     import os
 
+    check_path_rule(rule)
     if not paths or rule == "none":
         return None, "none"
     files = [Path(p) for p in paths]
@@ -160,8 +161,6 @@ def path_groups(paths: Sequence[Path], root: str | Path | None = None,
         return _usable_or_none([group(p.name) for p in files], rule)
     if rule == "scene":
         return _usable_or_none(file_scene_groups(files), "scene")
-    if rule not in ("auto", "folder", "prefix"):
-        raise ValueError(f"unknown grouping {rule!r}; choose from {', '.join(PATH_GROUPINGS)} or regex:PATTERN")
     base = Path(root) if root is not None else Path(os.path.commonpath([str(p.parent) for p in files]))
     names = [group_key(p, base) for p in files]
     classes = [p.parent.relative_to(base).as_posix() if p.parent != base and p.is_relative_to(base) else "" for p in files]
@@ -169,6 +168,15 @@ def path_groups(paths: Sequence[Path], root: str | Path | None = None,
     if made_by != "none":
         return _usable_or_none(groups, made_by)
     return _usable_or_none(file_scene_groups(files), "scene") if rule == "auto" else (None, "none")
+
+
+def check_path_rule(rule: str) -> None:
+    """ValueError when ``path_groups`` does not know ``rule`` or its ``regex:`` does not compile: checked before the
+    work that needs the groups, not after it."""
+    if rule.startswith("regex:"):
+        name_group_function(rule)
+    elif rule not in PATH_GROUPINGS:
+        raise ValueError(f"unknown grouping {rule!r}; choose from {', '.join(PATH_GROUPINGS)} or regex:PATTERN")
 
 
 def _usable_or_none(groups: list[str], rule: str) -> tuple[list[str] | None, str]:
@@ -265,7 +273,10 @@ def name_group_function(kind: str) -> Callable[[str], str]:
     if kind in NAME_GROUPINGS:
         return lambda name: image_group(PurePosixPath(name).name, "", kind)
     if kind.startswith("regex:"):
-        pattern = re.compile(kind[len("regex:"):])
+        try:
+            pattern = re.compile(kind[len("regex:"):])
+        except re.error as exc:  # a traceback before (a session-49 audit), for train anomaly after its fitting
+            raise ValueError(f"grouping {kind!r}: {kind[len('regex:'):]!r} is not a regular expression ({exc})") from None
 
         def by_regex(name: str) -> str:
             m = pattern.search(PurePosixPath(name).name)

@@ -240,3 +240,19 @@ def test_a_refused_training_leaves_no_folder_it_created(tmp_path, capsys, monkey
     (tmp_path / "old").mkdir()
     assert train_tiny(cat, tmp_path / "old", "--no-evaluate") == 2
     assert (tmp_path / "old").is_dir()
+
+
+def test_a_group_by_pattern_that_is_no_regular_expression_is_refused_before_fitting(tmp_path, capsys, monkeypatch):
+    """A session-49 audit: ``train anomaly --arch texture_knn --group-by 'regex:('`` fitted its memory bank, then
+    ended in a traceback (re.error) and left an empty --out; it is one line before any fitting now."""
+    import inference.training.texture_knn_fit as texture_knn_fit
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("fitted before the grouping was checked")
+
+    monkeypatch.setattr(texture_knn_fit, "fit_model", never)
+    cat = make_tree(tmp_path)
+    assert train_tiny(cat, tmp_path / "knn", "--arch", "texture_knn", "--group-by", "regex:(") == 2
+    err = capsys.readouterr().err
+    assert "grouping 'regex:(': '(' is not a regular expression" in err and "Traceback" not in err
+    assert not (tmp_path / "knn").exists()

@@ -51,6 +51,8 @@ def test_balanced_folds_keep_groups_whole_and_name_rules_live_in_groups():
     assert name_group_function("none")("exp1_a.png") != name_group_function("none")("exp1_b.png")
     with pytest.raises(ValueError, match="unknown grouping"):
         name_group_function("sessions")
+    with pytest.raises(ValueError, match=r"grouping 'regex:\(': '\(' is not a regular expression"):  # re.error before
+        name_group_function("regex:(")
 
 
 def test_cv_parts_never_split_a_scene_and_never_read_val(tmp_path):

@@ -273,6 +273,23 @@ def test_domain_fit_groups_folds_by_the_rule_asked_and_train_hands_its_own(tiny_
     assert (meta["fold_groups"], meta["fold_group_count"]) == (r"regex:^(s\d)_", 6)
 
 
+def test_domain_fit_refuses_a_group_by_pattern_that_is_no_regular_expression(tiny_models, tmp_path: Path,
+                                                                            capsys) -> None:
+    """A session-49 audit: ``domain fit --group-by 'regex:('`` ended in a traceback (re.error) after reading the
+    images; it is one line before any work now, and the model's statistics are left as they were."""
+    from app.cli import main
+
+    d = Path(shutil.copytree(tiny_models["classifier"], tmp_path / "cls"))
+    dark_images(tmp_path / "train", 10, seed=5)
+    before = (d / "domain.json").read_bytes() if (d / "domain.json").exists() else None
+    assert main(["domain", "fit", "--model", str(d), "--data", str(tmp_path / "train"), "--device", "cpu",
+                 "--group-by", "regex:("]) == 2
+    err = capsys.readouterr().err
+    assert "grouping 'regex:(': '(' is not a regular expression (missing ), unterminated subpattern" in err
+    assert "Traceback" not in err
+    assert ((d / "domain.json").read_bytes() if (d / "domain.json").exists() else None) == before
+
+
 def test_domain_fit_on_groups_too_uneven_to_fold_says_its_folds_are_mixed(tiny_models, tmp_path: Path, capsys) -> None:
     """A session-49 audit: 10 training images in groups of 1 and 9 gave no domain statistics ("IndexError: index -1
     is out of bounds"); they are fitted on mixed folds now, and the line and domain.json say the folds were not the
