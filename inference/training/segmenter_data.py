@@ -102,11 +102,14 @@ def load_pair(image_path: Path, mask_path: Path, in_chans: int) -> tuple[np.ndar
     image = read_image(image_path, "rgb" if in_chans == 3 else "gray")
     mask = read_mask(mask_path)
     if mask.shape != image.shape[:2]:
-        raise SegDataError(
-            f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
-            f"{image.shape[1]}x{image.shape[0]}"
-        )
+        raise SegDataError(size_mismatch(mask_path, mask.shape, image_path, image.shape))
     return to_channels(image, in_chans), mask
+
+
+def size_mismatch(mask_path: Path, mask_shape: tuple[int, ...], image_path: Path, image_shape: tuple[int, ...]) -> str:
+    """What a mask not the size of its frame is said as (shapes as (height, width, ...)), wherever it is found."""
+    return (f"{mask_path}: mask is {mask_shape[1]}x{mask_shape[0]} but its image {image_path.name} is "
+            f"{image_shape[1]}x{image_shape[0]}")
 
 
 def load_frames(tree: SegTree, stems: list[str], in_chans: int) -> tuple[list[Frame], list[str]]:

@@ -306,21 +306,38 @@ def require_targets(data: str | Path, held_out_fraction: float = HELD_OUT_FRACTI
     a target only in its held-out tenth, or a mask not the size of its frame, teaches nothing), before any fold network
     (a fold whose frames hold none is not the data's fault). Masks are read, frames only by their header, at their
     stored size as the trainer reads them (``stored_size``: a JPEG's EXIF turn not applied; with it, frames tagged
-    6 whose masks the station's own export wrote at the stored size were refused, a session-49 audit)."""
+    6 whose masks the station's own export wrote at the stored size were refused, a session-49 audit). An empty
+    train.txt, or masks all of another size than their frames, are said as such (the same audit: both were told
+    "its masks hold none")."""
     from inference.imageio import ImageReadError, read_mask, stored_size
+    from inference.training.segmenter_data import size_mismatch
 
     tree = SegTree.open(data)
+    fit = split_stems(tree, held_out_fraction)[0]
+    if not fit:
+        listed = tree.root / "train.txt"
+        raise ValueError(f"{listed} lists no frames: nothing to train on" if listed.is_file() else
+                         f"{data}: no frame has both an image and a mask: nothing to train on")
     unreadable: list[str] = []
-    for stem in split_stems(tree, held_out_fraction)[0]:
+    mismatched: list[str] = []
+    for stem in fit:
         try:
             mask = read_mask(tree.masks[stem])
         except ImageReadError as exc:
             unreadable.append(exc.reason if len(unreadable) < 3 else "")
             continue
         size = stored_size(tree.images[stem])
-        if mask.any() and (size is None or mask.shape == (size[1], size[0])):
+        if size is not None and mask.shape != (size[1], size[0]):
+            mismatched.append(size_mismatch(tree.masks[stem], mask.shape, tree.images[stem], (size[1], size[0])))
+            continue
+        if mask.any():
             return
     said = f" ({len(unreadable)} unreadable, e.g. {'; '.join(u for u in unreadable[:3] if u)})" if unreadable else ""
+    if mismatched and len(mismatched) + len(unreadable) == len(fit):
+        raise ValueError(f"{data}: none of the {len(mismatched)} masks of frames the trainer fits on is the size of its "
+                         f"frame (e.g. {mismatched[0]}){said}: nothing to learn targets from")
+    if mismatched:
+        said += f" ({len(mismatched)} masks not the size of their frame, which the trainer skips, e.g. {mismatched[0]})"
     raise ValueError(f"{data}: no frame the trainer fits on holds a target{said}: its masks hold none, or only frames it "
                      "holds out do: nothing to learn targets from")
 

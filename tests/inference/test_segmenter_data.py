@@ -469,6 +469,29 @@ def test_training_on_masks_without_a_target_is_refused(tmp_path, capsys):
                  "--cv-folds", "3", "--group-by", "none"]) == 0
 
 
+def test_an_empty_train_list_and_masks_all_of_another_size_are_said_as_such(tmp_path):
+    """A session-49 audit: ``train segmenter`` with an empty train.txt, or with every mask half the size of its frame,
+    said "no frame the trainer fits on holds a target ... its masks hold none", though the masks held targets; the list
+    and the first mask of another size (with both sizes) are named now."""
+    from inference.training.segmenter_train import require_targets
+
+    root = write_tree(tmp_path / "d", n=6)
+    (root / "train.txt").write_text("")
+    with pytest.raises(ValueError, match=r"train.txt lists no frames: nothing to train on"):
+        require_targets(root)
+    (root / "train.txt").write_text("\n".join(f"f{i}" for i in range(4)))
+    for mask in (root / "masks").glob("*.png"):
+        m = cv2.imread(str(mask), 0)
+        cv2.imwrite(str(mask), cv2.resize(m, (m.shape[1] // 2, m.shape[0] // 2), interpolation=cv2.INTER_NEAREST))
+    with pytest.raises(ValueError, match=r"none of the 4 masks of frames the trainer fits on is the size of its frame "
+                                         r"\(e\.g\. .*f0\.png: mask is 28x20 but its image f0\.png is 56x40\)"):
+        require_targets(root, 0.0)
+    cv2.imwrite(str(root / "masks" / "f1.png"), np.zeros((33, 70), np.uint8))  # the right size, no target
+    with pytest.raises(ValueError, match=r"holds a target \(3 masks not the size of their frame, which the trainer "
+                                         r"skips, e\.g\. .*f0\.png: mask is 28x20"):
+        require_targets(root, 0.0)
+
+
 def test_exif_turned_jpeg_frames_with_masks_at_their_stored_size_are_not_refused(tmp_path):
     """A session-49 audit: frames saved as JPEG with an EXIF orientation of 6, their masks at the stored size (what the
     station's own masks export writes, and what the trainer reads), were refused: "no frame the trainer fits on holds
@@ -487,5 +510,6 @@ def test_exif_turned_jpeg_frames_with_masks_at_their_stored_size_are_not_refused
     require_targets(root)
     for mask_path in (root / "masks").glob("*.png"):   # the same masks at the size the tag turns the frame to
         cv2.imwrite(str(mask_path), np.ascontiguousarray(cv2.imread(str(mask_path), 0).T))
-    with pytest.raises(ValueError, match="no frame the trainer fits on holds a target"):
+    with pytest.raises(ValueError, match=r"masks of frames the trainer fits on is the size of its frame \(e\.g\. .*: "
+                                         r"mask is 48x64 but its image f\d\.jpg is 64x48\)"):
         require_targets(root)
