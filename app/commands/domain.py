@@ -66,12 +66,26 @@ def after_train(args: argparse.Namespace, fit: bool = True) -> None:
             forget_domain(d)
         return
     rule = str(getattr(args, "group_by", "auto") or "auto")
+    images = (_classifier_training_images(args) if getattr(args, "family", None) == "classifier" else
+              _segmenter_training_frames(Path(args.data), 0.0 if getattr(args, "cv_folds", 0) else
+                                         getattr(args, "held_out_fraction", None)))
     for line in fit_after_training(dirs, args.data, device=getattr(args, "device", "auto"),
-                                   grouping=lambda paths: path_groups(paths, rule=rule),
-                                   images=_segmenter_training_frames(
-                                       Path(args.data), 0.0 if getattr(args, "cv_folds", 0) else
-                                       getattr(args, "held_out_fraction", None))):
+                                   grouping=lambda paths: path_groups(paths, rule=rule), images=images):
         print(line)
+
+
+def _classifier_training_images(args: argparse.Namespace) -> list[Path] | None:
+    """The images ``train classifier`` fitted on (``classifier_data.fit_split``: a class-folder tree's held-out share
+    is not among them without CV), or None where its split cannot be made. Every image of the class tree was
+    described, the held-out ones too (a session-49 audit: 18 for a model trained on 15)."""
+    from inference.training.classifier_data import DataTreeError, fit_split
+
+    try:
+        split = fit_split(Path(args.data), seed=int(getattr(args, "seed", 0)), cv_folds=int(getattr(args, "cv_folds", 0)),
+                          check_copies=False)
+    except (DataTreeError, ValueError, OSError):
+        return None
+    return [item.path for item in split.train]
 
 
 def _segmenter_training_frames(data: Path, held_out_fraction: float | None = None) -> list[Path] | None:

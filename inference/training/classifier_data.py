@@ -112,8 +112,9 @@ def is_split_tree(root: Path) -> bool:
     return root.is_dir() and (root / "train").is_dir() and any((root / s).is_dir() for s in ("val", "test"))
 
 
-def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
-    """train/ + val/ (or test/) when present; otherwise a deterministic per-class split."""
+def training_split(root: Path, val_frac: float = 0.2, seed: int = 0, check_copies: bool = True) -> Split:
+    """train/ + val/ (or test/) when present; otherwise a deterministic per-class split. ``check_copies`` False:
+    held-out copies of training images are not looked for (nor warned of again: ``fit_split`` after a run)."""
     root = Path(root)
     if is_split_tree(root):
         train_folders = class_folders(root / "train")
@@ -127,7 +128,7 @@ def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
         classes = sorted(train_folders)
         train_items, held_items = _items(train_folders), _items(held_folders)
         copies = said_copies(root, [i.path for i in train_items], [i.path for i in held_items], f"{held_name}/",
-                             "train/")
+                             "train/") if check_copies else 0
         return Split(train_items, held_items, classes, f"{root}: train/ and {held_name}/", copies)
     folders = class_folders(root)
     if len(folders) < 2:
@@ -141,9 +142,21 @@ def training_split(root: Path, val_frac: float = 0.2, seed: int = 0) -> Split:
         tr, va = deterministic_split(keys, val_frac=val_frac, seed=seed)
         train += [Item(root / k, name) for k in tr]
         val += [Item(root / k, name) for k in va]
-    copies = said_copies(root, [i.path for i in train], [i.path for i in val], "validation")   # (a class tree too)
+    copies = (said_copies(root, [i.path for i in train], [i.path for i in val], "validation")   # (a class tree too)
+              if check_copies else 0)
     return Split(train, val, sorted(folders), f"{root}: deterministic per-class split, val {val_frac:.0%}, seed {seed}",
                  copies)
+
+
+def fit_split(root: Path, val_frac: float = 0.2, seed: int = 0, cv_folds: int = 0, check_copies: bool = True) -> Split:
+    """The split ``train classifier`` trains on: ``training_split``, except that with cross-validation a class-folder
+    tree needs no held-out share (the choices come from group CV inside its images) and trains on all of it. The one
+    home of that rule: the trainer and its domain statistics read it (they described the held-out images too, a
+    session-49 audit)."""
+    split = training_split(root, val_frac=val_frac, seed=seed, check_copies=check_copies)
+    if cv_folds and not is_split_tree(Path(root)):
+        return Split(split.train + split.val, [], split.classes, f"{root}: every image (choices by group CV inside them)")
+    return split
 
 
 def evaluation_items(root: Path) -> tuple[list[Item], str]:

@@ -39,12 +39,11 @@ from inference.training.classifier_data import (
     AUGMENTATIONS,
     AugmentConfig,
     Preloaded,
-    Split,
     augment_batch,
     balanced_sample_weights,
+    fit_split,
     is_split_tree,
     preload,
-    training_split,
 )
 from inference.training.classifier_losses import memory_mamba_loss
 from inference.training.classifier_metrics import classification_report, confusion_matrix
@@ -349,10 +348,7 @@ def train_classifier(opts: TrainOptions) -> Path:
         raise ValueError("--cv-folds must be 0 (no cross-validation) or at least 2")
     set_threads(opts.threads)
     device = pick_device(opts.device)
-    split = training_split(opts.data, val_frac=opts.val_frac, seed=opts.seed)
-    if opts.cv_folds and not is_split_tree(opts.data):
-        # Choices come from group CV, so a class-folder tree needs no held-out share: train on all of it.
-        split = Split(split.train + split.val, [], split.classes, f"{opts.data}: every image (choices by group CV inside them)")
+    split = fit_split(opts.data, val_frac=opts.val_frac, seed=opts.seed, cv_folds=opts.cv_folds)
     classes = split.classes
     overrides: dict[str, Any] = {"num_classes": len(classes)}
     if opts.img_size:

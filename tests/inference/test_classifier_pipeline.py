@@ -248,6 +248,24 @@ def test_a_fresh_run_into_an_earlier_runs_out_starts_its_history_anew(tmp_path):
     assert [r["epoch"] for r in history] == [1, 2]
 
 
+def test_domain_statistics_of_a_class_tree_describe_the_images_the_run_trained_on(tmp_path, capsys):
+    """A session-49 audit: ``train classifier --cv-folds 0`` on a class-folder tree trained on 15 images and held 3 out,
+    yet said "domain statistics of 18 training images": the held-out images were described too. With CV every image
+    is a training image, and all are described."""
+    root = _write_tree(tmp_path / "t", per_class=6, split=False)
+    out = tmp_path / "run"
+    args = ["train", "classifier", "--data", str(root), "--out", str(out), "--preset", "test_tiny", "--epochs", "1",
+            "--batch-size", "4", "--threads", "1", "--quiet", "--device", "cpu"]
+    assert main(args + ["--cv-folds", "0"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["data"]["val_images"] > 0
+    domain = load_domain(out)
+    assert domain is not None and domain.images == card["data"]["train_images"] < 6 * len(CLASSES)
+    assert f"domain statistics of {card['data']['train_images']} training images" in capsys.readouterr().out
+    assert main(args + ["--cv-folds", "2", "--group-by", "none"]) == 0
+    assert load_domain(out).images == json.loads((out / "card.json").read_text())["data"]["train_images"] == 6 * len(CLASSES)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["evaluate", "classifier", "--data", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
     assert "error:" in capsys.readouterr().err
