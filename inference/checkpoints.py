@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .families import a_family
 from .model_limits import ModelLimitError, TensorEntry, read_json_bounded, read_safetensors_header, shape_mismatches
 from .models import registry
 
@@ -218,9 +219,10 @@ def load_model(
     model.to(map_location).eval()
     found = registry.spec(name).family
     if family is not None and found != family:
-        raise CheckpointError(f"{d}: holds a {found} model, not a {family} model")
+        raise CheckpointError(f"{d}: holds {a_family(found)} model, not {a_family(family)} model")
     if family is not None and registry.spec(name).part_only and not _as_part:
-        raise CheckpointError(f"{d}: holds a {name}, which is part of a {found} model directory, not a {family} model of its own")
+        raise CheckpointError(f"{d}: holds a {name}, which is part of {a_family(found)} model directory, "
+                              f"not {a_family(family)} model of its own")
     card = read_json(d / CARD) if (d / CARD).exists() else {}
     return LoadedModel(model=model, name=name, family=found, config=config, card=card, path=d,
                        parts=_load_parts(d, card, map_location, found))

@@ -84,6 +84,12 @@ def family(name: str) -> Family:
         raise KeyError(f"unknown family {name!r}; choose from {', '.join(_CATALOGUE)}") from None
 
 
+def a_family(name: str) -> str:
+    """"an anomaly", "a classifier": a family's name with its article, for "holds an anomaly model" (refusals read
+    "a anomaly model": the model catalogue's, and the model loader's, a session-49 audit)."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def families() -> tuple[Family, ...]:
     """Every family, in pre-label order."""
     return tuple(_CATALOGUE.values())

@@ -122,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    events.emit("done", path=str(model_dir), message=f"pretrained {args.family} in {model_dir}")
-    if not args.progress_json:
+    if args.progress_json:
+        events.emit("done", path=str(model_dir), message=f"pretrained {args.family} in {model_dir}")
+    else:  # one line says where it went ("done: pretrained … in X" said it too, a session-49 audit), then how to use it
         use = "--init-head new" if args.family == "classifier" else f"--preset {args.preset}"
         print(f"pretrained {args.family} written to {model_dir}\n"
               f"use it: python main.py train {args.family} --data DATA --out MODEL --init {model_dir} {use}")

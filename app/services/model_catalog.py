@@ -215,11 +215,6 @@ def check_safetensors(path: Path) -> int:
         raise ModelCatalogError(f"{path} cannot be read ({exc.strerror or exc})") from None
 
 
-def _a(word: str) -> str:
-    """"an anomaly", "a classifier": the refusals named "a anomaly model"."""
-    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
-
-
 def _check_one(directory: Path, family: str, as_part: bool) -> Any:
     """config.json + model.safetensors of one directory; returns the architecture's config (checked against the
     weights)."""
@@ -240,10 +235,11 @@ def _check_one(directory: Path, family: str, as_part: bool) -> Any:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ModelCatalogError(f"{directory} holds an unknown model architecture {arch!r} (known: {known})")
     if found != family:
-        raise ModelCatalogError(f"{directory} holds {_a(found)} model ({arch}), not {_a(family)} model")
+        raise ModelCatalogError(f"{directory} holds {families.a_family(found)} model ({arch}), "
+                                f"not {families.a_family(family)} model")
     if config.get("family", found) != found:  # it read "holds a classifier model (texture_linear), not a classifier"
         raise ModelCatalogError(f"{directory / 'config.json'} says family {str(config.get('family'))[:40]!r}, but its "
-                                f"architecture {arch} is {_a(found)} model")
+                                f"architecture {arch} is {families.a_family(found)} model")
     try:
         check_config_values(config.get("config", {}), str(directory / "config.json"))
     except ModelLimitError as exc:
@@ -294,8 +290,8 @@ def check_model_dir(family: str, path: str | Path) -> dict[str, Any]:
     card = _read_object(directory / "card.json")
     _check_classes(directory / "card.json", card.get("classes"), getattr(built, "num_classes", None))
     if card.get("family", family) != family:
-        raise ModelCatalogError(f"{directory / 'card.json'} describes {_a(str(card['family'])[:40])} model, not "
-                                f"{_a(family)} model")
+        raise ModelCatalogError(f"{directory / 'card.json'} describes {families.a_family(str(card['family'])[:40])} model, not "
+                                f"{families.a_family(family)} model")
     if card.get("kind") == PRETRAINED_KIND:
         raise ModelCatalogError(f"{directory} is a pretrained backbone (a start point for `python main.py train "
                                 f"{family} --init {directory}`), not a trained model: its head was never trained")

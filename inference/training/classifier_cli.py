@@ -147,8 +147,7 @@ def evaluate_report(args: argparse.Namespace) -> dict[str, Any]:
     loaded = load_model(model_dir, map_location=pick_device(args.device), family="classifier")
     profile = resolve_profile(loaded.card, args.profile)
     ev = evaluate_model(apply_profile(loaded, args.profile), args.data, tta=args.tta, progress=True)
-    for f in ev.failures:
-        print(f"warning: skipped unreadable image {f}", file=sys.stderr)
+    # (each unreadable image is warned of once, where it is read: ``preload``; it was said twice, a session-49 audit)
     if ev.report["count"] == 0:
         raise ValueError(f"{ev.source}: no readable images")
     return {"model": str(model_dir), "profile": profile, **ev.report}

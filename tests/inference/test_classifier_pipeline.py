@@ -266,6 +266,28 @@ def test_domain_statistics_of_a_class_tree_describe_the_images_the_run_trained_o
     assert load_domain(out).images == json.loads((out / "card.json").read_text())["data"]["train_images"] == 6 * len(CLASSES)
 
 
+def test_a_classifier_folder_asked_for_as_an_anomaly_model_is_refused_in_plain_words(tmp_path):
+    """A session-49 audit: the refusal read "holds a classifier model, not a anomaly model"."""
+    from inference.checkpoints import CheckpointError
+
+    cfg = preset("test_tiny", "full", num_classes=2)
+    folder = save_model(tmp_path / "m", "memory_mamba", MemoryMamba(cfg), cfg, {"classes": ["a", "b"]})
+    with pytest.raises(CheckpointError, match="holds a classifier model, not an anomaly model"):
+        load_model(folder, family="anomaly")
+
+
+def test_evaluate_warns_of_each_unreadable_image_once(tmp_path, capsys, caplog):
+    """A session-49 audit: ``evaluate classifier`` said each unreadable image twice (the reader's warning, then the
+    command's own "warning: skipped unreadable image" line)."""
+    root = _write_tree(tmp_path / "t", per_class=4)
+    (root / "val" / CLASSES[0] / "broken.png").write_bytes(b"\x89PNG broken")
+    cfg = preset("test_tiny", "full", num_classes=len(CLASSES))
+    folder = save_model(tmp_path / "m", "memory_mamba", MemoryMamba(cfg), cfg, {"classes": list(CLASSES), "family": "classifier"})
+    assert main(["evaluate", "classifier", "--data", str(root), "--model", str(folder), "--device", "cpu"]) == 0
+    said = capsys.readouterr().err + caplog.text
+    assert said.count("broken.png") == 1
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["evaluate", "classifier", "--data", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
     assert "error:" in capsys.readouterr().err

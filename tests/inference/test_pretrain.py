@@ -147,6 +147,18 @@ def test_train_init_from_the_backbone_takes_all_but_the_class_layer(tmp_path, ca
     assert "InfoNCE" in b.card["init_model"]["pretraining"]["objective"] and b.card["init_model"]["data"]["images"] == 6
 
 
+def test_the_command_says_where_the_backbone_went_once(tmp_path, capsys):
+    """A session-49 audit: ``pretrain`` said "done: pretrained classifier in X" and then "pretrained classifier written
+    to X"; one line says it now, the next how to use it."""
+    out = tmp_path / "backbone"
+    assert main(["pretrain", "--folder", str(_images(tmp_path / "imgs")), "--out", str(out), "--preset", "test_tiny",
+                 "--epochs", "1", "--batch-size", "3", "--threads", "1", "--device", "cpu", "--quiet"]) == 0
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert text.count(str(out)) == 2 and "done:" not in text  # "written to OUT", "use it: ... --init OUT"
+    assert f"pretrained classifier written to {out}" in said.out
+
+
 def test_folder_may_be_an_indexed_folder_of_the_station(tmp_path, capsys):
     """--folder NAME that is no directory: the images the station indexed in that folder, and only those."""
     from database import FileEntry, open_database
