@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from database import path_map
-from database.images import NAME_FTS, spellings, text_match
+from database.images import NAME_FTS, case_spellings, text_match
 from database.models import Folder, Image, Prediction
 from database.states import ReviewState
 
@@ -284,9 +284,9 @@ def _name_candidates(s: Session, db: "Database", needle: str) -> set[int] | None
             return None
         if not s.scalar(text(f"SELECT (SELECT max(id) FROM {docs}) IS (SELECT max(id) FROM images)")):
             return None
-        # A superset: FTS5 folds case more widely and reads ``_`` and ``%`` as wildcards.
+        # A superset: FTS5 reads ``_`` and ``%`` as wildcards (and folds ASCII letters, as the filter does).
         found: set[int] = set()
-        for spelling in spellings(needle):  # as text_match reads the name: in both Unicode spellings
+        for spelling in case_spellings(needle):  # as text_match reads the name: both Unicode spellings, cased
             found.update(s.scalars(text(f"SELECT rowid FROM {NAME_FTS} WHERE rel_path LIKE :p LIMIT :n"),
                                    {"p": f"%{spelling}%", "n": TEXT_CANDIDATES + 1}))
         return found
