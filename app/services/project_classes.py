@@ -55,9 +55,11 @@ class ClassList:
         return {n: c for n, c in sorted(self.in_use.items()) if c and n in offered and n not in kept}
 
     def taken(self) -> dict[str, int]:
-        """Every spelling of a class the project has (on this list, a classifier model's, on labels) with how many
-        labels use it: what ``validate`` refuses a new name in another spelling of."""
-        return {**dict.fromkeys((*self.names, *self.model_classes), 0), **{n: c for n, c in self.in_use.items() if c}}
+        """Every spelling of a class the project uses (a classifier model's, on labels) with how many labels use it:
+        what ``validate`` refuses a new name in another spelling of. A name only this list holds is not taken: a new
+        list keeping it beside another spelling is refused as the same name twice, and one that drops it renames a
+        class nothing uses (refused as "would share a class folder", the review of a session-49 fix)."""
+        return {**dict.fromkeys(self.model_classes, 0), **{n: c for n, c in self.in_use.items() if c}}
 
 
 def validate(names: Iterable[str], kept: Collection[str] = (), taken: Mapping[str, int] | None = None

@@ -310,3 +310,14 @@ def test_a_routed_classifier_and_the_list_never_offer_one_class_on_two_keys(tmp_
     assert pc.names_for_version(db, tile) == ["blowhole", "fray", "dent"]
     with pytest.raises(pc.ClassListError, match="'FRAY' would share a class folder with 'fray'"):
         pc.validate(["FRAY"], taken=pc.read(db).taken())  # the routed version's class counts as the project's
+
+
+def test_a_class_nothing_uses_is_renamed_by_case_in_one_step(db) -> None:
+    """The review of a session-49 fix: a list-only "blowhole" (no label, no model) renamed "Blowhole" was refused as
+    "would share a class folder", though nothing would use "blowhole" after the save; removing it and adding it back
+    in two saves went round the refusal."""
+    pc.save(db, ["blowhole", "crazing"])
+    assert pc.save(db, ["Blowhole", "crazing"]) is not None
+    assert pc.names(db) == ["Blowhole", "crazing"]
+    with pytest.raises(pc.ClassListError, match=r"on the list twice \(as 'Blowhole'\)"):
+        pc.save(db, ["Blowhole", "crazing", "blowhole"])
