@@ -10,13 +10,26 @@ if TYPE_CHECKING:
     from database import Database
 
 
-def open_database_or_fail(url: str) -> "Database":
-    """The database a command works on, or ``CommandError`` with the reason (the CLI says it, exit 2)."""
+def open_database_or_fail(url: str, starts: bool = False) -> "Database":
+    """The database a command works on, or ``CommandError`` with the reason (the CLI says it, exit 2). A SQLite file
+    that does not exist is refused where ``--db`` names it (``refuse_missing_project``: a mistyped path answered
+    "0 classes" or a fresh list of bundled models and left an empty project there, the review of a session-49 fix),
+    unless the command ``starts`` a project (it writes one: ``classes set``, ``routing set``): made then, and said;
+    the station's own default database is made as a fresh station makes it."""
+    from app.paths import default_database_url
     from database import DatabaseError, open_database
+    from database.engine import sqlite_file
+    if url != default_database_url() and not starts:
+        refuse_missing_project(url)
+    new_file = sqlite_file(url)
+    new_file = new_file if new_file is not None and not new_file.exists() and url != default_database_url() else None
     try:
-        return open_database(url)
+        db = open_database(url)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
+    if new_file is not None:  # a mistyped --db starts a project here: said, not only logged as a migration
+        print(f"a new, empty project database was created at {new_file.resolve()}")
+    return db
 
 
 def refuse_missing_project(url: str) -> None:

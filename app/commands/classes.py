@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from app.services import project_classes as pc
     from database import DatabaseError
 
-    db = open_database_or_fail(args.db)
+    db = open_database_or_fail(args.db, starts=args.classes_command != "list")
     try:
         verb = args.classes_command
         listed: list[str] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import FAMILIES, CommandError
+from app.commands import open_database_or_fail
 
 
 def _families(text: str) -> list[str]:
@@ -77,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     from app.services.prelabel import PRELABEL, PrelabelError, failed_images, job_status, submit_routed_prelabel
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
-    from database.engine import open_database, sqlite_file
     from database.errors import DatabaseError
     from inference.device import prepare_inference_process
     from inference.training.common import Progress
@@ -97,14 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.folder}: not a folder")
     prepare_inference_process(getattr(args, "threads", 1))
     start = time.monotonic()
-    new_file = sqlite_file(args.db)
-    new_file = new_file if new_file is not None and not new_file.exists() else None
-    try:
-        db = open_database(args.db)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
-    if new_file is not None:  # a mistyped --db starts a project here: said, not only logged as a migration
-        print(f"a new, empty project database was created at {new_file.resolve()}")
+    db = open_database_or_fail(args.db, starts=True)
     try:
         hashing: list = []
 

@@ -35,7 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from app.services.routing_proposal import propose_routing
     from database import DatabaseError
 
-    db = open_database_or_fail(args.db)
+    if args.routing_command == "set":  # the file said before the database is opened (or refused)
+        path = Path(args.file)
+        if path.is_dir():
+            raise CommandError(f"{path} is a folder; give the rules' JSON file (`python main.py routing show --json "
+                               "> routing.json` writes one to edit)")
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+    db = open_database_or_fail(args.db, starts=args.routing_command == "set")
     try:
         current = load_project_settings(db).routing
         if args.routing_command == "show":
@@ -46,13 +53,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.routing_command == "set":
             from app.services.routing import load_routing
-            path = Path(args.file)
-            if path.is_dir():
-                raise CommandError(f"{path} is a folder; give the rules' JSON file (`python main.py routing show --json "
-                                   "> routing.json` writes one to edit)")
-            if not path.is_file():
-                raise CommandError(f"{path}: no such file")
-            new = load_routing(path)
+            new = load_routing(Path(args.file))
             changed = save_routing(db, new)
             _show(new)
             print(f"saved: they apply to the next pre-label job; {changed} answer(s) re-marked as the ones that count")

@@ -48,8 +48,14 @@ def test_commands_that_need_a_project_refuse_a_database_file_that_is_not_there(t
                  ["retrain", "classifier", "--out", str(tmp_path / "models")]):
         assert main([*argv, "--db", url]) == 2, argv
         assert f"no database at {typo} (nothing was created; check --db" in capsys.readouterr().err, argv
+    for argv in (["models", "list"], ["routing", "show"], ["classes", "list"]):
+        assert main([*argv, "--db", url]) == 2, argv   # the review of this fix: each made an empty project there
+        assert f"no database at {typo} (nothing was created; check --db" in capsys.readouterr().err, argv
     assert not typo.parent.exists()
     assert not (tmp_path / "out").exists() and not (tmp_path / "models").exists()
+    typo.parent.mkdir()
+    assert main(["classes", "add", "crack", "--db", url]) == 0   # writing a list starts a project: said
+    assert f"a new, empty project database was created at {typo.resolve()}" in capsys.readouterr().out
 
 
 def test_prelabel_starts_a_project_on_a_new_database_file_and_says_so(tmp_path: Path, capsys) -> None:
