@@ -188,6 +188,8 @@ class ReviewController(QObject):
         self._deferred: list[tuple[int, Callable[[], None]]] = []
         self._read_again = False  # a re-read asked for while keys waited on the read in flight: done after it
         self._next_target: int | None = None  # the image to open once keys waiting for the current one are applied
+        self._choices = 0  # images the gallery has chosen so far (``open_image``)
+        self._clear_at: int | None = None  # ``_choices`` when a clear was queued behind keys waiting for a read
         self._slow_keys = QTimer(self)  # keys still waiting after this long: the status bar says so
         self._slow_keys.setSingleShot(True)
         self._slow_keys.setInterval(self.SLOW_KEYS_MS)
@@ -206,6 +208,7 @@ class ReviewController(QObject):
         return self._target
 
     def open_image(self, image_id: int) -> None:
+        self._choices += 1   # a clear still waiting behind keys is for the view left (``clear``)
         if self._target == image_id:
             if self._next_target is not None and self._reading is not None:   # K back to the image being read while
                 # keys wait for it (not the image shown now bringing the gallery back to it): the image
@@ -337,9 +340,14 @@ class ReviewController(QObject):
 
     def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
-            dropped = len(self._take_deferred(image_id))
+            waiting = self._take_deferred(image_id)
+            keys = [intent for intent in waiting if intent != self._late_clear]
             self._lost(f"Cannot load image {image_id}: {error}"
-                       + (f" ({dropped} key(s) pressed for it were not applied)" if dropped else ""))
+                       + (f" ({len(keys)} key(s) pressed for it were not applied)" if keys else ""))
+            if len(keys) < len(waiting):
+                # the view asked for meanwhile lists no image: it is cleared all the same (dropped with the keys, the
+                # empty folder kept the image left under enabled keys: the review of a session-49 fix)
+                self._late_clear()
             return
         early, self._early_prediction = self._early_prediction, None
         if early is not None and early.item.image_id == image_id and _newer(early, detail):
@@ -449,10 +457,22 @@ class ReviewController(QObject):
         """No image is under review any more: the folder shown lists none (an empty one opened after another's image:
         the viewer, the panel and the keys stayed on that image, and D, F and A saved to it; a session-49 audit).
         Keys still waiting for an image's read are applied to it first, as when moving on to another image; then
-        ``cleared``."""
+        ``cleared``, unless an image has been chosen since (``_late_clear``)."""
         if self._deferred:
-            self._after_keys(self.clear)
+            self._clear_at = self._choices
+            self._after_keys(self._late_clear)
             return
+        self._clear()
+
+    def _late_clear(self) -> None:
+        """A clear that waited behind keys for an image's read: run when they are applied, or when that read failed and
+        they were not. An image chosen meanwhile (another folder opened) is under review now and stays: clearing then
+        emptied the screen, the keys and the image chosen to open next (the review of a session-49 fix)."""
+        asked, self._clear_at = self._clear_at, None
+        if asked == self._choices:
+            self._clear()
+
+    def _clear(self) -> None:
         self.detail = None
         self.label = None
         self.image_size = None

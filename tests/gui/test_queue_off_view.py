@@ -134,21 +134,30 @@ def test_a_search_matching_nothing_keeps_the_image_on_screen_and_says_so(window,
     assert win.queue.current_id() == shown
 
 
+def _slow_read(service, monkeypatch, image_id: int, seconds: float, fail: bool = False):
+    """The reader thread's read of ``image_id``'s detail takes ``seconds`` (a slow database), then fails if ``fail``;
+    the real read is returned."""
+    import threading
+    import time
+    real = service.detail
+
+    def slow(asked: int):
+        if asked == image_id and threading.current_thread() is not threading.main_thread():
+            time.sleep(seconds)
+            if fail:
+                raise RuntimeError("server gone away")
+        return real(asked)
+    monkeypatch.setattr(service, "detail", slow)
+    return real
+
+
 def test_keys_waiting_for_an_images_read_land_on_it_when_an_empty_folder_is_opened(window, service, tmp_path, qtbot,
                                                                                     monkeypatch):
     """The empty folder's view clears the screen (a session-49 audit), but not before the keys pressed for the image
     being read (a slow database) are applied to it, as when moving on to another image: D is not lost."""
-    import threading
-    import time
     win = window
     ids = [it.image_id for it in win.gallery_model.items()]
-    real = service.detail
-
-    def slow_for_the_second(image_id):
-        if image_id == ids[1] and threading.current_thread() is not threading.main_thread():
-            time.sleep(1.5)
-        return real(image_id)
-    monkeypatch.setattr(service, "detail", slow_for_the_second)
+    real = _slow_read(service, monkeypatch, ids[1], 1.5)
     press(qtbot, win, Qt.Key.Key_J)
     press(qtbot, win, Qt.Key.Key_D)    # waits for the second image's read
     assert win.review._deferred
@@ -158,6 +167,55 @@ def test_keys_waiting_for_an_images_read_land_on_it_when_an_empty_folder_is_open
     wait_saved(win, qtbot)
     assert real(ids[1]).label.anomaly_verdict == "anomalous"
     assert win.viewer_ctl._shown_id is None and not win.actions["verdict_anomalous"].isEnabled()
+
+
+def test_a_folder_opened_while_keys_wait_keeps_its_image_when_they_land(window, service, tmp_path, qtbot,
+                                                                        monkeypatch):
+    """The review of a session-49 fix: J, D waiting for the second image's slow read, the empty line_b opened, then
+    line_c: when D landed, the clear asked by line_b ran after it and wiped line_c's first image, chosen meanwhile
+    (the gallery on it, but nothing on screen, nothing under review, the image keys off). Now line_c's image is
+    opened once D has landed on the image it was pressed for."""
+    from tests.gui.fixtures import make_folder
+    win = window
+    ids = [it.image_id for it in win.gallery_model.items()]
+    real = _slow_read(service, monkeypatch, ids[1], 2.0)
+    press(qtbot, win, Qt.Key.Key_J)
+    press(qtbot, win, Qt.Key.Key_D)          # waits for the second image's read
+    assert win.review._deferred
+    (tmp_path / "line_b").mkdir()
+    win.open_folder(str(tmp_path / "line_b"))
+    wait_listed(win, qtbot)
+    win.open_folder(str(make_folder(tmp_path / "line_c", n=3)))
+    wait_listed(win, qtbot)
+    chosen = win.queue.current_id()
+    assert chosen is not None and win.review._deferred   # chosen while D still waits
+    qtbot.waitUntil(lambda: not win.review._deferred, timeout=10000)
+    wait_shown(win, qtbot, chosen)
+    assert win.review.image_id == chosen and win.actions["accept"].isEnabled()
+    wait_saved(win, qtbot)
+    assert real(ids[1]).label.anomaly_verdict == "anomalous"
+
+
+def test_an_empty_folder_is_cleared_when_the_read_the_keys_waited_for_fails(window, service, tmp_path, qtbot,
+                                                                            monkeypatch):
+    """The review of a session-49 fix: J, D waiting for the second image's read, the empty line_b opened, and the read
+    failed: the keys were dropped (said) and the empty folder's clear with them, so line_b still showed line_a's image
+    with the image keys on. Now the keys are still said not applied, and nothing is under review."""
+    win = window
+    said: list[str] = []
+    win.review.intent_lost.connect(said.append)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    _slow_read(service, monkeypatch, ids[1], 1.0, fail=True)
+    press(qtbot, win, Qt.Key.Key_J)
+    press(qtbot, win, Qt.Key.Key_D)
+    assert win.review._deferred
+    (tmp_path / "line_b").mkdir()
+    win.open_folder(str(tmp_path / "line_b"))
+    wait_listed(win, qtbot)
+    qtbot.waitUntil(lambda: not win.review._deferred, timeout=10000)
+    assert win.review.image_id is None and win.viewer_ctl._shown_id is None
+    assert win.label_panel.title.text() == "No image" and not win.actions["verdict_anomalous"].isEnabled()
+    assert any("1 key(s) pressed for it were not applied" in text for text in said)
 
 
 NAV_KEYS = ((Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier),
@@ -198,3 +256,4 @@ def test_n_j_and_k_in_a_view_listing_no_image_say_why(service, tmp_path, qtbot, 
         assert all(why in text for text in _said_by_nav_keys(win, qtbot))
     finally:
         win.close()
+
