@@ -18,6 +18,7 @@ RESCAN_LOST_S = 600.0
 
 class FolderController(QObject):
     opened = Signal(object)     # FolderInfo, after indexing
+    indexed = Signal(object)    # FolderInfo, once its indexing is done (right after its last ``opened``)
     failed = Signal(str)
     message = Signal(str)
     noted = Signal(str)                       # an opening's note (what was not indexed, trace problems): it stays a while
@@ -113,6 +114,7 @@ class FolderController(QObject):
         # a note was wiped at once by the job and label lines that follow an opening (seen under Xvfb, session 43)
         (self.noted if info.note else self.message).emit(said)
         self.opened.emit(info)
+        self.indexed.emit(info)
 
     def refresh(self, current: int | None = None) -> None:
         """Re-list the folders (with their image counts) on a helper thread."""

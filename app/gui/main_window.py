@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         self.label_panel.revision_chosen.connect(r.restore_revision)
         self.folders.folder_chosen.connect(self.show_folder)
         self.folder_ctl.opened.connect(lambda info: self.show_folder(info.id))
+        self.folder_ctl.indexed.connect(lambda info: q.indexed(info.id))
         self.folder_ctl.message.connect(self._say)
         self.folder_ctl.noted.connect(self._note)
         self.folder_ctl.failed.connect(self._warn)

@@ -59,6 +59,7 @@ class QueueController(QObject):
         self._counts: dict[str, int] = {}
         self._reading = False
         self._awaiting = False   # a folder is being indexed: its images are not listed yet
+        self._indexed: int | None = None  # the folder awaited, indexed now: its next view ends the wait (``indexed``)
         # The image on screen when a background re-read no longer listed it (its file went, or its
         # label moved it out of the filter): it stays on screen and under the keys, never swapped
         # for another image behind the inspector's back; cleared when anything is chosen.
@@ -346,10 +347,12 @@ class QueueController(QObject):
         elif not background:
             self._shown_nothing(keep, flt)
         self._last_filter = flt
-        if read.count and self._awaiting:
-            self._awaiting, delta, self._pending_nav = False, self._pending_nav, 0
-            if delta:
+        if self._awaiting and (read.count or flt.folder_id == self._indexed):
+            self._awaiting, delta, self._pending_nav, self._indexed = False, self._pending_nav, 0, None
+            if delta and read.count:
                 self._first_unreviewed(delta)
+            elif delta:   # said as kept "until it is listed": nothing is
+                self.message.emit(self._why_empty())
 
     def _shown_nothing(self, keep: int | None, flt: QueueFilter) -> None:
         """A view the inspector asked for lists no image. Another folder's (an empty one): nothing of it is on
@@ -367,10 +370,18 @@ class QueueController(QObject):
     def await_items(self) -> None:
         """A folder is being indexed in the background: until its images are listed the gallery
         is empty, and an ``N`` pressed then is kept instead of going nowhere (issue 16)."""
-        self._awaiting = True
+        self._awaiting, self._indexed = True, None
+
+    def indexed(self, folder_id: int) -> None:
+        """``folder_id`` is indexed (the folder controller's last ``opened``): the view of it read after this lists
+        every image it will, none included, and ends the wait. Awaited until some view listed an image, an empty
+        folder (or one a search hides) stayed "still being indexed" to J and K for good, and N's kept move was made
+        when the next folder opened (the review of a session-49 fix)."""
+        if self._awaiting:
+            self._indexed = folder_id
 
     def stop_awaiting(self) -> None:
-        self._awaiting, self._pending_nav = False, 0
+        self._awaiting, self._pending_nav, self._indexed = False, 0, None
 
     def update_counts(self) -> None:
         """Re-count the review states on a helper thread (the window never waits for this).

@@ -257,3 +257,35 @@ def test_n_j_and_k_in_a_view_listing_no_image_say_why(service, tmp_path, qtbot, 
     finally:
         win.close()
 
+
+def test_an_empty_folder_indexed_in_the_background_is_empty_not_still_indexed(service, tmp_path, qtbot):
+    """The review of a session-49 fix: the empty line_b opened as the menu and the start-up open a folder (indexed in
+    the background), N pressed before its list came: once indexing was done, J and K still said "the folder is still
+    being indexed" (waited for until a view listed an image), and the N kept was made when line_c opened next, which
+    showed its second image instead of its first. Now the folder is said to be empty and N's move goes nowhere."""
+    from app.services.review_types import LabelState, QueueFilter
+    from tests.gui.conftest import build_window
+    from tests.gui.fixtures import make_folder
+    line_c = service.open_folder(make_folder(tmp_path / "line_c", n=3))
+    first = service.queue(QueueFilter(folder_id=line_c.id))[0].image_id
+    service.save_label(first, LabelState(review_state="accepted"))   # N there would move past it
+    win = build_window(service, qtbot)
+    qtbot.waitUntil(win.isActiveWindow)  # the keys are the window's shortcuts
+    said: list[str] = []
+    win.queue.message.connect(said.append)
+    (tmp_path / "line_b").mkdir()
+    try:
+        with qtbot.waitSignal(win.folder_ctl.opened, timeout=10000):   # its last: an empty folder has no first page
+            win.open_folder(str(tmp_path / "line_b"), wait=False)
+            press(qtbot, win, Qt.Key.Key_N)
+            assert "still being indexed" in said[-1]
+        wait_listed(win, qtbot)
+        qtbot.waitUntil(lambda: "the folder is empty" in said[-1])   # N's kept move: nothing to move to
+        for key in (Qt.Key.Key_J, Qt.Key.Key_K):
+            press(qtbot, win, key)
+            assert "the folder is empty" in said[-1]
+        win.open_folder(str(tmp_path / "line_c"))
+        wait_shown(win, qtbot)
+        assert win.review.image_id == first
+    finally:
+        win.close()
