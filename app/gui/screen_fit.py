@@ -13,9 +13,16 @@ BORDER, TITLE = 8, 40
 
 
 def free_area(widget: QWidget) -> QRect:
-    """The part of ``widget``'s screen (the one under its centre, else its own, else the primary) a window's own area
-    may take: the screen's available geometry (no task bar) less a window frame."""
-    screen: QScreen | None = QGuiApplication.screenAt(widget.geometry().center()) or widget.screen()
+    """The part of ``widget``'s screen a window's own area may take: the screen's available geometry (no task bar) less
+    a window frame. The screen is its parent window's while it is not shown yet (a dialog sized in its constructor: its
+    own place is still 0,0, which named the screen at the origin, not the one the main window is on, where the dialog
+    opens: the review of a session-49 fix), else the one under its centre, else its own, else the primary."""
+    parent = widget.parentWidget()
+    screen: QScreen | None
+    if parent is not None and not widget.isVisible():
+        screen = parent.window().screen()
+    else:
+        screen = QGuiApplication.screenAt(widget.geometry().center()) or widget.screen()
     area = (screen or QGuiApplication.primaryScreen()).availableGeometry()
     return area.adjusted(BORDER, TITLE, -BORDER, -BORDER)
 
