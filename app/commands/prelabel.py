@@ -75,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
     from app.services.artifacts import MapsUnwritable
     from app.services.flags import OUT_OF_DOMAIN_BELOW
     from app.services.indexing import FolderIndexError, index_folder, renamed_away_note, renamed_note
-    from app.services.prelabel import PRELABEL, PrelabelError, failed_images, job_status, submit_routed_prelabel
+    from app.services.prelabel import (
+        PRELABEL,
+        PrelabelError,
+        failed_images,
+        job_status,
+        submit_routed_prelabel,
+        why_nothing_to_run,
+    )
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
     from database.errors import DatabaseError
@@ -149,14 +156,8 @@ def run(args: argparse.Namespace) -> int:
         except PrelabelError as exc:
             raise CommandError(str(exc)) from None
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job
-        if not job_ids and not report.files:  # not the routing's doing (a session-46 probe: it was said to be)
-            print("nothing to run: the folder holds no images", file=sys.stderr)
-        elif not job_ids and any(routed_images(db, report.folder_id, folder_images, families).values()):
-            print("nothing new to pre-label: every image has the answers of the versions that run on it",
-                  file=sys.stderr)
-        elif not job_ids:
-            print(f"nothing to run: the project's model routing gives this folder's images "
-                  f"none of the families {', '.join(families)}", file=sys.stderr)
+        if not job_ids:  # no images, none routed, or every answer there (a session-46 probe: said to be the routing's)
+            print(why_nothing_to_run(db, report.folder_id, families), file=sys.stderr)
         elif len(job_ids) > 1:
             print("model routing: "
                   + "; ".join(f"job {j}: {', '.join(params[j]['families'])}" for j in job_ids),

@@ -441,6 +441,27 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     return queued
 
 
+def why_nothing_to_run(db: "Database", folder_id: int, families: Sequence[str]) -> str:
+    """Why pre-labelling a folder queued no job: it holds no images, the project's routing gives them none of
+    ``families``, or every image has the answers of the versions that run on it. One home for the command's line and
+    the window's message (two copies had drifted apart: the review of a session-49 fix)."""
+    from app.services.project_settings import load_project_settings
+    from app.services.routing import group_by_families
+    images = db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
+    if not images:
+        return "nothing to run: the folder holds no images"
+    folder = db.folders.get(folder_id)
+    name = folder.name if folder is not None else ""
+    try:
+        routing = load_project_settings(db).routing
+    except ValueError as exc:
+        raise PrelabelError(str(exc)) from None
+    if not group_by_families(((im.id, im.rel_path, name) for im in images), routing, families):
+        return (f"nothing to run: the project's model routing gives this folder's images none of the families "
+                f"{', '.join(families)}")
+    return "nothing new to pre-label: every image has the answers of the versions that run on it"
+
+
 def images_waiting(db: "Database") -> set[int]:
     """Images queued or running in an unfinished pre-label job: automatic pre-labelling of a
     reopened folder must not queue them a second time."""

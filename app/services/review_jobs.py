@@ -100,7 +100,7 @@ class ReviewJobs:
         return out
 
     def _submit(self, **kw: Any) -> list[int]:
-        from app.services.prelabel import PrelabelError, submit_routed_prelabel
+        from app.services.prelabel import PrelabelError, submit_routed_prelabel, why_nothing_to_run
         families = self.available_families()
         if not families:
             raise JobsError("no model is available: no active model version and no bundled checkpoint")
@@ -109,7 +109,7 @@ class ReviewJobs:
         except PrelabelError as exc:
             raise JobsError(str(exc)) from None
         if not job_ids:
-            raise JobsError(self._why_no_job(kw["folder_id"], families) if kw.get("skip_empty") else
+            raise JobsError(why_nothing_to_run(self.db, kw["folder_id"], families) if kw.get("skip_empty") else
                             "the project's model routing gives these images no model to run")
         self.ensure_worker()
         return job_ids
@@ -120,21 +120,6 @@ class ReviewJobs:
         session-49 audit: "Pre-label job #1 done: 0/0 images" for an empty folder or one every model had
         answered)."""
         return self._submit(folder_id=folder_id, only_missing=only_new, scope=folder_scope(only_new), skip_empty=True)
-
-    def _why_no_job(self, folder_id: int, families: Sequence[str]) -> str:
-        """Why a folder's pre-labelling queued nothing: no image, no model routed to them, or every answer there."""
-        from app.services.project_settings import load_project_settings
-        from app.services.routing import group_by_families
-        from database.dto import ImageQuery
-        images = self.db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
-        if not images:
-            return "the folder holds no images"
-        name = {f.id: f.name for f in self.db.folders.list()}.get(folder_id, "")
-        if not group_by_families(((im.id, im.rel_path, name) for im in images), load_project_settings(self.db).routing,
-                                 families):
-            return "the project's model routing gives these images no model to run"
-        return ("every image here has the answers of the models the routing runs on it (Pre-label folder runs them "
-                "again)")
 
     def prelabel_new_images(self, folder_id: int, image_ids: Sequence[int] | None = None) -> list[int]:
         """The folder's images no active model has seen yet, routed; no job when there are none.

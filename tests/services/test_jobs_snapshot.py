@@ -271,11 +271,11 @@ def test_a_folder_with_nothing_to_pre_label_says_why_and_stores_no_empty_job(tmp
         jobs = ReviewJobs(db, "unused")
         jobs.ensure_worker = lambda: None  # type: ignore[method-assign]
         for only_new in (False, True):
-            with pytest.raises(JobsError, match="^the folder holds no images$"):
+            with pytest.raises(JobsError, match="^nothing to run: the folder holds no images$"):
                 jobs.prelabel_folder(empty.id, only_new=only_new)
         for version in chosen_versions(db, jobs.available_families(), {}, None).values():
             db.predictions.upsert_many([PredictionIn(i, version.id) for i in ids])
-        with pytest.raises(JobsError, match="every image here has the answers of the models the routing runs"):
+        with pytest.raises(JobsError, match="every image has the answers of the versions that run on it"):
             jobs.prelabel_folder(line.id, only_new=True)
         assert db.jobs.list() == []
         [job] = jobs.prelabel_folder(line.id)   # the whole folder again: asked for, queued
