@@ -89,6 +89,8 @@ def test_tab_steps_through_painted_objects_where_nothing_was_predicted(window, s
     win, r, v = window, window.review, window.viewer
     service.db.classes.set("classifier", list(CLASSES))
     service.refresh_models()
+    win.folder_facts.read(win.current_folder)   # the keys follow the list once the folder's facts are read again
+    qtbot.waitUntil(lambda: win.label_panel.offered() == list(CLASSES), timeout=5000)
     r.set_mask(two_objects())
     v.one_to_one()
     picked = []
