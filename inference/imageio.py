@@ -16,6 +16,7 @@ from typing import BinaryIO, Mapping
 import cv2
 import numpy as np
 
+from inference.model_limits import ModelLimitError, regular_file_size
 from inference.preprocess import shrink_to
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -54,7 +55,9 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
     """Decode a file as stored: (h, w) or (h, w, c) in BGR(A) order, uint8 or uint16 (or float)."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        size = regular_file_size(p)
+    except ModelLimitError:  # a pipe read as "empty file (0 bytes)", and opening one waits for a writer for good
+        raise ImageReadError(path, "not a regular file (a pipe, device or folder is never read)") from None
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except OSError as exc:

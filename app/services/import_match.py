@@ -28,7 +28,7 @@ from typing import Iterable
 
 from app.services.export_items import ExportItem, flat_name
 from app.services.file_scan import hash_file
-from app.services.import_records import ImportRecord
+from app.services.import_records import ImportRecord, LabelImportError, regular_size
 from database.dto import FolderInfo, ImageInfo
 from database.images import join_path
 from inference.imageio import IMAGE_SUFFIXES
@@ -158,9 +158,11 @@ class _Digest:
     def value(self) -> str | None:
         if not self._read:
             self._read = True
-            try:
-                self._value = hash_file(self.file) if self.file is not None else None
-            except OSError:
+            try:  # a pipe is never opened: hashing one waited for a writer for good (a session-49 audit)
+                if self.file is not None:
+                    regular_size(self.file)
+                    self._value = hash_file(self.file)
+            except (OSError, LabelImportError):
                 self._value = None
         return self._value
 

@@ -49,9 +49,10 @@ def read_category(cat: Path, root: Path, named: dict[str, str] | None = None) ->
                                                 anomaly_verdict=ANOMALY_NORMAL, anomaly_mask=None))
                     continue
                 gt = cat / "ground_truth" / kind / posix_rel(path.with_name(f"{path.stem}_mask.png"), kind_dir)
-                region: Any = load_mask(inside(root, gt, str(path))) if gt.is_file() else None
+                # exists, not is_file: a pipe there read as "no region" (a session-49 audit); read, it is refused
+                region: Any = load_mask(inside(root, gt, str(path))) if gt.exists() else None
                 records.append(ImportRecord(
-                    label_file=gt if gt.is_file() else path, image_ref=ref, image_file=path,
+                    label_file=gt if gt.exists() else path, image_ref=ref, image_file=path,
                     class_name=UNCHANGED if kind == ANOMALY_ANOMALOUS else named.get(kind, kind),
                     anomaly_verdict=ANOMALY_ANOMALOUS, anomaly_mask=region))
     return records

@@ -25,7 +25,7 @@ from app.services.export_items import TARGET_BESIDE_A_CLASS, TARGET_CATEGORY, en
 from app.services.object_classes import ObjectClass, resolve
 from database.dto import UNCHANGED as UNCHANGED  # re-exported for the format readers
 from inference.imageio import MAX_PIXELS, ImageReadError, read_mask
-from inference.model_limits import parse_json
+from inference.model_limits import ModelLimitError, parse_json, regular_file_size
 
 # A COCO file of ~100k polygon instances is below this. Its parsed form takes up to ~25 times the file in memory (a
 # session-46 probe: a 20 MB file of empty annotations peaked at 606 MB), so 512 MiB could take 13 GB in the window.
@@ -124,10 +124,21 @@ class ImportRecord:
     labelled_at: datetime | None = None  # when the label was made, where the dataset says (else file time)
 
 
+def regular_size(path: Path) -> int:
+    """The size of ``path``, refused unless it is a regular file (or a link to one); OSError when it cannot be
+    stat'ed. Opening a named pipe waits for a writer for good: a pipe among a dataset's label, table or image files
+    hung ``main.py import`` and the window (a session-49 audit), and one named data.yaml or a mask was taken for no
+    class names or an empty mask. Every file a reader opens or hashes passes here or through ``files_under``."""
+    try:
+        return regular_file_size(path)
+    except ModelLimitError as exc:
+        raise LabelImportError(f"{exc}: nothing was imported; move it out of the import folder") from None
+
+
 def check_size(path: Path, limit: int | None = None) -> int:
     limit = MAX_LABEL_FILE_BYTES if limit is None else limit
     try:
-        size = path.stat().st_size
+        size = regular_size(path)
     except OSError as exc:
         raise LabelImportError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size > limit:
@@ -200,7 +211,8 @@ def files_under(folder: Path, suffixes: frozenset[str] | set[str], root: Path | 
     """Files with these suffixes below ``folder``, sorted, hidden entries skipped; each must lie under ``root`` (the
     import folder; ``folder`` itself by default), links followed. A class folder linked out of the dataset was read
     as if inside, being its own bound (a session-48 probe labelled a file outside), and a folder that cannot be read
-    was passed over without a word, a class's labels with it: both refuse the import now."""
+    was passed over without a word, a class's labels with it: both refuse the import now, as does a pipe or device
+    of such a name (``regular_size``: reading or hashing it hung the import)."""
     bound = root or folder
     unreadable: list[OSError] = []
     out = []
@@ -211,6 +223,10 @@ def files_under(folder: Path, suffixes: frozenset[str] | set[str], root: Path | 
                 continue
             path = Path(dirpath) / name
             inside(bound, path, "import folder")
+            try:
+                regular_size(path)
+            except OSError:  # a link whose target has gone: said where it is read, as before
+                pass
             out.append(path)
     if unreadable:
         exc = unreadable[0]

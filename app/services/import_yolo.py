@@ -99,7 +99,7 @@ def class_names(yaml_file: Path) -> dict[int, str]:
 def listed_names(path: Path) -> dict[int, str]:
     """``classes.txt`` (Label Studio's YOLO export: one name per line, the line number the index); empty when
     absent. Without it a class came in as its index ("1" for "scratch"; a session-45 probe)."""
-    if not path.is_file():
+    if not path.exists():
         return {}
     return {i: name.strip() for i, name in enumerate(read_text(path).splitlines()) if name.strip()}
 
@@ -146,10 +146,12 @@ def read(root: Path) -> list[ImportRecord]:
     labels_dir, images_dir = root / "labels", root / "images"
     if not labels_dir.is_dir():
         raise LabelImportError(f"{root}: no labels/ folder (expected a YOLO dataset: images/ and labels/)")
-    yaml_file = next((p for p in (root / "data.yaml", root / "dataset.yaml") if p.is_file()), None)
+    # exists, not is_file: a pipe of that name was passed over and the index stood for the class (a session-49
+    # audit); read, it is refused by name
+    yaml_file = next((p for p in (root / "data.yaml", root / "dataset.yaml") if p.exists()), None)
     # Label Studio writes classes.txt beside labels/, labelImg inside it (that one was read as a label file and
     # refused the whole import: a session-47 audit)
-    names_file = next((p for p in (root / "classes.txt", labels_dir / "classes.txt") if p.is_file()), None)
+    names_file = next((p for p in (root / "classes.txt", labels_dir / "classes.txt") if p.exists()), None)
     names = class_names(yaml_file) if yaml_file else listed_names(names_file) if names_file else {}
     images = {}
     if images_dir.is_dir():

@@ -349,6 +349,49 @@ def test_malformed_input_gives_a_clear_message_and_writes_nothing(station, fmt, 
     assert fingerprint(db) == before
 
 
+def _pipe_at(t: Path, fmt: str, rel: str, root: Path) -> None:
+    """A dataset of ``fmt`` whose file ``rel`` is a named pipe (the rest well formed)."""
+    if fmt == "yolo":
+        write_json(t / "data.yaml", "names:\n  0: crack\n")
+        write_json(t / "labels" / "b.txt", "0 0.1 0.1 0.5 0.1 0.5 0.5\n")
+    elif fmt == "mvtec":
+        (t / "test" / "crack").mkdir(parents=True)
+        (t / "ground_truth" / "crack").mkdir(parents=True)
+        (t / "test" / "crack" / "b.png").write_bytes((root / "b.png").read_bytes())
+    (t / rel).parent.mkdir(parents=True, exist_ok=True)
+    (t / rel).unlink(missing_ok=True)
+    os.mkfifo(t / rel)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.parametrize("fmt, rel", [
+    ("yolo", "labels/b.txt"), ("yolo", "data.yaml"), ("labelme", "b.json"), ("csv", "t.csv"),
+    ("coco", "instances.json"), ("imagefolder", "crack/b.png"), ("masks", "masks/b.png"),
+    ("mvtec", "ground_truth/crack/b_mask.png")])
+def test_a_named_pipe_in_the_dataset_is_refused_by_name_and_never_opened(station, fmt, rel) -> None:
+    """A session-49 audit: a named pipe among a dataset's files hung ``main.py import`` (and the window's preview) for
+    good, opened or hashed as a file; one named data.yaml was passed over (the class indexes became the names), a
+    mask read "empty file (0 bytes)" and an MVTec ground truth "no region". Each is refused now, named, unopened."""
+    import signal
+
+    db, root, tmp = station
+    src = tmp / "piped"
+    _pipe_at(src, fmt, rel, root)
+
+    def hung(*_: object) -> None:
+        raise TimeoutError(f"the import of a {fmt} dataset with a pipe at {rel} waited on it")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(LabelImportError, match=rel.replace(".", r"\.") + ".*not a regular file"):
+            import_labels(db, src, ImportOptions(format=fmt))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert all(db.labels.current(i.id) is None for i in db.images.query())
+
+
 def test_mask_of_the_wrong_size_refuses_the_whole_import(station) -> None:
     db, root, tmp = station
     (tmp / "ds" / "masks").mkdir(parents=True)
