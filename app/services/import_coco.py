@@ -161,22 +161,25 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
     images, anns, cats = doc.get("images"), doc.get("annotations", []), doc.get("categories", [])
     if not isinstance(images, list) or not isinstance(anns, list) or not isinstance(cats, list):
         raise LabelImportError(f"{doc_file}: not a COCO file ('images', 'annotations' and 'categories' must be lists)")
-    names = {c.get("id"): str(c.get("name")) for c in cats if isinstance(c, dict)}
+    names = {_id(c.get("id"), "category id", doc_file): str(c.get("name")) for c in cats if isinstance(c, dict)}
     no_class = no_class_in(names.values())
     per_image: dict[Any, list[dict[str, Any]]] = {}
     for a in anns:
         if not isinstance(a, dict) or "image_id" not in a:
             raise LabelImportError(f"{doc_file}: an annotation without image_id")
-        if a.get("category_id") not in names:
+        where = f"{doc_file}, annotation {a.get('id')!r:.40}"
+        _id(a["image_id"], "image_id", where)
+        if _id(a.get("category_id"), "category_id", where) not in names:
             raise LabelImportError(f"{doc_file}: annotation {a.get('id')} has unknown category_id {a.get('category_id')!r}")
+        _finite_box(a.get("bbox"), where)
         per_image.setdefault(a["image_id"], []).append(a)
     records: list[ImportRecord] = []
     seen_ids: dict[Any, Any] = {}
     for img in images:
         if not isinstance(img, dict):
             raise LabelImportError(f"{doc_file}: an image entry is not an object")
-        where = f"{doc_file} (image {img.get('id')!r})"
-        if img.get("id") in seen_ids:  # its annotations would go to every entry of the id (found by a probe)
+        where = f"{doc_file} (image {img.get('id')!r:.40})"
+        if _id(img.get("id"), "image id", where) in seen_ids:  # its annotations would go to every entry of the id (found by a probe)
             raise LabelImportError(f"{where}: the id is given to two images ({seen_ids[img.get('id')]!r} and "
                                    f"{img.get('file_name')!r}); an annotation's image_id must name one image")
         seen_ids[img.get("id")] = img.get("file_name")
@@ -233,6 +236,28 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
 
 def read(root: Path) -> list[ImportRecord]:
     return [r for f in annotation_files(root) for r in read_document(f, root)]
+
+
+def _id(value: Any, what: str, where: object) -> Any:
+    """An id a COCO file states: a number or a name. A list there raised a bare "unhashable type" TypeError, and
+    ``true`` stood for the id 1 (a session-49 audit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise LabelImportError(f"{where}: {what} {value!r:.40} is not a number or a name")
+    return value
+
+
+def _finite_box(box: Any, where: str) -> None:
+    """Refuse a ``bbox`` of four numbers that reaches no finite pixel: [1, 1, 1e308, 1e308] overflowed to infinity
+    when its far corner or its area was taken, a traceback (a session-49 audit). A bbox of another shape is no box,
+    as before (``_box``)."""
+    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+        return
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except OverflowError:  # an integer of hundreds of digits
+        x = y = w = h = math.inf
+    if not all(math.isfinite(v) for v in (x, y, w, h, x + w, y + h, w * h)):
+        raise LabelImportError(f"{where}: bbox {box!r:.80} is not four finite numbers of a box")
 
 
 def _box(annotation: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int] | None:

@@ -82,8 +82,11 @@ def read(root: Path) -> list[ImportRecord]:
                 when = datetime.fromisoformat(row["reviewed_at"].strip())
             except ValueError:
                 raise LabelImportError(f"{where}: reviewed_at {row['reviewed_at']!r} is not an ISO 8601 time") from None
-            if when.tzinfo is None:  # a tool's local time without its offset: read as this computer's (it was read as
-                when = when.astimezone()  # UTC, and a table older than a label here replaced it; a session-47 audit)
+            try:
+                if when.tzinfo is None:  # a tool's local time without its offset: read as this computer's (it was read
+                    when = when.astimezone()  # as UTC, and a table older than a label here replaced it: a session-47 audit)
+            except (ValueError, OverflowError):  # year 1 in a zone east of UTC: a traceback (a session-49 audit)
+                raise LabelImportError(f"{where}: reviewed_at {row['reviewed_at']!r} is out of range") from None
         folder = (row.get("folder") or "").strip()
         records.append(ImportRecord(
             label_file=path, image_ref=ref, origin=f"{folder}/{ref}" if folder and image_col == "rel_path" else None,

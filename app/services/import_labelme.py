@@ -77,7 +77,7 @@ def read_file(path: Path, root: Path) -> ImportRecord:
         image: Path | None = inside(root, path.parent / rel, where)
     except LabelImportError:
         raw = doc.get("imagePath")
-        if not isinstance(raw, str) or not outside_ref(raw):
+        if not isinstance(raw, str) or "\0" in raw or not outside_ref(raw):
             raise
         image = None   # outside the import folder: matched by its path's end, never read
     width, height = check_pixels(doc.get("imageWidth"), doc.get("imageHeight"), where)

@@ -179,9 +179,16 @@ def load_mask(path: Path) -> Mask:
         raise LabelImportError(f"mask {exc}") from None
 
 
+def whole_number(value: Any) -> bool:
+    """An integer a label file states, ``true`` and ``false`` not taken for 1 and 0 (JSON's booleans are Python's
+    ``bool``, an ``int``: a COCO or labelme ``"width": true`` was a 1-pixel image that then failed with a bare
+    TypeError, a session-49 audit)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_pixels(width: Any, height: Any, where: str) -> tuple[int, int]:
     """Image sizes stated in a label file, bounded before anything of that size is allocated."""
-    if not (isinstance(width, int) and isinstance(height, int)) or width <= 0 or height <= 0:
+    if not (whole_number(width) and whole_number(height)) or width <= 0 or height <= 0:
         raise LabelImportError(f"{where}: image size must be positive whole numbers (got {width!r} x {height!r})")
     if width * height > MAX_PIXELS:
         raise LabelImportError(f"{where}: image size {width}x{height} is beyond the {MAX_PIXELS:,} pixel limit")
@@ -192,6 +199,8 @@ def dataset_path(name: Any, where: str) -> str:
     """A path a label file names, normalised to '/'-separated and refused if it leaves the dataset."""
     if not isinstance(name, str) or not name.strip():
         raise LabelImportError(f"{where}: missing image path")
+    if "\0" in name:  # no file has such a name: following it raised "embedded null byte" (a session-49 audit)
+        raise LabelImportError(f"{where}: image path {name!r} holds a NUL character")
     text = name.replace("\\", "/").strip()
     pure = PurePosixPath(text)
     if pure.is_absolute() or (len(text) > 1 and text[1] == ":") or ".." in pure.parts:

@@ -29,6 +29,7 @@ from app.services.import_records import (
     own_class,
     posix_rel,
     read_text,
+    whole_number,
 )
 from inference.imageio import IMAGE_SUFFIXES
 
@@ -66,6 +67,18 @@ def scalar(text: str) -> str:
     return text.split(" #")[0].strip()
 
 
+MAX_CLASS_INDEX = 1 << 20  # far above any dataset's classes; Python will not even read an int of 5,000 digits
+
+
+def class_index(value: int | str, yaml_file: Path) -> int:
+    """A class index ``names`` states, refused by name where it is no index a label could use."""
+    index = value if isinstance(value, int) else int(value) if len(value) <= 9 else MAX_CLASS_INDEX
+    if not 0 <= index < MAX_CLASS_INDEX:
+        raise LabelImportError(f"{yaml_file}: class index {str(value)[:20]} in names is not one from 0 to "
+                               f"{MAX_CLASS_INDEX - 1}")
+    return index
+
+
 def class_names(yaml_file: Path) -> dict[int, str]:
     """``names`` of a data.yaml: ``{0: a, 1: b}`` from either the mapping or the list form."""
     lines = read_text(yaml_file).splitlines()
@@ -73,21 +86,30 @@ def class_names(yaml_file: Path) -> dict[int, str]:
         if not line.startswith("names:"):
             continue
         rest = line[len("names:"):].strip()
+        # Python's parser on a hostile line: 200,000 signs ("[---…1]") ran it out of memory, a {None: 'x'} key or a
+        # 5,000-digit index raised a bare TypeError or ValueError (a session-49 audit); each is refused by name
         if rest.startswith("["):
             try:
                 items = ast.literal_eval(rest)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError):  # unquoted YAML names: [crack, scratch]
                 items = [scalar(x) for x in rest.strip("[]").split(",")]
+            except (MemoryError, RecursionError):
+                raise LabelImportError(f"{yaml_file}: cannot read the names list {rest[:80]!r}") from None
+            if not isinstance(items, (list, tuple)):
+                raise LabelImportError(f"{yaml_file}: cannot read the names list {rest[:80]!r}")
             return {k: str(v) for k, v in enumerate(items)}
         if rest.startswith("{"):
             try:
-                return {int(k): str(v) for k, v in ast.literal_eval(rest).items()}
-            except (ValueError, SyntaxError, AttributeError):
-                raise LabelImportError(f"{yaml_file}: cannot read the names mapping {rest!r}") from None
+                mapping = ast.literal_eval(rest)
+                if not isinstance(mapping, dict) or not all(whole_number(k) for k in mapping):
+                    raise ValueError("its keys must be class indexes")
+                return {class_index(k, yaml_file): str(v) for k, v in mapping.items()}
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                raise LabelImportError(f"{yaml_file}: cannot read the names mapping {rest[:80]!r}") from None
         names: dict[int, str] = {}
         for nxt in lines[i + 1:]:
             if m := MAPPING_LINE.match(nxt):
-                names[int(m[1])] = scalar(m[2])
+                names[class_index(m[1], yaml_file)] = scalar(m[2])
             elif (m := LIST_LINE.match(nxt)) and nxt.startswith((" ", "-")):
                 names[len(names)] = scalar(m[1])
             elif nxt.strip() and not nxt.startswith((" ", "\t")):

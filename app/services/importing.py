@@ -169,6 +169,11 @@ def read_records(source: str | Path, fmt: str) -> list[ImportRecord]:
         return records
     except OSError as exc:
         raise LabelImportError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
+    except (TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+        # A value no reader's check foresaw (each known one is refused where it is read, with its file): a bare
+        # TypeError in the window, a traceback from the command (a session-49 audit); said as the dataset's fault.
+        raise LabelImportError(f"{path}: unreadable ({type(exc).__name__}{f': {exc}' if str(exc) else ''}); "
+                               "nothing was imported") from None
 
 
 def utc(when: datetime) -> datetime:

@@ -298,6 +298,19 @@ def _orphan_annotation() -> dict:
     return doc
 
 
+def _coco_with(image=None, annotation=None, category=None) -> dict:
+    """``coco_doc`` with fields of its one image, annotation or category replaced."""
+    doc = coco_doc("b.png", [[3, 3, 8, 3, 8, 7, 3, 7]])
+    for part, given in (("images", image), ("annotations", annotation), ("categories", category)):
+        doc[part][0].update(given or {})
+    return doc
+
+
+def _yolo_names(t: Path, names_line: str) -> None:
+    write_json(t / "data.yaml", names_line)
+    write_json(t / "labels" / "b.txt", "0 0.1 0.1 0.5 0.1 0.5 0.5\n")
+
+
 @pytest.mark.parametrize("fmt, setup, message", [
     ("coco", lambda r, t: write_json(t / "bad.json", '{"images": [1, 2'), "not valid JSON (line 1"),
     ("coco", lambda r, t: write_json(t / "bad.json", "[]"), "expected a JSON object"),
@@ -336,6 +349,27 @@ def _orphan_annotation() -> dict:
     ("csv", lambda r, t: write_json(t / "t.csv", 'rel_path,class\nb.png,"scr\natch"\n'), "line break"),
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class\nb.png," + "x" * 200_000 + "\n"), "field limit"),
     ("yolo", lambda r, t: write_json(t / "labels" / "b.txt", "0 0.1 0.1 0.5 0.1 1.7 0.9\n"), "in [0, 1]"),
+    # session-49 audit: each of these was a traceback from the command and a bare TypeError in the window
+    ("yolo", lambda r, t: _yolo_names(t, "names:\n  " + "9" * 5000 + ": crack\n"), "class index 99999"),
+    ("yolo", lambda r, t: _yolo_names(t, "names: {0: 'crack', None: 'x'}\n"), "cannot read the names mapping"),
+    ("yolo", lambda r, t: _yolo_names(t, "names: [" + "-" * 200_000 + "1]\n"), "cannot read the names list"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _coco_with(image={"width": True, "height": True})),
+     "image size must be positive whole numbers (got True x True"),
+    ("labelme", lambda r, t: write_json(t / "x.json", {**labelme_doc("b.png", []), "imageWidth": True}),
+     "image size must be positive whole numbers"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _coco_with(image={"id": [1]})),
+     "image id [1] is not a number or a name"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _coco_with(annotation={"image_id": [1]})),
+     "annotation 1: image_id [1] is not a number or a name"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _coco_with(category={"id": [1]})),
+     "category id [1] is not a number or a name"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _coco_with(annotation={"bbox": [1, 1, 1e308, 1e308]})),
+     "annotation 1: bbox [1, 1, 1e"),
+    ("coco", lambda r, t: write_json(t / "bad.json", _coco_with(annotation={
+        "segmentation": [], "bbox": [1, 1, 1e308, 1e308], "area": float("nan")})), "is not four finite numbers"),
+    ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b\0.png", [])), "holds a NUL character"),
+    ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class,reviewed_at\nb.png,crack,0001-01-01T00:00:00\n"),
+     "reviewed_at '0001-01-01T00:00:00' is out of range"),
 ])
 def test_malformed_input_gives_a_clear_message_and_writes_nothing(station, fmt, setup, message) -> None:
     db, root, tmp = station
@@ -390,6 +424,24 @@ def test_a_named_pipe_in_the_dataset_is_refused_by_name_and_never_opened(station
         signal.alarm(0)
         signal.signal(signal.SIGALRM, before)
     assert all(db.labels.current(i.id) is None for i in db.images.query())
+
+
+def test_a_value_no_reader_foresaw_is_said_as_the_dataset_unreadable(station, monkeypatch) -> None:
+    """A session-49 audit: a value of a type a reader did not expect ended the command with a traceback and showed a
+    bare TypeError in the window; any such slip is now a refusal naming the dataset, with nothing written."""
+    import app.services.import_csv as reader
+
+    db, root, tmp = station
+    write_json(tmp / "t" / "t.csv", "rel_path,class\nb.png,crack\n")
+
+    def slip(_: Path) -> list:
+        raise TypeError("an integer is required")
+
+    monkeypatch.setattr(reader, "read", slip)
+    before = fingerprint(db)
+    with pytest.raises(LabelImportError, match=r"t: unreadable \(TypeError: an integer is required\); nothing"):
+        import_labels(db, tmp / "t", ImportOptions(format="csv"))
+    assert fingerprint(db) == before
 
 
 def test_mask_of_the_wrong_size_refuses_the_whole_import(station) -> None:
