@@ -256,7 +256,12 @@ class Planner:
         if rec.labelled_at is not None:
             return utc(rec.labelled_at)
         if rec.label_file not in self.file_times:
-            self.file_times[rec.label_file] = datetime.fromtimestamp(rec.label_file.stat().st_mtime, timezone.utc)
+            try:
+                mtime = rec.label_file.stat().st_mtime
+            except OSError as exc:  # deleted or moved after it was read: a FileNotFoundError traceback (a session-49 audit)
+                raise LabelImportError(f"{rec.label_file}: gone during the import ({exc.strerror or exc}); nothing was "
+                                       "imported: import again once the dataset is left as it is") from None
+            self.file_times[rec.label_file] = datetime.fromtimestamp(mtime, timezone.utc)
         return self.file_times[rec.label_file]
 
     def plan(self, rec: ImportRecord, target: Target, current: LabelRevisionInfo | None) -> PlannedLabel:

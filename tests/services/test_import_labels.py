@@ -444,6 +444,30 @@ def test_a_value_no_reader_foresaw_is_said_as_the_dataset_unreadable(station, mo
     assert fingerprint(db) == before
 
 
+def test_a_label_file_deleted_during_the_import_is_said(station, monkeypatch) -> None:
+    """A session-49 audit: a YOLO label file removed while a later one was still being read ended ``main.py import``
+    with a FileNotFoundError traceback (its time was looked up again when the plan was made). Now it is a refusal
+    naming the file, with nothing written."""
+    import app.services.importing as importing
+
+    db, root, tmp = station
+    ids = {Path(i.rel_path).stem: i.id for i in db.images.query()}
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, class_name="good"), "ann")
+    src = class_tree(tmp / "tree", root, {"a.png": "crack"})
+    real = importing.read_records
+
+    def then_deleted(source, fmt):
+        records = real(source, fmt)
+        (src / "crack" / "a.png").unlink()
+        return records
+
+    monkeypatch.setattr(importing, "read_records", then_deleted)
+    before = fingerprint(db)
+    with pytest.raises(LabelImportError, match=r"crack/a.png: gone during the import \(No such file"):
+        import_labels(db, src, ImportOptions(format="imagefolder"))
+    assert fingerprint(db) == before
+
+
 def test_mask_of_the_wrong_size_refuses_the_whole_import(station) -> None:
     db, root, tmp = station
     (tmp / "ds" / "masks").mkdir(parents=True)
