@@ -22,13 +22,14 @@ from app.services.import_records import (
     ImportRecord,
     LabelImportError,
     Mask,
+    Region,
     check_pixels,
     dataset_path,
-    first_pixel,
     inside,
     no_class_in,
     own_class,
     read_json_object,
+    region_first_pixel,
 )
 from app.services.object_classes import ObjectClass
 
@@ -43,9 +44,6 @@ def annotation_files(root: Path) -> list[Path]:
     if not files:
         raise LabelImportError(f"{root}: no COCO annotation file (expected annotations/instances*.json)")
     return files
-
-
-Region = tuple[tuple[int, int], np.ndarray]  # (top, left) of an annotation's bounding box and its mask inside it
 
 
 def decode_segmentation(seg: Any, height: int, width: int, where: str) -> Region:
@@ -207,8 +205,7 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
             painted[top:top + m.shape[0], left:left + m.shape[1]] |= m
             cat = names[a["category_id"]]
             area[cat] = area.get(cat, 0) + int(m.sum())
-            at = first_pixel(m)
-            firsts.append((None if at is None else (top + at[0], left + at[1]), cat))
+            firsts.append((region_first_pixel(((top, left), m)), cat))
         for a in own:  # an object without a polygon (a detection set's box) weighs by its box or stated area: the
             # class was the alphabetically last category where every area was 0 (a session-43 probe)
             if not a.get("segmentation") and id(a) not in boxes:

@@ -70,10 +70,15 @@ def first_pixel(mask: np.ndarray) -> tuple[int, int] | None:
     return None if not flat.size else divmod(int(flat[0]), mask.shape[1])
 
 
-def seed(mask: np.ndarray, name: str | None) -> list[ObjectClass]:
-    """The one seed of an instance with a class of its own (none for the image's class)."""
-    at = first_pixel(mask) if name else None
-    return [] if at is None or name is None else [ObjectClass(at[0], at[1], name)]
+Region = tuple[tuple[int, int], np.ndarray]  # (top, left) of an instance's bounding box and its mask inside it
+
+
+def region_first_pixel(region: Region) -> tuple[int, int] | None:
+    """(y, x) in the image of a region's first pixel in reading order (None: empty). Instances are measured inside
+    their boxes (COCO, labelme): work the size of the box, not of the image."""
+    (top, left), mask = region
+    at = first_pixel(mask)
+    return None if at is None else (top + at[0], left + at[1])
 
 
 @dataclass(frozen=True)
