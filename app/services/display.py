@@ -190,7 +190,9 @@ def encode_mask_png(mask: np.ndarray, level: int | None = None) -> bytes:
     of label masks, exported and imported masks (byte-equal for the same mask, so a re-import reads "unchanged")
     and, at ``level`` 6, the worker's predicted masks. ``level``: the PNG compression (None: OpenCV's default)."""
     params = [] if level is None else [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
-    ok, buf = cv2.imencode(".png", np.where(mask > 0, 255, 0).astype(np.uint8), params)
+    # 8-bit from the start: np.where(mask > 0, 255, 0) made 8 bytes a pixel first, 1.6 GB for the largest image a
+    # COCO file may declare (a session-49 audit: a 142-byte file of one empty 14000x14000 image peaked at 1.7 GB)
+    ok, buf = cv2.imencode(".png", np.multiply(mask > 0, 255, dtype=np.uint8), params)
     if not ok:
         raise DisplayError("could not encode the mask as PNG")
     return buf.tobytes()

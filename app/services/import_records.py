@@ -65,9 +65,11 @@ def own_class(category: str, image_class: Any, no_class: str = TARGET_CATEGORY) 
 
 
 def first_pixel(mask: np.ndarray) -> tuple[int, int] | None:
-    """(y, x) of a mask's first pixel in reading order (None: empty)."""
-    flat = np.flatnonzero(mask)
-    return None if not flat.size else divmod(int(flat[0]), mask.shape[1])
+    """(y, x) of a mask's first pixel in reading order (None: empty). Found by ``argmax``: listing every pixel's
+    index took 8 bytes a pixel (1.6 GB for one instance covering a 14000x14000 image, a session-49 audit)."""
+    flat = mask.reshape(-1)
+    at = int(np.argmax(flat)) if flat.size else 0
+    return divmod(at, mask.shape[1]) if flat.size and flat[at] else None
 
 
 Region = tuple[tuple[int, int], np.ndarray]  # (top, left) of an instance's bounding box and its mask inside it

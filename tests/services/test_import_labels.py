@@ -963,3 +963,26 @@ def test_labelme_shapes_read_in_their_boxes_give_what_whole_image_painting_gave(
         assert (record.class_name, record.mask) == whole_canvas_read(doc), doc
         own += len(record.mask.objects)
     assert own > 100  # shapes with classes of their own were compared
+
+
+@pytest.mark.parametrize("annotations", [
+    [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": {"size": [2000, 3000], "counts": [0, 6_000_000]}}],
+    []])
+def test_a_large_coco_image_is_read_in_a_few_bytes_a_pixel(tmp_path: Path, annotations: list) -> None:
+    """A session-49 audit: a 251-byte COCO file declaring one 14000x14000 image covered by one RLE peaked at 3.2 GB
+    (its run ends counted in int64, 16 bytes a pixel, and every pixel's index listed for the first one), and the same
+    image without annotations at 1.7 GB (the mask made 8 bytes a pixel on its way to PNG). Now a few bytes a pixel."""
+    import tracemalloc
+
+    from app.services import import_coco
+    doc = write_json(tmp_path / "instances.json", {
+        "images": [{"id": 1, "file_name": "a.png", "width": 3000, "height": 2000}],
+        "annotations": annotations, "categories": [{"id": 1, "name": "crack"}]})
+    tracemalloc.start()
+    try:
+        (record,) = import_coco.read(doc)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert record.mask.width == 3000 and (record.class_name == "crack") == bool(annotations)
+    assert peak < 6 * 6_000_000, f"{peak / 6e6:.1f} bytes a pixel"
