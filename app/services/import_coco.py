@@ -165,7 +165,10 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
     images, anns, cats = doc.get("images"), doc.get("annotations", []), doc.get("categories", [])
     if not isinstance(images, list) or not isinstance(anns, list) or not isinstance(cats, list):
         raise LabelImportError(f"{doc_file}: not a COCO file ('images', 'annotations' and 'categories' must be lists)")
-    names = {_id(c.get("id"), "category id", doc_file): str(c.get("name")) for c in cats if isinstance(c, dict)}
+    for c in cats:  # a category without a name came in as the class "None" (a session-49 audit)
+        if isinstance(c, dict) and not (isinstance(c.get("name"), str) and c["name"].strip()):
+            raise LabelImportError(f"{doc_file}: category {c.get('id')!r:.40} has no name")
+    names = {_id(c.get("id"), "category id", doc_file): c["name"] for c in cats if isinstance(c, dict)}
     no_class = no_class_in(names.values())
     per_image: dict[Any, list[dict[str, Any]]] = {}
     for a in anns:

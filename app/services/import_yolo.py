@@ -106,6 +106,10 @@ def class_names(yaml_file: Path) -> dict[int, str]:
                 return {class_index(k, yaml_file): str(v) for k, v in mapping.items()}
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 raise LabelImportError(f"{yaml_file}: cannot read the names mapping {rest[:80]!r}") from None
+        if rest and not rest.startswith("#"):  # a tag, a reference, a bare word: the indexes stood for the classes
+            # without a word (a session-49 audit)
+            raise LabelImportError(f"{yaml_file}: cannot read the names line {rest[:80]!r} (expected a list [a, b], "
+                                   "a mapping {0: a}, or one '  0: a' or '  - a' line per class below it)")
         names: dict[int, str] = {}
         for nxt in lines[i + 1:]:
             if m := MAPPING_LINE.match(nxt):

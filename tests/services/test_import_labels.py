@@ -370,6 +370,11 @@ def _yolo_names(t: Path, names_line: str) -> None:
     ("labelme", lambda r, t: write_json(t / "x.json", labelme_doc("b\0.png", [])), "holds a NUL character"),
     ("csv", lambda r, t: write_json(t / "t.csv", "rel_path,class,reviewed_at\nb.png,crack,0001-01-01T00:00:00\n"),
      "reviewed_at '0001-01-01T00:00:00' is out of range"),
+    # session-49 audit: a category without a name came in as the class "None", and a names line of data.yaml that
+    # could not be read left the class indexes as the names, without a word
+    ("coco", lambda r, t: write_json(t / "bad.json", _coco_with(category={"name": None})), "category 1 has no name"),
+    ("yolo", lambda r, t: _yolo_names(t, "names: !!python/object/apply:os.system ['true']\n"),
+     'cannot read the names line "!!python/object'),
 ])
 def test_malformed_input_gives_a_clear_message_and_writes_nothing(station, fmt, setup, message) -> None:
     db, root, tmp = station
