@@ -95,7 +95,7 @@ class ImageTitle(QLabel):
 
 class LabelPanel(QWidget):
     class_chosen = Signal(str)
-    revision_chosen = Signal(int)  # double-click in the history: bring that revision back
+    revision_chosen = Signal(int, int)  # double-click in the history: (revision, the image whose history it is)
     object_chosen = Signal(int)    # an object picked in the list (1-based; 0: the image itself)
     object_menu_requested = Signal(int, QPoint)  # right click on an object: its number, where
 
@@ -209,7 +209,8 @@ class LabelPanel(QWidget):
         self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.history.setToolTip("Double-click a revision to bring it back (as a new revision)")
         self.history.itemDoubleClicked.connect(
-            lambda it: self.revision_chosen.emit(int(it.data(Qt.ItemDataRole.UserRole))))
+            lambda it: self.revision_chosen.emit(int(it.data(Qt.ItemDataRole.UserRole)),
+                                                 -1 if self._history_of is None else self._history_of))
         hl.addWidget(self.history)
         lay.addWidget(hist)
         lay.addStretch(1)

@@ -740,9 +740,16 @@ class ReviewController(QObject):
             assert self.label is not None  # what _ready() checked
             self._edit(self.label.with_(review_state="rejected"), "reject image", "reject")
 
-    def restore_revision(self, revision: int) -> None:
-        """Bring an earlier revision back (itself a new, undoable revision)."""
-        if not self._ready(lambda: self.restore_revision(revision)):
+    def restore_revision(self, revision: int, of_image: int | None = None) -> None:
+        """Bring an earlier revision back (itself a new, undoable revision). ``of_image``: the image whose history
+        row was chosen; a restore is never handed on to another image (a double-click in image A's history while J's
+        image B was being read restored B's revision of that number, one the inspector never saw: a session-49
+        audit)."""
+        if of_image is not None and of_image >= 0 and of_image != self._target:
+            self.message.emit(f"Revision {revision} not restored: the list showed image {of_image}'s history while "
+                              "another image was being opened. Double-click it again once its image is shown.")
+            return
+        if not self._ready(lambda: self.restore_revision(revision, self._target if of_image is None else of_image)):
             return
         assert self.detail is not None  # what _ready() checked
         image_id = self.detail.item.image_id

@@ -173,7 +173,7 @@ def _two_classes_then_theirs(win, service, qtbot) -> int:
 
 
 def _refuse_a_restore(win) -> None:
-    win.label_panel.revision_chosen.emit(1)
+    win.label_panel.revision_chosen.emit(1, win.review.image_id)
 
 
 def _refuse_an_edit(win) -> None:

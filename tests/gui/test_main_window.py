@@ -726,7 +726,7 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
     win.review.set_class("first")
     win.review.set_class("second")
     wait_saved(win, qtbot)  # the history lists stored revisions only
-    win.label_panel.revision_chosen.emit(1)
+    win.label_panel.revision_chosen.emit(1, win.review.image_id)
     qtbot.waitUntil(lambda: win.review.label.class_name == "first", timeout=5000)  # the revision is read off-thread
     wait_saved(win, qtbot)
     hist = service.history(image_id)
@@ -859,7 +859,7 @@ def test_bulk_decisions_and_revision_restores_read_off_the_gui_thread(service, d
     monkeypatch.setattr(service, "revision_label", slow_revision)
     wait_saved(win, qtbot)
     first = service.history(win.review.image_id)[0].revision
-    win.label_panel.revision_chosen.emit(first)           # returns while the read waits
+    win.label_panel.revision_chosen.emit(first, win.review.image_id)   # returns while the read waits
     assert win.review.label.class_name == CLASSES[1]
     held.set()
     qtbot.waitUntil(lambda: win.review.label.class_name == service.history(win.review.image_id)[0].class_name,
@@ -1477,3 +1477,44 @@ def test_a_refused_write_whose_undo_step_went_past_the_limit_is_still_said(windo
     wait_saved(win, qtbot)
     qtbot.waitUntil(lambda: bool(failed), timeout=5000)
     assert "other-station" in failed[0] and win.review.conflicts == 1
+
+
+def test_a_history_row_double_clicked_while_the_next_image_is_read_restores_nothing_elsewhere(service, db, folder,
+                                                                                            artifacts, qtbot,
+                                                                                            monkeypatch):
+    """A session-49 audit (a random-key run): J, then a double-click on image A's "#2" row while B's detail was still
+    being read, restored B's revision 2 (a class the inspector never saw) as a new revision of B. Now refused, said."""
+    from tests.gui.conftest import HeldDetails, open_window, wait_saved, wait_shown
+    from tests.gui.fixtures import CLASSES, seed_predictions
+    info = service.open_folder(folder)
+    seed_predictions(db, info.id, artifacts)
+    win = open_window(service, qtbot, folder)
+    r, lp = win.review, win.label_panel
+    a = r.image_id
+    for c in CLASSES[:3]:
+        r.set_class(c)
+        wait_saved(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_J)
+    wait_shown(win, qtbot)
+    b = r.image_id
+    for c in (CLASSES[3], CLASSES[0], CLASSES[3]):
+        r.set_class(c)
+        wait_saved(win, qtbot)
+    press(qtbot, win, Qt.Key.Key_K)
+    wait_shown(win, qtbot, a)
+    qtbot.waitUntil(lambda: lp.history.count() == 3, timeout=5000)
+    held = HeldDetails(service, monkeypatch)
+    held.hold.add(b)
+    said: list[str] = []
+    r.message.connect(said.append)
+    qtbot.keyClick(win.gallery, Qt.Key.Key_J)     # B's read is held (a slow server): A's history is still listed
+    qtbot.wait(100)
+    row = next(i for i in range(lp.history.count()) if lp.history.item(i).text().startswith("#2"))
+    lp.history.itemDoubleClicked.emit(lp.history.item(row))
+    held.gate.set()
+    wait_shown(win, qtbot, b)
+    qtbot.wait(300)
+    wait_saved(win, qtbot)
+    assert service.detail(b).label.revision == 3 and service.detail(a).label.revision == 3
+    assert any(m.startswith("Revision 2 not restored: the list showed image") for m in said)
+    win.close()
