@@ -65,6 +65,8 @@ def test_another_machine_reads_and_reopens_the_same_folder(url, tmp_path: Path, 
 
 def test_a_broken_map_in_the_environment_stops_a_command_with_its_reason(monkeypatch, capsys, tmp_path) -> None:
     from app.cli import main
+    from database import open_database
+    open_database(f"sqlite:///{tmp_path / 's.sqlite'}").close()   # a project that is there (a missing one is refused)
     monkeypatch.setenv(ENV, "/mnt/parts")
     assert main(["models", "list", "--db", f"sqlite:///{tmp_path / 's.sqlite'}"]) == 2
     assert "is not STORED=LOCAL" in capsys.readouterr().err
