@@ -101,7 +101,9 @@ def class_names(yaml_file: Path) -> dict[int, str]:
         if rest.startswith("{"):
             try:
                 mapping = ast.literal_eval(rest)
-                if not isinstance(mapping, dict) or not all(whole_number(k) for k in mapping):
+                # an index or its digits quoted ({'0': crack}, as a JSON-style dump writes it: the review of this fix)
+                if not isinstance(mapping, dict) or not all(whole_number(k) or (isinstance(k, str) and k.isdigit())
+                                                            for k in mapping):
                     raise ValueError("its keys must be class indexes")
                 return {class_index(k, yaml_file): str(v) for k, v in mapping.items()}
             except (ValueError, SyntaxError, MemoryError, RecursionError):

@@ -991,3 +991,11 @@ def test_a_large_coco_image_is_read_in_a_few_bytes_a_pixel(tmp_path: Path, annot
         tracemalloc.stop()
     assert record.mask.width == 3000 and (record.class_name == "crack") == bool(annotations)
     assert peak < 6 * 6_000_000, f"{peak / 6e6:.1f} bytes a pixel"
+
+
+def test_a_yolo_names_mapping_with_quoted_indexes_is_read(tmp_path: Path) -> None:
+    """The review of a session-49 fix: refusing keys that are not class indexes refused {'0': 'crack'} too, as a
+    JSON-style dump writes a names mapping; it was read before and is read again."""
+    from app.services.import_yolo import class_names
+    (tmp_path / "data.yaml").write_text("names: {'0': 'crack', '1': 'scratch'}\n", encoding="utf-8")
+    assert class_names(tmp_path / "data.yaml") == {0: "crack", 1: "scratch"}
