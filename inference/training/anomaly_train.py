@@ -198,9 +198,12 @@ def good_split(data: Path, config: Any, seed: int = 0, max_train_images: int = 0
 
 
 def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from .groups import name_group_function
+    from .groups import check_path_rule, name_group_function
 
-    name_group_function(opts.group_by)  # a bad --group-by is refused before training, not after it (a session-49 audit)
+    # a bad --group-by is refused before training, not after it (a session-49 audit): by the rule that reads it, the
+    # file-name groups of the texture bank's and tile model's folds, else the domain fit's path groups (the review of
+    # that fix: "scene" and "folder", which the latter takes, were refused)
+    (name_group_function if opts.arch in ("texture_knn", "tile_defect") else check_path_rule)(opts.group_by)
     seed_everything(opts.seed)
     device = torch.device(opts.device)
     config = opts.config if opts.config is not None else registry.spec(opts.arch).config_cls()

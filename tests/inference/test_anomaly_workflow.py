@@ -256,3 +256,10 @@ def test_a_group_by_pattern_that_is_no_regular_expression_is_refused_before_fitt
     err = capsys.readouterr().err
     assert "grouping 'regex:(': '(' is not a regular expression" in err and "Traceback" not in err
     assert not (tmp_path / "knn").exists()
+
+
+def test_a_path_grouping_the_domain_fit_takes_is_not_refused_for_a_network(tmp_path, capsys):
+    """The review of a session-49 fix: checking --group-by before training by the file-name rules refused "scene" for
+    the pattern network, whose --group-by feeds only the domain fit's path groups (it trained before)."""
+    _cat, _out, card = train_tiny_card(tmp_path, capsys, "net", "--group-by", "scene")
+    assert card
