@@ -72,6 +72,24 @@ def signature_text(signature: dict[str, Any]) -> str:
     return json.dumps(signature, sort_keys=True, default=str)
 
 
+def files_stamp(root: str | os.PathLike[str]) -> str:
+    """A digest of every file under ``root`` (its path there, size and modification time; hidden folders left out):
+    what a signature holds so that data corrected in place is not taken for the data a cached result was made from
+    (masks re-exported into the same folder kept a segmenter's fold networks: the review of a session-49 fix)."""
+    base = Path(root)
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.relative_to(base).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)

@@ -329,13 +329,15 @@ RUN_ONLY = ("threads", "device", "resume")  # options that change how a fold net
 
 
 def fold_signature(data: str | Path, fit: Sequence[str], fold_opts: Any) -> str:
-    """What fold network ``fold_opts.out`` learns from: the data, the frames it fits on and its recipe (epochs, seed
-    and every other training option but ``RUN_ONLY``), as ``signature_text``."""
-    from inference.training.common import signature_text
+    """What fold network ``fold_opts.out`` learns from: the data (its files' sizes and times too, ``files_stamp``), the
+    frames it fits on and its recipe (epochs, seed and every other training option but ``RUN_ONLY``), as
+    ``signature_text``."""
+    from inference.training.common import files_stamp, signature_text
     from inference.training.segmenter_train import training_record
 
     recipe = {k: v for k, v in training_record(fold_opts).items() if k not in RUN_ONLY}
-    return signature_text({"data": str(Path(data).resolve()), "fit": list(fit), "recipe": recipe})
+    return signature_text({"data": str(Path(data).resolve()), "files": files_stamp(data), "fit": list(fit),
+                           "recipe": recipe})
 
 
 def reusable_fold(net: Path, signature: str, resume: bool) -> bool:

@@ -3,6 +3,7 @@ choice of the segmenter's post-processing additions."""
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -218,6 +219,15 @@ def test_a_fresh_cv_run_into_an_earlier_runs_out_trains_fold_networks_of_other_d
     stamp = (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns
     assert cli_main(base + ["--data", str(other), "--epochs", "2", "--seed", "3", "--resume"]) == 0
     assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert cli_main(base + ["--data", str(other), "--epochs", "2", "--seed", "3"]) == 0   # signed again
+    stamp = (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns
+    assert cli_main(base + ["--data", str(other), "--epochs", "2", "--seed", "3"]) == 0   # the same: reused
+    assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    mask = sorted((other / "masks").iterdir())[0]   # a mask corrected in place (the review of this fix): trained again
+    mask.write_bytes(mask.read_bytes())
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    assert cli_main(base + ["--data", str(other), "--epochs", "2", "--seed", "3"]) == 0
+    assert (out / "cv" / "net0" / "final" / "model.safetensors").stat().st_mtime_ns != stamp
 
 
 def test_without_flipped_maps_flips_are_not_compared(tmp_path):
