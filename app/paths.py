@@ -23,6 +23,12 @@ def default_database_url() -> str:
     env = os.environ.get("INSPECTION_STATION_DB")
     if env:
         return env
+    return station_database_url()
+
+
+def station_database_url() -> str:
+    """The station's own SQLite file in its data folder (what a fresh station makes), whatever
+    ``INSPECTION_STATION_DB`` names."""
     # imported here: `main.py --help` imports this module, and SQLAlchemy at the top cost it a tenth of a second
     from sqlalchemy.engine import URL
 

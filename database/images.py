@@ -469,7 +469,8 @@ def case_spellings(needle: str) -> tuple[str, ...]:
     combination of cases cost one pattern each, up to 65 and seconds a search at 200,000 images (its review); a name
     mixing the cases of accented letters otherwise is found as typed. The decomposed spelling's letters are ASCII."""
     nfc = unicodedata.normalize("NFC", needle)
-    beyond = [i for i, ch in enumerate(nfc) if ord(ch) > 127 and len(ch.lower()) == 1 and len(ch.upper()) == 1]
+    beyond = [i for i, ch in enumerate(nfc) if ord(ch) > 127 and ch.lower() != ch.upper()   # letters with a case
+              and len(ch.lower()) == 1 and len(ch.upper()) == 1]
 
     def cased(first_upper: bool, upper: bool) -> str:
         chars = list(nfc)

@@ -14,15 +14,15 @@ def open_database_or_fail(url: str, starts: bool = False) -> "Database":
     """The database a command works on, or ``CommandError`` with the reason (the CLI says it, exit 2). A SQLite file
     that does not exist is refused where ``--db`` names it (``refuse_missing_project``: a mistyped path answered
     "0 classes" or a fresh list of bundled models and left an empty project there, the review of a session-49 fix),
-    unless the command ``starts`` a project (it writes one: ``classes set``, ``routing set``): made then, and said;
-    the station's own default database is made as a fresh station makes it."""
-    from app.paths import default_database_url
+    unless the command ``starts`` a project (it writes one: ``classes set``, ``routing set``): made then; the station's
+    own database in its data folder is made as a fresh station makes it. A new file is said."""
+    from app.paths import station_database_url
     from database import DatabaseError, open_database
     from database.engine import sqlite_file
-    if url != default_database_url() and not starts:
+    if url != station_database_url() and not starts:   # INSPECTION_STATION_DB is named as --db is
         refuse_missing_project(url)
     new_file = sqlite_file(url)
-    new_file = new_file if new_file is not None and not new_file.exists() and url != default_database_url() else None
+    new_file = new_file if new_file is not None and not new_file.exists() else None
     try:
         db = open_database(url)
     except DatabaseError as exc:

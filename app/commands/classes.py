@@ -31,9 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from app.services import project_classes as pc
     from database import DatabaseError
 
-    db = open_database_or_fail(args.db, starts=args.classes_command != "list")
+    verb = args.classes_command
+    try:   # names that cannot be on a list are refused before any database is opened (or made)
+        if verb in ("add", "set"):
+            pc.validate(args.names)
+    except pc.ClassListError as exc:
+        raise CommandError(str(exc)) from None
+    db = open_database_or_fail(args.db, starts=verb in ("add", "set"))
     try:
-        verb = args.classes_command
+        from app.services.model_catalog import ensure_bundled
+        ensure_bundled(db)   # the bundled classifier's classes are the list until the project saves its own (README)
         listed: list[str] = []
         before = pc.read(db)
         if verb == "list":

@@ -42,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
                                "> routing.json` writes one to edit)")
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
+        from app.services.routing import load_routing
+        try:   # read before any database is opened (or made): a file that is no routing leaves nothing behind
+            rules = load_routing(path)
+        except (ValueError, OSError) as exc:
+            raise CommandError(str(exc)) from None
     db = open_database_or_fail(args.db, starts=args.routing_command == "set")
     try:
         current = load_project_settings(db).routing
@@ -52,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 _show(current)
             return 0
         if args.routing_command == "set":
-            from app.services.routing import load_routing
-            new = load_routing(Path(args.file))
+            new = rules
             changed = save_routing(db, new)
             _show(new)
             print(f"saved: they apply to the next pre-label job; {changed} answer(s) re-marked as the ones that count")

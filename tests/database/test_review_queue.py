@@ -324,10 +324,11 @@ def test_a_name_search_folds_the_case_of_letters_beyond_ascii(db: Database) -> N
     alone: "écaille" found no "ÉCAILLE.png", "łódź" no "Łódź_part.png", and "DÉFAUT" only the decomposed "défaut"."""
     folder = db.folders.add("/data/line8")
     names = ["\u00c9CAILLE.png", "\u0141\u00f3d\u017a_part.png", "d\u00e9faut_1.png", "de\u0301faut_2.png",
-             "other.png"]
+             "other.png", "\u21167-\u0141\u00f3d\u017a.png"]
     db.images.sync(folder.id, [FileEntry(n, 1, 0) for n in names])
-    for typed, found in (("\u00e9caille", names[:1]), ("\u00c9CAILLE", names[:1]), ("\u0142\u00f3d\u017a", names[1:2]),
-                         ("\u0141\u00d3D\u0179", names[1:2]), ("D\u00c9FAUT", names[2:4]), ("d\u00e9faut", names[2:4])):
+    for typed, found in (("\u00e9caille", names[:1]), ("\u00c9CAILLE", names[:1]), ("\u0142\u00f3d\u017a", [names[1], names[5]]),
+                         ("\u0141\u00d3D\u0179", [names[1], names[5]]), ("D\u00c9FAUT", names[2:4]), ("d\u00e9faut", names[2:4]),
+                         ("\u21167-\u0142\u00f3d\u017a", names[5:6])):   # a sign before: not taken for the capital
         rows = queue_rows(db, QueueQuery(folder_id=folder.id, path_contains=typed))
         assert sorted(r.rel_path for r in rows) == sorted(found), typed
         assert queue_count(db, QueueQuery(folder_id=folder.id, path_contains=typed)) == len(found), typed

@@ -73,3 +73,38 @@ def test_prelabel_starts_a_project_on_a_new_database_file_and_says_so(tmp_path: 
     assert f"a new, empty project database was created at {db.resolve()}" in capsys.readouterr().out
     assert main(["prelabel", str(folder), "--db", url]) == 0
     assert "a new, empty project database" not in capsys.readouterr().out
+
+
+def test_a_refused_class_or_routing_edit_and_a_mistyped_environment_database_leave_no_project(tmp_path: Path, capsys,
+                                                                                            monkeypatch) -> None:
+    """The review of a session-49 fix: ``classes remove``, a refused ``classes add a/b`` and a ``routing set`` of a file
+    that is no routing each made the mistyped database first; a mistyped INSPECTION_STATION_DB passed as the station's
+    own database for ``classes list``."""
+    typo = tmp_path / "typo" / "station.sqlite"
+    url = f"sqlite:///{typo.as_posix()}"
+    (tmp_path / "bad.json").write_text("not json")
+    for argv in (["classes", "remove", "crack"], ["classes", "add", "a/b"], ["routing", "set", str(tmp_path / "bad.json")]):
+        assert main([*argv, "--db", url]) == 2, argv
+        capsys.readouterr()
+    monkeypatch.setenv("INSPECTION_STATION_DB", url)
+    assert main(["classes", "list"]) == 2
+    assert f"no database at {typo}" in capsys.readouterr().err
+    assert not typo.parent.exists()
+
+
+def test_a_fresh_station_lists_the_bundled_classifiers_classes_before_its_own(tmp_path: Path, capsys,
+                                                                            monkeypatch) -> None:
+    """The review of a session-49 fix: on a new station ``classes add blowhole`` saved a list of that one class, the
+    bundled classifier's classes left out (they count only once the bundled models are registered, which ``classes``
+    did not do), against the README: until a project saves its own list it is the active classifier's."""
+    from app.services.prelabel import bundled_version
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("INSPECTION_STATION_DB", raising=False)
+    if bundled_version is None:  # pragma: no cover - the catalogue always has it
+        return
+    assert main(["classes", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert main(["classes", "add", "blowhole"]) == 0
+    added = capsys.readouterr().out
+    assert "no list and no classifier model" not in listed and "crazing" in listed
+    assert "crazing" in added and "blowhole" in added
