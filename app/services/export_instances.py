@@ -117,9 +117,11 @@ def yolo_polygons(mask: np.ndarray) -> list[np.ndarray]:
     (what YOLO loaders do before ``cv2.fillPoly``) redraws the component's pixels. A component's holes
     are joined to its outline by a slit (there and back along one segment), so the same fill leaves them
     empty: written as the outline alone, a ring came back a disc (a session-48 probe; on random holed
-    shapes the slits left 175 pixels wrong where the outline alone left 77,522). A component too
-    thin for a polygon (a dot, a one-pixel line) gets its bounding box, inset a quarter pixel so the
-    same truncation lands on its first and last pixels: no small target is dropped.
+    shapes the slits left 175 pixels wrong where the outline alone left 77,522). A one-pixel line
+    has an outline of no area; its pixel centres, out and back, are still a polygon the fill draws as
+    exactly that line (its bounding box filled an 8-pixel diagonal scratch to 64 pixels, a session-49
+    audit). Only a single dot, one point, gets its bounding box, inset a quarter pixel so the same
+    truncation lands on the pixel: no small target is dropped.
     """
     h, w = mask.shape
     polys = []
@@ -131,6 +133,8 @@ def yolo_polygons(mask: np.ndarray) -> list[np.ndarray]:
         if len(contour) >= 3 and cv2.contourArea(contour.astype(np.float32)) > 0:
             pts = _with_holes(contour, [contours[i].reshape(-1, 2).astype(np.float64)
                                         for i in range(len(contours)) if tree[0][i][3] == outer]) + 0.5
+        elif len(contour) > 1:  # a line: its ends (two points) go out and back, so a reader sees three or more
+            pts = (contour if len(contour) >= 3 else np.concatenate([contour, contour[:1]])) + 0.5
         else:
             bh, bw = crop.shape
             x0, y0, x1, y1 = comp.x + 0.25, comp.y + 0.25, comp.x + bw - 0.25, comp.y + bh - 0.25

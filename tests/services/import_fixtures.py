@@ -21,7 +21,7 @@ DERIVED_COLUMNS = ("anomaly_region_pixels", "target_count", "target_classes")  #
 
 
 def block_and_dot() -> np.ndarray:
-    """Two targets every format holds exactly (a diagonal speck is a YOLO box: see test_import_formats)."""
+    """Two targets every format holds exactly (YOLO writes the dot as its box, which fills back to that pixel)."""
     m = np.zeros((H, W), bool)
     m[2:6, 3:9] = True
     m[15, 20] = True

@@ -125,19 +125,13 @@ def test_yolo_polygons_cover_each_target(tmp_path: Path, items) -> None:
             vals = np.array(text.split()[1:], dtype=np.float64).reshape(-1, 2)
             assert len(vals) >= 3 and ((vals >= 0) & (vals <= 1)).all()
             # Redrawn as YOLO loaders do (scale, truncate, fillPoly), each polygon is its target's
-            # pixels exactly, or for a target too thin for an outline, its bounding box.
+            # pixels exactly, the one-pixel line and the diagonal speck too.
             drawn = np.zeros((H, W), np.uint8)
             cv2.fillPoly(drawn, [(vals * (W, H)).astype(np.int32)], 1)
             hit = set(np.unique(labels[drawn > 0])) - {0}
             assert len(hit) == 1
             k = hit.pop()
-            comp = labels == k
-            x, y, bw, bh = cv2.boundingRect(comp.astype(np.uint8))
-            box = np.zeros((H, W), bool)
-            box[y:y + bh, x:x + bw] = True
-            assert (drawn[comp] > 0).all() and not (drawn.astype(bool) & ~box).any()
-            if comp.sum() > 4:
-                np.testing.assert_array_equal(drawn.astype(bool), comp)
+            np.testing.assert_array_equal(drawn.astype(bool), labels == k)
             covered.add(k)
         assert covered == set(range(1, n))
 
@@ -271,3 +265,41 @@ def test_yolo_polygons_keep_a_region_s_holes() -> None:
         for poly in yolo_polygons(mask):
             cv2.fillPoly(drawn, [(poly * (mask.shape[1], mask.shape[0])).astype(np.int32)], 1)
         np.testing.assert_array_equal(drawn.astype(bool), mask)
+
+
+def test_yolo_writes_a_one_pixel_line_as_the_line_not_its_box(tmp_path: Path) -> None:
+    """A session-49 audit: a one-pixel line (a thin scratch) has an outline of no area and was written as its bounding
+    box, so every YOLO reader (scale, truncate, fillPoly) filled an 8-pixel diagonal to 64 pixels, and the station's
+    own import of the export put the square on the image. Its pixel centres, out and back, redraw exactly the line;
+    only a single dot is written as its box."""
+    from app.services.display import decode_mask_png
+    from app.services.export_items import ExportItem, encode_mask
+    from app.services.import_yolo import class_names, parse_label
+    from tests.services.export_fixtures import WHEN, write_image
+    shapes = {"diagonal": np.zeros((H, W), bool), "L": np.zeros((H, W), bool), "horizontal": np.zeros((H, W), bool),
+              "vertical": np.zeros((H, W), bool), "dot": np.zeros((H, W), bool)}
+    for i in range(8):
+        shapes["diagonal"][2 + i, 2 + i] = True
+    shapes["L"][2, 14:22] = True
+    shapes["L"][2:12, 21] = True
+    shapes["horizontal"][20, 2:12] = True
+    shapes["vertical"][14:22, 27] = True
+    shapes["dot"][16, 16] = True
+    mask = np.logical_or.reduce(list(shapes.values()))
+    src = write_image(tmp_path / "src" / "s", 7)
+    item = ExportItem(source=src, rel_path="s.png", folder="lot1", review_state="corrected", reviewer="ann",
+                      reviewed_at=WHEN, width=W, height=H, mask_png=encode_mask(mask))
+    out = tmp_path / "out"
+    export_items([item], out, ExportOptions(formats=("yolo",)))
+    lines = (out / "yolo/labels/s.txt").read_text().splitlines()
+    assert len(lines) == len(shapes)
+    for line in lines:  # each line alone, read as Ultralytics does, is one shape's pixels
+        vals = np.array(line.split()[1:], dtype=np.float64).reshape(-1, 2)
+        assert len(vals) >= 3
+        drawn = np.zeros((H, W), np.uint8)
+        cv2.fillPoly(drawn, [(vals * (W, H)).astype(np.int32)], 1)
+        assert any(np.array_equal(drawn.astype(bool), shape) for shape in shapes.values()), line
+    _, polygons = parse_label(out / "yolo/labels/s.txt", class_names(out / "yolo/data.yaml"))
+    assert polygons is not None
+    back = polygons.rasterise(W, H)
+    np.testing.assert_array_equal(decode_mask_png(back.png), mask)
