@@ -134,7 +134,9 @@ class ExportResult:
 def _said(value: object) -> str:
     """A summary value as words, not a Python literal (seen in the export dialog: "classes {}")."""
     if isinstance(value, dict):
-        return "(" + (", ".join(f"{k} {v}" for k, v in value.items()) or "none") + ")"
+        return "(" + (", ".join(f"{k} {_said(v)}" for k, v in value.items()) or "none") + ")"
+    if isinstance(value, list):  # imagefolder's missing classes per part: "(val [scratch, dent])"
+        return "[" + ", ".join(str(v) for v in value) + "]"
     return str(value)
 
 
@@ -664,7 +666,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
     per_format = {w.name: w.finish() for w in writers}
     split_counts = counts(p.split for p in exported if p.split is not None) if options.split else None
-    notes = [*plan_notes, *turned_notes(exported)]
+    notes = [*plan_notes, *turned_notes(exported), *(n for w in writers for n in w.notes)]
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "formats": list(options.formats),

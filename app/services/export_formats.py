@@ -27,6 +27,9 @@ NORMAL_CLASS_NAMES = frozenset({"good", "ok", "normal", "free", "none", "no_defe
 # In the manifest's per-format part: folder -> class where a class's name is no folder name ("pit/dent" is written as
 # "pit_dent"); the import reads it back (a session-48 probe: the round trip refused "unknown class pit_dent")
 CLASS_FOLDERS = "class_folders"
+# The lead of the note on a split part that lacks classes: advice for torchvision readers of the export, which the
+# station's own classifier training (it maps every part's folders by name) leaves out of its notes
+CLASS_NUMBERING_NOTE = "imagefolder class numbering: "
 
 
 class FormatWriter:
@@ -37,6 +40,7 @@ class FormatWriter:
     def __init__(self, out: Path) -> None:
         self.root = out / self.name
         self.images = 0
+        self.notes: list[str] = []  # what a reader of this format must know; the export's notes, set by ``finish``
 
     def copy_image(self, it: LoadedItem, folder: Path, file_name: str | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -61,7 +65,14 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 class ImageFolderWriter(FormatWriter):
-    """``imagefolder/[part/]<class>/<file>``: torchvision's ImageFolder reads it as is."""
+    """``imagefolder/[part/]<class>/<file>``: torchvision's ImageFolder reads it as is.
+
+    ImageFolder numbers the sorted class folders of the root it is given, so a part that lacks a class numbers the
+    others differently from the train part (a session-49 audit: a model trained on train was scored on val with
+    shifted labels). The manifest therefore holds ``class_to_idx``, the numbering of every class folder of the export
+    (what ImageFolder gives a part holding them all), and ``missing_classes`` per part, and a note names them.
+    Empty class folders are not written instead: ImageFolder refuses a class folder without an image.
+    """
 
     name = "imagefolder"
 
@@ -69,6 +80,7 @@ class ImageFolderWriter(FormatWriter):
         super().__init__(out)
         self.per_class: dict[str, int] = {}
         self.renamed: dict[str, str] = {}   # folder -> class, where a class's name is no folder name
+        self.part_folders: dict[str, set[str]] = {}  # split part -> the class folders it got
 
     def add(self, it: LoadedItem) -> None:
         cls = it.item.class_name
@@ -79,10 +91,24 @@ class ImageFolderWriter(FormatWriter):
             self.renamed[folder] = cls
         self.copy_image(it, self.part_dir(self.root, it) / folder)
         self.per_class[cls] = self.per_class.get(cls, 0) + 1
+        if it.planned.split:
+            self.part_folders.setdefault(it.planned.split, set()).add(folder)
 
     def finish(self) -> dict[str, Any]:
+        folders = sorted({safe_name(c) for c in self.per_class})  # torchvision's order: sorted folder names
+        missing = {part: [self.renamed.get(f, f) for f in folders if f not in held]
+                   for part, held in self.part_folders.items() if len(held) < len(folders)}
+        if missing:
+            self.notes.append(
+                CLASS_NUMBERING_NOTE + "; ".join(f"the {part} part has no image of {', '.join(names)}"
+                                            for part, names in sorted(missing.items()))
+                + ", so torchvision's ImageFolder numbers that part's classes by the folders it holds (its labels can "
+                  "differ from the other parts'); use export.json's per_format.imagefolder.class_to_idx "
+                  "(docs/export.md shows how)")
         return {"images": self.images, "classes": dict(sorted(self.per_class.items())),
-                **({CLASS_FOLDERS: dict(sorted(self.renamed.items()))} if self.renamed else {})}
+                "class_to_idx": {f: i for i, f in enumerate(folders)},
+                **({CLASS_FOLDERS: dict(sorted(self.renamed.items()))} if self.renamed else {}),
+                **({"missing_classes": dict(sorted(missing.items()))} if missing else {})}
 
 
 class MaskWriter(FormatWriter):

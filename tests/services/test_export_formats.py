@@ -303,3 +303,39 @@ def test_yolo_writes_a_one_pixel_line_as_the_line_not_its_box(tmp_path: Path) ->
     assert polygons is not None
     back = polygons.rasterise(W, H)
     np.testing.assert_array_equal(decode_mask_png(back.png), mask)
+
+
+def test_a_split_imagefolder_export_gives_every_part_one_class_numbering(tmp_path: Path) -> None:
+    """A session-49 audit: torchvision's ImageFolder numbers the sorted class folders of the part it is given, so a
+    part without a class (val had no 'dent/pit') gave the later classes other label numbers than train did, and
+    nothing said so. export.json now holds the export's numbering (class_to_idx, by folder) and each part's missing
+    classes, a note names them, and relabelling a part by class_to_idx gives train's numbers; no empty folder is
+    written (ImageFolder refuses one)."""
+    import os
+
+    from app.services.export_items import ExportItem
+    from tests.services.export_fixtures import WHEN, write_image
+
+    def item(name: str, cls: str, seed: int) -> ExportItem:
+        src = write_image(tmp_path / "src" / name, seed)
+        return ExportItem(source=src, rel_path=src.name, folder="lot1", review_state="corrected", reviewer="ann",
+                          reviewed_at=WHEN, width=W, height=H, class_name=cls)
+
+    batch = [item(f"{c[0]}{i}", c, 20 + 10 * k + i) for k, c in enumerate(("crack", "good")) for i in range(4)]
+    batch.append(item("d0", "dent/pit", 40))  # one image: the split keeps it in train
+    out = tmp_path / "out"
+    result = export_items(batch, out, ExportOptions(formats=("imagefolder",), split=SplitSpec(0.5, 0.5, 0.0)))
+
+    def find_classes(d: Path) -> dict[str, int]:  # torchvision's DatasetFolder.find_classes
+        return {c: i for i, c in enumerate(sorted(e.name for e in os.scandir(d) if e.is_dir()))}
+
+    info = json.loads((out / "export.json").read_text())["per_format"]["imagefolder"]
+    assert info["class_to_idx"] == find_classes(out / "imagefolder/train") == {"crack": 0, "dent_pit": 1, "good": 2}
+    assert info["missing_classes"] == {"val": ["dent/pit"]}
+    val = find_classes(out / "imagefolder/val")
+    assert val == {"crack": 0, "good": 1} and not (out / "imagefolder/val/dent_pit").exists()
+    # the relabelling docs/export.md shows (target_transform): the part's own index -> its folder -> the export's
+    val_classes = sorted(val, key=val.__getitem__)
+    assert [info["class_to_idx"][val_classes[i]] for i in range(len(val))] == [0, 2]
+    assert any("the val part has no image of dent/pit" in n for n in result.notes)
+    assert any("missing classes (val [dent/pit])" in line for line in result.summary_lines())
