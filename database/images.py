@@ -5,10 +5,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
+    CursorResult,
     Select,
     and_,
     bindparam,
@@ -394,13 +395,18 @@ class ImageRepository:
         with self.db.session() as s:
             return {str(name): int(n) for name, n in s.execute(stmt)}
 
-    def set_flagged(self, image_ids: Sequence[int], flagged: bool) -> None:
+    def set_flagged(self, image_ids: Sequence[int], flagged: bool) -> int:
         """The models' flag (pre-labelling, re-flagging): images an inspector flagged or unflagged
-        keep that decision."""
+        keep that decision. Returns how many images' flag it changed (only those are written): a re-flag says that,
+        not how many images it read (a session-49 audit)."""
+        changed = 0
         with self.db.session(write=True) as s:
             for part in chunks(list(image_ids)):
-                s.execute(update(Image).where(Image.id.in_(part), Image.flag_override.is_(None))
-                          .values(flagged=flagged, updated_at=utcnow()))
+                res = s.execute(update(Image).where(Image.id.in_(part), Image.flag_override.is_(None),
+                                                    Image.flagged.is_not(flagged))
+                                .values(flagged=flagged, updated_at=utcnow()))
+                changed += cast("CursorResult[Any]", res).rowcount
+        return changed
 
     def set_inspector_flag(self, image_ids: Sequence[int], flagged: bool, by: str | None) -> None:
         """An inspector's flag: it stands over whatever the models say later (``flag_override``)."""

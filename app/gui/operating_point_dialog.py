@@ -45,6 +45,7 @@ from app.services.operating_point import (
     save_operating_point,
     saved_operating_point,
 )
+from app.services.reflag import Reflagged
 
 HELP = ("An <b>escape</b> is an image reviewed as anomalous whose score is at or below the threshold "
         "(never flagged); a <b>false call</b> is one reviewed as normal scored above it. Drag the line "
@@ -312,11 +313,11 @@ class OperatingPointDialog(QDialog):
         disable_keeping_focus(self.close_button, self.use)
         self.info.setText("Saving and re-flagging the folder …")
 
-        def done(reflagged: int) -> None:
+        def done(reflagged: Reflagged) -> None:
             self.use.setEnabled(True)
             self._saved = FolderThreshold(fid, vid, thr, costs.escape, costs.false_call)
             self.info.setText(f"Threshold {thr:.4g} saved for {self.folder.currentText()} with "
-                              f"{self.version.currentText()}: " + (f"{reflagged} image(s) re-flagged."
+                              f"{self.version.currentText()}: " + (f"{reflagged.summary()}."
                               if self.applies_here(fid, vid) else "it applies once this model version's answers "
                               "count here (the active one, or one a routing rule names for these images)."))
             if self._on_saved is not None:

@@ -26,12 +26,13 @@ from app.services.project_settings import (
     save_routing,
     save_speed_profile,
 )
+from app.services.reflag import Reflagged
 from app.services.trace import change_trace_rule
 
 
 class ProjectSettingsController(QObject):
     changed = Signal(object)    # ProjectSettings now in force (saved here or at another station)
-    reflagged = Signal(int)     # images re-flagged after a threshold change saved here
+    reflagged = Signal(object)  # Reflagged: what a threshold change saved here re-flagged
     traced = Signal(str)        # what a new trace rule saved here read in each folder (one line)
     failed = Signal(str)
 
@@ -80,7 +81,7 @@ class ProjectSettingsController(QObject):
         base, by, db = (self.current if read is None else read), self._author(), self._db
         self._generation += 1
 
-        def work() -> tuple[ProjectSettings, int | None, str, str | None]:
+        def work() -> tuple[ProjectSettings, Reflagged | None, str, str | None]:
             nonlocal new
             fresh = load_project_settings(db)
             reflagged, traced, maps_problem = None, "", None
@@ -112,7 +113,7 @@ class ProjectSettingsController(QObject):
                 maps_problem = str(exc)
             return load_project_settings(db), reflagged, traced, maps_problem
 
-        def done(answer: tuple[ProjectSettings, int | None, str, str | None]) -> None:
+        def done(answer: tuple[ProjectSettings, Reflagged | None, str, str | None]) -> None:
             self._adopt(answer[0])
             if answer[1] is not None:
                 self.reflagged.emit(answer[1])

@@ -271,7 +271,7 @@ def install(window) -> None:
                                            author=lambda: ctx.settings.review().author, parent=window)
     window.project = controller
     controller.changed.connect(lambda s: _follow_project(window, s))
-    controller.reflagged.connect(lambda n: window._say(f"Project thresholds saved: {n} image(s) re-flagged."))
+    controller.reflagged.connect(lambda r: window._say(f"Project thresholds saved: {r.summary()}."))
     controller.traced.connect(lambda text: window._say(f"Trace rule saved: {text}"))
     controller.failed.connect(window._warn)
     ctx.closers.append(controller.close)

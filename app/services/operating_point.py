@@ -25,7 +25,7 @@ import numpy as np
 
 from app.services.flags import FolderThreshold, is_out_of_domain
 from app.services.project_settings import load_project_settings, update_flag_settings
-from app.services.reflag import reflag_folder
+from app.services.reflag import Reflagged, reflag_folder
 from database.states import AnomalyVerdict
 
 if TYPE_CHECKING:
@@ -207,12 +207,12 @@ def saved_operating_point(db: "Database", folder_id: int, model_version_id: int)
 
 
 def save_operating_point(db: "Database", folder_id: int, model_version_id: int, threshold: float,
-                         costs: Costs | None = None, by: str | None = None) -> int:
+                         costs: Costs | None = None, by: str | None = None) -> Reflagged:
     """Store the folder's threshold for this anomaly version and re-flag the folder's stored
     predictions with it (no model runs; only this folder changes): the images whose anomaly answer
     that counts is this version's take it (the active version's, or one a routing rule names, ADR
-    0059). Returns how many images were re-flagged (0 when no answer of the version counts in the
-    folder: it applies once one does). Slow on a big folder: call it off the GUI thread."""
+    0059). Returns how many images were re-checked and how many changed flag (none when no answer of the
+    version counts in the folder: it applies once one does). Slow on a big folder: call it off the GUI thread."""
     if not math.isfinite(threshold):
         raise OperatingPointError(f"the threshold must be a number, not {threshold}")
     if db.folders.get(folder_id) is None:
@@ -224,4 +224,4 @@ def save_operating_point(db: "Database", folder_id: int, model_version_id: int, 
                             costs.escape if costs else None, costs.false_call if costs else None)
     flags = update_flag_settings(db, lambda now: now.with_folder_threshold(point), by=by)
     counts = version.active or db.predictions.counts_in_folder(folder_id, version.id)  # a rule may name it
-    return reflag_folder(db, folder_id, flags) if counts else 0
+    return reflag_folder(db, folder_id, flags) if counts else Reflagged()

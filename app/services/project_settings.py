@@ -30,6 +30,7 @@ from database.dto import ImageQuery
 from inference.profiles import NAMES
 
 if TYPE_CHECKING:
+    from app.services.reflag import Reflagged
     from database.engine import Database
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,9 @@ def update_flag_settings(db: "Database", change: Callable[[FlagSettings], FlagSe
 
 
 def change_flag_settings(db: "Database", flags: FlagSettings | Callable[[FlagSettings], FlagSettings],
-                         by: str | None = None) -> int:
+                         by: str | None = None) -> Reflagged:
     """Store new thresholds and re-flag every stored prediction with them (no model runs);
-    returns how many images were re-flagged. ``flags``: the settings, or a change of the stored ones (applied over
+    returns how many images were re-checked and how many changed flag. ``flags``: the settings, or a change of the stored ones (applied over
     them as they are when written: ``update_flag_settings``). Slow on a big project: call it off the GUI thread."""
     from app.services.reflag import reflag_project
     if callable(flags):

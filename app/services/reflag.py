@@ -7,6 +7,7 @@ database: rebuild each image's result from its rows, flag it, write flags and pr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from app.services.flags import FlagSettings, flag_result
 from app.services.prelabel import FAMILIES, read_card
+from app.services.wording import plural
 from database.dto import ImageQuery, PredictionInfo
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
 
@@ -21,6 +23,26 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 _EMPTY = np.zeros((0, 0), np.float32)
+
+
+@dataclass(frozen=True)
+class Reflagged:
+    """What a re-flag did: ``checked`` images re-read, of which ``flagged`` are flagged now and ``unflagged`` no
+    longer (an inspector's own flag stands, so it is no change). The count re-read alone was said as "6 image(s)
+    re-flagged" for a threshold change that changed no flag (a session-49 audit)."""
+
+    checked: int = 0
+    flagged: int = 0
+    unflagged: int = 0
+
+    def __add__(self, other: Reflagged) -> Reflagged:
+        return Reflagged(self.checked + other.checked, self.flagged + other.flagged, self.unflagged + other.unflagged)
+
+    def summary(self) -> str:
+        """E.g. "2 images now flagged, 1 image no longer flagged (6 re-checked)", "no image changed flag (6 re-checked)"."""
+        changes = ([f"{plural(self.flagged, 'image')} now flagged"] if self.flagged else []) + (
+            [f"{plural(self.unflagged, 'image')} no longer flagged"] if self.unflagged else [])
+        return f"{', '.join(changes) or 'no image changed flag'} ({self.checked} re-checked)"
 
 
 def card_threshold(card: Mapping[str, Any]) -> float | None:
@@ -49,16 +71,16 @@ def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
 
 
 def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
-                  versions: Mapping[str, int] | None = None) -> int:
+                  versions: Mapping[str, int] | None = None) -> Reflagged:
     """Recompute flags and priorities of a folder's images from the given model versions'
     predictions (default: each image's predictions that count, ``database/current_predictions``),
     with the folder's own anomaly threshold for the image's anomaly version when it has one.
-    Returns how many images were re-flagged."""
+    Returns how many images were re-checked and how many of them changed flag."""
     return reflag_images(db, folder_id, db.images.ids(ImageQuery(folder_id=folder_id)), settings, versions)
 
 
 def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: FlagSettings,
-                  versions: Mapping[str, int] | None = None) -> int:
+                  versions: Mapping[str, int] | None = None) -> Reflagged:
     """``reflag_folder`` for some of the folder's images (a re-mark's: those whose answer that counts changed)."""
     if versions is None:
         per_family = {f: db.predictions.flag_inputs(ids, family=f) for f in FAMILIES}
@@ -93,16 +115,14 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
             own = flags.for_family(family)
             if own != p.flags:
                 rewritten[p.id] = own
-    if flagged:
-        db.images.set_flagged(flagged, True)
-    if clear:
-        db.images.set_flagged(clear, False)
+    now_flagged = db.images.set_flagged(flagged, True) if flagged else 0
+    unflagged = db.images.set_flagged(clear, False) if clear else 0
     db.images.set_priorities(priorities)
     db.predictions.set_flags(rewritten)
-    return len(priorities)
+    return Reflagged(len(priorities), now_flagged, unflagged)
 
 
-def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSettings) -> int:
+def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSettings) -> Reflagged:
     """``reflag_images`` for images of any folders (each with its folder's own thresholds): after a pre-label job's
     batch and after an activation, the flags follow the answers that count. Found by a session-43 probe: a job
     running one family re-flagged its images from that family alone (the classifier's out-of-domain answer,
@@ -110,9 +130,10 @@ def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSetting
     by_folder: dict[int, list[int]] = {}
     for image_id, folder_id in db.images.folders_of(image_ids).items():
         by_folder.setdefault(folder_id, []).append(image_id)
-    return sum(reflag_images(db, folder_id, sorted(found), settings) for folder_id, found in by_folder.items())
+    return sum((reflag_images(db, folder_id, sorted(found), settings) for folder_id, found in by_folder.items()),
+               Reflagged())
 
 
-def reflag_project(db: "Database", settings: FlagSettings) -> int:
+def reflag_project(db: "Database", settings: FlagSettings) -> Reflagged:
     """Every folder's images re-flagged with ``settings`` (the predictions that count)."""
-    return sum(reflag_folder(db, f.id, settings) for f in db.folders.list())
+    return sum((reflag_folder(db, f.id, settings) for f in db.folders.list()), Reflagged())

@@ -143,7 +143,7 @@ def test_the_dialog_opens_on_the_version_whose_answers_count_in_the_folder(servi
     assert dlg.version.currentText() == "anomaly-bottle" and dlg._scores.normal == (2.0, 4.0, 8.0)
     dlg.use.click()
     qtbot.waitUntil(lambda: "saved" in dlg.info.text(), timeout=10000)
-    assert "re-flagged" in dlg.info.text() and "active one" not in dlg.info.text()
+    assert "re-checked)." in dlg.info.text() and "active one" not in dlg.info.text()
     # A version picked by hand stays picked; its threshold applies once its answers count here.
     active = dlg.version.findData(versions["anomaly"])
     dlg.version.setCurrentIndex(active)

@@ -9,6 +9,7 @@ from app.gui.help_dialog import ShortcutsDialog
 from app.gui.settings_dialog import SettingsDialog, apply_settings
 from app.gui.settings_store import StationSettings, load_settings, save_settings
 from app.gui.shortcuts import SHORTCUTS
+from app.services.reflag import Reflagged
 from tests.gui.conftest import tab_leaves, wait_shown
 
 
@@ -190,7 +191,7 @@ def test_project_thresholds_from_the_dialog_reach_the_database_and_the_queue(ser
     win.refresh_models()
     assert not any(it.flagged for it in win.gallery_model.items())
 
-    def apply(threshold: float) -> None:
+    def apply(threshold: float, reflagged: Reflagged) -> None:
         dlg = SettingsDialog(win.ctx.settings, win.project.current, win)
         qtbot.addWidget(dlg)
         dlg.use_card.setChecked(False)
@@ -200,16 +201,17 @@ def test_project_thresholds_from_the_dialog_reach_the_database_and_the_queue(ser
         dlg.good_classes.setText(", ".join(CLASSES))
         with qtbot.waitSignal(win.project.reflagged, timeout=10000) as sig:
             apply_settings(win, dlg.result_settings(), dlg.result_project())
-        assert sig.args[0] == 6
+        assert sig.args[0] == reflagged   # what changed flag, not every image read (a session-49 audit)
+        assert f"Project thresholds saved: {reflagged.summary()}." in win.status.currentMessage()
 
-    apply(0.0)  # every seeded heatmap peaks above 0: every image is anomalous
+    apply(0.0, Reflagged(6, 6, 0))  # every seeded heatmap peaks above 0: every image is anomalous
     flags = load_project_settings(db).flags
     assert flags.anomaly_threshold == 0.0 and flags.min_targets == 50 and flags.good_classes == CLASSES
     qtbot.waitUntil(lambda: all(it.flagged for it in win.gallery_model.items()))
     assert win.ctx.review.anomaly_threshold() == 0.0
     # the open image's verdict follows too (its detail is re-read on a helper thread)
     qtbot.waitUntil(lambda: win.review.detail.prediction.anomalous, timeout=5000)
-    apply(100.0)  # nothing comes near: no image is flagged any more
+    apply(100.0, Reflagged(6, 0, 6))  # nothing comes near: no image is flagged any more
     qtbot.waitUntil(lambda: not any(it.flagged for it in win.gallery_model.items()))
     qtbot.waitUntil(lambda: not win.review.detail.prediction.anomalous, timeout=5000)
     assert "anomaly" not in win.review.detail.prediction.flags

@@ -18,7 +18,7 @@ from app.services.operating_point import (
     save_operating_point,
 )
 from app.services.project_settings import load_project_settings, save_flag_settings
-from app.services.reflag import reflag_project
+from app.services.reflag import Reflagged, reflag_project
 from database.dto import ImageQuery, LabelChange, PredictionIn
 from database.engine import open_database
 from database.states import AnomalyVerdict, ReviewState
@@ -145,7 +145,7 @@ def test_a_saved_folder_threshold_reflags_that_folder_only_and_survives_a_projec
     assert _flagged(db, a) == _flagged(db, b) == [False, False, False, True, True, True]
     op = operating_point(reviewed_scores(db, a, vid), Costs(escape=10, false_call=1))
     assert op.best.escapes == 0 and 0.2 < op.best.threshold < 0.3
-    assert save_operating_point(db, a, vid, op.best.threshold, op.costs, by="ann") == 6
+    assert save_operating_point(db, a, vid, op.best.threshold, op.costs, by="ann") == Reflagged(6, 1, 0)
     assert _flagged(db, a) == [False, False, True, True, True, True]
     assert _flagged(db, b) == [False, False, False, True, True, True]
     stored = load_project_settings(db).flags

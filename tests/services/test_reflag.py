@@ -9,6 +9,7 @@ import pytest
 from app.services.flags import FlagSettings
 from app.services.indexing import index_folder
 from app.services.project_settings import change_flag_settings
+from app.services.reflag import Reflagged
 from database.dto import PredictionIn
 from database.engine import open_database
 from tests.database.conftest import pg_url, sqlite_url, url  # noqa: F401  (fixtures reused here)
@@ -23,17 +24,24 @@ def db(url: str):  # noqa: F811 - the imported fixture
     database.close()
 
 
-def test_a_threshold_change_rewrites_flags_and_priorities_only(db, tmp_path) -> None:
+def _two_cracks(db, tmp_path) -> list[int]:
+    """The ids of two images the active classifier calls crack at 0.7."""
     good_images(tmp_path / "imgs", 2)
     index_folder(db, tmp_path / "imgs")
     ids = sorted(im.id for im in db.images.query())
     clf = db.model_versions.register("classifier", "c", str(make_model_dir(tmp_path / "c")), activate=True)
+    db.predictions.upsert_many(
+        [PredictionIn(i, clf.id, class_scores={"crack": 0.7, "good": 0.3}, predicted_class="crack", confidence=0.7)
+         for i in ids])
+    return ids
+
+
+def test_a_threshold_change_rewrites_flags_and_priorities_only(db, tmp_path) -> None:
+    ids = _two_cracks(db, tmp_path)
     seg = db.model_versions.register("segmenter", "s", str(make_model_dir(tmp_path / "s", "segmenter", "mim_istd")),
                                      activate=True)
     mask = b"\x89PNG not really"
-    db.predictions.upsert_many(
-        [PredictionIn(i, clf.id, class_scores={"crack": 0.7, "good": 0.3}, predicted_class="crack", confidence=0.7)
-         for i in ids] + [PredictionIn(ids[0], seg.id, mask_png=mask, target_count=1)])
+    db.predictions.upsert_many([PredictionIn(ids[0], seg.id, mask_png=mask, target_count=1)])
     before = {p.id: p for i in ids for p in db.predictions.for_image(i)}
     change_flag_settings(db, FlagSettings(min_confidence=0.5))
     low = {p.id: p for i in ids for p in db.predictions.for_image(i)}
@@ -49,3 +57,17 @@ def test_a_threshold_change_rewrites_flags_and_priorities_only(db, tmp_path) -> 
     seen = db.predictions.flag_inputs(ids, family="segmenter")
     assert list(seen) == [ids[0]] and seen[ids[0]].mask_png is None and seen[ids[0]].target_count == 1
     assert db.predictions.set_flags({}) == 0
+
+
+def test_a_reflag_counts_the_flags_it_changed_not_the_images_it_read(db, tmp_path) -> None:
+    """Found by a session-49 audit: a threshold change that changed no image's flag said "Project thresholds saved:
+    6 image(s) re-flagged." (every image read again was counted), and the Operating point dialog said the same."""
+    ids = _two_cracks(db, tmp_path)
+    assert change_flag_settings(db, FlagSettings(min_confidence=0.5)) == Reflagged(2, 2, 0)
+    same = change_flag_settings(db, FlagSettings(min_confidence=0.51))
+    assert same == Reflagged(2, 0, 0) and same.summary() == "no image changed flag (2 re-checked)"
+    db.images.set_inspector_flag([ids[0]], True, by="ann")  # an inspector's flag stands: no change of the models'
+    calm = change_flag_settings(db, replace(FlagSettings(min_confidence=0.5), good_classes=("crack", "good")))
+    assert calm == Reflagged(2, 0, 1) and calm.summary() == "1 image no longer flagged (2 re-checked)"
+    assert [db.images.get(i).flagged for i in ids] == [True, False]
+    assert Reflagged(6, 2, 1).summary() == "2 images now flagged, 1 image no longer flagged (6 re-checked)"

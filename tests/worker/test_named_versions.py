@@ -143,7 +143,7 @@ def test_a_folder_threshold_for_a_named_anomaly_version_flags_its_images(db, tmp
     run_worker_once(db, tmp_path)
     svc = ReviewService(db, artifacts=ArtifactStore(tmp_path / "artifacts"))
     rows = {r.rel_path: r.image_id for r in svc.queue(QueueFilter(folder_id=folder))}
-    assert save_operating_point(db, folder, tile.id, -1e9) == 4   # not the active one, but it counts on the tiles
+    assert save_operating_point(db, folder, tile.id, -1e9).checked == 4   # not the active one, but it counts on the tiles
     from app.services.project_settings import load_project_settings
     svc.update_settings(replace(svc.settings, folder_thresholds=load_project_settings(db).flags.folder_thresholds))
     tile_detail = svc.detail(rows["tiles/img_000.png"]).prediction

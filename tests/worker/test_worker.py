@@ -196,7 +196,7 @@ def test_new_thresholds_reflag_stored_predictions_without_models(db, tmp_path: P
     submit_prelabel(db, folder_id=folder, families=["classifier", "anomaly"])
     _worker(db, tmp_path).run(once=True)
     calm = FlagSettings(anomaly_threshold=1e9, good_classes=("free", "crack"), min_confidence=0.0)
-    assert reflag_folder(db, folder, calm) == 3
+    assert reflag_folder(db, folder, calm).checked == 3
     images = db.images.query(ImageQuery(folder_id=folder))
     assert not any(im.flagged for im in images) and all(im.priority < 1 for im in images)
     strict = FlagSettings(anomaly_threshold=-1.0, good_classes=("free", "crack"), min_confidence=0.0)
@@ -296,7 +296,7 @@ def test_changed_thresholds_are_saved_and_reflag_every_folder(db, tmp_path: Path
         submit_prelabel(db, folder_id=f, families=["anomaly"])
     _worker(db, tmp_path).run(once=True)
     strict = FlagSettings(anomaly_threshold=-1.0)
-    assert change_flag_settings(db, strict, by="ann") == 4
+    assert change_flag_settings(db, strict, by="ann").checked == 4
     assert load_project_settings(db).flags == strict
     assert all(im.flagged for im in db.images.query(ImageQuery()))
     change_flag_settings(db, FlagSettings(anomaly_threshold=1e9))
