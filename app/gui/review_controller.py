@@ -33,6 +33,7 @@ from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
 from app.services.review import LabelConflict, ReviewError, StorageBusy, set_aside_by_station
 from app.services.review_types import MISSING, ImageDetail, LabelState, StateMove
+from app.services.wording import plural
 
 log = logging.getLogger(__name__)
 # The images whose last save's label is kept against reads that began before it landed: those reads come back within
@@ -670,6 +671,7 @@ class ReviewController(QObject):
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
                      value: str | None = None) -> None:
         edits, moved, no_classifier, unlisted = [], 0, 0, 0
+        what = f"{'class' if decision == 'class' else 'verdict'} → {value}" if value else decision
         withheld: dict[str, int] = {}   # family -> accepted images its out-of-domain answer was left out of
         for image_id, detail, error in rows:
             if detail is None:
@@ -704,33 +706,35 @@ class ReviewController(QObject):
             else:
                 after = before.with_(review_state="corrected", **verdict_changes(value))
             if not after.same_content(before):
-                text = f"{'class' if decision == 'class' else 'verdict'} → {value}" if value else decision
-                edits.append(LabelEdit(self, image_id, before, after, text, decision, follow=False))
-        done = f"Labelled {{}} image(s) {value}" if value else f"{decision.capitalize()}ed {{}} image(s)"
+                edits.append(LabelEdit(self, image_id, before, after, what, decision, follow=False))
         if edits:
-            # A macro (not parent/child commands): the stack owns every command it is pushed.
-            batch = f"{value or decision} {len(edits)} images"
+            # A macro (not parent/child commands): the stack owns every command it is pushed. Its counts are worded
+            # by ``plural`` ("Labelled 1 image(s) anomalous; Ctrl+Z undoes them together.", "Undo anomalous 1 images":
+            # a session-49 audit).
+            images = plural(len(edits), "image")
+            batch = f"{what} on {images}" if value else f"{decision} {images}"
             for edit in edits:
                 edit.told = batch
             self.undo_stack.beginMacro(batch)
             for edit in edits:
                 self.undo_stack.push(edit)
             self.undo_stack.endMacro()
-            text = (done.format(len(edits)) + "; Ctrl+Z undoes them together."
-                    + (f" {moved} changed meanwhile and were left out." if moved else "")
-                    + (f" {no_classifier} left out: the model routing runs no classifier on them."
+            text = ((f"Labelled {images} {value}" if value else f"{decision.capitalize()}ed {images}")
+                    + ("; Ctrl+Z undoes them together." if len(edits) > 1 else "; Ctrl+Z undoes it.")
+                    + (f" {plural(moved, 'image')} changed meanwhile, left out." if moved else "")
+                    + (f" {plural(no_classifier, 'image')} left out: the model routing runs no classifier there."
                        if no_classifier else "")
-                    + (f" {unlisted} kept no class: the classifier's class is not among their classes now "
-                       "(Project ▸ Classes…)." if unlisted else ""))
+                    + (f" {plural(unlisted, 'image')} kept no class: the classifier's class is not among their "
+                       "classes now (Project ▸ Classes…)." if unlisted else ""))
             if withheld:   # what the selection's labels lack stays ahead of the next messages, as A's own note
                 self.note.emit(text + _withheld_many(withheld, len(edits)))
             else:
                 self.message.emit(text)
         else:
             already = f"labelled {value}" if value else f"{decision}ed"
-            self.message.emit(f"{moved} image(s) changed while the selection was read: select and decide again."
-                              if moved else f"No class here: the model routing runs no classifier on the "
-                              f"{no_classifier} selected image(s)." if no_classifier
+            self.message.emit(f"{plural(moved, 'image')} changed while the selection was read: select and decide "
+                              "again." if moved else "No class here: the model routing runs no classifier on the "
+                              f"{plural(no_classifier, 'selected image')}." if no_classifier
                               else f"Nothing to change: the selected images are {already} already.")
         self.reload()
         self.decided_many.emit(len(edits))

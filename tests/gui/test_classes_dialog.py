@@ -195,7 +195,7 @@ def test_a_class_key_on_a_selection_leaves_out_the_images_no_classifier_runs_on(
     ids = [it.image_id for it in win.gallery_model.items()]
     with qtbot.waitSignal(win.review.decided_many, timeout=10000):
         win.review.decide_many(ids, "class", "crazing")
-    assert "No class here: the model routing runs no classifier on the 3 selected image(s)" in \
+    assert "No class here: the model routing runs no classifier on the 3 selected images" in \
         win.statusBar().currentMessage()
     assert all((db.labels.current(i) is None or db.labels.current(i).class_name is None) for i in ids)
     win.close()
@@ -310,5 +310,5 @@ def test_a_class_key_on_a_selection_works_with_an_image_no_classifier_runs_on_sh
     assert all(db.labels.current(i).class_name == "patches" for i in steel)  # the 2nd of the project's classes
     current = db.labels.current(tile)
     assert current is None or current.class_name is None
-    assert "1 left out: the model routing runs no classifier on them" in win.statusBar().currentMessage()
+    assert "1 image left out: the model routing runs no classifier there" in win.statusBar().currentMessage()
     win.close()

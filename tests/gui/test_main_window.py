@@ -778,7 +778,7 @@ def test_a_class_key_on_a_gallery_selection_labels_each_image_as_one_undo_step(s
     wait_saved(win, qtbot)
     assert all(service.item(i).review_state == "corrected" and service.item(i).label_class == name for i in ids)
     assert win.review.image_id == current  # no jumping around
-    assert f"Labelled {len(ids)} image(s) {name}; Ctrl+Z undoes them together" in win.status.currentMessage()
+    assert f"Labelled {len(ids)} images {name}; Ctrl+Z undoes them together" in win.status.currentMessage()
     win.review.undo_stack.undo()
     wait_saved(win, qtbot)
     assert all(service.item(i).review_state == "unreviewed" and service.item(i).label_class is None for i in ids)
@@ -796,10 +796,34 @@ def test_g_on_a_gallery_selection_marks_each_image_normal_as_one_undo_step(servi
     assert all(lb.anomaly_verdict == "normal" and lb.review_state == "corrected" and lb.anomaly_region is None
                for lb in labels.values())
     assert win.review.image_id == current
-    assert f"Labelled {len(ids)} image(s) normal; Ctrl+Z undoes them together" in win.status.currentMessage()
+    assert f"Labelled {len(ids)} images normal; Ctrl+Z undoes them together" in win.status.currentMessage()
     win.review.undo_stack.undo()
     wait_saved(win, qtbot)
     assert all(service.detail(i).label.anomaly_verdict is None for i in ids)
+    win.close()
+
+
+def test_a_bulk_decision_that_changes_one_image_says_one_image(service, db, folder, artifacts, qtbot):
+    """Found by a session-49 audit: D on three selected images, two of them anomalous already, said "Labelled 1
+    image(s) anomalous; Ctrl+Z undoes them together.", and the Edit menu "Undo anomalous 1 images", then "Undone:
+    anomalous 1 images". Now the count's noun follows the count, and the step says what it set."""
+    win, _, ids = _three_selected(service, db, folder, artifacts, qtbot)
+    said: list[str] = []
+    win.status.messageChanged.connect(lambda text: text and said.append(text))
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        win.review.decide_many(ids[:2], "verdict", "anomalous")
+    wait_saved(win, qtbot)
+    assert "Labelled 2 images anomalous; Ctrl+Z undoes them together." in said[-1]
+    assert win.actions["undo"].text().startswith("Undo verdict → anomalous on 2 images")
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        win.review.decide_many(ids[:3], "verdict", "anomalous")
+    wait_saved(win, qtbot)
+    assert "Labelled 1 image anomalous; Ctrl+Z undoes it." in said[-1]
+    assert win.actions["undo"].text().startswith("Undo verdict → anomalous on 1 image")
+    win.actions["undo"].trigger()
+    wait_saved(win, qtbot)
+    assert "Undone: verdict → anomalous on 1 image" in said[-1]
+    assert [service.detail(i).label.anomaly_verdict for i in ids[:3]] == ["anomalous", "anomalous", None]
     win.close()
 
 
