@@ -36,7 +36,7 @@ def main() -> int:
         t = time.perf_counter()
         n = change_flag_settings(db, settings, by="bench")
         times.append(time.perf_counter() - t)
-        print(f"run {k + 1}: {n} of {images} images re-flagged in {times[-1] * 1000:.0f} ms")
+        print(f"run {k + 1}: {n.summary()} of {images} images in the database, in {times[-1] * 1000:.0f} ms")
     print(f"median {statistics.median(times) * 1000:.0f} ms")
     if args.profile:
         import cProfile

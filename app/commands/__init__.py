@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Iterator
 
 from app.cli import CommandError
 
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
     from database import Database
 
 
-def open_database_or_fail(url: str, starts: bool = False) -> "Database":
+def open_database_or_fail(url: str, starts: bool = False, say_new: bool = True) -> "Database":
     """The database a command works on, or ``CommandError`` with the reason (the CLI says it, exit 2). A SQLite file
     that does not exist is refused where ``--db`` names it (``refuse_missing_project``: a mistyped path answered
     "0 classes" or a fresh list of bundled models and left an empty project there, the review of a session-49 fix),
@@ -27,9 +28,39 @@ def open_database_or_fail(url: str, starts: bool = False) -> "Database":
         db = open_database(url)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
-    if new_file is not None:  # a mistyped --db starts a project here: said, not only logged as a migration
+    if new_file is not None and say_new:  # a mistyped --db starts a project here: said, not only logged as a migration
         print(f"a new, empty project database was created at {new_file.resolve()}")
     return db
+
+
+@contextlib.contextmanager
+def project_to_start(url: str) -> "Iterator[Database]":
+    """``open_database_or_fail(url, starts=True)`` for a command that writes a project's list or rules: a SQLite file it
+    made is said once the command succeeds, and removed when the command is refused after all (a name clashing with
+    the bundled classifier's classes, a rule naming a version the project lacks: a new empty project was left behind,
+    the review of a session-49 fix)."""
+    import os
+
+    from database.engine import sqlite_file
+    new_file = sqlite_file(url)
+    new_file = new_file if new_file is not None and not new_file.exists() else None
+    new_folders = [] if new_file is None else [f for f in new_file.parents if not f.exists()]  # made for it, inner first
+    db = open_database_or_fail(url, starts=True, say_new=False)
+    try:
+        yield db
+    except BaseException:
+        if new_file is not None:
+            db.close()
+            for leftover in (new_file, new_file.with_name(new_file.name + "-wal"),
+                             new_file.with_name(new_file.name + "-shm"), new_file.with_name(new_file.name + "-journal")):
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
+            for folder in new_folders:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()   # only when empty
+        raise
+    if new_file is not None:
+        print(f"a new, empty project database was created at {new_file.resolve()}")
 
 
 def refuse_missing_project(url: str) -> None:

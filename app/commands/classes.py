@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.cli import CommandError
-from app.commands import open_database_or_fail
+from app.commands import open_database_or_fail, project_to_start
 
 if TYPE_CHECKING:
     from app.services.project_classes import ClassList
+    from database import Database
 
 
 def _show(listing: "ClassList") -> None:
@@ -37,26 +38,32 @@ def run(args: argparse.Namespace) -> int:
             pc.validate(args.names)
     except pc.ClassListError as exc:
         raise CommandError(str(exc)) from None
-    db = open_database_or_fail(args.db, starts=verb in ("add", "set"))
-    try:
-        from app.services.model_catalog import ensure_bundled
-        ensure_bundled(db)   # the bundled classifier's classes are the list until the project saves its own (README)
-        listed: list[str] = []
-        before = pc.read(db)
-        if verb == "list":
-            after = before
-        elif verb == "add":
-            after = pc.add(db, args.names)
-            listed = [n for n in pc.validate(args.names) if n in before.names]
-        elif verb == "remove":
-            after = pc.remove(db, args.names)
-        else:
-            after = pc.save(db, args.names)
-        dropped = before.dropped_in_use(after.names) if verb != "list" else {}
-    except (pc.ClassListError, DatabaseError) as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        db.close()
+    def edit(db: "Database") -> tuple[Any, list[str], dict[str, int]]:
+        try:
+            from app.services.model_catalog import ensure_bundled
+            ensure_bundled(db)   # the bundled classifier's classes are the list until the project saves its own
+            listed: list[str] = []
+            before = pc.read(db)
+            if verb == "list":
+                after = before
+            elif verb == "add":
+                after = pc.add(db, args.names)
+                listed = [n for n in pc.validate(args.names) if n in before.names]
+            elif verb == "remove":
+                after = pc.remove(db, args.names)
+            else:
+                after = pc.save(db, args.names)
+            return after, listed, before.dropped_in_use(after.names) if verb != "list" else {}
+        except (pc.ClassListError, DatabaseError) as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            db.close()
+
+    if verb in ("add", "set"):   # a list written starts a project; refused after all, it leaves none behind
+        with project_to_start(args.db) as db:
+            after, listed, dropped = edit(db)
+    else:
+        after, listed, dropped = edit(open_database_or_fail(args.db))
     _show(after)
     for name in listed:
         print(f"note: {name!r} is on the list already")

@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 
 from app.cli import CommandError
-from app.commands import open_database_or_fail
+from app.commands import open_database_or_fail, project_to_start
 
 
 def _show(routing) -> None:
@@ -47,7 +47,17 @@ def run(args: argparse.Namespace) -> int:
             rules = load_routing(path)
         except (ValueError, OSError) as exc:
             raise CommandError(str(exc)) from None
-    db = open_database_or_fail(args.db, starts=args.routing_command == "set")
+        with project_to_start(args.db) as db:   # rules written start a project; refused after all, none is left
+            try:
+                changed = save_routing(db, rules)
+            except (ValueError, DatabaseError) as exc:  # a rule naming a version the project lacks (RoutingError)
+                raise CommandError(str(exc)) from None
+            finally:
+                db.close()
+        _show(rules)
+        print(f"saved: they apply to the next pre-label job; {changed} answer(s) re-marked as the ones that count")
+        return 0
+    db = open_database_or_fail(args.db)
     try:
         current = load_project_settings(db).routing
         if args.routing_command == "show":
@@ -55,12 +65,6 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(current.to_dict(), indent=2))
             else:
                 _show(current)
-            return 0
-        if args.routing_command == "set":
-            new = rules
-            changed = save_routing(db, new)
-            _show(new)
-            print(f"saved: they apply to the next pre-label job; {changed} answer(s) re-marked as the ones that count")
             return 0
         folder = resolve_folder(db, args.folder)
         if folder is None:

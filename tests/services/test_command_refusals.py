@@ -83,7 +83,11 @@ def test_a_refused_class_or_routing_edit_and_a_mistyped_environment_database_lea
     typo = tmp_path / "typo" / "station.sqlite"
     url = f"sqlite:///{typo.as_posix()}"
     (tmp_path / "bad.json").write_text("not json")
-    for argv in (["classes", "remove", "crack"], ["classes", "add", "a/b"], ["routing", "set", str(tmp_path / "bad.json")]):
+    (tmp_path / "named.json").write_text('{"rules": [{"pattern": "a/*", "families": ["classifier"], '
+                                         '"versions": {"classifier": "nope-v9"}}]}')
+    for argv in (["classes", "remove", "crack"], ["classes", "add", "a/b"], ["routing", "set", str(tmp_path / "bad.json")],
+                 ["classes", "add", "Crazing"],   # the bundled classifier's "crazing": refused once the list is read
+                 ["routing", "set", str(tmp_path / "named.json")]):   # a version the new project lacks
         assert main([*argv, "--db", url]) == 2, argv
         capsys.readouterr()
     monkeypatch.setenv("INSPECTION_STATION_DB", url)
