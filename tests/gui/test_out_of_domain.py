@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.services.flags import OUT_OF_DOMAIN
+from app.services.wording import plural
 from database.dto import ImageQuery, PredictionIn
 from tests.gui.conftest import open_window, wait_shown
 from tests.gui.fixtures import seed_predictions
@@ -172,7 +173,7 @@ def test_accept_on_a_selection_says_how_many_withheld_answers_it_left_out(servic
             press(qtbot, win, Qt.Key.Key_A)
         wait_saved(win, qtbot)
         text = win.statusBar().currentMessage()
-        assert f"Accepted {n} image(s)" in text, text
+        assert f"Accepted {plural(n, 'image')}" in text, text
         assert f"Not taken, out of its model's domain: the segmenter's answer on 2 of the {n};" in text, text
         assert "give those yourself" in text and win.statusBar().toolTip() == text   # the whole of it, on hover
         assert all(service.detail(i).label.mask is None for i in far)
@@ -191,7 +192,7 @@ def test_accept_on_a_selection_says_how_many_withheld_answers_it_left_out(servic
         with qtbot.waitSignal(win.review.decided_many, timeout=10000):
             press(qtbot, win, Qt.Key.Key_A)
         wait_saved(win, qtbot)
-        assert any(s.startswith(f"Accepted {len(inside)} image(s)") for s in said), said
+        assert any(s.startswith(f"Accepted {plural(len(inside), 'image')}") for s in said), said
         assert not any("out of its model's domain" in s for s in said), said
     finally:
         win.close()
