@@ -38,6 +38,7 @@ from app.gui.style import icon
 from app.gui.text_fit import ElidedLabel
 from app.services.job_pace import JobPace, PaceTracker
 from app.services.review_jobs import folder_scope
+from app.services.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,7 @@ class JobsController(QObject):
         def done(n: int) -> None:
             if n:
                 self._follow(job_id)
-                self.window._say(f"Job #{job_id}: {n} failed image(s) queued again.")
+                self.window._say(f"Job #{job_id}: {plural(n, 'failed image')} queued again.")
             self.poller.poll()
         self.calls.call(lambda: self.jobs.retry_failed(job_id), done,
                         lambda text: self.failed.emit(f"Cannot retry job {job_id}: {text}"))

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QLabel, QStatusBar
 
 from app.gui.style import STATE_COLORS
 from app.services.review_types import REVIEW_STATES
+from app.services.wording import plural
 
 
 class StationStatusBar(QStatusBar):
@@ -57,7 +58,7 @@ class StationStatusBar(QStatusBar):
         self.counts.setText("  ".join(parts) + f"  · {total} images{pct}")
 
     def set_pending(self, n: int) -> None:
-        self.pending.setText(f"<b style='color:#d14343'>⚠ {n} label(s) not saved yet — retrying</b>" if n else "")
+        self.pending.setText(f"<b style='color:#d14343'>⚠ {plural(n, 'label')} not saved yet — retrying</b>" if n else "")
         if not n:
             self.pending.setToolTip("")
 

@@ -433,3 +433,14 @@ def test_tab_leaves_the_help_table(window, qtbot):
     qtbot.addWidget(dlg)
     dlg.open()   # modal, as Help runs it: the window's own Tab (next target) does not act behind it
     assert tab_leaves(qtbot, dlg.table)
+
+
+def test_the_waiting_labels_line_words_its_count(qtbot):
+    """A session-49 audit: "⚠ 1 label(s) not saved yet" where the count is known."""
+    from app.gui.status_bar import StationStatusBar
+    bar = StationStatusBar()
+    qtbot.addWidget(bar)
+    bar.set_pending(1)
+    assert "1 label not saved yet" in bar.pending.text()
+    bar.set_pending(3)
+    assert "3 labels not saved yet" in bar.pending.text()
