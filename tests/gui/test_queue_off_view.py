@@ -151,21 +151,28 @@ def _slow_read(service, monkeypatch, image_id: int, seconds: float, fail: bool =
     return real
 
 
-def test_keys_waiting_for_an_images_read_land_on_it_when_an_empty_folder_is_opened(window, service, tmp_path, qtbot,
-                                                                                    monkeypatch):
-    """The empty folder's view clears the screen (a session-49 audit), but not before the keys pressed for the image
-    being read (a slow database) are applied to it, as when moving on to another image: D is not lost."""
-    win = window
+def _d_waiting_then_empty_folder(win, service, qtbot, monkeypatch, tmp_path, seconds: float, fail: bool = False):
+    """J, then D waiting for the second image's slow read (``_slow_read``), then the empty line_b opened. Returns the
+    second image's id and the read without the wait."""
     ids = [it.image_id for it in win.gallery_model.items()]
-    real = _slow_read(service, monkeypatch, ids[1], 1.5)
+    real = _slow_read(service, monkeypatch, ids[1], seconds, fail=fail)
     press(qtbot, win, Qt.Key.Key_J)
     press(qtbot, win, Qt.Key.Key_D)    # waits for the second image's read
     assert win.review._deferred
     (tmp_path / "line_b").mkdir()
     win.open_folder(str(tmp_path / "line_b"))
+    return ids[1], real
+
+
+def test_keys_waiting_for_an_images_read_land_on_it_when_an_empty_folder_is_opened(window, service, tmp_path, qtbot,
+                                                                                    monkeypatch):
+    """The empty folder's view clears the screen (a session-49 audit), but not before the keys pressed for the image
+    being read (a slow database) are applied to it, as when moving on to another image: D is not lost."""
+    win = window
+    second, real = _d_waiting_then_empty_folder(win, service, qtbot, monkeypatch, tmp_path, 1.5)
     qtbot.waitUntil(lambda: win.review.image_id is None, timeout=10000)
     wait_saved(win, qtbot)
-    assert real(ids[1]).label.anomaly_verdict == "anomalous"
+    assert real(second).label.anomaly_verdict == "anomalous"
     assert win.viewer_ctl._shown_id is None and not win.actions["verdict_anomalous"].isEnabled()
 
 
@@ -177,13 +184,7 @@ def test_a_folder_opened_while_keys_wait_keeps_its_image_when_they_land(window, 
     opened once D has landed on the image it was pressed for."""
     from tests.gui.fixtures import make_folder
     win = window
-    ids = [it.image_id for it in win.gallery_model.items()]
-    real = _slow_read(service, monkeypatch, ids[1], 2.0)
-    press(qtbot, win, Qt.Key.Key_J)
-    press(qtbot, win, Qt.Key.Key_D)          # waits for the second image's read
-    assert win.review._deferred
-    (tmp_path / "line_b").mkdir()
-    win.open_folder(str(tmp_path / "line_b"))
+    second, real = _d_waiting_then_empty_folder(win, service, qtbot, monkeypatch, tmp_path, 2.0)
     wait_listed(win, qtbot)
     win.open_folder(str(make_folder(tmp_path / "line_c", n=3)))
     wait_listed(win, qtbot)
@@ -193,7 +194,7 @@ def test_a_folder_opened_while_keys_wait_keeps_its_image_when_they_land(window, 
     wait_shown(win, qtbot, chosen)
     assert win.review.image_id == chosen and win.actions["accept"].isEnabled()
     wait_saved(win, qtbot)
-    assert real(ids[1]).label.anomaly_verdict == "anomalous"
+    assert real(second).label.anomaly_verdict == "anomalous"
 
 
 def test_an_empty_folder_is_cleared_when_the_read_the_keys_waited_for_fails(window, service, tmp_path, qtbot,
@@ -204,13 +205,7 @@ def test_an_empty_folder_is_cleared_when_the_read_the_keys_waited_for_fails(wind
     win = window
     said: list[str] = []
     win.review.intent_lost.connect(said.append)
-    ids = [it.image_id for it in win.gallery_model.items()]
-    _slow_read(service, monkeypatch, ids[1], 1.0, fail=True)
-    press(qtbot, win, Qt.Key.Key_J)
-    press(qtbot, win, Qt.Key.Key_D)
-    assert win.review._deferred
-    (tmp_path / "line_b").mkdir()
-    win.open_folder(str(tmp_path / "line_b"))
+    _d_waiting_then_empty_folder(win, service, qtbot, monkeypatch, tmp_path, 1.0, fail=True)
     wait_listed(win, qtbot)
     qtbot.waitUntil(lambda: not win.review._deferred, timeout=10000)
     assert win.review.image_id is None and win.viewer_ctl._shown_id is None

@@ -17,14 +17,20 @@ def _move(viewer: ImageViewer, scene: QPointF) -> None:
                                       Qt.KeyboardModifier.NoModifier))
 
 
+def _shown_viewer(qtbot, width: int, height: int) -> ImageViewer:
+    """A viewer of that size, shown (a fit reads the viewport's size)."""
+    v = ImageViewer()
+    qtbot.addWidget(v)
+    v.resize(width, height)
+    v.show()
+    return v
+
+
 def test_the_cursor_past_the_last_column_or_row_reads_nothing_and_raises_nothing(qtbot) -> None:
     """Found by a session-44 probe: at 1:1 the viewport pixel past a 50 x 30 image's right edge mapped to x = 50.0,
     which the image rectangle counts as inside; the readout indexed column 50 and raised IndexError on every move
     there (the move then dropped for pan and brush)."""
-    v = ImageViewer()
-    qtbot.addWidget(v)
-    v.resize(400, 300)
-    v.show()
+    v = _shown_viewer(qtbot, 400, 300)
     v.show_image(np.zeros((30, 50, 3), np.uint8))
     v.one_to_one()
     said: list[str] = []
@@ -39,10 +45,7 @@ def test_the_cursor_past_the_last_column_or_row_reads_nothing_and_raises_nothing
 def test_zoom_in_never_shrinks_and_zoom_out_never_grows(qtbot) -> None:
     """Found by a session-44 probe: an 8 x 6 image fitted at 99x went to 64x on zoom in; a 60000 x 40 one fitted at
     0.013x went to 0.02x on zoom out."""
-    v = ImageViewer()
-    qtbot.addWidget(v)
-    v.resize(800, 600)
-    v.show()
+    v = _shown_viewer(qtbot, 800, 600)
     for shape in ((6, 8, 3), (40, 60000, 3)):
         v.show_image(np.full(shape, 128, np.uint8))
         qtbot.wait(20)
@@ -110,10 +113,7 @@ def test_a_strip_far_longer_than_wide_is_fitted_visible_and_scrolled_along(qtbot
     masks too) and nothing said. Its short side is now shown 32 pixels across, from its start; an ordinary image is
     fitted whole as before."""
     from app.gui.viewer import FIT_MIN_SIDE_PX
-    v = ImageViewer()
-    qtbot.addWidget(v)
-    v.resize(600, 400)
-    v.show()
+    v = _shown_viewer(qtbot, 600, 400)
     for shape in ((3, 4000, 3), (4000, 3, 3)):
         v.show_image(np.full(shape, 200, np.uint8))
         qtbot.wait(20)
