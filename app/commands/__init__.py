@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from app.cli import CommandError
 
 if TYPE_CHECKING:
     from database import Database
+
+
+def _new_sqlite_file(url: str) -> "Path | None":
+    """The SQLite file ``url`` names where it is not there yet (opening it makes it), else None."""
+    from database.engine import sqlite_file
+    file = sqlite_file(url)
+    return file if file is not None and not file.exists() else None
 
 
 def open_database_or_fail(url: str, starts: bool = False, say_new: bool = True) -> "Database":
@@ -19,11 +27,9 @@ def open_database_or_fail(url: str, starts: bool = False, say_new: bool = True) 
     own database in its data folder is made as a fresh station makes it. A new file is said."""
     from app.paths import station_database_url
     from database import DatabaseError, open_database
-    from database.engine import sqlite_file
     if url != station_database_url() and not starts:   # INSPECTION_STATION_DB is named as --db is
         refuse_missing_project(url)
-    new_file = sqlite_file(url)
-    new_file = new_file if new_file is not None and not new_file.exists() else None
+    new_file = _new_sqlite_file(url)
     try:
         db = open_database(url)
     except DatabaseError as exc:
@@ -41,9 +47,7 @@ def project_to_start(url: str) -> "Iterator[Database]":
     the review of a session-49 fix)."""
     import os
 
-    from database.engine import sqlite_file
-    new_file = sqlite_file(url)
-    new_file = new_file if new_file is not None and not new_file.exists() else None
+    new_file = _new_sqlite_file(url)
     new_folders = [] if new_file is None else [f for f in new_file.parents if not f.exists()]  # made for it, inner first
     db = open_database_or_fail(url, starts=True, say_new=False)
     try:

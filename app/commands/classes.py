@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     verb = args.classes_command
     try:   # names that cannot be on a list are refused before any database is opened (or made)
-        if verb in ("add", "set"):
-            pc.validate(args.names)
+        named = pc.validate(args.names) if verb in ("add", "set") else ()
     except pc.ClassListError as exc:
         raise CommandError(str(exc)) from None
     def edit(db: "Database") -> tuple[Any, list[str], dict[str, int]]:
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                 after = before
             elif verb == "add":
                 after = pc.add(db, args.names)
-                listed = [n for n in pc.validate(args.names) if n in before.names]
+                listed = [n for n in named if n in before.names]
             elif verb == "remove":
                 after = pc.remove(db, args.names)
             else:

@@ -9,10 +9,13 @@ from PySide6.QtWidgets import QDialog, QWidget
 D = TypeVar("D", bound=QDialog)
 
 
-def run_modal(dlg: QDialog, answered: Callable[[int], None]) -> None:
-    """Run ``dlg`` modally, hand its answer to ``answered``, then free it (also when ``answered`` raises)."""
+def run_modal(dlg: QDialog, answered: Callable[[int], None] | None = None) -> None:
+    """Run ``dlg`` modally, hand its answer to ``answered`` (where given), then free it (also when ``answered``
+    raises)."""
     try:
-        answered(dlg.exec())
+        answer = dlg.exec()
+        if answered is not None:
+            answered(answer)
     finally:
         dlg.deleteLater()
 

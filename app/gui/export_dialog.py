@@ -285,4 +285,4 @@ def install(window) -> None:
     if window.ctx.export_db is None:
         window.actions["export"].setEnabled(False)
         return
-    window.actions["export"].triggered.connect(lambda: run_modal(open_export_dialog(window), lambda _answer: None))
+    window.actions["export"].triggered.connect(lambda: run_modal(open_export_dialog(window)))

@@ -390,5 +390,4 @@ def install(window) -> None:
     if window.ctx.export_db is None:
         window.actions["import_labels"].setEnabled(False)
         return
-    window.actions["import_labels"].triggered.connect(lambda: run_modal(open_import_dialog(window),
-                                                                          lambda _answer: None))
+    window.actions["import_labels"].triggered.connect(lambda: run_modal(open_import_dialog(window)))

@@ -265,6 +265,16 @@ class LabelPanel(QWidget):
         if 0 <= index < len(self._classes):
             self.class_chosen.emit(self._classes[index])
 
+    def _clear_prediction(self, class_text: str) -> None:
+        """No answer to show: the class line says ``class_text``, the rest is emptied."""
+        self.pred_class.setText(class_text)
+        for answer, empty in ((self.pred_class, None), (self.pred_scores, ""), (self.pred_targets, "—"),
+                              (self.pred_anomaly, "—")):
+            if empty is not None:
+                answer.setText(empty)
+            answer.setToolTip("")
+        self.anomaly_bar.setValue(0)
+
     def show_detail(self, detail: ImageDetail | None) -> None:
         shown = detail.item.image_id if detail is not None else None
         if shown != self._history_of:
@@ -279,11 +289,9 @@ class LabelPanel(QWidget):
             self.state.setText("")
             self.region_info.setText("")
             self._flag_of = None        # a late F answer of the image left must not write on the cleared panel
-            for answer, empty in ((self.pred_class, "—"), (self.pred_scores, ""), (self.pred_targets, "—"),
-                                  (self.pred_anomaly, "—"), (self.pred_models, "")):
-                answer.setText(empty)
-                answer.setToolTip("")
-            self.anomaly_bar.setValue(0)
+            self._clear_prediction("—")
+            self.pred_models.setText("")
+            self.pred_models.setToolTip("")
             self.objects.clear()
             self.objects_box.setTitle("Objects")
             self._selected_object, self._object_count, self._image_class = None, 0, None
@@ -308,15 +316,9 @@ class LabelPanel(QWidget):
         p = detail.prediction
         if p is None:
             failed = detail.prelabel_error
-            self.pred_class.setText(f"<span style='color:#d14343'>pre-labelling failed: {escape(failed)}</span>"
-                                    if failed else "not pre-labelled yet")
+            self._clear_prediction(f"<span style='color:#d14343'>pre-labelling failed: {escape(failed)}</span>"
+                                   if failed else "not pre-labelled yet")
             self.pred_class.setToolTip(failed or "")
-            self.pred_targets.setToolTip("")
-            self.pred_anomaly.setToolTip("")
-            self.pred_scores.setText("")
-            self.pred_targets.setText("—")
-            self.pred_anomaly.setText("—")
-            self.anomaly_bar.setValue(0)
             self._models_line, self._flag_reasons, self._flag_of = "", (), it.image_id  # F says so here too
             self.show_flag(it)
             return

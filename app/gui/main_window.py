@@ -259,7 +259,7 @@ class MainWindow(QMainWindow):
         self.viewer_ctl.withheld.connect(self.layer_panel.set_withheld)
         wire_objects(r, v, self.label_panel, a)
         a["open_folder"].triggered.connect(self.choose_folder)
-        a["help_shortcuts"].triggered.connect(lambda: run_modal(ShortcutsDialog(self), lambda _answer: None))
+        a["help_shortcuts"].triggered.connect(lambda: run_modal(ShortcutsDialog(self)))
         a["quit"].triggered.connect(self.close)
 
     def _decide(self, decision, name: str) -> None:

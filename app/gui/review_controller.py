@@ -558,12 +558,11 @@ class ReviewController(QObject):
             known = self.service.cached_classes()
             # never read yet (the window's first moments, before its folder's facts): read here, as before
             project = known if known is not None else self.service.classes()
-        classes = list(shown) if shown is not None else project
-        if not classes and many:
-            # the image on screen runs no classifier, the selected ones may: the key refused them all with "no class
-            # here" (a session-47 audit); they get the project's class, those without a classifier left out and said
-            classes = project
-        if 0 <= index < len(classes) and len(selection) > 1 and self.objects.current() is None:
+        # an empty ``shown`` with several selected: the image on screen runs no classifier, the selected ones may (the
+        # key refused them all with "no class here", a session-47 audit); they get the project's class, those without
+        # a classifier left out and said
+        classes = list(shown) if shown else project
+        if 0 <= index < len(classes) and many:
             self.decide_many(list(selection), "class", classes[index])
         elif 0 <= index < len(classes):
             self.set_class(classes[index])

@@ -80,3 +80,22 @@ def owner_gone(tag: str) -> bool | None:
     if len(parts) != 2 or not parts[1].isdigit() or parts[0] != socket.gethostname():
         return None
     return not pid_alive(int(parts[1]))
+
+
+def abandoned(folder: Path, owner_file: str, stale_s: float) -> bool:
+    """Whether ``folder``, left by a run that names itself in ``folder/owner_file`` (``owner_tag``), belongs to no
+    living run: its owner was a process of this machine that has ended, or it has no owner file (an older version's)
+    and was untouched for ``stale_s``. Another machine's, and a living run's, are never abandoned. The one rule of the
+    export's and the retraining's sweeps of what killed runs left."""
+    import time
+    try:
+        owner = (folder / owner_file).read_text(encoding="utf-8")
+    except OSError:
+        owner = ""
+    gone = owner_gone(owner)
+    if gone is not None:
+        return gone
+    try:
+        return not owner.strip() and time.time() - folder.stat().st_mtime >= stale_s
+    except OSError:
+        return False

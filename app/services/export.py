@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -405,21 +404,12 @@ def sweep_dead_partials(out: Path) -> list[Path]:
     copies stayed for good, and their space then refused the next export as "the destination is full" without a
     word about them (a session-49 audit). A living export's folder, another machine's and one with no owner file
     younger than ``STALE_PARTIAL_S`` are left alone. Returns what was removed."""
-    from app.services.child_command import owner_gone
+    from app.services.child_command import abandoned
     removed = []
     for partial in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
         if not partial.is_dir() or partial.is_symlink():
             continue
-        try:
-            owner = (partial / PARTIAL_OWNER).read_text(encoding="utf-8")
-        except OSError:
-            owner = ""
-        gone = owner_gone(owner)
-        try:
-            old_enough = time.time() - partial.stat().st_mtime >= STALE_PARTIAL_S
-        except OSError:
-            continue
-        if gone or (gone is None and not owner.strip() and old_enough):
+        if abandoned(partial, PARTIAL_OWNER, STALE_PARTIAL_S):
             shutil.rmtree(partial, ignore_errors=True)
             removed.append(partial)
     if removed:

@@ -15,7 +15,6 @@ import logging
 import math
 import shlex
 import shutil
-import time
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -896,19 +895,14 @@ def sweep_dead_work(root: Path, registered: Callable[[str], bool]) -> list[str]:
     model folder where no version of that name is registered (``registered(name)``). A ``kill -9``, a crash or a
     power loss left them for good, each run named anew (a session-48 probe: 91 files, 2 MB, per killed run).
     Returns what was removed."""
-    from app.services.child_command import owner_gone
+    from app.services.child_command import abandoned
     removed = list[str]()
     try:
         found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(".") and p.name.endswith(".work")]
     except OSError:
         return removed
     for work in found:
-        try:
-            owner = (work / WORK_OWNER).read_text(encoding="utf-8")
-        except OSError:
-            owner = ""
-        gone = owner_gone(owner)
-        if gone is False or (gone is None and (owner.strip() or time.time() - work.stat().st_mtime < STALE_WORK_S)):
+        if not abandoned(work, WORK_OWNER, STALE_WORK_S):
             continue   # one still running, another machine's run (not known here), or an ownerless one not yet old
         name = work.name[1:-len(".work")]
         safe_remove_tree(work)
