@@ -191,6 +191,7 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         a, r, q, v = self.actions, self.review, self.queue, self.viewer
         self.queue_panel.filter_changed.connect(q.set_filter)
+        self.queue_panel.search_left.connect(self.gallery.setFocus)
         q.current_changed.connect(r.open_image)
         q.saves_answered = r.writes_idle
         q.counts_changed.connect(self.status.set_counts)
@@ -371,9 +372,6 @@ class MainWindow(QMainWindow):
         self.folder_ctl.close()
         self.viewer_ctl.loader.close()
         event.accept()
-
-    def focus_gallery_soon(self) -> None:
-        QTimer.singleShot(0, self.gallery.setFocus)
 
 
 def action_of(window: MainWindow, key: str) -> QAction:

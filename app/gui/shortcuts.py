@@ -122,4 +122,5 @@ def as_markdown() -> str:
 GALLERY_KEYS_TEXT = (
     "The list's own keys also move through the queue: arrows, `Home` / `End`, `PageUp` / `PageDown`; the image moved to\n"
     "opens as with `J` / `K` (a row whose page is not read yet opens once it is), and `Shift` / `Ctrl` with a click or an\n"
-    "arrow choose several images for one decision.")
+    "arrow choose several images for one decision. In the search field (`Ctrl+F`), `Enter`, `Esc` or the down arrow\n"
+    "gives the keys back to the queue; the search stays.")

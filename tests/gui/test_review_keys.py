@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtWidgets import QApplication
 
 from tests.gui.conftest import HeldDetails, build_window, wait_saved, wait_shown
 from tests.gui.fixtures import CLASSES
@@ -413,6 +414,9 @@ def test_editing_keys_typed_in_the_search_box_stay_there(service, db, folder, ar
     win.statusBar().clearMessage()
     qtbot.keyClick(search, Qt.Key.Key_Escape)
     assert win.viewer.tool == "brush"
+    qtbot.waitUntil(win.gallery.hasFocus)   # Escape hands the keys back to the queue (session 50), the text kept
+    assert search.text() == "part_0 abc"
+    search.setFocus()
     qtbot.keyClick(search, Qt.Key.Key_Backspace, Qt.KeyboardModifier.ControlModifier)
     qtbot.wait(200)
     wait_saved(win, qtbot)
@@ -420,4 +424,24 @@ def test_editing_keys_typed_in_the_search_box_stay_there(service, db, folder, ar
     assert search.text() == "part_0 "
     qtbot.keyClick(search, Qt.Key.Key_Tab)
     assert not win.statusBar().currentMessage().startswith("Target")
+    win.close()
+
+
+def test_enter_in_the_search_box_hands_the_review_keys_back_to_the_queue(service, db, folder, artifacts, qtbot):
+    """Seen under Xvfb in session 50: after a search and Return the field kept the keyboard, so the J an inspector
+    pressed next was typed into it ("Misc" became "Miscj", a search for nothing that emptied the queue). Enter now
+    applies the search at once and gives the keys back to the queue: J moves to the next result."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    search = win.queue_panel.search
+    win.activateWindow()
+    search.setFocus()
+    qtbot.waitUntil(search.hasFocus)
+    qtbot.keyClicks(search, "part_")
+    qtbot.keyClick(search, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: win.gallery.hasFocus() and not win.queue.reading(), timeout=10000)
+    assert win.queue.filter.text == "part_"      # applied at once, not after the debounce
+    first = win.review.image_id
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_J)
+    qtbot.waitUntil(lambda: win.review.image_id != first, timeout=10000)
+    assert search.text() == "part_"
     win.close()
