@@ -307,11 +307,11 @@ def submit_prelabel(db: "Database", *, folder_id: int | None = None, image_ids: 
     else:
         ids = list(dict.fromkeys(image_ids or ()))
     if only_missing and ids:
-        answered = {f: db.predictions.image_ids_with(v.id) for f, v in versions.items()}
-        ids = [i for i in ids if not all(i in answered[f] for f in versions)]
+        lacks = _lacking(db, ids, versions, {})
+        ids = [i for i in ids if i in lacks]
         # only the families some of these images lack: pre-labelling a folder again after a new classifier version
         # ran the tile anomaly model over every image a second time, rewriting its answers (a session-48 audit)
-        lacking = [f for f in families if any(i not in answered[f] for i in ids)]
+        lacking = [f for f in families if any(f in lack for lack in lacks.values())]
         if lacking:
             families, versions = lacking, {f: versions[f] for f in lacking}
     if skip_empty and not ids:
@@ -352,21 +352,34 @@ def chosen_versions(db: "Database", families: Sequence[str], named: Mapping[str,
     return {f: versions[f] for f in families}
 
 
+def _lacking(db: "Database", ids: Sequence[int], versions: Mapping[str, ModelVersionInfo],
+             answered: dict[int, set[int]]) -> dict[int, tuple[str, ...]]:
+    """image id -> the families whose chosen version has not answered it, in ``versions``' order; images lacking none
+    are left out. The one rule of what an image still needs, for a single job (``submit_prelabel``) and for a routed
+    request's jobs (``_by_what_they_lack``). ``answered`` (version id -> the images it answered) is filled as read and
+    kept by the caller: a routed request's groups share versions, each read once per request, not once per group."""
+    for version in versions.values():
+        if version.id not in answered:
+            answered[version.id] = db.predictions.image_ids_with(version.id)
+    out: dict[int, tuple[str, ...]] = {}
+    for i in ids:
+        if lack := tuple(f for f, v in versions.items() if i not in answered[v.id]):
+            out[i] = lack
+    return out
+
+
 def _by_what_they_lack(db: "Database", ids: Sequence[int], families: Sequence[str], named: Mapping[str, int],
-                       kw: Mapping[str, Any]) -> list[tuple[list[str], list[int]]]:
+                       kw: Mapping[str, Any], answered: dict[int, set[int]]) -> list[tuple[list[str], list[int]]]:
     """``ids`` grouped by the families whose answers each lacks (those with every answer left out): a job runs each
     of its families on each of its images, so a folder of new images and images lacking only a new classifier's
     answers ran the anomaly model again on the latter (a session-48 audit). As given where every answer is asked for
-    again (``only_missing`` False)."""
+    again (``only_missing`` False). ``answered``: see ``_lacking``."""
     if not kw.get("only_missing", True):
         return [(list(families), list(ids))]
     versions = chosen_versions(db, families, named, kw.get("model_dirs"))
-    answered = {f: db.predictions.image_ids_with(v.id) for f, v in versions.items()}
     groups: dict[tuple[str, ...], list[int]] = {}
-    for i in ids:
-        lack = tuple(f for f in families if i not in answered[f])
-        if lack:
-            groups.setdefault(lack, []).append(i)
+    for i, lack in _lacking(db, ids, versions, answered).items():
+        groups.setdefault(lack, []).append(i)
     return [(list(lack), members) for lack, members in groups.items()] or [(list(families), [])]
 
 
@@ -407,15 +420,6 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
             routing = load_project_settings(db).routing
         except ValueError as exc:
             raise PrelabelError(str(exc)) from None
-    if not routing.rules:
-        if folder_id is not None and db.folders.get(folder_id) is None:
-            raise PrelabelError(f"folder {folder_id} is not indexed")
-        ids = [im.id for im in db.images.query(ImageQuery(folder_id=folder_id, sort="id"))] \
-            if folder_id is not None else list(dict.fromkeys(image_ids or ()))
-        # each group lacks exactly its families: not sought again (``only_missing`` off for the call)
-        jobs = [submit_prelabel(db, image_ids=part, families=lack, **{**kw, "only_missing": False})
-                for lack, part in _by_what_they_lack(db, ids, families, {}, kw)]
-        return [j for j in jobs if j is not None]
     if folder_id is not None:
         if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
@@ -424,15 +428,17 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
         images = db.images.get_many(list(dict.fromkeys(image_ids or ())))
     names = {f.id: f.name for f in db.folders.list()}
     groups = group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images),
-                               routing, families)
+                               routing, families)   # no rules: one group, every family asked for
     try:
         resolved = resolve_named(db, routing)
     except RoutingError as exc:
         raise PrelabelError(str(exc)) from None
+    answered: dict[int, set[int]] = {}
     queued: list[int] = []
     for (fams, named), ids in groups.items():
         ids_named = {f: resolved[(f, n)].id for f, n in named}
-        for lack, part in _by_what_they_lack(db, ids, fams, ids_named, kw):
+        # each part lacks exactly its families: not sought again (``only_missing`` off for the call)
+        for lack, part in _by_what_they_lack(db, ids, fams, ids_named, kw, answered):
             job = submit_prelabel(db, image_ids=part, families=lack,
                                   named={f: v for f, v in ids_named.items() if f in lack},
                                   **{**kw, "only_missing": False})
