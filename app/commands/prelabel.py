@@ -11,10 +11,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from app.cli import FAMILIES, CommandError
 from app.commands import open_database_or_fail
+
+if TYPE_CHECKING:
+    from database.dto import ImageInfo
 
 
 def _families(text: str) -> list[str]:
@@ -26,21 +29,12 @@ def _families(text: str) -> list[str]:
     return chosen
 
 
-def routed_images(db, folder_id: int, images: dict[int, str], families: list[str]) -> dict[str, list[int]]:
-    """Per family asked for (in the catalogue's order): the folder's images the project's routing gives it now."""
-    from app.services.project_settings import load_project_settings
+def routed_images(db, images: Sequence[ImageInfo], families: list[str]) -> dict[str, list[int]]:
+    """Per family asked for (in the catalogue's order): the images the project's routing gives it now."""
+    from app.services.prelabel import routed_groups
 
-    try:
-        routing = load_project_settings(db).routing
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    from app.services.routing import group_by_families
-
-    folder = db.folders.get(folder_id)
-    name = folder.name if folder is not None else ""
     out: dict[str, list[int]] = {f: [] for f in FAMILIES if f in families}
-    for (fams, _named), ids in group_by_families(((i, rel, name) for i, rel in images.items()), routing,
-                                                 families).items():
+    for (fams, _named), ids in routed_groups(db, images, families).items():
         for family in fams:
             out[family].extend(ids)
     return out
@@ -146,15 +140,12 @@ def run(args: argparse.Namespace) -> int:
         for open_job in taken:
             print(f"taking up job {open_job.id} ({', '.join(open_job.params.get('families', ()))}), still open from an "
                   "earlier run", file=sys.stderr)
-        try:
-            # no job when every image has its answers: a re-run added a job of 0 images per family set, pushing real
-            # ones out of the Jobs panel's newest 20 (a session-47 audit)
-            # only the jobs taken up count as the images' waiting place: this run's worker runs them (the review)
-            job_ids = [j.id for j in taken] + submit_routed_prelabel(
-                db, folder_id=report.folder_id, families=families, skip_empty=True, skip_waiting=True,
-                waiting_in=[j.id for j in taken])
-        except PrelabelError as exc:
-            raise CommandError(str(exc)) from None
+        # no job when every image has its answers: a re-run added a job of 0 images per family set, pushing real
+        # ones out of the Jobs panel's newest 20 (a session-47 audit)
+        # only the jobs taken up count as the images' waiting place: this run's worker runs them (the review)
+        job_ids = [j.id for j in taken] + submit_routed_prelabel(
+            db, folder_id=report.folder_id, families=families, skip_empty=True, skip_waiting=True,
+            waiting_in=[j.id for j in taken])
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job
         if not job_ids:  # no images, none routed, or every answer there (a session-46 probe: said to be the routing's)
             print(why_nothing_to_run(db, report.folder_id, families), file=sys.stderr)
@@ -201,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         # Every family asked for, in the catalogue's order, over the images the routing gives it now: counted over
         # the families this run's jobs ran, an image a rule no longer gives a family kept counting for it, and a
         # family no job ran here lost its key while the station still flagged its answers (a session-46 probe).
-        given = routed_images(db, report.folder_id, folder_images, families)
+        given = routed_images(db, rows, families)
         counting = {f: db.predictions.current_for_images(ids, f) for f, ids in given.items()}
         predicted = {f: len(preds) for f, preds in counting.items()}
         not_routed = len(set(folder_ids) - {i for ids in given.values() for i in ids})
@@ -259,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         if summary["images_per_second"] is not None:
             print(f"{summary['images_per_second']} images/s", file=sys.stderr)
         return 2 if report_lost and code == 0 else code  # a script asked for the report: its absence is a failure
-    except DatabaseError as exc:
+    except (DatabaseError, PrelabelError) as exc:   # a refused request, or routing rules that cannot be read
         raise CommandError(str(exc)) from None
     except MapsUnwritable as exc:
         raise CommandError(f"{exc}; the images stay queued (none was failed for it): "

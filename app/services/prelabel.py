@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from app.paths import REPO_ROOT
 from app.services.child_command import station_command
@@ -26,8 +26,8 @@ from app.services.counting_versions import resolve_named
 from app.services.file_scan import shown
 from app.services.flags import FlagSettings
 from app.services.json_files import JsonFileError, read_json_object
-from app.services.routing import FAMILY_ORDER, Routing, RoutingError, group_by_families
-from database.dto import ImageQuery, JobInfo, ModelVersionInfo
+from app.services.routing import FAMILY_ORDER, JobKey, Routing, RoutingError, group_by_families
+from database.dto import ImageInfo, ImageQuery, JobInfo, ModelVersionInfo
 from database.errors import ConflictError
 from database.models import VERSION_NAME_CHARS
 from database.states import ItemStatus, JobStatus
@@ -414,21 +414,14 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
             if not families:
                 raise PrelabelError(note.text)
             log.warning("%s; pre-labelling without the %s", note.text, note.family)
-    if routing is None:
-        from app.services.project_settings import load_project_settings
-        try:
-            routing = load_project_settings(db).routing
-        except ValueError as exc:
-            raise PrelabelError(str(exc)) from None
+    routing = project_routing(db) if routing is None else routing
     if folder_id is not None:
         if db.folders.get(folder_id) is None:
             raise PrelabelError(f"folder {folder_id} is not indexed")
         images = db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
     else:
         images = db.images.get_many(list(dict.fromkeys(image_ids or ())))
-    names = {f.id: f.name for f in db.folders.list()}
-    groups = group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images),
-                               routing, families)   # no rules: one group, every family asked for
+    groups = routed_groups(db, images, families, routing)   # no rules: one group, every family asked for
     try:
         resolved = resolve_named(db, routing)
     except RoutingError as exc:
@@ -447,22 +440,34 @@ def submit_routed_prelabel(db: "Database", *, folder_id: int | None = None,
     return queued
 
 
+def project_routing(db: "Database") -> Routing:
+    """The project's model routing; stored settings that cannot be read are a ``PrelabelError`` saying why."""
+    from app.services.project_settings import load_project_settings
+    try:
+        return load_project_settings(db).routing
+    except ValueError as exc:
+        raise PrelabelError(str(exc)) from None
+
+
+def routed_groups(db: "Database", images: Iterable[ImageInfo], families: Sequence[str],
+                  routing: Routing | None = None) -> dict[JobKey, list[int]]:
+    """``images`` grouped by the families among ``families`` (and the versions named) their routing rule gives them,
+    each matched with its folder's name (``group_by_families``); images given none are left out. ``routing``: the
+    project's (``project_routing``) unless given. One home for what queues the jobs, why nothing was queued, and
+    which images the command counts for each family (copies of it had been written in each)."""
+    routing = project_routing(db) if routing is None else routing
+    names = {f.id: f.name for f in db.folders.list()}
+    return group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images), routing, families)
+
+
 def why_nothing_to_run(db: "Database", folder_id: int, families: Sequence[str]) -> str:
     """Why pre-labelling a folder queued no job: it holds no images, the project's routing gives them none of
     ``families``, or every image has the answers of the versions that run on it. One home for the command's line and
     the window's message (two copies had drifted apart: the review of a session-49 fix)."""
-    from app.services.project_settings import load_project_settings
-    from app.services.routing import group_by_families
     images = db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
     if not images:
         return "nothing to run: the folder holds no images"
-    folder = db.folders.get(folder_id)
-    name = folder.name if folder is not None else ""
-    try:
-        routing = load_project_settings(db).routing
-    except ValueError as exc:
-        raise PrelabelError(str(exc)) from None
-    if not group_by_families(((im.id, im.rel_path, name) for im in images), routing, families):
+    if not routed_groups(db, images, families):
         return (f"nothing to run: the project's model routing gives this folder's images none of the families "
                 f"{', '.join(families)}")
     return "nothing new to pre-label: every image has the answers of the versions that run on it"
