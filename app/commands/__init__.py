@@ -44,17 +44,18 @@ def project_to_start(url: str) -> "Iterator[Database]":
     """``open_database_or_fail(url, starts=True)`` for a command that writes a project's list or rules: a SQLite file it
     made is said once the command succeeds, and removed when the command is refused after all (a name clashing with
     the bundled classifier's classes, a rule naming a version the project lacks: a new empty project was left behind,
-    the review of a session-49 fix)."""
+    the review of a session-49 fix). The database is closed here as the block ends, whatever its end: the file is
+    removed only once closed, and the callers close nothing."""
     import os
 
     new_file = _new_sqlite_file(url)
     new_folders = [] if new_file is None else [f for f in new_file.parents if not f.exists()]  # made for it, inner first
     db = open_database_or_fail(url, starts=True, say_new=False)
     try:
-        yield db
+        with db:
+            yield db
     except BaseException:
         if new_file is not None:
-            db.close()
             for leftover in (new_file, new_file.with_name(new_file.name + "-wal"),
                              new_file.with_name(new_file.name + "-shm"), new_file.with_name(new_file.name + "-journal")):
                 with contextlib.suppress(OSError):

@@ -55,14 +55,10 @@ def run(args: argparse.Namespace) -> int:
             return after, listed, before.dropped_in_use(after.names) if verb != "list" else {}
         except (pc.ClassListError, DatabaseError) as exc:
             raise CommandError(str(exc)) from None
-        finally:
-            db.close()
 
-    if verb in ("add", "set"):   # a list written starts a project; refused after all, it leaves none behind
-        with project_to_start(args.db) as db:
-            after, listed, dropped = edit(db)
-    else:
-        after, listed, dropped = edit(open_database_or_fail(args.db))
+    # a list written starts a project; refused after all, it leaves none behind. Either closes the database.
+    with project_to_start(args.db) if verb in ("add", "set") else open_database_or_fail(args.db) as db:
+        after, listed, dropped = edit(db)
     _show(after)
     for name in listed:
         print(f"note: {name!r} is on the list already")

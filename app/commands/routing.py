@@ -52,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
                 changed = save_routing(db, rules)
             except (ValueError, DatabaseError) as exc:  # a rule naming a version the project lacks (RoutingError)
                 raise CommandError(str(exc)) from None
-            finally:
-                db.close()
         _show(rules)
         print(f"saved: they apply to the next pre-label job; {changed} answer(s) re-marked as the ones that count")
         return 0
