@@ -6,10 +6,21 @@ lay out of sight (a session-49 audit).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QGroupBox, QLabel, QPushButton, QSizePolicy, QStyle, QStyleOptionButton
+from PySide6.QtWidgets import QGroupBox, QLabel, QPushButton, QSizePolicy, QStyle, QStyleOptionButton, QWidget
 
 ELLIPSIS = "…"
+
+
+def _paint_elided(widget: QWidget, full: str, room: int, painted: str, paint: Callable[[str], None]) -> None:
+    """Paint ``full`` shortened with "…" to ``room`` pixels (at least 20) of ``widget``'s font, through ``paint``, where
+    that differs from what is ``painted`` now. The one eliding rule of ``ElidedLabel`` and ``ElidedGroupBox`` (two
+    copies of it before), which differ only in their room and in the Qt text they paint."""
+    shown = widget.fontMetrics().elidedText(full, Qt.TextElideMode.ElideRight, max(room, 20))
+    if shown != painted:
+        paint(shown)
 
 
 class ElidedLabel(QLabel):
@@ -40,9 +51,7 @@ class ElidedLabel(QLabel):
         self._elide()
 
     def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 20))
-        if shown != QLabel.text(self):
-            super().setText(shown)
+        _paint_elided(self, self._full, self.width(), QLabel.text(self), super().setText)
 
 
 class ElidedButton(QPushButton):
@@ -111,7 +120,5 @@ class ElidedGroupBox(QGroupBox):
         self._elide()
 
     def _elide(self) -> None:
-        room = max(self.width() - 3 * self.fontMetrics().horizontalAdvance("x"), 20)   # the title's indent
-        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, room)
-        if shown != QGroupBox.title(self):
-            super().setTitle(shown)
+        room = self.width() - 3 * self.fontMetrics().horizontalAdvance("x")   # the title's indent
+        _paint_elided(self, self._full, room, QGroupBox.title(self), super().setTitle)
