@@ -54,18 +54,15 @@ COLUMNS = ("threshold", "escapes", "false calls", "cost")
 
 
 class OperatingPointDialog(QDialog):
-    @property
-    def opened_for(self) -> int | None:
-        """The folder the dialog was opened on."""
-        return self._wanted_folder
-
     def __init__(self, db: Any, folder_id: int | None = None, author: str | None = None,
                  on_saved=None, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Operating point")
         fit_to_screen(self, 760, 600)
         self._db, self._author, self._on_saved = db, author, on_saved
-        self._wanted_folder = folder_id
+        # the folder it was opened on, chosen first once the folders are read (the one shown may change after);
+        # a second Operating point on the same folder brings this dialog forward (``install``)
+        self.opened_for = folder_id
         # The model follows the folder: the version whose answers count there (a routing rule may name one other
         # than the active; seen: a folder of bottles opened on the tile model's scores), until one is picked here.
         self._by_hand = False
@@ -165,7 +162,7 @@ class OperatingPointDialog(QDialog):
             self.folder.addItem(name, fid)
         for vid, name, active in versions:
             self.version.addItem(f"{name} (active)" if active else name, vid)
-        if self._wanted_folder is not None and (i := self.folder.findData(self._wanted_folder)) >= 0:
+        if self.opened_for is not None and (i := self.folder.findData(self.opened_for)) >= 0:
             self.folder.setCurrentIndex(i)
         for w in (self.folder, self.version):
             w.blockSignals(False)
