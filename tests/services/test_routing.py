@@ -143,3 +143,27 @@ def test_routed_submission_makes_one_job_per_family_set(tmp_path: Path, models) 
             submit_routed_prelabel(db, folder_id=folder, model_dirs=models)
     finally:
         db.close()
+
+
+def test_a_routed_submission_reads_each_versions_answers_once(tmp_path: Path, models, monkeypatch) -> None:
+    """What each image lacks is read per model version, not per routing group: the same active version runs in most
+    groups, and each read is every image it answered (a million at a large folder)."""
+    from database.predictions import PredictionRepository
+
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        root = tmp_path / "parts"
+        for rel in ("ir/a.png", "steel/c.png", "d.png"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(b"x" * len(rel))
+        folder = index_folder(db, root).folder_id
+        save_routing(db, _routing(("ir/*", ("segmenter", "anomaly")), ("parts/steel/*", ("classifier", "anomaly"))))
+        reads: list[int] = []
+        real = PredictionRepository.image_ids_with
+        monkeypatch.setattr(PredictionRepository, "image_ids_with",
+                            lambda self, version_id: reads.append(version_id) or real(self, version_id))
+        jobs = submit_routed_prelabel(db, folder_id=folder, model_dirs=models)
+        assert len(jobs) == 3                    # three groups, the anomaly model in each
+        assert sorted(reads) == sorted(set(reads)) and len(reads) == 3   # one read per version
+    finally:
+        db.close()
