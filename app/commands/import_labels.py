@@ -12,6 +12,7 @@ from app.commands import open_project_or_fail
 def run(args: argparse.Namespace) -> int:
     from app.services.import_records import LabelImportError
     from app.services.importing import ImportOptions, apply_import, parse_class_map, preview_import
+    from app.services.wording import plural
 
     fmt = args.format
     source = Path(args.source)
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     finally:
         db.close()
-    print(f"imported {result.written} label(s)")
+    print(f"imported {plural(result.written, 'label')}")
     return 0
 
 

@@ -40,6 +40,7 @@ from app.services.champion import (
     ModelPair,
     side_by_side,
 )
+from app.services.wording import plural
 
 PROMOTE_TIP = "Promote the challenger: the next pre-label run uses it (recorded; Roll back returns to the current version)"
 DISAGREEMENT_COLUMNS = ("image", "human label", "champion", "challenger", "why")
@@ -206,7 +207,7 @@ class ChallengerPanel(QGroupBox):
                     if (c == 2) == better:
                         item.setForeground(STATE_COLORS["accepted"])
                 self.held_out.setItem(r, c, item)
-        parts = [f"{h.images} held-out image(s)" if h.images else ""]
+        parts = [plural(h.images, "held-out image") if h.images else ""]
         if h.reference and found.champion is not None and h.reference != found.champion.name:
             parts.append(f"'before' is {h.reference}, the version it was retrained from (not the active one)")
         parts.append(h.note)
@@ -247,13 +248,13 @@ class ChallengerPanel(QGroupBox):
         if result.note:
             return result.note[:1].upper() + result.note[1:] + "."
         waiting = "" if not result.waiting else (
-            f"; {result.waiting} image(s) not run by both yet" + (" (the worker is on it)" if self.jobs else
+            f"; {plural(result.waiting, 'image')} not run by both yet" + (" (the worker is on it)" if self.jobs else
                                                                  ": Find disagreements runs them"))
         if result.failed:
-            waiting += f"; {result.failed} image(s) the worker could not read (their reasons are in the Jobs dock)"
+            waiting += f"; {plural(result.failed, 'image')} the worker could not read (their reasons are in the Jobs dock)"
         rule = f" (masks: IoU below {MASK_IOU_MIN})" if result.family == "segmenter" else ""
         learnt = f" {LEARNT_NOTE.format(n=result.learnt)}." if result.learnt else ""
-        return (f"{len(result.disagreements)} disagreement(s) in {result.compared} image(s) compared{rule}"
+        return (f"{plural(len(result.disagreements), 'disagreement')} in {plural(result.compared, 'image')} compared{rule}"
                 f"{waiting}.{learnt}")
 
     # -- the worker ----------------------------------------------------------------------
@@ -292,15 +293,15 @@ class ChallengerPanel(QGroupBox):
             failed = sum(p.failed for p in progress)
             self._load_disagreements()
             if failed:
-                self.status.setText(f"{failed} image(s) could not be run (see the worker log).")
+                self.status.setText(f"{plural(failed, 'image')} could not be run (see the worker log).")
             return
         if worker_running is False:
             # seen under Xvfb (session 41): after a kill -9 of the worker this line kept "The worker runs the
             # challenger: 24/160 image(s)…" while no worker ran; the station starts a new one while work waits
-            self.status.setText(f"Waiting for the worker: {done}/{total} image(s) run; this station's worker is not "
+            self.status.setText(f"Waiting for the worker: {done}/{plural(total, 'image')} run; this station's worker is not "
                                 "running (the Jobs dock says why; a new one starts while work waits).")
             return
-        self.status.setText(f"The worker runs the challenger: {done}/{total} image(s)…")
+        self.status.setText(f"The worker runs the challenger: {done}/{plural(total, 'image')}…")
 
     # -- one disagreement ----------------------------------------------------------------
     def selected(self) -> Disagreement | None:

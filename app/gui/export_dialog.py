@@ -36,6 +36,7 @@ from app.gui.dialog_rows import disable_keeping_focus, labels_on_their_way, path
 from app.gui.screen_fit import fit_to_screen
 from app.services.export import ALL_FORMATS, FORMAT_TITLES, FORMATS, ExportError, ExportOptions, export_database
 from app.services.export_split import SplitSpec
+from app.services.wording import plural
 
 
 class _Relay(QObject):
@@ -142,7 +143,7 @@ class ExportDialog(QDialog):
 
     def _show_head(self, folder_name: str | None, counts: dict[str, int]) -> None:
         reviewed = counts.get("accepted", 0) + counts.get("corrected", 0)
-        self.head.setText(f"<b>{reviewed}</b> reviewed image(s) (accepted + corrected) in "
+        self.head.setText(f"<b>{plural(reviewed, 'reviewed image')}</b> (accepted + corrected) in "
                           f"{folder_name or 'the project'}; rejected and unreviewed images are left out.")
 
     # -- the folder's facts, read off the GUI thread (open_export_dialog) -----------------------

@@ -44,6 +44,7 @@ from app.services.importing import (
     plain_preview_rows,
     preview_import,
 )
+from app.services.wording import plural
 
 PREVIEW_ROWS = 500  # the table shows the first rows; the counts cover every image
 
@@ -235,7 +236,7 @@ class ImportDialog(QDialog):
             return False
         preview, db, author = self.preview, self.db, self.author
         self._importing = True
-        self._busy(f"Importing {len(preview.writes)} label(s)…")
+        self._busy(f"Importing {plural(len(preview.writes), 'label')}…")
         self._pool.start(_Task(self._relay, "import", lambda: apply_import(db, preview, author)))
         return True
 
@@ -299,7 +300,7 @@ class ImportDialog(QDialog):
             self._message(f"Import failed: {error}", error=True)
         else:
             self.preview = None
-            self._message(f"Done: imported {result.written} label(s). Each is a new revision (undo keeps working).")
+            self._message(f"Done: imported {plural(result.written, 'label')}. Each is a new revision (undo keeps working).")
             self.close_button.setText("Close")
         self.finished_import.emit(result, error)
         if self._close_after is not None:  # asked to close while it ran: now it has answered
@@ -322,13 +323,13 @@ class ImportDialog(QDialog):
         n = len(preview.writes)
         self.add_classes_button.setVisible(bool(preview.unknown_classes))
         if preview.unknown_classes:
-            self.add_classes_button.setText(f"Add {len(preview.unknown_classes)} class(es) to the project")
+            self.add_classes_button.setText(f"Add {plural(len(preview.unknown_classes), 'class', 'classes')} to the project")
         if preview.errors:
             self._message("Cannot import yet: " + preview.errors[0], error=True)
         elif n == 0:
             self._message("Nothing to import: every matched label is unchanged or newer here.")
         else:
-            self._message(f"Import writes {n} label revision(s) in one step; press Import.")
+            self._message(f"Import writes {plural(n, 'label revision')} in one step; press Import.")
         self.import_button.setEnabled(not preview.errors and n > 0)
 
     def _fill_mapping(self, seen: dict[str, str]) -> None:

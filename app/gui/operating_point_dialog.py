@@ -46,6 +46,7 @@ from app.services.operating_point import (
     saved_operating_point,
 )
 from app.services.reflag import Reflagged
+from app.services.wording import plural
 
 HELP = ("An <b>escape</b> is an image reviewed as anomalous whose score is at or below the threshold "
         "(never flagged); a <b>false call</b> is one reviewed as normal scored above it. Drag the line "
@@ -253,11 +254,11 @@ class OperatingPointDialog(QDialog):
         self.histogram.set_data(p.histogram, start, p.best.threshold)
         from_classes = (f" ({scores.from_classes} of them by their class: a class the project calls not a defect "
                         "is normal, any other anomalous; G / D on an image overrules it)" if scores.from_classes else "")
-        self.info.setText(f"Rests on {scores.count} reviewed image(s): {len(scores.normal)} normal, "
+        self.info.setText(f"Rests on {plural(scores.count, 'reviewed image')}: {len(scores.normal)} normal, "
                           f"{len(scores.anomalous)} anomalous{from_classes}."
-                          + (f" {scores.out_of_domain} reviewed image(s) left out: this model calls them out of its "
+                          + (f" {plural(scores.out_of_domain, 'reviewed image')} left out: this model calls them out of its "
                              "domain, so their scores are no finding." if scores.out_of_domain else "")
-                          + (f" {scores.elsewhere} reviewed image(s) left out: their routing rule gives them another "
+                          + (f" {plural(scores.elsewhere, 'reviewed image')} left out: their routing rule gives them another "
                              "version, so this threshold does not apply to them." if scores.elsewhere else "")
                           + (f" Saved threshold: {self._saved.threshold:.4g}." if self._saved else ""))
         for w in (self.use, self.threshold, self.to_optimum):

@@ -41,6 +41,7 @@ from app.services.export_items import (
 )
 from app.services.export_split import SplitSpec, assign_splits, counts
 from app.services.json_files import read_json_object
+from app.services.wording import plural
 from inference.imageio import exif_orientation
 
 if TYPE_CHECKING:
@@ -111,10 +112,10 @@ class ExportResult:
     def summary_lines(self) -> list[str]:
         held = {name: info.get("images") for name, info in self.formats.items() if isinstance(info.get("images"), int)}
         if all(n == self.exported for n in held.values()):
-            lines = [f"exported {self.exported} image(s) to {self.out}"]
+            lines = [f"exported {plural(self.exported, 'image')} to {self.out}"]
         else:  # a format holds only the images with what it stores: "exported 39" of a YOLO export holding 14 (a
             # session-48 probe)
-            lines = [f"exported {self.exported} reviewed image(s) to {self.out}; the files hold "
+            lines = [f"exported {plural(self.exported, 'reviewed image')} to {self.out}; the files hold "
                      + ", ".join(f"{n} in {name}" for name, n in held.items())
                      + " (a format holds only the images with what it stores: a mask, a class, a verdict)"]
         if self.split_counts:
@@ -123,7 +124,7 @@ class ExportResult:
             lines.append(f"  {name}: " + ", ".join(f"{k.replace('_', ' ')} {_said(v)}" for k, v in info.items()))
         lines += [f"note: {n}" for n in self.notes]
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} image(s):")
+            lines.append(f"skipped {plural(len(self.skipped), 'image')}:")
             lines += [f"  {reason}" for reason in self.skipped[:20]]
             if len(self.skipped) > 20:
                 lines.append(f"  ... and {len(self.skipped) - 20} more (see {MANIFEST})")
@@ -690,6 +691,6 @@ def turned_notes(exported: Sequence[PlannedItem]) -> list[str]:
               if exif_orientation(p.item.source) not in (None, 1)]
     if not turned:
         return []
-    return [f"{len(turned)} image(s) carry an orientation tag (JPEG EXIF, TIFF) that the station ignores (labels are "
+    return [f"{plural(len(turned), 'image')} {'carries' if len(turned) == 1 else 'carry'} an orientation tag (JPEG EXIF, TIFF) that the station ignores (labels are "
             f"on the pixels as stored); read them without turning them by it (JPEG: cv2.IMREAD_IGNORE_ORIENTATION), "
             f"e.g. {', '.join(turned[:3])}"]

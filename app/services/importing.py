@@ -28,6 +28,7 @@ from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Mask, Polygons
 from app.services.object_classes import MAX_OBJECTS, as_json
 from app.services.project_classes import TASK as CLASSIFIER_TASK
+from app.services.wording import plural
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
 from inference.imageio import ImageReadError, exif_orientation, read_raw, stored_size
@@ -107,7 +108,7 @@ class ImportPreview:
 
     def summary_lines(self, limit: int = 20) -> list[str]:
         c = self.counts
-        lines = [f"{self.format} labels in {self.source}: {c['records']} record(s), {c['matched']} matched, "
+        lines = [f"{self.format} labels in {self.source}: {plural(c['records'], 'record')}, {c['matched']} matched, "
                  f"{c['unmatched']} unmatched",
                  f"  new {c['new']}, would overwrite {c['would_overwrite']}, skipped (newer label here) "
                  f"{c['skipped_newer']}, unchanged {c['unchanged']}"]
@@ -130,7 +131,7 @@ class ImportResult:
     written: int
 
     def summary_lines(self) -> list[str]:
-        return [*self.preview.summary_lines(), f"imported {self.written} label(s)"]
+        return [*self.preview.summary_lines(), f"imported {plural(self.written, 'label')}"]
 
 
 def parse_class_map(pairs: Iterable[str]) -> dict[str, str]:
@@ -359,7 +360,7 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
         known = ", ".join(sorted(planner.known_classes))
         named = sorted(n if planner.class_map.get(n, n) == n else f"{planner.class_map[n]} (mapped from {n})"
                        for n in planner.unknown)  # "--map good=god" named good unknown, listing good as known
-        planner.errors.insert(0, f"unknown class(es) {', '.join(named)}: the station's classes are "
+        planner.errors.insert(0, f"unknown {'class' if len(named) == 1 else 'classes'} {', '.join(named)}: the station's classes are "
                                  f"{known}; map them onto those (--map OLD=NEW, or the Import dialog's class mapping), "
                                  f"or add them to the project's classes (Project ▸ Classes…, main.py classes add NAME)")
     per_class = Counter(p.class_after for p in planned if p.class_after)
@@ -375,21 +376,21 @@ def differ_note(differ: Sequence[str]) -> tuple[str, ...]:
     """Images matched by their whole path although the dataset's copy holds other bytes."""
     if not differ:
         return ()
-    return (f"{len(differ)} image(s) matched by name although the dataset's copy holds other bytes (re-encoded, or "
+    return (f"{plural(len(differ), 'image')} matched by name although the dataset's copy holds other bytes (re-encoded, or "
             f"another part under the same name): check them before importing, e.g. {', '.join(differ[:3])}",)
 
 
 def refused_note(refused: int) -> tuple[str, ...]:
     """Records left out because their image is labelled twice, or a part of them is refused (the counts said nothing
     of the first, and counted the second "unchanged")."""
-    return (f"{refused} record(s) not counted above: refused for the reasons listed (an image labelled twice, a mask "
+    return (f"{plural(refused, 'record')} not counted above: refused for the reasons listed (an image labelled twice, a mask "
             "that does not fit its image)",) if refused else ()
 
 
 def turned_note(turned: Sequence[str]) -> tuple[str, ...]:
     if not turned:
         return ()
-    return (f"{len(turned)} image(s) given a mask carry an orientation tag that the station ignores (it labels the "
+    return (f"{plural(len(turned), 'image')} given a mask {'carries' if len(turned) == 1 else 'carry'} an orientation tag that the station ignores (it labels the "
             "pixels as stored); a mask drawn in a tool that turned them lies on other pixels: check them, e.g. "
             f"{', '.join(turned[:3])}",)
 

@@ -79,11 +79,11 @@ def test_the_disagreement_queue_then_promote_and_roll_back(qtbot, station) -> No
     assert held == [["accuracy", "0.500", "0.875"], ["f1", "0.400", "0.800"]]
     assert panel.held_out.horizontalHeaderItem(1).text() == "classifier-tiny"
     assert "classifier-swapped" in panel.headline.text() and "8 held-out" in panel.held_note.text()
-    qtbot.waitUntil(lambda: "0 disagreement(s) in 0 image(s)" in panel.status.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "0 disagreements in 0 images" in panel.status.text(), timeout=10000)
 
     panel.find_button.click()   # the worker runs both versions on the 4 images (none predicted yet)
     qtbot.waitUntil(lambda: panel.table.rowCount() == 4, timeout=WORKER_MS)
-    assert "4 disagreement(s) in 4 image(s) compared" in panel.status.text()
+    assert "4 disagreements in 4 images compared" in panel.status.text()
     cells = {panel.table.item(r, 0).text(): [panel.table.item(r, c).text() for c in range(len(DISAGREEMENT_COLUMNS))]
              for r in range(4)}
     human = [c for c in cells.values() if c[1] != "not reviewed"]
@@ -191,7 +191,7 @@ def test_a_routed_versions_challenger_is_compared_on_its_images_and_promoted_in_
         panel.find_button.click()   # the worker runs both tile versions on the 2 tile images only
         qtbot.waitUntil(lambda: panel.table.rowCount() == 2, timeout=WORKER_MS)
         assert all(panel.table.item(r, 0).text().startswith("tiles/") for r in range(2))
-        assert "2 disagreement(s) in 2 image(s) compared" in panel.status.text()
+        assert "2 disagreements in 2 images compared" in panel.status.text()
         dlg.activate_button.click()   # the table's Make active on the challenger promotes it over its champion too
         qtbot.waitUntil(lambda: not dlg.calls.busy and "now answers for tiles/*" in dlg.info.text(), timeout=10000)
         assert readable_routing(db).rules[0].named == {"classifier": "clf-tile-2"}
@@ -224,19 +224,34 @@ def test_a_worker_killed_during_the_comparison_is_said_and_replaced(qtbot, stati
         qtbot.waitUntil(lambda: not dlg.calls.busy, timeout=10000)
         dlg.select(challenger.id)
         panel = dlg.challenger
-        qtbot.waitUntil(lambda: "0 disagreement(s) in 0 image(s)" in panel.status.text(), timeout=10000)
+        qtbot.waitUntil(lambda: "0 disagreements in 0 images" in panel.status.text(), timeout=10000)
         panel.find_button.click()
         qtbot.waitUntil(lambda: jobs.worker_pid() is not None, timeout=10000)
         first = jobs.worker_pid()
         assert first is not None
         os.kill(first, signal.SIGKILL)   # while it still imports torch: nothing of the 4 images is done
         qtbot.waitUntil(lambda: not jobs.worker_alive(), timeout=10000)
-        qtbot.waitUntil(lambda: panel.status.text().startswith("Waiting for the worker: 0/8 image(s) run; this "
+        qtbot.waitUntil(lambda: panel.status.text().startswith("Waiting for the worker: 0/8 images run; this "
                                                                "station's worker is not running"), timeout=10000)
         snap = jobs.snapshot()   # the Jobs dock's poll: comparison work waits, so a new worker starts
         assert snap.worker.alive and snap.worker.pid != first
         assert snap.worker.event is not None and "a new one was started" in snap.worker.event
         qtbot.waitUntil(lambda: panel.table.rowCount() == 4, timeout=WORKER_MS)
-        assert "4 disagreement(s) in 4 image(s) compared" in panel.status.text()
+        assert "4 disagreements in 4 images compared" in panel.status.text()
     finally:
         jobs.stop_worker()
+
+
+def test_the_comparison_line_words_its_counts_by_them(qtbot, db) -> None:
+    """A session-50 audit: the challenger's line read "1 disagreement(s) in 1 image(s) compared; 1 image(s) not run
+    by both yet" where every count is known; now "1 disagreement in 1 image compared; 1 image not run by both yet"."""
+    from app.gui.challenger_panel import ChallengerPanel
+    from app.services.champion import Comparison
+    panel = ChallengerPanel(ChampionReview(db))
+    qtbot.addWidget(panel)
+    one = Comparison("classifier", 1, 2, images=3, compared=1, disagreements=(None,), failed=1)  # type: ignore[arg-type]
+    text = panel._summary(one)
+    assert text.startswith("1 disagreement in 1 image compared; 1 image not run by both yet"), text
+    assert "; 1 image the worker could not read" in text and "(s)" not in text
+    two = Comparison("classifier", 1, 2, images=2, compared=2, disagreements=(None, None))  # type: ignore[arg-type]
+    assert panel._summary(two) == "2 disagreements in 2 images compared."

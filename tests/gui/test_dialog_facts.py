@@ -54,7 +54,7 @@ def test_export_dialog_opens_while_the_counts_are_read(window, service, monkeypa
     assert dlg.start() is False  # refused from code too, until the facts are in
     with qtbot.waitSignal(dlg.facts_ready, timeout=20000):
         release.set()
-    assert "<b>2</b> reviewed image(s)" in dlg.head.text()
+    assert "<b>2 reviewed images</b>" in dlg.head.text()
     name = next(f.name for f in service.folders() if f.id == window.current_folder)
     assert dlg.scope_folder.text() == f"this folder ({name})" and dlg.scope_folder.isChecked()
     assert dlg.class_order == tuple(service.classes()) and dlg.export_button.isEnabled()

@@ -43,7 +43,7 @@ def test_export_writes_exactly_the_reviewed_labels(service, db, labelled, qtbot,
         assert dlg.start()
     result, error = sig.args
     assert error == "" and result.exported == 2
-    assert dlg.bar.value() == dlg.bar.maximum() and "2 " in dlg.status.text() and "image(s)" in dlg.status.text()
+    assert dlg.bar.value() == dlg.bar.maximum() and "2 reviewed images" in dlg.status.text()
     # the status line is the summary's headline (it said "2 image(s) exported" of formats holding fewer: the review
     # of a session-48 fix)
     assert dlg.status.text() == f"Done: {result.summary_lines()[0]}"

@@ -37,7 +37,7 @@ def test_the_dialog_saves_the_folders_threshold_and_the_queue_follows(service, d
     assert dlg.folder.currentData() == fid and dlg.version.currentData() == versions["anomaly"]
     win.actions["operating_point"].trigger()   # opened again on the same folder: this one is brought forward
     assert win.operating_point_dialog is dlg and dlg.opened_for == fid
-    assert "5 reviewed image(s): 3 normal, 2 anomalous" in dlg.info.text()
+    assert "5 reviewed images: 3 normal, 2 anomalous" in dlg.info.text()
     dlg.cost_escape.setValue(10.0)
     dlg.cost_false_call.setValue(1.0)
     best = dlg.point.best   # between 0.35 (normal) and 0.5 (anomalous): no escape, one false call (0.65)

@@ -133,7 +133,7 @@ def test_cli_export(tmp_path: Path, station, capsys) -> None:
     code = cli_main(["export", "--out", str(out), "--db", url, "--format", "all,yolo", "--split", "0.5,0.5"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "exported 3 reviewed image(s)" in captured.out and "split: train 2, val 1, test 0" in captured.out
+    assert "exported 3 reviewed images" in captured.out and "split: train 2, val 1, test 0" in captured.out
     assert (out / "export.json").is_file() and (out / "yolo/data.yaml").is_file()
     assert SplitSpec.parse("0.5,0.5").used == ("train", "val")
 
@@ -204,7 +204,17 @@ def test_the_summary_is_said_in_words(tmp_path: Path, station) -> None:
     only = export_database(db, tmp_path / "out2", ExportOptions(formats=("yolo",)))
     held = only.formats["yolo"]["images"]
     assert held < only.exported and only.summary_lines()[0].startswith(
-        f"exported {only.exported} reviewed image(s) to {tmp_path / 'out2'}; the files hold {held} in yolo")
+        f"exported {only.exported} reviewed images to {tmp_path / 'out2'}; the files hold {held} in yolo")
+
+
+def test_the_export_summary_words_its_counts_by_them(tmp_path: Path) -> None:
+    """A session-50 audit: the Export dialog's last line read "Done: exported 1 image(s) to ..." and "skipped 1
+    image(s):" where the counts are known; now "exported 1 image", "skipped 1 image", "exported 2 images"."""
+    from app.services.export import ExportResult
+    one = ExportResult(tmp_path, 1, ("a.png: its file is missing",), {"csv": {"images": 1}})
+    lines = one.summary_lines()
+    assert lines[0] == f"exported 1 image to {tmp_path}" and "skipped 1 image:" in lines, lines
+    assert ExportResult(tmp_path, 2, ()).summary_lines()[0] == f"exported 2 images to {tmp_path}"
 
 
 def test_an_export_says_which_jpegs_an_exif_tag_would_turn(tmp_path: Path) -> None:
@@ -223,9 +233,9 @@ def test_an_export_says_which_jpegs_an_exif_tag_would_turn(tmp_path: Path) -> No
         db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
     result = export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder",)))
     assert result.exported == 3 and len(result.notes) == 1
-    assert result.notes[0].startswith("2 image(s) carry an orientation tag") and "line/turned.jpg" in result.notes[0]
+    assert result.notes[0].startswith("2 images carry an orientation tag") and "line/turned.jpg" in result.notes[0]
     assert "line/named.png" in result.notes[0]
-    assert any(line.startswith("note: 2 image(s) carry an orientation tag") for line in result.summary_lines())
+    assert any(line.startswith("note: 2 images carry an orientation tag") for line in result.summary_lines())
     db.close()
 
 

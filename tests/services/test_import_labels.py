@@ -81,12 +81,12 @@ def test_unknown_classes_refused_until_mapped(station) -> None:
     src = class_tree(tmp / "tree", root, {"a.png": "Scratch", "b.png": "ok"})
     before = fingerprint(db)
     preview = preview_import(db, src, ImportOptions(format="imagefolder"))
-    assert preview.errors and "unknown class(es) Scratch, ok" in preview.errors[0]
+    assert preview.errors and "unknown classes Scratch, ok" in preview.errors[0]
     with pytest.raises(LabelImportError, match="nothing imported"):
         apply_import(db, preview)
     assert fingerprint(db) == before
     mistyped = preview_import(db, src, ImportOptions(format="imagefolder", class_map={"Scratch": "crak"}))
-    assert "unknown class(es) crak (mapped from Scratch), ok:" in mistyped.errors[0]  # it named Scratch (a probe)
+    assert "unknown classes crak (mapped from Scratch), ok:" in mistyped.errors[0]  # it named Scratch (a probe)
     result = import_labels(db, src, ImportOptions(format="imagefolder", class_map={"Scratch": "crack", "ok": "good"}))
     assert result.written == 2 and result.preview.per_class == {"crack": 1, "good": 1}
     assert result.preview.class_map == {"Scratch": "crack", "ok": "good"}
@@ -512,7 +512,7 @@ def test_command_dry_run_then_import(station, capsys) -> None:
     assert "3 matched" in out and "new 3" in out and "dry run: nothing written" in out
     assert cli_main(["import", str(tmp / "out"), "--format", "imagefolder", "--db", url,
                      "--map", "crack=good"]) == 0
-    assert "imported 3 label(s)" in capsys.readouterr().out
+    assert "imported 3 labels" in capsys.readouterr().out
     assert cli_main(["import", str(tmp / "out"), "--format", "nonsense", "--db", url]) == 2
     assert "unknown import format 'nonsense'" in capsys.readouterr().err
     # no --format: the layout's most telling format (here the export's one), said before the summary
@@ -759,14 +759,14 @@ def test_masks_imported_onto_images_an_exif_tag_turns_are_said_and_a_turned_size
     from app.services.importing import preview_import
     preview = preview_import(db, ds, ImportOptions(format="yolo"))
     assert any("orientation tag" in n and "turned.jpg" in n for n in preview.notes)
-    assert any(line.startswith("  note: 1 image(s) given a mask") for line in preview.summary_lines())
+    assert any(line.startswith("  note: 1 image given a mask carries") for line in preview.summary_lines())
     masks = tmp_path / "masks"
     (masks / "masks").mkdir(parents=True)
     (masks / "masks" / "turned.png").write_bytes(encode_mask(np.ones((64, 48), bool)))  # the turned size
     refused = preview_import(db, masks, ImportOptions(format="masks"))
     assert any("turned by its orientation tag" in e for e in refused.errors)
     # counted apart, not "unchanged" (a session-47 audit)
-    assert refused.counts["unchanged"] == 0 and any("1 record(s) not counted above: refused" in n
+    assert refused.counts["unchanged"] == 0 and any("1 record not counted above: refused" in n
                                                     for n in refused.notes)
     db.close()
 
@@ -903,7 +903,7 @@ def test_a_name_match_onto_other_bytes_and_a_record_labelled_twice_are_said(stat
     (src / "good" / "b_again.png").write_bytes((src / "good" / "b.png").read_bytes())
     (src / "crack" / "b.png").write_bytes((src / "good" / "b.png").read_bytes())
     twice = preview_import(db, src, ImportOptions(format="imagefolder"))
-    assert any("record(s) not counted above: refused" in n for n in twice.notes), twice.notes
+    assert any("2 records not counted above: refused" in n for n in twice.notes), twice.notes
 
 
 def test_a_reviewed_at_without_an_offset_is_this_computers_local_time(station, monkeypatch) -> None:
