@@ -168,12 +168,16 @@ class DomainStats:
     embedding: str = ""            # what was embedded ("classifier: pooled final-stage features, ...")
     scales: Mapping[str, float] = field(default_factory=dict)  # part -> divisor of its distance (1 if absent)
     descriptor: str = ""           # inference.image_descriptor.DESCRIPTOR_VERSION of the descriptor part
-    own_rates: Mapping[float, float] = field(default_factory=dict)  # quantile -> its group-CV own-image rate
+    own_rates: Mapping[float, float] = field(default_factory=dict)  # quantile -> its cross-validated own-image rate
     # The descriptor features (inference.image_descriptor.FEATURES names) the descriptor parts read,
     # in descriptor order; empty: all of them (every file before ADR 0038). A family describes its
     # domain by some of them (inference.families.Family.domain_descriptor_features).
     descriptor_features: tuple[str, ...] = ()
     capped: bool = False           # the threshold is MEDIAN_CAP x the median distance, below its quantile (ADR 0063)
+    # The folds ``own_rates`` came from kept capture groups whole (True) or were mixed (False: no groups given, or too
+    # few to fold by); None: not recorded (files before session 50). Said so, as "group cross-validation" of mixed
+    # folds promised a new session's rate that nothing measured (a session-50 audit).
+    grouped: bool | None = None
 
     @property
     def dim(self) -> int:
@@ -474,7 +478,8 @@ def fit_domain(features: Features | np.ndarray, quantile: float | None = None,
     uses_descriptor = any(PARTS[p][0] in IMAGE_FEATURE_KINDS for p in fitted)
     return DomainStats(fitted, float(thresholds[pick]), candidates[pick], int(n), embedding,
                        scales, descriptor if uses_descriptor else "", rates, names,
-                       capped=bool(thresholds[pick] >= cap))
+                       capped=bool(thresholds[pick] >= cap),
+                       grouped=group_folds(n, folds, seed, groups) is not None)  # fold_of's own choice
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -504,6 +509,8 @@ def save_domain(directory: str | Path, stats: DomainStats, extra: dict[str, Any]
                      "in_domain = 0.5 ** (distance / threshold); out of domain below 0.5"}
     if stats.capped:  # absent: the quantile itself (every file before ADR 0063)
         meta["capped_at_median_times"] = MEDIAN_CAP
+    if stats.grouped is not None:  # absent: not recorded (files before session 50)
+        meta["own_rates_folds"] = "groups" if stats.grouped else "mixed"
     if stats.descriptor_features:  # absent: every descriptor feature (files before ADR 0038)
         meta["descriptor_features"] = list(stats.descriptor_features)
     meta.update(extra or {})
@@ -612,7 +619,8 @@ def load_domain(directory: str | Path, descriptor_version: str | None = None) ->
         float(quantile) if isinstance(quantile, (int, float)) else math.nan,
         int(images) if isinstance(images, int) else 0,
         str(embedding)[:200] if isinstance(embedding, str) else "", scales, descriptor, _rates(meta), chosen,
-        capped=meta.get("capped_at_median_times") is not None)
+        capped=meta.get("capped_at_median_times") is not None,
+        grouped={"groups": True, "mixed": False}.get(str(meta.get("own_rates_folds"))))
 
 
 def _descriptor_features(meta: dict[str, Any], d: Path) -> tuple[str, ...]:

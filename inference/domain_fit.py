@@ -132,14 +132,18 @@ def fit_after_training(model_dirs: Iterable[str | os.PathLike], data: str | os.P
 
 
 def rate_note(stats: DomainStats) -> str:
-    """The threshold's quantile and its group cross-validated own-image rate, in words."""
+    """The threshold's quantile and its cross-validated own-image rate, in words, naming the folds as they were: a
+    fit whose groups were too few to fold by has mixed folds, whose rate says less of a new session's images."""
     rate = stats.own_rates.get(stats.quantile)
     if stats.capped:
         from .domain import MEDIAN_CAP
         return (f"{MEDIAN_CAP:g} times the median out-of-fold distance, below their {stats.quantile:.3g} quantile: "
                 "too few images for the quantile to say much (ADR 0063)")
+    how = {True: "held-out groups' own images beyond it in group cross-validation",
+           False: "held-out images beyond it in cross-validation over mixed folds (no capture groups kept whole)",
+           None: "held-out images beyond it in cross-validation"}[stats.grouped]
     return (f"the {stats.quantile:.3g} quantile of out-of-fold distances"
-            + (f"; {rate:.1%} of held-out groups' own images beyond it in group cross-validation" if rate is not None else ""))
+            + (f"; {rate:.1%} of {how}" if rate is not None else ""))
 
 
 def family_parts(family: str) -> tuple[str, ...]:

@@ -467,3 +467,22 @@ def test_a_segmenters_statistics_describe_the_frames_its_trainer_fits_on(tmp_pat
     assert frames is not None and {p.stem for p in frames} == set(split_stems(SegTree.open(tmp_path))[0])
     assert "nomask" not in {p.stem for p in frames} and len(frames) < len(SegTree.open(tmp_path).stems("train"))
     assert _segmenter_training_frames(tmp_path / "images") is None   # another layout: the usual reading
+
+
+def test_the_rate_note_names_the_folds_the_rate_came_from(tmp_path) -> None:
+    """A session-50 audit: a fit whose folds fell back to mixed ones (no groups, or too few to fold by) said its rate
+    was "of held-out groups' own images ... in group cross-validation"; now it names the mixed folds, in its line and
+    after a round trip through domain.json."""
+    from inference.domain_fit import rate_note
+    rng = np.random.default_rng(5)
+    x = {"descriptor": rng.normal(0.0, 3.0, (120, 12))}
+    parts = ("descriptor", "descriptor_range")
+    mixed = fit_domain(x, parts=parts)
+    assert mixed.grouped is False and "mixed folds" in rate_note(mixed) and "group cross" not in rate_note(mixed)
+    one_group = fit_domain(x, parts=parts, groups=["a"] * 120)   # one group cannot make folds: mixed ones
+    assert one_group.grouped is False and "mixed folds" in rate_note(one_group)
+    grouped = fit_domain(x, parts=parts, groups=[f"s{i % 4}" for i in range(120)])
+    assert grouped.grouped is True and "in group cross-validation" in rate_note(grouped)
+    save_domain(tmp_path, mixed)
+    back = load_domain(tmp_path)
+    assert back is not None and back.grouped is False and "mixed folds" in rate_note(back)
