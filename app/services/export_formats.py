@@ -20,6 +20,7 @@ from app.services.export_items import (
     encode_mask,
     safe_name,
 )
+from app.services.wording import plural
 
 NORMAL_CLASS_NAMES = frozenset({"good", "ok", "normal", "free", "none", "no_defect"})
 
@@ -167,6 +168,7 @@ class MvtecWriter(FormatWriter):
         self.counts: dict[str, int] = {}
         self.without_region = 0
         self.renamed: dict[str, str] = {}   # defect folder -> class, where a class's name is no folder name
+        self.good: dict[str, Counter[str]] = {}   # category -> its normal images per part ("train", "test")
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -178,6 +180,7 @@ class MvtecWriter(FormatWriter):
             part = "train" if self.normal_parts[it.planned.file_name] == "train" else "test"
             self.copy_image(it, base / part / "good")
             self._count(f"{part}/good")
+            self.good.setdefault(base.name, Counter())[part] += 1
         elif verdict == ANOMALY_ANOMALOUS:
             kind = defect_type(it.item.class_name)
             if it.item.class_name and kind not in (it.item.class_name, ANOMALY_ANOMALOUS):
@@ -191,6 +194,15 @@ class MvtecWriter(FormatWriter):
                 self.without_region += 1
 
     def finish(self) -> dict[str, Any]:
+        # a category whose normal images all went to train/good has no test/good, which a reader of the layout
+        # expects (a one-normal-image category's was missing with nothing said: a session-50 audit)
+        for category, parts in sorted(self.good.items()):
+            if not parts["test"]:
+                n = parts["train"]
+                self.notes.append(f"mvtec/{category} has no test/good: " + (
+                    "its only normal image is in train/good (one image cannot be both trained on and held out)"
+                    if n == 1 else f"its {plural(n, 'normal image')} are all in train/good (the split held none "
+                                   "of them out)"))
         return {"images": self.images, "folders": dict(sorted(self.counts.items())),
                 "anomalous_without_region": self.without_region,
                 **({CLASS_FOLDERS: dict(sorted(self.renamed.items()))} if self.renamed else {})}

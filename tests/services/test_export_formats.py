@@ -339,3 +339,19 @@ def test_a_split_imagefolder_export_gives_every_part_one_class_numbering(tmp_pat
     assert [info["class_to_idx"][val_classes[i]] for i in range(len(val))] == [0, 2]
     assert any("the val part has no image of dent/pit" in n for n in result.notes)
     assert any("missing classes (val [dent/pit])" in line for line in result.summary_lines())
+
+
+def test_an_mvtec_category_with_one_normal_image_says_why_it_has_no_test_good(tmp_path: Path, items) -> None:
+    """A session-50 audit: an MVTec export of a category with one normal ("good") image made train/good alone, no
+    test/good, and its summary said only "folders (test/crack 2, train/good 1)"; it now says why test/good is missing.
+    A category with two normal images holds one out and needs no such note."""
+    from dataclasses import replace
+    result = export_items(list(items.values()), tmp_path / "out", ExportOptions(formats=("mvtec",)))
+    assert not (tmp_path / "out" / "mvtec" / "lot1" / "test" / "good").exists()
+    said = [line for line in result.summary_lines() if "test/good" in line and line.startswith("note:")]
+    assert said == ["note: mvtec/lot1 has no test/good: its only normal image is in train/good (one image cannot be "
+                    "both trained on and held out)"], result.summary_lines()
+    second = replace(items["b"], source=items["f"].source, rel_path="b2.png")   # a second normal image
+    two = export_items([*items.values(), second], tmp_path / "out2", ExportOptions(formats=("mvtec",)))
+    assert (tmp_path / "out2" / "mvtec" / "lot1" / "test" / "good").is_dir()
+    assert not any("has no test/good" in n for n in two.notes), two.notes
