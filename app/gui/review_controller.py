@@ -318,6 +318,13 @@ class ReviewController(QObject):
             return self.label is not None
         if again is None:
             return False
+        if self._clear_at == self._choices:
+            # A folder listing no image was opened while keys waited for this image's read: its clear waits behind
+            # them, and a key pressed now is for no image (kept, it was dropped by that clear with nothing said: a
+            # session-50 audit).
+            self.message.emit("The key was not applied: the folder shown lists no image, so none is under review "
+                              "(keys pressed before it was opened still go to the image they were pressed for).")
+            return False
         if self._reading is None:
             # An earlier read failed, so the screen still shows another image: the key is not held for this one,
             # which the inspector has not seen (a session-44 probe: after a PostgreSQL outage the window showed

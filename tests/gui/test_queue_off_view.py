@@ -213,6 +213,24 @@ def test_an_empty_folder_is_cleared_when_the_read_the_keys_waited_for_fails(wind
     assert any("1 key(s) pressed for it were not applied" in text for text in said)
 
 
+def test_a_key_pressed_while_an_empty_folders_clear_waits_says_it_was_not_applied(window, service, tmp_path, qtbot,
+                                                                                   monkeypatch):
+    """A session-50 audit: J, D waiting for the second image's slow read, the empty line_b opened (its clear waits
+    behind D), then F: F was kept behind the clear, found no image when the read landed, and was dropped with nothing
+    said. Now F is refused when pressed, said on the status bar; D still lands on the image it was pressed for."""
+    win = window
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    second, real = _d_waiting_then_empty_folder(win, service, qtbot, monkeypatch, tmp_path, 2.0)
+    wait_listed(win, qtbot)
+    assert win.review._deferred   # the read is still on its way
+    press(qtbot, win, Qt.Key.Key_F)
+    assert any("key was not applied: the folder shown lists no image" in text for text in said), said
+    qtbot.waitUntil(lambda: win.review.image_id is None and not win.review._deferred, timeout=10000)
+    wait_saved(win, qtbot)
+    assert real(second).label.anomaly_verdict == "anomalous" and not real(second).item.flagged
+
+
 NAV_KEYS = ((Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier),
             (Qt.Key.Key_J, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_K, Qt.KeyboardModifier.NoModifier))
 
