@@ -179,7 +179,12 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
     fold_share = points[-1][0] / n  # CV trains on (k-1)/k of the labels: scale back to labels given
     more = max(floor, int(math.ceil(trained_needed / fold_share)) - n)
     text = f"≈ {more} more labels to reach accuracy {target:.2f} (curve ceiling {a:.2f}); {source}"
-    cap = pool if pool is not None else MAX_EXTRAPOLATION * n
+    # Beyond ten times the labels so far the curve's answer is only "a lot": the window always passes the folder's
+    # unlabelled images as ``pool``, and taking that alone as the cap showed "≈ 1562 more labels" at 30 labels in a
+    # folder of thousands (a session-50 audit). The smaller bound is said; the pool's words where it is the pool.
+    bound = MAX_EXTRAPOLATION * n
+    cap = bound if pool is None else min(pool, bound)
+    beyond_pool = pool is not None and pool <= bound
     if more > 0 and cap == 0:
         # seen under Xvfb (session 38): 100 imported tiles, all labelled, accuracy 0.66: the line said "label target
         # reached", because "more than the 0 images left" came out as 0 more labels
@@ -189,7 +194,7 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
                             none_left=True)
     if more > cap:  # far beyond the points: the number itself means nothing, only "a lot"
         text = (f"more than {cap} more labels to reach accuracy {target:.2f}"
-                + (f" (more than the {pool} unlabelled images left)" if pool is not None else "")
+                + (f" (more than the {pool} unlabelled images left)" if beyond_pool else "")
                 + f"; curve ceiling {a:.2f}; {source}")
-        return LabelsNeeded(cap, n, target, now, a, tuple(points), text, at_least=True, beyond_pool=pool is not None)
+        return LabelsNeeded(cap, n, target, now, a, tuple(points), text, at_least=True, beyond_pool=beyond_pool)
     return LabelsNeeded(more, n, target, now, a, tuple(points), text)

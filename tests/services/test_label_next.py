@@ -168,12 +168,26 @@ def test_a_nearly_flat_curve_says_more_than_the_cap_instead_of_overflowing(monke
     monkeypatch.setattr(ln, "_cv_points", lambda *a, **k: [(20, 0.5), (30, 0.6), (40, 0.65), (50, 0.7)])
     monkeypatch.setattr(ln, "fit_power_law", lambda n, acc: (0.9, 5.0, 1e-4))
     y = ["a", "b"] * 15
-    got = labels_needed(np.zeros((30, 2)), y, [f"g{i % 6}_{i}.png" for i in range(30)], pool=400)
-    assert got.at_least and got.more == 400 and "more than the 400 unlabelled images left" in got.text
-    # the short line says so too, not "≥ 400 more labels" as if labelling every image left would do (session 41)
-    assert got.short == "more labels than the 400 left here (target 0.85)"
+    got = labels_needed(np.zeros((30, 2)), y, [f"g{i % 6}_{i}.png" for i in range(30)], pool=200)
+    assert got.at_least and got.more == 200 and "more than the 200 unlabelled images left" in got.text
+    # the short line says so too, not "≥ 200 more labels" as if labelling every image left would do (session 41)
+    assert got.short == "more labels than the 200 left here (target 0.85)"
     no_pool = labels_needed(np.zeros((30, 2)), y, [f"g{i % 6}_{i}.png" for i in range(30)])
     assert no_pool.more == 300 and no_pool.short == "≥ 300 more labels"   # the 10x cap, no folder count: as before
+
+
+def test_an_answer_beyond_ten_times_the_labels_is_a_bound_in_a_folder_of_many_images_left(monkeypatch) -> None:
+    """Before, a session-50 audit saw the line read "≈ 1562 more labels" at 30 labels in a folder of 5,000
+    unlabelled images: the window always passes the folder's pool, which alone was the cap, so the "≥ ten times the
+    labels so far" bound the docs promise never applied in the station."""
+    import app.services.labels_needed as ln
+
+    monkeypatch.setattr(ln, "_cv_points", lambda *a, **k: [(20, 0.5), (30, 0.6), (40, 0.65), (50, 0.7)])
+    monkeypatch.setattr(ln, "fit_power_law", lambda n, acc: (0.9, 5.0, 1e-4))
+    y = ["a", "b"] * 15
+    got = labels_needed(np.zeros((30, 2)), y, [f"g{i % 6}_{i}.png" for i in range(30)], pool=5000)
+    assert got.at_least and got.more == 300 and not got.beyond_pool
+    assert got.short == "≥ 300 more labels" and "unlabelled images left" not in got.text
 
 
 def test_the_retrainers_minimum_is_the_floor_of_the_counter() -> None:
