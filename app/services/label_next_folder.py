@@ -175,18 +175,21 @@ def _shares(pools: list[int], size: int) -> list[int]:
     return out
 
 
-def _merged(proposals: list[tuple[str, Proposal]]) -> Proposal:
-    """One batch from several versions' batches: each spread evenly through it, in its own order; the reason
-    says whose images it is."""
-    ranked = []
-    for name, prop in proposals:
-        n = max(1, len(prop.image_ids))
-        ranked += [((k + 0.5) / n, name, i) for k, i in enumerate(prop.image_ids)]
-    ranked.sort(key=lambda t: t[0])
+def _merged(proposals: list[tuple[str, Proposal]], out_of_domain: frozenset[int]) -> Proposal:
+    """One batch from several versions' batches: the out-of-domain picks of every batch first, then the rest (as
+    each version's own batch has them: ranked by the interleave alone, a version's out-of-domain tile came third,
+    after another version's sure steel strip; a session-50 audit); within each part every batch is spread evenly,
+    in its own order; the reason says whose images it is."""
+    ranked: list[tuple[bool, float, int]] = []
+    for _name, prop in proposals:
+        for first in (True, False):
+            ids = [i for i in prop.image_ids if (i in out_of_domain) == first]
+            ranked += [(not first, (k + 0.5) / len(ids), i) for k, i in enumerate(ids)]
+    ranked.sort(key=lambda t: t[:2])
     reasons = {i: f"{name}: {prop.reasons.get(i, '')}".rstrip(": ") for name, prop in proposals for i in prop.image_ids}
     sources = {prop.uncertainty_from for _n, prop in proposals if prop.image_ids}
     source = next((kind for kind in ("labels", "classifier") if kind in sources), "none")   # the strongest said
-    return Proposal(tuple(i for _r, _n, i in ranked), reasons, source)
+    return Proposal(tuple(i for _later, _r, i in ranked), reasons, source)
 
 
 def _sample(db: "Database", qq: "QueueQuery", count: int, seed: int) -> list["QueueRow"]:
@@ -241,7 +244,8 @@ def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, tar
             parts.append((name, propose(sub, x[idx], share) if share else Proposal(())))
             counters.append((name, _counter(sub, [files[i] for i in idx], [names[i] for i in idx], target, seed,
                                             cache_root, budget)))
-        proposal, needed, scoped = _merged(parts), None, tuple(counters)
+        foreign = frozenset(c.image_id for c in cands if c.out_of_domain)
+        proposal, needed, scoped = _merged(parts, foreign), None, tuple(counters)
     labelled = frozenset(c.image_id for c in cands if c.label is not None)
     return LabelNextResult(folder_id, proposal, needed, len(cands), tuple(problems[:20]), labelled, scoped,
                            len(all_cands) - len(cands), reading=reading, unreadable=len(problems))

@@ -386,6 +386,42 @@ def test_a_folder_of_several_lines_gets_each_versions_share_and_counter_and_no_f
     assert _shares([10, 30], 20) == [5, 15] and _shares([0, 5], 20) == [0, 5] and _shares([3, 100], 2) == [1, 1]
 
 
+def test_out_of_domain_images_lead_a_batch_merged_over_several_classifier_versions(tmp_path: Path) -> None:
+    """Before, a session-50 audit saw a folder routed to two classifier versions put a version's second
+    out-of-domain image behind the other version's sure picks: the merged batch ranked by the interleave alone,
+    though docs/label_next.md says out-of-domain images lead the batch."""
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database.dto import PredictionIn
+    from tests.services.model_fixtures import make_model_dir
+
+    rng = np.random.default_rng(5)
+    root = tmp_path / "line"
+    for sub, n in (("tiles", 12), ("steel", 6)):
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            img = np.full((32, 48), 60 if i % 2 else 190, np.uint8) + rng.integers(0, 20, (32, 48), dtype=np.uint8)
+            cv2.imwrite(str(root / sub / f"{sub}{i:02d}.png"), img)
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    try:
+        folder_id = index_folder(db, root).folder_id
+        steel = db.model_versions.register("classifier", "clf-steel", str(make_model_dir(tmp_path / "s")),
+                                           activate=True)
+        db.model_versions.register("classifier", "clf-tile", str(make_model_dir(tmp_path / "t")))
+        save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "clf-tile"),)),)))
+        by_path = {im.rel_path: im.id for im in db.images.query()}
+        foreign = {by_path["steel/steel01.png"], by_path["steel/steel04.png"]}
+        db.predictions.upsert_many([PredictionIn(i, steel.id, {"dark": 0.9, "bright": 0.1}, "dark", 0.9,
+                                                 flags=("out_of_domain",), in_domain=0.1) for i in foreign])
+        got = label_next_for_folder(db, folder_id, size=8, cache_root=tmp_path / "cache")
+        assert set(got.proposal.image_ids[:2]) == foreign
+        assert all(got.proposal.reasons[i] == "clf-steel: out of domain" for i in foreign)
+        assert any(got.proposal.reasons[i].startswith("clf-tile: ") for i in got.proposal.image_ids[2:])
+    finally:
+        db.close()
+
+
 def _verdict_batch_checks(propose_fn, cand, kind: str, foreign_words: str, near_words: str) -> None:
     """A verdict batch (anomaly, segmenter): out of domain first, then near the decision, one from each of two
     clusters, a reviewed image never, an unreadable one never. ``cand(image_id, reviewed, step, foreign)``: step 0
