@@ -60,6 +60,11 @@ class FolderFollower(QObject):
             w.queue.update_counts()
             for image_id in (*change.moved_ids, *change.new_ids):  # the panel names the file on screen by its
                 w.review.reload_if_shown(image_id)              # new path; a replaced one shows its new pixels
+            label_next = getattr(w, "label_next", None)
+            if label_next is not None and (change.gone or change.restored):
+                # a proposal whose file went is done, one put back is left again; untold, the line counted a gone one
+                # as left for good and P stayed on the image before it (a session-50 audit)
+                label_next.refresh()
             notice = getattr(w, "routing_notice", None)
             if notice is not None and (change.new_ids or change.moved_ids):  # seen: a new bottles/ subfolder got
                 notice.files_arrived(change.folder_id, (*change.new_ids, *change.moved_ids))  # every family, unnamed

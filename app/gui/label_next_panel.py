@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QLabel
 from app.gui.background import BackgroundCalls
 from app.services.label_next_folder import LABEL_NEXT_SOURCE, LabelNextResult, label_next_for_folder
 from app.services.review_types import QueueItem
+from app.services.wording import plural
 
 log = logging.getLogger(__name__)
 # Between two counts that follow each other (saves came while one ran), the helper thread rests:
@@ -47,11 +48,15 @@ class LabelNextController:
         self._rest.timeout.connect(self._rested)
         self._move_when_ready = False
         self._reviewed: set[int] = set()  # proposals labelled since the batch was shown
+        # Proposals whose file has gone from the folder (the last count said so): the queue no longer lists them, so
+        # they are done, not left to label (``LabelNextResult.gone``).
+        self._gone: set[int] = set()
 
     # -- computing ------------------------------------------------------------------------
     def folder_changed(self, *_args) -> None:
         self.result = self.latest = None
         self._reviewed.clear()
+        self._gone.clear()
         self.window.queue_panel.set_ranking(())
         self._show_line("Label next: press P to see which images to label first")
         self.refresh()
@@ -66,9 +71,10 @@ class LabelNextController:
             return
         self._computing = True
         db = self.window.ctx.review.db
+        watched = self.result.proposal.image_ids if self.result is not None else ()
 
         def work() -> LabelNextResult:
-            return label_next_for_folder(db, folder_id, counter_budget_s=COUNTER_BUDGET_S)
+            return label_next_for_folder(db, folder_id, counter_budget_s=COUNTER_BUDGET_S, watched=watched)
         self.calls.call(work, self._answered, self._failed)
 
     def predictions_changed(self, *_args) -> None:
@@ -104,6 +110,8 @@ class LabelNextController:
             self._reviewed = {i for i in self.result.proposal.image_ids
                               if (i in result.labelled and unsaved(i) is None)
                               or (i in self._reviewed and (unsaved(i) is not None or self._reviewed_on_screen(i)))}
+            # read anew too: a file put back (restored on disk) is a proposal to label again
+            self._gone = {i for i in self.result.proposal.image_ids if i in result.gone}
         # A batch counted before the latest saves may propose what was just labelled: adopt only
         # an answer no save has overtaken (the next count follows after REST_MS).
         if not again and (self.result is None or not self._unreviewed_proposals()):
@@ -125,13 +133,15 @@ class LabelNextController:
         """Show ``result``'s batch as the queue order (the previous one is done)."""
         self.result = result
         self._reviewed.clear()
+        self._gone.clear()
         self.window.queue_panel.set_ranking(result.proposal.image_ids)
 
     # -- the action -----------------------------------------------------------------------
     def _unreviewed_proposals(self) -> list[int]:
         if self.result is None:
             return []
-        return [i for i in self.result.proposal.image_ids if i not in self._reviewed and not self._reviewed_on_screen(i)]
+        return [i for i in self.result.proposal.image_ids
+                if i not in self._reviewed and i not in self._gone and not self._reviewed_on_screen(i)]
 
     def _reviewed_on_screen(self, image_id: int) -> bool:
         """The gallery shows the image reviewed (an image not on screen: trust the batch)."""
@@ -189,17 +199,25 @@ class LabelNextController:
         else:  # walking the batch: the next one after the image on screen (a skip), wrapping
             start = ids.index(current) + 1
             ordered = [i for i in ids[start:] + ids[:start] if i in left and i != current] or left
-        target = ordered[0]
-        moved = bool(queue.select(target))
-        if moved:
+        # The first one the queue lists: aimed at the first left alone, P stayed on the image before a proposal whose
+        # file had gone, for good (a session-50 audit).
+        target = next((i for i in ordered if queue.select(i)), None)
+        if target is not None:
             reason = self.result.proposal.reasons.get(target, "")
             self.window.statusBar().showMessage(
                 f"Label next {ids.index(target) + 1}/{len(ids)}" + (f": {reason}" if reason else ""), 5000)
-        else:  # P did nothing and said nothing under a search that hid the batch (a session-43 probe)
+            return True
+        some, one = plural(len(left), "proposed image"), len(left) == 1
+        if queue.filter.narrows:  # P did nothing and said nothing under a search that hid the batch (a session-43 probe)
             self.window.statusBar().showMessage(
-                f"Label next: its {len(left)} proposed image(s) left are not in this view of the queue (a search or a "
-                "filter hides them); clear it to label them.", 8000)
-        return moved
+                f"Label next: {some} left {'is' if one else 'are'} not in this view of the queue (a search or a filter "
+                f"hides {'it' if one else 'them'}); clear it to label {'it' if one else 'them'}.", 8000)
+        else:  # none hides them: gone from disk since the last count, most likely; the count says (``_gone``)
+            self.refresh()
+            self.window.statusBar().showMessage(
+                f"Label next: the queue does not list the {some} left ({'its file' if one else 'their files'} may "
+                "have gone from the folder); the batch is being checked again: press P in a moment.", 8000)
+        return False
 
     def _fresh(self, result: LabelNextResult) -> bool:
         """``result`` is for the folder on screen, proposes something, and none of it is labelled here already. Seen
@@ -265,6 +283,8 @@ class LabelNextController:
                 "it is least sure of: out of its domain, then a target that barely passed or a faint blob just under "
                 "its threshold, spread over the folder. ")
         batch = f"{left} of {n} {what} left" if n else "nothing left to propose"
+        if n and self._gone:  # done without a label: their files went from the folder
+            batch += f" ({len(self._gone)} gone from disk)"
         reading = f" · {latest.reading_text}" if latest.reading_text else ""
         self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}{reading}",
                         why + latest.reading_tip + latest.counter_text

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +71,9 @@ class LabelNextResult:
     segmenter: tuple[int, int, int] | None = None
     reading: int = 0                    # images whose features for choosing (``CHOICE_SPACE``) are still to be read
     unreadable: int = 0                 # how many files could not be read (``problems`` lists the first 20 only)
+    # Of the images the caller watches (the batch it shows), those whose file has gone (marked missing) or whose row
+    # is no more: the queue no longer lists them, so they are no proposal left to label (``label_next_for_folder``).
+    gone: frozenset[int] = frozenset()
 
     @property
     def pending(self) -> bool:
@@ -207,9 +210,23 @@ def _sample(db: "Database", qq: "QueueQuery", count: int, seed: int) -> list["Qu
 def label_next_for_folder(db: "Database", folder_id: int, size: int = BATCH, target: float = TARGET_ACCURACY,
                           source: EmbeddingSource | None = None, cache_root: Path | None = None,
                           progress: Callable[[int, int], None] | None = None, seed: int = 0,
-                          counter_budget_s: float | None = None) -> LabelNextResult:
+                          counter_budget_s: float | None = None, watched: Sequence[int] = ()) -> LabelNextResult:
     """The next batch to label in ``folder_id`` and how many labels the next retraining likely needs: per
-    classifier version, where routing rules give the folder's images to several (ADR 0060)."""
+    classifier version, where routing rules give the folder's images to several (ADR 0060). ``watched``: the batch
+    the caller shows; those of its images whose file has gone are said (``gone``). A batch is kept on screen until it
+    is labelled, and one whose file went stayed "left" for good: the batch never completed and P stayed on the image
+    before it (a session-50 audit)."""
+    result = _batch_and_counter(db, folder_id, size, target, source, cache_root, progress, seed, counter_budget_s)
+    if not watched:
+        return result
+    present = {im.id for im in db.images.get_many(list(watched)) if not im.missing}
+    return dataclasses.replace(result, gone=frozenset(i for i in watched if i not in present))
+
+
+def _batch_and_counter(db: "Database", folder_id: int, size: int, target: float, source: EmbeddingSource | None,
+                       cache_root: Path | None, progress: Callable[[int, int], None] | None, seed: int,
+                       counter_budget_s: float | None) -> LabelNextResult:
+    """``label_next_for_folder`` but the watched images."""
     all_cands, all_files, all_names, scopes = _candidates(db, folder_id, seed)
     keep = [i for i, sc in enumerate(scopes) if sc is not None]
     if not keep:   # no classifier runs here: the anomaly model's batch, else the segmenter's

@@ -386,3 +386,58 @@ def test_p_under_a_search_that_hides_the_batch_says_so(service, db, tmp_path: Pa
     press(qtbot, win, Qt.Key.Key_P)
     assert "not in this view of the queue" in win.statusBar().currentMessage()
     win.close()
+
+
+def _walking_a_batch_of_eight(service, db, tmp_path: Path, qtbot):
+    """A window on a folder of 8 parts, P pressed: (window, controller, the batch, its folder)."""
+    win, ctl = _window_with_a_batch(service, db, tmp_path, qtbot, n=8)
+    ids = ctl.result.proposal.image_ids
+    press(qtbot, win, Qt.Key.Key_P)
+    wait_shown(win, qtbot, ids[0])
+    return win, ctl, ids, tmp_path / "parts"
+
+
+def test_a_proposal_whose_file_is_deleted_counts_as_done_and_p_goes_on(service, db, tmp_path: Path, qtbot):
+    """Before, a session-50 audit saw a proposed image's file deleted while the folder was followed: the queue dropped
+    it, but the line still counted it ("7 of 8 proposed left") and every P stayed on the image before it, saying the
+    7 left were hidden by "a search or a filter" though none was set; the batch never completed."""
+    from app.gui.folder_follow import FolderFollower
+
+    win, ctl, ids, folder = _walking_a_batch_of_eight(service, db, tmp_path, qtbot)
+    gone = ids[1]
+    (folder / service.item(gone).rel_path).unlink()
+    FolderFollower(win, 10**8).scan()   # the follower's re-scan finds it gone and tells label next
+    qtbot.waitUntil(lambda: "7 of 8 proposed left (1 gone from disk)" in ctl.line.text(), timeout=15000)
+    win.review.set_class("dark")
+    qtbot.waitUntil(lambda: "6 of 8 proposed left (1 gone from disk)" in ctl.line.text(), timeout=15000)
+    press(qtbot, win, Qt.Key.Key_P)
+    assert win.queue.current_id() == ids[2]
+    assert "search or a filter" not in win.statusBar().currentMessage()
+    win.close()
+
+
+def test_p_passes_over_a_proposal_the_queue_no_longer_lists(service, db, tmp_path: Path, qtbot):
+    """Before, a session-50 audit saw P aim at the next proposal alone: one the queue no longer listed (its file gone,
+    the count not yet told) held every P on the same image, and the status bar blamed a search or a filter though
+    none was set."""
+    win, ctl, ids, _folder = _walking_a_batch_of_eight(service, db, tmp_path, qtbot)
+    for gone in ids[1:3]:
+        db.images.mark_missing(win.current_folder, [service.item(gone).rel_path])
+    win.queue.refresh_in_background()
+    qtbot.waitUntil(lambda: win.gallery_model.row_of(ids[1]) is None and win.gallery_model.row_of(ids[2]) is None,
+                    timeout=10000)
+    wait_shown(win, qtbot, ids[0])
+    press(qtbot, win, Qt.Key.Key_P)   # a skip: on to the next proposal listed
+    assert win.queue.current_id() == ids[3]
+    assert win.statusBar().currentMessage().startswith("Label next 4/8")
+    rest = [i for i in ids if i not in ids[1:3]]   # every proposal left goes too: none is listed, and none is hidden
+    for gone in rest:
+        db.images.mark_missing(win.current_folder, [service.item(gone).rel_path])
+    win.queue.refresh_in_background()
+    qtbot.waitUntil(lambda: all(win.gallery_model.row_of(i) is None for i in rest), timeout=10000)
+    win.statusBar().clearMessage()
+    press(qtbot, win, Qt.Key.Key_P)
+    said = win.statusBar().currentMessage()
+    assert "the queue does not list the 8 proposed images left" in said and "search or a filter" not in said
+    qtbot.waitUntil(lambda: "nothing left to propose" in ctl.line.text(), timeout=15000)   # the check counts them out
+    win.close()
