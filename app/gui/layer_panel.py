@@ -142,6 +142,8 @@ class LayerPanel(QWidget):
         self.threshold.sliderPressed.connect(lambda: setattr(self, "_pressed_at", self.threshold.value()))
         self.threshold.sliderReleased.connect(self._on_threshold_released)
         self._pressed_at: int | None = None  # the handle's value when pressed on the image shown
+        # (position, level) of the model's pixel threshold: 1,000 positions cannot hold it exactly (a session-50 audit)
+        self._default: tuple[int, float] | None = None
         self._previewing = False
         # A drag sends many positions; a big image is thresholded once per pass of the event loop,
         # for the newest one only, so the handle never lags behind the mouse.
@@ -187,6 +189,7 @@ class LayerPanel(QWidget):
             self.threshold.setSliderDown(False)
             self.threshold.blockSignals(False)
         self.heat_region_box.setVisible(levels is not None)
+        self._default = None
         if levels is None:
             return
         lo, hi, default = levels
@@ -194,9 +197,15 @@ class LayerPanel(QWidget):
         self.threshold.blockSignals(True)  # a new image: show its default, do not preview it
         self.threshold.setValue(round((default - lo) / (hi - lo) * THRESHOLD_STEPS) if hi > lo else THRESHOLD_STEPS)
         self.threshold.blockSignals(False)
+        self._default = (self.threshold.value(), default)
         self._show_level()
 
     def threshold_level(self) -> float:
+        """The heat level at the handle. At the default's position it is the default itself, not the nearest of the
+        slider's steps: Apply on the untouched slider saved a region other than the model's (5,050 pixels for 5,045 on
+        a 16-bit bottle whose map spans 70, a session-50 audit), and the step grows with the map's range."""
+        if self._default is not None and self.threshold.value() == self._default[0]:
+            return self._default[1]
         lo, hi = self._bounds
         return lo + (hi - lo) * self.threshold.value() / THRESHOLD_STEPS
 
