@@ -32,6 +32,7 @@ from app.services.json_files import JsonFileError, read_json_object, write_json_
 from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
 from app.services.prelabel import resolve_models
 from app.services.retrain_protocol import pooled_figures
+from app.services.wording import plural
 from database.model_versions import json_safe as finite
 from database.states import ReviewState
 from inference import families
@@ -493,9 +494,10 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None, parent_arc
                            "(an anomaly model learns one kind of part)")
     category = categories[0]
     good = len(image_files(category / "train" / "good"))
+    test = category / "test"
+    anomalous = sum(len(image_files(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
     if good < MIN_GOOD_IMAGES:
-        raise RetrainError(f"the anomaly model needs at least {MIN_GOOD_IMAGES} images reviewed as normal for "
-                           f"training; {category.name} has {good} (a fifth of the normal images is kept for testing)")
+        raise RetrainError(_too_few_normal(category.name, good, len(image_files(test / "good")), anomalous))
     arch = parent_arch if parent is not None and parent_arch in families.family("anomaly").refit_like else None
     learned = 0
     if arch in families.family("anomaly").refit_with_defects:
@@ -506,8 +508,6 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None, parent_arc
                 f"images with a drawn region (R), {MIN_DEFECT_REGIONS} at least in the training share (four in five of "
                 f"them; the rest are kept for testing); {category.name} gives {learned}. Draw the regions of more "
                 "anomalous images, or retrain a model from good images only (python main.py retrain anomaly --from-scratch)")
-    test = category / "test"
-    anomalous = sum(len(image_files(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
     args: list[str] = []
     notes = []
     if anomalous == 0 or not image_files(test / "good"):
@@ -527,6 +527,25 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None, parent_arc
     data = {"category": category.name, "normal_train": good, "anomalous_test": anomalous, "held_out": held_out,
             **({"defects_learned": learned} if learned else {})}
     return category, args, start, data, notes
+
+
+def _too_few_normal(category: str, train: int, kept: int, anomalous: int) -> str:
+    """Why an anomaly retraining cannot start, in the inspector's counts: the images they reviewed as normal, the
+    share of them the export trains on, and about how many more to review. It said only the training share ("data has
+    1" of 2 reviewed; "has 0" with 3 reviewed as anomalous, unsaid; a session-50 audit), and never how many more.
+    ``kept``: the normal images held out for testing. The count of more is the export's split rule for one folder, as
+    "label next" counts it; never fewer than the training share lacks (folders of one name share a category, each
+    split on its own)."""
+    from app.services.label_next_anomaly import normal_to_train
+
+    reviewed = train + kept
+    more = max(normal_to_train(reviewed), MIN_GOOD_IMAGES - train)
+    have = (f"{category} has {plural(reviewed, 'image')} reviewed as normal"
+            + (f", {train} of them in the training share" if reviewed else ""))
+    others = (f" (images reviewed as anomalous, {anomalous} here, do not count: the model learns what a normal part "
+              "looks like)" if anomalous else "")
+    return (f"the anomaly model needs at least {MIN_GOOD_IMAGES} images reviewed as normal in its training share (a "
+            f"fifth of them is kept for testing); {have}: review about {more} more as normal{others}")
 
 
 def image_channels(paths: Sequence[Path], sample: int = 8) -> int:

@@ -283,7 +283,7 @@ def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_p
 
 def test_plan_refuses_too_little_data_with_the_counts(station, tmp_path: Path) -> None:
     db, _url, _ = station
-    with pytest.raises(RetrainError, match=r"at least 10 images reviewed as normal for training; lot1 has \d"):
+    with pytest.raises(RetrainError, match=r"at least 10 images reviewed as normal in its training share .*; lot1 has \d"):
         plan_retraining(db, "anomaly", tmp_path / "a.work", tmp_path / "out")
     for name in ("crack0", "crack1", "crack2", "crack3", "crack4", "crack5"):  # only background masks left
         image = next(i for i in db.images.query() if Path(i.rel_path).stem == name)
@@ -294,6 +294,27 @@ def test_plan_refuses_too_little_data_with_the_counts(station, tmp_path: Path) -
     db.folders.add(str(tmp_path / "empty"))
     with pytest.raises(RetrainError, match="no training data for the segmenter: .*nothing to export"):
         plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out", folder="empty")
+
+
+def test_too_few_normal_images_for_the_anomaly_model_says_what_was_reviewed_and_how_many_more(station, capsys,
+                                                                                           tmp_path: Path) -> None:
+    """Found by a session-50 audit: with 2 good images reviewed, `retrain anomaly` said "data has 1", the training
+    share only, so the inspector was told of fewer than they had reviewed, and never how many more to review; with
+    none reviewed as normal and 3 as anomalous it said "has 0" and not a word of the anomalous ones. It now gives
+    the images reviewed as normal, how many of them are in the training share, about how many more to review, and
+    that the anomalous ones do not count; the exit status stays 2."""
+    db, url, _ = station  # lot1: 6 reviewed as normal, 8 as anomalous
+    rc = cli_main(["--db", url, "retrain", "anomaly"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert ("lot1 has 6 images reviewed as normal, 5 of them in the training share: review about 6 more as normal "
+            "(images reviewed as anomalous, 8 here, do not count") in err
+    for image in db.images.query():
+        if Path(image.rel_path).stem.startswith("good"):
+            db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, anomaly_verdict="anomalous"), "ann")
+    with pytest.raises(RetrainError, match=r"lot1 has 0 images reviewed as normal: review about 12 more as normal "
+                                           r"\(images reviewed as anomalous, 14 here"):
+        plan_retraining(db, "anomaly", tmp_path / "a.work", tmp_path / "out")
 
 
 def test_segmenter_plan_counts_frames_with_masks(station, tmp_path: Path) -> None:
