@@ -12,7 +12,8 @@ the sort key, then the name (``lower(rel_path)``, ASCII case folded by both data
 the id; ``descending`` flips all three. (A key whose natural order is high-first, the anomaly
 score or the target count, still breaks ties by name A→Z.) Images without the key's value (no prediction that
 counts, ``database/current_predictions.py``) come after all others, by name A→Z, whatever the direction: a page walks
-the "has a value" segment first, then the "no value" one.
+the "has a value" segment first, then the "no value" one. By confidence, an answer out of its model's domain
+(``QueueQuery.domain_below``) shows no confidence: it is a segment of its own, the least confident, by name.
 
 Columns are selected with Core (no ORM objects) and returned as frozen rows.
 """
@@ -100,7 +101,12 @@ class QueueQuery:
     class_name: str | None = None         # predicted or labelled class
     score_min: float | None = None        # anomaly score range (images without a score excluded)
     score_max: float | None = None
-    in_domain_below: float | None = None  # only images some version's in-domain score is below (out of domain)
+    # The in-domain score below which a model's answer is out of its domain: the window hides it (the gallery's chip
+    # and the panel say "out of domain") and Accept does not take it. The service passes ``OUT_OF_DOMAIN_BELOW``
+    # (``inference.domain.is_out_of_domain``: database/ does not import inference). The class filter and the
+    # confidence sorts read only an answer that stands (``_stands``); None: every answer stands.
+    domain_below: float | None = None
+    out_of_domain_only: bool = False      # only images some version's answer is out of domain (needs domain_below)
     include_missing: bool = False
     sort: str = "name"
     descending: bool = False
@@ -152,6 +158,19 @@ _LABEL_CLASS = Image.label_class
 _NAME_KEY = func.lower(Image.rel_path)
 
 
+def _out_of_domain(pred: type[Prediction], below: float | None) -> ColumnElement[bool]:
+    """SQL form of ``inference.domain.is_out_of_domain``, the rule the label panel, the gallery's chips, Accept and the
+    export read (``below``: its ``OUT_OF_DOMAIN_BELOW``, ``QueueQuery.domain_below``): an in-domain score below the
+    threshold; no score (no statistics) never is, and no threshold known: nothing is."""
+    return pred.in_domain < below if below is not None else false()
+
+
+def _stands(pred: type[Prediction], below: float | None) -> ColumnElement[bool]:
+    """``_out_of_domain``'s complement, NULL-safe (``app.services.flags.answer_stands``): the answer the window shows
+    and Accept takes. A missing prediction (an outer join's NULLs) stands too: its columns decide for themselves."""
+    return or_(pred.in_domain.is_(None), pred.in_domain >= below) if below is not None else true()
+
+
 class _Shape:
     """The aliases and expressions of one queue query, for one ``QueueQuery``."""
 
@@ -167,7 +186,9 @@ class _Shape:
         self.tie_ascending = not qq.descending      # the name's and id's
         self.alias_of = {"pc": self.pc, "ps": self.ps, "pa": self.pa}
         self.key_alias = {"confidence": "pc", "target_count": "ps", "anomaly_score": "pa"}.get(self.column or "")
-        domain = qq.in_domain_below is not None
+        if qq.out_of_domain_only and qq.domain_below is None:
+            raise ValueError("the out-of-domain filter needs the in-domain threshold (domain_below)")
+        domain = qq.out_of_domain_only
         scored = qq.score_min is not None or qq.score_max is not None
         self.needs = {"pc": qq.class_name is not None or domain, "ps": domain,
                       "pa": (scored and not qq.by_score) or domain}
@@ -207,8 +228,9 @@ class _Shape:
             conds.append(text_match(qq.path_contains))
         if qq.within is not None:
             conds.append(Image.id.in_(qq.within))
-        if qq.class_name is not None:
-            conds.append(or_(self.pc.predicted_class == qq.class_name, self.label_class == qq.class_name))
+        if qq.class_name is not None:  # a label's class always counts, a predicted one where the window shows it
+            conds.append(or_(and_(self.pc.predicted_class == qq.class_name, _stands(self.pc, qq.domain_below)),
+                             self.label_class == qq.class_name))
         # Under another order, "+ 0" keeps the planner off the score index: walking the order's
         # index and probing each image's score beats sorting every image in the score range.
         score: SQLColumnExpression[float | None]
@@ -222,9 +244,8 @@ class _Shape:
             conds.append(score >= qq.score_min)
         if qq.score_max is not None:
             conds.append(score <= qq.score_max)
-        if qq.in_domain_below is not None:
-            below = qq.in_domain_below
-            conds.append(or_(self.pc.in_domain < below, self.ps.in_domain < below, self.pa.in_domain < below))
+        if qq.out_of_domain_only:
+            conds.append(or_(*(_out_of_domain(p, qq.domain_below) for p in (self.pc, self.ps, self.pa))))
         return conds
 
     def sort_value(self) -> ColumnElement[Any]:
@@ -237,7 +258,8 @@ class _Shape:
     def segments(self) -> list[_Segment]:
         """The queue's stretches in order. By name: one. By state: one per state (each an
         index walk by name). By a score: the images with one (driven by the predictions'
-        score index), then those without, by name A→Z."""
+        score index), then those without, by name A→Z; by confidence, the answers out of their
+        model's domain are a stretch of their own, as the least confident (``QueueQuery.domain_below``)."""
         tail = [(self.name_key, self.tie_ascending), (Image.id, self.tie_ascending)]
         if self.qq.sort == "name" and self.qq.by_score:  # the prediction's copy of the same keys
             return [_Segment([], [(_PR.name_key, self.tie_ascending), (_PR.image_id, self.tie_ascending)])]
@@ -255,9 +277,20 @@ class _Shape:
         # Ties by the prediction's copy of the name key: the score index ends in it and the
         # image id, so the whole stretch is one walk of that index (no sort of each tie).
         pred = self.alias_of[self.key_alias or ""]
-        pred_tail = [(pred.name_key, self.tie_ascending), (pred.image_id, self.tie_ascending)]
-        return [_Segment([key.is_not(None)], [(key, self.ascending), *pred_tail], inner=self.key_alias),
-                _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
+        pred_tail: list[tuple[SQLColumnExpression[Any], bool]] = [(pred.name_key, self.tie_ascending),
+                                                                   (pred.image_id, self.tie_ascending)]
+        below = self.qq.domain_below
+        if self.key_alias != "pc" or below is None:
+            return [_Segment([key.is_not(None)], [(key, self.ascending), *pred_tail], inner=self.key_alias),
+                    _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
+        # A classifier's answer out of its domain shows no confidence ("out of domain"): it counts as the least
+        # confident of all, tied (by name), first from least confident, last from most confident. Its confidence
+        # (1.0 for a sky frame through the steel model) put it at the top of "confidence" (a session-50 audit).
+        stands = _stands(pred, below)
+        foreign = _Segment([_out_of_domain(pred, below)], pred_tail, inner=self.key_alias)
+        shown = _Segment([key.is_not(None), stands], [(key, self.ascending), *pred_tail], inner=self.key_alias)
+        unknown = _Segment([key.is_(None), stands], [(self.name_key, True), (Image.id, True)])
+        return [foreign, shown, unknown] if self.ascending else [shown, foreign, unknown]
 
 
 TEXT_CANDIDATES = 2000  # a text filter matching more images than this walks the names (its pages come fast)
@@ -457,15 +490,15 @@ def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
 
     - score range: the folder's predictions in the range (index-only), less those of its missing
       images (found from the missing images, few);
-    - class: the folder's predictions of the class, plus the labelled images of the class whose
-      prediction says otherwise (the labelled few, by ``ix_images_label_class``), less the
-      missing images' predictions of the class.
+    - class: the folder's predictions of the class that stand (in domain), plus the labelled images of the class
+      whose prediction says otherwise or is out of domain (the labelled few, by ``ix_images_label_class``), less
+      the missing images' standing predictions of the class.
 
     The inner ``+ 0`` and ``|| ''`` keep each missing-image count on the missing images' index
     (a planner free to start from the class's or the range's predictions would read them all)."""
     scored = qq.score_min is not None or qq.score_max is not None
     if (qq.folder_id is None or scored == (qq.class_name is not None) or qq.states or qq.flagged is not None
-            or qq.path_contains or qq.in_domain_below is not None or qq.within is not None):
+            or qq.path_contains or qq.out_of_domain_only or qq.within is not None):
         return None
     folder = qq.folder_id
     family = _FAMILY["pa"] if scored else _FAMILY["pc"]
@@ -484,15 +517,16 @@ def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
         gone = count(select(Image.id).join(p, own).where(*missing, *in_range(p.anomaly_score + 0)))
     else:
         name = qq.class_name
+        stands = _stands(p, qq.domain_below)
         predicted = count(select(p.id).where(p.current_family == family, p.folder_id == folder,
-                                             p.predicted_class == name))
-        other = or_(p.predicted_class.is_(None), p.predicted_class != name)
+                                             p.predicted_class == name, stands))
+        other = or_(p.predicted_class.is_(None), p.predicted_class != name, _out_of_domain(p, qq.domain_below))
         # ("IS NOT TRUE": not a key of the folder's name indexes, so the planner starts from
         # the labelled images' index, not from every image of the folder.)
         kept = [] if qq.include_missing else [Image.missing.is_not(True)]
         labelled = count(select(Image.id).outerjoin(p, own)
                          .where(Image.folder_id == folder, Image.label_class == name, *kept, other))
-        gone = count(select(Image.id).join(p, own).where(*missing, p.predicted_class.concat("") == name))
+        gone = count(select(Image.id).join(p, own).where(*missing, p.predicted_class.concat("") == name, stands))
         total = predicted + labelled
     return total if qq.include_missing else total - gone
 
@@ -569,7 +603,11 @@ def _start_of(s: Session, shape: _Shape, segments: list[_Segment], image_id: int
     (the stretch it comes just before, None) when the state it shows has no stretch in this
     view. Read from its keys, not its membership: a row the inspector just reviewed (that no
     longer matches a state filter) still marks the place. None: the image is gone."""
-    stmt = select(shape.sort_value().label("k0"), shape.name_key.label("k1"), Image.id, Image.review_state)
+    # By a score: the stretch whose keys it has (the rank, the score, an answer out of domain; not the filter's)
+    stretch = (case(*((and_(*seg.conditions), index) for index, seg in enumerate(segments)))
+               if shape.qq.sort not in ("name", "state") else literal(None))
+    stmt = select(shape.sort_value().label("k0"), shape.name_key.label("k1"), Image.id, Image.review_state,
+                  stretch.label("stretch"))
     row = s.execute(shape.joins(stmt.select_from(Image), every=False, order=True)
                     .where(Image.id == image_id)).first()
     if row is None:
@@ -584,7 +622,8 @@ def _start_of(s: Session, shape: _Shape, segments: list[_Segment], image_id: int
         if state in wanted:
             return wanted.index(state), values[1:]
         return sum(1 for st in full[:full.index(state)] if st in wanted), None
-    return (0, values) if row.k0 is not None else (1, values[1:])
+    index = int(row.stretch)
+    return index, values if len(segments[index].order) == 3 else values[1:]
 
 
 def next_unreviewed(db: Database, qq: QueueQuery, after_id: int | None = None,

@@ -400,7 +400,7 @@ class ReviewService:
         return QueueQuery(folder_id=flt.folder_id, states=tuple(sorted(flt.states)),
                           flagged=True if flt.flagged_only else None, path_contains=flt.text or None,
                           class_name=flt.class_name, score_min=flt.score_min, score_max=flt.score_max,
-                          in_domain_below=OUT_OF_DOMAIN_BELOW if flt.out_of_domain_only else None,
+                          domain_below=OUT_OF_DOMAIN_BELOW, out_of_domain_only=flt.out_of_domain_only,
                           sort=flt.sort, descending=flt.descending,
                           ranking=tuple(flt.ranking) if flt.sort == "label_next" else ())
 

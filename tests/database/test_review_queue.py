@@ -28,6 +28,7 @@ from database.review_queue import (
     queue_rows,
 )
 from database.states import ReviewState
+from inference.domain import OUT_OF_DOMAIN_BELOW as DOMAIN
 
 FAMILIES = ("classifier", "segmenter", "anomaly")
 CLASSES = ("scratch", "dent", "ok")
@@ -54,11 +55,13 @@ def _seed(db: Database, rng: random.Random, n: int = 70) -> tuple[int, dict[str,
     for r in rows:
         if rng.random() < 0.75:
             preds.append(PredictionIn(r.image_id, ids["classifier"], predicted_class=rng.choice(CLASSES),
-                                      confidence=rng.choice([0.2, 0.5, 0.5, 0.9, None])))
+                                      confidence=rng.choice([0.2, 0.5, 0.5, 0.9, None]),
+                                      in_domain=rng.choice([None, 0.9, DOMAIN, 0.1])))
         if rng.random() < 0.6:
             preds.append(PredictionIn(r.image_id, ids["segmenter"], target_count=rng.randint(0, 3)))
         if rng.random() < 0.7:
-            preds.append(PredictionIn(r.image_id, ids["anomaly"], anomaly_score=rng.choice([0.1, 0.4, 0.4, 0.8])))
+            preds.append(PredictionIn(r.image_id, ids["anomaly"], anomaly_score=rng.choice([0.1, 0.4, 0.4, 0.8]),
+                                      in_domain=rng.choice([None, 0.8, 0.8, 0.2])))
         preds.append(PredictionIn(r.image_id, ids["anomaly-stale"], anomaly_score=rng.random()))
         if rng.random() < 0.3:
             for _ in range(rng.randint(1, 2)):
@@ -81,13 +84,20 @@ def _seed_rows(db: Database, rng: random.Random) -> tuple[int, dict[str, int], l
 
 
 def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
-    """The documented order, computed in Python over every row of the folder."""
+    """The documented order, computed in Python over every row of the folder. An answer out of its model's domain
+    (``qq.domain_below``) is not read by the class filter and counts as the least confident."""
+    def foreign(r: QueueRow, family: str = "classifier") -> bool:
+        score = r.in_domain.get(family)
+        return qq.domain_below is not None and score is not None and score < qq.domain_below
+
     def keep(r: QueueRow) -> bool:
         return ((qq.include_missing or not r.missing)
                 and (not qq.states or r.review_state in qq.states)
                 and (qq.flagged is None or r.flagged == qq.flagged)
                 and (not qq.path_contains or qq.path_contains.lower() in r.rel_path.lower())
-                and (qq.class_name is None or qq.class_name in (r.predicted_class, r.label_class))
+                and (qq.class_name is None or qq.class_name == r.label_class
+                     or (qq.class_name == r.predicted_class and not foreign(r)))
+                and (not qq.out_of_domain_only or any(foreign(r, f) for f in FAMILIES))
                 and (qq.score_min is None or (r.anomaly_score is not None and r.anomaly_score >= qq.score_min))
                 and (qq.score_max is None or (r.anomaly_score is not None and r.anomaly_score <= qq.score_max)))
     rows = [r for r in all_rows if keep(r)]
@@ -103,15 +113,19 @@ def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
         return [r.image_id for r in ranked] + [r.image_id for r in sorted(rows, key=name) if r.image_id not in rank]
     col = NULLABLE[qq.sort]
     sign = -1 if qq.sort in ("anomaly", "targets", "confidence") else 1   # "confidence": most confident first
-    have = [r for r in rows if getattr(r, col) is not None]
+    hidden = [r for r in rows if col == "confidence" and foreign(r)]      # the least confident, tied
+    have = [r for r in rows if getattr(r, col) is not None and r not in hidden]
     have.sort(key=lambda r: (sign * getattr(r, col), *name(r)), reverse=qq.descending)
-    return [r.image_id for r in have] + [r.image_id for r in sorted(rows, key=name)
-                                         if getattr(r, col) is None]
+    hidden.sort(key=name, reverse=qq.descending)
+    first, then = (hidden, have) if (sign == 1) != qq.descending else (have, hidden)
+    return [r.image_id for r in first + then] + [r.image_id for r in sorted(rows, key=name)
+                                                 if getattr(r, col) is None and r not in hidden]
 
 
 FILTERS = [{}, {"states": ("unreviewed",)}, {"states": ("accepted", "rejected")}, {"flagged": True},
            {"path_contains": "art"}, {"class_name": "dent"}, {"score_min": 0.3, "score_max": 0.5},
-           {"include_missing": True}, {"path_contains": "_"}]
+           {"include_missing": True}, {"path_contains": "_"}, {"out_of_domain_only": True},
+           {"class_name": "scratch", "states": ("unreviewed",)}]
 
 
 SORT_KEYS = ("name", "state", "uncertainty", "confidence", "anomaly", "targets", "label_next")
@@ -132,7 +146,7 @@ def test_pages_and_counts_agree_with_a_straightforward_sort(db: Database) -> Non
     for sort in SORT_KEYS:
         for descending in (False, True):
             for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
-                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **flt,
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, domain_below=DOMAIN, **flt,
                                 **_ranking(rng, everything, sort))
                 want = _reference(everything, qq)
                 what = (sort, descending, flt)
@@ -197,7 +211,7 @@ def test_next_unreviewed_agrees_with_a_scan_of_the_whole_queue(db: Database) -> 
     for sort in SORT_KEYS:
         for descending in (False, True):
             for flt in [{}, *rng.sample(FILTERS[1:], 3)]:
-                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, **flt,
+                qq = QueueQuery(folder_id=folder_id, sort=sort, descending=descending, domain_below=DOMAIN, **flt,
                                 **_ranking(rng, everything, sort))
                 want = _reference(everything, qq)
                 starts = [None, *rng.sample(want, min(6, len(want)))]
@@ -300,7 +314,8 @@ def test_a_folders_class_and_score_counts_from_indexes_agree_with_a_straightforw
             for fam in ("classifier", "anomaly"):
                 db.model_versions.activate(db.model_versions.register(fam, f"{fam}-unused", "/m/u").id)
         for flt in filters:
-            for extra in ({}, {"include_missing": True}):
+            for extra in ({}, {"include_missing": True}, {"domain_below": DOMAIN},
+                          {"domain_below": DOMAIN, "include_missing": True}):
                 qq = QueueQuery(folder_id=folder_id, **extra, **flt)
                 assert rq._indexed_count(qq) is not None
                 assert queue_count(db, qq) == len(_reference(rows, qq)), (flt, extra)
@@ -339,3 +354,45 @@ def test_the_confidence_sort_is_not_the_uncertainty_sort_again() -> None:
     reversed: two entries of the sort box doing one thing. It puts the most confident first."""
     from database.review_queue import SORTS
     assert SORTS["uncertainty"] == ("confidence", True) and SORTS["confidence"] == ("confidence", False)
+
+
+def test_an_answer_out_of_its_domain_names_no_class_and_is_the_least_confident(db: Database) -> None:
+    """A session-50 audit: the gallery's chip said "out of domain" for infrared frames and bottles through the steel
+    classifier, yet the class filter "crazing" listed them (10 of its 14 rows), "confidence (most confident first)"
+    put an out-of-domain sky frame at the top (its hidden confidence 1.0) and "uncertainty (least confident first)"
+    put those images last. The class filter reads a predicted class only where its answer is in domain (a label's class
+    always counts); an answer out of domain is the least confident: first from least confident, last from most."""
+    folder = db.folders.add("/data/mixed")
+    names = ["bottle.png", "crazing_1.png", "crazing_2.png", "labelled_sky.png", "patches_1.png", "sky.png",
+             "unknown.png"]
+    db.images.sync(folder.id, [FileEntry(n, 10, 1) for n in names])
+    steel = db.model_versions.register("classifier", "steel", "/m/steel")
+    db.model_versions.activate(steel.id)
+    ids = {r.rel_path: r.image_id for r in queue_rows(db, QueueQuery(folder_id=folder.id))}
+    answers = {"bottle.png": ("crazing", 0.97, 0.2), "crazing_1.png": ("crazing", 0.9, 0.8),
+               "crazing_2.png": ("crazing", 0.6, None), "labelled_sky.png": ("crazing", 1.0, 0.05),
+               "patches_1.png": ("patches", 0.99, DOMAIN), "sky.png": ("crazing", 1.0, 0.01)}
+    db.predictions.upsert_many([PredictionIn(ids[n], steel.id, predicted_class=c, confidence=p, in_domain=d)
+                                for n, (c, p, d) in answers.items()])
+    db.labels.append(ids["labelled_sky.png"], LabelChange(ReviewState.CORRECTED, class_name="crazing"), "tester")
+
+    def shown(**kw: object) -> list[str]:
+        qq = QueueQuery(folder_id=folder.id, domain_below=DOMAIN, **kw)
+        rows = [r.rel_path for r in queue_rows(db, qq, page_size=2)]
+        assert queue_count(db, qq) == len(rows), kw
+        return rows
+
+    assert shown(class_name="crazing") == ["crazing_1.png", "crazing_2.png", "labelled_sky.png"]  # index count
+    assert shown(class_name="crazing", states=("unreviewed",)) == ["crazing_1.png", "crazing_2.png"]  # joined
+    assert shown(sort="confidence") == ["patches_1.png", "crazing_1.png", "crazing_2.png", "bottle.png",
+                                        "labelled_sky.png", "sky.png", "unknown.png"]
+    assert shown(sort="uncertainty") == ["bottle.png", "labelled_sky.png", "sky.png", "crazing_2.png",
+                                         "crazing_1.png", "patches_1.png", "unknown.png"]
+    assert shown(out_of_domain_only=True) == ["bottle.png", "labelled_sky.png", "sky.png"]
+    by_confidence = QueueQuery(folder_id=folder.id, domain_below=DOMAIN, sort="confidence")
+    for after, backward, want in (("crazing_2.png", False, ("bottle.png", 3)), ("bottle.png", True, ("crazing_2.png", 2)),
+                                  ("labelled_sky.png", False, ("sky.png", 5))):
+        got = next_unreviewed(db, by_confidence, ids[after], backward=backward)
+        assert got is not None and (got.image_id, got.position) == (ids[want[0]], want[1]), after
+    with pytest.raises(ValueError, match="domain_below"):
+        queue_count(db, QueueQuery(folder_id=folder.id, out_of_domain_only=True))

@@ -292,6 +292,27 @@ def test_images_without_the_sort_value_go_last_by_name(service, seeded):
         service.queue(f.with_(sort="bogus"))
 
 
+def test_the_class_filter_and_the_confidence_sorts_do_not_read_an_answer_out_of_domain(service, seeded):
+    """A session-50 audit: the class filter "crazing" listed infrared frames and bottles whose chip said "out of
+    domain", "confidence (most confident first)" put an out-of-domain sky frame at the top and "uncertainty (least
+    confident first)" put out-of-domain images last: the queue read the answer the window hides."""
+    db = service.db
+    clf = db.model_versions.active("classifier").id
+    f = QueueFilter(folder_id=seeded.id)
+    names = {it.image_id: it.name for it in service.queue(f)}
+    foreign = {"part_04.png", "part_05.png"}   # crazing at 0.8, inclusion at 0.9: the most confident answers
+    db.predictions.upsert_many([PredictionIn(i, clf, predicted_class=p.predicted_class, confidence=p.confidence,
+                                             class_scores=p.class_scores, in_domain=0.1 if n in foreign else 0.9)
+                                for i, n in names.items() for p in [db.predictions.get(i, clf)]])
+    assert {it.name for it in service.queue(f) if it.out_of_domain} == foreign   # the chips
+    crazing = f.with_(class_name="crazing")
+    assert [it.name for it in service.queue(crazing)] == ["part_00.png"] and service.queue_count(crazing) == 1
+    by_confidence = [it.name for it in service.queue(f.with_(sort="confidence"))]
+    assert by_confidence == ["part_03.png", "part_02.png", "part_01.png", "part_00.png", "part_04.png", "part_05.png"]
+    by_uncertainty = [it.name for it in service.queue(f.with_(sort="uncertainty"))]
+    assert by_uncertainty == ["part_04.png", "part_05.png", "part_00.png", "part_01.png", "part_02.png", "part_03.png"]
+
+
 def test_the_row_after_a_save_is_fetched_by_id_not_by_reading_the_queue(service, seeded):
     """Issue 16 item 8: refreshing the saved image's cell must not cost the folder's size."""
     image_id = service.queue(QueueFilter(folder_id=seeded.id))[2].image_id
