@@ -665,12 +665,21 @@ class ReviewService:
         model = self._prediction_label(detail.prediction, size)
         has_verdict = current.anomaly_verdict is not None or current.anomaly_region is not None
         taken = None if self.unlisted_class(detail, current) else model.class_name
+        # The answer the revision is saved from (the audit's model, docs/traceability.md): the first family whose part
+        # Accept takes (a model's part is there only where its answer stands, in domain); none taken, none. The first
+        # family present credited the classifier for a mask the segmenter gave, its own answer out of domain, hidden
+        # and not taken (a session-50 audit).
+        took = {"classifier": current.class_name is None and taken is not None,
+                "segmenter": current.mask is None and model.mask is not None,
+                "anomaly": not has_verdict and model.anomaly_verdict is not None}
+        ids = detail.prediction.prediction_ids
+        from_id = next((ids[f] for f in FAMILIES if took.get(f) and f in ids), None)
         return current.with_(
             class_name=current.class_name if current.class_name is not None else taken,
             mask=current.mask if current.mask is not None else model.mask,
             anomaly_verdict=current.anomaly_verdict if has_verdict else model.anomaly_verdict,
             anomaly_region=current.anomaly_region if has_verdict else model.anomaly_region,
-            review_state="accepted", from_prediction_id=model.from_prediction_id)
+            review_state="accepted", from_prediction_id=from_id)
 
     @staticmethod
     def unlisted_class(detail: ImageDetail | None, current: LabelState) -> str | None:
@@ -727,10 +736,8 @@ class ReviewService:
                 pixel = p.heat_range[1] / 2.0 if p.heat_range is not None else self.region_threshold()
                 region = threshold_region(heat, pixel)
                 region = region if region.any() else None
-        from_id = next((p.prediction_ids[f] for f in FAMILIES if f in p.prediction_ids), None)
         return LabelState(class_name=p.predicted_class if answer_stands("classifier", ood) else None,
-                          mask=_prediction_mask(p),
-                          anomaly_verdict=verdict, anomaly_region=region, from_prediction_id=from_id)
+                          mask=_prediction_mask(p), anomaly_verdict=verdict, anomaly_region=region)
 
     def revision_label(self, image_id: int, revision: int) -> LabelState:
         """An earlier revision's label (to bring it back as a new revision)."""

@@ -381,6 +381,43 @@ def test_accept_after_erasing_an_accepted_mask_keeps_it_erased(service, seeded):
     assert again.mask is None and again.review_state == "accepted" and again.class_name == accepted.class_name
 
 
+def test_accept_names_the_model_whose_answer_it_took(service, seeded):
+    """A session-50 audit: `main.py audit` credited the classifier (version, threshold) for an accepted infrared frame
+    whose classifier answer was out of domain, hidden and not taken: the label's mask came from the segmenter. The
+    revision names the first family whose answer Accept took; none taken (every answer out of domain, or every part
+    the inspector's own), none."""
+    from database.audit import audit_records
+    db = service.db
+    f = QueueFilter(folder_id=seeded.id)
+    items = service.queue(f)
+    versions = {fam: db.model_versions.active(fam).id for fam in ("classifier", "segmenter", "anomaly")}
+
+    def out_of_domain(image_id: int, families: tuple[str, ...]) -> None:
+        db.predictions.upsert_many([
+            PredictionIn(image_id, v, class_scores=p.class_scores, predicted_class=p.predicted_class,
+                         confidence=p.confidence, mask_png=p.mask_png, target_count=p.target_count,
+                         anomaly_score=p.anomaly_score, anomaly_map_ref=p.anomaly_map_ref, in_domain=0.1)
+            for fam, v in versions.items() if fam in families for p in [db.predictions.get(image_id, v)]])
+
+    sky, bottle, mine = items[1].image_id, items[2].image_id, items[3].image_id
+    out_of_domain(sky, ("classifier",))
+    out_of_domain(bottle, tuple(versions))
+    d = service.detail(sky)
+    acc = service.accepted_label(d, d.label)
+    assert acc.class_name is None and acc.mask is not None   # the class hidden, the segmenter's mask taken
+    assert acc.from_prediction_id == d.prediction.prediction_ids["segmenter"]
+    service.save_label(sky, acc, "accept")
+    [record] = [r for r in audit_records(db) if r.image_id == sky]
+    assert (record.model_family, record.model_version) == ("segmenter", "test-seg")
+    d = service.detail(bottle)
+    assert service.accepted_label(d, d.label).from_prediction_id is None
+    d = service.detail(mine)
+    own = LabelState(class_name="patches", mask=np.zeros((64, 64), bool), anomaly_verdict="normal")
+    assert service.accepted_label(d, own).from_prediction_id is None
+    d = service.detail(items[0].image_id)   # every answer in domain and taken: the classifier's, first
+    assert service.accepted_label(d, d.label).from_prediction_id == d.prediction.prediction_ids["classifier"]
+
+
 def test_a_class_list_read_while_the_models_are_refreshed_is_not_kept(service, seeded, monkeypatch):
     """Seen under Xvfb (session 46): another station's new class list arrived while a detail was read on the reader
     thread; the list read before the refresh was cached after it, so the old class name stayed on key 1 for good and
