@@ -160,7 +160,8 @@ class ModelVersionRepository:
                       previous_becomes_challenger: bool = False) -> ModelActivationInfo:
         """Make the version active and record who did it, in one transaction (the audit trail and
         what a roll back returns to). It stops being the challenger; ``previous_becomes_challenger``
-        keeps the replaced version under review (a roll back)."""
+        keeps the replaced version under review (a roll back). ``ConflictError`` (nothing written) where it is the
+        active one already."""
         if action not in ACTIONS:
             raise ValueError(f"unknown activation action {action!r}")
         with self.db.session(write=True) as s:
@@ -177,6 +178,11 @@ class ModelVersionRepository:
             if row is None:
                 raise ConflictError(f"model version {version_id} does not exist.")
             previous = next((r for r in rows if r.active), None)
+            if previous is row:
+                # Another station made it active between the caller's look and this lock: recorded, it would read
+                # "replaced itself", and Roll back would go nowhere with the old champion's way back lost (a
+                # session-50 audit). Refused here, under the lock, so two roll backs at once are refused alike.
+                raise ConflictError(f"{row.name} is already the active {row.family} version: nothing was recorded.")
             row.challenger = False
             _activate(s, row)
             if previous is not None and previous.id != row.id and previous_becomes_challenger:

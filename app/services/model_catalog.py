@@ -391,10 +391,22 @@ class ModelCatalog:
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{row.name} cannot be made active: {exc}") from None
         if not row.active:
-            done = self.db.model_versions.change_active(version_id, self.author(),
-                                                        "promote" if row.challenger else "activate", note)
+            try:   # the look above was before the write lock: another station may have made it active since
+                done = self.db.model_versions.change_active(version_id, self.author(),
+                                                            "promote" if row.challenger else "activate", note)
+            except ConflictError as exc:
+                raise self._meanwhile(row.family, version_id, f"{row.name} was already made active", exc) from None
             after_activation(self.db, row.family, versions=(done.version_id, done.previous_id))
         return self.row(version_id)
+
+    def _meanwhile(self, family: str, version_id: int, done: str, exc: ConflictError) -> ModelCatalogError:
+        """What a refused ``change_active`` says: where the version is the active one now, ``done`` at another
+        station between this station's look and the write (a session-50 audit: two stations' Make active at once
+        recorded "clf-r1 -> clf-r1" and lost the way back); otherwise the database's reason."""
+        active = self.db.model_versions.active(family)
+        if active is not None and active.id == version_id:
+            return ModelCatalogError(f"{done} at another station meanwhile: nothing was recorded")
+        return ModelCatalogError(str(exc))
 
     def promote(self, version_id: int, note: str | None = None) -> "Promotion":
         """Promote the version (a challenger, usually) over its champion (``champion.champion_of``): where
@@ -503,8 +515,11 @@ class ModelCatalog:
             check_model_dir(family, self._here(previous.id))
         except ModelCatalogError as exc:
             raise ModelCatalogError(f"{previous.name} cannot be made active again: {exc}") from None
-        done = self.db.model_versions.change_active(previous.id, self.author(), "rollback", note,
-                                                    previous_becomes_challenger=True)
+        try:
+            done = self.db.model_versions.change_active(previous.id, self.author(), "rollback", note,
+                                                        previous_becomes_challenger=True)
+        except ConflictError as exc:   # two roll backs at once: the second finds it active already
+            raise self._meanwhile(family, previous.id, f"{previous.name} was already made active again", exc) from None
         after_activation(self.db, family, versions=(done.version_id, done.previous_id))
         return self.row(previous.id)
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from database import open_database
+from database import ConflictError, open_database
 
 
 def test_the_second_of_two_overlapping_activations_records_the_version_it_replaced(url: str) -> None:
@@ -44,3 +44,20 @@ def test_the_second_of_two_overlapping_activations_records_the_version_it_replac
     finally:
         a.close()
         b.close()
+
+
+def test_making_the_active_version_active_again_is_refused_and_writes_nothing(db) -> None:
+    """A session-50 audit: two stations clicked Make active on one challenger at once; the second recorded
+    "promote clf-r1 -> clf-r1" (the version replacing itself), Roll back then read "Roll back to clf-r1" and its click
+    recorded "rollback clf-r1 -> clf-r1", changing nothing: the way back to the old champion was lost. Under the
+    family's lock, a version already active is refused."""
+    db.model_versions.register("classifier", "champ", "/x/champ", activate=True)
+    new = db.model_versions.register("classifier", "new", "/x/new", challenger=True)
+    db.model_versions.change_active(new.id, "alice", "promote")
+    for action in ("promote", "rollback"):
+        with pytest.raises(ConflictError, match="already the active classifier version"):
+            db.model_versions.change_active(new.id, "bob", action, previous_becomes_challenger=action == "rollback")
+    assert [(h.previous_name, h.version_name) for h in db.model_versions.activations("classifier")] == [
+        ("champ", "new")]
+    assert db.model_versions.active("classifier").id == new.id
+    assert db.model_versions.challenger("classifier") is None

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from sqlalchemy import create_engine, select
 
-from database import Database, open_database
+from database import ConflictError, Database, open_database
 from database import migrate as mig
 from database.dto import FileEntry, PredictionIn
 from database.models import ModelVersion, Prediction
@@ -53,7 +54,12 @@ def test_the_marker_follows_stores_activations_and_roll_backs(db: Database) -> N
         elif op < 0.8:
             db.model_versions.activate(version)
         elif op < 0.9:
-            db.model_versions.change_active(version, "ann", action="rollback", previous_becomes_challenger=True)
+            active = db.model_versions.active(family)
+            if active is not None and active.id == version:   # refused: it would replace itself (a session-50 audit)
+                with pytest.raises(ConflictError):
+                    db.model_versions.change_active(version, "ann", action="rollback", previous_becomes_challenger=True)
+            else:
+                db.model_versions.change_active(version, "ann", action="rollback", previous_becomes_challenger=True)
         else:
             db.predictions.delete_for_images(version, rng.sample(ids, 5))
         assert _marked(db) == _rule(db), step

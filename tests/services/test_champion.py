@@ -568,3 +568,35 @@ def test_a_roll_back_goes_to_the_version_it_names_or_nowhere(tmp_path) -> None:
         catalog.rollback("classifier", to=a.id)
     assert db.model_versions.active("classifier").id == c.id
     db.close()
+
+
+def test_two_stations_making_one_version_active_or_rolling_back_at_once_record_it_once(db, tmp_path,
+                                                                                        monkeypatch) -> None:
+    """A session-50 audit: two stations clicked Make active on clf-r1 at once; both said "is now the active
+    classifier model", the second recorded "promote clf-r1 -> clf-r1", the button then read "Roll back to clf-r1"
+    and its click recorded "rollback clf-r1 -> clf-r1", changing nothing; the way back to the old champion was lost.
+    The second is refused and records nothing, and so is the second of two roll backs at once."""
+    import app.services.model_catalog as mc
+    a, b = _versions(db, tmp_path)
+    alice, bob = ModelCatalog(db, author=lambda: "alice"), ModelCatalog(db, author=lambda: "bob")
+    real = mc.check_model_dir
+    other: list = []   # what the other station does while this one checks the folder (after its look)
+
+    def slow(family, path):
+        real(family, path)
+        while other:
+            other.pop()()
+    monkeypatch.setattr(mc, "check_model_dir", slow)
+    other.append(lambda: bob.promote(b.id))
+    with pytest.raises(ModelCatalogError, match="classifier-b was already made active at another station meanwhile: "
+                                                "nothing was recorded"):
+        alice.promote(b.id)
+    assert [(x.action, x.previous_name, x.version_name) for x in db.model_versions.activations("classifier")] == [
+        ("promote", "classifier-a", "classifier-b")]
+    assert alice.previous_champion("classifier").id == a.id   # the way back is kept
+    other.append(lambda: bob.rollback("classifier", to=a.id))
+    with pytest.raises(ModelCatalogError, match="classifier-a was already made active again at another station"):
+        alice.rollback("classifier", to=a.id)
+    assert [(x.action, x.previous_name, x.version_name) for x in db.model_versions.activations("classifier")] == [
+        ("promote", "classifier-a", "classifier-b"), ("rollback", "classifier-b", "classifier-a")]
+    assert db.model_versions.active("classifier").id == a.id and db.model_versions.challenger("classifier").id == b.id
