@@ -33,7 +33,7 @@ from app.services.child_command import pid_alive
 from app.services.display import encode_mask_png
 from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
-from app.services.prelabel import PRELABEL
+from app.services.prelabel import PRELABEL, UNLOADABLE
 from app.services.project_settings import load_project_settings
 from app.services.reflag import reflag_where
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
@@ -323,7 +323,7 @@ class Worker:
                 versions = job_versions(batch.job.params)
                 key = (tuple(sorted(versions.items())), job_profile(batch.job.params))
             except (ValueError, RuntimeError) as exc:
-                self._fail_unloadable(batch, f"model cannot be loaded: {exc}")
+                self._fail_unloadable(batch, f"{UNLOADABLE}{exc}")
                 return None
             if key in self._engines:
                 break
@@ -340,7 +340,7 @@ class Worker:
             try:
                 self._engine_for(versions, key[1])
             except (CheckpointError, ValueError, RuntimeError) as exc:
-                self._unloadable = (key, f"model cannot be loaded: {exc}")  # the next claim of this job fails it
+                self._unloadable = (key, f"{UNLOADABLE}{exc}")  # the next claim of this job fails it
         engine = self._engine_for(versions, key[1])
         todo, skip = self._split_done(batch.items, versions)
         if skip:

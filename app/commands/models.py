@@ -61,6 +61,7 @@ def _compare(db, args: argparse.Namespace) -> int:
         LEARNT,
         LEARNT_NOTE,
         compare_status,
+        failures_text,
         find_disagreements,
         held_out,
         submit_compare,
@@ -92,6 +93,9 @@ def _compare(db, args: argparse.Namespace) -> int:
             "held_out": {"images": figures.images, "reference": figures.reference, "note": figures.note,
                          "rows": [{"metric": m, "reference": a, "challenger": b} for m, a, b in figures.rows]},
             "images": result.images, "compared": result.compared, "waiting": result.waiting, "failed": result.failed,
+            "unreadable": result.unreadable,   # of the failed; the rest were not run as a model cannot be loaded
+            "cannot_load": (None if result.cannot_load is None else
+                            {"version": result.cannot_load[0], "why": result.cannot_load[1]}),
             "learnt": result.learnt, "trained_on": trained, "queued_jobs": queued,
             "disagreements": [{"image_id": d.image_id, "image": d.rel_path, "why": d.reason, "human": d.human,
                                "champion": d.champion.text, "challenger": d.challenger.text, "iou": d.iou,
@@ -119,9 +123,9 @@ def _compare(db, args: argparse.Namespace) -> int:
         print(f"{result.waiting} image(s) not run by both versions yet"
               + (f": queued for a worker (job {', '.join(map(str, queued))}); or add --run" if queued else ""),
               file=sys.stderr)
-    if result.failed:
-        print(f"{result.failed} image(s) the worker could not read (the prelabel report and the Jobs dock say why)",
-              file=sys.stderr)
+    failures = failures_text(result)
+    if failures:
+        print(failures, file=sys.stderr)
     return 0
 
 

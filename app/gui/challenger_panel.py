@@ -38,6 +38,7 @@ from app.services.champion import (
     Comparison,
     Disagreement,
     ModelPair,
+    failures_text,
     side_by_side,
 )
 from app.services.wording import plural
@@ -250,8 +251,9 @@ class ChallengerPanel(QGroupBox):
         waiting = "" if not result.waiting else (
             f"; {plural(result.waiting, 'image')} not run by both yet" + (" (the worker is on it)" if self.jobs else
                                                                  ": Find disagreements runs them"))
-        if result.failed:
-            waiting += f"; {plural(result.failed, 'image')} the worker could not read (their reasons are in the Jobs dock)"
+        failures = failures_text(result)
+        if failures:
+            waiting += f"; {failures}"
         rule = f" (masks: IoU below {MASK_IOU_MIN})" if result.family == "segmenter" else ""
         learnt = f" {LEARNT_NOTE.format(n=result.learnt)}." if result.learnt else ""
         return (f"{plural(len(result.disagreements), 'disagreement')} in {plural(result.compared, 'image')} compared{rule}"

@@ -31,9 +31,18 @@ import numpy as np
 
 from app.services.display import decode_mask_png, load_rgb, resize_to
 from app.services.flags import OUT_OF_DOMAIN, is_out_of_domain
-from app.services.prelabel import FAMILIES, JobProgress, PrelabelError, job_status, project_speed_profile, read_card
+from app.services.prelabel import (
+    FAMILIES,
+    UNLOADABLE,
+    JobProgress,
+    PrelabelError,
+    job_status,
+    project_speed_profile,
+    read_card,
+)
 from app.services.project_settings import load_project_settings
 from app.services.reflag import card_threshold
+from app.services.wording import plural
 from database.dto import ModelVersionInfo, PredictionInfo
 from database.recent_images import REVIEWED, recently_added_ids, recently_reviewed_ids
 from database.states import JobStatus
@@ -108,8 +117,12 @@ class Comparison:
     compared: int              # of those, answered by both versions
     disagreements: tuple[Disagreement, ...]
     learnt: int = 0            # of the compared, reviewed images labelled before the challenger's retraining
-    failed: int = 0            # of the others, images whose last worker run failed (an unreadable file)
+    failed: int = 0            # of the others, images whose last worker run failed (an unreadable file, a model)
     note: str = ""             # why there is nothing to compare, where the champion answers for no image
+    unreadable: int = 0        # of the failed, the images the worker could not read (the rest: a model did not load)
+    unreadable_first: str = ""  # the first of those, "rel_path: reason"
+    # (version name, why) where the newest compare job that ran a version failed as its model cannot be loaded there
+    cannot_load: tuple[str, str] | None = None
 
     @property
     def waiting(self) -> int:
@@ -488,7 +501,46 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
         human = human_text(family, label) if label is not None and im.review_state in REVIEWED else ""
         out.append(Disagreement(i, db.images.path_of(i), im.rel_path, reason, answer(family, theirs[i], thr[0]),
                                 answer(family, mine[i], thr[1]), human, iou, i in learnt))
-    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt), len(failed))
+    unreadable = sorted(i for i, why in failed.items() if not why.startswith(UNLOADABLE))
+    first = db.images.get_many(unreadable[:1])
+    return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt), len(failed),
+                      unreadable=len(unreadable),
+                      unreadable_first=f"{first[0].rel_path}: {failed[first[0].id]}" if first else "",
+                      cannot_load=_cannot_load(db, challenger, (challenger, champion)))
+
+
+def _cannot_load(db: Database, challenger: ModelVersionInfo,
+                 versions: Sequence[ModelVersionInfo]) -> tuple[str, str] | None:
+    """(version name, the worker's reason) where the newest compare job of the challenger's comparison that ran the
+    version failed as its model cannot be loaded: a session-50 audit saw a corrupt challenger said as "55 image(s)
+    the worker could not read (their reasons are in the Jobs dock)", of fine images, in a dock that lists no compare
+    job."""
+    errors: dict[int, str] = {}   # version id -> its newest compare job's error where that job failed, else ""
+    for job in db.jobs.list(kind=COMPARE):   # newest first
+        if job.params.get("challenger") == challenger.id:
+            for version_id in job.params.get("model_versions", {}).values():
+                errors.setdefault(version_id, (job.error or "") if job.status == JobStatus.FAILED else "")
+    for version in versions:
+        error = errors.get(version.id, "")
+        if UNLOADABLE in error:   # "every image failed; first error: model cannot be loaded: …"
+            return version.name, error.partition(UNLOADABLE)[2]
+    return None
+
+
+def failures_text(result: Comparison) -> str:
+    """What the images a comparison could not run come to, for the challenger panel and ``models compare`` alike:
+    the version that cannot be loaded (its images are fine), and the files the worker could not read, with the
+    first one's reason (the Jobs dock lists no compare job to find them in); "" when none."""
+    parts = []
+    if result.cannot_load is not None:
+        name, why = result.cannot_load
+        parts.append(f"{name} cannot be loaded here: {why}")
+    elif result.failed > result.unreadable:
+        parts.append(f"{plural(result.failed - result.unreadable, 'image')} not run: a model could not be loaded")
+    if result.unreadable:
+        first = f" (first: {result.unreadable_first})" if result.unreadable_first else ""
+        parts.append(f"{plural(result.unreadable, 'image')} the worker could not read{first}")
+    return "; ".join(parts)
 
 
 def _read_then(db: Database, family: str, image_id: int, label: Any, read_at: datetime) -> bool:

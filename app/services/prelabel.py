@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from database.engine import Database
 
 PRELABEL = "prelabel"
+# How the worker begins the reason of each image it failed because a job's model cannot be loaded on its machine: the
+# images are fine, and the challenger panel says the model's reason rather than count them as unreadable files.
+UNLOADABLE = "model cannot be loaded: "
 # What a pre-label job was queued for (``params["scope"]``): the Jobs dock names a job by it, also after a restart.
 JOB_SCOPES = ("folder", "new images", "selection")
 # An automatic job (a followed folder's new files) that finished less than this long ago takes the next

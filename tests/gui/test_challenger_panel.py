@@ -129,6 +129,20 @@ def test_a_family_without_challenger_says_so(qtbot, db) -> None:
     assert not dlg.rollback_button.isEnabled()
 
 
+def test_a_challenger_that_cannot_be_loaded_is_said_so_in_the_panel(qtbot, db) -> None:
+    """A session-50 audit: with the challenger's weights corrupt the panel read "0 disagreement(s) in 0 image(s)
+    compared; 55 image(s) the worker could not read (their reasons are in the Jobs dock)", of fine images, pointing to
+    a dock that lists no compare job. It says the compare job's reason, as ``models compare`` does."""
+    from app.gui.challenger_panel import ChallengerPanel
+    from app.services.champion import Comparison
+    panel = ChallengerPanel(ChampionReview(db))
+    qtbot.addWidget(panel)
+    said = panel._summary(Comparison("classifier", 1, 2, 55, 0, (), failed=55,
+                                     cannot_load=("clf-r1", "model.safetensors is not a safetensors file")))
+    assert said == ("0 disagreement(s) in 0 image(s) compared; clf-r1 cannot be loaded here: model.safetensors is not "
+                    "a safetensors file.")
+
+
 def test_the_station_records_promotions_as_its_reviewer(qtbot, db, db_url, tmp_path) -> None:
     from app.commands.gui import build_window
     from app.gui.settings_store import StationSettings

@@ -507,6 +507,40 @@ def test_images_the_worker_could_not_read_are_not_said_to_be_waiting(db, tmp_pat
     assert db.jobs.get(job) is not None
 
 
+def test_a_challenger_that_cannot_be_loaded_is_said_so_not_counted_as_unreadable_images(db, tmp_path) -> None:
+    """A session-50 audit: the challenger's weights corrupt and no database copy; Find disagreements read "0
+    disagreement(s) in 0 image(s) compared; 55 image(s) the worker could not read (their reasons are in the Jobs
+    dock)" and ``models compare`` "55 image(s) the worker could not read (the prelabel report and the Jobs dock say
+    why)", though the images were fine and the Jobs dock lists no compare job. The compare job's own reason is said,
+    in the panel and the command alike; a file the worker could not read is said with its reason."""
+    from app.services.artifacts import ArtifactStore
+    from app.worker import Worker, WorkerOptions
+    a, b = _versions(db, tmp_path)
+    weights = Path(b.checkpoint_path) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    ids = _folder(db, tmp_path, 3)
+    db.predictions.upsert_many([PredictionIn(i, a.id, predicted_class="ok", confidence=0.8) for i in ids])
+    champion.submit_compare(db, b.id)
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05),
+           artifacts=ArtifactStore(tmp_path / "artifacts")).run(once=True)
+    result = champion.find_disagreements(db, b.id)
+    assert (result.compared, result.failed, result.unreadable, result.waiting) == (0, 3, 0, 0)
+    text = champion.failures_text(result)
+    assert text.startswith("classifier-b cannot be loaded here: ") and "model.safetensors" in text
+    assert "could not read" not in text and "Jobs dock" not in text
+    db.predictions.upsert_many([PredictionIn(i, b.id, predicted_class="ok", confidence=0.8) for i in ids[:2]])
+    job = db.jobs.create(champion.COMPARE, {"families": ["classifier"], "model_versions": {"classifier": b.id},
+                                            "challenger": b.id}, ids[2:])
+    db.jobs.register_worker("w1")
+    claimed = db.jobs.claim_items("w1", 10)
+    assert claimed is not None and claimed.job.id == job.id
+    db.jobs.fail_items("w1", {it.id: "not a decodable image" for it in claimed.items})
+    result = champion.find_disagreements(db, b.id)
+    assert (result.compared, result.failed, result.unreadable, result.cannot_load) == (2, 1, 1, None)
+    rel = db.images.get_many(ids[2:])[0].rel_path
+    assert champion.failures_text(result) == f"1 image the worker could not read (first: {rel}: not a decodable image)"
+
+
 def test_compare_json_queues_what_waits_and_promote_of_the_active_version_says_nothing_changed(tmp_path, capsys) -> None:
     """Found by a session-44 CLI probe: ``models compare ID --json`` never queued the images not run by both versions
     (a script read "waiting" for good; only the printed form queued them), ``--limit 0`` was taken for the default,
