@@ -165,6 +165,11 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
         from app.services.retraining import parent_answers_note
 
         notes.append(parent_answers_note(compared))
+    from app.services.retraining import parent_more_classes_note
+
+    more = parent_more_classes_note(compared)
+    if more:
+        notes.append(more)
     if compared.get("held_out_cut"):   # the held-out part shares sessions with the training part (the session-46 review)
         notes.append(str(compared["held_out_cut"]))
     simple = compared.get("simple_answers")

@@ -63,6 +63,19 @@ def parent_answers_note(compared: Mapping[str, Any]) -> str:
             "kept as they came: they agree with it by construction, its figures here lean its way")
 
 
+def parent_more_classes_note(compared: Mapping[str, Any]) -> str | None:
+    """Said beside a held-out comparison where the previous version knows classes the reviewed labels do not use: its
+    figures are over the reviewed classes only, and the new version will not answer those others at all (the retrain
+    line and the Models dialog alike; a session-50 audit found the dialog and ``models compare`` without it). None
+    otherwise."""
+    more = compared.get("parent_more_classes")
+    if not isinstance(more, list) or not more:
+        return None
+    return (f"{compared.get('parent_name') or 'the previous version'} also knows {plural(len(more), 'class', 'classes')} "
+            f"these labels do not use, {', '.join(map(str, more[:4]))}{' …' if len(more) > 4 else ''}: its answers "
+            "there count as misses, its averages are over the reviewed classes; the new version knows only those")
+
+
 def every_label_note(compared: Mapping[str, Any]) -> str | None:
     """The classifier's check on every reviewed label (nested group cross-validation on the training part, with
     the held-out part; ADR 0072), where the comparison holds it: what the refusal reads. None otherwise."""
@@ -839,11 +852,9 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
             text += f" ({PARENT_SAW_NOTE.format(parent=compared.get('parent_name', 'the previous version'))})"
         if compared.get("parent_answers_held_out"):
             text += f" ({parent_answers_note(compared)})"
-        more = compared.get("parent_more_classes")
-        if isinstance(more, list) and more:
-            text += (f" (it also knows {len(more)} class(es) these labels do not use, {', '.join(map(str, more[:4]))}"
-                     f"{' …' if len(more) > 4 else ''}: its answers there count as misses, its averages are over the "
-                     "reviewed classes; the new version knows only those)")
+        more = parent_more_classes_note(compared)
+        if more:
+            text += f" ({more})"
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
     simple = compared.get("simple_answers")

@@ -82,6 +82,22 @@ def test_the_held_out_note_says_when_the_challenger_was_refitted_after_its_check
     assert "then refitted on all reviewed labels" in champion.held_out(v).note
 
 
+def test_the_held_out_note_says_the_champion_knows_classes_the_challenger_does_not() -> None:
+    """A session-50 audit: the retrain line said the previous version "also knows 3 class(es) these labels do not
+    use, …: the new version knows only those"; the Models dialog and ``models compare`` rebuilt their note from the
+    card and left it out, so a challenger that would never answer three of the champion's classes read as a plain
+    improvement."""
+    compared = {"held_out_images": 7, "new": {"accuracy": 1.0}, "parent": {"accuracy": 0.9},
+                "parent_name": "classifier-neu-texture",
+                "parent_more_classes": ["inclusion", "pitted_surface", "rolled-in_scale"]}
+    v = ModelVersionInfo(id=1, family="classifier", name="c", checkpoint_path="x", config={}, metrics={},
+                         card={"retraining": {"held_out_comparison": compared}}, active=False, bundled=False,
+                         parent_id=None, created_at=datetime.now(timezone.utc))
+    assert ("classifier-neu-texture also knows 3 classes these labels do not use, inclusion, pitted_surface, "
+            "rolled-in_scale: its answers there count as misses, its averages are over the reviewed classes; the new "
+            "version knows only those") in champion.held_out(v).note
+
+
 def test_the_held_out_note_gives_the_check_on_every_label_that_decided() -> None:
     """ADR 0072: the refusal reads every reviewed label (nested cross-validation with the held-out part); the panel
     shows that figure beside the held-out one, which alone could read the other way."""
