@@ -300,11 +300,13 @@ class ImageViewer(ImageView):
 
     def heat_levels(self) -> tuple[float, float, float]:
         """(min, max, default threshold) of the map on screen; the default is the model's pixel
-        threshold (mid-scale of its colour range) when known, else mid-range."""
+        threshold (mid-scale of its colour range) when known, else mid-range. A threshold over the map's hottest
+        pixel stays as it is (the slider's top stands for it): clamped to the maximum, Apply on the untouched slider
+        saved that one pixel as the region where the model's region is empty (a session-50 audit)."""
         assert self._heat is not None, "heat_levels needs a map on screen"  # callers check first
         lo, hi = heat_bounds(self._heat)
         default = (self._heat_range[0] + self._heat_range[1]) / 2 if self._heat_range else (lo + hi) / 2
-        return lo, hi, min(hi, max(lo, default))
+        return lo, hi, max(lo, default)
 
     def has_heat(self) -> bool:
         return self._heat is not None

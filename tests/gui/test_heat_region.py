@@ -356,3 +356,32 @@ def test_apply_on_the_untouched_slider_saves_the_models_region(service, db, fold
     assert expected[20:30, 20:30].all() and not expected[40:50, 40:50].any()
     np.testing.assert_array_equal(saved, expected)
     win.close()
+
+
+def test_apply_on_the_untouched_slider_of_a_map_cooler_than_the_threshold_saves_no_region(service, db, folder,
+                                                                                           artifacts, qtbot):
+    """Found by a session-50 audit: a tile whose map never reaches the model's pixel threshold (its hottest pixel
+    2.753, the threshold 2.80) has an empty model region, but the slider's default was clamped to the hottest pixel
+    and Apply without moving it saved that pixel as the region. The untouched slider stands for the threshold."""
+    from database.dto import PredictionIn
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    threshold = service.region_threshold()
+    heat = np.full((64, 64), threshold - 1.0, np.float32)
+    heat[10:20, 10:20] = threshold - 0.05     # the hottest part, still under the threshold
+    heat[15, 15] = threshold - 0.04
+    anomaly = db.model_versions.active("anomaly")
+    ref = artifacts.put_map(heat)
+    db.predictions.upsert_many([PredictionIn(image_id, anomaly.id, anomaly_score=0.9, anomaly_map_ref=ref)])
+    shown = np.asarray(artifacts.get_map(ref), np.float32)
+    win.review.reload()
+    qtbot.waitUntil(lambda: win.viewer.has_heat() and np.array_equal(win.viewer._heat, shown), timeout=5000)
+    wait_saved(win, qtbot)
+    lp = win.layer_panel
+    assert lp.threshold_level() == pytest.approx(threshold, abs=1e-6)
+    assert not threshold_region(shown, threshold).any()
+    qtbot.mouseClick(lp.apply, Qt.MouseButton.LeftButton)
+    wait_saved(win, qtbot)
+    saved = service.detail(image_id).label.anomaly_region
+    assert saved is None or not np.asarray(saved).any()
+    win.close()
