@@ -139,7 +139,7 @@ def test_a_challenger_that_cannot_be_loaded_is_said_so_in_the_panel(qtbot, db) -
     qtbot.addWidget(panel)
     said = panel._summary(Comparison("classifier", 1, 2, 55, 0, (), failed=55,
                                      cannot_load=("clf-r1", "model.safetensors is not a safetensors file")))
-    assert said == ("0 disagreement(s) in 0 image(s) compared; clf-r1 cannot be loaded here: model.safetensors is not "
+    assert said == ("0 disagreements in 0 images compared; clf-r1 cannot be loaded here: model.safetensors is not "
                     "a safetensors file.")
 
 
@@ -263,7 +263,8 @@ def test_the_comparison_line_words_its_counts_by_them(qtbot, db) -> None:
     from app.services.champion import Comparison
     panel = ChallengerPanel(ChampionReview(db))
     qtbot.addWidget(panel)
-    one = Comparison("classifier", 1, 2, images=3, compared=1, disagreements=(None,), failed=1)  # type: ignore[arg-type]
+    one = Comparison("classifier", 1, 2, images=3, compared=1, disagreements=(None,), failed=1,  # type: ignore[arg-type]
+                     unreadable=1)
     text = panel._summary(one)
     assert text.startswith("1 disagreement in 1 image compared; 1 image not run by both yet"), text
     assert "; 1 image the worker could not read" in text and "(s)" not in text
