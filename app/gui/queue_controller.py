@@ -504,7 +504,19 @@ class QueueController(QObject):
                 return self._off_row, True
         return None, False
 
+    def _after_asked_view(self, move: Callable[[], object]) -> bool:
+        """A move (J, K, N) pressed while a view the inspector asked for (a search, a filter, an order) is on its way
+        waits for it: it moved in the view being replaced (a session-50 review: Enter on a slow search, then J and D,
+        opened and marked an image the search leaves out). True when it waits."""
+        if not self._viewing:
+            return False
+        self.message.emit("The queue's new view is being read: the move follows as soon as it is shown.")
+        self.after_view(lambda: move())
+        return True
+
     def step(self, delta: int) -> bool:
+        if self._after_asked_view(lambda: self.step(delta)):
+            return False
         n = self.model.rowCount()
         if not n:
             self.message.emit(self._why_empty())
@@ -549,6 +561,8 @@ class QueueController(QObject):
         """Move to the next (or previous) unreviewed image in the queue's order, wrapping once.
         True when it moved now: the rows read so far held it. Otherwise the database is asked
         on a helper thread (the gallery moves when the answer comes)."""
+        if self._after_asked_view(lambda: self.next_unreviewed(delta)):
+            return False
         n = self.model.rowCount()
         if not n:
             if self._awaiting:

@@ -445,3 +445,34 @@ def test_enter_in_the_search_box_hands_the_review_keys_back_to_the_queue(service
     qtbot.waitUntil(lambda: win.review.image_id != first, timeout=10000)
     assert search.text() == "part_"
     win.close()
+
+
+def test_j_pressed_while_a_slow_search_is_read_moves_in_its_results(service, db, folder, artifacts, qtbot):
+    """A session-50 review: Enter handed the keys back at once, but on a slow database the search's view was still on
+    its way, so J moved in the old list and opened an image the search leaves out (D then marked it). A move waits
+    for the view asked and is made in it."""
+    import time
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    real = win.queue._read
+
+    def slow(flt, *a, **k):
+        if flt.text:
+            time.sleep(1.0)
+        return real(flt, *a, **k)
+    win.queue._read = slow
+    search = win.queue_panel.search
+    win.activateWindow()
+    search.setFocus()
+    qtbot.waitUntil(search.hasFocus)
+    qtbot.keyClicks(search, "part_04")
+    opened: list[str] = []
+    win.queue.current_changed.connect(lambda i: opened.append(service.item(i).rel_path))
+    qtbot.keyClick(search, Qt.Key.Key_Return)
+    assert win.queue.reading()
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_J)
+    assert "new view" in win.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    qtbot.wait(200)
+    assert opened and all(p.endswith("part_04.png") for p in opened), opened
+    win.close()
