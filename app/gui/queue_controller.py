@@ -75,7 +75,7 @@ class QueueController(QObject):
         self._view_pool = DecodePool(1, 1, "queue-view")
         self._view_ticket = 0
         self._viewing = False
-        self._after_view: list[Callable[[], None]] = []
+        self._after_view: list[Callable[[], object]] = []
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
         # is read before those it flew past (dropped requests are asked for again).
         self._pages = DecodePool(1, 4, "queue-pages")
@@ -170,7 +170,7 @@ class QueueController(QObject):
         for then in waiting:
             then()
 
-    def after_view(self, then: Callable[[], None]) -> None:
+    def after_view(self, then: Callable[[], object]) -> None:
         """Run ``then`` once the view asked last is shown (now, when none is on its way)."""
         if self._viewing:
             self._after_view.append(then)
@@ -511,7 +511,7 @@ class QueueController(QObject):
         if not self._viewing:
             return False
         self.message.emit("The queue's new view is being read: the move follows as soon as it is shown.")
-        self.after_view(lambda: move())
+        self.after_view(move)
         return True
 
     def step(self, delta: int) -> bool:
