@@ -247,12 +247,16 @@ class Prediction(Base):
         # The review queue's score orders: one family's predictions that count, walked by score,
         # ties by the image's name key and id (0008_queue_keys, 0013). The high-first keys are
         # stored high first, so their order (score down, name up) is one forward walk and its
-        # reverse one backward walk.
-        Index("ix_predictions_queue_confidence", "current_family", "confidence", "name_key", "image_id"),
+        # reverse one backward walk. The in-domain score ends the confidence one: the confidence sorts read whether
+        # each answer stands from the index (0019_queue_domain), and the answers out of domain (a stretch by name)
+        # are a range of ``ix_predictions_queue_domain``.
+        Index("ix_predictions_queue_confidence", "current_family", "confidence", "name_key", "image_id", "in_domain"),
+        Index("ix_predictions_queue_domain", "current_family", "in_domain", "name_key", "image_id"),
         # (ix_predictions_queue_anomaly and _targets: below the class, they name its columns)
         # Exact counts of a folder's class and score-range filters read these alone (index-only
-        # range counts, 0010_folder_counts): one family's predictions that count, of one folder.
-        Index("ix_predictions_folder_class", "current_family", "folder_id", "predicted_class"),
+        # range counts, 0010_folder_counts): one family's predictions that count, of one folder. The class one ends
+        # in the in-domain score: a class counts where its answer stands (0019_queue_domain).
+        Index("ix_predictions_folder_class", "current_family", "folder_id", "predicted_class", "in_domain"),
         Index("ix_predictions_folder_anomaly", "current_family", "folder_id", "anomaly_score"),
     )
 
