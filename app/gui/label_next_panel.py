@@ -207,16 +207,22 @@ class LabelNextController:
             self.window.statusBar().showMessage(
                 f"Label next {ids.index(target) + 1}/{len(ids)}" + (f": {reason}" if reason else ""), 5000)
             return True
-        some, one = plural(len(left), "proposed image"), len(left) == 1
-        if queue.filter.narrows:  # P did nothing and said nothing under a search that hid the batch (a session-43 probe)
+        # Only those the queue does not list: the one on screen is listed (a session-50 review: "does not list the 2
+        # proposed images left" with one of them on screen)
+        unlisted = [i for i in left if queue.model.row_of(i) is None]
+        here = "The image on screen is the last proposed image this view lists; " if current in left else ""
+        some, one = plural(len(unlisted), "proposed image"), len(unlisted) == 1
+        if not unlisted:
+            self.window.statusBar().showMessage(f"Label next: {here.rstrip('; ')}.", 8000)
+        elif queue.filter.narrows:  # P did nothing and said nothing under a search that hid the batch (session 43)
             self.window.statusBar().showMessage(
-                f"Label next: {some} left {'is' if one else 'are'} not in this view of the queue (a search or a filter "
-                f"hides {'it' if one else 'them'}); clear it to label {'it' if one else 'them'}.", 8000)
+                f"Label next: {here}{some} left {'is' if one else 'are'} not in this view of the queue (a search or a "
+                f"filter hides {'it' if one else 'them'}); clear it to label {'it' if one else 'them'}.", 8000)
         else:  # none hides them: gone from disk since the last count, most likely; the count says (``_gone``)
             self.refresh()
             self.window.statusBar().showMessage(
-                f"Label next: the queue does not list the {some} left ({'its file' if one else 'their files'} may "
-                "have gone from the folder); the batch is being checked again: press P in a moment.", 8000)
+                f"Label next: {here}the queue does not list the {some} left ({'its file' if one else 'their files'} "
+                "may have gone from the folder); the batch is being checked again: press P in a moment.", 8000)
         return False
 
     def _fresh(self, result: LabelNextResult) -> bool:

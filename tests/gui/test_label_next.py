@@ -441,3 +441,21 @@ def test_p_passes_over_a_proposal_the_queue_no_longer_lists(service, db, tmp_pat
     assert "the queue does not list the 8 proposed images left" in said and "search or a filter" not in said
     qtbot.waitUntil(lambda: "nothing left to propose" in ctl.line.text(), timeout=15000)   # the check counts them out
     win.close()
+
+
+def test_p_counts_only_the_proposals_the_queue_does_not_list(service, db, tmp_path: Path, qtbot):
+    """A session-50 review: with every other proposal gone from the queue (files deleted, the count not back yet) P
+    said "the queue does not list the 8 proposed images left", one of them the image on screen. It says that one is
+    the last listed and counts the others."""
+    win, _ctl, ids, _folder = _walking_a_batch_of_eight(service, db, tmp_path, qtbot)
+    for gone in ids[1:]:
+        db.images.mark_missing(win.current_folder, [service.item(gone).rel_path])
+    win.queue.refresh_in_background()
+    qtbot.waitUntil(lambda: all(win.gallery_model.row_of(i) is None for i in ids[1:]), timeout=10000)
+    assert win.queue.current_id() == ids[0]
+    win.statusBar().clearMessage()
+    press(qtbot, win, Qt.Key.Key_P)
+    said = win.statusBar().currentMessage()
+    assert "The image on screen is the last proposed image this view lists" in said, said
+    assert "does not list the 7 proposed images left" in said, said
+    win.close()
