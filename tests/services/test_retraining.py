@@ -1321,3 +1321,31 @@ def test_a_parent_knowing_more_classes_is_averaged_over_the_reviewed_ones() -> N
                            data={"held_out": 20, "classes": {"crack": 10, "good": 10}, "parent_more_classes": ["dent"]})
     out = comparison(plan, {"accuracy": 0.9, "f1": 0.9}, parent)
     assert out["parent"]["accuracy"] == 0.95 and out["parent"]["f1"] == pytest.approx((0.947 + 0.974) / 2)
+
+
+def test_a_tile_defect_refit_whose_regions_all_move_to_validation_says_it_has_no_test_evaluation(tmp_path: Path):
+    """A session-50 review: the anomalous count was read before the training share of the region-drawn images moved
+    to validation/; with one such image per kind every one moves (a share of one is all training), test/ held no
+    anomalous image, and "--no-evaluate" with its note ("no test evaluation: …") was lost."""
+    from datetime import datetime, timezone
+
+    from app.services.retraining import _anomaly_plan
+    from database.dto import ModelVersionInfo
+    cat = tmp_path / "data" / "tiles"
+    img = np.full((32, 32), 128, np.uint8)
+    (cat / "train" / "good").mkdir(parents=True)
+    for i in range(14):
+        cv2.imwrite(str(cat / "train" / "good" / f"g{i}.png"), img)
+    (cat / "test" / "good").mkdir(parents=True)
+    cv2.imwrite(str(cat / "test" / "good" / "t0.png"), img)
+    for k in ("blowhole", "break", "crack", "fray", "uneven"):   # one anomalous image with a drawn region per kind
+        (cat / "test" / k).mkdir(parents=True)
+        (cat / "ground_truth" / k).mkdir(parents=True)
+        cv2.imwrite(str(cat / "test" / k / f"{k}.png"), img)
+        cv2.imwrite(str(cat / "ground_truth" / k / f"{k}_mask.png"), img)
+    parent = ModelVersionInfo(id=1, family="anomaly", name="anomaly-magnetic_tile", checkpoint_path="/x", config={},
+                              metrics={}, card={}, active=True, bundled=True, parent_id=None,
+                              created_at=datetime.now(timezone.utc))
+    _category, args, _start, _data, notes = _anomaly_plan(tmp_path / "data", parent, "tile_defect")
+    assert not [p for d in (cat / "test").iterdir() if d.name != "good" for p in d.iterdir()]
+    assert "--no-evaluate" in args and any(n.startswith("no test evaluation") for n in notes)
