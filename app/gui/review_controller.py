@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -187,6 +187,9 @@ class ReviewController(QObject):
         # Keys pressed while the current image's detail was on its way: (image id, the intent again), run in
         # order when it arrives, so the GUI thread does not read it itself (ADR 0005).
         self._deferred: list[tuple[int, Callable[[], None]]] = []
+        # Of those, the ones no key pressed: a clear or a move-on queued behind the keys (counted as keys, two keys
+        # pressed read "3 key(s) wait" with an empty folder's clear behind them: a session-50 audit).
+        self._follow_ups: list[Callable[[], None]] = []
         self._read_again = False  # a re-read asked for while keys waited on the read in flight: done after it
         self._next_target: int | None = None  # the image to open once keys waiting for the current one are applied
         self._choices = 0  # images the gallery has chosen so far (``open_image``)
@@ -348,11 +351,12 @@ class ReviewController(QObject):
 
     def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
+            keys = self._keys_among(intent for target, intent in self._deferred if target == image_id)
             waiting = self._take_deferred(image_id)
-            keys = [intent for intent in waiting if intent != self._late_clear]
             self._lost(f"Cannot load image {image_id}: {error}"
-                       + (f" ({len(keys)} key(s) pressed for it were not applied)" if keys else ""))
-            if len(keys) < len(waiting):
+                       + (f" ({plural(keys, 'key')} pressed for it {'was' if keys == 1 else 'were'} not applied)"
+                          if keys else ""))
+            if any(intent == self._late_clear for intent in waiting):
                 # the view asked for meanwhile lists no image: it is cleared all the same (dropped with the keys, the
                 # empty folder kept the image left under enabled keys: the review of a session-49 fix)
                 self._late_clear()
@@ -383,9 +387,15 @@ class ReviewController(QObject):
         self._run_deferred(image_id)
 
     def _say_keys_wait(self) -> None:
-        if self._deferred:
-            self.message.emit(f"{len(self._deferred)} key(s) wait for image {self._deferred[0][0]} to be read (the "
-                              "database is slow); they are applied when it comes.")
+        keys = self._keys_among(intent for _, intent in self._deferred)
+        if keys:
+            self.message.emit(f"{plural(keys, 'key')} {'waits' if keys == 1 else 'wait'} for image "
+                              f"{self._deferred[0][0]} to be read (the database is slow); "
+                              f"{'it is' if keys == 1 else 'they are'} applied when it comes.")
+
+    def _keys_among(self, intents: Iterable[Callable[[], None]]) -> int:
+        """How many of ``intents`` are keys pressed (not a clear nor a move-on queued behind them)."""
+        return sum(1 for intent in intents if intent not in self._follow_ups)
 
     def undo(self) -> None:
         """Ctrl+Z: where keys wait for an image's read, the undo waits behind them and takes back the last step pressed
@@ -407,12 +417,14 @@ class ReviewController(QObject):
         if image_id is None or not any(target == image_id for target, _ in self._deferred):
             return False
         self._deferred.append((image_id, then))
+        self._follow_ups.append(then)
         return True
 
     def _take_deferred(self, image_id: int) -> list[Callable[[], None]]:
         """The keys pressed for ``image_id`` while its detail was on its way, in the order pressed; no longer kept."""
         todo = [intent for target, intent in self._deferred if target == image_id]
         self._deferred = [(t, intent) for t, intent in self._deferred if t != image_id]
+        self._follow_ups = [f for f in self._follow_ups if any(f == intent for _, intent in self._deferred)]
         if not self._deferred:
             self.keys_waiting.emit(False)
         return todo
@@ -468,6 +480,7 @@ class ReviewController(QObject):
         ``cleared``, unless an image has been chosen since (``_late_clear``)."""
         if self._deferred:
             self._clear_at = self._choices
+            self._follow_ups.append(self._late_clear)
             self._after_keys(self._late_clear)
             return
         self._clear()

@@ -210,7 +210,7 @@ def test_an_empty_folder_is_cleared_when_the_read_the_keys_waited_for_fails(wind
     qtbot.waitUntil(lambda: not win.review._deferred, timeout=10000)
     assert win.review.image_id is None and win.viewer_ctl._shown_id is None
     assert win.label_panel.title.text() == "No image" and not win.actions["verdict_anomalous"].isEnabled()
-    assert any("1 key(s) pressed for it were not applied" in text for text in said)
+    assert any("1 key pressed for it was not applied" in text for text in said), said
 
 
 def test_a_key_pressed_while_an_empty_folders_clear_waits_says_it_was_not_applied(window, service, tmp_path, qtbot,
@@ -229,6 +229,33 @@ def test_a_key_pressed_while_an_empty_folders_clear_waits_says_it_was_not_applie
     qtbot.waitUntil(lambda: win.review.image_id is None and not win.review._deferred, timeout=10000)
     wait_saved(win, qtbot)
     assert real(second).label.anomaly_verdict == "anomalous" and not real(second).item.flagged
+
+
+def test_the_keys_waiting_line_counts_the_keys_pressed_not_the_clear_behind_them(window, service, tmp_path, qtbot,
+                                                                                   monkeypatch):
+    """A session-50 audit: J, then D and F waiting for the second image's slow read, then the empty line_b opened (its
+    clear queued behind them): the status bar read "3 key(s) wait for image …", the clear counted as a key. It says the
+    two keys pressed now, worded by their count."""
+    win = window
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    ids = [it.image_id for it in win.gallery_model.items()]
+    real = _slow_read(service, monkeypatch, ids[1], 3.0)
+    press(qtbot, win, Qt.Key.Key_J)
+    press(qtbot, win, Qt.Key.Key_D)    # both wait for the second image's read
+    press(qtbot, win, Qt.Key.Key_F)
+    (tmp_path / "line_b").mkdir()
+    win.open_folder(str(tmp_path / "line_b"))
+    qtbot.waitUntil(lambda: win.review._clear_at is not None, timeout=5000)   # the clear waits behind D and F
+    assert win.review._deferred   # the read is still on its way
+    said.clear()
+    win.review._slow_keys.start()   # the line the slow-keys timer says, said again with the clear queued
+    qtbot.waitUntil(lambda: any("wait for image" in text or "waits for image" in text for text in said), timeout=2000)
+    line = next(text for text in said if "for image" in text)
+    assert line.startswith(f"2 keys wait for image {ids[1]} to be read"), line
+    qtbot.waitUntil(lambda: win.review.image_id is None and not win.review._deferred, timeout=10000)
+    wait_saved(win, qtbot)
+    assert real(ids[1]).label.anomaly_verdict == "anomalous" and real(ids[1]).item.flagged
 
 
 NAV_KEYS = ((Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier),
