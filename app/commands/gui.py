@@ -135,6 +135,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.gui.theme import apply_theme
     from app.services.model_catalog import ModelCatalog
     from app.services.review import ReviewService
+    from app.services.wording import plural
 
     apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
     project = start_project_settings(db)
@@ -154,15 +155,19 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
         log.warning("could not replay saved labels: %s", exc)
     else:
         if recovered.saved:
-            window.statusBar().showMessage(f"Saved {recovered.saved} label(s) kept from an earlier session.", 10000)
+            window.statusBar().showMessage(f"Saved {plural(recovered.saved, 'label')} kept from an earlier session.",
+                                           10000)
         if recovered.kept_aside or recovered.unreadable:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).
-            parts = ([f"{recovered.kept_aside} label(s) kept from an earlier session (the database had refused them "
-                      "when the window closed) were not saved: those images changed since (someone labelled them, or "
-                      "their files were replaced), and what is stored now stands."] if recovered.kept_aside else [])
+            one = recovered.kept_aside == 1
+            parts = ([f"{plural(recovered.kept_aside, 'label')} kept from an earlier session (the database had refused "
+                      f"{'it' if one else 'them'} when the window closed) {'was' if one else 'were'} not saved: "
+                      f"{'that image' if one else 'those images'} changed since (someone labelled "
+                      f"{'it' if one else 'them'}, or {'its file was' if one else 'their files were'} replaced), and "
+                      "what is stored now stands."] if recovered.kept_aside else [])
             if recovered.unreadable:
-                parts.append(f"{recovered.unreadable} recovery file(s) could not be read (damaged or not the "
+                parts.append(f"{plural(recovered.unreadable, 'recovery file')} could not be read (damaged or not the "
                              "station's).")
             text = " ".join(parts) + f" They are kept in {recovered.aside}."
             log.warning(text)

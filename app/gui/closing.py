@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Callable
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox, QProgressDialog
 
+from app.services.wording import plural
+
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
 
@@ -109,7 +111,8 @@ class ClosingLabels(QObject):
             return
         if self.dialog is None and self._intents_since is not None \
                 and time.monotonic() - self._intents_since >= self.QUICK_S:
-            self._show(f"Applying {waiting} key(s), decision(s) or flag(s) before the station closes: the database "
+            self._show(f"Applying {plural(waiting, 'key, decision or flag', 'keys, decisions or flags')} before the "
+                       "station closes: the database "
                        "has not answered yet (the images they are for are still being read, or a flag is being "
                        "written).\n\nClose now closes without waiting: keys and decisions still waiting are not applied (a flag "
                        "already being written may still be stored).", self._close_without_intents)
@@ -178,9 +181,10 @@ class ClosingLabels(QObject):
         n = len(self.review.pending()) or 1
         dialog = QProgressDialog(self.window)
         dialog.setWindowTitle("Saving labels")
-        dialog.setLabelText(text or f"Saving {n} label(s) before the station closes: the database has not accepted "
-                            "them yet and may keep them waiting a while.\n\nClose now keeps them in a recovery file; "
-                            "the next start saves them.")
+        them = "it" if n == 1 else "them"
+        dialog.setLabelText(text or f"Saving {plural(n, 'label')} before the station closes: the database has not "
+                            f"accepted {them} yet and may keep {them} waiting a while.\n\nClose now keeps {them} in a "
+                            f"recovery file; the next start saves {them}.")
         dialog.setCancelButtonText("Close now")
         dialog.setRange(0, 0)  # no figure to give: the database answers when it answers
         dialog.setMinimumDuration(0)
@@ -218,8 +222,8 @@ class ClosingLabels(QObject):
         except Exception as exc:  # noqa: BLE001 - closing must not lose labels; the person is asked
             answer = QMessageBox.critical(
                 self.window, "Labels not saved",
-                f"{len(self.review.pending())} label(s) could not be saved nor written to a recovery file "
-                f"({exc}). Close anyway and lose them?",
+                f"{plural(len(self.review.pending()), 'label')} could not be saved nor written to a recovery file "
+                f"({exc}). Close anyway and lose {'it' if len(self.review.pending()) == 1 else 'them'}?",
                 QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Discard)
             if answer != QMessageBox.StandardButton.Discard:
                 self._running = False
@@ -232,7 +236,8 @@ class ClosingLabels(QObject):
         if where is not None and self.interactive:
             QMessageBox.information(
                 self.window, "Labels kept for later",
-                f"The database did not accept {len(self.review.pending())} label(s); they were written to {where} "
+                f"The database did not accept {plural(len(self.review.pending()), 'label')}; "
+                f"{'it was' if len(self.review.pending()) == 1 else 'they were'} written to {where} "
                 "and will be saved the next time the station opens this database.")
         return True
 

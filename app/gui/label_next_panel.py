@@ -294,7 +294,7 @@ class LabelNextController:
         reading = f" · {latest.reading_text}" if latest.reading_text else ""
         self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}{reading}",
                         why + latest.reading_tip + latest.counter_text
-                        + (f"\n{latest.unreadable} unreadable file(s) left out" if latest.unreadable else ""))
+                        + (f"\n{plural(latest.unreadable, 'unreadable file')} left out" if latest.unreadable else ""))
 
     def _show_line(self, text: str, tip: str = "") -> None:
         self.line.setText(text)

@@ -1007,8 +1007,8 @@ class ReviewController(QObject):
         """The screen shows labels the database does not hold yet: said while they are on their way."""
         waiting = sum(1 for seqs in self._in_flight.values() if any(s >= 0 for s in seqs))
         if waiting and not self._closed:
-            self.message.emit(f"Saving {waiting} label(s)… (the database is slow to answer; they are shown already "
-                              "and saved in the order made)")
+            self.message.emit(f"Saving {plural(waiting, 'label')}… (the database is slow to answer; "
+                              f"{'it is' if waiting == 1 else 'they are'} shown already and saved in the order made)")
             self._slow_writes.start()
 
     def _off_queue(self, image_id: int, marker: int) -> None:

@@ -504,7 +504,7 @@ def test_closing_with_labels_waiting_never_freezes_the_window(db_url, folder, ar
     win.close()
     assert time.monotonic() - t0 < 2.0  # not the busy timeout: the try is on the label-writes thread
     assert win.isVisible() and win.closing.dialog is not None and win.closing.dialog.isVisible()
-    assert "Saving 1 label(s)" in win.closing.dialog.labelText()
+    assert "Saving 1 label before the station closes" in win.closing.dialog.labelText()
     # A copy is on disk while the try runs: a station killed now (a logout's SIGKILL) loses nothing.
     [copy] = recovery_dir().glob("*-closing-image*.json")
     assert json.loads(copy.read_text())["class_name"] == "scratches"
