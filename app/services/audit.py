@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from app.services.flags import FlagSettings
 from app.services.reflag import card_threshold
+from app.services.wording import plural
 from database.audit import AuditRecord, audit_records
 from database.dto import ModelActivationInfo
 from database.labels import TRACE_FIELDS
@@ -53,8 +54,9 @@ class AuditResult:
         """What was written, each kind counted ("7 decisions" counted two model changes as label decisions: a
         session-47 audit)."""
         labels = self.rows - self.model_changes
-        return (f"{labels} label decision(s)" + (f" and {self.model_changes} model change(s)" if self.model_changes
-                                                  else "") + f" written to {self.path}")
+        return (plural(labels, "label decision")
+                + (f" and {plural(self.model_changes, 'model change')}" if self.model_changes else "")
+                + f" written to {self.path}")
 
 
 def threshold_now(record: AuditRecord, flags: FlagSettings) -> float | None:

@@ -235,7 +235,8 @@ def read_document(doc_file: Path, root: Path) -> list[ImportRecord]:
                                     class_name=class_name, mask=mask))
     orphans = sorted({repr(k) for k in per_image if k not in seen_ids})
     if orphans:  # their labels would be lost without a word (a session-45 probe)
-        raise LabelImportError(f"{doc_file}: annotations for image id(s) {', '.join(orphans[:5])} that 'images' does "
+        ids = "image id" if len(orphans) == 1 else "image ids"
+        raise LabelImportError(f"{doc_file}: annotations for {ids} {', '.join(orphans[:5])} that 'images' does "
                                "not list")
     return records
 

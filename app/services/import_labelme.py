@@ -32,6 +32,7 @@ from app.services.import_records import (
     region_first_pixel,
 )
 from app.services.object_classes import ObjectClass
+from app.services.wording import plural
 
 FILLED = ("polygon", "rectangle", "circle")
 OUTLINES = ("point", "points", "line", "linestrip")  # no area: they name a class only
@@ -61,7 +62,7 @@ def paint(shape: dict[str, Any], width: int, height: int, where: str) -> Region:
         centre = np.array([int(round(pts[0][0])), int(round(pts[0][1]))], np.int64)
         low, high = centre - radius, centre + radius
     else:
-        raise LabelImportError(f"{where}: a {kind} with {len(pts)} point(s) cannot be filled")
+        raise LabelImportError(f"{where}: a {kind} with {plural(len(pts), 'point')} cannot be filled")
     left, top = max(0, int(low[0])), max(0, int(low[1]))
     box = np.zeros((max(0, min(h, int(high[1]) + 1) - top), max(0, min(w, int(high[0]) + 1) - left)), np.uint8)
     if box.size:  # OpenCV draws a shape moved by whole pixels pixel for pixel the same: its box is the image cut

@@ -25,6 +25,7 @@ from app.paths import cache_dir
 from app.services.image_embedding import EmbeddingCache, EmbeddingSource, embedding_source
 from app.services.label_next import BATCH, Candidate, Proposal, propose
 from app.services.labels_needed import COUNTER_FEATURES, TARGET_ACCURACY, LabelsNeeded, labels_needed
+from app.services.wording import plural
 from database.states import LabelSource
 
 if TYPE_CHECKING:
@@ -278,9 +279,9 @@ def _elsewhere_said(db: "Database", folder_id: int, needed: LabelsNeeded | None)
     elsewhere = db.images.classified_count(LABELLED_STATES, outside_folder=folder_id)
     if elsewhere <= 0:
         return needed
-    return dataclasses.replace(needed, text=f"{needed.text} (counted on this folder's labels; {elsewhere} reviewed "
-                                            "image(s) in other folders may feed the next retraining too, so it may "
-                                            "need fewer)")
+    return dataclasses.replace(needed, text=f"{needed.text} (counted on this folder's labels; "
+                                            f"{plural(elsewhere, 'reviewed image')} in other folders may feed the "
+                                            "next retraining too, so it may need fewer)")
 
 
 def _choice_vectors(files: list[tuple[str, str | None]], source: EmbeddingSource | None, cache_root: Path | None,

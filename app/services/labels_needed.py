@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.services.retraining import KEEP_MIN_PER_CLASS, MIN_PER_CLASS
+from app.services.wording import plural
 
 TARGET_ACCURACY = 0.85
 FRACTIONS = (0.4, 0.6, 0.8, 1.0)
@@ -149,7 +150,7 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
         least = max(floor, MIN_LABELS_FOR_CURVE - n, 1)
         return LabelsNeeded(least, n, target, None, None,
                             text=f"at least {least} more labels before a learning curve can be fitted "
-                                 f"({n} so far, {len(set(labels))} class(es); the retrainer needs two classes with "
+                                 f"({n} so far, {plural(len(set(labels)), 'class', 'classes')}; the retrainer needs two classes with "
                                  f"{MIN_PER_CLASS} each and keeps a class from {KEEP_MIN_PER_CLASS})", at_least=True)
     # ``auto`` skips file-name groups that are the classes (NEU's "crazing_12.png"): every fold would miss one
     groups, rule = assign_groups(list(file_names), labels, "auto")

@@ -59,8 +59,11 @@ PARENT_SAW_NOTE = ("{parent} was itself refitted on this project's reviewed labe
 def parent_answers_note(compared: Mapping[str, Any]) -> str:
     """Said beside a held-out comparison where some held-out labels are the previous version's own answers."""
     k, n = int(compared.get("parent_answers_held_out", 0)), int(compared.get("held_out_images", 0))
-    return (f"{k} of {n} held-out label(s) are {compared.get('parent_name') or 'the previous version'}'s own answers "
-            "kept as they came: they agree with it by construction, its figures here lean its way")
+    one = k == 1
+    return (f"{k} of {plural(n, 'held-out label')} {'is' if one else 'are'} "
+            f"{compared.get('parent_name') or 'the previous version'}'s own {'answer' if one else 'answers'} kept as "
+            f"{'it' if one else 'they'} came: {'it agrees' if one else 'they agree'} with it by construction, its "
+            "figures here lean its way")
 
 
 def parent_more_classes_note(compared: Mapping[str, Any]) -> str | None:
@@ -144,7 +147,8 @@ class VersionScope:
         if self.unrun:
             family = self.version.family if self.version is not None else "family"
             n = sum(c for _p, c in self.unrun)
-            note += (f"; {n} reviewed image(s) sit under routing rules that run no {family}: "
+            note += (f"; {plural(n, 'reviewed image')} {'sits' if n == 1 else 'sit'} under routing rules that run "
+                     f"no {family}: "
                      f"{', '.join(f'{p} ({c})' for p, c in self.unrun)}: tick {family} in those rules (Project ▸ "
                      f"Model routing) to learn from their labels")
         return note
@@ -159,7 +163,8 @@ class VersionScope:
             why.append(f"routing rule{'s' if len(self.routed) > 1 else ''} {', '.join(self.routed)}")
         if self.version is None or self.version.active:
             why.append("the images whose rule runs the family and names no other version")
-        return f"learns from the labels of the {len(self.images)} image(s) {name} answers for only ({'; '.join(why)})"
+        return (f"learns from the labels of the {plural(len(self.images), 'image')} {name} answers for only "
+                f"({'; '.join(why)})")
 
 
 def version_scope(db: Database, family: str, name: str | None = None) -> VersionScope:
@@ -281,7 +286,8 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
     narrowed); ``others``: the other versions the rules give images to, where the labels may have gone."""
     if within is None:
         return ""
-    out = f" (only the {len(within)} image(s) the version answers for by the routing rules were read"
+    out = (f" (only the {plural(len(within), 'image')} the version answers for by the routing rules "
+           f"{'was' if len(within) == 1 else 'were'} read")
     if others:
         out += (f"; the rules give the others to {', '.join(others)}: retrain that version "
                 f"(--version {shlex.quote(others[0])}, or select it in the Models dialog and retrain it there)")
@@ -425,7 +431,7 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None,
     notes = []
     for name, n in counts.items():
         if n < keep_min:
-            notes.append(f"class {name!r} left out: {n} reviewed image(s), at least {keep_min} are needed")
+            notes.append(f"class {name!r} left out: {plural(n, 'reviewed image')}, at least {keep_min} are needed")
     kept = {k: v for k, v in counts.items() if v >= keep_min}
     if sum(v >= MIN_PER_CLASS for v in kept.values()) < 2:
         raise RetrainError("the classifier needs at least 2 classes with at least "
@@ -534,7 +540,7 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None, parent_arc
         args += ["--like", str(parent.checkpoint_path), "--group-by", group_by, "--cv-folds", str(folds)]
         notes += [note] if note else []
         start = (f"refitted as {arch} with {parent.name}'s settings on the reviewed images (fitted anew, nothing fine-tuned)"
-                 + (f", its heads on {learned} reviewed defect region(s)" if learned else ""))
+                 + (f", its heads on {plural(learned, 'reviewed defect region')}" if learned else ""))
     else:
         channels = image_channels(image_files(category / "train" / "good"))
         args += ["--channels", str(channels)]
@@ -646,7 +652,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         if kept_answers:   # said only where there are some: the plan's data stays as it was otherwise
             data["held_out_parents_answers"] = kept_answers
     if skipped:  # they were dropped without a word, and "all 28 reviewed labels" said of 30 (a session-45 probe)
-        notes = [f"{len(skipped)} reviewed label(s) not used: {'; '.join(skipped[:3])}"
+        notes = [f"{plural(len(skipped), 'reviewed label')} not used: {'; '.join(skipped[:3])}"
                  + (f"; … and {len(skipped) - 3} more" if len(skipped) > 3 else ""), *notes]
     notes = [*notes, *split_notes]  # what the export says its reader must know (how its held-out part was cut)
     from app.services.export import IMAGE_BY_IMAGE
@@ -846,7 +852,7 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
     n = compared.get("held_out_images", 0)
     if not n:
         return "no held-out reviewed images: the new version was not scored on your labels"
-    text = f"on {n} held-out reviewed image(s): new {figures(compared.get('new', {}))}"
+    text = f"on {plural(n, 'held-out reviewed image')}: new {figures(compared.get('new', {}))}"
     if compared.get("new_not_scored") and "parent_not_scored" not in compared:
         text += f" ({compared['new_not_scored']})"
     if "parent" in compared:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.services.object_classes import ObjectClass
+from app.services.wording import plural
 
 REVIEW_STATES = ("unreviewed", "accepted", "corrected", "rejected")
 VERDICTS = ("normal", "anomalous")
@@ -56,18 +57,22 @@ class FolderChange:
                     or self.renamed_to)
 
     def summary(self) -> str:
-        parts = [f"{n} {what}" for n, what in ((self.added, "new"), (self.changed, "changed"),
-                                               (self.moved, "moved or renamed"),
-                                               (self.restored, "back"), (self.gone, "gone"),
-                                               (self.unreadable, "unreadable")) if n]
+        counts = [(n, what) for n, what in ((self.added, "new"), (self.changed, "changed"),
+                                            (self.moved, "moved or renamed"),
+                                            (self.restored, "back"), (self.gone, "gone"),
+                                            (self.unreadable, "unreadable")) if n]
+        parts = [f"{n} {what}" for n, what in counts]
+        counted = sum(n for n, _ in counts)
         renamed = (f"{self.name}: renamed on disk to {self.renamed_to}; followed there, with its labels"
                    if self.renamed_to is not None else "")
         if not parts:
             return renamed or f"{self.name}: unchanged"
         notes = [n for n in ("moved ones keep their labels" if self.moved else "",
-                             f"{self.set_aside} changed one(s) back to unreviewed, their labels kept in the history"
+                             f"{plural(self.set_aside, 'changed one')} back to unreviewed, "
+                             f"{'its label' if self.set_aside == 1 else 'their labels'} kept in the history"
                              if self.set_aside else "") if n]
-        text = f"{self.name}: {', '.join(parts)} image file(s) on disk" + (f" ({'; '.join(notes)})" if notes else "")
+        files = "image file" if counted == 1 else "image files"  # "1 new, 1 gone image files": by all of them
+        text = f"{self.name}: {', '.join(parts)} {files} on disk" + (f" ({'; '.join(notes)})" if notes else "")
         return f"{renamed}. {text}" if renamed else text
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.services.csv_rows import strict_rows
+from app.services.wording import plural
 from database.labels import TRACE_FIELDS
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ def compiled_pattern(pattern: str) -> re.Pattern[str] | None:
                              "(?P<serial>…), (?P<lot>…) or (?P<station>…)")
     unknown = sorted(names - set(TRACE_FIELDS))
     if unknown:
-        raise TraceRuleError(f"the trace pattern has unknown group name(s) {', '.join(unknown)}; "
+        said = "unknown group name" if len(unknown) == 1 else "unknown group names"
+        raise TraceRuleError(f"the trace pattern has {said} {', '.join(unknown)}; "
                              "use serial, lot and station")
     return compiled
 
@@ -227,7 +229,7 @@ class TraceReport:
         """One line; ``changes``: with how many images' trace it changed (a new rule's re-read)."""
         text = (f"trace: {self.traced} of {self.images} images have a serial, lot or station"
                 + (f" ({self.updated} changed)" if changes and self.updated else ""))
-        return text + (f"; {len(self.problems)} problem(s): " + "; ".join(self.problems[:3]) if self.problems else "")
+        return text + (f"; {plural(len(self.problems), 'problem')}: " + "; ".join(self.problems[:3]) if self.problems else "")
 
 
 def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None) -> TraceReport:
@@ -254,7 +256,7 @@ def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None
             sidecar = read.rows  # keyed by ``row_key`` already
             problems += [f"{CSV_NAME} {p}" for p in read.problems]
             if read.bad_rows > len(read.problems):
-                problems.append(f"{CSV_NAME}: {read.bad_rows - len(read.problems)} more bad row(s)")
+                problems.append(f"{CSV_NAME}: {plural(read.bad_rows - len(read.problems), 'more bad row')}")
     images = traced = updated = 0
     unused = set(sidecar)
     for page in db.images.trace_rows(folder_id):
@@ -270,7 +272,8 @@ def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None
         db.images.set_traces(changes)
         updated += len(changes)
     if unused:  # a row that matches no image was ignored in silence (a session-44 probe: "./Part_2.png")
-        problems.append(f"{CSV_NAME}: {len(unused)} row(s) name no image of {folder.name}, e.g. "
+        problems.append(f"{CSV_NAME}: {plural(len(unused), 'row')} {'names' if len(unused) == 1 else 'name'} no "
+                        f"image of {folder.name}, e.g. "
                         + ", ".join(sorted(unused)[:3]))
     return TraceReport(images, traced, updated, tuple(problems))
 

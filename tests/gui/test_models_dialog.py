@@ -230,7 +230,7 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     new = dlg.selected_row()
     assert new.name == "classifier-retrained" and new.parent_name == "classifier-neu-texture" and not new.active
     assert new.summary == "val acc 0.950" and "Make active" in dlg.info.text()
-    assert "on 12 held-out reviewed image(s): new accuracy 0.95; classifier-neu-texture accuracy 0.9" in dlg.info.text()
+    assert "on 12 held-out reviewed images: new accuracy 0.95; classifier-neu-texture accuracy 0.9" in dlg.info.text()
     assert not dlg.progress_box.isVisibleTo(dlg) and dlg.retrain_button.isEnabled()
     dlg.activate_button.click()                                 # offered: one click makes it active
     settled(qtbot, dlg)

@@ -53,7 +53,7 @@ def test_a_saved_rule_says_what_it_read_and_which_rows_matched_nothing(window, f
     apply_settings(window, dlg.result_settings(), dlg.result_project())
     qtbot.waitUntil(lambda: any(m.startswith("Trace rule saved: trace:") for m in messages), timeout=10000)
     said = next(m for m in messages if m.startswith("Trace rule saved"))
-    assert "1 row(s) name no image" in said and "missing.png" in said
+    assert "1 row names no image" in said and "missing.png" in said
     serials = {im.rel_path: im.trace_serial for im in window.ctx.review.db.images.query()}
     assert serials["part_01.png"] == "SN-1" and serials[unicodedata.normalize("NFC", "pärt_99.png")] == "SN-9"
 

@@ -60,7 +60,7 @@ def test_audit_command_writes_every_decision_with_part_model_and_change(project,
     db.close()
     assert main(["audit", "--db", url, "--out", str(out)]) == 0
     # counted apart: "4 decisions" counted the model change as a label decision (a session-47 audit)
-    assert capsys.readouterr().out.strip() == f"3 label decision(s) and 1 model change(s) written to {out}"
+    assert capsys.readouterr().out.strip() == f"3 label decisions and 1 model change written to {out}"
     rows = [r for r in _read(out) if r["image"]]
     assert [(r["who"], r["image"], r["revision"]) for r in rows] == [
         ("ann", "L1/SN1.png", "1"), ("bob", "L1/SN1.png", "2"), ("ann", "L2/SN2.png", "1")]

@@ -159,7 +159,7 @@ def test_a_rescan_of_an_open_folder_says_what_changed_and_writes_nothing_when_no
     shutil.move(str(root / "gray.png"), tmp_path / "gray.png")
     change = svc.rescan_folder(folder_id)
     assert (change.added, change.changed, change.gone, change.restored) == (1, 0, 1, 0)
-    assert change.summary() == "parts: 1 new, 1 gone image file(s) on disk"
+    assert change.summary() == "parts: 1 new, 1 gone image files on disk"
     shutil.move(str(tmp_path / "gray.png"), root / "gray.png")
     back = svc.rescan_folder(folder_id)
     assert (back.added, back.gone, back.restored) == (0, 0, 1)
@@ -193,7 +193,7 @@ def test_a_gone_file_copied_back_under_a_new_mtime_is_said_back_with_its_label(d
     (root / "colour.jpg").write_bytes(kept["colour.jpg"][:-40] + bytes(40))  # other bytes under the name
     change = svc.rescan_folder(folder_id)
     assert (change.added, change.changed, change.restored, change.gone) == (0, 1, 1, 0)
-    assert change.any and change.summary() == "parts: 1 changed, 1 back image file(s) on disk"
+    assert change.any and change.summary() == "parts: 1 changed, 1 back image files on disk"
     assert not db.images.get(rows["gray.png"]).missing
     assert db.labels.current(rows["gray.png"]).class_name == "scratch"
     assert db.images.count(ImageQuery(folder_id=folder_id)) == 4
@@ -226,7 +226,7 @@ def test_a_moved_or_renamed_file_keeps_its_row_with_labels_history_and_predictio
     svc = ReviewService(db, ReviewSettings(reviewer="tester"))
     change = svc.rescan_folder(first.folder_id)
     assert (change.moved, change.added, change.gone) == (1, 1, 2), change
-    assert change.summary() == "line: 1 new, 1 moved or renamed, 2 gone image file(s) on disk (moved ones keep their labels)"
+    assert change.summary() == "line: 1 new, 1 moved or renamed, 2 gone image files on disk (moved ones keep their labels)"
     assert change.moved_ids == (ids["a.png"],) and len(change.new_ids) == 1  # the moved one is not pre-labelled again
 
     moved = db.images.get(ids["a.png"])
@@ -696,3 +696,14 @@ def test_a_path_map_that_does_not_read_back_the_same_way_scans_as_before(db, tmp
     cv2.imwrite(str(tmp_path / "x" / "b" / "line3" / "b.png"), np.ones((4, 4), np.uint8))
     again = index_folder(db, tmp_path / "x" / "b" / "line3")
     assert again.folder_id == first.folder_id and len(again.added) == 1
+
+
+def test_a_rescan_line_words_its_counts_by_them() -> None:
+    """A session-50 audit: the re-scan line read "1 gone image file(s) on disk" and "1 changed one(s) back to
+    unreviewed" where the counts are known; the files are worded by all the counts together."""
+    from app.services.review_types import FolderChange
+    assert FolderChange(1, "parts", gone=1).summary() == "parts: 1 gone image file on disk"
+    assert FolderChange(1, "parts", changed=2, set_aside=1).summary() == (
+        "parts: 2 changed image files on disk (1 changed one back to unreviewed, its label kept in the history)")
+    assert FolderChange(1, "parts", changed=2, set_aside=2).summary().endswith(
+        "(2 changed ones back to unreviewed, their labels kept in the history)")

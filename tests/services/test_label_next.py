@@ -304,7 +304,7 @@ def test_a_folder_gets_a_batch_of_its_unreviewed_images_and_a_counter(tmp_path: 
         for im in [im for im in db.images.query() if im.rel_path.startswith("f")]:
             db.labels.append(im.id, LabelChange(ReviewState.CORRECTED, anomaly_verdict="normal"), "tester")
         there = label_next_for_folder(db, folder_id, size=5, cache_root=tmp_path / "cache")
-        assert "4 reviewed image(s) in other folders may feed the next retraining too" in there.needed.text
+        assert "4 reviewed images in other folders may feed the next retraining too" in there.needed.text
     finally:
         db.close()
 

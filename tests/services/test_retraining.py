@@ -85,7 +85,7 @@ def test_plan_leaves_out_thin_classes_and_fine_tunes_when_the_classes_match(stat
     assert plan.data["classes"] == {"crack": 6, "good": 6} and plan.comparable
     held_out = sum(1 for _ in (plan.data_dir / "val").rglob("*.png"))
     assert plan.data["held_out"] == held_out > 0 and sum(1 for _ in (plan.data_dir / "train").rglob("*.png")) == 12 - held_out
-    assert any("'scratch' left out: 2 reviewed image(s)" in n for n in plan.notes)
+    assert any("'scratch' left out: 2 reviewed images" in n for n in plan.notes)
     assert not list(plan.data_dir.rglob("scratch*"))
     args = list(plan.train_args)
     assert args[args.index("--init") + 1] == str(active) and args[args.index("--preset") + 1] == "test_tiny"
@@ -125,7 +125,8 @@ def test_held_out_labels_that_are_the_parents_own_answers_are_counted_and_said(s
     assert plan.data["held_out_parents_answers"] == expected > 0
     compared = comparison(plan, {"accuracy": 0.8}, {"accuracy": 1.0})
     assert compared["parent_answers_held_out"] == expected
-    note = f"{expected} of {len(held)} held-out label(s) are clf-v1's own answers kept as they came"
+    note = f"{expected} of {len(held)} held-out labels " + ("is clf-v1's own answer kept as it came" if expected == 1
+                                                         else "are clf-v1's own answers kept as they came")
     assert note in comparison_text(compared)
     import dataclasses
     challenger = dataclasses.replace(v, id=99, name="clf-v2", card={"retraining": {"held_out_comparison": compared}})
@@ -261,7 +262,7 @@ def test_reviewed_labels_whose_files_are_missing_are_said_not_used(station, tmp_
     next(tmp_path.rglob("crack0.png")).unlink()
     plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
     assert plan.data["classes"] == {"crack": 5, "good": 6}
-    assert any(n.startswith("1 reviewed label(s) not used: ") and "crack0" in n for n in plan.notes)
+    assert any(n.startswith("1 reviewed label not used: ") and "crack0" in n for n in plan.notes)
 
 
 def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
@@ -896,7 +897,7 @@ def test_comparison_text_names_both_versions() -> None:
 
     both = {"held_out_images": 24, "new": {"accuracy": 0.9583, "f1": 0.95}, "parent": {"accuracy": 0.8333, "f1": None},
             "parent_name": "classifier-neu"}
-    assert comparison_text(both) == ("on 24 held-out reviewed image(s): new accuracy 0.958, f1 0.95; "
+    assert comparison_text(both) == ("on 24 held-out reviewed images: new accuracy 0.958, f1 0.95; "
                                      "classifier-neu accuracy 0.833, f1 —")
     assert "not scored (it was trained on other classes)" in comparison_text(
         {"held_out_images": 3, "new": {"accuracy": 1.0}, "parent_not_scored": "it was trained on other classes"})

@@ -66,11 +66,11 @@ def test_a_routed_version_learns_from_its_own_images_and_starts_from_itself(line
     assert plan.parent.id == tile.id and plan.start == "fine-tuned from clf-tile"
     assert plan.data["classes"] == {"crack": 5, "good": 5}   # the steel labels are not its to learn
     assert len(_exported(plan)) == 10
-    assert any("10 image(s) clf-tile answers for only (routing rule tiles/*)" in n for n in plan.notes)
+    assert any("10 images clf-tile answers for only (routing rule tiles/*)" in n for n in plan.notes)
     # the active version: the images no rule gives to another version (steel), by default
     default = plan_retraining(db, "classifier", tmp_path / "s.work", tmp_path / "out2")
     assert default.parent.id == steel.id and default.data["classes"] == {"crack": 6, "good": 6}
-    assert any("12 image(s) clf-steel answers for only (the images whose rule runs the family and names no other "
+    assert any("12 images clf-steel answers for only (the images whose rule runs the family and names no other "
                "version)" in n for n in default.notes)
     assert version_scope(db, "classifier", "clf-steel").images == frozenset(by_path.values()) - tiles
 
@@ -97,7 +97,7 @@ def test_images_whose_rule_does_not_run_the_family_are_nobodys_to_learn_from(lin
     for rel, image_id in by_path.items():   # the tiles unlabelled: nothing left to learn from, and it says why
         if rel.startswith("tiles/"):
             db.labels.append(image_id, LabelChange(ReviewState.UNREVIEWED), "ann")
-    with pytest.raises(RetrainError, match=r"nothing to export.* \(only the 10 image\(s\) the version answers for"):
+    with pytest.raises(RetrainError, match=r"nothing to export.* \(only the 10 images the version answers for"):
         plan_retraining(db, "classifier", tmp_path / "e.work", tmp_path / "out2", scope=version_scope(db, "classifier"))
 
 
@@ -107,7 +107,7 @@ def test_the_active_version_left_without_labels_names_the_version_the_rules_give
     and nothing said which version the labels were for."""
     db, db_url, _by_path, _tile, _steel = lines
     save_routing(db, Routing((RoutingRule("*", ("classifier",), (("classifier", "clf-tile"),)),)))
-    with pytest.raises(RetrainError, match=r"only the 0 image\(s\) .*the rules give the others to clf-tile: retrain "
+    with pytest.raises(RetrainError, match=r"only the 0 images .*the rules give the others to clf-tile: retrain "
                                            r"that version \(--version clf-tile, or select it in the Models dialog and retrain it there\)"):
         plan_retraining(db, "classifier", tmp_path / "e.work", tmp_path / "out", scope=version_scope(db, "classifier"))
     assert version_scope(db, "classifier", "clf-tile").others == ()
@@ -128,7 +128,7 @@ def test_labels_under_rules_that_run_no_classifier_are_counted_with_the_way_out(
     images whose rule runs no classifier."""
     db = lines[0]
     save_routing(db, Routing((RoutingRule("tiles/*", ("anomaly",)), RoutingRule("steel/*", ("segmenter",)))))
-    with pytest.raises(RetrainError, match=r"22 reviewed image\(s\) sit under routing rules that run no classifier: "
+    with pytest.raises(RetrainError, match=r"22 reviewed images sit under routing rules that run no classifier: "
                                            r"tiles/\* \(10\), steel/\* \(12\): tick classifier in those rules"):
         plan_retraining(db, "classifier", tmp_path / "e.work", tmp_path / "out", scope=version_scope(db, "classifier"))
     assert version_scope(db, "anomaly").unrun == (("steel/*", 12),)

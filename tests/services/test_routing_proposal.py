@@ -45,7 +45,7 @@ def test_no_rule_where_it_would_change_nothing_or_hide_a_new_line() -> None:
     assert [(r.pattern, r.families) for r in p.rules] == [("f/fresh/*", ("classifier", "segmenter"))]
     text = p.text()
     assert "every model fits" in text and "out of domain (they stay flagged" in text
-    assert "1 image(s) directly in the folder" in text
+    assert "1 image directly in the folder" in text
 
 
 def test_beside_rules_in_force_families_with_no_answer_stay_as_the_rules_have_them() -> None:
@@ -83,7 +83,7 @@ def test_images_beside_subfolders_get_no_rule_and_it_is_said() -> None:
             + [("loose.png", "segmenter", 0.9), ("loose.png", "classifier", 0.0)])
     p = propose_from_scores("line", rows)
     assert [r.pattern for r in p.rules] == ["line/tiles/*"]
-    assert "1 image(s) directly in the folder: no rule can name them" in p.text()
+    assert "1 image directly in the folder: no rule can name it" in p.text()
 
 
 def test_subfolders_that_all_get_the_same_models_get_one_rule_for_the_folder() -> None:

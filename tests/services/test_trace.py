@@ -51,7 +51,7 @@ def _traces(db, folder_id: int) -> dict[str, tuple]:
 @pytest.mark.parametrize("pattern, words", [
     ("(?P<serial>", "not a valid regular expression"),
     (r"SN\d+", "needs at least one named group"),
-    (r"(?P<serial>SN\d+)_(?P<part>\w+)", "unknown group name(s) part"),
+    (r"(?P<serial>SN\d+)_(?P<part>\w+)", "unknown group name part"),
     ("(?P<serial>a)" * 200, "longer than"),
 ])
 def test_a_bad_pattern_is_refused_with_the_reason(pattern: str, words: str) -> None:
@@ -207,7 +207,7 @@ def test_opening_a_folder_tells_the_inspector_about_bad_trace_rows(db, tmp_path:
     (root / "trace.csv").write_text("file,serial\nL1/SN1_st1.png,SN1,extra\n")
     change_trace_rule(db, TraceRule(pattern=PATTERN, use_csv=True))
     info = ReviewService(db, ReviewSettings(reviewer="t")).open_folder(root)
-    assert info.note == ("trace: 1 of 1 images have a serial, lot or station; 1 problem(s): "
+    assert info.note == ("trace: 1 of 1 images have a serial, lot or station; 1 problem: "
                          "trace.csv line 2: 3 values for 2 columns")
 
 
