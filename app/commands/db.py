@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from app.commands import refuse_missing_project
+from app.services.wording import plural
 from database import DatabaseError, open_database
 from database.engine import sqlite_file, sqlite_revision
 from database.migrate import head_revision
@@ -107,11 +108,13 @@ def sweep_maps(args: argparse.Namespace) -> int:
                   "maps folder)", file=sys.stderr)
         else:
             roots.append(own)
+        days = args.older_than_days   # may be a fraction ("0.5 days"): ``plural`` words whole counts
+        days_said = plural(int(days), "day") if float(days).is_integer() else f"{days:g} days"
         for root in roots:
             done = sweep(root, db.predictions.map_refs, args.older_than_days * 86400, remove=not args.dry_run)
             verb = "would remove" if args.dry_run else "removed"
-            print(f"{root}: {verb} {done.files} map file(s), {done.bytes / 2**20:.1f} MiB, that no answer refers to "
-                  f"(untouched for {args.older_than_days:g} day(s) or more)")
+            print(f"{root}: {verb} {plural(done.files, 'map file')}, {done.bytes / 2**20:.1f} MiB, that no answer "
+                  f"refers to (untouched for {days_said} or more)")
     finally:
         db.close()
     return 0

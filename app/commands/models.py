@@ -16,6 +16,7 @@ from typing import Any
 
 from app.cli import CommandError
 from app.commands import open_database_or_fail
+from app.services.wording import plural
 
 
 def _open(url: str):
@@ -106,21 +107,22 @@ def _compare(db, args: argparse.Namespace) -> int:
     champion = db.model_versions.get(result.champion_id)
     print(f"{result.family}: champion {champion.name if champion else result.champion_id} · challenger {version.name}")
     if figures.rows:
-        print(f"held out ({figures.images} reviewed image(s)): "
+        print(f"held out ({plural(figures.images, 'reviewed image')}): "
               + "; ".join(f"{m} {_f(a)} → {_f(b)}" for m, a, b in figures.rows)
               + (f" ({figures.reference} → challenger)" if figures.reference else ""))
     if figures.note:
         print(figures.note)
     if trained:
         print(trained)
-    print(f"{len(result.disagreements)} disagreement(s) in {result.compared} of {result.images} image(s)")
+    print(f"{plural(len(result.disagreements), 'disagreement')} in {result.compared} of "
+          f"{plural(result.images, 'image')}")
     if result.learnt:
         print(f"{LEARNT_NOTE.format(n=result.learnt)}")
     for d in result.disagreements:
         human = f"  [human: {d.human}{', ' + LEARNT if d.learnt else ''}]" if d.human else ""
         print(f"  {d.rel_path}: {d.reason}  (champion {d.champion.text}; challenger {d.challenger.text}){human}")
     if result.waiting:
-        print(f"{result.waiting} image(s) not run by both versions yet"
+        print(f"{plural(result.waiting, 'image')} not run by both versions yet"
               + (f": queued for a worker (job {', '.join(map(str, queued))}); or add --run" if queued else ""),
               file=sys.stderr)
     failures = failures_text(result)

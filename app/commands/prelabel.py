@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from app.cli import FAMILIES, CommandError
 from app.commands import open_database_or_fail
+from app.services.wording import plural
 
 if TYPE_CHECKING:
     from database.dto import ImageInfo
@@ -119,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"indexed {report.files} images in {report.root} ({len(report.added)} new, "
               f"{len(report.changed)} changed, {report.missing} missing"
               + (f", {len(report.moved)} moved or renamed with their labels" if report.moved else "")
-              + (f"; {len(report.set_aside)} reviewed image(s) whose file changed are unreviewed again, their labels "
-                 "kept in the history" if report.set_aside else "")
+              + (f"; {plural(len(report.set_aside), 'reviewed image')} whose file changed "
+                 + ("is unreviewed again, its label" if len(report.set_aside) == 1 else
+                    "are unreviewed again, their labels") + " kept in the history" if report.set_aside else "")
               + f") in {report.seconds:.1f} s",
               file=sys.stderr)
         if report.renamed_from is not None:
@@ -231,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         for status in final:
             job_id = status.job_id
             if status.state == "failed" and known_failures_only(db, job_id, known_bad):
-                print(f"job {job_id}: nothing new to pre-label; the {status.failed} image(s) queued again had "
+                print(f"job {job_id}: nothing new to pre-label; the {plural(status.failed, 'image')} queued again had "
                       "failed in an earlier run and failed again for the reasons above", file=sys.stderr)
                 continue
             earlier = before.get(job_id, 0)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from app.cli import CommandError
+from app.services.wording import plural
 from database.model_versions import json_safe as finite
 
 CANCELLED_EXIT = 143  # 128 + SIGTERM, as a shell reports a terminated process
@@ -301,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         if not (plan.model_dir / "config.json").is_file():
             raise CommandError(f"training finished without writing a model in {plan.model_dir}")
         events.emit("stage", stage="compare", message=f"scoring the new version{' and ' + plan.parent.name if plan.comparable and plan.parent else ''} "
-                                                      f"on {plan.data.get('held_out', 0)} held-out reviewed image(s)")
+                                                      f"on {plural(plan.data.get('held_out', 0), 'held-out reviewed image')}")
         scoring: Callable[[str, int, int], None] = lambda task, d, t: events.progress("compare", task, d, t)
         with progress_listener(scoring), contextlib.redirect_stdout(sys.stderr):
             new_scores = trainer_scores(plan) or (

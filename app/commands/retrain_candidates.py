@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from app.services.retraining import RetrainError, RetrainPlan, read_json
+from app.services.wording import plural
 
 Progress = Callable[[str, int, int], None]
 TRAINED = "trained_network"
@@ -179,7 +180,7 @@ def verdict_text(candidates) -> str:
                 f"{candidates.chosen} {said(pooled.new)} vs the best simple answer {said(pooled.simple)}; ")
     text += (f"{candidates.chosen} {fig(candidates.held_out, candidates.chosen)} vs best simple answer "
              f"{candidates.best_simple} {fig(candidates.held_out, candidates.best_simple)} on "
-             f"{candidates.held_out_images} held-out reviewed image(s)")
+             f"{plural(candidates.held_out_images, 'held-out reviewed image')}")
     if pooled is not None and pooled.note:
         text += f" ({pooled.note})"
     cv_chosen = fig(candidates.cv, candidates.chosen) if candidates.chosen in candidates.cv else None

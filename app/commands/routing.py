@@ -17,6 +17,7 @@ from pathlib import Path
 
 from app.cli import CommandError
 from app.commands import open_database_or_fail, project_to_start
+from app.services.wording import plural
 
 
 def _show(routing) -> None:
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             except (ValueError, DatabaseError) as exc:  # a rule naming a version the project lacks (RoutingError)
                 raise CommandError(str(exc)) from None
         _show(rules)
-        print(f"saved: they apply to the next pre-label job; {changed} answer(s) re-marked as the ones that count")
+        print(f"saved: they apply to the next pre-label job; {plural(changed, 'answer')} re-marked as the "
+              f"{'one that counts' if changed == 1 else 'ones that count'}")
         return 0
     db = open_database_or_fail(args.db)
     try:
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
               f"{shlex.quote(folder.root_path)}` runs the models they name where they have not answered yet)")
         if args.remove_unrouted:
             gone = remove_unrouted_answers(db, folder.id, merged)
-            print(f"{gone} answer(s) of models these rules do not run on the folder's images removed; "
+            print(f"{plural(gone, 'answer')} of models these rules do not run on the folder's images removed; "
                   "the folder re-flagged")
         return 0
     except (FolderNotFound, ValueError, DatabaseError) as exc:  # broken stored rules (RoutingError is a ValueError), storage

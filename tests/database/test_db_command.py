@@ -139,10 +139,10 @@ def test_sweep_maps_removes_the_maps_no_answer_refers_to(tmp_path: Path, capsys:
         os.utime(path, (path.stat().st_atime - old, path.stat().st_mtime - old))
     fresh = store.put_map(np.full((4, 4), 9.0, np.float32))   # written now, its answer not landed yet
     assert main(["db", "sweep-maps", "--db", url, "--dry-run"]) == 0
-    assert "would remove 4 map file(s)" in capsys.readouterr().out
+    assert "would remove 4 map files" in capsys.readouterr().out
     assert all((store.root / r).is_file() for r in refs)
     assert main(["db", "sweep-maps", "--db", url]) == 0
-    assert "removed 4 map file(s)" in capsys.readouterr().out
+    assert "removed 4 map files" in capsys.readouterr().out
     assert [(store.root / r).is_file() for r in refs] == [False, False, False, False, True]
     assert (store.root / fresh).is_file()
 
@@ -197,7 +197,7 @@ def test_sweep_maps_sweeps_only_folders_this_database_alone_writes(tmp_path: Pat
     store = store_for(url)
     store.put_map(np.ones((4, 4), np.float32))   # stored again: in use, touched
     assert main(["db", "sweep-maps", "--db", url]) == 0
-    assert "removed 0 map file(s)" in capsys.readouterr().out and (store.root / ref).is_file()
+    assert "removed 0 map files" in capsys.readouterr().out and (store.root / ref).is_file()
 
     shared = tmp_path / "shared"
     shared.mkdir()

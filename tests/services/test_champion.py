@@ -389,8 +389,8 @@ def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, 
     assert main(["models", "compare", str(b.id), "--db", cli_url]) == 0
     out, err = capsys.readouterr()
     assert "champion classifier-a · challenger classifier-b" in out and "accuracy 0.700 → 0.900" in out
-    assert "1 disagreement(s) in 1 of 2 image(s)" in out and "class ok → scratch" in out and "[human: ok]" in out
-    assert "1 image(s) not run by both versions yet: queued for a worker" in err
+    assert "1 disagreement in 1 of 2 images" in out and "class ok → scratch" in out and "[human: ok]" in out
+    assert "1 image not run by both versions yet: queued for a worker" in err
     assert main(["models", "compare", str(b.id), "--db", cli_url, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["waiting"] == 1 and data["disagreements"][0]["why"] == "class ok → scratch"

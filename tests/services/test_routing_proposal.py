@@ -200,7 +200,7 @@ def test_the_routing_command_proposes_saves_and_removes_as_the_dialog_does(url: 
     out = capsys.readouterr().out
     assert "line/ir/* → segmenter" in out and "nothing saved" in out
     assert main(["routing", "propose", str(tmp_path / "line"), "--save", "--remove-unrouted", "--db", url]) == 0
-    assert "10 answer(s)" in capsys.readouterr().out           # 3 ir × 2 + 2 tiles × 2
+    assert "10 answers of models these rules do not run" in capsys.readouterr().out           # 3 ir × 2 + 2 tiles × 2
     assert main(["routing", "show", "--db", url]) == 0
     assert "1. line/ir/* → segmenter" in capsys.readouterr().out
     database = open_database(url)
