@@ -110,9 +110,16 @@ class ReviewJobs:
             raise JobsError(str(exc)) from None
         if not job_ids:
             raise JobsError(why_nothing_to_run(self.db, kw["folder_id"], families) if kw.get("skip_empty") else
-                            "the project's model routing gives these images no model to run")
+                            self._why_no_job(kw.get("image_ids") or ()))
         self.ensure_worker()
         return job_ids
+
+    def _why_no_job(self, image_ids: Sequence[int]) -> str:
+        """Why a selection queued nothing: its images gone from the project meanwhile (a session-50 review: that was
+        blamed on "the project's model routing", in a project without routing rules), else the routing."""
+        if image_ids and not self.db.images.get_many(list(image_ids)):
+            return "the selected images are no longer in the project (removed since they were selected)"
+        return "the project's model routing gives these images no model to run"
 
     def prelabel_folder(self, folder_id: int, only_new: bool = False) -> list[int]:
         """Every image of the folder (or only those the active models have not seen); a job per

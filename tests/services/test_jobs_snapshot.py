@@ -348,3 +348,24 @@ def test_a_worker_started_after_the_give_up_says_so_and_the_give_up_expires(tmp_
         assert len(started) == 5 and started[-1].alive()
     finally:
         db.close()
+
+
+def test_a_selection_whose_images_were_removed_is_refused_for_that_reason(tmp_path: Path) -> None:
+    """A session-50 review: pre-labelling a selection whose folder was removed meanwhile was refused with "the project's
+    model routing gives these images no model to run", in a project with no routing rules. It says they are gone."""
+    import pytest
+
+    from app.services.review_jobs import JobsError
+    from database.dto import FileEntry
+    db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    try:
+        f = db.folders.add(str(tmp_path / "imgs"))
+        db.images.sync(f.id, [FileEntry("a.png", 10, 1), FileEntry("b.png", 10, 1)])
+        ids = [im.id for im in db.images.get_many(list(range(1, 10)))]
+        db.model_versions.register("classifier", "clf", "/m/clf", activate=True)
+        db.folders.remove(f.id)
+        jobs = ReviewJobs(db, "unused", model_dirs=None)
+        with pytest.raises(JobsError, match="no longer in the project"):
+            jobs.prelabel_images(ids)
+    finally:
+        db.close()
