@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         register_retrained,
         safe_remove_tree,
         sweep_dead_work,
+        too_few,
         trainer_scores,
         unlabelled_pool,
         unreviewed_count,
@@ -254,9 +255,10 @@ def run(args: argparse.Namespace) -> int:
         thin = sorted(k for k, v in plan.data.get("classes", {}).items() if v < MIN_PER_CLASS)
         if method == "train" and thin:  # the network's trainer keeps a fifth of each class for validation
             if args.min_per_class is not None:
-                raise RetrainError(f"--method train needs {MIN_PER_CLASS} reviewed images of each class; "
-                                   f"{', '.join(thin)} ha{'s' if len(thin) == 1 else 've'} fewer "
-                                   f"(--min-per-class {args.min_per_class}): raise it to {MIN_PER_CLASS} or use a light method")
+                raise too_few(f"--method train needs {MIN_PER_CLASS} reviewed images of each class; "
+                              f"{', '.join(thin)} ha{'s' if len(thin) == 1 else 've'} fewer "
+                              f"(--min-per-class {args.min_per_class}): raise it to {MIN_PER_CLASS} or use a light method",
+                              plan.skipped)
             safe_remove_tree(work)  # the network is trained: export again, leaving out the classes below 5
             claim_work(work)
             plan = planned(MIN_PER_CLASS)

@@ -126,6 +126,29 @@ class RetrainError(Exception):
     """Retraining cannot start (too few reviewed labels, unknown folder, unreadable model); nothing changed."""
 
 
+class TooFewLabels(RetrainError):
+    """Too few reviewed labels of what a family learns from (frames with masks, classes, normal images).
+    ``plan_retraining`` adds the reviewed labels the export left out and why: the inspector counts those among what
+    they reviewed, and the refusal's count alone did not say where they went (a session-50 audit)."""
+
+
+LEFT_OUT_SHOWN = 3  # the reasons a note or a refusal quotes; the rest are counted
+
+
+def left_out_note(skipped: Sequence[str]) -> str:
+    """The reviewed labels the export left out, how many and the first few reasons as the export words them (its
+    advice included, such as "open its folder in the station to index it again"): the one wording of a plan's note
+    and of a "too few" refusal, so `retrain` says on a refusal what `export` of the same labels says (a session-50
+    audit: 10 corrected frames, 3 of their files changed or gone, and the refusal read only "there are 7")."""
+    return (f"{plural(len(skipped), 'reviewed label')} not used: {'; '.join(skipped[:LEFT_OUT_SHOWN])}"
+            + (f"; … and {len(skipped) - LEFT_OUT_SHOWN} more" if len(skipped) > LEFT_OUT_SHOWN else ""))
+
+
+def too_few(message: str, skipped: Sequence[str]) -> TooFewLabels:
+    """A "too few" refusal with the reviewed labels left out and why, where there are some."""
+    return TooFewLabels(f"{message} — {left_out_note(skipped)}" if skipped else message)
+
+
 @dataclass(frozen=True)
 class VersionScope:
     """The version a retraining starts from (its parent) and the images whose labels it learns from: where
@@ -226,6 +249,7 @@ class RetrainPlan:
     head_method: str = "head"     # which light heads: "head" (frozen backbone), "texture", "defect", or "auto" (all)
     fitted_parent: bool = False   # the start point is a version the trainer cannot start from (texture_linear)
     folder_id: int | None = None  # the folder the labels were read from (None: every folder)
+    skipped: tuple[str, ...] = ()  # the reviewed labels the export left out, each with why (a later refusal says them)
 
     @property
     def model_dir(self) -> Path:
@@ -323,8 +347,9 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
         raise RetrainError(f"no training data for the {family}: {exc}{only}") from None
     root: Path = result.out / fmt
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
-        raise RetrainError(f"no reviewed {family} labels to train on: accept or correct some "
-                           f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'} first")
+        raise too_few(f"no reviewed {family} labels to train on: accept or correct some "
+                      f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'}"
+                      " first", result.skipped)
     notes = tuple(n for n in result.notes if not n.startswith(CLASS_NUMBERING_NOTE))  # advice for torchvision readers
     return root, result.held_out_files, tuple(result.skipped), notes
 
@@ -434,7 +459,7 @@ def _classifier_plan(root: Path, parent: ModelVersionInfo | None,
             notes.append(f"class {name!r} left out: {plural(n, 'reviewed image')}, at least {keep_min} are needed")
     kept = {k: v for k, v in counts.items() if v >= keep_min}
     if sum(v >= MIN_PER_CLASS for v in kept.values()) < 2:
-        raise RetrainError("the classifier needs at least 2 classes with at least "
+        raise TooFewLabels("the classifier needs at least 2 classes with at least "
                            f"{MIN_PER_CLASS} reviewed images each; reviewed so far: "
                            + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
     for name in counts.keys() - kept.keys():
@@ -474,11 +499,11 @@ def _has_target(mask_png: Path) -> bool:
 def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[str], str, dict[str, Any], list[str]]:
     frames = image_files(root / "images")
     if len(frames) < MIN_SEGMENTER_FRAMES:
-        raise RetrainError(f"the segmenter needs at least {MIN_SEGMENTER_FRAMES} reviewed frames with masks; "
+        raise TooFewLabels(f"the segmenter needs at least {MIN_SEGMENTER_FRAMES} reviewed frames with masks; "
                            f"there are {len(frames)}")
     with_targets = sum(_has_target(m) for m in image_files(root / "masks"))
     if with_targets == 0:
-        raise RetrainError(f"none of the {len(frames)} reviewed masks holds a target: the segmenter cannot "
+        raise TooFewLabels(f"none of the {len(frames)} reviewed masks holds a target: the segmenter cannot "
                            "learn what a target is from background alone")
     args: list[str] = []
     start = "from scratch"
@@ -516,7 +541,7 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None, parent_arc
     test = category / "test"
     anomalous = sum(len(image_files(d)) for d in test.iterdir() if d.is_dir() and d.name != "good") if test.is_dir() else 0
     if good < MIN_GOOD_IMAGES:
-        raise RetrainError(_too_few_normal(category.name, good, len(image_files(test / "good")), anomalous))
+        raise TooFewLabels(_too_few_normal(category.name, good, len(image_files(test / "good")), anomalous))
     arch = parent_arch if parent is not None and parent_arch in families.family("anomaly").refit_like else None
     learned = 0
     if arch in families.family("anomaly").refit_with_defects:
@@ -525,7 +550,7 @@ def _anomaly_plan(root: Path, parent: ModelVersionInfo | None = None, parent_arc
         # evaluation" was lost and the trainer skipped its one-class test set unsaid)
         learned, anomalous = defects_to_validation(category, HELD_OUT_SPLIT)
         if learned < MIN_DEFECT_REGIONS:
-            raise RetrainError(
+            raise TooFewLabels(
                 f"{parent.name if parent else 'the active version'} is a {arch} model: it learns from reviewed anomalous "
                 f"images with a drawn region (R), {MIN_DEFECT_REGIONS} at least in the training share (four in five of "
                 f"them; the rest are kept for testing); {category.name} gives {learned}. Draw the regions of more "
@@ -635,12 +660,15 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
     fitted_parent = start_from is not None and parent_arch in families.family(family).fitted_only
     if fitted_parent:  # a network cannot start from it: train from scratch, the light heads refit it
         start_from = None
-    if family == "classifier":
-        args, start, data, notes = _classifier_plan(root, start_from, min_per_class)
-    elif family == "segmenter":
-        args, start, data, notes = _segmenter_plan(root, start_from)
-    else:
-        root, args, start, data, notes = _anomaly_plan(root, start_from, parent_arch)
+    try:
+        if family == "classifier":
+            args, start, data, notes = _classifier_plan(root, start_from, min_per_class)
+        elif family == "segmenter":
+            args, start, data, notes = _segmenter_plan(root, start_from)
+        else:
+            root, args, start, data, notes = _anomaly_plan(root, start_from, parent_arch)
+    except TooFewLabels as exc:  # the labels the export left out are part of the count the inspector reads
+        raise too_few(str(exc), skipped) from None
     # what is still held out once the plan has moved what the new version learns from (an anomaly refit's defect
     # regions go to validation/): counted over all the exported ones, the line read "13 of 5 held-out labels are
     # its own answers" (a session-45 probe)
@@ -652,8 +680,7 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         if kept_answers:   # said only where there are some: the plan's data stays as it was otherwise
             data["held_out_parents_answers"] = kept_answers
     if skipped:  # they were dropped without a word, and "all 28 reviewed labels" said of 30 (a session-45 probe)
-        notes = [f"{plural(len(skipped), 'reviewed label')} not used: {'; '.join(skipped[:3])}"
-                 + (f"; … and {len(skipped) - 3} more" if len(skipped) > 3 else ""), *notes]
+        notes = [left_out_note(skipped), *notes]
     notes = [*notes, *split_notes]  # what the export says its reader must know (how its held-out part was cut)
     from app.services.export import IMAGE_BY_IMAGE
     cut = [n for n in split_notes if IMAGE_BY_IMAGE in n]
@@ -694,7 +721,8 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         family == "anomaly" and "--no-evaluate" in args)
     return RetrainPlan(family=family, name=name or version_name(family), data_dir=root, out_dir=out_dir,
                        train_args=tuple(args), parent=parent, start=start, data=data, notes=tuple(notes),
-                       comparable=comparable, fitted_parent=fitted_parent, folder_id=_folder_id(db, folder))
+                       comparable=comparable, fitted_parent=fitted_parent, folder_id=_folder_id(db, folder),
+                       skipped=skipped)
 
 
 def _folder_id(db: Database, folder: str | int | None) -> int | None:

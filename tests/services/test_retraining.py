@@ -265,6 +265,64 @@ def test_reviewed_labels_whose_files_are_missing_are_said_not_used(station, tmp_
     assert any(n.startswith("1 reviewed label not used: ") and "crack0" in n for n in plan.notes)
 
 
+def _lose_files(tmp_path: Path, deleted: tuple[str, ...] = (), resaved: tuple[str, ...] = ()) -> None:
+    """Files of reviewed labels gone, or re-saved as other bytes (here: another size) before the next re-scan."""
+    for name in deleted:
+        (tmp_path / "lot1" / f"{name}.png").unlink()
+    for name in resaved:
+        path = tmp_path / "lot1" / f"{name}.png"
+        cv2.imwrite(str(path), np.zeros((SIZE * 2, SIZE * 2), np.uint8))
+
+
+CHANGED = ("the file changed on disk since it was indexed, so its label was given for other pixels (open its folder "
+           "in the station to index it again)")
+
+
+def test_too_few_frames_for_the_segmenter_says_which_reviewed_labels_were_left_out_and_why(station,
+                                                                                        tmp_path: Path) -> None:
+    """Found by a session-50 audit: 10 corrected frames, two files re-saved and one deleted before the re-scan;
+    `retrain segmenter` said only "the segmenter needs at least 10 reviewed frames with masks; there are 7", while
+    `export` listed the 3 left out with why and what to do. The refusal now says them as the export does."""
+    db, _url, _ = station  # 12 frames with masks: crack0-5 with a target, good0-5 without
+    _lose_files(tmp_path, deleted=("crack0", "good0"), resaved=("crack1",))
+    with pytest.raises(RetrainError) as refused:
+        plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out")
+    message = str(refused.value)
+    assert message.startswith("the segmenter needs at least 10 reviewed frames with masks; there are 9 — "
+                              "3 reviewed labels not used: ")
+    assert f"lot1/crack1.png: {CHANGED}" in message
+    assert "lot1/crack0.png: image file missing or unreadable" in message and "good0.png" in message
+    _lose_files(tmp_path, deleted=("crack2", "crack3", "crack4", "crack5", "good1", "good2", "good3", "good4",
+                                   "good5"))  # no frame with a mask left: the class labels of scratch0-1 only
+    with pytest.raises(RetrainError, match=r"no reviewed segmenter labels to train on: accept or correct some masks "
+                                           r"first — 12 reviewed labels not used: .*; … and 9 more$"):
+        plan_retraining(db, "segmenter", tmp_path / "s2.work", tmp_path / "out")
+
+
+def test_too_few_classifier_or_normal_labels_say_which_reviewed_labels_were_left_out(station, capsys,
+                                                                                    tmp_path: Path) -> None:
+    """The classifier's and the anomaly model's "too few" refusals lost the export's left-out labels as the
+    segmenter's did (a session-50 audit); the anomaly one keeps its counts of what was reviewed as normal."""
+    db, url, _ = station  # crack 6, good 6, scratch 2
+    _lose_files(tmp_path, resaved=("crack1",))
+    # --method train with a class under 5 that --min-per-class kept: refused after the plan, in the same words
+    assert cli_main(["--db", url, "retrain", "classifier", "--method", "train", "--min-per-class", "2"]) == 2
+    err = capsys.readouterr().err
+    assert (f"--method train needs 5 reviewed images of each class; scratch has fewer (--min-per-class 2): raise it "
+            f"to 5 or use a light method — 1 reviewed label not used: lot1/crack1.png: {CHANGED}") in err
+    _lose_files(tmp_path, deleted=("crack0",))
+    with pytest.raises(RetrainError, match=r"^the classifier needs at least 2 classes with at least 5 reviewed images "
+                                           r"each; reviewed so far: crack 4, good 6, scratch 2 — 2 reviewed labels not "
+                                           r"used: lot1/crack0.png: image file missing"):
+        plan_retraining(db, "classifier", tmp_path / "c.work", tmp_path / "out")
+    _lose_files(tmp_path, deleted=("good0",))
+    with pytest.raises(RetrainError) as refused:
+        plan_retraining(db, "anomaly", tmp_path / "a.work", tmp_path / "out")
+    assert "lot1 has 5 images reviewed as normal, 4 of them in the training share: review about" in str(refused.value)
+    assert " — 3 reviewed labels not used: " in str(refused.value) and "lot1/good0.png: image file missing" in str(
+        refused.value)
+
+
 def test_plan_transfers_when_the_active_model_knows_other_classes(station, tmp_path: Path) -> None:
     db, _url, _ = station
     active = save_tiny_classifier(tmp_path / "clf", ["crack", "dent", "good"])
