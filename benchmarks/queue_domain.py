@@ -1,11 +1,15 @@
-"""The queue's reads of an answer's domain (``QueueQuery.domain_below``): the confidence sorts' first page, a page at
-the middle and N, the class filter's first page and count, with and without the threshold, on copies of one database
-that differ in their indexes only (0018 vs 0019_queue_domain). Each case is timed on every copy in turn (best of a few,
-twice, alternating), so the machine's load hits them alike; the rows must agree. benchmarks/results/queue-domain-index.md.
+"""The queue's reads of an answer's domain (``QueueQuery.domain_below``): the score sorts' first page, a page at the
+middle and N (and by target count or anomaly score a page in the stretch out of domain, near the end), the class
+filter's and the score range's first page and count, with and without the threshold, on copies of one database that
+differ in their indexes only (0018 vs 0019_queue_domain, or 0019 as 442a9da6 released it: ``--released``). Each case
+is timed on every copy in turn (best of a few, twice, alternating), so the machine's load hits them alike; the rows
+must agree. benchmarks/results/queue-domain-index.md.
 
-    python benchmarks/queue_domain.py --build URL [--images N]     # N images, one classifier answer each, 2% out
+    python benchmarks/queue_domain.py --build URL [--images N]     # N images, an answer of each family each, 2% out
+    python benchmarks/queue_domain.py --released URL               # the anomaly/target indexes without in_domain
     python benchmarks/queue_domain.py before=URL after=URL [...]   # the first is the ratios' reference
     python benchmarks/queue_domain.py --explain URL                # each case's statements and their plans
+    ... [--only WORD]                                              # only the cases whose name holds WORD
 
 Opened without migrating (``migrate=False``): a copy kept at 0018 stays there.
 """
@@ -22,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import event  # noqa: E402
+from sqlalchemy import event, text  # noqa: E402
 
 from database import Database, open_database  # noqa: E402
 from database.dto import FileEntry, PredictionIn  # noqa: E402
@@ -36,13 +40,41 @@ def build(url: str, images: int) -> None:
     folder = db.folders.add("/data/big")
     db.images.sync(folder.id, [FileEntry(f"lot{i // 1000:03d}/part_{i:07d}.png", 10, 1) for i in range(images)])
     mv = db.model_versions.register("classifier", "c", "/m")
-    db.model_versions.activate(mv.id)
+    seg = db.model_versions.register("segmenter", "s", "/m")
+    ano = db.model_versions.register("anomaly", "a", "/m")
+    for version in (mv, seg, ano):
+        db.model_versions.activate(version.id)
     rng = random.Random(0)
+
+    def domain() -> float:
+        return 0.1 if rng.random() < 0.02 else 0.9
+
     for k in range(1, images + 1, 20000):
         db.predictions.upsert_many([
-            PredictionIn(i, mv.id, predicted_class=rng.choice("abcd"), confidence=rng.random(),
-                         in_domain=0.1 if rng.random() < 0.02 else 0.9)
+            PredictionIn(i, mv.id, predicted_class=rng.choice("abcd"), confidence=rng.random(), in_domain=domain())
             for i in range(k, min(k + 20000, images + 1))])
+        db.predictions.upsert_many([
+            PredictionIn(i, seg.id, target_count=rng.randint(0, 6), in_domain=domain())
+            for i in range(k, min(k + 20000, images + 1))])
+        db.predictions.upsert_many([
+            PredictionIn(i, ano.id, anomaly_score=rng.random(), in_domain=domain())
+            for i in range(k, min(k + 20000, images + 1))])
+    db.close()
+
+
+# The indexes the amended 0019 ends in ``in_domain``, as 442a9da6's 0019 left them.
+RELEASED = {"ix_predictions_queue_anomaly": "current_family, anomaly_score DESC, name_key, image_id",
+            "ix_predictions_queue_targets": "current_family, target_count DESC, name_key, image_id",
+            "ix_predictions_folder_anomaly": "current_family, folder_id, anomaly_score"}
+
+
+def released(url: str) -> None:
+    """Make a copy's anomaly and target indexes those of 0019 as released (442a9da6), the amended one's reference."""
+    db = open_database(url, migrate=False)
+    with db.engine.begin() as c:
+        for name, columns in RELEASED.items():
+            c.execute(text(f"DROP INDEX {name}"))
+            c.execute(text(f"CREATE INDEX {name} ON predictions ({columns})"))
     db.close()
 
 
@@ -57,6 +89,15 @@ def cases(folder_id: int, images: int) -> list[tuple[str, Callable[[Database], A
         qq = QueueQuery(folder_id=folder_id, class_name="a", domain_below=below)
         out += [(f"class first page below={below}", partial(_page, qq=qq), 5),
                 (f"class count below={below}", partial(_count, qq=qq), 5)]
+        for sort in ("targets", "anomaly"):  # the stretch out of domain: after the values, before "no value"
+            qq = QueueQuery(folder_id=folder_id, sort=sort, domain_below=below)
+            out += [(f"{sort} first page below={below}", partial(_page, qq=qq), 5),
+                    (f"{sort} page at 50% below={below}", partial(_page, qq=qq, offset=images // 2), 3),
+                    (f"{sort} page at 99% below={below}", partial(_page, qq=qq, offset=images * 99 // 100), 3),
+                    (f"{sort} next_unreviewed below={below}", partial(_next, qq=qq), 3)]
+        qq = QueueQuery(folder_id=folder_id, score_min=0.3, score_max=0.5, domain_below=below)
+        out += [(f"score range first page below={below}", partial(_page, qq=qq), 5),
+                (f"score range count below={below}", partial(_count, qq=qq), 5)]
     return out
 
 
@@ -81,11 +122,11 @@ def _best(work: Callable[[Database], Any], db: Database, reps: int) -> float:
     return best * 1000
 
 
-def compare(variants: list[tuple[str, str]]) -> None:
+def compare(variants: list[tuple[str, str]], only: str = "") -> None:
     dbs = {label: open_database(url, migrate=False) for label, url in variants}
     first = next(iter(dbs.values()))
     folder_id = first.folders.list()[0].id
-    todo = cases(folder_id, _folder_size(first, folder_id))
+    todo = [case for case in cases(folder_id, _folder_size(first, folder_id)) if only in case[0]]
     for name, work, _reps in todo:  # the same answers on every copy
         answers = [work(db) for db in dbs.values()]
         assert all(a == answers[0] for a in answers), name
@@ -107,7 +148,7 @@ def _folder_size(db: Database, folder_id: int) -> int:
     return queue_count(db, QueueQuery(folder_id=folder_id))
 
 
-def explain(url: str) -> None:
+def explain(url: str, only: str = "") -> None:
     """Each case's statements (with ``below``) and the database's plan for each: SQLite's ``EXPLAIN QUERY PLAN``,
     PostgreSQL's ``EXPLAIN`` (parallel workers off, as the queue's own reads)."""
     db = open_database(url, migrate=False)
@@ -120,7 +161,7 @@ def explain(url: str) -> None:
 
     event.listen(db.engine, "before_cursor_execute", grab)
     for name, work, _reps in cases(folder_id, _folder_size(db, folder_id)):
-        if f"below={BELOW}" not in name:
+        if f"below={BELOW}" not in name or only not in name:
             continue
         seen.clear()
         work(db)
@@ -148,14 +189,18 @@ def main() -> int:
     ap.add_argument("--build", metavar="URL")
     ap.add_argument("--images", type=int, default=200_000)
     ap.add_argument("--explain", metavar="URL")
+    ap.add_argument("--released", metavar="URL")
+    ap.add_argument("--only", default="")
     ap.add_argument("variants", nargs="*", metavar="LABEL=URL")
     args = ap.parse_args()
     if args.build:
         build(args.build, args.images)
+    elif args.released:
+        released(args.released)
     elif args.explain:
-        explain(args.explain)
+        explain(args.explain, args.only)
     else:
-        compare([(v.split("=", 1)[0], v.split("=", 1)[1]) for v in args.variants])
+        compare([(v.split("=", 1)[0], v.split("=", 1)[1]) for v in args.variants], args.only)
     return 0
 
 

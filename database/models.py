@@ -247,17 +247,17 @@ class Prediction(Base):
         # The review queue's score orders: one family's predictions that count, walked by score,
         # ties by the image's name key and id (0008_queue_keys, 0013). The high-first keys are
         # stored high first, so their order (score down, name up) is one forward walk and its
-        # reverse one backward walk. The in-domain score ends the confidence one: the confidence sorts read whether
-        # each answer stands from the index (0019_queue_domain), and the answers out of domain (a stretch by name)
-        # are a range of ``ix_predictions_queue_domain``.
+        # reverse one backward walk. The in-domain score ends each (0019_queue_domain; the anomaly and target ones
+        # below): the score sorts read whether each answer stands from the index, and the answers out of domain (a
+        # stretch by name) are a range of ``ix_predictions_queue_domain``.
         Index("ix_predictions_queue_confidence", "current_family", "confidence", "name_key", "image_id", "in_domain"),
         Index("ix_predictions_queue_domain", "current_family", "in_domain", "name_key", "image_id"),
         # (ix_predictions_queue_anomaly and _targets: below the class, they name its columns)
         # Exact counts of a folder's class and score-range filters read these alone (index-only
-        # range counts, 0010_folder_counts): one family's predictions that count, of one folder. The class one ends
-        # in the in-domain score: a class counts where its answer stands (0019_queue_domain).
+        # range counts, 0010_folder_counts): one family's predictions that count, of one folder. Both end in the
+        # in-domain score: a class or a score counts where its answer stands (0019_queue_domain).
         Index("ix_predictions_folder_class", "current_family", "folder_id", "predicted_class", "in_domain"),
-        Index("ix_predictions_folder_anomaly", "current_family", "folder_id", "anomaly_score"),
+        Index("ix_predictions_folder_anomaly", "current_family", "folder_id", "anomaly_score", "in_domain"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -291,9 +291,9 @@ class Prediction(Base):
 
 
 Index("ix_predictions_queue_anomaly", Prediction.current_family, Prediction.anomaly_score.desc(),
-      Prediction.name_key, Prediction.image_id)
+      Prediction.name_key, Prediction.image_id, Prediction.in_domain)
 Index("ix_predictions_queue_targets", Prediction.current_family, Prediction.target_count.desc(),
-      Prediction.name_key, Prediction.image_id)
+      Prediction.name_key, Prediction.image_id, Prediction.in_domain)
 
 
 class LabelRevision(Base):

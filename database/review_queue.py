@@ -12,8 +12,10 @@ the sort key, then the name (``lower(rel_path)``, ASCII case folded by both data
 the id; ``descending`` flips all three. (A key whose natural order is high-first, the anomaly
 score or the target count, still breaks ties by name A→Z.) Images without the key's value (no prediction that
 counts, ``database/current_predictions.py``) come after all others, by name A→Z, whatever the direction: a page walks
-the "has a value" segment first, then the "no value" one. By confidence, an answer out of its model's domain
-(``QueueQuery.domain_below``) shows no confidence: it is a segment of its own, the least confident, by name.
+the "has a value" segment first, then the "no value" one. An answer out of its model's domain
+(``QueueQuery.domain_below``) shows no value, and the order reads none: by confidence it is a segment of its own, the
+least confident, by name; by target count or anomaly score a segment of its own after the values shown (before "no
+value"), by name A→Z whatever the direction. The anomaly-score range matches no score out of domain.
 
 Columns are selected with Core (no ORM objects) and returned as frozen rows.
 """
@@ -103,8 +105,9 @@ class QueueQuery:
     score_max: float | None = None
     # The in-domain score below which a model's answer is out of its domain: the window hides it (the gallery's chip
     # and the panel say "out of domain") and Accept does not take it. The service passes ``OUT_OF_DOMAIN_BELOW``
-    # (``inference.domain.is_out_of_domain``: database/ does not import inference). The class filter and the
-    # confidence sorts read only an answer that stands (``_stands``); None: every answer stands.
+    # (``inference.domain.is_out_of_domain``: database/ does not import inference). The class filter, the score range
+    # and the score sorts (confidence, target count, anomaly score) read only an answer that stands (``_stands``);
+    # None: every answer stands.
     domain_below: float | None = None
     out_of_domain_only: bool = False      # only images some version's answer is out of domain (needs domain_below)
     include_missing: bool = False
@@ -244,6 +247,8 @@ class _Shape:
             conds.append(score >= qq.score_min)
         if qq.score_max is not None:
             conds.append(score <= qq.score_max)
+        if qq.score_min is not None or qq.score_max is not None:  # a score withheld on screen (out of its model's
+            conds.append(_stands(_PR if qq.by_score else self.pa, qq.domain_below))  # domain) is in no range
         if qq.out_of_domain_only:
             conds.append(or_(*(_out_of_domain(p, qq.domain_below) for p in (self.pc, self.ps, self.pa))))
         return conds
@@ -258,8 +263,9 @@ class _Shape:
     def segments(self) -> list[_Segment]:
         """The queue's stretches in order. By name: one. By state: one per state (each an
         index walk by name). By a score: the images with one (driven by the predictions'
-        score index), then those without, by name A→Z; by confidence, the answers out of their
-        model's domain are a stretch of their own, as the least confident (``QueueQuery.domain_below``)."""
+        score index), then those without, by name A→Z; the answers out of their model's domain
+        (``QueueQuery.domain_below``) are a stretch of their own: by confidence as the least confident,
+        by target count or anomaly score after the values shown, by name A→Z."""
         tail = [(self.name_key, self.tie_ascending), (Image.id, self.tie_ascending)]
         if self.qq.sort == "name" and self.qq.by_score:  # the prediction's copy of the same keys
             return [_Segment([], [(_PR.name_key, self.tie_ascending), (_PR.image_id, self.tie_ascending)])]
@@ -280,16 +286,24 @@ class _Shape:
         pred_tail: list[tuple[SQLColumnExpression[Any], bool]] = [(pred.name_key, self.tie_ascending),
                                                                    (pred.image_id, self.tie_ascending)]
         below = self.qq.domain_below
-        if self.key_alias != "pc" or below is None:
+        if below is None:
             return [_Segment([key.is_not(None)], [(key, self.ascending), *pred_tail], inner=self.key_alias),
                     _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
-        # A classifier's answer out of its domain shows no confidence ("out of domain"): it counts as the least
-        # confident of all, tied (by name), first from least confident, last from most confident. Its confidence
-        # (1.0 for a sky frame through the steel model) put it at the top of "confidence" (a session-50 audit).
+        # An answer out of its model's domain is withheld on screen (the chip says "out of domain"): the order does
+        # not read its value either. A classifier's counts as the least confident of all, tied (by name), first from
+        # least confident, last from most confident (its confidence, 1.0 for a sky frame through the steel model, put
+        # it at the top of "confidence": a session-50 audit). A segmenter's target count or an anomaly model's score
+        # has no "least": its answers out of domain come after the values shown, by name A→Z whatever the direction,
+        # as the images without a value do after them (a session-50 audit: "target count" put frames whose count the
+        # window hides among the 2-target ones).
         stands = _stands(pred, below)
-        foreign = _Segment([_out_of_domain(pred, below)], pred_tail, inner=self.key_alias)
         shown = _Segment([key.is_not(None), stands], [(key, self.ascending), *pred_tail], inner=self.key_alias)
         unknown = _Segment([key.is_(None), stands], [(self.name_key, True), (Image.id, True)])
+        if self.key_alias != "pc":
+            withheld = _Segment([_out_of_domain(pred, below)], [(pred.name_key, True), (pred.image_id, True)],
+                                inner=self.key_alias)
+            return [shown, withheld, unknown]
+        foreign = _Segment([_out_of_domain(pred, below)], pred_tail, inner=self.key_alias)
         return [foreign, shown, unknown] if self.ascending else [shown, foreign, unknown]
 
 
@@ -488,8 +502,8 @@ def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
     filter), as counts of index ranges (``0010_folder_counts``) instead of a join of every image
     of the folder with its prediction; None for any other query (``queue_count`` joins).
 
-    - score range: the folder's predictions in the range (index-only), less those of its missing
-      images (found from the missing images, few);
+    - score range: the folder's predictions in the range that stand (in domain; index-only), less those of its
+      missing images (found from the missing images, few);
     - class: the folder's predictions of the class that stand (in domain), plus the labelled images of the class
       whose prediction says otherwise or is out of domain (the labelled few, by ``ix_images_label_class``), less
       the missing images' standing predictions of the class.
@@ -513,8 +527,13 @@ def _indexed_count(qq: QueueQuery) -> ColumnElement[int] | None:
         def in_range(score: SQLColumnExpression[Any]) -> list[ColumnElement[bool]]:
             return ([score >= qq.score_min] if qq.score_min is not None else []) + \
                    ([score <= qq.score_max] if qq.score_max is not None else [])
-        total = count(select(p.id).where(p.current_family == family, p.folder_id == folder, *in_range(p.anomaly_score)))
-        gone = count(select(Image.id).join(p, own).where(*missing, *in_range(p.anomaly_score + 0)))
+        stands = _stands(p, qq.domain_below)  # a score out of its model's domain is in no range
+        total = count(select(p.id).where(p.current_family == family, p.folder_id == folder,
+                                         *in_range(p.anomaly_score), stands))
+        # (The family "|| ''" too: ix_predictions_queue_anomaly holds every column read here, and SQLite walked all
+        # of the family's entries in it rather than start from the missing images: 200,000 images, 2 → 50 ms.)
+        by_image = and_(p.image_id == Image.id, p.current_family.concat("") == family)
+        gone = count(select(Image.id).join(p, by_image).where(*missing, *in_range(p.anomaly_score + 0), stands))
     else:
         name = qq.class_name
         stands = _stands(p, qq.domain_below)

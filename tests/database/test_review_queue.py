@@ -58,7 +58,8 @@ def _seed(db: Database, rng: random.Random, n: int = 70) -> tuple[int, dict[str,
                                       confidence=rng.choice([0.2, 0.5, 0.5, 0.9, None]),
                                       in_domain=rng.choice([None, 0.9, DOMAIN, 0.1])))
         if rng.random() < 0.6:
-            preds.append(PredictionIn(r.image_id, ids["segmenter"], target_count=rng.randint(0, 3)))
+            preds.append(PredictionIn(r.image_id, ids["segmenter"], target_count=rng.choice([0, 1, 2, 2, 3, None]),
+                                      in_domain=rng.choice([None, 0.9, 0.9, 0.3])))
         if rng.random() < 0.7:
             preds.append(PredictionIn(r.image_id, ids["anomaly"], anomaly_score=rng.choice([0.1, 0.4, 0.4, 0.8]),
                                       in_domain=rng.choice([None, 0.8, 0.8, 0.2])))
@@ -85,7 +86,8 @@ def _seed_rows(db: Database, rng: random.Random) -> tuple[int, dict[str, int], l
 
 def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
     """The documented order, computed in Python over every row of the folder. An answer out of its model's domain
-    (``qq.domain_below``) is not read by the class filter and counts as the least confident."""
+    (``qq.domain_below``) is not read by the class filter or the score range; it counts as the least confident, and
+    by target count or anomaly score it comes after the values shown, by name A→Z."""
     def foreign(r: QueueRow, family: str = "classifier") -> bool:
         score = r.in_domain.get(family)
         return qq.domain_below is not None and score is not None and score < qq.domain_below
@@ -99,7 +101,8 @@ def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
                      or (qq.class_name == r.predicted_class and not foreign(r)))
                 and (not qq.out_of_domain_only or any(foreign(r, f) for f in FAMILIES))
                 and (qq.score_min is None or (r.anomaly_score is not None and r.anomaly_score >= qq.score_min))
-                and (qq.score_max is None or (r.anomaly_score is not None and r.anomaly_score <= qq.score_max)))
+                and (qq.score_max is None or (r.anomaly_score is not None and r.anomaly_score <= qq.score_max))
+                and ((qq.score_min is None and qq.score_max is None) or not foreign(r, "anomaly")))
     rows = [r for r in all_rows if keep(r)]
     name = lambda r: (r.rel_path.lower(), r.image_id)  # noqa: E731
     if qq.sort == "name":
@@ -112,12 +115,16 @@ def _reference(all_rows: list[QueueRow], qq: QueueQuery) -> list[int]:
         ranked = sorted((r for r in rows if r.image_id in rank), key=lambda r: rank[r.image_id], reverse=qq.descending)
         return [r.image_id for r in ranked] + [r.image_id for r in sorted(rows, key=name) if r.image_id not in rank]
     col = NULLABLE[qq.sort]
+    family = {"confidence": "classifier", "target_count": "segmenter", "anomaly_score": "anomaly"}[col]
     sign = -1 if qq.sort in ("anomaly", "targets", "confidence") else 1   # "confidence": most confident first
-    hidden = [r for r in rows if col == "confidence" and foreign(r)]      # the least confident, tied
+    hidden = [r for r in rows if foreign(r, family)]                      # withheld: no value read
     have = [r for r in rows if getattr(r, col) is not None and r not in hidden]
     have.sort(key=lambda r: (sign * getattr(r, col), *name(r)), reverse=qq.descending)
-    hidden.sort(key=name, reverse=qq.descending)
-    first, then = (hidden, have) if (sign == 1) != qq.descending else (have, hidden)
+    if col == "confidence":  # the least confident, tied
+        hidden.sort(key=name, reverse=qq.descending)
+        first, then = (hidden, have) if (sign == 1) != qq.descending else (have, hidden)
+    else:  # after the values shown, by name A→Z (as the images without one)
+        first, then = have, sorted(hidden, key=name)
     return [r.image_id for r in first + then] + [r.image_id for r in sorted(rows, key=name)
                                                  if getattr(r, col) is None and r not in hidden]
 
@@ -263,7 +270,8 @@ def test_score_range_by_name_agrees_with_a_straightforward_filter(db: Database, 
     for rng_flt in ranges:
         for extra in extras:
             for descending in (False, True):
-                qq = QueueQuery(folder_id=folder_id, sort="name", descending=descending, **rng_flt, **extra)
+                qq = QueueQuery(folder_id=folder_id, sort="name", descending=descending, domain_below=DOMAIN,
+                                **rng_flt, **extra)
                 assert rq._narrowed(db, qq).by_score == (bound > 0)
                 want = _reference(everything, qq)
                 what = (rng_flt, extra, descending)
@@ -396,3 +404,49 @@ def test_an_answer_out_of_its_domain_names_no_class_and_is_the_least_confident(d
         assert got is not None and (got.image_id, got.position) == (ids[want[0]], want[1]), after
     with pytest.raises(ValueError, match="domain_below"):
         queue_count(db, QueueQuery(folder_id=folder.id, out_of_domain_only=True))
+
+
+def test_a_count_or_score_out_of_its_domain_is_withheld_by_the_sorts_and_the_range(db: Database) -> None:
+    """A session-50 audit: "target count" put Misc_145.png and Misc_15_rot.jpg among the 2-target frames, on the count
+    of a segmenter answer out of its domain (the chip said "out of domain", no ◎ chip, no "targets:" line): the order
+    read the count the window withholds. "anomaly score" and the score range read an anomaly answer out of domain the
+    same way. Withheld answers of the sort's family come after the values shown, by name A→Z whatever the direction
+    (then the images without a value); the score range matches no score out of domain, and its count agrees."""
+    folder = db.folders.add("/data/misc")
+    names = ["a_two.png", "b_foreign_two.png", "c_one.png", "d_foreign_three.png", "e_two.png", "f_none.png",
+             "g_foreign_none.png"]
+    db.images.sync(folder.id, [FileEntry(n, 10, 1) for n in names])
+    seg = db.model_versions.register("segmenter", "seg", "/m/seg")
+    ano = db.model_versions.register("anomaly", "ano", "/m/ano")
+    for mv in (seg, ano):
+        db.model_versions.activate(mv.id)
+    ids = {r.rel_path: r.image_id for r in queue_rows(db, QueueQuery(folder_id=folder.id))}
+    answers = {"a_two.png": (2, 0.4, 0.9), "b_foreign_two.png": (2, 0.45, 0.1), "c_one.png": (1, 0.2, None),
+               "d_foreign_three.png": (3, 0.9, 0.3), "e_two.png": (2, 0.6, DOMAIN), "g_foreign_none.png": (None, None, 0.2)}
+    db.predictions.upsert_many([PredictionIn(ids[n], mv.id, in_domain=d, **{key: v})
+                                for n, (count, score, d) in answers.items()
+                                for mv, key, v in ((seg, "target_count", count), (ano, "anomaly_score", score))])
+    foreign = ["b_foreign_two.png", "d_foreign_three.png", "g_foreign_none.png"]
+
+    def shown(**kw: object) -> list[str]:
+        qq = QueueQuery(folder_id=folder.id, domain_below=DOMAIN, **kw)
+        rows = [r.rel_path for r in queue_rows(db, qq, page_size=2)]
+        assert queue_count(db, qq) == len(rows), kw
+        for offset in range(len(rows) + 1):
+            assert [r.rel_path for r in queue_page(db, qq, 2, offset=offset).rows] == rows[offset:offset + 2], kw
+        return rows
+
+    for sort, values in (("targets", ["a_two.png", "e_two.png", "c_one.png"]),  # 2, 2 (by name), 1
+                         ("anomaly", ["e_two.png", "a_two.png", "c_one.png"])):  # 0.6, 0.4, 0.2
+        assert shown(sort=sort) == [*values, *foreign, "f_none.png"], sort
+        assert shown(sort=sort, descending=True) == [*values[::-1], *foreign, "f_none.png"], sort
+    assert shown(score_min=0.3) == ["a_two.png", "e_two.png"]            # the name walk (a joined count)
+    assert shown(score_min=0.3, states=("unreviewed",)) == ["a_two.png", "e_two.png"]
+    assert shown(score_max=0.5, sort="anomaly") == ["a_two.png", "c_one.png"]
+    by_targets = QueueQuery(folder_id=folder.id, domain_below=DOMAIN, sort="targets")
+    for after, backward, want in (("c_one.png", False, ("b_foreign_two.png", 3)),
+                                  ("b_foreign_two.png", True, ("c_one.png", 2)),
+                                  ("g_foreign_none.png", False, ("f_none.png", 6)),
+                                  ("f_none.png", True, ("g_foreign_none.png", 5))):
+        got = next_unreviewed(db, by_targets, ids[after], backward=backward)
+        assert got is not None and (got.image_id, got.position) == (ids[want[0]], want[1]), after

@@ -313,6 +313,34 @@ def test_the_class_filter_and_the_confidence_sorts_do_not_read_an_answer_out_of_
     assert by_uncertainty == ["part_04.png", "part_05.png", "part_00.png", "part_01.png", "part_02.png", "part_03.png"]
 
 
+def test_the_target_and_anomaly_sorts_and_the_score_range_do_not_read_an_answer_out_of_domain(service, seeded):
+    """A session-50 audit: "target count" put Misc_145.png and Misc_15_rot.jpg, whose segmenter answer is out of
+    domain (no ◎ chip, no "targets:" line), among the 2-target frames; "anomaly score" and the score range read an
+    anomaly score the window withholds the same way. Withheld answers come after the values shown, by name, in either
+    direction; the range does not match them, and its count agrees."""
+    db = service.db
+    f = QueueFilter(folder_id=seeded.id)
+    names = {it.image_id: it.name for it in service.queue(f)}
+    foreign = {"part_02.png", "part_04.png"}   # 3 and 2 targets, scores 0.5 and 0.8
+    for family in ("segmenter", "anomaly"):
+        mv = db.model_versions.active(family).id
+        db.predictions.upsert_many([PredictionIn(i, mv, mask_png=p.mask_png, target_count=p.target_count,
+                                                 anomaly_score=p.anomaly_score, anomaly_map_ref=p.anomaly_map_ref,
+                                                 in_domain=0.1 if n in foreign else 0.9)
+                                    for i, n in names.items() for p in [db.predictions.get(i, mv)]])
+    items = service.queue(f)
+    assert {it.name for it in items if it.out_of_domain} == foreign                # the chips
+    shown = {"targets": ["part_05.png", "part_01.png", "part_00.png", "part_03.png"],   # 3, 2, 1, 1
+             "anomaly": ["part_05.png", "part_03.png", "part_01.png", "part_00.png"]}   # 0.95, 0.65, 0.35, 0.2
+    for sort, values in shown.items():
+        assert [it.name for it in service.queue(f.with_(sort=sort))] == [*values, "part_02.png", "part_04.png"]
+        assert [it.name for it in service.queue(f.with_(sort=sort, descending=True))] == \
+            [*values[::-1], "part_02.png", "part_04.png"]
+    in_range = f.with_(score_min=0.3, score_max=0.9)
+    assert [it.name for it in service.queue(in_range)] == ["part_01.png", "part_03.png"]
+    assert service.queue_count(in_range) == 2
+
+
 def test_the_row_after_a_save_is_fetched_by_id_not_by_reading_the_queue(service, seeded):
     """Issue 16 item 8: refreshing the saved image's cell must not cost the folder's size."""
     image_id = service.queue(QueueFilter(folder_id=seeded.id))[2].image_id
