@@ -331,9 +331,15 @@ class ImageViewer(ImageView):
         return bool(np.array_equal(self.region.to_bool(), threshold_region(self._heat, level)))
 
     def apply_threshold(self, level: float) -> None:
-        """The region at ``level`` becomes the label's anomaly region: one edit, like a stroke."""
+        """The region at ``level`` becomes the label's anomaly region: one edit, like a stroke. A level no pixel
+        reaches leaves no region, and says so: Apply on a map cooler than the model's threshold changed nothing on
+        screen and said nothing (seen under Xvfb in session 50)."""
         if self.preview_threshold(level):
-            self.mask_edited.emit("region", self.region.to_bool())
+            region = self.region.to_bool()
+            if not region.any():
+                self.said.emit(f"No pixel of the map reaches {level:.3g}: no region to apply. Lower the threshold, "
+                               "grow the region from a hot spot (W) or paint it (B).")
+            self.mask_edited.emit("region", region)
 
     def set_grow_fraction(self, fraction: float) -> None:
         self.grow_fraction = max(0.01, min(1.0, float(fraction)))
