@@ -76,6 +76,7 @@ class QueueController(QObject):
         self._view_ticket = 0
         self._viewing = False
         self._after_view: list[Callable[[], object]] = []
+        self._view_failed = False  # the last view asked could not be read (a move waiting for it is not made)
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
         # is read before those it flew past (dropped requests are asked for again).
         self._pages = DecodePool(1, 4, "queue-pages")
@@ -154,6 +155,7 @@ class QueueController(QObject):
         if ticket != self._view_ticket:
             return  # a newer view was asked meanwhile: its answer is the one to show
         self._viewing = False
+        self._view_failed = bool(error)
         keep, shown, recount = asked
         if error:
             self.failed.emit(f"Cannot read the review queue: {error}")
@@ -505,13 +507,23 @@ class QueueController(QObject):
         return None, False
 
     def _after_asked_view(self, move: Callable[[], object]) -> bool:
-        """A move (J, K, N) pressed while a view the inspector asked for (a search, a filter, an order) is on its way
-        waits for it: it moved in the view being replaced (a session-50 review: Enter on a slow search, then J and D,
-        opened and marked an image the search leaves out). True when it waits."""
+        """A move (J, K, N, the move-on after a decision) pressed while a view the inspector asked for (a search, a
+        filter, an order) is on its way waits for it: it moved in the view being replaced (a session-50 review: Enter
+        on a slow search, then J, opened an image the search leaves out). It is made from the image on screen when the
+        view lands, if that is still the one it was pressed on, in the same folder; dropped where the view's landing
+        or the inspector moved the screen meanwhile (the new view's first image, a click, another folder: a
+        session-50 review saw the move made twice) or the view could not be read (said). True when it waits."""
         if not self._viewing:
             return False
+        origin, folder = self.current_id(), self.filter.folder_id
+
+        def later() -> None:
+            if self._view_failed:
+                self.message.emit("The move was not made: the queue's new view could not be read.")
+            elif self.filter.folder_id == folder and self.current_id() == origin:
+                move()
         self.message.emit("The queue's new view is being read: the move follows as soon as it is shown.")
-        self.after_view(move)
+        self.after_view(later)
         return True
 
     def step(self, delta: int) -> bool:

@@ -1,0 +1,103 @@
+"""A move (J, K, N, the move-on after a decision) pressed while a view the inspector asked for is read waits for it,
+and is made only where the screen did not move meanwhile (a session-50 review of the first form, which made the
+move after a click, after another folder was opened, after the view failed, and once more after the view's landing
+had already shown the next image)."""
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt
+
+from tests.gui.fixtures import make_folder
+from tests.gui.test_main_window import _seeded_window
+
+
+def _slow(win, seconds=1.0, fail=False):
+    real = win.queue._read
+
+    def slow(flt, *a, **k):
+        if flt.narrows:
+            time.sleep(seconds)
+            if fail:
+                raise RuntimeError("database gone away")
+        return real(flt, *a, **k)
+    win.queue._read = slow
+
+
+def _ids(service, win):
+    return {service.item(i).rel_path: i for i in range(1, 40) if _exists(service, i)}
+
+
+def _exists(service, i):
+    try:
+        return service.item(i) is not None
+    except Exception:  # noqa: BLE001 - a gap in the ids: no image
+        return False
+
+
+def _name(service, i):
+    return None if i is None else service.item(i).rel_path
+
+
+def test_a_click_while_a_move_waits_keeps_the_clicked_image(service, db, folder, artifacts, qtbot):
+    """J pressed during a slow search, then a click on part_03: the waiting J moved off the clicked image."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    ids = _ids(service, win)
+    _slow(win)
+    win.queue.set_filter(win.queue.filter.with_(text="part_0"))   # all six match
+    assert win.queue.reading()
+    win.queue.step(1)                              # J, deferred
+    assert win.queue.select(ids["part_03.png"])    # a mouse click in the gallery meanwhile
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    qtbot.wait(300)
+    assert _name(service, win.queue.current_id()) == "part_03.png"
+    win.close()
+
+
+def test_a_move_waiting_for_one_folders_view_is_not_made_in_another(service, db, folder, artifacts, tmp_path, qtbot):
+    """J pressed during a slow search in folder A, folder B opened before it came: J was made in B."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    other = make_folder(tmp_path / "other", n=4)
+    info = service.open_folder(other)
+    _slow(win)
+    win.queue.set_filter(win.queue.filter.with_(text="part_0"))
+    win.queue.step(1)                              # J for folder A's search
+    win.show_folder(info.id)                       # the inspector opens folder B
+    qtbot.waitUntil(lambda: not win.queue.reading() and win.queue.filter.folder_id == info.id, timeout=10000)
+    qtbot.wait(300)
+    cur = win.queue.current_id()
+    assert _name(service, cur) == "part_00.png"
+    win.close()
+
+
+def test_a_move_waiting_for_a_view_that_could_not_be_read_is_not_made(service, db, folder, artifacts, qtbot):
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    _slow(win, fail=True)
+    before = win.queue.current_id()
+    win.queue.set_filter(win.queue.filter.with_(text="part_03"))
+    win.queue.step(1)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    qtbot.wait(300)
+    assert win.queue.current_id() == before
+    win.close()
+
+
+def test_the_move_on_after_a_decision_is_not_made_twice(service, db, folder, artifacts, qtbot):
+    """A on part_00 while a slow state filter that leaves it out is read: the view's landing shows part_01, and the
+    waiting move-on then passed over it to part_02."""
+    from tests.gui.conftest import wait_saved
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    win.activateWindow(); win.gallery.setFocus()
+    qtbot.keyClick(win.gallery, Qt.Key.Key_D)      # part_00 reviewed (corrected)
+    wait_saved(win, qtbot)
+    _slow(win)
+    win.queue.set_filter(win.queue.filter.with_(states=frozenset({"unreviewed"})))   # part_01..05
+    qtbot.keyClick(win.gallery, Qt.Key.Key_A)      # accept part_00; auto-advance deferred
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    qtbot.wait(800)
+    assert _name(service, win.queue.current_id()) == "part_01.png"
+    win.close()
