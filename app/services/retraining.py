@@ -140,7 +140,10 @@ def left_out_note(skipped: Sequence[str]) -> str:
     advice included, such as "open its folder in the station to index it again"): the one wording of a plan's note
     and of a "too few" refusal, so `retrain` says on a refusal what `export` of the same labels says (a session-50
     audit: 10 corrected frames, 3 of their files changed or gone, and the refusal read only "there are 7")."""
-    return (f"{plural(len(skipped), 'reviewed label')} not used: {'; '.join(skipped[:LEFT_OUT_SHOWN])}"
+    # the export's list is of every reviewed image left out, whatever its label holds (a class-only label beside a
+    # segmenter's masks): said as such, not as this family's labels (a session-50 review: "there are 9 — 5 reviewed
+    # labels not used" of 12 masks, 2 of the 5 class labels)
+    return (f"the export left out {plural(len(skipped), 'reviewed image')}: {'; '.join(skipped[:LEFT_OUT_SHOWN])}"
             + (f"; … and {len(skipped) - LEFT_OUT_SHOWN} more" if len(skipped) > LEFT_OUT_SHOWN else ""))
 
 

@@ -262,7 +262,7 @@ def test_reviewed_labels_whose_files_are_missing_are_said_not_used(station, tmp_
     next(tmp_path.rglob("crack0.png")).unlink()
     plan = plan_retraining(db, "classifier", tmp_path / "w.work", tmp_path / "out")
     assert plan.data["classes"] == {"crack": 5, "good": 6}
-    assert any(n.startswith("1 reviewed label not used: ") and "crack0" in n for n in plan.notes)
+    assert any(n.startswith("the export left out 1 reviewed image: ") and "crack0" in n for n in plan.notes)
 
 
 def _lose_files(tmp_path: Path, deleted: tuple[str, ...] = (), resaved: tuple[str, ...] = ()) -> None:
@@ -289,13 +289,13 @@ def test_too_few_frames_for_the_segmenter_says_which_reviewed_labels_were_left_o
         plan_retraining(db, "segmenter", tmp_path / "s.work", tmp_path / "out")
     message = str(refused.value)
     assert message.startswith("the segmenter needs at least 10 reviewed frames with masks; there are 9 — "
-                              "3 reviewed labels not used: ")
+                              "the export left out 3 reviewed images: ")
     assert f"lot1/crack1.png: {CHANGED}" in message
     assert "lot1/crack0.png: image file missing or unreadable" in message and "good0.png" in message
     _lose_files(tmp_path, deleted=("crack2", "crack3", "crack4", "crack5", "good1", "good2", "good3", "good4",
                                    "good5"))  # no frame with a mask left: the class labels of scratch0-1 only
     with pytest.raises(RetrainError, match=r"no reviewed segmenter labels to train on: accept or correct some masks "
-                                           r"first — 12 reviewed labels not used: .*; … and 9 more$"):
+                                           r"first — the export left out 12 reviewed images: .*; … and 9 more$"):
         plan_retraining(db, "segmenter", tmp_path / "s2.work", tmp_path / "out")
 
 
@@ -309,17 +309,17 @@ def test_too_few_classifier_or_normal_labels_say_which_reviewed_labels_were_left
     assert cli_main(["--db", url, "retrain", "classifier", "--method", "train", "--min-per-class", "2"]) == 2
     err = capsys.readouterr().err
     assert (f"--method train needs 5 reviewed images of each class; scratch has fewer (--min-per-class 2): raise it "
-            f"to 5 or use a light method — 1 reviewed label not used: lot1/crack1.png: {CHANGED}") in err
+            f"to 5 or use a light method — the export left out 1 reviewed image: lot1/crack1.png: {CHANGED}") in err
     _lose_files(tmp_path, deleted=("crack0",))
     with pytest.raises(RetrainError, match=r"^the classifier needs at least 2 classes with at least 5 reviewed images "
-                                           r"each; reviewed so far: crack 4, good 6, scratch 2 — 2 reviewed labels not "
-                                           r"used: lot1/crack0.png: image file missing"):
+                                           r"each; reviewed so far: crack 4, good 6, scratch 2 — the export left out 2 "
+                                           r"reviewed images: lot1/crack0.png: image file missing"):
         plan_retraining(db, "classifier", tmp_path / "c.work", tmp_path / "out")
     _lose_files(tmp_path, deleted=("good0",))
     with pytest.raises(RetrainError) as refused:
         plan_retraining(db, "anomaly", tmp_path / "a.work", tmp_path / "out")
     assert "lot1 has 5 images reviewed as normal, 4 of them in the training share: review about" in str(refused.value)
-    assert " — 3 reviewed labels not used: " in str(refused.value) and "lot1/good0.png: image file missing" in str(
+    assert " — the export left out 3 reviewed images: " in str(refused.value) and "lot1/good0.png: image file missing" in str(
         refused.value)
 
 
