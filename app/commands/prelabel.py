@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             for bar in hashing:
                 bar.close()
-        print(f"indexed {report.files} images in {report.root} ({len(report.added)} new, "
+        print(f"indexed {plural(report.files, 'image')} in {report.root} ({len(report.added)} new, "
               f"{len(report.changed)} changed, {report.missing} missing"
               + (f", {len(report.moved)} moved or renamed with their labels" if report.moved else "")
               + (f"; {plural(len(report.set_aside), 'reviewed image')} whose file changed "
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
                       "failed in an earlier run and failed again for the reasons above", file=sys.stderr)
                 continue
             earlier = before.get(job_id, 0)
-            print(f"job {job_id} {status.state}: {status.done} images pre-labelled, {status.failed} failed"
+            print(f"job {job_id} {status.state}: {plural(status.done, 'image')} pre-labelled, {status.failed} failed"
                   + (f" ({status.done + status.failed - earlier} in this run, {earlier} by earlier runs)"
                      if earlier else ""), file=sys.stderr)
             if not status.finished:  # stopped by Ctrl-C / SIGTERM: claims were given back

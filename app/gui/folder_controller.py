@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.gui.folder_browser import FolderBrowser
 from app.gui.thumbnails import DecodePool, off_thread
+from app.services.wording import plural
 
 log = logging.getLogger(__name__)
 RESCAN_LOST_S = 600.0
@@ -110,7 +111,7 @@ class FolderController(QObject):
             self.failed.emit(f"Cannot open {path}: {error}")
             return
         self.refresh(info.id)
-        said = f"{info.name}: {info.image_count} images" + (f" ({info.note})" if info.note else "")
+        said = f"{info.name}: {plural(info.image_count, 'image')}" + (f" ({info.note})" if info.note else "")
         # a note was wiped at once by the job and label lines that follow an opening (seen under Xvfb, session 43)
         (self.noted if info.note else self.message).emit(said)
         self.opened.emit(info)

@@ -88,7 +88,7 @@ class LabelNextResult:
         if not self.reading:
             return ""
         return (f"batch from quick features until the retrainer's are read ({self.considered - self.reading} of "
-                f"{self.considered} images)")
+                f"{plural(self.considered, 'image')})")
 
     @property
     def reading_tip(self) -> str:

@@ -227,7 +227,7 @@ class TraceReport:
 
     def summary(self, changes: bool = False) -> str:
         """One line; ``changes``: with how many images' trace it changed (a new rule's re-read)."""
-        text = (f"trace: {self.traced} of {self.images} images have a serial, lot or station"
+        text = (f"trace: {self.traced} of {plural(self.images, 'image')} {'has' if self.traced == 1 else 'have'} a serial, lot or station"
                 + (f" ({self.updated} changed)" if changes and self.updated else ""))
         return text + (f"; {plural(len(self.problems), 'problem')}: " + "; ".join(self.problems[:3]) if self.problems else "")
 

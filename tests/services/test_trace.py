@@ -207,7 +207,7 @@ def test_opening_a_folder_tells_the_inspector_about_bad_trace_rows(db, tmp_path:
     (root / "trace.csv").write_text("file,serial\nL1/SN1_st1.png,SN1,extra\n")
     change_trace_rule(db, TraceRule(pattern=PATTERN, use_csv=True))
     info = ReviewService(db, ReviewSettings(reviewer="t")).open_folder(root)
-    assert info.note == ("trace: 1 of 1 images have a serial, lot or station; 1 problem: "
+    assert info.note == ("trace: 1 of 1 image has a serial, lot or station; 1 problem: "
                          "trace.csv line 2: 3 values for 2 columns")
 
 
