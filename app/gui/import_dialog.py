@@ -130,8 +130,9 @@ class ImportDialog(QDialog):
         lay.addWidget(self.status)
         self.buttons = QDialogButtonBox()
         self.add_classes_button = self.buttons.addButton("Add classes", QDialogButtonBox.ButtonRole.ActionRole)
-        self.add_classes_button.setToolTip("Add the dataset's classes the project lacks to its class list "
-                                           "(Project ▸ Classes…), then preview again")
+        self.add_classes_button.setToolTip("Add the dataset's classes the station offers nowhere (not a routed "
+                                           "classifier's) to the project's class list (Project ▸ Classes…), then "
+                                           "preview again")
         self.add_classes_button.setVisible(False)
         self.add_classes_button.clicked.connect(self.add_unknown_classes)
         self.preview_button = self.buttons.addButton("Preview", QDialogButtonBox.ButtonRole.ActionRole)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
+from app.services.counting_versions import rule_version
 from app.services.export import FORMATS
 from app.services.export_source import (
     FolderNotFound,
@@ -28,6 +29,8 @@ from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Mask, Polygons
 from app.services.object_classes import MAX_OBJECTS, as_json
 from app.services.project_classes import TASK as CLASSIFIER_TASK
+from app.services.project_classes import line_of, offered, routed_classes
+from app.services.project_settings import readable_routing
 from app.services.wording import plural
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
@@ -35,6 +38,7 @@ from inference.imageio import ImageReadError, exif_orientation, read_raw, stored
 
 if TYPE_CHECKING:
     from database import Database
+    from database.dto import ModelVersionInfo
 
 IMPORT_FORMATS = (*FORMATS, "labelme")
 FORMAT_TITLES = {
@@ -90,8 +94,10 @@ class ImportPreview:
     per_class: dict[str, int]  # station class (after mapping) -> matched images
     class_map: dict[str, str]  # every dataset class seen -> the station class it becomes
     errors: tuple[str, ...]  # reasons the import is refused (unknown classes, masks of the wrong size)
-    # Station classes (after mapping) the project's class list lacks: what "add them" would add
-    # (``app.services.project_classes``); empty when the project keeps no list of its own.
+    # Station classes (after mapping) the station offers not on the images they were given to, and no classifier
+    # version the routing names has either: what "add them" (to the project's list, ``app.services.project_classes``)
+    # would add. A routed version's class is left out: the list's classes are offered on every line, so adding it
+    # put the tile classes on every steel image's keys (a session-50 audit). Empty when the project keeps no list.
     unknown_classes: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what the person importing must know (masks on images an EXIF tag turns)
 
@@ -181,28 +187,107 @@ def utc(when: datetime) -> datetime:
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
+OfferKey = tuple[bool, Any, Any]  # (the rule runs a classifier, answering version id | folder id, named version | line)
+
+
 class Planner:
     """Turns matched records into planned revisions; collects every refusal instead of stopping."""
 
     def __init__(self, db: Database, options: ImportOptions) -> None:
         self.db, self.options = db, options
-        self.known_classes = set(db.classes.names(CLASSIFIER_TASK))
+        # The project's own list ([]: none, and every class is accepted). Where it has one, a class is known where the
+        # station offers it on the image its record matched (``project_classes.offered``, as the label panel's keys).
+        self.own = list(db.classes.names(CLASSIFIER_TASK))
+        self.routing = readable_routing(db)
+        self.answered: dict[int, int] = {}  # image id -> the classifier version whose answer counts there
+        self.offers: dict[OfferKey, tuple[str, ...]] = {}
+        self.versions: dict[int, ModelVersionInfo | None] = {}
         self.errors: list[str] = []
         self.turned: list[str] = []  # images given a mask whose file an EXIF orientation tag asks readers to turn
         self.unknown: set[str] = set()
         self.unknown_mapped: set[str] = set()
+        self.unknown_at: dict[OfferKey, set[str]] = {}  # where ``offers[key]`` stands -> lines (lot/tiles/) given others
         self.class_map: dict[str, str] = {}
         self.file_times: dict[Path, datetime] = {}
 
-    def station_class(self, name: Any) -> Any:
+    def read_answers(self, image_ids: Sequence[int]) -> None:
+        """The classifier versions whose answers count for the matched images: an answered tile offers its answering
+        version's classes (read only where the project keeps a list: without one every class is accepted)."""
+        if self.own:
+            found = self.db.predictions.current_for_images(list(image_ids), CLASSIFIER_TASK)
+            self.answered = {image_id: p.model_version_id for image_id, p in found.items()}
+
+    def version(self, version_id: int) -> ModelVersionInfo | None:
+        if version_id not in self.versions:
+            self.versions[version_id] = self.db.model_versions.get(version_id)
+        return self.versions[version_id]
+
+    def offer(self, target: Target) -> OfferKey:
+        """Where ``target`` stands for its classes, with what the station offers there read into ``offers`` (once per
+        routed version, or per line where no classifier runs: not per image)."""
+        image = target.image
+        runs, named = rule_version(self.routing, CLASSIFIER_TASK, image.rel_path, target.folder.name)
+        line = line_of(image.rel_path)
+        answered = self.answered.get(image.id)
+        key: OfferKey = (True, answered, named) if runs else (False, image.folder_id, line)
+        if key not in self.offers:
+            self.offers[key] = offered(self.db, self.own, runs, answered, named,
+                                       lambda: self.db.images.label_class_counts(image.folder_id, line), self.version)
+        return key
+
+    def station_class(self, name: Any, target: Target) -> Any:
         if not isinstance(name, str):
             return name
         mapped = self.options.class_map.get(name, name)
         self.class_map[name] = mapped
-        if self.known_classes and mapped not in self.known_classes:
-            self.unknown.add(name)
-            self.unknown_mapped.add(mapped)
+        if self.own:
+            key = self.offer(target)
+            if mapped not in self.offers[key]:
+                self.unknown.add(name)
+                self.unknown_mapped.add(mapped)
+                self.unknown_at.setdefault(key, set()).add(target.display.rsplit("/", 1)[0] + "/")
         return mapped
+
+    def source(self, key: OfferKey) -> str:
+        """Which classifier the classes ``offers[key]`` go with, in words."""
+        runs, answered, named = key
+        if not runs:
+            return "where no classifier runs: the classes the project's list adds, then those the line's labels use"
+        version = self.version(answered) if answered is not None else None
+        name = version.name if version is not None else named
+        return f"where {name} runs" if name else "where the active classifier runs"
+
+    def unknown_error(self) -> str:
+        """Why unknown classes refuse the import: what the station offers on the lines given them (per routed version),
+        and a way in for each. "Add them to the project's classes" only for a class no routed classifier version has:
+        the list's classes are offered on every line (a session-50 audit: the advice, followed for the tile classifier's
+        "crack", put it on every steel image's keys)."""
+        named = sorted(n if self.class_map.get(n, n) == n else f"{self.class_map[n]} (mapped from {n})"
+                       for n in self.unknown)  # "--map good=god" named good unknown, listing good as known
+        where = []
+        for key, lines in sorted(self.unknown_at.items(), key=lambda kv: sorted(kv[1])):
+            shown = ", ".join(sorted(lines)[:3]) + (f" and {plural(len(lines) - 3, 'more line')}" if len(lines) > 3 else "")
+            where.append(f"{', '.join(self.offers[key]) or 'no class'} on {shown} ({self.source(key)})")
+        text = (f"unknown {'class' if len(named) == 1 else 'classes'} {', '.join(named)}: the station offers "
+                f"{'; '.join(where)}; map them onto those (--map OLD=NEW, or the Import dialog's class mapping)")
+        routed = self.routed_only()
+        addable = sorted(self.unknown_mapped - set(routed))
+        if addable:
+            them = "them" if len(addable) == len(self.unknown_mapped) else ", ".join(addable)
+            text += f", or add {them} to the project's classes (Project ▸ Classes…, main.py classes add NAME)"
+        for name, versions in sorted(routed.items()):
+            text += (f"; {name} is {' and '.join(versions)}'s class, offered only on the images the model routing "
+                     "sends there (Project ▸ Model routing…): on the project's list it would be offered on every line")
+        return text
+
+    def routed_only(self) -> dict[str, list[str]]:
+        """Unknown class -> the classifier versions the routing names (not the active one) that have it."""
+        active = self.db.model_versions.active(CLASSIFIER_TASK)
+        out: dict[str, list[str]] = {}
+        for version, classes in routed_classes(self.db, leave_out=active.name if active else None).items():
+            for name in self.unknown_mapped.intersection(classes):
+                out.setdefault(name, []).append(version)
+        return out
 
     def sized(self, mask: Any, rec: ImportRecord, target: Target) -> Any:
         """A mask at the image's size (polygons filled), refused (noted in errors) unless it has it."""
@@ -228,7 +313,7 @@ class Planner:
             return UNCHANGED
         return mask
 
-    def object_part(self, mask: Any, rec: ImportRecord) -> Any:
+    def object_part(self, mask: Any, rec: ImportRecord, target: Target) -> Any:
         """The per-object classes that go with an imported mask (mapped like the image's class): a
         new mask replaces the old objects, so a mask without own classes clears them."""
         if not isinstance(mask, Mask):
@@ -237,7 +322,7 @@ class Planner:
             self.errors.append(f"{rec.label_file}: {len(mask.objects)} regions with a class of their own on "
                                f"{rec.image_ref}; the station keeps at most {MAX_OBJECTS} per image")
             return UNCHANGED
-        return as_json(replace(o, class_name=self.station_class(o.class_name)) for o in mask.objects)
+        return as_json(replace(o, class_name=self.station_class(o.class_name, target)) for o in mask.objects)
 
     def image_size(self, target: Target) -> tuple[int, int] | None:
         img = target.image
@@ -269,12 +354,12 @@ class Planner:
         mask, region = self.sized(rec.mask, rec, target), self.sized(rec.anomaly_mask, rec, target)
         change = LabelChange(
             review_state=ReviewState(rec.review_state) if rec.review_state else DEFAULT_STATE,
-            class_name=self.station_class(rec.class_name),
+            class_name=self.station_class(rec.class_name, target),
             mask_png=mask.png if isinstance(mask, Mask) else mask,
             anomaly_verdict=rec.anomaly_verdict,
             anomaly_mask_png=region.png if isinstance(region, Mask) else region,
             note=f"{IMPORTED_NOTE}{rec.label_file}",
-            object_classes=self.object_part(mask, rec),
+            object_classes=self.object_part(mask, rec, target),
         )
         filled: dict[str, Any] = {}
         if current is not None and confirms_prediction_only(current):
@@ -348,6 +433,7 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
         if progress is not None and n % 200 == 0:
             progress(n, len(records))
     current = db.labels.current_many(list(matched))
+    planner.read_answers(list(matched))
     planned = []
     for image_id, (rec, target) in matched.items():
         errors = len(planner.errors)
@@ -356,19 +442,16 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
             refused += 1
             continue
         planned.append(plan)
+    addable: tuple[str, ...] = ()
     if planner.unknown:
-        known = ", ".join(sorted(planner.known_classes))
-        named = sorted(n if planner.class_map.get(n, n) == n else f"{planner.class_map[n]} (mapped from {n})"
-                       for n in planner.unknown)  # "--map good=god" named good unknown, listing good as known
-        planner.errors.insert(0, f"unknown {'class' if len(named) == 1 else 'classes'} {', '.join(named)}: the station's classes are "
-                                 f"{known}; map them onto those (--map OLD=NEW, or the Import dialog's class mapping), "
-                                 f"or add them to the project's classes (Project ▸ Classes…, main.py classes add NAME)")
+        planner.errors.insert(0, planner.unknown_error())
+        addable = tuple(sorted(planner.unknown_mapped - set(planner.routed_only())))
     per_class = Counter(p.class_after for p in planned if p.class_after)
     if progress is not None:
         progress(len(records), len(records))
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
                          tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
-                         tuple(sorted(planner.unknown_mapped)),
+                         addable,
                          (*turned_note(planner.turned), *differ_note(differ), *refused_note(refused)))
 
 

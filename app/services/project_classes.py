@@ -8,7 +8,8 @@ always showed). Saving a list replaces that order (hotkey 1 = first); labels are
 a class taken off the list stays on every label that has it and is only no longer offered.
 
 One home: the review window, the object menu, the import's class check and the ``classes``
-command read the list here (``names``) and change it here (``save``); storage is
+command read the list here (``names``) and change it here (``save``); the classes offered on one image, which the
+label panel's keys and the import's check both follow, are ``offered``; storage is
 ``database.classes`` under the classifier task. Qt-free.
 """
 from __future__ import annotations
@@ -159,6 +160,68 @@ def names_for_version(db: "Database", version: "ModelVersionInfo | None") -> lis
     return theirs + [c for c in added(db, own) if folder_key(c) not in keys]
 
 
+def offered(db: "Database", own: Sequence[str], runs: bool, answered: int | None, named: str | None,
+            line_counts: Callable[[], Mapping[str, int]],
+            version_of: Callable[[int], "ModelVersionInfo | None"] | None = None) -> tuple[str, ...]:
+    """The classes the station offers on one image (its label panel's keys 1–9, its object menu): what an inspector
+    labels it with, and so what an import may give it.
+
+    The facts: ``own``, the project's saved list ([]: none); ``runs`` and ``named``, whether the image's routing rule
+    runs a classifier and the version it names (``counting_versions.rule_version``); ``answered``, the id of the
+    classifier version whose answer counts for the image (None: none yet); ``line_counts``, the classes the labels
+    of its line (``line_of``) use, read only where needed; ``version_of``, a version by id (a caller's cache).
+    Why one rule for the panel and the import: the import checked classes against the project's list alone, so the
+    station's own export of tiles labelled on the tile classifier's keys was refused as "unknown classes crack,
+    free" once the project kept a list, and its advice put tile classes on every steel image's keys (a session-50
+    audit).
+
+    Where the rule runs no classifier: the classes the list adds beyond the active model's, then those the line's
+    labels use (most used first; none: no keys). Where one runs: the version whose answer counts, else the version
+    the rule names (``names_for_version``: its classes and what the project added); else the project's list
+    (empty: the active model's); without a list of the project's own, with the classes the line's labels use beyond
+    those (``with_line_classes``)."""
+    if not runs:
+        extra = added(db, own)
+        return tuple(extra + by_use(line_counts(), leave_out=extra))
+    if answered is not None:
+        version = (version_of or db.model_versions.get)(answered)
+    else:
+        version = db.model_versions.by_name(TASK, named) if named else None
+    base = tuple(names_for_version(db, version)) if version is not None else tuple(own)
+    return base if own else with_line_classes(db, base, line_counts())   # a project's own list is deliberate
+
+
+def with_line_classes(db: "Database", base: tuple[str, ...], counts: Mapping[str, int]) -> tuple[str, ...]:
+    """``base`` with the classes its line's labels use (``counts``) that ``base`` lacks (most used first): before
+    ``base`` where most of those labels are in such classes, else after it. Seen under Xvfb (session 38): 100
+    imported tile labels (blowhole … uneven) on a folder the steel classifier answered offered only the steel
+    classes, so key 1 would have called a tile "crazing" and no key gave "blowhole". Per subfolder, so the keys
+    stay put from one image of a line to the next. An empty ``base`` (the window shows the folder's list) stays
+    empty unless something is added, which then comes with that list. Only where the project keeps no list of
+    its own: a class taken off that list stays on its labels and is no longer offered."""
+    if not base and not counts:
+        return base
+    listed = base or tuple(names(db))
+    ordered = tuple(by_use(counts, leave_out=listed))
+    if not ordered:
+        return base
+    inside = sum(n for c, n in counts.items() if c in listed)
+    return ordered + listed if sum(counts[c] for c in ordered) > inside else listed + ordered
+
+
+def line_of(rel_path: str) -> str | None:
+    """An image's line: its subfolder (``"tiles/"``; None at the folder's top), whose labels' classes it offers."""
+    return rel_path.rsplit("/", 1)[0] + "/" if "/" in rel_path else None
+
+
+def routed_classes(db: "Database", leave_out: str | None = None) -> dict[str, tuple[str, ...]]:
+    """Version name -> classes, for each classifier version the model routing names (``leave_out``: the active
+    one's name): the versions whose images offer their own classes first."""
+    from app.services.project_settings import readable_routing
+    return {name: version_classes(db.model_versions.by_name(family, name))
+            for family, name in sorted(readable_routing(db).named_versions()) if family == TASK and name != leave_out}
+
+
 def added(db: "Database", own: Sequence[str] | None = None) -> list[str]:
     """The classes the project's list (``own``, else read) adds beyond the active model's: what is offered on images
     another classifier, or none, answers (ADR 0068). The list begins as a copy of the active model's (``add``)."""
@@ -200,11 +263,9 @@ def read(db: "Database") -> ClassList:
     own = db.classes.names(TASK)
     model, theirs = model_classes(db)
     in_use = db.images.label_class_counts()
-    from app.services.project_settings import readable_routing
-    routed_classes = {name: version_classes(db.model_versions.by_name(family, name))
-                      for family, name in sorted(readable_routing(db).named_versions()) if family == TASK and name != model}
-    routed = tuple(name for name, classes in routed_classes.items() if classes)
-    models = tuple(dict.fromkeys(c for classes in (theirs, *routed_classes.values()) for c in classes))
+    routed_versions = routed_classes(db, leave_out=model)
+    routed = tuple(name for name, classes in routed_versions.items() if classes)
+    models = tuple(dict.fromkeys(c for classes in (theirs, *routed_versions.values()) for c in classes))
     if own:
         return ClassList(tuple(own), "project", model, in_use, routed, models)
     return ClassList(theirs, "model" if theirs else "none", model, in_use, routed, models)

@@ -436,12 +436,9 @@ class ReviewService:
         Why per image: the buttons are what an inspector labels with, and the active classifier's classes
         are only right where its answer counts. A bottle no classifier runs on showed the steel classes, also
         when an answer from before the rules was still there (seen under Xvfb, session 35); a tile not yet
-        pre-labelled by the tile classifier its rule names showed them too (found in the code). Order: where the image's rule runs
-        no classifier, the classes the project's list adds beyond the active model's, then those labels in its
-        subfolder already use (most used first; none: no buttons); the version whose answer counts, else the version the rule names
-        (``project_classes.names_for_version``: its classes and what the project added); else the project's list
-        (empty: the folder's list, the active model's); where a classifier runs, with the classes its subfolder's
-        labels use beyond those (``_with_line_classes``)."""
+        pre-labelled by the tile classifier its rule names showed them too (found in the code). The rule is
+        ``project_classes.offered`` (the import's class check follows it too); this reads its facts, with the
+        project's list, the versions and the subfolders' classes cached."""
         from app.services import project_classes
         own = self._own_classes
         if own is None:
@@ -456,42 +453,14 @@ class ReviewService:
         folder = self.db.folders.get(im.folder_id)
         runs, named = rule_version(readable_routing(self.db), "classifier", im.rel_path,
                                    folder.name if folder is not None else "")
-        if not runs:
-            counts = self._line_counts(im)
-            added = project_classes.added(self.db, own)
-            return tuple(added + project_classes.by_use(counts, leave_out=added)), False
         classifier = prediction.version_ids.get("classifier") if prediction is not None else None
-        if classifier is not None:
-            base = tuple(self.classes_for(classifier))
-        elif named:
-            base = tuple(project_classes.names_for_version(self.db, self.db.model_versions.by_name("classifier", named)))
-        else:
-            base = tuple(own)
-        return (base if own else self._with_line_classes(base, im)), True   # a project's own list is deliberate
-
-    def _with_line_classes(self, base: tuple[str, ...], im: Any) -> tuple[str, ...]:
-        """``base`` with the classes its subfolder's labels use that ``base`` lacks (most used first): before
-        ``base`` where most of those labels are in such classes, else after it. Seen under Xvfb (session 38): 100
-        imported tile labels (blowhole … uneven) on a folder the steel classifier answered offered only the steel
-        classes, so key 1 would have called a tile "crazing" and no key gave "blowhole". Per subfolder, so the keys
-        stay put from one image of a line to the next. An empty ``base`` (the window shows the folder's list) stays
-        empty unless something is added, which then comes with that list. Only where the project keeps no list of
-        its own: a class taken off that list stays on its labels and is no longer offered (project_classes)."""
-        counts = self._line_counts(im)
-        if not base and not counts:
-            return base
-        from app.services import project_classes
-        listed = base or tuple(project_classes.names(self.db))
-        ordered = tuple(project_classes.by_use(counts, leave_out=listed))
-        if not ordered:
-            return base
-        inside = sum(n for c, n in counts.items() if c in listed)
-        return ordered + listed if sum(counts[c] for c in ordered) > inside else listed + ordered
+        return project_classes.offered(self.db, own, runs, classifier, named, lambda: self._line_counts(im),
+                                       self._version), runs
 
     def _line_counts(self, im: Any) -> dict[str, int]:
         """The classes the labels of the image's subfolder (its line) use, and how many."""
-        under = im.rel_path.rsplit("/", 1)[0] + "/" if "/" in im.rel_path else None
-        return self._labelled_classes(im.folder_id, under)
+        from app.services.project_classes import line_of
+        return self._labelled_classes(im.folder_id, line_of(im.rel_path))
 
     def _labelled_classes(self, folder_id: int, under: str | None) -> dict[str, int]:
         """The classes the labels of a subfolder use, read again after ``SUBFOLDER_CLASSES_S`` or any save here

@@ -110,6 +110,47 @@ def test_unknown_classes_can_be_added_to_the_project_then_imported(service, db, 
     assert db.labels.current(by_name["part_02.png"]).class_name == "fray"
 
 
+def test_add_classes_offers_only_classes_no_routed_classifier_offers(service, db, qtbot, tmp_path):
+    """A session-50 audit: with tiles/* routed to the tile classifier and a project list saved, the tiles' own labels
+    (its classes, offered on their keys) were refused as unknown, and "Add N classes to the project" offered to put
+    the tile classes on the list, so on every steel image's keys. The tiles' classes now pass there; the button adds
+    only a class no routed classifier has ("pit"), never one that is a routed classifier's ("blowhole" given to a
+    steel image stays refused, to be mapped)."""
+    from app.services import project_classes
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.worker.helpers import good_images
+
+    db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": list(CLASSES)}, activate=True)
+    db.model_versions.register("classifier", "tile-v1", "/nowhere", card={"classes": ["blowhole", "free"]})
+    root = tmp_path / "lot"
+    for sub, seed in (("steel", 0), ("tiles", 1)):
+        good_images(root / sub, 2, seed=seed)
+    info = service.open_folder(root)
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)),)))
+    db.classes.set("classifier", list(CLASSES))
+    src = tmp_path / "dataset"
+    for rel, cls in (("tiles/img_000.png", "blowhole"), ("tiles/img_001.png", "pit"), ("steel/img_000.png", "blowhole")):
+        (src / cls).mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / rel, src / cls / f"{rel.split('/')[0]}__{rel.split('/')[1]}")
+    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
+    qtbot.addWidget(dlg)
+    dlg.source.setText(str(src))
+    dlg.format.setCurrentIndex(dlg.format.findData("imagefolder"))
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        dlg.start_preview()
+    preview = sig.args[0]
+    assert preview.counts["matched"] == 3 and preview.unknown_classes == ("pit",)
+    assert "Add 1 class to the project" in dlg.add_classes_button.text() and not dlg.add_classes_button.isHidden()
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig, qtbot.waitSignal(dlg.classes_added):
+        dlg.add_classes_button.click()
+    assert project_classes.names(db) == [*CLASSES, "pit"]          # no tile class on the steel keys
+    again = sig.args[0]
+    assert again.unknown_classes == () and dlg.add_classes_button.isHidden() and not dlg.import_button.isEnabled()
+    assert len(again.errors) == 1 and again.errors[0].startswith("unknown class blowhole: the station offers "
+                                                                 f"{', '.join(CLASSES)}, pit on lot/steel/")
+
+
 def test_bad_dataset_shows_the_reason_and_writes_nothing(service, db, folder, qtbot, tmp_path):
     info = service.open_folder(folder)
     bad = tmp_path / "coco.json"

@@ -7,7 +7,7 @@ import pytest
 
 from app.services.export import ExportOptions, export_database
 from app.services.export_split import SplitSpec
-from app.services.importing import ImportOptions, import_labels
+from app.services.importing import ImportOptions, import_labels, preview_import
 from app.services.object_classes import ObjectClass, as_json, parse
 from tests.services.import_fixtures import (
     DERIVED_COLUMNS,
@@ -291,3 +291,60 @@ def test_a_class_whose_name_is_no_folder_name_comes_back(tmp_path: Path, fmt: st
         manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "per_format": ["not", "an", "object"]}))
         from app.services.import_records import exported_class_folders
         assert exported_class_folders(tmp_path / "split" / "imagefolder" / "train", fmt) == {}
+
+
+def test_routed_tile_labels_come_back_once_the_project_keeps_a_list(tmp_path: Path) -> None:
+    """A session-50 audit: the routing sent tiles/* to the tile classifier, whose classes (blowhole … uneven) the
+    panel offered on keys 1–6 there, and an inspector labelled tiles with them. Once the project kept its own list
+    (``classes add dent``), importing the station's own export of those labels back was refused: "unknown classes
+    crack, free: the station's classes are crazing, dent, …; … or add them to the project's classes", though they
+    were the labels already stored ("unchanged 2"), and the advice, followed, put the tile classes on every steel
+    image's keys. A class is known where the station offers it on the image its record matched; the refusal says
+    what each line is offered, and advises adding to the list only a class no routed classifier has."""
+    from app.services import project_classes as pc
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.review import ReviewService
+    from app.services.routing import Routing, RoutingRule
+    from database import open_database
+    from database.dto import LabelChange, PredictionIn
+    from database.states import ReviewState
+    from tests.services.test_import_labels import class_tree
+    from tests.worker.helpers import good_images
+
+    db = open_database(f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}")
+    db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": ["crazing", "patches"]},
+                               activate=True)
+    tile = db.model_versions.register("classifier", "tile-v1", "/nowhere", card={"classes": ["blowhole", "free"]})
+    root = tmp_path / "lot"
+    for sub, seed in (("steel", 0), ("tiles", 1)):
+        good_images(root / sub, 2, seed=seed)
+    index_folder(db, root)
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)),)))
+    ids = {i.rel_path: i.id for i in db.images.query()}
+    db.predictions.upsert_many([PredictionIn(ids["tiles/img_001.png"], tile.id, class_scores={"blowhole": 0.2,
+                                                                                              "free": 0.8},
+                                             predicted_class="free", confidence=0.8)])   # one tile answered
+    pc.add(db, ["dent"])                                                  # the project's own list
+    svc = ReviewService(db)
+    for rel, name in (("tiles/img_000.png", "blowhole"), ("tiles/img_001.png", "free"),
+                      ("steel/img_000.png", "patches")):
+        assert name in svc.detail(ids[rel]).classes                       # the keys the inspector labelled with
+        db.labels.append(ids[rel], LabelChange(ReviewState.CORRECTED, class_name=name), "insp")
+    out = tmp_path / "export"
+    export_database(db, out, ExportOptions(formats=("imagefolder",)))
+
+    back = import_labels(db, out, ImportOptions(format="imagefolder"), dry_run=True).preview
+    assert back.errors == () and back.unknown_classes == ()
+    assert back.counts["matched"] == back.counts["unchanged"] == 3
+
+    # a tile class on a steel image, and a class no classifier has on a tile: refused, each line's offer named
+    src = class_tree(tmp_path / "tree", root, {"steel/img_001.png": "blowhole", "tiles/img_000.png": "pit"})
+    refused = preview_import(db, src, ImportOptions(format="imagefolder"))
+    assert refused.errors[0].startswith(
+        "unknown classes blowhole, pit: the station offers crazing, patches, dent on lot/steel/ (where the active "
+        "classifier runs); blowhole, free, dent on lot/tiles/ (where tile-v1 runs); map them onto those")
+    assert "or add pit to the project's classes" in refused.errors[0]
+    assert "blowhole is tile-v1's class, offered only on the images the model routing sends there" in refused.errors[0]
+    assert refused.unknown_classes == ("pit",)   # what "Add N classes to the project" adds: never a tile class
+    db.close()
