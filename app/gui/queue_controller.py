@@ -77,6 +77,8 @@ class QueueController(QObject):
         self._viewing = False
         self._after_view: list[Callable[[], object]] = []
         self._view_failed = False  # the last view asked could not be read (a move waiting for it is not made)
+        self._asked_keep: int | None = None  # the image on screen the last view was asked with
+        self._landed_on: int | None = None   # the image on screen when the last view asked landed
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
         # is read before those it flew past (dropped requests are asked for again).
         self._pages = DecodePool(1, 4, "queue-pages")
@@ -134,6 +136,7 @@ class QueueController(QObject):
         keep = self.current_id() if keep is None else keep
         if keep is None:
             keep = self._off_view
+        self._asked_keep = keep  # the image on screen the view was asked with (off the list: ``_off_view`` is reset)
         self._off_view = self._off_row = None  # a view the inspector chose: its first image when the shown one is not in it
         self._off_after = ()
         flt = self.filter
@@ -169,6 +172,7 @@ class QueueController(QObject):
             if recount:
                 self.update_counts()  # on a helper thread: the GUI thread never waits on storage
         waiting, self._after_view = self._after_view, []
+        self._landed_on = self._on_screen()   # one reading for every move that waited (J J J: three moves)
         for then in waiting:
             then()
 
@@ -506,6 +510,14 @@ class QueueController(QObject):
                 return self._off_row, True
         return None, False
 
+    def _on_screen(self) -> int | None:
+        """The image on screen as the queue knows it: the current row's, or one shown off the list (a view that no
+        longer lists it; while a view is read, the one it was asked with)."""
+        now = self.current_id()
+        if now is not None:
+            return now
+        return self._off_view if self._off_view is not None else (self._asked_keep if self._viewing else None)
+
     def _after_asked_view(self, move: Callable[[], object]) -> bool:
         """A move (J, K, N, the move-on after a decision) pressed while a view the inspector asked for (a search, a
         filter, an order) is on its way waits for it: it moved in the view being replaced (a session-50 review: Enter
@@ -515,13 +527,16 @@ class QueueController(QObject):
         session-50 review saw the move made twice) or the view could not be read (said). True when it waits."""
         if not self._viewing:
             return False
-        origin, folder = self.current_id(), self.filter.folder_id
+        origin, folder = self._on_screen(), self.filter.folder_id
 
         def later() -> None:
             if self._view_failed:
                 self.message.emit("The move was not made: the queue's new view could not be read.")
-            elif self.filter.folder_id == folder and self.current_id() == origin:
+            elif self.filter.folder_id == folder and self._landed_on == origin:
                 move()
+            else:
+                self.message.emit("The move pressed while the queue's new view was read was not made: the image on "
+                                  "screen changed meanwhile.")
         self.message.emit("The queue's new view is being read: the move follows as soon as it is shown.")
         self.after_view(later)
         return True

@@ -8,8 +8,9 @@ import time
 
 from PySide6.QtCore import Qt
 
+from tests.gui.conftest import wait_listed, wait_saved, wait_shown
 from tests.gui.fixtures import make_folder
-from tests.gui.test_main_window import _seeded_window
+from tests.gui.test_main_window import _seeded_window, press
 
 
 def _slow(win, seconds=1.0, fail=False):
@@ -100,4 +101,48 @@ def test_the_move_on_after_a_decision_is_not_made_twice(service, db, folder, art
     qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
     qtbot.wait(800)
     assert _name(service, win.queue.current_id()) == "part_01.png"
+    win.close()
+
+
+def test_several_moves_pressed_while_a_view_is_read_are_all_made(service, db, folder, artifacts, qtbot):
+    """J J J pressed during a slow search that keeps the image on screen: the first form compared each move with the
+    screen after the previous one had moved it, and made one move of three (a session-50 review)."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    assert _name(service, win.queue.current_id()) == "part_00.png"
+    _slow(win)
+    win.queue.set_filter(win.queue.filter.with_(text="part_0"))   # all six match, part_00 kept
+    for _ in range(3):
+        win.queue.step(1)
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    qtbot.wait(300)
+    assert _name(service, win.queue.current_id()) == "part_03.png"
+    win.close()
+
+
+def test_a_move_from_an_image_shown_off_the_list_is_made_when_the_view_lists_it(window, service, qtbot):
+    """An image on screen that the view no longer listed (accepted under "unreviewed", then Ctrl+Z), J pressed while a
+    view that lists it again is read: the first form read "no image" as where J was pressed, and dropped the move
+    (a session-50 review). A dropped move now says so."""
+    win = window
+    win.queue_panel.set_states({"unreviewed"})
+    wait_listed(win, qtbot)
+    wait_shown(win, qtbot)
+    ids = [win.gallery_model.item_at(r).image_id for r in range(win.gallery_model.rowCount())]
+    press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
+    wait_shown(win, qtbot, ids[1])
+    win._labels_changed_somewhere()
+    qtbot.waitUntil(lambda: win.gallery_model.rowCount() == len(ids) - 1)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    wait_saved(win, qtbot)
+    wait_shown(win, qtbot, ids[0])
+    assert win.queue.current_id() is None and win.queue.off_view() == ids[0]
+    _slow(win)
+    win.queue.set_filter(win.queue.filter.with_(states=frozenset(), text="part_0"))   # lists part_00 again
+    assert win.queue.reading()
+    win.queue.step(1)                    # J
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    qtbot.wait(300)
+    assert win.queue.current_id() == ids[1]
     win.close()
