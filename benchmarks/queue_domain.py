@@ -1,17 +1,21 @@
 """The queue's reads of an answer's domain (``QueueQuery.domain_below``): the score sorts' first page, a page at the
 middle and N (and by target count or anomaly score a page in the stretch out of domain, near the end), the class
 filter's and the score range's first page and count, with and without the threshold, on copies of one database that
-differ in their indexes only (0018 vs 0019_queue_domain, or 0019 as 442a9da6 released it: ``--released``). Each case
-is timed on every copy in turn (best of a few, twice, alternating), so the machine's load hits them alike; the rows
-must agree. benchmarks/results/queue-domain-index.md.
+differ in their indexes only (0018 vs 0019_queue_domain, or 0019's anomaly and target indexes as 442a9da6 wrote them:
+``--as-442a9da6``; its domain index without the folder: ``--domain-unfoldered``). Each case is timed on every copy in
+turn (best of a few, twice, alternating), so the machine's load hits them alike; the rows must agree.
+benchmarks/results/queue-domain-index.md.
 
     python benchmarks/queue_domain.py --build URL [--images N]     # N images, an answer of each family each, 2% out
-    python benchmarks/queue_domain.py --released URL               # the anomaly/target indexes without in_domain
+    ... --build URL --images N --cross-folder M                    # and a second folder, M images, every answer out
+    python benchmarks/queue_domain.py --as-442a9da6 URL            # the anomaly/target indexes without in_domain
+    python benchmarks/queue_domain.py --domain-unfoldered URL      # ix_predictions_queue_domain without folder_id
     python benchmarks/queue_domain.py before=URL after=URL [...]   # the first is the ratios' reference
     python benchmarks/queue_domain.py --explain URL                # each case's statements and their plans
     ... [--only WORD]                                              # only the cases whose name holds WORD
 
-Opened without migrating (``migrate=False``): a copy kept at 0018 stays there.
+The cases read the first folder (the second, ``--cross-folder``, is another line's: its answers out of domain must
+cost the first folder's queue nothing). Opened without migrating (``migrate=False``): a copy kept at 0018 stays there.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from database.review_queue import QueueQuery, next_unreviewed, queue_count, queu
 BELOW = 0.5  # inference.domain.OUT_OF_DOMAIN_BELOW, as the service passes it
 
 
-def build(url: str, images: int) -> None:
+def build(url: str, images: int, cross_folder: int = 0) -> None:
     db = open_database(url)
     folder = db.folders.add("/data/big")
     db.images.sync(folder.id, [FileEntry(f"lot{i // 1000:03d}/part_{i:07d}.png", 10, 1) for i in range(images)])
@@ -59,20 +63,36 @@ def build(url: str, images: int) -> None:
         db.predictions.upsert_many([
             PredictionIn(i, ano.id, anomaly_score=rng.random(), in_domain=domain())
             for i in range(k, min(k + 20000, images + 1))])
+    if cross_folder:  # another line (infrared frames through the steel models): every answer out of domain
+        other = db.folders.add("/data/infrared")
+        for k in range(0, cross_folder, 20000):
+            db.images.sync(other.id, [FileEntry(f"ir_{i:07d}.png", 10, 1) for i in range(min(k + 20000, cross_folder))])
+        first = images + 1
+        for k in range(first, first + cross_folder, 20000):
+            ids = range(k, min(k + 20000, first + cross_folder))
+            db.predictions.upsert_many([PredictionIn(i, mv.id, predicted_class="a", confidence=1.0, in_domain=0.01)
+                                        for i in ids])
+            db.predictions.upsert_many([PredictionIn(i, seg.id, target_count=2, in_domain=0.01) for i in ids])
+            db.predictions.upsert_many([PredictionIn(i, ano.id, anomaly_score=0.9, in_domain=0.01) for i in ids])
     db.close()
 
 
-# The indexes the amended 0019 ends in ``in_domain``, as 442a9da6's 0019 left them.
-RELEASED = {"ix_predictions_queue_anomaly": "current_family, anomaly_score DESC, name_key, image_id",
+# The indexes 23cbd2ef's amended 0019 ends in ``in_domain``, as 442a9da6 wrote them.
+AS_442A9DA6 = {"ix_predictions_queue_anomaly": "current_family, anomaly_score DESC, name_key, image_id",
             "ix_predictions_queue_targets": "current_family, target_count DESC, name_key, image_id",
             "ix_predictions_folder_anomaly": "current_family, folder_id, anomaly_score"}
 
 
-def released(url: str) -> None:
-    """Make a copy's anomaly and target indexes those of 0019 as released (442a9da6), the amended one's reference."""
+# ix_predictions_queue_domain as 442a9da6 wrote it (and 23cbd2ef kept it): no folder, so a folder's stretch out of
+# domain was every folder's, sorted, then filtered.
+UNFOLDERED = {"ix_predictions_queue_domain": "current_family, in_domain, name_key, image_id"}
+
+
+def reindex(url: str, indexes: dict[str, str]) -> None:
+    """Make a copy's ``indexes`` these (name -> columns): a reference for the amended 0019."""
     db = open_database(url, migrate=False)
     with db.engine.begin() as c:
-        for name, columns in RELEASED.items():
+        for name, columns in indexes.items():
             c.execute(text(f"DROP INDEX {name}"))
             c.execute(text(f"CREATE INDEX {name} ON predictions ({columns})"))
     db.close()
@@ -189,14 +209,18 @@ def main() -> int:
     ap.add_argument("--build", metavar="URL")
     ap.add_argument("--images", type=int, default=200_000)
     ap.add_argument("--explain", metavar="URL")
-    ap.add_argument("--released", metavar="URL")
+    ap.add_argument("--cross-folder", type=int, default=0, metavar="M")
+    ap.add_argument("--as-442a9da6", metavar="URL")
+    ap.add_argument("--domain-unfoldered", metavar="URL")
     ap.add_argument("--only", default="")
     ap.add_argument("variants", nargs="*", metavar="LABEL=URL")
     args = ap.parse_args()
     if args.build:
-        build(args.build, args.images)
-    elif args.released:
-        released(args.released)
+        build(args.build, args.images, args.cross_folder)
+    elif args.as_442a9da6:
+        reindex(args.as_442a9da6, AS_442A9DA6)
+    elif args.domain_unfoldered:
+        reindex(args.domain_unfoldered, UNFOLDERED)
     elif args.explain:
         explain(args.explain, args.only)
     else:

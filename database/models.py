@@ -248,10 +248,11 @@ class Prediction(Base):
         # ties by the image's name key and id (0008_queue_keys, 0013). The high-first keys are
         # stored high first, so their order (score down, name up) is one forward walk and its
         # reverse one backward walk. The in-domain score ends each (0019_queue_domain; the anomaly and target ones
-        # below): the score sorts read whether each answer stands from the index, and the answers out of domain (a
-        # stretch by name) are a range of ``ix_predictions_queue_domain``.
+        # below): the score sorts read whether each answer stands from the index, and a folder's answers out of domain
+        # (a stretch by name) are a range of ``ix_predictions_queue_domain`` (its folder before the score: another
+        # folder's answers out of domain are not read).
         Index("ix_predictions_queue_confidence", "current_family", "confidence", "name_key", "image_id", "in_domain"),
-        Index("ix_predictions_queue_domain", "current_family", "in_domain", "name_key", "image_id"),
+        Index("ix_predictions_queue_domain", "current_family", "folder_id", "in_domain", "name_key", "image_id"),
         # (ix_predictions_queue_anomaly and _targets: below the class, they name its columns)
         # Exact counts of a folder's class and score-range filters read these alone (index-only
         # range counts, 0010_folder_counts): one family's predictions that count, of one folder. Both end in the

@@ -70,6 +70,13 @@ def _seed(db: Database, rng: random.Random, n: int = 70) -> tuple[int, dict[str,
                                                          class_name=rng.choice((*CLASSES, None))), "tester")
         if rng.random() < 0.2:
             db.images.set_flagged([r.image_id], True)
+    # The other folder's images (names the first folder has too) have answers, most of them out of domain: a stretch
+    # out of domain is one folder's (no draws of ``rng``: the first folder's stay those of every seed).
+    for k, r in enumerate(queue_rows(db, QueueQuery(folder_id=other.id))):
+        for j, (fam, key, value) in enumerate((("classifier", "confidence", 0.5), ("segmenter", "target_count", 2),
+                                               ("anomaly", "anomaly_score", 0.4))):
+            preds.append(PredictionIn(r.image_id, ids[fam], in_domain=(0.1, 0.1, 0.9, None, 0.1)[(k + j) % 5],
+                                      predicted_class="dent" if fam == "classifier" else None, **{key: value}))
     db.predictions.upsert_many(preds)
     gone = [FileEntry(p, 10, 1) for p in names if rng.random() < 0.9]  # the others go missing
     db.images.sync(folder.id, gone)
@@ -163,6 +170,17 @@ def test_pages_and_counts_agree_with_a_straightforward_sort(db: Database) -> Non
                 for offset in {rng.randrange(len(want) + 2), len(want) - 1}:
                     page = queue_page(db, qq, size, offset=offset)
                     assert [r.image_id for r in page.rows] == want[max(0, offset):offset + size], (what, offset)
+    # The other folder's queue (its answers mostly out of domain, names the first folder has too): its own stretches
+    other = next(f.id for f in db.folders.list() if f.id != folder_id)
+    theirs = [queue_row(db, r.image_id) for r in queue_rows(db, QueueQuery(folder_id=other, include_missing=True))]
+    assert sum(r is not None and r.in_domain.get("classifier", 1) < DOMAIN for r in theirs) > 1
+    for sort in NULLABLE:
+        for descending in (False, True):
+            qq = QueueQuery(folder_id=other, sort=sort, descending=descending, domain_below=DOMAIN)
+            want = _reference([r for r in theirs if r is not None], qq)
+            assert queue_count(db, qq) == len(want) and [r.image_id for r in queue_rows(db, qq, page_size=2)] == want
+            for offset in range(len(want) + 1):
+                assert [r.image_id for r in queue_page(db, qq, 2, offset=offset).rows] == want[offset:offset + 2]
 
 
 def test_a_page_continues_after_its_cursor_when_rows_change_before_it(db: Database) -> None:
