@@ -219,7 +219,7 @@ def trained_on_note(champion: ModelVersionInfo | None, challenger: ModelVersionI
     on screen saying so. The "1/5 or less" warning only where both answer the same question (a classifier of
     another part's classes learnt from other images by design)."""
     def said(version: ModelVersionInfo, n: int, held: int | None) -> str:
-        return f"{version.name} {plural(n, 'image')}" + (f" (its threshold from {held} held-out good ones)" if held else "")
+        return f"{version.name} {plural(n, 'image')}" + (f" (its threshold from {plural(held, 'held-out good one')})" if held else "")
 
     (new, new_held), (old, old_held) = trained_on(challenger), trained_on(champion)
     if new is None:

@@ -271,14 +271,26 @@ class Planner:
         text = (f"unknown {'class' if len(named) == 1 else 'classes'} {', '.join(named)}: the station offers "
                 f"{'; '.join(where)}; map them onto those (--map OLD=NEW, or the Import dialog's class mapping)")
         routed = self.routed_only()
-        addable = sorted(self.unknown_mapped - set(routed))
+        addable = self.addable()
         if addable:
             them = "them" if len(addable) == len(self.unknown_mapped) else ", ".join(addable)
             text += f", or add {them} to the project's classes (Project ▸ Classes…, main.py classes add NAME)"
         for name, versions in sorted(routed.items()):
             text += (f"; {name} is {' and '.join(versions)}'s class, offered only on the images the model routing "
                      "sends there (Project ▸ Model routing…): on the project's list it would be offered on every line")
+        listed = sorted(self.unknown_mapped.intersection(self.own) - set(routed))
+        if listed:
+            text += (f"; {', '.join(listed)} {'is' if len(listed) == 1 else 'are'} on the project's list already, not "
+                     "offered on those lines' images: the model routing runs another classifier there, or none "
+                     "(Project ▸ Model routing…)")
         return text
+
+    def addable(self) -> list[str]:
+        """The unknown classes adding to the project's list would make known: not a routed classifier's (the routing
+        offers those where it runs them), not on the list already (a session-50 review: a listed class given to an
+        image where another classifier runs was advised and offered for adding; the dialog's button added nothing
+        and came back)."""
+        return sorted(self.unknown_mapped - set(self.routed_only()) - set(self.own))
 
     def routed_only(self) -> dict[str, list[str]]:
         """Unknown class -> the classifier versions the routing names (not the active one) that have it."""
@@ -445,7 +457,7 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     addable: tuple[str, ...] = ()
     if planner.unknown:
         planner.errors.insert(0, planner.unknown_error())
-        addable = tuple(sorted(planner.unknown_mapped - set(planner.routed_only())))
+        addable = tuple(planner.addable())
     per_class = Counter(p.class_after for p in planned if p.class_after)
     if progress is not None:
         progress(len(records), len(records))

@@ -999,3 +999,32 @@ def test_a_yolo_names_mapping_with_quoted_indexes_is_read(tmp_path: Path) -> Non
     from app.services.import_yolo import class_names
     (tmp_path / "data.yaml").write_text("names: {'0': 'crack', '1': 'scratch'}\n", encoding="utf-8")
     assert class_names(tmp_path / "data.yaml") == {0: "crack", 1: "scratch"}
+
+
+def test_a_listed_class_not_offered_on_the_lines_images_is_not_advised_for_adding(tmp_path: Path) -> None:
+    """A session-50 review: "crazing" (on the project's list) given to a bottle where no classifier runs was refused,
+    advised "add them to the project's classes" and offered by the dialog's button, which added nothing and came
+    back. It says the class is on the list already and why it is not offered there; nothing is offered for adding."""
+    from app.services import project_classes as pc
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database import open_database
+    from tests.worker.helpers import good_images
+    db = open_database(f"sqlite:///{tmp_path / 'st.sqlite'}")
+    try:
+        db.model_versions.register("classifier", "steel-v1", "/nowhere",
+                                   card={"classes": ["crazing", "patches", "dent"]}, activate=True)
+        root = tmp_path / "lot"
+        for sub, seed in (("steel", 0), ("bottles", 1)):
+            good_images(root / sub, 2, seed=seed)
+        index_folder(db, root)
+        save_routing(db, Routing((RoutingRule("bottles/*", ("anomaly",), ()),)))   # no classifier on bottles
+        pc.add(db, ["scratch"])
+        src = class_tree(tmp_path / "tree", root, {"bottles/img_000.png": "crazing", "steel/img_000.png": "dent"})
+        preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+        assert preview.unknown_classes == ()
+        said = preview.errors[0]
+        assert "crazing is on the project's list already" in said and "add them to the project's classes" not in said
+    finally:
+        db.close()
