@@ -326,19 +326,9 @@ def test_accept_after_a_preview_then_a_grow_and_an_eraser_stroke_keeps_the_refin
     win.close()
 
 
-def test_apply_on_the_untouched_slider_saves_the_models_region(service, db, folder, artifacts, qtbot):
-    """Found by a session-50 audit: on a 16-bit bottle whose map spans 70, the slider started at the nearest of its
-    1,000 steps to the model's pixel threshold 5.3758 (the panel showed "5.36"), and Apply without moving it saved
-    5,050 pixels where the model's region (the one Accept stores) is 5,045. The untouched slider now stands for the
-    threshold itself: its label shows it and Apply saves exactly the model's region."""
+def _show_anomaly_map(win, db, artifacts, image_id: int, heat: np.ndarray, qtbot) -> np.ndarray:
+    """``heat`` stored as the active anomaly model's map of the image on screen, shown; the map as stored."""
     from database.dto import PredictionIn
-    win = _seeded_window(service, db, folder, artifacts, qtbot)
-    image_id = win.review.image_id
-    threshold = service.region_threshold()
-    heat = np.full((64, 64), threshold - 1.03, np.float32)  # a range of 70: a slider step of 0.07
-    heat[0, 0] = threshold + 69.0
-    heat[20:30, 20:30] = threshold + 0.002  # just over the threshold: the model's region
-    heat[40:50, 40:50] = threshold - 0.002  # just under it
     anomaly = db.model_versions.active("anomaly")
     ref = artifacts.put_map(heat)
     db.predictions.upsert_many([PredictionIn(image_id, anomaly.id, anomaly_score=0.9, anomaly_map_ref=ref)])
@@ -346,6 +336,22 @@ def test_apply_on_the_untouched_slider_saves_the_models_region(service, db, fold
     win.review.reload()
     qtbot.waitUntil(lambda: win.viewer.has_heat() and np.array_equal(win.viewer._heat, shown), timeout=5000)
     wait_saved(win, qtbot)
+    return shown
+
+
+def test_apply_on_the_untouched_slider_saves_the_models_region(service, db, folder, artifacts, qtbot):
+    """Found by a session-50 audit: on a 16-bit bottle whose map spans 70, the slider started at the nearest of its
+    1,000 steps to the model's pixel threshold 5.3758 (the panel showed "5.36"), and Apply without moving it saved
+    5,050 pixels where the model's region (the one Accept stores) is 5,045. The untouched slider now stands for the
+    threshold itself: its label shows it and Apply saves exactly the model's region."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    threshold = service.region_threshold()
+    heat = np.full((64, 64), threshold - 1.03, np.float32)  # a range of 70: a slider step of 0.07
+    heat[0, 0] = threshold + 69.0
+    heat[20:30, 20:30] = threshold + 0.002  # just over the threshold: the model's region
+    heat[40:50, 40:50] = threshold - 0.002  # just under it
+    shown = _show_anomaly_map(win, db, artifacts, image_id, heat, qtbot)
     lp = win.layer_panel
     assert lp.threshold_level() == pytest.approx(threshold, abs=1e-6)
     assert lp.threshold_value.text() == f"{threshold:.3g}"
@@ -363,20 +369,13 @@ def test_apply_on_the_untouched_slider_of_a_map_cooler_than_the_threshold_saves_
     """Found by a session-50 audit: a tile whose map never reaches the model's pixel threshold (its hottest pixel
     2.753, the threshold 2.80) has an empty model region, but the slider's default was clamped to the hottest pixel
     and Apply without moving it saved that pixel as the region. The untouched slider stands for the threshold."""
-    from database.dto import PredictionIn
     win = _seeded_window(service, db, folder, artifacts, qtbot)
     image_id = win.review.image_id
     threshold = service.region_threshold()
     heat = np.full((64, 64), threshold - 1.0, np.float32)
     heat[10:20, 10:20] = threshold - 0.05     # the hottest part, still under the threshold
     heat[15, 15] = threshold - 0.04
-    anomaly = db.model_versions.active("anomaly")
-    ref = artifacts.put_map(heat)
-    db.predictions.upsert_many([PredictionIn(image_id, anomaly.id, anomaly_score=0.9, anomaly_map_ref=ref)])
-    shown = np.asarray(artifacts.get_map(ref), np.float32)
-    win.review.reload()
-    qtbot.waitUntil(lambda: win.viewer.has_heat() and np.array_equal(win.viewer._heat, shown), timeout=5000)
-    wait_saved(win, qtbot)
+    shown = _show_anomaly_map(win, db, artifacts, image_id, heat, qtbot)
     lp = win.layer_panel
     assert lp.threshold_level() == pytest.approx(threshold, abs=1e-6)
     assert not threshold_region(shown, threshold).any()

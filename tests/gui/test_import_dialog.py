@@ -17,6 +17,17 @@ def class_tree(folder, dst, labels: dict[str, str]):
     return dst
 
 
+
+def _previewed(db, info, src, qtbot):
+    """An Import dialog on ``src`` (ImageFolder) previewed; the dialog and the preview's signal."""
+    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
+    qtbot.addWidget(dlg)
+    dlg.source.setText(str(src))
+    dlg.format.setCurrentIndex(dlg.format.findData("imagefolder"))
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        dlg.start_preview()
+    return dlg, sig
+
 def test_preview_map_then_import(service, db, folder, qtbot, tmp_path):
     db.classes.set("classifier", list(CLASSES))
     info = service.open_folder(folder)
@@ -90,12 +101,7 @@ def test_unknown_classes_can_be_added_to_the_project_then_imported(service, db, 
     info = service.open_folder(folder)
     src = class_tree(folder, tmp_path / "tiles", {"part_00.png": "blowhole", "part_01.png": "crazing",
                                                   "part_02.png": "fray"})
-    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
-    qtbot.addWidget(dlg)
-    dlg.source.setText(str(src))
-    dlg.format.setCurrentIndex(dlg.format.findData("imagefolder"))
-    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
-        dlg.start_preview()
+    dlg, sig = _previewed(db, info, src, qtbot)
     assert sig.args[0].unknown_classes == ("blowhole", "fray") and not dlg.import_button.isEnabled()
     assert not dlg.add_classes_button.isHidden() and "Add 2 classes" in dlg.add_classes_button.text()
     with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig, qtbot.waitSignal(dlg.classes_added):
@@ -133,12 +139,7 @@ def test_add_classes_offers_only_classes_no_routed_classifier_offers(service, db
     for rel, cls in (("tiles/img_000.png", "blowhole"), ("tiles/img_001.png", "pit"), ("steel/img_000.png", "blowhole")):
         (src / cls).mkdir(parents=True, exist_ok=True)
         shutil.copy(root / rel, src / cls / f"{rel.split('/')[0]}__{rel.split('/')[1]}")
-    dlg = ImportDialog(db, info.id, info.name, CLASSES, author="tester")
-    qtbot.addWidget(dlg)
-    dlg.source.setText(str(src))
-    dlg.format.setCurrentIndex(dlg.format.findData("imagefolder"))
-    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
-        dlg.start_preview()
+    dlg, sig = _previewed(db, info, src, qtbot)
     preview = sig.args[0]
     assert preview.counts["matched"] == 3 and preview.unknown_classes == ("pit",)
     assert "Add 1 class to the project" in dlg.add_classes_button.text() and not dlg.add_classes_button.isHidden()

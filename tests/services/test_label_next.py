@@ -344,6 +344,18 @@ def test_the_thin_class_quota_takes_a_quarter_round_robin_thinnest_first() -> No
                             np.arange(6), size=20) == []  # every class has its 10: no quota
 
 
+
+def _two_tone_line(tmp_path: Path, parts: tuple[tuple[str, int], ...]) -> Path:
+    """A folder ``line`` with ``n`` small dark or bright noisy images in each subfolder (seed 5)."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "line"
+    for sub, n in parts:
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            img = np.full((32, 48), 60 if i % 2 else 190, np.uint8) + rng.integers(0, 20, (32, 48), dtype=np.uint8)
+            cv2.imwrite(str(root / sub / f"{sub}{i:02d}.png"), img)
+    return root
+
 def test_a_folder_of_several_lines_gets_each_versions_share_and_counter_and_no_frame_it_does_not_classify(
         tmp_path: Path) -> None:
     """ADR 0060, seen on the demo: "label next" proposed eight infrared frames (the classifier does not run there)
@@ -354,13 +366,7 @@ def test_a_folder_of_several_lines_gets_each_versions_share_and_counter_and_no_f
     from app.services.routing import Routing, RoutingRule
     from tests.services.model_fixtures import make_model_dir
 
-    rng = np.random.default_rng(5)
-    root = tmp_path / "line"
-    for sub, n in (("ir", 6), ("tiles", 12), ("steel", 6)):
-        (root / sub).mkdir(parents=True)
-        for i in range(n):
-            img = np.full((32, 48), 60 if i % 2 else 190, np.uint8) + rng.integers(0, 20, (32, 48), dtype=np.uint8)
-            cv2.imwrite(str(root / sub / f"{sub}{i:02d}.png"), img)
+    root = _two_tone_line(tmp_path, (("ir", 6), ("tiles", 12), ("steel", 6)))
     db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
     try:
         folder_id = index_folder(db, root).folder_id
@@ -396,13 +402,7 @@ def test_out_of_domain_images_lead_a_batch_merged_over_several_classifier_versio
     from database.dto import PredictionIn
     from tests.services.model_fixtures import make_model_dir
 
-    rng = np.random.default_rng(5)
-    root = tmp_path / "line"
-    for sub, n in (("tiles", 12), ("steel", 6)):
-        (root / sub).mkdir(parents=True)
-        for i in range(n):
-            img = np.full((32, 48), 60 if i % 2 else 190, np.uint8) + rng.integers(0, 20, (32, 48), dtype=np.uint8)
-            cv2.imwrite(str(root / sub / f"{sub}{i:02d}.png"), img)
+    root = _two_tone_line(tmp_path, (("tiles", 12), ("steel", 6)))
     db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
     try:
         folder_id = index_folder(db, root).folder_id
