@@ -134,8 +134,8 @@ class QueueController(QObject):
         search: sixteen; 24 s on a slow server, nothing on screen; a session-45 probe). ``after_view`` runs what
         needs the new view's rows."""
         keep = self.current_id() if keep is None else keep
-        if keep is None:
-            keep = self._off_view
+        if keep is None:  # shown off the list; or so while an earlier view is read (its reset cleared _off_view: a
+            keep = self._on_screen()  # second search asked meanwhile lost the image, a session-50 review)
         self._asked_keep = keep  # the image on screen the view was asked with (off the list: ``_off_view`` is reset)
         self._off_view = self._off_row = None  # a view the inspector chose: its first image when the shown one is not in it
         self._off_after = ()
@@ -535,8 +535,8 @@ class QueueController(QObject):
             elif self.filter.folder_id == folder and self._landed_on == origin:
                 move()
             else:
-                self.message.emit("The move pressed while the queue's new view was read was not made: the image on "
-                                  "screen changed meanwhile.")
+                self.message.emit("The queue's new view is shown; the move asked while it was read was left (the "
+                                  "image on screen changed meanwhile).")
         self.message.emit("The queue's new view is being read: the move follows as soon as it is shown.")
         self.after_view(later)
         return True

@@ -120,11 +120,9 @@ def test_several_moves_pressed_while_a_view_is_read_are_all_made(service, db, fo
     win.close()
 
 
-def test_a_move_from_an_image_shown_off_the_list_is_made_when_the_view_lists_it(window, service, qtbot):
-    """An image on screen that the view no longer listed (accepted under "unreviewed", then Ctrl+Z), J pressed while a
-    view that lists it again is read: the first form read "no image" as where J was pressed, and dropped the move
-    (a session-50 review). A dropped move now says so."""
-    win = window
+def _shown_off_the_list(win, qtbot) -> list[int]:
+    """The first image accepted under "unreviewed", the queue re-read, then Ctrl+Z: on screen, off the list. The ids
+    the view listed at first."""
     win.queue_panel.set_states({"unreviewed"})
     wait_listed(win, qtbot)
     wait_shown(win, qtbot)
@@ -138,9 +136,34 @@ def test_a_move_from_an_image_shown_off_the_list_is_made_when_the_view_lists_it(
     wait_saved(win, qtbot)
     wait_shown(win, qtbot, ids[0])
     assert win.queue.current_id() is None and win.queue.off_view() == ids[0]
+    return ids
+
+
+def test_a_move_from_an_image_shown_off_the_list_is_made_when_the_view_lists_it(window, service, qtbot):
+    """An image on screen that the view no longer listed (accepted under "unreviewed", then Ctrl+Z), J pressed while a
+    view that lists it again is read: the first form read "no image" as where J was pressed, and dropped the move
+    (a session-50 review). A dropped move now says so."""
+    win = window
+    ids = _shown_off_the_list(win, qtbot)
     _slow(win)
     win.queue.set_filter(win.queue.filter.with_(states=frozenset(), text="part_0"))   # lists part_00 again
     assert win.queue.reading()
+    win.queue.step(1)                    # J
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    qtbot.wait(300)
+    assert win.queue.current_id() == ids[1]
+    win.close()
+
+
+def test_a_second_view_asked_while_the_first_is_read_keeps_the_image_shown_off_the_list(window, service, qtbot):
+    """A session-50 review: with an image shown off the list, a search typed in two goes asked a second view while the
+    first was read; the first had cleared where the image was, the second kept none, its first row was shown and the
+    waiting J dropped ("the image on screen changed")."""
+    win = window
+    ids = _shown_off_the_list(win, qtbot)
+    _slow(win)
+    win.queue.set_filter(win.queue.filter.with_(states=frozenset(), text="part"))
+    win.queue.set_filter(win.queue.filter.with_(states=frozenset(), text="part_0"))
     win.queue.step(1)                    # J
     qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
     qtbot.wait(300)
