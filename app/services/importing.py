@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from app.services.counting_versions import rule_version
 from app.services.export import FORMATS
+from app.services.export_items import folder_key
 from app.services.export_source import (
     FolderNotFound,
     confirms_prediction_only,
@@ -275,22 +276,31 @@ class Planner:
         if addable:
             them = "them" if len(addable) == len(self.unknown_mapped) else ", ".join(addable)
             text += f", or add {them} to the project's classes (Project ▸ Classes…, main.py classes add NAME)"
+        listed = self.listed()
         for name, versions in sorted(routed.items()):
-            text += (f"; {name} is {' and '.join(versions)}'s class, offered only on the images the model routing "
-                     "sends there (Project ▸ Model routing…): on the project's list it would be offered on every line")
-        listed = sorted(self.unknown_mapped.intersection(self.own) - set(routed))
+            if name not in listed:
+                text += (f"; {name} is {' and '.join(versions)}'s class, offered only on the images the model routing "
+                         "sends there (Project ▸ Model routing…): on the project's list it would be offered on every "
+                         "line")
         if listed:
-            text += (f"; {', '.join(listed)} {'is' if len(listed) == 1 else 'are'} on the project's list already, not "
+            spelt = [n if listed[n] == n else f"{n} (listed as {listed[n]})" for n in sorted(listed)]
+            text += (f"; {', '.join(spelt)} {'is' if len(spelt) == 1 else 'are'} on the project's list already, not "
                      "offered on those lines' images: the model routing runs another classifier there, or none "
-                     "(Project ▸ Model routing…)")
+                     "(Project ▸ Model routing…), or the name differs from the listed one (map it onto that)")
         return text
+
+    def listed(self) -> dict[str, str]:
+        """Unknown class -> the project's listed class it is (the same name, or one the class list would take for it:
+        ``folder_key``, its case and spelling rule)."""
+        keys = {folder_key(n): n for n in self.own}
+        return {n: keys[folder_key(n)] for n in self.unknown_mapped if folder_key(n) in keys}
 
     def addable(self) -> list[str]:
         """The unknown classes adding to the project's list would make known: not a routed classifier's (the routing
-        offers those where it runs them), not on the list already (a session-50 review: a listed class given to an
-        image where another classifier runs was advised and offered for adding; the dialog's button added nothing
-        and came back)."""
-        return sorted(self.unknown_mapped - set(self.routed_only()) - set(self.own))
+        offers those where it runs them), not on the list already, in any spelling the list takes for the same class
+        (a session-50 review: a listed class given to an image where another classifier runs, or "Crazing" beside a
+        listed "crazing", was advised and offered for adding; the dialog's button added nothing, or was refused)."""
+        return sorted(self.unknown_mapped - set(self.routed_only()) - set(self.listed()))
 
     def routed_only(self) -> dict[str, list[str]]:
         """Unknown class -> the classifier versions the routing names (not the active one) that have it."""

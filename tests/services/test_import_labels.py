@@ -1028,3 +1028,35 @@ def test_a_listed_class_not_offered_on_the_lines_images_is_not_advised_for_addin
         assert "crazing is on the project's list already" in said and "add them to the project's classes" not in said
     finally:
         db.close()
+
+
+def test_a_listed_class_in_another_spelling_or_also_routed_is_said_as_listed(tmp_path: Path) -> None:
+    """A session-50 review: "Crazing" beside a listed "crazing" was offered for adding (the list then refused it as
+    on the list twice), and a listed class that a routed classifier also has, given to a bottle where no classifier
+    runs, was said to be "offered on every line" if added. Both are said as listed; nothing is offered for adding."""
+    from app.services import project_classes as pc
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database import open_database
+    from tests.worker.helpers import good_images
+    db = open_database(f"sqlite:///{tmp_path / 'st.sqlite'}")
+    try:
+        db.model_versions.register("classifier", "steel-v1", "/nowhere",
+                                   card={"classes": ["crazing", "crack", "dent"]}, activate=True)
+        db.model_versions.register("classifier", "tile-v1", "/nowhere2", card={"classes": ["crack", "free"]})
+        root = tmp_path / "lot"
+        for sub, seed in (("steel", 0), ("bottles", 1), ("tiles", 2)):
+            good_images(root / sub, 2, seed=seed)
+        index_folder(db, root)
+        save_routing(db, Routing((RoutingRule("bottles/*", ("anomaly",), ()),
+                                  RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)))))
+        pc.add(db, ["scratch"])
+        src = class_tree(tmp_path / "tree", root, {"bottles/img_000.png": "crack", "steel/img_000.png": "Crazing"})
+        preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+        said = preview.errors[0]
+        assert preview.unknown_classes == ()
+        assert "Crazing (listed as crazing), crack are on the project's list already" in said, said
+        assert "offered on every line" not in said and "add them to the project's classes" not in said
+    finally:
+        db.close()
