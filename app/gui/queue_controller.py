@@ -78,6 +78,7 @@ class QueueController(QObject):
         self._after_view: list[Callable[[], object]] = []
         self._view_failed = False  # the last view asked could not be read (a move waiting for it is not made)
         self._asked_keep: int | None = None  # the image on screen the last view was asked with
+        self._off_kept: tuple[int | None, int | None, tuple[int, ...]] = (None, None, ())
         self._landed_on: int | None = None   # the image on screen when the last view asked landed
         # Pages newest-first: while the inspector drags the scroll bar, the page now on screen
         # is read before those it flew past (dropped requests are asked for again).
@@ -137,6 +138,8 @@ class QueueController(QObject):
         if keep is None:  # shown off the list; or so while an earlier view is read (its reset cleared _off_view: a
             keep = self._on_screen()  # second search asked meanwhile lost the image, a session-50 review)
         self._asked_keep = keep  # the image on screen the view was asked with (off the list: ``_off_view`` is reset)
+        if not self._viewing:  # where an image shown off the list stood, put back if the views asked all fail
+            self._off_kept = (self._off_view, self._off_row, self._off_after)
         self._off_view = self._off_row = None  # a view the inspector chose: its first image when the shown one is not in it
         self._off_after = ()
         flt = self.filter
@@ -162,6 +165,10 @@ class QueueController(QObject):
         keep, shown, recount = asked
         if error:
             self.failed.emit(f"Cannot read the review queue: {error}")
+            if self.current_id() is None and self._off_kept[0] is not None:
+                # the old list stays on screen, and so does the image shown off it: its place is kept (a failed read
+                # forgot it, and J then went to the top, a session-50 review)
+                self._off_view, self._off_row, self._off_after = self._off_kept
         elif flt == self.filter:
             now = self.current_id()
             if now is not None and now != shown:  # the inspector moved on in the old view meanwhile: that image

@@ -169,3 +169,18 @@ def test_a_second_view_asked_while_the_first_is_read_keeps_the_image_shown_off_t
     qtbot.wait(300)
     assert win.queue.current_id() == ids[1]
     win.close()
+
+
+def test_a_failed_read_keeps_the_place_of_an_image_shown_off_the_list(window, service, qtbot):
+    """A session-50 review: with an image shown off the list, a search whose read failed forgot it (the view's reset
+    had cleared its place): J then went to the top of the old list. The old list and the image's place are kept."""
+    win = window
+    ids = _shown_off_the_list(win, qtbot)
+    _slow(win, fail=True)
+    win.queue.set_filter(win.queue.filter.with_(text="part_0"))
+    qtbot.waitUntil(lambda: not win.queue.reading(), timeout=10000)
+    assert win.queue.off_view() == ids[0]
+    win.queue.step(1)                    # J in the old list, from the image shown off it
+    qtbot.waitUntil(lambda: win.queue.current_id() is not None, timeout=5000)
+    assert win.queue.current_id() == ids[1]
+    win.close()
