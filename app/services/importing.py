@@ -31,6 +31,7 @@ from app.services.import_records import ImportRecord, LabelImportError, Mask, Po
 from app.services.object_classes import MAX_OBJECTS, as_json
 from app.services.project_classes import TASK as CLASSIFIER_TASK
 from app.services.project_classes import line_of, offered, routed_classes
+from app.services.project_classes import read as read_class_list
 from app.services.project_settings import readable_routing
 from app.services.wording import plural
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
@@ -283,24 +284,39 @@ class Planner:
                          "sends there (Project ▸ Model routing…): on the project's list it would be offered on every "
                          "line")
         if listed:
+            one = len(listed) == 1
             spelt = [n if listed[n] == n else f"{n} (listed as {listed[n]})" for n in sorted(listed)]
-            text += (f"; {', '.join(spelt)} {'is' if len(spelt) == 1 else 'are'} on the project's list already, not "
-                     "offered on those lines' images: the model routing runs another classifier there, or none "
-                     "(Project ▸ Model routing…), or the name differs from the listed one (map it onto that)")
+            differs = any(listed[n] != n for n in listed)
+            text += (f"; {', '.join(spelt)} {'is' if one else 'are'} on the project's list already, not offered on "
+                     "those lines' images: the model routing runs another classifier there, or none (Project ▸ Model "
+                     "routing…)" + (f", or the name differs from the listed one (map {'it' if one else 'them'} onto "
+                                    "that)" if differs else ""))
+        for name, twin in sorted(self.twins().items()):
+            if name not in listed and name not in routed:
+                text += f"; {name} is another spelling of {twin}, a class the project's models or labels use: map it"
         return text
 
     def listed(self) -> dict[str, str]:
         """Unknown class -> the project's listed class it is (the same name, or one the class list would take for it:
-        ``folder_key``, its case and spelling rule)."""
+        ``folder_key``, its case and spelling rule; a name listed as written is itself, beside a twin of another
+        spelling that an older list may hold)."""
         keys = {folder_key(n): n for n in self.own}
-        return {n: keys[folder_key(n)] for n in self.unknown_mapped if folder_key(n) in keys}
+        return {n: n if n in self.own else keys[folder_key(n)] for n in self.unknown_mapped if folder_key(n) in keys}
+
+    def twins(self) -> dict[str, str]:
+        """Unknown class -> the other spelling of it a model's classes or the labels use: the class list refuses to
+        add it (``ClassList.taken``; a session-50 review: "Crack" beside a routed classifier's "crack" was offered for
+        adding, and the list refused it)."""
+        taken = read_class_list(self.db).taken()
+        keys = {folder_key(t): t for t in taken}
+        return {n: keys[folder_key(n)] for n in self.unknown_mapped if n not in taken and folder_key(n) in keys}
 
     def addable(self) -> list[str]:
         """The unknown classes adding to the project's list would make known: not a routed classifier's (the routing
         offers those where it runs them), not on the list already, in any spelling the list takes for the same class
         (a session-50 review: a listed class given to an image where another classifier runs, or "Crazing" beside a
         listed "crazing", was advised and offered for adding; the dialog's button added nothing, or was refused)."""
-        return sorted(self.unknown_mapped - set(self.routed_only()) - set(self.listed()))
+        return sorted(self.unknown_mapped - set(self.routed_only()) - set(self.listed()) - set(self.twins()))
 
     def routed_only(self) -> dict[str, list[str]]:
         """Unknown class -> the classifier versions the routing names (not the active one) that have it."""

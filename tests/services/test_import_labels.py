@@ -1060,3 +1060,31 @@ def test_a_listed_class_in_another_spelling_or_also_routed_is_said_as_listed(tmp
         assert "offered on every line" not in said and "add them to the project's classes" not in said
     finally:
         db.close()
+
+
+def test_another_spelling_of_a_routed_class_is_not_offered_for_adding(tmp_path: Path) -> None:
+    """A session-50 review: "Crack" on a steel image, beside a routed tile classifier's "crack", was offered for adding
+    and the class list refused it ("would share a class folder"). It is said as another spelling, to be mapped."""
+    from app.services import project_classes as pc
+    from app.services.indexing import index_folder
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from database import open_database
+    from tests.worker.helpers import good_images
+    db = open_database(f"sqlite:///{tmp_path / 'st.sqlite'}")
+    try:
+        db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": ["crazing", "dent"]},
+                                   activate=True)
+        db.model_versions.register("classifier", "tile-v1", "/nowhere2", card={"classes": ["crack", "free"]})
+        root = tmp_path / "lot"
+        for sub, seed in (("steel", 0), ("tiles", 1)):
+            good_images(root / sub, 2, seed=seed)
+        index_folder(db, root)
+        save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)),)))
+        pc.add(db, ["scratch"])
+        src = class_tree(tmp_path / "tree", root, {"steel/img_000.png": "Crack"})
+        preview = preview_import(db, src, ImportOptions(format="imagefolder"))
+        assert preview.unknown_classes == ()
+        assert "Crack is another spelling of crack" in preview.errors[0], preview.errors[0]
+    finally:
+        db.close()
