@@ -13,6 +13,7 @@ import importlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
@@ -203,6 +204,7 @@ class Planner:
         self.routing = readable_routing(db)
         self.answered: dict[int, int] = {}  # image id -> the classifier version whose answer counts there
         self.offers: dict[OfferKey, tuple[str, ...]] = {}
+        self.keys: dict[int, OfferKey] = {}  # image id -> where it stands for its classes (``offer``)
         self.versions: dict[int, ModelVersionInfo | None] = {}
         self.errors: list[str] = []
         self.turned: list[str] = []  # images given a mask whose file an EXIF orientation tag asks readers to turn
@@ -228,6 +230,8 @@ class Planner:
         """Where ``target`` stands for its classes, with what the station offers there read into ``offers`` (once per
         routed version, or per line where no classifier runs: not per image)."""
         image = target.image
+        if image.id in self.keys:  # the image's class and each of its objects' ask
+            return self.keys[image.id]
         runs, named = rule_version(self.routing, CLASSIFIER_TASK, image.rel_path, target.folder.name)
         line = line_of(image.rel_path)
         answered = self.answered.get(image.id)
@@ -235,6 +239,7 @@ class Planner:
         if key not in self.offers:
             self.offers[key] = offered(self.db, self.own, runs, answered, named,
                                        lambda: self.db.images.label_class_counts(image.folder_id, line), self.version)
+        self.keys[image.id] = key
         return key
 
     def station_class(self, name: Any, target: Target) -> Any:
@@ -260,7 +265,8 @@ class Planner:
         return f"where {name} runs" if name else "where the active classifier runs"
 
     def unknown_error(self) -> str:
-        """Why unknown classes refuse the import: what the station offers on the lines given them (per routed version),
+        """(Read once planning is done: the unknowns' standing — ``routed_only``, ``listed``, ``twins``, ``addable`` —
+        is read from the database once, then kept.) Why unknown classes refuse the import: what the station offers on the lines given them (per routed version),
         and a way in for each. "Add them to the project's classes" only for a class no routed classifier version has:
         the list's classes are offered on every line (a session-50 audit: the advice, followed for the tile classifier's
         "crack", put it on every steel image's keys)."""
@@ -272,12 +278,12 @@ class Planner:
             where.append(f"{', '.join(self.offers[key]) or 'no class'} on {shown} ({self.source(key)})")
         text = (f"unknown {'class' if len(named) == 1 else 'classes'} {', '.join(named)}: the station offers "
                 f"{'; '.join(where)}; map them onto those (--map OLD=NEW, or the Import dialog's class mapping)")
-        routed = self.routed_only()
-        addable = self.addable()
+        routed = self.routed_only
+        addable = self.addable
         if addable:
             them = "them" if len(addable) == len(self.unknown_mapped) else ", ".join(addable)
             text += f", or add {them} to the project's classes (Project ▸ Classes…, main.py classes add NAME)"
-        listed = self.listed()
+        listed = self.listed
         for name, versions in sorted(routed.items()):
             if name not in listed:
                 text += (f"; {name} is {' and '.join(versions)}'s class, offered only on the images the model routing "
@@ -291,11 +297,12 @@ class Planner:
                      "those lines' images: the model routing runs another classifier there, or none (Project ▸ Model "
                      "routing…)" + (f", or the name differs from the listed one (map {'it' if one else 'them'} onto "
                                     "that)" if differs else ""))
-        for name, twin in sorted(self.twins().items()):
+        for name, twin in sorted(self.twins.items()):
             if name not in listed and name not in routed:
                 text += f"; {name} is another spelling of {twin}, a class the project's models or labels use: map it"
         return text
 
+    @cached_property
     def listed(self) -> dict[str, str]:
         """Unknown class -> the project's listed class it is (the same name, or one the class list would take for it:
         ``folder_key``, its case and spelling rule; a name listed as written is itself, beside a twin of another
@@ -303,6 +310,7 @@ class Planner:
         keys = {folder_key(n): n for n in self.own}
         return {n: n if n in self.own else keys[folder_key(n)] for n in self.unknown_mapped if folder_key(n) in keys}
 
+    @cached_property
     def twins(self) -> dict[str, str]:
         """Unknown class -> the other spelling of it a model's classes or the labels use: the class list refuses to
         add it (``ClassList.taken``; a session-50 review: "Crack" beside a routed classifier's "crack" was offered for
@@ -311,13 +319,15 @@ class Planner:
         keys = {folder_key(t): t for t in taken}
         return {n: keys[folder_key(n)] for n in self.unknown_mapped if n not in taken and folder_key(n) in keys}
 
+    @cached_property
     def addable(self) -> list[str]:
         """The unknown classes adding to the project's list would make known: not a routed classifier's (the routing
         offers those where it runs them), not on the list already, in any spelling the list takes for the same class
         (a session-50 review: a listed class given to an image where another classifier runs, or "Crazing" beside a
         listed "crazing", was advised and offered for adding; the dialog's button added nothing, or was refused)."""
-        return sorted(self.unknown_mapped - set(self.routed_only()) - set(self.listed()) - set(self.twins()))
+        return sorted(self.unknown_mapped - set(self.routed_only) - set(self.listed) - set(self.twins))
 
+    @cached_property
     def routed_only(self) -> dict[str, list[str]]:
         """Unknown class -> the classifier versions the routing names (not the active one) that have it."""
         active = self.db.model_versions.active(CLASSIFIER_TASK)
@@ -483,7 +493,7 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     addable: tuple[str, ...] = ()
     if planner.unknown:
         planner.errors.insert(0, planner.unknown_error())
-        addable = tuple(planner.addable())
+        addable = tuple(planner.addable)
     per_class = Counter(p.class_after for p in planned if p.class_after)
     if progress is not None:
         progress(len(records), len(records))
