@@ -328,16 +328,16 @@ FOLD_SIGNATURE = "signature.json"  # beside a fold network of ``train segmenter 
 RUN_ONLY = ("threads", "device", "resume")  # options that change how a fold network is trained, not what it learns
 
 
-def fold_signature(data: str | Path, fit: Sequence[str], fold_opts: Any) -> str:
-    """What fold network ``fold_opts.out`` learns from: the data (its files' sizes and times too, ``files_stamp``), the
-    frames it fits on and its recipe (epochs, seed and every other training option but ``RUN_ONLY``), as
-    ``signature_text``."""
+def fold_signature(data: str | Path, fit: Sequence[str], fold_opts: Any, stamp: str | None = None) -> str:
+    """What fold network ``fold_opts.out`` learns from: the data (its files' sizes and times too, ``files_stamp``; a
+    caller signing several folds of one tree passes its ``stamp``, read once), the frames it fits on and its recipe
+    (epochs, seed and every other training option but ``RUN_ONLY``), as ``signature_text``."""
     from inference.training.common import files_stamp, signature_text
     from inference.training.segmenter_train import training_record
 
     recipe = {k: v for k, v in training_record(fold_opts).items() if k not in RUN_ONLY}
-    return signature_text({"data": str(Path(data).resolve()), "files": files_stamp(data), "fit": list(fit),
-                           "recipe": recipe})
+    return signature_text({"data": str(Path(data).resolve()), "files": files_stamp(data) if stamp is None else stamp,
+                           "fit": list(fit), "recipe": recipe})
 
 
 def reusable_fold(net: Path, signature: str, resume: bool) -> bool:
@@ -380,6 +380,7 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     import time
 
     from inference.checkpoints import load_model, save_card
+    from inference.training.common import files_stamp
     from inference.training.segmenter_data import SegTree, load_frames
     from inference.training.segmenter_fold_negatives import write_fold_tree
     from inference.training.segmenter_train import LARGE_COMPONENT_FACTOR, size_limit, train, training_record
@@ -394,6 +395,7 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
     if only_fold is not None and not 0 <= only_fold < folds:
         raise ValueError(f"--cv-fold must lie in 0..{folds - 1}")
     nets: list[list[Path]] = []
+    stamp = files_stamp(opts.data)  # the tree every fold is cut from, walked once (not once per fold and network)
     for k in range(folds):
         nets.append([])
         if only_fold is not None and k != only_fold:
@@ -403,7 +405,7 @@ def train_with_cv(opts: Any, folds: int, group_by: str = "scene", compare_flips:
             net = out / "cv" / f"{'p' * r}net{k}"
             fold_opts = replace(recipe, data=str(out / "cv" / f"data{k}"), out=str(net), held_out_fraction=0.0,
                                 seed=opts.seed + 1 + k + 100 * r, verifier=False, resume=opts.resume)
-            signature = fold_signature(opts.data, fit, fold_opts)
+            signature = fold_signature(opts.data, fit, fold_opts, stamp)
             if not reusable_fold(net, signature, opts.resume):
                 clear_fold(out / "cv", k, net)
             if not (net / "final" / "card.json").is_file():
