@@ -511,7 +511,7 @@ def find_disagreements(db: Database, challenger_id: int, limit: int = COMPARE_LI
     return Comparison(family, champion.id, challenger.id, len(ids), len(both), tuple(out), len(learnt), len(failed),
                       unreadable=len(unreadable),
                       unreadable_first=f"{first[0].rel_path}: {failed[first[0].id]}" if first else "",
-                      cannot_load=_cannot_load(db, challenger, (challenger, champion)))
+                      cannot_load=_cannot_load(db, challenger, (challenger, champion)) if failed else None)  # read only then
 
 
 def _cannot_load(db: Database, challenger: ModelVersionInfo,
