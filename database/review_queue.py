@@ -290,9 +290,11 @@ class _Shape:
         pred_tail: list[tuple[SQLColumnExpression[Any], bool]] = [(pred.name_key, self.tie_ascending),
                                                                    (pred.image_id, self.tie_ascending)]
         below = self.qq.domain_below
+        stands = [] if below is None else [_stands(pred, below)]
+        shown = _Segment([key.is_not(None), *stands], [(key, self.ascending), *pred_tail], inner=self.key_alias)
+        unknown = _Segment([key.is_(None), *stands], [(self.name_key, True), (Image.id, True)])
         if below is None:
-            return [_Segment([key.is_not(None)], [(key, self.ascending), *pred_tail], inner=self.key_alias),
-                    _Segment([key.is_(None)], [(self.name_key, True), (Image.id, True)])]
+            return [shown, unknown]
         # An answer out of its model's domain is withheld on screen (the chip says "out of domain"): the order does
         # not read its value either. A classifier's counts as the least confident of all, tied (by name), first from
         # least confident, last from most confident (its confidence, 1.0 for a sky frame through the steel model, put
@@ -300,7 +302,6 @@ class _Shape:
         # has no "least": its answers out of domain come after the values shown, by name A→Z whatever the direction,
         # as the images without a value do after them (a session-50 audit: "target count" put frames whose count the
         # window hides among the 2-target ones).
-        stands = _stands(pred, below)
         # The answers out of domain are a range of ix_predictions_queue_domain (family, folder, in-domain score, name
         # key, image): only the folder's are read and sorted by name. Without the folder every folder's were, and the
         # others' dropped at the image join: "uncertainty"'s first page of a folder of 10,000 images beside one of
@@ -308,8 +309,6 @@ class _Shape:
         # (``within``): those drive, as the images' "folder_id + 0" says.
         folder = ([pred.folder_id == self.qq.folder_id]
                   if self.qq.folder_id is not None and self.qq.within is None else [])
-        shown = _Segment([key.is_not(None), stands], [(key, self.ascending), *pred_tail], inner=self.key_alias)
-        unknown = _Segment([key.is_(None), stands], [(self.name_key, True), (Image.id, True)])
         if self.key_alias != "pc":
             withheld = _Segment([_out_of_domain(pred, below)], [(pred.name_key, True), (pred.image_id, True)],
                                 inner=self.key_alias, bounds=folder)

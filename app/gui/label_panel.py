@@ -267,11 +267,9 @@ class LabelPanel(QWidget):
 
     def _clear_prediction(self, class_text: str) -> None:
         """No answer to show: the class line says ``class_text``, the rest is emptied."""
-        self.pred_class.setText(class_text)
-        for answer, empty in ((self.pred_class, None), (self.pred_scores, ""), (self.pred_targets, "—"),
-                              (self.pred_anomaly, "—")):
-            if empty is not None:
-                answer.setText(empty)
+        for answer, text in ((self.pred_class, class_text), (self.pred_scores, ""), (self.pred_targets, "—"),
+                             (self.pred_anomaly, "—")):
+            answer.setText(text)
             answer.setToolTip("")
         self.anomaly_bar.setValue(0)
 
