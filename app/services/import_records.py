@@ -108,9 +108,9 @@ class Polygons:
                 crop = np.zeros((max(0, y1 - y0 + 1), max(0, x1 - x0 + 1)), np.uint8)
                 if crop.size:
                     cv2.fillPoly(crop, [(xy - (x0, y0)).reshape(-1, 1, 2)], 1)
-                    at = first_pixel(crop)
+                    at = region_first_pixel(((int(y0), int(x0)), crop))
                     if at is not None:
-                        objects.append(ObjectClass(int(y0) + at[0], int(x0) + at[1], name))
+                        objects.append(ObjectClass(at[0], at[1], name))
         return Mask.of(mask > 0, tuple(objects))
 
 

@@ -142,7 +142,8 @@ def version_classes(version: "ModelVersionInfo | None") -> tuple[str, ...]:
     return tuple(str(c) for c in classes) if isinstance(classes, list) else ()
 
 
-def names_for_version(db: "Database", version: "ModelVersionInfo | None") -> list[str]:
+def names_for_version(db: "Database", version: "ModelVersionInfo | None",
+                      own: Sequence[str] | None = None) -> list[str]:
     """The classes offered for an image whose classifier answer is ``version``'s (a routing rule may name
     another than the active one).
 
@@ -150,8 +151,9 @@ def names_for_version(db: "Database", version: "ModelVersionInfo | None") -> lis
     has classes of its own (the tile classifier on ``tiles/*`` beside the steel one): its classes, then those the
     project's list adds beyond the active model's. Why: the project's list starts as a copy of the active model's
     (``add``), so offering it on the tiles put the steel classes on their hotkeys (1 = "crazing" on a tile, found
-    in the code in session 35); a class the project added (a new defect) is still offered on every line."""
-    own = db.classes.names(TASK)
+    in the code in session 35); a class the project added (a new defect) is still offered on every line. ``own``:
+    the project's list where the caller has read it already."""
+    own = list(db.classes.names(TASK) if own is None else own)
     theirs = list(version_classes(version))
     active = db.model_versions.active(TASK)
     if version is None or not theirs or (active is not None and version.id == active.id):
@@ -187,7 +189,7 @@ def offered(db: "Database", own: Sequence[str], runs: bool, answered: int | None
         version = (version_of or db.model_versions.get)(answered)
     else:
         version = db.model_versions.by_name(TASK, named) if named else None
-    base = tuple(names_for_version(db, version)) if version is not None else tuple(own)
+    base = tuple(names_for_version(db, version, own)) if version is not None else tuple(own)
     return base if own else with_line_classes(db, base, line_counts())   # a project's own list is deliberate
 
 
