@@ -157,19 +157,9 @@ def held_out(challenger: ModelVersionInfo) -> HeldOut:
             else ""))
     if "parent_not_scored" in compared:
         notes.append(f"the previous version was not scored: {compared['parent_not_scored']}")
-    if compared.get("parent_saw_held_out"):
-        from app.services.retraining import PARENT_SAW_NOTE
+    from app.services.retraining import parent_notes
 
-        notes.append(PARENT_SAW_NOTE.format(parent=compared.get("parent_name") or "the previous version"))
-    if compared.get("parent_answers_held_out"):
-        from app.services.retraining import parent_answers_note
-
-        notes.append(parent_answers_note(compared))
-    from app.services.retraining import parent_more_classes_note
-
-    more = parent_more_classes_note(compared)
-    if more:
-        notes.append(more)
+    notes += parent_notes(compared)
     if compared.get("held_out_cut"):   # the held-out part shares sessions with the training part (the session-46 review)
         notes.append(str(compared["held_out_cut"]))
     simple = compared.get("simple_answers")

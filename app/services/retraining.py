@@ -79,6 +79,21 @@ def parent_more_classes_note(compared: Mapping[str, Any]) -> str | None:
             "there count as misses, its averages are over the reviewed classes; the new version knows only those")
 
 
+def parent_notes(compared: Mapping[str, Any]) -> list[str]:
+    """What the held-out comparison must say of the previous version beside its figures (it saw the held-out images;
+    some held-out labels are its own answers; it knows classes the new one does not): one list for the retrain line
+    (``comparison_text``) and the Models dialog (``champion.held_out``), which each built it."""
+    notes = []
+    if compared.get("parent_saw_held_out"):
+        notes.append(PARENT_SAW_NOTE.format(parent=compared.get("parent_name") or "the previous version"))
+    if compared.get("parent_answers_held_out"):
+        notes.append(parent_answers_note(compared))
+    more = parent_more_classes_note(compared)
+    if more:
+        notes.append(more)
+    return notes
+
+
 def every_label_note(compared: Mapping[str, Any]) -> str | None:
     """The classifier's check on every reviewed label (nested group cross-validation on the training part, with
     the held-out part; ADR 0072), where the comparison holds it: what the refusal reads. None otherwise."""
@@ -888,13 +903,7 @@ def comparison_text(compared: Mapping[str, Any]) -> str:
         text += f" ({compared['new_not_scored']})"
     if "parent" in compared:
         text += f"; {compared.get('parent_name', 'previous')} {figures(compared['parent'])}"
-        if compared.get("parent_saw_held_out"):
-            text += f" ({PARENT_SAW_NOTE.format(parent=compared.get('parent_name', 'the previous version'))})"
-        if compared.get("parent_answers_held_out"):
-            text += f" ({parent_answers_note(compared)})"
-        more = parent_more_classes_note(compared)
-        if more:
-            text += f" ({more})"
+        text += "".join(f" ({note})" for note in parent_notes(compared))
     elif "parent_not_scored" in compared:
         text += f"; the previous version was not scored ({compared['parent_not_scored']})"
     simple = compared.get("simple_answers")
