@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -314,7 +315,7 @@ class ImportDialog(QDialog):
             self.changes.setRowCount(0)
             self._message(f"Cannot import: {error}. Nothing was written.", error=True)
             return
-        self._fill_mapping(preview.class_map)
+        self._fill_mapping(preview.class_map, preview.routed_offers)
         self.summary.setPlainText("\n".join(preview.summary_lines()))
         rows = plain_preview_rows(preview)[:PREVIEW_ROWS]
         self.changes.setRowCount(len(rows))
@@ -333,15 +334,34 @@ class ImportDialog(QDialog):
             self._message(f"Import writes {plural(n, 'label revision')} in one step; press Import.")
         self.import_button.setEnabled(not preview.errors and n > 0)
 
-    def _fill_mapping(self, seen: dict[str, str]) -> None:
+    def _fill_mapping(self, seen: dict[str, str], routed: dict[str, tuple[str, ...]]) -> None:
+        """One chooser per dataset class: the project's classes, then, under a heading per model, the classes the
+        routed classifiers offer on the matched images (``ImportPreview.routed_offers``, read with the preview);
+        typing any other name still works. Only the project's were listed, so a routed tile classifier's "crack"
+        had to be typed, spelt right (a session-51 audit)."""
         self.mapping.blockSignals(True)
         self.mapping.setRowCount(len(seen))
         for r, (name, mapped) in enumerate(sorted(seen.items())):
             self.mapping.setItem(r, 0, QTableWidgetItem(name))
             combo = QComboBox()
             combo.setEditable(True)
-            combo.addItems(list(dict.fromkeys((mapped, *self.classes))))
-            combo.setCurrentText(mapped)
+            own = list(dict.fromkeys(self.classes))
+            shown = set(own)
+            combo.addItems(own if mapped in shown.union(*routed.values()) else [mapped, *own])
+            for model, classes in routed.items():
+                fresh = [c for c in dict.fromkeys(classes) if c not in shown]
+                if fresh:
+                    shown.update(fresh)
+                    _add_heading(combo, f"— classes of {model}, where it runs —")
+                    for c in fresh:
+                        combo.addItem(c)
+                        combo.setItemData(combo.count() - 1, f"{model}'s class: offered on the images here it "
+                                          "classifies", Qt.ItemDataRole.ToolTipRole)
+            at = combo.findText(mapped)
+            if at >= 0:
+                combo.setCurrentIndex(at)
+            else:
+                combo.setEditText(mapped)
             combo.currentTextChanged.connect(self._stale)
             self.mapping.setCellWidget(r, 1, combo)
         self.mapping.blockSignals(False)
@@ -366,6 +386,15 @@ class ImportDialog(QDialog):
                           "is done.")
             return
         super().done(r)
+
+
+def _add_heading(combo: QComboBox, text: str) -> None:
+    """A line in ``combo`` that names the group below it and cannot be chosen (the arrows and the popup skip it)."""
+    combo.addItem(text)
+    model = combo.model()
+    if isinstance(model, QStandardItemModel):  # a QComboBox's own model
+        item = model.item(combo.count() - 1)
+        item.setFlags(item.flags() & ~(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable))
 
 
 def _imported(window, result: Any) -> None:

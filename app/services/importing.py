@@ -31,7 +31,7 @@ from app.services.import_match import ImageMatcher, Target
 from app.services.import_records import ImportRecord, LabelImportError, Mask, Polygons
 from app.services.object_classes import MAX_OBJECTS, as_json
 from app.services.project_classes import TASK as CLASSIFIER_TASK
-from app.services.project_classes import line_of, offered, routed_classes
+from app.services.project_classes import counting_version, line_of, offered, routed_classes, version_classes
 from app.services.project_classes import read as read_class_list
 from app.services.project_settings import readable_routing
 from app.services.wording import plural
@@ -103,6 +103,9 @@ class ImportPreview:
     # put the tile classes on every steel image's keys (a session-50 audit). Empty when the project keeps no list.
     unknown_classes: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what the person importing must know (masks on images an EXIF tag turns)
+    # Classifier version -> its classes, for each routed version (not the active one) whose classes the station offers
+    # on the matched images (``Planner.routed_offers``): valid mapping targets the project's list does not name.
+    routed_offers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -216,31 +219,50 @@ class Planner:
 
     def read_answers(self, image_ids: Sequence[int]) -> None:
         """The classifier versions whose answers count for the matched images: an answered tile offers its answering
-        version's classes (read only where the project keeps a list: without one every class is accepted)."""
-        if self.own:
-            found = self.db.predictions.current_for_images(list(image_ids), CLASSIFIER_TASK)
-            self.answered = {image_id: p.model_version_id for image_id, p in found.items()}
+        version's classes (the class check where the project keeps a list, and the dialog's chooser: ``routed_offers``)."""
+        found = self.db.predictions.current_for_images(list(image_ids), CLASSIFIER_TASK)
+        self.answered = {image_id: p.model_version_id for image_id, p in found.items()}
 
     def version(self, version_id: int) -> ModelVersionInfo | None:
         if version_id not in self.versions:
             self.versions[version_id] = self.db.model_versions.get(version_id)
         return self.versions[version_id]
 
-    def offer(self, target: Target) -> OfferKey:
-        """Where ``target`` stands for its classes, with what the station offers there read into ``offers`` (once per
-        routed version, or per line where no classifier runs: not per image)."""
+    def stand(self, target: Target) -> OfferKey:
+        """Where ``target`` stands for its classes (read once per image: the image's class and each of its objects'
+        ask): its rule runs a classifier, with the version whose answer counts and the one the rule names, or runs
+        none, on its folder's line."""
         image = target.image
-        if image.id in self.keys:  # the image's class and each of its objects' ask
-            return self.keys[image.id]
-        runs, named = rule_version(self.routing, CLASSIFIER_TASK, image.rel_path, target.folder.name)
-        line = line_of(image.rel_path)
-        answered = self.answered.get(image.id)
-        key: OfferKey = (True, answered, named) if runs else (False, image.folder_id, line)
+        if image.id not in self.keys:
+            runs, named = rule_version(self.routing, CLASSIFIER_TASK, image.rel_path, target.folder.name)
+            self.keys[image.id] = ((True, self.answered.get(image.id), named) if runs
+                                   else (False, image.folder_id, line_of(image.rel_path)))
+        return self.keys[image.id]
+
+    def offer(self, target: Target) -> OfferKey:
+        """``stand``, with what the station offers there read into ``offers`` (once per routed version, or per line
+        where no classifier runs: not per image)."""
+        key = self.stand(target)
         if key not in self.offers:
+            runs, answered, named = key
+            image, line = target.image, line_of(target.image.rel_path)
             self.offers[key] = offered(self.db, self.own, runs, answered, named,
                                        lambda: self.db.images.label_class_counts(image.folder_id, line), self.version)
-        self.keys[image.id] = key
         return key
+
+    def routed_offers(self, targets: Iterable[Target]) -> dict[str, tuple[str, ...]]:
+        """Classifier version name -> its classes, for each version other than the active one whose classes the
+        station offers on ``targets`` (``counting_version``, as ``offered`` reads it): the Import dialog's class
+        chooser lists them beside the project's. Why: such a class ("crack" on tiles routed to the tile classifier)
+        is a valid target the chooser did not list, so the person had to know and type its spelling (a session-51
+        audit). Read once per routed version, not per image."""
+        active = self.db.model_versions.active(CLASSIFIER_TASK)
+        out: dict[str, tuple[str, ...]] = {}
+        for runs, answered, named in dict.fromkeys(self.stand(t) for t in targets):
+            version = counting_version(self.db, answered, named, self.version) if runs else None
+            if version is not None and (active is None or version.id != active.id) and version_classes(version):
+                out.setdefault(version.name, version_classes(version))
+        return dict(sorted(out.items()))
 
     def station_class(self, name: Any, target: Target) -> Any:
         if not isinstance(name, str):
@@ -500,7 +522,8 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
                          tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
                          addable,
-                         (*turned_note(planner.turned), *differ_note(differ), *refused_note(refused)))
+                         (*turned_note(planner.turned), *differ_note(differ), *refused_note(refused)),
+                         planner.routed_offers(target for _rec, target in matched.values()))
 
 
 def differ_note(differ: Sequence[str]) -> tuple[str, ...]:

@@ -185,12 +185,20 @@ def offered(db: "Database", own: Sequence[str], runs: bool, answered: int | None
     if not runs:
         extra = added(db, own)
         return tuple(extra + by_use(line_counts(), leave_out=extra))
-    if answered is not None:
-        version = (version_of or db.model_versions.get)(answered)
-    else:
-        version = db.model_versions.by_name(TASK, named) if named else None
+    version = counting_version(db, answered, named, version_of)
     base = tuple(names_for_version(db, version, own)) if version is not None else tuple(own)
     return base if own else with_line_classes(db, base, line_counts())   # a project's own list is deliberate
+
+
+def counting_version(db: "Database", answered: int | None, named: str | None,
+                     version_of: Callable[[int], "ModelVersionInfo | None"] | None = None) -> "ModelVersionInfo | None":
+    """The classifier version whose classes an image a classifier runs on offers (``offered``): the one whose answer
+    counts for it (``answered``, an id), else the one its routing rule names (``named``); None: neither (the active
+    one's, or the project's list). One rule for the label panel's keys and the Import dialog's class chooser
+    (``importing.Planner.routed_offers``), so the chooser lists the classifier whose keys the images show."""
+    if answered is not None:
+        return (version_of or db.model_versions.get)(answered)
+    return db.model_versions.by_name(TASK, named) if named else None
 
 
 def with_line_classes(db: "Database", base: tuple[str, ...], counts: Mapping[str, int]) -> tuple[str, ...]:

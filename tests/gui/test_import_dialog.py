@@ -152,6 +152,41 @@ def test_add_classes_offers_only_classes_no_routed_classifier_offers(service, db
                                                                  f"{', '.join(CLASSES)}, pit on lot/steel/")
 
 
+def test_the_class_chooser_lists_a_routed_classifiers_classes_under_its_name(service, db, qtbot, tmp_path):
+    """A session-51 audit: with tiles/* routed to the tile classifier, a dataset's "cracks" on a tile was refused as
+    unknown and its chooser offered the project's (steel) classes alone, though the tile classifier's "crack" is
+    offered on that tile: the person had to type it, and know its spelling. The chooser now lists it under a heading
+    naming the classifier (the heading cannot be chosen); choosing it imports."""
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+    from tests.worker.helpers import good_images
+
+    db.model_versions.register("classifier", "steel-v1", "/nowhere", card={"classes": list(CLASSES)}, activate=True)
+    db.model_versions.register("classifier", "tile-v1", "/nowhere", card={"classes": ["blowhole", "crack"]})
+    root = tmp_path / "lot"
+    good_images(root / "tiles", 1, seed=1)
+    info = service.open_folder(root)
+    save_routing(db, Routing((RoutingRule("tiles/*", ("classifier",), (("classifier", "tile-v1"),)),)))
+    db.classes.set("classifier", list(CLASSES))
+    src = tmp_path / "dataset" / "cracks"
+    src.mkdir(parents=True)
+    shutil.copy(root / "tiles" / "img_000.png", src / "tiles__img_000.png")
+    dlg, sig = _previewed(db, info, src.parent, qtbot)
+    assert "unknown class cracks" in dlg.status.text() and not dlg.import_button.isEnabled()
+    combo = dlg.mapping.cellWidget(0, 1)
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items == ["cracks", *CLASSES, "— classes of tile-v1, where it runs —", "blowhole", "crack"]
+    assert sig.args[0].routed_offers == {"tile-v1": ("blowhole", "crack")}   # read with the preview, off the GUI thread
+    assert combo.currentText() == "cracks"
+    heading = combo.model().item(items.index("— classes of tile-v1, where it runs —"))
+    assert not heading.isEnabled() and not heading.isSelectable()
+    combo.setCurrentIndex(items.index("crack"))
+    with qtbot.waitSignal(dlg.finished_preview, timeout=20000) as sig:
+        dlg.start_preview()
+    assert sig.args[0].errors == () and dlg.import_button.isEnabled()
+    assert sig.args[0].planned[0].class_after == "crack"
+
+
 def test_bad_dataset_shows_the_reason_and_writes_nothing(service, db, folder, qtbot, tmp_path):
     info = service.open_folder(folder)
     bad = tmp_path / "coco.json"
