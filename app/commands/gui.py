@@ -135,7 +135,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.gui.theme import apply_theme
     from app.services.model_catalog import ModelCatalog
     from app.services.review import ReviewService
-    from app.services.wording import plural
+    from app.services.wording import agree, plural
 
     apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
     project = start_project_settings(db)
@@ -160,11 +160,11 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
         if recovered.kept_aside or recovered.unreadable:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).
-            one = recovered.kept_aside == 1
-            parts = ([f"{plural(recovered.kept_aside, 'label')} kept from an earlier session (the database had refused "
-                      f"{'it' if one else 'them'} when the window closed) {'was' if one else 'were'} not saved: "
-                      f"{'that image' if one else 'those images'} changed since (someone labelled "
-                      f"{'it' if one else 'them'}, or {'its file was' if one else 'their files were'} replaced), and "
+            n = recovered.kept_aside
+            parts = ([f"{plural(n, 'label')} kept from an earlier session (the database had refused "
+                      f"{agree(n, 'it', 'them')} when the window closed) {agree(n, 'was', 'were')} not saved: "
+                      f"{agree(n, 'that image', 'those images')} changed since (someone labelled "
+                      f"{agree(n, 'it', 'them')}, or {agree(n, 'its file was', 'their files were')} replaced), and "
                       "what is stored now stands."] if recovered.kept_aside else [])
             if recovered.unreadable:
                 parts.append(f"{plural(recovered.unreadable, 'recovery file')} could not be read (damaged or not the "

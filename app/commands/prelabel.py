@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from app.cli import FAMILIES, CommandError
 from app.commands import open_database_or_fail
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 if TYPE_CHECKING:
     from database.dto import ImageInfo
@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
               f"{len(report.changed)} changed, {report.missing} missing"
               + (f", {len(report.moved)} moved or renamed with their labels" if report.moved else "")
               + (f"; {plural(len(report.set_aside), 'reviewed image')} whose file changed "
-                 + ("is unreviewed again, its label" if len(report.set_aside) == 1 else
-                    "are unreviewed again, their labels") + " kept in the history" if report.set_aside else "")
+                 + agree(len(report.set_aside), "is unreviewed again, its label",
+                         "are unreviewed again, their labels") + " kept in the history" if report.set_aside else "")
               + f") in {report.seconds:.1f} s",
               file=sys.stderr)
         if report.renamed_from is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from app.cli import CommandError
-from app.services.wording import plural
+from app.services.wording import agree, plural
 from database.model_versions import json_safe as finite
 
 CANCELLED_EXIT = 143  # 128 + SIGTERM, as a shell reports a terminated process
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         if method == "train" and thin:  # the network's trainer keeps a fifth of each class for validation
             if args.min_per_class is not None:
                 raise too_few(f"--method train needs {MIN_PER_CLASS} reviewed images of each class; "
-                              f"{', '.join(thin)} ha{'s' if len(thin) == 1 else 've'} fewer "
+                              f"{', '.join(thin)} {agree(len(thin), 'has', 'have')} fewer "
                               f"(--min-per-class {args.min_per_class}): raise it to {MIN_PER_CLASS} or use a light method",
                               plan.skipped)
             safe_remove_tree(work)  # the network is trained: export again, leaving out the classes below 5

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from app.cli import CommandError
 from app.commands import open_database_or_fail, project_to_start
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 
 def _show(routing) -> None:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(str(exc)) from None
         _show(rules)
         print(f"saved: they apply to the next pre-label job; {plural(changed, 'answer')} re-marked as the "
-              f"{'one that counts' if changed == 1 else 'ones that count'}")
+              f"{agree(changed, 'one that counts', 'ones that count')}")
         return 0
     db = open_database_or_fail(args.db)
     try:

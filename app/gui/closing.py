@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox, QProgressDialog
 
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
@@ -181,7 +181,7 @@ class ClosingLabels(QObject):
         n = len(self.review.pending()) or 1
         dialog = QProgressDialog(self.window)
         dialog.setWindowTitle("Saving labels")
-        them = "it" if n == 1 else "them"
+        them = agree(n, "it", "them")
         dialog.setLabelText(text or f"Saving {plural(n, 'label')} before the station closes: the database has not "
                             f"accepted {them} yet and may keep {them} waiting a while.\n\nClose now keeps {them} in a "
                             f"recovery file; the next start saves {them}.")
@@ -223,7 +223,7 @@ class ClosingLabels(QObject):
             answer = QMessageBox.critical(
                 self.window, "Labels not saved",
                 f"{plural(len(self.review.pending()), 'label')} could not be saved nor written to a recovery file "
-                f"({exc}). Close anyway and lose {'it' if len(self.review.pending()) == 1 else 'them'}?",
+                f"({exc}). Close anyway and lose {agree(len(self.review.pending()), 'it', 'them')}?",
                 QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Discard)
             if answer != QMessageBox.StandardButton.Discard:
                 self._running = False
@@ -237,7 +237,7 @@ class ClosingLabels(QObject):
             QMessageBox.information(
                 self.window, "Labels kept for later",
                 f"The database did not accept {plural(len(self.review.pending()), 'label')}; "
-                f"{'it was' if len(self.review.pending()) == 1 else 'they were'} written to {where} "
+                f"{agree(len(self.review.pending()), 'it was', 'they were')} written to {where} "
                 "and will be saved the next time the station opens this database.")
         return True
 

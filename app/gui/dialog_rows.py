@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QWidget
 
 from app.gui.style import icon
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 
 def path_row(placeholder: str, browse: Callable[[], None]) -> tuple[QWidget, QLineEdit]:
@@ -71,7 +71,6 @@ def labels_on_their_way(count: int, what: str) -> str:
     """Why ``what`` (an export, an import) waits: labels made in this window are not in the database yet. A session-44
     probe: an export right after a correction wrote the old label, and an import's preview missed the inspector's
     newer label and then refused it as another station's."""
-    one = count == 1
-    return (f"{plural(count, 'label')} made in this window {'is' if one else 'are'} still being saved: {what} waits "
-            f"for {'it' if one else 'them'} (the status bar says when {'it is' if one else 'they are'} saved); try "
+    return (f"{plural(count, 'label')} made in this window {agree(count, 'is', 'are')} still being saved: {what} waits "
+            f"for {agree(count, 'it', 'them')} (the status bar says when {agree(count, 'it is', 'they are')} saved); try "
             "again then.")

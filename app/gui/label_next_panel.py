@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QLabel
 from app.gui.background import BackgroundCalls
 from app.services.label_next_folder import LABEL_NEXT_SOURCE, LabelNextResult, label_next_for_folder
 from app.services.review_types import QueueItem
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 log = logging.getLogger(__name__)
 # Between two counts that follow each other (saves came while one ran), the helper thread rests:
@@ -211,17 +211,18 @@ class LabelNextController:
         # proposed images left" with one of them on screen)
         unlisted = [i for i in left if queue.model.row_of(i) is None]
         here = "The image on screen is the last proposed image this view lists; " if current in left else ""
-        some, one = plural(len(unlisted), "proposed image"), len(unlisted) == 1
+        n = len(unlisted)
+        some = plural(n, "proposed image")
         if not unlisted:
             self.window.statusBar().showMessage(f"Label next: {here.rstrip('; ')}.", 8000)
         elif queue.filter.narrows:  # P did nothing and said nothing under a search that hid the batch (session 43)
             self.window.statusBar().showMessage(
-                f"Label next: {here}{some} left {'is' if one else 'are'} not in this view of the queue (a search or a "
-                f"filter hides {'it' if one else 'them'}); clear it to label {'it' if one else 'them'}.", 8000)
+                f"Label next: {here}{some} left {agree(n, 'is', 'are')} not in this view of the queue (a search or a "
+                f"filter hides {agree(n, 'it', 'them')}); clear it to label {agree(n, 'it', 'them')}.", 8000)
         else:  # none hides them: gone from disk since the last count, most likely; the count says (``_gone``)
             self.refresh()
             self.window.statusBar().showMessage(
-                f"Label next: {here}the queue does not list the {some} left ({'its file' if one else 'their files'} "
+                f"Label next: {here}the queue does not list the {some} left ({agree(n, 'its file', 'their files')} "
                 "may have gone from the folder); the batch is being checked again: press P in a moment.", 8000)
         return False
 

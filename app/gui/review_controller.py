@@ -33,7 +33,7 @@ from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
 from app.services.review import LabelConflict, ReviewError, StorageBusy, set_aside_by_station
 from app.services.review_types import MISSING, ImageDetail, LabelState, StateMove
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 log = logging.getLogger(__name__)
 # The images whose last save's label is kept against reads that began before it landed: those reads come back within
@@ -354,7 +354,7 @@ class ReviewController(QObject):
             keys = self._keys_among(intent for target, intent in self._deferred if target == image_id)
             waiting = self._take_deferred(image_id)
             self._lost(f"Cannot load image {image_id}: {error}"
-                       + (f" ({plural(keys, 'key')} pressed for it {'was' if keys == 1 else 'were'} not applied)"
+                       + (f" ({plural(keys, 'key')} pressed for it {agree(keys, 'was', 'were')} not applied)"
                           if keys else ""))
             if any(intent == self._late_clear for intent in waiting):
                 # the view asked for meanwhile lists no image: it is cleared all the same (dropped with the keys, the
@@ -389,9 +389,9 @@ class ReviewController(QObject):
     def _say_keys_wait(self) -> None:
         keys = self._keys_among(intent for _, intent in self._deferred)
         if keys:
-            self.message.emit(f"{plural(keys, 'key')} {'waits' if keys == 1 else 'wait'} for image "
+            self.message.emit(f"{plural(keys, 'key')} {agree(keys, 'waits', 'wait')} for image "
                               f"{self._deferred[0][0]} to be read (the database is slow); "
-                              f"{'it is' if keys == 1 else 'they are'} applied when it comes.")
+                              f"{agree(keys, 'it is', 'they are')} applied when it comes.")
 
     def _keys_among(self, intents: Iterable[Callable[[], None]]) -> int:
         """How many of ``intents`` are keys pressed (not a clear nor a move-on queued behind them)."""
@@ -1008,7 +1008,7 @@ class ReviewController(QObject):
         waiting = sum(1 for seqs in self._in_flight.values() if any(s >= 0 for s in seqs))
         if waiting and not self._closed:
             self.message.emit(f"Saving {plural(waiting, 'label')}… (the database is slow to answer; "
-                              f"{'it is' if waiting == 1 else 'they are'} shown already and saved in the order made)")
+                              f"{agree(waiting, 'it is', 'they are')} shown already and saved in the order made)")
             self._slow_writes.start()
 
     def _off_queue(self, image_id: int, marker: int) -> None:

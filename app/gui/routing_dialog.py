@@ -34,7 +34,7 @@ from app.gui.style import icon
 from app.services.project_settings import RoutingChanged
 from app.services.routing import FAMILY_ORDER, Routing, RoutingError, RoutingRule
 from app.services.routing_proposal import RoutingProposal
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 HELP = ("Images whose path inside their folder (or with the folder's name in front, e.g. "
         "<i>line3/*</i>) matches a pattern get only the ticked models; the first matching row "
@@ -362,7 +362,7 @@ def install(window) -> None:
     def answered(dlg: RoutingDialog, code: int) -> None:
         if code == QDialog.DialogCode.Accepted:
             removed = (f" {plural(dlg.removed, 'answer')} of models it no longer runs on this folder's images "
-                       f"{'was' if dlg.removed == 1 else 'were'} removed and the folder re-flagged."
+                       f"{agree(dlg.removed, 'was', 'were')} removed and the folder re-flagged."
                        if dlg.removed else "")
             if dlg.removal_error:
                 window._warn(f"Model routing saved, but the earlier answers could not be removed: {dlg.removal_error}")

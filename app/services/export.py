@@ -41,7 +41,7 @@ from app.services.export_items import (
 )
 from app.services.export_split import SplitSpec, assign_splits, counts
 from app.services.json_files import read_json_object
-from app.services.wording import plural
+from app.services.wording import agree, plural
 from inference.imageio import exif_orientation
 
 if TYPE_CHECKING:
@@ -691,6 +691,6 @@ def turned_notes(exported: Sequence[PlannedItem]) -> list[str]:
               if exif_orientation(p.item.source) not in (None, 1)]
     if not turned:
         return []
-    return [f"{plural(len(turned), 'image')} {'carries' if len(turned) == 1 else 'carry'} an orientation tag (JPEG EXIF, TIFF) that the station ignores (labels are "
+    return [f"{plural(len(turned), 'image')} {agree(len(turned), 'carries', 'carry')} an orientation tag (JPEG EXIF, TIFF) that the station ignores (labels are "
             f"on the pixels as stored); read them without turning them by it (JPEG: cv2.IMREAD_IGNORE_ORIENTATION), "
             f"e.g. {', '.join(turned[:3])}"]

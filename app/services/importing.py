@@ -34,7 +34,7 @@ from app.services.project_classes import TASK as CLASSIFIER_TASK
 from app.services.project_classes import counting_version, line_of, offered, routed_classes, version_classes
 from app.services.project_classes import read as read_class_list
 from app.services.project_settings import readable_routing
-from app.services.wording import plural
+from app.services.wording import agree, plural
 from database.dto import UNCHANGED, ImageQuery, LabelChange, LabelRevisionInfo
 from database.states import ReviewState
 from inference.imageio import ImageReadError, exif_orientation, read_raw, stored_size
@@ -312,12 +312,11 @@ class Planner:
                          "sends there (Project ▸ Model routing…): on the project's list it would be offered on every "
                          "line")
         if listed:
-            one = len(listed) == 1
             spelt = [n if listed[n] == n else f"{n} (listed as {listed[n]})" for n in sorted(listed)]
             differs = any(listed[n] != n for n in listed)
-            text += (f"; {', '.join(spelt)} {'is' if one else 'are'} on the project's list already, not offered on "
+            text += (f"; {', '.join(spelt)} {agree(len(listed), 'is', 'are')} on the project's list already, not offered on "
                      "those lines' images: the model routing runs another classifier there, or none (Project ▸ Model "
-                     "routing…)" + (f", or the name differs from the listed one (map {'it' if one else 'them'} onto "
+                     "routing…)" + (f", or the name differs from the listed one (map {agree(len(listed), 'it', 'them')} onto "
                                     "that)" if differs else ""))
         for name, twin in sorted(self.twins.items()):
             if name not in listed and name not in routed:
@@ -544,7 +543,7 @@ def refused_note(refused: int) -> tuple[str, ...]:
 def turned_note(turned: Sequence[str]) -> tuple[str, ...]:
     if not turned:
         return ()
-    return (f"{plural(len(turned), 'image')} given a mask {'carries' if len(turned) == 1 else 'carry'} an orientation tag that the station ignores (it labels the "
+    return (f"{plural(len(turned), 'image')} given a mask {agree(len(turned), 'carries', 'carry')} an orientation tag that the station ignores (it labels the "
             "pixels as stored); a mask drawn in a tool that turned them lies on other pixels: check them, e.g. "
             f"{', '.join(turned[:3])}",)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.services.export_items import MAX_FOLDER_BYTES, disk_key, folder_key, safe_name
+from app.services.wording import agree, plural
 from database.classes import ClassListChanged as ClassListChanged  # noqa: I001 - the dialog catches it from here
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def validate(names: Iterable[str], kept: Collection[str] = (), taken: Mapping[st
 
 def twin_refusal(name: str, other: str, labels: int) -> str:
     """Why ``name`` is refused beside ``other``, a class of the project that ``labels`` labels use."""
-    has = (f"{labels} labels use it" if labels > 1 else "1 label uses it" if labels
+    has = (f"{plural(labels, 'label')} {agree(labels, 'uses', 'use')} it" if labels
            else "the project has it (list or model)")
     why = ("names that differ only by case or accent spelling are one folder on Windows and macOS"
            if disk_key(name) == disk_key(other) else f"{other!r} is written to the folder {safe_name(other)!r}")

@@ -32,7 +32,7 @@ from app.services.json_files import JsonFileError, read_json_object, write_json_
 from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
 from app.services.prelabel import resolve_models
 from app.services.retrain_protocol import pooled_figures
-from app.services.wording import plural
+from app.services.wording import agree, plural
 from database.model_versions import json_safe as finite
 from database.states import ReviewState
 from inference import families
@@ -59,10 +59,9 @@ PARENT_SAW_NOTE = ("{parent} was itself refitted on this project's reviewed labe
 def parent_answers_note(compared: Mapping[str, Any]) -> str:
     """Said beside a held-out comparison where some held-out labels are the previous version's own answers."""
     k, n = int(compared.get("parent_answers_held_out", 0)), int(compared.get("held_out_images", 0))
-    one = k == 1
-    return (f"{k} of {plural(n, 'held-out label')} {'is' if one else 'are'} "
-            f"{compared.get('parent_name') or 'the previous version'}'s own {'answer' if one else 'answers'} kept as "
-            f"{'it' if one else 'they'} came: {'it agrees' if one else 'they agree'} with it by construction, its "
+    return (f"{k} of {plural(n, 'held-out label')} {agree(k, 'is', 'are')} "
+            f"{compared.get('parent_name') or 'the previous version'}'s own {agree(k, 'answer', 'answers')} kept as "
+            f"{agree(k, 'it', 'they')} came: {agree(k, 'it agrees', 'they agree')} with it by construction, its "
             "figures here lean its way")
 
 
@@ -188,7 +187,7 @@ class VersionScope:
         if self.unrun:
             family = self.version.family if self.version is not None else "family"
             n = sum(c for _p, c in self.unrun)
-            note += (f"; {plural(n, 'reviewed image')} {'sits' if n == 1 else 'sit'} under routing rules that run "
+            note += (f"; {plural(n, 'reviewed image')} {agree(n, 'sits', 'sit')} under routing rules that run "
                      f"no {family}: "
                      f"{', '.join(f'{p} ({c})' for p, c in self.unrun)}: tick {family} in those rules (Project ▸ "
                      f"Model routing) to learn from their labels")
@@ -329,7 +328,7 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
     if within is None:
         return ""
     out = (f" (only the {plural(len(within), 'image')} the version answers for by the routing rules "
-           f"{'was' if len(within) == 1 else 'were'} read")
+           f"{agree(len(within), 'was', 'were')} read")
     if others:
         out += (f"; the rules give the others to {', '.join(others)}: retrain that version "
                 f"(--version {shlex.quote(others[0])}, or select it in the Models dialog and retrain it there)")
@@ -537,7 +536,7 @@ def _segmenter_plan(root: Path, parent: ModelVersionInfo | None) -> tuple[list[s
                 if has]
         # Said only for a start point that has them (seen under Xvfb: said of segmenter-sirst-v3, which has neither).
         start = (f"fine-tuned from {parent.name}"
-                 + (f" (its main network; its {' and '.join(left)} {'are' if len(left) > 1 else 'is'} not retrained)"
+                 + (f" (its main network; its {' and '.join(left)} {agree(len(left), 'is', 'are')} not retrained)"
                     if left else ""))
     held_out = len(_stems(root / "val.txt"))
     return args, start, {"frames": len(frames), "with_targets": with_targets, "held_out": held_out}, []

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.services.object_classes import ObjectClass
-from app.services.wording import plural
+from app.services.wording import agree, plural
 
 REVIEW_STATES = ("unreviewed", "accepted", "corrected", "rejected")
 VERDICTS = ("normal", "anomalous")
@@ -69,7 +69,7 @@ class FolderChange:
             return renamed or f"{self.name}: unchanged"
         notes = [n for n in ("moved ones keep their labels" if self.moved else "",
                              f"{plural(self.set_aside, 'changed one')} back to unreviewed, "
-                             f"{'its label' if self.set_aside == 1 else 'their labels'} kept in the history"
+                             f"{agree(self.set_aside, 'its label', 'their labels')} kept in the history"
                              if self.set_aside else "") if n]
         files = "image file" if counted == 1 else "image files"  # "1 new, 1 gone image files": by all of them
         text = f"{self.name}: {', '.join(parts)} {files} on disk" + (f" ({'; '.join(notes)})" if notes else "")

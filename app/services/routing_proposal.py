@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from app.services.routing import FAMILY_ORDER, Routing, RoutingRule
 from app.services.version_fit import FitCache, VersionFit, sample, versions_fit
-from app.services.wording import plural
+from app.services.wording import agree, plural
 from inference.domain import OUT_OF_DOMAIN_BELOW
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class RoutingProposal:
                          "(it also covers subfolders added later).")
         if self.root_images:
             lines.append(f"{plural(self.root_images, 'image')} directly in the folder: no rule can name "
-                         f"{'it' if self.root_images == 1 else 'them'}.")
+                         f"{agree(self.root_images, 'it', 'them')}.")
         if self.untried:
             lines.append(f"Other versions were tried on the first {MAX_TRIED_SUBFOLDERS} subfolders only; "
                          f"{self.untried} more keep the evidence of their answers.")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.services.csv_rows import strict_rows
-from app.services.wording import plural
+from app.services.wording import agree, plural
 from database.labels import TRACE_FIELDS
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class TraceReport:
 
     def summary(self, changes: bool = False) -> str:
         """One line; ``changes``: with how many images' trace it changed (a new rule's re-read)."""
-        text = (f"trace: {self.traced} of {plural(self.images, 'image')} {'has' if self.traced == 1 else 'have'} a serial, lot or station"
+        text = (f"trace: {self.traced} of {plural(self.images, 'image')} {agree(self.traced, 'has', 'have')} a serial, lot or station"
                 + (f" ({self.updated} changed)" if changes and self.updated else ""))
         return text + (f"; {plural(len(self.problems), 'problem')}: " + "; ".join(self.problems[:3]) if self.problems else "")
 
@@ -272,7 +272,7 @@ def apply_trace_rule(db: Database, folder_id: int, rule: TraceRule | None = None
         db.images.set_traces(changes)
         updated += len(changes)
     if unused:  # a row that matches no image was ignored in silence (a session-44 probe: "./Part_2.png")
-        problems.append(f"{CSV_NAME}: {plural(len(unused), 'row')} {'names' if len(unused) == 1 else 'name'} no "
+        problems.append(f"{CSV_NAME}: {plural(len(unused), 'row')} {agree(len(unused), 'names', 'name')} no "
                         f"image of {folder.name}, e.g. "
                         + ", ".join(sorted(unused)[:3]))
     return TraceReport(images, traced, updated, tuple(problems))
