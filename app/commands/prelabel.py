@@ -18,6 +18,7 @@ from app.commands import open_database_or_fail
 from app.services.wording import agree, plural
 
 if TYPE_CHECKING:
+    from app.services.routing import Routing
     from database.dto import ImageInfo
 
 
@@ -30,12 +31,12 @@ def _families(text: str) -> list[str]:
     return chosen
 
 
-def routed_images(db, images: Sequence[ImageInfo], families: list[str]) -> dict[str, list[int]]:
-    """Per family asked for (in the catalogue's order): the images the project's routing gives it now."""
+def routed_images(db, images: Sequence[ImageInfo], families: list[str], routing: Routing) -> dict[str, list[int]]:
+    """Per family asked for (in the catalogue's order): the images ``routing`` (the project's) gives it."""
     from app.services.prelabel import routed_groups
 
     out: dict[str, list[int]] = {f: [] for f in FAMILIES if f in families}
-    for (fams, _named), ids in routed_groups(db, images, families).items():
+    for (fams, _named), ids in routed_groups(db, images, families, routing).items():
         for family in fams:
             out[family].extend(ids)
     return out
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         PrelabelError,
         failed_images,
         job_status,
+        project_routing,
         submit_routed_prelabel,
         why_nothing_to_run,
     )
@@ -145,12 +147,15 @@ def run(args: argparse.Namespace) -> int:
         # no job when every image has its answers: a re-run added a job of 0 images per family set, pushing real
         # ones out of the Jobs panel's newest 20 (a session-47 audit)
         # only the jobs taken up count as the images' waiting place: this run's worker runs them (the review)
+        # The rules are read once for the run: they queue the jobs, say why none was queued and count the answers
+        # (each read them again).
+        routing = project_routing(db)
         job_ids = [j.id for j in taken] + submit_routed_prelabel(
             db, folder_id=report.folder_id, families=families, skip_empty=True, skip_waiting=True,
-            waiting_in=[j.id for j in taken])
+            waiting_in=[j.id for j in taken], routing=routing)
         params = {j: job.params for j in job_ids if (job := db.jobs.get(j)) is not None}  # families and model versions of each job
         if not job_ids:  # no images, none routed, or every answer there (a session-46 probe: said to be the routing's)
-            print(why_nothing_to_run(db, report.folder_id, families), file=sys.stderr)
+            print(why_nothing_to_run(db, report.folder_id, families, routing), file=sys.stderr)
         elif len(job_ids) > 1:
             print("model routing: "
                   + "; ".join(f"job {j}: {', '.join(params[j]['families'])}" for j in job_ids),
@@ -191,10 +196,10 @@ def run(args: argparse.Namespace) -> int:
         # of domain. Not every answer of the jobs' versions: a version the routing no longer gives an image to kept
         # its old answer there (seen: 10 bottles counted out of domain by the tile anomaly model while the bottle
         # model, which the rules name for them, calls all 10 in domain).
-        # Every family asked for, in the catalogue's order, over the images the routing gives it now: counted over
+        # Every family asked for, in the catalogue's order, over the images this run's routing gives it: counted over
         # the families this run's jobs ran, an image a rule no longer gives a family kept counting for it, and a
         # family no job ran here lost its key while the station still flagged its answers (a session-46 probe).
-        given = routed_images(db, rows, families)
+        given = routed_images(db, rows, families, routing)
         counting = {f: db.predictions.current_for_images(ids, f) for f, ids in given.items()}
         predicted = {f: len(preds) for f, preds in counting.items()}
         not_routed = len(set(folder_ids) - {i for ids in given.values() for i in ids})

@@ -463,14 +463,15 @@ def routed_groups(db: "Database", images: Iterable[ImageInfo], families: Sequenc
     return group_by_families(((im.id, im.rel_path, names.get(im.folder_id, "")) for im in images), routing, families)
 
 
-def why_nothing_to_run(db: "Database", folder_id: int, families: Sequence[str]) -> str:
+def why_nothing_to_run(db: "Database", folder_id: int, families: Sequence[str], routing: Routing | None = None) -> str:
     """Why pre-labelling a folder queued no job: it holds no images, the project's routing gives them none of
     ``families``, or every image has the answers of the versions that run on it. One home for the command's line and
-    the window's message (two copies had drifted apart: the review of a session-49 fix)."""
+    the window's message (two copies had drifted apart: the review of a session-49 fix). ``routing``: the rules the
+    jobs were queued with, where the caller read them (``routed_groups``)."""
     images = db.images.query(ImageQuery(folder_id=folder_id, sort="id"))
     if not images:
         return "nothing to run: the folder holds no images"
-    if not routed_groups(db, images, families):
+    if not routed_groups(db, images, families, routing):
         return (f"nothing to run: the project's model routing gives this folder's images none of the families "
                 f"{', '.join(families)}")
     return "nothing new to pre-label: every image has the answers of the versions that run on it"
