@@ -184,12 +184,9 @@ class ReviewController(QObject):
         self._loaded.connect(self._on_loaded)
         self._checked.connect(self._on_checked)
         self._early_prediction: ImageDetail | None = None  # a refresh that overtook the open read
-        # Keys pressed while the current image's detail was on its way: (image id, the intent again), run in
+        # Keys pressed while the current image's detail was on its way, and what was queued behind them, run in
         # order when it arrives, so the GUI thread does not read it itself (ADR 0005).
-        self._deferred: list[tuple[int, Callable[[], None]]] = []
-        # Of those, the ones no key pressed: a clear or a move-on queued behind the keys (counted as keys, two keys
-        # pressed read "3 key(s) wait" with an empty folder's clear behind them: a session-50 audit).
-        self._follow_ups: list[Callable[[], None]] = []
+        self._deferred: list[_Waiting] = []
         self._read_again = False  # a re-read asked for while keys waited on the read in flight: done after it
         self._next_target: int | None = None  # the image to open once keys waiting for the current one are applied
         self._choices = 0  # images the gallery has chosen so far (``open_image``)
@@ -218,7 +215,7 @@ class ReviewController(QObject):
                 # keys wait for it (not the image shown now bringing the gallery back to it): the image
                 # moved past keeps its own keys for later, and new keys are for this one (they went to the image left:
                 # the review of a session-48 fix)
-                if any(t == self._next_target for t, _ in self._deferred) and self._next_target not in self._visit:
+                if any(w.target == self._next_target for w in self._deferred) and self._next_target not in self._visit:
                     self._visit.append(self._next_target)
                 # after those, the screen comes back here, the image the inspector went back to
                 self._next_target = image_id if self._visit else None
@@ -235,7 +232,7 @@ class ReviewController(QObject):
             # then this image is opened (the gallery has moved already; it read the left image on this thread).
             # An image moved to meanwhile that got keys of its own is read in its turn, before this one.
             if self._next_target is not None and self._next_target != image_id \
-                    and any(t == self._next_target for t, _ in self._deferred):
+                    and any(w.target == self._next_target for w in self._deferred):
                 self._visit.append(self._next_target)
             self._next_target = image_id
             return
@@ -244,7 +241,7 @@ class ReviewController(QObject):
             # moves stand (cleared, the next key went to the image left: the review of a session-48 fix)
             self._read_again = True
             return
-        waiting = [t for t in dict.fromkeys([*self._visit, *(t for t, _ in self._deferred)]) if t != image_id]
+        waiting = [t for t in dict.fromkeys([*self._visit, *(w.target for w in self._deferred)]) if t != image_id]
         if waiting and self._reading is None:
             # keys wait for images not read yet (a move made after its image's keys ran): those are read first, in
             # order, then this one (they were dropped, the keys never applied: the review of a session-48 fix)
@@ -253,7 +250,7 @@ class ReviewController(QObject):
             return
         self._next_target = None
         self._visit.clear()
-        if self._reading is not None and any(target == image_id for target, _ in self._deferred):
+        if self._reading is not None and any(w.target == image_id for w in self._deferred):
             # Keys wait for the read on its way: dropping it for a newer one (a job's refreshes come every few
             # seconds) could keep them waiting on a slow server; it lands, they apply, then the image is read again.
             self._read_again = True
@@ -339,7 +336,7 @@ class ReviewController(QObject):
             return False
         # a key pressed after moving on (J) while keys wait for the image left is for the image moved to, which is
         # read once they are applied (it went to the image left: a session-48 probe, J 2 J 3 on a slow database)
-        self._deferred.append((self._next_target if self._next_target is not None else self._target, again))
+        self._deferred.append(_Waiting(self._next_target if self._next_target is not None else self._target, again))
         self.keys_waiting.emit(True)
         if not self._slow_keys.isActive():
             self._slow_keys.start()
@@ -351,12 +348,12 @@ class ReviewController(QObject):
 
     def _show(self, image_id: int, detail: ImageDetail | None, error: str) -> None:
         if detail is None:  # keep the session; edits stay refused until the image can be read
-            keys = self._keys_among(intent for target, intent in self._deferred if target == image_id)
             waiting = self._take_deferred(image_id)
+            keys = _keys_among(waiting)
             self._lost(f"Cannot load image {image_id}: {error}"
                        + (f" ({plural(keys, 'key')} pressed for it {agree(keys, 'was', 'were')} not applied)"
                           if keys else ""))
-            if any(intent == self._late_clear for intent in waiting):
+            if any(w.intent == self._late_clear for w in waiting):
                 # the view asked for meanwhile lists no image: it is cleared all the same (dropped with the keys, the
                 # empty folder kept the image left under enabled keys: the review of a session-49 fix)
                 self._late_clear()
@@ -387,15 +384,11 @@ class ReviewController(QObject):
         self._run_deferred(image_id)
 
     def _say_keys_wait(self) -> None:
-        keys = self._keys_among(intent for _, intent in self._deferred)
+        keys = _keys_among(self._deferred)
         if keys:
             self.message.emit(f"{plural(keys, 'key')} {agree(keys, 'waits', 'wait')} for image "
-                              f"{self._deferred[0][0]} to be read (the database is slow); "
+                              f"{self._deferred[0].target} to be read (the database is slow); "
                               f"{agree(keys, 'it is', 'they are')} applied when it comes.")
-
-    def _keys_among(self, intents: Iterable[Callable[[], None]]) -> int:
-        """How many of ``intents`` are keys pressed (not a clear nor a move-on queued behind them)."""
-        return sum(1 for intent in intents if intent not in self._follow_ups)
 
     def undo(self) -> None:
         """Ctrl+Z: where keys wait for an image's read, the undo waits behind them and takes back the last step pressed
@@ -405,33 +398,31 @@ class ReviewController(QObject):
     def redo(self) -> None:
         self._after_keys(self.undo_stack.redo)
 
-    def _after_keys(self, step: Callable[[], None]) -> None:
+    def _after_keys(self, step: Callable[[], None], key: bool = True) -> None:
         if self._deferred:
-            self._deferred.append((self._deferred[-1][0], step))
+            self._deferred.append(_Waiting(self._deferred[-1].target, step, key))
         else:
             step()
 
     def after_waiting_keys(self, image_id: int | None, then: Callable[[], None]) -> bool:
         """When keys pressed for ``image_id`` wait for its detail: run ``then`` after them (e.g. move on after
         Accept) and True; otherwise False and nothing is kept (the caller goes on now)."""
-        if image_id is None or not any(target == image_id for target, _ in self._deferred):
+        if image_id is None or not any(w.target == image_id for w in self._deferred):
             return False
-        self._deferred.append((image_id, then))
-        self._follow_ups.append(then)
+        self._deferred.append(_Waiting(image_id, then, key=False))
         return True
 
-    def _take_deferred(self, image_id: int) -> list[Callable[[], None]]:
+    def _take_deferred(self, image_id: int) -> list[_Waiting]:
         """The keys pressed for ``image_id`` while its detail was on its way, in the order pressed; no longer kept."""
-        todo = [intent for target, intent in self._deferred if target == image_id]
-        self._deferred = [(t, intent) for t, intent in self._deferred if t != image_id]
-        self._follow_ups = [f for f in self._follow_ups if any(f == intent for _, intent in self._deferred)]
+        todo = [w for w in self._deferred if w.target == image_id]
+        self._deferred = [w for w in self._deferred if w.target != image_id]
         if not self._deferred:
             self.keys_waiting.emit(False)
         return todo
 
     def _run_deferred(self, image_id: int) -> None:
-        for intent in self._take_deferred(image_id):
-            intent()
+        for waiting in self._take_deferred(image_id):
+            waiting.intent()
 
     def check_label(self) -> None:
         """Labels were saved somewhere: re-read the open image if its label is no longer the one on
@@ -480,8 +471,7 @@ class ReviewController(QObject):
         ``cleared``, unless an image has been chosen since (``_late_clear``)."""
         if self._deferred:
             self._clear_at = self._choices
-            self._follow_ups.append(self._late_clear)
-            self._after_keys(self._late_clear)
+            self._after_keys(self._late_clear, key=False)
             return
         self._clear()
 
@@ -1321,6 +1311,23 @@ class ReviewController(QObject):
                                            bases={i: self._seen.get(i) for i in self._pending},
                                            images=self._files_of(self._pending),
                                            landing=self._landing(self._pending), decided=self._decided)
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """What waits for an image's read in ``ReviewController._deferred``: a key pressed, or (``key`` False) a clear or a
+    move-on queued behind keys. Kept on the entry itself: a side list of the non-keys had to be pruned with the queue,
+    and counted as keys they read "3 key(s) wait" for two keys pressed with an empty folder's clear behind them (a
+    session-50 audit)."""
+
+    target: int                    # the image whose read it waits for
+    intent: Callable[[], None]     # run when that read lands
+    key: bool = True
+
+
+def _keys_among(waiting: Iterable[_Waiting]) -> int:
+    """How many of ``waiting`` are keys pressed (not a clear nor a move-on queued behind them)."""
+    return sum(1 for w in waiting if w.key)
 
 
 @dataclass(frozen=True)
