@@ -48,15 +48,11 @@ class LabelNextController:
         self._rest.timeout.connect(self._rested)
         self._move_when_ready = False
         self._reviewed: set[int] = set()  # proposals labelled since the batch was shown
-        # Proposals whose file has gone from the folder (the last count said so): the queue no longer lists them, so
-        # they are done, not left to label (``LabelNextResult.gone``).
-        self._gone: set[int] = set()
 
     # -- computing ------------------------------------------------------------------------
     def folder_changed(self, *_args) -> None:
         self.result = self.latest = None
         self._reviewed.clear()
-        self._gone.clear()
         self.window.queue_panel.set_ranking(())
         self._show_line("Label next: press P to see which images to label first")
         self.refresh()
@@ -110,8 +106,6 @@ class LabelNextController:
             self._reviewed = {i for i in self.result.proposal.image_ids
                               if (i in result.labelled and unsaved(i) is None)
                               or (i in self._reviewed and (unsaved(i) is not None or self._reviewed_on_screen(i)))}
-            # read anew too: a file put back (restored on disk) is a proposal to label again
-            self._gone = {i for i in self.result.proposal.image_ids if i in result.gone}
         # A batch counted before the latest saves may propose what was just labelled: adopt only
         # an answer no save has overtaken (the next count follows after REST_MS).
         if not again and (self.result is None or not self._unreviewed_proposals()):
@@ -133,15 +127,25 @@ class LabelNextController:
         """Show ``result``'s batch as the queue order (the previous one is done)."""
         self.result = result
         self._reviewed.clear()
-        self._gone.clear()
         self.window.queue_panel.set_ranking(result.proposal.image_ids)
 
     # -- the action -----------------------------------------------------------------------
+    def _gone(self) -> set[int]:
+        """Proposals of the batch shown whose file has gone from the folder, by the newest count (its
+        ``LabelNextResult.gone``, of the batch it watched): the queue no longer lists them, so they are done, not left
+        to label; a file put back is a proposal again at the next count. None while the newest answer is the batch
+        shown itself (it watched the one before)."""
+        shown, latest = self.result, self.latest
+        if shown is None or latest is None or latest is shown:
+            return set()
+        return {i for i in shown.proposal.image_ids if i in latest.gone}
+
     def _unreviewed_proposals(self) -> list[int]:
         if self.result is None:
             return []
+        gone = self._gone()
         return [i for i in self.result.proposal.image_ids
-                if i not in self._reviewed and i not in self._gone and not self._reviewed_on_screen(i)]
+                if i not in self._reviewed and i not in gone and not self._reviewed_on_screen(i)]
 
     def _reviewed_on_screen(self, image_id: int) -> bool:
         """The gallery shows the image reviewed (an image not on screen: trust the batch)."""
@@ -290,8 +294,8 @@ class LabelNextController:
                 "it is least sure of: out of its domain, then a target that barely passed or a faint blob just under "
                 "its threshold, spread over the folder. ")
         batch = f"{left} of {n} {what} left" if n else "nothing left to propose"
-        if n and self._gone:  # done without a label: their files went from the folder
-            batch += f" ({len(self._gone)} gone from disk)"
+        if n and (gone := self._gone()):  # done without a label: their files went from the folder
+            batch += f" ({len(gone)} gone from disk)"
         reading = f" · {latest.reading_text}" if latest.reading_text else ""
         self._show_line(f"Label next (P): {batch} · next retraining: {latest.counter_short}{reading}",
                         why + latest.reading_tip + latest.counter_text
