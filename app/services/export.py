@@ -108,6 +108,14 @@ class ExportResult:
     held_out_ids: tuple[int, ...] = ()  # the exported images outside the train part (a retraining's held-out ones)
     held_out_files: dict[str, int] = field(default_factory=dict)  # their file names -> image ids
     notes: tuple[str, ...] = ()  # what a reader of the export must know (images an EXIF tag would turn)
+    # Of ``notes``, those only for readers outside the station (``FormatWriter.reader_notes``)
+    reader_notes: tuple[str, ...] = ()
+
+    @property
+    def station_notes(self) -> tuple[str, ...]:
+        """The notes that hold for the station's own use of the export too (a retraining's): told apart by the writer
+        that made them, not by their text (a retraining matched the ImageFolder numbering note's opening words)."""
+        return tuple(n for n in self.notes if n not in self.reader_notes)
 
     def summary_lines(self) -> list[str]:
         held = {name: info.get("images") for name, info in self.formats.items() if isinstance(info.get("images"), int)}
@@ -657,7 +665,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
         raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
     per_format = {w.name: w.finish() for w in writers}
     split_counts = counts(p.split for p in exported if p.split is not None) if options.split else None
-    notes = [*plan_notes, *turned_notes(exported), *(n for w in writers for n in w.notes)]
+    notes = [*plan_notes, *turned_notes(exported), *(n for w in writers for n in (*w.notes, *w.reader_notes))]
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "formats": list(options.formats),
@@ -680,7 +688,8 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
             or (p.item.anomaly_verdict == ANOMALY_NORMAL and mvtec_parts.get(p.file_name, "train") != "train")))
     held_set = set(held)
     files = {p.file_name: p.item.image_id for p in exported if p.item.image_id in held_set}
-    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held, files, tuple(notes))
+    return ExportResult(out, len(exported), tuple(skipped), per_format, split_counts, held, files, tuple(notes),
+                        tuple(n for w in writers for n in w.reader_notes))
 
 
 def turned_notes(exported: Sequence[PlannedItem]) -> list[str]:

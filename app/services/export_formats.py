@@ -28,9 +28,6 @@ NORMAL_CLASS_NAMES = frozenset({"good", "ok", "normal", "free", "none", "no_defe
 # In the manifest's per-format part: folder -> class where a class's name is no folder name ("pit/dent" is written as
 # "pit_dent"); the import reads it back (a session-48 probe: the round trip refused "unknown class pit_dent")
 CLASS_FOLDERS = "class_folders"
-# The lead of the note on a split part that lacks classes: advice for torchvision readers of the export, which the
-# station's own classifier training (it maps every part's folders by name) leaves out of its notes
-CLASS_NUMBERING_NOTE = "imagefolder class numbering: "
 
 
 class FormatWriter:
@@ -42,6 +39,9 @@ class FormatWriter:
         self.root = out / self.name
         self.images = 0
         self.notes: list[str] = []  # what a reader of this format must know; the export's notes, set by ``finish``
+        # Of those, advice only for readers outside the station (torchvision's ImageFolder), said after ``notes``: the
+        # station's own training reads the files its own way and leaves them out (``ExportResult.reader_notes``)
+        self.reader_notes: list[str] = []
 
     def copy_image(self, it: LoadedItem, folder: Path, file_name: str | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -100,8 +100,8 @@ class ImageFolderWriter(FormatWriter):
         missing = {part: [self.renamed.get(f, f) for f in folders if f not in held]
                    for part, held in self.part_folders.items() if len(held) < len(folders)}
         if missing:
-            self.notes.append(
-                CLASS_NUMBERING_NOTE + "; ".join(f"the {part} part has no image of {', '.join(names)}"
+            self.reader_notes.append(  # the station's classifier training maps every part's folders by name
+                "imagefolder class numbering: " + "; ".join(f"the {part} part has no image of {', '.join(names)}"
                                             for part, names in sorted(missing.items()))
                 + ", so torchvision's ImageFolder numbers that part's classes by the folders it holds (its labels can "
                   "differ from the other parts'); use export.json's per_format.imagefolder.class_to_idx "

@@ -26,7 +26,6 @@ import numpy as np
 from app.paths import data_dir
 from app.services.artifacts import beside_database
 from app.services.export import CancelFn, ClassFolderError, ExportError, ExportOptions, ProgressFn, export_database
-from app.services.export_formats import CLASS_NUMBERING_NOTE
 from app.services.export_split import SplitSpec
 from app.services.json_files import JsonFileError, read_json_object, write_json_atomic
 from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
@@ -367,8 +366,7 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
         raise too_few(f"no reviewed {family} labels to train on: accept or correct some "
                       f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'}"
                       " first", result.skipped)
-    notes = tuple(n for n in result.notes if not n.startswith(CLASS_NUMBERING_NOTE))  # advice for torchvision readers
-    return root, result.held_out_files, tuple(result.skipped), notes
+    return root, result.held_out_files, tuple(result.skipped), result.station_notes
 
 
 def parents_answers_kept(db: Database, version_id: int, family: str, image_ids: Sequence[int],

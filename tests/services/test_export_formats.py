@@ -341,6 +341,21 @@ def test_a_split_imagefolder_export_gives_every_part_one_class_numbering(tmp_pat
     assert any("missing classes (val [dent/pit])" in line for line in result.summary_lines())
 
 
+def test_the_imagefolder_numbering_note_is_for_readers_outside_the_station(tmp_path: Path) -> None:
+    """The note on a part that lacks classes is advice for torchvision's ImageFolder: the export says it with the
+    others, and a retraining (which maps every part's folders by name) leaves it out by its kind, not by its text."""
+    from app.services.export import ExportResult
+    from app.services.export_formats import ImageFolderWriter
+
+    writer = ImageFolderWriter(tmp_path)
+    writer.per_class, writer.part_folders = {"crack": 2, "good": 1}, {"train": {"crack", "good"}, "val": {"crack"}}
+    writer.finish()
+    assert writer.notes == [] and [n[:29] for n in writer.reader_notes] == ["imagefolder class numbering: "]
+    result = ExportResult(tmp_path, 3, (), notes=("a", *writer.reader_notes, "b"), reader_notes=tuple(writer.reader_notes))
+    assert result.station_notes == ("a", "b")
+    assert ExportResult(tmp_path, 1, (), notes=("a",)).station_notes == ("a",)
+
+
 def test_an_mvtec_category_with_one_normal_image_says_why_it_has_no_test_good(tmp_path: Path, items) -> None:
     """A session-50 audit: an MVTec export of a category with one normal ("good") image made train/good alone, no
     test/good, and its summary said only "folders (test/crack 2, train/good 1)"; it now says why test/good is missing.
