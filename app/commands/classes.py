@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.cli import CommandError
 from app.commands import open_database_or_fail, project_to_start
 
 if TYPE_CHECKING:
     from app.services.project_classes import ClassList
-    from database import Database
 
 
 def _show(listing: "ClassList") -> None:
@@ -30,6 +29,7 @@ def _show(listing: "ClassList") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from app.services import project_classes as pc
+    from app.services.model_catalog import ensure_bundled
     from database import DatabaseError
 
     verb = args.classes_command
@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
         named = pc.validate(args.names) if verb in ("add", "set") else ()
     except pc.ClassListError as exc:
         raise CommandError(str(exc)) from None
-    def edit(db: "Database") -> tuple[Any, list[str], dict[str, int]]:
+    listed: list[str] = []
+    # a list written starts a project; refused after all, it leaves none behind. Either closes the database.
+    with project_to_start(args.db) if verb in ("add", "set") else open_database_or_fail(args.db) as db:
         try:
-            from app.services.model_catalog import ensure_bundled
             ensure_bundled(db)   # the bundled classifier's classes are the list until the project saves its own
-            listed: list[str] = []
             before = pc.read(db)
             if verb == "list":
                 after = before
@@ -52,13 +52,9 @@ def run(args: argparse.Namespace) -> int:
                 after = pc.remove(db, args.names)
             else:
                 after = pc.save(db, args.names)
-            return after, listed, before.dropped_in_use(after.names) if verb != "list" else {}
         except (pc.ClassListError, DatabaseError) as exc:
             raise CommandError(str(exc)) from None
-
-    # a list written starts a project; refused after all, it leaves none behind. Either closes the database.
-    with project_to_start(args.db) if verb in ("add", "set") else open_database_or_fail(args.db) as db:
-        after, listed, dropped = edit(db)
+    dropped = before.dropped_in_use(after.names) if verb != "list" else {}
     _show(after)
     for name in listed:
         print(f"note: {name!r} is on the list already")
