@@ -75,7 +75,9 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None,
     index, the folder's other images included (found by a session-43 probe). A linked sub-folder is not followed
     and an image link whose target has gone cannot be read: both are noted too (they were passed over in silence).
     ``own_folders``: sub-folders (relative path -> name) indexed as folders of their own, whose images are theirs:
-    not walked, and noted (one file would otherwise have two rows)."""
+    not walked, and noted (one file would otherwise have two rows). ``root`` itself that cannot be listed raises its
+    ``OSError``: passed over like a sub-folder, nothing was seen, and every indexed image was taken for gone (a
+    session-51 audit: a share remounted read-protected had all its rows marked missing, without a word)."""
     base = os.fspath(root)
     stack = [""]
     while stack:
@@ -84,7 +86,9 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None,
             with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:  # unreadable, gone meanwhile, a name too long: the rest of the index goes on
-            if rel_dir and notes is not None and not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            if not rel_dir:
+                raise
+            if notes is not None and not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
                 notes.unread_dirs.add(rel_dir)
                 notes.skipped.append(f"{shown_name(rel_dir)}/: {exc.strerror or exc}")
             continue

@@ -19,6 +19,7 @@ finds unchanged; rows are marked missing only after the whole folder was walked.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
@@ -91,6 +92,10 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         return replace(index_folder(db, to, progress, on_first, first_batch, changes_only), renamed_from=str(root))
     if not root.is_dir():
         raise FolderIndexError(f"{root}: not a folder")
+    try:  # before anything is registered or moved: a folder that cannot be listed is not one whose files all went
+        os.scandir(root).close()
+    except OSError as exc:
+        raise cannot_read(root, exc) from None
     others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]
     renamed_from: str | None = None
     if db.folders.by_path(str(root)) is None:
@@ -128,7 +133,10 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
             if progress is not None and files % 500 == 0:
                 progress(files, 0, "scan")
             yield entry
-    plan = plan_changes(walk(), known, notes.unread_dirs)
+    try:
+        plan = plan_changes(walk(), known, notes.unread_dirs)
+    except OSError as exc:  # the folder itself stopped being readable since the check above: no row touched
+        raise cannot_read(root, exc) from None
     for why in notes.skipped:  # said at an opening; a follower's re-scan every few seconds says it once in the log
         (log.debug if changes_only else log.warning)("%s: not indexed: %s", root, why)
     del known
@@ -204,6 +212,12 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         unreadable=tuple(unreadable), seconds=time.monotonic() - start, restored=restored,
         moved=tuple(sorted(moved)), set_aside=set_aside, skipped=tuple(notes.skipped), renamed_from=renamed_from,
     )
+
+
+def cannot_read(root: Path, exc: OSError) -> FolderIndexError:
+    """The refusal for a folder whose own listing fails (permissions changed, a share remounted): its rows are left
+    as they are, since the files cannot be told gone (a session-51 audit: every image was marked missing)."""
+    return FolderIndexError(f"{root}: cannot be read ({exc.strerror or exc})")
 
 
 def renamed_note(name: str, renamed_from: str) -> str:

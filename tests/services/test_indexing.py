@@ -411,6 +411,60 @@ def test_a_name_or_folder_the_walk_cannot_read_is_said_and_stops_nothing(db, tmp
     assert rows == {"gray.png": False, "colour.jpg": False, "sub/deep.bmp": False, "sub/wide.tiff": False}
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads a folder whatever its mode")
+def test_a_folder_that_can_no_longer_be_read_is_refused_its_rows_kept(db, tmp_path: Path) -> None:
+    """A session-51 audit: a folder whose permissions changed (or a share remounted) after it was indexed reopened as
+    "parts: 0 images" with every row marked missing and no reason given, and ``prelabel`` said the folder held no
+    images. It is refused, saying it cannot be read and why, and its rows stay as they were."""
+    root = _folder(tmp_path / "parts")
+    first = index_folder(db, root)
+    root.chmod(0o000)
+    try:
+        with pytest.raises(FolderIndexError, match=r"parts: cannot be read \(Permission denied\)"):
+            index_folder(db, root)
+    finally:
+        root.chmod(0o755)
+    rows = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
+    assert len(rows) == 4 and not any(im.missing for im in rows)
+
+
+def test_a_folder_unreadable_once_its_walk_begins_is_refused_its_rows_kept(db, tmp_path: Path, monkeypatch) -> None:
+    """A session-51 audit: the walk passed over a top folder it could not list as it passes over a sub-folder, so
+    nothing was seen and every indexed image was marked missing. A folder that stops being readable between the
+    check and the walk (the window's follower re-scans every few seconds) is refused too, no row touched; a new
+    folder that cannot be read is not registered."""
+    import errno
+
+    root = _folder(tmp_path / "parts")
+    first = index_folder(db, root)
+    real_scandir = os.scandir
+    calls: list[str] = []
+
+    def scandir(path):
+        if os.fspath(path) == str(root):
+            calls.append(os.fspath(path))
+            if len(calls) > 1:  # the check passes, the walk's listing fails
+                raise PermissionError(errno.EACCES, "Permission denied")
+        return real_scandir(path)
+    monkeypatch.setattr(file_scan.os, "scandir", scandir)
+    for changes_only in (False, True):
+        calls.clear()
+        with pytest.raises(FolderIndexError, match=r"parts: cannot be read \(Permission denied\)"):
+            index_folder(db, root, changes_only=changes_only)
+    rows = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
+    assert len(rows) == 4 and not any(im.missing for im in rows)
+    other = _folder(tmp_path / "other")
+
+    def refused(path):
+        if os.fspath(path) == str(other):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_scandir(path)
+    monkeypatch.setattr(file_scan.os, "scandir", refused)
+    with pytest.raises(FolderIndexError, match="other: cannot be read"):
+        index_folder(db, other)
+    assert db.folders.by_path(str(other)) is None
+
+
 def test_a_linked_folder_and_a_broken_link_are_said_not_passed_over_in_silence(db, tmp_path: Path) -> None:
     """Left as found in session 43: a linked sub-folder (say ``cam2 -> /mnt/cam2``) is not followed and a link to an
     image that has gone cannot be read; both were passed over without a word, so an inspector took the folder for
