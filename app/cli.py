@@ -371,7 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not getattr(args, "verbose", False):
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    if getattr(args, "db", None) is None:
+    # whether --db was typed is kept: the window ranks a given --db above the environment and Settings, and a --db
+    # spelled like the default cannot be told from the filled-in default by its value (a session-51 audit)
+    args.db_given = getattr(args, "db", None) is not None
+    if not args.db_given:
         args.db = default_database_url()
     before = None
     if getattr(args, "command", None) in TERMINATED_AS_INTERRUPT and threading.current_thread() is threading.main_thread():

@@ -20,18 +20,30 @@ log = logging.getLogger("station.gui")
 DEMO = SAMPLES / "demo"
 
 
-def resolve_db_url(args_db: str | None, saved: str) -> str:
-    """An explicit ``--db`` wins, then ``INSPECTION_STATION_DB`` (a choice made for this shell, as the command-line
-    tools and the station's worker read it), then the URL saved in Settings, then the default file. A session-44
-    probe: with a URL saved in Settings the window ignored the exported variable while every other command used it,
-    so the window and the standing workers ran on two databases."""
-    default = default_database_url()
-    if args_db and args_db != default:
-        return args_db
+DB_FLAG, DB_SAVED, DB_DEFAULT = "--db", "Settings", "default"   # where the window's URL came from (DB_ENV too)
+
+
+def resolve_db_url(given: str | None, saved: str) -> tuple[str, str]:
+    """The URL the window opens and where it came from: ``--db`` as given (``given``; None where none was), then
+    ``INSPECTION_STATION_DB`` (a choice made for this shell, as the command-line tools and the station's worker read
+    it), then the URL saved in Settings, then the default file. A session-44 probe: with a URL saved in Settings the
+    window ignored the exported variable while every other command used it, so the window and the standing workers
+    ran on two databases. A session-51 audit: a --db spelled exactly like the default file was taken for no --db at
+    all, and the window opened the saved URL instead."""
+    if given:
+        return given, DB_FLAG
     env = os.environ.get(DB_ENV)
     if env:
-        return env
-    return saved or args_db or default
+        return env, DB_ENV
+    if saved:
+        return saved, DB_SAVED
+    return default_database_url(), DB_DEFAULT
+
+
+def given_db(args: argparse.Namespace) -> str | None:
+    """The ``--db`` typed on the command line, or None: ``cli.main`` fills ``args.db`` with the default and says
+    whether it did (``db_given``); a namespace built without it holds only what was given."""
+    return getattr(args, "db", None) if getattr(args, "db_given", True) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,13 +66,11 @@ def run(args: argparse.Namespace) -> int:
     problem = use_path_map(settings.path_map)
     if problem:
         print(f"warning: the saved path map is not used: {problem}", file=sys.stderr)
-    url = resolve_db_url(getattr(args, "db", None), settings.database_url)
+    url, source = resolve_db_url(given_db(args), settings.database_url)
     folder = getattr(args, "folder", None)
     if folder is not None and not Path(folder).is_dir():
         print(f"error: {folder}: not a folder", file=sys.stderr)
         return 2
-    given = getattr(args, "db", None)
-    explicit = bool(given) and given != default_database_url()   # as resolve_db_url reads it
     fallback = None
     while True:
         try:
@@ -68,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             break
         except StationError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            if explicit:
+            if source == DB_FLAG:
                 return 2   # --db on the command line: one line, as before
             saved = bool(settings.database_url) and url == settings.database_url and fallback is None
             choice = ask_unreachable(str(exc), url, offer_local=saved)

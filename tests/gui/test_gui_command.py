@@ -26,18 +26,43 @@ def test_missing_folder_is_refused(tmp_path, capsys):
 
 def test_db_url_precedence():
     default = default_database_url()
-    assert gui.resolve_db_url("sqlite:///explicit.sqlite", "sqlite:///saved.sqlite") == "sqlite:///explicit.sqlite"
-    assert gui.resolve_db_url(default, "sqlite:///saved.sqlite") == "sqlite:///saved.sqlite"
-    assert gui.resolve_db_url(default, "") == default
+    assert gui.resolve_db_url("sqlite:///explicit.sqlite", "sqlite:///saved.sqlite") == (
+        "sqlite:///explicit.sqlite", "--db")
+    assert gui.resolve_db_url(None, "sqlite:///saved.sqlite") == ("sqlite:///saved.sqlite", "Settings")
+    assert gui.resolve_db_url(None, "") == (default, "default")
+    assert gui.resolve_db_url(default, "sqlite:///saved.sqlite") == (default, "--db")
+
+
+def test_a_db_spelled_like_the_default_file_is_opened_not_the_saved_url(folder, qtbot, monkeypatch):
+    """A session-51 audit: with an unreachable URL saved in Settings, ``main.py --db sqlite:///<home>/station.sqlite
+    FOLDER`` opened the saved URL and showed "Database cannot be opened": the command line fills an absent --db with
+    the default file, so a --db spelled exactly like it was taken for none. The given --db is opened."""
+    from app.cli import main
+    from app.gui.settings_store import StationSettings, save_settings
+
+    save_settings(StationSettings(database_url="postgresql+psycopg://nobody@127.0.0.1:1/x"))
+    monkeypatch.setattr(gui, "ask_unreachable", lambda *a, **k: (_ for _ in ()).throw(AssertionError("asked")))
+    default = default_database_url()
+    seen = {}
+
+    def close_soon():
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not wins:
+            QTimer.singleShot(100, close_soon)
+            return
+        seen["url"] = wins[0].ctx.db_url
+        wins[0].close()
+    QTimer.singleShot(200, close_soon)
+    assert main(["--db", default, str(folder)]) == 0 and seen == {"url": default}
 
 
 def test_the_environments_database_outranks_the_one_saved_in_settings(monkeypatch):
     """Found by a session-44 probe: the README's ``export INSPECTION_STATION_DB=…; python main.py`` opened the URL saved
     in Settings in the window, while the command-line tools and workers used the variable's."""
     monkeypatch.setenv("INSPECTION_STATION_DB", "sqlite:///shared.sqlite")
-    default = default_database_url()
-    assert gui.resolve_db_url(default, "sqlite:///saved.sqlite") == "sqlite:///shared.sqlite"
-    assert gui.resolve_db_url("sqlite:///explicit.sqlite", "sqlite:///saved.sqlite") == "sqlite:///explicit.sqlite"
+    assert gui.resolve_db_url(None, "sqlite:///saved.sqlite") == ("sqlite:///shared.sqlite", "INSPECTION_STATION_DB")
+    assert gui.resolve_db_url("sqlite:///explicit.sqlite", "sqlite:///saved.sqlite") == (
+        "sqlite:///explicit.sqlite", "--db")
 
 
 def test_run_opens_the_window_on_a_folder(folder, tmp_path, qtbot):
