@@ -30,8 +30,8 @@ from database import path_map
 from database.errors import (
     DatabaseError,
     FileReplacedError,
+    PathMapUnusableError,
     SchemaTooNewError,
-    describe,
     mask_url,
     translate,
     unreadable,
@@ -142,8 +142,8 @@ def _file_revision(target: str, url: URL, timeout_s: float, uri: bool = False) -
                 if mig.VERSION_TABLE in tables else None
         finally:
             raw.close()
-    except sqlite3.Error as exc:
-        raise DatabaseError(describe(exc, url)) from None
+    except sqlite3.Error as exc:  # (translated: a file locked meanwhile is a LockedError, which may pass)
+        raise translate(exc, url) from None
     if row is None and tables - {mig.VERSION_TABLE}:
         raise _foreign(url)
     revision = None if row is None else str(row[0])
@@ -434,7 +434,7 @@ def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.
     try:  # this machine's path map (ADR 0065): a broken one is said before any folder path is read
         path_map.current()
     except path_map.PathMapError as exc:
-        raise DatabaseError(str(exc)) from None
+        raise PathMapUnusableError(str(exc)) from None
     sa_url = _parse(url)
     if sa_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(sa_url, busy_timeout_s)

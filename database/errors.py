@@ -47,6 +47,17 @@ class LockedError(DatabaseError):
     written, and the same write may succeed later."""
 
 
+class UnreachableError(DatabaseError):
+    """The server did not answer (not running yet, a network down, a wrong host or port): nothing was read, and the
+    same open may succeed later, so a start-up box offers to try again (a session-51 audit: it was offered for every
+    failure, a URL that is no URL included)."""
+
+
+class PathMapUnusableError(DatabaseError):
+    """The path map in ``INSPECTION_PATH_MAP`` cannot be read: nothing was opened (folder paths would be read wrong),
+    and only changing the variable helps (a session-51 audit: the start-up box blamed this computer's database)."""
+
+
 class FileReplacedError(DatabaseError):
     """The SQLite file this station opened is no longer the one at its path (deleted, or another moved over it): its
     pooled connections would go on writing to the unlinked file, every label lost at the next start (a session-48
@@ -58,6 +69,7 @@ class SchemaTooNewError(DatabaseError):
 
 
 _LOCKED = " is locked by another program; close it there or try again."
+_UNREACHABLE = "cannot reach "
 _QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd)=)[^&;\s]*")
 
 
@@ -125,7 +137,7 @@ def describe(exc: BaseException, url: URL) -> str:
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and any(
         k in low for k in ("connection", "connect", "resolve", "translate host", "timeout", "timed out")
     ):
-        return f"cannot reach {place}: {msg}."
+        return f"{_UNREACHABLE}{place}: {msg}."
     return f"{place} cannot be used: {msg}."
 
 
@@ -150,4 +162,6 @@ def translate(exc: BaseException, url: URL) -> DatabaseError:
     text = describe(exc, url)
     if isinstance(exc, sa_exc.IntegrityError):
         return ConflictError(text)
-    return LockedError(text) if text.endswith(_LOCKED) else DatabaseError(text)
+    if text.endswith(_LOCKED):
+        return LockedError(text)
+    return UnreachableError(text) if text.startswith(_UNREACHABLE) else DatabaseError(text)

@@ -11,10 +11,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from app.paths import SAMPLES, default_database_url
-from app.services.child_command import DB_ENV
+from app.services.child_command import DB_ENV, HOME_ENV
+
+if TYPE_CHECKING:
+    from app.services.station import StationError
 
 log = logging.getLogger("station.gui")
 DEMO = SAMPLES / "demo"
@@ -80,14 +83,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             if source == DB_FLAG:
                 return 2   # --db on the command line: one line, as before
-            saved = bool(settings.database_url) and url == settings.database_url and fallback is None
-            choice = ask_unreachable(str(exc), url, offer_local=saved)
+            choice = ask_unreachable(exc, url, source)
             if choice == "retry":
                 continue
-            if choice != "local" or not saved:
+            if choice != "local":
                 return 2
             # this session only: ctx.settings keeps the saved URL, so Settings shows it and an OK there keeps it
-            fallback, url = url, default_database_url()
+            fallback, url, source = url, default_database_url(), DB_DEFAULT
     window = build_window(db, settings, url, interactive=True)
     if fallback is not None:
         from app.services.station import shown_url
@@ -109,29 +111,58 @@ def run(args: argparse.Namespace) -> int:
     return int(code)
 
 
-def ask_unreachable(reason: str, url: str, offer_local: bool = True) -> str:
-    """What to do when the database cannot be opened at start: "retry", "local" (this computer's own database, this
-    session only; offered where the URL saved in Settings failed, ``offer_local``) or "quit". Seen under Xvfb
-    (session 42): a URL with a wrong port, saved in Settings, made every later start print one line on stderr and
-    show no window, with no way back but editing settings.ini; a station started from a desktop icon shows no stderr
-    either, so this computer's own file failing (locked, damaged) is said in a box too."""
+def ask_unreachable(error: StationError, url: str, source: str) -> str:
+    """What to do when the database cannot be opened at start: "retry" (offered where it may help: ``error.retry``),
+    "local" (this computer's own database, this session only; offered where the URL saved in Settings failed) or
+    "quit". Seen under Xvfb (session 42): a URL with a wrong port, saved in Settings, made every later start print one
+    line on stderr and show no window, with no way back but editing settings.ini; a station started from a desktop
+    icon shows no stderr either, so this computer's own file failing (locked, damaged) is said in a box too."""
     from PySide6.QtWidgets import QMessageBox
 
-    from app.services.station import shown_url
-    what = (f"The database saved in Settings ({shown_url(url)})" if offer_local
-            else f"This computer's database ({shown_url(url)})")
-    then = ("Retry (a server may be starting), open this computer's own database for this session (the saved "
-            "setting stays until you change it in Settings), or quit." if offer_local else
-            "Retry (another program may hold it), or quit; nothing in it was changed.")
-    box = QMessageBox(QMessageBox.Icon.Critical, "Database cannot be opened",
-                      f"{what} cannot be opened:\n\n{reason}\n\n{then}")
-    retry = box.addButton("Retry", QMessageBox.ButtonRole.AcceptRole)
-    local = box.addButton("Use this computer's database", QMessageBox.ButtonRole.ActionRole) if offer_local else None
-    box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
-    box.setDefaultButton(retry)
+    box = QMessageBox(QMessageBox.Icon.Critical, "Database cannot be opened", unreachable_text(error, url, source))
+    retry = box.addButton("Retry", QMessageBox.ButtonRole.AcceptRole) if error.retry else None
+    local = (box.addButton("Use this computer's database", QMessageBox.ButtonRole.ActionRole)
+             if offers_local(error, source) else None)
+    quit_ = box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(retry or quit_)
     box.exec()
     clicked = box.clickedButton()
-    return "retry" if clicked is retry else "local" if local is not None and clicked is local else "quit"
+    return "retry" if retry is not None and clicked is retry else "local" if local is not None and clicked is local \
+        else "quit"
+
+
+def offers_local(error: StationError, source: str) -> bool:
+    """Whether this computer's own database is offered for the session: where the URL saved in Settings failed, unless
+    a broken environment variable would stop that one too."""
+    return source == DB_SAVED and error.variable is None
+
+
+def unreachable_text(error: StationError, url: str, source: str) -> str:
+    """The start-up box's words: which database failed, named by where its URL came from, and what may help. A
+    session-51 audit: an ``INSPECTION_STATION_DB`` naming an unreachable server or holding "station.sqlite", an
+    ``INSPECTION_PATH_MAP=foo`` and a read-only data folder all read "This computer's database (…) cannot be opened …
+    Retry (another program may hold it)": the variable to change was never named, and Retry could not help."""
+    from app.services.station import shown_url
+
+    if error.variable is not None:
+        return (f"The environment variable {error.variable} cannot be used, so no database was opened:\n\n{error}\n\n"
+                f"Quit, change or unset {error.variable} where it is set, and start again.")
+    again = f"Retry ({error.retry}), or quit" if error.retry else "Quit"
+    if source == DB_SAVED:
+        what = f"The database saved in Settings ({shown_url(url)})"
+        then = ((f"Retry ({error.retry}), open" if error.retry else "Open") + " this computer's own database for this "
+                "session (the saved setting stays until you change it in Settings), or quit.")
+    elif source == DB_ENV:
+        what = f"The database named by the environment variable {DB_ENV} ({shown_url(url)})"
+        then = (f"{again}, change or unset {DB_ENV} where it is set (it comes before the URL saved in Settings), and "
+                "start again; nothing in the database was changed.")
+    else:
+        what = f"This computer's database ({shown_url(url)})"
+        home = os.environ.get(HOME_ENV)
+        where = (f", then fix that folder or change {HOME_ENV} (it names the station's data folder, {home}), and "
+                 "start again" if home and not error.retry else "")
+        then = f"{again}{where}; nothing in it was changed."
+    return f"{what} cannot be opened:\n\n{error}\n\n{then}"
 
 
 def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = True,

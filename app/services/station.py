@@ -8,16 +8,27 @@ if TYPE_CHECKING:
 
 
 class StationError(Exception):
-    """The station cannot start on this database; ``str()`` is one sentence for the user."""
+    """The station cannot start on this database; ``str()`` is one sentence for the user. ``retry``: why trying again
+    may open it (a lock another program holds, a server not answering yet), empty where it cannot help; ``variable``:
+    the environment variable at fault where it is not the database's URL. A start-up box offers Retry and names what
+    to change from these (a session-51 audit: it offered Retry for a URL that is no URL and blamed this computer's
+    database for a broken ``INSPECTION_PATH_MAP``)."""
+
+    def __init__(self, message: str, retry: str = "", variable: str | None = None) -> None:
+        super().__init__(message)
+        self.retry, self.variable = retry, variable
 
 
 def open_station(url: str) -> "Database":
+    from database import path_map
     from database.engine import open_database
-    from database.errors import DatabaseError
+    from database.errors import DatabaseError, LockedError, PathMapUnusableError, UnreachableError
     try:
         return open_database(url, migrate=True)
     except DatabaseError as exc:
-        raise StationError(str(exc)) from None
+        retry = ("another program may hold it" if isinstance(exc, LockedError) else
+                 "the server may be starting, or the network coming back" if isinstance(exc, UnreachableError) else "")
+        raise StationError(str(exc), retry, path_map.ENV if isinstance(exc, PathMapUnusableError) else None) from None
 
 
 def database_problem(url: str) -> str | None:

@@ -120,7 +120,8 @@ def test_a_saved_database_that_cannot_be_opened_offers_this_computers_own(folder
     monkeypatch.setattr(gui, "default_database_url", lambda: local)
     asked: list[str] = []
     answers = iter(["retry", "local"])
-    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url, offer_local: asked.append(reason) or next(answers))
+    monkeypatch.setattr(gui, "ask_unreachable", lambda error, url, source: asked.append(str(error))
+                        or next(answers))
     seen = {}
 
     def close_soon():
@@ -138,11 +139,11 @@ def test_a_saved_database_that_cannot_be_opened_offers_this_computers_own(folder
     assert seen["url"] == local and (tmp_path / "local.sqlite").exists()
     assert seen["title"].endswith("this computer's database (the saved one cannot be opened)")
     assert load_settings().database_url == saved == seen["saved"]   # this session only: the saved setting stays
-    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url, offer_local: "quit")
+    monkeypatch.setattr(gui, "ask_unreachable", lambda error, url, source: "quit")
     assert gui.run(argparse.Namespace(folder=str(folder), db=None)) == 2
     # --db on the command line stays one line and exit 2, no question
     monkeypatch.setattr(gui, "ask_unreachable",
-                        lambda reason, url, offer_local: (_ for _ in ()).throw(AssertionError("asked")))
+                        lambda error, url, source: (_ for _ in ()).throw(AssertionError("asked")))
     assert gui.run(argparse.Namespace(folder=str(folder), db=saved)) == 2
 
 
@@ -153,10 +154,58 @@ def test_this_computers_own_database_failing_is_said_in_a_box_too(tmp_path, monk
     bad.write_bytes(b"this is not a database at all" * 10)
     monkeypatch.setattr(gui, "default_database_url", lambda: f"sqlite:///{bad}")
     asked: list[tuple[str, bool]] = []
-    monkeypatch.setattr(gui, "ask_unreachable", lambda reason, url, offer_local: asked.append((reason, offer_local))
-                        or "quit")
+    monkeypatch.setattr(gui, "ask_unreachable", lambda error, url, source: asked.append(
+        (str(error), gui.offers_local(error, source))) or "quit")
     assert gui.run(argparse.Namespace(folder=None, db=None)) == 2
     assert len(asked) == 1 and "not a database" in asked[0][0] and asked[0][1] is False
+
+
+def _boxes(monkeypatch) -> list[tuple[str, list[str]]]:
+    """Each start-up box's text and buttons, answered with Quit."""
+    from PySide6.QtWidgets import QMessageBox
+    shown: list[tuple[str, list[str]]] = []
+
+    def exec_(box):
+        shown.append((box.text(), [b.text() for b in box.buttons()]))
+        box._quit = next(b for b in box.buttons() if b.text() == "Quit")
+        return 0
+    monkeypatch.setattr(QMessageBox, "exec", exec_)
+    monkeypatch.setattr(QMessageBox, "clickedButton", lambda box: box._quit)
+    return shown
+
+
+def test_the_start_up_box_names_the_variable_to_change_and_offers_retry_only_where_it_helps(qtbot, monkeypatch):
+    """A session-51 audit: ``INSPECTION_STATION_DB`` naming an unreachable server or holding "station.sqlite",
+    ``INSPECTION_PATH_MAP=foo`` and this computer's file that cannot be opened all gave "This computer's database (…) cannot be
+    opened … Retry (another program may hold it)": the variable was never named and Retry could not help. The box
+    names where the URL came from and the variable to change, and offers Retry only for a server not answering or a
+    lock."""
+    shown = _boxes(monkeypatch)
+    start = argparse.Namespace(folder=None, db=None)
+    monkeypatch.setenv("INSPECTION_STATION_DB", "station.sqlite")
+    assert gui.run(start) == 2
+    text, buttons = shown.pop()
+    assert text.startswith("The database named by the environment variable INSPECTION_STATION_DB (station.sqlite)")
+    assert "change or unset INSPECTION_STATION_DB" in text and buttons == ["Quit"]
+    monkeypatch.setenv("INSPECTION_STATION_DB", "postgresql+psycopg://nobody@127.0.0.1:1/x")
+    assert gui.run(start) == 2
+    text, buttons = shown.pop()
+    assert "variable INSPECTION_STATION_DB" in text and "Retry (the server may be starting" in text
+    assert buttons == ["Retry", "Quit"]
+    monkeypatch.delenv("INSPECTION_STATION_DB")
+    monkeypatch.setenv("INSPECTION_PATH_MAP", "foo")
+    assert gui.run(start) == 2
+    text, buttons = shown.pop()
+    assert text.startswith("The environment variable INSPECTION_PATH_MAP cannot be used, so no database was opened")
+    assert "change or unset INSPECTION_PATH_MAP" in text and buttons == ["Quit"]
+    monkeypatch.delenv("INSPECTION_PATH_MAP")
+    from app.paths import data_dir
+    (data_dir() / "station.sqlite").mkdir(parents=True)   # this computer's file cannot be opened, even by root
+    assert gui.run(start) == 2
+    text, buttons = shown.pop()
+    assert text.startswith("This computer's database") and "is a folder" in text
+    assert "change INSPECTION_STATION_HOME" in text
+    assert buttons == ["Quit"]
 
 
 def test_the_window_opens_as_it_was_left(folder, tmp_path, qtbot):
