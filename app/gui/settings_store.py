@@ -53,31 +53,42 @@ def _qsettings(notes: list[str] | None = None) -> QSettings:
         raise SettingsStoreError(f"the station's data folder {data_dir()} cannot be made "
                                  f"({exc.strerror or exc}); set INSPECTION_STATION_HOME to a folder") from None
     path = data_dir() / "settings.ini"
-    note = _set_aside_if_oversized(path)
+    note = _set_aside_if_not_ours(path)
     if note and notes is not None:
         notes.append(note)
     return QSettings(str(path), QSettings.Format.IniFormat)
 
 
-def _set_aside_if_oversized(path: Path) -> str | None:
-    """A settings.ini larger than ``MAX_SETTINGS_BYTES`` is renamed beside itself, kept for its owner, and the station
-    starts with the defaults; why: QSettings reads the whole file at every start and every save (a 311 MB file was
-    loaded whole, a session-47 audit), and no file the station writes comes near the bound."""
+def _set_aside_if_not_ours(path: Path) -> str | None:
+    """A settings.ini that is not one the station writes is renamed beside itself, kept for its owner, and the station
+    starts with the defaults, said: one larger than ``MAX_SETTINGS_BYTES`` (QSettings reads the whole file at every
+    start and every save: a 311 MB file was loaded whole, a session-47 audit), and one saved as UTF-16 (Notepad's
+    "Unicode"), which QSettings reads as no setting at all (a session-51 audit: reviewer, theme and device fell back
+    without a word, labels were authored by the login name, and the layout saved at close wrote mangled keys into
+    it). A file the station writes is UTF-8 text of a few KiB: it never holds a NUL byte."""
     try:
         size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(4096) if size <= MAX_SETTINGS_BYTES else b""
     except OSError:
         return None   # absent (a first start) or unreadable: QSettings says so through its status
-    if size <= MAX_SETTINGS_BYTES:
+    if size > MAX_SETTINGS_BYTES:
+        kind, what = "oversized", (f"{size:,} bytes, more than a settings file this station writes (at most "
+                                   f"{MAX_SETTINGS_BYTES:,})")
+        now, then = f"holds {what}", f"held {what}"
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in head:
+        kind, what = "not-utf8", "UTF-8 text, which this station reads (saved as UTF-16, Notepad's \"Unicode\", or damaged?)"
+        now, then = f"is not {what}", f"was not {what}"
+    else:
         return None
-    aside = path.with_name(f"settings.ini.oversized-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside = path.with_name(f"settings.ini.{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         path.rename(aside)
     except OSError as exc:
-        raise SettingsStoreError(f"{path} holds {size:,} bytes, more than a settings file this station writes (at most "
-                                 f"{MAX_SETTINGS_BYTES:,}), and cannot be set aside ({exc.strerror or exc}); "
-                                 "move it away") from None
-    return (f"{path} held {size:,} bytes, more than a settings file this station writes (at most "
-            f"{MAX_SETTINGS_BYTES:,}): kept as {aside.name}, and the settings start from the defaults")
+        raise SettingsStoreError(f"{path} {now}, and cannot be set aside ({exc.strerror or exc}); move it away") \
+            from None
+    again = " (saved as UTF-8 and named settings.ini, it is read again)" if kind == "not-utf8" else ""
+    return f"{path} {then}: kept as {aside.name}{again}, and the settings start from the defaults"
 
 
 class _NotUnderstood(ValueError):

@@ -88,6 +88,26 @@ def test_an_oversized_settings_file_is_set_aside_not_read(_private_home, monkeyp
     assert load_settings().reviewer == "Smith"
 
 
+def test_a_settings_file_saved_as_utf16_is_set_aside_and_said(_private_home):
+    """A session-51 audit: a settings.ini saved by Notepad as "Unicode" (UTF-16) was dropped without a word: reviewer,
+    theme and device fell back to their defaults, labels were authored by the login name, and the layout saved at
+    close wrote keys mangled with %00 into it. It is kept beside, named, and the settings start from the defaults,
+    said as an oversized file is."""
+    path = _private_home / "settings.ini"
+    body = "[General]\r\nreviewer=Alice\r\ntheme=dark\r\n".encode("utf-16")
+    path.write_bytes(body)
+    notes: list[str] = []
+    loaded = load_settings(notes)
+    assert loaded.reviewer == "" and len(notes) == 1 and "was not UTF-8 text" in notes[0] and "UTF-16" in notes[0]
+    kept = list(_private_home.glob("settings.ini.not-utf8-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == body and kept[0].name in notes[0]
+    save_settings(StationSettings(reviewer="Bob"))   # the next save writes a file of its own
+    assert load_settings().reviewer == "Bob" and b"\0" not in path.read_bytes()
+    path.write_bytes("[General]\nreviewer=Alice\n".encode("utf-16-le"))   # no BOM: its NUL bytes tell
+    notes = []
+    assert load_settings(notes).reviewer == "" and len(notes) == 1 and "not UTF-8" in notes[0]
+
+
 def test_a_data_folder_that_cannot_be_made_ends_the_start_in_one_line(tmp_path, monkeypatch, capsys):
     """Found by a session-44 probe: INSPECTION_STATION_HOME naming a file ended ``python main.py`` in a traceback
     (FileExistsError); the command-line tools said it in one line."""
