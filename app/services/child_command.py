@@ -24,11 +24,42 @@ class ChildCommand:
     env: Mapping[str, str] = field(default_factory=dict)  # added to the parent's environment
 
     def environment(self) -> dict[str, str]:
+        """The child's environment: the parent's, with this command's additions, and every folder the station names
+        by a relative path made absolute, since the child runs in the repository's folder: a relative data folder
+        would be another one there, and a relative ``INSPECTION_STATION_ARTIFACTS`` or local side of
+        ``INSPECTION_PATH_MAP`` sent the station and its worker to two folders (a session-51 audit: the worker wrote
+        anomaly maps where the station never looked)."""
+        from app.services.artifacts import ENV_OVERRIDE as ARTIFACTS_ENV
+        from database.path_map import ENV as PATH_MAP_ENV
+
         env = {**os.environ, **self.env}
-        home = env.get(HOME_ENV)
-        if home:  # the child runs in the repository's folder: a relative data folder would be another one there
-            env[HOME_ENV] = str(Path(home).expanduser().resolve())
+        for name in (HOME_ENV, ARTIFACTS_ENV):
+            if env.get(name):
+                env[name] = absolute_path(env[name])
+        if env.get(PATH_MAP_ENV):
+            env[PATH_MAP_ENV] = absolute_path_map(env[PATH_MAP_ENV])
         return env
+
+
+def absolute_path(path: str) -> str:
+    """``path`` (``~`` spelt out) as a full path from this process's working folder."""
+    return str(Path(path).expanduser().resolve())
+
+
+def absolute_path_map(text: str) -> str:
+    """A path map (``STORED=LOCAL; …``) with each relative local side made absolute; one that cannot be read, or whose
+    local sides are all absolute, as it is (the child says why a broken one is not used)."""
+    from pathlib import PureWindowsPath
+
+    from database.path_map import PathMap, PathMapError
+    try:
+        pairs = PathMap.parse(text).pairs
+    except PathMapError:
+        return text
+    relative = [not (Path(local).is_absolute() or PureWindowsPath(local).is_absolute()) for _, local in pairs]
+    if not any(relative):
+        return text
+    return "; ".join(f"{stored}={absolute_path(local) if rel else local}" for (stored, local), rel in zip(pairs, relative))
 
 
 def station_command(db_url: str, *args: str) -> ChildCommand:

@@ -17,3 +17,18 @@ def test_a_relative_sqlite_path_and_data_folder_reach_the_child_as_full_paths(tm
     assert env[HOME_ENV] == str(tmp_path / "home")
     for url in ("sqlite:////abs/s.sqlite", "sqlite://", "postgresql+psycopg://u:pw@h/db"):
         assert station_command(url, "worker").environment()[DB_ENV] == url
+
+
+def test_a_relative_maps_folder_and_path_map_reach_the_child_as_full_paths(tmp_path: Path, monkeypatch) -> None:
+    """A session-51 audit: with a relative INSPECTION_STATION_ARTIFACTS the station (in its start folder) and its
+    worker (started in the repository's folder) used two anomaly-maps folders, the worker's maps never shown; a path
+    map's relative local side was read from two folders the same way. Both reach the child as full paths."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSPECTION_STATION_ARTIFACTS", "maps")
+    monkeypatch.setenv("INSPECTION_PATH_MAP", "/mnt/parts=parts; /mnt/other=/srv/other")
+    env = station_command("postgresql+psycopg://u@h/db", "worker").environment()
+    assert env["INSPECTION_STATION_ARTIFACTS"] == str(tmp_path / "maps")
+    assert env["INSPECTION_PATH_MAP"] == f"/mnt/parts={tmp_path / 'parts'}; /mnt/other=/srv/other"
+    for kept in ("/mnt/parts=/srv/parts", "/mnt/parts=Z:\\parts", "not a map"):   # nothing relative, or unreadable
+        monkeypatch.setenv("INSPECTION_PATH_MAP", kept)
+        assert station_command("sqlite://", "worker").environment()["INSPECTION_PATH_MAP"] == kept
