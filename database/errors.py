@@ -94,11 +94,14 @@ def mask_url(text: str) -> str:
 
 
 def where(url: URL) -> str:
-    """The database's location for messages, never with the password."""
+    """The database's location for messages, never with the password. A server URL without a database name says so
+    (a session-51 audit: "cannot reach the database 'None' on 127.0.0.1:1")."""
     if url.get_backend_name() == "sqlite":
         return f"the database file {url.database}" if url.database else "the in-memory database"
     host = (url.host or "localhost").rpartition("@")[2]  # never a password's tail (see mask_url)
     port = f":{url.port}" if url.port else ""
+    if not url.database:
+        return f"the server {host}{port} (the URL names no database: add /NAME after the host)"
     return f"the database '{url.database}' on {host}{port}"
 
 

@@ -68,3 +68,11 @@ def test_a_password_from_a_pgpass_file_opens_postgres(pg_url: str, tmp_path, mon
     bare = url.set(password=None).render_as_string(hide_password=False)
     assert str(url.password) not in bare
     open_database(bare).close()
+
+
+def test_a_server_url_without_a_database_name_says_so(capsys) -> None:
+    """A session-51 audit: ``--db postgresql+psycopg://inspector@127.0.0.1:1`` (no database name) said "cannot reach
+    the database 'None' on 127.0.0.1:1". It says the URL names no database."""
+    assert cli_main(["--db", "postgresql+psycopg://inspector@127.0.0.1:1", "db", "current"]) == 2
+    err = capsys.readouterr().err
+    assert "'None'" not in err and "the server 127.0.0.1:1 (the URL names no database" in err
