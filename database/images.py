@@ -29,7 +29,7 @@ from database import path_map
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
-from database.models import Folder, Image, Prediction, table_of, utcnow
+from database.models import Folder, Image, LabelWatermark, Prediction, table_of, utcnow
 from database.states import ReviewState
 
 if TYPE_CHECKING:
@@ -119,6 +119,7 @@ class FolderRepository:
         """Forget a folder with its images, predictions and labels (an explicit user action)."""
         with self.db.session(write=True) as s:
             s.execute(delete(Folder).where(Folder.id == folder_id))
+            s.execute(raise_label_watermark())   # its images' labels went with it: other windows re-read counts
 
 
 class ImageRepository:
@@ -533,3 +534,13 @@ def label_keys_update(image_ids: Sequence[int], state: ReviewState, label_class:
     # Core (not ORM-enabled) UPDATE: no session objects to synchronize (the writers hold none).
     return (update(images).where(images.c.id.in_(image_ids))
             .values(review_state=state.value, label_class=label_class, updated_at=utcnow()))
+
+
+def raise_label_watermark() -> Update:
+    """The UPDATE that raises the labels' watermark (``LabelWatermark``): the LAST write of every transaction that
+    changes labels (appending revisions in database/labels.py, removing a folder with its labels). Last, because on
+    PostgreSQL the row stays locked to the commit: raised first, an import would hold every other station's save for
+    its whole length; raised last, the lock is held only to the commit that follows, and the marks come out in commit
+    order (a session-51 audit: the newest revision's id did not, and a window missed an import)."""
+    mark = table_of(LabelWatermark)
+    return update(mark).where(mark.c.id == 1).values(mark=mark.c.mark + 1)

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
 from database.errors import ConflictError, RowGoneError, StaleLabelError
-from database.images import chunks, label_keys_update, set_label_keys
-from database.models import Image, LabelRevision, Prediction, db_now, table_of
+from database.images import chunks, label_keys_update, raise_label_watermark, set_label_keys
+from database.models import Image, LabelRevision, LabelWatermark, Prediction, db_now, table_of
 from database.states import AnomalyVerdict, LabelSource, ReviewState
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def revision_dto(row: Any) -> LabelRevisionInfo:
 
 _REVISIONS = table_of(LabelRevision)
 _IMAGES = table_of(Image)
+_MARK = table_of(LabelWatermark)
 
 
 def _latest(s: Session, image_id: int) -> Any:
@@ -106,13 +107,16 @@ def _append(s: Session, image_id: int, locked: tuple[dict[str, str] | None, tupl
               "created_at": now}
     keys = label_keys_update([image_id], state, values["class_name"])
     if s.get_bind().dialect.name == "postgresql":
-        # One statement, not two: the INSERT rides along the UPDATE as a data-modifying CTE (a
-        # round trip less for every save to wait for on a busy station; ADR 0034).
+        # One statement, not three: the INSERT and the watermark's raise ride along the UPDATE as data-modifying CTEs
+        # (a round trip less each for every save to wait for on a busy station; ADR 0034). The raise is this
+        # transaction's last write, as ``raise_label_watermark`` wants.
         new = insert(_REVISIONS).values(values).returning(_REVISIONS.c.id).cte("new_revision")
-        new_id = s.scalar(keys.add_cte(new).returning(select(new.c.id).scalar_subquery()))
+        mark = raise_label_watermark().returning(_MARK.c.mark).cte("label_watermark_raised")
+        new_id = s.scalar(keys.add_cte(new).add_cte(mark).returning(select(new.c.id).scalar_subquery()))
     else:
         new_id = cast(Any, s.execute(insert(_REVISIONS).values(values))).inserted_primary_key[0]
         s.execute(keys)
+        s.execute(raise_label_watermark())
     moved = StateMove(image_id, folder_id, ReviewState(before), state, not missing)
     return revision_dto(SimpleNamespace(id=new_id, moved=moved, **values))
 
@@ -223,6 +227,8 @@ class LabelRepository:
                 s.execute(insert(LabelRevision), rows)
             for (state, label_class), image_ids in by_keys.items():
                 set_label_keys(s, image_ids, state, label_class)
+            if rows:
+                s.execute(raise_label_watermark())   # last: see its docstring
         return len(rows)
 
     def revert(self, image_id: int, to_revision: int, author: str) -> LabelRevisionInfo:
@@ -243,11 +249,13 @@ class LabelRepository:
             return _append(s, image_id, locked, _latest(s, image_id), author, label, state, pred,
                            f"reverted to revision {to_revision}", model_version_id=model)
 
-    def newest_id(self) -> int:
-        """The id of the newest label revision of the whole database (0: none): it moves with every
-        save anywhere, so a window polls it to learn that labels changed (one index lookup)."""
+    def watermark(self) -> int:
+        """A number that moves, in commit order, with every change of labels anywhere (a save, an undo, an import, a
+        folder removed): a window polls it to learn that labels changed (one primary-key read). It was the newest
+        revision's id, which on PostgreSQL an import committing after a later single save left unmoved, so windows
+        missed the import (a session-51 audit; ``LabelWatermark``)."""
         with self.db.session() as s:
-            return int(s.scalar(select(func.max(_REVISIONS.c.id))) or 0)
+            return int(s.scalar(select(_MARK.c.mark).where(_MARK.c.id == 1)) or 0)
 
     def current(self, image_id: int) -> LabelRevisionInfo | None:
         with self.db.session() as s:

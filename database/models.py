@@ -338,6 +338,19 @@ class LabelRevision(Base):
     object_classes: Mapped[list[Any] | None]
 
 
+class LabelWatermark(Base):
+    """One row whose ``mark`` every transaction that changes labels raises as its last write, so it moves in commit
+    order on every engine: a window polls it (``LabelRepository.watermark``) to learn that labels changed. The newest
+    revision's id did not: on PostgreSQL an import takes its ids when it inserts and commits later, so a single save
+    at another station meanwhile committed a higher id first and the import's commit left the highest id where it
+    was; open windows kept their old counts, gallery and label-next list (a session-51 audit)."""
+
+    __tablename__ = "label_watermark"
+
+    id: Mapped[int] = mapped_column(primary_key=True)   # always 1 (migration 0020_label_watermark writes it)
+    mark: Mapped[int] = mapped_column(BigInteger)
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (

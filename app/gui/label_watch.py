@@ -5,9 +5,12 @@ Why: a station's counts, badges and open label used to follow only its own saves
 jobs, so a window left open beside a colleague's station kept saying "unreviewed 40" about images
 the colleague had corrected, and the label panel showed the old label (a save over it is refused
 since, ``LabelConflict``; this makes the screen right before the inspector acts). Every few seconds
-a helper thread reads one number, the newest label revision's id (an index lookup at any size);
-when it moved, the queue and the counts are re-read in the background and the open image's label
-is re-read if its revision is no longer the one on screen. The GUI thread never waits on it.
+a helper thread reads one number, the labels' watermark (a counter every change of labels raises,
+in commit order: a primary-key read at any size). When it moved, the queue and the counts are
+re-read in the background and the open image's label is re-read if its revision is no longer the
+one on screen. The GUI thread never waits on it. (It read the newest revision's id before, which
+on PostgreSQL stayed put when an import committed after a later single save, so the window missed
+the import: a session-51 audit.)
 """
 from __future__ import annotations
 

@@ -804,8 +804,8 @@ class ReviewService:
         return written
 
     def label_watermark(self) -> int:
-        """A number that moves whenever any label is saved (the window's ``LabelWatch`` polls it)."""
-        return self.db.labels.newest_id()
+        """A number that moves whenever any label is saved, in commit order (the window's ``LabelWatch`` polls it)."""
+        return self.db.labels.watermark()
 
     def label_revision(self, image_id: int) -> int:
         """The image's newest label revision (0: never labelled)."""
