@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import builtins
-import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
 from database.dto import ClassInfo
 from database.errors import ConflictError
+from database.locks import lock_for_transaction
 from database.models import TaskClass
 
 if TYPE_CHECKING:
@@ -31,8 +31,7 @@ def _lock_list(s: Session, task: str) -> None:
     replaced it whole, so one addition was lost without a word, or PostgreSQL refused one with a duplicate key (a
     session-44 probe). SQLite's write transaction holds its one lock already; PostgreSQL takes a transaction-scoped
     advisory lock on the task, which also covers a list with no row yet to lock."""
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"classes:{task}".encode())})
+    lock_for_transaction(s, f"classes:{task}")
 
 
 class ClassRepository:

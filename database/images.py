@@ -22,6 +22,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
@@ -29,6 +31,7 @@ from database import path_map
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
+from database.locks import lock_for_transaction
 from database.models import Folder, Image, LabelWatermark, Prediction, table_of, utcnow
 from database.states import ReviewState
 
@@ -81,9 +84,15 @@ class FolderRepository:
         with self.db.session(write=True) as s:
             row = s.scalar(select(Folder).where(Folder.root_path == key))
             if row is None:
-                row = Folder(root_path=key, name=name or PurePath(root_path).name or root_path)
-                s.add(row)
-                s.flush()
+                # Two stations opening a new lot folder at once both found no row; on PostgreSQL the second insert
+                # failed with a duplicate key and its station said "Cannot open ..." (a session-51 audit). A row
+                # inserted meanwhile is now left alone and read (SQLite: one writer, no conflict to meet).
+                values = dict(root_path=key, name=name or PurePath(root_path).name or root_path, added_at=utcnow())
+                insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+                s.execute(insert(Folder).values(values).on_conflict_do_nothing(index_elements=["root_path"]))
+                row = s.scalar(select(Folder).where(Folder.root_path == key))
+                if row is None:   # (removed again between the two statements: as the caller's own removal would)
+                    raise ConflictError(f"folder {root_path} was removed while it was being registered.")
             return _folder_dto(row)
 
     def get(self, folder_id: int) -> FolderInfo | None:
@@ -122,6 +131,15 @@ class FolderRepository:
             s.execute(raise_label_watermark())   # its images' labels went with it: other windows re-read counts
 
 
+def _lock_index(s: Session, folder_id: int) -> None:
+    """Take the folder's rows for this transaction's re-read and writes: two stations following one open folder
+    (or opening one new lot) each read the rows before the other's insert committed, both inserted the new files, and
+    PostgreSQL refused the second with a duplicate key, its station saying "The open folder cannot be followed" of
+    files the other had just indexed (a session-51 audit). Now the second waits, reads the first's rows and finds
+    them unchanged."""
+    lock_for_transaction(s, f"folder-index:{folder_id}")
+
+
 class ImageRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -138,6 +156,7 @@ class ImageRepository:
         entries = list(entries)
         now = utcnow()
         with self.db.session(write=True) as s:
+            _lock_index(s, folder_id)
             if s.get(Folder, folder_id) is None:
                 raise ConflictError(f"folder {folder_id} is not registered.")
             columns = (Image.id, Image.rel_path, Image.size_bytes, Image.mtime_ns, Image.content_hash, Image.missing)
@@ -231,6 +250,7 @@ class ImageRepository:
         of the rows moved."""
         now, moved = utcnow(), {}
         with self.db.session(write=True) as s:
+            _lock_index(s, folder_id)   # a new row at the new path, inserted meanwhile by another station's sync
             for old_path, e in moves:
                 row_id = s.scalar(select(Image.id).where(Image.folder_id == folder_id, Image.rel_path == old_path))
                 if row_id is None or s.scalar(select(Image.id).where(Image.folder_id == folder_id,

@@ -16,12 +16,11 @@ import builtins
 import os
 import socket
 import uuid
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, text, update
+from sqlalchemy import CursorResult, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -30,6 +29,7 @@ from database.convert import to_dto
 from database.dto import ClaimedBatch, JobInfo, JobItemInfo, PredictionIn, WorkerInfo
 from database.errors import ConflictError
 from database.images import chunks, join_path
+from database.locks import lock_for_transaction
 from database.models import Folder, Image, Job, JobItem, Worker, db_now, table_of, utcnow
 from database.predictions import upsert_predictions
 from database.states import ItemStatus, JobStatus
@@ -87,8 +87,7 @@ def _waiting_among(s: Session, kind: str, params: Mapping[str, Any], ids: Sequen
 def _lock_submissions(s: Session, kind: str) -> None:
     """Submissions of one kind of job, one at a time: SQLite's write transaction already is (BEGIN IMMEDIATE); on
     PostgreSQL an advisory lock held to the commit, so the next submission's read sees this one's items."""
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"jobs:{kind}".encode())})
+    lock_for_transaction(s, f"jobs:{kind}")
 
 
 def _touch_worker(s: Session, worker_id: str, job_id: int | None = None) -> Worker:
