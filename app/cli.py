@@ -36,9 +36,12 @@ class CommandError(Exception):
 
 def _common(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
     # SUPPRESS on subcommands so `main.py --db URL prelabel X` keeps the top-level value.
+    # The example keeps the password out (a session-51 audit: it showed user:pass@, while README and docs/database.md
+    # say a command line is visible to every local user through ps).
     parser.add_argument("--db", metavar="URL", default=default,
                         help="database URL (default: SQLite in the user data folder; "
-                             "postgresql+psycopg://user:pass@host/db for a shared server)")
+                             "postgresql+psycopg://user@host/db for a shared server, the password in ~/.pgpass or "
+                             "PGPASSWORD, never in the URL: ps shows a command line)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug messages")
 
 

@@ -76,3 +76,13 @@ def test_a_server_url_without_a_database_name_says_so(capsys) -> None:
     assert cli_main(["--db", "postgresql+psycopg://inspector@127.0.0.1:1", "db", "current"]) == 2
     err = capsys.readouterr().err
     assert "'None'" not in err and "the server 127.0.0.1:1 (the URL names no database" in err
+
+
+def test_the_db_help_keeps_the_password_out_of_its_example(capsys) -> None:
+    """The ``--db`` help showed ``postgresql+psycopg://user:pass@host/db``, the very thing README and docs/database.md
+    say not to do (a session-51 audit); it now shows a URL without one and where the password goes."""
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "user:pass@" not in shown
+    assert "postgresql+psycopg://user@host/db" in shown and "~/.pgpass" in shown and "PGPASSWORD" in shown
