@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from app.cli import CommandError
 from app.commands import open_database_or_fail, project_to_start
+from app.services.wording import plural
 
 if TYPE_CHECKING:
     from app.services.project_classes import ClassList
@@ -15,10 +16,11 @@ def _show(listing: "ClassList") -> None:
     source = {"project": "the project's own list",
               "model": f"the active classifier's ({listing.model}); the first change saves a copy",
               "none": "no list and no classifier model"}[listing.source]
-    print(f"{len(listing.names)} classes, {source}:")
+    # counted with ``plural``: it printed "patches  (1 labels)" and "1 classes" (a session-51 audit)
+    print(f"{plural(len(listing.names), 'class', 'classes')}, {source}:")
     for i, name in enumerate(listing.names, 1):
         key = str(i) if i <= 9 else " "
-        print(f"  {key}  {name}  ({listing.in_use.get(name, 0)} labels)")
+        print(f"  {key}  {name}  ({plural(listing.in_use.get(name, 0), 'label')})")
     if listing.routed:
         print(f"images whose routing rule names {', '.join(listing.routed)} offer its classes first, then those this "
               "list adds beyond the active classifier's")

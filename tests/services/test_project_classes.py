@@ -323,3 +323,15 @@ def test_a_class_nothing_uses_is_renamed_by_case_in_one_step(db) -> None:
     assert pc.names(db) == ["Blowhole", "crazing"]
     with pytest.raises(pc.ClassListError, match=r"on the list twice \(as 'Blowhole'\)"):
         pc.save(db, ["Blowhole", "crazing", "blowhole"])
+
+
+def test_the_list_counts_one_label_and_one_class_in_the_singular(capsys) -> None:
+    """``classes list`` printed "patches  (1 labels)" (and "1 classes"): a session-51 audit; counted with ``plural``."""
+    from app.commands.classes import _show
+
+    _show(pc.ClassList(names=("patches",), source="project", in_use={"patches": 1}))
+    out = capsys.readouterr().out
+    assert out.startswith("1 class, the project's own list:") and "patches  (1 label)" in out
+    _show(pc.ClassList(names=("crazing", "patches"), source="project", in_use={"patches": 2}))
+    out = capsys.readouterr().out
+    assert out.startswith("2 classes,") and "crazing  (0 labels)" in out and "patches  (2 labels)" in out
