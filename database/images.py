@@ -436,6 +436,15 @@ class ImageRepository:
                 s.execute(update(Image).where(Image.id.in_(part))
                           .values(flagged=flagged, flag_override=flagged, flag_by=by, updated_at=utcnow()))
 
+    def clear_inspector_flag(self, image_ids: Sequence[int], models_flag: bool) -> None:
+        """Hand the images' flag back to the models (F undone where the flag was theirs): no override, no one's name,
+        and ``models_flag``, theirs (the flag rules', ``app.services.reflag.models_flag``), in the same write, so no
+        reader sees the inspector's flag under the models' name."""
+        with self.db.session(write=True) as s:
+            for part in chunks(list(image_ids)):
+                s.execute(update(Image).where(Image.id.in_(part))
+                          .values(flagged=models_flag, flag_override=None, flag_by=None, updated_at=utcnow()))
+
     def set_priorities(self, priorities: dict[int, float]) -> None:
         """Review-queue priorities (e.g. uncertainty or anomaly score), by image id."""
         if not priorities:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import shiboken6
 from PySide6.QtGui import QUndoCommand
 
-from app.services.review_types import LabelState
+from app.services.review_types import FlagDecision, LabelState
 
 if TYPE_CHECKING:
     from app.gui.review_controller import ReviewController
@@ -85,10 +85,14 @@ class LabelEdit(QUndoCommand):
 
 class FlagEdit(QUndoCommand):
     """F on an image: undone and redone like a label change (it was not on the stack, and Ctrl+Z after F took back
-    an older change on another image instead: a session-47 audit). A flag is no label revision: it is set back."""
+    an older change on another image instead: a session-47 audit). A flag is no label revision: it is set back to
+    the decision F replaced, whose it was included (the models', or another inspector's): undone, an F on an image
+    the models had not flagged left "flag removed by" the inspector, kept over any later model flag (a session-51
+    audit). Redone, it is the inspector's flag again."""
 
-    def __init__(self, controller: "ReviewController", image_id: int, before: bool, after: bool, name: str) -> None:
-        super().__init__(f"{'flag' if after else 'unflag'} {name}")
+    def __init__(self, controller: "ReviewController", image_id: int, before: FlagDecision, after: FlagDecision,
+                 name: str) -> None:
+        super().__init__(f"{'flag' if after.flagged else 'unflag'} {name}")
         self.controller = controller
         self.image_id = image_id
         self.before, self.after = before, after

@@ -32,7 +32,7 @@ from app.gui.label_commands import FlagEdit, LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
 from app.services.review import LabelConflict, ReviewError, StorageBusy, set_aside_by_station
-from app.services.review_types import MISSING, ImageDetail, LabelState, StateMove
+from app.services.review_types import MISSING, FlagDecision, ImageDetail, LabelState, StateMove
 from app.services.wording import agree, plural
 
 log = logging.getLogger(__name__)
@@ -172,11 +172,11 @@ class ReviewController(QObject):
         self._reads = BackgroundCalls("label-reads", self)
         # Flag changes, written in the order asked on their own thread (image id -> the state asked last).
         self._flags = BackgroundCalls("flag-writes", self)
-        self._flag_asked: dict[int, bool] = {}
+        self._flag_asked: dict[int, FlagDecision] = {}
         self._visit: list[int] = []   # images moved past while keys waited, holding keys of their own (read in order)
         # Flags the database refused for now (locked, unreachable): kept and tried again like labels (a session-48
         # probe: a flag refused once was said in a box and never stored, while the labels beside it were retried)
-        self._flags_waiting: dict[int, bool] = {}
+        self._flags_waiting: dict[int, FlagDecision] = {}
         self._flag_retry = QTimer(self)
         self._flag_retry.setInterval(self.RETRY_MS)
         self._flag_retry.timeout.connect(self._retry_flags)
@@ -786,11 +786,13 @@ class ReviewController(QObject):
             return
         assert self.detail is not None  # what _ready() checked
         image_id = self.detail.item.image_id
-        now = self._flag_asked.get(image_id, self.detail.item.flagged)
-        self.undo_stack.push(FlagEdit(self, image_id, now, not now, PurePosixPath(self.detail.item.rel_path).name))
+        now = self._flag_asked.get(image_id) or FlagDecision.of(self.detail.item)
+        want = FlagDecision.inspector(not now.flagged, self.service.settings.author or None)
+        self.undo_stack.push(FlagEdit(self, image_id, now, want, PurePosixPath(self.detail.item.rel_path).name))
 
-    def apply_flag(self, image_id: int, want: bool, replay: bool = False) -> None:
-        """Flag or unflag ``image_id`` (F, or its undo and redo: ``replay``, which bring the image back on screen)."""
+    def apply_flag(self, image_id: int, want: FlagDecision, replay: bool = False) -> None:
+        """Store ``want`` as ``image_id``'s flag (F, or its undo and redo: ``replay``, which bring the image back on
+        screen)."""
         self._flag_asked[image_id] = want
         self._flags_waiting.pop(image_id, None)  # what is asked now replaces a flag still waiting for the database
         self._send_flag(image_id, want, replay)
@@ -799,7 +801,7 @@ class ReviewController(QObject):
                 self.reload(image_id)
             self.replayed.emit(image_id)
 
-    def _send_flag(self, image_id: int, want: bool, replay: bool = False, last_try: bool = False,
+    def _send_flag(self, image_id: int, want: FlagDecision, replay: bool = False, last_try: bool = False,
                    retried: bool = False) -> None:
         """Write the flag on the flag-writes thread. Refused for now (the database locked or unreachable), it waits
         and is tried again every ``RETRY_MS``; ``last_try`` (the window closing): waits the database's own timeout,
@@ -816,12 +818,12 @@ class ReviewController(QObject):
                 self._flag_retry.start()
                 if not retried:  # said once: each retry's refusal said it again, covering every other message
                     # every few seconds (a session-49 audit)
-                    self.save_waiting.emit(f"Could not {'flag' if want else 'unflag'} image {image_id} yet "
+                    self.save_waiting.emit(f"Could not {'flag' if want.flagged else 'unflag'} image {image_id} yet "
                                            f"({str(result).rstrip('.')}). "
                                            "It is kept and tried again every few seconds.")
                 return
             item = result
-            last = self._flag_asked.get(image_id) == item.flagged
+            last = self._flag_asked.get(image_id) == want
             if last:
                 del self._flag_asked[image_id]  # the last one asked is written
             if self.detail is not None and self.detail.item.image_id == image_id:
@@ -840,11 +842,11 @@ class ReviewController(QObject):
         wait = None if last_try else self.WRITE_WAIT_S
         self._flags.call(lambda: self._write_flag(image_id, want, wait), answered, failed)
 
-    def _write_flag(self, image_id: int, want: bool, wait_s: float | None) -> tuple[bool, Any]:
+    def _write_flag(self, image_id: int, want: FlagDecision, wait_s: float | None) -> tuple[bool, Any]:
         """(True, the row) once stored; (False, why) when the database refused it for now (another program's lock,
         a server gone). A refusal for good (the image is gone) raises."""
         try:
-            return True, self.service.set_flag(image_id, want, wait_s=wait_s)
+            return True, self.service.put_flag(image_id, want, wait_s=wait_s)
         except StorageBusy as exc:
             return False, str(exc)
         except ReviewError:

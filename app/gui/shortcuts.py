@@ -30,7 +30,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("reject", ("X",), "Reject the image (unusable; excluded from export) and go to the next unreviewed; "
              "with several selected, reject them all", "Review", "mdi6.close-thick"),
     Shortcut("flag", ("F",), "Flag / unflag the image for a second look: your decision stands when the models "
-             "flag the image again (a later pre-label run or threshold change leaves it as you set it)", "Review",
+             "flag the image again (a later pre-label run or threshold change leaves it as you set it); undone, "
+             "the flag is back as it was, the models' again where it was theirs", "Review",
              "mdi6.flag"),
     Shortcut("verdict_normal", ("G",), "Anomaly verdict: normal (good part); with several images selected in the "
              "gallery, each of them", "Review", "mdi6.thumb-up"),

@@ -82,6 +82,26 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
 def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: FlagSettings,
                   versions: Mapping[str, int] | None = None) -> Reflagged:
     """``reflag_folder`` for some of the folder's images (a re-mark's: those whose answer that counts changed)."""
+    flagged, clear, priorities, rewritten = _models_flags(db, folder_id, ids, settings, versions)
+    now_flagged = db.images.set_flagged(flagged, True) if flagged else 0
+    unflagged = db.images.set_flagged(clear, False) if clear else 0
+    db.images.set_priorities(priorities)
+    db.predictions.set_flags(rewritten)
+    return Reflagged(len(priorities), now_flagged, unflagged)
+
+
+def models_flag(db: "Database", image_id: int, settings: FlagSettings) -> bool:
+    """Whether the models flag the image, from its predictions that count and its folder's thresholds (what
+    ``reflag_images`` would write; nothing is written): F undone hands the flag back to them in one write."""
+    folder_id = db.images.folders_of([image_id]).get(image_id)
+    return folder_id is not None and bool(_models_flags(db, folder_id, [image_id], settings)[0])
+
+
+def _models_flags(db: "Database", folder_id: int, ids: Sequence[int], settings: FlagSettings,
+                  versions: Mapping[str, int] | None = None
+                  ) -> tuple[list[int], list[int], dict[int, float], dict[int, tuple[str, ...]]]:
+    """The flag rules over the images' stored predictions: the ids they flag, those they do not, each image's
+    priority and the prediction rows whose own flags change (by prediction id)."""
     if versions is None:
         per_family = {f: db.predictions.flag_inputs(ids, family=f) for f in FAMILIES}
     else:
@@ -115,11 +135,7 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
             own = flags.for_family(family)
             if own != p.flags:
                 rewritten[p.id] = own
-    now_flagged = db.images.set_flagged(flagged, True) if flagged else 0
-    unflagged = db.images.set_flagged(clear, False) if clear else 0
-    db.images.set_priorities(priorities)
-    db.predictions.set_flags(rewritten)
-    return Reflagged(len(priorities), now_flagged, unflagged)
+    return flagged, clear, priorities, rewritten
 
 
 def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSettings) -> Reflagged:

@@ -35,6 +35,7 @@ from app.services.object_classes import ObjectClass, ObjectClassError, as_json, 
 from app.services.review_types import (
     MISSING,
     SORT_KEYS,
+    FlagDecision,
     FolderChange,
     FolderInfo,
     ImageDetail,
@@ -735,9 +736,25 @@ class ReviewService:
                               f"{w} x {h} px: it cannot be put back on it (give its class or verdict again by hand)")
 
     def set_flag(self, image_id: int, flagged: bool, wait_s: float | None = None) -> QueueItem:
-        """``wait_s`` as for ``save``."""
+        """This inspector's flag, kept over the models' (``wait_s`` as for ``save``)."""
+        return self.put_flag(image_id, FlagDecision.inspector(flagged, self.settings.author or None), wait_s)
+
+    def put_flag(self, image_id: int, decision: FlagDecision, wait_s: float | None = None) -> QueueItem:
+        """Store ``decision`` as it says (F, its undo and redo; ``wait_s`` as for ``save``). One that leaves the flag
+        to the models clears the inspector's and flags the image as the models do from its predictions that count:
+        F's undo wrote an inspector's decision instead, which no later model flag changed (a session-51 audit)."""
         with self.db.waiting_at_most(wait_s):
-            self.db.images.set_inspector_flag([image_id], flagged, self.settings.author or None)
+            if decision.override is not None:
+                self.db.images.set_inspector_flag([image_id], decision.override, decision.by)
+            else:
+                from app.services.project_settings import load_project_settings
+                from app.services.reflag import models_flag
+                try:
+                    flags = load_project_settings(self.db).flags
+                except ValueError as exc:  # read before anything is written: the flag stays as it was
+                    raise ReviewError(f"the project's flag settings cannot be read ({exc}), so the models' flag "
+                                      "cannot be worked out; the flag is left as it is") from exc
+                self.db.images.clear_inspector_flag([image_id], models_flag(self.db, image_id, flags))
         return self.item(image_id)
 
     def history(self, image_id: int) -> list[RevisionInfo]:

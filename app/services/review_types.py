@@ -121,6 +121,27 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
+class FlagDecision:
+    """An image's flag as stored: ``override`` None leaves it to the models (``flagged`` is what they said when it
+    was read), True or False is an inspector's (``by``), kept over theirs. F's undo puts back the one F replaced: it
+    wrote an inspector's "flag removed" over the models' flag, so a later pre-label run or threshold change that
+    flagged the image was ignored (a session-51 audit)."""
+
+    flagged: bool
+    override: bool | None = None
+    by: str | None = None
+
+    @classmethod
+    def of(cls, item: QueueItem) -> FlagDecision:
+        return cls(item.flagged, item.flag_override, item.flag_by)
+
+    @classmethod
+    def inspector(cls, flagged: bool, by: str | None) -> FlagDecision:
+        """F's decision: flagged or not by ``by``, whatever the models say later."""
+        return cls(flagged, flagged, by)
+
+
+@dataclass(frozen=True)
 class QueueFilter:
     """What the review queue shows, and in which order."""
 

@@ -1283,6 +1283,39 @@ def test_undo_after_f_takes_back_the_flag_and_says_what_it_undid(db_url, folder,
     db.close()
 
 
+@pytest.mark.parametrize("models_flag", [False, True])
+def test_undo_after_f_hands_the_flag_back_to_the_models(service, db, folder, artifacts, qtbot, models_flag):
+    """A session-51 audit: F then Ctrl+Z on an image the models had not flagged left it "flag removed by root (kept
+    over the models' flags)", and a later threshold change that flagged it was ignored (a part could escape a second
+    look); on an image they had flagged, the undo pinned it "flagged by root". Undone, the flag is the models' again
+    and follows them; redone, it is the inspector's."""
+    from app.services.flags import FlagSettings
+    from app.services.project_settings import change_flag_settings
+    flags_all = FlagSettings(min_targets=1)   # every seeded image has a target
+    flags_none = FlagSettings(min_targets=100, min_confidence=0.0, good_classes=tuple(CLASSES), anomaly_threshold=10.0)
+    service.open_folder(folder)
+    seed_predictions(db, service.folders()[0].id, artifacts)
+    change_flag_settings(db, flags_all if models_flag else flags_none)
+    win = open_window(service, qtbot, folder)
+    image = win.review.image_id
+    assert service.item(image).flagged is models_flag and service.item(image).flag_override is None
+    press(qtbot, win, Qt.Key.Key_F)
+    qtbot.waitUntil(lambda: service.item(image).flag_override is (not models_flag), timeout=15000)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: service.item(image).flag_override is None, timeout=15000)
+    item = service.item(image)
+    assert item.flagged is models_flag and item.flag_by is None
+    assert item.flag_text == ("flagged by the models" if models_flag else "not flagged")
+    change_flag_settings(db, flags_none if models_flag else flags_all)  # the models change their minds: followed
+    assert service.item(image).flagged is (not models_flag)
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: service.item(image).flag_override is not None, timeout=15000)
+    item = service.item(image)
+    assert item.flag_override is (not models_flag) and item.flagged is (not models_flag)
+    assert item.flag_by == service.settings.author
+    win.close()
+
+
 def test_the_panels_flag_line_says_the_inspectors_decision(service, db, folder, artifacts, qtbot):
     """A session-47 audit: after F removed the models' flag the panel still read "flagged: anomaly" while the queue
     said "flag removed by root"; an image flagged with F showed no flag at all."""
