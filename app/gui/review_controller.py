@@ -1286,12 +1286,13 @@ class ReviewController(QObject):
         file now (``ReviewService.recovery_files``), without changing what is retried; the caller removes
         them once the last try has answered. Replayed at the next start only if the station was killed before."""
         # An image's newest edit is its ``_local`` one (a waiting label it replaced may still be in ``_pending``).
-        labels = {i: waiting[0] for i, waiting in {**self._pending, **self._local}.items()}
-        if not labels:
+        newest = {**self._pending, **self._local}
+        if not newest:
             return []
+        labels = {i: waiting[0] for i, waiting in newest.items()}
         return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing",
                                            landing=self._landing(labels), images=self._files_of(labels),
-                                           decided=self._decided)
+                                           decided=self._decided, sources={i: w[2] for i, w in newest.items()})
 
     def _files_of(self, image_ids) -> dict[int, tuple[str | None, str | None]]:
         return {i: self._files[i] for i in image_ids if i in self._files}
@@ -1312,7 +1313,8 @@ class ReviewController(QObject):
         return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},
                                            bases={i: self._seen.get(i) for i in self._pending},
                                            images=self._files_of(self._pending),
-                                           landing=self._landing(self._pending), decided=self._decided)
+                                           landing=self._landing(self._pending), decided=self._decided,
+                                           sources={i: waiting[2] for i, waiting in self._pending.items()})
 
 
 @dataclass(frozen=True)

@@ -770,19 +770,21 @@ class ReviewService:
     def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None,
                        bases: dict[int, int | None] | None = None, landing: dict[int, list[str]] | None = None,
                        images: dict[int, tuple[str | None, str | None]] | None = None,
-                       decided: Mapping[int, datetime] | None = None) -> str:
+                       decided: Mapping[int, datetime] | None = None,
+                       sources: Mapping[int, str | None] | None = None) -> str:
         """Write labels that could not be saved to files, to be replayed by ``recover``. ``bases``: the label
         revision each was made on (0: none; absent or None: not known), so that ``recover`` never replaces a
-        label someone saved after it unseen; ``landing`` and ``images``: see ``recovery_files``."""
+        label someone saved after it unseen; ``landing``, ``images`` and ``sources``: see ``recovery_files``."""
         root = folder or recovery_dir()
-        self.recovery_files(labels, bases, root, landing=landing, images=images, decided=decided)
+        self.recovery_files(labels, bases, root, landing=landing, images=images, decided=decided, sources=sources)
         return str(root)
 
     def recovery_files(self, labels: dict[int, LabelState], bases: dict[int, int | None] | None = None,
                        folder: Path | None = None, tag: str = "",
                        landing: dict[int, list[str]] | None = None,
                        images: dict[int, tuple[str | None, str | None]] | None = None,
-                       decided: Mapping[int, datetime] | None = None) -> list[Path]:
+                       decided: Mapping[int, datetime] | None = None,
+                       sources: Mapping[int, str | None] | None = None) -> list[Path]:
         """``write_recovery``'s files, returned (``tag`` goes into their names): the window writes the labels
         waiting when it starts closing at once, so a station killed during the last try loses none, and
         removes them once that try has answered. ``landing``: per image, the ``content_digest`` of this window's
@@ -792,7 +794,9 @@ class ReviewService:
         was saved on whatever image had its id in a database replaced at the same path, or on new pixels). Each file
         name is this window's alone (two stations sharing a home wrote one name in the same second, the second file
         replacing the first) and the JSON, which ``recover`` looks for, is written whole or not at all. ``decided``:
-        when each label was made (else now: the file's ``decided_at`` said the window's close, a session-48 probe)."""
+        when each label was made (else now: the file's ``decided_at`` said the window's close, a session-48 probe).
+        ``sources``: how each image came to be labelled (``save``'s ``source``): a "label next" label replayed from
+        its file was saved without it, so "label next" no longer counted it as chosen (a session-51 audit)."""
         root = folder or recovery_dir()
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -811,7 +815,7 @@ class ReviewService:
                     "author": self.settings.author, "db": self.db.url,
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),
-                    "path": path, "content_hash": digest}
+                    "path": path, "content_hash": digest, "source": (sources or {}).get(image_id)}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
             np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
@@ -889,16 +893,17 @@ class ReviewService:
                 image_id, base = int(meta["image_id"]), meta.get("base_revision")
                 author = meta.get("author") if isinstance(meta.get("author"), str) and meta.get("author") else None
                 note = "recovered after a failed save" + _decided(meta.get("decided_at"))
+                source = _source(meta.get("source"))   # (absent from older files: not said)
                 try:  # under the inspector who made it, not whoever starts the station next
                     self.save(image_id, st, note,
-                              expected_revision=None if base is None else int(base), author=author)
+                              expected_revision=None if base is None else int(base), author=author, source=source)
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
                     own = self._own_landing(image_id, base, meta) if current is not None else None
                     if own is not None:  # only this window's own writes landed after the file: replayed on them
                         try:
                             self.save(image_id, st, note, expected_revision=own,
-                                      author=author)
+                                      author=author, source=source)
                             current = self.db.labels.current(image_id)
                         except LabelConflict:
                             current = self.db.labels.current(image_id)
@@ -1047,6 +1052,21 @@ def _decided(value: Any) -> str:
     except ValueError:
         when = None
     return f" (decided {when.isoformat(timespec='seconds')})" if when is not None and when.tzinfo else ""
+
+
+def _source(value: Any) -> str | None:
+    """A recovery file's ``source`` as a ``LabelSource`` value, or None for anything else (a hand-edited file or one
+    of a newer station): such a label is saved as one whose source is not said, never as what the file claims."""
+    from database import LabelSource
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            return LabelSource(value).value
+    except ValueError:
+        pass
+    log.warning("a recovery file's label source %r is not one this station knows: not kept", str(value)[:40])
+    return None
 
 
 def _objects(rev: LabelRevisionInfo) -> tuple[ObjectClass, ...]:

@@ -621,6 +621,35 @@ def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, ar
     db.close()
 
 
+def test_a_label_next_label_kept_in_a_recovery_file_keeps_its_source(service, db, folder, artifacts, qtbot,
+                                                                     monkeypatch, tmp_path):
+    """A session-51 audit: a label made on a "label next" proposal while the database refused it, kept in a recovery
+    file at close and saved at the next start, lost its source (the retry in the session kept it): "label next" then
+    counted the image as drawn, not chosen. Both files the closing window writes keep it."""
+    from app.services.review import StorageBusy
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    rc = win.review
+    rc.label_source = lambda _image_id: "label_next"  # as "label next" says of one of its proposals
+    image_id = rc.image_id
+
+    def refused(*_a, **_k):
+        raise StorageBusy("database is locked")
+    monkeypatch.setattr(service, "save", refused)
+    press(qtbot, win, Qt.Key.Key_3)
+    qtbot.waitUntil(lambda: image_id in rc.pending(), timeout=5000)
+    closing = rc.keep_safe()
+    assert [json.loads(p.read_text())["source"] for p in closing if p.suffix == ".json"] == ["label_next"]
+    where = Path(rc.rescue_pending(on_the_way=True))
+    monkeypatch.undo()
+    rc._retry.stop()
+    for p in closing:
+        p.unlink()
+    assert service.recover(folder=where).saved == 1
+    assert service.db.labels.current(image_id).source == "label_next"
+    assert sum(db.labels.chosen_by_label_next().values()) == 1
+    win.close()
+
+
 def _closed_with_two_edits_on_the_way(service, folder, qtbot, monkeypatch, save_s: float):
     """A window on a slow server (each save ``save_s``): a class, then a reject on the image on screen (made on the
     class's revision, not known yet), then Ctrl+Q. Returns the window and the image."""

@@ -136,6 +136,29 @@ def test_a_recovered_label_says_when_it_was_decided_and_keeps_its_model(service,
         assert service.db.labels.current(image_id).from_model_version_id is None
 
 
+def test_a_recovered_label_keeps_how_the_image_came_to_be_labelled(service, seeded, tmp_path):
+    """A session-51 audit: a label made on a "label next" proposal that could not be saved was replayed from its
+    recovery file at the next start without its source, so "label next" and the retrain's class-mix estimate no
+    longer counted it as chosen. The file keeps the source; an older file without one, or one whose source this
+    station does not know, is saved with none (never trusted)."""
+    import json
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
+    for written, stored in (("label_next", "label_next"), (None, None), ("drawn_at_random", None), (["x"], None)):
+        service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")},
+                               tmp_path / "rec", sources={image_id: "label_next"})
+        (meta,) = (tmp_path / "rec").glob("*.json")
+        data = json.loads(meta.read_text())
+        assert data["source"] == "label_next"
+        if written != "label_next":
+            if written is None:
+                del data["source"]        # a file written before the source was kept
+            else:
+                data["source"] = written  # a hand-edited file, or a newer station's
+            meta.write_text(json.dumps(data))
+        assert service.recover(tmp_path / "rec").saved == 1
+        assert service.db.labels.current(image_id).source == stored
+
+
 def test_recovery_checks_a_mask_before_reading_it_and_against_the_picture_now(service, seeded, tmp_path):
     """Session-46 probes: a 299 KB recovery file holding a 16000 x 16000 mask took 2.3 GB at start-up and was saved on
     a 64 x 64 image; a mask drawn before the file was replaced by a picture of another size was saved on it."""
