@@ -246,6 +246,27 @@ class LabelRevisionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RevisionSummary:
+    """A revision as the label history lists it: whether it holds a mask or an anomaly region, not their bytes (the
+    history dock read every revision's masks at each label change: a session-51 audit). ``LabelRevisionInfo`` is the
+    whole revision."""
+    image_id: int
+    revision: int
+    author: str
+    created_at: datetime
+    changed: tuple[str, ...]
+    class_name: str | None
+    anomaly_verdict: AnomalyVerdict | None
+    review_state: ReviewState
+    note: str | None
+    has_mask: bool
+    has_anomaly_mask: bool
+    trace: dict[str, str] | None = None
+    object_classes: list[dict[str, Any]] | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StateMove:
     """One save's move of its image between review states, read under the save's row lock (so
     exact even with other stations saving): ``folder_id``'s per-state counts lose one

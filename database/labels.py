@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session
 
 from database.convert import to_dto
-from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, StateMove
+from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, RevisionSummary, StateMove
 from database.errors import ConflictError, RowGoneError, StaleLabelError
 from database.images import chunks, label_keys_update, raise_label_watermark, set_label_keys
 from database.models import Image, LabelRevision, LabelWatermark, Prediction, db_now, table_of
@@ -32,10 +32,13 @@ CHANGE_NAMES = {"class_name": "class", "mask_png": "mask", "anomaly_verdict": "v
 
 def revision_dto(row: Any) -> LabelRevisionInfo:
     """A revision (ORM object, row or the values just inserted) as its DTO."""
-    return to_dto(row, LabelRevisionInfo,
-                  changed=tuple(x for x in row.changed.split(",") if x),
-                  review_state=ReviewState(row.review_state),
-                  anomaly_verdict=AnomalyVerdict(row.anomaly_verdict) if row.anomaly_verdict else None)
+    return to_dto(row, LabelRevisionInfo, **_decoded(row))
+
+
+def _decoded(row: Any) -> dict[str, Any]:
+    """A revision row's values stored as text that its DTOs hold as a tuple or enums."""
+    return {"changed": tuple(x for x in row.changed.split(",") if x), "review_state": ReviewState(row.review_state),
+            "anomaly_verdict": AnomalyVerdict(row.anomaly_verdict) if row.anomaly_verdict else None}
 
 
 _REVISIONS = table_of(LabelRevision)
@@ -292,6 +295,17 @@ class LabelRepository:
             rows = s.scalars(select(LabelRevision).where(LabelRevision.image_id == image_id)
                              .order_by(LabelRevision.revision))
             return [revision_dto(r) for r in rows]
+
+    def history_summary(self, image_id: int) -> list[RevisionSummary]:
+        """All revisions, oldest first, without their masks' bytes (``RevisionSummary``): what the history list
+        shows, read again after each save of the image on screen."""
+        masks = (_REVISIONS.c.mask_png, _REVISIONS.c.anomaly_mask_png)
+        stmt = (select(*(c for c in _REVISIONS.c if c not in masks),
+                       masks[0].is_not(None).label("has_mask"), masks[1].is_not(None).label("has_anomaly_mask"))
+                .where(_REVISIONS.c.image_id == image_id).order_by(_REVISIONS.c.revision))
+        with self.db.session() as s:
+            return [to_dto(r, RevisionSummary, **_decoded(r), has_mask=bool(r.has_mask),
+                           has_anomaly_mask=bool(r.has_anomaly_mask)) for r in s.execute(stmt)]
 
     def current_many(self, image_ids: Sequence[int]) -> dict[int, LabelRevisionInfo]:
         out: dict[int, LabelRevisionInfo] = {}

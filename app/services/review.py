@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from app.services.artifacts import ArtifactStore
-    from database.dto import LabelRevisionInfo, PredictionInfo
+    from database.dto import LabelRevisionInfo, PredictionInfo, RevisionSummary
     from database.engine import Database
     from database.review_queue import Found, QueueQuery, QueueRow
 
@@ -761,10 +761,10 @@ class ReviewService:
         return [RevisionInfo(r.revision, r.author, r.created_at, r.note or ",".join(r.changed),
                              str(r.review_state.value), r.class_name,
                              r.anomaly_verdict.value if r.anomaly_verdict else None,
-                             r.mask_png is not None, r.anomaly_mask_png is not None, r.note,
+                             r.has_mask, r.has_anomaly_mask, r.note,
                              {str(k): str(v) for k, v in r.trace.items()} if isinstance(r.trace, dict) else {},
                              tuple(o.class_name for o in _objects(r)), r.source)
-                for r in self.db.labels.history(image_id)]
+                for r in self.db.labels.history_summary(image_id)]
 
     # -- labels the database refused -------------------------------------------------------
     def write_recovery(self, labels: dict[int, LabelState], folder: Path | None = None,
@@ -1069,7 +1069,7 @@ def _source(value: Any) -> str | None:
     return None
 
 
-def _objects(rev: LabelRevisionInfo) -> tuple[ObjectClass, ...]:
+def _objects(rev: LabelRevisionInfo | RevisionSummary) -> tuple[ObjectClass, ...]:
     """A revision's object classes; a row another program garbled reads as none (logged), never a crash."""
     try:
         return parse(rev.object_classes)

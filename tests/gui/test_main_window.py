@@ -766,6 +766,25 @@ def test_double_click_in_history_brings_a_revision_back(window, service, qtbot):
     assert service.detail(image_id).label.class_name == "second"
 
 
+def test_a_label_change_reads_the_history_once_it_is_stored(service, db, folder, artifacts, qtbot, monkeypatch):
+    """A session-51 audit: each key read the image's whole history twice, once as the edit was shown (before its write
+    landed: nothing new) and again once stored. It is read once, after the save, and the dock lists the new one."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    reads: list[int] = []
+    real = service.history
+    monkeypatch.setattr(service, "history", lambda image_id: reads.append(image_id) or real(image_id))
+    image_id = win.review.image_id
+    for revisions, key in enumerate((Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_D), start=1):
+        reads.clear()
+        press(qtbot, win, key)
+        wait_saved(win, qtbot)
+        qtbot.waitUntil(lambda n=revisions: win.label_panel.history.count() == n, timeout=5000)
+        qtbot.wait(300)
+        assert reads == [image_id]
+    win.close()
+
+
 def _three_selected(service, db, folder, artifacts, qtbot):
     """The seeded window with gallery rows 1-3 selected beside the image on screen: (window, that image, the ids)."""
     from PySide6.QtCore import QItemSelectionModel

@@ -386,6 +386,31 @@ def test_the_row_after_a_save_is_fetched_by_id_not_by_reading_the_queue(service,
     assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) <= 2  # + the active models
 
 
+def test_the_history_list_reads_no_mask_bytes(service, seeded):
+    """A session-51 audit: the history dock, read again at each label change, loaded every revision's mask and region
+    PNGs to say "mask yes/no". It reads whether each has one; the whole revisions stay for those that need them."""
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[0].image_id
+    mask = np.zeros((64, 64), bool)
+    mask[3:9, 3:9] = True
+    service.save(image_id, LabelState(class_name="scratches", review_state="corrected"))
+    service.save(image_id, LabelState(class_name="scratches", mask=mask, anomaly_verdict="anomalous",
+                                      anomaly_region=mask, review_state="corrected"))
+    seen: list[str] = []
+    listen = lambda conn, cursor, statement, *rest: seen.append(statement)  # noqa: E731
+    event.listen(service.db.engine, "before_cursor_execute", listen)
+    try:
+        history = service.history(image_id)
+    finally:
+        event.remove(service.db.engine, "before_cursor_execute", listen)
+    assert [(h.has_mask, h.has_region) for h in history] == [(False, False), (True, True)]
+    assert [h.class_name for h in history] == ["scratches", "scratches"]
+    read = [s for s in seen if "label_revisions" in s]
+    assert read and not any("label_revisions.mask_png," in s.replace(" ", "").replace("\n", "")
+                            or "label_revisions.anomaly_mask_png," in s.replace(" ", "").replace("\n", "")
+                            for s in read), read
+    assert np.array_equal(service.revision_label(image_id, 2).mask, mask)   # the whole revision, where needed
+
+
 def test_docs_shortcuts_match_the_application():
     from pathlib import Path
 
