@@ -146,8 +146,15 @@ class _Segment:
     order: list[tuple[SQLColumnExpression[Any], bool]]  # (expression, ascending)
     inner: str | None = None                 # the prediction alias this stretch must have
     # Conditions the query's own already imply, stated on the stretch's index so its walk reads only its rows (the
-    # folder of the answers out of domain): not what makes a row this stretch's (``_start_of`` reads none).
+    # folder, on the answers the stretch is an index range of): not what makes a row this stretch's (``_start_of``
+    # reads none).
     bounds: list[ColumnElement[Any]] = field(default_factory=list)
+    # Whether the image's folder is stated too (``_Shape.conditions``). Not on the answers shown by confidence, whose
+    # bounds state it: PostgreSQL's planner takes the two for independent filters, multiplies their shares, and
+    # expected 27 of a folder's ~9,800 answers that stand, so it joined and sorted them all rather than walk the index
+    # (session 51). The answers out of domain keep it: there that low guess is nearer the truth (the planner expects
+    # the folder's share of every answer out of domain) and keeps it off a hash join of every image.
+    image_folder: bool = True
 
 
 # Built once: making ORM aliases costs milliseconds of Python per query (a save's row fetch
@@ -217,13 +224,15 @@ class _Shape:
             stmt = stmt.join(_PR, and_(_PR.image_id == Image.id, _PR.current_family == _FAMILY["pa"]))
         return stmt
 
-    def conditions(self, counting: bool = False) -> list[ColumnElement[Any]]:
+    def conditions(self, counting: bool = False, folder: bool = True) -> list[ColumnElement[Any]]:
+        """The filter's conditions; without the image's ``folder`` where a stretch states it on its answers only
+        (``_Segment.image_folder``)."""
         qq = self.qq
         conds: list[ColumnElement[Any]] = []
         # Bound to a few ids, the planner must start from them (primary key lookups), not from
         # a walk of the folder's index: these two forms keep it off that index.
         few = qq.within is not None
-        if qq.folder_id is not None:
+        if qq.folder_id is not None and folder:
             conds.append((Image.folder_id + 0 if few else Image.folder_id) == qq.folder_id)
         if not qq.include_missing:
             conds.append(Image.missing.is_not(True) if few else Image.missing == false())
@@ -291,7 +300,17 @@ class _Shape:
                                                                    (pred.image_id, self.tie_ascending)]
         below = self.qq.domain_below
         stands = [] if below is None else [_stands(pred, below)]
-        shown = _Segment([key.is_not(None), *stands], [(key, self.ascending), *pred_tail], inner=self.key_alias)
+        # The folder stated on the prediction too: a range of an index led by (family, folder), so another folder's
+        # entries are not walked. Not with a few ids (``within``): those drive, as the images' "folder_id + 0" says.
+        folder = ([pred.folder_id == self.qq.folder_id]
+                  if self.qq.folder_id is not None and self.qq.within is None else [])
+        # By confidence ix_predictions_folder_confidence (0020): most confident first read every other folder's
+        # higher answers before the first page, another line's out of domain at 1.0 among them (a folder of 10,000
+        # images beside 100,000 such: 10-14 ms on both engines). The target count and anomaly score have no such
+        # index (their walks read other folders' higher values, as since 0008).
+        by_folder = folder if self.key_alias == "pc" else []
+        shown = _Segment([key.is_not(None), *stands], [(key, self.ascending), *pred_tail], inner=self.key_alias,
+                         bounds=by_folder, image_folder=not by_folder)
         unknown = _Segment([key.is_(None), *stands], [(self.name_key, True), (Image.id, True)])
         if below is None:
             return [shown, unknown]
@@ -305,10 +324,7 @@ class _Shape:
         # The answers out of domain are a range of ix_predictions_queue_domain (family, folder, in-domain score, name
         # key, image): only the folder's are read and sorted by name. Without the folder every folder's were, and the
         # others' dropped at the image join: "uncertainty"'s first page of a folder of 10,000 images beside one of
-        # 100,000 out of domain took 14 ms on SQLite, 85 on PostgreSQL (1.8 and 4.3 with it). Not with a few ids
-        # (``within``): those drive, as the images' "folder_id + 0" says.
-        folder = ([pred.folder_id == self.qq.folder_id]
-                  if self.qq.folder_id is not None and self.qq.within is None else [])
+        # 100,000 out of domain took 14 ms on SQLite, 85 on PostgreSQL (1.8 and 4.3 with it).
         if self.key_alias != "pc":
             withheld = _Segment([_out_of_domain(pred, below)], [(pred.name_key, True), (pred.image_id, True)],
                                 inner=self.key_alias, bounds=folder)
@@ -445,7 +461,8 @@ def _keys_select(shape: _Shape, seg: _Segment) -> Select[*tuple[Any, ...]]:
     """Only the sort values of a stretch's rows: a narrow walk (no label subquery, no unused
     join) to find where a position lies."""
     stmt = select(shape.sort_value().label("k0"), shape.name_key.label("k1"), Image.id).select_from(Image)
-    return (shape.joins(stmt, every=False, inner=seg.inner).where(*shape.conditions(), *seg.conditions, *seg.bounds)
+    conds = shape.conditions(folder=seg.image_folder)
+    return (shape.joins(stmt, every=False, inner=seg.inner).where(*conds, *seg.conditions, *seg.bounds)
             .order_by(*(e.asc() if a else e.desc() for e, a in seg.order)))
 
 
@@ -488,7 +505,7 @@ def queue_page(db: "Database", qq: QueueQuery, limit: int, offset: int = 0,
             if after is not None and index == after.segment:
                 values = after.values if len(seg.order) == 3 else after.values[-2:]
                 bound.append(_after(seg.order, values))
-            conds = shape.conditions() + seg.conditions + seg.bounds + bound
+            conds = shape.conditions(folder=seg.image_folder) + seg.conditions + seg.bounds + bound
             order = [e.asc() if a else e.desc() for e, a in seg.order]
             if shape.qq.by_score and shape.qq.sort == "name":
                 # The page's ids first (the range's index entries sorted, then each image's
@@ -623,7 +640,7 @@ class Found:
 
 
 def _reversed(seg: _Segment) -> _Segment:
-    return _Segment(seg.conditions, [(e, not a) for e, a in seg.order], seg.inner, seg.bounds)
+    return replace(seg, order=[(e, not a) for e, a in seg.order])
 
 
 def _start_of(s: Session, shape: _Shape, segments: list[_Segment], image_id: int,
