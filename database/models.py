@@ -253,7 +253,7 @@ class Prediction(Base):
         # folder's answers out of domain are not read).
         Index("ix_predictions_queue_confidence", "current_family", "confidence", "name_key", "image_id", "in_domain"),
         Index("ix_predictions_queue_domain", "current_family", "folder_id", "in_domain", "name_key", "image_id"),
-        # The same walk by confidence of one folder's answers (0020_queue_folder_confidence): a folder's queue by
+        # The same walk by confidence of one folder's answers (0021_queue_folder_confidence): a folder's queue by
         # confidence reads no other folder's entries (another line's answers out of domain at 1.0 came before the
         # first page of "confidence"). The one above stays for a queue of every folder.
         Index("ix_predictions_folder_confidence", "current_family", "folder_id", "confidence", "name_key", "image_id",

@@ -14,15 +14,15 @@ stays for a queue of every folder (``QueueQuery.folder_id`` None), which no fold
 Index changes only (no rows, no reads change); benchmarks/results/queue-domain-index.md, "session 51", has the
 figures and what it costs to write.
 
-Revision ID: 0020_queue_folder_confidence
-Revises: 0019_queue_domain
+Revision ID: 0021_queue_folder_confidence
+Revises: 0020_label_watermark
 """
 from __future__ import annotations
 
 from alembic import op
 
-revision = '0020_queue_folder_confidence'
-down_revision = '0019_queue_domain'
+revision = '0021_queue_folder_confidence'
+down_revision = '0020_label_watermark'
 branch_labels = None
 depends_on = None
 
