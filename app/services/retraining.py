@@ -178,13 +178,18 @@ class VersionScope:
     # reviewed images under rules that do not run the family at all, per rule pattern (their labels are nobody's)
     unrun: tuple[tuple[str, int], ...] = ()
 
-    def empty_note(self) -> str:
-        """Why a narrowed retraining found no labels, and where they went (the versions the rules give them to, and
-        the rules that run no version of the family: a session-48 audit followed docs/new_line.md on bottles routed to
-        the anomaly model alone, and `retrain classifier` said only "nothing to export")."""
-        note = narrowing_note(self.images, self.others)
+    def empty_note(self, db: Database, family: str) -> str:
+        """Why a narrowed retraining found no labels, or too few, and where the others went (the versions the rules
+        give them to, with their reviewed images, and the rules that run no version of the family: a session-48 audit
+        followed docs/new_line.md on bottles routed to the anomaly model alone, and `retrain classifier` said only
+        "nothing to export"; a session-51 audit's refusal counted "crazing 1" of 11 reviewed labels, silent on the 10
+        the tiles rule gives to the tile classifier)."""
+        reviewed = None
+        if self.images is not None and self.others:   # read on a refusal only: a pass over the reviewed images
+            from app.services.counting_versions import reviewed_by_version
+            reviewed = reviewed_by_version(db, family)
+        note = narrowing_note(self.images, self.others, reviewed)
         if self.unrun:
-            family = self.version.family if self.version is not None else "family"
             n = sum(c for _p, c in self.unrun)
             note += (f"; {plural(n, 'reviewed image')} {agree(n, 'sits', 'sit')} under routing rules that run "
                      f"no {family}: "
@@ -321,16 +326,22 @@ def _stems(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.is_file() else []
 
 
-def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()) -> str:
-    """What a retraining narrowed to a version's images read, for its "no training data" message ("" when not
-    narrowed); ``others``: the other versions the rules give images to, where the labels may have gone."""
+def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = (),
+                   reviewed: Mapping[str, int] | None = None) -> str:
+    """What a retraining narrowed to a version's images read, for its "no training data" or "too few" message (""
+    when not narrowed); ``others``: the other versions the rules give images to, where the labels may have gone;
+    ``reviewed``: reviewed images by the version that learns from them, so each other version is named with its
+    count and the way out names the one holding the most."""
     if within is None:
         return ""
     out = (f" (only the {plural(len(within), 'image')} the version answers for by the routing rules "
            f"{agree(len(within), 'was', 'were')} read")
     if others:
-        out += (f"; the rules give the others to {', '.join(others)}: retrain that version "
-                f"(--version {shlex.quote(others[0])}, or select it in the Models dialog and retrain it there)")
+        named = (", ".join(f"{n} ({plural(reviewed.get(n, 0), 'reviewed image')})" for n in others)
+                 if reviewed is not None else ", ".join(others))
+        way_out = max(others, key=lambda n: reviewed.get(n, 0)) if reviewed is not None else others[0]
+        out += (f"; the rules give the others to {named}: retrain that version "
+                f"(--version {shlex.quote(way_out)}, or select it in the Models dialog and retrain it there)")
     return out + ")"
 
 
@@ -359,13 +370,14 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
     except ClassFolderError as exc:  # "or leave imagefolder out" is no way for a retraining (a session-49 audit)
         raise RetrainError(f"the {family} cannot be trained on these labels: {exc.problem_and_advice}") from None
     except ExportError as exc:
-        only = scope.empty_note() if scope is not None else narrowing_note(within)
+        only = scope.empty_note(db, family) if scope is not None else narrowing_note(within)
         raise RetrainError(f"no training data for the {family}: {exc}{only}") from None
     root: Path = result.out / fmt
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
+        only = scope.empty_note(db, family) if scope is not None else narrowing_note(within)
         raise too_few(f"no reviewed {family} labels to train on: accept or correct some "
                       f"{'classes' if family == 'classifier' else 'masks' if family == 'segmenter' else 'anomaly verdicts'}"
-                      " first", result.skipped)
+                      f" first{only}", result.skipped)
     return root, result.held_out_files, tuple(result.skipped), result.station_notes
 
 
@@ -683,7 +695,9 @@ def plan_retraining(db: Database, family: str, work: Path, out_dir: Path, *, fol
         else:
             root, args, start, data, notes = _anomaly_plan(root, start_from, parent_arch)
     except TooFewLabels as exc:  # the labels the export left out are part of the count the inspector reads
-        raise too_few(str(exc), skipped) from None
+        # and so are the ones the routing rules give to another version: the count alone ("reviewed so far:
+        # crazing 1" of 11 labels) read as labels lost (a session-51 audit)
+        raise too_few(f"{exc}{scope.empty_note(db, family)}", skipped) from None
     # what is still held out once the plan has moved what the new version learns from (an anomaly refit's defect
     # regions go to validation/): counted over all the exported ones, the line read "13 of 5 held-out labels are
     # its own answers" (a session-45 probe)
