@@ -81,6 +81,20 @@ def _command_line(argv: list[str]) -> str:
     return "python main.py " + shlex.join(argv)
 
 
+def _use_flags(args: argparse.Namespace) -> list[str]:
+    """The flags ``train`` needs to start from the pretrained network: its architecture (the preset; the classifier's
+    input size and normalisation where given), which ``--init`` refuses to differ from, and the classifier's new class
+    layer. A session-51 audit copied the "use it:" line of a test_tiny run, which named no preset, and ``train``
+    refused it as "another architecture than this run's preset/ablation"."""
+    flags = ["--preset", args.preset]
+    if args.family == "classifier":  # the segmenter's train reads no input size: it crops its frames (--crop)
+        flags = ["--init-head", "new", *flags]
+        for flag, value in (("--img-size", args.img_size), ("--input-norm", args.input_norm)):
+            if value is not None:
+                flags += [flag, str(value)]
+    return flags
+
+
 def run(args: argparse.Namespace) -> int:
     from app.commands.retrain import CANCELLED_EXIT, Events  # its progress lines, as the GUI reads them
     from inference.training.common import progress_listener
@@ -125,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if args.progress_json:
         events.emit("done", path=str(model_dir), message=f"pretrained {args.family} in {model_dir}")
     else:  # one line says where it went ("done: pretrained … in X" said it too, a session-49 audit), then how to use it
-        use = "--init-head new" if args.family == "classifier" else f"--preset {args.preset}"
         print(f"pretrained {args.family} written to {model_dir}\n"
-              f"use it: python main.py train {args.family} --data DATA --out MODEL --init {model_dir} {use}")
+              f"use it: python main.py train {args.family} --data DATA --out MODEL --init {model_dir} "
+              f"{shlex.join(_use_flags(args))}")
     return 0

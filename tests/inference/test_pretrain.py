@@ -159,6 +159,27 @@ def test_the_command_says_where_the_backbone_went_once(tmp_path, capsys):
     assert f"pretrained classifier written to {out}" in said.out
 
 
+def test_the_use_it_line_trains_from_the_backbone_as_printed(tmp_path, capsys):
+    """A session-51 audit: the "use it:" line of a test_tiny pretraining named no preset, and `train classifier`
+    run as printed refused the backbone as "another architecture than this run's preset/ablation"."""
+    import shlex
+
+    out = tmp_path / "backbone"
+    assert main(["pretrain", "--folder", str(_images(tmp_path / "imgs")), "--out", str(out), "--preset", "test_tiny",
+                 "--img-size", "48", "--input-norm", "per_image", "--epochs", "1", "--batch-size", "3",
+                 "--threads", "1", "--device", "cpu", "--quiet"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("use it: python main.py "))
+    data = tmp_path / "data"
+    for c in ("dots", "plain"):
+        _images(data / c, n=4, seed=len(c))
+    printed = [str(data) if a == "DATA" else str(tmp_path / "model") if a == "MODEL" else a
+               for a in shlex.split(line.removeprefix("use it: python main.py "))]
+    assert main(printed + ["--epochs", "1", "--batch-size", "4", "--threads", "1", "--device", "cpu", "--quiet",
+                           "--cv-folds", "0"]) == 0, capsys.readouterr().err
+    card = load_model(tmp_path / "model").card
+    assert card["init_model"]["path"] == str(out) and card["preset"] == "test_tiny"
+
+
 def test_folder_may_be_an_indexed_folder_of_the_station(tmp_path, capsys):
     """--folder NAME that is no directory: the images the station indexed in that folder, and only those."""
     from database import FileEntry, open_database
