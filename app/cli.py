@@ -9,6 +9,7 @@ import argparse
 import functools
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -384,7 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = signal.signal(signal.SIGTERM, _terminated)
     try:
         _paths_usable(args)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed reader is caught below, not at exit with a traceback
+        return code
+    except BrokenPipeError:
+        # the reader went away (`models list | head -1`): nothing more can be shown, and Python's own flush at exit
+        # would print a traceback (a session-51 audit); the rest of stdout goes to devnull, as the Python docs advise
+        _stdout_to_devnull()
+        return BROKEN_PIPE_EXIT
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -397,6 +405,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if before is not None:
             signal.signal(signal.SIGTERM, before)
+
+
+# what a shell reports of a command SIGPIPE ended (128 + 13), as 130 and 143 for the others (Windows has no SIGPIPE)
+BROKEN_PIPE_EXIT = 141
+
+
+def _stdout_to_devnull() -> None:
+    """Point the stdout file descriptor at devnull, so the output still buffered is dropped quietly at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind stdout (captured): nothing will be flushed to a pipe
+        pass
 
 
 # Commands that write files and clean up what they leave half-written on Ctrl+C: SIGTERM (a job runner's stop) takes

@@ -109,3 +109,24 @@ def test_a_fresh_station_lists_the_bundled_classifiers_classes_before_its_own(tm
     added = capsys.readouterr().out
     assert "no list and no classifier model" not in listed and "crazing" in listed
     assert "crazing" in added and "blowhole" in added
+
+
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    """A session-51 audit: `models list | head -1` and `routing show --json | head -1` sometimes ended in
+    "Traceback … BrokenPipeError" on stderr; the reader is gone before the first write here, every time."""
+    import os
+    import subprocess
+    import sys
+
+    assert main(["classes", "add", "crack", "--db", _db(tmp_path)]) == 0
+    root = Path(__file__).resolve().parents[2]
+    for argv in (["models", "list"], ["routing", "show", "--json"]):
+        read, write = os.pipe()
+        os.close(read)   # a reader that read nothing and went away
+        try:
+            proc = subprocess.run([sys.executable, str(root / "main.py"), "--db", _db(tmp_path), *argv], stdout=write,
+                                  stderr=subprocess.PIPE, text=True, cwd=root, timeout=120)
+        finally:
+            os.close(write)
+        assert proc.returncode == 141 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, \
+            (argv, proc.returncode, proc.stderr)
