@@ -417,6 +417,23 @@ def test_the_models_command_compares_promotes_and_rolls_back_headless(tmp_path, 
     assert "active" in capsys.readouterr().out
 
 
+def test_the_models_list_columns_are_the_ones_the_docs_name(tmp_path, capsys) -> None:
+    """A session-51 audit: docs/retraining.md gave `models list`'s columns as "id, family, …" and the command prints
+    the family first, then the id."""
+    from app.cli import main
+    cli_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    db = open_database(cli_url)
+    a, _b = _versions(db, tmp_path)
+    db.close()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "retraining.md").read_text(encoding="utf-8")
+    columns = next(line for line in doc.splitlines() if line.startswith("python main.py models list"))
+    named = [c.strip() for c in columns.split("#", 1)[1].split(",")]
+    assert main(["models", "list", "--db", cli_url]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if a.name in line).split()
+    assert (row[named.index("family")], row[named.index("id")], row[named.index("active / challenger")]) == \
+        ("classifier", str(a.id), "active"), (named, row)
+
+
 def test_side_by_side_draws_each_versions_mask_at_the_images_size(tmp_path) -> None:
     img = np.full((40, 80), 100, np.uint8)
     cv2.imwrite(str(tmp_path / "part.png"), img)
