@@ -38,7 +38,9 @@ class Family:
     default_model: str                   # bundled directory under resources/models used by default
     half_tolerance: float                # largest half-vs-full precision difference accepted
     auto_epochs: Mapping[str, int]       # retraining mode ("fine-tune", "transfer", "scratch") -> epochs
-    presets: tuple[str, ...] = ("test_tiny", "cpu", "paper")  # texture_knn and tile_defect add "tile"; tile_defect also "tile_net" (its learned pixel head)
+    # the trainer's presets: every architecture's, in the catalogue's order (`train anomaly --help` listed the first
+    # one's alone, and tile, tile_net, tile_net_bank were missing: a session-51 audit)
+    presets: tuple[str, ...] = ("test_tiny", "cpu", "paper")
     part_only: tuple[str, ...] = ()      # architectures only loadable as a part of this family's directory
     trainer_scored: str | None = None    # card metrics split already scored on the held-out labels
     fitted_only: tuple[str, ...] = ()    # architectures the retrain command fits but the trainer cannot start from
@@ -227,6 +229,9 @@ register_family(Family(
     name="anomaly",
     title="the anomaly detector (pattern generative + contrastive)",
     architectures=("pattern_anomaly", "pixel_gaussian", "texture_knn", "tile_defect"),
+    # texture_knn adds "tile"; tile_defect its defect heads, with the learned pixel net (_net) and the texture
+    # descriptors in the image head (_bank)
+    presets=("test_tiny", "cpu", "paper", "tile", "test_tiny_net", "test_tiny_bank", "tile_net", "tile_net_bank"),
     predict_module="inference.anomaly_predict",
     adapter="inference.engine_families:AnomalyModel",
     train_cli="inference.training.anomaly_cli",

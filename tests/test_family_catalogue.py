@@ -137,6 +137,15 @@ def test_engine_dispatches_to_the_toy_adapter():
     assert type(model) is ToyModel and model.loaded is loaded
 
 
+def test_the_anomaly_trainers_help_lists_every_architectures_presets(capsys) -> None:
+    """A session-51 audit: `train anomaly --help` listed --preset as "test_tiny, cpu, paper" (pattern_anomaly's),
+    though texture_knn's tile and tile_defect's tile, tile_net and tile_net_bank are taken too."""
+    with pytest.raises(SystemExit):
+        cli.main(["train", "anomaly", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "test_tiny, cpu, paper, tile, test_tiny_net, test_tiny_bank, tile_net, tile_net_bank (default: cpu)" in text
+
+
 @pytest.mark.parametrize("fam", families.families(), ids=lambda f: f.name)
 def test_catalogue_matches_the_family_modules(fam: families.Family):
     """The catalogue's facts agree with the code they name: registered architectures, their
@@ -145,8 +154,11 @@ def test_catalogue_matches_the_family_modules(fam: families.Family):
 
     for arch in fam.architectures + fam.part_only:
         assert registry.spec(arch).family == fam.name
-    first = registry.spec(fam.architectures[0]).model_cls
-    assert fam.presets == tuple(__import__(first.__module__, fromlist=["PRESETS"]).PRESETS)
+    presets: dict[str, None] = {}   # every architecture's, in order (the anomaly help listed the first one's)
+    for arch in fam.architectures:
+        module = __import__(registry.spec(arch).model_cls.__module__, fromlist=["PRESETS"])
+        presets.update(dict.fromkeys(getattr(module, "PRESETS", {})))
+    assert fam.presets == tuple(presets)
     assert issubclass(families.load_entry(fam.adapter), FamilyModel)
     assert callable(families.load_entry(fam.train_entry))
     families.load_entry(fam.predict_module)

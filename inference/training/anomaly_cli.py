@@ -36,7 +36,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "weights are not read): how `retrain anomaly` refits the active version's kind on reviewed "
                         "images; --image-size and --channels still override")
     p.add_argument("--preset", default="cpu",
-                   help=f"config preset: {', '.join(families.family('anomaly').presets)} (default: cpu)")
+                   help=f"config preset, one the --arch has: {', '.join(families.family('anomaly').presets)} "
+                        "(default: cpu)")
     p.add_argument("--image-size", type=int, help="override the preset's square input size")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = grayscale input, 3 = RGB (default: preset)")
     p.add_argument("--mixer", choices=("attention", "ss2d"), help="token mixer of the ViT blocks (default: preset)")
