@@ -106,7 +106,11 @@ def validate(names: Iterable[str], kept: Collection[str] = (), taken: Mapping[st
                                  f"and no trailing dot): {safe_name(name)!r}, for instance")
         key = folder_key(name)  # a stored decomposed name meets the typed one
         if key in seen and not (name in kept and seen[key] in kept):  # a pair stored before stays editable
-            raise ClassListError(f"{name!r} is on the list twice (as {seen[key]!r})")
+            # said of the one name it is: "'Crazing' is on the list twice (as 'crazing')" of a list holding it once
+            # (a session-51 audit)
+            same = unicodedata.normalize("NFC", seen[key]) == unicodedata.normalize("NFC", name)  # looks the same
+            raise ClassListError(f"{name!r} is on the list twice" if same
+                                 else f"{name!r} is already on the list as {seen[key]!r}")
         if key in spellings and name not in kept and name not in uses:
             twin = max(spellings[key], key=lambda t: (uses[t], t))
             raise ClassListError(twin_refusal(name, twin, uses[twin]))

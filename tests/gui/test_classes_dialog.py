@@ -35,7 +35,8 @@ def test_a_new_class_reaches_the_hotkeys_and_a_removed_one_stays_on_its_labels(s
     assert dlg.message.text() == "" and project_classes.names(db) == list(CLASSES)
     qtbot.keyClicks(dlg.name, "Crazing")          # already there under another case: refused, said why
     dlg.add_button.click()
-    assert "twice" in dlg.message.text() and dlg.names() == [*CLASSES, "blow hole"]
+    assert "'Crazing' is already on the list as 'crazing'" in dlg.message.text()
+    assert dlg.names() == [*CLASSES, "blow hole"]
     dlg.name.clear()
     dlg.list.setCurrentRow(len(CLASSES))
     dlg.move_selected(-1)

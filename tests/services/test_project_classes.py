@@ -28,7 +28,8 @@ def _model(db, classes: list[str]) -> None:
 
 def test_validate_strips_and_refuses_what_cannot_be_a_hotkey_list() -> None:
     assert pc.validate(["  crack ", "fray  edge"]) == ("crack", "fray edge")
-    for bad, why in ((["crack", " Crack"], "twice"), ([""], "empty"), (["x" * 256], "256 bytes"),
+    for bad, why in ((["crack", " Crack"], "'Crack' is already on the list as 'crack'"), (["crack", "crack"], "twice"),
+                     ([""], "empty"), (["x" * 256], "256 bytes"),
                      ([str(i) for i in range(pc.MAX_CLASSES + 1)], "at most"), ([3], "text"),
                      # exported and retrained as "crack_1mm", a class the project lacks (a session-43 probe)
                      (["crack>1mm"], "cannot name a folder.*'crack_1mm'"), (["edge."], "cannot name a folder")):
@@ -138,7 +139,9 @@ def test_the_command_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
     listed = out.rsplit("classes, the project's own list", 1)[1]   # what `classes list` printed last
     assert out.endswith(listed) and "7  fray  (0 labels)" in listed and "crack " not in listed
     assert main(["classes", "add", "FRAY ", "fray", "--db", url]) == 2  # twice on one line
-    assert "twice" in capsys.readouterr().err
+    assert "'fray' is already on the list as 'FRAY'" in capsys.readouterr().err
+    assert main(["classes", "add", "fray", "fray", "--db", url]) == 2
+    assert "'fray' is on the list twice" in capsys.readouterr().err
 
 
 def test_adding_another_spelling_of_a_listed_class_is_refused_as_the_dialog_refuses_it(tmp_path: Path, db,
@@ -148,12 +151,12 @@ def test_adding_another_spelling_of_a_listed_class_is_refused_as_the_dialog_refu
     from app.cli import main
 
     pc.save(db, ["crazing", "blowhole"])
-    with pytest.raises(pc.ClassListError, match=r"'Blowhole' is on the list twice \(as 'blowhole'\)"):
+    with pytest.raises(pc.ClassListError, match=r"'Blowhole' is already on the list as 'blowhole'"):
         pc.add(db, ["Blowhole", "Fray"])
     assert pc.names(db) == ["crazing", "blowhole"]
     url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
     assert main(["classes", "add", "Blowhole", "Fray", "--db", url]) == 2
-    assert "'Blowhole' is on the list twice (as 'blowhole')" in capsys.readouterr().err
+    assert "'Blowhole' is already on the list as 'blowhole'" in capsys.readouterr().err
     assert main(["classes", "add", "blowhole", "fray", "--db", url]) == 0  # the same name again: said, not refused
     assert "note: 'blowhole' is on the list already" in capsys.readouterr().out
     assert pc.names(db) == ["crazing", "blowhole", "fray"]
@@ -314,6 +317,19 @@ def test_a_routed_classifier_and_the_list_never_offer_one_class_on_two_keys(tmp_
         pc.validate(["FRAY"], taken=pc.read(db).taken())  # the routed version's class counts as the project's
 
 
+def test_another_spelling_is_said_to_be_on_the_list_once(tmp_path: Path, capsys) -> None:
+    """A session-51 audit: ``classes add Crazing`` beside "crazing" was refused with "'Crazing' is on the list twice
+    (as 'crazing')", of a list holding it once."""
+    from app.cli import main
+
+    url = f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}"
+    assert main(["classes", "add", "crazing", "--db", url]) == 0
+    capsys.readouterr()
+    assert main(["classes", "add", "Crazing", "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert "'Crazing' is already on the list as 'crazing'" in err and "twice" not in err
+
+
 def test_a_class_nothing_uses_is_renamed_by_case_in_one_step(db) -> None:
     """The review of a session-49 fix: a list-only "blowhole" (no label, no model) renamed "Blowhole" was refused as
     "would share a class folder", though nothing would use "blowhole" after the save; removing it and adding it back
@@ -321,7 +337,7 @@ def test_a_class_nothing_uses_is_renamed_by_case_in_one_step(db) -> None:
     pc.save(db, ["blowhole", "crazing"])
     assert pc.save(db, ["Blowhole", "crazing"]) is not None
     assert pc.names(db) == ["Blowhole", "crazing"]
-    with pytest.raises(pc.ClassListError, match=r"on the list twice \(as 'Blowhole'\)"):
+    with pytest.raises(pc.ClassListError, match=r"'blowhole' is already on the list as 'Blowhole'"):
         pc.save(db, ["Blowhole", "crazing", "blowhole"])
 
 
