@@ -90,6 +90,12 @@ class WorkerStats:
         return now
 
 
+def idle_write_limit_s(stale_after_s: float) -> float:
+    """How long a worker's write transaction may wait on the worker before the server ends it: half the stale-after
+    time (at least a second), so a frozen worker's row locks are gone by the time another worker recovers its claims."""
+    return max(1.0, stale_after_s / 2)
+
+
 def mask_png(mask: np.ndarray) -> bytes:
     """A predicted mask as stored: the station's mask encoder at level 6 (a mask per answered frame)."""
     return encode_mask_png(mask, level=6)
@@ -157,6 +163,10 @@ class Worker:
         self._fixed_artifacts = artifacts is not None
         self._maps_folder = ""
         self.artifacts = artifacts or store_for(db.url)
+        # A transaction of this worker left waiting on it (the process frozen mid-commit) is ended by the server well
+        # before other workers call it stale, so its claims are free to recover then (a session-51 audit: they stayed
+        # locked, skipped, and the job never finished); once resumed, its commit fails and its claims are gone.
+        db.end_idle_writes_after(idle_write_limit_s(self.options.stale_after_s))
         self.stats = WorkerStats()
         # Loaded engines by (family, version) set, least recently used first. Two batches are in
         # flight at once (one on the models, the next decoding), possibly of different jobs with

@@ -275,6 +275,7 @@ class Database:
         self._file_id = _file_identity(self._file) if self._file is not None else None
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(engine.execution_options(write=True), expire_on_commit=False)
+        self._idle_write_limit_s: float | None = None  # see end_idle_writes_after
 
     @property
     def url(self) -> str:
@@ -300,6 +301,9 @@ class Database:
                 if write and wait is not None and self.dialect == "postgresql":
                     # SQLite's wait is set at BEGIN (the hook above); PostgreSQL waits on row locks
                     s.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(wait * 1000))}ms'"))
+                idle = self._idle_write_limit_s
+                if write and idle is not None and self.dialect == "postgresql":
+                    s.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{max(1, int(idle * 1000))}ms'"))
                 yield s
         except sa_exc.DBAPIError as exc:
             raise translate(exc, self.sa_url) from exc
@@ -328,6 +332,19 @@ class Database:
             yield
         finally:
             _WRITE_WAIT_S.reset(token)
+
+    def end_idle_writes_after(self, seconds: float | None) -> None:
+        """On PostgreSQL, have the server end each of this process's write transactions that waits on the process
+        over ``seconds`` between statements (``idle_in_transaction_session_timeout``): the session is closed and its
+        row locks freed, and the process's next statement or commit fails (``DatabaseError``), nothing of the
+        transaction kept. ``None``: no limit. SQLite needs none: a stopped writer's lock ends with its process, and
+        no other writer takes one meanwhile anyway.
+
+        Why: a worker frozen inside a transaction (SIGSTOP, a paused VM, a pulled cable) held the rows of the images
+        it was saving, and ``requeue_stale`` skips locked rows, so nobody ever recovered them: the job sat at
+        "running: 502/504" with no worker on it (a session-51 audit). Workers set this shorter than the time after
+        which other workers call them stale (``app.worker.Worker``)."""
+        self._idle_write_limit_s = seconds
 
     def revision(self) -> str | None:
         try:

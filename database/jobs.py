@@ -637,8 +637,9 @@ class JobRepository:
         and of ``dead_workers`` (known dead, e.g. their process is gone from this host).
 
         Their items go back to the queue, or fail after ``max_attempts`` claims (an image that
-        crashes every worker must not loop forever); whole jobs likewise. Returns how many
-        items and jobs were recovered.
+        crashes every worker must not loop forever); whole jobs likewise. Rows another transaction
+        still locks (a worker frozen mid-commit, PostgreSQL) are left for a later pass, and their
+        worker's row with them. Returns how many items and jobs were recovered.
         """
         with self.db.session(write=True) as s:
             cutoff = db_now(s) - timedelta(seconds=timeout_s)
@@ -691,7 +692,18 @@ class JobRepository:
                     j.error = f"the worker stopped responding {j.attempts} times while running it"
                 else:
                     j.status = JobStatus.QUEUED.value
-            for wid in stale:
+            # A stale worker's row stays while anything it claimed is left, to be recovered on a later pass: the
+            # rows above skip what another transaction still locks, as a frozen worker's own does until the server
+            # ends it (``Database.end_idle_writes_after``). Deleted anyway, the worker was gone from the workers list
+            # while its images sat "running" with nobody on them (a session-51 audit: "running: 502/504").
+            s.flush()
+            stale_list = sorted(stale)
+            left = set(s.scalars(select(JobItem.claimed_by).where(
+                JobItem.status == RUNNING, JobItem.claimed_by.in_(stale_list)).distinct())) if stale_list else set()
+            left |= set(s.scalars(select(Job.claimed_by).where(
+                Job.has_items.is_(False), Job.status == RUNNING, Job.claimed_by.in_(stale_list)))) \
+                if stale_list else set()
+            for wid in stale - left:
                 w = s.get(Worker, wid)
                 if w is not None:
                     s.delete(w)

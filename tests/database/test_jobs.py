@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import update
 
 from database import (
     Database,
+    DatabaseError,
     FileEntry,
     ItemStatus,
     JobStatus,
@@ -518,3 +520,102 @@ def test_submissions_at_the_same_moment_queue_each_image_once(url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def _freeze_inside_complete_items(monkeypatch, db: Database, worker: str, item_ids: list[int],
+                                  preds: list[PredictionIn]) -> tuple[threading.Thread, threading.Event, list]:
+    """A worker that stops (SIGSTOP, a paused VM) inside ``complete_items``: its items' rows locked, its transaction
+    open. Returns the thread, the event that resumes it, and a list that gets its outcome (a count or the error)."""
+    import database.jobs as jobs_mod
+    real, gate, reached, outcome = jobs_mod.upsert_predictions, threading.Event(), threading.Event(), []
+
+    def stalls(s, rows):
+        if threading.current_thread().name == "frozen":
+            reached.set()
+            gate.wait(60)
+        return real(s, rows)
+
+    def save() -> None:
+        try:
+            outcome.append(db.jobs.complete_items(worker, item_ids, preds))
+        except DatabaseError as exc:
+            outcome.append(exc)
+
+    monkeypatch.setattr(jobs_mod, "upsert_predictions", stalls)
+    thread = threading.Thread(target=save, name="frozen", daemon=True)
+    thread.start()
+    assert reached.wait(10)
+    return thread, gate, outcome
+
+
+@pytest.mark.postgres
+def test_a_worker_frozen_mid_commit_has_its_claims_recovered_on_postgresql(pg_url: str, monkeypatch) -> None:
+    """A session-51 audit: a worker frozen while saving kept its images' rows locked; ``requeue_stale`` skipped them
+    for good and deleted the worker's row anyway, so the job sat at "running: 502/504" with nobody on it. A worker's
+    transactions are ended by the server once idle past their limit: its claims are recovered, the job finishes, and
+    the worker, resumed, stores nothing and counts nothing twice."""
+    frozen_db, other = open_database(pg_url), open_database(pg_url)
+    try:
+        ids = _images(frozen_db, 4)
+        mv = frozen_db.model_versions.register("classifier", "v1", "/c")
+        job = frozen_db.jobs.create("prelabel", {}, ids)
+        frozen_db.end_idle_writes_after(1.0)   # as app.worker.Worker sets it, shorter than the stale time below
+        frozen = "otherhost:4242:deadbeef"
+        held = [it.id for it in frozen_db.jobs.claim_items(frozen, 2).items]
+        preds = [PredictionIn(i, mv.id, predicted_class="frozen") for i in ids[:2]]
+        thread, gate, outcome = _freeze_inside_complete_items(monkeypatch, frozen_db, frozen, held, preds)
+        try:
+            time.sleep(3.0)   # past the idle limit, and the frozen worker's heartbeat older than 2 s
+            assert other.jobs.requeue_stale(timeout_s=2.0) == 2
+            assert {it.status for it in other.jobs.items(job.id)} == {ItemStatus.QUEUED}
+            assert frozen not in {w.id for w in other.jobs.workers()}   # all it held is recovered
+            healthy = "healthy:1:1"
+            while (batch := other.jobs.claim_items(healthy, 10)) is not None:
+                other.jobs.complete_items(healthy, [it.id for it in batch.items],
+                                          [PredictionIn(it.image_id, mv.id, predicted_class="healthy")
+                                           for it in batch.items if it.image_id is not None])
+            done = other.jobs.get(job.id)
+            assert (done.status, done.progress_done) == (JobStatus.DONE, 4)
+        finally:
+            gate.set()
+            thread.join(30)
+        assert isinstance(outcome[0], DatabaseError)   # its commit failed: the server had ended its transaction
+        assert frozen_db.jobs.complete_items(frozen, held, preds) == 0   # saved again: none of them is its own now
+        after = other.jobs.get(job.id)
+        assert (after.status, after.progress_done, after.progress_failed) == (JobStatus.DONE, 4, 0)
+        assert {p.predicted_class for p in other.predictions.for_images(ids, mv.id).values()} == {"healthy"}
+    finally:
+        frozen_db.close()
+        other.close()
+
+
+@pytest.mark.postgres
+def test_a_stale_worker_whose_items_are_still_locked_stays_listed_until_they_are_recovered(
+        pg_url: str, monkeypatch) -> None:
+    """A session-51 audit: ``requeue_stale`` deleted a stale worker's row though the rows it still locked were
+    skipped, so no worker was shown on a job with images "running". Its row stays until nothing it claimed is left,
+    retried on each pass."""
+    frozen_db, other = open_database(pg_url), open_database(pg_url)
+    try:
+        ids = _images(frozen_db, 3)
+        job = frozen_db.jobs.create("prelabel", {}, ids)
+        frozen = "otherhost:4242:deadbeef"
+        claimed = [it.id for it in frozen_db.jobs.claim_items(frozen, 3).items]
+        thread, gate, outcome = _freeze_inside_complete_items(monkeypatch, frozen_db, frozen, claimed[:2], [])
+        try:
+            time.sleep(2.5)
+            assert other.jobs.requeue_stale(timeout_s=2.0) == 1   # the one it did not lock
+            assert frozen in {w.id for w in other.jobs.workers()}
+            assert other.jobs.item_counts(job.id)[ItemStatus.RUNNING] == 2
+            assert other.jobs.requeue_stale(timeout_s=2.0) == 0   # still locked: tried again, the row kept
+            assert frozen in {w.id for w in other.jobs.workers()}
+        finally:
+            gate.set()
+            thread.join(30)
+        assert outcome == [2]   # never ended by the server (no limit set here): its commit stands
+        assert other.jobs.get(job.id).progress_done == 2
+        assert other.jobs.requeue_stale(timeout_s=2.0) == 0   # the next pass: nothing it claimed is left, row gone
+        assert frozen not in {w.id for w in other.jobs.workers()}
+    finally:
+        frozen_db.close()
+        other.close()

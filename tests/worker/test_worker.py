@@ -159,6 +159,22 @@ def test_two_workers_split_a_job_without_overlap_postgres(pg_url, tiny_models, t
     _split_between_two_workers(pg_url, tiny_models, tmp_path)
 
 
+@pytest.mark.postgres
+def test_a_frozen_workers_transaction_is_ended_before_other_workers_call_it_stale_postgres(
+        pg_url, tiny_models, tmp_path: Path) -> None:
+    """A session-51 audit: a worker frozen while saving held its images' rows locked for good, and no other worker
+    could recover them. Each write transaction of a worker is ended by the server once it waits on the worker half the
+    stale-after time (``Database.end_idle_writes_after``)."""
+    from sqlalchemy import text
+    db = make_db(pg_url, tiny_models)
+    try:
+        _worker(db, tmp_path, stale_after_s=60.0)
+        with db.session(write=True) as s:
+            assert s.scalar(text("SHOW idle_in_transaction_session_timeout")) == "30s"
+    finally:
+        db.close()
+
+
 def _split_between_two_workers(url: str, models, tmp_path: Path) -> None:
     setup = make_db(url, models)
     good_images(tmp_path / "imgs", 10)
