@@ -164,11 +164,10 @@ def run(args: argparse.Namespace) -> int:
         def statuses() -> list:
             return [job_status(db, j) for j in job_ids]
 
-        # a job taken up from a killed run holds images that run did: this run's bar, count and rate leave them out
-        # (its rate read 72 images/s for 39 images in 2.2 s: a session-48 probe)
+        # a job taken up from a killed run holds images that run did: this run's bar leaves them out, and its count
+        # and rate are its worker's own (its rate read 72 images/s for 39 images in 2.2 s: a session-48 probe)
         begun = statuses()
-        before = {s.job_id: s.done + s.failed for s in begun}
-        shown = sum(before.values())
+        shown = sum(s.done + s.failed for s in begun)
         bar = Progress(sum(s.total for s in begun) - shown, desc="pre-labelling", disable=not job_ids)
 
         def on_batch(*_) -> None:
@@ -185,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                                           threads=getattr(args, "threads", 1), jobs=tuple(job_ids)))
         worker.install_signal_handlers()
         try:
-            worker.run(until=lambda: all(s.finished for s in statuses()), on_batch=on_batch)
+            stats = worker.run(until=lambda: all(s.finished for s in statuses()), on_batch=on_batch)
         finally:
             bar.close()
         final = statuses()
@@ -205,7 +204,10 @@ def run(args: argparse.Namespace) -> int:
         not_routed = len(set(folder_ids) - {i for ids in given.values() for i in ids})
         outside = {f: [p for p in preds.values() if p.in_domain is not None and p.in_domain < OUT_OF_DOMAIN_BELOW]
                    for f, preds in counting.items()}
-        processed = sum(s.done + s.failed for s in final) - sum(before.values())
+        # this run's own worker's images, not the jobs' counts since the start: a worker of the station on the same
+        # jobs meanwhile had its images counted "in this run" and in the rate (a session-51 audit: "112 in this run"
+        # and a rate over 120 images while the station's worker did 80 of them)
+        processed = sum(stats.finished.values())
         outside_counts = {f: len(ids) for f, ids in outside.items()}
         # Each of them, with why (inference.domain_notes; null for answers stored before the note existed).
         outside_images = [{"path": folder_images[p.image_id], "family": f, "in_domain": round(p.in_domain, 4),
@@ -241,10 +243,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"job {job_id}: nothing new to pre-label; the {plural(status.failed, 'image')} queued again had "
                       "failed in an earlier run and failed again for the reasons above", file=sys.stderr)
                 continue
-            earlier = before.get(job_id, 0)
+            mine = stats.finished.get(job_id, 0)
+            others = max(0, status.done + status.failed - mine)
             print(f"job {job_id} {status.state}: {plural(status.done, 'image')} pre-labelled, {status.failed} failed"
-                  + (f" ({status.done + status.failed - earlier} in this run, {earlier} by earlier runs)"
-                     if earlier else ""), file=sys.stderr)
+                  + (f" ({mine} in this run, {others} by earlier runs or other workers)" if others else ""),
+                  file=sys.stderr)
             if not status.finished:  # stopped by Ctrl-C / SIGTERM: claims were given back
                 print(f"interrupted: job {job_id} keeps its {status.total - status.done - status.failed} "
                       f"remaining images queued; `python main.py worker --once --db …` finishes it",

@@ -165,13 +165,45 @@ def test_a_rerun_takes_up_the_job_an_interrupted_run_left_open(tmp_path: Path, t
     assert [j["id"] for j in report["jobs"]] == [left_open] and report["jobs"][0]["state"] == "done", (report["jobs"], proc.stderr[-2000:])
     assert f"taking up job {left_open}" in proc.stderr and report["predicted"]["classifier"] == 3
     # this run's count and rate are its own (a session-48 probe: 72 images/s, the earlier run's 120 images counted)
-    assert f"job {left_open} done: 3 images pre-labelled, 0 failed (2 in this run, 1 by earlier runs)" in proc.stderr
+    assert f"job {left_open} done: 3 images pre-labelled, 0 failed (2 in this run, 1 by earlier runs or other workers)" in proc.stderr
     assert report["images_per_second"] == pytest.approx(2 / report["seconds"], rel=0.01)
     db = open_database(url)
     try:
         assert [j.id for j in db.jobs.list()] == [left_open]
     finally:
         db.close()
+
+
+def test_images_another_worker_does_meanwhile_are_not_counted_as_this_runs(tmp_path: Path, tiny_models, monkeypatch,
+                                                                          capsys, single_thread_env) -> None:
+    """A session-51 audit: with the station's worker on the same folder, `prelabel` said "job 1 done: 120 images
+    pre-labelled, 0 failed (112 in this run, 8 by earlier runs)" and a rate over the 120, while the station's worker
+    did 80 of them. The run counts its own worker's images, in the line and in the rate."""
+    from app.cli import main as cli_main
+    from app.worker import Worker
+    url = f"sqlite:///{tmp_path / 'station.sqlite'}"
+    make_db(url, tiny_models).close()
+    (tmp_path / "parts").mkdir()
+    for i in range(4):
+        assert cv2.imwrite(str(tmp_path / "parts" / f"p{i}.png"), np.full((24, 24), 50 * i, np.uint8))
+    run = Worker.run
+
+    def beside_the_stations_worker(self, *args, **kwargs):
+        other = "station:4242:cafe"   # the station's worker takes two of the job's images as this run's starts
+        batch = self.db.jobs.claim_items(other, 2, only_jobs=self.options.jobs)
+        self.db.jobs.complete_items(other, [it.id for it in batch.items])
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Worker, "run", beside_the_stations_worker)
+    monkeypatch.setattr(Worker, "install_signal_handlers", lambda self: None)   # pytest keeps its own Ctrl-C
+    report = tmp_path / "r.json"
+    assert cli_main(["prelabel", str(tmp_path / "parts"), "--db", url, "--device", "cpu",
+                     "--report", str(report)]) == 0
+    err = capsys.readouterr().err
+    data = json.loads(report.read_text())
+    assert data["jobs"][0]["state"] == "done", err[-2000:]
+    assert "done: 4 images pre-labelled, 0 failed (2 in this run, 2 by earlier runs or other workers)" in err, err[-2000:]
+    assert data["images_per_second"] == pytest.approx(2 / data["seconds"], rel=0.01)
 
 
 def test_models_compare_run_with_a_maps_folder_it_cannot_write_is_one_line(tmp_path: Path, tiny_models,
