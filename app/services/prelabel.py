@@ -506,7 +506,8 @@ def progress_of(job: "JobInfo") -> JobProgress:
         elapsed = (end - started).total_seconds()
         if elapsed > 0:
             rate = processed / elapsed
-            if not job.finished:
+            if not job.finished and not job.cancel_requested:  # cancelling: only the images in flight are left,
+                # not the total (a session-51 audit: an ETA counted to the total after Cancel)
                 eta = max(0.0, job.progress_total - processed) / rate
     return JobProgress(
         job_id=job.id, kind=job.kind, state=job.status.value, done=job.progress_done,

@@ -1,6 +1,8 @@
 """The words of a job's row: the stored counts always; a rate and ETA only while the job moves."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 pytest.importorskip("PySide6")
@@ -34,6 +36,33 @@ def test_finished_jobs_show_their_final_counts_and_failures() -> None:
         "done: 297/300 · 3 failed · 3 of 300 images failed"
     assert progress_text(_p("cancelled", 10, 0)) == "cancelled: 10/300"
     assert progress_text(_p(cancel=True), JobPace(None, None, 1.0, False)).startswith("cancelling: 32/300")
+
+
+def test_a_job_being_cancelled_shows_no_rate_or_eta() -> None:
+    """A session-51 audit: right after Cancel the dock said "cancelling: 10/120 · 3.6 img/s · ETA 0:30", 108 images
+    cancelled and 2 running: the ETA was counted against the total. What is left is the images in flight."""
+    moving = JobPace(3.6, 30.0, 0.5, False)
+    assert progress_text(_p(done=10, total=120, cancel=True), moving) == \
+        "cancelling: 10/120 · the images in flight finish first"
+    assert progress_text(_p(cancel=True), moving, "worker restarting (0:03)") == \
+        "cancelling: 32/300 · worker restarting (0:03)"
+
+
+def test_the_cli_progress_of_a_job_being_cancelled_has_no_eta() -> None:
+    """The same audit: ``progress_of`` (the command line's view) counted its ETA to the total after Cancel too."""
+    from datetime import datetime, timedelta, timezone
+
+    from app.services.prelabel import progress_of
+    from database.dto import JobInfo
+    from database.states import JobStatus
+    started = datetime.now(timezone.utc) - timedelta(seconds=10)
+    job = JobInfo(id=1, kind="prelabel", status=JobStatus.RUNNING, params={}, priority=0, has_items=True,
+                  progress_done=10, progress_failed=0, progress_total=120, cancel_requested=False, message=None,
+                  error=None, claimed_by="w", attempts=0, created_at=started, started_at=started, finished_at=None,
+                  heartbeat_at=started, result=None)
+    assert progress_of(job).eta_seconds is not None
+    cancelling = progress_of(replace(job, cancel_requested=True))
+    assert cancelling.eta_seconds is None and cancelling.images_per_second is not None
 
 
 def test_a_database_that_stops_answering_is_said_on_the_panel(service, db, folder, qtbot) -> None:
