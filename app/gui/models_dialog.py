@@ -509,14 +509,29 @@ class ModelsDialog(QDialog):
 
     # -- closing ------------------------------------------------------------------------
     def done(self, result: int) -> None:
-        """Closing (Close, Esc, the window's ✕) while retraining asks first, and always ends the process."""
-        if self.runner.running:
+        """Closing (Close, Esc, the window's ✕) while retraining asks first, and always ends the process (one
+        registering its version is let finish: ``RetrainRunner.stop``)."""
+        note = self.closing_note("this window")
+        if note is not None:
             if self.interactive and QMessageBox.question(
-                    self, "Retraining in progress", "A retraining is running. Cancel it and close?",
+                    self, "Retraining in progress", f"{note}\n\nClose this window?",
                     QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
                 return
             self.runner.stop()
         super().done(result)
+
+    def closing_note(self, what: str) -> str | None:
+        """What closing ``what`` (this window, the station) does to the retraining that runs; None: none runs. Once
+        the command registers its version a cancel comes too late: the version stays as the challenger (both
+        questions said the retraining would be cancelled with nothing kept, and a new challenger stood in the
+        database and on disk afterwards: a session-51 audit)."""
+        if not self.runner.running:
+            return None
+        if self.runner.registering:
+            family = self._running[0] if self._running is not None else "new"
+            return (f"A retraining is registering its new {family} version; closing {what} waits until it is in, "
+                    f"and it stays as the {family} challenger.")
+        return f"A retraining is running; closing {what} cancels it (nothing of it is kept)."
 
 
 def _items(m: ModelRow) -> list[QTableWidgetItem]:
@@ -606,9 +621,7 @@ def install(window) -> None:
             dlg.calls.close()        # a late answer finds no widgets to fill
     def retraining_question() -> str | None:
         dlg = window.models_dialog
-        if dlg is None or not dlg.runner.running:
-            return None
-        return "A retraining is running; closing the station cancels it (nothing of it is kept)."
+        return dlg.closing_note("the station") if dlg is not None else None
     action.triggered.connect(run)
     window.ctx.closers.append(stop_retraining)
     window.ctx.close_questions.append(retraining_question)

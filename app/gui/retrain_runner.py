@@ -60,6 +60,12 @@ class RetrainRunner(QObject):
     def running(self) -> bool:
         return self._proc is not None
 
+    @property
+    def registering(self) -> bool:
+        """The running process said it is registering its version: a cancel comes too late then, the command
+        finishes and the version stays as the challenger (it defers the signal)."""
+        return self._proc is not None and self._registering
+
     def pid(self) -> int | None:
         return int(self._proc.processId()) if self._proc is not None else None
 
@@ -95,14 +101,17 @@ class RetrainRunner(QObject):
         self._kill_timer.start(self.KILL_AFTER_MS)
 
     def stop(self) -> None:
-        """Cancel and wait until the process is gone (closing the dialog: no orphan process)."""
+        """Cancel and wait until the process is gone (closing the dialog or the station: no orphan process). One
+        that is registering its version is waited for, not killed, as ``_kill`` decides (it was killed after
+        KILL_AFTER_MS while registering, skipping that guard: a session-51 audit)."""
         proc = self._proc
         if proc is None:
             return
         self.cancel()
-        if not proc.waitForFinished(self.KILL_AFTER_MS):
-            proc.kill()
-            proc.waitForFinished(3000)
+        while self._proc is proc and not proc.waitForFinished(self.KILL_AFTER_MS):
+            if self._kill():
+                proc.waitForFinished(3000)
+                return
 
     # -- process output -----------------------------------------------------------------
     def _read_out(self) -> None:
@@ -138,12 +147,14 @@ class RetrainRunner(QObject):
         elif isinstance(event, RetrainCancelled):
             self._cancelled_event = True
 
-    def _kill(self) -> None:
+    def _kill(self) -> bool:
         """Kill a process that did not stop on SIGTERM, unless it is registering its version: it defers the signal
         there and answers when the version is in (a kill then left a registered version while the dialog said "no
-        version was added", its files half kept: a session-44 probe)."""
-        if self._proc is not None and not self._registering:
-            self._proc.kill()
+        version was added", its files half kept: a session-44 probe). False: not killed."""
+        if self._proc is None or self._registering:
+            return False
+        self._proc.kill()
+        return True
 
     def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
         self._read_out()

@@ -611,6 +611,37 @@ def test_a_cancel_while_the_version_is_registered_is_not_killed_and_says_what_wa
                for r in range(dlg.table.rowCount()))
 
 
+def test_closing_while_the_version_registers_says_it_stays_and_waits_for_it(qtbot, db, catalog, fake_retrain,
+                                                                            monkeypatch) -> None:
+    """Found by a session-51 audit: closing while the retraining registered its version asked "A retraining is
+    running. Cancel it and close?" (the station: "closing the station cancels it (nothing of it is kept)"), then
+    killed the process after 5 s although the command defers a cancel there; the version stayed as the challenger
+    all the same. The questions say it stays, and closing waits for it instead of killing it mid-way."""
+    dlg = make_dialog(qtbot, catalog, fake_retrain("late"))
+    dlg.runner.KILL_AFTER_MS = 300                               # the fake registers for 2 s: a kill would land
+    dlg.show()
+    before = len(db.model_versions.list())
+    stages: list[str] = []
+    dlg.runner.stage.connect(lambda event: stages.append(event.stage))
+    assert dlg.closing_note("the station") is None
+    dlg.retrain()
+    qtbot.waitUntil(lambda: dlg.runner.pid() is not None and dlg.bar.value() > 0, timeout=20000)
+    assert "cancels it (nothing of it is kept)" in dlg.closing_note("the station")
+    qtbot.waitUntil(lambda: "register" in stages, timeout=20000)
+    assert dlg.closing_note("the station") == ("A retraining is registering its new classifier version; closing the "
+                                               "station waits until it is in, and it stays as the classifier "
+                                               "challenger.")
+    pid = dlg.runner.pid()
+    asked: list[str] = []
+    monkeypatch.setattr(models_dialog.QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[2]) or models_dialog.QMessageBox.StandardButton.Yes)
+    dlg.interactive = True
+    dlg.reject()
+    assert asked and "it stays as the classifier challenger" in asked[0] and "Cancel" not in asked[0]
+    assert not dlg.isVisible() and not dlg.runner.running and gone(pid)
+    assert len(db.model_versions.list()) == before + 1                # the fake registered it whole
+
+
 def test_the_dialog_opens_within_the_screen(qtbot, catalog) -> None:
     """Before (a session-49 audit): it opened at 1280×880 on any screen, so on a 1366×768 laptop Make active, Roll back,
     Retrain and Close lay below the screen's edge. Now it takes at most the screen's free area."""
