@@ -18,11 +18,14 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from app.cli import CommandError
 from app.services.wording import agree, plural
 from database.model_versions import json_safe as finite
+
+if TYPE_CHECKING:
+    from app.services.retraining import RetrainPlan
 
 CANCELLED_EXIT = 143  # 128 + SIGTERM, as a shell reports a terminated process
 
@@ -126,6 +129,35 @@ def _on_sigterm(_signum, _frame) -> None:
     raise Cancelled()
 
 
+def epochs_unused(epochs: int | None, method: str, plan: RetrainPlan) -> str | None:
+    """Why the epochs asked for were not used, where the new version is fitted in one go rather than trained in
+    epochs: the classifier's light heads (any ``--method`` but train), and an anomaly model refitted like the model
+    ``--like`` names (the last one, as the trainer reads it) where that is one the family refits (``refit_like``: no
+    network, fitted anew); a ``--like`` network trains its epochs. None where they are used or none were asked for.
+    The done event carries it, so the Models dialog says it beside the result (its Epochs field went unused unsaid,
+    the note on stderr only: a session-51 audit)."""
+    from inference import families
+    from inference.checkpoints import CheckpointError, read_json
+
+    if epochs is None:
+        return None
+    if method != "train":
+        return (f"epochs ({epochs}) not used: the classifier's light heads are fitted in one go, not trained in "
+                "epochs; epochs apply where a network is trained (--method train)")
+    args = list(plan.train_args)
+    at = [i + 1 for i, a in enumerate(args) if a == "--like" and i + 1 < len(args)]
+    if plan.family != "anomaly" or not at:
+        return None
+    like = Path(args[at[-1]])
+    try:
+        arch = read_json(like / "config.json").get("model")
+    except CheckpointError:   # the trainer refuses it and says why
+        return None
+    if arch not in families.family("anomaly").refit_like:
+        return None
+    return f"epochs ({epochs}) not used: the {arch} model is refitted like {like.name} in one go, not trained in epochs"
+
+
 def normal_classes(db: Any) -> tuple[str, ...]:
     """The classes the project calls not a defect (Settings ▸ Project; the flags' defaults when its settings cannot be
     read): the only ones the unreviewed pool may teach (ADR 0075)."""
@@ -155,7 +187,6 @@ def run(args: argparse.Namespace) -> int:
         KEEP_MIN_PER_CLASS,
         MIN_PER_CLASS,
         RetrainError,
-        RetrainPlan,
         check_version_name,
         chosen_by_label_next,
         claim_work,
@@ -274,13 +305,17 @@ def run(args: argparse.Namespace) -> int:
                                        head_only=args.groups, head_method=method)
             extra = shlex.split(args.train_args)
             ignored = [a for i, a in enumerate(extra) if a != "--init" and (i == 0 or extra[i - 1] != "--init")]
-            if args.epochs is not None or ignored:  # --init DIR names the backbone the head sits on: used
-                print("note: --epochs and --train-args (other than --init DIR) apply to --method train; "
+            if ignored:  # --init DIR names the backbone the head sits on: used
+                print("note: --train-args (other than --init DIR) apply to --method train; "
                       "the linear heads ignore them", file=sys.stderr)
+        unused = epochs_unused(args.epochs, method, plan)
+        if unused:
+            print(f"note: {unused}", file=sys.stderr)
         start = plan.start
-        said = "".join(f"; {n}" for n in plan.notes)   # the scope of a routed line's version first (ADR 0060)
+        notes = [*plan.notes, *([unused] if unused else [])]
+        said = "".join(f"; {n}" for n in notes)   # the scope of a routed line's version first (ADR 0060)
         events.emit("stage", stage="train", message=f"{start}; {data_text(args.family, plan.data)}{said}",
-                    method=method, start=start, data=dict(plan.data), notes=list(plan.notes), command=plan.command_line())
+                    method=method, start=start, data=dict(plan.data), notes=notes, command=plan.command_line())
         listener: Callable[[str, int, int], None] = lambda task, d, t: events.progress("train", task, d, t)
         candidates = None
         refit_on_all: Callable[[], None] | None = None
@@ -363,7 +398,7 @@ def run(args: argparse.Namespace) -> int:
         events.emit("done", version_id=version.id, name=version.name, family=version.family,
                     path=version.checkpoint_path, metrics=version.metrics, comparison=compared,
                     activated=bool(version.active), **({"promoted": promoted} if promoted else {}),
-                    **({"cancel_too_late": True} if late else {}))
+                    **({"cancel_too_late": True} if late else {}), notes=[unused] if unused else [])
         if not args.progress_json:
             print(comparison_text(compared))
             from app.services.champion import trained_on_note

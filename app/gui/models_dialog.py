@@ -171,7 +171,9 @@ class ModelsDialog(QDialog):
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 100000)
         self.epochs.setSpecialValueText("auto")
-        self.epochs.setToolTip("Training epochs; auto lets the retrain command choose")
+        self.epochs.setToolTip("Training epochs of a network; auto lets the retrain command choose. A version fitted "
+                               "in one go (the classifier's light heads, an anomaly model refitted with its parent's "
+                               "settings) uses none, and the result says so")
         row.addWidget(self.epochs)
         self.retrain_button = QPushButton(icon("mdi6.school"), "Retrain from reviewed labels…")
         self.retrain_button.clicked.connect(lambda: self.retrain())
@@ -456,6 +458,7 @@ class ModelsDialog(QDialog):
             self._fail(f"Retrained {ev.name}, but version {ev.version_id} is not in this station's database.")
             return
         scores = f" Scored {comparison_text(ev.comparison)}." if ev.comparison else ""
+        scores += "".join(f" {n[:1].upper()}{n[1:]}." for n in ev.notes)   # e.g. epochs asked for and not used
         if ev.activated:
             self._say(f"Retrained {ev.name}; it is now the active {ev.family} model.{scores}")
             self.activated.emit(self.selected_row())

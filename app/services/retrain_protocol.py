@@ -42,6 +42,7 @@ class RetrainDone:
     activated: bool
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)
     comparison: dict[str, Any] = field(default_factory=dict, compare=False)   # held-out scores, new vs parent
+    notes: tuple[str, ...] = ()   # what the person who asked must know of the run (epochs asked for and not used)
 
 
 @dataclass(frozen=True)
@@ -145,11 +146,12 @@ def parse_event(line: str | bytes) -> RetrainEvent | None:
         version_id = _int(obj.get("version_id"))
         if version_id is None:
             return None
-        metrics, comparison = obj.get("metrics"), obj.get("comparison")
+        metrics, comparison, notes = obj.get("metrics"), obj.get("comparison"), obj.get("notes")
         return RetrainDone(version_id, str(obj.get("name") or ""), str(obj.get("family") or ""),
                            str(obj.get("path") or ""), bool(obj.get("activated")),
                            metrics if isinstance(metrics, dict) else {},
-                           comparison if isinstance(comparison, dict) else {})
+                           comparison if isinstance(comparison, dict) else {},
+                           tuple(str(n) for n in notes if n) if isinstance(notes, list) else ())
     if kind == "error":
         comparison = obj.get("comparison")
         return RetrainError(str(obj.get("message") or "retraining failed"), comparison if isinstance(comparison, dict) else {},

@@ -76,6 +76,7 @@ v = db.model_versions.register(family, family + "-retrained", out_dir, parent_id
 db.close()
 sys.stdout.write(json.dumps(dict(event="done", version_id=v.id, name=v.name, family=family, path=out_dir,
                                  metrics=v.metrics, activated=mode == "activate", cancel_too_late=bool(late),
+                                 notes=[f"epochs ({epochs}) not used: fitted in one go"] if epochs != "auto" else [],
                                  comparison={"held_out_images": 12, "new": {"accuracy": 0.95},
                                              "parent": {"accuracy": 0.9}, "parent_name": parent.name})))   # the last line without its newline
 '''
@@ -231,6 +232,8 @@ def test_retrain_shows_progress_then_selects_the_new_version(qtbot, db, catalog,
     assert new.name == "classifier-retrained" and new.parent_name == "classifier-neu-texture" and not new.active
     assert new.summary == "val acc 0.950" and "Make active" in dlg.info.text()
     assert "on 12 held-out reviewed images: new accuracy 0.95; classifier-neu-texture accuracy 0.9" in dlg.info.text()
+    # the epochs asked for and not used are said with the result (a session-51 audit: Epochs 7 went unused unsaid)
+    assert dlg.info.text().endswith(" Epochs (7) not used: fitted in one go."), dlg.info.text()
     assert not dlg.progress_box.isVisibleTo(dlg) and dlg.retrain_button.isEnabled()
     dlg.activate_button.click()                                 # offered: one click makes it active
     settled(qtbot, dlg)

@@ -780,6 +780,38 @@ def test_retrain_defect_method_registers_a_defect_statistics_version(station, tm
     assert not any(e["event"] == "stage" and e["stage"] == "refit" for e in events)
 
 
+def test_epochs_a_light_head_does_not_use_are_said_with_the_result(station, tmp_path: Path) -> None:
+    """Found by a session-51 audit: Epochs 7 in the Models dialog, the classifier's light heads (the default where
+    an active version exists): "Retrained … challenger", nothing about the epochs; the note that the linear heads
+    ignore --epochs went to stderr only, which the dialog does not show on success. The train stage and the done
+    event carry it."""
+    events, train = retrain_light(station, tmp_path, "--name", "ep", "--method", "defect", "--groups", "none",
+                                  "--keep-if-worse", "--no-refit-all", "--epochs", "7")
+    said = "epochs (7) not used: the classifier's light heads are fitted in one go, not trained in epochs"
+    assert any(n.startswith(said) for n in train["notes"]) and said in train["message"]
+    assert events[-1]["event"] == "done" and events[-1]["notes"][0].startswith(said)
+
+
+def test_epochs_an_anomaly_refit_does_not_use_are_said_and_a_network_trains_them(tmp_path: Path) -> None:
+    """The anomaly model refitted like its parent (texture_knn, tile_defect: no network) trains no epochs either
+    (a session-51 audit, with the light heads); a ``--like`` network does, and a network the plan trains says
+    nothing."""
+    from app.commands.retrain import epochs_unused
+    from app.services.retraining import RetrainPlan
+
+    def plan(arch: str, family: str = "anomaly") -> RetrainPlan:
+        like = tmp_path / arch
+        like.mkdir(exist_ok=True)
+        (like / "config.json").write_text(json.dumps({"model": arch}))
+        return RetrainPlan(family, "new", tmp_path, tmp_path, ("--data", "d", "--like", str(like)), None, "")
+    assert epochs_unused(7, "train", plan("texture_knn")) == ("epochs (7) not used: the texture_knn model is "
+                                                              "refitted like texture_knn in one go, not trained in epochs")
+    assert epochs_unused(7, "train", plan("pattern_anomaly")) is None
+    assert epochs_unused(None, "train", plan("tile_defect")) is None
+    assert epochs_unused(7, "train", RetrainPlan("segmenter", "new", tmp_path, tmp_path, ("--epochs", "7"), None, "")) \
+        is None
+
+
 def test_a_light_version_is_refitted_on_all_labels_by_default(station, tmp_path: Path) -> None:
     """refit.md: registering the checked head refitted on every reviewed label is the default (accuracy +0.023,
     macro F1 +0.050 on a train-only split); the card keeps the check's figures and says it was refitted."""
