@@ -189,6 +189,7 @@ class ModelsDialog(QDialog):
                                            "retrain command")
         row.addWidget(self.retrain_button)
         row.addWidget(self.anyway_button)
+        self.family.currentTextChanged.connect(self._retrain_text)
         return row
 
     def _build_progress(self) -> QWidget:
@@ -289,6 +290,12 @@ class ModelsDialog(QDialog):
         if m is not None:
             self.family.setCurrentText(m.family)
             self.challenger.show_family(m.family, m.id)
+        self._retrain_text()
+
+    def _retrain_text(self) -> None:
+        """The Retrain button names the version a click retrains, for the family chosen now: a selected version of
+        another family no longer names it (it kept naming a selected classifier version after Family was set to
+        segmenter, and a click ran `retrain segmenter`: a session-51 audit)."""
         target = self.retrain_target()
         self.retrain_button.setText(f"Retrain {target} from its images' labels…" if target
                                     else "Retrain from reviewed labels…")

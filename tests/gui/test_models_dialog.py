@@ -550,6 +550,28 @@ def test_retrain_with_nothing_selected_learns_for_the_version_whose_images_hold_
     assert dlg.retrain_target() is None
 
 
+def test_the_retrain_button_follows_the_family_chooser(qtbot, db, catalog, fake_retrain) -> None:
+    """Found by a session-51 audit: with a routed classifier version selected, setting Family to segmenter left the
+    button reading "Retrain classifier-magnetic_tile from its images' labels…", and clicking it ran `retrain
+    segmenter`. The button names what a click retrains, for the family chosen now."""
+    from app.services.project_settings import save_routing
+    from app.services.routing import Routing, RoutingRule
+
+    save_routing(db, Routing((RoutingRule("*", ("classifier",), (("classifier", "classifier-neu"),)),)))
+    asked: list[tuple[str, str | None]] = []
+    build = fake_retrain("ok")
+    dlg = make_dialog(qtbot, catalog, lambda f, e, v=None, **k: asked.append((f, v)) or build(f, e, v, **k))
+    dlg.table.selectRow(row_of(dlg, "classifier-neu"))
+    assert dlg.retrain_button.text() == "Retrain classifier-neu from its images' labels…"
+    dlg.family.setCurrentText("segmenter")
+    assert dlg.retrain_target() is None and dlg.retrain_button.text() == "Retrain from reviewed labels…"
+    dlg.family.setCurrentText("classifier")
+    assert dlg.retrain_button.text() == "Retrain classifier-neu from its images' labels…"
+    dlg.family.setCurrentText("segmenter")
+    assert dlg.retrain() and asked == [("segmenter", None)]
+    qtbot.waitUntil(lambda: not dlg.runner.running, timeout=20000)
+
+
 def test_make_active_never_reads_the_queue_on_the_gui_thread(qtbot, tmp_path) -> None:
     """Found by a session-44 probe: after Make active (and Promote, Roll back) the window read the queue's count and
     page on the GUI thread, held for as long as the database took to answer."""
