@@ -11,6 +11,7 @@ are cast back to the model's own dtype when loaded, so a float32 file loads exac
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -88,7 +89,12 @@ def save_model(directory: str | os.PathLike, name: str, model: nn.Module, config
     out.mkdir(parents=True, exist_ok=True)
     tensors = _stored({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, storage_dtype)
     tmp = out / (WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"model": name, "format": str(FORMAT_VERSION)})
+    try:
+        save_file(tensors, str(tmp), metadata={"model": name, "format": str(FORMAT_VERSION)})
+    except SafetensorError as exc:  # a full disk comes as safetensors' own error: an OSError, as any other write's
+        # (a retraining whose disk filled ended in a traceback: a session-51 audit)
+        tmp.unlink(missing_ok=True)
+        raise OSError(errno.EIO, f"the weights cannot be written ({exc})", str(tmp)) from exc
     os.replace(tmp, out / WEIGHTS)
     meta = {"format": FORMAT_VERSION, "model": name, "family": registry.spec(name).family, "config": _config_dict(config)}
     if storage_dtype is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import io
 import json
 import shutil
@@ -121,6 +122,18 @@ def _said_cancelled(events: "Events") -> int:
     events.emit("cancelled")
     print("retraining cancelled; nothing was registered", file=sys.stderr)
     return CANCELLED_EXIT
+
+
+def _os_error_text(exc: OSError, root: Path, registered: str | None) -> str:
+    """An error of the file system in one line, with the path and the reason (an unwritable models folder gave a
+    traceback, and the Models dialog "Retraining failed: FileExistsError: [Errno 17] File exists: …": a session-51
+    audit). ``registered``: the version's name where it was registered before the error (it stands)."""
+    where = exc.filename or root
+    reason = ("a file is there, not a folder" if exc.errno == errno.EEXIST
+              else "a part of it is a file, not a folder" if exc.errno == errno.ENOTDIR else exc.strerror or str(exc))
+    if registered:
+        return f"{registered} was registered, then the retraining stopped: {where}: {reason}"
+    return f"the new version cannot be written: {where}: {reason}; nothing was registered"
 
 
 def _on_sigterm(_signum, _frame) -> None:
@@ -421,6 +434,14 @@ def run(args: argparse.Namespace) -> int:
                         **({"not_retrained": True} if isinstance(exc, RetrainError) and not refused
                            else {}))
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # the models folder unwritable, a file where it should be, the disk full
+        discard()
+        if _TERMINATED:
+            return _said_cancelled(events)
+        message = _os_error_text(exc, root, name if registered else None)
+        if events.as_json:  # a person reads it once, from the CommandError below
+            events.emit("error", message=message)
+        raise CommandError(message) from None
     except BaseException as exc:
         discard()
         if _TERMINATED and isinstance(exc, Exception):

@@ -86,6 +86,11 @@ class ClassFolderError(ExportError):
         super().__init__(f"{self.problem_and_advice}; or leave {' and '.join(formats)} out; nothing was written")
 
 
+class NothingToExport(ExportError):
+    """No reviewed image with a readable file to export: a retraining says it has no training data (it said so of a
+    full destination too: a session-51 audit)."""
+
+
 class ExportCancelled(ExportError):
     """The user cancelled; the partial output was removed."""
 
@@ -561,7 +566,7 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
             continue
         usable.append(item)
     if not usable:
-        raise ExportError("nothing to export: no accepted or corrected image with a readable file"
+        raise NothingToExport("nothing to export: no accepted or corrected image with a readable file"
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
     check_destination(out, options.overwrite, indexed_roots)
     check_class_folders(usable, options.formats, options.class_order)
@@ -662,7 +667,7 @@ def write_all(tmp: Path, out: Path, planned: Sequence[PlannedItem], mvtec_parts:
             progress(done, total)
     stage.unlink(missing_ok=True)
     if not exported:
-        raise ExportError("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
+        raise NothingToExport("nothing to export: every image was skipped (" + "; ".join(skipped[:3]) + ")")
     per_format = {w.name: w.finish() for w in writers}
     split_counts = counts(p.split for p in exported if p.split is not None) if options.split else None
     notes = [*plan_notes, *turned_notes(exported), *(n for w in writers for n in (*w.notes, *w.reader_notes))]

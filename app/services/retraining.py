@@ -25,7 +25,15 @@ import numpy as np
 
 from app.paths import data_dir
 from app.services.artifacts import beside_database
-from app.services.export import CancelFn, ClassFolderError, ExportError, ExportOptions, ProgressFn, export_database
+from app.services.export import (
+    CancelFn,
+    ClassFolderError,
+    ExportError,
+    ExportOptions,
+    NothingToExport,
+    ProgressFn,
+    export_database,
+)
 from app.services.export_split import SplitSpec
 from app.services.json_files import JsonFileError, read_json_object, write_json_atomic
 from app.services.model_files import ModelFilesError, keep_in_database, local_model_dir
@@ -369,9 +377,12 @@ def export_training_data(db: Database, family: str, work: Path, folder: str | in
                                  progress=progress, cancel=cancel, within=within)
     except ClassFolderError as exc:  # "or leave imagefolder out" is no way for a retraining (a session-49 audit)
         raise RetrainError(f"the {family} cannot be trained on these labels: {exc.problem_and_advice}") from None
-    except ExportError as exc:
+    except NothingToExport as exc:
         only = scope.empty_note(db, family) if scope is not None else narrowing_note(within)
         raise RetrainError(f"no training data for the {family}: {exc}{only}") from None
+    except ExportError as exc:  # a full or unwritable destination: its own words ("no training data for the
+        # classifier: the destination is full: …" blamed the labels: a session-51 audit)
+        raise RetrainError(f"the reviewed {family} labels cannot be exported for training: {exc}") from None
     root: Path = result.out / fmt
     if not root.is_dir() or not result.formats.get(fmt, {}).get("images"):
         only = scope.empty_note(db, family) if scope is not None else narrowing_note(within)

@@ -932,6 +932,65 @@ def test_retrain_refuses_an_existing_name_before_training(station, capsys) -> No
     assert (home / "station-models" / "taken").is_dir()
 
 
+def test_an_unwritable_models_folder_is_said_in_one_line_and_leaves_nothing(station, capsys) -> None:
+    """Found by a session-51 audit: a file where the models folder goes gave a traceback (FileExistsError from
+    mkdir, outside the errors the command says in a line), and the Models dialog "Retraining failed: FileExistsError:
+    [Errno 17] File exists: …". It is one line with the path and the reason, as an event and on stderr."""
+    db, url, home = station
+    (home / "station-models").write_text("not a folder")
+    before = len(db.model_versions.list())
+    rc = cli_main(["--db", url, "retrain", "classifier", "--progress-json"])
+    out = capsys.readouterr()
+    said = f"the new version cannot be written: {home / 'station-models'}: a file is there, not a folder; " \
+           "nothing was registered"
+    assert rc == 2 and events_of(out.out)[-1] == {"event": "error", "message": said}
+    assert out.err.strip().splitlines()[-1] == f"error: {said}" and "Traceback" not in out.err
+    assert len(db.model_versions.list()) == before and (home / "station-models").is_file()
+
+
+def test_a_disk_that_fills_while_the_model_is_saved_is_said_in_one_line(station, tmp_path: Path, monkeypatch,
+                                                                        capsys) -> None:
+    """Found by a session-51 audit: the models folder's disk filled during the fit, and safetensors' "I/O error: No
+    space left on device" ended the retraining in a traceback. Saving a model raises it as an OSError, which the
+    command says in one line with the path; nothing is registered or left."""
+    from safetensors import SafetensorError
+
+    import inference.checkpoints as checkpoints
+
+    db, url, home = station
+    save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(tmp_path / "clf"), activate=True)
+
+    def full(_tensors, path, metadata=None):
+        Path(path).write_bytes(b"half")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    monkeypatch.setattr(checkpoints, "save_file", full)
+    before = len(db.model_versions.list())
+    rc = cli_main(["--db", url, "retrain", "classifier", "--name", "full", "--method", "texture", "--groups", "none",
+                   "--keep-if-worse", "--min-per-class", "5", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: the new version cannot be written: {home / 'station-models' / 'full'}/")
+    assert "No space left on device" in last and last.endswith("; nothing was registered")
+    assert len(db.model_versions.list()) == before and not (home / "station-models" / "full").exists()
+
+
+def test_a_destination_without_space_is_not_called_no_training_data(station, tmp_path: Path, monkeypatch) -> None:
+    """Found by a session-51 audit: too little space for the export read "no training data for the classifier: the
+    destination is full: …", as if the labels were missing. The space is said in its own words."""
+    import shutil
+    from types import SimpleNamespace
+
+    db, _url, _ = station
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: SimpleNamespace(total=1 << 30, used=1 << 30, free=0))
+    with pytest.raises(RetrainError) as raised:
+        plan_retraining(db, "classifier", tmp_path / "c.work", tmp_path / "out")
+    assert str(raised.value).startswith("the reviewed classifier labels cannot be exported for training: the "
+                                        "destination is full: the export needs about ")
+    assert "no training data" not in str(raised.value)
+
+
 def test_version_names_sort_by_time() -> None:
     from datetime import datetime, timezone
 
