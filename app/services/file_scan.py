@@ -77,7 +77,11 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None,
     ``own_folders``: sub-folders (relative path -> name) indexed as folders of their own, whose images are theirs:
     not walked, and noted (one file would otherwise have two rows). ``root`` itself that cannot be listed raises its
     ``OSError``: passed over like a sub-folder, nothing was seen, and every indexed image was taken for gone (a
-    session-51 audit: a share remounted read-protected had all its rows marked missing, without a word)."""
+    session-51 audit: a share remounted read-protected had all its rows marked missing, without a word). A folder
+    that can be listed but not entered (``chmod 644``: readable, not searchable) is one that cannot be read: an
+    entry's ``stat`` failing for want of permission (which a file's own mode never causes) raises at ``root`` and
+    notes the folder below it, its sub-folders not walked (a session-51 review: each entry was passed over alone, so
+    "files 0 missing 3")."""
     base = os.fspath(root)
     stack = [""]
     while stack:
@@ -122,9 +126,17 @@ def walk_images(root: str | os.PathLike[str], notes: WalkNotes | None = None,
                         yield FoundFile(rel, st.st_size, st.st_mtime_ns)
                     elif e.is_symlink() and notes is not None and not os.path.exists(e.path):
                         notes.skipped.append(f"{shown_name(rel)}: a link whose target has gone")
+            except PermissionError as exc:  # the folder can be listed but not entered: none of its entries is read
+                if not rel_dir:
+                    raise
+                if notes is not None:
+                    notes.unread_dirs.add(rel_dir)
+                    notes.skipped.append(f"{shown_name(rel_dir)}/: {exc.strerror or exc}")
+                break
             except OSError:
                 continue
-        stack.extend(reversed(subdirs))
+        else:
+            stack.extend(reversed(subdirs))
 
 
 SHOWN_PATH_CHARS = 200

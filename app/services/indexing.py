@@ -94,6 +94,8 @@ def index_folder(db: "Database", folder: str | Path, progress: ProgressFn | None
         raise FolderIndexError(f"{root}: not a folder")
     try:  # before anything is registered or moved: a folder that cannot be listed is not one whose files all went
         os.scandir(root).close()
+        # nor one that can be listed but not entered (mode 644: each file's stat fails; a session-51 review)
+        os.stat(os.path.join(root, os.curdir))
     except OSError as exc:
         raise cannot_read(root, exc) from None
     others = [f for f in db.folders.list() if PurePath(f.root_path) != PurePath(root)]

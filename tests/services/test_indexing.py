@@ -465,6 +465,100 @@ def test_a_folder_unreadable_once_its_walk_begins_is_refused_its_rows_kept(db, t
     assert db.folders.by_path(str(other)) is None
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root enters a folder whatever its mode")
+def test_a_folder_that_can_be_listed_but_not_entered_is_refused_its_rows_kept(db, tmp_path: Path) -> None:
+    """A session-51 review: a top folder made ``chmod 644`` (readable, not searchable) passed the check, which only
+    listed it, and each file's stat then failed alone: "files 0 missing 3", every row marked missing. It is refused
+    as one that cannot be read; a sub-folder like it is said and its rows kept, as an unreadable one's are."""
+    root = _folder(tmp_path / "parts")
+    first = index_folder(db, root)
+    root.chmod(0o644)
+    try:
+        with pytest.raises(FolderIndexError, match=r"parts: cannot be read \(Permission denied\)"):
+            index_folder(db, root)
+    finally:
+        root.chmod(0o755)
+    (root / "sub").chmod(0o644)
+    try:
+        report = index_folder(db, root)
+    finally:
+        (root / "sub").chmod(0o755)
+    assert report.missing == 0 and report.skipped == ("sub/: Permission denied",)
+    rows = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
+    assert len(rows) == 4 and not any(im.missing for im in rows)
+
+
+class _Unenterable:
+    """A listed entry of a folder that cannot be entered: its name and type are known (the listing), its stat fails."""
+
+    def __init__(self, entry: os.DirEntry) -> None:
+        self._entry = entry
+        self.name, self.path = entry.name, entry.path
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_dir(follow_symlinks=False)
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_file(follow_symlinks=False)
+
+    def is_symlink(self) -> bool:
+        return self._entry.is_symlink()
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        raise PermissionError(13, "Permission denied", self.path)
+
+
+def test_a_folder_listed_but_not_entered_is_refused_as_root_too(db, tmp_path: Path, monkeypatch) -> None:
+    """A session-51 review (run as root, the mode simulated): a folder whose entries' stat fails for want of
+    permission is one that cannot be read; at the top it is refused (by the check, and by the walk when the mode
+    changed after it), no row touched and a new one not registered; below, the sub-folder is noted and not walked."""
+    import contextlib
+
+    root = _folder(tmp_path / "parts")
+    first = index_folder(db, root)
+    shut: set[str] = set()
+    real_scandir, real_stat = os.scandir, os.stat
+
+    class Listing(contextlib.closing):
+        def __enter__(self):
+            return self
+
+        def __iter__(self):
+            return (_Unenterable(e) for e in self.thing)
+
+        def close(self) -> None:
+            self.thing.close()
+
+    def scandir(path):
+        return Listing(real_scandir(path)) if os.fspath(path) in shut else real_scandir(path)
+
+    def stat(path, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) in shut and os.path.basename(os.fspath(path)) == os.curdir:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+    monkeypatch.setattr(file_scan.os, "scandir", scandir)
+    monkeypatch.setattr(file_scan.os, "stat", stat)
+    shut.add(str(root))
+    with pytest.raises(FolderIndexError, match=r"parts: cannot be read \(Permission denied\)"):
+        index_folder(db, root)
+    monkeypatch.setattr(file_scan.os, "stat", real_stat)   # the mode changed after the check: the walk refuses it
+    for changes_only in (False, True):
+        with pytest.raises(FolderIndexError, match=r"parts: cannot be read \(Permission denied\)"):
+            index_folder(db, root, changes_only=changes_only)
+    shut.clear()
+    shut.add(str(root / "sub"))
+    report = index_folder(db, root)
+    assert report.missing == 0 and report.skipped == ("sub/: Permission denied",)
+    rows = db.images.query(ImageQuery(folder_id=first.folder_id, include_missing=True))
+    assert len(rows) == 4 and not any(im.missing for im in rows)
+    other = _folder(tmp_path / "other")
+    shut.add(str(other))
+    monkeypatch.setattr(file_scan.os, "stat", stat)
+    with pytest.raises(FolderIndexError, match="other: cannot be read"):
+        index_folder(db, other)
+    assert db.folders.by_path(str(other)) is None
+
+
 def test_a_linked_folder_and_a_broken_link_are_said_not_passed_over_in_silence(db, tmp_path: Path) -> None:
     """Left as found in session 43: a linked sub-folder (say ``cam2 -> /mnt/cam2``) is not followed and a link to an
     image that has gone cannot be read; both were passed over without a word, so an inspector took the folder for
