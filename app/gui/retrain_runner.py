@@ -70,17 +70,21 @@ class RetrainRunner(QObject):
         return int(self._proc.processId()) if self._proc is not None else None
 
     def start(self, command: ChildCommand | Sequence[str]) -> None:
-        """Run ``command`` (a station command with its environment, or a plain argv)."""
+        """Run ``command`` (a station command with its environment, or a plain argv) in the repository's folder, with
+        the environment ``ChildCommand.environment`` gives every child: the folders the station names by a relative
+        path made absolute (a session-51 review: this built its own from the system's and the command's additions,
+        so the retraining read a relative ``INSPECTION_STATION_ARTIFACTS`` and ``INSPECTION_STATION_HOME`` from the
+        repository's folder, other folders than the station's)."""
         if self.running:
             raise RuntimeError("a retraining is already running")
-        argv, extra = (command.argv, command.env) if isinstance(command, ChildCommand) else (tuple(command), {})
+        child = command if isinstance(command, ChildCommand) else ChildCommand(tuple(command))
         self._reset()
         proc = QProcess(self)
-        proc.setProgram(str(argv[0]))
-        proc.setArguments([str(a) for a in argv[1:]])
+        proc.setProgram(str(child.argv[0]))
+        proc.setArguments([str(a) for a in child.argv[1:]])
         proc.setWorkingDirectory(str(REPO_ROOT))
-        env = QProcessEnvironment.systemEnvironment()
-        for key, value in extra.items():
+        env = QProcessEnvironment()
+        for key, value in child.environment().items():
             env.insert(key, value)
         env.insert("PYTHONUNBUFFERED", "1")   # each event as soon as it is printed
         proc.setProcessEnvironment(env)
