@@ -137,11 +137,35 @@ def describe(exc: BaseException, url: URL) -> str:
         return f"{place} does not exist on that server; create it first."
     if "lock timeout" in low:  # a short wait for another session's row lock ran out (Database.waiting_at_most)
         return f"{place}{_LOCKED}"
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and any(
-        k in low for k in ("connection", "connect", "resolve", "translate host", "timeout", "timed out")
-    ):
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not_answered(exc):
         return f"{_UNREACHABLE}{place}: {msg}."
     return f"{place} cannot be used: {msg}."
+
+
+# the server's answers that say "not now": shutting down, crashed and restarting, starting up, too many connections
+_NOT_NOW = frozenset({"57P01", "57P02", "57P03", "53300"})
+# the same answers to a connection, which libpq hands over without their SQLSTATE (as the server words them in English)
+_NOT_NOW_TEXT = ("shutting down", "terminating connection", "starting up", "not yet accepting connections",
+                 "in recovery mode", "too many clients", "connection slots are reserved")
+_SERVER_SAID = re.compile(r"failed: [^:\n]+:  ")  # libpq's "SEVERITY:  message" of an error the server sent
+
+
+def not_answered(exc: BaseException) -> bool:
+    """Whether a failure to connect or to be answered is the server's absence (not running, starting, a network
+    down, a wrong host or port) or its "not now" (starting up, shutting down, too many connections), which a retry
+    may get past, and not an answer that refuses (a role or a database that does not exist, ``pg_hba.conf``): a
+    session-51 review found "role 'ghost' does not exist" offered Retry, "the server may be starting", since any
+    driver error naming a connection was taken for no answer. An error with a SQLSTATE was sent by the server; one
+    without came from the client library, save for the server's refusal of a connection, which libpq words
+    "SEVERITY:  message" without its SQLSTATE."""
+    orig = getattr(exc, "orig", None) or exc
+    state = getattr(orig, "sqlstate", None)
+    if state is not None:
+        return state in _NOT_NOW
+    text = str(orig).lower()
+    if _SERVER_SAID.search(text):
+        return any(t in text for t in _NOT_NOW_TEXT)
+    return any(k in text for k in ("connection", "connect", "resolve", "translate host", "timeout", "timed out"))
 
 
 _ENUM_REFUSAL = re.compile(r"^.* is not a valid \w+$")

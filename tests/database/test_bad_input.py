@@ -74,6 +74,56 @@ def test_unreachable_postgres_server() -> None:
     assert "secret" not in msg
 
 
+def test_a_server_that_answered_and_refused_is_not_taken_for_unreachable(pg_url: str) -> None:
+    """A session-51 review: any driver error naming a connection was "cannot reach", so a server that answered and
+    refused (role "ghost" does not exist) was offered Retry, "the server may be starting". Its refusal is said as
+    the server gave it, and not as an UnreachableError."""
+    from sqlalchemy.engine import make_url
+
+    from database.errors import UnreachableError
+
+    ghost = make_url(pg_url).set(username="ghost", password=None).render_as_string(hide_password=False)
+    with pytest.raises(DatabaseError) as exc:
+        open_database(ghost, connect_timeout_s=5)
+    assert not isinstance(exc.value, UnreachableError)
+    assert 'role "ghost" does not exist' in _one_sentence(exc) and "cannot reach" not in str(exc.value)
+
+
+class _DriverError(Exception):
+    def __init__(self, text: str, sqlstate: str | None) -> None:
+        super().__init__(text)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(("text", "sqlstate", "unreachable"), [
+    ('connection to server at "h", port 5432 failed: Connection refused', None, True),
+    ("server closed the connection unexpectedly", None, True),
+    ('connection to server at "h", port 5432 failed: timeout expired', None, True),
+    ('connection to server at "h", port 5432 failed: FATAL:  role "ghost" does not exist', None, False),
+    ('connection to server at "h", port 5432 failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9"', None, False),
+    ('connection to server at "h", port 5432 failed: FATAL:  the database system is starting up', None, True),
+    ('connection to server at "h", port 5432 failed: FATAL:  sorry, too many clients already', None, True),
+    ("the database system is starting up", "57P03", True),
+    ("sorry, too many clients already", "53300", True),
+    ("terminating connection due to administrator command", "57P01", True),
+    ("terminating connection due to idle-session timeout", "57P05", False),
+    ("permission denied to create a connection", "42501", False),
+])
+def test_unreachable_is_the_servers_absence_or_its_not_now(text: str, sqlstate: str | None,
+                                                            unreachable: bool) -> None:
+    """A session-51 review: UnreachableError (Retry: "the server may be starting") is a server that sent nothing,
+    or sent "not now" (57P03 cannot connect now, 53300 too many connections, 57P01/57P02 shutting down): not one
+    that answered and refused, which libpq words "SEVERITY:  message" at a connection, without its SQLSTATE."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    from database.errors import UnreachableError, translate
+
+    error = sa_exc.OperationalError("SELECT 1", {}, _DriverError(text, sqlstate))
+    found = translate(error, make_url("postgresql+psycopg://u@h/station"))
+    assert isinstance(found, UnreachableError) is unreachable, str(found)
+
+
 def _stamp_newer(path: Path) -> None:
     open_database(f"sqlite:///{path}").close()
     con = sqlite3.connect(path)
