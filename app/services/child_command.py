@@ -48,15 +48,19 @@ def absolute_path(path: str) -> str:
 
 def absolute_path_map(text: str) -> str:
     """A path map (``STORED=LOCAL; …``) with each relative local side made absolute; one that cannot be read, or whose
-    local sides are all absolute, as it is (the child says why a broken one is not used)."""
-    from pathlib import PureWindowsPath
+    local sides are all absolute, as it is (the child says why a broken one is not used). A side with a drive or a
+    root is not relative: a drive's root ``D:/``, which the map keeps as ``D:``, is not absolute to
+    ``PureWindowsPath`` and was resolved against the working folder (a session-51 review: ``/mnt/parts=D:/`` reached
+    the child as ``/repo/D:``)."""
+    from pathlib import PurePosixPath, PureWindowsPath
 
     from database.path_map import PathMap, PathMapError
     try:
         pairs = PathMap.parse(text).pairs
     except PathMapError:
         return text
-    relative = [not (Path(local).is_absolute() or PureWindowsPath(local).is_absolute()) for _, local in pairs]
+    relative = [not (PurePosixPath(local).is_absolute() or PureWindowsPath(local).drive or PureWindowsPath(local).root)
+                for _, local in pairs]
     if not any(relative):
         return text
     return "; ".join(f"{stored}={absolute_path(local) if rel else local}" for (stored, local), rel in zip(pairs, relative))

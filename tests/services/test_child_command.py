@@ -32,3 +32,16 @@ def test_a_relative_maps_folder_and_path_map_reach_the_child_as_full_paths(tmp_p
     for kept in ("/mnt/parts=/srv/parts", "/mnt/parts=Z:\\parts", "not a map"):   # nothing relative, or unreadable
         monkeypatch.setenv("INSPECTION_PATH_MAP", kept)
         assert station_command("sqlite://", "worker").environment()["INSPECTION_PATH_MAP"] == kept
+
+
+def test_a_path_map_side_with_a_drive_or_a_root_is_left_as_it_is(tmp_path: Path, monkeypatch) -> None:
+    """A session-51 review: a Windows drive's root as the local side (``D:/``, kept as ``D:``) is not absolute to
+    PureWindowsPath and was resolved against the working folder. A side with a drive or a root is left alone; only
+    a relative one is made absolute."""
+    from app.services.child_command import absolute_path_map
+
+    monkeypatch.chdir(tmp_path)
+    for kept in ("/mnt/parts=D:/", "/mnt/parts=D:\\", "/mnt/parts=D:", "/mnt/parts=\\\\server\\share",
+                 "/mnt/parts=\\parts", "/mnt/parts=/srv/parts"):
+        assert absolute_path_map(kept) == kept, kept
+    assert absolute_path_map("/mnt/a=D:/; /mnt/b=parts") == f"/mnt/a=D:; /mnt/b={tmp_path / 'parts'}"
