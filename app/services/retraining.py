@@ -339,7 +339,8 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
     """What a retraining narrowed to a version's images read, for its "no training data" or "too few" message (""
     when not narrowed); ``others``: the other versions the rules give images to, where the labels may have gone;
     ``reviewed``: reviewed images by the version that learns from them, so each other version is named with its
-    count and the way out names the one holding the most."""
+    count and the way out names the one holding the most: only one that holds reviewed labels, for retraining one
+    without any is no way out (a session-51 review: "clf-tile (0 reviewed images): retrain that version")."""
     if within is None:
         return ""
     out = (f" (only the {plural(len(within), 'image')} the version answers for by the routing rules "
@@ -347,6 +348,8 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
     if others:
         named = (", ".join(f"{n} ({plural(reviewed.get(n, 0), 'reviewed image')})" for n in others)
                  if reviewed is not None else ", ".join(others))
+        if reviewed is not None and not any(reviewed.get(n, 0) for n in others):
+            return out + f"; the rules give the others to {named}: no other version holds reviewed labels either)"
         way_out = max(others, key=lambda n: reviewed.get(n, 0)) if reviewed is not None else others[0]
         out += (f"; the rules give the others to {named}: retrain that version "
                 f"(--version {shlex.quote(way_out)}, or select it in the Models dialog and retrain it there)")

@@ -136,6 +136,25 @@ def test_a_too_few_refusal_names_the_versions_the_rules_give_the_other_labels_to
         plan_retraining(db, "classifier", tmp_path / "f.work", tmp_path / "out", scope=version_scope(db, "classifier"))
 
 
+def test_a_refusal_offers_no_version_without_reviewed_labels(lines, tmp_path: Path) -> None:
+    """A session-51 review: with none of the tiles reviewed, the refusal still said "the rules give the others to
+    clf-tile (0 reviewed images): retrain that version (--version clf-tile, …)", a retraining refused the same way.
+    It offers --version only for a version holding reviewed labels, and otherwise says no other version does."""
+    from app.services.retraining import narrowing_note
+
+    db, _url, by_path, _tile, _steel = lines
+    for rel, image_id in by_path.items():   # tiles: none reviewed; steel: one reviewed
+        if rel.startswith("tiles/") or rel != "steel/crack0.png":
+            db.labels.append(image_id, LabelChange(ReviewState.UNREVIEWED), "ann")
+    with pytest.raises(RetrainError) as refused:
+        plan_retraining(db, "classifier", tmp_path / "f.work", tmp_path / "out", scope=version_scope(db, "classifier"))
+    assert "--version" not in str(refused.value) and str(refused.value).endswith(
+        "the rules give the others to clf-tile (0 reviewed images): no other version holds reviewed labels either)")
+    note = narrowing_note({1}, ("clf-a", "clf-b"), {"clf-a": 0, "clf-b": 3})
+    assert note.endswith("clf-a (0 reviewed images), clf-b (3 reviewed images): retrain that version "
+                         "(--version clf-b, or select it in the Models dialog and retrain it there))")
+
+
 def test_labels_under_rules_that_run_no_classifier_are_counted_with_the_way_out(lines, tmp_path: Path) -> None:
     """A session-48 audit followed docs/new_line.md on bottles routed to the anomaly model alone: `retrain classifier`
     said only "nothing to export (only the 0 image(s) the version answers for ...)", nothing about the 15 labels on
