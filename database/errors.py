@@ -98,11 +98,27 @@ def where(url: URL) -> str:
     (a session-51 audit: "cannot reach the database 'None' on 127.0.0.1:1")."""
     if url.get_backend_name() == "sqlite":
         return f"the database file {url.database}" if url.database else "the in-memory database"
-    host = (url.host or "localhost").rpartition("@")[2]  # never a password's tail (see mask_url)
-    port = f":{url.port}" if url.port else ""
     if not url.database:
-        return f"the server {host}{port} (the URL names no database: add /NAME after the host)"
-    return f"the database '{url.database}' on {host}{port}"
+        return f"the server {_server(url)} (the URL names no database: add /NAME after the host)"
+    return f"the database '{url.database}' on {_server(url)}"
+
+
+def _server(url: URL) -> str:
+    """``host:port`` of a server URL as messages show it."""
+    host = (url.host or "localhost").rpartition("@")[2]  # never a password's tail (see mask_url)
+    return f"{host}:{url.port}" if url.port else host
+
+
+def asked_for(exc: BaseException, url: URL) -> str:
+    """The database a server URL without a database name had the server asked for (libpq's fallback: the one named
+    after the user), for the sentence that says it does not exist: a session-51 review found "the server 127.0.0.1
+    (the URL names no database: …) does not exist on that server", the server made the subject. The name is the one
+    the driver used where it tells it, else the URL's user."""
+    pgconn = getattr(getattr(exc, "orig", None), "pgconn", None)
+    tried = getattr(pgconn, "db", None)
+    name = tried.decode("utf-8", "replace") if isinstance(tried, bytes) and tried else url.username
+    return (f"the database '{name}' on {_server(url)} (the URL names no database, so the server was asked for one "
+            "named after the user: add /NAME after the host)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -134,7 +150,7 @@ def describe(exc: BaseException, url: URL) -> str:
     if "password authentication failed" in low or "authentication failed" in low:
         return f"{place} refused the login for user '{url.username}'; check the user name and password."
     if "does not exist" in low and "database" in low:
-        return f"{place} does not exist on that server; create it first."
+        return f"{asked_for(exc, url) if not url.database else place} does not exist on that server; create it first."
     if "lock timeout" in low:  # a short wait for another session's row lock ran out (Database.waiting_at_most)
         return f"{place}{_LOCKED}"
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not_answered(exc):

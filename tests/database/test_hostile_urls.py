@@ -78,6 +78,53 @@ def test_a_server_url_without_a_database_name_says_so(capsys) -> None:
     assert "'None'" not in err and "the server 127.0.0.1:1 (the URL names no database" in err
 
 
+def test_a_url_without_a_database_name_names_the_database_the_server_was_asked_for(pg_url: str) -> None:
+    """A session-51 review: with no database name libpq asks for one named after the user, and where that does not
+    exist the sentence made the server its subject: "the server 127.0.0.1:55432 (the URL names no database: …) does
+    not exist on that server". It names the database asked for and why, and is no "cannot reach"."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import URL, make_url
+
+    from database.errors import UnreachableError
+
+    role = f"line_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        server = make_url(pg_url)
+        url = URL.create(server.drivername, username=role, host=server.host, port=server.port)
+        with pytest.raises(DatabaseError) as exc:
+            open_database(url.render_as_string(hide_password=False), connect_timeout_s=5)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+    host = f"{url.host}:{url.port}" if url.port else url.host
+    if "password" in str(exc.value):
+        pytest.skip("the test server asks the new role for a password")
+    assert not isinstance(exc.value, UnreachableError)
+    assert str(exc.value) == (f"the database '{role}' on {host} (the URL names no database, so the server was asked "
+                              "for one named after the user: add /NAME after the host) does not exist on that "
+                              "server; create it first.")
+
+
+def test_the_database_asked_for_is_the_users_where_the_driver_does_not_say() -> None:
+    """A session-51 review (as above, without a server): the driver's error names no database it asked for; the
+    sentence's subject is the database named after the URL's user."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    from database.errors import translate
+
+    orig = Exception('connection to server at "h", port 5432 failed: FATAL:  database "inspector" does not exist')
+    found = translate(sa_exc.OperationalError("connect", {}, orig), make_url("postgresql+psycopg://inspector@h:5432"))
+    assert str(found).startswith("the database 'inspector' on h:5432 (the URL names no database, so the server was "
+                                 "asked for one named after the user")
+
+
 def test_the_db_help_keeps_the_password_out_of_its_example(capsys) -> None:
     """The ``--db`` help showed ``postgresql+psycopg://user:pass@host/db``, the very thing README and docs/database.md
     say not to do (a session-51 audit); it now shows a URL without one and where the password goes."""
