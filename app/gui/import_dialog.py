@@ -338,7 +338,10 @@ class ImportDialog(QDialog):
         """One chooser per dataset class: the project's classes, then, under a heading per model, the classes the
         routed classifiers offer on the matched images (``ImportPreview.routed_offers``, read with the preview);
         typing any other name still works. Only the project's were listed, so a routed tile classifier's "crack"
-        had to be typed, spelt right (a session-51 audit)."""
+        had to be typed, spelt right (a session-51 audit). Each model lists all its classes, a class two models
+        share under both (the chooser's text is what is read, whichever line gave it): a shared class was under the
+        first model's heading alone, and a model whose classes were all shared lost its heading (a session-51
+        review)."""
         self.mapping.blockSignals(True)
         self.mapping.setRowCount(len(seen))
         for r, (name, mapped) in enumerate(sorted(seen.items())):
@@ -346,17 +349,14 @@ class ImportDialog(QDialog):
             combo = QComboBox()
             combo.setEditable(True)
             own = list(dict.fromkeys(self.classes))
-            shown = set(own)
-            combo.addItems(own if mapped in shown.union(*routed.values()) else [mapped, *own])
+            combo.addItems(own if mapped in set(own).union(*routed.values()) else [mapped, *own])
             for model, classes in routed.items():
-                fresh = [c for c in dict.fromkeys(classes) if c not in shown]
-                if fresh:
-                    shown.update(fresh)
+                if classes:
                     _add_heading(combo, f"— classes of {model}, where it runs —")
-                    for c in fresh:
-                        combo.addItem(c)
-                        combo.setItemData(combo.count() - 1, f"{model}'s class: offered on the images here it "
-                                          "classifies", Qt.ItemDataRole.ToolTipRole)
+                for c in dict.fromkeys(classes):
+                    combo.addItem(c)
+                    combo.setItemData(combo.count() - 1, f"{model}'s class: offered on the images here it "
+                                      "classifies", Qt.ItemDataRole.ToolTipRole)
             at = combo.findText(mapped)
             if at >= 0:
                 combo.setCurrentIndex(at)

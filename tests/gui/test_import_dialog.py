@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+from PySide6.QtCore import Qt
 
 from app.gui.import_dialog import ImportDialog
 from tests.gui.conftest import tab_leaves
@@ -185,6 +186,26 @@ def test_the_class_chooser_lists_a_routed_classifiers_classes_under_its_name(ser
         dlg.start_preview()
     assert sig.args[0].errors == () and dlg.import_button.isEnabled()
     assert sig.args[0].planned[0].class_after == "crack"
+
+
+def test_each_routed_model_lists_all_its_classes_under_its_own_heading(service, db, folder, qtbot):
+    """A session-51 review: a class two routed models share was listed under the first model's heading alone, and a
+    model whose classes were all shared lost its heading, though docs/import.md says "under a heading naming each".
+    Each model's whole list is under its own heading, each line's tooltip naming its model; choosing a repeat reads
+    the same text."""
+    info = service.open_folder(folder)
+    dlg = ImportDialog(db, info.id, info.name)
+    qtbot.addWidget(dlg)
+    dlg.classes = ("crazing", "patches")
+    dlg._fill_mapping({"cracks": "cracks"}, {"cam-v1": ("crack",), "tile-v1": ("blowhole", "crack")})
+    combo = dlg.mapping.cellWidget(0, 1)
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items == ["cracks", "crazing", "patches", "— classes of cam-v1, where it runs —", "crack",
+                     "— classes of tile-v1, where it runs —", "blowhole", "crack"]
+    tips = [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())]
+    assert tips[4].startswith("cam-v1's class") and tips[6].startswith("tile-v1's") and tips[7].startswith("tile-v1's")
+    combo.setCurrentIndex(7)
+    assert combo.currentText() == "crack"
 
 
 def test_bad_dataset_shows_the_reason_and_writes_nothing(service, db, folder, qtbot, tmp_path):
