@@ -23,6 +23,7 @@ from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
 from app.services.flags import (
     OUT_OF_DOMAIN_BELOW,
+    FlagSettings,
     FolderThreshold,
     answer_stands,
     find_folder_threshold,
@@ -742,19 +743,37 @@ class ReviewService:
     def put_flag(self, image_id: int, decision: FlagDecision, wait_s: float | None = None) -> QueueItem:
         """Store ``decision`` as it says (F, its undo and redo; ``wait_s`` as for ``save``). One that leaves the flag
         to the models clears the inspector's and flags the image as the models do from its predictions that count:
-        F's undo wrote an inspector's decision instead, which no later model flag changed (a session-51 audit)."""
+        F's undo wrote an inspector's decision instead, which no later model flag changed (a session-51 audit).
+
+        The models' flag is written with the clear (no reader sees the inspector's flag under their name), and then
+        once more by ``reflag_images``, worked out after the clear with the thresholds read after it: written only
+        with the clear, from an answer worked out before it, a re-flag by another process in between (a worker's after
+        a batch, another station's threshold change) skipped the image, its override still set, and the undo wrote
+        the earlier answer, which nothing corrected (a session-51 review). Now a re-flag after the clear lands on the
+        image, and one before it is read by the undo's second write."""
+        from app.services.project_settings import load_project_settings
+        from app.services.reflag import models_flag, reflag_images
+
+        def models_settings() -> FlagSettings:
+            try:
+                return load_project_settings(self.db).flags
+            except ValueError as exc:
+                raise ReviewError(f"the project's flag settings cannot be read ({exc}), so the models' flag "
+                                  "cannot be worked out; the flag is left as it is") from exc
+
         with self.db.waiting_at_most(wait_s):
             if decision.override is not None:
                 self.db.images.set_inspector_flag([image_id], decision.override, decision.by)
             else:
-                from app.services.project_settings import load_project_settings
-                from app.services.reflag import models_flag
-                try:
-                    flags = load_project_settings(self.db).flags
-                except ValueError as exc:  # read before anything is written: the flag stays as it was
-                    raise ReviewError(f"the project's flag settings cannot be read ({exc}), so the models' flag "
-                                      "cannot be worked out; the flag is left as it is") from exc
-                self.db.images.clear_inspector_flag([image_id], models_flag(self.db, image_id, flags))
+                read = models_settings()   # before anything is written: unreadable, the flag stays as it was
+                self.db.images.clear_inspector_flag([image_id], models_flag(self.db, image_id, read))
+                folder_id = self.db.images.folders_of([image_id]).get(image_id)
+                if folder_id is not None:
+                    try:
+                        flags = models_settings()   # a change saved before the clear, whose re-flag skipped it
+                    except ReviewError:
+                        flags = read
+                    reflag_images(self.db, folder_id, [image_id], flags)
         return self.item(image_id)
 
     def history(self, image_id: int) -> list[RevisionInfo]:

@@ -513,3 +513,41 @@ def test_a_class_list_read_while_the_models_are_refreshed_is_not_kept(service, s
     service.classes()
     monkeypatch.setattr(service.db.classes, "names", real)
     assert service.detail(image_id).classes[:2] == ("crack", "ok") and service.classes() == ["crack", "ok"]
+
+
+@pytest.mark.parametrize("when", ["before the clear", "after the clear"])
+def test_undoing_f_meanwhile_a_threshold_change_leaves_the_models_flag_of_now(service, db, folder, artifacts, when):
+    """A session-51 review: F undone worked out the models' flag, then cleared the override and wrote that flag in a
+    second transaction; another station's threshold change in between re-flagged the project but skipped the image
+    (its override still stood), and the undo wrote the earlier answer: unflagged against thresholds that flag it,
+    which nothing corrected. The change is made here as the undo's write begins (the defect), or right after it (a
+    re-flag after the clear must land too)."""
+    from app.services.flags import FlagSettings
+    from app.services.project_settings import change_flag_settings
+    from app.services.review_types import FlagDecision
+    flags_all = FlagSettings(min_targets=1)   # every seeded image has a target
+    flags_none = FlagSettings(min_targets=100, min_confidence=0.0, good_classes=tuple(CLASSES), anomaly_threshold=10.0)
+    folder_id = service.open_folder(folder).id
+    seed_predictions(db, folder_id, artifacts)
+    change_flag_settings(db, flags_none)
+    image = service.queue(QueueFilter(folder_id=folder_id))[0].image_id
+    before = FlagDecision.of(service.item(image))
+    assert before.override is None and not before.flagged
+    service.put_flag(image, FlagDecision.inspector(True, "root"))   # F
+    clear = db.images.clear_inspector_flag
+
+    def another_station_meanwhile(*args, **kwargs):
+        if when == "before the clear":
+            change_flag_settings(db, flags_all)
+        clear(*args, **kwargs)
+        if when == "after the clear":
+            change_flag_settings(db, flags_all)
+
+    db.images.clear_inspector_flag = another_station_meanwhile
+    try:
+        service.put_flag(image, before)   # Ctrl+Z
+    finally:
+        del db.images.clear_inspector_flag
+    item = service.item(image)
+    assert item.flag_override is None and item.flag_by is None
+    assert item.flagged, f"{when}: the models flag it with the thresholds of now"
