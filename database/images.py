@@ -31,7 +31,7 @@ from database import path_map
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
-from database.locks import lock_for_transaction
+from database.locks import lock_folder_indexes
 from database.models import Folder, Image, LabelWatermark, Prediction, table_of, utcnow
 from database.states import ReviewState
 
@@ -137,7 +137,7 @@ def _lock_index(s: Session, folder_id: int) -> None:
     PostgreSQL refused the second with a duplicate key, its station saying "The open folder cannot be followed" of
     files the other had just indexed (a session-51 audit). Now the second waits, reads the first's rows and finds
     them unchanged."""
-    lock_for_transaction(s, f"folder-index:{folder_id}")
+    lock_folder_indexes(s, [folder_id])
 
 
 class ImageRepository:

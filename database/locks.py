@@ -8,13 +8,25 @@ so the next transaction that asks for it waits and then reads what this one wrot
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 
-def lock_for_transaction(s: Session, name: str) -> None:
-    """Take ``name`` for the rest of the session's transaction (PostgreSQL; nothing to take on SQLite). Names hash to
-    32 bits: two names that collide only wait for each other, never share what they guard."""
+def lock_for_transaction(s: Session, *names: str) -> None:
+    """Take ``names`` for the rest of the session's transaction (PostgreSQL; nothing to take on SQLite). Names hash to
+    32 bits: two names that collide only wait for each other, never share what they guard. Several are taken in the
+    order of their keys, so two transactions that ask for the same ones never take them crosswise."""
     if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(name.encode())})
+        for key in sorted({zlib.crc32(name.encode()) for name in names}):
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def lock_folder_indexes(s: Session, folder_ids: Iterable[int]) -> None:
+    """Take the folders' index (``ImageRepository.sync`` and ``move`` take their folder's) for the rest of the
+    transaction, before any image row is locked: a writer of many image rows of a folder waits for a re-scan of it
+    instead of locking the rows in another order. An import (``LabelRepository.append_many``) locked its images'
+    rows while a folder sync updated the same rows in its own order, and PostgreSQL broke the deadlock by failing
+    one, the import saying "nothing imported: ... deadlock detected." (a session-51 review)."""
+    lock_for_transaction(s, *(f"folder-index:{int(f)}" for f in folder_ids))

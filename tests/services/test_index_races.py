@@ -3,7 +3,7 @@ when the line drops files into it, or both open a new lot folder together. One o
 key ("The open folder cannot be followed: ... uq_images_folder_rel_path", "Cannot open ...") although the other had
 indexed the files (a session-51 audit; SQLite has one writer and never met it). Both now end with the same rows and
 a true message. Each test holds the first station's transaction open right after its INSERT, so the second meets
-the race every time, not by chance."""
+the race every time, not by chance. An import beside a re-scan of its folder is held the same way."""
 from __future__ import annotations
 
 import threading
@@ -38,12 +38,13 @@ class Hold:
 
 
 @contextmanager
-def _held_after(db: Database, table: str) -> Iterator[Hold]:
-    """While inside: ``db``'s first INSERT into ``table`` is held, its transaction open, until ``go_on`` is set."""
+def _held_after(db: Database, table: str, verb: str = "INSERT INTO") -> Iterator[Hold]:
+    """While inside: ``db``'s first INSERT into ``table`` (or ``verb`` of it) is held, its transaction open, until
+    ``go_on`` is set."""
     hold = Hold()
 
     def hook(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}") and not hold.held.is_set():
+        if statement.lstrip().upper().startswith(f"{verb} {table.upper()}") and not hold.held.is_set():
             hold.held.set()
             hold.go_on.wait(30)
 
@@ -145,6 +146,34 @@ def test_two_stations_indexing_one_new_lot_folder_both_see_its_files(pg_url: str
             out = _race(lambda: A.open_folder(lot), lambda: B.open_folder(lot), hold, watcher)
         assert not [v for v in out.values() if isinstance(v, Exception)], out
         assert out["A"].id == out["B"].id and {out["A"].image_count, out["B"].image_count} == {3}, out
+    finally:
+        for db in dbs:
+            db.close()
+
+
+def test_an_import_and_a_rescan_of_its_folder_at_once_both_end(pg_url: str) -> None:  # noqa: F811
+    """A session-51 review: an import (``append_many``) locked its images' rows while a re-scan of their folder
+    (``ImageRepository.sync``) updated them in another order, and PostgreSQL broke the deadlock by failing one: "nothing
+    imported: ... deadlock detected." Here the re-scan has updated the newest image (a changed file) and is held
+    before it marks the oldest missing; the import of both images then comes. It now waits for the re-scan to end,
+    and both end."""
+    from database import FileEntry, LabelChange, ReviewState
+    dbs = [open_database(pg_url) for _ in range(3)]
+    a, b, watcher = dbs
+    try:
+        folder_id = a.folders.add("/lots/lotD").id
+        a.images.sync(folder_id, [FileEntry(f"s{i}.png", 10, 1) for i in range(4)])
+        ids = {i.rel_path: i.id for i in a.images.query()}
+        oldest, newest = ids["s0.png"], ids["s3.png"]
+        scan = [FileEntry(f"s{i}.png", 10, 1) for i in (1, 2)] + [FileEntry("s3.png", 11, 2)]  # s3 changed, s0 gone
+        labels = [(i, LabelChange(ReviewState.CORRECTED, class_name="scratch"), 0) for i in (oldest, newest)]
+        with _held_after(a, "images", verb="UPDATE") as hold:
+            out = _race(lambda: a.images.sync(folder_id, scan, complete=True),
+                        lambda: b.labels.append_many(labels, "import"), hold, watcher)
+        assert not [v for v in out.values() if isinstance(v, Exception)], out
+        assert out["B"] == 2 and out["A"].missing == 1 and out["A"].changed_ids == (newest,), out
+        assert {i: r.class_name for i, r in watcher.labels.current_many([oldest, newest]).items()} == {
+            oldest: "scratch", newest: "scratch"}
     finally:
         for db in dbs:
             db.close()
